@@ -1,0 +1,273 @@
+/*
+ * edgellm — run quantized GGUF language models on the device.
+ *
+ * The stable C API that applications embed. Conventions:
+ *  - Every fallible call returns an edgellm_status; on failure a readable message describing what
+ *    went wrong (and what to do about it) is available from edgellm_last_error() on the same thread.
+ *  - The library never prints, never exits and never reads environment variables.
+ *  - Objects are opaque; a model may be shared by many contexts (one context per thread at a time).
+ */
+#ifndef EDGELLM_H
+#define EDGELLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EDGELLM_API_VERSION 1
+
+typedef enum edgellm_status {
+    EDGELLM_OK = 0,
+    EDGELLM_ERR_INVALID_ARGUMENT = 1, /* a parameter is out of range or NULL */
+    EDGELLM_ERR_IO = 2,               /* a file could not be opened, read, written or mapped */
+    EDGELLM_ERR_FORMAT = 3,           /* a file is corrupt, truncated or inconsistent */
+    EDGELLM_ERR_UNSUPPORTED = 4,      /* valid input that this build cannot handle (architecture, type) */
+    EDGELLM_ERR_OUT_OF_MEMORY = 5,
+    EDGELLM_ERR_CONTEXT_FULL = 6,     /* the tokens do not fit in the context window */
+    EDGELLM_ERR_BUFFER_TOO_SMALL = 7, /* the caller's buffer is too small; the needed size is reported */
+    EDGELLM_ERR_NOT_FOUND = 8,        /* a key, tensor or name does not exist */
+    EDGELLM_ERR_CANCELLED = 9         /* a callback asked to stop */
+} edgellm_status;
+
+typedef int32_t edgellm_token;
+
+typedef struct edgellm_model edgellm_model;
+typedef struct edgellm_context edgellm_context;
+typedef struct edgellm_sampler edgellm_sampler;
+
+/* ---- Library ---------------------------------------------------------------------------- */
+
+const char *edgellm_version(void);
+/* The message of the last failure on the calling thread ("" if none). Valid until the next call. */
+const char *edgellm_last_error(void);
+const char *edgellm_status_name(edgellm_status status);
+/* Name of the kernel set chosen for this CPU at run time (e.g. "avx2", "neon", "scalar"). */
+const char *edgellm_kernel_set(void);
+
+/* ---- Models ----------------------------------------------------------------------------- */
+
+typedef struct edgellm_model_params {
+    int reserved; /* must be 0; placeholder so the struct can grow without breaking callers */
+} edgellm_model_params;
+
+edgellm_model_params edgellm_model_default_params(void);
+
+/* Memory-maps a GGUF file read-only and validates it. params may be NULL for defaults. */
+edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *params,
+                                  edgellm_model **out_model);
+void edgellm_model_free(edgellm_model *model);
+
+typedef struct edgellm_model_info {
+    const char *architecture; /* "llama", ... (owned by the model) */
+    const char *name;         /* general.name or "" */
+    const char *quantization; /* most common weight type, e.g. "Q4_0", "F32" */
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t n_ff;
+    int32_t head_dim;
+    float rms_norm_eps;
+    float rope_freq_base;
+    float rope_freq_scale;
+    int32_t rope_neox;        /* 1 = NeoX-style RoPE (rotate halves), 0 = normal (adjacent pairs) */
+    int32_t tied_embeddings;  /* 1 when the output head reuses the token embedding */
+    uint64_t n_params;
+    uint64_t weights_bytes;   /* bytes of tensor data mapped from the file */
+    uint64_t file_bytes;
+} edgellm_model_info;
+
+edgellm_status edgellm_model_get_info(const edgellm_model *model, edgellm_model_info *out_info);
+
+typedef enum edgellm_kv_type { EDGELLM_KV_F16 = 0, EDGELLM_KV_F32 = 1 } edgellm_kv_type;
+
+typedef struct edgellm_memory_estimate {
+    uint64_t weights_bytes;
+    uint64_t kv_cache_bytes;
+    uint64_t scratch_bytes;
+    uint64_t total_bytes;
+} edgellm_memory_estimate;
+
+/* Memory a context of n_ctx tokens would need (n_ctx <= 0: the model's training context). */
+edgellm_status edgellm_model_estimate_memory(const edgellm_model *model, int32_t n_ctx,
+                                             edgellm_kv_type kv_type, int32_t n_batch,
+                                             edgellm_memory_estimate *out);
+
+/* Metadata access: number of key/value pairs and a printable rendering of one of them. */
+int64_t edgellm_model_meta_count(const edgellm_model *model);
+/* Writes "key" and a human-readable value (long arrays abbreviated) into the buffers. */
+edgellm_status edgellm_model_meta_at(const edgellm_model *model, int64_t index, char *key_buf,
+                                     size_t key_cap, char *value_buf, size_t value_cap);
+
+typedef struct edgellm_tensor_desc {
+    const char *name; /* owned by the model */
+    const char *type; /* "F32", "Q4_0", ... */
+    int32_t n_dims;
+    int64_t ne[4];    /* ne[0] is the row length (innermost dimension) */
+    uint64_t n_bytes;
+} edgellm_tensor_desc;
+
+int64_t edgellm_model_tensor_count(const edgellm_model *model);
+edgellm_status edgellm_model_tensor_at(const edgellm_model *model, int64_t index,
+                                       edgellm_tensor_desc *out);
+
+/* ---- Tokenizer -------------------------------------------------------------------------- */
+
+int32_t edgellm_n_vocab(const edgellm_model *model);
+edgellm_token edgellm_token_bos(const edgellm_model *model); /* -1 if none */
+edgellm_token edgellm_token_eos(const edgellm_model *model); /* -1 if none */
+int edgellm_add_bos_default(const edgellm_model *model);     /* tokenizer.ggml.add_bos_token */
+
+typedef enum edgellm_tokenize_flags {
+    EDGELLM_TOKENIZE_ADD_BOS = 1,       /* prepend BOS (when the vocabulary has one) */
+    EDGELLM_TOKENIZE_PARSE_SPECIAL = 2  /* recognise control tokens like "</s>" written in the text */
+} edgellm_tokenize_flags;
+
+/*
+ * Tokenizes text (len bytes, need not be NUL-terminated). Writes at most max_tokens ids and always
+ * stores the number needed in *n_tokens; returns EDGELLM_ERR_BUFFER_TOO_SMALL when it did not fit.
+ */
+edgellm_status edgellm_tokenize(const edgellm_model *model, const char *text, size_t len,
+                                int flags, edgellm_token *tokens, int32_t max_tokens,
+                                int32_t *n_tokens);
+
+/*
+ * The bytes one token stands for (byte tokens become their raw byte, "▁" becomes a space).
+ * Always stores the needed size in *len; EDGELLM_ERR_BUFFER_TOO_SMALL if cap was not enough.
+ * The bytes may be an incomplete UTF-8 sequence; use edgellm_detokenize or the generate callback
+ * for text that is always whole characters.
+ */
+edgellm_status edgellm_token_to_piece(const edgellm_model *model, edgellm_token token, char *buf,
+                                      size_t cap, size_t *len);
+
+/* Text of a token sequence. The SentencePiece dummy-prefix space of the first token is removed
+ * when remove_leading_space is set. Output is NUL-terminated when it fits. */
+edgellm_status edgellm_detokenize(const edgellm_model *model, const edgellm_token *tokens,
+                                  int32_t n_tokens, int remove_leading_space, char *buf,
+                                  size_t cap, size_t *len);
+
+/* ---- Contexts and evaluation ------------------------------------------------------------ */
+
+typedef struct edgellm_context_params {
+    int32_t n_ctx;      /* context length in tokens; <= 0 means the model's training context */
+    int32_t n_threads;  /* <= 0 means the number of online CPUs */
+    int32_t n_batch;    /* maximum tokens evaluated in one forward pass (prefill chunk) */
+    edgellm_kv_type kv_type;
+} edgellm_context_params;
+
+edgellm_context_params edgellm_context_default_params(void);
+
+edgellm_status edgellm_context_create(edgellm_model *model, const edgellm_context_params *params,
+                                      edgellm_context **out_ctx);
+void edgellm_context_free(edgellm_context *ctx);
+
+int32_t edgellm_context_n_ctx(const edgellm_context *ctx);
+/* Number of tokens currently held in the KV cache. */
+int32_t edgellm_context_n_past(const edgellm_context *ctx);
+/* Forget cached tokens after the first n_keep (0 clears the cache), e.g. to reuse a shared prefix. */
+edgellm_status edgellm_context_truncate(edgellm_context *ctx, int32_t n_keep);
+
+/*
+ * Evaluates n_tokens tokens at positions n_past.. and appends them to the KV cache. With
+ * all_logits = 0 only the last position's logits are kept; otherwise logits for every position.
+ * Batches longer than n_batch are split internally. Fails with EDGELLM_ERR_CONTEXT_FULL (and
+ * changes nothing) if the tokens would not fit.
+ */
+edgellm_status edgellm_eval(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
+                            int all_logits);
+
+/* Logits (n_vocab floats) of position i of the last eval; i = -1 means the last position.
+ * NULL if that position's logits were not kept. */
+const float *edgellm_get_logits(const edgellm_context *ctx, int32_t i);
+
+/* ---- Sampling --------------------------------------------------------------------------- */
+
+typedef struct edgellm_sampler_params {
+    float temperature;        /* 0 = greedy (argmax) */
+    int32_t top_k;            /* 0 = off */
+    float top_p;              /* 1 = off */
+    float min_p;              /* 0 = off */
+    float repeat_penalty;     /* 1 = off; divides positive / multiplies negative logits */
+    int32_t repeat_last_n;    /* window of recent tokens the penalties look at; -1 = whole history */
+    float presence_penalty;   /* 0 = off; subtracted once from tokens present in the window */
+    float frequency_penalty;  /* 0 = off; subtracted per occurrence in the window */
+    uint64_t seed;            /* same seed + same inputs = same output */
+} edgellm_sampler_params;
+
+edgellm_sampler_params edgellm_sampler_default_params(void);
+
+edgellm_status edgellm_sampler_create(const edgellm_sampler_params *params, int32_t n_vocab,
+                                      edgellm_sampler **out_sampler);
+void edgellm_sampler_free(edgellm_sampler *sampler);
+/* Forget the token history (the penalties' window) and reseed. */
+void edgellm_sampler_reset(edgellm_sampler *sampler);
+/* Records a token in the history the penalties look at (prompt tokens included). */
+void edgellm_sampler_accept(edgellm_sampler *sampler, edgellm_token token);
+/* Picks the next token from logits (not modified). */
+edgellm_token edgellm_sampler_sample(edgellm_sampler *sampler, const float *logits);
+
+/* ---- Generation ------------------------------------------------------------------------- */
+
+typedef enum edgellm_stop_reason {
+    EDGELLM_STOP_NONE = 0,
+    EDGELLM_STOP_EOS = 1,         /* the model produced end-of-sequence */
+    EDGELLM_STOP_MAX_TOKENS = 2,  /* the token budget was used up */
+    EDGELLM_STOP_STRING = 3,      /* a stop string was produced (it is not emitted) */
+    EDGELLM_STOP_CONTEXT_FULL = 4,/* the context window is full */
+    EDGELLM_STOP_CALLBACK = 5     /* the callback asked to stop */
+} edgellm_stop_reason;
+
+/*
+ * Called once per generated token with the text that became final with it: always whole UTF-8
+ * characters, never part of a possible stop string (held back until it is known not to be one).
+ * text may be empty. Return non-zero to stop generating.
+ */
+typedef int (*edgellm_token_callback)(void *user_data, edgellm_token token, const char *text,
+                                      size_t text_len);
+
+typedef struct edgellm_generate_params {
+    int32_t max_tokens;              /* <= 0: until EOS or the context is full */
+    const char *const *stop_strings; /* may be NULL */
+    int32_t n_stop_strings;
+    int add_bos;                     /* -1 = the model's default, 0 = no, 1 = yes */
+    int parse_special;               /* recognise control tokens written in the prompt */
+    int keep_cache;                  /* 1 = continue after the tokens already in the KV cache
+                                        (multi-turn); 0 = start from an empty cache, reusing
+                                        any cached prefix the new prompt shares */
+    edgellm_sampler_params sampling;
+    edgellm_token_callback on_token;
+    void *user_data;
+} edgellm_generate_params;
+
+edgellm_generate_params edgellm_generate_default_params(void);
+
+typedef struct edgellm_generate_result {
+    int32_t n_prompt_tokens;
+    int32_t n_cached_tokens;  /* prompt tokens reused from the KV cache */
+    int32_t n_generated;
+    edgellm_stop_reason stop_reason;
+    double prefill_seconds;   /* evaluating the prompt */
+    double ttft_seconds;      /* from the call to the first generated token being sampled */
+    double decode_seconds;    /* generating every token after the first */
+} edgellm_generate_result;
+
+/* Tokenizes prompt, evaluates it and generates, streaming through on_token. */
+edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
+                                const edgellm_generate_params *params,
+                                edgellm_generate_result *out_result);
+
+/* Same, from token ids (no tokenization, add_bos/parse_special ignored). */
+edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,
+                                       int32_t n_prompt, const edgellm_generate_params *params,
+                                       edgellm_generate_result *out_result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGELLM_H */

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages edgellm needs to build and test, skipping what is already there.
+# Usage: scripts/install-deps.sh [--test]   (--test adds the tools the test suite drives)
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libsodium-dev
+          libcurl4-openssl-dev)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(clang libclang-rt-14-dev nodejs npm unicode-data)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "error: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

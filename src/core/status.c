@@ -1,0 +1,52 @@
+#include "core/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ELLM_ERROR_CAP 1024
+
+static _Thread_local char last_error[ELLM_ERROR_CAP];
+
+edgellm_status ellm_fail(edgellm_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...)
+{
+    char previous[ELLM_ERROR_CAP];
+    memcpy(previous, last_error, sizeof previous);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof last_error && previous[0] != '\0')
+        snprintf(last_error + n, sizeof last_error - (size_t)n, ": %s", previous);
+    return status;
+}
+
+void ellm_clear_error(void) { last_error[0] = '\0'; }
+
+const char *edgellm_last_error(void) { return last_error; }
+
+const char *edgellm_status_name(edgellm_status status)
+{
+    switch (status) {
+    case EDGELLM_OK: return "ok";
+    case EDGELLM_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case EDGELLM_ERR_IO: return "I/O error";
+    case EDGELLM_ERR_FORMAT: return "invalid format";
+    case EDGELLM_ERR_UNSUPPORTED: return "unsupported";
+    case EDGELLM_ERR_OUT_OF_MEMORY: return "out of memory";
+    case EDGELLM_ERR_CONTEXT_FULL: return "context full";
+    case EDGELLM_ERR_BUFFER_TOO_SMALL: return "buffer too small";
+    case EDGELLM_ERR_NOT_FOUND: return "not found";
+    case EDGELLM_ERR_CANCELLED: return "cancelled";
+    }
+    return "unknown status";
+}

@@ -1,0 +1,22 @@
+/* Error reporting shared by every module: a status code plus a per-thread message. */
+#ifndef EDGELLM_CORE_STATUS_H
+#define EDGELLM_CORE_STATUS_H
+
+#include "edgellm.h"
+
+#if defined(__GNUC__)
+#define ELLM_PRINTF(fmt_idx, args_idx) __attribute__((format(printf, fmt_idx, args_idx)))
+#else
+#define ELLM_PRINTF(fmt_idx, args_idx)
+#endif
+
+/* Records a formatted message for edgellm_last_error() and returns status, so failures read
+ * `return ellm_fail(EDGELLM_ERR_FORMAT, "tensor '%s': ...", name);` */
+edgellm_status ellm_fail(edgellm_status status, const char *fmt, ...) ELLM_PRINTF(2, 3);
+
+/* Prefixes the current message with more context ("loading x.gguf: <old message>"). */
+edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...) ELLM_PRINTF(2, 3);
+
+void ellm_clear_error(void);
+
+#endif

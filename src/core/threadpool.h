@@ -1,0 +1,23 @@
+/* A persistent pool of worker threads. The calling thread takes part as worker 0, so a pool of
+ * n threads starts n - 1 workers. Work functions partition deterministically by (ith, nth): the
+ * split must not depend on timing so that results are bit-identical whatever the thread count. */
+#ifndef EDGELLM_CORE_THREADPOOL_H
+#define EDGELLM_CORE_THREADPOOL_H
+
+#include "edgellm.h"
+
+typedef struct ellm_threadpool ellm_threadpool;
+
+typedef void (*ellm_task_fn)(void *arg, int ith, int nth);
+
+/* n_threads <= 0: one per online CPU. */
+edgellm_status ellm_threadpool_create(int n_threads, ellm_threadpool **out);
+void ellm_threadpool_free(ellm_threadpool *pool);
+int ellm_threadpool_size(const ellm_threadpool *pool);
+/* Runs fn(arg, ith, nth) for ith = 0..nth-1 on the pool and returns when all have finished.
+ * pool may be NULL (runs fn(arg, 0, 1) on the caller). */
+void ellm_threadpool_run(ellm_threadpool *pool, ellm_task_fn fn, void *arg);
+
+int ellm_cpu_count(void);
+
+#endif

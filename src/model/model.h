@@ -1,0 +1,83 @@
+/* Model architectures: hyper-parameters and weights bound from GGUF, the KV cache, and the
+ * forward pass. */
+#ifndef EDGELLM_MODEL_H
+#define EDGELLM_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/mapped_file.h"
+#include "core/tensor_types.h"
+#include "core/threadpool.h"
+#include "edgellm.h"
+#include "gguf/gguf.h"
+
+typedef struct ellm_hparams {
+    char arch[32];
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;       /* n_embd / n_head unless the file says otherwise */
+    int32_t n_ff;
+    int32_t n_rot;          /* rotary dimensions per head (rope.dimension_count) */
+    float rms_norm_eps;
+    float rope_freq_base;
+    float rope_freq_scale; /* 1 / linear scaling factor */
+    bool rope_neox;
+    bool tied_embeddings;
+} ellm_hparams;
+
+typedef struct ellm_layer {
+    ellm_tensor attn_norm, wq, wk, wv, wo;
+    ellm_tensor ffn_norm, ffn_gate, ffn_up, ffn_down;
+} ellm_layer;
+
+typedef struct ellm_weights {
+    ellm_tensor tok_embd;
+    ellm_tensor output_norm;
+    ellm_tensor output; /* == tok_embd when tied */
+    ellm_tensor rope_freqs; /* data NULL when absent */
+    ellm_layer *layers;
+} ellm_weights;
+
+/* Opaque to everything but src/model; the public edgellm_model wraps it with the vocabulary. */
+typedef struct ellm_model ellm_model;
+
+/* Binds a parsed file (which must outlive the model) into a model, validating every shape and
+ * type; unsupported architectures and types fail with a message naming them. */
+edgellm_status ellm_model_create(const gguf_file *file, ellm_model **out);
+void ellm_model_free(ellm_model *model);
+const ellm_hparams *ellm_model_hparams(const ellm_model *model);
+const ellm_weights *ellm_model_weights(const ellm_model *model);
+
+/* KV cache + scratch for one sequence. */
+typedef struct ellm_state ellm_state;
+
+typedef struct ellm_state_params {
+    int32_t n_ctx;
+    int32_t n_batch;
+    edgellm_kv_type kv_type;
+} ellm_state_params;
+
+/* Bytes a state with these parameters allocates (KV cache and scratch, separately). */
+void ellm_state_memory(const ellm_model *model, const ellm_state_params *params,
+                       uint64_t *kv_bytes, uint64_t *scratch_bytes);
+edgellm_status ellm_state_create(const ellm_model *model, const ellm_state_params *params,
+                                 ellm_state **out);
+void ellm_state_free(ellm_state *state);
+int32_t ellm_state_n_past(const ellm_state *state);
+void ellm_state_truncate(ellm_state *state, int32_t n_keep);
+
+/*
+ * Runs n_tokens (<= n_batch) tokens at positions n_past.. through the model, appends them to the
+ * KV cache and writes logits: for every position into logits[n_tokens * n_vocab] when all_logits,
+ * else only the last position into logits[n_vocab].
+ */
+edgellm_status ellm_forward(const ellm_model *model, ellm_state *state, ellm_threadpool *pool,
+                            const edgellm_token *tokens, int32_t n_tokens, bool all_logits,
+                            float *logits);
+
+#endif

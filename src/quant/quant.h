@@ -1,0 +1,63 @@
+/* Tensor element formats: conversion, (de)quantization, dot products and matrix multiplication.
+ *
+ * Every format has a scalar reference implementation that the tests hold every faster kernel to.
+ * Per-ISA kernels (AVX2, NEON, ...) register behind one dispatch table chosen at run time from the
+ * CPU's features, so one binary runs on any machine of its architecture. */
+#ifndef EDGELLM_QUANT_H
+#define EDGELLM_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/tensor_types.h"
+#include "core/threadpool.h"
+#include "edgellm.h"
+
+/* IEEE half and bfloat16 conversions (round-to-nearest-even, NaN/Inf preserved). */
+float ellm_f16_to_f32(uint16_t h);
+uint16_t ellm_f32_to_f16(float f);
+float ellm_bf16_to_f32(uint16_t h);
+uint16_t ellm_f32_to_bf16(float f);
+
+/* Whether this build can compute with tensors of the type (dequantize and dot). */
+bool ellm_type_supported(ellm_type type);
+
+/* Converts n values (a multiple of the block size) of a row to float. */
+void ellm_dequantize_row(ellm_type type, const void *src, float *dst, int64_t n);
+/* Quantizes n floats with the format's reference quantizer; returns bytes written. */
+size_t ellm_quantize_row(ellm_type type, const float *src, void *dst, int64_t n);
+
+/* Scalar reference dot product of a weight row of `type` with a float vector: the slow, obviously
+ * correct definition the fast kernels are tested against. */
+float ellm_dot_reference(ellm_type type, const void *row, const float *x, int64_t n);
+
+/* The fast path: a weight row of `type` dotted with an activation row already converted to
+ * `vec_dot_type` (e.g. Q8_0 for Q4_0 weights; F32 for F32 weights). */
+typedef void (*ellm_vec_dot_fn)(int64_t n, float *out, const void *row, const void *x);
+
+typedef struct ellm_type_kernels {
+    ellm_type vec_dot_type;
+    ellm_vec_dot_fn vec_dot;
+    const char *isa; /* "scalar", "avx2", "neon", ... */
+} ellm_type_kernels;
+
+/* Kernels for a weight type on this CPU, NULL if unsupported. Thread-safe; selection happens once. */
+const ellm_type_kernels *ellm_kernels_for(ellm_type type);
+/* Name of the kernel set in use ("avx2", "neon", "scalar"). */
+const char *ellm_kernel_set_name(void);
+
+/* Bytes of scratch ellm_matmul needs for n_tokens activation rows of length n_in against W. */
+size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens);
+
+/*
+ * y[t * n_out + r] = dot(row r of W, x[t * n_in ..]) for t < n_tokens, r < n_out, where
+ * n_in = W->ne[0] and n_out = W->ne[1]. x is float; it is converted once to the weight's
+ * vec_dot_type in scratch (ellm_matmul_scratch_bytes). Work is split across the pool by output
+ * rows, each computed by exactly one thread in a fixed order: results do not depend on the
+ * thread count.
+ */
+void ellm_matmul(ellm_threadpool *pool, const ellm_tensor *w, const float *x, int64_t n_tokens,
+                 float *y, void *scratch);
+
+#endif

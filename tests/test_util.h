@@ -1,0 +1,43 @@
+/* Minimal assertion helpers: a failed check prints file:line and the condition, and the test
+ * exits non-zero at the end (all checks run, so one run shows every failure). */
+#ifndef EDGELLM_TEST_UTIL_H
+#define EDGELLM_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+extern int test_failures;
+extern int test_checks;
+
+#define CHECK(cond)                                                                         \
+    do {                                                                                    \
+        test_checks++;                                                                      \
+        if (!(cond)) {                                                                      \
+            test_failures++;                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);        \
+        }                                                                                   \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                \
+    do {                                                                                    \
+        test_checks++;                                                                      \
+        if (!(cond)) {                                                                      \
+            test_failures++;                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);        \
+            fprintf(stderr, __VA_ARGS__);                                                   \
+            fputc('\n', stderr);                                                            \
+        }                                                                                   \
+    } while (0)
+
+/* Prints the summary and returns the process exit code. */
+int test_finish(const char *name);
+
+/* Reads a whole file into a malloc'd, NUL-terminated buffer (NULL on failure). */
+char *test_read_file(const char *path, size_t *out_len);
+
+/* Joins the shared data directory and a relative path into a static buffer. */
+const char *test_shared_path(const char *rel);
+/* A path under the test scratch directory (static buffer, rotates over 8 slots). */
+const char *test_tmp_path(const char *name);
+
+#endif
