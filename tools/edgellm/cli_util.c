@@ -1,0 +1,139 @@
+#define _POSIX_C_SOURCE 200809L
+#include "cli_util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+
+void cli_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "edgellm %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+bool cli_parse_int(const char *cmd, const char *opt, const char *s, long min, long max, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+        cli_error(cmd, "%s expects an integer from %ld to %ld, got '%s'", opt, min, max, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_float(const char *cmd, const char *opt, const char *s, double min, double max,
+                     double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < min || v > max) {
+        cli_error(cmd, "%s expects a number from %g to %g, got '%s'", opt, min, max, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_u64(const char *cmd, const char *opt, const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    if (s[0] == '-' || s[0] == '\0') {
+        cli_error(cmd, "%s expects a non-negative integer, got '%s'", opt, s);
+        return false;
+    }
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        cli_error(cmd, "%s expects a non-negative integer, got '%s'", opt, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || !isfinite(v) || v < 0)
+        goto bad;
+    double mult = 1;
+    if (*end) {
+        char unit = (char)(*end | 0x20);
+        if (unit == 'k')
+            mult = 1024.0;
+        else if (unit == 'm')
+            mult = 1024.0 * 1024;
+        else if (unit == 'g')
+            mult = 1024.0 * 1024 * 1024;
+        else if (unit == 't')
+            mult = 1024.0 * 1024 * 1024 * 1024;
+        else if (unit != 'b')
+            goto bad;
+        end++;
+        if (strcasecmp(end, "") != 0 && strcasecmp(end, "b") != 0 && strcasecmp(end, "ib") != 0)
+            goto bad;
+    }
+    if (v * mult > 1.8e19)
+        goto bad;
+    *out = (uint64_t)(v * mult);
+    return true;
+bad:
+    cli_error(cmd, "%s expects a size like 512M, 3G or 1.5GiB, got '%s'", opt, s);
+    return false;
+}
+
+const char *cli_option_value(const char *cmd, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        cli_error(cmd, "option %s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+uint64_t cli_peak_rss_bytes(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_maxrss * 1024u; /* Linux reports KiB */
+}
+
+double cli_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *cli_format_bytes(uint64_t bytes, char *buf, int cap)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, (size_t)cap, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, (size_t)cap, "%.2f %s", v, units[u]);
+    return buf;
+}

@@ -1,0 +1,70 @@
+/* The `edgellm` command: dispatches to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "edgellm.h"
+
+/* Subcommands whose module is still being built are weak so the command links without them;
+ * they report themselves unavailable. */
+#pragma weak cmd_models
+#pragma weak cmd_plan
+#pragma weak cmd_recommend
+#pragma weak cmd_serve
+#pragma weak cmd_run
+#pragma weak cmd_info
+#pragma weak cmd_convert
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"run", cmd_run, "generate text from a prompt"},
+    {"info", cmd_info, "show a model's architecture, metadata, tensors and memory needs"},
+    {"convert", cmd_convert, "convert a llama2.c checkpoint to GGUF"},
+    {"models", cmd_models, "install, verify, activate and roll back models in the local store"},
+    {"plan", cmd_plan, "memory a model needs at a context length, and whether it fits"},
+    {"recommend", cmd_recommend, "model size and quantization that fit a memory budget"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "edgellm %s — run language models on this device\n\n", edgellm_version());
+    fprintf(out, "usage: edgellm <command> [options]   (edgellm <command> --help for details)\n\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (commands[i].fn)
+            fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("edgellm %s (kernels: %s)\n", edgellm_version(), edgellm_kernel_set());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(name, commands[i].name) == 0) {
+            if (!commands[i].fn) {
+                fprintf(stderr, "edgellm: command '%s' is not available in this build\n", name);
+                return EXIT_USAGE;
+            }
+            return commands[i].fn(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "edgellm: unknown command '%s' (run 'edgellm --help' for the list)\n", name);
+    return EXIT_USAGE;
+}
