@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 #include "core/status.h"
 
 #include <stdarg.h>
@@ -25,8 +26,15 @@ edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof last_error && previous[0] != '\0')
-        snprintf(last_error + n, sizeof last_error - (size_t)n, ": %s", previous);
+    if (n >= 0 && (size_t)n + 2 < sizeof last_error && previous[0] != '\0') {
+        size_t at = (size_t)n;
+        size_t room = sizeof last_error - at - 3;
+        size_t plen = strnlen(previous, room);
+        last_error[at] = ':';
+        last_error[at + 1] = ' ';
+        memcpy(last_error + at + 2, previous, plen);
+        last_error[at + 2 + plen] = '\0';
+    }
     return status;
 }
 

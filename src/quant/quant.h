@@ -46,6 +46,10 @@ typedef struct ellm_type_kernels {
 const ellm_type_kernels *ellm_kernels_for(ellm_type type);
 /* Name of the kernel set in use ("avx2", "neon", "scalar"). */
 const char *ellm_kernel_set_name(void);
+/* Forces the portable scalar kernels (on) or re-detects the CPU (off); for tests comparing paths. */
+void ellm_quant_force_scalar(bool on);
+/* Converts an activation row to a vec_dot_type with the fastest available kernel. */
+void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst, int64_t n);
 
 /* Bytes of scratch ellm_matmul needs for n_tokens activation rows of length n_in against W. */
 size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens);

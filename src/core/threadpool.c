@@ -1,0 +1,138 @@
+#define _POSIX_C_SOURCE 200809L
+#include "core/threadpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core/status.h"
+
+/* Workers spin briefly on a generation counter (a decode step dispatches hundreds of small jobs,
+ * so waking through the kernel each time would dominate), then sleep on a condition variable. */
+#define SPIN_ITERATIONS 20000
+
+struct ellm_threadpool {
+    int n_threads;
+    pthread_t *threads;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    atomic_uint generation;
+    atomic_int pending;
+    atomic_bool stop;
+    ellm_task_fn fn;
+    void *arg;
+};
+
+typedef struct worker_arg {
+    ellm_threadpool *pool;
+    int ith;
+} worker_arg;
+
+static void *worker_main(void *p)
+{
+    worker_arg *wa = p;
+    ellm_threadpool *pool = wa->pool;
+    int ith = wa->ith;
+    free(wa);
+    unsigned seen = 0;
+    for (;;) {
+        unsigned gen;
+        int spins = 0;
+        while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
+               !atomic_load(&pool->stop) && spins < SPIN_ITERATIONS)
+            spins++;
+        if (gen == seen && !atomic_load(&pool->stop)) {
+            pthread_mutex_lock(&pool->mutex);
+            while ((gen = atomic_load(&pool->generation)) == seen && !atomic_load(&pool->stop))
+                pthread_cond_wait(&pool->wake, &pool->mutex);
+            pthread_mutex_unlock(&pool->mutex);
+        }
+        if (atomic_load(&pool->stop))
+            return NULL;
+        seen = gen;
+        pool->fn(pool->arg, ith, pool->n_threads);
+        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+    }
+}
+
+int ellm_cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+edgellm_status ellm_threadpool_create(int n_threads, ellm_threadpool **out)
+{
+    *out = NULL;
+    if (n_threads <= 0)
+        n_threads = ellm_cpu_count();
+    if (n_threads > 256)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "%d threads requested; at most 256",
+                         n_threads);
+    ellm_threadpool *pool = calloc(1, sizeof *pool);
+    if (!pool)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a thread pool");
+    pool->n_threads = n_threads;
+    pthread_mutex_init(&pool->mutex, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    atomic_init(&pool->generation, 0);
+    atomic_init(&pool->pending, 0);
+    atomic_init(&pool->stop, false);
+    pool->threads = calloc((size_t)n_threads, sizeof *pool->threads);
+    if (!pool->threads) {
+        free(pool);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a thread pool");
+    }
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (wa) {
+            wa->pool = pool;
+            wa->ith = i;
+        }
+        if (!wa || pthread_create(&pool->threads[i], NULL, worker_main, wa) != 0) {
+            free(wa);
+            pool->n_threads = i; /* only the started workers are joined */
+            ellm_threadpool_free(pool);
+            return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "cannot start worker thread %d", i);
+        }
+    }
+    *out = pool;
+    return EDGELLM_OK;
+}
+
+void ellm_threadpool_free(ellm_threadpool *pool)
+{
+    if (!pool)
+        return;
+    pthread_mutex_lock(&pool->mutex);
+    atomic_store(&pool->stop, true);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->mutex);
+    for (int i = 1; i < pool->n_threads; i++)
+        pthread_join(pool->threads[i], NULL);
+    pthread_mutex_destroy(&pool->mutex);
+    pthread_cond_destroy(&pool->wake);
+    free(pool->threads);
+    free(pool);
+}
+
+int ellm_threadpool_size(const ellm_threadpool *pool) { return pool ? pool->n_threads : 1; }
+
+void ellm_threadpool_run(ellm_threadpool *pool, ellm_task_fn fn, void *arg)
+{
+    if (!pool || pool->n_threads == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    pool->fn = fn;
+    pool->arg = arg;
+    atomic_store(&pool->pending, pool->n_threads - 1);
+    pthread_mutex_lock(&pool->mutex);
+    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->mutex);
+    fn(arg, 0, pool->n_threads);
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0)
+        ;
+}

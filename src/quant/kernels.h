@@ -1,0 +1,24 @@
+/* Dot-product kernels per ISA, registered in dispatch.c. Each computes *out = row · x over n
+ * values, with x already in the weight type's vec_dot_type. */
+#ifndef EDGELLM_QUANT_KERNELS_H
+#define EDGELLM_QUANT_KERNELS_H
+
+#include <stdint.h>
+
+void ellm_vec_dot_f32_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_f16_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_bf16_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q8_0_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_0_scalar(int64_t n, float *out, const void *row, const void *x);
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define ELLM_HAVE_AVX2_KERNELS 1
+void ellm_vec_dot_f32_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_f16_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *x);
+/* Quantizes a float row to Q8_0 blocks with the same result as the reference quantizer. */
+void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n);
+#endif
+
+#endif

@@ -1,0 +1,128 @@
+/* AVX2 + FMA + F16C kernels (compiled with those flags; called only on CPUs that have them). */
+#include "quant/kernels.h"
+
+#if defined(ELLM_HAVE_AVX2_KERNELS)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+static inline float hsum256(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+void ellm_vec_dot_f32_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const float *a = row, *b = x;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    float sum = hsum256(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    *out = sum;
+}
+
+void ellm_vec_dot_f16_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const uint16_t *a = row;
+    const float *b = x;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+        acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float sum = hsum256(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, a + i, 2);
+        sum += half_to_float(h) * b[i];
+    }
+    *out = sum;
+}
+
+/* Sum of signed 8-bit products of 32 pairs, as 8 int32 lanes. */
+static inline __m256i dot_i8_32(__m256i a, __m256i b)
+{
+    __m256i abs_a = _mm256_sign_epi8(a, a);
+    __m256i sb = _mm256_sign_epi8(b, a);
+    __m256i pairs = _mm256_maddubs_epi16(abs_a, sb);
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q8_0 *w = row, *a = x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
+        __m256i qw = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qw, qa)), acc);
+    }
+    *out = hsum256(acc);
+}
+
+void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q4_0 *w = row;
+    const block_q8_0 *a = x;
+    const __m128i low_mask = _mm_set1_epi8(0x0F);
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK4_0; i++) {
+        __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
+        __m128i packed = _mm_loadu_si128((const __m128i *)w[i].qs);
+        __m128i lo = _mm_and_si128(packed, low_mask);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low_mask);
+        __m256i qw = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+        __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qw, qa)), acc);
+    }
+    *out = hsum256(acc);
+}
+
+void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n)
+{
+    block_q8_0 *b = dst;
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        const float *xb = x + i * QK8_0;
+        __m256 v[4];
+        __m256 amax = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_mask, v[k]));
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        float d = _mm_cvtss_f32(m) / 127.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        b[i].d = ellm_f32_to_f16(d);
+        /* roundf semantics (half away from zero), matching the reference quantizer. */
+        for (int j = 0; j < QK8_0; j++)
+            b[i].qs[j] = (int8_t)roundf(xb[j] * id);
+    }
+}
+#endif

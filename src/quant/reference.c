@@ -1,0 +1,144 @@
+/* Scalar reference implementations: dequantization, quantization and the obviously-correct dot
+ * product every fast kernel is tested against. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+bool ellm_type_supported(ellm_type type)
+{
+    switch (type) {
+    case ELLM_TYPE_F32:
+    case ELLM_TYPE_F16:
+    case ELLM_TYPE_BF16:
+    case ELLM_TYPE_Q8_0:
+    case ELLM_TYPE_Q4_0: return true;
+    default: return false;
+    }
+}
+
+void ellm_dequantize_row(ellm_type type, const void *src, float *dst, int64_t n)
+{
+    switch (type) {
+    case ELLM_TYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); break;
+    case ELLM_TYPE_F16: {
+        const uint8_t *p = src;
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = ellm_f16_to_f32(h);
+        }
+        break;
+    }
+    case ELLM_TYPE_BF16: {
+        const uint8_t *p = src;
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = ellm_bf16_to_f32(h);
+        }
+        break;
+    }
+    case ELLM_TYPE_Q8_0: {
+        const block_q8_0 *b = src;
+        for (int64_t i = 0; i < n / QK8_0; i++) {
+            float d = ellm_f16_to_f32(b[i].d);
+            for (int j = 0; j < QK8_0; j++)
+                dst[i * QK8_0 + j] = d * (float)b[i].qs[j];
+        }
+        break;
+    }
+    case ELLM_TYPE_Q4_0: {
+        const block_q4_0 *b = src;
+        for (int64_t i = 0; i < n / QK4_0; i++) {
+            float d = ellm_f16_to_f32(b[i].d);
+            for (int j = 0; j < QK4_0 / 2; j++) {
+                dst[i * QK4_0 + j] = d * (float)((b[i].qs[j] & 0x0F) - 8);
+                dst[i * QK4_0 + j + QK4_0 / 2] = d * (float)((b[i].qs[j] >> 4) - 8);
+            }
+        }
+        break;
+    }
+    default: memset(dst, 0, (size_t)n * sizeof(float)); break;
+    }
+}
+
+static void quantize_q8_0(const float *x, block_q8_0 *b, int64_t n)
+{
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        float amax = 0;
+        for (int j = 0; j < QK8_0; j++)
+            amax = fmaxf(amax, fabsf(x[i * QK8_0 + j]));
+        float d = amax / 127.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        b[i].d = ellm_f32_to_f16(d);
+        for (int j = 0; j < QK8_0; j++)
+            b[i].qs[j] = (int8_t)roundf(x[i * QK8_0 + j] * id);
+    }
+}
+
+static void quantize_q4_0(const float *x, block_q4_0 *b, int64_t n)
+{
+    for (int64_t i = 0; i < n / QK4_0; i++) {
+        const float *xb = x + i * QK4_0;
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK4_0; j++) {
+            if (fabsf(xb[j]) > amax) {
+                amax = fabsf(xb[j]);
+                max = xb[j];
+            }
+        }
+        /* The extreme value maps to -8 exactly, using the full 16-level range. */
+        float d = max / -8.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        b[i].d = ellm_f32_to_f16(d);
+        for (int j = 0; j < QK4_0 / 2; j++) {
+            int lo = (int)(xb[j] * id + 8.5f);
+            int hi = (int)(xb[j + QK4_0 / 2] * id + 8.5f);
+            lo = lo > 15 ? 15 : lo;
+            hi = hi > 15 ? 15 : hi;
+            b[i].qs[j] = (uint8_t)(lo | hi << 4);
+        }
+    }
+}
+
+size_t ellm_quantize_row(ellm_type type, const float *src, void *dst, int64_t n)
+{
+    switch (type) {
+    case ELLM_TYPE_F32: memcpy(dst, src, (size_t)n * 4); return (size_t)n * 4;
+    case ELLM_TYPE_F16: {
+        uint8_t *p = dst;
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = ellm_f32_to_f16(src[i]);
+            memcpy(p + 2 * i, &h, 2);
+        }
+        return (size_t)n * 2;
+    }
+    case ELLM_TYPE_BF16: {
+        uint8_t *p = dst;
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = ellm_f32_to_bf16(src[i]);
+            memcpy(p + 2 * i, &h, 2);
+        }
+        return (size_t)n * 2;
+    }
+    case ELLM_TYPE_Q8_0: quantize_q8_0(src, dst, n); return (size_t)(n / QK8_0) * sizeof(block_q8_0);
+    case ELLM_TYPE_Q4_0: quantize_q4_0(src, dst, n); return (size_t)(n / QK4_0) * sizeof(block_q4_0);
+    default: return 0;
+    }
+}
+
+float ellm_dot_reference(ellm_type type, const void *row, const float *x, int64_t n)
+{
+    float *w = malloc((size_t)n * sizeof *w);
+    if (!w)
+        return NAN;
+    ellm_dequantize_row(type, row, w, n);
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        sum += (double)w[i] * (double)x[i];
+    free(w);
+    return (float)sum;
+}
