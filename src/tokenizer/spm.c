@@ -1,0 +1,261 @@
+/* SentencePiece-style tokenization: spaces become "▁", then adjacent pieces are merged greedily,
+ * always taking the pair whose merged text is the highest-scoring vocabulary token (leftmost on
+ * ties). Pieces left that are not tokens fall back to byte tokens. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab_internal.h"
+
+static const char SPACE_MARK[] = "\xE2\x96\x81"; /* U+2581 */
+
+typedef struct symbol {
+    const char *text;
+    uint32_t len;
+    int32_t prev, next;
+} symbol;
+
+typedef struct bigram {
+    int32_t left, right;
+    float score;
+    uint32_t len; /* merged length, to detect stale entries */
+} bigram;
+
+typedef struct heap {
+    bigram *items;
+    size_t n, cap;
+} heap;
+
+/* Higher score first; on ties the leftmost pair. */
+static bool before(const bigram *a, const bigram *b)
+{
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static bool heap_push(heap *h, bigram b)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        bigram *it = realloc(h->items, cap * sizeof *it);
+        if (!it)
+            return false;
+        h->items = it;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!before(&b, &h->items[parent]))
+            break;
+        h->items[i] = h->items[parent];
+        i = parent;
+    }
+    h->items[i] = b;
+    return true;
+}
+
+static bigram heap_pop(heap *h)
+{
+    bigram top = h->items[0];
+    bigram last = h->items[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        const bigram *cur = &last;
+        if (l < h->n && before(&h->items[l], cur)) {
+            best = l;
+            cur = &h->items[l];
+        }
+        if (r < h->n && before(&h->items[r], cur))
+            best = r;
+        if (best == i)
+            break;
+        h->items[i] = h->items[best];
+        i = best;
+    }
+    if (h->n > 0)
+        h->items[i] = last;
+    return top;
+}
+
+static uint32_t utf8_len(unsigned char c)
+{
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xE0) == 0xC0)
+        return 2;
+    if ((c & 0xF0) == 0xE0)
+        return 3;
+    if ((c & 0xF8) == 0xF0)
+        return 4;
+    return 1; /* invalid lead byte: a piece of its own, it will fall back to a byte token */
+}
+
+typedef struct token_out {
+    edgellm_token *tokens;
+    int32_t max;
+    int32_t n;
+} token_out;
+
+static void emit(token_out *o, edgellm_token t)
+{
+    if (o->n < o->max)
+        o->tokens[o->n] = t;
+    o->n++;
+}
+
+static void try_bigram(const ellm_vocab *v, symbol *syms, heap *h, int32_t left, int32_t right,
+                       bool *oom)
+{
+    if (left < 0 || right < 0)
+        return;
+    uint32_t len = syms[left].len + syms[right].len;
+    /* Symbols are always contiguous in the buffer, so the merged text is in place. */
+    edgellm_token id = ellm_vocab_find(v, syms[left].text, len);
+    if (id < 0)
+        return;
+    bigram b = {left, right, v->tokens[id].score, len};
+    if (!heap_push(h, b))
+        *oom = true;
+}
+
+static void emit_piece(const ellm_vocab *v, const char *text, uint32_t len, token_out *o)
+{
+    edgellm_token id = ellm_vocab_find(v, text, len);
+    if (id >= 0) {
+        emit(o, id);
+        return;
+    }
+    for (uint32_t i = 0; i < len; i++) {
+        edgellm_token b = v->byte_tokens[(unsigned char)text[i]];
+        emit(o, b >= 0 ? b : v->unk);
+    }
+}
+
+/* Tokenizes one fragment of plain text (already escaped) into o. */
+static edgellm_status tokenize_escaped(const ellm_vocab *v, const char *text, size_t len,
+                                       token_out *o)
+{
+    if (len == 0)
+        return EDGELLM_OK;
+    symbol *syms = malloc(len * sizeof *syms);
+    heap h = {0};
+    if (!syms)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to tokenize %zu bytes", len);
+    int32_t n = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cl = utf8_len((unsigned char)text[i]);
+        if (cl > len - i)
+            cl = (uint32_t)(len - i);
+        syms[n] = (symbol){text + i, cl, n - 1, -1};
+        if (n > 0)
+            syms[n - 1].next = n;
+        n++;
+        i += cl;
+    }
+    bool oom = false;
+    for (int32_t i = 0; i + 1 < n; i++)
+        try_bigram(v, syms, &h, i, i + 1, &oom);
+    while (h.n > 0 && !oom) {
+        bigram b = heap_pop(&h);
+        symbol *l = &syms[b.left], *r = &syms[b.right];
+        if (l->len == 0 || r->len == 0 || l->next != b.right || l->len + r->len != b.len)
+            continue; /* stale: one side was merged since this pair was queued */
+        l->len += r->len;
+        r->len = 0;
+        l->next = r->next;
+        if (r->next >= 0)
+            syms[r->next].prev = b.left;
+        try_bigram(v, syms, &h, l->prev, b.left, &oom);
+        try_bigram(v, syms, &h, b.left, l->next, &oom);
+    }
+    if (!oom)
+        for (int32_t i = 0; i >= 0; i = syms[i].next)
+            emit_piece(v, syms[i].text, syms[i].len, o);
+    free(h.items);
+    free(syms);
+    return oom ? ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to tokenize") : EDGELLM_OK;
+}
+
+/* Escapes spaces as U+2581 (and adds the dummy prefix) then tokenizes. */
+static edgellm_status tokenize_text(const ellm_vocab *v, const char *text, size_t len,
+                                    bool prefix, token_out *o)
+{
+    size_t spaces = prefix ? 1 : 0;
+    for (size_t i = 0; i < len; i++)
+        spaces += text[i] == ' ';
+    size_t cap = len + 2 * spaces + 1;
+    char *buf = malloc(cap);
+    if (!buf)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to tokenize %zu bytes", len);
+    size_t n = 0;
+    if (prefix) {
+        memcpy(buf, SPACE_MARK, 3);
+        n = 3;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == ' ') {
+            memcpy(buf + n, SPACE_MARK, 3);
+            n += 3;
+        } else {
+            buf[n++] = text[i];
+        }
+    }
+    edgellm_status st = tokenize_escaped(v, buf, n, o);
+    free(buf);
+    return st;
+}
+
+/* The special token (longest first) that starts at text, or -1. */
+static edgellm_token match_special(const ellm_vocab *v, const char *text, size_t len)
+{
+    for (int32_t k = 0; k < v->n_specials; k++) {
+        const ellm_vocab_token *t = &v->tokens[v->specials[k]];
+        if (t->len <= len && memcmp(text, t->text, t->len) == 0)
+            return v->specials[k];
+    }
+    return -1;
+}
+
+edgellm_status ellm_tokenize(const ellm_vocab *v, const char *text, size_t len, bool add_bos,
+                             bool parse_special, edgellm_token *tokens, int32_t max_tokens,
+                             int32_t *n_tokens)
+{
+    if (!v || (!text && len > 0) || !n_tokens || max_tokens < 0 || (!tokens && max_tokens > 0))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_tokenize: invalid arguments");
+    token_out o = {tokens, max_tokens, 0};
+    if (add_bos && v->bos >= 0)
+        emit(&o, v->bos);
+    edgellm_status st = EDGELLM_OK;
+    bool first = true;
+    size_t start = 0;
+    for (size_t i = 0; i <= len && st == EDGELLM_OK;) {
+        edgellm_token special = -1;
+        if (parse_special && i < len && v->n_specials > 0)
+            special = match_special(v, text + i, len - i);
+        if (special < 0 && i < len) {
+            i++;
+            continue;
+        }
+        if (i > start) {
+            st = tokenize_text(v, text + start, i - start, first && v->add_space_prefix, &o);
+            first = false;
+        }
+        if (special >= 0) {
+            emit(&o, special);
+            first = false;
+            i += v->tokens[special].len;
+            start = i;
+        } else {
+            break;
+        }
+    }
+    if (st != EDGELLM_OK)
+        return st;
+    *n_tokens = o.n;
+    if (o.n > max_tokens)
+        return ellm_fail(EDGELLM_ERR_BUFFER_TOO_SMALL, "%d tokens do not fit in a buffer of %d",
+                         o.n, max_tokens);
+    return EDGELLM_OK;
+}
