@@ -32,9 +32,12 @@ void ellm_vec_dot_f32_avx2(int64_t n, float *out, const void *row, const void *x
         acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
         acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
     }
-    for (; i + 8 <= n; i += 8)
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    float sum = hsum256(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    /* Reduction order (0+2)+(1+3) then pairwise within the register, like the most widely used
+     * runtime, so F32 models agree with its published logits as closely as possible. */
+    __m256 sum8 = _mm256_add_ps(_mm256_add_ps(acc0, acc2), _mm256_add_ps(acc1, acc3));
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
+    s4 = _mm_hadd_ps(s4, s4);
+    float sum = _mm_cvtss_f32(_mm_hadd_ps(s4, s4));
     for (; i < n; i++)
         sum += a[i] * b[i];
     *out = sum;

@@ -1,0 +1,384 @@
+#define _POSIX_C_SOURCE 200809L
+/* The transformer forward pass over a batch of tokens, with the KV cache and scratch it uses.
+ * Every parallel step assigns each output element to exactly one thread and computes it in a
+ * fixed order, so logits are bit-identical whatever the thread count. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "model/model_internal.h"
+#include "quant/quant.h"
+
+struct ellm_state {
+    ellm_state_params p;
+    int32_t n_past;
+    size_t kv_elem; /* bytes per cached value */
+    uint8_t **k_cache, **v_cache; /* per layer: n_ctx rows of kv_dim values */
+    float *x, *xn, *q, *k, *v, *att, *gate, *up, *tmp;
+    float *scores; /* n_threads rows of scores_per_thread */
+    size_t scores_per_thread;
+    void *mm_scratch;
+    void *block; /* one allocation holding everything above */
+};
+
+typedef struct layout {
+    size_t kv_layer_bytes;
+    size_t off_x, off_xn, off_q, off_k, off_v, off_att, off_gate, off_up, off_tmp, off_scores,
+        off_mm, off_kv, total_scratch, total;
+} layout;
+
+static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+static size_t scores_per_thread(const ellm_model *m, const ellm_state_params *p)
+{
+    size_t f16_path = 2 * (size_t)m->hp.head_dim; /* rounded query + F16 accumulator */
+    return (size_t)p->n_ctx > f16_path ? (size_t)p->n_ctx : f16_path;
+}
+
+static void compute_layout(const ellm_model *m, const ellm_state_params *p, layout *L)
+{
+    const ellm_hparams *hp = &m->hp;
+    size_t T = (size_t)p->n_batch;
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t elem = p->kv_type == EDGELLM_KV_F32 ? 4 : 2;
+    size_t threads = p->n_threads > 0 ? (size_t)p->n_threads : 1;
+    size_t mm = 0;
+    const ellm_weights *w = &m->w;
+    for (int32_t il = 0; il < hp->n_layer; il++) {
+        const ellm_layer *l = &w->layers[il];
+        const ellm_tensor *ts[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->ffn_gate, &l->ffn_up,
+                                   &l->ffn_down};
+        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
+            size_t s = ellm_matmul_scratch_bytes(ts[i], (int64_t)T);
+            mm = s > mm ? s : mm;
+        }
+    }
+    size_t so = ellm_matmul_scratch_bytes(&w->output, (int64_t)T);
+    mm = so > mm ? so : mm;
+
+    size_t o = 0;
+#define PLACE(field, bytes)                                                                 \
+    L->field = o;                                                                           \
+    o += align64(bytes);
+    PLACE(off_x, T * hp->n_embd * 4)
+    PLACE(off_xn, T * hp->n_embd * 4)
+    PLACE(off_q, T * q_dim * 4)
+    PLACE(off_k, T * kv_dim * 4)
+    PLACE(off_v, T * kv_dim * 4)
+    PLACE(off_att, T * q_dim * 4)
+    PLACE(off_gate, T * hp->n_ff * 4)
+    PLACE(off_up, T * hp->n_ff * 4)
+    PLACE(off_tmp, T * hp->n_embd * 4)
+    PLACE(off_scores, threads * scores_per_thread(m, p) * 4)
+    PLACE(off_mm, mm)
+#undef PLACE
+    L->total_scratch = o;
+    L->kv_layer_bytes = align64((size_t)p->n_ctx * kv_dim * elem);
+    L->off_kv = o;
+    L->total = o + 2 * (size_t)hp->n_layer * L->kv_layer_bytes;
+}
+
+void ellm_state_memory(const ellm_model *m, const ellm_state_params *p, uint64_t *kv_bytes,
+                       uint64_t *scratch_bytes)
+{
+    layout L;
+    compute_layout(m, p, &L);
+    size_t ptrs = 2 * (size_t)m->hp.n_layer * sizeof(uint8_t *) + sizeof(ellm_state);
+    if (kv_bytes)
+        *kv_bytes = L.total - L.off_kv;
+    if (scratch_bytes)
+        *scratch_bytes = L.total_scratch + ptrs;
+}
+
+edgellm_status ellm_state_create(const ellm_model *m, const ellm_state_params *p,
+                                 ellm_state **out)
+{
+    *out = NULL;
+    if (p->n_ctx <= 0 || p->n_batch <= 0)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "context and batch sizes must be positive");
+    layout L;
+    compute_layout(m, p, &L);
+    ellm_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the model state");
+    s->p = *p;
+    if (s->p.n_threads <= 0)
+        s->p.n_threads = 1;
+    s->kv_elem = p->kv_type == EDGELLM_KV_F32 ? 4 : 2;
+    s->k_cache = calloc((size_t)m->hp.n_layer, sizeof *s->k_cache);
+    s->v_cache = calloc((size_t)m->hp.n_layer, sizeof *s->v_cache);
+    /* 64-byte aligned so SIMD loads of rows never split cache lines needlessly. */
+    void *block = NULL;
+    if (s->k_cache && s->v_cache && posix_memalign(&block, 64, L.total) == 0)
+        s->block = block;
+    if (!s->block) {
+        ellm_state_free(s);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
+                         "cannot allocate %.1f MiB for the KV cache and scratch; use a smaller "
+                         "context (--ctx)",
+                         (double)L.total / (1024.0 * 1024.0));
+    }
+    uint8_t *b = block;
+    s->x = (float *)(b + L.off_x);
+    s->xn = (float *)(b + L.off_xn);
+    s->q = (float *)(b + L.off_q);
+    s->k = (float *)(b + L.off_k);
+    s->v = (float *)(b + L.off_v);
+    s->att = (float *)(b + L.off_att);
+    s->gate = (float *)(b + L.off_gate);
+    s->up = (float *)(b + L.off_up);
+    s->tmp = (float *)(b + L.off_tmp);
+    s->scores = (float *)(b + L.off_scores);
+    s->scores_per_thread = scores_per_thread(m, p);
+    s->mm_scratch = b + L.off_mm;
+    for (int32_t il = 0; il < m->hp.n_layer; il++) {
+        s->k_cache[il] = b + L.off_kv + (size_t)(2 * il) * L.kv_layer_bytes;
+        s->v_cache[il] = b + L.off_kv + (size_t)(2 * il + 1) * L.kv_layer_bytes;
+    }
+    *out = s;
+    return EDGELLM_OK;
+}
+
+void ellm_state_free(ellm_state *s)
+{
+    if (!s)
+        return;
+    free(s->block);
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s);
+}
+
+int32_t ellm_state_n_past(const ellm_state *s) { return s->n_past; }
+
+void ellm_state_truncate(ellm_state *s, int32_t n_keep)
+{
+    if (n_keep < 0)
+        n_keep = 0;
+    if (n_keep < s->n_past)
+        s->n_past = n_keep;
+}
+
+static void rms_norm(const float *x, const float *weight, float *out, int64_t n, float eps)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float mean = (float)(ss / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * scale * weight[i];
+}
+
+static void rope(const ellm_model *m, float *vec, int32_t n_heads, int32_t pos)
+{
+    const ellm_hparams *hp = &m->hp;
+    int32_t half = hp->n_rot / 2;
+    float theta_base = (float)pos;
+    for (int32_t i = 0; i < half; i++) {
+        float theta = hp->rope_freq_scale * (theta_base / m->rope_factors[i]);
+        theta_base *= m->rope_theta_scale;
+        float c = cosf(theta), s = sinf(theta);
+        for (int32_t h = 0; h < n_heads; h++) {
+            float *v = vec + (size_t)h * hp->head_dim;
+            int32_t a = hp->rope_neox ? i : 2 * i, b = hp->rope_neox ? i + half : 2 * i + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+typedef struct attention_job {
+    const ellm_model *m;
+    ellm_state *s;
+    int32_t layer, n_tokens;
+} attention_job;
+
+/* One head of one token over an F16 cache: single pass with an online softmax, the query and the
+ * running output rounded to F16 as the reference GGUF runtime's flash attention does, so F16-cache
+ * logits agree with published reference logits to better than 1e-3. Dots accumulate in double. */
+static void attend_f16(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                       int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                       float *out)
+{
+    for (int32_t d = 0; d < hd; d++) {
+        qr[d] = ellm_f16_to_f32(ellm_f32_to_f16(q[d]));
+        acc[d] = 0;
+    }
+    float max = -INFINITY, sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint8_t *krow = kc + (size_t)p * stride, *vrow = vc + (size_t)p * stride;
+        double dot = 0;
+        for (int32_t d = 0; d < hd; d++) {
+            uint16_t h;
+            memcpy(&h, krow + 2 * d, 2);
+            dot += (double)(ellm_f16_to_f32(h) * qr[d]);
+        }
+        float score = (float)dot * scale;
+        float old_scale = 1.0f, weight = 1.0f;
+        if (score > max) {
+            old_scale = expf(max - score);
+            max = score;
+            for (int32_t d = 0; d < hd; d++)
+                acc[d] = ellm_f32_to_f16(ellm_f16_to_f32(acc[d]) * old_scale);
+        } else {
+            weight = expf(score - max);
+        }
+        for (int32_t d = 0; d < hd; d++) {
+            uint16_t h;
+            memcpy(&h, vrow + 2 * d, 2);
+            acc[d] = ellm_f32_to_f16(ellm_f16_to_f32(acc[d]) + ellm_f16_to_f32(h) * weight);
+        }
+        sum = sum * old_scale + weight;
+    }
+    float inv = 1.0f / sum;
+    for (int32_t d = 0; d < hd; d++)
+        out[d] = ellm_f16_to_f32(acc[d]) * inv;
+}
+
+/* One head of one token over an F32 cache: exact two-pass softmax in float. */
+static void attend_f32(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                       int32_t n_pos, int32_t hd, float scale, float *scores, float *out)
+{
+    const ellm_type_kernels *dot = ellm_kernels_for(ELLM_TYPE_F32);
+    float max = -INFINITY;
+    for (int32_t p = 0; p < n_pos; p++) {
+        dot->vec_dot(hd, &scores[p], kc + (size_t)p * stride, q);
+        scores[p] *= scale;
+        max = scores[p] > max ? scores[p] : max;
+    }
+    float sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int32_t p = 0; p < n_pos; p++) {
+        float w = scores[p] * inv;
+        const float *v = (const float *)(vc + (size_t)p * stride);
+        for (int32_t d = 0; d < hd; d++)
+            out[d] += w * v[d];
+    }
+}
+
+static void attention_task(void *arg, int ith, int nth)
+{
+    attention_job *j = arg;
+    const ellm_hparams *hp = &j->m->hp;
+    ellm_state *s = j->s;
+    int32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    size_t q_dim = (size_t)hp->n_head * hd, kv_dim = (size_t)hp->n_head_kv * hd;
+    size_t stride = kv_dim * s->kv_elem;
+    /* Per-thread scratch: scores (F32 path) or the F16 accumulator and rounded query. */
+    float *scores = s->scores + (size_t)ith * s->scores_per_thread;
+    float scale = 1.0f / sqrtf((float)hd);
+    int32_t total = j->n_tokens * hp->n_head;
+    for (int32_t job = ith; job < total; job += nth) {
+        int32_t t = job / hp->n_head, h = job % hp->n_head, kvh = h / group;
+        int32_t n_pos = s->n_past + t + 1; /* causal: this token and everything before it */
+        const float *q = s->q + (size_t)t * q_dim + (size_t)h * hd;
+        float *out = s->att + (size_t)t * q_dim + (size_t)h * hd;
+        const uint8_t *kc = s->k_cache[j->layer] + (size_t)kvh * hd * s->kv_elem;
+        const uint8_t *vc = s->v_cache[j->layer] + (size_t)kvh * hd * s->kv_elem;
+        if (s->kv_elem == 2)
+            attend_f16(q, kc, vc, stride, n_pos, hd, scale, (uint16_t *)(scores + hd), scores,
+                       out);
+        else
+            attend_f32(q, kc, vc, stride, n_pos, hd, scale, scores, out);
+    }
+}
+
+static void store_kv(ellm_state *s, int32_t layer, int32_t n_tokens, size_t kv_dim)
+{
+    for (int32_t t = 0; t < n_tokens; t++) {
+        size_t pos = (size_t)(s->n_past + t);
+        uint8_t *kd = s->k_cache[layer] + pos * kv_dim * s->kv_elem;
+        uint8_t *vd = s->v_cache[layer] + pos * kv_dim * s->kv_elem;
+        const float *ks = s->k + (size_t)t * kv_dim, *vs = s->v + (size_t)t * kv_dim;
+        if (s->kv_elem == 4) {
+            memcpy(kd, ks, kv_dim * 4);
+            memcpy(vd, vs, kv_dim * 4);
+        } else {
+            ellm_quantize_row(ELLM_TYPE_F16, ks, kd, (int64_t)kv_dim);
+            ellm_quantize_row(ELLM_TYPE_F16, vs, vd, (int64_t)kv_dim);
+        }
+    }
+}
+
+edgellm_status ellm_forward(const ellm_model *m, ellm_state *s, ellm_threadpool *pool,
+                            const edgellm_token *tokens, int32_t n_tokens, bool all_logits,
+                            float *logits)
+{
+    const ellm_hparams *hp = &m->hp;
+    const ellm_weights *w = &m->w;
+    if (n_tokens <= 0 || n_tokens > s->p.n_batch)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "batch of %d tokens (1 to %d allowed)",
+                         (int)n_tokens, (int)s->p.n_batch);
+    if (s->n_past + n_tokens > s->p.n_ctx)
+        return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
+                         "%d more tokens do not fit: %d of %d context positions are used",
+                         (int)n_tokens, (int)s->n_past, (int)s->p.n_ctx);
+    if (ellm_threadpool_size(pool) > s->p.n_threads)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the pool has more threads than the state");
+    for (int32_t t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "token id %d at batch position %d is outside the vocabulary (0..%d)",
+                             (int)tokens[t], (int)t, (int)hp->n_vocab - 1);
+
+    int64_t n_embd = hp->n_embd, n_ff = hp->n_ff;
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    for (int32_t t = 0; t < n_tokens; t++)
+        ellm_dequantize_row(w->tok_embd.type,
+                            (const uint8_t *)w->tok_embd.data +
+                                (size_t)tokens[t] * w->tok_embd.row_bytes,
+                            s->x + (size_t)t * n_embd, n_embd);
+
+    for (int32_t il = 0; il < hp->n_layer; il++) {
+        const ellm_layer *L = &w->layers[il];
+        for (int32_t t = 0; t < n_tokens; t++)
+            rms_norm(s->x + t * n_embd, m->norms[il].attn_norm, s->xn + t * n_embd, n_embd,
+                     hp->rms_norm_eps);
+        ellm_matmul(pool, &L->wq, s->xn, n_tokens, s->q, s->mm_scratch);
+        ellm_matmul(pool, &L->wk, s->xn, n_tokens, s->k, s->mm_scratch);
+        ellm_matmul(pool, &L->wv, s->xn, n_tokens, s->v, s->mm_scratch);
+        for (int32_t t = 0; t < n_tokens; t++) {
+            int32_t pos = s->n_past + t;
+            rope(m, s->q + t * q_dim, hp->n_head, pos);
+            rope(m, s->k + t * kv_dim, hp->n_head_kv, pos);
+        }
+        store_kv(s, il, n_tokens, kv_dim);
+        attention_job aj = {m, s, il, n_tokens};
+        ellm_threadpool_run(pool, attention_task, &aj);
+        ellm_matmul(pool, &L->wo, s->att, n_tokens, s->tmp, s->mm_scratch);
+        for (int64_t i = 0; i < n_tokens * n_embd; i++)
+            s->x[i] += s->tmp[i];
+
+        for (int32_t t = 0; t < n_tokens; t++)
+            rms_norm(s->x + t * n_embd, m->norms[il].ffn_norm, s->xn + t * n_embd, n_embd,
+                     hp->rms_norm_eps);
+        ellm_matmul(pool, &L->ffn_gate, s->xn, n_tokens, s->gate, s->mm_scratch);
+        ellm_matmul(pool, &L->ffn_up, s->xn, n_tokens, s->up, s->mm_scratch);
+        for (int64_t i = 0; i < n_tokens * n_ff; i++) {
+            float g = s->gate[i];
+            s->gate[i] = g / (1.0f + expf(-g)) * s->up[i];
+        }
+        ellm_matmul(pool, &L->ffn_down, s->gate, n_tokens, s->tmp, s->mm_scratch);
+        for (int64_t i = 0; i < n_tokens * n_embd; i++)
+            s->x[i] += s->tmp[i];
+    }
+
+    int32_t first = all_logits ? 0 : n_tokens - 1;
+    int32_t n_out = n_tokens - first;
+    for (int32_t t = first; t < n_tokens; t++)
+        rms_norm(s->x + t * n_embd, m->output_norm, s->xn + (t - first) * n_embd, n_embd,
+                 hp->rms_norm_eps);
+    ellm_matmul(pool, &w->output, s->xn, n_out, logits, s->mm_scratch);
+    s->n_past += n_tokens;
+    return EDGELLM_OK;
+}

@@ -1,0 +1,32 @@
+/* Model layout shared by the architecture loaders and the forward pass. */
+#ifndef EDGELLM_MODEL_INTERNAL_H
+#define EDGELLM_MODEL_INTERNAL_H
+
+#include "model/model.h"
+
+typedef struct ellm_layer_norms {
+    float *attn_norm;
+    float *ffn_norm;
+} ellm_layer_norms;
+
+struct ellm_model {
+    ellm_hparams hp;
+    ellm_weights w;
+    /* Norm weights as float (tiny; converted once so every type of file works). */
+    float *output_norm;
+    ellm_layer_norms *norms;
+    /* RoPE angle of pair i at position p: freq_scale * (p * theta_scale^i) / factor[i], with the
+     * power built up by repeated float multiplication as GGUF runtimes do (so logits agree). */
+    float rope_theta_scale;
+    float *rope_factors; /* n_rot / 2 values, 1 when the file has no rope_freqs */
+};
+
+/* Binds a tensor by name and checks its type is computable and its shape is exactly ne[0..n). */
+edgellm_status ellm_bind_tensor(const gguf_file *file, const char *name, int n_dims,
+                                const int64_t *ne, bool required, ellm_tensor *out);
+/* Converts a 1-D tensor to a freshly allocated float array. */
+edgellm_status ellm_tensor_to_floats(const ellm_tensor *t, float **out);
+
+edgellm_status ellm_llama_load(const gguf_file *file, ellm_model *model);
+
+#endif
