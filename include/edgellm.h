@@ -122,6 +122,8 @@ int32_t edgellm_n_vocab(const edgellm_model *model);
 edgellm_token edgellm_token_bos(const edgellm_model *model); /* -1 if none */
 edgellm_token edgellm_token_eos(const edgellm_model *model); /* -1 if none */
 int edgellm_add_bos_default(const edgellm_model *model);     /* tokenizer.ggml.add_bos_token */
+/* Whether a token ends generation (EOS, end-of-turn). */
+int edgellm_token_is_eog(const edgellm_model *model, edgellm_token token);
 
 typedef enum edgellm_tokenize_flags {
     EDGELLM_TOKENIZE_ADD_BOS = 1,       /* prepend BOS (when the vocabulary has one) */
@@ -169,13 +171,17 @@ void edgellm_context_free(edgellm_context *ctx);
 int32_t edgellm_context_n_ctx(const edgellm_context *ctx);
 /* Number of tokens currently held in the KV cache. */
 int32_t edgellm_context_n_past(const edgellm_context *ctx);
+/* The token ids held in the KV cache, in order (*n_tokens of them; valid until the next call
+ * that changes the context). Lets callers find a prefix they can reuse. */
+const edgellm_token *edgellm_context_tokens(const edgellm_context *ctx, int32_t *n_tokens);
+const edgellm_model *edgellm_context_model(const edgellm_context *ctx);
 /* Forget cached tokens after the first n_keep (0 clears the cache), e.g. to reuse a shared prefix. */
 edgellm_status edgellm_context_truncate(edgellm_context *ctx, int32_t n_keep);
 
 /*
  * Evaluates n_tokens tokens at positions n_past.. and appends them to the KV cache. With
- * all_logits = 0 only the last position's logits are kept; otherwise logits for every position.
- * Batches longer than n_batch are split internally. Fails with EDGELLM_ERR_CONTEXT_FULL (and
+ * all_logits = 0 only the last position's logits are kept; otherwise logits for every position
+ * (then n_tokens must not exceed n_batch). Longer batches are split into n_batch chunks. Fails with EDGELLM_ERR_CONTEXT_FULL (and
  * changes nothing) if the tokens would not fit.
  */
 edgellm_status edgellm_eval(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
@@ -225,7 +231,8 @@ typedef enum edgellm_stop_reason {
 /*
  * Called once per generated token with the text that became final with it: always whole UTF-8
  * characters, never part of a possible stop string (held back until it is known not to be one).
- * text may be empty. Return non-zero to stop generating.
+ * text may be empty. When generation ends with text still held back, one last call with
+ * token = -1 delivers it. Return non-zero to stop generating.
  */
 typedef int (*edgellm_token_callback)(void *user_data, edgellm_token token, const char *text,
                                       size_t text_len);

@@ -1,0 +1,422 @@
+/* The public C API over the modules: models, contexts, tokenization and evaluation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "core/threadpool.h"
+#include "edgellm.h"
+#include "gguf/gguf.h"
+#include "model/model.h"
+#include "quant/quant.h"
+#include "tokenizer/tokenizer.h"
+
+#define EDGELLM_VERSION_STRING "0.1.0"
+
+struct edgellm_model {
+    gguf_file *file;
+    ellm_model *model;
+    ellm_vocab *vocab;
+    char *name;
+    char quantization[16];
+    char **tensor_names;
+    uint64_t n_params;
+    uint64_t weights_bytes;
+};
+
+struct edgellm_context {
+    edgellm_model *model;
+    ellm_state *state;
+    ellm_threadpool *pool;
+    edgellm_context_params params;
+    edgellm_token *tokens; /* what the KV cache holds, n_ctx capacity */
+    float *logits;         /* n_batch rows for all-logits evals, or 1 row */
+    int32_t logits_rows;   /* rows of the last eval kept */
+    int32_t logits_first;  /* batch position of logits row 0 */
+    int32_t last_batch;
+};
+
+const char *edgellm_version(void) { return EDGELLM_VERSION_STRING; }
+const char *edgellm_kernel_set(void) { return ellm_kernel_set_name(); }
+
+edgellm_model_params edgellm_model_default_params(void)
+{
+    edgellm_model_params p = {0};
+    return p;
+}
+
+/* The weight type covering most bytes among the 2-D tensors. */
+static void describe_weights(edgellm_model *m)
+{
+    uint64_t by_type[ELLM_TYPE_COUNT] = {0};
+    for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) {
+        const gguf_tensor_info *t = gguf_tensor_at(m->file, i);
+        m->n_params += t->n_elements;
+        m->weights_bytes += t->n_bytes;
+        if (t->n_dims >= 2 && t->type < ELLM_TYPE_COUNT)
+            by_type[t->type] += t->n_bytes;
+    }
+    uint32_t best = 0;
+    for (uint32_t t = 0; t < ELLM_TYPE_COUNT; t++)
+        if (by_type[t] > by_type[best])
+            best = t;
+    snprintf(m->quantization, sizeof m->quantization, "%s", ellm_type_name(best));
+}
+
+edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *params,
+                                  edgellm_model **out)
+{
+    (void)params;
+    if (!out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_load: out_model is NULL");
+    *out = NULL;
+    if (!path || !*path)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_load: no path given");
+    edgellm_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
+    edgellm_status st = gguf_open(path, &m->file);
+    if (st == EDGELLM_OK) {
+        st = ellm_model_create(m->file, &m->model);
+        if (st != EDGELLM_OK)
+            st = ellm_fail_wrap(st, "'%s'", path);
+    }
+    if (st == EDGELLM_OK) {
+        st = ellm_vocab_load(m->file, &m->vocab);
+        if (st != EDGELLM_OK)
+            st = ellm_fail_wrap(st, "'%s'", path);
+    }
+    if (st == EDGELLM_OK && ellm_vocab_size(m->vocab) != ellm_model_hparams(m->model)->n_vocab)
+        st = ellm_fail(EDGELLM_ERR_FORMAT,
+                       "'%s': the vocabulary has %d tokens but the embedding has %d rows", path,
+                       ellm_vocab_size(m->vocab), ellm_model_hparams(m->model)->n_vocab);
+    if (st == EDGELLM_OK) {
+        gguf_str name = {0, ""};
+        gguf_get_str(m->file, "general.name", &name);
+        m->name = gguf_str_dup(name);
+        uint64_t n = gguf_tensor_count(m->file);
+        m->tensor_names = calloc(n ? n : 1, sizeof *m->tensor_names);
+        if (!m->name || !m->tensor_names)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for model metadata");
+        for (uint64_t i = 0; st == EDGELLM_OK && i < n; i++) {
+            m->tensor_names[i] = gguf_str_dup(gguf_tensor_at(m->file, i)->name);
+            if (!m->tensor_names[i])
+                st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for model metadata");
+        }
+    }
+    if (st != EDGELLM_OK) {
+        edgellm_model_free(m);
+        return st;
+    }
+    describe_weights(m);
+    *out = m;
+    return EDGELLM_OK;
+}
+
+void edgellm_model_free(edgellm_model *m)
+{
+    if (!m)
+        return;
+    if (m->tensor_names && m->file)
+        for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++)
+            free(m->tensor_names[i]);
+    free(m->tensor_names);
+    free(m->name);
+    ellm_vocab_free(m->vocab);
+    ellm_model_free(m->model);
+    gguf_close(m->file);
+    free(m);
+}
+
+edgellm_status edgellm_model_get_info(const edgellm_model *m, edgellm_model_info *info)
+{
+    if (!m || !info)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_get_info: NULL argument");
+    const ellm_hparams *hp = ellm_model_hparams(m->model);
+    memset(info, 0, sizeof *info);
+    info->architecture = hp->arch;
+    info->name = m->name;
+    info->quantization = m->quantization;
+    info->n_vocab = hp->n_vocab;
+    info->n_ctx_train = hp->n_ctx_train;
+    info->n_embd = hp->n_embd;
+    info->n_layer = hp->n_layer;
+    info->n_head = hp->n_head;
+    info->n_head_kv = hp->n_head_kv;
+    info->n_ff = hp->n_ff;
+    info->head_dim = hp->head_dim;
+    info->rms_norm_eps = hp->rms_norm_eps;
+    info->rope_freq_base = hp->rope_freq_base;
+    info->rope_freq_scale = hp->rope_freq_scale;
+    info->rope_neox = hp->rope_neox;
+    info->tied_embeddings = hp->tied_embeddings;
+    info->n_params = m->n_params;
+    info->weights_bytes = m->weights_bytes;
+    info->file_bytes = gguf_file_size(m->file);
+    return EDGELLM_OK;
+}
+
+edgellm_context_params edgellm_context_default_params(void)
+{
+    edgellm_context_params p = {.n_ctx = 0, .n_threads = 0, .n_batch = 256,
+                                .kv_type = EDGELLM_KV_F16};
+    return p;
+}
+
+static edgellm_status resolve_params(const edgellm_model *m, const edgellm_context_params *in,
+                                     ellm_state_params *out)
+{
+    const ellm_hparams *hp = ellm_model_hparams(m->model);
+    int32_t n_ctx = in->n_ctx > 0 ? in->n_ctx : hp->n_ctx_train;
+    if (in->n_ctx > hp->n_ctx_train)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "context of %d tokens is longer than the model's %d", in->n_ctx,
+                         hp->n_ctx_train);
+    if (in->kv_type != EDGELLM_KV_F16 && in->kv_type != EDGELLM_KV_F32)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "unknown KV cache type %d",
+                         (int)in->kv_type);
+    int32_t n_batch = in->n_batch > 0 ? in->n_batch : 256;
+    if (n_batch > n_ctx)
+        n_batch = n_ctx;
+    out->n_ctx = n_ctx;
+    out->n_batch = n_batch;
+    out->kv_type = in->kv_type;
+    out->n_threads = in->n_threads > 0 ? in->n_threads : ellm_cpu_count();
+    return EDGELLM_OK;
+}
+
+edgellm_status edgellm_model_estimate_memory(const edgellm_model *m, int32_t n_ctx,
+                                             edgellm_kv_type kv_type, int32_t n_batch,
+                                             edgellm_memory_estimate *out)
+{
+    if (!m || !out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_estimate_memory: NULL");
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.kv_type = kv_type;
+    if (n_batch > 0)
+        cp.n_batch = n_batch;
+    ellm_state_params sp;
+    edgellm_status st = resolve_params(m, &cp, &sp);
+    if (st != EDGELLM_OK)
+        return st;
+    uint64_t kv = 0, scratch = 0;
+    ellm_state_memory(m->model, &sp, &kv, &scratch);
+    const ellm_hparams *hp = ellm_model_hparams(m->model);
+    /* The context also keeps its token list and one row of logits per batch position. */
+    scratch += (uint64_t)sp.n_ctx * sizeof(edgellm_token) +
+               (uint64_t)sp.n_batch * (uint64_t)hp->n_vocab * sizeof(float);
+    out->weights_bytes = m->weights_bytes;
+    out->kv_cache_bytes = kv;
+    out->scratch_bytes = scratch;
+    out->total_bytes = m->weights_bytes + kv + scratch;
+    return EDGELLM_OK;
+}
+
+int64_t edgellm_model_meta_count(const edgellm_model *m)
+{
+    return m ? (int64_t)gguf_kv_count(m->file) : 0;
+}
+
+edgellm_status edgellm_model_meta_at(const edgellm_model *m, int64_t index, char *key_buf,
+                                     size_t key_cap, char *value_buf, size_t value_cap)
+{
+    if (!m || index < 0 || (uint64_t)index >= gguf_kv_count(m->file) || !key_buf || !value_buf ||
+        key_cap == 0 || value_cap == 0)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "metadata index %lld out of range",
+                         (long long)index);
+    const gguf_kv *kv = gguf_kv_at(m->file, (uint64_t)index);
+    snprintf(key_buf, key_cap, "%.*s", (int)(kv->key.len > 4096 ? 4096 : kv->key.len),
+             kv->key.data);
+    gguf_value_format(&kv->value, value_buf, value_cap);
+    return EDGELLM_OK;
+}
+
+int64_t edgellm_model_tensor_count(const edgellm_model *m)
+{
+    return m ? (int64_t)gguf_tensor_count(m->file) : 0;
+}
+
+edgellm_status edgellm_model_tensor_at(const edgellm_model *m, int64_t index,
+                                       edgellm_tensor_desc *out)
+{
+    if (!m || !out || index < 0 || (uint64_t)index >= gguf_tensor_count(m->file))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "tensor index %lld out of range",
+                         (long long)index);
+    const gguf_tensor_info *t = gguf_tensor_at(m->file, (uint64_t)index);
+    out->name = m->tensor_names[index];
+    out->type = ellm_type_name(t->type);
+    out->n_dims = (int32_t)t->n_dims;
+    for (int d = 0; d < 4; d++)
+        out->ne[d] = (int64_t)t->ne[d];
+    out->n_bytes = t->n_bytes;
+    return EDGELLM_OK;
+}
+
+/* ---- Tokenizer ---- */
+
+int32_t edgellm_n_vocab(const edgellm_model *m) { return m ? ellm_vocab_size(m->vocab) : 0; }
+edgellm_token edgellm_token_bos(const edgellm_model *m) { return m ? ellm_vocab_bos(m->vocab) : -1; }
+edgellm_token edgellm_token_eos(const edgellm_model *m) { return m ? ellm_vocab_eos(m->vocab) : -1; }
+int edgellm_add_bos_default(const edgellm_model *m) { return m && ellm_vocab_add_bos(m->vocab); }
+
+int edgellm_token_is_eog(const edgellm_model *m, edgellm_token t)
+{
+    return m && ellm_vocab_is_eog(m->vocab, t);
+}
+
+edgellm_status edgellm_tokenize(const edgellm_model *m, const char *text, size_t len, int flags,
+                                edgellm_token *tokens, int32_t max_tokens, int32_t *n_tokens)
+{
+    if (!m)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_tokenize: model is NULL");
+    return ellm_tokenize(m->vocab, text, len, (flags & EDGELLM_TOKENIZE_ADD_BOS) != 0,
+                         (flags & EDGELLM_TOKENIZE_PARSE_SPECIAL) != 0, tokens, max_tokens,
+                         n_tokens);
+}
+
+edgellm_status edgellm_token_to_piece(const edgellm_model *m, edgellm_token token, char *buf,
+                                      size_t cap, size_t *len)
+{
+    if (!m)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_token_to_piece: model is NULL");
+    return ellm_token_piece(m->vocab, token, buf, cap, len);
+}
+
+edgellm_status edgellm_detokenize(const edgellm_model *m, const edgellm_token *tokens,
+                                  int32_t n_tokens, int remove_leading_space, char *buf,
+                                  size_t cap, size_t *len)
+{
+    if (!m)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_detokenize: model is NULL");
+    return ellm_detokenize(m->vocab, tokens, n_tokens, remove_leading_space != 0, buf, cap, len);
+}
+
+/* ---- Contexts ---- */
+
+edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_params *params,
+                                      edgellm_context **out)
+{
+    if (!out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_context_create: out is NULL");
+    *out = NULL;
+    if (!m)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_context_create: model is NULL");
+    edgellm_context_params cp = params ? *params : edgellm_context_default_params();
+    ellm_state_params sp;
+    edgellm_status st = resolve_params(m, &cp, &sp);
+    if (st != EDGELLM_OK)
+        return st;
+    edgellm_context *c = calloc(1, sizeof *c);
+    if (!c)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a context");
+    c->model = m;
+    c->params = cp;
+    c->params.n_ctx = sp.n_ctx;
+    c->params.n_batch = sp.n_batch;
+    c->params.n_threads = sp.n_threads;
+    int32_t n_vocab = ellm_model_hparams(m->model)->n_vocab;
+    c->tokens = malloc((size_t)sp.n_ctx * sizeof *c->tokens);
+    c->logits = malloc((size_t)sp.n_batch * (size_t)n_vocab * sizeof *c->logits);
+    if (!c->tokens || !c->logits)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a context of %d tokens",
+                       sp.n_ctx);
+    if (st == EDGELLM_OK)
+        st = ellm_threadpool_create(sp.n_threads, &c->pool);
+    if (st == EDGELLM_OK)
+        st = ellm_state_create(m->model, &sp, &c->state);
+    if (st != EDGELLM_OK) {
+        edgellm_context_free(c);
+        return st;
+    }
+    *out = c;
+    return EDGELLM_OK;
+}
+
+void edgellm_context_free(edgellm_context *c)
+{
+    if (!c)
+        return;
+    ellm_state_free(c->state);
+    ellm_threadpool_free(c->pool);
+    free(c->tokens);
+    free(c->logits);
+    free(c);
+}
+
+int32_t edgellm_context_n_ctx(const edgellm_context *c) { return c ? c->params.n_ctx : 0; }
+int32_t edgellm_context_n_past(const edgellm_context *c) { return c ? ellm_state_n_past(c->state) : 0; }
+const edgellm_model *edgellm_context_model(const edgellm_context *c) { return c ? c->model : NULL; }
+
+const edgellm_token *edgellm_context_tokens(const edgellm_context *c, int32_t *n)
+{
+    if (n)
+        *n = c ? ellm_state_n_past(c->state) : 0;
+    return c ? c->tokens : NULL;
+}
+
+edgellm_status edgellm_context_truncate(edgellm_context *c, int32_t n_keep)
+{
+    if (!c || n_keep < 0)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_context_truncate: bad argument");
+    ellm_state_truncate(c->state, n_keep);
+    c->logits_rows = 0;
+    return EDGELLM_OK;
+}
+
+edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
+                            int all_logits)
+{
+    if (!c || !tokens || n_tokens <= 0)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_eval: need a context and at least one token");
+    int32_t n_past = ellm_state_n_past(c->state);
+    if (n_tokens > c->params.n_ctx - n_past)
+        return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
+                         "%d tokens do not fit: %d of the %d context positions are in use; "
+                         "use a larger context (--ctx) or a shorter prompt",
+                         n_tokens, n_past, c->params.n_ctx);
+    int32_t n_vocab = ellm_model_hparams(c->model->model)->n_vocab;
+    for (int32_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "token id %d at position %d is outside the vocabulary (0..%d)",
+                             (int)tokens[i], (int)i, (int)n_vocab - 1);
+    if (all_logits && n_tokens > c->params.n_batch)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "all_logits needs the batch (%d tokens) to fit n_batch (%d)", n_tokens,
+                         c->params.n_batch);
+    c->logits_rows = 0;
+    for (int32_t done = 0; done < n_tokens;) {
+        int32_t chunk = n_tokens - done < c->params.n_batch ? n_tokens - done : c->params.n_batch;
+        bool last = done + chunk == n_tokens;
+        edgellm_status st = ellm_forward(c->model->model, c->state, c->pool, tokens + done, chunk,
+                                         all_logits != 0, c->logits);
+        if (st != EDGELLM_OK) {
+            /* Forget the partially evaluated batch so the cache matches c->tokens. */
+            ellm_state_truncate(c->state, n_past);
+            return st;
+        }
+        memcpy(c->tokens + n_past + done, tokens + done, (size_t)chunk * sizeof *tokens);
+        done += chunk;
+        if (last) {
+            c->logits_rows = all_logits ? chunk : 1;
+            c->logits_first = all_logits ? 0 : chunk - 1;
+            c->last_batch = n_tokens;
+        }
+    }
+    return EDGELLM_OK;
+}
+
+const float *edgellm_get_logits(const edgellm_context *c, int32_t i)
+{
+    if (!c || c->logits_rows == 0)
+        return NULL;
+    int32_t n_vocab = ellm_model_hparams(c->model->model)->n_vocab;
+    if (i == -1)
+        return c->logits + (size_t)(c->logits_rows - 1) * n_vocab;
+    int32_t row = i - c->logits_first;
+    if (row < 0 || row >= c->logits_rows)
+        return NULL;
+    return c->logits + (size_t)row * n_vocab;
+}

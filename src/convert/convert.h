@@ -1,0 +1,21 @@
+/* Importers that turn other model formats into GGUF. */
+#ifndef EDGELLM_CONVERT_H
+#define EDGELLM_CONVERT_H
+
+#include "core/tensor_types.h"
+#include "edgellm.h"
+
+typedef struct ellm_convert_options {
+    ellm_type out_type;   /* F32, F16 or Q8_0/Q4_0 for 2-D weights; norms always stay F32 */
+    const char *name;     /* general.name; NULL = derived from the file name */
+    /* Called for every tensor that could not take out_type (e.g. rows not a multiple of the
+     * block size) with the type it got instead; may be NULL. */
+    void (*on_fallback)(void *user, const char *tensor, ellm_type wanted, ellm_type used);
+    void *user;
+} ellm_convert_options;
+
+/* Converts a llama2.c checkpoint plus its tokenizer.bin to a GGUF file (written atomically). */
+edgellm_status ellm_convert_llama2c(const char *checkpoint_path, const char *tokenizer_path,
+                                    const char *out_path, const ellm_convert_options *options);
+
+#endif

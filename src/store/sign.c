@@ -1,0 +1,263 @@
+/* Publisher signatures: Ed25519 over a canonical statement binding name, version, size and the
+ * SHA-256 of the file, so a signed file cannot be installed under another name or version. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/status.h"
+#include "store/store_internal.h"
+
+static edgellm_status statement(const char *name, const char *version, const char *sha256,
+                                uint64_t size, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "edgellm-model-signature-v1\nname=%s\nversion=%s\nsha256=%s\nsize=%llu\n",
+                     name, version, sha256, (unsigned long long)size);
+    if (n < 0 || (size_t)n >= cap)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "signature statement too long");
+    return EDGELLM_OK;
+}
+
+static char *read_small(const char *path, size_t limit, size_t *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(limit + 1);
+    size_t n = buf ? fread(buf, 1, limit, f) : 0;
+    fclose(f);
+    if (!buf)
+        return NULL;
+    buf[n] = '\0';
+    if (len_out)
+        *len_out = n;
+    return buf;
+}
+
+edgellm_status store_keygen(const char *secret_path, char pub_hex_out[65])
+{
+    if (sodium_init() < 0)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+    unsigned char seed[crypto_sign_SEEDBYTES];
+    randombytes_buf(seed, sizeof seed);
+    crypto_sign_seed_keypair(pk, sk, seed);
+    char seed_hex[2 * crypto_sign_SEEDBYTES + 1];
+    st_hex(seed, sizeof seed, seed_hex);
+    st_hex(pk, sizeof pk, pub_hex_out);
+    sodium_memzero(sk, sizeof sk);
+    sodium_memzero(seed, sizeof seed);
+
+    int fd = open(secret_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot create %s: %s (an existing key is never overwritten)",
+                         secret_path, strerror(errno));
+    char line[100];
+    int n = snprintf(line, sizeof line, "ed25519-secret %s\n", seed_hex);
+    sodium_memzero(seed_hex, sizeof seed_hex);
+    ssize_t w = write(fd, line, (size_t)n);
+    sodium_memzero(line, sizeof line);
+    if (w != n || fsync(fd) != 0) {
+        int err = errno;
+        close(fd);
+        unlink(secret_path);
+        return ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", secret_path, strerror(err));
+    }
+    close(fd);
+
+    char pub_path[1100];
+    edgellm_status st = st_path(pub_path, sizeof pub_path, "%s.pub", secret_path);
+    if (st != EDGELLM_OK)
+        return st;
+    FILE *f = fopen(pub_path, "w");
+    if (!f)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot create %s: %s", pub_path, strerror(errno));
+    fprintf(f, "ed25519 %s\n", pub_hex_out);
+    if (fclose(f) != 0)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", pub_path, strerror(errno));
+    return EDGELLM_OK;
+}
+
+static edgellm_status load_secret(const char *secret_path, unsigned char sk[crypto_sign_SECRETKEYBYTES],
+                                  unsigned char pk[crypto_sign_PUBLICKEYBYTES])
+{
+    size_t len = 0;
+    char *text = read_small(secret_path, 4096, &len);
+    if (!text)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot read key %s: %s", secret_path, strerror(errno));
+    char seed_hex[2 * crypto_sign_SEEDBYTES + 1] = {0};
+    unsigned char seed[crypto_sign_SEEDBYTES];
+    bool ok = sscanf(text, "ed25519-secret %64s", seed_hex) == 1 && st_unhex(seed_hex, seed, sizeof seed);
+    sodium_memzero(text, len);
+    free(text);
+    if (!ok)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "%s is not an edgellm secret key (make one with 'edgellm models keygen')",
+                         secret_path);
+    crypto_sign_seed_keypair(pk, sk, seed);
+    sodium_memzero(seed, sizeof seed);
+    sodium_memzero(seed_hex, sizeof seed_hex);
+    return EDGELLM_OK;
+}
+
+edgellm_status store_sign_file(const char *secret_path, const char *file, const char *name,
+                               const char *version, const char *sig_path)
+{
+    if (sodium_init() < 0)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
+    char check_name[STORE_NAME_MAX], check_version[STORE_VERSION_MAX], ref[256];
+    snprintf(ref, sizeof ref, "%s:%s", name, version);
+    edgellm_status st = store_parse_ref(ref, check_name, sizeof check_name, check_version,
+                                        sizeof check_version);
+    if (st != EDGELLM_OK)
+        return st;
+    if (version[0] == '\0')
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "a signature needs a version (NAME:VERSION)");
+    unsigned char sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+    st = load_secret(secret_path, sk, pk);
+    if (st != EDGELLM_OK)
+        return st;
+    char sha[STORE_HASH_HEX];
+    uint64_t size = 0;
+    st = store_sha256_file(file, sha, &size);
+    char text[1024];
+    if (st == EDGELLM_OK)
+        st = statement(name, version, sha, size, text, sizeof text);
+    if (st != EDGELLM_OK) {
+        sodium_memzero(sk, sizeof sk);
+        return st;
+    }
+    unsigned char sig[crypto_sign_BYTES];
+    crypto_sign_detached(sig, NULL, (const unsigned char *)text, strlen(text), sk);
+    sodium_memzero(sk, sizeof sk);
+    char sig_hex[2 * crypto_sign_BYTES + 1], pk_hex[2 * crypto_sign_PUBLICKEYBYTES + 1];
+    st_hex(sig, sizeof sig, sig_hex);
+    st_hex(pk, sizeof pk, pk_hex);
+
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "format", "edgellm-signature-v1",
+                            "name", name, "version", version, "sha256", sha, "size", (json_int_t)size,
+                            "key", pk_hex, "signature", sig_hex);
+    char *json = obj ? json_dumps(obj, JSON_INDENT(2)) : NULL;
+    json_decref(obj);
+    if (!json)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory writing a signature");
+    FILE *f = fopen(sig_path, "w");
+    if (!f) {
+        free(json);
+        return ellm_fail(EDGELLM_ERR_IO, "cannot create %s: %s", sig_path, strerror(errno));
+    }
+    fputs(json, f);
+    fputc('\n', f);
+    free(json);
+    if (fclose(f) != 0)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", sig_path, strerror(errno));
+    return EDGELLM_OK;
+}
+
+static bool copy_field(json_t *obj, const char *key, char *out, size_t cap)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    if (!v || strlen(v) >= cap)
+        return false;
+    memcpy(out, v, strlen(v) + 1);
+    return true;
+}
+
+edgellm_status store_signature_parse(const char *json_text, size_t len, store_signature *out)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t err;
+    json_t *obj = json_loadb(json_text, len, 0, &err);
+    if (!obj || !json_is_object(obj)) {
+        json_decref(obj);
+        return ellm_fail(EDGELLM_ERR_FORMAT, "signature is not valid JSON (line %d: %s)", err.line,
+                         err.text);
+    }
+    json_t *size = json_object_get(obj, "size");
+    bool ok = copy_field(obj, "name", out->name, sizeof out->name) &&
+              copy_field(obj, "version", out->version, sizeof out->version) &&
+              copy_field(obj, "sha256", out->sha256, sizeof out->sha256) &&
+              copy_field(obj, "key", out->key, sizeof out->key) &&
+              copy_field(obj, "signature", out->signature, sizeof out->signature) &&
+              json_is_integer(size) && json_integer_value(size) >= 0;
+    if (ok)
+        out->size = (uint64_t)json_integer_value(size);
+    json_decref(obj);
+    if (!ok)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "signature lacks one of name, version, sha256, size, key, signature");
+    return EDGELLM_OK;
+}
+
+edgellm_status store_signature_check(const store_signature *sig)
+{
+    if (sodium_init() < 0)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES], sigb[crypto_sign_BYTES], digest[32];
+    if (!st_unhex(sig->key, pk, sizeof pk))
+        return ellm_fail(EDGELLM_ERR_FORMAT, "signature key is not 64 hex digits");
+    if (!st_unhex(sig->signature, sigb, sizeof sigb))
+        return ellm_fail(EDGELLM_ERR_FORMAT, "signature is not 128 hex digits");
+    if (!st_unhex(sig->sha256, digest, sizeof digest))
+        return ellm_fail(EDGELLM_ERR_FORMAT, "signature sha256 is not 64 hex digits");
+    char text[1024];
+    edgellm_status st = statement(sig->name, sig->version, sig->sha256, sig->size, text, sizeof text);
+    if (st != EDGELLM_OK)
+        return st;
+    if (crypto_sign_verify_detached(sigb, (const unsigned char *)text, strlen(text), pk) != 0)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "bad signature: the Ed25519 signature does not match %s:%s (sha256 %.12s...) "
+                         "under key %.16s...; the file or its signature was altered",
+                         sig->name, sig->version, sig->sha256, sig->key);
+    return EDGELLM_OK;
+}
+
+bool store_key_trusted(store *s, const char *key_hex)
+{
+    char path[1100];
+    if (st_path(path, sizeof path, "%s/trusted-keys", s->root) != EDGELLM_OK)
+        return false;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[512];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        char kind[32], hex[100];
+        if (line[0] == '#')
+            continue;
+        if (sscanf(line, "%31s %99s", kind, hex) == 2 && strcmp(kind, "ed25519") == 0 &&
+            strcasecmp(hex, key_hex) == 0)
+            found = true;
+    }
+    fclose(f);
+    return found;
+}
+
+edgellm_status store_trust_key(store *s, const char *key_hex, const char *comment)
+{
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+    if (!st_unhex(key_hex, pk, sizeof pk))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "'%s' is not an Ed25519 public key (64 hex digits)", key_hex);
+    if (store_key_trusted(s, key_hex))
+        return EDGELLM_OK;
+    char path[1100];
+    edgellm_status st = st_path(path, sizeof path, "%s/trusted-keys", s->root);
+    if (st != EDGELLM_OK)
+        return st;
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    fprintf(f, "ed25519 %s%s%s\n", key_hex, comment && *comment ? " " : "", comment ? comment : "");
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    return EDGELLM_OK;
+}

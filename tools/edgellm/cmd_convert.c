@@ -1,0 +1,87 @@
+/* `edgellm convert`: import models from other formats into GGUF. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "convert/convert.h"
+#include "edgellm.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: edgellm convert --from llama2c CHECKPOINT.bin --tokenizer TOKENIZER.bin "
+                 "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n");
+}
+
+static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
+{
+    (void)user;
+    fprintf(stderr, "edgellm convert: %s: rows do not split into %s blocks; stored as %s\n",
+            tensor, ellm_type_name(wanted), ellm_type_name(used));
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    const char *cmd = "convert";
+    const char *from = NULL, *input = NULL, *tokenizer = NULL, *out = NULL, *name = NULL;
+    ellm_type out_type = ELLM_TYPE_F32;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--from")) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)))
+                return EXIT_USAGE;
+            from = v;
+        } else if (!strcmp(a, "--tokenizer")) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)))
+                return EXIT_USAGE;
+            tokenizer = v;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)))
+                return EXIT_USAGE;
+            out = v;
+        } else if (!strcmp(a, "--name")) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)))
+                return EXIT_USAGE;
+            name = v;
+        } else if (!strcmp(a, "--outtype")) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)))
+                return EXIT_USAGE;
+            if (!ellm_type_from_name(v, &out_type) ||
+                (out_type != ELLM_TYPE_F32 && out_type != ELLM_TYPE_F16 &&
+                 out_type != ELLM_TYPE_Q8_0 && out_type != ELLM_TYPE_Q4_0)) {
+                cli_error(cmd, "--outtype must be f32, f16, q8_0 or q4_0, got '%s'", v);
+                return EXIT_USAGE;
+            }
+        } else if (a[0] == '-' && a[1] != '\0') {
+            cli_error(cmd, "unknown option '%s' (see 'edgellm convert --help')", a);
+            return EXIT_USAGE;
+        } else if (!input) {
+            input = a;
+        } else {
+            cli_error(cmd, "unexpected argument '%s'", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!from) {
+        cli_error(cmd, "say which format to read: --from llama2c");
+        return EXIT_USAGE;
+    }
+    if (strcmp(from, "llama2c") != 0) {
+        cli_error(cmd, "unknown source format '%s' (supported: llama2c)", from);
+        return EXIT_USAGE;
+    }
+    if (!input || !tokenizer || !out) {
+        cli_error(cmd, "need CHECKPOINT, --tokenizer TOKENIZER.bin and -o OUT.gguf");
+        return EXIT_USAGE;
+    }
+    ellm_convert_options o = {.out_type = out_type, .name = name, .on_fallback = report_fallback};
+    if (ellm_convert_llama2c(input, tokenizer, out, &o) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    fprintf(stderr, "edgellm convert: wrote %s\n", out);
+    return 0;
+}

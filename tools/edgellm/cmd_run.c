@@ -1,0 +1,262 @@
+/* `edgellm run`: generate a continuation of a prompt, streamed to stdout, with a timing summary
+ * on stderr. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "edgellm.h"
+
+#define MAX_STOPS 16
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: edgellm run -m MODEL (-p PROMPT | -f FILE) [options]\n"
+            "  -m, --model PATH        GGUF model file\n"
+            "  -p, --prompt TEXT       prompt to continue (not echoed)\n"
+            "  -f, --file PATH         read the prompt from a file\n"
+            "  -n, --n-predict N       tokens to generate (default 128; -1 = until EOS)\n"
+            "  -t, --threads N         threads (default: all CPUs)\n"
+            "      --ctx N             context length (default: the model's)\n"
+            "      --temp T            temperature (default 0.8; 0 = greedy)\n"
+            "      --top-k K           (default 40; 0 = off)\n"
+            "      --top-p P           (default 0.95; 1 = off)\n"
+            "      --min-p P           (default 0.05; 0 = off)\n"
+            "      --repeat-penalty R  (default 1 = off)\n"
+            "      --repeat-last-n N   window for the penalties (default 64)\n"
+            "      --presence-penalty P, --frequency-penalty P (default 0)\n"
+            "      --seed S            random seed (default: random, printed)\n"
+            "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
+            "      --kv-type f16|f32   KV cache precision (default f16)\n"
+            "      --special           recognise control tokens written in the prompt\n");
+}
+
+typedef struct stream_state {
+    int32_t n_tokens;
+} stream_state;
+
+static int on_token(void *user, edgellm_token token, const char *text, size_t len)
+{
+    stream_state *s = user;
+    (void)token;
+    if (len > 0) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    s->n_tokens++;
+    return 0;
+}
+
+static char *read_text_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            char *b = realloc(buf, cap * 2);
+            if (!b) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = b;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    const char *cmd = "run";
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
+    const char *stops[MAX_STOPS];
+    int n_stops = 0;
+    long n_predict = 128, threads = 0, ctx_len = 0;
+    edgellm_sampler_params sp = edgellm_sampler_default_params();
+    bool seed_given = false, special = false;
+    edgellm_kv_type kv = EDGELLM_KV_F16;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = NULL;
+        double d;
+        long l;
+        uint64_t u;
+#define VALUE() \
+    if (!(v = cli_option_value(cmd, argc, argv, &i))) \
+        return EXIT_USAGE;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            VALUE() model_path = v;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            VALUE() prompt = v;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            VALUE() prompt_file = v;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+            VALUE() if (!cli_parse_int(cmd, a, v, -1, 1 << 30, &n_predict)) return EXIT_USAGE;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            VALUE() if (!cli_parse_int(cmd, a, v, 1, 256, &threads)) return EXIT_USAGE;
+        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+            VALUE() if (!cli_parse_int(cmd, a, v, 1, 1 << 24, &ctx_len)) return EXIT_USAGE;
+        } else if (!strcmp(a, "--temp")) {
+            VALUE() if (!cli_parse_float(cmd, a, v, 0, 100, &d)) return EXIT_USAGE;
+            sp.temperature = (float)d;
+        } else if (!strcmp(a, "--top-k")) {
+            VALUE() if (!cli_parse_int(cmd, a, v, 0, 1 << 30, &l)) return EXIT_USAGE;
+            sp.top_k = (int32_t)l;
+        } else if (!strcmp(a, "--top-p")) {
+            VALUE() if (!cli_parse_float(cmd, a, v, 1e-6, 1, &d)) return EXIT_USAGE;
+            sp.top_p = (float)d;
+        } else if (!strcmp(a, "--min-p")) {
+            VALUE() if (!cli_parse_float(cmd, a, v, 0, 1, &d)) return EXIT_USAGE;
+            sp.min_p = (float)d;
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            VALUE() if (!cli_parse_float(cmd, a, v, 1e-3, 100, &d)) return EXIT_USAGE;
+            sp.repeat_penalty = (float)d;
+        } else if (!strcmp(a, "--repeat-last-n")) {
+            VALUE() if (!cli_parse_int(cmd, a, v, -1, 1 << 20, &l)) return EXIT_USAGE;
+            sp.repeat_last_n = (int32_t)l;
+        } else if (!strcmp(a, "--presence-penalty")) {
+            VALUE() if (!cli_parse_float(cmd, a, v, -100, 100, &d)) return EXIT_USAGE;
+            sp.presence_penalty = (float)d;
+        } else if (!strcmp(a, "--frequency-penalty")) {
+            VALUE() if (!cli_parse_float(cmd, a, v, -100, 100, &d)) return EXIT_USAGE;
+            sp.frequency_penalty = (float)d;
+        } else if (!strcmp(a, "--seed")) {
+            VALUE() if (!cli_parse_u64(cmd, a, v, &u)) return EXIT_USAGE;
+            sp.seed = u;
+            seed_given = true;
+        } else if (!strcmp(a, "--stop")) {
+            VALUE() if (n_stops == MAX_STOPS) {
+                cli_error(cmd, "at most %d --stop strings", MAX_STOPS);
+                return EXIT_USAGE;
+            }
+            if (!*v) {
+                cli_error(cmd, "--stop needs a non-empty string");
+                return EXIT_USAGE;
+            }
+            stops[n_stops++] = v;
+        } else if (!strcmp(a, "--kv-type")) {
+            VALUE() if (!strcmp(v, "f16")) kv = EDGELLM_KV_F16;
+            else if (!strcmp(v, "f32")) kv = EDGELLM_KV_F32;
+            else {
+                cli_error(cmd, "--kv-type must be f16 or f32, got '%s'", v);
+                return EXIT_USAGE;
+            }
+        } else if (!strcmp(a, "--special")) {
+            special = true;
+        } else {
+            cli_error(cmd, "unknown option '%s' (see 'edgellm run --help')", a);
+            return EXIT_USAGE;
+        }
+#undef VALUE
+    }
+    if (!model_path) {
+        cli_error(cmd, "no model given: pass -m MODEL.gguf (see 'edgellm run --help')");
+        return EXIT_USAGE;
+    }
+    if (!prompt && !prompt_file) {
+        cli_error(cmd, "no prompt given: pass -p TEXT or -f FILE");
+        return EXIT_USAGE;
+    }
+    if (prompt && prompt_file) {
+        cli_error(cmd, "give either -p or -f, not both");
+        return EXIT_USAGE;
+    }
+    char *file_text = NULL;
+    if (prompt_file) {
+        file_text = read_text_file(prompt_file);
+        if (!file_text) {
+            cli_error(cmd, "cannot read prompt file '%s'", prompt_file);
+            return 1;
+        }
+        prompt = file_text;
+    }
+    if (!seed_given) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        sp.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
+    }
+
+    double t0 = cli_now_seconds();
+    edgellm_model *model = NULL;
+    if (edgellm_model_load(model_path, NULL, &model) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        free(file_text);
+        return 1;
+    }
+    double load_s = cli_now_seconds() - t0;
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = (int32_t)ctx_len;
+    cp.n_threads = (int32_t)threads;
+    cp.kv_type = kv;
+    edgellm_context *ctx = NULL;
+    int rc = 0;
+    if (edgellm_context_create(model, &cp, &ctx) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        rc = 1;
+    }
+    edgellm_generate_result res = {0};
+    if (rc == 0) {
+        stream_state ss = {0};
+        edgellm_generate_params gp = edgellm_generate_default_params();
+        gp.max_tokens = n_predict < 0 ? 0 : (int32_t)n_predict;
+        gp.sampling = sp;
+        gp.stop_strings = stops;
+        gp.n_stop_strings = n_stops;
+        gp.parse_special = special;
+        gp.on_token = on_token;
+        gp.user_data = &ss;
+        if (n_predict == 0) {
+            rc = 0;
+        } else if (edgellm_generate(ctx, prompt, &gp, &res) != EDGELLM_OK) {
+            fflush(stdout);
+            cli_error(cmd, "%s", edgellm_last_error());
+            rc = 1;
+        }
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    if (rc == 0) {
+        char mem[32];
+        static const char *reasons[] = {"none", "end of sequence", "token limit", "stop string",
+                                        "context full", "stopped"};
+        double prefill_tps = res.prefill_seconds > 0
+                                 ? (res.n_prompt_tokens - res.n_cached_tokens) / res.prefill_seconds
+                                 : 0;
+        double decode_tps = res.n_generated > 1 && res.decode_seconds > 0
+                                ? (res.n_generated - 1) / res.decode_seconds
+                                : 0;
+        fprintf(stderr,
+                "\n--- edgellm run: %s, %d threads, kernels %s, seed %llu\n"
+                "load time:        %.3f s\n"
+                "prompt:           %d tokens, prefill %.1f tokens/s\n"
+                "time to first token: %.1f ms\n"
+                "generated:        %d tokens, decode %.1f tokens/s (stop: %s)\n"
+                "peak memory:      %s\n",
+                model_path, cp.n_threads > 0 ? cp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
+                edgellm_kernel_set(),
+                (unsigned long long)sp.seed, load_s, res.n_prompt_tokens, prefill_tps,
+                res.ttft_seconds * 1000.0, res.n_generated, decode_tps,
+                reasons[res.stop_reason], cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
+    }
+    edgellm_context_free(ctx);
+    edgellm_model_free(model);
+    free(file_text);
+    return rc;
+}
