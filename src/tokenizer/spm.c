@@ -228,7 +228,9 @@ edgellm_status ellm_tokenize(const ellm_vocab *v, const char *text, size_t len, 
     if (add_bos && v->bos >= 0)
         emit(&o, v->bos);
     edgellm_status st = EDGELLM_OK;
-    bool first = true;
+    /* The dummy prefix goes before the first text and before text that follows a control
+     * token, as SentencePiece-based GGUF runtimes do. */
+    bool after_special = true;
     size_t start = 0;
     for (size_t i = 0; i <= len && st == EDGELLM_OK;) {
         edgellm_token special = -1;
@@ -239,12 +241,13 @@ edgellm_status ellm_tokenize(const ellm_vocab *v, const char *text, size_t len, 
             continue;
         }
         if (i > start) {
-            st = tokenize_text(v, text + start, i - start, first && v->add_space_prefix, &o);
-            first = false;
+            st = tokenize_text(v, text + start, i - start, after_special && v->add_space_prefix,
+                               &o);
+            after_special = false;
         }
         if (special >= 0) {
             emit(&o, special);
-            first = false;
+            after_special = true;
             i += v->tokens[special].len;
             start = i;
         } else {
