@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The edgellm command as a user runs it: convert the llama2.c checkpoint, generate greedily from
+# each reference prompt (from the converted file and from the file another runtime wrote), read
+# `info`, and get one-line errors with a non-zero exit for every kind of wrong usage.
+set -uo pipefail
+fail=0
+check() { # check NAME CONDITION-RESULT
+  if [[ $2 -ne 0 ]]; then echo "FAIL: $1" >&2; fail=1; else echo "ok: $1"; fi
+}
+tmp="$TEST_TMP/cli_run"
+rm -rf "$tmp" && mkdir -p "$tmp"
+converted="$tmp/aidreams.gguf"
+"$EDGELLM" convert --from llama2c "$SHARED/models/aidreams260K.bin" \
+  --tokenizer "$SHARED/models/aidreams-tok512.bin" -o "$converted" 2>"$tmp/convert.err"
+check "convert llama2c checkpoint" $?
+
+for model in "$converted" "$SHARED/models/aidreams260K-f32.gguf"; do
+  n=0
+  while IFS=$'\t' read -r prompt ids cont text; do
+    [[ "$prompt" == \#* ]] && continue
+    want=$(printf '%b' "${text//\\n/\\n}")
+    got=$("$EDGELLM" run -m "$model" -p "$prompt" -n 48 --temp 0 -t 2 2>"$tmp/run.err")
+    rc=$?
+    [[ $rc -eq 0 && "$got" == "$want" ]]
+    check "greedy '$prompt' on $(basename "$model")" $?
+    n=$((n + 1))
+  done < "$SHARED/testdata/aidreams/greedy.tsv"
+  [[ $n -eq 7 ]]; check "7 prompts on $(basename "$model")" $?
+done
+grep -q "prefill" "$tmp/run.err" && grep -q "time to first token" "$tmp/run.err" &&
+  grep -q "decode" "$tmp/run.err" && grep -q "peak memory" "$tmp/run.err" &&
+  grep -q "load time" "$tmp/run.err"
+check "timing summary on stderr" $?
+
+# Same seed, same text; threads do not change greedy output.
+a=$("$EDGELLM" run -m "$converted" -p "The machine" -n 30 --seed 5 -t 1 2>/dev/null)
+b=$("$EDGELLM" run -m "$converted" -p "The machine" -n 30 --seed 5 -t 2 2>/dev/null)
+[[ "$a" == "$b" && -n "$a" ]]; check "seeded sampling reproducible across thread counts" $?
+out=$("$EDGELLM" run -m "$converted" -p "The machine" -n 48 --temp 0 --stop "probability" 2>/dev/null)
+[[ "$out" != *probability* && -n "$out" ]]; check "stop string" $?
+
+info=$("$EDGELLM" info "$converted" --ctx 64)
+check "info runs" $?
+for fact in "architecture:   llama" "embedding 64, layers 4, feed-forward 172" \
+            "heads 4, KV heads 4, head size 16" "512 tokens, BOS 1, EOS 2" \
+            "blk.0.ffn_down.weight" "memory at context 64" "tokenizer.ggml.model"; do
+  grep -qF "$fact" <<<"$info"; check "info shows '$fact'" $?
+done
+
+# Wrong usage: one line on stderr, non-zero exit, never a crash (exit >= 128).
+expect_error() { # expect_error WANT-EXIT PATTERN ARGS...
+  local want=$1 pattern=$2; shift 2
+  "$EDGELLM" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  local lines; lines=$(wc -l <"$tmp/err")
+  [[ $rc -eq $want && $lines -eq 1 ]] && grep -qiE "$pattern" "$tmp/err"
+  local ok=$?
+  check "error for: $* -> exit $rc: $(head -c 150 "$tmp/err")" $ok
+}
+expect_error 2 "unknown command" frobnicate
+expect_error 2 "no model" run -p hi
+expect_error 2 "no prompt" run -m "$converted"
+expect_error 2 "unknown option" run -m "$converted" -p hi --bogus
+expect_error 2 "needs a value" run -m "$converted" -p
+expect_error 2 "integer" run -m "$converted" -p hi -n abc
+expect_error 2 "number" run -m "$converted" -p hi --temp -1
+expect_error 2 "f16 or f32" run -m "$converted" -p hi --kv-type q4
+expect_error 1 "cannot open.*missing.gguf" run -m "$tmp/missing.gguf" -p hi
+expect_error 1 "not a GGUF" run -m "$SHARED/models/aidreams260K.bin" -p hi
+expect_error 1 "prompt is .* tokens .* context" run -m "$converted" --ctx 8 -p "$(printf 'word %.0s' {1..40})"
+expect_error 1 "longer than the model" run -m "$converted" --ctx 4096 -p hi
+expect_error 1 "cannot read prompt file" run -m "$converted" -f "$tmp/no-such-prompt.txt"
+expect_error 2 "no model" info
+head -c 5000 "$converted" > "$tmp/truncated.gguf"
+expect_error 1 "truncated" info "$tmp/truncated.gguf"
+expect_error 2 "llama2c" convert --from pytorch x --tokenizer y -o z
+expect_error 1 "not a llama2.c checkpoint|truncated" convert --from llama2c "$SHARED/models/aidreams-tok512.bin" --tokenizer "$SHARED/models/aidreams-tok512.bin" -o "$tmp/x.gguf"
+
+# An architecture the build does not support: rewrite general.architecture's value in a copy
+# ("llama" -> "llamb" keeps every length and offset intact).
+sed 's/\x05\x00\x00\x00\x00\x00\x00\x00llama/\x05\x00\x00\x00\x00\x00\x00\x00llamb/' "$converted" > "$tmp/llamb.gguf"
+expect_error 1 "architecture 'llamb' is not supported" run -m "$tmp/llamb.gguf" -p hi
+
+exit $fail

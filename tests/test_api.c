@@ -1,0 +1,282 @@
+/* The public API end to end on the shared aidreams model: greedy generation against the
+ * reference continuations, streaming, stop strings, KV-prefix reuse, sampling and bad arguments. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgellm.h"
+#include "test_util.h"
+
+typedef struct collected {
+    char text[4096];
+    size_t len;
+    edgellm_token tokens[512];
+    int n_tokens;
+    int calls;
+    int stop_after; /* return non-zero after this many tokens (0 = never) */
+} collected;
+
+static int collect(void *user, edgellm_token token, const char *text, size_t len)
+{
+    collected *c = user;
+    c->calls++;
+    if (len > 0 && c->len + len < sizeof c->text) {
+        /* Every chunk must start on a character boundary. */
+        CHECK(((unsigned char)text[0] & 0xC0) != 0x80);
+        memcpy(c->text + c->len, text, len);
+        c->len += len;
+        c->text[c->len] = '\0';
+    }
+    if (token >= 0 && c->n_tokens < 512)
+        c->tokens[c->n_tokens++] = token;
+    return c->stop_after > 0 && c->n_tokens >= c->stop_after;
+}
+
+static void unescape(char *s)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (p[0] == '\\' && (p[1] == 'n' || p[1] == 't' || p[1] == '\\')) {
+            *o++ = p[1] == 'n' ? '\n' : p[1] == 't' ? '\t' : '\\';
+            p++;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}
+
+typedef struct greedy_case {
+    char prompt[256];
+    edgellm_token ids[48];
+    char text[1024];
+} greedy_case;
+
+static int load_cases(greedy_case *cases, int max)
+{
+    char *tsv = test_read_file(test_shared_path("testdata/aidreams/greedy.tsv"), NULL);
+    if (!tsv)
+        return 0;
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(tsv, "\n", &save); line && n < max;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#')
+            continue;
+        char *cols[4], *p = line;
+        for (int c = 0; c < 4; c++) {
+            cols[c] = p;
+            p = p ? strchr(p, '\t') : NULL;
+            if (p)
+                *p++ = '\0';
+        }
+        greedy_case *gc = &cases[n];
+        snprintf(gc->prompt, sizeof gc->prompt, "%s", cols[0]);
+        char *q = cols[2], *end;
+        for (int k = 0; k < 48; k++, q = end)
+            gc->ids[k] = (edgellm_token)strtol(q, &end, 10);
+        unescape(cols[3]);
+        snprintf(gc->text, sizeof gc->text, "%s", cols[3]);
+        n++;
+    }
+    free(tsv);
+    return n;
+}
+
+static edgellm_generate_params greedy_params(collected *c, int max_tokens)
+{
+    edgellm_generate_params gp = edgellm_generate_default_params();
+    gp.max_tokens = max_tokens;
+    gp.sampling.temperature = 0;
+    gp.on_token = collect;
+    gp.user_data = c;
+    return gp;
+}
+
+static void test_greedy(edgellm_model *m, const greedy_case *cases, int n_cases)
+{
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_threads = 2;
+    edgellm_context *ctx = NULL;
+    CHECK(edgellm_context_create(m, &cp, &ctx) == EDGELLM_OK);
+    for (int i = 0; ctx && i < n_cases; i++) {
+        collected c = {0};
+        edgellm_generate_params gp = greedy_params(&c, 48);
+        edgellm_generate_result r;
+        CHECK(edgellm_generate(ctx, cases[i].prompt, &gp, &r) == EDGELLM_OK);
+        CHECK(r.n_generated == 48 && r.stop_reason == EDGELLM_STOP_MAX_TOKENS);
+        CHECK_MSG(c.n_tokens == 48 && !memcmp(c.tokens, cases[i].ids, sizeof cases[i].ids),
+                  "greedy ids for \"%s\" differ", cases[i].prompt);
+        CHECK_MSG(!strcmp(c.text, cases[i].text), "greedy text for \"%s\":\n got  \"%s\"\n want \"%s\"",
+                  cases[i].prompt, c.text, cases[i].text);
+        /* The streamed text equals the detokenized ids. */
+        char detok[4096];
+        size_t len;
+        CHECK(edgellm_detokenize(m, c.tokens, c.n_tokens, 0, detok, sizeof detok, &len) ==
+              EDGELLM_OK);
+        CHECK(len == c.len && !memcmp(detok, c.text, len));
+        CHECK(r.prefill_seconds >= 0 && r.ttft_seconds >= r.prefill_seconds &&
+              r.decode_seconds >= 0);
+    }
+    edgellm_context_free(ctx);
+}
+
+static void test_prefix_reuse_and_stops(edgellm_model *m, const greedy_case *gc)
+{
+    edgellm_context *ctx = NULL;
+    CHECK(edgellm_context_create(m, NULL, &ctx) == EDGELLM_OK);
+    if (!ctx)
+        return;
+    /* Same prompt twice: the second call reuses the cached prompt and gives the same text. */
+    collected a = {0}, b = {0};
+    edgellm_generate_params gp = greedy_params(&a, 20);
+    edgellm_generate_result r1, r2;
+    CHECK(edgellm_generate(ctx, gc->prompt, &gp, &r1) == EDGELLM_OK);
+    gp.user_data = &b;
+    CHECK(edgellm_generate(ctx, gc->prompt, &gp, &r2) == EDGELLM_OK);
+    CHECK(r1.n_cached_tokens == 0);
+    CHECK_MSG(r2.n_cached_tokens == r2.n_prompt_tokens - 1, "reused %d of %d", r2.n_cached_tokens,
+              r2.n_prompt_tokens);
+    CHECK(!strcmp(a.text, b.text));
+
+    /* Stop strings: text up to (not including) the stop string, nothing after it. */
+    const char *stop_word = "probability";
+    const char *at = strstr(gc->text, stop_word);
+    CHECK(at != NULL);
+    collected s = {0};
+    gp = greedy_params(&s, 48);
+    const char *stops[] = {"never appears", stop_word};
+    gp.stop_strings = stops;
+    gp.n_stop_strings = 2;
+    CHECK(edgellm_generate(ctx, gc->prompt, &gp, &r1) == EDGELLM_OK);
+    CHECK(r1.stop_reason == EDGELLM_STOP_STRING);
+    CHECK_MSG(s.len == (size_t)(at - gc->text) && !memcmp(s.text, gc->text, s.len),
+              "stop string cut gives \"%s\"", s.text);
+
+    /* The callback stops generation. */
+    collected cb = {.stop_after = 5};
+    gp = greedy_params(&cb, 48);
+    CHECK(edgellm_generate(ctx, gc->prompt, &gp, &r1) == EDGELLM_OK);
+    CHECK(r1.stop_reason == EDGELLM_STOP_CALLBACK && r1.n_generated == 5);
+
+    /* keep_cache continues a conversation after what is cached. */
+    int32_t before = edgellm_context_n_past(ctx);
+    collected k = {0};
+    gp = greedy_params(&k, 4);
+    gp.keep_cache = 1;
+    CHECK(edgellm_generate(ctx, " and then", &gp, &r1) == EDGELLM_OK);
+    CHECK(edgellm_context_n_past(ctx) > before);
+    edgellm_context_free(ctx);
+}
+
+static void test_sampling_reproducible(edgellm_model *m, const greedy_case *gc)
+{
+    edgellm_context *ctx = NULL;
+    CHECK(edgellm_context_create(m, NULL, &ctx) == EDGELLM_OK);
+    if (!ctx)
+        return;
+    static collected runs[3];
+    uint64_t seeds[3] = {42, 42, 7};
+    for (int i = 0; i < 3; i++) {
+        edgellm_generate_params gp = greedy_params(&runs[i], 40);
+        gp.sampling = edgellm_sampler_default_params();
+        gp.sampling.temperature = 1.2f;
+        gp.sampling.top_k = 0;
+        gp.sampling.top_p = 1.0f;
+        gp.sampling.min_p = 0;
+        gp.sampling.seed = seeds[i];
+        CHECK(edgellm_generate(ctx, gc->prompt, &gp, NULL) == EDGELLM_OK);
+    }
+    CHECK_MSG(!strcmp(runs[0].text, runs[1].text), "same seed, different text");
+    CHECK_MSG(strcmp(runs[0].text, runs[2].text) != 0, "different seeds, same text");
+    edgellm_context_free(ctx);
+}
+
+static void test_eval_api(edgellm_model *m)
+{
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 16;
+    cp.n_batch = 4;
+    edgellm_context *ctx = NULL;
+    CHECK(edgellm_context_create(m, &cp, &ctx) == EDGELLM_OK);
+    if (!ctx)
+        return;
+    edgellm_token ids[20];
+    for (int i = 0; i < 20; i++)
+        ids[i] = 10 + i;
+    /* 10 tokens in chunks of 4; then more than fits fails and leaves the cache as it was. */
+    CHECK(edgellm_eval(ctx, ids, 10, 0) == EDGELLM_OK);
+    CHECK(edgellm_context_n_past(ctx) == 10);
+    CHECK(edgellm_get_logits(ctx, -1) != NULL);
+    CHECK(edgellm_eval(ctx, ids, 7, 0) == EDGELLM_ERR_CONTEXT_FULL);
+    CHECK(strstr(edgellm_last_error(), "context") != NULL);
+    CHECK(edgellm_context_n_past(ctx) == 10);
+    int32_t n = 0;
+    const edgellm_token *cached = edgellm_context_tokens(ctx, &n);
+    CHECK(n == 10 && cached[9] == ids[9]);
+    edgellm_token bad = 100000;
+    CHECK(edgellm_eval(ctx, &bad, 1, 0) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(edgellm_eval(ctx, ids, 5, 1) == EDGELLM_ERR_INVALID_ARGUMENT); /* > n_batch */
+    CHECK(edgellm_context_truncate(ctx, 2) == EDGELLM_OK && edgellm_context_n_past(ctx) == 2);
+    CHECK(edgellm_eval(ctx, ids, 3, 1) == EDGELLM_OK);
+    CHECK(edgellm_get_logits(ctx, 0) && edgellm_get_logits(ctx, 2) && !edgellm_get_logits(ctx, 3));
+    edgellm_context_free(ctx);
+
+    cp.n_ctx = 100000;
+    CHECK(edgellm_context_create(m, &cp, &ctx) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(edgellm_last_error(), "longer than the model") != NULL);
+
+    /* A prompt longer than the context is refused with a message saying so. */
+    cp.n_ctx = 8;
+    CHECK(edgellm_context_create(m, &cp, &ctx) == EDGELLM_OK);
+    collected c = {0};
+    edgellm_generate_params gp = greedy_params(&c, 4);
+    CHECK(edgellm_generate(ctx, "a prompt that is much longer than eight tokens for sure", &gp,
+                           NULL) == EDGELLM_ERR_CONTEXT_FULL);
+    CHECK(strstr(edgellm_last_error(), "prompt") != NULL);
+    edgellm_context_free(ctx);
+}
+
+static void test_bad_models(void)
+{
+    edgellm_model *m = NULL;
+    CHECK(edgellm_model_load(NULL, NULL, &m) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(edgellm_model_load("/nonexistent/model.gguf", NULL, &m) == EDGELLM_ERR_IO && !m);
+    CHECK(strstr(edgellm_last_error(), "/nonexistent/model.gguf") != NULL);
+    CHECK(edgellm_model_load(test_shared_path("models/aidreams260K.bin"), NULL, &m) ==
+          EDGELLM_ERR_FORMAT);
+    CHECK(edgellm_model_load(test_shared_path("models"), NULL, &m) == EDGELLM_ERR_IO);
+    edgellm_sampler *s = NULL;
+    edgellm_sampler_params sp = edgellm_sampler_default_params();
+    sp.top_p = 0;
+    CHECK(edgellm_sampler_create(&sp, 10, &s) == EDGELLM_ERR_INVALID_ARGUMENT && !s);
+    CHECK(strstr(edgellm_last_error(), "top_p") != NULL);
+}
+
+int main(void)
+{
+    static greedy_case cases[8];
+    int n_cases = load_cases(cases, 8);
+    CHECK(n_cases == 7);
+    edgellm_model *m = NULL;
+    edgellm_status st = edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m);
+    CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
+    if (m && n_cases > 0) {
+        edgellm_model_info info;
+        CHECK(edgellm_model_get_info(m, &info) == EDGELLM_OK);
+        CHECK(!strcmp(info.architecture, "llama") && info.n_vocab == 512 && info.n_layer == 4 &&
+              info.n_ff == 172 && !strcmp(info.quantization, "F32"));
+        edgellm_memory_estimate est;
+        CHECK(edgellm_model_estimate_memory(m, 128, EDGELLM_KV_F16, 0, &est) == EDGELLM_OK);
+        /* 4 layers x 2 (K, V) x 128 positions x 64 values x 2 bytes */
+        CHECK(est.kv_cache_bytes == 4 * 2 * 128 * 64 * 2);
+        test_greedy(m, cases, n_cases);
+        test_prefix_reuse_and_stops(m, &cases[0]);
+        test_sampling_reproducible(m, &cases[1]);
+        test_eval_api(m);
+    }
+    test_bad_models();
+    edgellm_model_free(m);
+    return test_finish("test_api");
+}
