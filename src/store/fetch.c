@@ -1,0 +1,249 @@
+/* HTTP(S) downloads with libcurl: resumable (Range requests continue what the partial file
+ * holds), retried after dropped connections and short bodies, and failing fast with a clear
+ * message when the disk is full. */
+#define _GNU_SOURCE
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/status.h"
+#include "store/store_internal.h"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+typedef struct download {
+    int fd;
+    const char *path;
+    uint64_t start;  /* bytes the file held when this attempt began */
+    uint64_t offset; /* where the next byte goes */
+    bool checked_status;
+    bool write_failed;
+    bool progress;
+    double started;
+    double last_draw;
+    uint64_t shown_total;
+    CURL *curl;
+} download;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
+{
+    download *d = user;
+    size_t len = size * nmemb;
+    if (!d->checked_status) {
+        d->checked_status = true;
+        long code = 0;
+        curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
+        if (code == 200 && d->offset > 0) {
+            /* The server ignored our Range and sent the whole body: start the file over. */
+            if (ftruncate(d->fd, 0) != 0) {
+                d->write_failed = true;
+                ellm_fail(EDGELLM_ERR_IO, "cannot truncate %s: %s", d->path, strerror(errno));
+                return 0;
+            }
+            d->offset = d->start = 0;
+        }
+    }
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(d->fd, data + done, len - done, (off_t)d->offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int err = n < 0 ? errno : ENOSPC;
+            d->write_failed = true;
+            if (err == ENOSPC || err == EFBIG || err == EDQUOT)
+                ellm_fail(EDGELLM_ERR_IO,
+                          "disk full while downloading into %s (%s) after %llu bytes: free space "
+                          "and rerun the install to resume",
+                          d->path, strerror(err), (unsigned long long)d->offset);
+            else
+                ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", d->path, strerror(err));
+            return 0;
+        }
+        done += (size_t)n;
+        d->offset += (uint64_t)n;
+    }
+    return len;
+}
+
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    download *d = user;
+    double now = st_now();
+    if (d->progress && now - d->last_draw >= 0.1) {
+        d->last_draw = now;
+        d->shown_total = dltotal > 0 ? d->start + (uint64_t)dltotal : 0;
+        st_progress_draw("downloading", d->start + (uint64_t)dlnow, d->shown_total, d->started);
+    }
+    return 0;
+}
+
+static CURL *new_handle(const char *url)
+{
+    pthread_once(&curl_once, curl_init_once);
+    CURL *c = curl_easy_init();
+    if (!c)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 20L);
+    /* A connection that delivers nothing for 30 s counts as dropped and is retried. */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "edgellm-store/1");
+    return c;
+}
+
+static bool transient(CURLcode rc)
+{
+    return rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
+           rc == CURLE_GOT_NOTHING || rc == CURLE_OPERATION_TIMEDOUT ||
+           rc == CURLE_COULDNT_CONNECT || rc == CURLE_HTTP2_STREAM;
+}
+
+edgellm_status st_download(const char *url, int part_fd, const char *part_path, bool progress,
+                           int max_retries)
+{
+    if (max_retries <= 0)
+        max_retries = 5;
+    double started = st_now();
+    char last_problem[256] = "";
+    for (int attempt = 0; attempt <= max_retries; attempt++) {
+        struct stat sb;
+        if (fstat(part_fd, &sb) != 0)
+            return ellm_fail(EDGELLM_ERR_IO, "cannot stat %s: %s", part_path, strerror(errno));
+        download d = {.fd = part_fd, .path = part_path, .start = (uint64_t)sb.st_size,
+                      .offset = (uint64_t)sb.st_size, .progress = progress, .started = started};
+        d.curl = new_handle(url);
+        if (!d.curl)
+            return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "cannot create a download handle");
+        curl_easy_setopt(d.curl, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(d.curl, CURLOPT_WRITEDATA, &d);
+        curl_easy_setopt(d.curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(d.curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(d.curl, CURLOPT_XFERINFODATA, &d);
+        if (d.start > 0)
+            curl_easy_setopt(d.curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)d.start);
+        CURLcode rc = curl_easy_perform(d.curl);
+        long code = 0;
+        curl_off_t body_len = -1;
+        curl_easy_getinfo(d.curl, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(d.curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &body_len);
+        curl_easy_cleanup(d.curl);
+        if (progress && d.last_draw > 0)
+            st_progress_done();
+
+        if (d.write_failed)
+            return EDGELLM_ERR_IO; /* the message is already set; retrying cannot help */
+        if (rc == CURLE_OK) {
+            if (body_len >= 0 && d.offset != d.start + (uint64_t)body_len) {
+                snprintf(last_problem, sizeof last_problem,
+                         "short body (%llu of %llu bytes)",
+                         (unsigned long long)(d.offset - d.start), (unsigned long long)body_len);
+            } else {
+                if (fsync(part_fd) != 0)
+                    return ellm_fail(EDGELLM_ERR_IO, "cannot sync %s: %s", part_path,
+                                     strerror(errno));
+                return EDGELLM_OK;
+            }
+        } else if (rc == CURLE_HTTP_RETURNED_ERROR && code == 416 && d.start > 0) {
+            /* What we hold is not a prefix the server agrees with: start over. */
+            if (ftruncate(part_fd, 0) != 0)
+                return ellm_fail(EDGELLM_ERR_IO, "cannot truncate %s: %s", part_path,
+                                 strerror(errno));
+            snprintf(last_problem, sizeof last_problem, "server refused to resume (HTTP 416)");
+        } else if (rc == CURLE_HTTP_RETURNED_ERROR) {
+            return ellm_fail(code == 404 ? EDGELLM_ERR_NOT_FOUND : EDGELLM_ERR_IO,
+                             "download of %s failed: HTTP %ld", url, code);
+        } else if (transient(rc)) {
+            snprintf(last_problem, sizeof last_problem, "%s at byte %llu", curl_easy_strerror(rc),
+                     (unsigned long long)d.offset);
+        } else {
+            return ellm_fail(EDGELLM_ERR_IO, "download of %s failed: %s", url,
+                             curl_easy_strerror(rc));
+        }
+        if (attempt < max_retries) {
+            struct timespec pause = {0, 100000000L * (attempt + 1)};
+            nanosleep(&pause, NULL);
+        }
+    }
+    return ellm_fail(EDGELLM_ERR_IO,
+                     "download of %s did not complete after %d attempts (last: %s); the partial "
+                     "file is kept, rerun the install to resume",
+                     url, max_retries + 1, last_problem);
+}
+
+typedef struct membuf {
+    char *data;
+    size_t len;
+    bool too_big;
+} membuf;
+
+static size_t on_small_body(char *data, size_t size, size_t nmemb, void *user)
+{
+    membuf *m = user;
+    size_t len = size * nmemb;
+    if (m->len + len > (1u << 20)) {
+        m->too_big = true;
+        return 0;
+    }
+    char *grown = realloc(m->data, m->len + len + 1);
+    if (!grown)
+        return 0;
+    m->data = grown;
+    memcpy(m->data + m->len, data, len);
+    m->len += len;
+    m->data[m->len] = '\0';
+    return len;
+}
+
+edgellm_status st_fetch_small(const char *url, char **text_out, size_t *len_out)
+{
+    *text_out = NULL;
+    CURLcode rc = CURLE_OK;
+    long code = 0;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        membuf m = {0};
+        CURL *c = new_handle(url);
+        if (!c)
+            return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "cannot create a download handle");
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_small_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
+        rc = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_cleanup(c);
+        if (rc == CURLE_OK) {
+            if (!m.data) {
+                m.data = calloc(1, 1);
+                if (!m.data)
+                    return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
+            }
+            *text_out = m.data;
+            *len_out = m.len;
+            return EDGELLM_OK;
+        }
+        free(m.data);
+        if (m.too_big)
+            return ellm_fail(EDGELLM_ERR_FORMAT, "%s is larger than 1 MiB: not a signature", url);
+        if (rc == CURLE_HTTP_RETURNED_ERROR && code == 404)
+            return ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s: HTTP 404", url);
+        if (!transient(rc))
+            break;
+    }
+    if (rc == CURLE_HTTP_RETURNED_ERROR)
+        return ellm_fail(EDGELLM_ERR_IO, "fetching %s failed: HTTP %ld", url, code);
+    return ellm_fail(EDGELLM_ERR_IO, "fetching %s failed: %s", url, curl_easy_strerror(rc));
+}
