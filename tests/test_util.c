@@ -45,8 +45,11 @@ char *test_read_file(const char *path, size_t *out_len)
 
 const char *test_shared_path(const char *rel)
 {
-    static char buf[4096];
-    snprintf(buf, sizeof buf, "%s/%s", EDGELLM_SHARED_DIR, rel);
+    /* Rotating buffers so several paths can be passed to one call. */
+    static char bufs[8][4096];
+    static int slot;
+    char *buf = bufs[slot++ % 8];
+    snprintf(buf, 4096, "%s/%s", EDGELLM_SHARED_DIR, rel);
     return buf;
 }
 

@@ -35,7 +35,7 @@ int test_finish(const char *name);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer (NULL on failure). */
 char *test_read_file(const char *path, size_t *out_len);
 
-/* Joins the shared data directory and a relative path into a static buffer. */
+/* Joins the shared data directory and a relative path (static buffer, rotates over 8 slots). */
 const char *test_shared_path(const char *rel);
 /* A path under the test scratch directory (static buffer, rotates over 8 slots). */
 const char *test_tmp_path(const char *name);

@@ -21,10 +21,10 @@ typedef struct cursor {
 static edgellm_status truncated(const cursor *c, uint64_t need)
 {
     return ellm_fail(EDGELLM_ERR_FORMAT,
-                     "file is truncated: reading %s needs %llu bytes at offset %llu but the file "
-                     "has %llu; re-download or re-convert the model",
+                     "file is truncated: reading %s needs %llu bytes at offset %llu but only "
+                     "%llu remain (file size %llu); re-download or re-convert the model",
                      c->what, (unsigned long long)need, (unsigned long long)c->pos,
-                     (unsigned long long)c->size);
+                     (unsigned long long)(c->size - c->pos), (unsigned long long)c->size);
 }
 
 static edgellm_status take(cursor *c, uint64_t n, const uint8_t **out)

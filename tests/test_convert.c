@@ -1,0 +1,189 @@
+/* llama2.c import: the converted file carries exactly the tensors another runtime's converter
+ * wrote for the same checkpoint; the unshared-classifier variant; quantized output with the F16
+ * fallback for rows that do not split into blocks; and hostile checkpoints. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert/convert.h"
+#include "gguf/gguf.h"
+#include "test_util.h"
+
+static bool write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return false;
+    bool ok = fwrite(data, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+static void test_matches_reference(void)
+{
+    const char *out = test_tmp_path("convert-f32.gguf");
+    edgellm_status st = ellm_convert_llama2c(test_shared_path("models/aidreams260K.bin"),
+                                             test_shared_path("models/aidreams-tok512.bin"), out,
+                                             NULL);
+    CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
+    gguf_file *mine = NULL, *ref = NULL;
+    CHECK(gguf_open(out, &mine) == EDGELLM_OK);
+    CHECK(gguf_open(test_shared_path("models/aidreams260K-f32.gguf"), &ref) == EDGELLM_OK);
+    if (!mine || !ref) {
+        gguf_close(mine);
+        gguf_close(ref);
+        return;
+    }
+    /* Every tensor of ours equals the reference's, byte for byte; the reference also stores the
+     * shared classifier as output.weight, which must equal the embedding we tie to. */
+    int same = 0;
+    for (uint64_t i = 0; i < gguf_tensor_count(mine); i++) {
+        const gguf_tensor_info *t = gguf_tensor_at(mine, i);
+        char *name = gguf_str_dup(t->name);
+        const gguf_tensor_info *r = gguf_find_tensor(ref, name);
+        bool eq = r && r->type == t->type && !memcmp(r->ne, t->ne, sizeof t->ne) &&
+                  r->n_bytes == t->n_bytes && !memcmp(r->data, t->data, t->n_bytes);
+        CHECK_MSG(eq, "tensor %s differs from the reference", name);
+        same += eq;
+        free(name);
+    }
+    CHECK(same == 38 && gguf_tensor_count(mine) == 38);
+    const gguf_tensor_info *ro = gguf_find_tensor(ref, "output.weight");
+    const gguf_tensor_info *me = gguf_find_tensor(mine, "token_embd.weight");
+    CHECK(ro && me && ro->n_bytes == me->n_bytes && !memcmp(ro->data, me->data, me->n_bytes));
+    CHECK(gguf_find_tensor(mine, "output.weight") == NULL);
+    /* Metadata the reference has must have the same values (general.name aside). */
+    const char *keys[] = {"general.architecture", "llama.context_length",
+                          "llama.embedding_length", "llama.block_count",
+                          "llama.feed_forward_length", "llama.attention.head_count",
+                          "llama.attention.head_count_kv", "llama.rope.dimension_count",
+                          "tokenizer.ggml.model", "tokenizer.ggml.bos_token_id",
+                          "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        const gguf_kv *a = gguf_find_kv(mine, keys[k]), *b = gguf_find_kv(ref, keys[k]);
+        CHECK_MSG(a && b, "key %s missing", keys[k]);
+        if (!a || !b)
+            continue;
+        char va[128], vb[128];
+        gguf_value_format(&a->value, va, sizeof va);
+        gguf_value_format(&b->value, vb, sizeof vb);
+        CHECK_MSG(!strcmp(va, vb), "%s: %s vs reference %s", keys[k], va, vb);
+    }
+    const gguf_array *ta, *tb;
+    CHECK(gguf_get_array(mine, "tokenizer.ggml.tokens", &ta) == EDGELLM_OK);
+    CHECK(gguf_get_array(ref, "tokenizer.ggml.tokens", &tb) == EDGELLM_OK);
+    for (uint64_t i = 0; i < ta->n && i < tb->n; i++)
+        CHECK_MSG(ta->strings[i].len == tb->strings[i].len &&
+                      !memcmp(ta->strings[i].data, tb->strings[i].data, ta->strings[i].len),
+                  "token %llu differs", (unsigned long long)i);
+    const gguf_array *ya, *yb;
+    CHECK(gguf_get_array(mine, "tokenizer.ggml.token_type", &ya) == EDGELLM_OK);
+    CHECK(gguf_get_array(ref, "tokenizer.ggml.token_type", &yb) == EDGELLM_OK);
+    for (uint64_t i = 0; i < ya->n; i++) {
+        int64_t x, y;
+        CHECK(gguf_array_get_i64(ya, i, &x) && gguf_array_get_i64(yb, i, &y) && x == y);
+    }
+    gguf_close(mine);
+    gguf_close(ref);
+}
+
+static int fallbacks;
+static void count_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
+{
+    (void)user;
+    CHECK(strstr(tensor, "ffn_down") != NULL && wanted == ELLM_TYPE_Q8_0 && used == ELLM_TYPE_F16);
+    fallbacks++;
+}
+
+static void test_quantized_and_unshared(void)
+{
+    size_t len = 0;
+    char *ckpt = test_read_file(test_shared_path("models/aidreams260K.bin"), &len);
+    CHECK(ckpt != NULL);
+    if (!ckpt)
+        return;
+    ellm_convert_options o = {.out_type = ELLM_TYPE_Q8_0, .on_fallback = count_fallback};
+    const char *out = test_tmp_path("convert-q8.gguf");
+    CHECK(ellm_convert_llama2c(test_shared_path("models/aidreams260K.bin"),
+                               test_shared_path("models/aidreams-tok512.bin"), out, &o) ==
+          EDGELLM_OK);
+    CHECK(fallbacks == 4);
+    gguf_file *f = NULL;
+    CHECK(gguf_open(out, &f) == EDGELLM_OK);
+    if (f) {
+        CHECK(gguf_find_tensor(f, "blk.0.attn_q.weight")->type == ELLM_TYPE_Q8_0);
+        CHECK(gguf_find_tensor(f, "blk.0.ffn_down.weight")->type == ELLM_TYPE_F16);
+        CHECK(gguf_find_tensor(f, "blk.0.attn_norm.weight")->type == ELLM_TYPE_F32);
+        gguf_close(f);
+    }
+
+    /* Unshared classifier: negate vocab_size and append a vocab x dim classifier. */
+    int32_t vocab = 512, dim = 64;
+    size_t extra = (size_t)vocab * dim * sizeof(float);
+    char *unshared = malloc(len + extra);
+    memcpy(unshared, ckpt, len);
+    int32_t neg = -vocab;
+    memcpy(unshared + 5 * 4, &neg, 4);
+    float *cls = (float *)(unshared + len);
+    for (size_t i = 0; i < (size_t)vocab * dim; i++)
+        cls[i] = (float)(i % 97) * 0.01f;
+    const char *path = test_tmp_path("unshared.bin");
+    CHECK(write_file(path, unshared, len + extra));
+    out = test_tmp_path("unshared.gguf");
+    CHECK_MSG(ellm_convert_llama2c(path, test_shared_path("models/aidreams-tok512.bin"), out,
+                                   NULL) == EDGELLM_OK,
+              "%s", edgellm_last_error());
+    CHECK(gguf_open(out, &f) == EDGELLM_OK);
+    if (f) {
+        const gguf_tensor_info *t = gguf_find_tensor(f, "output.weight");
+        CHECK(t && t->ne[0] == 64 && t->ne[1] == 512 && !memcmp(t->data, cls, extra));
+        gguf_close(f);
+    }
+
+    /* Hostile checkpoints. */
+    CHECK(write_file(path, ckpt, len - 100));
+    CHECK(ellm_convert_llama2c(path, test_shared_path("models/aidreams-tok512.bin"), out, NULL) ==
+          EDGELLM_ERR_FORMAT);
+    CHECK(strstr(edgellm_last_error(), "truncated") != NULL);
+    int32_t bad[7] = {64, 172, 4, 3, 4, 512, 128}; /* 3 heads do not divide 64 */
+    memcpy(unshared, bad, sizeof bad);
+    CHECK(write_file(path, unshared, len));
+    CHECK(ellm_convert_llama2c(path, test_shared_path("models/aidreams-tok512.bin"), out, NULL) ==
+          EDGELLM_ERR_FORMAT);
+    CHECK(strstr(edgellm_last_error(), "heads") != NULL);
+    int32_t absurd[7] = {1 << 30, 172, 4, 4, 4, 512, 128};
+    memcpy(unshared, absurd, sizeof absurd);
+    CHECK(write_file(path, unshared, len));
+    CHECK(ellm_convert_llama2c(path, test_shared_path("models/aidreams-tok512.bin"), out, NULL) ==
+          EDGELLM_ERR_FORMAT);
+    CHECK(write_file(path, ckpt, 10));
+    CHECK(ellm_convert_llama2c(path, test_shared_path("models/aidreams-tok512.bin"), out, NULL) ==
+          EDGELLM_ERR_FORMAT);
+    /* A tokenizer with fewer tokens than the model's vocabulary. */
+    size_t tlen = 0;
+    char *tok = test_read_file(test_shared_path("models/aidreams-tok512.bin"), &tlen);
+    const char *tpath = test_tmp_path("short-tok.bin");
+    CHECK(tok && write_file(tpath, tok, tlen / 2));
+    CHECK(ellm_convert_llama2c(test_shared_path("models/aidreams260K.bin"), tpath, out, NULL) ==
+          EDGELLM_ERR_FORMAT);
+    CHECK(strstr(edgellm_last_error(), "tokenizer") != NULL ||
+          strstr(edgellm_last_error(), "token") != NULL);
+    /* Nothing is written where a conversion failed. */
+    const char *never = test_tmp_path("never-written.gguf");
+    remove(never);
+    CHECK(ellm_convert_llama2c(test_shared_path("models/aidreams260K.bin"), tpath, never, NULL) !=
+          EDGELLM_OK);
+    FILE *nf = fopen(never, "rb");
+    CHECK(nf == NULL);
+    if (nf)
+        fclose(nf);
+    free(tok);
+    free(unshared);
+    free(ckpt);
+}
+
+int main(void)
+{
+    test_matches_reference();
+    test_quantized_and_unshared();
+    return test_finish("test_convert");
+}
