@@ -49,9 +49,9 @@ edgellm_status store_keygen(const char *secret_path, char pub_hex_out[65])
     unsigned char seed[crypto_sign_SEEDBYTES];
     randombytes_buf(seed, sizeof seed);
     crypto_sign_seed_keypair(pk, sk, seed);
-    char seed_hex[2 * crypto_sign_SEEDBYTES + 1];
+    char seed_hex[2 * crypto_sign_SEEDBYTES + 1], pub_hex[2 * crypto_sign_PUBLICKEYBYTES + 1];
     st_hex(seed, sizeof seed, seed_hex);
-    st_hex(pk, sizeof pk, pub_hex_out);
+    st_hex(pk, sizeof pk, pub_hex);
     sodium_memzero(sk, sizeof sk);
     sodium_memzero(seed, sizeof seed);
 
@@ -79,9 +79,10 @@ edgellm_status store_keygen(const char *secret_path, char pub_hex_out[65])
     FILE *f = fopen(pub_path, "w");
     if (!f)
         return ellm_fail(EDGELLM_ERR_IO, "cannot create %s: %s", pub_path, strerror(errno));
-    fprintf(f, "ed25519 %s\n", pub_hex_out);
+    fprintf(f, "ed25519 %s\n", pub_hex);
     if (fclose(f) != 0)
         return ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", pub_path, strerror(errno));
+    memcpy(pub_hex_out, pub_hex, sizeof pub_hex);
     return EDGELLM_OK;
 }
 

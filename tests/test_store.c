@@ -1,0 +1,187 @@
+/* Store unit tests: reference parsing, SHA-256 against a known vector, signatures (round trip and
+ * every field tampered), the planner against hand-computed figures, and the library-level
+ * lifecycle on the shared GGUF model. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "test_util.h"
+
+static void test_parse_ref(void)
+{
+    char name[STORE_NAME_MAX], version[STORE_VERSION_MAX];
+    CHECK(store_parse_ref("llama-3.2_1b:q4-v2", name, sizeof name, version, sizeof version) == EDGELLM_OK);
+    CHECK(strcmp(name, "llama-3.2_1b") == 0 && strcmp(version, "q4-v2") == 0);
+    CHECK(store_parse_ref("plain", name, sizeof name, version, sizeof version) == EDGELLM_OK);
+    CHECK(strcmp(name, "plain") == 0 && version[0] == '\0');
+    const char *bad[] = {"", ":1", "../etc", "a/b", "a:", "a:../x", ".hidden", "a b", "a:1:2", "-x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_MSG(store_parse_ref(bad[i], name, sizeof name, version, sizeof version) != EDGELLM_OK,
+                  "accepted '%s'", bad[i]);
+}
+
+static void test_sha256(void)
+{
+    const char *path = test_tmp_path("store_abc.txt");
+    FILE *f = fopen(path, "w");
+    fputs("abc", f);
+    fclose(f);
+    char hex[STORE_HASH_HEX];
+    uint64_t size = 0;
+    CHECK(store_sha256_file(path, hex, &size) == EDGELLM_OK);
+    /* FIPS 180-2 test vector for "abc". */
+    CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
+    CHECK(size == 3);
+}
+
+static void test_signatures(void)
+{
+    const char *key = test_tmp_path("store_unit.key");
+    char pub_path[1024];
+    snprintf(pub_path, sizeof pub_path, "%s.pub", key);
+    unlink(key);
+    unlink(pub_path);
+    char pub[65];
+    CHECK(store_keygen(key, pub) == EDGELLM_OK);
+    struct stat sb;
+    CHECK(stat(key, &sb) == 0 && (sb.st_mode & 077) == 0);
+    CHECK(store_keygen(key, pub) != EDGELLM_OK); /* never overwrites */
+
+    const char *model = test_shared_path("models/aidreams260K-f32.gguf");
+    const char *sig_path = test_tmp_path("store_unit.sig");
+    CHECK(store_sign_file(key, model, "dreams", "7", sig_path) == EDGELLM_OK);
+    size_t len = 0;
+    char *text = test_read_file(sig_path, &len);
+    CHECK(text != NULL);
+    store_signature sig;
+    CHECK(text && store_signature_parse(text, len, &sig) == EDGELLM_OK);
+    free(text);
+    CHECK(strcmp(sig.name, "dreams") == 0 && strcmp(sig.version, "7") == 0);
+    CHECK(strcmp(sig.key, pub) == 0);
+    CHECK(sig.size == 1068672);
+    char hex[STORE_HASH_HEX];
+    CHECK(store_sha256_file(model, hex, NULL) == EDGELLM_OK && strcmp(hex, sig.sha256) == 0);
+    CHECK(store_signature_check(&sig) == EDGELLM_OK);
+
+    /* Changing any signed field invalidates it. */
+    store_signature t = sig;
+    snprintf(t.name, sizeof t.name, "dreamz");
+    CHECK(store_signature_check(&t) != EDGELLM_OK);
+    t = sig;
+    snprintf(t.version, sizeof t.version, "8");
+    CHECK(store_signature_check(&t) != EDGELLM_OK);
+    t = sig;
+    t.size++;
+    CHECK(store_signature_check(&t) != EDGELLM_OK);
+    t = sig;
+    t.sha256[0] = t.sha256[0] == 'a' ? 'b' : 'a';
+    CHECK(store_signature_check(&t) != EDGELLM_OK);
+    t = sig;
+    t.signature[10] = t.signature[10] == '0' ? '1' : '0';
+    CHECK(store_signature_check(&t) != EDGELLM_OK);
+    t = sig;
+    t.key[5] = t.key[5] == '0' ? '1' : '0';
+    CHECK(store_signature_check(&t) != EDGELLM_OK);
+    CHECK(store_signature_parse("{\"name\": \"x\"}", 13, &t) != EDGELLM_OK);
+    CHECK(store_signature_parse("not json", 8, &t) != EDGELLM_OK);
+}
+
+static void test_planner(void)
+{
+    store_model_shape shape;
+    CHECK(store_read_shape(test_shared_path("models/aidreams260K-f32.gguf"), &shape) == EDGELLM_OK);
+    /* The README's figures: dim 64, hidden 172, 4 layers, 4 heads, 4 KV heads, vocab 512. */
+    CHECK(shape.n_embd == 64 && shape.n_ff == 172 && shape.n_layer == 4 && shape.n_head == 4);
+    CHECK(shape.n_head_kv == 4 && shape.head_dim == 16 && shape.n_vocab == 512);
+    CHECK(shape.n_ctx_train == 128);
+    CHECK(strcmp(shape.architecture, "llama") == 0 && strcmp(shape.quantization, "F32") == 0);
+    /* F32 weights: 4 bytes per parameter. */
+    CHECK(shape.weights_bytes == shape.n_params * 4);
+
+    store_plan p16, p32;
+    store_plan_memory(&shape, 100, 2, 8, &p16);
+    store_plan_memory(&shape, 100, 4, 8, &p32);
+    /* K and V, 4 layers, 100 positions, 4 heads x 16 dims. */
+    CHECK(p16.kv_bytes == 2ull * 4 * 100 * 64 * 2);
+    CHECK(p32.kv_bytes == 2 * p16.kv_bytes);
+    CHECK(p16.total_bytes == p16.weights_bytes + p16.kv_bytes + p16.scratch_bytes + p16.overhead_bytes);
+
+    /* The largest context that fits is the boundary: it fits, one more does not. */
+    store_plan at;
+    store_plan_memory(&shape, 100, 2, 8, &at);
+    uint64_t budget = at.total_bytes + 10;
+    int32_t max_ctx = store_plan_max_context(&shape, budget, 2, 8, 1 << 20);
+    store_plan fit, over;
+    store_plan_memory(&shape, max_ctx, 2, 8, &fit);
+    store_plan_memory(&shape, max_ctx + 1, 2, 8, &over);
+    CHECK(max_ctx >= 100 && fit.total_bytes <= budget && over.total_bytes > budget);
+    CHECK(store_plan_max_context(&shape, shape.weights_bytes / 2, 2, 8, 1 << 20) == 0);
+    CHECK(store_plan_max_context(&shape, 1ull << 40, 2, 8, 128) == 128);
+    CHECK(store_machine_ram() > 0);
+}
+
+static void test_library_lifecycle(void)
+{
+    const char *root = test_tmp_path("store_unit_home");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0);
+    store *s = NULL;
+    CHECK(store_open(root, &s) == EDGELLM_OK);
+    if (!s)
+        return;
+    const char *model = test_shared_path("models/aidreams260K-f32.gguf");
+    store_install_options opts = {.allow_unsigned = true, .activate = true};
+    char version[STORE_VERSION_MAX];
+    CHECK(store_install(s, "m", "", model, &opts, version, sizeof version) == EDGELLM_OK);
+    CHECK(strcmp(version, "1") == 0);
+    /* Same bytes under a new version share one blob. */
+    CHECK(store_install(s, "m", "b", model, &opts, version, sizeof version) == EDGELLM_OK);
+    store_model m;
+    CHECK(store_get_model(s, "m", &m) == EDGELLM_OK);
+    CHECK(m.n_versions == 2 && strcmp(m.active, "b") == 0 && strcmp(m.previous, "1") == 0);
+    CHECK(strcmp(m.versions[0].sha256, m.versions[1].sha256) == 0);
+    store_model_clear(&m);
+    char now[STORE_VERSION_MAX];
+    CHECK(store_rollback(s, "m", now, sizeof now) == EDGELLM_OK && strcmp(now, "1") == 0);
+    CHECK(store_activate(s, "m", "nope") == EDGELLM_ERR_NOT_FOUND);
+    CHECK(store_remove(s, "m", "1", false) != EDGELLM_OK); /* active */
+    CHECK(store_remove(s, "m", "b", false) == EDGELLM_OK);
+    uint64_t files = 0, bytes = 0;
+    CHECK(store_gc(s, &files, &bytes) == EDGELLM_OK);
+    CHECK(files == 0); /* the blob is still referenced by version 1 */
+    char path[2048];
+    CHECK(store_model_path(s, "m", path, sizeof path) == EDGELLM_OK);
+    char hex[STORE_HASH_HEX], want[STORE_HASH_HEX];
+    CHECK(store_sha256_file(path, hex, NULL) == EDGELLM_OK);
+    CHECK(store_sha256_file(model, want, NULL) == EDGELLM_OK && strcmp(hex, want) == 0);
+    CHECK(store_remove(s, "m", "", false) == EDGELLM_OK);
+    CHECK(store_gc(s, &files, &bytes) == EDGELLM_OK && files == 1 && bytes == 1068672);
+    CHECK(store_get_model(s, "m", &m) == EDGELLM_ERR_NOT_FOUND);
+    store_close(s);
+
+    /* Resolution: an existing path is used as is; a name goes through $EDGELLM_HOME. */
+    setenv("EDGELLM_HOME", root, 1);
+    CHECK(store_resolve_model(model, path, sizeof path) == EDGELLM_OK && strcmp(path, model) == 0);
+    CHECK(store_resolve_model("m", path, sizeof path) == EDGELLM_ERR_NOT_FOUND);
+    CHECK(store_open(root, &s) == EDGELLM_OK);
+    CHECK(store_install(s, "m", "3", model, &opts, version, sizeof version) == EDGELLM_OK);
+    store_close(s);
+    CHECK(store_resolve_model("m", path, sizeof path) == EDGELLM_OK && strstr(path, want) != NULL);
+    CHECK(store_resolve_model("m:3", path, sizeof path) == EDGELLM_OK && strstr(path, want) != NULL);
+    CHECK(store_resolve_model("m:4", path, sizeof path) == EDGELLM_ERR_NOT_FOUND);
+}
+
+int main(void)
+{
+    test_parse_ref();
+    test_sha256();
+    test_signatures();
+    test_planner();
+    test_library_lifecycle();
+    return test_finish("test_store");
+}
