@@ -1,0 +1,229 @@
+/* Tensor formats and kernels: half/bfloat conversions, block layouts built by hand from the format
+ * definition, quantization error bounds, every SIMD kernel against the scalar reference, and
+ * matmul against a naive loop for several thread counts (results must be identical). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "test_util.h"
+
+static uint64_t rng = 0x12345678abcdefull;
+static float frand(void)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+static void test_half_conversions(void)
+{
+    int mismatches = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = ellm_f16_to_f32((uint16_t)h);
+        uint16_t back = ellm_f32_to_f16(f);
+        bool nan = ((h >> 10) & 0x1F) == 0x1F && (h & 0x3FF);
+        if (nan ? !isnan(f) || ((back >> 10) & 0x1F) != 0x1F || !(back & 0x3FF) : back != h)
+            mismatches++;
+    }
+    CHECK_MSG(mismatches == 0, "%d halves do not round-trip", mismatches);
+    CHECK(ellm_f16_to_f32(0x3C00) == 1.0f && ellm_f16_to_f32(0xC000) == -2.0f);
+    CHECK(ellm_f16_to_f32(0x0001) == 5.9604644775390625e-8f); /* smallest subnormal */
+    CHECK(ellm_f32_to_f16(65520.0f) == 0x7C00);                /* rounds to infinity */
+    CHECK(ellm_f32_to_f16(65519.0f) == 0x7BFF);
+    CHECK(ellm_f32_to_f16(1.0f + 0x1.0p-11f) == 0x3C00);       /* tie to even */
+    CHECK(ellm_f32_to_f16(1.0f + 0x1.8p-11f) == 0x3C01); /* 0.75 ulp rounds up */
+    CHECK(ellm_f32_to_f16(2.98e-8f) == 0x0000 && ellm_f32_to_f16(2.99e-8f) == 0x0001);
+    CHECK(ellm_bf16_to_f32(ellm_f32_to_bf16(1.5f)) == 1.5f);
+    CHECK(ellm_f32_to_bf16(1.0f + 0x1.0p-8f) == 0x3F80); /* tie to even */
+    CHECK(isnan(ellm_bf16_to_f32(ellm_f32_to_bf16(NAN))));
+}
+
+/* Blocks written by hand from the format definitions decode to the expected values. */
+static void test_block_layouts(void)
+{
+    block_q8_0 q8 = {.d = ellm_f32_to_f16(0.5f)};
+    for (int j = 0; j < 32; j++)
+        q8.qs[j] = (int8_t)(j - 16);
+    float out[32];
+    ellm_dequantize_row(ELLM_TYPE_Q8_0, &q8, out, 32);
+    for (int j = 0; j < 32; j++)
+        CHECK(out[j] == 0.5f * (float)(j - 16));
+
+    block_q4_0 q4 = {.d = ellm_f32_to_f16(2.0f)};
+    for (int j = 0; j < 16; j++)
+        q4.qs[j] = (uint8_t)(j | (15 - j) << 4); /* value j = j - 8, value j+16 = 7 - j */
+    ellm_dequantize_row(ELLM_TYPE_Q4_0, &q4, out, 32);
+    for (int j = 0; j < 16; j++) {
+        CHECK(out[j] == 2.0f * (float)(j - 8));
+        CHECK(out[j + 16] == 2.0f * (float)(7 - j));
+    }
+    /* The Q4_0 quantizer maps the largest-magnitude value to -8 exactly. */
+    float x[32];
+    for (int j = 0; j < 32; j++)
+        x[j] = (float)j / 4.0f;
+    block_q4_0 qq;
+    ellm_quantize_row(ELLM_TYPE_Q4_0, x, &qq, 32);
+    CHECK(ellm_f16_to_f32(qq.d) == 7.75f / -8.0f);
+    CHECK((qq.qs[15] >> 4) == 0); /* x[31] = 7.75 -> -8 -> nibble 0 */
+    CHECK((qq.qs[0] & 15) == 8);  /* x[0] = 0 -> nibble 8 */
+}
+
+static void test_quantization_error(void)
+{
+    enum { N = 4096 };
+    static float x[N], y[N];
+    static uint8_t buf[N * 4];
+    for (int i = 0; i < N; i++)
+        x[i] = frand() * (i % 64 == 0 ? 10.0f : 1.0f);
+    ellm_type types[] = {ELLM_TYPE_F16, ELLM_TYPE_BF16, ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        ellm_quantize_row(types[t], x, buf, N);
+        ellm_dequantize_row(types[t], buf, y, N);
+        double worst = 0;
+        for (int b = 0; b < N / 32; b++) {
+            float amax = 0;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+            /* Per-block bound: half a quantization step, plus the F16 rounding of the scale. */
+            /* Q4_0 maps the extreme to -8, so the opposite extreme (+8) clamps to +7: a full step. */
+            double step = types[t] == ELLM_TYPE_Q8_0 ? amax / 127.0 * 0.5
+                          : types[t] == ELLM_TYPE_Q4_0 ? amax / 8.0 : 0;
+            for (int j = 0; j < 32; j++) {
+                double err = fabs((double)x[b * 32 + j] - y[b * 32 + j]);
+                /* F16 below 2^-14 is subnormal: absolute spacing 2^-24. */
+                double bound = types[t] == ELLM_TYPE_F16
+                                   ? fmax(fabs(x[b * 32 + j]) * 0x1.0p-11, 0x1.0p-25)
+                               : types[t] == ELLM_TYPE_BF16 ? fabs(x[b * 32 + j]) * 0x1.0p-8
+                                                            : step + amax * 0x1.0p-10;
+                if (err > bound + 1e-30)
+                    worst = fmax(worst, err / bound);
+            }
+        }
+        CHECK_MSG(worst == 0, "%s: error exceeds its bound (x%.3g)", ellm_type_name(types[t]),
+                  worst);
+    }
+}
+
+/* Every kernel of the active set against the reference dot product. */
+static void test_kernels_match_reference(void)
+{
+    int sizes[] = {32, 64, 96, 128, 160, 256, 1024, 4096};
+    ellm_type types[] = {ELLM_TYPE_F32, ELLM_TYPE_F16, ELLM_TYPE_BF16, ELLM_TYPE_Q8_0,
+                         ELLM_TYPE_Q4_0};
+    static float w[4096], x[4096];
+    static uint8_t wq[4096 * 4], xq[4096 * 4];
+    for (int pass = 0; pass < 2; pass++) {
+        ellm_quant_force_scalar(pass == 1);
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            int n = sizes[s];
+            for (int edge = 0; edge < 3; edge++) {
+                for (int i = 0; i < n; i++) {
+                    w[i] = edge == 1 ? 0.0f : frand() * (edge == 2 && i % 7 == 0 ? 1e4f : 1.0f);
+                    x[i] = edge == 2 ? frand() * 1e-4f : frand();
+                }
+                for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+                    const ellm_type_kernels *k = ellm_kernels_for(types[t]);
+                    CHECK(k != NULL);
+                    if (!k)
+                        continue;
+                    ellm_quantize_row(types[t], w, wq, n);
+                    const void *xin = x;
+                    float ref;
+                    if (k->vec_dot_type == ELLM_TYPE_F32) {
+                        ref = ellm_dot_reference(types[t], wq, x, n);
+                    } else {
+                        /* The reference sees the same quantized activations the kernel does. */
+                        ellm_quantize_row(k->vec_dot_type, x, xq, n);
+                        static float xd[4096];
+                        ellm_dequantize_row(k->vec_dot_type, xq, xd, n);
+                        ref = ellm_dot_reference(types[t], wq, xd, n);
+                        xin = xq;
+                    }
+                    float got;
+                    k->vec_dot(n, &got, wq, xin);
+                    double mag = 0;
+                    static float wd[4096];
+                    ellm_dequantize_row(types[t], wq, wd, n);
+                    for (int i = 0; i < n; i++)
+                        mag += fabs((double)wd[i] * x[i]);
+                    double tol = 1e-5 * mag + 1e-30;
+                    CHECK_MSG(fabs((double)got - ref) <= tol,
+                              "%s %s n=%d edge=%d: kernel %.9g vs reference %.9g", k->isa,
+                              ellm_type_name(types[t]), n, edge, got, ref);
+                }
+            }
+        }
+    }
+    ellm_quant_force_scalar(false);
+    fprintf(stderr, "kernel set on this CPU: %s\n", ellm_kernel_set_name());
+
+    /* The fast activation quantizer gives exactly the reference blocks. */
+    for (int i = 0; i < 4096; i++)
+        x[i] = frand() * 3.0f;
+    static uint8_t a[4096 * 2], b[4096 * 2];
+    ellm_quantize_row(ELLM_TYPE_Q8_0, x, a, 4096);
+    ellm_quantize_activations(ELLM_TYPE_Q8_0, x, b, 4096);
+    CHECK(memcmp(a, b, 4096 / 32 * sizeof(block_q8_0)) == 0);
+}
+
+static void test_matmul(void)
+{
+    enum { IN = 256, OUT = 67, T = 5 };
+    static float w[OUT * IN], x[T * IN], ref[T * OUT], y[T * OUT], y1[T * OUT];
+    static uint8_t wq[OUT * IN * 4];
+    for (int i = 0; i < OUT * IN; i++)
+        w[i] = frand();
+    for (int i = 0; i < T * IN; i++)
+        x[i] = frand();
+    ellm_type types[] = {ELLM_TYPE_F32, ELLM_TYPE_F16, ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        uint64_t row_bytes = 0;
+        ellm_row_bytes(types[t], IN, &row_bytes);
+        for (int r = 0; r < OUT; r++)
+            ellm_quantize_row(types[t], w + r * IN, wq + r * row_bytes, IN);
+        ellm_tensor tw = {.type = types[t], .ne = {IN, OUT, 1, 1}, .n_dims = 2,
+                          .row_bytes = row_bytes, .n_bytes = row_bytes * OUT, .data = wq};
+        /* Naive reference on dequantized weights. */
+        static float wd[IN];
+        for (int r = 0; r < OUT; r++) {
+            ellm_dequantize_row(types[t], wq + r * row_bytes, wd, IN);
+            for (int tok = 0; tok < T; tok++) {
+                double s = 0;
+                for (int i = 0; i < IN; i++)
+                    s += (double)wd[i] * x[tok * IN + i];
+                ref[tok * OUT + r] = (float)s;
+            }
+        }
+        void *scratch = malloc(ellm_matmul_scratch_bytes(&tw, T) + 1);
+        for (int threads = 1; threads <= 3; threads++) {
+            ellm_threadpool *pool = NULL;
+            CHECK(ellm_threadpool_create(threads, &pool) == EDGELLM_OK);
+            ellm_matmul(pool, &tw, x, T, y, scratch);
+            ellm_threadpool_free(pool);
+            double worst = 0;
+            for (int i = 0; i < T * OUT; i++)
+                worst = fmax(worst, fabs((double)y[i] - ref[i]));
+            /* Q4_0/Q8_0 quantize the activations to 8 bits: allow their rounding. */
+            double tol = types[t] == ELLM_TYPE_Q8_0 || types[t] == ELLM_TYPE_Q4_0 ? 0.15 : 1e-3;
+            CHECK_MSG(worst < tol, "%s matmul off the naive result by %g",
+                      ellm_type_name(types[t]), worst);
+            if (threads == 1)
+                memcpy(y1, y, sizeof y);
+            else
+                CHECK_MSG(!memcmp(y, y1, sizeof y), "%s: %d threads change the result",
+                          ellm_type_name(types[t]), threads);
+        }
+        free(scratch);
+    }
+}
+
+int main(void)
+{
+    test_half_conversions();
+    test_block_layouts();
+    test_quantization_error();
+    test_kernels_match_reference();
+    test_matmul();
+    return test_finish("test_quant");
+}
