@@ -146,8 +146,13 @@ edgellm_status st_download(const char *url, int part_fd, const char *part_path, 
         if (progress && d.last_draw > 0)
             st_progress_done();
 
-        if (d.write_failed)
-            return EDGELLM_ERR_IO; /* the message is already set; retrying cannot help */
+        if (d.write_failed) {
+            /* Retrying cannot help, and a full disk should get its space back. */
+            if (ftruncate(part_fd, 0) != 0) {
+                /* the message about the write failure matters more */
+            }
+            return EDGELLM_ERR_IO;
+        }
         if (rc == CURLE_OK) {
             if (body_len >= 0 && d.offset != d.start + (uint64_t)body_len) {
                 snprintf(last_problem, sizeof last_problem,

@@ -382,7 +382,13 @@ static edgellm_status read_signature(const char *from, const store_install_optio
     char default_sig[1200];
     const char *where = opts->sig;
     if (!where) {
-        edgellm_status st = st_path(default_sig, sizeof default_sig, "%s.sig", from);
+        /* For a URL the signature sits beside the path, before any query string. */
+        size_t path_len = strlen(from);
+        const char *query = st_is_url(from) ? strchr(from, '?') : NULL;
+        if (query)
+            path_len = (size_t)(query - from);
+        edgellm_status st = st_path(default_sig, sizeof default_sig, "%.*s.sig%s", (int)path_len,
+                                    from, query ? query : "");
         if (st != EDGELLM_OK)
             return st;
         where = default_sig;
@@ -481,7 +487,9 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
             st = st_download(from, fd, tmp_path, opts.progress, opts.max_retries);
             /* A transfer problem keeps the partial file so a rerun resumes; anything later
              * (wrong hash, garbage) deletes it. */
-            keep_partial = st != EDGELLM_OK && st != EDGELLM_ERR_NOT_FOUND;
+            struct stat part;
+            keep_partial = st != EDGELLM_OK && st != EDGELLM_ERR_NOT_FOUND &&
+                           fstat(fd, &part) == 0 && part.st_size > 0;
         }
     } else {
         struct stat sb;
