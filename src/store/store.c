@@ -460,14 +460,23 @@ static edgellm_status open_download_part(store *s, const char *url, char *path, 
     edgellm_status st = st_path(path, cap, "%s/tmp/download-%s.part", s->root, key);
     if (st != EDGELLM_OK)
         return st;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    /* Another process downloading the same URL holds it: wait, then continue from its bytes. */
-    while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+    for (;;) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return ellm_fail(EDGELLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        /* Another process downloading the same URL holds it: wait, then continue from its
+         * bytes. If meanwhile it finished and moved the file into blobs/ (or gc deleted it),
+         * our descriptor no longer names the path: open afresh rather than write into a blob. */
+        while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+        }
+        struct stat held, now;
+        if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_ino == now.st_ino &&
+            held.st_dev == now.st_dev) {
+            *fd_out = fd;
+            return EDGELLM_OK;
+        }
+        close(fd);
     }
-    *fd_out = fd;
-    return EDGELLM_OK;
 }
 
 edgellm_status store_install(store *s, const char *name, const char *version_in, const char *from,
@@ -840,6 +849,50 @@ static edgellm_status sweep_dir(const char *dir, const hash_set *keep, bool only
     return EDGELLM_OK;
 }
 
+/* Manifest temporaries left by a process killed mid-write; safe to delete under the store lock,
+ * which every manifest writer holds. */
+static edgellm_status sweep_manifest_temps(store *s, uint64_t *files, uint64_t *bytes)
+{
+    char models[1200];
+    edgellm_status st = st_path(models, sizeof models, "%s/models", s->root);
+    if (st != EDGELLM_OK)
+        return st;
+    DIR *d = opendir(models);
+    if (!d)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot read %s: %s", models, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char dir[1400];
+        if (st_path(dir, sizeof dir, "%s/%s", models, e->d_name) != EDGELLM_OK)
+            continue;
+        DIR *md = opendir(dir);
+        if (!md)
+            continue;
+        struct dirent *f;
+        while ((f = readdir(md)) != NULL) {
+            if (strncmp(f->d_name, ".manifest.json.", 15) != 0)
+                continue;
+            char path[1700];
+            struct stat sb;
+            if (st_path(path, sizeof path, "%s/%s", dir, f->d_name) == EDGELLM_OK &&
+                lstat(path, &sb) == 0 && unlink(path) == 0) {
+                (*files)++;
+                *bytes += (uint64_t)sb.st_size;
+            }
+        }
+        closedir(md);
+        /* A directory whose manifest was removed but not the directory itself. */
+        char manifest[1500];
+        if (st_path(manifest, sizeof manifest, "%s/manifest.json", dir) == EDGELLM_OK &&
+            access(manifest, F_OK) != 0)
+            rmdir(dir);
+    }
+    closedir(d);
+    return EDGELLM_OK;
+}
+
 edgellm_status store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_freed)
 {
     *files_removed = 0;
@@ -874,6 +927,8 @@ edgellm_status store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_freed
         st = st_path(dir, sizeof dir, "%s/tmp", s->root);
     if (st == EDGELLM_OK)
         st = sweep_dir(dir, NULL, true, files_removed, bytes_freed);
+    if (st == EDGELLM_OK)
+        st = sweep_manifest_temps(s, files_removed, bytes_freed);
     free(keep.items);
     unlock_store(s);
     return st;
