@@ -34,10 +34,54 @@ static bool parse_cache(const char *cmd, const char *s, int *bytes)
     return true;
 }
 
+/* The plan for one context: the runtime's own accounting of what a context allocates when the
+ * model loads (exactly what `edgellm run` will allocate), else the header-only estimate. */
+typedef struct planner {
+    const store_model_shape *shape;
+    edgellm_model *model; /* NULL: header-only */
+    int kv_bytes;
+    int32_t n_batch;      /* 0: the runtime's default */
+} planner;
+
+static void plan_at(const planner *pl, int32_t ctx, store_plan *out)
+{
+    store_plan_memory(pl->shape, ctx, pl->kv_bytes, pl->n_batch > 0 ? pl->n_batch : 256, out);
+    edgellm_memory_estimate est;
+    if (pl->model &&
+        edgellm_model_estimate_memory(pl->model, ctx, pl->kv_bytes == 2 ? EDGELLM_KV_F16 : EDGELLM_KV_F32,
+                                      pl->n_batch, &est) == EDGELLM_OK) {
+        out->weights_bytes = est.weights_bytes;
+        out->kv_bytes = est.kv_cache_bytes;
+        out->scratch_bytes = est.scratch_bytes;
+        out->total_bytes = est.total_bytes + out->overhead_bytes;
+    }
+}
+
+static int32_t plan_max_context(const planner *pl, uint64_t budget, int32_t limit)
+{
+    store_plan p;
+    plan_at(pl, 1, &p);
+    if (p.total_bytes > budget)
+        return 0;
+    plan_at(pl, limit, &p);
+    if (p.total_bytes <= budget)
+        return limit;
+    int32_t lo = 1, hi = limit;
+    while (hi - lo > 1) {
+        int32_t mid = lo + (hi - lo) / 2;
+        plan_at(pl, mid, &p);
+        if (p.total_bytes <= budget)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int cmd_plan(int argc, char **argv)
 {
     const char *cmd = "plan", *model = NULL;
-    long n_ctx = 0, n_batch = 32;
+    long n_ctx = 0, n_batch = 0;
     int kv_bytes = 2;
     uint64_t budget = 0;
     bool json = false, have_ram = false;
@@ -83,26 +127,35 @@ int cmd_plan(int argc, char **argv)
     if (!have_ram)
         budget = store_machine_ram();
     int32_t ctx = n_ctx > 0 ? (int32_t)n_ctx : (shape.n_ctx_train > 0 ? shape.n_ctx_train : 2048);
+    planner pl = {.shape = &shape, .kv_bytes = kv_bytes, .n_batch = (int32_t)n_batch};
+    const char *method = "the runtime's allocation for this model";
+    if (edgellm_model_load(path, NULL, &pl.model) != EDGELLM_OK) {
+        pl.model = NULL;
+        method = "estimated from the GGUF header (the runtime cannot load this model)";
+    }
     store_plan p;
-    store_plan_memory(&shape, ctx, kv_bytes, (int32_t)n_batch, &p);
+    plan_at(&pl, ctx, &p);
     int32_t limit = shape.n_ctx_train > 0 ? shape.n_ctx_train : 1 << 20;
-    int32_t max_ctx = store_plan_max_context(&shape, budget, kv_bytes, (int32_t)n_batch, limit);
+    int32_t max_ctx = plan_max_context(&pl, budget, limit);
+    edgellm_model_free(pl.model);
     bool fits = p.total_bytes <= budget;
     if (json) {
         printf("{\"model\": \"%s\", \"context\": %d, \"cache\": \"%s\", \"batch\": %ld, "
                "\"weights_bytes\": %llu, \"kv_cache_bytes\": %llu, \"scratch_bytes\": %llu, "
                "\"overhead_bytes\": %llu, \"total_bytes\": %llu, \"budget_bytes\": %llu, "
-               "\"fits\": %s, \"max_context\": %d, \"training_context\": %d}\n",
-               path, ctx, kv_bytes == 2 ? "f16" : "f32", n_batch, (unsigned long long)p.weights_bytes,
+               "\"fits\": %s, \"max_context\": %d, \"training_context\": %d, \"runtime_accounting\": %s}\n",
+               path, ctx, kv_bytes == 2 ? "f16" : "f32", n_batch > 0 ? n_batch : 256L, (unsigned long long)p.weights_bytes,
                (unsigned long long)p.kv_bytes, (unsigned long long)p.scratch_bytes,
                (unsigned long long)p.overhead_bytes, (unsigned long long)p.total_bytes,
-               (unsigned long long)budget, fits ? "true" : "false", max_ctx, shape.n_ctx_train);
+               (unsigned long long)budget, fits ? "true" : "false", max_ctx, shape.n_ctx_train,
+               strncmp(method, "the runtime", 11) == 0 ? "true" : "false");
         return 0;
     }
     char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
     printf("model:     %s (%s, %s, %llu parameters)\n", path, shape.architecture, shape.quantization,
            (unsigned long long)shape.n_params);
-    printf("context:   %d tokens, %s KV cache, batch %ld\n", ctx, kv_bytes == 2 ? "F16" : "F32", n_batch);
+    printf("context:   %d tokens, %s KV cache, batch %ld (%s)\n", ctx, kv_bytes == 2 ? "F16" : "F32",
+           n_batch > 0 ? n_batch : 256L, method);
     printf("weights:   %s (memory-mapped, shared between processes)\n",
            cli_format_bytes(p.weights_bytes, b1, sizeof b1));
     printf("KV cache:  %s\n", cli_format_bytes(p.kv_bytes, b2, sizeof b2));
@@ -276,9 +329,13 @@ int cmd_recommend(int argc, char **argv)
         int32_t model_ctx = ctx;
         if (shape.n_ctx_train > 0 && model_ctx > shape.n_ctx_train)
             model_ctx = shape.n_ctx_train;
-        store_plan_memory(&shape, model_ctx, 2, 32, &p);
+        planner pl = {.shape = &shape, .kv_bytes = 2};
+        if (edgellm_model_load(path, NULL, &pl.model) != EDGELLM_OK)
+            pl.model = NULL;
+        plan_at(&pl, model_ctx, &p);
+        int32_t max_ctx = plan_max_context(&pl, usable, shape.n_ctx_train > 0 ? shape.n_ctx_train : 1 << 20);
+        edgellm_model_free(pl.model);
         if (p.total_bytes > usable) {
-            int32_t max_ctx = store_plan_max_context(&shape, usable, 2, 32, shape.n_ctx_train > 0 ? shape.n_ctx_train : 1 << 20);
             printf("warning: %s cannot fit: it needs %s at %d tokens but the %s budget is %s%s\n", model,
                    cli_format_bytes(p.total_bytes, b1, sizeof b1), model_ctx, target,
                    cli_format_bytes(usable, b2, sizeof b2),
