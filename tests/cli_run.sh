@@ -9,6 +9,7 @@ check() { # check NAME CONDITION-RESULT
 }
 tmp="$TEST_TMP/cli_run"
 rm -rf "$tmp" && mkdir -p "$tmp"
+export EDGELLM_HOME="$tmp/home" # model names resolve through a store of our own
 converted="$tmp/aidreams.gguf"
 "$EDGELLM" convert --from llama2c "$SHARED/models/aidreams260K.bin" \
   --tokenizer "$SHARED/models/aidreams-tok512.bin" -o "$converted" 2>"$tmp/convert.err"
@@ -65,10 +66,11 @@ expect_error 2 "needs a value" run -m "$converted" -p
 expect_error 2 "integer" run -m "$converted" -p hi -n abc
 expect_error 2 "number" run -m "$converted" -p hi --temp -1
 expect_error 2 "f16 or f32" run -m "$converted" -p hi --kv-type q4
-expect_error 1 "cannot open.*missing.gguf" run -m "$tmp/missing.gguf" -p hi
+expect_error 1 "missing.gguf: no such model file" run -m "$tmp/missing.gguf" -p hi
 expect_error 1 "not a GGUF" run -m "$SHARED/models/aidreams260K.bin" -p hi
 expect_error 1 "prompt is .* tokens .* context" run -m "$converted" --ctx 8 -p "$(printf 'word %.0s' {1..40})"
 expect_error 1 "longer than the model" run -m "$converted" --ctx 4096 -p hi
+expect_error 1 "no-such-model is neither|not a file" run -m no-such-model -p hi
 expect_error 1 "cannot read prompt file" run -m "$converted" -f "$tmp/no-such-prompt.txt"
 expect_error 2 "no model" info
 head -c 5000 "$converted" > "$tmp/truncated.gguf"

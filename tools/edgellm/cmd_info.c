@@ -5,6 +5,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
+#include "store/store.h"
 
 static void usage(FILE *out)
 {
@@ -54,8 +55,13 @@ int cmd_info(int argc, char **argv)
         cli_error(cmd, "no model given: edgellm info MODEL.gguf");
         return EXIT_USAGE;
     }
+    char resolved[4096];
+    if (store_resolve_model(path, resolved, sizeof resolved) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
     edgellm_model *m = NULL;
-    if (edgellm_model_load(path, NULL, &m) != EDGELLM_OK) {
+    if (edgellm_model_load(resolved, NULL, &m) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }

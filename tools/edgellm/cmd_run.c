@@ -10,6 +10,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
+#include "store/store.h"
 
 #define MAX_STOPS 16
 
@@ -193,9 +194,16 @@ int cmd_run(int argc, char **argv)
         sp.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
     }
 
+    /* -m takes a file or an installed NAME[:VERSION] from the model store. */
+    char resolved[4096];
+    if (store_resolve_model(model_path, resolved, sizeof resolved) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        free(file_text);
+        return 1;
+    }
     double t0 = cli_now_seconds();
     edgellm_model *model = NULL;
-    if (edgellm_model_load(model_path, NULL, &model) != EDGELLM_OK) {
+    if (edgellm_model_load(resolved, NULL, &model) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         free(file_text);
         return 1;
