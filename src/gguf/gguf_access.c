@@ -323,9 +323,9 @@ static void sb_value(sbuf *b, const gguf_value *v)
         else if (a->elem_type == GGUF_TYPE_ARRAY)
             sb_value(b, &a->items[i]);
         else {
-            gguf_value e;
-            array_elem(a, i, &e);
-            sb_scalar(b, &e);
+            gguf_value e = {.type = GGUF_TYPE_UINT8};
+            if (array_elem(a, i, &e))
+                sb_scalar(b, &e);
         }
     }
     sb_printf(b, a->n > shown ? ", ...]" : "]");
