@@ -147,7 +147,7 @@ static void matvec(const float *m, const double *x, int rows, int cols, double *
 {
     double *xr = malloc((size_t)cols * sizeof *xr);
     if (round_activations && cols % 32 == 0) {
-        float *xf = malloc((size_t)cols * sizeof *xf);
+        float *xf = calloc((size_t)cols, sizeof *xf);
         uint8_t *blocks = malloc((size_t)cols / 32 * 34);
         for (int c = 0; c < cols; c++)
             xf[c] = (float)x[c];

@@ -312,7 +312,7 @@ edgellm_status ellm_convert_llama2c(const char *checkpoint_path, const char *tok
     edgellm_status st = ellm_map_file(checkpoint_path, &f);
     if (st != EDGELLM_OK)
         return st;
-    l2c_config c;
+    l2c_config c = {0};
     l2c_vocab v = {0};
     /* Embedding, 9 tensors per layer, final norm and an optional classifier. */
     l2c_tensor *tensors = NULL;

@@ -38,7 +38,7 @@ static edgellm_status take(cursor *c, uint64_t n, const uint8_t **out)
 
 static edgellm_status read_u32(cursor *c, uint32_t *out)
 {
-    const uint8_t *p;
+    const uint8_t *p = NULL;
     edgellm_status st = take(c, 4, &p);
     if (st == EDGELLM_OK)
         *out = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -55,7 +55,7 @@ static uint64_t load_u64(const uint8_t *p)
 
 static edgellm_status read_u64(cursor *c, uint64_t *out)
 {
-    const uint8_t *p;
+    const uint8_t *p = NULL;
     edgellm_status st = take(c, 8, &p);
     if (st == EDGELLM_OK)
         *out = load_u64(p);
@@ -106,7 +106,7 @@ static edgellm_status read_str(cursor *c, gguf_str *out)
     edgellm_status st = read_u64(c, &len);
     if (st != EDGELLM_OK)
         return st;
-    const uint8_t *p;
+    const uint8_t *p = NULL;
     st = take(c, len, &p);
     if (st != EDGELLM_OK)
         return st;
@@ -276,7 +276,7 @@ static edgellm_status read_value(cursor *c, gguf_value_type type, gguf_value *ou
     if (size == 0)
         return ellm_fail(EDGELLM_ERR_FORMAT, "%s: value type %u is not a GGUF type", c->what,
                          (unsigned)type);
-    const uint8_t *p;
+    const uint8_t *p = NULL;
     edgellm_status st = take(c, size, &p);
     if (st == EDGELLM_OK)
         decode_scalar(type, p, out);
@@ -567,7 +567,7 @@ edgellm_status gguf_parse(const void *data, size_t size, gguf_file **out)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a GGUF file");
     cursor c = {.base = data, .size = size, .pos = 0, .what = "the GGUF header"};
     f->file_size = size;
-    const uint8_t *magic;
+    const uint8_t *magic = NULL;
     edgellm_status st = take(&c, 4, &magic);
     if (st != EDGELLM_OK || memcmp(magic, GGUF_MAGIC, 4) != 0) {
         gguf_close(f);
