@@ -312,7 +312,7 @@ static void sb_value(sbuf *b, const gguf_value *v)
         return;
     }
     const gguf_array *a = &v->v.arr;
-    sb_printf(b, "[%llu x %s]", (unsigned long long)a->n, gguf_value_type_name(a->elem_type));
+    sb_printf(b, "[%llu \u00d7 %s]", (unsigned long long)a->n, gguf_value_type_name(a->elem_type));
     uint64_t shown = a->n < 6 ? a->n : 6;
     sb_printf(b, " [");
     for (uint64_t i = 0; i < shown; i++) {

@@ -1,5 +1,7 @@
 /* GGUF parser. Reads through a bounds-checked cursor; every length and count is checked against
  * the bytes that remain before anything is allocated or dereferenced. */
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -217,7 +219,7 @@ static edgellm_status read_array(cursor *c, gguf_value *out, int depth)
         if (!ellm_mul_u64(n, esize, &bytes) || bytes > remaining)
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "%s: array of %llu %s elements needs more bytes than the %llu left in "
-                             "the file",
+                             "the file; it is truncated or corrupt",
                              c->what, (unsigned long long)n,
                              gguf_value_type_name(arr->elem_type), (unsigned long long)remaining);
         st = take(c, bytes, &arr->raw);
@@ -229,7 +231,8 @@ static edgellm_status read_array(cursor *c, gguf_value *out, int depth)
     uint64_t min_elem = arr->elem_type == GGUF_TYPE_STRING ? 8 : 12;
     if (n > remaining / min_elem)
         return ellm_fail(EDGELLM_ERR_FORMAT,
-                         "%s: array claims %llu elements but only %llu bytes are left in the file",
+                         "%s: array claims %llu elements but only %llu bytes are left in the "
+                         "file; it is truncated or corrupt",
                          c->what, (unsigned long long)n, (unsigned long long)remaining);
     if (n == 0)
         return EDGELLM_OK;
@@ -278,12 +281,13 @@ static edgellm_status read_value(cursor *c, gguf_value_type type, gguf_value *ou
                          (unsigned)type);
     const uint8_t *p = NULL;
     edgellm_status st = take(c, size, &p);
-    if (st == EDGELLM_OK)
-        decode_scalar(type, p, out);
+    if (st != EDGELLM_OK)
+        return st;
     if (type == GGUF_TYPE_BOOL && p[0] > 1)
         return ellm_fail(EDGELLM_ERR_FORMAT, "%s: boolean value %u is neither 0 nor 1", c->what,
                          p[0]);
-    return st;
+    decode_scalar(type, p, out);
+    return EDGELLM_OK;
 }
 
 void gguf_close(gguf_file *f)
@@ -308,10 +312,14 @@ static int compare_by_offset(const void *a, const void *b, void *ctx);
 static void sort_tensor_order(gguf_file *f)
 {
     uint64_t n = f->n_tensors;
+    if (n < 2) {
+        f->tensor_order_sorted = true;
+        return;
+    }
     uint64_t *tmp = malloc(n * sizeof *tmp);
     uint64_t *a = f->tensor_order;
     if (!tmp)
-        return; /* the overlap check below falls back to the quadratic scan */
+        return; /* reported by the caller as out of memory */
     for (uint64_t width = 1; width < n; width *= 2) {
         for (uint64_t lo = 0; lo < n; lo += 2 * width) {
             uint64_t mid = lo + width < n ? lo + width : n;
@@ -345,7 +353,7 @@ static edgellm_status parse_kvs(gguf_file *f, cursor *c)
     if (f->n_kv > remaining / 13)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "header claims %llu metadata entries but only %llu bytes follow; the "
-                         "file is corrupt",
+                         "file is truncated or corrupt",
                          (unsigned long long)f->n_kv, (unsigned long long)remaining);
     f->kvs = calloc(f->n_kv ? f->n_kv : 1, sizeof *f->kvs);
     if (!f->kvs)
@@ -365,11 +373,6 @@ static edgellm_status parse_kvs(gguf_file *f, cursor *c)
         if (!valid_utf8(kv->key.data, kv->key.len))
             return ellm_fail(EDGELLM_ERR_FORMAT, "metadata entry %llu: key is not valid UTF-8",
                              (unsigned long long)i);
-        for (uint64_t j = 0; j < i; j++)
-            if (f->kvs[j].key.len == kv->key.len &&
-                memcmp(f->kvs[j].key.data, kv->key.data, kv->key.len) == 0)
-                return ellm_fail(EDGELLM_ERR_FORMAT, "metadata key '%.*s' appears twice",
-                                 (int)(kv->key.len > 200 ? 200 : kv->key.len), kv->key.data);
         uint32_t type;
         c->what = "a metadata value";
         st = read_u32(c, &type);
@@ -424,7 +427,7 @@ static edgellm_status parse_tensor_infos(gguf_file *f, cursor *c)
     if (f->n_tensors > remaining / 32)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "header claims %llu tensors but only %llu bytes follow; the file is "
-                         "corrupt",
+                         "truncated or corrupt",
                          (unsigned long long)f->n_tensors, (unsigned long long)remaining);
     f->tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->tensors);
     f->tensor_order = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->tensor_order);
@@ -495,21 +498,25 @@ static edgellm_status parse_tensor_infos(gguf_file *f, cursor *c)
     return EDGELLM_OK;
 }
 
-static edgellm_status check_tensor_names_unique(gguf_file *f)
+/* Finds a repeated name among n strings laid out `stride` bytes apart (the key of each kv, the
+ * name of each tensor). A hash table keeps this linear: a hostile file may hold hundreds of
+ * thousands of same-length names, which a pairwise scan would take minutes over. Returns
+ * EDGELLM_OK with *dup = n when all differ, else the index of the second occurrence. */
+static edgellm_status find_duplicate_name(const void *items, size_t stride, uint64_t n,
+                                          uint64_t *dup)
 {
-    /* Sort indices by name with the same merge sort machinery would be nicer; names are few
-     * enough (thousands) that a hash-free quadratic check is too slow only for absurd files, and
-     * those are already bounded by the file size. Use an open-addressing hash. */
+    *dup = n;
     uint64_t cap = 16;
-    while (cap < f->n_tensors * 2)
+    while (cap < n * 2)
         cap *= 2;
     uint64_t *slots = calloc(cap, sizeof *slots);
     if (!slots)
-        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to index tensor names");
-    edgellm_status st = EDGELLM_OK;
-    for (uint64_t i = 0; i < f->n_tensors && st == EDGELLM_OK; i++) {
-        const gguf_str *name = &f->tensors[i].name;
-        uint64_t h = 1469598103934665603ull;
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to index %llu names",
+                         (unsigned long long)n);
+    const uint8_t *base = items;
+    for (uint64_t i = 0; i < n && *dup == n; i++) {
+        const gguf_str *name = (const gguf_str *)(base + i * stride);
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
         for (uint64_t k = 0; k < name->len; k++)
             h = (h ^ (uint8_t)name->data[k]) * 1099511628211ull;
         for (uint64_t s = h & (cap - 1);; s = (s + 1) & (cap - 1)) {
@@ -517,16 +524,46 @@ static edgellm_status check_tensor_names_unique(gguf_file *f)
                 slots[s] = i + 1;
                 break;
             }
-            const gguf_str *other = &f->tensors[slots[s] - 1].name;
+            const gguf_str *other = (const gguf_str *)(base + (slots[s] - 1) * stride);
             if (other->len == name->len && memcmp(other->data, name->data, name->len) == 0) {
-                st = ellm_fail(EDGELLM_ERR_FORMAT, "tensor name '%.*s' appears twice",
-                               (int)(name->len > 200 ? 200 : name->len), name->data);
+                *dup = i;
                 break;
             }
         }
     }
     free(slots);
-    return st;
+    return EDGELLM_OK;
+}
+
+_Static_assert(offsetof(gguf_kv, key) == 0, "find_duplicate_name reads a kv's key at offset 0");
+_Static_assert(offsetof(gguf_tensor_info, name) == 0,
+               "find_duplicate_name reads a tensor's name at offset 0");
+
+static edgellm_status check_names_unique(gguf_file *f)
+{
+    uint64_t dup;
+    edgellm_status st = find_duplicate_name(f->kvs, sizeof *f->kvs, f->n_kv, &dup);
+    if (st != EDGELLM_OK)
+        return st;
+    if (dup < f->n_kv) {
+        const gguf_str *k = &f->kvs[dup].key;
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "metadata key '%.*s' appears twice (second time as entry %llu); the "
+                         "file is corrupt",
+                         (int)(k->len > 200 ? 200 : k->len), k->data, (unsigned long long)dup);
+    }
+    st = find_duplicate_name(f->tensors, sizeof *f->tensors, f->n_tensors, &dup);
+    if (st != EDGELLM_OK)
+        return st;
+    if (dup < f->n_tensors) {
+        const gguf_str *name = &f->tensors[dup].name;
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "tensor name '%.*s' appears twice (second time as tensor %llu); the file "
+                         "is corrupt",
+                         (int)(name->len > 200 ? 200 : name->len), name->data,
+                         (unsigned long long)dup);
+    }
+    return EDGELLM_OK;
 }
 
 static edgellm_status place_tensors(gguf_file *f, const uint8_t *base)
@@ -535,14 +572,26 @@ static edgellm_status place_tensors(gguf_file *f, const uint8_t *base)
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor_info *t = &f->tensors[i];
         uint64_t end;
-        if (!ellm_add_u64(t->offset, t->n_bytes, &end) || end > data_size)
+        if (!ellm_add_u64(t->offset, t->n_bytes, &end) || end > data_size) {
+            /* Absolute file offsets make the message comparable with the file size; a sum
+             * that does not fit in 64 bits is shown as start and length instead. */
+            uint64_t abs_start, abs_end;
+            int nl = (int)(t->name.len > 200 ? 200 : t->name.len);
+            if (ellm_add_u64(f->data_offset, t->offset, &abs_start) &&
+                ellm_add_u64(abs_start, t->n_bytes, &abs_end))
+                return ellm_fail(EDGELLM_ERR_FORMAT,
+                                 "tensor '%.*s': data [%llu..%llu) runs past the end of the file "
+                                 "(size %llu): the file is truncated; re-download or re-convert "
+                                 "it",
+                                 nl, t->name.data, (unsigned long long)abs_start,
+                                 (unsigned long long)abs_end, (unsigned long long)f->file_size);
             return ellm_fail(EDGELLM_ERR_FORMAT,
-                             "tensor '%.*s': data [%llu, +%llu) runs past the end of the data "
-                             "section (%llu bytes); the file is truncated — re-download or "
+                             "tensor '%.*s': data offset %llu + %llu bytes runs past the end of "
+                             "the file (size %llu): the file is corrupt; re-download or "
                              "re-convert it",
-                             (int)(t->name.len > 200 ? 200 : t->name.len), t->name.data,
-                             (unsigned long long)t->offset, (unsigned long long)t->n_bytes,
-                             (unsigned long long)data_size);
+                             nl, t->name.data, (unsigned long long)t->offset,
+                             (unsigned long long)t->n_bytes, (unsigned long long)f->file_size);
+        }
         t->data = base + f->data_offset + t->offset;
     }
     sort_tensor_order(f);
@@ -552,9 +601,13 @@ static edgellm_status place_tensors(gguf_file *f, const uint8_t *base)
         const gguf_tensor_info *a = &f->tensors[f->tensor_order[k - 1]];
         const gguf_tensor_info *b = &f->tensors[f->tensor_order[k]];
         if (a->offset + a->n_bytes > b->offset)
-            return ellm_fail(EDGELLM_ERR_FORMAT, "tensors '%.*s' and '%.*s' overlap in the file",
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "tensors '%.*s' (data offset %llu, %llu bytes) and '%.*s' (data "
+                             "offset %llu) overlap in the file; it is corrupt",
                              (int)(a->name.len > 100 ? 100 : a->name.len), a->name.data,
-                             (int)(b->name.len > 100 ? 100 : b->name.len), b->name.data);
+                             (unsigned long long)a->offset, (unsigned long long)a->n_bytes,
+                             (int)(b->name.len > 100 ? 100 : b->name.len), b->name.data,
+                             (unsigned long long)b->offset);
     }
     return EDGELLM_OK;
 }
@@ -571,6 +624,10 @@ edgellm_status gguf_parse(const void *data, size_t size, gguf_file **out)
     edgellm_status st = take(&c, 4, &magic);
     if (st != EDGELLM_OK || memcmp(magic, GGUF_MAGIC, 4) != 0) {
         gguf_close(f);
+        if (size < 4)
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "not a GGUF file: only %zu bytes, too short for the 'GGUF' magic",
+                             size);
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "not a GGUF file (the first bytes are not 'GGUF'); convert the model "
                          "with 'edgellm convert' first");
@@ -592,13 +649,13 @@ edgellm_status gguf_parse(const void *data, size_t size, gguf_file **out)
     if (st == EDGELLM_OK)
         st = parse_tensor_infos(f, &c);
     if (st == EDGELLM_OK)
-        st = check_tensor_names_unique(f);
+        st = check_names_unique(f);
     if (st == EDGELLM_OK) {
         if (!ellm_align_up_u64(c.pos, f->alignment, &f->data_offset) ||
             (f->n_tensors > 0 && f->data_offset > size))
             st = ellm_fail(EDGELLM_ERR_FORMAT,
                            "the data section (at offset %llu) starts past the end of the file "
-                           "(%zu bytes); the file is truncated",
+                           "(%zu bytes); the file is truncated; re-download or re-convert it",
                            (unsigned long long)f->data_offset, size);
         else if (f->data_offset > size)
             f->data_offset = size;

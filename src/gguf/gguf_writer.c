@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,8 @@ void gguf_writer_free(gguf_writer *w)
 /* Returns the slot for key (new or replaced), its encoding emptied. */
 static wkv *kv_slot(gguf_writer *w, const char *key)
 {
+    if (!key || !*key)
+        return NULL;
     for (size_t i = 0; i < w->n_kv; i++) {
         if (strcmp(w->kvs[i].key, key) == 0) {
             w->kvs[i].encoded.len = 0;
@@ -136,8 +139,10 @@ static wkv *kv_slot(gguf_writer *w, const char *key)
     return kv;
 }
 
-static edgellm_status finish_kv(wkv *kv)
+static edgellm_status finish_kv(wkv *kv, const char *key)
 {
+    if (!key || !*key)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GGUF metadata key is empty");
     if (!kv || kv->encoded.failed)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for GGUF metadata");
     return EDGELLM_OK;
@@ -146,14 +151,12 @@ static edgellm_status finish_kv(wkv *kv)
 static edgellm_status set_scalar(gguf_writer *w, const char *key, gguf_value_type t,
                                  const void *le_bytes, size_t n)
 {
-    if (!key || !*key)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GGUF metadata key is empty");
     wkv *kv = kv_slot(w, key);
     if (kv) {
         wb_u32(&kv->encoded, (uint32_t)t);
         wb_put(&kv->encoded, le_bytes, n);
     }
-    return finish_kv(kv);
+    return finish_kv(kv, key);
 }
 
 /* Host values are little-endian on every platform edgellm targets (x86, ARM, WebAssembly). */
@@ -181,21 +184,25 @@ edgellm_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v)
 
 edgellm_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v)
 {
+    if (!v)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GGUF metadata '%s': string is NULL",
+                         key ? key : "");
     wkv *kv = kv_slot(w, key);
     if (kv) {
         wb_u32(&kv->encoded, GGUF_TYPE_STRING);
         wb_str(&kv->encoded, v, strlen(v));
     }
-    return finish_kv(kv);
+    return finish_kv(kv, key);
 }
 
 edgellm_status gguf_writer_set_array(gguf_writer *w, const char *key, gguf_value_type elem_type,
                                      const void *data, uint64_t n)
 {
     uint64_t size = gguf_scalar_size(elem_type), bytes;
-    if (size == 0 || !ellm_mul_u64(size, n, &bytes))
+    if (size == 0 || !ellm_mul_u64(size, n, &bytes) || bytes > SIZE_MAX || (n && !data))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "gguf_writer_set_array: '%s' needs a fixed-size element type", key);
+                         "gguf_writer_set_array: '%s' needs a fixed-size element type and data",
+                         key ? key : "");
     wkv *kv = kv_slot(w, key);
     if (kv) {
         wb_u32(&kv->encoded, GGUF_TYPE_ARRAY);
@@ -203,7 +210,7 @@ edgellm_status gguf_writer_set_array(gguf_writer *w, const char *key, gguf_value
         wb_u64(&kv->encoded, n);
         wb_put(&kv->encoded, data, (size_t)bytes);
     }
-    return finish_kv(kv);
+    return finish_kv(kv, key);
 }
 
 edgellm_status gguf_writer_set_str_array(gguf_writer *w, const char *key,
@@ -214,10 +221,17 @@ edgellm_status gguf_writer_set_str_array(gguf_writer *w, const char *key,
         wb_u32(&kv->encoded, GGUF_TYPE_ARRAY);
         wb_u32(&kv->encoded, GGUF_TYPE_STRING);
         wb_u64(&kv->encoded, n);
-        for (uint64_t i = 0; i < n; i++)
+        for (uint64_t i = 0; i < n; i++) {
+            if (!strings[i]) {
+                kv->encoded.len = 0;
+                return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                                 "GGUF metadata '%s': string %llu is NULL", key,
+                                 (unsigned long long)i);
+            }
             wb_str(&kv->encoded, strings[i], strlen(strings[i]));
+        }
     }
-    return finish_kv(kv);
+    return finish_kv(kv, key);
 }
 
 /* Serializes a parsed value without its type tag (the caller writes that). */
@@ -272,7 +286,7 @@ edgellm_status gguf_writer_set_value(gguf_writer *w, const char *key, const gguf
         wb_u32(&kv->encoded, (uint32_t)value->type);
         encode_value_body(&kv->encoded, value);
     }
-    return finish_kv(kv);
+    return finish_kv(kv, key);
 }
 
 edgellm_status gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment)
@@ -323,7 +337,11 @@ static edgellm_status add_tensor(gguf_writer *w, const char *name, ellm_type typ
     t->n_dims = n_dims;
     for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++)
         t->ne[d] = d < n_dims ? ne[d] : 1;
-    t->n_bytes = n_el / tr->block_size * tr->block_bytes;
+    if (!ellm_mul_u64(n_el / tr->block_size, tr->block_bytes, &t->n_bytes) ||
+        t->n_bytes > SIZE_MAX) {
+        free(t->name);
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "tensor '%s': byte size overflows", name);
+    }
     t->data = data;
     t->fill = fill;
     t->user = user;
@@ -406,8 +424,8 @@ static edgellm_status write_body(gguf_writer *w, int fd, const char *path)
     free(head.data);
     if (st == EDGELLM_OK)
         st = write_padding(fd, aligned - head.len, path);
-    /* Stream each tensor through a bounded buffer. */
-    uint8_t *chunk = NULL;
+    /* A fill callback produces one tensor at a time into a buffer freed right after, so peak
+     * memory is the largest tensor, not the model. */
     for (size_t i = 0; i < w->n_tensors && st == EDGELLM_OK; i++) {
         wtensor *t = &w->tensors[i];
         if (t->fill) {
@@ -431,8 +449,23 @@ static edgellm_status write_body(gguf_writer *w, int fd, const char *path)
         if (st == EDGELLM_OK && i + 1 < w->n_tensors)
             st = write_padding(fd, padded - t->n_bytes, path);
     }
-    free(chunk);
     return st;
+}
+
+/* Makes the rename itself durable. Best effort: some file systems cannot open or sync a
+ * directory, and the file's own contents are already synced. */
+static void sync_parent_directory(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
 }
 
 edgellm_status gguf_writer_write(gguf_writer *w, const char *path)
@@ -441,8 +474,10 @@ edgellm_status gguf_writer_write(gguf_writer *w, const char *path)
     char *tmp = malloc(n + 32);
     if (!tmp)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
-    snprintf(tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* Unique per process and per call, so concurrent writers never share a temporary. */
+    static _Atomic unsigned long sequence;
+    snprintf(tmp, n + 32, "%s.tmp.%ld.%lu", path, (long)getpid(), sequence++);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
         edgellm_status st = ellm_fail(EDGELLM_ERR_IO, "cannot create '%s': %s", tmp,
                                       strerror(errno));
@@ -459,6 +494,8 @@ edgellm_status gguf_writer_write(gguf_writer *w, const char *path)
                        strerror(errno));
     if (st != EDGELLM_OK)
         unlink(tmp);
+    else
+        sync_parent_directory(path);
     free(tmp);
     return st;
 }
