@@ -117,7 +117,11 @@ expect_refused "manifest hash does not match (missing blob)" "dreams:1: its file
 [[ "$(active_of plain)" == 1 ]]; check "unsigned install got version 1" $?
 "$E" models install plain "$tmp/dreams-v2.gguf" --allow-unsigned --sig /dev/null >/dev/null 2>&1
 [[ $? -ne 0 ]]; check "an unreadable --sig is an error even with --allow-unsigned" $?
-"$E" models list >"$tmp/list"; grep -q "^plain" "$tmp/list" && grep -q "^dreams" "$tmp/list"; check "list shows both" $?
+"$E" models install vocab "$SHARED/models/llama2-vocab-tiny-f16.gguf" --allow-unsigned >/dev/null 2>&1; check "install the shared F16 model" $?
+"$E" models info vocab >"$tmp/info2"
+grep -q "quantization:  F16" "$tmp/info2" && grep -q "size:.*(9180480 bytes)" "$tmp/info2" && grep -q "signed by:     (unsigned)" "$tmp/info2"
+check "F16 model's manifest: quantization, size, unsigned" $?
+"$E" models list >"$tmp/list"; grep -q "^plain" "$tmp/list" && grep -q "^dreams" "$tmp/list" && grep -q "^vocab .* F16 " "$tmp/list"; check "list shows all three" $?
 
 # Remove and gc.
 expect_refused "removing the active version" "is the active version" "$E" models remove dreams:2
