@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Builds the GGUF parser fuzz target with clang's libFuzzer and runs it for a bounded time
-# (default 60 s) from a seed corpus made of the shared models. Exits non-zero on a crash.
+# Builds the GGUF parser fuzz target with clang's libFuzzer (ASan + UBSan) in its own build
+# directory and runs it for a bounded time from seeds derived from the shared models.
+#   fuzz/run.sh [SECONDS=60]
+# Exits non-zero on a crash, leak, sanitizer report, timeout or an allocation over 256 MiB (the
+# inputs are at most 128 KiB, so any such allocation means a count was not bounded by the file
+# size); the reproducer is written to build-fuzz/crash-* for `build-fuzz/fuzz/fuzz_gguf FILE`.
 set -euo pipefail
 seconds=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=${EDGELLM_SHARED:-$root/../shared}
-build="$root/build-fuzz"
+build=${EDGELLM_FUZZ_BUILD:-$root/build-fuzz}
 command -v clang >/dev/null || { echo "fuzz: clang is needed (scripts/install-deps.sh --test)" >&2; exit 1; }
 CC=clang cmake -S "$root" -B "$build" -DEDGELLM_FUZZ=ON -DEDGELLM_BUILD_TOOLS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_SHARED_DIR="$shared" >/dev/null
-cmake --build "$build" --target fuzz_gguf -j "$(nproc)" >/dev/null
+cmake --build "$build" --target fuzz_gguf -j2 >/dev/null
+# Seeds live under the build tree only; the shared files are never copied into the project.
 corpus="$build/corpus"
-mkdir -p "$corpus"
-# Seeds: the shared GGUF files cut to their first 64 KiB (header, metadata, tensor infos), so
-# the fuzzer spends its time on the parser rather than on megabytes of weights.
-for f in "$shared"/models/*.gguf; do
-  head -c 65536 "$f" > "$corpus/$(basename "$f").seed"
-done
-"$build/fuzz/fuzz_gguf" "$corpus" -max_total_time="$seconds" -max_len=131072 \
+rm -rf "$corpus"
+python3 "$root/fuzz/make_seeds.py" "$corpus" "$shared"/models/*.gguf
+"$build/fuzz/fuzz_gguf" "$corpus" -dict="$root/fuzz/gguf.dict" -max_total_time="$seconds" \
+  -max_len=131072 -timeout=10 -malloc_limit_mb=256 -rss_limit_mb=1024 \
   -print_final_stats=1 -artifact_prefix="$build/" 2>&1 | tail -n 25
