@@ -40,26 +40,29 @@ EOF
 
 sanitized=0
 grep -q "^EDGELLM_SANITIZE:BOOL=ON" "$BUILD_DIR/CMakeCache.txt" 2>/dev/null && sanitized=1
-for kv in f16 f32; do
-  planned=$("$E" plan -m "$model" --ctx 256 --cache $kv --json | json_field total_bytes)
-  peak_kib=$(peak_rss_kib "$E" run -m "$model" -f "$tmp/prompt.txt" --ctx 256 -n 400 --temp 0 --kv-type $kv)
-  if [[ -z "$peak_kib" || -z "$planned" ]]; then bad "measure $kv"; continue; fi
-  printf -v "planned_$kv" %s "$planned"
-  printf -v "peak_$kv" %s "$peak_kib"
-  read -r pct within < <(python3 -c "p=$planned; a=$peak_kib*1024; d=100*(p-a)/a; print(f'{d:+.1f}', int(abs(d) <= 10))")
-  echo "ctx 256, $kv cache: planned $((planned / 1024)) KiB, measured peak RSS $peak_kib KiB ($pct%)"
-  if [[ $sanitized -eq 1 ]]; then
-    echo "skip: 10% check in a sanitizer build (ASan's shadow memory and quarantine are not part of a real deployment; the release build checks it)"
-    continue
-  fi
-  [[ $within -eq 1 ]]; check "plan within 10% of run's peak ($kv cache: $pct%)" $?
-done
-# The KV cache is a small part of this total, so also check that its own figure is right: the
-# F32 cache's extra memory, planned vs measured, within 30%.
-planned_delta=$(( planned_f32 - planned_f16 ))
-measured_delta=$(( (peak_f32 - peak_f16) * 1024 ))
-python3 -c "import sys; p=$planned_delta; m=$measured_delta; print(f'F32 vs F16 cache: planned +{p//1024} KiB, measured +{m//1024} KiB'); sys.exit(0 if abs(p-m) <= 0.3*p else 1)"
-check "the KV cache's size is what the plan says" $?
+if [[ $sanitized -eq 1 ]]; then
+  # ASan's shadow memory and quarantine are no part of a real deployment (they add ~18% here),
+  # and filling the context under it is slow: the release build measures.
+  echo "skip: planned vs measured peak in a sanitizer build (the release build checks it)"
+else
+  planned_f16=0 planned_f32=0 peak_f16=0 peak_f32=0
+  for kv in f16 f32; do
+    planned=$("$E" plan -m "$model" --ctx 256 --cache $kv --json | json_field total_bytes)
+    peak_kib=$(peak_rss_kib "$E" run -m "$model" -f "$tmp/prompt.txt" --ctx 256 -n 400 --temp 0 --kv-type $kv)
+    if [[ -z "$peak_kib" || -z "$planned" ]]; then bad "measure $kv"; continue; fi
+    printf -v "planned_$kv" %s "$planned"
+    printf -v "peak_$kv" %s "$peak_kib"
+    read -r pct within < <(python3 -c "p=$planned; a=$peak_kib*1024; d=100*(p-a)/a; print(f'{d:+.1f}', int(abs(d) <= 10))")
+    echo "ctx 256, $kv cache: planned $((planned / 1024)) KiB, measured peak RSS $peak_kib KiB ($pct%)"
+    [[ $within -eq 1 ]]; check "plan within 10% of run's peak ($kv cache: $pct%)" $?
+  done
+  # The KV cache is a small part of this total, so also check that its own figure is right: the
+  # F32 cache's extra memory, planned vs measured, within 30%.
+  planned_delta=$(( planned_f32 - planned_f16 ))
+  measured_delta=$(( (peak_f32 - peak_f16) * 1024 ))
+  python3 -c "import sys; p=$planned_delta; m=$measured_delta; print(f'F32 vs F16 cache: planned +{p//1024} KiB, measured +{m//1024} KiB'); sys.exit(0 if abs(p-m) <= 0.3*p else 1)"
+  check "the KV cache's size is what the plan says" $?
+fi
 
 # Fit at the boundary: the planned total fits exactly, one byte less does not, and then the
 # largest context that fits is smaller than the one asked for but fits itself.
