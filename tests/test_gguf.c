@@ -205,6 +205,8 @@ static void test_all_value_types(void)
     CHECK(gguf_writer_set_u32(w, "", 1) == EDGELLM_ERR_INVALID_ARGUMENT);
     CHECK(gguf_writer_set_array(w, "t.bad", GGUF_TYPE_STRING, strs, 3) ==
           EDGELLM_ERR_INVALID_ARGUMENT);
+    const char *with_null[2] = {"a", NULL};
+    CHECK(gguf_writer_set_str_array(w, "t.bad", with_null, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
     /* Nested arrays enter the writer as parsed values (set_value), so parse a hand-made file
      * holding [[int16 7, -8], [string "x"], []] and carry the value over. */
     static const uint8_t nested_file[] = {
@@ -278,6 +280,7 @@ static void test_all_value_types(void)
     }
     CHECK(gguf_get_array(f, "t.arr_bool", &arr) == EDGELLM_OK && arr->n == 2 &&
           gguf_array_get_i64(arr, 0, &e) && e == 1 && gguf_array_get_i64(arr, 1, &e) && e == 0);
+    CHECK(gguf_find_kv(f, "t.bad") == NULL && gguf_kv_count(f) == 19);
     CHECK(gguf_get_array(f, "t.arr_empty", &arr) == EDGELLM_OK && arr->n == 0 &&
           arr->elem_type == GGUF_TYPE_UINT64 && !gguf_array_get_i64(arr, 0, &e));
     const gguf_array *nested;

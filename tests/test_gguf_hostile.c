@@ -143,7 +143,7 @@ static void test_crafted_fields(const bytes *v)
     MUTATE(*v, 0, uint32_t, 0x4C4D4747u /* "GGML" */, FMT, "not a GGUF file", "bad magic");
     MUTATE(*v, 4, uint32_t, 1, EDGELLM_ERR_UNSUPPORTED, "version 1", "version 1");
     MUTATE(*v, 4, uint32_t, 4, EDGELLM_ERR_UNSUPPORTED, "version 4", "version 4");
-    MUTATE(*v, 4, uint32_t, 0x03000000u, EDGELLM_ERR_UNSUPPORTED, "version", "big-endian file");
+    MUTATE(*v, 4, uint32_t, 0x03000000u, EDGELLM_ERR_UNSUPPORTED, "big-endian", "big-endian file");
     MUTATE(*v, 8, uint64_t, UINT64_MAX, FMT, "tensors", "absurd tensor count");
     MUTATE(*v, 8, uint64_t, 3, FMT, NULL, "one tensor more than present");
     MUTATE(*v, 16, uint64_t, 1ull << 63, FMT, "metadata entries", "kv count 2^63");
@@ -361,7 +361,12 @@ static void check_consistent(const gguf_file *g, const uint8_t *buf, size_t n)
         uint64_t n_el = 1;
         for (int d = 0; d < GGUF_MAX_DIMS; d++)
             n_el *= t->ne[d];
-        CHECK(n_el == t->n_elements);
+        CHECK(n_el == t->n_elements && t->offset % gguf_alignment(g) == 0);
+        for (uint64_t j = 0; j < i; j++) {
+            const gguf_tensor_info *o = gguf_tensor_at(g, j);
+            CHECK(o->offset + o->n_bytes <= t->offset || t->offset + t->n_bytes <= o->offset);
+            CHECK(o->name.len != t->name.len || memcmp(o->name.data, t->name.data, t->name.len));
+        }
     }
     char text[256];
     for (uint64_t i = 0; i < gguf_kv_count(g); i++) {

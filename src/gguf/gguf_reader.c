@@ -633,7 +633,12 @@ edgellm_status gguf_parse(const void *data, size_t size, gguf_file **out)
                          "with 'edgellm convert' first");
     }
     st = read_u32(&c, &f->version);
-    if (st == EDGELLM_OK && (f->version < 2 || f->version > 3))
+    if (st == EDGELLM_OK && (f->version == 0x02000000u || f->version == 0x03000000u))
+        st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                       "this is a big-endian GGUF file (version %u byte-swapped); edgellm reads "
+                       "little-endian files only: convert the model again for little-endian",
+                       f->version >> 24);
+    else if (st == EDGELLM_OK && (f->version < 2 || f->version > 3))
         st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                        "GGUF version %u is not supported (versions 2 and 3 are); re-convert the "
                        "model with a current converter",

@@ -216,20 +216,18 @@ edgellm_status gguf_writer_set_array(gguf_writer *w, const char *key, gguf_value
 edgellm_status gguf_writer_set_str_array(gguf_writer *w, const char *key,
                                          const char *const *strings, uint64_t n)
 {
+    /* Checked before the key's slot is touched, so a refused call leaves no half-written kv. */
+    for (uint64_t i = 0; i < n; i++)
+        if (!strings || !strings[i])
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GGUF metadata '%s': string %llu is NULL",
+                             key ? key : "", (unsigned long long)i);
     wkv *kv = kv_slot(w, key);
     if (kv) {
         wb_u32(&kv->encoded, GGUF_TYPE_ARRAY);
         wb_u32(&kv->encoded, GGUF_TYPE_STRING);
         wb_u64(&kv->encoded, n);
-        for (uint64_t i = 0; i < n; i++) {
-            if (!strings[i]) {
-                kv->encoded.len = 0;
-                return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                                 "GGUF metadata '%s': string %llu is NULL", key,
-                                 (unsigned long long)i);
-            }
+        for (uint64_t i = 0; i < n; i++)
             wb_str(&kv->encoded, strings[i], strlen(strings[i]));
-        }
     }
     return finish_kv(kv, key);
 }
