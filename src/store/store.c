@@ -957,9 +957,18 @@ edgellm_status store_verify(store *s, store_verify_report_fn report, void *user,
     size_t n_names = 0;
     edgellm_status st = store_list_names(s, &names, &n_names);
     for (size_t i = 0; st == EDGELLM_OK && i < n_names; i++) {
+        /* Shared lock per model: a concurrent remove + gc cannot delete a blob between reading
+         * the manifest and hashing it, and writers wait for one model's check at most. */
+        while (flock(s->lock_fd, LOCK_SH) != 0 && errno == EINTR) {
+        }
         store_model m;
         edgellm_status ms = load_manifest(s, names[i], &m);
+        if (ms == EDGELLM_ERR_NOT_FOUND) { /* removed since we listed it */
+            unlock_store(s);
+            continue;
+        }
         if (ms != EDGELLM_OK) {
+            unlock_store(s);
             (*n_bad)++;
             if (report)
                 report(user, names[i], "", edgellm_last_error());
@@ -978,6 +987,7 @@ edgellm_status store_verify(store *s, store_verify_report_fn report, void *user,
                 report(user, names[i], m.versions[j].version, bs == EDGELLM_OK ? NULL : edgellm_last_error());
         }
         store_model_clear(&m);
+        unlock_store(s);
     }
     store_free_names(names, n_names);
     return st;
