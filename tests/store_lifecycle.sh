@@ -133,6 +133,10 @@ expect_refused "removed model is gone" "not installed" "$E" models info plain
 "$E" models gc >/dev/null
 [[ ! -e "$EDGELLM_HOME/blobs/sha256/$(sha256sum "$base" | cut -c1-64)" ]]; check "gc dropped the removed model's blob" $?
 "$E" run -m "$("$E" models path dreams)" -p "Once" -n 4 --temp 0 -t 1 >"$tmp/run.out" 2>"$tmp/run.err"; check "the active version loads and generates" $?
+"$E" run -m dreams -p "Once" -n 4 --temp 0 -t 1 >"$tmp/run-name.out" 2>/dev/null && cmp -s "$tmp/run.out" "$tmp/run-name.out"
+check "edgellm run -m NAME runs the active version" $?
+"$E" run -m dreams:3 -p "Once" -n 1 -t 1 >/dev/null 2>"$tmp/err"; [[ $? -ne 0 ]] && grep -q "not installed" "$tmp/err"
+check "edgellm run -m NAME:VERSION of a removed version fails clearly" $?
 
 [[ $fail -eq 0 ]] && echo "store_lifecycle: all passed"
 exit $fail
