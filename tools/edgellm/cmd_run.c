@@ -252,14 +252,14 @@ int cmd_run(int argc, char **argv)
                                 : 0;
         fprintf(stderr,
                 "\n--- edgellm run: %s, %d threads, kernels %s, seed %llu\n"
-                "load time:        %.3f s\n"
+                "load time:        %.1f ms\n"
                 "prompt:           %d tokens, prefill %.1f tokens/s\n"
                 "time to first token: %.1f ms\n"
                 "generated:        %d tokens, decode %.1f tokens/s (stop: %s)\n"
                 "peak memory:      %s\n",
                 model_path, cp.n_threads > 0 ? cp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
                 edgellm_kernel_set(),
-                (unsigned long long)sp.seed, load_s, res.n_prompt_tokens, prefill_tps,
+                (unsigned long long)sp.seed, load_s * 1000.0, res.n_prompt_tokens, prefill_tps,
                 res.ttft_seconds * 1000.0, res.n_generated, decode_tps,
                 reasons[res.stop_reason], cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
     }
