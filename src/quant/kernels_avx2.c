@@ -76,33 +76,58 @@ static inline __m256i dot_i8_32(__m256i a, __m256i b)
 void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q8_0 *w = row, *a = x;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK8_0; i++) {
-        __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
-        __m256i qw = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qw, qa)), acc);
+    int64_t nb = n / QK8_0, i = 0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 2 <= nb; i += 2) {
+        __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
+        __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
+        __m256i p0 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i].qs),
+                               _mm256_loadu_si256((const __m256i *)a[i].qs));
+        __m256i p1 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i + 1].qs),
+                               _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
     }
-    *out = hsum256(acc);
+    for (; i < nb; i++) {
+        __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
+        __m256i p = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i].qs),
+                              _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+    }
+    *out = hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+static inline __m256i unpack_q4_0(const block_q4_0 *b)
+{
+    const __m128i low_mask = _mm_set1_epi8(0x0F);
+    __m128i packed = _mm_loadu_si128((const __m128i *)b->qs);
+    __m128i lo = _mm_and_si128(packed, low_mask);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low_mask);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+
+/* Two blocks per step into two accumulators, so consecutive FMAs do not wait on each other. */
 void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q4_0 *w = row;
     const block_q8_0 *a = x;
-    const __m128i low_mask = _mm_set1_epi8(0x0F);
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK4_0; i++) {
-        __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
-        __m128i packed = _mm_loadu_si128((const __m128i *)w[i].qs);
-        __m128i lo = _mm_and_si128(packed, low_mask);
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low_mask);
-        __m256i qw = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
-        __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qw, qa)), acc);
+    int64_t nb = n / QK4_0, i = 0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 2 <= nb; i += 2) {
+        __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
+        __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
+        __m256i p0 = dot_i8_32(unpack_q4_0(&w[i]), _mm256_loadu_si256((const __m256i *)a[i].qs));
+        __m256i p1 =
+            dot_i8_32(unpack_q4_0(&w[i + 1]), _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
     }
-    *out = hsum256(acc);
+    for (; i < nb; i++) {
+        __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
+        __m256i p = dot_i8_32(unpack_q4_0(&w[i]), _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+    }
+    *out = hsum256(_mm256_add_ps(acc0, acc1));
 }
 
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n)

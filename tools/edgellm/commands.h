@@ -10,5 +10,7 @@ int cmd_models(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -15,6 +15,8 @@
 #pragma weak cmd_run
 #pragma weak cmd_info
 #pragma weak cmd_convert
+#pragma weak cmd_synth
+#pragma weak cmd_bench
 
 typedef struct command {
     const char *name;
@@ -30,6 +32,8 @@ static const command commands[] = {
     {"plan", cmd_plan, "memory a model needs at a context length, and whether it fits"},
     {"recommend", cmd_recommend, "model size and quantization that fit a memory budget"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server"},
+    {"synth", cmd_synth, "a model with random weights in the shapes of a known model"},
+    {"bench", cmd_bench, "the standard edge benchmark record for a model on this machine"},
 };
 
 static void usage(FILE *out)
