@@ -18,6 +18,18 @@ cmake --build "$build" --target fuzz_gguf -j2 >/dev/null
 corpus="$build/corpus"
 rm -rf "$corpus"
 python3 "$root/fuzz/make_seeds.py" "$corpus" "$shared"/models/*.gguf
+log="$build/fuzz.log"
+status=0
 "$build/fuzz/fuzz_gguf" "$corpus" -dict="$root/fuzz/gguf.dict" -max_total_time="$seconds" \
   -max_len=131072 -timeout=10 -malloc_limit_mb=256 -rss_limit_mb=1024 \
-  -print_final_stats=1 -artifact_prefix="$build/" 2>&1 | tail -n 25
+  -print_final_stats=1 -artifact_prefix="$build/" >"$log" 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+  # The sanitizer or libFuzzer report, without the recommended-dictionary noise.
+  grep -v '# Uses:' "$log" | tail -n 60
+  echo "fuzz: FAILED (exit $status); full log in $log" >&2
+  exit "$status"
+fi
+# Coverage reached and throughput.
+grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true
+grep '^stat::' "$log"
+echo "fuzz: no crash in ${seconds}s; full log in $log"
