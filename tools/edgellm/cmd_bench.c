@@ -1,0 +1,300 @@
+/* `edgellm bench`: the standard edge benchmark record for one model on this machine, with the
+ * machine's own memory bandwidth and FMA peak measured in the same run so that efficiencies
+ * (not raw speeds, which depend on a shared machine's load) can be compared. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "edgellm.h"
+#include "machine.h"
+#include "store/store.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: edgellm bench -m MODEL [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-t THREADS] "
+                 "[-r REPETITIONS] [--kv-type f16|f32] [--json]\n"
+                 "  defaults: 512 prompt tokens, 128 generated, all CPUs, 3 repetitions "
+                 "(medians reported)\n");
+}
+
+typedef struct run_figures {
+    double prefill_tps, decode_tps, ttft_ms;
+} run_figures;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int argmax(const float *v, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = i;
+    return best;
+}
+
+/* One prefill + decode pass with greedy sampling over a fresh cache. */
+static edgellm_status one_run(edgellm_context *ctx, const edgellm_token *prompt, int n_prompt,
+                              int n_gen, int n_vocab, run_figures *out)
+{
+    edgellm_context_truncate(ctx, 0);
+    double t0 = cli_now_seconds();
+    edgellm_status st = edgellm_eval(ctx, prompt, n_prompt, 0);
+    if (st != EDGELLM_OK)
+        return st;
+    edgellm_token tok = argmax(edgellm_get_logits(ctx, -1), n_vocab);
+    double t1 = cli_now_seconds();
+    for (int i = 0; i < n_gen && st == EDGELLM_OK; i++) {
+        st = edgellm_eval(ctx, &tok, 1, 0);
+        if (st == EDGELLM_OK)
+            tok = argmax(edgellm_get_logits(ctx, -1), n_vocab);
+    }
+    double t2 = cli_now_seconds();
+    out->prefill_tps = n_prompt / (t1 - t0);
+    out->ttft_ms = (t1 - t0) * 1000.0;
+    out->decode_tps = n_gen / (t2 - t1);
+    return st;
+}
+
+/* Cumulative package energy in microjoules from the powercap interface, if readable. */
+static bool read_energy_uj(double *uj, char *why, size_t cap)
+{
+    const char *paths[] = {"/sys/class/powercap/intel-rapl:0/energy_uj",
+                           "/sys/class/powercap/intel-rapl/intel-rapl:0/energy_uj"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        FILE *f = fopen(paths[i], "r");
+        if (!f) {
+            snprintf(why, cap, "%s: %s", paths[i], strerror(errno));
+            continue;
+        }
+        unsigned long long v;
+        bool ok = fscanf(f, "%llu", &v) == 1;
+        fclose(f);
+        if (ok) {
+            *uj = (double)v;
+            return true;
+        }
+        snprintf(why, cap, "%s is not readable", paths[i]);
+    }
+    return false;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *cmd = "bench";
+    const char *model_arg = NULL;
+    long n_prompt = 512, n_gen = 128, threads = 0, reps = 3;
+    bool json = false;
+    edgellm_kv_type kv = EDGELLM_KV_F16;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = "";
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)))
+                return EXIT_USAGE;
+            model_arg = v;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "-t") || !strcmp(a, "-r")) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)))
+                return EXIT_USAGE;
+            long *dst = a[1] == 'p' ? &n_prompt : a[1] == 'n' ? &n_gen : a[1] == 't' ? &threads : &reps;
+            if (!cli_parse_int(cmd, a, v, a[1] == 'n' || a[1] == 'p' ? 1 : 1, 1 << 20, dst))
+                return EXIT_USAGE;
+        } else if (!strcmp(a, "--kv-type")) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)))
+                return EXIT_USAGE;
+            if (strcmp(v, "f16") && strcmp(v, "f32")) {
+                cli_error(cmd, "--kv-type must be f16 or f32, got '%s'", v);
+                return EXIT_USAGE;
+            }
+            kv = strcmp(v, "f32") ? EDGELLM_KV_F16 : EDGELLM_KV_F32;
+        } else {
+            cli_error(cmd, "unknown option '%s' (see 'edgellm bench --help')", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model_arg) {
+        cli_error(cmd, "no model given: edgellm bench -m MODEL");
+        return EXIT_USAGE;
+    }
+    if (threads <= 0)
+        threads = sysconf(_SC_NPROCESSORS_ONLN);
+    char path[4096];
+    if (store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    double t0 = cli_now_seconds();
+    edgellm_model *m = NULL;
+    if (edgellm_model_load(path, NULL, &m) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    double load_s = cli_now_seconds() - t0;
+    edgellm_model_info info;
+    edgellm_model_get_info(m, &info);
+    int n_ctx = (int)(n_prompt + n_gen + 1);
+    if (n_ctx > info.n_ctx_train) {
+        cli_error(cmd, "%ld prompt + %ld generated tokens exceed the model's context of %d",
+                  n_prompt, n_gen, info.n_ctx_train);
+        edgellm_model_free(m);
+        return EXIT_USAGE;
+    }
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_threads = (int32_t)threads;
+    cp.n_batch = (int32_t)n_prompt;
+    cp.kv_type = kv;
+    edgellm_context *ctx = NULL;
+    if (edgellm_context_create(m, &cp, &ctx) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        edgellm_model_free(m);
+        return 1;
+    }
+    /* A prompt of ordinary (non-control) tokens, the same every run. */
+    edgellm_token *prompt = malloc((size_t)n_prompt * sizeof *prompt);
+    uint64_t x = 12345;
+    for (long i = 0; i < n_prompt; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        prompt[i] = 3 + (edgellm_token)((x >> 33) % (uint64_t)(info.n_vocab - 3));
+    }
+    if (!json)
+        fprintf(stderr, "edgellm bench: %s, %ld+%ld tokens, %ld threads, %ld runs...\n", path,
+                n_prompt, n_gen, threads, reps);
+    /* Warm-up: pages of the mapping are faulted in before anything is timed. */
+    run_figures warm;
+    int rc = 0;
+    if (one_run(ctx, prompt, (int)(n_prompt < 16 ? n_prompt : 16), 4, info.n_vocab, &warm) !=
+        EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        rc = 1;
+    }
+    double *pf = calloc((size_t)reps, sizeof *pf), *dc = calloc((size_t)reps, sizeof *dc),
+           *tt = calloc((size_t)reps, sizeof *tt);
+    double e0 = 0, e1 = 0;
+    char power_why[256] = "";
+    bool have_energy = read_energy_uj(&e0, power_why, sizeof power_why);
+    double t_runs = cli_now_seconds();
+    for (long r = 0; r < reps && rc == 0; r++) {
+        run_figures f;
+        if (one_run(ctx, prompt, (int)n_prompt, (int)n_gen, info.n_vocab, &f) != EDGELLM_OK) {
+            cli_error(cmd, "%s", edgellm_last_error());
+            rc = 1;
+            break;
+        }
+        pf[r] = f.prefill_tps;
+        dc[r] = f.decode_tps;
+        tt[r] = f.ttft_ms;
+    }
+    double runs_s = cli_now_seconds() - t_runs;
+    have_energy = have_energy && read_energy_uj(&e1, power_why, sizeof power_why) && e1 >= e0;
+    if (rc != 0) {
+        free(pf), free(dc), free(tt), free(prompt);
+        edgellm_context_free(ctx);
+        edgellm_model_free(m);
+        return rc;
+    }
+    double prefill = median(pf, (int)reps), decode = median(dc, (int)reps),
+           ttft = median(tt, (int)reps);
+    double peak_gb = (double)cli_peak_rss_bytes() / 1e9;
+    double bw = machine_read_bandwidth_gbs((int)threads);
+    double fma = machine_fma_peak_gflops((int)threads);
+
+    /* Bytes one decode step reads: every weight except the embedding table (one row of it), the
+     * embedding again when the head is tied to it, and the KV cache at the average position. */
+    uint64_t embd_bytes = 0, matmul_params = 0;
+    for (int64_t i = 0; i < edgellm_model_tensor_count(m); i++) {
+        edgellm_tensor_desc t;
+        edgellm_model_tensor_at(m, i, &t);
+        if (!strcmp(t.name, "token_embd.weight"))
+            embd_bytes = t.n_bytes;
+        else if (t.n_dims == 2)
+            matmul_params += (uint64_t)(t.ne[0] * t.ne[1]);
+    }
+    if (info.tied_embeddings)
+        matmul_params += (uint64_t)info.n_embd * (uint64_t)info.n_vocab;
+    double kv_elem = kv == EDGELLM_KV_F16 ? 2.0 : 4.0;
+    double kv_row = 2.0 * info.n_layer * info.n_head_kv * info.head_dim * kv_elem;
+    double avg_pos = (double)n_prompt + (double)n_gen / 2.0;
+    double bytes_per_token = (double)(info.weights_bytes - embd_bytes) +
+                             (info.tied_embeddings ? (double)embd_bytes : 0.0) + kv_row * avg_pos;
+    double attn_flops = 4.0 * info.n_layer * (double)info.n_head * info.head_dim *
+                        ((double)n_prompt / 2.0);
+    double flops_per_token = 2.0 * (double)matmul_params + attn_flops;
+    double decode_eff = bytes_per_token * decode / (bw * 1e9);
+    double prefill_eff = flops_per_token * prefill / (fma * 1e9);
+    double watts = have_energy ? (e1 - e0) / 1e6 / runs_s : NAN;
+    double joules_per_1000 = have_energy ? watts / decode * 1000.0 : NAN;
+    const char *name = info.name[0] ? info.name : path;
+
+    if (json) {
+        printf("{\"runtime\": \"edgellm %s\", \"model\": \"%s\", \"quantization\": \"%s\", "
+               "\"device\": {\"cpu\": \"%s\", \"cores_used\": %ld, \"kernels\": \"%s\"}, "
+               "\"model_load_time_s\": %.6f, \"model_size_gb\": %.4f, \"memory_usage_gb\": %.4f, "
+               "\"prefill_tok_per_s\": %.2f, \"decode_tok_per_s\": %.2f, \"ttft_ms\": %.2f, ",
+               edgellm_version(), name, info.quantization, machine_cpu_model(), threads,
+               edgellm_kernel_set(), load_s, (double)info.file_bytes / 1e9, peak_gb, prefill,
+               decode, ttft);
+        if (have_energy)
+            printf("\"power_draw_w\": %.2f, \"battery_impact\": {\"joules_per_1000_tokens\": %.1f}, ",
+                   watts, joules_per_1000);
+        else
+            printf("\"power_draw_w\": null, \"power_unavailable_reason\": \"%s\", "
+                   "\"battery_impact\": null, ",
+                   power_why);
+        printf("\"prompt_tokens\": %ld, \"generated_tokens\": %ld, \"repetitions\": %ld, "
+               "\"memory_bandwidth_gbs\": %.2f, \"fma_peak_gflops\": %.1f, "
+               "\"decode_bytes_per_token\": %.0f, \"prefill_flops_per_token\": %.0f, "
+               "\"decode_efficiency\": %.3f, \"prefill_efficiency\": %.3f}\n",
+               n_prompt, n_gen, reps, bw, fma, bytes_per_token, flops_per_token, decode_eff,
+               prefill_eff);
+    } else {
+        printf("%-22s edgellm %s\n", "runtime", edgellm_version());
+        printf("%-22s %s\n", "model", name);
+        printf("%-22s %s\n", "quantization", info.quantization);
+        printf("%-22s %s, %ld cores used, kernels %s\n", "device", machine_cpu_model(), threads,
+               edgellm_kernel_set());
+        printf("%-22s %.4f\n", "model_load_time_s", load_s);
+        printf("%-22s %.3f\n", "model_size_gb", (double)info.file_bytes / 1e9);
+        printf("%-22s %.3f\n", "memory_usage_gb", peak_gb);
+        printf("%-22s %.1f   (%ld-token prompt, median of %ld)\n", "prefill_tok_per_s", prefill,
+               n_prompt, reps);
+        printf("%-22s %.2f   (%ld tokens)\n", "decode_tok_per_s", decode, n_gen);
+        printf("%-22s %.1f\n", "ttft_ms", ttft);
+        if (have_energy) {
+            printf("%-22s %.2f\n", "power_draw_w", watts);
+            printf("%-22s %.1f J per 1000 tokens\n", "battery_impact", joules_per_1000);
+        } else {
+            printf("%-22s null (%s)\n", "power_draw_w", power_why);
+            printf("%-22s null (needs power)\n", "battery_impact");
+        }
+        printf("%-22s %.1f GB/s read, %.1f GFLOP/s FMA (%ld threads, measured now)\n", "machine",
+               bw, fma, threads);
+        printf("%-22s %.1f%%  (%.0f MB/token x %.2f tok/s / %.1f GB/s)\n", "decode_efficiency",
+               decode_eff * 100.0, bytes_per_token / 1e6, decode, bw);
+        printf("%-22s %.1f%%  (%.2f GFLOP/token x %.1f tok/s / %.1f GFLOP/s)\n",
+               "prefill_efficiency", prefill_eff * 100.0, flops_per_token / 1e9, prefill, fma);
+    }
+    free(pf), free(dc), free(tt), free(prompt);
+    edgellm_context_free(ctx);
+    edgellm_model_free(m);
+    return 0;
+}

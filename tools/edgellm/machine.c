@@ -1,0 +1,190 @@
+/* Machine measurements for `edgellm bench`. The AVX2/FMA loops are compiled for that ISA
+ * function by function and run only on CPUs that have it; elsewhere portable loops give a
+ * (lower) figure. */
+#define _POSIX_C_SOURCE 200809L
+#include "machine.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#endif
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static bool has_avx2_fma(void)
+{
+#if defined(HAVE_X86)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+typedef struct read_job {
+    const uint8_t *p;
+    size_t n;
+    uint64_t sink;
+} read_job;
+
+#if defined(HAVE_X86)
+__attribute__((target("avx2"))) static void read_avx2(read_job *j)
+{
+        const __m256i *v = (const __m256i *)j->p;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        for (size_t k = 0; k + 4 <= j->n / 32; k += 4) {
+            s0 = _mm256_add_epi64(s0, _mm256_load_si256(v + k));
+            s1 = _mm256_add_epi64(s1, _mm256_load_si256(v + k + 1));
+            s2 = _mm256_add_epi64(s2, _mm256_load_si256(v + k + 2));
+            s3 = _mm256_add_epi64(s3, _mm256_load_si256(v + k + 3));
+        }
+        s0 = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
+        j->sink = (uint64_t)_mm256_extract_epi64(s0, 0);
+}
+#endif
+
+static void *read_worker(void *arg)
+{
+    read_job *j = arg;
+#if defined(HAVE_X86)
+    if (has_avx2_fma()) {
+        read_avx2(j);
+        return NULL;
+    }
+#endif
+    const uint64_t *q = (const uint64_t *)j->p;
+    uint64_t s = 0;
+    for (size_t k = 0; k < j->n / 8; k++)
+        s += q[k];
+    j->sink = s;
+    return NULL;
+}
+
+double machine_read_bandwidth_gbs(int threads)
+{
+    const size_t size = (size_t)512 << 20;
+    uint8_t *buf = aligned_alloc(64, size);
+    if (!buf || threads < 1)
+        return 0;
+    memset(buf, 1, size);
+    if (threads > 64)
+        threads = 64;
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        pthread_t t[64];
+        read_job jobs[64];
+        size_t per = size / (size_t)threads / 128 * 128;
+        double t0 = now();
+        for (int i = 0; i < threads; i++) {
+            jobs[i] = (read_job){buf + per * (size_t)i, per, 0};
+            pthread_create(&t[i], NULL, read_worker, &jobs[i]);
+        }
+        for (int i = 0; i < threads; i++)
+            pthread_join(t[i], NULL);
+        double gbs = (double)(per * (size_t)threads) / 1e9 / (now() - t0);
+        best = gbs > best ? gbs : best;
+    }
+    free(buf);
+    return best;
+}
+
+typedef struct fma_job {
+    long iters;
+    float sink;
+} fma_job;
+
+#if defined(HAVE_X86)
+__attribute__((target("avx2,fma"))) static void fma_avx2(fma_job *j)
+{
+        /* 10 independent chains cover the FMA latency x throughput of current cores. */
+        __m256 a[10], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+        for (int k = 0; k < 10; k++)
+            a[k] = _mm256_set1_ps((float)k);
+        for (long i = 0; i < j->iters; i++)
+            for (int k = 0; k < 10; k++)
+                a[k] = _mm256_fmadd_ps(a[k], m, c);
+        __m256 s = a[0];
+        for (int k = 1; k < 10; k++)
+            s = _mm256_add_ps(s, a[k]);
+        j->sink = _mm256_cvtss_f32(s);
+}
+#endif
+
+static void *fma_worker(void *arg)
+{
+    fma_job *j = arg;
+#if defined(HAVE_X86)
+    if (has_avx2_fma()) {
+        fma_avx2(j);
+        return NULL;
+    }
+#endif
+    float a[10];
+    for (int k = 0; k < 10; k++)
+        a[k] = (float)k;
+    for (long i = 0; i < j->iters; i++)
+        for (int k = 0; k < 10; k++)
+            a[k] = a[k] * 0.999999f + 1e-7f;
+    j->sink = a[0] + a[9];
+    return NULL;
+}
+
+double machine_fma_peak_gflops(int threads)
+{
+    if (threads < 1)
+        return 0;
+    if (threads > 64)
+        threads = 64;
+    int lanes = has_avx2_fma() ? 8 : 1;
+    long iters = 20000000;
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        pthread_t t[64];
+        fma_job jobs[64];
+        double t0 = now();
+        for (int i = 0; i < threads; i++) {
+            jobs[i] = (fma_job){iters, 0};
+            pthread_create(&t[i], NULL, fma_worker, &jobs[i]);
+        }
+        for (int i = 0; i < threads; i++)
+            pthread_join(t[i], NULL);
+        double flops = 2.0 * lanes * 10.0 * (double)iters * threads;
+        double g = flops / 1e9 / (now() - t0);
+        best = g > best ? g : best;
+    }
+    return best;
+}
+
+const char *machine_cpu_model(void)
+{
+    static char model[128] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return model;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "model name", 10)) {
+            char *colon = strchr(line, ':');
+            if (colon) {
+                snprintf(model, sizeof model, "%s", colon + 2);
+                model[strcspn(model, "\n")] = '\0';
+            }
+            break;
+        }
+    }
+    fclose(f);
+    return model;
+}

@@ -1,0 +1,13 @@
+/* What this machine can do, measured in the same run as a benchmark: memory read bandwidth and
+ * fused-multiply-add peak, both over a given number of threads. */
+#ifndef EDGELLM_CLI_MACHINE_H
+#define EDGELLM_CLI_MACHINE_H
+
+/* Best-of-several read bandwidth over a buffer far larger than the caches, in GB/s. */
+double machine_read_bandwidth_gbs(int threads);
+/* Peak single-precision FMA throughput with independent accumulators, in GFLOP/s. */
+double machine_fma_peak_gflops(int threads);
+/* "AMD EPYC ..." from /proc/cpuinfo, or "unknown". */
+const char *machine_cpu_model(void);
+
+#endif
