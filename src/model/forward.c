@@ -8,6 +8,7 @@
 
 #include "core/status.h"
 #include "model/model_internal.h"
+#include "model/attention.h"
 #include "quant/quant.h"
 
 struct ellm_state {
@@ -197,46 +198,29 @@ typedef struct attention_job {
     int32_t layer, n_tokens;
 } attention_job;
 
-/* One head of one token over an F16 cache: single pass with an online softmax, the query and the
- * running output rounded to F16 as the reference GGUF runtime's flash attention does, so F16-cache
- * logits agree with published reference logits to better than 1e-3. Dots accumulate in double. */
-static void attend_f16(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                       int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
-                       float *out)
+#define ATTEND_F16 attend_f16_portable
+#define ATTEND_F16_ATTRIBUTES static
+#define HALF_TO_FLOAT(h) ellm_f16_to_f32(h)
+#define FLOAT_TO_HALF(f) ellm_f32_to_f16(f)
+#include "model/attention_f16.inc"
+#undef ATTEND_F16
+#undef ATTEND_F16_ATTRIBUTES
+#undef HALF_TO_FLOAT
+#undef FLOAT_TO_HALF
+
+typedef void (*attend_f16_fn)(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                              int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                              float *out);
+
+/* The F16C copy converts with one instruction instead of a bit-manipulation routine. */
+static attend_f16_fn select_attend_f16(void)
 {
-    for (int32_t d = 0; d < hd; d++) {
-        qr[d] = ellm_f16_to_f32(ellm_f32_to_f16(q[d]));
-        acc[d] = 0;
-    }
-    float max = -INFINITY, sum = 0;
-    for (int32_t p = 0; p < n_pos; p++) {
-        const uint8_t *krow = kc + (size_t)p * stride, *vrow = vc + (size_t)p * stride;
-        double dot = 0;
-        for (int32_t d = 0; d < hd; d++) {
-            uint16_t h;
-            memcpy(&h, krow + 2 * d, 2);
-            dot += (double)(ellm_f16_to_f32(h) * qr[d]);
-        }
-        float score = (float)dot * scale;
-        float old_scale = 1.0f, weight = 1.0f;
-        if (score > max) {
-            old_scale = expf(max - score);
-            max = score;
-            for (int32_t d = 0; d < hd; d++)
-                acc[d] = ellm_f32_to_f16(ellm_f16_to_f32(acc[d]) * old_scale);
-        } else {
-            weight = expf(score - max);
-        }
-        for (int32_t d = 0; d < hd; d++) {
-            uint16_t h;
-            memcpy(&h, vrow + 2 * d, 2);
-            acc[d] = ellm_f32_to_f16(ellm_f16_to_f32(acc[d]) + ellm_f16_to_f32(h) * weight);
-        }
-        sum = sum * old_scale + weight;
-    }
-    float inv = 1.0f / sum;
-    for (int32_t d = 0; d < hd; d++)
-        out[d] = ellm_f16_to_f32(acc[d]) * inv;
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2"))
+        return ellm_attend_f16_f16c;
+#endif
+    return attend_f16_portable;
 }
 
 /* One head of one token over an F32 cache: exact two-pass softmax in float. */
@@ -276,6 +260,7 @@ static void attention_task(void *arg, int ith, int nth)
     /* Per-thread scratch: scores (F32 path) or the F16 accumulator and rounded query. */
     float *scores = s->scores + (size_t)ith * s->scores_per_thread;
     float scale = 1.0f / sqrtf((float)hd);
+    attend_f16_fn attend_f16 = select_attend_f16();
     int32_t total = j->n_tokens * hp->n_head;
     for (int32_t job = ith; job < total; job += nth) {
         int32_t t = job / hp->n_head, h = job % hp->n_head, kvh = h / group;

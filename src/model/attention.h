@@ -1,0 +1,16 @@
+/* Attention kernels compiled for specific instruction sets. */
+#ifndef EDGELLM_MODEL_ATTENTION_H
+#define EDGELLM_MODEL_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__x86_64__)
+#define ELLM_HAVE_F16C_ATTENTION 1
+/* One attention head over an F16 cache using F16C conversions (see attention_f16.inc). */
+void ellm_attend_f16_f16c(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                          int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                          float *out);
+#endif
+
+#endif
