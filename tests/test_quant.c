@@ -158,6 +158,30 @@ static void test_kernels_match_reference(void)
     ellm_quant_force_scalar(false);
     fprintf(stderr, "kernel set on this CPU: %s\n", ellm_kernel_set_name());
 
+    /* Four-row kernels give exactly what four single-row calls give. */
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        const ellm_type_kernels *k = ellm_kernels_for(types[t]);
+        if (!k || !k->vec_dot_x4)
+            continue;
+        int n = 4096 - 64;
+        for (int i = 0; i < n; i++)
+            w[i] = frand();
+        ellm_quantize_row(types[t], w, wq, n);
+        static uint8_t xs4[4][4096 * 2];
+        const void *ptrs[4];
+        float single[4], multi[4];
+        for (int r = 0; r < 4; r++) {
+            for (int i = 0; i < n; i++)
+                x[i] = frand() * (float)(r + 1);
+            ellm_quantize_row(k->vec_dot_type, x, xs4[r], n);
+            ptrs[r] = xs4[r];
+            k->vec_dot(n, &single[r], wq, xs4[r]);
+        }
+        k->vec_dot_x4(n, multi, wq, ptrs);
+        CHECK_MSG(!memcmp(single, multi, sizeof single), "%s x4 kernel differs from single rows",
+                  ellm_type_name(types[t]));
+    }
+
     /* The fast activation quantizer gives exactly the reference blocks. */
     for (int i = 0; i < 4096; i++)
         x[i] = frand() * 3.0f;

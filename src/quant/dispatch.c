@@ -11,21 +11,21 @@ typedef struct kernel_set {
 
 static const kernel_set scalar_set = {
     "scalar",
-    {ELLM_TYPE_F32, ellm_vec_dot_f32_scalar, "scalar"},
-    {ELLM_TYPE_F32, ellm_vec_dot_f16_scalar, "scalar"},
-    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar"},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_scalar, "scalar"},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_scalar, "scalar"},
+    {ELLM_TYPE_F32, ellm_vec_dot_f32_scalar, "scalar", NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_f16_scalar, "scalar", NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_scalar, "scalar", NULL},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 static const kernel_set avx2_set = {
     "avx2",
-    {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2"},
-    {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2"},
-    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar"},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx2, "avx2"},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx2, "avx2"},
+    {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2", NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2},
 };
 #endif
 

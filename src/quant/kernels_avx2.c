@@ -130,6 +130,42 @@ void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *
     *out = hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+/* The same computation as ellm_vec_dot_q4_0_avx2 for four activation rows at once: each weight
+ * block is unpacked once and used four times (prefill). Per row, the operations and their order
+ * are exactly those of the single-row kernel, so results are bit-identical to it. */
+void ellm_vec_dot_q4_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
+{
+    const block_q4_0 *w = row;
+    const block_q8_0 *a[4] = {x[0], x[1], x[2], x[3]};
+    int64_t nb = n / QK4_0, i = 0;
+    __m256 acc0[4], acc1[4];
+    for (int t = 0; t < 4; t++)
+        acc0[t] = acc1[t] = _mm256_setzero_ps();
+    for (; i + 2 <= nb; i += 2) {
+        __m256i q0 = unpack_q4_0(&w[i]), q1 = unpack_q4_0(&w[i + 1]);
+        float dw0 = half_to_float(w[i].d), dw1 = half_to_float(w[i + 1].d);
+        for (int t = 0; t < 4; t++) {
+            __m256 d0 = _mm256_set1_ps(dw0 * half_to_float(a[t][i].d));
+            __m256 d1 = _mm256_set1_ps(dw1 * half_to_float(a[t][i + 1].d));
+            __m256i p0 = dot_i8_32(q0, _mm256_loadu_si256((const __m256i *)a[t][i].qs));
+            __m256i p1 = dot_i8_32(q1, _mm256_loadu_si256((const __m256i *)a[t][i + 1].qs));
+            acc0[t] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1[t]);
+        }
+    }
+    for (; i < nb; i++) {
+        __m256i q = unpack_q4_0(&w[i]);
+        float dw = half_to_float(w[i].d);
+        for (int t = 0; t < 4; t++) {
+            __m256 d = _mm256_set1_ps(dw * half_to_float(a[t][i].d));
+            __m256i p = dot_i8_32(q, _mm256_loadu_si256((const __m256i *)a[t][i].qs));
+            acc0[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        out[t] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
+}
+
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n)
 {
     block_q8_0 *b = dst;

@@ -40,7 +40,21 @@ static void matmul_task(void *arg, int ith, int nth)
     const uint8_t *wbase = j->w->data;
     for (int64_t rt = r0; rt < r1; rt += ROW_TILE) {
         int64_t rend = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
-        for (int64_t t = 0; t < j->n_tokens; t++) {
+        int64_t t = 0;
+        if (j->k->vec_dot_x4) {
+            for (; t + 4 <= j->n_tokens; t += 4) {
+                const void *xs[4];
+                for (int k = 0; k < 4; k++)
+                    xs[k] = j->xq + (t + k) * j->xq_row_bytes;
+                for (int64_t r = rt; r < rend; r++) {
+                    float out[4];
+                    j->k->vec_dot_x4(n_in, out, wbase + r * j->w->row_bytes, xs);
+                    for (int k = 0; k < 4; k++)
+                        j->y[(t + k) * n_out + r] = out[k];
+                }
+            }
+        }
+        for (; t < j->n_tokens; t++) {
             const void *xrow = j->xq + t * j->xq_row_bytes;
             float *yrow = j->y + t * n_out;
             for (int64_t r = rt; r < rend; r++)

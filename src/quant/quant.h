@@ -36,10 +36,15 @@ float ellm_dot_reference(ellm_type type, const void *row, const float *x, int64_
  * `vec_dot_type` (e.g. Q8_0 for Q4_0 weights; F32 for F32 weights). */
 typedef void (*ellm_vec_dot_fn)(int64_t n, float *out, const void *row, const void *x);
 
+/* Optional: one weight row against four activation rows, out[0..3]; must give exactly what four
+ * vec_dot calls give (it only shares the weight decoding between them). */
+typedef void (*ellm_vec_dot_x4_fn)(int64_t n, float *out, const void *row, const void *const *x);
+
 typedef struct ellm_type_kernels {
     ellm_type vec_dot_type;
     ellm_vec_dot_fn vec_dot;
     const char *isa; /* "scalar", "avx2", "neon", ... */
+    ellm_vec_dot_x4_fn vec_dot_x4; /* NULL when the set has none for this type */
 } ellm_type_kernels;
 
 /* Kernels for a weight type on this CPU, NULL if unsupported. Thread-safe; selection happens once. */

@@ -6,17 +6,9 @@
 #include "commands.h"
 #include "edgellm.h"
 
-/* Subcommands whose module is still being built are weak so the command links without them;
- * they report themselves unavailable. */
-#pragma weak cmd_models
-#pragma weak cmd_plan
-#pragma weak cmd_recommend
+/* The server is built only where its module exists; until then the command reports itself
+ * unavailable instead of failing to link. */
 #pragma weak cmd_serve
-#pragma weak cmd_run
-#pragma weak cmd_info
-#pragma weak cmd_convert
-#pragma weak cmd_synth
-#pragma weak cmd_bench
 
 typedef struct command {
     const char *name;
