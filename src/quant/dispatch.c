@@ -24,7 +24,7 @@ static const kernel_set avx2_set = {
     {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL},
     {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2", NULL},
     {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2},
     {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2},
 };
 #endif

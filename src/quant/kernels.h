@@ -17,6 +17,7 @@ void ellm_vec_dot_f32_avx2(int64_t n, float *out, const void *row, const void *x
 void ellm_vec_dot_f16_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q8_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 void ellm_vec_dot_q4_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 /* Quantizes a float row to Q8_0 blocks with the same result as the reference quantizer. */
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n);

@@ -166,6 +166,41 @@ void ellm_vec_dot_q4_0_x4_avx2(int64_t n, float *out, const void *row, const voi
         out[t] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
 }
 
+/* ellm_vec_dot_q8_0_avx2 for four activation rows sharing each weight load; bit-identical. */
+void ellm_vec_dot_q8_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
+{
+    const block_q8_0 *w = row;
+    const block_q8_0 *a[4] = {x[0], x[1], x[2], x[3]};
+    int64_t nb = n / QK8_0, i = 0;
+    __m256 acc0[4], acc1[4];
+    for (int t = 0; t < 4; t++)
+        acc0[t] = acc1[t] = _mm256_setzero_ps();
+    for (; i + 2 <= nb; i += 2) {
+        __m256i q0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        __m256i q1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
+        float dw0 = half_to_float(w[i].d), dw1 = half_to_float(w[i + 1].d);
+        for (int t = 0; t < 4; t++) {
+            __m256 d0 = _mm256_set1_ps(dw0 * half_to_float(a[t][i].d));
+            __m256 d1 = _mm256_set1_ps(dw1 * half_to_float(a[t][i + 1].d));
+            __m256i p0 = dot_i8_32(q0, _mm256_loadu_si256((const __m256i *)a[t][i].qs));
+            __m256i p1 = dot_i8_32(q1, _mm256_loadu_si256((const __m256i *)a[t][i + 1].qs));
+            acc0[t] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1[t]);
+        }
+    }
+    for (; i < nb; i++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        float dw = half_to_float(w[i].d);
+        for (int t = 0; t < 4; t++) {
+            __m256 d = _mm256_set1_ps(dw * half_to_float(a[t][i].d));
+            __m256i p = dot_i8_32(q, _mm256_loadu_si256((const __m256i *)a[t][i].qs));
+            acc0[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        out[t] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
+}
+
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n)
 {
     block_q8_0 *b = dst;
