@@ -314,6 +314,18 @@ static void run_case(const spec *s, double tol)
             tol = -tol * scale;
         CHECK_MSG(worst < tol, "%s: logits off the naive reference by %g", s->name, worst);
         ellm_state_free(st);
+        /* The F16 cache (default) rounds the query, keys, values and the running output to
+         * half precision: within 1% of the largest logit. */
+        sp.kv_type = EDGELLM_KV_F16;
+        st = NULL;
+        CHECK(ellm_state_create(m, &sp, &st) == EDGELLM_OK);
+        CHECK(ellm_forward(m, st, pool, tokens, T, true, got) == EDGELLM_OK);
+        double worst16 = 0;
+        for (int i = 0; i < T * s->n_vocab; i++)
+            worst16 = fmax(worst16, fabs(got[i] - want[i]));
+        fprintf(stderr, "%s: F16 cache: max |logit - naive reference| = %.3g\n", s->name, worst16);
+        CHECK_MSG(worst16 < 0.01 * scale + tol, "%s: F16-cache logits off by %g", s->name, worst16);
+        ellm_state_free(st);
         ellm_threadpool_free(pool);
         free(want);
         free(got);
@@ -335,6 +347,9 @@ int main(void)
          ELLM_TYPE_F32},
         {"ref-gqa-f16.gguf", 64, 1, 4, 1, 64, 40, 16, 10000.0f, 2.0f, true, false,
          ELLM_TYPE_F16},
+        /* Head size 64: the vectorized F16-cache attention path. */
+        {"ref-head64.gguf", 128, 2, 2, 1, 128, 60, 64, 10000.0f, 0.0f, true, true,
+         ELLM_TYPE_F32},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i], 1e-4);

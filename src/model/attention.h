@@ -11,6 +11,10 @@
 void ellm_attend_f16_f16c(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                           int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                           float *out);
+/* The same for head sizes that are a multiple of 32, eight lanes at a time. */
+void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc,
+                               size_t stride, int32_t n_pos, int32_t hd, float scale,
+                               uint16_t *acc, float *qr, float *out);
 #endif
 
 #endif

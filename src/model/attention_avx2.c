@@ -12,3 +12,69 @@
 #define FLOAT_TO_HALF(f) _cvtss_sh((f), _MM_FROUND_TO_NEAREST_INT)
 #include "model/attention_f16.inc"
 #endif
+
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+/* Head sizes that are a multiple of 32 take the reference runtime's vector path: the K.Q dot in
+ * four 8-lane FMA accumulators reduced (0+2)+(1+3), and the F16 accumulator updated with fused
+ * multiply-adds. Same rounding steps as that runtime, eight lanes at a time. */
+static inline float reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+    __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_hadd_ps(h, h);
+    return _mm_cvtss_f32(_mm_hadd_ps(h, h));
+}
+
+static inline __m256 load_half8(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline void store_half8(uint16_t *p, __m256 v)
+{
+    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc,
+                               size_t stride, int32_t n_pos, int32_t hd, float scale,
+                               uint16_t *acc, float *qr, float *out)
+{
+    for (int32_t d = 0; d < hd; d += 8) {
+        __m256 v = _mm256_loadu_ps(q + d);
+        store_half8(acc + d, v); /* borrow acc to round the query through F16 */
+        _mm256_storeu_ps(qr + d, load_half8(acc + d));
+    }
+    for (int32_t d = 0; d < hd; d += 8)
+        store_half8(acc + d, _mm256_setzero_ps());
+    float max = -INFINITY, sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint16_t *krow = (const uint16_t *)(kc + (size_t)p * stride);
+        const uint16_t *vrow = (const uint16_t *)(vc + (size_t)p * stride);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t d = 0; d < hd; d += 32) {
+            a0 = _mm256_fmadd_ps(load_half8(krow + d), _mm256_loadu_ps(qr + d), a0);
+            a1 = _mm256_fmadd_ps(load_half8(krow + d + 8), _mm256_loadu_ps(qr + d + 8), a1);
+            a2 = _mm256_fmadd_ps(load_half8(krow + d + 16), _mm256_loadu_ps(qr + d + 16), a2);
+            a3 = _mm256_fmadd_ps(load_half8(krow + d + 24), _mm256_loadu_ps(qr + d + 24), a3);
+        }
+        float score = reduce4(a0, a1, a2, a3) * scale;
+        float old_scale = 1.0f, weight = 1.0f;
+        if (score > max) {
+            old_scale = expf(max - score);
+            max = score;
+            __m256 ms = _mm256_set1_ps(old_scale);
+            for (int32_t d = 0; d < hd; d += 8)
+                store_half8(acc + d, _mm256_mul_ps(load_half8(acc + d), ms));
+        } else {
+            weight = expf(score - max);
+        }
+        __m256 vs = _mm256_set1_ps(weight);
+        for (int32_t d = 0; d < hd; d += 8)
+            store_half8(acc + d, _mm256_fmadd_ps(load_half8(vrow + d), vs, load_half8(acc + d)));
+        sum = sum * old_scale + weight;
+    }
+    float inv = 1.0f / sum;
+    for (int32_t d = 0; d < hd; d++)
+        out[d] = _cvtsh_ss(acc[d]) * inv;
+}
+#endif

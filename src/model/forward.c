@@ -212,14 +212,17 @@ typedef void (*attend_f16_fn)(const float *q, const uint8_t *kc, const uint8_t *
                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                               float *out);
 
-/* The F16C copy converts with one instruction instead of a bit-manipulation routine. */
-static attend_f16_fn select_attend_f16(void)
+/* The F16C copies convert with one instruction instead of a bit-manipulation routine; head
+ * sizes that are a multiple of 32 also vectorize the dot and the accumulator updates. */
+static attend_f16_fn select_attend_f16(int32_t head_dim)
 {
 #if defined(ELLM_HAVE_F16C_ATTENTION)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2"))
-        return ellm_attend_f16_f16c;
+    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma"))
+        return head_dim % 32 == 0 ? ellm_attend_f16_f16c_wide : ellm_attend_f16_f16c;
 #endif
+    (void)head_dim;
     return attend_f16_portable;
 }
 
@@ -260,7 +263,7 @@ static void attention_task(void *arg, int ith, int nth)
     /* Per-thread scratch: scores (F32 path) or the F16 accumulator and rounded query. */
     float *scores = s->scores + (size_t)ith * s->scores_per_thread;
     float scale = 1.0f / sqrtf((float)hd);
-    attend_f16_fn attend_f16 = select_attend_f16();
+    attend_f16_fn attend_f16 = select_attend_f16(hd);
     int32_t total = j->n_tokens * hp->n_head;
     for (int32_t job = ith; job < total; job += nth) {
         int32_t t = job / hp->n_head, h = job % hp->n_head, kvh = h / group;
