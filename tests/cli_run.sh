@@ -48,6 +48,39 @@ for fact in "architecture:   llama" "embedding 64, layers 4, feed-forward 172" \
   grep -qF "$fact" <<<"$info"; check "info shows '$fact'" $?
 done
 
+# synth: the requested shapes, the donor's vocabulary, loadable and runnable.
+"$EDGELLM" synth --dims 64,2,4,2,128 --vocab "$SHARED/models/aidreams260K-f32.gguf" --type q4_0 \
+  -o "$tmp/synth.gguf" 2>/dev/null
+check "synth custom dims" $?
+sinfo=$("$EDGELLM" info "$tmp/synth.gguf")
+grep -qF "embedding 64, layers 2, feed-forward 128" <<<"$sinfo" && grep -qF "heads 4, KV heads 2" <<<"$sinfo" &&
+  grep -qF "512 tokens" <<<"$sinfo" && grep -qE "blk.1.ffn_down.weight +Q4_0 +128 x 64" <<<"$sinfo"
+check "synth model has the requested shapes" $?
+out=$("$EDGELLM" run -m "$tmp/synth.gguf" -p "I dreamed" -n 8 --temp 0 2>/dev/null)
+check "synth model runs" $?
+a=$("$EDGELLM" synth --dims 64,1,4,2,64 --vocab "$SHARED/models/aidreams260K-f32.gguf" -o "$tmp/s1.gguf" --seed 7 2>/dev/null && md5sum <"$tmp/s1.gguf")
+b=$("$EDGELLM" synth --dims 64,1,4,2,64 --vocab "$SHARED/models/aidreams260K-f32.gguf" -o "$tmp/s2.gguf" --seed 7 2>/dev/null && md5sum <"$tmp/s2.gguf")
+[[ "$a" == "$b" ]]; check "synth is reproducible for a seed" $?
+
+# bench: the standard record as JSON with every field, and efficiencies in (0, 1].
+"$EDGELLM" bench -m "$converted" -p 16 -n 8 -r 1 -t 1 --json >"$tmp/bench.json" 2>/dev/null
+check "bench --json runs" $?
+python3 - "$tmp/bench.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for k in ["runtime", "model", "quantization", "device", "model_load_time_s", "model_size_gb",
+          "memory_usage_gb", "prefill_tok_per_s", "decode_tok_per_s", "ttft_ms", "power_draw_w",
+          "battery_impact", "memory_bandwidth_gbs", "fma_peak_gflops", "decode_efficiency",
+          "prefill_efficiency"]:
+    assert k in r, k
+assert r["device"]["kernels"] and r["device"]["cores_used"] == 1
+assert r["prefill_tok_per_s"] > 0 and r["decode_tok_per_s"] > 0 and r["ttft_ms"] > 0
+assert r["memory_bandwidth_gbs"] > 0 and r["fma_peak_gflops"] > 0
+assert 0 < r["decode_efficiency"] and 0 < r["prefill_efficiency"]
+assert r["power_draw_w"] is not None or r["power_unavailable_reason"]
+PY
+check "bench record has every field" $?
+
 # Wrong usage: one line on stderr, non-zero exit, never a crash (exit >= 128).
 expect_error() { # expect_error WANT-EXIT PATTERN ARGS...
   local want=$1 pattern=$2; shift 2

@@ -3,6 +3,7 @@
 #define EDGELLM_CONVERT_H
 
 #include "core/tensor_types.h"
+#include "gguf/gguf.h"
 #include "edgellm.h"
 
 typedef struct ellm_convert_options {
@@ -13,6 +14,19 @@ typedef struct ellm_convert_options {
     void (*on_fallback)(void *user, const char *tensor, ellm_type wanted, ellm_type used);
     void *user;
 } ellm_convert_options;
+
+/* The hyper-parameters an importer records for a llama-architecture model. */
+typedef struct ellm_llama_meta {
+    const char *name;
+    ellm_type weight_type; /* for general.file_type */
+    int32_t n_ctx, n_embd, n_layer, n_ff, n_head, n_head_kv, n_rot;
+    float rope_base, rms_eps;
+} ellm_llama_meta;
+
+/* general.file_type number for files whose weights are mostly of this type. */
+uint32_t ellm_gguf_file_type(ellm_type weight_type);
+/* Writes general.architecture/name/file_type and the llama.* hyper-parameter keys. */
+edgellm_status ellm_write_llama_meta(gguf_writer *w, const ellm_llama_meta *meta);
 
 /* Converts a llama2.c checkpoint plus its tokenizer.bin to a GGUF file (written atomically). */
 edgellm_status ellm_convert_llama2c(const char *checkpoint_path, const char *tokenizer_path,

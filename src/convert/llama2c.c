@@ -254,25 +254,12 @@ static edgellm_status write_gguf(const l2c_config *c, const l2c_vocab *v, l2c_te
     gguf_writer *w = gguf_writer_create();
     if (!w)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the GGUF writer");
-    uint32_t file_type = o->out_type == ELLM_TYPE_F32 ? 0 : o->out_type == ELLM_TYPE_F16 ? 1
-                         : o->out_type == ELLM_TYPE_Q8_0 ? 7 : o->out_type == ELLM_TYPE_Q4_0 ? 2
-                                                                                          : 0;
-    edgellm_status st = EDGELLM_OK;
+    ellm_llama_meta meta = {name, o->out_type, c->seq_len, c->dim, c->n_layers, c->hidden_dim,
+                            c->n_heads, c->n_kv_heads, c->dim / c->n_heads, 10000.0f, 1e-5f};
+    edgellm_status st = ellm_write_llama_meta(w, &meta);
 #define SET(call)                                                                           \
     if (st == EDGELLM_OK)                                                                   \
         st = call;
-    SET(gguf_writer_set_str(w, "general.architecture", "llama"))
-    SET(gguf_writer_set_str(w, "general.name", name))
-    SET(gguf_writer_set_u32(w, "general.file_type", file_type))
-    SET(gguf_writer_set_u32(w, "llama.context_length", (uint32_t)c->seq_len))
-    SET(gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)c->dim))
-    SET(gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->n_layers))
-    SET(gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)c->hidden_dim))
-    SET(gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads))
-    SET(gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads))
-    SET(gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)(c->dim / c->n_heads)))
-    SET(gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f))
-    SET(gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f))
     SET(gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size))
     SET(gguf_writer_set_str(w, "tokenizer.ggml.model", "llama"))
     SET(gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens,

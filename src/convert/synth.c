@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "convert/convert.h"
 #include "convert/synth.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
@@ -171,25 +172,14 @@ edgellm_status ellm_synth_model(const ellm_synth_shape *shape, ellm_type type,
 #undef LAYER
     }
 #undef ADD
-    uint32_t file_type = type == ELLM_TYPE_F32 ? 0 : type == ELLM_TYPE_F16 ? 1
-                         : type == ELLM_TYPE_Q4_0 ? 2 : type == ELLM_TYPE_Q8_0 ? 7 : 32;
     char name[96];
     snprintf(name, sizeof name, "synthetic %s", shape->name);
+    ellm_llama_meta meta = {name, type, shape->n_ctx, shape->n_embd, shape->n_layer, shape->n_ff,
+                            shape->n_head, shape->n_head_kv, hd, shape->rope_base, 1e-5f};
+    st = ellm_write_llama_meta(w, &meta);
 #define SET(call)                                                                           \
     if (st == EDGELLM_OK)                                                                   \
         st = call;
-    SET(gguf_writer_set_str(w, "general.architecture", "llama"))
-    SET(gguf_writer_set_str(w, "general.name", name))
-    SET(gguf_writer_set_u32(w, "general.file_type", file_type))
-    SET(gguf_writer_set_u32(w, "llama.context_length", (uint32_t)shape->n_ctx))
-    SET(gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)shape->n_embd))
-    SET(gguf_writer_set_u32(w, "llama.block_count", (uint32_t)shape->n_layer))
-    SET(gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)shape->n_ff))
-    SET(gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)shape->n_head))
-    SET(gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)shape->n_head_kv))
-    SET(gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd))
-    SET(gguf_writer_set_f32(w, "llama.rope.freq_base", shape->rope_base))
-    SET(gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f))
     SET(copy_vocab(w, donor))
 #undef SET
     for (int i = 0; st == EDGELLM_OK && i < n; i++)
