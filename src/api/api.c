@@ -30,7 +30,8 @@ struct edgellm_context {
     ellm_threadpool *pool;
     edgellm_context_params params;
     edgellm_token *tokens; /* what the KV cache holds, n_ctx capacity */
-    float *logits;         /* n_batch rows for all-logits evals, or 1 row */
+    float *logits;         /* logits_cap rows: 1 until an eval asks for every position */
+    int32_t logits_cap;
     int32_t logits_rows;   /* rows of the last eval kept */
     int32_t logits_first;  /* batch position of logits row 0 */
     int32_t last_batch;
@@ -203,9 +204,9 @@ edgellm_status edgellm_model_estimate_memory(const edgellm_model *m, int32_t n_c
     uint64_t kv = 0, scratch = 0;
     ellm_state_memory(m->model, &sp, &kv, &scratch);
     const ellm_hparams *hp = ellm_model_hparams(m->model);
-    /* The context also keeps its token list and one row of logits per batch position. */
-    scratch += (uint64_t)sp.n_ctx * sizeof(edgellm_token) +
-               (uint64_t)sp.n_batch * (uint64_t)hp->n_vocab * sizeof(float);
+    /* The context also keeps its token list and one row of logits (more only while a caller
+     * asks for every position's logits). */
+    scratch += (uint64_t)sp.n_ctx * sizeof(edgellm_token) + (uint64_t)hp->n_vocab * sizeof(float);
     out->weights_bytes = m->weights_bytes;
     out->kv_cache_bytes = kv;
     out->scratch_bytes = scratch;
@@ -317,7 +318,8 @@ edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_pa
     c->params.n_threads = sp.n_threads;
     int32_t n_vocab = ellm_model_hparams(m->model)->n_vocab;
     c->tokens = malloc((size_t)sp.n_ctx * sizeof *c->tokens);
-    c->logits = malloc((size_t)sp.n_batch * (size_t)n_vocab * sizeof *c->logits);
+    c->logits = malloc((size_t)n_vocab * sizeof *c->logits);
+    c->logits_cap = 1;
     if (!c->tokens || !c->logits)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a context of %d tokens",
                        sp.n_ctx);
@@ -386,6 +388,14 @@ edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "all_logits needs the batch (%d tokens) to fit n_batch (%d)", n_tokens,
                          c->params.n_batch);
+    if (all_logits && n_tokens > c->logits_cap) {
+        float *grown = realloc(c->logits, (size_t)n_tokens * (size_t)n_vocab * sizeof *grown);
+        if (!grown)
+            return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d rows of logits",
+                             n_tokens);
+        c->logits = grown;
+        c->logits_cap = n_tokens;
+    }
     c->logits_rows = 0;
     for (int32_t done = 0; done < n_tokens;) {
         int32_t chunk = n_tokens - done < c->params.n_batch ? n_tokens - done : c->params.n_batch;
