@@ -34,7 +34,6 @@ struct edgellm_context {
     int32_t logits_cap;
     int32_t logits_rows;   /* rows of the last eval kept */
     int32_t logits_first;  /* batch position of logits row 0 */
-    int32_t last_batch;
 };
 
 const char *edgellm_version(void) { return EDGELLM_VERSION_STRING; }
@@ -412,7 +411,6 @@ edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int
         if (last) {
             c->logits_rows = all_logits ? chunk : 1;
             c->logits_first = all_logits ? 0 : chunk - 1;
-            c->last_batch = n_tokens;
         }
     }
     return EDGELLM_OK;

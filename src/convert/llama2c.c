@@ -217,10 +217,6 @@ static edgellm_status read_vocab(const char *path, int32_t n, l2c_vocab *v)
     return st;
 }
 
-typedef struct fill_job {
-    const l2c_tensor *t;
-} fill_job;
-
 static edgellm_status fill_tensor(void *user, void *dst, uint64_t n_bytes)
 {
     const l2c_tensor *t = user;
