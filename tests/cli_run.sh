@@ -81,6 +81,20 @@ assert r["power_draw_w"] is not None or r["power_unavailable_reason"]
 PY
 check "bench record has every field" $?
 
+# eval: the F32 model against the reference runtime's logits: KL ~ 0 and full top-1 agreement;
+# saved logits compared with themselves: KL exactly 0.
+ids="$SHARED/testdata/aidreams/logits-ids.txt"
+ev=$("$EDGELLM" eval -m "$SHARED/models/aidreams260K-f32.gguf" --ids "$ids" \
+  --kl-base "$SHARED/testdata/aidreams/logits-f32.bin" --save-logits "$tmp/logits.bin")
+check "eval runs" $?
+grep -qF "top-1 agreement:   100.00% (55 of 55" <<<"$ev"; check "eval top-1 agreement 100%" $?
+kl=$(sed -n 's/^KL divergence: *mean \([^,]*\),.*/\1/p' <<<"$ev")
+python3 -c "import sys; sys.exit(0 if 0 <= float('$kl') < 1e-6 else 1)"; check "eval KL ~ 0 ($kl)" $?
+[[ $(stat -c %s "$tmp/logits.bin") -eq $((55 * 512 * 4)) ]]; check "saved logits size" $?
+"$EDGELLM" eval -m "$SHARED/models/aidreams260K-f32.gguf" --ids "$ids" --kl-base "$tmp/logits.bin" |
+  grep -qF "mean 0, p99 0"
+check "eval KL of identical logits is 0" $?
+
 # Wrong usage: one line on stderr, non-zero exit, never a crash (exit >= 128).
 expect_error() { # expect_error WANT-EXIT PATTERN ARGS...
   local want=$1 pattern=$2; shift 2
@@ -108,6 +122,10 @@ expect_error 1 "cannot read prompt file" run -m "$converted" -f "$tmp/no-such-pr
 expect_error 2 "no model" info
 head -c 5000 "$converted" > "$tmp/truncated.gguf"
 expect_error 1 "truncated" info "$tmp/truncated.gguf"
+expect_error 1 "positions x" eval -m "$converted" --ids "$ids" --kl-base "$SHARED/models/aidreams-tok512.bin"
+printf '1 2 x 4' > "$tmp/bad-ids.txt"
+expect_error 1 "whitespace-separated token ids" eval -m "$converted" --ids "$tmp/bad-ids.txt"
+expect_error 2 "exactly one of" eval -m "$converted"
 expect_error 2 "llama2c" convert --from pytorch x --tokenizer y -o z
 expect_error 1 "not a llama2.c checkpoint|truncated" convert --from llama2c "$SHARED/models/aidreams-tok512.bin" --tokenizer "$SHARED/models/aidreams-tok512.bin" -o "$tmp/x.gguf"
 

@@ -1,0 +1,301 @@
+/* `edgellm eval`: perplexity over a text or token ids, and quantization quality against the saved
+ * logits of a reference model (KL divergence, top-1 agreement, perplexity ratio). Logit files are
+ * raw little-endian float32, one row of n_vocab per position. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "edgellm.h"
+#include "store/store.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: edgellm eval -m MODEL (-f TEXT | --ids FILE) [--ctx N] [-t THREADS] "
+                 "[--save-logits OUT] [--kl-base BASE]\n"
+                 "  tokens are evaluated in windows of --ctx (default: the model's context), each "
+                 "from an empty cache\n");
+}
+
+static edgellm_token *read_ids(const char *path, int32_t *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 256;
+    edgellm_token *ids = malloc(cap * sizeof *ids);
+    long v;
+    *n = 0;
+    int r;
+    while (ids && (r = fscanf(f, "%ld", &v)) == 1) {
+        if ((size_t)*n == cap) {
+            edgellm_token *g = realloc(ids, cap * 2 * sizeof *ids);
+            if (!g) {
+                free(ids);
+                ids = NULL;
+                break;
+            }
+            ids = g;
+            cap *= 2;
+        }
+        ids[(*n)++] = (edgellm_token)v;
+    }
+    if (ids && !feof(f)) { /* something that is not a number */
+        free(ids);
+        ids = NULL;
+        *n = -1;
+    }
+    fclose(f);
+    return ids;
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16;
+    char *buf = malloc(cap);
+    *len = 0;
+    size_t got;
+    while (buf && (got = fread(buf + *len, 1, cap - *len, f)) > 0) {
+        *len += got;
+        if (*len == cap) {
+            char *g = realloc(buf, cap * 2);
+            if (!g) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = g;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+/* log-softmax normaliser of a row: max + log(sum exp(x - max)), in double. */
+static double log_norm(const float *row, int n)
+{
+    float max = row[0];
+    for (int i = 1; i < n; i++)
+        max = row[i] > max ? row[i] : max;
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)row[i] - max);
+    return max + log(sum);
+}
+
+static int argmax(const float *v, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = i;
+    return best;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    const char *cmd = "eval";
+    const char *model_arg = NULL, *text_path = NULL, *ids_path = NULL, *save = NULL, *base = NULL;
+    long ctx_len = 0, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = "";
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!(v = cli_option_value(cmd, argc, argv, &i)))
+            return EXIT_USAGE;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            model_arg = v;
+        else if (!strcmp(a, "-f"))
+            text_path = v;
+        else if (!strcmp(a, "--ids"))
+            ids_path = v;
+        else if (!strcmp(a, "--save-logits"))
+            save = v;
+        else if (!strcmp(a, "--kl-base"))
+            base = v;
+        else if (!strcmp(a, "--ctx")) {
+            if (!cli_parse_int(cmd, a, v, 2, 1 << 24, &ctx_len))
+                return EXIT_USAGE;
+        } else if (!strcmp(a, "-t")) {
+            if (!cli_parse_int(cmd, a, v, 1, 256, &threads))
+                return EXIT_USAGE;
+        } else {
+            cli_error(cmd, "unknown option '%s' (see 'edgellm eval --help')", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model_arg || (!text_path) == (!ids_path)) {
+        cli_error(cmd, "need -m MODEL and exactly one of -f TEXT or --ids FILE");
+        return EXIT_USAGE;
+    }
+    char path[4096];
+    edgellm_model *m = NULL;
+    if (store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK ||
+        edgellm_model_load(path, NULL, &m) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    int rc = 0;
+    int32_t n = 0;
+    edgellm_token *ids = NULL;
+    if (ids_path) {
+        ids = read_ids(ids_path, &n);
+        if (!ids)
+            cli_error(cmd, n < 0 ? "'%s' must hold whitespace-separated token ids"
+                                 : "cannot read '%s'", ids_path);
+    } else {
+        size_t len = 0;
+        char *text = read_all(text_path, &len);
+        if (!text) {
+            cli_error(cmd, "cannot read '%s'", text_path);
+        } else {
+            int flags = edgellm_add_bos_default(m) ? EDGELLM_TOKENIZE_ADD_BOS : 0;
+            edgellm_tokenize(m, text, len, flags, NULL, 0, &n);
+            ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
+            if (ids && edgellm_tokenize(m, text, len, flags, ids, n, &n) != EDGELLM_OK) {
+                free(ids);
+                ids = NULL;
+                cli_error(cmd, "%s", edgellm_last_error());
+            }
+            free(text);
+        }
+    }
+    int32_t n_vocab = edgellm_n_vocab(m);
+    if (ids && n < 2) {
+        cli_error(cmd, "need at least 2 tokens to evaluate, got %d", n);
+        free(ids);
+        ids = NULL;
+    }
+    for (int32_t i = 0; ids && i < n; i++)
+        if (ids[i] < 0 || ids[i] >= n_vocab) {
+            cli_error(cmd, "token id %d at position %d is outside the vocabulary (0..%d)", ids[i],
+                      i, n_vocab - 1);
+            free(ids);
+            ids = NULL;
+        }
+    if (!ids) {
+        edgellm_model_free(m);
+        return 1;
+    }
+    edgellm_model_info info;
+    edgellm_model_get_info(m, &info);
+    int32_t window = ctx_len > 0 ? (int32_t)ctx_len : info.n_ctx_train;
+    if (window > n)
+        window = n;
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = window;
+    cp.n_batch = window;
+    cp.n_threads = (int32_t)threads;
+    edgellm_context *ctx = NULL;
+    float *base_logits = NULL;
+    FILE *save_f = NULL;
+    if (edgellm_context_create(m, &cp, &ctx) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        rc = 1;
+    }
+    if (rc == 0 && base) {
+        size_t len = 0;
+        base_logits = (float *)read_all(base, &len);
+        if (!base_logits || len != (size_t)n * (size_t)n_vocab * sizeof(float)) {
+            cli_error(cmd, "'%s' holds %zu bytes but %d positions x %d vocabulary x 4 = %zu are "
+                           "needed; was it saved for these tokens and this vocabulary?",
+                      base, len, n, n_vocab, (size_t)n * (size_t)n_vocab * sizeof(float));
+            rc = 1;
+        }
+    }
+    /* Logits go to a temporary file renamed into place at the end: a failed or interrupted
+     * run never leaves a truncated logits file behind. */
+    char save_tmp[4200];
+    if (save)
+        snprintf(save_tmp, sizeof save_tmp, "%s.tmp", save);
+    if (rc == 0 && save && !(save_f = fopen(save_tmp, "wb"))) {
+        cli_error(cmd, "cannot create '%s'", save_tmp);
+        rc = 1;
+    }
+    double nll = 0, base_nll = 0, kl_sum = 0;
+    int64_t predicted = 0, agree = 0, rows = 0;
+    double *kls = base_logits ? malloc((size_t)n * sizeof *kls) : NULL;
+    for (int32_t start = 0; rc == 0 && start < n; start += window) {
+        int32_t len = n - start < window ? n - start : window;
+        edgellm_context_truncate(ctx, 0);
+        if (edgellm_eval(ctx, ids + start, len, 1) != EDGELLM_OK) {
+            cli_error(cmd, "%s", edgellm_last_error());
+            rc = 1;
+            break;
+        }
+        for (int32_t i = 0; i < len; i++) {
+            const float *row = edgellm_get_logits(ctx, i);
+            if (save_f && fwrite(row, sizeof(float), (size_t)n_vocab, save_f) != (size_t)n_vocab) {
+                cli_error(cmd, "writing '%s' failed (disk full?)", save);
+                rc = 1;
+                break;
+            }
+            double lz = log_norm(row, n_vocab);
+            if (i + 1 < len) {
+                nll += lz - row[ids[start + i + 1]];
+                predicted++;
+            }
+            if (base_logits) {
+                const float *b = base_logits + (size_t)(start + i) * n_vocab;
+                double lb = log_norm(b, n_vocab), kl = 0;
+                for (int32_t v = 0; v < n_vocab; v++) {
+                    double lp = (double)b[v] - lb, lq = (double)row[v] - lz;
+                    kl += exp(lp) * (lp - lq);
+                }
+                kls[rows] = kl > 0 ? kl : 0;
+                kl_sum += kls[rows];
+                agree += argmax(b, n_vocab) == argmax(row, n_vocab);
+                if (i + 1 < len)
+                    base_nll += lb - b[ids[start + i + 1]];
+            }
+            rows++;
+        }
+    }
+    if (save_f && fclose(save_f) != 0 && rc == 0) {
+        cli_error(cmd, "writing '%s' failed", save);
+        rc = 1;
+    }
+    if (save_f && rc == 0 && rename(save_tmp, save) != 0) {
+        cli_error(cmd, "cannot rename '%s' to '%s'", save_tmp, save);
+        rc = 1;
+    }
+    if (save_f && rc != 0)
+        remove(save_tmp);
+    if (rc == 0) {
+        double ppl = exp(nll / (double)predicted);
+        printf("tokens:            %d (windows of %d)\n", n, window);
+        printf("perplexity:        %.4f over %lld predictions\n", ppl, (long long)predicted);
+        if (base_logits) {
+            qsort(kls, (size_t)rows, sizeof *kls, cmp_double);
+            double p99 = kls[(size_t)((double)(rows - 1) * 0.99)];
+            double base_ppl = exp(base_nll / (double)predicted);
+            printf("KL divergence:     mean %.6g, p99 %.6g (base || model, nats)\n",
+                   kl_sum / (double)rows, p99);
+            printf("top-1 agreement:   %.2f%% (%lld of %lld positions)\n",
+                   100.0 * (double)agree / (double)rows, (long long)agree, (long long)rows);
+            printf("perplexity ratio:  %.5f (base perplexity %.4f)\n", ppl / base_ppl, base_ppl);
+        }
+        if (save)
+            printf("saved logits:      %s (%lld x %d float32)\n", save, (long long)rows, n_vocab);
+    }
+    free(kls);
+    free(base_logits);
+    free(ids);
+    edgellm_context_free(ctx);
+    edgellm_model_free(m);
+    return rc;
+}
