@@ -95,6 +95,23 @@ python3 -c "import sys; sys.exit(0 if 0 <= float('$kl') < 1e-6 else 1)"; check "
   grep -qF "mean 0, p99 0"
 check "eval KL of identical logits is 0" $?
 
+# quantize: per-tensor choices, the F16 fallback for ffn_down (172-value rows), quality.
+for q in q8_0 q4_0; do
+  "$EDGELLM" quantize "$SHARED/models/aidreams260K-f32.gguf" "$tmp/aid-$q.gguf" $q 2>"$tmp/quant.err"
+  check "quantize to $q" $?
+  [[ $(grep -c "ffn_down.weight: rows do not split into ${q^^} blocks; stored as F16" "$tmp/quant.err") -eq 4 ]]
+  check "quantize $q says which tensors fell back" $?
+  qinfo=$("$EDGELLM" info "$tmp/aid-$q.gguf")
+  grep -qE "blk.0.attn_q.weight +${q^^} " <<<"$qinfo" && grep -qE "blk.0.ffn_down.weight +F16 " <<<"$qinfo" &&
+    grep -qE "blk.0.attn_norm.weight +F32 " <<<"$qinfo" && grep -qE "output.weight +Q8_0 " <<<"$qinfo"
+  check "quantize $q per-tensor types" $?
+  ev=$("$EDGELLM" eval -m "$tmp/aid-$q.gguf" --ids "$ids" --kl-base "$SHARED/testdata/aidreams/logits-f32.bin")
+  kl=$(sed -n 's/^KL divergence: *mean \([^,]*\),.*/\1/p' <<<"$ev")
+  limit=$([[ $q == q8_0 ]] && echo 1e-3 || echo 0.05)
+  python3 -c "import sys; sys.exit(0 if 0 <= float('$kl') < $limit else 1)"
+  check "quantized $q stays close to F32 (KL $kl < $limit)" $?
+done
+
 # Wrong usage: one line on stderr, non-zero exit, never a crash (exit >= 128).
 expect_error() { # expect_error WANT-EXIT PATTERN ARGS...
   local want=$1 pattern=$2; shift 2
@@ -126,6 +143,9 @@ expect_error 1 "positions x" eval -m "$converted" --ids "$ids" --kl-base "$SHARE
 printf '1 2 x 4' > "$tmp/bad-ids.txt"
 expect_error 1 "whitespace-separated token ids" eval -m "$converted" --ids "$tmp/bad-ids.txt"
 expect_error 2 "exactly one of" eval -m "$converted"
+expect_error 2 "unknown type" quantize "$converted" "$tmp/q.gguf" q9_9
+expect_error 1 "not supported yet" quantize "$converted" "$tmp/q.gguf" q4_k
+expect_error 2 "different file" quantize "$converted" "$converted" q8_0
 expect_error 2 "llama2c" convert --from pytorch x --tokenizer y -o z
 expect_error 1 "not a llama2.c checkpoint|truncated" convert --from llama2c "$SHARED/models/aidreams-tok512.bin" --tokenizer "$SHARED/models/aidreams-tok512.bin" -o "$tmp/x.gguf"
 

@@ -32,4 +32,18 @@ edgellm_status ellm_write_llama_meta(gguf_writer *w, const ellm_llama_meta *meta
 edgellm_status ellm_convert_llama2c(const char *checkpoint_path, const char *tokenizer_path,
                                     const char *out_path, const ellm_convert_options *options);
 
+typedef struct ellm_quantize_options {
+    /* Called for every tensor whose rows do not split into the target's blocks, with the type
+     * it got instead; may be NULL. */
+    void (*on_fallback)(void *user, const char *tensor, ellm_type wanted, ellm_type used);
+    /* Called after each tensor is written (done of total); may be NULL. */
+    void (*on_progress)(void *user, int done, int total);
+    void *user;
+} ellm_quantize_options;
+
+/* Writes in_path's model with its matrices converted to target (atomically: a temp file renamed
+ * into place when complete). Metadata is carried over; general.file_type is updated. */
+edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, ellm_type target,
+                                   const ellm_quantize_options *options);
+
 #endif

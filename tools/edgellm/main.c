@@ -25,6 +25,7 @@ static const command commands[] = {
     {"recommend", cmd_recommend, "model size and quantization that fit a memory budget"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server"},
     {"synth", cmd_synth, "a model with random weights in the shapes of a known model"},
+    {"quantize", cmd_quantize, "convert a GGUF model's weights to another type (q8_0, q4_0, ...)"},
     {"eval", cmd_eval, "perplexity, and KL divergence / top-1 agreement against saved logits"},
     {"bench", cmd_bench, "the standard edge benchmark record for a model on this machine"},
 };

@@ -1,0 +1,54 @@
+/* `edgellm quantize IN.gguf OUT.gguf TYPE`. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "convert/convert.h"
+#include "edgellm.h"
+
+static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
+{
+    (void)user;
+    fprintf(stderr, "edgellm quantize: %s: rows do not split into %s blocks; stored as %s\n",
+            tensor, ellm_type_name(wanted), ellm_type_name(used));
+}
+
+static void report_progress(void *user, int done, int total)
+{
+    (void)user;
+    if (isatty(STDERR_FILENO))
+        fprintf(stderr, "\redgellm quantize: %d/%d tensors", done, total);
+    if (done == total && isatty(STDERR_FILENO))
+        fputc('\n', stderr);
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    const char *cmd = "quantize";
+    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE   (TYPE: q8_0, q4_0, f16, bf16, f32)\n");
+        return 0;
+    }
+    if (argc != 4) {
+        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE (q8_0, q4_0, f16, bf16, f32)");
+        return EXIT_USAGE;
+    }
+    ellm_type type;
+    if (!ellm_type_from_name(argv[3], &type)) {
+        cli_error(cmd, "unknown type '%s' (q8_0, q4_0, f16, bf16, f32)", argv[3]);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], argv[2])) {
+        cli_error(cmd, "the output must be a different file from the input");
+        return EXIT_USAGE;
+    }
+    ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress};
+    if (ellm_quantize_model(argv[1], argv[2], type, &o) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    fprintf(stderr, "edgellm quantize: wrote %s (%s)\n", argv[2], ellm_type_name(type));
+    return 0;
+}
