@@ -105,6 +105,42 @@ static void test_quantization_error(void)
     }
 }
 
+/* Q8_K: the extreme of each 256-block maps to -128 exactly, every value lands within half a step,
+ * and bsums are the sums of the stored values. */
+static void test_q8_K_activations(void)
+{
+    enum { N = 1024 };
+    static float x[N], y[N];
+    static block_q8_K q[N / QK_K];
+    for (int i = 0; i < N; i++)
+        x[i] = frand() * (i % 97 == 0 ? 8.0f : 1.0f);
+    for (int i = 0; i < QK_K; i++)
+        x[2 * QK_K + i] = 0; /* an all-zero block */
+    CHECK(ellm_quantize_row(ELLM_TYPE_Q8_K, x, q, N) == sizeof q);
+    ellm_dequantize_row(ELLM_TYPE_Q8_K, q, y, N);
+    for (int b = 0; b < N / QK_K; b++) {
+        float amax = 0;
+        int extreme = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[b * QK_K + j]) > amax) {
+                amax = fabsf(x[b * QK_K + j]);
+                extreme = j;
+            }
+        if (amax > 0)
+            CHECK_MSG(q[b].qs[extreme] == -128, "block %d: extreme stored as %d", b,
+                      q[b].qs[extreme]);
+        for (int j = 0; j < QK_K; j++)
+            CHECK_MSG(fabs((double)x[b * QK_K + j] - y[b * QK_K + j]) <= amax / 128.0 * 0.5 * 1.0001,
+                      "block %d value %d: %g vs %g", b, j, x[b * QK_K + j], y[b * QK_K + j]);
+        for (int g = 0; g < QK_K / 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++)
+                sum += q[b].qs[g * 16 + j];
+            CHECK(q[b].bsums[g] == sum);
+        }
+    }
+}
+
 /* Every kernel of the active set against the reference dot product. */
 static void test_kernels_match_reference(void)
 {
@@ -247,6 +283,7 @@ int main(void)
     test_half_conversions();
     test_block_layouts();
     test_quantization_error();
+    test_q8_K_activations();
     test_kernels_match_reference();
     test_matmul();
     return test_finish("test_quant");

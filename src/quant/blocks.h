@@ -17,7 +17,18 @@ typedef struct block_q8_0 {
     int8_t qs[QK8_0];
 } block_q8_0;
 
+/* Activation format the K-quant weight kernels consume (never stored in files): one float scale,
+ * 256 int8 values, and the sums of each 16 values so kernels can apply block minimums cheaply. */
+#define QK_K 256
+
+typedef struct block_q8_K {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+} block_q8_K;
+
 _Static_assert(sizeof(block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block is 34 bytes");
+_Static_assert(sizeof(block_q8_K) == 292, "Q8_K block is 292 bytes");
 
 #endif

@@ -61,6 +61,13 @@ void ellm_dequantize_row(ellm_type type, const void *src, float *dst, int64_t n)
         }
         break;
     }
+    case ELLM_TYPE_Q8_K: {
+        const block_q8_K *b = src;
+        for (int64_t i = 0; i < n / QK_K; i++)
+            for (int j = 0; j < QK_K; j++)
+                dst[i * QK_K + j] = b[i].d * (float)b[i].qs[j];
+        break;
+    }
     default: memset(dst, 0, (size_t)n * sizeof(float)); break;
     }
 }
@@ -104,6 +111,38 @@ static void quantize_q4_0(const float *x, block_q4_0 *b, int64_t n)
     }
 }
 
+/* The value of largest magnitude maps to -128 exactly, so the scale keeps its sign and the
+ * whole int8 range is used; 127 clamps the opposite extreme. */
+static void quantize_q8_K(const float *x, block_q8_K *b, int64_t n)
+{
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float *xb = x + i * QK_K;
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK_K; j++) {
+            if (fabsf(xb[j]) > amax) {
+                amax = fabsf(xb[j]);
+                max = xb[j];
+            }
+        }
+        if (amax == 0) {
+            memset(&b[i], 0, sizeof b[i]);
+            continue;
+        }
+        float iscale = -128.0f / max;
+        for (int j = 0; j < QK_K; j++) {
+            int v = (int)nearbyintf(iscale * xb[j]);
+            b[i].qs[j] = (int8_t)(v > 127 ? 127 : v);
+        }
+        for (int g = 0; g < QK_K / 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++)
+                sum += b[i].qs[g * 16 + j];
+            b[i].bsums[g] = (int16_t)sum;
+        }
+        b[i].d = 1.0f / iscale;
+    }
+}
+
 size_t ellm_quantize_row(ellm_type type, const float *src, void *dst, int64_t n)
 {
     switch (type) {
@@ -126,6 +165,7 @@ size_t ellm_quantize_row(ellm_type type, const float *src, void *dst, int64_t n)
     }
     case ELLM_TYPE_Q8_0: quantize_q8_0(src, dst, n); return (size_t)(n / QK8_0) * sizeof(block_q8_0);
     case ELLM_TYPE_Q4_0: quantize_q4_0(src, dst, n); return (size_t)(n / QK4_0) * sizeof(block_q4_0);
+    case ELLM_TYPE_Q8_K: quantize_q8_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q8_K);
     default: return 0;
     }
 }
