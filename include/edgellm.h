@@ -187,6 +187,18 @@ edgellm_status edgellm_context_truncate(edgellm_context *ctx, int32_t n_keep);
 edgellm_status edgellm_eval(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
                             int all_logits);
 
+/*
+ * Evaluates tokens for several contexts of the same model in one forward pass (continuous
+ * batching): each weight is read once for all of them, so n sequences decode much faster together
+ * than one after another. Context i gets tokens[i][0 .. n_tokens[i]) appended and keeps its last
+ * position's logits, exactly the logits edgellm_eval would give it alone. The total token count
+ * must not exceed ctxs[0]'s n_batch, no context may be longer than ctxs[0]'s, a context appears
+ * once, and the pass runs on ctxs[0]'s threads. On failure no context changes.
+ */
+edgellm_status edgellm_eval_batch(edgellm_context *const *ctxs,
+                                  const edgellm_token *const *tokens, const int32_t *n_tokens,
+                                  int32_t n_ctxs);
+
 /* Logits (n_vocab floats) of position i of the last eval; i = -1 means the last position.
  * NULL if that position's logits were not kept. */
 const float *edgellm_get_logits(const edgellm_context *ctx, int32_t i);

@@ -238,6 +238,104 @@ static void test_eval_api(edgellm_model *m)
     edgellm_context_free(ctx);
 }
 
+static edgellm_token argmax(const float *logits, int32_t n)
+{
+    edgellm_token best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (logits[i] > logits[best])
+            best = i;
+    return best;
+}
+
+/*
+ * Continuous batching: every reference prompt joins the batch one step after the previous one
+ * (so prefills and single-token decodes share passes), and each must still produce exactly the
+ * reference greedy continuation and the same logits bytes as evaluating it alone.
+ */
+static void test_eval_batch(edgellm_model *m, const greedy_case *cases, int n_cases)
+{
+    enum { STEPS = 16 };
+    int32_t n_vocab = edgellm_n_vocab(m);
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_batch = 128;
+    cp.n_threads = 2;
+    edgellm_context *ctx[8] = {0}, *alone = NULL;
+    edgellm_token prompt[8][64];
+    int32_t n_prompt[8], n_done[8] = {0};
+    edgellm_token next[8];
+    for (int i = 0; i < n_cases; i++) {
+        CHECK(edgellm_context_create(m, &cp, &ctx[i]) == EDGELLM_OK);
+        CHECK(edgellm_tokenize(m, cases[i].prompt, strlen(cases[i].prompt), EDGELLM_TOKENIZE_ADD_BOS,
+                               prompt[i], 64, &n_prompt[i]) == EDGELLM_OK);
+    }
+    CHECK(edgellm_context_create(m, &cp, &alone) == EDGELLM_OK);
+    if (!ctx[n_cases - 1] || !alone)
+        return;
+    float *logits_alone = malloc((size_t)n_vocab * sizeof *logits_alone);
+    for (int step = 0; step < n_cases + STEPS; step++) {
+        edgellm_context *batch[8];
+        const edgellm_token *toks[8];
+        int32_t counts[8];
+        int idx[8], n = 0;
+        for (int i = 0; i < n_cases; i++) {
+            if (step < i || n_done[i] >= STEPS)
+                continue;
+            batch[n] = ctx[i];
+            toks[n] = step == i ? prompt[i] : &next[i];
+            counts[n] = step == i ? n_prompt[i] : 1;
+            idx[n++] = i;
+        }
+        if (n == 0)
+            break;
+        CHECK_MSG(edgellm_eval_batch(batch, toks, counts, n) == EDGELLM_OK, "step %d: %s", step,
+                  edgellm_last_error());
+        for (int k = 0; k < n; k++) {
+            int i = idx[k];
+            next[i] = argmax(edgellm_get_logits(ctx[i], -1), n_vocab);
+            CHECK_MSG(next[i] == cases[i].ids[n_done[i]], "prompt %d token %d: %d, expected %d",
+                      i, n_done[i], next[i], cases[i].ids[n_done[i]]);
+            n_done[i]++;
+        }
+    }
+    /* The same sequence evaluated alone gives the same bytes. */
+    for (int i = 0; i < n_cases; i++) {
+        int32_t n_cached = 0;
+        const edgellm_token *cached = edgellm_context_tokens(ctx[i], &n_cached);
+        CHECK(n_cached == n_prompt[i] + STEPS - 1);
+        CHECK(edgellm_context_truncate(alone, 0) == EDGELLM_OK);
+        CHECK(edgellm_eval(alone, cached, n_cached, 0) == EDGELLM_OK);
+        memcpy(logits_alone, edgellm_get_logits(alone, -1), (size_t)n_vocab * sizeof(float));
+        CHECK_MSG(!memcmp(logits_alone, edgellm_get_logits(ctx[i], -1),
+                          (size_t)n_vocab * sizeof(float)),
+                  "prompt %d: batched logits differ from evaluating alone", i);
+    }
+
+    /* Refusals leave every context as it was. */
+    edgellm_context *dup[2] = {ctx[0], ctx[0]};
+    const edgellm_token *dt[2] = {next, next};
+    int32_t dn[2] = {1, 1};
+    int32_t before = edgellm_context_n_past(ctx[0]);
+    CHECK(edgellm_eval_batch(dup, dt, dn, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(edgellm_last_error(), "share") != NULL);
+    edgellm_token many[200] = {0};
+    const edgellm_token *mt[2] = {next, many};
+    int32_t mn[2] = {1, 129};
+    edgellm_context *two[2] = {ctx[0], ctx[1]};
+    CHECK(edgellm_eval_batch(two, mt, mn, 2) != EDGELLM_OK);
+    edgellm_token bad = -5;
+    const edgellm_token *bt[2] = {next, &bad};
+    int32_t bn[2] = {1, 1};
+    CHECK(edgellm_eval_batch(two, bt, bn, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(edgellm_context_n_past(ctx[0]) == before);
+    CHECK(edgellm_eval_batch(NULL, bt, bn, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
+
+    free(logits_alone);
+    edgellm_context_free(alone);
+    for (int i = 0; i < n_cases; i++)
+        edgellm_context_free(ctx[i]);
+}
+
 static void test_bad_models(void)
 {
     edgellm_model *m = NULL;
@@ -275,6 +373,7 @@ int main(void)
         test_prefix_reuse_and_stops(m, &cases[0]);
         test_sampling_reproducible(m, &cases[1]);
         test_eval_api(m);
+        test_eval_batch(m, cases, n_cases);
     }
     test_bad_models();
     edgellm_model_free(m);

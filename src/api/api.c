@@ -416,6 +416,62 @@ edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int
     return EDGELLM_OK;
 }
 
+edgellm_status edgellm_eval_batch(edgellm_context *const *ctxs,
+                                  const edgellm_token *const *tokens, const int32_t *n_tokens,
+                                  int32_t n_ctxs)
+{
+    if (!ctxs || !tokens || !n_tokens || n_ctxs <= 0)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_eval_batch: need at least one context with tokens");
+    if (n_ctxs > 4096)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_eval_batch: %d contexts in one batch (at most 4096)", n_ctxs);
+    edgellm_context *lead = ctxs[0];
+    if (!lead)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_eval_batch: context 0 is NULL");
+    int32_t n_vocab = ellm_model_hparams(lead->model->model)->n_vocab;
+    ellm_forward_seq *seqs = calloc((size_t)n_ctxs, sizeof *seqs);
+    float *logits = malloc((size_t)n_ctxs * (size_t)n_vocab * sizeof *logits);
+    if (!seqs || !logits) {
+        free(seqs);
+        free(logits);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a batch of %d contexts",
+                         n_ctxs);
+    }
+    edgellm_status st = EDGELLM_OK;
+    for (int32_t i = 0; i < n_ctxs && st == EDGELLM_OK; i++) {
+        edgellm_context *c = ctxs[i];
+        if (!c || !tokens[i] || n_tokens[i] <= 0)
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "edgellm_eval_batch: context %d is NULL or has no tokens", i);
+        else if (c->model != lead->model)
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "edgellm_eval_batch: context %d belongs to another model", i);
+        else if (n_tokens[i] > c->params.n_ctx - ellm_state_n_past(c->state))
+            st = ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
+                           "context %d: %d tokens do not fit, %d of its %d positions are in use",
+                           i, n_tokens[i], ellm_state_n_past(c->state), c->params.n_ctx);
+        else
+            seqs[i] = (ellm_forward_seq){c->state, tokens[i], n_tokens[i], false};
+    }
+    if (st == EDGELLM_OK)
+        st = ellm_forward_batch(lead->model->model, lead->state, lead->pool, seqs, n_ctxs,
+                                logits);
+    if (st == EDGELLM_OK) {
+        for (int32_t i = 0; i < n_ctxs; i++) {
+            edgellm_context *c = ctxs[i];
+            int32_t n_past = ellm_state_n_past(c->state) - n_tokens[i];
+            memcpy(c->tokens + n_past, tokens[i], (size_t)n_tokens[i] * sizeof *tokens[i]);
+            memcpy(c->logits, logits + (size_t)i * n_vocab, (size_t)n_vocab * sizeof *logits);
+            c->logits_rows = 1;
+            c->logits_first = n_tokens[i] - 1;
+        }
+    }
+    free(seqs);
+    free(logits);
+    return st;
+}
+
 const float *edgellm_get_logits(const edgellm_context *c, int32_t i)
 {
     if (!c || c->logits_rows == 0)

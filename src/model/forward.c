@@ -18,6 +18,7 @@ struct ellm_state {
     uint8_t **k_cache, **v_cache; /* per layer: n_ctx rows of kv_dim values */
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *tmp;
     float *scores; /* n_threads rows of scores_per_thread */
+    int32_t *tok_seq, *tok_pos; /* per batch row: which sequence, at which position */
     size_t scores_per_thread;
     void *mm_scratch;
     void *block; /* one allocation holding everything above */
@@ -26,7 +27,7 @@ struct ellm_state {
 typedef struct layout {
     size_t kv_layer_bytes;
     size_t off_x, off_xn, off_q, off_k, off_v, off_att, off_gate, off_up, off_tmp, off_scores,
-        off_mm, off_kv, total_scratch, total;
+        off_mm, off_tok_seq, off_tok_pos, off_kv, total_scratch, total;
 } layout;
 
 static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
@@ -74,6 +75,8 @@ static void compute_layout(const ellm_model *m, const ellm_state_params *p, layo
     PLACE(off_tmp, T * hp->n_embd * 4)
     PLACE(off_scores, threads * scores_per_thread(m, p) * 4)
     PLACE(off_mm, mm)
+    PLACE(off_tok_seq, T * sizeof(int32_t))
+    PLACE(off_tok_pos, T * sizeof(int32_t))
 #undef PLACE
     L->total_scratch = o;
     L->kv_layer_bytes = align64((size_t)p->n_ctx * kv_dim * elem);
@@ -134,6 +137,8 @@ edgellm_status ellm_state_create(const ellm_model *m, const ellm_state_params *p
     s->scores = (float *)(b + L.off_scores);
     s->scores_per_thread = scores_per_thread(m, p);
     s->mm_scratch = b + L.off_mm;
+    s->tok_seq = (int32_t *)(b + L.off_tok_seq);
+    s->tok_pos = (int32_t *)(b + L.off_tok_pos);
     for (int32_t il = 0; il < m->hp.n_layer; il++) {
         s->k_cache[il] = b + L.off_kv + (size_t)(2 * il) * L.kv_layer_bytes;
         s->v_cache[il] = b + L.off_kv + (size_t)(2 * il + 1) * L.kv_layer_bytes;
@@ -194,7 +199,8 @@ static void rope(const ellm_model *m, float *vec, int32_t n_heads, int32_t pos)
 
 typedef struct attention_job {
     const ellm_model *m;
-    ellm_state *s;
+    ellm_state *work;                /* holds q, att, scores and the row -> sequence map */
+    const ellm_forward_seq *seqs;    /* each row attends over its own sequence's cache */
     int32_t layer, n_tokens;
 } attention_job;
 
@@ -256,20 +262,21 @@ static void attention_task(void *arg, int ith, int nth)
 {
     attention_job *j = arg;
     const ellm_hparams *hp = &j->m->hp;
-    ellm_state *s = j->s;
+    ellm_state *w = j->work;
     int32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     size_t q_dim = (size_t)hp->n_head * hd, kv_dim = (size_t)hp->n_head_kv * hd;
-    size_t stride = kv_dim * s->kv_elem;
     /* Per-thread scratch: scores (F32 path) or the F16 accumulator and rounded query. */
-    float *scores = s->scores + (size_t)ith * s->scores_per_thread;
+    float *scores = w->scores + (size_t)ith * w->scores_per_thread;
     float scale = 1.0f / sqrtf((float)hd);
     attend_f16_fn attend_f16 = select_attend_f16(hd);
     int32_t total = j->n_tokens * hp->n_head;
     for (int32_t job = ith; job < total; job += nth) {
         int32_t t = job / hp->n_head, h = job % hp->n_head, kvh = h / group;
-        int32_t n_pos = s->n_past + t + 1; /* causal: this token and everything before it */
-        const float *q = s->q + (size_t)t * q_dim + (size_t)h * hd;
-        float *out = s->att + (size_t)t * q_dim + (size_t)h * hd;
+        const ellm_state *s = j->seqs[w->tok_seq[t]].state;
+        size_t stride = kv_dim * s->kv_elem;
+        int32_t n_pos = w->tok_pos[t] + 1; /* causal: this token and everything before it */
+        const float *q = w->q + (size_t)t * q_dim + (size_t)h * hd;
+        float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
         const uint8_t *kc = s->k_cache[j->layer] + (size_t)kvh * hd * s->kv_elem;
         const uint8_t *vc = s->v_cache[j->layer] + (size_t)kvh * hd * s->kv_elem;
         if (s->kv_elem == 2)
@@ -280,13 +287,16 @@ static void attention_task(void *arg, int ith, int nth)
     }
 }
 
-static void store_kv(ellm_state *s, int32_t layer, int32_t n_tokens, size_t kv_dim)
+/* Appends batch rows' keys and values (in work) to their own sequences' caches. */
+static void store_kv(const ellm_state *work, const ellm_forward_seq *seqs, int32_t layer,
+                     int32_t n_tokens, size_t kv_dim)
 {
     for (int32_t t = 0; t < n_tokens; t++) {
-        size_t pos = (size_t)(s->n_past + t);
+        ellm_state *s = seqs[work->tok_seq[t]].state;
+        size_t pos = (size_t)work->tok_pos[t];
         uint8_t *kd = s->k_cache[layer] + pos * kv_dim * s->kv_elem;
         uint8_t *vd = s->v_cache[layer] + pos * kv_dim * s->kv_elem;
-        const float *ks = s->k + (size_t)t * kv_dim, *vs = s->v + (size_t)t * kv_dim;
+        const float *ks = work->k + (size_t)t * kv_dim, *vs = work->v + (size_t)t * kv_dim;
         if (s->kv_elem == 4) {
             memcpy(kd, ks, kv_dim * 4);
             memcpy(vd, vs, kv_dim * 4);
@@ -301,31 +311,82 @@ edgellm_status ellm_forward(const ellm_model *m, ellm_state *s, ellm_threadpool 
                             const edgellm_token *tokens, int32_t n_tokens, bool all_logits,
                             float *logits)
 {
+    ellm_forward_seq seq = {s, tokens, n_tokens, all_logits};
+    return ellm_forward_batch(m, s, pool, &seq, 1, logits);
+}
+
+static edgellm_status check_batch(const ellm_model *m, const ellm_state *work,
+                                  const ellm_threadpool *pool, const ellm_forward_seq *seqs,
+                                  int32_t n_seqs, int32_t *out_total)
+{
+    if (n_seqs <= 0 || !seqs || !work)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "a forward pass needs at least one sequence");
+    if (ellm_threadpool_size(pool) > work->p.n_threads)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the pool has more threads than the state");
+    int64_t total = 0;
+    for (int32_t i = 0; i < n_seqs; i++) {
+        const ellm_forward_seq *q = &seqs[i];
+        if (!q->state || !q->tokens || q->n_tokens <= 0)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "sequence %d of the batch has no state or no tokens", (int)i);
+        for (int32_t k = 0; k < i; k++)
+            if (seqs[k].state == q->state)
+                return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                                 "sequences %d and %d of the batch share one state", (int)k,
+                                 (int)i);
+        if (q->state->p.n_ctx > work->p.n_ctx)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "sequence %d has a longer context (%d) than the batch's work state "
+                             "(%d)",
+                             (int)i, (int)q->state->p.n_ctx, (int)work->p.n_ctx);
+        if (q->state->n_past + q->n_tokens > q->state->p.n_ctx)
+            return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
+                             "%d more tokens do not fit: %d of %d context positions are used",
+                             (int)q->n_tokens, (int)q->state->n_past, (int)q->state->p.n_ctx);
+        for (int32_t t = 0; t < q->n_tokens; t++)
+            if (q->tokens[t] < 0 || q->tokens[t] >= m->hp.n_vocab)
+                return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                                 "token id %d at batch position %d is outside the vocabulary "
+                                 "(0..%d)",
+                                 (int)q->tokens[t], (int)t, (int)m->hp.n_vocab - 1);
+        total += q->n_tokens;
+    }
+    if (total > work->p.n_batch)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "batch of %lld tokens (1 to %d allowed)",
+                         (long long)total, (int)work->p.n_batch);
+    *out_total = (int32_t)total;
+    return EDGELLM_OK;
+}
+
+/*
+ * All rows of all sequences go through every matmul together, so each weight is read once per
+ * step however many sequences share it. Only attention and the KV cache are per sequence. A row's
+ * result does not depend on the other rows (every kernel computes rows independently), so a
+ * sequence gets the same logits batched or alone.
+ */
+edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_threadpool *pool,
+                                  const ellm_forward_seq *seqs, int32_t n_seqs, float *logits)
+{
     const ellm_hparams *hp = &m->hp;
     const ellm_weights *w = &m->w;
-    if (n_tokens <= 0 || n_tokens > s->p.n_batch)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "batch of %d tokens (1 to %d allowed)",
-                         (int)n_tokens, (int)s->p.n_batch);
-    if (s->n_past + n_tokens > s->p.n_ctx)
-        return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
-                         "%d more tokens do not fit: %d of %d context positions are used",
-                         (int)n_tokens, (int)s->n_past, (int)s->p.n_ctx);
-    if (ellm_threadpool_size(pool) > s->p.n_threads)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the pool has more threads than the state");
-    for (int32_t t = 0; t < n_tokens; t++)
-        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
-            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                             "token id %d at batch position %d is outside the vocabulary (0..%d)",
-                             (int)tokens[t], (int)t, (int)hp->n_vocab - 1);
+    int32_t n_tokens = 0;
+    edgellm_status st = check_batch(m, work, pool, seqs, n_seqs, &n_tokens);
+    if (st != EDGELLM_OK)
+        return st;
+    ellm_state *s = work;
 
     int64_t n_embd = hp->n_embd, n_ff = hp->n_ff;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    for (int32_t t = 0; t < n_tokens; t++)
-        ellm_dequantize_row(w->tok_embd.type,
-                            (const uint8_t *)w->tok_embd.data +
-                                (size_t)tokens[t] * w->tok_embd.row_bytes,
-                            s->x + (size_t)t * n_embd, n_embd);
+    for (int32_t i = 0, row = 0; i < n_seqs; i++)
+        for (int32_t t = 0; t < seqs[i].n_tokens; t++, row++) {
+            s->tok_seq[row] = i;
+            s->tok_pos[row] = seqs[i].state->n_past + t;
+            ellm_dequantize_row(w->tok_embd.type,
+                                (const uint8_t *)w->tok_embd.data +
+                                    (size_t)seqs[i].tokens[t] * w->tok_embd.row_bytes,
+                                s->x + (size_t)row * n_embd, n_embd);
+        }
 
     for (int32_t il = 0; il < hp->n_layer; il++) {
         const ellm_layer *L = &w->layers[il];
@@ -336,12 +397,11 @@ edgellm_status ellm_forward(const ellm_model *m, ellm_state *s, ellm_threadpool 
         ellm_matmul(pool, &L->wk, s->xn, n_tokens, s->k, s->mm_scratch);
         ellm_matmul(pool, &L->wv, s->xn, n_tokens, s->v, s->mm_scratch);
         for (int32_t t = 0; t < n_tokens; t++) {
-            int32_t pos = s->n_past + t;
-            rope(m, s->q + t * q_dim, hp->n_head, pos);
-            rope(m, s->k + t * kv_dim, hp->n_head_kv, pos);
+            rope(m, s->q + t * q_dim, hp->n_head, s->tok_pos[t]);
+            rope(m, s->k + t * kv_dim, hp->n_head_kv, s->tok_pos[t]);
         }
-        store_kv(s, il, n_tokens, kv_dim);
-        attention_job aj = {m, s, il, n_tokens};
+        store_kv(s, seqs, il, n_tokens, kv_dim);
+        attention_job aj = {m, s, seqs, il, n_tokens};
         ellm_threadpool_run(pool, attention_task, &aj);
         ellm_matmul(pool, &L->wo, s->att, n_tokens, s->tmp, s->mm_scratch);
         for (int64_t i = 0; i < n_tokens * n_embd; i++)
@@ -361,12 +421,17 @@ edgellm_status ellm_forward(const ellm_model *m, ellm_state *s, ellm_threadpool 
             s->x[i] += s->tmp[i];
     }
 
-    int32_t first = all_logits ? 0 : n_tokens - 1;
-    int32_t n_out = n_tokens - first;
-    for (int32_t t = first; t < n_tokens; t++)
-        rms_norm(s->x + t * n_embd, m->output_norm, s->xn + (t - first) * n_embd, n_embd,
-                 hp->rms_norm_eps);
+    /* Rows that produce logits, packed sequence by sequence. */
+    int32_t n_out = 0;
+    for (int32_t i = 0, row = 0; i < n_seqs; i++) {
+        int32_t first = seqs[i].all_logits ? 0 : seqs[i].n_tokens - 1;
+        for (int32_t t = first; t < seqs[i].n_tokens; t++, n_out++)
+            rms_norm(s->x + (row + t) * n_embd, m->output_norm, s->xn + n_out * n_embd, n_embd,
+                     hp->rms_norm_eps);
+        row += seqs[i].n_tokens;
+    }
     ellm_matmul(pool, &w->output, s->xn, n_out, logits, s->mm_scratch);
-    s->n_past += n_tokens;
+    for (int32_t i = 0; i < n_seqs; i++)
+        seqs[i].state->n_past += seqs[i].n_tokens;
     return EDGELLM_OK;
 }

@@ -81,4 +81,23 @@ edgellm_status ellm_forward(const ellm_model *model, ellm_state *state, ellm_thr
                             const edgellm_token *tokens, int32_t n_tokens, bool all_logits,
                             float *logits);
 
+/* One sequence's part of a batched forward pass. */
+typedef struct ellm_forward_seq {
+    ellm_state *state;            /* its KV cache; each state at most once per batch */
+    const edgellm_token *tokens;  /* appended at positions state's n_past.. */
+    int32_t n_tokens;
+    bool all_logits;              /* logits for every token, else only the last */
+} ellm_forward_seq;
+
+/*
+ * Runs several sequences (sharing the model) through one forward pass: the matmuls read each
+ * weight once for all their tokens. work provides the scratch, so the total token count must not
+ * exceed its n_batch and no sequence's context may exceed its n_ctx; work may be one of the
+ * sequences' states. logits receives the kept rows sequence by sequence. Each sequence gets
+ * exactly the logits it would get evaluated alone. Nothing changes when it fails.
+ */
+edgellm_status ellm_forward_batch(const ellm_model *model, ellm_state *work,
+                                  ellm_threadpool *pool, const ellm_forward_seq *seqs,
+                                  int32_t n_seqs, float *logits);
+
 #endif
