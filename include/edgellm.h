@@ -275,6 +275,26 @@ typedef struct edgellm_generate_result {
     double decode_seconds;    /* generating every token after the first */
 } edgellm_generate_result;
 
+/*
+ * Incremental detokenization for callers that run their own decoding loop (e.g. batched
+ * serving): each pushed token yields the text that became final with it — whole UTF-8
+ * characters only, never text that might still be the start of a stop string. When a stop
+ * string completes, the text before it is returned, *stopped is set, and nothing after it is ever
+ * returned. The returned text is valid until the next call on the stream.
+ */
+typedef struct edgellm_text_stream edgellm_text_stream;
+
+edgellm_status edgellm_text_stream_create(const edgellm_model *model,
+                                          const char *const *stop_strings, int32_t n_stop_strings,
+                                          edgellm_text_stream **out_stream);
+void edgellm_text_stream_free(edgellm_text_stream *stream);
+edgellm_status edgellm_text_stream_push(edgellm_text_stream *stream, edgellm_token token,
+                                        const char **text, size_t *len, int *stopped);
+/* Generation ended: returns whatever was held back (nothing after a stop string). */
+edgellm_status edgellm_text_stream_finish(edgellm_text_stream *stream, const char **text,
+                                          size_t *len);
+int edgellm_text_stream_stopped(const edgellm_text_stream *stream);
+
 /* Tokenizes prompt, evaluates it and generates, streaming through on_token. */
 edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
                                 const edgellm_generate_params *params,

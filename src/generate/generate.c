@@ -26,93 +26,21 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Text produced but not yet handed to the callback. */
-typedef struct pending_text {
-    char *buf;
-    size_t len, cap;
-} pending_text;
-
-static bool pending_append(pending_text *p, const char *s, size_t n)
-{
-    if (p->len + n + 1 > p->cap) {
-        size_t cap = p->cap ? p->cap : 256;
-        while (cap < p->len + n + 1)
-            cap *= 2;
-        char *b = realloc(p->buf, cap);
-        if (!b)
-            return false;
-        p->buf = b;
-        p->cap = cap;
-    }
-    memcpy(p->buf + p->len, s, n);
-    p->len += n;
-    p->buf[p->len] = '\0';
-    return true;
-}
-
-/* Length of the longest suffix of text that is a proper prefix of some stop string. */
-static size_t stop_prefix_tail(const char *text, size_t len, const char *const *stops, int n_stops)
-{
-    size_t best = 0;
-    for (int s = 0; s < n_stops; s++) {
-        size_t sl = strlen(stops[s]);
-        for (size_t k = sl > 1 ? sl - 1 : 0; k > best; k--)
-            if (k <= len && memcmp(text + len - k, stops[s], k) == 0) {
-                best = k;
-                break;
-            }
-    }
-    return best;
-}
-
-/* Earliest position where a complete stop string occurs, or len. */
-static size_t find_stop(const char *text, size_t len, const char *const *stops, int n_stops)
-{
-    size_t first = len;
-    for (int s = 0; s < n_stops; s++) {
-        size_t sl = strlen(stops[s]);
-        if (sl == 0 || sl > len)
-            continue;
-        for (size_t i = 0; i + sl <= len && i < first; i++)
-            if (memcmp(text + i, stops[s], sl) == 0) {
-                first = i;
-                break;
-            }
-    }
-    return first;
-}
-
 typedef struct run {
     edgellm_context *ctx;
     const edgellm_model *model;
     const edgellm_generate_params *params;
     edgellm_generate_result *result;
-    pending_text pending;
-    size_t emitted_upto;
+    edgellm_text_stream *text;
 } run;
 
-/* Hands the callback the part of pending text that is final; returns non-zero to stop. */
-static int flush(run *r, edgellm_token token, bool final)
+/* Hands the callback what became final with this token; returns non-zero to stop. */
+static int deliver(run *r, edgellm_token token, const char *text, size_t len)
 {
     const edgellm_generate_params *p = r->params;
-    char *text = r->pending.buf ? r->pending.buf : "";
-    size_t len = r->pending.len;
-    size_t stop_at = find_stop(text, len, p->stop_strings, p->n_stop_strings);
-    bool hit_stop = stop_at < len;
-    size_t ready = hit_stop ? stop_at : len;
-    if (!hit_stop && !final) {
-        ready -= stop_prefix_tail(text, ready, p->stop_strings, p->n_stop_strings);
-        ready -= ellm_utf8_incomplete_tail(text, ready);
-    }
-    int stop = 0;
-    if (p->on_token)
-        stop = p->on_token(p->user_data, token, text, ready);
-    if (r->pending.buf)
-        memmove(r->pending.buf, text + ready, len - ready);
-    r->pending.len = len - ready;
-    if (hit_stop) {
+    int stop = p->on_token ? p->on_token(p->user_data, token, text, len) : 0;
+    if (edgellm_text_stream_stopped(r->text)) {
         r->result->stop_reason = EDGELLM_STOP_STRING;
-        r->pending.len = 0;
         return 1;
     }
     if (stop) {
@@ -158,11 +86,6 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
     if (!ctx || !params || !prompt || n_prompt <= 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "edgellm_generate: need a context, parameters and a non-empty prompt");
-    if (params->n_stop_strings < 0 || (params->n_stop_strings > 0 && !params->stop_strings))
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_generate: bad stop strings");
-    for (int i = 0; i < params->n_stop_strings; i++)
-        if (!params->stop_strings[i])
-            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "stop string %d is NULL", i);
     const edgellm_model *model = edgellm_context_model(ctx);
     double t0 = now_seconds();
     run r = {.ctx = ctx, .model = model, .params = params, .result = res};
@@ -172,6 +95,11 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
     edgellm_status st = edgellm_sampler_create(&params->sampling, edgellm_n_vocab(model), &sampler);
     if (st != EDGELLM_OK)
         return st;
+    st = edgellm_text_stream_create(model, params->stop_strings, params->n_stop_strings, &r.text);
+    if (st != EDGELLM_OK) {
+        edgellm_sampler_free(sampler);
+        return st;
+    }
     for (int32_t i = 0; i < n_prompt; i++)
         edgellm_sampler_accept(sampler, prompt[i]);
 
@@ -179,7 +107,6 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
     double t_prefill = now_seconds();
     res->prefill_seconds = t_prefill - t0;
     double t_first = 0;
-    char piece[256];
     while (st == EDGELLM_OK) {
         if (params->max_tokens > 0 && res->n_generated >= params->max_tokens) {
             res->stop_reason = EDGELLM_STOP_MAX_TOKENS;
@@ -196,15 +123,11 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         }
         res->n_generated++;
         edgellm_sampler_accept(sampler, tok);
-        size_t plen = 0;
-        st = edgellm_token_to_piece(model, tok, piece, sizeof piece, &plen);
-        if (st != EDGELLM_OK)
-            break;
-        if (!pending_append(&r.pending, piece, plen)) {
-            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for generated text");
-            break;
-        }
-        if (flush(&r, tok, false))
+        const char *text = NULL;
+        size_t text_len = 0;
+        int stopped = 0;
+        st = edgellm_text_stream_push(r.text, tok, &text, &text_len, &stopped);
+        if (st != EDGELLM_OK || deliver(&r, tok, text, text_len))
             break;
         if (edgellm_context_n_past(ctx) >= edgellm_context_n_ctx(ctx)) {
             res->stop_reason = EDGELLM_STOP_CONTEXT_FULL;
@@ -212,13 +135,18 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         }
         st = edgellm_eval(ctx, &tok, 1, 0);
     }
-    /* Whatever is still held back is final now (unless a stop string cut it). */
-    if (st == EDGELLM_OK && r.pending.len > 0 && res->stop_reason != EDGELLM_STOP_STRING &&
-        res->stop_reason != EDGELLM_STOP_CALLBACK)
-        flush(&r, -1, true);
+    /* Whatever is still held back is final now (unless a stop string or the callback ended it). */
+    if (st == EDGELLM_OK && res->stop_reason != EDGELLM_STOP_STRING &&
+        res->stop_reason != EDGELLM_STOP_CALLBACK) {
+        const char *text = NULL;
+        size_t text_len = 0;
+        st = edgellm_text_stream_finish(r.text, &text, &text_len);
+        if (st == EDGELLM_OK && text_len > 0 && params->on_token)
+            params->on_token(params->user_data, -1, text, text_len);
+    }
     if (res->n_generated > 0)
         res->decode_seconds = now_seconds() - t_first;
-    free(r.pending.buf);
+    edgellm_text_stream_free(r.text);
     edgellm_sampler_free(sampler);
     return st;
 }
