@@ -199,6 +199,14 @@ edgellm_status edgellm_eval_batch(edgellm_context *const *ctxs,
                                   const edgellm_token *const *tokens, const int32_t *n_tokens,
                                   int32_t n_ctxs);
 
+/*
+ * A sentence embedding: the final (normed) hidden states of tokens, mean-pooled over positions
+ * and L2-normalised, written to out (out_dim must be the model's n_embd). Uses the context's
+ * cache from position 0 (what was cached is forgotten; the tokens stay cached after).
+ */
+edgellm_status edgellm_embed(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
+                             float *out, int32_t out_dim);
+
 /* Logits (n_vocab floats) of position i of the last eval; i = -1 means the last position.
  * NULL if that position's logits were not kept. */
 const float *edgellm_get_logits(const edgellm_context *ctx, int32_t i);

@@ -336,6 +336,41 @@ static void test_eval_batch(edgellm_model *m, const greedy_case *cases, int n_ca
         edgellm_context_free(ctx[i]);
 }
 
+/* Embeddings: unit length, deterministic, independent of what the context held, and different
+ * for different texts. */
+static void test_embed(edgellm_model *m)
+{
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 64;
+    cp.n_batch = 8; /* longer inputs pool over several chunks */
+    edgellm_context *ctx = NULL;
+    CHECK(edgellm_context_create(m, &cp, &ctx) == EDGELLM_OK);
+    if (!ctx)
+        return;
+    edgellm_model_info info;
+    edgellm_model_get_info(m, &info);
+    float a[64], b[64], c[64];
+    edgellm_token t1[20], t2[3] = {1, 50, 60};
+    for (int i = 0; i < 20; i++)
+        t1[i] = 1 + i * 3;
+    CHECK(edgellm_embed(ctx, t1, 20, a, info.n_embd) == EDGELLM_OK);
+    CHECK(edgellm_eval(ctx, t2, 3, 0) == EDGELLM_OK);
+    CHECK(edgellm_embed(ctx, t1, 20, b, info.n_embd) == EDGELLM_OK);
+    CHECK(!memcmp(a, b, sizeof(float) * (size_t)info.n_embd));
+    CHECK(edgellm_embed(ctx, t2, 3, c, info.n_embd) == EDGELLM_OK);
+    double norm = 0, diff = 0;
+    for (int d = 0; d < info.n_embd; d++) {
+        norm += (double)a[d] * a[d];
+        diff += fabs(a[d] - c[d]);
+    }
+    CHECK_MSG(fabs(norm - 1.0) < 1e-5, "embedding norm %g", norm);
+    CHECK(diff > 1e-3);
+    CHECK(edgellm_embed(ctx, t1, 20, a, 10) == EDGELLM_ERR_INVALID_ARGUMENT);
+    edgellm_token big[65] = {0};
+    CHECK(edgellm_embed(ctx, big, 65, a, info.n_embd) == EDGELLM_ERR_CONTEXT_FULL);
+    edgellm_context_free(ctx);
+}
+
 static void test_bad_models(void)
 {
     edgellm_model *m = NULL;
@@ -374,6 +409,7 @@ int main(void)
         test_sampling_reproducible(m, &cases[1]);
         test_eval_api(m);
         test_eval_batch(m, cases, n_cases);
+        test_embed(m);
     }
     test_bad_models();
     edgellm_model_free(m);

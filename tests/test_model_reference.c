@@ -198,7 +198,8 @@ static void rotate(const ref_model *rm, double *v, int n_heads, int pos)
         }
 }
 
-static void reference_logits(const ref_model *rm, const int *tokens, int n, double *logits)
+static void reference_logits(const ref_model *rm, const int *tokens, int n, double *logits,
+                             double *hidden)
 {
     const spec *s = &rm->s;
     int d = s->n_embd, hd = d / s->n_head, kvd = hd * s->n_head_kv;
@@ -255,6 +256,8 @@ static void reference_logits(const ref_model *rm, const int *tokens, int n, doub
             free(gd);
         }
         rmsnorm(x, rm->out_norm, d, xn);
+        if (hidden)
+            memcpy(hidden + (size_t)t * d, xn, (size_t)d * sizeof *xn);
         matvec(rm->output, xn, s->n_vocab, d, logits + (size_t)t * s->n_vocab);
     }
     free(K), free(Vc), free(x), free(xn), free(q), free(att), free(tmp), free(g), free(u),
@@ -295,7 +298,8 @@ static void run_case(const spec *s, double tol)
             tokens[i] = (i * 7 + 3) % s->n_vocab;
         double *want = malloc((size_t)T * s->n_vocab * sizeof *want);
         round_activations = s->wtype == ELLM_TYPE_Q8_0 || s->wtype == ELLM_TYPE_Q4_0;
-        reference_logits(&rm, tokens, T, want);
+        double *want_hidden = malloc((size_t)T * s->n_embd * sizeof *want_hidden);
+        reference_logits(&rm, tokens, T, want, want_hidden);
         float *got = malloc((size_t)T * s->n_vocab * sizeof *got);
         ellm_state_params sp = {.n_ctx = 32, .n_batch = T, .kv_type = EDGELLM_KV_F32, .n_threads = 2};
         ellm_state *st = NULL;
@@ -313,6 +317,23 @@ static void run_case(const spec *s, double tol)
         if (tol < 0) /* relative tolerance */
             tol = -tol * scale;
         CHECK_MSG(worst < tol, "%s: logits off the naive reference by %g", s->name, worst);
+        /* The final normed hidden states (what embeddings pool) against the reference's. */
+        float *hidden = malloc((size_t)T * s->n_embd * sizeof *hidden);
+        ellm_state_truncate(st, 0);
+        ellm_forward_seq seq = {st, tokens, T, false, true};
+        CHECK(ellm_forward_batch(m, st, pool, &seq, 1, hidden) == EDGELLM_OK);
+        double worst_h = 0, scale_h = 0;
+        for (int i = 0; i < T * s->n_embd; i++) {
+            worst_h = fmax(worst_h, fabs(hidden[i] - want_hidden[i]));
+            scale_h = fmax(scale_h, fabs(want_hidden[i]));
+        }
+        fprintf(stderr, "%s: max |hidden - naive reference| = %.3g (largest %.3g)\n", s->name,
+                worst_h, scale_h);
+        CHECK_MSG(worst_h <= 1e-5 * scale_h,
+                  "%s: hidden states off the naive reference by %g (largest %g)", s->name,
+                  worst_h, scale_h);
+        free(hidden);
+        free(want_hidden);
         ellm_state_free(st);
         /* The F16 cache (default) rounds the query, keys, values and the running output to
          * half precision: within 1% of the largest logit. */

@@ -1,4 +1,5 @@
 /* The public C API over the modules: models, contexts, tokenization and evaluation. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -452,7 +453,7 @@ edgellm_status edgellm_eval_batch(edgellm_context *const *ctxs,
                            "context %d: %d tokens do not fit, %d of its %d positions are in use",
                            i, n_tokens[i], ellm_state_n_past(c->state), c->params.n_ctx);
         else
-            seqs[i] = (ellm_forward_seq){c->state, tokens[i], n_tokens[i], false};
+            seqs[i] = (ellm_forward_seq){c->state, tokens[i], n_tokens[i], false, false};
     }
     if (st == EDGELLM_OK)
         st = ellm_forward_batch(lead->model->model, lead->state, lead->pool, seqs, n_ctxs,
@@ -469,6 +470,66 @@ edgellm_status edgellm_eval_batch(edgellm_context *const *ctxs,
     }
     free(seqs);
     free(logits);
+    return st;
+}
+
+edgellm_status edgellm_embed(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
+                             float *out, int32_t out_dim)
+{
+    if (!c || !tokens || n_tokens <= 0 || !out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_embed: need a context, at least one token and an output");
+    const ellm_hparams *hp = ellm_model_hparams(c->model->model);
+    int32_t n_embd = hp->n_embd;
+    if (out_dim != n_embd)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_embed: the output holds %d values, the model's embeddings %d",
+                         out_dim, n_embd);
+    if (n_tokens > c->params.n_ctx)
+        return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
+                         "the input is %d tokens but the context holds %d; shorten it or raise "
+                         "--ctx",
+                         n_tokens, c->params.n_ctx);
+    for (int32_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "token id %d at position %d is outside the vocabulary (0..%d)",
+                             (int)tokens[i], (int)i, (int)hp->n_vocab - 1);
+    float *rows = malloc((size_t)c->params.n_batch * (size_t)n_embd * sizeof *rows);
+    double *sum = calloc((size_t)n_embd, sizeof *sum);
+    if (!rows || !sum) {
+        free(rows);
+        free(sum);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for embeddings");
+    }
+    ellm_state_truncate(c->state, 0);
+    c->logits_rows = 0;
+    edgellm_status st = EDGELLM_OK;
+    for (int32_t done = 0; done < n_tokens && st == EDGELLM_OK;) {
+        int32_t chunk = n_tokens - done < c->params.n_batch ? n_tokens - done : c->params.n_batch;
+        ellm_forward_seq seq = {c->state, tokens + done, chunk, false, true};
+        st = ellm_forward_batch(c->model->model, c->state, c->pool, &seq, 1, rows);
+        for (int32_t t = 0; t < chunk && st == EDGELLM_OK; t++)
+            for (int32_t d = 0; d < n_embd; d++)
+                sum[d] += rows[(size_t)t * n_embd + d];
+        if (st == EDGELLM_OK)
+            memcpy(c->tokens + done, tokens + done, (size_t)chunk * sizeof *tokens);
+        done += chunk;
+    }
+    if (st == EDGELLM_OK) {
+        double norm = 0;
+        for (int32_t d = 0; d < n_embd; d++) {
+            sum[d] /= n_tokens;
+            norm += sum[d] * sum[d];
+        }
+        norm = sqrt(norm);
+        for (int32_t d = 0; d < n_embd; d++)
+            out[d] = (float)(norm > 0 ? sum[d] / norm : 0.0);
+    } else {
+        ellm_state_truncate(c->state, 0);
+    }
+    free(rows);
+    free(sum);
     return st;
 }
 

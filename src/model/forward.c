@@ -311,7 +311,7 @@ edgellm_status ellm_forward(const ellm_model *m, ellm_state *s, ellm_threadpool 
                             const edgellm_token *tokens, int32_t n_tokens, bool all_logits,
                             float *logits)
 {
-    ellm_forward_seq seq = {s, tokens, n_tokens, all_logits};
+    ellm_forward_seq seq = {s, tokens, n_tokens, all_logits, false};
     return ellm_forward_batch(m, s, pool, &seq, 1, logits);
 }
 
@@ -334,6 +334,9 @@ static edgellm_status check_batch(const ellm_model *m, const ellm_state *work,
                 return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                                  "sequences %d and %d of the batch share one state", (int)k,
                                  (int)i);
+        if (q->hidden && n_seqs != 1)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "hidden states are only produced for a batch of one sequence");
         if (q->state->p.n_ctx > work->p.n_ctx)
             return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                              "sequence %d has a longer context (%d) than the batch's work state "
@@ -419,6 +422,14 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         ellm_matmul(pool, &L->ffn_down, s->gate, n_tokens, s->tmp, s->mm_scratch);
         for (int64_t i = 0; i < n_tokens * n_embd; i++)
             s->x[i] += s->tmp[i];
+    }
+
+    if (seqs[0].hidden) {
+        for (int32_t t = 0; t < n_tokens; t++)
+            rms_norm(s->x + t * n_embd, m->output_norm, logits + t * n_embd, n_embd,
+                     hp->rms_norm_eps);
+        seqs[0].state->n_past += n_tokens;
+        return EDGELLM_OK;
     }
 
     /* Rows that produce logits, packed sequence by sequence. */

@@ -87,6 +87,8 @@ typedef struct ellm_forward_seq {
     const edgellm_token *tokens;  /* appended at positions state's n_past.. */
     int32_t n_tokens;
     bool all_logits;              /* logits for every token, else only the last */
+    bool hidden;                  /* instead of logits: every token's final normed hidden state
+                                     (n_embd floats each); only in a batch of one sequence */
 } ellm_forward_seq;
 
 /*
