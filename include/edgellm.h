@@ -188,14 +188,26 @@ edgellm_status edgellm_eval(edgellm_context *ctx, const edgellm_token *tokens, i
                             int all_logits);
 
 /*
- * Evaluates tokens for several contexts of the same model in one forward pass (continuous
- * batching): each weight is read once for all of them, so n sequences decode much faster together
- * than one after another. Context i gets tokens[i][0 .. n_tokens[i]) appended and keeps its last
- * position's logits, exactly the logits edgellm_eval would give it alone. The total token count
- * must not exceed ctxs[0]'s n_batch, no context may be longer than ctxs[0]'s, a context appears
- * once, and the pass runs on ctxs[0]'s threads. On failure no context changes.
+ * Continuous batching: several contexts of one model evaluated in one forward pass, so each
+ * weight is read once for all of them and n sequences decode much faster together than one after
+ * another. A batch is the workspace of such passes: its params give the most tokens per pass
+ * (n_batch), the longest context it serves (n_ctx) and the threads it runs on (n_threads).
+ * Contexts that are only evaluated through a batch can be created with n_threads = 1 and a small
+ * n_batch, since they then need no scratch or threads of their own.
  */
-edgellm_status edgellm_eval_batch(edgellm_context *const *ctxs,
+typedef struct edgellm_batch edgellm_batch;
+
+edgellm_status edgellm_batch_create(edgellm_model *model, const edgellm_context_params *params,
+                                    edgellm_batch **out_batch);
+void edgellm_batch_free(edgellm_batch *batch);
+
+/*
+ * Context i gets tokens[i][0 .. n_tokens[i]) appended and keeps its last position's logits:
+ * exactly the logits edgellm_eval would give it alone. The total token count must not exceed the
+ * batch's n_batch, no context may be longer than its n_ctx, and a context appears at most once.
+ * On failure no context changes. One pass at a time per batch.
+ */
+edgellm_status edgellm_eval_batch(edgellm_batch *batch, edgellm_context *const *ctxs,
                                   const edgellm_token *const *tokens, const int32_t *n_tokens,
                                   int32_t n_ctxs);
 

@@ -261,11 +261,17 @@ static void test_eval_batch(edgellm_model *m, const greedy_case *cases, int n_ca
     cp.n_batch = 128;
     cp.n_threads = 2;
     edgellm_context *ctx[8] = {0}, *alone = NULL;
+    edgellm_batch *bt = NULL;
+    CHECK(edgellm_batch_create(m, &cp, &bt) == EDGELLM_OK);
+    /* The sequences only run through the batch: no threads or scratch of their own. */
+    edgellm_context_params slot = cp;
+    slot.n_threads = 1;
+    slot.n_batch = 1;
     edgellm_token prompt[8][64];
     int32_t n_prompt[8], n_done[8] = {0};
     edgellm_token next[8];
     for (int i = 0; i < n_cases; i++) {
-        CHECK(edgellm_context_create(m, &cp, &ctx[i]) == EDGELLM_OK);
+        CHECK(edgellm_context_create(m, &slot, &ctx[i]) == EDGELLM_OK);
         CHECK(edgellm_tokenize(m, cases[i].prompt, strlen(cases[i].prompt), EDGELLM_TOKENIZE_ADD_BOS,
                                prompt[i], 64, &n_prompt[i]) == EDGELLM_OK);
     }
@@ -288,7 +294,7 @@ static void test_eval_batch(edgellm_model *m, const greedy_case *cases, int n_ca
         }
         if (n == 0)
             break;
-        CHECK_MSG(edgellm_eval_batch(batch, toks, counts, n) == EDGELLM_OK, "step %d: %s", step,
+        CHECK_MSG(edgellm_eval_batch(bt, batch, toks, counts, n) == EDGELLM_OK, "step %d: %s", step,
                   edgellm_last_error());
         for (int k = 0; k < n; k++) {
             int i = idx[k];
@@ -316,19 +322,28 @@ static void test_eval_batch(edgellm_model *m, const greedy_case *cases, int n_ca
     const edgellm_token *dt[2] = {next, next};
     int32_t dn[2] = {1, 1};
     int32_t before = edgellm_context_n_past(ctx[0]);
-    CHECK(edgellm_eval_batch(dup, dt, dn, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(edgellm_eval_batch(bt, dup, dt, dn, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
     CHECK(strstr(edgellm_last_error(), "share") != NULL);
     edgellm_token many[200] = {0};
     const edgellm_token *mt[2] = {next, many};
     int32_t mn[2] = {1, 129};
     edgellm_context *two[2] = {ctx[0], ctx[1]};
-    CHECK(edgellm_eval_batch(two, mt, mn, 2) != EDGELLM_OK);
+    CHECK(edgellm_eval_batch(bt, two, mt, mn, 2) != EDGELLM_OK);
     edgellm_token bad = -5;
-    const edgellm_token *bt[2] = {next, &bad};
+    const edgellm_token *bad_t[2] = {next, &bad};
     int32_t bn[2] = {1, 1};
-    CHECK(edgellm_eval_batch(two, bt, bn, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(edgellm_eval_batch(bt, two, bad_t, bn, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
     CHECK(edgellm_context_n_past(ctx[0]) == before);
-    CHECK(edgellm_eval_batch(NULL, bt, bn, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(edgellm_eval_batch(NULL, two, bad_t, bn, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
+    /* A context longer than the batch serves is refused. */
+    edgellm_context_params shorter = cp;
+    shorter.n_ctx = 32;
+    edgellm_batch *short_batch = NULL;
+    CHECK(edgellm_batch_create(m, &shorter, &short_batch) == EDGELLM_OK);
+    CHECK(edgellm_eval_batch(short_batch, two, dt, dn, 1) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(edgellm_last_error(), "longer context") != NULL);
+    edgellm_batch_free(short_batch);
+    edgellm_batch_free(bt);
 
     free(logits_alone);
     edgellm_context_free(alone);

@@ -37,6 +37,15 @@ struct edgellm_context {
     int32_t logits_first;  /* batch position of logits row 0 */
 };
 
+struct edgellm_batch {
+    edgellm_model *model;
+    ellm_state *work; /* scratch for every token of a pass; no KV cache of its own */
+    ellm_threadpool *pool;
+    int32_t n_batch;
+    ellm_forward_seq *seqs;
+    float *logits; /* one row per context of a pass */
+};
+
 const char *edgellm_version(void) { return EDGELLM_VERSION_STRING; }
 const char *edgellm_kernel_set(void) { return ellm_kernel_set_name(); }
 
@@ -183,6 +192,7 @@ static edgellm_status resolve_params(const edgellm_model *m, const edgellm_conte
     out->n_batch = n_batch;
     out->kv_type = in->kv_type;
     out->n_threads = in->n_threads > 0 ? in->n_threads : ellm_cpu_count();
+    out->scratch_only = false;
     return EDGELLM_OK;
 }
 
@@ -417,35 +427,75 @@ edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int
     return EDGELLM_OK;
 }
 
-edgellm_status edgellm_eval_batch(edgellm_context *const *ctxs,
+edgellm_status edgellm_batch_create(edgellm_model *m, const edgellm_context_params *params,
+                                   edgellm_batch **out)
+{
+    if (!out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_batch_create: out is NULL");
+    *out = NULL;
+    if (!m)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_batch_create: model is NULL");
+    edgellm_context_params cp = params ? *params : edgellm_context_default_params();
+    ellm_state_params sp;
+    edgellm_status st = resolve_params(m, &cp, &sp);
+    if (st != EDGELLM_OK)
+        return st;
+    sp.scratch_only = true;
+    edgellm_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a batch");
+    b->model = m;
+    b->n_batch = sp.n_batch;
+    int32_t n_vocab = ellm_model_hparams(m->model)->n_vocab;
+    b->logits = malloc((size_t)sp.n_batch * (size_t)n_vocab * sizeof *b->logits);
+    b->seqs = calloc((size_t)sp.n_batch, sizeof *b->seqs);
+    if (!b->logits || !b->seqs)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a batch of %d tokens",
+                       sp.n_batch);
+    if (st == EDGELLM_OK)
+        st = ellm_threadpool_create(sp.n_threads, &b->pool);
+    if (st == EDGELLM_OK)
+        st = ellm_state_create(m->model, &sp, &b->work);
+    if (st != EDGELLM_OK) {
+        edgellm_batch_free(b);
+        return st;
+    }
+    *out = b;
+    return EDGELLM_OK;
+}
+
+void edgellm_batch_free(edgellm_batch *b)
+{
+    if (!b)
+        return;
+    ellm_state_free(b->work);
+    ellm_threadpool_free(b->pool);
+    free(b->logits);
+    free(b->seqs);
+    free(b);
+}
+
+edgellm_status edgellm_eval_batch(edgellm_batch *b, edgellm_context *const *ctxs,
                                   const edgellm_token *const *tokens, const int32_t *n_tokens,
                                   int32_t n_ctxs)
 {
-    if (!ctxs || !tokens || !n_tokens || n_ctxs <= 0)
+    if (!b || !ctxs || !tokens || !n_tokens || n_ctxs <= 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "edgellm_eval_batch: need at least one context with tokens");
-    if (n_ctxs > 4096)
+                         "edgellm_eval_batch: need a batch and at least one context with tokens");
+    if (n_ctxs > b->n_batch)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "edgellm_eval_batch: %d contexts in one batch (at most 4096)", n_ctxs);
-    edgellm_context *lead = ctxs[0];
-    if (!lead)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_eval_batch: context 0 is NULL");
-    int32_t n_vocab = ellm_model_hparams(lead->model->model)->n_vocab;
-    ellm_forward_seq *seqs = calloc((size_t)n_ctxs, sizeof *seqs);
-    float *logits = malloc((size_t)n_ctxs * (size_t)n_vocab * sizeof *logits);
-    if (!seqs || !logits) {
-        free(seqs);
-        free(logits);
-        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a batch of %d contexts",
-                         n_ctxs);
-    }
+                         "edgellm_eval_batch: %d contexts but the batch takes %d tokens", n_ctxs,
+                         b->n_batch);
+    int32_t n_vocab = ellm_model_hparams(b->model->model)->n_vocab;
+    ellm_forward_seq *seqs = b->seqs;
+    float *logits = b->logits;
     edgellm_status st = EDGELLM_OK;
     for (int32_t i = 0; i < n_ctxs && st == EDGELLM_OK; i++) {
         edgellm_context *c = ctxs[i];
         if (!c || !tokens[i] || n_tokens[i] <= 0)
             st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                            "edgellm_eval_batch: context %d is NULL or has no tokens", i);
-        else if (c->model != lead->model)
+        else if (c->model != b->model)
             st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                            "edgellm_eval_batch: context %d belongs to another model", i);
         else if (n_tokens[i] > c->params.n_ctx - ellm_state_n_past(c->state))
@@ -456,8 +506,7 @@ edgellm_status edgellm_eval_batch(edgellm_context *const *ctxs,
             seqs[i] = (ellm_forward_seq){c->state, tokens[i], n_tokens[i], false, false};
     }
     if (st == EDGELLM_OK)
-        st = ellm_forward_batch(lead->model->model, lead->state, lead->pool, seqs, n_ctxs,
-                                logits);
+        st = ellm_forward_batch(b->model->model, b->work, b->pool, seqs, n_ctxs, logits);
     if (st == EDGELLM_OK) {
         for (int32_t i = 0; i < n_ctxs; i++) {
             edgellm_context *c = ctxs[i];
@@ -468,8 +517,6 @@ edgellm_status edgellm_eval_batch(edgellm_context *const *ctxs,
             c->logits_first = n_tokens[i] - 1;
         }
     }
-    free(seqs);
-    free(logits);
     return st;
 }
 

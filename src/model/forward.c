@@ -79,7 +79,7 @@ static void compute_layout(const ellm_model *m, const ellm_state_params *p, layo
     PLACE(off_tok_pos, T * sizeof(int32_t))
 #undef PLACE
     L->total_scratch = o;
-    L->kv_layer_bytes = align64((size_t)p->n_ctx * kv_dim * elem);
+    L->kv_layer_bytes = p->scratch_only ? 0 : align64((size_t)p->n_ctx * kv_dim * elem);
     L->off_kv = o;
     L->total = o + 2 * (size_t)hp->n_layer * L->kv_layer_bytes;
 }
@@ -334,6 +334,9 @@ static edgellm_status check_batch(const ellm_model *m, const ellm_state *work,
                 return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                                  "sequences %d and %d of the batch share one state", (int)k,
                                  (int)i);
+        if (q->state->p.scratch_only)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "sequence %d of the batch has no KV cache", (int)i);
         if (q->hidden && n_seqs != 1)
             return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                              "hidden states are only produced for a batch of one sequence");

@@ -61,6 +61,7 @@ typedef struct ellm_state_params {
     int32_t n_batch;
     edgellm_kv_type kv_type;
     int32_t n_threads; /* threads of the pool that will run ellm_forward (per-thread scratch) */
+    bool scratch_only; /* no KV cache: only the work state of batched passes */
 } ellm_state_params;
 
 /* Bytes a state with these parameters allocates (KV cache and scratch, separately). */
