@@ -18,6 +18,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt"},
+    {"chat", cmd_chat, "talk with a chat model, turn by turn, in its chat format"},
     {"info", cmd_info, "show a model's architecture, metadata, tensors and memory needs"},
     {"convert", cmd_convert, "convert a llama2.c checkpoint to GGUF"},
     {"models", cmd_models, "install, verify, activate and roll back models in the local store"},
