@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "server/server_internal.h"
 
@@ -40,6 +43,7 @@ struct srv_scheduler {
     double grace_deadline;
     int32_t n_vocab, n_batch, n_ctx;
     uint64_t clock;
+    bool busy_since_trim;
     /* per-step plan */
     edgellm_context **plan_ctx;
     const edgellm_token **plan_tokens;
@@ -348,6 +352,14 @@ static void *scheduler_main(void *arg)
         if (n == 0) {
             if (s->stopping && s->q_len == 0)
                 break;
+            if (s->busy_since_trim) {
+                /* Idle again: hand the memory of finished requests back to the system, so the
+                 * process returns to its baseline between bursts. */
+                s->busy_since_trim = false;
+#if defined(__GLIBC__)
+                malloc_trim(0);
+#endif
+            }
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_nsec += 200 * 1000000L; /* deadlines and the grace period are checked here */
@@ -358,6 +370,7 @@ static void *scheduler_main(void *arg)
             pthread_cond_timedwait(&s->wake, &s->mu, &ts);
             continue;
         }
+        s->busy_since_trim = true;
         pthread_mutex_unlock(&s->mu);
         edgellm_status st = edgellm_eval_batch(s->batch, s->plan_ctx, s->plan_tokens, s->plan_n, n);
         char error[256] = "";
