@@ -17,7 +17,20 @@ const int8_t ellm_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                        1,    13,   25,  38,  53,  69,  89,  113};
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-static int round_int(float v) { return (int)nearbyintf(v); }
+/* Round to nearest (ties to even) for |v| < 2^22, by adding 1.5 * 2^23 so the integer lands in the
+ * low mantissa bits: nearbyintf is a library call on CPUs without SSE4.1, and the search loops
+ * round millions of values. Larger or NaN inputs give some value in +-2^22, which callers clamp. */
+static int round_int(float v)
+{
+    float t = v + 12582912.0f;
+    int32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    return (bits & 0x007FFFFF) - 0x00400000;
+}
+
+/* A sub-block scale over the super-block scale, limited so that converting it to int is defined
+ * even for NaN or infinite inputs (fmaxf returns the number when one argument is NaN). */
+static float code_ratio(float f) { return fminf(fmaxf(f, -64.0f), 64.0f); }
 
 /* ---------------------------------------------------------------- dequantization */
 
@@ -68,9 +81,9 @@ void ellm_dequantize_iq4_xs(const block_iq4_xs *b, float *y, int64_t n)
 /* Levels 0..3 of x under value = a * q - m. */
 static float q2_levels(const float *x, int n, float a, float m, uint8_t *q)
 {
-    float err = 0;
+    float err = 0, inv = a > 0 ? 1.0f / a : 0;
     for (int k = 0; k < n; k++) {
-        int l = a > 0 ? clampi(round_int((x[k] + m) / a), 0, 3) : 0;
+        int l = a > 0 ? clampi(round_int((x[k] + m) * inv), 0, 3) : 0;
         q[k] = (uint8_t)l;
         float e = a * (float)l - m - x[k];
         err += e * e;
@@ -138,7 +151,7 @@ static float encode_q2_K(const float *x, const float *a, const float *m, float a
     uint8_t levels[QK_K];
     for (int s = 0; s < 16; s++) {
         const float *xs = x + 16 * s;
-        float fa = d > 0 ? a[s] / d : 0, fm = dmin > 0 ? m[s] / dmin : 0;
+        float fa = code_ratio(d > 0 ? a[s] / d : 0), fm = code_ratio(dmin > 0 ? m[s] / dmin : 0);
         float best = INFINITY;
         for (int ca = 0; ca < 2; ca++) {
             for (int cm = 0; cm < 2; cm++) {
@@ -162,9 +175,12 @@ static float encode_q2_K(const float *x, const float *a, const float *m, float a
     return total;
 }
 
-/* Half precision spaces its subnormals 2^-24 apart, so a super-block scale below 2^-14 is coarse:
- * for such tiny blocks, fewer scale codes under a larger, more exact scale may do better. */
-#define HALF_MIN_NORMAL 0x1.0p-14f
+/* Half precision spaces its subnormals 2^-24 apart: a super-block scale below 2^-18 is off by up
+ * to 1/128 of itself. For such tiny blocks, fewer scale codes under a larger and so relatively
+ * more exact super-block scale may do better; these are the largest codes tried instead. */
+#define HALF_COARSE 0x1.0p-18f
+static const int coarse_tops[] = {28, 24, 20, 16, 12, 10, 8, 6, 5, 4, 3, 2, 1};
+#define N_COARSE_TOPS ((int)(sizeof coarse_tops / sizeof coarse_tops[0]))
 
 static void quantize_q2_K_block(const float *x, block_q2_K *b)
 {
@@ -175,10 +191,12 @@ static void quantize_q2_K_block(const float *x, block_q2_K *b)
         mmax = fmaxf(mmax, m[s]);
     }
     float err = encode_q2_K(x, a, m, amax, mmax, 15, b);
-    if (amax / 15 < HALF_MIN_NORMAL && mmax / 15 < HALF_MIN_NORMAL) {
+    if (amax / 15 < HALF_COARSE && mmax / 15 < HALF_COARSE) {
         block_q2_K alt;
-        for (int top = 14; top >= 1; top--) {
-            float e = encode_q2_K(x, a, m, amax, mmax, top, &alt);
+        for (int c = 0; c < N_COARSE_TOPS; c++) {
+            if (coarse_tops[c] >= 15)
+                continue;
+            float e = encode_q2_K(x, a, m, amax, mmax, coarse_tops[c], &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
@@ -198,9 +216,9 @@ void ellm_quantize_q2_K(const float *x, block_q2_K *b, int64_t n)
 /* Levels -4..3 of x under value = s * q. */
 static float q3_levels(const float *x, int n, float s, int8_t *q)
 {
-    float err = 0;
+    float err = 0, inv = s != 0 ? 1.0f / s : 0;
     for (int k = 0; k < n; k++) {
-        int l = s != 0 ? clampi(round_int(x[k] / s), -4, 3) : 0;
+        int l = s != 0 ? clampi(round_int(x[k] * inv), -4, 3) : 0;
         q[k] = (int8_t)l;
         float e = s * (float)l - x[k];
         err += e * e;
@@ -221,7 +239,9 @@ static float q3_fit_sub(const float *x)
     }
     if (amax == 0)
         return 0;
-    float best = INFINITY, best_s = 0;
+    float best = INFINITY, best_s = 0, sxx = 0;
+    for (int k = 0; k < 16; k++)
+        sxx += x[k] * x[k];
     int8_t q[16];
     for (int side = 0; side < 2; side++) {
         for (int step = -6; step <= 6; step++) {
@@ -233,9 +253,11 @@ static float q3_fit_sub(const float *x)
                 sqx += (float)q[k] * x[k];
                 sqq += (float)(q[k] * q[k]);
             }
-            if (sqq > 0)
-                s = sqx / sqq;
-            float err = q3_levels(x, 16, s, q);
+            if (sqq <= 0)
+                continue;
+            /* The least-squares scale for these levels, and its error: sum x^2 - sqx^2 / sqq. */
+            s = sqx / sqq;
+            float err = sxx - sqx * sqx / sqq;
             if (err < best) {
                 best = err;
                 best_s = s;
@@ -255,7 +277,7 @@ static float encode_q3_K(const float *x, const float *sub, float smax, int top, 
     int8_t levels[QK_K];
     for (int s = 0; s < 16; s++) {
         const float *xs = x + 16 * s;
-        float f = d != 0 ? sub[s] / d : 0;
+        float f = code_ratio(d != 0 ? sub[s] / d : 0);
         float best = INFINITY;
         int code = 0;
         for (int c = 0; c < 2; c++) {
@@ -298,10 +320,10 @@ static void quantize_q3_K_block(const float *x, block_q3_K *b)
     }
     /* The largest sub-block scale maps to code -32, the wider side of the 6-bit signed range. */
     float err = encode_q3_K(x, sub, smax, 32, b);
-    if (samax / 32 < HALF_MIN_NORMAL) {
+    if (samax / 32 < HALF_COARSE) {
         block_q3_K alt;
-        for (int top = 31; top >= 1; top--) {
-            float e = encode_q3_K(x, sub, smax, top, &alt);
+        for (int c = 0; c < N_COARSE_TOPS; c++) {
+            float e = encode_q3_K(x, sub, smax, coarse_tops[c], &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
@@ -318,25 +340,24 @@ void ellm_quantize_q3_K(const float *x, block_q3_K *b, int64_t n)
 
 /* ---------------------------------------------------------------- IQ4_XS */
 
-/* Index of the table level nearest to v (the table is ascending). */
+/* Midpoints between neighbouring table levels: the nearest level's index is the number of
+ * midpoints below v (ties go to the lower level). Branch-free, so the search loops stay fast. */
+static const float iq4_midpoints[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+                                        7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
+
 static int iq4_nearest(float v)
 {
-    int lo = 0, hi = 15;
-    while (hi - lo > 1) {
-        int mid = (lo + hi) / 2;
-        if (v < (float)ellm_kvalues_iq4nl[mid])
-            hi = mid;
-        else
-            lo = mid;
-    }
-    return v - (float)ellm_kvalues_iq4nl[lo] <= (float)ellm_kvalues_iq4nl[hi] - v ? lo : hi;
+    int idx = 0;
+    for (int k = 0; k < 15; k++)
+        idx += v > iq4_midpoints[k];
+    return idx;
 }
 
 static float iq4_levels(const float *x, int n, float s, uint8_t *idx)
 {
-    float err = 0;
+    float err = 0, inv = s != 0 ? 1.0f / s : 0;
     for (int k = 0; k < n; k++) {
-        int l = s != 0 ? iq4_nearest(x[k] / s) : 8;
+        int l = s != 0 ? iq4_nearest(x[k] * inv) : 8;
         idx[k] = (uint8_t)l;
         float e = s * (float)ellm_kvalues_iq4nl[l] - x[k];
         err += e * e;
@@ -357,11 +378,13 @@ static float iq4_fit_sub(const float *x)
     }
     if (amax == 0)
         return 0;
-    float best = INFINITY, best_s = 0;
+    float best = INFINITY, best_s = 0, sxx = 0;
+    for (int k = 0; k < 32; k++)
+        sxx += x[k] * x[k];
     uint8_t idx[32];
     for (int side = 0; side < 2; side++) {
-        for (int step = -8; step <= 8; step++) {
-            float level = (side == 0 ? -127.0f : 113.0f) * (1.0f + 0.02f * (float)step);
+        for (int step = -5; step <= 5; step++) {
+            float level = (side == 0 ? -127.0f : 113.0f) * (1.0f + 0.03f * (float)step);
             float s = max / level;
             iq4_levels(x, 32, s, idx);
             float skx = 0, skk = 0;
@@ -370,9 +393,11 @@ static float iq4_fit_sub(const float *x)
                 skx += kv * x[k];
                 skk += kv * kv;
             }
-            if (skk > 0)
-                s = skx / skk;
-            float err = iq4_levels(x, 32, s, idx);
+            if (skk <= 0)
+                continue;
+            /* The least-squares scale for these levels, and its error: sum x^2 - skx^2 / skk. */
+            s = skx / skk;
+            float err = sxx - skx * skx / skk;
             if (err < best) {
                 best = err;
                 best_s = s;
@@ -391,7 +416,7 @@ static float encode_iq4_xs(const float *x, const float *sub, float smax, int top
     float d = ellm_f16_to_f32(b->d), total = 0;
     for (int s = 0; s < 8; s++) {
         const float *xs = x + 32 * s;
-        float f = d != 0 ? sub[s] / d : 0;
+        float f = code_ratio(d != 0 ? sub[s] / d : 0);
         float best = INFINITY;
         int code = 0;
         uint8_t idx[32], keep[32] = {0};
@@ -425,10 +450,10 @@ static void quantize_iq4_xs_block(const float *x, block_iq4_xs *b)
         }
     }
     float err = encode_iq4_xs(x, sub, smax, 32, b);
-    if (samax / 32 < HALF_MIN_NORMAL) {
+    if (samax / 32 < HALF_COARSE) {
         block_iq4_xs alt;
-        for (int top = 31; top >= 1; top--) {
-            float e = encode_iq4_xs(x, sub, smax, top, &alt);
+        for (int c = 0; c < N_COARSE_TOPS; c++) {
+            float e = encode_iq4_xs(x, sub, smax, coarse_tops[c], &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
