@@ -41,6 +41,8 @@ typedef enum ellm_chat_family {
                           tool results as ipython turns holding their JSON-quoted text */
     ELLM_CHAT_LLAMA32, /* Llama 3.2 Instruct: as 3.1 with today's date (local time, "%d %b %Y",
                           as the template gets it from strftime_now under transformers) */
+    ELLM_CHAT_ZEPHYR,  /* Zephyr / TinyLlama-1.1B-Chat: <|user|>\n...</s>\n, generation prompt
+                          <|assistant|>\n */
     ELLM_CHAT_FAMILY_COUNT
 } ellm_chat_family;
 
@@ -49,7 +51,7 @@ typedef enum ellm_chat_family {
 ellm_chat_family ellm_chat_detect(const char *template_text, bool *recognised);
 
 /* "chatml", "llama2", "llama3", "gemma", "phi3", "mistral", "smollm", "qwen2.5", "qwen3",
- * "llama3.1", "llama3.2". */
+ * "llama3.1", "llama3.2", "zephyr". */
 const char *ellm_chat_family_name(ellm_chat_family f);
 /* The family of a name as ellm_chat_family_name spells it; false if there is none. */
 bool ellm_chat_family_from_name(const char *name, ellm_chat_family *out);

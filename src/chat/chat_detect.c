@@ -9,7 +9,7 @@ static const char *const family_names[ELLM_CHAT_FAMILY_COUNT] = {
     [ELLM_CHAT_CHATML] = "chatml", [ELLM_CHAT_LLAMA2] = "llama2",   [ELLM_CHAT_LLAMA3] = "llama3",
     [ELLM_CHAT_GEMMA] = "gemma",   [ELLM_CHAT_PHI3] = "phi3",       [ELLM_CHAT_MISTRAL] = "mistral",
     [ELLM_CHAT_SMOLLM] = "smollm", [ELLM_CHAT_QWEN25] = "qwen2.5", [ELLM_CHAT_QWEN3] = "qwen3",
-    [ELLM_CHAT_LLAMA31] = "llama3.1", [ELLM_CHAT_LLAMA32] = "llama3.2",
+    [ELLM_CHAT_LLAMA31] = "llama3.1", [ELLM_CHAT_LLAMA32] = "llama3.2", [ELLM_CHAT_ZEPHYR] = "zephyr",
 };
 
 const char *ellm_chat_family_name(ellm_chat_family f)
@@ -53,6 +53,8 @@ static bool detect(const char *t, ellm_chat_family *f)
         *f = ELLM_CHAT_GEMMA;
     else if (has(t, "<|user|>") && has(t, "<|end|>"))
         *f = ELLM_CHAT_PHI3;
+    else if (has(t, "<|user|>") && has(t, "<|assistant|>") && has(t, "eos_token"))
+        *f = ELLM_CHAT_ZEPHYR; /* each turn ends with EOS instead of Phi-3's <|end|> */
     else if (has(t, "[INST]") && has(t, "<<SYS>>"))
         *f = ELLM_CHAT_LLAMA2;
     else if (has(t, "[INST]"))
@@ -78,6 +80,7 @@ const char *const *ellm_chat_stop_strings(ellm_chat_family f)
     static const char *const llama3[] = {"<|eot_id|>", "<|start_header_id|>", NULL};
     static const char *const gemma[] = {"<end_of_turn>", "<start_of_turn>", NULL};
     static const char *const phi3[] = {"<|end|>", "<|user|>", NULL};
+    static const char *const zephyr[] = {"</s>", "<|user|>", NULL};
     switch (f) {
     case ELLM_CHAT_LLAMA2:
     case ELLM_CHAT_MISTRAL: return llama2;
@@ -86,6 +89,7 @@ const char *const *ellm_chat_stop_strings(ellm_chat_family f)
     case ELLM_CHAT_LLAMA32: return llama3;
     case ELLM_CHAT_GEMMA: return gemma;
     case ELLM_CHAT_PHI3: return phi3;
+    case ELLM_CHAT_ZEPHYR: return zephyr;
     default: return chatml;
     }
 }

@@ -251,6 +251,27 @@ static bool render_phi3(render *r)
     return true;
 }
 
+/* The template puts a newline after each turn's EOS: its lines end outside the expressions. */
+static bool render_zephyr(render *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const ellm_chat_message *m = &r->msgs[i];
+        const char *tag = role_is(m, "user")        ? "<|user|>\n"
+                          : role_is(m, "system")    ? "<|system|>\n"
+                          : role_is(m, "assistant") ? "<|assistant|>\n"
+                                                    : NULL;
+        if (tag) {
+            put(r, tag);
+            put(r, content_of(m));
+            put(r, r->eos);
+            put(r, "\n");
+        }
+        if (i + 1 == r->n && r->add_generation_prompt)
+            put(r, "<|assistant|>\n");
+    }
+    return true;
+}
+
 static bool render_mistral(render *r)
 {
     const ellm_chat_message *loop = r->msgs;
@@ -411,6 +432,7 @@ char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t
     case ELLM_CHAT_LLAMA3: ok = render_llama3(&r); break;
     case ELLM_CHAT_GEMMA: ok = render_gemma(&r); break;
     case ELLM_CHAT_PHI3: ok = render_phi3(&r); break;
+    case ELLM_CHAT_ZEPHYR: ok = render_zephyr(&r); break;
     case ELLM_CHAT_MISTRAL: ok = render_mistral(&r); break;
     case ELLM_CHAT_SMOLLM: ok = render_smollm(&r); break;
     case ELLM_CHAT_QWEN25: ok = render_qwen25(&r); break;

@@ -63,6 +63,7 @@ const templates = [
     skip: (c) => (c.messages.some((m) => m.role === "system" && m.content === "") ? "Phi-3.5 drops an empty system message; the family follows Phi-3" : null),
   },
   { name: "mistral-7b-instruct-v0.2", src: fromFile("mistral-7b-instruct-v0.2.jinja"), family: "mistral", bos: "<s>", eos: "</s>" },
+  { name: "zephyr (TinyLlama-1.1B-Chat)", src: fromFile("zephyr.jinja"), family: "zephyr", bos: "<s>", eos: "</s>" },
   { name: "smollm2-instruct", src: fromFile("smollm2-instruct.jinja"), family: "smollm", bos: "<|im_start|>", eos: "<|im_end|>" },
 ];
 
