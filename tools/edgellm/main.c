@@ -6,10 +6,6 @@
 #include "commands.h"
 #include "edgellm.h"
 
-/* The server is built only where its module exists; until then the command reports itself
- * unavailable instead of failing to link. */
-#pragma weak cmd_serve
-
 typedef struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
