@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "convert/convert.h"
 #include "core/status.h"
@@ -41,38 +42,130 @@ static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
 
 static bool name_is(gguf_str s, const char *name) { return gguf_str_eq(s, name); }
 
-/* The type one tensor gets: norms and other 1-D tensors stay as they are; the output head (the
- * token embedding when the head is tied to it) keeps 8 bits under a 4-bit target, as the common
- * recipes keep it at higher precision; rows that do not split into the target's blocks take F16,
- * the nearest type that fits any row length. */
-static ellm_type choose(const gguf_tensor_info *t, ellm_type target, bool tied, bool *fell_back)
+static const ellm_quant_recipe k_recipes[] = {
+    {"Q4_K_S", ELLM_TYPE_Q4_K, ELLM_MIX_K_S, 14}, {"Q4_K_M", ELLM_TYPE_Q4_K, ELLM_MIX_K_M, 15},
+    {"Q5_K_S", ELLM_TYPE_Q5_K, ELLM_MIX_K_S, 16}, {"Q5_K_M", ELLM_TYPE_Q5_K, ELLM_MIX_K_M, 17},
+    {"Q6_K", ELLM_TYPE_Q6_K, ELLM_MIX_PLAIN, 18},  {"Q4_K", ELLM_TYPE_Q4_K, ELLM_MIX_K_M, 15},
+    {"Q5_K", ELLM_TYPE_Q5_K, ELLM_MIX_K_M, 17},
+};
+
+const char *ellm_quant_recipe_names(void)
 {
-    *fell_back = false;
+    return "q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0, q4_0, f16, bf16, f32";
+}
+
+const ellm_quant_recipe *ellm_quant_recipe_find(const char *name, ellm_quant_recipe *scratch)
+{
+    for (size_t i = 0; i < sizeof k_recipes / sizeof k_recipes[0]; i++)
+        if (strcasecmp(k_recipes[i].name, name) == 0)
+            return &k_recipes[i];
+    ellm_type t;
+    /* Q8_K is an activation format, never stored in files. */
+    if (!ellm_type_from_name(name, &t) || t == ELLM_TYPE_Q8_K || !ellm_type_supported(t))
+        return NULL;
+    *scratch = (ellm_quant_recipe){ellm_type_name(t), t, ELLM_MIX_PLAIN, ellm_gguf_file_type(t)};
+    return scratch;
+}
+
+/* The layer a tensor belongs to ("blk.N."), or -1. */
+static int layer_of(gguf_str name)
+{
+    if (name.len < 5 || memcmp(name.data, "blk.", 4) != 0)
+        return -1;
+    int n = 0;
+    size_t i = 4;
+    for (; i < name.len && name.data[i] >= '0' && name.data[i] <= '9' && n < 1000000; i++)
+        n = n * 10 + (name.data[i] - '0');
+    return i > 4 && i < name.len && name.data[i] == '.' ? n : -1;
+}
+
+static bool name_ends(gguf_str s, const char *suffix)
+{
+    size_t n = strlen(suffix);
+    return s.len >= n && memcmp(s.data + s.len - n, suffix, n) == 0;
+}
+
+/* The K-quant "medium" layer choice: the first and last eighth of the layers, and every third
+ * one between, get more bits (about half of them in all); these tensors matter most. */
+static bool more_bits_layer(int layer, int n_layer)
+{
+    return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
+}
+
+/* For rows that do not split into 256-value super-blocks: the nearest 32-block type this build
+ * has (the K-quant convention's replacement first, then one of about the same size or larger),
+ * or F16, which fits any row. */
+static ellm_type fallback_type(ellm_type want, uint64_t n_cols)
+{
+    ellm_type chain[3] = {ELLM_TYPE_F16, ELLM_TYPE_F16, ELLM_TYPE_F16};
+    switch (want) {
+    case ELLM_TYPE_Q4_K: chain[0] = ELLM_TYPE_Q5_0; chain[1] = ELLM_TYPE_Q4_0; break;
+    case ELLM_TYPE_Q5_K:
+        chain[0] = ELLM_TYPE_Q5_1;
+        chain[1] = ELLM_TYPE_Q5_0;
+        chain[2] = ELLM_TYPE_Q8_0;
+        break;
+    case ELLM_TYPE_Q6_K: chain[0] = ELLM_TYPE_Q8_0; break;
+    default: break;
+    }
+    for (int i = 0; i < 3; i++) {
+        const ellm_type_traits *tr = ellm_type_traits_of(chain[i]);
+        if (ellm_type_supported(chain[i]) && n_cols % tr->block_size == 0)
+            return chain[i];
+    }
+    return ELLM_TYPE_F16;
+}
+
+/* The type one tensor gets: norms and other 1-D tensors stay as they are; the output head (the
+ * token embedding when the head is tied to it) gets more bits than a 4-bit base (Q8_0 under
+ * Q4_0, Q6_K under the K-quant recipes), as the common recipes do; the K mixes raise attn_v and
+ * ffn_down in some layers; rows that do not split into the chosen type's blocks take the nearest
+ * type that fits (fallback_type). */
+static ellm_type choose(const gguf_tensor_info *t, const ellm_quant_recipe *r, bool tied,
+                        int n_layer, ellm_type *wanted)
+{
+    *wanted = (ellm_type)t->type;
     if (t->n_dims < 2)
         return (ellm_type)t->type;
-    ellm_type want = target;
+    ellm_type want = r->base;
+    bool k_recipe = r->base == ELLM_TYPE_Q4_K || r->base == ELLM_TYPE_Q5_K ||
+                    r->base == ELLM_TYPE_Q6_K;
     bool head = name_is(t->name, "output.weight") || (tied && name_is(t->name, "token_embd.weight"));
-    if (target == ELLM_TYPE_Q4_0 && head)
+    int layer = layer_of(t->name);
+    bool attn_v = layer >= 0 && name_ends(t->name, ".attn_v.weight");
+    bool ffn_down = layer >= 0 && name_ends(t->name, ".ffn_down.weight");
+    if (r->base == ELLM_TYPE_Q4_0 && head)
         want = ELLM_TYPE_Q8_0;
+    else if (k_recipe && head)
+        want = ELLM_TYPE_Q6_K;
+    else if (r->mix == ELLM_MIX_K_M && (attn_v || ffn_down) && more_bits_layer(layer, n_layer))
+        want = ELLM_TYPE_Q6_K;
+    else if (r->mix == ELLM_MIX_K_S && r->base == ELLM_TYPE_Q4_K &&
+             ((attn_v && layer < 4) || (ffn_down && layer < (n_layer + 7) / 8)))
+        want = ELLM_TYPE_Q5_K;
+    *wanted = want;
     const ellm_type_traits *tr = ellm_type_traits_of(want);
-    if (t->ne[0] % tr->block_size != 0) {
-        *fell_back = true;
-        return ELLM_TYPE_F16;
-    }
-    return want;
+    return t->ne[0] % tr->block_size != 0 ? fallback_type(want, t->ne[0]) : want;
 }
 
 edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, ellm_type target,
                                    const ellm_quantize_options *options)
 {
+    ellm_quant_recipe scratch;
+    const ellm_quant_recipe *r = ellm_quant_recipe_find(ellm_type_name(target), &scratch);
+    if (!r)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "quantizing to %s is not supported yet (supported: %s)",
+                         ellm_type_name(target), ellm_quant_recipe_names());
+    return ellm_quantize_model_recipe(in_path, out_path, r, options);
+}
+
+edgellm_status ellm_quantize_model_recipe(const char *in_path, const char *out_path,
+                                          const ellm_quant_recipe *recipe,
+                                          const ellm_quantize_options *options)
+{
     ellm_quantize_options none = {0};
     const ellm_quantize_options *o = options ? options : &none;
-    if (target != ELLM_TYPE_F32 && target != ELLM_TYPE_F16 && target != ELLM_TYPE_BF16 &&
-        target != ELLM_TYPE_Q8_0 && target != ELLM_TYPE_Q4_0)
-        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "quantizing to %s is not supported yet (supported: F32, F16, BF16, Q8_0, "
-                         "Q4_0)",
-                         ellm_type_name(target));
     gguf_file *in = NULL;
     edgellm_status st = gguf_open(in_path, &in);
     if (st != EDGELLM_OK)
@@ -99,24 +192,29 @@ edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, el
             break;
         }
         st = strcmp(key, "general.file_type") == 0
-                 ? gguf_writer_set_u32(w, key, ellm_gguf_file_type(target))
+                 ? gguf_writer_set_u32(w, key, recipe->file_type)
                  : gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
     if (st == EDGELLM_OK && !gguf_find_kv(in, "general.file_type"))
-        st = gguf_writer_set_u32(w, "general.file_type", ellm_gguf_file_type(target));
+        st = gguf_writer_set_u32(w, "general.file_type", recipe->file_type);
+    int n_layer = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        int layer = layer_of(gguf_tensor_at(in, i)->name);
+        n_layer = layer >= n_layer ? layer + 1 : n_layer;
+    }
     for (uint64_t i = 0; st == EDGELLM_OK && i < n; i++) {
         const gguf_tensor_info *t = gguf_tensor_at(in, i);
-        bool fell_back;
+        ellm_type wanted;
         bool tied = gguf_find_tensor(in, "output.weight") == NULL;
-        jobs[i] = (requant){t, choose(t, target, tied, &fell_back), o, (int)i, (int)n};
+        jobs[i] = (requant){t, choose(t, recipe, tied, n_layer, &wanted), o, (int)i, (int)n};
         char *name = gguf_str_dup(t->name);
         if (!name) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
             break;
         }
-        if (fell_back && o->on_fallback)
-            o->on_fallback(o->user, name, target, jobs[i].type);
+        if (jobs[i].type != wanted && o->on_fallback)
+            o->on_fallback(o->user, name, wanted, jobs[i].type);
         st = gguf_writer_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne,
                                          fill_requantized, &jobs[i]);
         free(name);

@@ -28,16 +28,22 @@ int cmd_quantize(int argc, char **argv)
 {
     const char *cmd = "quantize";
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE   (TYPE: q8_0, q4_0, f16, bf16, f32)\n");
+        printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE\n"
+               "  TYPE: %s\n"
+               "  The K-quant mixes keep the output head at Q6_K; _M raises attn_v and ffn_down\n"
+               "  of about half the layers to Q6_K, _S a few early ones one step.\n",
+               ellm_quant_recipe_names());
         return 0;
     }
     if (argc != 4) {
-        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE (q8_0, q4_0, f16, bf16, f32)");
+        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE (%s)", ellm_quant_recipe_names());
         return EXIT_USAGE;
     }
     ellm_type type;
-    if (!ellm_type_from_name(argv[3], &type)) {
-        cli_error(cmd, "unknown type '%s' (q8_0, q4_0, f16, bf16, f32)", argv[3]);
+    ellm_quant_recipe scratch;
+    const ellm_quant_recipe *recipe = ellm_quant_recipe_find(argv[3], &scratch);
+    if (!recipe && !ellm_type_from_name(argv[3], &type)) {
+        cli_error(cmd, "unknown type '%s' (%s)", argv[3], ellm_quant_recipe_names());
         return EXIT_USAGE;
     }
     if (!strcmp(argv[1], argv[2])) {
@@ -45,10 +51,12 @@ int cmd_quantize(int argc, char **argv)
         return EXIT_USAGE;
     }
     ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress};
-    if (ellm_quantize_model(argv[1], argv[2], type, &o) != EDGELLM_OK) {
+    edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], recipe, &o)
+                               : ellm_quantize_model(argv[1], argv[2], type, &o);
+    if (st != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
-    fprintf(stderr, "edgellm quantize: wrote %s (%s)\n", argv[2], ellm_type_name(type));
+    fprintf(stderr, "edgellm quantize: wrote %s (%s)\n", argv[2], recipe->name);
     return 0;
 }
