@@ -66,10 +66,10 @@ static void test_layouts(void)
     uint8_t q50[22];
     memset(q50, 0, sizeof q50);
     put_half(q50, 0.25f);
-    q50[2] = 0x01;            /* bit 0: value 0 */
-    q50[3] = 0x02;            /* bit 9: value 9 */
-    q50[4] = 0x81;            /* bits 16 and 23: values 16 and 23 */
-    q50[5] = 0x80;            /* bit 31: value 31 */
+    q50[2] = 0x01; /* bit 0: value 0 */
+    q50[3] = 0x02; /* bit 9: value 9 */
+    q50[4] = 0x81; /* bits 16 and 23: values 16 and 23 */
+    q50[5] = 0x80; /* bit 31: value 31 */
     for (int j = 0; j < 16; j++)
         q50[6 + j] = (uint8_t)(j | (15 - j) << 4);
     ellm_dequantize_row(ELLM_TYPE_Q5_0, q50, y, 32);
@@ -99,8 +99,8 @@ static void test_layouts(void)
     memset(q51, 0, sizeof q51);
     put_half(q51, 2.0f);
     put_half(q51 + 2, 1.0f);
-    q51[4] = 0x04;  /* value 2 */
-    q51[7] = 0x40;  /* bit 30: value 30 */
+    q51[4] = 0x04; /* value 2 */
+    q51[7] = 0x40; /* bit 30: value 30 */
     for (int j = 0; j < 16; j++)
         q51[8 + j] = (uint8_t)((j % 4) | (j % 3) << 4);
     ellm_dequantize_row(ELLM_TYPE_Q5_1, q51, y, 32);
@@ -143,7 +143,8 @@ static void test_layouts(void)
     for (int i = 0; i < 64; i++)
         x[i] = frand();
     static uint8_t buf[256];
-    ellm_type all[] = {ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_0, ELLM_TYPE_Q5_1, ELLM_TYPE_IQ4_NL, ELLM_TYPE_Q8_1};
+    ellm_type all[] = {ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_0, ELLM_TYPE_Q5_1, ELLM_TYPE_IQ4_NL,
+                       ELLM_TYPE_Q8_1};
     size_t sizes[] = {sizeof(block_q4_1), sizeof(block_q5_0), sizeof(block_q5_1),
                       sizeof(block_iq4_nl), sizeof(block_q8_1)};
     for (int t = 0; t < 5; t++) {
@@ -170,14 +171,16 @@ static void test_quantizer_choices(void)
         x[j] = -1.0f + (float)j / 31.0f * 3.0f; /* -1 .. 2 */
     block_q4_1 q41;
     ellm_quantize_row(ELLM_TYPE_Q4_1, x, &q41, 32);
-    CHECK(ellm_f16_to_f32(q41.m) == -1.0f && ellm_f16_to_f32(q41.d) == ellm_f16_to_f32(ellm_f32_to_f16(0.2f)));
+    CHECK(ellm_f16_to_f32(q41.m) == -1.0f &&
+          ellm_f16_to_f32(q41.d) == ellm_f16_to_f32(ellm_f32_to_f16(0.2f)));
     CHECK((q41.qs[0] & 15) == 0 && (q41.qs[15] >> 4) == 15);
     block_q5_1 q51;
     ellm_quantize_row(ELLM_TYPE_Q5_1, x, &q51, 32);
     ellm_dequantize_row(ELLM_TYPE_Q5_1, &q51, y, 32);
     /* 32 evenly spaced values on 32 levels: each is reproduced up to the half rounding of d. */
     for (int j = 0; j < 32; j++)
-        CHECK_MSG(fabsf(y[j] - x[j]) < 3.0f * 1e-3f, "Q5_1 even ramp value %d: %g vs %g", j, y[j], x[j]);
+        CHECK_MSG(fabsf(y[j] - x[j]) < 3.0f * 1e-3f, "Q5_1 even ramp value %d: %g vs %g", j, y[j],
+                  x[j]);
     /* IQ4_NL: values that are exactly the levels times a scale come back exactly. */
     for (int j = 0; j < 32; j++)
         x[j] = 0.5f * (float)iq4nl_levels[(j * 7) % 16];
@@ -187,7 +190,8 @@ static void test_quantizer_choices(void)
     int bad = 0;
     for (int j = 0; j < 32; j++)
         bad += y[j] != x[j];
-    CHECK_MSG(bad == 0, "IQ4_NL: %d values of an exactly representable block are not reproduced", bad);
+    CHECK_MSG(bad == 0, "IQ4_NL: %d values of an exactly representable block are not reproduced",
+              bad);
     /* Q8_1: the quants are Q8_0's, and s is the stored scale times their sum. */
     for (int j = 0; j < 32; j++)
         x[j] = frand() * 3.0f;
@@ -218,10 +222,14 @@ static double value_bound(ellm_type t, const float *x)
     }
     double half_rounding = (fabs(lo) + (double)(hi - lo)) * 0x1.0p-10 + 1e-7 * amax;
     switch (t) {
-    case ELLM_TYPE_Q4_1: return (hi - lo) / 15.0 * 0.5 * 1.001 + half_rounding;
-    case ELLM_TYPE_Q5_1: return (hi - lo) / 31.0 * 0.5 * 1.001 + half_rounding;
-    case ELLM_TYPE_Q5_0: return amax / 16.0 * 1.001 + amax * 0x1.0p-10;
-    default: return amax * 0.15;
+    case ELLM_TYPE_Q4_1:
+        return (hi - lo) / 15.0 * 0.5 * 1.001 + half_rounding;
+    case ELLM_TYPE_Q5_1:
+        return (hi - lo) / 31.0 * 0.5 * 1.001 + half_rounding;
+    case ELLM_TYPE_Q5_0:
+        return amax / 16.0 * 1.001 + amax * 0x1.0p-10;
+    default:
+        return amax * 0.15;
     }
 }
 
@@ -234,7 +242,8 @@ static void measure(ellm_type t, const float *x, int n, err_stats *st)
 {
     static uint8_t buf[1 << 17];
     static float y[1 << 16];
-    CHECK(ellm_quantize_row(t, x, buf, n) == (size_t)(n / 32) * ellm_type_traits_of(t)->block_bytes);
+    CHECK(ellm_quantize_row(t, x, buf, n) ==
+          (size_t)(n / 32) * ellm_type_traits_of(t)->block_bytes);
     ellm_dequantize_row(t, buf, y, n);
     for (int b = 0; b < n / 32; b++) {
         double bound = value_bound(t, x + 32 * b);
@@ -263,13 +272,17 @@ static void test_quantization_error(void)
         ellm_type ty = legacy_types[t];
         for (int dist = 0; dist < 3; dist++) {
             for (int i = 0; i < N; i++)
-                x[i] = dist == 0 ? gauss() : dist == 1 ? frand() : gauss() * 1e-3f * (float)(1 + i % 7);
+                x[i] = dist == 0   ? gauss()
+                       : dist == 1 ? frand()
+                                   : gauss() * 1e-3f * (float)(1 + i % 7);
             err_stats st = {0};
             measure(ty, x, N, &st);
             double rel = sqrt(st.sq_err / st.sq_ref);
-            fprintf(stderr,
-                    "%-6s %s: max |error| %.4f, mean |error| %.5f, relative RMS %.4f\n",
-                    ellm_type_name(ty), dist == 0 ? "N(0,1)   " : dist == 1 ? "U(-1,1)  " : "small    ",
+            fprintf(stderr, "%-6s %s: max |error| %.4f, mean |error| %.5f, relative RMS %.4f\n",
+                    ellm_type_name(ty),
+                    dist == 0   ? "N(0,1)   "
+                    : dist == 1 ? "U(-1,1)  "
+                                : "small    ",
                     st.max_abs, st.sum_abs / (double)st.count, rel);
             CHECK_MSG(st.worst_excess == 0, "%s dist %d: an error exceeds its bound %.3f times",
                       ellm_type_name(ty), dist, st.worst_excess);
@@ -305,13 +318,15 @@ static void test_edge_cases(void)
             bad += fabsf(y[32 + j] - 0.7f) > 0.7f * 2e-3f;
             bad += fabsf(y[64 + j] + 3.0f) > 3.0f * 2e-3f;
         }
-        CHECK_MSG(bad == 0, "%s: zero or constant blocks are not reproduced (%d values)", name, bad);
+        CHECK_MSG(bad == 0, "%s: zero or constant blocks are not reproduced (%d values)", name,
+                  bad);
         for (int b = 3; b < NB; b++) {
             double bound = value_bound(ty, x + 32 * b);
             for (int j = 0; j < 32; j++) {
                 int i = 32 * b + j;
-                CHECK_MSG(fabs((double)x[i] - y[i]) <= bound, "%s block %d value %d: %g decodes to %g (bound %g)",
-                          name, b, j, x[i], y[i], bound);
+                CHECK_MSG(fabs((double)x[i] - y[i]) <= bound,
+                          "%s block %d value %d: %g decodes to %g (bound %g)", name, b, j, x[i],
+                          y[i], bound);
             }
         }
         for (int j = 0; j < 32; j++)
@@ -341,7 +356,8 @@ static double kernel_tolerance(ellm_type t, const void *wq, const void *xq, cons
     for (int i = 0; i < n; i++)
         mag += fabs((double)wd[i] * xd[i]);
     for (int b = 0; has_min(t) && b < n / 32; b++) {
-        uint16_t m = t == ELLM_TYPE_Q4_1 ? ((const block_q4_1 *)wq)[b].m : ((const block_q5_1 *)wq)[b].m;
+        uint16_t m =
+            t == ELLM_TYPE_Q4_1 ? ((const block_q4_1 *)wq)[b].m : ((const block_q5_1 *)wq)[b].m;
         double s = fabs(ellm_f16_to_f32(((const block_q8_1 *)xq)[b].s));
         min_terms += fabs(ellm_f16_to_f32(m)) * s;
     }
@@ -378,7 +394,9 @@ static void test_kernels(void)
                            : edge == 3 ? 5.0f + fabsf(gauss())
                            : edge == 4 ? -1.25f
                                        : gauss();
-                    x[i] = edge == 2 ? frand() * 1e-3f : edge == 4 ? (float)(i % 64 - 32) + 0.5f : frand();
+                    x[i] = edge == 2   ? frand() * 1e-3f
+                           : edge == 4 ? (float)(i % 64 - 32) + 0.5f
+                                       : frand();
                 }
                 ellm_quantize_row(ty, w, wq, n);
                 ellm_quantize_row(act, x, xq, n);
@@ -389,10 +407,12 @@ static void test_kernels(void)
                 float sc, fast;
                 ks->vec_dot(n, &sc, wq, xq);
                 kf->vec_dot(n, &fast, wq, xq);
-                CHECK_MSG(fabs((double)sc - ref) <= tol, "%s n=%d edge=%d: scalar %.9g vs reference %.9g (tol %g)",
+                CHECK_MSG(fabs((double)sc - ref) <= tol,
+                          "%s n=%d edge=%d: scalar %.9g vs reference %.9g (tol %g)",
                           ellm_type_name(ty), n, edge, sc, ref, tol);
-                CHECK_MSG(fabs((double)fast - ref) <= tol, "%s n=%d edge=%d: %s %.9g vs reference %.9g (tol %g)",
-                          ellm_type_name(ty), n, edge, kf->isa, fast, ref, tol);
+                CHECK_MSG(fabs((double)fast - ref) <= tol,
+                          "%s n=%d edge=%d: %s %.9g vs reference %.9g (tol %g)", ellm_type_name(ty),
+                          n, edge, kf->isa, fast, ref, tol);
                 /* The kernels sum the same exact block integers, only in another float order. */
                 double mag = 0;
                 for (int i = 0; i < n; i++)
@@ -426,8 +446,8 @@ static void test_kernels(void)
                 kf->vec_dot(n, &single[r], wq, xs4[r]);
             }
             kf->vec_dot_x4(n, multi, wq, ptrs);
-            CHECK_MSG(!memcmp(single, multi, sizeof single), "%s n=%d: x4 kernel differs from single rows",
-                      ellm_type_name(ty), n);
+            CHECK_MSG(!memcmp(single, multi, sizeof single),
+                      "%s n=%d: x4 kernel differs from single rows", ellm_type_name(ty), n);
         }
     }
 }
@@ -442,17 +462,18 @@ static void test_q8_1_activations(void)
     for (int i = 0; i < N; i++)
         x[i] = frand() * (i % 97 == 0 ? 30.0f : 2.0f);
     for (int j = 0; j < 32; j++) {
-        x[j] = 0;                                  /* block 0: all zero */
-        x[32 + j] = (float)(j - 16) + 0.5f;        /* block 1: amax 15.5 */
+        x[j] = 0;                                            /* block 0: all zero */
+        x[32 + j] = (float)(j - 16) + 0.5f;                  /* block 1: amax 15.5 */
         x[64 + j] = j == 0 ? 127.0f : (float)(j % 9) - 4.5f; /* block 2: scale 1, exact halves */
-        x[96 + j] = -1e-30f * (float)(j + 1);      /* block 3: tiny */
+        x[96 + j] = -1e-30f * (float)(j + 1);                /* block 3: tiny */
     }
     ellm_quantize_row(ELLM_TYPE_Q8_1, x, a, N);
     ellm_quantize_activations(ELLM_TYPE_Q8_1, x, b, N);
     CHECK_MSG(memcmp(a, b, sizeof a) == 0, "the %s Q8_1 quantizer differs from the reference",
               ellm_kernel_set_name());
     /* Halves at scale 1 round away from zero: -4.5 -> -5, 3.5 -> 4. */
-    CHECK(ellm_f16_to_f32(a[2].d) == 1.0f && a[2].qs[1] == -4 + 0 && a[2].qs[9] == -5 && a[2].qs[8] == 4);
+    CHECK(ellm_f16_to_f32(a[2].d) == 1.0f && a[2].qs[1] == -4 && a[2].qs[9] == -5 &&
+          a[2].qs[8] == 4);
     for (int blk = 0; blk < N / 32; blk++) {
         int sum = 0;
         for (int j = 0; j < 32; j++)
@@ -504,8 +525,12 @@ static void test_matmul(void)
                 tol[tok * OUT + r] = (float)(bound + 1e-4);
             }
         }
-        ellm_tensor tw = {.type = ty, .ne = {IN, OUT, 1, 1}, .n_dims = 2, .row_bytes = row_bytes,
-                          .n_bytes = row_bytes * OUT, .data = wq};
+        ellm_tensor tw = {.type = ty,
+                          .ne = {IN, OUT, 1, 1},
+                          .n_dims = 2,
+                          .row_bytes = row_bytes,
+                          .n_bytes = row_bytes * OUT,
+                          .data = wq};
         void *scratch = malloc(ellm_matmul_scratch_bytes(&tw, T) + 1);
         for (int pass = 0; pass < 2; pass++) {
             ellm_quant_force_scalar(pass == 1);

@@ -228,8 +228,8 @@ static bool single_keeps_8bit_head(ellm_type t)
 /* The type one tensor gets: norms and other 1-D tensors stay as they are. A single-type target
  * keeps the output head (the token embedding when the head is tied to it) at 8 bits under a 4- or
  * 5-bit target, and rows that do not split into its blocks take F16, the nearest type that fits
- * any row length. A recipe takes its wish; rows that do not split into 256-value blocks take a 32-value
- * substitute, or F16 when they do not split into 32s either. */
+ * any row length. A recipe takes its wish; rows that do not split into 256-value blocks take a
+ * 32-value substitute, or F16 when they do not split into 32s either. */
 static ellm_type choose(const gguf_tensor_info *t, const recipe *r, const model_shape *m,
                         bool *fell_back, ellm_type *wanted)
 {

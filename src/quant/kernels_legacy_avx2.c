@@ -45,8 +45,8 @@ static inline __m256i fifth_bits(const uint8_t *qh)
     int32_t word;
     memcpy(&word, qh, 4);
     /* Byte j takes byte j / 8 of the word, then tests its bit j % 8. */
-    const __m256i spread = _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll,
-                                             0x0101010101010101ll, 0);
+    const __m256i spread =
+        _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll, 0x0101010101010101ll, 0);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(word), spread);
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
@@ -78,8 +78,9 @@ ALWAYS_INLINE __m256i decode_block(weight_kind kind, const void *row, int64_t i,
         *m = 0;
         /* q - 16 is the nibble where the fifth bit is set, and the nibble with 0xF0 set (the
          * int8 nibble - 16) where it is clear. */
-        return _mm256_or_si256(unpack_nibbles(b->qs),
-                               _mm256_andnot_si256(fifth_bits(b->qh), _mm256_set1_epi8((char)0xF0)));
+        return _mm256_or_si256(
+            unpack_nibbles(b->qs),
+            _mm256_andnot_si256(fifth_bits(b->qh), _mm256_set1_epi8((char)0xF0)));
     }
     case KIND_IQ4_NL:
     default: {
