@@ -10,7 +10,11 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: edgellm convert --from llama2c CHECKPOINT.bin --tokenizer TOKENIZER.bin "
-                 "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n");
+                 "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n"
+                 "       edgellm convert --from hf MODEL_DIR -o OUT.gguf "
+                 "[--outtype f32|f16|bf16|q8_0] [--name NAME]\n"
+                 "  MODEL_DIR is a Hugging Face checkpoint folder: config.json and "
+                 "model.safetensors (or shards with model.safetensors.index.json)\n");
 }
 
 static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
@@ -18,6 +22,34 @@ static void report_fallback(void *user, const char *tensor, ellm_type wanted, el
     (void)user;
     fprintf(stderr, "edgellm convert: %s: rows do not split into %s blocks; stored as %s\n",
             tensor, ellm_type_name(wanted), ellm_type_name(used));
+}
+
+static int convert_hf(const char *dir, const char *tokenizer, const char *out, ellm_type out_type,
+                      const char *name)
+{
+    const char *cmd = "convert";
+    if (!dir || !out) {
+        cli_error(cmd, "need MODEL_DIR and -o OUT.gguf");
+        return EXIT_USAGE;
+    }
+    if (tokenizer) {
+        cli_error(cmd, "--tokenizer is for llama2c; a Hugging Face folder's tokenizer.json is "
+                       "read from MODEL_DIR");
+        return EXIT_USAGE;
+    }
+    if (out_type == ELLM_TYPE_Q4_0) {
+        cli_error(cmd, "--from hf writes f32, f16, bf16 or q8_0; use 'edgellm quantize' for "
+                       "q4_0 afterwards");
+        return EXIT_USAGE;
+    }
+    ellm_convert_options o = {.out_type = out_type, .name = name, .on_fallback = report_fallback};
+    if (ellm_convert_hf(dir, out, &o) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    fprintf(stderr, "edgellm convert: wrote %s (weights only: tokenizer.json import is not "
+                    "available in this build yet)\n", out);
+    return 0;
 }
 
 int cmd_convert(int argc, char **argv)
@@ -51,8 +83,9 @@ int cmd_convert(int argc, char **argv)
                 return EXIT_USAGE;
             if (!ellm_type_from_name(v, &out_type) ||
                 (out_type != ELLM_TYPE_F32 && out_type != ELLM_TYPE_F16 &&
-                 out_type != ELLM_TYPE_Q8_0 && out_type != ELLM_TYPE_Q4_0)) {
-                cli_error(cmd, "--outtype must be f32, f16, q8_0 or q4_0, got '%s'", v);
+                 out_type != ELLM_TYPE_BF16 && out_type != ELLM_TYPE_Q8_0 &&
+                 out_type != ELLM_TYPE_Q4_0)) {
+                cli_error(cmd, "--outtype must be f32, f16, bf16, q8_0 or q4_0, got '%s'", v);
                 return EXIT_USAGE;
             }
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -66,11 +99,17 @@ int cmd_convert(int argc, char **argv)
         }
     }
     if (!from) {
-        cli_error(cmd, "say which format to read: --from llama2c");
+        cli_error(cmd, "say which format to read: --from llama2c or --from hf");
         return EXIT_USAGE;
     }
+    if (!strcmp(from, "hf"))
+        return convert_hf(input, tokenizer, out, out_type, name);
     if (strcmp(from, "llama2c") != 0) {
-        cli_error(cmd, "unknown source format '%s' (supported: llama2c)", from);
+        cli_error(cmd, "unknown source format '%s' (supported: llama2c, hf)", from);
+        return EXIT_USAGE;
+    }
+    if (out_type == ELLM_TYPE_BF16) {
+        cli_error(cmd, "--outtype bf16 is only available with --from hf");
         return EXIT_USAGE;
     }
     if (!input || !tokenizer || !out) {
