@@ -1,6 +1,10 @@
 /* Matrix × activations. Activations are converted once to the weight kernel's input format, then
- * output rows are split into one contiguous range per thread. Each output value is computed by
- * one kernel call whatever the thread count, so results are bit-identical for any pool size. */
+ * threads take chunks of output rows from a shared counter until none are left: a thread that is
+ * descheduled on a busy machine no longer holds up a fixed share of the work. Each output value is
+ * computed by one kernel call whatever thread runs it, so results are bit-identical for any pool
+ * size and any timing. */
+#include <stdatomic.h>
+
 #include "quant/quant.h"
 
 /* Rows processed together in prefill: each weight row block stays in cache while it is reused
@@ -43,6 +47,8 @@ typedef struct matmul_job {
     const uint8_t *xq;
     uint64_t xq_row_bytes;
     int64_t n_tokens;
+    int64_t chunk_rows;
+    atomic_llong next_chunk;
 } matmul_job;
 
 static void rows_vec_dot(const matmul_job *j, const ellm_tensor *w, float *y, int64_t r0,
@@ -94,11 +100,9 @@ static void rows_gemm(const matmul_job *j, const ellm_tensor *w, float *y, int64
     }
 }
 
-static void matmul_task(void *arg, int ith, int nth)
+/* Rows [g0, g1) of the weights numbered one after another. */
+static void global_rows(const matmul_job *j, int64_t g0, int64_t g1)
 {
-    matmul_job *j = arg;
-    int64_t per = (j->total_rows + nth - 1) / nth;
-    int64_t g0 = per * ith, g1 = g0 + per < j->total_rows ? g0 + per : j->total_rows;
     int64_t base = 0;
     for (int i = 0; i < j->n_w && base < g1; base += j->w[i]->ne[1], i++) {
         int64_t r0 = g0 > base ? g0 - base : 0;
@@ -109,6 +113,20 @@ static void matmul_task(void *arg, int ith, int nth)
             rows_gemm(j, j->w[i], j->y[i], r0, r1);
         else
             rows_vec_dot(j, j->w[i], j->y[i], r0, r1);
+    }
+}
+
+static void matmul_task(void *arg, int ith, int nth)
+{
+    (void)ith, (void)nth;
+    matmul_job *j = arg;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed);
+        int64_t g0 = c * j->chunk_rows;
+        if (g0 >= j->total_rows)
+            return;
+        int64_t g1 = g0 + j->chunk_rows < j->total_rows ? g0 + j->chunk_rows : j->total_rows;
+        global_rows(j, g0, g1);
     }
 }
 
@@ -151,6 +169,13 @@ void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n
     for (int i = 0; i < n_w; i++)
         job.total_rows += w[i]->ne[1];
     job.gemm = k->vec_dot_type == ELLM_TYPE_Q8_0 ? ellm_gemm_for(w[0]->type) : NULL;
+    /* Chunks small enough that threads finish together, large enough that a chunk's weights
+     * are reused over every token of a prefill while they sit in L2. */
+    int threads = ellm_threadpool_size(pool);
+    int64_t chunk = job.total_rows / (threads * 8);
+    chunk = (chunk + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
+    job.chunk_rows = chunk < ROW_TILE ? ROW_TILE : chunk > 128 ? 128 : chunk;
+    atomic_init(&job.next_chunk, 0);
     job.xq_row_bytes = act_row_bytes(w[0], k, job.gemm != NULL);
     if (k->vec_dot_type == ELLM_TYPE_F32) {
         job.xq = (const uint8_t *)x;
