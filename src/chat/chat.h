@@ -43,6 +43,8 @@ typedef enum ellm_chat_family {
                           as the template gets it from strftime_now under transformers) */
     ELLM_CHAT_ZEPHYR,  /* Zephyr / TinyLlama-1.1B-Chat: <|user|>\n...</s>\n, generation prompt
                           <|assistant|>\n */
+    ELLM_CHAT_QWEN2,   /* Qwen2-Instruct and the Qwen2.5 base models: Qwen 2.5's format with
+                          "You are a helpful assistant." as the default system message */
     ELLM_CHAT_FAMILY_COUNT
 } ellm_chat_family;
 
@@ -51,7 +53,7 @@ typedef enum ellm_chat_family {
 ellm_chat_family ellm_chat_detect(const char *template_text, bool *recognised);
 
 /* "chatml", "llama2", "llama3", "gemma", "phi3", "mistral", "smollm", "qwen2.5", "qwen3",
- * "llama3.1", "llama3.2", "zephyr". */
+ * "llama3.1", "llama3.2", "zephyr", "qwen2". */
 const char *ellm_chat_family_name(ellm_chat_family f);
 /* The family of a name as ellm_chat_family_name spells it; false if there is none. */
 bool ellm_chat_family_from_name(const char *name, ellm_chat_family *out);

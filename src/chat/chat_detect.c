@@ -10,6 +10,7 @@ static const char *const family_names[ELLM_CHAT_FAMILY_COUNT] = {
     [ELLM_CHAT_GEMMA] = "gemma",   [ELLM_CHAT_PHI3] = "phi3",       [ELLM_CHAT_MISTRAL] = "mistral",
     [ELLM_CHAT_SMOLLM] = "smollm", [ELLM_CHAT_QWEN25] = "qwen2.5", [ELLM_CHAT_QWEN3] = "qwen3",
     [ELLM_CHAT_LLAMA31] = "llama3.1", [ELLM_CHAT_LLAMA32] = "llama3.2", [ELLM_CHAT_ZEPHYR] = "zephyr",
+    [ELLM_CHAT_QWEN2] = "qwen2",
 };
 
 const char *ellm_chat_family_name(ellm_chat_family f)
@@ -47,6 +48,9 @@ static bool detect(const char *t, ellm_chat_family *f)
             *f = ELLM_CHAT_QWEN25;
         else if (has(t, "You are a helpful AI assistant named SmolLM"))
             *f = ELLM_CHAT_SMOLLM;
+        else if (has(t, "system\nYou are a helpful assistant.<|im_end|>") ||
+                 has(t, "system\\nYou are a helpful assistant.<|im_end|>"))
+            *f = ELLM_CHAT_QWEN2; /* the default system turn, newline written or escaped */
         else
             *f = ELLM_CHAT_CHATML;
     } else if (has(t, "<start_of_turn>"))

@@ -331,13 +331,12 @@ static void put_im_turn(render *r, const char *role, chat_span content)
     put(r, "<|im_end|>\n");
 }
 
-static bool render_qwen25(render *r)
+static bool render_qwen25(render *r, const char *default_system)
 {
     if (role_is(&r->msgs[0], "system"))
         put_im_turn(r, "system", chat_span_of(r->msgs[0].content));
     else
-        put(r, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
-               "assistant.<|im_end|>\n");
+        put_im_turn(r, "system", chat_span_of(default_system));
     for (size_t i = 0; i < r->n; i++) {
         const ellm_chat_message *m = &r->msgs[i];
         if (role_is(m, "user") || (role_is(m, "system") && i > 0) || role_is(m, "assistant"))
@@ -435,7 +434,10 @@ char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t
     case ELLM_CHAT_ZEPHYR: ok = render_zephyr(&r); break;
     case ELLM_CHAT_MISTRAL: ok = render_mistral(&r); break;
     case ELLM_CHAT_SMOLLM: ok = render_smollm(&r); break;
-    case ELLM_CHAT_QWEN25: ok = render_qwen25(&r); break;
+    case ELLM_CHAT_QWEN25:
+        ok = render_qwen25(&r, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
+        break;
+    case ELLM_CHAT_QWEN2: ok = render_qwen25(&r, "You are a helpful assistant."); break;
     case ELLM_CHAT_QWEN3: ok = render_qwen3(&r); break;
     case ELLM_CHAT_LLAMA31: ok = render_llama31(&r, "26 Jul 2024"); break;
     case ELLM_CHAT_LLAMA32: {

@@ -52,6 +52,11 @@ const templates = [
   { name: "llama3.2-instruct", src: fromFile("llama3.2-instruct.jinja"), family: "llama3.2", bos: "<|begin_of_text|>", eos: "<|eot_id|>" },
   { name: "qwen3 (shared tokenizer_config.json)", ...fromConfig("tokenizers/qwen3/tokenizer_config.json"), family: "qwen3" },
   { name: "qwen2.5-instruct", src: fromFile("qwen2.5-instruct.jinja"), family: "qwen2.5", bos: "", eos: "<|im_end|>" },
+  { name: "qwen2.5-base", src: fromFile("qwen2.5-base.jinja"), family: "qwen2", bos: "", eos: "<|endoftext|>" },
+  {
+    name: "qwen2-instruct", src: fromFile("qwen2-instruct.jinja"), family: "qwen2", bos: "", eos: "<|im_end|>",
+    skip: (c) => (c.messages.some((m) => !["system", "user", "assistant"].includes(m.role)) ? "Qwen2 writes any other role as its own turn; the family follows Qwen 2.5 (tool results inside a user turn)" : null),
+  },
   { name: "gemma3-it", src: fromFile("gemma3-it.jinja"), family: "gemma", bos: "<bos>", eos: "<eos>" },
   {
     name: "gemma2-it", src: fromFile("gemma2-it.jinja"), family: "gemma", bos: "<bos>", eos: "<eos>",
