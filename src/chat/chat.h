@@ -4,7 +4,12 @@
  * Jinja interpreter, each family's published template is reimplemented here, byte for byte, and
  * the family is recognised from markers in the template text. tests/chat_reference checks every
  * family against the templates rendered by a real Jinja implementation. Which published template
- * each family follows is listed at ellm_chat_family below. */
+ * each family follows is listed at ellm_chat_family below.
+ *
+ * Where Jinja implementations disagree, the renderers follow Python's Jinja2 as transformers runs
+ * it (the tokens models were trained on): trim/strip() remove Python's Unicode whitespace,
+ * strip('\n') removes only newlines, and '' != false is true. Llama 2 and Mistral templates have
+ * no generation prompt: their output ends with the user's [/INST] either way. */
 #ifndef EDGELLM_CHAT_H
 #define EDGELLM_CHAT_H
 

@@ -21,8 +21,9 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: edgellm chat -m MODEL [options]\n"
-            "Type a message and press Enter; the reply streams back. Commands: /reset starts a\n"
-            "new conversation, /exit (or end of input, Ctrl-D) quits.\n"
+            "Type a message (one line) and press Enter; the reply streams back. A line that is\n"
+            "a single word starting with '/' is a command: /reset starts a new conversation,\n"
+            "/exit (or end of input, Ctrl-D) quits.\n"
             "  -m, --model PATH        GGUF model file (or an installed model name)\n"
             "      --system TEXT       system message that opens the conversation\n"
             "  -n, --n-predict N       most tokens per reply (default 512; -1 = until the turn ends)\n"
