@@ -50,6 +50,10 @@ typedef enum ellm_chat_family {
                           <|assistant|>\n */
     ELLM_CHAT_QWEN2,   /* Qwen2-Instruct and the Qwen2.5 base models: Qwen 2.5's format with
                           "You are a helpful assistant." as the default system message */
+    ELLM_CHAT_MISTRAL_V3, /* Mistral v3 (Mistral-7B-Instruct-v0.3): [INST] without the spaces,
+                          the system message prefixed to the last message when that is a user
+                          turn, assistant turns trimmed; tool results need tool-call ids this
+                          API does not carry, so they are rejected */
     ELLM_CHAT_FAMILY_COUNT
 } ellm_chat_family;
 
@@ -58,7 +62,7 @@ typedef enum ellm_chat_family {
 ellm_chat_family ellm_chat_detect(const char *template_text, bool *recognised);
 
 /* "chatml", "llama2", "llama3", "gemma", "phi3", "mistral", "smollm", "qwen2.5", "qwen3",
- * "llama3.1", "llama3.2", "zephyr", "qwen2". */
+ * "llama3.1", "llama3.2", "zephyr", "qwen2", "mistral-v3". */
 const char *ellm_chat_family_name(ellm_chat_family f);
 /* The family of a name as ellm_chat_family_name spells it; false if there is none. */
 bool ellm_chat_family_from_name(const char *name, ellm_chat_family *out);

@@ -10,7 +10,7 @@ static const char *const family_names[ELLM_CHAT_FAMILY_COUNT] = {
     [ELLM_CHAT_GEMMA] = "gemma",   [ELLM_CHAT_PHI3] = "phi3",       [ELLM_CHAT_MISTRAL] = "mistral",
     [ELLM_CHAT_SMOLLM] = "smollm", [ELLM_CHAT_QWEN25] = "qwen2.5", [ELLM_CHAT_QWEN3] = "qwen3",
     [ELLM_CHAT_LLAMA31] = "llama3.1", [ELLM_CHAT_LLAMA32] = "llama3.2", [ELLM_CHAT_ZEPHYR] = "zephyr",
-    [ELLM_CHAT_QWEN2] = "qwen2",
+    [ELLM_CHAT_QWEN2] = "qwen2",       [ELLM_CHAT_MISTRAL_V3] = "mistral-v3",
 };
 
 const char *ellm_chat_family_name(ellm_chat_family f)
@@ -61,6 +61,8 @@ static bool detect(const char *t, ellm_chat_family *f)
         *f = ELLM_CHAT_ZEPHYR; /* each turn ends with EOS instead of Phi-3's <|end|> */
     else if (has(t, "[INST]") && has(t, "<<SYS>>"))
         *f = ELLM_CHAT_LLAMA2;
+    else if (has(t, "[INST]") && (has(t, "[AVAILABLE_TOOLS]") || has(t, "[TOOL_CALLS]")))
+        *f = ELLM_CHAT_MISTRAL_V3; /* the tool-calling generation of Mistral's format */
     else if (has(t, "[INST]"))
         *f = ELLM_CHAT_MISTRAL;
     else
@@ -87,7 +89,8 @@ const char *const *ellm_chat_stop_strings(ellm_chat_family f)
     static const char *const zephyr[] = {"</s>", "<|user|>", NULL};
     switch (f) {
     case ELLM_CHAT_LLAMA2:
-    case ELLM_CHAT_MISTRAL: return llama2;
+    case ELLM_CHAT_MISTRAL:
+    case ELLM_CHAT_MISTRAL_V3: return llama2;
     case ELLM_CHAT_LLAMA3:
     case ELLM_CHAT_LLAMA31:
     case ELLM_CHAT_LLAMA32: return llama3;

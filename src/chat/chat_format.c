@@ -310,6 +310,52 @@ static bool render_mistral(render *r)
     return true;
 }
 
+static bool render_mistral_v3(render *r)
+{
+    const ellm_chat_message *loop = r->msgs;
+    size_t n = r->n;
+    const char *system = NULL;
+    if (role_is(&r->msgs[0], "system")) {
+        system = content_of(&r->msgs[0]);
+        loop++;
+        n--;
+    }
+    /* Tool results do not take part in the alternation. */
+    for (size_t i = 0, index = 0; i < n; i++) {
+        if (role_is(&loop[i], "tool") || role_is(&loop[i], "tool_results"))
+            continue;
+        if (!alternates(&loop[i], index++))
+            return raise(r, "mistral-v3",
+                         "After the optional system message, conversation roles must alternate "
+                         "user/assistant/user/assistant/...");
+    }
+    put(r, r->bos);
+    for (size_t i = 0; i < n; i++) {
+        const ellm_chat_message *m = &loop[i];
+        if (role_is(m, "user")) {
+            put(r, "[INST] ");
+            if (i + 1 == n && system) {
+                put(r, system);
+                put(r, "\n\n");
+            }
+            put(r, content_of(m));
+            put(r, "[/INST]");
+        } else if (role_is(m, "assistant")) {
+            put(r, " ");
+            put_span(r, chat_strip(chat_span_of(m->content)));
+            put(r, r->eos);
+        } else if (role_is(m, "tool") || role_is(m, "tool_results")) {
+            return raise(r, "mistral-v3",
+                         "Tool call IDs should be alphanumeric strings with length 9!");
+        } else {
+            return raise(r, "mistral-v3",
+                         "Only user and assistant roles are supported, with the exception of an "
+                         "initial optional system message!");
+        }
+    }
+    return true;
+}
+
 /* Qwen's tool results: consecutive "tool" messages share one user turn. */
 static void put_qwen_tool(render *r, size_t i)
 {
@@ -433,6 +479,7 @@ char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t
     case ELLM_CHAT_PHI3: ok = render_phi3(&r); break;
     case ELLM_CHAT_ZEPHYR: ok = render_zephyr(&r); break;
     case ELLM_CHAT_MISTRAL: ok = render_mistral(&r); break;
+    case ELLM_CHAT_MISTRAL_V3: ok = render_mistral_v3(&r); break;
     case ELLM_CHAT_SMOLLM: ok = render_smollm(&r); break;
     case ELLM_CHAT_QWEN25:
         ok = render_qwen25(&r, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");

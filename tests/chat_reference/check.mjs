@@ -69,6 +69,7 @@ const templates = [
   },
   { name: "mistral-7b-instruct-v0.2", src: fromFile("mistral-7b-instruct-v0.2.jinja"), family: "mistral", bos: "<s>", eos: "</s>" },
   { name: "zephyr (TinyLlama-1.1B-Chat)", src: fromFile("zephyr.jinja"), family: "zephyr", bos: "<s>", eos: "</s>" },
+  { name: "mistral-7b-instruct-v0.3", src: fromFile("mistral-7b-instruct-v0.3.jinja"), family: "mistral-v3", bos: "<s>", eos: "</s>" },
   { name: "smollm2-instruct", src: fromFile("smollm2-instruct.jinja"), family: "smollm", bos: "<|im_start|>", eos: "<|im_end|>" },
 ];
 
