@@ -3,8 +3,9 @@
  * Models ship their prompt format as a Jinja template (tokenizer.chat_template). Instead of a
  * Jinja interpreter, each family's published template is reimplemented here, byte for byte, and
  * the family is recognised from markers in the template text. tests/chat_reference checks every
- * family against the templates rendered by a real Jinja implementation. Which published template
- * each family follows is listed at ellm_chat_family below.
+ * family against its published templates rendered by two Jinja implementations (transformers.js'
+ * @huggingface/jinja, and Python's Jinja2 set up as transformers sets it up). Which published
+ * template each family follows is listed at ellm_chat_family below.
  *
  * Where Jinja implementations disagree, the renderers follow Python's Jinja2 as transformers runs
  * it (the tokens models were trained on): trim/strip() remove Python's Unicode whitespace,
