@@ -243,6 +243,28 @@ edgellm_status edgellm_model_meta_at(const edgellm_model *m, int64_t index, char
     return EDGELLM_OK;
 }
 
+edgellm_status edgellm_model_meta_string(const edgellm_model *m, const char *key, char *buf,
+                                         size_t cap, size_t *len)
+{
+    if (!m || !key || !len || (!buf && cap > 0))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_model_meta_string: need a model, a key and a length pointer");
+    *len = 0;
+    gguf_str value;
+    edgellm_status st = gguf_get_str(m->file, key, &value);
+    if (st == EDGELLM_ERR_NOT_FOUND)
+        return ellm_fail(st, "the model has no metadata key '%s'", key);
+    if (st != EDGELLM_OK)
+        return st;
+    *len = (size_t)value.len;
+    if (cap <= value.len)
+        return ellm_fail(EDGELLM_ERR_BUFFER_TOO_SMALL, "metadata '%s' needs %llu bytes", key,
+                         (unsigned long long)value.len + 1);
+    memcpy(buf, value.data, (size_t)value.len);
+    buf[value.len] = '\0';
+    return EDGELLM_OK;
+}
+
 int64_t edgellm_model_tensor_count(const edgellm_model *m)
 {
     return m ? (int64_t)gguf_tensor_count(m->file) : 0;
@@ -292,6 +314,25 @@ edgellm_status edgellm_token_to_piece(const edgellm_model *m, edgellm_token toke
     if (!m)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_token_to_piece: model is NULL");
     return ellm_token_piece(m->vocab, token, buf, cap, len);
+}
+
+edgellm_status edgellm_token_text(const edgellm_model *m, edgellm_token token, char *buf,
+                                  size_t cap, size_t *len)
+{
+    if (!m || !len)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_token_text: need a model and len");
+    *len = 0;
+    const char *text = ellm_vocab_token_text(m->vocab, token);
+    if (!text)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "token id %d is not in the vocabulary of %d",
+                         (int)token, ellm_vocab_size(m->vocab));
+    *len = strlen(text);
+    if (!buf || cap < *len)
+        return ellm_fail(EDGELLM_ERR_BUFFER_TOO_SMALL, "token text needs %zu bytes", *len);
+    memcpy(buf, text, *len);
+    if (cap > *len)
+        buf[*len] = '\0';
+    return EDGELLM_OK;
 }
 
 edgellm_status edgellm_detokenize(const edgellm_model *m, const edgellm_token *tokens,

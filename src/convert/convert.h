@@ -46,31 +46,16 @@ typedef struct ellm_quantize_options {
 edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, ellm_type target,
                                    const ellm_quantize_options *options);
 
-/* How a recipe varies the type between tensors. */
-typedef enum ellm_quant_mix {
-    ELLM_MIX_PLAIN, /* every matrix gets the base type (the output head may get more bits) */
-    ELLM_MIX_K_S,   /* K-quant "small": a few early attn_v / ffn_down layers one step up */
-    ELLM_MIX_K_M,   /* K-quant "medium": attn_v and ffn_down of about half the layers at Q6_K */
-} ellm_quant_mix;
-
-/* A named quantization recipe (the TYPE argument of `edgellm quantize`). */
-typedef struct ellm_quant_recipe {
-    const char *name;   /* e.g. "Q4_K_M" */
-    ellm_type base;     /* the type most matrices get */
-    ellm_quant_mix mix;
-    uint32_t file_type; /* general.file_type of the result */
-} ellm_quant_recipe;
-
-/* The recipe of that name (case-insensitive): the K-quant mixes Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M,
- * Q6_K (Q4_K and Q5_K mean their _M mix), or a plain weight type this build supports (written
- * to *scratch, which the result then points to). NULL if there is none. */
-const ellm_quant_recipe *ellm_quant_recipe_find(const char *name, ellm_quant_recipe *scratch);
-/* Names of the recipes, for help and error messages. */
-const char *ellm_quant_recipe_names(void);
-
-/* ellm_quantize_model with a recipe. */
+/* The same with a named mix of types: Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K or IQ4_XS
+ * (case-insensitive; Q3_K, Q4_K and Q5_K name their usual mix). The attention value/output and
+ * FFN down projections get more bits where the mix says so, the output head Q6_K (or Q8_0 where
+ * Q6_K is not built), and rows that do not split into 256-value blocks a 32-value type or F16
+ * (reported through on_fallback). general.file_type records the mix. */
 edgellm_status ellm_quantize_model_recipe(const char *in_path, const char *out_path,
-                                          const ellm_quant_recipe *recipe,
-                                          const ellm_quantize_options *options);
+                                          const char *recipe, const ellm_quantize_options *options);
+/* Whether `name` is one of the mixes above. */
+bool ellm_quant_recipe_exists(const char *name);
+/* The TYPE names `edgellm quantize` accepts, for help and error messages. */
+const char *ellm_quant_recipe_names(void);
 
 #endif

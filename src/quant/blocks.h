@@ -62,6 +62,42 @@ typedef struct block_q6_K {
     int8_t scales[QK_K / 16];      /* sub-block scales */
     uint16_t d;                    /* super-block scale, IEEE half */
 } block_q6_K;
+/* Low-bit K-quant weight formats (super-blocks of QK_K values). */
+
+/* Q2_K: 16 sub-blocks of 16 values. Value v of sub-block s is
+ *   d * (scales[s] & 15) * q - dmin * (scales[s] >> 4),   q in 0..3.
+ * The 2-bit q of value 128*h + 32*j + l (h < 2, j < 4, l < 32) is bits 2j..2j+1 of qs[32*h + l]. */
+typedef struct block_q2_K {
+    uint8_t scales[QK_K / 16]; /* low nibble: scale, high nibble: min */
+    uint8_t qs[QK_K / 4];
+    uint16_t d;                /* super-block scale of the scales, IEEE half */
+    uint16_t dmin;             /* super-block scale of the mins, IEEE half */
+} block_q2_K;
+
+/* Q3_K: 16 sub-blocks of 16 values, value = d * (sc[s] - 32) * q with q in -4..3 stored as q + 4:
+ * the low 2 bits of value 128*h + 32*j + l in bits 2j..2j+1 of qs[32*h + l], the third bit in
+ * bit 4h + j of hmask[l]. The 6-bit sc[s] (0..63): low 4 bits in scales[s] (s < 8) or the high
+ * nibble of scales[s - 8] (s >= 8); high 2 bits in bits 2*(s / 4)..+1 of scales[8 + s % 4]. */
+typedef struct block_q3_K {
+    uint8_t hmask[QK_K / 8];
+    uint8_t qs[QK_K / 4];
+    uint8_t scales[12];
+    uint16_t d;                /* IEEE half */
+} block_q3_K;
+
+/* IQ4_XS: 8 sub-blocks of 32 values, value = d * (ls[b] - 32) * kvalues_iq4nl[index] with the
+ * 6-bit ls[b]: low 4 bits in nibble b % 2 of scales_l[b / 2], high 2 bits in bits 2b..2b+1 of
+ * scales_h. Index of value 32*b + j (j < 16) is the low nibble of qs[16*b + j], of value
+ * 32*b + j + 16 the high nibble. */
+typedef struct block_iq4_xs {
+    uint16_t d;                /* IEEE half */
+    uint16_t scales_h;
+    uint8_t scales_l[QK_K / 64];
+    uint8_t qs[QK_K / 2];
+} block_iq4_xs;
+
+/* The 16 non-linear levels shared by IQ4_NL and IQ4_XS. */
+extern const int8_t ellm_kvalues_iq4nl[16];
 
 _Static_assert(sizeof(block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block is 34 bytes");
@@ -69,5 +105,8 @@ _Static_assert(sizeof(block_q8_K) == 292, "Q8_K block is 292 bytes");
 _Static_assert(sizeof(block_q4_K) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(block_q5_K) == 176, "Q5_K block is 176 bytes");
 _Static_assert(sizeof(block_q6_K) == 210, "Q6_K block is 210 bytes");
+_Static_assert(sizeof(block_q2_K) == 84, "Q2_K block is 84 bytes");
+_Static_assert(sizeof(block_q3_K) == 110, "Q3_K block is 110 bytes");
+_Static_assert(sizeof(block_iq4_xs) == 136, "IQ4_XS block is 136 bytes");
 
 #endif

@@ -8,6 +8,7 @@ typedef struct kernel_set {
     const char *name;
     ellm_type_kernels f32, f16, bf16, q8_0, q4_0;
     ellm_type_kernels q4_K, q5_K, q6_K;
+    ellm_type_kernels q2_k, q3_k, iq4_xs;
 } kernel_set;
 
 static const kernel_set scalar_set = {
@@ -20,6 +21,9 @@ static const kernel_set scalar_set = {
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_scalar, "scalar", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_scalar, "scalar", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -33,6 +37,9 @@ static const kernel_set avx2_set = {
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL},
 };
 #endif
 
@@ -82,6 +89,9 @@ const ellm_type_kernels *ellm_kernels_for(ellm_type type)
     case ELLM_TYPE_Q4_K: return &s->q4_K;
     case ELLM_TYPE_Q5_K: return &s->q5_K;
     case ELLM_TYPE_Q6_K: return &s->q6_K;
+    case ELLM_TYPE_Q2_K: return &s->q2_k;
+    case ELLM_TYPE_Q3_K: return &s->q3_k;
+    case ELLM_TYPE_IQ4_XS: return &s->iq4_xs;
     default: return NULL;
     }
 }
