@@ -51,6 +51,11 @@ const char *edgellm_kernel_set(void);
 
 typedef struct edgellm_model_params {
     int reserved; /* must be 0; placeholder so the struct can grow without breaking callers */
+    /* 1 = load only the tokenizer (e.g. a file written by `edgellm convert --vocab-only`, which
+     * has no tensors): tokenization, detokenization, metadata and edgellm_model_get_info
+     * (architecture, name, n_vocab; the rest 0) work; creating a context or batch and
+     * estimating memory fail with EDGELLM_ERR_UNSUPPORTED. */
+    int vocab_only;
 } edgellm_model_params;
 
 edgellm_model_params edgellm_model_default_params(void);
@@ -231,6 +236,30 @@ edgellm_status edgellm_eval_batch(edgellm_batch *batch, edgellm_context *const *
  */
 edgellm_status edgellm_embed(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
                              float *out, int32_t out_dim);
+
+/* ---- Profiling -------------------------------------------------------------------------- */
+
+#define EDGELLM_PROFILE_MAX_ENTRIES 24
+
+typedef struct edgellm_profile_entry {
+    char name[24];   /* "matmul Q4_0" (per weight type), "attention", "norm", "rope", "other" */
+    double seconds;  /* wall time spent in it */
+    uint64_t calls;
+} edgellm_profile_entry;
+
+typedef struct edgellm_profile {
+    double forward_seconds;  /* wall time of the forward passes; the entries add up to it */
+    uint64_t forward_calls;
+    uint64_t tokens;         /* tokens those passes evaluated */
+    int32_t n_entries;
+    edgellm_profile_entry entries[EDGELLM_PROFILE_MAX_ENTRIES];
+} edgellm_profile;
+
+/* Switches per-operation timing of this context's forward passes on (counting from zero) or off.
+ * On, every operation reads the clock twice; off, passes run exactly as without profiling. */
+edgellm_status edgellm_context_set_profiling(edgellm_context *ctx, int on);
+/* The times recorded since profiling was switched on (fails if it is off). */
+edgellm_status edgellm_context_get_profile(const edgellm_context *ctx, edgellm_profile *out);
 
 /* Logits (n_vocab floats) of position i of the last eval; i = -1 means the last position.
  * NULL if that position's logits were not kept. */

@@ -8,6 +8,7 @@ packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libs
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(clang libclang-rt-14-dev unicode-data wrk curl)
   command -v python3 >/dev/null || packages+=(python3)
+  packages+=(python3-jinja2) # the second reference of the chat-template test
   # The machine image may ship its own Node.js; Debian's npm conflicts with it.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

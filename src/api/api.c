@@ -9,6 +9,7 @@
 #include "edgellm.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "model/profile.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 
@@ -16,7 +17,8 @@
 
 struct edgellm_model {
     gguf_file *file;
-    ellm_model *model;
+    ellm_model *model; /* NULL when loaded vocabulary-only */
+    char *architecture;
     ellm_vocab *vocab;
     char *name;
     char quantization[16];
@@ -35,6 +37,7 @@ struct edgellm_context {
     int32_t logits_cap;
     int32_t logits_rows;   /* rows of the last eval kept */
     int32_t logits_first;  /* batch position of logits row 0 */
+    ellm_profile *profile; /* while profiling is on */
 };
 
 struct edgellm_batch {
@@ -76,7 +79,7 @@ static void describe_weights(edgellm_model *m)
 edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *params,
                                   edgellm_model **out)
 {
-    (void)params;
+    bool vocab_only = params && params->vocab_only;
     if (!out)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_load: out_model is NULL");
     *out = NULL;
@@ -86,7 +89,12 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
     edgellm_status st = gguf_open(path, &m->file);
-    if (st == EDGELLM_OK) {
+    if (st == EDGELLM_OK && !vocab_only && gguf_tensor_count(m->file) == 0)
+        st = ellm_fail(EDGELLM_ERR_FORMAT,
+                       "'%s' holds no tensors (a vocabulary-only file?); it can only be loaded "
+                       "for tokenization (edgellm_model_params.vocab_only)",
+                       path);
+    if (st == EDGELLM_OK && !vocab_only) {
         st = ellm_model_create(m->file, &m->model);
         if (st != EDGELLM_OK)
             st = ellm_fail_wrap(st, "'%s'", path);
@@ -96,7 +104,8 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
         if (st != EDGELLM_OK)
             st = ellm_fail_wrap(st, "'%s'", path);
     }
-    if (st == EDGELLM_OK && ellm_vocab_size(m->vocab) != ellm_model_hparams(m->model)->n_vocab)
+    if (st == EDGELLM_OK && m->model &&
+        ellm_vocab_size(m->vocab) != ellm_model_hparams(m->model)->n_vocab)
         st = ellm_fail(EDGELLM_ERR_FORMAT,
                        "'%s': the vocabulary has %d tokens but the embedding has %d rows", path,
                        ellm_vocab_size(m->vocab), ellm_model_hparams(m->model)->n_vocab);
@@ -104,6 +113,11 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
         gguf_str name = {0, ""};
         gguf_get_str(m->file, "general.name", &name);
         m->name = gguf_str_dup(name);
+        gguf_str arch = {0, ""};
+        gguf_get_str(m->file, "general.architecture", &arch);
+        m->architecture = gguf_str_dup(arch);
+        if (!m->architecture)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for model metadata");
         uint64_t n = gguf_tensor_count(m->file);
         m->tensor_names = calloc(n ? n : 1, sizeof *m->tensor_names);
         if (!m->name || !m->tensor_names)
@@ -132,6 +146,7 @@ void edgellm_model_free(edgellm_model *m)
             free(m->tensor_names[i]);
     free(m->tensor_names);
     free(m->name);
+    free(m->architecture);
     ellm_vocab_free(m->vocab);
     ellm_model_free(m->model);
     gguf_close(m->file);
@@ -142,8 +157,16 @@ edgellm_status edgellm_model_get_info(const edgellm_model *m, edgellm_model_info
 {
     if (!m || !info)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_get_info: NULL argument");
-    const ellm_hparams *hp = ellm_model_hparams(m->model);
     memset(info, 0, sizeof *info);
+    if (!m->model) {
+        info->architecture = m->architecture;
+        info->name = m->name;
+        info->quantization = m->quantization;
+        info->n_vocab = ellm_vocab_size(m->vocab);
+        info->file_bytes = gguf_file_size(m->file);
+        return EDGELLM_OK;
+    }
+    const ellm_hparams *hp = ellm_model_hparams(m->model);
     info->architecture = hp->arch;
     info->name = m->name;
     info->quantization = m->quantization;
@@ -176,6 +199,10 @@ edgellm_context_params edgellm_context_default_params(void)
 static edgellm_status resolve_params(const edgellm_model *m, const edgellm_context_params *in,
                                      ellm_state_params *out)
 {
+    if (!m->model)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "the model was loaded for its vocabulary only (vocab_only); it has no "
+                         "weights to evaluate");
     const ellm_hparams *hp = ellm_model_hparams(m->model);
     int32_t n_ctx = in->n_ctx > 0 ? in->n_ctx : hp->n_ctx_train;
     if (in->n_ctx > hp->n_ctx_train)
@@ -392,6 +419,7 @@ void edgellm_context_free(edgellm_context *c)
         return;
     ellm_state_free(c->state);
     ellm_threadpool_free(c->pool);
+    free(c->profile);
     free(c->tokens);
     free(c->logits);
     free(c);
@@ -632,4 +660,59 @@ const float *edgellm_get_logits(const edgellm_context *c, int32_t i)
     if (row < 0 || row >= c->logits_rows)
         return NULL;
     return c->logits + (size_t)row * n_vocab;
+}
+
+edgellm_status edgellm_context_set_profiling(edgellm_context *c, int on)
+{
+    if (!c)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "no context to profile");
+    free(c->profile);
+    c->profile = NULL;
+    if (on && !(c->profile = calloc(1, sizeof *c->profile))) {
+        ellm_state_set_profile(c->state, NULL);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a profile");
+    }
+    ellm_state_set_profile(c->state, c->profile);
+    return EDGELLM_OK;
+}
+
+static void add_entry(edgellm_profile *out, const char *name, double seconds, uint64_t calls)
+{
+    if (out->n_entries >= EDGELLM_PROFILE_MAX_ENTRIES)
+        return;
+    edgellm_profile_entry *e = &out->entries[out->n_entries++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->seconds = seconds;
+    e->calls = calls;
+}
+
+edgellm_status edgellm_context_get_profile(const edgellm_context *c, edgellm_profile *out)
+{
+    if (!c || !out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "get_profile needs a context and an output");
+    if (!c->profile)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "profiling is off: call edgellm_context_set_profiling(ctx, 1) first");
+    const ellm_profile *p = c->profile;
+    memset(out, 0, sizeof *out);
+    out->forward_seconds = p->forward_s;
+    out->forward_calls = p->forward_calls;
+    out->tokens = p->tokens;
+    double parts = 0;
+    for (int t = 0; t < ELLM_TYPE_COUNT; t++) {
+        if (!p->matmul_calls[t])
+            continue;
+        char name[24];
+        snprintf(name, sizeof name, "matmul %s", ellm_type_name((uint32_t)t));
+        add_entry(out, name, p->matmul_s[t], p->matmul_calls[t]);
+        parts += p->matmul_s[t];
+    }
+    static const char *const op_names[ELLM_PROF_OP_COUNT] = {"attention", "norm", "rope"};
+    for (int o = 0; o < ELLM_PROF_OP_COUNT; o++) {
+        add_entry(out, op_names[o], p->op_s[o], p->op_calls[o]);
+        parts += p->op_s[o];
+    }
+    /* Embedding lookup, element-wise steps, logits copy: the rest of the passes' time. */
+    add_entry(out, "other", p->forward_s > parts ? p->forward_s - parts : 0, p->forward_calls);
+    return EDGELLM_OK;
 }
