@@ -50,5 +50,17 @@ lt "${kl[q5_0]}" "${kl[q4_1]}" && lt "${kl[q5_1]}" "${kl[q4_1]}" && lt "${kl[q5_
   lt "${kl[q4_1]}" "${kl[q4_0]}" && lt "${kl[iq4_nl]}" "${kl[q4_0]}"
 check "KL ordering: Q5_0 ${kl[q5_0]}, Q5_1 ${kl[q5_1]} < Q4_1 ${kl[q4_1]}, IQ4_NL ${kl[iq4_nl]} < Q4_0 ${kl[q4_0]}" $?
 
+# A tied head (no output.weight): the token embedding is the head and stays at Q8_0.
+"$EDGELLM" synth --dims 64,1,4,2,64 --vocab "$src" --type f32 --tied -o "$tmp/tied.gguf" 2>/dev/null
+check "synthesize a tied-head model" $?
+for q in q4_1 q5_0 q5_1 iq4_nl; do
+  "$EDGELLM" quantize "$tmp/tied.gguf" "$tmp/tied-$q.gguf" $q 2>/dev/null
+  info=$("$EDGELLM" info "$tmp/tied-$q.gguf")
+  grep -qE "token_embd.weight +Q8_0 " <<<"$info" && grep -qE "blk.0.attn_q.weight +${q^^} " <<<"$info" &&
+    ! grep -qE "^ *output\.weight " <<<"$info" &&
+    "$EDGELLM" run -m "$tmp/tied-$q.gguf" -p "I dreamed" -n 4 --temp 0 >/dev/null 2>&1
+  check "tied head under $q stays Q8_0 and the model runs" $?
+done
+
 rm -rf "$tmp"
 exit $fail
