@@ -52,30 +52,35 @@ static inline __m256i fifth_bits(const uint8_t *qh)
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
 }
 
-static inline float half(uint16_t h) { return _cvtsh_ss(h); }
+/* A block's two leading halves as floats in lanes 0 and 1 (the weight's scale and minimum, the
+ * activation's scale and s; lane 1 is unused for the formats without them): one 32-bit load and
+ * one vector conversion instead of two scalar ones, which would compete for the shuffle port. */
+static inline __m128 leading_halves(const void *block)
+{
+    int32_t pair;
+    memcpy(&pair, block, 4);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128(pair));
+}
 
 /* Weight block i as 32 int8 levels (unsigned 0..31 for the "_1" formats, signed otherwise), with
- * its scale and minimum (0 where the format has none). */
-ALWAYS_INLINE __m256i decode_block(weight_kind kind, const void *row, int64_t i, float *d, float *m)
+ * its scale (lane 0) and minimum (lane 1) in *dm. */
+ALWAYS_INLINE __m256i decode_block(weight_kind kind, const void *row, int64_t i, __m128 *dm)
 {
     switch (kind) {
     case KIND_Q4_1: {
         const block_q4_1 *b = (const block_q4_1 *)row + i;
-        *d = half(b->d);
-        *m = half(b->m);
+        *dm = leading_halves(b);
         return unpack_nibbles(b->qs);
     }
     case KIND_Q5_1: {
         const block_q5_1 *b = (const block_q5_1 *)row + i;
-        *d = half(b->d);
-        *m = half(b->m);
+        *dm = leading_halves(b);
         return _mm256_or_si256(unpack_nibbles(b->qs),
                                _mm256_and_si256(fifth_bits(b->qh), _mm256_set1_epi8(0x10)));
     }
     case KIND_Q5_0: {
         const block_q5_0 *b = (const block_q5_0 *)row + i;
-        *d = half(b->d);
-        *m = 0;
+        *dm = leading_halves(b);
         /* q - 16 is the nibble where the fifth bit is set, and the nibble with 0xF0 set (the
          * int8 nibble - 16) where it is clear. */
         return _mm256_or_si256(
@@ -85,27 +90,23 @@ ALWAYS_INLINE __m256i decode_block(weight_kind kind, const void *row, int64_t i,
     case KIND_IQ4_NL:
     default: {
         const block_iq4_nl *b = (const block_iq4_nl *)row + i;
-        *d = half(b->d);
-        *m = 0;
+        *dm = leading_halves(b);
         __m128i table = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
         return _mm256_shuffle_epi8(_mm256_set_m128i(table, table), unpack_nibbles(b->qs));
     }
     }
 }
 
-/* Activation block i: its quants, scale and (Q8_1) the scaled sum s. */
-ALWAYS_INLINE const int8_t *activation_block(weight_kind kind, const void *x, int64_t i, float *d,
-                                             float *s)
+/* Activation block i: its quants, with its scale (lane 0) and, for Q8_1, s (lane 1) in *ds. */
+ALWAYS_INLINE const int8_t *activation_block(weight_kind kind, const void *x, int64_t i, __m128 *ds)
 {
     if (kind == KIND_Q4_1 || kind == KIND_Q5_1) {
         const block_q8_1 *a = (const block_q8_1 *)x + i;
-        *d = half(a->d);
-        *s = half(a->s);
+        *ds = leading_halves(a);
         return a->qs;
     }
     const block_q8_0 *a = (const block_q8_0 *)x + i;
-    *d = half(a->d);
-    *s = 0;
+    *ds = leading_halves(a);
     return a->qs;
 }
 
@@ -123,50 +124,58 @@ ALWAYS_INLINE __m256i block_products(weight_kind kind, __m256i w, const int8_t *
 }
 
 /* out[t] = row . x[t] for t < rows. Two blocks per step into two accumulators, so consecutive
- * FMAs do not wait on each other; the "_1" minimum terms are summed in block order. */
+ * FMAs do not wait on each other. One multiplication gives both a block's d_w * d_a (lane 0) and
+ * its "_1" minimum term m * s (lane 1); the minimum terms go to two sums (even and odd blocks),
+ * so their additions do not form one long dependency chain. */
 ALWAYS_INLINE void dot_rows(weight_kind kind, int rows, int64_t n, float *out, const void *row,
                             const void *const *x)
 {
     const bool has_min = kind == KIND_Q4_1 || kind == KIND_Q5_1;
     int64_t nb = n / 32, i = 0;
     __m256 acc0[4], acc1[4];
-    float mins[4];
+    __m128 mins0[4], mins1[4];
     for (int t = 0; t < rows; t++) {
         acc0[t] = acc1[t] = _mm256_setzero_ps();
-        mins[t] = 0;
+        mins0[t] = mins1[t] = _mm_setzero_ps();
     }
     for (; i + 2 <= nb; i += 2) {
-        float dw0, mw0, dw1, mw1;
-        __m256i q0 = decode_block(kind, row, i, &dw0, &mw0);
-        __m256i q1 = decode_block(kind, row, i + 1, &dw1, &mw1);
+        __m128 dm0, dm1;
+        __m256i q0 = decode_block(kind, row, i, &dm0);
+        __m256i q1 = decode_block(kind, row, i + 1, &dm1);
         for (int t = 0; t < rows; t++) {
-            float da0, sa0, da1, sa1;
-            const int8_t *a0 = activation_block(kind, x[t], i, &da0, &sa0);
-            const int8_t *a1 = activation_block(kind, x[t], i + 1, &da1, &sa1);
+            __m128 ds0, ds1;
+            const int8_t *a0 = activation_block(kind, x[t], i, &ds0);
+            const int8_t *a1 = activation_block(kind, x[t], i + 1, &ds1);
+            __m128 s0 = _mm_mul_ps(dm0, ds0), s1 = _mm_mul_ps(dm1, ds1);
             __m256i p0 = block_products(kind, q0, a0), p1 = block_products(kind, q1, a1);
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw0 * da0), _mm256_cvtepi32_ps(p0), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw1 * da1), _mm256_cvtepi32_ps(p1), acc1[t]);
+            acc0[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), _mm256_cvtepi32_ps(p0), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s1), _mm256_cvtepi32_ps(p1), acc1[t]);
             if (has_min) {
-                mins[t] += mw0 * sa0;
-                mins[t] += mw1 * sa1;
+                mins0[t] = _mm_add_ps(mins0[t], s0);
+                mins1[t] = _mm_add_ps(mins1[t], s1);
             }
         }
     }
     for (; i < nb; i++) {
-        float dw, mw;
-        __m256i q = decode_block(kind, row, i, &dw, &mw);
+        __m128 dm;
+        __m256i q = decode_block(kind, row, i, &dm);
         for (int t = 0; t < rows; t++) {
-            float da, sa;
-            const int8_t *a = activation_block(kind, x[t], i, &da, &sa);
+            __m128 ds;
+            const int8_t *a = activation_block(kind, x[t], i, &ds);
+            __m128 sc = _mm_mul_ps(dm, ds);
             __m256i p = block_products(kind, q, a);
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), _mm256_cvtepi32_ps(p), acc0[t]);
+            acc0[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(sc), _mm256_cvtepi32_ps(p), acc0[t]);
             if (has_min)
-                mins[t] += mw * sa;
+                mins0[t] = _mm_add_ps(mins0[t], sc);
         }
     }
     for (int t = 0; t < rows; t++) {
         float sum = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
-        out[t] = has_min ? sum + mins[t] : sum;
+        if (has_min) {
+            __m128 m = _mm_add_ps(mins0[t], mins1[t]);
+            sum += _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1)); /* lane 1: the minimum terms */
+        }
+        out[t] = sum;
     }
 }
 
