@@ -86,9 +86,8 @@ void ellm_quant_force_scalar(bool on)
 
 const char *ellm_kernel_set_name(void) { return current()->name; }
 
-const ellm_type_kernels *ellm_kernels_for(ellm_type type)
+static const ellm_type_kernels *entry_of(const kernel_set *s, ellm_type type)
 {
-    const kernel_set *s = current();
     switch (type) {
     case ELLM_TYPE_F32: return &s->f32;
     case ELLM_TYPE_F16: return &s->f16;
@@ -107,6 +106,16 @@ const ellm_type_kernels *ellm_kernels_for(ellm_type type)
     case ELLM_TYPE_IQ4_NL: return &s->iq4_nl;
     default: return NULL;
     }
+}
+
+const ellm_type_kernels *ellm_kernels_for(ellm_type type)
+{
+    const ellm_type_kernels *k = entry_of(current(), type);
+    /* A set that leaves a type out (an ISA whose kernels for it are not written yet) uses the
+     * portable kernel rather than a null one. */
+    if (k && !k->vec_dot)
+        k = entry_of(&scalar_set, type);
+    return k;
 }
 
 void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst, int64_t n)
