@@ -69,6 +69,17 @@ printf '<|im_start|>system\nYou dream.<|im_end|>\n<|im_start|>user\nHi<|im_end|>
 want=$(sed -n 's/^prompt: *\([0-9]*\) tokens.*/\1/p' "$tmp/run_sys.err")
 [[ -n "${ps:-}" && "$ps" == "$want" ]]; check "--system is rendered as the first message ($ps tokens, run: $want)" $?
 
+# A template that writes the BOS text (Llama 2's <s>) gets exactly one BOS token: the reply equals
+# `run` on the same turn with the model's own BOS (the vocabulary model has the real Llama 2
+# vocabulary and random weights, so any extra or missing token changes the output).
+tiny="$SHARED/models/llama2-vocab-tiny-f16.gguf"
+printf 'Hi there\n' | "$EDGELLM" chat -m "$tiny" --template-family llama2 --temp 0 -n 8 -t 2 \
+  >"$tmp/l2chat.out" 2>/dev/null
+"$EDGELLM" run -m "$tiny" -p "[INST] Hi there [/INST]" --special --temp 0 -n 8 -t 2 \
+  >"$tmp/l2run.out" 2>/dev/null
+[[ -s "$tmp/l2chat.out" ]] && cmp -s "$tmp/l2chat.out" "$tmp/l2run.out"
+check "template BOS text becomes the one BOS token (llama2 vocabulary)" $?
+
 # A conversation that outgrows the context says so and offers /reset, and the session goes on.
 long="Tell me a long dream about the machine and the sea and the stars and the city at night"
 printf '%s\n%s\n%s\n/reset\nHi\n' "$long" "$long" "$long" |

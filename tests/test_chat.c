@@ -77,6 +77,20 @@ static void test_names_and_detect(void)
     CHECK(ellm_chat_detect("<|im_start|>", NULL) == ELLM_CHAT_CHATML);
 }
 
+/* Llama 3.2 writes today's date (the reference test renders it too, on the same day). */
+static void test_llama32_date(void)
+{
+    ellm_chat_message user = {"user", "hi"};
+    char *s = ellm_chat_format(ELLM_CHAT_LLAMA32, &user, 1, false, "<|begin_of_text|>", "");
+    const char *at = s ? strstr(s, "Today Date: ") : NULL;
+    int day = 0, year = 0;
+    char month[4] = {0};
+    CHECK(at && sscanf(at, "Today Date: %2d %3s %4d", &day, month, &year) == 3);
+    CHECK(day >= 1 && day <= 31 && year >= 2024 && strlen(month) == 3);
+    CHECK(at && strncmp(at + 12, "0", day < 10 ? 1 : 0) == 0); /* two-digit day, as %d */
+    free(s);
+}
+
 static void test_json(void)
 {
     ellm_chat_conversation c;
@@ -188,6 +202,7 @@ int main(void)
     test_strip();
     test_format_failures();
     test_names_and_detect();
+    test_llama32_date();
     test_json();
     test_model();
     return test_finish("test_chat");

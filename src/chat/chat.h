@@ -36,6 +36,13 @@ typedef enum ellm_chat_family {
     ELLM_CHAT_QWEN25,  /* Qwen2.5-Instruct: ChatML with "You are Qwen, created by Alibaba Cloud.
                           You are a helpful assistant." by default, tool results as user turns */
     ELLM_CHAT_QWEN3,   /* Qwen3: ChatML with <think> reasoning blocks on the last assistant turn */
+    ELLM_CHAT_LLAMA31, /* Llama 3.1 Instruct: Llama 3 turns after a system turn that always
+                          carries "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024";
+                          tool results as ipython turns holding their JSON-quoted text */
+    ELLM_CHAT_LLAMA32, /* Llama 3.2 Instruct: as 3.1 with today's date (local time, "%d %b %Y",
+                          as the template gets it from strftime_now under transformers) */
+    ELLM_CHAT_ZEPHYR,  /* Zephyr / TinyLlama-1.1B-Chat: <|user|>\n...</s>\n, generation prompt
+                          <|assistant|>\n */
     ELLM_CHAT_FAMILY_COUNT
 } ellm_chat_family;
 
@@ -43,7 +50,8 @@ typedef enum ellm_chat_family {
  * *recognised = false). recognised may be NULL. */
 ellm_chat_family ellm_chat_detect(const char *template_text, bool *recognised);
 
-/* "chatml", "llama2", "llama3", "gemma", "phi3", "mistral", "smollm", "qwen2.5", "qwen3". */
+/* "chatml", "llama2", "llama3", "gemma", "phi3", "mistral", "smollm", "qwen2.5", "qwen3",
+ * "llama3.1", "llama3.2", "zephyr". */
 const char *ellm_chat_family_name(ellm_chat_family f);
 /* The family of a name as ellm_chat_family_name spells it; false if there is none. */
 bool ellm_chat_family_from_name(const char *name, ellm_chat_family *out);

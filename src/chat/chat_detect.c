@@ -9,6 +9,7 @@ static const char *const family_names[ELLM_CHAT_FAMILY_COUNT] = {
     [ELLM_CHAT_CHATML] = "chatml", [ELLM_CHAT_LLAMA2] = "llama2",   [ELLM_CHAT_LLAMA3] = "llama3",
     [ELLM_CHAT_GEMMA] = "gemma",   [ELLM_CHAT_PHI3] = "phi3",       [ELLM_CHAT_MISTRAL] = "mistral",
     [ELLM_CHAT_SMOLLM] = "smollm", [ELLM_CHAT_QWEN25] = "qwen2.5", [ELLM_CHAT_QWEN3] = "qwen3",
+    [ELLM_CHAT_LLAMA31] = "llama3.1", [ELLM_CHAT_LLAMA32] = "llama3.2", [ELLM_CHAT_ZEPHYR] = "zephyr",
 };
 
 const char *ellm_chat_family_name(ellm_chat_family f)
@@ -31,8 +32,13 @@ static bool has(const char *text, const char *marker) { return strstr(text, mark
 
 static bool detect(const char *t, ellm_chat_family *f)
 {
-    if (has(t, "<|start_header_id|>") && has(t, "<|eot_id|>"))
-        *f = ELLM_CHAT_LLAMA3;
+    if (has(t, "<|start_header_id|>") && has(t, "<|eot_id|>")) {
+        /* 3.1 and later always open with a system turn giving the knowledge cutoff and date. */
+        if (has(t, "Cutting Knowledge Date"))
+            *f = has(t, "strftime_now") ? ELLM_CHAT_LLAMA32 : ELLM_CHAT_LLAMA31;
+        else
+            *f = ELLM_CHAT_LLAMA3;
+    }
     else if (has(t, "<|im_start|>")) {
         /* ChatML variants differ in their default system prompt and reasoning blocks. */
         if (has(t, "<think>") || has(t, "reasoning_content"))
@@ -47,6 +53,8 @@ static bool detect(const char *t, ellm_chat_family *f)
         *f = ELLM_CHAT_GEMMA;
     else if (has(t, "<|user|>") && has(t, "<|end|>"))
         *f = ELLM_CHAT_PHI3;
+    else if (has(t, "<|user|>") && has(t, "<|assistant|>") && has(t, "eos_token"))
+        *f = ELLM_CHAT_ZEPHYR; /* each turn ends with EOS instead of Phi-3's <|end|> */
     else if (has(t, "[INST]") && has(t, "<<SYS>>"))
         *f = ELLM_CHAT_LLAMA2;
     else if (has(t, "[INST]"))
@@ -72,12 +80,16 @@ const char *const *ellm_chat_stop_strings(ellm_chat_family f)
     static const char *const llama3[] = {"<|eot_id|>", "<|start_header_id|>", NULL};
     static const char *const gemma[] = {"<end_of_turn>", "<start_of_turn>", NULL};
     static const char *const phi3[] = {"<|end|>", "<|user|>", NULL};
+    static const char *const zephyr[] = {"</s>", "<|user|>", NULL};
     switch (f) {
     case ELLM_CHAT_LLAMA2:
     case ELLM_CHAT_MISTRAL: return llama2;
-    case ELLM_CHAT_LLAMA3: return llama3;
+    case ELLM_CHAT_LLAMA3:
+    case ELLM_CHAT_LLAMA31:
+    case ELLM_CHAT_LLAMA32: return llama3;
     case ELLM_CHAT_GEMMA: return gemma;
     case ELLM_CHAT_PHI3: return phi3;
+    case ELLM_CHAT_ZEPHYR: return zephyr;
     default: return chatml;
     }
 }

@@ -2,7 +2,10 @@
  * Jinja source (tests/chat_reference/templates and the shared tokenizer_config.json files), so
  * the output is the same bytes the template renders. Where a template raises an exception the
  * renderer fails with the template's own message. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "chat/chat.h"
 #include "chat/chat_text.h"
@@ -121,6 +124,84 @@ static bool render_llama3(render *r)
     return true;
 }
 
+/* tojson of a string as transformers defines it (json.dumps, non-ASCII kept). */
+static void put_json_string(render *r, const char *s)
+{
+    put(r, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        switch (*p) {
+        case '"': put(r, "\\\""); break;
+        case '\\': put(r, "\\\\"); break;
+        case '\n': put(r, "\\n"); break;
+        case '\r': put(r, "\\r"); break;
+        case '\t': put(r, "\\t"); break;
+        case '\b': put(r, "\\b"); break;
+        case '\f': put(r, "\\f"); break;
+        default:
+            if (*p < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                put(r, esc);
+            } else {
+                chat_buf_append_n(&r->out, (const char *)p, 1);
+            }
+        }
+    }
+    put(r, "\"");
+}
+
+/* Llama 3.1 / 3.2 (without tools): a system turn with the knowledge cutoff and the date, then
+ * Llama 3 turns; tool results become ipython turns holding their text as a JSON string (a string
+ * "is iterable" in Jinja, so the template passes it through tojson). */
+static bool render_llama31(render *r, const char *date)
+{
+    put(r, r->bos);
+    const ellm_chat_message *loop = r->msgs;
+    size_t n = r->n;
+    chat_span system = {"", 0};
+    if (role_is(&r->msgs[0], "system")) {
+        system = chat_strip(chat_span_of(r->msgs[0].content));
+        loop++;
+        n--;
+    }
+    put(r, "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+           "Today Date: ");
+    put(r, date);
+    put(r, "\n\n");
+    put_span(r, system);
+    put(r, "<|eot_id|>");
+    for (size_t i = 0; i < n; i++) {
+        const ellm_chat_message *m = &loop[i];
+        if (role_is(m, "tool") || role_is(m, "ipython")) {
+            put(r, "<|start_header_id|>ipython<|end_header_id|>\n\n");
+            put_json_string(r, content_of(m));
+        } else {
+            put(r, "<|start_header_id|>");
+            put(r, m->role);
+            put(r, "<|end_header_id|>\n\n");
+            put_span(r, chat_strip(chat_span_of(m->content)));
+        }
+        put(r, "<|eot_id|>");
+    }
+    if (r->add_generation_prompt)
+        put(r, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    return true;
+}
+
+/* Today's date as strftime_now("%d %b %Y") gives it: local time, English month abbreviation. */
+static void today(char *buf, size_t cap)
+{
+    static const char *const months[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!localtime_r(&now, &tm)) {
+        snprintf(buf, cap, "26 Jul 2024"); /* the template's own fallback */
+        return;
+    }
+    snprintf(buf, cap, "%02d %s %d", tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900);
+}
+
 static bool render_gemma(render *r)
 {
     put(r, r->bos);
@@ -167,6 +248,27 @@ static bool render_phi3(render *r)
         put(r, "<|end|>\n");
     }
     put(r, r->add_generation_prompt ? "<|assistant|>\n" : r->eos);
+    return true;
+}
+
+/* The template puts a newline after each turn's EOS: its lines end outside the expressions. */
+static bool render_zephyr(render *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const ellm_chat_message *m = &r->msgs[i];
+        const char *tag = role_is(m, "user")        ? "<|user|>\n"
+                          : role_is(m, "system")    ? "<|system|>\n"
+                          : role_is(m, "assistant") ? "<|assistant|>\n"
+                                                    : NULL;
+        if (tag) {
+            put(r, tag);
+            put(r, content_of(m));
+            put(r, r->eos);
+            put(r, "\n");
+        }
+        if (i + 1 == r->n && r->add_generation_prompt)
+            put(r, "<|assistant|>\n");
+    }
     return true;
 }
 
@@ -330,10 +432,18 @@ char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t
     case ELLM_CHAT_LLAMA3: ok = render_llama3(&r); break;
     case ELLM_CHAT_GEMMA: ok = render_gemma(&r); break;
     case ELLM_CHAT_PHI3: ok = render_phi3(&r); break;
+    case ELLM_CHAT_ZEPHYR: ok = render_zephyr(&r); break;
     case ELLM_CHAT_MISTRAL: ok = render_mistral(&r); break;
     case ELLM_CHAT_SMOLLM: ok = render_smollm(&r); break;
     case ELLM_CHAT_QWEN25: ok = render_qwen25(&r); break;
     case ELLM_CHAT_QWEN3: ok = render_qwen3(&r); break;
+    case ELLM_CHAT_LLAMA31: ok = render_llama31(&r, "26 Jul 2024"); break;
+    case ELLM_CHAT_LLAMA32: {
+        char date[32];
+        today(date, sizeof date);
+        ok = render_llama31(&r, date);
+        break;
+    }
     default:
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "unknown chat template family %d", (int)f);
         return NULL;

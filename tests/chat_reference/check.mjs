@@ -48,6 +48,8 @@ const templates = [
     skip: (c) => (!c.gen ? "this early Llama 3 template appends the assistant header even without add_generation_prompt; the family follows the later published one" : null),
   },
   { name: "llama3-instruct", src: fromFile("llama3-instruct.jinja"), family: "llama3", bos: "<|begin_of_text|>", eos: "<|eot_id|>" },
+  { name: "llama3.1-instruct", src: fromFile("llama3.1-instruct.jinja"), family: "llama3.1", bos: "<|begin_of_text|>", eos: "<|eot_id|>" },
+  { name: "llama3.2-instruct", src: fromFile("llama3.2-instruct.jinja"), family: "llama3.2", bos: "<|begin_of_text|>", eos: "<|eot_id|>" },
   { name: "qwen3 (shared tokenizer_config.json)", ...fromConfig("tokenizers/qwen3/tokenizer_config.json"), family: "qwen3" },
   { name: "qwen2.5-instruct", src: fromFile("qwen2.5-instruct.jinja"), family: "qwen2.5", bos: "", eos: "<|im_end|>" },
   { name: "gemma3-it", src: fromFile("gemma3-it.jinja"), family: "gemma", bos: "<bos>", eos: "<eos>" },
@@ -61,6 +63,7 @@ const templates = [
     skip: (c) => (c.messages.some((m) => m.role === "system" && m.content === "") ? "Phi-3.5 drops an empty system message; the family follows Phi-3" : null),
   },
   { name: "mistral-7b-instruct-v0.2", src: fromFile("mistral-7b-instruct-v0.2.jinja"), family: "mistral", bos: "<s>", eos: "</s>" },
+  { name: "zephyr (TinyLlama-1.1B-Chat)", src: fromFile("zephyr.jinja"), family: "zephyr", bos: "<s>", eos: "</s>" },
   { name: "smollm2-instruct", src: fromFile("smollm2-instruct.jinja"), family: "smollm", bos: "<|im_start|>", eos: "<|im_end|>" },
 ];
 
@@ -102,7 +105,7 @@ for (const t of templates) {
       const run = spawnSync(edgellm, ["chat", "--format-only", "--template-family", t.family], { input });
       if (error !== null) {
         raised++;
-        if (run.status !== 0 && run.stdout.length === 0) passed++;
+        if (run.status === 1 && run.stdout.length === 0) passed++;
         else {
           failed++;
           console.log(`FAIL ${label}: the template raises (${error}) but edgellm rendered ${JSON.stringify(run.stdout.toString())}`);

@@ -135,8 +135,8 @@ def load_greedy_cases():
     return cases
 
 
-def run_greedy(prompt, n):
-    out = subprocess.run([EDGELLM, "run", "-m", MODEL, "-p", prompt, "--temp", "0", "-n", str(n)],
+def run_greedy(prompt, n, model=MODEL):
+    out = subprocess.run([EDGELLM, "run", "-m", model, "-p", prompt, "--temp", "0", "-n", str(n)],
                          capture_output=True, check=True)
     text = out.stdout.decode()
     return text[:-1] if text.endswith("\n") else text  # run ends its output with a newline
@@ -175,11 +175,11 @@ def test_cors(s):
     check(h.get("access-control-allow-origin") == "http://allowed.example", "CORS on responses")
 
 
-def test_greedy_matches_run(s, cases):
-    expected = {p: run_greedy(p, 24) for p in cases}
+def test_greedy_matches_run(s, cases, model=MODEL):
+    expected = {p: run_greedy(p, 24, model) for p in cases}
     for p in cases:
         st, body, _ = s.request("POST", "/v1/completions",
-                                {"model": MODEL_ID, "prompt": p, "max_tokens": 24, "temperature": 0},
+                                {"prompt": p, "max_tokens": 24, "temperature": 0},
                                 headers=AUTH)
         check(st == 200, "completion status %s" % st)
         if st != 200:
@@ -187,7 +187,8 @@ def test_greedy_matches_run(s, cases):
         ch = body["choices"][0]
         check(ch["text"] == expected[p], "greedy API == run for %r: %r vs %r" % (p, ch["text"], expected[p]))
         check(body["object"] == "text_completion" and body["id"].startswith("cmpl-")
-              and isinstance(body["created"], int) and body["model"] == MODEL_ID, "completion fields")
+              and isinstance(body["created"], int)
+              and body["model"] == os.path.basename(model)[:-len(".gguf")], "completion fields")
         check(ch["finish_reason"] == "length" and ch["index"] == 0, "finish_reason length")
         u = body["usage"]
         check(u["completion_tokens"] == 24 and u["total_tokens"] == u["prompt_tokens"] + 24, "usage")
@@ -474,6 +475,16 @@ def main():
         test_metrics(s)
         rc = s.stop(signal.SIGINT)
         check(rc == 0, "exit code 0 after SIGINT: %s" % rc)
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+    # Quantized weights take the four-token kernels when batched: still the same tokens.
+    q4 = os.path.join(TMP, "aidreams-q4_0.gguf")
+    subprocess.run([EDGELLM, "quantize", MODEL, q4, "q4_0"], check=True, capture_output=True)
+    s = Server(q4, "--parallel", "4", "--api-key", KEY, "--threads", "2")
+    try:
+        test_greedy_matches_run(s, cases, q4)
+        check(s.stop() == 0, "q4_0 server exits 0")
     finally:
         if s.proc.poll() is None:
             s.proc.kill()

@@ -34,7 +34,7 @@ static void usage(FILE *out)
             "      --seed S            random seed (default: random)\n"
             "      --template-family F use chat format F instead of the detected one\n"
             "                          (chatml, llama2, llama3, gemma, phi3, mistral, smollm,\n"
-            "                          qwen2.5, qwen3)\n"
+            "                          qwen2.5, qwen3, llama3.1, llama3.2, zephyr)\n"
             "  -v, --verbose           a line per turn on stderr: prompt tokens, cached, speed\n");
 }
 
