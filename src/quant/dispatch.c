@@ -60,9 +60,9 @@ static const kernel_set avx2_set = {
         {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_##sfx, name, ellm_vec_dot_q4_K_x4_##sfx},               \
         {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_##sfx, name, ellm_vec_dot_q5_K_x4_##sfx},               \
         {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_##sfx, name, ellm_vec_dot_q6_K_x4_##sfx},               \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_##sfx, name, NULL},                                     \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_##sfx, name, NULL},                                     \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_##sfx, name, NULL},                                   \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_##sfx, name, ellm_vec_dot_q2_K_x4_##sfx},               \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_##sfx, name, ellm_vec_dot_q3_K_x4_##sfx},               \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_##sfx, name, ellm_vec_dot_iq4_xs_x4_##sfx},           \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
