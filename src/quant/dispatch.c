@@ -72,6 +72,11 @@ static const kernel_set avx2_set = {
         {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_##sfx, name, ellm_vec_dot_q2_K_x4_##sfx},               \
         {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_##sfx, name, ellm_vec_dot_q3_K_x4_##sfx},               \
         {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_##sfx, name, ellm_vec_dot_iq4_xs_x4_##sfx},           \
+        /* No NEON copies of these yet: the portable kernels. */                                  \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL},                                \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL},                                \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL},                                \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL},                              \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
