@@ -340,8 +340,8 @@ typedef struct attention_job {
     int32_t layer, n_tokens;
 } attention_job;
 
-#define ATTEND_F16 attend_f16_portable
-#define ATTEND_F16_ATTRIBUTES static
+#define ATTEND_F16 ellm_attend_f16_portable
+#define ATTEND_F16_ATTRIBUTES
 #define HALF_TO_FLOAT(h) ellm_f16_to_f32(h)
 #define FLOAT_TO_HALF(f) ellm_f32_to_f16(f)
 #include "model/attention_f16.inc"
@@ -364,8 +364,12 @@ static attend_f16_fn select_attend_f16(int32_t head_dim)
         __builtin_cpu_supports("fma"))
         return head_dim % 32 == 0 ? ellm_attend_f16_f16c_wide : ellm_attend_f16_f16c;
 #endif
+#if defined(ELLM_HAVE_NEON_ATTENTION)
+    /* Half conversions are baseline AArch64: no CPU check. */
+    return head_dim % 32 == 0 ? ellm_attend_f16_neon_wide : ellm_attend_f16_neon;
+#endif
     (void)head_dim;
-    return attend_f16_portable;
+    return ellm_attend_f16_portable;
 }
 
 /* One head of one token over an F32 cache: exact two-pass softmax in float. */

@@ -69,4 +69,43 @@ void ellm_vec_dot_iq4_nl_x4_avx2(int64_t n, float *out, const void *row, const v
 void ellm_quantize_row_q8_1_avx2(const float *x, void *dst, int64_t n);
 #endif
 
+#if defined(__aarch64__)
+#define ELLM_HAVE_NEON_KERNELS 1
+/* NEON kernels (kernels_neon.c): float dots and the activation quantizers, shared by both ARM
+ * sets, byte-identical quantizers and bit-identical integer dots to the scalar kernels. */
+void ellm_vec_dot_f32_neon(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_f16_neon(int64_t n, float *out, const void *row, const void *x);
+void ellm_quantize_row_q8_0_neon(const float *x, void *dst, int64_t n);
+void ellm_quantize_row_q8_K_neon(const float *x, void *dst, int64_t n);
+/* Integer dot kernels (kernels_neon_int.inc), once with plain NEON (_neon) and once with the
+ * ARMv8.2 dot-product extension (_neon_dotprod, kernels_neon_dotprod.c). */
+#define ELLM_NEON_INT_KERNELS(suffix)                                                              \
+    void ellm_vec_dot_q8_0_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q4_0_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q8_0_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q4_0_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q4_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q5_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q6_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q4_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q5_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q6_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q2_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q3_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_iq4_xs_##suffix(int64_t n, float *out, const void *row, const void *x);      \
+    void ellm_vec_dot_q2_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q3_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_iq4_xs_x4_##suffix(int64_t n, float *out, const void *row,                   \
+                                         const void *const *x);
+ELLM_NEON_INT_KERNELS(neon)
+ELLM_NEON_INT_KERNELS(neon_dotprod)
+#endif
+
 #endif
