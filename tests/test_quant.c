@@ -227,6 +227,79 @@ static void test_kernels_match_reference(void)
     CHECK(memcmp(a, b, 4096 / 32 * sizeof(block_q8_0)) == 0);
 }
 
+/* Gemm tiles against the scalar reference, and bit for bit against the single-row kernel for
+ * every tile shape: a token's result must not depend on its batch. */
+static void test_gemm_tiles(void)
+{
+    enum { N = 4096 - 32 * 3, ROWS = 5, TOK = 9 };
+    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
+    static float w[ROWS * N], x[TOK * N], xd[N], wd[N];
+    static uint8_t wq[ROWS * N * 2];
+    uint8_t *xe = malloc(L.row_bytes * TOK);
+    CHECK(xe != NULL);
+    if (!xe)
+        return;
+    for (int i = 0; i < ROWS * N; i++)
+        w[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f);
+    for (int i = 0; i < TOK * N; i++)
+        x[i] = frand() * (float)(1 + i / N);
+    for (int t = 0; t < TOK; t++) {
+        uint8_t *row = xe + (size_t)t * L.row_bytes;
+        ellm_quantize_q8_0_ext(x + t * N, row, N);
+        /* The extended row starts with exactly the reference Q8_0 blocks and their scales. */
+        static uint8_t ref[N * 2];
+        ellm_quantize_row(ELLM_TYPE_Q8_0, x + t * N, ref, N);
+        CHECK(!memcmp(ref, row, N / 32 * sizeof(block_q8_0)));
+        const block_q8_0 *b = (const block_q8_0 *)row;
+        const float *d = (const float *)(row + L.scales_offset);
+        const int32_t *s8 = (const int32_t *)(row + L.sums_offset);
+        CHECK(d[7] == ellm_f16_to_f32(b[7].d));
+        CHECK(s8[8 * 5 + 3] == 8 * (b[5].qs[12] + b[5].qs[13] + b[5].qs[14] + b[5].qs[15]));
+    }
+    for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+        ellm_gemm_fn gemm = ellm_gemm_for(types[ty]);
+        const ellm_type_kernels *k = ellm_kernels_for(types[ty]);
+        if (!gemm)
+            continue;
+        uint64_t rb = 0;
+        ellm_row_bytes(types[ty], N, &rb);
+        for (int r = 0; r < ROWS; r++)
+            ellm_quantize_row(types[ty], w + r * N, wq + r * rb, N);
+        float single[TOK][ROWS];
+        for (int t = 0; t < TOK; t++)
+            for (int r = 0; r < ROWS; r++) {
+                const uint8_t *row = xe + (size_t)t * L.row_bytes;
+                k->vec_dot(N, &single[t][r], wq + r * rb, row);
+                ellm_dequantize_row(ELLM_TYPE_Q8_0, row, xd, N);
+                ellm_dequantize_row(types[ty], wq + r * rb, wd, N);
+                double mag = 0;
+                for (int i = 0; i < N; i++)
+                    mag += fabs((double)wd[i] * xd[i]);
+                float ref = ellm_dot_reference(types[ty], wq + r * rb, xd, N);
+                CHECK_MSG(fabs((double)single[t][r] - ref) <= 1e-5 * mag,
+                          "%s row %d token %d: %.9g vs reference %.9g",
+                          ellm_type_name(types[ty]), r, t, single[t][r], ref);
+            }
+        /* Every batch size 1..TOK, starting at every token, and tiles of 1..ROWS rows. */
+        for (int n_tok = 1; n_tok <= TOK; n_tok++)
+            for (int t0 = 0; t0 + n_tok <= TOK; t0 += 2)
+                for (int n_rows = 1; n_rows <= ROWS; n_rows += 2) {
+                    float y[TOK][ROWS];
+                    gemm(N, wq, rb, n_rows, xe + (size_t)t0 * L.row_bytes, L.row_bytes, n_tok,
+                         &y[0][0], ROWS);
+                    for (int t = 0; t < n_tok; t++)
+                        for (int r = 0; r < n_rows; r++)
+                            CHECK_MSG(!memcmp(&y[t][r], &single[t0 + t][r], sizeof(float)),
+                                      "%s gemm %d tokens x %d rows: token %d row %d %.9g vs "
+                                      "single-row %.9g",
+                                      ellm_type_name(types[ty]), n_tok, n_rows, t0 + t, r,
+                                      y[t][r], single[t0 + t][r]);
+                }
+    }
+    free(xe);
+}
+
 /* Every kernel set this CPU can run (e.g. neon-dotprod, neon and scalar on an ARMv8.2 CPU; avx2
  * and scalar on x86) against the scalar set, for every weight type with a kernel. The NEON
  * quantized dots sum exact integers and combine them in the scalar kernel's float order, so they
@@ -404,6 +477,49 @@ static void test_matmul(void)
     }
 }
 
+/* A token's matmul output is the same alone or in any batch (including batches longer than one
+ * cache chunk of the tiled path), and fused weights give exactly the separate products. */
+static void test_matmul_batch_independence(void)
+{
+    enum { IN = 4096, OUT = 7, OUT2 = 5, T = 40 };
+    static float w[OUT * IN], x[T * IN], y[T * OUT], y2[T * OUT2], one[OUT], fused[T * (OUT + OUT2)];
+    static uint8_t wq[OUT * IN * 2];
+    for (int i = 0; i < OUT * IN; i++)
+        w[i] = frand();
+    for (int i = 0; i < T * IN; i++)
+        x[i] = frand();
+    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+        uint64_t rb = 0;
+        ellm_row_bytes(types[ty], IN, &rb);
+        for (int r = 0; r < OUT; r++)
+            ellm_quantize_row(types[ty], w + r * IN, wq + r * rb, IN);
+        ellm_tensor a = {.type = types[ty], .ne = {IN, OUT, 1, 1}, .n_dims = 2, .row_bytes = rb,
+                         .n_bytes = rb * OUT, .data = wq};
+        ellm_tensor b = a;
+        b.ne[1] = OUT2;
+        b.data = wq + rb; /* rows 1..5 of a */
+        void *scratch = malloc(ellm_matmul_scratch_bytes(&a, T));
+        ellm_threadpool *pool = NULL;
+        CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
+        ellm_matmul(pool, &a, x, T, y, scratch);
+        for (int t = 0; t < T; t += 3) {
+            ellm_matmul(pool, &a, x + t * IN, 1, one, scratch);
+            CHECK_MSG(!memcmp(one, y + t * OUT, sizeof one),
+                      "%s: token %d alone differs from its batch of %d",
+                      ellm_type_name(types[ty]), t, T);
+        }
+        const ellm_tensor *ws[2] = {&a, &b};
+        float *ys[2] = {fused, fused + T * OUT};
+        ellm_matmul_multi(pool, ws, 2, x, T, ys, scratch);
+        ellm_matmul(NULL, &b, x, T, y2, scratch);
+        CHECK(!memcmp(fused, y, sizeof y));
+        CHECK(!memcmp(fused + T * OUT, y2, sizeof y2));
+        ellm_threadpool_free(pool);
+        free(scratch);
+    }
+}
+
 int main(void)
 {
     test_half_conversions();
@@ -411,7 +527,9 @@ int main(void)
     test_quantization_error();
     test_q8_K_activations();
     test_kernels_match_reference();
+    test_gemm_tiles();
     test_every_kernel_set();
     test_matmul();
+    test_matmul_batch_independence();
     return test_finish("test_quant");
 }
