@@ -128,7 +128,8 @@ bool ellm_quant_recipe_exists(const char *name) { return find_recipe(name) != NU
 
 const char *ellm_quant_recipe_names(void)
 {
-    return "q8_0, q4_0, f16, bf16, f32 and the other single types this build has, or a mix: "
+    return "q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl, f16, bf16, f32 and the other single types this "
+           "build has, or a mix: "
            "q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_xs";
 }
 
@@ -235,11 +236,19 @@ static ellm_type recipe_wish(const recipe *r, const gguf_tensor_info *t, const m
     return r->base;
 }
 
+/* The 32-value types of 4 and 5 bits: a single-type target of one of these keeps the output head
+ * at Q8_0, where the logits' quantization error hurts most. */
+static bool single_keeps_8bit_head(ellm_type t)
+{
+    return t == ELLM_TYPE_Q4_0 || t == ELLM_TYPE_Q4_1 || t == ELLM_TYPE_Q5_0 ||
+           t == ELLM_TYPE_Q5_1 || t == ELLM_TYPE_IQ4_NL;
+}
+
 /* The type one tensor gets: norms and other 1-D tensors stay as they are. A single-type target
- * keeps the output head (the token embedding when the head is tied to it) at 8 bits under a 4-bit
- * target, and rows that do not split into its blocks take F16, the nearest type that fits any row
- * length. A recipe takes its wish; rows that do not split into 256-value blocks take a 32-value
- * substitute, or F16 when they do not split into 32s either. */
+ * keeps the output head (the token embedding when the head is tied to it) at 8 bits under a 4- or
+ * 5-bit target, and rows that do not split into its blocks take F16, the nearest type that fits
+ * any row length. A recipe takes its wish; rows that do not split into 256-value blocks take a
+ * 32-value substitute, or F16 when they do not split into 32s either. */
 static ellm_type choose(const gguf_tensor_info *t, const recipe *r, const model_shape *m,
                         bool *fell_back, ellm_type *wanted)
 {
@@ -251,7 +260,7 @@ static ellm_type choose(const gguf_tensor_info *t, const recipe *r, const model_
     if (r->id == RECIPE_SINGLE) {
         bool head = name_is(t->name, "output.weight") ||
                     (m->tied && name_is(t->name, "token_embd.weight"));
-        if (r->base == ELLM_TYPE_Q4_0 && head)
+        if (head && single_keeps_8bit_head(r->base))
             want = ELLM_TYPE_Q8_0;
     } else {
         want = recipe_wish(r, t, m);

@@ -13,6 +13,7 @@ typedef struct kernel_set {
     ellm_type_kernels f32, f16, bf16, q8_0, q4_0;
     ellm_type_kernels q4_K, q5_K, q6_K;
     ellm_type_kernels q2_k, q3_k, iq4_xs;
+    ellm_type_kernels q4_1, q5_0, q5_1, iq4_nl;
 } kernel_set;
 
 static const kernel_set scalar_set = {
@@ -28,6 +29,10 @@ static const kernel_set scalar_set = {
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -44,6 +49,10 @@ static const kernel_set avx2_set = {
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2},
 };
 #endif
 
@@ -63,6 +72,11 @@ static const kernel_set avx2_set = {
         {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_##sfx, name, ellm_vec_dot_q2_K_x4_##sfx},               \
         {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_##sfx, name, ellm_vec_dot_q3_K_x4_##sfx},               \
         {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_##sfx, name, ellm_vec_dot_iq4_xs_x4_##sfx},           \
+        /* No NEON copies of these yet: the portable kernels. */                                  \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL},                                \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL},                                \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL},                                \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL},                              \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
@@ -177,6 +191,10 @@ const ellm_type_kernels *ellm_kernels_for(ellm_type type)
     case ELLM_TYPE_Q2_K: return &s->q2_k;
     case ELLM_TYPE_Q3_K: return &s->q3_k;
     case ELLM_TYPE_IQ4_XS: return &s->iq4_xs;
+    case ELLM_TYPE_Q4_1: return &s->q4_1;
+    case ELLM_TYPE_Q5_0: return &s->q5_0;
+    case ELLM_TYPE_Q5_1: return &s->q5_1;
+    case ELLM_TYPE_IQ4_NL: return &s->iq4_nl;
     default: return NULL;
     }
 }
@@ -190,6 +208,10 @@ void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst
     }
     if (vec_dot_type == ELLM_TYPE_Q8_K && current() == &avx2_set) {
         ellm_quantize_row_q8_K_avx2(x, dst, n);
+        return;
+    }
+    if (vec_dot_type == ELLM_TYPE_Q8_1 && current() == &avx2_set) {
+        ellm_quantize_row_q8_1_avx2(x, dst, n);
         return;
     }
 #endif

@@ -19,6 +19,11 @@ void ellm_vec_dot_q6_K_scalar(int64_t n, float *out, const void *row, const void
 void ellm_vec_dot_q2_K_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_xs_scalar(int64_t n, float *out, const void *row, const void *x);
+/* Q4_1, Q5_1 against Q8_1 and Q5_0, IQ4_NL against Q8_0 activations (kernels_legacy_*.c). */
+void ellm_vec_dot_q4_1_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_0_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_1_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_iq4_nl_scalar(int64_t n, float *out, const void *row, const void *x);
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define ELLM_HAVE_AVX2_KERNELS 1
@@ -51,6 +56,17 @@ void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 /* Quantizes a float row to Q8_K blocks, byte-identical to the reference quantizer. */
 void ellm_quantize_row_q8_K_avx2(const float *x, void *dst, int64_t n);
+/* Q4_1, Q5_0, Q5_1 and IQ4_NL (kernels_legacy_avx2.c), single and four-row. */
+void ellm_vec_dot_q4_1_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_0_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_1_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_iq4_nl_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_1_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_q5_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_q5_1_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_iq4_nl_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
+/* Quantizes a float row to Q8_1 blocks, byte-identical to the reference quantizer. */
+void ellm_quantize_row_q8_1_avx2(const float *x, void *dst, int64_t n);
 #endif
 
 #if defined(__aarch64__)

@@ -533,3 +533,12 @@ void ellm_quantize_iq4_xs(const float *x, block_iq4_xs *b, int64_t n)
     for (int64_t i = 0; i < n / QK_K; i++)
         quantize_iq4_xs_block(x + i * QK_K, &b[i]);
 }
+
+/* The IQ4_XS sub-block search, shared with IQ4_NL (reference_legacy.c), whose 32-value blocks
+ * have the same levels with one half-precision scale each. */
+float ellm_iq4nl_fit_scale(const float *x) { return iq4_fit_sub(x); }
+
+float ellm_iq4nl_levels(const float *x, int n, float s, uint8_t *idx)
+{
+    return iq4_levels(x, n, s, idx);
+}
