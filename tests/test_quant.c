@@ -399,8 +399,9 @@ static void test_every_kernel_set(void)
     fprintf(stderr, "%d dot products compared against the scalar set\n", compared);
 
     /* Activation quantizers: random rows, rows with exact .5 ties (a block whose extreme is
-     * 127 has scale 1 in Q8_0; one whose extreme is -128 has scale 1 in Q8_K), zero blocks. */
-    ellm_type act_types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_K};
+     * 127 has scale 1 in Q8_0 and Q8_1; one whose extreme is -128 has scale 1 in Q8_K), zero
+     * blocks. */
+    ellm_type act_types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_K, ELLM_TYPE_Q8_1};
     for (int set = 0; set < n_sets; set++) {
         for (size_t t = 0; t < sizeof act_types / sizeof act_types[0]; t++) {
             for (int kind = 0; kind < 3; kind++) {
@@ -410,7 +411,7 @@ static void test_every_kernel_set(void)
                                        : 0.0f;
                 if (kind == 1)
                     for (int i = 0; i < MAXN; i += 32)
-                        x[i] = act_types[t] == ELLM_TYPE_Q8_0 ? 127.0f : -128.0f;
+                        x[i] = act_types[t] == ELLM_TYPE_Q8_K ? -128.0f : 127.0f;
                 static uint8_t a[MAXN * 2], b[MAXN * 2];
                 size_t bytes = ellm_quantize_row(act_types[t], x, a, MAXN);
                 CHECK(ellm_quant_use_kernel_set(sets[set]));

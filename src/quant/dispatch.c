@@ -72,11 +72,10 @@ static const kernel_set avx2_set = {
         {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_##sfx, name, ellm_vec_dot_q2_K_x4_##sfx},               \
         {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_##sfx, name, ellm_vec_dot_q3_K_x4_##sfx},               \
         {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_##sfx, name, ellm_vec_dot_iq4_xs_x4_##sfx},           \
-        /* No NEON copies of these yet: the portable kernels. */                                  \
-        {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL},                                \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL},                                \
-        {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL},                                \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL},                              \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_##sfx, name, ellm_vec_dot_q4_1_x4_##sfx},               \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_##sfx, name, ellm_vec_dot_q5_0_x4_##sfx},               \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_##sfx, name, ellm_vec_dot_q5_1_x4_##sfx},               \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_##sfx, name, ellm_vec_dot_iq4_nl_x4_##sfx},           \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
@@ -233,6 +232,10 @@ void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst
         }
         if (vec_dot_type == ELLM_TYPE_Q8_K) {
             ellm_quantize_row_q8_K_neon(x, dst, n);
+            return;
+        }
+        if (vec_dot_type == ELLM_TYPE_Q8_1) {
+            ellm_quantize_row_q8_1_neon(x, dst, n);
             return;
         }
     }

@@ -77,6 +77,7 @@ void ellm_vec_dot_f32_neon(int64_t n, float *out, const void *row, const void *x
 void ellm_vec_dot_f16_neon(int64_t n, float *out, const void *row, const void *x);
 void ellm_quantize_row_q8_0_neon(const float *x, void *dst, int64_t n);
 void ellm_quantize_row_q8_K_neon(const float *x, void *dst, int64_t n);
+void ellm_quantize_row_q8_1_neon(const float *x, void *dst, int64_t n);
 /* Integer dot kernels (kernels_neon_int.inc), once with plain NEON (_neon) and once with the
  * ARMv8.2 dot-product extension (_neon_dotprod, kernels_neon_dotprod.c). */
 #define ELLM_NEON_INT_KERNELS(suffix)                                                              \
@@ -103,7 +104,19 @@ void ellm_quantize_row_q8_K_neon(const float *x, void *dst, int64_t n);
     void ellm_vec_dot_q3_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
                                        const void *const *x);                                      \
     void ellm_vec_dot_iq4_xs_x4_##suffix(int64_t n, float *out, const void *row,                   \
-                                         const void *const *x);
+                                         const void *const *x);                                    \
+    void ellm_vec_dot_q4_1_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q4_1_x4_##suffix(int64_t n, float *out, const void *row,                     \
+        const void *const *x);                                                                     \
+    void ellm_vec_dot_q5_0_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q5_0_x4_##suffix(int64_t n, float *out, const void *row,                     \
+        const void *const *x);                                                                     \
+    void ellm_vec_dot_q5_1_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q5_1_x4_##suffix(int64_t n, float *out, const void *row,                     \
+        const void *const *x);                                                                     \
+    void ellm_vec_dot_iq4_nl_##suffix(int64_t n, float *out, const void *row, const void *x);      \
+    void ellm_vec_dot_iq4_nl_x4_##suffix(int64_t n, float *out, const void *row,                   \
+        const void *const *x);
 ELLM_NEON_INT_KERNELS(neon)
 ELLM_NEON_INT_KERNELS(neon_dotprod)
 #endif

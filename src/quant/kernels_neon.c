@@ -107,6 +107,33 @@ void ellm_quantize_row_q8_0_neon(const float *x, void *dst, int64_t n)
     }
 }
 
+/* Q8_0's bytes plus s = d (as stored) times the sum of the values, as the reference computes. */
+void ellm_quantize_row_q8_1_neon(const float *x, void *dst, int64_t n)
+{
+    block_q8_1 *b = dst;
+    for (int64_t i = 0; i < n / QK8_1; i++) {
+        const float *xb = x + i * QK8_1;
+        float32x4_t v[8];
+        float32x4_t amax = vdupq_n_f32(0);
+        for (int k = 0; k < 8; k++) {
+            v[k] = vld1q_f32(xb + 4 * k);
+            amax = vmaxq_f32(amax, vabsq_f32(v[k]));
+        }
+        float d = vmaxvq_f32(amax) / 127.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        int16x8_t total = vdupq_n_s16(0);
+        for (int k = 0; k < 8; k += 2) {
+            int32x4_t q0 = vcvtaq_s32_f32(vmulq_n_f32(v[k], id));
+            int32x4_t q1 = vcvtaq_s32_f32(vmulq_n_f32(v[k + 1], id));
+            int16x8_t q16 = vcombine_s16(vqmovn_s32(q0), vqmovn_s32(q1));
+            total = vaddq_s16(total, q16);
+            vst1_s8(b[i].qs + 4 * k, vqmovn_s16(q16));
+        }
+        b[i].d = ellm_f32_to_f16(d);
+        b[i].s = ellm_f32_to_f16(ellm_f16_to_f32(b[i].d) * (float)vaddvq_s16(total));
+    }
+}
+
 /* Same bytes as the reference: the first value of largest magnitude maps to -128, FCVTNS rounds
  * half to even like nearbyintf, 127 clamps the opposite extreme. */
 void ellm_quantize_row_q8_K_neon(const float *x, void *dst, int64_t n)
