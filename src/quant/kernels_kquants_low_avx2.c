@@ -6,6 +6,7 @@
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
+#include <string.h>
 
 #include "quant/blocks.h"
 #include "quant/quant.h"
@@ -19,10 +20,22 @@ static inline int32_t hsum_i32(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
-/* 16-bit multipliers: lo for the first 16 of 32 values, hi for the other 16. */
-static inline __m256i two_scales(int lo, int hi)
+/* The 16 sub-block scales (int8) of a super-block as 16-bit multipliers for its eight 32-value
+ * steps: step k covers sub-blocks 2k (low 128-bit lane) and 2k + 1 (high lane), so out[k] holds
+ * scale 2k in every 16-bit slot of the low lane and scale 2k + 1 in the high lane. In-lane byte
+ * shuffles of the widened scales do it without a scalar broadcast per step. */
+static inline void scale_steps(__m128i scales8, __m256i out[8])
 {
-    return _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo));
+    __m256i s16 = _mm256_cvtepi8_epi16(scales8);                /* s0..7 | s8..15 */
+    __m256i first = _mm256_permute2x128_si256(s16, s16, 0x00);  /* s0..7 | s0..7 */
+    __m256i second = _mm256_permute2x128_si256(s16, s16, 0x11); /* s8..15 | s8..15 */
+    for (int k = 0; k < 4; k++) {
+        /* bytes 4k, 4k+1 (scale 2k) repeated in the low lane, 4k+2, 4k+3 in the high lane */
+        __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 3) << 8 | (4 * k + 2))),
+                                        _mm_set1_epi16((short)((4 * k + 1) << 8 | (4 * k))));
+        out[k] = _mm256_shuffle_epi8(first, pick);
+        out[k + 4] = _mm256_shuffle_epi8(second, pick);
+    }
 }
 
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -34,6 +47,9 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const uint8_t *sc = w[i].scales;
+        __m128i packed = _mm_loadu_si128((const __m128i *)sc);
+        __m256i steps[8];
+        scale_steps(_mm_and_si128(packed, m15), steps);
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
@@ -41,12 +57,10 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
                 __m256i qj = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
                 __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * j));
                 __m256i p = _mm256_maddubs_epi16(qj, av);
-                int s = 8 * h + 2 * j;
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, two_scales(sc[s] & 15, sc[s + 1] & 15)));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, steps[4 * h + j]));
             }
         }
         /* Minimums: sum over sub-blocks of min code times the activations' 16-value sums. */
-        __m128i packed = _mm_loadu_si128((const __m128i *)sc);
         __m128i mins = _mm_and_si128(_mm_srli_epi16(packed, 4), m15);
         __m256i mins16 = _mm256_cvtepu8_epi16(mins);
         __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
@@ -66,9 +80,20 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
     const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        int sc[16];
-        for (int s = 0; s < 16; s++)
-            sc[s] = ellm_q3_K_scale(w[i].scales, s) - 32;
+        /* The 6-bit scale codes, all 16 at once: low nibbles from bytes 0..7 (sub-blocks 0..7
+         * low nibble, 8..15 high nibble), top two bits of sub-block s from byte 8 + s % 4 at bit
+         * 2 * (s / 4). */
+        uint64_t lo;
+        uint32_t top;
+        memcpy(&lo, w[i].scales, 8);
+        memcpy(&top, w[i].scales + 8, 4);
+        __m128i low4 = _mm_set_epi64x((long long)((lo >> 4) & 0x0F0F0F0F0F0F0F0Full),
+                                      (long long)(lo & 0x0F0F0F0F0F0F0F0Full));
+        __m128i high2 = _mm_set_epi32((int)((top >> 6) & 0x03030303u), (int)((top >> 4) & 0x03030303u),
+                                      (int)((top >> 2) & 0x03030303u), (int)(top & 0x03030303u));
+        __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
+        __m256i steps[8];
+        scale_steps(_mm_sub_epi8(codes, _mm_set1_epi8(32)), steps);
         __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -81,8 +106,7 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
                 __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * j));
                 __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(low, av),
                                              _mm256_maddubs_epi16(sub4, av));
-                int s = 8 * h + 2 * j;
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, two_scales(sc[s], sc[s + 1])));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, steps[4 * h + j]));
             }
         }
         int32_t isum = hsum_i32(acc);

@@ -157,5 +157,6 @@ int main(int argc, char **argv)
         }
     }
     dlclose(lib);
+    fflush(stdout); /* the figures before the summary, which goes to stderr */
     return test_finish("ggml_kquant_low_crosscheck");
 }
