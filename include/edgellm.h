@@ -51,6 +51,11 @@ const char *edgellm_kernel_set(void);
 
 typedef struct edgellm_model_params {
     int reserved; /* must be 0; placeholder so the struct can grow without breaking callers */
+    /* 1 = load only the tokenizer (e.g. a file written by `edgellm convert --vocab-only`, which
+     * has no tensors): tokenization, detokenization, metadata and edgellm_model_get_info
+     * (architecture, name, n_vocab; the rest 0) work; creating a context or batch and
+     * estimating memory fail with EDGELLM_ERR_UNSUPPORTED. */
+    int vocab_only;
 } edgellm_model_params;
 
 edgellm_model_params edgellm_model_default_params(void);
@@ -112,6 +117,13 @@ typedef struct edgellm_tensor_desc {
     uint64_t n_bytes;
 } edgellm_tensor_desc;
 
+/* The string value of metadata key (e.g. "tokenizer.chat_template"), NUL-terminated in buf.
+ * Always stores its length (without the NUL) in *len; EDGELLM_ERR_BUFFER_TOO_SMALL when cap is
+ * not more than that (buf may be NULL with cap 0 to ask), EDGELLM_ERR_NOT_FOUND when the key is
+ * absent, EDGELLM_ERR_FORMAT when its value is not a string. */
+edgellm_status edgellm_model_meta_string(const edgellm_model *model, const char *key, char *buf,
+                                         size_t cap, size_t *len);
+
 int64_t edgellm_model_tensor_count(const edgellm_model *model);
 edgellm_status edgellm_model_tensor_at(const edgellm_model *model, int64_t index,
                                        edgellm_tensor_desc *out);
@@ -146,6 +158,12 @@ edgellm_status edgellm_tokenize(const edgellm_model *model, const char *text, si
  */
 edgellm_status edgellm_token_to_piece(const edgellm_model *model, edgellm_token token, char *buf,
                                       size_t cap, size_t *len);
+
+/* The token's text as the vocabulary stores it, control tokens included ("<s>", "<|eot_id|>"):
+ * what a chat template writes for bos_token / eos_token. NUL-terminated in buf when it fits;
+ * same size contract as edgellm_token_to_piece. */
+edgellm_status edgellm_token_text(const edgellm_model *model, edgellm_token token, char *buf,
+                                  size_t cap, size_t *len);
 
 /* Text of a token sequence. The SentencePiece dummy-prefix space of the first token is removed
  * when remove_leading_space is set. Output is NUL-terminated when it fits. */

@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libsodium-dev
           libcurl4-openssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(clang libclang-rt-14-dev unicode-data)
+  packages+=(clang libclang-rt-14-dev unicode-data wrk curl)
+  command -v python3 >/dev/null || packages+=(python3)
   # The machine image may ship its own Node.js; Debian's npm conflicts with it.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

@@ -17,7 +17,8 @@
 
 struct edgellm_model {
     gguf_file *file;
-    ellm_model *model;
+    ellm_model *model; /* NULL when loaded vocabulary-only */
+    char *architecture;
     ellm_vocab *vocab;
     char *name;
     char quantization[16];
@@ -78,7 +79,7 @@ static void describe_weights(edgellm_model *m)
 edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *params,
                                   edgellm_model **out)
 {
-    (void)params;
+    bool vocab_only = params && params->vocab_only;
     if (!out)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_load: out_model is NULL");
     *out = NULL;
@@ -88,7 +89,12 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
     edgellm_status st = gguf_open(path, &m->file);
-    if (st == EDGELLM_OK) {
+    if (st == EDGELLM_OK && !vocab_only && gguf_tensor_count(m->file) == 0)
+        st = ellm_fail(EDGELLM_ERR_FORMAT,
+                       "'%s' holds no tensors (a vocabulary-only file?); it can only be loaded "
+                       "for tokenization (edgellm_model_params.vocab_only)",
+                       path);
+    if (st == EDGELLM_OK && !vocab_only) {
         st = ellm_model_create(m->file, &m->model);
         if (st != EDGELLM_OK)
             st = ellm_fail_wrap(st, "'%s'", path);
@@ -98,7 +104,8 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
         if (st != EDGELLM_OK)
             st = ellm_fail_wrap(st, "'%s'", path);
     }
-    if (st == EDGELLM_OK && ellm_vocab_size(m->vocab) != ellm_model_hparams(m->model)->n_vocab)
+    if (st == EDGELLM_OK && m->model &&
+        ellm_vocab_size(m->vocab) != ellm_model_hparams(m->model)->n_vocab)
         st = ellm_fail(EDGELLM_ERR_FORMAT,
                        "'%s': the vocabulary has %d tokens but the embedding has %d rows", path,
                        ellm_vocab_size(m->vocab), ellm_model_hparams(m->model)->n_vocab);
@@ -106,6 +113,11 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
         gguf_str name = {0, ""};
         gguf_get_str(m->file, "general.name", &name);
         m->name = gguf_str_dup(name);
+        gguf_str arch = {0, ""};
+        gguf_get_str(m->file, "general.architecture", &arch);
+        m->architecture = gguf_str_dup(arch);
+        if (!m->architecture)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for model metadata");
         uint64_t n = gguf_tensor_count(m->file);
         m->tensor_names = calloc(n ? n : 1, sizeof *m->tensor_names);
         if (!m->name || !m->tensor_names)
@@ -134,6 +146,7 @@ void edgellm_model_free(edgellm_model *m)
             free(m->tensor_names[i]);
     free(m->tensor_names);
     free(m->name);
+    free(m->architecture);
     ellm_vocab_free(m->vocab);
     ellm_model_free(m->model);
     gguf_close(m->file);
@@ -144,8 +157,16 @@ edgellm_status edgellm_model_get_info(const edgellm_model *m, edgellm_model_info
 {
     if (!m || !info)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_get_info: NULL argument");
-    const ellm_hparams *hp = ellm_model_hparams(m->model);
     memset(info, 0, sizeof *info);
+    if (!m->model) {
+        info->architecture = m->architecture;
+        info->name = m->name;
+        info->quantization = m->quantization;
+        info->n_vocab = ellm_vocab_size(m->vocab);
+        info->file_bytes = gguf_file_size(m->file);
+        return EDGELLM_OK;
+    }
+    const ellm_hparams *hp = ellm_model_hparams(m->model);
     info->architecture = hp->arch;
     info->name = m->name;
     info->quantization = m->quantization;
@@ -178,6 +199,10 @@ edgellm_context_params edgellm_context_default_params(void)
 static edgellm_status resolve_params(const edgellm_model *m, const edgellm_context_params *in,
                                      ellm_state_params *out)
 {
+    if (!m->model)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "the model was loaded for its vocabulary only (vocab_only); it has no "
+                         "weights to evaluate");
     const ellm_hparams *hp = ellm_model_hparams(m->model);
     int32_t n_ctx = in->n_ctx > 0 ? in->n_ctx : hp->n_ctx_train;
     if (in->n_ctx > hp->n_ctx_train)
@@ -245,6 +270,28 @@ edgellm_status edgellm_model_meta_at(const edgellm_model *m, int64_t index, char
     return EDGELLM_OK;
 }
 
+edgellm_status edgellm_model_meta_string(const edgellm_model *m, const char *key, char *buf,
+                                         size_t cap, size_t *len)
+{
+    if (!m || !key || !len || (!buf && cap > 0))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_model_meta_string: need a model, a key and a length pointer");
+    *len = 0;
+    gguf_str value;
+    edgellm_status st = gguf_get_str(m->file, key, &value);
+    if (st == EDGELLM_ERR_NOT_FOUND)
+        return ellm_fail(st, "the model has no metadata key '%s'", key);
+    if (st != EDGELLM_OK)
+        return st;
+    *len = (size_t)value.len;
+    if (cap <= value.len)
+        return ellm_fail(EDGELLM_ERR_BUFFER_TOO_SMALL, "metadata '%s' needs %llu bytes", key,
+                         (unsigned long long)value.len + 1);
+    memcpy(buf, value.data, (size_t)value.len);
+    buf[value.len] = '\0';
+    return EDGELLM_OK;
+}
+
 int64_t edgellm_model_tensor_count(const edgellm_model *m)
 {
     return m ? (int64_t)gguf_tensor_count(m->file) : 0;
@@ -294,6 +341,25 @@ edgellm_status edgellm_token_to_piece(const edgellm_model *m, edgellm_token toke
     if (!m)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_token_to_piece: model is NULL");
     return ellm_token_piece(m->vocab, token, buf, cap, len);
+}
+
+edgellm_status edgellm_token_text(const edgellm_model *m, edgellm_token token, char *buf,
+                                  size_t cap, size_t *len)
+{
+    if (!m || !len)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_token_text: need a model and len");
+    *len = 0;
+    const char *text = ellm_vocab_token_text(m->vocab, token);
+    if (!text)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "token id %d is not in the vocabulary of %d",
+                         (int)token, ellm_vocab_size(m->vocab));
+    *len = strlen(text);
+    if (!buf || cap < *len)
+        return ellm_fail(EDGELLM_ERR_BUFFER_TOO_SMALL, "token text needs %zu bytes", *len);
+    memcpy(buf, text, *len);
+    if (cap > *len)
+        buf[*len] = '\0';
+    return EDGELLM_OK;
 }
 
 edgellm_status edgellm_detokenize(const edgellm_model *m, const edgellm_token *tokens,

@@ -46,4 +46,16 @@ typedef struct ellm_quantize_options {
 edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, ellm_type target,
                                    const ellm_quantize_options *options);
 
+/* The same with a named mix of types: Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K or IQ4_XS
+ * (case-insensitive; Q3_K, Q4_K and Q5_K name their usual mix). The attention value/output and
+ * FFN down projections get more bits where the mix says so, the output head Q6_K (or Q8_0 where
+ * Q6_K is not built), and rows that do not split into 256-value blocks a 32-value type or F16
+ * (reported through on_fallback). general.file_type records the mix. */
+edgellm_status ellm_quantize_model_recipe(const char *in_path, const char *out_path,
+                                          const char *recipe, const ellm_quantize_options *options);
+/* Whether `name` is one of the mixes above. */
+bool ellm_quant_recipe_exists(const char *name);
+/* The TYPE names `edgellm quantize` accepts, for help and error messages. */
+const char *ellm_quant_recipe_names(void);
+
 #endif

@@ -7,6 +7,8 @@
 typedef struct kernel_set {
     const char *name;
     ellm_type_kernels f32, f16, bf16, q8_0, q4_0;
+    ellm_type_kernels q4_K, q5_K, q6_K;
+    ellm_type_kernels q2_k, q3_k, iq4_xs;
 } kernel_set;
 
 static const kernel_set scalar_set = {
@@ -16,6 +18,12 @@ static const kernel_set scalar_set = {
     {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},
     {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_scalar, "scalar", NULL},
     {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -26,6 +34,12 @@ static const kernel_set avx2_set = {
     {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},
     {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2},
     {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL},
 };
 #endif
 
@@ -72,6 +86,12 @@ const ellm_type_kernels *ellm_kernels_for(ellm_type type)
     case ELLM_TYPE_BF16: return &s->bf16;
     case ELLM_TYPE_Q8_0: return &s->q8_0;
     case ELLM_TYPE_Q4_0: return &s->q4_0;
+    case ELLM_TYPE_Q4_K: return &s->q4_K;
+    case ELLM_TYPE_Q5_K: return &s->q5_K;
+    case ELLM_TYPE_Q6_K: return &s->q6_K;
+    case ELLM_TYPE_Q2_K: return &s->q2_k;
+    case ELLM_TYPE_Q3_K: return &s->q3_k;
+    case ELLM_TYPE_IQ4_XS: return &s->iq4_xs;
     default: return NULL;
     }
 }
@@ -81,6 +101,10 @@ void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst
 #if defined(ELLM_HAVE_AVX2_KERNELS)
     if (vec_dot_type == ELLM_TYPE_Q8_0 && current() == &avx2_set) {
         ellm_quantize_row_q8_0_avx2(x, dst, n);
+        return;
+    }
+    if (vec_dot_type == ELLM_TYPE_Q8_K && current() == &avx2_set) {
+        ellm_quantize_row_q8_K_avx2(x, dst, n);
         return;
     }
 #endif

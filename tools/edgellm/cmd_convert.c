@@ -5,12 +5,16 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "convert/convert.h"
+#include "convert/hf_tokenizer.h"
 #include "edgellm.h"
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: edgellm convert --from llama2c CHECKPOINT.bin --tokenizer TOKENIZER.bin "
-                 "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n");
+                 "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n"
+                 "       edgellm convert --from hf DIR -o OUT.gguf --vocab-only [--name NAME]\n"
+                 "         (DIR holds a Hugging Face tokenizer.json, and optionally\n"
+                 "          tokenizer_config.json, config.json, generation_config.json)\n");
 }
 
 static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
@@ -20,11 +24,32 @@ static void report_fallback(void *user, const char *tensor, ellm_type wanted, el
             tensor, ellm_type_name(wanted), ellm_type_name(used));
 }
 
+/* --from hf: a Hugging Face model directory. */
+static int convert_hf(const char *dir, const char *out, const char *name, bool vocab_only)
+{
+    const char *cmd = "convert";
+    if (!dir || !out) {
+        cli_error(cmd, "need DIR (a Hugging Face model directory) and -o OUT.gguf");
+        return EXIT_USAGE;
+    }
+    if (!vocab_only) {
+        cli_error(cmd, "--from hf imports only the vocabulary so far: add --vocab-only");
+        return EXIT_USAGE;
+    }
+    if (ellm_convert_hf_vocab_only(dir, out, name) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    fprintf(stderr, "edgellm convert: wrote %s\n", out);
+    return 0;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     const char *cmd = "convert";
     const char *from = NULL, *input = NULL, *tokenizer = NULL, *out = NULL, *name = NULL;
     ellm_type out_type = ELLM_TYPE_F32;
+    bool vocab_only = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -34,6 +59,8 @@ int cmd_convert(int argc, char **argv)
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
             from = v;
+        } else if (!strcmp(a, "--vocab-only")) {
+            vocab_only = true;
         } else if (!strcmp(a, "--tokenizer")) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
@@ -66,11 +93,17 @@ int cmd_convert(int argc, char **argv)
         }
     }
     if (!from) {
-        cli_error(cmd, "say which format to read: --from llama2c");
+        cli_error(cmd, "say which format to read: --from llama2c or --from hf");
         return EXIT_USAGE;
     }
+    if (!strcmp(from, "hf"))
+        return convert_hf(input, out, name, vocab_only);
     if (strcmp(from, "llama2c") != 0) {
-        cli_error(cmd, "unknown source format '%s' (supported: llama2c)", from);
+        cli_error(cmd, "unknown source format '%s' (supported: llama2c, hf)", from);
+        return EXIT_USAGE;
+    }
+    if (vocab_only) {
+        cli_error(cmd, "--vocab-only is for --from hf");
         return EXIT_USAGE;
     }
     if (!input || !tokenizer || !out) {
