@@ -96,6 +96,19 @@ static void q4_0_row_x1(int64_t nb, const block_q4_0 *w, const act_row *a, float
     *out = hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+/* Four tokens of one row. Each block is finished for all four tokens before the next is decoded,
+ * so only one decoded block and its scale are live beside the eight accumulators (the 16 AVX2
+ * registers then hold everything without spilling). */
+static inline void q4_0_block_x4(const block_q4_0 *w, const act_row *a, int64_t i, __m256 *acc)
+{
+    __m256i nib = q4_nibbles(w);
+    __m256 dw = weight_scale(w->d);
+    for (int t = 0; t < 4; t++) {
+        __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
+        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q4_lanes(nib, &a[t], i)), acc[t]);
+    }
+}
+
 static void q4_0_row_x4(int64_t nb, const block_q4_0 *w, const act_row *a, float *out,
                         int64_t out_stride)
 {
@@ -104,23 +117,11 @@ static void q4_0_row_x4(int64_t nb, const block_q4_0 *w, const act_row *a, float
         acc0[t] = acc1[t] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        __m256i n0 = q4_nibbles(&w[i]), n1 = q4_nibbles(&w[i + 1]);
-        __m256 dw0 = weight_scale(w[i].d), dw1 = weight_scale(w[i + 1].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d0 = _mm256_mul_ps(dw0, _mm256_broadcast_ss(&a[t].d[i]));
-            __m256 d1 = _mm256_mul_ps(dw1, _mm256_broadcast_ss(&a[t].d[i + 1]));
-            acc0[t] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(q4_lanes(n0, &a[t], i)), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(q4_lanes(n1, &a[t], i + 1)), acc1[t]);
-        }
+        q4_0_block_x4(&w[i], a, i, acc0);
+        q4_0_block_x4(&w[i + 1], a, i + 1, acc1);
     }
-    for (; i < nb; i++) {
-        __m256i n0 = q4_nibbles(&w[i]);
-        __m256 dw = weight_scale(w[i].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
-            acc0[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q4_lanes(n0, &a[t], i)), acc0[t]);
-        }
-    }
+    if (i < nb)
+        q4_0_block_x4(&w[i], a, i, acc0);
     for (int t = 0; t < 4; t++)
         out[t * out_stride] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
 }
