@@ -157,6 +157,18 @@ static void q8_0_row_x1(int64_t nb, const block_q8_0 *w, const act_row *a, float
     *out = hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+static inline void q8_0_block_x4(const block_q8_0 *w, const act_row *a, int64_t i, __m256 *acc)
+{
+    __m256i wq = _mm256_loadu_si256((const __m256i *)w->qs);
+    __m256i wabs = _mm256_sign_epi8(wq, wq);
+    __m256 dw = weight_scale(w->d);
+    for (int t = 0; t < 4; t++) {
+        __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
+        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q8_lanes(wabs, wq, &a[t], i)), acc[t]);
+    }
+}
+
+/* Four tokens of one row, block by block as q4_0_row_x4. */
 static void q8_0_row_x4(int64_t nb, const block_q8_0 *w, const act_row *a, float *out,
                         int64_t out_stride)
 {
@@ -165,27 +177,11 @@ static void q8_0_row_x4(int64_t nb, const block_q8_0 *w, const act_row *a, float
         acc0[t] = acc1[t] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
-        __m256i a0 = _mm256_sign_epi8(w0, w0), a1 = _mm256_sign_epi8(w1, w1);
-        __m256 dw0 = weight_scale(w[i].d), dw1 = weight_scale(w[i + 1].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d0 = _mm256_mul_ps(dw0, _mm256_broadcast_ss(&a[t].d[i]));
-            __m256 d1 = _mm256_mul_ps(dw1, _mm256_broadcast_ss(&a[t].d[i + 1]));
-            acc0[t] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(q8_lanes(a0, w0, &a[t], i)), acc0[t]);
-            acc1[t] =
-                _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(q8_lanes(a1, w1, &a[t], i + 1)), acc1[t]);
-        }
+        q8_0_block_x4(&w[i], a, i, acc0);
+        q8_0_block_x4(&w[i + 1], a, i + 1, acc1);
     }
-    for (; i < nb; i++) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i a0 = _mm256_sign_epi8(w0, w0);
-        __m256 dw = weight_scale(w[i].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
-            acc0[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q8_lanes(a0, w0, &a[t], i)), acc0[t]);
-        }
-    }
+    if (i < nb)
+        q8_0_block_x4(&w[i], a, i, acc0);
     for (int t = 0; t < 4; t++)
         out[t * out_stride] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
 }
