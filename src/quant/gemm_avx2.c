@@ -46,14 +46,14 @@ static inline __m256 weight_scale(uint16_t wd) { return _mm256_broadcast_ss(&hal
 
 /* One token's view of an extended activation row. */
 typedef struct act_row {
-    const block_q8_0 *b;
+    const int8_t *qs;
     const float *d;
     const int32_t *sum8;
 } act_row;
 
 static inline act_row act_at(const uint8_t *x, const ellm_q8_0_ext_layout *L)
 {
-    act_row a = {(const block_q8_0 *)x, (const float *)(x + L->scales_offset),
+    act_row a = {(const int8_t *)x, (const float *)(x + L->scales_offset),
                  (const int32_t *)(x + L->sums_offset)};
     return a;
 }
@@ -71,7 +71,8 @@ static inline __m256i q4_nibbles(const block_q4_0 *b)
  * signed kernel forms. Pair sums reach at most 2 * 15 * 127, so maddubs never saturates. */
 static inline __m256i q4_lanes(__m256i nib, const act_row *a, int64_t i)
 {
-    __m256i pairs = _mm256_maddubs_epi16(nib, _mm256_loadu_si256((const __m256i *)a->b[i].qs));
+    __m256i act = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * i));
+    __m256i pairs = _mm256_maddubs_epi16(nib, act);
     __m256i lanes = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
     return _mm256_sub_epi32(lanes, _mm256_loadu_si256((const __m256i *)(a->sum8 + 8 * i)));
 }
@@ -130,7 +131,7 @@ static void q4_0_row_x4(int64_t nb, const block_q4_0 *w, const act_row *a, float
  * |w| (computed once per weight block) times the activation carrying w's sign. */
 static inline __m256i q8_lanes(__m256i wabs, __m256i wq, const act_row *a, int64_t i)
 {
-    __m256i sa = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a->b[i].qs), wq);
+    __m256i sa = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * i)), wq);
     return _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, sa), _mm256_set1_epi16(1));
 }
 
