@@ -305,6 +305,132 @@ static void test_gemm_tiles(void)
     free(xe);
 }
 
+/* Every kernel set this CPU can run (e.g. neon-dotprod, neon and scalar on an ARMv8.2 CPU; avx2
+ * and scalar on x86) against the scalar set, for every weight type with a kernel. The NEON
+ * quantized dots sum exact integers and combine them in the scalar kernel's float order, so they
+ * must be bit-identical; float dots (F32/F16/BF16) reassociate, so they get a relative bound, as
+ * do the AVX2 kernels (some accumulate blocks in vector floats). Four-row kernels must equal
+ * single rows, and each set's activation quantizer the reference bytes. */
+static void test_every_kernel_set(void)
+{
+    enum { MAXN = 4096 };
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    CHECK(n_sets >= 1 && n_sets <= 8 && !strcmp(sets[n_sets - 1], "scalar"));
+    if (n_sets < 1 || n_sets > 8)
+        return;
+    fprintf(stderr, "kernel sets on this CPU:");
+    for (int i = 0; i < n_sets; i++)
+        fprintf(stderr, " %s", sets[i]);
+    fprintf(stderr, "\n");
+    int sizes[] = {7, 33, 96, 160, 256, 1056, 2816, MAXN};
+    static float w[MAXN], x[MAXN], wd[MAXN];
+    static uint8_t wq[MAXN * 4], xq[4][MAXN * 4];
+    int compared = 0;
+    for (int type = 0; type < ELLM_TYPE_COUNT; type++) {
+        if (!ellm_type_supported((ellm_type)type) || type == ELLM_TYPE_Q8_K)
+            continue;
+        ellm_quant_use_kernel_set("scalar");
+        const ellm_type_kernels *ref_k = ellm_kernels_for((ellm_type)type);
+        if (!ref_k)
+            continue;
+        const char *name = ellm_type_name((uint32_t)type);
+        uint32_t bs = ellm_type_traits_of((uint32_t)type)->block_size;
+        bool quantized = ref_k->vec_dot_type != ELLM_TYPE_F32;
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            int n = sizes[si];
+            if (n % (int)bs)
+                continue;
+            for (int edge = 0; edge < 3; edge++) {
+                for (int i = 0; i < n; i++)
+                    w[i] = edge == 1 ? 0.0f : frand() * (edge == 2 && i % 7 == 0 ? 1e3f : 1.0f);
+                ellm_quantize_row((ellm_type)type, w, wq, n);
+                ellm_dequantize_row((ellm_type)type, wq, wd, n);
+                const void *rows[4];
+                for (int r = 0; r < 4; r++) {
+                    for (int i = 0; i < n; i++)
+                        x[i] = frand() * (edge == 2 ? 1e-4f : (float)(r + 1));
+                    if (quantized)
+                        ellm_quantize_row(ref_k->vec_dot_type, x, xq[r], n);
+                    else
+                        memcpy(xq[r], x, (size_t)n * sizeof(float));
+                    rows[r] = xq[r];
+                }
+                float want[4];
+                for (int r = 0; r < 4; r++)
+                    ref_k->vec_dot(n, &want[r], wq, rows[r]);
+                for (int set = 0; set < n_sets - 1; set++) {
+                    CHECK(ellm_quant_use_kernel_set(sets[set]));
+                    const ellm_type_kernels *k = ellm_kernels_for((ellm_type)type);
+                    CHECK(k && k->vec_dot_type == ref_k->vec_dot_type);
+                    if (!k || k->vec_dot_type != ref_k->vec_dot_type)
+                        continue;
+                    bool exact = quantized && !strncmp(sets[set], "neon", 4);
+                    for (int r = 0; r < 4; r++) {
+                        float got;
+                        k->vec_dot(n, &got, wq, rows[r]);
+                        double mag = 0;
+                        static float xr[MAXN];
+                        if (quantized)
+                            ellm_dequantize_row(k->vec_dot_type, rows[r], xr, n);
+                        else
+                            memcpy(xr, rows[r], (size_t)n * sizeof(float));
+                        for (int i = 0; !exact && i < n; i++)
+                            mag += fabs((double)wd[i] * xr[i]);
+                        bool ok = exact ? !memcmp(&got, &want[r], sizeof got)
+                                        : fabs((double)got - want[r]) <= 1e-5 * mag + 1e-30;
+                        CHECK_MSG(ok, "%s %s n=%d edge=%d row=%d: %.9g, scalar %.9g", sets[set],
+                                  name, n, edge, r, got, want[r]);
+                        compared++;
+                        if (r == 0 && k->vec_dot_x4) {
+                            float single[4], multi[4];
+                            for (int t = 0; t < 4; t++)
+                                k->vec_dot(n, &single[t], wq, rows[t]);
+                            k->vec_dot_x4(n, multi, wq, rows);
+                            CHECK_MSG(!memcmp(single, multi, sizeof single),
+                                      "%s %s n=%d: x4 kernel differs from single rows", sets[set],
+                                      name, n);
+                            if (exact)
+                                CHECK_MSG(!memcmp(multi, want, sizeof want),
+                                          "%s %s n=%d: x4 kernel differs from scalar", sets[set],
+                                          name, n);
+                        }
+                    }
+                }
+                ellm_quant_use_kernel_set("scalar");
+            }
+        }
+    }
+    fprintf(stderr, "%d dot products compared against the scalar set\n", compared);
+
+    /* Activation quantizers: random rows, rows with exact .5 ties (a block whose extreme is
+     * 127 has scale 1 in Q8_0; one whose extreme is -128 has scale 1 in Q8_K), zero blocks. */
+    ellm_type act_types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_K};
+    for (int set = 0; set < n_sets; set++) {
+        for (size_t t = 0; t < sizeof act_types / sizeof act_types[0]; t++) {
+            for (int kind = 0; kind < 3; kind++) {
+                for (int i = 0; i < MAXN; i++)
+                    x[i] = kind == 0   ? frand() * 3.0f
+                           : kind == 1 ? (float)(i % 200 - 100) + 0.5f
+                                       : 0.0f;
+                if (kind == 1)
+                    for (int i = 0; i < MAXN; i += 32)
+                        x[i] = act_types[t] == ELLM_TYPE_Q8_0 ? 127.0f : -128.0f;
+                static uint8_t a[MAXN * 2], b[MAXN * 2];
+                size_t bytes = ellm_quantize_row(act_types[t], x, a, MAXN);
+                CHECK(ellm_quant_use_kernel_set(sets[set]));
+                memset(b, 0xAA, bytes);
+                ellm_quantize_activations(act_types[t], x, b, MAXN);
+                CHECK_MSG(!memcmp(a, b, bytes), "%s: %s activation quantizer differs from the "
+                          "reference (kind %d)", sets[set], ellm_type_name(act_types[t]), kind);
+            }
+        }
+    }
+    CHECK(ellm_quant_use_kernel_set(NULL));
+    CHECK(!ellm_quant_use_kernel_set("no-such-set"));
+    CHECK(!strcmp(ellm_kernel_set_name(), sets[0]));
+}
+
 static void test_matmul(void)
 {
     enum { IN = 256, OUT = 67, T = 5 };
@@ -407,6 +533,7 @@ int main(void)
     test_q8_K_activations();
     test_kernels_match_reference();
     test_gemm_tiles();
+    test_every_kernel_set();
     test_matmul();
     test_matmul_batch_independence();
     return test_finish("test_quant");

@@ -72,10 +72,16 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n);
 const ellm_type_kernels *ellm_kernels_for(ellm_type type);
 /* The gemm tile kernel matching the selected vec_dot for a weight type, NULL if there is none. */
 ellm_gemm_fn ellm_gemm_for(ellm_type type);
-/* Name of the kernel set in use ("avx2", "neon", "scalar"). */
+/* Name of the kernel set in use ("avx2", "neon-dotprod", "neon", "scalar"). */
 const char *ellm_kernel_set_name(void);
 /* Forces the portable scalar kernels (on) or re-detects the CPU (off); for tests comparing paths. */
 void ellm_quant_force_scalar(bool on);
+/* The kernel sets this CPU can run, fastest (the default) first: up to max names stored, the
+ * count returned. E.g. "neon-dotprod", "neon", "scalar" on an ARMv8.2 phone. */
+int ellm_kernel_sets_available(const char **names, int max);
+/* Uses the named set from then on (tests compare every set); NULL returns to the CPU's default.
+ * False, changing nothing, when the set is not in this build or this CPU cannot run it. */
+bool ellm_quant_use_kernel_set(const char *name);
 /* Converts an activation row to a vec_dot_type with the fastest available kernel. */
 void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst, int64_t n);
 
