@@ -244,18 +244,23 @@ static void test_gemm_tiles(void)
         w[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f);
     for (int i = 0; i < TOK * N; i++)
         x[i] = frand() * (float)(1 + i / N);
+    /* Plain Q8_0 rows of the same tokens, for the single-row kernels and the reference. */
+    static uint8_t plain[TOK][N / 32 * sizeof(block_q8_0)];
     for (int t = 0; t < TOK; t++) {
         uint8_t *row = xe + (size_t)t * L.row_bytes;
         ellm_quantize_q8_0_ext(x + t * N, row, N);
-        /* The extended row starts with exactly the reference Q8_0 blocks and their scales. */
-        static uint8_t ref[N * 2];
-        ellm_quantize_row(ELLM_TYPE_Q8_0, x + t * N, ref, N);
-        CHECK(!memcmp(ref, row, N / 32 * sizeof(block_q8_0)));
-        const block_q8_0 *b = (const block_q8_0 *)row;
+        ellm_quantize_row(ELLM_TYPE_Q8_0, x + t * N, plain[t], N);
+        /* The extended row holds exactly the reference blocks' values, scales and sums. */
+        const block_q8_0 *b = (const block_q8_0 *)plain[t];
         const float *d = (const float *)(row + L.scales_offset);
         const int32_t *s8 = (const int32_t *)(row + L.sums_offset);
-        CHECK(d[7] == ellm_f16_to_f32(b[7].d));
-        CHECK(s8[8 * 5 + 3] == 8 * (b[5].qs[12] + b[5].qs[13] + b[5].qs[14] + b[5].qs[15]));
+        for (int i = 0; i < N / 32; i++) {
+            CHECK(!memcmp(row + 32 * i, b[i].qs, 32));
+            CHECK(d[i] == ellm_f16_to_f32(b[i].d));
+            for (int j = 0; j < 8; j++)
+                CHECK(s8[8 * i + j] == 8 * (b[i].qs[4 * j] + b[i].qs[4 * j + 1] +
+                                            b[i].qs[4 * j + 2] + b[i].qs[4 * j + 3]));
+        }
     }
     for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
         ellm_gemm_fn gemm = ellm_gemm_for(types[ty]);
@@ -269,7 +274,7 @@ static void test_gemm_tiles(void)
         float single[TOK][ROWS];
         for (int t = 0; t < TOK; t++)
             for (int r = 0; r < ROWS; r++) {
-                const uint8_t *row = xe + (size_t)t * L.row_bytes;
+                const uint8_t *row = plain[t];
                 k->vec_dot(N, &single[t][r], wq + r * rb, row);
                 ellm_dequantize_row(ELLM_TYPE_Q8_0, row, xd, N);
                 ellm_dequantize_row(types[ty], wq + r * rb, wd, N);

@@ -11,7 +11,7 @@ ellm_q8_0_ext_layout ellm_q8_0_ext_layout_for(int64_t n)
 {
     size_t nb = (size_t)(n / QK8_0);
     ellm_q8_0_ext_layout L;
-    L.scales_offset = align32(nb * sizeof(block_q8_0));
+    L.scales_offset = nb * QK8_0;
     L.sums_offset = L.scales_offset + align32(nb * sizeof(float));
     /* Rows start on 64-byte boundaries so consecutive tokens never share a cache line. */
     L.row_bytes = (L.sums_offset + nb * 8 * sizeof(int32_t) + 63) & ~(size_t)63;
@@ -22,14 +22,16 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n)
 {
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
     uint8_t *row = dst;
-    const block_q8_0 *b = dst;
-    ellm_quantize_activations(ELLM_TYPE_Q8_0, x, dst, n);
+    int8_t *qs = dst;
     float *scales = (float *)(row + L.scales_offset);
     int32_t *sums = (int32_t *)(row + L.sums_offset);
     for (int64_t i = 0; i < n / QK8_0; i++) {
-        scales[i] = ellm_f16_to_f32(b[i].d);
+        block_q8_0 b;
+        ellm_quantize_activations(ELLM_TYPE_Q8_0, x + i * QK8_0, &b, QK8_0);
+        memcpy(qs + i * QK8_0, b.qs, QK8_0);
+        scales[i] = ellm_f16_to_f32(b.d);
         for (int j = 0; j < 8; j++) {
-            const int8_t *q = b[i].qs + 4 * j;
+            const int8_t *q = b.qs + 4 * j;
             sums[8 * i + j] = 8 * ((int32_t)q[0] + q[1] + q[2] + q[3]);
         }
     }

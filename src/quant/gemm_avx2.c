@@ -46,14 +46,14 @@ static inline __m256 weight_scale(uint16_t wd) { return _mm256_broadcast_ss(&hal
 
 /* One token's view of an extended activation row. */
 typedef struct act_row {
-    const block_q8_0 *b;
+    const int8_t *qs;
     const float *d;
     const int32_t *sum8;
 } act_row;
 
 static inline act_row act_at(const uint8_t *x, const ellm_q8_0_ext_layout *L)
 {
-    act_row a = {(const block_q8_0 *)x, (const float *)(x + L->scales_offset),
+    act_row a = {(const int8_t *)x, (const float *)(x + L->scales_offset),
                  (const int32_t *)(x + L->sums_offset)};
     return a;
 }
@@ -71,7 +71,8 @@ static inline __m256i q4_nibbles(const block_q4_0 *b)
  * signed kernel forms. Pair sums reach at most 2 * 15 * 127, so maddubs never saturates. */
 static inline __m256i q4_lanes(__m256i nib, const act_row *a, int64_t i)
 {
-    __m256i pairs = _mm256_maddubs_epi16(nib, _mm256_loadu_si256((const __m256i *)a->b[i].qs));
+    __m256i act = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * i));
+    __m256i pairs = _mm256_maddubs_epi16(nib, act);
     __m256i lanes = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
     return _mm256_sub_epi32(lanes, _mm256_loadu_si256((const __m256i *)(a->sum8 + 8 * i)));
 }
@@ -96,6 +97,19 @@ static void q4_0_row_x1(int64_t nb, const block_q4_0 *w, const act_row *a, float
     *out = hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+/* Four tokens of one row. Each block is finished for all four tokens before the next is decoded,
+ * so only one decoded block and its scale are live beside the eight accumulators (the 16 AVX2
+ * registers then hold everything without spilling). */
+static inline void q4_0_block_x4(const block_q4_0 *w, const act_row *a, int64_t i, __m256 *acc)
+{
+    __m256i nib = q4_nibbles(w);
+    __m256 dw = weight_scale(w->d);
+    for (int t = 0; t < 4; t++) {
+        __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
+        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q4_lanes(nib, &a[t], i)), acc[t]);
+    }
+}
+
 static void q4_0_row_x4(int64_t nb, const block_q4_0 *w, const act_row *a, float *out,
                         int64_t out_stride)
 {
@@ -104,23 +118,11 @@ static void q4_0_row_x4(int64_t nb, const block_q4_0 *w, const act_row *a, float
         acc0[t] = acc1[t] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        __m256i n0 = q4_nibbles(&w[i]), n1 = q4_nibbles(&w[i + 1]);
-        __m256 dw0 = weight_scale(w[i].d), dw1 = weight_scale(w[i + 1].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d0 = _mm256_mul_ps(dw0, _mm256_broadcast_ss(&a[t].d[i]));
-            __m256 d1 = _mm256_mul_ps(dw1, _mm256_broadcast_ss(&a[t].d[i + 1]));
-            acc0[t] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(q4_lanes(n0, &a[t], i)), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(q4_lanes(n1, &a[t], i + 1)), acc1[t]);
-        }
+        q4_0_block_x4(&w[i], a, i, acc0);
+        q4_0_block_x4(&w[i + 1], a, i + 1, acc1);
     }
-    for (; i < nb; i++) {
-        __m256i n0 = q4_nibbles(&w[i]);
-        __m256 dw = weight_scale(w[i].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
-            acc0[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q4_lanes(n0, &a[t], i)), acc0[t]);
-        }
-    }
+    if (i < nb)
+        q4_0_block_x4(&w[i], a, i, acc0);
     for (int t = 0; t < 4; t++)
         out[t * out_stride] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
 }
@@ -129,7 +131,7 @@ static void q4_0_row_x4(int64_t nb, const block_q4_0 *w, const act_row *a, float
  * |w| (computed once per weight block) times the activation carrying w's sign. */
 static inline __m256i q8_lanes(__m256i wabs, __m256i wq, const act_row *a, int64_t i)
 {
-    __m256i sa = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a->b[i].qs), wq);
+    __m256i sa = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * i)), wq);
     return _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, sa), _mm256_set1_epi16(1));
 }
 
@@ -156,6 +158,18 @@ static void q8_0_row_x1(int64_t nb, const block_q8_0 *w, const act_row *a, float
     *out = hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+static inline void q8_0_block_x4(const block_q8_0 *w, const act_row *a, int64_t i, __m256 *acc)
+{
+    __m256i wq = _mm256_loadu_si256((const __m256i *)w->qs);
+    __m256i wabs = _mm256_sign_epi8(wq, wq);
+    __m256 dw = weight_scale(w->d);
+    for (int t = 0; t < 4; t++) {
+        __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
+        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q8_lanes(wabs, wq, &a[t], i)), acc[t]);
+    }
+}
+
+/* Four tokens of one row, block by block as q4_0_row_x4. */
 static void q8_0_row_x4(int64_t nb, const block_q8_0 *w, const act_row *a, float *out,
                         int64_t out_stride)
 {
@@ -164,27 +178,11 @@ static void q8_0_row_x4(int64_t nb, const block_q8_0 *w, const act_row *a, float
         acc0[t] = acc1[t] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
-        __m256i a0 = _mm256_sign_epi8(w0, w0), a1 = _mm256_sign_epi8(w1, w1);
-        __m256 dw0 = weight_scale(w[i].d), dw1 = weight_scale(w[i + 1].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d0 = _mm256_mul_ps(dw0, _mm256_broadcast_ss(&a[t].d[i]));
-            __m256 d1 = _mm256_mul_ps(dw1, _mm256_broadcast_ss(&a[t].d[i + 1]));
-            acc0[t] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(q8_lanes(a0, w0, &a[t], i)), acc0[t]);
-            acc1[t] =
-                _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(q8_lanes(a1, w1, &a[t], i + 1)), acc1[t]);
-        }
+        q8_0_block_x4(&w[i], a, i, acc0);
+        q8_0_block_x4(&w[i + 1], a, i + 1, acc1);
     }
-    for (; i < nb; i++) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i a0 = _mm256_sign_epi8(w0, w0);
-        __m256 dw = weight_scale(w[i].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
-            acc0[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q8_lanes(a0, w0, &a[t], i)), acc0[t]);
-        }
-    }
+    if (i < nb)
+        q8_0_block_x4(&w[i], a, i, acc0);
     for (int t = 0; t < 4; t++)
         out[t * out_stride] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
 }

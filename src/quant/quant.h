@@ -56,10 +56,11 @@ typedef struct ellm_type_kernels {
 } ellm_type_kernels;
 
 /*
- * Extended Q8_0 activation rows for the gemm kernels: the Q8_0 blocks exactly as
- * ellm_quantize_row makes them, then each block's scale as a float, then for each block eight
- * int32 values: 8 × the sum of its activations 4j..4j+3 (what a kernel working on Q4_0's unsigned
- * nibbles subtracts to apply the format's offset of 8). Each part starts 32-byte aligned.
+ * Extended Q8_0 activation rows for the gemm kernels, from exactly the blocks ellm_quantize_row
+ * makes: first every block's 32 values (each block 32-byte aligned, so no load splits a cache
+ * line), then each block's scale as a float, then for each block eight int32 values: 8 × the sum
+ * of its activations 4j..4j+3 (what a kernel working on Q4_0's unsigned nibbles subtracts to apply
+ * the format's offset of 8). Rows are a multiple of 64 bytes.
  */
 typedef struct ellm_q8_0_ext_layout {
     size_t scales_offset, sums_offset, row_bytes;
