@@ -117,6 +117,13 @@ typedef struct edgellm_tensor_desc {
     uint64_t n_bytes;
 } edgellm_tensor_desc;
 
+/* The string value of metadata key (e.g. "tokenizer.chat_template"), NUL-terminated in buf.
+ * Always stores its length (without the NUL) in *len; EDGELLM_ERR_BUFFER_TOO_SMALL when cap is
+ * not more than that (buf may be NULL with cap 0 to ask), EDGELLM_ERR_NOT_FOUND when the key is
+ * absent, EDGELLM_ERR_FORMAT when its value is not a string. */
+edgellm_status edgellm_model_meta_string(const edgellm_model *model, const char *key, char *buf,
+                                         size_t cap, size_t *len);
+
 int64_t edgellm_model_tensor_count(const edgellm_model *model);
 edgellm_status edgellm_model_tensor_at(const edgellm_model *model, int64_t index,
                                        edgellm_tensor_desc *out);
@@ -151,6 +158,12 @@ edgellm_status edgellm_tokenize(const edgellm_model *model, const char *text, si
  */
 edgellm_status edgellm_token_to_piece(const edgellm_model *model, edgellm_token token, char *buf,
                                       size_t cap, size_t *len);
+
+/* The token's text as the vocabulary stores it, control tokens included ("<s>", "<|eot_id|>"):
+ * what a chat template writes for bos_token / eos_token. NUL-terminated in buf when it fits;
+ * same size contract as edgellm_token_to_piece. */
+edgellm_status edgellm_token_text(const edgellm_model *model, edgellm_token token, char *buf,
+                                  size_t cap, size_t *len);
 
 /* Text of a token sequence. The SentencePiece dummy-prefix space of the first token is removed
  * when remove_leading_space is set. Output is NUL-terminated when it fits. */
@@ -223,6 +236,30 @@ edgellm_status edgellm_eval_batch(edgellm_batch *batch, edgellm_context *const *
  */
 edgellm_status edgellm_embed(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
                              float *out, int32_t out_dim);
+
+/* ---- Profiling -------------------------------------------------------------------------- */
+
+#define EDGELLM_PROFILE_MAX_ENTRIES 24
+
+typedef struct edgellm_profile_entry {
+    char name[24];   /* "matmul Q4_0" (per weight type), "attention", "norm", "rope", "other" */
+    double seconds;  /* wall time spent in it */
+    uint64_t calls;
+} edgellm_profile_entry;
+
+typedef struct edgellm_profile {
+    double forward_seconds;  /* wall time of the forward passes; the entries add up to it */
+    uint64_t forward_calls;
+    uint64_t tokens;         /* tokens those passes evaluated */
+    int32_t n_entries;
+    edgellm_profile_entry entries[EDGELLM_PROFILE_MAX_ENTRIES];
+} edgellm_profile;
+
+/* Switches per-operation timing of this context's forward passes on (counting from zero) or off.
+ * On, every operation reads the clock twice; off, passes run exactly as without profiling. */
+edgellm_status edgellm_context_set_profiling(edgellm_context *ctx, int on);
+/* The times recorded since profiling was switched on (fails if it is off). */
+edgellm_status edgellm_context_get_profile(const edgellm_context *ctx, edgellm_profile *out);
 
 /* Logits (n_vocab floats) of position i of the last eval; i = -1 means the last position.
  * NULL if that position's logits were not kept. */

@@ -31,8 +31,9 @@ check "tokenize --special and without" $?
 check "tokenize without input is a usage error" $?
 "$EDGELLM" tokenize -m "$tmp/missing.gguf" -p x >/dev/null 2>&1; [[ $? -eq 1 ]]
 check "tokenize on a missing model fails" $?
-"$EDGELLM" convert --from hf "$SHARED/tokenizers/llama3" -o "$tmp/x.gguf" >/dev/null 2>&1; [[ $? -eq 2 ]]
-check "convert --from hf without --vocab-only is a usage error" $?
+# Without --vocab-only the weights are imported too, and a tokenizer-only directory has none.
+"$EDGELLM" convert --from hf "$SHARED/tokenizers/llama3" -o "$tmp/x.gguf" >/dev/null 2>&1; [[ $? -eq 1 && ! -e "$tmp/x.gguf" ]]
+check "convert --from hf of a directory without weights fails without --vocab-only" $?
 command -v node >/dev/null || die "node is not installed (scripts/install-deps.sh --test installs it)"
 command -v npm >/dev/null || die "npm is not installed (scripts/install-deps.sh --test installs it)"
 src="$SOURCE_DIR/tests/bpe_reference"

@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "convert/convert.h"
 #include "core/status.h"
+#include "core/threadpool.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
 
@@ -14,26 +16,44 @@ typedef struct requant {
     ellm_type type;
     const ellm_quantize_options *options;
     int index, total;
+    ellm_threadpool *pool;
 } requant;
+
+typedef struct requant_rows {
+    const requant *r;
+    uint8_t *dst;
+    uint64_t n_rows, src_rb, dst_rb;
+    float *rows; /* one float row per thread */
+} requant_rows;
+
+/* Rows are independent, so threads take interleaved rows; the bytes do not depend on the split. */
+static void requantize_rows(void *arg, int ith, int nth)
+{
+    requant_rows *j = arg;
+    const gguf_tensor_info *t = j->r->src;
+    float *row = j->rows + (size_t)ith * t->ne[0];
+    for (uint64_t i = (uint64_t)ith; i < j->n_rows; i += (uint64_t)nth) {
+        ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + i * j->src_rb, row,
+                            (int64_t)t->ne[0]);
+        ellm_quantize_row(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0]);
+    }
+}
 
 static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
 {
     const requant *r = user;
     const gguf_tensor_info *t = r->src;
-    uint64_t n_rows = t->n_elements / t->ne[0], src_rb = 0, dst_rb = 0;
-    ellm_row_bytes(t->type, t->ne[0], &src_rb);
-    ellm_row_bytes(r->type, t->ne[0], &dst_rb);
-    if (dst_rb * n_rows != n_bytes)
+    requant_rows j = {.r = r, .dst = dst, .n_rows = t->n_elements / t->ne[0]};
+    ellm_row_bytes(t->type, t->ne[0], &j.src_rb);
+    ellm_row_bytes(r->type, t->ne[0], &j.dst_rb);
+    if (j.dst_rb * j.n_rows != n_bytes)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "internal size mismatch");
-    float *row = malloc(t->ne[0] * sizeof *row);
-    if (!row)
+    int nth = r->pool ? ellm_threadpool_size(r->pool) : 1;
+    j.rows = malloc((size_t)nth * t->ne[0] * sizeof *j.rows);
+    if (!j.rows)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a row");
-    for (uint64_t i = 0; i < n_rows; i++) {
-        ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + i * src_rb, row,
-                            (int64_t)t->ne[0]);
-        ellm_quantize_row(r->type, row, (uint8_t *)dst + i * dst_rb, (int64_t)t->ne[0]);
-    }
-    free(row);
+    ellm_threadpool_run(r->pool, requantize_rows, &j);
+    free(j.rows);
     if (r->options->on_progress)
         r->options->on_progress(r->options->user, r->index + 1, r->total);
     return EDGELLM_OK;
@@ -41,38 +61,254 @@ static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
 
 static bool name_is(gguf_str s, const char *name) { return gguf_str_eq(s, name); }
 
-/* The type one tensor gets: norms and other 1-D tensors stay as they are; the output head (the
- * token embedding when the head is tied to it) keeps 8 bits under a 4-bit target, as the common
- * recipes keep it at higher precision; rows that do not split into the target's blocks take F16,
- * the nearest type that fits any row length. */
-static ellm_type choose(const gguf_tensor_info *t, ellm_type target, bool tied, bool *fell_back)
+/* Whether the tensor name contains `part` (e.g. "ffn_down" in "blk.3.ffn_down.weight"). */
+static bool name_has(gguf_str s, const char *part)
+{
+    size_t n = strlen(part);
+    for (size_t i = 0; i + n <= s.len; i++)
+        if (memcmp(s.data + i, part, n) == 0)
+            return true;
+    return false;
+}
+
+/* The layer of "blk.N.<...>", or -1. */
+static int layer_of(gguf_str s)
+{
+    if (s.len < 5 || memcmp(s.data, "blk.", 4) != 0)
+        return -1;
+    int n = 0;
+    size_t i = 4;
+    for (; i < s.len && s.data[i] >= '0' && s.data[i] <= '9' && n < 1000000; i++)
+        n = n * 10 + (s.data[i] - '0');
+    return i > 4 ? n : -1;
+}
+
+/* A named mix: the type most matrices get, the general.file_type it records, and per-tensor
+ * exceptions following the widely used K-quant mixes (more bits where quantization error hurts
+ * most: the attention value and output projections and the FFN down projection). */
+typedef enum recipe_id {
+    RECIPE_SINGLE, /* one type for every matrix (F32, F16, BF16, Q8_0, Q4_0, ...) */
+    RECIPE_Q2_K,
+    RECIPE_Q3_K_S,
+    RECIPE_Q3_K_M,
+    RECIPE_Q3_K_L,
+    RECIPE_IQ4_XS,
+    RECIPE_K_S,    /* Q4_K_S / Q5_K_S: a few early attn_v and ffn_down layers one step up */
+    RECIPE_K_M,    /* Q4_K_M / Q5_K_M: attn_v and ffn_down of about half the layers at Q6_K */
+    RECIPE_Q6_K,
+} recipe_id;
+
+typedef struct recipe {
+    const char *name;
+    recipe_id id;
+    ellm_type base;
+    uint32_t file_type; /* the GGUF convention's "mostly ..." number */
+} recipe;
+
+static const recipe recipes[] = {
+    {"Q2_K", RECIPE_Q2_K, ELLM_TYPE_Q2_K, 10},     {"Q3_K_S", RECIPE_Q3_K_S, ELLM_TYPE_Q3_K, 11},
+    {"Q3_K_M", RECIPE_Q3_K_M, ELLM_TYPE_Q3_K, 12}, {"Q3_K_L", RECIPE_Q3_K_L, ELLM_TYPE_Q3_K, 13},
+    {"Q4_K_S", RECIPE_K_S, ELLM_TYPE_Q4_K, 14},    {"Q4_K_M", RECIPE_K_M, ELLM_TYPE_Q4_K, 15},
+    {"Q5_K_S", RECIPE_K_S, ELLM_TYPE_Q5_K, 16},    {"Q5_K_M", RECIPE_K_M, ELLM_TYPE_Q5_K, 17},
+    {"Q6_K", RECIPE_Q6_K, ELLM_TYPE_Q6_K, 18},     {"IQ4_XS", RECIPE_IQ4_XS, ELLM_TYPE_IQ4_XS, 30},
+    /* The bare K types mean their usual mix. */
+    {"Q3_K", RECIPE_Q3_K_S, ELLM_TYPE_Q3_K, 11},   {"Q4_K", RECIPE_K_M, ELLM_TYPE_Q4_K, 15},
+    {"Q5_K", RECIPE_K_M, ELLM_TYPE_Q5_K, 17},
+};
+
+static const recipe *find_recipe(const char *name)
+{
+    for (size_t i = 0; i < sizeof recipes / sizeof recipes[0]; i++)
+        if (strcasecmp(recipes[i].name, name) == 0)
+            return &recipes[i];
+    return NULL;
+}
+
+bool ellm_quant_recipe_exists(const char *name) { return find_recipe(name) != NULL; }
+
+const char *ellm_quant_recipe_names(void)
+{
+    return "q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl, f16, bf16, f32 and the other single types this "
+           "build has, or a mix: "
+           "q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_xs";
+}
+
+/* What the per-tensor choices need to know about the whole model. */
+typedef struct model_shape {
+    bool tied;   /* no output.weight: the token embedding is also the output head */
+    int n_layer; /* from the blk.N tensor names */
+    int n_gqa;   /* query heads per KV head, from the attn_q / attn_v output sizes (1 if unknown) */
+} model_shape;
+
+static model_shape shape_of(const gguf_file *in)
+{
+    model_shape m = {gguf_find_tensor(in, "output.weight") == NULL, 0, 1};
+    for (uint64_t i = 0; i < gguf_tensor_count(in); i++) {
+        int l = layer_of(gguf_tensor_at(in, i)->name);
+        if (l + 1 > m.n_layer)
+            m.n_layer = l + 1;
+    }
+    const gguf_tensor_info *q = gguf_find_tensor(in, "blk.0.attn_q.weight");
+    const gguf_tensor_info *v = gguf_find_tensor(in, "blk.0.attn_v.weight");
+    if (q && v && q->n_dims >= 2 && v->n_dims >= 2 && v->ne[1] > 0 && q->ne[1] % v->ne[1] == 0)
+        m.n_gqa = (int)(q->ne[1] / v->ne[1]);
+    return m;
+}
+
+/* The first of the preferred types this build supports (the last is always supported). */
+static ellm_type first_supported(ellm_type a, ellm_type b, ellm_type c)
+{
+    return ellm_type_supported(a) ? a : ellm_type_supported(b) ? b : c;
+}
+
+/* The K-quant "medium" layer choice: the first and last eighth of the layers, and every third
+ * one between, get more bits (about half of them in all); these tensors matter most. */
+static bool more_bits_layer(int layer, int n_layer)
+{
+    return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
+}
+
+/* For rows that do not split into 256-value super-blocks: the 32-value type the common tools
+ * substitute, then the next best this build has; F16 (which fits any row) when none fits. */
+static ellm_type small_block_substitute(ellm_type want, int64_t n_cols)
+{
+    ellm_type chain[3] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0};
+    switch (want) {
+    case ELLM_TYPE_Q2_K:
+    case ELLM_TYPE_Q3_K:
+    case ELLM_TYPE_IQ4_XS: chain[0] = ELLM_TYPE_IQ4_NL; chain[1] = ELLM_TYPE_Q4_0; break;
+    case ELLM_TYPE_Q4_K: chain[0] = ELLM_TYPE_Q5_0; chain[1] = ELLM_TYPE_Q4_0; break;
+    case ELLM_TYPE_Q5_K: chain[0] = ELLM_TYPE_Q5_1; chain[1] = ELLM_TYPE_Q5_0; break;
+    default: break;
+    }
+    for (int i = 0; i < 3; i++)
+        if (ellm_type_supported(chain[i]) && n_cols % ellm_type_traits_of(chain[i])->block_size == 0)
+            return chain[i];
+    return ELLM_TYPE_F16;
+}
+
+/* A recipe's wish for one matrix, before checking that its rows split into the type's blocks.
+ * Types this build does not have give way to the next best it has. */
+static ellm_type recipe_wish(const recipe *r, const gguf_tensor_info *t, const model_shape *m)
+{
+    bool head = name_is(t->name, "output.weight") || (m->tied && name_is(t->name, "token_embd.weight"));
+    if (head)
+        return first_supported(ELLM_TYPE_Q6_K, ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0);
+    int layer = layer_of(t->name);
+    bool attn_v = name_has(t->name, "attn_v."), ffn_down = name_has(t->name, "ffn_down");
+    bool attn_out = name_has(t->name, "attn_output.");
+    switch (r->id) {
+    case RECIPE_Q2_K:
+        if (attn_v && m->n_gqa >= 4)
+            return first_supported(ELLM_TYPE_Q4_K, ELLM_TYPE_Q3_K, ELLM_TYPE_Q3_K);
+        if (attn_v || ffn_down || attn_out)
+            return ELLM_TYPE_Q3_K;
+        break;
+    case RECIPE_Q3_K_M:
+        if (attn_v && layer < 2)
+            return first_supported(ELLM_TYPE_Q5_K, ELLM_TYPE_Q4_K, ELLM_TYPE_Q3_K);
+        if (ffn_down && layer < m->n_layer / 16)
+            return first_supported(ELLM_TYPE_Q5_K, ELLM_TYPE_Q4_K, ELLM_TYPE_Q3_K);
+        if (attn_v || ffn_down || attn_out)
+            return first_supported(ELLM_TYPE_Q4_K, ELLM_TYPE_Q3_K, ELLM_TYPE_Q3_K);
+        break;
+    case RECIPE_Q3_K_L:
+        if (attn_v || ffn_down || attn_out)
+            return first_supported(ELLM_TYPE_Q5_K, ELLM_TYPE_Q4_K, ELLM_TYPE_Q3_K);
+        break;
+    case RECIPE_IQ4_XS:
+        if ((attn_v && m->n_gqa >= 4) || (ffn_down && layer < m->n_layer / 8))
+            return first_supported(ELLM_TYPE_Q5_K, ELLM_TYPE_IQ4_XS, ELLM_TYPE_IQ4_XS);
+        break;
+    case RECIPE_K_M:
+        if ((attn_v || ffn_down) && layer >= 0 && more_bits_layer(layer, m->n_layer))
+            return ELLM_TYPE_Q6_K;
+        break;
+    case RECIPE_K_S:
+        if (r->base == ELLM_TYPE_Q4_K && layer >= 0 &&
+            ((attn_v && layer < 4) || (ffn_down && layer < (m->n_layer + 7) / 8)))
+            return ELLM_TYPE_Q5_K;
+        break;
+    case RECIPE_Q6_K:
+    case RECIPE_Q3_K_S:
+    case RECIPE_SINGLE: break;
+    }
+    return r->base;
+}
+
+/* The 32-value types of 4 and 5 bits: a single-type target of one of these keeps the output head
+ * at Q8_0, where the logits' quantization error hurts most. */
+static bool single_keeps_8bit_head(ellm_type t)
+{
+    return t == ELLM_TYPE_Q4_0 || t == ELLM_TYPE_Q4_1 || t == ELLM_TYPE_Q5_0 ||
+           t == ELLM_TYPE_Q5_1 || t == ELLM_TYPE_IQ4_NL;
+}
+
+/* The type one tensor gets: norms and other 1-D tensors stay as they are. A single-type target
+ * keeps the output head (the token embedding when the head is tied to it) at 8 bits under a 4- or
+ * 5-bit target, and rows that do not split into its blocks take F16, the nearest type that fits
+ * any row length. A recipe takes its wish; rows that do not split into 256-value blocks take a
+ * 32-value substitute, or F16 when they do not split into 32s either. */
+static ellm_type choose(const gguf_tensor_info *t, const recipe *r, const model_shape *m,
+                        bool *fell_back, ellm_type *wanted)
 {
     *fell_back = false;
+    *wanted = r->base;
     if (t->n_dims < 2)
         return (ellm_type)t->type;
-    ellm_type want = target;
-    bool head = name_is(t->name, "output.weight") || (tied && name_is(t->name, "token_embd.weight"));
-    if (target == ELLM_TYPE_Q4_0 && head)
-        want = ELLM_TYPE_Q8_0;
-    const ellm_type_traits *tr = ellm_type_traits_of(want);
-    if (t->ne[0] % tr->block_size != 0) {
-        *fell_back = true;
-        return ELLM_TYPE_F16;
+    ellm_type want = r->base;
+    if (r->id == RECIPE_SINGLE) {
+        bool head = name_is(t->name, "output.weight") ||
+                    (m->tied && name_is(t->name, "token_embd.weight"));
+        if (head && single_keeps_8bit_head(r->base))
+            want = ELLM_TYPE_Q8_0;
+    } else {
+        want = recipe_wish(r, t, m);
     }
-    return want;
+    *wanted = want;
+    if (t->ne[0] % ellm_type_traits_of(want)->block_size == 0)
+        return want;
+    *fell_back = true;
+    if (r->id != RECIPE_SINGLE)
+        return small_block_substitute(want, t->ne[0]);
+    return ELLM_TYPE_F16;
 }
+
+static edgellm_status quantize_with(const char *in_path, const char *out_path, const recipe *r,
+                                    const ellm_quantize_options *options);
 
 edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, ellm_type target,
                                    const ellm_quantize_options *options)
 {
+    /* The K types are quantized with the mix of the same name (Q3_K: Q3_K_S, Q4_K: Q4_K_M...). */
+    const recipe *mix = find_recipe(ellm_type_name(target));
+    if (mix)
+        return quantize_with(in_path, out_path, mix, options);
+    /* Q8_K is an activation format, never stored in files. */
+    if (!ellm_type_supported(target) || target == ELLM_TYPE_Q8_K || target == ELLM_TYPE_Q8_1)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "quantizing to %s is not supported yet (supported: %s)",
+                         ellm_type_name(target), ellm_quant_recipe_names());
+    recipe single = {ellm_type_name(target), RECIPE_SINGLE, target, ellm_gguf_file_type(target)};
+    return quantize_with(in_path, out_path, &single, options);
+}
+
+edgellm_status ellm_quantize_model_recipe(const char *in_path, const char *out_path,
+                                          const char *recipe_name,
+                                          const ellm_quantize_options *options)
+{
+    const recipe *r = find_recipe(recipe_name);
+    if (!r)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "unknown quantization recipe '%s' (%s)",
+                         recipe_name, ellm_quant_recipe_names());
+    return quantize_with(in_path, out_path, r, options);
+}
+
+static edgellm_status quantize_with(const char *in_path, const char *out_path, const recipe *r,
+                                    const ellm_quantize_options *options)
+{
     ellm_quantize_options none = {0};
     const ellm_quantize_options *o = options ? options : &none;
-    if (target != ELLM_TYPE_F32 && target != ELLM_TYPE_F16 && target != ELLM_TYPE_BF16 &&
-        target != ELLM_TYPE_Q8_0 && target != ELLM_TYPE_Q4_0)
-        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "quantizing to %s is not supported yet (supported: F32, F16, BF16, Q8_0, "
-                         "Q4_0)",
-                         ellm_type_name(target));
     gguf_file *in = NULL;
     edgellm_status st = gguf_open(in_path, &in);
     if (st != EDGELLM_OK)
@@ -88,6 +324,10 @@ edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, el
     }
     gguf_writer *w = gguf_writer_create();
     uint64_t n = gguf_tensor_count(in);
+    /* The K-quant quantizers search per sub-block: use every core (a 1B model takes minutes). */
+    ellm_threadpool *pool = NULL;
+    if (ellm_threadpool_create(0, &pool) != EDGELLM_OK)
+        pool = NULL; /* run on this thread alone */
     requant *jobs = calloc(n ? n : 1, sizeof *jobs);
     if (!w || !jobs)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
@@ -99,24 +339,25 @@ edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, el
             break;
         }
         st = strcmp(key, "general.file_type") == 0
-                 ? gguf_writer_set_u32(w, key, ellm_gguf_file_type(target))
+                 ? gguf_writer_set_u32(w, key, r->file_type)
                  : gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
     if (st == EDGELLM_OK && !gguf_find_kv(in, "general.file_type"))
-        st = gguf_writer_set_u32(w, "general.file_type", ellm_gguf_file_type(target));
+        st = gguf_writer_set_u32(w, "general.file_type", r->file_type);
+    model_shape shape = shape_of(in);
     for (uint64_t i = 0; st == EDGELLM_OK && i < n; i++) {
         const gguf_tensor_info *t = gguf_tensor_at(in, i);
         bool fell_back;
-        bool tied = gguf_find_tensor(in, "output.weight") == NULL;
-        jobs[i] = (requant){t, choose(t, target, tied, &fell_back), o, (int)i, (int)n};
+        ellm_type wanted;
+        jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, (int)i, (int)n, pool};
         char *name = gguf_str_dup(t->name);
         if (!name) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
             break;
         }
         if (fell_back && o->on_fallback)
-            o->on_fallback(o->user, name, target, jobs[i].type);
+            o->on_fallback(o->user, name, wanted, jobs[i].type);
         st = gguf_writer_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne,
                                          fill_requantized, &jobs[i]);
         free(name);
@@ -124,6 +365,7 @@ edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, el
     if (st == EDGELLM_OK)
         st = gguf_writer_write(w, out_path);
     gguf_writer_free(w);
+    ellm_threadpool_free(pool);
     free(jobs);
     gguf_close(in);
     return st;

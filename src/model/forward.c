@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "model/model_internal.h"
 #include "model/attention.h"
+#include "model/profile.h"
 #include "quant/quant.h"
 
 struct ellm_state {
@@ -17,17 +18,19 @@ struct ellm_state {
     size_t kv_elem; /* bytes per cached value */
     uint8_t **k_cache, **v_cache; /* per layer: n_ctx rows of kv_dim values */
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *tmp;
+    float *fused; /* output of fused matrices (phi3's attn_qkv and gate+up), else unused */
     float *scores; /* n_threads rows of scores_per_thread */
     int32_t *tok_seq, *tok_pos; /* per batch row: which sequence, at which position */
     size_t scores_per_thread;
     void *mm_scratch;
+    ellm_profile *profile; /* NULL unless a caller profiles passes on this state */
     void *block; /* one allocation holding everything above */
 };
 
 typedef struct layout {
     size_t kv_layer_bytes;
     size_t off_x, off_xn, off_q, off_k, off_v, off_att, off_gate, off_up, off_tmp, off_scores,
-        off_mm, off_tok_seq, off_tok_pos, off_kv, total_scratch, total;
+        off_mm, off_tok_seq, off_tok_pos, off_fused, off_kv, total_scratch, total;
 } layout;
 
 static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
@@ -51,8 +54,10 @@ static void compute_layout(const ellm_model *m, const ellm_state_params *p, layo
     for (int32_t il = 0; il < hp->n_layer; il++) {
         const ellm_layer *l = &w->layers[il];
         const ellm_tensor *ts[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->ffn_gate, &l->ffn_up,
-                                   &l->ffn_down};
+                                   &l->ffn_down, &l->wqkv};
         for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
+            if (!ts[i]->data)
+                continue;
             size_t s = ellm_matmul_scratch_bytes(ts[i], (int64_t)T);
             mm = s > mm ? s : mm;
         }
@@ -77,6 +82,12 @@ static void compute_layout(const ellm_model *m, const ellm_state_params *p, layo
     PLACE(off_mm, mm)
     PLACE(off_tok_seq, T * sizeof(int32_t))
     PLACE(off_tok_pos, T * sizeof(int32_t))
+    size_t fused = 0;
+    if (hp->fused_qkv)
+        fused = q_dim + 2 * kv_dim;
+    if (hp->fused_gate_up && 2 * (size_t)hp->n_ff > fused)
+        fused = 2 * (size_t)hp->n_ff;
+    PLACE(off_fused, T * fused * 4)
 #undef PLACE
     L->total_scratch = o;
     L->kv_layer_bytes = p->scratch_only ? 0 : align64((size_t)p->n_ctx * kv_dim * elem);
@@ -139,6 +150,7 @@ edgellm_status ellm_state_create(const ellm_model *m, const ellm_state_params *p
     s->mm_scratch = b + L.off_mm;
     s->tok_seq = (int32_t *)(b + L.off_tok_seq);
     s->tok_pos = (int32_t *)(b + L.off_tok_pos);
+    s->fused = (float *)(b + L.off_fused);
     for (int32_t il = 0; il < m->hp.n_layer; il++) {
         s->k_cache[il] = b + L.off_kv + (size_t)(2 * il) * L.kv_layer_bytes;
         s->v_cache[il] = b + L.off_kv + (size_t)(2 * il + 1) * L.kv_layer_bytes;
@@ -159,6 +171,65 @@ void ellm_state_free(ellm_state *s)
 
 int32_t ellm_state_n_past(const ellm_state *s) { return s->n_past; }
 
+void ellm_state_set_profile(ellm_state *s, ellm_profile *profile) { s->profile = profile; }
+
+/* Profile timers: a clock read only when a profile is attached. */
+static double prof_begin(const ellm_state *s) { return s->profile ? ellm_profile_now() : 0; }
+
+static void prof_end(ellm_state *s, ellm_prof_op op, double t0)
+{
+    if (s->profile) {
+        s->profile->op_s[op] += ellm_profile_now() - t0;
+        s->profile->op_calls[op]++;
+    }
+}
+
+/* The weights (of one input) in one pool dispatch; timed under the first weight's type. */
+static void matmul_weights(ellm_state *s, ellm_threadpool *pool, const ellm_tensor *const *w,
+                           int n_w, const float *x, int32_t n_tokens, float *const *y)
+{
+    double t0 = prof_begin(s);
+    ellm_matmul_multi(pool, w, n_w, x, n_tokens, y, s->mm_scratch);
+    if (s->profile) {
+        s->profile->matmul_s[w[0]->type] += ellm_profile_now() - t0;
+        s->profile->matmul_calls[w[0]->type] += (uint64_t)n_w;
+    }
+}
+
+/* Element-wise steps of a batch split over the pool in contiguous ranges (each element is
+ * computed alone, so the split cannot change results); small ones stay on the caller. */
+typedef enum elementwise_op { EW_ADD, EW_SILU_MUL } elementwise_op;
+
+typedef struct elementwise_job {
+    elementwise_op op;
+    float *dst;
+    const float *src;
+    int64_t n;
+} elementwise_job;
+
+static void elementwise_task(void *arg, int ith, int nth)
+{
+    elementwise_job *j = arg;
+    int64_t per = (j->n + nth - 1) / nth;
+    int64_t i0 = per * ith, i1 = i0 + per < j->n ? i0 + per : j->n;
+    if (j->op == EW_ADD) {
+        for (int64_t i = i0; i < i1; i++)
+            j->dst[i] += j->src[i];
+    } else {
+        for (int64_t i = i0; i < i1; i++) {
+            float g = j->dst[i];
+            j->dst[i] = g / (1.0f + expf(-g)) * j->src[i];
+        }
+    }
+}
+
+static void elementwise(ellm_threadpool *pool, elementwise_op op, float *dst, const float *src,
+                        int64_t n)
+{
+    elementwise_job j = {op, dst, src, n};
+    ellm_threadpool_run(n >= 16384 ? pool : NULL, elementwise_task, &j);
+}
+
 void ellm_state_truncate(ellm_state *s, int32_t n_keep)
 {
     if (n_keep < 0)
@@ -178,15 +249,80 @@ static void rms_norm(const float *x, const float *weight, float *out, int64_t n,
         out[i] = x[i] * scale * weight[i];
 }
 
-static void rope(const ellm_model *m, float *vec, int32_t n_heads, int32_t pos)
+/* rms_norm of each of n_tokens rows, rows split over the pool. */
+typedef struct norm_job {
+    const float *x, *weight;
+    float *out;
+    int64_t n;
+    int32_t n_tokens;
+    float eps;
+} norm_job;
+
+static void norm_task(void *arg, int ith, int nth)
+{
+    norm_job *j = arg;
+    for (int32_t t = ith; t < j->n_tokens; t += nth)
+        rms_norm(j->x + t * j->n, j->weight, j->out + t * j->n, j->n, j->eps);
+}
+
+static void norm_rows(ellm_state *s, ellm_threadpool *pool, const float *weight, int32_t n_tokens,
+                      int64_t n, float eps)
+{
+    double t0 = prof_begin(s);
+    norm_job j = {s->x, weight, s->xn, n, n_tokens, eps};
+    ellm_threadpool_run(n_tokens > 1 ? pool : NULL, norm_task, &j);
+    prof_end(s, ELLM_PROF_NORM, t0);
+}
+
+/* The rotation a layer applies: sliding layers of some models use their own base and no
+ * scaling, LongRoPE models pick factors by context length and scale the rotated vectors. */
+typedef struct rope_params {
+    float theta_scale, freq_scale, attn_factor;
+    const float *factors;
+} rope_params;
+
+static void add_bias(float *v, const float *bias, size_t n)
+{
+    if (bias)
+        for (size_t i = 0; i < n; i++)
+            v[i] += bias[i];
+}
+
+/* GELU with the tanh approximation (the activation Gemma was trained with). */
+static float gelu_tanh(float x)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+static rope_params layer_rope(const ellm_model *m, int32_t il, const ellm_state *seq)
+{
+    const ellm_hparams *hp = &m->hp;
+    rope_params r = {m->rope_theta_scale, hp->rope_freq_scale, hp->rope_attn_factor,
+                     m->rope_factors};
+    if (hp->rope_freq_base_swa != hp->rope_freq_base && ellm_layer_slides(hp, il)) {
+        r.theta_scale = m->rope_theta_scale_swa;
+        r.freq_scale = 1.0f;
+    }
+    if (m->rope_factors_long && seq->p.n_ctx > hp->n_ctx_orig)
+        r.factors = m->rope_factors_long;
+    return r;
+}
+
+static void rope(const ellm_model *m, const rope_params *r, float *vec, int32_t n_heads,
+                 int32_t pos)
 {
     const ellm_hparams *hp = &m->hp;
     int32_t half = hp->n_rot / 2;
     float theta_base = (float)pos;
     for (int32_t i = 0; i < half; i++) {
-        float theta = hp->rope_freq_scale * (theta_base / m->rope_factors[i]);
-        theta_base *= m->rope_theta_scale;
+        float theta = r->freq_scale * (theta_base / r->factors[i]);
+        theta_base *= r->theta_scale;
         float c = cosf(theta), s = sinf(theta);
+        if (r->attn_factor != 1.0f) {
+            c *= r->attn_factor;
+            s *= r->attn_factor;
+        }
         for (int32_t h = 0; h < n_heads; h++) {
             float *v = vec + (size_t)h * hp->head_dim;
             int32_t a = hp->rope_neox ? i : 2 * i, b = hp->rope_neox ? i + half : 2 * i + 1;
@@ -204,8 +340,8 @@ typedef struct attention_job {
     int32_t layer, n_tokens;
 } attention_job;
 
-#define ATTEND_F16 attend_f16_portable
-#define ATTEND_F16_ATTRIBUTES static
+#define ATTEND_F16 ellm_attend_f16_portable
+#define ATTEND_F16_ATTRIBUTES
 #define HALF_TO_FLOAT(h) ellm_f16_to_f32(h)
 #define FLOAT_TO_HALF(f) ellm_f32_to_f16(f)
 #include "model/attention_f16.inc"
@@ -228,8 +364,12 @@ static attend_f16_fn select_attend_f16(int32_t head_dim)
         __builtin_cpu_supports("fma"))
         return head_dim % 32 == 0 ? ellm_attend_f16_f16c_wide : ellm_attend_f16_f16c;
 #endif
+#if defined(ELLM_HAVE_NEON_ATTENTION)
+    /* Half conversions are baseline AArch64: no CPU check. */
+    return head_dim % 32 == 0 ? ellm_attend_f16_neon_wide : ellm_attend_f16_neon;
+#endif
     (void)head_dim;
-    return attend_f16_portable;
+    return ellm_attend_f16_portable;
 }
 
 /* One head of one token over an F32 cache: exact two-pass softmax in float. */
@@ -258,6 +398,39 @@ static void attend_f32(const float *q, const uint8_t *kc, const uint8_t *vc, siz
     }
 }
 
+/* One head of one token with soft-capped scores (cap * tanh(score / cap)) over either cache:
+ * exact two-pass softmax in float. The capped models take this plain path. */
+static void attend_capped(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                          size_t elem, int32_t n_pos, int32_t hd, float scale, float cap,
+                          float *scores, float *out)
+{
+    float max = -INFINITY;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint8_t *kr = kc + (size_t)p * stride;
+        double dot = 0;
+        for (int32_t d = 0; d < hd; d++)
+            dot += (double)q[d] * (elem == 4 ? ((const float *)kr)[d]
+                                             : ellm_f16_to_f32(((const uint16_t *)kr)[d]));
+        float sc = (float)dot * scale;
+        scores[p] = cap * tanhf(sc / cap);
+        max = scores[p] > max ? scores[p] : max;
+    }
+    float sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int32_t p = 0; p < n_pos; p++) {
+        float w = scores[p] * inv;
+        const uint8_t *vr = vc + (size_t)p * stride;
+        for (int32_t d = 0; d < hd; d++)
+            out[d] += w * (elem == 4 ? ((const float *)vr)[d]
+                                     : ellm_f16_to_f32(((const uint16_t *)vr)[d]));
+    }
+}
+
 static void attention_task(void *arg, int ith, int nth)
 {
     attention_job *j = arg;
@@ -267,7 +440,8 @@ static void attention_task(void *arg, int ith, int nth)
     size_t q_dim = (size_t)hp->n_head * hd, kv_dim = (size_t)hp->n_head_kv * hd;
     /* Per-thread scratch: scores (F32 path) or the F16 accumulator and rounded query. */
     float *scores = w->scores + (size_t)ith * w->scores_per_thread;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = hp->attn_scale;
+    int32_t window = ellm_layer_slides(hp, j->layer) ? hp->sliding_window : 0;
     attend_f16_fn attend_f16 = select_attend_f16(hd);
     int32_t total = j->n_tokens * hp->n_head;
     for (int32_t job = ith; job < total; job += nth) {
@@ -275,15 +449,32 @@ static void attention_task(void *arg, int ith, int nth)
         const ellm_state *s = j->seqs[w->tok_seq[t]].state;
         size_t stride = kv_dim * s->kv_elem;
         int32_t n_pos = w->tok_pos[t] + 1; /* causal: this token and everything before it */
+        /* A sliding layer sees only the last `window` positions (this token included). */
+        int32_t first = window > 0 && n_pos > window ? n_pos - window : 0;
+        n_pos -= first;
         const float *q = w->q + (size_t)t * q_dim + (size_t)h * hd;
         float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
-        const uint8_t *kc = s->k_cache[j->layer] + (size_t)kvh * hd * s->kv_elem;
-        const uint8_t *vc = s->v_cache[j->layer] + (size_t)kvh * hd * s->kv_elem;
-        if (s->kv_elem == 2)
+        const uint8_t *kc = s->k_cache[j->layer] + (size_t)kvh * hd * s->kv_elem +
+                            (size_t)first * stride;
+        const uint8_t *vc = s->v_cache[j->layer] + (size_t)kvh * hd * s->kv_elem +
+                            (size_t)first * stride;
+        if (hp->attn_softcap > 0)
+            attend_capped(q, kc, vc, stride, s->kv_elem, n_pos, hd, scale, hp->attn_softcap,
+                          scores, out);
+        else if (s->kv_elem == 2)
             attend_f16(q, kc, vc, stride, n_pos, hd, scale, (uint16_t *)(scores + hd), scores,
                        out);
         else
             attend_f32(q, kc, vc, stride, n_pos, hd, scale, scores, out);
+    }
+}
+
+static void prof_pass(ellm_state *s, int32_t n_tokens, double t0)
+{
+    if (s->profile) {
+        s->profile->forward_s += ellm_profile_now() - t0;
+        s->profile->forward_calls++;
+        s->profile->tokens += (uint64_t)n_tokens;
     }
 }
 
@@ -380,6 +571,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
     if (st != EDGELLM_OK)
         return st;
     ellm_state *s = work;
+    double t_pass = prof_begin(s);
 
     int64_t n_embd = hp->n_embd, n_ff = hp->n_ff;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim;
@@ -392,39 +584,95 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
                                 (const uint8_t *)w->tok_embd.data +
                                     (size_t)seqs[i].tokens[t] * w->tok_embd.row_bytes,
                                 s->x + (size_t)row * n_embd, n_embd);
+            if (hp->embd_scale > 0)
+                for (int64_t e = 0; e < n_embd; e++)
+                    s->x[(size_t)row * n_embd + e] *= hp->embd_scale;
         }
 
     for (int32_t il = 0; il < hp->n_layer; il++) {
         const ellm_layer *L = &w->layers[il];
-        for (int32_t t = 0; t < n_tokens; t++)
-            rms_norm(s->x + t * n_embd, m->norms[il].attn_norm, s->xn + t * n_embd, n_embd,
-                     hp->rms_norm_eps);
-        ellm_matmul(pool, &L->wq, s->xn, n_tokens, s->q, s->mm_scratch);
-        ellm_matmul(pool, &L->wk, s->xn, n_tokens, s->k, s->mm_scratch);
-        ellm_matmul(pool, &L->wv, s->xn, n_tokens, s->v, s->mm_scratch);
-        for (int32_t t = 0; t < n_tokens; t++) {
-            rope(m, s->q + t * q_dim, hp->n_head, s->tok_pos[t]);
-            rope(m, s->k + t * kv_dim, hp->n_head_kv, s->tok_pos[t]);
+        norm_rows(s, pool, m->norms[il].attn_norm, n_tokens, n_embd, hp->rms_norm_eps);
+        const ellm_layer_norms *N = &m->norms[il];
+        if (hp->fused_qkv) {
+            const ellm_tensor *wqkv = &L->wqkv;
+            matmul_weights(s, pool, &wqkv, 1, s->xn, n_tokens, &s->fused);
+            size_t row = q_dim + 2 * kv_dim;
+            for (int32_t t = 0; t < n_tokens; t++) {
+                const float *src = s->fused + t * row;
+                memcpy(s->q + t * q_dim, src, q_dim * sizeof(float));
+                memcpy(s->k + t * kv_dim, src + q_dim, kv_dim * sizeof(float));
+                memcpy(s->v + t * kv_dim, src + q_dim + kv_dim, kv_dim * sizeof(float));
+            }
+        } else {
+            const ellm_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+            float *qkv_out[3] = {s->q, s->k, s->v};
+            matmul_weights(s, pool, qkv, 3, s->xn, n_tokens, qkv_out);
         }
+        if (N->bq || N->bk || N->bv)
+            for (int32_t t = 0; t < n_tokens; t++) {
+                add_bias(s->q + t * q_dim, N->bq, q_dim);
+                add_bias(s->k + t * kv_dim, N->bk, kv_dim);
+                add_bias(s->v + t * kv_dim, N->bv, kv_dim);
+            }
+        double t0 = prof_begin(s);
+        if (hp->qk_norm)
+            for (int32_t t = 0; t < n_tokens; t++) {
+                for (int32_t h = 0; h < hp->n_head; h++) {
+                    float *v = s->q + t * q_dim + (size_t)h * hp->head_dim;
+                    rms_norm(v, N->q_norm, v, hp->head_dim, hp->rms_norm_eps);
+                }
+                for (int32_t h = 0; h < hp->n_head_kv; h++) {
+                    float *v = s->k + t * kv_dim + (size_t)h * hp->head_dim;
+                    rms_norm(v, N->k_norm, v, hp->head_dim, hp->rms_norm_eps);
+                }
+            }
+        prof_end(s, ELLM_PROF_NORM, t0);
+        t0 = prof_begin(s);
+        for (int32_t t = 0; t < n_tokens; t++) {
+            rope_params r = layer_rope(m, il, seqs[s->tok_seq[t]].state);
+            rope(m, &r, s->q + t * q_dim, hp->n_head, s->tok_pos[t]);
+            rope(m, &r, s->k + t * kv_dim, hp->n_head_kv, s->tok_pos[t]);
+        }
+        prof_end(s, ELLM_PROF_ROPE, t0);
+        t0 = prof_begin(s);
         store_kv(s, seqs, il, n_tokens, kv_dim);
         attention_job aj = {m, s, seqs, il, n_tokens};
         ellm_threadpool_run(pool, attention_task, &aj);
-        ellm_matmul(pool, &L->wo, s->att, n_tokens, s->tmp, s->mm_scratch);
-        for (int64_t i = 0; i < n_tokens * n_embd; i++)
-            s->x[i] += s->tmp[i];
+        prof_end(s, ELLM_PROF_ATTENTION, t0);
+        const ellm_tensor *wo = &L->wo;
+        matmul_weights(s, pool, &wo, 1, s->att, n_tokens, &s->tmp);
+        if (hp->post_norms)
+            for (int32_t t = 0; t < n_tokens; t++)
+                rms_norm(s->tmp + t * n_embd, N->post_attn, s->tmp + t * n_embd, n_embd,
+                         hp->rms_norm_eps);
+        elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
 
-        for (int32_t t = 0; t < n_tokens; t++)
-            rms_norm(s->x + t * n_embd, m->norms[il].ffn_norm, s->xn + t * n_embd, n_embd,
-                     hp->rms_norm_eps);
-        ellm_matmul(pool, &L->ffn_gate, s->xn, n_tokens, s->gate, s->mm_scratch);
-        ellm_matmul(pool, &L->ffn_up, s->xn, n_tokens, s->up, s->mm_scratch);
-        for (int64_t i = 0; i < n_tokens * n_ff; i++) {
-            float g = s->gate[i];
-            s->gate[i] = g / (1.0f + expf(-g)) * s->up[i];
+        norm_rows(s, pool, m->norms[il].ffn_norm, n_tokens, n_embd, hp->rms_norm_eps);
+        if (hp->fused_gate_up) {
+            const ellm_tensor *up = &L->ffn_up;
+            matmul_weights(s, pool, &up, 1, s->xn, n_tokens, &s->fused);
+            for (int32_t t = 0; t < n_tokens; t++) {
+                memcpy(s->gate + t * n_ff, s->fused + t * 2 * n_ff, (size_t)n_ff * sizeof(float));
+                memcpy(s->up + t * n_ff, s->fused + t * 2 * n_ff + n_ff,
+                       (size_t)n_ff * sizeof(float));
+            }
+        } else {
+            const ellm_tensor *gate_up[2] = {&L->ffn_gate, &L->ffn_up};
+            float *gate_up_out[2] = {s->gate, s->up};
+            matmul_weights(s, pool, gate_up, 2, s->xn, n_tokens, gate_up_out);
         }
-        ellm_matmul(pool, &L->ffn_down, s->gate, n_tokens, s->tmp, s->mm_scratch);
-        for (int64_t i = 0; i < n_tokens * n_embd; i++)
-            s->x[i] += s->tmp[i];
+        if (hp->gelu_ffn)
+            for (int64_t i = 0; i < n_tokens * n_ff; i++)
+                s->gate[i] = gelu_tanh(s->gate[i]) * s->up[i];
+        else
+            elementwise(pool, EW_SILU_MUL, s->gate, s->up, n_tokens * n_ff);
+        const ellm_tensor *down = &L->ffn_down;
+        matmul_weights(s, pool, &down, 1, s->gate, n_tokens, &s->tmp);
+        if (hp->post_norms)
+            for (int32_t t = 0; t < n_tokens; t++)
+                rms_norm(s->tmp + t * n_embd, N->post_ffw, s->tmp + t * n_embd, n_embd,
+                         hp->rms_norm_eps);
+        elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
     }
 
     if (seqs[0].hidden) {
@@ -432,6 +680,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
             rms_norm(s->x + t * n_embd, m->output_norm, logits + t * n_embd, n_embd,
                      hp->rms_norm_eps);
         seqs[0].state->n_past += n_tokens;
+        prof_pass(s, n_tokens, t_pass);
         return EDGELLM_OK;
     }
 
@@ -444,8 +693,13 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
                      hp->rms_norm_eps);
         row += seqs[i].n_tokens;
     }
-    ellm_matmul(pool, &w->output, s->xn, n_out, logits, s->mm_scratch);
+    const ellm_tensor *head = &w->output;
+    matmul_weights(s, pool, &head, 1, s->xn, n_out, &logits);
+    if (hp->final_softcap > 0)
+        for (int64_t i = 0; i < (int64_t)n_out * hp->n_vocab; i++)
+            logits[i] = hp->final_softcap * tanhf(logits[i] / hp->final_softcap);
     for (int32_t i = 0; i < n_seqs; i++)
         seqs[i].state->n_past += seqs[i].n_tokens;
+    prof_pass(s, n_tokens, t_pass);
     return EDGELLM_OK;
 }

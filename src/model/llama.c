@@ -1,4 +1,8 @@
-/* The Llama architecture family: hyper-parameters from `<arch>.*` metadata and the tensor set. */
+/* The Llama architecture family: hyper-parameters from `<arch>.*` metadata and the tensor set,
+ * for llama itself and the decoders that differ from it only in flagged details (qwen2 QKV
+ * biases, qwen3/gemma3 Q/K norms, gemma embedding scale, GeGLU and post-norms, gemma2 soft-capping
+ * and sliding/global layers, phi3 fused matrices and LongRoPE). The keys are those GGUF writers
+ * use for each architecture. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,14 +119,112 @@ static edgellm_status read_hparams(const gguf_file *f, ellm_hparams *hp)
     return EDGELLM_OK;
 }
 
+
+/* The per-architecture flags and the hyper-parameters only some architectures have. */
+static edgellm_status read_variant(const gguf_file *f, ellm_hparams *hp)
+{
+    const char *a = hp->arch;
+    bool gemma = !strcmp(a, "gemma") || !strcmp(a, "gemma2") || !strcmp(a, "gemma3");
+    bool gemma23 = !strcmp(a, "gemma2") || !strcmp(a, "gemma3");
+    /* Llama files rotate adjacent pairs (converters permute Q/K rows into that layout); the
+     * others keep the two halves of each head. */
+    hp->rope_neox = strcmp(a, "llama") != 0 && strcmp(a, "mistral") != 0;
+    hp->qk_norm = !strcmp(a, "qwen3") || !strcmp(a, "gemma3");
+    hp->post_norms = gemma23;
+    hp->gelu_ffn = gemma;
+    hp->fused_qkv = hp->fused_gate_up = !strcmp(a, "phi3");
+    hp->embd_scale = gemma ? sqrtf((float)hp->n_embd) : 0.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    /* Gemma 2/3 scale queries by query_pre_attn_scalar^-1/2, which is the head size except in
+     * the 27B models (n_embd / n_head); files carry no key for it, so the published shapes
+     * decide, unless the file gives attention.scale. */
+    if ((!strcmp(a, "gemma2") && hp->n_layer == 46) || (!strcmp(a, "gemma3") && hp->n_layer == 62))
+        hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+    edgellm_status st;
+    if ((st = get_f32_key(f, a, "attention.scale", &hp->attn_scale)) != EDGELLM_OK ||
+        (st = get_f32_key(f, a, "attn_logit_softcapping", &hp->attn_softcap)) != EDGELLM_OK ||
+        (st = get_f32_key(f, a, "final_logit_softcapping", &hp->final_softcap)) != EDGELLM_OK ||
+        (st = get_i32_key(f, a, "attention.sliding_window", gemma23, &hp->sliding_window)) !=
+            EDGELLM_OK)
+        return st;
+    if (!(hp->attn_scale > 0) || hp->attn_softcap < 0 || hp->final_softcap < 0)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "attention.scale must be positive and soft-capping values not negative");
+    hp->swa_pattern = !strcmp(a, "gemma2") ? 2 : !strcmp(a, "gemma3") ? 6 : 0;
+    hp->rope_freq_base_swa = hp->rope_freq_base;
+    if (!strcmp(a, "gemma3")) {
+        hp->rope_freq_base_swa = 10000.0f;
+        if ((st = get_f32_key(f, a, "rope.freq_base_swa", &hp->rope_freq_base_swa)) != EDGELLM_OK)
+            return st;
+        if (!(hp->rope_freq_base_swa > 0))
+            return ellm_fail(EDGELLM_ERR_FORMAT, "rope.freq_base_swa must be positive");
+    }
+    hp->rope_attn_factor = 1.0f;
+    hp->n_ctx_orig = hp->n_ctx_train;
+    if (!strcmp(a, "phi3")) {
+        if ((st = get_f32_key(f, a, "rope.scaling.attn_factor", &hp->rope_attn_factor)) !=
+                EDGELLM_OK ||
+            (st = get_i32_key(f, a, "rope.scaling.original_context_length", false,
+                              &hp->n_ctx_orig)) != EDGELLM_OK)
+            return st;
+        if (!(hp->rope_attn_factor > 0))
+            return ellm_fail(EDGELLM_ERR_FORMAT, "rope.scaling.attn_factor must be positive");
+    }
+    return EDGELLM_OK;
+}
+
+static edgellm_status factors_from(const ellm_tensor *t, int32_t n, const char *name, float **out)
+{
+    edgellm_status st = ellm_tensor_to_floats(t, out);
+    if (st != EDGELLM_OK)
+        return st;
+    for (int32_t i = 0; i < n; i++)
+        if (!((*out)[i] > 0) || !isfinite((*out)[i]))
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "%s[%d] is %g; frequency factors must be positive", name, (int)i,
+                             (*out)[i]);
+    return EDGELLM_OK;
+}
+
+/* Every per-layer tensor (blk.*) of the file must have been bound: one that is not belongs to a
+ * feature this loader does not implement (biases, extra norms of another variant), and ignoring
+ * it would compute a different model. Other extra tensors are left alone, as before. */
+static edgellm_status check_all_bound(const gguf_file *f, const ellm_model *m)
+{
+    const ellm_weights *w = &m->w;
+    uint64_t n = gguf_tensor_count(f);
+    for (uint64_t i = 0; i < n; i++) {
+        const gguf_tensor_info *t = gguf_tensor_at(f, i);
+        if (t->n_bytes == 0 || t->name.len < 4 || memcmp(t->name.data, "blk.", 4) != 0)
+            continue;
+        bool found = false;
+        for (int32_t il = 0; !found && il < m->hp.n_layer; il++) {
+            const ellm_layer *L = &w->layers[il];
+            const ellm_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
+                                       &L->ffn_norm, &L->ffn_gate, &L->ffn_up, &L->ffn_down,
+                                       &L->bq, &L->bk, &L->bv, &L->wqkv, &L->attn_q_norm,
+                                       &L->attn_k_norm, &L->post_attn_norm, &L->post_ffw_norm};
+            for (size_t k = 0; !found && k < sizeof ts / sizeof ts[0]; k++)
+                found = t->data == ts[k]->data;
+        }
+        if (!found)
+            return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                             "tensor '%.*s' belongs to a feature of this %s model that is not "
+                             "supported",
+                             (int)(t->name.len > 64 ? 64 : t->name.len), t->name.data,
+                             m->hp.arch);
+    }
+    return EDGELLM_OK;
+}
+
 edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
 {
     ellm_hparams *hp = &m->hp;
     edgellm_status st = read_hparams(f, hp);
+    if (st == EDGELLM_OK)
+        st = read_variant(f, hp);
     if (st != EDGELLM_OK)
         return st;
-    /* Llama files rotate adjacent pairs: converters permute Q/K rows into that layout. */
-    hp->rope_neox = false;
 
     const gguf_tensor_info *embd = gguf_find_tensor(f, "token_embd.weight");
     if (!embd)
@@ -131,9 +233,10 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
         return ellm_fail(EDGELLM_ERR_FORMAT, "tensor 'token_embd.weight' must be 2-D");
     hp->n_vocab = (int32_t)embd->ne[1];
 
-    int64_t n_embd = hp->n_embd, n_vocab = hp->n_vocab, n_ff = hp->n_ff;
+    int64_t n_embd = hp->n_embd, n_vocab = hp->n_vocab, n_ff = hp->n_ff, hd = hp->head_dim;
     int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
     int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t n_pairs64 = hp->n_rot / 2;
     ellm_weights *w = &m->w;
     if ((st = ellm_bind_tensor(f, "token_embd.weight", 2, (int64_t[]){n_embd, n_vocab}, true,
                                &w->tok_embd)) != EDGELLM_OK ||
@@ -141,7 +244,7 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
                                &w->output_norm)) != EDGELLM_OK ||
         (st = ellm_bind_tensor(f, "output.weight", 2, (int64_t[]){n_embd, n_vocab}, false,
                                &w->output)) != EDGELLM_OK ||
-        (st = ellm_bind_tensor(f, "rope_freqs.weight", 1, (int64_t[]){hp->n_rot / 2}, false,
+        (st = ellm_bind_tensor(f, "rope_freqs.weight", 1, (int64_t[]){n_pairs64}, false,
                                &w->rope_freqs)) != EDGELLM_OK)
         return st;
     hp->tied_embeddings = w->output.data == NULL;
@@ -154,46 +257,71 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d layers", hp->n_layer);
     for (int32_t il = 0; il < hp->n_layer; il++) {
         ellm_layer *L = &w->layers[il];
+        ellm_layer_norms *N = &m->norms[il];
+        bool split_qkv = !hp->fused_qkv, gate = !hp->fused_gate_up;
         struct {
             const char *suffix;
             int n_dims;
             int64_t ne[2];
             ellm_tensor *dst;
+            bool required, wanted;
+            float **floats; /* vectors used as float arrays */
         } specs[] = {
-            {"attn_norm", 1, {n_embd, 1}, &L->attn_norm},
-            {"attn_q", 2, {n_embd, q_dim}, &L->wq},
-            {"attn_k", 2, {n_embd, kv_dim}, &L->wk},
-            {"attn_v", 2, {n_embd, kv_dim}, &L->wv},
-            {"attn_output", 2, {q_dim, n_embd}, &L->wo},
-            {"ffn_norm", 1, {n_embd, 1}, &L->ffn_norm},
-            {"ffn_gate", 2, {n_embd, n_ff}, &L->ffn_gate},
-            {"ffn_up", 2, {n_embd, n_ff}, &L->ffn_up},
-            {"ffn_down", 2, {n_ff, n_embd}, &L->ffn_down},
+            {"attn_norm.weight", 1, {n_embd, 1}, &L->attn_norm, true, true, &N->attn_norm},
+            {"attn_q.weight", 2, {n_embd, q_dim}, &L->wq, true, split_qkv, NULL},
+            {"attn_k.weight", 2, {n_embd, kv_dim}, &L->wk, true, split_qkv, NULL},
+            {"attn_v.weight", 2, {n_embd, kv_dim}, &L->wv, true, split_qkv, NULL},
+            {"attn_qkv.weight", 2, {n_embd, q_dim + 2 * kv_dim}, &L->wqkv, true, !split_qkv, NULL},
+            {"attn_q.bias", 1, {q_dim, 1}, &L->bq, false, split_qkv, &N->bq},
+            {"attn_k.bias", 1, {kv_dim, 1}, &L->bk, false, split_qkv, &N->bk},
+            {"attn_v.bias", 1, {kv_dim, 1}, &L->bv, false, split_qkv, &N->bv},
+            {"attn_q_norm.weight", 1, {hd, 1}, &L->attn_q_norm, true, hp->qk_norm, &N->q_norm},
+            {"attn_k_norm.weight", 1, {hd, 1}, &L->attn_k_norm, true, hp->qk_norm, &N->k_norm},
+            {"attn_output.weight", 2, {q_dim, n_embd}, &L->wo, true, true, NULL},
+            {"post_attention_norm.weight", 1, {n_embd, 1}, &L->post_attn_norm, true,
+             hp->post_norms, &N->post_attn},
+            {"ffn_norm.weight", 1, {n_embd, 1}, &L->ffn_norm, true, true, &N->ffn_norm},
+            {"ffn_gate.weight", 2, {n_embd, n_ff}, &L->ffn_gate, true, gate, NULL},
+            {"ffn_up.weight", 2, {n_embd, gate ? n_ff : 2 * n_ff}, &L->ffn_up, true, true, NULL},
+            {"ffn_down.weight", 2, {n_ff, n_embd}, &L->ffn_down, true, true, NULL},
+            {"post_ffw_norm.weight", 1, {n_embd, 1}, &L->post_ffw_norm, true, hp->post_norms,
+             &N->post_ffw},
         };
         for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+            if (!specs[k].wanted)
+                continue;
             char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", (int)il, specs[k].suffix);
-            st = ellm_bind_tensor(f, name, specs[k].n_dims, specs[k].ne, true, specs[k].dst);
+            snprintf(name, sizeof name, "blk.%d.%s", (int)il, specs[k].suffix);
+            st = ellm_bind_tensor(f, name, specs[k].n_dims, specs[k].ne, specs[k].required,
+                                  specs[k].dst);
+            if (st == EDGELLM_OK && specs[k].floats && specs[k].dst->data)
+                st = ellm_tensor_to_floats(specs[k].dst, specs[k].floats);
             if (st != EDGELLM_OK)
                 return st;
         }
-        if ((st = ellm_tensor_to_floats(&L->attn_norm, &m->norms[il].attn_norm)) != EDGELLM_OK ||
-            (st = ellm_tensor_to_floats(&L->ffn_norm, &m->norms[il].ffn_norm)) != EDGELLM_OK)
-            return st;
     }
     if ((st = ellm_tensor_to_floats(&w->output_norm, &m->output_norm)) != EDGELLM_OK)
         return st;
 
     int32_t n_pairs = hp->n_rot / 2;
     m->rope_theta_scale = powf(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
-    if (w->rope_freqs.data) {
-        if ((st = ellm_tensor_to_floats(&w->rope_freqs, &m->rope_factors)) != EDGELLM_OK)
+    m->rope_theta_scale_swa = powf(hp->rope_freq_base_swa, -2.0f / (float)hp->n_rot);
+    ellm_tensor f_long = {0}, f_short = {0};
+    if (!strcmp(hp->arch, "phi3") &&
+        ((st = ellm_bind_tensor(f, "rope_factors_long.weight", 1, (int64_t[]){n_pairs64}, false,
+                                &f_long)) != EDGELLM_OK ||
+         (st = ellm_bind_tensor(f, "rope_factors_short.weight", 1, (int64_t[]){n_pairs64}, false,
+                                &f_short)) != EDGELLM_OK))
+        return st;
+    if (f_long.data && (st = factors_from(&f_long, n_pairs, "rope_factors_long.weight",
+                                          &m->rope_factors_long)) != EDGELLM_OK)
+        return st;
+    if (w->rope_freqs.data || f_short.data) {
+        const ellm_tensor *t = w->rope_freqs.data ? &w->rope_freqs : &f_short;
+        if ((st = factors_from(t, n_pairs, w->rope_freqs.data ? "rope_freqs.weight"
+                                                              : "rope_factors_short.weight",
+                               &m->rope_factors)) != EDGELLM_OK)
             return st;
-        for (int32_t i = 0; i < n_pairs; i++)
-            if (!(m->rope_factors[i] > 0) || !isfinite(m->rope_factors[i]))
-                return ellm_fail(EDGELLM_ERR_FORMAT,
-                                 "rope_freqs.weight[%d] is %g; frequency factors must be positive",
-                                 (int)i, m->rope_factors[i]);
     } else {
         m->rope_factors = malloc((size_t)n_pairs * sizeof(float));
         if (!m->rope_factors)
@@ -201,5 +329,5 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
         for (int32_t i = 0; i < n_pairs; i++)
             m->rope_factors[i] = 1.0f;
     }
-    return EDGELLM_OK;
+    return check_all_bound(f, m);
 }

@@ -13,7 +13,9 @@ typedef struct architecture {
 } architecture;
 
 static const architecture architectures[] = {
-    {"llama", ellm_llama_load},
+    {"llama", ellm_llama_load},  {"mistral", ellm_llama_load}, {"qwen2", ellm_llama_load},
+    {"qwen3", ellm_llama_load},  {"gemma", ellm_llama_load},   {"gemma2", ellm_llama_load},
+    {"gemma3", ellm_llama_load}, {"phi3", ellm_llama_load},
 };
 
 edgellm_status ellm_bind_tensor(const gguf_file *f, const char *name, int n_dims,
@@ -84,7 +86,8 @@ edgellm_status ellm_model_create(const gguf_file *f, ellm_model **out)
             a = &architectures[i];
     if (!a)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "architecture '%.*s' is not supported (supported: llama)",
+                         "architecture '%.*s' is not supported (supported: llama, mistral, "
+                         "qwen2, qwen3, gemma, gemma2, gemma3, phi3)",
                          (int)(arch.len > 40 ? 40 : arch.len), arch.data);
     ellm_model *m = calloc(1, sizeof *m);
     if (!m)
@@ -105,13 +108,15 @@ void ellm_model_free(ellm_model *m)
         return;
     if (m->norms) {
         for (int32_t i = 0; i < m->hp.n_layer; i++) {
-            free(m->norms[i].attn_norm);
-            free(m->norms[i].ffn_norm);
+            ellm_layer_norms *n = &m->norms[i];
+            free(n->attn_norm), free(n->ffn_norm), free(n->q_norm), free(n->k_norm);
+            free(n->post_attn), free(n->post_ffw), free(n->bq), free(n->bk), free(n->bv);
         }
     }
     free(m->norms);
     free(m->output_norm);
     free(m->rope_factors);
+    free(m->rope_factors_long);
     free(m->w.layers);
     free(m);
 }

@@ -28,12 +28,39 @@ typedef struct ellm_hparams {
     float rope_freq_scale; /* 1 / linear scaling factor */
     bool rope_neox;
     bool tied_embeddings;
+    /* Variants of the llama-family decoder (all off / neutral for llama itself). */
+    bool qk_norm;           /* per-head RMSNorm of Q and K before RoPE (qwen3, gemma3) */
+    bool post_norms;        /* RMSNorm of the attention and FFN outputs (gemma2, gemma3) */
+    bool gelu_ffn;          /* GeGLU with tanh-approximated GELU instead of SwiGLU (gemma) */
+    bool fused_qkv;         /* one attn_qkv matrix (phi3) */
+    bool fused_gate_up;     /* ffn_up holds gate then up rows (phi3) */
+    float embd_scale;       /* embeddings multiplied by this (gemma: sqrt(n_embd)); 0 = none */
+    float attn_scale;       /* multiplier of q.k (1/sqrt(head_dim) unless the model says) */
+    float attn_softcap;     /* scores -> cap * tanh(scores / cap); 0 = none (gemma2) */
+    float final_softcap;    /* the same on the logits; 0 = none */
+    int32_t sliding_window; /* tokens a sliding layer sees (itself included); 0 = none */
+    int32_t swa_pattern;    /* 0: every layer slides; n: layer il slides unless (il+1) % n == 0 */
+    float rope_freq_base_swa; /* RoPE base of sliding layers (gemma3), no scaling there */
+    float rope_attn_factor; /* LongRoPE magnitude correction of rotated Q/K; 1 = none */
+    int32_t n_ctx_orig;     /* LongRoPE: contexts above this use the long factors */
 } ellm_hparams;
 
 typedef struct ellm_layer {
     ellm_tensor attn_norm, wq, wk, wv, wo;
     ellm_tensor ffn_norm, ffn_gate, ffn_up, ffn_down;
+    ellm_tensor bq, bk, bv;                   /* data NULL when absent */
+    ellm_tensor wqkv;                         /* fused_qkv */
+    ellm_tensor attn_q_norm, attn_k_norm;     /* qk_norm */
+    ellm_tensor post_attn_norm, post_ffw_norm; /* post_norms */
 } ellm_layer;
+
+/* Whether layer il attends through the sliding window. */
+static inline bool ellm_layer_slides(const ellm_hparams *hp, int32_t il)
+{
+    if (hp->sliding_window <= 0)
+        return false;
+    return hp->swa_pattern <= 0 || (il + 1) % hp->swa_pattern != 0;
+}
 
 typedef struct ellm_weights {
     ellm_tensor tok_embd;
@@ -71,6 +98,10 @@ edgellm_status ellm_state_create(const ellm_model *model, const ellm_state_param
                                  ellm_state **out);
 void ellm_state_free(ellm_state *state);
 int32_t ellm_state_n_past(const ellm_state *state);
+/* Attaches a profile (model/profile.h) that forward passes on this state add their times to;
+ * NULL detaches. The caller owns it. */
+struct ellm_profile;
+void ellm_state_set_profile(ellm_state *state, struct ellm_profile *profile);
 void ellm_state_truncate(ellm_state *state, int32_t n_keep);
 
 /*

@@ -7,6 +7,9 @@
 typedef struct ellm_layer_norms {
     float *attn_norm;
     float *ffn_norm;
+    float *q_norm, *k_norm;          /* qk_norm: head_dim each */
+    float *post_attn, *post_ffw;     /* post_norms */
+    float *bq, *bk, *bv;             /* biases, NULL when absent */
 } ellm_layer_norms;
 
 struct ellm_model {
@@ -19,6 +22,8 @@ struct ellm_model {
      * power built up by repeated float multiplication as GGUF runtimes do (so logits agree). */
     float rope_theta_scale;
     float *rope_factors; /* n_rot / 2 values, 1 when the file has no rope_freqs */
+    float *rope_factors_long; /* LongRoPE factors for contexts above n_ctx_orig; NULL if none */
+    float rope_theta_scale_swa; /* theta_scale of sliding layers (rope_freq_base_swa) */
 };
 
 /* Binds a tensor by name and checks its type is computable and its shape is exactly ne[0..n). */
@@ -27,6 +32,8 @@ edgellm_status ellm_bind_tensor(const gguf_file *file, const char *name, int n_d
 /* Converts a 1-D tensor to a freshly allocated float array. */
 edgellm_status ellm_tensor_to_floats(const ellm_tensor *t, float **out);
 
+/* Loads the llama-family decoders: llama (and mistral), qwen2, qwen3, gemma, gemma2, gemma3,
+ * phi3; model->hp.arch names which. */
 edgellm_status ellm_llama_load(const gguf_file *file, ellm_model *model);
 
 #endif

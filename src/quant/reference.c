@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/kquants.h"
 #include "quant/quant.h"
+#include "quant/reference_kquants_low.h"
+#include "quant/reference_legacy.h"
 
 bool ellm_type_supported(ellm_type type)
 {
@@ -14,7 +17,17 @@ bool ellm_type_supported(ellm_type type)
     case ELLM_TYPE_F16:
     case ELLM_TYPE_BF16:
     case ELLM_TYPE_Q8_0:
-    case ELLM_TYPE_Q4_0: return true;
+    case ELLM_TYPE_Q4_0:
+    case ELLM_TYPE_Q4_1:
+    case ELLM_TYPE_Q5_0:
+    case ELLM_TYPE_Q5_1:
+    case ELLM_TYPE_IQ4_NL:
+    case ELLM_TYPE_Q4_K:
+    case ELLM_TYPE_Q5_K:
+    case ELLM_TYPE_Q6_K:
+    case ELLM_TYPE_Q2_K:
+    case ELLM_TYPE_Q3_K:
+    case ELLM_TYPE_IQ4_XS: return true;
     default: return false;
     }
 }
@@ -68,6 +81,17 @@ void ellm_dequantize_row(ellm_type type, const void *src, float *dst, int64_t n)
                 dst[i * QK_K + j] = b[i].d * (float)b[i].qs[j];
         break;
     }
+    case ELLM_TYPE_Q4_K: ellm_dequantize_q4_K(src, dst, n); break;
+    case ELLM_TYPE_Q5_K: ellm_dequantize_q5_K(src, dst, n); break;
+    case ELLM_TYPE_Q6_K: ellm_dequantize_q6_K(src, dst, n); break;
+    case ELLM_TYPE_Q2_K: ellm_dequantize_q2_K(src, dst, n); break;
+    case ELLM_TYPE_Q3_K: ellm_dequantize_q3_K(src, dst, n); break;
+    case ELLM_TYPE_IQ4_XS: ellm_dequantize_iq4_xs(src, dst, n); break;
+    case ELLM_TYPE_Q4_1: ellm_dequantize_q4_1(src, dst, n); break;
+    case ELLM_TYPE_Q5_0: ellm_dequantize_q5_0(src, dst, n); break;
+    case ELLM_TYPE_Q5_1: ellm_dequantize_q5_1(src, dst, n); break;
+    case ELLM_TYPE_IQ4_NL: ellm_dequantize_iq4_nl(src, dst, n); break;
+    case ELLM_TYPE_Q8_1: ellm_dequantize_q8_1(src, dst, n); break;
     default: memset(dst, 0, (size_t)n * sizeof(float)); break;
     }
 }
@@ -166,6 +190,21 @@ size_t ellm_quantize_row(ellm_type type, const float *src, void *dst, int64_t n)
     case ELLM_TYPE_Q8_0: quantize_q8_0(src, dst, n); return (size_t)(n / QK8_0) * sizeof(block_q8_0);
     case ELLM_TYPE_Q4_0: quantize_q4_0(src, dst, n); return (size_t)(n / QK4_0) * sizeof(block_q4_0);
     case ELLM_TYPE_Q8_K: quantize_q8_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q8_K);
+    case ELLM_TYPE_Q4_K: ellm_quantize_q4_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q4_K);
+    case ELLM_TYPE_Q5_K: ellm_quantize_q5_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q5_K);
+    case ELLM_TYPE_Q6_K: ellm_quantize_q6_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q6_K);
+    case ELLM_TYPE_Q2_K: ellm_quantize_q2_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q2_K);
+    case ELLM_TYPE_Q3_K: ellm_quantize_q3_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q3_K);
+    case ELLM_TYPE_IQ4_XS:
+        ellm_quantize_iq4_xs(src, dst, n);
+        return (size_t)(n / QK_K) * sizeof(block_iq4_xs);
+    case ELLM_TYPE_Q4_1: ellm_quantize_q4_1(src, dst, n); return (size_t)(n / QK4_1) * sizeof(block_q4_1);
+    case ELLM_TYPE_Q5_0: ellm_quantize_q5_0(src, dst, n); return (size_t)(n / QK5_0) * sizeof(block_q5_0);
+    case ELLM_TYPE_Q5_1: ellm_quantize_q5_1(src, dst, n); return (size_t)(n / QK5_1) * sizeof(block_q5_1);
+    case ELLM_TYPE_IQ4_NL:
+        ellm_quantize_iq4_nl(src, dst, n);
+        return (size_t)(n / QK4_NL) * sizeof(block_iq4_nl);
+    case ELLM_TYPE_Q8_1: ellm_quantize_q8_1(src, dst, n); return (size_t)(n / QK8_1) * sizeof(block_q8_1);
     default: return 0;
     }
 }

@@ -6,15 +6,19 @@
 #include "commands.h"
 #include "convert/convert.h"
 #include "convert/hf_tokenizer.h"
+#include "core/status.h"
 #include "edgellm.h"
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: edgellm convert --from llama2c CHECKPOINT.bin --tokenizer TOKENIZER.bin "
                  "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n"
-                 "       edgellm convert --from hf DIR -o OUT.gguf --vocab-only [--name NAME]\n"
-                 "         (DIR holds a Hugging Face tokenizer.json, and optionally\n"
-                 "          tokenizer_config.json, config.json, generation_config.json)\n");
+                 "       edgellm convert --from hf MODEL_DIR -o OUT.gguf "
+                 "[--outtype f32|f16|bf16|q8_0] [--name NAME] [--vocab-only]\n"
+                 "  MODEL_DIR is a Hugging Face checkpoint folder: config.json, tokenizer.json\n"
+                 "  (with tokenizer_config.json, generation_config.json) and model.safetensors\n"
+                 "  (or shards with model.safetensors.index.json). --vocab-only writes just the\n"
+                 "  tokenizer and metadata (no weights needed).\n");
 }
 
 static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
@@ -24,23 +28,71 @@ static void report_fallback(void *user, const char *tensor, ellm_type wanted, el
             tensor, ellm_type_name(wanted), ellm_type_name(used));
 }
 
-/* --from hf: a Hugging Face model directory. */
-static int convert_hf(const char *dir, const char *out, const char *name, bool vocab_only)
+/* The vocabulary of a checkpoint folder, from its tokenizer.json; a folder without one gives a
+ * weights-only file, and the command says so. */
+static edgellm_status write_hf_vocabulary(void *user, gguf_writer *w, const char *dir,
+                                          int32_t n_vocab)
+{
+    bool *missing = user;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *missing = true;
+        return EDGELLM_OK;
+    }
+    fclose(f);
+    int32_t written = 0;
+    edgellm_status st = ellm_hf_write_tokenizer(w, dir, &written);
+    if (st == EDGELLM_OK && written != n_vocab)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "%s holds %d tokens but config.json's vocab_size is %d; the embedding "
+                         "rows and the vocabulary must match",
+                         path, (int)written, (int)n_vocab);
+    return st;
+}
+
+static int convert_hf(const char *dir, const char *tokenizer, const char *out, ellm_type out_type,
+                      const char *name, bool vocab_only)
 {
     const char *cmd = "convert";
     if (!dir || !out) {
-        cli_error(cmd, "need DIR (a Hugging Face model directory) and -o OUT.gguf");
+        cli_error(cmd, "need MODEL_DIR and -o OUT.gguf");
         return EXIT_USAGE;
     }
-    if (!vocab_only) {
-        cli_error(cmd, "--from hf imports only the vocabulary so far: add --vocab-only");
+    if (tokenizer) {
+        cli_error(cmd, "--tokenizer is for llama2c; a Hugging Face folder's tokenizer.json is "
+                       "read from MODEL_DIR");
         return EXIT_USAGE;
     }
-    if (ellm_convert_hf_vocab_only(dir, out, name) != EDGELLM_OK) {
+    if (vocab_only) {
+        if (ellm_convert_hf_vocab_only(dir, out, name) != EDGELLM_OK) {
+            cli_error(cmd, "%s", edgellm_last_error());
+            return 1;
+        }
+        fprintf(stderr, "edgellm convert: wrote %s (vocabulary only)\n", out);
+        return 0;
+    }
+    if (out_type == ELLM_TYPE_Q4_0) {
+        cli_error(cmd, "--from hf writes f32, f16, bf16 or q8_0; use 'edgellm quantize' for "
+                       "q4_0 afterwards");
+        return EXIT_USAGE;
+    }
+    bool no_vocabulary = false;
+    ellm_convert_options o = {.out_type = out_type,
+                              .name = name,
+                              .on_fallback = report_fallback,
+                              .write_tokenizer = write_hf_vocabulary,
+                              .user = &no_vocabulary};
+    if (ellm_convert_hf(dir, out, &o) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
-    fprintf(stderr, "edgellm convert: wrote %s\n", out);
+    if (no_vocabulary)
+        fprintf(stderr, "edgellm convert: wrote %s (weights only: %s has no tokenizer.json, so "
+                        "the file cannot tokenize text)\n", out, dir);
+    else
+        fprintf(stderr, "edgellm convert: wrote %s\n", out);
     return 0;
 }
 
@@ -78,8 +130,9 @@ int cmd_convert(int argc, char **argv)
                 return EXIT_USAGE;
             if (!ellm_type_from_name(v, &out_type) ||
                 (out_type != ELLM_TYPE_F32 && out_type != ELLM_TYPE_F16 &&
-                 out_type != ELLM_TYPE_Q8_0 && out_type != ELLM_TYPE_Q4_0)) {
-                cli_error(cmd, "--outtype must be f32, f16, q8_0 or q4_0, got '%s'", v);
+                 out_type != ELLM_TYPE_BF16 && out_type != ELLM_TYPE_Q8_0 &&
+                 out_type != ELLM_TYPE_Q4_0)) {
+                cli_error(cmd, "--outtype must be f32, f16, bf16, q8_0 or q4_0, got '%s'", v);
                 return EXIT_USAGE;
             }
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -97,9 +150,13 @@ int cmd_convert(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!strcmp(from, "hf"))
-        return convert_hf(input, out, name, vocab_only);
+        return convert_hf(input, tokenizer, out, out_type, name, vocab_only);
     if (strcmp(from, "llama2c") != 0) {
         cli_error(cmd, "unknown source format '%s' (supported: llama2c, hf)", from);
+        return EXIT_USAGE;
+    }
+    if (out_type == ELLM_TYPE_BF16) {
+        cli_error(cmd, "--outtype bf16 is only available with --from hf");
         return EXIT_USAGE;
     }
     if (vocab_only) {

@@ -6,10 +6,6 @@
 #include "commands.h"
 #include "edgellm.h"
 
-/* The server is built only where its module exists; until then the command reports itself
- * unavailable instead of failing to link. */
-#pragma weak cmd_serve
-
 typedef struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -18,8 +14,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt"},
+    {"chat", cmd_chat, "talk with a chat model, turn by turn, in its chat format"},
     {"info", cmd_info, "show a model's architecture, metadata, tensors and memory needs"},
-    {"convert", cmd_convert, "convert a llama2.c checkpoint (or a Hugging Face vocabulary) to GGUF"},
+    {"convert", cmd_convert, "convert a llama2.c or Hugging Face checkpoint to GGUF"},
     {"models", cmd_models, "install, verify, activate and roll back models in the local store"},
     {"plan", cmd_plan, "memory a model needs at a context length, and whether it fits"},
     {"recommend", cmd_recommend, "model size and quantization that fit a memory budget"},

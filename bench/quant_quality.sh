@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Quantization quality of every `edgellm quantize` recipe against a float reference model, the
+# way practitioners measure it: reference logits saved once, then mean/p99 KL divergence, top-1
+# agreement and perplexity ratio for each quantized copy (edgellm eval --kl-base).
+#   bench/quant_quality.sh EDGELLM MODEL.gguf IDS_FILE [RECIPES] [CTX]
+# MODEL should be F32 (or F16); IDS_FILE is whitespace-separated token ids (a few hundred).
+set -euo pipefail
+edgellm=$1 model=$2 ids=$3
+recipes=${4:-q8_0,q6_k,q5_k_m,q5_k_s,q5_1,q5_0,q4_k_m,q4_k_s,q4_1,q4_0,iq4_nl,iq4_xs,q3_k_l,q3_k_m,q3_k_s,q2_k}
+ctx=${5:-512}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$edgellm" eval -m "$model" --ids "$ids" --ctx "$ctx" --save-logits "$work/base.bin" >/dev/null
+echo "| recipe | file MiB | KL mean | KL p99 | top-1 | ppl ratio |"
+echo "|---|---|---|---|---|---|"
+IFS=, read -ra list <<<"$recipes"
+for r in "${list[@]}"; do
+  if ! "$edgellm" quantize "$model" "$work/$r.gguf" "$r" >/dev/null 2>"$work/err"; then
+    echo "| $r | not available: $(tail -1 "$work/err") | | | | |"
+    continue
+  fi
+  out=$("$edgellm" eval -m "$work/$r.gguf" --ids "$ids" --ctx "$ctx" --kl-base "$work/base.bin" 2>&1)
+  size=$(awk -v b="$(stat -c %s "$work/$r.gguf")" 'BEGIN {printf "%.1f", b / 1048576}')
+  kl=$(awk '/^KL divergence/ {gsub(",", ""); print $4, $6}' <<<"$out")
+  top1=$(awk '/^top-1/ {print $3}' <<<"$out")
+  ratio=$(awk '/^perplexity ratio/ {print $3}' <<<"$out")
+  echo "| $r | $size | ${kl% *} | ${kl#* } | $top1 | $ratio |"
+  rm -f "$work/$r.gguf"
+done

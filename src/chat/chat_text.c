@@ -1,0 +1,211 @@
+/* Output buffer and Python-style string methods for the template renderers. */
+#include "chat/chat_text.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+void chat_buf_append_n(chat_buf *b, const char *s, size_t n)
+{
+    if (b->failed || n == 0)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) {
+            if (cap > SIZE_MAX / 2) {
+                b->failed = true;
+                return;
+            }
+            cap *= 2;
+        }
+        char *d = realloc(b->data, cap);
+        if (!d) {
+            b->failed = true;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void chat_buf_append(chat_buf *b, const char *s)
+{
+    if (s)
+        chat_buf_append_n(b, s, strlen(s));
+}
+
+char *chat_buf_finish(chat_buf *b)
+{
+    if (b->failed) {
+        chat_buf_discard(b);
+        ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the chat prompt");
+        return NULL;
+    }
+    if (!b->data) {
+        b->data = malloc(1);
+        if (!b->data) {
+            ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the chat prompt");
+            return NULL;
+        }
+        b->data[0] = '\0';
+    }
+    char *out = b->data;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return out;
+}
+
+void chat_buf_discard(chat_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+chat_span chat_span_of(const char *s)
+{
+    chat_span sp = {s ? s : "", s ? strlen(s) : 0};
+    return sp;
+}
+
+static bool is_py_space(uint32_t c)
+{
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* Decodes one well-formed UTF-8 character at p (at most n bytes); returns its length, or 0 when
+ * the bytes are not a well-formed character (which never counts as whitespace). */
+static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *out)
+{
+    if (n == 0)
+        return 0;
+    if (p[0] < 0x80) {
+        *out = p[0];
+        return 1;
+    }
+    size_t len = (p[0] & 0xE0) == 0xC0   ? 2
+                 : (p[0] & 0xF0) == 0xE0 ? 3
+                 : (p[0] & 0xF8) == 0xF0 ? 4
+                                         : 0;
+    if (len == 0 || len > n)
+        return 0;
+    uint32_t c = p[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        c = (c << 6) | (p[i] & 0x3F);
+    }
+    *out = c;
+    return len;
+}
+
+chat_span chat_lstrip(chat_span s)
+{
+    const unsigned char *p = (const unsigned char *)s.p;
+    uint32_t c;
+    size_t k;
+    while (s.n > 0 && (k = utf8_decode(p, s.n, &c)) > 0 && is_py_space(c)) {
+        p += k;
+        s.n -= k;
+    }
+    s.p = (const char *)p;
+    return s;
+}
+
+chat_span chat_rstrip(chat_span s)
+{
+    const unsigned char *p = (const unsigned char *)s.p;
+    while (s.n > 0) {
+        /* The last character starts at the last byte that is not a continuation byte. */
+        size_t start = s.n - 1;
+        while (start > 0 && s.n - start < 4 && (p[start] & 0xC0) == 0x80)
+            start--;
+        uint32_t c;
+        size_t k = utf8_decode(p + start, s.n - start, &c);
+        if (k != s.n - start || !is_py_space(c))
+            break;
+        s.n = start;
+    }
+    return s;
+}
+
+chat_span chat_strip(chat_span s) { return chat_rstrip(chat_lstrip(s)); }
+
+chat_span chat_lstrip_chars(chat_span s, const char *chars)
+{
+    while (s.n > 0 && strchr(chars, s.p[0])) {
+        s.p++;
+        s.n--;
+    }
+    return s;
+}
+
+chat_span chat_rstrip_chars(chat_span s, const char *chars)
+{
+    while (s.n > 0 && strchr(chars, s.p[s.n - 1]))
+        s.n--;
+    return s;
+}
+
+chat_span chat_strip_chars(chat_span s, const char *chars)
+{
+    return chat_rstrip_chars(chat_lstrip_chars(s, chars), chars);
+}
+
+/* Offset of the first (or last) occurrence of needle in s, or -1. */
+static long find(chat_span s, const char *needle, bool last)
+{
+    size_t m = strlen(needle);
+    if (m == 0 || m > s.n)
+        return -1;
+    long found = -1;
+    for (size_t i = 0; i + m <= s.n; i++) {
+        if (memcmp(s.p + i, needle, m) == 0) {
+            found = (long)i;
+            if (!last)
+                break;
+            i += m - 1; /* occurrences do not overlap, as in str.split */
+        }
+    }
+    return found;
+}
+
+chat_span chat_split_first(chat_span s, const char *sep)
+{
+    long at = find(s, sep, false);
+    if (at >= 0)
+        s.n = (size_t)at;
+    return s;
+}
+
+chat_span chat_split_last(chat_span s, const char *sep)
+{
+    long at = find(s, sep, true);
+    if (at >= 0) {
+        size_t skip = (size_t)at + strlen(sep);
+        s.p += skip;
+        s.n -= skip;
+    }
+    return s;
+}
+
+bool chat_span_contains(chat_span s, const char *needle) { return find(s, needle, false) >= 0; }
+
+bool chat_span_starts_with(chat_span s, const char *prefix)
+{
+    size_t m = strlen(prefix);
+    return m <= s.n && memcmp(s.p, prefix, m) == 0;
+}
+
+bool chat_span_ends_with(chat_span s, const char *suffix)
+{
+    size_t m = strlen(suffix);
+    return m <= s.n && memcmp(s.p + s.n - m, suffix, m) == 0;
+}

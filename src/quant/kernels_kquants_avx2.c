@@ -1,0 +1,317 @@
+/* AVX2 + FMA K-quant kernels against Q8_K activations, and the AVX2 Q8_K activation quantizer.
+ *
+ * Per super-block the integer part is exact (unsigned quants times signed activations with
+ * maddubs, sub-block scales applied with madd, mins and Q6_K's -32 offset from the activation
+ * bsums); the scaling to float is accumulated in 8 float lanes, so results differ from the scalar
+ * kernels only by float summation order. The x4 kernels repeat exactly the single-row operations
+ * per activation row, sharing only the weight decoding, so they are bit-identical to them. */
+#include "quant/kernels.h"
+
+#if defined(ELLM_HAVE_AVX2_KERNELS)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/kquants.h"
+#include "quant/quant.h"
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline float hsum_ps128(__m128 v)
+{
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+/* The scales and mins of a Q4_K/Q5_K block, decoded once and shared by every activation row. */
+typedef struct kq_meta {
+    __m256i sc;   /* the 8 scales as int16, in both 128-bit lanes (for kq_scale_of) */
+    __m128i mins; /* the 8 mins as int16 */
+    float d, dmin;
+} kq_meta;
+
+static inline void kq_decode_meta(uint16_t d, uint16_t dmin, const uint8_t *packed, kq_meta *m)
+{
+    /* The 12-byte layout, decoded with 32-bit words: bytes 0-3 hold scales 0-3 (+ top bits of
+     * scales 4-7), 4-7 mins 0-3 (+ top bits of mins 4-7), 8-11 the low nibbles of 4-7. */
+    uint32_t u[3];
+    memcpy(u, packed, 12);
+    uint32_t s_lo = u[0] & 0x3F3F3F3Fu, m_lo = u[1] & 0x3F3F3F3Fu;
+    uint32_t s_hi = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+    uint32_t m_hi = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+    __m128i v = _mm_set_epi32((int)m_hi, (int)m_lo, (int)s_hi, (int)s_lo);
+    m->sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
+    m->mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
+    m->d = _cvtsh_ss(d);
+    m->dmin = _cvtsh_ss(dmin);
+}
+
+/* Sub-block j's scale in every 16-bit lane (a byte shuffle of the decoded scales). */
+static inline __m256i kq_scale_of(__m256i sc, int j)
+{
+    return _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j)));
+}
+
+/* Integer sum of one Q4_K/Q5_K chunk: 32 low-half values (sub-block 2c) and 32 high-half values
+ * (sub-block 2c+1) against their activations, each weighted by its sub-block scale. */
+static inline __m256i kq_chunk(__m256i lo, __m256i hi, const int8_t *y, __m256i sc0, __m256i sc1)
+{
+    __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y));
+    __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32)));
+    return _mm256_add_epi32(_mm256_madd_epi16(p0, sc0), _mm256_madd_epi16(p1, sc1));
+}
+
+/* The 4-bit quants of a Q4_K block as 8 vectors of 32 unsigned bytes (chunk c: lo, hi). */
+static inline void q4_K_unpack(const block_q4_K *b, __m256i q[8])
+{
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
+        q[2 * c] = _mm256_and_si256(v, mask);
+        q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    }
+}
+
+static inline void q5_K_unpack(const block_q5_K *b, __m256i q[8])
+{
+    const __m256i mask = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256i qh = _mm256_loadu_si256((const __m256i *)b->qh);
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
+        __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
+        __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
+        q[2 * c] = _mm256_or_si256(_mm256_and_si256(v, mask), _mm256_slli_epi16(h0, 4));
+        q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask),
+                                       _mm256_slli_epi16(h1, 4));
+    }
+}
+
+/* One Q4_K/Q5_K super-block against one activation block: the scaled integer sum into acc
+ * (8 float lanes), the min term into macc (4 float lanes; both exact integers before scaling). */
+static inline void kq_block(const __m256i q[8], const kq_meta *m, const block_q8_K *a, __m256 *acc,
+                            __m128 *macc)
+{
+    __m256i isum = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++)
+        isum = _mm256_add_epi32(isum, kq_chunk(q[2 * c], q[2 * c + 1], a->qs + 64 * c,
+                                               kq_scale_of(m->sc, 2 * c),
+                                               kq_scale_of(m->sc, 2 * c + 1)));
+    /* Pairs of bsums -> the 8 sub-block sums (int16 is enough: |sum| <= 32 * 128). */
+    __m256i b = _mm256_loadu_si256((const __m256i *)a->bsums);
+    __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    __m128i msum = _mm_madd_epi16(m->mins, pair);
+    *macc = _mm_fmadd_ps(_mm_set1_ps(a->d * m->dmin), _mm_cvtepi32_ps(msum), *macc);
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(a->d * m->d), _mm256_cvtepi32_ps(isum), *acc);
+}
+
+void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q4_K *w = row;
+    const block_q8_K *a = x;
+    __m256 acc = _mm256_setzero_ps();
+    __m128 macc = _mm_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        kq_meta m;
+        __m256i q[8];
+        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
+        q4_K_unpack(&w[i], q);
+        kq_block(q, &m, &a[i], &acc, &macc);
+    }
+    *out = hsum_ps(acc) - hsum_ps128(macc);
+}
+
+void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
+{
+    const block_q4_K *w = row;
+    __m256 acc[4];
+    __m128 macc[4];
+    for (int t = 0; t < 4; t++) {
+        acc[t] = _mm256_setzero_ps();
+        macc[t] = _mm_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        kq_meta m;
+        __m256i q[8];
+        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
+        q4_K_unpack(&w[i], q);
+        for (int t = 0; t < 4; t++)
+            kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
+    }
+    for (int t = 0; t < 4; t++)
+        out[t] = hsum_ps(acc[t]) - hsum_ps128(macc[t]);
+}
+
+void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q5_K *w = row;
+    const block_q8_K *a = x;
+    __m256 acc = _mm256_setzero_ps();
+    __m128 macc = _mm_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        kq_meta m;
+        __m256i q[8];
+        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
+        q5_K_unpack(&w[i], q);
+        kq_block(q, &m, &a[i], &acc, &macc);
+    }
+    *out = hsum_ps(acc) - hsum_ps128(macc);
+}
+
+void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
+{
+    const block_q5_K *w = row;
+    __m256 acc[4];
+    __m128 macc[4];
+    for (int t = 0; t < 4; t++) {
+        acc[t] = _mm256_setzero_ps();
+        macc[t] = _mm_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        kq_meta m;
+        __m256i q[8];
+        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
+        q5_K_unpack(&w[i], q);
+        for (int t = 0; t < 4; t++)
+            kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
+    }
+    for (int t = 0; t < 4; t++)
+        out[t] = hsum_ps(acc[t]) - hsum_ps128(macc[t]);
+}
+
+/* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order, and the
+ * 16-bit scale vectors: vector k covers sub-blocks 2k (low 128 bits) and 2k+1 (high). */
+static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[8])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    for (int h = 0; h < 2; h++) {
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+        __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+        __m256i hb = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        __m256i low[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
+                          _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                          _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+        for (int k = 0; k < 4; k++) {
+            __m256i top = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m2);
+            q[4 * h + k] = _mm256_or_si256(low[k], _mm256_slli_epi16(top, 4));
+        }
+    }
+    for (int k = 0; k < 8; k++)
+        sc[k] = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * k + 1]),
+                                 _mm_set1_epi16(b->scales[2 * k]));
+}
+
+/* Exact integer sum of one Q6_K block against one activation block (the -32 offset included). */
+static inline __m256i q6_K_block_isum(const __m256i q[8], const __m256i sc[8], __m256i sc16,
+                                      const block_q8_K *a)
+{
+    __m256i isum = _mm256_setzero_si256();
+    for (int k = 0; k < 8; k++) {
+        __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a->qs + 32 * k)));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, sc[k]));
+    }
+    __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
+    return _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
+}
+
+void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q6_K *w = row;
+    const block_q8_K *a = x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i q[8], sc[8];
+        q6_K_unpack(&w[i], q, sc);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
+        __m256i isum = q6_K_block_isum(q, sc, sc16, &a[i]);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * _cvtsh_ss(w[i].d)),
+                              _mm256_cvtepi32_ps(isum), acc);
+    }
+    *out = hsum_ps(acc);
+}
+
+void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
+{
+    const block_q6_K *w = row;
+    __m256 acc[4];
+    for (int t = 0; t < 4; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i q[8], sc[8];
+        q6_K_unpack(&w[i], q, sc);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
+        float d = _cvtsh_ss(w[i].d);
+        for (int t = 0; t < 4; t++) {
+            const block_q8_K *a = (const block_q8_K *)x[t] + i;
+            __m256i isum = q6_K_block_isum(q, sc, sc16, a);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d * d), _mm256_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        out[t] = hsum_ps(acc[t]);
+}
+
+/* Q8_K with the reference quantizer's exact arithmetic: the first value of largest magnitude
+ * maps to -128 (scale -128 / max), values are rounded half to even like nearbyintf in the
+ * default rounding mode, 127 clamps the other side, and bsums are the sums of the stored bytes. */
+void ellm_quantize_row_q8_K_avx2(const float *x, void *dst, int64_t n)
+{
+    block_q8_K *b = dst;
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float *xb = x + i * QK_K;
+        __m256 amax = _mm256_setzero_ps();
+        for (int k = 0; k < QK_K; k += 8)
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(xb + k)));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        float am = _mm_cvtss_f32(m);
+        if (!(am > 0)) {
+            memset(&b[i], 0, sizeof b[i]);
+            continue;
+        }
+        float max = 0;
+        for (int j = 0; j < QK_K; j++) {
+            if (fabsf(xb[j]) == am) {
+                max = xb[j];
+                break;
+            }
+        }
+        float iscale = -128.0f / max;
+        const __m256 vs = _mm256_set1_ps(iscale);
+        const __m256i top = _mm256_set1_epi32(127);
+        for (int k = 0; k < QK_K; k += 32) {
+            __m256i v[4];
+            for (int u = 0; u < 4; u++) {
+                __m256 r = _mm256_round_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 8 * u)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                v[u] = _mm256_min_epi32(_mm256_cvtps_epi32(r), top);
+            }
+            /* packs interleave 128-bit lanes; the permutes restore value order. */
+            __m256i a16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[0], v[1]), 0xD8);
+            __m256i b16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[2], v[3]), 0xD8);
+            __m256i q8 = _mm256_permute4x64_epi64(_mm256_packs_epi16(a16, b16), 0xD8);
+            _mm256_storeu_si256((__m256i *)(b[i].qs + k), q8);
+            __m256i s = _mm256_madd_epi16(a16, _mm256_set1_epi16(1));
+            __m256i t = _mm256_madd_epi16(b16, _mm256_set1_epi16(1));
+            /* s: 8 pair sums of values k..k+15; t: of k+16..k+31. */
+            __m256i st = _mm256_hadd_epi32(s, t); /* s01 s23 t01 t23 | s45 s67 t45 t67 */
+            st = _mm256_hadd_epi32(st, st);      /* s0-3 t0-3 .. | s4-7 t4-7 .. */
+            int32_t lanes[8];
+            _mm256_storeu_si256((__m256i *)lanes, st);
+            b[i].bsums[k / 16] = (int16_t)(lanes[0] + lanes[4]);
+            b[i].bsums[k / 16 + 1] = (int16_t)(lanes[1] + lanes[5]);
+        }
+        b[i].d = 1.0f / iscale;
+    }
+}
+#endif

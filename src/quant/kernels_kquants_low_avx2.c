@@ -1,0 +1,122 @@
+/* AVX2 dot kernels of Q2_K, Q3_K and IQ4_XS weights with Q8_K activations (compiled with
+ * AVX2/FMA/F16C flags; called only on CPUs that have them). Each super-block's integer sum is
+ * exactly the scalar kernel's, and it is scaled and accumulated with the same float expression in
+ * the same order, so results are bit-identical to kernels_kquants_low_scalar.c. */
+#include "quant/kernels.h"
+
+#if defined(ELLM_HAVE_AVX2_KERNELS)
+#include <immintrin.h>
+
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/reference_kquants_low.h"
+
+static inline int32_t hsum_i32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 16-bit multipliers: lo for the first 16 of 32 values, hi for the other 16. */
+static inline __m256i two_scales(int lo, int hi)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo));
+}
+
+void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q2_K *w = row;
+    const block_q8_K *a = x;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m15 = _mm_set1_epi8(15);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *sc = w[i].scales;
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                __m256i qj = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+                __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * j));
+                __m256i p = _mm256_maddubs_epi16(qj, av);
+                int s = 8 * h + 2 * j;
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, two_scales(sc[s] & 15, sc[s + 1] & 15)));
+            }
+        }
+        /* Minimums: sum over sub-blocks of min code times the activations' 16-value sums. */
+        __m128i packed = _mm_loadu_si128((const __m128i *)sc);
+        __m128i mins = _mm_and_si128(_mm_srli_epi16(packed, 4), m15);
+        __m256i mins16 = _mm256_cvtepu8_epi16(mins);
+        __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
+        int32_t msum = hsum_i32(_mm256_madd_epi16(mins16, bsums));
+        int32_t isum = hsum_i32(acc);
+        float dall = _cvtsh_ss(w[i].d) * a[i].d;
+        float dmin = _cvtsh_ss(w[i].dmin) * a[i].d;
+        sum += dall * (float)isum - dmin * (float)msum;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q3_K *w = row;
+    const block_q8_K *a = x;
+    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int sc[16];
+        for (int s = 0; s < 16; s++)
+            sc[s] = ellm_q3_K_scale(w[i].scales, s) - 32;
+        __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                __m256i low = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+                /* 4 where the high bit is clear: value = low - 4 there, low elsewhere. */
+                __m256i bit = _mm256_and_si256(hm, _mm256_set1_epi8((char)(1 << (4 * h + j))));
+                __m256i sub4 = _mm256_and_si256(_mm256_cmpeq_epi8(bit, _mm256_setzero_si256()), four);
+                __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * j));
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(low, av),
+                                             _mm256_maddubs_epi16(sub4, av));
+                int s = 8 * h + 2 * j;
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, two_scales(sc[s], sc[s + 1])));
+            }
+        }
+        int32_t isum = hsum_i32(acc);
+        sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_iq4_xs *w = row;
+    const block_q8_K *a = x;
+    const __m128i table128 = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
+    const __m256i table = _mm256_set_m128i(table128, table128);
+    const __m128i m15 = _mm_set1_epi8(15);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int s = 0; s < 8; s++) {
+            __m128i packed = _mm_loadu_si128((const __m128i *)(w[i].qs + 16 * s));
+            __m128i lo = _mm_and_si128(packed, m15);
+            __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), m15);
+            __m256i wv = _mm256_shuffle_epi8(table, _mm256_set_m128i(hi, lo));
+            __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * s));
+            /* Activations go in as unsigned magnitudes (Q8_K stores -128, whose negation does
+             * not fit int8, but its magnitude reads correctly as unsigned 128) and the weights
+             * take their signs; 2 * 128 * 127 fits int16, so nothing saturates. */
+            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(av, av), _mm256_sign_epi8(wv, av));
+            __m256i ls = _mm256_set1_epi16((short)(ellm_iq4_xs_scale(&w[i], s) - 32));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ls));
+        }
+        int32_t isum = hsum_i32(acc);
+        sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
+    }
+    *out = sum;
+}
+#endif

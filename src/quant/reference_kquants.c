@@ -1,0 +1,313 @@
+/* Reference quantizers and dequantizers of the K-quant weight formats Q4_K, Q5_K and Q6_K.
+ *
+ * Quantization works in two levels, as the formats do: each sub-block first gets the float
+ * scale (and, for Q4_K/Q5_K, min) that minimises its squared error, found by trying a few steps
+ * around range / levels and refining each by least squares; then the sub-block scales and mins
+ * are themselves quantized (6 bits against the super-block's d/dmin, or 8 bits for Q6_K), and
+ * the values are quantized against those stored, rounded scales, so the file decodes to exactly
+ * what the quantizer measured. */
+#include <math.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/kquants.h"
+#include "quant/quant.h"
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* The half nearest v (>= 0) from above, so the largest sub-block scale divided by the stored
+ * super-block scale never exceeds the level count: matters for tiny weights, whose scales are
+ * half subnormals with only a few bits. */
+static uint16_t half_at_least(float v)
+{
+    uint16_t h = ellm_f32_to_f16(v);
+    if (ellm_f16_to_f32(h) < v && h < 0x7BFF)
+        h++;
+    return h;
+}
+
+void ellm_kq_pack_scale_min(const uint8_t sc[8], const uint8_t m[8], uint8_t out[12])
+{
+    memset(out, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            out[j] |= sc[j] & 63;
+            out[j + 4] |= m[j] & 63;
+        } else {
+            out[j + 4] = (uint8_t)((sc[j] & 15) | (m[j] & 15) << 4);
+            out[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
+            out[j] |= (uint8_t)((m[j] >> 4) << 6);
+        }
+    }
+}
+
+/* ---- dequantization ---- */
+
+void ellm_dequantize_q4_K(const void *src, float *dst, int64_t n)
+{
+    const block_q4_K *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        float d = ellm_f16_to_f32(b[i].d), dmin = ellm_f16_to_f32(b[i].dmin);
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *q = b[i].qs + 32 * c;
+            uint8_t sc0, m0, sc1, m1;
+            ellm_kq_scale_min(2 * c, b[i].scales, &sc0, &m0);
+            ellm_kq_scale_min(2 * c + 1, b[i].scales, &sc1, &m1);
+            for (int l = 0; l < 32; l++) {
+                dst[64 * c + l] = d * sc0 * (float)(q[l] & 15) - dmin * m0;
+                dst[64 * c + 32 + l] = d * sc1 * (float)(q[l] >> 4) - dmin * m1;
+            }
+        }
+    }
+}
+
+void ellm_dequantize_q5_K(const void *src, float *dst, int64_t n)
+{
+    const block_q5_K *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        float d = ellm_f16_to_f32(b[i].d), dmin = ellm_f16_to_f32(b[i].dmin);
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *q = b[i].qs + 32 * c;
+            uint8_t sc0, m0, sc1, m1;
+            ellm_kq_scale_min(2 * c, b[i].scales, &sc0, &m0);
+            ellm_kq_scale_min(2 * c + 1, b[i].scales, &sc1, &m1);
+            for (int l = 0; l < 32; l++) {
+                int lo = (q[l] & 15) | ((b[i].qh[l] >> (2 * c)) & 1) << 4;
+                int hi = (q[l] >> 4) | ((b[i].qh[l] >> (2 * c + 1)) & 1) << 4;
+                dst[64 * c + l] = d * sc0 * (float)lo - dmin * m0;
+                dst[64 * c + 32 + l] = d * sc1 * (float)hi - dmin * m1;
+            }
+        }
+    }
+}
+
+/* The 6-bit value at position v (0..255) of a Q6_K block, 0..63 (the stored q, before -32). */
+static int q6_K_value(const block_q6_K *b, int v)
+{
+    int h = v / 128, r = v % 128, l = r % 32, quarter = r / 32;
+    const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+    int low = quarter & 1 ? ql[l + 32] : ql[l];
+    low = quarter < 2 ? low & 15 : low >> 4;
+    return low | ((qh[l] >> (2 * quarter)) & 3) << 4;
+}
+
+void ellm_dequantize_q6_K(const void *src, float *dst, int64_t n)
+{
+    const block_q6_K *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
+        float d = ellm_f16_to_f32(b[i].d);
+        for (int v = 0; v < QK_K; v++)
+            dst[v] = d * (float)b[i].scales[v / 16] * (float)(q6_K_value(&b[i], v) - 32);
+    }
+}
+
+/* ---- quantization ---- */
+
+/* Squared error of x ~ s * q - m with q = round((x + m) / s) clamped to 0..nmax; stores q. */
+static double affine_error(const float *x, int n, int nmax, float s, float m, uint8_t *q)
+{
+    double err = 0;
+    float is = s > 0 ? 1.0f / s : 0.0f;
+    for (int i = 0; i < n; i++) {
+        int v = s > 0 ? clampi((int)nearbyintf((x[i] + m) * is), 0, nmax) : 0;
+        q[i] = (uint8_t)v;
+        double e = (double)x[i] - ((double)s * v - m);
+        err += e * e;
+    }
+    return err;
+}
+
+/* Best step s >= 0 and min m >= 0 for x ~ s * q - m, q in 0..nmax: candidate steps around
+ * range / nmax, each followed by a least-squares refit of (s, m) to the levels it chose. The
+ * min is kept non-negative (the format stores -m * dmin with unsigned m), so a sub-block that is
+ * all positive starts from 0. */
+static float fit_affine(const float *x, int n, int nmax, float *out_m)
+{
+    float lo = 0, hi = x[0];
+    for (int i = 0; i < n; i++) {
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+    }
+    *out_m = -lo;
+    if (!(hi > lo))
+        return 0; /* constant block: the min alone represents it */
+    uint8_t q[32];
+    float best_s = (hi - lo) / (float)nmax, best_m = -lo;
+    double best = affine_error(x, n, nmax, best_s, best_m, q);
+    for (int k = -2; k <= 4; k++) {
+        float s = (hi - lo) / ((float)nmax + 0.25f * (float)k);
+        affine_error(x, n, nmax, s, -lo, q);
+        /* Least squares for x ~ s * q + b given q; b = -m must stay <= 0. */
+        double sq = 0, sqq = 0, sx = 0, sxq = 0;
+        for (int i = 0; i < n; i++) {
+            sq += q[i];
+            sqq += (double)q[i] * q[i];
+            sx += x[i];
+            sxq += (double)x[i] * q[i];
+        }
+        double det = n * sqq - sq * sq, fs, fb;
+        if (det <= 0)
+            continue;
+        fs = (n * sxq - sx * sq) / det;
+        fb = (sx - fs * sq) / n;
+        if (fb > 0) {
+            fb = 0;
+            fs = sxq / sqq;
+        }
+        if (!(fs > 0))
+            continue;
+        double err = affine_error(x, n, nmax, (float)fs, (float)-fb, q);
+        if (err < best) {
+            best = err;
+            best_s = (float)fs;
+            best_m = (float)-fb;
+        }
+    }
+    *out_m = best_m;
+    return best_s;
+}
+
+/* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): the 8 sub-block fits, their 6-bit scales and
+ * mins against the half-precision d and dmin, then every value against the stored scales. */
+static void quantize_k_affine(const float *x, int nmax, uint16_t *d_out, uint16_t *dmin_out,
+                              uint8_t scales[12], uint8_t L[QK_K])
+{
+    float s[8], m[8], smax = 0, mmax = 0;
+    for (int j = 0; j < 8; j++) {
+        s[j] = fit_affine(x + 32 * j, 32, nmax, &m[j]);
+        smax = fmaxf(smax, s[j]);
+        mmax = fmaxf(mmax, m[j]);
+    }
+    *d_out = half_at_least(smax / 63.0f);
+    *dmin_out = half_at_least(mmax / 63.0f);
+    float d = ellm_f16_to_f32(*d_out), dmin = ellm_f16_to_f32(*dmin_out);
+    uint8_t sc[8], mq[8];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = (uint8_t)(d > 0 ? clampi((int)nearbyintf(s[j] / d), 0, 63) : 0);
+        mq[j] = (uint8_t)(dmin > 0 ? clampi((int)nearbyintf(m[j] / dmin), 0, 63) : 0);
+    }
+    ellm_kq_pack_scale_min(sc, mq, scales);
+    for (int j = 0; j < 8; j++) {
+        float step = d * sc[j], off = dmin * mq[j];
+        float is = step > 0 ? 1.0f / step : 0.0f;
+        for (int i = 0; i < 32; i++) {
+            float v = x[32 * j + i];
+            L[32 * j + i] = (uint8_t)(step > 0 ? clampi((int)nearbyintf((v + off) * is), 0, nmax) : 0);
+        }
+    }
+}
+
+void ellm_quantize_q4_K(const float *src, void *dst, int64_t n)
+{
+    block_q4_K *b = dst;
+    uint8_t L[QK_K];
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        quantize_k_affine(src + i * QK_K, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++)
+                b[i].qs[32 * c + l] = (uint8_t)(L[64 * c + l] | L[64 * c + 32 + l] << 4);
+    }
+}
+
+void ellm_quantize_q5_K(const float *src, void *dst, int64_t n)
+{
+    block_q5_K *b = dst;
+    uint8_t L[QK_K];
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        quantize_k_affine(src + i * QK_K, 31, &b[i].d, &b[i].dmin, b[i].scales, L);
+        memset(b[i].qh, 0, sizeof b[i].qh);
+        for (int c = 0; c < 4; c++) {
+            for (int l = 0; l < 32; l++) {
+                int lo = L[64 * c + l], hi = L[64 * c + 32 + l];
+                b[i].qs[32 * c + l] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+                b[i].qh[l] |= (uint8_t)((lo >> 4) << (2 * c) | (hi >> 4) << (2 * c + 1));
+            }
+        }
+    }
+}
+
+/* Squared error of x ~ s * q with q = round(x / s) clamped to -32..31; stores q. */
+static double symmetric_error(const float *x, int n, float s, int8_t *q)
+{
+    double err = 0;
+    float is = s != 0 ? 1.0f / s : 0.0f;
+    for (int i = 0; i < n; i++) {
+        int v = clampi((int)nearbyintf(x[i] * is), -32, 31);
+        q[i] = (int8_t)v;
+        double e = (double)x[i] - (double)s * v;
+        err += e * e;
+    }
+    return err;
+}
+
+/* Best signed step for x ~ s * q, q in -32..31: the value of largest magnitude maps near -32
+ * or near +31 (whichever leaves the other side less clipped), trying a few steps around each
+ * and refitting each by least squares. */
+static float fit_symmetric(const float *x, int n)
+{
+    float amax = 0, vmax = 0;
+    for (int i = 0; i < n; i++) {
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            vmax = x[i];
+        }
+    }
+    if (amax == 0)
+        return 0;
+    int8_t q[16];
+    float best_s = vmax / -32.0f;
+    double best = symmetric_error(x, n, best_s, q);
+    for (int k = 0; k < 8; k++) {
+        float level = k < 4 ? -32.0f + 0.5f * (float)k : 31.0f - 0.5f * (float)(k - 4);
+        float s = vmax / level;
+        symmetric_error(x, n, s, q);
+        double sxq = 0, sqq = 0;
+        for (int i = 0; i < n; i++) {
+            sxq += (double)x[i] * q[i];
+            sqq += (double)q[i] * q[i];
+        }
+        if (sqq <= 0)
+            continue;
+        float fs = (float)(sxq / sqq);
+        double err = symmetric_error(x, n, fs, q);
+        if (err < best) {
+            best = err;
+            best_s = fs;
+        }
+    }
+    return best_s;
+}
+
+void ellm_quantize_q6_K(const float *src, void *dst, int64_t n)
+{
+    block_q6_K *b = dst;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float *x = src + i * QK_K;
+        float s[16], smax = 0;
+        for (int j = 0; j < 16; j++) {
+            s[j] = fit_symmetric(x + 16 * j, 16);
+            smax = fmaxf(smax, fabsf(s[j]));
+        }
+        b[i].d = half_at_least(smax / 127.0f);
+        float d = ellm_f16_to_f32(b[i].d);
+        uint8_t L[QK_K];
+        for (int j = 0; j < 16; j++) {
+            int sc = d > 0 ? clampi((int)nearbyintf(s[j] / d), -127, 127) : 0;
+            b[i].scales[j] = (int8_t)sc;
+            float step = d * (float)sc, is = step != 0 ? 1.0f / step : 0.0f;
+            for (int l = 0; l < 16; l++)
+                L[16 * j + l] =
+                    (uint8_t)(clampi((int)nearbyintf(x[16 * j + l] * is), -32, 31) + 32);
+        }
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *Lh = L + 128 * h;
+            uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
+            for (int l = 0; l < 32; l++) {
+                ql[l] = (uint8_t)((Lh[l] & 15) | (Lh[l + 64] & 15) << 4);
+                ql[l + 32] = (uint8_t)((Lh[l + 32] & 15) | (Lh[l + 96] & 15) << 4);
+                qh[l] = (uint8_t)(Lh[l] >> 4 | (Lh[l + 32] >> 4) << 2 | (Lh[l + 64] >> 4) << 4 |
+                                  (Lh[l + 96] >> 4) << 6);
+            }
+        }
+    }
+}

@@ -1,0 +1,587 @@
+#define _POSIX_C_SOURCE 200809L
+/* Continuous batching: a fixed set of slots (one context each) decoded together in one forward
+ * pass per step. A request joins a free slot at any step — its prompt is fed in chunks alongside
+ * the other slots' single decode tokens — and leaves the moment it finishes, is cancelled or
+ * times out. A slot keeps its KV cache after a request, so a later request sharing a prefix
+ * (system prompt, earlier turns) only evaluates what is new. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+#include "server/server_internal.h"
+
+typedef struct srv_slot {
+    edgellm_context *ctx;
+    srv_request *req; /* NULL when free */
+    edgellm_sampler *sampler;
+    edgellm_text_stream *text;
+    int32_t n_fed;     /* prompt tokens in the cache for the current request */
+    edgellm_token next; /* sampled, to be fed at the next step */
+    bool decoding;
+    uint64_t last_used;
+} srv_slot;
+
+struct srv_scheduler {
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool thread_started;
+    edgellm_model *model;
+    edgellm_batch *batch;
+    srv_metrics *metrics;
+    srv_slot *slots;
+    int n_slots;
+    srv_request **queue; /* ring buffer */
+    int q_head, q_len, q_cap;
+    int queue_max; /* requests that may wait while every slot is busy */
+    bool stopping;
+    double grace_deadline;
+    int32_t n_vocab, n_batch, n_ctx;
+    uint64_t clock;
+    bool busy_since_trim;
+    /* per-step plan */
+    edgellm_context **plan_ctx;
+    const edgellm_token **plan_tokens;
+    int32_t *plan_n;
+    int *plan_slot;
+};
+
+double srv_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+srv_request *srv_request_new(void)
+{
+    srv_request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    r->refs = 1;
+    r->sampling = edgellm_sampler_default_params();
+    atomic_init(&r->cancelled, false);
+    return r;
+}
+
+void srv_events_free(srv_event *events, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(events[i].text);
+    free(events);
+}
+
+static void request_free(srv_request *r)
+{
+    free(r->prompt);
+    for (int i = 0; i < r->n_stops; i++)
+        free(r->stops[i]);
+    free(r->stops);
+    srv_events_free(r->events, r->n_events);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+void srv_request_release(srv_request *r)
+{
+    if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        request_free(r);
+}
+
+static void request_retain(srv_request *r) { __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL); }
+
+pthread_mutex_t *srv_scheduler_lock(srv_scheduler *s) { return &s->mu; }
+
+/* Under the lock. */
+static bool push_event(srv_request *r, const char *text, size_t len, edgellm_token token,
+                       float logprob, const srv_logprob *top, int n_top)
+{
+    if (r->n_events == r->cap_events) {
+        size_t cap = r->cap_events ? r->cap_events * 2 : 64;
+        srv_event *e = realloc(r->events, cap * sizeof *e);
+        if (!e)
+            return false;
+        r->events = e;
+        r->cap_events = cap;
+    }
+    srv_event *e = &r->events[r->n_events];
+    memset(e, 0, sizeof *e);
+    e->text = malloc(len + 1);
+    if (!e->text)
+        return false;
+    memcpy(e->text, text, len);
+    e->text[len] = '\0';
+    e->len = len;
+    e->token = token;
+    e->logprob = logprob;
+    e->n_top = n_top;
+    if (n_top > 0)
+        memcpy(e->top, top, (size_t)n_top * sizeof *top);
+    r->n_events++;
+    pthread_cond_broadcast(&r->cv);
+    return true;
+}
+
+/* Under the lock: marks the request finished and frees its slot. */
+static void finish_slot(srv_scheduler *s, srv_slot *slot, srv_finish finish, const char *error)
+{
+    srv_request *r = slot->req;
+    if (finish == SRV_FINISH_STOP || finish == SRV_FINISH_LENGTH) {
+        /* Text held back for a possible stop string or an unfinished character is final now. */
+        const char *text = NULL;
+        size_t len = 0;
+        if (edgellm_text_stream_finish(slot->text, &text, &len) == EDGELLM_OK && len > 0)
+            push_event(r, text, len, -1, 0, NULL, 0);
+    }
+    r->finish = finish;
+    if (error)
+        snprintf(r->error, sizeof r->error, "%s", error);
+    r->done = true;
+    r->t_done = srv_now();
+    srv_metrics_tokens(s->metrics, r->n_prompt, r->n_cached, r->n_generated);
+    pthread_cond_broadcast(&r->cv);
+    edgellm_text_stream_free(slot->text);
+    edgellm_sampler_free(slot->sampler);
+    slot->text = NULL;
+    slot->sampler = NULL;
+    slot->req = NULL;
+    slot->decoding = false;
+    slot->last_used = ++s->clock;
+    srv_request_release(r);
+}
+
+static void finish_unadmitted(srv_request *r, srv_finish finish, const char *error)
+{
+    r->finish = finish;
+    snprintf(r->error, sizeof r->error, "%s", error);
+    r->done = true;
+    r->t_done = srv_now();
+    pthread_cond_broadcast(&r->cv);
+    srv_request_release(r);
+}
+
+static int32_t common_prefix(edgellm_context *ctx, const srv_request *r)
+{
+    int32_t n = 0;
+    const edgellm_token *cached = edgellm_context_tokens(ctx, &n);
+    int32_t k = 0;
+    while (k < n && k < r->n_prompt && cached[k] == r->prompt[k])
+        k++;
+    return k;
+}
+
+/* Under the lock: moves queued requests into free slots, preferring the slot whose cache shares
+ * the longest prefix with the prompt, then the least recently used. */
+static void admit(srv_scheduler *s)
+{
+    while (s->q_len > 0) {
+        srv_request *r = s->queue[s->q_head];
+        int best = -1;
+        int32_t best_prefix = -1;
+        for (int i = 0; i < s->n_slots; i++) {
+            srv_slot *slot = &s->slots[i];
+            if (slot->req)
+                continue;
+            int32_t p = common_prefix(slot->ctx, r);
+            if (p > best_prefix ||
+                (p == best_prefix && slot->last_used < s->slots[best].last_used)) {
+                best = i;
+                best_prefix = p;
+            }
+        }
+        if (best < 0)
+            return;
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_len--;
+        if (atomic_load(&r->cancelled)) {
+            finish_unadmitted(r, SRV_FINISH_CANCELLED, "the client disconnected");
+            continue;
+        }
+        srv_slot *slot = &s->slots[best];
+        /* At least the last prompt token is evaluated again: its logits start generation. */
+        int32_t keep = best_prefix < r->n_prompt ? best_prefix : r->n_prompt - 1;
+        edgellm_context_truncate(slot->ctx, keep);
+        edgellm_status st = edgellm_sampler_create(&r->sampling, s->n_vocab, &slot->sampler);
+        if (st == EDGELLM_OK)
+            st = edgellm_text_stream_create(s->model, (const char *const *)r->stops, r->n_stops,
+                                            &slot->text);
+        slot->req = r;
+        slot->n_fed = keep;
+        slot->decoding = false;
+        r->n_cached = keep;
+        if (st != EDGELLM_OK) {
+            finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+            continue;
+        }
+        for (int32_t i = 0; i < r->n_prompt; i++)
+            edgellm_sampler_accept(slot->sampler, r->prompt[i]);
+    }
+}
+
+static int32_t top_logprobs(const float *logits, int32_t n_vocab, float log_z, int k,
+                            srv_logprob *top)
+{
+    int n = 0;
+    for (int32_t t = 0; t < n_vocab; t++) {
+        float lp = logits[t] - log_z;
+        if (n < k || lp > top[n - 1].logprob) {
+            int pos = n < k ? n++ : n - 1;
+            while (pos > 0 && top[pos - 1].logprob < lp) {
+                top[pos] = top[pos - 1];
+                pos--;
+            }
+            top[pos] = (srv_logprob){t, lp};
+        }
+    }
+    return n;
+}
+
+/* Under the lock: picks the next token of a slot whose logits are ready. */
+static void sample_slot(srv_scheduler *s, srv_slot *slot)
+{
+    srv_request *r = slot->req;
+    const float *logits = edgellm_get_logits(slot->ctx, -1);
+    edgellm_token tok = edgellm_sampler_sample(slot->sampler, logits);
+    if (r->n_generated == 0) {
+        r->t_first = srv_now();
+        srv_metrics_ttft(s->metrics, r->t_first - r->t_submit);
+    }
+    if (edgellm_token_is_eog(s->model, tok)) {
+        finish_slot(s, slot, SRV_FINISH_STOP, NULL);
+        return;
+    }
+    r->n_generated++;
+    edgellm_sampler_accept(slot->sampler, tok);
+    float logprob = 0;
+    srv_logprob top[SRV_MAX_TOP_LOGPROBS];
+    int n_top = 0;
+    if (r->logprobs) {
+        /* log-softmax of the model's distribution (before temperature and truncation). */
+        float max = logits[0];
+        for (int32_t t = 1; t < s->n_vocab; t++)
+            max = logits[t] > max ? logits[t] : max;
+        double sum = 0;
+        for (int32_t t = 0; t < s->n_vocab; t++)
+            sum += exp((double)(logits[t] - max));
+        float log_z = max + (float)log(sum);
+        logprob = logits[tok] - log_z;
+        if (r->top_logprobs > 0)
+            n_top = top_logprobs(logits, s->n_vocab, log_z, r->top_logprobs, top);
+    }
+    const char *text = NULL;
+    size_t len = 0;
+    int stopped = 0;
+    edgellm_status st = edgellm_text_stream_push(slot->text, tok, &text, &len, &stopped);
+    if (st != EDGELLM_OK || !push_event(r, text, len, tok, logprob, top, n_top)) {
+        finish_slot(s, slot, SRV_FINISH_ERROR,
+                    st != EDGELLM_OK ? edgellm_last_error() : "out of memory");
+        return;
+    }
+    if (stopped)
+        finish_slot(s, slot, SRV_FINISH_STOP, NULL);
+    else if (r->n_generated >= r->max_tokens ||
+             edgellm_context_n_past(slot->ctx) >= edgellm_context_n_ctx(slot->ctx))
+        finish_slot(s, slot, SRV_FINISH_LENGTH, NULL);
+    else {
+        slot->next = tok;
+        slot->decoding = true;
+    }
+}
+
+/* Under the lock: requests that must end before the next step. */
+static void reap(srv_scheduler *s, double now)
+{
+    bool cut = s->stopping && now >= s->grace_deadline;
+    for (int i = 0; i < s->n_slots; i++) {
+        srv_slot *slot = &s->slots[i];
+        if (!slot->req)
+            continue;
+        if (atomic_load(&slot->req->cancelled))
+            finish_slot(s, slot, SRV_FINISH_CANCELLED, "the client disconnected");
+        else if (now >= slot->req->deadline)
+            finish_slot(s, slot, SRV_FINISH_TIMEOUT, "the request's deadline passed");
+        else if (cut)
+            finish_slot(s, slot, SRV_FINISH_SHUTDOWN, "the server is shutting down");
+    }
+}
+
+static void *scheduler_main(void *arg)
+{
+    srv_scheduler *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        double now = srv_now();
+        reap(s, now);
+        if (!s->stopping)
+            admit(s);
+        /* Plan: every decoding slot feeds its one token; prompts fill the remaining budget. */
+        int n = 0;
+        int32_t budget = s->n_batch;
+        for (int i = 0; i < s->n_slots && budget > 0; i++) {
+            srv_slot *slot = &s->slots[i];
+            if (slot->req && slot->decoding) {
+                s->plan_ctx[n] = slot->ctx;
+                s->plan_tokens[n] = &slot->next;
+                s->plan_n[n] = 1;
+                s->plan_slot[n++] = i;
+                budget--;
+            }
+        }
+        for (int i = 0; i < s->n_slots && budget > 0; i++) {
+            srv_slot *slot = &s->slots[i];
+            if (slot->req && !slot->decoding) {
+                int32_t left = slot->req->n_prompt - slot->n_fed;
+                int32_t chunk = left < budget ? left : budget;
+                s->plan_ctx[n] = slot->ctx;
+                s->plan_tokens[n] = slot->req->prompt + slot->n_fed;
+                s->plan_n[n] = chunk;
+                s->plan_slot[n++] = i;
+                budget -= chunk;
+            }
+        }
+        if (n == 0) {
+            if (s->stopping && s->q_len == 0)
+                break;
+            if (s->busy_since_trim) {
+                /* Idle again: hand the memory of finished requests back to the system, so the
+                 * process returns to its baseline between bursts. */
+                s->busy_since_trim = false;
+#if defined(__GLIBC__)
+                malloc_trim(0);
+#endif
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += 200 * 1000000L; /* deadlines and the grace period are checked here */
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+            continue;
+        }
+        s->busy_since_trim = true;
+        pthread_mutex_unlock(&s->mu);
+        edgellm_status st = edgellm_eval_batch(s->batch, s->plan_ctx, s->plan_tokens, s->plan_n, n);
+        char error[256] = "";
+        if (st != EDGELLM_OK)
+            snprintf(error, sizeof error, "%s", edgellm_last_error());
+        pthread_mutex_lock(&s->mu);
+        for (int k = 0; k < n; k++) {
+            srv_slot *slot = &s->slots[s->plan_slot[k]];
+            if (!slot->req)
+                continue;
+            if (st != EDGELLM_OK) {
+                finish_slot(s, slot, SRV_FINISH_ERROR, error);
+                continue;
+            }
+            if (!slot->decoding) {
+                slot->n_fed += s->plan_n[k];
+                if (slot->n_fed < slot->req->n_prompt)
+                    continue;
+            }
+            sample_slot(s, slot);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_config *cfg,
+                                    srv_metrics *metrics, srv_scheduler **out)
+{
+    *out = NULL;
+    srv_scheduler *s = calloc(1, sizeof *s);
+    if (!s)
+        return EDGELLM_ERR_OUT_OF_MEMORY;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    s->model = model;
+    s->metrics = metrics;
+    s->n_slots = cfg->parallel > 0 ? cfg->parallel : 1;
+    s->n_vocab = edgellm_n_vocab(model);
+    s->queue_max = cfg->queue_max >= 0 ? cfg->queue_max : 4 * s->n_slots;
+    /* Room for the waiting requests plus those about to take a free slot. */
+    s->q_cap = s->queue_max + s->n_slots;
+
+    edgellm_context_params bp = edgellm_context_default_params();
+    bp.n_ctx = cfg->n_ctx;
+    if (bp.n_ctx < 0) {
+        edgellm_model_info info;
+        edgellm_model_get_info(model, &info);
+        bp.n_ctx = info.n_ctx_train < -cfg->n_ctx ? info.n_ctx_train : -cfg->n_ctx;
+    }
+    bp.n_threads = cfg->n_threads;
+    bp.n_batch = cfg->n_batch > 0 ? cfg->n_batch : 256;
+    if (bp.n_batch < s->n_slots)
+        bp.n_batch = s->n_slots; /* every slot can always decode in the same pass */
+    edgellm_status st = edgellm_batch_create(model, &bp, &s->batch);
+    edgellm_context_params sp = bp;
+    sp.n_threads = 1;
+    sp.n_batch = 1;
+    s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
+    s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
+    s->plan_ctx = calloc((size_t)s->n_slots, sizeof *s->plan_ctx);
+    s->plan_tokens = calloc((size_t)s->n_slots, sizeof *s->plan_tokens);
+    s->plan_n = calloc((size_t)s->n_slots, sizeof *s->plan_n);
+    s->plan_slot = calloc((size_t)s->n_slots, sizeof *s->plan_slot);
+    if (st == EDGELLM_OK && (!s->slots || !s->queue || !s->plan_ctx || !s->plan_tokens ||
+                             !s->plan_n || !s->plan_slot))
+        st = EDGELLM_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < s->n_slots && st == EDGELLM_OK; i++)
+        st = edgellm_context_create(model, &sp, &s->slots[i].ctx);
+    if (st == EDGELLM_OK) {
+        s->n_ctx = edgellm_context_n_ctx(s->slots[0].ctx);
+        /* The batch's own n_batch may have been clamped to the context. */
+        s->n_batch = bp.n_batch < s->n_ctx ? bp.n_batch : s->n_ctx;
+        if (s->n_batch < s->n_slots)
+            st = EDGELLM_ERR_INVALID_ARGUMENT;
+    }
+    if (st == EDGELLM_OK && pthread_create(&s->thread, NULL, scheduler_main, s) != 0)
+        st = EDGELLM_ERR_OUT_OF_MEMORY;
+    if (st != EDGELLM_OK) {
+        srv_scheduler_free(s);
+        return st;
+    }
+    s->thread_started = true;
+    *out = s;
+    return EDGELLM_OK;
+}
+
+srv_submit_result srv_scheduler_submit(srv_scheduler *s, srv_request *r)
+{
+    pthread_mutex_lock(&s->mu);
+    srv_submit_result res = SRV_SUBMITTED;
+    int free_slots = 0;
+    for (int i = 0; i < s->n_slots; i++)
+        free_slots += s->slots[i].req == NULL;
+    if (s->stopping)
+        res = SRV_STOPPING;
+    else if (s->q_len >= s->queue_max + free_slots)
+        res = SRV_QUEUE_FULL;
+    if (res == SRV_SUBMITTED) {
+        /* Clamp: a request never runs past its context. */
+        if (r->max_tokens <= 0 || r->max_tokens > s->n_ctx - r->n_prompt)
+            r->max_tokens = s->n_ctx - r->n_prompt;
+        r->t_submit = srv_now();
+        request_retain(r);
+        s->queue[(s->q_head + s->q_len) % s->q_cap] = r;
+        s->q_len++;
+        pthread_cond_signal(&s->wake);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return res;
+}
+
+int srv_scheduler_n_ctx(srv_scheduler *s) { return s->n_ctx; }
+
+void srv_request_wait(srv_scheduler *s, srv_request *r, size_t seen, double timeout_s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (r->n_events <= seen && !r->done) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long ns = ts.tv_nsec + (long)(timeout_s * 1e9);
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&r->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+size_t srv_request_take(srv_scheduler *s, srv_request *r, size_t from, srv_event **out, bool *done)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = r->n_events > from ? r->n_events - from : 0;
+    *out = NULL;
+    if (n > 0) {
+        srv_event *copy = calloc(n, sizeof *copy);
+        size_t ok = 0;
+        for (; copy && ok < n; ok++) {
+            copy[ok] = r->events[from + ok];
+            copy[ok].text = malloc(copy[ok].len + 1);
+            if (!copy[ok].text)
+                break;
+            memcpy(copy[ok].text, r->events[from + ok].text, copy[ok].len + 1);
+        }
+        n = ok;
+        *out = copy;
+    }
+    *done = r->done && r->n_events == from + n;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int srv_scheduler_queue_depth(srv_scheduler *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->q_len;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int srv_scheduler_active(srv_scheduler *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = 0;
+    for (int i = 0; i < s->n_slots; i++)
+        n += s->slots[i].req != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void srv_scheduler_drain(srv_scheduler *s, double grace_deadline)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    s->grace_deadline = grace_deadline;
+    while (s->q_len > 0) {
+        srv_request *r = s->queue[s->q_head];
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_len--;
+        finish_unadmitted(r, SRV_FINISH_SHUTDOWN, "the server is shutting down");
+    }
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+    if (s->thread_started)
+        pthread_join(s->thread, NULL);
+    s->thread_started = false;
+}
+
+void srv_scheduler_free(srv_scheduler *s)
+{
+    if (!s)
+        return;
+    srv_scheduler_drain(s, 0);
+    for (int i = 0; s->slots && i < s->n_slots; i++) {
+        if (s->slots[i].req) /* only when the thread never ran */
+            finish_slot(s, &s->slots[i], SRV_FINISH_SHUTDOWN, "the server is shutting down");
+        edgellm_context_free(s->slots[i].ctx);
+    }
+    edgellm_batch_free(s->batch);
+    free(s->slots);
+    free(s->queue);
+    free(s->plan_ctx);
+    free(s->plan_tokens);
+    free(s->plan_n);
+    free(s->plan_slot);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

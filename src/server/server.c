@@ -1,0 +1,197 @@
+#define _POSIX_C_SOURCE 200809L
+/* The server process: listen at once (health says "loading"), load the model in the
+ * background, serve, and on SIGINT/SIGTERM stop accepting, let in-flight requests finish within
+ * the grace period, cut the rest, and exit 0. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "server/http.h"
+
+static void derive_model_id(srv_server *srv)
+{
+    if (srv->cfg->model_id) {
+        snprintf(srv->model_id, sizeof srv->model_id, "%s", srv->cfg->model_id);
+        return;
+    }
+    const char *base = strrchr(srv->cfg->model_path, '/');
+    base = base ? base + 1 : srv->cfg->model_path;
+    snprintf(srv->model_id, sizeof srv->model_id, "%s", base);
+    size_t n = strlen(srv->model_id);
+    if (n > 5 && !strcmp(srv->model_id + n - 5, ".gguf"))
+        srv->model_id[n - 5] = '\0';
+}
+
+static bool parse_cors(srv_server *srv)
+{
+    const char *list = srv->cfg->cors_origins;
+    if (!list || !*list)
+        return true;
+    char *copy = strdup(list);
+    if (!copy)
+        return false;
+    int n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    srv->cors = calloc((size_t)n, sizeof *srv->cors);
+    if (!srv->cors) {
+        free(copy);
+        return false;
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        size_t len = strlen(tok);
+        while (len > 0 && tok[len - 1] == ' ')
+            tok[--len] = '\0';
+        if (len > 0)
+            srv->cors[srv->n_cors++] = strdup(tok);
+    }
+    free(copy);
+    return true;
+}
+
+typedef struct load_job {
+    srv_server *srv;
+    char error[512];
+} load_job;
+
+static void *load_model(void *arg)
+{
+    load_job *job = arg;
+    srv_server *srv = job->srv;
+    const ellm_server_config *cfg = srv->cfg;
+    edgellm_status st = edgellm_model_load(cfg->model_path, NULL, &srv->model);
+    if (st == EDGELLM_OK)
+        st = srv_scheduler_create(srv->model, cfg, srv->metrics, &srv->sched);
+    if (st == EDGELLM_OK) {
+        edgellm_context_params cp = edgellm_context_default_params();
+        cp.n_ctx = srv_scheduler_n_ctx(srv->sched);
+        cp.n_threads = cfg->n_threads;
+        cp.n_batch = cfg->n_batch > 0 ? cfg->n_batch : 256;
+        st = edgellm_context_create(srv->model, &cp, &srv->embed_ctx);
+    }
+    if (st != EDGELLM_OK) {
+        snprintf(job->error, sizeof job->error, "%s", edgellm_last_error());
+        atomic_store(&srv->state, SRV_STATE_FAILED);
+        return NULL;
+    }
+    atomic_store(&srv->state, SRV_STATE_READY);
+    return NULL;
+}
+
+static void write_ready_file(const char *path, const char *host, int port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    fprintf(f, "%s:%d\n", host, port);
+    if (fclose(f) == 0)
+        rename(tmp, path);
+}
+
+int ellm_server_run(const ellm_server_config *cfg)
+{
+    srv_server srv;
+    memset(&srv, 0, sizeof srv);
+    srv.cfg = cfg;
+    atomic_init(&srv.state, SRV_STATE_LOADING);
+    atomic_init(&srv.next_id, 1);
+    srv.max_body = cfg->max_body_bytes ? cfg->max_body_bytes : 1 << 20;
+    srv.request_timeout_s = cfg->request_timeout_s > 0 ? cfg->request_timeout_s : 600;
+    srv.created = (long long)time(NULL);
+    pthread_mutex_init(&srv.embed_mu, NULL);
+    derive_model_id(&srv);
+    srv.metrics = srv_metrics_new();
+    if (!srv.metrics || !parse_cors(&srv) || sodium_init() < 0) {
+        fprintf(stderr, "edgellm serve: out of memory\n");
+        return 1;
+    }
+
+    /* Every thread inherits this mask, so the signals reach only the sigwait below. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512];
+    if (!srv_http_start(&srv, err, sizeof err)) {
+        fprintf(stderr, "edgellm serve: %s\n", err);
+        srv_metrics_free(srv.metrics);
+        return 1;
+    }
+    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    fprintf(stderr, "edgellm serve: listening on http://%s:%d (model '%s' loading)\n", host,
+            srv.port, srv.model_id);
+    if (cfg->ready_file)
+        write_ready_file(cfg->ready_file, host, srv.port);
+
+    load_job job = {&srv, ""};
+    pthread_t loader;
+    bool loader_started = pthread_create(&loader, NULL, load_model, &job) == 0;
+    if (!loader_started) {
+        snprintf(job.error, sizeof job.error, "cannot start the model loader thread");
+        atomic_store(&srv.state, SRV_STATE_FAILED);
+    }
+    int exit_code = 0;
+    bool announced = false;
+    for (;;) {
+        struct timespec ts = {0, 200 * 1000000L};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        int state = atomic_load(&srv.state);
+        if (state == SRV_STATE_FAILED) {
+            fprintf(stderr, "edgellm serve: cannot load the model: %s\n", job.error);
+            exit_code = 1;
+            break;
+        }
+        if (state == SRV_STATE_READY && !announced) {
+            edgellm_model_info info;
+            edgellm_model_get_info(srv.model, &info);
+            fprintf(stderr,
+                    "edgellm serve: ready: %s (%s, %s), %d slots x %d tokens, kernels %s\n",
+                    srv.model_id, info.architecture, info.quantization,
+                    cfg->parallel > 0 ? cfg->parallel : 1, srv_scheduler_n_ctx(srv.sched),
+                    edgellm_kernel_set());
+            announced = true;
+        }
+        if (sig == SIGINT || sig == SIGTERM) {
+            fprintf(stderr, "edgellm serve: %s received, finishing in-flight requests (up to %.0f s)\n",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_grace_s);
+            break;
+        }
+    }
+    if (loader_started)
+        pthread_join(loader, NULL);
+    atomic_store(&srv.state, SRV_STATE_STOPPING);
+    srv_http_quiesce(&srv);
+    /* Requests finish (or are cut at the deadline) before the connections close, and the
+     * connections close before the scheduler they wait on is freed. */
+    srv_scheduler_drain(srv.sched, srv_now() + cfg->shutdown_grace_s);
+    /* Streams are finished now; give their last events a moment to reach the clients. */
+    for (int i = 0; i < 200 && atomic_load(&srv.responses_in_flight) > 0; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+    srv_http_stop(&srv);
+    srv_scheduler_free(srv.sched);
+    srv.sched = NULL;
+    edgellm_context_free(srv.embed_ctx);
+    edgellm_model_free(srv.model);
+    srv_metrics_free(srv.metrics);
+    for (int i = 0; i < srv.n_cors; i++)
+        free(srv.cors[i]);
+    free(srv.cors);
+    pthread_mutex_destroy(&srv.embed_mu);
+    if (exit_code == 0)
+        fprintf(stderr, "edgellm serve: stopped\n");
+    return exit_code;
+}

@@ -1,0 +1,159 @@
+/* Shared between the server's files: requests, the scheduler that batches them, metrics. */
+#ifndef EDGELLM_SERVER_INTERNAL_H
+#define EDGELLM_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "edgellm.h"
+#include "server/server.h"
+
+#define SRV_MAX_TOP_LOGPROBS 20
+#define EDGELLM_SERVER_VERSION "0.1.0"
+
+typedef enum srv_finish {
+    SRV_FINISH_NONE = 0,
+    SRV_FINISH_STOP,      /* end of turn or a stop string */
+    SRV_FINISH_LENGTH,    /* max_tokens or the context is full */
+    SRV_FINISH_CANCELLED, /* the client went away */
+    SRV_FINISH_TIMEOUT,   /* the request's deadline passed */
+    SRV_FINISH_SHUTDOWN,  /* the server stopped before it finished */
+    SRV_FINISH_ERROR
+} srv_finish;
+
+typedef struct srv_logprob {
+    edgellm_token token;
+    float logprob;
+} srv_logprob;
+
+/* One generated token and the text that became final with it. */
+typedef struct srv_event {
+    char *text;
+    size_t len;
+    edgellm_token token;
+    float logprob;
+    int n_top;
+    srv_logprob top[SRV_MAX_TOP_LOGPROBS];
+} srv_event;
+
+typedef struct srv_request {
+    /* Set before submission, read-only afterwards. */
+    edgellm_token *prompt;
+    int32_t n_prompt;
+    edgellm_sampler_params sampling;
+    int32_t max_tokens;        /* capped so prompt + max_tokens fits the context */
+    char **stops;
+    int n_stops;
+    bool logprobs;
+    int top_logprobs;
+    double deadline;           /* monotonic seconds */
+
+    /* Guarded by the scheduler's mutex; cv is signalled on every new event and at the end. */
+    pthread_cond_t cv;
+    int refs;
+    srv_event *events;
+    size_t n_events, cap_events;
+    bool done;
+    srv_finish finish;
+    char error[256];
+    int32_t n_generated, n_cached;
+    double t_submit, t_first, t_done;
+
+    atomic_bool cancelled;     /* set by the connection's thread, seen at the next step */
+} srv_request;
+
+srv_request *srv_request_new(void);
+void srv_request_release(srv_request *r); /* drops a reference; takes the scheduler's lock */
+
+typedef struct srv_metrics srv_metrics;
+typedef struct srv_scheduler srv_scheduler;
+
+typedef enum srv_submit_result { SRV_SUBMITTED, SRV_QUEUE_FULL, SRV_STOPPING } srv_submit_result;
+
+edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_config *cfg,
+                                    srv_metrics *metrics, srv_scheduler **out);
+/* Stops admitting (queued requests end as SHUTDOWN), lets running requests finish until
+ * grace_deadline (monotonic seconds), cuts the rest, and returns when none is left. */
+void srv_scheduler_drain(srv_scheduler *s, double grace_deadline);
+void srv_scheduler_free(srv_scheduler *s);
+srv_submit_result srv_scheduler_submit(srv_scheduler *s, srv_request *r);
+/* Waits (with the scheduler's lock) until r has events past *seen or is done, or timeout_s
+ * passes; copies nothing — the caller reads r->events[*seen ..] through srv_request_take. */
+void srv_request_wait(srv_scheduler *s, srv_request *r, size_t seen, double timeout_s);
+/* Copies events [from, n_events) into a fresh array the caller frees with srv_events_free, and
+ * reports whether the request is done (then *finish and the counters are final). */
+size_t srv_request_take(srv_scheduler *s, srv_request *r, size_t from, srv_event **out,
+                        bool *done);
+void srv_events_free(srv_event *events, size_t n);
+int srv_scheduler_queue_depth(srv_scheduler *s);
+int srv_scheduler_n_ctx(srv_scheduler *s);
+int srv_scheduler_active(srv_scheduler *s);
+pthread_mutex_t *srv_scheduler_lock(srv_scheduler *s);
+
+/* ---- metrics ---- */
+srv_metrics *srv_metrics_new(void);
+void srv_metrics_free(srv_metrics *m);
+void srv_metrics_request(srv_metrics *m, const char *endpoint, int status, double seconds);
+void srv_metrics_tokens(srv_metrics *m, int64_t prompt_tokens, int64_t cached_tokens,
+                        int64_t generated_tokens);
+void srv_metrics_ttft(srv_metrics *m, double seconds);
+void srv_metrics_rejected(srv_metrics *m);
+/* Prometheus text exposition; malloc'd. */
+char *srv_metrics_render(srv_metrics *m, int queue_depth, int active_slots, int parallel);
+
+double srv_now(void);
+
+/* ---- the OpenAI request and response shapes (openai.c) ---- */
+#include <jansson.h>
+
+typedef struct srv_api_error {
+    int status;         /* HTTP status */
+    const char *type;   /* "invalid_request_error", "authentication_error", ... */
+    const char *code;   /* NULL or e.g. "model_not_found" */
+    char param[64];     /* the offending field, "" if none */
+    char message[512];
+} srv_api_error;
+
+void srv_error_set(srv_api_error *e, int status, const char *type, const char *code,
+                   const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* {"error": {"message", "type", "param", "code"}} */
+json_t *srv_error_json(const srv_api_error *e);
+
+typedef enum srv_endpoint_kind { SRV_CHAT, SRV_COMPLETION } srv_endpoint_kind;
+
+/* What a completion request asks for beyond the generation itself. */
+typedef struct srv_completion_opts {
+    srv_endpoint_kind kind;
+    bool stream;
+    bool include_usage;
+    bool logprobs;
+    int top_logprobs;
+} srv_completion_opts;
+
+/* Parses a chat or completion body into r (prompt tokens, sampling, limits) and opts. The chat
+ * body's messages go through the model's chat template. */
+bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_model *model,
+                          const char *model_id, int n_ctx, srv_request *r,
+                          srv_completion_opts *opts, srv_api_error *err);
+/* Checks "model" names the served model (absent is fine). */
+bool srv_check_model(json_t *body, const char *model_id, srv_api_error *err);
+
+const char *srv_finish_reason(srv_finish f);
+/* The JSON of a finished non-streaming request. */
+json_t *srv_completion_response(const srv_completion_opts *o, const edgellm_model *model,
+                                const char *id, const char *model_id, long long created,
+                                const srv_event *events, size_t n_events, srv_finish finish,
+                                int32_t n_prompt, int32_t n_cached, int32_t n_generated);
+/* One streamed chunk: events' text and logprobs (may be none), and the finish reason once done. */
+json_t *srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *model,
+                             const char *id, const char *model_id, long long created,
+                             const srv_event *events, size_t n_events, bool first,
+                             srv_finish finish);
+json_t *srv_usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_generated);
+
+/* The chat page served at "/". */
+extern const char srv_chat_page_html[];
+
+#endif
