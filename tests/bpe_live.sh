@@ -13,6 +13,27 @@ die() { echo "FAIL: $*" >&2; exit 1; }
 tmp="$TEST_TMP/bpe_live"
 ref="$tmp/reference"
 mkdir -p "$ref"
+
+# The command itself on a vocabulary-only file: exact output, BOS default, usage errors.
+llama="$tmp/llama3.gguf"
+"$EDGELLM" convert --from hf "$SHARED/tokenizers/llama3" -o "$llama" --vocab-only 2>/dev/null
+check "convert --from hf llama3 --vocab-only" $?
+[[ "$("$EDGELLM" tokenize -m "$llama" --no-bos -p "Hello world")" == "[9906, 1917]" ]]
+check "tokenize -p prints the ids" $?
+[[ "$("$EDGELLM" tokenize -m "$llama" -p "Hello world")" == "[128000, 9906, 1917]" ]]
+check "tokenize adds the model's BOS by default" $?
+[[ "$("$EDGELLM" tokenize -m "$llama" --no-bos --pieces -p $'Hi\n')" == '[{"id": 13347, "piece": "Hi"}, {"id": 198, "piece": "\n"}]' ]]
+check "tokenize --pieces" $?
+[[ "$("$EDGELLM" tokenize -m "$llama" --no-bos --special -p "<|eot_id|>")" == "[128009]" &&
+   "$("$EDGELLM" tokenize -m "$llama" --no-bos -p "<|eot_id|>")" != "[128009]" ]]
+check "tokenize --special and without" $?
+"$EDGELLM" tokenize -m "$llama" >/dev/null 2>&1; [[ $? -eq 2 ]]
+check "tokenize without input is a usage error" $?
+"$EDGELLM" tokenize -m "$tmp/missing.gguf" -p x >/dev/null 2>&1; [[ $? -eq 1 ]]
+check "tokenize on a missing model fails" $?
+# Without --vocab-only the weights are imported too, and a tokenizer-only directory has none.
+"$EDGELLM" convert --from hf "$SHARED/tokenizers/llama3" -o "$tmp/x.gguf" >/dev/null 2>&1; [[ $? -eq 1 && ! -e "$tmp/x.gguf" ]]
+check "convert --from hf of a directory without weights fails without --vocab-only" $?
 command -v node >/dev/null || die "node is not installed (scripts/install-deps.sh --test installs it)"
 command -v npm >/dev/null || die "npm is not installed (scripts/install-deps.sh --test installs it)"
 src="$SOURCE_DIR/tests/bpe_reference"

@@ -3,8 +3,11 @@
  * implementation does (../shared/testdata/tokenize-*-bpe.json); plus the vocabulary-only model
  * API, special tokens on/off, end-of-generation ids, the byte-to-unicode map and the
  * pre-tokenizer families without a live reference, against hand-derived splits. */
+#define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "convert/hf_tokenizer.h"
@@ -286,6 +289,75 @@ static void test_pretokenizers(void)
     CHECK(!ellm_pre_type_from_name("nonsense", 8, &t));
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/* A hand-made GPT-2-style tokenizer whose merges make rank order observable: in "abc" the pair
+ * (b, c) has the better rank although (a, b) is leftmost, so a correct BPE gives a + bc -> abc,
+ * while a leftmost-first one would stop at [ab, c]. */
+static void test_tiny_gpt2(void)
+{
+    const char *dir = test_tmp_path("hf-tiny");
+    char path[600];
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    write_file(path,
+               "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, "
+               "\"\\u0120\": 3, \"bc\": 4, \"ab\": 5, \"abc\": 6},"
+               " \"merges\": [\"b c\", \"a b\", [\"a\", \"bc\"]]},"
+               " \"added_tokens\": [{\"id\": 7, \"content\": \"<|end|>\", \"special\": true}],"
+               " \"normalizer\": null,"
+               " \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": true}}");
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    write_file(path, "{\"eos_token\": \"<|end|>\", \"model_max_length\": 1000000000000000019884624838656}");
+    const char *out = test_tmp_path("hf-tiny.gguf");
+    edgellm_status st = ellm_convert_hf_vocab_only(dir, out, "tiny");
+    CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
+    edgellm_model_params mp = edgellm_model_default_params();
+    mp.vocab_only = 1;
+    edgellm_model *m = NULL;
+    if (st != EDGELLM_OK || edgellm_model_load(out, &mp, &m) != EDGELLM_OK) {
+        CHECK_MSG(false, "%s", edgellm_last_error());
+        return;
+    }
+    CHECK(edgellm_token_eos(m) == 7 && edgellm_token_is_eog(m, 7));
+    CHECK(!edgellm_add_bos_default(m));
+    edgellm_token *ids = NULL;
+    /* gpt2 pieces: "abc", " ab", "<|end|>"-as-text is not possible here (no '<' token). */
+    int32_t n = tokenize(m, "abc ab", 6, 0, &ids);
+    const edgellm_token want[] = {6, 3, 5};
+    CHECK_MSG(ids_equal(ids, n, want, 3), "tiny: %d ids", n);
+    free(ids);
+    n = tokenize(m, "abc<|end|>", 10, EDGELLM_TOKENIZE_PARSE_SPECIAL, &ids);
+    const edgellm_token want_special[] = {6, 7};
+    CHECK(ids_equal(ids, n, want_special, 2));
+    free(ids);
+    /* A byte the vocabulary cannot spell is an error naming the byte, not a crash. */
+    int32_t count = 0;
+    CHECK(edgellm_tokenize(m, "az", 2, 0, NULL, 0, &count) == EDGELLM_ERR_FORMAT);
+    CHECK_MSG(strstr(edgellm_last_error(), "0x7A") != NULL, "%s", edgellm_last_error());
+    edgellm_model_free(m);
+
+    /* Unsupported tokenizers are refused with the reason. */
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    write_file(path, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
+                     " \"pre_tokenizer\": {\"type\": \"Metaspace\"}}");
+    CHECK(ellm_convert_hf_vocab_only(dir, out, NULL) == EDGELLM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(edgellm_last_error(), "pre-tokenizer") != NULL, "%s", edgellm_last_error());
+    write_file(path, "{\"model\": {\"type\": \"Unigram\"}}");
+    CHECK(ellm_convert_hf_vocab_only(dir, out, NULL) == EDGELLM_ERR_UNSUPPORTED);
+    write_file(path, "{\"model\": ");
+    CHECK(ellm_convert_hf_vocab_only(dir, out, NULL) == EDGELLM_ERR_FORMAT);
+    CHECK(ellm_convert_hf_vocab_only(test_tmp_path("no-such-dir"), out, NULL) == EDGELLM_ERR_IO);
+}
+
 int main(void)
 {
     test_byte_map();
@@ -293,5 +365,6 @@ int main(void)
     test_pretokenizers();
     test_llama3();
     test_qwen3();
+    test_tiny_gpt2();
     return test_finish("test_bpe");
 }

@@ -77,8 +77,8 @@ static size_t match_llama3(const chars *c, size_t i, size_t end, size_t max_digi
         return run(c, i, end, is_letter);
     /* \p{N}{1,max} */
     if (is_number(c, i)) {
-        n = run(c, i, end, is_number);
-        return n < max_digits ? n : max_digits;
+        size_t limit = end - i < max_digits ? end - i : max_digits; /* never scan the whole run */
+        return run(c, i, i + limit, is_number);
     }
     /* ' ?[^\s\p{L}\p{N}]+[\r\n]*' */
     size_t s = c->cp[i] == ' ' && i + 1 < end && is_other(c, i + 1) ? 1 : 0;

@@ -33,6 +33,9 @@ static void print_json_string(FILE *out, const char *s, size_t n)
         if (c == '"' || c == '\\') {
             fprintf(out, "\\%c", c);
             i++;
+        } else if (c == '\n' || c == '\t' || c == '\r') {
+            fprintf(out, "\\%c", c == '\n' ? 'n' : c == '\t' ? 't' : 'r');
+            i++;
         } else if (c < 0x20) {
             fprintf(out, "\\u%04x", c);
             i++;
@@ -107,7 +110,7 @@ static int print_pieces(const edgellm_model *m, const edgellm_token *ids, int32_
 
 /* --jsonl: one JSON string per line in, {"ids", "text"} per line out. */
 static int tokenize_lines(const edgellm_model *m, const char *path, int flags, double *seconds,
-                          uint64_t *n_total)
+                          uint64_t *n_total, uint64_t *n_bytes)
 {
     size_t len;
     char *data = cli_read_file(path, &len);
@@ -139,6 +142,7 @@ static int tokenize_lines(const edgellm_model *m, const char *path, int flags, d
         double t0 = cli_now_seconds();
         int32_t n = tokenize(m, json_string_value(j), json_string_length(j), flags, &ids, &cap);
         *seconds += cli_now_seconds() - t0;
+        *n_bytes += json_string_length(j);
         json_decref(j);
         if (n < 0) {
             rc = 1;
@@ -239,7 +243,7 @@ int cmd_tokenize(int argc, char **argv)
     double seconds = 0;
     uint64_t n_total = 0, n_bytes = 0;
     if (jsonl) {
-        rc = tokenize_lines(m, jsonl, flags, &seconds, &n_total);
+        rc = tokenize_lines(m, jsonl, flags, &seconds, &n_total, &n_bytes);
     } else {
         size_t len = 0;
         char *owned = NULL;
