@@ -13,7 +13,9 @@ expect_error() { # KIND PATTERN
   python3 "$helper" hostile "$1" "$dir" || { echo "FAIL: $1: helper failed" >&2; fail=1; return; }
   "$EDGELLM" convert --from hf "$dir" -o "$out" 2>"$tmp/$1.err"
   local rc=$?
-  if [[ $rc -ne 1 ]]; then
+  if grep -qE "Sanitizer|runtime error" "$tmp/$1.err"; then
+    echo "FAIL: $1: sanitizer report" >&2; cat "$tmp/$1.err" >&2; fail=1
+  elif [[ $rc -ne 1 ]]; then
     echo "FAIL: $1: exit $rc (want 1)" >&2; cat "$tmp/$1.err" >&2; fail=1
   elif ! grep -qiE "$2" "$tmp/$1.err"; then
     echo "FAIL: $1: message does not match '$2':" >&2; cat "$tmp/$1.err" >&2; fail=1

@@ -88,5 +88,32 @@ for stem, (arch, keys, tensors) in want.items():
 sys.exit(bad)
 PY
 
+# Files with a feature the loader does not implement, or missing a piece, fail to load with a
+# message naming it.
+edit="$BUILD_DIR/tests/gguf_edit"
+load_error() { # NAME SOURCE PATTERN EDIT-ARGS...
+  local name=$1 src="$tmp/$2.gguf" src_stem=$2 pattern=$3 out="$tmp/edit-$1.gguf"
+  shift 3
+  "$edit" "$src" "$out" "$@" || { echo "FAIL: $name: gguf_edit failed" >&2; fail=1; return; }
+  if "$check" "$out" "$tmp/${src_stem%-*}" 1e-4 >/dev/null 2>"$out.err"; then
+    echo "FAIL: $name: loaded" >&2; fail=1
+  elif ! grep -qE "$pattern" "$out.err"; then
+    echo "FAIL: $name: message does not match '$pattern': $(cat "$out.err")" >&2; fail=1
+  else
+    echo "ok: $name: $(cat "$out.err")"
+  fi
+}
+load_error unknown-arch llama-bf16-1-f32 "architecture 'mamba' is not supported \\(supported: llama" \
+  --set-str general.architecture mamba
+load_error output-bias qwen2-bf16-3-f32 "'blk.0.attn_output.bias' belongs to a feature of this qwen2" \
+  --add-f32 blk.0.attn_output.bias 32
+load_error no-window gemma2-f16-1-f32 "missing metadata 'gemma2.attention.sliding_window'" \
+  --del gemma2.attention.sliding_window
+load_error no-qkv phi3-f32-1-f32 "'blk.0.attn_qkv.weight' is missing" --drop blk.0.attn_qkv.weight
+load_error no-k-norm qwen3-f32-1-f32 "'blk.1.attn_k_norm.weight' is missing" \
+  --drop blk.1.attn_k_norm.weight
+load_error yarn llama-bf16-1-f32 "rope scaling type 'yarn' is not supported" \
+  --set-str llama.rope.scaling.type yarn
+
 [[ $fail -eq 0 ]] && echo "hf_import_models: all passed"
 exit $fail

@@ -486,6 +486,33 @@ def _rewrite_raw(path, tensors):
     open(path, "wb").write(struct.pack("<Q", len(hb)) + hb + body)
 
 
+def write_seeds(out_dir):
+    """Small safetensors files for the header fuzzer: valid ones of every dtype and rank, and
+    every hostile variant's weights file."""
+    os.makedirs(out_dir, exist_ok=True)
+    rng = random.Random(1)
+    for i, dtype in enumerate(["F32", "F16", "BF16"]):
+        tensors = [("t%d" % k, dtype, shape, [round_to(dtype, rng.uniform(-1, 1))
+                                               for _ in range(math.prod(shape))])
+                   for k, shape in enumerate([[3], [2, 4], [1, 2, 2], []])]
+        write_safetensors(os.path.join(out_dir, "valid-%d.safetensors" % i), tensors,
+                          {"format": "pt"} if i else None)
+    tmp = os.path.join(out_dir, "_tmp")
+    for kind in HOSTILE:
+        if kind.startswith("config") or kind in ("no-weights", "shape-mismatch"):
+            continue
+        hostile(kind, tmp)
+        for name in sorted(os.listdir(tmp)):
+            if name.endswith(".safetensors"):
+                with open(os.path.join(tmp, name), "rb") as f:
+                    data = f.read()
+                with open(os.path.join(out_dir, "%s-%s" % (kind, name)), "wb") as f:
+                    f.write(data[:65536])
+        for name in os.listdir(tmp):
+            os.remove(os.path.join(tmp, name))
+    os.rmdir(tmp)
+
+
 def main():
     a = sys.argv[1:]
     if len(a) >= 3 and a[0] == "model":
@@ -494,6 +521,8 @@ def main():
         write_model(a[1], a[2], dtype, shards)
     elif len(a) == 3 and a[0] == "hostile":
         hostile(a[1], a[2])
+    elif len(a) == 2 and a[0] == "seeds":
+        write_seeds(a[1])
     elif len(a) == 1 and a[0] == "list-hostile":
         print("\n".join(HOSTILE))
     else:
