@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Small random-weight models in Hugging Face layout, and a naive reference forward pass.
 
-  hf_model.py model ARCH DIR [--dtype bf16|f16|f32] [--shards N]
+  hf_model.py model ARCH DIR [--dtype bf16|f16|f32] [--shards N] [--no-reference]
       writes DIR/config.json, DIR/model.safetensors (or N shards + index), DIR/tokens.txt (the
       token ids to evaluate) and DIR/reference.bin (float64 logits of every position, row-major)
   hf_model.py hostile KIND DIR
@@ -518,7 +518,7 @@ def main():
     if len(a) >= 3 and a[0] == "model":
         dtype = a[a.index("--dtype") + 1].upper() if "--dtype" in a else "BF16"
         shards = int(a[a.index("--shards") + 1]) if "--shards" in a else 1
-        write_model(a[1], a[2], dtype, shards)
+        write_model(a[1], a[2], dtype, shards, with_reference="--no-reference" not in a)
     elif len(a) == 3 and a[0] == "hostile":
         hostile(a[1], a[2])
     elif len(a) == 2 and a[0] == "seeds":
