@@ -9,12 +9,14 @@
  *    GGUF row 2i + half). Qwen, Gemma and Phi-3 files keep the halves (NeoX rotation), unpermuted.
  *  - Gemma checkpoints store RMSNorm weights as w for a norm that multiplies by (1 + w); GGUF
  *    files store 1 + w, so runtimes apply a plain RMSNorm. */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "convert/convert.h"
 #include "convert/safetensors.h"
@@ -517,6 +519,17 @@ static void source_row(const ellm_st_tensor *s, uint64_t row, uint64_t cols, voi
                             (int64_t)cols);
 }
 
+/* Drops the converted tensor's pages from this process (they stay in the page cache), so the
+ * resident set holds one tensor of the checkpoint at a time, not every shard read so far. */
+static void release_pages(const ellm_st_tensor *s)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin = ((uintptr_t)s->data + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)s->data + s->n_bytes) & ~(page - 1);
+    if (end > begin)
+        madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
 static edgellm_status fill_tensor(void *user, void *dst, uint64_t n_bytes)
 {
     const plan_tensor *t = user;
@@ -551,6 +564,7 @@ static edgellm_status fill_tensor(void *user, void *dst, uint64_t n_bytes)
     }
     free(row);
     free(tmp);
+    release_pages(t->src);
     return EDGELLM_OK;
 }
 
