@@ -51,6 +51,11 @@ const char *edgellm_kernel_set(void);
 
 typedef struct edgellm_model_params {
     int reserved; /* must be 0; placeholder so the struct can grow without breaking callers */
+    /* 1 = load only the tokenizer (e.g. a file written by `edgellm convert --vocab-only`, which
+     * has no tensors): tokenization, detokenization, metadata and edgellm_model_get_info
+     * (architecture, name, n_vocab; the rest 0) work; creating a context or batch and
+     * estimating memory fail with EDGELLM_ERR_UNSUPPORTED. */
+    int vocab_only;
 } edgellm_model_params;
 
 edgellm_model_params edgellm_model_default_params(void);

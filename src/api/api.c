@@ -16,7 +16,8 @@
 
 struct edgellm_model {
     gguf_file *file;
-    ellm_model *model;
+    ellm_model *model; /* NULL when loaded vocabulary-only */
+    char *architecture;
     ellm_vocab *vocab;
     char *name;
     char quantization[16];
@@ -76,7 +77,7 @@ static void describe_weights(edgellm_model *m)
 edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *params,
                                   edgellm_model **out)
 {
-    (void)params;
+    bool vocab_only = params && params->vocab_only;
     if (!out)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_load: out_model is NULL");
     *out = NULL;
@@ -86,7 +87,12 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
     edgellm_status st = gguf_open(path, &m->file);
-    if (st == EDGELLM_OK) {
+    if (st == EDGELLM_OK && !vocab_only && gguf_tensor_count(m->file) == 0)
+        st = ellm_fail(EDGELLM_ERR_FORMAT,
+                       "'%s' holds no tensors (a vocabulary-only file?); it can only be loaded "
+                       "for tokenization (edgellm_model_params.vocab_only)",
+                       path);
+    if (st == EDGELLM_OK && !vocab_only) {
         st = ellm_model_create(m->file, &m->model);
         if (st != EDGELLM_OK)
             st = ellm_fail_wrap(st, "'%s'", path);
@@ -96,7 +102,8 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
         if (st != EDGELLM_OK)
             st = ellm_fail_wrap(st, "'%s'", path);
     }
-    if (st == EDGELLM_OK && ellm_vocab_size(m->vocab) != ellm_model_hparams(m->model)->n_vocab)
+    if (st == EDGELLM_OK && m->model &&
+        ellm_vocab_size(m->vocab) != ellm_model_hparams(m->model)->n_vocab)
         st = ellm_fail(EDGELLM_ERR_FORMAT,
                        "'%s': the vocabulary has %d tokens but the embedding has %d rows", path,
                        ellm_vocab_size(m->vocab), ellm_model_hparams(m->model)->n_vocab);
@@ -104,6 +111,11 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
         gguf_str name = {0, ""};
         gguf_get_str(m->file, "general.name", &name);
         m->name = gguf_str_dup(name);
+        gguf_str arch = {0, ""};
+        gguf_get_str(m->file, "general.architecture", &arch);
+        m->architecture = gguf_str_dup(arch);
+        if (!m->architecture)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for model metadata");
         uint64_t n = gguf_tensor_count(m->file);
         m->tensor_names = calloc(n ? n : 1, sizeof *m->tensor_names);
         if (!m->name || !m->tensor_names)
@@ -132,6 +144,7 @@ void edgellm_model_free(edgellm_model *m)
             free(m->tensor_names[i]);
     free(m->tensor_names);
     free(m->name);
+    free(m->architecture);
     ellm_vocab_free(m->vocab);
     ellm_model_free(m->model);
     gguf_close(m->file);
@@ -142,8 +155,16 @@ edgellm_status edgellm_model_get_info(const edgellm_model *m, edgellm_model_info
 {
     if (!m || !info)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_get_info: NULL argument");
-    const ellm_hparams *hp = ellm_model_hparams(m->model);
     memset(info, 0, sizeof *info);
+    if (!m->model) {
+        info->architecture = m->architecture;
+        info->name = m->name;
+        info->quantization = m->quantization;
+        info->n_vocab = ellm_vocab_size(m->vocab);
+        info->file_bytes = gguf_file_size(m->file);
+        return EDGELLM_OK;
+    }
+    const ellm_hparams *hp = ellm_model_hparams(m->model);
     info->architecture = hp->arch;
     info->name = m->name;
     info->quantization = m->quantization;
@@ -176,6 +197,10 @@ edgellm_context_params edgellm_context_default_params(void)
 static edgellm_status resolve_params(const edgellm_model *m, const edgellm_context_params *in,
                                      ellm_state_params *out)
 {
+    if (!m->model)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "the model was loaded for its vocabulary only (vocab_only); it has no "
+                         "weights to evaluate");
     const ellm_hparams *hp = ellm_model_hparams(m->model);
     int32_t n_ctx = in->n_ctx > 0 ? in->n_ctx : hp->n_ctx_train;
     if (in->n_ctx > hp->n_ctx_train)

@@ -13,10 +13,6 @@ typedef struct ellm_convert_options {
      * block size) with the type it got instead; may be NULL. */
     void (*on_fallback)(void *user, const char *tensor, ellm_type wanted, ellm_type used);
     void *user;
-    /* Hugging Face import: writes the tokenizer.ggml.* keys from the checkpoint folder (which
-     * holds tokenizer.json); may be NULL (no vocabulary is written). */
-    edgellm_status (*write_tokenizer)(void *user, gguf_writer *w, const char *dir,
-                                      int32_t n_vocab);
 } ellm_convert_options;
 
 /* The hyper-parameters an importer records for a llama-architecture model. */
@@ -39,9 +35,10 @@ edgellm_status ellm_convert_llama2c(const char *checkpoint_path, const char *tok
 /* Converts a Hugging Face checkpoint folder (config.json, model.safetensors or shards listed in
  * model.safetensors.index.json; F32/F16/BF16) of a supported architecture (llama, mistral,
  * qwen2, qwen3, gemma, gemma2, gemma3, phi3) to GGUF, streaming tensor by tensor (atomic write).
- * out_type: F32, F16, BF16 or Q8_0 for matrices; vectors stay F32. */
+ * out_type: F32, F16, BF16 or Q8_0 for matrices; vectors stay F32. The vocabulary is imported
+ * from the folder's tokenizer.json when there is one (*with_vocab, may be NULL, says whether). */
 edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
-                               const ellm_convert_options *options);
+                               const ellm_convert_options *options, bool *with_vocab);
 
 typedef struct ellm_quantize_options {
     /* Called for every tensor whose rows do not split into the target's blocks, with the type
@@ -57,14 +54,16 @@ typedef struct ellm_quantize_options {
 edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, ellm_type target,
                                    const ellm_quantize_options *options);
 
-/* The same with a named mix of types: Q2_K, Q3_K_S, Q3_K_M, Q3_K_L or IQ4_XS (case-insensitive).
- * The attention value/output and FFN down projections get more bits where the mix says so (Q4_K/
- * Q5_K where this build has them, else the base type), the output head Q6_K (or Q8_0 where Q6_K is
- * not built), and rows that do not split into 256-value blocks a 32-value type or F16 (reported
- * through on_fallback). general.file_type records the mix. */
+/* The same with a named mix of types: Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K or IQ4_XS
+ * (case-insensitive; Q3_K, Q4_K and Q5_K name their usual mix). The attention value/output and
+ * FFN down projections get more bits where the mix says so, the output head Q6_K (or Q8_0 where
+ * Q6_K is not built), and rows that do not split into 256-value blocks a 32-value type or F16
+ * (reported through on_fallback). general.file_type records the mix. */
 edgellm_status ellm_quantize_model_recipe(const char *in_path, const char *out_path,
                                           const char *recipe, const ellm_quantize_options *options);
 /* Whether `name` is one of the mixes above. */
 bool ellm_quant_recipe_exists(const char *name);
+/* The TYPE names `edgellm quantize` accepts, for help and error messages. */
+const char *ellm_quant_recipe_names(void);
 
 #endif

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "convert/convert.h"
+#include "convert/hf_tokenizer.h"
 #include "convert/safetensors.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
@@ -659,9 +660,33 @@ static edgellm_status write_meta(gguf_writer *w, const hf_config *c, const char 
     return st;
 }
 
-edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
-                               const ellm_convert_options *options)
+/* The vocabulary of tokenizer.json, when the folder has one; it must cover the embedding. */
+static edgellm_status write_vocab(gguf_writer *w, const char *dir, const hf_config *c,
+                                  bool *written)
 {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "rb");
+    *written = f != NULL;
+    if (!f)
+        return EDGELLM_OK;
+    fclose(f);
+    int32_t n = 0;
+    edgellm_status st = ellm_hf_write_tokenizer(w, dir, &n);
+    if (st == EDGELLM_OK && n != c->n_vocab)
+        st = ellm_fail(EDGELLM_ERR_FORMAT,
+                       "tokenizer.json has %d tokens but the embedding (vocab_size) has %lld "
+                       "rows; tokenizer and weights do not belong together",
+                       (int)n, (long long)c->n_vocab);
+    return st;
+}
+
+edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
+                               const ellm_convert_options *options, bool *with_vocab)
+{
+    bool vocab = false;
+    if (with_vocab)
+        *with_vocab = false;
     ellm_convert_options o = {.out_type = ELLM_TYPE_F32};
     if (options)
         o = *options;
@@ -701,13 +726,15 @@ edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
         }
         st = write_meta(w, &c, name, o.out_type);
     }
-    if (st == EDGELLM_OK && o.write_tokenizer)
-        st = o.write_tokenizer(o.user, w, dir, (int32_t)c.n_vocab);
+    if (st == EDGELLM_OK)
+        st = write_vocab(w, dir, &c, &vocab);
     for (int i = 0; st == EDGELLM_OK && i < p.n; i++)
         st = gguf_writer_add_tensor_fill(w, p.t[i].name, p.t[i].type, p.t[i].n_dims, p.t[i].ne,
                                          fill_tensor, &p.t[i]);
     if (st == EDGELLM_OK)
         st = gguf_writer_write(w, out_path);
+    if (st == EDGELLM_OK && with_vocab)
+        *with_vocab = vocab;
     gguf_writer_free(w);
     free(p.t);
     free(p.used);

@@ -68,12 +68,15 @@ static int layer_of(gguf_str s)
  * exceptions following the widely used K-quant mixes (more bits where quantization error hurts
  * most: the attention value and output projections and the FFN down projection). */
 typedef enum recipe_id {
-    RECIPE_SINGLE, /* one type for every matrix (the plain F32/F16/BF16/Q8_0/Q4_0 targets) */
+    RECIPE_SINGLE, /* one type for every matrix (F32, F16, BF16, Q8_0, Q4_0, ...) */
     RECIPE_Q2_K,
     RECIPE_Q3_K_S,
     RECIPE_Q3_K_M,
     RECIPE_Q3_K_L,
     RECIPE_IQ4_XS,
+    RECIPE_K_S,    /* Q4_K_S / Q5_K_S: a few early attn_v and ffn_down layers one step up */
+    RECIPE_K_M,    /* Q4_K_M / Q5_K_M: attn_v and ffn_down of about half the layers at Q6_K */
+    RECIPE_Q6_K,
 } recipe_id;
 
 typedef struct recipe {
@@ -84,11 +87,14 @@ typedef struct recipe {
 } recipe;
 
 static const recipe recipes[] = {
-    {"Q2_K", RECIPE_Q2_K, ELLM_TYPE_Q2_K, 10},
-    {"Q3_K_S", RECIPE_Q3_K_S, ELLM_TYPE_Q3_K, 11},
-    {"Q3_K_M", RECIPE_Q3_K_M, ELLM_TYPE_Q3_K, 12},
-    {"Q3_K_L", RECIPE_Q3_K_L, ELLM_TYPE_Q3_K, 13},
-    {"IQ4_XS", RECIPE_IQ4_XS, ELLM_TYPE_IQ4_XS, 30},
+    {"Q2_K", RECIPE_Q2_K, ELLM_TYPE_Q2_K, 10},     {"Q3_K_S", RECIPE_Q3_K_S, ELLM_TYPE_Q3_K, 11},
+    {"Q3_K_M", RECIPE_Q3_K_M, ELLM_TYPE_Q3_K, 12}, {"Q3_K_L", RECIPE_Q3_K_L, ELLM_TYPE_Q3_K, 13},
+    {"Q4_K_S", RECIPE_K_S, ELLM_TYPE_Q4_K, 14},    {"Q4_K_M", RECIPE_K_M, ELLM_TYPE_Q4_K, 15},
+    {"Q5_K_S", RECIPE_K_S, ELLM_TYPE_Q5_K, 16},    {"Q5_K_M", RECIPE_K_M, ELLM_TYPE_Q5_K, 17},
+    {"Q6_K", RECIPE_Q6_K, ELLM_TYPE_Q6_K, 18},     {"IQ4_XS", RECIPE_IQ4_XS, ELLM_TYPE_IQ4_XS, 30},
+    /* The bare K types mean their usual mix. */
+    {"Q3_K", RECIPE_Q3_K_S, ELLM_TYPE_Q3_K, 11},   {"Q4_K", RECIPE_K_M, ELLM_TYPE_Q4_K, 15},
+    {"Q5_K", RECIPE_K_M, ELLM_TYPE_Q5_K, 17},
 };
 
 static const recipe *find_recipe(const char *name)
@@ -100,6 +106,12 @@ static const recipe *find_recipe(const char *name)
 }
 
 bool ellm_quant_recipe_exists(const char *name) { return find_recipe(name) != NULL; }
+
+const char *ellm_quant_recipe_names(void)
+{
+    return "q8_0, q4_0, f16, bf16, f32 and the other single types this build has, or a mix: "
+           "q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_xs";
+}
 
 /* What the per-tensor choices need to know about the whole model. */
 typedef struct model_shape {
@@ -129,22 +141,34 @@ static ellm_type first_supported(ellm_type a, ellm_type b, ellm_type c)
     return ellm_type_supported(a) ? a : ellm_type_supported(b) ? b : c;
 }
 
-/* The 32-value-block type standing in for a 256-block type on rows that do not split into 256s
- * (the same substitutes as the common tools, where this build has them). */
-static ellm_type small_block_substitute(ellm_type want)
+/* The K-quant "medium" layer choice: the first and last eighth of the layers, and every third
+ * one between, get more bits (about half of them in all); these tensors matter most. */
+static bool more_bits_layer(int layer, int n_layer)
 {
+    return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
+}
+
+/* For rows that do not split into 256-value super-blocks: the 32-value type the common tools
+ * substitute, then the next best this build has; F16 (which fits any row) when none fits. */
+static ellm_type small_block_substitute(ellm_type want, int64_t n_cols)
+{
+    ellm_type chain[3] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0};
     switch (want) {
     case ELLM_TYPE_Q2_K:
     case ELLM_TYPE_Q3_K:
-    case ELLM_TYPE_IQ4_XS: return first_supported(ELLM_TYPE_IQ4_NL, ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_0);
-    case ELLM_TYPE_Q4_K: return first_supported(ELLM_TYPE_Q5_0, ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0);
-    case ELLM_TYPE_Q5_K: return first_supported(ELLM_TYPE_Q5_1, ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0);
-    default: return ELLM_TYPE_Q8_0;
+    case ELLM_TYPE_IQ4_XS: chain[0] = ELLM_TYPE_IQ4_NL; chain[1] = ELLM_TYPE_Q4_0; break;
+    case ELLM_TYPE_Q4_K: chain[0] = ELLM_TYPE_Q5_0; chain[1] = ELLM_TYPE_Q4_0; break;
+    case ELLM_TYPE_Q5_K: chain[0] = ELLM_TYPE_Q5_1; chain[1] = ELLM_TYPE_Q5_0; break;
+    default: break;
     }
+    for (int i = 0; i < 3; i++)
+        if (ellm_type_supported(chain[i]) && n_cols % ellm_type_traits_of(chain[i])->block_size == 0)
+            return chain[i];
+    return ELLM_TYPE_F16;
 }
 
 /* A recipe's wish for one matrix, before checking that its rows split into the type's blocks.
- * Types this build does not have yet (Q4_K, Q5_K, Q6_K) give way to the next best it has. */
+ * Types this build does not have give way to the next best it has. */
 static ellm_type recipe_wish(const recipe *r, const gguf_tensor_info *t, const model_shape *m)
 {
     bool head = name_is(t->name, "output.weight") || (m->tied && name_is(t->name, "token_embd.weight"));
@@ -176,6 +200,16 @@ static ellm_type recipe_wish(const recipe *r, const gguf_tensor_info *t, const m
         if ((attn_v && m->n_gqa >= 4) || (ffn_down && layer < m->n_layer / 8))
             return first_supported(ELLM_TYPE_Q5_K, ELLM_TYPE_IQ4_XS, ELLM_TYPE_IQ4_XS);
         break;
+    case RECIPE_K_M:
+        if ((attn_v || ffn_down) && layer >= 0 && more_bits_layer(layer, m->n_layer))
+            return ELLM_TYPE_Q6_K;
+        break;
+    case RECIPE_K_S:
+        if (r->base == ELLM_TYPE_Q4_K && layer >= 0 &&
+            ((attn_v && layer < 4) || (ffn_down && layer < (m->n_layer + 7) / 8)))
+            return ELLM_TYPE_Q5_K;
+        break;
+    case RECIPE_Q6_K:
     case RECIPE_Q3_K_S:
     case RECIPE_SINGLE: break;
     }
@@ -207,11 +241,8 @@ static ellm_type choose(const gguf_tensor_info *t, const recipe *r, const model_
     if (t->ne[0] % ellm_type_traits_of(want)->block_size == 0)
         return want;
     *fell_back = true;
-    if (r->id != RECIPE_SINGLE) {
-        ellm_type sub = small_block_substitute(want);
-        if (t->ne[0] % ellm_type_traits_of(sub)->block_size == 0)
-            return sub;
-    }
+    if (r->id != RECIPE_SINGLE)
+        return small_block_substitute(want, t->ne[0]);
     return ELLM_TYPE_F16;
 }
 
@@ -221,17 +252,15 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
 edgellm_status ellm_quantize_model(const char *in_path, const char *out_path, ellm_type target,
                                    const ellm_quantize_options *options)
 {
-    /* The low-bit K-quant types are quantized with the mix of the same name (Q3_K: Q3_K_S). */
-    if (target == ELLM_TYPE_Q2_K || target == ELLM_TYPE_Q3_K || target == ELLM_TYPE_IQ4_XS)
-        return quantize_with(in_path, out_path,
-                             find_recipe(target == ELLM_TYPE_Q3_K ? "Q3_K_S" : ellm_type_name(target)),
-                             options);
-    if (target != ELLM_TYPE_F32 && target != ELLM_TYPE_F16 && target != ELLM_TYPE_BF16 &&
-        target != ELLM_TYPE_Q8_0 && target != ELLM_TYPE_Q4_0)
+    /* The K types are quantized with the mix of the same name (Q3_K: Q3_K_S, Q4_K: Q4_K_M...). */
+    const recipe *mix = find_recipe(ellm_type_name(target));
+    if (mix)
+        return quantize_with(in_path, out_path, mix, options);
+    /* Q8_K is an activation format, never stored in files. */
+    if (!ellm_type_supported(target) || target == ELLM_TYPE_Q8_K || target == ELLM_TYPE_Q8_1)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "quantizing to %s is not supported yet (supported: F32, F16, BF16, Q8_0, "
-                         "Q4_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, IQ4_XS)",
-                         ellm_type_name(target));
+                         "quantizing to %s is not supported yet (supported: %s)",
+                         ellm_type_name(target), ellm_quant_recipe_names());
     recipe single = {ellm_type_name(target), RECIPE_SINGLE, target, ellm_gguf_file_type(target)};
     return quantize_with(in_path, out_path, &single, options);
 }
@@ -242,9 +271,8 @@ edgellm_status ellm_quantize_model_recipe(const char *in_path, const char *out_p
 {
     const recipe *r = find_recipe(recipe_name);
     if (!r)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "unknown quantization recipe '%s' (Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, IQ4_XS)",
-                         recipe_name);
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "unknown quantization recipe '%s' (%s)",
+                         recipe_name, ellm_quant_recipe_names());
     return quantize_with(in_path, out_path, r, options);
 }
 

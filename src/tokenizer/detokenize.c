@@ -3,6 +3,7 @@
 
 #include "core/status.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 #include "tokenizer/vocab_internal.h"
 
 static edgellm_status put(char *buf, size_t cap, size_t *len, const char *p, size_t n)
@@ -11,6 +12,23 @@ static edgellm_status put(char *buf, size_t cap, size_t *len, const char *p, siz
         memcpy(buf + *len, p, n);
     *len += n;
     return EDGELLM_OK;
+}
+
+/* Byte-level BPE texts spell every byte as one character of GPT-2's byte-to-unicode map; a
+ * character outside the map (only in hand-edited vocabularies) is passed through as UTF-8. */
+static void append_byte_level(const ellm_vocab_token *tok, char *buf, size_t cap, size_t *len)
+{
+    for (uint32_t i = 0; i < tok->len;) {
+        uint32_t n;
+        int b = ellm_bpe_char_to_byte(ellm_utf8_decode(tok->text + i, tok->len - i, &n));
+        if (b >= 0) {
+            char c = (char)b;
+            put(buf, cap, len, &c, 1);
+        } else {
+            put(buf, cap, len, tok->text + i, n);
+        }
+        i += n;
+    }
 }
 
 /* Appends a token's bytes at *len (counting even when they do not fit). */
@@ -29,7 +47,13 @@ static void append_piece(const ellm_vocab *v, edgellm_token t, char *buf, size_t
         }
         break;
     }
-    default: break;
+    case ELLM_TOKEN_USER_DEFINED: break; /* added tokens are stored as their plain text */
+    default:
+        if (v->bpe) {
+            append_byte_level(tok, buf, cap, len);
+            return;
+        }
+        break;
     }
     const char *p = tok->text;
     uint32_t n = tok->len;

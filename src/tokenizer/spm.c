@@ -224,6 +224,9 @@ edgellm_status ellm_tokenize(const ellm_vocab *v, const char *text, size_t len, 
 {
     if (!v || (!text && len > 0) || !n_tokens || max_tokens < 0 || (!tokens && max_tokens > 0))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_tokenize: invalid arguments");
+    if (v->bpe)
+        return ellm_bpe_tokenize(v, text, len, add_bos, parse_special, tokens, max_tokens,
+                                 n_tokens);
     token_out o = {tokens, max_tokens, 0};
     if (add_bos && v->bos >= 0)
         emit(&o, v->bos);

@@ -148,6 +148,34 @@ int ellm_parse_byte_token(const char *text, size_t len)
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
+static void add_eog(ellm_vocab *v, edgellm_token t)
+{
+    if (t < 0 || v->n_eog == (int32_t)(sizeof v->eog / sizeof v->eog[0]))
+        return;
+    for (int32_t k = 0; k < v->n_eog; k++)
+        if (v->eog[k] == t)
+            return;
+    v->eog[v->n_eog++] = t;
+}
+
+/* End of generation: EOS, the end-of-turn / end-of-message ids the file names, and control
+ * tokens whose text is a well-known end marker (files often name only one of them, while the
+ * chat templates of their models end turns with another). */
+static void collect_eog(ellm_vocab *v)
+{
+    static const char *const markers[] = {"<|eot_id|>",  "<|eom_id|>",    "<|im_end|>",
+                                          "<|endoftext|>", "<|end_of_text|>", "<end_of_turn>",
+                                          "<|end|>",     "<|return|>",    "</s>"};
+    add_eog(v, v->eos);
+    add_eog(v, v->eot);
+    add_eog(v, v->eom);
+    for (size_t m = 0; m < sizeof markers / sizeof markers[0]; m++) {
+        edgellm_token t = ellm_vocab_find(v, markers[m], strlen(markers[m]));
+        if (t >= 0 && v->tokens[t].type == ELLM_TOKEN_CONTROL)
+            add_eog(v, t);
+    }
+}
+
 edgellm_status ellm_vocab_load(const gguf_file *f, ellm_vocab **out)
 {
     *out = NULL;
@@ -158,19 +186,24 @@ edgellm_status ellm_vocab_load(const gguf_file *f, ellm_vocab **out)
                          "the model has no tokenizer (tokenizer.ggml.model is missing)");
     if (st != EDGELLM_OK)
         return st;
-    if (!gguf_str_eq(model, "llama"))
+    bool spm = gguf_str_eq(model, "llama"), bpe = gguf_str_eq(model, "gpt2");
+    if (!spm && !bpe)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "tokenizer '%.*s' is not supported yet (supported: llama/SentencePiece)",
+                         "tokenizer '%.*s' is not supported yet (supported: llama/SentencePiece, "
+                         "gpt2/byte-level BPE)",
                          (int)(model.len > 40 ? 40 : model.len), model.data);
     ellm_vocab *v = calloc(1, sizeof *v);
     if (!v)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the vocabulary");
-    v->bos = 1;
-    v->eos = 2;
-    v->unk = 0;
+    /* SentencePiece vocabularies conventionally put <unk>, <s>, </s> first; byte-level BPE ones
+     * name their special tokens explicitly and add no dummy-prefix space. */
+    v->bos = spm ? 1 : -1;
+    v->eos = spm ? 2 : -1;
+    v->unk = spm ? 0 : -1;
     v->eot = -1;
-    v->add_bos = true;
-    v->add_space_prefix = true;
+    v->eom = -1;
+    v->add_bos = spm;
+    v->add_space_prefix = spm;
     st = load_arrays(v, f);
     if (st == EDGELLM_OK && v->n_tokens < 3)
         v->bos = v->eos = v->unk = -1;
@@ -182,6 +215,8 @@ edgellm_status ellm_vocab_load(const gguf_file *f, ellm_vocab **out)
         st = get_special(f, "tokenizer.ggml.unknown_token_id", v->n_tokens, &v->unk);
     if (st == EDGELLM_OK)
         st = get_special(f, "tokenizer.ggml.eot_token_id", v->n_tokens, &v->eot);
+    if (st == EDGELLM_OK)
+        st = get_special(f, "tokenizer.ggml.eom_token_id", v->n_tokens, &v->eom);
     if (st == EDGELLM_OK) {
         bool b;
         edgellm_status s2 = gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &b);
@@ -225,7 +260,13 @@ edgellm_status ellm_vocab_load(const gguf_file *f, ellm_vocab **out)
             }
             v->specials[j] = id;
         }
+        for (int32_t k = 0; st == EDGELLM_OK && k < v->n_specials; k++)
+            v->special_first[(uint8_t)v->tokens[v->specials[k]].text[0]] = 1;
+        if (st == EDGELLM_OK)
+            collect_eog(v);
     }
+    if (st == EDGELLM_OK && bpe)
+        st = ellm_bpe_load(v, f);
     if (st != EDGELLM_OK) {
         ellm_vocab_free(v);
         return st;
@@ -242,6 +283,7 @@ void ellm_vocab_free(ellm_vocab *v)
     free(v->text_pool);
     free(v->index);
     free(v->specials);
+    ellm_bpe_free(v->bpe);
     free(v);
 }
 
@@ -254,7 +296,10 @@ bool ellm_vocab_add_space_prefix(const ellm_vocab *v) { return v->add_space_pref
 
 bool ellm_vocab_is_eog(const ellm_vocab *v, edgellm_token t)
 {
-    return t >= 0 && (t == v->eos || t == v->eot);
+    for (int32_t k = 0; t >= 0 && k < v->n_eog; k++)
+        if (v->eog[k] == t)
+            return true;
+    return false;
 }
 
 ellm_token_type ellm_vocab_token_type(const ellm_vocab *v, edgellm_token t)

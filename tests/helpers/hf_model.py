@@ -2,6 +2,7 @@
 """Small random-weight models in Hugging Face layout, and a naive reference forward pass.
 
   hf_model.py model ARCH DIR [--dtype bf16|f16|f32] [--shards N] [--no-reference]
+                   [--vocab-size N]
       writes DIR/config.json, DIR/model.safetensors (or N shards + index), DIR/tokens.txt (the
       token ids to evaluate) and DIR/reference.bin (float64 logits of every position, row-major)
   hf_model.py hostile KIND DIR
@@ -34,6 +35,8 @@ def round_to(dtype, v):
 
 
 def encode(dtype, values):
+    if isinstance(values, (bytes, bytearray)):
+        return bytes(values)
     if dtype == "F32":
         return struct.pack("<%df" % len(values), *values)
     if dtype == "F16":
@@ -93,9 +96,11 @@ ARCHS = {
 }
 
 
-def make_config(arch):
+def make_config(arch, vocab_size=None):
     cfg = dict(BASE)
     cfg.update(ARCHS[arch])
+    if vocab_size:
+        cfg["vocab_size"] = vocab_size
     if arch == "phi3":
         n_rot = int(cfg["hidden_size"] // cfg["num_attention_heads"] * cfg["partial_rotary_factor"])
         cfg["rope_scaling"] = {"type": "longrope",
@@ -116,6 +121,14 @@ def make_weights(arch, cfg, dtype, rng):
     w = {}
 
     def mat(name, rows, cols, scale):
+        if rows * cols > 1000000 and dtype == "BF16":
+            # Real vocabularies make huge embeddings: random BF16 bytes of magnitude about
+            # 2^-7..2^-6 (no reference is computed for these).
+            raw = bytearray(rng.randbytes(2 * rows * cols))
+            table = bytes((i & 0x80) | 0x3C for i in range(256))
+            raw[1::2] = bytes(raw[1::2]).translate(table)
+            w[name] = ([rows, cols], raw)
+            return
         w[name] = ([rows, cols], [round_to(dtype, rng.uniform(-1, 1) * scale)
                                   for _ in range(rows * cols)])
 
@@ -326,9 +339,9 @@ def reference(arch, cfg, w, tokens):
 # ---- commands ---------------------------------------------------------------------------------
 
 
-def write_model(arch, out_dir, dtype, shards, seed=7, with_reference=True):
+def write_model(arch, out_dir, dtype, shards, seed=7, with_reference=True, vocab_size=None):
     rng = random.Random(seed)
-    cfg = make_config(arch)
+    cfg = make_config(arch, vocab_size)
     w = make_weights(arch, cfg, dtype, rng)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
@@ -518,7 +531,9 @@ def main():
     if len(a) >= 3 and a[0] == "model":
         dtype = a[a.index("--dtype") + 1].upper() if "--dtype" in a else "BF16"
         shards = int(a[a.index("--shards") + 1]) if "--shards" in a else 1
-        write_model(a[1], a[2], dtype, shards, with_reference="--no-reference" not in a)
+        vocab = int(a[a.index("--vocab-size") + 1]) if "--vocab-size" in a else None
+        write_model(a[1], a[2], dtype, shards, with_reference="--no-reference" not in a,
+                    vocab_size=vocab)
     elif len(a) == 3 and a[0] == "hostile":
         hostile(a[1], a[2])
     elif len(a) == 2 and a[0] == "seeds":

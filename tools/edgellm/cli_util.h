@@ -3,6 +3,7 @@
 #define EDGELLM_CLI_UTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define EXIT_USAGE 2
@@ -21,6 +22,10 @@ bool cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *o
 
 /* The value following option argv[*i]; prints an error and returns NULL when missing. */
 const char *cli_option_value(const char *cmd, int argc, char **argv, int *i);
+
+/* A whole file (or stdin for "-") in a malloc'd buffer with a NUL after its *len bytes; NULL
+ * if it cannot be read. */
+char *cli_read_file(const char *path, size_t *len);
 
 /* Peak resident set size of this process in bytes (0 if unknown). */
 uint64_t cli_peak_rss_bytes(void);

@@ -5,6 +5,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "convert/convert.h"
+#include "convert/hf_tokenizer.h"
 #include "edgellm.h"
 
 static void usage(FILE *out)
@@ -12,9 +13,11 @@ static void usage(FILE *out)
     fprintf(out, "usage: edgellm convert --from llama2c CHECKPOINT.bin --tokenizer TOKENIZER.bin "
                  "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n"
                  "       edgellm convert --from hf MODEL_DIR -o OUT.gguf "
-                 "[--outtype f32|f16|bf16|q8_0] [--name NAME]\n"
-                 "  MODEL_DIR is a Hugging Face checkpoint folder: config.json and "
-                 "model.safetensors (or shards with model.safetensors.index.json)\n");
+                 "[--outtype f32|f16|bf16|q8_0] [--name NAME] [--vocab-only]\n"
+                 "  MODEL_DIR is a Hugging Face checkpoint folder: config.json, model.safetensors "
+                 "(or shards with model.safetensors.index.json) and tokenizer.json (optionally\n"
+                 "  tokenizer_config.json, generation_config.json); --vocab-only writes only the "
+                 "vocabulary\n");
 }
 
 static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
@@ -24,12 +27,13 @@ static void report_fallback(void *user, const char *tensor, ellm_type wanted, el
             tensor, ellm_type_name(wanted), ellm_type_name(used));
 }
 
+/* --from hf: a Hugging Face model directory (weights and vocabulary, or the vocabulary only). */
 static int convert_hf(const char *dir, const char *tokenizer, const char *out, ellm_type out_type,
-                      const char *name)
+                      const char *name, bool vocab_only)
 {
     const char *cmd = "convert";
     if (!dir || !out) {
-        cli_error(cmd, "need MODEL_DIR and -o OUT.gguf");
+        cli_error(cmd, "need MODEL_DIR (a Hugging Face model directory) and -o OUT.gguf");
         return EXIT_USAGE;
     }
     if (tokenizer) {
@@ -42,13 +46,22 @@ static int convert_hf(const char *dir, const char *tokenizer, const char *out, e
                        "q4_0 afterwards");
         return EXIT_USAGE;
     }
+    if (vocab_only) {
+        if (ellm_convert_hf_vocab_only(dir, out, name) != EDGELLM_OK) {
+            cli_error(cmd, "%s", edgellm_last_error());
+            return 1;
+        }
+        fprintf(stderr, "edgellm convert: wrote %s\n", out);
+        return 0;
+    }
     ellm_convert_options o = {.out_type = out_type, .name = name, .on_fallback = report_fallback};
-    if (ellm_convert_hf(dir, out, &o) != EDGELLM_OK) {
+    bool with_vocab = false;
+    if (ellm_convert_hf(dir, out, &o, &with_vocab) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
-    fprintf(stderr, "edgellm convert: wrote %s (weights only: tokenizer.json import is not "
-                    "available in this build yet)\n", out);
+    fprintf(stderr, "edgellm convert: wrote %s%s\n", out,
+            with_vocab ? "" : " (weights only: the folder has no tokenizer.json)");
     return 0;
 }
 
@@ -57,6 +70,7 @@ int cmd_convert(int argc, char **argv)
     const char *cmd = "convert";
     const char *from = NULL, *input = NULL, *tokenizer = NULL, *out = NULL, *name = NULL;
     ellm_type out_type = ELLM_TYPE_F32;
+    bool vocab_only = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -66,6 +80,8 @@ int cmd_convert(int argc, char **argv)
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
             from = v;
+        } else if (!strcmp(a, "--vocab-only")) {
+            vocab_only = true;
         } else if (!strcmp(a, "--tokenizer")) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
@@ -103,9 +119,13 @@ int cmd_convert(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!strcmp(from, "hf"))
-        return convert_hf(input, tokenizer, out, out_type, name);
+        return convert_hf(input, tokenizer, out, out_type, name, vocab_only);
     if (strcmp(from, "llama2c") != 0) {
         cli_error(cmd, "unknown source format '%s' (supported: llama2c, hf)", from);
+        return EXIT_USAGE;
+    }
+    if (vocab_only) {
+        cli_error(cmd, "--vocab-only is for --from hf");
         return EXIT_USAGE;
     }
     if (out_type == ELLM_TYPE_BF16) {

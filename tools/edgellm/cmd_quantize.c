@@ -29,22 +29,20 @@ int cmd_quantize(int argc, char **argv)
     const char *cmd = "quantize";
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE\n"
-               "  TYPE: q8_0, q4_0, f16, bf16, f32 (every matrix), or a K-quant mix:\n"
-               "  q2_k, q3_k_s, q3_k_m, q3_k_l, iq4_xs (more bits for attention v/output and\n"
-               "  ffn_down where the mix says so, output head at 6 or 8 bits)\n");
+               "  TYPE: %s\n"
+               "  Mixes keep the output head at 6 or 8 bits and give attention v/output and\n"
+               "  ffn_down more bits where the mix says so (K_M: about half the layers at Q6_K).\n",
+               ellm_quant_recipe_names());
         return 0;
     }
     if (argc != 4) {
-        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE (q8_0, q4_0, f16, bf16, f32, "
-                       "q2_k, q3_k_s, q3_k_m, q3_k_l, iq4_xs)");
+        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE (%s)", ellm_quant_recipe_names());
         return EXIT_USAGE;
     }
     ellm_type type;
     bool recipe = ellm_quant_recipe_exists(argv[3]);
     if (!recipe && !ellm_type_from_name(argv[3], &type)) {
-        cli_error(cmd, "unknown type '%s' (q8_0, q4_0, f16, bf16, f32, q2_k, q3_k_s, q3_k_m, "
-                       "q3_k_l, iq4_xs)",
-                  argv[3]);
+        cli_error(cmd, "unknown type '%s' (%s)", argv[3], ellm_quant_recipe_names());
         return EXIT_USAGE;
     }
     if (!strcmp(argv[1], argv[2])) {

@@ -16,7 +16,7 @@ static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt"},
     {"chat", cmd_chat, "talk with a chat model, turn by turn, in its chat format"},
     {"info", cmd_info, "show a model's architecture, metadata, tensors and memory needs"},
-    {"convert", cmd_convert, "convert a llama2.c or Hugging Face checkpoint to GGUF"},
+    {"convert", cmd_convert, "convert a llama2.c or Hugging Face checkpoint (or only its vocabulary) to GGUF"},
     {"models", cmd_models, "install, verify, activate and roll back models in the local store"},
     {"plan", cmd_plan, "memory a model needs at a context length, and whether it fits"},
     {"recommend", cmd_recommend, "model size and quantization that fit a memory budget"},
@@ -25,6 +25,7 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "convert a GGUF model's weights to another type (q8_0, q4_0, ...)"},
     {"eval", cmd_eval, "perplexity, and KL divergence / top-1 agreement against saved logits"},
     {"bench", cmd_bench, "the standard edge benchmark record for a model on this machine"},
+    {"tokenize", cmd_tokenize, "text to token ids (JSON), with the model's tokenizer"},
 };
 
 static void usage(FILE *out)
