@@ -306,6 +306,20 @@ static edgellm_status read_config(const char *dir, hf_config *c)
         if (st == EDGELLM_OK && (c->family == FAM_GEMMA2 || c->family == FAM_GEMMA3) &&
             c->sliding_window == 0)
             st = ellm_fail(EDGELLM_ERR_FORMAT, "config.json: %s needs sliding_window", c->arch);
+        /* Newer configs list each layer's attention; GGUF runtimes derive it from the
+         * architecture's fixed pattern, so any other layout cannot be represented. */
+        const json_t *types = json_object_get(cfg, "layer_types");
+        for (int64_t il = 0; st == EDGELLM_OK && json_is_array(types) && il < c->n_layer; il++) {
+            bool slides = c->sliding_window > 0 && (pattern == 0 || (il + 1) % pattern != 0);
+            const json_t *t = json_array_get(types, (size_t)il);
+            const char *want = slides ? "sliding_attention" : "full_attention";
+            if (json_array_size(types) != (size_t)c->n_layer || !json_is_string(t) ||
+                strcmp(json_string_value(t), want) != 0)
+                st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                               "config.json: layer_types[%lld] is not '%s'; only the standard "
+                               "%s layer pattern is supported",
+                               (long long)il, want, c->arch);
+        }
     }
     json_decref(cfg);
     return st;

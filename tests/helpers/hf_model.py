@@ -376,7 +376,7 @@ HOSTILE = ["header-len-huge", "header-len-short", "header-not-json", "offsets-ou
            "offsets-overlap", "offsets-hole", "dtype-lies", "dtype-unknown", "truncated",
            "empty-file", "shard-missing", "index-disagrees", "duplicate-across-shards",
            "shard-path-escape", "config-heads", "config-missing-key", "config-not-json",
-           "config-arch", "shape-mismatch", "tensor-missing", "tensor-extra", "dtype-int",
+           "config-arch", "config-layer-types", "shape-mismatch", "tensor-missing", "tensor-extra", "dtype-int",
            "no-weights", "negative-offset"]
 
 
@@ -462,6 +462,8 @@ def hostile(kind, out_dir):
             del c["hidden_size"]
         elif kind == "config-arch":
             c["architectures"] = ["MambaForCausalLM"]
+        elif kind == "config-layer-types":
+            c["layer_types"] = ["full_attention", "sliding_attention"]
         path = os.path.join(out_dir, "config.json")
         if kind == "config-not-json":
             open(path, "w").write("{\"hidden_size\": 32,")
