@@ -12,15 +12,16 @@ rm -rf "$tmp" && mkdir -p "$tmp"
 helper="$SOURCE_DIR/tests/helpers/hf_model.py"
 check="$BUILD_DIR/tests/hf_logits_check"
 
-case_() { # ARCH DTYPE SHARDS OUTTYPE TOL [REL]
-  local arch=$1 dtype=$2 shards=$3 outtype=$4 dir="$tmp/$1-$2-$3"
-  [[ -d "$dir" ]] || python3 "$helper" model "$arch" "$dir" --dtype "$dtype" --shards "$shards" ||
+case_() { # ARCH DTYPE SHARDS OUTTYPE TOL [REL] (HELPER_ARGS / CHECK_ARGS from the environment)
+  local arch=$1 dtype=$2 shards=$3 outtype=$4 dir="$tmp/$1-$2-$3${HELPER_ARGS:-}"
+  [[ -d "$dir" ]] || python3 "$helper" model "$arch" "$dir" --dtype "$dtype" --shards "$shards" \
+    ${HELPER_ARGS:-} ||
     { echo "FAIL: $arch: helper failed" >&2; fail=1; return; }
   local out="$dir-$outtype.gguf"
   if ! "$EDGELLM" convert --from hf "$dir" -o "$out" --outtype "$outtype" 2>"$out.err"; then
     echo "FAIL: $arch $dtype -> $outtype: convert failed: $(cat "$out.err")" >&2; fail=1; return
   fi
-  if "$check" "$out" "$dir" "${@:5}"; then
+  if "$check" "$out" "$dir" "${@:5}" ${CHECK_ARGS:-}; then
     echo "ok: $arch ($dtype checkpoint, $shards shard(s)) -> $outtype"
   else
     echo "FAIL: $arch ($dtype checkpoint) -> $outtype: logits differ from the reference" >&2
@@ -39,6 +40,8 @@ case_ gemma bf16 1 f32 1e-4
 case_ gemma2 f16 1 f32 1e-4
 case_ gemma3 bf16 1 bf16 1e-4
 case_ phi3 f32 1 f32 1e-4
+# LongRoPE: a context longer than the original one switches to the long factors.
+HELPER_ARGS=--long-rope CHECK_ARGS="--ctx 128" case_ phi3 f32 1 f32 1e-4
 
 # The converted files carry the metadata other GGUF runtimes read.
 python3 - "$tmp" <<'PY' || fail=1

@@ -2,7 +2,7 @@
 """Small random-weight models in Hugging Face layout, and a naive reference forward pass.
 
   hf_model.py model ARCH DIR [--dtype bf16|f16|f32] [--shards N] [--no-reference]
-                   [--vocab-size N]
+                   [--vocab-size N] [--long-rope]
       writes DIR/config.json, DIR/model.safetensors (or N shards + index), DIR/tokens.txt (the
       token ids to evaluate) and DIR/reference.bin (float64 logits of every position, row-major)
   hf_model.py hostile KIND DIR
@@ -196,6 +196,9 @@ def silu(x):
     return x / (1.0 + math.exp(-x))
 
 
+LONG_ROPE = False
+
+
 def inv_freqs(cfg, arch, n_rot, local):
     """Per-pair inverse frequencies and the cos/sin multiplier, as the HF rotary embeddings
     compute them."""
@@ -220,8 +223,10 @@ def inv_freqs(cfg, arch, n_rot, local):
                 out.append((1 - s) * f / fac + s * f)
         inv = out
     elif rs and rs.get("type") == "longrope":
-        # The short factors apply while the sequence is within the original context.
-        inv = [f / e for f, e in zip(inv, rs["short_factor"])]
+        # The short factors apply within the original context, the long ones beyond it (here:
+        # when the runtime's context is longer, as GGUF runtimes decide).
+        key = "long_factor" if LONG_ROPE else "short_factor"
+        inv = [f / e for f, e in zip(inv, rs[key])]
         scale = cfg["max_position_embeddings"] / cfg["original_max_position_embeddings"]
         mult = math.sqrt(1 + math.log(scale) / math.log(cfg["original_max_position_embeddings"]))
     return inv, mult
@@ -534,6 +539,8 @@ def main():
         dtype = a[a.index("--dtype") + 1].upper() if "--dtype" in a else "BF16"
         shards = int(a[a.index("--shards") + 1]) if "--shards" in a else 1
         vocab = int(a[a.index("--vocab-size") + 1]) if "--vocab-size" in a else None
+        global LONG_ROPE
+        LONG_ROPE = "--long-rope" in a
         write_model(a[1], a[2], dtype, shards, with_reference="--no-reference" not in a,
                     vocab_size=vocab)
     elif len(a) == 3 and a[0] == "hostile":
