@@ -1,11 +1,12 @@
 # Thin wrapper over CMake/CTest for the common commands. See README.md.
 BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
+ARM_BUILD_DIR ?= build-arm
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?= --output-on-failure
 
-.PHONY: all deps build test demo asan-test clean
+.PHONY: all deps build test demo asan-test arm-test clean
 
 all: build
 
@@ -26,8 +27,18 @@ asan-test: deps
 	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
 	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_FLAGS) -j $(JOBS)
 
+# ARM64: cross-compile the inference core and its C tests, run them under qemu-aarch64 (its default
+# CPU has the dot-product extension: the neon-dotprod kernels), then run the kernel and model tests
+# again on an emulated Cortex-A72 (ARMv8.0, no dot product: the plain neon kernels).
+arm-test: deps
+	cmake -S . -B $(ARM_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DEDGELLM_BUILD_TOOLS=OFF \
+		-DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cmake/aarch64-linux-gnu.cmake $(CMAKE_FLAGS)
+	cmake --build $(ARM_BUILD_DIR) -j $(JOBS)
+	cd $(ARM_BUILD_DIR) && ctest $(CTEST_FLAGS) -j $(JOBS)
+	cd $(ARM_BUILD_DIR) && QEMU_CPU=cortex-a72 ctest $(CTEST_FLAGS) -j $(JOBS) -R 'test_quant|test_model|test_api'
+
 demo: deps build
 	@scripts/demo.sh $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(ARM_BUILD_DIR)

@@ -237,6 +237,30 @@ edgellm_status edgellm_eval_batch(edgellm_batch *batch, edgellm_context *const *
 edgellm_status edgellm_embed(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
                              float *out, int32_t out_dim);
 
+/* ---- Profiling -------------------------------------------------------------------------- */
+
+#define EDGELLM_PROFILE_MAX_ENTRIES 24
+
+typedef struct edgellm_profile_entry {
+    char name[24];   /* "matmul Q4_0" (per weight type), "attention", "norm", "rope", "other" */
+    double seconds;  /* wall time spent in it */
+    uint64_t calls;
+} edgellm_profile_entry;
+
+typedef struct edgellm_profile {
+    double forward_seconds;  /* wall time of the forward passes; the entries add up to it */
+    uint64_t forward_calls;
+    uint64_t tokens;         /* tokens those passes evaluated */
+    int32_t n_entries;
+    edgellm_profile_entry entries[EDGELLM_PROFILE_MAX_ENTRIES];
+} edgellm_profile;
+
+/* Switches per-operation timing of this context's forward passes on (counting from zero) or off.
+ * On, every operation reads the clock twice; off, passes run exactly as without profiling. */
+edgellm_status edgellm_context_set_profiling(edgellm_context *ctx, int on);
+/* The times recorded since profiling was switched on (fails if it is off). */
+edgellm_status edgellm_context_get_profile(const edgellm_context *ctx, edgellm_profile *out);
+
 /* Logits (n_vocab floats) of position i of the last eval; i = -1 means the last position.
  * NULL if that position's logits were not kept. */
 const float *edgellm_get_logits(const edgellm_context *ctx, int32_t i);

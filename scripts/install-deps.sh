@@ -7,7 +7,10 @@ packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libs
           libcurl4-openssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(clang libclang-rt-14-dev unicode-data wrk curl)
+  # The ARM64 build (make arm-test): cross compiler and libc, tests run under qemu-aarch64.
+  packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
   command -v python3 >/dev/null || packages+=(python3)
+  packages+=(python3-jinja2) # the second reference of the chat-template test
   # The machine image may ship its own Node.js; Debian's npm conflicts with it.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

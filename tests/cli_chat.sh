@@ -80,6 +80,38 @@ printf 'Hi there\n' | "$EDGELLM" chat -m "$tiny" --template-family llama2 --temp
 [[ -s "$tmp/l2chat.out" ]] && cmp -s "$tmp/l2chat.out" "$tmp/l2run.out"
 check "template BOS text becomes the one BOS token (llama2 vocabulary)" $?
 
+# Real chat vocabularies and templates: the Qwen 3 and Llama 3 tokenizers imported from the shared
+# Hugging Face files (with their chat templates) on small random-weight models. The template is
+# recognised, its control tokens are single tokens, Llama 3's <|begin_of_text|> text is the one
+# BOS, the reply equals `run` on the rendered prompt, and turn 2 reuses all of turn 1.
+for fam in qwen3 llama3; do
+  "$EDGELLM" convert --from hf "$SHARED/tokenizers/$fam" -o "$tmp/$fam-vocab.gguf" --vocab-only \
+    >/dev/null 2>&1 &&
+    "$EDGELLM" synth --dims 64,2,4,4,128 --vocab "$tmp/$fam-vocab.gguf" -o "$tmp/$fam.gguf" \
+      --type q8_0 --seed 1 >/dev/null 2>&1
+  check "$fam: random-weight model with the real vocabulary and template" $?
+  printf 'Hello there\nAnd again?\n' |
+    "$EDGELLM" chat -m "$tmp/$fam.gguf" --temp 0 -n 8 -t 2 -v >"$tmp/$fam.out" 2>"$tmp/$fam.err"
+  ! grep -q warning "$tmp/$fam.err" && grep -q "chat format: $fam\$" "$tmp/$fam.err"
+  check "$fam: template recognised" $?
+  if [[ $fam == qwen3 ]]; then
+    printf '<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n' >"$tmp/$fam.p1"
+    want_tokens=10 # <|im_start|> user \n Hello ␣there <|im_end|> \n <|im_start|> assistant \n
+  else
+    # run adds the model's BOS itself; the chat template writes it as text.
+    printf '<|start_header_id|>user<|end_header_id|>\n\nHello there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n' >"$tmp/$fam.p1"
+    want_tokens=12 # BOS, 3 header tokens, \n\n, Hello, ␣there, <|eot_id|>, 3 header tokens, \n\n
+  fi
+  read -r q1 k1 n1 <<<"$(turn 1 "$tmp/$fam.err")"
+  read -r q2 k2 n2 <<<"$(turn 2 "$tmp/$fam.err")"
+  [[ "${q1:-}" == "$want_tokens" ]]; check "$fam: control tokens are single tokens ($q1 prompt tokens)" $?
+  "$EDGELLM" run -m "$tmp/$fam.gguf" -f "$tmp/$fam.p1" --special --temp 0 -n 8 -t 2 \
+    >"$tmp/$fam.run" 2>/dev/null
+  head -c "$(stat -c %s "$tmp/$fam.run")" "$tmp/$fam.out" | cmp -s - "$tmp/$fam.run"
+  check "$fam: the first reply equals run on the rendered prompt" $?
+  [[ -n "${k2:-}" && "$k2" -ge "$q1" ]]; check "$fam: turn 2 reuses turn 1 ($k2 cached, turn 1 $q1 + $n1)" $?
+done
+
 # A conversation that outgrows the context says so and offers /reset, and the session goes on.
 long="Tell me a long dream about the machine and the sea and the stars and the city at night"
 printf '%s\n%s\n%s\n/reset\nHi\n' "$long" "$long" "$long" |

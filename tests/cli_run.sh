@@ -81,6 +81,26 @@ assert r["power_draw_w"] is not None or r["power_unavailable_reason"]
 PY
 check "bench record has every field" $?
 
+# bench --profile: per-operation times for prefill and decode that add up to each phase.
+"$EDGELLM" bench -m "$converted" -p 16 -n 8 -r 1 -t 2 --json --profile >"$tmp/prof.json" 2>/dev/null
+check "bench --profile runs" $?
+python3 - "$tmp/prof.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for phase, tokens in (("prefill", 16), ("decode", 8)):
+    p = r["profile"][phase]
+    ops = p["operations"]
+    assert p["tokens"] == tokens, p
+    for k in ("attention", "norm", "rope", "sampling", "other"):
+        assert k in ops, k
+    assert any(k.startswith("matmul ") for k in ops), ops
+    assert all(v["seconds"] >= 0 for v in ops.values())
+    assert abs(sum(v["seconds"] for v in ops.values()) - p["seconds"]) < 1e-4, p
+PY
+check "bench --profile has every operation" $?
+"$EDGELLM" bench -m "$converted" -p 16 -n 8 -r 1 -t 1 --profile 2>/dev/null | grep -q "^  matmul "
+check "bench --profile prints the table" $?
+
 # eval: the F32 model against the reference runtime's logits: KL ~ 0 and full top-1 agreement;
 # saved logits compared with themselves: KL exactly 0.
 ids="$SHARED/testdata/aidreams/logits-ids.txt"

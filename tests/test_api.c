@@ -2,6 +2,7 @@
  * reference continuations, streaming, stop strings, KV-prefix reuse, sampling and bad arguments. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -402,6 +403,57 @@ static void test_bad_models(void)
     CHECK(strstr(edgellm_last_error(), "top_p") != NULL);
 }
 
+/* Profiling times every part of each pass without changing its results. */
+static void test_profiling(edgellm_model *m)
+{
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 64;
+    cp.n_threads = 2;
+    edgellm_context *c = NULL;
+    CHECK(edgellm_context_create(m, &cp, &c) == EDGELLM_OK);
+    if (!c)
+        return;
+    edgellm_token toks[5] = {1, 40, 41, 42, 43};
+    edgellm_profile prof;
+    CHECK(edgellm_context_get_profile(c, &prof) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(edgellm_eval(c, toks, 5, 0) == EDGELLM_OK);
+    static float plain[512];
+    memcpy(plain, edgellm_get_logits(c, -1), sizeof plain);
+
+    CHECK(edgellm_context_truncate(c, 0) == EDGELLM_OK);
+    CHECK(edgellm_context_set_profiling(c, 1) == EDGELLM_OK);
+    CHECK(edgellm_eval(c, toks, 4, 0) == EDGELLM_OK);
+    CHECK(edgellm_eval(c, toks + 4, 1, 0) == EDGELLM_OK);
+    CHECK(!memcmp(plain, edgellm_get_logits(c, -1), sizeof plain));
+    CHECK(edgellm_context_get_profile(c, &prof) == EDGELLM_OK);
+    CHECK(prof.forward_calls == 2 && prof.tokens == 5 && prof.forward_seconds > 0);
+    double sum = 0;
+    bool matmul = false, attention = false, other = false;
+    for (int i = 0; i < prof.n_entries; i++) {
+        const edgellm_profile_entry *e = &prof.entries[i];
+        CHECK(e->seconds >= 0);
+        sum += e->seconds;
+        /* 7 weights per layer over 4 layers, plus the output head, in each of 2 passes. */
+        if (!strcmp(e->name, "matmul F32")) {
+            matmul = true;
+            CHECK_MSG(e->calls == 2 * (7 * 4 + 1), "%llu matmuls", (unsigned long long)e->calls);
+        }
+        if (!strcmp(e->name, "attention")) {
+            attention = true;
+            CHECK(e->calls == 2 * 4);
+        }
+        other |= !strcmp(e->name, "other");
+    }
+    CHECK(matmul && attention && other);
+    CHECK(fabs(sum - prof.forward_seconds) <= 1e-9 + 1e-6 * prof.forward_seconds);
+    /* Switching on again starts from zero; off makes reading fail. */
+    CHECK(edgellm_context_set_profiling(c, 1) == EDGELLM_OK);
+    CHECK(edgellm_context_get_profile(c, &prof) == EDGELLM_OK && prof.forward_calls == 0);
+    CHECK(edgellm_context_set_profiling(c, 0) == EDGELLM_OK);
+    CHECK(edgellm_context_get_profile(c, &prof) == EDGELLM_ERR_INVALID_ARGUMENT);
+    edgellm_context_free(c);
+}
+
 int main(void)
 {
     static greedy_case cases[8];
@@ -425,6 +477,7 @@ int main(void)
         test_eval_api(m);
         test_eval_batch(m, cases, n_cases);
         test_embed(m);
+        test_profiling(m);
     }
     test_bad_models();
     edgellm_model_free(m);

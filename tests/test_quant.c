@@ -227,6 +227,205 @@ static void test_kernels_match_reference(void)
     CHECK(memcmp(a, b, 4096 / 32 * sizeof(block_q8_0)) == 0);
 }
 
+/* Gemm tiles against the scalar reference, and bit for bit against the single-row kernel for
+ * every tile shape: a token's result must not depend on its batch. */
+static void test_gemm_tiles(void)
+{
+    enum { N = 4096 - 32 * 3, ROWS = 5, TOK = 9 };
+    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
+    static float w[ROWS * N], x[TOK * N], xd[N], wd[N];
+    static uint8_t wq[ROWS * N * 2];
+    uint8_t *xe = malloc(L.row_bytes * TOK);
+    CHECK(xe != NULL);
+    if (!xe)
+        return;
+    for (int i = 0; i < ROWS * N; i++)
+        w[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f);
+    for (int i = 0; i < TOK * N; i++)
+        x[i] = frand() * (float)(1 + i / N);
+    for (int t = 0; t < TOK; t++) {
+        uint8_t *row = xe + (size_t)t * L.row_bytes;
+        ellm_quantize_q8_0_ext(x + t * N, row, N);
+        /* The extended row starts with exactly the reference Q8_0 blocks and their scales. */
+        static uint8_t ref[N * 2];
+        ellm_quantize_row(ELLM_TYPE_Q8_0, x + t * N, ref, N);
+        CHECK(!memcmp(ref, row, N / 32 * sizeof(block_q8_0)));
+        const block_q8_0 *b = (const block_q8_0 *)row;
+        const float *d = (const float *)(row + L.scales_offset);
+        const int32_t *s8 = (const int32_t *)(row + L.sums_offset);
+        CHECK(d[7] == ellm_f16_to_f32(b[7].d));
+        CHECK(s8[8 * 5 + 3] == 8 * (b[5].qs[12] + b[5].qs[13] + b[5].qs[14] + b[5].qs[15]));
+    }
+    for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+        ellm_gemm_fn gemm = ellm_gemm_for(types[ty]);
+        const ellm_type_kernels *k = ellm_kernels_for(types[ty]);
+        if (!gemm)
+            continue;
+        uint64_t rb = 0;
+        ellm_row_bytes(types[ty], N, &rb);
+        for (int r = 0; r < ROWS; r++)
+            ellm_quantize_row(types[ty], w + r * N, wq + r * rb, N);
+        float single[TOK][ROWS];
+        for (int t = 0; t < TOK; t++)
+            for (int r = 0; r < ROWS; r++) {
+                const uint8_t *row = xe + (size_t)t * L.row_bytes;
+                k->vec_dot(N, &single[t][r], wq + r * rb, row);
+                ellm_dequantize_row(ELLM_TYPE_Q8_0, row, xd, N);
+                ellm_dequantize_row(types[ty], wq + r * rb, wd, N);
+                double mag = 0;
+                for (int i = 0; i < N; i++)
+                    mag += fabs((double)wd[i] * xd[i]);
+                float ref = ellm_dot_reference(types[ty], wq + r * rb, xd, N);
+                CHECK_MSG(fabs((double)single[t][r] - ref) <= 1e-5 * mag,
+                          "%s row %d token %d: %.9g vs reference %.9g",
+                          ellm_type_name(types[ty]), r, t, single[t][r], ref);
+            }
+        /* Every batch size 1..TOK, starting at every token, and tiles of 1..ROWS rows. */
+        for (int n_tok = 1; n_tok <= TOK; n_tok++)
+            for (int t0 = 0; t0 + n_tok <= TOK; t0 += 2)
+                for (int n_rows = 1; n_rows <= ROWS; n_rows += 2) {
+                    float y[TOK][ROWS];
+                    gemm(N, wq, rb, n_rows, xe + (size_t)t0 * L.row_bytes, L.row_bytes, n_tok,
+                         &y[0][0], ROWS);
+                    for (int t = 0; t < n_tok; t++)
+                        for (int r = 0; r < n_rows; r++)
+                            CHECK_MSG(!memcmp(&y[t][r], &single[t0 + t][r], sizeof(float)),
+                                      "%s gemm %d tokens x %d rows: token %d row %d %.9g vs "
+                                      "single-row %.9g",
+                                      ellm_type_name(types[ty]), n_tok, n_rows, t0 + t, r,
+                                      y[t][r], single[t0 + t][r]);
+                }
+    }
+    free(xe);
+}
+
+/* Every kernel set this CPU can run (e.g. neon-dotprod, neon and scalar on an ARMv8.2 CPU; avx2
+ * and scalar on x86) against the scalar set, for every weight type with a kernel. The NEON
+ * quantized dots sum exact integers and combine them in the scalar kernel's float order, so they
+ * must be bit-identical; float dots (F32/F16/BF16) reassociate, so they get a relative bound, as
+ * do the AVX2 kernels (some accumulate blocks in vector floats). Four-row kernels must equal
+ * single rows, and each set's activation quantizer the reference bytes. */
+static void test_every_kernel_set(void)
+{
+    enum { MAXN = 4096 };
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    CHECK(n_sets >= 1 && n_sets <= 8 && !strcmp(sets[n_sets - 1], "scalar"));
+    if (n_sets < 1 || n_sets > 8)
+        return;
+    fprintf(stderr, "kernel sets on this CPU:");
+    for (int i = 0; i < n_sets; i++)
+        fprintf(stderr, " %s", sets[i]);
+    fprintf(stderr, "\n");
+    int sizes[] = {7, 33, 96, 160, 256, 1056, 2816, MAXN};
+    static float w[MAXN], x[MAXN], wd[MAXN];
+    static uint8_t wq[MAXN * 4], xq[4][MAXN * 4];
+    int compared = 0;
+    for (int type = 0; type < ELLM_TYPE_COUNT; type++) {
+        if (!ellm_type_supported((ellm_type)type) || type == ELLM_TYPE_Q8_K)
+            continue;
+        ellm_quant_use_kernel_set("scalar");
+        const ellm_type_kernels *ref_k = ellm_kernels_for((ellm_type)type);
+        if (!ref_k)
+            continue;
+        const char *name = ellm_type_name((uint32_t)type);
+        uint32_t bs = ellm_type_traits_of((uint32_t)type)->block_size;
+        bool quantized = ref_k->vec_dot_type != ELLM_TYPE_F32;
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            int n = sizes[si];
+            if (n % (int)bs)
+                continue;
+            for (int edge = 0; edge < 3; edge++) {
+                for (int i = 0; i < n; i++)
+                    w[i] = edge == 1 ? 0.0f : frand() * (edge == 2 && i % 7 == 0 ? 1e3f : 1.0f);
+                ellm_quantize_row((ellm_type)type, w, wq, n);
+                ellm_dequantize_row((ellm_type)type, wq, wd, n);
+                const void *rows[4];
+                for (int r = 0; r < 4; r++) {
+                    for (int i = 0; i < n; i++)
+                        x[i] = frand() * (edge == 2 ? 1e-4f : (float)(r + 1));
+                    if (quantized)
+                        ellm_quantize_row(ref_k->vec_dot_type, x, xq[r], n);
+                    else
+                        memcpy(xq[r], x, (size_t)n * sizeof(float));
+                    rows[r] = xq[r];
+                }
+                float want[4];
+                for (int r = 0; r < 4; r++)
+                    ref_k->vec_dot(n, &want[r], wq, rows[r]);
+                for (int set = 0; set < n_sets - 1; set++) {
+                    CHECK(ellm_quant_use_kernel_set(sets[set]));
+                    const ellm_type_kernels *k = ellm_kernels_for((ellm_type)type);
+                    CHECK(k && k->vec_dot_type == ref_k->vec_dot_type);
+                    if (!k || k->vec_dot_type != ref_k->vec_dot_type)
+                        continue;
+                    bool exact = quantized && !strncmp(sets[set], "neon", 4);
+                    for (int r = 0; r < 4; r++) {
+                        float got;
+                        k->vec_dot(n, &got, wq, rows[r]);
+                        double mag = 0;
+                        static float xr[MAXN];
+                        if (quantized)
+                            ellm_dequantize_row(k->vec_dot_type, rows[r], xr, n);
+                        else
+                            memcpy(xr, rows[r], (size_t)n * sizeof(float));
+                        for (int i = 0; !exact && i < n; i++)
+                            mag += fabs((double)wd[i] * xr[i]);
+                        bool ok = exact ? !memcmp(&got, &want[r], sizeof got)
+                                        : fabs((double)got - want[r]) <= 1e-5 * mag + 1e-30;
+                        CHECK_MSG(ok, "%s %s n=%d edge=%d row=%d: %.9g, scalar %.9g", sets[set],
+                                  name, n, edge, r, got, want[r]);
+                        compared++;
+                        if (r == 0 && k->vec_dot_x4) {
+                            float single[4], multi[4];
+                            for (int t = 0; t < 4; t++)
+                                k->vec_dot(n, &single[t], wq, rows[t]);
+                            k->vec_dot_x4(n, multi, wq, rows);
+                            CHECK_MSG(!memcmp(single, multi, sizeof single),
+                                      "%s %s n=%d: x4 kernel differs from single rows", sets[set],
+                                      name, n);
+                            if (exact)
+                                CHECK_MSG(!memcmp(multi, want, sizeof want),
+                                          "%s %s n=%d: x4 kernel differs from scalar", sets[set],
+                                          name, n);
+                        }
+                    }
+                }
+                ellm_quant_use_kernel_set("scalar");
+            }
+        }
+    }
+    fprintf(stderr, "%d dot products compared against the scalar set\n", compared);
+
+    /* Activation quantizers: random rows, rows with exact .5 ties (a block whose extreme is
+     * 127 has scale 1 in Q8_0; one whose extreme is -128 has scale 1 in Q8_K), zero blocks. */
+    ellm_type act_types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_K};
+    for (int set = 0; set < n_sets; set++) {
+        for (size_t t = 0; t < sizeof act_types / sizeof act_types[0]; t++) {
+            for (int kind = 0; kind < 3; kind++) {
+                for (int i = 0; i < MAXN; i++)
+                    x[i] = kind == 0   ? frand() * 3.0f
+                           : kind == 1 ? (float)(i % 200 - 100) + 0.5f
+                                       : 0.0f;
+                if (kind == 1)
+                    for (int i = 0; i < MAXN; i += 32)
+                        x[i] = act_types[t] == ELLM_TYPE_Q8_0 ? 127.0f : -128.0f;
+                static uint8_t a[MAXN * 2], b[MAXN * 2];
+                size_t bytes = ellm_quantize_row(act_types[t], x, a, MAXN);
+                CHECK(ellm_quant_use_kernel_set(sets[set]));
+                memset(b, 0xAA, bytes);
+                ellm_quantize_activations(act_types[t], x, b, MAXN);
+                CHECK_MSG(!memcmp(a, b, bytes), "%s: %s activation quantizer differs from the "
+                          "reference (kind %d)", sets[set], ellm_type_name(act_types[t]), kind);
+            }
+        }
+    }
+    CHECK(ellm_quant_use_kernel_set(NULL));
+    CHECK(!ellm_quant_use_kernel_set("no-such-set"));
+    CHECK(!strcmp(ellm_kernel_set_name(), sets[0]));
+}
+
 static void test_matmul(void)
 {
     enum { IN = 256, OUT = 67, T = 5 };
@@ -278,6 +477,49 @@ static void test_matmul(void)
     }
 }
 
+/* A token's matmul output is the same alone or in any batch (including batches longer than one
+ * cache chunk of the tiled path), and fused weights give exactly the separate products. */
+static void test_matmul_batch_independence(void)
+{
+    enum { IN = 4096, OUT = 7, OUT2 = 5, T = 40 };
+    static float w[OUT * IN], x[T * IN], y[T * OUT], y2[T * OUT2], one[OUT], fused[T * (OUT + OUT2)];
+    static uint8_t wq[OUT * IN * 2];
+    for (int i = 0; i < OUT * IN; i++)
+        w[i] = frand();
+    for (int i = 0; i < T * IN; i++)
+        x[i] = frand();
+    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+        uint64_t rb = 0;
+        ellm_row_bytes(types[ty], IN, &rb);
+        for (int r = 0; r < OUT; r++)
+            ellm_quantize_row(types[ty], w + r * IN, wq + r * rb, IN);
+        ellm_tensor a = {.type = types[ty], .ne = {IN, OUT, 1, 1}, .n_dims = 2, .row_bytes = rb,
+                         .n_bytes = rb * OUT, .data = wq};
+        ellm_tensor b = a;
+        b.ne[1] = OUT2;
+        b.data = wq + rb; /* rows 1..5 of a */
+        void *scratch = malloc(ellm_matmul_scratch_bytes(&a, T));
+        ellm_threadpool *pool = NULL;
+        CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
+        ellm_matmul(pool, &a, x, T, y, scratch);
+        for (int t = 0; t < T; t += 3) {
+            ellm_matmul(pool, &a, x + t * IN, 1, one, scratch);
+            CHECK_MSG(!memcmp(one, y + t * OUT, sizeof one),
+                      "%s: token %d alone differs from its batch of %d",
+                      ellm_type_name(types[ty]), t, T);
+        }
+        const ellm_tensor *ws[2] = {&a, &b};
+        float *ys[2] = {fused, fused + T * OUT};
+        ellm_matmul_multi(pool, ws, 2, x, T, ys, scratch);
+        ellm_matmul(NULL, &b, x, T, y2, scratch);
+        CHECK(!memcmp(fused, y, sizeof y));
+        CHECK(!memcmp(fused + T * OUT, y2, sizeof y2));
+        ellm_threadpool_free(pool);
+        free(scratch);
+    }
+}
+
 int main(void)
 {
     test_half_conversions();
@@ -285,6 +527,9 @@ int main(void)
     test_quantization_error();
     test_q8_K_activations();
     test_kernels_match_reference();
+    test_gemm_tiles();
+    test_every_kernel_set();
     test_matmul();
+    test_matmul_batch_independence();
     return test_finish("test_quant");
 }

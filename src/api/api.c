@@ -9,6 +9,7 @@
 #include "edgellm.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "model/profile.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 
@@ -36,6 +37,7 @@ struct edgellm_context {
     int32_t logits_cap;
     int32_t logits_rows;   /* rows of the last eval kept */
     int32_t logits_first;  /* batch position of logits row 0 */
+    ellm_profile *profile; /* while profiling is on */
 };
 
 struct edgellm_batch {
@@ -417,6 +419,7 @@ void edgellm_context_free(edgellm_context *c)
         return;
     ellm_state_free(c->state);
     ellm_threadpool_free(c->pool);
+    free(c->profile);
     free(c->tokens);
     free(c->logits);
     free(c);
@@ -657,4 +660,59 @@ const float *edgellm_get_logits(const edgellm_context *c, int32_t i)
     if (row < 0 || row >= c->logits_rows)
         return NULL;
     return c->logits + (size_t)row * n_vocab;
+}
+
+edgellm_status edgellm_context_set_profiling(edgellm_context *c, int on)
+{
+    if (!c)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "no context to profile");
+    free(c->profile);
+    c->profile = NULL;
+    if (on && !(c->profile = calloc(1, sizeof *c->profile))) {
+        ellm_state_set_profile(c->state, NULL);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a profile");
+    }
+    ellm_state_set_profile(c->state, c->profile);
+    return EDGELLM_OK;
+}
+
+static void add_entry(edgellm_profile *out, const char *name, double seconds, uint64_t calls)
+{
+    if (out->n_entries >= EDGELLM_PROFILE_MAX_ENTRIES)
+        return;
+    edgellm_profile_entry *e = &out->entries[out->n_entries++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->seconds = seconds;
+    e->calls = calls;
+}
+
+edgellm_status edgellm_context_get_profile(const edgellm_context *c, edgellm_profile *out)
+{
+    if (!c || !out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "get_profile needs a context and an output");
+    if (!c->profile)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "profiling is off: call edgellm_context_set_profiling(ctx, 1) first");
+    const ellm_profile *p = c->profile;
+    memset(out, 0, sizeof *out);
+    out->forward_seconds = p->forward_s;
+    out->forward_calls = p->forward_calls;
+    out->tokens = p->tokens;
+    double parts = 0;
+    for (int t = 0; t < ELLM_TYPE_COUNT; t++) {
+        if (!p->matmul_calls[t])
+            continue;
+        char name[24];
+        snprintf(name, sizeof name, "matmul %s", ellm_type_name((uint32_t)t));
+        add_entry(out, name, p->matmul_s[t], p->matmul_calls[t]);
+        parts += p->matmul_s[t];
+    }
+    static const char *const op_names[ELLM_PROF_OP_COUNT] = {"attention", "norm", "rope"};
+    for (int o = 0; o < ELLM_PROF_OP_COUNT; o++) {
+        add_entry(out, op_names[o], p->op_s[o], p->op_calls[o]);
+        parts += p->op_s[o];
+    }
+    /* Embedding lookup, element-wise steps, logits copy: the rest of the passes' time. */
+    add_entry(out, "other", p->forward_s > parts ? p->forward_s - parts : 0, p->forward_calls);
+    return EDGELLM_OK;
 }

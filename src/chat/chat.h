@@ -3,8 +3,14 @@
  * Models ship their prompt format as a Jinja template (tokenizer.chat_template). Instead of a
  * Jinja interpreter, each family's published template is reimplemented here, byte for byte, and
  * the family is recognised from markers in the template text. tests/chat_reference checks every
- * family against the templates rendered by a real Jinja implementation. Which published template
- * each family follows is listed at ellm_chat_family below. */
+ * family against its published templates rendered by two Jinja implementations (transformers.js'
+ * @huggingface/jinja, and Python's Jinja2 set up as transformers sets it up). Which published
+ * template each family follows is listed at ellm_chat_family below.
+ *
+ * Where Jinja implementations disagree, the renderers follow Python's Jinja2 as transformers runs
+ * it (the tokens models were trained on): trim/strip() remove Python's Unicode whitespace,
+ * strip('\n') removes only newlines, and '' != false is true. Llama 2 and Mistral templates have
+ * no generation prompt: their output ends with the user's [/INST] either way. */
 #ifndef EDGELLM_CHAT_H
 #define EDGELLM_CHAT_H
 
@@ -43,6 +49,12 @@ typedef enum ellm_chat_family {
                           as the template gets it from strftime_now under transformers) */
     ELLM_CHAT_ZEPHYR,  /* Zephyr / TinyLlama-1.1B-Chat: <|user|>\n...</s>\n, generation prompt
                           <|assistant|>\n */
+    ELLM_CHAT_QWEN2,   /* Qwen2-Instruct and the Qwen2.5 base models: Qwen 2.5's format with
+                          "You are a helpful assistant." as the default system message */
+    ELLM_CHAT_MISTRAL_V3, /* Mistral v3 (Mistral-7B-Instruct-v0.3): [INST] without the spaces,
+                          the system message prefixed to the last message when that is a user
+                          turn, assistant turns trimmed; tool results need tool-call ids this
+                          API does not carry, so they are rejected */
     ELLM_CHAT_FAMILY_COUNT
 } ellm_chat_family;
 
@@ -51,7 +63,7 @@ typedef enum ellm_chat_family {
 ellm_chat_family ellm_chat_detect(const char *template_text, bool *recognised);
 
 /* "chatml", "llama2", "llama3", "gemma", "phi3", "mistral", "smollm", "qwen2.5", "qwen3",
- * "llama3.1", "llama3.2", "zephyr". */
+ * "llama3.1", "llama3.2", "zephyr", "qwen2", "mistral-v3". */
 const char *ellm_chat_family_name(ellm_chat_family f);
 /* The family of a name as ellm_chat_family_name spells it; false if there is none. */
 bool ellm_chat_family_from_name(const char *name, ellm_chat_family *out);

@@ -6,10 +6,13 @@
 #include "chat/chat.h"
 
 static const char *const family_names[ELLM_CHAT_FAMILY_COUNT] = {
-    [ELLM_CHAT_CHATML] = "chatml", [ELLM_CHAT_LLAMA2] = "llama2",   [ELLM_CHAT_LLAMA3] = "llama3",
-    [ELLM_CHAT_GEMMA] = "gemma",   [ELLM_CHAT_PHI3] = "phi3",       [ELLM_CHAT_MISTRAL] = "mistral",
-    [ELLM_CHAT_SMOLLM] = "smollm", [ELLM_CHAT_QWEN25] = "qwen2.5", [ELLM_CHAT_QWEN3] = "qwen3",
-    [ELLM_CHAT_LLAMA31] = "llama3.1", [ELLM_CHAT_LLAMA32] = "llama3.2", [ELLM_CHAT_ZEPHYR] = "zephyr",
+    [ELLM_CHAT_CHATML] = "chatml",       [ELLM_CHAT_LLAMA2] = "llama2",
+    [ELLM_CHAT_LLAMA3] = "llama3",       [ELLM_CHAT_GEMMA] = "gemma",
+    [ELLM_CHAT_PHI3] = "phi3",           [ELLM_CHAT_MISTRAL] = "mistral",
+    [ELLM_CHAT_SMOLLM] = "smollm",       [ELLM_CHAT_QWEN25] = "qwen2.5",
+    [ELLM_CHAT_QWEN3] = "qwen3",         [ELLM_CHAT_LLAMA31] = "llama3.1",
+    [ELLM_CHAT_LLAMA32] = "llama3.2",    [ELLM_CHAT_ZEPHYR] = "zephyr",
+    [ELLM_CHAT_QWEN2] = "qwen2",         [ELLM_CHAT_MISTRAL_V3] = "mistral-v3",
 };
 
 const char *ellm_chat_family_name(ellm_chat_family f)
@@ -47,6 +50,9 @@ static bool detect(const char *t, ellm_chat_family *f)
             *f = ELLM_CHAT_QWEN25;
         else if (has(t, "You are a helpful AI assistant named SmolLM"))
             *f = ELLM_CHAT_SMOLLM;
+        else if (has(t, "system\nYou are a helpful assistant.<|im_end|>") ||
+                 has(t, "system\\nYou are a helpful assistant.<|im_end|>"))
+            *f = ELLM_CHAT_QWEN2; /* the default system turn, newline written or escaped */
         else
             *f = ELLM_CHAT_CHATML;
     } else if (has(t, "<start_of_turn>"))
@@ -57,6 +63,8 @@ static bool detect(const char *t, ellm_chat_family *f)
         *f = ELLM_CHAT_ZEPHYR; /* each turn ends with EOS instead of Phi-3's <|end|> */
     else if (has(t, "[INST]") && has(t, "<<SYS>>"))
         *f = ELLM_CHAT_LLAMA2;
+    else if (has(t, "[INST]") && (has(t, "[AVAILABLE_TOOLS]") || has(t, "[TOOL_CALLS]")))
+        *f = ELLM_CHAT_MISTRAL_V3; /* the tool-calling generation of Mistral's format */
     else if (has(t, "[INST]"))
         *f = ELLM_CHAT_MISTRAL;
     else
@@ -83,7 +91,8 @@ const char *const *ellm_chat_stop_strings(ellm_chat_family f)
     static const char *const zephyr[] = {"</s>", "<|user|>", NULL};
     switch (f) {
     case ELLM_CHAT_LLAMA2:
-    case ELLM_CHAT_MISTRAL: return llama2;
+    case ELLM_CHAT_MISTRAL:
+    case ELLM_CHAT_MISTRAL_V3: return llama2;
     case ELLM_CHAT_LLAMA3:
     case ELLM_CHAT_LLAMA31:
     case ELLM_CHAT_LLAMA32: return llama3;

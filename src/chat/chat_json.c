@@ -32,7 +32,8 @@ static char *dup_string(const char *s, size_t n)
 edgellm_status ellm_chat_conversation_parse(const char *json_text, ellm_chat_conversation *out)
 {
     if (!json_text || !out)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_conversation_parse: NULL argument");
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "ellm_chat_conversation_parse: NULL argument");
     out->messages = NULL;
     out->n = 0;
     json_error_t err;

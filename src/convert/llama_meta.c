@@ -14,6 +14,7 @@ uint32_t ellm_gguf_file_type(ellm_type weight_type)
     case ELLM_TYPE_Q5_1: return 9;
     case ELLM_TYPE_Q2_K: return 10;
     case ELLM_TYPE_Q3_K: return 11; /* Q3_K_S */
+    case ELLM_TYPE_IQ4_NL: return 25;
     case ELLM_TYPE_IQ4_XS: return 30;
     case ELLM_TYPE_BF16: return 32;
     default: return 0; /* all F32 */

@@ -7,6 +7,7 @@
 
 #include "convert/convert.h"
 #include "core/status.h"
+#include "core/threadpool.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
 
@@ -15,26 +16,44 @@ typedef struct requant {
     ellm_type type;
     const ellm_quantize_options *options;
     int index, total;
+    ellm_threadpool *pool;
 } requant;
+
+typedef struct requant_rows {
+    const requant *r;
+    uint8_t *dst;
+    uint64_t n_rows, src_rb, dst_rb;
+    float *rows; /* one float row per thread */
+} requant_rows;
+
+/* Rows are independent, so threads take interleaved rows; the bytes do not depend on the split. */
+static void requantize_rows(void *arg, int ith, int nth)
+{
+    requant_rows *j = arg;
+    const gguf_tensor_info *t = j->r->src;
+    float *row = j->rows + (size_t)ith * t->ne[0];
+    for (uint64_t i = (uint64_t)ith; i < j->n_rows; i += (uint64_t)nth) {
+        ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + i * j->src_rb, row,
+                            (int64_t)t->ne[0]);
+        ellm_quantize_row(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0]);
+    }
+}
 
 static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
 {
     const requant *r = user;
     const gguf_tensor_info *t = r->src;
-    uint64_t n_rows = t->n_elements / t->ne[0], src_rb = 0, dst_rb = 0;
-    ellm_row_bytes(t->type, t->ne[0], &src_rb);
-    ellm_row_bytes(r->type, t->ne[0], &dst_rb);
-    if (dst_rb * n_rows != n_bytes)
+    requant_rows j = {.r = r, .dst = dst, .n_rows = t->n_elements / t->ne[0]};
+    ellm_row_bytes(t->type, t->ne[0], &j.src_rb);
+    ellm_row_bytes(r->type, t->ne[0], &j.dst_rb);
+    if (j.dst_rb * j.n_rows != n_bytes)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "internal size mismatch");
-    float *row = malloc(t->ne[0] * sizeof *row);
-    if (!row)
+    int nth = r->pool ? ellm_threadpool_size(r->pool) : 1;
+    j.rows = malloc((size_t)nth * t->ne[0] * sizeof *j.rows);
+    if (!j.rows)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a row");
-    for (uint64_t i = 0; i < n_rows; i++) {
-        ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + i * src_rb, row,
-                            (int64_t)t->ne[0]);
-        ellm_quantize_row(r->type, row, (uint8_t *)dst + i * dst_rb, (int64_t)t->ne[0]);
-    }
-    free(row);
+    ellm_threadpool_run(r->pool, requantize_rows, &j);
+    free(j.rows);
     if (r->options->on_progress)
         r->options->on_progress(r->options->user, r->index + 1, r->total);
     return EDGELLM_OK;
@@ -109,7 +128,8 @@ bool ellm_quant_recipe_exists(const char *name) { return find_recipe(name) != NU
 
 const char *ellm_quant_recipe_names(void)
 {
-    return "q8_0, q4_0, f16, bf16, f32 and the other single types this build has, or a mix: "
+    return "q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl, f16, bf16, f32 and the other single types this "
+           "build has, or a mix: "
            "q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_xs";
 }
 
@@ -216,11 +236,19 @@ static ellm_type recipe_wish(const recipe *r, const gguf_tensor_info *t, const m
     return r->base;
 }
 
+/* The 32-value types of 4 and 5 bits: a single-type target of one of these keeps the output head
+ * at Q8_0, where the logits' quantization error hurts most. */
+static bool single_keeps_8bit_head(ellm_type t)
+{
+    return t == ELLM_TYPE_Q4_0 || t == ELLM_TYPE_Q4_1 || t == ELLM_TYPE_Q5_0 ||
+           t == ELLM_TYPE_Q5_1 || t == ELLM_TYPE_IQ4_NL;
+}
+
 /* The type one tensor gets: norms and other 1-D tensors stay as they are. A single-type target
- * keeps the output head (the token embedding when the head is tied to it) at 8 bits under a 4-bit
- * target, and rows that do not split into its blocks take F16, the nearest type that fits any row
- * length. A recipe takes its wish; rows that do not split into 256-value blocks take a 32-value
- * substitute, or F16 when they do not split into 32s either. */
+ * keeps the output head (the token embedding when the head is tied to it) at 8 bits under a 4- or
+ * 5-bit target, and rows that do not split into its blocks take F16, the nearest type that fits
+ * any row length. A recipe takes its wish; rows that do not split into 256-value blocks take a
+ * 32-value substitute, or F16 when they do not split into 32s either. */
 static ellm_type choose(const gguf_tensor_info *t, const recipe *r, const model_shape *m,
                         bool *fell_back, ellm_type *wanted)
 {
@@ -232,7 +260,7 @@ static ellm_type choose(const gguf_tensor_info *t, const recipe *r, const model_
     if (r->id == RECIPE_SINGLE) {
         bool head = name_is(t->name, "output.weight") ||
                     (m->tied && name_is(t->name, "token_embd.weight"));
-        if (r->base == ELLM_TYPE_Q4_0 && head)
+        if (head && single_keeps_8bit_head(r->base))
             want = ELLM_TYPE_Q8_0;
     } else {
         want = recipe_wish(r, t, m);
@@ -296,6 +324,10 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
     }
     gguf_writer *w = gguf_writer_create();
     uint64_t n = gguf_tensor_count(in);
+    /* The K-quant quantizers search per sub-block: use every core (a 1B model takes minutes). */
+    ellm_threadpool *pool = NULL;
+    if (ellm_threadpool_create(0, &pool) != EDGELLM_OK)
+        pool = NULL; /* run on this thread alone */
     requant *jobs = calloc(n ? n : 1, sizeof *jobs);
     if (!w || !jobs)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
@@ -318,7 +350,7 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
         const gguf_tensor_info *t = gguf_tensor_at(in, i);
         bool fell_back;
         ellm_type wanted;
-        jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, (int)i, (int)n};
+        jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, (int)i, (int)n, pool};
         char *name = gguf_str_dup(t->name);
         if (!name) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
@@ -333,6 +365,7 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
     if (st == EDGELLM_OK)
         st = gguf_writer_write(w, out_path);
     gguf_writer_free(w);
+    ellm_threadpool_free(pool);
     free(jobs);
     gguf_close(in);
     return st;

@@ -2,6 +2,7 @@
 #include "core/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -134,6 +135,9 @@ void ellm_threadpool_run(ellm_threadpool *pool, ellm_task_fn fn, void *arg)
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
     fn(arg, 0, pool->n_threads);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0)
-        ;
+    /* A worker still busy has usually nearly finished; one that is descheduled (a machine with
+     * more runnable threads than cores) needs this core, so stop spinning after a while. */
+    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++)
+        if (spins > SPIN_ITERATIONS)
+            sched_yield();
 }

@@ -5,6 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* One attention head of one token over an F16 cache (attention_f16.inc), with the portable
+ * half conversions: what every ISA copy below except the *_wide ones must equal bit for bit. */
+void ellm_attend_f16_portable(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                              int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                              float *out);
+
 #if defined(__x86_64__)
 #define ELLM_HAVE_F16C_ATTENTION 1
 /* One attention head over an F16 cache using F16C conversions (see attention_f16.inc). */
@@ -13,6 +19,18 @@ void ellm_attend_f16_f16c(const float *q, const uint8_t *kc, const uint8_t *vc, 
                           float *out);
 /* The same for head sizes that are a multiple of 32, eight lanes at a time. */
 void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc,
+                               size_t stride, int32_t n_pos, int32_t hd, float scale,
+                               uint16_t *acc, float *qr, float *out);
+#endif
+
+#if defined(__aarch64__)
+#define ELLM_HAVE_NEON_ATTENTION 1
+/* One attention head over an F16 cache with AArch64 half conversions (attention_neon.c). */
+void ellm_attend_f16_neon(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                          int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                          float *out);
+/* Head sizes that are a multiple of 32: the F16C wide path's computation, eight lanes a step. */
+void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t *vc,
                                size_t stride, int32_t n_pos, int32_t hd, float scale,
                                uint16_t *acc, float *qr, float *out);
 #endif

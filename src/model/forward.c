@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "model/model_internal.h"
 #include "model/attention.h"
+#include "model/profile.h"
 #include "quant/quant.h"
 
 struct ellm_state {
@@ -22,6 +23,7 @@ struct ellm_state {
     int32_t *tok_seq, *tok_pos; /* per batch row: which sequence, at which position */
     size_t scores_per_thread;
     void *mm_scratch;
+    ellm_profile *profile; /* NULL unless a caller profiles passes on this state */
     void *block; /* one allocation holding everything above */
 };
 
@@ -169,6 +171,65 @@ void ellm_state_free(ellm_state *s)
 
 int32_t ellm_state_n_past(const ellm_state *s) { return s->n_past; }
 
+void ellm_state_set_profile(ellm_state *s, ellm_profile *profile) { s->profile = profile; }
+
+/* Profile timers: a clock read only when a profile is attached. */
+static double prof_begin(const ellm_state *s) { return s->profile ? ellm_profile_now() : 0; }
+
+static void prof_end(ellm_state *s, ellm_prof_op op, double t0)
+{
+    if (s->profile) {
+        s->profile->op_s[op] += ellm_profile_now() - t0;
+        s->profile->op_calls[op]++;
+    }
+}
+
+/* The weights (of one input) in one pool dispatch; timed under the first weight's type. */
+static void matmul_weights(ellm_state *s, ellm_threadpool *pool, const ellm_tensor *const *w,
+                           int n_w, const float *x, int32_t n_tokens, float *const *y)
+{
+    double t0 = prof_begin(s);
+    ellm_matmul_multi(pool, w, n_w, x, n_tokens, y, s->mm_scratch);
+    if (s->profile) {
+        s->profile->matmul_s[w[0]->type] += ellm_profile_now() - t0;
+        s->profile->matmul_calls[w[0]->type] += (uint64_t)n_w;
+    }
+}
+
+/* Element-wise steps of a batch split over the pool in contiguous ranges (each element is
+ * computed alone, so the split cannot change results); small ones stay on the caller. */
+typedef enum elementwise_op { EW_ADD, EW_SILU_MUL } elementwise_op;
+
+typedef struct elementwise_job {
+    elementwise_op op;
+    float *dst;
+    const float *src;
+    int64_t n;
+} elementwise_job;
+
+static void elementwise_task(void *arg, int ith, int nth)
+{
+    elementwise_job *j = arg;
+    int64_t per = (j->n + nth - 1) / nth;
+    int64_t i0 = per * ith, i1 = i0 + per < j->n ? i0 + per : j->n;
+    if (j->op == EW_ADD) {
+        for (int64_t i = i0; i < i1; i++)
+            j->dst[i] += j->src[i];
+    } else {
+        for (int64_t i = i0; i < i1; i++) {
+            float g = j->dst[i];
+            j->dst[i] = g / (1.0f + expf(-g)) * j->src[i];
+        }
+    }
+}
+
+static void elementwise(ellm_threadpool *pool, elementwise_op op, float *dst, const float *src,
+                        int64_t n)
+{
+    elementwise_job j = {op, dst, src, n};
+    ellm_threadpool_run(n >= 16384 ? pool : NULL, elementwise_task, &j);
+}
+
 void ellm_state_truncate(ellm_state *s, int32_t n_keep)
 {
     if (n_keep < 0)
@@ -186,6 +247,31 @@ static void rms_norm(const float *x, const float *weight, float *out, int64_t n,
     float scale = 1.0f / sqrtf(mean + eps);
     for (int64_t i = 0; i < n; i++)
         out[i] = x[i] * scale * weight[i];
+}
+
+/* rms_norm of each of n_tokens rows, rows split over the pool. */
+typedef struct norm_job {
+    const float *x, *weight;
+    float *out;
+    int64_t n;
+    int32_t n_tokens;
+    float eps;
+} norm_job;
+
+static void norm_task(void *arg, int ith, int nth)
+{
+    norm_job *j = arg;
+    for (int32_t t = ith; t < j->n_tokens; t += nth)
+        rms_norm(j->x + t * j->n, j->weight, j->out + t * j->n, j->n, j->eps);
+}
+
+static void norm_rows(ellm_state *s, ellm_threadpool *pool, const float *weight, int32_t n_tokens,
+                      int64_t n, float eps)
+{
+    double t0 = prof_begin(s);
+    norm_job j = {s->x, weight, s->xn, n, n_tokens, eps};
+    ellm_threadpool_run(n_tokens > 1 ? pool : NULL, norm_task, &j);
+    prof_end(s, ELLM_PROF_NORM, t0);
 }
 
 /* The rotation a layer applies: sliding layers of some models use their own base and no
@@ -254,8 +340,8 @@ typedef struct attention_job {
     int32_t layer, n_tokens;
 } attention_job;
 
-#define ATTEND_F16 attend_f16_portable
-#define ATTEND_F16_ATTRIBUTES static
+#define ATTEND_F16 ellm_attend_f16_portable
+#define ATTEND_F16_ATTRIBUTES
 #define HALF_TO_FLOAT(h) ellm_f16_to_f32(h)
 #define FLOAT_TO_HALF(f) ellm_f32_to_f16(f)
 #include "model/attention_f16.inc"
@@ -278,8 +364,12 @@ static attend_f16_fn select_attend_f16(int32_t head_dim)
         __builtin_cpu_supports("fma"))
         return head_dim % 32 == 0 ? ellm_attend_f16_f16c_wide : ellm_attend_f16_f16c;
 #endif
+#if defined(ELLM_HAVE_NEON_ATTENTION)
+    /* Half conversions are baseline AArch64: no CPU check. */
+    return head_dim % 32 == 0 ? ellm_attend_f16_neon_wide : ellm_attend_f16_neon;
+#endif
     (void)head_dim;
-    return attend_f16_portable;
+    return ellm_attend_f16_portable;
 }
 
 /* One head of one token over an F32 cache: exact two-pass softmax in float. */
@@ -379,6 +469,15 @@ static void attention_task(void *arg, int ith, int nth)
     }
 }
 
+static void prof_pass(ellm_state *s, int32_t n_tokens, double t0)
+{
+    if (s->profile) {
+        s->profile->forward_s += ellm_profile_now() - t0;
+        s->profile->forward_calls++;
+        s->profile->tokens += (uint64_t)n_tokens;
+    }
+}
+
 /* Appends batch rows' keys and values (in work) to their own sequences' caches. */
 static void store_kv(const ellm_state *work, const ellm_forward_seq *seqs, int32_t layer,
                      int32_t n_tokens, size_t kv_dim)
@@ -472,6 +571,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
     if (st != EDGELLM_OK)
         return st;
     ellm_state *s = work;
+    double t_pass = prof_begin(s);
 
     int64_t n_embd = hp->n_embd, n_ff = hp->n_ff;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim;
@@ -491,11 +591,11 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
 
     for (int32_t il = 0; il < hp->n_layer; il++) {
         const ellm_layer *L = &w->layers[il];
-        for (int32_t t = 0; t < n_tokens; t++)
-            rms_norm(s->x + t * n_embd, m->norms[il].attn_norm, s->xn + t * n_embd, n_embd,
-                     hp->rms_norm_eps);
+        norm_rows(s, pool, m->norms[il].attn_norm, n_tokens, n_embd, hp->rms_norm_eps);
+        const ellm_layer_norms *N = &m->norms[il];
         if (hp->fused_qkv) {
-            ellm_matmul(pool, &L->wqkv, s->xn, n_tokens, s->fused, s->mm_scratch);
+            const ellm_tensor *wqkv = &L->wqkv;
+            matmul_weights(s, pool, &wqkv, 1, s->xn, n_tokens, &s->fused);
             size_t row = q_dim + 2 * kv_dim;
             for (int32_t t = 0; t < n_tokens; t++) {
                 const float *src = s->fused + t * row;
@@ -504,17 +604,17 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
                 memcpy(s->v + t * kv_dim, src + q_dim + kv_dim, kv_dim * sizeof(float));
             }
         } else {
-            ellm_matmul(pool, &L->wq, s->xn, n_tokens, s->q, s->mm_scratch);
-            ellm_matmul(pool, &L->wk, s->xn, n_tokens, s->k, s->mm_scratch);
-            ellm_matmul(pool, &L->wv, s->xn, n_tokens, s->v, s->mm_scratch);
+            const ellm_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+            float *qkv_out[3] = {s->q, s->k, s->v};
+            matmul_weights(s, pool, qkv, 3, s->xn, n_tokens, qkv_out);
         }
-        const ellm_layer_norms *N = &m->norms[il];
         if (N->bq || N->bk || N->bv)
             for (int32_t t = 0; t < n_tokens; t++) {
                 add_bias(s->q + t * q_dim, N->bq, q_dim);
                 add_bias(s->k + t * kv_dim, N->bk, kv_dim);
                 add_bias(s->v + t * kv_dim, N->bv, kv_dim);
             }
+        double t0 = prof_begin(s);
         if (hp->qk_norm)
             for (int32_t t = 0; t < n_tokens; t++) {
                 for (int32_t h = 0; h < hp->n_head; h++) {
@@ -526,52 +626,53 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
                     rms_norm(v, N->k_norm, v, hp->head_dim, hp->rms_norm_eps);
                 }
             }
+        prof_end(s, ELLM_PROF_NORM, t0);
+        t0 = prof_begin(s);
         for (int32_t t = 0; t < n_tokens; t++) {
             rope_params r = layer_rope(m, il, seqs[s->tok_seq[t]].state);
             rope(m, &r, s->q + t * q_dim, hp->n_head, s->tok_pos[t]);
             rope(m, &r, s->k + t * kv_dim, hp->n_head_kv, s->tok_pos[t]);
         }
+        prof_end(s, ELLM_PROF_ROPE, t0);
+        t0 = prof_begin(s);
         store_kv(s, seqs, il, n_tokens, kv_dim);
         attention_job aj = {m, s, seqs, il, n_tokens};
         ellm_threadpool_run(pool, attention_task, &aj);
-        ellm_matmul(pool, &L->wo, s->att, n_tokens, s->tmp, s->mm_scratch);
+        prof_end(s, ELLM_PROF_ATTENTION, t0);
+        const ellm_tensor *wo = &L->wo;
+        matmul_weights(s, pool, &wo, 1, s->att, n_tokens, &s->tmp);
         if (hp->post_norms)
             for (int32_t t = 0; t < n_tokens; t++)
                 rms_norm(s->tmp + t * n_embd, N->post_attn, s->tmp + t * n_embd, n_embd,
                          hp->rms_norm_eps);
-        for (int64_t i = 0; i < n_tokens * n_embd; i++)
-            s->x[i] += s->tmp[i];
+        elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
 
-        for (int32_t t = 0; t < n_tokens; t++)
-            rms_norm(s->x + t * n_embd, m->norms[il].ffn_norm, s->xn + t * n_embd, n_embd,
-                     hp->rms_norm_eps);
+        norm_rows(s, pool, m->norms[il].ffn_norm, n_tokens, n_embd, hp->rms_norm_eps);
         if (hp->fused_gate_up) {
-            ellm_matmul(pool, &L->ffn_up, s->xn, n_tokens, s->fused, s->mm_scratch);
+            const ellm_tensor *up = &L->ffn_up;
+            matmul_weights(s, pool, &up, 1, s->xn, n_tokens, &s->fused);
             for (int32_t t = 0; t < n_tokens; t++) {
                 memcpy(s->gate + t * n_ff, s->fused + t * 2 * n_ff, (size_t)n_ff * sizeof(float));
                 memcpy(s->up + t * n_ff, s->fused + t * 2 * n_ff + n_ff,
                        (size_t)n_ff * sizeof(float));
             }
         } else {
-            ellm_matmul(pool, &L->ffn_gate, s->xn, n_tokens, s->gate, s->mm_scratch);
-            ellm_matmul(pool, &L->ffn_up, s->xn, n_tokens, s->up, s->mm_scratch);
+            const ellm_tensor *gate_up[2] = {&L->ffn_gate, &L->ffn_up};
+            float *gate_up_out[2] = {s->gate, s->up};
+            matmul_weights(s, pool, gate_up, 2, s->xn, n_tokens, gate_up_out);
         }
-        if (hp->gelu_ffn) {
+        if (hp->gelu_ffn)
             for (int64_t i = 0; i < n_tokens * n_ff; i++)
                 s->gate[i] = gelu_tanh(s->gate[i]) * s->up[i];
-        } else {
-            for (int64_t i = 0; i < n_tokens * n_ff; i++) {
-                float g = s->gate[i];
-                s->gate[i] = g / (1.0f + expf(-g)) * s->up[i];
-            }
-        }
-        ellm_matmul(pool, &L->ffn_down, s->gate, n_tokens, s->tmp, s->mm_scratch);
+        else
+            elementwise(pool, EW_SILU_MUL, s->gate, s->up, n_tokens * n_ff);
+        const ellm_tensor *down = &L->ffn_down;
+        matmul_weights(s, pool, &down, 1, s->gate, n_tokens, &s->tmp);
         if (hp->post_norms)
             for (int32_t t = 0; t < n_tokens; t++)
                 rms_norm(s->tmp + t * n_embd, N->post_ffw, s->tmp + t * n_embd, n_embd,
                          hp->rms_norm_eps);
-        for (int64_t i = 0; i < n_tokens * n_embd; i++)
-            s->x[i] += s->tmp[i];
+        elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
     }
 
     if (seqs[0].hidden) {
@@ -579,6 +680,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
             rms_norm(s->x + t * n_embd, m->output_norm, logits + t * n_embd, n_embd,
                      hp->rms_norm_eps);
         seqs[0].state->n_past += n_tokens;
+        prof_pass(s, n_tokens, t_pass);
         return EDGELLM_OK;
     }
 
@@ -591,11 +693,13 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
                      hp->rms_norm_eps);
         row += seqs[i].n_tokens;
     }
-    ellm_matmul(pool, &w->output, s->xn, n_out, logits, s->mm_scratch);
+    const ellm_tensor *head = &w->output;
+    matmul_weights(s, pool, &head, 1, s->xn, n_out, &logits);
     if (hp->final_softcap > 0)
         for (int64_t i = 0; i < (int64_t)n_out * hp->n_vocab; i++)
             logits[i] = hp->final_softcap * tanhf(logits[i] / hp->final_softcap);
     for (int32_t i = 0; i < n_seqs; i++)
         seqs[i].state->n_past += seqs[i].n_tokens;
+    prof_pass(s, n_tokens, t_pass);
     return EDGELLM_OK;
 }

@@ -98,6 +98,10 @@ edgellm_status ellm_state_create(const ellm_model *model, const ellm_state_param
                                  ellm_state **out);
 void ellm_state_free(ellm_state *state);
 int32_t ellm_state_n_past(const ellm_state *state);
+/* Attaches a profile (model/profile.h) that forward passes on this state add their times to;
+ * NULL detaches. The caller owns it. */
+struct ellm_profile;
+void ellm_state_set_profile(ellm_state *state, struct ellm_profile *profile);
 void ellm_state_truncate(ellm_state *state, int32_t n_keep);
 
 /*

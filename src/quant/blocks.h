@@ -17,6 +17,49 @@ typedef struct block_q8_0 {
     int8_t qs[QK8_0];
 } block_q8_0;
 
+/* The other 32-value formats of the GGUF definition. A "_1" format stores a minimum m beside the
+ * scale: value = d * q + m. Nibbles are laid out as in Q4_0 (value j in the low nibble of qs[j],
+ * value j + 16 in the high nibble); the 5-bit formats keep the fifth bit of value j in bit j of
+ * qh read as a little-endian 32-bit word. */
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK8_1 32
+#define QK4_NL 32
+
+typedef struct block_q4_1 {
+    uint16_t d;              /* scale, IEEE half */
+    uint16_t m;              /* minimum, IEEE half */
+    uint8_t qs[QK4_1 / 2];   /* q in 0..15: value = d * q + m */
+} block_q4_1;
+
+typedef struct block_q5_0 {
+    uint16_t d;              /* scale, IEEE half */
+    uint8_t qh[4];           /* fifth bits */
+    uint8_t qs[QK5_0 / 2];   /* low 4 bits; q in 0..31: value = d * (q - 16) */
+} block_q5_0;
+
+typedef struct block_q5_1 {
+    uint16_t d;              /* scale, IEEE half */
+    uint16_t m;              /* minimum, IEEE half */
+    uint8_t qh[4];           /* fifth bits */
+    uint8_t qs[QK5_1 / 2];   /* low 4 bits; q in 0..31: value = d * q + m */
+} block_q5_1;
+
+/* IQ4_NL: 4-bit indices into the non-linear levels ellm_kvalues_iq4nl; value = d * level. */
+typedef struct block_iq4_nl {
+    uint16_t d;              /* scale, IEEE half */
+    uint8_t qs[QK4_NL / 2];
+} block_iq4_nl;
+
+/* Activation format for the "_1" weights (never stored in files): Q8_0 plus s = d * sum(qs), so a
+ * weight block's minimum contributes m * s to the dot product with one multiplication. */
+typedef struct block_q8_1 {
+    uint16_t d;              /* scale, IEEE half */
+    uint16_t s;              /* d (as stored) times the sum of qs, IEEE half */
+    int8_t qs[QK8_1];
+} block_q8_1;
+
 /* Activation format the K-quant weight kernels consume (never stored in files): one float scale,
  * 256 int8 values, and the sums of each 16 values so kernels can apply block minimums cheaply. */
 #define QK_K 256
@@ -101,6 +144,11 @@ extern const int8_t ellm_kvalues_iq4nl[16];
 
 _Static_assert(sizeof(block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block is 34 bytes");
+_Static_assert(sizeof(block_q4_1) == 20, "Q4_1 block is 20 bytes");
+_Static_assert(sizeof(block_q5_0) == 22, "Q5_0 block is 22 bytes");
+_Static_assert(sizeof(block_q5_1) == 24, "Q5_1 block is 24 bytes");
+_Static_assert(sizeof(block_iq4_nl) == 18, "IQ4_NL block is 18 bytes");
+_Static_assert(sizeof(block_q8_1) == 36, "Q8_1 block is 36 bytes");
 _Static_assert(sizeof(block_q8_K) == 292, "Q8_K block is 292 bytes");
 _Static_assert(sizeof(block_q4_K) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(block_q5_K) == 176, "Q5_K block is 176 bytes");

@@ -1,5 +1,9 @@
 /* Chooses the kernel set once, from the CPU's features at run time. */
 #include <stdatomic.h>
+#include <string.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 #include "quant/kernels.h"
 #include "quant/quant.h"
@@ -9,6 +13,7 @@ typedef struct kernel_set {
     ellm_type_kernels f32, f16, bf16, q8_0, q4_0;
     ellm_type_kernels q4_K, q5_K, q6_K;
     ellm_type_kernels q2_k, q3_k, iq4_xs;
+    ellm_type_kernels q4_1, q5_0, q5_1, iq4_nl;
 } kernel_set;
 
 static const kernel_set scalar_set = {
@@ -24,6 +29,10 @@ static const kernel_set scalar_set = {
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -40,22 +49,91 @@ static const kernel_set avx2_set = {
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL},
     {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2},
 };
 #endif
 
+#if defined(ELLM_HAVE_NEON_KERNELS)
+/* Every AArch64 CPU has NEON; F32/F16 dots and BF16 are the same in both ARM sets. */
+#define NEON_INT_SET(name, sfx)                                                                    \
+    {                                                                                              \
+        name,                                                                                      \
+        {ELLM_TYPE_F32, ellm_vec_dot_f32_neon, "neon", NULL},                                      \
+        {ELLM_TYPE_F32, ellm_vec_dot_f16_neon, "neon", NULL},                                      \
+        {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},                                 \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_##sfx, name, ellm_vec_dot_q8_0_x4_##sfx},               \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_##sfx, name, ellm_vec_dot_q4_0_x4_##sfx},               \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_##sfx, name, ellm_vec_dot_q4_K_x4_##sfx},               \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_##sfx, name, ellm_vec_dot_q5_K_x4_##sfx},               \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_##sfx, name, ellm_vec_dot_q6_K_x4_##sfx},               \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_##sfx, name, ellm_vec_dot_q2_K_x4_##sfx},               \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_##sfx, name, ellm_vec_dot_q3_K_x4_##sfx},               \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_##sfx, name, ellm_vec_dot_iq4_xs_x4_##sfx},           \
+        /* No NEON copies of these yet: the portable kernels. */                                  \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL},                                \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL},                                \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL},                                \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL},                              \
+    }
+static const kernel_set neon_set = NEON_INT_SET("neon", neon);
+static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
+
+/* The ARMv8.2 dot-product extension (SDOT/UDOT), as the kernel reports it. */
+static bool cpu_has_dotprod(void)
+{
+#if defined(__linux__)
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+    return false;
+#endif
+}
+#endif
+
+/* Every set this build has, fastest first, and whether this CPU can run it. */
+static const kernel_set *const all_sets[] = {
+#if defined(ELLM_HAVE_AVX2_KERNELS)
+    &avx2_set,
+#endif
+#if defined(ELLM_HAVE_NEON_KERNELS)
+    &neon_dotprod_set,
+    &neon_set,
+#endif
+    &scalar_set,
+};
+
+static bool cpu_runs(const kernel_set *s)
+{
+#if defined(ELLM_HAVE_AVX2_KERNELS)
+    if (s == &avx2_set) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    }
+#endif
+#if defined(ELLM_HAVE_NEON_KERNELS)
+    if (s == &neon_dotprod_set)
+        return cpu_has_dotprod();
+#endif
+    return true;
+}
+
 static _Atomic(const kernel_set *) active_set;
-static atomic_bool force_scalar;
+static _Atomic(const kernel_set *) forced_set; /* NULL: the fastest set this CPU runs */
 
 static const kernel_set *detect(void)
 {
-#if defined(ELLM_HAVE_AVX2_KERNELS)
-    if (!atomic_load(&force_scalar)) {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-            __builtin_cpu_supports("f16c"))
-            return &avx2_set;
-    }
-#endif
+    const kernel_set *f = atomic_load(&forced_set);
+    if (f)
+        return f;
+    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
+        if (cpu_runs(all_sets[i]))
+            return all_sets[i];
     return &scalar_set;
 }
 
@@ -69,10 +147,31 @@ static const kernel_set *current(void)
     return s;
 }
 
-void ellm_quant_force_scalar(bool on)
+void ellm_quant_force_scalar(bool on) { ellm_quant_use_kernel_set(on ? "scalar" : NULL); }
+
+int ellm_kernel_sets_available(const char **names, int max)
 {
-    atomic_store(&force_scalar, on);
+    int count = 0;
+    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
+        if (cpu_runs(all_sets[i])) {
+            if (count < max)
+                names[count] = all_sets[i]->name;
+            count++;
+        }
+    return count;
+}
+
+bool ellm_quant_use_kernel_set(const char *name)
+{
+    const kernel_set *chosen = NULL;
+    for (size_t i = 0; name && i < sizeof all_sets / sizeof all_sets[0]; i++)
+        if (!strcmp(all_sets[i]->name, name) && cpu_runs(all_sets[i]))
+            chosen = all_sets[i];
+    if (name && !chosen)
+        return false;
+    atomic_store(&forced_set, chosen);
     atomic_store(&active_set, detect());
+    return true;
 }
 
 const char *ellm_kernel_set_name(void) { return current()->name; }
@@ -92,6 +191,10 @@ const ellm_type_kernels *ellm_kernels_for(ellm_type type)
     case ELLM_TYPE_Q2_K: return &s->q2_k;
     case ELLM_TYPE_Q3_K: return &s->q3_k;
     case ELLM_TYPE_IQ4_XS: return &s->iq4_xs;
+    case ELLM_TYPE_Q4_1: return &s->q4_1;
+    case ELLM_TYPE_Q5_0: return &s->q5_0;
+    case ELLM_TYPE_Q5_1: return &s->q5_1;
+    case ELLM_TYPE_IQ4_NL: return &s->iq4_nl;
     default: return NULL;
     }
 }
@@ -106,6 +209,23 @@ void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst
     if (vec_dot_type == ELLM_TYPE_Q8_K && current() == &avx2_set) {
         ellm_quantize_row_q8_K_avx2(x, dst, n);
         return;
+    }
+    if (vec_dot_type == ELLM_TYPE_Q8_1 && current() == &avx2_set) {
+        ellm_quantize_row_q8_1_avx2(x, dst, n);
+        return;
+    }
+#endif
+#if defined(ELLM_HAVE_NEON_KERNELS)
+    const kernel_set *s = current();
+    if (s == &neon_set || s == &neon_dotprod_set) {
+        if (vec_dot_type == ELLM_TYPE_Q8_0) {
+            ellm_quantize_row_q8_0_neon(x, dst, n);
+            return;
+        }
+        if (vec_dot_type == ELLM_TYPE_Q8_K) {
+            ellm_quantize_row_q8_K_neon(x, dst, n);
+            return;
+        }
     }
 #endif
     ellm_quantize_row(vec_dot_type, x, dst, n);

@@ -3,6 +3,7 @@
 #ifndef EDGELLM_QUANT_KERNELS_H
 #define EDGELLM_QUANT_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 void ellm_vec_dot_f32_scalar(int64_t n, float *out, const void *row, const void *x);
@@ -18,6 +19,11 @@ void ellm_vec_dot_q6_K_scalar(int64_t n, float *out, const void *row, const void
 void ellm_vec_dot_q2_K_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_xs_scalar(int64_t n, float *out, const void *row, const void *x);
+/* Q4_1, Q5_1 against Q8_1 and Q5_0, IQ4_NL against Q8_0 activations (kernels_legacy_*.c). */
+void ellm_vec_dot_q4_1_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_0_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_1_scalar(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_iq4_nl_scalar(int64_t n, float *out, const void *row, const void *x);
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define ELLM_HAVE_AVX2_KERNELS 1
@@ -30,6 +36,15 @@ void ellm_vec_dot_q4_0_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x);
+/* Tiles of rows × tokens against extended Q8_0 activations (gemm_avx2.c; see ellm_gemm_fn).
+ * ellm_gemm_avx2_init must have run once before (it fills their scale table). */
+void ellm_gemm_avx2_init(void);
+void ellm_gemm_q4_0_avx2(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                         const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                         int64_t y_stride);
+void ellm_gemm_q8_0_avx2(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                         const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                         int64_t y_stride);
 /* Quantizes a float row to Q8_0 blocks with the same result as the reference quantizer. */
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n);
 /* K-quants against Q8_K activations (kernels_kquants_avx2.c). */
@@ -41,6 +56,56 @@ void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 /* Quantizes a float row to Q8_K blocks, byte-identical to the reference quantizer. */
 void ellm_quantize_row_q8_K_avx2(const float *x, void *dst, int64_t n);
+/* Q4_1, Q5_0, Q5_1 and IQ4_NL (kernels_legacy_avx2.c), single and four-row. */
+void ellm_vec_dot_q4_1_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_0_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_1_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_iq4_nl_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_1_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_q5_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_q5_1_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_iq4_nl_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
+/* Quantizes a float row to Q8_1 blocks, byte-identical to the reference quantizer. */
+void ellm_quantize_row_q8_1_avx2(const float *x, void *dst, int64_t n);
+#endif
+
+#if defined(__aarch64__)
+#define ELLM_HAVE_NEON_KERNELS 1
+/* NEON kernels (kernels_neon.c): float dots and the activation quantizers, shared by both ARM
+ * sets, byte-identical quantizers and bit-identical integer dots to the scalar kernels. */
+void ellm_vec_dot_f32_neon(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_f16_neon(int64_t n, float *out, const void *row, const void *x);
+void ellm_quantize_row_q8_0_neon(const float *x, void *dst, int64_t n);
+void ellm_quantize_row_q8_K_neon(const float *x, void *dst, int64_t n);
+/* Integer dot kernels (kernels_neon_int.inc), once with plain NEON (_neon) and once with the
+ * ARMv8.2 dot-product extension (_neon_dotprod, kernels_neon_dotprod.c). */
+#define ELLM_NEON_INT_KERNELS(suffix)                                                              \
+    void ellm_vec_dot_q8_0_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q4_0_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q8_0_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q4_0_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q4_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q5_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q6_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q4_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q5_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q6_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q2_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_q3_K_##suffix(int64_t n, float *out, const void *row, const void *x);        \
+    void ellm_vec_dot_iq4_xs_##suffix(int64_t n, float *out, const void *row, const void *x);      \
+    void ellm_vec_dot_q2_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_q3_K_x4_##suffix(int64_t n, float *out, const void *row,                     \
+                                       const void *const *x);                                      \
+    void ellm_vec_dot_iq4_xs_x4_##suffix(int64_t n, float *out, const void *row,                   \
+                                         const void *const *x);
+ELLM_NEON_INT_KERNELS(neon)
+ELLM_NEON_INT_KERNELS(neon_dotprod)
 #endif
 
 #endif

@@ -25,14 +25,21 @@ static inline float hsum_ps(__m256 v)
     return _mm_cvtss_f32(lo);
 }
 
-/* The 8 scales and 8 mins of a Q4_K/Q5_K block as 16-bit lanes, each sub-block's value
- * repeated over the lanes a madd result for that sub-block occupies. */
-typedef struct kq_scales {
-    __m256i sc[4]; /* chunk c: lanes of sub-block 2c in the low half-result, 2c+1 in the high */
-    __m128i mins;  /* 8 mins as int16 */
-} kq_scales;
+static inline float hsum_ps128(__m128 v)
+{
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
 
-static inline void kq_unpack_scales(const uint8_t *packed, uint8_t sc[8], uint8_t mn[8])
+/* The scales and mins of a Q4_K/Q5_K block, decoded once and shared by every activation row. */
+typedef struct kq_meta {
+    __m256i sc;   /* the 8 scales as int16, in both 128-bit lanes (for kq_scale_of) */
+    __m128i mins; /* the 8 mins as int16 */
+    float d, dmin;
+} kq_meta;
+
+static inline void kq_decode_meta(uint16_t d, uint16_t dmin, const uint8_t *packed, kq_meta *m)
 {
     /* The 12-byte layout, decoded with 32-bit words: bytes 0-3 hold scales 0-3 (+ top bits of
      * scales 4-7), 4-7 mins 0-3 (+ top bits of mins 4-7), 8-11 the low nibbles of 4-7. */
@@ -41,34 +48,26 @@ static inline void kq_unpack_scales(const uint8_t *packed, uint8_t sc[8], uint8_
     uint32_t s_lo = u[0] & 0x3F3F3F3Fu, m_lo = u[1] & 0x3F3F3F3Fu;
     uint32_t s_hi = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4;
     uint32_t m_hi = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4;
-    memcpy(sc, &s_lo, 4);
-    memcpy(sc + 4, &s_hi, 4);
-    memcpy(mn, &m_lo, 4);
-    memcpy(mn + 4, &m_hi, 4);
+    __m128i v = _mm_set_epi32((int)m_hi, (int)m_lo, (int)s_hi, (int)s_lo);
+    m->sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
+    m->mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
+    m->d = _cvtsh_ss(d);
+    m->dmin = _cvtsh_ss(dmin);
 }
 
-/* -dmin-weighted min term of a block: sum_j m_j * (activation sum of sub-block j), exact. */
-static inline int kq_min_term(const uint8_t mn[8], const int16_t *bsums)
+/* Sub-block j's scale in every 16-bit lane (a byte shuffle of the decoded scales). */
+static inline __m256i kq_scale_of(__m256i sc, int j)
 {
-    __m256i b = _mm256_loadu_si256((const __m256i *)bsums);
-    /* Pairs of bsums -> 8 sub-block sums (int16 is enough: |sum| <= 32 * 128). */
-    __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-    __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
-    __m128i p = _mm_madd_epi16(m16, pair);
-    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
-    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
-    return _mm_cvtsi128_si32(p);
+    return _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j)));
 }
 
 /* Integer sum of one Q4_K/Q5_K chunk: 32 low-half values (sub-block 2c) and 32 high-half values
  * (sub-block 2c+1) against their activations, each weighted by its sub-block scale. */
-static inline __m256i kq_chunk(__m256i lo, __m256i hi, const int8_t *y, int sc0, int sc1)
+static inline __m256i kq_chunk(__m256i lo, __m256i hi, const int8_t *y, __m256i sc0, __m256i sc1)
 {
     __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y));
     __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32)));
-    p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc0));
-    p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc1));
-    return _mm256_add_epi32(p0, p1);
+    return _mm256_add_epi32(_mm256_madd_epi16(p0, sc0), _mm256_madd_epi16(p1, sc1));
 }
 
 /* The 4-bit quants of a Q4_K block as 8 vectors of 32 unsigned bytes (chunk c: lo, hi). */
@@ -96,17 +95,22 @@ static inline void q5_K_unpack(const block_q5_K *b, __m256i q[8])
     }
 }
 
-/* One Q4_K/Q5_K super-block against one activation block, accumulated into acc (float lanes)
- * and the min term into *mins. */
-static inline __m256 kq_block(const __m256i q[8], const uint8_t sc[8], const uint8_t mn[8],
-                              float d, float dmin, const block_q8_K *a, __m256 acc, float *mins)
+/* One Q4_K/Q5_K super-block against one activation block: the scaled integer sum into acc
+ * (8 float lanes), the min term into macc (4 float lanes; both exact integers before scaling). */
+static inline void kq_block(const __m256i q[8], const kq_meta *m, const block_q8_K *a, __m256 *acc,
+                            __m128 *macc)
 {
     __m256i isum = _mm256_setzero_si256();
     for (int c = 0; c < 4; c++)
         isum = _mm256_add_epi32(isum, kq_chunk(q[2 * c], q[2 * c + 1], a->qs + 64 * c,
-                                               sc[2 * c], sc[2 * c + 1]));
-    *mins += a->d * dmin * (float)kq_min_term(mn, a->bsums);
-    return _mm256_fmadd_ps(_mm256_set1_ps(a->d * d), _mm256_cvtepi32_ps(isum), acc);
+                                               kq_scale_of(m->sc, 2 * c),
+                                               kq_scale_of(m->sc, 2 * c + 1)));
+    /* Pairs of bsums -> the 8 sub-block sums (int16 is enough: |sum| <= 32 * 128). */
+    __m256i b = _mm256_loadu_si256((const __m256i *)a->bsums);
+    __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    __m128i msum = _mm_madd_epi16(m->mins, pair);
+    *macc = _mm_fmadd_ps(_mm_set1_ps(a->d * m->dmin), _mm_cvtepi32_ps(msum), *macc);
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(a->d * m->d), _mm256_cvtepi32_ps(isum), *acc);
 }
 
 void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -114,36 +118,36 @@ void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *
     const block_q4_K *w = row;
     const block_q8_K *a = x;
     __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
+    __m128 macc = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], mn[8];
+        kq_meta m;
         __m256i q[8];
-        kq_unpack_scales(w[i].scales, sc, mn);
+        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
         q4_K_unpack(&w[i], q);
-        acc = kq_block(q, sc, mn, ellm_f16_to_f32(w[i].d), ellm_f16_to_f32(w[i].dmin), &a[i], acc,
-                       &mins);
+        kq_block(q, &m, &a[i], &acc, &macc);
     }
-    *out = hsum_ps(acc) - mins;
+    *out = hsum_ps(acc) - hsum_ps128(macc);
 }
 
 void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
     const block_q4_K *w = row;
     __m256 acc[4];
-    float mins[4] = {0, 0, 0, 0};
-    for (int t = 0; t < 4; t++)
+    __m128 macc[4];
+    for (int t = 0; t < 4; t++) {
         acc[t] = _mm256_setzero_ps();
+        macc[t] = _mm_setzero_ps();
+    }
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], mn[8];
+        kq_meta m;
         __m256i q[8];
-        kq_unpack_scales(w[i].scales, sc, mn);
+        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
         q4_K_unpack(&w[i], q);
-        float d = ellm_f16_to_f32(w[i].d), dmin = ellm_f16_to_f32(w[i].dmin);
         for (int t = 0; t < 4; t++)
-            acc[t] = kq_block(q, sc, mn, d, dmin, (const block_q8_K *)x[t] + i, acc[t], &mins[t]);
+            kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
     }
     for (int t = 0; t < 4; t++)
-        out[t] = hsum_ps(acc[t]) - mins[t];
+        out[t] = hsum_ps(acc[t]) - hsum_ps128(macc[t]);
 }
 
 void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -151,36 +155,36 @@ void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *
     const block_q5_K *w = row;
     const block_q8_K *a = x;
     __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
+    __m128 macc = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], mn[8];
+        kq_meta m;
         __m256i q[8];
-        kq_unpack_scales(w[i].scales, sc, mn);
+        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
         q5_K_unpack(&w[i], q);
-        acc = kq_block(q, sc, mn, ellm_f16_to_f32(w[i].d), ellm_f16_to_f32(w[i].dmin), &a[i], acc,
-                       &mins);
+        kq_block(q, &m, &a[i], &acc, &macc);
     }
-    *out = hsum_ps(acc) - mins;
+    *out = hsum_ps(acc) - hsum_ps128(macc);
 }
 
 void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
     const block_q5_K *w = row;
     __m256 acc[4];
-    float mins[4] = {0, 0, 0, 0};
-    for (int t = 0; t < 4; t++)
+    __m128 macc[4];
+    for (int t = 0; t < 4; t++) {
         acc[t] = _mm256_setzero_ps();
+        macc[t] = _mm_setzero_ps();
+    }
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], mn[8];
+        kq_meta m;
         __m256i q[8];
-        kq_unpack_scales(w[i].scales, sc, mn);
+        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
         q5_K_unpack(&w[i], q);
-        float d = ellm_f16_to_f32(w[i].d), dmin = ellm_f16_to_f32(w[i].dmin);
         for (int t = 0; t < 4; t++)
-            acc[t] = kq_block(q, sc, mn, d, dmin, (const block_q8_K *)x[t] + i, acc[t], &mins[t]);
+            kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
     }
     for (int t = 0; t < 4; t++)
-        out[t] = hsum_ps(acc[t]) - mins[t];
+        out[t] = hsum_ps(acc[t]) - hsum_ps128(macc[t]);
 }
 
 /* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order, and the
@@ -228,7 +232,7 @@ void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
         __m256i isum = q6_K_block_isum(q, sc, sc16, &a[i]);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * ellm_f16_to_f32(w[i].d)),
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * _cvtsh_ss(w[i].d)),
                               _mm256_cvtepi32_ps(isum), acc);
     }
     *out = hsum_ps(acc);
@@ -244,7 +248,7 @@ void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const voi
         __m256i q[8], sc[8];
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-        float d = ellm_f16_to_f32(w[i].d);
+        float d = _cvtsh_ss(w[i].d);
         for (int t = 0; t < 4; t++) {
             const block_q8_K *a = (const block_q8_K *)x[t] + i;
             __m256i isum = q6_K_block_isum(q, sc, sc16, a);

@@ -1,14 +1,22 @@
 /* Matrix × activations. Activations are converted once to the weight kernel's input format, then
- * output rows are split into one contiguous range per thread. Each output value is computed by
- * one kernel call whatever the thread count, so results are bit-identical for any pool size. */
+ * threads take chunks of output rows from a shared counter until none are left: a thread that is
+ * descheduled on a busy machine no longer holds up a fixed share of the work. Each output value is
+ * computed by one kernel call whatever thread runs it, so results are bit-identical for any pool
+ * size and any timing. */
+#include <stdatomic.h>
+
 #include "quant/quant.h"
 
 /* Rows processed together in prefill: each weight row block stays in cache while it is reused
  * across every token of the batch. */
 #define ROW_TILE 16
+/* Activation bytes per token chunk of the gemm path: a chunk stays in L2 while every row tile of
+ * the thread's range passes over it. */
+#define TOKEN_CHUNK_BYTES (256 * 1024)
 
 typedef struct convert_job {
     ellm_type type;
+    bool ext; /* extended Q8_0 rows for a gemm kernel */
     const float *x;
     uint8_t *dst;
     int64_t n_in, n_tokens;
@@ -18,26 +26,36 @@ typedef struct convert_job {
 static void convert_task(void *arg, int ith, int nth)
 {
     convert_job *j = arg;
-    for (int64_t t = ith; t < j->n_tokens; t += nth)
-        ellm_quantize_activations(j->type, j->x + t * j->n_in, j->dst + t * j->row_bytes, j->n_in);
+    for (int64_t t = ith; t < j->n_tokens; t += nth) {
+        if (j->ext)
+            ellm_quantize_q8_0_ext(j->x + t * j->n_in, j->dst + t * j->row_bytes, j->n_in);
+        else
+            ellm_quantize_activations(j->type, j->x + t * j->n_in, j->dst + t * j->row_bytes,
+                                      j->n_in);
+    }
 }
 
+/* Several weights sharing one input, their output rows numbered one after another, so one pool
+ * dispatch computes them all (Q/K/V, gate/up). */
 typedef struct matmul_job {
-    const ellm_tensor *w;
+    const ellm_tensor *const *w;
+    float *const *y;
+    int n_w;
+    int64_t total_rows;
     const ellm_type_kernels *k;
+    ellm_gemm_fn gemm;
     const uint8_t *xq;
     uint64_t xq_row_bytes;
     int64_t n_tokens;
-    float *y;
+    int64_t chunk_rows;
+    atomic_llong next_chunk;
 } matmul_job;
 
-static void matmul_task(void *arg, int ith, int nth)
+static void rows_vec_dot(const matmul_job *j, const ellm_tensor *w, float *y, int64_t r0,
+                         int64_t r1)
 {
-    matmul_job *j = arg;
-    int64_t n_in = j->w->ne[0], n_out = j->w->ne[1];
-    int64_t per = (n_out + nth - 1) / nth;
-    int64_t r0 = per * ith, r1 = r0 + per < n_out ? r0 + per : n_out;
-    const uint8_t *wbase = j->w->data;
+    int64_t n_in = w->ne[0], n_out = w->ne[1];
+    const uint8_t *wbase = w->data;
     for (int64_t rt = r0; rt < r1; rt += ROW_TILE) {
         int64_t rend = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
         int64_t t = 0;
@@ -48,19 +66,79 @@ static void matmul_task(void *arg, int ith, int nth)
                     xs[k] = j->xq + (t + k) * j->xq_row_bytes;
                 for (int64_t r = rt; r < rend; r++) {
                     float out[4];
-                    j->k->vec_dot_x4(n_in, out, wbase + r * j->w->row_bytes, xs);
+                    j->k->vec_dot_x4(n_in, out, wbase + r * w->row_bytes, xs);
                     for (int k = 0; k < 4; k++)
-                        j->y[(t + k) * n_out + r] = out[k];
+                        y[(t + k) * n_out + r] = out[k];
                 }
             }
         }
         for (; t < j->n_tokens; t++) {
             const void *xrow = j->xq + t * j->xq_row_bytes;
-            float *yrow = j->y + t * n_out;
+            float *yrow = y + t * n_out;
             for (int64_t r = rt; r < rend; r++)
-                j->k->vec_dot(n_in, &yrow[r], wbase + r * j->w->row_bytes, xrow);
+                j->k->vec_dot(n_in, &yrow[r], wbase + r * w->row_bytes, xrow);
         }
     }
+}
+
+static void rows_gemm(const matmul_job *j, const ellm_tensor *w, float *y, int64_t r0, int64_t r1)
+{
+    int64_t n_in = w->ne[0], n_out = w->ne[1];
+    const uint8_t *wbase = w->data;
+    int64_t chunk = (int64_t)(TOKEN_CHUNK_BYTES / j->xq_row_bytes) & ~(int64_t)3;
+    chunk = chunk < 4 ? 4 : chunk;
+    /* A single token has no reuse to block for: one tile streams the whole range. */
+    int64_t tile = j->n_tokens < 4 ? r1 - r0 : ROW_TILE;
+    for (int64_t t0 = 0; t0 < j->n_tokens; t0 += chunk) {
+        int64_t nt = t0 + chunk < j->n_tokens ? chunk : j->n_tokens - t0;
+        for (int64_t rt = r0; rt < r1; rt += tile) {
+            int64_t nr = rt + tile < r1 ? tile : r1 - rt;
+            j->gemm(n_in, wbase + rt * w->row_bytes, w->row_bytes, nr,
+                    j->xq + t0 * j->xq_row_bytes, j->xq_row_bytes, nt, y + t0 * n_out + rt,
+                    n_out);
+        }
+    }
+}
+
+/* Rows [g0, g1) of the weights numbered one after another. */
+static void global_rows(const matmul_job *j, int64_t g0, int64_t g1)
+{
+    int64_t base = 0;
+    for (int i = 0; i < j->n_w && base < g1; base += j->w[i]->ne[1], i++) {
+        int64_t r0 = g0 > base ? g0 - base : 0;
+        int64_t r1 = g1 - base < j->w[i]->ne[1] ? g1 - base : j->w[i]->ne[1];
+        if (r0 >= r1)
+            continue;
+        if (j->gemm)
+            rows_gemm(j, j->w[i], j->y[i], r0, r1);
+        else
+            rows_vec_dot(j, j->w[i], j->y[i], r0, r1);
+    }
+}
+
+static void matmul_task(void *arg, int ith, int nth)
+{
+    (void)ith, (void)nth;
+    matmul_job *j = arg;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed);
+        int64_t g0 = c * j->chunk_rows;
+        if (g0 >= j->total_rows)
+            return;
+        int64_t g1 = g0 + j->chunk_rows < j->total_rows ? g0 + j->chunk_rows : j->total_rows;
+        global_rows(j, g0, g1);
+    }
+}
+
+static uint64_t act_row_bytes(const ellm_tensor *w, const ellm_type_kernels *k, bool ext)
+{
+    if (ext)
+        return ellm_q8_0_ext_layout_for(w->ne[0]).row_bytes;
+    if (k->vec_dot_type == ELLM_TYPE_F32)
+        return (uint64_t)w->ne[0] * sizeof(float);
+    uint64_t rb = 0;
+    ellm_row_bytes(k->vec_dot_type, (uint64_t)w->ne[0], &rb);
+    return rb;
 }
 
 size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens)
@@ -68,26 +146,50 @@ size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens)
     const ellm_type_kernels *k = ellm_kernels_for(w->type);
     if (!k || k->vec_dot_type == ELLM_TYPE_F32)
         return 0;
-    uint64_t rb = 0;
-    ellm_row_bytes(k->vec_dot_type, (uint64_t)w->ne[0], &rb);
-    return (size_t)(rb * (uint64_t)n_tokens);
+    /* Either layout may be used, depending on the kernels selected at the time of the call. */
+    uint64_t plain = act_row_bytes(w, k, false);
+    uint64_t ext = k->vec_dot_type == ELLM_TYPE_Q8_0 ? act_row_bytes(w, k, true) : 0;
+    return (size_t)((plain > ext ? plain : ext) * (uint64_t)n_tokens);
+}
+
+void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w,
+                       const float *x, int64_t n_tokens, float *const *y, void *scratch)
+{
+    const ellm_type_kernels *k = ellm_kernels_for(w[0]->type);
+    /* One dispatch needs one activation format: weights of different types or input sizes go
+     * one by one. */
+    for (int i = 1; i < n_w; i++) {
+        if (w[i]->type != w[0]->type || w[i]->ne[0] != w[0]->ne[0]) {
+            for (int m = 0; m < n_w; m++)
+                ellm_matmul(pool, w[m], x, n_tokens, y[m], scratch);
+            return;
+        }
+    }
+    matmul_job job = {.w = w, .y = y, .n_w = n_w, .k = k, .n_tokens = n_tokens};
+    for (int i = 0; i < n_w; i++)
+        job.total_rows += w[i]->ne[1];
+    job.gemm = k->vec_dot_type == ELLM_TYPE_Q8_0 ? ellm_gemm_for(w[0]->type) : NULL;
+    /* Chunks small enough that threads finish together, large enough that a chunk's weights
+     * are reused over every token of a prefill while they sit in L2. */
+    int threads = ellm_threadpool_size(pool);
+    int64_t chunk = job.total_rows / (threads * 8);
+    chunk = (chunk + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
+    job.chunk_rows = chunk < ROW_TILE ? ROW_TILE : chunk > 128 ? 128 : chunk;
+    atomic_init(&job.next_chunk, 0);
+    job.xq_row_bytes = act_row_bytes(w[0], k, job.gemm != NULL);
+    if (k->vec_dot_type == ELLM_TYPE_F32) {
+        job.xq = (const uint8_t *)x;
+    } else {
+        convert_job cj = {k->vec_dot_type, job.gemm != NULL, x, scratch, w[0]->ne[0], n_tokens,
+                          job.xq_row_bytes};
+        ellm_threadpool_run(n_tokens > 1 ? pool : NULL, convert_task, &cj);
+        job.xq = scratch;
+    }
+    ellm_threadpool_run(pool, matmul_task, &job);
 }
 
 void ellm_matmul(ellm_threadpool *pool, const ellm_tensor *w, const float *x, int64_t n_tokens,
                  float *y, void *scratch)
 {
-    const ellm_type_kernels *k = ellm_kernels_for(w->type);
-    matmul_job job = {.w = w, .k = k, .n_tokens = n_tokens, .y = y};
-    if (k->vec_dot_type == ELLM_TYPE_F32) {
-        job.xq = (const uint8_t *)x;
-        job.xq_row_bytes = (uint64_t)w->ne[0] * sizeof(float);
-    } else {
-        uint64_t rb = 0;
-        ellm_row_bytes(k->vec_dot_type, (uint64_t)w->ne[0], &rb);
-        convert_job cj = {k->vec_dot_type, x, scratch, w->ne[0], n_tokens, rb};
-        ellm_threadpool_run(n_tokens > 1 ? pool : NULL, convert_task, &cj);
-        job.xq = scratch;
-        job.xq_row_bytes = rb;
-    }
-    ellm_threadpool_run(pool, matmul_task, &job);
+    ellm_matmul_multi(pool, &w, 1, x, n_tokens, &y, scratch);
 }

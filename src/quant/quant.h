@@ -40,6 +40,14 @@ typedef void (*ellm_vec_dot_fn)(int64_t n, float *out, const void *row, const vo
  * vec_dot calls give (it only shares the weight decoding between them). */
 typedef void (*ellm_vec_dot_x4_fn)(int64_t n, float *out, const void *row, const void *const *x);
 
+/* Optional: a tile of rows × tokens at once, with the activations in the extended Q8_0 layout
+ * (ellm_quantize_q8_0_ext): y[t * y_stride + r] = row r · token t for r < n_rows, t < n_tok.
+ * Every (row, token) value must be exactly what vec_dot gives for it, whatever the tile shape, so
+ * a token's result never depends on which other tokens share its batch. */
+typedef void (*ellm_gemm_fn)(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                             const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                             int64_t y_stride);
+
 typedef struct ellm_type_kernels {
     ellm_type vec_dot_type;
     ellm_vec_dot_fn vec_dot;
@@ -47,12 +55,32 @@ typedef struct ellm_type_kernels {
     ellm_vec_dot_x4_fn vec_dot_x4; /* NULL when the set has none for this type */
 } ellm_type_kernels;
 
+/*
+ * Extended Q8_0 activation rows for the gemm kernels: the Q8_0 blocks exactly as
+ * ellm_quantize_row makes them, then each block's scale as a float, then for each block eight
+ * int32 values: 8 × the sum of its activations 4j..4j+3 (what a kernel working on Q4_0's unsigned
+ * nibbles subtracts to apply the format's offset of 8). Each part starts 32-byte aligned.
+ */
+typedef struct ellm_q8_0_ext_layout {
+    size_t scales_offset, sums_offset, row_bytes;
+} ellm_q8_0_ext_layout;
+ellm_q8_0_ext_layout ellm_q8_0_ext_layout_for(int64_t n);
+void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n);
+
 /* Kernels for a weight type on this CPU, NULL if unsupported. Thread-safe; selection happens once. */
 const ellm_type_kernels *ellm_kernels_for(ellm_type type);
-/* Name of the kernel set in use ("avx2", "neon", "scalar"). */
+/* The gemm tile kernel matching the selected vec_dot for a weight type, NULL if there is none. */
+ellm_gemm_fn ellm_gemm_for(ellm_type type);
+/* Name of the kernel set in use ("avx2", "neon-dotprod", "neon", "scalar"). */
 const char *ellm_kernel_set_name(void);
 /* Forces the portable scalar kernels (on) or re-detects the CPU (off); for tests comparing paths. */
 void ellm_quant_force_scalar(bool on);
+/* The kernel sets this CPU can run, fastest (the default) first: up to max names stored, the
+ * count returned. E.g. "neon-dotprod", "neon", "scalar" on an ARMv8.2 phone. */
+int ellm_kernel_sets_available(const char **names, int max);
+/* Uses the named set from then on (tests compare every set); NULL returns to the CPU's default.
+ * False, changing nothing, when the set is not in this build or this CPU cannot run it. */
+bool ellm_quant_use_kernel_set(const char *name);
 /* Converts an activation row to a vec_dot_type with the fastest available kernel. */
 void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst, int64_t n);
 
@@ -68,5 +96,9 @@ size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens);
  */
 void ellm_matmul(ellm_threadpool *pool, const ellm_tensor *w, const float *x, int64_t n_tokens,
                  float *y, void *scratch);
+/* ellm_matmul for n_w weights applied to the same x (y[i] for w[i]) in one pool dispatch, with x
+ * converted once; scratch as for any one of them. Each value is exactly what ellm_matmul gives. */
+void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w,
+                       const float *x, int64_t n_tokens, float *const *y, void *scratch);
 
 #endif

@@ -8,6 +8,7 @@
 #include "quant/kquants.h"
 #include "quant/quant.h"
 #include "quant/reference_kquants_low.h"
+#include "quant/reference_legacy.h"
 
 bool ellm_type_supported(ellm_type type)
 {
@@ -17,6 +18,10 @@ bool ellm_type_supported(ellm_type type)
     case ELLM_TYPE_BF16:
     case ELLM_TYPE_Q8_0:
     case ELLM_TYPE_Q4_0:
+    case ELLM_TYPE_Q4_1:
+    case ELLM_TYPE_Q5_0:
+    case ELLM_TYPE_Q5_1:
+    case ELLM_TYPE_IQ4_NL:
     case ELLM_TYPE_Q4_K:
     case ELLM_TYPE_Q5_K:
     case ELLM_TYPE_Q6_K:
@@ -82,6 +87,11 @@ void ellm_dequantize_row(ellm_type type, const void *src, float *dst, int64_t n)
     case ELLM_TYPE_Q2_K: ellm_dequantize_q2_K(src, dst, n); break;
     case ELLM_TYPE_Q3_K: ellm_dequantize_q3_K(src, dst, n); break;
     case ELLM_TYPE_IQ4_XS: ellm_dequantize_iq4_xs(src, dst, n); break;
+    case ELLM_TYPE_Q4_1: ellm_dequantize_q4_1(src, dst, n); break;
+    case ELLM_TYPE_Q5_0: ellm_dequantize_q5_0(src, dst, n); break;
+    case ELLM_TYPE_Q5_1: ellm_dequantize_q5_1(src, dst, n); break;
+    case ELLM_TYPE_IQ4_NL: ellm_dequantize_iq4_nl(src, dst, n); break;
+    case ELLM_TYPE_Q8_1: ellm_dequantize_q8_1(src, dst, n); break;
     default: memset(dst, 0, (size_t)n * sizeof(float)); break;
     }
 }
@@ -188,6 +198,13 @@ size_t ellm_quantize_row(ellm_type type, const float *src, void *dst, int64_t n)
     case ELLM_TYPE_IQ4_XS:
         ellm_quantize_iq4_xs(src, dst, n);
         return (size_t)(n / QK_K) * sizeof(block_iq4_xs);
+    case ELLM_TYPE_Q4_1: ellm_quantize_q4_1(src, dst, n); return (size_t)(n / QK4_1) * sizeof(block_q4_1);
+    case ELLM_TYPE_Q5_0: ellm_quantize_q5_0(src, dst, n); return (size_t)(n / QK5_0) * sizeof(block_q5_0);
+    case ELLM_TYPE_Q5_1: ellm_quantize_q5_1(src, dst, n); return (size_t)(n / QK5_1) * sizeof(block_q5_1);
+    case ELLM_TYPE_IQ4_NL:
+        ellm_quantize_iq4_nl(src, dst, n);
+        return (size_t)(n / QK4_NL) * sizeof(block_iq4_nl);
+    case ELLM_TYPE_Q8_1: ellm_quantize_q8_1(src, dst, n); return (size_t)(n / QK8_1) * sizeof(block_q8_1);
     default: return 0;
     }
 }

@@ -141,12 +141,12 @@ static void q2_fit_sub(const float *x, float *a_out, float *m_out)
 
 /* Encodes a block given its sub-block fits, with the largest scale and min at code `top` (15 uses
  * the whole 4-bit range); returns the squared error. */
-static float encode_q2_K(const float *x, const float *a, const float *m, float amax, float mmax,
-                         int top, block_q2_K *b)
+static float encode_q2_K(const float *x, const float *a, const float *m, float d_want,
+                         float dmin_want, block_q2_K *b)
 {
     memset(b, 0, sizeof *b);
-    b->d = ellm_f32_to_f16(amax / (float)top);
-    b->dmin = ellm_f32_to_f16(mmax / (float)top);
+    b->d = ellm_f32_to_f16(d_want);
+    b->dmin = ellm_f32_to_f16(dmin_want);
     float d = ellm_f16_to_f32(b->d), dmin = ellm_f16_to_f32(b->dmin), total = 0;
     uint8_t levels[QK_K];
     for (int s = 0; s < 16; s++) {
@@ -182,6 +182,18 @@ static float encode_q2_K(const float *x, const float *a, const float *m, float a
 static const int coarse_tops[] = {28, 24, 20, 16, 12, 10, 8, 6, 5, 4, 3, 2, 1};
 #define N_COARSE_TOPS ((int)(sizeof coarse_tops / sizeof coarse_tops[0]))
 
+/* The one-parameter least-squares fit of x ~ d * u: the super-block scale that best fits the
+ * chosen codes and levels (u = the block decoded with d = 1). 0 if u is all zero. */
+static float refit_scale(const float *x, const float *u)
+{
+    double xu = 0, uu = 0;
+    for (int i = 0; i < QK_K; i++) {
+        xu += (double)x[i] * u[i];
+        uu += (double)u[i] * u[i];
+    }
+    return uu > 0 ? (float)(xu / uu) : 0;
+}
+
 static void quantize_q2_K_block(const float *x, block_q2_K *b)
 {
     float a[16], m[16], amax = 0, mmax = 0;
@@ -190,13 +202,43 @@ static void quantize_q2_K_block(const float *x, block_q2_K *b)
         amax = fmaxf(amax, a[s]);
         mmax = fmaxf(mmax, m[s]);
     }
-    float err = encode_q2_K(x, a, m, amax, mmax, 15, b);
+    float err = encode_q2_K(x, a, m, amax / 15, mmax / 15, b);
+    /* Refit (d, dmin) by least squares for the chosen codes, x ~ d * u - dmin * v with u the
+     * block decoded at d = 1, dmin = 0 and v at d = 0, dmin = -1, then re-encode with them. */
+    block_q2_K probe = *b;
+    float u[QK_K], v[QK_K];
+    probe.d = ellm_f32_to_f16(1.0f);
+    probe.dmin = 0;
+    ellm_dequantize_q2_K(&probe, u, QK_K);
+    probe.d = 0;
+    probe.dmin = ellm_f32_to_f16(-1.0f);
+    ellm_dequantize_q2_K(&probe, v, QK_K);
+    double uu = 0, uv = 0, vv = 0, xu = 0, xv = 0;
+    for (int i = 0; i < QK_K; i++) {
+        uu += (double)u[i] * u[i];
+        uv += (double)u[i] * v[i];
+        vv += (double)v[i] * v[i];
+        xu += (double)x[i] * u[i];
+        xv += (double)x[i] * v[i];
+    }
+    double det = uu * vv - uv * uv;
+    if (det > 0) {
+        float d2 = (float)((xu * vv - xv * uv) / det), dmin2 = -(float)((xv * uu - xu * uv) / det);
+        block_q2_K alt;
+        if (d2 > 0 && dmin2 >= 0) {
+            float e = encode_q2_K(x, a, m, d2, dmin2, &alt);
+            if (e < err) {
+                err = e;
+                *b = alt;
+            }
+        }
+    }
     if (amax / 15 < HALF_COARSE && mmax / 15 < HALF_COARSE) {
         block_q2_K alt;
         for (int c = 0; c < N_COARSE_TOPS; c++) {
             if (coarse_tops[c] >= 15)
                 continue;
-            float e = encode_q2_K(x, a, m, amax, mmax, coarse_tops[c], &alt);
+            float e = encode_q2_K(x, a, m, amax / (float)coarse_tops[c], mmax / (float)coarse_tops[c], &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
@@ -269,10 +311,10 @@ static float q3_fit_sub(const float *x)
 
 /* Encodes a block given its sub-block scales, the largest (smax) at code -top; returns the
  * squared error. */
-static float encode_q3_K(const float *x, const float *sub, float smax, int top, block_q3_K *b)
+static float encode_q3_K(const float *x, const float *sub, float d_want, block_q3_K *b)
 {
     memset(b, 0, sizeof *b);
-    b->d = ellm_f32_to_f16(smax / (float)-top);
+    b->d = ellm_f32_to_f16(d_want);
     float d = ellm_f16_to_f32(b->d), total = 0;
     int8_t levels[QK_K];
     for (int s = 0; s < 16; s++) {
@@ -319,11 +361,23 @@ static void quantize_q3_K_block(const float *x, block_q3_K *b)
         }
     }
     /* The largest sub-block scale maps to code -32, the wider side of the 6-bit signed range. */
-    float err = encode_q3_K(x, sub, smax, 32, b);
+    float err = encode_q3_K(x, sub, smax / -32, b);
+    /* Refit the super-block scale by least squares for the chosen codes and levels. */
+    block_q3_K alt = *b;
+    float u[QK_K];
+    alt.d = ellm_f32_to_f16(1.0f);
+    ellm_dequantize_q3_K(&alt, u, QK_K);
+    float d2 = refit_scale(x, u);
+    if (d2 != 0) {
+        float e = encode_q3_K(x, sub, d2, &alt);
+        if (e < err) {
+            err = e;
+            *b = alt;
+        }
+    }
     if (samax / 32 < HALF_COARSE) {
-        block_q3_K alt;
         for (int c = 0; c < N_COARSE_TOPS; c++) {
-            float e = encode_q3_K(x, sub, smax, coarse_tops[c], &alt);
+            float e = encode_q3_K(x, sub, smax / (float)-coarse_tops[c], &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
@@ -409,10 +463,10 @@ static float iq4_fit_sub(const float *x)
 
 /* Encodes a block given its sub-block scales, the largest (smax) at code -top; returns the
  * squared error. */
-static float encode_iq4_xs(const float *x, const float *sub, float smax, int top, block_iq4_xs *b)
+static float encode_iq4_xs(const float *x, const float *sub, float d_want, block_iq4_xs *b)
 {
     memset(b, 0, sizeof *b);
-    b->d = ellm_f32_to_f16(smax / (float)-top);
+    b->d = ellm_f32_to_f16(d_want);
     float d = ellm_f16_to_f32(b->d), total = 0;
     for (int s = 0; s < 8; s++) {
         const float *xs = x + 32 * s;
@@ -449,11 +503,23 @@ static void quantize_iq4_xs_block(const float *x, block_iq4_xs *b)
             smax = sub[s];
         }
     }
-    float err = encode_iq4_xs(x, sub, smax, 32, b);
+    float err = encode_iq4_xs(x, sub, smax / -32, b);
+    /* Refit the super-block scale by least squares for the chosen codes and levels. */
+    block_iq4_xs alt = *b;
+    float u[QK_K];
+    alt.d = ellm_f32_to_f16(1.0f);
+    ellm_dequantize_iq4_xs(&alt, u, QK_K);
+    float d2 = refit_scale(x, u);
+    if (d2 != 0) {
+        float e = encode_iq4_xs(x, sub, d2, &alt);
+        if (e < err) {
+            err = e;
+            *b = alt;
+        }
+    }
     if (samax / 32 < HALF_COARSE) {
-        block_iq4_xs alt;
         for (int c = 0; c < N_COARSE_TOPS; c++) {
-            float e = encode_iq4_xs(x, sub, smax, coarse_tops[c], &alt);
+            float e = encode_iq4_xs(x, sub, smax / (float)-coarse_tops[c], &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
@@ -466,4 +532,13 @@ void ellm_quantize_iq4_xs(const float *x, block_iq4_xs *b, int64_t n)
 {
     for (int64_t i = 0; i < n / QK_K; i++)
         quantize_iq4_xs_block(x + i * QK_K, &b[i]);
+}
+
+/* The IQ4_XS sub-block search, shared with IQ4_NL (reference_legacy.c), whose 32-value blocks
+ * have the same levels with one half-precision scale each. */
+float ellm_iq4nl_fit_scale(const float *x) { return iq4_fit_sub(x); }
+
+float ellm_iq4nl_levels(const float *x, int n, float s, uint8_t *idx)
+{
+    return iq4_levels(x, n, s, idx);
 }

@@ -15,6 +15,12 @@ void ellm_quantize_q2_K(const float *x, block_q2_K *b, int64_t n);
 void ellm_quantize_q3_K(const float *x, block_q3_K *b, int64_t n);
 void ellm_quantize_iq4_xs(const float *x, block_iq4_xs *b, int64_t n);
 
+/* IQ4 level search over 32 values: the least-squares signed scale over a spread of candidates, and
+ * the nearest level index of each value under scale s (8, a zero level, when s is 0) with the
+ * squared error. */
+float ellm_iq4nl_fit_scale(const float *x);
+float ellm_iq4nl_levels(const float *x, int n, float s, uint8_t *idx);
+
 /* The 6-bit scale s (0..63) of a Q3_K block, decoded from its 12 packed bytes. */
 static inline int ellm_q3_K_scale(const uint8_t *scales, int s)
 {

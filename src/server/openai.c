@@ -349,7 +349,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, srv
         text = ellm_chat_format_model(model, list, n, true, &recognised);
         if (!text) {
             srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
-                          "the model's chat template rejects this conversation: %s",
+                          "%s",
                           edgellm_last_error());
             ok = false;
         }

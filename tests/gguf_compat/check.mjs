@@ -147,7 +147,7 @@ function tensorBytes(path, parsed, t, nbytes) {
 
 const src = await gguf(source, { allowLocalFile: true, typedMetadata: true });
 const recipes = (process.env.GGUF_COMPAT_TYPES ||
-  "f16,bf16,q8_0,q4_0,q2_k,q3_k_s,q3_k_m,q3_k_l,iq4_xs").split(",");
+  "f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k_s,q3_k_m,q3_k_l,q4_k_s,q4_k_m,q5_k_s,q5_k_m,q6_k,iq4_xs").split(",");
 for (const recipe of recipes) {
   const out = join(tmp, `aidreams-${recipe}.gguf`);
   try {

@@ -18,9 +18,11 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: edgellm bench -m MODEL [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-t THREADS] "
-                 "[-r REPETITIONS] [--kv-type f16|f32] [--json]\n"
+                 "[-r REPETITIONS] [--kv-type f16|f32] [--json] [--profile]\n"
                  "  defaults: 512 prompt tokens, 128 generated, all CPUs, 3 repetitions "
-                 "(medians reported)\n");
+                 "(medians reported)\n"
+                 "  --profile: one more run with per-operation timers (matmul by weight type, "
+                 "attention, norms, RoPE, sampling, other), printed after the record\n");
 }
 
 typedef struct run_figures {
@@ -71,6 +73,76 @@ static edgellm_status one_run(edgellm_context *ctx, const edgellm_token *prompt,
     return st;
 }
 
+/* Time per operation of one prefill and of the decode steps after it. */
+typedef struct phase_profile {
+    edgellm_profile ops;
+    double sampling_s;
+    int tokens;
+} phase_profile;
+
+/* one_run again with the context's operation timers on; the timed runs stay untouched. */
+static edgellm_status profiled_run(edgellm_context *ctx, const edgellm_token *prompt, int n_prompt,
+                                   int n_gen, int n_vocab, phase_profile *prefill,
+                                   phase_profile *decode)
+{
+    edgellm_context_truncate(ctx, 0);
+    edgellm_status st = edgellm_context_set_profiling(ctx, 1);
+    if (st == EDGELLM_OK)
+        st = edgellm_eval(ctx, prompt, n_prompt, 0);
+    if (st != EDGELLM_OK)
+        return st;
+    double t0 = cli_now_seconds();
+    edgellm_token tok = argmax(edgellm_get_logits(ctx, -1), n_vocab);
+    prefill->sampling_s = cli_now_seconds() - t0;
+    prefill->tokens = n_prompt;
+    edgellm_context_get_profile(ctx, &prefill->ops);
+    edgellm_context_set_profiling(ctx, 1); /* restart the counters for the decode phase */
+    decode->sampling_s = 0;
+    for (int i = 0; i < n_gen && st == EDGELLM_OK; i++) {
+        st = edgellm_eval(ctx, &tok, 1, 0);
+        t0 = cli_now_seconds();
+        if (st == EDGELLM_OK)
+            tok = argmax(edgellm_get_logits(ctx, -1), n_vocab);
+        decode->sampling_s += cli_now_seconds() - t0;
+    }
+    decode->tokens = n_gen;
+    if (st == EDGELLM_OK)
+        st = edgellm_context_get_profile(ctx, &decode->ops);
+    edgellm_context_set_profiling(ctx, 0);
+    return st;
+}
+
+static double phase_total(const phase_profile *p) { return p->ops.forward_seconds + p->sampling_s; }
+
+static void print_profile(const phase_profile *pf, const phase_profile *dc)
+{
+    printf("\nprofile (one extra run; ms per token and share of the phase)\n");
+    printf("  %-18s %12s %7s %12s %7s\n", "operation", "prefill ms", "%", "decode ms", "%");
+    double tp = phase_total(pf), td = phase_total(dc);
+    for (int i = 0; i <= pf->ops.n_entries; i++) {
+        const char *name = i < pf->ops.n_entries ? pf->ops.entries[i].name : "sampling";
+        double a = i < pf->ops.n_entries ? pf->ops.entries[i].seconds : pf->sampling_s;
+        double b = dc->sampling_s;
+        for (int k = 0; i < pf->ops.n_entries && k < dc->ops.n_entries; k++)
+            if (!strcmp(dc->ops.entries[k].name, name))
+                b = dc->ops.entries[k].seconds;
+        printf("  %-18s %12.3f %6.1f%% %12.3f %6.1f%%\n", name, a * 1e3 / pf->tokens,
+               tp > 0 ? 100.0 * a / tp : 0.0, b * 1e3 / dc->tokens,
+               td > 0 ? 100.0 * b / td : 0.0);
+    }
+    printf("  %-18s %12.3f %7s %12.3f\n", "total", tp * 1e3 / pf->tokens, "", td * 1e3 / dc->tokens);
+}
+
+static void print_profile_json(const char *phase, const phase_profile *p)
+{
+    printf("\"%s\": {\"tokens\": %d, \"seconds\": %.6f, \"operations\": {", phase, p->tokens,
+           phase_total(p));
+    for (int i = 0; i < p->ops.n_entries; i++)
+        printf("\"%s\": {\"seconds\": %.6f, \"calls\": %llu}, ", p->ops.entries[i].name,
+               p->ops.entries[i].seconds, (unsigned long long)p->ops.entries[i].calls);
+    printf("\"sampling\": {\"seconds\": %.6f, \"calls\": %d}}}", p->sampling_s, p->tokens);
+}
+
 /* Cumulative package energy in microjoules from the powercap interface, if readable. */
 static bool read_energy_uj(double *uj, char *why, size_t cap)
 {
@@ -99,7 +171,7 @@ int cmd_bench(int argc, char **argv)
     const char *cmd = "bench";
     const char *model_arg = NULL;
     long n_prompt = 512, n_gen = 128, threads = 0, reps = 3;
-    bool json = false;
+    bool json = false, profile = false;
     edgellm_kv_type kv = EDGELLM_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = "";
@@ -108,6 +180,8 @@ int cmd_bench(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--profile")) {
+            profile = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
@@ -206,6 +280,13 @@ int cmd_bench(int argc, char **argv)
     }
     double runs_s = cli_now_seconds() - t_runs;
     have_energy = have_energy && read_energy_uj(&e1, power_why, sizeof power_why) && e1 >= e0;
+    phase_profile prof_prefill, prof_decode;
+    if (rc == 0 && profile &&
+        profiled_run(ctx, prompt, (int)n_prompt, (int)n_gen, info.n_vocab, &prof_prefill,
+                     &prof_decode) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        rc = 1;
+    }
     if (rc != 0) {
         free(pf), free(dc), free(tt), free(prompt);
         edgellm_context_free(ctx);
@@ -263,9 +344,17 @@ int cmd_bench(int argc, char **argv)
         printf("\"prompt_tokens\": %ld, \"generated_tokens\": %ld, \"repetitions\": %ld, "
                "\"memory_bandwidth_gbs\": %.2f, \"fma_peak_gflops\": %.1f, "
                "\"decode_bytes_per_token\": %.0f, \"prefill_flops_per_token\": %.0f, "
-               "\"decode_efficiency\": %.3f, \"prefill_efficiency\": %.3f}\n",
+               "\"decode_efficiency\": %.3f, \"prefill_efficiency\": %.3f",
                n_prompt, n_gen, reps, bw, fma, bytes_per_token, flops_per_token, decode_eff,
                prefill_eff);
+        if (profile) {
+            printf(", \"profile\": {");
+            print_profile_json("prefill", &prof_prefill);
+            printf(", ");
+            print_profile_json("decode", &prof_decode);
+            printf("}");
+        }
+        printf("}\n");
     } else {
         printf("%-22s edgellm %s\n", "runtime", edgellm_version());
         printf("%-22s %s\n", "model", name);
@@ -292,6 +381,8 @@ int cmd_bench(int argc, char **argv)
                decode_eff * 100.0, bytes_per_token / 1e6, decode, bw);
         printf("%-22s %.1f%%  (%.2f GFLOP/token x %.1f tok/s / %.1f GFLOP/s)\n",
                "prefill_efficiency", prefill_eff * 100.0, flops_per_token / 1e9, prefill, fma);
+        if (profile)
+            print_profile(&prof_prefill, &prof_decode);
     }
     free(pf), free(dc), free(tt), free(prompt);
     edgellm_context_free(ctx);

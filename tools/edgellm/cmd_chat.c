@@ -21,11 +21,13 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: edgellm chat -m MODEL [options]\n"
-            "Type a message and press Enter; the reply streams back. Commands: /reset starts a\n"
-            "new conversation, /exit (or end of input, Ctrl-D) quits.\n"
+            "Type a message (one line) and press Enter; the reply streams back. A line that is\n"
+            "a single word starting with '/' is a command: /reset starts a new conversation,\n"
+            "/exit (or end of input, Ctrl-D) quits.\n"
             "  -m, --model PATH        GGUF model file (or an installed model name)\n"
             "      --system TEXT       system message that opens the conversation\n"
-            "  -n, --n-predict N       most tokens per reply (default 512; -1 = until the turn ends)\n"
+            "  -n, --n-predict N       most tokens per reply (default 512; -1 = until the turn\n"
+            "                          ends)\n"
             "  -t, --threads N         threads (default: all CPUs)\n"
             "      --ctx N             context length (default: the model's)\n"
             "      --temp T            temperature (default 0.8; 0 = greedy)\n"
@@ -33,8 +35,9 @@ static void usage(FILE *out)
             "      --top-p P           (default 0.95; 1 = off)\n"
             "      --seed S            random seed (default: random)\n"
             "      --template-family F use chat format F instead of the detected one\n"
-            "                          (chatml, llama2, llama3, gemma, phi3, mistral, smollm,\n"
-            "                          qwen2.5, qwen3, llama3.1, llama3.2, zephyr)\n"
+            "                          (chatml, llama2, llama3, llama3.1, llama3.2, gemma, phi3,\n"
+            "                          mistral, mistral-v3, smollm, qwen2, qwen2.5, qwen3,\n"
+            "                          zephyr)\n"
             "  -v, --verbose           a line per turn on stderr: prompt tokens, cached, speed\n");
 }
 

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "convert/convert.h"
 #include "convert/hf_tokenizer.h"
+#include "core/status.h"
 #include "edgellm.h"
 
 static void usage(FILE *out)
@@ -14,10 +15,10 @@ static void usage(FILE *out)
                  "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n"
                  "       edgellm convert --from hf MODEL_DIR -o OUT.gguf "
                  "[--outtype f32|f16|bf16|q8_0] [--name NAME] [--vocab-only]\n"
-                 "  MODEL_DIR is a Hugging Face checkpoint folder: config.json, model.safetensors "
-                 "(or shards with model.safetensors.index.json) and tokenizer.json (optionally\n"
-                 "  tokenizer_config.json, generation_config.json); --vocab-only writes only the "
-                 "vocabulary\n");
+                 "  MODEL_DIR is a Hugging Face checkpoint folder: config.json, tokenizer.json\n"
+                 "  (with tokenizer_config.json, generation_config.json) and model.safetensors\n"
+                 "  (or shards with model.safetensors.index.json). --vocab-only writes just the\n"
+                 "  tokenizer and metadata (no weights needed).\n");
 }
 
 static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
@@ -41,6 +42,14 @@ static int convert_hf(const char *dir, const char *tokenizer, const char *out, e
                        "read from MODEL_DIR");
         return EXIT_USAGE;
     }
+    if (vocab_only) {
+        if (ellm_convert_hf_vocab_only(dir, out, name) != EDGELLM_OK) {
+            cli_error(cmd, "%s", edgellm_last_error());
+            return 1;
+        }
+        fprintf(stderr, "edgellm convert: wrote %s (vocabulary only)\n", out);
+        return 0;
+    }
     if (out_type == ELLM_TYPE_Q4_0) {
         cli_error(cmd, "--from hf writes f32, f16, bf16 or q8_0; use 'edgellm quantize' for "
                        "q4_0 afterwards");
@@ -60,8 +69,11 @@ static int convert_hf(const char *dir, const char *tokenizer, const char *out, e
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
-    fprintf(stderr, "edgellm convert: wrote %s%s\n", out,
-            with_vocab ? "" : " (weights only: the folder has no tokenizer.json)");
+    if (!with_vocab)
+        fprintf(stderr, "edgellm convert: wrote %s (weights only: %s has no tokenizer.json, so "
+                        "the file cannot tokenize text)\n", out, dir);
+    else
+        fprintf(stderr, "edgellm convert: wrote %s\n", out);
     return 0;
 }
 

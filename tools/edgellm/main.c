@@ -16,7 +16,7 @@ static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt"},
     {"chat", cmd_chat, "talk with a chat model, turn by turn, in its chat format"},
     {"info", cmd_info, "show a model's architecture, metadata, tensors and memory needs"},
-    {"convert", cmd_convert, "convert a llama2.c or Hugging Face checkpoint (or only its vocabulary) to GGUF"},
+    {"convert", cmd_convert, "convert a llama2.c or Hugging Face checkpoint to GGUF"},
     {"models", cmd_models, "install, verify, activate and roll back models in the local store"},
     {"plan", cmd_plan, "memory a model needs at a context length, and whether it fits"},
     {"recommend", cmd_recommend, "model size and quantization that fit a memory budget"},

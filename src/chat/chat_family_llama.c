@@ -1,0 +1,142 @@
+/* Llama 2 (<<SYS>> in the first [INST]), Llama 3 (header turns) and Llama 3.1/3.2 (a system turn
+ * with the knowledge cutoff and the date). */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <time.h>
+
+#include "chat/chat_render.h"
+
+bool chat_render_llama2(chat_render *r)
+{
+    const ellm_chat_message *loop = r->msgs;
+    size_t n = r->n;
+    const char *system = NULL;
+    if (chat_role_is(&r->msgs[0], "system")) {
+        system = chat_content_of(&r->msgs[0]);
+        loop++;
+        n--;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ellm_chat_message *m = &loop[i];
+        if (!chat_alternates(m, i))
+            return chat_raise(r, "llama2",
+                         "Conversation roles must alternate user/assistant/user/assistant/...");
+        chat_buf content = {0};
+        if (i == 0 && system) {
+            chat_buf_append(&content, "<<SYS>>\n");
+            chat_buf_append(&content, system);
+            chat_buf_append(&content, "\n<</SYS>>\n\n");
+        }
+        chat_buf_append(&content, chat_content_of(m));
+        chat_span text = {content.data ? content.data : "", content.len};
+        if (content.failed)
+            r->out.failed = true;
+        if (chat_role_is(m, "user")) {
+            chat_put(r, r->bos);
+            chat_put(r, "[INST] ");
+            chat_put_span(r, chat_strip(text));
+            chat_put(r, " [/INST]");
+        } else if (chat_role_is(m, "assistant")) {
+            chat_put(r, " ");
+            chat_put_span(r, chat_strip(text));
+            chat_put(r, " ");
+            chat_put(r, r->eos);
+        }
+        chat_buf_discard(&content);
+    }
+    return true;
+}
+
+bool chat_render_llama3(chat_render *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (i == 0)
+            chat_put(r, r->bos);
+        chat_put(r, "<|start_header_id|>");
+        chat_put(r, r->msgs[i].role);
+        chat_put(r, "<|end_header_id|>\n\n");
+        chat_put_span(r, chat_strip(chat_span_of(r->msgs[i].content)));
+        chat_put(r, "<|eot_id|>");
+    }
+    if (r->add_generation_prompt)
+        chat_put(r, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    return true;
+}
+
+/* tojson of a string as transformers defines it (json.dumps, non-ASCII kept). */
+static void put_json_string(chat_render *r, const char *s)
+{
+    chat_put(r, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        switch (*p) {
+        case '"': chat_put(r, "\\\""); break;
+        case '\\': chat_put(r, "\\\\"); break;
+        case '\n': chat_put(r, "\\n"); break;
+        case '\r': chat_put(r, "\\r"); break;
+        case '\t': chat_put(r, "\\t"); break;
+        case '\b': chat_put(r, "\\b"); break;
+        case '\f': chat_put(r, "\\f"); break;
+        default:
+            if (*p < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                chat_put(r, esc);
+            } else {
+                chat_buf_append_n(&r->out, (const char *)p, 1);
+            }
+        }
+    }
+    chat_put(r, "\"");
+}
+
+/* Llama 3.1 / 3.2 (without tools): a system turn with the knowledge cutoff and the date, then
+ * Llama 3 turns; tool results become ipython turns holding their text as a JSON string (a string
+ * "is iterable" in Jinja, so the template passes it through tojson). */
+bool chat_render_llama31(chat_render *r, const char *date)
+{
+    chat_put(r, r->bos);
+    const ellm_chat_message *loop = r->msgs;
+    size_t n = r->n;
+    chat_span system = {"", 0};
+    if (chat_role_is(&r->msgs[0], "system")) {
+        system = chat_strip(chat_span_of(r->msgs[0].content));
+        loop++;
+        n--;
+    }
+    chat_put(r, "<|start_header_id|>system<|end_header_id|>\n\n"
+                "Cutting Knowledge Date: December 2023\nToday Date: ");
+    chat_put(r, date);
+    chat_put(r, "\n\n");
+    chat_put_span(r, system);
+    chat_put(r, "<|eot_id|>");
+    for (size_t i = 0; i < n; i++) {
+        const ellm_chat_message *m = &loop[i];
+        if (chat_role_is(m, "tool") || chat_role_is(m, "ipython")) {
+            chat_put(r, "<|start_header_id|>ipython<|end_header_id|>\n\n");
+            put_json_string(r, chat_content_of(m));
+        } else {
+            chat_put(r, "<|start_header_id|>");
+            chat_put(r, m->role);
+            chat_put(r, "<|end_header_id|>\n\n");
+            chat_put_span(r, chat_strip(chat_span_of(m->content)));
+        }
+        chat_put(r, "<|eot_id|>");
+    }
+    if (r->add_generation_prompt)
+        chat_put(r, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    return true;
+}
+
+/* Today's date as strftime_now("%d %b %Y") gives it: local time, English month abbreviation. */
+void chat_today(char *buf, size_t cap)
+{
+    static const char *const months[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!localtime_r(&now, &tm)) {
+        snprintf(buf, cap, "26 Jul 2024"); /* the template's own fallback */
+        return;
+    }
+    snprintf(buf, cap, "%02d %s %d", tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900);
+}

@@ -1,0 +1,52 @@
+/* What the per-family renderers share (internal to src/chat): the state of one rendering and the
+ * few Jinja operations every template uses. Each chat_render_FAMILY function reimplements one
+ * family's published template statement by statement; on a template's raise_exception it fails
+ * through chat_raise with the template's own message. */
+#ifndef EDGELLM_CHAT_RENDER_H
+#define EDGELLM_CHAT_RENDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "chat/chat.h"
+#include "chat/chat_text.h"
+
+typedef struct chat_render {
+    const ellm_chat_message *msgs;
+    size_t n; /* at least 1 */
+    bool add_generation_prompt;
+    const char *bos; /* never NULL */
+    const char *eos;
+    chat_buf out;
+} chat_render;
+
+bool chat_role_is(const ellm_chat_message *m, const char *role);
+const char *chat_content_of(const ellm_chat_message *m); /* NULL content reads as "" */
+void chat_put(chat_render *r, const char *s);
+void chat_put_span(chat_render *r, chat_span s);
+/* The template's raise_exception(message): discards the output and fails; returns false. */
+bool chat_raise(chat_render *r, const char *family, const char *message);
+/* (role == 'user') == (index0 % 2 == 0): the alternation most templates check. */
+bool chat_alternates(const ellm_chat_message *m, size_t index0);
+
+/* ChatML and its variants (chat_family_chatml.c). */
+bool chat_render_chatml(chat_render *r);
+bool chat_render_smollm(chat_render *r);
+bool chat_render_qwen25(chat_render *r, const char *default_system);
+bool chat_render_qwen3(chat_render *r);
+/* Llama 2, 3, 3.1/3.2 (chat_family_llama.c); date is the "Today Date" line's text. */
+bool chat_render_llama2(chat_render *r);
+bool chat_render_llama3(chat_render *r);
+bool chat_render_llama31(chat_render *r, const char *date);
+/* Today's date as strftime_now("%d %b %Y") gives it to the Llama 3.2 template. */
+void chat_today(char *buf, size_t cap);
+/* Gemma (chat_family_gemma.c). */
+bool chat_render_gemma(chat_render *r);
+/* <|role|> tag formats: Phi-3 and Zephyr (chat_family_phi.c). */
+bool chat_render_phi3(chat_render *r);
+bool chat_render_zephyr(chat_render *r);
+/* Mistral v1 and v3 (chat_family_mistral.c). */
+bool chat_render_mistral(chat_render *r);
+bool chat_render_mistral_v3(chat_render *r);
+
+#endif

@@ -1,0 +1,36 @@
+/* The extended Q8_0 activation layout of the gemm kernels (see quant.h): the plain blocks, plus
+ * per-block data that every weight row would otherwise recompute for itself. */
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+static size_t align32(size_t v) { return (v + 31) & ~(size_t)31; }
+
+ellm_q8_0_ext_layout ellm_q8_0_ext_layout_for(int64_t n)
+{
+    size_t nb = (size_t)(n / QK8_0);
+    ellm_q8_0_ext_layout L;
+    L.scales_offset = align32(nb * sizeof(block_q8_0));
+    L.sums_offset = L.scales_offset + align32(nb * sizeof(float));
+    /* Rows start on 64-byte boundaries so consecutive tokens never share a cache line. */
+    L.row_bytes = (L.sums_offset + nb * 8 * sizeof(int32_t) + 63) & ~(size_t)63;
+    return L;
+}
+
+void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n)
+{
+    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    uint8_t *row = dst;
+    const block_q8_0 *b = dst;
+    ellm_quantize_activations(ELLM_TYPE_Q8_0, x, dst, n);
+    float *scales = (float *)(row + L.scales_offset);
+    int32_t *sums = (int32_t *)(row + L.sums_offset);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        scales[i] = ellm_f16_to_f32(b[i].d);
+        for (int j = 0; j < 8; j++) {
+            const int8_t *q = b[i].qs + 4 * j;
+            sums[8 * i + j] = 8 * ((int32_t)q[0] + q[1] + q[2] + q[3]);
+        }
+    }
+}

@@ -1,0 +1,182 @@
+/* The F16-cache attention head of each instruction set. The ISA copies of attention_f16.inc
+ * (F16C on x86, NEON on ARM) must equal the portable one bit for bit; the wide vector paths
+ * (head sizes in 32s) must equal a scalar model of their rounding steps written here (eight-lane
+ * fused multiply-add accumulators reduced (0+2)+(1+3), halves, pairs; F16 rounding of the
+ * running output after every update), which is also what makes x86 and ARM agree. All are
+ * checked against an exact softmax attention in double within the F16 rounding. */
+#include <math.h>
+#include <string.h>
+
+#include "model/attention.h"
+#include "quant/quant.h"
+#include "test_util.h"
+
+typedef void (*attend_fn)(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                          int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                          float *out);
+
+enum { MAX_HD = 128, MAX_POS = 40, PAD = 8 };
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+static float h2f(uint16_t h) { return ellm_f16_to_f32(h); }
+static uint16_t f2h(float f) { return ellm_f32_to_f16(f); }
+
+/* The wide paths' computation, one lane at a time. */
+static void attend_wide_model(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                              int32_t n_pos, int32_t hd, float scale, float *out)
+{
+    float qr[MAX_HD];
+    uint16_t acc[MAX_HD];
+    for (int32_t d = 0; d < hd; d++) {
+        qr[d] = h2f(f2h(q[d]));
+        acc[d] = 0;
+    }
+    float max = -INFINITY, sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint16_t *k = (const uint16_t *)(kc + (size_t)p * stride);
+        const uint16_t *v = (const uint16_t *)(vc + (size_t)p * stride);
+        float a[4][8] = {{0}};
+        for (int32_t d = 0; d < hd; d += 32)
+            for (int u = 0; u < 4; u++)
+                for (int l = 0; l < 8; l++)
+                    a[u][l] = fmaf(h2f(k[d + 8 * u + l]), qr[d + 8 * u + l], a[u][l]);
+        float s8[8], s4[4];
+        for (int l = 0; l < 8; l++)
+            s8[l] = (a[0][l] + a[2][l]) + (a[1][l] + a[3][l]);
+        for (int l = 0; l < 4; l++)
+            s4[l] = s8[l] + s8[l + 4];
+        float score = ((s4[0] + s4[1]) + (s4[2] + s4[3])) * scale;
+        float old_scale = 1.0f, weight = 1.0f;
+        if (score > max) {
+            old_scale = expf(max - score);
+            max = score;
+            for (int32_t d = 0; d < hd; d++)
+                acc[d] = f2h(h2f(acc[d]) * old_scale);
+        } else {
+            weight = expf(score - max);
+        }
+        for (int32_t d = 0; d < hd; d++)
+            acc[d] = f2h(fmaf(h2f(v[d]), weight, h2f(acc[d])));
+        sum = sum * old_scale + weight;
+    }
+    float inv = 1.0f / sum;
+    for (int32_t d = 0; d < hd; d++)
+        out[d] = h2f(acc[d]) * inv;
+}
+
+/* Softmax attention in double over the cached (F16) keys and values and the F16-rounded query. */
+static void attend_exact(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                         int32_t n_pos, int32_t hd, float scale, double *out)
+{
+    double scores[MAX_POS], max = -INFINITY, sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint16_t *k = (const uint16_t *)(kc + (size_t)p * stride);
+        double dot = 0;
+        for (int32_t d = 0; d < hd; d++)
+            dot += (double)h2f(k[d]) * h2f(f2h(q[d]));
+        scores[p] = dot * scale;
+        max = fmax(max, scores[p]);
+    }
+    for (int32_t d = 0; d < hd; d++)
+        out[d] = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint16_t *v = (const uint16_t *)(vc + (size_t)p * stride);
+        double w = exp(scores[p] - max);
+        sum += w;
+        for (int32_t d = 0; d < hd; d++)
+            out[d] += w * h2f(v[d]);
+    }
+    for (int32_t d = 0; d < hd; d++)
+        out[d] /= sum;
+}
+
+static void run(attend_fn fn, const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                int32_t n_pos, int32_t hd, float scale, float *out)
+{
+    uint16_t acc[MAX_HD];
+    float qr[MAX_HD];
+    fn(q, kc, vc, stride, n_pos, hd, scale, acc, qr, out);
+}
+
+int main(void)
+{
+    attend_fn narrow = NULL, wide = NULL;
+    const char *isa = "none";
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma")) {
+        narrow = ellm_attend_f16_f16c;
+        wide = ellm_attend_f16_f16c_wide;
+        isa = "f16c";
+    }
+#endif
+#if defined(ELLM_HAVE_NEON_ATTENTION)
+    narrow = ellm_attend_f16_neon;
+    wide = ellm_attend_f16_neon_wide;
+    isa = "neon";
+#endif
+    fprintf(stderr, "attention copies on this CPU: portable, %s\n", isa);
+
+    static uint8_t kc[MAX_POS * (MAX_HD + PAD) * 2], vc[MAX_POS * (MAX_HD + PAD) * 2];
+    float q[MAX_HD], got[MAX_HD], want[MAX_HD], isa_out[MAX_HD];
+    double exact[MAX_HD];
+    int32_t head_dims[] = {16, 48, 64, 100, 128};
+    int32_t positions[] = {1, 2, 7, 33, MAX_POS};
+    int cases = 0;
+    for (size_t h = 0; h < sizeof head_dims / sizeof head_dims[0]; h++) {
+        int32_t hd = head_dims[h];
+        size_t stride = (size_t)(hd + PAD) * 2;
+        for (size_t np = 0; np < sizeof positions / sizeof positions[0]; np++) {
+            int32_t n_pos = positions[np];
+            for (int spread = 0; spread < 3; spread++) {
+                /* spread 2: large scores, so the running maximum changes and rescales often */
+                float qs = spread == 0 ? 0.1f : spread == 1 ? 1.0f : 6.0f;
+                for (int32_t d = 0; d < hd; d++)
+                    q[d] = frand() * qs;
+                for (int32_t p = 0; p < n_pos; p++)
+                    for (int32_t d = 0; d < hd + PAD; d++) {
+                        uint16_t k = f2h(frand() * (float)(1 + p % 3)), v = f2h(frand() * 2.0f);
+                        memcpy(kc + (size_t)p * stride + 2 * d, &k, 2);
+                        memcpy(vc + (size_t)p * stride + 2 * d, &v, 2);
+                    }
+                float scale = 1.0f / sqrtf((float)hd);
+                run(ellm_attend_f16_portable, q, kc, vc, stride, n_pos, hd, scale, got);
+                attend_exact(q, kc, vc, stride, n_pos, hd, scale, exact);
+                double worst = 0;
+                for (int32_t d = 0; d < hd; d++)
+                    worst = fmax(worst, fabs(got[d] - exact[d]));
+                /* The running output is rounded to F16 (relative 2^-11) at every position. */
+                CHECK_MSG(worst < 2e-3 * (n_pos + 1), "hd=%d n_pos=%d: portable off exact by %g",
+                          hd, n_pos, worst);
+                if (narrow) {
+                    run(narrow, q, kc, vc, stride, n_pos, hd, scale, isa_out);
+                    CHECK_MSG(!memcmp(isa_out, got, (size_t)hd * sizeof(float)),
+                              "%s hd=%d n_pos=%d spread=%d: differs from the portable copy", isa,
+                              hd, n_pos, spread);
+                }
+                if (wide && hd % 32 == 0) {
+                    attend_wide_model(q, kc, vc, stride, n_pos, hd, scale, want);
+                    run(wide, q, kc, vc, stride, n_pos, hd, scale, isa_out);
+                    CHECK_MSG(!memcmp(isa_out, want, (size_t)hd * sizeof(float)),
+                              "%s wide hd=%d n_pos=%d spread=%d: differs from its scalar model",
+                              isa, hd, n_pos, spread);
+                    double wworst = 0;
+                    for (int32_t d = 0; d < hd; d++)
+                        wworst = fmax(wworst, fabs(isa_out[d] - exact[d]));
+                    CHECK_MSG(wworst < 2e-3 * (n_pos + 1), "%s wide hd=%d: off exact by %g", isa,
+                              hd, wworst);
+                }
+                cases++;
+            }
+        }
+    }
+    fprintf(stderr, "%d attention cases\n", cases);
+    return test_finish("test_attention");
+}
