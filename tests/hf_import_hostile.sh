@@ -13,7 +13,9 @@ expect_error() { # KIND PATTERN
   python3 "$helper" hostile "$1" "$dir" || { echo "FAIL: $1: helper failed" >&2; fail=1; return; }
   "$EDGELLM" convert --from hf "$dir" -o "$out" 2>"$tmp/$1.err"
   local rc=$?
-  if [[ $rc -ne 1 ]]; then
+  if grep -qE "Sanitizer|runtime error" "$tmp/$1.err"; then
+    echo "FAIL: $1: sanitizer report" >&2; cat "$tmp/$1.err" >&2; fail=1
+  elif [[ $rc -ne 1 ]]; then
     echo "FAIL: $1: exit $rc (want 1)" >&2; cat "$tmp/$1.err" >&2; fail=1
   elif ! grep -qiE "$2" "$tmp/$1.err"; then
     echo "FAIL: $1: message does not match '$2':" >&2; cat "$tmp/$1.err" >&2; fail=1
@@ -44,6 +46,7 @@ expect_error config-heads "num_attention_heads 4 is not a multiple of num_key_va
 expect_error config-missing-key "missing 'hidden_size'"
 expect_error config-not-json "config.json"
 expect_error config-arch "model class 'MambaForCausalLM' is not supported"
+expect_error config-layer-types "layer_types\\[1\\] is not 'full_attention'"
 expect_error shape-mismatch "has shape \[48, 32\] but config.json implies \[40, 32\]"
 expect_error tensor-missing "'model.layers.1.mlp.up_proj.weight' is missing"
 expect_error tensor-extra "'model.layers.0.self_attn.q_proj.bias' has no place"

@@ -12,15 +12,16 @@ rm -rf "$tmp" && mkdir -p "$tmp"
 helper="$SOURCE_DIR/tests/helpers/hf_model.py"
 check="$BUILD_DIR/tests/hf_logits_check"
 
-case_() { # ARCH DTYPE SHARDS OUTTYPE TOL [REL]
-  local arch=$1 dtype=$2 shards=$3 outtype=$4 dir="$tmp/$1-$2-$3"
-  [[ -d "$dir" ]] || python3 "$helper" model "$arch" "$dir" --dtype "$dtype" --shards "$shards" ||
+case_() { # ARCH DTYPE SHARDS OUTTYPE TOL [REL] (HELPER_ARGS / CHECK_ARGS from the environment)
+  local arch=$1 dtype=$2 shards=$3 outtype=$4 dir="$tmp/$1-$2-$3${HELPER_ARGS:-}"
+  [[ -d "$dir" ]] || python3 "$helper" model "$arch" "$dir" --dtype "$dtype" --shards "$shards" \
+    ${HELPER_ARGS:-} ||
     { echo "FAIL: $arch: helper failed" >&2; fail=1; return; }
   local out="$dir-$outtype.gguf"
   if ! "$EDGELLM" convert --from hf "$dir" -o "$out" --outtype "$outtype" 2>"$out.err"; then
     echo "FAIL: $arch $dtype -> $outtype: convert failed: $(cat "$out.err")" >&2; fail=1; return
   fi
-  if "$check" "$out" "$dir" "${@:5}"; then
+  if "$check" "$out" "$dir" "${@:5}" ${CHECK_ARGS:-}; then
     echo "ok: $arch ($dtype checkpoint, $shards shard(s)) -> $outtype"
   else
     echo "FAIL: $arch ($dtype checkpoint) -> $outtype: logits differ from the reference" >&2
@@ -39,6 +40,8 @@ case_ gemma bf16 1 f32 1e-4
 case_ gemma2 f16 1 f32 1e-4
 case_ gemma3 bf16 1 bf16 1e-4
 case_ phi3 f32 1 f32 1e-4
+# LongRoPE: a context longer than the original one switches to the long factors.
+HELPER_ARGS=--long-rope CHECK_ARGS="--ctx 128" case_ phi3 f32 1 f32 1e-4
 
 # The converted files carry the metadata other GGUF runtimes read.
 python3 - "$tmp" <<'PY' || fail=1
@@ -87,6 +90,33 @@ for stem, (arch, keys, tensors) in want.items():
         print("ok: %s metadata and tensor names" % stem)
 sys.exit(bad)
 PY
+
+# Files with a feature the loader does not implement, or missing a piece, fail to load with a
+# message naming it.
+edit="$BUILD_DIR/tests/gguf_edit"
+load_error() { # NAME SOURCE PATTERN EDIT-ARGS...
+  local name=$1 src="$tmp/$2.gguf" src_stem=$2 pattern=$3 out="$tmp/edit-$1.gguf"
+  shift 3
+  "$edit" "$src" "$out" "$@" || { echo "FAIL: $name: gguf_edit failed" >&2; fail=1; return; }
+  if "$check" "$out" "$tmp/${src_stem%-*}" 1e-4 >/dev/null 2>"$out.err"; then
+    echo "FAIL: $name: loaded" >&2; fail=1
+  elif ! grep -qE "$pattern" "$out.err"; then
+    echo "FAIL: $name: message does not match '$pattern': $(cat "$out.err")" >&2; fail=1
+  else
+    echo "ok: $name: $(cat "$out.err")"
+  fi
+}
+load_error unknown-arch llama-bf16-1-f32 "architecture 'mamba' is not supported \\(supported: llama" \
+  --set-str general.architecture mamba
+load_error output-bias qwen2-bf16-3-f32 "'blk.0.attn_output.bias' belongs to a feature of this qwen2" \
+  --add-f32 blk.0.attn_output.bias 32
+load_error no-window gemma2-f16-1-f32 "missing metadata 'gemma2.attention.sliding_window'" \
+  --del gemma2.attention.sliding_window
+load_error no-qkv phi3-f32-1-f32 "'blk.0.attn_qkv.weight' is missing" --drop blk.0.attn_qkv.weight
+load_error no-k-norm qwen3-f32-1-f32 "'blk.1.attn_k_norm.weight' is missing" \
+  --drop blk.1.attn_k_norm.weight
+load_error yarn llama-bf16-1-f32 "rope scaling type 'yarn' is not supported" \
+  --set-str llama.rope.scaling.type yarn
 
 [[ $fail -eq 0 ]] && echo "hf_import_models: all passed"
 exit $fail

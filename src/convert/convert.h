@@ -13,10 +13,6 @@ typedef struct ellm_convert_options {
      * block size) with the type it got instead; may be NULL. */
     void (*on_fallback)(void *user, const char *tensor, ellm_type wanted, ellm_type used);
     void *user;
-    /* Hugging Face import: writes the tokenizer.ggml.* keys from the checkpoint folder (which
-     * holds tokenizer.json); may be NULL (no vocabulary is written). */
-    edgellm_status (*write_tokenizer)(void *user, gguf_writer *w, const char *dir,
-                                      int32_t n_vocab);
 } ellm_convert_options;
 
 /* The hyper-parameters an importer records for a llama-architecture model. */
@@ -39,9 +35,10 @@ edgellm_status ellm_convert_llama2c(const char *checkpoint_path, const char *tok
 /* Converts a Hugging Face checkpoint folder (config.json, model.safetensors or shards listed in
  * model.safetensors.index.json; F32/F16/BF16) of a supported architecture (llama, mistral,
  * qwen2, qwen3, gemma, gemma2, gemma3, phi3) to GGUF, streaming tensor by tensor (atomic write).
- * out_type: F32, F16, BF16 or Q8_0 for matrices; vectors stay F32. */
+ * out_type: F32, F16, BF16 or Q8_0 for matrices; vectors stay F32. The vocabulary is imported
+ * from the folder's tokenizer.json when there is one (*with_vocab, may be NULL, says whether). */
 edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
-                               const ellm_convert_options *options);
+                               const ellm_convert_options *options, bool *with_vocab);
 
 typedef struct ellm_quantize_options {
     /* Called for every tensor whose rows do not split into the target's blocks, with the type

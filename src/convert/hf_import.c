@@ -9,14 +9,17 @@
  *    GGUF row 2i + half). Qwen, Gemma and Phi-3 files keep the halves (NeoX rotation), unpermuted.
  *  - Gemma checkpoints store RMSNorm weights as w for a norm that multiplies by (1 + w); GGUF
  *    files store 1 + w, so runtimes apply a plain RMSNorm. */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "convert/convert.h"
+#include "convert/hf_tokenizer.h"
 #include "convert/safetensors.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
@@ -303,6 +306,20 @@ static edgellm_status read_config(const char *dir, hf_config *c)
         if (st == EDGELLM_OK && (c->family == FAM_GEMMA2 || c->family == FAM_GEMMA3) &&
             c->sliding_window == 0)
             st = ellm_fail(EDGELLM_ERR_FORMAT, "config.json: %s needs sliding_window", c->arch);
+        /* Newer configs list each layer's attention; GGUF runtimes derive it from the
+         * architecture's fixed pattern, so any other layout cannot be represented. */
+        const json_t *types = json_object_get(cfg, "layer_types");
+        for (int64_t il = 0; st == EDGELLM_OK && json_is_array(types) && il < c->n_layer; il++) {
+            bool slides = c->sliding_window > 0 && (pattern == 0 || (il + 1) % pattern != 0);
+            const json_t *t = json_array_get(types, (size_t)il);
+            const char *want = slides ? "sliding_attention" : "full_attention";
+            if (json_array_size(types) != (size_t)c->n_layer || !json_is_string(t) ||
+                strcmp(json_string_value(t), want) != 0)
+                st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                               "config.json: layer_types[%lld] is not '%s'; only the standard "
+                               "%s layer pattern is supported",
+                               (long long)il, want, c->arch);
+        }
     }
     json_decref(cfg);
     return st;
@@ -517,6 +534,17 @@ static void source_row(const ellm_st_tensor *s, uint64_t row, uint64_t cols, voi
                             (int64_t)cols);
 }
 
+/* Drops the converted tensor's pages from this process (they stay in the page cache), so the
+ * resident set holds one tensor of the checkpoint at a time, not every shard read so far. */
+static void release_pages(const ellm_st_tensor *s)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin = ((uintptr_t)s->data + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)s->data + s->n_bytes) & ~(page - 1);
+    if (end > begin)
+        madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
 static edgellm_status fill_tensor(void *user, void *dst, uint64_t n_bytes)
 {
     const plan_tensor *t = user;
@@ -551,6 +579,7 @@ static edgellm_status fill_tensor(void *user, void *dst, uint64_t n_bytes)
     }
     free(row);
     free(tmp);
+    release_pages(t->src);
     return EDGELLM_OK;
 }
 
@@ -645,9 +674,33 @@ static edgellm_status write_meta(gguf_writer *w, const hf_config *c, const char 
     return st;
 }
 
-edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
-                               const ellm_convert_options *options)
+/* The vocabulary of tokenizer.json, when the folder has one; it must cover the embedding. */
+static edgellm_status write_vocab(gguf_writer *w, const char *dir, const hf_config *c,
+                                  bool *written)
 {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "rb");
+    *written = f != NULL;
+    if (!f)
+        return EDGELLM_OK;
+    fclose(f);
+    int32_t n = 0;
+    edgellm_status st = ellm_hf_write_tokenizer(w, dir, &n);
+    if (st == EDGELLM_OK && n != c->n_vocab)
+        st = ellm_fail(EDGELLM_ERR_FORMAT,
+                       "tokenizer.json has %d tokens but the embedding (vocab_size) has %lld "
+                       "rows; tokenizer and weights do not belong together",
+                       (int)n, (long long)c->n_vocab);
+    return st;
+}
+
+edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
+                               const ellm_convert_options *options, bool *with_vocab)
+{
+    bool vocab = false;
+    if (with_vocab)
+        *with_vocab = false;
     ellm_convert_options o = {.out_type = ELLM_TYPE_F32};
     if (options)
         o = *options;
@@ -687,13 +740,15 @@ edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
         }
         st = write_meta(w, &c, name, o.out_type);
     }
-    if (st == EDGELLM_OK && o.write_tokenizer)
-        st = o.write_tokenizer(o.user, w, dir, (int32_t)c.n_vocab);
+    if (st == EDGELLM_OK)
+        st = write_vocab(w, dir, &c, &vocab);
     for (int i = 0; st == EDGELLM_OK && i < p.n; i++)
         st = gguf_writer_add_tensor_fill(w, p.t[i].name, p.t[i].type, p.t[i].n_dims, p.t[i].ne,
                                          fill_tensor, &p.t[i]);
     if (st == EDGELLM_OK)
         st = gguf_writer_write(w, out_path);
+    if (st == EDGELLM_OK && with_vocab)
+        *with_vocab = vocab;
     gguf_writer_free(w);
     free(p.t);
     free(p.used);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Small random-weight models in Hugging Face layout, and a naive reference forward pass.
 
-  hf_model.py model ARCH DIR [--dtype bf16|f16|f32] [--shards N]
+  hf_model.py model ARCH DIR [--dtype bf16|f16|f32] [--shards N] [--no-reference]
+                   [--vocab-size N] [--long-rope]
       writes DIR/config.json, DIR/model.safetensors (or N shards + index), DIR/tokens.txt (the
       token ids to evaluate) and DIR/reference.bin (float64 logits of every position, row-major)
   hf_model.py hostile KIND DIR
@@ -34,6 +35,8 @@ def round_to(dtype, v):
 
 
 def encode(dtype, values):
+    if isinstance(values, (bytes, bytearray)):
+        return bytes(values)
     if dtype == "F32":
         return struct.pack("<%df" % len(values), *values)
     if dtype == "F16":
@@ -93,9 +96,11 @@ ARCHS = {
 }
 
 
-def make_config(arch):
+def make_config(arch, vocab_size=None):
     cfg = dict(BASE)
     cfg.update(ARCHS[arch])
+    if vocab_size:
+        cfg["vocab_size"] = vocab_size
     if arch == "phi3":
         n_rot = int(cfg["hidden_size"] // cfg["num_attention_heads"] * cfg["partial_rotary_factor"])
         cfg["rope_scaling"] = {"type": "longrope",
@@ -116,6 +121,14 @@ def make_weights(arch, cfg, dtype, rng):
     w = {}
 
     def mat(name, rows, cols, scale):
+        if rows * cols > 1000000 and dtype == "BF16":
+            # Real vocabularies make huge embeddings: random BF16 bytes of magnitude about
+            # 2^-7..2^-6 (no reference is computed for these).
+            raw = bytearray(rng.randbytes(2 * rows * cols))
+            table = bytes((i & 0x80) | 0x3C for i in range(256))
+            raw[1::2] = bytes(raw[1::2]).translate(table)
+            w[name] = ([rows, cols], raw)
+            return
         w[name] = ([rows, cols], [round_to(dtype, rng.uniform(-1, 1) * scale)
                                   for _ in range(rows * cols)])
 
@@ -183,6 +196,9 @@ def silu(x):
     return x / (1.0 + math.exp(-x))
 
 
+LONG_ROPE = False
+
+
 def inv_freqs(cfg, arch, n_rot, local):
     """Per-pair inverse frequencies and the cos/sin multiplier, as the HF rotary embeddings
     compute them."""
@@ -207,8 +223,10 @@ def inv_freqs(cfg, arch, n_rot, local):
                 out.append((1 - s) * f / fac + s * f)
         inv = out
     elif rs and rs.get("type") == "longrope":
-        # The short factors apply while the sequence is within the original context.
-        inv = [f / e for f, e in zip(inv, rs["short_factor"])]
+        # The short factors apply within the original context, the long ones beyond it (here:
+        # when the runtime's context is longer, as GGUF runtimes decide).
+        key = "long_factor" if LONG_ROPE else "short_factor"
+        inv = [f / e for f, e in zip(inv, rs[key])]
         scale = cfg["max_position_embeddings"] / cfg["original_max_position_embeddings"]
         mult = math.sqrt(1 + math.log(scale) / math.log(cfg["original_max_position_embeddings"]))
     return inv, mult
@@ -326,9 +344,9 @@ def reference(arch, cfg, w, tokens):
 # ---- commands ---------------------------------------------------------------------------------
 
 
-def write_model(arch, out_dir, dtype, shards, seed=7, with_reference=True):
+def write_model(arch, out_dir, dtype, shards, seed=7, with_reference=True, vocab_size=None):
     rng = random.Random(seed)
-    cfg = make_config(arch)
+    cfg = make_config(arch, vocab_size)
     w = make_weights(arch, cfg, dtype, rng)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
@@ -363,7 +381,7 @@ HOSTILE = ["header-len-huge", "header-len-short", "header-not-json", "offsets-ou
            "offsets-overlap", "offsets-hole", "dtype-lies", "dtype-unknown", "truncated",
            "empty-file", "shard-missing", "index-disagrees", "duplicate-across-shards",
            "shard-path-escape", "config-heads", "config-missing-key", "config-not-json",
-           "config-arch", "shape-mismatch", "tensor-missing", "tensor-extra", "dtype-int",
+           "config-arch", "config-layer-types", "shape-mismatch", "tensor-missing", "tensor-extra", "dtype-int",
            "no-weights", "negative-offset"]
 
 
@@ -449,6 +467,8 @@ def hostile(kind, out_dir):
             del c["hidden_size"]
         elif kind == "config-arch":
             c["architectures"] = ["MambaForCausalLM"]
+        elif kind == "config-layer-types":
+            c["layer_types"] = ["full_attention", "sliding_attention"]
         path = os.path.join(out_dir, "config.json")
         if kind == "config-not-json":
             open(path, "w").write("{\"hidden_size\": 32,")
@@ -486,14 +506,47 @@ def _rewrite_raw(path, tensors):
     open(path, "wb").write(struct.pack("<Q", len(hb)) + hb + body)
 
 
+def write_seeds(out_dir):
+    """Small safetensors files for the header fuzzer: valid ones of every dtype and rank, and
+    every hostile variant's weights file."""
+    os.makedirs(out_dir, exist_ok=True)
+    rng = random.Random(1)
+    for i, dtype in enumerate(["F32", "F16", "BF16"]):
+        tensors = [("t%d" % k, dtype, shape, [round_to(dtype, rng.uniform(-1, 1))
+                                               for _ in range(math.prod(shape))])
+                   for k, shape in enumerate([[3], [2, 4], [1, 2, 2], []])]
+        write_safetensors(os.path.join(out_dir, "valid-%d.safetensors" % i), tensors,
+                          {"format": "pt"} if i else None)
+    tmp = os.path.join(out_dir, "_tmp")
+    for kind in HOSTILE:
+        if kind.startswith("config") or kind in ("no-weights", "shape-mismatch"):
+            continue
+        hostile(kind, tmp)
+        for name in sorted(os.listdir(tmp)):
+            if name.endswith(".safetensors"):
+                with open(os.path.join(tmp, name), "rb") as f:
+                    data = f.read()
+                with open(os.path.join(out_dir, "%s-%s" % (kind, name)), "wb") as f:
+                    f.write(data[:65536])
+        for name in os.listdir(tmp):
+            os.remove(os.path.join(tmp, name))
+    os.rmdir(tmp)
+
+
 def main():
     a = sys.argv[1:]
     if len(a) >= 3 and a[0] == "model":
         dtype = a[a.index("--dtype") + 1].upper() if "--dtype" in a else "BF16"
         shards = int(a[a.index("--shards") + 1]) if "--shards" in a else 1
-        write_model(a[1], a[2], dtype, shards)
+        vocab = int(a[a.index("--vocab-size") + 1]) if "--vocab-size" in a else None
+        global LONG_ROPE
+        LONG_ROPE = "--long-rope" in a
+        write_model(a[1], a[2], dtype, shards, with_reference="--no-reference" not in a,
+                    vocab_size=vocab)
     elif len(a) == 3 and a[0] == "hostile":
         hostile(a[1], a[2])
+    elif len(a) == 2 and a[0] == "seeds":
+        write_seeds(a[1])
     elif len(a) == 1 and a[0] == "list-hostile":
         print("\n".join(HOSTILE))
     else:

@@ -28,36 +28,13 @@ static void report_fallback(void *user, const char *tensor, ellm_type wanted, el
             tensor, ellm_type_name(wanted), ellm_type_name(used));
 }
 
-/* The vocabulary of a checkpoint folder, from its tokenizer.json; a folder without one gives a
- * weights-only file, and the command says so. */
-static edgellm_status write_hf_vocabulary(void *user, gguf_writer *w, const char *dir,
-                                          int32_t n_vocab)
-{
-    bool *missing = user;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *missing = true;
-        return EDGELLM_OK;
-    }
-    fclose(f);
-    int32_t written = 0;
-    edgellm_status st = ellm_hf_write_tokenizer(w, dir, &written);
-    if (st == EDGELLM_OK && written != n_vocab)
-        return ellm_fail(EDGELLM_ERR_FORMAT,
-                         "%s holds %d tokens but config.json's vocab_size is %d; the embedding "
-                         "rows and the vocabulary must match",
-                         path, (int)written, (int)n_vocab);
-    return st;
-}
-
+/* --from hf: a Hugging Face model directory (weights and vocabulary, or the vocabulary only). */
 static int convert_hf(const char *dir, const char *tokenizer, const char *out, ellm_type out_type,
                       const char *name, bool vocab_only)
 {
     const char *cmd = "convert";
     if (!dir || !out) {
-        cli_error(cmd, "need MODEL_DIR and -o OUT.gguf");
+        cli_error(cmd, "need MODEL_DIR (a Hugging Face model directory) and -o OUT.gguf");
         return EXIT_USAGE;
     }
     if (tokenizer) {
@@ -78,17 +55,21 @@ static int convert_hf(const char *dir, const char *tokenizer, const char *out, e
                        "q4_0 afterwards");
         return EXIT_USAGE;
     }
-    bool no_vocabulary = false;
-    ellm_convert_options o = {.out_type = out_type,
-                              .name = name,
-                              .on_fallback = report_fallback,
-                              .write_tokenizer = write_hf_vocabulary,
-                              .user = &no_vocabulary};
-    if (ellm_convert_hf(dir, out, &o) != EDGELLM_OK) {
+    if (vocab_only) {
+        if (ellm_convert_hf_vocab_only(dir, out, name) != EDGELLM_OK) {
+            cli_error(cmd, "%s", edgellm_last_error());
+            return 1;
+        }
+        fprintf(stderr, "edgellm convert: wrote %s\n", out);
+        return 0;
+    }
+    ellm_convert_options o = {.out_type = out_type, .name = name, .on_fallback = report_fallback};
+    bool with_vocab = false;
+    if (ellm_convert_hf(dir, out, &o, &with_vocab) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
-    if (no_vocabulary)
+    if (!with_vocab)
         fprintf(stderr, "edgellm convert: wrote %s (weights only: %s has no tokenizer.json, so "
                         "the file cannot tokenize text)\n", out, dir);
     else
@@ -155,12 +136,12 @@ int cmd_convert(int argc, char **argv)
         cli_error(cmd, "unknown source format '%s' (supported: llama2c, hf)", from);
         return EXIT_USAGE;
     }
-    if (out_type == ELLM_TYPE_BF16) {
-        cli_error(cmd, "--outtype bf16 is only available with --from hf");
-        return EXIT_USAGE;
-    }
     if (vocab_only) {
         cli_error(cmd, "--vocab-only is for --from hf");
+        return EXIT_USAGE;
+    }
+    if (out_type == ELLM_TYPE_BF16) {
+        cli_error(cmd, "--outtype bf16 is only available with --from hf");
         return EXIT_USAGE;
     }
     if (!input || !tokenizer || !out) {
