@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "edgellm.h"
 
@@ -76,11 +77,41 @@ bool ellm_chat_family_from_name(const char *name, ellm_chat_family *out);
 char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
                        bool add_generation_prompt, const char *bos_text, const char *eos_text);
 
+/* A byte range of a rendered prompt. */
+typedef struct ellm_chat_span {
+    size_t offset, length;
+} ellm_chat_span;
+
+/* ellm_chat_format that also reports which byte ranges of the text came from the messages
+ * (their contents and roles, possibly stripped or escaped as the template does): *spans gets a
+ * malloc'd array of *n_spans ranges in increasing order, adjacent ones merged (NULL when there
+ * are none). Everything outside them is the template's own markup. Callers tokenize the message
+ * ranges without special-token parsing so message text cannot inject control tokens. */
+char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                             bool add_generation_prompt, const char *bos_text,
+                             const char *eos_text, ellm_chat_span **spans, size_t *n_spans);
+
 /* Convenience: from a loaded model (reads tokenizer.chat_template and the bos/eos token texts
  * through the public API). *template_recognised (may be NULL) is false when the model has no
  * template or one no family matches; ChatML is used then and the caller should warn. */
 char *ellm_chat_format_model(const edgellm_model *model, const ellm_chat_message *msgs, size_t n,
                              bool add_generation_prompt, bool *template_recognised);
+
+/* ellm_chat_format_model with the message spans of ellm_chat_format_spans. */
+char *ellm_chat_format_model_spans(const edgellm_model *model, const ellm_chat_message *msgs,
+                                   size_t n, bool add_generation_prompt,
+                                   bool *template_recognised, ellm_chat_span **spans,
+                                   size_t *n_spans);
+
+/* Tokenizes a rendered prompt with the template's markup parsed for control tokens and the
+ * message spans as plain text. The text is cut only where the markup has a control token, so
+ * for message text that holds no control-token text the ids equal those of tokenizing the whole
+ * text with EDGELLM_TOKENIZE_PARSE_SPECIAL (SentencePiece's dummy prefix and BPE merges see the
+ * same pieces). ensure_bos: begin with BOS when the model adds one by default and the text did
+ * not start with it. Returns a malloc'd array in *tokens (*n_tokens ids) or an error status. */
+edgellm_status ellm_chat_tokenize(const edgellm_model *model, const char *text,
+                                  const ellm_chat_span *spans, size_t n_spans, bool ensure_bos,
+                                  edgellm_token **tokens, int32_t *n_tokens);
 
 /* The family a model's template belongs to (see ellm_chat_detect). */
 ellm_chat_family ellm_chat_detect_model(const edgellm_model *model, bool *recognised);

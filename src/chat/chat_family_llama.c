@@ -34,11 +34,15 @@ bool chat_render_llama2(chat_render *r)
         if (chat_role_is(m, "user")) {
             chat_put(r, r->bos);
             chat_put(r, "[INST] ");
+            chat_content_begin(r); /* text is a copy of the messages */
             chat_put_span(r, chat_strip(text));
+            chat_content_end(r);
             chat_put(r, " [/INST]");
         } else if (chat_role_is(m, "assistant")) {
             chat_put(r, " ");
+            chat_content_begin(r);
             chat_put_span(r, chat_strip(text));
+            chat_content_end(r);
             chat_put(r, " ");
             chat_put(r, r->eos);
         }
@@ -66,6 +70,7 @@ bool chat_render_llama3(chat_render *r)
 /* tojson of a string as transformers defines it (json.dumps, non-ASCII kept). */
 static void put_json_string(chat_render *r, const char *s)
 {
+    chat_content_begin(r); /* the escaped form of message text */
     chat_put(r, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[8];
@@ -87,6 +92,7 @@ static void put_json_string(chat_render *r, const char *s)
         }
     }
     chat_put(r, "\"");
+    chat_content_end(r);
 }
 
 /* Llama 3.1 / 3.2 (without tools): a system turn with the knowledge cutoff and the date, then

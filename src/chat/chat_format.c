@@ -1,6 +1,8 @@
 /* ellm_chat_format: checks the conversation and hands it to the family's renderer
  * (chat_family_*.c), which reimplements that family's published Jinja template statement by
  * statement, so the output is the same bytes the template renders. */
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chat/chat_render.h"
@@ -13,8 +15,75 @@ bool chat_role_is(const ellm_chat_message *m, const char *role)
 
 const char *chat_content_of(const ellm_chat_message *m) { return m->content ? m->content : ""; }
 
-void chat_put(chat_render *r, const char *s) { chat_buf_append(&r->out, s); }
-void chat_put_span(chat_render *r, chat_span s) { chat_buf_append_n(&r->out, s.p, s.n); }
+/* Records out[offset, offset+length) as message text, merging with the previous range. */
+static void record_span(chat_render *r, size_t offset, size_t length)
+{
+    if (!r->track_spans || length == 0)
+        return;
+    if (r->n_spans > 0) {
+        ellm_chat_span *last = &r->spans[r->n_spans - 1];
+        if (last->offset + last->length == offset) {
+            last->length += length;
+            return;
+        }
+    }
+    if (r->n_spans == r->cap_spans) {
+        size_t cap = r->cap_spans ? r->cap_spans * 2 : 16;
+        ellm_chat_span *grown = realloc(r->spans, cap * sizeof *grown);
+        if (!grown) {
+            r->spans_failed = true;
+            return;
+        }
+        r->spans = grown;
+        r->cap_spans = cap;
+    }
+    r->spans[r->n_spans++] = (ellm_chat_span){offset, length};
+}
+
+/* Whether p points into one of the messages' own strings (compared as addresses: the pieces a
+ * renderer writes are the template's literals, the bos/eos texts, or views of message text). */
+static bool from_message(const chat_render *r, const char *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    for (size_t i = 0; i < r->n; i++) {
+        const char *strs[2] = {r->msgs[i].role, r->msgs[i].content};
+        for (int k = 0; k < 2; k++) {
+            if (!strs[k])
+                continue;
+            uintptr_t lo = (uintptr_t)strs[k];
+            if (a >= lo && a <= lo + strlen(strs[k]))
+                return true;
+        }
+    }
+    return false;
+}
+
+static void put_bytes(chat_render *r, const char *s, size_t n)
+{
+    size_t offset = r->out.len;
+    chat_buf_append_n(&r->out, s, n);
+    if (r->track_spans && r->content_depth == 0 && n > 0 && from_message(r, s))
+        record_span(r, offset, r->out.len - offset);
+}
+
+void chat_put(chat_render *r, const char *s)
+{
+    if (s)
+        put_bytes(r, s, strlen(s));
+}
+void chat_put_span(chat_render *r, chat_span s) { put_bytes(r, s.p, s.n); }
+
+void chat_content_begin(chat_render *r)
+{
+    if (r->content_depth++ == 0)
+        r->content_start = r->out.len;
+}
+
+void chat_content_end(chat_render *r)
+{
+    if (--r->content_depth == 0)
+        record_span(r, r->content_start, r->out.len - r->content_start);
+}
 
 /* The template's raise_exception(message): the render fails. */
 bool chat_raise(chat_render *r, const char *family, const char *message)
@@ -31,9 +100,14 @@ bool chat_alternates(const ellm_chat_message *m, size_t index0)
     return chat_role_is(m, "user") == (index0 % 2 == 0);
 }
 
-char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
-                       bool add_generation_prompt, const char *bos_text, const char *eos_text)
+static char *format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                    bool add_generation_prompt, const char *bos_text, const char *eos_text,
+                    ellm_chat_span **spans, size_t *n_spans)
 {
+    if (spans) {
+        *spans = NULL;
+        *n_spans = 0;
+    }
     if (!msgs || n == 0) {
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "a chat prompt needs at least one message");
         return NULL;
@@ -50,7 +124,8 @@ char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t
                      .n = n,
                      .add_generation_prompt = add_generation_prompt,
                      .bos = bos_text ? bos_text : "",
-                     .eos = eos_text ? eos_text : ""};
+                     .eos = eos_text ? eos_text : "",
+                     .track_spans = spans != NULL};
     bool ok;
     switch (f) {
     case ELLM_CHAT_CHATML: ok = chat_render_chatml(&r); break;
@@ -79,5 +154,36 @@ char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "unknown chat template family %d", (int)f);
         return NULL;
     }
-    return ok ? chat_buf_finish(&r.out) : NULL;
+    char *text = ok ? chat_buf_finish(&r.out) : NULL;
+    if (text && r.spans_failed) {
+        free(text);
+        text = NULL;
+        ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the chat prompt's message spans");
+    }
+    if (!text) {
+        free(r.spans);
+        return NULL;
+    }
+    if (spans) {
+        *spans = r.spans;
+        *n_spans = r.n_spans;
+    }
+    return text;
+}
+
+char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                       bool add_generation_prompt, const char *bos_text, const char *eos_text)
+{
+    return format(f, msgs, n, add_generation_prompt, bos_text, eos_text, NULL, NULL);
+}
+
+char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                             bool add_generation_prompt, const char *bos_text,
+                             const char *eos_text, ellm_chat_span **spans, size_t *n_spans)
+{
+    if (!spans || !n_spans) {
+        ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_spans: spans is NULL");
+        return NULL;
+    }
+    return format(f, msgs, n, add_generation_prompt, bos_text, eos_text, spans, n_spans);
 }

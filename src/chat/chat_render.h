@@ -18,12 +18,24 @@ typedef struct chat_render {
     const char *bos; /* never NULL */
     const char *eos;
     chat_buf out;
+    /* Which bytes of out came from message text (roles and contents), when asked for: pieces
+     * written from a message's own strings are found by where they point, text a renderer
+     * derives from a message (a copy, an escaped form) is bracketed by chat_content_begin/end. */
+    bool track_spans;
+    ellm_chat_span *spans;
+    size_t n_spans, cap_spans;
+    bool spans_failed;
+    int content_depth;
+    size_t content_start;
 } chat_render;
 
 bool chat_role_is(const ellm_chat_message *m, const char *role);
 const char *chat_content_of(const ellm_chat_message *m); /* NULL content reads as "" */
 void chat_put(chat_render *r, const char *s);
 void chat_put_span(chat_render *r, chat_span s);
+/* Everything written between these came from message text (nestable). */
+void chat_content_begin(chat_render *r);
+void chat_content_end(chat_render *r);
 /* The template's raise_exception(message): discards the output and fails; returns false. */
 bool chat_raise(chat_render *r, const char *family, const char *message);
 /* (role == 'user') == (index0 % 2 == 0): the alternation most templates check. */

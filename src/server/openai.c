@@ -247,6 +247,35 @@ static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t
     return true;
 }
 
+/* Tokenizes a rendered chat prompt into r->prompt (see ellm_chat_tokenize). */
+static bool chat_tokens(const edgellm_model *model, const char *text, const ellm_chat_span *spans,
+                        size_t n_spans, int n_ctx, srv_request *r, srv_api_error *err)
+{
+    edgellm_token *ids = NULL;
+    int32_t n = 0;
+    if (ellm_chat_tokenize(model, text, spans, n_spans, true, &ids, &n) != EDGELLM_OK) {
+        srv_error_set(err, 400, "invalid_request_error", NULL, "messages", "cannot tokenize: %s",
+                      edgellm_last_error());
+        return false;
+    }
+    if (n == 0 || n >= n_ctx) {
+        free(ids);
+        if (n == 0)
+            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
+                          "the prompt is empty and the model adds no BOS token");
+        else
+            srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded",
+                          "messages",
+                          "the prompt is %d tokens but the context holds %d (and at least one "
+                          "generated token); shorten it",
+                          n, n_ctx);
+        return false;
+    }
+    r->prompt = ids;
+    r->n_prompt = n;
+    return true;
+}
+
 /* A message's content: a string, null, or an array of {"type": "text", "text": ...} parts. */
 static char *message_content(json_t *content, size_t index, srv_api_error *err)
 {
@@ -344,9 +373,11 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, srv
         list[i].content = contents[i];
     }
     char *text = NULL;
+    ellm_chat_span *spans = NULL;
+    size_t n_spans = 0;
     if (ok) {
         bool recognised = true;
-        text = ellm_chat_format_model(model, list, n, true, &recognised);
+        text = ellm_chat_format_model_spans(model, list, n, true, &recognised, &spans, &n_spans);
         if (!text) {
             srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
                           "%s",
@@ -355,11 +386,11 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, srv
         }
     }
     if (ok) {
-        /* The template writes special tokens as text, often the BOS token itself: add BOS
-         * only when the rendered text did not start with it. */
-        int flags = EDGELLM_TOKENIZE_PARSE_SPECIAL | ENSURE_BOS;
-        ok = tokenize_prompt(model, text, strlen(text), flags, n_ctx, "messages", r, err);
+        /* The template's markup becomes control tokens, the messages' text stays text (a
+         * client cannot inject "<|im_end|>"); BOS is added unless the template wrote it. */
+        ok = chat_tokens(model, text, spans, n_spans, n_ctx, r, err);
     }
+    free(spans);
     if (ok) {
         /* A vocabulary without the family's end-of-turn token emits it as text: stop there. */
         const char *const *extra = ellm_chat_stop_strings(ellm_chat_detect_model(model, NULL));

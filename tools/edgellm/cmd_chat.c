@@ -133,21 +133,31 @@ static void token_text(const edgellm_model *m, edgellm_token t, char *buf, size_
  * that end the session (out of memory, a failed evaluation). */
 static bool chat_turn(session *s, history *h)
 {
-    char *prompt = ellm_chat_format(s->family, h->msgs, h->n, true, s->bos, s->eos);
-    if (!prompt) {
+    ellm_chat_span *spans = NULL;
+    size_t n_spans = 0;
+    char *prompt = ellm_chat_format_spans(s->family, h->msgs, h->n, true, s->bos, s->eos, &spans,
+                                          &n_spans);
+    /* The template's markup becomes control tokens, what was typed stays text; BOS comes from
+     * the template's text where it writes one, else from the model's default. */
+    edgellm_token *ids = NULL;
+    int32_t n_ids = 0;
+    if (!prompt ||
+        ellm_chat_tokenize(s->model, prompt, spans, n_spans, true, &ids,
+                           &n_ids) != EDGELLM_OK) {
         cli_error(s->cmd, "%s", edgellm_last_error());
+        free(prompt);
+        free(spans);
         history_pop_to(h, h->n - 1);
         return true;
     }
-    /* BOS comes from the template's text where it writes one, else from the model's default. */
+    free(prompt);
+    free(spans);
     edgellm_generate_params gp = s->gp;
-    bool template_has_bos = s->bos[0] && strncmp(prompt, s->bos, strlen(s->bos)) == 0;
-    gp.add_bos = template_has_bos ? 0 : -1;
     reply r = {0};
     gp.user_data = &r;
     edgellm_generate_result res = {0};
-    edgellm_status st = edgellm_generate(s->ctx, prompt, &gp, &res);
-    free(prompt);
+    edgellm_status st = edgellm_generate_tokens(s->ctx, ids, n_ids, &gp, &res);
+    free(ids);
     fputc('\n', stdout);
     fflush(stdout);
     s->turn++;
