@@ -197,16 +197,10 @@ static bool parse_stops(json_t *body, srv_request *r, srv_api_error *err)
     return ok;
 }
 
-/* A tokenize_prompt flag: begin with BOS (when the model uses one) unless the text starts with it. */
-#define ENSURE_BOS 0x100
-
-/* Tokenizes text into r->prompt. */
+/* Tokenizes a completion prompt into r->prompt. */
 static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t len, int flags,
                             int n_ctx, const char *param, srv_request *r, srv_api_error *err)
 {
-    edgellm_token bos = edgellm_token_bos(model);
-    bool ensure_bos = (flags & ENSURE_BOS) && bos >= 0 && edgellm_add_bos_default(model);
-    flags &= ~ENSURE_BOS;
     int32_t n = 0;
     edgellm_status st = edgellm_tokenize(model, text, len, flags, NULL, 0, &n);
     if (st != EDGELLM_OK && st != EDGELLM_ERR_BUFFER_TOO_SMALL) {
@@ -226,23 +220,12 @@ static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t
                       n, n_ctx);
         return false;
     }
-    r->prompt = malloc(((size_t)n + 1) * sizeof *r->prompt);
+    r->prompt = malloc((size_t)n * sizeof *r->prompt);
     if (!r->prompt) {
         srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
-    edgellm_tokenize(model, text, len, flags, r->prompt + 1, n, &n);
-    if (ensure_bos && (n == 0 || r->prompt[1] != bos)) {
-        r->prompt[0] = bos;
-        n++;
-    } else {
-        memmove(r->prompt, r->prompt + 1, (size_t)n * sizeof *r->prompt);
-    }
-    if (n >= n_ctx) {
-        srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
-                      "the prompt is %d tokens but the context holds %d; shorten it", n, n_ctx);
-        return false;
-    }
+    edgellm_tokenize(model, text, len, flags, r->prompt, n, &n);
     r->n_prompt = n;
     return true;
 }

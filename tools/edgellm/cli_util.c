@@ -169,3 +169,57 @@ char *cli_read_file(const char *path, size_t *len)
     *len = n;
     return buf;
 }
+
+cli_option_result cli_sampling_option(const char *cmd, int argc, char **argv, int *i,
+                                      edgellm_sampler_params *sp, bool *seed_given)
+{
+    static const struct {
+        const char *name;
+        double lo, hi;
+        bool integer;
+    } opts[] = {
+        {"--temp", 0, 100, false},           {"--top-k", 0, 1 << 30, true},
+        {"--top-p", 1e-6, 1, false},         {"--min-p", 0, 1, false},
+        {"--repeat-penalty", 1e-3, 100, false}, {"--repeat-last-n", -1, 1 << 20, true},
+        {"--presence-penalty", -100, 100, false}, {"--frequency-penalty", -100, 100, false},
+    };
+    const char *a = argv[*i];
+    if (!strcmp(a, "--seed")) {
+        const char *v = cli_option_value(cmd, argc, argv, i);
+        uint64_t u;
+        if (!v || !cli_parse_u64(cmd, a, v, &u))
+            return CLI_OPTION_BAD;
+        sp->seed = u;
+        *seed_given = true;
+        return CLI_OPTION_TAKEN;
+    }
+    size_t k = 0;
+    while (k < sizeof opts / sizeof opts[0] && strcmp(a, opts[k].name) != 0)
+        k++;
+    if (k == sizeof opts / sizeof opts[0])
+        return CLI_OPTION_NOT_MINE;
+    const char *v = cli_option_value(cmd, argc, argv, i);
+    double d = 0;
+    long l = 0;
+    if (!v || (opts[k].integer ? !cli_parse_int(cmd, a, v, (long)opts[k].lo, (long)opts[k].hi, &l)
+                               : !cli_parse_float(cmd, a, v, opts[k].lo, opts[k].hi, &d)))
+        return CLI_OPTION_BAD;
+    switch (k) {
+    case 0: sp->temperature = (float)d; break;
+    case 1: sp->top_k = (int32_t)l; break;
+    case 2: sp->top_p = (float)d; break;
+    case 3: sp->min_p = (float)d; break;
+    case 4: sp->repeat_penalty = (float)d; break;
+    case 5: sp->repeat_last_n = (int32_t)l; break;
+    case 6: sp->presence_penalty = (float)d; break;
+    default: sp->frequency_penalty = (float)d; break;
+    }
+    return CLI_OPTION_TAKEN;
+}
+
+uint64_t cli_time_seed(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
+}

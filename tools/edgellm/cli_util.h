@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgellm.h"
+
 #define EXIT_USAGE 2
 
 /* Prints "edgellm <cmd>: <message>\n" to stderr. */
@@ -26,6 +28,15 @@ const char *cli_option_value(const char *cmd, int argc, char **argv, int *i);
 /* A whole file (or stdin for "-") in a malloc'd buffer with a NUL after its *len bytes; NULL
  * if it cannot be read. */
 char *cli_read_file(const char *path, size_t *len);
+
+/* The sampling options `run` and `chat` share: --temp, --top-k, --top-p, --min-p,
+ * --repeat-penalty, --repeat-last-n, --presence-penalty, --frequency-penalty, --seed. */
+typedef enum cli_option_result { CLI_OPTION_NOT_MINE, CLI_OPTION_TAKEN, CLI_OPTION_BAD } cli_option_result;
+/* Parses argv[*i] (and its value) into sp when it is one of them; *seed_given is set by --seed. */
+cli_option_result cli_sampling_option(const char *cmd, int argc, char **argv, int *i,
+                                      edgellm_sampler_params *sp, bool *seed_given);
+/* A seed from the clock, for runs that were not given one. */
+uint64_t cli_time_seed(void);
 
 /* Peak resident set size of this process in bytes (0 if unknown). */
 uint64_t cli_peak_rss_bytes(void);

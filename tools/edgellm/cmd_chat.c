@@ -33,6 +33,8 @@ static void usage(FILE *out)
             "      --temp T            temperature (default 0.8; 0 = greedy)\n"
             "      --top-k K           (default 40; 0 = off)\n"
             "      --top-p P           (default 0.95; 1 = off)\n"
+            "      --min-p P, --repeat-penalty R, --repeat-last-n N, --presence-penalty P,\n"
+            "      --frequency-penalty P   as in edgellm run\n"
             "      --seed S            random seed (default: random)\n"
             "      --template-family F use chat format F instead of the detected one\n"
             "                          (chatml, llama2, llama3, llama3.1, llama3.2, gemma, phi3,\n"
@@ -354,12 +356,14 @@ int cmd_chat(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
-        double d;
-        long l;
-        uint64_t u;
 #define VALUE() \
     if (!(v = cli_option_value(cmd, argc, argv, &i))) \
         return EXIT_USAGE;
+        cli_option_result sampling = cli_sampling_option(cmd, argc, argv, &i, &sp, &seed_given);
+        if (sampling == CLI_OPTION_BAD)
+            return EXIT_USAGE;
+        if (sampling == CLI_OPTION_TAKEN)
+            continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -377,19 +381,6 @@ int cmd_chat(int argc, char **argv)
             VALUE() if (!cli_parse_int(cmd, a, v, 1, 256, &threads)) return EXIT_USAGE;
         } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
             VALUE() if (!cli_parse_int(cmd, a, v, 1, 1 << 24, &ctx_len)) return EXIT_USAGE;
-        } else if (!strcmp(a, "--temp")) {
-            VALUE() if (!cli_parse_float(cmd, a, v, 0, 100, &d)) return EXIT_USAGE;
-            sp.temperature = (float)d;
-        } else if (!strcmp(a, "--top-k")) {
-            VALUE() if (!cli_parse_int(cmd, a, v, 0, 1 << 30, &l)) return EXIT_USAGE;
-            sp.top_k = (int32_t)l;
-        } else if (!strcmp(a, "--top-p")) {
-            VALUE() if (!cli_parse_float(cmd, a, v, 1e-6, 1, &d)) return EXIT_USAGE;
-            sp.top_p = (float)d;
-        } else if (!strcmp(a, "--seed")) {
-            VALUE() if (!cli_parse_u64(cmd, a, v, &u)) return EXIT_USAGE;
-            sp.seed = u;
-            seed_given = true;
         } else if (!strcmp(a, "--template-family")) {
             VALUE() family_name = v;
             ellm_chat_family f;
@@ -417,11 +408,8 @@ int cmd_chat(int argc, char **argv)
         cli_error(cmd, "no model given: pass -m MODEL.gguf (see 'edgellm chat --help')");
         return EXIT_USAGE;
     }
-    if (!seed_given) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        sp.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
-    }
+    if (!seed_given)
+        sp.seed = cli_time_seed();
     char resolved[4096];
     if (store_resolve_model(model_path, resolved, sizeof resolved) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());

@@ -93,12 +93,14 @@ int cmd_run(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
-        double d;
-        long l;
-        uint64_t u;
 #define VALUE() \
     if (!(v = cli_option_value(cmd, argc, argv, &i))) \
         return EXIT_USAGE;
+        cli_option_result sampling = cli_sampling_option(cmd, argc, argv, &i, &sp, &seed_given);
+        if (sampling == CLI_OPTION_BAD)
+            return EXIT_USAGE;
+        if (sampling == CLI_OPTION_TAKEN)
+            continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -114,34 +116,6 @@ int cmd_run(int argc, char **argv)
             VALUE() if (!cli_parse_int(cmd, a, v, 1, 256, &threads)) return EXIT_USAGE;
         } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
             VALUE() if (!cli_parse_int(cmd, a, v, 1, 1 << 24, &ctx_len)) return EXIT_USAGE;
-        } else if (!strcmp(a, "--temp")) {
-            VALUE() if (!cli_parse_float(cmd, a, v, 0, 100, &d)) return EXIT_USAGE;
-            sp.temperature = (float)d;
-        } else if (!strcmp(a, "--top-k")) {
-            VALUE() if (!cli_parse_int(cmd, a, v, 0, 1 << 30, &l)) return EXIT_USAGE;
-            sp.top_k = (int32_t)l;
-        } else if (!strcmp(a, "--top-p")) {
-            VALUE() if (!cli_parse_float(cmd, a, v, 1e-6, 1, &d)) return EXIT_USAGE;
-            sp.top_p = (float)d;
-        } else if (!strcmp(a, "--min-p")) {
-            VALUE() if (!cli_parse_float(cmd, a, v, 0, 1, &d)) return EXIT_USAGE;
-            sp.min_p = (float)d;
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            VALUE() if (!cli_parse_float(cmd, a, v, 1e-3, 100, &d)) return EXIT_USAGE;
-            sp.repeat_penalty = (float)d;
-        } else if (!strcmp(a, "--repeat-last-n")) {
-            VALUE() if (!cli_parse_int(cmd, a, v, -1, 1 << 20, &l)) return EXIT_USAGE;
-            sp.repeat_last_n = (int32_t)l;
-        } else if (!strcmp(a, "--presence-penalty")) {
-            VALUE() if (!cli_parse_float(cmd, a, v, -100, 100, &d)) return EXIT_USAGE;
-            sp.presence_penalty = (float)d;
-        } else if (!strcmp(a, "--frequency-penalty")) {
-            VALUE() if (!cli_parse_float(cmd, a, v, -100, 100, &d)) return EXIT_USAGE;
-            sp.frequency_penalty = (float)d;
-        } else if (!strcmp(a, "--seed")) {
-            VALUE() if (!cli_parse_u64(cmd, a, v, &u)) return EXIT_USAGE;
-            sp.seed = u;
-            seed_given = true;
         } else if (!strcmp(a, "--stop")) {
             VALUE() if (n_stops == MAX_STOPS) {
                 cli_error(cmd, "at most %d --stop strings", MAX_STOPS);
@@ -188,11 +162,8 @@ int cmd_run(int argc, char **argv)
         }
         prompt = file_text;
     }
-    if (!seed_given) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        sp.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
-    }
+    if (!seed_given)
+        sp.seed = cli_time_seed();
 
     /* -m takes a file or an installed NAME[:VERSION] from the model store. */
     char resolved[4096];
