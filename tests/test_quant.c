@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/kernels.h"
 #include "quant/quant.h"
 #include "test_util.h"
 
@@ -231,7 +232,8 @@ static void test_kernels_match_reference(void)
  * every tile shape: a token's result must not depend on its batch. */
 static void test_gemm_tiles(void)
 {
-    enum { N = 4096 - 32 * 3, ROWS = 5, TOK = 9 };
+    /* Rows past one 16-row vector group and a short last group; tokens past one 64-token step. */
+    enum { N = 4096 - 32 * 3, ROWS = 37, TOK = 70 };
     ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
     static float w[ROWS * N], x[TOK * N], xd[N], wd[N];
@@ -246,6 +248,7 @@ static void test_gemm_tiles(void)
         x[i] = frand() * (float)(1 + i / N);
     /* Plain Q8_0 rows of the same tokens, for the single-row kernels and the reference. */
     static uint8_t plain[TOK][N / 32 * sizeof(block_q8_0)];
+    static float single[TOK][ROWS];
     for (int t = 0; t < TOK; t++) {
         uint8_t *row = xe + (size_t)t * L.row_bytes;
         ellm_quantize_q8_0_ext(x + t * N, row, N);
@@ -254,24 +257,37 @@ static void test_gemm_tiles(void)
         const block_q8_0 *b = (const block_q8_0 *)plain[t];
         const float *d = (const float *)(row + L.scales_offset);
         const int32_t *s8 = (const int32_t *)(row + L.sums_offset);
+        const int32_t *bsum = (const int32_t *)(row + L.block_sums_offset);
         for (int i = 0; i < N / 32; i++) {
             CHECK(!memcmp(row + 32 * i, b[i].qs, 32));
             CHECK(d[i] == ellm_f16_to_f32(b[i].d));
+            int32_t total = 0;
+            for (int j = 0; j < 32; j++)
+                total += b[i].qs[j];
+            CHECK(bsum[i] == total);
             for (int j = 0; j < 8; j++)
                 CHECK(s8[8 * i + j] == 8 * (b[i].qs[4 * j] + b[i].qs[4 * j + 1] +
                                             b[i].qs[4 * j + 2] + b[i].qs[4 * j + 3]));
         }
     }
+    /* Every kernel set this CPU runs that has tiles (avx512 and avx2 on a recent x86). */
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    int tiled_sets = 0;
+    for (int set = 0; set < n_sets && set < 8; set++)
     for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+        CHECK(ellm_quant_use_kernel_set(sets[set]));
         ellm_gemm_fn gemm = ellm_gemm_for(types[ty]);
         const ellm_type_kernels *k = ellm_kernels_for(types[ty]);
         if (!gemm)
             continue;
+        tiled_sets += ty == 0;
+        /* Sets whose quantized kernels sum exact integers in the scalar order equal it. */
+        bool exact = !strcmp(k->isa, "avx512") || !strncmp(k->isa, "neon", 4);
         uint64_t rb = 0;
         ellm_row_bytes(types[ty], N, &rb);
         for (int r = 0; r < ROWS; r++)
             ellm_quantize_row(types[ty], w + r * N, wq + r * rb, N);
-        float single[TOK][ROWS];
         for (int t = 0; t < TOK; t++)
             for (int r = 0; r < ROWS; r++) {
                 const uint8_t *row = plain[t];
@@ -285,12 +301,23 @@ static void test_gemm_tiles(void)
                 CHECK_MSG(fabs((double)single[t][r] - ref) <= 1e-5 * mag,
                           "%s row %d token %d: %.9g vs reference %.9g",
                           ellm_type_name(types[ty]), r, t, single[t][r], ref);
+                if (exact) {
+                    float scalar;
+                    ellm_vec_dot_fn scalar_dot = types[ty] == ELLM_TYPE_Q8_0
+                                                     ? ellm_vec_dot_q8_0_scalar
+                                                     : ellm_vec_dot_q4_0_scalar;
+                    scalar_dot(N, &scalar, wq + r * rb, row);
+                    CHECK_MSG(!memcmp(&scalar, &single[t][r], sizeof scalar),
+                              "%s %s row %d token %d: %.9g vs scalar %.9g", sets[set],
+                              ellm_type_name(types[ty]), r, t, single[t][r], scalar);
+                }
             }
-        /* Every batch size 1..TOK, starting at every token, and tiles of 1..ROWS rows. */
-        for (int n_tok = 1; n_tok <= TOK; n_tok++)
-            for (int t0 = 0; t0 + n_tok <= TOK; t0 += 2)
-                for (int n_rows = 1; n_rows <= ROWS; n_rows += 2) {
-                    float y[TOK][ROWS];
+        /* Batches of 1..9 tokens from several starts and the whole batch, tiles of 1..ROWS rows
+         * (every row count for small batches). */
+        for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9 ? n_tok + 1 : n_tok < TOK - 1 ? TOK - 1 : TOK + 1)
+            for (int t0 = 0; t0 + n_tok <= TOK; t0 += n_tok < 9 ? 7 : 1)
+                for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 1 : 12) {
+                    static float y[TOK][ROWS];
                     gemm(N, wq, rb, n_rows, xe + (size_t)t0 * L.row_bytes, L.row_bytes, n_tok,
                          &y[0][0], ROWS);
                     for (int t = 0; t < n_tok; t++)
@@ -302,13 +329,18 @@ static void test_gemm_tiles(void)
                                       y[t][r], single[t0 + t][r]);
                 }
     }
+    ellm_quant_use_kernel_set(NULL);
+    fprintf(stderr, "gemm tiles checked in %d kernel sets\n", tiled_sets);
+#if defined(__x86_64__)
+    CHECK(tiled_sets >= 1);
+#endif
     free(xe);
 }
 
 /* Every kernel set this CPU can run (e.g. neon-dotprod, neon and scalar on an ARMv8.2 CPU; avx2
  * and scalar on x86) against the scalar set, for every weight type with a kernel. The NEON
- * quantized dots sum exact integers and combine them in the scalar kernel's float order, so they
- * must be bit-identical; float dots (F32/F16/BF16) reassociate, so they get a relative bound, as
+ * quantized dots and the AVX-512 ones sum exact integers and combine them in the scalar kernel's
+ * float order, so they must be bit-identical; float dots (F32/F16/BF16) reassociate, so they get a relative bound, as
  * do the AVX2 kernels (some accumulate blocks in vector floats). Four-row kernels must equal
  * single rows, and each set's activation quantizer the reference bytes. */
 static void test_every_kernel_set(void)
@@ -365,7 +397,8 @@ static void test_every_kernel_set(void)
                     CHECK(k && k->vec_dot_type == ref_k->vec_dot_type);
                     if (!k || k->vec_dot_type != ref_k->vec_dot_type)
                         continue;
-                    bool exact = quantized && !strncmp(sets[set], "neon", 4);
+                    bool exact = quantized && (!strncmp(k->isa, "neon", 4) ||
+                                               !strcmp(k->isa, "avx512"));
                     for (int r = 0; r < 4; r++) {
                         float got;
                         k->vec_dot(n, &got, wq, rows[r]);

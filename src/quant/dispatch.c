@@ -54,6 +54,27 @@ static const kernel_set avx2_set = {
     {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2},
     {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2},
 };
+
+/* AVX-512 + VNNI: its own kernels where they exist, the AVX2 ones for the other types (this set
+ * is only chosen on CPUs that also run the AVX2 set). */
+static const kernel_set avx512_set = {
+    "avx512",
+    {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2", NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx512, "avx512", NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2},
+};
 #endif
 
 #if defined(ELLM_HAVE_NEON_KERNELS)
@@ -97,6 +118,7 @@ static bool cpu_has_dotprod(void)
 /* Every set this build has, fastest first, and whether this CPU can run it. */
 static const kernel_set *const all_sets[] = {
 #if defined(ELLM_HAVE_AVX2_KERNELS)
+    &avx512_set,
     &avx2_set,
 #endif
 #if defined(ELLM_HAVE_NEON_KERNELS)
@@ -109,11 +131,16 @@ static const kernel_set *const all_sets[] = {
 static bool cpu_runs(const kernel_set *s)
 {
 #if defined(ELLM_HAVE_AVX2_KERNELS)
-    if (s == &avx2_set) {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
-    }
+    __builtin_cpu_init();
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                __builtin_cpu_supports("f16c");
+    if (s == &avx2_set)
+        return avx2;
+    /* The compiler's check includes the OS saving the 512-bit state (XCR0). */
+    if (s == &avx512_set)
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("bmi2");
 #endif
 #if defined(ELLM_HAVE_NEON_KERNELS)
     if (s == &neon_dotprod_set)
@@ -210,17 +237,21 @@ const ellm_type_kernels *ellm_kernels_for(ellm_type type)
 void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst, int64_t n)
 {
 #if defined(ELLM_HAVE_AVX2_KERNELS)
-    if (vec_dot_type == ELLM_TYPE_Q8_0 && current() == &avx2_set) {
-        ellm_quantize_row_q8_0_avx2(x, dst, n);
-        return;
-    }
-    if (vec_dot_type == ELLM_TYPE_Q8_K && current() == &avx2_set) {
-        ellm_quantize_row_q8_K_avx2(x, dst, n);
-        return;
-    }
-    if (vec_dot_type == ELLM_TYPE_Q8_1 && current() == &avx2_set) {
-        ellm_quantize_row_q8_1_avx2(x, dst, n);
-        return;
+    /* The AVX2 quantizers are byte-identical to the reference; the AVX-512 set uses them too. */
+    const kernel_set *x86 = current();
+    if (x86 == &avx2_set || x86 == &avx512_set) {
+        if (vec_dot_type == ELLM_TYPE_Q8_0) {
+            ellm_quantize_row_q8_0_avx2(x, dst, n);
+            return;
+        }
+        if (vec_dot_type == ELLM_TYPE_Q8_K) {
+            ellm_quantize_row_q8_K_avx2(x, dst, n);
+            return;
+        }
+        if (vec_dot_type == ELLM_TYPE_Q8_1) {
+            ellm_quantize_row_q8_1_avx2(x, dst, n);
+            return;
+        }
     }
 #endif
 #if defined(ELLM_HAVE_NEON_KERNELS)

@@ -67,6 +67,20 @@ void ellm_vec_dot_q5_1_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_iq4_nl_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 /* Quantizes a float row to Q8_1 blocks, byte-identical to the reference quantizer. */
 void ellm_quantize_row_q8_1_avx2(const float *x, void *dst, int64_t n);
+
+/* AVX-512 (F/BW/VL/DQ) + VNNI kernels, compiled into the same x86-64 binary and chosen only on
+ * CPUs that have those features. Every one sums exact integers per block and applies the scalar
+ * kernel's float operations in its order, so each is bit-identical to the scalar kernel. */
+void ellm_vec_dot_q4_0_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void *x);
+/* Tiles against extended Q8_0 activations (gemm_avx512.c; see ellm_gemm_fn): 16 weight rows per
+ * step in the vector lanes, so one tile serves decode (one token) and prefill alike. */
+void ellm_gemm_q4_0_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                           const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                           int64_t y_stride);
+void ellm_gemm_q8_0_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                           const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                           int64_t y_stride);
 #endif
 
 #if defined(__aarch64__)

@@ -60,10 +60,11 @@ typedef struct ellm_type_kernels {
  * makes: first every block's 32 values (each block 32-byte aligned, so no load splits a cache
  * line), then each block's scale as a float, then for each block eight int32 values: 8 × the sum
  * of its activations 4j..4j+3 (what a kernel working on Q4_0's unsigned nibbles subtracts to apply
- * the format's offset of 8). Rows are a multiple of 64 bytes.
+ * the format's offset of 8), then each block's plain sum of its 32 activations as an int32 (the
+ * same offsets for kernels that form whole-block sums). Rows are a multiple of 64 bytes.
  */
 typedef struct ellm_q8_0_ext_layout {
-    size_t scales_offset, sums_offset, row_bytes;
+    size_t scales_offset, sums_offset, block_sums_offset, row_bytes;
 } ellm_q8_0_ext_layout;
 ellm_q8_0_ext_layout ellm_q8_0_ext_layout_for(int64_t n);
 void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n);
@@ -72,7 +73,7 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n);
 const ellm_type_kernels *ellm_kernels_for(ellm_type type);
 /* The gemm tile kernel matching the selected vec_dot for a weight type, NULL if there is none. */
 ellm_gemm_fn ellm_gemm_for(ellm_type type);
-/* Name of the kernel set in use ("avx2", "neon-dotprod", "neon", "scalar"). */
+/* Name of the kernel set in use ("avx512", "avx2", "neon-dotprod", "neon", "scalar"). */
 const char *ellm_kernel_set_name(void);
 /* Forces the portable scalar kernels (on) or re-detects the CPU (off); for tests comparing paths. */
 void ellm_quant_force_scalar(bool on);

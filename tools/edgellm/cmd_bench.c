@@ -342,11 +342,11 @@ int cmd_bench(int argc, char **argv)
                    "\"battery_impact\": null, ",
                    power_why);
         printf("\"prompt_tokens\": %ld, \"generated_tokens\": %ld, \"repetitions\": %ld, "
-               "\"memory_bandwidth_gbs\": %.2f, \"fma_peak_gflops\": %.1f, "
+               "\"memory_bandwidth_gbs\": %.2f, \"fma_peak_gflops\": %.1f, \"fma_isa\": \"%s\", "
                "\"decode_bytes_per_token\": %.0f, \"prefill_flops_per_token\": %.0f, "
                "\"decode_efficiency\": %.3f, \"prefill_efficiency\": %.3f",
-               n_prompt, n_gen, reps, bw, fma, bytes_per_token, flops_per_token, decode_eff,
-               prefill_eff);
+               n_prompt, n_gen, reps, bw, fma, machine_fma_isa(), bytes_per_token, flops_per_token,
+               decode_eff, prefill_eff);
         if (profile) {
             printf(", \"profile\": {");
             print_profile_json("prefill", &prof_prefill);
@@ -375,8 +375,8 @@ int cmd_bench(int argc, char **argv)
             printf("%-22s null (%s)\n", "power_draw_w", power_why);
             printf("%-22s null (needs power)\n", "battery_impact");
         }
-        printf("%-22s %.1f GB/s read, %.1f GFLOP/s FMA (%ld threads, measured now)\n", "machine",
-               bw, fma, threads);
+        printf("%-22s %.1f GB/s read, %.1f GFLOP/s FMA %s (%ld threads, measured now)\n",
+               "machine", bw, fma, machine_fma_isa(), threads);
         printf("%-22s %.1f%%  (%.0f MB/token x %.2f tok/s / %.1f GB/s)\n", "decode_efficiency",
                decode_eff * 100.0, bytes_per_token / 1e6, decode, bw);
         printf("%-22s %.1f%%  (%.2f GFLOP/token x %.1f tok/s / %.1f GFLOP/s)\n",

@@ -5,8 +5,10 @@
 
 /* Best-of-several read bandwidth over a buffer far larger than the caches, in GB/s. */
 double machine_read_bandwidth_gbs(int threads);
-/* Peak single-precision FMA throughput with independent accumulators, in GFLOP/s. */
+/* Peak single-precision FMA throughput with independent accumulators, in GFLOP/s, with the
+ * widest vectors the CPU has (machine_fma_isa names them). */
 double machine_fma_peak_gflops(int threads);
+const char *machine_fma_isa(void);
 /* "AMD EPYC ..." from /proc/cpuinfo, or "unknown". */
 const char *machine_cpu_model(void);
 
