@@ -420,6 +420,65 @@ static void test_matmul(void)
     }
 }
 
+/* Tiles (where a kernel set has them): every (row, token) bit for bit equal to the set's own
+ * single-row kernel and to the scalar kernel, for short row groups, batches of 1..9 tokens and
+ * one past the 64-token step, and rows with outliers. */
+static void test_tiles(void)
+{
+    enum { TN = 3 * QK_K, ROWS = 37, TOK = 70 };
+    static float w[ROWS * TN], x[TN];
+    static uint8_t wq[ROWS * TN], xq[TOK * TN * 2];
+    static float y[TOK * ROWS];
+    uint64_t xrb = 0;
+    ellm_row_bytes(ELLM_TYPE_Q8_K, TN, &xrb);
+    for (int i = 0; i < ROWS * TN; i++)
+        w[i] = grand() * (i % 61 == 0 ? 30.0f : 1.0f);
+    for (int t = 0; t < TOK; t++) {
+        for (int i = 0; i < TN; i++)
+            x[i] = grand() * (float)(1 + t % 5) * (t == 3 ? 1e-3f : 1.0f);
+        ellm_quantize_row(ELLM_TYPE_Q8_K, x, xq + t * xrb, TN);
+    }
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8), tiled = 0;
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        for (int ti = 0; ti < N_KTYPES; ti++) {
+            ellm_type type = ktypes[ti];
+            CHECK(ellm_quant_use_kernel_set("scalar"));
+            const ellm_type_kernels *ref = ellm_kernels_for(type);
+            CHECK(ellm_quant_use_kernel_set(sets[set]));
+            ellm_gemm_fn gemm = ellm_gemm_for(type);
+            const ellm_type_kernels *k = ellm_kernels_for(type);
+            if (!gemm || !k || !ref)
+                continue;
+            tiled++;
+            uint64_t rb = 0;
+            ellm_row_bytes(type, TN, &rb);
+            for (int r = 0; r < ROWS; r++)
+                ellm_quantize_row(type, w + r * TN, wq + r * rb, TN);
+            for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9 ? n_tok + 1 : TOK + (n_tok == TOK))
+                for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 5 : 18) {
+                    gemm(TN, wq, rb, n_rows, xq, xrb, n_tok, y, ROWS);
+                    for (int t = 0; t < n_tok; t++)
+                        for (int r = 0; r < n_rows; r++) {
+                            float own, scalar;
+                            k->vec_dot(TN, &own, wq + r * rb, xq + t * xrb);
+                            ref->vec_dot(TN, &scalar, wq + r * rb, xq + t * xrb);
+                            float got = y[t * ROWS + r];
+                            CHECK_MSG(!memcmp(&got, &own, 4) && !memcmp(&got, &scalar, 4),
+                                      "%s %s tile %d tokens x %d rows: token %d row %d: %.9g, "
+                                      "single row %.9g, scalar %.9g",
+                                      sets[set], ellm_type_name(type), n_tok, n_rows, t, r, got,
+                                      own, scalar);
+                        }
+                    if (n_tok == TOK)
+                        break;
+                }
+        }
+    }
+    ellm_quant_use_kernel_set(NULL);
+    fprintf(stderr, "K-quant tiles checked for %d (set, type) pairs\n", tiled);
+}
+
 int main(void)
 {
     test_q4_K_layout();
@@ -429,5 +488,6 @@ int main(void)
     test_kernels();
     test_q8_K_fast_quantizer();
     test_matmul();
+    test_tiles();
     return test_finish("test_quant_kquants");
 }

@@ -17,51 +17,8 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/lanes_avx512.h"
 #include "quant/quant.h"
-
-enum {
-    ROW_GROUP = 16,  /* rows per vector, one per 32-bit lane */
-    TOKEN_STEP = 64, /* tokens whose running sums stay in L1 while a row group is swept */
-};
-
-/* The 4 bytes at p in every 32-bit lane. */
-static inline __m512i broadcast4(const void *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
-
-/* Rows k, 4 + k, 8 + k and 12 + k of the group: 16 bytes at off in each, one per 128-bit lane. */
-static inline __m512i rows_by_lane(const uint8_t *const *p, int k, size_t off)
-{
-    __m512i t = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p[k] + off)));
-    t = _mm512_inserti32x4(t, _mm_loadu_si128((const __m128i *)(p[4 + k] + off)), 1);
-    t = _mm512_inserti32x4(t, _mm_loadu_si128((const __m128i *)(p[8 + k] + off)), 2);
-    return _mm512_inserti32x4(t, _mm_loadu_si128((const __m128i *)(p[12 + k] + off)), 3);
-}
-
-/* 16 bytes at off of each of the 16 rows, transposed: lane l of z[g] = bytes 4g..4g+3 of row l. */
-static inline void transpose_16x16(const uint8_t *const *p, size_t off, __m512i z[4])
-{
-    __m512i t0 = rows_by_lane(p, 0, off), t1 = rows_by_lane(p, 1, off);
-    __m512i t2 = rows_by_lane(p, 2, off), t3 = rows_by_lane(p, 3, off);
-    /* Within 128-bit lane j, t_k holds row 4j + k: two unpack steps gather dword g of the four
-     * rows 4j..4j+3 in order, so lane 4j + k ends up holding row 4j + k. */
-    __m512i u0 = _mm512_unpacklo_epi32(t0, t1), u1 = _mm512_unpackhi_epi32(t0, t1);
-    __m512i u2 = _mm512_unpacklo_epi32(t2, t3), u3 = _mm512_unpackhi_epi32(t2, t3);
-    z[0] = _mm512_unpacklo_epi64(u0, u2);
-    z[1] = _mm512_unpackhi_epi64(u0, u2);
-    z[2] = _mm512_unpacklo_epi64(u1, u3);
-    z[3] = _mm512_unpackhi_epi64(u1, u3);
-}
-
-/* The half-precision scales at base + row_off[l] + off as 16 floats (exact conversions). */
-static inline __m512 gather_scales(__m512i row_off, const uint8_t *base, size_t off)
-{
-    __m512i words = _mm512_i32gather_epi32(row_off, (const void *)(base + off), 1);
-    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words));
-}
 
 /* One block of 16 weight rows, ready for dpbusd: unsigned bytes whose products with the
  * activations exceed the true ones by offset × (activation sum), and the rows' scales. */
@@ -71,34 +28,32 @@ typedef struct row_block {
 } row_block;
 
 /* Q4_0: nibbles stay unsigned (0..15); the offset of 8 comes off with the activation sum. */
-static inline void q4_0_row_block(const uint8_t *const *p, const uint8_t *base, __m512i row_off,
-                                  int64_t b, row_block *rb)
+static inline void q4_0_row_block(const row_group *G, int64_t b, row_block *rb)
 {
     const __m512i low = _mm512_set1_epi8(0x0F);
     size_t at = (size_t)b * sizeof(block_q4_0);
     __m512i z[4];
-    transpose_16x16(p, at + offsetof(block_q4_0, qs), z);
+    transpose_16x16(G->p, at + offsetof(block_q4_0, qs), z);
     for (int g = 0; g < 4; g++) {
         rb->q[g] = _mm512_and_si512(z[g], low);                         /* values 4g.. */
         rb->q[4 + g] = _mm512_and_si512(_mm512_srli_epi16(z[g], 4), low); /* values 16 + 4g.. */
     }
-    rb->d = gather_scales(row_off, base, at);
+    rb->d = gather_halves(G, at);
 }
 
 /* Q8_0: signed values biased by 128 into unsigned bytes; the bias comes off the same way. */
-static inline void q8_0_row_block(const uint8_t *const *p, const uint8_t *base, __m512i row_off,
-                                  int64_t b, row_block *rb)
+static inline void q8_0_row_block(const row_group *G, int64_t b, row_block *rb)
 {
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     size_t at = (size_t)b * sizeof(block_q8_0);
     __m512i z[4];
-    transpose_16x16(p, at + offsetof(block_q8_0, qs), z);
+    transpose_16x16(G->p, at + offsetof(block_q8_0, qs), z);
     for (int g = 0; g < 4; g++)
         rb->q[g] = _mm512_xor_si512(z[g], bias);
-    transpose_16x16(p, at + offsetof(block_q8_0, qs) + 16, z);
+    transpose_16x16(G->p, at + offsetof(block_q8_0, qs) + 16, z);
     for (int g = 0; g < 4; g++)
         rb->q[4 + g] = _mm512_xor_si512(z[g], bias);
-    rb->d = gather_scales(row_off, base, at);
+    rb->d = gather_halves(G, at);
 }
 
 /* sum += (dw × da) × block_sum for the 16 rows against one token's block b, exactly as the
@@ -117,11 +72,9 @@ static inline __m512 row_block_step(const row_block *rb, const int8_t *act, floa
     return _mm512_add_ps(sum, _mm512_mul_ps(scale, _mm512_cvtepi32_ps(isum)));
 }
 
-typedef void (*row_block_fn)(const uint8_t *const *p, const uint8_t *base, __m512i row_off,
-                             int64_t b, row_block *rb);
+typedef void (*row_block_fn)(const row_group *G, int64_t b, row_block *rb);
 
-/* Row groups of 16 (a short last group repeats its last row in the unused lanes), tokens in
- * steps whose sums stay in L1, blocks in order inside. */
+/* Row groups of 16, tokens in steps whose sums stay in L1, blocks in order inside. */
 static inline void gemm_rows_in_lanes(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
                                       const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
                                       int64_t y_stride, row_block_fn decode, int64_t block_bytes,
@@ -131,30 +84,15 @@ static inline void gemm_rows_in_lanes(int64_t n, const uint8_t *w, size_t w_stri
     int64_t nb = n / QK8_0;
     __m512 sum[TOKEN_STEP];
     for (int64_t r0 = 0; r0 < n_rows; r0 += ROW_GROUP) {
-        int nr = n_rows - r0 < ROW_GROUP ? (int)(n_rows - r0) : ROW_GROUP;
-        const uint8_t *base = w + (size_t)r0 * w_stride;
-        const uint8_t *p[ROW_GROUP];
-        int32_t off[ROW_GROUP];
-        for (int l = 0; l < ROW_GROUP; l++) {
-            off[l] = (int32_t)((size_t)(l < nr ? l : nr - 1) * w_stride);
-            p[l] = base + off[l];
-        }
-        __m512i row_off = _mm512_loadu_si512(off);
-        const uint8_t *next = base + (size_t)ROW_GROUP * w_stride;
-        __mmask16 live = (__mmask16)((1u << nr) - 1);
+        row_group G = row_group_at(w, w_stride, r0, n_rows);
         for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
             int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
             for (int t = 0; t < nt; t++)
                 sum[t] = _mm512_setzero_ps();
             for (int64_t b = 0; b < nb; b++) {
                 row_block rb;
-                /* 16 interleaved streams defeat the hardware prefetcher: while block b of this
-                 * group is used, fetch the matching share of the next group's (contiguous) rows,
-                 * so it is in cache when the group after this one starts. */
-                for (size_t at = (size_t)b * ROW_GROUP * (size_t)block_bytes & ~(size_t)63;
-                     at < (size_t)(b + 1) * ROW_GROUP * (size_t)block_bytes; at += 64)
-                    _mm_prefetch((const char *)(next + at), _MM_HINT_T0);
-                decode(p, base, row_off, b, &rb);
+                prefetch_next_group(&G, b, block_bytes);
+                decode(&G, b, &rb);
                 for (int t = 0; t < nt; t++) {
                     const uint8_t *xa = x + (size_t)(t0 + t) * x_stride;
                     float da;
@@ -166,7 +104,7 @@ static inline void gemm_rows_in_lanes(int64_t n, const uint8_t *w, size_t w_stri
                 }
             }
             for (int t = 0; t < nt; t++)
-                _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + r0, live, sum[t]);
+                _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + r0, G.live, sum[t]);
         }
     }
 }

@@ -19,6 +19,10 @@ ellm_gemm_fn ellm_gemm_for(ellm_type type)
         return ellm_gemm_q4_0_avx512;
     if (k->vec_dot == ellm_vec_dot_q8_0_avx512)
         return ellm_gemm_q8_0_avx512;
+    if (k->vec_dot == ellm_vec_dot_q4_K_avx512)
+        return ellm_gemm_q4_K_avx512;
+    if (k->vec_dot == ellm_vec_dot_q6_K_avx512)
+        return ellm_gemm_q6_K_avx512;
 #endif
     return NULL;
 }

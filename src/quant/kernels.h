@@ -73,12 +73,26 @@ void ellm_quantize_row_q8_1_avx2(const float *x, void *dst, int64_t n);
  * kernel's float operations in its order, so each is bit-identical to the scalar kernel. */
 void ellm_vec_dot_q4_0_avx512(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void *x);
+/* K-quants against Q8_K activations, single and four-row (kernels_kquants_avx512.c). */
+void ellm_vec_dot_q4_K_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_K_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q6_K_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_q5_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
 /* Tiles against extended Q8_0 activations (gemm_avx512.c; see ellm_gemm_fn): 16 weight rows per
  * step in the vector lanes, so one tile serves decode (one token) and prefill alike. */
 void ellm_gemm_q4_0_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
                            const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
                            int64_t y_stride);
 void ellm_gemm_q8_0_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                           const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                           int64_t y_stride);
+/* The same against plain Q8_K activation rows (gemm_kquants_avx512.c). */
+void ellm_gemm_q4_K_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                           const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                           int64_t y_stride);
+void ellm_gemm_q6_K_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
                            const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
                            int64_t y_stride);
 #endif

@@ -168,7 +168,9 @@ void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n
     matmul_job job = {.w = w, .y = y, .n_w = n_w, .k = k, .n_tokens = n_tokens};
     for (int i = 0; i < n_w; i++)
         job.total_rows += w[i]->ne[1];
-    job.gemm = k->vec_dot_type == ELLM_TYPE_Q8_0 ? ellm_gemm_for(w[0]->type) : NULL;
+    job.gemm = ellm_gemm_for(w[0]->type);
+    /* Tiles against Q8_0 activations read the extended layout; others the plain rows. */
+    bool ext = job.gemm && k->vec_dot_type == ELLM_TYPE_Q8_0;
     /* Chunks small enough that threads finish together, large enough that a chunk's weights
      * are reused over every token of a prefill while they sit in L2. */
     int threads = ellm_threadpool_size(pool);
@@ -176,11 +178,11 @@ void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n
     chunk = (chunk + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
     job.chunk_rows = chunk < ROW_TILE ? ROW_TILE : chunk > 128 ? 128 : chunk;
     atomic_init(&job.next_chunk, 0);
-    job.xq_row_bytes = act_row_bytes(w[0], k, job.gemm != NULL);
+    job.xq_row_bytes = act_row_bytes(w[0], k, ext);
     if (k->vec_dot_type == ELLM_TYPE_F32) {
         job.xq = (const uint8_t *)x;
     } else {
-        convert_job cj = {k->vec_dot_type, job.gemm != NULL, x, scratch, w[0]->ne[0], n_tokens,
+        convert_job cj = {k->vec_dot_type, ext, x, scratch, w[0]->ne[0], n_tokens,
                           job.xq_row_bytes};
         ellm_threadpool_run(n_tokens > 1 ? pool : NULL, convert_task, &cj);
         job.xq = scratch;

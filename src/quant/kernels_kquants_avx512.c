@@ -1,0 +1,346 @@
+/* AVX-512 (F/BW/VL/DQ) + VNNI K-quant kernels against Q8_K activations, bit-identical to the
+ * scalar kernels.
+ *
+ * Integer part, exact: dpbusd multiplies the unsigned quants by the signed activations four at a
+ * time into int32 lanes whose values stay within int16 (at most 4 * 63 * 128), so two chunks'
+ * lanes pack losslessly into int16 pairs and one madd/dpwssd applies both chunks' sub-block
+ * scales. The mins and Q6_K's -32 offset come from the activation bsums as in the scalar kernels.
+ * Integer addition is exact in any order, so only the float tail decides bit-identity: per
+ * super-block it is the scalar kernel's (a.d * d) * (float)sumi [- (a.d * dmin) * (float)summ],
+ * evaluated lane-wise (the same IEEE operations on the same operands, no FMA), and the terms are
+ * added to one running sum in super-block order.
+ *
+ * Throughput is bound by the two vector ports left when 512-bit code runs, so the kernels work
+ * on pairs of super-blocks: the horizontal reductions and the float tail of both run once in
+ * shared vectors. The x4 kernels decode each pair of weight super-blocks once and run the same
+ * per-row code for each activation row, so they equal four single calls exactly. */
+#include "quant/kernels.h"
+
+#if defined(ELLM_HAVE_AVX2_KERNELS)
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/kquants.h"
+#include "quant/quant.h"
+
+/* Prototypes until quant/kernels.h declares them. */
+void ellm_vec_dot_q4_K_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_K_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q6_K_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_q5_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
+void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
+
+/* ---- Shared integer machinery --------------------------------------------------------------- */
+
+/* One 64-value chunk of quants against the matching 64 activations: 16 int32 lanes, each the
+ * exact sum of four products. */
+static inline __m512i dot_u8_s8(__m512i q, const int8_t *y)
+{
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512(y));
+}
+
+/* The scaled integer sum of one super-block in 16 int32 lanes. packs puts 128-bit lane L of two
+ * chunks side by side: dwords 0-1 hold lane L of the first chunk, dwords 2-3 lane L of the
+ * second, so the scale vectors carry, per 128-bit lane, the first chunk's sub-block scale twice
+ * and then the second's twice, as [s, s] int16 pairs. */
+static inline __m512i scaled_sum(const __m512i q[4], __m512i scale01, __m512i scale23,
+                                 const int8_t *y)
+{
+    __m512i p01 = _mm512_packs_epi32(dot_u8_s8(q[0], y), dot_u8_s8(q[1], y + 64));
+    __m512i p23 = _mm512_packs_epi32(dot_u8_s8(q[2], y + 128), dot_u8_s8(q[3], y + 192));
+    return _mm512_dpwssd_epi32(_mm512_madd_epi16(p01, scale01), p23, scale23);
+}
+
+/* Two super-blocks' 16-lane sums folded to 8 lanes each: the first block in lanes 0-7, the
+ * second in lanes 8-15. */
+static inline __m512i fold_pair(__m512i first, __m512i second)
+{
+    return _mm512_add_epi32(_mm512_mask_blend_epi64(0xF0, first, second),
+                            _mm512_shuffle_i64x2(first, second, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
+/* ---- Q4_K and Q5_K ------------------------------------------------------------------------- */
+
+/* Two consecutive Q4_K/Q5_K super-blocks decoded for any number of activation rows. Quant chunk
+ * c of a block holds values 64c .. 64c+63 in order: sub-block 2c in its low 256 bits, 2c+1 in
+ * the high 256. */
+typedef struct kq45_pair {
+    __m512i q[2][4];
+    __m512i scale[2][2]; /* per block: the scales of chunks 0-1 and 2-3 in scaled_sum's layout */
+    __m512i min_pairs;   /* int16 lanes 2j, 2j+1 = min j; block 0 in the low 256 bits */
+    __m128 d;            /* d, dmin of block 0, d, dmin of block 1 */
+} kq45_pair;
+
+/* The 12-byte scale/min fields of two blocks unpacked to 16 bytes each (scales 0-7, mins 0-7),
+ * block 0 in the low 128 bits. With the 12 bytes as dwords u0, u1, u2: scales 0-3 = u0 & 0x3F..,
+ * scales 4-7 = (u2 & 0x0F..) | ((u0 >> 2) & 0x30..), mins 0-3 = u1 & 0x3F.., mins 4-7 =
+ * ((u2 >> 4) & 0x0F..) | ((u1 >> 2) & 0x30..). The 16-byte loads stay inside the blocks. */
+static inline __m256i kq45_unpack_scales(const uint8_t *first, const uint8_t *second)
+{
+    __m256i raw = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)first)),
+        _mm_loadu_si128((const __m128i *)second), 1);
+    __m256i low = _mm256_srlv_epi32(_mm256_shuffle_epi32(raw, _MM_SHUFFLE(2, 1, 2, 0)),
+                                    _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4));
+    __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_shuffle_epi32(raw,
+                                                                          _MM_SHUFFLE(1, 1, 0, 0)),
+                                                     2),
+                                   _mm256_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030,
+                                                     0, 0x30303030));
+    const __m256i low_mask = _mm256_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F,
+                                               0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F);
+    return _mm256_ternarylogic_epi32(low, top, low_mask, 0xEC); /* (low & mask) | top */
+}
+
+static inline void kq45_decode_meta(const uint8_t *scales0, const uint8_t *scales1,
+                                    const uint16_t *d0, const uint16_t *d1, kq45_pair *p)
+{
+    /* Word 16b + j is block b's scale j, word 16b + 8 + j its min j. */
+    __m512i words = _mm512_cvtepu8_epi16(kq45_unpack_scales(scales0, scales1));
+    /* Chunks 0-1 packed: 128-bit lane L takes sub-block L / 2, then 2 + L / 2 (see scaled_sum),
+     * as [s, s] pairs; chunks 2-3 the same four sub-blocks later. */
+    const __m512i pick01 = _mm512_setr_epi32(0, 0, 2 * 0x10001, 2 * 0x10001, 0, 0, 2 * 0x10001,
+                                             2 * 0x10001, 0x10001, 0x10001, 3 * 0x10001,
+                                             3 * 0x10001, 0x10001, 0x10001, 3 * 0x10001,
+                                             3 * 0x10001);
+    for (int b = 0; b < 2; b++)
+        for (int k = 0; k < 2; k++)
+            p->scale[b][k] = _mm512_permutexvar_epi16(
+                _mm512_add_epi16(pick01, _mm512_set1_epi16((short)(16 * b + 4 * k))), words);
+    /* Int16 lanes 2j and 2j+1 of each block's half meet bsums 2j and 2j+1: min j twice. */
+    const __m512i pick_mins = _mm512_setr_epi32(
+        8 * 0x10001, 9 * 0x10001, 10 * 0x10001, 11 * 0x10001, 12 * 0x10001, 13 * 0x10001,
+        14 * 0x10001, 15 * 0x10001, 24 * 0x10001, 25 * 0x10001, 26 * 0x10001, 27 * 0x10001,
+        28 * 0x10001, 29 * 0x10001, 30 * 0x10001, 31 * 0x10001);
+    p->min_pairs = _mm512_permutexvar_epi16(pick_mins, words);
+    uint32_t h0, h1; /* d and dmin are adjacent halves */
+    memcpy(&h0, d0, 4);
+    memcpy(&h1, d1, 4);
+    p->d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)h0), (int)h1, 1));
+}
+
+/* The 32 quant bytes of a chunk broadcast to both halves, low nibbles kept in the low half and
+ * high nibbles in the high half: values 64c .. 64c+63 in order. */
+static inline __m512i nibble_chunk(const uint8_t *qs)
+{
+    __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qs));
+    v = _mm512_mask_srli_epi16(v, 0xFFFF0000u, v, 4);
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+
+static inline void q4_K_quants(const block_q4_K *b, __m512i q[4])
+{
+    for (int c = 0; c < 4; c++)
+        q[c] = nibble_chunk(b->qs + 32 * c);
+}
+
+/* Q5_K: the nibbles plus 16 where the value's qh bit (2c in the low half, 2c+1 in the high
+ * half) is set. */
+static inline void q5_K_quants(const block_q5_K *b, __m512i q[4])
+{
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->qh));
+    const __m512i sixteen = _mm512_set1_epi8(16);
+    for (int c = 0; c < 4; c++) {
+        __m512i bit = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8((char)(1 << (2 * c))),
+                                              _mm512_set1_epi8((char)(1 << (2 * c + 1))));
+        __m512i v = nibble_chunk(b->qs + 32 * c);
+        q[c] = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(qh, bit), v, sixteen);
+    }
+}
+
+/* The float terms of the pair against activation blocks a0, a1: lane 0 is block 0's
+ * (a.d * d) * sumi - (a.d * dmin) * summ, lane 2 block 1's. */
+static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const block_q8_K *a1)
+{
+    __m512i sum0 = scaled_sum(p->q[0], p->scale[0][0], p->scale[0][1], a0->qs);
+    __m512i sum1 = scaled_sum(p->q[1], p->scale[1][0], p->scale[1][1], a1->qs);
+    __m512i bsums = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a0->bsums)),
+        _mm256_loadu_si256((const __m256i *)a1->bsums), 1);
+    __m512i mins = _mm512_madd_epi16(bsums, p->min_pairs);
+    /* 128-bit lanes: sumi 0, summ 0, sumi 1, summ 1, each over 4 int32 lanes. */
+    __m512i sums = fold_pair(sum0, sum1);
+    __m512i quads = _mm512_add_epi32(
+        _mm512_mask_blend_epi64(0xCC, sums, mins),
+        _mm512_permutex2var_epi64(sums, _mm512_setr_epi64(2, 3, 8, 9, 6, 7, 12, 13), mins));
+    quads = _mm512_add_epi32(quads, _mm512_shuffle_epi32(quads, _MM_PERM_BADC));
+    quads = _mm512_add_epi32(quads, _mm512_shuffle_epi32(quads, _MM_PERM_CDAB));
+    __m128i totals = _mm512_castsi512_si128(
+        _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                   0),
+                                 quads));
+    __m128 ad = _mm_blend_ps(_mm_set1_ps(a0->d), _mm_set1_ps(a1->d), 0xC);
+    __m128 scaled = _mm_mul_ps(_mm_mul_ps(ad, p->d), _mm_cvtepi32_ps(totals));
+    return _mm_sub_ps(scaled, _mm_movehdup_ps(scaled));
+}
+
+/* Kernels for one weight type; DECODE_QUANTS is q4_K_quants or q5_K_quants. An odd last block
+ * is decoded as a pair with itself and only its first term is used. */
+#define KQ45_KERNELS(type, block_t, DECODE_QUANTS)                                                 \
+    static inline void type##_decode_pair(const block_t *w0, const block_t *w1, kq45_pair *p)      \
+    {                                                                                              \
+        kq45_decode_meta(w0->scales, w1->scales, &w0->d, &w1->d, p);                               \
+        DECODE_QUANTS(w0, p->q[0]);                                                                \
+        DECODE_QUANTS(w1, p->q[1]);                                                                \
+    }                                                                                              \
+    void ellm_vec_dot_##type##_avx512(int64_t n, float *out, const void *row, const void *x)       \
+    {                                                                                              \
+        const block_t *w = row;                                                                    \
+        const block_q8_K *a = x;                                                                   \
+        const int64_t nb = n / QK_K;                                                               \
+        float sum = 0;                                                                             \
+        for (int64_t i = 0; i < nb; i += 2) {                                                      \
+            const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
+            kq45_pair p;                                                                           \
+            type##_decode_pair(&w[i], &w[j], &p);                                                  \
+            __m128 t = kq45_terms(&p, &a[i], &a[j]);                                               \
+            sum += _mm_cvtss_f32(t);                                                               \
+            if (j != i)                                                                            \
+                sum += _mm_cvtss_f32(_mm_movehl_ps(t, t));                                         \
+        }                                                                                          \
+        *out = sum;                                                                                \
+    }                                                                                              \
+    void ellm_vec_dot_##type##_x4_avx512(int64_t n, float *out, const void *row,                   \
+                                         const void *const *x)                                     \
+    {                                                                                              \
+        const block_t *w = row;                                                                    \
+        const block_q8_K *a[4] = {x[0], x[1], x[2], x[3]};                                         \
+        const int64_t nb = n / QK_K;                                                               \
+        float sum[4] = {0, 0, 0, 0};                                                               \
+        for (int64_t i = 0; i < nb; i += 2) {                                                      \
+            const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
+            kq45_pair p;                                                                           \
+            type##_decode_pair(&w[i], &w[j], &p);                                                  \
+            for (int r = 0; r < 4; r++) {                                                          \
+                __m128 t = kq45_terms(&p, &a[r][i], &a[r][j]);                                     \
+                sum[r] += _mm_cvtss_f32(t);                                                        \
+                if (j != i)                                                                        \
+                    sum[r] += _mm_cvtss_f32(_mm_movehl_ps(t, t));                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (int r = 0; r < 4; r++)                                                                \
+            out[r] = sum[r];                                                                       \
+    }
+
+KQ45_KERNELS(q4_K, block_q4_K, q4_K_quants)
+KQ45_KERNELS(q5_K, block_q5_K, q5_K_quants)
+
+/* ---- Q6_K ---------------------------------------------------------------------------------- */
+
+/* Two consecutive Q6_K super-blocks decoded: quants in value order as four 64-value vectors per
+ * block (vector v, 128-bit lane L is sub-block 4v + L). */
+typedef struct q6_K_pair {
+    __m512i q[2][4];
+    __m512i scale[2][2]; /* per block: vectors 0-1 and 2-3 in scaled_sum's layout */
+    __m512i scale16;     /* the 16 scales of each block as int16, block 0 first */
+    __m128 d;            /* d of block 0, d of block 1 */
+} q6_K_pair;
+
+static inline void q6_K_quants(const block_q6_K *b, __m512i q[4])
+{
+    /* Half h: the 64 ql bytes hold values 0-63 of the half in their low nibbles (ql[l], then
+     * ql[l + 32]) and values 64-127 in their high nibbles; qh[l] (broadcast to both 256-bit
+     * halves) has the top two bits of values l, l + 32, l + 64, l + 96 at bits 0-1, 2-3, 4-5,
+     * 6-7. The variable shifts bring the wanted pair to bits 4-5 of each byte. */
+    const __m512i low4 = _mm512_set1_epi8(0x0F), low6 = _mm512_set1_epi8(0x3F);
+    const __m512i shift_first = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi16(4),
+                                                        _mm512_set1_epi16(2));
+    const __m512i shift_second = _mm512_mask_blend_epi64(0xF0, _mm512_setzero_si512(),
+                                                         _mm512_set1_epi16(2));
+    for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+        /* 0xE4 = (A & C) | (B & ~C) with C the low-nibble mask; the AND with 0x3F then drops
+         * the bits above the top pair that the shifts carried in. */
+        __m512i first = _mm512_ternarylogic_epi32(ql, _mm512_sllv_epi16(qh, shift_first), low4,
+                                                  0xE4);
+        __m512i second = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4),
+                                                   _mm512_srlv_epi16(qh, shift_second), low4,
+                                                   0xE4);
+        q[2 * h] = _mm512_and_si512(first, low6);
+        q[2 * h + 1] = _mm512_and_si512(second, low6);
+    }
+}
+
+static inline void q6_K_decode_pair(const block_q6_K *w0, const block_q6_K *w1, q6_K_pair *p)
+{
+    q6_K_quants(w0, p->q[0]);
+    q6_K_quants(w1, p->q[1]);
+    p->scale16 = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w0->scales)),
+        _mm_loadu_si128((const __m128i *)w1->scales), 1));
+    /* Vectors v and v + 1 packed: 128-bit lane L takes sub-block 4v + L, then 4v + 4 + L. */
+    const __m512i lane = _mm512_setr_epi32(0, 0, 4 * 0x10001, 4 * 0x10001, 0x10001, 0x10001,
+                                           5 * 0x10001, 5 * 0x10001, 2 * 0x10001, 2 * 0x10001,
+                                           6 * 0x10001, 6 * 0x10001, 3 * 0x10001, 3 * 0x10001,
+                                           7 * 0x10001, 7 * 0x10001);
+    for (int b = 0; b < 2; b++)
+        for (int k = 0; k < 2; k++)
+            p->scale[b][k] = _mm512_permutexvar_epi16(
+                _mm512_add_epi16(lane, _mm512_set1_epi16((short)(16 * b + 8 * k))), p->scale16);
+    p->d = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(w0->d), w1->d, 1));
+}
+
+/* The float terms of the pair against activation blocks a0, a1: lane 0 is block 0's
+ * (a.d * d) * sumi, lane 1 block 1's. */
+static inline __m128 q6_K_terms(const q6_K_pair *p, const block_q8_K *a0, const block_q8_K *a1)
+{
+    __m512i sum0 = scaled_sum(p->q[0], p->scale[0][0], p->scale[0][1], a0->qs);
+    __m512i sum1 = scaled_sum(p->q[1], p->scale[1][0], p->scale[1][1], a1->qs);
+    __m512i bsums = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a0->bsums)),
+        _mm256_loadu_si256((const __m256i *)a1->bsums), 1);
+    /* The stored q is value + 32: take out 32 * scale * (activation sum) per sub-block. */
+    __m512i offset = _mm512_madd_epi16(p->scale16, bsums);
+    __m512i sums = _mm512_sub_epi32(fold_pair(sum0, sum1), _mm512_slli_epi32(offset, 5));
+    sums = _mm512_add_epi32(sums, _mm512_shuffle_i64x2(sums, sums, _MM_SHUFFLE(2, 3, 0, 1)));
+    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_BADC));
+    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_CDAB));
+    __m128i totals = _mm512_castsi512_si128(
+        _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 sums));
+    __m128 ad = _mm_unpacklo_ps(_mm_set_ss(a0->d), _mm_set_ss(a1->d));
+    return _mm_mul_ps(_mm_mul_ps(ad, p->d), _mm_cvtepi32_ps(totals));
+}
+
+void ellm_vec_dot_q6_K_avx512(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q6_K *w = row;
+    const block_q8_K *a = x;
+    const int64_t nb = n / QK_K;
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i += 2) {
+        const int64_t j = i + 1 < nb ? i + 1 : i;
+        q6_K_pair p;
+        q6_K_decode_pair(&w[i], &w[j], &p);
+        __m128 t = q6_K_terms(&p, &a[i], &a[j]);
+        sum += _mm_cvtss_f32(t);
+        if (j != i)
+            sum += _mm_cvtss_f32(_mm_movehdup_ps(t));
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x)
+{
+    const block_q6_K *w = row;
+    const block_q8_K *a[4] = {x[0], x[1], x[2], x[3]};
+    const int64_t nb = n / QK_K;
+    float sum[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < nb; i += 2) {
+        const int64_t j = i + 1 < nb ? i + 1 : i;
+        q6_K_pair p;
+        q6_K_decode_pair(&w[i], &w[j], &p);
+        for (int r = 0; r < 4; r++) {
+            __m128 t = q6_K_terms(&p, &a[r][i], &a[r][j]);
+            sum[r] += _mm_cvtss_f32(t);
+            if (j != i)
+                sum[r] += _mm_cvtss_f32(_mm_movehdup_ps(t));
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        out[r] = sum[r];
+}
+#endif
