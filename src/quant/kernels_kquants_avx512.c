@@ -7,8 +7,10 @@
  * scales. The mins and Q6_K's -32 offset come from the activation bsums as in the scalar kernels.
  * Integer addition is exact in any order, so only the float tail decides bit-identity: per
  * super-block it is the scalar kernel's (a.d * d) * (float)sumi [- (a.d * dmin) * (float)summ],
- * evaluated lane-wise (the same IEEE operations on the same operands, no FMA), and the terms are
- * added to one running sum in super-block order.
+ * evaluated lane-wise (the same IEEE operations on the same operands), and the terms are added
+ * to one running sum in super-block order. That needs the multiplies and subtractions to stay
+ * separate: the project's -std=c11 turns GCC's FP contraction off; a GNU-mode build with
+ * -ffp-contract=fast could fuse them into FMAs and break the equality.
  *
  * Throughput is bound by the two vector ports left when 512-bit code runs, so the kernels work
  * on pairs of super-blocks: the horizontal reductions and the float tail of both run once in
@@ -18,6 +20,7 @@
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -59,6 +62,18 @@ static inline __m512i fold_pair(__m512i first, __m512i second)
 {
     return _mm512_add_epi32(_mm512_mask_blend_epi64(0xF0, first, second),
                             _mm512_shuffle_i64x2(first, second, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
+/* A single core streaming weights from DRAM gets well short of its bandwidth from the hardware
+ * prefetchers alone; prefetching ahead of the pair being decoded (into L2 far ahead, into L1
+ * nearer) closes most of the gap. Prefetches never fault, so running past the end of the row is
+ * harmless; the address is formed as an integer so no out-of-object pointer is made. */
+static inline void prefetch_ahead(const void *pair, int bytes)
+{
+    for (int k = 0; k < bytes; k += 64) {
+        _mm_prefetch((const char *)((uintptr_t)pair + 4096 + (unsigned)k), _MM_HINT_T1);
+        _mm_prefetch((const char *)((uintptr_t)pair + 1024 + (unsigned)k), _MM_HINT_T0);
+    }
 }
 
 /* ---- Q4_K and Q5_K ------------------------------------------------------------------------- */
@@ -105,10 +120,13 @@ static inline void kq45_decode_meta(const uint8_t *scales0, const uint8_t *scale
                                              2 * 0x10001, 0x10001, 0x10001, 3 * 0x10001,
                                              3 * 0x10001, 0x10001, 0x10001, 3 * 0x10001,
                                              3 * 0x10001);
-    for (int b = 0; b < 2; b++)
-        for (int k = 0; k < 2; k++)
-            p->scale[b][k] = _mm512_permutexvar_epi16(
-                _mm512_add_epi16(pick01, _mm512_set1_epi16((short)(16 * b + 4 * k))), words);
+    p->scale[0][0] = _mm512_permutexvar_epi16(pick01, words);
+    p->scale[0][1] = _mm512_permutexvar_epi16(_mm512_add_epi16(pick01, _mm512_set1_epi16(4)),
+                                              words);
+    p->scale[1][0] = _mm512_permutexvar_epi16(_mm512_add_epi16(pick01, _mm512_set1_epi16(16)),
+                                              words);
+    p->scale[1][1] = _mm512_permutexvar_epi16(_mm512_add_epi16(pick01, _mm512_set1_epi16(20)),
+                                              words);
     /* Int16 lanes 2j and 2j+1 of each block's half meet bsums 2j and 2j+1: min j twice. */
     const __m512i pick_mins = _mm512_setr_epi32(
         8 * 0x10001, 9 * 0x10001, 10 * 0x10001, 11 * 0x10001, 12 * 0x10001, 13 * 0x10001,
@@ -130,24 +148,33 @@ static inline __m512i nibble_chunk(const uint8_t *qs)
     return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
 }
 
+/* (The four chunks are written out: GCC at -O2 does not unroll loops over vector arrays and
+ * would keep them in memory.) */
 static inline void q4_K_quants(const block_q4_K *b, __m512i q[4])
 {
-    for (int c = 0; c < 4; c++)
-        q[c] = nibble_chunk(b->qs + 32 * c);
+    q[0] = nibble_chunk(b->qs);
+    q[1] = nibble_chunk(b->qs + 32);
+    q[2] = nibble_chunk(b->qs + 64);
+    q[3] = nibble_chunk(b->qs + 96);
 }
 
-/* Q5_K: the nibbles plus 16 where the value's qh bit (2c in the low half, 2c+1 in the high
- * half) is set. */
+/* Q5_K chunk c: the nibbles plus 16 where the value's qh bit (2c in the low half, 2c+1 in the
+ * high half) is set; qh is the 32 qh bytes broadcast to both halves. */
+static inline __m512i q5_K_chunk(const uint8_t *qs, __m512i qh, int c)
+{
+    __m512i bit = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8((char)(1 << (2 * c))),
+                                          _mm512_set1_epi8((char)(1 << (2 * c + 1))));
+    __m512i v = nibble_chunk(qs + 32 * c);
+    return _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(qh, bit), v, _mm512_set1_epi8(16));
+}
+
 static inline void q5_K_quants(const block_q5_K *b, __m512i q[4])
 {
     const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->qh));
-    const __m512i sixteen = _mm512_set1_epi8(16);
-    for (int c = 0; c < 4; c++) {
-        __m512i bit = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8((char)(1 << (2 * c))),
-                                              _mm512_set1_epi8((char)(1 << (2 * c + 1))));
-        __m512i v = nibble_chunk(b->qs + 32 * c);
-        q[c] = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(qh, bit), v, sixteen);
-    }
+    q[0] = q5_K_chunk(b->qs, qh, 0);
+    q[1] = q5_K_chunk(b->qs, qh, 1);
+    q[2] = q5_K_chunk(b->qs, qh, 2);
+    q[3] = q5_K_chunk(b->qs, qh, 3);
 }
 
 /* The float terms of the pair against activation blocks a0, a1: lane 0 is block 0's
@@ -194,6 +221,7 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         for (int64_t i = 0; i < nb; i += 2) {                                                      \
             const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
             kq45_pair p;                                                                           \
+            prefetch_ahead(&w[i], 2 * (int)sizeof(block_t));                                       \
             type##_decode_pair(&w[i], &w[j], &p);                                                  \
             __m128 t = kq45_terms(&p, &a[i], &a[j]);                                               \
             sum += _mm_cvtss_f32(t);                                                               \
@@ -212,6 +240,7 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         for (int64_t i = 0; i < nb; i += 2) {                                                      \
             const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
             kq45_pair p;                                                                           \
+            prefetch_ahead(&w[i], 2 * (int)sizeof(block_t));                                       \
             type##_decode_pair(&w[i], &w[j], &p);                                                  \
             for (int r = 0; r < 4; r++) {                                                          \
                 __m128 t = kq45_terms(&p, &a[r][i], &a[r][j]);                                     \
@@ -238,30 +267,33 @@ typedef struct q6_K_pair {
     __m128 d;            /* d of block 0, d of block 1 */
 } q6_K_pair;
 
-static inline void q6_K_quants(const block_q6_K *b, __m512i q[4])
+/* Half h of a Q6_K block as two 64-value vectors. The 64 ql bytes hold values 0-63 of the half
+ * in their low nibbles (ql[l], then ql[l + 32]) and values 64-127 in their high nibbles; qh[l]
+ * (broadcast to both 256-bit halves) has the top two bits of values l, l + 32, l + 64, l + 96 at
+ * bits 0-1, 2-3, 4-5, 6-7. The variable shifts bring the wanted pair to bits 4-5 of each byte. */
+static inline void q6_K_half(const uint8_t *ql_bytes, const uint8_t *qh_bytes, __m512i *first,
+                             __m512i *second)
 {
-    /* Half h: the 64 ql bytes hold values 0-63 of the half in their low nibbles (ql[l], then
-     * ql[l + 32]) and values 64-127 in their high nibbles; qh[l] (broadcast to both 256-bit
-     * halves) has the top two bits of values l, l + 32, l + 64, l + 96 at bits 0-1, 2-3, 4-5,
-     * 6-7. The variable shifts bring the wanted pair to bits 4-5 of each byte. */
     const __m512i low4 = _mm512_set1_epi8(0x0F), low6 = _mm512_set1_epi8(0x3F);
     const __m512i shift_first = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi16(4),
                                                         _mm512_set1_epi16(2));
     const __m512i shift_second = _mm512_mask_blend_epi64(0xF0, _mm512_setzero_si512(),
                                                          _mm512_set1_epi16(2));
-    for (int h = 0; h < 2; h++) {
-        __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
-        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
-        /* 0xE4 = (A & C) | (B & ~C) with C the low-nibble mask; the AND with 0x3F then drops
-         * the bits above the top pair that the shifts carried in. */
-        __m512i first = _mm512_ternarylogic_epi32(ql, _mm512_sllv_epi16(qh, shift_first), low4,
-                                                  0xE4);
-        __m512i second = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4),
-                                                   _mm512_srlv_epi16(qh, shift_second), low4,
-                                                   0xE4);
-        q[2 * h] = _mm512_and_si512(first, low6);
-        q[2 * h + 1] = _mm512_and_si512(second, low6);
-    }
+    __m512i ql = _mm512_loadu_si512(ql_bytes);
+    __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh_bytes));
+    /* 0xE4 = (A & C) | (B & ~C) with C the low-nibble mask; the AND with 0x3F then drops the
+     * bits above the top pair that the shifts carried in. */
+    __m512i lo = _mm512_ternarylogic_epi32(ql, _mm512_sllv_epi16(qh, shift_first), low4, 0xE4);
+    __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4),
+                                           _mm512_srlv_epi16(qh, shift_second), low4, 0xE4);
+    *first = _mm512_and_si512(lo, low6);
+    *second = _mm512_and_si512(hi, low6);
+}
+
+static inline void q6_K_quants(const block_q6_K *b, __m512i q[4])
+{
+    q6_K_half(b->ql, b->qh, &q[0], &q[1]);
+    q6_K_half(b->ql + 64, b->qh + 32, &q[2], &q[3]);
 }
 
 static inline void q6_K_decode_pair(const block_q6_K *w0, const block_q6_K *w1, q6_K_pair *p)
@@ -276,10 +308,13 @@ static inline void q6_K_decode_pair(const block_q6_K *w0, const block_q6_K *w1, 
                                            5 * 0x10001, 5 * 0x10001, 2 * 0x10001, 2 * 0x10001,
                                            6 * 0x10001, 6 * 0x10001, 3 * 0x10001, 3 * 0x10001,
                                            7 * 0x10001, 7 * 0x10001);
-    for (int b = 0; b < 2; b++)
-        for (int k = 0; k < 2; k++)
-            p->scale[b][k] = _mm512_permutexvar_epi16(
-                _mm512_add_epi16(lane, _mm512_set1_epi16((short)(16 * b + 8 * k))), p->scale16);
+    p->scale[0][0] = _mm512_permutexvar_epi16(lane, p->scale16);
+    p->scale[0][1] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane, _mm512_set1_epi16(8)),
+                                              p->scale16);
+    p->scale[1][0] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane, _mm512_set1_epi16(16)),
+                                              p->scale16);
+    p->scale[1][1] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane, _mm512_set1_epi16(24)),
+                                              p->scale16);
     p->d = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(w0->d), w1->d, 1));
 }
 
@@ -314,6 +349,7 @@ void ellm_vec_dot_q6_K_avx512(int64_t n, float *out, const void *row, const void
     for (int64_t i = 0; i < nb; i += 2) {
         const int64_t j = i + 1 < nb ? i + 1 : i;
         q6_K_pair p;
+        prefetch_ahead(&w[i], 2 * (int)sizeof(block_q6_K));
         q6_K_decode_pair(&w[i], &w[j], &p);
         __m128 t = q6_K_terms(&p, &a[i], &a[j]);
         sum += _mm_cvtss_f32(t);
@@ -332,6 +368,7 @@ void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const v
     for (int64_t i = 0; i < nb; i += 2) {
         const int64_t j = i + 1 < nb ? i + 1 : i;
         q6_K_pair p;
+        prefetch_ahead(&w[i], 2 * (int)sizeof(block_q6_K));
         q6_K_decode_pair(&w[i], &w[j], &p);
         for (int r = 0; r < 4; r++) {
             __m128 t = q6_K_terms(&p, &a[r][i], &a[r][j]);
