@@ -178,5 +178,43 @@ int main(void)
         }
     }
     fprintf(stderr, "%d attention cases\n", cases);
+
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+    /* The grouped AVX-512 kernel: every head of a group bit for bit the wide path's. */
+    if (wide && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni")) {
+        enum { MAX_GROUP = 9 };
+        static float gq[MAX_GROUP * MAX_HD], gout[MAX_GROUP * MAX_HD];
+        int grouped = 0;
+        for (int32_t hd = 64; hd <= 128; hd += 64) {
+            size_t stride = (size_t)(hd + PAD) * 2;
+            for (int32_t n_heads = 1; n_heads <= MAX_GROUP; n_heads += 2) {
+                for (size_t np = 0; np < sizeof positions / sizeof positions[0]; np++) {
+                    int32_t n_pos = positions[np];
+                    for (int32_t i = 0; i < n_heads * hd; i++)
+                        gq[i] = frand() * (float)(1 + i % 5);
+                    for (int32_t p = 0; p < n_pos; p++)
+                        for (int32_t d = 0; d < hd + PAD; d++) {
+                            uint16_t k = f2h(frand() * 2.0f), v = f2h(frand() * 3.0f);
+                            memcpy(kc + (size_t)p * stride + 2 * d, &k, 2);
+                            memcpy(vc + (size_t)p * stride + 2 * d, &v, 2);
+                        }
+                    float scale = 1.0f / sqrtf((float)hd);
+                    ellm_attend_f16_group_avx512(gq, kc, vc, stride, n_pos, hd, scale, n_heads,
+                                                 gout);
+                    for (int32_t h = 0; h < n_heads; h++) {
+                        run(wide, gq + h * hd, kc, vc, stride, n_pos, hd, scale, want);
+                        CHECK_MSG(!memcmp(gout + h * hd, want, (size_t)hd * sizeof(float)),
+                                  "grouped hd=%d heads=%d n_pos=%d: head %d differs from the "
+                                  "wide path", hd, n_heads, n_pos, h);
+                    }
+                    grouped++;
+                }
+            }
+        }
+        fprintf(stderr, "%d grouped attention cases\n", grouped);
+    }
+#endif
     return test_finish("test_attention");
 }

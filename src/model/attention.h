@@ -21,6 +21,12 @@ void ellm_attend_f16_f16c(const float *q, const uint8_t *kc, const uint8_t *vc, 
 void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc,
                                size_t stride, int32_t n_pos, int32_t hd, float scale,
                                uint16_t *acc, float *qr, float *out);
+/* n_heads query heads sharing one KV head (q and out hold them one after another), each exactly
+ * as ellm_attend_f16_f16c_wide computes it; head sizes 64 and 128, CPUs with AVX-512
+ * (attention_avx512.c). */
+void ellm_attend_f16_group_avx512(const float *q, const uint8_t *kc, const uint8_t *vc,
+                                  size_t stride, int32_t n_pos, int32_t hd, float scale,
+                                  int32_t n_heads, float *out);
 #endif
 
 #if defined(__aarch64__)

@@ -346,6 +346,7 @@ typedef struct attention_job {
     ellm_state *work;                /* holds q, att, scores and the row -> sequence map */
     const ellm_forward_seq *seqs;    /* each row attends over its own sequence's cache */
     int32_t layer, n_tokens;
+    bool grouped;                    /* ellm_attend_f16_group_avx512 for whole head groups */
 } attention_job;
 
 #define ATTEND_F16 ellm_attend_f16_portable
@@ -451,30 +452,62 @@ static void attention_task(void *arg, int ith, int nth)
     float scale = hp->attn_scale;
     int32_t window = ellm_layer_slides(hp, j->layer) ? hp->sliding_window : 0;
     attend_f16_fn attend_f16 = select_attend_f16(hd);
-    int32_t total = j->n_tokens * hp->n_head;
+    /* Where the grouped kernel applies, a job is a token's whole group of query heads. */
+    int32_t heads_per_job = j->grouped ? group : 1;
+    int32_t jobs_per_token = hp->n_head / heads_per_job;
+    int32_t total = j->n_tokens * jobs_per_token;
     for (int32_t job = ith; job < total; job += nth) {
-        int32_t t = job / hp->n_head, h = job % hp->n_head, kvh = h / group;
+        int32_t t = job / jobs_per_token, h0 = job % jobs_per_token * heads_per_job;
+        int32_t kvh = h0 / group;
         const ellm_state *s = j->seqs[w->tok_seq[t]].state;
         size_t stride = kv_dim * s->kv_elem;
         int32_t n_pos = w->tok_pos[t] + 1; /* causal: this token and everything before it */
         /* A sliding layer sees only the last `window` positions (this token included). */
         int32_t first = window > 0 && n_pos > window ? n_pos - window : 0;
         n_pos -= first;
-        const float *q = w->q + (size_t)t * q_dim + (size_t)h * hd;
-        float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
         const uint8_t *kc = s->k_cache[j->layer] + (size_t)kvh * hd * s->kv_elem +
                             (size_t)first * stride;
         const uint8_t *vc = s->v_cache[j->layer] + (size_t)kvh * hd * s->kv_elem +
                             (size_t)first * stride;
-        if (hp->attn_softcap > 0)
-            attend_capped(q, kc, vc, stride, s->kv_elem, n_pos, hd, scale, hp->attn_softcap,
-                          scores, out);
-        else if (s->kv_elem == 2)
-            attend_f16(q, kc, vc, stride, n_pos, hd, scale, (uint16_t *)(scores + hd), scores,
-                       out);
-        else
-            attend_f32(q, kc, vc, stride, n_pos, hd, scale, scores, out);
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+        if (j->grouped && s->kv_elem == 2) {
+            ellm_attend_f16_group_avx512(w->q + (size_t)t * q_dim + (size_t)h0 * hd, kc, vc,
+                                         stride, n_pos, hd, scale, group,
+                                         w->att + (size_t)t * q_dim + (size_t)h0 * hd);
+            continue;
+        }
+#endif
+        for (int32_t h = h0; h < h0 + heads_per_job; h++) {
+            const float *q = w->q + (size_t)t * q_dim + (size_t)h * hd;
+            float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
+            if (hp->attn_softcap > 0)
+                attend_capped(q, kc, vc, stride, s->kv_elem, n_pos, hd, scale,
+                              hp->attn_softcap, scores, out);
+            else if (s->kv_elem == 2)
+                attend_f16(q, kc, vc, stride, n_pos, hd, scale, (uint16_t *)(scores + hd), scores,
+                           out);
+            else
+                attend_f32(q, kc, vc, stride, n_pos, hd, scale, scores, out);
+        }
     }
+}
+
+/* Whether whole groups of query heads go to the AVX-512 grouped kernel: it reproduces the wide
+ * F16 path, so it applies exactly where that path would (no soft-capping) for its head sizes. */
+static bool attention_grouped(const ellm_hparams *hp)
+{
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+    __builtin_cpu_init();
+    bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return cpu && hp->attn_softcap <= 0 && (hp->head_dim == 64 || hp->head_dim == 128) &&
+           hp->n_head / hp->n_head_kv > 1;
+#else
+    (void)hp;
+    return false;
+#endif
 }
 
 static void prof_pass(ellm_state *s, int32_t n_tokens, double t0)
@@ -644,7 +677,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         prof_end(s, ELLM_PROF_ROPE, t0);
         t0 = prof_begin(s);
         store_kv(s, seqs, il, n_tokens, kv_dim);
-        attention_job aj = {m, s, seqs, il, n_tokens};
+        attention_job aj = {m, s, seqs, il, n_tokens, attention_grouped(hp)};
         ellm_threadpool_run(pool, attention_task, &aj);
         prof_end(s, ELLM_PROF_ATTENTION, t0);
         const ellm_tensor *wo = &L->wo;

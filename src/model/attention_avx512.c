@@ -1,0 +1,137 @@
+/* The wide F16-cache attention path (attention_avx2.c) for the query heads that share one KV head,
+ * with 512-bit vectors (built with the AVX-512 flags; the caller checks the CPU first).
+ *
+ * One head's online softmax is a chain of dependent steps per position (the running maximum,
+ * the F16-rounded accumulator), so a single head runs at the latency of that chain. The heads of
+ * a grouped-query group read the same key and value rows: taking them together converts each
+ * row once and gives the core several independent chains. Per head, every rounding step is the
+ * wide path's (eight-lane FMA accumulators reduced (0+2)+(1+3), then halves and pairs; the F16
+ * rounding of the running output after every update; the same libm expf), so the results are
+ * bit-identical to ellm_attend_f16_f16c_wide. */
+#include "model/attention.h"
+
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+#include <immintrin.h>
+#include <math.h>
+
+static inline __m512 round_to_half(__m512 v)
+{
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+static inline __m512 load_half16(const uint16_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* Lanes 0-7 of lo hold the wide path's accumulator 0 and lanes 8-15 accumulator 1; hi holds 2
+ * and 3. The reduction is that path's: (0 + 2) + (1 + 3), then the halves, then pairs. */
+static inline float reduce_like_wide(__m512 lo, __m512 hi)
+{
+    __m512 s = _mm512_add_ps(lo, hi);
+    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(s),
+                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    h = _mm_hadd_ps(h, h);
+    return _mm_cvtss_f32(_mm_hadd_ps(h, h));
+}
+
+enum { POS_BLOCK = 32 }; /* positions whose scores and softmax weights are found together */
+
+/* n_heads (at most HEADS) heads of head size HD; q and out hold them one after another.
+ *
+ * Positions go in blocks: first every head's scores (vector dots, the key row converted once),
+ * then the running maxima and the expf factors in a scalar pass (they depend only on the
+ * scores), then the accumulator updates. The libm calls then come between the passes, not in
+ * the middle of the vector work, whose registers they would otherwise clobber. */
+static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t *vc,
+                                size_t stride, int32_t n_pos, float scale, int n_heads,
+                                float *out, const int HD, const int HEADS)
+{
+    enum { MAX_CHUNKS = 8, MAX_HEADS = 4 }; /* HD / 16 and HEADS at most (HD 128, 4 heads) */
+    const int chunks = HD / 16;
+    __m512 qr[MAX_HEADS][MAX_CHUNKS], acc[MAX_HEADS][MAX_CHUNKS];
+    float max[MAX_HEADS], sum[MAX_HEADS];
+    float score[MAX_HEADS][POS_BLOCK], rescale[MAX_HEADS][POS_BLOCK], weight[MAX_HEADS][POS_BLOCK];
+    for (int i = 0; i < HEADS; i++) {
+        for (int c = 0; c < chunks; c++) {
+            qr[i][c] = i < n_heads ? round_to_half(_mm512_loadu_ps(q + i * HD + 16 * c))
+                                   : _mm512_setzero_ps();
+            acc[i][c] = _mm512_setzero_ps();
+        }
+        max[i] = -INFINITY;
+        sum[i] = 0;
+    }
+    for (int32_t p0 = 0; p0 < n_pos; p0 += POS_BLOCK) {
+        int np = n_pos - p0 < POS_BLOCK ? (int)(n_pos - p0) : POS_BLOCK;
+        for (int p = 0; p < np; p++) {
+            const uint16_t *krow = (const uint16_t *)(kc + (size_t)(p0 + p) * stride);
+            __m512 k[MAX_CHUNKS];
+            for (int c = 0; c < chunks; c++)
+                k[c] = load_half16(krow + 16 * c);
+            for (int i = 0; i < HEADS && i < n_heads; i++) {
+                /* Chunks 2c and 2c + 1 are values 32c..32c+15 and 32c+16..32c+31: the wide
+                 * path's accumulators (0, 1) and (2, 3) for its step at 32c. */
+                __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+                for (int c = 0; c < chunks; c += 2) {
+                    lo = _mm512_fmadd_ps(k[c], qr[i][c], lo);
+                    hi = _mm512_fmadd_ps(k[c + 1], qr[i][c + 1], hi);
+                }
+                score[i][p] = reduce_like_wide(lo, hi) * scale;
+            }
+        }
+        for (int i = 0; i < HEADS && i < n_heads; i++)
+            for (int p = 0; p < np; p++) {
+                float old_scale = 1.0f, w = 1.0f;
+                if (score[i][p] > max[i]) {
+                    old_scale = expf(max[i] - score[i][p]);
+                    max[i] = score[i][p];
+                } else {
+                    w = expf(score[i][p] - max[i]);
+                }
+                rescale[i][p] = old_scale;
+                weight[i][p] = w;
+            }
+        for (int p = 0; p < np; p++) {
+            const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
+            __m512 v[MAX_CHUNKS];
+            for (int c = 0; c < chunks; c++)
+                v[c] = load_half16(vrow + 16 * c);
+            for (int i = 0; i < HEADS && i < n_heads; i++) {
+                float old_scale = rescale[i][p], w = weight[i][p];
+                if (old_scale != 1.0f) { /* a new maximum (a factor of exactly 1 changes nothing) */
+                    __m512 ms = _mm512_set1_ps(old_scale);
+                    for (int c = 0; c < chunks; c++)
+                        acc[i][c] = round_to_half(_mm512_mul_ps(acc[i][c], ms));
+                }
+                __m512 ws = _mm512_set1_ps(w);
+                for (int c = 0; c < chunks; c++)
+                    acc[i][c] = round_to_half(_mm512_fmadd_ps(v[c], ws, acc[i][c]));
+                sum[i] = sum[i] * old_scale + w;
+            }
+        }
+    }
+    for (int i = 0; i < n_heads && i < HEADS; i++) {
+        __m512 inv = _mm512_set1_ps(1.0f / sum[i]);
+        for (int c = 0; c < chunks; c++)
+            _mm512_storeu_ps(out + i * HD + 16 * c, _mm512_mul_ps(acc[i][c], inv));
+    }
+}
+
+void ellm_attend_f16_group_avx512(const float *q, const uint8_t *kc, const uint8_t *vc,
+                                  size_t stride, int32_t n_pos, int32_t hd, float scale,
+                                  int32_t n_heads, float *out)
+{
+    /* As many heads at a time as keep their accumulators and queries in the 32 registers. */
+    int per_call = hd == 64 ? 4 : 2;
+    for (int32_t h = 0; h < n_heads; h += per_call) {
+        int n = n_heads - h < per_call ? (int)(n_heads - h) : per_call;
+        if (hd == 64)
+            attend_group(q + (size_t)h * 64, kc, vc, stride, n_pos, scale, n, out + (size_t)h * 64,
+                         64, 4);
+        else
+            attend_group(q + (size_t)h * 128, kc, vc, stride, n_pos, scale, n,
+                         out + (size_t)h * 128, 128, 2);
+    }
+}
+#endif
