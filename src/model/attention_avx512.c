@@ -24,11 +24,32 @@ static inline __m512 load_half16(const uint16_t *p)
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
-/* Lanes 0-7 of lo hold the wide path's accumulator 0 and lanes 8-15 accumulator 1; hi holds 2
- * and 3. The reduction is that path's: (0 + 2) + (1 + 3), then the halves, then pairs. */
-static inline float reduce_like_wide(__m512 lo, __m512 hi)
+/* The wide path reduces each position's four 8-lane accumulators as (0 + 2) + (1 + 3), then adds
+ * the two 4-lane halves, then pairs (hadd twice). Given, per position, s = acc(0,1) + acc(2,3) as
+ * one 16-lane vector, this does the same additions for 16 positions at once by transposing as it
+ * goes, and returns the scores times scale in position order. */
+static inline __m512 reduce16_like_wide(const __m512 *s, float scale)
 {
-    __m512 s = _mm512_add_ps(lo, hi);
+    __m512 u[8], v[4], w[2];
+    for (int j = 0; j < 8; j++) /* 256-bit halves: lanes 0-7 of position 2j, then of 2j + 1 */
+        u[j] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * j], s[2 * j + 1], 0x44),
+                             _mm512_shuffle_f32x4(s[2 * j], s[2 * j + 1], 0xEE));
+    for (int k = 0; k < 4; k++) /* 128-bit halves: 128-bit lane m is position 4k + m */
+        v[k] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * k], u[2 * k + 1], 0x88),
+                             _mm512_shuffle_f32x4(u[2 * k], u[2 * k + 1], 0xDD));
+    for (int m = 0; m < 2; m++) /* pairs (0 + 1), (2 + 3) of positions 8m + L and 8m + 4 + L */
+        w[m] = _mm512_add_ps(_mm512_shuffle_ps(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_ps(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* (0 + 1) + (2 + 3): lane 4L + k is position 4k + L */
+    __m512 sums = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_mul_ps(_mm512_permutexvar_ps(order, sums), _mm512_set1_ps(scale));
+}
+
+/* The same reduction for one position. */
+static inline float reduce_like_wide(__m512 s)
+{
     __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(s),
                               _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -37,6 +58,7 @@ static inline float reduce_like_wide(__m512 lo, __m512 hi)
 }
 
 enum { POS_BLOCK = 32 }; /* positions whose scores and softmax weights are found together */
+enum { REDUCE = 16 };    /* positions whose dot products are reduced together */
 
 /* n_heads (at most HEADS) heads of head size HD; q and out hold them one after another.
  *
@@ -53,6 +75,7 @@ static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t
     __m512 qr[MAX_HEADS][MAX_CHUNKS], acc[MAX_HEADS][MAX_CHUNKS];
     float max[MAX_HEADS], sum[MAX_HEADS];
     float score[MAX_HEADS][POS_BLOCK], rescale[MAX_HEADS][POS_BLOCK], weight[MAX_HEADS][POS_BLOCK];
+    __m512 dots[MAX_HEADS][POS_BLOCK];
     for (int i = 0; i < HEADS; i++) {
         for (int c = 0; c < chunks; c++) {
             qr[i][c] = i < n_heads ? round_to_half(_mm512_loadu_ps(q + i * HD + 16 * c))
@@ -77,8 +100,15 @@ static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t
                     lo = _mm512_fmadd_ps(k[c], qr[i][c], lo);
                     hi = _mm512_fmadd_ps(k[c + 1], qr[i][c + 1], hi);
                 }
-                score[i][p] = reduce_like_wide(lo, hi) * scale;
+                dots[i][p] = _mm512_add_ps(lo, hi);
             }
+        }
+        for (int i = 0; i < HEADS && i < n_heads; i++) {
+            int p = 0;
+            for (; p + REDUCE <= np; p += REDUCE)
+                _mm512_storeu_ps(&score[i][p], reduce16_like_wide(&dots[i][p], scale));
+            for (; p < np; p++)
+                score[i][p] = reduce_like_wide(dots[i][p]) * scale;
         }
         for (int i = 0; i < HEADS && i < n_heads; i++)
             for (int p = 0; p < np; p++) {
