@@ -63,69 +63,61 @@ static inline void q4_K_scales_of(const row_group *G, size_t at, q4_K_scales *s)
     s->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
 }
 
+/* Super-block i of the 16 rows against nt tokens. */
+static inline void q4_K_block(const row_group *G, int64_t i, const uint8_t *x, size_t x_stride,
+                              int nt, __m512 *sum, const void *ctx)
+{
+    (void)ctx;
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    __m512i isum[TOKEN_STEP];
+    size_t at = (size_t)i * sizeof(block_q4_K);
+    q4_K_scales s;
+    q4_K_scales_of(G, at, &s);
+    for (int t = 0; t < nt; t++)
+        isum[t] = _mm512_setzero_si512();
+    /* Chunk c: 32 bytes of quants per row, low nibbles sub-block 2c, high nibbles 2c + 1. */
+    for (int c = 0; c < 4; c++) {
+        __m512i z[8], lo[8], hi[8];
+        size_t qs = at + offsetof(block_q4_K, qs) + 32 * (size_t)c;
+        transpose_16x16(G->p, qs, z);
+        transpose_16x16(G->p, qs + 16, z + 4);
+        for (int g = 0; g < 8; g++) {
+            lo[g] = _mm512_and_si512(z[g], low);
+            hi[g] = _mm512_and_si512(_mm512_srli_epi16(z[g], 4), low);
+        }
+        for (int t = 0; t < nt; t++) {
+            const block_q8_K *a = (const block_q8_K *)(x + (size_t)t * x_stride);
+            const int8_t *ya = a[i].qs + 64 * c;
+            __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[0], broadcast4(ya));
+            __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[0], broadcast4(ya + 32));
+            for (int g = 1; g < 8; g++) {
+                s0 = _mm512_dpbusd_epi32(s0, lo[g], broadcast4(ya + 4 * g));
+                s1 = _mm512_dpbusd_epi32(s1, hi[g], broadcast4(ya + 32 + 4 * g));
+            }
+            isum[t] = _mm512_add_epi32(isum[t],
+                                       _mm512_add_epi32(_mm512_mullo_epi32(s.sc[2 * c], s0),
+                                                        _mm512_mullo_epi32(s.sc[2 * c + 1], s1)));
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        const block_q8_K *a = (const block_q8_K *)(x + (size_t)t * x_stride);
+        /* sum over j of m_j × (bsums[2j] + bsums[2j + 1]) */
+        __m512i summ = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++)
+            summ = _mm512_dpwssd_epi32(summ, s.mins[j], broadcast4(&a[i].bsums[2 * j]));
+        __m512 ad = _mm512_set1_ps(a[i].d);
+        __m512 full = _mm512_mul_ps(_mm512_mul_ps(ad, s.d), _mm512_cvtepi32_ps(isum[t]));
+        __m512 mins = _mm512_mul_ps(_mm512_mul_ps(ad, s.dmin), _mm512_cvtepi32_ps(summ));
+        sum[t] = _mm512_add_ps(sum[t], _mm512_sub_ps(full, mins));
+    }
+}
+
 void ellm_gemm_q4_K_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
                            const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
                            int64_t y_stride)
 {
-    const __m512i low = _mm512_set1_epi8(0x0F);
-    int64_t nb = n / QK_K;
-    __m512 sum[TOKEN_STEP];
-    __m512i isum[TOKEN_STEP];
-    for (int64_t r0 = 0; r0 < n_rows; r0 += ROW_GROUP) {
-        row_group G = row_group_at(w, w_stride, r0, n_rows);
-        for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
-            int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
-            for (int t = 0; t < nt; t++)
-                sum[t] = _mm512_setzero_ps();
-            for (int64_t i = 0; i < nb; i++) {
-                size_t at = (size_t)i * sizeof(block_q4_K);
-                prefetch_next_group(&G, i, sizeof(block_q4_K));
-                q4_K_scales s;
-                q4_K_scales_of(&G, at, &s);
-                for (int t = 0; t < nt; t++)
-                    isum[t] = _mm512_setzero_si512();
-                /* Chunk c: 32 bytes of quants per row, low nibbles sub-block 2c, high 2c + 1. */
-                for (int c = 0; c < 4; c++) {
-                    __m512i z[8], lo[8], hi[8];
-                    size_t qs = at + offsetof(block_q4_K, qs) + 32 * (size_t)c;
-                    transpose_16x16(G.p, qs, z);
-                    transpose_16x16(G.p, qs + 16, z + 4);
-                    for (int g = 0; g < 8; g++) {
-                        lo[g] = _mm512_and_si512(z[g], low);
-                        hi[g] = _mm512_and_si512(_mm512_srli_epi16(z[g], 4), low);
-                    }
-                    for (int t = 0; t < nt; t++) {
-                        const block_q8_K *a = (const block_q8_K *)(x + (size_t)(t0 + t) * x_stride);
-                        const int8_t *ya = a[i].qs + 64 * c;
-                        __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[0],
-                                                         broadcast4(ya));
-                        __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[0],
-                                                         broadcast4(ya + 32));
-                        for (int g = 1; g < 8; g++) {
-                            s0 = _mm512_dpbusd_epi32(s0, lo[g], broadcast4(ya + 4 * g));
-                            s1 = _mm512_dpbusd_epi32(s1, hi[g], broadcast4(ya + 32 + 4 * g));
-                        }
-                        isum[t] = _mm512_add_epi32(
-                            isum[t], _mm512_add_epi32(_mm512_mullo_epi32(s.sc[2 * c], s0),
-                                                      _mm512_mullo_epi32(s.sc[2 * c + 1], s1)));
-                    }
-                }
-                for (int t = 0; t < nt; t++) {
-                    const block_q8_K *a = (const block_q8_K *)(x + (size_t)(t0 + t) * x_stride);
-                    /* sum over j of m_j × (bsums[2j] + bsums[2j + 1]) */
-                    __m512i summ = _mm512_setzero_si512();
-                    for (int j = 0; j < 8; j++)
-                        summ = _mm512_dpwssd_epi32(summ, s.mins[j], broadcast4(&a[i].bsums[2 * j]));
-                    __m512 ad = _mm512_set1_ps(a[i].d);
-                    __m512 full = _mm512_mul_ps(_mm512_mul_ps(ad, s.d), _mm512_cvtepi32_ps(isum[t]));
-                    __m512 mins = _mm512_mul_ps(_mm512_mul_ps(ad, s.dmin), _mm512_cvtepi32_ps(summ));
-                    sum[t] = _mm512_add_ps(sum[t], _mm512_sub_ps(full, mins));
-                }
-            }
-            for (int t = 0; t < nt; t++)
-                _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + r0, G.live, sum[t]);
-        }
-    }
+    gemm_rows_in_lanes(n / QK_K, sizeof(block_q4_K), w, w_stride, n_rows, x, x_stride, n_tok, y,
+                       y_stride, q4_K_block, NULL);
 }
 
 /* A Q6_K super-block's 16 signed sub-block scales of 16 rows, one row per lane. */
@@ -155,88 +147,78 @@ static inline void q6_K_scales_of(const row_group *G, size_t at, q6_K_scales *s)
     s->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
 }
 
+/* Super-block i of the 16 rows against nt tokens. */
+static inline void q6_K_block(const row_group *G, int64_t i, const uint8_t *x, size_t x_stride,
+                              int nt, __m512 *sum, const void *ctx)
+{
+    (void)ctx;
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    __m512i isum[TOKEN_STEP];
+    size_t at = (size_t)i * sizeof(block_q6_K);
+    q6_K_scales s;
+    q6_K_scales_of(G, at, &s);
+    for (int t = 0; t < nt; t++)
+        isum[t] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        /* ql[l], ql[l + 32] and qh[l] of this half for l = 4g..4g+3, transposed. */
+        __m512i ql0[8], ql1[8], qh[8];
+        size_t ql = at + offsetof(block_q6_K, ql) + 64 * (size_t)h;
+        size_t qhi = at + offsetof(block_q6_K, qh) + 32 * (size_t)h;
+        transpose_16x16(G->p, ql, ql0);
+        transpose_16x16(G->p, ql + 16, ql0 + 4);
+        transpose_16x16(G->p, ql + 32, ql1);
+        transpose_16x16(G->p, ql + 48, ql1 + 4);
+        transpose_16x16(G->p, qhi, qh);
+        transpose_16x16(G->p, qhi + 16, qh + 4);
+        /* Quarter k: values 32k + l, sub-blocks 2k (l < 16) and 2k + 1 of the half; low 4 bits
+         * from ql[l] (k = 0, 2) or ql[l + 32] (k = 1, 3), low or high nibble for k < 2 or
+         * k >= 2, top 2 bits from bits 2k, 2k + 1 of qh[l]. */
+        for (int k = 0; k < 4; k++) {
+            __m512i q[8];
+            const __m512i top = _mm512_set1_epi8((char)(3 << (2 * k)));
+            for (int g = 0; g < 8; g++) {
+                __m512i src = k & 1 ? ql1[g] : ql0[g];
+                __m512i lo4 = k < 2 ? src : _mm512_srli_epi16(src, 4);
+                __m512i hi2 = _mm512_and_si512(qh[g], top);
+                hi2 = k == 0   ? _mm512_slli_epi16(hi2, 4)
+                      : k == 1 ? _mm512_slli_epi16(hi2, 2)
+                      : k == 3 ? _mm512_srli_epi16(hi2, 2)
+                               : hi2;
+                q[g] = _mm512_or_si512(_mm512_and_si512(lo4, nib), hi2);
+            }
+            __m512i sc0 = s.sc[8 * h + 2 * k], sc1 = s.sc[8 * h + 2 * k + 1];
+            for (int t = 0; t < nt; t++) {
+                const block_q8_K *a = (const block_q8_K *)(x + (size_t)t * x_stride);
+                const int8_t *ya = a[i].qs + 128 * h + 32 * k;
+                __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], broadcast4(ya));
+                __m512i p1 =
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[4], broadcast4(ya + 16));
+                for (int g = 1; g < 4; g++) {
+                    p0 = _mm512_dpbusd_epi32(p0, q[g], broadcast4(ya + 4 * g));
+                    p1 = _mm512_dpbusd_epi32(p1, q[4 + g], broadcast4(ya + 16 + 4 * g));
+                }
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(sc0, p0),
+                                                                     _mm512_mullo_epi32(sc1, p1)));
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        const block_q8_K *a = (const block_q8_K *)(x + (size_t)t * x_stride);
+        /* The stored q is value + 32: 32 × sum of scale × activation sum comes off. */
+        __m512i offset = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++)
+            offset = _mm512_dpwssd_epi32(offset, s.pairs[k], broadcast4(&a[i].bsums[2 * k]));
+        __m512i total = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(offset, 5));
+        __m512 scale = _mm512_mul_ps(_mm512_set1_ps(a[i].d), s.d);
+        sum[t] = _mm512_add_ps(sum[t], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(total)));
+    }
+}
+
 void ellm_gemm_q6_K_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
                            const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
                            int64_t y_stride)
 {
-    const __m512i nib = _mm512_set1_epi8(0x0F);
-    int64_t nb = n / QK_K;
-    __m512 sum[TOKEN_STEP];
-    __m512i isum[TOKEN_STEP];
-    for (int64_t r0 = 0; r0 < n_rows; r0 += ROW_GROUP) {
-        row_group G = row_group_at(w, w_stride, r0, n_rows);
-        for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
-            int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
-            for (int t = 0; t < nt; t++)
-                sum[t] = _mm512_setzero_ps();
-            for (int64_t i = 0; i < nb; i++) {
-                size_t at = (size_t)i * sizeof(block_q6_K);
-                prefetch_next_group(&G, i, sizeof(block_q6_K));
-                q6_K_scales s;
-                q6_K_scales_of(&G, at, &s);
-                for (int t = 0; t < nt; t++)
-                    isum[t] = _mm512_setzero_si512();
-                for (int h = 0; h < 2; h++) {
-                    /* ql[l], ql[l + 32] and qh[l] of this half for l = 4g..4g+3, transposed. */
-                    __m512i ql0[8], ql1[8], qh[8];
-                    size_t ql = at + offsetof(block_q6_K, ql) + 64 * (size_t)h;
-                    size_t qhi = at + offsetof(block_q6_K, qh) + 32 * (size_t)h;
-                    transpose_16x16(G.p, ql, ql0);
-                    transpose_16x16(G.p, ql + 16, ql0 + 4);
-                    transpose_16x16(G.p, ql + 32, ql1);
-                    transpose_16x16(G.p, ql + 48, ql1 + 4);
-                    transpose_16x16(G.p, qhi, qh);
-                    transpose_16x16(G.p, qhi + 16, qh + 4);
-                    /* Quarter k: values 32k + l, sub-blocks 2k (l < 16) and 2k + 1 of the half;
-                     * low 4 bits from ql[l] (k = 0, 2) or ql[l + 32] (k = 1, 3), low or high
-                     * nibble for k < 2 or k >= 2, top 2 bits from bits 2k, 2k + 1 of qh[l]. */
-                    for (int k = 0; k < 4; k++) {
-                        __m512i q[8];
-                        const __m512i top = _mm512_set1_epi8((char)(3 << (2 * k)));
-                        for (int g = 0; g < 8; g++) {
-                            __m512i src = k & 1 ? ql1[g] : ql0[g];
-                            __m512i lo4 = k < 2 ? src : _mm512_srli_epi16(src, 4);
-                            __m512i hi2 = _mm512_and_si512(qh[g], top);
-                            hi2 = k == 0   ? _mm512_slli_epi16(hi2, 4)
-                                  : k == 1 ? _mm512_slli_epi16(hi2, 2)
-                                  : k == 3 ? _mm512_srli_epi16(hi2, 2)
-                                           : hi2;
-                            q[g] = _mm512_or_si512(_mm512_and_si512(lo4, nib), hi2);
-                        }
-                        __m512i sc0 = s.sc[8 * h + 2 * k], sc1 = s.sc[8 * h + 2 * k + 1];
-                        for (int t = 0; t < nt; t++) {
-                            const block_q8_K *a =
-                                (const block_q8_K *)(x + (size_t)(t0 + t) * x_stride);
-                            const int8_t *ya = a[i].qs + 128 * h + 32 * k;
-                            __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0],
-                                                             broadcast4(ya));
-                            __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[4],
-                                                             broadcast4(ya + 16));
-                            for (int g = 1; g < 4; g++) {
-                                p0 = _mm512_dpbusd_epi32(p0, q[g], broadcast4(ya + 4 * g));
-                                p1 = _mm512_dpbusd_epi32(p1, q[4 + g], broadcast4(ya + 16 + 4 * g));
-                            }
-                            isum[t] = _mm512_add_epi32(
-                                isum[t], _mm512_add_epi32(_mm512_mullo_epi32(sc0, p0),
-                                                          _mm512_mullo_epi32(sc1, p1)));
-                        }
-                    }
-                }
-                for (int t = 0; t < nt; t++) {
-                    const block_q8_K *a = (const block_q8_K *)(x + (size_t)(t0 + t) * x_stride);
-                    /* The stored q is value + 32: 32 × sum of scale × activation sum comes off. */
-                    __m512i offset = _mm512_setzero_si512();
-                    for (int k = 0; k < 8; k++)
-                        offset = _mm512_dpwssd_epi32(offset, s.pairs[k],
-                                                     broadcast4(&a[i].bsums[2 * k]));
-                    __m512i total = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(offset, 5));
-                    __m512 scale = _mm512_mul_ps(_mm512_set1_ps(a[i].d), s.d);
-                    sum[t] = _mm512_add_ps(sum[t], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(total)));
-                }
-            }
-            for (int t = 0; t < nt; t++)
-                _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + r0, G.live, sum[t]);
-        }
-    }
+    gemm_rows_in_lanes(n / QK_K, sizeof(block_q6_K), w, w_stride, n_rows, x, x_stride, n_tok, y,
+                       y_stride, q6_K_block, NULL);
 }
 #endif

@@ -27,14 +27,6 @@
 #include "quant/kquants.h"
 #include "quant/quant.h"
 
-/* Prototypes until quant/kernels.h declares them. */
-void ellm_vec_dot_q4_K_avx512(int64_t n, float *out, const void *row, const void *x);
-void ellm_vec_dot_q5_K_avx512(int64_t n, float *out, const void *row, const void *x);
-void ellm_vec_dot_q6_K_avx512(int64_t n, float *out, const void *row, const void *x);
-void ellm_vec_dot_q4_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
-void ellm_vec_dot_q5_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
-void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
-
 /* ---- Shared integer machinery --------------------------------------------------------------- */
 
 /* One 64-value chunk of quants against the matching 64 activations: 16 int32 lanes, each the

@@ -92,4 +92,33 @@ static inline __m512 gather_halves(const row_group *G, size_t off)
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather4(G, off)));
 }
 
+/* Adds block column b of the 16 rows of G, times the tokens 0..nt-1 of x (rows x_stride apart),
+ * to sum[0..nt-1], one lane per row, in the order of the format's scalar kernel. */
+typedef void (*lanes_block_fn)(const row_group *G, int64_t b, const uint8_t *x, size_t x_stride,
+                               int nt, __m512 *sum, const void *ctx);
+
+/* The tile driver: row groups of 16, tokens in steps whose running sums stay in L1, block columns
+ * in order inside (so each row's sum sees its blocks in the scalar kernel's order). */
+static inline void gemm_rows_in_lanes(int64_t n_blocks, size_t block_bytes, const uint8_t *w,
+                                      size_t w_stride, int64_t n_rows, const uint8_t *x,
+                                      size_t x_stride, int64_t n_tok, float *y, int64_t y_stride,
+                                      lanes_block_fn block, const void *ctx)
+{
+    __m512 sum[TOKEN_STEP];
+    for (int64_t r0 = 0; r0 < n_rows; r0 += ROW_GROUP) {
+        row_group G = row_group_at(w, w_stride, r0, n_rows);
+        for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
+            int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
+            for (int t = 0; t < nt; t++)
+                sum[t] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < n_blocks; b++) {
+                prefetch_next_group(&G, b, block_bytes);
+                block(&G, b, x + (size_t)t0 * x_stride, x_stride, nt, sum, ctx);
+            }
+            for (int t = 0; t < nt; t++)
+                _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + r0, G.live, sum[t]);
+        }
+    }
+}
+
 #endif
