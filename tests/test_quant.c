@@ -474,7 +474,8 @@ static void test_matmul(void)
         w[i] = frand();
     for (int i = 0; i < T * IN; i++)
         x[i] = frand();
-    ellm_type types[] = {ELLM_TYPE_F32, ELLM_TYPE_F16, ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    ellm_type types[] = {ELLM_TYPE_F32, ELLM_TYPE_F16, ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0,
+                         ELLM_TYPE_Q4_K, ELLM_TYPE_Q6_K};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         uint64_t row_bytes = 0;
         ellm_row_bytes(types[t], IN, &row_bytes);
@@ -502,8 +503,9 @@ static void test_matmul(void)
             double worst = 0;
             for (int i = 0; i < T * OUT; i++)
                 worst = fmax(worst, fabs((double)y[i] - ref[i]));
-            /* Q4_0/Q8_0 quantize the activations to 8 bits: allow their rounding. */
-            double tol = types[t] == ELLM_TYPE_Q8_0 || types[t] == ELLM_TYPE_Q4_0 ? 0.15 : 1e-3;
+            /* Quantized weights take 8-bit activations: allow their rounding. */
+            bool act8 = types[t] != ELLM_TYPE_F32 && types[t] != ELLM_TYPE_F16;
+            double tol = act8 ? 0.15 : 1e-3;
             CHECK_MSG(worst < tol, "%s matmul off the naive result by %g",
                       ellm_type_name(types[t]), worst);
             if (threads == 1)
@@ -511,6 +513,14 @@ static void test_matmul(void)
             else
                 CHECK_MSG(!memcmp(y, y1, sizeof y), "%s: %d threads change the result",
                           ellm_type_name(types[t]), threads);
+        }
+        /* Decode (one token: single-row kernels) and prefill (the batch: tiles where the set
+         * has them) must give every token the same bytes. */
+        for (int tok = 0; tok < T; tok++) {
+            float one[OUT];
+            ellm_matmul(NULL, &tw, x + tok * IN, 1, one, scratch);
+            CHECK_MSG(!memcmp(one, y1 + tok * OUT, sizeof one),
+                      "%s: token %d alone differs from the batch", ellm_type_name(types[t]), tok);
         }
         free(scratch);
     }

@@ -10,6 +10,7 @@
 /* Rows processed together in prefill: each weight row block stays in cache while it is reused
  * across every token of the batch. */
 #define ROW_TILE 16
+#define GEMM_MIN_TOKENS 2
 /* Activation bytes per token chunk of the gemm path: a chunk stays in L2 while every row tile of
  * the thread's range passes over it. */
 #define TOKEN_CHUNK_BYTES (256 * 1024)
@@ -168,7 +169,7 @@ void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n
     matmul_job job = {.w = w, .y = y, .n_w = n_w, .k = k, .n_tokens = n_tokens};
     for (int i = 0; i < n_w; i++)
         job.total_rows += w[i]->ne[1];
-    job.gemm = ellm_gemm_for(w[0]->type);
+    job.gemm = n_tokens >= GEMM_MIN_TOKENS ? ellm_gemm_for(w[0]->type) : NULL;
     /* Tiles against Q8_0 activations read the extended layout; others the plain rows. */
     bool ext = job.gemm && k->vec_dot_type == ELLM_TYPE_Q8_0;
     /* Chunks small enough that threads finish together, large enough that a chunk's weights
