@@ -312,6 +312,16 @@ static void test_gemm_tiles(void)
                               ellm_type_name(types[ty]), r, t, single[t][r], scalar);
                 }
             }
+        /* The single-row kernel on extended rows (the decode path) gives the same bytes. */
+        if (k->vec_dot_ext)
+            for (int t = 0; t < TOK; t++)
+                for (int r = 0; r < ROWS; r++) {
+                    float got;
+                    k->vec_dot_ext(N, &got, wq + r * rb, xe + (size_t)t * L.row_bytes);
+                    CHECK_MSG(!memcmp(&got, &single[t][r], sizeof got),
+                              "%s %s extended-row kernel, row %d token %d: %.9g vs %.9g",
+                              sets[set], ellm_type_name(types[ty]), r, t, got, single[t][r]);
+                }
         /* Batches of 1..9 tokens from several starts and the whole batch, tiles of 1..ROWS rows
          * (every row count for small batches). */
         for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9 ? n_tok + 1 : n_tok < TOK - 1 ? TOK - 1 : TOK + 1)

@@ -18,62 +18,62 @@ typedef struct kernel_set {
 
 static const kernel_set scalar_set = {
     "scalar",
-    {ELLM_TYPE_F32, ellm_vec_dot_f32_scalar, "scalar", NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_f16_scalar, "scalar", NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_f32_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_f16_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL, NULL},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 static const kernel_set avx2_set = {
     "avx2",
-    {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2", NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2},
+    {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2, NULL},
 };
 
 /* AVX-512 + VNNI: its own kernels where they exist, the AVX2 ones for the other types (this set
  * is only chosen on CPUs that also run the AVX2 set). */
 static const kernel_set avx512_set = {
     "avx512",
-    {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2", NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx512, "avx512", NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_avx512, "avx512", ellm_vec_dot_q4_K_x4_avx512},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_avx512, "avx512", ellm_vec_dot_q5_K_x4_avx512},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_avx512, "avx512", ellm_vec_dot_q6_K_x4_avx512},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2},
+    {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx512, "avx512", NULL, ellm_vec_dot_q8_0_ext_avx512},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL, ellm_vec_dot_q4_0_ext_avx512},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_avx512, "avx512", ellm_vec_dot_q4_K_x4_avx512, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_avx512, "avx512", ellm_vec_dot_q5_K_x4_avx512, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_avx512, "avx512", ellm_vec_dot_q6_K_x4_avx512, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL, NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2, NULL},
 };
 #endif
 
@@ -82,21 +82,21 @@ static const kernel_set avx512_set = {
 #define NEON_INT_SET(name, sfx)                                                                    \
     {                                                                                              \
         name,                                                                                      \
-        {ELLM_TYPE_F32, ellm_vec_dot_f32_neon, "neon", NULL},                                      \
-        {ELLM_TYPE_F32, ellm_vec_dot_f16_neon, "neon", NULL},                                      \
-        {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL},                                 \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_##sfx, name, ellm_vec_dot_q8_0_x4_##sfx},               \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_##sfx, name, ellm_vec_dot_q4_0_x4_##sfx},               \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_##sfx, name, ellm_vec_dot_q4_K_x4_##sfx},               \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_##sfx, name, ellm_vec_dot_q5_K_x4_##sfx},               \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_##sfx, name, ellm_vec_dot_q6_K_x4_##sfx},               \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_##sfx, name, ellm_vec_dot_q2_K_x4_##sfx},               \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_##sfx, name, ellm_vec_dot_q3_K_x4_##sfx},               \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_##sfx, name, ellm_vec_dot_iq4_xs_x4_##sfx},           \
-        {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_##sfx, name, ellm_vec_dot_q4_1_x4_##sfx},               \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_##sfx, name, ellm_vec_dot_q5_0_x4_##sfx},               \
-        {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_##sfx, name, ellm_vec_dot_q5_1_x4_##sfx},               \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_##sfx, name, ellm_vec_dot_iq4_nl_x4_##sfx},           \
+        {ELLM_TYPE_F32, ellm_vec_dot_f32_neon, "neon", NULL, NULL},                                \
+        {ELLM_TYPE_F32, ellm_vec_dot_f16_neon, "neon", NULL, NULL},                                \
+        {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},                           \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_##sfx, name, ellm_vec_dot_q8_0_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_##sfx, name, ellm_vec_dot_q4_0_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_##sfx, name, ellm_vec_dot_q4_K_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_##sfx, name, ellm_vec_dot_q5_K_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_##sfx, name, ellm_vec_dot_q6_K_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_##sfx, name, ellm_vec_dot_q2_K_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_##sfx, name, ellm_vec_dot_q3_K_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_##sfx, name, ellm_vec_dot_iq4_xs_x4_##sfx, NULL},     \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_##sfx, name, ellm_vec_dot_q4_1_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_##sfx, name, ellm_vec_dot_q5_0_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_##sfx, name, ellm_vec_dot_q5_1_x4_##sfx, NULL},         \
+        {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_##sfx, name, ellm_vec_dot_iq4_nl_x4_##sfx, NULL},     \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);

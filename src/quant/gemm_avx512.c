@@ -319,4 +319,185 @@ void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void
     }
     *out = sum;
 }
+/* Single rows against extended activation rows: the decode path with the tiles' activations.
+ *
+ * As in the plain single-row kernels, eight blocks per step, with only the additions into the
+ * running sum left scalar, one per block in block order, so the result is bit-identical to the
+ * scalar kernel. The extended layout removes most of the activation-side work: two blocks of
+ * values are one 64-byte load, the activation scales are floats already, and the offset that
+ * the unsigned weight bytes add to dpbusd comes off as a multiple of the block sum. A step keeps
+ * block k of its eight in dword k, where the scales and block sums load as they are stored.
+ *
+ * The products of up to EXT_CHUNK blocks go through a small array to the additions: scalar loads
+ * run on the load ports, whereas extracting lanes would add shuffles to the port the permutes
+ * already load. Much longer chunks leave too little of the next chunk's work in flight to
+ * overlap with the chain of additions, which is then the limit. The activation row is read with
+ * unaligned loads, which cost nothing on an aligned row and do not fault on another. */
+enum { EXT_CHUNK = 16 };
+
+/* Two vectors of four blocks, block j (first) or 4 + j (second) in 128-bit lane j as four
+ * partial int32 sums, to the eight block sums in dwords 0..7. */
+static inline __m256i ext_eight_block_sums(__m512i first, __m512i second)
+{
+    const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+    /* lane j: first's dwords 0 + 2, second's 0 + 2, first's 1 + 3, second's 1 + 3 */
+    __m512i s = _mm512_add_epi32(_mm512_unpacklo_epi32(first, second),
+                                 _mm512_unpackhi_epi32(first, second));
+    /* lane j: block j, block 4 + j, twice */
+    s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(pick, s));
+}
+
+/* Four consecutive Q4_0 blocks against their activations (block j in lane j, as above). The
+ * quant bytes start 2 bytes past a dword boundary in even blocks and on one in odd blocks, so one
+ * dword permute (pick) of loads at p + even_at and p + odd_at brings each block's 16 bytes into
+ * its lane. The low nibbles are values 0-15 and the high ones 16-31, so the activations, two
+ * blocks to a load, are regrouped by halves to match. */
+static inline __m512i q4_0_ext_four_blocks(const uint8_t *p, int even_at, int odd_at,
+                                           __m512i pick, const int8_t *a)
+{
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    __m512i packed = _mm512_permutex2var_epi32(_mm512_loadu_si512(p + even_at), pick,
+                                               _mm512_loadu_si512(p + odd_at));
+    __m512i lo = _mm512_and_si512(packed, low);
+    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
+    __m512i near = _mm512_loadu_si512(a), far = _mm512_loadu_si512(a + 64);
+    __m512i act_lo = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0));
+    __m512i act_hi = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1));
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act_lo), hi,
+                               act_hi);
+}
+
+/* Four consecutive Q8_0 blocks against their activations, biased by 128 into unsigned bytes:
+ * each pair of blocks meets its activations as loaded, and the products are regrouped. */
+static inline __m512i q8_0_ext_four_blocks(const uint8_t *p, const int8_t *a)
+{
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512i s[2];
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *b = p + (size_t)(2 * h) * sizeof(block_q8_0) + offsetof(block_q8_0, qs);
+        __m512i wq = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
+            _mm256_loadu_si256((const __m256i *)(b + sizeof(block_q8_0))), 1);
+        s[h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(wq, bias),
+                                   _mm512_loadu_si512(a + 64 * h));
+    }
+    /* s[h]: block 2h's values 0-15 and 16-31, then block 2h + 1's */
+    return _mm512_add_epi32(_mm512_shuffle_i64x2(s[0], s[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i64x2(s[0], s[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* The fp16 scales of eight blocks as floats, in block order, by word permutes of loads that stay
+ * inside the eight blocks: block k's scale is word 9k of the loads at 0 and 64 for Q4_0; for
+ * Q8_0, word 17k of the loads at 0 and 64 for k < 4 and word 17(k - 4) + 4 of those at 128 and
+ * 192 for the others. */
+static inline __m256 q4_0_ext_scales(const uint8_t *p)
+{
+    static const uint16_t pick[32] = {0, 9, 18, 27, 36, 45, 54, 63};
+    __m512i h = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), _mm512_loadu_si512(pick),
+                                          _mm512_loadu_si512(p + 64));
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(h));
+}
+
+static inline __m256 q8_0_ext_scales(const uint8_t *p)
+{
+    static const uint16_t pick[32] = {0, 17, 34, 51, 4, 21, 38, 55};
+    const __m512i at = _mm512_loadu_si512(pick);
+    __m512i first = _mm512_maskz_permutex2var_epi16(0x0F, _mm512_loadu_si512(p), at,
+                                                    _mm512_loadu_si512(p + 64));
+    __m512i second = _mm512_maskz_permutex2var_epi16(0xF0, _mm512_loadu_si512(p + 128), at,
+                                                     _mm512_loadu_si512(p + 192));
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_or_si512(first, second)));
+}
+
+/* (dw * da) * (float)(isum - offset) of eight blocks: the scalar kernel's two multiplications. */
+static inline void ext_terms(float *terms, __m256 dw, const float *da, __m256i isums,
+                             __m256i offsets)
+{
+    __m256 scales = _mm256_mul_ps(dw, _mm256_loadu_ps(da));
+    __m256i exact = _mm256_sub_epi32(isums, offsets);
+    _mm256_storeu_ps(terms, _mm256_mul_ps(scales, _mm256_cvtepi32_ps(exact)));
+}
+
+void ellm_vec_dot_q4_0_ext_avx512(int64_t n, float *out, const void *row, const void *x)
+{
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    const uint8_t *w = row;
+    const int8_t *a = x;
+    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
+    const int32_t *asum = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
+    /* Blocks 0 and 2 are at dwords 0 and 9 of the load at 2, blocks 1 and 3 of the one at 20.
+     * For blocks 4-7 the odd blocks' load is at 80 rather than 92, to end inside the eight:
+     * blocks 4 and 6 at dwords 0 and 9 of the load at 74, 5 and 7 at 3 and 12 of that at 80. */
+    const __m512i pick_first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 9, 10, 11, 12, 25, 26,
+                                                 27, 28);
+    const __m512i pick_second = _mm512_setr_epi32(0, 1, 2, 3, 19, 20, 21, 22, 9, 10, 11, 12, 28,
+                                                  29, 30, 31);
+    const int64_t nb = n / QK4_0;
+    float sum = 0, terms[EXT_CHUNK];
+    int64_t i = 0;
+    while (i + ROW_STEP <= nb) {
+        int m = 0;
+        for (; m < EXT_CHUNK && i + ROW_STEP <= nb; m += ROW_STEP, i += ROW_STEP) {
+            const uint8_t *p = w + (size_t)i * sizeof(block_q4_0);
+            prefetch_row_stream(p, ROW_STEP * (int)sizeof(block_q4_0));
+            __m256i isums = ext_eight_block_sums(
+                q4_0_ext_four_blocks(p, 2, 20, pick_first, a + i * QK8_0),
+                q4_0_ext_four_blocks(p, 74, 80, pick_second, a + (i + 4) * QK8_0));
+            /* the nibbles' offset 8 */
+            __m256i offsets = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)&asum[i]), 3);
+            ext_terms(terms + m, q4_0_ext_scales(p), &da[i], isums, offsets);
+        }
+        for (int k = 0; k < m; k++)
+            sum += terms[k];
+    }
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (; i < nb; i++) {
+        const block_q4_0 *b = (const block_q4_0 *)(w + (size_t)i * sizeof(block_q4_0));
+        __m128i packed = _mm_loadu_si128((const __m128i *)b->qs);
+        __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
+        __m256i act = _mm256_loadu_si256((const __m256i *)(a + i * QK8_0));
+        int32_t isum = hsum_epi32_256(_mm256_dpbusd_epi32(_mm256_setzero_si256(), nib, act)) -
+                       asum[i] * 8;
+        sum += _cvtsh_ss(b->d) * da[i] * (float)isum;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_q8_0_ext_avx512(int64_t n, float *out, const void *row, const void *x)
+{
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    const uint8_t *w = row;
+    const int8_t *a = x;
+    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
+    const int32_t *asum = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
+    const int64_t nb = n / QK8_0;
+    float sum = 0, terms[EXT_CHUNK];
+    int64_t i = 0;
+    while (i + ROW_STEP <= nb) {
+        int m = 0;
+        for (; m < EXT_CHUNK && i + ROW_STEP <= nb; m += ROW_STEP, i += ROW_STEP) {
+            const uint8_t *p = w + (size_t)i * sizeof(block_q8_0);
+            prefetch_row_stream(p, ROW_STEP * (int)sizeof(block_q8_0));
+            __m256i isums = ext_eight_block_sums(
+                q8_0_ext_four_blocks(p, a + i * QK8_0),
+                q8_0_ext_four_blocks(p + 4 * sizeof(block_q8_0), a + (i + 4) * QK8_0));
+            /* the weights' bias 128 */
+            __m256i offsets = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)&asum[i]), 7);
+            ext_terms(terms + m, q8_0_ext_scales(p), &da[i], isums, offsets);
+        }
+        for (int k = 0; k < m; k++)
+            sum += terms[k];
+    }
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    for (; i < nb; i++) {
+        const block_q8_0 *b = (const block_q8_0 *)(w + (size_t)i * sizeof(block_q8_0));
+        __m256i wq = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), bias);
+        __m256i act = _mm256_loadu_si256((const __m256i *)(a + i * QK8_0));
+        int32_t isum = hsum_epi32_256(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, act)) -
+                       asum[i] * 128;
+        sum += _cvtsh_ss(b->d) * da[i] * (float)isum;
+    }
+    *out = sum;
+}
 #endif

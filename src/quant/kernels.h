@@ -73,6 +73,9 @@ void ellm_quantize_row_q8_1_avx2(const float *x, void *dst, int64_t n);
  * kernel's float operations in its order, so each is bit-identical to the scalar kernel. */
 void ellm_vec_dot_q4_0_avx512(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void *x);
+/* The same with x in the extended Q8_0 layout (ellm_quantize_q8_0_ext): the decode path. */
+void ellm_vec_dot_q4_0_ext_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q8_0_ext_avx512(int64_t n, float *out, const void *row, const void *x);
 /* K-quants against Q8_K activations, single and four-row (kernels_kquants_avx512.c). */
 void ellm_vec_dot_q4_K_avx512(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_K_avx512(int64_t n, float *out, const void *row, const void *x);

@@ -48,6 +48,7 @@ typedef struct matmul_job {
     const uint8_t *xq;
     uint64_t xq_row_bytes;
     int64_t n_tokens;
+    bool ext_dot; /* single rows through vec_dot_ext (activations in the extended layout) */
     int64_t chunk_rows;
     atomic_llong next_chunk;
 } matmul_job;
@@ -60,7 +61,7 @@ static void rows_vec_dot(const matmul_job *j, const ellm_tensor *w, float *y, in
     for (int64_t rt = r0; rt < r1; rt += ROW_TILE) {
         int64_t rend = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
         int64_t t = 0;
-        if (j->k->vec_dot_x4) {
+        if (j->k->vec_dot_x4 && !j->ext_dot) {
             for (; t + 4 <= j->n_tokens; t += 4) {
                 const void *xs[4];
                 for (int k = 0; k < 4; k++)
@@ -76,8 +77,9 @@ static void rows_vec_dot(const matmul_job *j, const ellm_tensor *w, float *y, in
         for (; t < j->n_tokens; t++) {
             const void *xrow = j->xq + t * j->xq_row_bytes;
             float *yrow = y + t * n_out;
+            ellm_vec_dot_fn dot = j->ext_dot ? j->k->vec_dot_ext : j->k->vec_dot;
             for (int64_t r = rt; r < rend; r++)
-                j->k->vec_dot(n_in, &yrow[r], wbase + r * w->row_bytes, xrow);
+                dot(n_in, &yrow[r], wbase + r * w->row_bytes, xrow);
         }
     }
 }
@@ -170,8 +172,10 @@ void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n
     for (int i = 0; i < n_w; i++)
         job.total_rows += w[i]->ne[1];
     job.gemm = n_tokens >= GEMM_MIN_TOKENS ? ellm_gemm_for(w[0]->type) : NULL;
-    /* Tiles against Q8_0 activations read the extended layout; others the plain rows. */
-    bool ext = job.gemm && k->vec_dot_type == ELLM_TYPE_Q8_0;
+    /* Tiles against Q8_0 activations read the extended layout, and so do single rows where the
+     * set has a kernel for it; others the plain rows. */
+    job.ext_dot = !job.gemm && k->vec_dot_ext && k->vec_dot_type == ELLM_TYPE_Q8_0;
+    bool ext = (job.gemm && k->vec_dot_type == ELLM_TYPE_Q8_0) || job.ext_dot;
     /* Chunks small enough that threads finish together, large enough that a chunk's weights
      * are reused over every token of a prefill while they sit in L2. */
     int threads = ellm_threadpool_size(pool);

@@ -54,6 +54,10 @@ typedef struct ellm_type_kernels {
     ellm_vec_dot_fn vec_dot;
     const char *isa; /* "scalar", "avx2", "neon", ... */
     ellm_vec_dot_x4_fn vec_dot_x4; /* NULL when the set has none for this type */
+    /* Optional (Q8_0 activations only): vec_dot with the activation row in the extended layout
+     * below, which carries what every weight row would otherwise recompute (the decode path
+     * converts once per token); must equal vec_dot bit for bit. */
+    ellm_vec_dot_fn vec_dot_ext;
 } ellm_type_kernels;
 
 /*
