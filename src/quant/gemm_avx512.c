@@ -18,6 +18,7 @@
 
 #include "quant/blocks.h"
 #include "quant/lanes_avx512.h"
+#include "quant/prefetch.h"
 #include "quant/quant.h"
 
 /* One block of 16 weight rows, ready for dpbusd: unsigned bytes whose products with the
@@ -132,24 +133,7 @@ void ellm_gemm_q8_0_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t
  * multiplications. Only the additions have to stay scalar, one per block into the running sum in
  * block order, so the result is bit-identical to the scalar kernel. A tail of fewer than eight
  * blocks takes the block-at-a-time path. */
-enum {
-    ROW_STEP = 8,            /* blocks per step of the single-row kernels */
-    ROW_PREFETCH_L2 = 4096,  /* bytes of weights fetched ahead into L2 */
-    ROW_PREFETCH_L1 = 1024,  /* and, nearer, into L1 */
-};
-
-/* One core streaming weights from DRAM gets well short of the bandwidth from the hardware
- * prefetchers alone. Misses prefetched into L1 hold an L1 fill buffer for the whole DRAM trip,
- * which caps the bytes in flight, so the far prefetch goes to L2 and only the near one to L1.
- * Rows are contiguous, so running ahead of this row covers the next ones; prefetches never
- * fault, and the address is formed as an integer so no out-of-object pointer is made. */
-static inline void prefetch_row_stream(const void *at, int bytes)
-{
-    for (int k = 0; k < bytes; k += 64) {
-        _mm_prefetch((const char *)((uintptr_t)at + ROW_PREFETCH_L2 + (unsigned)k), _MM_HINT_T1);
-        _mm_prefetch((const char *)((uintptr_t)at + ROW_PREFETCH_L1 + (unsigned)k), _MM_HINT_T0);
-    }
-}
+enum { ROW_STEP = 8 }; /* blocks per step of the single-row kernels */
 
 static inline int32_t hsum_epi32_256(__m256i v)
 {
@@ -275,7 +259,7 @@ void ellm_vec_dot_q4_0_avx512(int64_t n, float *out, const void *row, const void
     float sum = 0;
     int64_t i = 0;
     for (; i + ROW_STEP <= nb; i += ROW_STEP) {
-        prefetch_row_stream(&w[i], ROW_STEP * (int)sizeof(block_q4_0));
+        ellm_prefetch_stream(&w[i], ROW_STEP * (int)sizeof(block_q4_0));
         __m512i isums = eight_block_sums(q4_0_four_blocks(&w[i], &a[i], 0),
                                          q4_0_four_blocks(&w[i], &a[i], 1));
         __m512 scales = scale_products(q4_0_scale_halves(&w[i]), q8_0_scale_halves(&a[i]));
@@ -301,7 +285,7 @@ void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void
     float sum = 0;
     int64_t i = 0;
     for (; i + ROW_STEP <= nb; i += ROW_STEP) {
-        prefetch_row_stream(&w[i], ROW_STEP * (int)sizeof(block_q8_0));
+        ellm_prefetch_stream(&w[i], ROW_STEP * (int)sizeof(block_q8_0));
         __m512i isums = eight_block_sums(q8_0_four_blocks(&w[i], &a[i], 0),
                                          q8_0_four_blocks(&w[i], &a[i], 1));
         __m512 scales = scale_products(q8_0_scale_halves(&w[i]), q8_0_scale_halves(&a[i]));
@@ -440,7 +424,7 @@ void ellm_vec_dot_q4_0_ext_avx512(int64_t n, float *out, const void *row, const 
         int m = 0;
         for (; m < EXT_CHUNK && i + ROW_STEP <= nb; m += ROW_STEP, i += ROW_STEP) {
             const uint8_t *p = w + (size_t)i * sizeof(block_q4_0);
-            prefetch_row_stream(p, ROW_STEP * (int)sizeof(block_q4_0));
+            ellm_prefetch_stream(p, ROW_STEP * (int)sizeof(block_q4_0));
             __m256i isums = ext_eight_block_sums(
                 q4_0_ext_four_blocks(p, 2, 20, pick_first, a + i * QK8_0),
                 q4_0_ext_four_blocks(p, 74, 80, pick_second, a + (i + 4) * QK8_0));
@@ -478,7 +462,7 @@ void ellm_vec_dot_q8_0_ext_avx512(int64_t n, float *out, const void *row, const 
         int m = 0;
         for (; m < EXT_CHUNK && i + ROW_STEP <= nb; m += ROW_STEP, i += ROW_STEP) {
             const uint8_t *p = w + (size_t)i * sizeof(block_q8_0);
-            prefetch_row_stream(p, ROW_STEP * (int)sizeof(block_q8_0));
+            ellm_prefetch_stream(p, ROW_STEP * (int)sizeof(block_q8_0));
             __m256i isums = ext_eight_block_sums(
                 q8_0_ext_four_blocks(p, a + i * QK8_0),
                 q8_0_ext_four_blocks(p + 4 * sizeof(block_q8_0), a + (i + 4) * QK8_0));

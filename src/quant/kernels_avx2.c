@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/prefetch.h"
 #include "quant/quant.h"
 
 static inline float hsum256(__m256 v)
@@ -79,6 +80,7 @@ void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *
     int64_t nb = n / QK8_0, i = 0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; i + 2 <= nb; i += 2) {
+        ellm_prefetch_stream(&w[i], 2 * (int)sizeof w[i]);
         __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
         __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
         __m256i p0 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i].qs),
@@ -114,6 +116,7 @@ void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *
     int64_t nb = n / QK4_0, i = 0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; i + 2 <= nb; i += 2) {
+        ellm_prefetch_stream(&w[i], 2 * (int)sizeof w[i]);
         __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
         __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
         __m256i p0 = dot_i8_32(unpack_q4_0(&w[i]), _mm256_loadu_si256((const __m256i *)a[i].qs));

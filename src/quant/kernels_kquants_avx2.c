@@ -14,6 +14,7 @@
 
 #include "quant/blocks.h"
 #include "quant/kquants.h"
+#include "quant/prefetch.h"
 #include "quant/quant.h"
 
 static inline float hsum_ps(__m256 v)
@@ -120,6 +121,7 @@ void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *
     __m256 acc = _mm256_setzero_ps();
     __m128 macc = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -139,6 +141,7 @@ void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const voi
         macc[t] = _mm_setzero_ps();
     }
     for (int64_t i = 0; i < n / QK_K; i++) {
+        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -157,6 +160,7 @@ void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *
     __m256 acc = _mm256_setzero_ps();
     __m128 macc = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -176,6 +180,7 @@ void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const voi
         macc[t] = _mm_setzero_ps();
     }
     for (int64_t i = 0; i < n / QK_K; i++) {
+        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -228,6 +233,7 @@ void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *
     const block_q8_K *a = x;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         __m256i q[8], sc[8];
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
@@ -245,6 +251,7 @@ void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const voi
     for (int t = 0; t < 4; t++)
         acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
+        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         __m256i q[8], sc[8];
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));

@@ -25,6 +25,7 @@
 
 #include "quant/blocks.h"
 #include "quant/kquants.h"
+#include "quant/prefetch.h"
 #include "quant/quant.h"
 
 /* ---- Shared integer machinery --------------------------------------------------------------- */
@@ -54,18 +55,6 @@ static inline __m512i fold_pair(__m512i first, __m512i second)
 {
     return _mm512_add_epi32(_mm512_mask_blend_epi64(0xF0, first, second),
                             _mm512_shuffle_i64x2(first, second, _MM_SHUFFLE(1, 0, 3, 2)));
-}
-
-/* A single core streaming weights from DRAM gets well short of its bandwidth from the hardware
- * prefetchers alone; prefetching ahead of the pair being decoded (into L2 far ahead, into L1
- * nearer) closes most of the gap. Prefetches never fault, so running past the end of the row is
- * harmless; the address is formed as an integer so no out-of-object pointer is made. */
-static inline void prefetch_ahead(const void *pair, int bytes)
-{
-    for (int k = 0; k < bytes; k += 64) {
-        _mm_prefetch((const char *)((uintptr_t)pair + 4096 + (unsigned)k), _MM_HINT_T1);
-        _mm_prefetch((const char *)((uintptr_t)pair + 1024 + (unsigned)k), _MM_HINT_T0);
-    }
 }
 
 /* ---- Q4_K and Q5_K ------------------------------------------------------------------------- */
@@ -213,7 +202,7 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         for (int64_t i = 0; i < nb; i += 2) {                                                      \
             const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
             kq45_pair p;                                                                           \
-            prefetch_ahead(&w[i], 2 * (int)sizeof(block_t));                                       \
+            ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                       \
             type##_decode_pair(&w[i], &w[j], &p);                                                  \
             __m128 t = kq45_terms(&p, &a[i], &a[j]);                                               \
             sum += _mm_cvtss_f32(t);                                                               \
@@ -232,7 +221,7 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         for (int64_t i = 0; i < nb; i += 2) {                                                      \
             const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
             kq45_pair p;                                                                           \
-            prefetch_ahead(&w[i], 2 * (int)sizeof(block_t));                                       \
+            ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                       \
             type##_decode_pair(&w[i], &w[j], &p);                                                  \
             for (int r = 0; r < 4; r++) {                                                          \
                 __m128 t = kq45_terms(&p, &a[r][i], &a[r][j]);                                     \
@@ -341,7 +330,7 @@ void ellm_vec_dot_q6_K_avx512(int64_t n, float *out, const void *row, const void
     for (int64_t i = 0; i < nb; i += 2) {
         const int64_t j = i + 1 < nb ? i + 1 : i;
         q6_K_pair p;
-        prefetch_ahead(&w[i], 2 * (int)sizeof(block_q6_K));
+        ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_q6_K));
         q6_K_decode_pair(&w[i], &w[j], &p);
         __m128 t = q6_K_terms(&p, &a[i], &a[j]);
         sum += _mm_cvtss_f32(t);
@@ -360,7 +349,7 @@ void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const v
     for (int64_t i = 0; i < nb; i += 2) {
         const int64_t j = i + 1 < nb ? i + 1 : i;
         q6_K_pair p;
-        prefetch_ahead(&w[i], 2 * (int)sizeof(block_q6_K));
+        ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_q6_K));
         q6_K_decode_pair(&w[i], &w[j], &p);
         for (int r = 0; r < 4; r++) {
             __m128 t = q6_K_terms(&p, &a[r][i], &a[r][j]);

@@ -14,11 +14,20 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/prefetch.h"
 #include "quant/quant.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 typedef enum weight_kind { KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_IQ4_NL } weight_kind;
+
+static inline int block_bytes(weight_kind kind)
+{
+    return kind == KIND_Q4_1   ? (int)sizeof(block_q4_1)
+           : kind == KIND_Q5_0 ? (int)sizeof(block_q5_0)
+           : kind == KIND_Q5_1 ? (int)sizeof(block_q5_1)
+                               : (int)sizeof(block_iq4_nl);
+}
 
 static inline float hsum256(__m256 v)
 {
@@ -140,6 +149,7 @@ ALWAYS_INLINE void dot_rows(weight_kind kind, int rows, int64_t n, float *out, c
     }
     for (; i + 2 <= nb; i += 2) {
         __m128 dm0, dm1;
+        ellm_prefetch_stream((const uint8_t *)row + i * block_bytes(kind), 2 * block_bytes(kind));
         __m256i q0 = decode_block(kind, row, i, &dm0);
         __m256i q1 = decode_block(kind, row, i + 1, &dm1);
         for (int t = 0; t < rows; t++) {
