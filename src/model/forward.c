@@ -501,7 +501,8 @@ static bool attention_grouped(const ellm_hparams *hp)
     bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
-               __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+               __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+               __builtin_cpu_supports("bmi2");
     return cpu && hp->attn_softcap <= 0 && (hp->head_dim == 64 || hp->head_dim == 128) &&
            hp->n_head / hp->n_head_kv > 1;
 #else

@@ -10,6 +10,9 @@
 /* Rows processed together in prefill: each weight row block stays in cache while it is reused
  * across every token of the batch. */
 #define ROW_TILE 16
+/* Fewest tokens that take the tiles: one token (decode) streams the weights once, which the
+ * single-row kernels do at a higher rate than 16 interleaved row streams; both give the same
+ * bytes (the tile contract), so the choice never changes a result. */
 #define GEMM_MIN_TOKENS 2
 /* Activation bytes per token chunk of the gemm path: a chunk stays in L2 while every row tile of
  * the thread's range passes over it. */
@@ -90,7 +93,7 @@ static void rows_gemm(const matmul_job *j, const ellm_tensor *w, float *y, int64
     const uint8_t *wbase = w->data;
     int64_t chunk = (int64_t)(TOKEN_CHUNK_BYTES / j->xq_row_bytes) & ~(int64_t)3;
     chunk = chunk < 4 ? 4 : chunk;
-    /* A single token has no reuse to block for: one tile streams the whole range. */
+    /* A batch of fewer than 4 tokens has little reuse to block for: one tile takes the range. */
     int64_t tile = j->n_tokens < 4 ? r1 - r0 : ROW_TILE;
     for (int64_t t0 = 0; t0 < j->n_tokens; t0 += chunk) {
         int64_t nt = t0 + chunk < j->n_tokens ? chunk : j->n_tokens - t0;
