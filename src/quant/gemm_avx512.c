@@ -73,37 +73,37 @@ static inline __m512 row_block_step(const row_block *rb, const int8_t *act, floa
     return _mm512_add_ps(sum, _mm512_mul_ps(scale, _mm512_cvtepi32_ps(isum)));
 }
 
-/* Block b of the 16 rows against nt tokens of extended activation rows (ctx: their layout). */
-static inline void q4_0_block(const row_group *G, int64_t b, const uint8_t *x, size_t x_stride,
-                              int nt, __m512 *sum, const void *ctx)
+/* Block b (decoded into rb) of the 16 rows against nt tokens of extended activation rows; the
+ * weights' unsigned bytes exceed the true values by offset, which comes off with the block sum. */
+static inline void row_block_tokens(const row_block *rb, int64_t b, const uint8_t *x,
+                                    size_t x_stride, int nt, __m512 *sum,
+                                    const ellm_q8_0_ext_layout *L, int32_t offset)
 {
-    const ellm_q8_0_ext_layout *L = ctx;
-    row_block rb;
-    q4_0_row_block(G, b, &rb);
     for (int t = 0; t < nt; t++) {
         const uint8_t *xa = x + (size_t)t * x_stride;
         float da;
         int32_t asum;
         memcpy(&da, xa + L->scales_offset + (size_t)b * sizeof(float), sizeof da);
         memcpy(&asum, xa + L->block_sums_offset + (size_t)b * 4, sizeof asum);
-        sum[t] = row_block_step(&rb, (const int8_t *)xa + b * QK8_0, da, asum * 8, sum[t]);
+        sum[t] = row_block_step(rb, (const int8_t *)xa + b * QK8_0, da, asum * offset, sum[t]);
     }
+}
+
+/* The tile driver's block functions (ctx: the extended layout of the activation rows). */
+static inline void q4_0_block(const row_group *G, int64_t b, const uint8_t *x, size_t x_stride,
+                              int nt, __m512 *sum, const void *ctx)
+{
+    row_block rb;
+    q4_0_row_block(G, b, &rb);
+    row_block_tokens(&rb, b, x, x_stride, nt, sum, ctx, 8);
 }
 
 static inline void q8_0_block(const row_group *G, int64_t b, const uint8_t *x, size_t x_stride,
                               int nt, __m512 *sum, const void *ctx)
 {
-    const ellm_q8_0_ext_layout *L = ctx;
     row_block rb;
     q8_0_row_block(G, b, &rb);
-    for (int t = 0; t < nt; t++) {
-        const uint8_t *xa = x + (size_t)t * x_stride;
-        float da;
-        int32_t asum;
-        memcpy(&da, xa + L->scales_offset + (size_t)b * sizeof(float), sizeof da);
-        memcpy(&asum, xa + L->block_sums_offset + (size_t)b * 4, sizeof asum);
-        sum[t] = row_block_step(&rb, (const int8_t *)xa + b * QK8_0, da, asum * 128, sum[t]);
-    }
+    row_block_tokens(&rb, b, x, x_stride, nt, sum, ctx, 128);
 }
 
 void ellm_gemm_q4_0_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
