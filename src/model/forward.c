@@ -346,7 +346,8 @@ typedef struct attention_job {
     ellm_state *work;                /* holds q, att, scores and the row -> sequence map */
     const ellm_forward_seq *seqs;    /* each row attends over its own sequence's cache */
     int32_t layer, n_tokens;
-    bool grouped;                    /* ellm_attend_f16_group_avx512 for whole head groups */
+    bool grouped;                    /* ellm_attend_f16_group_avx512 for groups of heads */
+    int32_t heads_per_job;           /* query heads of one KV head per job (grouped only) */
 } attention_job;
 
 #define ATTEND_F16 ellm_attend_f16_portable
@@ -452,8 +453,8 @@ static void attention_task(void *arg, int ith, int nth)
     float scale = hp->attn_scale;
     int32_t window = ellm_layer_slides(hp, j->layer) ? hp->sliding_window : 0;
     attend_f16_fn attend_f16 = select_attend_f16(hd);
-    /* Where the grouped kernel applies, a job is a token's whole group of query heads. */
-    int32_t heads_per_job = j->grouped ? group : 1;
+    /* Where the grouped kernel applies, a job is a token's group of query heads (or part of it). */
+    int32_t heads_per_job = j->grouped ? j->heads_per_job : 1;
     int32_t jobs_per_token = hp->n_head / heads_per_job;
     int32_t total = j->n_tokens * jobs_per_token;
     for (int32_t job = ith; job < total; job += nth) {
@@ -472,7 +473,7 @@ static void attention_task(void *arg, int ith, int nth)
 #if defined(ELLM_HAVE_F16C_ATTENTION)
         if (j->grouped && s->kv_elem == 2) {
             ellm_attend_f16_group_avx512(w->q + (size_t)t * q_dim + (size_t)h0 * hd, kc, vc,
-                                         stride, n_pos, hd, scale, group,
+                                         stride, n_pos, hd, scale, heads_per_job,
                                          w->att + (size_t)t * q_dim + (size_t)h0 * hd);
             continue;
         }
@@ -509,6 +510,16 @@ static bool attention_grouped(const ellm_hparams *hp)
     (void)hp;
     return false;
 #endif
+}
+
+/* Query heads per grouped job: the whole group, halved while that would leave threads idle (a
+ * decode step has only n_head_kv groups). Each head's result is the same either way. */
+static int32_t attention_heads_per_job(const ellm_hparams *hp, int32_t n_tokens, int threads)
+{
+    int32_t group = hp->n_head / hp->n_head_kv, per_job = group;
+    while (per_job % 2 == 0 && (int64_t)n_tokens * (hp->n_head / per_job) < 2 * (int64_t)threads)
+        per_job /= 2;
+    return per_job;
 }
 
 static void prof_pass(ellm_state *s, int32_t n_tokens, double t0)
@@ -678,7 +689,8 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         prof_end(s, ELLM_PROF_ROPE, t0);
         t0 = prof_begin(s);
         store_kv(s, seqs, il, n_tokens, kv_dim);
-        attention_job aj = {m, s, seqs, il, n_tokens, attention_grouped(hp)};
+        attention_job aj = {m, s, seqs, il, n_tokens, attention_grouped(hp),
+                            attention_heads_per_job(hp, n_tokens, ellm_threadpool_size(pool))};
         ellm_threadpool_run(pool, attention_task, &aj);
         prof_end(s, ELLM_PROF_ATTENTION, t0);
         const ellm_tensor *wo = &L->wo;
