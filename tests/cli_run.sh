@@ -62,6 +62,18 @@ a=$("$EDGELLM" synth --dims 64,1,4,2,64 --vocab "$SHARED/models/aidreams260K-f32
 b=$("$EDGELLM" synth --dims 64,1,4,2,64 --vocab "$SHARED/models/aidreams260K-f32.gguf" -o "$tmp/s2.gguf" --seed 7 2>/dev/null && md5sum <"$tmp/s2.gguf")
 [[ "$a" == "$b" ]]; check "synth is reproducible for a seed" $?
 
+# Grouped-query attention with head size 64 (the grouped AVX-512 attention kernel where the CPU
+# has it) and Q4_0 tiles: the logits of a 55-token evaluation do not depend on the thread count.
+"$EDGELLM" synth --dims 512,2,8,2,256 --vocab "$SHARED/models/aidreams260K-f32.gguf" --type q4_0 \
+  -o "$tmp/gqa.gguf" --seed 3 2>/dev/null
+for t in 1 2 3; do
+  "$EDGELLM" eval -m "$tmp/gqa.gguf" --ids "$SHARED/testdata/aidreams/logits-ids.txt" -t $t \
+    --save-logits "$tmp/gqa-$t.bin" >/dev/null 2>&1
+done
+cmp -s "$tmp/gqa-1.bin" "$tmp/gqa-2.bin" && cmp -s "$tmp/gqa-1.bin" "$tmp/gqa-3.bin" &&
+  [[ $(stat -c %s "$tmp/gqa-1.bin") -eq $((55 * 512 * 4)) ]]
+check "GQA model: identical logits for 1, 2 and 3 threads" $?
+
 # bench: the standard record as JSON with every field, and efficiencies in (0, 1].
 "$EDGELLM" bench -m "$converted" -p 16 -n 8 -r 1 -t 1 --json >"$tmp/bench.json" 2>/dev/null
 check "bench --json runs" $?
