@@ -1,10 +1,10 @@
-/* AVX-512 + VNNI tiles for Q4_K and Q6_K weights against Q8_K activations, 16 weight rows in the vector
- * lanes (the scheme of gemm_avx512.c): each super-block of the 16 rows is transposed once so
- * that one dpbusd against 4 broadcast activation bytes adds 4 products to every row's exact
- * sub-block sum. The sub-block scales are applied in integers, the mins through the activation
- * block sums, and the float tail is the scalar kernel's, step for step, so every result is
- * bit-identical to ellm_vec_dot_q4_K_scalar / ellm_vec_dot_q6_K_scalar for decode and prefill
- * alike. */
+/* AVX-512 + VNNI tiles for Q4_K and Q6_K weights against Q8_K activations, 16 weight rows in
+ * the vector lanes (the scheme of gemm_avx512.c): each super-block of the 16 rows is transposed
+ * once so that one dpbusd against 4 broadcast activation bytes adds 4 products to every row's
+ * exact sub-block sum. The sub-block scales are applied in integers, the mins through the
+ * activation block sums, and the float tail is the scalar kernel's, step for step, so every
+ * result is bit-identical to ellm_vec_dot_q4_K_scalar / ellm_vec_dot_q6_K_scalar for decode and
+ * prefill alike. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -138,7 +138,8 @@ static inline void q6_K_scales_of(const row_group *G, size_t at, q6_K_scales *s)
         /* 16-bit words (s0, s2) and (s1, s3) of each 32-bit lane, sign-extended */
         __m512i even = _mm512_srai_epi16(_mm512_slli_epi16(z[k], 8), 8);
         __m512i odd = _mm512_srai_epi16(z[k], 8);
-        s->pairs[2 * k] = _mm512_or_si512(_mm512_and_si512(even, low16), _mm512_slli_epi32(odd, 16));
+        s->pairs[2 * k] =
+            _mm512_or_si512(_mm512_and_si512(even, low16), _mm512_slli_epi32(odd, 16));
         s->pairs[2 * k + 1] =
             _mm512_or_si512(_mm512_srli_epi32(even, 16), _mm512_andnot_si512(low16, odd));
     }

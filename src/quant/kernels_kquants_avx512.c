@@ -202,7 +202,7 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         for (int64_t i = 0; i < nb; i += 2) {                                                      \
             const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
             kq45_pair p;                                                                           \
-            ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                       \
+            ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                 \
             type##_decode_pair(&w[i], &w[j], &p);                                                  \
             __m128 t = kq45_terms(&p, &a[i], &a[j]);                                               \
             sum += _mm_cvtss_f32(t);                                                               \
@@ -221,7 +221,7 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         for (int64_t i = 0; i < nb; i += 2) {                                                      \
             const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
             kq45_pair p;                                                                           \
-            ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                       \
+            ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                 \
             type##_decode_pair(&w[i], &w[j], &p);                                                  \
             for (int r = 0; r < 4; r++) {                                                          \
                 __m128 t = kq45_terms(&p, &a[r][i], &a[r][j]);                                     \

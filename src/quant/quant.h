@@ -43,8 +43,8 @@ typedef void (*ellm_vec_dot_x4_fn)(int64_t n, float *out, const void *row, const
 /* Optional: a tile of rows × tokens at once, with the activations in the extended Q8_0 layout
  * (ellm_quantize_q8_0_ext) when the weight's vec_dot_type is Q8_0, else as plain rows of its
  * vec_dot_type (Q8_K for the K-quants): y[t * y_stride + r] = row r · token t for r < n_rows,
- * t < n_tok. Every (row, token) value must be exactly what vec_dot gives for it, whatever the tile shape, so
- * a token's result never depends on which other tokens share its batch. */
+ * t < n_tok. Every (row, token) value must be exactly what vec_dot gives for it, whatever the
+ * tile shape, so a token's result never depends on which other tokens share its batch. */
 typedef void (*ellm_gemm_fn)(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
                              int64_t y_stride);
