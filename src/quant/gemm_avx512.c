@@ -8,8 +8,9 @@
  * a running sum in block order; no fused multiply-add), so every result is bit-identical to the
  * scalar kernel: whatever the thread count, the batch, or whether it is decode or prefill.
  *
- * The transposition is paid once per block of 16 rows and reused by every token of the tile;
- * with one token (decode) it is still cheaper than reducing per-row partial sums. */
+ * The transposition is paid once per block of 16 rows and reused by every token of the tile
+ * (prefill). Decode, one token, streams the matrix through the single-row kernels at the end,
+ * which give the same bytes. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -124,17 +125,10 @@ void ellm_gemm_q8_0_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t
                        y_stride, q8_0_block, &L);
 }
 
-/* Single rows against plain Q8_0 blocks: the decode path (one activation row, the weight matrix
- * streamed row after row) and the tests' reference for the tiles.
- *
- * Eight blocks per step: their exact integer block sums come out of dpbusd and a short
- * reduction shared by all eight, their scale products out of one conversion per operand, and the
- * eight terms (dw * da) * (float)isum are formed in vector lanes with the scalar kernel's two
- * multiplications. Only the additions have to stay scalar, one per block into the running sum in
- * block order, so the result is bit-identical to the scalar kernel. A tail of fewer than eight
- * blocks takes the block-at-a-time path. */
-enum { ROW_STEP = 8 }; /* blocks per step of the single-row kernels */
-
+/* Single rows against plain Q8_0 blocks: the vec_dot contract for direct callers and the tests.
+ * The library's own paths do not take them (decode uses the extended-row kernels below, batches
+ * the tiles), so they stay one block at a time: the exact block sum from 256-bit dpbusd, then the
+ * scalar kernel's float steps, bit-identical to it. */
 static inline int32_t hsum_epi32_256(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -143,130 +137,13 @@ static inline int32_t hsum_epi32_256(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
-/* The 32 values of Q8_0 blocks b[0] and b[step], in order. */
-static inline __m512i q8_0_two_blocks(const block_q8_0 *b, int step)
-{
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
-                              _mm256_loadu_si256((const __m256i *)b[step].qs), 1);
-}
-
-/* The exact integer sums of four of eight blocks (the even ones for first = 0, the odd ones for
- * first = 1): block first + 2j in 128-bit lane j, as four int32 partial sums. One dword permute
- * of two loads brings the four blocks' 16 quant bytes into lanes: they start 2 bytes past a dword
- * boundary in even blocks and on one in odd blocks, so loads at matching offsets keep every
- * block's bytes in whole dwords (the loads stay inside the eight blocks). The activations are
- * regrouped by halves to match: values 0-15 against the low nibbles, 16-31 against the high ones.
- * The nibbles stay unsigned (0..15) for dpbusd; the offset 8 comes off as 8 times the
- * activation sum. */
-static inline __m512i q4_0_four_blocks(const block_q4_0 *w, const block_q8_0 *a, int first)
-{
-    const __m512i low = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
-    const __m512i pick_even = _mm512_setr_epi32(0, 1, 2, 3, 9, 10, 11, 12, 16, 17, 18, 19, 25, 26,
-                                                27, 28);
-    const __m512i pick_odd = _mm512_setr_epi32(0, 1, 2, 3, 9, 10, 11, 12, 19, 20, 21, 22, 28, 29,
-                                               30, 31);
-    const uint8_t *p = (const uint8_t *)w;
-    __m512i packed = first ? _mm512_permutex2var_epi32(_mm512_loadu_si512(p + 20), pick_odd,
-                                                       _mm512_loadu_si512(p + 80))
-                           : _mm512_permutex2var_epi32(_mm512_loadu_si512(p + 2), pick_even,
-                                                       _mm512_loadu_si512(p + 74));
-    __m512i lo = _mm512_and_si512(packed, low);
-    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
-    __m512i near = q8_0_two_blocks(&a[first], 2), far = q8_0_two_blocks(&a[first + 4], 2);
-    __m512i act_lo = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0));
-    __m512i act_hi = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1));
-    __m512i prod = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act_lo), hi,
-                                       act_hi);
-    __m512i offset = _mm512_dpbusd_epi32(
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, act_lo), eight, act_hi);
-    return _mm512_sub_epi32(prod, offset);
-}
-
-/* The same for Q8_0 weights, biased by 128 into unsigned bytes (the bias comes off as 128 times
- * the activation sum). Weights and activations share the block layout, so here the products are
- * regrouped rather than the inputs. */
-static inline __m512i q8_0_four_blocks(const block_q8_0 *w, const block_q8_0 *a, int first)
-{
-    const __m512i bias = _mm512_set1_epi8((char)0x80);
-    __m512i sums[2];
-    for (int h = 0; h < 2; h++) {
-        __m512i wq = _mm512_xor_si512(q8_0_two_blocks(&w[first + 4 * h], 2), bias);
-        __m512i act = q8_0_two_blocks(&a[first + 4 * h], 2);
-        sums[h] = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, act),
-                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, act));
-    }
-    return _mm512_add_epi32(_mm512_shuffle_i64x2(sums[0], sums[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                            _mm512_shuffle_i64x2(sums[0], sums[1], _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-/* The eight block sums from the even and the odd blocks' lanes: block 2j lands in dwords 4j and
- * 4j + 2, block 2j + 1 in 4j + 1 and 4j + 3, so block k is in dword 2k + (k & 1), where
- * scale_products leaves its scales. */
-static inline __m512i eight_block_sums(__m512i even, __m512i odd)
-{
-    __m512i s = _mm512_add_epi32(_mm512_unpacklo_epi32(even, odd),
-                                 _mm512_unpackhi_epi32(even, odd));
-    return _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));
-}
-
-/* The scales of eight blocks, block k's in half 2k + (k & 1), without word shuffles: a dword
- * permute puts the dword holding scale k in dword k, where the scale is the low half for even k
- * and the high half for odd k (both block sizes are 2 mod 4 bytes). The loads stay inside the
- * eight blocks. */
-static inline __m256i q4_0_scale_halves(const block_q4_0 *w)
-{
-    const uint8_t *p = (const uint8_t *)w;
-    const __m512i pick = _mm512_setr_epi32(0, 4, 9, 13, 18, 22, 27, 31, 0, 0, 0, 0, 0, 0, 0, 0);
-    return _mm512_castsi512_si256(
-        _mm512_permutex2var_epi32(_mm512_loadu_si512(p), pick, _mm512_loadu_si512(p + 64)));
-}
-
-static inline __m256i q8_0_scale_halves(const block_q8_0 *b)
-{
-    /* The load at byte 64m holds scale 2m in its dword m and scale 2m + 1 in its dword 8 + m. */
-    const uint8_t *p = (const uint8_t *)b;
-    const __m512i pick_first = _mm512_setr_epi32(0, 8, 17, 25, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i pick_second = _mm512_setr_epi32(0, 0, 0, 0, 2, 10, 19, 27, 0, 0, 0, 0, 0, 0, 0,
-                                                  0);
-    __m512i first = _mm512_permutex2var_epi32(_mm512_loadu_si512(p), pick_first,
-                                              _mm512_loadu_si512(p + 64));
-    __m512i second = _mm512_permutex2var_epi32(_mm512_loadu_si512(p + 128), pick_second,
-                                               _mm512_loadu_si512(p + 192));
-    return _mm512_castsi512_si256(_mm512_mask_blend_epi32(0x00F0, first, second));
-}
-
-/* dw * da of the eight blocks in floats 2k + (k & 1); the other floats are garbage. */
-static inline __m512 scale_products(__m256i dw, __m256i da)
-{
-    return _mm512_mul_ps(_mm512_cvtph_ps(dw), _mm512_cvtph_ps(da));
-}
-
-/* sum += (dw * da) * (float)isum for the eight blocks, in block order, as the scalar kernel. */
-static inline float add_eight_terms(float sum, __m512 scales, __m512i isums)
-{
-    float terms[16];
-    _mm512_storeu_ps(terms, _mm512_mul_ps(scales, _mm512_cvtepi32_ps(isums)));
-    for (int k = 0; k < ROW_STEP; k++)
-        sum += terms[2 * k + (k & 1)];
-    return sum;
-}
-
 void ellm_vec_dot_q4_0_avx512(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q4_0 *w = row;
     const block_q8_0 *a = x;
-    const int64_t nb = n / QK4_0;
-    float sum = 0;
-    int64_t i = 0;
-    for (; i + ROW_STEP <= nb; i += ROW_STEP) {
-        ellm_prefetch_stream(&w[i], ROW_STEP * (int)sizeof(block_q4_0));
-        __m512i isums = eight_block_sums(q4_0_four_blocks(&w[i], &a[i], 0),
-                                         q4_0_four_blocks(&w[i], &a[i], 1));
-        __m512 scales = scale_products(q4_0_scale_halves(&w[i]), q8_0_scale_halves(&a[i]));
-        sum = add_eight_terms(sum, scales, isums);
-    }
     const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
-    for (; i < nb; i++) {
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK4_0; i++) {
         __m128i packed = _mm_loadu_si128((const __m128i *)w[i].qs);
         __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
         __m256i act = _mm256_loadu_si256((const __m256i *)a[i].qs);
@@ -281,18 +158,9 @@ void ellm_vec_dot_q4_0_avx512(int64_t n, float *out, const void *row, const void
 void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q8_0 *w = row, *a = x;
-    const int64_t nb = n / QK8_0;
-    float sum = 0;
-    int64_t i = 0;
-    for (; i + ROW_STEP <= nb; i += ROW_STEP) {
-        ellm_prefetch_stream(&w[i], ROW_STEP * (int)sizeof(block_q8_0));
-        __m512i isums = eight_block_sums(q8_0_four_blocks(&w[i], &a[i], 0),
-                                         q8_0_four_blocks(&w[i], &a[i], 1));
-        __m512 scales = scale_products(q8_0_scale_halves(&w[i]), q8_0_scale_halves(&a[i]));
-        sum = add_eight_terms(sum, scales, isums);
-    }
     const __m256i bias = _mm256_set1_epi8((char)0x80);
-    for (; i < nb; i++) {
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK8_0; i++) {
         __m256i wq = _mm256_loadu_si256((const __m256i *)w[i].qs);
         __m256i act = _mm256_loadu_si256((const __m256i *)a[i].qs);
         /* (w + 128) · a - 128 · sum(a) */
@@ -303,13 +171,15 @@ void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void
     }
     *out = sum;
 }
+
 /* Single rows against extended activation rows: the decode path with the tiles' activations.
  *
- * As in the plain single-row kernels, eight blocks per step, with only the additions into the
- * running sum left scalar, one per block in block order, so the result is bit-identical to the
- * scalar kernel. The extended layout removes most of the activation-side work: two blocks of
- * values are one 64-byte load, the activation scales are floats already, and the offset that
- * the unsigned weight bytes add to dpbusd comes off as a multiple of the block sum. A step keeps
+ * Eight blocks per step: exact block sums from dpbusd and one short reduction, the eight terms
+ * (dw * da) * (float)isum in vector lanes, and only the additions into the running sum left
+ * scalar, one per block in block order, so the result is bit-identical to the scalar kernel.
+ * The extended layout removes most of the activation-side work: two blocks of values are one
+ * 64-byte load, the activation scales are floats already, and the offset that the unsigned
+ * weight bytes add to dpbusd comes off as a multiple of the block sum. A step keeps
  * block k of its eight in dword k, where the scales and block sums load as they are stored.
  *
  * The products of up to EXT_CHUNK blocks go through a small array to the additions: scalar loads
@@ -317,7 +187,10 @@ void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void
  * already load. Much longer chunks leave too little of the next chunk's work in flight to
  * overlap with the chain of additions, which is then the limit. The activation row is read with
  * unaligned loads, which cost nothing on an aligned row and do not fault on another. */
-enum { EXT_CHUNK = 16 };
+enum {
+    ROW_STEP = 8,   /* blocks per step */
+    EXT_CHUNK = 16, /* blocks whose terms are added per pass */
+};
 
 /* Two vectors of four blocks, block j (first) or 4 + j (second) in 128-bit lane j as four
  * partial int32 sums, to the eight block sums in dwords 0..7. */
