@@ -8,12 +8,16 @@
 #include "quant/kernels.h"
 #include "quant/quant.h"
 
+typedef void (*activation_quantizer)(const float *x, void *dst, int64_t n);
+
 typedef struct kernel_set {
     const char *name;
     ellm_type_kernels f32, f16, bf16, q8_0, q4_0;
     ellm_type_kernels q4_K, q5_K, q6_K;
     ellm_type_kernels q2_k, q3_k, iq4_xs;
     ellm_type_kernels q4_1, q5_0, q5_1, iq4_nl;
+    /* Activation quantizers, byte-identical to the reference; NULL: the reference itself. */
+    activation_quantizer to_q8_0, to_q8_K, to_q8_1;
 } kernel_set;
 
 static const kernel_set scalar_set = {
@@ -33,6 +37,7 @@ static const kernel_set scalar_set = {
     {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL, NULL},
     {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL},
     {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL, NULL},
+    NULL, NULL, NULL,
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -53,10 +58,11 @@ static const kernel_set avx2_set = {
     {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL},
     {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2, NULL},
     {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2, NULL},
+    ellm_quantize_row_q8_0_avx2, ellm_quantize_row_q8_K_avx2, ellm_quantize_row_q8_1_avx2,
 };
 
-/* AVX-512 + VNNI: its own kernels where they exist, the AVX2 ones for the other types (this set
- * is only chosen on CPUs that also run the AVX2 set). */
+/* AVX-512 + VNNI: its own kernels where they exist, the AVX2 ones for the other types and the
+ * activation quantizers (this set is only chosen on CPUs that also run the AVX2 set). */
 static const kernel_set avx512_set = {
     "avx512",
     {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL, NULL},
@@ -74,6 +80,7 @@ static const kernel_set avx512_set = {
     {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL},
     {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2, NULL},
     {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2, NULL},
+    ellm_quantize_row_q8_0_avx2, ellm_quantize_row_q8_K_avx2, ellm_quantize_row_q8_1_avx2,
 };
 #endif
 
@@ -97,6 +104,7 @@ static const kernel_set avx512_set = {
         {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_##sfx, name, ellm_vec_dot_q5_0_x4_##sfx, NULL},         \
         {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_##sfx, name, ellm_vec_dot_q5_1_x4_##sfx, NULL},         \
         {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_##sfx, name, ellm_vec_dot_iq4_nl_x4_##sfx, NULL},     \
+        ellm_quantize_row_q8_0_neon, ellm_quantize_row_q8_K_neon, ellm_quantize_row_q8_1_neon,     \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
@@ -236,40 +244,13 @@ const ellm_type_kernels *ellm_kernels_for(ellm_type type)
 
 void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst, int64_t n)
 {
-#if defined(ELLM_HAVE_AVX2_KERNELS)
-    /* The AVX2 quantizers are byte-identical to the reference; the AVX-512 set uses them too. */
-    const kernel_set *x86 = current();
-    if (x86 == &avx2_set || x86 == &avx512_set) {
-        if (vec_dot_type == ELLM_TYPE_Q8_0) {
-            ellm_quantize_row_q8_0_avx2(x, dst, n);
-            return;
-        }
-        if (vec_dot_type == ELLM_TYPE_Q8_K) {
-            ellm_quantize_row_q8_K_avx2(x, dst, n);
-            return;
-        }
-        if (vec_dot_type == ELLM_TYPE_Q8_1) {
-            ellm_quantize_row_q8_1_avx2(x, dst, n);
-            return;
-        }
-    }
-#endif
-#if defined(ELLM_HAVE_NEON_KERNELS)
     const kernel_set *s = current();
-    if (s == &neon_set || s == &neon_dotprod_set) {
-        if (vec_dot_type == ELLM_TYPE_Q8_0) {
-            ellm_quantize_row_q8_0_neon(x, dst, n);
-            return;
-        }
-        if (vec_dot_type == ELLM_TYPE_Q8_K) {
-            ellm_quantize_row_q8_K_neon(x, dst, n);
-            return;
-        }
-        if (vec_dot_type == ELLM_TYPE_Q8_1) {
-            ellm_quantize_row_q8_1_neon(x, dst, n);
-            return;
-        }
-    }
-#endif
-    ellm_quantize_row(vec_dot_type, x, dst, n);
+    activation_quantizer q = vec_dot_type == ELLM_TYPE_Q8_0   ? s->to_q8_0
+                             : vec_dot_type == ELLM_TYPE_Q8_K ? s->to_q8_K
+                             : vec_dot_type == ELLM_TYPE_Q8_1 ? s->to_q8_1
+                                                              : NULL;
+    if (q)
+        q(x, dst, n);
+    else
+        ellm_quantize_row(vec_dot_type, x, dst, n);
 }
