@@ -252,9 +252,6 @@ static void admit(srv_scheduler *s)
         edgellm_context_truncate(slot->ctx, keep);
         edgellm_context_set_batch_all_logits(slot->ctx, score_prompt);
         edgellm_status st = edgellm_sampler_create(&r->sampling, s->n_vocab, &slot->sampler);
-        if (st == EDGELLM_OK && score_prompt && !r->prompt_lp &&
-            !(r->prompt_lp = calloc((size_t)r->n_prompt, sizeof *r->prompt_lp)))
-            st = EDGELLM_ERR_OUT_OF_MEMORY;
         if (st == EDGELLM_OK)
             st = edgellm_text_stream_create(s->model, (const char *const *)r->stops, r->n_stops,
                                             &slot->text);
@@ -264,6 +261,11 @@ static void admit(srv_scheduler *s)
         r->n_cached = keep;
         if (st != EDGELLM_OK) {
             finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+            continue;
+        }
+        if (score_prompt && !r->prompt_lp &&
+            !(r->prompt_lp = calloc((size_t)r->n_prompt, sizeof *r->prompt_lp))) {
+            finish_slot(s, slot, SRV_FINISH_ERROR, "out of memory for the prompt's logprobs");
             continue;
         }
         for (int32_t i = 0; i < r->n_prompt; i++)
