@@ -309,9 +309,11 @@ def main():
         test_prompt_logprobs(chunked, ids, ref, "16-token passes")
         test_choices(chunked, cases)
     finally:
-        s.stop()
-        if chunked:
-            chunked.stop()
+        for server in (s, chunked):
+            if server:
+                rc = server.stop()
+                check(rc == 0, "server exits 0 (no sanitizer report): %s\n%s"
+                      % (rc, server.logtext()[-3000:]))
     print("%d checks, %d failures" % (ts.checks, len(ts.failures)))
     if ts.failures:
         sys.exit(1)
