@@ -402,7 +402,8 @@ static bool push_prompt_events(srv_scheduler *s, srv_request *r, const srv_event
     char *text = malloc(cap);
     bool at_start = true, ok = text != NULL;
     for (int32_t i = 0; ok && i < r->n_prompt; i++) {
-        edgellm_status st = edgellm_detokenize(s->model, &r->prompt[i], 1, at_start, text, cap, &len);
+        edgellm_status st =
+            edgellm_detokenize(s->model, &r->prompt[i], 1, at_start, text, cap, &len);
         if (st == EDGELLM_ERR_BUFFER_TOO_SMALL) {
             char *grown = realloc(text, len + 1);
             ok = grown != NULL;
