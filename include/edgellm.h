@@ -229,6 +229,16 @@ edgellm_status edgellm_eval_batch(edgellm_batch *batch, edgellm_context *const *
                                   const edgellm_token *const *tokens, const int32_t *n_tokens,
                                   int32_t n_ctxs);
 
+/* While on, edgellm_eval_batch keeps this context's logits for every token it is given in a pass
+ * (edgellm_get_logits(ctx, i) for the i-th of them), not only the last: scoring a whole prompt,
+ * e.g. for its per-token log-probabilities, in the same pass as other contexts' tokens. */
+edgellm_status edgellm_context_set_batch_all_logits(edgellm_context *ctx, int on);
+
+/* dst's cache becomes a copy of src's (tokens, KV rows and src's last logits), so several
+ * sequences continuing one prompt evaluate it once. Both contexts are of one model and KV type;
+ * dst's n_ctx must hold src's tokens. */
+edgellm_status edgellm_context_copy_cache(edgellm_context *dst, const edgellm_context *src);
+
 /*
  * A sentence embedding: the final (normed) hidden states of tokens, mean-pooled over positions
  * and L2-normalised, written to out (out_dim must be the model's n_embd). Uses the context's

@@ -352,6 +352,78 @@ static void test_eval_batch(edgellm_model *m, const greedy_case *cases, int n_ca
         edgellm_context_free(ctx[i]);
 }
 
+/* A context given all logits in a batch pass holds the rows edgellm_eval(all_logits) gives, next
+ * to a context that keeps only its last row; a copied cache continues exactly as the original. */
+static void test_batch_all_logits_and_copy(edgellm_model *m, const greedy_case *gc)
+{
+    int32_t n_vocab = edgellm_n_vocab(m);
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_batch = 64;
+    cp.n_threads = 2;
+    edgellm_context_params slot = cp;
+    slot.n_threads = 1;
+    slot.n_batch = 1;
+    edgellm_batch *bt = NULL;
+    edgellm_context *scored = NULL, *plain = NULL, *alone = NULL, *copy = NULL;
+    CHECK(edgellm_batch_create(m, &cp, &bt) == EDGELLM_OK);
+    CHECK(edgellm_context_create(m, &slot, &scored) == EDGELLM_OK);
+    CHECK(edgellm_context_create(m, &slot, &plain) == EDGELLM_OK);
+    CHECK(edgellm_context_create(m, &slot, &copy) == EDGELLM_OK);
+    CHECK(edgellm_context_create(m, &cp, &alone) == EDGELLM_OK);
+    if (!bt || !scored || !plain || !copy || !alone)
+        return;
+    edgellm_token prompt[64];
+    int32_t n = 0;
+    CHECK(edgellm_tokenize(m, gc->prompt, strlen(gc->prompt), EDGELLM_TOKENIZE_ADD_BOS, prompt,
+                           64, &n) == EDGELLM_OK);
+    CHECK(edgellm_context_set_batch_all_logits(scored, 1) == EDGELLM_OK);
+    edgellm_context *both[2] = {plain, scored};
+    const edgellm_token *toks[2] = {prompt, prompt};
+    int32_t counts[2] = {n, n};
+    CHECK_MSG(edgellm_eval_batch(bt, both, toks, counts, 2) == EDGELLM_OK, "%s",
+              edgellm_last_error());
+    CHECK(edgellm_eval(alone, prompt, n, 1) == EDGELLM_OK);
+    size_t row = (size_t)n_vocab * sizeof(float);
+    for (int32_t i = 0; i < n; i++) {
+        const float *got = edgellm_get_logits(scored, i), *want = edgellm_get_logits(alone, i);
+        CHECK_MSG(got && want && !memcmp(got, want, row), "position %d of %d", i, n);
+    }
+    CHECK(edgellm_get_logits(plain, 0) == NULL || n == 1);
+    CHECK(!memcmp(edgellm_get_logits(plain, -1), edgellm_get_logits(alone, -1), row));
+
+    /* The copy has the tokens and the last logits, and its next step equals the original's. */
+    CHECK(edgellm_context_copy_cache(copy, scored) == EDGELLM_OK);
+    int32_t n_copy = 0;
+    const edgellm_token *copied = edgellm_context_tokens(copy, &n_copy);
+    CHECK(n_copy == n && !memcmp(copied, prompt, (size_t)n * sizeof *prompt));
+    CHECK(!memcmp(edgellm_get_logits(copy, -1), edgellm_get_logits(alone, -1), row));
+    edgellm_token next = argmax(edgellm_get_logits(alone, -1), n_vocab);
+    CHECK(next == gc->ids[0]);
+    edgellm_context *pair[2] = {copy, plain};
+    const edgellm_token *nt[2] = {&next, &next};
+    int32_t ones[2] = {1, 1};
+    CHECK(edgellm_eval_batch(bt, pair, nt, ones, 2) == EDGELLM_OK);
+    CHECK(!memcmp(edgellm_get_logits(copy, -1), edgellm_get_logits(plain, -1), row));
+    CHECK(argmax(edgellm_get_logits(copy, -1), n_vocab) == gc->ids[1]);
+
+    /* Refusals: itself, another size, NULL. */
+    edgellm_context_params tiny = slot;
+    tiny.n_ctx = 4;
+    edgellm_context *small = NULL;
+    CHECK(edgellm_context_create(m, &tiny, &small) == EDGELLM_OK);
+    CHECK(edgellm_context_copy_cache(small, copy) == EDGELLM_ERR_CONTEXT_FULL);
+    CHECK(edgellm_context_copy_cache(copy, copy) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(edgellm_context_copy_cache(NULL, copy) == EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(edgellm_context_set_batch_all_logits(NULL, 1) == EDGELLM_ERR_INVALID_ARGUMENT);
+    edgellm_context_free(small);
+    edgellm_context_free(scored);
+    edgellm_context_free(plain);
+    edgellm_context_free(copy);
+    edgellm_context_free(alone);
+    edgellm_batch_free(bt);
+}
+
 /* Embeddings: unit length, deterministic, independent of what the context held, and different
  * for different texts. */
 static void test_embed(edgellm_model *m)
@@ -476,6 +548,7 @@ int main(void)
         test_sampling_reproducible(m, &cases[1]);
         test_eval_api(m);
         test_eval_batch(m, cases, n_cases);
+        test_batch_all_logits_and_copy(m, &cases[0]);
         test_embed(m);
         test_profiling(m);
     }

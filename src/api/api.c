@@ -37,6 +37,7 @@ struct edgellm_context {
     int32_t logits_cap;
     int32_t logits_rows;   /* rows of the last eval kept */
     int32_t logits_first;  /* batch position of logits row 0 */
+    bool batch_all_logits; /* edgellm_eval_batch keeps a row for every token it is given */
     ellm_profile *profile; /* while profiling is on */
 };
 
@@ -544,6 +545,57 @@ void edgellm_batch_free(edgellm_batch *b)
     free(b);
 }
 
+/* Room for rows of logits in c (they survive until a later eval overwrites them). */
+static bool reserve_logit_rows(edgellm_context *c, int32_t rows, int32_t n_vocab)
+{
+    if (rows <= c->logits_cap)
+        return true;
+    float *grown = realloc(c->logits, (size_t)rows * (size_t)n_vocab * sizeof *grown);
+    if (!grown)
+        return false;
+    c->logits = grown;
+    c->logits_cap = rows;
+    return true;
+}
+
+edgellm_status edgellm_context_set_batch_all_logits(edgellm_context *c, int on)
+{
+    if (!c)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_context_set_batch_all_logits: "
+                                                       "context is NULL");
+    c->batch_all_logits = on != 0;
+    return EDGELLM_OK;
+}
+
+edgellm_status edgellm_context_copy_cache(edgellm_context *dst, const edgellm_context *src)
+{
+    if (!dst || !src || dst == src || dst->model != src->model)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_context_copy_cache: need two contexts of one model");
+    int32_t n = ellm_state_n_past(src->state);
+    if (n > dst->params.n_ctx)
+        return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
+                         "%d cached tokens do not fit a context of %d", n, dst->params.n_ctx);
+    if (dst->params.kv_type != src->params.kv_type)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_context_copy_cache: the contexts' KV types differ");
+    int32_t n_vocab = ellm_model_hparams(src->model->model)->n_vocab;
+    const float *last = edgellm_get_logits(src, -1);
+    if (last && !reserve_logit_rows(dst, 1, n_vocab))
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a row of logits");
+    edgellm_status st = ellm_state_copy_prefix(src->model->model, dst->state, src->state, n);
+    if (st != EDGELLM_OK)
+        return st;
+    memcpy(dst->tokens, src->tokens, (size_t)n * sizeof *dst->tokens);
+    dst->logits_rows = 0;
+    if (last) {
+        memmove(dst->logits, last, (size_t)n_vocab * sizeof *dst->logits);
+        dst->logits_rows = 1;
+        dst->logits_first = 0;
+    }
+    return EDGELLM_OK;
+}
+
 edgellm_status edgellm_eval_batch(edgellm_batch *b, edgellm_context *const *ctxs,
                                   const edgellm_token *const *tokens, const int32_t *n_tokens,
                                   int32_t n_ctxs)
@@ -571,19 +623,26 @@ edgellm_status edgellm_eval_batch(edgellm_batch *b, edgellm_context *const *ctxs
             st = ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
                            "context %d: %d tokens do not fit, %d of its %d positions are in use",
                            i, n_tokens[i], ellm_state_n_past(c->state), c->params.n_ctx);
+        else if (c->batch_all_logits && !reserve_logit_rows(c, n_tokens[i], n_vocab))
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d rows of logits",
+                           n_tokens[i]);
         else
-            seqs[i] = (ellm_forward_seq){c->state, tokens[i], n_tokens[i], false, false};
+            seqs[i] = (ellm_forward_seq){c->state, tokens[i], n_tokens[i], c->batch_all_logits,
+                                         false};
     }
     if (st == EDGELLM_OK)
         st = ellm_forward_batch(b->model->model, b->work, b->pool, seqs, n_ctxs, logits);
     if (st == EDGELLM_OK) {
+        size_t row = 0;
         for (int32_t i = 0; i < n_ctxs; i++) {
             edgellm_context *c = ctxs[i];
             int32_t n_past = ellm_state_n_past(c->state) - n_tokens[i];
             memcpy(c->tokens + n_past, tokens[i], (size_t)n_tokens[i] * sizeof *tokens[i]);
-            memcpy(c->logits, logits + (size_t)i * n_vocab, (size_t)n_vocab * sizeof *logits);
-            c->logits_rows = 1;
-            c->logits_first = n_tokens[i] - 1;
+            int32_t rows = c->batch_all_logits ? n_tokens[i] : 1;
+            memcpy(c->logits, logits + row * n_vocab, (size_t)rows * n_vocab * sizeof *logits);
+            row += (size_t)rows;
+            c->logits_rows = rows;
+            c->logits_first = n_tokens[i] - rows;
         }
     }
     return st;

@@ -246,6 +246,22 @@ void ellm_state_truncate(ellm_state *s, int32_t n_keep)
         s->n_past = n_keep;
 }
 
+edgellm_status ellm_state_copy_prefix(const ellm_model *m, ellm_state *dst, const ellm_state *src,
+                                     int32_t n)
+{
+    if (n < 0 || n > src->n_past || n > dst->p.n_ctx || dst->kv_elem != src->kv_elem ||
+        dst->p.scratch_only || src->p.scratch_only)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "cannot copy %d cached positions: the caches differ in size or type", n);
+    size_t row = (size_t)m->hp.n_head_kv * m->hp.head_dim * src->kv_elem;
+    for (int32_t il = 0; il < m->hp.n_layer; il++) {
+        memcpy(dst->k_cache[il], src->k_cache[il], (size_t)n * row);
+        memcpy(dst->v_cache[il], src->v_cache[il], (size_t)n * row);
+    }
+    dst->n_past = n;
+    return EDGELLM_OK;
+}
+
 static void rms_norm(const float *x, const float *weight, float *out, int64_t n, float eps)
 {
     double ss = 0;

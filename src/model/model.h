@@ -103,6 +103,10 @@ int32_t ellm_state_n_past(const ellm_state *state);
 struct ellm_profile;
 void ellm_state_set_profile(ellm_state *state, struct ellm_profile *profile);
 void ellm_state_truncate(ellm_state *state, int32_t n_keep);
+/* dst's cache becomes the first n positions of src's (same model and KV type): a shared prompt
+ * is evaluated once and copied, instead of evaluated again for every sequence. */
+edgellm_status ellm_state_copy_prefix(const ellm_model *model, ellm_state *dst,
+                                      const ellm_state *src, int32_t n);
 
 /*
  * Runs n_tokens (<= n_batch) tokens at positions n_past.. through the model, appends them to the

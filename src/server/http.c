@@ -156,14 +156,17 @@ static void request_id(srv_server *srv, const char *prefix, char *out, size_t ca
 
 typedef struct stream_state {
     srv_server *srv;
-    srv_request *req;
+    srv_request *req; /* choice 0 */
+    srv_request *choices[SRV_MAX_CHOICES];
+    size_t choice_seen[SRV_MAX_CHOICES], choice_text[SRV_MAX_CHOICES];
+    bool choice_first_sent[SRV_MAX_CHOICES], choice_done[SRV_MAX_CHOICES];
+    int n_choices;
     srv_completion_opts opts;
     struct MHD_Connection *conn;
     char id[64];
     char endpoint[48];
     long long created;
-    size_t seen;
-    bool first_sent, finished;
+    bool finished;
     char *out;
     size_t out_len, out_cap, out_off;
     double t_start;
@@ -208,6 +211,42 @@ static void format_stream_error(stream_state *st, srv_finish f, const char *mess
     out_event(st, srv_error_json(&e));
 }
 
+/* Formats what choice c produced since the last call; a choice that ended badly is *failed. */
+static size_t stream_choice(stream_state *st, int c, srv_request **failed)
+{
+    if (st->choice_done[c])
+        return 0;
+    srv_request *r = st->choices[c];
+    srv_event *ev = NULL;
+    bool done = false;
+    size_t n = srv_request_take(st->srv->sched, r, st->choice_seen[c], &ev, &done);
+    st->choice_seen[c] += n;
+    if (!st->choice_first_sent[c] && (n > 0 || done)) {
+        if (st->opts.kind == SRV_CHAT)
+            out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id,
+                                               st->srv->model_id, st->created, c, NULL, 0, 0, true,
+                                               SRV_FINISH_NONE));
+        st->choice_first_sent[c] = true;
+    }
+    if (n > 0)
+        out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
+                                           st->created, c, ev, n, st->choice_text[c], false,
+                                           SRV_FINISH_NONE));
+    for (size_t i = 0; i < n; i++)
+        st->choice_text[c] += ev[i].len;
+    srv_events_free(ev, n);
+    if (done) {
+        st->choice_done[c] = true;
+        if (r->finish == SRV_FINISH_STOP || r->finish == SRV_FINISH_LENGTH)
+            out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id,
+                                               st->srv->model_id, st->created, c, NULL, 0, 0, false,
+                                               r->finish));
+        else if (!*failed)
+            *failed = r;
+    }
+    return n + done;
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -222,50 +261,44 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         }
         if (st->finished)
             return MHD_CONTENT_READER_END_OF_STREAM;
-        srv_event *ev = NULL;
-        bool done = false;
-        size_t n = srv_request_take(sched, st->req, st->seen, &ev, &done);
-        st->seen += n;
-        srv_request *r = st->req;
-        if (!st->first_sent && (n > 0 || done)) {
-            if (st->opts.kind == SRV_CHAT)
-                out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id,
-                                                   st->srv->model_id, st->created, NULL, 0, true,
-                                                   SRV_FINISH_NONE));
-            st->first_sent = true;
+        size_t n_new = 0;
+        int n_done = 0;
+        srv_request *failed = NULL, *waiting = NULL;
+        for (int c = 0; c < st->n_choices; c++)
+            n_new += stream_choice(st, c, &failed);
+        for (int c = 0; c < st->n_choices; c++) {
+            n_done += st->choice_done[c];
+            if (!st->choice_done[c] && !waiting)
+                waiting = st->choices[c];
         }
-        if (n > 0)
-            out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id,
-                                               st->srv->model_id, st->created, ev, n, false,
-                                               SRV_FINISH_NONE));
-        srv_events_free(ev, n);
-        if (done) {
-            if (r->finish == SRV_FINISH_STOP || r->finish == SRV_FINISH_LENGTH) {
-                out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id,
-                                                   st->srv->model_id, st->created, NULL, 0, false,
-                                                   r->finish));
-                if (st->opts.include_usage) {
-                    json_t *u = json_pack(
-                        "{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
-                        st->opts.kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion",
-                        "created", (json_int_t)st->created, "model", st->srv->model_id, "choices",
-                        "usage", srv_usage_json(r->n_prompt, r->n_cached, r->n_generated));
-                    out_event(st, u);
-                }
-            } else {
-                format_stream_error(st, r->finish, r->error[0] ? r->error : "generation failed");
+        if (failed || n_done == st->n_choices) {
+            if (failed) {
+                format_stream_error(st, failed->finish,
+                                    failed->error[0] ? failed->error : "generation failed");
+            } else if (st->opts.include_usage) {
+                int32_t generated = 0;
+                for (int c = 0; c < st->n_choices; c++)
+                    generated += st->choices[c]->n_generated;
+                json_t *u = json_pack(
+                    "{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
+                    st->opts.kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion",
+                    "created", (json_int_t)st->created, "model", st->srv->model_id, "choices",
+                    "usage", srv_usage_json(st->req->n_prompt, st->req->n_cached, generated));
+                out_event(st, u);
             }
             out_append(st, "data: [DONE]\n\n", 14);
             st->finished = true;
             continue;
         }
-        if (n > 0)
+        if (n_new > 0)
             continue;
         if (client_gone(st->conn)) {
-            atomic_store(&r->cancelled, true);
+            for (int c = 0; c < st->n_choices; c++)
+                atomic_store(&st->choices[c]->cancelled, true);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
-        srv_request_wait(sched, r, st->seen, 0.1);
+        /* The choices advance in the same scheduler steps: waiting on one wakes for all. */
+        srv_request_wait(sched, waiting, st->choice_seen[waiting->choice], 0.1);
     }
 }
 
@@ -273,15 +306,29 @@ static void stream_free(void *cls)
 {
     stream_state *st = cls;
     /* The connection is gone (or the stream ended): a generation still running is wasted. */
-    atomic_store(&st->req->cancelled, true);
+    for (int c = 0; c < st->n_choices; c++) {
+        atomic_store(&st->choices[c]->cancelled, true);
+        srv_request_release(st->choices[c]);
+    }
     srv_metrics_request(st->srv->metrics, st->endpoint, 200, srv_now() - st->t_start);
-    srv_request_release(st->req);
     atomic_fetch_sub(&st->srv->responses_in_flight, 1);
     free(st->out);
     free(st);
 }
 
 /* ---- endpoints ---- */
+
+static void cancel_choices(srv_request *const *choices, int n)
+{
+    for (int c = 0; c < n; c++)
+        atomic_store(&choices[c]->cancelled, true);
+}
+
+static void release_choices(srv_request *const *choices, int n)
+{
+    for (int c = 0; c < n; c++)
+        srv_request_release(choices[c]);
+}
 
 static enum MHD_Result handle_completion(srv_server *srv, struct MHD_Connection *conn,
                                          conn_state *cs, srv_endpoint_kind kind,
@@ -305,9 +352,18 @@ static enum MHD_Result handle_completion(srv_server *srv, struct MHD_Connection 
         return send_error(srv, conn, &err, endpoint, cs);
     }
     r->deadline = srv_now() + srv->request_timeout_s;
-    srv_submit_result sr = srv_scheduler_submit(srv->sched, r);
+    srv_request *choices[SRV_MAX_CHOICES] = {r};
+    int n_choices = 1;
+    while (n_choices < opts.n && (choices[n_choices] = srv_request_derive(r, n_choices)))
+        n_choices++;
+    srv_submit_result sr = n_choices == opts.n
+                               ? srv_scheduler_submit_choices(srv->sched, choices, n_choices)
+                               : SRV_QUEUE_FULL;
     if (sr != SRV_SUBMITTED) {
-        srv_request_release(r);
+        bool out_of_memory = n_choices < opts.n;
+        release_choices(choices, n_choices);
+        if (out_of_memory)
+            return fail(srv, conn, 500, NULL, endpoint, cs, "out of memory");
         if (sr == SRV_QUEUE_FULL) {
             srv_metrics_rejected(srv->metrics);
             return fail(srv, conn, 429, "rate_limit_exceeded", endpoint, cs,
@@ -322,12 +378,14 @@ static enum MHD_Result handle_completion(srv_server *srv, struct MHD_Connection 
     if (opts.stream) {
         stream_state *st = calloc(1, sizeof *st);
         if (!st) {
-            atomic_store(&r->cancelled, true);
-            srv_request_release(r);
+            cancel_choices(choices, n_choices);
+            release_choices(choices, n_choices);
             return fail(srv, conn, 500, NULL, endpoint, cs, "out of memory");
         }
         st->srv = srv;
         st->req = r;
+        memcpy(st->choices, choices, sizeof choices);
+        st->n_choices = n_choices;
         st->opts = opts;
         st->conn = conn;
         st->created = created;
@@ -350,39 +408,53 @@ static enum MHD_Result handle_completion(srv_server *srv, struct MHD_Connection 
         return ret;
     }
 
-    /* Not streamed: wait for the end, watching for the client going away. */
-    for (;;) {
-        srv_request_wait(srv->sched, r, (size_t)-1, 0.1);
+    /* Not streamed: wait for the end of every choice, watching for the client going away. */
+    for (int c = 0; c < n_choices;) {
+        srv_request_wait(srv->sched, choices[c], (size_t)-1, 0.1);
         pthread_mutex_lock(srv_scheduler_lock(srv->sched));
-        bool done = r->done;
+        bool done = choices[c]->done;
         pthread_mutex_unlock(srv_scheduler_lock(srv->sched));
-        if (done)
-            break;
+        if (done) {
+            c++;
+            continue;
+        }
         if (client_gone(conn)) {
-            atomic_store(&r->cancelled, true);
-            srv_request_release(r);
+            cancel_choices(choices, n_choices);
+            release_choices(choices, n_choices);
             return MHD_NO;
         }
     }
-    srv_event *ev = NULL;
-    bool done = false;
-    size_t n = srv_request_take(srv->sched, r, 0, &ev, &done);
+    srv_choice_result results[SRV_MAX_CHOICES];
+    srv_event *events[SRV_MAX_CHOICES];
+    srv_request *failed = NULL;
+    int32_t generated = 0;
+    for (int c = 0; c < n_choices; c++) {
+        bool done = false;
+        results[c].n_events = srv_request_take(srv->sched, choices[c], 0, &events[c], &done);
+        results[c].events = events[c];
+        results[c].finish = choices[c]->finish;
+        generated += choices[c]->n_generated;
+        if (!failed && choices[c]->finish != SRV_FINISH_STOP &&
+            choices[c]->finish != SRV_FINISH_LENGTH)
+            failed = choices[c];
+    }
     enum MHD_Result ret;
-    if (r->finish == SRV_FINISH_STOP || r->finish == SRV_FINISH_LENGTH) {
+    if (!failed) {
         ret = send_json(srv, conn, 200,
-                        srv_completion_response(&opts, srv->model, id, srv->model_id, created, ev,
-                                                n, r->finish, r->n_prompt, r->n_cached,
-                                                r->n_generated),
+                        srv_completion_response(&opts, srv->model, id, srv->model_id, created,
+                                                results, n_choices, r->n_prompt, r->n_cached,
+                                                generated),
                         endpoint, cs);
     } else {
-        int status = r->finish == SRV_FINISH_TIMEOUT    ? 504
-                     : r->finish == SRV_FINISH_SHUTDOWN ? 503
-                                                        : 500;
+        int status = failed->finish == SRV_FINISH_TIMEOUT    ? 504
+                     : failed->finish == SRV_FINISH_SHUTDOWN ? 503
+                                                             : 500;
         ret = fail(srv, conn, status, NULL, endpoint, cs,
-                   r->error[0] ? r->error : "generation failed");
+                   failed->error[0] ? failed->error : "generation failed");
     }
-    srv_events_free(ev, n);
-    srv_request_release(r);
+    for (int c = 0; c < n_choices; c++)
+        srv_events_free(events[c], results[c].n_events);
+    release_choices(choices, n_choices);
     return ret;
 }
 

@@ -197,6 +197,69 @@ static bool parse_stops(json_t *body, srv_request *r, srv_api_error *err)
     return ok;
 }
 
+/* "logit_bias": {"token id": bias in [-100, 100]}, added to the logits before sampling. */
+static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_request *r,
+                             srv_api_error *err)
+{
+    json_t *v = json_object_get(body, "logit_bias");
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_object(v))
+        return bad_type(err, "logit_bias", "an object mapping token ids to biases", v);
+    size_t n = json_object_size(v);
+    if (n == 0)
+        return true;
+    int32_t n_vocab = edgellm_n_vocab(model);
+    if (n > (size_t)n_vocab) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                      "'logit_bias' holds %zu entries but the vocabulary has %d tokens", n,
+                      n_vocab);
+        return false;
+    }
+    r->bias = calloc(n, sizeof *r->bias);
+    if (!r->bias) {
+        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(v, key, value) {
+        char *end = NULL;
+        long id = strtol(key, &end, 10);
+        if (key[0] < '0' || key[0] > '9' || *end != '\0' || id >= n_vocab) {
+            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                          "logit_bias key '%.40s' is not a token id (a decimal integer from 0 to "
+                          "%d)",
+                          key, n_vocab - 1);
+            return false;
+        }
+        double bias = json_is_number(value) ? json_number_value(value) : NAN;
+        if (!(bias >= -100 && bias <= 100)) {
+            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                          "logit_bias['%s'] must be a number from -100 to 100", key);
+            return false;
+        }
+        r->bias[r->n_bias++] = (srv_logit_bias){(edgellm_token)id, (float)bias};
+    }
+    return true;
+}
+
+/* "echo" (completions only): the prompt's tokens lead the choice; with max_tokens 0 nothing is
+ * generated, which is how a client scores a text (its prompt logprobs). */
+static bool parse_echo(json_t *body, srv_endpoint_kind kind, long long max_tokens, srv_request *r,
+                       srv_api_error *err)
+{
+    if (kind == SRV_COMPLETION && !get_bool(body, "echo", &r->echo, err))
+        return false;
+    if (max_tokens == 0 && !r->echo) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "max_tokens",
+                      "'max_tokens' is 0: that only makes sense with 'echo': true on "
+                      "/v1/completions (to score the prompt); ask for at least 1 token");
+        return false;
+    }
+    return true;
+}
+
 /* Tokenizes a completion prompt into r->prompt. */
 static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t len, int flags,
                             int n_ctx, const char *param, srv_request *r, srv_api_error *err)
@@ -407,8 +470,18 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
                       "'prompt' is required");
         return false;
     }
-    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
+    /* A list of one prompt (text or token ids) is that prompt. */
+    if (json_is_array(p) && json_array_size(p) == 1 &&
+        (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
         p = json_array_get(p, 0);
+    if (json_is_array(p) && json_array_size(p) > 1 &&
+        (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0)))) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "prompt",
+                      "'prompt' holds %zu prompts; this server takes one prompt per request "
+                      "(send one request each, or use 'n' for several choices of one prompt)",
+                      json_array_size(p));
+        return false;
+    }
     int flags = edgellm_add_bos_default(model) ? EDGELLM_TOKENIZE_ADD_BOS : 0;
     if (json_is_string(p))
         return tokenize_prompt(model, json_string_value(p), json_string_length(p), flags, n_ctx,
@@ -454,22 +527,19 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
     if (!srv_check_model(body, model_id, err))
         return false;
     long long n = 1;
-    if (!get_int(body, "n", 1, 1000, &n, err))
+    if (!get_int(body, "n", 1, SRV_MAX_CHOICES, &n, err))
         return false;
-    if (n != 1) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "n",
-                      "only n=1 is supported; send separate requests for more choices");
-        return false;
-    }
+    o->n = (int)n;
     json_t *user = json_object_get(body, "user");
     if (user && !json_is_null(user) && !json_is_string(user))
         return bad_type(err, "user", "a string", user);
-    long long max_tokens = 0;
+    long long max_tokens = -1;
     const char *max_field = json_object_get(body, "max_completion_tokens") ? "max_completion_tokens"
                                                                            : "max_tokens";
-    if (!get_int(body, max_field, 1, 1 << 30, &max_tokens, err))
+    if (!get_int(body, max_field, 0, 1 << 30, &max_tokens, err) ||
+        !parse_echo(body, kind, max_tokens, r, err))
         return false;
-    r->max_tokens = (int32_t)max_tokens; /* 0: until the context is full */
+    r->max_tokens = (int32_t)max_tokens; /* -1: until the context is full */
 
     /* OpenAI's defaults: temperature 1, top_p 1, no penalties. */
     edgellm_sampler_params *sp = &r->sampling;
@@ -515,7 +585,8 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
         return false;
     }
     edgellm_sampler_free(probe);
-    if (!parse_stops(body, r, err) || !get_bool(body, "stream", &o->stream, err))
+    if (!parse_stops(body, r, err) || !parse_logit_bias(body, model, r, err) ||
+        !get_bool(body, "stream", &o->stream, err))
         return false;
     json_t *so = json_object_get(body, "stream_options");
     if (so && !json_is_null(so)) {
@@ -536,9 +607,9 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
         }
         o->top_logprobs = (int)top;
     } else {
-        /* Completions: logprobs is the number of alternatives (0..5). */
+        /* Completions: logprobs is the number of alternatives. */
         long long lp = -1;
-        if (!get_int(body, "logprobs", 0, 5, &lp, err))
+        if (!get_int(body, "logprobs", 0, SRV_MAX_TOP_LOGPROBS, &lp, err))
             return false;
         o->logprobs = lp >= 0;
         o->top_logprobs = lp > 0 ? (int)lp : 0;
@@ -615,7 +686,13 @@ static json_t *completion_logprobs(const edgellm_model *model, const srv_event *
     char piece[256];
     size_t at = offset;
     for (size_t i = 0; i < n; i++) {
-        if (ev[i].token >= 0) {
+        if (ev[i].token >= 0 && ev[i].no_logprob) {
+            size_t len = piece_of(model, ev[i].token, piece, sizeof piece);
+            json_array_append_new(tokens, lossy_string(piece, len));
+            json_array_append_new(lps, json_null());
+            json_array_append_new(tops, json_null());
+            json_array_append_new(offsets, json_integer((json_int_t)at));
+        } else if (ev[i].token >= 0) {
             size_t len = piece_of(model, ev[i].token, piece, sizeof piece);
             json_array_append_new(tokens, lossy_string(piece, len));
             json_array_append_new(lps, json_real(ev[i].logprob));
@@ -661,30 +738,37 @@ static json_t *finish_json(srv_finish f)
 
 json_t *srv_completion_response(const srv_completion_opts *o, const edgellm_model *model,
                                 const char *id, const char *model_id, long long created,
-                                const srv_event *ev, size_t n, srv_finish finish,
+                                const srv_choice_result *choices, int n_choices,
                                 int32_t n_prompt, int32_t n_cached, int32_t n_generated)
 {
-    json_t *choice;
-    if (o->kind == SRV_CHAT)
-        choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:o}", "index", 0, "message", "role",
-                           "assistant", "content", joined_text(ev, n), "logprobs",
-                           o->logprobs ? chat_logprobs(model, ev, n) : json_null(),
-                           "finish_reason", finish_json(finish));
-    else
-        choice = json_pack("{s:o,s:i,s:o,s:o}", "text", joined_text(ev, n), "index", 0,
-                           "logprobs",
-                           o->logprobs ? completion_logprobs(model, ev, n, 0) : json_null(),
-                           "finish_reason", finish_json(finish));
-    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o}", "id", id, "object",
+    json_t *list = json_array();
+    for (int i = 0; i < n_choices; i++) {
+        const srv_event *ev = choices[i].events;
+        size_t n = choices[i].n_events;
+        json_t *choice;
+        if (o->kind == SRV_CHAT)
+            choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:o}", "index", i, "message", "role",
+                               "assistant", "content", joined_text(ev, n), "logprobs",
+                               o->logprobs ? chat_logprobs(model, ev, n) : json_null(),
+                               "finish_reason", finish_json(choices[i].finish));
+        else
+            choice = json_pack("{s:o,s:i,s:o,s:o}", "text", joined_text(ev, n), "index", i,
+                               "logprobs",
+                               o->logprobs ? completion_logprobs(model, ev, n, 0) : json_null(),
+                               "finish_reason", finish_json(choices[i].finish));
+        json_array_append_new(list, choice);
+    }
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:o,s:o}", "id", id, "object",
                      o->kind == SRV_CHAT ? "chat.completion" : "text_completion", "created",
                      (json_int_t)created, "model", model_id, "system_fingerprint",
-                     "edgellm-" EDGELLM_SERVER_VERSION, "choices", choice, "usage",
+                     "edgellm-" EDGELLM_SERVER_VERSION, "choices", list, "usage",
                      srv_usage_json(n_prompt, n_cached, n_generated));
 }
 
 json_t *srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *model,
-                             const char *id, const char *model_id, long long created,
-                             const srv_event *ev, size_t n, bool first, srv_finish finish)
+                             const char *id, const char *model_id, long long created, int index,
+                             const srv_event *ev, size_t n, size_t text_offset, bool first,
+                             srv_finish finish)
 {
     json_t *choice;
     if (o->kind == SRV_CHAT) {
@@ -693,13 +777,13 @@ json_t *srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *
             json_object_set_new(delta, "role", json_string("assistant"));
         if (n > 0 || first)
             json_object_set_new(delta, "content", joined_text(ev, n));
-        choice = json_pack("{s:i,s:o,s:o,s:o}", "index", 0, "delta", delta, "logprobs",
+        choice = json_pack("{s:i,s:o,s:o,s:o}", "index", index, "delta", delta, "logprobs",
                            o->logprobs && n > 0 ? chat_logprobs(model, ev, n) : json_null(),
                            "finish_reason", finish_json(finish));
     } else {
-        choice = json_pack("{s:o,s:i,s:o,s:o}", "text", joined_text(ev, n), "index", 0,
+        choice = json_pack("{s:o,s:i,s:o,s:o}", "text", joined_text(ev, n), "index", index,
                            "logprobs",
-                           o->logprobs && n > 0 ? completion_logprobs(model, ev, n, 0)
+                           o->logprobs && n > 0 ? completion_logprobs(model, ev, n, text_offset)
                                                 : json_null(),
                            "finish_reason", finish_json(finish));
     }

@@ -43,6 +43,8 @@ struct srv_scheduler {
     double grace_deadline;
     int32_t n_vocab, n_batch, n_ctx;
     uint64_t clock;
+    uint64_t last_group;
+    float *biased; /* n_vocab: the logits a request's logit_bias changed */
     bool busy_since_trim;
     /* per-step plan */
     edgellm_context **plan_ctx;
@@ -69,6 +71,7 @@ srv_request *srv_request_new(void)
     pthread_cond_init(&r->cv, &attr);
     pthread_condattr_destroy(&attr);
     r->refs = 1;
+    r->max_tokens = -1;
     r->sampling = edgellm_sampler_default_params();
     atomic_init(&r->cancelled, false);
     return r;
@@ -87,9 +90,42 @@ static void request_free(srv_request *r)
     for (int i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
     free(r->stops);
+    free(r->bias);
+    free(r->prompt_lp);
     srv_events_free(r->events, r->n_events);
     pthread_cond_destroy(&r->cv);
     free(r);
+}
+
+srv_request *srv_request_derive(const srv_request *base, int choice)
+{
+    srv_request *r = srv_request_new();
+    if (!r)
+        return NULL;
+    r->prompt = malloc((size_t)base->n_prompt * sizeof *r->prompt);
+    r->stops = base->n_stops ? calloc((size_t)base->n_stops, sizeof *r->stops) : NULL;
+    r->bias = base->n_bias ? malloc((size_t)base->n_bias * sizeof *r->bias) : NULL;
+    bool ok = r->prompt && (r->stops || !base->n_stops) && (r->bias || !base->n_bias);
+    for (int i = 0; ok && i < base->n_stops; i++, r->n_stops++)
+        ok = (r->stops[i] = strdup(base->stops[i])) != NULL;
+    if (!ok) {
+        srv_request_release(r);
+        return NULL;
+    }
+    memcpy(r->prompt, base->prompt, (size_t)base->n_prompt * sizeof *r->prompt);
+    r->n_prompt = base->n_prompt;
+    if (base->n_bias)
+        memcpy(r->bias, base->bias, (size_t)base->n_bias * sizeof *r->bias);
+    r->n_bias = base->n_bias;
+    r->sampling = base->sampling;
+    r->sampling.seed = base->sampling.seed + (uint64_t)choice;
+    r->max_tokens = base->max_tokens;
+    r->logprobs = base->logprobs;
+    r->top_logprobs = base->top_logprobs;
+    r->echo = base->echo;
+    r->deadline = base->deadline;
+    r->choice = choice;
+    return r;
 }
 
 void srv_request_release(srv_request *r)
@@ -210,7 +246,11 @@ static void admit(srv_scheduler *s)
         srv_slot *slot = &s->slots[best];
         /* At least the last prompt token is evaluated again: its logits start generation. */
         int32_t keep = best_prefix < r->n_prompt ? best_prefix : r->n_prompt - 1;
+        bool score_prompt = r->echo && r->logprobs;
+        if (score_prompt)
+            keep = 0; /* every prompt position's logits are needed, cached ones have none */
         edgellm_context_truncate(slot->ctx, keep);
+        edgellm_context_set_batch_all_logits(slot->ctx, score_prompt);
         edgellm_status st = edgellm_sampler_create(&r->sampling, s->n_vocab, &slot->sampler);
         if (st == EDGELLM_OK)
             st = edgellm_text_stream_create(s->model, (const char *const *)r->stops, r->n_stops,
@@ -221,6 +261,11 @@ static void admit(srv_scheduler *s)
         r->n_cached = keep;
         if (st != EDGELLM_OK) {
             finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+            continue;
+        }
+        if (score_prompt && !r->prompt_lp &&
+            !(r->prompt_lp = calloc((size_t)r->n_prompt, sizeof *r->prompt_lp))) {
+            finish_slot(s, slot, SRV_FINISH_ERROR, "out of memory for the prompt's logprobs");
             continue;
         }
         for (int32_t i = 0; i < r->n_prompt; i++)
@@ -246,12 +291,39 @@ static int32_t top_logprobs(const float *logits, int32_t n_vocab, float log_z, i
     return n;
 }
 
+/* The log-probability of tok and the k most likely tokens under the model's own distribution:
+ * log-softmax of the raw logits, before temperature, penalties, truncation and logit_bias. */
+static float token_logprob(const float *logits, int32_t n_vocab, edgellm_token tok, int k,
+                           srv_logprob *top, int *n_top)
+{
+    float max = logits[0];
+    for (int32_t t = 1; t < n_vocab; t++)
+        max = logits[t] > max ? logits[t] : max;
+    double sum = 0;
+    for (int32_t t = 0; t < n_vocab; t++)
+        sum += exp((double)(logits[t] - max));
+    float log_z = max + (float)log(sum);
+    *n_top = k > 0 ? top_logprobs(logits, n_vocab, log_z, k, top) : 0;
+    return logits[tok] - log_z;
+}
+
+/* The logits the sampler sees: the model's, plus the request's logit_bias. */
+static const float *biased_logits(srv_scheduler *s, const srv_request *r, const float *logits)
+{
+    if (r->n_bias == 0)
+        return logits;
+    memcpy(s->biased, logits, (size_t)s->n_vocab * sizeof *logits);
+    for (int i = 0; i < r->n_bias; i++)
+        s->biased[r->bias[i].token] += r->bias[i].bias;
+    return s->biased;
+}
+
 /* Under the lock: picks the next token of a slot whose logits are ready. */
 static void sample_slot(srv_scheduler *s, srv_slot *slot)
 {
     srv_request *r = slot->req;
     const float *logits = edgellm_get_logits(slot->ctx, -1);
-    edgellm_token tok = edgellm_sampler_sample(slot->sampler, logits);
+    edgellm_token tok = edgellm_sampler_sample(slot->sampler, biased_logits(s, r, logits));
     if (r->n_generated == 0) {
         r->t_first = srv_now();
         srv_metrics_ttft(s->metrics, r->t_first - r->t_submit);
@@ -265,19 +337,8 @@ static void sample_slot(srv_scheduler *s, srv_slot *slot)
     float logprob = 0;
     srv_logprob top[SRV_MAX_TOP_LOGPROBS];
     int n_top = 0;
-    if (r->logprobs) {
-        /* log-softmax of the model's distribution (before temperature and truncation). */
-        float max = logits[0];
-        for (int32_t t = 1; t < s->n_vocab; t++)
-            max = logits[t] > max ? logits[t] : max;
-        double sum = 0;
-        for (int32_t t = 0; t < s->n_vocab; t++)
-            sum += exp((double)(logits[t] - max));
-        float log_z = max + (float)log(sum);
-        logprob = logits[tok] - log_z;
-        if (r->top_logprobs > 0)
-            n_top = top_logprobs(logits, s->n_vocab, log_z, r->top_logprobs, top);
-    }
+    if (r->logprobs)
+        logprob = token_logprob(logits, s->n_vocab, tok, r->top_logprobs, top, &n_top);
     const char *text = NULL;
     size_t len = 0;
     int stopped = 0;
@@ -315,6 +376,105 @@ static void reap(srv_scheduler *s, double now)
     }
 }
 
+/* ---- prompts: scores for echo, one evaluation for the choices of a request ---- */
+
+/* Under the lock: the prompt tokens a just-evaluated chunk (from position first, n tokens, all
+ * logits kept) predicts; row j scores the token after it. */
+static void score_prompt_chunk(srv_scheduler *s, srv_slot *slot, int32_t first, int32_t n)
+{
+    srv_request *r = slot->req;
+    for (int32_t j = 0; j < n && first + j + 1 < r->n_prompt; j++) {
+        const float *logits = edgellm_get_logits(slot->ctx, j);
+        srv_event *e = &r->prompt_lp[first + j + 1];
+        e->token = r->prompt[first + j + 1];
+        if (logits)
+            e->logprob = token_logprob(logits, s->n_vocab, e->token, r->top_logprobs, e->top,
+                                       &e->n_top);
+    }
+}
+
+/* Under the lock: an echo's prompt tokens become the request's first events, each with its text
+ * (the SentencePiece dummy space dropped, as detokenizing the prompt does) and its scores from
+ * lp, NULL when no logprobs were asked for. */
+static bool push_prompt_events(srv_scheduler *s, srv_request *r, const srv_event *lp)
+{
+    size_t cap = 64, len = 0;
+    char *text = malloc(cap);
+    bool at_start = true, ok = text != NULL;
+    for (int32_t i = 0; ok && i < r->n_prompt; i++) {
+        edgellm_status st =
+            edgellm_detokenize(s->model, &r->prompt[i], 1, at_start, text, cap, &len);
+        if (st == EDGELLM_ERR_BUFFER_TOO_SMALL) {
+            char *grown = realloc(text, len + 1);
+            ok = grown != NULL;
+            if (ok) {
+                text = grown;
+                cap = len + 1;
+                st = edgellm_detokenize(s->model, &r->prompt[i], 1, at_start, text, cap, &len);
+            }
+        }
+        if (st != EDGELLM_OK)
+            len = 0;
+        at_start = at_start && len == 0;
+        ok = ok && push_event(r, text, len, r->prompt[i], lp ? lp[i].logprob : 0,
+                              lp ? lp[i].top : NULL, lp ? lp[i].n_top : 0);
+        if (ok)
+            r->events[r->n_events - 1].no_logprob = i == 0;
+    }
+    free(text);
+    return ok;
+}
+
+/* Under the lock: the slot's prompt is in its cache and its last logits are ready; source is the
+ * choice whose cache it copied, if any. */
+static void prompt_done(srv_scheduler *s, srv_slot *slot, const srv_request *source)
+{
+    srv_request *r = slot->req;
+    edgellm_context_set_batch_all_logits(slot->ctx, 0);
+    if (r->echo && !push_prompt_events(s, r, source ? source->prompt_lp : r->prompt_lp)) {
+        finish_slot(s, slot, SRV_FINISH_ERROR, "out of memory");
+        return;
+    }
+    if (r->max_tokens == 0) {
+        finish_slot(s, slot, SRV_FINISH_LENGTH, NULL); /* echo only: the prompt's scores */
+        return;
+    }
+    sample_slot(s, slot);
+}
+
+/* Whether the slot's request is a later choice whose first choice is still evaluating the
+ * prompt: it waits for a copy of that cache instead of evaluating the same tokens again. */
+static bool waits_for_prompt(const srv_scheduler *s, const srv_slot *slot)
+{
+    const srv_request *r = slot->req;
+    if (r->group == 0 || r->choice == 0)
+        return false;
+    for (int i = 0; i < s->n_slots; i++) {
+        const srv_request *o = s->slots[i].req;
+        if (o && o->group == r->group && o->choice == 0 && !s->slots[i].decoding)
+            return true;
+    }
+    return false;
+}
+
+/* Under the lock: first's prompt is evaluated; the waiting choices of its request copy it. */
+static void share_prompt(srv_scheduler *s, srv_slot *first)
+{
+    const srv_request *r = first->req;
+    if (r->group == 0 || r->choice != 0)
+        return;
+    for (int i = 0; i < s->n_slots; i++) {
+        srv_slot *o = &s->slots[i];
+        if (o == first || !o->req || o->req->group != r->group || o->decoding)
+            continue;
+        if (edgellm_context_copy_cache(o->ctx, first->ctx) != EDGELLM_OK)
+            continue; /* it evaluates the prompt itself */
+        o->n_fed = o->req->n_prompt;
+        o->req->n_cached = o->req->n_prompt;
+        prompt_done(s, o, r);
+    }
+}
+
 static void *scheduler_main(void *arg)
 {
     srv_scheduler *s = arg;
@@ -339,7 +499,7 @@ static void *scheduler_main(void *arg)
         }
         for (int i = 0; i < s->n_slots && budget > 0; i++) {
             srv_slot *slot = &s->slots[i];
-            if (slot->req && !slot->decoding) {
+            if (slot->req && !slot->decoding && !waits_for_prompt(s, slot)) {
                 int32_t left = slot->req->n_prompt - slot->n_fed;
                 int32_t chunk = left < budget ? left : budget;
                 s->plan_ctx[n] = slot->ctx;
@@ -386,9 +546,14 @@ static void *scheduler_main(void *arg)
                 continue;
             }
             if (!slot->decoding) {
+                if (slot->req->prompt_lp)
+                    score_prompt_chunk(s, slot, slot->n_fed, s->plan_n[k]);
                 slot->n_fed += s->plan_n[k];
                 if (slot->n_fed < slot->req->n_prompt)
                     continue;
+                share_prompt(s, slot);
+                prompt_done(s, slot, NULL);
+                continue;
             }
             sample_slot(s, slot);
         }
@@ -416,7 +581,7 @@ edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_conf
     s->n_vocab = edgellm_n_vocab(model);
     s->queue_max = cfg->queue_max >= 0 ? cfg->queue_max : 4 * s->n_slots;
     /* Room for the waiting requests plus those about to take a free slot. */
-    s->q_cap = s->queue_max + s->n_slots;
+    s->q_cap = s->queue_max + s->n_slots + SRV_MAX_CHOICES; /* a request's choices enter together */
 
     edgellm_context_params bp = edgellm_context_default_params();
     bp.n_ctx = cfg->n_ctx;
@@ -439,8 +604,9 @@ edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_conf
     s->plan_tokens = calloc((size_t)s->n_slots, sizeof *s->plan_tokens);
     s->plan_n = calloc((size_t)s->n_slots, sizeof *s->plan_n);
     s->plan_slot = calloc((size_t)s->n_slots, sizeof *s->plan_slot);
+    s->biased = malloc((size_t)s->n_vocab * sizeof *s->biased);
     if (st == EDGELLM_OK && (!s->slots || !s->queue || !s->plan_ctx || !s->plan_tokens ||
-                             !s->plan_n || !s->plan_slot))
+                             !s->plan_n || !s->plan_slot || !s->biased))
         st = EDGELLM_ERR_OUT_OF_MEMORY;
     for (int i = 0; i < s->n_slots && st == EDGELLM_OK; i++)
         st = edgellm_context_create(model, &sp, &s->slots[i].ctx);
@@ -464,6 +630,11 @@ edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_conf
 
 srv_submit_result srv_scheduler_submit(srv_scheduler *s, srv_request *r)
 {
+    return srv_scheduler_submit_choices(s, &r, 1);
+}
+
+srv_submit_result srv_scheduler_submit_choices(srv_scheduler *s, srv_request *const *reqs, int n)
+{
     pthread_mutex_lock(&s->mu);
     srv_submit_result res = SRV_SUBMITTED;
     int free_slots = 0;
@@ -471,16 +642,21 @@ srv_submit_result srv_scheduler_submit(srv_scheduler *s, srv_request *r)
         free_slots += s->slots[i].req == NULL;
     if (s->stopping)
         res = SRV_STOPPING;
-    else if (s->q_len >= s->queue_max + free_slots)
+    else if (s->q_len >= s->queue_max + free_slots || s->q_len + n > s->q_cap)
         res = SRV_QUEUE_FULL;
     if (res == SRV_SUBMITTED) {
-        /* Clamp: a request never runs past its context. */
-        if (r->max_tokens <= 0 || r->max_tokens > s->n_ctx - r->n_prompt)
-            r->max_tokens = s->n_ctx - r->n_prompt;
-        r->t_submit = srv_now();
-        request_retain(r);
-        s->queue[(s->q_head + s->q_len) % s->q_cap] = r;
-        s->q_len++;
+        uint64_t group = n > 1 ? ++s->last_group : 0;
+        for (int i = 0; i < n; i++) {
+            srv_request *r = reqs[i];
+            /* Clamp: a request never runs past its context. */
+            if (r->max_tokens < 0 || r->max_tokens > s->n_ctx - r->n_prompt)
+                r->max_tokens = s->n_ctx - r->n_prompt;
+            r->group = group;
+            r->t_submit = srv_now();
+            request_retain(r);
+            s->queue[(s->q_head + s->q_len) % s->q_cap] = r;
+            s->q_len++;
+        }
         pthread_cond_signal(&s->wake);
     }
     pthread_mutex_unlock(&s->mu);
@@ -581,6 +757,7 @@ void srv_scheduler_free(srv_scheduler *s)
     free(s->plan_tokens);
     free(s->plan_n);
     free(s->plan_slot);
+    free(s->biased);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     free(s);

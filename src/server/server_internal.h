@@ -11,6 +11,7 @@
 #include "server/server.h"
 
 #define SRV_MAX_TOP_LOGPROBS 20
+#define SRV_MAX_CHOICES 8 /* n: choices one request may ask for */
 #define EDGELLM_SERVER_VERSION "0.1.0"
 
 typedef enum srv_finish {
@@ -34,21 +35,34 @@ typedef struct srv_event {
     size_t len;
     edgellm_token token;
     float logprob;
+    bool no_logprob; /* the first prompt token of an echo: nothing before it predicts it */
     int n_top;
     srv_logprob top[SRV_MAX_TOP_LOGPROBS];
 } srv_event;
+
+typedef struct srv_logit_bias {
+    edgellm_token token;
+    float bias;
+} srv_logit_bias;
 
 typedef struct srv_request {
     /* Set before submission, read-only afterwards. */
     edgellm_token *prompt;
     int32_t n_prompt;
     edgellm_sampler_params sampling;
-    int32_t max_tokens;        /* capped so prompt + max_tokens fits the context */
+    int32_t max_tokens;        /* < 0: until the context is full; capped so it fits */
     char **stops;
     int n_stops;
     bool logprobs;
     int top_logprobs;
     double deadline;           /* monotonic seconds */
+    srv_logit_bias *bias;      /* added to the logits before sampling (not to logprobs) */
+    int n_bias;
+    bool echo;                 /* the prompt's tokens are the first events */
+    /* The choices of one request (n > 1) share group (0: alone); choice 0 evaluates the prompt
+     * and the others copy its cache. */
+    uint64_t group;
+    int choice;
 
     /* Guarded by the scheduler's mutex; cv is signalled on every new event and at the end. */
     pthread_cond_t cv;
@@ -62,9 +76,12 @@ typedef struct srv_request {
     double t_submit, t_first, t_done;
 
     atomic_bool cancelled;     /* set by the connection's thread, seen at the next step */
+    srv_event *prompt_lp;      /* echo with logprobs: per prompt token, filled during prefill */
 } srv_request;
 
 srv_request *srv_request_new(void);
+/* Choice `choice` of the same request as base: same prompt and options, seed base's + choice. */
+srv_request *srv_request_derive(const srv_request *base, int choice);
 void srv_request_release(srv_request *r); /* drops a reference; takes the scheduler's lock */
 
 typedef struct srv_metrics srv_metrics;
@@ -79,6 +96,8 @@ edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_conf
 void srv_scheduler_drain(srv_scheduler *s, double grace_deadline);
 void srv_scheduler_free(srv_scheduler *s);
 srv_submit_result srv_scheduler_submit(srv_scheduler *s, srv_request *r);
+/* The choices of one request, all or none (they share a group). */
+srv_submit_result srv_scheduler_submit_choices(srv_scheduler *s, srv_request *const *reqs, int n);
 /* Waits (with the scheduler's lock) until r has events past *seen or is done, or timeout_s
  * passes; copies nothing — the caller reads r->events[*seen ..] through srv_request_take. */
 void srv_request_wait(srv_scheduler *s, srv_request *r, size_t seen, double timeout_s);
@@ -130,7 +149,15 @@ typedef struct srv_completion_opts {
     bool include_usage;
     bool logprobs;
     int top_logprobs;
+    int n;       /* choices */
 } srv_completion_opts;
+
+/* One choice of a finished request, as the response shows it. */
+typedef struct srv_choice_result {
+    const srv_event *events;
+    size_t n_events;
+    srv_finish finish;
+} srv_choice_result;
 
 /* Parses a chat or completion body into r (prompt tokens, sampling, limits) and opts. The chat
  * body's messages go through the model's chat template. */
@@ -144,13 +171,14 @@ const char *srv_finish_reason(srv_finish f);
 /* The JSON of a finished non-streaming request. */
 json_t *srv_completion_response(const srv_completion_opts *o, const edgellm_model *model,
                                 const char *id, const char *model_id, long long created,
-                                const srv_event *events, size_t n_events, srv_finish finish,
+                                const srv_choice_result *choices, int n_choices,
                                 int32_t n_prompt, int32_t n_cached, int32_t n_generated);
-/* One streamed chunk: events' text and logprobs (may be none), and the finish reason once done. */
+/* One streamed chunk of choice `index`: events' text and logprobs (may be none), and the finish
+ * reason once done; text_offset is where the events' text starts in the choice's whole text. */
 json_t *srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *model,
-                             const char *id, const char *model_id, long long created,
-                             const srv_event *events, size_t n_events, bool first,
-                             srv_finish finish);
+                             const char *id, const char *model_id, long long created, int index,
+                             const srv_event *events, size_t n_events, size_t text_offset,
+                             bool first, srv_finish finish);
 json_t *srv_usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_generated);
 
 /* The chat page served at "/". */

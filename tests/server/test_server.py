@@ -328,8 +328,8 @@ def test_errors(s):
     st, body, _ = s.request("POST", "/v1/chat/completions", {"model": MODEL_ID}, headers=AUTH)
     err(st, body, 400, param="messages", what="missing messages")
     st, body, _ = s.request("POST", "/v1/chat/completions",
-                            {"messages": [{"role": "user", "content": "x"}], "n": 2}, headers=AUTH)
-    err(st, body, 400, param="n", what="n=2")
+                            {"messages": [{"role": "user", "content": "x"}], "n": 9}, headers=AUTH)
+    err(st, body, 400, param="n", what="n=9 (more than 8 choices)")
     st, body, _ = s.request("POST", "/v1/chat/completions",
                             {"messages": [{"role": "wizard", "content": "x"}]}, headers=AUTH)
     err(st, body, 400, param="messages[0].role", what="bad role")

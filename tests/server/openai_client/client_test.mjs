@@ -74,6 +74,18 @@ let ctext = "";
 for await (const chunk of cstream) ctext += chunk.choices[0]?.text ?? "";
 check(ctext === completion.choices[0].text, "streamed completion == non-streamed");
 
+// The gateway's verification call: token ids, echo, prompt logprobs; and n choices with a seed.
+const ids = [1, 303, 281, 269, 435, 447, 328];
+const scored = await client.completions.create({ model, prompt: ids, echo: true, logprobs: 3, max_tokens: 1, temperature: 0 });
+const slp = scored.choices[0].logprobs;
+check(slp.tokens.length === ids.length + 1 && slp.token_logprobs[0] === null && slp.top_logprobs[0] === null
+      && slp.token_logprobs.slice(1).every((x) => x <= 0) && scored.choices[0].text.startsWith("I dreamed"),
+      "echo + logprobs over token ids: " + JSON.stringify(slp));
+const several = await client.completions.create({ model, prompt: "Once upon a time", max_tokens: 8, n: 3, seed: 4, logit_bias: { "446": -100 } });
+const third = await client.completions.create({ model, prompt: "Once upon a time", max_tokens: 8, seed: 6, logit_bias: { "446": -100 } });
+check(several.choices.length === 3 && several.choices.map((c) => c.index).join() === "0,1,2"
+      && several.choices[2].text === third.choices[0].text, "n=3 with seed: choice 2 = seed + 2");
+
 // The client asks for base64 embeddings by default and decodes them.
 const emb = await client.embeddings.create({ model, input: ["a dream of circuits", "electric sheep"] });
 check(emb.data.length === 2 && emb.data[0].embedding.length > 0, "embeddings.create");
