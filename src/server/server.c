@@ -28,36 +28,6 @@ static void derive_model_id(srv_server *srv)
         srv->model_id[n - 5] = '\0';
 }
 
-static bool parse_cors(srv_server *srv)
-{
-    const char *list = srv->cfg->cors_origins;
-    if (!list || !*list)
-        return true;
-    char *copy = strdup(list);
-    if (!copy)
-        return false;
-    int n = 1;
-    for (const char *p = list; *p; p++)
-        n += *p == ',';
-    srv->cors = calloc((size_t)n, sizeof *srv->cors);
-    if (!srv->cors) {
-        free(copy);
-        return false;
-    }
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        size_t len = strlen(tok);
-        while (len > 0 && tok[len - 1] == ' ')
-            tok[--len] = '\0';
-        if (len > 0)
-            srv->cors[srv->n_cors++] = strdup(tok);
-    }
-    free(copy);
-    return true;
-}
-
 typedef struct load_job {
     srv_server *srv;
     char error[512];
@@ -112,9 +82,19 @@ int ellm_server_run(const ellm_server_config *cfg)
     pthread_mutex_init(&srv.embed_mu, NULL);
     derive_model_id(&srv);
     srv.metrics = srv_metrics_new();
-    if (!srv.metrics || !parse_cors(&srv) || sodium_init() < 0) {
+    if (!srv.metrics || !srv_list_split(cfg->cors_origins, &srv.cors, &srv.n_cors) ||
+        sodium_init() < 0) {
         fprintf(stderr, "edgellm serve: out of memory\n");
         return 1;
+    }
+    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    char err[512];
+    if (!srv_guard_init(&srv.guard, host, cfg->allowed_hosts, cfg->api_key, srv.max_body, err,
+                        sizeof err)) {
+        fprintf(stderr, "edgellm serve: %s\n", err);
+        srv_list_free(srv.cors, srv.n_cors);
+        srv_metrics_free(srv.metrics);
+        return 2;
     }
 
     /* Every thread inherits this mask, so the signals reach only the sigwait below. */
@@ -125,13 +105,13 @@ int ellm_server_run(const ellm_server_config *cfg)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    char err[512];
     if (!srv_http_start(&srv, err, sizeof err)) {
         fprintf(stderr, "edgellm serve: %s\n", err);
+        srv_guard_free(&srv.guard);
+        srv_list_free(srv.cors, srv.n_cors);
         srv_metrics_free(srv.metrics);
         return 1;
     }
-    const char *host = cfg->host ? cfg->host : "127.0.0.1";
     fprintf(stderr, "edgellm serve: listening on http://%s:%d (model '%s' loading)\n", host,
             srv.port, srv.model_id);
     if (cfg->ready_file)
@@ -187,9 +167,8 @@ int ellm_server_run(const ellm_server_config *cfg)
     edgellm_context_free(srv.embed_ctx);
     edgellm_model_free(srv.model);
     srv_metrics_free(srv.metrics);
-    for (int i = 0; i < srv.n_cors; i++)
-        free(srv.cors[i]);
-    free(srv.cors);
+    srv_list_free(srv.cors, srv.n_cors);
+    srv_guard_free(&srv.guard);
     pthread_mutex_destroy(&srv.embed_mu);
     if (exit_code == 0)
         fprintf(stderr, "edgellm serve: stopped\n");
