@@ -14,11 +14,14 @@
 
 #include "server/http.h"
 
-static void derive_model_id(srv_server *srv)
+/* False when the alias does not fit: clients naming it in full would get model_not_found. */
+static bool derive_model_id(srv_server *srv)
 {
     if (srv->cfg->model_id) {
+        if (strlen(srv->cfg->model_id) >= sizeof srv->model_id || !*srv->cfg->model_id)
+            return false;
         snprintf(srv->model_id, sizeof srv->model_id, "%s", srv->cfg->model_id);
-        return;
+        return true;
     }
     const char *base = strrchr(srv->cfg->model_path, '/');
     base = base ? base + 1 : srv->cfg->model_path;
@@ -26,6 +29,7 @@ static void derive_model_id(srv_server *srv)
     size_t n = strlen(srv->model_id);
     if (n > 5 && !strcmp(srv->model_id + n - 5, ".gguf"))
         srv->model_id[n - 5] = '\0';
+    return true;
 }
 
 typedef struct load_job {
@@ -79,8 +83,12 @@ int ellm_server_run(const ellm_server_config *cfg)
     srv.max_body = cfg->max_body_bytes ? cfg->max_body_bytes : 1 << 20;
     srv.request_timeout_s = cfg->request_timeout_s > 0 ? cfg->request_timeout_s : 600;
     srv.created = (long long)time(NULL);
+    if (!derive_model_id(&srv)) {
+        fprintf(stderr, "edgellm serve: --alias must be 1 to %zu bytes\n",
+                sizeof srv.model_id - 1);
+        return 2;
+    }
     pthread_mutex_init(&srv.embed_mu, NULL);
-    derive_model_id(&srv);
     srv.metrics = srv_metrics_new();
     if (!srv.metrics || !srv_list_split(cfg->cors_origins, &srv.cors, &srv.n_cors) ||
         sodium_init() < 0) {

@@ -215,6 +215,21 @@ def refused_key_file(data, what, needle):
           "key file with %s refused with one line naming it: exit %s, %r" % (what, rc, err))
 
 
+def test_alias():
+    """The same class as the key file: an --alias longer than the id buffer was cut silently, and
+    clients naming it in full got model_not_found."""
+    rc, err = serve_refusal(["--alias", "m" * 300])
+    check(rc == 2 and len(err.splitlines()) == 1 and "--alias" in err,
+          "--alias of 300 bytes refused with one line, exit 2: %s %r" % (rc, err))
+    alias = "m" * 255
+    s = Server("--alias", alias)
+    try:
+        st, body = s.request("GET", "/v1/models")
+        check(st == 200 and body["data"][0]["id"] == alias, "a 255-byte alias is served whole")
+    finally:
+        s.stop()
+
+
 def test_key_files():
     """Item 3: a key file is taken whole or refused; never cut at a NUL byte or at 1023 bytes."""
     refused_key_file(b"Q\0rest-of-the-key\n", "a NUL byte", "NUL")
@@ -318,7 +333,7 @@ def with_server(args, tests):
 
 def main():
     with_server([], [test_host, test_content_type, test_busy_port])
-    for group in (test_allowed_hosts, test_key_files):
+    for group in (test_allowed_hosts, test_key_files, test_alias):
         try:
             group()
         except RuntimeError as e:
