@@ -526,6 +526,23 @@ static enum MHD_Result handle_embeddings(srv_server *srv, struct MHD_Connection 
                      endpoint, cs);
 }
 
+/* A token's bytes as a JSON string, whatever their length (a vocabulary may hold tokens of
+ * hundreds of bytes); NULL when they are not valid UTF-8 on their own. */
+static json_t *piece_json(const edgellm_model *model, edgellm_token token)
+{
+    char small[256];
+    size_t len = 0;
+    edgellm_status st = edgellm_token_to_piece(model, token, small, sizeof small, &len);
+    if (st == EDGELLM_OK)
+        return json_stringn(small, len);
+    char *big = st == EDGELLM_ERR_BUFFER_TOO_SMALL ? malloc(len + 1) : NULL;
+    json_t *j = big && edgellm_token_to_piece(model, token, big, len + 1, &len) == EDGELLM_OK
+                    ? json_stringn(big, len)
+                    : NULL;
+    free(big);
+    return j;
+}
+
 static enum MHD_Result handle_tokenize(srv_server *srv, struct MHD_Connection *conn,
                                        conn_state *cs)
 {
@@ -559,13 +576,9 @@ static enum MHD_Result handle_tokenize(srv_server *srv, struct MHD_Connection *c
     if (tokens && (st == EDGELLM_OK || st == EDGELLM_ERR_BUFFER_TOO_SMALL))
         st = edgellm_tokenize(srv->model, text, len, flags, tokens, n, &n);
     json_t *out = json_array();
-    char piece[256];
     for (int32_t i = 0; st == EDGELLM_OK && i < n; i++) {
         if (json_is_true(pieces)) {
-            size_t pl = 0;
-            if (edgellm_token_to_piece(srv->model, tokens[i], piece, sizeof piece, &pl) != EDGELLM_OK)
-                pl = 0;
-            json_t *p = json_stringn(piece, pl);
+            json_t *p = piece_json(srv->model, tokens[i]);
             json_array_append_new(out, json_pack("{s:i,s:o}", "id", tokens[i], "piece",
                                                  p ? p : json_pack("[]")));
         } else {

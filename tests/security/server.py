@@ -230,6 +230,33 @@ def test_alias():
         s.stop()
 
 
+def test_long_piece():
+    """The same class again: /tokenize with_pieces gave "" for a token longer than 255 bytes. The
+    vocabulary here has a 320-byte token built by merges of 1, 2, 4, ... 256 and 320 'a's."""
+    import struct
+    tokens = [(0.0, b"<unk>"), (0.0, b"<s>"), (0.0, b"</s>")]
+    tokens += [(0.0, b"<0x%02X>" % b) for b in range(256)]
+    tokens += [(float(k), b"a" * k) for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 320)]
+    tokens += [(-1000.0, b"filler%d" % i) for i in range(512 - len(tokens))]
+    tok_path = os.path.join(TMP, "long-token.bin")
+    with open(tok_path, "wb") as f:
+        f.write(struct.pack("<i", 320))
+        for score, text in tokens:
+            f.write(struct.pack("<fi", score, len(text)) + text)
+    model = os.path.join(TMP, "long-token.gguf")
+    subprocess.run([EDGELLM, "convert", "--from", "llama2c", os.path.join(SHARED, "models", "aidreams260K.bin"),
+                    "--tokenizer", tok_path, "-o", model], check=True, capture_output=True)
+    s = Server("-m", model)
+    try:
+        st, body = s.request("POST", "/tokenize", headers=JSON,
+                             body=json.dumps({"content": "a" * 320, "with_pieces": True}))
+        pieces = [t["piece"] for t in body["tokens"]] if st == 200 else body
+        check(st == 200 and pieces[-1] == "a" * 320,
+              "/tokenize gives the whole 320-byte piece: %s" % [len(p) for p in pieces])
+    finally:
+        s.stop()
+
+
 def test_key_files():
     """Item 3: a key file is taken whole or refused; never cut at a NUL byte or at 1023 bytes."""
     refused_key_file(b"Q\0rest-of-the-key\n", "a NUL byte", "NUL")
@@ -333,7 +360,7 @@ def with_server(args, tests):
 
 def main():
     with_server([], [test_host, test_content_type, test_busy_port])
-    for group in (test_allowed_hosts, test_key_files, test_alias):
+    for group in (test_allowed_hosts, test_key_files, test_alias, test_long_piece):
         try:
             group()
         except RuntimeError as e:
