@@ -328,6 +328,12 @@ def test_answer_before_body(s):
         first = b"(nothing within 5 s)"
     sock.close()
     check(first.startswith(b"HTTP/1.1 401"), "no key, body held back -> 401 at once: %r" % first)
+    # The unread body of a refused request is never taken for a next request on the connection.
+    inner = b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n\r\n" % KEY.encode()
+    st, got = s.raw(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(inner) + inner, timeout=5)
+    check(st == 401 and got.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in got,
+          "a refused request's body is not served as a request: %r" % got[:300])
     # With the key and a body within the limit, the request still works.
     st, _ = s.request("POST", "/v1/completions", headers=dict(JSON, Authorization="Bearer " + KEY),
                       body=COMPLETION)
