@@ -774,6 +774,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
+    /* Nothing keeps a body a GET endpoint ignores: /health needs no key, so buffering it would
+     * let anyone hold memory. */
+    if (*upload_size > 0 && strcmp(cs->route->method, "POST") != 0) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
     if (*upload_size > 0) {
         /* Gather the body. A chunked body declares no length: past the limit the rest is
          * dropped as it arrives and answered with 413 at its end (libmicrohttpd 0.9 queues no
