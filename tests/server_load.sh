@@ -50,7 +50,7 @@ end
 LUA
 
 # Warm up, then take the baseline.
-for _ in 1 2 3; do curl -s -o /dev/null "http://$addr/v1/completions" -d '{"prompt":"hi","max_tokens":8}'; done
+for _ in 1 2 3; do curl -s -o /dev/null "http://$addr/v1/completions" -H 'Content-Type: application/json' -d '{"prompt":"hi","max_tokens":8}'; done
 sleep 1
 base=$(rss)
 wrk -t 4 -c 64 -d "${seconds}s" --timeout 30s -s "$dir/post.lua" "http://$addr" >"$dir/wrk.txt"

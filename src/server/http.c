@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,16 @@
 
 #include "server/http.h"
 
+struct route;
+
 typedef struct conn_state {
     char *body;
     size_t len, cap;
     bool too_large;
+    bool answered;             /* refused from the headers: whatever body follows is dropped */
     double t_start;
+    const struct route *route; /* NULL: the path or the method is unknown */
+    const char *endpoint;      /* the metrics label */
 } conn_state;
 
 static const char *reason_type(int status)
@@ -111,18 +117,6 @@ static bool client_gone(struct MHD_Connection *conn)
         return false;
     struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
-static bool authorized(srv_server *srv, struct MHD_Connection *conn)
-{
-    if (!srv->cfg->api_key)
-        return true;
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7) != 0)
-        return false;
-    const char *given = h + 7;
-    size_t n = strlen(srv->cfg->api_key);
-    return strlen(given) == n && sodium_memcmp(given, srv->cfg->api_key, n) == 0;
 }
 
 /* Parses the body as a JSON object; on failure the error names the position. */
@@ -604,6 +598,23 @@ static enum MHD_Result handle_embeddings(srv_server *srv, struct MHD_Connection 
                      endpoint, cs);
 }
 
+/* A token's bytes as a JSON string, whatever their length (a vocabulary may hold tokens of
+ * hundreds of bytes); NULL when they are not valid UTF-8 on their own. */
+static json_t *piece_json(const edgellm_model *model, edgellm_token token)
+{
+    char small[256];
+    size_t len = 0;
+    edgellm_status st = edgellm_token_to_piece(model, token, small, sizeof small, &len);
+    if (st == EDGELLM_OK)
+        return json_stringn(small, len);
+    char *big = st == EDGELLM_ERR_BUFFER_TOO_SMALL ? malloc(len + 1) : NULL;
+    json_t *j = big && edgellm_token_to_piece(model, token, big, len + 1, &len) == EDGELLM_OK
+                    ? json_stringn(big, len)
+                    : NULL;
+    free(big);
+    return j;
+}
+
 static enum MHD_Result handle_tokenize(srv_server *srv, struct MHD_Connection *conn,
                                        conn_state *cs)
 {
@@ -637,13 +648,9 @@ static enum MHD_Result handle_tokenize(srv_server *srv, struct MHD_Connection *c
     if (tokens && (st == EDGELLM_OK || st == EDGELLM_ERR_BUFFER_TOO_SMALL))
         st = edgellm_tokenize(srv->model, text, len, flags, tokens, n, &n);
     json_t *out = json_array();
-    char piece[256];
     for (int32_t i = 0; st == EDGELLM_OK && i < n; i++) {
         if (json_is_true(pieces)) {
-            size_t pl = 0;
-            if (edgellm_token_to_piece(srv->model, tokens[i], piece, sizeof piece, &pl) != EDGELLM_OK)
-                pl = 0;
-            json_t *p = json_stringn(piece, pl);
+            json_t *p = piece_json(srv->model, tokens[i]);
             json_array_append_new(out, json_pack("{s:i,s:o}", "id", tokens[i], "piece",
                                                  p ? p : json_pack("[]")));
         } else {
@@ -755,6 +762,69 @@ static const struct route {
     {"/detokenize", "POST", R_DETOKENIZE, true},
 };
 
+/* Everything decided from the request line and headers, on libmicrohttpd's first call, so a
+ * request that will be refused is answered before its body is read (no "100 Continue", no
+ * buffering for clients without the key). Returns true with *result set when it answered. */
+static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, const char *url,
+                                const char *method, conn_state *cs, enum MHD_Result *result)
+{
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (!strcmp(url, routes[i].path)) {
+            path_known = true;
+            cs->endpoint = routes[i].path;
+            if (!strcmp(method, routes[i].method))
+                cs->route = &routes[i];
+        }
+    if (!path_known)
+        cs->endpoint = "other";
+    srv_api_error e;
+    if (!srv_guard_check_host(&srv->guard, conn, &e)) {
+        *result = send_error(srv, conn, &e, cs->endpoint, cs);
+        return true;
+    }
+    if (!strcmp(method, "OPTIONS")) {
+        /* CORS preflight: answered without authentication (browsers send no credentials). */
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        if (!resp) {
+            *result = MHD_NO;
+            return true;
+        }
+        add_cors(srv, conn, resp);
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+        *result = MHD_queue_response(conn, 204, resp);
+        MHD_destroy_response(resp);
+        srv_metrics_request(srv->metrics, cs->endpoint, 204, srv_now() - cs->t_start);
+        return true;
+    }
+    bool health = cs->route && cs->route->id == R_HEALTH;
+    if (!health && !srv_guard_check_key(&srv->guard, conn, &e)) {
+        *result = send_error(srv, conn, &e, cs->endpoint, cs);
+        return true;
+    }
+    if (!path_known) {
+        *result = fail(srv, conn, 404, "not_found", cs->endpoint, cs,
+                       "no such endpoint; see /v1/models, /v1/chat/completions, /v1/completions, "
+                       "/v1/embeddings, /tokenize, /detokenize, /health, /metrics");
+        return true;
+    }
+    if (!cs->route) {
+        srv_error_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
+                      "%s does not accept %s", cs->endpoint, method);
+        *result = send_error(srv, conn, &e, cs->endpoint, cs);
+        return true;
+    }
+    bool json_body = !strcmp(cs->route->method, "POST");
+    if (!srv_guard_check_body(&srv->guard, conn, json_body, &e)) {
+        *result = send_error(srv, conn, &e, cs->endpoint, cs);
+        return true;
+    }
+    return false;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **con_cls)
@@ -768,10 +838,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         cs->t_start = srv_now();
         *con_cls = cs;
+        enum MHD_Result result;
+        cs->answered = answer_from_headers(srv, conn, url, method, cs, &result);
+        return cs->answered ? result : MHD_YES;
+    }
+    if (cs->answered) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    /* Nothing keeps a body a GET endpoint ignores: /health needs no key, so buffering it would
+     * let anyone hold memory. */
+    if (*upload_size > 0 && strcmp(cs->route->method, "POST") != 0) {
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size > 0) {
-        /* Gather the body; beyond the limit only note it (answered with 413 at the end). */
+        /* Gather the body. A chunked body declares no length: past the limit the rest is
+         * dropped as it arrives and answered with 413 at its end (libmicrohttpd 0.9 queues no
+         * response in the middle of an upload). */
         if (!cs->too_large && cs->len + *upload_size > srv->max_body) {
             cs->too_large = true;
             free(cs->body);
@@ -796,52 +880,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
-    const struct route *rt = NULL;
-    bool path_known = false;
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (!strcmp(url, routes[i].path)) {
-            path_known = true;
-            if (!strcmp(method, routes[i].method))
-                rt = &routes[i];
-        }
-    const char *endpoint = path_known ? url : "other";
-    if (!strcmp(method, "OPTIONS")) {
-        /* CORS preflight: answered without authentication (browsers send no credentials). */
-        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-        add_cors(srv, conn, resp);
-        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                "Authorization, Content-Type");
-        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
-        enum MHD_Result r = MHD_queue_response(conn, 204, resp);
-        MHD_destroy_response(resp);
-        srv_metrics_request(srv->metrics, endpoint, 204, srv_now() - cs->t_start);
-        return r;
-    }
+    const struct route *rt = cs->route;
+    const char *endpoint = cs->endpoint;
     int state = atomic_load(&srv->state);
-    if (rt && rt->id == R_HEALTH) {
+    if (rt->id == R_HEALTH) {
         bool ok = state == SRV_STATE_READY;
         return send_json(srv, conn, ok ? 200 : 503,
                          json_pack("{s:s}", "status",
                                    ok ? "ok" : state == SRV_STATE_LOADING ? "loading" : "stopping"),
                          endpoint, cs);
     }
-    if (!authorized(srv, conn))
-        return fail(srv, conn, 401, "invalid_api_key", endpoint, cs,
-                    "missing or wrong API key: send 'Authorization: Bearer <key>'");
-    if (!path_known)
-        return fail(srv, conn, 404, "not_found", endpoint, cs,
-                    "no such endpoint; see /v1/models, /v1/chat/completions, /v1/completions, "
-                    "/v1/embeddings, /tokenize, /detokenize, /health, /metrics");
-    if (!rt) {
-        srv_api_error e;
-        srv_error_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
-                      "%s does not accept %s", url, method);
-        return send_error(srv, conn, &e, endpoint, cs);
-    }
     if (cs->too_large) {
         char msg[128];
-        snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes",
+        snprintf(msg, sizeof msg,
+                 "the request body is larger than the limit of %zu bytes (--max-body)",
                  srv->max_body);
         return fail(srv, conn, 413, "request_too_large", endpoint, cs, msg);
     }
@@ -877,6 +929,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
+/* libmicrohttpd's own messages: kept while starting, so a failure is one line of ours that
+ * carries its reason; printed with our prefix once running. */
+static void http_log(void *cls, const char *fmt, va_list ap)
+{
+    srv_server *srv = cls;
+    char msg[256];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    if (!atomic_load(&srv->http_started))
+        snprintf(srv->http_start_error, sizeof srv->http_start_error, "%s", msg);
+    else
+        fprintf(stderr, "edgellm serve: http: %s\n", msg);
+}
+
 bool srv_http_start(srv_server *srv, char *err, size_t err_cap)
 {
     const char *host = srv->cfg->host ? srv->cfg->host : "127.0.0.1";
@@ -901,14 +969,16 @@ bool srv_http_start(srv_server *srv, char *err, size_t err_cap)
         flags, (uint16_t)srv->cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, http_log, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, err_cap,
-                 "cannot listen on %s:%d (is the port in use, or the address not on this "
-                 "machine?)",
-                 host, srv->cfg->port);
+                 "cannot listen on %s:%d: %s (choose another --port, or a --host address of "
+                 "this machine)",
+                 host, srv->cfg->port,
+                 srv->http_start_error[0] ? srv->http_start_error : "libmicrohttpd refused");
         return false;
     }
+    atomic_store(&srv->http_started, true);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : srv->cfg->port;
     return true;

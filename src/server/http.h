@@ -4,6 +4,7 @@
 
 #include <stdatomic.h>
 
+#include "server/guard.h"
 #include "server/server_internal.h"
 
 enum { SRV_STATE_LOADING = 0, SRV_STATE_READY = 1, SRV_STATE_FAILED = 2, SRV_STATE_STOPPING = 3 };
@@ -24,6 +25,9 @@ typedef struct srv_server {
     edgellm_context *embed_ctx;
     char **cors;
     int n_cors;
+    srv_guard guard;
+    atomic_bool http_started;    /* libmicrohttpd's messages go to stderr from then on */
+    char http_start_error[256];  /* its message while starting, for the one error line */
     atomic_long next_id;
     atomic_int responses_in_flight; /* generation answers still being written */
 } srv_server;

@@ -14,11 +14,14 @@
 
 #include "server/http.h"
 
-static void derive_model_id(srv_server *srv)
+/* False when the alias does not fit: clients naming it in full would get model_not_found. */
+static bool derive_model_id(srv_server *srv)
 {
     if (srv->cfg->model_id) {
+        if (strlen(srv->cfg->model_id) >= sizeof srv->model_id || !*srv->cfg->model_id)
+            return false;
         snprintf(srv->model_id, sizeof srv->model_id, "%s", srv->cfg->model_id);
-        return;
+        return true;
     }
     const char *base = strrchr(srv->cfg->model_path, '/');
     base = base ? base + 1 : srv->cfg->model_path;
@@ -26,35 +29,6 @@ static void derive_model_id(srv_server *srv)
     size_t n = strlen(srv->model_id);
     if (n > 5 && !strcmp(srv->model_id + n - 5, ".gguf"))
         srv->model_id[n - 5] = '\0';
-}
-
-static bool parse_cors(srv_server *srv)
-{
-    const char *list = srv->cfg->cors_origins;
-    if (!list || !*list)
-        return true;
-    char *copy = strdup(list);
-    if (!copy)
-        return false;
-    int n = 1;
-    for (const char *p = list; *p; p++)
-        n += *p == ',';
-    srv->cors = calloc((size_t)n, sizeof *srv->cors);
-    if (!srv->cors) {
-        free(copy);
-        return false;
-    }
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        size_t len = strlen(tok);
-        while (len > 0 && tok[len - 1] == ' ')
-            tok[--len] = '\0';
-        if (len > 0)
-            srv->cors[srv->n_cors++] = strdup(tok);
-    }
-    free(copy);
     return true;
 }
 
@@ -109,12 +83,26 @@ int ellm_server_run(const ellm_server_config *cfg)
     srv.max_body = cfg->max_body_bytes ? cfg->max_body_bytes : 1 << 20;
     srv.request_timeout_s = cfg->request_timeout_s > 0 ? cfg->request_timeout_s : 600;
     srv.created = (long long)time(NULL);
+    if (!derive_model_id(&srv)) {
+        fprintf(stderr, "edgellm serve: --alias must be 1 to %zu bytes\n",
+                sizeof srv.model_id - 1);
+        return 2;
+    }
     pthread_mutex_init(&srv.embed_mu, NULL);
-    derive_model_id(&srv);
     srv.metrics = srv_metrics_new();
-    if (!srv.metrics || !parse_cors(&srv) || sodium_init() < 0) {
+    if (!srv.metrics || !srv_list_split(cfg->cors_origins, &srv.cors, &srv.n_cors) ||
+        sodium_init() < 0) {
         fprintf(stderr, "edgellm serve: out of memory\n");
         return 1;
+    }
+    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    char err[512];
+    if (!srv_guard_init(&srv.guard, host, cfg->allowed_hosts, cfg->api_key, srv.max_body, err,
+                        sizeof err)) {
+        fprintf(stderr, "edgellm serve: %s\n", err);
+        srv_list_free(srv.cors, srv.n_cors);
+        srv_metrics_free(srv.metrics);
+        return 2;
     }
 
     /* Every thread inherits this mask, so the signals reach only the sigwait below. */
@@ -125,13 +113,13 @@ int ellm_server_run(const ellm_server_config *cfg)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    char err[512];
     if (!srv_http_start(&srv, err, sizeof err)) {
         fprintf(stderr, "edgellm serve: %s\n", err);
+        srv_guard_free(&srv.guard);
+        srv_list_free(srv.cors, srv.n_cors);
         srv_metrics_free(srv.metrics);
         return 1;
     }
-    const char *host = cfg->host ? cfg->host : "127.0.0.1";
     fprintf(stderr, "edgellm serve: listening on http://%s:%d (model '%s' loading)\n", host,
             srv.port, srv.model_id);
     if (cfg->ready_file)
@@ -187,9 +175,8 @@ int ellm_server_run(const ellm_server_config *cfg)
     edgellm_context_free(srv.embed_ctx);
     edgellm_model_free(srv.model);
     srv_metrics_free(srv.metrics);
-    for (int i = 0; i < srv.n_cors; i++)
-        free(srv.cors[i]);
-    free(srv.cors);
+    srv_list_free(srv.cors, srv.n_cors);
+    srv_guard_free(&srv.guard);
     pthread_mutex_destroy(&srv.embed_mu);
     if (exit_code == 0)
         fprintf(stderr, "edgellm serve: stopped\n");

@@ -23,10 +23,22 @@ typedef struct ellm_server_config {
     double request_timeout_s;  /* deadline of one request; <= 0 = 600 */
     double shutdown_grace_s;   /* how long in-flight requests may finish after SIGTERM */
     const char *ready_file;    /* if set, "host:port" is written here once listening */
+    const char *allowed_hosts; /* comma-separated Host names accepted besides localhost and the
+                                  bound address; "*" = any; NULL = none */
 } ellm_server_config;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains, and returns a process exit code. Errors
  * are printed to stderr. */
 int ellm_server_run(const ellm_server_config *config);
+
+/* The longest API key accepted, in bytes. */
+#define ELLM_SERVER_API_KEY_MAX 1024
+
+/* Whether key[0..len) can be an API key (1 to ELLM_SERVER_API_KEY_MAX printable ASCII
+ * characters, no spaces); if not, err gets what is wrong with it ("has a NUL byte ..."). */
+bool ellm_server_check_api_key(const char *key, size_t len, char *err, size_t err_cap);
+/* The key in a file (one trailing newline allowed), malloc'd; NULL with a one-line message in
+ * err when the file cannot be read or does not hold a valid key whole. */
+char *ellm_server_read_api_key_file(const char *path, char *err, size_t err_cap);
 
 #endif

@@ -179,7 +179,7 @@ def main():
         assert proc.poll() is None and time.time() - t0 < 30, "server did not start"
         time.sleep(0.02)
     port = int(open(ready).read().strip().rsplit(":", 1)[1])
-    while b" 200 " not in send(port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):
+    while b" 200 " not in send(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"):
         assert time.time() - t0 < 30, "model did not load"
         time.sleep(0.05)
     bad, n, statuses = [], 0, {}
@@ -201,7 +201,7 @@ def main():
             statuses[code] = statuses.get(code, 0) + 1
             if code >= 500:
                 bad.append("%d for %r -> %r" % (code, raw[:200], resp[:300]))
-    healthy = b" 200 " in send(port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    healthy = b" 200 " in send(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     proc.send_signal(signal.SIGTERM)
     try:
         rc = proc.wait(timeout=30)

@@ -450,7 +450,7 @@ def test_queue_cancel_shutdown(slow_model):
         # A client that disconnects mid-stream frees its slot at once.
         conn = socket.create_connection(("127.0.0.1", s.port))
         body = json.dumps({"prompt": "hello", "max_tokens": 900, "temperature": 0, "stream": True})
-        conn.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        conn.sendall(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                       "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
         got = b""
         while b"data:" not in got:

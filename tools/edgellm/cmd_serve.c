@@ -25,33 +25,16 @@ static void serve_usage(FILE *out)
             "      --queue N           requests that may wait for a slot before 429 (default 4 x parallel)\n"
             "      --threads N         CPU threads (default: all)\n"
             "      --api-key KEY       require 'Authorization: Bearer KEY' (all but /health)\n"
-            "      --api-key-file F    the same, with the key read from a file\n"
+            "      --api-key-file F    the same, with the key read from a file (printable ASCII,\n"
+            "                          at most 1024 bytes, one trailing newline allowed)\n"
             "      --cors ORIGINS      allow these browser origins (comma-separated, or *)\n"
+            "      --allowed-hosts H   Host names clients may use besides localhost and the bound\n"
+            "                          address (comma-separated, or *); others get 421\n"
             "      --alias NAME        the model id clients use (default: the file name)\n"
             "      --max-body BYTES    largest request body (default 1M)\n"
             "      --timeout SECONDS   deadline of one request (default 600)\n"
             "      --grace SECONDS     time in-flight requests get after SIGTERM (default 10)\n"
             "      --ready-file F      write host:port to F once listening (for scripts)\n");
-}
-
-static char *read_key_file(const char *cmd, const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        cli_error(cmd, "cannot read the API key file '%s'", path);
-        return NULL;
-    }
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    if (n == 0) {
-        cli_error(cmd, "the API key file '%s' is empty", path);
-        return NULL;
-    }
-    return strdup(buf);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -103,11 +86,16 @@ int cmd_serve(int argc, char **argv)
             VALUE() cfg.api_key = val;
         } else if (!strcmp(a, "--api-key-file")) {
             VALUE() free(key_from_file);
-            if (!(key_from_file = read_key_file(cmd, val)))
+            char why[512];
+            if (!(key_from_file = ellm_server_read_api_key_file(val, why, sizeof why))) {
+                cli_error(cmd, "%s", why);
                 return 1;
+            }
             cfg.api_key = key_from_file;
         } else if (!strcmp(a, "--cors")) {
             VALUE() cfg.cors_origins = val;
+        } else if (!strcmp(a, "--allowed-hosts")) {
+            VALUE() cfg.allowed_hosts = val;
         } else if (!strcmp(a, "--alias")) {
             VALUE() cfg.model_id = val;
         } else if (!strcmp(a, "--max-body")) {
@@ -138,8 +126,10 @@ int cmd_serve(int argc, char **argv)
         free(key_from_file);
         return EXIT_USAGE;
     }
-    if (cfg.api_key && !*cfg.api_key) {
-        cli_error(cmd, "--api-key is empty");
+    char why[160];
+    if (cfg.api_key && cfg.api_key != key_from_file &&
+        !ellm_server_check_api_key(cfg.api_key, strlen(cfg.api_key), why, sizeof why)) {
+        cli_error(cmd, "--api-key %s", why);
         free(key_from_file);
         return EXIT_USAGE;
     }
