@@ -211,6 +211,12 @@ static bool classify(const char *text, const digit_group *g, size_t n, bool plus
         pii_candidates_add(c, start, end, PII_CARD);
         return true;
     }
+    /* A card-shaped number that fails the checksum is a typo or a test number, not a phone
+     * number with its first group cut off. */
+    if (w.n > 1 && w.n_digits >= 13 && card_grouping(&w)) {
+        pii_candidates_add_shape(c, start, end, PII_CARD);
+        return true;
+    }
     verdict v = ssn(&w, start);
     if (v != NOT_IT) {
         if (v == IS_IT)

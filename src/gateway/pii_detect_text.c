@@ -74,6 +74,9 @@ void pii_find_emails(const char *text, size_t len, pii_candidates *c)
             s++;
         if (s == a || text[a - 1] == '.' || (s > 0 && pii_is_word((unsigned char)text[s - 1])))
             continue;
+        /* The user of ssh://git@host is a login name, not a mailbox. */
+        if (s >= 3 && memcmp(text + s - 3, "://", 3) == 0)
+            continue;
         bool double_dot = false;
         for (size_t k = s; k + 1 < a; k++)
             double_dot |= text[k] == '.' && text[k + 1] == '.';

@@ -353,7 +353,7 @@ static bool placeholder_value(const char *s, size_t n)
 {
     static const char *const words[] = {"null", "none", "true", "false", "required", "redacted",
                                         "hidden", "changeme", "optional", "string", NULL};
-    if (pii_in((unsigned char)s[0], "$<{%*[("))
+    if (pii_in((unsigned char)s[0], "$<{"))
         return true;
     bool stars = true;
     for (size_t k = 0; k < n; k++)
@@ -433,7 +433,7 @@ void pii_find_words(const char *text, size_t len, pii_candidates *c)
             if (kind)
                 done = labelled_secret(text, len, word_end, kind, c);
             else if (any_word(w, n, dob_labels)) {
-                size_t p = skip_filler(text, len, word_end, dob_fillers);
+                size_t p = skip_filler(text, len, e, dob_fillers);
                 if (p < len) {
                     size_t d = date_at(text, len, p);
                     if (d) {
