@@ -107,11 +107,37 @@ static const struct {
     {"SG.", 20, false},       {"eyJ", 10, false},
 };
 
-/* A secret with a well-known prefix at s: returns its end, or 0. */
+/* Whether a prefix of the table can start with these three bytes: almost every word is
+ * turned away here, before the table is walked. */
+static bool prefix_start(char a, char b, char c)
+{
+    switch (a) {
+    case 's': return (b == 'k' && (c == '-' || c == '_')) || (b == 'h' && c == 'p');
+    case 'r': return b == 'k' && c == '_';
+    case 'w': return b == 'h' && c == 's';
+    case 'g': return (b == 'h' && pii_in((unsigned char)c, "pousr")) || (b == 'i' && c == 't') ||
+                     (b == 'l' && c == 'p');
+    case 'x': return (b == 'o' && c == 'x') || (b == 'a' && c == 'p');
+    case 'A': return (b == 'K' || b == 'S') ? c == 'I' : b == 'I' && c == 'z';
+    case 'h': return b == 'f' && c == '_';
+    case 'n': return b == 'p' && c == 'm';
+    case 'p': return b == 'y' && c == 'p';
+    case 'd': return b == 'o' && c == 'p';
+    case 'S': return b == 'G' && c == '.';
+    case 'e': return b == 'y' && c == 'J';
+    default: return false;
+    }
+}
+
+/* A secret with a well-known prefix at s (a token of at least 3 bytes): returns its end, or 0. */
 static size_t key_with_prefix(const char *t, size_t len, size_t s)
 {
+    if (!prefix_start(t[s], t[s + 1], t[s + 2]))
+        return 0;
     for (size_t k = 0; k < sizeof key_prefixes / sizeof key_prefixes[0]; k++) {
         const char *p = key_prefixes[k].prefix;
+        if (t[s] != p[0] || t[s + 1] != p[1])
+            continue;
         size_t m = strlen(p);
         if (s + m > len || memcmp(t + s, p, m) != 0)
             continue;
@@ -173,8 +199,10 @@ static bool token_char(unsigned char c)
 
 static bool word_is(const char *s, size_t n, const char *lower_word)
 {
-    size_t m = strlen(lower_word);
-    if (m != n)
+    for (size_t k = 0; k < n; k++)
+        if (!lower_word[k])
+            return false;
+    if (lower_word[n])
         return false;
     for (size_t k = 0; k < n; k++)
         if (pii_lower((unsigned char)s[k]) != (unsigned char)lower_word[k])
@@ -182,16 +210,10 @@ static bool word_is(const char *s, size_t n, const char *lower_word)
     return true;
 }
 
-static bool word_ends_with(const char *s, size_t n, const char *lower_suffix)
-{
-    size_t m = strlen(lower_suffix);
-    return n >= m && word_is(s + n - m, m, lower_suffix);
-}
-
 static bool any_word(const char *s, size_t n, const char *const *words)
 {
     for (size_t k = 0; words[k]; k++)
-        if (word_is(s, n, words[k]))
+        if (words[k][0] == (char)pii_lower((unsigned char)s[0]) && word_is(s, n, words[k]))
             return true;
     return false;
 }
@@ -327,27 +349,59 @@ static size_t date_at(const char *t, size_t len, size_t pos)
                : 0;
 }
 
-static const char *const dob_labels[] = {"dob", "d.o.b", "birth", "birthdate", "birthday",
-                                         "born", "geburtsdatum", "geboren", "naissance",
-                                         "nacimiento", NULL};
+typedef enum label_kind { LABEL_SECRET = 1, LABEL_PASSWORD, LABEL_DOB } label_kind;
+
+typedef struct label {
+    const char *word; /* lower case */
+    unsigned char len;
+    unsigned char kind;
+} label;
+#define LABEL(w, k) {w, sizeof w - 1, k}
+
+/* A secret follows ':' or '=' after these; the password family also takes " is ". A date of
+ * birth follows the DOB labels after filler words ("Date of birth is", "born on the"). */
+static const label whole_labels[] = {
+    LABEL("password", LABEL_PASSWORD), LABEL("passwd", LABEL_PASSWORD),
+    LABEL("passcode", LABEL_PASSWORD), LABEL("pwd", LABEL_PASSWORD),
+    LABEL("pass", LABEL_PASSWORD),     LABEL("token", LABEL_SECRET),
+    LABEL("secret", LABEL_SECRET),     LABEL("pin", LABEL_SECRET),
+    LABEL("dob", LABEL_DOB),           LABEL("d.o.b", LABEL_DOB),
+    LABEL("birth", LABEL_DOB),         LABEL("birthdate", LABEL_DOB),
+    LABEL("birthday", LABEL_DOB),      LABEL("born", LABEL_DOB),
+    LABEL("geburtsdatum", LABEL_DOB),  LABEL("geboren", LABEL_DOB),
+    LABEL("naissance", LABEL_DOB),     LABEL("nacimiento", LABEL_DOB),
+};
+/* Key names ending like these: "DB_PASSWORD", "aws_secret_access_key", "github-token". */
+static const label suffix_labels[] = {
+    LABEL("password", LABEL_PASSWORD), LABEL("passwd", LABEL_SECRET),
+    LABEL("secret", LABEL_SECRET),     LABEL("_token", LABEL_SECRET),
+    LABEL("-token", LABEL_SECRET),     LABEL("api_key", LABEL_SECRET),
+    LABEL("apikey", LABEL_SECRET),     LABEL("api-key", LABEL_SECRET),
+    LABEL("access_key", LABEL_SECRET), LABEL("secret_key", LABEL_SECRET),
+    LABEL("private_key", LABEL_SECRET),
+};
+
+static label_kind label_of(const char *s, size_t n)
+{
+    unsigned char first = pii_lower((unsigned char)s[0]), last = pii_lower((unsigned char)s[n - 1]);
+    for (size_t k = 0; k < sizeof whole_labels / sizeof whole_labels[0]; k++) {
+        const label *l = &whole_labels[k];
+        if (l->len == n && (unsigned char)l->word[0] == first && word_is(s, n, l->word))
+            return (label_kind)l->kind;
+    }
+    if (n <= 6 || !pii_in(last, "dtny"))
+        return 0;
+    for (size_t k = 0; k < sizeof suffix_labels / sizeof suffix_labels[0]; k++) {
+        const label *l = &suffix_labels[k];
+        if (n > l->len && (unsigned char)l->word[l->len - 1] == last &&
+            word_is(s + n - l->len, l->len, l->word))
+            return (label_kind)l->kind;
+    }
+    return 0;
+}
+
 static const char *const dob_fillers[] = {"date", "is", "was", "on", "the", "am", "le", "of",
                                           "in", NULL};
-
-/* Names whose value after ':' or '=' is a secret; the password family also takes " is ". */
-static int secret_label(const char *s, size_t n)
-{
-    static const char *const pw[] = {"password", "passwd", "passcode", "pwd", "pass", NULL};
-    static const char *const suffixes[] = {"password", "passwd", "secret", "_token", "-token",
-                                           "api_key", "apikey", "api-key", "access_key",
-                                           "secret_key", "private_key", NULL};
-    static const char *const whole[] = {"token", "secret", "pin", NULL};
-    if (any_word(s, n, pw))
-        return 2;
-    for (size_t k = 0; suffixes[k]; k++)
-        if (word_ends_with(s, n, suffixes[k]))
-            return word_ends_with(s, n, "password") ? 2 : 1;
-    return any_word(s, n, whole) ? 1 : 0;
-}
 
 static bool placeholder_value(const char *s, size_t n)
 {
@@ -362,7 +416,8 @@ static bool placeholder_value(const char *s, size_t n)
 }
 
 /* The value after a secret label at pos ("password: hunter22"): adds it, returns its end or 0. */
-static size_t labelled_secret(const char *t, size_t len, size_t pos, int kind, pii_candidates *c)
+static size_t labelled_secret(const char *t, size_t len, size_t pos, label_kind kind,
+                              pii_candidates *c)
 {
     size_t p = pos;
     while (p < len && (t[p] == '"' || t[p] == '\''))
@@ -373,7 +428,7 @@ static size_t labelled_secret(const char *t, size_t len, size_t pos, int kind, p
         p++;
         if (p < len && (t[p] == '=' || t[p] == '>'))
             p++;
-    } else if (kind == 2 && p + 3 <= len && word_is(t + p, 2, "is") && t[p + 2] == ' ') {
+    } else if (kind == LABEL_PASSWORD && p + 3 <= len && word_is(t + p, 2, "is") && t[p + 2] == ' ') {
         p += 3;
     } else {
         return 0;
@@ -428,19 +483,21 @@ void pii_find_words(const char *text, size_t len, pii_candidates *c)
                 done = pad;
             }
         }
-        if (!done && n >= 3 && n <= 32) {
-            int kind = secret_label(w, n);
-            if (kind)
-                done = labelled_secret(text, len, word_end, kind, c);
-            else if (any_word(w, n, dob_labels)) {
-                size_t p = skip_filler(text, len, e, dob_fillers);
-                if (p < len) {
-                    size_t d = date_at(text, len, p);
-                    if (d) {
-                        pii_candidates_add(c, p, d, PII_DOB);
-                        done = d;
-                    }
-                }
+        /* Every label starts with one of these letters or ends like a key name: most words
+         * are turned away without a comparison. */
+        unsigned char first = pii_lower(ch), last = pii_lower((unsigned char)w[n - 1]);
+        label_kind kind = 0;
+        if (!done && n >= 3 && n <= 32 &&
+            (pii_in(first, "ptsdbgn") || (n > 6 && pii_in(last, "dtny"))))
+            kind = label_of(w, n);
+        if (kind == LABEL_SECRET || kind == LABEL_PASSWORD) {
+            done = labelled_secret(text, len, word_end, kind, c);
+        } else if (kind == LABEL_DOB) {
+            size_t p = skip_filler(text, len, e, dob_fillers);
+            size_t d = p < len ? date_at(text, len, p) : 0;
+            if (d) {
+                pii_candidates_add(c, p, d, PII_DOB);
+                done = d;
             }
         }
         i = done > e ? done : e;

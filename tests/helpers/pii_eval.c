@@ -31,10 +31,10 @@ static type_score *score_for(const char *name)
     return &scores[n_scores++];
 }
 
-static double now(void)
+static double seconds_of(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -118,8 +118,10 @@ static int speed(const pii_policy *policy, const char *path, double min_seconds)
         fprintf(stderr, "pii_eval: cannot read '%s'\n", path);
         return 1;
     }
+    /* The machine is shared: the thread's CPU time is what one core spent, the wall clock
+     * also counts the time other processes had the core. */
     size_t runs = 0, entities = 0;
-    double t0 = now(), elapsed;
+    double t0 = seconds_of(CLOCK_MONOTONIC), c0 = seconds_of(CLOCK_THREAD_CPUTIME_ID), elapsed;
     do {
         pii_session *session;
         char *out;
@@ -136,10 +138,13 @@ static int speed(const pii_policy *policy, const char *path, double min_seconds)
         free(e);
         pii_session_free(session);
         runs++;
-        elapsed = now() - t0;
+        elapsed = seconds_of(CLOCK_THREAD_CPUTIME_ID) - c0;
     } while (elapsed < min_seconds);
-    printf("redaction speed: %.1f MB/s on one core (%.2f MB of mixed text, %zu entities, %zu runs)\n",
-           (double)len * (double)runs / elapsed / 1e6, (double)len / 1e6, entities, runs);
+    double wall = seconds_of(CLOCK_MONOTONIC) - t0;
+    printf("redaction speed: %.1f MB/s of CPU time on one core (%.1f MB/s by the wall clock; "
+           "%.2f MB of mixed text, %zu entities, %zu runs)\n",
+           (double)len * (double)runs / elapsed / 1e6, (double)len * (double)runs / wall / 1e6,
+           (double)len / 1e6, entities, runs);
     free(text);
     return 0;
 }
