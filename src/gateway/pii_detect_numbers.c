@@ -303,7 +303,9 @@ void pii_find_numbers(const char *text, size_t len, pii_candidates *c)
         if (plus)
             groups[0].span_start = i;
         size_t run_end = groups[n - 1].span_end;
-        bool left_ok = !pii_is_word(prev) && !pii_in((unsigned char)prev, "#.-/$+");
+        /* After '/' only as a URL's host: http://10.0.0.1/ */
+        bool url_host = prev == '/' && i >= 2 && text[i - 2] == '/';
+        bool left_ok = !pii_is_word(prev) && (url_host || !pii_in(prev, "#.-/$+"));
         bool right_ok = run_end >= len || !pii_is_word((unsigned char)text[run_end]);
         for (size_t k = 0; k < n;) {
             bool start_ok = k == 0 ? left_ok : groups[k].sep == ' ';

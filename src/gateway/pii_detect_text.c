@@ -180,11 +180,15 @@ void pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
                text[label_end] != '\n')
             label_end++;
         from = label + 1;
-        if (label_end + 5 > len || memcmp(text + label_end, "-----", 5) != 0 ||
-            !memmem(text + label, label_end - label, "PRIVATE KEY", 11))
+        if (label_end + 5 > len || memcmp(text + label_end, "-----", 5) != 0)
             continue;
-        /* "-----END " + the same label + "-----"; without it the rest of the text is the key. */
+        /* Certificates and public keys are not secret, but their base64 lines look random:
+         * the whole block is claimed as a shape so that no line is taken for a token. */
+        bool private_key = memmem(text + label, label_end - label, "PRIVATE KEY", 11) != NULL;
+        /* "-----END " + the same label + "-----"; without it the rest of the text is the key
+         * (an unclosed public block claims nothing). */
         size_t e = len;
+        bool closed = false;
         for (size_t k = label_end + 5; k + 9 <= len;) {
             const char *end = memmem(text + k, len - k, "-----END ", 9);
             if (!end)
@@ -194,11 +198,15 @@ void pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
                 memcmp(text + q, text + label, label_end - label) == 0 &&
                 memcmp(text + q + (label_end - label), "-----", 5) == 0) {
                 e = q + (label_end - label) + 5;
+                closed = true;
                 break;
             }
             k = q;
         }
-        pii_candidates_add(c, s, e, PII_SECRET);
+        if (private_key)
+            pii_candidates_add(c, s, e, PII_SECRET);
+        else if (closed)
+            pii_candidates_add_shape(c, s, e, PII_SECRET);
         from = e;
     }
 }

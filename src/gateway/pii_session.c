@@ -261,17 +261,46 @@ static size_t placeholder_shape(const char *t, size_t n)
     return d < e && t[d - 1] == '_' && t[d] != '0' ? e + 1 : 0;
 }
 
+static int by_start(const void *pa, const void *pb)
+{
+    const pii_entity *a = pa, *b = pb;
+    return a->start < b->start ? -1 : a->start > b->start;
+}
+
 /* Placeholder-shaped strings the input already contains are never handed out, so that
- * restoring gives back exactly what was redacted. */
-static bool reserve_literal_placeholders(pii_session *s, const char *text, size_t len)
+ * restoring gives back exactly what was redacted. One that this session has already handed out
+ * for a value would be restored to that value, so it is redacted itself, as a PLACEHOLDER
+ * entity: appended to *found (kept sorted, never overlapping a detection). */
+static bool handle_literal_placeholders(pii_session *s, const char *text, size_t len,
+                                        pii_entity **found, size_t *n_found)
 {
     const char *p = text;
+    size_t n_added = 0, n_before = *n_found;
     while (p && (size_t)(p - text) < len && (p = memchr(p, '[', len - (size_t)(p - text)))) {
         size_t n = placeholder_shape(p, len - (size_t)(p - text));
-        if (n && !find_placeholder(s, p, n) && !add_item(s, p, n, NULL, 0))
-            return false;
+        if (n) {
+            const mapping *m = find_placeholder(s, p, n);
+            if (!m && !add_item(s, p, n, NULL, 0))
+                return false;
+            if (m && m->value) {
+                pii_entity *bigger = realloc(*found, (*n_found + 1) * sizeof *bigger);
+                if (!bigger)
+                    return false;
+                *found = bigger;
+                size_t start = (size_t)(p - text);
+                bool overlaps = false;
+                for (size_t k = 0; k < n_before && !overlaps; k++)
+                    overlaps = bigger[k].start < start + n && start < bigger[k].end;
+                if (!overlaps) {
+                    bigger[(*n_found)++] = (pii_entity){start, start + n, "PLACEHOLDER", NULL};
+                    n_added++;
+                }
+            }
+        }
         p += n ? n : 1;
     }
+    if (n_added)
+        qsort(*found, *n_found, sizeof **found, by_start);
     return true;
 }
 
@@ -292,7 +321,7 @@ edgellm_status pii_redact(pii_session *s, const char *text, size_t len, char **o
     edgellm_status st = pii_scan(s->policy, text, len, &found, &n_found);
     if (st != EDGELLM_OK)
         return st;
-    bool oom = !reserve_literal_placeholders(s, text, len);
+    bool oom = !handle_literal_placeholders(s, text, len, &found, &n_found);
     pii_buffer b = {0};
     size_t from = 0;
     for (size_t k = 0; k < n_found && !oom; k++) {
