@@ -171,6 +171,9 @@ static void test_secret(void)
     NOTHING("the next token is sampled");
     NOTHING("parseHttpRequestHeaderValueForTheServerModule");
     NOTHING("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----");
+    /* An unclosed certificate hides nothing after it. */
+    EXPECT("-----BEGIN CERTIFICATE-----\nMIIB -----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----",
+           "SECRET=-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----");
 }
 
 static void test_dob(void)

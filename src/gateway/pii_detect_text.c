@@ -7,6 +7,8 @@
 #include "gateway/pii_internal.h"
 
 enum { EMAIL_LOCAL_MAX = 64, DOMAIN_MAX = 253, LABEL_MAX = 63, IPV6_MAX = 45 };
+/* Longer than any PEM key block (an 8192-bit RSA key is about 6.5 KB). */
+enum { PEM_BLOCK_MAX = 64 << 10 };
 
 static bool email_local_char(unsigned char c)
 {
@@ -185,12 +187,12 @@ void pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
         /* Certificates and public keys are not secret, but their base64 lines look random:
          * the whole block is claimed as a shape so that no line is taken for a token. */
         bool private_key = memmem(text + label, label_end - label, "PRIVATE KEY", 11) != NULL;
-        /* "-----END " + the same label + "-----"; without it the rest of the text is the key
-         * (an unclosed public block claims nothing). */
-        size_t e = len;
+        /* "-----END " + the same label + "-----" within PEM_BLOCK_MAX; without it the rest of
+         * the text is the key (an unclosed public block claims nothing). */
+        size_t e = len, search_end = len - label_end > PEM_BLOCK_MAX ? label_end + PEM_BLOCK_MAX : len;
         bool closed = false;
-        for (size_t k = label_end + 5; k + 9 <= len;) {
-            const char *end = memmem(text + k, len - k, "-----END ", 9);
+        for (size_t k = label_end + 5; k + 9 <= search_end;) {
+            const char *end = memmem(text + k, search_end - k, "-----END ", 9);
             if (!end)
                 break;
             size_t q = (size_t)(end - text) + 9;
@@ -207,7 +209,8 @@ void pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
             pii_candidates_add(c, s, e, PII_SECRET);
         else if (closed)
             pii_candidates_add_shape(c, s, e, PII_SECRET);
-        from = e;
+        if (private_key || closed)
+            from = e;
     }
 }
 
