@@ -7,8 +7,6 @@
 #include "gateway/pii_internal.h"
 
 enum { EMAIL_LOCAL_MAX = 64, DOMAIN_MAX = 253, LABEL_MAX = 63, IPV6_MAX = 45 };
-/* Longer than any PEM key block (an 8192-bit RSA key is about 6.5 KB). */
-enum { PEM_BLOCK_MAX = 64 << 10 };
 
 static bool email_local_char(unsigned char c)
 {
@@ -173,7 +171,7 @@ void pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
 {
     static const char begin[] = "-----BEGIN ";
     const size_t begin_len = sizeof begin - 1;
-    size_t from = 0;
+    size_t from = 0, next_end = 0; /* where the next "-----END " starts (len: none) */
     const char *hit;
     while (from < len && (hit = memmem(text + from, len - from, begin, begin_len))) {
         size_t s = (size_t)(hit - text);
@@ -187,24 +185,20 @@ void pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
         /* Certificates and public keys are not secret, but their base64 lines look random:
          * the whole block is claimed as a shape so that no line is taken for a token. */
         bool private_key = memmem(text + label, label_end - label, "PRIVATE KEY", 11) != NULL;
-        /* "-----END " + the same label + "-----" within PEM_BLOCK_MAX; without it the rest of
-         * the text is the key (an unclosed public block claims nothing). */
-        size_t e = len, search_end = len - label_end > PEM_BLOCK_MAX ? label_end + PEM_BLOCK_MAX : len;
-        bool closed = false;
-        for (size_t k = label_end + 5; k + 9 <= search_end;) {
-            const char *end = memmem(text + k, search_end - k, "-----END ", 9);
-            if (!end)
-                break;
-            size_t q = (size_t)(end - text) + 9;
-            if (q + (label_end - label) + 5 <= len &&
-                memcmp(text + q, text + label, label_end - label) == 0 &&
-                memcmp(text + q + (label_end - label), "-----", 5) == 0) {
-                e = q + (label_end - label) + 5;
-                closed = true;
-                break;
-            }
-            k = q;
+        /* Blocks do not nest: the first "-----END " after the header closes it if it carries
+         * the same label. Without it the rest of the text is the key (an unclosed public block
+         * claims nothing). The next END is remembered, so many headers cost one pass. */
+        size_t e = len, body = label_end + 5, label_len = label_end - label;
+        if (next_end < body) {
+            const char *end = memmem(text + body, len - body, "-----END ", 9);
+            next_end = end ? (size_t)(end - text) : len;
         }
+        size_t q = next_end + 9;
+        bool closed = next_end < len && q + label_len + 5 <= len &&
+                      memcmp(text + q, text + label, label_len) == 0 &&
+                      memcmp(text + q + label_len, "-----", 5) == 0;
+        if (closed)
+            e = q + label_len + 5;
         if (private_key)
             pii_candidates_add(c, s, e, PII_SECRET);
         else if (closed)
