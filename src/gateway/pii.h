@@ -61,6 +61,7 @@ edgellm_status pii_scan(const pii_policy *policy, const char *text, size_t len, 
  * Returns the length it needed; buf (cap > 0) is always NUL-terminated. */
 size_t pii_describe_types(const pii_entity *entities, size_t n, char *buf, size_t cap);
 
+/* A session is used by one thread at a time (the gateway: one per conversation). */
 typedef struct pii_session pii_session;
 
 edgellm_status pii_session_create(const pii_policy *policy, pii_session **out);
@@ -71,8 +72,10 @@ size_t pii_session_size(const pii_session *session);
 
 /* Redacts text: each entity becomes its placeholder. *out (malloc'd, NUL-terminated) gets the
  * redacted text; entities/n_entities (both may be NULL) the entities with their placeholders.
- * Placeholder-shaped strings already present in the text are never handed out, so restoring
- * the redacted text gives back exactly the input. */
+ * Placeholder-shaped strings already present in the text are never handed out, and one equal to
+ * a placeholder handed out earlier is redacted itself (type "PLACEHOLDER"), so restoring the
+ * redacted text gives back exactly the input. Fails, sending nothing, when a policy pattern
+ * exceeds its match limit. */
 edgellm_status pii_redact(pii_session *session, const char *text, size_t len, char **out,
                           size_t *out_len, pii_entity **entities, size_t *n_entities);
 
