@@ -455,6 +455,12 @@ static void test_hostile_policies(void)
     POLICY_ERROR("{\"pii\": {\"allow\": \"x\"}}", "pii.allow must be");
     POLICY_ERROR("{\"pii\": {\"unknown\": 1}}", "unknown key pii.unknown");
     POLICY_ERROR("{\"pii\": {}, \"pii\": {}}", "not valid JSON");
+    /* The parser's message quotes the bad token: it must not reach the error (terms are names). */
+    pii_policy *quoted = NULL;
+    const char *leaky = "{\"pii\": {\"terms\": {\"CONTACT\": [\"Alice Smith\" \"Bob Jones\"]}}}";
+    CHECK(pii_policy_parse(leaky, strlen(leaky), "bad.json", &quoted) == EDGELLM_ERR_FORMAT);
+    CHECK(strstr(edgellm_last_error(), "Bob") == NULL && strstr(edgellm_last_error(), "Alice") == NULL);
+    CHECK(strstr(edgellm_last_error(), "line 1") != NULL);
 
     pii_policy *p = NULL;
     CHECK(pii_policy_load(EDGELLM_TEST_TMP "/no-such-policy.json", &p) == EDGELLM_ERR_IO);

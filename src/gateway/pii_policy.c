@@ -301,9 +301,15 @@ edgellm_status pii_policy_parse(const char *json, size_t len, const char *origin
         origin = "policy";
     json_error_t err;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
-    if (!root)
+    if (!root) {
+        /* jansson quotes the offending token ("... near 'Alice'"): the policy's terms are
+         * personal data too, so the message stops before the quote. */
+        char *near = strstr(err.text, " near '");
+        if (near)
+            *near = '\0';
         return ellm_fail(EDGELLM_ERR_FORMAT, "%s: not valid JSON (line %d, column %d: %s)", origin,
                          err.line, err.column, err.text);
+    }
     if (!json_is_object(root)) {
         json_decref(root);
         return ellm_fail(EDGELLM_ERR_FORMAT, "%s: the policy must be a JSON object", origin);
