@@ -242,11 +242,12 @@ class Gen:
         check = iban_check(cc, bban)
         iban = cc + check + bban
         assert len(iban) == length and iban_mod_ok(iban)
-        if not valid:
-            wrong = "%02d" % ((int(check) + self.r.randint(1, 96)) % 97 + 2 if int(check) < 97 else 2)
+        if not valid:  # exactly one pair of check digits in 02..98 is right
+            wrong = check
+            while wrong == check:
+                wrong = "%02d" % self.r.randint(2, 98)
             iban = cc + wrong + bban
-            while iban_mod_ok(iban):
-                iban = cc + "%02d" % self.r.randint(2, 98) + bban
+            assert not iban_mod_ok(iban)
         return iban
 
     def iban(self, valid=True):
