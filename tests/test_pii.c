@@ -44,7 +44,8 @@ static void expect_with(int line, const pii_policy *policy, const char *text, co
 
 static void test_email(void)
 {
-    EXPECT("write to alice.smith+news@mail.example.co.uk.", "EMAIL=alice.smith+news@mail.example.co.uk");
+    EXPECT("write to alice.smith+news@mail.example.co.uk.",
+           "EMAIL=alice.smith+news@mail.example.co.uk");
     EXPECT("<Bob_Jones99@example.org> wrote:", "EMAIL=Bob_Jones99@example.org");
     EXPECT("a@b.io, c-d@e-f.com", "EMAIL=a@b.io|EMAIL=c-d@e-f.com");
     NOTHING("mail user@localhost about it");
@@ -62,7 +63,8 @@ static void test_phone(void)
     EXPECT("(202) 555-0143", "PHONE=(202) 555-0143");
     EXPECT("202.555.0143 or 202 555 0143", "PHONE=202.555.0143|PHONE=202 555 0143");
     EXPECT("1-800-555-0199", "PHONE=1-800-555-0199");
-    EXPECT("London +44 20 7946 0958, or 020 7946 0958", "PHONE=+44 20 7946 0958|PHONE=020 7946 0958");
+    EXPECT("London +44 20 7946 0958, or 020 7946 0958",
+           "PHONE=+44 20 7946 0958|PHONE=020 7946 0958");
     EXPECT("Paris 01 23 45 67 89 and 06.12.34.56.78", "PHONE=01 23 45 67 89|PHONE=06.12.34.56.78");
     EXPECT("Berlin +49 (0)30 1234567 or +4930123456", "PHONE=+49 (0)30 1234567|PHONE=+4930123456");
     EXPECT("from abroad 0044 20 7946 0958", "PHONE=0044 20 7946 0958");
@@ -82,7 +84,8 @@ static void test_card(void)
 {
     EXPECT("card 4111 1111 1111 1111 expires", "CARD=4111 1111 1111 1111");
     EXPECT("4111-1111-1111-1111", "CARD=4111-1111-1111-1111");
-    EXPECT("amex 378282246310005 or 3782 822463 10005", "CARD=378282246310005|CARD=3782 822463 10005");
+    EXPECT("amex 378282246310005 or 3782 822463 10005",
+           "CARD=378282246310005|CARD=3782 822463 10005");
     EXPECT("mc 5555555555554444, 2221000000000009", "CARD=5555555555554444|CARD=2221000000000009");
     EXPECT("Qty 2 4111 1111 1111 1111", "CARD=4111 1111 1111 1111");
     NOTHING("card 4111 1111 1111 1112 was declined");
@@ -126,7 +129,8 @@ static void test_ip(void)
            "IP_ADDRESS=2001:db8::1|IP_ADDRESS=fe80::1ff:fe23:4567:890a");
     EXPECT("mapped ::ffff:192.0.2.1", "IP_ADDRESS=::ffff:192.0.2.1");
     EXPECT("[2001:db8::2]:443", "IP_ADDRESS=2001:db8::2");
-    EXPECT("2001:0db8:85a3:0000:0000:8a2e:0370:7334", "IP_ADDRESS=2001:0db8:85a3:0000:0000:8a2e:0370:7334");
+    EXPECT("2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+           "IP_ADDRESS=2001:0db8:85a3:0000:0000:8a2e:0370:7334");
     EXPECT("loopback ::1", "IP_ADDRESS=::1");
     NOTHING("version 1.2.3.4 is out");
     NOTHING("256.1.1.1 and 01.2.3.4");
@@ -142,7 +146,8 @@ static void test_url_credentials(void)
 {
     EXPECT("db postgres://admin:s3cret@db.example.com:5432/app.",
            "URL_CREDENTIALS=postgres://admin:s3cret@db.example.com:5432/app");
-    EXPECT("(https://user:pa@ss@host.example.com/x)", "URL_CREDENTIALS=https://user:pa@ss@host.example.com/x");
+    EXPECT("(https://user:pa@ss@host.example.com/x)",
+           "URL_CREDENTIALS=https://user:pa@ss@host.example.com/x");
     EXPECT("https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/o/r",
            "URL_CREDENTIALS=https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/o/r");
     NOTHING("see https://example.com/a?b=c");
@@ -152,16 +157,20 @@ static void test_url_credentials(void)
 
 static void test_secret(void)
 {
-    EXPECT("key sk-proj-abcdefghijklmnopqrstuvwxyz0123", "SECRET=sk-proj-abcdefghijklmnopqrstuvwxyz0123");
+    EXPECT("key sk-proj-abcdefghijklmnopqrstuvwxyz0123",
+           "SECRET=sk-proj-abcdefghijklmnopqrstuvwxyz0123");
     EXPECT("AKIAIOSFODNN7EXAMPLE", "SECRET=AKIAIOSFODNN7EXAMPLE");
     EXPECT("xoxb-123456789012-abcdefghij", "SECRET=xoxb-123456789012-abcdefghij");
-    EXPECT("AIzaSyA-1234567890abcdefghijklmnopqrstu", "SECRET=AIzaSyA-1234567890abcdefghijklmnopqrstu");
+    EXPECT("AIzaSyA-1234567890abcdefghijklmnopqrstu",
+           "SECRET=AIzaSyA-1234567890abcdefghijklmnopqrstu");
     EXPECT("password: hunter22", "SECRET=hunter22");
     EXPECT("DB_PASSWORD=\"Tr0ub4dor&3\"", "SECRET=Tr0ub4dor&3");
     EXPECT("my password is c0rrect-horse.", "SECRET=c0rrect-horse");
-    EXPECT("token aK3jT9xQ2mLp8ZrV5nB7cW1yH4dF6gS0 here", "SECRET=aK3jT9xQ2mLp8ZrV5nB7cW1yH4dF6gS0");
-    EXPECT("x -----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY----- y",
-           "SECRET=-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----");
+    EXPECT("token aK3jT9xQ2mLp8ZrV5nB7cW1yH4dF6gS0 here",
+           "SECRET=aK3jT9xQ2mLp8ZrV5nB7cW1yH4dF6gS0");
+    EXPECT(
+        "x -----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY----- y",
+        "SECRET=-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----");
     EXPECT("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n(truncated",
            "SECRET=-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n(truncated");
     NOTHING("sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
@@ -170,9 +179,11 @@ static void test_secret(void)
     NOTHING("password: ******** and password: ${DB_PASS}");
     NOTHING("the next token is sampled");
     NOTHING("parseHttpRequestHeaderValueForTheServerModule");
-    NOTHING("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----");
+    NOTHING("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC "
+            "KEY-----");
     /* An unclosed certificate hides nothing after it. */
-    EXPECT("-----BEGIN CERTIFICATE-----\nMIIB -----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----",
+    EXPECT("-----BEGIN CERTIFICATE-----\nMIIB -----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END "
+           "EC PRIVATE KEY-----",
            "SECRET=-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----");
 }
 
@@ -236,7 +247,8 @@ static void test_stability(void)
     /* Invented and mangled placeholders stay as they are. */
     const char *cloud = "[EMAIL_9] [email_1] [EMAIL 1] EMAIL_1 [EMAIL_1 [EMAIL_01] [PHONE_1]]";
     char *r = restore(s, cloud, strlen(cloud));
-    CHECK(strcmp(r, "[EMAIL_9] [email_1] [EMAIL 1] EMAIL_1 [EMAIL_1 [EMAIL_01] 202-555-0143]") == 0);
+    CHECK(strcmp(r, "[EMAIL_9] [email_1] [EMAIL 1] EMAIL_1 [EMAIL_1 [EMAIL_01] 202-555-0143]") ==
+          0);
     free(a);
     free(b);
     free(c);
@@ -392,16 +404,18 @@ static pii_policy *policy_from(const char *json)
 
 static void test_user_terms_and_patterns(void)
 {
-    pii_policy *p = policy_from(
-        "{\"complexity_threshold\": 0.6, \"pii\": {"
-        "\"terms\": {\"CONTACT\": [\"Alice Smith\", \"Bob\", \"José Núñez\"]},"
-        "\"patterns\": {\"EMPLOYEE_ID\": \"EMP-[0-9]{6}\", \"TICKET\": [\"JIRA-\\\\d+\", \"T#\\\\d{4}\"]},"
-        "\"disable\": [\"IP_ADDRESS\"], \"allow\": [\"support@example.com\"]}}");
+    pii_policy *p =
+        policy_from("{\"complexity_threshold\": 0.6, \"pii\": {"
+                    "\"terms\": {\"CONTACT\": [\"Alice Smith\", \"Bob\", \"José Núñez\"]},"
+                    "\"patterns\": {\"EMPLOYEE_ID\": \"EMP-[0-9]{6}\", \"TICKET\": "
+                    "[\"JIRA-\\\\d+\", \"T#\\\\d{4}\"]},"
+                    "\"disable\": [\"IP_ADDRESS\"], \"allow\": [\"support@example.com\"]}}");
     if (!p)
         return;
     expect_with(__LINE__, p, "Ask alice smith and Bobby about EMP-123456; Bob agrees.",
                 "CONTACT=alice smith|EMPLOYEE_ID=EMP-123456|CONTACT=Bob");
-    expect_with(__LINE__, p, "JOSÉ NÚÑEZ filed JIRA-42 and T#1234", "CONTACT=JOSÉ NÚÑEZ|TICKET=JIRA-42|TICKET=T#1234");
+    expect_with(__LINE__, p, "JOSÉ NÚÑEZ filed JIRA-42 and T#1234",
+                "CONTACT=JOSÉ NÚÑEZ|TICKET=JIRA-42|TICKET=T#1234");
     expect_with(__LINE__, p, "host 10.0.0.1, mail support@example.com or eve@example.com",
                 "EMAIL=eve@example.com");
     pii_session *s;
@@ -442,7 +456,8 @@ static void test_hostile_policies(void)
     POLICY_ERROR("{\"pii\": {\"terms\": {\"A\": [\"x\"]}", "not valid JSON");
     POLICY_ERROR("[1, 2]", "must be a JSON object");
     POLICY_ERROR("{\"pii\": 3}", "\"pii\" must be an object");
-    POLICY_ERROR("{\"pii\": {\"patterns\": {\"EMP\": \"EMP-(\"}}}", "pattern for EMP: missing closing parenthesis");
+    POLICY_ERROR("{\"pii\": {\"patterns\": {\"EMP\": \"EMP-(\"}}}",
+                 "pattern for EMP: missing closing parenthesis");
     POLICY_ERROR("{\"pii\": {\"patterns\": {\"EMP\": \"a{2,1}\"}}}", "pattern for EMP");
     POLICY_ERROR("{\"pii\": {\"patterns\": {\"EMP\": 5}}}", "pii.patterns.EMP must be");
     POLICY_ERROR("{\"pii\": {\"patterns\": {\"EMP\": []}}}", "empty array");
@@ -459,7 +474,8 @@ static void test_hostile_policies(void)
     pii_policy *quoted = NULL;
     const char *leaky = "{\"pii\": {\"terms\": {\"CONTACT\": [\"Alice Smith\" \"Bob Jones\"]}}}";
     CHECK(pii_policy_parse(leaky, strlen(leaky), "bad.json", &quoted) == EDGELLM_ERR_FORMAT);
-    CHECK(strstr(edgellm_last_error(), "Bob") == NULL && strstr(edgellm_last_error(), "Alice") == NULL);
+    CHECK(strstr(edgellm_last_error(), "Bob") == NULL &&
+          strstr(edgellm_last_error(), "Alice") == NULL);
     CHECK(strstr(edgellm_last_error(), "line 1") != NULL);
 
     pii_policy *p = NULL;
@@ -494,7 +510,8 @@ static void test_odd_bytes(void)
 {
     static const char text[] = "\xff\xfe a@example.com \0 \xc3 4111 1111 1111 1111 \xe2\x82";
     size_t len = sizeof text - 1;
-    pii_policy *p = policy_from("{\"pii\": {\"terms\": {\"N\": [\"é\"]}, \"patterns\": {\"X\": \"\\\\w+\"}}}");
+    pii_policy *p =
+        policy_from("{\"pii\": {\"terms\": {\"N\": [\"é\"]}, \"patterns\": {\"X\": \"\\\\w+\"}}}");
     pii_session *s;
     if (!p || pii_session_create(p, &s) != EDGELLM_OK)
         return;

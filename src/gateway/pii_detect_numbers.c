@@ -287,8 +287,8 @@ void pii_find_numbers(const char *text, size_t len, pii_candidates *c)
     size_t i = 0;
     while (i < len) {
         unsigned char ch = (unsigned char)text[i];
-        bool lead = pii_is_digit(ch) ||
-                    ((ch == '+' || ch == '(') && i + 1 < len && pii_is_digit((unsigned char)text[i + 1]));
+        bool lead = pii_is_digit(ch) || ((ch == '+' || ch == '(') && i + 1 < len &&
+                                         pii_is_digit((unsigned char)text[i + 1]));
         if (!lead) {
             i++;
             continue;

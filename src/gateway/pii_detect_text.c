@@ -37,7 +37,8 @@ static size_t domain_end(const char *t, size_t len, size_t pos)
     size_t e = pos, labels = 0, tld_start = pos;
     for (;;) {
         size_t l = e;
-        while (e < len && e - pos <= DOMAIN_MAX && (pii_is_alnum((unsigned char)t[e]) || t[e] == '-'))
+        while (e < len && e - pos <= DOMAIN_MAX &&
+               (pii_is_alnum((unsigned char)t[e]) || t[e] == '-'))
             e++;
         if (e == l || e - l > LABEL_MAX || t[l] == '-' || t[e - 1] == '-')
             return 0;
@@ -137,14 +138,16 @@ void pii_find_url_credentials(const char *text, size_t len, pii_candidates *c)
         from = p + 3;
         size_t s = p;
         while (s > 0 && p - s < 32 &&
-               (pii_is_alnum((unsigned char)text[s - 1]) || pii_in((unsigned char)text[s - 1], "+.-")))
+               (pii_is_alnum((unsigned char)text[s - 1]) ||
+                pii_in((unsigned char)text[s - 1], "+.-")))
             s--;
         while (s < p && !pii_is_alpha((unsigned char)text[s]))
             s++;
         if (s == p || (s > 0 && pii_is_word((unsigned char)text[s - 1])))
             continue;
         size_t auth = p + 3, auth_end = auth;
-        while (auth_end < len && auth_end - auth < 2048 && url_char((unsigned char)text[auth_end]) &&
+        while (auth_end < len && auth_end - auth < 2048 &&
+               url_char((unsigned char)text[auth_end]) &&
                !pii_in((unsigned char)text[auth_end], "/?#"))
             auth_end++;
         size_t at = auth_end;

@@ -249,7 +249,9 @@ static int month_at(const char *t, size_t len, size_t pos, size_t *end)
         w++;
     size_t n = w - pos;
     for (int m = 0; months[m]; m++) {
-        if (word_is(t + pos, n, months[m]) || (n == 3 && word_is(t + pos, 3, (char[]){months[m][0], months[m][1], months[m][2], 0})) ||
+        if (word_is(t + pos, n, months[m]) ||
+            (n == 3 &&
+             word_is(t + pos, 3, (char[]){months[m][0], months[m][1], months[m][2], 0})) ||
             (m == 8 && word_is(t + pos, n, "sept"))) {
             if (w < len && t[w] == '.')
                 w++;
@@ -284,7 +286,8 @@ static size_t date_at(const char *t, size_t len, size_t pos)
     int a = number_at(t, len, pos, 4, &e);
     if (a >= 0) {
         size_t a_digits = e - pos;
-        if (e + 1 < len && pii_in((unsigned char)t[e], "/-.") && pii_is_digit((unsigned char)t[e + 1])) {
+        if (e + 1 < len && pii_in((unsigned char)t[e], "/-.") &&
+            pii_is_digit((unsigned char)t[e + 1])) {
             char sep = t[e];
             size_t e2, e3;
             int b = number_at(t, len, e + 1, 2, &e2);
@@ -320,7 +323,8 @@ static size_t date_at(const char *t, size_t len, size_t pos)
         while (p < len && t[p] == ' ')
             p++;
         int y = number_at(t, len, p, 4, &e);
-        return y >= 0 && e - p == 4 && year_ok(y, 4) && (e == len || !pii_is_alnum((unsigned char)t[e]))
+        return y >= 0 && e - p == 4 && year_ok(y, 4) &&
+                       (e == len || !pii_is_alnum((unsigned char)t[e]))
                    ? e
                    : 0;
     }
@@ -428,7 +432,8 @@ static size_t labelled_secret(const char *t, size_t len, size_t pos, label_kind 
         p++;
         if (p < len && (t[p] == '=' || t[p] == '>'))
             p++;
-    } else if (kind == LABEL_PASSWORD && p + 3 <= len && word_is(t + p, 2, "is") && t[p + 2] == ' ') {
+    } else if (kind == LABEL_PASSWORD && p + 3 <= len && word_is(t + p, 2, "is") &&
+               t[p + 2] == ' ') {
         p += 3;
     } else {
         return 0;

@@ -66,7 +66,10 @@ static edgellm_status policy_new(pii_policy **out)
 
 edgellm_status pii_policy_default(pii_policy **out) { return policy_new(out); }
 
-bool pii_policy_enabled(const pii_policy *policy, pii_builtin type) { return !policy->disabled[type]; }
+bool pii_policy_enabled(const pii_policy *policy, pii_builtin type)
+{
+    return !policy->disabled[type];
+}
 
 bool pii_policy_allows(const pii_policy *policy, const char *value, size_t len)
 {
@@ -178,7 +181,8 @@ static edgellm_status parse_patterns(pii_policy *p, const char *origin, json_t *
 {
     if (!json_is_object(obj))
         return ellm_fail(EDGELLM_ERR_FORMAT,
-                         "%s: pii.patterns must be an object {\"TYPE\": \"regex\" or [...]}", origin);
+                         "%s: pii.patterns must be an object {\"TYPE\": \"regex\" or [...]}",
+                         origin);
     const char *type;
     json_t *value;
     json_object_foreach(obj, type, value) {

@@ -1,7 +1,8 @@
 /* Scores the PII detectors on a labelled set written by bench/pii_eval_gen.py: recall and
  * precision per type (an entity counts only with the exact type and byte span), optionally
  * asserting minimums, and the redaction speed on a text file.
- *   pii_eval SET.jsonl [--min-recall R] [--min-precision P] [--errors N] [--speed TEXT [--seconds S]] */
+ *   pii_eval SET.jsonl [--min-recall R] [--min-precision P] [--errors N]
+ *            [--speed TEXT [--seconds S]] */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
 #include <stdio.h>
@@ -55,7 +56,8 @@ static int evaluate(const pii_policy *policy, const char *path, int show_errors)
         json_t *rec = json_loadb(line, (size_t)got, 0, &err);
         json_t *jtext = json_object_get(rec, "text"), *jents = json_object_get(rec, "entities");
         if (!json_is_string(jtext) || !json_is_array(jents)) {
-            fprintf(stderr, "pii_eval: %s line %d is not {\"text\", \"entities\"}\n", path, line_no);
+            fprintf(stderr, "pii_eval: %s line %d is not {\"text\", \"entities\"}\n", path,
+                    line_no);
             json_decref(rec);
             free(line);
             fclose(f);
