@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libsodium-dev
           libcurl4-openssl-dev)
+packages+=(libpcre2-dev) # user-defined PII patterns of the gateway (src/gateway)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(clang libclang-rt-14-dev unicode-data wrk curl)
   # The ARM64 build (make arm-test): cross compiler and libc, tests run under qemu-aarch64.

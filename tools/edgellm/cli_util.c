@@ -223,3 +223,38 @@ uint64_t cli_time_seed(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
 }
+
+/* Writes bytes as a JSON string; bytes that are not valid UTF-8 become U+FFFD. */
+void cli_print_json_string(FILE *out, const char *s, size_t n)
+{
+    fputc('"', out);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            fprintf(out, "\\%c", c);
+            i++;
+        } else if (c == '\n' || c == '\t' || c == '\r') {
+            fprintf(out, "\\%c", c == '\n' ? 'n' : c == '\t' ? 't' : 'r');
+            i++;
+        } else if (c < 0x20) {
+            fprintf(out, "\\u%04x", c);
+            i++;
+        } else if (c < 0x80) {
+            fputc(c, out);
+            i++;
+        } else {
+            size_t need = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+            bool ok = need > 0 && i + need <= n;
+            for (size_t k = 1; ok && k < need; k++)
+                ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
+            if (ok) {
+                fwrite(s + i, 1, need, out);
+                i += need;
+            } else {
+                fputs("\\ufffd", out);
+                i++;
+            }
+        }
+    }
+    fputc('"', out);
+}

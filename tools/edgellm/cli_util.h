@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "edgellm.h"
 
@@ -37,6 +38,9 @@ cli_option_result cli_sampling_option(const char *cmd, int argc, char **argv, in
                                       edgellm_sampler_params *sp, bool *seed_given);
 /* A seed from the clock, for runs that were not given one. */
 uint64_t cli_time_seed(void);
+
+/* Writes bytes as a JSON string; bytes that are not valid UTF-8 become U+FFFD. */
+void cli_print_json_string(FILE *out, const char *s, size_t n);
 
 /* Peak resident set size of this process in bytes (0 if unknown). */
 uint64_t cli_peak_rss_bytes(void);

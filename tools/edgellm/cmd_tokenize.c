@@ -24,41 +24,6 @@ static void usage(FILE *out)
             "  --stats      print the tokenization speed to stderr\n");
 }
 
-/* Writes bytes as a JSON string; bytes that are not valid UTF-8 become U+FFFD. */
-static void print_json_string(FILE *out, const char *s, size_t n)
-{
-    fputc('"', out);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            fprintf(out, "\\%c", c);
-            i++;
-        } else if (c == '\n' || c == '\t' || c == '\r') {
-            fprintf(out, "\\%c", c == '\n' ? 'n' : c == '\t' ? 't' : 'r');
-            i++;
-        } else if (c < 0x20) {
-            fprintf(out, "\\u%04x", c);
-            i++;
-        } else if (c < 0x80) {
-            fputc(c, out);
-            i++;
-        } else {
-            size_t need = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
-            bool ok = need > 0 && i + need <= n;
-            for (size_t k = 1; ok && k < need; k++)
-                ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
-            if (ok) {
-                fwrite(s + i, 1, need, out);
-                i += need;
-            } else {
-                fputs("\\ufffd", out);
-                i++;
-            }
-        }
-    }
-    fputc('"', out);
-}
-
 /* Tokenizes text into *ids (grown as needed); returns the count or -1 after printing an error. */
 static int32_t tokenize(const edgellm_model *m, const char *text, size_t len, int flags,
                         edgellm_token **ids, int32_t *cap)
@@ -101,7 +66,7 @@ static int print_pieces(const edgellm_model *m, const edgellm_token *ids, int32_
             return 1;
         }
         printf("%s{\"id\": %d, \"piece\": ", i ? ", " : "", (int)ids[i]);
-        print_json_string(stdout, buf, len);
+        cli_print_json_string(stdout, buf, len);
         fputc('}', stdout);
     }
     fputc(']', stdout);
@@ -167,7 +132,7 @@ static int tokenize_lines(const edgellm_model *m, const char *path, int flags, d
         fputs("{\"ids\": ", stdout);
         print_ids(ids, n);
         fputs(", \"text\": ", stdout);
-        print_json_string(stdout, text_buf, text_len);
+        cli_print_json_string(stdout, text_buf, text_len);
         fputs("}\n", stdout);
         line = nl ? nl + 1 : data + len;
     }

@@ -26,6 +26,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "perplexity, and KL divergence / top-1 agreement against saved logits"},
     {"bench", cmd_bench, "the standard edge benchmark record for a model on this machine"},
     {"tokenize", cmd_tokenize, "text to token ids (JSON), with the model's tokenizer"},
+    {"redact", cmd_redact, "replace personal data and secrets in a text by placeholders"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,331 @@
+/* Cards, phone numbers, US SSNs and IPv4 addresses. All are digit groups joined by single
+ * separators, so one scanner splits each run of digits, separators and parentheses into groups
+ * and tries windows of whole space-separated pieces, longest first: "Qty 2 4111 1111 1111 1111"
+ * still yields the card. A run glued to a word, or led by '#', '.', '-', '/' or '$', is an
+ * identifier or an amount and is skipped. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/pii_internal.h"
+
+enum { WINDOW_GROUPS = 8, GROUP_DIGITS_MAX = 19 };
+
+typedef struct digit_group {
+    size_t start, end;    /* the digits */
+    size_t span_start;    /* including '(' or a leading '+' */
+    size_t span_end;      /* including ')' */
+    char sep;             /* separator before the group: 0 at the run start or after ')' */
+    bool paren;
+} digit_group;
+
+bool pii_luhn_valid(const char *digits, size_t n)
+{
+    int sum = 0;
+    for (size_t k = 0; k < n; k++) {
+        int d = digits[n - 1 - k] - '0';
+        if (k & 1) {
+            d *= 2;
+            if (d > 9)
+                d -= 9;
+        }
+        sum += d;
+    }
+    return n > 0 && sum % 10 == 0;
+}
+
+bool pii_label_before(const char *text, size_t pos, size_t window, const char *const *words)
+{
+    size_t from = pos > window ? pos - window : 0;
+    for (size_t k = from; k < pos; k++) {
+        if (k > 0 && pii_is_alpha((unsigned char)text[k - 1]))
+            continue;
+        for (size_t w = 0; words[w]; w++) {
+            size_t m = strlen(words[w]), j = 0;
+            if (k + m > pos)
+                continue;
+            while (j < m && pii_lower((unsigned char)text[k + j]) == (unsigned char)words[w][j])
+                j++;
+            if (j == m && (k + m == pos || !pii_is_alpha((unsigned char)text[k + m])))
+                return true;
+        }
+    }
+    return false;
+}
+
+typedef struct window {
+    const char *text;
+    const digit_group *g;
+    size_t n;      /* groups */
+    bool plus;     /* led by '+' */
+    char digits[GROUP_DIGITS_MAX + 1];
+    size_t n_digits;
+    bool has_paren, seps_space, seps_dash, seps_dot, seps_none;
+} window;
+
+/* Fills the summary of groups g[0, n); false when it has too many digits for any detector. */
+static bool window_init(window *w, const char *text, const digit_group *g, size_t n, bool plus)
+{
+    memset(w, 0, sizeof *w);
+    w->text = text;
+    w->g = g;
+    w->n = n;
+    w->plus = plus;
+    for (size_t k = 0; k < n; k++) {
+        size_t d = g[k].end - g[k].start;
+        if (w->n_digits + d > GROUP_DIGITS_MAX)
+            return false;
+        memcpy(w->digits + w->n_digits, text + g[k].start, d);
+        w->n_digits += d;
+        w->has_paren |= g[k].paren;
+        if (k > 0) {
+            w->seps_space |= g[k].sep == ' ';
+            w->seps_dash |= g[k].sep == '-';
+            w->seps_dot |= g[k].sep == '.';
+            w->seps_none |= g[k].sep == 0;
+        }
+    }
+    return true;
+}
+
+static size_t group_len(const window *w, size_t k) { return w->g[k].end - w->g[k].start; }
+
+static bool card_grouping(const window *w)
+{
+    if (w->n == 1)
+        return true;
+    if (w->has_paren || w->plus || w->seps_dot || w->seps_none || (w->seps_space && w->seps_dash))
+        return false;
+    if (w->n == 3 && group_len(w, 0) == 4 && group_len(w, 1) == 6 &&
+        (group_len(w, 2) == 4 || group_len(w, 2) == 5))
+        return true;
+    for (size_t k = 0; k + 1 < w->n; k++)
+        if (group_len(w, k) != 4)
+            return false;
+    return group_len(w, w->n - 1) >= 1 && group_len(w, w->n - 1) <= 4;
+}
+
+/* Issuer prefixes in use: 2 (Mastercard 2221-2720), 3 (Amex, Diners, JCB), 4 (Visa),
+ * 5 (Mastercard, Maestro), 6 (Discover, UnionPay, Maestro). */
+static bool card_number(const window *w)
+{
+    if (w->n_digits < 13 || w->n_digits > 19 || !card_grouping(w))
+        return false;
+    char first = w->digits[0];
+    if (first < '2' || first > '6')
+        return false;
+    if (first == '2') {
+        int prefix = atoi((char[]){w->digits[0], w->digits[1], w->digits[2], w->digits[3], 0});
+        if (prefix < 2221 || prefix > 2720)
+            return false;
+    }
+    return pii_luhn_valid(w->digits, w->n_digits);
+}
+
+static const char *const ssn_labels[] = {"ssn", "ss#", "social security", "social security number",
+                                         "social security no", NULL};
+
+typedef enum verdict { NOT_IT, IS_IT, SHAPE_ONLY } verdict;
+
+/* Area 001-899 except 666, group 01-99, serial 0001-9999 (SSA rules since 2011). */
+static verdict ssn(const window *w, size_t start)
+{
+    bool grouped = w->n == 3 && group_len(w, 0) == 3 && group_len(w, 1) == 2 &&
+                   group_len(w, 2) == 4 && !w->has_paren && !w->plus && !w->seps_dot &&
+                   !w->seps_none && !(w->seps_space && w->seps_dash);
+    bool labelled = w->n == 1 && w->n_digits == 9 && !w->plus &&
+                    pii_label_before(w->text, start, 32, ssn_labels);
+    if (!grouped && !labelled)
+        return NOT_IT;
+    const char *d = w->digits;
+    int area = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
+    bool ok = area != 0 && area != 666 && area < 900 && !(d[3] == '0' && d[4] == '0') &&
+              memcmp(d + 5, "0000", 4) != 0;
+    return ok ? IS_IT : SHAPE_ONLY;
+}
+
+static const char *const phone_labels[] = {"phone", "tel", "telephone", "call", "mobile", "cell",
+                                           "fax", "whatsapp", "sms", "text me", "ring", "contact",
+                                           "reach me", NULL};
+
+static bool nanp(const char *d, size_t n)
+{
+    if (n == 11 && d[0] == '1')
+        d++, n--;
+    return n == 10 && d[0] >= '2' && d[3] >= '2';
+}
+
+static bool phone(const window *w, size_t start)
+{
+    size_t n = w->n_digits;
+    const char *d = w->digits;
+    if (w->n > 1 && group_len(w, w->n - 1) < 2)
+        return false;
+    if (w->plus)
+        return n >= 8 && n <= 15 && d[0] != '0';
+    if (w->n >= 2 && d[0] == '0' && d[1] == '0' && group_len(w, 0) <= 4)
+        return n >= 10 && n <= 17 && d[2] != '0';
+    if (w->n == 1)
+        return (nanp(d, n) || (n >= 10 && n <= 11 && d[0] == '0' && d[1] != '0')) &&
+               pii_label_before(w->text, start, 32, phone_labels);
+    if (w->seps_none && !w->has_paren)
+        return false;
+    /* North American: (1) NXX NXX XXXX. */
+    size_t lead = w->n == 4 && group_len(w, 0) == 1 && d[0] == '1' ? 1 : 0;
+    if (w->n - lead == 3 && group_len(w, lead) == 3 && group_len(w, lead + 1) == 3 &&
+        group_len(w, lead + 2) == 4 && nanp(d, n))
+        return true;
+    /* Trunk prefix 0 (most of Europe, UK, Australia, ...): 0AB... in 2-5, then 2-8 digit groups. */
+    if (d[0] != '0' || d[1] == '0' || n < 10 || n > 11 || group_len(w, 0) < 2 ||
+        group_len(w, 0) > 5)
+        return false;
+    for (size_t k = 1; k < w->n; k++)
+        if (group_len(w, k) < 2 || group_len(w, k) > 8)
+            return false;
+    return true;
+}
+
+static const char *const version_labels[] = {"version", "ver", "release", "build", "firmware",
+                                             "v", NULL};
+
+/* Tries the window of groups g[0, n); adds a candidate and returns true when it is one. */
+static bool classify(const char *text, const digit_group *g, size_t n, bool plus,
+                     pii_candidates *c)
+{
+    size_t start = g[0].span_start, end = g[n - 1].span_end;
+    if (n == 4 && !plus) {
+        bool dots = true;
+        for (size_t k = 1; k < n; k++)
+            dots &= g[k].sep == '.' && !g[k].paren;
+        if (dots && !g[0].paren && pii_ipv4_valid(text + start, end - start)) {
+            if (pii_label_before(text, start, 12, version_labels))
+                pii_candidates_add_shape(c, start, end, PII_IP_ADDRESS);
+            else
+                pii_candidates_add(c, start, end, PII_IP_ADDRESS);
+            return true;
+        }
+    }
+    window w;
+    if (!window_init(&w, text, g, n, plus))
+        return false;
+    if (card_number(&w)) {
+        pii_candidates_add(c, start, end, PII_CARD);
+        return true;
+    }
+    /* A card-shaped number that fails the checksum is a typo or a test number, not a phone
+     * number with its first group cut off. */
+    if (w.n > 1 && w.n_digits >= 13 && card_grouping(&w)) {
+        pii_candidates_add_shape(c, start, end, PII_CARD);
+        return true;
+    }
+    verdict v = ssn(&w, start);
+    if (v != NOT_IT) {
+        if (v == IS_IT)
+            pii_candidates_add(c, start, end, PII_SSN);
+        else
+            pii_candidates_add_shape(c, start, end, PII_SSN);
+        return true;
+    }
+    if (phone(&w, start)) {
+        pii_candidates_add(c, start, end, PII_PHONE);
+        return true;
+    }
+    return false;
+}
+
+/* Reads the run starting at pos into *groups; returns the number of groups (0 if none). */
+static size_t read_run(const char *t, size_t len, size_t pos, digit_group **groups, size_t *cap,
+                       bool *oom)
+{
+    size_t n = 0;
+    char sep = 0;
+    for (;;) {
+        size_t span_start = pos;
+        bool paren = false;
+        if (pos < len && t[pos] == '(') {
+            paren = true;
+            pos++;
+        }
+        if (pos >= len || !pii_is_digit((unsigned char)t[pos]))
+            break;
+        size_t gs = pos;
+        while (pos < len && pii_is_digit((unsigned char)t[pos]))
+            pos++;
+        size_t ge = pos;
+        if (paren) {
+            if (pos >= len || t[pos] != ')')
+                break;
+            pos++;
+        }
+        if (n == *cap) {
+            size_t new_cap = *cap ? *cap * 2 : 16;
+            digit_group *bigger = realloc(*groups, new_cap * sizeof *bigger);
+            if (!bigger) {
+                *oom = true;
+                return n;
+            }
+            *groups = bigger;
+            *cap = new_cap;
+        }
+        (*groups)[n++] = (digit_group){gs, ge, span_start, pos, sep, paren};
+        if (pos + 1 < len && (t[pos] == ' ' || t[pos] == '-' || t[pos] == '.') &&
+            (pii_is_digit((unsigned char)t[pos + 1]) || t[pos + 1] == '(')) {
+            sep = t[pos];
+            pos++;
+        } else if (paren && pos < len && pii_is_digit((unsigned char)t[pos])) {
+            sep = 0;
+        } else {
+            break;
+        }
+    }
+    return n;
+}
+
+void pii_find_numbers(const char *text, size_t len, pii_candidates *c)
+{
+    digit_group *groups = NULL;
+    size_t cap = 0;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char ch = (unsigned char)text[i];
+        bool lead = pii_is_digit(ch) || ((ch == '+' || ch == '(') && i + 1 < len &&
+                                         pii_is_digit((unsigned char)text[i + 1]));
+        if (!lead) {
+            i++;
+            continue;
+        }
+        unsigned char prev = i > 0 ? (unsigned char)text[i - 1] : ' ';
+        bool plus = ch == '+';
+        size_t n = read_run(text, len, plus ? i + 1 : i, &groups, &cap, &c->out_of_memory);
+        if (n == 0) {
+            i++;
+            continue;
+        }
+        if (plus)
+            groups[0].span_start = i;
+        size_t run_end = groups[n - 1].span_end;
+        /* After '/' only as a URL's host: http://10.0.0.1/ */
+        bool url_host = prev == '/' && i >= 2 && text[i - 2] == '/';
+        bool left_ok = !pii_is_word(prev) && (url_host || !pii_in(prev, "#.-/$+"));
+        bool right_ok = run_end >= len || !pii_is_word((unsigned char)text[run_end]);
+        for (size_t k = 0; k < n;) {
+            bool start_ok = k == 0 ? left_ok : groups[k].sep == ' ';
+            bool found = false;
+            if (start_ok) {
+                size_t last = k + WINDOW_GROUPS - 1 < n - 1 ? k + WINDOW_GROUPS - 1 : n - 1;
+                for (size_t m = last + 1; m-- > k && !found;) {
+                    bool end_ok = m == n - 1 ? right_ok : groups[m + 1].sep == ' ';
+                    if (end_ok && classify(text, groups + k, m - k + 1, plus && k == 0, c)) {
+                        found = true;
+                        k = m + 1;
+                    }
+                }
+            }
+            if (!found)
+                k++;
+        }
+        i = run_end;
+        while (i < len && pii_is_word((unsigned char)text[i]))
+            i++;
+    }
+    free(groups);
+}

@@ -1,0 +1,76 @@
+/* Shared by the PII detectors, the policy and the session: detections before overlaps are
+ * resolved, and byte classes. */
+#ifndef EDGELLM_GATEWAY_PII_INTERNAL_H
+#define EDGELLM_GATEWAY_PII_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/pii.h"
+
+/* A detection. A `shape` is something that looks like PII but failed its check (an IBAN with
+ * a wrong checksum, a hex hash): it competes in overlap resolution so that the digits inside it
+ * are not taken for something else, and is dropped afterwards. */
+typedef struct pii_candidate {
+    size_t start, end;
+    const char *type;
+    int builtin; /* pii_builtin, or -1 for policy types */
+    bool shape;
+} pii_candidate;
+
+typedef struct pii_candidates {
+    pii_candidate *items;
+    size_t n, cap;
+    bool out_of_memory;
+} pii_candidates;
+
+void pii_candidates_add(pii_candidates *c, size_t start, size_t end, pii_builtin type);
+void pii_candidates_add_shape(pii_candidates *c, size_t start, size_t end, pii_builtin type);
+void pii_candidates_add_custom(pii_candidates *c, size_t start, size_t end, const char *type);
+
+/* The built-in detectors (pii_detect_*.c). Each appends what it finds in text[0, len). */
+void pii_find_emails(const char *text, size_t len, pii_candidates *c);
+void pii_find_url_credentials(const char *text, size_t len, pii_candidates *c);
+void pii_find_private_keys(const char *text, size_t len, pii_candidates *c);
+void pii_find_ipv6(const char *text, size_t len, pii_candidates *c);
+/* Cards, phone numbers, SSNs and IPv4 addresses: runs of digits and separators. */
+void pii_find_numbers(const char *text, size_t len, pii_candidates *c);
+/* IBANs, secrets and labelled dates of birth: word-led detections. */
+void pii_find_words(const char *text, size_t len, pii_candidates *c);
+
+/* Checks, exposed for the unit tests. */
+/* Dotted quad, each part 0-255 without leading zeros. */
+bool pii_ipv4_valid(const char *s, size_t n);
+bool pii_luhn_valid(const char *digits, size_t n);
+/* An IBAN without spaces: known country, its length, mod-97 check. */
+bool pii_iban_valid(const char *iban, size_t n);
+/* Whether the `window` bytes before pos contain one of the words (lower case, NULL-ended),
+ * case-insensitively, as a whole word. */
+bool pii_label_before(const char *text, size_t pos, size_t window, const char *const *words);
+
+static inline bool pii_is_digit(unsigned char c) { return (unsigned)(c - '0') < 10; }
+static inline bool pii_is_upper(unsigned char c) { return (unsigned)(c - 'A') < 26; }
+static inline bool pii_is_lower(unsigned char c) { return (unsigned)(c - 'a') < 26; }
+static inline bool pii_is_alpha(unsigned char c) { return pii_is_upper(c) || pii_is_lower(c); }
+static inline bool pii_is_alnum(unsigned char c) { return pii_is_alpha(c) || pii_is_digit(c); }
+static inline bool pii_is_hex(unsigned char c)
+{
+    return pii_is_digit(c) || (unsigned)((c | 0x20) - 'a') < 6;
+}
+static inline unsigned char pii_lower(unsigned char c) { return pii_is_upper(c) ? c | 0x20 : c; }
+/* Part of a word for boundary checks: ASCII letters and digits, '_', and any non-ASCII byte
+ * (letters of other scripts). */
+static inline bool pii_is_word(unsigned char c) { return pii_is_alnum(c) || c == '_' || c >= 0x80; }
+
+/* Whether c is one of the bytes of set (never true for NUL, unlike strchr). Inline, so the
+ * compiler unrolls it for the literal sets of the detectors' inner loops. */
+static inline bool pii_in(unsigned char c, const char *set)
+{
+    for (; *set; set++)
+        if ((unsigned char)*set == c)
+            return true;
+    return false;
+}
+
+#endif
