@@ -113,7 +113,7 @@ done
 kill $server 2>/dev/null
 
 # Orphans from the kills: gc removes them and keeps everything referenced.
-"$E" models gc >"$tmp/gc.out"; check "gc after crashes ($(cat "$tmp/gc.out"))" $?
+"$E" models gc >"$tmp/gc.out"; rc=$?; check "gc after crashes ($(cat "$tmp/gc.out"))" $rc
 [[ -z "$(ls -A "$EDGELLM_HOME/tmp")" && -z "$(ls -A "$EDGELLM_HOME/models/m" | grep -v '^manifest.json$')" ]]; check "no temporaries left after gc" $?
 [[ $(ls "$EDGELLM_HOME/blobs/sha256" | wc -l) -eq 3 ]]; check "exactly the 3 referenced blobs remain" $?
 "$E" models verify >/dev/null; check "verify after gc" $?
@@ -136,7 +136,7 @@ for round in 1 2 3; do
   n=$(grep -c '^version ' "$tmp/info")
   [[ $n -eq 7 ]]; check "round $round: manifest holds all 7 versions ($n)" $?
   "$E" models verify >/dev/null; check "round $round: store verifies" $?
-  "$E" run -m "$("$E" models path m)" -p "Once" -n 2 --temp 0 -t 1 >/dev/null 2>&1; check "round $round: active model $(active_of m) loads" $?
+  "$E" run -m "$("$E" models path m)" -p "Once" -n 2 --temp 0 -t 1 >/dev/null 2>&1; rc=$?; check "round $round: active model $(active_of m) loads" $rc
   [[ $round -lt 3 ]] && for v in 4 5 6 7; do "$E" models activate m:1 >/dev/null; "$E" models remove "m:$v" >/dev/null; done
 done
 # Two processes downloading the same URL share one partial file under a lock.
