@@ -989,10 +989,32 @@ static edgellm_status sweep_dir(const char *dir, const hash_set *keep, const cha
     return EDGELLM_OK;
 }
 
-/* Manifest temporaries left by a process killed mid-write; safe to delete under the store lock,
- * which every manifest writer holds. */
-static edgellm_status sweep_manifest_temps(store *s, uint64_t *files, uint64_t *bytes)
+/* Deletes the files in dir whose names start with prefix. */
+static void sweep_prefixed(const char *dir, const char *prefix, uint64_t *files, uint64_t *bytes)
 {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *f;
+    while ((f = readdir(d)) != NULL) {
+        if (strncmp(f->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        char path[1700];
+        struct stat sb;
+        if (st_path(path, sizeof path, "%s/%s", dir, f->d_name) == EDGELLM_OK &&
+            lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && unlink(path) == 0) {
+            (*files)++;
+            *bytes += (uint64_t)sb.st_size;
+        }
+    }
+    closedir(d);
+}
+
+/* Temporaries of manifests and of trusted-keys left by a process killed mid-write; safe to delete
+ * under the store lock, which every writer of those files holds. */
+static edgellm_status sweep_atomic_write_temps(store *s, uint64_t *files, uint64_t *bytes)
+{
+    sweep_prefixed(s->root, ".trusted-keys.", files, bytes);
     char models[1200];
     edgellm_status st = st_path(models, sizeof models, "%s/models", s->root);
     if (st != EDGELLM_OK)
@@ -1007,22 +1029,7 @@ static edgellm_status sweep_manifest_temps(store *s, uint64_t *files, uint64_t *
         char dir[1400];
         if (st_path(dir, sizeof dir, "%s/%s", models, e->d_name) != EDGELLM_OK)
             continue;
-        DIR *md = opendir(dir);
-        if (!md)
-            continue;
-        struct dirent *f;
-        while ((f = readdir(md)) != NULL) {
-            if (strncmp(f->d_name, ".manifest.json.", 15) != 0)
-                continue;
-            char path[1700];
-            struct stat sb;
-            if (st_path(path, sizeof path, "%s/%s", dir, f->d_name) == EDGELLM_OK &&
-                lstat(path, &sb) == 0 && unlink(path) == 0) {
-                (*files)++;
-                *bytes += (uint64_t)sb.st_size;
-            }
-        }
-        closedir(md);
+        sweep_prefixed(dir, ".manifest.json.", files, bytes);
         /* A directory whose manifest was removed but not the directory itself. */
         char manifest[1500];
         if (st_path(manifest, sizeof manifest, "%s/manifest.json", dir) == EDGELLM_OK &&
@@ -1068,7 +1075,7 @@ edgellm_status store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_freed
     if (st == EDGELLM_OK)
         st = sweep_dir(dir, NULL, NULL, true, files_removed, bytes_freed);
     if (st == EDGELLM_OK)
-        st = sweep_manifest_temps(s, files_removed, bytes_freed);
+        st = sweep_atomic_write_temps(s, files_removed, bytes_freed);
     free(keep.items);
     st_unlock_store(s);
     return st;

@@ -188,6 +188,9 @@ for _ in $(seq 100); do [[ -s "$tmp/holder.out" ]] && break; sleep 0.05; done
 [[ -e "$EDGELLM_HOME/tmp/install-live01" ]]; check "a temporary a live process holds is kept" $?
 [[ -e "$EDGELLM_HOME/tmp/download-0123456789abcdef0123456789abcdef.part" ]]; check "a resumable partial download is kept" $?
 kill $holder 2>/dev/null; wait $holder 2>/dev/null; holder=
+# A `trust` killed mid-write leaves its temporary beside trusted-keys: gc removes it.
+echo "ed25519 partial" >"$EDGELLM_HOME/.trusted-keys.Ab12Cd"
+"$E" models gc >/dev/null && [[ ! -e "$EDGELLM_HOME/.trusted-keys.Ab12Cd" ]]; check "gc removes a killed trust's temporary" $?
 
 # ---- verify on an unreadable manifest names it; remove clears it ---------------------------------
 mkdir -p "$EDGELLM_HOME/models/broken"
