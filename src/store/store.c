@@ -605,6 +605,15 @@ static bool hash_set_has(const hash_set *h, const char *sha)
 static edgellm_status sweep_dir(const char *dir, const hash_set *keep, const char *keep_prefix,
                                 bool only_unlocked, uint64_t *files, uint64_t *bytes);
 
+/* The reason a file was refused, from the parser or the loader: it may quote the file's own
+ * strings, so its control characters are escaped before they reach a terminal. */
+static edgellm_status refuse_model(edgellm_status st, const char *from, const char *what)
+{
+    char cause[768];
+    st_escape_controls(edgellm_last_error(), cause, sizeof cause);
+    return ellm_fail(st, "refusing to install %s: %s: %s", from, what, cause);
+}
+
 /* Copies of installs that were killed: every live install holds a flock() on its temporary, so an
  * unlocked one is older than any install still running. Partial downloads are kept: a rerun of
  * that install resumes from them (gc deletes them). */
@@ -695,7 +704,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     if (st == EDGELLM_OK) {
         st = store_read_shape(tmp_path, &shape);
         if (st != EDGELLM_OK)
-            st = ellm_fail_wrap(st, "refusing to install %s: not a usable GGUF model", from);
+            st = refuse_model(st, from, "not a usable GGUF model");
     }
     if (st == EDGELLM_OK) {
         /* The header alone passes files that cannot run (tensors that disagree with the
@@ -705,7 +714,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
         st = edgellm_model_load(tmp_path, NULL, &model);
         edgellm_model_free(model);
         if (st != EDGELLM_OK)
-            st = ellm_fail_wrap(st, "refusing to install %s: the model does not load", from);
+            st = refuse_model(st, from, "the model does not load");
     }
     if (st == EDGELLM_OK && fchmod(fd, 0444) != 0)
         st = ellm_fail(EDGELLM_ERR_IO, "cannot chmod %s: %s", tmp_path, strerror(errno));

@@ -165,6 +165,12 @@ sed $'s/"name": "m"/"name": "m\\\\u001b[2J"/' "$tmp/m.gguf.sig" >"$tmp/esc.gguf.
 grep -q 'u001b' "$tmp/esc.gguf.sig" || bad "escape sequence not in the test signature"
 expect_refused "a signature name with a control character" "signature name or version is not" "$E" models install m:2 "$tmp/esc.gguf"
 ! has_control "$tmp/err"; check "no control character echoed from the signature" $?
+"$BUILD_DIR/tests/gguf_edit" "$base" "$tmp/arch.gguf" --set-str general.architecture $'llama\e[2J' || bad "gguf_edit arch"
+"$E" plan -m "$tmp/arch.gguf" --ctx 64 >"$tmp/out" 2>"$tmp/err"
+! has_control "$tmp/out" && ! has_control "$tmp/err"; check "plan prints no control character from a file's architecture" $?
+expect_refused "install of a file with an escape sequence as its architecture" "refusing to install .*arch.gguf: not a usable GGUF model" \
+  "$E" models install arch "$tmp/arch.gguf" --allow-unsigned
+! has_control "$tmp/err"; check "the refusal carries no control character" $?
 src_dir="$tmp/src"$'\n'"x"
 mkdir -p "$src_dir" && cp "$base" "$src_dir/plain.gguf"
 "$E" models install plain "$src_dir/plain.gguf" --allow-unsigned >/dev/null 2>&1; check "install from a path with a newline" $?
