@@ -98,10 +98,14 @@ trap 'kill $server 2>/dev/null' EXIT
 for _ in $(seq 100); do [[ -s "$tmp/port" ]] && break; sleep 0.05; done
 url="http://127.0.0.1:$(cat "$tmp/port")/slow/m3.gguf"
 errors=0
+part_size() { stat -c %s "$EDGELLM_HOME"/tmp/download-*.part 2>/dev/null || echo 0; }
 for i in $(seq 1 4); do
+  before=$(part_size)
   "$E" models install m "$url" --no-progress >/dev/null 2>&1 &
   pid=$!
-  sleep 0.1
+  # Kill once this attempt has written bytes (a fixed delay can pass before a busy machine has
+  # even started the process, and then no rerun has anything to resume).
+  for _ in $(seq 250); do (( $(part_size) > before )) && break; sleep 0.02; done
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
   consistent "download kill $i" 1 || errors=$((errors + 1))
