@@ -98,10 +98,14 @@ trap 'kill $server 2>/dev/null' EXIT
 for _ in $(seq 100); do [[ -s "$tmp/port" ]] && break; sleep 0.05; done
 url="http://127.0.0.1:$(cat "$tmp/port")/slow/m3.gguf"
 errors=0
+part_size() { stat -c %s "$EDGELLM_HOME"/tmp/download-*.part 2>/dev/null || echo 0; }
 for i in $(seq 1 4); do
+  before=$(part_size)
   "$E" models install m "$url" --no-progress >/dev/null 2>&1 &
   pid=$!
-  sleep 0.1
+  # Kill once this attempt has written bytes (a fixed delay can pass before a busy machine has
+  # even started the process, and then no rerun has anything to resume).
+  for _ in $(seq 250); do (( $(part_size) > before )) && break; sleep 0.02; done
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
   consistent "download kill $i" 1 || errors=$((errors + 1))
@@ -113,7 +117,7 @@ done
 kill $server 2>/dev/null
 
 # Orphans from the kills: gc removes them and keeps everything referenced.
-"$E" models gc >"$tmp/gc.out"; check "gc after crashes ($(cat "$tmp/gc.out"))" $?
+"$E" models gc >"$tmp/gc.out"; rc=$?; check "gc after crashes ($(cat "$tmp/gc.out"))" $rc
 [[ -z "$(ls -A "$EDGELLM_HOME/tmp")" && -z "$(ls -A "$EDGELLM_HOME/models/m" | grep -v '^manifest.json$')" ]]; check "no temporaries left after gc" $?
 [[ $(ls "$EDGELLM_HOME/blobs/sha256" | wc -l) -eq 3 ]]; check "exactly the 3 referenced blobs remain" $?
 "$E" models verify >/dev/null; check "verify after gc" $?
@@ -136,7 +140,7 @@ for round in 1 2 3; do
   n=$(grep -c '^version ' "$tmp/info")
   [[ $n -eq 7 ]]; check "round $round: manifest holds all 7 versions ($n)" $?
   "$E" models verify >/dev/null; check "round $round: store verifies" $?
-  "$E" run -m "$("$E" models path m)" -p "Once" -n 2 --temp 0 -t 1 >/dev/null 2>&1; check "round $round: active model $(active_of m) loads" $?
+  "$E" run -m "$("$E" models path m)" -p "Once" -n 2 --temp 0 -t 1 >/dev/null 2>&1; rc=$?; check "round $round: active model $(active_of m) loads" $rc
   [[ $round -lt 3 ]] && for v in 4 5 6 7; do "$E" models activate m:1 >/dev/null; "$E" models remove "m:$v" >/dev/null; done
 done
 # Two processes downloading the same URL share one partial file under a lock.

@@ -63,7 +63,7 @@ expect_refused "signature URL not found" "signature.*HTTP 404" "$E" models insta
 
 # Full disk, as a file-size limit (works everywhere): EFBIG at 512 KiB.
 (ulimit -f 512; "$E" models install m "$url/files/m5.gguf" >"$tmp/out" 2>"$tmp/err"); rc=$?
-[[ $rc -ne 0 ]] && grep -q "disk full" "$tmp/err"; check "file-size limit: clear error ($(head -c 160 "$tmp/err"))" $?
+[[ $rc -ne 0 ]] && grep -q "disk full" "$tmp/err"; rc=$?; check "file-size limit: clear error ($(head -c 160 "$tmp/err"))" $rc
 [[ "$(active_of m)" == 4 ]] && ! "$E" models info m | grep -q "^version 5"; check "nothing half-installed under the file-size limit" $?
 "$E" models gc >/dev/null
 
@@ -72,7 +72,7 @@ mkdir -p "$tmp/small"
 if mount -t tmpfs -o size=700k tmpfs "$tmp/small" 2>/dev/null; then
   cp "$EDGELLM_HOME/trusted-keys" "$tmp/small/trusted-keys"
   EDGELLM_HOME="$tmp/small" "$E" models install m "$url/files/m5.gguf" >"$tmp/out" 2>"$tmp/err"; rc=$?
-  [[ $rc -ne 0 ]] && grep -q "disk full" "$tmp/err"; check "tmpfs full: clear error ($(head -c 160 "$tmp/err"))" $?
+  [[ $rc -ne 0 ]] && grep -q "disk full" "$tmp/err"; rc=$?; check "tmpfs full: clear error ($(head -c 160 "$tmp/err"))" $rc
   [[ ! -e "$tmp/small/models/m/manifest.json" && -z "$(ls -A "$tmp/small/blobs/sha256")" ]]; check "nothing installed on the full tmpfs" $?
   [[ $(du -sk "$tmp/small" | cut -f1) -lt 100 ]]; check "the partial download gave its space back" $?
   umount "$tmp/small"

@@ -102,7 +102,7 @@ check "recommendation is the largest class that fits, in a format that fits" $?
 "$E" recommend --ram 4G --target browser | grep -q "budget 2.00 GiB"; check "browser budget capped at 2 GiB" $?
 "$E" recommend --ram 256M --target mobile | grep -q "recommendation: none"; check "too little RAM: no recommendation" $?
 "$E" recommend --ram 60M --target laptop -m "$model" >"$tmp/warn.txt"; rc=$?
-[[ $rc -ne 0 ]] && grep -q "warning: .* cannot fit" "$tmp/warn.txt"; check "warns when the requested model cannot fit ($(grep warning "$tmp/warn.txt" | head -c 120))" $?
+[[ $rc -ne 0 ]] && grep -q "warning: .* cannot fit" "$tmp/warn.txt"; rc=$?; check "warns when the requested model cannot fit ($(grep warning "$tmp/warn.txt" | head -c 120))" $rc
 "$E" recommend --ram 8G -m "$model" | grep -q "fits: it needs"; check "says when the requested model fits" $?
 
 [[ $fail -eq 0 ]] && echo "store_plan: all passed"

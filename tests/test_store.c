@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "test_util.h"
 
 static void test_parse_ref(void)
@@ -176,11 +177,70 @@ static void test_library_lifecycle(void)
     CHECK(store_resolve_model("m:4", path, sizeof path) == EDGELLM_ERR_NOT_FOUND);
 }
 
+/* Text from files and users that reaches paths, trusted-keys and terminals (issue 11). */
+static void test_hostile_text(void)
+{
+    const char *sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    CHECK(st_valid_sha256(sha));
+    CHECK(!st_valid_sha256("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
+    CHECK(!st_valid_sha256("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a"));
+    CHECK(!st_valid_sha256("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015add"));
+    CHECK(!st_valid_sha256("../../../../../../../../../../../.././././././././././etc/passwd"));
+
+    char out[16];
+    st_escape_controls("a\nb\\c\x1b", out, sizeof out);
+    CHECK_MSG(strcmp(out, "a\\x0ab\\x5cc\\x1b") == 0, "escaped to '%s'", out);
+    st_escape_controls("abcdefgh\n", out, 11); /* no room for the whole escape: cut before it */
+    CHECK_MSG(strcmp(out, "abcdefgh") == 0, "cut to '%s'", out);
+
+    store_signature sig;
+    char json[512];
+    int n = snprintf(json, sizeof json, "{\"name\": \"m\", \"version\": \"1\", \"sha256\": \"%s\", "
+                     "\"size\": 1, \"key\": \"%064d\", \"signature\": \"%0128d\"}", sha, 0, 0);
+    CHECK(store_signature_parse(json, (size_t)n, &sig) == EDGELLM_OK);
+    n = snprintf(json, sizeof json, "{\"name\": \"m\", \"version\": \"1\", \"sha256\": \"%s\", "
+                 "\"size\": 1, \"key\": \"%064d\", \"signature\": \"%0128d\"}",
+                 "../../../../../../../../../../../.././././././././././etc/passwd", 0, 0);
+    CHECK(store_signature_parse(json, (size_t)n, &sig) != EDGELLM_OK);
+    n = snprintf(json, sizeof json, "{\"name\": \"m\\u001b[2J\", \"version\": \"1\", \"sha256\": "
+                 "\"%s\", \"size\": 1, \"key\": \"%064d\", \"signature\": \"%0128d\"}", sha, 0, 0);
+    CHECK(store_signature_parse(json, (size_t)n, &sig) != EDGELLM_OK);
+    CHECK(strchr(edgellm_last_error(), 0x1b) == NULL);
+
+    /* A comment holding a newline and a key line stays a comment. */
+    const char *root = test_tmp_path("store_unit_trust");
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0);
+    store *s = NULL;
+    CHECK(store_open(root, &s) == EDGELLM_OK);
+    if (!s)
+        return;
+    const char *key1 = "1111111111111111111111111111111111111111111111111111111111111111";
+    const char *key2 = "2222222222222222222222222222222222222222222222222222222222222222";
+    char comment[200];
+    snprintf(comment, sizeof comment, "/tmp/x\ned25519 %s y/k.pub", key2);
+    CHECK(store_trust_key(s, key1, comment) == EDGELLM_OK);
+    bool trusted = false;
+    CHECK(store_key_trusted(s, key1, &trusted) == EDGELLM_OK && trusted);
+    CHECK(store_key_trusted(s, key2, &trusted) == EDGELLM_OK && !trusted);
+    CHECK(store_trust_key(s, key1, "again") == EDGELLM_OK); /* already there: no second line */
+    char path[1100];
+    snprintf(path, sizeof path, "%s/trusted-keys", root);
+    size_t len = 0;
+    char *text = test_read_file(path, &len);
+    CHECK(text && memchr(text, '\n', len) == text + len - 1); /* exactly one line */
+    free(text);
+    CHECK(store_key_trusted(s, "not hex", &trusted) != EDGELLM_OK);
+    store_close(s);
+}
+
 int main(void)
 {
     test_parse_ref();
     test_sha256();
     test_signatures();
+    test_hostile_text();
     test_planner();
     test_library_lifecycle();
     return test_finish("test_store");

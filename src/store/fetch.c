@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,16 +22,42 @@ static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 typedef struct download {
     int fd;
     const char *path;
+    const char *url;
     uint64_t start;  /* bytes the file held when this attempt began */
     uint64_t offset; /* where the next byte goes */
     bool checked_status;
     bool write_failed;
+    int write_errno; /* the write error (0: none, or one already reported) */
     bool progress;
+    const store_install_options *opts;
     double started;
     double last_draw;
     uint64_t shown_total;
     CURL *curl;
 } download;
+
+static void notice(const store_install_options *opts, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void notice(const store_install_options *opts, const char *fmt, ...)
+{
+    if (!opts->notice)
+        return;
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    opts->notice(opts->notice_user, message);
+}
+
+/* What the partial file held is not a prefix the server will continue: empty it. */
+static edgellm_status restart_from_zero(int fd, const char *path)
+{
+    if (ftruncate(fd, 0) != 0)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot truncate %s: %s", path, strerror(errno));
+    return EDGELLM_OK;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
 {
@@ -41,12 +68,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
         long code = 0;
         curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
         if (code == 200 && d->offset > 0) {
-            /* The server ignored our Range and sent the whole body: start the file over. */
-            if (ftruncate(d->fd, 0) != 0) {
+            /* The server ignored our Range and sends the whole body: take it from byte 0. */
+            if (restart_from_zero(d->fd, d->path) != EDGELLM_OK) {
                 d->write_failed = true;
-                ellm_fail(EDGELLM_ERR_IO, "cannot truncate %s: %s", d->path, strerror(errno));
                 return 0;
             }
+            notice(d->opts, "%s ignored the request to resume at byte %llu (HTTP 200 instead of "
+                   "206): downloading it again from byte 0", d->url,
+                   (unsigned long long)d->offset);
             d->offset = d->start = 0;
         }
     }
@@ -58,13 +87,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
         if (n <= 0) {
             int err = n < 0 ? errno : ENOSPC;
             d->write_failed = true;
-            if (err == ENOSPC || err == EFBIG || err == EDQUOT)
-                ellm_fail(EDGELLM_ERR_IO,
-                          "disk full while downloading into %s (%s) after %llu bytes: free space "
-                          "and rerun the install to resume",
-                          d->path, strerror(err), (unsigned long long)d->offset);
-            else
-                ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", d->path, strerror(err));
+            d->write_errno = err;
             return 0;
         }
         done += (size_t)n;
@@ -114,19 +137,25 @@ static bool transient(CURLcode rc)
            rc == CURLE_COULDNT_CONNECT || rc == CURLE_HTTP2_STREAM;
 }
 
-edgellm_status st_download(const char *url, int part_fd, const char *part_path, bool progress,
-                           int max_retries)
+static bool disk_full(int err)
 {
-    if (max_retries <= 0)
-        max_retries = 5;
+    return err == ENOSPC || err == EFBIG || err == EDQUOT;
+}
+
+edgellm_status st_download(const char *url, int part_fd, const char *part_path,
+                           const store_install_options *opts)
+{
+    int max_retries = opts->max_retries == 0 ? 5 : opts->max_retries < 0 ? 0 : opts->max_retries;
+    bool progress = opts->progress;
     double started = st_now();
     char last_problem[256] = "";
     for (int attempt = 0; attempt <= max_retries; attempt++) {
         struct stat sb;
         if (fstat(part_fd, &sb) != 0)
             return ellm_fail(EDGELLM_ERR_IO, "cannot stat %s: %s", part_path, strerror(errno));
-        download d = {.fd = part_fd, .path = part_path, .start = (uint64_t)sb.st_size,
-                      .offset = (uint64_t)sb.st_size, .progress = progress, .started = started};
+        download d = {.fd = part_fd, .path = part_path, .url = url, .start = (uint64_t)sb.st_size,
+                      .offset = (uint64_t)sb.st_size, .progress = progress, .opts = opts,
+                      .started = started};
         d.curl = new_handle(url);
         if (!d.curl)
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "cannot create a download handle");
@@ -135,8 +164,14 @@ edgellm_status st_download(const char *url, int part_fd, const char *part_path, 
         curl_easy_setopt(d.curl, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(d.curl, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(d.curl, CURLOPT_XFERINFODATA, &d);
-        if (d.start > 0)
-            curl_easy_setopt(d.curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)d.start);
+        /* A plain Range header rather than CURLOPT_RESUME_FROM: with that, libcurl fails a 200
+         * answer itself (CURLE_RANGE_ERROR), or takes a body the size of what we hold as already
+         * complete; this way on_body sees the 200 and starts the file over. */
+        char range[32];
+        if (d.start > 0) {
+            snprintf(range, sizeof range, "%llu-", (unsigned long long)d.start);
+            curl_easy_setopt(d.curl, CURLOPT_RANGE, range);
+        }
         CURLcode rc = curl_easy_perform(d.curl);
         long code = 0;
         curl_off_t body_len = -1;
@@ -148,10 +183,18 @@ edgellm_status st_download(const char *url, int part_fd, const char *part_path, 
 
         if (d.write_failed) {
             /* Retrying cannot help, and a full disk should get its space back. */
-            if (ftruncate(part_fd, 0) != 0) {
-                /* the message about the write failure matters more */
-            }
-            return EDGELLM_ERR_IO;
+            bool emptied = ftruncate(part_fd, 0) == 0;
+            if (!d.write_errno) /* already reported */
+                return EDGELLM_ERR_IO;
+            if (!disk_full(d.write_errno))
+                return ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", part_path,
+                                 strerror(d.write_errno));
+            return ellm_fail(EDGELLM_ERR_IO,
+                             "disk full while downloading %s (%s) after %llu bytes; %s: free "
+                             "space and rerun the install",
+                             url, strerror(d.write_errno), (unsigned long long)d.offset,
+                             emptied ? "the partial download was deleted to give the space back"
+                                     : "the partial download could not be emptied");
         }
         if (rc == CURLE_OK) {
             if (body_len >= 0 && d.offset != d.start + (uint64_t)body_len) {
@@ -164,12 +207,18 @@ edgellm_status st_download(const char *url, int part_fd, const char *part_path, 
                                      strerror(errno));
                 return EDGELLM_OK;
             }
-        } else if (rc == CURLE_HTTP_RETURNED_ERROR && code == 416 && d.start > 0) {
-            /* What we hold is not a prefix the server agrees with: start over. */
-            if (ftruncate(part_fd, 0) != 0)
-                return ellm_fail(EDGELLM_ERR_IO, "cannot truncate %s: %s", part_path,
-                                 strerror(errno));
-            snprintf(last_problem, sizeof last_problem, "server refused to resume (HTTP 416)");
+        } else if (d.start > 0 && ((rc == CURLE_HTTP_RETURNED_ERROR && code == 416) ||
+                                   rc == CURLE_RANGE_ERROR)) {
+            /* What we hold is not a prefix the server will continue: start over at once (the
+             * next request asks for no range, so this cannot repeat). */
+            edgellm_status st = restart_from_zero(part_fd, part_path);
+            if (st != EDGELLM_OK)
+                return st;
+            notice(opts, "%s did not resume at byte %llu (%s): downloading it again from byte 0",
+                   url, (unsigned long long)d.start,
+                   rc == CURLE_RANGE_ERROR ? "range not delivered" : "HTTP 416");
+            attempt--;
+            continue;
         } else if (rc == CURLE_HTTP_RETURNED_ERROR) {
             return ellm_fail(code == 404 ? EDGELLM_ERR_NOT_FOUND : EDGELLM_ERR_IO,
                              "download of %s failed: HTTP %ld", url, code);
@@ -185,10 +234,12 @@ edgellm_status st_download(const char *url, int part_fd, const char *part_path, 
             nanosleep(&pause, NULL);
         }
     }
-    return ellm_fail(EDGELLM_ERR_IO,
-                     "download of %s did not complete after %d attempts (last: %s); the partial "
-                     "file is kept, rerun the install to resume",
-                     url, max_retries + 1, last_problem);
+    struct stat held;
+    bool kept = fstat(part_fd, &held) == 0 && held.st_size > 0;
+    return ellm_fail(EDGELLM_ERR_IO, "download of %s did not complete after %d attempts (last: %s); %s",
+                     url, max_retries + 1, last_problem,
+                     kept ? "the partial file is kept, rerun the install to resume"
+                          : "nothing was received to keep, rerun the install to try again");
 }
 
 typedef struct membuf {

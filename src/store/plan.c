@@ -28,10 +28,13 @@ edgellm_status store_read_shape(const char *gguf_path, store_model_shape *out)
     if (st != EDGELLM_OK)
         return st;
     gguf_str arch = {0};
-    if (gguf_get_str(f, "general.architecture", &arch) == EDGELLM_OK && arch.len < sizeof out->architecture) {
+    /* The name is printed by plan and info: from a file, so only when it is printable. */
+    if (gguf_get_str(f, "general.architecture", &arch) == EDGELLM_OK && arch.len > 0 &&
+        arch.len < sizeof out->architecture && !memchr(arch.data, '\0', arch.len)) {
         memcpy(out->architecture, arch.data, arch.len);
         out->architecture[arch.len] = '\0';
-    } else {
+    }
+    if (!out->architecture[0] || st_has_control(out->architecture)) {
         snprintf(out->architecture, sizeof out->architecture, "unknown");
     }
     const char *a = out->architecture;

@@ -194,6 +194,17 @@ edgellm_status store_signature_parse(const char *json_text, size_t len, store_si
     if (!ok)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "signature lacks one of name, version, sha256, size, key, signature");
+    /* Its fields reach messages, the manifest and (the hash) a blob path: the forms the store
+     * writes, nothing else. */
+    if (!st_valid_token(out->name, strlen(out->name)) ||
+        !st_valid_token(out->version, strlen(out->version)))
+        return ellm_fail(EDGELLM_ERR_FORMAT, "signature name or version is not a model name or "
+                         "version (letters, digits, '.', '_', '-')");
+    if (!st_valid_sha256(out->sha256) || !st_valid_hex(out->key, crypto_sign_PUBLICKEYBYTES) ||
+        !st_valid_hex(out->signature, crypto_sign_BYTES))
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "signature sha256, key or signature is not lowercase hex of the right "
+                         "length (64, 64 and 128 digits)");
     return EDGELLM_OK;
 }
 
@@ -220,45 +231,178 @@ edgellm_status store_signature_check(const store_signature *sig)
     return EDGELLM_OK;
 }
 
-bool store_key_trusted(store *s, const char *key_hex)
+/* trusted-keys is small (one line per publisher); a bigger file is not one the store wrote. */
+enum { TRUSTED_FILE_MAX = 1 << 20, TRUST_COMMENT_MAX = 1024 };
+
+/* Reads the whole trusted-keys file into a malloc'd NUL-terminated buffer ("" when absent). */
+static edgellm_status read_trusted_file(const char *path, char **text_out, size_t *len_out)
 {
-    char path[1100];
-    if (st_path(path, sizeof path, "%s/trusted-keys", s->root) != EDGELLM_OK)
-        return false;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    char line[512];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f)) {
-        char kind[32], hex[100];
-        if (line[0] == '#')
-            continue;
-        if (sscanf(line, "%31s %99s", kind, hex) == 2 && strcmp(kind, "ed25519") == 0 &&
-            strcasecmp(hex, key_hex) == 0)
-            found = true;
+    *text_out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f && errno == ENOENT) {
+        *text_out = calloc(1, 1);
+        *len_out = 0;
+        return *text_out ? EDGELLM_OK : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
     }
+    if (!f)
+        return ellm_fail(EDGELLM_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    char *text = malloc(TRUSTED_FILE_MAX + 1);
+    size_t len = text ? fread(text, 1, TRUSTED_FILE_MAX + 1, f) : 0;
+    bool failed = text && ferror(f);
     fclose(f);
-    return found;
+    if (!text)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
+    if (failed || len > TRUSTED_FILE_MAX) {
+        free(text);
+        return ellm_fail(EDGELLM_ERR_FORMAT, failed ? "cannot read %s" : "%s is larger than 1 MiB: "
+                         "not a trusted-keys file the store wrote; check it", path);
+    }
+    text[len] = '\0';
+    *text_out = text;
+    *len_out = len;
+    return EDGELLM_OK;
+}
+
+/* Whether line (len bytes, no newline) lists pk. Each line is taken whole: a key can only come
+ * from the second field of a line of its own. */
+static edgellm_status parse_trusted_line(const char *path, size_t line_no, const char *line,
+                                         size_t len, const unsigned char pk[crypto_sign_PUBLICKEYBYTES],
+                                         bool *match)
+{
+    *match = false;
+    if (len + 1 > STORE_TRUSTED_LINE_MAX)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "%s line %zu is longer than %d bytes: not a line the store wrote; "
+                         "correct or delete it", path, line_no, STORE_TRUSTED_LINE_MAX);
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)line[i] < 0x20 && line[i] != '\t') || line[i] == 0x7f)
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "%s line %zu holds a control character (byte %zu): correct or "
+                             "delete that line", path, line_no, i + 1);
+    size_t at = 0;
+    while (at < len && (line[at] == ' ' || line[at] == '\t'))
+        at++;
+    if (at == len || line[at] == '#')
+        return EDGELLM_OK;
+    const size_t hex_len = 2 * crypto_sign_PUBLICKEYBYTES;
+    char hex[2 * crypto_sign_PUBLICKEYBYTES + 1];
+    unsigned char key[crypto_sign_PUBLICKEYBYTES];
+    bool ok = len - at > 8 && memcmp(line + at, "ed25519", 7) == 0 &&
+              (line[at + 7] == ' ' || line[at + 7] == '\t');
+    if (ok) {
+        at += 8;
+        while (at < len && (line[at] == ' ' || line[at] == '\t'))
+            at++;
+        ok = len - at >= hex_len && (len - at == hex_len || line[at + hex_len] == ' ' ||
+                                     line[at + hex_len] == '\t');
+    }
+    if (ok) {
+        memcpy(hex, line + at, hex_len);
+        hex[hex_len] = '\0';
+        ok = st_unhex(hex, key, sizeof key);
+    }
+    if (!ok)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "%s line %zu is not \"ed25519 <64 hex digits> [comment]\": correct or "
+                         "delete that line", path, line_no);
+    *match = memcmp(key, pk, sizeof key) == 0;
+    return EDGELLM_OK;
+}
+
+/* Parses all of text (every line is checked, so a bad file is reported whatever it holds). */
+static edgellm_status trusted_text_has(const char *path, const char *text, size_t len,
+                                       const unsigned char pk[crypto_sign_PUBLICKEYBYTES],
+                                       bool *found)
+{
+    *found = false;
+    size_t line_no = 0;
+    for (size_t start = 0; start < len;) {
+        const char *nl = memchr(text + start, '\n', len - start);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        if (memchr(text + start, '\0', end - start))
+            return ellm_fail(EDGELLM_ERR_FORMAT, "%s line %zu holds a NUL byte: correct or delete "
+                             "that line", path, line_no + 1);
+        bool match = false;
+        edgellm_status st = parse_trusted_line(path, ++line_no, text + start, end - start, pk, &match);
+        if (st != EDGELLM_OK)
+            return st;
+        *found = *found || match;
+        start = end + 1;
+    }
+    return EDGELLM_OK;
+}
+
+static edgellm_status parse_public_key(const char *key_hex, unsigned char pk[crypto_sign_PUBLICKEYBYTES])
+{
+    if (!st_unhex(key_hex, pk, crypto_sign_PUBLICKEYBYTES))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "not an Ed25519 public key (64 hex digits): give the key or the "
+                         "KEYFILE.pub that 'edgellm models keygen' wrote");
+    return EDGELLM_OK;
+}
+
+edgellm_status store_key_trusted(store *s, const char *key_hex, bool *trusted)
+{
+    *trusted = false;
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+    char path[1100];
+    edgellm_status st = parse_public_key(key_hex, pk);
+    if (st == EDGELLM_OK)
+        st = st_path(path, sizeof path, "%s/trusted-keys", s->root);
+    char *text = NULL;
+    size_t len = 0;
+    if (st == EDGELLM_OK)
+        st = read_trusted_file(path, &text, &len);
+    if (st == EDGELLM_OK)
+        st = trusted_text_has(path, text, len, pk, trusted);
+    free(text);
+    return st;
 }
 
 edgellm_status store_trust_key(store *s, const char *key_hex, const char *comment)
 {
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];
-    if (!st_unhex(key_hex, pk, sizeof pk))
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "'%s' is not an Ed25519 public key (64 hex digits)", key_hex);
-    if (store_key_trusted(s, key_hex))
-        return EDGELLM_OK;
     char path[1100];
-    edgellm_status st = st_path(path, sizeof path, "%s/trusted-keys", s->root);
+    edgellm_status st = parse_public_key(key_hex, pk);
+    if (st == EDGELLM_OK)
+        st = st_path(path, sizeof path, "%s/trusted-keys", s->root);
     if (st != EDGELLM_OK)
         return st;
-    FILE *f = fopen(path, "a");
-    if (!f)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    fprintf(f, "ed25519 %s%s%s\n", key_hex, comment && *comment ? " " : "", comment ? comment : "");
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    return EDGELLM_OK;
+    /* The comment is the user's, often a path: escaped so no byte of it can end the line, and
+     * cut so the line stays within what the reader accepts. */
+    char escaped[TRUST_COMMENT_MAX + 1];
+    st_escape_controls(comment ? comment : "", escaped, sizeof escaped);
+    char hex[2 * crypto_sign_PUBLICKEYBYTES + 1];
+    st_hex(pk, sizeof pk, hex);
+    char line[16 + sizeof hex + sizeof escaped];
+    snprintf(line, sizeof line, "ed25519 %s%s%s\n", hex, escaped[0] ? " " : "", escaped);
+
+    st = st_lock_store(s);
+    if (st != EDGELLM_OK)
+        return st;
+    char *text = NULL, *grown = NULL;
+    size_t len = 0;
+    bool found = false;
+    st = read_trusted_file(path, &text, &len);
+    if (st == EDGELLM_OK)
+        st = trusted_text_has(path, text, len, pk, &found);
+    if (st == EDGELLM_OK && !found) {
+        bool needs_newline = len > 0 && text[len - 1] != '\n';
+        size_t line_len = strlen(line);
+        grown = malloc(len + 1 + line_len + 1);
+        if (!grown)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
+        else {
+            memcpy(grown, text, len);
+            size_t at = len;
+            if (needs_newline)
+                grown[at++] = '\n';
+            memcpy(grown + at, line, line_len);
+            st = st_write_atomic(s->root, "trusted-keys", grown, at + line_len);
+        }
+    }
+    st_unlock_store(s);
+    free(text);
+    free(grown);
+    return st;
 }

@@ -99,7 +99,7 @@ void store_close(store *s)
 
 const char *store_root(const store *s) { return s->root; }
 
-static edgellm_status lock_store(store *s)
+edgellm_status st_lock_store(store *s)
 {
     while (flock(s->lock_fd, LOCK_EX) != 0) {
         if (errno != EINTR)
@@ -108,23 +108,9 @@ static edgellm_status lock_store(store *s)
     return EDGELLM_OK;
 }
 
-static void unlock_store(store *s) { flock(s->lock_fd, LOCK_UN); }
+void st_unlock_store(store *s) { flock(s->lock_fd, LOCK_UN); }
 
 /* ---- names -------------------------------------------------------------------------------- */
-
-static bool valid_token(const char *s, size_t len)
-{
-    if (len == 0 || s[0] == '.' || s[0] == '-')
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
 
 edgellm_status store_parse_ref(const char *ref, char *name_out, size_t name_cap, char *version_out,
                                size_t version_cap)
@@ -133,11 +119,11 @@ edgellm_status store_parse_ref(const char *ref, char *name_out, size_t name_cap,
     size_t name_len = colon ? (size_t)(colon - ref) : strlen(ref);
     const char *version = colon ? colon + 1 : "";
     size_t version_len = strlen(version);
-    if (!valid_token(ref, name_len) || name_len >= name_cap || name_len >= STORE_NAME_MAX)
+    if (!st_valid_token(ref, name_len) || name_len >= name_cap || name_len >= STORE_NAME_MAX)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "'%s' is not a model name: use letters, digits, '.', '_' and '-' "
                          "(NAME or NAME:VERSION)", ref);
-    if (colon && (!valid_token(version, version_len) || version_len >= version_cap ||
+    if (colon && (!st_valid_token(version, version_len) || version_len >= version_cap ||
                   version_len >= STORE_VERSION_MAX))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "'%s' has an invalid version: use letters, digits, '.', '_' and '-'", ref);
@@ -164,18 +150,71 @@ const store_version *store_model_find(const store_model *model, const char *vers
     return NULL;
 }
 
-static void get_str(json_t *obj, const char *key, char *out, size_t cap)
+/* The forms a manifest field may take; anything else makes the manifest corrupt. */
+typedef enum field_form {
+    FIELD_TOKEN,  /* a version name */
+    FIELD_SHA256, /* 64 lowercase hex digits: it becomes part of a blob path */
+    FIELD_KEY,    /* 64 lowercase hex digits, or "" when unsigned */
+    FIELD_SIG,    /* 128 lowercase hex digits, or "" when unsigned */
+    FIELD_TEXT    /* printable text (shown by `models info`) */
+} field_form;
+
+static const char *field_form_name(field_form form)
 {
-    const char *v = json_string_value(json_object_get(obj, key));
-    snprintf(out, cap, "%s", v ? v : "");
+    switch (form) {
+    case FIELD_TOKEN: return "a version name (letters, digits, '.', '_', '-')";
+    case FIELD_SHA256: return "a SHA-256 (64 lowercase hex digits)";
+    case FIELD_KEY: return "an Ed25519 key (64 lowercase hex digits) or empty";
+    case FIELD_SIG: return "an Ed25519 signature (128 lowercase hex digits) or empty";
+    case FIELD_TEXT: return "text without control characters";
+    }
+    return "?";
 }
 
-static uint64_t get_u64(json_t *obj, const char *key)
+/* Copies obj[key] into out when it has the given form; a missing key reads as "" and is accepted
+ * where "" is. */
+static bool read_field(json_t *obj, const char *key, field_form form, bool may_be_empty, char *out,
+                       size_t cap)
 {
-    json_int_t v = json_integer_value(json_object_get(obj, key));
-    return v > 0 ? (uint64_t)v : 0;
+    json_t *value = json_object_get(obj, key);
+    if (value && !json_is_string(value))
+        return false;
+    const char *v = value ? json_string_value(value) : "";
+    size_t len = strlen(v);
+    if (len >= cap || (value && json_string_length(value) != len)) /* too long, or a NUL inside */
+        return false;
+    bool ok;
+    if (len == 0)
+        ok = may_be_empty;
+    else if (form == FIELD_TOKEN)
+        ok = st_valid_token(v, len);
+    else if (form == FIELD_SHA256 || form == FIELD_KEY)
+        ok = st_valid_hex(v, 32);
+    else if (form == FIELD_SIG)
+        ok = st_valid_hex(v, 64);
+    else
+        ok = !st_has_control(v);
+    if (ok)
+        memcpy(out, v, len + 1);
+    return ok;
 }
 
+static bool read_count(json_t *obj, const char *key, uint64_t *out)
+{
+    json_t *value = json_object_get(obj, key);
+    if (!value) {
+        *out = 0;
+        return true;
+    }
+    if (!json_is_integer(value) || json_integer_value(value) < 0)
+        return false;
+    *out = (uint64_t)json_integer_value(value);
+    return true;
+}
+
+/* The one reader of manifests. Every field must have the form the store writes before any of it
+ * is used: a sha256 becomes part of a path, versions and text are printed. A manifest with a field
+ * out of form is refused whole: dropping the entry would let gc delete the blob it references. */
 static edgellm_status load_manifest(store *s, const char *name, store_model *out)
 {
     memset(out, 0, sizeof *out);
@@ -183,43 +222,84 @@ static edgellm_status load_manifest(store *s, const char *name, store_model *out
     edgellm_status st = st_path(path, sizeof path, "%s/models/%s/manifest.json", s->root, name);
     if (st != EDGELLM_OK)
         return st;
+    struct stat sb;
+    if (lstat(path, &sb) != 0 && (errno == ENOENT || errno == ENOTDIR))
+        return ellm_fail(EDGELLM_ERR_NOT_FOUND, "model '%s' is not installed (see 'edgellm models list')", name);
+    FILE *f = fopen(path, "rb");
+    if (!f || fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        int err = f ? EISDIR : errno;
+        if (f)
+            fclose(f);
+        return ellm_fail(EDGELLM_ERR_IO,
+                         "cannot read the manifest %s: %s; restore it, or remove the model with "
+                         "'edgellm models remove %s'", path, f ? "not a regular file" : strerror(err),
+                         name);
+    }
     json_error_t err;
-    json_t *root = json_load_file(path, 0, &err);
-    if (!root) {
-        if (access(path, F_OK) != 0)
-            return ellm_fail(EDGELLM_ERR_NOT_FOUND, "model '%s' is not installed (see 'edgellm models list')", name);
-        return ellm_fail(EDGELLM_ERR_FORMAT, "manifest %s is corrupt: %s", path, err.text);
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
+    fclose(f);
+    json_t *versions = root ? json_object_get(root, "versions") : NULL;
+    if (!root || !json_is_object(root) || !json_is_array(versions)) {
+        json_decref(root);
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "manifest %s is corrupt (%s); restore it, or remove the model with "
+                         "'edgellm models remove %s'",
+                         path, root ? "no \"versions\" list" : err.text, name);
     }
     snprintf(out->name, sizeof out->name, "%s", name);
-    get_str(root, "active", out->active, sizeof out->active);
-    get_str(root, "previous", out->previous, sizeof out->previous);
+    const char *bad = NULL, *expected = NULL;
+    size_t bad_entry = 0;
+#define FIELD(obj, key, form, may_be_empty, dst)                                                \
+    do {                                                                                        \
+        if (!bad && !read_field((obj), (key), (form), (may_be_empty), (dst), sizeof(dst))) {    \
+            bad = (key);                                                                        \
+            expected = field_form_name(form);                                                   \
+        }                                                                                       \
+    } while (0)
+    FIELD(root, "active", FIELD_TOKEN, true, out->active);
+    FIELD(root, "previous", FIELD_TOKEN, true, out->previous);
     out->pinned = json_is_true(json_object_get(root, "pinned"));
-    json_t *versions = json_object_get(root, "versions");
-    size_t n = json_is_array(versions) ? json_array_size(versions) : 0;
+    size_t n = json_array_size(versions);
     out->versions = n ? calloc(n, sizeof *out->versions) : NULL;
     if (n && !out->versions) {
         json_decref(root);
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !bad; i++) {
         json_t *v = json_array_get(versions, i);
-        store_version *sv = &out->versions[out->n_versions];
-        get_str(v, "version", sv->version, sizeof sv->version);
-        get_str(v, "sha256", sv->sha256, sizeof sv->sha256);
-        sv->size = get_u64(v, "size");
-        get_str(v, "architecture", sv->architecture, sizeof sv->architecture);
-        get_str(v, "quantization", sv->quantization, sizeof sv->quantization);
-        sv->n_params = get_u64(v, "parameters");
-        sv->context_length = (uint32_t)get_u64(v, "context_length");
-        sv->min_ram_bytes = get_u64(v, "min_ram_bytes");
-        get_str(v, "source", sv->source, sizeof sv->source);
-        get_str(v, "signed_by", sv->signed_by, sizeof sv->signed_by);
-        get_str(v, "signature", sv->signature, sizeof sv->signature);
-        sv->installed_at = (int64_t)get_u64(v, "installed_at");
-        if (sv->version[0] && strlen(sv->sha256) == 64)
-            out->n_versions++;
+        store_version *sv = &out->versions[i];
+        bad_entry = i + 1;
+        uint64_t context = 0, installed = 0;
+        FIELD(v, "version", FIELD_TOKEN, false, sv->version);
+        FIELD(v, "sha256", FIELD_SHA256, false, sv->sha256);
+        FIELD(v, "architecture", FIELD_TEXT, true, sv->architecture);
+        FIELD(v, "quantization", FIELD_TEXT, true, sv->quantization);
+        FIELD(v, "source", FIELD_TEXT, true, sv->source);
+        FIELD(v, "signed_by", FIELD_KEY, true, sv->signed_by);
+        FIELD(v, "signature", FIELD_SIG, true, sv->signature);
+        if (!bad && !(read_count(v, "size", &sv->size) && read_count(v, "parameters", &sv->n_params) &&
+                      read_count(v, "context_length", &context) &&
+                      read_count(v, "min_ram_bytes", &sv->min_ram_bytes) &&
+                      read_count(v, "installed_at", &installed))) {
+            bad = "size, parameters, context_length, min_ram_bytes or installed_at";
+            expected = "a count (an integer from 0)";
+        }
+        sv->context_length = context > UINT32_MAX ? UINT32_MAX : (uint32_t)context;
+        sv->installed_at = (int64_t)installed;
+        out->n_versions = i + 1;
     }
+#undef FIELD
     json_decref(root);
+    if (bad) {
+        store_model_clear(out);
+        char where[48] = "";
+        if (bad_entry)
+            snprintf(where, sizeof where, "version entry %zu: ", bad_entry);
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "manifest %s is corrupt: %s%s is not %s; restore it, or remove the model "
+                         "with 'edgellm models remove %s' and reinstall it",
+                         path, where, bad, expected, name);
+    }
     return EDGELLM_OK;
 }
 
@@ -261,6 +341,9 @@ static edgellm_status save_manifest(store *s, const store_model *m)
 
 static edgellm_status blob_path(const store *s, const char *sha, char *out, size_t cap)
 {
+    if (!st_valid_sha256(sha))
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "refusing a blob name that is not a SHA-256 (64 lowercase hex digits)");
     return st_path(out, cap, "%s/blobs/sha256/%s", s->root, sha);
 }
 
@@ -289,11 +372,14 @@ edgellm_status store_list_names(store *s, char ***names_out, size_t *count_out)
     size_t n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
+        /* Only names the store can create; anything else in models/ is not a model. */
+        if (!st_valid_token(e->d_name, strlen(e->d_name)) || strlen(e->d_name) >= STORE_NAME_MAX)
             continue;
+        /* A manifest that exists but cannot be read is listed, so its readers report it. */
         char manifest[1400];
+        struct stat sb;
         if (st_path(manifest, sizeof manifest, "%s/%s/manifest.json", dir, e->d_name) != EDGELLM_OK ||
-            access(manifest, F_OK) != 0)
+            (lstat(manifest, &sb) != 0 && (errno == ENOENT || errno == ENOTDIR)))
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -489,6 +575,56 @@ static edgellm_status open_download_part(store *s, const char *url, char *path, 
     }
 }
 
+typedef struct hash_set {
+    char (*items)[STORE_HASH_HEX];
+    size_t n, cap;
+} hash_set;
+
+static bool hash_set_add(hash_set *h, const char *sha)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 32;
+        void *grown = realloc(h->items, cap * sizeof *h->items);
+        if (!grown)
+            return false;
+        h->items = grown;
+        h->cap = cap;
+    }
+    snprintf(h->items[h->n++], STORE_HASH_HEX, "%s", sha);
+    return true;
+}
+
+static bool hash_set_has(const hash_set *h, const char *sha)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->items[i], sha) == 0)
+            return true;
+    return false;
+}
+
+static edgellm_status sweep_dir(const char *dir, const hash_set *keep, const char *keep_prefix,
+                                bool only_unlocked, uint64_t *files, uint64_t *bytes);
+
+/* The reason a file was refused, from the parser or the loader: it may quote the file's own
+ * strings, so its control characters are escaped before they reach a terminal. */
+static edgellm_status refuse_model(edgellm_status st, const char *from, const char *what)
+{
+    char cause[768];
+    st_escape_controls(edgellm_last_error(), cause, sizeof cause);
+    return ellm_fail(st, "refusing to install %s: %s: %s", from, what, cause);
+}
+
+/* Copies of installs that were killed: every live install holds a flock() on its temporary, so an
+ * unlocked one is older than any install still running. Partial downloads are kept: a rerun of
+ * that install resumes from them (gc deletes them). */
+static void sweep_stale_temporaries(store *s)
+{
+    char dir[1200];
+    uint64_t files = 0, bytes = 0;
+    if (st_path(dir, sizeof dir, "%s/tmp", s->root) == EDGELLM_OK)
+        sweep_dir(dir, NULL, "download-", true, &files, &bytes);
+}
+
 edgellm_status store_install(store *s, const char *name, const char *version_in, const char *from,
                              const store_install_options *opts_in, char *installed_version_out,
                              size_t cap)
@@ -499,11 +635,14 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     bool keep_partial = false, moved = false;
     edgellm_status st;
 
+    /* Best effort: a store whose tmp/ cannot be swept fails below with a clearer message. */
+    sweep_stale_temporaries(s);
+
     /* 1. Bring the bytes into tmp/ (nothing visible yet). */
     if (st_is_url(from)) {
         st = open_download_part(s, from, tmp_path, sizeof tmp_path, &fd);
         if (st == EDGELLM_OK) {
-            st = st_download(from, fd, tmp_path, opts.progress, opts.max_retries);
+            st = st_download(from, fd, tmp_path, &opts);
             /* A transfer problem keeps the partial file so a rerun resumes; anything later
              * (wrong hash, garbage) deletes it. */
             struct stat part;
@@ -526,7 +665,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
 
     /* 2. Verify: signature, hash, GGUF header. */
     store_signature sig;
-    bool signed_file = false;
+    bool signed_file = false, trusted = false;
     char version[STORE_VERSION_MAX];
     snprintf(version, sizeof version, "%s", version_in ? version_in : "");
     if (st == EDGELLM_OK)
@@ -551,7 +690,9 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
                            from, sha, (unsigned long long)size, sig.sha256, (unsigned long long)sig.size);
         else if ((st = store_signature_check(&sig)) != EDGELLM_OK)
             st = ellm_fail_wrap(st, "refusing to install %s", from);
-        else if (!store_key_trusted(s, sig.key))
+        else if ((st = store_key_trusted(s, sig.key, &trusted)) != EDGELLM_OK)
+            st = ellm_fail_wrap(st, "refusing to install %s", from);
+        else if (!trusted)
             st = ellm_fail(EDGELLM_ERR_FORMAT,
                            "refusing to install %s: it is signed by key %s, which is not in %s/trusted-keys "
                            "(add it with 'edgellm models trust KEY' if you trust the publisher)",
@@ -563,7 +704,17 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     if (st == EDGELLM_OK) {
         st = store_read_shape(tmp_path, &shape);
         if (st != EDGELLM_OK)
-            st = ellm_fail_wrap(st, "refusing to install %s: not a usable GGUF model", from);
+            st = refuse_model(st, from, "not a usable GGUF model");
+    }
+    if (st == EDGELLM_OK) {
+        /* The header alone passes files that cannot run (tensors that disagree with the
+         * hyper-parameters, a missing tensor, a vocabulary of another size than the embedding):
+         * load it as `run` would. The weights are only mapped, not read. */
+        edgellm_model *model = NULL;
+        st = edgellm_model_load(tmp_path, NULL, &model);
+        edgellm_model_free(model);
+        if (st != EDGELLM_OK)
+            st = refuse_model(st, from, "the model does not load");
     }
     if (st == EDGELLM_OK && fchmod(fd, 0444) != 0)
         st = ellm_fail(EDGELLM_ERR_IO, "cannot chmod %s: %s", tmp_path, strerror(errno));
@@ -572,7 +723,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     store_model m = {0};
     bool locked = false;
     if (st == EDGELLM_OK) {
-        st = lock_store(s);
+        st = st_lock_store(s);
         locked = st == EDGELLM_OK;
     }
     if (st == EDGELLM_OK) {
@@ -632,7 +783,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
             v->n_params = shape.n_params;
             v->context_length = shape.n_ctx_train > 0 ? (uint32_t)shape.n_ctx_train : 0;
             v->min_ram_bytes = st_min_ram(&shape);
-            snprintf(v->source, sizeof v->source, "%s", from);
+            st_escape_controls(from, v->source, sizeof v->source);
             if (signed_file) {
                 snprintf(v->signed_by, sizeof v->signed_by, "%s", sig.key);
                 snprintf(v->signature, sizeof v->signature, "%s", sig.signature);
@@ -648,7 +799,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     if (st == EDGELLM_OK)
         st = save_manifest(s, &m);
     if (locked)
-        unlock_store(s);
+        st_unlock_store(s);
     store_model_clear(&m);
 
     if (fd >= 0) {
@@ -688,7 +839,7 @@ static edgellm_status check_blob(store *s, const store_version *v, const char *n
 static edgellm_status set_active(store *s, const char *name, const char *version, bool to_previous,
                                  char *now_active_out, size_t cap)
 {
-    edgellm_status st = lock_store(s);
+    edgellm_status st = st_lock_store(s);
     if (st != EDGELLM_OK)
         return st;
     store_model m;
@@ -718,7 +869,7 @@ static edgellm_status set_active(store *s, const char *name, const char *version
     if (st == EDGELLM_OK && now_active_out)
         snprintf(now_active_out, cap, "%s", m.active);
     store_model_clear(&m);
-    unlock_store(s);
+    st_unlock_store(s);
     return st;
 }
 
@@ -734,7 +885,7 @@ edgellm_status store_rollback(store *s, const char *name, char *now_active_out, 
 
 edgellm_status store_pin(store *s, const char *name, bool pinned)
 {
-    edgellm_status st = lock_store(s);
+    edgellm_status st = st_lock_store(s);
     if (st != EDGELLM_OK)
         return st;
     store_model m;
@@ -744,18 +895,23 @@ edgellm_status store_pin(store *s, const char *name, bool pinned)
         st = save_manifest(s, &m);
     }
     store_model_clear(&m);
-    unlock_store(s);
+    st_unlock_store(s);
     return st;
 }
 
 edgellm_status store_remove(store *s, const char *name, const char *version, bool force)
 {
-    edgellm_status st = lock_store(s);
+    edgellm_status st = st_lock_store(s);
     if (st != EDGELLM_OK)
         return st;
     store_model m;
     st = load_manifest(s, name, &m);
-    if (st == EDGELLM_OK && (!version || !version[0])) {
+    bool whole = !version || !version[0];
+    /* Removing a whole name needs nothing from its manifest, so a corrupt or unreadable one can
+     * be removed (the messages about it point here). */
+    if (whole && st != EDGELLM_OK && st != EDGELLM_ERR_NOT_FOUND)
+        st = EDGELLM_OK;
+    if (st == EDGELLM_OK && whole) {
         char dir[1200], path[1300];
         st = st_path(dir, sizeof dir, "%s/models/%s", s->root, name);
         if (st == EDGELLM_OK)
@@ -788,39 +944,14 @@ edgellm_status store_remove(store *s, const char *name, const char *version, boo
         }
     }
     store_model_clear(&m);
-    unlock_store(s);
+    st_unlock_store(s);
     return st;
 }
 
-typedef struct hash_set {
-    char (*items)[STORE_HASH_HEX];
-    size_t n, cap;
-} hash_set;
-
-static bool hash_set_add(hash_set *h, const char *sha)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 32;
-        void *grown = realloc(h->items, cap * sizeof *h->items);
-        if (!grown)
-            return false;
-        h->items = grown;
-        h->cap = cap;
-    }
-    snprintf(h->items[h->n++], STORE_HASH_HEX, "%s", sha);
-    return true;
-}
-
-static bool hash_set_has(const hash_set *h, const char *sha)
-{
-    for (size_t i = 0; i < h->n; i++)
-        if (strcmp(h->items[i], sha) == 0)
-            return true;
-    return false;
-}
-
-static edgellm_status sweep_dir(const char *dir, const hash_set *keep, bool only_unlocked,
-                                uint64_t *files, uint64_t *bytes)
+/* Deletes the regular files in dir except those in keep and those whose name starts with
+ * keep_prefix (NULL: none); with only_unlocked, only files no process holds a flock() on. */
+static edgellm_status sweep_dir(const char *dir, const hash_set *keep, const char *keep_prefix,
+                                bool only_unlocked, uint64_t *files, uint64_t *bytes)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -830,6 +961,8 @@ static edgellm_status sweep_dir(const char *dir, const hash_set *keep, bool only
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         if (keep && hash_set_has(keep, e->d_name))
+            continue;
+        if (keep_prefix && strncmp(e->d_name, keep_prefix, strlen(keep_prefix)) == 0)
             continue;
         char path[1400];
         if (st_path(path, sizeof path, "%s/%s", dir, e->d_name) != EDGELLM_OK)
@@ -865,10 +998,32 @@ static edgellm_status sweep_dir(const char *dir, const hash_set *keep, bool only
     return EDGELLM_OK;
 }
 
-/* Manifest temporaries left by a process killed mid-write; safe to delete under the store lock,
- * which every manifest writer holds. */
-static edgellm_status sweep_manifest_temps(store *s, uint64_t *files, uint64_t *bytes)
+/* Deletes the files in dir whose names start with prefix. */
+static void sweep_prefixed(const char *dir, const char *prefix, uint64_t *files, uint64_t *bytes)
 {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *f;
+    while ((f = readdir(d)) != NULL) {
+        if (strncmp(f->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        char path[1700];
+        struct stat sb;
+        if (st_path(path, sizeof path, "%s/%s", dir, f->d_name) == EDGELLM_OK &&
+            lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && unlink(path) == 0) {
+            (*files)++;
+            *bytes += (uint64_t)sb.st_size;
+        }
+    }
+    closedir(d);
+}
+
+/* Temporaries of manifests and of trusted-keys left by a process killed mid-write; safe to delete
+ * under the store lock, which every writer of those files holds. */
+static edgellm_status sweep_atomic_write_temps(store *s, uint64_t *files, uint64_t *bytes)
+{
+    sweep_prefixed(s->root, ".trusted-keys.", files, bytes);
     char models[1200];
     edgellm_status st = st_path(models, sizeof models, "%s/models", s->root);
     if (st != EDGELLM_OK)
@@ -883,22 +1038,7 @@ static edgellm_status sweep_manifest_temps(store *s, uint64_t *files, uint64_t *
         char dir[1400];
         if (st_path(dir, sizeof dir, "%s/%s", models, e->d_name) != EDGELLM_OK)
             continue;
-        DIR *md = opendir(dir);
-        if (!md)
-            continue;
-        struct dirent *f;
-        while ((f = readdir(md)) != NULL) {
-            if (strncmp(f->d_name, ".manifest.json.", 15) != 0)
-                continue;
-            char path[1700];
-            struct stat sb;
-            if (st_path(path, sizeof path, "%s/%s", dir, f->d_name) == EDGELLM_OK &&
-                lstat(path, &sb) == 0 && unlink(path) == 0) {
-                (*files)++;
-                *bytes += (uint64_t)sb.st_size;
-            }
-        }
-        closedir(md);
+        sweep_prefixed(dir, ".manifest.json.", files, bytes);
         /* A directory whose manifest was removed but not the directory itself. */
         char manifest[1500];
         if (st_path(manifest, sizeof manifest, "%s/manifest.json", dir) == EDGELLM_OK &&
@@ -913,7 +1053,7 @@ edgellm_status store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_freed
 {
     *files_removed = 0;
     *bytes_freed = 0;
-    edgellm_status st = lock_store(s);
+    edgellm_status st = st_lock_store(s);
     if (st != EDGELLM_OK)
         return st;
     hash_set keep = {0};
@@ -938,15 +1078,15 @@ edgellm_status store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_freed
     if (st == EDGELLM_OK)
         st = st_path(dir, sizeof dir, "%s/blobs/sha256", s->root);
     if (st == EDGELLM_OK)
-        st = sweep_dir(dir, &keep, false, files_removed, bytes_freed);
+        st = sweep_dir(dir, &keep, NULL, false, files_removed, bytes_freed);
     if (st == EDGELLM_OK)
         st = st_path(dir, sizeof dir, "%s/tmp", s->root);
     if (st == EDGELLM_OK)
-        st = sweep_dir(dir, NULL, true, files_removed, bytes_freed);
+        st = sweep_dir(dir, NULL, NULL, true, files_removed, bytes_freed);
     if (st == EDGELLM_OK)
-        st = sweep_manifest_temps(s, files_removed, bytes_freed);
+        st = sweep_atomic_write_temps(s, files_removed, bytes_freed);
     free(keep.items);
-    unlock_store(s);
+    st_unlock_store(s);
     return st;
 }
 
@@ -964,11 +1104,11 @@ edgellm_status store_verify(store *s, store_verify_report_fn report, void *user,
         store_model m;
         edgellm_status ms = load_manifest(s, names[i], &m);
         if (ms == EDGELLM_ERR_NOT_FOUND) { /* removed since we listed it */
-            unlock_store(s);
+            st_unlock_store(s);
             continue;
         }
         if (ms != EDGELLM_OK) {
-            unlock_store(s);
+            st_unlock_store(s);
             (*n_bad)++;
             if (report)
                 report(user, names[i], "", edgellm_last_error());
@@ -987,7 +1127,7 @@ edgellm_status store_verify(store *s, store_verify_report_fn report, void *user,
                 report(user, names[i], m.versions[j].version, bs == EDGELLM_OK ? NULL : edgellm_last_error());
         }
         store_model_clear(&m);
-        unlock_store(s);
+        st_unlock_store(s);
     }
     store_free_names(names, n_names);
     return st;

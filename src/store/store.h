@@ -71,12 +71,17 @@ typedef struct store_install_options {
     bool allow_unsigned;    /* install without a signature when none is found */
     bool activate;          /* make it active (unless the name is pinned) */
     bool progress;          /* draw a progress bar on stderr */
-    int max_retries;        /* download attempts after a dropped connection (default 5 if 0) */
+    int max_retries;        /* download attempts after a dropped connection (0: 5; < 0: none) */
+    /* Receives one-line notes the user should see while the install goes on (a download that
+     * had to restart from byte 0); NULL drops them. */
+    void (*notice)(void *user, const char *message);
+    void *notice_user;
 } store_install_options;
 
 /* Installs FROM (local path or http(s) URL) as name:version (version "" = from the signature,
- * else the next integer). Nothing becomes visible unless the hash, signature and GGUF header check
- * out. installed_version_out (may be NULL) receives the version. */
+ * else the next integer). Nothing becomes visible unless the hash and signature check out and the
+ * model loads. Copies left in tmp/ by installs that were killed are deleted first.
+ * installed_version_out (may be NULL) receives the version. */
 edgellm_status store_install(store *s, const char *name, const char *version, const char *from,
                              const store_install_options *opts, char *installed_version_out,
                              size_t cap);
@@ -130,8 +135,13 @@ typedef struct store_signature {
 edgellm_status store_signature_parse(const char *json_text, size_t len, store_signature *out);
 /* Checks the Ed25519 signature itself (not whether the key is trusted). */
 edgellm_status store_signature_check(const store_signature *sig);
-/* Whether key_hex is listed in the store's trusted-keys file. */
-bool store_key_trusted(store *s, const char *key_hex);
+/* Whether key_hex is listed in the store's trusted-keys file. A file that does not parse (a line
+ * that is not blank, a '#' comment or "ed25519 <64 hex> [comment]", or longer than
+ * STORE_TRUSTED_LINE_MAX) is an error, never a partial answer. */
+#define STORE_TRUSTED_LINE_MAX 4096
+edgellm_status store_key_trusted(store *s, const char *key_hex, bool *trusted);
+/* Adds key_hex to trusted-keys (atomically, under the store lock); comment is written with its
+ * control characters escaped and cut to fit the line limit. */
 edgellm_status store_trust_key(store *s, const char *key_hex, const char *comment);
 
 /* ---- Memory planner ------------------------------------------------------------------ */

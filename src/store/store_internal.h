@@ -24,15 +24,36 @@ edgellm_status st_write_atomic(const char *dir, const char *final_name, const vo
 
 bool st_is_url(const char *s);
 
+/* The store lock (see store.h): held around every change to manifests or trusted-keys and every
+ * deletion. */
+edgellm_status st_lock_store(store *s);
+void st_unlock_store(store *s);
+
+/* Whether s[0..len) is a model name or version: [A-Za-z0-9._-], not starting with '.' or '-'. */
+bool st_valid_token(const char *s, size_t len);
+/* Whether s is a SHA-256 as the store writes it: exactly 64 lowercase hex digits. Every reader of
+ * a manifest or signature checks with this before the value can become part of a blob path. */
+bool st_valid_sha256(const char *s);
+/* Whether s is exactly 2*n_bytes lowercase hex digits (keys and signatures as the store writes
+ * them). */
+bool st_valid_hex(const char *s, size_t n_bytes);
+/* Whether s holds a control byte (below 0x20, or 0x7f). */
+bool st_has_control(const char *s);
+/* Copies text into out (cap bytes, NUL included) with control bytes and '\\' written as \xNN, so
+ * it fits on one line of a line-oriented file and cannot drive a terminal; cut between escapes
+ * when out is too small. */
+void st_escape_controls(const char *text, char *out, size_t cap);
+
 /* Draws "bytes / total  rate  ETA" on stderr (only called when it is a terminal). */
 void st_progress_draw(const char *label, uint64_t done, uint64_t total, double started);
 void st_progress_done(void);
 double st_now(void);
 
 /* Downloads url into part_path, resuming from what the file already holds and retrying after
- * dropped connections. The caller holds an exclusive flock on part_fd. */
-edgellm_status st_download(const char *url, int part_fd, const char *part_path, bool progress,
-                           int max_retries);
+ * dropped connections; a server that ignores the Range request restarts the file from byte 0
+ * (told through opts->notice). The caller holds an exclusive flock on part_fd. */
+edgellm_status st_download(const char *url, int part_fd, const char *part_path,
+                           const store_install_options *opts);
 /* Fetches a small resource (a signature) into a malloc'd NUL-terminated buffer.
  * EDGELLM_ERR_NOT_FOUND for HTTP 404. */
 edgellm_status st_fetch_small(const char *url, char **text_out, size_t *len_out);

@@ -93,6 +93,59 @@ bool st_is_url(const char *s)
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
 }
 
+bool st_valid_token(const char *s, size_t len)
+{
+    if (len == 0 || s[0] == '.' || s[0] == '-')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+bool st_valid_hex(const char *s, size_t n_bytes)
+{
+    for (size_t i = 0; i < 2 * n_bytes; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false; /* also stops at a NUL before the end */
+    return s[2 * n_bytes] == '\0';
+}
+
+bool st_valid_sha256(const char *s)
+{
+    return st_valid_hex(s, 32);
+}
+
+bool st_has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+void st_escape_controls(const char *text, char *out, size_t cap)
+{
+    size_t at = 0;
+    for (; *text; text++) {
+        unsigned char c = (unsigned char)*text;
+        bool escape = c < 0x20 || c == 0x7f || c == '\\';
+        size_t need = escape ? 4 : 1;
+        if (at + need >= cap)
+            break;
+        if (escape)
+            at += (size_t)snprintf(out + at, cap - at, "\\x%02x", c);
+        else
+            out[at++] = (char)c;
+    }
+    if (cap > 0)
+        out[at] = '\0';
+}
+
 double st_now(void)
 {
     struct timespec ts;

@@ -11,6 +11,9 @@ Serves files under ROOT at /MODE/NAME (Range supported), where MODE simulates a 
              close cleanly
   garbage    a body of the right length but wrong bytes
   slow       the body in 64 KiB pieces, 20 ms apart
+With ?norange=1 the server behaves like a plain static server without Range support: it ignores
+the Range header and answers 200 with the whole body (combine with drop to lose a connection
+mid-body first).
 Each request is logged as "PATH RANGE-START" so tests can see that a download resumed. The server
 exits by itself after 120 s.
 """
@@ -57,6 +60,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             nth = counts[key]
             with open(log_file, "a") as log:
                 log.write(f"{url.path} {start}\n")
+        ranges = query.get("norange", ["0"])[0] != "1"
+        if not ranges:
+            start = 0
         if start > len(data):
             self.send_error(416)
             return
@@ -67,7 +73,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
+        if ranges:
+            self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         faulty = nth <= int(query.get("n", ["1"])[0])
         if mode == "drop" and faulty:

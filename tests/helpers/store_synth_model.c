@@ -2,7 +2,12 @@
  * reuses the vocabulary (and every other tokenizer key) of a real GGUF file, so `edgellm run`
  * loads and runs it, and its peak memory can be compared with `edgellm plan`.
  *
- *   store_synth_model VOCAB_GGUF OUT N_EMBD N_LAYER N_HEAD N_HEAD_KV N_FF N_CTX
+ *   store_synth_model VOCAB_GGUF OUT N_EMBD N_LAYER N_HEAD N_HEAD_KV N_FF N_CTX [--ff-meta N]
+ *                     [--vocab-rows N]
+ *
+ * --ff-meta writes N as feed_forward_length while the FFN tensors keep N_FF, and --vocab-rows
+ * gives the embedding and output N rows instead of one per vocabulary entry: files that parse but
+ * cannot load, for the store's install checks.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,8 +35,19 @@ static edgellm_status fill_random(void *user, void *dst, uint64_t n_bytes)
 
 int main(int argc, char **argv)
 {
-    if (argc != 9) {
-        fprintf(stderr, "usage: %s VOCAB_GGUF OUT N_EMBD N_LAYER N_HEAD N_HEAD_KV N_FF N_CTX\n", argv[0]);
+    uint32_t ff_meta = 0, vocab_rows = 0;
+    bool usage_ok = argc >= 9 && (argc - 9) % 2 == 0;
+    for (int i = 9; usage_ok && i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--ff-meta") == 0)
+            ff_meta = (uint32_t)atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--vocab-rows") == 0)
+            vocab_rows = (uint32_t)atoi(argv[i + 1]);
+        else
+            usage_ok = false;
+    }
+    if (!usage_ok) {
+        fprintf(stderr, "usage: %s VOCAB_GGUF OUT N_EMBD N_LAYER N_HEAD N_HEAD_KV N_FF N_CTX "
+                        "[--ff-meta N] [--vocab-rows N]\n", argv[0]);
         return 2;
     }
     uint32_t n_embd = (uint32_t)atoi(argv[3]), n_layer = (uint32_t)atoi(argv[4]);
@@ -51,7 +67,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s has no tokenizer.ggml.tokens\n", argv[1]);
         return 1;
     }
-    uint64_t n_vocab = tokens->n;
+    uint64_t n_vocab = vocab_rows ? vocab_rows : tokens->n;
     gguf_writer *w = gguf_writer_create();
     edgellm_status st = w ? EDGELLM_OK : EDGELLM_ERR_OUT_OF_MEMORY;
     for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(in); i++) {
@@ -69,7 +85,7 @@ int main(int argc, char **argv)
     if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.block_count", n_layer);
     if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.attention.head_count", n_head);
     if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", n_head_kv);
-    if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.feed_forward_length", n_ff);
+    if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.feed_forward_length", ff_meta ? ff_meta : n_ff);
     if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.context_length", n_ctx);
     if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.rope.dimension_count", n_embd / n_head);
 

@@ -60,9 +60,16 @@ static int parse_ref_arg(const char *ref, char *name, char *version)
     return 0;
 }
 
+static void print_notice(void *user, const char *message)
+{
+    (void)user;
+    fprintf(stderr, "edgellm %s: note: %s\n", CMD, message);
+}
+
 static int do_install(int argc, char **argv)
 {
-    store_install_options opts = {.activate = true, .progress = isatty(STDERR_FILENO) != 0};
+    store_install_options opts = {.activate = true, .progress = isatty(STDERR_FILENO) != 0,
+                                  .notice = print_notice};
     const char *positional[2] = {NULL, NULL};
     int n_pos = 0;
     for (int i = 1; i < argc; i++) {
@@ -91,8 +98,6 @@ static int do_install(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (opts.max_retries < 0)
-        opts.max_retries = 0;
     if (n_pos != 2) {
         cli_error(CMD, "install needs NAME[:VERSION] and FROM (a .gguf file or http(s):// URL)");
         return EXIT_USAGE;
@@ -186,7 +191,7 @@ static void report_verify(void *user, const char *name, const char *version, con
 {
     (void)user;
     if (problem)
-        printf("CORRUPT %s:%s: %s\n", name, version, problem);
+        printf("CORRUPT %s%s%s: %s\n", name, version[0] ? ":" : "", version, problem);
     else
         printf("ok      %s:%s\n", name, version);
 }
@@ -222,9 +227,13 @@ static int do_sign(int argc, char **argv)
         cli_error(CMD, "sign needs a version: NAME:VERSION");
         return EXIT_USAGE;
     }
-    char default_out[2048];
+    char default_out[4200];
     if (!out) {
-        snprintf(default_out, sizeof default_out, "%s.sig", file);
+        int n = snprintf(default_out, sizeof default_out, "%s.sig", file);
+        if (n < 0 || (size_t)n >= sizeof default_out) {
+            cli_error(CMD, "sign: the path %.60s... is too long to add .sig; give --out FILE", file);
+            return EXIT_USAGE;
+        }
         out = default_out;
     }
     if (store_sign_file(key, file, name, version, out) != EDGELLM_OK)
