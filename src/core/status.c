@@ -9,12 +9,23 @@
 
 static _Thread_local char last_error[ELLM_ERROR_CAP];
 
+/* Messages quote strings taken from files and requests (architecture names, tensor names, metadata
+ * keys); a control byte among them could rewrite the user's terminal or split a log line, so every
+ * message is made one printable line here, where all of them pass. */
+static void make_printable(char *text)
+{
+    for (unsigned char *c = (unsigned char *)text; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            *c = '?';
+}
+
 edgellm_status ellm_fail(edgellm_status status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    make_printable(last_error);
     return status;
 }
 
@@ -35,6 +46,7 @@ edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...)
         memcpy(last_error + at + 2, previous, plen);
         last_error[at + 2 + plen] = '\0';
     }
+    make_printable(last_error);
     return status;
 }
 
