@@ -602,16 +602,10 @@ static enum MHD_Result handle_embeddings(srv_server *srv, struct MHD_Connection 
  * hundreds of bytes); NULL when they are not valid UTF-8 on their own. */
 static json_t *piece_json(const edgellm_model *model, edgellm_token token)
 {
-    char small[256];
-    size_t len = 0;
-    edgellm_status st = edgellm_token_to_piece(model, token, small, sizeof small, &len);
-    if (st == EDGELLM_OK)
-        return json_stringn(small, len);
-    char *big = st == EDGELLM_ERR_BUFFER_TOO_SMALL ? malloc(len + 1) : NULL;
-    json_t *j = big && edgellm_token_to_piece(model, token, big, len + 1, &len) == EDGELLM_OK
-                    ? json_stringn(big, len)
-                    : NULL;
-    free(big);
+    char *piece = NULL;
+    size_t cap = 0, len = srv_token_piece(model, token, &piece, &cap);
+    json_t *j = json_stringn(piece ? piece : "", len);
+    free(piece);
     return j;
 }
 

@@ -644,36 +644,46 @@ static json_t *token_bytes(const char *piece, size_t n)
     return a;
 }
 
-static size_t piece_of(const edgellm_model *model, edgellm_token t, char *buf, size_t cap)
+size_t srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf, size_t *cap)
 {
-    size_t n = 0;
-    if (edgellm_token_to_piece(model, t, buf, cap, &n) != EDGELLM_OK)
-        n = 0;
-    return n;
+    size_t len = 0;
+    edgellm_status st = edgellm_token_to_piece(model, token, *buf, *cap, &len);
+    if (st == EDGELLM_ERR_BUFFER_TOO_SMALL) {
+        size_t want = len < 256 ? 256 : len;
+        char *grown = realloc(*buf, want);
+        if (!grown)
+            return 0;
+        *buf = grown;
+        *cap = want;
+        st = edgellm_token_to_piece(model, token, *buf, *cap, &len);
+    }
+    return st == EDGELLM_OK ? len : 0;
 }
 
 /* Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]} */
 static json_t *chat_logprobs(const edgellm_model *model, const srv_event *ev, size_t n)
 {
     json_t *content = json_array();
-    char piece[256];
+    char *piece = NULL;
+    size_t cap = 0;
     for (size_t i = 0; i < n; i++) {
         if (ev[i].token < 0)
             continue;
-        size_t len = piece_of(model, ev[i].token, piece, sizeof piece);
+        size_t len = srv_token_piece(model, ev[i].token, &piece, &cap);
         json_t *top = json_array();
         for (int k = 0; k < ev[i].n_top; k++) {
-            size_t tl = piece_of(model, ev[i].top[k].token, piece, sizeof piece);
+            size_t tl = srv_token_piece(model, ev[i].top[k].token, &piece, &cap);
             json_array_append_new(top, json_pack("{s:o,s:f,s:o}", "token", lossy_string(piece, tl),
                                                  "logprob", (double)ev[i].top[k].logprob, "bytes",
                                                  token_bytes(piece, tl)));
         }
-        len = piece_of(model, ev[i].token, piece, sizeof piece);
+        len = srv_token_piece(model, ev[i].token, &piece, &cap);
         json_array_append_new(content, json_pack("{s:o,s:f,s:o,s:o}", "token",
                                                  lossy_string(piece, len), "logprob",
                                                  (double)ev[i].logprob, "bytes",
                                                  token_bytes(piece, len), "top_logprobs", top));
     }
+    free(piece);
     return json_pack("{s:o}", "content", content);
 }
 
@@ -683,22 +693,23 @@ static json_t *completion_logprobs(const edgellm_model *model, const srv_event *
 {
     json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(),
            *offsets = json_array();
-    char piece[256];
+    char *piece = NULL;
+    size_t cap = 0;
     size_t at = offset;
     for (size_t i = 0; i < n; i++) {
         if (ev[i].token >= 0 && ev[i].no_logprob) {
-            size_t len = piece_of(model, ev[i].token, piece, sizeof piece);
+            size_t len = srv_token_piece(model, ev[i].token, &piece, &cap);
             json_array_append_new(tokens, lossy_string(piece, len));
             json_array_append_new(lps, json_null());
             json_array_append_new(tops, json_null());
             json_array_append_new(offsets, json_integer((json_int_t)at));
         } else if (ev[i].token >= 0) {
-            size_t len = piece_of(model, ev[i].token, piece, sizeof piece);
+            size_t len = srv_token_piece(model, ev[i].token, &piece, &cap);
             json_array_append_new(tokens, lossy_string(piece, len));
             json_array_append_new(lps, json_real(ev[i].logprob));
             json_t *top = json_object();
             for (int k = 0; k < ev[i].n_top; k++) {
-                size_t tl = piece_of(model, ev[i].top[k].token, piece, sizeof piece);
+                size_t tl = srv_token_piece(model, ev[i].top[k].token, &piece, &cap);
                 json_t *key = lossy_string(piece, tl);
                 json_object_set_new(top, json_string_value(key), json_real(ev[i].top[k].logprob));
                 json_decref(key);
@@ -708,6 +719,7 @@ static json_t *completion_logprobs(const edgellm_model *model, const srv_event *
         }
         at += ev[i].len;
     }
+    free(piece);
     return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs",
                      tops, "text_offset", offsets);
 }

@@ -179,6 +179,9 @@ json_t *srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *
                              const char *id, const char *model_id, long long created, int index,
                              const srv_event *events, size_t n_events, size_t text_offset,
                              bool first, srv_finish finish);
+/* The bytes of one token in *buf, grown (realloc) as needed and owned by the caller, who frees it
+ * after a loop over many tokens; returns their length (0 for an id outside the vocabulary). */
+size_t srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf, size_t *cap);
 json_t *srv_usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_generated);
 
 /* The chat page served at "/". */

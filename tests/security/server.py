@@ -253,6 +253,13 @@ def test_long_piece():
         pieces = [t["piece"] for t in body["tokens"]] if st == 200 else body
         check(st == 200 and pieces[-1] == "a" * 320,
               "/tokenize gives the whole 320-byte piece: %s" % [len(p) for p in pieces])
+        # The logprob token strings (completions' echo and chat's) had the same 255-byte cut.
+        st, body = s.request("POST", "/v1/completions", headers=JSON,
+                             body=json.dumps({"prompt": "a" * 320, "echo": True, "logprobs": 1,
+                                              "max_tokens": 0}))
+        toks = body["choices"][0]["logprobs"]["tokens"] if st == 200 else body
+        check(st == 200 and "a" * 320 in toks,
+              "echo logprobs name the whole 320-byte token: %s" % [len(t) for t in toks])
     finally:
         s.stop()
 
