@@ -148,6 +148,7 @@ Hi</s>there</s><|im_end|>
 plain=$("$EDGELLM" tokenize -m "$model" -p "$text" | tr -cd ',' | wc -c)
 parsed=$("$EDGELLM" tokenize -m "$model" --special -p "$text" | tr -cd ',' | wc -c)
 [[ -n "${pi:-}" && "$pi" -eq $((plain + 1)) && "$parsed" -lt "$plain" ]]
-check "typed </s> stays text ($pi prompt tokens; text $((plain + 1)), parsed $((parsed + 1)))" $?
+ok=$?
+check "typed </s> stays text (${pi:-?} prompt tokens; text $((plain + 1)), parsed $((parsed + 1)))" $ok
 
 exit $fail

@@ -23,10 +23,11 @@ for model in "$converted" "$SHARED/models/aidreams260K-f32.gguf"; do
     got=$("$EDGELLM" run -m "$model" -p "$prompt" -n 48 --temp 0 -t 2 2>"$tmp/run.err")
     rc=$?
     [[ $rc -eq 0 && "$got" == "$want" ]]
-    check "greedy '$prompt' on $(basename "$model")" $?
+    ok=$?
+    check "greedy '$prompt' on ${model##*/}" $ok
     n=$((n + 1))
   done < "$SHARED/testdata/aidreams/greedy.tsv"
-  [[ $n -eq 7 ]]; check "7 prompts on $(basename "$model")" $?
+  [[ $n -eq 7 ]]; check "7 prompts on ${model##*/}" $?
 done
 grep -q "prefill" "$tmp/run.err" && grep -q "time to first token" "$tmp/run.err" &&
   grep -q "decode" "$tmp/run.err" && grep -q "peak memory" "$tmp/run.err" &&
