@@ -48,36 +48,36 @@ cli_option_result cli_draft_option(const char *cmd, int argc, char **argv, int *
     return CLI_OPTION_TAKEN;
 }
 
-bool cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_model *target,
+int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_model *target,
                     const edgellm_context_params *cp, cli_draft *draft,
                     edgellm_generate_params *gp)
 {
     *draft = (cli_draft){0};
     if (o->draft_path && o->lookup > 0) {
         cli_error(cmd, "give either --draft or --lookup, not both");
-        return false;
+        return EXIT_USAGE;
     }
     if (o->draft_min > o->draft_max) {
         cli_error(cmd, "--draft-min (%ld) must not exceed --draft-max (%ld)", o->draft_min,
                   o->draft_max);
-        return false;
+        return EXIT_USAGE;
     }
     gp->draft_max = (int32_t)o->draft_max;
     gp->draft_min = (int32_t)o->draft_min;
     gp->lookup_ngram = (int32_t)o->lookup;
     if (!o->draft_path)
-        return true;
+        return 0;
     char resolved[4096];
     edgellm_model_info info;
     if (store_resolve_model(o->draft_path, resolved, sizeof resolved) != EDGELLM_OK ||
         edgellm_model_load(resolved, NULL, &draft->model) != EDGELLM_OK) {
         cli_error(cmd, "draft model: %s", edgellm_last_error());
-        return false;
+        return 1;
     }
     if (edgellm_model_check_draft(target, draft->model) != EDGELLM_OK) {
         cli_error(cmd, "--draft %s cannot be used: %s", o->draft_path, edgellm_last_error());
         cli_draft_close(draft);
-        return false;
+        return 1;
     }
     edgellm_model_get_info(draft->model, &info);
     edgellm_context_params dcp = *cp;
@@ -86,10 +86,10 @@ bool cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_m
     if (edgellm_context_create(draft->model, &dcp, &draft->ctx) != EDGELLM_OK) {
         cli_error(cmd, "draft model: %s", edgellm_last_error());
         cli_draft_close(draft);
-        return false;
+        return 1;
     }
     gp->draft = draft->ctx;
-    return true;
+    return 0;
 }
 
 void cli_draft_close(cli_draft *draft)

@@ -27,8 +27,9 @@ cli_option_result cli_draft_option(const char *cmd, int argc, char **argv, int *
 const char *cli_draft_usage(void);
 /* Loads the draft model, refuses one whose vocabulary differs from target's and gives it a
  * context like cp (its context capped at what the draft model was trained for); then sets the
- * speculative fields of gp. Prints a one-line error and returns false on failure. */
-bool cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_model *target,
+ * speculative fields of gp. Returns the exit code: 0, or 2 (usage) / 1 (runtime) after printing a
+ * one-line error. */
+int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_model *target,
                     const edgellm_context_params *cp, cli_draft *draft,
                     edgellm_generate_params *gp);
 void cli_draft_close(cli_draft *draft);

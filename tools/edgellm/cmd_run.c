@@ -206,8 +206,8 @@ int cmd_run(int argc, char **argv)
     edgellm_generate_result res = {0};
     edgellm_generate_params gp = edgellm_generate_default_params();
     cli_draft draft = {0};
-    if (rc == 0 && !cli_draft_open(cmd, &draft_opts, model, &cp, &draft, &gp))
-        rc = 1;
+    if (rc == 0)
+        rc = cli_draft_open(cmd, &draft_opts, model, &cp, &draft, &gp);
     if (rc == 0) {
         stream_state ss = {0};
         gp.max_tokens = n_predict < 0 ? 0 : (int32_t)n_predict;
