@@ -187,6 +187,8 @@ edgellm_status edgellm_context_create(edgellm_model *model, const edgellm_contex
 void edgellm_context_free(edgellm_context *ctx);
 
 int32_t edgellm_context_n_ctx(const edgellm_context *ctx);
+/* Most tokens one edgellm_eval with all_logits may take (the resolved n_batch). */
+int32_t edgellm_context_n_batch(const edgellm_context *ctx);
 /* Number of tokens currently held in the KV cache. */
 int32_t edgellm_context_n_past(const edgellm_context *ctx);
 /* The token ids held in the KV cache, in order (*n_tokens of them; valid until the next call

@@ -456,6 +456,7 @@ void edgellm_context_free(edgellm_context *c)
 }
 
 int32_t edgellm_context_n_ctx(const edgellm_context *c) { return c ? c->params.n_ctx : 0; }
+int32_t edgellm_context_n_batch(const edgellm_context *c) { return c ? c->params.n_batch : 0; }
 int32_t edgellm_context_n_past(const edgellm_context *c) { return c ? ellm_state_n_past(c->state) : 0; }
 const edgellm_model *edgellm_context_model(const edgellm_context *c) { return c ? c->model : NULL; }
 

@@ -104,8 +104,23 @@ static int emit(spec *sp, edgellm_token tok, edgellm_status *st)
     return 1;
 }
 
-/* Proposes up to k tokens after seq[0 .. n_seq) with the draft model into batch[1 ..], after
- * bringing the draft's cache up to seq (reusing the prefix it shares). */
+/* Brings the draft's cache to seq[0 .. n_seq), reusing the prefix it shares with it but
+ * evaluating at least the last token, whose logits the first proposal comes from. */
+static edgellm_status draft_catch_up(spec *sp, int32_t n_seq)
+{
+    edgellm_context *draft = sp->r->params->draft;
+    int32_t n_cached = 0;
+    const edgellm_token *cached = edgellm_context_tokens(draft, &n_cached);
+    int32_t keep = 0;
+    while (keep < n_cached && keep < n_seq - 1 && cached[keep] == sp->seq[keep])
+        keep++;
+    edgellm_status st = edgellm_context_truncate(draft, keep);
+    if (st == EDGELLM_OK)
+        st = edgellm_eval(draft, sp->seq + keep, n_seq - keep, 0);
+    return st;
+}
+
+/* Proposes up to k tokens after seq[0 .. n_seq) with the draft model into batch[1 ..]. */
 static edgellm_status propose_draft(spec *sp, int32_t n_seq, int32_t k, int32_t *n_proposed)
 {
     edgellm_context *draft = sp->r->params->draft;
@@ -116,15 +131,7 @@ static edgellm_status propose_draft(spec *sp, int32_t n_seq, int32_t k, int32_t 
         k = room;
     if (k <= 0)
         return EDGELLM_OK;
-    int32_t n_cached = 0;
-    const edgellm_token *cached = edgellm_context_tokens(draft, &n_cached);
-    int32_t keep = 0;
-    /* At least the pending token is evaluated, for the logits of the first proposal. */
-    while (keep < n_cached && keep < n_seq - 1 && cached[keep] == sp->seq[keep])
-        keep++;
-    edgellm_status st = edgellm_context_truncate(draft, keep);
-    if (st == EDGELLM_OK)
-        st = edgellm_eval(draft, sp->seq + keep, n_seq - keep, 0);
+    edgellm_status st = draft_catch_up(sp, n_seq);
     if (st != EDGELLM_OK)
         return st;
     ellm_sampler_copy_history(sp->draft_sampler, sp->sampler);
@@ -224,6 +231,8 @@ static int speculative_step(spec *sp, edgellm_token *tok, edgellm_status *st)
         k = edgellm_context_n_ctx(ctx) - n_seq;
     if (p->max_tokens > 0 && k > p->max_tokens - res->n_generated - 1)
         k = p->max_tokens - res->n_generated - 1;
+    if (k > edgellm_context_n_batch(ctx) - 1) /* the pass keeps the logits of every position */
+        k = edgellm_context_n_batch(ctx) - 1;
     int32_t n_proposed = 0;
     if (k > 0 && p->draft)
         *st = propose_draft(sp, n_seq, k, &n_proposed);
@@ -286,6 +295,13 @@ edgellm_status ellm_generate_speculative(ellm_generate_run *r, edgellm_sampler *
         sp.q = malloc((size_t)p->draft_max * (size_t)sp.n_vocab * sizeof *sp.q);
     if (st == EDGELLM_OK && (!sp.seq || !sp.batch || !sp.p || (need_q && !sp.q)))
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
+    int32_t n_prompt = 0;
+    const edgellm_token *prompt = edgellm_context_tokens(ctx, &n_prompt);
+    /* The draft reads the prompt now, as part of the time to the first token. */
+    if (st == EDGELLM_OK && p->draft && n_prompt <= edgellm_context_n_ctx(p->draft)) {
+        memcpy(sp.seq, prompt, (size_t)n_prompt * sizeof *prompt);
+        st = draft_catch_up(&sp, n_prompt);
+    }
     if (st == EDGELLM_OK) {
         edgellm_token tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
         *t_first = ellm_generate_now();
