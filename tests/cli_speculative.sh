@@ -42,6 +42,18 @@ drafted=$(printf 'Hello there\nAnd then?\n' |
 [[ "$plain" == "$drafted" ]] && grep -q "^\[chat\] speculative:" "$tmp/chat.err"
 check "chat --draft: same replies, acceptance reported" $?
 
+# bench: the speculative record; under forced acceptance 1 every proposal is taken.
+"$EDGELLM" bench -m "$model" -p 8 -n 16 -r 1 -t 1 --draft "$q4" --force-acceptance 1 --json \
+  >"$tmp/bench.json" 2>/dev/null
+python3 - "$tmp/bench.json" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))["speculative"]
+assert s["forced_acceptance"] == 1.0 and s["proposed"] > 0, s
+assert s["accepted"] == s["proposed"] and s["acceptance_rate"] == 1.0, s
+assert s["tokens_per_pass"] > 1.5 and s["decode_tok_per_s"] > 0 and s["plain_decode_tok_per_s"] > 0, s
+EOF
+check "bench --draft --force-acceptance 1 --json" $?
+
 expect_error() { # expect_error NAME EXIT-CODE PATTERN ARGS...
   local name=$1 code=$2 pattern=$3
   shift 3
@@ -60,4 +72,8 @@ expect_error "draft-max 0" 2 "draft-max" run -m "$model" -p hi --lookup 2 --draf
 expect_error "lookup not a number" 2 "lookup" run -m "$model" -p hi --lookup x
 expect_error "chat draft with another vocabulary" 1 "32000 tokens" \
   chat -m "$model" --draft "$SHARED/models/llama2-vocab-tiny-f16.gguf"
+expect_error "bench forced acceptance out of range" 2 "force-acceptance" \
+  bench -m "$model" --lookup 2 --force-acceptance 1.5
+expect_error "bench forced acceptance without proposals" 2 "needs proposals" \
+  bench -m "$model" --force-acceptance 0.5
 exit $fail

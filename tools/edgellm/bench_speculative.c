@@ -38,6 +38,16 @@ bool bench_speculative_wanted(const bench_speculative *b)
     return b->draft.draft_path || b->draft.lookup > 0;
 }
 
+bool bench_speculative_check(const char *cmd, const bench_speculative *b)
+{
+    if (b->forced && !bench_speculative_wanted(b)) {
+        cli_error(cmd, "--force-acceptance needs proposals to accept: add --draft MODEL or "
+                       "--lookup N");
+        return false;
+    }
+    return true;
+}
+
 /* One greedy generation from an empty cache; adds its decode tokens and seconds. */
 static edgellm_status timed_generation(edgellm_context *ctx, const edgellm_generate_params *gp,
                                        const edgellm_token *prompt, int n_prompt,

@@ -24,6 +24,8 @@ void bench_speculative_defaults(bench_speculative *b);
 cli_option_result bench_speculative_option(const char *cmd, int argc, char **argv, int *i,
                                            bench_speculative *b);
 bool bench_speculative_wanted(const bench_speculative *b);
+/* Whether the options make sense together (prints the error when not). */
+bool bench_speculative_check(const char *cmd, const bench_speculative *b);
 const char *bench_speculative_usage(void);
 /* reps alternating runs of n_gen greedy tokens after prompt, without and with proposals, on ctx
  * (target model m). Returns the exit code (errors printed). */

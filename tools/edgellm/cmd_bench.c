@@ -219,6 +219,8 @@ int cmd_bench(int argc, char **argv)
         cli_error(cmd, "no model given: edgellm bench -m MODEL");
         return EXIT_USAGE;
     }
+    if (!bench_speculative_check(cmd, &spec))
+        return EXIT_USAGE;
     if (threads <= 0)
         threads = sysconf(_SC_NPROCESSORS_ONLN);
     char path[4096];
