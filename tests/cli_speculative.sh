@@ -32,11 +32,12 @@ done
 
 "$EDGELLM" run -m "$model" -p "Once upon a time" -n 40 --temp 0 -v --draft "$q4" >/dev/null \
   2>"$tmp/verbose.err"
-grep -Eq "^speculative: [0-9]+ of [1-9][0-9]* proposals accepted \([0-9.]+ %\), [0-9.]+ tokens per pass" \
-  "$tmp/verbose.err"
+pattern='^speculative: [0-9]+ of [1-9][0-9]* proposals accepted \([0-9.]+ %\), [0-9.]+ tokens per'
+grep -Eq "$pattern pass" "$tmp/verbose.err"
 check "run -v reports acceptance and tokens per pass" $?
 
-plain=$(printf 'Hello there\nAnd then?\n' | "$EDGELLM" chat -m "$model" --temp 0 -n 20 --ctx 128 2>/dev/null)
+plain=$(printf 'Hello there\nAnd then?\n' |
+  "$EDGELLM" chat -m "$model" --temp 0 -n 20 --ctx 128 2>/dev/null)
 drafted=$(printf 'Hello there\nAnd then?\n' |
   "$EDGELLM" chat -m "$model" --temp 0 -n 20 --ctx 128 --draft "$q4" -v 2>"$tmp/chat.err")
 [[ "$plain" == "$drafted" ]] && grep -q "^\[chat\] speculative:" "$tmp/chat.err"
@@ -50,7 +51,8 @@ import json, sys
 s = json.load(open(sys.argv[1]))["speculative"]
 assert s["forced_acceptance"] == 1.0 and s["proposed"] > 0, s
 assert s["accepted"] == s["proposed"] and s["acceptance_rate"] == 1.0, s
-assert s["tokens_per_pass"] > 1.5 and s["decode_tok_per_s"] > 0 and s["plain_decode_tok_per_s"] > 0, s
+assert s["tokens_per_pass"] > 1.5, s
+assert s["decode_tok_per_s"] > 0 and s["plain_decode_tok_per_s"] > 0, s
 EOF
 check "bench --draft --force-acceptance 1 --json" $?
 

@@ -45,7 +45,8 @@ int ellm_generate_deliver(ellm_generate_run *r, edgellm_token token, const char 
     return 0;
 }
 
-static edgellm_status evaluate_prompt(ellm_generate_run *r, const edgellm_token *prompt, int32_t n_prompt)
+static edgellm_status evaluate_prompt(ellm_generate_run *r, const edgellm_token *prompt,
+                                      int32_t n_prompt)
 {
     edgellm_context *ctx = r->ctx;
     int32_t n_cached = 0;

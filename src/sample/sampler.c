@@ -225,8 +225,8 @@ static void partial_sort(candidate *c, int32_t n, int32_t k)
 }
 
 /* The temperature > 0 path: the penalised logits in s->logits filtered by top-k, temperature,
- * top-p and min-p into s->cands[0 .. n), sorted by logit; returns n. Their p are the temperature softmax over
- * the top-k survivors, so after the top-p/min-p cuts they sum to *kept_sum (<= 1). */
+ * top-p and min-p into s->cands[0 .. n), sorted by logit; returns n. Their p are the temperature
+ * softmax over the top-k survivors, so after the top-p/min-p cuts they sum to *kept_sum (<= 1). */
 static int32_t filtered_candidates(edgellm_sampler *s, double *kept_sum)
 {
     const edgellm_sampler_params *p = &s->params;
