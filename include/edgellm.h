@@ -187,6 +187,8 @@ edgellm_status edgellm_context_create(edgellm_model *model, const edgellm_contex
 void edgellm_context_free(edgellm_context *ctx);
 
 int32_t edgellm_context_n_ctx(const edgellm_context *ctx);
+/* Most tokens one edgellm_eval with all_logits may take (the resolved n_batch). */
+int32_t edgellm_context_n_batch(const edgellm_context *ctx);
 /* Number of tokens currently held in the KV cache. */
 int32_t edgellm_context_n_past(const edgellm_context *ctx);
 /* The token ids held in the KV cache, in order (*n_tokens of them; valid until the next call
@@ -333,6 +335,25 @@ typedef struct edgellm_generate_params {
     edgellm_sampler_params sampling;
     edgellm_token_callback on_token;
     void *user_data;
+    /* Speculative decoding (docs/speculative.md): cheap proposals for the next tokens are checked
+     * by the model in one batched pass and the KV cache is rolled back past the rejected ones.
+     * Greedy output is token for token what decoding without proposals gives; sampled output
+     * follows the same distribution edgellm_sampler_sample draws from (penalties, top-k,
+     * temperature, top-p and min-p applied to both models), not the same random stream. At most
+     * one source of proposals: */
+    edgellm_context *draft; /* a context of a smaller model with the same vocabulary
+                               (edgellm_model_check_draft), used by one generation at a time;
+                               NULL = none */
+    int32_t lookup_ngram;   /* > 0: prompt lookup: propose what followed the latest earlier
+                               occurrence of the context's last lookup_ngram tokens; 0 = off */
+    int32_t draft_max;      /* most tokens proposed per pass of the model (default 8) */
+    int32_t draft_min;      /* fewer proposals than this are not checked (default 1) */
+    /* BENCHMARK ONLY — breaks the output distribution. With benchmark_force_acceptance = 1 each
+     * proposal is accepted with probability benchmark_acceptance_rate whatever the models say,
+     * so the cost of drafting and verifying can be measured for any acceptance rate on models
+     * with random weights (`edgellm bench --force-acceptance`). Leave 0 in normal use. */
+    int benchmark_force_acceptance;
+    float benchmark_acceptance_rate;
 } edgellm_generate_params;
 
 edgellm_generate_params edgellm_generate_default_params(void);
@@ -345,6 +366,9 @@ typedef struct edgellm_generate_result {
     double prefill_seconds;   /* evaluating the prompt */
     double ttft_seconds;      /* from the call to the first generated token being sampled */
     double decode_seconds;    /* generating every token after the first */
+    int32_t n_target_passes;  /* forward passes of the model after the prompt's */
+    int32_t n_draft_proposed; /* speculative proposals checked by those passes */
+    int32_t n_draft_accepted; /* of them, accepted: acceptance rate = accepted / proposed */
 } edgellm_generate_result;
 
 /*
@@ -371,6 +395,11 @@ int edgellm_text_stream_stopped(const edgellm_text_stream *stream);
 edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
                                 const edgellm_generate_params *params,
                                 edgellm_generate_result *out_result);
+
+/* Whether draft can propose tokens for target (edgellm_generate_params.draft): the same
+ * vocabulary size, token texts, BOS/EOS and end-of-generation tokens. Fails with
+ * EDGELLM_ERR_INVALID_ARGUMENT naming the first difference. */
+edgellm_status edgellm_model_check_draft(const edgellm_model *target, const edgellm_model *draft);
 
 /* Same, from token ids (no tokenization, add_bos/parse_special ignored). */
 edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,

@@ -34,57 +34,6 @@ static int collect(void *user, edgellm_token token, const char *text, size_t len
     return c->stop_after > 0 && c->n_tokens >= c->stop_after;
 }
 
-static void unescape(char *s)
-{
-    char *o = s;
-    for (char *p = s; *p; p++) {
-        if (p[0] == '\\' && (p[1] == 'n' || p[1] == 't' || p[1] == '\\')) {
-            *o++ = p[1] == 'n' ? '\n' : p[1] == 't' ? '\t' : '\\';
-            p++;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-}
-
-typedef struct greedy_case {
-    char prompt[256];
-    edgellm_token ids[48];
-    char text[1024];
-} greedy_case;
-
-static int load_cases(greedy_case *cases, int max)
-{
-    char *tsv = test_read_file(test_shared_path("testdata/aidreams/greedy.tsv"), NULL);
-    if (!tsv)
-        return 0;
-    int n = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(tsv, "\n", &save); line && n < max;
-         line = strtok_r(NULL, "\n", &save)) {
-        if (line[0] == '#')
-            continue;
-        char *cols[4], *p = line;
-        for (int c = 0; c < 4; c++) {
-            cols[c] = p;
-            p = p ? strchr(p, '\t') : NULL;
-            if (p)
-                *p++ = '\0';
-        }
-        greedy_case *gc = &cases[n];
-        snprintf(gc->prompt, sizeof gc->prompt, "%s", cols[0]);
-        char *q = cols[2], *end;
-        for (int k = 0; k < 48; k++, q = end)
-            gc->ids[k] = (edgellm_token)strtol(q, &end, 10);
-        unescape(cols[3]);
-        snprintf(gc->text, sizeof gc->text, "%s", cols[3]);
-        n++;
-    }
-    free(tsv);
-    return n;
-}
-
 static edgellm_generate_params greedy_params(collected *c, int max_tokens)
 {
     edgellm_generate_params gp = edgellm_generate_default_params();
@@ -95,7 +44,7 @@ static edgellm_generate_params greedy_params(collected *c, int max_tokens)
     return gp;
 }
 
-static void test_greedy(edgellm_model *m, const greedy_case *cases, int n_cases)
+static void test_greedy(edgellm_model *m, const test_greedy_case *cases, int n_cases)
 {
     edgellm_context_params cp = edgellm_context_default_params();
     cp.n_threads = 2;
@@ -123,7 +72,7 @@ static void test_greedy(edgellm_model *m, const greedy_case *cases, int n_cases)
     edgellm_context_free(ctx);
 }
 
-static void test_prefix_reuse_and_stops(edgellm_model *m, const greedy_case *gc)
+static void test_prefix_reuse_and_stops(edgellm_model *m, const test_greedy_case *gc)
 {
     edgellm_context *ctx = NULL;
     CHECK(edgellm_context_create(m, NULL, &ctx) == EDGELLM_OK);
@@ -171,7 +120,7 @@ static void test_prefix_reuse_and_stops(edgellm_model *m, const greedy_case *gc)
     edgellm_context_free(ctx);
 }
 
-static void test_sampling_reproducible(edgellm_model *m, const greedy_case *gc)
+static void test_sampling_reproducible(edgellm_model *m, const test_greedy_case *gc)
 {
     edgellm_context *ctx = NULL;
     CHECK(edgellm_context_create(m, NULL, &ctx) == EDGELLM_OK);
@@ -253,7 +202,7 @@ static edgellm_token argmax(const float *logits, int32_t n)
  * (so prefills and single-token decodes share passes), and each must still produce exactly the
  * reference greedy continuation and the same logits bytes as evaluating it alone.
  */
-static void test_eval_batch(edgellm_model *m, const greedy_case *cases, int n_cases)
+static void test_eval_batch(edgellm_model *m, const test_greedy_case *cases, int n_cases)
 {
     enum { STEPS = 16 };
     int32_t n_vocab = edgellm_n_vocab(m);
@@ -528,8 +477,8 @@ static void test_profiling(edgellm_model *m)
 
 int main(void)
 {
-    static greedy_case cases[8];
-    int n_cases = load_cases(cases, 8);
+    static test_greedy_case cases[8];
+    int n_cases = test_load_greedy_cases(cases, 8);
     CHECK(n_cases == 7);
     edgellm_model *m = NULL;
     edgellm_status st = edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m);

@@ -1,6 +1,8 @@
+#define _POSIX_C_SOURCE 200809L
 #include "test_util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 int test_failures;
 int test_checks;
@@ -60,4 +62,50 @@ const char *test_tmp_path(const char *name)
     char *buf = bufs[slot++ % 8];
     snprintf(buf, 4096, "%s/%s", EDGELLM_TEST_TMP, name);
     return buf;
+}
+
+/* Undoes the TSV escapes \n, \t and \\ in place. */
+static void unescape_tsv(char *s)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (p[0] == '\\' && (p[1] == 'n' || p[1] == 't' || p[1] == '\\')) {
+            *o++ = p[1] == 'n' ? '\n' : p[1] == 't' ? '\t' : '\\';
+            p++;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}
+
+int test_load_greedy_cases(test_greedy_case *cases, int max)
+{
+    char *tsv = test_read_file(test_shared_path("testdata/aidreams/greedy.tsv"), NULL);
+    if (!tsv)
+        return 0;
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(tsv, "\n", &save); line && n < max;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#')
+            continue;
+        char *cols[4], *p = line;
+        for (int c = 0; c < 4; c++) {
+            cols[c] = p;
+            p = p ? strchr(p, '\t') : NULL;
+            if (p)
+                *p++ = '\0';
+        }
+        test_greedy_case *gc = &cases[n];
+        snprintf(gc->prompt, sizeof gc->prompt, "%s", cols[0]);
+        char *q = cols[2], *end;
+        for (int k = 0; k < 48; k++, q = end)
+            gc->ids[k] = (int32_t)strtol(q, &end, 10);
+        unescape_tsv(cols[3]);
+        snprintf(gc->text, sizeof gc->text, "%s", cols[3]);
+        n++;
+    }
+    free(tsv);
+    return n;
 }

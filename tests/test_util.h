@@ -4,6 +4,7 @@
 #define EDGELLM_TEST_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 extern int test_failures;
@@ -39,5 +40,15 @@ char *test_read_file(const char *path, size_t *out_len);
 const char *test_shared_path(const char *rel);
 /* A path under the test scratch directory (static buffer, rotates over 8 slots). */
 const char *test_tmp_path(const char *name);
+
+/* One line of ../shared/testdata/aidreams/greedy.tsv: a prompt and its 48 greedy tokens. */
+typedef struct test_greedy_case {
+    char prompt[256];
+    int32_t ids[48];
+    char text[1024];
+} test_greedy_case;
+
+/* Reads up to max cases from greedy.tsv; returns how many (0 if it cannot be read). */
+int test_load_greedy_cases(test_greedy_case *cases, int max);
 
 #endif

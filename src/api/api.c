@@ -372,6 +372,36 @@ edgellm_status edgellm_detokenize(const edgellm_model *m, const edgellm_token *t
     return ellm_detokenize(m->vocab, tokens, n_tokens, remove_leading_space != 0, buf, cap, len);
 }
 
+edgellm_status edgellm_model_check_draft(const edgellm_model *target, const edgellm_model *draft)
+{
+    if (!target || !draft)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_check_draft: NULL model");
+    const ellm_vocab *t = target->vocab, *d = draft->vocab;
+    const char *fix = "; a draft model must share the target's tokenizer";
+    if (ellm_vocab_size(t) != ellm_vocab_size(d))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the draft model has %d tokens, the target %d%s", ellm_vocab_size(d),
+                         ellm_vocab_size(t), fix);
+    if (ellm_vocab_bos(t) != ellm_vocab_bos(d) || ellm_vocab_eos(t) != ellm_vocab_eos(d))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the draft model's BOS/EOS ids are %d/%d, the target's %d/%d%s",
+                         ellm_vocab_bos(d), ellm_vocab_eos(d), ellm_vocab_bos(t),
+                         ellm_vocab_eos(t), fix);
+    for (edgellm_token id = 0; id < ellm_vocab_size(t); id++) {
+        const char *a = ellm_vocab_token_text(t, id), *b = ellm_vocab_token_text(d, id);
+        if (strcmp(a ? a : "", b ? b : "") != 0)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "token %d is '%.40s' in the draft model but '%.40s' in the target%s",
+                             (int)id, b ? b : "", a ? a : "", fix);
+        if (ellm_vocab_is_eog(t, id) != ellm_vocab_is_eog(d, id))
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "token %d ends generation in only one of the draft and target "
+                             "models%s",
+                             (int)id, fix);
+    }
+    return EDGELLM_OK;
+}
+
 /* ---- Contexts ---- */
 
 edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_params *params,
@@ -427,6 +457,7 @@ void edgellm_context_free(edgellm_context *c)
 }
 
 int32_t edgellm_context_n_ctx(const edgellm_context *c) { return c ? c->params.n_ctx : 0; }
+int32_t edgellm_context_n_batch(const edgellm_context *c) { return c ? c->params.n_batch : 0; }
 int32_t edgellm_context_n_past(const edgellm_context *c) { return c ? ellm_state_n_past(c->state) : 0; }
 const edgellm_model *edgellm_context_model(const edgellm_context *c) { return c ? c->model : NULL; }
 

@@ -8,6 +8,7 @@
 
 #include "core/status.h"
 #include "edgellm.h"
+#include "generate/generate_internal.h"
 #include "tokenizer/tokenizer.h"
 
 edgellm_generate_params edgellm_generate_default_params(void)
@@ -16,26 +17,20 @@ edgellm_generate_params edgellm_generate_default_params(void)
     p.max_tokens = 256;
     p.add_bos = -1;
     p.sampling = edgellm_sampler_default_params();
+    p.draft_max = 8;
+    p.draft_min = 1;
     return p;
 }
 
-static double now_seconds(void)
+double ellm_generate_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-typedef struct run {
-    edgellm_context *ctx;
-    const edgellm_model *model;
-    const edgellm_generate_params *params;
-    edgellm_generate_result *result;
-    edgellm_text_stream *text;
-} run;
-
 /* Hands the callback what became final with this token; returns non-zero to stop. */
-static int deliver(run *r, edgellm_token token, const char *text, size_t len)
+int ellm_generate_deliver(ellm_generate_run *r, edgellm_token token, const char *text, size_t len)
 {
     const edgellm_generate_params *p = r->params;
     int stop = p->on_token ? p->on_token(p->user_data, token, text, len) : 0;
@@ -50,7 +45,8 @@ static int deliver(run *r, edgellm_token token, const char *text, size_t len)
     return 0;
 }
 
-static edgellm_status evaluate_prompt(run *r, const edgellm_token *prompt, int32_t n_prompt)
+static edgellm_status evaluate_prompt(ellm_generate_run *r, const edgellm_token *prompt,
+                                      int32_t n_prompt)
 {
     edgellm_context *ctx = r->ctx;
     int32_t n_cached = 0;
@@ -87,12 +83,15 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "edgellm_generate: need a context, parameters and a non-empty prompt");
     const edgellm_model *model = edgellm_context_model(ctx);
-    double t0 = now_seconds();
-    run r = {.ctx = ctx, .model = model, .params = params, .result = res};
+    double t0 = ellm_generate_now();
+    ellm_generate_run r = {.ctx = ctx, .model = model, .params = params, .result = res};
     res->n_prompt_tokens = n_prompt;
 
+    edgellm_status st = ellm_speculative_check(ctx, params);
+    if (st != EDGELLM_OK)
+        return st;
     edgellm_sampler *sampler = NULL;
-    edgellm_status st = edgellm_sampler_create(&params->sampling, edgellm_n_vocab(model), &sampler);
+    st = edgellm_sampler_create(&params->sampling, edgellm_n_vocab(model), &sampler);
     if (st != EDGELLM_OK)
         return st;
     st = edgellm_text_stream_create(model, params->stop_strings, params->n_stop_strings, &r.text);
@@ -104,9 +103,13 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         edgellm_sampler_accept(sampler, prompt[i]);
 
     st = evaluate_prompt(&r, prompt, n_prompt);
-    double t_prefill = now_seconds();
+    double t_prefill = ellm_generate_now();
     res->prefill_seconds = t_prefill - t0;
     double t_first = 0;
+    if (st == EDGELLM_OK && ellm_speculative_wanted(params)) {
+        st = ellm_generate_speculative(&r, sampler, t0, &t_first);
+        goto finish;
+    }
     while (st == EDGELLM_OK) {
         if (params->max_tokens > 0 && res->n_generated >= params->max_tokens) {
             res->stop_reason = EDGELLM_STOP_MAX_TOKENS;
@@ -114,7 +117,7 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         }
         edgellm_token tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
         if (res->n_generated == 0) {
-            t_first = now_seconds();
+            t_first = ellm_generate_now();
             res->ttft_seconds = t_first - t0;
         }
         if (edgellm_token_is_eog(model, tok)) {
@@ -127,14 +130,16 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         size_t text_len = 0;
         int stopped = 0;
         st = edgellm_text_stream_push(r.text, tok, &text, &text_len, &stopped);
-        if (st != EDGELLM_OK || deliver(&r, tok, text, text_len))
+        if (st != EDGELLM_OK || ellm_generate_deliver(&r, tok, text, text_len))
             break;
         if (edgellm_context_n_past(ctx) >= edgellm_context_n_ctx(ctx)) {
             res->stop_reason = EDGELLM_STOP_CONTEXT_FULL;
             break;
         }
         st = edgellm_eval(ctx, &tok, 1, 0);
+        res->n_target_passes++;
     }
+finish:
     /* Whatever is still held back is final now (unless a stop string or the callback ended it). */
     if (st == EDGELLM_OK && res->stop_reason != EDGELLM_STOP_STRING &&
         res->stop_reason != EDGELLM_STOP_CALLBACK) {
@@ -145,7 +150,7 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
             params->on_token(params->user_data, -1, text, text_len);
     }
     if (res->n_generated > 0)
-        res->decode_seconds = now_seconds() - t_first;
+        res->decode_seconds = ellm_generate_now() - t_first;
     edgellm_text_stream_free(r.text);
     edgellm_sampler_free(sampler);
     return st;

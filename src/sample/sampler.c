@@ -7,6 +7,7 @@
 
 #include "core/status.h"
 #include "edgellm.h"
+#include "sample/sampler.h"
 
 typedef struct candidate {
     int32_t id;
@@ -223,20 +224,15 @@ static void partial_sort(candidate *c, int32_t n, int32_t k)
     qsort(c, (size_t)k, sizeof *c, by_logit_desc);
 }
 
-edgellm_token edgellm_sampler_sample(edgellm_sampler *s, const float *logits_in)
+/* The temperature > 0 path: the penalised logits in s->logits filtered by top-k, temperature,
+ * top-p and min-p into s->cands[0 .. n), sorted by logit; returns n. Their p are the temperature
+ * softmax over the top-k survivors, so after the top-p/min-p cuts they sum to *kept_sum (<= 1). */
+static int32_t filtered_candidates(edgellm_sampler *s, double *kept_sum)
 {
-    if (!s || !logits_in)
-        return -1;
     const edgellm_sampler_params *p = &s->params;
-    float *logits = s->logits;
-    memcpy(logits, logits_in, (size_t)s->n_vocab * sizeof *logits);
-    apply_penalties(s, logits);
-    if (p->temperature <= 0.0f)
-        return argmax(logits, s->n_vocab);
-
     int32_t n = s->n_vocab;
     for (int32_t i = 0; i < n; i++)
-        s->cands[i] = (candidate){i, logits[i], 0};
+        s->cands[i] = (candidate){i, s->logits[i], 0};
     int32_t k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
     partial_sort(s->cands, n, k);
     n = k;
@@ -271,6 +267,20 @@ edgellm_token edgellm_sampler_sample(edgellm_sampler *s, const float *logits_in)
     sum = 0;
     for (int32_t i = 0; i < n; i++)
         sum += s->cands[i].p;
+    *kept_sum = sum;
+    return n;
+}
+
+edgellm_token edgellm_sampler_sample(edgellm_sampler *s, const float *logits_in)
+{
+    if (!s || !logits_in)
+        return -1;
+    memcpy(s->logits, logits_in, (size_t)s->n_vocab * sizeof *s->logits);
+    apply_penalties(s, s->logits);
+    if (s->params.temperature <= 0.0f)
+        return argmax(s->logits, s->n_vocab);
+    double sum = 0;
+    int32_t n = filtered_candidates(s, &sum);
     double r = next_unit(s) * sum, acc = 0;
     for (int32_t i = 0; i < n; i++) {
         acc += s->cands[i].p;
@@ -278,4 +288,55 @@ edgellm_token edgellm_sampler_sample(edgellm_sampler *s, const float *logits_in)
             return s->cands[i].id;
     }
     return s->cands[n - 1].id;
+}
+
+/* ---- Internals for speculative decoding (sample/sampler.h) ---- */
+
+bool ellm_sampler_is_greedy(const edgellm_sampler *s) { return s->params.temperature <= 0.0f; }
+
+void ellm_sampler_distribution(edgellm_sampler *s, const float *logits_in, float *probs)
+{
+    memcpy(s->logits, logits_in, (size_t)s->n_vocab * sizeof *s->logits);
+    apply_penalties(s, s->logits);
+    memset(probs, 0, (size_t)s->n_vocab * sizeof *probs);
+    if (s->params.temperature <= 0.0f) {
+        probs[argmax(s->logits, s->n_vocab)] = 1.0f;
+        return;
+    }
+    double sum = 0;
+    int32_t n = filtered_candidates(s, &sum);
+    for (int32_t i = 0; i < n; i++)
+        probs[s->cands[i].id] = (float)(s->cands[i].p / sum);
+}
+
+double ellm_sampler_uniform(edgellm_sampler *s) { return next_unit(s); }
+
+edgellm_token ellm_sampler_draw(edgellm_sampler *s, const float *weights)
+{
+    double sum = 0;
+    for (int32_t i = 0; i < s->n_vocab; i++)
+        sum += weights[i];
+    if (!(sum > 0))
+        return -1;
+    double r = next_unit(s) * sum, acc = 0;
+    int32_t last = -1;
+    for (int32_t i = 0; i < s->n_vocab; i++) {
+        if (weights[i] <= 0)
+            continue;
+        acc += weights[i];
+        last = i;
+        if (r < acc)
+            return i;
+    }
+    return last;
+}
+
+void ellm_sampler_copy_history(edgellm_sampler *dst, const edgellm_sampler *src)
+{
+    if (dst->n_vocab != src->n_vocab || dst->history_cap != src->history_cap)
+        return;
+    memcpy(dst->history, src->history, (size_t)src->history_cap * sizeof *dst->history);
+    memcpy(dst->counts, src->counts, (size_t)src->n_vocab * sizeof *dst->counts);
+    dst->history_len = src->history_len;
+    dst->history_head = src->history_head;
 }

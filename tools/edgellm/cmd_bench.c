@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_speculative.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
@@ -22,7 +23,9 @@ static void usage(FILE *out)
                  "  defaults: 512 prompt tokens, 128 generated, all CPUs, 3 repetitions "
                  "(medians reported)\n"
                  "  --profile: one more run with per-operation timers (matmul by weight type, "
-                 "attention, norms, RoPE, sampling, other), printed after the record\n");
+                 "attention, norms, RoPE, sampling, other), printed after the record\n"
+                 "%s",
+            bench_speculative_usage());
 }
 
 typedef struct run_figures {
@@ -173,8 +176,15 @@ int cmd_bench(int argc, char **argv)
     long n_prompt = 512, n_gen = 128, threads = 0, reps = 3;
     bool json = false, profile = false;
     edgellm_kv_type kv = EDGELLM_KV_F16;
+    bench_speculative spec;
+    bench_speculative_defaults(&spec);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = "";
+        cli_option_result spec_opt = bench_speculative_option(cmd, argc, argv, &i, &spec);
+        if (spec_opt == CLI_OPTION_BAD)
+            return EXIT_USAGE;
+        if (spec_opt == CLI_OPTION_TAKEN)
+            continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -209,6 +219,8 @@ int cmd_bench(int argc, char **argv)
         cli_error(cmd, "no model given: edgellm bench -m MODEL");
         return EXIT_USAGE;
     }
+    if (!bench_speculative_check(cmd, &spec))
+        return EXIT_USAGE;
     if (threads <= 0)
         threads = sysconf(_SC_NPROCESSORS_ONLN);
     char path[4096];
@@ -236,6 +248,8 @@ int cmd_bench(int argc, char **argv)
     cp.n_ctx = n_ctx;
     cp.n_threads = (int32_t)threads;
     cp.n_batch = (int32_t)n_prompt;
+    if (bench_speculative_wanted(&spec) && cp.n_batch < spec.draft.draft_max + 1)
+        cp.n_batch = (int32_t)spec.draft.draft_max + 1; /* a pass checks draft_max proposals */
     cp.kv_type = kv;
     edgellm_context *ctx = NULL;
     if (edgellm_context_create(m, &cp, &ctx) != EDGELLM_OK) {
@@ -287,6 +301,10 @@ int cmd_bench(int argc, char **argv)
         cli_error(cmd, "%s", edgellm_last_error());
         rc = 1;
     }
+    bench_speculative_figures spec_figures;
+    if (rc == 0 && bench_speculative_wanted(&spec))
+        rc = bench_speculative_run(cmd, &spec, m, ctx, &cp, prompt, (int)n_prompt, (int)n_gen,
+                                   (int)reps, &spec_figures);
     if (rc != 0) {
         free(pf), free(dc), free(tt), free(prompt);
         edgellm_context_free(ctx);
@@ -354,6 +372,10 @@ int cmd_bench(int argc, char **argv)
             print_profile_json("decode", &prof_decode);
             printf("}");
         }
+        if (bench_speculative_wanted(&spec)) {
+            printf(", \"speculative\": ");
+            bench_speculative_print(&spec, &spec_figures, true);
+        }
         printf("}\n");
     } else {
         printf("%-22s edgellm %s\n", "runtime", edgellm_version());
@@ -383,6 +405,8 @@ int cmd_bench(int argc, char **argv)
                "prefill_efficiency", prefill_eff * 100.0, flops_per_token / 1e9, prefill, fma);
         if (profile)
             print_profile(&prof_prefill, &prof_decode);
+        if (bench_speculative_wanted(&spec))
+            bench_speculative_print(&spec, &spec_figures, false);
     }
     free(pf), free(dc), free(tt), free(prompt);
     edgellm_context_free(ctx);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "chat/chat.h"
+#include "cli_draft.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
@@ -40,7 +41,9 @@ static void usage(FILE *out)
             "                          (chatml, llama2, llama3, llama3.1, llama3.2, gemma, phi3,\n"
             "                          mistral, mistral-v3, smollm, qwen2, qwen2.5, qwen3,\n"
             "                          zephyr)\n"
-            "  -v, --verbose           a line per turn on stderr: prompt tokens, cached, speed\n");
+            "  -v, --verbose           a line per turn on stderr: prompt tokens, cached, speed\n"
+            "%s",
+            cli_draft_usage());
 }
 
 /* ---- the conversation ------------------------------------------------------------------- */
@@ -202,6 +205,8 @@ static bool chat_turn(session *s, history *h)
                     : 0.0,
                 reasons[res.stop_reason], edgellm_context_n_past(s->ctx),
                 edgellm_context_n_ctx(s->ctx));
+        if (s->gp.draft || s->gp.lookup_ngram > 0)
+            cli_draft_report(stderr, "[chat] ", &res);
     }
     return true;
 }
@@ -353,6 +358,8 @@ int cmd_chat(int argc, char **argv)
     long n_predict = 512, threads = 0, ctx_len = 0;
     bool verbose = false, format_mode = false, seed_given = false;
     edgellm_sampler_params sp = edgellm_sampler_default_params();
+    cli_draft_options draft_opts;
+    cli_draft_defaults(&draft_opts);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
@@ -363,6 +370,11 @@ int cmd_chat(int argc, char **argv)
         if (sampling == CLI_OPTION_BAD)
             return EXIT_USAGE;
         if (sampling == CLI_OPTION_TAKEN)
+            continue;
+        cli_option_result drafting = cli_draft_option(cmd, argc, argv, &i, &draft_opts);
+        if (drafting == CLI_OPTION_BAD)
+            return EXIT_USAGE;
+        if (drafting == CLI_OPTION_TAKEN)
             continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
@@ -463,7 +475,11 @@ int cmd_chat(int argc, char **argv)
     s.gp.keep_cache = 0;    /* each turn reuses the cached prefix it shares with the last */
     s.gp.on_token = on_token;
 
-    int rc = chat_loop(&s, system);
+    cli_draft draft = {0};
+    int rc = cli_draft_open(cmd, &draft_opts, s.model, &cp, &draft, &s.gp);
+    if (rc == 0)
+        rc = chat_loop(&s, system);
+    cli_draft_close(&draft);
     edgellm_context_free(s.ctx);
     edgellm_model_free(s.model);
     return rc;

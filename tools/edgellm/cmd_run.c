@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_draft.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
@@ -34,7 +35,10 @@ static void usage(FILE *out)
             "      --seed S            random seed (default: random, printed)\n"
             "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
             "      --kv-type f16|f32   KV cache precision (default f16)\n"
-            "      --special           recognise control tokens written in the prompt\n");
+            "      --special           recognise control tokens written in the prompt\n"
+            "  -v, --verbose           also report speculative acceptance and tokens per pass\n"
+            "%s",
+            cli_draft_usage());
 }
 
 typedef struct stream_state {
@@ -88,7 +92,9 @@ int cmd_run(int argc, char **argv)
     int n_stops = 0;
     long n_predict = 128, threads = 0, ctx_len = 0;
     edgellm_sampler_params sp = edgellm_sampler_default_params();
-    bool seed_given = false, special = false;
+    bool seed_given = false, special = false, verbose = false;
+    cli_draft_options draft_opts;
+    cli_draft_defaults(&draft_opts);
     edgellm_kv_type kv = EDGELLM_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -100,6 +106,11 @@ int cmd_run(int argc, char **argv)
         if (sampling == CLI_OPTION_BAD)
             return EXIT_USAGE;
         if (sampling == CLI_OPTION_TAKEN)
+            continue;
+        cli_option_result drafting = cli_draft_option(cmd, argc, argv, &i, &draft_opts);
+        if (drafting == CLI_OPTION_BAD)
+            return EXIT_USAGE;
+        if (drafting == CLI_OPTION_TAKEN)
             continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
@@ -135,6 +146,8 @@ int cmd_run(int argc, char **argv)
             }
         } else if (!strcmp(a, "--special")) {
             special = true;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = true;
         } else {
             cli_error(cmd, "unknown option '%s' (see 'edgellm run --help')", a);
             return EXIT_USAGE;
@@ -191,9 +204,12 @@ int cmd_run(int argc, char **argv)
         rc = 1;
     }
     edgellm_generate_result res = {0};
+    edgellm_generate_params gp = edgellm_generate_default_params();
+    cli_draft draft = {0};
+    if (rc == 0)
+        rc = cli_draft_open(cmd, &draft_opts, model, &cp, &draft, &gp);
     if (rc == 0) {
         stream_state ss = {0};
-        edgellm_generate_params gp = edgellm_generate_default_params();
         gp.max_tokens = n_predict < 0 ? 0 : (int32_t)n_predict;
         gp.sampling = sp;
         gp.stop_strings = stops;
@@ -233,7 +249,10 @@ int cmd_run(int argc, char **argv)
                 (unsigned long long)sp.seed, load_s * 1000.0, res.n_prompt_tokens, prefill_tps,
                 res.ttft_seconds * 1000.0, res.n_generated, decode_tps,
                 reasons[res.stop_reason], cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
+        if (verbose)
+            cli_draft_report(stderr, "", &res);
     }
+    cli_draft_close(&draft);
     edgellm_context_free(ctx);
     edgellm_model_free(model);
     free(file_text);

@@ -1,0 +1,319 @@
+/* Speculative decoding: a draft model or prompt lookup proposes the next few tokens, the model
+ * checks all of them in one batched pass, and the KV caches are cut back past the first rejected
+ * one. Each pass emits the accepted proposals plus one token of the model's own.
+ *
+ * Greedy: a proposal is accepted when it is the token greedy decoding picks at its position. The
+ * batched pass gives bit-identical logits to one-token passes, so the output is exactly the
+ * non-speculative one.
+ * Sampling: proposal x, drawn from q, is accepted with probability min(1, p(x) / q(x)); on
+ * rejection the token is drawn from max(0, p - q) renormalised. Every emitted token is then
+ * distributed as p (Leviathan et al. 2023; Chen et al. 2023). p and q are the distributions the
+ * sampler draws from at that position — penalties over the same history, top-k, temperature,
+ * top-p and min-p — for the model's and the draft's logits. A prompt-lookup proposal has q = 1 at
+ * x, so it is accepted with probability p(x) and a rejection draws from p without x. */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "edgellm.h"
+#include "generate/generate_internal.h"
+#include "sample/sampler.h"
+
+#define LOOKUP_NGRAM_LIMIT 64
+#define DRAFT_MAX_LIMIT 64
+
+int ellm_speculative_wanted(const edgellm_generate_params *p)
+{
+    return p->draft != NULL || p->lookup_ngram > 0;
+}
+
+edgellm_status ellm_speculative_check(const edgellm_context *ctx,
+                                      const edgellm_generate_params *p)
+{
+    if (p->lookup_ngram < 0 || p->lookup_ngram > LOOKUP_NGRAM_LIMIT)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "prompt lookup needs an n-gram length of 1..%d tokens, got %d",
+                         LOOKUP_NGRAM_LIMIT, (int)p->lookup_ngram);
+    if (!ellm_speculative_wanted(p))
+        return EDGELLM_OK;
+    if (p->draft && p->lookup_ngram > 0)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "give either a draft model or prompt lookup, not both");
+    if (p->draft_max < 1 || p->draft_max > DRAFT_MAX_LIMIT)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the most proposals per pass (draft_max) must be 1..%d, got %d",
+                         DRAFT_MAX_LIMIT, (int)p->draft_max);
+    if (p->draft_min < 0 || p->draft_min > p->draft_max)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "draft_min must be 0..draft_max (%d), got %d", (int)p->draft_max,
+                         (int)p->draft_min);
+    if (p->benchmark_force_acceptance &&
+        !(p->benchmark_acceptance_rate >= 0 && p->benchmark_acceptance_rate <= 1))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the forced acceptance rate must be in [0, 1], got %g",
+                         (double)p->benchmark_acceptance_rate);
+    if (p->draft == ctx)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the draft needs a context of its own, not the one being generated in");
+    if (p->draft)
+        return edgellm_model_check_draft(edgellm_context_model(ctx),
+                                         edgellm_context_model(p->draft));
+    return EDGELLM_OK;
+}
+
+typedef struct spec {
+    ellm_generate_run *r;
+    edgellm_sampler *sampler;       /* the model's */
+    edgellm_sampler *draft_sampler; /* the draft model's; NULL for prompt lookup */
+    int32_t n_vocab;
+    int32_t base;          /* tokens cached once the prompt was evaluated */
+    edgellm_token *seq;    /* the cached tokens and the pending one (n_ctx + 1) */
+    edgellm_token *batch;  /* the pending token, then the proposals (draft_max + 1) */
+    float *p;              /* the model's distribution at one position (n_vocab) */
+    float *q;              /* the draft's distribution at each proposal, when sampling with a
+                              draft model (draft_max * n_vocab); NULL otherwise */
+} spec;
+
+/* Emits a token the way plain decoding does; returns 0 when generation ends (reason set). */
+static int emit(spec *sp, edgellm_token tok, edgellm_status *st)
+{
+    ellm_generate_run *r = sp->r;
+    edgellm_generate_result *res = r->result;
+    if (edgellm_token_is_eog(r->model, tok)) {
+        res->stop_reason = EDGELLM_STOP_EOS;
+        return 0;
+    }
+    res->n_generated++;
+    edgellm_sampler_accept(sp->sampler, tok);
+    const char *text = NULL;
+    size_t len = 0;
+    int stopped = 0;
+    *st = edgellm_text_stream_push(r->text, tok, &text, &len, &stopped);
+    if (*st != EDGELLM_OK || ellm_generate_deliver(r, tok, text, len))
+        return 0;
+    /* The newest token is evaluated by the next pass, so it needs a free position. */
+    if (sp->base + res->n_generated - 1 >= edgellm_context_n_ctx(r->ctx)) {
+        res->stop_reason = EDGELLM_STOP_CONTEXT_FULL;
+        return 0;
+    }
+    if (r->params->max_tokens > 0 && res->n_generated >= r->params->max_tokens) {
+        res->stop_reason = EDGELLM_STOP_MAX_TOKENS;
+        return 0;
+    }
+    return 1;
+}
+
+/* Brings the draft's cache to seq[0 .. n_seq), reusing the prefix it shares with it but
+ * evaluating at least the last token, whose logits the first proposal comes from. */
+static edgellm_status draft_catch_up(spec *sp, int32_t n_seq)
+{
+    edgellm_context *draft = sp->r->params->draft;
+    int32_t n_cached = 0;
+    const edgellm_token *cached = edgellm_context_tokens(draft, &n_cached);
+    int32_t keep = 0;
+    while (keep < n_cached && keep < n_seq - 1 && cached[keep] == sp->seq[keep])
+        keep++;
+    edgellm_status st = edgellm_context_truncate(draft, keep);
+    if (st == EDGELLM_OK)
+        st = edgellm_eval(draft, sp->seq + keep, n_seq - keep, 0);
+    return st;
+}
+
+/* Proposes up to k tokens after seq[0 .. n_seq) with the draft model into batch[1 ..]. */
+static edgellm_status propose_draft(spec *sp, int32_t n_seq, int32_t k, int32_t *n_proposed)
+{
+    edgellm_context *draft = sp->r->params->draft;
+    *n_proposed = 0;
+    /* The draft evaluates seq and every proposal but the last. */
+    int32_t room = edgellm_context_n_ctx(draft) - n_seq + 1;
+    if (k > room)
+        k = room;
+    if (k <= 0)
+        return EDGELLM_OK;
+    edgellm_status st = draft_catch_up(sp, n_seq);
+    if (st != EDGELLM_OK)
+        return st;
+    ellm_sampler_copy_history(sp->draft_sampler, sp->sampler);
+    for (int32_t i = 0; i < k; i++) {
+        const float *logits = edgellm_get_logits(draft, -1);
+        edgellm_token t;
+        if (sp->q) {
+            float *q = sp->q + (size_t)i * (size_t)sp->n_vocab;
+            ellm_sampler_distribution(sp->draft_sampler, logits, q);
+            t = ellm_sampler_draw(sp->draft_sampler, q);
+        } else {
+            t = edgellm_sampler_sample(sp->draft_sampler, logits);
+        }
+        sp->batch[1 + i] = t;
+        (*n_proposed)++;
+        edgellm_sampler_accept(sp->draft_sampler, t);
+        if (i + 1 == k || edgellm_token_is_eog(sp->r->model, t))
+            break;
+        st = edgellm_eval(draft, &t, 1, 0);
+        if (st != EDGELLM_OK)
+            return st;
+    }
+    return EDGELLM_OK;
+}
+
+/* Prompt lookup: up to k tokens that followed the latest earlier occurrence of the last n-gram
+ * of seq[0 .. n_seq), into batch[1 ..]; returns how many. */
+static int32_t propose_lookup(spec *sp, int32_t n_seq, int32_t k)
+{
+    int32_t n = sp->r->params->lookup_ngram;
+    if (n_seq <= n)
+        return 0;
+    const edgellm_token *tail = sp->seq + n_seq - n;
+    for (int32_t start = n_seq - n - 1; start >= 0; start--) {
+        if (memcmp(sp->seq + start, tail, (size_t)n * sizeof *tail) != 0)
+            continue;
+        int32_t following = n_seq - (start + n);
+        int32_t m = following < k ? following : k;
+        memcpy(sp->batch + 1, sp->seq + start + n, (size_t)m * sizeof *sp->batch);
+        return m;
+    }
+    return 0;
+}
+
+/* Whether proposal x (the i-th of the pass) stands, given the model's logits at its position;
+ * when not, *instead is the token to emit in its place. */
+static bool accept_proposal(spec *sp, const float *logits, int32_t i, edgellm_token x,
+                            edgellm_token *instead)
+{
+    const edgellm_generate_params *p = sp->r->params;
+    if (p->benchmark_force_acceptance) {
+        if (ellm_sampler_uniform(sp->sampler) < p->benchmark_acceptance_rate)
+            return true;
+        *instead = edgellm_sampler_sample(sp->sampler, logits);
+        return false;
+    }
+    if (ellm_sampler_is_greedy(sp->sampler)) {
+        *instead = edgellm_sampler_sample(sp->sampler, logits);
+        return *instead == x;
+    }
+    float *prob = sp->p;
+    ellm_sampler_distribution(sp->sampler, logits, prob);
+    const float *q = sp->q ? sp->q + (size_t)i * (size_t)sp->n_vocab : NULL;
+    float qx = q ? q[x] : 1.0f;
+    if (ellm_sampler_uniform(sp->sampler) * qx < prob[x])
+        return true;
+    if (q) {
+        for (int32_t j = 0; j < sp->n_vocab; j++)
+            prob[j] = prob[j] > q[j] ? prob[j] - q[j] : 0.0f;
+    } else {
+        prob[x] = 0.0f;
+    }
+    *instead = ellm_sampler_draw(sp->sampler, prob);
+    /* Nothing left means p == q up to rounding, where a rejection has probability ~0. */
+    if (*instead < 0)
+        *instead = edgellm_sampler_sample(sp->sampler, logits);
+    return false;
+}
+
+/* One pass of the model over the pending token and its proposals; emits what it yields and
+ * leaves the next pending token in *tok. Returns 0 when generation ends. */
+static int speculative_step(spec *sp, edgellm_token *tok, edgellm_status *st)
+{
+    ellm_generate_run *r = sp->r;
+    const edgellm_generate_params *p = r->params;
+    edgellm_generate_result *res = r->result;
+    edgellm_context *ctx = r->ctx;
+    int32_t n_past = 0;
+    const edgellm_token *cached = edgellm_context_tokens(ctx, &n_past);
+    memcpy(sp->seq, cached, (size_t)n_past * sizeof *cached);
+    sp->seq[n_past] = *tok;
+    int32_t n_seq = n_past + 1;
+
+    /* Proposals beyond the context or the token budget would be wasted. */
+    int32_t k = p->draft_max;
+    if (k > edgellm_context_n_ctx(ctx) - n_seq)
+        k = edgellm_context_n_ctx(ctx) - n_seq;
+    if (p->max_tokens > 0 && k > p->max_tokens - res->n_generated - 1)
+        k = p->max_tokens - res->n_generated - 1;
+    if (k > edgellm_context_n_batch(ctx) - 1) /* the pass keeps the logits of every position */
+        k = edgellm_context_n_batch(ctx) - 1;
+    int32_t n_proposed = 0;
+    if (k > 0 && p->draft)
+        *st = propose_draft(sp, n_seq, k, &n_proposed);
+    else if (k > 0)
+        n_proposed = propose_lookup(sp, n_seq, k);
+    if (*st != EDGELLM_OK)
+        return 0;
+    if (n_proposed < p->draft_min)
+        n_proposed = 0;
+
+    sp->batch[0] = *tok;
+    *st = edgellm_eval(ctx, sp->batch, n_proposed + 1, 1);
+    if (*st != EDGELLM_OK)
+        return 0;
+    res->n_target_passes++;
+    res->n_draft_proposed += n_proposed;
+    edgellm_token next = -1;
+    int32_t n_accepted = 0;
+    int go = 1;
+    while (n_accepted < n_proposed) {
+        edgellm_token x = sp->batch[1 + n_accepted];
+        if (!accept_proposal(sp, edgellm_get_logits(ctx, n_accepted), n_accepted, x, &next))
+            break;
+        res->n_draft_accepted++;
+        if (!(go = emit(sp, x, st)))
+            break;
+        n_accepted++;
+    }
+    if (go && n_accepted == n_proposed)
+        next = edgellm_sampler_sample(sp->sampler, edgellm_get_logits(ctx, n_proposed));
+    /* Roll the cache back to the pending token and the accepted proposals. */
+    edgellm_status cut = edgellm_context_truncate(ctx, n_seq + n_accepted);
+    if (*st == EDGELLM_OK)
+        *st = cut;
+    if (!go || *st != EDGELLM_OK)
+        return 0;
+    *tok = next;
+    return emit(sp, next, st);
+}
+
+edgellm_status ellm_generate_speculative(ellm_generate_run *r, edgellm_sampler *sampler,
+                                         double t_start, double *t_first)
+{
+    const edgellm_generate_params *p = r->params;
+    edgellm_context *ctx = r->ctx;
+    int32_t n_ctx = edgellm_context_n_ctx(ctx);
+    spec sp = {.r = r, .sampler = sampler, .n_vocab = edgellm_n_vocab(r->model),
+               .base = edgellm_context_n_past(ctx)};
+    edgellm_status st = EDGELLM_OK;
+    if (p->draft) {
+        edgellm_sampler_params dp = p->sampling;
+        dp.seed ^= 0x5851F42D4C957F2Dull; /* the draft's stream must not mirror the model's */
+        st = edgellm_sampler_create(&dp, sp.n_vocab, &sp.draft_sampler);
+    }
+    bool need_q = p->draft && !ellm_sampler_is_greedy(sampler) && !p->benchmark_force_acceptance;
+    sp.seq = malloc(((size_t)n_ctx + 1) * sizeof *sp.seq);
+    sp.batch = malloc(((size_t)p->draft_max + 1) * sizeof *sp.batch);
+    sp.p = malloc((size_t)sp.n_vocab * sizeof *sp.p);
+    if (need_q)
+        sp.q = malloc((size_t)p->draft_max * (size_t)sp.n_vocab * sizeof *sp.q);
+    if (st == EDGELLM_OK && (!sp.seq || !sp.batch || !sp.p || (need_q && !sp.q)))
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
+    int32_t n_prompt = 0;
+    const edgellm_token *prompt = edgellm_context_tokens(ctx, &n_prompt);
+    /* The draft reads the prompt now, as part of the time to the first token. */
+    if (st == EDGELLM_OK && p->draft && n_prompt <= edgellm_context_n_ctx(p->draft)) {
+        memcpy(sp.seq, prompt, (size_t)n_prompt * sizeof *prompt);
+        st = draft_catch_up(&sp, n_prompt);
+    }
+    if (st == EDGELLM_OK) {
+        edgellm_token tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
+        *t_first = ellm_generate_now();
+        r->result->ttft_seconds = *t_first - t_start;
+        if (emit(&sp, tok, &st))
+            while (speculative_step(&sp, &tok, &st))
+                ;
+    }
+    edgellm_sampler_free(sp.draft_sampler);
+    free(sp.seq);
+    free(sp.batch);
+    free(sp.p);
+    free(sp.q);
+    return st;
+}
