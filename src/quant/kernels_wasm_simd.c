@@ -45,12 +45,11 @@ void ellm_vec_dot_f32_wasm_simd(int64_t n, float *out, const void *row, const vo
     *out = sum;
 }
 
-/* Four IEEE halves to floats, exactly: the exponent and mantissa moved into float position and
- * rescaled by 2^112 (which also makes half subnormals float normals); Inf/NaN get the float's
- * all-ones exponent. */
-static inline v128_t half4_to_f32x4(const uint8_t *p)
+/* IEEE halves held in the low 16 bits of 32-bit lanes to floats, exactly: the exponent and
+ * mantissa moved into float position and rescaled by 2^112 (which also makes half subnormals float
+ * normals); Inf/NaN get the float's all-ones exponent. */
+static inline v128_t halves_to_f32x4(v128_t h)
 {
-    v128_t h = wasm_u32x4_load16x4(p);
     v128_t sign = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16);
     v128_t em = wasm_v128_and(h, wasm_i32x4_splat(0x7FFF));
     v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x77800000));
@@ -67,7 +66,7 @@ void ellm_vec_dot_f16_wasm_simd(int64_t n, float *out, const void *row, const vo
     float sum = 0;
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        v128_t p = wasm_f32x4_mul(half4_to_f32x4(a + 2 * i), load(b + i));
+        v128_t p = wasm_f32x4_mul(halves_to_f32x4(wasm_u32x4_load16x4(a + 2 * i)), load(b + i));
         sum += wasm_f32x4_extract_lane(p, 0);
         sum += wasm_f32x4_extract_lane(p, 1);
         sum += wasm_f32x4_extract_lane(p, 2);
@@ -81,51 +80,88 @@ void ellm_vec_dot_f16_wasm_simd(int64_t n, float *out, const void *row, const vo
     *out = sum;
 }
 
+/* Lane i: the sum of the four lanes of v[i]. */
+static inline v128_t transpose_sum4(const v128_t v[4])
+{
+    v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(v[0], v[1], 0, 4, 1, 5),
+                               wasm_i32x4_shuffle(v[0], v[1], 2, 6, 3, 7));
+    v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(v[2], v[3], 0, 4, 1, 5),
+                               wasm_i32x4_shuffle(v[2], v[3], 2, 6, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5),
+                          wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/* The 32-value formats against Q8_0 activations: block i's integer sum as four partial sums. */
+static inline v128_t ints_q8_0(const block_q8_0 *w, const block_q8_0 *a)
+{
+    return wasm_i32x4_add(dot_i8x16(load(w->qs), load(a->qs)),
+                          dot_i8x16(load(w->qs + 16), load(a->qs + 16)));
+}
+
+static inline v128_t ints_q4_0(const block_q4_0 *w, const block_q8_0 *a)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F), eight = wasm_i8x16_splat(8);
+    v128_t q = load(w->qs);
+    v128_t lo = wasm_i8x16_sub(wasm_v128_and(q, low4), eight);
+    v128_t hi = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight);
+    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+}
+
+static inline v128_t ints_iq4_nl(const block_iq4_nl *w, const block_q8_0 *a)
+{
+    const v128_t levels = load(ellm_kvalues_iq4nl), low4 = wasm_i8x16_splat(0x0F);
+    v128_t q = load(w->qs);
+    v128_t lo = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
+    v128_t hi = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
+    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+}
+
+/* The scalar kernels' float steps, sum += d_w * d_a * (float)isum per block in block order, four
+ * blocks at a time: the products in lanes (the same roundings), the additions one by one. */
+#define Q8_0_ACTIVATION_DOT(w, a, n, block_fn, out)                                                \
+    do {                                                                                           \
+        int64_t nb_ = (n) / 32, i_ = 0;                                                            \
+        float sum_ = 0;                                                                            \
+        for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
+            v128_t part_[4];                                                                       \
+            for (int k_ = 0; k_ < 4; k_++)                                                         \
+                part_[k_] = block_fn(&(w)[i_ + k_], &(a)[i_ + k_]);                                \
+            v128_t isum_ = wasm_f32x4_convert_i32x4(transpose_sum4(part_));                        \
+            v128_t dw_ = halves_to_f32x4(wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d,                 \
+                                                         (w)[i_ + 2].d, (w)[i_ + 3].d));           \
+            v128_t da_ = halves_to_f32x4(wasm_i32x4_make((a)[i_].d, (a)[i_ + 1].d,                 \
+                                                         (a)[i_ + 2].d, (a)[i_ + 3].d));           \
+            v128_t p_ = wasm_f32x4_mul(wasm_f32x4_mul(dw_, da_), isum_);                           \
+            sum_ += wasm_f32x4_extract_lane(p_, 0);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 1);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 2);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
+        }                                                                                          \
+        for (; i_ < nb_; i_++) {                                                                   \
+            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], &(a)[i_]));                                 \
+            sum_ += ellm_f16_to_f32((w)[i_].d) * ellm_f16_to_f32((a)[i_].d) * (float)isum1_;       \
+        }                                                                                          \
+        *(out) = sum_;                                                                             \
+    } while (0)
+
 void ellm_vec_dot_q8_0_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q8_0 *w = row, *a = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK8_0; i++) {
-        v128_t d = wasm_i32x4_add(dot_i8x16(load(w[i].qs), load(a[i].qs)),
-                                  dot_i8x16(load(w[i].qs + 16), load(a[i].qs + 16)));
-        int isum = hsum_i32x4(d);
-        sum += ellm_f16_to_f32(w[i].d) * ellm_f16_to_f32(a[i].d) * (float)isum;
-    }
-    *out = sum;
+    Q8_0_ACTIVATION_DOT(w, a, n, ints_q8_0, out);
 }
 
 void ellm_vec_dot_q4_0_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q4_0 *w = row;
     const block_q8_0 *a = x;
-    const v128_t low4 = wasm_i8x16_splat(0x0F), eight = wasm_i8x16_splat(8);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK4_0; i++) {
-        v128_t q = load(w[i].qs);
-        v128_t lo = wasm_i8x16_sub(wasm_v128_and(q, low4), eight);
-        v128_t hi = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight);
-        v128_t d = wasm_i32x4_add(dot_i8x16(lo, load(a[i].qs)), dot_i8x16(hi, load(a[i].qs + 16)));
-        int isum = hsum_i32x4(d);
-        sum += ellm_f16_to_f32(w[i].d) * ellm_f16_to_f32(a[i].d) * (float)isum;
-    }
-    *out = sum;
+    Q8_0_ACTIVATION_DOT(w, a, n, ints_q4_0, out);
 }
 
 void ellm_vec_dot_iq4_nl_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
     const block_iq4_nl *w = row;
     const block_q8_0 *a = x;
-    const v128_t levels = load(ellm_kvalues_iq4nl), low4 = wasm_i8x16_splat(0x0F);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK4_NL; i++) {
-        v128_t q = load(w[i].qs);
-        v128_t lo = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
-        v128_t hi = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
-        v128_t d = wasm_i32x4_add(dot_i8x16(lo, load(a[i].qs)), dot_i8x16(hi, load(a[i].qs + 16)));
-        int32_t isum = hsum_i32x4(d);
-        sum += ellm_f16_to_f32(w[i].d) * ellm_f16_to_f32(a[i].d) * (float)isum;
-    }
-    *out = sum;
+    Q8_0_ACTIVATION_DOT(w, a, n, ints_iq4_nl, out);
 }
 
 /* Sum over the 8 sub-blocks of min[j] times the activations' sum over sub-block j (two bsums). */
