@@ -72,7 +72,6 @@ class ModelBytes {
   }
   write(chunk) {
     if (this.loaded + chunk.byteLength > this.size) {
-      this.free();
       throw new Error(`the model source sent more than the ${this.size} bytes it announced`);
     }
     mod.HEAPU8.set(chunk, this.ptr + this.loaded);
@@ -94,8 +93,28 @@ function checkSize(size, name) {
       `${(MEMORY_LIMIT - RESERVE) / 1024 ** 3} GiB; use a smaller model or quantization`);
 }
 
-async function open({ source, nCtx, threads }) {
+async function open(request) {
+  const bytes = await readModel(request.source);
+  const ptr = bytes.ptr;
+  bytes.ptr = 0; // edgellm_wasm_open owns it now, whatever happens
+  engine = mod._edgellm_wasm_open(ptr, bytes.size, request.nCtx, request.threads) >>> 0;
+  if (!engine) throw new Error(lastError());
+  return JSON.parse(mod.UTF8ToString(mod._edgellm_wasm_model_info(engine)));
+}
+
+// The model's bytes in wasm memory; nothing stays allocated when reading fails.
+async function readModel(source) {
   const progress = (phase, loaded, total) => post({ type: "progress", phase, loaded, total });
+  let bytes = null;
+  try {
+    return await readInto(source, progress, (size) => (bytes = new ModelBytes(size)));
+  } catch (e) {
+    if (bytes) bytes.free();
+    throw e;
+  }
+}
+
+async function readInto(source, progress, allocate) {
   let bytes;
   if (source.kind === "path") {
     const fs = nodeRequire("fs");
@@ -103,7 +122,7 @@ async function open({ source, nCtx, threads }) {
     try {
       const size = fs.fstatSync(fd).size;
       checkSize(size, `'${source.path}'`);
-      bytes = new ModelBytes(size);
+      bytes = allocate(size);
       const step = 16 << 20;
       while (bytes.loaded < size) {
         const want = Math.min(step, size - bytes.loaded);
@@ -118,7 +137,7 @@ async function open({ source, nCtx, threads }) {
     }
   } else if (source.kind === "buffer") {
     checkSize(source.buffer.byteLength, "the model buffer");
-    bytes = new ModelBytes(source.buffer.byteLength);
+    bytes = allocate(source.buffer.byteLength);
     bytes.write(new Uint8Array(source.buffer));
     progress("load", bytes.loaded, bytes.size);
   } else {
@@ -141,26 +160,20 @@ async function open({ source, nCtx, threads }) {
       stream = source.file.stream();
       phase = "load";
     }
-    bytes = new ModelBytes(size);
-    source = { stream, size, phase };
-    const reader = source.stream.getReader();
+    bytes = allocate(size);
+    const reader = stream.getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       bytes.write(value);
-      progress(source.phase, bytes.loaded, bytes.size);
+      progress(phase, bytes.loaded, bytes.size);
     }
     if (bytes.loaded !== bytes.size) {
-      bytes.free();
       throw new Error(`the model source ended after ${bytes.loaded} of ${bytes.size} bytes; ` +
         `check the connection and load it again`);
     }
   }
-  const ptr = bytes.ptr;
-  bytes.ptr = 0; // edgellm_wasm_open owns it now, whatever happens
-  engine = mod._edgellm_wasm_open(ptr, bytes.size, nCtx, threads) >>> 0;
-  if (!engine) throw new Error(lastError());
-  return JSON.parse(mod.UTF8ToString(mod._edgellm_wasm_model_info(engine)));
+  return bytes;
 }
 
 // Strings and string arrays in wasm memory for one call; freed together.
