@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?= --output-on-failure
 
-.PHONY: all deps build test demo asan-test arm-test clean
+.PHONY: all deps build test demo asan-test arm-test clean web
 
 all: build
 
@@ -37,8 +37,21 @@ arm-test: deps
 	cd $(ARM_BUILD_DIR) && ctest $(CTEST_FLAGS) -j $(JOBS)
 	cd $(ARM_BUILD_DIR) && QEMU_CPU=cortex-a72 ctest $(CTEST_FLAGS) -j $(JOBS) -R 'test_quant|test_model|test_api'
 
+# WebAssembly: web/dist/ gets edgellm.mjs, its worker and two builds of the core, single-threaded
+# (st) and pthreads (mt). Debian's emscripten runs its JavaScript tools with the node modules
+# Debian installs under /usr/share/nodejs (acorn), which a non-Debian node does not search.
+WEB_BUILD_DIR ?= build-web
+web: deps
+	for v in st mt; do \
+	  NODE_PATH=/usr/share/nodejs emcmake cmake -S . -B $(WEB_BUILD_DIR)/$$v -DCMAKE_BUILD_TYPE=Release \
+	    -DEDGELLM_BUILD_TOOLS=OFF -DEDGELLM_WEB_THREADS=$$([ $$v = mt ] && echo ON || echo OFF) \
+	    $(CMAKE_FLAGS) >/dev/null && \
+	  NODE_PATH=/usr/share/nodejs cmake --build $(WEB_BUILD_DIR)/$$v -j $(JOBS) --target edgellm_wasm \
+	    || exit 1; \
+	done
+
 demo: deps build
 	@scripts/demo.sh $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(ARM_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(ARM_BUILD_DIR) $(WEB_BUILD_DIR) web/dist

@@ -64,6 +64,11 @@ edgellm_model_params edgellm_model_default_params(void);
 edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *params,
                                   edgellm_model **out_model);
 void edgellm_model_free(edgellm_model *model);
+/* The same from a GGUF file already in memory (e.g. a browser download): data must stay valid and
+ * unchanged until edgellm_model_free, which does not free it. */
+edgellm_status edgellm_model_load_from_memory(const void *data, size_t size,
+                                              const edgellm_model_params *params,
+                                              edgellm_model **out_model);
 
 typedef struct edgellm_model_info {
     const char *architecture; /* "llama", ... (owned by the model) */

@@ -77,10 +77,14 @@ static void describe_weights(edgellm_model *m)
     snprintf(m->quantization, sizeof m->quantization, "%s", ellm_type_name(best));
 }
 
+/* Builds the model over an opened GGUF file (owned by m from here on); path names the file in
+ * messages. */
+static edgellm_status model_from_file(edgellm_model *m, const char *path, bool vocab_only,
+                                      edgellm_model **out);
+
 edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *params,
                                   edgellm_model **out)
 {
-    bool vocab_only = params && params->vocab_only;
     if (!out)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_load: out_model is NULL");
     *out = NULL;
@@ -90,7 +94,40 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
     edgellm_status st = gguf_open(path, &m->file);
-    if (st == EDGELLM_OK && !vocab_only && gguf_tensor_count(m->file) == 0)
+    if (st != EDGELLM_OK) {
+        free(m);
+        return st;
+    }
+    return model_from_file(m, path, params && params->vocab_only, out);
+}
+
+edgellm_status edgellm_model_load_from_memory(const void *data, size_t size,
+                                              const edgellm_model_params *params,
+                                              edgellm_model **out)
+{
+    if (!out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_model_load_from_memory: out_model is NULL");
+    *out = NULL;
+    if (!data && size)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_model_load_from_memory: no data given");
+    edgellm_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
+    edgellm_status st = gguf_parse(data ? data : "", size, &m->file);
+    if (st != EDGELLM_OK) {
+        free(m);
+        return ellm_fail_wrap(st, "the model bytes");
+    }
+    return model_from_file(m, "model bytes", params && params->vocab_only, out);
+}
+
+static edgellm_status model_from_file(edgellm_model *m, const char *path, bool vocab_only,
+                                      edgellm_model **out)
+{
+    edgellm_status st = EDGELLM_OK;
+    if (!vocab_only && gguf_tensor_count(m->file) == 0)
         st = ellm_fail(EDGELLM_ERR_FORMAT,
                        "'%s' holds no tensors (a vocabulary-only file?); it can only be loaded "
                        "for tokenization (edgellm_model_params.vocab_only)",

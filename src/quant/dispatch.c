@@ -123,6 +123,29 @@ static bool cpu_has_dotprod(void)
 }
 #endif
 
+#if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
+/* Types without a SIMD128 kernel yet take the scalar one. */
+static const kernel_set wasm_simd_set = {
+    "wasm-simd",
+    {ELLM_TYPE_F32, ellm_vec_dot_f32_wasm_simd, "wasm-simd", NULL, NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_f16_wasm_simd, "wasm-simd", NULL, NULL},
+    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_wasm_simd, "wasm-simd", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_wasm_simd, "wasm-simd", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_wasm_simd, "wasm-simd", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_wasm_simd, "wasm-simd", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_wasm_simd, "wasm-simd", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_wasm_simd, "wasm-simd", NULL, NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL},
+    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL, NULL},
+    NULL, NULL, NULL,
+};
+#endif
+
 /* Every set this build has, fastest first, and whether this CPU can run it. */
 static const kernel_set *const all_sets[] = {
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -132,6 +155,9 @@ static const kernel_set *const all_sets[] = {
 #if defined(ELLM_HAVE_NEON_KERNELS)
     &neon_dotprod_set,
     &neon_set,
+#endif
+#if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
+    &wasm_simd_set,
 #endif
     &scalar_set,
 };

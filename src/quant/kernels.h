@@ -152,4 +152,20 @@ ELLM_NEON_INT_KERNELS(neon)
 ELLM_NEON_INT_KERNELS(neon_dotprod)
 #endif
 
+#if defined(__wasm__)
+#define ELLM_HAVE_WASM_SIMD_KERNELS 1
+/* WebAssembly SIMD128 kernels (kernels_wasm_simd.c): every one bit-identical to the scalar
+ * kernel of its type. Every engine that runs the web build has SIMD128, so the set is always
+ * chosen there (a module without it would not validate anyway). */
+void ellm_vec_dot_f32_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_f16_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q8_0_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_0_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_iq4_nl_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_K_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_K_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q6_K_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_iq4_xs_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+#endif
+
 #endif

@@ -1,0 +1,164 @@
+// The WebAssembly build through its JavaScript API in Node (run by tests/web_node.sh, which
+// builds web/dist and the models named in the environment): greedy completions equal the
+// reference text and `edgellm run --temp 0`, logits equal the native scalar kernels' bit for bit,
+// streaming, interrupt, unload, bad model bytes, a model over the memory limit, bad requests.
+import { strict as assert } from "node:assert";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+
+const env = process.env;
+const { createEngine } = await import(path.join(env.SOURCE_DIR, "web/dist/edgellm.mjs"));
+const tmp = env.WEB_TMP;
+let failures = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    console.log(`ok: ${name}`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL: ${name}: ${e && e.stack ? e.stack : e}`);
+  }
+}
+async function rejects(promiseFn, pattern) {
+  let error = null;
+  try { await promiseFn(); } catch (e) { error = e; }
+  assert.ok(error, "expected an error");
+  assert.match(error.message, pattern);
+  assert.ok(!error.message.includes("\n"), `one-line message: ${error.message}`);
+}
+
+const greedy = fs.readFileSync(path.join(env.SHARED, "testdata/aidreams/greedy.tsv"), "utf8")
+  .split("\n").filter((l) => l && !l.startsWith("#")).map((l) => l.split("\t"));
+const unescape = (s) => s.replace(/\\n/g, "\n").replace(/\\t/g, "\t");
+
+for (const variant of ["st", "mt"]) {
+  const threads = variant === "mt" ? 2 : 1;
+  const model = path.join(env.SHARED, "models/aidreams260K-f32.gguf");
+  const engine = await createEngine({ model, variant, threads });
+
+  await check(`${variant}: runtime info`, () => {
+    const info = engine.runtimeInfo();
+    assert.equal(info.variant, variant);
+    assert.equal(info.threads, threads);
+    assert.equal(info.kernelSet, "wasm-simd");
+    assert.equal(info.model.n_vocab, 512);
+  });
+
+  await check(`${variant}: the 7 reference prompts give the reference text and edgellm run's`, async () => {
+    assert.equal(greedy.length, 7);
+    for (const [prompt, , , text] of greedy) {
+      const c = await engine.completions.create({ prompt, temperature: 0, max_tokens: 48 });
+      assert.equal(c.choices[0].text, unescape(text), `prompt '${prompt}'`);
+      const native = execFileSync(env.EDGELLM, ["run", "-m", model, "-p", prompt, "-n", "48",
+        "--temp", "0", "-t", "1"], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+      assert.equal(c.choices[0].text, native.replace(/\n$/, ""), `prompt '${prompt}' against edgellm run`);
+      assert.equal(c.object, "text_completion");
+      assert.match(c.id, /^cmpl-/);
+      assert.equal(c.choices[0].finish_reason, "length");
+      assert.equal(c.usage.completion_tokens, 48);
+      assert.equal(c.usage.total_tokens, c.usage.prompt_tokens + 48);
+    }
+  });
+
+  await check(`${variant}: streaming chunks add up to the whole answer`, async () => {
+    const whole = await engine.chat.completions.create({
+      messages: [{ role: "user", content: "I dreamed" }], temperature: 0, max_tokens: 20 });
+    const stream = await engine.chat.completions.create({
+      messages: [{ role: "user", content: "I dreamed" }], temperature: 0, max_tokens: 20, stream: true });
+    let text = "", chunks = 0, last = null;
+    for await (const chunk of stream) {
+      assert.equal(chunk.object, "chat.completion.chunk");
+      assert.equal(chunk.id, (last ?? chunk).id);
+      text += chunk.choices[0].delta.content ?? "";
+      chunks++;
+      last = chunk;
+    }
+    assert.ok(chunks > 2, `${chunks} chunks`);
+    assert.equal(text, whole.choices[0].message.content);
+    assert.equal(last.choices[0].finish_reason, whole.choices[0].finish_reason);
+    assert.equal(last.usage.completion_tokens, whole.usage.completion_tokens);
+    assert.equal(whole.object, "chat.completion");
+    assert.equal(whole.choices[0].message.role, "assistant");
+  });
+
+  await check(`${variant}: interrupt stops a running generation`, async () => {
+    const stream = await engine.completions.create({ prompt: "The machine", max_tokens: 100,
+      temperature: 0.8, seed: 3, stream: true });
+    let n = 0, finish = null, usage = null;
+    for await (const chunk of stream) {
+      if (++n === 3) engine.interrupt();
+      finish = chunk.choices[0].finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
+    }
+    assert.equal(finish, "abort");
+    assert.ok(usage.completion_tokens < 100, `${usage.completion_tokens} tokens despite the interrupt`);
+    // The engine still works afterwards.
+    const c = await engine.completions.create({ prompt: "I dreamed", temperature: 0, max_tokens: 48 });
+    assert.equal(c.choices[0].text, unescape(greedy[0][3]));
+  });
+
+  await check(`${variant}: bad requests get clear errors`, async () => {
+    await rejects(() => engine.completions.create({ prompt: "x", temperature: 3 }), /'temperature' must be between 0 and 2/);
+    await rejects(() => engine.completions.create({ prompt: 5 }), /'prompt' must be a string/);
+    await rejects(() => engine.chat.completions.create({ messages: [] }), /'messages' must be a non-empty array/);
+    await rejects(() => engine.chat.completions.create({ messages: [{ role: "tool", content: "x" }] }), /role/);
+    await rejects(() => engine.completions.create({ prompt: "x", stop: ["a", "b", "c", "d", "e"] }), /at most 4/);
+  });
+
+  await check(`${variant}: unload frees the engine and later calls fail clearly`, async () => {
+    await engine.unload();
+    await rejects(() => engine.completions.create({ prompt: "x" }), /unloaded/);
+  });
+}
+
+await check("logits equal the native scalar kernels' bit for bit on quantized models", async () => {
+  for (const name of env.LOGIT_MODELS.split(" ")) {
+    const ids = fs.readFileSync(path.join(tmp, "ids.txt"), "utf8").trim().split(/\s+/).map(Number);
+    const want = new Uint32Array(fs.readFileSync(path.join(tmp, `${name}.logits`)).buffer.slice(0));
+    for (const variant of ["st", "mt"]) {
+      const engine = await createEngine({ model: path.join(tmp, `${name}.gguf`), variant, threads: variant === "mt" ? 2 : 1 });
+      for (const set of ["", "scalar"]) {
+        const got = new Uint32Array((await engine.logits(ids, set)).buffer);
+        assert.equal(got.length, want.length, name);
+        const bad = got.findIndex((v, i) => v !== want[i]);
+        assert.equal(bad, -1, `${name} ${variant} kernels '${set || engine.runtimeInfo().kernelSet}': ` +
+          `logit ${bad} differs (${new Float32Array(got.buffer)[bad]} vs ${new Float32Array(want.buffer)[bad]})`);
+      }
+      await engine.unload();
+    }
+  }
+});
+
+await check("bad model bytes: a clear error, and the module still loads good models", async () => {
+  await rejects(() => createEngine({ model: new TextEncoder().encode("definitely not a GGUF file").buffer }), /GGUF|magic/i);
+  const gguf = fs.readFileSync(path.join(env.SHARED, "models/aidreams260K-f32.gguf"));
+  await rejects(() => createEngine({ model: gguf.subarray(0, 5000) }), /truncated|past the end|beyond/i);
+  const engine = await createEngine({ model: gguf, threads: 1 }); // a Buffer (typed array)
+  const c = await engine.completions.create({ prompt: greedy[1][0], temperature: 0, max_tokens: 48 });
+  assert.equal(c.choices[0].text, unescape(greedy[1][3]));
+  await engine.unload();
+});
+
+await check("a model over the wasm32 memory limit is refused before it is read", async () => {
+  const big = path.join(tmp, "too-big.gguf");
+  const fd = fs.openSync(big, "w");
+  fs.ftruncateSync(fd, 5 * 1024 ** 3); // sparse: no disk used
+  fs.closeSync(fd);
+  const t0 = Date.now();
+  await rejects(() => createEngine({ model: big, threads: 1 }), /5\.00 GiB \(5368709120 bytes\).*limited to 4 GiB/);
+  assert.ok(Date.now() - t0 < 20000, "refused without reading the file");
+});
+
+await check("a progress callback sees the whole file", async () => {
+  const seen = [];
+  const model = path.join(env.SHARED, "models/aidreams260K-f32.gguf");
+  const engine = await createEngine({ model, threads: 1, onProgress: (p) => seen.push(p) });
+  const size = fs.statSync(model).size;
+  assert.ok(seen.length >= 1);
+  assert.deepEqual(seen.at(-1), { phase: "load", loaded: size, total: size });
+  await engine.unload();
+});
+
+console.log(failures ? `${failures} checks failed` : "all checks passed");
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The demo page (web/demo) in Debian's headless chromium, driven by puppeteer-core (installed with
+# npm ci from tests/web/browser/package-lock.json into the build tree): served by web/serve.py
+# once cross-origin isolated (threads) and once not (one thread). Screenshots go to
+# $TEST_TMP/web_browser/demo-*.png.
+set -uo pipefail
+tmp="$TEST_TMP/web_browser"
+rm -rf "$tmp" && mkdir -p "$tmp"
+die() { echo "FAIL: $*" >&2; exit 1; }
+command -v chromium >/dev/null || die "chromium is missing: run scripts/install-deps.sh --test"
+make -C "$SOURCE_DIR" web WEB_BUILD_DIR="$BUILD_DIR/web" >"$tmp/make.log" 2>&1 ||
+  { tail -30 "$tmp/make.log"; die "make web"; }
+npm_dir="$BUILD_DIR/web-browser-npm"
+mkdir -p "$npm_dir"
+if ! cmp -s "$SOURCE_DIR/tests/web/browser/package-lock.json" "$npm_dir/node_modules/.installed-lock.json" 2>/dev/null; then
+  cp "$SOURCE_DIR/tests/web/browser/package.json" "$SOURCE_DIR/tests/web/browser/package-lock.json" "$npm_dir/"
+  (cd "$npm_dir" && npm ci --ignore-scripts --no-audit --no-fund >"$tmp/npm.log" 2>&1) ||
+    { cat "$tmp/npm.log" >&2; die "npm ci could not install puppeteer-core (is the npm registry reachable?)"; }
+  cp "$npm_dir/package-lock.json" "$npm_dir/node_modules/.installed-lock.json"
+fi
+cp "$SOURCE_DIR/tests/web/browser/browser_test.mjs" "$npm_dir/"
+
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done' EXIT
+# Two servers on free ports; each prints its address first, then one line per request.
+python3 "$SOURCE_DIR/web/serve.py" --port 0 --models "$SHARED/models" \
+  >/dev/null 2>"$tmp/server-isolated.log" &
+pids+=($!)
+python3 "$SOURCE_DIR/web/serve.py" --port 0 --models "$SHARED/models" --no-isolation \
+  >/dev/null 2>"$tmp/server-plain.log" &
+pids+=($!)
+address() { # address LOG: the server's base URL once it listens
+  for _ in $(seq 100); do
+    url=$(sed -n 's|^serving .* on \(http://[0-9.:]*\)/demo/$|\1|p' "$1")
+    [[ -n "$url" ]] && { echo "$url"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+isolated=$(address "$tmp/server-isolated.log") || die "web/serve.py did not start"
+plain=$(address "$tmp/server-plain.log") || die "web/serve.py did not start"
+CHROMIUM=$(command -v chromium) ISOLATED_URL="$isolated" PLAIN_URL="$plain" \
+  ISOLATED_LOG="$tmp/server-isolated.log" PLAIN_LOG="$tmp/server-plain.log" \
+  MODEL_PATH=/models/aidreams260K-f32.gguf OUT_DIR="$tmp" node "$npm_dir/browser_test.mjs"

@@ -1,0 +1,138 @@
+// TypeScript declarations for edgellm.mjs (see docs/web.md).
+
+export interface Progress {
+  phase: "download" | "load";
+  loaded: number;
+  total: number;
+}
+
+export interface EngineOptions {
+  /** A URL (http, https, blob), a file path or file: URL (Node), an ArrayBuffer (transferred to
+   * the worker, so it is detached afterwards), a typed array (copied) or a File/Blob. */
+  model: string | URL | ArrayBuffer | ArrayBufferView | Blob;
+  /** Threads for inference (default: the CPU count; 1 where the page cannot share memory). */
+  threads?: number;
+  /** Context length in tokens (default: the model's training context, at most 4096). */
+  contextSize?: number;
+  onProgress?: (p: Progress) => void;
+  /** Force a variant: "mt" (threads; needs a cross-origin-isolated page) or "st". */
+  variant?: "mt" | "st";
+  /** Lines the WebAssembly module writes to stderr. */
+  onLog?: (line: string) => void;
+}
+
+export interface SamplingRequest {
+  temperature?: number;       // 0..2, default 1; 0 is greedy
+  top_p?: number;             // 0..1, default 1
+  top_k?: number;             // 0 = off
+  min_p?: number;             // 0..1, 0 = off
+  repeat_penalty?: number;    // 1 = off
+  presence_penalty?: number;  // -2..2
+  frequency_penalty?: number; // -2..2
+  seed?: number;              // non-negative integer
+  max_tokens?: number;        // default: until end of text or a full context
+  max_completion_tokens?: number;
+  stop?: string | string[];   // at most 4
+  n?: 1;
+  stream?: boolean;
+}
+
+export interface ChatMessage {
+  role: "system" | "developer" | "user" | "assistant";
+  content: string | { type: "text"; text: string }[];
+}
+
+export type FinishReason = "stop" | "length" | "abort";
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+  extra: { time_to_first_token_s: number; prefill_tokens_per_s: number; decode_tokens_per_s: number };
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: "assistant"; content: string }; finish_reason: FinishReason; logprobs: null }[];
+  usage: Usage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: "assistant"; content?: string }; finish_reason: FinishReason | null; logprobs: null }[];
+  /** On the last chunk only. */
+  usage?: Usage;
+}
+
+export interface Completion {
+  id: string;
+  object: "text_completion";
+  created: number;
+  model: string;
+  choices: { index: 0; text: string; finish_reason: FinishReason | null; logprobs: null }[];
+  usage?: Usage;
+}
+
+export interface ChatRequest extends SamplingRequest {
+  messages: ChatMessage[];
+}
+
+export interface CompletionRequest extends SamplingRequest {
+  prompt: string;
+}
+
+export interface ModelInfo {
+  architecture: string;
+  name: string;
+  quantization: string;
+  n_vocab: number;
+  n_layer: number;
+  n_embd: number;
+  n_ctx: number;
+  n_params: number;
+  file_bytes: number;
+  chat_template: string;
+}
+
+export interface RuntimeInfo {
+  threads: number;
+  multiThreaded: boolean;
+  variant: "mt" | "st";
+  /** Whether memory can be shared with the worker (a cross-origin-isolated page, or Node). */
+  crossOriginIsolated: boolean;
+  /** The kernel set in use: "wasm-simd" (SIMD128) or "scalar". */
+  kernelSet: string;
+  /** Whether interrupt() can stop a generation mid-way (needs shared memory). */
+  interruptible: boolean;
+  model: ModelInfo;
+}
+
+export interface Engine {
+  chat: {
+    completions: {
+      create(req: ChatRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(req: ChatRequest & { stream?: false }): Promise<ChatCompletion>;
+    };
+  };
+  completions: {
+    create(req: CompletionRequest & { stream: true }): Promise<AsyncIterable<Completion>>;
+    create(req: CompletionRequest & { stream?: false }): Promise<Completion>;
+  };
+  /** Stops the running generation after its current token (finish_reason "abort"). */
+  interrupt(): void;
+  /** Frees the model and ends the worker; the engine cannot be used afterwards. */
+  unload(): Promise<void>;
+  runtimeInfo(): RuntimeInfo;
+  /** Logits (n_tokens x n_vocab) of token ids evaluated from an empty cache with the named kernel
+   * set ("" = the default, "scalar" = the portable kernels). For tests. */
+  logits(tokens: ArrayLike<number>, kernelSet?: string): Promise<Float32Array>;
+}
+
+export function createEngine(options: EngineOptions): Promise<Engine>;

@@ -1,0 +1,311 @@
+// edgellm in the browser (and Node >= 18): the public JavaScript API, shaped like WebLLM and the
+// OpenAI client. Inference runs in a worker (edgellm-worker.js); this module only validates
+// requests, forwards them and shapes the answers. See docs/web.md.
+
+const inNode = typeof process === "object" && !!(process.versions && process.versions.node) &&
+  typeof window === "undefined";
+const baseUrl = new URL("./", import.meta.url).href;
+
+const FINISH = { 1: "stop", 2: "length", 3: "stop", 4: "length", 5: "abort" };
+
+/** The variant this page can run: threads need SharedArrayBuffer (a cross-origin-isolated page). */
+function threadsAvailable() {
+  return typeof SharedArrayBuffer === "function" && (inNode || globalThis.crossOriginIsolated === true);
+}
+
+function hardwareThreads() {
+  const n = typeof navigator === "object" && navigator.hardwareConcurrency;
+  return Math.max(1, Math.min(n || 4, 16));
+}
+
+async function startWorker() {
+  if (inNode) {
+    const { Worker } = await import("node:worker_threads");
+    const { fileURLToPath } = await import("node:url");
+    const w = new Worker(fileURLToPath(new URL("./edgellm-worker.js", import.meta.url)));
+    w.unref();
+    return {
+      post: (m, t) => w.postMessage(m, t),
+      listen: (fn) => w.on("message", fn),
+      terminate: () => w.terminate(),
+    };
+  }
+  const w = new Worker(new URL("./edgellm-worker.js", import.meta.url));
+  return {
+    post: (m, t) => w.postMessage(m, t),
+    listen: (fn) => { w.onmessage = (ev) => fn(ev.data); },
+    terminate: () => w.terminate(),
+  };
+}
+
+// ---- request validation: the ranges `edgellm serve` accepts ---------------------------------
+
+function fail(field, what) {
+  throw new TypeError(`'${field}' ${what}`);
+}
+function number(req, field, lo, hi, dflt) {
+  const v = req[field];
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== "number" || !Number.isFinite(v)) fail(field, `must be a number, got ${JSON.stringify(v)}`);
+  if (v < lo || v > hi) fail(field, `must be between ${lo} and ${hi}, got ${v}`);
+  return v;
+}
+function integer(req, field, lo, hi, dflt) {
+  const v = number(req, field, lo, hi, dflt);
+  if (!Number.isInteger(v)) fail(field, `must be an integer, got ${v}`);
+  return v;
+}
+
+function samplingParams(req) {
+  if (typeof req !== "object" || req === null) throw new TypeError("the request must be an object");
+  if (req.n !== undefined && req.n !== 1) fail("n", "must be 1 (send separate requests for more choices)");
+  let temperature = number(req, "temperature", 0, 2, 1);
+  let topP = number(req, "top_p", 0, 1, 1);
+  if (topP === 0) { temperature = 0; topP = 1; } // only the most likely token remains
+  let stop = req.stop ?? [];
+  if (typeof stop === "string") stop = [stop];
+  if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string"))
+    fail("stop", "must be a string or an array of strings");
+  if (stop.length > 4) fail("stop", `holds ${stop.length} sequences; at most 4 are allowed`);
+  const seed = req.seed === undefined || req.seed === null
+    ? Math.floor(Math.random() * 2 ** 32)
+    : integer(req, "seed", 0, Number.MAX_SAFE_INTEGER, 0);
+  return {
+    temperature,
+    top_p: topP,
+    top_k: integer(req, "top_k", 0, 1 << 30, 0),
+    min_p: number(req, "min_p", 0, 1, 0),
+    repeat_penalty: number(req, "repeat_penalty", 0.01, 10, 1),
+    presence_penalty: number(req, "presence_penalty", -2, 2, 0),
+    frequency_penalty: number(req, "frequency_penalty", -2, 2, 0),
+    seed,
+    max_tokens: integer(req, req.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens", 1, 1 << 30, 0),
+    stop: stop.filter((s) => s.length > 0), // an empty stop string would end every generation at once
+  };
+}
+
+function chatMessages(req) {
+  const m = req.messages;
+  if (!Array.isArray(m) || m.length === 0) fail("messages", "must be a non-empty array of {role, content}");
+  return m.map((msg, i) => {
+    if (typeof msg !== "object" || msg === null) fail(`messages[${i}]`, "must be an object");
+    let role = msg.role === "developer" ? "system" : msg.role;
+    if (!["system", "user", "assistant"].includes(role))
+      fail(`messages[${i}].role`, `'${msg.role}' is not supported (use system, user or assistant)`);
+    let content = msg.content;
+    if (Array.isArray(content)) // the parts form: text parts joined
+      content = content.map((p) => {
+        if (!p || p.type !== "text" || typeof p.text !== "string")
+          fail(`messages[${i}].content`, "parts must be {type: 'text', text}");
+        return p.text;
+      }).join("");
+    if (typeof content !== "string") fail(`messages[${i}].content`, "must be a string");
+    return { role, content };
+  });
+}
+
+// ---- responses ----------------------------------------------------------------------------
+
+let counter = 0;
+function responseId(prefix) {
+  counter += 1;
+  return `${prefix}-${Date.now().toString(36)}${counter.toString(36)}`;
+}
+
+function usageOf(r) {
+  return {
+    prompt_tokens: r.promptTokens,
+    completion_tokens: r.completionTokens,
+    total_tokens: r.promptTokens + r.completionTokens,
+    prompt_tokens_details: { cached_tokens: r.cachedTokens },
+    extra: {
+      time_to_first_token_s: r.ttftSeconds,
+      prefill_tokens_per_s: r.prefillSeconds > 0 ? (r.promptTokens - r.cachedTokens) / r.prefillSeconds : 0,
+      decode_tokens_per_s: r.decodeSeconds > 0 ? (r.completionTokens - 1) / r.decodeSeconds : 0,
+    },
+  };
+}
+
+/** Chunks pushed by the worker, consumed by `for await`. */
+class ChunkStream {
+  constructor() { this.queue = []; this.waiting = null; this.ended = false; this.error = null; }
+  push(chunk) { this.queue.push(chunk); this.wake(); }
+  end(error) { this.ended = true; this.error = error || null; this.wake(); }
+  wake() { if (this.waiting) { const w = this.waiting; this.waiting = null; w(); } }
+  async *[Symbol.asyncIterator]() {
+    for (;;) {
+      if (this.queue.length) { yield this.queue.shift(); continue; }
+      if (this.ended) { if (this.error) throw this.error; return; }
+      await new Promise((r) => { this.waiting = r; });
+    }
+  }
+}
+
+class Engine {
+  constructor(worker, info, runtime) {
+    this.worker = worker;
+    this.info = info;
+    this.runtime = runtime;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.queue = Promise.resolve(); // one generation at a time
+    this.interruptFlag = runtime.interruptBuffer ? new Int32Array(runtime.interruptBuffer) : null;
+    this.chat = { completions: { create: (req) => this.create("chat", req) } };
+    this.completions = { create: (req) => this.create("completion", req) };
+  }
+
+  call(type, fields, onDelta) {
+    if (!this.worker) return Promise.reject(new Error("the engine was unloaded; create a new one"));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onDelta });
+      this.worker.post({ type, id, ...fields });
+    });
+  }
+
+  dispatch(msg) {
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    if (msg.type === "delta") { p.onDelta?.(msg.text); return; }
+    this.pending.delete(msg.id);
+    if (msg.type === "error") p.reject(new Error(msg.message));
+    else p.resolve(msg.result);
+  }
+
+  create(kind, req) {
+    const params = samplingParams(req);
+    const fields = kind === "chat" ? { kind, messages: chatMessages(req), params }
+      : { kind, prompt: typeof req.prompt === "string" ? req.prompt : fail("prompt", "must be a string"), params };
+    const id = responseId(kind === "chat" ? "chatcmpl" : "cmpl");
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.info.name || this.info.architecture;
+    const object = kind === "chat" ? "chat.completion" : "text_completion";
+    const choiceOf = (text, finish) => kind === "chat"
+      ? { index: 0, message: { role: "assistant", content: text }, finish_reason: finish, logprobs: null }
+      : { index: 0, text, finish_reason: finish, logprobs: null };
+    const chunkOf = (text, finish, first) => ({
+      id, object: kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model,
+      choices: [kind === "chat"
+        ? { index: 0, delta: first ? { role: "assistant", content: text } : (text ? { content: text } : {}), finish_reason: finish, logprobs: null }
+        : { index: 0, text, finish_reason: finish, logprobs: null }],
+    });
+
+    if (req.stream) {
+      const stream = new ChunkStream();
+      let first = true;
+      const run = () => this.call("generate", fields, (text) => {
+        stream.push(chunkOf(text, null, first));
+        first = false;
+      }).then((r) => {
+        const last = chunkOf("", FINISH[r.stopReason] || "stop", first);
+        last.usage = usageOf(r);
+        stream.push(last);
+        stream.end();
+      }, (e) => stream.end(e));
+      this.queue = this.queue.then(run, run);
+      return Promise.resolve(stream);
+    }
+    let text = "";
+    const run = () => this.call("generate", fields, (t) => { text += t; });
+    const done = this.queue.then(run, run);
+    this.queue = done.catch(() => {});
+    return done.then((r) => ({
+      id, object, created, model,
+      choices: [choiceOf(text, FINISH[r.stopReason] || "stop")],
+      usage: usageOf(r),
+    }));
+  }
+
+  /** Stops the running generation after its current token (finish_reason "abort"). */
+  interrupt() {
+    if (this.interruptFlag) Atomics.store(this.interruptFlag, 0, 1);
+  }
+
+  /** Logits (n_tokens x n_vocab) of token ids evaluated from an empty cache; kernelSet "" is the
+   * default set, "scalar" the portable kernels. For tests. */
+  logits(tokens, kernelSet = "") {
+    const run = () => this.call("logits", { tokens: Int32Array.from(tokens), kernelSet });
+    const done = this.queue.then(run, run);
+    this.queue = done.catch(() => {});
+    return done;
+  }
+
+  runtimeInfo() {
+    return {
+      threads: this.runtime.threads,
+      multiThreaded: this.runtime.variant === "mt",
+      variant: this.runtime.variant,
+      crossOriginIsolated: this.runtime.isolated,
+      kernelSet: this.runtime.kernelSet,
+      interruptible: this.interruptFlag !== null,
+      model: this.info,
+    };
+  }
+
+  async unload() {
+    if (!this.worker) return;
+    this.interrupt();
+    await this.queue;
+    await this.call("unload", {});
+    for (const p of this.pending.values()) p.reject(new Error("the engine was unloaded"));
+    this.pending.clear();
+    await this.worker.terminate();
+    this.worker = null;
+  }
+}
+
+function modelSource(model) {
+  if (typeof model === "string") {
+    if (/^(https?:|blob:|data:)/.test(model) || !inNode)
+      return { kind: "url", url: new URL(model, globalThis.location?.href ?? baseUrl).href };
+    return { kind: "path", path: model };
+  }
+  if (model instanceof URL) return model.protocol === "file:" && inNode
+    ? { kind: "path", path: decodeURIComponent(model.pathname) } : { kind: "url", url: model.href };
+  if (model instanceof ArrayBuffer) return { kind: "buffer", buffer: model };
+  if (ArrayBuffer.isView(model))
+    return { kind: "buffer", buffer: model.buffer.slice(model.byteOffset, model.byteOffset + model.byteLength) };
+  if (typeof Blob === "function" && model instanceof Blob) return { kind: "file", file: model };
+  throw new TypeError("'model' must be a URL, a file path (Node), an ArrayBuffer, a typed array or a File");
+}
+
+/**
+ * Loads a GGUF model and returns an engine. options: model (URL, path in Node, ArrayBuffer,
+ * File), threads (default: the CPU count, 1 where the page cannot share memory), contextSize,
+ * onProgress({phase: "download"|"load", loaded, total}), variant ("mt"|"st", default: the best
+ * the page allows).
+ */
+export async function createEngine(options = {}) {
+  const source = modelSource(options.model);
+  const isolated = threadsAvailable();
+  let threads = options.threads ?? hardwareThreads();
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64)
+    throw new TypeError(`'threads' must be an integer from 1 to 64, got ${options.threads}`);
+  let variant = options.variant ?? (isolated && threads > 1 ? "mt" : "st");
+  if (variant === "mt" && !isolated)
+    throw new Error("threads need SharedArrayBuffer: serve the page with the headers " +
+      "Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp");
+  if (variant === "st") threads = 1;
+  const interruptBuffer = typeof SharedArrayBuffer === "function" && isolated ? new SharedArrayBuffer(4) : null;
+  const worker = await startWorker();
+  const engine = new Engine(worker, null, { variant, threads, isolated, interruptBuffer });
+  worker.listen((msg) => {
+    if (msg.type === "progress") options.onProgress?.({ phase: msg.phase, loaded: msg.loaded, total: msg.total });
+    else if (msg.type === "log") options.onLog?.(msg.line);
+    else engine.dispatch(msg);
+  });
+  try {
+    const init = await engine.call("init", { variant, baseUrl, threads, interrupt: interruptBuffer });
+    engine.runtime.kernelSet = init.kernelSet;
+    const transfer = source.kind === "buffer" ? [source.buffer] : [];
+    const id = engine.nextId++;
+    engine.info = await new Promise((resolve, reject) => {
+      engine.pending.set(id, { resolve, reject });
+      worker.post({ type: "open", id, source, nCtx: options.contextSize ?? 0, threads }, transfer);
+    });
+  } catch (e) {
+    await worker.terminate();
+    throw e;
+  }
+  return engine;
+}

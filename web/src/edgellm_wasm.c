@@ -1,0 +1,228 @@
+/* The WebAssembly entry points behind web/edgellm.mjs: a model loaded from bytes the JavaScript
+ * side streamed into wasm memory, completions and chat completions that hand each piece of text
+ * to JavaScript as it becomes final, and the logits of a token sequence (for tests). Every
+ * failure returns a status whose message edgellm_wasm_last_error gives. */
+#include <emscripten.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat/chat.h"
+#include "edgellm.h"
+#include "quant/quant.h"
+
+typedef struct wasm_engine {
+    edgellm_model *model;
+    edgellm_context *ctx;
+    void *bytes; /* the GGUF file, owned: the model points into it */
+    edgellm_generate_result last;
+} wasm_engine;
+
+/* Hands text to the worker (Module.edgellmText) and asks it whether to stop. */
+EM_JS(int, wasm_emit_text, (const char *text, size_t len), {
+    return Module["edgellmText"](UTF8ToString(text, len)) ? 1 : 0;
+});
+
+static int on_token(void *user, edgellm_token token, const char *text, size_t len)
+{
+    (void)user;
+    (void)token;
+    return wasm_emit_text(text, len);
+}
+
+EMSCRIPTEN_KEEPALIVE const char *edgellm_wasm_last_error(void) { return edgellm_last_error(); }
+
+EMSCRIPTEN_KEEPALIVE const char *edgellm_wasm_kernel_set(void) { return edgellm_kernel_set(); }
+
+/* Takes ownership of bytes (from malloc) whether or not the load succeeds. */
+EMSCRIPTEN_KEEPALIVE wasm_engine *edgellm_wasm_open(void *bytes, size_t size, int n_ctx,
+                                                    int n_threads)
+{
+    wasm_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        free(bytes);
+        return NULL;
+    }
+    e->bytes = bytes;
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_threads = n_threads;
+    edgellm_model_info info;
+    edgellm_status st = edgellm_model_load_from_memory(bytes, size, NULL, &e->model);
+    /* A long training context would fill wasm memory with KV cache nobody asked for. */
+    if (st == EDGELLM_OK && n_ctx <= 0 &&
+        (st = edgellm_model_get_info(e->model, &info)) == EDGELLM_OK)
+        cp.n_ctx = info.n_ctx_train > 0 && info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
+    if (st != EDGELLM_OK || edgellm_context_create(e->model, &cp, &e->ctx) != EDGELLM_OK) {
+        edgellm_model_free(e->model);
+        free(bytes);
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+EMSCRIPTEN_KEEPALIVE void edgellm_wasm_close(wasm_engine *e)
+{
+    if (!e)
+        return;
+    edgellm_context_free(e->ctx);
+    edgellm_model_free(e->model);
+    free(e->bytes);
+    free(e);
+}
+
+/* Model facts as one JSON object (the strings are GGUF metadata: escaped for JSON). */
+static void append_json_string(char *buf, size_t cap, const char *s)
+{
+    size_t n = strlen(buf);
+    for (; *s && n + 8 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)c;
+        } else if (c < 0x20) {
+            n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", c);
+        } else {
+            buf[n++] = (char)c;
+        }
+    }
+    buf[n] = 0;
+}
+
+EMSCRIPTEN_KEEPALIVE const char *edgellm_wasm_model_info(wasm_engine *e)
+{
+    static char buf[1024];
+    edgellm_model_info info;
+    if (edgellm_model_get_info(e->model, &info) != EDGELLM_OK)
+        return NULL;
+    strcpy(buf, "{\"architecture\":\"");
+    append_json_string(buf, sizeof buf, info.architecture);
+    strcat(buf, "\",\"name\":\"");
+    append_json_string(buf, sizeof buf, info.name);
+    strcat(buf, "\",\"quantization\":\"");
+    append_json_string(buf, sizeof buf, info.quantization);
+    size_t n = strlen(buf);
+    snprintf(buf + n, sizeof buf - n,
+             "\",\"n_vocab\":%d,\"n_layer\":%d,\"n_embd\":%d,\"n_ctx\":%d,\"n_params\":%llu,"
+             "\"file_bytes\":%llu,\"chat_template\":\"%s\"}",
+             info.n_vocab, info.n_layer, info.n_embd, edgellm_context_n_ctx(e->ctx),
+             (unsigned long long)info.n_params, (unsigned long long)info.file_bytes,
+             ellm_chat_family_name(ellm_chat_detect_model(e->model, NULL)));
+    return buf;
+}
+
+/* Sampling and stopping as `serve` takes them (the JavaScript side checks the ranges). */
+static edgellm_generate_params generate_params(double temperature, double top_p, int top_k,
+                                               double min_p, double repeat_penalty,
+                                               double presence, double frequency, double seed,
+                                               int max_tokens, const char *const *stops,
+                                               int n_stops)
+{
+    edgellm_generate_params gp = edgellm_generate_default_params();
+    gp.max_tokens = max_tokens;
+    gp.stop_strings = stops;
+    gp.n_stop_strings = n_stops;
+    gp.sampling.temperature = (float)temperature;
+    gp.sampling.top_p = (float)top_p;
+    gp.sampling.top_k = top_k;
+    gp.sampling.min_p = (float)min_p;
+    gp.sampling.repeat_penalty = (float)repeat_penalty;
+    gp.sampling.presence_penalty = (float)presence;
+    gp.sampling.frequency_penalty = (float)frequency;
+    gp.sampling.seed = (uint64_t)seed;
+    gp.on_token = on_token;
+    return gp;
+}
+
+/* A completion of prompt, as `edgellm run` makes it (BOS as the model wants it). */
+EMSCRIPTEN_KEEPALIVE int edgellm_wasm_complete(wasm_engine *e, const char *prompt,
+                                               double temperature, double top_p, int top_k,
+                                               double min_p, double repeat_penalty,
+                                               double presence, double frequency, double seed,
+                                               int max_tokens, const char *const *stops,
+                                               int n_stops)
+{
+    edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p,
+                                                 repeat_penalty, presence, frequency, seed,
+                                                 max_tokens, stops, n_stops);
+    return edgellm_generate(e->ctx, prompt, &gp, &e->last);
+}
+
+/* A chat completion: the messages rendered by the model's chat template, its markup tokenized
+ * as control tokens and the messages as plain text (as `serve` does), the family's end-of-turn
+ * text added to the stop strings. */
+EMSCRIPTEN_KEEPALIVE int edgellm_wasm_chat(wasm_engine *e, const char *const *roles,
+                                           const char *const *contents, int n_messages,
+                                           double temperature, double top_p, int top_k,
+                                           double min_p, double repeat_penalty, double presence,
+                                           double frequency, double seed, int max_tokens,
+                                           const char *const *stops, int n_stops)
+{
+    ellm_chat_message *msgs = calloc((size_t)(n_messages > 0 ? n_messages : 1), sizeof *msgs);
+    const char *all_stops[64];
+    if (!msgs || n_stops > 32)
+        return msgs ? EDGELLM_ERR_INVALID_ARGUMENT : EDGELLM_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < n_messages; i++) {
+        msgs[i].role = roles[i];
+        msgs[i].content = contents[i];
+    }
+    ellm_chat_span *spans = NULL;
+    size_t n_spans = 0;
+    char *text = ellm_chat_format_model_spans(e->model, msgs, (size_t)n_messages, true, NULL,
+                                              &spans, &n_spans);
+    free(msgs);
+    if (!text)
+        return EDGELLM_ERR_INVALID_ARGUMENT;
+    edgellm_token *tokens = NULL;
+    int32_t n_tokens = 0;
+    edgellm_status st = ellm_chat_tokenize(e->model, text, spans, n_spans, true, &tokens,
+                                           &n_tokens);
+    free(spans);
+    free(text);
+    if (st != EDGELLM_OK)
+        return st;
+    int n_all = 0;
+    for (; n_all < n_stops; n_all++)
+        all_stops[n_all] = stops[n_all];
+    const char *const *extra = ellm_chat_stop_strings(ellm_chat_detect_model(e->model, NULL));
+    for (int k = 0; extra && extra[k] && n_all < 64; k++)
+        all_stops[n_all++] = extra[k];
+    edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p,
+                                                 repeat_penalty, presence, frequency, seed,
+                                                 max_tokens, all_stops, n_all);
+    st = edgellm_generate_tokens(e->ctx, tokens, n_tokens, &gp, &e->last);
+    free(tokens);
+    return st;
+}
+
+/* The last generation's counts and times: prompt tokens, cached prompt tokens, generated
+ * tokens, stop reason, prefill, time to first token, decode (seconds). */
+EMSCRIPTEN_KEEPALIVE double edgellm_wasm_last_result(wasm_engine *e, int field)
+{
+    const edgellm_generate_result *r = &e->last;
+    switch (field) {
+    case 0: return r->n_prompt_tokens;
+    case 1: return r->n_cached_tokens;
+    case 2: return r->n_generated;
+    case 3: return r->stop_reason;
+    case 4: return r->prefill_seconds;
+    case 5: return r->ttft_seconds;
+    case 6: return r->decode_seconds;
+    default: return 0;
+    }
+}
+
+/* Logits at every position of tokens evaluated from an empty cache, n_tokens x n_vocab floats
+ * (valid until the next call), or NULL. kernel_set: "" for the default set, else a set's name. */
+EMSCRIPTEN_KEEPALIVE const float *edgellm_wasm_logits(wasm_engine *e, const edgellm_token *tokens,
+                                                      int n_tokens, const char *kernel_set)
+{
+    if (!ellm_quant_use_kernel_set(*kernel_set ? kernel_set : NULL))
+        return NULL;
+    edgellm_status st = edgellm_context_truncate(e->ctx, 0);
+    if (st == EDGELLM_OK)
+        st = edgellm_eval(e->ctx, tokens, n_tokens, 1);
+    ellm_quant_use_kernel_set(NULL);
+    return st == EDGELLM_OK ? edgellm_get_logits(e->ctx, 0) : NULL;
+}
