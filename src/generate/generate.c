@@ -2,6 +2,7 @@
  * stop conditions, and streaming that only ever hands out whole UTF-8 characters and never text
  * that could still turn out to be part of a stop string. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +33,8 @@ typedef struct run {
     const edgellm_generate_params *params;
     edgellm_generate_result *result;
     edgellm_text_stream *text;
+    edgellm_grammar_state *grammar; /* NULL when unconstrained */
+    float *masked;                  /* logits with the grammar's mask applied */
 } run;
 
 /* Hands the callback what became final with this token; returns non-zero to stop. */
@@ -48,6 +51,40 @@ static int deliver(run *r, edgellm_token token, const char *text, size_t len)
         return 1;
     }
     return 0;
+}
+
+/* Samples among the tokens the grammar allows. *tok = -1 with the stop reason set when the
+ * output is complete with nothing allowed to follow, or when no token can continue it. */
+static edgellm_status sample_constrained(run *r, edgellm_sampler *sampler, edgellm_token *tok)
+{
+    *tok = -1;
+    if (edgellm_grammar_state_must_end(r->grammar)) {
+        r->result->stop_reason = EDGELLM_STOP_GRAMMAR_DONE;
+        return EDGELLM_OK;
+    }
+    int32_t n_vocab = edgellm_n_vocab(r->model);
+    memcpy(r->masked, edgellm_get_logits(r->ctx, -1), (size_t)n_vocab * sizeof *r->masked);
+    int32_t n_allowed = 0;
+    edgellm_status st = edgellm_grammar_state_mask(r->grammar, r->masked, &n_allowed);
+    if (st != EDGELLM_OK)
+        return st;
+    if (n_allowed == 0) {
+        r->result->stop_reason = edgellm_grammar_state_can_end(r->grammar)
+                                     ? EDGELLM_STOP_GRAMMAR_DONE
+                                     : EDGELLM_STOP_GRAMMAR_STUCK;
+        return EDGELLM_OK;
+    }
+    edgellm_token t = edgellm_sampler_sample(sampler, r->masked);
+    /* Penalties cannot lift a masked logit, but rounding in a draw over near-zero probabilities
+     * could in principle land on one: never let it through. */
+    if (t < 0 || t >= n_vocab || r->masked[t] == -INFINITY) {
+        t = -1;
+        for (int32_t i = 0; i < n_vocab; i++)
+            if (r->masked[i] != -INFINITY && (t < 0 || r->masked[i] > r->masked[t]))
+                t = i;
+    }
+    *tok = t;
+    return EDGELLM_OK;
 }
 
 static edgellm_status evaluate_prompt(run *r, const edgellm_token *prompt, int32_t n_prompt)
@@ -100,6 +137,19 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         edgellm_sampler_free(sampler);
         return st;
     }
+    if (params->grammar) {
+        st = edgellm_grammar_state_create(params->grammar, &r.grammar);
+        r.masked = st == EDGELLM_OK ? malloc((size_t)edgellm_n_vocab(model) * sizeof *r.masked)
+                                    : NULL;
+        if (st == EDGELLM_OK && !r.masked)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the grammar's logits");
+        if (st != EDGELLM_OK) {
+            edgellm_grammar_state_free(r.grammar);
+            edgellm_text_stream_free(r.text);
+            edgellm_sampler_free(sampler);
+            return st;
+        }
+    }
     for (int32_t i = 0; i < n_prompt; i++)
         edgellm_sampler_accept(sampler, prompt[i]);
 
@@ -112,7 +162,14 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
             res->stop_reason = EDGELLM_STOP_MAX_TOKENS;
             break;
         }
-        edgellm_token tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
+        edgellm_token tok = -1;
+        if (r.grammar) {
+            st = sample_constrained(&r, sampler, &tok);
+            if (st != EDGELLM_OK || tok < 0)
+                break;
+        } else {
+            tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
+        }
         if (res->n_generated == 0) {
             t_first = now_seconds();
             res->ttft_seconds = t_first - t0;
@@ -123,6 +180,8 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         }
         res->n_generated++;
         edgellm_sampler_accept(sampler, tok);
+        if (r.grammar && (st = edgellm_grammar_state_accept(r.grammar, tok)) != EDGELLM_OK)
+            break;
         const char *text = NULL;
         size_t text_len = 0;
         int stopped = 0;
@@ -147,6 +206,8 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
     if (res->n_generated > 0)
         res->decode_seconds = now_seconds() - t_first;
     edgellm_text_stream_free(r.text);
+    edgellm_grammar_state_free(r.grammar);
+    free(r.masked);
     edgellm_sampler_free(sampler);
     return st;
 }
