@@ -348,44 +348,61 @@ static uint64_t ends(const tgrammar *g, const node *n, uint64_t start, input *in
     return 0;
 }
 
-/* Decodes bytes into in; returns 0 for invalid UTF-8. Same lead/continuation rules as the
- * standard (C2..F4 leads), the last character may be incomplete. */
+/* Decodes bytes into in; returns 0 for ill-formed UTF-8. The well-formed sequences are those of
+ * the Unicode standard's table 3-7: per lead byte, the range its second byte must be in. The last
+ * character may be incomplete: then its symbol is the range between its smallest and largest
+ * well-formed completions. */
 static int decode(const uint8_t *b, size_t len, input *in)
 {
     in->n = 0;
     for (size_t i = 0; i < len;) {
-        int need;
-        uint32_t v;
-        if (b[i] < 0x80) {
-            need = 0;
-            v = b[i];
-        } else if (b[i] >= 0xC2 && b[i] < 0xE0) {
-            need = 1;
-            v = b[i] & 0x1F;
-        } else if (b[i] >= 0xE0 && b[i] < 0xF0) {
-            need = 2;
-            v = b[i] & 0x0F;
-        } else if (b[i] >= 0xF0 && b[i] < 0xF5) {
-            need = 3;
-            v = b[i] & 0x07;
-        } else {
+        uint8_t lead = b[i];
+        int size;
+        uint8_t lo2 = 0x80, hi2 = 0xBF;
+        if (lead < 0x80)
+            size = 1;
+        else if (lead >= 0xC2 && lead <= 0xDF)
+            size = 2;
+        else if (lead >= 0xE0 && lead <= 0xEF)
+            size = 3;
+        else if (lead >= 0xF0 && lead <= 0xF4)
+            size = 4;
+        else
             return 0;
+        if (lead == 0xE0)
+            lo2 = 0xA0;
+        if (lead == 0xED)
+            hi2 = 0x9F;
+        if (lead == 0xF0)
+            lo2 = 0x90;
+        if (lead == 0xF4)
+            hi2 = 0x8F;
+        uint8_t least[4], most[4];
+        for (int k = 0; k < size; k++) {
+            uint8_t want_lo = k == 0 ? lead : k == 1 ? lo2 : 0x80;
+            uint8_t want_hi = k == 0 ? lead : k == 1 ? hi2 : 0xBF;
+            if (i + (size_t)k < len) {
+                uint8_t got = b[i + (size_t)k];
+                if (got < want_lo || got > want_hi)
+                    return 0;
+                least[k] = most[k] = got;
+            } else {
+                least[k] = want_lo;
+                most[k] = want_hi;
+            }
         }
-        i++;
-        int got = 0;
-        while (got < need && i < len) {
-            if ((b[i] & 0xC0) != 0x80)
-                return 0;
-            v = (v << 6) | (b[i] & 0x3F);
-            i++;
-            got++;
+        uint32_t vlo = size == 1 ? least[0] : (uint32_t)least[0] & (0x7Fu >> size);
+        uint32_t vhi = size == 1 ? most[0] : (uint32_t)most[0] & (0x7Fu >> size);
+        for (int k = 1; k < size; k++) {
+            vlo = (vlo << 6) | (least[k] & 0x3F);
+            vhi = (vhi << 6) | (most[k] & 0x3F);
         }
         if (in->n >= MAX_SYMS)
             return 0;
-        int missing = need - got;
-        in->lo[in->n] = v << (6 * missing);
-        in->hi[in->n] = in->lo[in->n] | ((1u << (6 * missing)) - 1);
+        in->lo[in->n] = vlo;
+        in->hi[in->n] = vhi;
         in->n++;
+        i += (size_t)size;
     }
     return 1;
 }

@@ -344,6 +344,7 @@ static int range_viable(const ellm_matcher *m, int32_t state, uint32_t lo, uint3
  * that is not complete yet, which must still be able to match some stack. */
 static int32_t step_byte(ellm_matcher *m, int32_t state, int *need, uint32_t *part, uint8_t b)
 {
+    uint32_t lo, hi;
     if (*need == 0) {
         if (b < 0x80)
             return advance(m, state, b);
@@ -359,14 +360,26 @@ static int32_t step_byte(ellm_matcher *m, int32_t state, int *need, uint32_t *pa
         } else {
             return 0;
         }
+        lo = *part << (6 * *need);
+        hi = lo | ((1u << (6 * *need)) - 1);
+        /* The leads whose second byte is restricted cover fewer code points. */
+        if (b == 0xE0)
+            lo = 0x800;
+        else if (b == 0xED)
+            hi = 0xD7FF;
+        else if (b == 0xF0)
+            lo = 0x10000;
+        else if (b == 0xF4)
+            hi = 0x10FFFF;
     } else {
-        if ((b & 0xC0) != 0x80)
+        if (!ellm_utf8_continuation_ok(*need, *part, b))
             return 0;
         *part = (*part << 6) | (b & 0x3F);
         if (--*need == 0)
             return advance(m, state, *part);
+        lo = *part << (6 * *need);
+        hi = lo | ((1u << (6 * *need)) - 1);
     }
-    uint32_t lo = *part << (6 * *need), hi = lo | ((1u << (6 * *need)) - 1);
     return range_viable(m, state, lo, hi) ? state : 0;
 }
 

@@ -161,7 +161,7 @@ edgellm_status ellm_token_trie_build(int32_t n_tokens, const char *const *pieces
                 } else {
                     cp_in = -2;
                 }
-            } else if ((b & 0xC0) != 0x80) {
+            } else if (!ellm_utf8_continuation_ok(n2, p2, b)) {
                 cp_in = -2;
             } else {
                 p2 = (p2 << 6) | (b & 0x3F);

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "edgellm.h"
 #include "store/store.h"
+#include "structured/structured.h"
 
 #define MAX_STOPS 16
 
@@ -34,7 +35,10 @@ static void usage(FILE *out)
             "      --seed S            random seed (default: random, printed)\n"
             "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
             "      --kv-type f16|f32   KV cache precision (default f16)\n"
-            "      --special           recognise control tokens written in the prompt\n");
+            "      --special           recognise control tokens written in the prompt\n"
+            "      --grammar-file F    only generate text the GBNF grammar in F accepts\n"
+            "      --json-schema F     only generate JSON that the JSON Schema in F describes\n"
+            "      --json              only generate a JSON object\n");
 }
 
 typedef struct stream_state {
@@ -90,6 +94,8 @@ int cmd_run(int argc, char **argv)
     edgellm_sampler_params sp = edgellm_sampler_default_params();
     bool seed_given = false, special = false;
     edgellm_kv_type kv = EDGELLM_KV_F16;
+    const char *grammar_file = NULL, *schema_file = NULL;
+    bool json_object = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
@@ -135,6 +141,12 @@ int cmd_run(int argc, char **argv)
             }
         } else if (!strcmp(a, "--special")) {
             special = true;
+        } else if (!strcmp(a, "--grammar-file")) {
+            VALUE() grammar_file = v;
+        } else if (!strcmp(a, "--json-schema")) {
+            VALUE() schema_file = v;
+        } else if (!strcmp(a, "--json")) {
+            json_object = true;
         } else {
             cli_error(cmd, "unknown option '%s' (see 'edgellm run --help')", a);
             return EXIT_USAGE;
@@ -153,11 +165,44 @@ int cmd_run(int argc, char **argv)
         cli_error(cmd, "give either -p or -f, not both");
         return EXIT_USAGE;
     }
+    if ((grammar_file != NULL) + (schema_file != NULL) + json_object > 1) {
+        cli_error(cmd, "give only one of --grammar-file, --json-schema and --json");
+        return EXIT_USAGE;
+    }
+    /* The constraint is read and converted before the model loads: a bad one fails fast. */
+    char *grammar_text = NULL;
+    if (grammar_file || schema_file) {
+        const char *path = grammar_file ? grammar_file : schema_file;
+        char *text = read_text_file(path);
+        if (!text) {
+            cli_error(cmd, "cannot read %s '%s'", grammar_file ? "grammar file" : "schema file",
+                      path);
+            return 1;
+        }
+        if (schema_file) {
+            char err[512];
+            grammar_text = structured_schema_text_to_grammar(text, strlen(text), err, sizeof err);
+            free(text);
+            if (!grammar_text) {
+                cli_error(cmd, "%s: %s", schema_file, err);
+                return 1;
+            }
+        } else {
+            grammar_text = text;
+        }
+    } else if (json_object) {
+        grammar_text = strdup(structured_json_object_grammar());
+        if (!grammar_text) {
+            cli_error(cmd, "out of memory");
+            return 1;
+        }
+    }
     char *file_text = NULL;
     if (prompt_file) {
         file_text = read_text_file(prompt_file);
         if (!file_text) {
             cli_error(cmd, "cannot read prompt file '%s'", prompt_file);
+            free(grammar_text);
             return 1;
         }
         prompt = file_text;
@@ -170,6 +215,7 @@ int cmd_run(int argc, char **argv)
     if (store_resolve_model(model_path, resolved, sizeof resolved) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         free(file_text);
+        free(grammar_text);
         return 1;
     }
     double t0 = cli_now_seconds();
@@ -177,6 +223,18 @@ int cmd_run(int argc, char **argv)
     if (edgellm_model_load(resolved, NULL, &model) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         free(file_text);
+        free(grammar_text);
+        return 1;
+    }
+    edgellm_grammar *grammar = NULL;
+    if (grammar_text &&
+        edgellm_grammar_compile(model, grammar_text, strlen(grammar_text), NULL, &grammar) !=
+            EDGELLM_OK) {
+        cli_error(cmd, "%s%s%s", grammar_file ? grammar_file : "", grammar_file ? ": " : "",
+                  edgellm_last_error());
+        edgellm_model_free(model);
+        free(file_text);
+        free(grammar_text);
         return 1;
     }
     double load_s = cli_now_seconds() - t0;
@@ -201,6 +259,7 @@ int cmd_run(int argc, char **argv)
         gp.parse_special = special;
         gp.on_token = on_token;
         gp.user_data = &ss;
+        gp.grammar = grammar;
         if (n_predict == 0) {
             rc = 0;
         } else if (edgellm_generate(ctx, prompt, &gp, &res) != EDGELLM_OK) {
@@ -214,7 +273,8 @@ int cmd_run(int argc, char **argv)
     if (rc == 0) {
         char mem[32];
         static const char *reasons[] = {"none", "end of sequence", "token limit", "stop string",
-                                        "context full", "stopped"};
+                                        "context full", "stopped", "grammar complete",
+                                        "no token can continue the grammar"};
         double prefill_tps = res.prefill_seconds > 0
                                  ? (res.n_prompt_tokens - res.n_cached_tokens) / res.prefill_seconds
                                  : 0;
@@ -234,8 +294,15 @@ int cmd_run(int argc, char **argv)
                 res.ttft_seconds * 1000.0, res.n_generated, decode_tps,
                 reasons[res.stop_reason], cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
     }
+    if (rc == 0 && res.stop_reason == EDGELLM_STOP_GRAMMAR_STUCK) {
+        cli_error(cmd, "no token of this model's vocabulary can continue the grammar's output; "
+                       "the output is incomplete");
+        rc = 1;
+    }
     edgellm_context_free(ctx);
+    edgellm_grammar_free(grammar);
     edgellm_model_free(model);
     free(file_text);
+    free(grammar_text);
     return rc;
 }
