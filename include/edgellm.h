@@ -386,6 +386,7 @@ typedef struct edgellm_generate_result {
     double prefill_seconds;   /* evaluating the prompt */
     double ttft_seconds;      /* from the call to the first generated token being sampled */
     double decode_seconds;    /* generating every token after the first */
+    double grammar_seconds;   /* masking and advancing the grammar (part of the times above) */
 } edgellm_generate_result;
 
 /*

@@ -164,7 +164,9 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         }
         edgellm_token tok = -1;
         if (r.grammar) {
+            double t_mask = now_seconds();
             st = sample_constrained(&r, sampler, &tok);
+            res->grammar_seconds += now_seconds() - t_mask;
             if (st != EDGELLM_OK || tok < 0)
                 break;
         } else {
@@ -180,8 +182,13 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         }
         res->n_generated++;
         edgellm_sampler_accept(sampler, tok);
-        if (r.grammar && (st = edgellm_grammar_state_accept(r.grammar, tok)) != EDGELLM_OK)
-            break;
+        if (r.grammar) {
+            double t_accept = now_seconds();
+            st = edgellm_grammar_state_accept(r.grammar, tok);
+            res->grammar_seconds += now_seconds() - t_accept;
+            if (st != EDGELLM_OK)
+                break;
+        }
         const char *text = NULL;
         size_t text_len = 0;
         int stopped = 0;

@@ -85,6 +85,7 @@ typedef struct ellm_trie_node {
     int32_t first_child, n_children; /* children are consecutive nodes, sorted by byte */
     int32_t slot_lo, slot_hi;        /* slots of every token in this subtree */
     int32_t term_hi;                 /* slots [slot_lo, term_hi) end exactly here */
+    int32_t cp_depth;                /* whole characters on the path from the root */
     int32_t cp_in;                   /* code point the edge into this node completes; -1 none
                                         yet (mid-character), -2 invalid UTF-8 */
     uint8_t byte;                    /* the edge's byte */
@@ -97,6 +98,7 @@ typedef struct ellm_token_trie {
     int32_t n_slots;       /* tokens in the trie */
     int32_t *slot_token;   /* slot -> token id */
     int32_t *token_slot;   /* token id -> slot, -1 when not in the trie */
+    int32_t *slot_cps;     /* characters in each slot's text (when it ends on a whole one) */
     uint8_t *token_eog;    /* 1 for tokens that end generation (allowed only when complete) */
     char *bytes;           /* every token's text, token_off[i] .. token_off[i] + token_len[i] */
     int64_t *token_off;

@@ -44,7 +44,9 @@ struct ellm_matcher {
     u64map node_ids;
 
     int32_t *state_off, *state_len; /* stacks of state i: pool[state_off[i] ...] */
-    int32_t *state_loop;            /* loop class of each state; -2 not yet known, -1 none */
+    int32_t *state_loop;            /* run class of each state; -2 not yet known, -1 none */
+    int32_t *state_run;             /* how many characters of that class it survives */
+    int32_t *state_succ;            /* the state after one character of that class */
     int32_t n_states, cap_states;
     int32_t *pool;
     int64_t pool_n, pool_cap;
@@ -228,7 +230,8 @@ static int grow_states(ellm_matcher *m)
     if (m->cap_states > INT32_MAX / 4)
         return 0;
     int32_t cap = m->cap_states ? m->cap_states * 2 : 256;
-    int32_t **arrays[] = {&m->state_off, &m->state_len, &m->state_loop, &m->state_next};
+    int32_t **arrays[] = {&m->state_off, &m->state_len, &m->state_loop, &m->state_next,
+                          &m->state_run, &m->state_succ};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) {
         int32_t *n = realloc(*arrays[i], (size_t)cap * sizeof *n);
         if (!n)
@@ -305,6 +308,9 @@ static int32_t advance(ellm_matcher *m, int32_t state, uint32_t cp)
 {
     if (state <= 0)
         return state;
+    int32_t run_cls = m->state_loop[state];
+    if (run_cls >= 0 && ellm_class_contains(m->g, run_cls, cp))
+        return m->state_succ[state];
     uint64_t key = ((uint64_t)(uint32_t)state << 21 | cp) + 1;
     int32_t next;
     if (map_get(&m->transitions, key, &next))
@@ -399,36 +405,113 @@ static int classes_disjoint(const ellm_grammar *g, int32_t a, int32_t b)
     return 1;
 }
 
-/* A class c such that every character of c leads from state back to state: then any run of c's
- * characters keeps the state. Every stack top must have c itself or a class disjoint from c, so
- * that all characters of c advance the state alike and one sample decides. */
-static int32_t loop_class(ellm_matcher *m, int32_t state)
+static int class_subset(const ellm_grammar *g, int32_t a, int32_t b)
 {
-    if (m->state_loop[state] != -2)
+    const ellm_cp_range *x = g->ranges + g->classes[a].first_range;
+    const ellm_cp_range *y = g->ranges + g->classes[b].first_range;
+    int32_t j = 0;
+    for (int32_t i = 0; i < g->classes[a].n_ranges; i++) {
+        while (j < g->classes[b].n_ranges && y[j].hi < x[i].lo)
+            j++;
+        if (j == g->classes[b].n_ranges || y[j].lo > x[i].lo || y[j].hi < x[i].hi)
+            return 0;
+    }
+    return 1;
+}
+
+static uint64_t class_size(const ellm_grammar *g, int32_t c)
+{
+    uint64_t n = 0;
+    const ellm_cp_range *r = g->ranges + g->classes[c].first_range;
+    for (int32_t i = 0; i < g->classes[c].n_ranges; i++)
+        n += r[i].hi - r[i].lo + 1;
+    return n;
+}
+
+/* Whether all characters of class c advance state alike: each stack top's class either contains
+ * c or misses it entirely, so one sample character decides for the whole class. */
+static int uniform_in(ellm_matcher *m, int32_t state, int32_t c)
+{
+    const int32_t *stacks = m->pool + m->state_off[state];
+    for (int32_t j = 0; j < m->state_len[state]; j++) {
+        if (stacks[j] == 0)
+            continue;
+        int32_t d = ELLM_GEL_ARG(m->g->elems[m->nodes[stacks[j]].pos]);
+        if (d != c && !classes_disjoint(m->g, c, d) && !class_subset(m->g, c, d))
+            return 0;
+    }
+    return 1;
+}
+
+#define RUN_FOREVER INT32_MAX
+
+/* A "run class" of state: a class c that every state reached by reading characters of c treats
+ * uniformly, until the run dies or loops. Then any text made only of c's characters is allowed
+ * exactly when it has at most *run of them (RUN_FOREVER when the run loops, e.g. inside a JSON
+ * string; a count for bounded repetitions such as char{0,80}). Returns -1 when there is none. */
+static int32_t run_class(ellm_matcher *m, int32_t state, int32_t *run)
+{
+    if (m->state_loop[state] != -2) {
+        *run = m->state_run[state];
         return m->state_loop[state];
-    int32_t found = -1;
-    const int32_t n = m->state_len[state];
-    for (int32_t i = 0; i < n && found < 0; i++) {
-        const int32_t *stacks = m->pool + m->state_off[state];
-        if (stacks[i] == 0)
+    }
+    int32_t best = -1, best_run = 0;
+    uint64_t best_size = 0;
+    for (int32_t i = 0; i < m->state_len[state] && !m->overflow; i++) {
+        int32_t top = m->pool[m->state_off[state] + i];
+        if (top == 0)
             continue;
-        int32_t c = ELLM_GEL_ARG(m->g->elems[m->nodes[stacks[i]].pos]);
-        if (m->g->classes[c].n_ranges == 0)
+        int32_t c = ELLM_GEL_ARG(m->g->elems[m->nodes[top].pos]);
+        uint64_t size = class_size(m->g, c);
+        if (size == 0 || size <= best_size || !uniform_in(m, state, c))
             continue;
-        int ok = 1;
-        for (int32_t j = 0; j < n && ok; j++) {
-            if (stacks[j] == 0)
-                continue;
-            int32_t d = ELLM_GEL_ARG(m->g->elems[m->nodes[stacks[j]].pos]);
-            ok = d == c || classes_disjoint(m->g, c, d);
+        uint32_t sample = m->g->ranges[m->g->classes[c].first_range].lo;
+        int32_t s = state, steps = 0;
+        for (;;) {
+            int32_t next = advance(m, s, sample);
+            if (next <= 0)
+                break; /* dies after `steps` characters */
+            if (next == s) {
+                steps = RUN_FOREVER;
+                break;
+            }
+            steps++;
+            if (steps > 4096 || !uniform_in(m, next, c)) {
+                steps = -1; /* not uniform all the way: undecided */
+                break;
+            }
+            s = next;
         }
-        if (ok && advance(m, state, m->g->ranges[m->g->classes[c].first_range].lo) == state)
-            found = c;
+        if (steps >= 0) {
+            best = c;
+            best_run = steps;
+            best_size = size;
+        }
     }
     if (m->overflow)
         return -1;
-    m->state_loop[state] = found;
-    return found;
+    if (best < 0) {
+        m->state_loop[state] = -1;
+        return -1;
+    }
+    /* Record the whole run, so the states along it know theirs (and advance() skips the
+     * expansion for characters of the class). */
+    uint32_t sample = m->g->ranges[m->g->classes[best].first_range].lo;
+    int32_t s = state, left = best_run;
+    for (;;) {
+        int32_t next = advance(m, s, sample);
+        if (m->overflow || next < 0)
+            return -1;
+        m->state_loop[s] = best;
+        m->state_run[s] = left;
+        m->state_succ[s] = next;
+        if (left == RUN_FOREVER || left == 0 || next <= 0 || m->state_loop[next] != -2)
+            break;
+        s = next;
+        left--;
+    }
+    *run = best_run;
+    return best;
 }
 
 static const uint8_t *class_below(ellm_matcher *m, int32_t cls)
@@ -479,11 +562,22 @@ static void walk(ellm_matcher *m, int32_t v, int32_t state, int need, uint32_t p
 {
     const ellm_trie_node *nd = &m->trie->nodes[v];
     if (aligned && need == 0) {
-        int32_t c = loop_class(m, state);
-        if (c >= 0) {
+        int32_t run = 0;
+        int32_t c = run_class(m, state, &run);
+        /* Short runs (a literal's next character) are not worth a pass over the trie. */
+        if (c >= 0 && run >= 4) {
             const uint8_t *below = class_below(m, c);
             if (below && ((below[v >> 3] >> (v & 7)) & 1)) {
-                set_range(bits, nd->slot_lo, nd->slot_hi);
+                /* Every token here continues with whole characters of c only. */
+                if (run == RUN_FOREVER) {
+                    set_range(bits, nd->slot_lo, nd->slot_hi);
+                } else {
+                    const int32_t *cps = m->trie->slot_cps;
+                    int32_t limit = nd->cp_depth + run;
+                    for (int32_t sl = nd->slot_lo; sl < nd->slot_hi; sl++)
+                        if (cps[sl] <= limit)
+                            bits[sl >> 6] |= 1ull << (sl & 63);
+                }
                 return;
             }
         }
@@ -632,6 +726,8 @@ void ellm_matcher_free(ellm_matcher *m)
     free(m->state_off);
     free(m->state_len);
     free(m->state_loop);
+    free(m->state_run);
+    free(m->state_succ);
     free(m->state_next);
     free(m->pool);
     map_free(&m->state_ids);
@@ -663,6 +759,8 @@ edgellm_status ellm_matcher_create(ellm_bound_grammar *bg, ellm_matcher **out)
         m->nodes[m->n_nodes++] = (snode){-1, -1};
         m->state_off[0] = m->state_len[0] = 0;
         m->state_loop[0] = -1;
+        m->state_run[0] = 0;
+        m->state_succ[0] = 0;
         m->state_next[0] = -1;
         m->n_states = 1;
         m->scratch_n = 0;

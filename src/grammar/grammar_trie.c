@@ -30,6 +30,7 @@ void ellm_token_trie_destroy(ellm_token_trie *t)
     free(t->nodes);
     free(t->slot_token);
     free(t->token_slot);
+    free(t->slot_cps);
     free(t->token_eog);
     free(t->bytes);
     free(t->token_off);
@@ -59,7 +60,9 @@ edgellm_status ellm_token_trie_build(int32_t n_tokens, const char *const *pieces
     t->token_eog = calloc((size_t)n_tokens, 1);
     t->token_slot = malloc((size_t)n_tokens * sizeof *t->token_slot);
     t->slot_token = malloc((size_t)n_tokens * sizeof *t->slot_token);
-    if (!t->token_off || !t->token_len || !t->token_eog || !t->token_slot || !t->slot_token)
+    t->slot_cps = malloc((size_t)n_tokens * sizeof *t->slot_cps);
+    if (!t->token_off || !t->token_len || !t->token_eog || !t->token_slot || !t->slot_token ||
+        !t->slot_cps)
         return no_memory(t);
     int64_t total = 0;
     for (int32_t i = 0; i < n_tokens; i++)
@@ -117,6 +120,8 @@ edgellm_status ellm_token_trie_build(int32_t n_tokens, const char *const *pieces
         while (s < hi && t->token_len[t->slot_token[s]] == d)
             s++;
         t->nodes[v].term_hi = s;
+        for (int32_t k = t->nodes[v].slot_lo; k < s; k++)
+            t->slot_cps[k] = t->nodes[v].cp_depth;
         t->nodes[v].first_child = t->n_nodes;
         while (s < hi) {
             uint8_t b = (uint8_t)t->bytes[t->token_off[t->slot_token[s]] + d];
@@ -167,7 +172,8 @@ edgellm_status ellm_token_trie_build(int32_t n_tokens, const char *const *pieces
                 p2 = (p2 << 6) | (b & 0x3F);
                 cp_in = --n2 == 0 ? (int32_t)p2 : -1;
             }
-            t->nodes[w] = (ellm_trie_node){.slot_lo = s, .slot_hi = e, .cp_in = cp_in, .byte = b};
+            t->nodes[w] = (ellm_trie_node){.slot_lo = s, .slot_hi = e, .cp_in = cp_in, .byte = b,
+                                           .cp_depth = t->nodes[v].cp_depth + (cp_in >= 0)};
             depth[w] = d + 1;
             need[w] = cp_in == -2 ? 0 : n2;
             part[w] = p2;

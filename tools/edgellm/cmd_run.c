@@ -293,6 +293,14 @@ int cmd_run(int argc, char **argv)
                 (unsigned long long)sp.seed, load_s * 1000.0, res.n_prompt_tokens, prefill_tps,
                 res.ttft_seconds * 1000.0, res.n_generated, decode_tps,
                 reasons[res.stop_reason], cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
+        if (grammar && res.n_generated > 0) {
+            /* Per generated token, against the whole time per token (prefill excluded). */
+            double per_token = (res.ttft_seconds - res.prefill_seconds + res.decode_seconds) /
+                               res.n_generated;
+            double mask = res.grammar_seconds / res.n_generated;
+            fprintf(stderr, "grammar:          %.3f ms/token of %.3f ms/token (%.1f %%)\n",
+                    mask * 1000.0, per_token * 1000.0, per_token > 0 ? 100.0 * mask / per_token : 0);
+        }
     }
     if (rc == 0 && res.stop_reason == EDGELLM_STOP_GRAMMAR_STUCK) {
         cli_error(cmd, "no token of this model's vocabulary can continue the grammar's output; "
