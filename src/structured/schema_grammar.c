@@ -507,9 +507,9 @@ static int string_rule(conv *c, const json_t *s, const char *path)
             sb_printf(&body, "[0-9a-f]{8} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} "
                              "\"-\" [0-9a-f]{12}");
         else if (strcmp(f, "email") == 0)
-            sb_printf(&body, "[a-zA-Z0-9_+-] ( [a-zA-Z0-9._+-]{0,62} [a-zA-Z0-9_+-] )? \"@\" "
-                             "[a-zA-Z0-9] [a-zA-Z0-9-]{0,30} ( \".\" [a-zA-Z0-9] [a-zA-Z0-9-]{0,30} )"
-                             "{0,3} \".\" [a-zA-Z]{2,8}");
+            sb_printf(&body, "[a-zA-Z0-9_+-] ( [a-zA-Z0-9._+-]{0,14} [a-zA-Z0-9_+-] )? \"@\" "
+                             "[a-zA-Z0-9] [a-zA-Z0-9-]{0,14} ( \".\" [a-zA-Z0-9] [a-zA-Z0-9-]{0,14} )"
+                             "? \".\" [a-zA-Z]{2,6}");
         else
             return fail(c, path, "unsupported string 'format' \"%s\" (supported: date, time, "
                                  "date-time, uuid, email)", f);
