@@ -49,6 +49,7 @@ typedef struct srv_request {
     bool logprobs;
     int top_logprobs;
     double deadline;           /* monotonic seconds */
+    edgellm_grammar *grammar;  /* response_format / grammar; owned, NULL = unconstrained */
 
     /* Guarded by the scheduler's mutex; cv is signalled on every new event and at the end. */
     pthread_cond_t cv;
