@@ -44,9 +44,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n <= 0)
             break;
         int pick = -1;
-        for (int t = 1; t < N && pick < 0; t++)
-            if (allowed[(t + step) % N] && (t + step) % N != 0)
-                pick = (t + step) % N;
+        for (int k = 0; k < N && pick < 0; k++) {
+            int t = (k + step) % N;
+            if (t != 0 && allowed[t])
+                pick = t;
+        }
         if (pick < 0) {
             require(allowed[0] && ellm_matcher_can_end(m));
             break;

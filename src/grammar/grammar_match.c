@@ -248,7 +248,8 @@ static int32_t intern_scratch(ellm_matcher *m)
 {
     if (m->overflow)
         return -1;
-    qsort(m->scratch, (size_t)m->scratch_n, sizeof *m->scratch, cmp_i32);
+    if (m->scratch_n > 1)
+        qsort(m->scratch, (size_t)m->scratch_n, sizeof *m->scratch, cmp_i32);
     int32_t n = 0;
     for (int32_t i = 0; i < m->scratch_n; i++)
         if (n == 0 || m->scratch[n - 1] != m->scratch[i])

@@ -146,7 +146,8 @@ static uint32_t hash_ranges(const ellm_cp_range *r, int32_t n)
  * reusing an identical class so that equal sets share one id. */
 static int32_t intern_class(parser *P, ellm_cp_range *r, int32_t n, int negate)
 {
-    qsort(r, (size_t)n, sizeof *r, cmp_range);
+    if (n > 0)
+        qsort(r, (size_t)n, sizeof *r, cmp_range);
     int32_t m = 0;
     for (int32_t i = 0; i < n; i++) {
         if (m > 0 && r[i].lo <= r[m - 1].hi + 1) {
@@ -202,7 +203,7 @@ static int32_t intern_class(parser *P, ellm_cp_range *r, int32_t n, int negate)
     for (; P->class_hash[j]; j = (j + 1) & (uint32_t)(P->class_hash_cap - 1)) {
         const ellm_char_class *cc = &P->classes[P->class_hash[j] - 1];
         if (cc->n_ranges == n &&
-            memcmp(P->ranges + cc->first_range, set, (size_t)n * sizeof *set) == 0) {
+            (n == 0 || memcmp(P->ranges + cc->first_range, set, (size_t)n * sizeof *set) == 0)) {
             found = P->class_hash[j] - 1;
             break;
         }
@@ -218,7 +219,8 @@ static int32_t intern_class(parser *P, ellm_cp_range *r, int32_t n, int negate)
         memset(cc, 0, sizeof *cc);
         cc->first_range = P->n_ranges;
         cc->n_ranges = n;
-        memcpy(P->ranges + P->n_ranges, set, (size_t)n * sizeof *set);
+        if (n > 0)
+            memcpy(P->ranges + P->n_ranges, set, (size_t)n * sizeof *set);
         P->n_ranges += n;
         for (int32_t i = 0; i < n; i++)
             for (uint32_t c = set[i].lo; c <= set[i].hi && c < 128; c++)
@@ -795,15 +797,19 @@ static edgellm_status flatten(parser *P, int32_t root, ellm_grammar **out)
         P->rules[r].name = NULL;
         for (int32_t a = 0; a < P->rules[r].n_alts; a++) {
             g->alt_start[ai++] = ei;
-            memcpy(g->elems + ei, P->rules[r].alts[a].v, (size_t)P->rules[r].alts[a].n * sizeof(int32_t));
+            if (P->rules[r].alts[a].n > 0)
+                memcpy(g->elems + ei, P->rules[r].alts[a].v,
+                       (size_t)P->rules[r].alts[a].n * sizeof(int32_t));
             ei += P->rules[r].alts[a].n;
             g->elems[ei++] = ELLM_GEL_END;
         }
     }
     g->n_elems = ei;
     g->n_classes = P->n_classes;
-    memcpy(g->classes, P->classes, (size_t)P->n_classes * sizeof *g->classes);
-    memcpy(g->ranges, P->ranges, (size_t)P->n_ranges * sizeof *g->ranges);
+    if (P->n_classes > 0)
+        memcpy(g->classes, P->classes, (size_t)P->n_classes * sizeof *g->classes);
+    if (P->n_ranges > 0)
+        memcpy(g->ranges, P->ranges, (size_t)P->n_ranges * sizeof *g->ranges);
     *out = g;
     return EDGELLM_OK;
 }
