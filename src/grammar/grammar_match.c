@@ -20,6 +20,7 @@
 
 typedef struct snode {
     int32_t pos, parent;
+    int32_t depth; /* nodes below it */
 } snode;
 
 /* Open-addressing map from non-zero 64-bit keys to int32 values. */
@@ -163,7 +164,7 @@ static int32_t intern_node(ellm_matcher *m, int32_t pos, int32_t parent)
     if (!grow_array((void **)&m->nodes, &m->cap_nodes, m->n_nodes + 1, sizeof *m->nodes))
         return -1;
     id = m->n_nodes;
-    m->nodes[m->n_nodes++] = (snode){pos, parent};
+    m->nodes[m->n_nodes++] = (snode){pos, parent, parent > 0 ? m->nodes[parent].depth + 1 : 0};
     if (!map_put(&m->node_ids, key, id))
         return -1;
     return id;
@@ -431,6 +432,17 @@ static uint64_t class_size(const ellm_grammar *g, int32_t c)
 
 /* Whether all characters of class c advance state alike: each stack top's class either contains
  * c or misses it entirely, so one sample character decides for the whole class. */
+static int32_t state_depth(const ellm_matcher *m, int32_t state)
+{
+    int32_t d = 0;
+    for (int32_t j = 0; j < m->state_len[state]; j++) {
+        int32_t id = m->pool[m->state_off[state] + j];
+        if (m->nodes[id].depth > d)
+            d = m->nodes[id].depth;
+    }
+    return d;
+}
+
 static int uniform_in(ellm_matcher *m, int32_t state, int32_t c)
 {
     const int32_t *stacks = m->pool + m->state_off[state];
@@ -445,6 +457,9 @@ static int uniform_in(ellm_matcher *m, int32_t state, int32_t c)
 }
 
 #define RUN_FOREVER INT32_MAX
+/* Runs are followed this far; a longer bounded repetition (or a recursion that deepens with every
+ * character) just walks the trie. */
+#define MAX_RUN 1024
 
 /* A "run class" of state: a class c that every state reached by reading characters of c treats
  * uniformly, until the run dies or loops. Then any text made only of c's characters is allowed
@@ -467,7 +482,7 @@ static int32_t run_class(ellm_matcher *m, int32_t state, int32_t *run)
         if (size == 0 || size <= best_size || !uniform_in(m, state, c))
             continue;
         uint32_t sample = m->g->ranges[m->g->classes[c].first_range].lo;
-        int32_t s = state, steps = 0;
+        int32_t s = state, steps = 0, depth0 = state_depth(m, state);
         for (;;) {
             int32_t next = advance(m, s, sample);
             if (next <= 0)
@@ -477,8 +492,9 @@ static int32_t run_class(ellm_matcher *m, int32_t state, int32_t *run)
                 break;
             }
             steps++;
-            if (steps > 4096 || !uniform_in(m, next, c)) {
-                steps = -1; /* not uniform all the way: undecided */
+            /* A run whose stacks deepen is a recursion, not a repetition: not followed. */
+            if (steps > MAX_RUN || state_depth(m, next) > depth0 || !uniform_in(m, next, c)) {
+                steps = -1; /* not uniform all the way, or too long to follow: undecided */
                 break;
             }
             s = next;
@@ -492,7 +508,21 @@ static int32_t run_class(ellm_matcher *m, int32_t state, int32_t *run)
     if (m->overflow)
         return -1;
     if (best < 0) {
+        /* The states along an undecided run would each follow it again: they have none either. */
         m->state_loop[state] = -1;
+        const int32_t *stacks = m->pool + m->state_off[state];
+        int32_t top = m->state_len[state] > 0 ? stacks[m->state_len[state] - 1] : 0;
+        int32_t c = top > 0 ? ELLM_GEL_ARG(m->g->elems[m->nodes[top].pos]) : -1;
+        if (c >= 0 && m->g->classes[c].n_ranges > 0) {
+            uint32_t sample = m->g->ranges[m->g->classes[c].first_range].lo;
+            int32_t s = state;
+            for (int k = 0; k < MAX_RUN; k++) {
+                s = advance(m, s, sample);
+                if (s <= 0 || m->state_loop[s] != -2)
+                    break;
+                m->state_loop[s] = -1;
+            }
+        }
         return -1;
     }
     /* Record the whole run, so the states along it know theirs (and advance() skips the
@@ -757,7 +787,7 @@ edgellm_status ellm_matcher_create(ellm_bound_grammar *bg, ellm_matcher **out)
     int ok = m->below &&
              grow_array((void **)&m->nodes, &m->cap_nodes, 1, sizeof *m->nodes) && grow_states(m);
     if (ok) {
-        m->nodes[m->n_nodes++] = (snode){-1, -1};
+        m->nodes[m->n_nodes++] = (snode){-1, -1, 0};
         m->state_off[0] = m->state_len[0] = 0;
         m->state_loop[0] = -1;
         m->state_run[0] = 0;
