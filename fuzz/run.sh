@@ -50,3 +50,27 @@ if [ "$status" -ne 0 ]; then
 fi
 grep -E '^#[0-9]+[[:space:]]+DONE' "$st_log" | tail -n 1 || true
 echo "fuzz: safetensors: no crash in ${seconds}s; full log in $st_log"
+
+# The grammar compiler/matcher and the JSON Schema converter, from the project's own grammars
+# and schemas (docs examples and test schemas).
+cmake --build "$build" --target fuzz_grammar fuzz_schema -j2 >/dev/null
+g_corpus="$build/grammar-corpus"
+s_corpus="$build/schema-corpus"
+rm -rf "$g_corpus" "$s_corpus" && mkdir -p "$g_corpus" "$s_corpus"
+cp "$root"/tests/structured/*.json "$s_corpus/"
+printf 'root ::= "a" | [b-d]+ (x | "") # c\nx ::= .{2,3} "\\u00e9"\n' >"$g_corpus/1"
+printf 'root ::= "{" ws ( s ":" ws s )* "}"\ns ::= "\\"" [^"\\\\]* "\\""\nws ::= [ \\n]?\n' >"$g_corpus/2"
+for target in grammar schema; do
+  corpus_dir=$g_corpus
+  [ "$target" = schema ] && corpus_dir=$s_corpus
+  t_log="$build/fuzz-$target.log"
+  "$build/fuzz/fuzz_$target" "$corpus_dir" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
+    -malloc_limit_mb=512 -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix="$build/$target-" \
+    >"$t_log" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    tail -n 60 "$t_log"
+    echo "fuzz: $target FAILED (exit $status); full log in $t_log" >&2
+    exit "$status"
+  fi
+  echo "fuzz: $target no crash in ${seconds}s; full log in $t_log"
+done

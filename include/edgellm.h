@@ -308,6 +308,50 @@ void edgellm_sampler_accept(edgellm_sampler *sampler, edgellm_token token);
 /* Picks the next token from logits (not modified). */
 edgellm_token edgellm_sampler_sample(edgellm_sampler *sampler, const float *logits);
 
+/* ---- Constrained decoding -------------------------------------------------------------- */
+
+/*
+ * A grammar in GBNF syntax (docs/structured-output.md: rules `name ::= ...`, alternation,
+ * grouping, * + ? {m,n}, "literals", [classes], ., comments), compiled against one model's
+ * vocabulary. Generation under it only produces text the grammar accepts.
+ *
+ * Ownership and threads: the caller owns a compiled grammar and frees it after every state and
+ * generation using it has finished; the model must outlive it. A compiled grammar is safe to use
+ * from any number of threads at once (what it computes lazily is guarded by a lock). The first
+ * grammar compiled for a model also builds the model's vocabulary trie, which the model keeps
+ * and every grammar shares.
+ */
+typedef struct edgellm_grammar edgellm_grammar;
+
+/* Compiles len bytes of grammar text, starting from rule root (NULL: "root"). Fails with
+ * EDGELLM_ERR_INVALID_ARGUMENT and a message naming the line and the problem for a malformed,
+ * left-recursive or never-completing grammar, or one no token of the vocabulary can begin. */
+edgellm_status edgellm_grammar_compile(const edgellm_model *model, const char *text, size_t len,
+                                       const char *root, edgellm_grammar **out_grammar);
+void edgellm_grammar_free(edgellm_grammar *grammar);
+
+/* The matching state of one output: what a caller running its own decoding loop needs. One per
+ * generation, used by one thread at a time; the grammar must outlive it. */
+typedef struct edgellm_grammar_state edgellm_grammar_state;
+
+edgellm_status edgellm_grammar_state_create(const edgellm_grammar *grammar,
+                                            edgellm_grammar_state **out_state);
+void edgellm_grammar_state_free(edgellm_grammar_state *state);
+/* Back to the start of the output. */
+void edgellm_grammar_state_reset(edgellm_grammar_state *state);
+/* Sets the logits (n_vocab of them) of every token that cannot continue the output to
+ * -INFINITY; end-of-generation tokens stay only where the output is complete. *n_allowed (may
+ * be NULL) gets the number left; 0 means nothing can continue. EDGELLM_ERR_UNSUPPORTED when
+ * the grammar is too ambiguous to follow (too many parse stacks at once). */
+edgellm_status edgellm_grammar_state_mask(edgellm_grammar_state *state, float *logits,
+                                          int32_t *n_allowed);
+/* Appends a token's text to the output; EDGELLM_ERR_INVALID_ARGUMENT (state unchanged) when the
+ * grammar does not allow it there. */
+edgellm_status edgellm_grammar_state_accept(edgellm_grammar_state *state, edgellm_token token);
+/* 1 when the output so far is complete; must_end: and nothing may follow it. */
+int edgellm_grammar_state_can_end(const edgellm_grammar_state *state);
+int edgellm_grammar_state_must_end(const edgellm_grammar_state *state);
+
 /* ---- Generation ------------------------------------------------------------------------- */
 
 typedef enum edgellm_stop_reason {
@@ -316,7 +360,10 @@ typedef enum edgellm_stop_reason {
     EDGELLM_STOP_MAX_TOKENS = 2,  /* the token budget was used up */
     EDGELLM_STOP_STRING = 3,      /* a stop string was produced (it is not emitted) */
     EDGELLM_STOP_CONTEXT_FULL = 4,/* the context window is full */
-    EDGELLM_STOP_CALLBACK = 5     /* the callback asked to stop */
+    EDGELLM_STOP_CALLBACK = 5,    /* the callback asked to stop */
+    EDGELLM_STOP_GRAMMAR_DONE = 6,  /* the grammar's output is complete and nothing may follow */
+    EDGELLM_STOP_GRAMMAR_STUCK = 7  /* no token of the vocabulary can continue the grammar's
+                                       output (e.g. it needs a character no token writes) */
 } edgellm_stop_reason;
 
 /*
@@ -359,6 +406,10 @@ typedef struct edgellm_generate_params {
      * with random weights (`edgellm bench --force-acceptance`). Leave 0 in normal use. */
     int benchmark_force_acceptance;
     float benchmark_acceptance_rate;
+    /* NULL = unconstrained. Otherwise only tokens that keep the output a valid prefix of the
+     * grammar are sampled, end-of-generation only where the output is complete. Not owned: it
+     * must stay alive during the call (one grammar may serve many generations at once). */
+    const struct edgellm_grammar *grammar;
 } edgellm_generate_params;
 
 edgellm_generate_params edgellm_generate_default_params(void);
@@ -374,6 +425,7 @@ typedef struct edgellm_generate_result {
     int32_t n_target_passes;  /* forward passes of the model after the prompt's */
     int32_t n_draft_proposed; /* speculative proposals checked by those passes */
     int32_t n_draft_accepted; /* of them, accepted: acceptance rate = accepted / proposed */
+    double grammar_seconds;   /* masking and advancing the grammar (part of the times above) */
 } edgellm_generate_result;
 
 /*

@@ -13,6 +13,7 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v python3 >/dev/null || packages+=(python3)
   packages+=(python3-jinja2) # the second reference of the chat-template test
   packages+=(emscripten chromium) # the WebAssembly build (make web) and its browser test
+  packages+=(python3-jsonschema) # the independent validator of the structured-output tests
   # The machine image may ship its own Node.js; Debian's npm conflicts with it.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

@@ -8,6 +8,7 @@
 #include "core/threadpool.h"
 #include "edgellm.h"
 #include "gguf/gguf.h"
+#include "grammar/grammar.h"
 #include "model/model.h"
 #include "model/profile.h"
 #include "quant/quant.h"
@@ -25,7 +26,10 @@ struct edgellm_model {
     char **tensor_names;
     uint64_t n_params;
     uint64_t weights_bytes;
+    ellm_token_trie *token_trie; /* for grammars; built on first use under token_trie_lock */
 };
+
+static pthread_mutex_t token_trie_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct edgellm_context {
     edgellm_model *model;
@@ -185,6 +189,7 @@ void edgellm_model_free(edgellm_model *m)
     free(m->tensor_names);
     free(m->name);
     free(m->architecture);
+    ellm_token_trie_destroy(m->token_trie);
     ellm_vocab_free(m->vocab);
     ellm_model_free(m->model);
     gguf_close(m->file);
@@ -357,6 +362,59 @@ int32_t edgellm_n_vocab(const edgellm_model *m) { return m ? ellm_vocab_size(m->
 edgellm_token edgellm_token_bos(const edgellm_model *m) { return m ? ellm_vocab_bos(m->vocab) : -1; }
 edgellm_token edgellm_token_eos(const edgellm_model *m) { return m ? ellm_vocab_eos(m->vocab) : -1; }
 int edgellm_add_bos_default(const edgellm_model *m) { return m && ellm_vocab_add_bos(m->vocab); }
+
+/* The texts a token can write: control, unused and unknown tokens write nothing a grammar could
+ * match; end-of-generation tokens are marked so the grammar allows them only when complete. */
+static edgellm_status build_token_trie(const edgellm_model *m, ellm_token_trie **out)
+{
+    int32_t n = ellm_vocab_size(m->vocab);
+    char **pieces = calloc((size_t)n, sizeof *pieces);
+    int32_t *lens = calloc((size_t)n, sizeof *lens);
+    uint8_t *eog = calloc((size_t)n, 1);
+    edgellm_status st = EDGELLM_OK;
+    if (!pieces || !lens || !eog)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the vocabulary trie");
+    char buf[256];
+    for (int32_t t = 0; t < n && st == EDGELLM_OK; t++) {
+        eog[t] = ellm_vocab_is_eog(m->vocab, t);
+        ellm_token_type type = ellm_vocab_token_type(m->vocab, t);
+        if (type == ELLM_TOKEN_CONTROL || type == ELLM_TOKEN_UNUSED || type == ELLM_TOKEN_UNKNOWN)
+            continue;
+        size_t len = 0;
+        st = ellm_token_piece(m->vocab, t, buf, sizeof buf, &len);
+        if (st == EDGELLM_ERR_BUFFER_TOO_SMALL) {
+            pieces[t] = malloc(len);
+            st = pieces[t] ? ellm_token_piece(m->vocab, t, pieces[t], len, &len)
+                           : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the vocabulary trie");
+        } else if (st == EDGELLM_OK && len > 0) {
+            pieces[t] = malloc(len);
+            if (pieces[t])
+                memcpy(pieces[t], buf, len);
+            else
+                st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the vocabulary trie");
+        }
+        lens[t] = (int32_t)len;
+    }
+    if (st == EDGELLM_OK)
+        st = ellm_token_trie_build(n, (const char *const *)pieces, lens, eog, out);
+    for (int32_t t = 0; pieces && t < n; t++)
+        free(pieces[t]);
+    free(pieces);
+    free(lens);
+    free(eog);
+    return st;
+}
+
+edgellm_status ellm_model_token_trie(const edgellm_model *m, const ellm_token_trie **out)
+{
+    edgellm_status st = EDGELLM_OK;
+    pthread_mutex_lock(&token_trie_lock);
+    if (!m->token_trie)
+        st = build_token_trie(m, &((edgellm_model *)m)->token_trie);
+    *out = m->token_trie;
+    pthread_mutex_unlock(&token_trie_lock);
+    return st;
+}
 
 int edgellm_token_is_eog(const edgellm_model *m, edgellm_token t)
 {

@@ -2,6 +2,7 @@
  * stop conditions, and streaming that only ever hands out whole UTF-8 characters and never text
  * that could still turn out to be part of a stop string. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +44,40 @@ int ellm_generate_deliver(ellm_generate_run *r, edgellm_token token, const char 
         return 1;
     }
     return 0;
+}
+
+/* Samples among the tokens the grammar allows. *tok = -1 with the stop reason set when the
+ * output is complete with nothing allowed to follow, or when no token can continue it. */
+static edgellm_status sample_constrained(ellm_generate_run *r, edgellm_sampler *sampler, edgellm_token *tok)
+{
+    *tok = -1;
+    if (edgellm_grammar_state_must_end(r->grammar)) {
+        r->result->stop_reason = EDGELLM_STOP_GRAMMAR_DONE;
+        return EDGELLM_OK;
+    }
+    int32_t n_vocab = edgellm_n_vocab(r->model);
+    memcpy(r->masked, edgellm_get_logits(r->ctx, -1), (size_t)n_vocab * sizeof *r->masked);
+    int32_t n_allowed = 0;
+    edgellm_status st = edgellm_grammar_state_mask(r->grammar, r->masked, &n_allowed);
+    if (st != EDGELLM_OK)
+        return st;
+    if (n_allowed == 0) {
+        r->result->stop_reason = edgellm_grammar_state_can_end(r->grammar)
+                                     ? EDGELLM_STOP_GRAMMAR_DONE
+                                     : EDGELLM_STOP_GRAMMAR_STUCK;
+        return EDGELLM_OK;
+    }
+    edgellm_token t = edgellm_sampler_sample(sampler, r->masked);
+    /* Penalties cannot lift a masked logit, but rounding in a draw over near-zero probabilities
+     * could in principle land on one: never let it through. */
+    if (t < 0 || t >= n_vocab || r->masked[t] == -INFINITY) {
+        t = -1;
+        for (int32_t i = 0; i < n_vocab; i++)
+            if (r->masked[i] != -INFINITY && (t < 0 || r->masked[i] > r->masked[t]))
+                t = i;
+    }
+    *tok = t;
+    return EDGELLM_OK;
 }
 
 static edgellm_status evaluate_prompt(ellm_generate_run *r, const edgellm_token *prompt,
@@ -90,6 +125,10 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
     edgellm_status st = ellm_speculative_check(ctx, params);
     if (st != EDGELLM_OK)
         return st;
+    if (params->grammar && ellm_speculative_wanted(params))
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "a grammar and speculative decoding (draft or lookup) cannot be combined "
+                         "yet; drop one of them");
     edgellm_sampler *sampler = NULL;
     st = edgellm_sampler_create(&params->sampling, edgellm_n_vocab(model), &sampler);
     if (st != EDGELLM_OK)
@@ -98,6 +137,19 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
     if (st != EDGELLM_OK) {
         edgellm_sampler_free(sampler);
         return st;
+    }
+    if (params->grammar) {
+        st = edgellm_grammar_state_create(params->grammar, &r.grammar);
+        r.masked = st == EDGELLM_OK ? malloc((size_t)edgellm_n_vocab(model) * sizeof *r.masked)
+                                    : NULL;
+        if (st == EDGELLM_OK && !r.masked)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the grammar's logits");
+        if (st != EDGELLM_OK) {
+            edgellm_grammar_state_free(r.grammar);
+            edgellm_text_stream_free(r.text);
+            edgellm_sampler_free(sampler);
+            return st;
+        }
     }
     for (int32_t i = 0; i < n_prompt; i++)
         edgellm_sampler_accept(sampler, prompt[i]);
@@ -115,7 +167,16 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
             res->stop_reason = EDGELLM_STOP_MAX_TOKENS;
             break;
         }
-        edgellm_token tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
+        edgellm_token tok = -1;
+        if (r.grammar) {
+            double t_mask = ellm_generate_now();
+            st = sample_constrained(&r, sampler, &tok);
+            res->grammar_seconds += ellm_generate_now() - t_mask;
+            if (st != EDGELLM_OK || tok < 0)
+                break;
+        } else {
+            tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
+        }
         if (res->n_generated == 0) {
             t_first = ellm_generate_now();
             res->ttft_seconds = t_first - t0;
@@ -126,6 +187,13 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         }
         res->n_generated++;
         edgellm_sampler_accept(sampler, tok);
+        if (r.grammar) {
+            double t_accept = ellm_generate_now();
+            st = edgellm_grammar_state_accept(r.grammar, tok);
+            res->grammar_seconds += ellm_generate_now() - t_accept;
+            if (st != EDGELLM_OK)
+                break;
+        }
         const char *text = NULL;
         size_t text_len = 0;
         int stopped = 0;
@@ -152,6 +220,8 @@ finish:
     if (res->n_generated > 0)
         res->decode_seconds = ellm_generate_now() - t_first;
     edgellm_text_stream_free(r.text);
+    edgellm_grammar_state_free(r.grammar);
+    free(r.masked);
     edgellm_sampler_free(sampler);
     return st;
 }

@@ -10,6 +10,8 @@ typedef struct ellm_generate_run {
     const edgellm_generate_params *params;
     edgellm_generate_result *result;
     edgellm_text_stream *text;
+    edgellm_grammar_state *grammar; /* NULL when unconstrained */
+    float *masked;                  /* logits with the grammar's mask applied */
 } ellm_generate_run;
 
 /* Monotonic clock in seconds. */

@@ -9,6 +9,7 @@
 
 #include "chat/chat.h"
 #include "server/server_internal.h"
+#include "structured/structured.h"
 
 #define MAX_STOPS 4
 #define MAX_MESSAGES 1024
@@ -516,6 +517,79 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
     return true;
 }
 
+/* response_format ({"type": "text" | "json_object" | "json_schema"}) and the "grammar" extension
+ * (GBNF text): compiled here, so a bad one is a 400 before anything is queued. */
+static bool parse_constraint(json_t *body, const edgellm_model *model, srv_request *r,
+                             srv_api_error *err)
+{
+    json_t *rf = json_object_get(body, "response_format");
+    json_t *grammar = json_object_get(body, "grammar");
+    char *text = NULL;
+    bool wanted = false; /* a constraint was asked for: text NULL then means no memory */
+    const char *field = "grammar";
+    char why[512];
+    if (grammar && !json_is_null(grammar)) {
+        if (!json_is_string(grammar))
+            return bad_type(err, "grammar", "a string of GBNF rules", grammar);
+        text = strdup(json_string_value(grammar));
+        wanted = true;
+    }
+    if (rf && !json_is_null(rf)) {
+        if (!json_is_object(rf))
+            return free(text), bad_type(err, "response_format", "an object", rf);
+        json_t *type = json_object_get(rf, "type");
+        const char *t = json_is_string(type) ? json_string_value(type) : "";
+        field = "response_format";
+        if (strcmp(t, "text") != 0 && text) {
+            free(text);
+            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "grammar",
+                          "give either 'grammar' or a JSON 'response_format', not both");
+            return false;
+        }
+        if (strcmp(t, "json_object") == 0) {
+            wanted = true;
+            text = strdup(structured_json_object_grammar());
+        } else if (strcmp(t, "json_schema") == 0) {
+            json_t *js = json_object_get(rf, "json_schema");
+            json_t *schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
+            json_t *name = json_is_object(js) ? json_object_get(js, "name") : NULL;
+            json_t *strict = json_is_object(js) ? json_object_get(js, "strict") : NULL;
+            if (!json_is_object(js) || !schema || !json_is_string(name) ||
+                (strict && !json_is_boolean(strict) && !json_is_null(strict))) {
+                srv_error_set(err, 400, "invalid_request_error", "invalid_value",
+                              "response_format",
+                              "'response_format' of type json_schema needs 'json_schema': "
+                              "{\"name\": string, \"schema\": object, \"strict\": boolean}");
+                return false;
+            }
+            text = structured_schema_to_grammar(schema, why, sizeof why);
+            if (!text) {
+                srv_error_set(err, 400, "invalid_request_error", "invalid_value",
+                              "response_format", "json_schema: %s", why);
+                return false;
+            }
+        } else if (strcmp(t, "text") != 0) {
+            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "response_format",
+                          "'response_format' type must be text, json_object or json_schema");
+            return false;
+        }
+    }
+    if (!text) {
+        if (wanted)
+            srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        return !wanted;
+    }
+    edgellm_status st = edgellm_grammar_compile(model, text, strlen(text), NULL, &r->grammar);
+    free(text);
+    if (st != EDGELLM_OK) {
+        srv_error_set(err, st == EDGELLM_ERR_OUT_OF_MEMORY ? 500 : 400,
+                      st == EDGELLM_ERR_OUT_OF_MEMORY ? "server_error" : "invalid_request_error",
+                      "invalid_value", field, "%s", edgellm_last_error());
+        return false;
+    }
+    return true;
+}
+
 bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_model *model,
                           const char *model_id, int n_ctx, srv_request *r,
                           srv_completion_opts *o, srv_api_error *err)
@@ -616,6 +690,8 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
     }
     r->logprobs = o->logprobs;
     r->top_logprobs = o->top_logprobs;
+    if (!parse_constraint(body, model, r, err))
+        return false;
     return kind == SRV_CHAT ? chat_prompt(body, model, n_ctx, r, err)
                             : completion_prompt(body, model, n_ctx, r, err);
 }

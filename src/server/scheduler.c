@@ -20,6 +20,8 @@ typedef struct srv_slot {
     srv_request *req; /* NULL when free */
     edgellm_sampler *sampler;
     edgellm_text_stream *text;
+    edgellm_grammar_state *grammar; /* for a constrained request */
+    float *masked;     /* n_vocab logits with the grammar's mask, allocated on first use */
     int32_t n_fed;     /* prompt tokens in the cache for the current request */
     edgellm_token next; /* sampled, to be fed at the next step */
     bool decoding;
@@ -87,6 +89,10 @@ void srv_events_free(srv_event *events, size_t n)
 static void request_free(srv_request *r)
 {
     free(r->prompt);
+    if (r->grammar_owner)
+        srv_request_release(r->grammar_owner);
+    else
+        edgellm_grammar_free(r->grammar);
     for (int i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
     free(r->stops);
@@ -96,6 +102,8 @@ static void request_free(srv_request *r)
     pthread_cond_destroy(&r->cv);
     free(r);
 }
+
+static void request_retain(srv_request *r);
 
 srv_request *srv_request_derive(const srv_request *base, int choice)
 {
@@ -125,6 +133,12 @@ srv_request *srv_request_derive(const srv_request *base, int choice)
     r->echo = base->echo;
     r->deadline = base->deadline;
     r->choice = choice;
+    if (base->grammar) {
+        srv_request *owner = base->grammar_owner ? base->grammar_owner : (srv_request *)base;
+        request_retain(owner);
+        r->grammar = base->grammar;
+        r->grammar_owner = owner;
+    }
     return r;
 }
 
@@ -188,8 +202,10 @@ static void finish_slot(srv_scheduler *s, srv_slot *slot, srv_finish finish, con
     pthread_cond_broadcast(&r->cv);
     edgellm_text_stream_free(slot->text);
     edgellm_sampler_free(slot->sampler);
+    edgellm_grammar_state_free(slot->grammar);
     slot->text = NULL;
     slot->sampler = NULL;
+    slot->grammar = NULL;
     slot->req = NULL;
     slot->decoding = false;
     slot->last_used = ++s->clock;
@@ -255,6 +271,11 @@ static void admit(srv_scheduler *s)
         if (st == EDGELLM_OK)
             st = edgellm_text_stream_create(s->model, (const char *const *)r->stops, r->n_stops,
                                             &slot->text);
+        if (st == EDGELLM_OK && r->grammar)
+            st = edgellm_grammar_state_create(r->grammar, &slot->grammar);
+        if (st == EDGELLM_OK && r->grammar && !slot->masked &&
+            !(slot->masked = malloc((size_t)s->n_vocab * sizeof *slot->masked)))
+            st = EDGELLM_ERR_OUT_OF_MEMORY;
         slot->req = r;
         slot->n_fed = keep;
         slot->decoding = false;
@@ -323,7 +344,36 @@ static void sample_slot(srv_scheduler *s, srv_slot *slot)
 {
     srv_request *r = slot->req;
     const float *logits = edgellm_get_logits(slot->ctx, -1);
-    edgellm_token tok = edgellm_sampler_sample(slot->sampler, biased_logits(s, r, logits));
+    const float *scores = biased_logits(s, r, logits);
+    edgellm_token tok;
+    if (slot->grammar) {
+        /* Sample among the tokens the grammar allows; logprobs stay the model's own. */
+        if (edgellm_grammar_state_must_end(slot->grammar)) {
+            finish_slot(s, slot, SRV_FINISH_STOP, NULL);
+            return;
+        }
+        int32_t n_allowed = 0;
+        memcpy(slot->masked, scores, (size_t)s->n_vocab * sizeof *slot->masked);
+        if (edgellm_grammar_state_mask(slot->grammar, slot->masked, &n_allowed) != EDGELLM_OK) {
+            finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+            return;
+        }
+        if (n_allowed == 0) {
+            if (edgellm_grammar_state_can_end(slot->grammar))
+                finish_slot(s, slot, SRV_FINISH_STOP, NULL);
+            else
+                finish_slot(s, slot, SRV_FINISH_ERROR,
+                            "no token of the model's vocabulary can continue the grammar's output");
+            return;
+        }
+        tok = edgellm_sampler_sample(slot->sampler, slot->masked);
+        if (tok < 0 || tok >= s->n_vocab || slot->masked[tok] == -INFINITY) {
+            finish_slot(s, slot, SRV_FINISH_ERROR, "the sampler picked a token the grammar forbids");
+            return;
+        }
+    } else {
+        tok = edgellm_sampler_sample(slot->sampler, scores);
+    }
     if (r->n_generated == 0) {
         r->t_first = srv_now();
         srv_metrics_ttft(s->metrics, r->t_first - r->t_submit);
@@ -334,6 +384,10 @@ static void sample_slot(srv_scheduler *s, srv_slot *slot)
     }
     r->n_generated++;
     edgellm_sampler_accept(slot->sampler, tok);
+    if (slot->grammar && edgellm_grammar_state_accept(slot->grammar, tok) != EDGELLM_OK) {
+        finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+        return;
+    }
     float logprob = 0;
     srv_logprob top[SRV_MAX_TOP_LOGPROBS];
     int n_top = 0;
@@ -749,6 +803,7 @@ void srv_scheduler_free(srv_scheduler *s)
         if (s->slots[i].req) /* only when the thread never ran */
             finish_slot(s, &s->slots[i], SRV_FINISH_SHUTDOWN, "the server is shutting down");
         edgellm_context_free(s->slots[i].ctx);
+        free(s->slots[i].masked);
     }
     edgellm_batch_free(s->batch);
     free(s->slots);

@@ -63,6 +63,10 @@ typedef struct srv_request {
      * and the others copy its cache. */
     uint64_t group;
     int choice;
+    edgellm_grammar *grammar;  /* response_format / grammar; NULL = unconstrained. Owned, unless
+                                  grammar_owner is set: the other choices of an n > 1 request
+                                  share choice 0's and hold a reference to it */
+    struct srv_request *grammar_owner;
 
     /* Guarded by the scheduler's mutex; cv is signalled on every new event and at the end. */
     pthread_cond_t cv;

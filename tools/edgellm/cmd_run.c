@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "edgellm.h"
 #include "store/store.h"
+#include "structured/structured.h"
 
 #define MAX_STOPS 16
 
@@ -36,6 +37,9 @@ static void usage(FILE *out)
             "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
             "      --kv-type f16|f32   KV cache precision (default f16)\n"
             "      --special           recognise control tokens written in the prompt\n"
+            "      --grammar-file F    only generate text the GBNF grammar in F accepts\n"
+            "      --json-schema F     only generate JSON that the JSON Schema in F describes\n"
+            "      --json              only generate a JSON object\n"
             "  -v, --verbose           also report speculative acceptance and tokens per pass\n"
             "%s",
             cli_draft_usage());
@@ -96,6 +100,8 @@ int cmd_run(int argc, char **argv)
     cli_draft_options draft_opts;
     cli_draft_defaults(&draft_opts);
     edgellm_kv_type kv = EDGELLM_KV_F16;
+    const char *grammar_file = NULL, *schema_file = NULL;
+    bool json_object = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
@@ -148,6 +154,12 @@ int cmd_run(int argc, char **argv)
             special = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = true;
+        } else if (!strcmp(a, "--grammar-file")) {
+            VALUE() grammar_file = v;
+        } else if (!strcmp(a, "--json-schema")) {
+            VALUE() schema_file = v;
+        } else if (!strcmp(a, "--json")) {
+            json_object = true;
         } else {
             cli_error(cmd, "unknown option '%s' (see 'edgellm run --help')", a);
             return EXIT_USAGE;
@@ -166,11 +178,44 @@ int cmd_run(int argc, char **argv)
         cli_error(cmd, "give either -p or -f, not both");
         return EXIT_USAGE;
     }
+    if ((grammar_file != NULL) + (schema_file != NULL) + json_object > 1) {
+        cli_error(cmd, "give only one of --grammar-file, --json-schema and --json");
+        return EXIT_USAGE;
+    }
+    /* The constraint is read and converted before the model loads: a bad one fails fast. */
+    char *grammar_text = NULL;
+    if (grammar_file || schema_file) {
+        const char *path = grammar_file ? grammar_file : schema_file;
+        char *text = read_text_file(path);
+        if (!text) {
+            cli_error(cmd, "cannot read %s '%s'", grammar_file ? "grammar file" : "schema file",
+                      path);
+            return 1;
+        }
+        if (schema_file) {
+            char err[512];
+            grammar_text = structured_schema_text_to_grammar(text, strlen(text), err, sizeof err);
+            free(text);
+            if (!grammar_text) {
+                cli_error(cmd, "%s: %s", schema_file, err);
+                return 1;
+            }
+        } else {
+            grammar_text = text;
+        }
+    } else if (json_object) {
+        grammar_text = strdup(structured_json_object_grammar());
+        if (!grammar_text) {
+            cli_error(cmd, "out of memory");
+            return 1;
+        }
+    }
     char *file_text = NULL;
     if (prompt_file) {
         file_text = read_text_file(prompt_file);
         if (!file_text) {
             cli_error(cmd, "cannot read prompt file '%s'", prompt_file);
+            free(grammar_text);
             return 1;
         }
         prompt = file_text;
@@ -183,6 +228,7 @@ int cmd_run(int argc, char **argv)
     if (store_resolve_model(model_path, resolved, sizeof resolved) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         free(file_text);
+        free(grammar_text);
         return 1;
     }
     double t0 = cli_now_seconds();
@@ -190,6 +236,18 @@ int cmd_run(int argc, char **argv)
     if (edgellm_model_load(resolved, NULL, &model) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         free(file_text);
+        free(grammar_text);
+        return 1;
+    }
+    edgellm_grammar *grammar = NULL;
+    if (grammar_text &&
+        edgellm_grammar_compile(model, grammar_text, strlen(grammar_text), NULL, &grammar) !=
+            EDGELLM_OK) {
+        cli_error(cmd, "%s%s%s", grammar_file ? grammar_file : "", grammar_file ? ": " : "",
+                  edgellm_last_error());
+        edgellm_model_free(model);
+        free(file_text);
+        free(grammar_text);
         return 1;
     }
     double load_s = cli_now_seconds() - t0;
@@ -217,6 +275,7 @@ int cmd_run(int argc, char **argv)
         gp.parse_special = special;
         gp.on_token = on_token;
         gp.user_data = &ss;
+        gp.grammar = grammar;
         if (n_predict == 0) {
             rc = 0;
         } else if (edgellm_generate(ctx, prompt, &gp, &res) != EDGELLM_OK) {
@@ -230,7 +289,8 @@ int cmd_run(int argc, char **argv)
     if (rc == 0) {
         char mem[32];
         static const char *reasons[] = {"none", "end of sequence", "token limit", "stop string",
-                                        "context full", "stopped"};
+                                        "context full", "stopped", "grammar complete",
+                                        "no token can continue the grammar"};
         double prefill_tps = res.prefill_seconds > 0
                                  ? (res.n_prompt_tokens - res.n_cached_tokens) / res.prefill_seconds
                                  : 0;
@@ -251,10 +311,25 @@ int cmd_run(int argc, char **argv)
                 reasons[res.stop_reason], cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
         if (verbose)
             cli_draft_report(stderr, "", &res);
+        if (grammar && res.n_generated > 0) {
+            /* Per generated token, against the whole time per token (prefill excluded). */
+            double per_token = (res.ttft_seconds - res.prefill_seconds + res.decode_seconds) /
+                               res.n_generated;
+            double mask = res.grammar_seconds / res.n_generated;
+            fprintf(stderr, "grammar:          %.3f ms/token of %.3f ms/token (%.1f %%)\n",
+                    mask * 1000.0, per_token * 1000.0, per_token > 0 ? 100.0 * mask / per_token : 0);
+        }
+    }
+    if (rc == 0 && res.stop_reason == EDGELLM_STOP_GRAMMAR_STUCK) {
+        cli_error(cmd, "no token of this model's vocabulary can continue the grammar's output; "
+                       "the output is incomplete");
+        rc = 1;
     }
     cli_draft_close(&draft);
     edgellm_context_free(ctx);
+    edgellm_grammar_free(grammar);
     edgellm_model_free(model);
     free(file_text);
+    free(grammar_text);
     return rc;
 }

@@ -1,0 +1,151 @@
+/* Constrained decoding: a context-free grammar (GBNF syntax, docs/structured-output.md) compiled
+ * once, a pushdown matcher over Unicode code points, and a byte trie of the vocabulary so that the
+ * tokens allowed after a prefix are found by one walk of the trie rather than one test per token.
+ *
+ * Layers: ellm_grammar (compiled, immutable), ellm_token_trie (per vocabulary, immutable) and
+ * ellm_matcher (per generation: the set of parse stacks after the text so far). The tests drive
+ * the layers directly with made-up vocabularies; the public edgellm_grammar_* API binds them to a
+ * model. */
+#ifndef EDGELLM_GRAMMAR_H
+#define EDGELLM_GRAMMAR_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edgellm.h"
+
+/* Limits that keep hostile grammars from exhausting memory or time. */
+#define ELLM_GRAMMAR_MAX_TEXT (1u << 20)      /* bytes of grammar text */
+#define ELLM_GRAMMAR_MAX_ELEMENTS (1 << 20)   /* compiled elements, repetitions expanded */
+#define ELLM_GRAMMAR_MAX_NESTING 64           /* parenthesised groups inside each other */
+#define ELLM_GRAMMAR_MAX_REPEAT 10000         /* m and n of {m,n} */
+#define ELLM_GRAMMAR_MAX_STACKS 4096          /* parse stacks alive at once (ambiguity) */
+
+typedef struct ellm_cp_range {
+    uint32_t lo, hi; /* inclusive code points */
+} ellm_cp_range;
+
+/* A set of code points: sorted, merged, non-adjacent ranges (negation already applied). */
+typedef struct ellm_char_class {
+    int32_t first_range, n_ranges;
+    uint64_t ascii[2]; /* membership of 0..127, the common case */
+} ellm_char_class;
+
+/* An element is one int32: END (0), a character class (4*class+1) or a rule reference
+ * (4*rule+2). Each alternative is its elements followed by END. */
+#define ELLM_GEL_END 0
+#define ELLM_GEL_IS_CLASS(e) (((e)&3) == 1)
+#define ELLM_GEL_IS_RULE(e) (((e)&3) == 2)
+#define ELLM_GEL_ARG(e) ((e) >> 2)
+
+typedef struct ellm_grammar {
+    int32_t *elems;
+    int32_t n_elems;
+    int32_t *alt_start;   /* element index where each alternative begins */
+    int32_t *rule_first;  /* first alternative of each rule */
+    int32_t *rule_n_alts;
+    char **rule_names;    /* synthesised rules are named after their rule, e.g. "item_3" */
+    int32_t n_rules;
+    int32_t root;
+    ellm_char_class *classes;
+    int32_t n_classes;
+    ellm_cp_range *ranges;
+} ellm_grammar;
+
+/* Parses and checks GBNF text (len bytes). On failure returns EDGELLM_ERR_INVALID_ARGUMENT with
+ * a one-line message naming the line and what is wrong. root_name NULL means "root". */
+edgellm_status ellm_grammar_parse(const char *text, size_t len, const char *root_name,
+                                  ellm_grammar **out);
+void ellm_grammar_destroy(ellm_grammar *g);
+int ellm_class_contains(const ellm_grammar *g, int32_t cls, uint32_t cp);
+
+/* Whether byte b may follow in a UTF-8 sequence that still needs `need` bytes and has decoded
+ * `part` so far: well-formed sequences only (Unicode table 3-7), so no overlong forms (a token
+ * spelling '{' as E0 81 BB), surrogates or code points beyond U+10FFFF. Right after the lead
+ * byte, `part` holds the lead's bits, which is when the second byte's range differs. */
+static inline int ellm_utf8_continuation_ok(int need, uint32_t part, uint8_t b)
+{
+    if ((b & 0xC0) != 0x80)
+        return 0;
+    if (need == 2 && part == 0x0)
+        return b >= 0xA0; /* after E0 */
+    if (need == 2 && part == 0xD)
+        return b <= 0x9F; /* after ED */
+    if (need == 3 && part == 0x0)
+        return b >= 0x90; /* after F0 */
+    if (need == 3 && part == 0x4)
+        return b <= 0x8F; /* after F4 */
+    return 1;
+}
+
+/* Byte trie over the token texts of a vocabulary. Tokens are numbered in trie order ("slots"),
+ * so every subtree is a contiguous range of slots. Empty texts (control tokens) are left out. */
+typedef struct ellm_trie_node {
+    int32_t first_child, n_children; /* children are consecutive nodes, sorted by byte */
+    int32_t slot_lo, slot_hi;        /* slots of every token in this subtree */
+    int32_t term_hi;                 /* slots [slot_lo, term_hi) end exactly here */
+    int32_t cp_depth;                /* whole characters on the path from the root */
+    int32_t cp_in;                   /* code point the edge into this node completes; -1 none
+                                        yet (mid-character), -2 invalid UTF-8 */
+    uint8_t byte;                    /* the edge's byte */
+} ellm_trie_node;
+
+typedef struct ellm_token_trie {
+    ellm_trie_node *nodes;
+    int32_t n_nodes;
+    int32_t n_tokens;      /* vocabulary size */
+    int32_t n_slots;       /* tokens in the trie */
+    int32_t *slot_token;   /* slot -> token id */
+    int32_t *token_slot;   /* token id -> slot, -1 when not in the trie */
+    int32_t *slot_cps;     /* characters in each slot's text (when it ends on a whole one) */
+    uint8_t *token_eog;    /* 1 for tokens that end generation (allowed only when complete) */
+    char *bytes;           /* every token's text, token_off[i] .. token_off[i] + token_len[i] */
+    int64_t *token_off;
+    int32_t *token_len;
+} ellm_token_trie;
+
+/* pieces[i] (lens[i] bytes) is the text of token i; eog[i] marks end-of-generation tokens
+ * (may be NULL). */
+edgellm_status ellm_token_trie_build(int32_t n_tokens, const char *const *pieces,
+                                     const int32_t *lens, const uint8_t *eog,
+                                     ellm_token_trie **out);
+void ellm_token_trie_destroy(ellm_token_trie *t);
+
+/* A grammar bound to a vocabulary, with what is precomputed lazily for the pair. Shareable
+ * between threads (the lazy parts are filled under the lock). */
+typedef struct ellm_bound_grammar {
+    ellm_grammar *grammar;
+    const ellm_token_trie *trie;
+    pthread_mutex_t lock;
+    /* [class] -> a bit per trie node: every token ending in the node's subtree continues after
+     * the node with whole characters of that class only. NULL until first needed. */
+    uint8_t **class_below;
+} ellm_bound_grammar;
+
+edgellm_status ellm_bound_grammar_init(ellm_bound_grammar *bg, ellm_grammar *g,
+                                       const ellm_token_trie *trie);
+void ellm_bound_grammar_release(ellm_bound_grammar *bg);
+
+typedef struct ellm_matcher ellm_matcher;
+
+edgellm_status ellm_matcher_create(ellm_bound_grammar *bg, ellm_matcher **out);
+void ellm_matcher_free(ellm_matcher *m);
+void ellm_matcher_reset(ellm_matcher *m);
+/* Feeds bytes of output text; fails (and changes nothing) if they cannot continue a valid prefix. */
+edgellm_status ellm_matcher_accept_bytes(ellm_matcher *m, const char *bytes, size_t len);
+edgellm_status ellm_matcher_accept_token(ellm_matcher *m, edgellm_token token);
+/* allowed[token] = 1 for every token that keeps the output a valid prefix (EOG tokens only when
+ * the output is complete), 0 otherwise; returns the number allowed, or -1 on failure (too many
+ * parse stacks: the grammar is too ambiguous), with the error set. */
+int32_t ellm_matcher_allowed(ellm_matcher *m, uint8_t *allowed);
+/* Sets the logits of disallowed tokens to -INFINITY; same return as ellm_matcher_allowed. */
+int32_t ellm_matcher_mask_logits(ellm_matcher *m, float *logits);
+int ellm_matcher_can_end(const ellm_matcher *m);   /* the output so far is a complete sentence */
+int ellm_matcher_must_end(const ellm_matcher *m);  /* ... and nothing can follow it */
+
+/* The trie of a model's vocabulary, built on first use and kept with the model (implemented by
+ * the api module, which owns the model). */
+edgellm_status ellm_model_token_trie(const edgellm_model *model, const ellm_token_trie **out);
+
+#endif
