@@ -288,7 +288,9 @@ void edgellm_sampler_free(edgellm_sampler *sampler);
 void edgellm_sampler_reset(edgellm_sampler *sampler);
 /* Records a token in the history the penalties look at (prompt tokens included). */
 void edgellm_sampler_accept(edgellm_sampler *sampler, edgellm_token token);
-/* Picks the next token from logits (not modified). */
+/* Picks the next token from logits (not modified). A NaN logit counts as -inf (never picked);
+ * tokens at +inf share all the probability. -1 when no token can be picked: every logit is NaN
+ * or -inf after the penalties (or sampler or logits is NULL). */
 edgellm_token edgellm_sampler_sample(edgellm_sampler *sampler, const float *logits);
 
 /* ---- Generation ------------------------------------------------------------------------- */

@@ -113,6 +113,12 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
             break;
         }
         edgellm_token tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
+        if (tok < 0) {
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "no token can be sampled: after the penalties every logit is -inf or "
+                           "NaN; lower the repetition, presence or frequency penalty");
+            break;
+        }
         if (res->n_generated == 0) {
             t_first = now_seconds();
             res->ttft_seconds = t_first - t0;

@@ -178,13 +178,23 @@ static void apply_penalties(edgellm_sampler *s, float *logits)
     }
 }
 
+/* NaN compares false with everything, which breaks the strict order the partial sort's scans
+ * rely on (they then run past the array): every NaN becomes -inf, a token that is never drawn. */
+static void order_nan_last(float *logits, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (isnan(logits[i]))
+            logits[i] = -INFINITY;
+}
+
+/* The first token with the largest logit, or -1 when every logit is -inf. */
 static int32_t argmax(const float *v, int32_t n)
 {
     int32_t best = 0;
     for (int32_t i = 1; i < n; i++)
         if (v[i] > v[best])
             best = i;
-    return best;
+    return v[best] > -INFINITY ? best : -1;
 }
 
 static int by_logit_desc(const void *a, const void *b)
@@ -231,6 +241,7 @@ edgellm_token edgellm_sampler_sample(edgellm_sampler *s, const float *logits_in)
     float *logits = s->logits;
     memcpy(logits, logits_in, (size_t)s->n_vocab * sizeof *logits);
     apply_penalties(s, logits);
+    order_nan_last(logits, s->n_vocab);
     if (p->temperature <= 0.0f)
         return argmax(logits, s->n_vocab);
 
@@ -243,8 +254,15 @@ edgellm_token edgellm_sampler_sample(edgellm_sampler *s, const float *logits_in)
     /* Softmax at the temperature over the survivors (sorted, so [0] is the max). */
     double sum = 0;
     float max = s->cands[0].logit;
+    if (max == -INFINITY)
+        return -1;
     for (int32_t i = 0; i < n; i++) {
-        s->cands[i].p = expf((s->cands[i].logit - max) / p->temperature);
+        float l = s->cands[i].logit;
+        /* +inf - +inf is NaN: tokens at +inf share the whole probability instead. */
+        if (max == INFINITY)
+            s->cands[i].p = l == INFINITY ? 1.0f : 0.0f;
+        else
+            s->cands[i].p = expf((l - max) / p->temperature);
         sum += s->cands[i].p;
     }
     for (int32_t i = 0; i < n; i++)
