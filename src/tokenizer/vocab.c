@@ -293,8 +293,8 @@ edgellm_status ellm_vocab_byte_fallback(const ellm_vocab *v, edgellm_token byte_
     *out = byte_token >= 0 ? byte_token : v->unk;
     if (*out < 0)
         return ellm_fail(EDGELLM_ERR_FORMAT,
-                         "the text cannot be tokenized: the vocabulary has neither a token for "
-                         "byte 0x%02X nor an unknown token",
+                         "no token can stand for byte 0x%02X of the text: the vocabulary has "
+                         "neither a token for it nor an unknown token",
                          byte);
     return EDGELLM_OK;
 }
