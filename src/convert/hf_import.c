@@ -583,12 +583,13 @@ static edgellm_status fill_tensor(void *user, void *dst, uint64_t n_bytes)
                 row[i] += 1.0f;
         int64_t bad = ellm_first_nonfinite(row, (int64_t)cols);
         if (bad >= 0) {
+            bool nan = isnan(row[bad]);
             free(row);
             free(tmp);
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "'%s' holds %s at row %llu, column %lld: the checkpoint is broken "
                              "and would only compute NaN; nothing was written",
-                             t->src->name, isnan(row[bad]) ? "NaN" : "an infinite value",
+                             t->src->name, nan ? "NaN" : "an infinite value",
                              (unsigned long long)src, (long long)bad);
         }
         ellm_quantize_row(t->type, row, (uint8_t *)dst + r * row_bytes, (int64_t)cols);
