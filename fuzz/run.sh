@@ -2,7 +2,10 @@
 # Builds the GGUF parser fuzz target with clang's libFuzzer (ASan + UBSan) in its own build
 # directory and runs it for a bounded time from seeds derived from the shared models; then the
 # same for the safetensors header parser (seeds: valid and hostile files from
-# tests/helpers/hf_model.py).
+# tests/helpers/hf_model.py); then the sampler (random logits with NaN/inf and random parameters,
+# a quarter of the time), the server's request-to-sampling path (JSON bodies against a model
+# with partly non-finite random weights, half of the time), the grammar compiler and the JSON
+# Schema converter (half of the time each) and PII redaction/restoration (a quarter).
 #   fuzz/run.sh [SECONDS=60]
 # Exits non-zero on a crash, leak, sanitizer report, timeout or an allocation over 256 MiB (the
 # inputs are at most 128 KiB, so any such allocation means a count was not bounded by the file
@@ -15,7 +18,7 @@ build=${EDGELLM_FUZZ_BUILD:-$root/build-fuzz}
 command -v clang >/dev/null || { echo "fuzz: clang is needed (scripts/install-deps.sh --test)" >&2; exit 1; }
 CC=clang cmake -S "$root" -B "$build" -DEDGELLM_FUZZ=ON -DEDGELLM_BUILD_TOOLS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_SHARED_DIR="$shared" >/dev/null
-cmake --build "$build" --target fuzz_gguf fuzz_safetensors -j2 >/dev/null
+cmake --build "$build" --target fuzz_gguf fuzz_safetensors fuzz_sampler fuzz_request -j2 >/dev/null
 # Seeds live under the build tree only; the shared files are never copied into the project.
 corpus="$build/corpus"
 rm -rf "$corpus"
@@ -51,26 +54,60 @@ fi
 grep -E '^#[0-9]+[[:space:]]+DONE' "$st_log" | tail -n 1 || true
 echo "fuzz: safetensors: no crash in ${seconds}s; full log in $st_log"
 
+# run_target NAME SECONDS CORPUS [libFuzzer options]: a bounded run; exits on any failure.
+run_target() {
+  local name=$1 secs=$2 dir=$3
+  shift 3
+  local tlog="$build/fuzz-$name.log"
+  "$build/fuzz/fuzz_$name" "$dir" -max_total_time="$secs" -timeout=10 -malloc_limit_mb=256 \
+    -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix="$build/$name-" "$@" >"$tlog" 2>&1 ||
+    status=$?
+  if [ "$status" -ne 0 ]; then
+    tail -n 60 "$tlog"
+    echo "fuzz: $name FAILED (exit $status); full log in $tlog" >&2
+    exit "$status"
+  fi
+  grep -E '^#[0-9]+[[:space:]]+DONE' "$tlog" | tail -n 1 || true
+  echo "fuzz: $name: no crash in ${secs}s; full log in $tlog"
+}
+
 # The grammar compiler/matcher and the JSON Schema converter, from the project's own grammars
 # and schemas (docs examples and test schemas).
-cmake --build "$build" --target fuzz_grammar fuzz_schema -j2 >/dev/null
+cmake --build "$build" --target fuzz_grammar fuzz_schema fuzz_pii -j2 >/dev/null
 g_corpus="$build/grammar-corpus"
 s_corpus="$build/schema-corpus"
 rm -rf "$g_corpus" "$s_corpus" && mkdir -p "$g_corpus" "$s_corpus"
 cp "$root"/tests/structured/*.json "$s_corpus/"
 printf 'root ::= "a" | [b-d]+ (x | "") # c\nx ::= .{2,3} "\\u00e9"\n' >"$g_corpus/1"
 printf 'root ::= "{" ws ( s ":" ws s )* "}"\ns ::= "\\"" [^"\\\\]* "\\""\nws ::= [ \\n]?\n' >"$g_corpus/2"
-for target in grammar schema; do
-  corpus_dir=$g_corpus
-  [ "$target" = schema ] && corpus_dir=$s_corpus
-  t_log="$build/fuzz-$target.log"
-  "$build/fuzz/fuzz_$target" "$corpus_dir" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
-    -malloc_limit_mb=512 -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix="$build/$target-" \
-    >"$t_log" 2>&1 || status=$?
-  if [ "$status" -ne 0 ]; then
-    tail -n 60 "$t_log"
-    echo "fuzz: $target FAILED (exit $status); full log in $t_log" >&2
-    exit "$status"
-  fi
-  echo "fuzz: $target no crash in ${seconds}s; full log in $t_log"
-done
+run_target grammar $((seconds / 2 > 10 ? seconds / 2 : 10)) "$g_corpus" -max_len=4096 -malloc_limit_mb=512
+run_target schema $((seconds / 2 > 10 ? seconds / 2 : 10)) "$s_corpus" -max_len=4096 -malloc_limit_mb=512
+
+sampler_corpus="$build/sampler-corpus"
+rm -rf "$sampler_corpus" && mkdir -p "$sampler_corpus"
+# Seeds: default-like parameters over ordinary logits, and the same with NaN and inf among them.
+python3 - "$sampler_corpus" <<'PY'
+import os, struct, sys
+params = struct.pack("<HBfifffiffQ", 40, 8, 0.8, 40, 0.95, 0.05, 1.1, 64, 0.0, 0.0, 7)
+plain = struct.pack("<64f", *[(i * 37 % 64) / 8 for i in range(64)])
+odd = struct.pack("<64f", *[float("nan") if i % 9 == 0 else float("inf") if i == 5 else -i
+                            for i in range(64)])
+for name, body in (("plain", plain), ("nonfinite", odd)):
+    open(os.path.join(sys.argv[1], name), "wb").write(params + body)
+PY
+run_target sampler $((seconds / 4 > 10 ? seconds / 4 : 10)) "$sampler_corpus" -max_len=4096
+
+request_corpus="$build/request-corpus"
+rm -rf "$request_corpus" && mkdir -p "$request_corpus"
+# Seeds: the first byte picks chat (odd) or completions (even), the rest is the JSON body.
+printf '%s' '1{"messages":[{"role":"user","content":"The machine dreams"}],"max_tokens":4,"logprobs":true,"top_logprobs":2}' >"$request_corpus/chat"
+printf '%s' '0{"prompt":"Once upon a time","max_tokens":4,"temperature":0.7,"top_p":0.9,"logprobs":2,"seed":3}' >"$request_corpus/completion"
+printf '%s' '0{"prompt":[1,300,200,5],"max_tokens":3,"frequency_penalty":2,"presence_penalty":-2}' >"$request_corpus/ids"
+run_target request $((seconds / 2 > 20 ? seconds / 2 : 20)) "$request_corpus" -max_len=2048
+
+# PII redaction and restoration: any bytes must come back unchanged through redact -> restore.
+pii_corpus="$build/pii-corpus"
+rm -rf "$pii_corpus" && mkdir -p "$pii_corpus"
+printf '%s' 'Mail jane.doe@example.com or call +44 20 7946 0958; card 4111 1111 1111 1111.' >"$pii_corpus/1"
+printf '%s' 'IBAN GB82 WEST 1234 5698 7654 32, SSN 123-45-6789, key sk-abc123def456ghi789jkl012' >"$pii_corpus/2"
+run_target pii $((seconds / 4 > 10 ? seconds / 4 : 10)) "$pii_corpus" -max_len=8192

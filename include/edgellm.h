@@ -207,7 +207,9 @@ edgellm_status edgellm_context_truncate(edgellm_context *ctx, int32_t n_keep);
  * Evaluates n_tokens tokens at positions n_past.. and appends them to the KV cache. With
  * all_logits = 0 only the last position's logits are kept; otherwise logits for every position
  * (then n_tokens must not exceed n_batch). Longer batches are split into n_batch chunks. Fails with EDGELLM_ERR_CONTEXT_FULL (and
- * changes nothing) if the tokens would not fit.
+ * changes nothing) if the tokens would not fit, and with EDGELLM_ERR_FORMAT (appending nothing)
+ * when the model computes NaN or infinite logits: its weights or hyper-parameters are broken.
+ * edgellm_eval_batch and edgellm_embed fail the same way.
  */
 edgellm_status edgellm_eval(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
                             int all_logits);
@@ -305,7 +307,9 @@ void edgellm_sampler_free(edgellm_sampler *sampler);
 void edgellm_sampler_reset(edgellm_sampler *sampler);
 /* Records a token in the history the penalties look at (prompt tokens included). */
 void edgellm_sampler_accept(edgellm_sampler *sampler, edgellm_token token);
-/* Picks the next token from logits (not modified). */
+/* Picks the next token from logits (not modified). A NaN logit counts as -inf (never picked);
+ * tokens at +inf share all the probability. -1 when no token can be picked: every logit is NaN
+ * or -inf after the penalties (or sampler or logits is NULL). */
 edgellm_token edgellm_sampler_sample(edgellm_sampler *sampler, const float *logits);
 
 /* ---- Constrained decoding -------------------------------------------------------------- */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/finite.h"
 #include "core/status.h"
 #include "core/threadpool.h"
 #include "edgellm.h"
@@ -572,6 +573,19 @@ edgellm_status edgellm_context_truncate(edgellm_context *c, int32_t n_keep)
     return EDGELLM_OK;
 }
 
+/* NaN or infinite weights, or hyper-parameters that overflow, give non-finite results; handing
+ * them out as a success would leave every caller to find out (the sampler cannot order NaN). */
+static edgellm_status check_finite(const float *v, size_t n, const char *what)
+{
+    int64_t i = ellm_first_nonfinite(v, (int64_t)n);
+    if (i >= 0)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "the model computed %s %s at index %lld: its weights or "
+                         "hyper-parameters are broken (re-convert or re-download it)",
+                         isnan(v[i]) ? "NaN in" : "an infinite value in", what, (long long)i);
+    return EDGELLM_OK;
+}
+
 edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
                             int all_logits)
 {
@@ -613,12 +627,18 @@ edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int
             ellm_state_truncate(c->state, n_past);
             return st;
         }
-        memcpy(c->tokens + n_past + done, tokens + done, (size_t)chunk * sizeof *tokens);
-        done += chunk;
         if (last) {
-            c->logits_rows = all_logits ? chunk : 1;
+            int32_t rows = all_logits ? chunk : 1;
+            st = check_finite(c->logits, (size_t)rows * (size_t)n_vocab, "the logits");
+            if (st != EDGELLM_OK) {
+                ellm_state_truncate(c->state, n_past);
+                return st;
+            }
+            c->logits_rows = rows;
             c->logits_first = all_logits ? 0 : chunk - 1;
         }
+        memcpy(c->tokens + n_past + done, tokens + done, (size_t)chunk * sizeof *tokens);
+        done += chunk;
     }
     return EDGELLM_OK;
 }
@@ -759,6 +779,16 @@ edgellm_status edgellm_eval_batch(edgellm_batch *b, edgellm_context *const *ctxs
     if (st == EDGELLM_OK)
         st = ellm_forward_batch(b->model->model, b->work, b->pool, seqs, n_ctxs, logits);
     if (st == EDGELLM_OK) {
+        size_t n_rows = 0;
+        for (int32_t i = 0; i < n_ctxs; i++)
+            n_rows += ctxs[i]->batch_all_logits ? (size_t)n_tokens[i] : 1;
+        st = check_finite(logits, n_rows * (size_t)n_vocab,
+                          n_ctxs > 1 ? "the logits of one context of the batch" : "the logits");
+        /* Keep the promise that a failed pass changes no context. */
+        for (int32_t i = 0; i < n_ctxs && st != EDGELLM_OK; i++)
+            ellm_state_truncate(ctxs[i]->state, ellm_state_n_past(ctxs[i]->state) - n_tokens[i]);
+    }
+    if (st == EDGELLM_OK) {
         size_t row = 0;
         for (int32_t i = 0; i < n_ctxs; i++) {
             edgellm_context *c = ctxs[i];
@@ -817,6 +847,12 @@ edgellm_status edgellm_embed(edgellm_context *c, const edgellm_token *tokens, in
             memcpy(c->tokens + done, tokens + done, (size_t)chunk * sizeof *tokens);
         done += chunk;
     }
+    if (st == EDGELLM_OK)
+        for (int32_t d = 0; d < n_embd && st == EDGELLM_OK; d++)
+            if (!isfinite(sum[d]))
+                st = ellm_fail(EDGELLM_ERR_FORMAT,
+                               "the model computed a non-finite hidden state: its weights or "
+                               "hyper-parameters are broken (re-convert or re-download it)");
     if (st == EDGELLM_OK) {
         double norm = 0;
         for (int32_t d = 0; d < n_embd; d++) {

@@ -10,6 +10,7 @@
  *  - Gemma checkpoints store RMSNorm weights as w for a norm that multiplies by (1 + w); GGUF
  *    files store 1 + w, so runtimes apply a plain RMSNorm. */
 #define _DEFAULT_SOURCE /* madvise */
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include "convert/convert.h"
 #include "convert/hf_tokenizer.h"
 #include "convert/safetensors.h"
+#include "core/finite.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
@@ -81,8 +83,12 @@ static edgellm_status get_num(const json_t *cfg, const char *key, double *out)
     const json_t *v = json_object_get(cfg, key);
     if (!v || json_is_null(v))
         return EDGELLM_OK;
-    if (!json_is_number(v) || !isfinite(json_number_value(v)))
-        return ellm_fail(EDGELLM_ERR_FORMAT, "config.json: '%s' must be a number", key);
+    /* Every number read here is written as a float32: one beyond its range would become inf. */
+    if (!json_is_number(v) || !(fabs(json_number_value(v)) <= FLT_MAX))
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "config.json: '%s' must be a finite number within the float32 range "
+                         "(magnitude at most 3.4e38)",
+                         key);
     *out = json_number_value(v);
     return EDGELLM_OK;
 }
@@ -101,7 +107,7 @@ static edgellm_status get_factors(const json_t *scaling, const char *key, int64_
     for (int64_t i = 0; i < n; i++) {
         const json_t *v = json_array_get(a, (size_t)i);
         double d = json_is_number(v) ? json_number_value(v) : -1;
-        if (!(d > 0) || !isfinite(d))
+        if (!(d > 0) || !(d <= FLT_MAX))
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "config.json: rope_scaling.%s[%lld] must be a positive number", key,
                              (long long)i);
@@ -202,7 +208,7 @@ static edgellm_status read_config(const char *dir, hf_config *c)
 #define INT(key, req, min, max, field)                                                      \
     if (st == EDGELLM_OK)                                                                   \
         st = get_int(cfg, key, req, min, max, &c->field);
-    INT("vocab_size", true, 1, 1 << 23, n_vocab)
+    INT("vocab_size", true, 1, ELLM_HF_MAX_VOCAB, n_vocab)
     INT("hidden_size", true, 1, 1 << 17, n_embd)
     INT("num_hidden_layers", true, 1, 4096, n_layer)
     INT("intermediate_size", true, 1, 1 << 20, n_ff)
@@ -575,6 +581,17 @@ static edgellm_status fill_tensor(void *user, void *dst, uint64_t n_bytes)
         if (t->tr == TR_ADD_ONE)
             for (uint64_t i = 0; i < cols; i++)
                 row[i] += 1.0f;
+        int64_t bad = ellm_first_nonfinite(row, (int64_t)cols);
+        if (bad >= 0) {
+            bool nan = isnan(row[bad]);
+            free(row);
+            free(tmp);
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "'%s' holds %s at row %llu, column %lld: the checkpoint is broken "
+                             "and would only compute NaN; nothing was written",
+                             t->src->name, nan ? "NaN" : "an infinite value",
+                             (unsigned long long)src, (long long)bad);
+        }
         ellm_quantize_row(t->type, row, (uint8_t *)dst + r * row_bytes, (int64_t)cols);
     }
     free(row);
@@ -719,6 +736,10 @@ edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
         st = ellm_st_open_dir(dir, &set);
     if (st == EDGELLM_OK && !strcmp(c.rope_type, "llama3") && !(rope_freqs = llama3_rope_freqs(&c)))
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    if (st == EDGELLM_OK && rope_freqs && ellm_first_nonfinite(rope_freqs, c.n_rot / 2) >= 0)
+        st = ellm_fail(EDGELLM_ERR_FORMAT,
+                       "config.json: rope_theta and rope_scaling give non-finite llama3 RoPE "
+                       "factors; the configuration is broken");
     if (st == EDGELLM_OK && !(p.used = calloc(set.n_tensors + 1, sizeof *p.used)))
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     if (st == EDGELLM_OK)

@@ -4,6 +4,7 @@
  * [{id, content, special}], pre_tokenizer (Split with a Regex pattern, ByteLevel, Digits, or a
  * Sequence of them), normalizer. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,7 +195,7 @@ static edgellm_status build_vocab(const hf_files *h, vocab_out *out)
     json_t *val;
     json_object_foreach(vocab, key, val) {
         if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-            json_integer_value(val) >= (1 << 24))
+            json_integer_value(val) >= ELLM_HF_MAX_VOCAB)
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "'%s/tokenizer.json': vocab entry '%.40s' has no valid id", h->dir,
                              key);
@@ -206,17 +207,34 @@ static edgellm_status build_vocab(const hf_files *h, vocab_out *out)
     json_array_foreach(added, i, a) {
         json_t *id = json_object_get(a, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-            json_integer_value(id) >= (1 << 24) || !json_is_string(json_object_get(a, "content")))
+            json_integer_value(id) >= ELLM_HF_MAX_VOCAB ||
+            !json_is_string(json_object_get(a, "content")))
             return ellm_fail(EDGELLM_ERR_FORMAT,
-                             "'%s/tokenizer.json': added_tokens[%zu] needs an id and a content",
-                             h->dir, i);
+                             "'%s/tokenizer.json': added_tokens[%zu] needs an id below %d and a "
+                             "content",
+                             h->dir, i, ELLM_HF_MAX_VOCAB);
         if (json_integer_value(id) > max_id)
             max_id = json_integer_value(id);
     }
     int32_t n = (int32_t)max_id + 1;
-    int32_t padded = config_int(h->config, "vocab_size", 0);
-    if (padded > n)
-        n = padded;
+    json_t *size = json_object_get(h->config, "vocab_size");
+    if (size && !json_is_null(size)) {
+        double d = json_number_value(size);
+        if (!json_is_number(size) || !(d >= 1 && d <= ELLM_HF_MAX_VOCAB) || d != floor(d))
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "'%s/config.json': 'vocab_size' must be an integer in 1..%d", h->dir,
+                             ELLM_HF_MAX_VOCAB);
+        if ((int32_t)d > n)
+            n = (int32_t)d;
+    }
+    /* Memory follows the ids, so it is bounded by the tokens the file really defines. */
+    size_t defined = json_object_size(vocab) + json_array_size(added);
+    if ((size_t)n > defined + ELLM_HF_MAX_PADDING)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "'%s': the vocabulary spans %d ids but only %zu tokens are defined "
+                         "(tokenizer.json ids and config.json vocab_size may leave at most %d "
+                         "unnamed); the files are broken",
+                         h->dir, (int)n, defined, ELLM_HF_MAX_PADDING);
     out->n = n;
     out->text = calloc((size_t)n, sizeof *out->text);
     out->type = calloc((size_t)n, sizeof *out->type);

@@ -18,6 +18,12 @@
  */
 edgellm_status ellm_hf_write_tokenizer(gguf_writer *w, const char *dir, int32_t *out_n_vocab);
 
+/* The largest vocabulary (config.json vocab_size, highest token id + 1) an import accepts. */
+#define ELLM_HF_MAX_VOCAB (1 << 23)
+/* Ids no token names (holes, padding up to vocab_size) become "[PADn]" tokens; beyond this many
+ * more than the tokens actually defined, the file is hostile or broken, not padded. */
+#define ELLM_HF_MAX_PADDING 65536
+
 /*
  * `edgellm convert --from hf DIR --vocab-only`: writes out_path (atomically) with no tensors,
  * general.architecture from config.json's model_type ("llama" without config.json),

@@ -3,12 +3,14 @@
  * in export order. The tokenizer.bin holds max_token_length, then per token a float32 score, an
  * int32 byte length and the bytes. Q/K rows are already in the interleaved-pair RoPE layout GGUF
  * llama files use, so no permutation is applied. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "convert/convert.h"
 #include "core/checked_math.h"
+#include "core/finite.h"
 #include "core/mapped_file.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
@@ -163,6 +165,12 @@ static edgellm_status read_vocab(const char *path, int32_t n, l2c_vocab *v)
         memcpy(&v->scores[i], p + pos, 4);
         memcpy(&len, p + pos + 4, 4);
         pos += 8;
+        if (!isfinite(v->scores[i])) {
+            st = ellm_fail(EDGELLM_ERR_FORMAT,
+                           "'%s': token %d has a score of %g; scores must be finite numbers",
+                           path, i, v->scores[i]);
+            break;
+        }
         if (len < 0 || (uint64_t)len > f.size - pos) {
             st = ellm_fail(EDGELLM_ERR_FORMAT, "'%s': token %d has a bad length %d", path, i, len);
             break;
@@ -224,9 +232,17 @@ static edgellm_status fill_tensor(void *user, void *dst, uint64_t n_bytes)
     ellm_row_bytes(t->type, t->ne[0], &row_bytes);
     if (row_bytes * t->ne[1] != n_bytes)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "internal size mismatch for '%s'", t->name);
-    for (uint64_t r = 0; r < t->ne[1]; r++)
-        ellm_quantize_row(t->type, t->data + r * t->ne[0], (uint8_t *)dst + r * row_bytes,
-                          (int64_t)t->ne[0]);
+    for (uint64_t r = 0; r < t->ne[1]; r++) {
+        const float *row = t->data + r * t->ne[0];
+        int64_t bad = ellm_first_nonfinite(row, (int64_t)t->ne[0]);
+        if (bad >= 0)
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "the checkpoint holds %s at row %llu, column %lld: it is broken "
+                             "and would only compute NaN; nothing was written",
+                             isnan(row[bad]) ? "NaN" : "an infinite value",
+                             (unsigned long long)r, (long long)bad);
+        ellm_quantize_row(t->type, row, (uint8_t *)dst + r * row_bytes, (int64_t)t->ne[0]);
+    }
     return EDGELLM_OK;
 }
 

@@ -1,11 +1,13 @@
 /* Re-quantizing a GGUF model: every 2-D weight is converted to the target type (through float),
  * with the usual per-tensor choices, and every metadata key is carried over. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "convert/convert.h"
+#include "core/finite.h"
 #include "core/status.h"
 #include "core/threadpool.h"
 #include "gguf/gguf.h"
@@ -24,6 +26,7 @@ typedef struct requant_rows {
     uint8_t *dst;
     uint64_t n_rows, src_rb, dst_rb;
     float *rows; /* one float row per thread */
+    int64_t bad_row; /* a row holding NaN or infinity, -1 while none is found */
 } requant_rows;
 
 /* Rows are independent, so threads take interleaved rows; the bytes do not depend on the split. */
@@ -35,6 +38,8 @@ static void requantize_rows(void *arg, int ith, int nth)
     for (uint64_t i = (uint64_t)ith; i < j->n_rows; i += (uint64_t)nth) {
         ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + i * j->src_rb, row,
                             (int64_t)t->ne[0]);
+        if (ellm_first_nonfinite(row, t->ne[0]) >= 0)
+            __atomic_store_n(&j->bad_row, (int64_t)i, __ATOMIC_RELAXED);
         ellm_quantize_row(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0]);
     }
 }
@@ -43,7 +48,7 @@ static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
 {
     const requant *r = user;
     const gguf_tensor_info *t = r->src;
-    requant_rows j = {.r = r, .dst = dst, .n_rows = t->n_elements / t->ne[0]};
+    requant_rows j = {.r = r, .dst = dst, .n_rows = t->n_elements / t->ne[0], .bad_row = -1};
     ellm_row_bytes(t->type, t->ne[0], &j.src_rb);
     ellm_row_bytes(r->type, t->ne[0], &j.dst_rb);
     if (j.dst_rb * j.n_rows != n_bytes)
@@ -54,6 +59,11 @@ static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a row");
     ellm_threadpool_run(r->pool, requantize_rows, &j);
     free(j.rows);
+    if (j.bad_row >= 0)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "row %lld holds NaN or an infinite value: the input model is broken and "
+                         "would only compute NaN; nothing was written",
+                         (long long)j.bad_row);
     if (r->options->on_progress)
         r->options->on_progress(r->options->user, r->index + 1, r->total);
     return EDGELLM_OK;
@@ -338,9 +348,16 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
             break;
         }
-        st = strcmp(key, "general.file_type") == 0
-                 ? gguf_writer_set_u32(w, key, r->file_type)
-                 : gguf_writer_set_value(w, key, &kv->value);
+        if ((kv->value.type == GGUF_TYPE_FLOAT32 || kv->value.type == GGUF_TYPE_FLOAT64) &&
+            !isfinite(kv->value.v.f64))
+            st = ellm_fail(EDGELLM_ERR_FORMAT,
+                           "metadata '%s' is not a finite number: the input model is broken; "
+                           "nothing was written",
+                           key);
+        else
+            st = strcmp(key, "general.file_type") == 0
+                     ? gguf_writer_set_u32(w, key, r->file_type)
+                     : gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
     if (st == EDGELLM_OK && !gguf_find_kv(in, "general.file_type"))

@@ -30,6 +30,13 @@ double ellm_generate_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+edgellm_status ellm_generate_no_token(void)
+{
+    return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                     "no token can be sampled: after the penalties every logit is -inf or NaN; "
+                     "lower the repetition, presence or frequency penalty");
+}
+
 /* Hands the callback what became final with this token; returns non-zero to stop. */
 int ellm_generate_deliver(ellm_generate_run *r, edgellm_token token, const char *text, size_t len)
 {
@@ -176,6 +183,10 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
                 break;
         } else {
             tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
+        }
+        if (tok < 0) {
+            st = ellm_generate_no_token();
+            break;
         }
         if (res->n_generated == 0) {
             t_first = ellm_generate_now();

@@ -14,6 +14,9 @@ typedef struct ellm_generate_run {
     float *masked;                  /* logits with the grammar's mask applied */
 } ellm_generate_run;
 
+/* The error for a sampler that found no token to draw (every logit -inf or NaN). */
+edgellm_status ellm_generate_no_token(void);
+
 /* Monotonic clock in seconds. */
 double ellm_generate_now(void);
 

@@ -80,6 +80,10 @@ static int emit(spec *sp, edgellm_token tok, edgellm_status *st)
 {
     ellm_generate_run *r = sp->r;
     edgellm_generate_result *res = r->result;
+    if (tok < 0) {
+        *st = ellm_generate_no_token();
+        return 0;
+    }
     if (edgellm_token_is_eog(r->model, tok)) {
         res->stop_reason = EDGELLM_STOP_EOS;
         return 0;
@@ -145,6 +149,8 @@ static edgellm_status propose_draft(spec *sp, int32_t n_seq, int32_t k, int32_t 
         } else {
             t = edgellm_sampler_sample(sp->draft_sampler, logits);
         }
+        if (t < 0) /* the draft has nothing to propose; the model decides alone */
+            break;
         sp->batch[1 + i] = t;
         (*n_proposed)++;
         edgellm_sampler_accept(sp->draft_sampler, t);

@@ -150,6 +150,11 @@ static edgellm_status read_variant(const gguf_file *f, ellm_hparams *hp)
     if (!(hp->attn_scale > 0) || hp->attn_softcap < 0 || hp->final_softcap < 0)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "attention.scale must be positive and soft-capping values not negative");
+    if (hp->attn_scale > 1e6f)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "attention.scale %g overflows the attention scores (expected about "
+                         "1/sqrt(head size), at most 1e6)",
+                         hp->attn_scale);
     hp->swa_pattern = !strcmp(a, "gemma2") ? 2 : !strcmp(a, "gemma3") ? 6 : 0;
     hp->rope_freq_base_swa = hp->rope_freq_base;
     if (!strcmp(a, "gemma3")) {
@@ -183,6 +188,45 @@ static edgellm_status factors_from(const ellm_tensor *t, int32_t n, const char *
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "%s[%d] is %g; frequency factors must be positive", name, (int)i,
                              (*out)[i]);
+    return EDGELLM_OK;
+}
+
+/* RoPE turns position p of pair i into the angle freq_scale * (p * theta_scale^i / factor_i), in
+ * floats. Bases, scales or factors so small or large that this overflows at a position the
+ * context can reach make every attention score NaN, so such files are refused at load. */
+static edgellm_status check_rope_angles(const ellm_hparams *hp, const ellm_model *m)
+{
+    const double limit = 1e38; /* below FLT_MAX with room for the float rounding */
+    const float *tables[2] = {m->rope_factors, m->rope_factors_long};
+    const float scales[2] = {m->rope_theta_scale, m->rope_theta_scale_swa};
+    double last_pos = hp->n_ctx_train > 1 ? hp->n_ctx_train - 1 : 1;
+    if (!isfinite(hp->rope_freq_scale) || !(hp->rope_freq_scale > 0))
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "the RoPE frequency scale is %g (1 / rope.scaling.factor or "
+                         "rope.scale_linear); it must be a positive finite number",
+                         hp->rope_freq_scale);
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < 2; t++) {
+            if (!tables[t])
+                continue;
+            double pos = last_pos; /* theta_base of pair i is pos * theta_scale^i */
+            for (int32_t i = 0; i < hp->n_rot / 2; i++, pos *= scales[s]) {
+                double angle = hp->rope_freq_scale * (pos / tables[t][i]);
+                if (!(pos < limit) || !(angle < limit))
+                    return ellm_fail(EDGELLM_ERR_FORMAT,
+                                     "RoPE overflows: with rope.freq_base %g, frequency scale %g "
+                                     "and factor %g the angle of rotary pair %d at position %.0f "
+                                     "is not a finite float; the hyper-parameters are broken",
+                                     s ? hp->rope_freq_base_swa : hp->rope_freq_base,
+                                     hp->rope_freq_scale, tables[t][i], (int)i, last_pos);
+            }
+        }
+    /* Both queries and keys are multiplied by it, so scores grow with its square. */
+    if (!(hp->rope_attn_factor <= 1e6f))
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "rope.scaling.attn_factor %g overflows the attention scores (expected "
+                         "about 1, at most 1e6)",
+                         hp->rope_attn_factor);
     return EDGELLM_OK;
 }
 
@@ -329,5 +373,7 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
         for (int32_t i = 0; i < n_pairs; i++)
             m->rope_factors[i] = 1.0f;
     }
+    if ((st = check_rope_angles(hp, m)) != EDGELLM_OK)
+        return st;
     return check_all_bound(f, m);
 }

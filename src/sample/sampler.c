@@ -179,13 +179,23 @@ static void apply_penalties(edgellm_sampler *s, float *logits)
     }
 }
 
+/* NaN compares false with everything, which breaks the strict order the partial sort's scans
+ * rely on (they then run past the array): every NaN becomes -inf, a token that is never drawn. */
+static void order_nan_last(float *logits, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (isnan(logits[i]))
+            logits[i] = -INFINITY;
+}
+
+/* The first token with the largest logit, or -1 when every logit is -inf. */
 static int32_t argmax(const float *v, int32_t n)
 {
     int32_t best = 0;
     for (int32_t i = 1; i < n; i++)
         if (v[i] > v[best])
             best = i;
-    return best;
+    return v[best] > -INFINITY ? best : -1;
 }
 
 static int by_logit_desc(const void *a, const void *b)
@@ -239,8 +249,17 @@ static int32_t filtered_candidates(edgellm_sampler *s, double *kept_sum)
     /* Softmax at the temperature over the survivors (sorted, so [0] is the max). */
     double sum = 0;
     float max = s->cands[0].logit;
+    if (max == -INFINITY) { /* nothing can be drawn (order_nan_last made NaN -inf) */
+        *kept_sum = 0;
+        return 0;
+    }
     for (int32_t i = 0; i < n; i++) {
-        s->cands[i].p = expf((s->cands[i].logit - max) / p->temperature);
+        float l = s->cands[i].logit;
+        /* +inf - +inf is NaN: tokens at +inf share the whole probability instead. */
+        if (max == INFINITY)
+            s->cands[i].p = l == INFINITY ? 1.0f : 0.0f;
+        else
+            s->cands[i].p = expf((l - max) / p->temperature);
         sum += s->cands[i].p;
     }
     for (int32_t i = 0; i < n; i++)
@@ -271,16 +290,26 @@ static int32_t filtered_candidates(edgellm_sampler *s, double *kept_sum)
     return n;
 }
 
+/* s->logits := logits_in with the penalties applied and NaN ordered as -inf, so that every
+ * comparison below is a total order (a NaN made the partial sort run off the array). */
+static void load_logits(edgellm_sampler *s, const float *logits_in)
+{
+    memcpy(s->logits, logits_in, (size_t)s->n_vocab * sizeof *s->logits);
+    apply_penalties(s, s->logits);
+    order_nan_last(s->logits, s->n_vocab);
+}
+
 edgellm_token edgellm_sampler_sample(edgellm_sampler *s, const float *logits_in)
 {
     if (!s || !logits_in)
         return -1;
-    memcpy(s->logits, logits_in, (size_t)s->n_vocab * sizeof *s->logits);
-    apply_penalties(s, s->logits);
+    load_logits(s, logits_in);
     if (s->params.temperature <= 0.0f)
         return argmax(s->logits, s->n_vocab);
     double sum = 0;
     int32_t n = filtered_candidates(s, &sum);
+    if (n == 0)
+        return -1;
     double r = next_unit(s) * sum, acc = 0;
     for (int32_t i = 0; i < n; i++) {
         acc += s->cands[i].p;
@@ -296,11 +325,12 @@ bool ellm_sampler_is_greedy(const edgellm_sampler *s) { return s->params.tempera
 
 void ellm_sampler_distribution(edgellm_sampler *s, const float *logits_in, float *probs)
 {
-    memcpy(s->logits, logits_in, (size_t)s->n_vocab * sizeof *s->logits);
-    apply_penalties(s, s->logits);
+    load_logits(s, logits_in);
     memset(probs, 0, (size_t)s->n_vocab * sizeof *probs);
     if (s->params.temperature <= 0.0f) {
-        probs[argmax(s->logits, s->n_vocab)] = 1.0f;
+        edgellm_token best = argmax(s->logits, s->n_vocab);
+        if (best >= 0)
+            probs[best] = 1.0f;
         return;
     }
     double sum = 0;

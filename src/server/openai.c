@@ -624,6 +624,13 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
         !get_number(body, "presence_penalty", -2, 2, &presence, err) ||
         !get_number(body, "frequency_penalty", -2, 2, &frequency, err))
         return false;
+    if (top_p > 0 && (float)top_p == 0) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "top_p",
+                      "'top_p' %g is below the smallest positive float (1.4e-45); send 0 for "
+                      "only the most likely token, or a larger value",
+                      top_p);
+        return false;
+    }
     if (top_p == 0) {
         temperature = 0; /* only the most likely token remains */
         top_p = 1;
@@ -736,6 +743,13 @@ size_t srv_token_piece(const edgellm_model *model, edgellm_token token, char **b
     return st == EDGELLM_OK ? len : 0;
 }
 
+/* JSON has no -inf (jansson refuses it, which would drop the entry and leave the arrays of a
+ * response with different lengths): OpenAI's -9999 stands for "practically impossible". */
+static double logprob_value(float logprob)
+{
+    return logprob > -9999.0f ? (double)logprob : -9999.0;
+}
+
 /* Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]} */
 static json_t *chat_logprobs(const edgellm_model *model, const srv_event *ev, size_t n)
 {
@@ -750,13 +764,13 @@ static json_t *chat_logprobs(const edgellm_model *model, const srv_event *ev, si
         for (int k = 0; k < ev[i].n_top; k++) {
             size_t tl = srv_token_piece(model, ev[i].top[k].token, &piece, &cap);
             json_array_append_new(top, json_pack("{s:o,s:f,s:o}", "token", lossy_string(piece, tl),
-                                                 "logprob", (double)ev[i].top[k].logprob, "bytes",
-                                                 token_bytes(piece, tl)));
+                                                 "logprob", logprob_value(ev[i].top[k].logprob),
+                                                 "bytes", token_bytes(piece, tl)));
         }
         len = srv_token_piece(model, ev[i].token, &piece, &cap);
         json_array_append_new(content, json_pack("{s:o,s:f,s:o,s:o}", "token",
                                                  lossy_string(piece, len), "logprob",
-                                                 (double)ev[i].logprob, "bytes",
+                                                 logprob_value(ev[i].logprob), "bytes",
                                                  token_bytes(piece, len), "top_logprobs", top));
     }
     free(piece);
@@ -782,12 +796,13 @@ static json_t *completion_logprobs(const edgellm_model *model, const srv_event *
         } else if (ev[i].token >= 0) {
             size_t len = srv_token_piece(model, ev[i].token, &piece, &cap);
             json_array_append_new(tokens, lossy_string(piece, len));
-            json_array_append_new(lps, json_real(ev[i].logprob));
+            json_array_append_new(lps, json_real(logprob_value(ev[i].logprob)));
             json_t *top = json_object();
             for (int k = 0; k < ev[i].n_top; k++) {
                 size_t tl = srv_token_piece(model, ev[i].top[k].token, &piece, &cap);
                 json_t *key = lossy_string(piece, tl);
-                json_object_set_new(top, json_string_value(key), json_real(ev[i].top[k].logprob));
+                json_object_set_new(top, json_string_value(key),
+                                    json_real(logprob_value(ev[i].top[k].logprob)));
                 json_decref(key);
             }
             json_array_append_new(tops, top);

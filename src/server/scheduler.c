@@ -26,6 +26,7 @@ typedef struct srv_slot {
     edgellm_token next; /* sampled, to be fed at the next step */
     bool decoding;
     uint64_t last_used;
+    char failure[256]; /* why the last pass failed for this slot, "" when it did not */
 } srv_slot;
 
 struct srv_scheduler {
@@ -374,6 +375,11 @@ static void sample_slot(srv_scheduler *s, srv_slot *slot)
     } else {
         tok = edgellm_sampler_sample(slot->sampler, scores);
     }
+    if (tok < 0) {
+        finish_slot(s, slot, SRV_FINISH_ERROR,
+                    "no token can be sampled: after the penalties every logit is -inf or NaN");
+        return;
+    }
     if (r->n_generated == 0) {
         r->t_first = srv_now();
         srv_metrics_ttft(s->metrics, r->t_first - r->t_submit);
@@ -587,16 +593,25 @@ static void *scheduler_main(void *arg)
         s->busy_since_trim = true;
         pthread_mutex_unlock(&s->mu);
         edgellm_status st = edgellm_eval_batch(s->batch, s->plan_ctx, s->plan_tokens, s->plan_n, n);
-        char error[256] = "";
-        if (st != EDGELLM_OK)
-            snprintf(error, sizeof error, "%s", edgellm_last_error());
+        for (int k = 0; k < n; k++) {
+            srv_slot *slot = &s->slots[s->plan_slot[k]];
+            /* A failed pass changed no context. One request's failure (a model that computes NaN
+             * for its text) must not end the others: each is tried again on its own. */
+            edgellm_status own = st == EDGELLM_OK || n == 1
+                                     ? st
+                                     : edgellm_eval_batch(s->batch, &s->plan_ctx[k],
+                                                          &s->plan_tokens[k], &s->plan_n[k], 1);
+            const char *why = own == EDGELLM_OK ? "" : edgellm_last_error();
+            snprintf(slot->failure, sizeof slot->failure, "%s",
+                     own == EDGELLM_OK || why[0] ? why : "the forward pass failed");
+        }
         pthread_mutex_lock(&s->mu);
         for (int k = 0; k < n; k++) {
             srv_slot *slot = &s->slots[s->plan_slot[k]];
             if (!slot->req)
                 continue;
-            if (st != EDGELLM_OK) {
-                finish_slot(s, slot, SRV_FINISH_ERROR, error);
+            if (slot->failure[0]) {
+                finish_slot(s, slot, SRV_FINISH_ERROR, slot->failure);
                 continue;
             }
             if (!slot->decoding) {

@@ -303,13 +303,11 @@ static edgellm_status bpe_piece(work *w, const ellm_vocab *v, const char *text, 
         }
     }
     for (size_t i = 0; i < n; i++) {
-        edgellm_token t = b->byte_token[(uint8_t)text[i]];
-        if (t < 0)
-            t = v->unk;
-        if (t < 0)
-            return ellm_fail(EDGELLM_ERR_FORMAT,
-                             "the vocabulary has no token for byte 0x%02X and no unknown token",
-                             (uint8_t)text[i]);
+        edgellm_token t;
+        edgellm_status st = ellm_vocab_byte_fallback(v, b->byte_token[(uint8_t)text[i]],
+                                                     (uint8_t)text[i], &t);
+        if (st != EDGELLM_OK)
+            return st;
         w->id[i] = t;
         w->prev[i] = (int32_t)i - 1;
         w->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;

@@ -120,17 +120,22 @@ static void try_bigram(const ellm_vocab *v, symbol *syms, heap *h, int32_t left,
         *oom = true;
 }
 
-static void emit_piece(const ellm_vocab *v, const char *text, uint32_t len, token_out *o)
+static edgellm_status emit_piece(const ellm_vocab *v, const char *text, uint32_t len,
+                                 token_out *o)
 {
     edgellm_token id = ellm_vocab_find(v, text, len);
     if (id >= 0) {
         emit(o, id);
-        return;
+        return EDGELLM_OK;
     }
     for (uint32_t i = 0; i < len; i++) {
-        edgellm_token b = v->byte_tokens[(unsigned char)text[i]];
-        emit(o, b >= 0 ? b : v->unk);
+        edgellm_status st = ellm_vocab_byte_fallback(v, v->byte_tokens[(unsigned char)text[i]],
+                                                     (uint8_t)text[i], &id);
+        if (st != EDGELLM_OK)
+            return st;
+        emit(o, id);
     }
+    return EDGELLM_OK;
 }
 
 /* Tokenizes one fragment of plain text (already escaped) into o. */
@@ -170,12 +175,12 @@ static edgellm_status tokenize_escaped(const ellm_vocab *v, const char *text, si
         try_bigram(v, syms, &h, l->prev, b.left, &oom);
         try_bigram(v, syms, &h, b.left, l->next, &oom);
     }
-    if (!oom)
-        for (int32_t i = 0; i >= 0; i = syms[i].next)
-            emit_piece(v, syms[i].text, syms[i].len, o);
+    edgellm_status st = EDGELLM_OK;
+    for (int32_t i = 0; !oom && st == EDGELLM_OK && i >= 0; i = syms[i].next)
+        st = emit_piece(v, syms[i].text, syms[i].len, o);
     free(h.items);
     free(syms);
-    return oom ? ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to tokenize") : EDGELLM_OK;
+    return oom ? ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to tokenize") : st;
 }
 
 /* Escapes spaces as U+2581 (and adds the dummy prefix) then tokenizes. */

@@ -287,6 +287,18 @@ void ellm_vocab_free(ellm_vocab *v)
     free(v);
 }
 
+edgellm_status ellm_vocab_byte_fallback(const ellm_vocab *v, edgellm_token byte_token,
+                                        uint8_t byte, edgellm_token *out)
+{
+    *out = byte_token >= 0 ? byte_token : v->unk;
+    if (*out < 0)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "no token can stand for byte 0x%02X of the text: the vocabulary has "
+                         "neither a token for it nor an unknown token",
+                         byte);
+    return EDGELLM_OK;
+}
+
 int32_t ellm_vocab_size(const ellm_vocab *v) { return v->n_tokens; }
 edgellm_token ellm_vocab_bos(const ellm_vocab *v) { return v->bos; }
 edgellm_token ellm_vocab_eos(const ellm_vocab *v) { return v->eos; }

@@ -31,6 +31,11 @@ struct ellm_vocab {
 
 /* Id of the token with exactly this text, or -1. */
 edgellm_token ellm_vocab_find(const ellm_vocab *vocab, const char *text, size_t len);
+/* The token for a byte of text no token covers: byte_token when the vocabulary has one (>= 0),
+ * else the unknown token; a one-line error when it has neither, since no id can stand for the
+ * byte. */
+edgellm_status ellm_vocab_byte_fallback(const ellm_vocab *vocab, edgellm_token byte_token,
+                                        uint8_t byte, edgellm_token *out);
 /* "<0xAB>" -> 0xAB, else -1. */
 int ellm_parse_byte_token(const char *text, size_t len);
 
