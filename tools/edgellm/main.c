@@ -26,6 +26,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "perplexity, and KL divergence / top-1 agreement against saved logits"},
     {"bench", cmd_bench, "the standard edge benchmark record for a model on this machine"},
     {"tokenize", cmd_tokenize, "text to token ids (JSON), with the model's tokenizer"},
+    {"imatrix", cmd_imatrix, "activation statistics over calibration text, for quantize --imatrix"},
 };
 
 static void usage(FILE *out)
