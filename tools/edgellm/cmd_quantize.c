@@ -1,4 +1,6 @@
-/* `edgellm quantize IN.gguf OUT.gguf TYPE`: TYPE is a single type or a named mix (Q3_K_M, ...). */
+/* `edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix F]`: TYPE is a single type or a named mix
+ * (Q3_K_M, ...); with an importance matrix the block scales minimise the importance-weighted
+ * error. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -7,6 +9,9 @@
 #include "commands.h"
 #include "convert/convert.h"
 #include "edgellm.h"
+#include "gguf/gguf.h"
+#include "optimise/imatrix.h"
+#include "quant/quant.h"
 
 static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
 {
@@ -24,19 +29,44 @@ static void report_progress(void *user, int done, int total)
         fputc('\n', stderr);
 }
 
+static const float *imatrix_importance(void *user, const char *tensor, int64_t n_cols)
+{
+    return ellm_imatrix_find(user, tensor, n_cols);
+}
+
+/* Loads and validates the importance matrix against the input model. */
+static ellm_imatrix *load_imatrix(const char *cmd, const char *path, const char *model_path)
+{
+    gguf_file *model = NULL;
+    ellm_imatrix *im = NULL;
+    if (gguf_open(model_path, &model) != EDGELLM_OK ||
+        ellm_imatrix_load(path, model, &im) != EDGELLM_OK)
+        cli_error(cmd, "%s", edgellm_last_error());
+    gguf_close(model);
+    return im;
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     const char *cmd = "quantize";
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE\n"
+        printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix IMATRIX.gguf]\n"
                "  TYPE: %s\n"
                "  Mixes keep the output head at 6 or 8 bits and give attention v/output and\n"
-               "  ffn_down more bits where the mix says so (K_M: about half the layers at Q6_K).\n",
+               "  ffn_down more bits where the mix says so (K_M: about half the layers at Q6_K).\n"
+               "  --imatrix (from 'edgellm imatrix'): block scales minimise the error weighted by\n"
+               "  each input column's mean square activation (q4_0, q4_1, q5_0, q5_1, iq4_nl).\n",
                ellm_quant_recipe_names());
         return 0;
     }
+    const char *imatrix_path = NULL;
+    if (argc == 6 && !strcmp(argv[4], "--imatrix")) {
+        imatrix_path = argv[5];
+        argc = 4;
+    }
     if (argc != 4) {
-        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE (%s)", ellm_quant_recipe_names());
+        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix F] (TYPE: %s)",
+                  ellm_quant_recipe_names());
         return EXIT_USAGE;
     }
     ellm_type type;
@@ -49,9 +79,19 @@ int cmd_quantize(int argc, char **argv)
         cli_error(cmd, "the output must be a different file from the input");
         return EXIT_USAGE;
     }
-    ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress};
+    ellm_imatrix *im = NULL;
+    if (imatrix_path) {
+        if (!(im = load_imatrix(cmd, imatrix_path, argv[1])))
+            return 1;
+        if (recipe || !ellm_type_has_weighted_search(type))
+            fprintf(stderr, "edgellm quantize: %s has no importance-weighted search yet; its "
+                            "matrices are rounded as without --imatrix\n", argv[3]);
+    }
+    ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress,
+                               .importance = im ? imatrix_importance : NULL, .user = im};
     edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], argv[3], &o)
                                : ellm_quantize_model(argv[1], argv[2], type, &o);
+    ellm_imatrix_free(im);
     if (st != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
