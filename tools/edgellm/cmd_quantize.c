@@ -83,8 +83,12 @@ int cmd_quantize(int argc, char **argv)
     if (imatrix_path) {
         if (!(im = load_imatrix(cmd, imatrix_path, argv[1])))
             return 1;
-        if (recipe || !ellm_type_has_weighted_search(type))
-            fprintf(stderr, "edgellm quantize: %s has no importance-weighted search yet; its "
+        if (recipe)
+            fprintf(stderr, "edgellm quantize: %s: K-quant and IQ4_XS blocks have no "
+                            "importance-weighted search yet and are rounded as without --imatrix "
+                            "(32-value substitutes use it)\n", argv[3]);
+        else if (!ellm_type_has_weighted_search(type))
+            fprintf(stderr, "edgellm quantize: %s has no importance-weighted search; its "
                             "matrices are rounded as without --imatrix\n", argv[3]);
     }
     ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress,
