@@ -18,6 +18,7 @@ typedef struct requant {
     int index, total;
     ellm_threadpool *pool;
     const float *importance; /* per input column, floored (see importance_weights); or NULL */
+    char *name;
 } requant;
 
 typedef struct requant_rows {
@@ -36,6 +37,9 @@ static void requantize_rows(void *arg, int ith, int nth)
     for (uint64_t i = (uint64_t)ith; i < j->n_rows; i += (uint64_t)nth) {
         ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + i * j->src_rb, row,
                             (int64_t)t->ne[0]);
+        const ellm_quantize_options *o = j->r->options;
+        if (o->transform_row)
+            o->transform_row(o->user, j->r->name, i, row, (int64_t)t->ne[0]);
         ellm_quantize_row_weighted(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0],
                                    j->r->importance);
     }
@@ -376,8 +380,9 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
         bool fell_back;
         ellm_type wanted;
         jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, (int)i, (int)n, pool,
-                            NULL};
+                            NULL, NULL};
         char *name = gguf_str_dup(t->name);
+        jobs[i].name = name;
         if (!name) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
             break;
@@ -388,14 +393,15 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
             o->on_fallback(o->user, name, wanted, jobs[i].type);
         st = gguf_writer_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne,
                                          fill_requantized, &jobs[i]);
-        free(name);
     }
     if (st == EDGELLM_OK)
         st = gguf_writer_write(w, out_path);
     gguf_writer_free(w);
     ellm_threadpool_free(pool);
-    for (uint64_t i = 0; jobs && i < n; i++)
+    for (uint64_t i = 0; jobs && i < n; i++) {
         free((void *)jobs[i].importance);
+        free(jobs[i].name);
+    }
     free(jobs);
     gguf_close(in);
     return st;
