@@ -27,6 +27,15 @@ static float largest_magnitude(const float *x)
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* Nearest integer of v, halves up as the plain quantizers round, for |v| up to 64 (larger values
+ * are clamped first, NaN to -64): truncating a positive number is floor, and no libm call
+ * sits in the innermost loop of the search. */
+static int nearest(float v)
+{
+    v = fminf(fmaxf(v, -64.0f), 64.0f);
+    return (int)(v + 64.5f) - 64;
+}
+
 /* ---------------------------------------------------------------- symmetric: Q4_0, Q5_0 */
 
 /* Levels lo..hi (stored as level - lo); the block value is d * level. Returns the weighted
@@ -37,7 +46,7 @@ static float symmetric_levels(const float *x, const float *w, float d, int lo, i
     *d_half = ellm_f32_to_f16(d);
     float ds = ellm_f16_to_f32(*d_half), inv = ds != 0 ? 1.0f / ds : 0, e = 0;
     for (int j = 0; j < BLOCK; j++) {
-        q[j] = (int8_t)clampi((int)lroundf(fminf(fmaxf(x[j] * inv, -64.0f), 64.0f)), lo, hi);
+        q[j] = (int8_t)clampi(nearest(x[j] * inv), lo, hi);
         float r = x[j] - ds * (float)q[j];
         e += w[j] * r * r;
     }
@@ -143,8 +152,7 @@ static float affine_levels(const float *x, const float *w, float d, float m, int
     float ds = ellm_f16_to_f32(*d_half), ms = ellm_f16_to_f32(*m_half), e = 0;
     float inv = ds != 0 ? 1.0f / ds : 0;
     for (int j = 0; j < BLOCK; j++) {
-        q[j] = (uint8_t)clampi((int)lroundf(fminf(fmaxf((x[j] - ms) * inv, -1.0f), 64.0f)), 0,
-                               top);
+        q[j] = (uint8_t)clampi(nearest((x[j] - ms) * inv), 0, top);
         float r = x[j] - ds * (float)q[j] - ms;
         e += w[j] * r * r;
     }
