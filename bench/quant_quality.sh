@@ -2,28 +2,44 @@
 # Quantization quality of every `edgellm quantize` recipe against a float reference model, the
 # way practitioners measure it: reference logits saved once, then mean/p99 KL divergence, top-1
 # agreement and perplexity ratio for each quantized copy (edgellm eval --kl-base).
-#   bench/quant_quality.sh EDGELLM MODEL.gguf IDS_FILE [RECIPES] [CTX]
+#   bench/quant_quality.sh EDGELLM MODEL.gguf IDS_FILE [RECIPES] [CTX] [IMATRIX.gguf]
 # MODEL should be F32 (or F16); IDS_FILE is whitespace-separated token ids (a few hundred).
+# With IMATRIX (from `edgellm imatrix` on other text than IDS_FILE), every recipe is also
+# measured with --imatrix, and single block types with --imatrix --awq (rows "TYPE +imatrix",
+# "TYPE +awq"); the bits-per-weight column is eval's.
 set -euo pipefail
 edgellm=$1 model=$2 ids=$3
 recipes=${4:-q8_0,q6_k,q5_k_m,q5_k_s,q5_1,q5_0,q4_k_m,q4_k_s,q4_1,q4_0,iq4_nl,iq4_xs,q3_k_l,q3_k_m,q3_k_s,q2_k}
 ctx=${5:-512}
+imatrix=${6:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$edgellm" eval -m "$model" --ids "$ids" --ctx "$ctx" --save-logits "$work/base.bin" >/dev/null
-echo "| recipe | file MiB | KL mean | KL p99 | top-1 | ppl ratio |"
-echo "|---|---|---|---|---|---|"
-IFS=, read -ra list <<<"$recipes"
-for r in "${list[@]}"; do
-  if ! "$edgellm" quantize "$model" "$work/$r.gguf" "$r" >/dev/null 2>"$work/err"; then
-    echo "| $r | not available: $(tail -1 "$work/err") | | | | |"
-    continue
+echo "| recipe | file MiB | bits/weight | KL mean | KL p99 | top-1 | ppl ratio |"
+echo "|---|---|---|---|---|---|---|"
+measure() { # measure LABEL RECIPE [quantize options...]
+  local label=$1 r=$2
+  shift 2
+  if ! "$edgellm" quantize "$model" "$work/$r.gguf" "$r" "$@" >/dev/null 2>"$work/err"; then
+    echo "| $label | not available: $(tail -1 "$work/err") | | | | | |"
+    return
   fi
   out=$("$edgellm" eval -m "$work/$r.gguf" --ids "$ids" --ctx "$ctx" --kl-base "$work/base.bin" 2>&1)
   size=$(awk -v b="$(stat -c %s "$work/$r.gguf")" 'BEGIN {printf "%.1f", b / 1048576}')
+  bpw=$(sed -n 's/^size: .* MiB, \([0-9.]*\) bits per weight.*/\1/p' <<<"$out")
   kl=$(awk '/^KL divergence/ {gsub(",", ""); print $4, $6}' <<<"$out")
   top1=$(awk '/^top-1/ {print $3}' <<<"$out")
   ratio=$(awk '/^perplexity ratio/ {print $3}' <<<"$out")
-  echo "| $r | $size | ${kl% *} | ${kl#* } | $top1 | $ratio |"
+  echo "| $label | $size | $bpw | ${kl% *} | ${kl#* } | $top1 | $ratio |"
   rm -f "$work/$r.gguf"
+}
+IFS=, read -ra list <<<"$recipes"
+for r in "${list[@]}"; do
+  measure "$r" "$r"
+  if [[ -n $imatrix ]]; then
+    measure "$r +imatrix" "$r" --imatrix "$imatrix"
+    case $r in
+      q4_0|q4_1|q5_0|q5_1|iq4_nl) measure "$r +awq" "$r" --imatrix "$imatrix" --awq ;;
+    esac
+  fi
 done

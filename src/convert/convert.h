@@ -47,6 +47,13 @@ typedef struct ellm_quantize_options {
     /* Called after each tensor is written (done of total); may be NULL. */
     void (*on_progress)(void *user, int done, int total);
     void *user;
+    /* Importance of each input column of a matrix (e.g. an imatrix's mean squares), or NULL for
+     * plain rounding of that matrix; the callback itself may be NULL. Block formats with a
+     * weighted search (ellm_type_has_weighted_search) then minimise the weighted error. */
+    const float *(*importance)(void *user, const char *tensor, int64_t n_cols);
+    /* Changes row `row` of a tensor (n values, as float) before it is quantized, e.g. an AWQ
+     * fold; applied to 1-D tensors too. May be NULL. */
+    void (*transform_row)(void *user, const char *tensor, uint64_t row, float *x, int64_t n);
 } ellm_quantize_options;
 
 /* Writes in_path's model with its matrices converted to target (atomically: a temp file renamed

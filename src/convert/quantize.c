@@ -19,6 +19,8 @@ typedef struct requant {
     const ellm_quantize_options *options;
     int index, total;
     ellm_threadpool *pool;
+    const float *importance; /* per input column, floored (see importance_weights); or NULL */
+    char *name;
 } requant;
 
 typedef struct requant_rows {
@@ -40,7 +42,11 @@ static void requantize_rows(void *arg, int ith, int nth)
                             (int64_t)t->ne[0]);
         if (ellm_first_nonfinite(row, t->ne[0]) >= 0)
             __atomic_store_n(&j->bad_row, (int64_t)i, __ATOMIC_RELAXED);
-        ellm_quantize_row(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0]);
+        const ellm_quantize_options *o = j->r->options;
+        if (o->transform_row)
+            o->transform_row(o->user, j->r->name, i, row, (int64_t)t->ne[0]);
+        ellm_quantize_row_weighted(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0],
+                                   j->r->importance);
     }
 }
 
@@ -67,6 +73,29 @@ static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
     if (r->options->on_progress)
         r->options->on_progress(r->options->user, r->index + 1, r->total);
     return EDGELLM_OK;
+}
+
+/* The column weights of one matrix: the importances plus a small floor (a thousandth of their
+ * mean), so columns never seen active still count a little and a block of them keeps a sensible
+ * scale. NULL when there are none or the type has no weighted search. */
+static float *importance_weights(const ellm_quantize_options *o, const char *name, ellm_type type,
+                                 int64_t n_cols)
+{
+    if (!o->importance || !ellm_type_has_weighted_search(type))
+        return NULL;
+    const float *imp = o->importance(o->user, name, n_cols);
+    if (!imp)
+        return NULL;
+    float *w = malloc((size_t)n_cols * sizeof *w);
+    if (!w)
+        return NULL;
+    double mean = 0;
+    for (int64_t j = 0; j < n_cols; j++)
+        mean += imp[j];
+    mean /= (double)n_cols;
+    for (int64_t j = 0; j < n_cols; j++)
+        w[j] = imp[j] + (float)(1e-3 * mean) + 1e-30f;
+    return w;
 }
 
 static bool name_is(gguf_str s, const char *name) { return gguf_str_eq(s, name); }
@@ -367,22 +396,29 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
         const gguf_tensor_info *t = gguf_tensor_at(in, i);
         bool fell_back;
         ellm_type wanted;
-        jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, (int)i, (int)n, pool};
+        jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, (int)i, (int)n, pool,
+                            NULL, NULL};
         char *name = gguf_str_dup(t->name);
+        jobs[i].name = name;
         if (!name) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
             break;
         }
+        if (t->n_dims >= 2)
+            jobs[i].importance = importance_weights(o, name, jobs[i].type, (int64_t)t->ne[0]);
         if (fell_back && o->on_fallback)
             o->on_fallback(o->user, name, wanted, jobs[i].type);
         st = gguf_writer_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne,
                                          fill_requantized, &jobs[i]);
-        free(name);
     }
     if (st == EDGELLM_OK)
         st = gguf_writer_write(w, out_path);
     gguf_writer_free(w);
     ellm_threadpool_free(pool);
+    for (uint64_t i = 0; jobs && i < n; i++) {
+        free((void *)jobs[i].importance);
+        free(jobs[i].name);
+    }
     free(jobs);
     gguf_close(in);
     return st;

@@ -24,6 +24,8 @@ struct ellm_state {
     size_t scores_per_thread;
     void *mm_scratch;
     ellm_profile *profile; /* NULL unless a caller profiles passes on this state */
+    ellm_input_observer observer; /* NULL unless a caller collects matrix input statistics */
+    void *observer_user;
     void *block; /* one allocation holding everything above */
 };
 
@@ -172,6 +174,19 @@ void ellm_state_free(ellm_state *s)
 int32_t ellm_state_n_past(const ellm_state *s) { return s->n_past; }
 
 void ellm_state_set_profile(ellm_state *s, ellm_profile *profile) { s->profile = profile; }
+
+void ellm_state_set_input_observer(ellm_state *s, ellm_input_observer fn, void *user)
+{
+    s->observer = fn;
+    s->observer_user = user;
+}
+
+static void observe(const ellm_state *s, int32_t layer, ellm_matrix_input which, const float *x,
+                    int32_t n_rows, int64_t n_cols)
+{
+    if (s->observer)
+        s->observer(s->observer_user, layer, which, x, n_rows, n_cols);
+}
 
 /* Profile timers: a clock read only when a profile is attached. */
 static double prof_begin(const ellm_state *s) { return s->profile ? ellm_profile_now() : 0; }
@@ -662,6 +677,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         const ellm_layer *L = &w->layers[il];
         norm_rows(s, pool, m->norms[il].attn_norm, n_tokens, n_embd, hp->rms_norm_eps);
         const ellm_layer_norms *N = &m->norms[il];
+        observe(s, il, ELLM_INPUT_ATTN, s->xn, n_tokens, n_embd);
         if (hp->fused_qkv) {
             const ellm_tensor *wqkv = &L->wqkv;
             matmul_weights(s, pool, &wqkv, 1, s->xn, n_tokens, &s->fused);
@@ -710,6 +726,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         ellm_threadpool_run(pool, attention_task, &aj);
         prof_end(s, ELLM_PROF_ATTENTION, t0);
         const ellm_tensor *wo = &L->wo;
+        observe(s, il, ELLM_INPUT_ATTN_OUT, s->att, n_tokens, (int64_t)q_dim);
         matmul_weights(s, pool, &wo, 1, s->att, n_tokens, &s->tmp);
         if (hp->post_norms)
             for (int32_t t = 0; t < n_tokens; t++)
@@ -718,6 +735,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
 
         norm_rows(s, pool, m->norms[il].ffn_norm, n_tokens, n_embd, hp->rms_norm_eps);
+        observe(s, il, ELLM_INPUT_FFN, s->xn, n_tokens, n_embd);
         if (hp->fused_gate_up) {
             const ellm_tensor *up = &L->ffn_up;
             matmul_weights(s, pool, &up, 1, s->xn, n_tokens, &s->fused);
@@ -737,6 +755,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         else
             elementwise(pool, EW_SILU_MUL, s->gate, s->up, n_tokens * n_ff);
         const ellm_tensor *down = &L->ffn_down;
+        observe(s, il, ELLM_INPUT_FFN_DOWN, s->gate, n_tokens, n_ff);
         matmul_weights(s, pool, &down, 1, s->gate, n_tokens, &s->tmp);
         if (hp->post_norms)
             for (int32_t t = 0; t < n_tokens; t++)
@@ -764,6 +783,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         row += seqs[i].n_tokens;
     }
     const ellm_tensor *head = &w->output;
+    observe(s, -1, ELLM_INPUT_HEAD, s->xn, n_out, n_embd);
     matmul_weights(s, pool, &head, 1, s->xn, n_out, &logits);
     if (hp->final_softcap > 0)
         for (int64_t i = 0; i < (int64_t)n_out * hp->n_vocab; i++)

@@ -103,6 +103,23 @@ int32_t ellm_state_n_past(const ellm_state *state);
 struct ellm_profile;
 void ellm_state_set_profile(ellm_state *state, struct ellm_profile *profile);
 void ellm_state_truncate(ellm_state *state, int32_t n_keep);
+
+/* The inputs of a layer's matrices, each shared by the matrices that multiply it. */
+typedef enum ellm_matrix_input {
+    ELLM_INPUT_ATTN,     /* attn_q, attn_k, attn_v (or the fused attn_qkv): the normed x */
+    ELLM_INPUT_ATTN_OUT, /* attn_output: the attention heads' output */
+    ELLM_INPUT_FFN,      /* ffn_gate, ffn_up: the normed x */
+    ELLM_INPUT_FFN_DOWN, /* ffn_down: the gated FFN activation */
+    ELLM_INPUT_HEAD,     /* output (layer -1): the final normed x of the rows giving logits */
+} ellm_matrix_input;
+
+/* Sees every matrix input of a forward pass before it is multiplied: n_rows rows of n_cols
+ * floats (calibration statistics for importance-aware quantization). Runs on the calling thread. */
+typedef void (*ellm_input_observer)(void *user, int32_t layer, ellm_matrix_input which,
+                                    const float *x, int32_t n_rows, int64_t n_cols);
+/* Attaches an observer to passes on this state; NULL detaches. Off by default; a detached
+ * observer costs one pointer test per matrix input. */
+void ellm_state_set_input_observer(ellm_state *state, ellm_input_observer fn, void *user);
 /* dst's cache becomes the first n positions of src's (same model and KV type): a shared prompt
  * is evaluated once and copied, instead of evaluated again for every sequence. */
 edgellm_status ellm_state_copy_prefix(const ellm_model *model, ellm_state *dst,

@@ -27,6 +27,15 @@ bool ellm_type_supported(ellm_type type);
 void ellm_dequantize_row(ellm_type type, const void *src, float *dst, int64_t n);
 /* Quantizes n floats with the format's reference quantizer; returns bytes written. */
 size_t ellm_quantize_row(ellm_type type, const float *src, void *dst, int64_t n);
+/* Importance-weighted quantization (weighted.c): the block scales are searched to minimise
+ * sum_j w[j] (src[j] - q[j])^2, w being n non-negative column importances (from an imatrix).
+ * Types without a weighted search, or w NULL, take ellm_quantize_row. Same block layout. */
+bool ellm_type_has_weighted_search(ellm_type type);
+size_t ellm_quantize_row_weighted(ellm_type type, const float *src, void *dst, int64_t n,
+                                  const float *w);
+/* sum_j w[j] (src[j] - dequantized q[j])^2 (w NULL: all 1); scratch holds n floats. */
+float ellm_weighted_row_error(ellm_type type, const float *src, const void *q, int64_t n,
+                              const float *w, float *scratch);
 
 /* Scalar reference dot product of a weight row of `type` with a float vector: the slow, obviously
  * correct definition the fast kernels are tested against. */

@@ -72,9 +72,7 @@ static int level(float v, int top)
     return (int)fminf(fmaxf(floorf(v + 0.5f), 0.0f), (float)top);
 }
 
-/* Packs 32 levels of 0..31 as the Q5 formats store them: low nibbles as in Q4_0, fifth bits in
- * qh bit j for value j. */
-static void pack_q5(const uint8_t *q, uint8_t qs[16], uint8_t qh[4])
+void ellm_pack_q5(const uint8_t *q, uint8_t qs[16], uint8_t qh[4])
 {
     uint32_t high = 0;
     for (int j = 0; j < 16; j++) {
@@ -117,7 +115,7 @@ void ellm_quantize_q5_1(const float *x, block_q5_1 *b, int64_t n)
     for (int64_t i = 0; i < n / QK5_1; i++, x += QK5_1) {
         uint8_t q[QK5_1];
         fit_min_max(x, 31, &b[i].d, &b[i].m, q);
-        pack_q5(q, b[i].qs, b[i].qh);
+        ellm_pack_q5(q, b[i].qs, b[i].qh);
     }
 }
 
@@ -139,7 +137,7 @@ void ellm_quantize_q5_0(const float *x, block_q5_0 *b, int64_t n)
         uint8_t q[QK5_0];
         for (int j = 0; j < QK5_0; j++)
             q[j] = (uint8_t)level(x[j] * inv + 16.0f, 31);
-        pack_q5(q, b[i].qs, b[i].qh);
+        ellm_pack_q5(q, b[i].qs, b[i].qh);
     }
 }
 

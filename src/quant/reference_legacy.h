@@ -19,6 +19,10 @@ void ellm_quantize_q5_1(const float *x, block_q5_1 *b, int64_t n);
 void ellm_quantize_iq4_nl(const float *x, block_iq4_nl *b, int64_t n);
 void ellm_quantize_q8_1(const float *x, block_q8_1 *b, int64_t n);
 
+/* Packs 32 levels of 0..31 as the Q5 formats store them: low nibbles as in Q4_0, fifth bits in
+ * qh bit j for value j. */
+void ellm_pack_q5(const uint8_t *q, uint8_t qs[16], uint8_t qh[4]);
+
 /* The fifth bits of a Q5_0/Q5_1 block: bit j belongs to value j. qh is a little-endian word
  * whatever the host's byte order. */
 static inline uint32_t ellm_q5_high_bits(const uint8_t qh[4])

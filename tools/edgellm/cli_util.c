@@ -258,3 +258,73 @@ void cli_print_json_string(FILE *out, const char *s, size_t n)
     }
     fputc('"', out);
 }
+
+/* Whitespace-separated ids; *n = -1 when something else is in the file. */
+static edgellm_token *read_token_ids(const char *path, int32_t *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 256;
+    edgellm_token *ids = malloc(cap * sizeof *ids);
+    long v;
+    *n = 0;
+    while (ids && fscanf(f, "%ld", &v) == 1) {
+        if ((size_t)*n == cap) {
+            edgellm_token *g = realloc(ids, cap * 2 * sizeof *ids);
+            if (!g) {
+                free(ids);
+                ids = NULL;
+                break;
+            }
+            ids = g;
+            cap *= 2;
+        }
+        ids[(*n)++] = v < INT32_MIN || v > INT32_MAX ? -1 : (edgellm_token)v;
+    }
+    if (ids && !feof(f)) { /* something that is not a number */
+        free(ids);
+        ids = NULL;
+        *n = -1;
+    }
+    fclose(f);
+    return ids;
+}
+
+edgellm_token *cli_load_tokens(const char *cmd, edgellm_model *m, const char *text_path,
+                               const char *ids_path, int32_t *n)
+{
+    edgellm_token *ids = NULL;
+    *n = 0;
+    if (ids_path) {
+        ids = read_token_ids(ids_path, n);
+        if (!ids)
+            cli_error(cmd, *n < 0 ? "'%s' must hold whitespace-separated token ids"
+                                  : "cannot read '%s'", ids_path);
+    } else {
+        size_t len = 0;
+        char *text = cli_read_file(text_path, &len);
+        if (!text) {
+            cli_error(cmd, "cannot read '%s'", text_path);
+        } else {
+            int flags = edgellm_add_bos_default(m) ? EDGELLM_TOKENIZE_ADD_BOS : 0;
+            edgellm_tokenize(m, text, len, flags, NULL, 0, n);
+            ids = malloc((size_t)(*n > 0 ? *n : 1) * sizeof *ids);
+            if (ids && edgellm_tokenize(m, text, len, flags, ids, *n, n) != EDGELLM_OK) {
+                free(ids);
+                ids = NULL;
+                cli_error(cmd, "%s", edgellm_last_error());
+            }
+            free(text);
+        }
+    }
+    int32_t n_vocab = edgellm_n_vocab(m);
+    for (int32_t i = 0; ids && i < *n; i++)
+        if (ids[i] < 0 || ids[i] >= n_vocab) {
+            cli_error(cmd, "token id %d at position %d is outside the vocabulary (0..%d)", ids[i],
+                      i, n_vocab - 1);
+            free(ids);
+            ids = NULL;
+        }
+    return ids;
+}

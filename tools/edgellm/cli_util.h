@@ -29,6 +29,11 @@ const char *cli_option_value(const char *cmd, int argc, char **argv, int *i);
 /* A whole file (or stdin for "-") in a malloc'd buffer with a NUL after its *len bytes; NULL
  * if it cannot be read. */
 char *cli_read_file(const char *path, size_t *len);
+/* The tokens of -f TEXT (tokenized with the model's tokenizer, BOS as the model wants) or of
+ * --ids FILE (whitespace-separated ids), each checked against the vocabulary; exactly one path is
+ * non-NULL. NULL after printing the error. */
+edgellm_token *cli_load_tokens(const char *cmd, edgellm_model *m, const char *text_path,
+                               const char *ids_path, int32_t *n);
 
 /* The sampling options `run` and `chat` share: --temp, --top-k, --top-p, --min-p,
  * --repeat-penalty, --repeat-last-n, --presence-penalty, --frequency-penalty, --seed. */

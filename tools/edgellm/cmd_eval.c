@@ -19,64 +19,6 @@ static void usage(FILE *out)
                  "from an empty cache\n");
 }
 
-static edgellm_token *read_ids(const char *path, int32_t *n)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    size_t cap = 256;
-    edgellm_token *ids = malloc(cap * sizeof *ids);
-    long v;
-    *n = 0;
-    int r;
-    while (ids && (r = fscanf(f, "%ld", &v)) == 1) {
-        if ((size_t)*n == cap) {
-            edgellm_token *g = realloc(ids, cap * 2 * sizeof *ids);
-            if (!g) {
-                free(ids);
-                ids = NULL;
-                break;
-            }
-            ids = g;
-            cap *= 2;
-        }
-        ids[(*n)++] = (edgellm_token)v;
-    }
-    if (ids && !feof(f)) { /* something that is not a number */
-        free(ids);
-        ids = NULL;
-        *n = -1;
-    }
-    fclose(f);
-    return ids;
-}
-
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16;
-    char *buf = malloc(cap);
-    *len = 0;
-    size_t got;
-    while (buf && (got = fread(buf + *len, 1, cap - *len, f)) > 0) {
-        *len += got;
-        if (*len == cap) {
-            char *g = realloc(buf, cap * 2);
-            if (!g) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = g;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 /* log-softmax normaliser of a row: max + log(sum exp(x - max)), in double. */
 static double log_norm(const float *row, int n)
 {
@@ -151,42 +93,13 @@ int cmd_eval(int argc, char **argv)
     }
     int rc = 0;
     int32_t n = 0;
-    edgellm_token *ids = NULL;
-    if (ids_path) {
-        ids = read_ids(ids_path, &n);
-        if (!ids)
-            cli_error(cmd, n < 0 ? "'%s' must hold whitespace-separated token ids"
-                                 : "cannot read '%s'", ids_path);
-    } else {
-        size_t len = 0;
-        char *text = read_all(text_path, &len);
-        if (!text) {
-            cli_error(cmd, "cannot read '%s'", text_path);
-        } else {
-            int flags = edgellm_add_bos_default(m) ? EDGELLM_TOKENIZE_ADD_BOS : 0;
-            edgellm_tokenize(m, text, len, flags, NULL, 0, &n);
-            ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
-            if (ids && edgellm_tokenize(m, text, len, flags, ids, n, &n) != EDGELLM_OK) {
-                free(ids);
-                ids = NULL;
-                cli_error(cmd, "%s", edgellm_last_error());
-            }
-            free(text);
-        }
-    }
+    edgellm_token *ids = cli_load_tokens(cmd, m, text_path, ids_path, &n);
     int32_t n_vocab = edgellm_n_vocab(m);
     if (ids && n < 2) {
         cli_error(cmd, "need at least 2 tokens to evaluate, got %d", n);
         free(ids);
         ids = NULL;
     }
-    for (int32_t i = 0; ids && i < n; i++)
-        if (ids[i] < 0 || ids[i] >= n_vocab) {
-            cli_error(cmd, "token id %d at position %d is outside the vocabulary (0..%d)", ids[i],
-                      i, n_vocab - 1);
-            free(ids);
-            ids = NULL;
-        }
     if (!ids) {
         edgellm_model_free(m);
         return 1;
@@ -209,7 +122,7 @@ int cmd_eval(int argc, char **argv)
     }
     if (rc == 0 && base) {
         size_t len = 0;
-        base_logits = (float *)read_all(base, &len);
+        base_logits = (float *)cli_read_file(base, &len);
         if (!base_logits || len != (size_t)n * (size_t)n_vocab * sizeof(float)) {
             cli_error(cmd, "'%s' holds %zu bytes but %d positions x %d vocabulary x 4 = %zu are "
                            "needed; was it saved for these tokens and this vocabulary?",
@@ -279,6 +192,11 @@ int cmd_eval(int argc, char **argv)
         double ppl = exp(nll / (double)predicted);
         printf("tokens:            %d (windows of %d)\n", n, window);
         printf("perplexity:        %.4f over %lld predictions\n", ppl, (long long)predicted);
+        /* As practitioners compare sizes: tensor bytes over parameters (metadata excluded). */
+        printf("size:              %.2f MiB, %.4f bits per weight (%llu parameters)\n",
+               (double)info.file_bytes / 1048576.0,
+               info.n_params ? 8.0 * (double)info.weights_bytes / (double)info.n_params : 0.0,
+               (unsigned long long)info.n_params);
         if (base_logits) {
             qsort(kls, (size_t)rows, sizeof *kls, cmp_double);
             double p99 = kls[(size_t)((double)(rows - 1) * 0.99)];

@@ -1,4 +1,6 @@
-/* `edgellm quantize IN.gguf OUT.gguf TYPE`: TYPE is a single type or a named mix (Q3_K_M, ...). */
+/* `edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix F]`: TYPE is a single type or a named mix
+ * (Q3_K_M, ...); with an importance matrix the block scales minimise the importance-weighted
+ * error. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -7,6 +9,10 @@
 #include "commands.h"
 #include "convert/convert.h"
 #include "edgellm.h"
+#include "gguf/gguf.h"
+#include "optimise/awq.h"
+#include "optimise/imatrix.h"
+#include "quant/quant.h"
 
 static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
 {
@@ -24,19 +30,94 @@ static void report_progress(void *user, int done, int total)
         fputc('\n', stderr);
 }
 
+/* What quantizing with calibration statistics uses: the imatrix, and the AWQ fold if asked. */
+typedef struct calibrated {
+    ellm_imatrix *im;
+    ellm_awq *awq;
+} calibrated;
+
+static const float *calibrated_importance(void *user, const char *tensor, int64_t n_cols)
+{
+    const calibrated *c = user;
+    const float *scaled = ellm_awq_importance(c->awq, tensor, n_cols);
+    return scaled ? scaled : ellm_imatrix_find(c->im, tensor, n_cols);
+}
+
+static void awq_fold(void *user, const char *tensor, uint64_t row, float *x, int64_t n)
+{
+    const calibrated *c = user;
+    ellm_awq_transform_row(c->awq, tensor, row, x, n);
+}
+
+static void report_awq(void *user, const char *group, float alpha)
+{
+    (void)user;
+    if (alpha > 0)
+        fprintf(stderr, "edgellm quantize: --awq %s: alpha %.1f\n", group, alpha);
+}
+
+/* The AWQ scales for the input model and target type. */
+static ellm_awq *plan_awq(const char *cmd, const char *model_path, const ellm_imatrix *im,
+                          ellm_type type)
+{
+    gguf_file *model = NULL;
+    ellm_awq *awq = NULL;
+    if (gguf_open(model_path, &model) != EDGELLM_OK ||
+        ellm_awq_plan(model, im, type, report_awq, NULL, &awq) != EDGELLM_OK)
+        cli_error(cmd, "%s", edgellm_last_error());
+    gguf_close(model);
+    return awq;
+}
+
+/* Loads and validates the importance matrix against the input model. */
+static ellm_imatrix *load_imatrix(const char *cmd, const char *path, const char *model_path)
+{
+    gguf_file *model = NULL;
+    ellm_imatrix *im = NULL;
+    if (gguf_open(model_path, &model) != EDGELLM_OK ||
+        ellm_imatrix_load(path, model, &im) != EDGELLM_OK)
+        cli_error(cmd, "%s", edgellm_last_error());
+    gguf_close(model);
+    return im;
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     const char *cmd = "quantize";
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE\n"
+        printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix IMATRIX.gguf [--awq]]\n"
                "  TYPE: %s\n"
                "  Mixes keep the output head at 6 or 8 bits and give attention v/output and\n"
-               "  ffn_down more bits where the mix says so (K_M: about half the layers at Q6_K).\n",
+               "  ffn_down more bits where the mix says so (K_M: about half the layers at Q6_K).\n"
+               "  --imatrix (from 'edgellm imatrix'): block scales minimise the error weighted by\n"
+               "  each input column's mean square activation (q4_0, q4_1, q5_0, q5_1, iq4_nl).\n"
+               "  --awq (single block types, llama/mistral): per input channel scales searched on\n"
+               "  the imatrix statistics and folded into the preceding norm or matrix, so the\n"
+               "  unrounded model computes the same; the output is a standard GGUF.\n",
                ellm_quant_recipe_names());
         return 0;
     }
-    if (argc != 4) {
-        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE (%s)", ellm_quant_recipe_names());
+    const char *imatrix_path = NULL;
+    bool awq = false;
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "--awq")) {
+            awq = true;
+        } else if (!strcmp(argv[i], "--imatrix") && i + 1 < argc) {
+            imatrix_path = argv[++i];
+        } else {
+            cli_error(cmd, "unknown or incomplete option '%s' (usage: edgellm quantize IN.gguf "
+                           "OUT.gguf TYPE [--imatrix F [--awq]])", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc < 4) {
+        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix F [--awq]] "
+                       "(TYPE: %s)", ellm_quant_recipe_names());
+        return EXIT_USAGE;
+    }
+    if (awq && !imatrix_path) {
+        cli_error(cmd, "--awq searches its scales on calibration statistics: give --imatrix F "
+                       "(from 'edgellm imatrix')");
         return EXIT_USAGE;
     }
     ellm_type type;
@@ -49,9 +130,36 @@ int cmd_quantize(int argc, char **argv)
         cli_error(cmd, "the output must be a different file from the input");
         return EXIT_USAGE;
     }
-    ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress};
+    if (awq && recipe) {
+        cli_error(cmd, "--awq takes a single block type (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, "
+                       "...), not the mix %s", argv[3]);
+        return EXIT_USAGE;
+    }
+    calibrated cal = {NULL, NULL};
+    ellm_imatrix *im = NULL;
+    if (imatrix_path) {
+        if (!(im = load_imatrix(cmd, imatrix_path, argv[1])))
+            return 1;
+        cal.im = im;
+        if (awq && !(cal.awq = plan_awq(cmd, argv[1], im, type))) {
+            ellm_imatrix_free(im);
+            return 1;
+        }
+        if (recipe)
+            fprintf(stderr, "edgellm quantize: %s: K-quant and IQ4_XS blocks have no "
+                            "importance-weighted search yet and are rounded as without --imatrix "
+                            "(32-value substitutes use it)\n", argv[3]);
+        else if (!ellm_type_has_weighted_search(type))
+            fprintf(stderr, "edgellm quantize: %s has no importance-weighted search; its "
+                            "matrices are rounded as without --imatrix\n", argv[3]);
+    }
+    ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress,
+                               .importance = im ? calibrated_importance : NULL,
+                               .transform_row = cal.awq ? awq_fold : NULL, .user = &cal};
     edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], argv[3], &o)
                                : ellm_quantize_model(argv[1], argv[2], type, &o);
+    ellm_imatrix_free(im);
+    ellm_awq_free(cal.awq);
     if (st != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;

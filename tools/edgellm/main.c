@@ -27,6 +27,7 @@ static const command commands[] = {
     {"bench", cmd_bench, "the standard edge benchmark record for a model on this machine"},
     {"tokenize", cmd_tokenize, "text to token ids (JSON), with the model's tokenizer"},
     {"redact", cmd_redact, "replace personal data and secrets in a text by placeholders"},
+    {"imatrix", cmd_imatrix, "activation statistics over calibration text, for quantize --imatrix"},
 };
 
 static void usage(FILE *out)

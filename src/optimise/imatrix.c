@@ -1,0 +1,424 @@
+#define _POSIX_C_SOURCE 200809L
+/* Importance matrices: collection through the forward pass's input observer, the GGUF file, and
+ * its validation against a model (imatrix.h describes the format). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/status.h"
+#include "core/threadpool.h"
+#include "model/model.h"
+#include "optimise/imatrix.h"
+
+typedef struct imatrix_entry {
+    char name[96];
+    int64_t n_cols;
+    float *sum2;  /* per column */
+    float *mean;  /* sum2 / count */
+    float count;  /* rows seen */
+} imatrix_entry;
+
+struct ellm_imatrix {
+    imatrix_entry *entries;
+    int n_entries;
+    char arch[32];
+    uint32_t n_layer, n_embd, n_vocab;
+    uint32_t chunk_count, chunk_size;
+    char *dataset;
+};
+
+/* ---------------------------------------------------------------- collection */
+
+#define N_INPUTS 5 /* the ellm_matrix_input values */
+
+typedef struct accumulator {
+    double *sum2;
+    int64_t n_cols;
+    double rows;
+} accumulator;
+
+typedef struct collector {
+    accumulator *acc; /* (n_layer + 1) * N_INPUTS; the head is in the last layer slot */
+    int32_t n_layer;
+    bool failed;
+} collector;
+
+static void observe_input(void *user, int32_t layer, ellm_matrix_input which, const float *x,
+                          int32_t n_rows, int64_t n_cols)
+{
+    collector *c = user;
+    int32_t slot = layer < 0 ? c->n_layer : layer;
+    accumulator *a = &c->acc[(size_t)slot * N_INPUTS + which];
+    if (!a->sum2) {
+        a->sum2 = calloc((size_t)n_cols, sizeof *a->sum2);
+        a->n_cols = n_cols;
+        if (!a->sum2) {
+            c->failed = true;
+            return;
+        }
+    }
+    for (int32_t r = 0; r < n_rows; r++) {
+        const float *row = x + (size_t)r * (size_t)n_cols;
+        for (int64_t j = 0; j < n_cols; j++)
+            a->sum2[j] += (double)row[j] * row[j];
+    }
+    a->rows += n_rows;
+}
+
+/* The weights that multiply each input, by their GGUF names. */
+static const char *const input_weights[N_INPUTS][4] = {
+    [ELLM_INPUT_ATTN] = {"attn_q", "attn_k", "attn_v", "attn_qkv"},
+    [ELLM_INPUT_ATTN_OUT] = {"attn_output"},
+    [ELLM_INPUT_FFN] = {"ffn_gate", "ffn_up"},
+    [ELLM_INPUT_FFN_DOWN] = {"ffn_down"},
+    [ELLM_INPUT_HEAD] = {"output"},
+};
+
+static edgellm_status add_entry(ellm_imatrix *im, const char *name, int64_t n_cols,
+                                const double *sum2, double rows)
+{
+    imatrix_entry *g = realloc(im->entries, (size_t)(im->n_entries + 1) * sizeof *g);
+    if (!g)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the importance matrix");
+    im->entries = g;
+    imatrix_entry *e = &g[im->n_entries];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->n_cols = n_cols;
+    e->count = (float)rows;
+    e->sum2 = malloc((size_t)n_cols * sizeof *e->sum2);
+    e->mean = malloc((size_t)n_cols * sizeof *e->mean);
+    if (!e->sum2 || !e->mean) {
+        free(e->sum2);
+        free(e->mean);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the importance matrix");
+    }
+    for (int64_t j = 0; j < n_cols; j++) {
+        e->sum2[j] = (float)sum2[j];
+        e->mean[j] = rows > 0 ? (float)(sum2[j] / rows) : 0;
+    }
+    im->n_entries++;
+    return EDGELLM_OK;
+}
+
+/* One entry per weight of the file that multiplies an observed input. */
+static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const gguf_file *file)
+{
+    for (int32_t slot = 0; slot <= c->n_layer; slot++)
+        for (int k = 0; k < N_INPUTS; k++) {
+            const accumulator *a = &c->acc[(size_t)slot * N_INPUTS + k];
+            for (int n = 0; a->sum2 && n < 4 && input_weights[k][n]; n++) {
+                char name[96];
+                if (slot == c->n_layer)
+                    snprintf(name, sizeof name, "%s.weight", input_weights[k][n]);
+                else
+                    snprintf(name, sizeof name, "blk.%d.%s.weight", slot, input_weights[k][n]);
+                const gguf_tensor_info *t = gguf_find_tensor(file, name);
+                if (!t || (int64_t)t->ne[0] != a->n_cols)
+                    continue;
+                edgellm_status st = add_entry(im, name, a->n_cols, a->sum2, a->rows);
+                if (st != EDGELLM_OK)
+                    return st;
+            }
+        }
+    return EDGELLM_OK;
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token *ids,
+                                    int32_t n_ids, const ellm_imatrix_params *p,
+                                    ellm_imatrix **out)
+{
+    *out = NULL;
+    if (p->n_ctx < 2)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the chunk size must be at least 2 tokens");
+    if (n_ids < p->n_ctx)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the calibration text has %d tokens, fewer than one chunk of %d; give "
+                         "more text or a smaller --ctx",
+                         n_ids, p->n_ctx);
+    int32_t chunks = n_ids / p->n_ctx;
+    if (p->n_chunks > 0 && p->n_chunks < chunks)
+        chunks = p->n_chunks;
+    gguf_file *file = NULL;
+    ellm_model *model = NULL;
+    ellm_state *state = NULL;
+    ellm_threadpool *pool = NULL;
+    float *logits = NULL;
+    ellm_imatrix *im = calloc(1, sizeof *im);
+    collector c = {0};
+    edgellm_status st = im ? gguf_open(model_path, &file)
+                           : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    if (st == EDGELLM_OK)
+        st = ellm_model_create(file, &model);
+    if (st == EDGELLM_OK)
+        st = ellm_threadpool_create(p->n_threads, &pool);
+    const ellm_hparams *hp = model ? ellm_model_hparams(model) : NULL;
+    int32_t n_batch = p->n_ctx < 512 ? p->n_ctx : 512;
+    if (st == EDGELLM_OK) {
+        ellm_state_params sp = {.n_ctx = p->n_ctx, .n_batch = n_batch, .kv_type = EDGELLM_KV_F32,
+                                .n_threads = ellm_threadpool_size(pool)};
+        st = ellm_state_create(model, &sp, &state);
+    }
+    for (int32_t i = 0; st == EDGELLM_OK && i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= hp->n_vocab)
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "token id %d at position %d is outside the vocabulary (0..%d)", ids[i],
+                           i, hp->n_vocab - 1);
+    if (st == EDGELLM_OK) {
+        c.n_layer = hp->n_layer;
+        c.acc = calloc((size_t)(hp->n_layer + 1) * N_INPUTS, sizeof *c.acc);
+        logits = malloc((size_t)n_batch * (size_t)hp->n_vocab * sizeof *logits);
+        if (!c.acc || !logits)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the activation statistics");
+    }
+    if (st == EDGELLM_OK)
+        ellm_state_set_input_observer(state, observe_input, &c);
+    double t0 = seconds_now();
+    for (int32_t chunk = 0; st == EDGELLM_OK && chunk < chunks; chunk++) {
+        ellm_state_truncate(state, 0);
+        const edgellm_token *tok = ids + (size_t)chunk * (size_t)p->n_ctx;
+        for (int32_t done = 0; st == EDGELLM_OK && done < p->n_ctx; done += n_batch) {
+            int32_t n = p->n_ctx - done < n_batch ? p->n_ctx - done : n_batch;
+            st = ellm_forward(model, state, pool, tok + done, n, true, logits);
+            if (st == EDGELLM_OK && c.failed)
+                st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the statistics");
+        }
+        if (st == EDGELLM_OK && p->on_progress)
+            p->on_progress(p->user, chunk + 1, chunks, seconds_now() - t0);
+    }
+    if (st == EDGELLM_OK) {
+        snprintf(im->arch, sizeof im->arch, "%s", hp->arch);
+        im->n_layer = (uint32_t)hp->n_layer;
+        im->n_embd = (uint32_t)hp->n_embd;
+        im->n_vocab = (uint32_t)hp->n_vocab;
+        im->chunk_count = (uint32_t)chunks;
+        im->chunk_size = (uint32_t)p->n_ctx;
+        im->dataset = strdup(p->dataset ? p->dataset : "");
+        st = im->dataset ? entries_from(im, &c, file)
+                         : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    }
+    if (c.acc)
+        for (size_t i = 0; i < (size_t)(c.n_layer + 1) * N_INPUTS; i++)
+            free(c.acc[i].sum2);
+    free(c.acc);
+    free(logits);
+    ellm_state_free(state);
+    ellm_threadpool_free(pool);
+    ellm_model_free(model);
+    gguf_close(file);
+    if (st != EDGELLM_OK) {
+        ellm_imatrix_free(im);
+        return st;
+    }
+    *out = im;
+    return EDGELLM_OK;
+}
+
+/* ---------------------------------------------------------------- file */
+
+edgellm_status ellm_imatrix_write(const ellm_imatrix *im, const char *path)
+{
+    gguf_writer *w = gguf_writer_create();
+    if (!w)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    const char *datasets[1] = {im->dataset ? im->dataset : ""};
+    edgellm_status st = gguf_writer_set_str(w, "general.type", "imatrix");
+    if (st == EDGELLM_OK)
+        st = gguf_writer_set_u32(w, "imatrix.chunk_count", im->chunk_count);
+    if (st == EDGELLM_OK)
+        st = gguf_writer_set_u32(w, "imatrix.chunk_size", im->chunk_size);
+    if (st == EDGELLM_OK)
+        st = gguf_writer_set_str_array(w, "imatrix.datasets", datasets, 1);
+    if (st == EDGELLM_OK)
+        st = gguf_writer_set_str(w, "imatrix.model.architecture", im->arch);
+    if (st == EDGELLM_OK)
+        st = gguf_writer_set_u32(w, "imatrix.model.n_layer", im->n_layer);
+    if (st == EDGELLM_OK)
+        st = gguf_writer_set_u32(w, "imatrix.model.n_embd", im->n_embd);
+    if (st == EDGELLM_OK)
+        st = gguf_writer_set_u32(w, "imatrix.model.n_vocab", im->n_vocab);
+    for (int i = 0; st == EDGELLM_OK && i < im->n_entries; i++) {
+        const imatrix_entry *e = &im->entries[i];
+        char name[128];
+        uint64_t ne_sum[2] = {(uint64_t)e->n_cols, 1}, ne_count[2] = {1, 1};
+        snprintf(name, sizeof name, "%s.in_sum2", e->name);
+        st = gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_sum, e->sum2);
+        snprintf(name, sizeof name, "%s.counts", e->name);
+        if (st == EDGELLM_OK)
+            st = gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_count, &e->count);
+    }
+    if (st == EDGELLM_OK)
+        st = gguf_writer_write(w, path);
+    gguf_writer_free(w);
+    return st;
+}
+
+static bool has_suffix(gguf_str s, const char *suffix, size_t *stem)
+{
+    size_t n = strlen(suffix);
+    if (s.len <= n || memcmp(s.data + s.len - n, suffix, n) != 0)
+        return false;
+    *stem = s.len - n;
+    return true;
+}
+
+/* The model keys the file records must match the model's where both have them. */
+static edgellm_status check_model_key(const gguf_file *f, const char *path, const char *key,
+                                      const gguf_file *model, const char *model_key)
+{
+    uint32_t have = 0, want = 0;
+    if (gguf_get_u32(f, key, &have) != EDGELLM_OK || gguf_get_u32(model, model_key, &want) != EDGELLM_OK)
+        return EDGELLM_OK;
+    if (have != want)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "'%s' was computed for another model (%s %u, this model has %u); compute "
+                         "it for this model with 'edgellm imatrix'",
+                         path, key + strlen("imatrix.model."), have, want);
+    return EDGELLM_OK;
+}
+
+static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const char *path,
+                                   const gguf_file *model)
+{
+    for (uint64_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor_info *t = gguf_tensor_at(f, i);
+        size_t stem;
+        if (!has_suffix(t->name, ".in_sum2", &stem))
+            continue;
+        if (stem >= 96)
+            return ellm_fail(EDGELLM_ERR_FORMAT, "'%s': tensor name '%.*s' is too long", path,
+                             (int)t->name.len, t->name.data);
+        char name[96], count_name[128];
+        memcpy(name, t->name.data, stem);
+        name[stem] = 0;
+        snprintf(count_name, sizeof count_name, "%s.counts", name);
+        const gguf_tensor_info *ct = gguf_find_tensor(f, count_name);
+        if (t->type != ELLM_TYPE_F32 || !ct || ct->type != ELLM_TYPE_F32 || ct->n_elements < 1)
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "'%s': entry '%s' needs F32 tensors '%s.in_sum2' and '%s.counts'; "
+                             "the file is not an importance matrix edgellm can read",
+                             path, name, name, name);
+        /* Several stacked matrices (experts) would have ne[1] > 1; dense models have one. */
+        if (t->ne[1] != 1 || ct->n_elements != 1)
+            return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                             "'%s': entry '%s' holds %llu matrices; only one per weight is "
+                             "supported",
+                             path, name, (unsigned long long)t->ne[1]);
+        const gguf_tensor_info *mt = gguf_find_tensor(model, name);
+        if (!mt || mt->n_dims < 2)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "'%s' has statistics for '%s', which this model does not have: was "
+                             "it computed for another model?",
+                             path, name);
+        if (mt->ne[0] != t->ne[0])
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "'%s': '%s' has %llu input columns in the model but %llu in the "
+                             "importance matrix: was it computed for another model?",
+                             path, name, (unsigned long long)mt->ne[0],
+                             (unsigned long long)t->ne[0]);
+        float count;
+        memcpy(&count, ct->data, sizeof count);
+        if (!(count > 0) || !isfinite(count))
+            return ellm_fail(EDGELLM_ERR_FORMAT, "'%s': entry '%s' has count %g; it must be positive",
+                             path, name, (double)count);
+        double *sums = malloc((size_t)t->ne[0] * sizeof *sums);
+        if (!sums)
+            return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+        for (uint64_t j = 0; j < t->ne[0]; j++) {
+            float v;
+            memcpy(&v, (const uint8_t *)t->data + 4 * j, sizeof v);
+            sums[j] = v;
+            if (!(v >= 0) || !isfinite(v)) {
+                free(sums);
+                return ellm_fail(EDGELLM_ERR_FORMAT,
+                                 "'%s': entry '%s' column %llu is %g; sums of squares must be "
+                                 "finite and non-negative",
+                                 path, name, (unsigned long long)j, (double)v);
+            }
+        }
+        edgellm_status st = add_entry(im, name, (int64_t)t->ne[0], sums, count);
+        free(sums);
+        if (st != EDGELLM_OK)
+            return st;
+    }
+    if (im->n_entries == 0)
+        return ellm_fail(EDGELLM_ERR_FORMAT, "'%s' holds no importance statistics (no '*.in_sum2' "
+                                             "tensors)", path);
+    return EDGELLM_OK;
+}
+
+edgellm_status ellm_imatrix_load(const char *path, const gguf_file *model, ellm_imatrix **out)
+{
+    *out = NULL;
+    gguf_file *f = NULL;
+    edgellm_status st = gguf_open(path, &f);
+    if (st != EDGELLM_OK)
+        return st;
+    gguf_str type = {0};
+    if (gguf_get_str(f, "general.type", &type) != EDGELLM_OK || !gguf_str_eq(type, "imatrix")) {
+        gguf_close(f);
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "'%s' is not an importance matrix (general.type is not \"imatrix\"); "
+                         "make one with 'edgellm imatrix'",
+                         path);
+    }
+    gguf_str arch = {0}, model_arch = {0};
+    if (gguf_get_str(f, "imatrix.model.architecture", &arch) == EDGELLM_OK &&
+        gguf_get_str(model, "general.architecture", &model_arch) == EDGELLM_OK &&
+        (arch.len != model_arch.len || memcmp(arch.data, model_arch.data, arch.len) != 0)) {
+        gguf_close(f);
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "'%s' was computed for a '%.*s' model, this one is '%.*s'", path,
+                         (int)arch.len, arch.data, (int)model_arch.len, model_arch.data);
+    }
+    char key[96];
+    snprintf(key, sizeof key, "%.*s.block_count", (int)model_arch.len, model_arch.data);
+    st = check_model_key(f, path, "imatrix.model.n_layer", model, key);
+    snprintf(key, sizeof key, "%.*s.embedding_length", (int)model_arch.len, model_arch.data);
+    if (st == EDGELLM_OK)
+        st = check_model_key(f, path, "imatrix.model.n_embd", model, key);
+    ellm_imatrix *im = st == EDGELLM_OK ? calloc(1, sizeof *im) : NULL;
+    if (st == EDGELLM_OK && !im)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    if (st == EDGELLM_OK)
+        st = load_entries(im, f, path, model);
+    gguf_close(f);
+    if (st != EDGELLM_OK) {
+        ellm_imatrix_free(im);
+        return st;
+    }
+    *out = im;
+    return EDGELLM_OK;
+}
+
+const float *ellm_imatrix_find(const ellm_imatrix *im, const char *tensor, int64_t n_cols)
+{
+    for (int i = 0; im && i < im->n_entries; i++)
+        if (!strcmp(im->entries[i].name, tensor) && im->entries[i].n_cols == n_cols)
+            return im->entries[i].mean;
+    return NULL;
+}
+
+int ellm_imatrix_entry_count(const ellm_imatrix *im) { return im ? im->n_entries : 0; }
+
+void ellm_imatrix_free(ellm_imatrix *im)
+{
+    if (!im)
+        return;
+    for (int i = 0; i < im->n_entries; i++) {
+        free(im->entries[i].sum2);
+        free(im->entries[i].mean);
+    }
+    free(im->entries);
+    free(im->dataset);
+    free(im);
+}

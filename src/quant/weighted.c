@@ -1,0 +1,313 @@
+/* Importance-weighted quantization of the 32-value block formats: each block's scale (and
+ * minimum) is searched to minimise sum_j w_j (x_j - q_j)^2, where w_j says how much an error in
+ * column j costs the layer's output (the mean square of the activations it multiplies). The
+ * blocks are the standard ones; only the choice of scale and levels differs.
+ *
+ * Every search also scores the plain quantizer's own block, so a weighted block is never worse
+ * than plain rounding under the weighted error. */
+#include <math.h>
+#include <string.h>
+
+#include "quant/quant.h"
+#include "quant/reference_kquants_low.h"
+#include "quant/reference_legacy.h"
+
+#define BLOCK 32
+
+static float largest_magnitude(const float *x)
+{
+    float amax = 0, max = 0;
+    for (int j = 0; j < BLOCK; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    return max;
+}
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Nearest integer of v, halves up as the plain quantizers round, for |v| up to 64 (larger values
+ * are clamped first, NaN to -64): truncating a positive number is floor, and no libm call
+ * sits in the innermost loop of the search. */
+static int nearest(float v)
+{
+    v = fminf(fmaxf(v, -64.0f), 64.0f);
+    return (int)(v + 64.5f) - 64;
+}
+
+/* ---------------------------------------------------------------- symmetric: Q4_0, Q5_0 */
+
+/* Levels lo..hi (stored as level - lo); the block value is d * level. Returns the weighted
+ * error of scale d (rounded to half first) with nearest levels, which go to q. */
+static float symmetric_levels(const float *x, const float *w, float d, int lo, int hi,
+                              uint16_t *d_half, int8_t *q)
+{
+    *d_half = ellm_f32_to_f16(d);
+    float ds = ellm_f16_to_f32(*d_half), inv = ds != 0 ? 1.0f / ds : 0, e = 0;
+    for (int j = 0; j < BLOCK; j++) {
+        q[j] = (int8_t)clampi(nearest(x[j] * inv), lo, hi);
+        float r = x[j] - ds * (float)q[j];
+        e += w[j] * r * r;
+    }
+    return e;
+}
+
+/* The values whose error costs most (largest w_j x_j^2), up to N_HEAVY of them: besides scales
+ * set by the extreme value, the search tries scales that put one of these exactly on a level,
+ * which is what keeps a small weight that multiplies a large activation from rounding to 0. */
+#define N_HEAVY 3
+
+static int heaviest(const float *x, const float *w, int *which)
+{
+    int n = 0;
+    for (int j = 0; j < BLOCK; j++) {
+        float c = w[j] * x[j] * x[j];
+        if (c <= 0)
+            continue;
+        int k = n < N_HEAVY ? n++ : N_HEAVY;
+        if (k == N_HEAVY && c <= w[which[N_HEAVY - 1]] * x[which[N_HEAVY - 1]] * x[which[N_HEAVY - 1]])
+            continue;
+        if (k == N_HEAVY)
+            k = N_HEAVY - 1;
+        while (k > 0 && w[which[k - 1]] * x[which[k - 1]] * x[which[k - 1]] < c) {
+            which[k] = which[k - 1];
+            k--;
+        }
+        which[k] = j;
+    }
+    return n;
+}
+
+/* Candidate scales put the extreme value at levels around either end of the range, or one of the
+ * heaviest values on a level; each is refined by weighted least squares for its levels. */
+static void search_symmetric(const float *x, const float *w, int lo, int hi, float plain_d,
+                             uint16_t *d_out, int8_t *q_out)
+{
+    int8_t q[BLOCK];
+    uint16_t dh;
+    float best = symmetric_levels(x, w, plain_d, lo, hi, d_out, q_out);
+    float max = largest_magnitude(x);
+    if (max == 0)
+        return;
+    float cand[64];
+    int n_cand = 0, heavy[N_HEAVY];
+    for (int side = 0; side < 2; side++)
+        for (int step = -8; step <= 8; step++)
+            cand[n_cand++] = max / ((side == 0 ? (float)lo : (float)hi) * (1.0f + 0.02f * (float)step));
+    int n_heavy = heaviest(x, w, heavy);
+    for (int h = 0; h < n_heavy; h++)
+        for (int level = 1; level <= 8 && n_cand < 64; level++)
+            cand[n_cand++] = x[heavy[h]] / (float)(x[heavy[h]] > 0 ? level : -level);
+    for (int ci = 0; ci < n_cand; ci++) {
+        float d = cand[ci];
+        symmetric_levels(x, w, d, lo, hi, &dh, q);
+        float sqx = 0, sqq = 0;
+        for (int j = 0; j < BLOCK; j++) {
+            sqx += w[j] * (float)q[j] * x[j];
+            sqq += w[j] * (float)q[j] * (float)q[j];
+        }
+        float cands[2] = {d, sqq > 0 ? sqx / sqq : d};
+        for (int c = 0; c < 2; c++) {
+            float e = symmetric_levels(x, w, cands[c], lo, hi, &dh, q);
+            if (e < best) {
+                best = e;
+                *d_out = dh;
+                memcpy(q_out, q, sizeof q);
+            }
+        }
+    }
+}
+
+static void weighted_q4_0(const float *x, block_q4_0 *b, int64_t n, const float *w)
+{
+    for (int64_t i = 0; i < n / BLOCK; i++, x += BLOCK, w += BLOCK) {
+        int8_t q[BLOCK];
+        search_symmetric(x, w, -8, 7, largest_magnitude(x) / -8.0f, &b[i].d, q);
+        for (int j = 0; j < BLOCK / 2; j++)
+            b[i].qs[j] = (uint8_t)((q[j] + 8) | (q[j + BLOCK / 2] + 8) << 4);
+    }
+}
+
+static void weighted_q5_0(const float *x, block_q5_0 *b, int64_t n, const float *w)
+{
+    for (int64_t i = 0; i < n / BLOCK; i++, x += BLOCK, w += BLOCK) {
+        int8_t q[BLOCK];
+        search_symmetric(x, w, -16, 15, largest_magnitude(x) / -16.0f, &b[i].d, q);
+        uint8_t u[BLOCK];
+        for (int j = 0; j < BLOCK; j++)
+            u[j] = (uint8_t)(q[j] + 16);
+        ellm_pack_q5(u, b[i].qs, b[i].qh);
+    }
+}
+
+/* ---------------------------------------------------------------- with minimum: Q4_1, Q5_1 */
+
+/* Block value d * q + m, q in 0..top, both rounded to half first; nearest levels into q. */
+static float affine_levels(const float *x, const float *w, float d, float m, int top,
+                           uint16_t *d_half, uint16_t *m_half, uint8_t *q)
+{
+    *d_half = ellm_f32_to_f16(d);
+    *m_half = ellm_f32_to_f16(m);
+    float ds = ellm_f16_to_f32(*d_half), ms = ellm_f16_to_f32(*m_half), e = 0;
+    float inv = ds != 0 ? 1.0f / ds : 0;
+    for (int j = 0; j < BLOCK; j++) {
+        q[j] = (uint8_t)clampi(nearest((x[j] - ms) * inv), 0, top);
+        float r = x[j] - ds * (float)q[j] - ms;
+        e += w[j] * r * r;
+    }
+    return e;
+}
+
+/* Candidates shrink the min..max range from either end; each is refined by the weighted
+ * least-squares (d, m) for its levels. */
+static void search_affine(const float *x, const float *w, int top, uint16_t *d_out,
+                          uint16_t *m_out, uint8_t *q_out)
+{
+    float lo = x[0], hi = x[0];
+    for (int j = 1; j < BLOCK; j++) {
+        lo = fminf(lo, x[j]);
+        hi = fmaxf(hi, x[j]);
+    }
+    uint8_t q[BLOCK];
+    uint16_t dh, mh;
+    float best = affine_levels(x, w, (hi - lo) / (float)top, lo, top, d_out, m_out, q_out);
+    if (hi == lo)
+        return;
+    float range = hi - lo;
+    for (int a = 0; a <= 4; a++) {
+        for (int c = 0; c <= 4; c++) {
+            float l = lo + range * 0.03f * (float)a, h = hi - range * 0.03f * (float)c;
+            affine_levels(x, w, (h - l) / (float)top, l, top, &dh, &mh, q);
+            double sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
+            for (int j = 0; j < BLOCK; j++) {
+                sw += w[j];
+                sq += w[j] * q[j];
+                sqq += (double)w[j] * q[j] * q[j];
+                sx += w[j] * x[j];
+                sqx += (double)w[j] * q[j] * x[j];
+            }
+            double det = sw * sqq - sq * sq;
+            float cd[2] = {(h - l) / (float)top, det > 0 ? (float)((sw * sqx - sq * sx) / det) : 0};
+            float cm[2] = {l, det > 0 ? (float)((sqq * sx - sq * sqx) / det) : l};
+            for (int k = 0; k < (det > 0 && cd[1] > 0 ? 2 : 1); k++) {
+                float e = affine_levels(x, w, cd[k], cm[k], top, &dh, &mh, q);
+                if (e < best) {
+                    best = e;
+                    *d_out = dh;
+                    *m_out = mh;
+                    memcpy(q_out, q, sizeof q);
+                }
+            }
+        }
+    }
+}
+
+static void weighted_q4_1(const float *x, block_q4_1 *b, int64_t n, const float *w)
+{
+    for (int64_t i = 0; i < n / BLOCK; i++, x += BLOCK, w += BLOCK) {
+        uint8_t q[BLOCK];
+        search_affine(x, w, 15, &b[i].d, &b[i].m, q);
+        for (int j = 0; j < BLOCK / 2; j++)
+            b[i].qs[j] = (uint8_t)(q[j] | q[j + BLOCK / 2] << 4);
+    }
+}
+
+static void weighted_q5_1(const float *x, block_q5_1 *b, int64_t n, const float *w)
+{
+    for (int64_t i = 0; i < n / BLOCK; i++, x += BLOCK, w += BLOCK) {
+        uint8_t q[BLOCK];
+        search_affine(x, w, 31, &b[i].d, &b[i].m, q);
+        ellm_pack_q5(q, b[i].qs, b[i].qh);
+    }
+}
+
+/* ---------------------------------------------------------------- IQ4_NL */
+
+static float iq4nl_error(const float *x, const float *w, float s, uint16_t *s_half, uint8_t *idx)
+{
+    *s_half = ellm_f32_to_f16(s);
+    float sh = ellm_f16_to_f32(*s_half), e = 0;
+    ellm_iq4nl_levels(x, BLOCK, sh, idx);
+    for (int j = 0; j < BLOCK; j++) {
+        float r = x[j] - sh * (float)ellm_kvalues_iq4nl[idx[j]];
+        e += w[j] * r * r;
+    }
+    return e;
+}
+
+static void weighted_iq4_nl(const float *x, block_iq4_nl *b, int64_t n, const float *w)
+{
+    for (int64_t i = 0; i < n / BLOCK; i++, x += BLOCK, w += BLOCK) {
+        uint8_t idx[BLOCK], keep[BLOCK];
+        uint16_t sh;
+        float best = iq4nl_error(x, w, ellm_iq4nl_fit_scale(x), &b[i].d, keep);
+        float max = largest_magnitude(x), cand[64];
+        int n_cand = 0, heavy[N_HEAVY];
+        for (int side = 0; max != 0 && side < 2; side++)
+            for (int step = -8; step <= 8; step++)
+                cand[n_cand++] =
+                    max / ((side == 0 ? -127.0f : 113.0f) * (1.0f + 0.02f * (float)step));
+        /* The heaviest values on the smaller levels of either sign. */
+        static const int small_levels[7] = {-35, -22, -10, 13, 25, 38, 53};
+        int n_heavy = heaviest(x, w, heavy);
+        for (int h = 0; max != 0 && h < n_heavy; h++)
+            for (int k = 0; k < 7; k++)
+                cand[n_cand++] = x[heavy[h]] / (float)small_levels[k];
+        for (int ci = 0; ci < n_cand; ci++) {
+            float s = cand[ci];
+            iq4nl_error(x, w, s, &sh, idx);
+            float skx = 0, skk = 0;
+            for (int j = 0; j < BLOCK; j++) {
+                float k = (float)ellm_kvalues_iq4nl[idx[j]];
+                skx += w[j] * k * x[j];
+                skk += w[j] * k * k;
+            }
+            float cands[2] = {s, skk > 0 ? skx / skk : s};
+            for (int c = 0; c < 2; c++) {
+                float e = iq4nl_error(x, w, cands[c], &sh, idx);
+                if (e < best) {
+                    best = e;
+                    b[i].d = sh;
+                    memcpy(keep, idx, sizeof idx);
+                }
+            }
+        }
+        for (int j = 0; j < BLOCK / 2; j++)
+            b[i].qs[j] = (uint8_t)(keep[j] | keep[j + BLOCK / 2] << 4);
+    }
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+bool ellm_type_has_weighted_search(ellm_type type)
+{
+    return type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q4_1 || type == ELLM_TYPE_Q5_0 ||
+           type == ELLM_TYPE_Q5_1 || type == ELLM_TYPE_IQ4_NL;
+}
+
+size_t ellm_quantize_row_weighted(ellm_type type, const float *x, void *dst, int64_t n,
+                                  const float *w)
+{
+    if (!w || !ellm_type_has_weighted_search(type))
+        return ellm_quantize_row(type, x, dst, n);
+    switch (type) {
+    case ELLM_TYPE_Q4_0: weighted_q4_0(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q4_0);
+    case ELLM_TYPE_Q4_1: weighted_q4_1(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q4_1);
+    case ELLM_TYPE_Q5_0: weighted_q5_0(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q5_0);
+    case ELLM_TYPE_Q5_1: weighted_q5_1(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q5_1);
+    default:
+        weighted_iq4_nl(x, dst, n, w);
+        return (size_t)(n / BLOCK) * sizeof(block_iq4_nl);
+    }
+}
+
+float ellm_weighted_row_error(ellm_type type, const float *x, const void *q, int64_t n,
+                              const float *w, float *scratch)
+{
+    ellm_dequantize_row(type, q, scratch, n);
+    double e = 0;
+    for (int64_t i = 0; i < n; i++)
+        e += (double)(w ? w[i] : 1.0f) * (x[i] - scratch[i]) * (x[i] - scratch[i]);
+    return (float)e;
+}
