@@ -6,6 +6,7 @@
  * (edge-fallback) until a health probe of the upstream's /v1/models succeeds. */
 #include <ctype.h>
 #include <jansson.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -153,7 +154,7 @@ static double clamp01(double x)
 }
 
 void gw_complexity_score(const char *text, size_t len, int n_tokens, long max_tokens,
-                         int n_messages, gw_complexity *out)
+                         int n_messages, double surprisal, gw_complexity *out)
 {
     static const char *const code_math[] = {"```", "def ", "#include", "function(", "=>", "\\frac",
                                             "integral", "derivative", "prove", "theorem",
@@ -177,8 +178,11 @@ void gw_complexity_score(const char *text, size_t len, int n_tokens, long max_to
         steps += has_word(text, len, step_words[i]);
     out->steps = clamp01(steps / 2.0);
     out->turns = clamp01((n_messages - 1) / 8.0);
-    out->score = clamp01(0.30 * out->length + 0.10 * out->max_tokens + 0.30 * out->code_math +
-                         0.20 * out->steps + 0.10 * out->turns);
+    out->surprisal = clamp01(surprisal);
+    /* Weights sum to 1 (docs/gateway.md): code or maths with a multi-step instruction is enough
+     * to cross the default threshold 0.6 with any length; length alone is not. */
+    out->score = clamp01(0.20 * out->length + 0.10 * out->max_tokens + 0.30 * out->code_math +
+                         0.20 * out->steps + 0.05 * out->turns + 0.15 * out->surprisal);
 }
 
 /* ---- JSON walking ---- */
@@ -590,6 +594,63 @@ typedef struct routing {
     bool scored;
 } routing;
 
+/* How unexpected the prompt is to the edge model: its mean surprisal per token (the negative
+ * log-probability of each token given the ones before) over the first tokens that fit one pass,
+ * divided by ln(vocabulary size), the surprisal of a uniform guess. Runs on the server's
+ * embedding context, which nothing else uses between embedding requests. */
+static double prompt_surprisal(srv_server *srv, const char *text, size_t len)
+{
+    int32_t cap = edgellm_context_n_ctx(srv->embed_ctx);
+    int32_t batch = srv->cfg->n_batch > 0 ? srv->cfg->n_batch : 256;
+    if (cap > batch)
+        cap = batch;
+    if (cap > 256)
+        cap = 256;
+    edgellm_token *tokens = malloc((size_t)cap * sizeof *tokens);
+    int32_t n = 0;
+    int flags = edgellm_add_bos_default(srv->model) ? EDGELLM_TOKENIZE_ADD_BOS : 0;
+    edgellm_status st = tokens ? edgellm_tokenize(srv->model, text, len, flags, tokens, cap, &n)
+                               : EDGELLM_ERR_OUT_OF_MEMORY;
+    if (st == EDGELLM_ERR_BUFFER_TOO_SMALL) {
+        /* Longer than one pass: the first cap tokens stand for the whole prompt. */
+        int32_t all = n;
+        edgellm_token *full = malloc((size_t)all * sizeof *full);
+        st = full ? edgellm_tokenize(srv->model, text, len, flags, full, all, &n)
+                  : EDGELLM_ERR_OUT_OF_MEMORY;
+        if (st == EDGELLM_OK) {
+            memcpy(tokens, full, (size_t)cap * sizeof *tokens);
+            n = cap;
+        }
+        free(full);
+    }
+    double sum = 0;
+    int32_t counted = 0;
+    int32_t n_vocab = edgellm_n_vocab(srv->model);
+    if (st == EDGELLM_OK && n >= 2) {
+        pthread_mutex_lock(&srv->embed_mu);
+        edgellm_context_truncate(srv->embed_ctx, 0);
+        if (edgellm_eval(srv->embed_ctx, tokens, n, 1) == EDGELLM_OK) {
+            for (int32_t i = 0; i + 1 < n; i++) {
+                const float *lg = edgellm_get_logits(srv->embed_ctx, i);
+                if (!lg)
+                    break;
+                float m = lg[0];
+                for (int32_t v = 1; v < n_vocab; v++)
+                    m = lg[v] > m ? lg[v] : m;
+                double z = 0;
+                for (int32_t v = 0; v < n_vocab; v++)
+                    z += exp((double)lg[v] - m);
+                sum += m + log(z) - lg[tokens[i + 1]];
+                counted++;
+            }
+        }
+        edgellm_context_truncate(srv->embed_ctx, 0);
+        pthread_mutex_unlock(&srv->embed_mu);
+    }
+    free(tokens);
+    return counted && n_vocab > 1 ? sum / counted / log((double)n_vocab) : 0;
+}
+
 static void decide(gateway *g, srv_server *srv, json_t *body, gw_route_mode mode, routing *out)
 {
     if (mode == GW_ROUTE_EDGE) {
@@ -611,9 +672,10 @@ static void decide(gateway *g, srv_server *srv, json_t *body, gw_route_mode mode
     json_t *mt = json_object_get(body, "max_completion_tokens");
     if (!json_is_integer(mt))
         mt = json_object_get(body, "max_tokens");
+    double surprisal = t.len ? prompt_surprisal(srv, t.data, t.len) : 0;
     gw_complexity_score(t.data ? t.data : "", t.len, n_tokens,
                         json_is_integer(mt) ? (long)json_integer_value(mt) : -1,
-                        msgs ? (int)json_array_size(msgs) : 1, &out->cx);
+                        msgs ? (int)json_array_size(msgs) : 1, surprisal, &out->cx);
     out->scored = true;
     free(t.data);
     bool cloud = out->cx.score > g->threshold;
@@ -628,9 +690,9 @@ static void log_request(const srv_front_request *rq, const routing *rt, const ch
     if (rt->scored)
         fprintf(stderr,
                 "edgellm gateway: %s route=%s reason=%s complexity=%.3f length=%.2f "
-                "max_tokens=%.2f code_math=%.0f steps=%.2f turns=%.2f pii=%zu\n",
+                "max_tokens=%.2f code_math=%.0f steps=%.2f turns=%.2f surprisal=%.2f pii=%zu\n",
                 rq->endpoint, route, reason, rt->cx.score, rt->cx.length, rt->cx.max_tokens,
-                rt->cx.code_math, rt->cx.steps, rt->cx.turns, n_redacted);
+                rt->cx.code_math, rt->cx.steps, rt->cx.turns, rt->cx.surprisal, n_redacted);
     else
         fprintf(stderr, "edgellm gateway: %s route=%s reason=%s pii=%zu\n", rq->endpoint, route,
                 reason, n_redacted);

@@ -39,11 +39,13 @@ typedef struct gw_complexity {
     double code_math;  /* 1 when the text holds code or mathematics */
     double steps;      /* multi-step instruction words, 2 or more = 1 */
     double turns;      /* (messages - 1) / 8, capped */
+    double surprisal;  /* the edge model's mean surprisal per prompt token / ln(vocabulary) */
     double score;      /* the weighted sum, in [0,1] */
 } gw_complexity;
 
-/* Scores text with n_tokens prompt tokens, max_tokens requested (< 0: absent) and n_messages. */
+/* Scores text with n_tokens prompt tokens, max_tokens requested (< 0: absent), n_messages and
+ * the surprisal part already measured. */
 void gw_complexity_score(const char *text, size_t len, int n_tokens, long max_tokens,
-                         int n_messages, gw_complexity *out);
+                         int n_messages, double surprisal, gw_complexity *out);
 
 #endif

@@ -410,7 +410,8 @@ def test_routing(up):
             check(hdrs.get("x-edgellm-route-reason", "").startswith("complexity="),
                   "reason names the score: %s" % hdrs)
         log = g.logtext()
-        check("complexity=" in log and "code_math=" in log, "the score's parts are logged")
+        check("complexity=" in log and "code_math=" in log and "surprisal=" in log,
+              "the score's parts are logged")
     finally:
         stop(g)
 
