@@ -28,9 +28,9 @@ static const char *const failure_names[] = {"cloud-unreachable", "cloud-dns", "c
                                             "circuit-open", "cloud-malformed"};
 #define N_FAILURES (sizeof failure_names / sizeof failure_names[0])
 
-#define DEFAULT_FALLBACK_NOTE                                                                    \
-    "Note: the cloud model is unreachable, so a small on-device model is answering. It may lack " \
-    "the knowledge or skill this request needs: state uncertainty plainly rather than guess."
+/* Short on purpose: it must fit beside the prompt in a small edge model's context. */
+#define DEFAULT_FALLBACK_NOTE \
+    "The cloud is offline; a small on-device model answers. Say when you are unsure."
 
 typedef struct gateway {
     gw_config *cfg;
@@ -106,7 +106,8 @@ static bool probe_upstream(gateway *g)
 static void *prober_main(void *arg)
 {
     gateway *g = arg;
-    double next = 0;
+    /* A cloud starts out trusted: the first request, not a probe, is its first contact. */
+    double next = now_s() + 10 * g->cfg->probe_interval_s;
     while (!atomic_load(&g->stopping)) {
         double t = now_s();
         if (t >= next) {
