@@ -27,6 +27,7 @@ typedef struct conn_state {
     double t_start;
     const struct route *route; /* NULL: the path or the method is unknown */
     const char *endpoint;      /* the metrics label */
+    srv_front_request rq;      /* the route headers a front chose (empty for `serve`) */
 } conn_state;
 
 static const char *reason_type(int status)
@@ -57,6 +58,16 @@ static void add_cors(srv_server *srv, struct MHD_Connection *conn, struct MHD_Re
     }
 }
 
+void srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct MHD_Response *resp,
+                       const srv_front_request *rq)
+{
+    add_cors(srv, conn, resp);
+    if (rq && rq->route[0])
+        MHD_add_response_header(resp, "x-edgellm-route", rq->route);
+    if (rq && rq->reason[0])
+        MHD_add_response_header(resp, "x-edgellm-route-reason", rq->reason);
+}
+
 static enum MHD_Result send_response(srv_server *srv, struct MHD_Connection *conn, int status,
                                      const char *content_type, const char *body, size_t len,
                                      const char *endpoint, conn_state *cs)
@@ -70,7 +81,7 @@ static enum MHD_Result send_response(srv_server *srv, struct MHD_Connection *con
         MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
-    add_cors(srv, conn, resp);
+    srv_http_decorate(srv, conn, resp, &cs->rq);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     srv_metrics_request(srv->metrics, endpoint, status, srv_now() - cs->t_start);
@@ -99,6 +110,22 @@ static enum MHD_Result send_error(srv_server *srv, struct MHD_Connection *conn,
     return send_json(srv, conn, e->status, srv_error_json(e), endpoint, cs);
 }
 
+/* A front's answers are counted and decorated like the server's own: through a conn_state that
+ * carries the front's request. */
+int srv_http_send(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
+                  int status, const char *content_type, const char *body, size_t len)
+{
+    conn_state cs = {.t_start = rq->t_start, .rq = *rq};
+    return send_response(srv, conn, status, content_type, body, len, rq->endpoint, &cs);
+}
+
+int srv_http_send_error(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
+                        const srv_api_error *e)
+{
+    conn_state cs = {.t_start = rq->t_start, .rq = *rq};
+    return send_error(srv, conn, e, rq->endpoint, &cs);
+}
+
 static enum MHD_Result fail(srv_server *srv, struct MHD_Connection *conn, int status,
                             const char *code, const char *endpoint, conn_state *cs,
                             const char *message)
@@ -109,7 +136,7 @@ static enum MHD_Result fail(srv_server *srv, struct MHD_Connection *conn, int st
 }
 
 /* Whether the peer closed its side: then nobody is waiting for this request's answer. */
-static bool client_gone(struct MHD_Connection *conn)
+bool srv_http_client_gone(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -286,7 +313,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         }
         if (n_new > 0)
             continue;
-        if (client_gone(st->conn)) {
+        if (srv_http_client_gone(st->conn)) {
             for (int c = 0; c < st->n_choices; c++)
                 atomic_store(&st->choices[c]->cancelled, true);
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -396,7 +423,7 @@ static enum MHD_Result handle_completion(srv_server *srv, struct MHD_Connection 
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-        add_cors(srv, conn, resp);
+        srv_http_decorate(srv, conn, resp, &cs->rq);
         enum MHD_Result ret = MHD_queue_response(conn, 200, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -412,7 +439,7 @@ static enum MHD_Result handle_completion(srv_server *srv, struct MHD_Connection 
             c++;
             continue;
         }
-        if (client_gone(conn)) {
+        if (srv_http_client_gone(conn)) {
             cancel_choices(choices, n_choices);
             release_choices(choices, n_choices);
             return MHD_NO;
@@ -726,6 +753,17 @@ static enum MHD_Result handle_metrics(srv_server *srv, struct MHD_Connection *co
     int queue = state == SRV_STATE_READY ? srv_scheduler_queue_depth(srv->sched) : 0;
     int active = state == SRV_STATE_READY ? srv_scheduler_active(srv->sched) : 0;
     char *text = srv_metrics_render(srv->metrics, queue, active, srv->cfg->parallel);
+    char *extra = text && srv->front && srv->front->metrics ? srv->front->metrics(srv->front->ctx)
+                                                            : NULL;
+    if (extra) {
+        size_t a = strlen(text), b = strlen(extra);
+        char *both = realloc(text, a + b + 1);
+        if (both) {
+            memcpy(both + a, extra, b + 1);
+            text = both;
+        }
+        free(extra);
+    }
     if (!text)
         return fail(srv, conn, 500, NULL, "/metrics", cs, "out of memory");
     enum MHD_Result r = send_response(srv, conn, 200, "text/plain; version=0.0.4", text,
@@ -896,6 +934,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     endpoint, cs,
                     state == SRV_STATE_LOADING ? "the model is still loading; retry shortly"
                                                : "the server is shutting down");
+    if (srv->front &&
+        (rt->id == R_CHAT || rt->id == R_COMPLETIONS || rt->id == R_EMBEDDINGS)) {
+        cs->rq.endpoint = endpoint;
+        cs->rq.body = cs->body;
+        cs->rq.len = cs->len;
+        cs->rq.t_start = cs->t_start;
+        int result = MHD_NO;
+        bool answered = srv->front->route(srv->front->ctx, srv, conn, &cs->rq, &result);
+        if (cs->rq.body != cs->body) {
+            free(cs->body);
+            cs->body = cs->rq.body;
+            cs->len = cs->cap = cs->rq.len;
+        }
+        cs->rq.body = NULL;
+        if (answered)
+            return (enum MHD_Result)result;
+    }
     switch (rt->id) {
     case R_PAGE:
         return send_response(srv, conn, 200, "text/html; charset=utf-8", srv_chat_page_html,
@@ -936,7 +991,8 @@ static void http_log(void *cls, const char *fmt, va_list ap)
     if (!atomic_load(&srv->http_started))
         snprintf(srv->http_start_error, sizeof srv->http_start_error, "%s", msg);
     else
-        fprintf(stderr, "edgellm serve: http: %s\n", msg);
+        fprintf(stderr, "%s: http: %s\n",
+                srv->cfg->log_name ? srv->cfg->log_name : "edgellm serve", msg);
 }
 
 bool srv_http_start(srv_server *srv, char *err, size_t err_cap)

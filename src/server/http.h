@@ -9,7 +9,33 @@
 
 enum { SRV_STATE_LOADING = 0, SRV_STATE_READY = 1, SRV_STATE_FAILED = 2, SRV_STATE_STOPPING = 3 };
 
-typedef struct srv_server {
+struct MHD_Connection;
+struct MHD_Response;
+typedef struct srv_server srv_server;
+
+/* What a front end in front of the local handlers (the gateway) sees of one request, and the
+ * route it chose: x-edgellm-route and x-edgellm-route-reason go on the answer when set. */
+typedef struct srv_front_request {
+    const char *endpoint; /* "/v1/chat/completions", "/v1/completions", "/v1/embeddings" */
+    char *body;           /* the whole body; the front may replace it with its own malloc'd copy */
+    size_t len;
+    double t_start;
+    char route[24];
+    char reason[96];
+} srv_front_request;
+
+/* A routing hook called once a chat, completion or embedding request's body is complete (after
+ * every header check). It either answers (returning true with *result set) or lets the local
+ * handler answer the (possibly rewritten) body. */
+typedef struct srv_front {
+    bool (*route)(void *ctx, srv_server *srv, struct MHD_Connection *conn, srv_front_request *rq,
+                  int *result);
+    /* Lines appended to /metrics (Prometheus text, malloc'd); NULL adds nothing. */
+    char *(*metrics)(void *ctx);
+    void *ctx;
+} srv_front;
+
+struct srv_server {
     const ellm_server_config *cfg;
     char model_id[256];
     atomic_int state;
@@ -30,7 +56,8 @@ typedef struct srv_server {
     char http_start_error[256];  /* its message while starting, for the one error line */
     atomic_long next_id;
     atomic_int responses_in_flight; /* generation answers still being written */
-} srv_server;
+    const srv_front *front;         /* NULL: every request is answered locally */
+};
 
 /* Starts listening (requests get 503 until the model is ready); false with a message if not. */
 bool srv_http_start(srv_server *srv, char *err, size_t err_cap);
@@ -38,5 +65,18 @@ bool srv_http_start(srv_server *srv, char *err, size_t err_cap);
 void srv_http_quiesce(srv_server *srv);
 /* Closes everything (waits for connection threads). */
 void srv_http_stop(srv_server *srv);
+
+/* For fronts: answers with a buffer (copied), adding CORS and the route headers of rq and
+ * counting the request in /metrics under rq->endpoint. Returns an MHD_Result. */
+int srv_http_send(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
+                  int status, const char *content_type, const char *body, size_t len);
+/* The OpenAI-shaped error e as the answer. */
+int srv_http_send_error(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
+                        const srv_api_error *e);
+/* Adds CORS and the route headers of rq to a response the front built itself (a stream). */
+void srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct MHD_Response *resp,
+                       const srv_front_request *rq);
+/* Whether the client closed its side of the connection. */
+bool srv_http_client_gone(struct MHD_Connection *conn);
 
 #endif

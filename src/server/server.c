@@ -14,6 +14,11 @@
 
 #include "server/http.h"
 
+static const char *srv_log_name(const ellm_server_config *cfg)
+{
+    return cfg->log_name ? cfg->log_name : "edgellm serve";
+}
+
 /* False when the alias does not fit: clients naming it in full would get model_not_found. */
 static bool derive_model_id(srv_server *srv)
 {
@@ -83,8 +88,9 @@ int ellm_server_run(const ellm_server_config *cfg)
     srv.max_body = cfg->max_body_bytes ? cfg->max_body_bytes : 1 << 20;
     srv.request_timeout_s = cfg->request_timeout_s > 0 ? cfg->request_timeout_s : 600;
     srv.created = (long long)time(NULL);
+    srv.front = cfg->front;
     if (!derive_model_id(&srv)) {
-        fprintf(stderr, "edgellm serve: --alias must be 1 to %zu bytes\n",
+        fprintf(stderr, "%s: --alias must be 1 to %zu bytes\n", srv_log_name(cfg),
                 sizeof srv.model_id - 1);
         return 2;
     }
@@ -92,14 +98,14 @@ int ellm_server_run(const ellm_server_config *cfg)
     srv.metrics = srv_metrics_new();
     if (!srv.metrics || !srv_list_split(cfg->cors_origins, &srv.cors, &srv.n_cors) ||
         sodium_init() < 0) {
-        fprintf(stderr, "edgellm serve: out of memory\n");
+        fprintf(stderr, "%s: out of memory\n", srv_log_name(cfg));
         return 1;
     }
     const char *host = cfg->host ? cfg->host : "127.0.0.1";
     char err[512];
     if (!srv_guard_init(&srv.guard, host, cfg->allowed_hosts, cfg->api_key, srv.max_body, err,
                         sizeof err)) {
-        fprintf(stderr, "edgellm serve: %s\n", err);
+        fprintf(stderr, "%s: %s\n", srv_log_name(cfg), err);
         srv_list_free(srv.cors, srv.n_cors);
         srv_metrics_free(srv.metrics);
         return 2;
@@ -114,14 +120,14 @@ int ellm_server_run(const ellm_server_config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     if (!srv_http_start(&srv, err, sizeof err)) {
-        fprintf(stderr, "edgellm serve: %s\n", err);
+        fprintf(stderr, "%s: %s\n", srv_log_name(cfg), err);
         srv_guard_free(&srv.guard);
         srv_list_free(srv.cors, srv.n_cors);
         srv_metrics_free(srv.metrics);
         return 1;
     }
-    fprintf(stderr, "edgellm serve: listening on http://%s:%d (model '%s' loading)\n", host,
-            srv.port, srv.model_id);
+    fprintf(stderr, "%s: listening on http://%s:%d (model '%s' loading)\n", srv_log_name(cfg),
+            host, srv.port, srv.model_id);
     if (cfg->ready_file)
         write_ready_file(cfg->ready_file, host, srv.port);
 
@@ -139,23 +145,22 @@ int ellm_server_run(const ellm_server_config *cfg)
         int sig = sigtimedwait(&sigs, NULL, &ts);
         int state = atomic_load(&srv.state);
         if (state == SRV_STATE_FAILED) {
-            fprintf(stderr, "edgellm serve: cannot load the model: %s\n", job.error);
+            fprintf(stderr, "%s: cannot load the model: %s\n", srv_log_name(cfg), job.error);
             exit_code = 1;
             break;
         }
         if (state == SRV_STATE_READY && !announced) {
             edgellm_model_info info;
             edgellm_model_get_info(srv.model, &info);
-            fprintf(stderr,
-                    "edgellm serve: ready: %s (%s, %s), %d slots x %d tokens, kernels %s\n",
-                    srv.model_id, info.architecture, info.quantization,
+            fprintf(stderr, "%s: ready: %s (%s, %s), %d slots x %d tokens, kernels %s\n",
+                    srv_log_name(cfg), srv.model_id, info.architecture, info.quantization,
                     cfg->parallel > 0 ? cfg->parallel : 1, srv_scheduler_n_ctx(srv.sched),
                     edgellm_kernel_set());
             announced = true;
         }
         if (sig == SIGINT || sig == SIGTERM) {
-            fprintf(stderr, "edgellm serve: %s received, finishing in-flight requests (up to %.0f s)\n",
-                    sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_grace_s);
+            fprintf(stderr, "%s: %s received, finishing in-flight requests (up to %.0f s)\n",
+                    srv_log_name(cfg), sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_grace_s);
             break;
         }
     }
@@ -179,6 +184,6 @@ int ellm_server_run(const ellm_server_config *cfg)
     srv_guard_free(&srv.guard);
     pthread_mutex_destroy(&srv.embed_mu);
     if (exit_code == 0)
-        fprintf(stderr, "edgellm serve: stopped\n");
+        fprintf(stderr, "%s: stopped\n", srv_log_name(cfg));
     return exit_code;
 }

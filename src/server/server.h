@@ -25,6 +25,9 @@ typedef struct ellm_server_config {
     const char *ready_file;    /* if set, "host:port" is written here once listening */
     const char *allowed_hosts; /* comma-separated Host names accepted besides localhost and the
                                   bound address; "*" = any; NULL = none */
+    const struct srv_front *front; /* a routing hook in front of the local handlers (the
+                                      gateway, src/server/http.h); NULL for `serve` */
+    const char *log_name;      /* the command named in messages; NULL = "edgellm serve" */
 } ellm_server_config;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains, and returns a process exit code. Errors

@@ -6,6 +6,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "serve_options.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -37,113 +38,139 @@ static void serve_usage(FILE *out)
             "      --ready-file F      write host:port to F once listening (for scripts)\n");
 }
 
-int cmd_serve(int argc, char **argv)
+/* One option of serve's (also the gateway's, for its edge model and endpoint). */
+int serve_option(const char *cmd, serve_options *o, int argc, char **argv, int *i)
 {
-    const char *cmd = "serve";
-    ellm_server_config cfg = {0};
-    cfg.port = 8080;
-    cfg.parallel = 4;
-    cfg.n_ctx = 0;
-    cfg.queue_max = -1;
-    cfg.shutdown_grace_s = 10;
-    char *key_from_file = NULL;
+    ellm_server_config *cfg = o->cfg;
+    const char *a = argv[*i];
+    const char *val = NULL;
     long v;
     double d;
     uint64_t size;
-    bool ctx_given = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
 #define VALUE()                                                                \
-    if (!(val = cli_option_value(cmd, argc, argv, &i))) {                      \
-        free(key_from_file);                                                   \
-        return EXIT_USAGE;                                                     \
-    }
+    if (!(val = cli_option_value(cmd, argc, argv, i)))                         \
+        return SERVE_OPTION_USAGE;
 #define INT_OPT(field, lo, hi)                                                 \
-    VALUE() if (!cli_parse_int(cmd, a, val, lo, hi, &v)) return EXIT_USAGE;    \
-    cfg.field = (int)v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            serve_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            VALUE() cfg.model_path = val;
-        } else if (!strcmp(a, "--host")) {
-            VALUE() cfg.host = val;
-        } else if (!strcmp(a, "--port")) {
-            INT_OPT(port, 0, 65535)
-        } else if (!strcmp(a, "--parallel")) {
-            INT_OPT(parallel, 1, 256)
-        } else if (!strcmp(a, "--ctx")) {
-            INT_OPT(n_ctx, 1, 1 << 20)
-            ctx_given = true;
-        } else if (!strcmp(a, "--batch")) {
-            INT_OPT(n_batch, 1, 1 << 16)
-        } else if (!strcmp(a, "--queue")) {
-            INT_OPT(queue_max, 0, 100000)
-        } else if (!strcmp(a, "--threads")) {
-            INT_OPT(n_threads, 1, 1024)
-        } else if (!strcmp(a, "--api-key")) {
-            VALUE() cfg.api_key = val;
-        } else if (!strcmp(a, "--api-key-file")) {
-            VALUE() free(key_from_file);
-            char why[512];
-            if (!(key_from_file = ellm_server_read_api_key_file(val, why, sizeof why))) {
-                cli_error(cmd, "%s", why);
-                return 1;
-            }
-            cfg.api_key = key_from_file;
-        } else if (!strcmp(a, "--cors")) {
-            VALUE() cfg.cors_origins = val;
-        } else if (!strcmp(a, "--allowed-hosts")) {
-            VALUE() cfg.allowed_hosts = val;
-        } else if (!strcmp(a, "--alias")) {
-            VALUE() cfg.model_id = val;
-        } else if (!strcmp(a, "--max-body")) {
-            VALUE() if (!cli_parse_size(cmd, a, val, &size)) return EXIT_USAGE;
-            if (size == 0 || size > (1ull << 30)) {
-                cli_error(cmd, "--max-body must be between 1 byte and 1G");
-                return EXIT_USAGE;
-            }
-            cfg.max_body_bytes = (size_t)size;
-        } else if (!strcmp(a, "--timeout")) {
-            VALUE() if (!cli_parse_float(cmd, a, val, 0.001, 86400 * 7, &d)) return EXIT_USAGE;
-            cfg.request_timeout_s = d;
-        } else if (!strcmp(a, "--grace")) {
-            VALUE() if (!cli_parse_float(cmd, a, val, 0, 3600, &d)) return EXIT_USAGE;
-            cfg.shutdown_grace_s = d;
-        } else if (!strcmp(a, "--ready-file")) {
-            VALUE() cfg.ready_file = val;
-        } else {
-            cli_error(cmd, "unknown option '%s' (see edgellm serve --help)", a);
-            free(key_from_file);
-            return EXIT_USAGE;
+    VALUE() if (!cli_parse_int(cmd, a, val, lo, hi, &v)) return SERVE_OPTION_USAGE; \
+    cfg->field = (int)v;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        VALUE() cfg->model_path = val;
+    } else if (!strcmp(a, "--host")) {
+        VALUE() cfg->host = val;
+    } else if (!strcmp(a, "--port")) {
+        INT_OPT(port, 0, 65535)
+    } else if (!strcmp(a, "--parallel")) {
+        INT_OPT(parallel, 1, 256)
+    } else if (!strcmp(a, "--ctx")) {
+        INT_OPT(n_ctx, 1, 1 << 20)
+        o->ctx_given = true;
+    } else if (!strcmp(a, "--batch")) {
+        INT_OPT(n_batch, 1, 1 << 16)
+    } else if (!strcmp(a, "--queue")) {
+        INT_OPT(queue_max, 0, 100000)
+    } else if (!strcmp(a, "--threads")) {
+        INT_OPT(n_threads, 1, 1024)
+    } else if (!strcmp(a, "--api-key")) {
+        VALUE() cfg->api_key = val;
+    } else if (!strcmp(a, "--api-key-file")) {
+        VALUE() free(o->key_from_file);
+        char why[512];
+        if (!(o->key_from_file = ellm_server_read_api_key_file(val, why, sizeof why))) {
+            cli_error(cmd, "%s", why);
+            return SERVE_OPTION_FAILED;
         }
+        cfg->api_key = o->key_from_file;
+    } else if (!strcmp(a, "--cors")) {
+        VALUE() cfg->cors_origins = val;
+    } else if (!strcmp(a, "--allowed-hosts")) {
+        VALUE() cfg->allowed_hosts = val;
+    } else if (!strcmp(a, "--alias")) {
+        VALUE() cfg->model_id = val;
+    } else if (!strcmp(a, "--max-body")) {
+        VALUE() if (!cli_parse_size(cmd, a, val, &size)) return SERVE_OPTION_USAGE;
+        if (size == 0 || size > (1ull << 30)) {
+            cli_error(cmd, "--max-body must be between 1 byte and 1G");
+            return SERVE_OPTION_USAGE;
+        }
+        cfg->max_body_bytes = (size_t)size;
+    } else if (!strcmp(a, "--timeout")) {
+        VALUE() if (!cli_parse_float(cmd, a, val, 0.001, 86400 * 7, &d)) return SERVE_OPTION_USAGE;
+        cfg->request_timeout_s = d;
+    } else if (!strcmp(a, "--grace")) {
+        VALUE() if (!cli_parse_float(cmd, a, val, 0, 3600, &d)) return SERVE_OPTION_USAGE;
+        cfg->shutdown_grace_s = d;
+    } else if (!strcmp(a, "--ready-file")) {
+        VALUE() cfg->ready_file = val;
+    } else {
+        return SERVE_OPTION_UNKNOWN;
+    }
 #undef INT_OPT
 #undef VALUE
-    }
-    if (!cfg.model_path) {
-        cli_error(cmd, "no model given: edgellm serve -m MODEL.gguf");
-        free(key_from_file);
+    return SERVE_OPTION_TAKEN;
+}
+
+void serve_options_init(serve_options *o, ellm_server_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->port = 8080;
+    cfg->parallel = 4;
+    cfg->queue_max = -1;
+    cfg->shutdown_grace_s = 10;
+    o->cfg = cfg;
+    o->key_from_file = NULL;
+    o->ctx_given = false;
+}
+
+int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size_t cap)
+{
+    ellm_server_config *cfg = o->cfg;
+    if (!cfg->model_path) {
+        cli_error(cmd, "no model given: edgellm %s -m MODEL.gguf", cmd);
         return EXIT_USAGE;
     }
     char why[160];
-    if (cfg.api_key && cfg.api_key != key_from_file &&
-        !ellm_server_check_api_key(cfg.api_key, strlen(cfg.api_key), why, sizeof why)) {
+    if (cfg->api_key && cfg->api_key != o->key_from_file &&
+        !ellm_server_check_api_key(cfg->api_key, strlen(cfg->api_key), why, sizeof why)) {
         cli_error(cmd, "--api-key %s", why);
-        free(key_from_file);
         return EXIT_USAGE;
     }
-    if (!ctx_given)
-        cfg.n_ctx = -4096; /* the model's context, capped: slots x context must fit in memory */
+    if (!o->ctx_given)
+        cfg->n_ctx = -4096; /* the model's context, capped: slots x context must fit in memory */
     /* -m takes a file or an installed NAME[:VERSION] from the model store. */
-    char resolved[4096];
-    if (store_resolve_model(cfg.model_path, resolved, sizeof resolved) != EDGELLM_OK) {
+    if (store_resolve_model(cfg->model_path, resolved, cap) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
-        free(key_from_file);
         return 1;
     }
-    cfg.model_path = resolved;
-    int rc = ellm_server_run(&cfg);
-    free(key_from_file);
+    cfg->model_path = resolved;
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    const char *cmd = "serve";
+    ellm_server_config cfg;
+    serve_options o;
+    serve_options_init(&o, &cfg);
+    int rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            serve_usage(stdout);
+            free(o.key_from_file);
+            return 0;
+        }
+        int r = serve_option(cmd, &o, argc, argv, &i);
+        if (r == SERVE_OPTION_UNKNOWN) {
+            cli_error(cmd, "unknown option '%s' (see edgellm serve --help)", argv[i]);
+            rc = EXIT_USAGE;
+        } else if (r != SERVE_OPTION_TAKEN) {
+            rc = r == SERVE_OPTION_USAGE ? EXIT_USAGE : 1;
+        }
+    }
+    char resolved[4096];
+    if (rc == 0)
+        rc = serve_options_finish(cmd, &o, resolved, sizeof resolved);
+    if (rc == 0)
+        rc = ellm_server_run(&cfg);
+    free(o.key_from_file);
     return rc;
 }

@@ -18,5 +18,6 @@ int cmd_quantize(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_redact(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
+int cmd_gateway(int argc, char **argv);
 
 #endif

@@ -28,6 +28,7 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "text to token ids (JSON), with the model's tokenizer"},
     {"redact", cmd_redact, "replace personal data and secrets in a text by placeholders"},
     {"imatrix", cmd_imatrix, "activation statistics over calibration text, for quantize --imatrix"},
+    {"gateway", cmd_gateway, "one local OpenAI endpoint routing between the edge model and a cloud"},
 };
 
 static void usage(FILE *out)

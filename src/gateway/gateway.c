@@ -1,0 +1,1102 @@
+#define _GNU_SOURCE /* memmem */
+/* The gateway's routing front: per request it strips the "edgellm" member, picks a route
+ * (override, --route, or the complexity score against the policy's threshold), and either lets
+ * the local handlers answer or redacts the body, calls the cloud and restores its answer. A cloud
+ * that cannot be reached opens a circuit breaker; the edge model then answers with a note
+ * (edge-fallback) until a health probe of the upstream's /v1/models succeeds. */
+#include <ctype.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway/gateway.h"
+#include "gateway/pii.h"
+#include "gateway/upstream.h"
+#include "server/http.h"
+
+enum { RT_EDGE, RT_CLOUD, RT_FALLBACK, RT_COUNT };
+static const char *const route_names[RT_COUNT] = {"edge", "cloud", "edge-fallback"};
+
+static const char *const failure_names[] = {"cloud-unreachable", "cloud-dns", "cloud-tls",
+                                            "cloud-timeout", "cloud-5xx", "cloud-429",
+                                            "circuit-open", "cloud-malformed"};
+#define N_FAILURES (sizeof failure_names / sizeof failure_names[0])
+
+/* Short on purpose: it must fit beside the prompt in a small edge model's context. */
+#define DEFAULT_FALLBACK_NOTE \
+    "The cloud is offline; a small on-device model answers. Say when you are unsure."
+
+typedef struct gateway {
+    gw_config *cfg;
+    gw_upstream up;
+    pii_policy *pii;
+    double threshold;
+    bool fallback_on_malformed;
+    char *fallback_note; /* the system note of edge-fallback answers; "" = none */
+    /* circuit breaker */
+    pthread_mutex_t mu;
+    bool open;
+    pthread_t prober;
+    atomic_bool stopping;
+    /* counters for /metrics */
+    atomic_ullong routed[RT_COUNT];
+    atomic_ullong failures[N_FAILURES];
+    atomic_ullong pii_entities, pii_blocked, probes_failed, circuit_opened;
+} gateway;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void count_failure(gateway *g, const char *reason)
+{
+    for (size_t i = 0; i < N_FAILURES; i++)
+        if (!strcmp(failure_names[i], reason))
+            atomic_fetch_add(&g->failures[i], 1);
+}
+
+static void circuit_set(gateway *g, bool open)
+{
+    pthread_mutex_lock(&g->mu);
+    bool was = g->open;
+    g->open = open;
+    pthread_mutex_unlock(&g->mu);
+    if (open && !was) {
+        atomic_fetch_add(&g->circuit_opened, 1);
+        fprintf(stderr, "edgellm gateway: cloud unavailable, answering on the edge until a "
+                        "health probe succeeds\n");
+    } else if (!open && was) {
+        fprintf(stderr, "edgellm gateway: cloud reachable again\n");
+    }
+}
+
+static bool circuit_is_open(gateway *g)
+{
+    pthread_mutex_lock(&g->mu);
+    bool open = g->open;
+    pthread_mutex_unlock(&g->mu);
+    return open;
+}
+
+/* A probe answers within about a second, or the cloud counts as down. */
+static bool probe_upstream(gateway *g)
+{
+    gw_call c;
+    bool ok = false;
+    if (gw_call_start(&c, &g->up, "/v1/models", NULL, 0, g->up.connect_timeout_s + 0.5)) {
+        while (!gw_call_pump(&c, 100) && !atomic_load(&g->stopping)) {
+        }
+        ok = c.finished && c.result == CURLE_OK && c.status >= 200 && c.status < 300;
+    }
+    gw_call_free(&c);
+    return ok;
+}
+
+/* Probes often while the circuit is open (recovery is noticed within an interval), rarely
+ * while it is closed (a hanging cloud is found before requests pay its timeout). */
+static void *prober_main(void *arg)
+{
+    gateway *g = arg;
+    /* A cloud starts out trusted: the first request, not a probe, is its first contact. */
+    double next = now_s() + 10 * g->cfg->probe_interval_s;
+    while (!atomic_load(&g->stopping)) {
+        double t = now_s();
+        if (t >= next) {
+            bool ok = probe_upstream(g);
+            if (!ok)
+                atomic_fetch_add(&g->probes_failed, 1);
+            circuit_set(g, !ok);
+            next = now_s() + (ok ? 10 : 1) * g->cfg->probe_interval_s;
+        }
+        nanosleep(&(struct timespec){0, 50 * 1000000L}, NULL);
+    }
+    return NULL;
+}
+
+/* ---- complexity ---- */
+
+static int ascii_ncasecmp(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int x = tolower((unsigned char)a[i]), y = tolower((unsigned char)b[i]);
+        if (x != y)
+            return x - y;
+    }
+    return 0;
+}
+
+static bool has_word(const char *text, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    for (size_t i = 0; i + n <= len; i++) {
+        if (ascii_ncasecmp(text + i, word, n) != 0)
+            continue;
+        bool left = i == 0 || !isalnum((unsigned char)text[i - 1]);
+        bool right = i + n == len || !isalnum((unsigned char)text[i + n]);
+        if (left && right)
+            return true;
+    }
+    return false;
+}
+
+
+static double clamp01(double x)
+{
+    return x < 0 ? 0 : x > 1 ? 1 : x;
+}
+
+void gw_complexity_score(const char *text, size_t len, int n_tokens, long max_tokens,
+                         int n_messages, double surprisal, gw_complexity *out)
+{
+    static const char *const code_math[] = {"```", "def ", "#include", "function(", "=>", "\\frac",
+                                            "integral", "derivative", "prove", "theorem",
+                                            "equation", "algorithm", "complexity of", "sql"};
+    static const char *const step_words[] = {"step by step", "first", "then", "finally",
+                                             "compare", "analyze", "analyse", "explain why",
+                                             "plan", "evaluate", "trade-offs", "justify"};
+    out->length = clamp01(n_tokens / 512.0);
+    out->max_tokens = max_tokens < 0 ? 0.25 : clamp01(max_tokens / 1024.0);
+    out->code_math = 0;
+    for (size_t i = 0; i < sizeof code_math / sizeof code_math[0]; i++) {
+        const char *w = code_math[i];
+        bool symbolic = !isalpha((unsigned char)w[0]) || strchr(w, ' ') || strchr(w, '(');
+        if (symbolic ? memmem(text, len, w, strlen(w)) != NULL : has_word(text, len, w)) {
+            out->code_math = 1;
+            break;
+        }
+    }
+    int steps = 0;
+    for (size_t i = 0; i < sizeof step_words / sizeof step_words[0]; i++)
+        steps += has_word(text, len, step_words[i]);
+    out->steps = clamp01(steps / 2.0);
+    out->turns = clamp01((n_messages - 1) / 8.0);
+    out->surprisal = clamp01(surprisal);
+    /* Weights sum to 1 (docs/gateway.md): code or maths with a multi-step instruction is enough
+     * to cross the default threshold 0.6 with any length; length alone is not. */
+    out->score = clamp01(0.20 * out->length + 0.10 * out->max_tokens + 0.30 * out->code_math +
+                         0.20 * out->steps + 0.05 * out->turns + 0.15 * out->surprisal);
+}
+
+/* ---- JSON walking ---- */
+
+/* Members that hold names of things in the API, not the user's text. */
+static bool structural_key(const char *key)
+{
+    static const char *const keys[] = {"model", "role", "type", "object", "finish_reason",
+                                       "encoding_format", "id", "tool_call_id"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(key, keys[i]))
+            return true;
+    return false;
+}
+
+typedef struct text_collect {
+    char *data;
+    size_t len, cap;
+} text_collect;
+
+static void collect(text_collect *t, const char *s, size_t n)
+{
+    if (t->len + n + 2 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 1024;
+        while (cap < t->len + n + 2)
+            cap *= 2;
+        char *d = realloc(t->data, cap);
+        if (!d)
+            return;
+        t->data = d;
+        t->cap = cap;
+    }
+    memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len++] = '\n';
+    t->data[t->len] = '\0';
+}
+
+/* Every user string of a request, in order, joined by newlines (for scoring). */
+static void collect_texts(json_t *j, text_collect *t)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+    if (json_is_string(j)) {
+        collect(t, json_string_value(j), json_string_length(j));
+    } else if (json_is_object(j)) {
+        json_object_foreach(j, key, v) {
+            if (!structural_key(key))
+                collect_texts(v, t);
+        }
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) collect_texts(v, t);
+    }
+}
+
+typedef enum walk_mode { WALK_REDACT, WALK_SCAN, WALK_RESTORE } walk_mode;
+
+typedef struct walk {
+    walk_mode mode;
+    pii_session *session;
+    const pii_policy *policy;
+    pii_entity *found; /* WALK_SCAN: every entity, for the types */
+    size_t n_found;
+    size_t n_redacted;
+    bool failed;
+} walk;
+
+/* Replaces each user string of j (redacted, or restored) in place; WALK_SCAN only collects. */
+static void walk_strings(json_t *parent, const char *key, size_t index, json_t *j, walk *w)
+{
+    if (w->failed)
+        return;
+    if (json_is_string(j)) {
+        const char *s = json_string_value(j);
+        size_t n = json_string_length(j);
+        char *out = NULL;
+        size_t out_len = 0;
+        edgellm_status st;
+        if (w->mode == WALK_SCAN) {
+            pii_entity *e = NULL;
+            size_t ne = 0;
+            if (pii_scan(w->policy, s, n, &e, &ne) != EDGELLM_OK) {
+                w->failed = true;
+                return;
+            }
+            pii_entity *all = ne ? realloc(w->found, (w->n_found + ne) * sizeof *all) : w->found;
+            if (ne && all) {
+                memcpy(all + w->n_found, e, ne * sizeof *e);
+                w->found = all;
+                w->n_found += ne;
+            }
+            free(e);
+            return;
+        }
+        size_t ne = 0;
+        st = w->mode == WALK_REDACT ? pii_redact(w->session, s, n, &out, &out_len, NULL, &ne)
+                                    : pii_restore(w->session, s, n, &out, &out_len);
+        if (st != EDGELLM_OK) {
+            w->failed = true;
+            return;
+        }
+        w->n_redacted += ne;
+        json_t *repl = json_stringn(out, out_len);
+        free(out);
+        if (!repl) {
+            w->failed = true;
+            return;
+        }
+        if (key)
+            json_object_set_new(parent, key, repl);
+        else
+            json_array_set_new(parent, index, repl);
+        return;
+    }
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (json_is_object(j)) {
+        void *tmp;
+        json_object_foreach_safe(j, tmp, k, v) {
+            if (!structural_key(k))
+                walk_strings(j, k, 0, v, w);
+        }
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) walk_strings(j, NULL, i, v, w);
+    }
+}
+
+/* ---- answers ---- */
+
+static int send_error(srv_server *srv, struct MHD_Connection *conn, srv_front_request *rq,
+                      int status, const char *code, const char *fmt, const char *arg)
+{
+    srv_api_error e;
+    srv_error_set(&e, status, status >= 500 ? "server_error" : "invalid_request_error", code,
+                  NULL, fmt, arg);
+    return srv_http_send_error(srv, conn, rq, &e);
+}
+
+static int send_json_text(srv_server *srv, struct MHD_Connection *conn, srv_front_request *rq,
+                          int status, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    if (!text)
+        return send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+    int r = srv_http_send(srv, conn, rq, status, "application/json", text, strlen(text));
+    free(text);
+    return r;
+}
+
+/* The body the local handler gets: the client's, minus "edgellm", with the fallback note. */
+static bool set_local_body(srv_front_request *rq, json_t *body, const char *note)
+{
+    if (note && *note) {
+        json_t *msgs = json_object_get(body, "messages");
+        json_t *first = json_array_get(msgs, 0);
+        json_t *role = json_object_get(first, "role");
+        json_t *content = json_object_get(first, "content");
+        if (json_is_string(role) && !strcmp(json_string_value(role), "system") &&
+            json_is_string(content)) {
+            size_t n = strlen(note) + 2 + json_string_length(content);
+            char *merged = malloc(n + 1);
+            if (!merged)
+                return false;
+            snprintf(merged, n + 1, "%s\n\n%s", note, json_string_value(content));
+            json_object_set_new(first, "content", json_stringn(merged, n));
+            free(merged);
+        } else if (json_is_array(msgs)) {
+            json_array_insert_new(msgs, 0,
+                                  json_pack("{s:s,s:s}", "role", "system", "content", note));
+        }
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    if (!text)
+        return false;
+    rq->body = text;
+    rq->len = strlen(text);
+    return true;
+}
+
+static void set_route(srv_front_request *rq, gateway *g, int route, const char *reason)
+{
+    snprintf(rq->route, sizeof rq->route, "%s", route_names[route]);
+    snprintf(rq->reason, sizeof rq->reason, "%s", reason);
+    atomic_fetch_add(&g->routed[route], 1);
+}
+
+/* ---- streaming relay ---- */
+
+#define MAX_STREAM_CHOICES 16
+
+typedef struct relay {
+    gateway *g;
+    srv_server *srv;
+    struct MHD_Connection *conn;
+    srv_front_request rq;
+    gw_call call;
+    pii_session *session;
+    pii_restorer *restorers[MAX_STREAM_CHOICES];
+    bool chat;
+    size_t scan; /* bytes of call.body already consumed */
+    pii_buffer out;
+    size_t out_off;
+    bool done;
+    json_t *last_chunk; /* a template for the chunk that flushes held-back text */
+} relay;
+
+static void out_put(relay *r, const char *s, size_t n)
+{
+    if (r->out_off == r->out.len)
+        r->out_off = r->out.len = 0;
+    if (r->out.len + n > r->out.cap) {
+        size_t cap = r->out.cap ? r->out.cap * 2 : 4096;
+        while (cap < r->out.len + n)
+            cap *= 2;
+        char *d = realloc(r->out.data, cap);
+        if (!d)
+            return;
+        r->out.data = d;
+        r->out.cap = cap;
+    }
+    memcpy(r->out.data + r->out.len, s, n);
+    r->out.len += n;
+}
+
+static void out_event(relay *r, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    if (!text)
+        return;
+    out_put(r, "data: ", 6);
+    out_put(r, text, strlen(text));
+    out_put(r, "\n\n", 2);
+    free(text);
+}
+
+/* The member of a chunk's choice holding generated text. */
+static json_t *choice_text_parent(relay *r, json_t *choice, const char **key)
+{
+    if (r->chat) {
+        *key = "content";
+        return json_object_get(choice, "delta");
+    }
+    *key = "text";
+    return choice;
+}
+
+/* Restores one upstream event: text through the choice's streaming restorer (a placeholder
+ * split across chunks is held back), anything else in the chunk as a whole. */
+static void relay_event(relay *r, const char *data, size_t n)
+{
+    if (n == 6 && !memcmp(data, "[DONE]", 6)) {
+        /* Held-back text that never became a placeholder goes out before the end. */
+        for (int c = 0; c < MAX_STREAM_CHOICES; c++) {
+            if (!r->restorers[c])
+                continue;
+            pii_buffer tail = {0};
+            pii_restorer_finish(r->restorers[c], &tail);
+            if (tail.len && r->last_chunk) {
+                json_t *chunk = json_deep_copy(r->last_chunk);
+                json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
+                const char *key;
+                json_object_set_new(choice, "index", json_integer(c));
+                json_object_set_new(choice, "finish_reason", json_null());
+                json_t *parent = choice_text_parent(r, choice, &key);
+                if (json_is_object(parent))
+                    json_object_set_new(parent, key, json_stringn(tail.data, tail.len));
+                out_event(r, chunk);
+                json_decref(chunk);
+            }
+            pii_buffer_free(&tail);
+        }
+        out_put(r, "data: [DONE]\n\n", 14);
+        r->done = true;
+        return;
+    }
+    json_t *j = json_loadb(data, n, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        srv_api_error e;
+        srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
+                      "the cloud sent a stream event that is not a JSON object");
+        json_t *ej = srv_error_json(&e);
+        out_event(r, ej);
+        json_decref(ej);
+        return;
+    }
+    json_t *choices = json_object_get(j, "choices");
+    size_t i;
+    json_t *choice;
+    json_array_foreach(choices, i, choice) {
+        json_t *idx = json_object_get(choice, "index");
+        long c = json_is_integer(idx) ? (long)json_integer_value(idx) : (long)i;
+        const char *key;
+        json_t *parent = choice_text_parent(r, choice, &key);
+        json_t *text = json_object_get(parent, key);
+        if (c < 0 || c >= MAX_STREAM_CHOICES || !json_is_string(text) || !r->session)
+            continue;
+        if (!r->restorers[c] && pii_restorer_create(r->session, &r->restorers[c]) != EDGELLM_OK)
+            continue;
+        pii_buffer got = {0};
+        pii_restorer_feed(r->restorers[c], json_string_value(text), json_string_length(text),
+                          &got);
+        json_object_set_new(parent, key, json_stringn(got.data ? got.data : "", got.len));
+        pii_buffer_free(&got);
+        json_t *tmpl = json_deep_copy(j);
+        json_decref(r->last_chunk);
+        r->last_chunk = tmpl;
+    }
+    if (r->session) {
+        /* Other strings (tool call arguments, logprob tokens) are restored whole. */
+        walk w = {.mode = WALK_RESTORE, .session = r->session};
+        json_array_foreach(choices, i, choice) {
+            const char *key;
+            json_t *parent = choice_text_parent(r, choice, &key);
+            json_t *keep = json_incref(json_object_get(parent, key));
+            walk_strings(choices, NULL, i, choice, &w);
+            json_t *now = json_array_get(choices, i);
+            parent = choice_text_parent(r, now, &key);
+            if (keep && json_is_object(parent))
+                json_object_set_new(parent, key, keep);
+            else
+                json_decref(keep);
+        }
+    }
+    out_event(r, j);
+    json_decref(j);
+}
+
+/* Consumes every complete "data:" line the upstream has sent. */
+static void relay_parse(relay *r)
+{
+    for (;;) {
+        char *start = r->call.body + r->scan;
+        char *nl = memchr(start, '\n', r->call.len - r->scan);
+        if (!nl)
+            break;
+        size_t n = (size_t)(nl - start);
+        if (n > 0 && start[n - 1] == '\r')
+            n--;
+        if (n >= 5 && !memcmp(start, "data:", 5)) {
+            size_t off = 5 + (n > 5 && start[5] == ' ');
+            relay_event(r, start + off, n - off);
+        }
+        r->scan = (size_t)(nl - r->call.body) + 1;
+    }
+    /* Keep the buffer from growing with the whole answer. */
+    if (r->scan > 65536) {
+        memmove(r->call.body, r->call.body + r->scan, r->call.len - r->scan + 1);
+        r->call.len -= r->scan;
+        r->scan = 0;
+    }
+}
+
+static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    relay *r = cls;
+    for (;;) {
+        if (r->out_off < r->out.len) {
+            size_t n = r->out.len - r->out_off < max ? r->out.len - r->out_off : max;
+            memcpy(buf, r->out.data + r->out_off, n);
+            r->out_off += n;
+            return (ssize_t)n;
+        }
+        if (r->done)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        relay_parse(r);
+        if (r->out_off < r->out.len || r->done)
+            continue;
+        if (r->call.finished) {
+            if (r->call.result != CURLE_OK) {
+                srv_api_error e;
+                srv_error_set(&e, 502, "server_error", "upstream_failed", NULL,
+                              "the cloud stream broke off: %s", gw_call_failure(&r->call));
+                json_t *ej = srv_error_json(&e);
+                out_event(r, ej);
+                json_decref(ej);
+            }
+            relay_event(r, "[DONE]", 6);
+            continue;
+        }
+        if (srv_http_client_gone(r->conn))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        gw_call_pump(&r->call, 100);
+    }
+}
+
+static void relay_free(void *cls)
+{
+    relay *r = cls;
+    gw_call_free(&r->call); /* closes the upstream connection if it is still open */
+    for (int c = 0; c < MAX_STREAM_CHOICES; c++)
+        pii_restorer_free(r->restorers[c]);
+    pii_session_free(r->session);
+    pii_buffer_free(&r->out);
+    json_decref(r->last_chunk);
+    srv_metrics_request(r->srv->metrics, r->rq.endpoint, 200, srv_now() - r->rq.t_start);
+    free(r);
+}
+
+/* ---- the route hook ---- */
+
+typedef struct routing {
+    int route;
+    char reason[96];
+    gw_complexity cx;
+    bool scored;
+} routing;
+
+/* How unexpected the prompt is to the edge model: its mean surprisal per token (the negative
+ * log-probability of each token given the ones before) over the first tokens that fit one pass,
+ * divided by ln(vocabulary size), the surprisal of a uniform guess. Runs on the server's
+ * embedding context, which nothing else uses between embedding requests. */
+static double prompt_surprisal(srv_server *srv, const char *text, size_t len)
+{
+    int32_t cap = edgellm_context_n_ctx(srv->embed_ctx);
+    int32_t batch = srv->cfg->n_batch > 0 ? srv->cfg->n_batch : 256;
+    if (cap > batch)
+        cap = batch;
+    if (cap > 256)
+        cap = 256;
+    edgellm_token *tokens = malloc((size_t)cap * sizeof *tokens);
+    int32_t n = 0;
+    int flags = edgellm_add_bos_default(srv->model) ? EDGELLM_TOKENIZE_ADD_BOS : 0;
+    edgellm_status st = tokens ? edgellm_tokenize(srv->model, text, len, flags, tokens, cap, &n)
+                               : EDGELLM_ERR_OUT_OF_MEMORY;
+    if (st == EDGELLM_ERR_BUFFER_TOO_SMALL) {
+        /* Longer than one pass: the first cap tokens stand for the whole prompt. */
+        int32_t all = n;
+        edgellm_token *full = malloc((size_t)all * sizeof *full);
+        st = full ? edgellm_tokenize(srv->model, text, len, flags, full, all, &n)
+                  : EDGELLM_ERR_OUT_OF_MEMORY;
+        if (st == EDGELLM_OK) {
+            memcpy(tokens, full, (size_t)cap * sizeof *tokens);
+            n = cap;
+        }
+        free(full);
+    }
+    double sum = 0;
+    int32_t counted = 0;
+    int32_t n_vocab = edgellm_n_vocab(srv->model);
+    if (st == EDGELLM_OK && n >= 2) {
+        pthread_mutex_lock(&srv->embed_mu);
+        edgellm_context_truncate(srv->embed_ctx, 0);
+        if (edgellm_eval(srv->embed_ctx, tokens, n, 1) == EDGELLM_OK) {
+            for (int32_t i = 0; i + 1 < n; i++) {
+                const float *lg = edgellm_get_logits(srv->embed_ctx, i);
+                if (!lg)
+                    break;
+                float m = lg[0];
+                for (int32_t v = 1; v < n_vocab; v++)
+                    m = lg[v] > m ? lg[v] : m;
+                double z = 0;
+                for (int32_t v = 0; v < n_vocab; v++)
+                    z += exp((double)lg[v] - m);
+                sum += m + log(z) - lg[tokens[i + 1]];
+                counted++;
+            }
+        }
+        edgellm_context_truncate(srv->embed_ctx, 0);
+        pthread_mutex_unlock(&srv->embed_mu);
+    }
+    free(tokens);
+    return counted && n_vocab > 1 ? sum / counted / log((double)n_vocab) : 0;
+}
+
+static void decide(gateway *g, srv_server *srv, json_t *body, gw_route_mode mode, routing *out)
+{
+    if (mode == GW_ROUTE_EDGE) {
+        out->route = RT_EDGE;
+        snprintf(out->reason, sizeof out->reason, "route=edge");
+        return;
+    }
+    if (mode == GW_ROUTE_CLOUD) {
+        out->route = RT_CLOUD;
+        snprintf(out->reason, sizeof out->reason, "route=cloud");
+        return;
+    }
+    text_collect t = {0};
+    json_t *msgs = json_object_get(body, "messages");
+    collect_texts(msgs ? msgs : json_object_get(body, "prompt"), &t);
+    int32_t n_tokens = 0;
+    if (t.len)
+        edgellm_tokenize(srv->model, t.data, t.len, 0, NULL, 0, &n_tokens);
+    json_t *mt = json_object_get(body, "max_completion_tokens");
+    if (!json_is_integer(mt))
+        mt = json_object_get(body, "max_tokens");
+    double surprisal = t.len ? prompt_surprisal(srv, t.data, t.len) : 0;
+    gw_complexity_score(t.data ? t.data : "", t.len, n_tokens,
+                        json_is_integer(mt) ? (long)json_integer_value(mt) : -1,
+                        msgs ? (int)json_array_size(msgs) : 1, surprisal, &out->cx);
+    out->scored = true;
+    free(t.data);
+    bool cloud = out->cx.score > g->threshold;
+    out->route = cloud ? RT_CLOUD : RT_EDGE;
+    snprintf(out->reason, sizeof out->reason, "complexity=%.2f%s%.2f", out->cx.score,
+             cloud ? ">" : "<=", g->threshold);
+}
+
+static void log_request(const srv_front_request *rq, const routing *rt, const char *route,
+                        const char *reason, size_t n_redacted)
+{
+    if (rt->scored)
+        fprintf(stderr,
+                "edgellm gateway: %s route=%s reason=%s complexity=%.3f length=%.2f "
+                "max_tokens=%.2f code_math=%.0f steps=%.2f turns=%.2f surprisal=%.2f pii=%zu\n",
+                rq->endpoint, route, reason, rt->cx.score, rt->cx.length, rt->cx.max_tokens,
+                rt->cx.code_math, rt->cx.steps, rt->cx.turns, rt->cx.surprisal, n_redacted);
+    else
+        fprintf(stderr, "edgellm gateway: %s route=%s reason=%s pii=%zu\n", rq->endpoint, route,
+                reason, n_redacted);
+}
+
+/* Falls back to the edge model: the local handler answers the body with the note. */
+static bool fall_back(gateway *g, srv_front_request *rq, json_t *body, const char *why,
+                      const routing *rt, int *result, srv_server *srv,
+                      struct MHD_Connection *conn)
+{
+    count_failure(g, why);
+    set_route(rq, g, RT_FALLBACK, why);
+    log_request(rq, rt, "edge-fallback", why, 0);
+    bool chat = !strcmp(rq->endpoint, "/v1/chat/completions");
+    if (!set_local_body(rq, body, chat ? g->fallback_note : NULL)) {
+        *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+        return true;
+    }
+    return false;
+}
+
+static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *conn,
+                          srv_front_request *rq, int *result)
+{
+    gateway *g = ctx;
+    if (!strcmp(rq->endpoint, "/v1/embeddings")) {
+        set_route(rq, g, RT_EDGE, "embeddings-on-device");
+        return false;
+    }
+    json_t *body = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return false; /* the local handler names what is wrong with it */
+    }
+    gw_route_mode mode = g->cfg->route;
+    json_t *ext = json_object_get(body, "edgellm");
+    if (ext) {
+        json_t *r = json_object_get(ext, "route");
+        const char *v = json_string_value(r);
+        if (!json_is_object(ext) || (r && !v) ||
+            (v && strcmp(v, "edge") && strcmp(v, "cloud") && strcmp(v, "auto"))) {
+            json_decref(body);
+            *result = send_error(srv, conn, rq, 400, "invalid_value", "%s",
+                                 "'edgellm' must be an object like {\"route\": \"edge\"}; route "
+                                 "is \"edge\", \"cloud\" or \"auto\"");
+            return true;
+        }
+        if (v)
+            mode = !strcmp(v, "edge") ? GW_ROUTE_EDGE : !strcmp(v, "cloud") ? GW_ROUTE_CLOUD
+                                                                            : GW_ROUTE_AUTO;
+        json_object_del(body, "edgellm");
+    }
+    routing rt = {0};
+    decide(g, srv, body, mode, &rt);
+    if (rt.route == RT_EDGE) {
+        set_route(rq, g, RT_EDGE, rt.reason);
+        log_request(rq, &rt, "edge", rt.reason, 0);
+        bool ok = set_local_body(rq, body, NULL);
+        json_decref(body);
+        if (!ok) {
+            *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+            return true;
+        }
+        return false;
+    }
+
+    /* To the cloud: nothing leaves before every string is redacted (or refused). */
+    json_t *out = json_deep_copy(body);
+    pii_session *session = NULL;
+    walk w = {.policy = g->pii};
+    if (g->cfg->pii == GW_PII_BLOCK) {
+        w.mode = WALK_SCAN;
+        walk_strings(NULL, NULL, 0, out, &w);
+        if (w.n_found) {
+            char types[256];
+            pii_describe_types(w.found, w.n_found, types, sizeof types);
+            free(w.found);
+            json_decref(out);
+            json_decref(body);
+            atomic_fetch_add(&g->pii_blocked, 1);
+            snprintf(rq->reason, sizeof rq->reason, "pii-blocked");
+            fprintf(stderr, "edgellm gateway: %s refused: personal data (%s)\n", rq->endpoint,
+                    types);
+            *result = send_error(srv, conn, rq, 400, "pii_detected",
+                                 "the request contains personal data (%s) and --pii block is on; "
+                                 "remove it or send it with \"edgellm\": {\"route\": \"edge\"}",
+                                 types);
+            return true;
+        }
+    } else if (g->cfg->pii == GW_PII_REDACT) {
+        if (pii_session_create(g->pii, &session) != EDGELLM_OK) {
+            w.failed = true;
+        } else {
+            w.mode = WALK_REDACT;
+            w.session = session;
+            walk_strings(NULL, NULL, 0, out, &w);
+        }
+    }
+    if (w.failed) {
+        free(w.found);
+        json_decref(out);
+        json_decref(body);
+        pii_session_free(session);
+        *result = send_error(srv, conn, rq, 500, "pii_scan_failed", "%s",
+                             "the personal-data scan failed, so nothing was sent to the cloud");
+        return true;
+    }
+    free(w.found);
+    atomic_fetch_add(&g->pii_entities, w.n_redacted);
+    if (g->cfg->cloud_model)
+        json_object_set_new(out, "model", json_string(g->cfg->cloud_model));
+    bool stream = json_is_true(json_object_get(out, "stream"));
+
+    if (circuit_is_open(g)) {
+        json_decref(out);
+        pii_session_free(session);
+        bool answered = fall_back(g, rq, body, "circuit-open", &rt, result, srv, conn);
+        json_decref(body);
+        return answered;
+    }
+    char *payload = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    const char *path = !strcmp(rq->endpoint, "/v1/chat/completions") ? "/v1/chat/completions"
+                                                                     : "/v1/completions";
+    double deadline = now_s() + g->cfg->deadline_s;
+    const char *failure = NULL;
+    gw_call call;
+    memset(&call, 0, sizeof call);
+    for (int attempt = 0; payload; attempt++) {
+        if (!gw_call_start(&call, &g->up, path, payload, strlen(payload), deadline - now_s())) {
+            failure = "cloud-unreachable";
+            break;
+        }
+        /* A stream is committed once its first bytes arrive; before that it may still fall
+         * back. */
+        while (!gw_call_pump(&call, 100) && !(stream && call.got_body && call.status == 200)) {
+            if (srv_http_client_gone(conn)) {
+                gw_call_free(&call);
+                free(payload);
+                pii_session_free(session);
+                json_decref(body);
+                *result = MHD_NO;
+                return true;
+            }
+        }
+        failure = gw_call_failure(&call);
+        bool retry = failure && (!strcmp(failure, "cloud-429") || !strcmp(failure, "cloud-5xx")) &&
+                     attempt < g->cfg->retries;
+        double backoff = 0.2 * (1 << attempt);
+        if (!retry || now_s() + backoff >= deadline)
+            break;
+        gw_call_free(&call);
+        nanosleep(&(struct timespec){(time_t)backoff, (long)((backoff - (time_t)backoff) * 1e9)},
+                  NULL);
+    }
+    if (!payload) {
+        pii_session_free(session);
+        json_decref(body);
+        *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+        return true;
+    }
+    free(payload);
+    if (failure) {
+        gw_call_free(&call);
+        pii_session_free(session);
+        if (strcmp(failure, "cloud-429") != 0 && strcmp(failure, "cloud-5xx") != 0)
+            circuit_set(g, true);
+        bool answered = fall_back(g, rq, body, failure, &rt, result, srv, conn);
+        json_decref(body);
+        return answered;
+    }
+    set_route(rq, g, RT_CLOUD, rt.reason);
+    log_request(rq, &rt, "cloud", rt.reason, w.n_redacted);
+
+    if (stream && call.status == 200) {
+        relay *r = calloc(1, sizeof *r);
+        struct MHD_Response *resp =
+            r ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192, relay_reader, r,
+                                                  relay_free)
+              : NULL;
+        if (!resp) {
+            free(r);
+            gw_call_free(&call);
+            pii_session_free(session);
+            json_decref(body);
+            *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+            return true;
+        }
+        r->g = g;
+        r->srv = srv;
+        r->conn = conn;
+        r->rq = *rq;
+        r->rq.body = NULL;
+        r->call = call;
+        gw_call_moved(&r->call);
+        r->session = session;
+        r->chat = !strcmp(path, "/v1/chat/completions");
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        srv_http_decorate(srv, conn, resp, rq);
+        *result = MHD_queue_response(conn, 200, resp);
+        MHD_destroy_response(resp);
+        json_decref(body);
+        return true;
+    }
+
+    /* Whole answers: restored, or a 502 when they are not what the API promises. */
+    json_t *answer = call.len ? json_loadb(call.body, call.len, 0, NULL) : NULL;
+    long status = call.status;
+    gw_call_free(&call);
+    bool shaped = json_is_object(answer) &&
+                  (status != 200 || json_is_array(json_object_get(answer, "choices")));
+    if (!shaped) {
+        json_decref(answer);
+        pii_session_free(session);
+        if (g->fallback_on_malformed) {
+            bool answered = fall_back(g, rq, body, "cloud-malformed", &rt, result, srv, conn);
+            json_decref(body);
+            return answered;
+        }
+        count_failure(g, "cloud-malformed");
+        json_decref(body);
+        *result = send_error(srv, conn, rq, 502, "upstream_invalid", "%s",
+                             "the cloud's answer is not an OpenAI-shaped JSON object (with "
+                             "'choices'); check --cloud-url");
+        return true;
+    }
+    json_decref(body);
+    if (session) {
+        walk rw = {.mode = WALK_RESTORE, .session = session};
+        walk_strings(NULL, NULL, 0, answer, &rw);
+    }
+    pii_session_free(session);
+    *result = send_json_text(srv, conn, rq, status >= 200 && status < 600 ? (int)status : 502,
+                             answer);
+    json_decref(answer);
+    return true;
+}
+
+static char *gateway_metrics(void *ctx)
+{
+    gateway *g = ctx;
+    size_t cap = 4096;
+    char *t = malloc(cap);
+    if (!t)
+        return NULL;
+    size_t n = 0;
+#define PUT(...) n += (size_t)snprintf(t + n, n < cap ? cap - n : 0, __VA_ARGS__)
+    PUT("# HELP edgellm_gateway_requests_total Requests by the route that answered them.\n"
+        "# TYPE edgellm_gateway_requests_total counter\n");
+    for (int i = 0; i < RT_COUNT; i++)
+        PUT("edgellm_gateway_requests_total{route=\"%s\"} %llu\n", route_names[i],
+            (unsigned long long)atomic_load(&g->routed[i]));
+    PUT("# HELP edgellm_gateway_cloud_failures_total Cloud calls that failed, by reason.\n"
+        "# TYPE edgellm_gateway_cloud_failures_total counter\n");
+    for (size_t i = 0; i < N_FAILURES; i++)
+        PUT("edgellm_gateway_cloud_failures_total{reason=\"%s\"} %llu\n", failure_names[i],
+            (unsigned long long)atomic_load(&g->failures[i]));
+    PUT("# HELP edgellm_gateway_pii_redacted_total Values replaced by placeholders.\n"
+        "# TYPE edgellm_gateway_pii_redacted_total counter\nedgellm_gateway_pii_redacted_total "
+        "%llu\n",
+        (unsigned long long)atomic_load(&g->pii_entities));
+    PUT("# HELP edgellm_gateway_pii_blocked_total Requests refused by --pii block.\n"
+        "# TYPE edgellm_gateway_pii_blocked_total counter\nedgellm_gateway_pii_blocked_total "
+        "%llu\n",
+        (unsigned long long)atomic_load(&g->pii_blocked));
+    PUT("# HELP edgellm_gateway_circuit_open Whether the cloud counts as unavailable.\n"
+        "# TYPE edgellm_gateway_circuit_open gauge\nedgellm_gateway_circuit_open %d\n",
+        circuit_is_open(g));
+    PUT("# HELP edgellm_gateway_circuit_opened_total Times the cloud became unavailable.\n"
+        "# TYPE edgellm_gateway_circuit_opened_total counter\n"
+        "edgellm_gateway_circuit_opened_total %llu\n",
+        (unsigned long long)atomic_load(&g->circuit_opened));
+#undef PUT
+    if (n >= cap) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ---- start-up ---- */
+
+static bool load_policy(gateway *g, const char *path)
+{
+    g->threshold = 0.6;
+    g->fallback_on_malformed = false;
+    g->fallback_note = strdup(DEFAULT_FALLBACK_NOTE);
+    if (!path)
+        return pii_policy_default(&g->pii) == EDGELLM_OK ||
+               (fprintf(stderr, "edgellm gateway: %s\n", edgellm_last_error()), false);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!json_is_object(j)) {
+        fprintf(stderr, "edgellm gateway: --policy %s: %s (line %d, column %d)\n", path,
+                j ? "must be a JSON object" : je.text, je.line, je.column);
+        json_decref(j);
+        return false;
+    }
+    json_t *th = json_object_get(j, "complexity_threshold");
+    json_t *fb = json_object_get(j, "fallback_on_malformed");
+    json_t *note = json_object_get(j, "fallback_note");
+    const char *bad = NULL;
+    if (th && (!json_is_number(th) || json_number_value(th) < 0 || json_number_value(th) > 1))
+        bad = "'complexity_threshold' must be a number from 0 to 1";
+    else if (fb && !json_is_boolean(fb))
+        bad = "'fallback_on_malformed' must be true or false";
+    else if (note && !json_is_string(note))
+        bad = "'fallback_note' must be a string (\"\" for none)";
+    if (note && !bad) {
+        free(g->fallback_note);
+        g->fallback_note = strdup(json_string_value(note));
+    }
+    if (th && !bad)
+        g->threshold = json_number_value(th);
+    if (fb && !bad)
+        g->fallback_on_malformed = json_is_true(fb);
+    json_decref(j);
+    if (bad) {
+        fprintf(stderr, "edgellm gateway: --policy %s: %s\n", path, bad);
+        return false;
+    }
+    if (pii_policy_load(path, &g->pii) != EDGELLM_OK) {
+        fprintf(stderr, "edgellm gateway: %s\n", edgellm_last_error());
+        return false;
+    }
+    return true;
+}
+
+static bool set_upstream(gateway *g, const gw_config *cfg)
+{
+    const char *url = cfg->cloud_url;
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        fprintf(stderr, "edgellm gateway: --cloud-url must start with http:// or https:// "
+                        "(e.g. https://api.example.com/v1)\n");
+        return false;
+    }
+    size_t n = strlen(url);
+    if (n >= sizeof g->up.root) {
+        fprintf(stderr, "edgellm gateway: --cloud-url is longer than %zu bytes\n",
+                sizeof g->up.root - 1);
+        return false;
+    }
+    memcpy(g->up.root, url, n + 1);
+    while (n > 0 && g->up.root[n - 1] == '/')
+        g->up.root[--n] = '\0';
+    if (n >= 3 && !strcmp(g->up.root + n - 3, "/v1"))
+        g->up.root[n - 3] = '\0';
+    g->up.insecure = cfg->cloud_insecure;
+    g->up.connect_timeout_s = cfg->connect_timeout_s;
+    if (cfg->cloud_key) {
+        size_t len = strlen(cfg->cloud_key) + 32;
+        g->up.auth_header = malloc(len);
+        if (!g->up.auth_header)
+            return false;
+        snprintf(g->up.auth_header, len, "Authorization: Bearer %s", cfg->cloud_key);
+    }
+    return true;
+}
+
+int gw_run(gw_config *cfg)
+{
+    if (cfg->connect_timeout_s <= 0)
+        cfg->connect_timeout_s = 0.5;
+    if (cfg->deadline_s <= 0)
+        cfg->deadline_s = 60;
+    if (cfg->retries < 0)
+        cfg->retries = 1;
+    if (cfg->probe_interval_s <= 0)
+        cfg->probe_interval_s = 0.5;
+    gateway *g = calloc(1, sizeof *g);
+    if (!g) {
+        fprintf(stderr, "edgellm gateway: out of memory\n");
+        return 1;
+    }
+    g->cfg = cfg;
+    pthread_mutex_init(&g->mu, NULL);
+    int rc = 2;
+    if (!load_policy(g, cfg->policy_path) || !set_upstream(g, cfg))
+        goto done;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    bool prober = pthread_create(&g->prober, NULL, prober_main, g) == 0;
+    srv_front front = {gateway_route, gateway_metrics, g};
+    cfg->server.front = &front;
+    cfg->server.log_name = "edgellm gateway";
+    fprintf(stderr, "edgellm gateway: cloud %s, route %s, pii %s, complexity threshold %.2f\n",
+            g->up.root,
+            cfg->route == GW_ROUTE_AUTO ? "auto" : cfg->route == GW_ROUTE_EDGE ? "edge" : "cloud",
+            cfg->pii == GW_PII_REDACT ? "redact" : cfg->pii == GW_PII_BLOCK ? "block" : "off",
+            g->threshold);
+    rc = ellm_server_run(&cfg->server);
+    atomic_store(&g->stopping, true);
+    if (prober)
+        pthread_join(g->prober, NULL);
+    curl_global_cleanup();
+done:
+    pii_policy_free(g->pii);
+    free(g->fallback_note);
+    if (g->up.auth_header) {
+        memset(g->up.auth_header, 0, strlen(g->up.auth_header));
+        free(g->up.auth_header);
+    }
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+    return rc;
+}

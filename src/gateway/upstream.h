@@ -1,0 +1,43 @@
+/* One HTTP call to the cloud upstream (libcurl), pumped by the thread that waits for it. */
+#ifndef EDGELLM_GATEWAY_UPSTREAM_H
+#define EDGELLM_GATEWAY_UPSTREAM_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define GW_UPSTREAM_MAX_BODY (64u << 20)
+
+typedef struct gw_upstream {
+    char root[1024];          /* scheme://host[:port] and any prefix, without a trailing /v1 */
+    char *auth_header;        /* "Authorization: Bearer KEY" or NULL; never logged */
+    bool insecure;
+    double connect_timeout_s;
+} gw_upstream;
+
+typedef struct gw_call {
+    CURL *easy;
+    CURLM *multi;
+    struct curl_slist *headers;
+    char *body; /* what arrived so far, NUL-terminated; a relay consumes it from the front */
+    size_t len, cap;
+    bool got_body;
+    bool finished;
+    CURLcode result;
+    long status;
+    char error[CURL_ERROR_SIZE];
+} gw_call;
+
+/* POSTs body (GET when body is NULL) to root + path. False when libcurl cannot set it up. */
+bool gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const char *body,
+                   size_t len, double total_timeout_s);
+/* After copying a gw_call to a new address: libcurl writes to the new one. */
+void gw_call_moved(gw_call *c);
+/* Moves the transfer on, waiting up to wait_ms for the network; true once it has finished. */
+bool gw_call_pump(gw_call *c, int wait_ms);
+void gw_call_free(gw_call *c);
+/* Why a finished call counts as the cloud being unavailable ("cloud-unreachable", "cloud-dns",
+ * "cloud-tls", "cloud-timeout", "cloud-5xx", "cloud-429"), or NULL when it answered. */
+const char *gw_call_failure(const gw_call *c);
+
+#endif

@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""`edgellm gateway` over real HTTP on loopback, with a recording upstream (a small OpenAI-shaped
+server in this file that stores every byte it receives and echoes the last user text back):
+no labelled PII value reaches the upstream in any field, the restored answer equals the original
+text (whole and streamed in 3-byte chunks, so placeholders split across chunks), --pii block,
+the route headers and /metrics, the per-request override, the cloud key never reaching the
+client, offline fallback (closed port, hanging upstream, 5xx) within the latency bound, the
+circuit breaker and recovery, malformed answers (502), and routing by complexity. Standard
+library only; the HTTP client helpers are test_server.py's."""
+import http.server
+import json
+import os
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
+import test_server as ts  # noqa: E402  (check, Server's request/stream helpers, MODEL, TMP)
+
+check = ts.check
+CLOUD_KEY = "cloud-secret-key-42"
+CLIENT_KEY = "gateway-client-key"
+
+PII = {
+    "EMAIL": "jane.doe@example.com",
+    "PHONE": "+1 (202) 555-0143",
+    "CARD": "4111 1111 1111 1111",
+    "IBAN": "DE89 3704 0044 0532 0130 00",
+    "SSN": "123-45-6789",
+    "IP_ADDRESS": "192.168.17.42",
+    "SECRET": "sk-proj-Zx81mQ4rT0pLk29sVb7nWc3yHd5Jf6Ge",
+}
+
+
+class Upstream:
+    """An OpenAI-shaped cloud that records what it receives. mode: ok, hang, 500, garbage."""
+
+    def __init__(self, port=0):
+        self.received = []  # (method, path, headers, body bytes)
+        self.mode = "ok"
+        self.release = threading.Event()
+        up = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, status, payload, ctype="application/json"):
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                up.received.append(("GET", self.path, dict(self.headers), b""))
+                if up.mode == "hang":
+                    up.release.wait(30)
+                    return
+                if up.mode == "500":
+                    return self.reply(500, {"error": {"message": "down"}})
+                self.reply(200, {"object": "list", "data": [{"id": "cloud-model"}]})
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(n)
+                up.received.append(("POST", self.path, dict(self.headers), raw))
+                if up.mode == "hang":
+                    up.release.wait(30)
+                    return
+                if up.mode == "500":
+                    return self.reply(500, {"error": {"message": "overloaded"}})
+                if up.mode == "garbage":
+                    return self.reply(200, b"<html>not json", "text/html")
+                body = json.loads(raw)
+                chat = self.path.endswith("/chat/completions")
+                if chat:
+                    text = body["messages"][-1]["content"]
+                else:
+                    text = body["prompt"]
+                answer = "You said: " + text
+                if not body.get("stream"):
+                    if chat:
+                        choice = {"index": 0, "message": {"role": "assistant", "content": answer},
+                                  "finish_reason": "stop"}
+                    else:
+                        choice = {"index": 0, "text": answer, "finish_reason": "stop"}
+                    return self.reply(200, {"id": "x", "object": "chat.completion",
+                                            "model": body.get("model"), "choices": [choice]})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for i in range(0, len(answer), 3):
+                    piece = answer[i:i + 3]
+                    if chat:
+                        ch = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                    else:
+                        ch = {"index": 0, "text": piece, "finish_reason": None}
+                    ev = {"id": "x", "object": "chunk", "choices": [ch]}
+                    self.wfile.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+        class Srv(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.httpd = Srv(("127.0.0.1", port), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def everything(self):
+        """Every byte received, raw and JSON-decoded, as one text."""
+        parts = []
+        for method, path, headers, raw in self.received:
+            parts.append(path)
+            parts.append(json.dumps(headers))
+            parts.append(raw.decode("utf-8", "replace"))
+            try:
+                parts.append(json.dumps(json.loads(raw), ensure_ascii=False))
+            except ValueError:
+                pass
+        return "\n".join(parts)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_gateway(cloud_port, *args):
+    g = ts.Server.__new__(ts.Server)
+    g.ready = os.path.join(ts.TMP, "gw-ready-%d" % time.monotonic_ns())
+    g.log = open(os.path.join(ts.TMP, "gw-%d.log" % time.monotonic_ns()), "w+")
+    env = dict(os.environ, EDGELLM_CLOUD_KEY=CLOUD_KEY)
+    g.proc = subprocess.Popen(
+        [ts.EDGELLM, "gateway", "-m", ts.MODEL, "--port", "0", "--ready-file", g.ready,
+         "--cloud-url", "http://127.0.0.1:%d/v1" % cloud_port, "--threads", "2"] + list(args),
+        stdout=g.log, stderr=g.log, env=env)
+    deadline = time.time() + 30
+    while not os.path.exists(g.ready):
+        if g.proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError("gateway did not start: " + g.logtext())
+        time.sleep(0.02)
+    g.port = int(open(g.ready).read().strip().rsplit(":", 1)[1])
+    while g.request("GET", "/health")[0] != 200:
+        if time.time() > deadline:
+            raise RuntimeError("gateway model did not load")
+        time.sleep(0.02)
+    return g
+
+
+def stop(g):
+    rc = g.stop()
+    check(rc == 0, "gateway exits 0 on SIGTERM: %s" % rc)
+    log = g.logtext()
+    for value in PII.values():
+        check(value not in log, "the gateway's log holds no PII value (%s)" % value[:4])
+    check(CLOUD_KEY not in log, "the gateway's log never holds the cloud key")
+    return log
+
+
+def metric(g, name, headers=None):
+    st, text, _ = g.request("GET", "/metrics", headers=headers)
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def pii_text():
+    return ("Contact me at %(EMAIL)s or %(PHONE)s. Card %(CARD)s, IBAN %(IBAN)s, SSN %(SSN)s, "
+            "server %(IP_ADDRESS)s, api key %(SECRET)s; again %(EMAIL)s." % PII)
+
+
+def stream_text(g, path, body, headers):
+    st, events, done, _ = g.stream(path, body, headers)
+    text = ""
+    for ev in events:
+        for ch in ev.get("choices", []):
+            text += (ch.get("delta") or {}).get("content") or ch.get("text") or ""
+    return st, text, done
+
+
+def test_pii_and_routes(up):
+    g = start_gateway(up.port, "--route", "cloud", "--api-key", CLIENT_KEY)
+    auth = {"Authorization": "Bearer " + CLIENT_KEY}
+    try:
+        original = pii_text()
+        body = {"model": "m", "messages": [
+            {"role": "system", "content": "The user is %s." % PII["EMAIL"]},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "c1", "type": "function",
+                 "function": {"name": "lookup", "arguments": json.dumps({"ssn": PII["SSN"]})}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "card " + PII["CARD"]},
+            {"role": "user", "content": original}], "edgellm": {"route": "cloud"}}
+        st, resp, hdrs = g.request("POST", "/v1/chat/completions", body, auth)
+        check(st == 200, "cloud chat: %s %s" % (st, resp))
+        check(hdrs.get("x-edgellm-route") == "cloud", "route header cloud: %s" % hdrs)
+        check(hdrs.get("x-edgellm-route-reason") == "route=cloud", "reason: %s" % hdrs)
+        if st == 200:
+            got = resp["choices"][0]["message"]["content"]
+            check(got == "You said: " + original, "restored answer equals the original: %r" % got)
+        # Streaming: the answer comes back in 3-byte chunks, placeholders split across them.
+        st, text, done = stream_text(g, "/v1/chat/completions",
+                                     dict(body, stream=True), auth)
+        check(st == 200 and done, "streamed cloud chat: %s" % st)
+        check(text == "You said: " + original, "streamed restored answer: %r" % text)
+        # Completions with a prompt, streamed and not.
+        cbody = {"prompt": original, "max_tokens": 8}
+        st, resp, hdrs = g.request("POST", "/v1/completions", cbody, auth)
+        check(st == 200 and resp["choices"][0]["text"] == "You said: " + original,
+              "completion restored: %s %s" % (st, resp))
+        st, text, done = stream_text(g, "/v1/completions", dict(cbody, stream=True), auth)
+        check(st == 200 and done and text == "You said: " + original,
+              "streamed completion restored: %r" % text)
+        seen = up.everything()
+        for kind, value in PII.items():
+            check(value not in seen, "no %s value reached the upstream" % kind)
+        check("[EMAIL_1]" in seen and "[CARD_1]" in seen, "placeholders were sent instead")
+        check(CLIENT_KEY not in seen, "the client's key is not forwarded upstream")
+        posts = [r for r in up.received if r[0] == "POST"]
+        check(all(r[2].get("Authorization") == "Bearer " + CLOUD_KEY for r in posts),
+              "the cloud key goes upstream as Bearer")
+        check(all(b'"edgellm"' not in r[3] for r in posts), "the edgellm member is stripped")
+        check(all(json.loads(r[3]).get("model") == "m" for r in posts if b"messages" in r[3]),
+              "the client's model is passed on without --cloud-model")
+        # Per-request override to the edge: the local model answers, nothing goes upstream.
+        n_before = len(up.received)
+        st, resp, hdrs = g.request("POST", "/v1/chat/completions",
+                                   {"messages": [{"role": "user", "content": PII["EMAIL"]}],
+                                    "max_tokens": 4, "edgellm": {"route": "edge"}}, auth)
+        check(st == 200 and hdrs.get("x-edgellm-route") == "edge",
+              "override to edge: %s %s" % (st, hdrs))
+        check(len([r for r in up.received[n_before:] if r[0] == "POST"]) == 0,
+              "an edge request sends nothing upstream")
+        st, resp, hdrs = g.request("POST", "/v1/chat/completions",
+                                   {"messages": [{"role": "user", "content": "x"}],
+                                    "edgellm": {"route": "moon"}}, auth)
+        check(st == 400 and "route" in resp["error"]["message"], "bad override: %s" % resp)
+        st, resp, hdrs = g.request("POST", "/v1/embeddings", {"input": PII["EMAIL"]}, auth)
+        check(st == 200 and hdrs.get("x-edgellm-route") == "edge",
+              "embeddings on the device: %s %s" % (st, hdrs))
+        check(CLOUD_KEY not in json.dumps(resp) and CLOUD_KEY not in json.dumps(hdrs),
+              "the cloud key never reaches the client")
+        st, resp, _ = g.request("POST", "/v1/chat/completions", body)
+        check(st == 401, "the gateway's own key is required: %s" % st)
+        st, resp, _ = g.request("POST", "/v1/chat/completions", body,
+                                dict(auth, Host="evil.example"))
+        check(st == 421, "Host check as in serve: %s" % st)
+        check(metric(g, 'edgellm_gateway_requests_total{route="cloud"}', auth) == 4,
+              "/metrics counts 4 cloud requests")
+        check(metric(g, "edgellm_gateway_pii_redacted_total", auth) >= 4 * 8,
+              "/metrics counts the redacted values")
+    finally:
+        stop(g)
+    # Block mode: 400 naming the types, never the values; nothing sent.
+    g = start_gateway(up.port, "--route", "cloud", "--pii", "block")
+    try:
+        n_before = len(up.received)
+        st, resp, hdrs = g.request("POST", "/v1/chat/completions",
+                                   {"messages": [{"role": "user", "content": pii_text()}]})
+        msg = resp["error"]["message"] if isinstance(resp, dict) else ""
+        check(st == 400 and resp["error"]["code"] == "pii_detected", "block: %s %s" % (st, resp))
+        check("EMAIL" in msg and "CARD" in msg and "IBAN" in msg, "block names types: %s" % msg)
+        check(all(v not in msg for v in PII.values()), "block never names a value")
+        check(len([r for r in up.received[n_before:] if r[0] == "POST"]) == 0,
+              "a blocked request sends nothing")
+        st, resp, hdrs = g.request("POST", "/v1/chat/completions",
+                                   {"messages": [{"role": "user", "content": "hello there"}]})
+        check(st == 200 and hdrs.get("x-edgellm-route") == "cloud", "clean text passes block")
+    finally:
+        stop(g)
+
+
+def chat(g, text="Tell me a story", stream=False):
+    body = {"messages": [{"role": "user", "content": text}], "max_tokens": 8, "stream": stream}
+    t0 = time.monotonic()
+    if stream:
+        conn_st, events, done, _ = g.stream("/v1/chat/completions", body)
+        return conn_st, None, {}, time.monotonic() - t0
+    st, resp, hdrs = g.request("POST", "/v1/chat/completions", body)
+    return st, resp, hdrs, time.monotonic() - t0
+
+
+def edge_time(g):
+    """How long the edge model alone takes for the same request (the baseline of the bound)."""
+    best = 1e9
+    for _ in range(3):
+        t0 = time.monotonic()
+        st, _, hdrs = g.request("POST", "/v1/chat/completions",
+                                {"messages": [{"role": "user", "content": "Tell me a story"}],
+                                 "max_tokens": 8, "edgellm": {"route": "edge"}})
+        best = min(best, time.monotonic() - t0)
+    return best
+
+
+def short_note_policy():
+    """The 260K test model has 128 tokens of context: the default note would not fit."""
+    path = os.path.join(ts.TMP, "note-policy.json")
+    with open(path, "w") as f:
+        json.dump({"fallback_note": "Offline: be unsure."}, f)
+    return path
+
+
+def test_offline():
+    # A closed port: connection refused, fallback at once.
+    closed = free_port()
+    g = start_gateway(closed, "--route", "cloud", "--policy", short_note_policy())
+    try:
+        base = edge_time(g)
+        st, resp, hdrs, dt = chat(g)
+        check(st == 200 and hdrs.get("x-edgellm-route") == "edge-fallback",
+              "closed port falls back: %s %s" % (st, hdrs))
+        check(hdrs.get("x-edgellm-route-reason") in ("cloud-unreachable", "circuit-open"),
+              "reason: %s" % hdrs)
+        check(dt - base < 1.0, "fallback's extra latency under 1 s: %.3f s" % (dt - base))
+        st2, resp2, _ = g.request("POST", "/v1/chat/completions",
+                                  {"messages": [{"role": "user", "content": "Tell me a story"}],
+                                   "max_tokens": 8, "edgellm": {"route": "edge"}})
+        check(st == 200 and st2 == 200 and resp["usage"]["prompt_tokens"] >
+              resp2["usage"]["prompt_tokens"] + 5, "the fallback's prompt carries the note")
+        print("fallback (closed port): %.3f s, edge alone %.3f s" % (dt, base))
+        # The circuit is open now: the next requests do not try the network.
+        time.sleep(0.3)
+        st, resp, hdrs, dt = chat(g)
+        check(hdrs.get("x-edgellm-route-reason") == "circuit-open",
+              "circuit open after a failure: %s" % hdrs)
+        check(metric(g, "edgellm_gateway_circuit_open") == 1, "/metrics shows the open circuit")
+        # Recovery: the cloud comes up on that port; a probe closes the circuit.
+        up = Upstream(closed)
+        try:
+            deadline = time.time() + 10
+            while metric(g, "edgellm_gateway_circuit_open") != 0 and time.time() < deadline:
+                time.sleep(0.1)
+            st, resp, hdrs, dt = chat(g)
+            check(st == 200 and hdrs.get("x-edgellm-route") == "cloud",
+                  "recovered to the cloud: %s %s" % (st, hdrs))
+            # A cloud answering 500 (after the retry) falls back too, and garbage is a 502.
+            up.mode = "500"
+            st, resp, hdrs, dt = chat(g)
+            check(st == 200 and hdrs.get("x-edgellm-route") == "edge-fallback"
+                  and hdrs.get("x-edgellm-route-reason") == "cloud-5xx", "5xx: %s" % hdrs)
+            up.mode = "garbage"
+            st, resp, hdrs, dt = chat(g)
+            check(st == 502 and resp["error"]["code"] == "upstream_invalid",
+                  "malformed answer is a 502: %s %s" % (st, resp))
+        finally:
+            up.stop()
+    finally:
+        stop(g)
+    # A hanging upstream: the deadline ends the first call; then the probe opens the circuit.
+    up = Upstream()
+    up.mode = "hang"
+    g = start_gateway(up.port, "--route", "cloud", "--cloud-timeout", "1",
+                      "--policy", short_note_policy())
+    try:
+        base = edge_time(g)
+        st, resp, hdrs, dt = chat(g, stream=False)
+        check(st == 200 and hdrs.get("x-edgellm-route") == "edge-fallback",
+              "hanging upstream falls back: %s %s" % (st, hdrs))
+        print("fallback (hanging upstream, --cloud-timeout 1): %.3f s" % dt)
+        check(dt - base < 1.6, "at the deadline: %.3f s" % (dt - base))
+        st, resp, hdrs, dt = chat(g)
+        check(hdrs.get("x-edgellm-route-reason") == "circuit-open" and dt - base < 0.5,
+              "then the open circuit answers at once: %s %.3f s" % (hdrs, dt))
+        st, events, done, _ = g.stream("/v1/chat/completions",
+                                       {"messages": [{"role": "user", "content": "hi"}],
+                                        "max_tokens": 4, "stream": True})
+        check(st == 200 and done, "a stream falls back too")
+    finally:
+        stop(g)
+        up.stop()
+
+
+def test_routing(up):
+    g = start_gateway(up.port, "--route", "auto")
+    try:
+        cases = [
+            ("Hi!", 16, "edge"),
+            ("What is the capital of France?", 32, "edge"),
+            ("First, write a Python function `def merge(a, b)` that merges two sorted lists; "
+             "then prove its complexity step by step and compare it with heapq.merge.", 512,
+             "cloud"),
+            ("Derive the equation of motion, then explain why the integral converges. " * 3,
+             1024, "cloud"),
+        ]
+        for text, max_tokens, want in cases:
+            st, resp, hdrs = g.request("POST", "/v1/chat/completions",
+                                       {"messages": [{"role": "user", "content": text}],
+                                        "max_tokens": max_tokens})
+            check(st == 200 and hdrs.get("x-edgellm-route") == want,
+                  "auto routes %r to %s: %s" % (text[:30], want, hdrs))
+            check(hdrs.get("x-edgellm-route-reason", "").startswith("complexity="),
+                  "reason names the score: %s" % hdrs)
+        log = g.logtext()
+        check("complexity=" in log and "code_math=" in log and "surprisal=" in log,
+              "the score's parts are logged")
+    finally:
+        stop(g)
+
+
+def main():
+    up = Upstream()
+    try:
+        test_pii_and_routes(up)
+        test_routing(up)
+    finally:
+        up.stop()
+    test_offline()
+    print("gateway: %d checks, %d failed" % (ts.checks, len(ts.failures)))
+    sys.exit(1 if ts.failures else 0)
+
+
+if __name__ == "__main__":
+    main()
