@@ -12,6 +12,7 @@ if [[ "${1:-}" == "--test" ]]; then
   packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
   command -v python3 >/dev/null || packages+=(python3)
   packages+=(python3-jinja2) # the second reference of the chat-template test
+  packages+=(python3-torch) # the reference of the training gradients (tests/train_torch.py)
   # The machine image may ship its own Node.js; Debian's npm conflicts with it.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
