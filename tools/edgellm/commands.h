@@ -17,5 +17,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_redact(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -27,6 +27,7 @@ static const command commands[] = {
     {"bench", cmd_bench, "the standard edge benchmark record for a model on this machine"},
     {"tokenize", cmd_tokenize, "text to token ids (JSON), with the model's tokenizer"},
     {"redact", cmd_redact, "replace personal data and secrets in a text by placeholders"},
+    {"train", cmd_train, "train a llama model from scratch or fine-tune one on a text corpus"},
 };
 
 static void usage(FILE *out)
