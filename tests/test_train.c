@@ -318,6 +318,66 @@ static void test_cross_entropy_gradient(ellm_threadpool *pool)
     free(z);
 }
 
+/* ---- distillation loss: input student logits [R][V] ---- */
+typedef struct kd_ctx {
+    int R, V;
+    const float *teacher;
+    const int32_t *targets;
+    double T, alpha;
+} kd_ctx;
+
+static double kd_objective(const double *s, const void *vctx)
+{
+    const kd_ctx *c = vctx;
+    double total = 0;
+    for (int r = 0; r < c->R; r++) {
+        const double *z = s + r * c->V;
+        const float *te = c->teacher + r * c->V;
+        double zs = 0, zsT = 0, ztT = 0;
+        for (int i = 0; i < c->V; i++) {
+            zs += exp(z[i]);
+            zsT += exp(z[i] / c->T);
+            ztT += exp(te[i] / c->T);
+        }
+        double kl = 0;
+        for (int i = 0; i < c->V; i++) {
+            double p = exp(te[i] / c->T) / ztT, q = exp(z[i] / c->T) / zsT;
+            kl += p * log(p / q);
+        }
+        total += c->alpha * c->T * c->T * kl + (1 - c->alpha) * (log(zs) - z[c->targets[r]]);
+    }
+    return total / c->R;
+}
+
+static void test_distill_loss(ellm_threadpool *pool)
+{
+    /* By hand: p = softmax([3,1,0] / 2) = [0.628532, 0.231224, 0.140244],
+     * q = softmax([1,2,3] / 2) = [0.186324, 0.307196, 0.506480],
+     * KL(p||q) = sum p log(p/q) = 0.764543 - 0.181880 - 0.180208 = 0.518454,
+     * CE = log(e + e^2 + e^3) - 1 = 2.407606,
+     * loss = 0.5 * 2^2 * 0.518454 + 0.5 * 2.407606 = 2.240711. */
+    float student[3] = {1, 2, 3}, teacher[3] = {3, 1, 0};
+    int32_t target = 0;
+    double kl = 0;
+    double loss = ellm_train_distill_loss(pool, NULL, student, teacher, &target, 1, 3, 2.0f,
+                                          0.5f, 1.0f, &kl);
+    CHECK_MSG(fabs(loss - 2.240711) < 1e-6, "distillation loss %.7f, by hand 2.240711", loss);
+    CHECK(fabs(kl - 0.518454) < 1e-6);
+    /* alpha 0 is plain cross-entropy; a student equal to its teacher has no KL */
+    CHECK(fabs(ellm_train_distill_loss(pool, NULL, student, teacher, &target, 1, 3, 2.0f, 0.0f,
+                                       1.0f, NULL) - 2.407606) < 1e-6);
+    ellm_train_distill_loss(pool, NULL, teacher, teacher, &target, 1, 3, 3.0f, 1.0f, 1.0f, &kl);
+    CHECK(fabs(kl) < 1e-12);
+
+    int32_t targets[3] = {4, 0, 7};
+    float *s = random_floats(24, 3.0f), *t = random_floats(24, 3.0f), ds[24];
+    kd_ctx c = {3, 8, t, targets, 2.5, 0.7};
+    ellm_train_distill_loss(pool, ds, s, t, targets, 3, 8, 2.5f, 0.7f, 1.0f, NULL);
+    check_gradient("distillation", s, ds, 24, kd_objective, &c);
+    free(s);
+    free(t);
+}
+
 /* ---- the whole model ---- */
 static ellm_train_params *tiny_model(bool tied, int vocab, int embd, int layers, int heads,
                                      int kv, int ff, uint64_t seed)
@@ -576,6 +636,7 @@ int main(void)
     test_attention_gradient(pool);
     test_swiglu_gradient();
     test_cross_entropy_gradient(pool);
+    test_distill_loss(pool);
     test_model_gradient(pool, true);
     test_model_gradient(pool, false);
     test_matches_engine(pool);

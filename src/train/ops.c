@@ -346,3 +346,77 @@ double ellm_train_cross_entropy(ellm_threadpool *pool, float *dlogits, const flo
     free(row_loss);
     return total / (double)n_rows;
 }
+
+typedef struct distill_job {
+    float *dlogits;
+    const float *student, *teacher;
+    const int32_t *targets;
+    double *row_loss, *row_kl;
+    int64_t n_rows, n_vocab;
+    float temperature, alpha, scale;
+} distill_job;
+
+/* log-sum-exp of z / T (double accumulation) */
+static double log_sum_exp(const float *z, int64_t n, double inv_t)
+{
+    double max = -INFINITY, sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        max = z[i] * inv_t > max ? z[i] * inv_t : max;
+    for (int64_t i = 0; i < n; i++)
+        sum += exp(z[i] * inv_t - max);
+    return max + log(sum);
+}
+
+static void distill_task(void *arg, int ith, int nth)
+{
+    distill_job *j = arg;
+    int64_t t0, t1;
+    split(j->n_rows, ith, nth, &t0, &t1);
+    double T = j->temperature, inv_t = 1.0 / T, a = j->alpha;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *s = j->student + t * j->n_vocab, *te = j->teacher + t * j->n_vocab;
+        double lse_s = log_sum_exp(s, j->n_vocab, 1.0);
+        double lse_sT = log_sum_exp(s, j->n_vocab, inv_t);
+        double lse_tT = log_sum_exp(te, j->n_vocab, inv_t);
+        double kl = 0;
+        for (int64_t i = 0; i < j->n_vocab; i++) {
+            double log_p = te[i] * inv_t - lse_tT, log_q = s[i] * inv_t - lse_sT;
+            kl += exp(log_p) * (log_p - log_q);
+        }
+        double ce = lse_s - s[j->targets[t]];
+        j->row_kl[t] = kl;
+        j->row_loss[t] = a * T * T * kl + (1 - a) * ce;
+        if (!j->dlogits)
+            continue;
+        /* d(T^2 KL)/ds = T (q - p); d CE/ds = softmax(s) - onehot */
+        double scale = (double)j->scale / (double)j->n_rows;
+        float *dz = j->dlogits + t * j->n_vocab;
+        for (int64_t i = 0; i < j->n_vocab; i++) {
+            double p = exp(te[i] * inv_t - lse_tT), q = exp(s[i] * inv_t - lse_sT);
+            double soft = exp(s[i] - lse_s) - (i == j->targets[t] ? 1.0 : 0.0);
+            dz[i] = (float)(scale * (a * T * (q - p) + (1 - a) * soft));
+        }
+    }
+}
+
+double ellm_train_distill_loss(ellm_threadpool *pool, float *dlogits, const float *student,
+                               const float *teacher, const int32_t *targets, int64_t n_rows,
+                               int64_t n_vocab, float temperature, float alpha, float scale,
+                               double *mean_kl)
+{
+    double *row = malloc(2 * (size_t)n_rows * sizeof *row);
+    if (!row)
+        return NAN;
+    distill_job j = {dlogits, student, teacher, targets, row, row + n_rows, n_rows, n_vocab,
+                     temperature, alpha, scale};
+    ellm_threadpool_run(pool, distill_task, &j);
+    double loss = 0, kl = 0;
+    for (int64_t t = 0; t < n_rows; t++) {
+        loss += row[t];
+        kl += row[n_rows + t];
+    }
+    free(row);
+    if (mean_kl)
+        *mean_kl = kl / (double)n_rows;
+    return loss / (double)n_rows;
+}

@@ -54,4 +54,14 @@ double ellm_train_cross_entropy(ellm_threadpool *pool, float *dlogits, const flo
                                 const int32_t *targets, int64_t n_rows, int64_t n_vocab,
                                 float scale);
 
+/* Knowledge distillation: the mean over rows of
+ *   alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, target)
+ * (T^2 keeps the soft term's gradient on the scale of the hard one as T grows). dlogits (if not
+ * NULL) receives scale times the gradient with respect to the student's logits; *mean_kl (if not
+ * NULL) the mean KL alone. NaN when out of memory. */
+double ellm_train_distill_loss(ellm_threadpool *pool, float *dlogits, const float *student,
+                               const float *teacher, const int32_t *targets, int64_t n_rows,
+                               int64_t n_vocab, float temperature, float alpha, float scale,
+                               double *mean_kl);
+
 #endif
