@@ -1,13 +1,12 @@
 """The training graph's loss and gradients against PyTorch autograd (in float64) on the same tiny
-llama model, tied and separate output heads. Usage: train_torch.py TRAIN_DUMP TMP_DIR"""
+llama model, tied and separate output heads. Usage: train_torch.py TRAIN_DUMP TMP_DIR
+(bench/train_vs_torch.py imports loss_of from here: one PyTorch model for test and benchmark)"""
 import os
 import struct
 import subprocess
 import sys
 
 import torch
-
-dump_exe, tmp = sys.argv[1], sys.argv[2]
 
 
 def read(path):
@@ -55,8 +54,8 @@ def rms_norm(x, w, eps):
 def rope(x, base):
     # x: [S, T, H, hd]; pairs (2i, 2i+1) rotated by pos * base^(-2i/hd)
     S, T, H, hd = x.shape
-    inv = base ** (-torch.arange(0, hd, 2, dtype=torch.float64) / hd)
-    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+    inv = base ** (-torch.arange(0, hd, 2, dtype=x.dtype) / hd)
+    ang = torch.arange(T, dtype=x.dtype)[:, None] * inv[None, :]
     c, s = torch.cos(ang)[None, :, None, :], torch.sin(ang)[None, :, None, :]
     a, b = x[..., 0::2], x[..., 1::2]
     out = torch.stack((a * c - b * s, a * s + b * c), dim=-1)
@@ -64,10 +63,12 @@ def rope(x, base):
 
 
 def loss_of(d, tok, tgt, P):
+    """The mean next-token cross-entropy of the llama model with parameters P (dict by layout
+    name) on tokens [S][T]; d holds the dimensions (heads, kv, hd, eps, base, layers, tied)."""
     S, T = tok.shape
     H, KV, hd = d["heads"], d["kv"], d["hd"]
     x = P["token_embd"][tok]
-    mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+    mask = torch.full((T, T), float("-inf"), dtype=x.dtype).triu(1)
     for il in range(d["layers"]):
         h = rms_norm(x, P[f"{il}.attn_norm"], d["eps"])
         q = rope((h @ P[f"{il}.wq"].T).view(S, T, H, hd), d["base"])
@@ -83,25 +84,30 @@ def loss_of(d, tok, tgt, P):
         x = x + (torch.nn.functional.silu(g) * (h @ P[f"{il}.up"].T)) @ P[f"{il}.down"].T
     head = P["token_embd"] if d["tied"] else P["output"]
     logits = rms_norm(x, P["output_norm"], d["eps"]) @ head.T
-    return torch.nn.functional.cross_entropy(logits.view(S * T, -1), tgt.view(-1))
+    return torch.nn.functional.cross_entropy(logits.reshape(S * T, -1), tgt.reshape(-1))
 
 
-failures = 0
-for mode in ("tied", "separate"):
-    path = os.path.join(tmp, f"train_torch_{mode}.bin")
-    subprocess.run([dump_exe, mode, path], check=True)
-    d, tok, tgt, P, c_loss, c_grads = read(path)
-    ref = loss_of(d, tok, tgt, P)
-    ref.backward()
-    loss_err = abs(ref.item() - c_loss)
-    worst, worst_name = 0.0, ""
-    for name, p in P.items():
-        err = ((p.grad - c_grads[name]).abs() / (1e-4 + p.grad.abs().max())).max().item()
-        if err > worst:
-            worst, worst_name = err, name
-    print(f"{mode}: loss {c_loss:.6f} (torch {ref.item():.6f}), worst gradient error "
-          f"{worst:.2e} of the tensor's largest ({worst_name})")
-    if loss_err > 1e-5 * max(1.0, abs(ref.item())) or worst > 1e-4:
-        failures += 1
-        print(f"{mode}: FAILED", file=sys.stderr)
-sys.exit(1 if failures else 0)
+def main(dump_exe, tmp):
+    failures = 0
+    for mode in ("tied", "separate"):
+        path = os.path.join(tmp, f"train_torch_{mode}.bin")
+        subprocess.run([dump_exe, mode, path], check=True)
+        d, tok, tgt, P, c_loss, c_grads = read(path)
+        ref = loss_of(d, tok, tgt, P)
+        ref.backward()
+        loss_err = abs(ref.item() - c_loss)
+        worst, worst_name = 0.0, ""
+        for name, p in P.items():
+            err = ((p.grad - c_grads[name]).abs() / (1e-4 + p.grad.abs().max())).max().item()
+            if err > worst:
+                worst, worst_name = err, name
+        print(f"{mode}: loss {c_loss:.6f} (torch {ref.item():.6f}), worst gradient error "
+              f"{worst:.2e} of the tensor's largest ({worst_name})")
+        if loss_err > 1e-5 * max(1.0, abs(ref.item())) or worst > 1e-4:
+            failures += 1
+            print(f"{mode}: FAILED", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
