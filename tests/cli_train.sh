@@ -26,6 +26,8 @@ grep -q '^step 12/12  loss [0-9.]*  eval [0-9.]*  .* tok/s  ETA' a.err || fail "
 first=$(sed -n 2p a.gguf.csv | cut -d, -f2); last=$(sed -n 13p a.gguf.csv | cut -d, -f2)
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.2) }' || fail "loss $first -> $last"
 "$EDGELLM" run -m a.gguf -p "The model" -n 8 > run.txt 2>&1 || { cat run.txt; fail "run"; }
+"$EDGELLM" train -o e.gguf "${common[@]}" --steps 2 --eval-split 0 2> e.err
+grep -q '^step 2/2  loss [0-9.]*  eval -  ' e.err || fail "no held-out text: eval shown as -"
 
 # stopped at step 5 with 2 threads, resumed with 1: the same bytes as the uninterrupted run
 "$EDGELLM" train -o b.gguf "${common[@]}" -t 2 --stop-at 5 2> b.err

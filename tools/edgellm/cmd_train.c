@@ -570,8 +570,11 @@ int cmd_train(int argc, char **argv)
             char eta[32];
             format_eta(eta, sizeof eta,
                        (double)(o.steps - rs.step) * (double)rows / (tps > 0 ? tps : 1));
-            fprintf(stderr, "step %lld/%ld  loss %.4f  eval %.4f  lr %.3g  %.0f tok/s  ETA %s\n",
-                    (long long)rs.step, o.steps, loss, eval_loss, lr, tps, eta);
+            char eval_text[32] = "-";
+            if (!isnan(eval_loss))
+                snprintf(eval_text, sizeof eval_text, "%.4f", eval_loss);
+            fprintf(stderr, "step %lld/%ld  loss %.4f  eval %s  lr %.3g  %.0f tok/s  ETA %s\n",
+                    (long long)rs.step, o.steps, loss, eval_text, lr, tps, eta);
             fflush(csv);
         }
         bool stop = interrupted || (o.stop_at && rs.step >= o.stop_at && !last);
