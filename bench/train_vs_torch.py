@@ -9,7 +9,6 @@ excluded from the rate (allocation and warm-up)."""
 import argparse
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,14 +33,17 @@ E, L, H, K, F = (int(x) for x in a.dims.split(","))
 
 with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "bench.gguf")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     run = subprocess.run([a.edgellm, "train", "-o", out, "--dims", a.dims, "--vocab", a.vocab,
                           "-f", a.corpus, "--ctx", str(a.ctx), "--batch", str(a.batch),
                           "--steps", str(a.steps), "-t", str(a.t), "--eval-split", "0"],
                          capture_output=True, text=True)
     if run.returncode != 0:
         sys.exit(f"edgellm train failed: {run.stderr.strip()}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # edgellm reports its own peak (a child's ru_maxrss would include this interpreter's pages
+    # from before exec)
+    peak = re.search(r"peak memory ([0-9.]+) (KiB|MiB|GiB)", run.stderr)
+    unit = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[peak.group(2)]
+    peak_bytes = float(peak.group(1)) * unit
     n_params = int(re.search(r"(\d+) parameters", run.stderr).group(1))
     # rate over steps 2..N from the CSV log (cumulative rate since the first step of the run)
     rows = open(out + ".csv").read().split("\n")[1:]
@@ -79,5 +81,5 @@ print(f"model: {n_params} parameters (dims {a.dims}, vocab {vocab_size}), batch 
       f"ctx {a.ctx}, {a.t} threads, {a.steps} steps")
 print(f"edgellm: {ours:.0f} tok/s (whole run)   pytorch {torch.__version__}: {theirs:.0f} tok/s "
       f"(steps 2..)   ratio {ours / theirs:.2f}x")
-print(f"edgellm peak RSS {peak_kib / 1024:.1f} MiB = {peak_kib * 1024 / n_params:.1f} bytes per "
-      f"parameter (weights, gradients and two AdamW moments are 16)")
+print(f"edgellm peak RSS {peak_bytes / (1 << 20):.1f} MiB = {peak_bytes / n_params:.1f} bytes per "
+      f"parameter (weights, gradients and two AdamW moments are 16; the rest is activations)")

@@ -598,7 +598,8 @@ int cmd_train(int argc, char **argv)
         cli_error(CMD, "writing %s: %s", o.out, edgellm_last_error());
         goto done;
     }
-    fprintf(stderr, "edgellm train: wrote %s\n", o.out);
+    fprintf(stderr, "edgellm train: wrote %s; peak memory %s\n", o.out,
+            cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
     rc = 0;
 done:
     if (csv)
