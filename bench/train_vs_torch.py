@@ -14,11 +14,6 @@ import sys
 import tempfile
 import time
 
-import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from train_torch import loss_of  # noqa: E402  the tests' PyTorch model
-
 ap = argparse.ArgumentParser()
 ap.add_argument("edgellm")
 ap.add_argument("vocab")
@@ -39,8 +34,8 @@ with tempfile.TemporaryDirectory() as tmp:
                          capture_output=True, text=True)
     if run.returncode != 0:
         sys.exit(f"edgellm train failed: {run.stderr.strip()}")
-    # edgellm reports its own peak (a child's ru_maxrss would include this interpreter's pages
-    # from before exec)
+    # edgellm reports its own peak; Linux keeps the peak across exec, so edgellm runs before
+    # this interpreter imports torch
     peak = re.search(r"peak memory ([0-9.]+) (KiB|MiB|GiB)", run.stderr)
     unit = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[peak.group(2)]
     peak_bytes = float(peak.group(1)) * unit
@@ -49,6 +44,11 @@ with tempfile.TemporaryDirectory() as tmp:
     rows = open(out + ".csv").read().split("\n")[1:]
     rates = [float(r.split(",")[5]) for r in rows if r]
     ours = rates[-1]
+
+import torch  # noqa: E402  (after the edgellm run: see above)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from train_torch import loss_of  # noqa: E402  the tests' PyTorch model
 
 torch.set_num_threads(a.t)
 torch.manual_seed(0)
