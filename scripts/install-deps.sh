@@ -14,6 +14,7 @@ if [[ "${1:-}" == "--test" ]]; then
   packages+=(python3-jinja2) # the second reference of the chat-template test
   packages+=(emscripten chromium) # the WebAssembly build (make web) and its browser test
   packages+=(python3-jsonschema) # the independent validator of the structured-output tests
+  packages+=(python3-torch) # the reference of the training gradients (tests/train_torch.py)
   # The machine image may ship its own Node.js; Debian's npm conflicts with it.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

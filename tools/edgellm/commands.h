@@ -19,5 +19,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_redact(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -29,6 +29,7 @@ static const command commands[] = {
     {"redact", cmd_redact, "replace personal data and secrets in a text by placeholders"},
     {"imatrix", cmd_imatrix, "activation statistics over calibration text, for quantize --imatrix"},
     {"gateway", cmd_gateway, "one local OpenAI endpoint routing between the edge model and a cloud"},
+    {"train", cmd_train, "train a llama model from scratch or fine-tune one on a text corpus"},
 };
 
 static void usage(FILE *out)

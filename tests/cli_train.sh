@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# edgellm train: a short run whose output loads in `edgellm run`, the CSV log, a run stopped and
+# resumed (at another thread count) giving the very same file as an uninterrupted one, Ctrl-C
+# writing a checkpoint, and the bad inputs: a corpus smaller than a batch, a vocabulary that does
+# not match --init, bad --dims, a truncated checkpoint, a model that is not a checkpoint, and a
+# non-finite loss.
+set -euo pipefail
+work="$TEST_TMP/cli_train"
+rm -rf "$work" && mkdir -p "$work" && cd "$work"
+vocab="$SHARED/models/aidreams260K-f32.gguf"
+cat "$SOURCE_DIR"/README.md "$SOURCE_DIR"/docs/*.md > corpus.txt
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# expect CODE PATTERN CMD...: the command exits with CODE and its one-line error matches PATTERN
+expect() {
+  local code=$1 pattern=$2; shift 2
+  set +e; "$@" > out.txt 2> err.txt; local rc=$?; set -e
+  [[ $rc -eq $code ]] || { cat err.txt >&2; fail "$* exited $rc, expected $code"; }
+  grep -Eq "$pattern" err.txt || { cat err.txt >&2; fail "$*: no message matching '$pattern'"; }
+}
+common=(--dims 64,2,4,2,128 --vocab "$vocab" -f corpus.txt --ctx 32 --batch 4 --steps 12)
+
+"$EDGELLM" train -o a.gguf "${common[@]}" -t 2 2> a.err
+grep -q '^step 12/12  loss [0-9.]*  eval [0-9.]*  .* tok/s  ETA' a.err || fail "no progress line"
+[[ $(head -1 a.gguf.csv) == step,loss,eval_loss,lr,grad_norm,tokens_per_s ]] || fail "CSV header"
+[[ $(wc -l < a.gguf.csv) -eq 13 ]] || fail "CSV rows"
+first=$(sed -n 2p a.gguf.csv | cut -d, -f2); last=$(sed -n 13p a.gguf.csv | cut -d, -f2)
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.2) }' || fail "loss $first -> $last"
+"$EDGELLM" run -m a.gguf -p "The model" -n 8 > run.txt 2>&1 || { cat run.txt; fail "run"; }
+"$EDGELLM" train -o e.gguf "${common[@]}" --steps 2 --eval-split 0 2> e.err
+grep -q '^step 2/2  loss [0-9.]*  eval -  ' e.err || fail "no held-out text: eval shown as -"
+
+# stopped at step 5 with 2 threads, resumed with 1: the same bytes as the uninterrupted run
+"$EDGELLM" train -o b.gguf "${common[@]}" -t 2 --stop-at 5 2> b.err
+[[ -s b.gguf.ckpt && ! -e b.gguf ]] || fail "--stop-at left no checkpoint"
+"$EDGELLM" run -m b.gguf.ckpt -p "The" -n 4 > /dev/null 2>&1 || fail "a checkpoint loads as a model"
+"$EDGELLM" train -o b.gguf --resume b.gguf.ckpt -f corpus.txt -t 1 2> b2.err
+cmp a.gguf b.gguf || fail "resumed run differs from the uninterrupted one"
+diff <(cut -d, -f1-5 a.gguf.csv) <(cut -d, -f1-5 b.gguf.csv) || fail "resumed CSV log differs"
+
+# Ctrl-C: a checkpoint, then a clean exit
+"$EDGELLM" train -o c.gguf --dims 64,2,4,2,128 --vocab "$vocab" -f corpus.txt --ctx 32 \
+  --batch 4 --steps 100000 -t 1 2> c.err &
+pid=$!
+for _ in $(seq 100); do grep -q '^step' c.err && break; sleep 0.1; done
+kill -INT $pid
+set +e; wait $pid; rc=$?; set -e
+[[ $rc -eq 130 ]] || { cat c.err >&2; fail "SIGINT exit $rc"; }
+grep -q 'checkpoint c.gguf.ckpt' c.err || fail "SIGINT message"
+done_steps=$(sed -n 's/.*stopped after step \([0-9]*\);.*/\1/p' c.err)
+"$EDGELLM" train -o c.gguf --resume c.gguf.ckpt -f corpus.txt --stop-at 1 2> c2.err ||
+  fail "resuming the Ctrl-C checkpoint"
+grep -q "stopped after step $((done_steps + 1));" c2.err || fail "resume did not continue at $done_steps"
+
+head -c 300 corpus.txt > small.txt
+expect 2 'fewer than one batch' "$EDGELLM" train -o x.gguf --init "$vocab" -f small.txt --ctx 64
+expect 1 'differs from that of --init' "$EDGELLM" train -o x.gguf --init "$vocab" \
+  --vocab "$SHARED/models/llama2-vocab-tiny-f16.gguf" -f corpus.txt
+expect 2 'multiple of twice the head count' "$EDGELLM" train -o x.gguf --dims 60,2,7,2,128 \
+  --vocab "$vocab" -f corpus.txt
+expect 2 'needs --vocab' "$EDGELLM" train -o x.gguf --dims 64,2,4,2,128 -f corpus.txt
+head -c 100000 b.gguf.ckpt > truncated.ckpt
+expect 1 'cannot resume from truncated.ckpt: .*truncated' "$EDGELLM" train -o x.gguf \
+  --resume truncated.ckpt -f corpus.txt
+expect 1 'not a training checkpoint' "$EDGELLM" train -o x.gguf --resume a.gguf -f corpus.txt
+expect 1 'the corpus has .* tokens but the checkpoint' "$EDGELLM" train -o x.gguf \
+  --resume b.gguf.ckpt -f small.txt
+
+# A NaN in the final norm's weights (F32, no padding: it follows the 512 x 64 embedding in the
+# data section at the end of the file) makes the first loss NaN: stop, no output written.
+python3 - a.gguf nan.gguf <<'PY'
+import struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+per_layer = 64 + 64 * 64 + 2 * 32 * 64 + 64 * 64 + 64 + 3 * 64 * 128
+n_params = 512 * 64 + 64 + 2 * per_layer
+start = len(data) - 4 * n_params + 4 * 512 * 64
+data[start:start + 4] = struct.pack("<f", float("nan"))
+open(sys.argv[2], "wb").write(data)
+PY
+expect 1 'loss became nan|non-finite|NaN' "$EDGELLM" train -o nan-out.gguf --init nan.gguf \
+  -f corpus.txt --ctx 32 --batch 4 --steps 3
+[[ ! -e nan-out.gguf ]] || fail "a diverged run wrote its output"
+echo "cli_train: ok"
