@@ -303,7 +303,7 @@ static void test_eval_batch(edgellm_model *m, const test_greedy_case *cases, int
 
 /* A context given all logits in a batch pass holds the rows edgellm_eval(all_logits) gives, next
  * to a context that keeps only its last row; a copied cache continues exactly as the original. */
-static void test_batch_all_logits_and_copy(edgellm_model *m, const greedy_case *gc)
+static void test_batch_all_logits_and_copy(edgellm_model *m, const test_greedy_case *gc)
 {
     int32_t n_vocab = edgellm_n_vocab(m);
     edgellm_context_params cp = edgellm_context_default_params();
