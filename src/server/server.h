@@ -25,6 +25,11 @@ typedef struct ellm_server_config {
     const char *ready_file;    /* if set, "host:port" is written here once listening */
     const char *allowed_hosts; /* comma-separated Host names accepted besides localhost and the
                                   bound address; "*" = any; NULL = none */
+    /* Speculative decoding per slot (docs/speculative.md): a draft model sharing the model's
+     * vocabulary, or prompt lookup of this many tokens; at most one. */
+    const char *draft_path;    /* NULL = none */
+    int lookup_ngram;          /* 0 = off */
+    int draft_max, draft_min;  /* proposals per pass: most, and fewest worth checking */
 } ellm_server_config;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains, and returns a process exit code. Errors

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_draft.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "server/server.h"
@@ -35,6 +36,7 @@ static void serve_usage(FILE *out)
             "      --timeout SECONDS   deadline of one request (default 600)\n"
             "      --grace SECONDS     time in-flight requests get after SIGTERM (default 10)\n"
             "      --ready-file F      write host:port to F once listening (for scripts)\n");
+    fputs(cli_draft_usage(), out);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -51,9 +53,18 @@ int cmd_serve(int argc, char **argv)
     double d;
     uint64_t size;
     bool ctx_given = false;
+    cli_draft_options draft;
+    cli_draft_defaults(&draft);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
+        cli_option_result taken = cli_draft_option(cmd, argc, argv, &i, &draft);
+        if (taken == CLI_OPTION_BAD) {
+            free(key_from_file);
+            return EXIT_USAGE;
+        }
+        if (taken == CLI_OPTION_TAKEN)
+            continue;
 #define VALUE()                                                                \
     if (!(val = cli_option_value(cmd, argc, argv, &i))) {                      \
         free(key_from_file);                                                   \
@@ -143,6 +154,21 @@ int cmd_serve(int argc, char **argv)
         return 1;
     }
     cfg.model_path = resolved;
+    char draft_resolved[4096];
+    if (cli_draft_check(cmd, &draft) != 0) {
+        free(key_from_file);
+        return EXIT_USAGE;
+    }
+    if (draft.draft_path &&
+        store_resolve_model(draft.draft_path, draft_resolved, sizeof draft_resolved) != EDGELLM_OK) {
+        cli_error(cmd, "--draft: %s", edgellm_last_error());
+        free(key_from_file);
+        return 1;
+    }
+    cfg.draft_path = draft.draft_path ? draft_resolved : NULL;
+    cfg.lookup_ngram = (int)draft.lookup;
+    cfg.draft_max = (int)draft.draft_max;
+    cfg.draft_min = (int)draft.draft_min;
     int rc = ellm_server_run(&cfg);
     free(key_from_file);
     return rc;
