@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "edgellm.h"
 #include "generate/generate_internal.h"
+#include "generate/speculative.h"
 #include "sample/sampler.h"
 
 #define LOOKUP_NGRAM_LIMIT 64
@@ -62,17 +63,208 @@ edgellm_status ellm_speculative_check(const edgellm_context *ctx,
     return EDGELLM_OK;
 }
 
-typedef struct spec {
-    ellm_generate_run *r;
-    edgellm_sampler *sampler;       /* the model's */
+struct ellm_spec {
+    const edgellm_generate_params *params;
+    edgellm_context *draft;         /* NULL for prompt lookup */
     edgellm_sampler *draft_sampler; /* the draft model's; NULL for prompt lookup */
     int32_t n_vocab;
+    edgellm_token *seq; /* the cached tokens and the pending one (n_ctx + 1) */
+    float *p;           /* the model's distribution at one position (n_vocab) */
+    float *q;           /* the draft's distribution at each proposal, when sampling with a
+                           draft model (draft_max * n_vocab); NULL otherwise */
+};
+
+edgellm_status ellm_spec_create(const edgellm_context *ctx, const edgellm_generate_params *p,
+                                ellm_spec **out)
+{
+    *out = NULL;
+    ellm_spec *sp = calloc(1, sizeof *sp);
+    if (!sp)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
+    sp->params = p;
+    sp->draft = p->draft;
+    sp->n_vocab = edgellm_n_vocab(edgellm_context_model(ctx));
+    edgellm_status st = EDGELLM_OK;
+    if (p->draft) {
+        edgellm_sampler_params dp = p->sampling;
+        dp.seed ^= 0x5851F42D4C957F2Dull; /* the draft's stream must not mirror the model's */
+        st = edgellm_sampler_create(&dp, sp->n_vocab, &sp->draft_sampler);
+    }
+    bool need_q = p->draft && p->sampling.temperature > 0 && !p->benchmark_force_acceptance;
+    sp->seq = malloc(((size_t)edgellm_context_n_ctx(ctx) + 1) * sizeof *sp->seq);
+    sp->p = malloc((size_t)sp->n_vocab * sizeof *sp->p);
+    if (need_q)
+        sp->q = malloc((size_t)p->draft_max * (size_t)sp->n_vocab * sizeof *sp->q);
+    if (st == EDGELLM_OK && (!sp->seq || !sp->p || (need_q && !sp->q)))
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
+    if (st != EDGELLM_OK) {
+        ellm_spec_free(sp);
+        return st;
+    }
+    *out = sp;
+    return EDGELLM_OK;
+}
+
+void ellm_spec_free(ellm_spec *sp)
+{
+    if (!sp)
+        return;
+    edgellm_sampler_free(sp->draft_sampler);
+    free(sp->seq);
+    free(sp->p);
+    free(sp->q);
+    free(sp);
+}
+
+/* Brings the draft's cache to seq[0 .. n_seq), reusing the prefix it shares with it but
+ * evaluating at least the last token, whose logits the first proposal comes from. */
+static edgellm_status draft_catch_up(ellm_spec *sp, int32_t n_seq)
+{
+    int32_t n_cached = 0;
+    const edgellm_token *cached = edgellm_context_tokens(sp->draft, &n_cached);
+    int32_t keep = 0;
+    while (keep < n_cached && keep < n_seq - 1 && cached[keep] == sp->seq[keep])
+        keep++;
+    edgellm_status st = edgellm_context_truncate(sp->draft, keep);
+    if (st == EDGELLM_OK)
+        st = edgellm_eval(sp->draft, sp->seq + keep, n_seq - keep, 0);
+    return st;
+}
+
+edgellm_status ellm_spec_prefill(ellm_spec *sp, const edgellm_context *ctx)
+{
+    int32_t n_prompt = 0;
+    const edgellm_token *prompt = edgellm_context_tokens(ctx, &n_prompt);
+    if (!sp->draft || n_prompt == 0 || n_prompt > edgellm_context_n_ctx(sp->draft))
+        return EDGELLM_OK;
+    memcpy(sp->seq, prompt, (size_t)n_prompt * sizeof *prompt);
+    return draft_catch_up(sp, n_prompt);
+}
+
+/* Proposes up to k tokens after seq[0 .. n_seq) with the draft model into out. */
+static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sampler, int32_t n_seq,
+                                    int32_t k, edgellm_token *out, int32_t *n_proposed)
+{
+    edgellm_context *draft = sp->draft;
+    const edgellm_model *model = edgellm_context_model(draft);
+    *n_proposed = 0;
+    /* The draft evaluates seq and every proposal but the last. */
+    int32_t room = edgellm_context_n_ctx(draft) - n_seq + 1;
+    if (k > room)
+        k = room;
+    if (k <= 0)
+        return EDGELLM_OK;
+    edgellm_status st = draft_catch_up(sp, n_seq);
+    if (st != EDGELLM_OK)
+        return st;
+    ellm_sampler_copy_history(sp->draft_sampler, sampler);
+    for (int32_t i = 0; i < k; i++) {
+        const float *logits = edgellm_get_logits(draft, -1);
+        edgellm_token t;
+        if (sp->q) {
+            float *q = sp->q + (size_t)i * (size_t)sp->n_vocab;
+            ellm_sampler_distribution(sp->draft_sampler, logits, q);
+            t = ellm_sampler_draw(sp->draft_sampler, q);
+        } else {
+            t = edgellm_sampler_sample(sp->draft_sampler, logits);
+        }
+        if (t < 0) /* the draft has nothing to propose; the model decides alone */
+            break;
+        out[i] = t;
+        (*n_proposed)++;
+        edgellm_sampler_accept(sp->draft_sampler, t);
+        if (i + 1 == k || edgellm_token_is_eog(model, t))
+            break;
+        st = edgellm_eval(draft, &t, 1, 0);
+        if (st != EDGELLM_OK)
+            return st;
+    }
+    return EDGELLM_OK;
+}
+
+/* Prompt lookup: up to k tokens that followed the latest earlier occurrence of the last n-gram
+ * of seq[0 .. n_seq), into out; returns how many. */
+static int32_t propose_lookup(const ellm_spec *sp, int32_t n_seq, int32_t k, edgellm_token *out)
+{
+    int32_t n = sp->params->lookup_ngram;
+    if (n_seq <= n)
+        return 0;
+    const edgellm_token *tail = sp->seq + n_seq - n;
+    for (int32_t start = n_seq - n - 1; start >= 0; start--) {
+        if (memcmp(sp->seq + start, tail, (size_t)n * sizeof *tail) != 0)
+            continue;
+        int32_t following = n_seq - (start + n);
+        int32_t m = following < k ? following : k;
+        memcpy(out, sp->seq + start + n, (size_t)m * sizeof *out);
+        return m;
+    }
+    return 0;
+}
+
+edgellm_status ellm_spec_propose(ellm_spec *sp, const edgellm_context *ctx, edgellm_token pending,
+                                 const edgellm_sampler *sampler, int32_t k, edgellm_token *out,
+                                 int32_t *n_out)
+{
+    *n_out = 0;
+    if (k > sp->params->draft_max)
+        k = sp->params->draft_max;
+    if (k <= 0)
+        return EDGELLM_OK;
+    int32_t n_past = 0;
+    const edgellm_token *cached = edgellm_context_tokens(ctx, &n_past);
+    memcpy(sp->seq, cached, (size_t)n_past * sizeof *cached);
+    sp->seq[n_past] = pending;
+    int32_t n_seq = n_past + 1;
+    edgellm_status st = EDGELLM_OK;
+    if (sp->draft)
+        st = propose_draft(sp, sampler, n_seq, k, out, n_out);
+    else
+        *n_out = propose_lookup(sp, n_seq, k, out);
+    if (st != EDGELLM_OK || *n_out < sp->params->draft_min)
+        *n_out = 0;
+    return st;
+}
+
+bool ellm_spec_accept(ellm_spec *sp, edgellm_sampler *sampler, const float *logits, int32_t i,
+                      edgellm_token x, edgellm_token *instead)
+{
+    const edgellm_generate_params *p = sp->params;
+    if (p->benchmark_force_acceptance) {
+        if (ellm_sampler_uniform(sampler) < p->benchmark_acceptance_rate)
+            return true;
+        *instead = edgellm_sampler_sample(sampler, logits);
+        return false;
+    }
+    if (ellm_sampler_is_greedy(sampler)) {
+        *instead = edgellm_sampler_sample(sampler, logits);
+        return *instead == x;
+    }
+    float *prob = sp->p;
+    ellm_sampler_distribution(sampler, logits, prob);
+    const float *q = sp->q ? sp->q + (size_t)i * (size_t)sp->n_vocab : NULL;
+    float qx = q ? q[x] : 1.0f;
+    if (ellm_sampler_uniform(sampler) * qx < prob[x])
+        return true;
+    if (q) {
+        for (int32_t j = 0; j < sp->n_vocab; j++)
+            prob[j] = prob[j] > q[j] ? prob[j] - q[j] : 0.0f;
+    } else {
+        prob[x] = 0.0f;
+    }
+    *instead = ellm_sampler_draw(sampler, prob);
+    /* Nothing left means p == q up to rounding, where a rejection has probability ~0. */
+    if (*instead < 0)
+        *instead = edgellm_sampler_sample(sampler, logits);
+    return false;
+}
+
+/* The generation loop's state around the shared step. */
+typedef struct spec {
+    ellm_generate_run *r;
+    edgellm_sampler *sampler; /* the model's */
+    ellm_spec *prop;
     int32_t base;          /* tokens cached once the prompt was evaluated */
-    edgellm_token *seq;    /* the cached tokens and the pending one (n_ctx + 1) */
     edgellm_token *batch;  /* the pending token, then the proposals (draft_max + 1) */
-    float *p;              /* the model's distribution at one position (n_vocab) */
-    float *q;              /* the draft's distribution at each proposal, when sampling with a
-                              draft model (draft_max * n_vocab); NULL otherwise */
 } spec;
 
 /* Emits a token the way plain decoding does; returns 0 when generation ends (reason set). */
@@ -108,115 +300,6 @@ static int emit(spec *sp, edgellm_token tok, edgellm_status *st)
     return 1;
 }
 
-/* Brings the draft's cache to seq[0 .. n_seq), reusing the prefix it shares with it but
- * evaluating at least the last token, whose logits the first proposal comes from. */
-static edgellm_status draft_catch_up(spec *sp, int32_t n_seq)
-{
-    edgellm_context *draft = sp->r->params->draft;
-    int32_t n_cached = 0;
-    const edgellm_token *cached = edgellm_context_tokens(draft, &n_cached);
-    int32_t keep = 0;
-    while (keep < n_cached && keep < n_seq - 1 && cached[keep] == sp->seq[keep])
-        keep++;
-    edgellm_status st = edgellm_context_truncate(draft, keep);
-    if (st == EDGELLM_OK)
-        st = edgellm_eval(draft, sp->seq + keep, n_seq - keep, 0);
-    return st;
-}
-
-/* Proposes up to k tokens after seq[0 .. n_seq) with the draft model into batch[1 ..]. */
-static edgellm_status propose_draft(spec *sp, int32_t n_seq, int32_t k, int32_t *n_proposed)
-{
-    edgellm_context *draft = sp->r->params->draft;
-    *n_proposed = 0;
-    /* The draft evaluates seq and every proposal but the last. */
-    int32_t room = edgellm_context_n_ctx(draft) - n_seq + 1;
-    if (k > room)
-        k = room;
-    if (k <= 0)
-        return EDGELLM_OK;
-    edgellm_status st = draft_catch_up(sp, n_seq);
-    if (st != EDGELLM_OK)
-        return st;
-    ellm_sampler_copy_history(sp->draft_sampler, sp->sampler);
-    for (int32_t i = 0; i < k; i++) {
-        const float *logits = edgellm_get_logits(draft, -1);
-        edgellm_token t;
-        if (sp->q) {
-            float *q = sp->q + (size_t)i * (size_t)sp->n_vocab;
-            ellm_sampler_distribution(sp->draft_sampler, logits, q);
-            t = ellm_sampler_draw(sp->draft_sampler, q);
-        } else {
-            t = edgellm_sampler_sample(sp->draft_sampler, logits);
-        }
-        if (t < 0) /* the draft has nothing to propose; the model decides alone */
-            break;
-        sp->batch[1 + i] = t;
-        (*n_proposed)++;
-        edgellm_sampler_accept(sp->draft_sampler, t);
-        if (i + 1 == k || edgellm_token_is_eog(sp->r->model, t))
-            break;
-        st = edgellm_eval(draft, &t, 1, 0);
-        if (st != EDGELLM_OK)
-            return st;
-    }
-    return EDGELLM_OK;
-}
-
-/* Prompt lookup: up to k tokens that followed the latest earlier occurrence of the last n-gram
- * of seq[0 .. n_seq), into batch[1 ..]; returns how many. */
-static int32_t propose_lookup(spec *sp, int32_t n_seq, int32_t k)
-{
-    int32_t n = sp->r->params->lookup_ngram;
-    if (n_seq <= n)
-        return 0;
-    const edgellm_token *tail = sp->seq + n_seq - n;
-    for (int32_t start = n_seq - n - 1; start >= 0; start--) {
-        if (memcmp(sp->seq + start, tail, (size_t)n * sizeof *tail) != 0)
-            continue;
-        int32_t following = n_seq - (start + n);
-        int32_t m = following < k ? following : k;
-        memcpy(sp->batch + 1, sp->seq + start + n, (size_t)m * sizeof *sp->batch);
-        return m;
-    }
-    return 0;
-}
-
-/* Whether proposal x (the i-th of the pass) stands, given the model's logits at its position;
- * when not, *instead is the token to emit in its place. */
-static bool accept_proposal(spec *sp, const float *logits, int32_t i, edgellm_token x,
-                            edgellm_token *instead)
-{
-    const edgellm_generate_params *p = sp->r->params;
-    if (p->benchmark_force_acceptance) {
-        if (ellm_sampler_uniform(sp->sampler) < p->benchmark_acceptance_rate)
-            return true;
-        *instead = edgellm_sampler_sample(sp->sampler, logits);
-        return false;
-    }
-    if (ellm_sampler_is_greedy(sp->sampler)) {
-        *instead = edgellm_sampler_sample(sp->sampler, logits);
-        return *instead == x;
-    }
-    float *prob = sp->p;
-    ellm_sampler_distribution(sp->sampler, logits, prob);
-    const float *q = sp->q ? sp->q + (size_t)i * (size_t)sp->n_vocab : NULL;
-    float qx = q ? q[x] : 1.0f;
-    if (ellm_sampler_uniform(sp->sampler) * qx < prob[x])
-        return true;
-    if (q) {
-        for (int32_t j = 0; j < sp->n_vocab; j++)
-            prob[j] = prob[j] > q[j] ? prob[j] - q[j] : 0.0f;
-    } else {
-        prob[x] = 0.0f;
-    }
-    *instead = ellm_sampler_draw(sp->sampler, prob);
-    /* Nothing left means p == q up to rounding, where a rejection has probability ~0. */
-    if (*instead < 0)
-        *instead = edgellm_sampler_sample(sp->sampler, logits);
-    return false;
-}
-
 /* One pass of the model over the pending token and its proposals; emits what it yields and
  * leaves the next pending token in *tok. Returns 0 when generation ends. */
 static int speculative_step(spec *sp, edgellm_token *tok, edgellm_status *st)
@@ -225,11 +308,7 @@ static int speculative_step(spec *sp, edgellm_token *tok, edgellm_status *st)
     const edgellm_generate_params *p = r->params;
     edgellm_generate_result *res = r->result;
     edgellm_context *ctx = r->ctx;
-    int32_t n_past = 0;
-    const edgellm_token *cached = edgellm_context_tokens(ctx, &n_past);
-    memcpy(sp->seq, cached, (size_t)n_past * sizeof *cached);
-    sp->seq[n_past] = *tok;
-    int32_t n_seq = n_past + 1;
+    int32_t n_seq = edgellm_context_n_past(ctx) + 1;
 
     /* Proposals beyond the context or the token budget would be wasted. */
     int32_t k = p->draft_max;
@@ -240,14 +319,9 @@ static int speculative_step(spec *sp, edgellm_token *tok, edgellm_status *st)
     if (k > edgellm_context_n_batch(ctx) - 1) /* the pass keeps the logits of every position */
         k = edgellm_context_n_batch(ctx) - 1;
     int32_t n_proposed = 0;
-    if (k > 0 && p->draft)
-        *st = propose_draft(sp, n_seq, k, &n_proposed);
-    else if (k > 0)
-        n_proposed = propose_lookup(sp, n_seq, k);
+    *st = ellm_spec_propose(sp->prop, ctx, *tok, sp->sampler, k, sp->batch + 1, &n_proposed);
     if (*st != EDGELLM_OK)
         return 0;
-    if (n_proposed < p->draft_min)
-        n_proposed = 0;
 
     sp->batch[0] = *tok;
     *st = edgellm_eval(ctx, sp->batch, n_proposed + 1, 1);
@@ -260,7 +334,8 @@ static int speculative_step(spec *sp, edgellm_token *tok, edgellm_status *st)
     int go = 1;
     while (n_accepted < n_proposed) {
         edgellm_token x = sp->batch[1 + n_accepted];
-        if (!accept_proposal(sp, edgellm_get_logits(ctx, n_accepted), n_accepted, x, &next))
+        if (!ellm_spec_accept(sp->prop, sp->sampler, edgellm_get_logits(ctx, n_accepted),
+                              n_accepted, x, &next))
             break;
         res->n_draft_accepted++;
         if (!(go = emit(sp, x, st)))
@@ -284,30 +359,14 @@ edgellm_status ellm_generate_speculative(ellm_generate_run *r, edgellm_sampler *
 {
     const edgellm_generate_params *p = r->params;
     edgellm_context *ctx = r->ctx;
-    int32_t n_ctx = edgellm_context_n_ctx(ctx);
-    spec sp = {.r = r, .sampler = sampler, .n_vocab = edgellm_n_vocab(r->model),
-               .base = edgellm_context_n_past(ctx)};
-    edgellm_status st = EDGELLM_OK;
-    if (p->draft) {
-        edgellm_sampler_params dp = p->sampling;
-        dp.seed ^= 0x5851F42D4C957F2Dull; /* the draft's stream must not mirror the model's */
-        st = edgellm_sampler_create(&dp, sp.n_vocab, &sp.draft_sampler);
-    }
-    bool need_q = p->draft && !ellm_sampler_is_greedy(sampler) && !p->benchmark_force_acceptance;
-    sp.seq = malloc(((size_t)n_ctx + 1) * sizeof *sp.seq);
+    spec sp = {.r = r, .sampler = sampler, .base = edgellm_context_n_past(ctx)};
+    edgellm_status st = ellm_spec_create(ctx, p, &sp.prop);
     sp.batch = malloc(((size_t)p->draft_max + 1) * sizeof *sp.batch);
-    sp.p = malloc((size_t)sp.n_vocab * sizeof *sp.p);
-    if (need_q)
-        sp.q = malloc((size_t)p->draft_max * (size_t)sp.n_vocab * sizeof *sp.q);
-    if (st == EDGELLM_OK && (!sp.seq || !sp.batch || !sp.p || (need_q && !sp.q)))
+    if (st == EDGELLM_OK && !sp.batch)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
-    int32_t n_prompt = 0;
-    const edgellm_token *prompt = edgellm_context_tokens(ctx, &n_prompt);
     /* The draft reads the prompt now, as part of the time to the first token. */
-    if (st == EDGELLM_OK && p->draft && n_prompt <= edgellm_context_n_ctx(p->draft)) {
-        memcpy(sp.seq, prompt, (size_t)n_prompt * sizeof *prompt);
-        st = draft_catch_up(&sp, n_prompt);
-    }
+    if (st == EDGELLM_OK)
+        st = ellm_spec_prefill(sp.prop, ctx);
     if (st == EDGELLM_OK) {
         edgellm_token tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
         *t_first = ellm_generate_now();
@@ -316,10 +375,7 @@ edgellm_status ellm_generate_speculative(ellm_generate_run *r, edgellm_sampler *
             while (speculative_step(&sp, &tok, &st))
                 ;
     }
-    edgellm_sampler_free(sp.draft_sampler);
-    free(sp.seq);
+    ellm_spec_free(sp.prop);
     free(sp.batch);
-    free(sp.p);
-    free(sp.q);
     return st;
 }

@@ -33,6 +33,7 @@ struct srv_metrics {
     int n_series;
     histogram latency, ttft;
     uint64_t prompt_tokens, cached_tokens, generated_tokens, rejected;
+    uint64_t draft_proposed, draft_accepted, target_passes;
 };
 
 srv_metrics *srv_metrics_new(void)
@@ -89,6 +90,15 @@ void srv_metrics_tokens(srv_metrics *m, int64_t prompt, int64_t cached, int64_t 
     m->prompt_tokens += (uint64_t)prompt;
     m->cached_tokens += (uint64_t)cached;
     m->generated_tokens += (uint64_t)generated;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void srv_metrics_speculative(srv_metrics *m, int64_t proposed, int64_t accepted)
+{
+    pthread_mutex_lock(&m->mu);
+    m->draft_proposed += (uint64_t)proposed;
+    m->draft_accepted += (uint64_t)accepted;
+    m->target_passes++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -178,6 +188,20 @@ char *srv_metrics_render(srv_metrics *m, int queue_depth, int active_slots, int 
     put(&t, "# HELP edgellm_generated_tokens_total Generated tokens.\n"
             "# TYPE edgellm_generated_tokens_total counter\nedgellm_generated_tokens_total %llu\n",
         (unsigned long long)m->generated_tokens);
+    put(&t, "# HELP edgellm_draft_tokens_total Tokens proposed by speculative decoding and checked.\n"
+            "# TYPE edgellm_draft_tokens_total counter\nedgellm_draft_tokens_total %llu\n",
+        (unsigned long long)m->draft_proposed);
+    put(&t, "# HELP edgellm_draft_accepted_tokens_total Proposed tokens the model accepted.\n"
+            "# TYPE edgellm_draft_accepted_tokens_total counter\n"
+            "edgellm_draft_accepted_tokens_total %llu\n",
+        (unsigned long long)m->draft_accepted);
+    put(&t, "# HELP edgellm_target_passes_total Passes of the model over one sequence's pending "
+            "token and its proposals.\n"
+            "# TYPE edgellm_target_passes_total counter\nedgellm_target_passes_total %llu\n",
+        (unsigned long long)m->target_passes);
+    put(&t, "# HELP edgellm_draft_acceptance_rate Accepted over proposed tokens (0 before any).\n"
+            "# TYPE edgellm_draft_acceptance_rate gauge\nedgellm_draft_acceptance_rate %.4f\n",
+        m->draft_proposed ? (double)m->draft_accepted / (double)m->draft_proposed : 0.0);
     put(&t, "# HELP edgellm_queue_depth Requests waiting for a slot.\n"
             "# TYPE edgellm_queue_depth gauge\nedgellm_queue_depth %d\n",
         queue_depth);

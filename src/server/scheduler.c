@@ -13,6 +13,9 @@
 #include <malloc.h>
 #endif
 
+#include "core/status.h"
+#include "generate/generate_internal.h"
+#include "generate/speculative.h"
 #include "server/server_internal.h"
 
 typedef struct srv_slot {
@@ -27,6 +30,13 @@ typedef struct srv_slot {
     bool decoding;
     uint64_t last_used;
     char failure[256]; /* why the last pass failed for this slot, "" when it did not */
+    /* Speculative decoding: the slot's own draft context (NULL for prompt lookup), the current
+     * request's proposer and its parameters, and the pass's tokens (next, then the proposals). */
+    edgellm_context *draft_ctx;
+    ellm_spec *spec;
+    edgellm_generate_params spec_params;
+    edgellm_token *verify;
+    int32_t n_room; /* proposals this step's budget leaves room for */
 } srv_slot;
 
 struct srv_scheduler {
@@ -49,6 +59,9 @@ struct srv_scheduler {
     uint64_t last_group;
     float *biased; /* n_vocab: the logits a request's logit_bias changed */
     bool busy_since_trim;
+    bool speculative;
+    edgellm_model *draft_model;
+    edgellm_generate_params spec_template; /* draft_max, draft_min, lookup_ngram */
     /* per-step plan */
     edgellm_context **plan_ctx;
     const edgellm_token **plan_tokens;
@@ -204,6 +217,8 @@ static void finish_slot(srv_scheduler *s, srv_slot *slot, srv_finish finish, con
     edgellm_text_stream_free(slot->text);
     edgellm_sampler_free(slot->sampler);
     edgellm_grammar_state_free(slot->grammar);
+    ellm_spec_free(slot->spec);
+    slot->spec = NULL;
     slot->text = NULL;
     slot->sampler = NULL;
     slot->grammar = NULL;
@@ -231,6 +246,15 @@ static int32_t common_prefix(edgellm_context *ctx, const srv_request *r)
     while (k < n && k < r->n_prompt && cached[k] == r->prompt[k])
         k++;
     return k;
+}
+
+/* The request's proposer: its sampling parameters, the server's draft settings. */
+static edgellm_status start_speculation(srv_slot *slot, const srv_request *r)
+{
+    edgellm_generate_params *p = &slot->spec_params;
+    p->sampling = r->sampling;
+    p->draft = slot->draft_ctx;
+    return ellm_spec_create(slot->ctx, p, &slot->spec);
 }
 
 /* Under the lock: moves queued requests into free slots, preferring the slot whose cache shares
@@ -277,6 +301,8 @@ static void admit(srv_scheduler *s)
         if (st == EDGELLM_OK && r->grammar && !slot->masked &&
             !(slot->masked = malloc((size_t)s->n_vocab * sizeof *slot->masked)))
             st = EDGELLM_ERR_OUT_OF_MEMORY;
+        if (st == EDGELLM_OK && s->speculative && !r->grammar) /* the draft is not constrained */
+            st = start_speculation(slot, r);
         slot->req = r;
         slot->n_fed = keep;
         slot->decoding = false;
@@ -340,6 +366,9 @@ static const float *biased_logits(srv_scheduler *s, const srv_request *r, const 
     return s->biased;
 }
 
+static bool emit_slot_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
+                            const float *logits);
+
 /* Under the lock: picks the next token of a slot whose logits are ready. */
 static void sample_slot(srv_scheduler *s, srv_slot *slot)
 {
@@ -375,10 +404,19 @@ static void sample_slot(srv_scheduler *s, srv_slot *slot)
     } else {
         tok = edgellm_sampler_sample(slot->sampler, scores);
     }
+    emit_slot_token(s, slot, tok, logits);
+}
+
+/* Under the lock: tok, chosen from logits, is the slot's next token or ends its request; returns
+ * whether the slot goes on decoding. */
+static bool emit_slot_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
+                            const float *logits)
+{
+    srv_request *r = slot->req;
     if (tok < 0) {
         finish_slot(s, slot, SRV_FINISH_ERROR,
                     "no token can be sampled: after the penalties every logit is -inf or NaN");
-        return;
+        return false;
     }
     if (r->n_generated == 0) {
         r->t_first = srv_now();
@@ -386,13 +424,13 @@ static void sample_slot(srv_scheduler *s, srv_slot *slot)
     }
     if (edgellm_token_is_eog(s->model, tok)) {
         finish_slot(s, slot, SRV_FINISH_STOP, NULL);
-        return;
+        return false;
     }
     r->n_generated++;
     edgellm_sampler_accept(slot->sampler, tok);
     if (slot->grammar && edgellm_grammar_state_accept(slot->grammar, tok) != EDGELLM_OK) {
         finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
-        return;
+        return false;
     }
     float logprob = 0;
     srv_logprob top[SRV_MAX_TOP_LOGPROBS];
@@ -406,7 +444,7 @@ static void sample_slot(srv_scheduler *s, srv_slot *slot)
     if (st != EDGELLM_OK || !push_event(r, text, len, tok, logprob, top, n_top)) {
         finish_slot(s, slot, SRV_FINISH_ERROR,
                     st != EDGELLM_OK ? edgellm_last_error() : "out of memory");
-        return;
+        return false;
     }
     if (stopped)
         finish_slot(s, slot, SRV_FINISH_STOP, NULL);
@@ -417,6 +455,7 @@ static void sample_slot(srv_scheduler *s, srv_slot *slot)
         slot->next = tok;
         slot->decoding = true;
     }
+    return slot->req != NULL;
 }
 
 /* Under the lock: requests that must end before the next step. */
@@ -535,6 +574,89 @@ static void share_prompt(srv_scheduler *s, srv_slot *first)
     }
 }
 
+/* ---- speculative decoding: proposals checked inside the batched pass ---- */
+
+/* Under the lock: shares the budget left after every decoding slot's own token among the first
+ * n_planned plan entries' proposals (a proposal never runs past the request's token budget or
+ * the context); returns the tokens reserved. */
+static int32_t reserve_proposals(srv_scheduler *s, int n_planned, int32_t budget)
+{
+    int32_t reserved = 0;
+    for (int k = 0; k < n_planned && s->speculative; k++) {
+        srv_slot *slot = &s->slots[s->plan_slot[k]];
+        const srv_request *r = slot->req;
+        if (!slot->spec) { /* a constrained request decodes without proposals */
+            slot->n_room = 0;
+            continue;
+        }
+        int32_t room = slot->spec_params.draft_max;
+        /* The pass must leave a free position after its last token, as plain decoding does. */
+        int32_t left_in_ctx = s->n_ctx - edgellm_context_n_past(slot->ctx) - 2;
+        room = room < left_in_ctx ? room : left_in_ctx;
+        room = room < r->max_tokens - r->n_generated - 1 ? room : r->max_tokens - r->n_generated - 1;
+        room = room < budget - reserved ? room : budget - reserved;
+        slot->n_room = room > 0 ? room : 0;
+        reserved += slot->n_room;
+    }
+    return reserved;
+}
+
+/* Outside the lock (only this thread touches slots): the decoding slots among the first
+ * n_planned entries get their proposals, and the pass keeps the logits of each one's tokens. */
+static void propose_for_slots(srv_scheduler *s, int n_planned)
+{
+    for (int k = 0; k < n_planned && s->speculative; k++) {
+        srv_slot *slot = &s->slots[s->plan_slot[k]];
+        if (!slot->spec) {
+            edgellm_context_set_batch_all_logits(slot->ctx, 0);
+            continue;
+        }
+        int32_t n_proposed = 0;
+        slot->verify[0] = slot->next;
+        /* A draft that fails to propose costs this step its proposals, nothing else: the model's
+         * own pass still decides every token. */
+        if (ellm_spec_propose(slot->spec, slot->ctx, slot->next, slot->sampler, slot->n_room,
+                              slot->verify + 1, &n_proposed) != EDGELLM_OK)
+            n_proposed = 0;
+        edgellm_context_set_batch_all_logits(slot->ctx, n_proposed > 0);
+        s->plan_tokens[k] = slot->verify;
+        s->plan_n[k] = 1 + n_proposed;
+    }
+}
+
+/* Under the lock: the pass over the slot's next token and its n_proposed proposals is done;
+ * emits the proposals that stand and one token of the model's own, and cuts the cache back past
+ * the first rejected proposal. */
+static void verify_slot(srv_scheduler *s, srv_slot *slot, int32_t n_proposed)
+{
+    srv_request *r = slot->req;
+    edgellm_context *ctx = slot->ctx;
+    int32_t n_kept = edgellm_context_n_past(ctx) - n_proposed; /* through the pending token */
+    int32_t n_accepted = 0;
+    edgellm_token next = -1;
+    bool going = true;
+    while (going && n_accepted < n_proposed) {
+        const float *logits = edgellm_get_logits(ctx, n_accepted);
+        edgellm_token x = slot->verify[1 + n_accepted];
+        if (!ellm_spec_accept(slot->spec, slot->sampler, biased_logits(s, r, logits), n_accepted,
+                              x, &next))
+            break;
+        n_accepted++;
+        going = emit_slot_token(s, slot, x, logits);
+    }
+    srv_metrics_speculative(s->metrics, n_proposed, n_accepted);
+    if (going) {
+        const float *logits = edgellm_get_logits(ctx, n_accepted);
+        if (n_accepted == n_proposed)
+            next = edgellm_sampler_sample(slot->sampler, biased_logits(s, r, logits));
+        /* The rejected proposals are still cached, but the pass left a free position after
+         * them (reserve_proposals), so emitting before the cut meets the limits plain decoding
+         * meets. */
+        emit_slot_token(s, slot, next, logits);
+    }
+    edgellm_context_truncate(ctx, n_kept + n_accepted);
+}
+
 static void *scheduler_main(void *arg)
 {
     srv_scheduler *s = arg;
@@ -557,6 +679,8 @@ static void *scheduler_main(void *arg)
                 budget--;
             }
         }
+        int n_decoding = n;
+        budget -= reserve_proposals(s, n_decoding, budget);
         for (int i = 0; i < s->n_slots && budget > 0; i++) {
             srv_slot *slot = &s->slots[i];
             if (slot->req && !slot->decoding && !waits_for_prompt(s, slot)) {
@@ -592,6 +716,7 @@ static void *scheduler_main(void *arg)
         }
         s->busy_since_trim = true;
         pthread_mutex_unlock(&s->mu);
+        propose_for_slots(s, n_decoding);
         edgellm_status st = edgellm_eval_batch(s->batch, s->plan_ctx, s->plan_tokens, s->plan_n, n);
         for (int k = 0; k < n; k++) {
             srv_slot *slot = &s->slots[s->plan_slot[k]];
@@ -624,11 +749,61 @@ static void *scheduler_main(void *arg)
                 prompt_done(s, slot, NULL);
                 continue;
             }
-            sample_slot(s, slot);
+            if (slot->spec)
+                verify_slot(s, slot, s->plan_n[k] - 1);
+            else
+                sample_slot(s, slot);
         }
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+/* The draft model (checked against the model's vocabulary) and a draft context per slot, or
+ * prompt lookup, as cfg asks. */
+static edgellm_status create_speculation(srv_scheduler *s, const ellm_server_config *cfg,
+                                         const edgellm_context_params *cp)
+{
+    edgellm_generate_params *t = &s->spec_template;
+    *t = edgellm_generate_default_params();
+    t->lookup_ngram = cfg->lookup_ngram;
+    if (cfg->draft_max > 0) {
+        t->draft_max = cfg->draft_max;
+        t->draft_min = cfg->draft_min;
+    }
+    char why[512];
+    edgellm_status st = EDGELLM_OK;
+    if (cfg->draft_path) {
+        st = edgellm_model_load(cfg->draft_path, NULL, &s->draft_model);
+        if (st == EDGELLM_OK)
+            st = edgellm_model_check_draft(s->model, s->draft_model);
+        if (st != EDGELLM_OK) {
+            snprintf(why, sizeof why, "%s", edgellm_last_error());
+            return ellm_fail(st, "--draft %s cannot be used: %s", cfg->draft_path, why);
+        }
+    }
+    edgellm_context_params dcp = *cp;
+    if (s->draft_model) {
+        edgellm_model_info info;
+        edgellm_model_get_info(s->draft_model, &info);
+        dcp.n_ctx = s->n_ctx < info.n_ctx_train ? s->n_ctx : info.n_ctx_train;
+    }
+    for (int i = 0; i < s->n_slots && st == EDGELLM_OK; i++) {
+        srv_slot *slot = &s->slots[i];
+        slot->spec_params = *t;
+        slot->verify = malloc(((size_t)t->draft_max + 1) * sizeof *slot->verify);
+        if (!slot->verify)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
+        if (st == EDGELLM_OK && s->draft_model)
+            st = edgellm_context_create(s->draft_model, &dcp, &slot->draft_ctx);
+    }
+    if (st == EDGELLM_OK) {
+        t->draft = s->slots[0].draft_ctx;
+        st = ellm_speculative_check(s->slots[0].ctx, t);
+        t->draft = NULL;
+    }
+    s->speculative = st == EDGELLM_OK;
+    return st;
 }
 
 edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_config *cfg,
@@ -686,6 +861,8 @@ edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_conf
         if (s->n_batch < s->n_slots)
             st = EDGELLM_ERR_INVALID_ARGUMENT;
     }
+    if (st == EDGELLM_OK && (cfg->draft_path || cfg->lookup_ngram > 0))
+        st = create_speculation(s, cfg, &bp);
     if (st == EDGELLM_OK && pthread_create(&s->thread, NULL, scheduler_main, s) != 0)
         st = EDGELLM_ERR_OUT_OF_MEMORY;
     if (st != EDGELLM_OK) {
@@ -819,7 +996,10 @@ void srv_scheduler_free(srv_scheduler *s)
             finish_slot(s, &s->slots[i], SRV_FINISH_SHUTDOWN, "the server is shutting down");
         edgellm_context_free(s->slots[i].ctx);
         free(s->slots[i].masked);
+        edgellm_context_free(s->slots[i].draft_ctx);
+        free(s->slots[i].verify);
     }
+    edgellm_model_free(s->draft_model);
     edgellm_batch_free(s->batch);
     free(s->slots);
     free(s->queue);

@@ -28,6 +28,11 @@ typedef struct ellm_server_config {
     const struct srv_front *front; /* a routing hook in front of the local handlers (the
                                       gateway, src/server/http.h); NULL for `serve` */
     const char *log_name;      /* the command named in messages; NULL = "edgellm serve" */
+    /* Speculative decoding per slot (docs/speculative.md): a draft model sharing the model's
+     * vocabulary, or prompt lookup of this many tokens; at most one. */
+    const char *draft_path;    /* NULL = none */
+    int lookup_ngram;          /* 0 = off */
+    int draft_max, draft_min;  /* proposals per pass: most, and fewest worth checking */
 } ellm_server_config;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains, and returns a process exit code. Errors

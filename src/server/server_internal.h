@@ -122,6 +122,8 @@ void srv_metrics_request(srv_metrics *m, const char *endpoint, int status, doubl
 void srv_metrics_tokens(srv_metrics *m, int64_t prompt_tokens, int64_t cached_tokens,
                         int64_t generated_tokens);
 void srv_metrics_ttft(srv_metrics *m, double seconds);
+/* One speculative pass of a sequence: proposals checked and accepted. */
+void srv_metrics_speculative(srv_metrics *m, int64_t proposed, int64_t accepted);
 void srv_metrics_rejected(srv_metrics *m);
 /* Prometheus text exposition; malloc'd. */
 char *srv_metrics_render(srv_metrics *m, int queue_depth, int active_slots, int parallel);

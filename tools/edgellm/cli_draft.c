@@ -48,11 +48,8 @@ cli_option_result cli_draft_option(const char *cmd, int argc, char **argv, int *
     return CLI_OPTION_TAKEN;
 }
 
-int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_model *target,
-                    const edgellm_context_params *cp, cli_draft *draft,
-                    edgellm_generate_params *gp)
+int cli_draft_check(const char *cmd, const cli_draft_options *o)
 {
-    *draft = (cli_draft){0};
     if (o->draft_path && o->lookup > 0) {
         cli_error(cmd, "give either --draft or --lookup, not both");
         return EXIT_USAGE;
@@ -62,6 +59,17 @@ int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_mo
                   o->draft_max);
         return EXIT_USAGE;
     }
+    return 0;
+}
+
+int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_model *target,
+                    const edgellm_context_params *cp, cli_draft *draft,
+                    edgellm_generate_params *gp)
+{
+    *draft = (cli_draft){0};
+    int rc = cli_draft_check(cmd, o);
+    if (rc != 0)
+        return rc;
     gp->draft_max = (int32_t)o->draft_max;
     gp->draft_min = (int32_t)o->draft_min;
     gp->lookup_ngram = (int32_t)o->lookup;

@@ -25,6 +25,9 @@ cli_option_result cli_draft_option(const char *cmd, int argc, char **argv, int *
                                    cli_draft_options *o);
 /* Help lines for the options. */
 const char *cli_draft_usage(void);
+/* The usage errors of the options alone (both sources, --draft-min above --draft-max): 0, or 2
+ * after printing a one-line error. */
+int cli_draft_check(const char *cmd, const cli_draft_options *o);
 /* Loads the draft model, refuses one whose vocabulary differs from target's and gives it a
  * context like cp (its context capped at what the draft model was trained for); then sets the
  * speculative fields of gp. Returns the exit code: 0, or 2 (usage) / 1 (runtime) after printing a

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_draft.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "serve_options.h"
@@ -36,6 +37,7 @@ static void serve_usage(FILE *out)
             "      --timeout SECONDS   deadline of one request (default 600)\n"
             "      --grace SECONDS     time in-flight requests get after SIGTERM (default 10)\n"
             "      --ready-file F      write host:port to F once listening (for scripts)\n");
+    fputs(cli_draft_usage(), out);
 }
 
 /* One option of serve's (also the gateway's, for its edge model and endpoint). */
@@ -47,6 +49,11 @@ int serve_option(const char *cmd, serve_options *o, int argc, char **argv, int *
     long v;
     double d;
     uint64_t size;
+    cli_option_result drafted = cli_draft_option(cmd, argc, argv, i, &o->draft);
+    if (drafted == CLI_OPTION_BAD)
+        return SERVE_OPTION_USAGE;
+    if (drafted == CLI_OPTION_TAKEN)
+        return SERVE_OPTION_TAKEN;
 #define VALUE()                                                                \
     if (!(val = cli_option_value(cmd, argc, argv, i)))                         \
         return SERVE_OPTION_USAGE;
@@ -119,6 +126,7 @@ void serve_options_init(serve_options *o, ellm_server_config *cfg)
     o->cfg = cfg;
     o->key_from_file = NULL;
     o->ctx_given = false;
+    cli_draft_defaults(&o->draft);
 }
 
 int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size_t cap)
@@ -142,6 +150,17 @@ int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size
         return 1;
     }
     cfg->model_path = resolved;
+    if (cli_draft_check(cmd, &o->draft) != 0)
+        return EXIT_USAGE;
+    if (o->draft.draft_path && store_resolve_model(o->draft.draft_path, o->draft_resolved,
+                                                   sizeof o->draft_resolved) != EDGELLM_OK) {
+        cli_error(cmd, "--draft: %s", edgellm_last_error());
+        return 1;
+    }
+    cfg->draft_path = o->draft.draft_path ? o->draft_resolved : NULL;
+    cfg->lookup_ngram = (int)o->draft.lookup;
+    cfg->draft_max = (int)o->draft.draft_max;
+    cfg->draft_min = (int)o->draft.draft_min;
     return 0;
 }
 

@@ -6,12 +6,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cli_draft.h"
 #include "server/server.h"
 
 typedef struct serve_options {
     ellm_server_config *cfg;
     char *key_from_file; /* owned; freed by the caller */
     bool ctx_given;
+    cli_draft_options draft;   /* --draft / --lookup: speculative decoding per slot */
+    char draft_resolved[4096]; /* the draft's path once resolved from the store */
 } serve_options;
 
 enum { SERVE_OPTION_TAKEN, SERVE_OPTION_UNKNOWN, SERVE_OPTION_USAGE, SERVE_OPTION_FAILED };
