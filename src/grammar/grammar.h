@@ -55,6 +55,10 @@ typedef struct ellm_grammar {
 
 /* Parses and checks GBNF text (len bytes). On failure returns EDGELLM_ERR_INVALID_ARGUMENT with
  * a one-line message naming the line and what is wrong. root_name NULL means "root". */
+/* Grows *v (an array of elem-byte items, *cap of them) to hold at least need; 0 when that is
+ * over INT32_MAX / 2 items or memory runs out (*v is then unchanged). */
+int ellm_grammar_grow(void **v, int32_t *cap, int64_t need, size_t elem);
+
 edgellm_status ellm_grammar_parse(const char *text, size_t len, const char *root_name,
                                   ellm_grammar **out);
 void ellm_grammar_destroy(ellm_grammar *g);

@@ -137,23 +137,6 @@ static void map_free(u64map *m)
     memset(m, 0, sizeof *m);
 }
 
-static int grow_array(void **v, int32_t *cap, int64_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 1;
-    if (need > INT32_MAX / 2)
-        return 0;
-    int32_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    void *n = realloc(*v, (size_t)c * elem);
-    if (!n)
-        return 0;
-    *v = n;
-    *cap = c;
-    return 1;
-}
-
 /* Node ids are never 0 except for the empty stack, so a failed allocation reports -1. */
 static int32_t intern_node(ellm_matcher *m, int32_t pos, int32_t parent)
 {
@@ -161,7 +144,7 @@ static int32_t intern_node(ellm_matcher *m, int32_t pos, int32_t parent)
     int32_t id;
     if (map_get(&m->node_ids, key, &id))
         return id;
-    if (!grow_array((void **)&m->nodes, &m->cap_nodes, m->n_nodes + 1, sizeof *m->nodes))
+    if (!ellm_grammar_grow((void **)&m->nodes, &m->cap_nodes, m->n_nodes + 1, sizeof *m->nodes))
         return -1;
     id = m->n_nodes;
     m->nodes[m->n_nodes++] = (snode){pos, parent, parent > 0 ? m->nodes[parent].depth + 1 : 0};
@@ -176,7 +159,7 @@ static int push_scratch(ellm_matcher *m, int32_t stack)
         m->overflow = 1;
         return 0;
     }
-    if (!grow_array((void **)&m->scratch, &m->scratch_cap, m->scratch_n + 1, sizeof *m->scratch)) {
+    if (!ellm_grammar_grow((void **)&m->scratch, &m->scratch_cap, m->scratch_n + 1, sizeof *m->scratch)) {
         m->overflow = 1;
         return 0;
     }
@@ -785,7 +768,7 @@ edgellm_status ellm_matcher_create(ellm_bound_grammar *bg, ellm_matcher **out)
         m->cache[i].key = -1;
     /* Node 0 is the empty stack, state 0 the dead state (no stacks). */
     int ok = m->below &&
-             grow_array((void **)&m->nodes, &m->cap_nodes, 1, sizeof *m->nodes) && grow_states(m);
+             ellm_grammar_grow((void **)&m->nodes, &m->cap_nodes, 1, sizeof *m->nodes) && grow_states(m);
     if (ok) {
         m->nodes[m->n_nodes++] = (snode){-1, -1, 0};
         m->state_off[0] = m->state_len[0] = 0;

@@ -47,10 +47,12 @@ static edgellm_status fail_at(parser *P, const char *what)
     return P->failed;
 }
 
-static int grow(void **v, int32_t *cap, int32_t need, size_t elem)
+int ellm_grammar_grow(void **v, int32_t *cap, int64_t need, size_t elem)
 {
     if (need <= *cap)
         return 1;
+    if (need > INT32_MAX / 2)
+        return 0;
     int32_t c = *cap ? *cap : 8;
     while (c < need)
         c *= 2;
@@ -64,7 +66,7 @@ static int grow(void **v, int32_t *cap, int32_t need, size_t elem)
 
 static int ivec_push(parser *P, ivec *v, int32_t x)
 {
-    if (!grow((void **)&v->v, &v->cap, v->n + 1, sizeof *v->v)) {
+    if (!ellm_grammar_grow((void **)&v->v, &v->cap, v->n + 1, sizeof *v->v)) {
         fail_at(P, "out of memory");
         return 0;
     }
@@ -79,7 +81,7 @@ static int ivec_push(parser *P, ivec *v, int32_t x)
 
 static int32_t add_rule(parser *P, const char *name, size_t len)
 {
-    if (!grow((void **)&P->rules, &P->cap_rules, P->n_rules + 1, sizeof *P->rules)) {
+    if (!ellm_grammar_grow((void **)&P->rules, &P->cap_rules, P->n_rules + 1, sizeof *P->rules)) {
         fail_at(P, "out of memory");
         return -1;
     }
@@ -117,7 +119,7 @@ static int32_t synth_rule(parser *P, int32_t owner)
 static ivec *new_alt(parser *P, int32_t rule)
 {
     brule *r = &P->rules[rule];
-    if (!grow((void **)&r->alts, &r->cap_alts, r->n_alts + 1, sizeof *r->alts)) {
+    if (!ellm_grammar_grow((void **)&r->alts, &r->cap_alts, r->n_alts + 1, sizeof *r->alts)) {
         fail_at(P, "out of memory");
         return NULL;
     }
@@ -209,8 +211,10 @@ static int32_t intern_class(parser *P, ellm_cp_range *r, int32_t n, int negate)
         }
     }
     if (found < 0) {
-        if (!grow((void **)&P->classes, &P->cap_classes, P->n_classes + 1, sizeof *P->classes) ||
-            !grow((void **)&P->ranges, &P->cap_ranges, P->n_ranges + n + 1, sizeof *P->ranges)) {
+        if (!ellm_grammar_grow((void **)&P->classes, &P->cap_classes, P->n_classes + 1,
+                               sizeof *P->classes) ||
+            !ellm_grammar_grow((void **)&P->ranges, &P->cap_ranges, P->n_ranges + n + 1,
+                               sizeof *P->ranges)) {
             free(complement);
             fail_at(P, "out of memory");
             return -1;
@@ -408,7 +412,7 @@ static int parse_class(parser *P, ivec *out)
                                   "smaller end first"), 0;
             }
         }
-        if (lo < 0 || hi < 0 || !grow((void **)&r, &cap, n + 1, sizeof *r)) {
+        if (lo < 0 || hi < 0 || !ellm_grammar_grow((void **)&r, &cap, n + 1, sizeof *r)) {
             free(r);
             return fail_at(P, "out of memory"), 0;
         }
@@ -582,7 +586,7 @@ static int parse_sequence(parser *P, int32_t rule, ivec *out)
             ok = apply_postfix(P, rule, &item);
         for (int32_t i = 0; ok && i < item.n; i++) {
             /* The element count was charged when the item was built. */
-            if (!grow((void **)&out->v, &out->cap, out->n + 1, sizeof *out->v)) {
+            if (!ellm_grammar_grow((void **)&out->v, &out->cap, out->n + 1, sizeof *out->v)) {
                 fail_at(P, "out of memory");
                 ok = 0;
             } else {
