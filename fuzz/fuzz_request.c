@@ -155,9 +155,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             st = edgellm_eval(ctx, &t, 1, 0);
         }
         edgellm_sampler_free(s);
-        json_t *resp = srv_completion_response(&opts, model, "id", "fuzz", 0, events, n_events,
-                                               SRV_FINISH_LENGTH, r->n_prompt, 0,
-                                               (int32_t)n_events);
+        srv_choice_result choice = {events, n_events, SRV_FINISH_LENGTH};
+        json_t *resp = srv_completion_response(&opts, model, "id", "fuzz", 0, &choice, 1,
+                                               r->n_prompt, 0, (int32_t)n_events);
         require(resp != NULL);
         json_t *lp = json_object_get(json_array_get(json_object_get(resp, "choices"), 0),
                                      "logprobs");
