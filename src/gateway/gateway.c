@@ -17,11 +17,13 @@
 
 #include "gateway/gateway.h"
 #include "gateway/pii.h"
+#include "gateway/speculative.h"
 #include "gateway/upstream.h"
 #include "server/http.h"
 
-enum { RT_EDGE, RT_CLOUD, RT_FALLBACK, RT_COUNT };
-static const char *const route_names[RT_COUNT] = {"edge", "cloud", "edge-fallback"};
+enum { RT_EDGE, RT_CLOUD, RT_FALLBACK, RT_SPECULATIVE, RT_COUNT };
+static const char *const route_names[RT_COUNT] = {"edge", "cloud", "edge-fallback",
+                                                  "speculative"};
 
 static const char *const failure_names[] = {"cloud-unreachable", "cloud-dns", "cloud-tls",
                                             "cloud-timeout", "cloud-5xx", "cloud-429",
@@ -48,6 +50,10 @@ typedef struct gateway {
     atomic_ullong routed[RT_COUNT];
     atomic_ullong failures[N_FAILURES];
     atomic_ullong pii_entities, pii_blocked, probes_failed, circuit_opened;
+    /* speculative edge-cloud decoding */
+    gw_vocab_map *vocab;
+    gw_spec_config spec;
+    atomic_ullong spec_drafted, spec_accepted, spec_calls, spec_tokens;
 } gateway;
 
 static double now_s(void)
@@ -715,6 +721,282 @@ static bool fall_back(gateway *g, srv_front_request *rq, json_t *body, const cha
     return false;
 }
 
+/* ---- speculative edge-cloud decoding ---- */
+
+typedef struct spec_answer {
+    gateway *g;
+    srv_server *srv;
+    struct MHD_Connection *conn;
+    srv_front_request rq;
+    gw_spec spec;
+    pii_session *session;
+    pii_restorer *restorer; /* a stream's text, placeholders held back until resolved */
+    char id[64];
+    char model[256];
+    long long created;
+    size_t sent_events;     /* events already streamed */
+    size_t text_offset;
+    bool first_chunk, done;
+    pii_buffer out;
+    size_t out_off;
+} spec_answer;
+
+static void spec_answer_free(spec_answer *a)
+{
+    gateway *g = a->g;
+    atomic_fetch_add(&g->spec_drafted, (unsigned long long)a->spec.drafted);
+    atomic_fetch_add(&g->spec_accepted, (unsigned long long)a->spec.accepted);
+    atomic_fetch_add(&g->spec_calls, (unsigned long long)a->spec.calls);
+    atomic_fetch_add(&g->spec_tokens, (unsigned long long)a->spec.n_generated);
+    fprintf(stderr,
+            "edgellm gateway: %s speculative drafted=%d accepted=%d cloud_calls=%d tokens=%d\n",
+            a->rq.endpoint, a->spec.drafted, a->spec.accepted, a->spec.calls,
+            a->spec.n_generated);
+    gw_spec_free(&a->spec);
+    pii_restorer_free(a->restorer);
+    pii_session_free(a->session);
+    pii_buffer_free(&a->out);
+    free(a);
+}
+
+static void spec_put(spec_answer *a, const char *s, size_t n)
+{
+    if (a->out_off == a->out.len)
+        a->out_off = a->out.len = 0;
+    if (a->out.len + n > a->out.cap) {
+        size_t cap = a->out.cap ? a->out.cap * 2 : 4096;
+        while (cap < a->out.len + n)
+            cap *= 2;
+        char *d = realloc(a->out.data, cap);
+        if (!d)
+            return;
+        a->out.data = d;
+        a->out.cap = cap;
+    }
+    memcpy(a->out.data + a->out.len, s, n);
+    a->out.len += n;
+}
+
+static void spec_put_event(spec_answer *a, json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (!text)
+        return;
+    spec_put(a, "data: ", 6);
+    spec_put(a, text, strlen(text));
+    spec_put(a, "\n\n", 2);
+    free(text);
+}
+
+/* Streams the events accepted since the last call as one chunk (restored when redacted). */
+static void spec_stream_new_text(spec_answer *a, bool last)
+{
+    gw_spec *s = &a->spec;
+    pii_buffer restored = {0};
+    const srv_event *ev = s->events + a->sent_events;
+    size_t n = s->n_events - a->sent_events;
+    srv_event joined = {.token = -1};
+    if (a->restorer) {
+        for (size_t i = 0; i < n; i++)
+            pii_restorer_feed(a->restorer, ev[i].text, ev[i].len, &restored);
+        if (last)
+            pii_restorer_finish(a->restorer, &restored);
+        joined.text = restored.data ? restored.data : "";
+        joined.len = restored.len;
+        ev = &joined;
+        n = 1;
+    }
+    a->sent_events = s->n_events;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += ev[i].len;
+    if (len || a->first_chunk || last) {
+        json_t *chunk = srv_completion_chunk(&s->opts, a->srv->model, a->id, a->model,
+                                             a->created, 0, ev, n, a->text_offset,
+                                             a->first_chunk, last ? s->finish : SRV_FINISH_NONE);
+        if (last && chunk)
+            json_object_set_new(chunk, "edgellm",
+                                json_pack("{s:o}", "speculative", gw_spec_stats(s)));
+        spec_put_event(a, chunk);
+        json_decref(chunk);
+        a->text_offset += len;
+        a->first_chunk = false;
+    }
+    pii_buffer_free(&restored);
+}
+
+static void spec_stream_end(spec_answer *a, const char *error)
+{
+    if (error) {
+        srv_api_error e;
+        srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
+                      "speculative decoding stopped: %s", error);
+        json_t *ej = srv_error_json(&e);
+        spec_put_event(a, ej);
+        json_decref(ej);
+    } else {
+        spec_stream_new_text(a, true);
+        if (a->spec.opts.include_usage) {
+            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", a->id, "object",
+                                  a->spec.opts.kind == SRV_CHAT ? "chat.completion.chunk"
+                                                                : "text_completion",
+                                  "created", (json_int_t)a->created, "model", a->model, "choices",
+                                  "usage",
+                                  srv_usage_json(a->spec.req->n_prompt, 0, a->spec.n_generated));
+            spec_put_event(a, u);
+            json_decref(u);
+        }
+    }
+    spec_put(a, "data: [DONE]\n\n", 14);
+    a->done = true;
+}
+
+static ssize_t spec_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    spec_answer *a = cls;
+    for (;;) {
+        if (a->out_off < a->out.len) {
+            size_t n = a->out.len - a->out_off < max ? a->out.len - a->out_off : max;
+            memcpy(buf, a->out.data + a->out_off, n);
+            a->out_off += n;
+            return (ssize_t)n;
+        }
+        if (a->done)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        int rc = gw_spec_step(&a->spec);
+        if (rc == GW_SPEC_GONE)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (rc == GW_SPEC_FAILED) {
+            count_failure(a->g, a->spec.failure && !strcmp(a->spec.failure, "cloud-malformed")
+                                    ? "cloud-malformed"
+                                    : "cloud-unreachable");
+            spec_stream_end(a, a->spec.error);
+        } else if (rc == GW_SPEC_DONE) {
+            spec_stream_end(a, NULL);
+        } else {
+            spec_stream_new_text(a, false);
+        }
+    }
+}
+
+static void spec_reader_free(void *cls)
+{
+    spec_answer *a = cls;
+    srv_metrics_request(a->srv->metrics, a->rq.endpoint, 200, srv_now() - a->rq.t_start);
+    spec_answer_free(a);
+}
+
+/* A cloud request decoded speculatively. Before the first byte goes out, a cloud that cannot be
+ * reached falls back to the edge model as any cloud request does, and an answer that breaks the
+ * protocol is a 502 (or the edge's answer, by policy); after it, a stream ends with an error
+ * event. Returns whether it answered (false: the local handler answers rq's body). */
+static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connection *conn,
+                               srv_front_request *rq, json_t *body, json_t *out,
+                               pii_session *session, const routing *rt, int *result)
+{
+    spec_answer *a = calloc(1, sizeof *a);
+    if (!a) {
+        pii_session_free(session);
+        *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+        return true;
+    }
+    a->g = g;
+    a->srv = srv;
+    a->conn = conn;
+    a->rq = *rq;
+    a->rq.body = NULL;
+    a->session = session;
+    a->created = (long long)time(NULL);
+    a->first_chunk = true;
+    bool chat = !strcmp(rq->endpoint, "/v1/chat/completions");
+    snprintf(a->id, sizeof a->id, "%s-spec%08lx%04x", chat ? "chatcmpl" : "cmpl",
+             (unsigned long)atomic_fetch_add(&srv->next_id, 1), (unsigned)(rand() & 0xFFFF));
+    json_t *model = json_object_get(body, "model");
+    snprintf(a->model, sizeof a->model, "%s",
+             g->cfg->cloud_model ? g->cfg->cloud_model
+             : json_is_string(model) ? json_string_value(model)
+                                     : srv->model_id);
+    srv_api_error err;
+    if (!gw_spec_start(&a->spec, &g->spec, srv, conn, out, chat ? SRV_CHAT : SRV_COMPLETION,
+                       now_s() + g->cfg->deadline_s, &err)) {
+        spec_answer_free(a);
+        *result = srv_http_send_error(srv, conn, rq, &err);
+        return true;
+    }
+    int rc = gw_spec_step(&a->spec);
+    while (rc == GW_SPEC_MORE && !a->spec.opts.stream)
+        rc = gw_spec_step(&a->spec);
+    if (rc == GW_SPEC_GONE) {
+        spec_answer_free(a);
+        *result = MHD_NO;
+        return true;
+    }
+    if (rc == GW_SPEC_FAILED) {
+        const char *failure = a->spec.failure ? a->spec.failure : "cloud-malformed";
+        char why[256];
+        snprintf(why, sizeof why, "%s", a->spec.error);
+        fprintf(stderr, "edgellm gateway: %s speculative decoding failed: %s\n", rq->endpoint,
+                why);
+        spec_answer_free(a);
+        bool malformed = !strcmp(failure, "cloud-malformed") || !strcmp(failure, "edge");
+        if (!malformed || g->fallback_on_malformed) {
+            if (!malformed)
+                circuit_set(g, true);
+            return fall_back(g, rq, body, malformed ? "cloud-malformed" : failure, rt, result,
+                             srv, conn);
+        }
+        count_failure(g, "cloud-malformed");
+        *result = send_error(srv, conn, rq, 502, "upstream_invalid",
+                             "speculative decoding failed: %s", why);
+        return true;
+    }
+    set_route(rq, g, RT_SPECULATIVE, rt->reason);
+    log_request(rq, rt, "speculative", rt->reason, 0);
+    if (!a->spec.opts.stream) {
+        gw_spec *s = &a->spec;
+        srv_choice_result choice = {s->events, s->n_events, s->finish};
+        json_t *answer = srv_completion_response(&s->opts, srv->model, a->id, a->model,
+                                                 a->created, &choice, 1, s->req->n_prompt, 0,
+                                                 s->n_generated);
+        if (answer && a->session) {
+            walk rw = {.mode = WALK_RESTORE, .session = a->session};
+            walk_strings(NULL, NULL, 0, answer, &rw);
+        }
+        if (answer)
+            json_object_set_new(answer, "edgellm",
+                                json_pack("{s:o}", "speculative", gw_spec_stats(s)));
+        spec_answer_free(a);
+        *result = answer ? send_json_text(srv, conn, rq, 200, answer)
+                         : send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+        json_decref(answer);
+        return true;
+    }
+    if (a->session && pii_restorer_create(a->session, &a->restorer) != EDGELLM_OK)
+        a->restorer = NULL;
+    a->rq.route[0] = '\0';
+    snprintf(a->rq.route, sizeof a->rq.route, "%s", rq->route);
+    snprintf(a->rq.reason, sizeof a->rq.reason, "%s", rq->reason);
+    if (rc == GW_SPEC_DONE)
+        spec_stream_end(a, NULL);
+    else
+        spec_stream_new_text(a, false);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192, spec_reader, a,
+                                          spec_reader_free);
+    if (!resp) {
+        spec_answer_free(a);
+        *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+        return true;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    srv_http_decorate(srv, conn, resp, rq);
+    *result = MHD_queue_response(conn, 200, resp);
+    MHD_destroy_response(resp);
+    return true;
+}
+
 static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *conn,
                           srv_front_request *rq, int *result)
 {
@@ -814,6 +1096,16 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         json_decref(body);
         return answered;
     }
+    const char *unsupported = NULL;
+    if (g->cfg->speculative_k > 0 && !gw_spec_supported(out, &unsupported))
+        fprintf(stderr, "edgellm gateway: %s not speculative: '%s' needs the cloud's own "
+                        "generation\n", rq->endpoint, unsupported);
+    if (g->cfg->speculative_k > 0 && !unsupported) {
+        bool answered = answer_speculative(g, srv, conn, rq, body, out, session, &rt, result);
+        json_decref(out);
+        json_decref(body);
+        return answered;
+    }
     char *payload = json_dumps(out, JSON_COMPACT);
     json_decref(out);
     const char *path = !strcmp(rq->endpoint, "/v1/chat/completions") ? "/v1/chat/completions"
@@ -823,6 +1115,11 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     gw_call call;
     memset(&call, 0, sizeof call);
     for (int attempt = 0; payload; attempt++) {
+        if (g->spec.latency_s > 0)
+            nanosleep(&(struct timespec){(time_t)g->spec.latency_s,
+                                         (long)((g->spec.latency_s - (time_t)g->spec.latency_s) *
+                                                1e9)},
+                      NULL);
         if (!gw_call_start(&call, &g->up, path, payload, strlen(payload), deadline - now_s())) {
             failure = "cloud-unreachable";
             break;
@@ -936,7 +1233,7 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
 static char *gateway_metrics(void *ctx)
 {
     gateway *g = ctx;
-    size_t cap = 4096;
+    size_t cap = 8192;
     char *t = malloc(cap);
     if (!t)
         return NULL;
@@ -967,6 +1264,22 @@ static char *gateway_metrics(void *ctx)
         "# TYPE edgellm_gateway_circuit_opened_total counter\n"
         "edgellm_gateway_circuit_opened_total %llu\n",
         (unsigned long long)atomic_load(&g->circuit_opened));
+    PUT("# HELP edgellm_gateway_speculative_drafted_total Tokens the edge drafted for the "
+        "cloud to verify.\n# TYPE edgellm_gateway_speculative_drafted_total counter\n"
+        "edgellm_gateway_speculative_drafted_total %llu\n",
+        (unsigned long long)atomic_load(&g->spec_drafted));
+    PUT("# HELP edgellm_gateway_speculative_accepted_total Drafted tokens the cloud agreed "
+        "with.\n# TYPE edgellm_gateway_speculative_accepted_total counter\n"
+        "edgellm_gateway_speculative_accepted_total %llu\n",
+        (unsigned long long)atomic_load(&g->spec_accepted));
+    PUT("# HELP edgellm_gateway_speculative_cloud_calls_total Verification calls to the cloud.\n"
+        "# TYPE edgellm_gateway_speculative_cloud_calls_total counter\n"
+        "edgellm_gateway_speculative_cloud_calls_total %llu\n",
+        (unsigned long long)atomic_load(&g->spec_calls));
+    PUT("# HELP edgellm_gateway_speculative_tokens_total Tokens answered by speculative "
+        "decoding.\n# TYPE edgellm_gateway_speculative_tokens_total counter\n"
+        "edgellm_gateway_speculative_tokens_total %llu\n",
+        (unsigned long long)atomic_load(&g->spec_tokens));
 #undef PUT
     if (n >= cap) {
         free(t);
@@ -976,6 +1289,27 @@ static char *gateway_metrics(void *ctx)
 }
 
 /* ---- start-up ---- */
+
+/* Once the edge model is loaded: with --speculative, the cloud must tokenize as the edge does,
+ * and the edge vocabulary's texts are indexed to map the cloud's tokens back to ids. */
+static bool gateway_ready(void *ctx, srv_server *srv, char *err, size_t err_cap)
+{
+    gateway *g = ctx;
+    if (g->cfg->speculative_k <= 0)
+        return true;
+    if (!gw_spec_check_tokenizer(&g->up, srv->model, g->cfg->deadline_s < 10 ? g->cfg->deadline_s : 10,
+                                 err, err_cap))
+        return false;
+    if (!(g->vocab = gw_vocab_map_build(srv->model))) {
+        snprintf(err, err_cap, "out of memory indexing the edge vocabulary");
+        return false;
+    }
+    g->spec.vocab = g->vocab;
+    fprintf(stderr, "edgellm gateway: speculative decoding on: %d drafted tokens per cloud call, "
+                    "the cloud's tokenizer matches the edge model's\n",
+            g->cfg->speculative_k);
+    return true;
+}
 
 static bool load_policy(gateway *g, const char *path)
 {
@@ -1076,7 +1410,12 @@ int gw_run(gw_config *cfg)
         goto done;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     bool prober = pthread_create(&g->prober, NULL, prober_main, g) == 0;
-    srv_front front = {gateway_route, gateway_metrics, g};
+    g->spec = (gw_spec_config){.up = &g->up,
+                               .k = cfg->speculative_k,
+                               .top_n = 5,
+                               .retries = cfg->retries,
+                               .latency_s = cfg->cloud_latency_ms / 1000.0};
+    srv_front front = {gateway_route, gateway_metrics, g, gateway_ready};
     cfg->server.front = &front;
     cfg->server.log_name = "edgellm gateway";
     fprintf(stderr, "edgellm gateway: cloud %s, route %s, pii %s, complexity threshold %.2f\n",
@@ -1090,6 +1429,7 @@ int gw_run(gw_config *cfg)
         pthread_join(g->prober, NULL);
     curl_global_cleanup();
 done:
+    gw_vocab_map_free(g->vocab);
     pii_policy_free(g->pii);
     free(g->fallback_note);
     if (g->up.auth_header) {

@@ -26,6 +26,9 @@ typedef struct gw_config {
     double deadline_s;         /* a whole upstream call; <= 0: 60 */
     int retries;               /* extra attempts after 429/5xx; < 0: 1 */
     double probe_interval_s;   /* health probes of an open circuit; <= 0: 0.5 */
+    int speculative_k;         /* > 0: cloud requests are drafted on the edge, K tokens per
+                                  verification call (docs/gateway.md); 0 = off */
+    double cloud_latency_ms;   /* test knob: a simulated network delay before every cloud call */
 } gw_config;
 
 /* Loads the policy, serves until SIGINT/SIGTERM and returns a process exit code; errors are

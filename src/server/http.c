@@ -774,7 +774,7 @@ static enum MHD_Result handle_metrics(srv_server *srv, struct MHD_Connection *co
 
 typedef enum route_id {
     R_HEALTH, R_PAGE, R_MODELS, R_METRICS, R_CHAT, R_COMPLETIONS, R_EMBEDDINGS, R_TOKENIZE,
-    R_DETOKENIZE
+    R_DETOKENIZE, R_CLASSIFY
 } route_id;
 
 static const struct route {
@@ -792,6 +792,7 @@ static const struct route {
     {"/v1/embeddings", "POST", R_EMBEDDINGS, true},
     {"/tokenize", "POST", R_TOKENIZE, true},
     {"/detokenize", "POST", R_DETOKENIZE, true},
+    {"/v1/classify", "POST", R_CLASSIFY, true}, /* answered by a front (the gateway) only */
 };
 
 /* Everything decided from the request line and headers, on libmicrohttpd's first call, so a
@@ -935,7 +936,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     state == SRV_STATE_LOADING ? "the model is still loading; retry shortly"
                                                : "the server is shutting down");
     if (srv->front &&
-        (rt->id == R_CHAT || rt->id == R_COMPLETIONS || rt->id == R_EMBEDDINGS)) {
+        (rt->id == R_CHAT || rt->id == R_COMPLETIONS || rt->id == R_EMBEDDINGS ||
+         rt->id == R_CLASSIFY)) {
         cs->rq.endpoint = endpoint;
         cs->rq.body = cs->body;
         cs->rq.len = cs->len;
@@ -962,6 +964,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case R_EMBEDDINGS: return handle_embeddings(srv, conn, cs);
     case R_TOKENIZE: return handle_tokenize(srv, conn, cs);
     case R_DETOKENIZE: return handle_detokenize(srv, conn, cs);
+    case R_CLASSIFY:
+        return fail(srv, conn, 404, "not_found", endpoint, cs,
+                    "/v1/classify is served by edgellm gateway, not edgellm serve");
     default: return MHD_NO;
     }
 }

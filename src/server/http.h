@@ -16,7 +16,8 @@ typedef struct srv_server srv_server;
 /* What a front end in front of the local handlers (the gateway) sees of one request, and the
  * route it chose: x-edgellm-route and x-edgellm-route-reason go on the answer when set. */
 typedef struct srv_front_request {
-    const char *endpoint; /* "/v1/chat/completions", "/v1/completions", "/v1/embeddings" */
+    const char *endpoint; /* "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+                             "/v1/classify" */
     char *body;           /* the whole body; the front may replace it with its own malloc'd copy */
     size_t len;
     double t_start;
@@ -33,6 +34,9 @@ typedef struct srv_front {
     /* Lines appended to /metrics (Prometheus text, malloc'd); NULL adds nothing. */
     char *(*metrics)(void *ctx);
     void *ctx;
+    /* Called once the model is loaded, before requests are served; false refuses to start
+     * (err gets one line, the process exits 2). NULL: nothing to check. */
+    bool (*ready)(void *ctx, srv_server *srv, char *err, size_t err_cap);
 } srv_front;
 
 struct srv_server {

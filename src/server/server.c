@@ -40,6 +40,7 @@ static bool derive_model_id(srv_server *srv)
 typedef struct load_job {
     srv_server *srv;
     char error[512];
+    bool refused; /* the front's start-up check failed: a usage problem, not a load failure */
 } load_job;
 
 static void *load_model(void *arg)
@@ -59,6 +60,12 @@ static void *load_model(void *arg)
     }
     if (st != EDGELLM_OK) {
         snprintf(job->error, sizeof job->error, "%s", edgellm_last_error());
+        atomic_store(&srv->state, SRV_STATE_FAILED);
+        return NULL;
+    }
+    if (srv->front && srv->front->ready &&
+        !srv->front->ready(srv->front->ctx, srv, job->error, sizeof job->error)) {
+        job->refused = true;
         atomic_store(&srv->state, SRV_STATE_FAILED);
         return NULL;
     }
@@ -131,7 +138,7 @@ int ellm_server_run(const ellm_server_config *cfg)
     if (cfg->ready_file)
         write_ready_file(cfg->ready_file, host, srv.port);
 
-    load_job job = {&srv, ""};
+    load_job job = {&srv, "", false};
     pthread_t loader;
     bool loader_started = pthread_create(&loader, NULL, load_model, &job) == 0;
     if (!loader_started) {
@@ -144,6 +151,11 @@ int ellm_server_run(const ellm_server_config *cfg)
         struct timespec ts = {0, 200 * 1000000L};
         int sig = sigtimedwait(&sigs, NULL, &ts);
         int state = atomic_load(&srv.state);
+        if (state == SRV_STATE_FAILED && job.refused) {
+            fprintf(stderr, "%s: %s\n", srv_log_name(cfg), job.error);
+            exit_code = 2;
+            break;
+        }
         if (state == SRV_STATE_FAILED) {
             fprintf(stderr, "%s: cannot load the model: %s\n", srv_log_name(cfg), job.error);
             exit_code = 1;

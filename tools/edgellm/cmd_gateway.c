@@ -30,6 +30,9 @@ static void gateway_usage(FILE *out)
             "      --cloud-timeout S     deadline of one upstream call (default 60)\n"
             "      --retries N           extra attempts after 429/5xx (default 1)\n"
             "      --probe-interval S    health probes while the cloud is down (default 0.5)\n"
+            "      --speculative K       cloud requests: the edge drafts K tokens, the cloud\n"
+            "                            verifies them in one call (needs the cloud's /tokenize)\n"
+            "      --cloud-latency-ms MS test knob: wait MS before every cloud call\n"
             "  and every option of `edgellm serve` (-m, --host, --port, --parallel, --ctx,\n"
             "  --threads, --api-key, --api-key-file, --cors, --allowed-hosts, --max-body,\n"
             "  --timeout, --grace, --ready-file, ...).\n");
@@ -127,6 +130,14 @@ int cmd_gateway(int argc, char **argv)
             if (!cli_parse_float(cmd, a, val, 0.01, 3600, &d))
                 rc = EXIT_USAGE;
             g.probe_interval_s = d;
+        } else if (!strcmp(a, "--speculative")) {
+            if (!cli_parse_int(cmd, a, val, 1, 64, &v))
+                rc = EXIT_USAGE;
+            g.speculative_k = (int)v;
+        } else if (!strcmp(a, "--cloud-latency-ms")) {
+            if (!cli_parse_float(cmd, a, val, 0, 60000, &d))
+                rc = EXIT_USAGE;
+            g.cloud_latency_ms = d;
         } else if (!strcmp(a, "--retries")) {
             if (!cli_parse_int(cmd, a, val, 0, 10, &v))
                 rc = EXIT_USAGE;

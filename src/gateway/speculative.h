@@ -1,0 +1,82 @@
+/* Speculative edge-cloud decoding (docs/gateway.md, "Speculative edge-cloud decoding"): the
+ * edge model drafts K tokens, one standard /v1/completions call (token-id prompt, echo,
+ * logprobs, max_tokens 1) has the cloud score them, and the longest prefix the cloud agrees with
+ * plus the cloud's own token at the first disagreement is kept. Greedy requests give exactly the
+ * cloud's greedy tokens; sampled ones follow the cloud's distribution over its top-N. */
+#ifndef EDGELLM_GATEWAY_SPECULATIVE_H
+#define EDGELLM_GATEWAY_SPECULATIVE_H
+
+#include <jansson.h>
+
+#include "gateway/edge.h"
+#include "gateway/upstream.h"
+#include "server/http.h"
+
+typedef struct gw_spec_config {
+    const gw_upstream *up;
+    const gw_vocab_map *vocab;
+    int k;              /* tokens drafted per verification call */
+    int top_n;          /* alternatives the cloud returns per position (logprobs) */
+    int retries;        /* extra attempts of a verification call after a failure */
+    double latency_s;   /* added before every cloud call: a simulated network (benchmarks) */
+} gw_spec_config;
+
+enum { GW_SPEC_MORE, GW_SPEC_DONE, GW_SPEC_FAILED, GW_SPEC_GONE };
+
+typedef struct gw_spec {
+    const gw_spec_config *cfg;
+    srv_server *srv;
+    struct MHD_Connection *conn;
+    srv_request *req;        /* the prompt tokens, limits, stops and sampling of the request */
+    srv_completion_opts opts;
+    json_t *call_template;   /* the verification body without its prompt */
+    gw_edge edge;
+    edgellm_token *seq;      /* prompt and every token accepted so far */
+    int32_t n_seq, cap_seq, n_generated;
+    edgellm_text_stream *text;
+    srv_event *events;       /* text that became final, one event per accepted token */
+    size_t n_events, cap_events;
+    srv_finish finish;
+    double deadline;
+    uint64_t rng;
+    int drafted, accepted, calls;
+    /* After GW_SPEC_FAILED: a gw_call_failure() reason when the cloud was unavailable, else
+     * "cloud-malformed" with error saying what was wrong. */
+    const char *failure;
+    char error[256];
+} gw_spec;
+
+/* Whether a request can be decoded speculatively; when not, *why names the feature that needs
+ * the cloud's own generation (the request then goes to the cloud as it is). */
+bool gw_spec_supported(json_t *body, const char **why);
+/* Parses body (already redacted, "model" set for the cloud) for kind; false with err set when
+ * the request itself is invalid (a 400). */
+bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
+                   struct MHD_Connection *conn, json_t *body, srv_endpoint_kind kind,
+                   double deadline, srv_api_error *err);
+/* One round: draft, verify, accept. New events are appended to s->events. */
+int gw_spec_step(gw_spec *s);
+void gw_spec_free(gw_spec *s);
+/* {"drafted", "accepted", "cloud_calls", "acceptance_rate"} */
+json_t *gw_spec_stats(const gw_spec *s);
+
+/* What one verification answer says about the draft at positions first .. first+n_draft of
+ * the n_sent tokens sent: how many drafted tokens are accepted (greedy: each is the cloud's
+ * argmax), and the cloud's own token after them (-1 with *end set when the cloud ends there).
+ * False with why set when the answer is not what the protocol promises. Exposed for tests. */
+typedef struct gw_verdict {
+    int n_accepted;
+    edgellm_token next;
+    bool end;
+} gw_verdict;
+bool gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
+                          int32_t n_sent, int32_t first, int32_t n_draft, gw_verdict *out,
+                          char *why, size_t why_cap);
+
+#endif
+
+/* Start-up check that edge and cloud tokenize alike: probe strings through the cloud's
+ * POST /tokenize ({"content"} -> {"tokens"}, llama.cpp's and edgellm serve's shape) against the
+ * edge tokenizer. False with one line in err: no /tokenize, a different tokenizer, no cloud. */
+bool gw_spec_check_tokenizer(const gw_upstream *up, const edgellm_model *model, double timeout_s,
+                             char *err, size_t err_cap);
