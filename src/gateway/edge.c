@@ -66,6 +66,20 @@ double gw_logprob(const float *logits, int32_t n_vocab, edgellm_token token, dou
     return logits[token] / t - m - log(z);
 }
 
+edgellm_token gw_sample(const float *logits, int32_t n_vocab, double temperature, double u)
+{
+    double m = logits[gw_argmax(logits, n_vocab)] / temperature, z = 0;
+    for (int32_t v = 0; v < n_vocab; v++)
+        z += exp(logits[v] / temperature - m);
+    double acc = 0, target = u * z;
+    for (int32_t v = 0; v < n_vocab; v++) {
+        acc += exp(logits[v] / temperature - m);
+        if (target < acc)
+            return v;
+    }
+    return gw_argmax(logits, n_vocab);
+}
+
 /* ---- token texts ---- */
 
 typedef struct vocab_entry {

@@ -26,6 +26,8 @@ const float *gw_edge_sync(gw_edge *e, const edgellm_token *seq, int32_t n);
 const float *gw_edge_push(gw_edge *e, edgellm_token token);
 
 edgellm_token gw_argmax(const float *logits, int32_t n_vocab);
+/* The token at cumulative probability u (in [0,1)) of softmax(logits / temperature). */
+edgellm_token gw_sample(const float *logits, int32_t n_vocab, double temperature, double u);
 /* log p(token) under softmax(logits / temperature) (temperature <= 0 counts as 1). */
 double gw_logprob(const float *logits, int32_t n_vocab, edgellm_token token, double temperature);
 

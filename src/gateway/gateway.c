@@ -916,7 +916,7 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
     snprintf(a->model, sizeof a->model, "%s",
              g->cfg->cloud_model ? g->cfg->cloud_model
              : json_is_string(model) ? json_string_value(model)
-                                     : srv->model_id);
+                                     : "");
     srv_api_error err;
     if (!gw_spec_start(&a->spec, &g->spec, srv, conn, out, chat ? SRV_CHAT : SRV_COMPLETION,
                        now_s() + g->cfg->deadline_s, &err)) {
@@ -951,6 +951,8 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
                              "speculative decoding failed: %s", why);
         return true;
     }
+    if (!a->model[0])
+        snprintf(a->model, sizeof a->model, "%s", a->spec.cloud_model);
     set_route(rq, g, RT_SPECULATIVE, rt->reason);
     log_request(rq, rt, "speculative", rt->reason, 0);
     if (!a->spec.opts.stream) {
@@ -974,7 +976,6 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
     }
     if (a->session && pii_restorer_create(a->session, &a->restorer) != EDGELLM_OK)
         a->restorer = NULL;
-    a->rq.route[0] = '\0';
     snprintf(a->rq.route, sizeof a->rq.route, "%s", rq->route);
     snprintf(a->rq.reason, sizeof a->rq.reason, "%s", rq->reason);
     if (rc == GW_SPEC_DONE)

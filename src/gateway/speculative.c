@@ -24,7 +24,7 @@ bool gw_spec_supported(json_t *body, const char **why)
 {
     /* Each of these changes what the cloud generates in a way one scoring call cannot see
      * (several choices, constrained or biased sampling, tool calls) or asks for the cloud's own
-     * per-token output (logprobs, echo). Sampling is not drafted yet: only greedy. */
+     * per-token output (logprobs, echo). */
     static const char *const needs_cloud[] = {"tools", "functions", "response_format", "grammar",
                                               "logit_bias", "logprobs", "top_logprobs", "echo",
                                               "suffix", "best_of"};
@@ -40,10 +40,15 @@ bool gw_spec_supported(json_t *body, const char **why)
         *why = "n";
         return false;
     }
-    json_t *t = json_object_get(body, "temperature");
-    if (!json_is_number(t) || json_number_value(t) != 0) {
-        *why = "temperature";
-        return false;
+    /* Penalties depend on the whole history the cloud holds; the acceptance test does not
+     * model them. */
+    static const char *const penalties[] = {"presence_penalty", "frequency_penalty"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(body, penalties[i]);
+        if (json_is_number(v) && json_number_value(v) != 0) {
+            *why = penalties[i];
+            return false;
+        }
     }
     return true;
 }
@@ -106,8 +111,14 @@ bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
     int32_t room = n_ctx - r->n_prompt;
     if (r->max_tokens < 0 || r->max_tokens > room)
         r->max_tokens = room;
-    s->call_template = json_pack("{s:i,s:b,s:i,s:f,s:b}", "max_tokens", 1, "echo", 1, "logprobs",
-                                 cfg->top_n, "temperature", 0.0, "stream", 0);
+    /* The cloud samples its own token (after the last accepted draft) as the client asked. */
+    bool sampled = r->sampling.temperature > 0;
+    s->call_template = json_pack("{s:i,s:b,s:i,s:f,s:f,s:b}", "max_tokens", 1, "echo", 1,
+                                 "logprobs", sampled ? SRV_MAX_TOP_LOGPROBS : cfg->top_n,
+                                 "temperature",
+                                 (double)r->sampling.temperature, "top_p",
+                                 (double)r->sampling.top_p, "stream", 0);
+    s->rng = r->sampling.seed ^ 0x9E3779B97F4A7C15ULL;
     json_t *model = json_object_get(body, "model");
     if (s->call_template && json_is_string(model))
         json_object_set(s->call_template, "model", model);
@@ -116,6 +127,9 @@ bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
                   EDGELLM_OK &&
               edgellm_text_stream_create(srv->model, (const char *const *)r->stops, r->n_stops,
                                          &s->text) == EDGELLM_OK;
+    if (ok && sampled)
+        ok = (s->draft_logits = malloc((size_t)cfg->k * (size_t)s->edge.n_vocab *
+                                       sizeof *s->draft_logits)) != NULL;
     for (int32_t i = 0; ok && i < r->n_prompt; i++)
         ok = push_seq(s, r->prompt[i]);
     if (!ok) {
@@ -132,6 +146,7 @@ void gw_spec_free(gw_spec *s)
     json_decref(s->call_template);
     gw_edge_close(&s->edge);
     free(s->seq);
+    free(s->draft_logits);
     edgellm_text_stream_free(s->text);
     srv_events_free(s->events, s->n_events);
     memset(s, 0, sizeof *s);
@@ -171,18 +186,84 @@ static const char *top_choice(json_t *top, double *best)
 
 /* The token a cloud's text stands for: one end of generation ends the answer. */
 static bool text_to_token(const gw_vocab_map *vocab, const edgellm_model *model, const char *text,
-                          size_t len, gw_verdict *out, char *why, size_t why_cap)
+                          size_t len, gw_verdict *out)
 {
     edgellm_token t = gw_vocab_map_find(vocab, text, len);
     if (t < 0) {
-        snprintf(why, why_cap,
-                 "the cloud chose a token whose text (%zu bytes) is no token of the edge "
-                 "vocabulary",
-                 len);
-        return false;
+        /* Typically part of a UTF-8 character, which JSON text cannot carry (the cloud sends
+         * U+FFFD): the token is unknown, the next round asks again from the accepted prefix. */
+        out->unknown = true;
+        out->next = -1;
+        return true;
     }
     out->end = edgellm_token_is_eog(model, t) != 0;
     out->next = out->end ? -1 : t;
+    return true;
+}
+
+/* The logprobs arrays of a verification answer, checked against what was sent. */
+typedef struct scored {
+    json_t *choice, *tokens, *token_lps, *tops;
+    size_t n;
+} scored;
+
+static bool scored_read(json_t *answer, int32_t n_sent, scored *sc, char *why, size_t why_cap)
+{
+    sc->choice = json_array_get(json_object_get(answer, "choices"), 0);
+    json_t *lp = json_object_get(sc->choice, "logprobs");
+    sc->tokens = json_object_get(lp, "tokens");
+    sc->token_lps = json_object_get(lp, "token_logprobs");
+    sc->tops = json_object_get(lp, "top_logprobs");
+    if (!json_is_object(sc->choice) || !json_is_array(sc->tokens) ||
+        !json_is_array(sc->token_lps) || !json_is_array(sc->tops))
+        return fail_why(why, why_cap,
+                        "the verification answer has no choices[0].logprobs with tokens, "
+                        "token_logprobs and top_logprobs (does the cloud support echo with "
+                        "logprobs on /v1/completions?)");
+    sc->n = json_array_size(sc->tokens);
+    if (json_array_size(sc->token_lps) != sc->n || json_array_size(sc->tops) != sc->n ||
+        (sc->n != (size_t)n_sent && sc->n != (size_t)n_sent + 1)) {
+        snprintf(why, why_cap,
+                 "the verification answer scores %zu tokens, %d were sent (one more may be "
+                 "generated)",
+                 sc->n, n_sent);
+        return false;
+    }
+    return true;
+}
+
+/* The drafted token's log-probability (exact: keyed by position, not text) and the
+ * alternatives at position pos. */
+static bool scored_at(const scored *sc, size_t pos, double *mine, json_t **top, char *why,
+                      size_t why_cap)
+{
+    json_t *m = json_array_get(sc->token_lps, pos);
+    *top = json_array_get(sc->tops, pos);
+    if (!json_is_number(m) || !json_is_object(*top) || json_object_size(*top) == 0)
+        return fail_why(why, why_cap,
+                        "the verification answer lacks a log-probability or its alternatives "
+                        "for a drafted token");
+    *mine = json_number_value(m);
+    return true;
+}
+
+/* After every draft was accepted: the token the cloud generated itself, or the end. */
+static bool scored_next(const scored *sc, int32_t n_sent, const gw_vocab_map *vocab,
+                        const edgellm_model *model, gw_verdict *out, char *why, size_t why_cap)
+{
+    if (sc->n == (size_t)n_sent + 1) {
+        json_t *gen = json_array_get(sc->tokens, (size_t)n_sent);
+        if (!json_is_string(gen))
+            return fail_why(why, why_cap, "the generated token of the verification is not text");
+        return text_to_token(vocab, model, json_string_value(gen), json_string_length(gen), out);
+    }
+    /* Nothing generated: the cloud's next token ended the answer. */
+    json_t *fr = json_object_get(sc->choice, "finish_reason");
+    if (json_is_string(fr) && !strcmp(json_string_value(fr), "length"))
+        return fail_why(why, why_cap,
+                        "the verification generated nothing but did not stop (finish_reason "
+                        "'length'): is the cloud's context full?");
+    out->end = true;
     return true;
 }
 
@@ -192,57 +273,138 @@ bool gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab, const edgel
 {
     memset(out, 0, sizeof *out);
     out->next = -1;
-    json_t *choice = json_array_get(json_object_get(answer, "choices"), 0);
-    json_t *lp = json_object_get(choice, "logprobs");
-    json_t *tokens = json_object_get(lp, "tokens"), *token_lps = json_object_get(lp, "token_logprobs"),
-           *tops = json_object_get(lp, "top_logprobs");
-    if (!json_is_object(choice) || !json_is_array(tokens) || !json_is_array(token_lps) ||
-        !json_is_array(tops))
-        return fail_why(why, why_cap,
-                        "the verification answer has no choices[0].logprobs with tokens, "
-                        "token_logprobs and top_logprobs (does the cloud support echo with "
-                        "logprobs on /v1/completions?)");
-    size_t n = json_array_size(tokens);
-    if (json_array_size(token_lps) != n || json_array_size(tops) != n ||
-        (n != (size_t)n_sent && n != (size_t)n_sent + 1)) {
-        snprintf(why, why_cap,
-                 "the verification answer scores %zu tokens, %d were sent (one more may be "
-                 "generated)",
-                 n, n_sent);
+    scored sc;
+    if (!scored_read(answer, n_sent, &sc, why, why_cap))
         return false;
-    }
     for (int32_t i = 0; i < n_draft; i++) {
-        size_t pos = (size_t)(first + i);
-        json_t *mine = json_array_get(token_lps, pos), *top = json_array_get(tops, pos);
-        double best = 0;
-        const char *key = json_is_object(top) ? top_choice(top, &best) : NULL;
-        if (!json_is_number(mine) || !key)
-            return fail_why(why, why_cap,
-                            "the verification answer lacks a log-probability or its "
-                            "alternatives for a drafted token");
-        /* The drafted token's own log-probability is keyed by position, not text, so this
-         * compares token ids exactly: it is the argmax when nothing scores higher. */
-        if (json_number_value(mine) >= best) {
+        double mine, best = 0;
+        json_t *top;
+        if (!scored_at(&sc, (size_t)(first + i), &mine, &top, why, why_cap))
+            return false;
+        const char *key = top_choice(top, &best);
+        if (!key)
+            return fail_why(why, why_cap, "a top_logprobs value is not a number");
+        /* Compares ids exactly: the drafted token is the argmax when nothing scores higher. */
+        if (mine >= best) {
             out->n_accepted++;
             continue;
         }
-        return text_to_token(vocab, model, key, strlen(key), out, why, why_cap);
+        return text_to_token(vocab, model, key, strlen(key), out);
     }
-    if (n == (size_t)n_sent + 1) {
-        json_t *gen = json_array_get(tokens, n_sent);
-        if (!json_is_string(gen))
-            return fail_why(why, why_cap, "the generated token of the verification is not text");
-        return text_to_token(vocab, model, json_string_value(gen), json_string_length(gen), out,
-                             why, why_cap);
+    return scored_next(&sc, n_sent, vocab, model, out, why, why_cap);
+}
+
+static double rng_uniform(uint64_t *state)
+{
+    /* splitmix64 */
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+
+typedef struct candidate {
+    edgellm_token id;
+    double lp, p;
+} candidate;
+
+static int candidate_desc(const void *a, const void *b)
+{
+    double x = ((const candidate *)a)->lp, y = ((const candidate *)b)->lp;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The cloud's distribution at one position as far as the answer shows it: its top-N (texts
+ * mapped to ids; texts that map to none are left out) and the drafted token, at temperature T,
+ * cut to top_p, renormalised. Returns the number of candidates. */
+static int cloud_distribution(json_t *top, edgellm_token draft, double draft_lp,
+                              const gw_vocab_map *vocab, double t, double top_p, candidate *c,
+                              int cap)
+{
+    int n = 0;
+    const char *key;
+    json_t *v;
+    c[n++] = (candidate){draft, draft_lp, 0};
+    json_object_foreach(top, key, v) {
+        edgellm_token id = gw_vocab_map_find(vocab, key, strlen(key));
+        bool seen = id < 0 || !json_is_number(v);
+        for (int i = 0; i < n && !seen; i++)
+            seen = c[i].id == id;
+        if (!seen && n < cap)
+            c[n++] = (candidate){id, json_number_value(v), 0};
     }
-    /* Nothing generated: the cloud's next token ended the answer. */
-    json_t *fr = json_object_get(choice, "finish_reason");
-    if (json_is_string(fr) && !strcmp(json_string_value(fr), "length"))
-        return fail_why(why, why_cap,
-                        "the verification generated nothing but did not stop (finish_reason "
-                        "'length'): is the cloud's context full?");
-    out->end = true;
-    return true;
+    qsort(c, (size_t)n, sizeof *c, candidate_desc);
+    double z = 0;
+    for (int i = 0; i < n; i++)
+        z += c[i].p = exp((c[i].lp - c[0].lp) / t);
+    double kept = 0;
+    int keep = n;
+    for (int i = 0; i < n; i++) {
+        kept += c[i].p / z;
+        if (kept >= top_p) {
+            keep = i + 1;
+            break;
+        }
+    }
+    double zk = 0;
+    for (int i = 0; i < keep; i++)
+        zk += c[i].p;
+    for (int i = 0; i < n; i++)
+        c[i].p = i < keep ? c[i].p / zk : 0;
+    return n;
+}
+
+bool gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
+                           int32_t n_sent, int32_t first, int32_t n_draft,
+                           const gw_spec_sampling *smp, gw_verdict *out, char *why,
+                           size_t why_cap)
+{
+    memset(out, 0, sizeof *out);
+    out->next = -1;
+    scored sc;
+    if (!scored_read(answer, n_sent, &sc, why, why_cap))
+        return false;
+    int32_t n_vocab = edgellm_n_vocab(model);
+    for (int32_t i = 0; i < n_draft; i++) {
+        double mine;
+        json_t *top;
+        if (!scored_at(&sc, (size_t)(first + i), &mine, &top, why, why_cap))
+            return false;
+        candidate c[SRV_MAX_TOP_LOGPROBS + 1];
+        int n = cloud_distribution(top, smp->draft[i], mine, vocab, smp->temperature,
+                                   smp->top_p, c, SRV_MAX_TOP_LOGPROBS + 1);
+        const float *q_logits = smp->edge_logits + (size_t)i * (size_t)n_vocab;
+        double p_x = 0;
+        for (int j = 0; j < n; j++)
+            if (c[j].id == smp->draft[i])
+                p_x = c[j].p;
+        double q_x = exp(gw_logprob(q_logits, n_vocab, smp->draft[i], smp->temperature));
+        if (rng_uniform(smp->rng) * q_x < p_x) {
+            out->n_accepted++;
+            continue;
+        }
+        /* Rejected: the cloud's token comes from what p has beyond q. */
+        double residual = 0;
+        for (int j = 0; j < n; j++) {
+            double q = exp(gw_logprob(q_logits, n_vocab, c[j].id, smp->temperature));
+            c[j].lp = c[j].p > q ? c[j].p - q : 0;
+            residual += c[j].lp;
+        }
+        double u = rng_uniform(smp->rng) * (residual > 0 ? residual : 1), acc = 0;
+        edgellm_token pick = c[0].id;
+        for (int j = 0; j < n; j++) {
+            acc += residual > 0 ? c[j].lp : c[j].p;
+            if (u < acc) {
+                pick = c[j].id;
+                break;
+            }
+        }
+        out->end = edgellm_token_is_eog(model, pick) != 0;
+        out->next = out->end ? -1 : pick;
+        return true;
+    }
+    return scored_next(&sc, n_sent, vocab, model, out, why, why_cap);
 }
 
 /* ---- one round ---- */
@@ -281,14 +443,16 @@ static int call_cloud(gw_spec *s, const char *payload, json_t **answer)
             failure = "cloud-malformed";
         }
         if (!failure) {
-            *answer = json_loadb(call.body ? call.body : "", call.len, 0, NULL);
+            json_error_t je;
+            *answer = json_loadb(call.body ? call.body : "", call.len, JSON_ALLOW_NUL, &je);
             gw_call_free(&call);
             if (!json_is_object(*answer)) {
                 json_decref(*answer);
                 *answer = NULL;
                 s->failure = "cloud-malformed";
                 snprintf(s->error, sizeof s->error,
-                         "the cloud's verification answer is not a JSON object");
+                         "the cloud's verification answer is not a JSON object (%s)",
+                         je.text[0] ? je.text : "another JSON value");
                 return GW_SPEC_FAILED;
             }
             return GW_SPEC_MORE;
@@ -359,8 +523,15 @@ int gw_spec_step(gw_spec *s)
     const float *logits = k > 0 ? gw_edge_sync(&s->edge, s->seq, s->n_seq) : NULL;
     int32_t n_draft = 0;
     bool ok = true;
+    double temperature = s->req->sampling.temperature;
     for (int32_t i = 0; i < k && logits; i++) {
         edgellm_token t = gw_argmax(logits, s->edge.n_vocab);
+        if (temperature > 0) {
+            /* q = softmax(logits / T), the distribution the acceptance test divides by. */
+            memcpy(s->draft_logits + (size_t)i * (size_t)s->edge.n_vocab, logits,
+                   (size_t)s->edge.n_vocab * sizeof *logits);
+            t = gw_sample(logits, s->edge.n_vocab, temperature, rng_uniform(&s->rng));
+        }
         if (edgellm_token_is_eog(s->srv->model, t))
             break; /* the cloud's own next token says whether it ends there */
         ok = push_seq(s, t);
@@ -381,6 +552,10 @@ int gw_spec_step(gw_spec *s)
     for (int32_t i = 0; i < n_sent; i++)
         json_array_append_new(prompt, json_integer(s->seq[i]));
     json_object_set_new(s->call_template, "prompt", prompt);
+    /* A seed per call: the cloud's own sampled tokens are reproducible from the request's. */
+    json_object_set_new(s->call_template, "seed",
+                        json_integer((json_int_t)((s->req->sampling.seed + (uint64_t)s->calls) &
+                                                  0x7FFFFFFFFFFFFFFFULL)));
     char *payload = json_dumps(s->call_template, JSON_COMPACT);
     json_object_del(s->call_template, "prompt");
     if (!payload) {
@@ -397,9 +572,19 @@ int gw_spec_step(gw_spec *s)
     free(payload);
     if (rc != GW_SPEC_MORE)
         return rc;
+    json_t *model = json_object_get(answer, "model");
+    if (json_is_string(model))
+        snprintf(s->cloud_model, sizeof s->cloud_model, "%s", json_string_value(model));
     gw_verdict v;
-    ok = gw_spec_judge_greedy(answer, s->cfg->vocab, s->srv->model, n_sent, first, nd, &v,
-                              s->error, sizeof s->error);
+    if (temperature > 0) {
+        gw_spec_sampling smp = {temperature, s->req->sampling.top_p, s->draft_logits, draft,
+                                &s->rng};
+        ok = gw_spec_judge_sampled(answer, s->cfg->vocab, s->srv->model, n_sent, first, nd,
+                                   &smp, &v, s->error, sizeof s->error);
+    } else {
+        ok = gw_spec_judge_greedy(answer, s->cfg->vocab, s->srv->model, n_sent, first, nd, &v,
+                                  s->error, sizeof s->error);
+    }
     json_decref(answer);
     if (!ok) {
         s->failure = "cloud-malformed";
@@ -412,6 +597,21 @@ int gw_spec_step(gw_spec *s)
             return finish(s, SRV_FINISH_STOP);
     if (v.end)
         return finish(s, SRV_FINISH_STOP);
+    if (v.unknown) {
+        /* A round without progress is repeated once (the edge may draft the token itself, and
+         * its id is then checked exactly); twice means the cloud insists on a token whose text
+         * names no edge token. */
+        s->stalls = v.n_accepted ? 0 : s->stalls + 1;
+        if (s->stalls >= 2) {
+            s->failure = "cloud-malformed";
+            snprintf(s->error, sizeof s->error,
+                     "the cloud chose a token whose text is no token of the edge vocabulary "
+                     "(part of a UTF-8 character?)");
+            return GW_SPEC_FAILED;
+        }
+        return GW_SPEC_MORE;
+    }
+    s->stalls = 0;
     if (!accept_token(s, v.next))
         return finish(s, SRV_FINISH_STOP);
     return GW_SPEC_MORE;

@@ -39,7 +39,10 @@ typedef struct gw_spec {
     srv_finish finish;
     double deadline;
     uint64_t rng;
+    float *draft_logits;     /* sampled requests: the edge's logits at each drafted position */
     int drafted, accepted, calls;
+    int stalls;              /* rounds in a row that kept no token */
+    char cloud_model[256];   /* "model" of the cloud's answers */
     /* After GW_SPEC_FAILED: a gw_call_failure() reason when the cloud was unavailable, else
      * "cloud-malformed" with error saying what was wrong. */
     const char *failure;
@@ -62,16 +65,33 @@ json_t *gw_spec_stats(const gw_spec *s);
 
 /* What one verification answer says about the draft at positions first .. first+n_draft of
  * the n_sent tokens sent: how many drafted tokens are accepted (greedy: each is the cloud's
- * argmax), and the cloud's own token after them (-1 with *end set when the cloud ends there).
+ * argmax), and the cloud's own token after them (-1 with end set when the cloud ends there,
+ * or with unknown set when its text names no edge token).
  * False with why set when the answer is not what the protocol promises. Exposed for tests. */
 typedef struct gw_verdict {
     int n_accepted;
     edgellm_token next;
     bool end;
+    bool unknown; /* the cloud's text maps to no edge token: next is -1 */
 } gw_verdict;
 bool gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
                           int32_t n_sent, int32_t first, int32_t n_draft, gw_verdict *out,
                           char *why, size_t why_cap);
+
+/* Sampled requests: the standard speculative sampling rule. Draft token x (drawn from the edge's
+ * q = softmax(logits / T)) is kept with probability min(1, p(x) / q(x)), p being the cloud's
+ * distribution at temperature T (and top_p) over its top-N alternatives and x; at the first
+ * rejection the cloud's token is drawn from max(0, p - q), renormalised. */
+typedef struct gw_spec_sampling {
+    double temperature, top_p;
+    const float *edge_logits; /* n_draft x n_vocab */
+    const edgellm_token *draft;
+    uint64_t *rng;
+} gw_spec_sampling;
+bool gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
+                           int32_t n_sent, int32_t first, int32_t n_draft,
+                           const gw_spec_sampling *smp, gw_verdict *out, char *why,
+                           size_t why_cap);
 
 #endif
 
