@@ -144,13 +144,13 @@ def free_port():
     return port
 
 
-def start_gateway(cloud_port, *args):
+def start_gateway(cloud_port, *args, model=None):
     g = ts.Server.__new__(ts.Server)
     g.ready = os.path.join(ts.TMP, "gw-ready-%d" % time.monotonic_ns())
     g.log = open(os.path.join(ts.TMP, "gw-%d.log" % time.monotonic_ns()), "w+")
     env = dict(os.environ, EDGELLM_CLOUD_KEY=CLOUD_KEY)
     g.proc = subprocess.Popen(
-        [ts.EDGELLM, "gateway", "-m", ts.MODEL, "--port", "0", "--ready-file", g.ready,
+        [ts.EDGELLM, "gateway", "-m", model or ts.MODEL, "--port", "0", "--ready-file", g.ready,
          "--cloud-url", "http://127.0.0.1:%d/v1" % cloud_port, "--threads", "2"] + list(args),
         stdout=g.log, stderr=g.log, env=env)
     deadline = time.time() + 30
