@@ -80,6 +80,29 @@ edgellm_token gw_sample(const float *logits, int32_t n_vocab, double temperature
     return gw_argmax(logits, n_vocab);
 }
 
+bool gw_events_push(srv_event **events, size_t *n, size_t *cap, edgellm_token token,
+                    const char *text, size_t len)
+{
+    if (*n == *cap) {
+        size_t grown = *cap ? *cap * 2 : 64;
+        srv_event *e = realloc(*events, grown * sizeof *e);
+        if (!e)
+            return false;
+        *events = e;
+        *cap = grown;
+    }
+    srv_event *e = &(*events)[*n];
+    memset(e, 0, sizeof *e);
+    if (!(e->text = malloc(len + 1)))
+        return false;
+    memcpy(e->text, text, len);
+    e->text[len] = '\0';
+    e->len = len;
+    e->token = token;
+    (*n)++;
+    return true;
+}
+
 /* ---- token texts ---- */
 
 typedef struct vocab_entry {

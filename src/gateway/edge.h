@@ -31,6 +31,10 @@ edgellm_token gw_sample(const float *logits, int32_t n_vocab, double temperature
 /* log p(token) under softmax(logits / temperature) (temperature <= 0 counts as 1). */
 double gw_logprob(const float *logits, int32_t n_vocab, edgellm_token token, double temperature);
 
+/* Appends one event (its text copied) to a growing list; false when out of memory. */
+bool gw_events_push(srv_event **events, size_t *n, size_t *cap, edgellm_token token,
+                    const char *text, size_t len);
+
 /* Token texts back to ids: an OpenAI-shaped answer names tokens by their text only. */
 typedef struct gw_vocab_map gw_vocab_map;
 gw_vocab_map *gw_vocab_map_build(const edgellm_model *model);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "gateway/cascade.h"
+#include "gateway/classify.h"
 #include "gateway/gateway.h"
 #include "gateway/pii.h"
 #include "gateway/speculative.h"
@@ -54,6 +56,16 @@ typedef struct gateway {
     gw_vocab_map *vocab;
     gw_spec_config spec;
     atomic_ullong spec_drafted, spec_accepted, spec_calls, spec_tokens;
+    /* intents that must stay on the device (policy: intent_labels, local_intents) */
+    char **intent_labels;
+    int n_intent_labels;
+    bool local_intent[GW_CLASSIFY_MAX_LABELS];
+    int n_local_intents;
+    atomic_ullong intent_kept;
+    /* confidence cascade (policy: "cascade") */
+    bool cascade;
+    double cascade_mean, cascade_min; /* thresholds on the edge answer's token logprobs */
+    atomic_ullong cascade_kept, cascade_escalated;
 } gateway;
 
 static double now_s(void)
@@ -658,6 +670,35 @@ static double prompt_surprisal(srv_server *srv, const char *text, size_t len)
     return counted && n_vocab > 1 ? sum / counted / log((double)n_vocab) : 0;
 }
 
+/* Whether the policy's intent classifier puts the request's text in a local intent: then it
+ * stays on the device whatever the route asked for. A text it cannot score stays too. */
+static bool local_intent(gateway *g, srv_server *srv, json_t *body, routing *out)
+{
+    if (!g->n_local_intents)
+        return false;
+    text_collect t = {0};
+    json_t *msgs = json_object_get(body, "messages");
+    collect_texts(msgs ? msgs : json_object_get(body, "prompt"), &t);
+    gw_classification c;
+    char err[256];
+    bool scored = gw_classify(srv, t.data ? t.data : "", t.len,
+                              (const char *const *)g->intent_labels, g->n_intent_labels, true, &c,
+                              err, sizeof err);
+    free(t.data);
+    if (!scored) {
+        fprintf(stderr, "edgellm gateway: intent not classified (%s): kept on the edge\n", err);
+        snprintf(out->reason, sizeof out->reason, "local-intent=unclassified");
+    } else if (g->local_intent[c.best]) {
+        snprintf(out->reason, sizeof out->reason, "local-intent=%.60s",
+                 g->intent_labels[c.best]);
+    } else {
+        return false;
+    }
+    out->route = RT_EDGE;
+    atomic_fetch_add(&g->intent_kept, 1);
+    return true;
+}
+
 static void decide(gateway *g, srv_server *srv, json_t *body, gw_route_mode mode, routing *out)
 {
     if (mode == GW_ROUTE_EDGE) {
@@ -665,6 +706,8 @@ static void decide(gateway *g, srv_server *srv, json_t *body, gw_route_mode mode
         snprintf(out->reason, sizeof out->reason, "route=edge");
         return;
     }
+    if (local_intent(g, srv, body, out))
+        return;
     if (mode == GW_ROUTE_CLOUD) {
         out->route = RT_CLOUD;
         snprintf(out->reason, sizeof out->reason, "route=cloud");
@@ -719,6 +762,128 @@ static bool fall_back(gateway *g, srv_front_request *rq, json_t *body, const cha
         return true;
     }
     return false;
+}
+
+/* ---- answers the gateway generates itself ---- */
+
+/* One choice's events as the whole answer: JSON, or for a stream the same as server-sent events
+ * at once. extra (stolen) becomes the answer's "edgellm" member; a session restores the text. */
+static int send_events(srv_server *srv, struct MHD_Connection *conn, srv_front_request *rq,
+                       const srv_completion_opts *o, const char *model, const srv_event *ev,
+                       size_t n, srv_finish finish, int32_t n_prompt, int32_t n_generated,
+                       json_t *extra, pii_session *session)
+{
+    char id[64];
+    bool chat = o->kind == SRV_CHAT;
+    snprintf(id, sizeof id, "%s-gw%08lx%04x", chat ? "chatcmpl" : "cmpl",
+             (unsigned long)atomic_fetch_add(&srv->next_id, 1), (unsigned)(rand() & 0xFFFF));
+    long long created = (long long)time(NULL);
+    srv_choice_result choice = {ev, n, finish};
+    json_t *answer = NULL;
+    if (!o->stream) {
+        answer = srv_completion_response(o, srv->model, id, model, created, &choice, 1, n_prompt,
+                                         0, n_generated);
+    } else {
+        /* The whole text in one chunk, then the finish (and usage) as a stream ends. */
+        answer = json_array();
+        json_array_append_new(answer, srv_completion_chunk(o, srv->model, id, model, created, 0,
+                                                           ev, n, 0, true, SRV_FINISH_NONE));
+        json_array_append_new(answer, srv_completion_chunk(o, srv->model, id, model, created, 0,
+                                                           NULL, 0, 0, false, finish));
+        if (o->include_usage)
+            json_array_append_new(
+                answer, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", id, "object",
+                                  chat ? "chat.completion.chunk" : "text_completion", "created",
+                                  (json_int_t)created, "model", model, "choices", "usage",
+                                  srv_usage_json(n_prompt, 0, n_generated)));
+    }
+    if (answer && session) {
+        walk rw = {.mode = WALK_RESTORE, .session = session};
+        walk_strings(NULL, NULL, 0, answer, &rw);
+    }
+    json_t *last = o->stream ? json_array_get(answer, 1) : answer;
+    if (last && extra)
+        json_object_set(last, "edgellm", extra);
+    json_decref(extra);
+    if (!answer)
+        return send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+    if (!o->stream) {
+        int r = send_json_text(srv, conn, rq, 200, answer);
+        json_decref(answer);
+        return r;
+    }
+    pii_buffer sse = {0};
+    size_t i;
+    json_t *chunk;
+    bool ok = true;
+    json_array_foreach(answer, i, chunk) {
+        char *text = json_dumps(chunk, JSON_COMPACT);
+        ok = ok && text;
+        size_t len = text ? strlen(text) : 0;
+        char *grown = ok ? realloc(sse.data, sse.len + len + 16) : NULL;
+        if (!grown) {
+            free(text);
+            ok = false;
+            break;
+        }
+        sse.data = grown;
+        sse.len += (size_t)sprintf(sse.data + sse.len, "data: %s\n\n", text);
+        free(text);
+    }
+    json_decref(answer);
+    char *grown = ok ? realloc(sse.data, sse.len + 16) : NULL;
+    int r;
+    if (grown) {
+        sse.data = grown;
+        sse.len += (size_t)sprintf(sse.data + sse.len, "data: [DONE]\n\n");
+        r = srv_http_send(srv, conn, rq, 200, "text/event-stream", sse.data, sse.len);
+    } else {
+        r = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+    }
+    pii_buffer_free(&sse);
+    return r;
+}
+
+/* The cascade's first step: the edge answers, and keeps the answer when it was sure enough.
+ * Returns whether it answered; false escalates to the cloud (rt's reason says why). */
+static bool try_cascade(gateway *g, srv_server *srv, struct MHD_Connection *conn,
+                        srv_front_request *rq, json_t *body, routing *rt, int *result)
+{
+    gw_edge_answer a;
+    srv_api_error err;
+    bool chat = !strcmp(rq->endpoint, "/v1/chat/completions");
+    if (!gw_edge_answer_run(&a, srv, body, chat ? SRV_CHAT : SRV_COMPLETION,
+                            now_s() + srv->request_timeout_s, &err)) {
+        gw_edge_answer_free(&a);
+        set_route(rq, g, RT_EDGE, rt->reason);
+        *result = srv_http_send_error(srv, conn, rq, &err);
+        return true;
+    }
+    bool sure = a.n_generated == 0 ||
+                (a.mean_logprob >= g->cascade_mean && a.min_logprob >= g->cascade_min);
+    fprintf(stderr,
+            "edgellm gateway: %s cascade: edge answer of %d tokens, mean logprob %.3f, min "
+            "%.3f: %s\n",
+            rq->endpoint, a.n_generated, a.mean_logprob, a.min_logprob,
+            sure ? "kept" : "low confidence, asking the cloud");
+    if (!sure) {
+        atomic_fetch_add(&g->cascade_escalated, 1);
+        gw_edge_answer_free(&a);
+        rt->route = RT_CLOUD;
+        snprintf(rt->reason, sizeof rt->reason, "low-confidence");
+        return false;
+    }
+    atomic_fetch_add(&g->cascade_kept, 1);
+    char reason[96];
+    snprintf(reason, sizeof reason, "confident");
+    set_route(rq, g, RT_EDGE, reason);
+    log_request(rq, rt, "edge", reason, 0);
+    json_t *extra = json_pack("{s:{s:f,s:f,s:i}}", "cascade", "mean_logprob", a.mean_logprob,
+                              "min_logprob", a.min_logprob, "tokens", a.n_generated);
+    *result = send_events(srv, conn, rq, &a.opts, srv->model_id, a.events, a.n_events, a.finish,
+                          a.req->n_prompt, a.n_generated, extra, NULL);
+    gw_edge_answer_free(&a);
+    return true;
 }
 
 /* ---- speculative edge-cloud decoding ---- */
@@ -957,21 +1122,10 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
     log_request(rq, rt, "speculative", rt->reason, 0);
     if (!a->spec.opts.stream) {
         gw_spec *s = &a->spec;
-        srv_choice_result choice = {s->events, s->n_events, s->finish};
-        json_t *answer = srv_completion_response(&s->opts, srv->model, a->id, a->model,
-                                                 a->created, &choice, 1, s->req->n_prompt, 0,
-                                                 s->n_generated);
-        if (answer && a->session) {
-            walk rw = {.mode = WALK_RESTORE, .session = a->session};
-            walk_strings(NULL, NULL, 0, answer, &rw);
-        }
-        if (answer)
-            json_object_set_new(answer, "edgellm",
-                                json_pack("{s:o}", "speculative", gw_spec_stats(s)));
+        *result = send_events(srv, conn, rq, &s->opts, a->model, s->events, s->n_events,
+                              s->finish, s->req->n_prompt, s->n_generated,
+                              json_pack("{s:o}", "speculative", gw_spec_stats(s)), a->session);
         spec_answer_free(a);
-        *result = answer ? send_json_text(srv, conn, rq, 200, answer)
-                         : send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
-        json_decref(answer);
         return true;
     }
     if (a->session && pii_restorer_create(a->session, &a->restorer) != EDGELLM_OK)
@@ -998,10 +1152,78 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
     return true;
 }
 
+/* POST /v1/classify {"input": TEXT, "labels": [...]}: answered on the device. */
+static int answer_classify(gateway *g, srv_server *srv, struct MHD_Connection *conn,
+                           srv_front_request *rq)
+{
+    set_route(rq, g, RT_EDGE, "classify-on-device");
+    json_error_t je;
+    json_t *body = json_loadb(rq->body ? rq->body : "", rq->len, 0, &je);
+    json_t *input = json_object_get(body, "input"), *labels = json_object_get(body, "labels");
+    const char *bad = !json_is_object(body)  ? "the body must be a JSON object"
+                      : !json_is_string(input) ? "'input' must be a string"
+                      : !json_is_array(labels) || json_array_size(labels) < 2 ||
+                              json_array_size(labels) > GW_CLASSIFY_MAX_LABELS
+                          ? "'labels' must be an array of 2 to 64 strings"
+                          : NULL;
+    const char *names[GW_CLASSIFY_MAX_LABELS];
+    size_t n = bad ? 0 : json_array_size(labels);
+    for (size_t i = 0; i < n && !bad; i++) {
+        json_t *l = json_array_get(labels, i);
+        names[i] = json_string_value(l);
+        if (!json_is_string(l) || json_string_length(l) == 0 || json_string_length(l) > 256 ||
+            strlen(names[i]) != json_string_length(l))
+            bad = "each label must be a non-empty string of at most 256 bytes";
+        for (size_t k = 0; k < i && !bad; k++)
+            if (!strcmp(names[k], names[i]))
+                bad = "the labels must differ from each other";
+    }
+    if (bad) {
+        json_decref(body);
+        return send_error(srv, conn, rq, 400, "invalid_value",
+                          "%s (POST /v1/classify {\"input\": TEXT, \"labels\": [\"a\", \"b\"]})",
+                          bad);
+    }
+    gw_classification c;
+    char err[256];
+    if (!gw_classify(srv, json_string_value(input), json_string_length(input), names, (int)n,
+                     false, &c, err, sizeof err)) {
+        json_decref(body);
+        return send_error(srv, conn, rq, 400, "input_too_long", "%s", err);
+    }
+    /* Most likely first, as a client reads it. */
+    int order[GW_CLASSIFY_MAX_LABELS];
+    for (int i = 0; i < (int)n; i++) {
+        int at = i;
+        while (at > 0 && c.logprob[order[at - 1]] < c.logprob[i]) {
+            order[at] = order[at - 1];
+            at--;
+        }
+        order[at] = i;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, json_pack("{s:s,s:f,s:f}", "label", names[order[i]],
+                                              "probability", c.probability[order[i]], "logprob",
+                                              c.logprob[order[i]]));
+    json_t *answer = json_pack("{s:s,s:s,s:s,s:o,s:{s:i}}", "object", "classification", "model",
+                               srv->model_id, "label", names[c.best], "labels", list, "usage",
+                               "prompt_tokens", c.n_prompt_tokens);
+    json_decref(body);
+    int r = answer ? send_json_text(srv, conn, rq, 200, answer)
+                   : send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
+    json_decref(answer);
+    return r;
+}
+
 static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *conn,
                           srv_front_request *rq, int *result)
 {
     gateway *g = ctx;
+    if (!strcmp(rq->endpoint, "/v1/classify")) {
+        *result = answer_classify(g, srv, conn, rq);
+        return true;
+    }
     if (!strcmp(rq->endpoint, "/v1/embeddings")) {
         set_route(rq, g, RT_EDGE, "embeddings-on-device");
         return false;
@@ -1031,6 +1253,12 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     }
     routing rt = {0};
     decide(g, srv, body, mode, &rt);
+    const char *not_cascaded = NULL;
+    if (rt.route == RT_EDGE && rt.scored && g->cascade && gw_spec_supported(body, &not_cascaded) &&
+        try_cascade(g, srv, conn, rq, body, &rt, result)) {
+        json_decref(body);
+        return true;
+    }
     if (rt.route == RT_EDGE) {
         set_route(rq, g, RT_EDGE, rt.reason);
         log_request(rq, &rt, "edge", rt.reason, 0);
@@ -1281,6 +1509,16 @@ static char *gateway_metrics(void *ctx)
         "decoding.\n# TYPE edgellm_gateway_speculative_tokens_total counter\n"
         "edgellm_gateway_speculative_tokens_total %llu\n",
         (unsigned long long)atomic_load(&g->spec_tokens));
+    PUT("# HELP edgellm_gateway_cascade_total Edge answers of the confidence cascade, kept or "
+        "escalated to the cloud.\n# TYPE edgellm_gateway_cascade_total counter\n"
+        "edgellm_gateway_cascade_total{outcome=\"kept\"} %llu\n"
+        "edgellm_gateway_cascade_total{outcome=\"escalated\"} %llu\n",
+        (unsigned long long)atomic_load(&g->cascade_kept),
+        (unsigned long long)atomic_load(&g->cascade_escalated));
+    PUT("# HELP edgellm_gateway_local_intent_total Requests kept on the device by the policy's "
+        "local_intents.\n# TYPE edgellm_gateway_local_intent_total counter\n"
+        "edgellm_gateway_local_intent_total %llu\n",
+        (unsigned long long)atomic_load(&g->intent_kept));
 #undef PUT
     if (n >= cap) {
         free(t);
@@ -1310,6 +1548,69 @@ static bool gateway_ready(void *ctx, srv_server *srv, char *err, size_t err_cap)
                     "the cloud's tokenizer matches the edge model's\n",
             g->cfg->speculative_k);
     return true;
+}
+
+/* "cascade": {"min_mean_logprob": M, "min_token_logprob": T}; NULL or what is wrong. */
+static const char *load_cascade(gateway *g, json_t *policy)
+{
+    json_t *c = json_object_get(policy, "cascade");
+    if (!c)
+        return NULL;
+    json_t *mean = json_object_get(c, "min_mean_logprob"), *min = json_object_get(c, "min_token_logprob");
+    if (!json_is_object(c) || (!mean && !min) || json_object_size(c) != (size_t)(!!mean + !!min))
+        return "'cascade' must be an object with 'min_mean_logprob' and/or 'min_token_logprob' "
+               "(log-probabilities, e.g. -1.5 and -6)";
+    if ((mean && (!json_is_number(mean) || json_number_value(mean) > 0)) ||
+        (min && (!json_is_number(min) || json_number_value(min) > 0)))
+        return "the 'cascade' thresholds must be numbers <= 0 (log-probabilities)";
+    g->cascade = true;
+    g->cascade_mean = mean ? json_number_value(mean) : -INFINITY;
+    g->cascade_min = min ? json_number_value(min) : -INFINITY;
+    return NULL;
+}
+
+/* "intent_labels": [...] and "local_intents": [a subset]; NULL or what is wrong. */
+static const char *load_intents(gateway *g, json_t *policy)
+{
+    json_t *labels = json_object_get(policy, "intent_labels");
+    json_t *local = json_object_get(policy, "local_intents");
+    if (!labels && !local)
+        return NULL;
+    if (!json_is_array(labels) || json_array_size(labels) < 2 ||
+        json_array_size(labels) > GW_CLASSIFY_MAX_LABELS)
+        return "'intent_labels' must be an array of 2 to 64 label strings (the classifier's "
+               "choices; 'local_intents' names those that stay on the device)";
+    if (!json_is_array(local) || json_array_size(local) == 0)
+        return "'local_intents' must be a non-empty array of labels from 'intent_labels'";
+    size_t n = json_array_size(labels);
+    g->intent_labels = calloc(n, sizeof *g->intent_labels);
+    if (!g->intent_labels)
+        return "out of memory";
+    for (size_t i = 0; i < n; i++) {
+        json_t *l = json_array_get(labels, i);
+        if (!json_is_string(l) || json_string_length(l) == 0 || json_string_length(l) > 256 ||
+            strlen(json_string_value(l)) != json_string_length(l))
+            return "each of 'intent_labels' must be a non-empty string of at most 256 bytes";
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(g->intent_labels[k], json_string_value(l)))
+                return "'intent_labels' must differ from each other";
+        if (!(g->intent_labels[i] = strdup(json_string_value(l))))
+            return "out of memory";
+        g->n_intent_labels = (int)i + 1;
+    }
+    for (size_t i = 0; i < json_array_size(local); i++) {
+        const char *name = json_string_value(json_array_get(local, i));
+        int at = -1;
+        for (int k = 0; name && k < g->n_intent_labels; k++)
+            if (!strcmp(g->intent_labels[k], name))
+                at = k;
+        if (at < 0)
+            return "each of 'local_intents' must be one of 'intent_labels'";
+        if (!g->local_intent[at])
+            g->n_local_intents++;
+        g->local_intent[at] = true;
+    }
+    return NULL;
 }
 
 static bool load_policy(gateway *g, const char *path)
@@ -1346,6 +1647,10 @@ static bool load_policy(gateway *g, const char *path)
         g->threshold = json_number_value(th);
     if (fb && !bad)
         g->fallback_on_malformed = json_is_true(fb);
+    if (!bad)
+        bad = load_intents(g, j);
+    if (!bad)
+        bad = load_cascade(g, j);
     json_decref(j);
     if (bad) {
         fprintf(stderr, "edgellm gateway: --policy %s: %s\n", path, bad);
@@ -1430,6 +1735,9 @@ int gw_run(gw_config *cfg)
         pthread_join(g->prober, NULL);
     curl_global_cleanup();
 done:
+    for (int i = 0; i < g->n_intent_labels; i++)
+        free(g->intent_labels[i]);
+    free(g->intent_labels);
     gw_vocab_map_free(g->vocab);
     pii_policy_free(g->pii);
     free(g->fallback_note);

@@ -67,28 +67,6 @@ static bool push_seq(gw_spec *s, edgellm_token t)
     return true;
 }
 
-static bool push_event(gw_spec *s, edgellm_token token, const char *text, size_t len)
-{
-    if (s->n_events == s->cap_events) {
-        size_t cap = s->cap_events ? s->cap_events * 2 : 64;
-        srv_event *e = realloc(s->events, cap * sizeof *e);
-        if (!e)
-            return false;
-        s->events = e;
-        s->cap_events = cap;
-    }
-    srv_event *e = &s->events[s->n_events];
-    memset(e, 0, sizeof *e);
-    if (!(e->text = malloc(len + 1)))
-        return false;
-    memcpy(e->text, text, len);
-    e->text[len] = '\0';
-    e->len = len;
-    e->token = token;
-    s->n_events++;
-    return true;
-}
-
 bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
                    struct MHD_Connection *conn, json_t *body, srv_endpoint_kind kind,
                    double deadline, srv_api_error *err)
@@ -477,7 +455,7 @@ static bool accept_token(gw_spec *s, edgellm_token t)
     size_t len = 0;
     int stopped = 0;
     if (!push_seq(s, t) || edgellm_text_stream_push(s->text, t, &text, &len, &stopped) != EDGELLM_OK ||
-        !push_event(s, t, text ? text : "", len)) {
+        !gw_events_push(&s->events, &s->n_events, &s->cap_events, t, text ? text : "", len)) {
         s->finish = SRV_FINISH_ERROR;
         return false;
     }
@@ -500,7 +478,7 @@ static int finish(gw_spec *s, srv_finish f)
     const char *text = NULL;
     size_t len = 0;
     if (edgellm_text_stream_finish(s->text, &text, &len) == EDGELLM_OK && len)
-        push_event(s, -1, text, len);
+        gw_events_push(&s->events, &s->n_events, &s->cap_events, -1, text, len);
     return GW_SPEC_DONE;
 }
 
