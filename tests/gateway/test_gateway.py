@@ -5,7 +5,8 @@ no labelled PII value reaches the upstream in any field, the restored answer equ
 text (whole and streamed in 3-byte chunks, so placeholders split across chunks), --pii block,
 the route headers and /metrics, the per-request override, the cloud key never reaching the
 client, offline fallback (closed port, hanging upstream, 5xx) within the latency bound, the
-circuit breaker and recovery, malformed answers (502), and routing by complexity. Standard
+circuit breaker and recovery, malformed answers (502), routing by complexity, /v1/classify and
+the policy's local_intents, and the confidence cascade. Standard
 library only; the HTTP client helpers are test_server.py's."""
 import http.server
 import json
@@ -416,11 +417,117 @@ def test_routing(up):
         stop(g)
 
 
+def write_policy(policy):
+    path = os.path.join(ts.TMP, "policy-%d.json" % time.monotonic_ns())
+    with open(path, "w") as f:
+        json.dump(policy, f)
+    return path
+
+
+def test_classify_and_intents(up):
+    labels = ["dreams", "invoices"]
+    g = start_gateway(up.port, "--route", "cloud",
+                      "--policy", write_policy({"intent_labels": labels,
+                                                "local_intents": ["dreams"]}))
+    try:
+        text = "I dreamed of gentle whispers of probability"
+        st, resp, hdrs = g.request("POST", "/v1/classify", {"input": text, "labels": labels})
+        ok = st == 200 and isinstance(resp, dict) and len(resp.get("labels", [])) == 2
+        check(ok and resp["object"] == "classification" and resp["label"] ==
+              resp["labels"][0]["label"] and hdrs.get("x-edgellm-route") == "edge",
+              "/v1/classify answers on the device, most likely label first: %s" % resp)
+        check(ok and abs(sum(x["probability"] for x in resp["labels"]) - 1) < 1e-6 and
+              resp["labels"][0]["logprob"] >= resp["labels"][1]["logprob"] and
+              all(x["logprob"] < 0 for x in resp["labels"]),
+              "probabilities sum to 1 and follow the log-likelihoods")
+        swapped = g.request("POST", "/v1/classify", {"input": text, "labels": labels[::-1]})[1]
+        check(ok and swapped["label"] == resp["label"], "the label order does not decide")
+        for bad in ({"input": text}, {"input": 3, "labels": labels},
+                    {"input": text, "labels": ["a"]}, {"input": text, "labels": ["a", "a"]},
+                    {"input": text, "labels": ["a", ""]}, {"input": "x" * 5000, "labels": labels}):
+            st, r, _ = g.request("POST", "/v1/classify", bad)
+            check(st == 400 and "error" in r, "bad classify body %s -> 400: %s" % (
+                json.dumps(bad)[:60], r))
+        # The policy: the label the classifier picks decides, whatever --route says.
+        local = resp["label"] == "dreams"
+        before = len(up.received)
+        st, r, hdrs = g.request("POST", "/v1/completions",
+                                {"prompt": text, "max_tokens": 4})
+        want = ("edge", "local-intent=dreams") if local else ("cloud", "route=cloud")
+        check(st == 200 and (hdrs.get("x-edgellm-route"), hdrs.get("x-edgellm-route-reason"))
+              == want, "local_intents routes as the classifier says: %s" % hdrs)
+        check(local == (len(up.received) == before), "a local intent sends nothing out")
+        check(metric(g, "edgellm_gateway_local_intent_total") == (1 if local else 0),
+              "/metrics counts requests kept local")
+    finally:
+        stop(g)
+    for policy, words in (({"intent_labels": ["a"], "local_intents": ["a"]}, "intent_labels"),
+                          ({"intent_labels": ["a", "b"], "local_intents": ["c"]}, "local_intents"),
+                          ({"intent_labels": ["a", "b"]}, "local_intents"),
+                          ({"cascade": {"min_mean_logprob": 1}}, "cascade"),
+                          ({"cascade": {"mean": -1}}, "cascade")):
+        p = subprocess.run([ts.EDGELLM, "gateway", "-m", ts.MODEL, "--cloud-url",
+                            "http://127.0.0.1:%d" % up.port, "--policy", write_policy(policy)],
+                           capture_output=True, text=True, timeout=30)
+        check(p.returncode == 2 and words in p.stderr and p.stderr.count("\n") == 1,
+              "policy %s refused in one line: %r" % (policy, p.stderr))
+
+
+def test_cascade(up):
+    prompt = {"prompt": "I dreamed", "max_tokens": 8, "temperature": 0}
+    # Thresholds no answer can miss: the edge's answer is kept, and it is the edge's own.
+    g = start_gateway(up.port, "--policy", write_policy(
+        {"cascade": {"min_mean_logprob": -50, "min_token_logprob": -80}}))
+    try:
+        before = len(up.received)
+        st, r, hdrs = g.request("POST", "/v1/completions", prompt)
+        c = (r or {}).get("edgellm", {}).get("cascade", {}) if st == 200 else {}
+        check(st == 200 and hdrs.get("x-edgellm-route") == "edge" and
+              hdrs.get("x-edgellm-route-reason") == "confident" and c.get("tokens") == 8 and
+              c["min_logprob"] <= c["mean_logprob"] < 0,
+              "a confident edge answer is kept: %s %s" % (hdrs, c))
+        check(len(up.received) == before, "a kept answer sends nothing to the cloud")
+        local = g.request("POST", "/v1/completions",
+                          dict(prompt, edgellm={"route": "edge"}))[1]
+        check(st == 200 and r["choices"][0]["text"] == local["choices"][0]["text"],
+              "the kept answer is what the edge model answers")
+        st, events, done, _ = g.stream("/v1/completions", dict(prompt, stream=True))
+        text = "".join(ch.get("text", "") for ev in events for ch in ev.get("choices", []))
+        check(st == 200 and done and text == r["choices"][0]["text"],
+              "a kept stream sends the same text")
+        check(metric(g, 'edgellm_gateway_cascade_total{outcome="kept"}') == 2,
+              "/metrics counts kept answers")
+    finally:
+        stop(g)
+    # Thresholds no answer can meet: the draft is discarded and the cloud answers.
+    g = start_gateway(up.port, "--policy", write_policy(
+        {"cascade": {"min_mean_logprob": -0.0001}}))
+    try:
+        st, r, hdrs = g.request("POST", "/v1/completions", prompt)
+        check(st == 200 and hdrs.get("x-edgellm-route") == "cloud" and
+              hdrs.get("x-edgellm-route-reason") == "low-confidence" and
+              r["choices"][0]["text"].startswith("You said:"),
+              "a low-confidence edge answer is replaced by the cloud's: %s" % hdrs)
+        st, text, done = stream_text(g, "/v1/completions", dict(prompt, stream=True), {})
+        check(st == 200 and done and text.startswith("You said:"),
+              "a low-confidence stream is the cloud's from its first byte: %r" % text[:30])
+        check(metric(g, 'edgellm_gateway_cascade_total{outcome="escalated"}') == 2,
+              "/metrics counts escalations")
+        # Only auto-routed edge requests are cascaded: an override is obeyed as it is.
+        st, r, hdrs = g.request("POST", "/v1/completions",
+                                dict(prompt, edgellm={"route": "edge"}))
+        check(hdrs.get("x-edgellm-route-reason") == "route=edge", "overrides skip the cascade")
+    finally:
+        stop(g)
+
+
 def main():
     up = Upstream()
     try:
         test_pii_and_routes(up)
         test_routing(up)
+        test_classify_and_intents(up)
+        test_cascade(up)
     finally:
         up.stop()
     test_offline()
