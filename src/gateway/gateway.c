@@ -1084,7 +1084,7 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
                                      : "");
     srv_api_error err;
     if (!gw_spec_start(&a->spec, &g->spec, srv, conn, out, chat ? SRV_CHAT : SRV_COMPLETION,
-                       now_s() + g->cfg->deadline_s, &err)) {
+                       now_s() + srv->request_timeout_s, &err)) {
         spec_answer_free(a);
         *result = srv_http_send_error(srv, conn, rq, &err);
         return true;
@@ -1720,7 +1720,8 @@ int gw_run(gw_config *cfg)
                                .k = cfg->speculative_k,
                                .top_n = 5,
                                .retries = cfg->retries,
-                               .latency_s = cfg->cloud_latency_ms / 1000.0};
+                               .latency_s = cfg->cloud_latency_ms / 1000.0,
+                               .call_timeout_s = cfg->deadline_s};
     srv_front front = {gateway_route, gateway_metrics, g, gateway_ready};
     cfg->server.front = &front;
     cfg->server.log_name = "edgellm gateway";

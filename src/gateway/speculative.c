@@ -399,12 +399,15 @@ static int call_cloud(gw_spec *s, const char *payload, json_t **answer)
     *answer = NULL;
     gw_call call;
     memset(&call, 0, sizeof call);
+    double call_deadline = now_s() + s->cfg->call_timeout_s;
+    if (call_deadline > s->deadline)
+        call_deadline = s->deadline;
     for (int attempt = 0;; attempt++) {
         sleep_s(s->cfg->latency_s);
         s->calls++;
         const char *failure = NULL;
         if (!gw_call_start(&call, s->cfg->up, "/v1/completions", payload, strlen(payload),
-                           s->deadline - now_s())) {
+                           call_deadline - now_s())) {
             failure = "cloud-unreachable";
         } else {
             while (!gw_call_pump(&call, 100)) {
@@ -437,7 +440,7 @@ static int call_cloud(gw_spec *s, const char *payload, json_t **answer)
         }
         gw_call_free(&call);
         double backoff = 0.2 * (1 << attempt);
-        if (attempt >= s->cfg->retries || now_s() + backoff >= s->deadline ||
+        if (attempt >= s->cfg->retries || now_s() + backoff >= call_deadline ||
             !strcmp(failure, "cloud-malformed")) {
             s->failure = failure;
             if (strcmp(failure, "cloud-malformed"))
@@ -488,11 +491,8 @@ int gw_spec_step(gw_spec *s)
         return GW_SPEC_DONE;
     if (s->n_generated >= s->req->max_tokens)
         return finish(s, SRV_FINISH_LENGTH);
-    if (now_s() >= s->deadline) {
-        s->failure = "cloud-timeout";
-        snprintf(s->error, sizeof s->error, "the request's deadline passed");
-        return GW_SPEC_FAILED;
-    }
+    if (now_s() >= s->deadline)
+        return finish(s, SRV_FINISH_TIMEOUT); /* what is accepted so far, as serve does */
     /* Draft: the last token accepted is the cloud's own, so at most max_tokens - 1 drafts. */
     int32_t k = s->cfg->k;
     if (k > s->req->max_tokens - s->n_generated - 1)

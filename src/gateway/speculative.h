@@ -19,6 +19,7 @@ typedef struct gw_spec_config {
     int top_n;          /* alternatives the cloud returns per position (logprobs) */
     int retries;        /* extra attempts of a verification call after a failure */
     double latency_s;   /* added before every cloud call: a simulated network (benchmarks) */
+    double call_timeout_s; /* one verification call, retries included */
 } gw_spec_config;
 
 enum { GW_SPEC_MORE, GW_SPEC_DONE, GW_SPEC_FAILED, GW_SPEC_GONE };
@@ -53,7 +54,7 @@ typedef struct gw_spec {
  * the cloud's own generation (the request then goes to the cloud as it is). */
 bool gw_spec_supported(json_t *body, const char **why);
 /* Parses body (already redacted, "model" set for the cloud) for kind; false with err set when
- * the request itself is invalid (a 400). */
+ * the request itself is invalid (a 400). deadline bounds the whole request (monotonic s). */
 bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
                    struct MHD_Connection *conn, json_t *body, srv_endpoint_kind kind,
                    double deadline, srv_api_error *err);
