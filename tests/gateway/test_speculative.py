@@ -51,6 +51,7 @@ class FakeCloud:
 
     def __init__(self, real_port):
         self.mode = "ok"
+        self.prompts = []  # the token-id prompts of the verification calls
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -88,6 +89,7 @@ class FakeCloud:
                     return self.reply(200, b"{not json")
                 if fake.mode == "500":
                     return self.reply(500, {"error": {"message": "overloaded"}})
+                fake.prompts.append(json.loads(raw).get("prompt"))
                 answer = self.real(raw)
                 lp = answer["choices"][0]["logprobs"]
                 if fake.mode == "no-logprobs":
@@ -215,6 +217,21 @@ def test_malformed(cloud, edge):
         g = tg.start_gateway(fake.port, "--route", "cloud", "--speculative", "4", "--retries",
                              "0", model=edge)
         try:
+            # Drafts are token ids of the redacted text: personal data leaves no more than
+            # with plain cloud calls.
+            fake.prompts.clear()
+            st, r, hdrs = completion(g, {"prompt": "I dreamed of jane.doe@example.com",
+                                         "max_tokens": 6, "temperature": 0})
+            sent = ""
+            if fake.prompts:
+                req = urllib.request.Request(
+                    "http://127.0.0.1:%d/detokenize" % cloud.port,
+                    json.dumps({"tokens": fake.prompts[0]}).encode(),
+                    {"Content-Type": "application/json"})
+                sent = json.load(urllib.request.urlopen(req)).get("content", "")
+            check(st == 200 and hdrs.get("x-edgellm-route") == "speculative" and
+                  "[EMAIL_1]" in sent and "jane.doe" not in sent,
+                  "speculative prompts are redacted before they are tokenized: %r" % sent)
             body = {"prompt": "I dreamed", "max_tokens": 12, "temperature": 0}
             for mode, words in (("garbage", "not a JSON object"),
                                 ("no-logprobs", "logprobs"),
