@@ -1253,6 +1253,8 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     }
     routing rt = {0};
     decide(g, srv, body, mode, &rt);
+    /* The cascade's edge answer is generated in the gateway, which has the same limits as a
+     * speculative draft: requests needing the scheduler's features are answered as before. */
     const char *not_cascaded = NULL;
     if (rt.route == RT_EDGE && rt.scored && g->cascade && gw_spec_supported(body, &not_cascaded) &&
         try_cascade(g, srv, conn, rq, body, &rt, result)) {
