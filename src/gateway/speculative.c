@@ -125,6 +125,7 @@ void gw_spec_free(gw_spec *s)
     gw_edge_close(&s->edge);
     free(s->seq);
     free(s->draft_logits);
+    gw_call_free(&s->call);
     edgellm_text_stream_free(s->text);
     srv_events_free(s->events, s->n_events);
     memset(s, 0, sizeof *s);
@@ -397,8 +398,7 @@ static bool client_gone(gw_spec *s)
 static int call_cloud(gw_spec *s, const char *payload, json_t **answer)
 {
     *answer = NULL;
-    gw_call call;
-    memset(&call, 0, sizeof call);
+    gw_call *call = &s->call;
     double call_deadline = now_s() + s->cfg->call_timeout_s;
     if (call_deadline > s->deadline)
         call_deadline = s->deadline;
@@ -406,27 +406,26 @@ static int call_cloud(gw_spec *s, const char *payload, json_t **answer)
         sleep_s(s->cfg->latency_s);
         s->calls++;
         const char *failure = NULL;
-        if (!gw_call_start(&call, s->cfg->up, "/v1/completions", payload, strlen(payload),
-                           call_deadline - now_s())) {
+        if (!gw_call_restart(call, s->cfg->up, "/v1/completions", payload, strlen(payload),
+                             call_deadline - now_s())) {
             failure = "cloud-unreachable";
         } else {
-            while (!gw_call_pump(&call, 100)) {
+            while (!gw_call_pump(call, 100)) {
                 if (client_gone(s)) {
-                    gw_call_free(&call);
+                    gw_call_free(call);
                     return GW_SPEC_GONE;
                 }
             }
-            failure = gw_call_failure(&call);
+            failure = gw_call_failure(call);
         }
-        if (!failure && call.status != 200) {
+        if (!failure && call->status != 200) {
             snprintf(s->error, sizeof s->error, "the cloud answered the verification with HTTP %ld",
-                     call.status);
+                     call->status);
             failure = "cloud-malformed";
         }
         if (!failure) {
             json_error_t je;
-            *answer = json_loadb(call.body ? call.body : "", call.len, JSON_ALLOW_NUL, &je);
-            gw_call_free(&call);
+            *answer = json_loadb(call->body ? call->body : "", call->len, JSON_ALLOW_NUL, &je);
             if (!json_is_object(*answer)) {
                 json_decref(*answer);
                 *answer = NULL;
@@ -438,7 +437,7 @@ static int call_cloud(gw_spec *s, const char *payload, json_t **answer)
             }
             return GW_SPEC_MORE;
         }
-        gw_call_free(&call);
+        gw_call_free(call); /* a failed connection is not reused */
         double backoff = 0.2 * (1 << attempt);
         if (attempt >= s->cfg->retries || now_s() + backoff >= call_deadline ||
             !strcmp(failure, "cloud-malformed")) {

@@ -43,6 +43,7 @@ typedef struct gw_spec {
     float *draft_logits;     /* sampled requests: the edge's logits at each drafted position */
     int drafted, accepted, calls;
     int stalls;              /* rounds in a row that kept no token */
+    gw_call call;            /* the verification calls, one after another on one connection */
     char cloud_model[256];   /* "model" of the cloud's answers */
     /* After GW_SPEC_FAILED: a gw_call_failure() reason when the cloud was unavailable, else
      * "cloud-malformed" with error saying what was wrong. */

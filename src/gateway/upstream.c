@@ -32,6 +32,41 @@ static size_t on_body(char *data, size_t size, size_t n, void *user)
     return len;
 }
 
+/* What differs from one call to the next on the same handles. */
+static void set_request(gw_call *c, const gw_upstream *u, const char *path, const char *body,
+                        size_t len, double total_timeout_s)
+{
+    char url[2048];
+    snprintf(url, sizeof url, "%s%s", u->root, path);
+    curl_easy_setopt(c->easy, CURLOPT_URL, url);
+    curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)(total_timeout_s * 1000));
+    if (body) {
+        curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        curl_easy_setopt(c->easy, CURLOPT_COPYPOSTFIELDS, body);
+    } else {
+        curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
+    }
+}
+
+bool gw_call_restart(gw_call *c, const gw_upstream *u, const char *path, const char *body,
+                     size_t len, double total_timeout_s)
+{
+    if (!c->easy || !c->multi || !c->finished) {
+        gw_call_free(c);
+        return gw_call_start(c, u, path, body, len, total_timeout_s);
+    }
+    curl_multi_remove_handle(c->multi, c->easy);
+    c->len = 0;
+    if (c->body)
+        c->body[0] = '\0';
+    c->got_body = c->finished = false;
+    c->result = CURLE_OK;
+    c->status = 0;
+    c->error[0] = '\0';
+    set_request(c, u, path, body, len, total_timeout_s);
+    return curl_multi_add_handle(c->multi, c->easy) == CURLM_OK;
+}
+
 bool gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const char *body,
                    size_t len, double total_timeout_s)
 {
@@ -40,12 +75,9 @@ bool gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const cha
     c->multi = curl_multi_init();
     if (!c->easy || !c->multi)
         return false;
-    char url[2048];
-    snprintf(url, sizeof url, "%s%s", u->root, path);
-    curl_easy_setopt(c->easy, CURLOPT_URL, url);
+    set_request(c, u, path, body, len, total_timeout_s);
     curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(u->connect_timeout_s * 1000));
-    curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)(total_timeout_s * 1000));
     curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->error);
@@ -59,10 +91,6 @@ bool gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const cha
     if (u->auth_header)
         c->headers = curl_slist_append(c->headers, u->auth_header);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
-    if (body) {
-        curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        curl_easy_setopt(c->easy, CURLOPT_COPYPOSTFIELDS, body);
-    }
     return curl_multi_add_handle(c->multi, c->easy) == CURLM_OK;
 }
 

@@ -401,6 +401,10 @@ def test_routing(up):
              "cloud"),
             ("Derive the equation of motion, then explain why the integral converges. " * 3,
              1024, "cloud"),
+            # A long answer or a multi-step instruction alone stays: neither part reaches 0.6.
+            ("Tell me about the sea.", 4096, "edge"),
+            ("First compare the two poems, then evaluate their trade-offs and justify your "
+             "choice.", 1024, "edge"),
         ]
         for text, max_tokens, want in cases:
             st, resp, hdrs = g.request("POST", "/v1/chat/completions",
