@@ -493,7 +493,7 @@ int gw_spec_step(gw_spec *s)
     if (now_s() >= s->deadline)
         return finish(s, SRV_FINISH_TIMEOUT); /* what is accepted so far, as serve does */
     /* Draft: the last token accepted is the cloud's own, so at most max_tokens - 1 drafts. */
-    int32_t k = s->cfg->k;
+    int32_t k = s->cfg->k < GW_SPEC_MAX_K ? s->cfg->k : GW_SPEC_MAX_K;
     if (k > s->req->max_tokens - s->n_generated - 1)
         k = s->req->max_tokens - s->n_generated - 1;
     int32_t first = s->n_seq;
@@ -541,8 +541,8 @@ int gw_spec_step(gw_spec *s)
         return GW_SPEC_FAILED;
     }
     /* The drafts are only in seq's spare room; copy them before anything grows it. */
-    edgellm_token draft[64];
-    int32_t nd = n_draft < 64 ? n_draft : 64;
+    edgellm_token draft[GW_SPEC_MAX_K];
+    int32_t nd = n_draft;
     memcpy(draft, s->seq + first, (size_t)nd * sizeof *draft);
     json_t *answer = NULL;
     int rc = call_cloud(s, payload, &answer);

@@ -12,10 +12,12 @@
 #include "gateway/upstream.h"
 #include "server/http.h"
 
+#define GW_SPEC_MAX_K 64
+
 typedef struct gw_spec_config {
     const gw_upstream *up;
     const gw_vocab_map *vocab;
-    int k;              /* tokens drafted per verification call */
+    int k;              /* tokens drafted per verification call, at most GW_SPEC_MAX_K */
     int top_n;          /* alternatives the cloud returns per position (logprobs) */
     int retries;        /* extra attempts of a verification call after a failure */
     double latency_s;   /* added before every cloud call: a simulated network (benchmarks) */
