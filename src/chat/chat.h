@@ -163,9 +163,12 @@ const char *const *ellm_chat_stop_strings(ellm_chat_family f);
 
 /* How a family's model writes a tool call: prefix, then {"name": NAME, "<args_key>": {...}},
  * then suffix (Qwen/Hermes: <tool_call>\n...\n</tool_call>; Llama 3.1/3.2: the bare object with
- * "parameters"; Mistral v3: [TOOL_CALLS] [...]). What a constrained call is generated as. */
+ * "parameters"; Mistral v3: [TOOL_CALLS] [...]). What a constrained call is generated as. Under
+ * tool_choice "auto" the grammar waits for trigger, the start of prefix (Llama: <|python_tag|>,
+ * which its models write before a call), and separator joins further calls (NULL: one call). */
 typedef struct ellm_chat_tool_syntax {
     const char *prefix, *suffix, *args_key;
+    const char *trigger, *separator;
 } ellm_chat_tool_syntax;
 ellm_chat_tool_syntax ellm_chat_tool_call_syntax(ellm_chat_family f);
 

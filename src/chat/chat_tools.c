@@ -333,9 +333,13 @@ ellm_chat_tool_syntax ellm_chat_tool_call_syntax(ellm_chat_family f)
 {
     switch (f) {
     case ELLM_CHAT_LLAMA31:
-    case ELLM_CHAT_LLAMA32: return (ellm_chat_tool_syntax){"", "", "parameters"};
-    case ELLM_CHAT_MISTRAL_V3: return (ellm_chat_tool_syntax){"[TOOL_CALLS] [", "]", "arguments"};
-    default: return (ellm_chat_tool_syntax){"<tool_call>\n", "\n</tool_call>", "arguments"};
+    case ELLM_CHAT_LLAMA32:
+        return (ellm_chat_tool_syntax){"", "", "parameters", "<|python_tag|>", NULL};
+    case ELLM_CHAT_MISTRAL_V3:
+        return (ellm_chat_tool_syntax){"[TOOL_CALLS] [", "]", "arguments", "[TOOL_CALLS]", ", "};
+    default:
+        return (ellm_chat_tool_syntax){"<tool_call>\n", "\n</tool_call>", "arguments",
+                                       "<tool_call>", "\n</tool_call>\n<tool_call>\n"};
     }
 }
 

@@ -887,11 +887,17 @@ static void put_gbnf_literal(char **buf, size_t *len, const char *s)
 }
 
 /* With "required" or a named function the answer is one call, generated under the grammar of the
- * call syntax of the model's family around the arguments' JSON Schema. */
+ * call syntax of the model's family around the arguments' JSON Schema. Under "auto" (lazy) the
+ * same grammar, for one or more calls, starts after the family's trigger text. */
 static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const char *named,
-                              srv_request *r, srv_api_error *err)
+                              bool lazy, srv_request *r, srv_api_error *err)
 {
     ellm_chat_tool_syntax syntax = ellm_chat_tool_call_syntax(ellm_chat_detect_model(model, NULL));
+    const char *prefix = syntax.prefix;
+    if (lazy) {
+        size_t n = strlen(syntax.trigger);
+        prefix = strncmp(prefix, syntax.trigger, n) == 0 ? prefix + n : prefix;
+    }
     json_t *defs = json_pack("{s:{},s:{}}", "$defs", "definitions");
     json_t *branches = json_array();
     bool ok = defs && branches;
@@ -930,7 +936,8 @@ static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const c
     }
     /* The call's start and end around the schema's root rule. */
     size_t len = strlen(rules);
-    size_t cap = len + 2 * (strlen(syntax.prefix) + strlen(syntax.suffix)) + 64;
+    const char *separator = lazy && syntax.separator ? syntax.separator : "";
+    size_t cap = len + 2 * (strlen(prefix) + strlen(syntax.suffix) + strlen(separator)) + 64;
     char *text = realloc(rules, cap);
     if (!text) {
         free(rules);
@@ -938,8 +945,13 @@ static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const c
         return false;
     }
     len += (size_t)sprintf(text + len, "\ntool-call ::= ");
-    put_gbnf_literal(&text, &len, syntax.prefix);
+    put_gbnf_literal(&text, &len, prefix);
     len += (size_t)sprintf(text + len, "root ");
+    if (*separator) {
+        len += (size_t)sprintf(text + len, "( ");
+        put_gbnf_literal(&text, &len, separator);
+        len += (size_t)sprintf(text + len, "root )* ");
+    }
     put_gbnf_literal(&text, &len, syntax.suffix);
     text[len++] = '\n';
     text[len] = '\0';
@@ -951,6 +963,7 @@ static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const c
                       "invalid_value", "tools", "%s", edgellm_last_error());
         return false;
     }
+    r->grammar_trigger = lazy ? syntax.trigger : NULL;
     return true;
 }
 
@@ -976,8 +989,8 @@ static bool parse_tools(json_t *body, const edgellm_model *model, srv_request *r
     *render = tools;
     o->tools = true;
     o->tool_family = (int)ellm_chat_detect_model(model, NULL);
-    if (mode == TOOL_AUTO)
-        return true;
+    if (mode == TOOL_AUTO) /* a response_format or grammar given with it applies instead */
+        return r->grammar || tool_call_grammar(model, tools, NULL, true, r, err);
     if (r->grammar) {
         srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
                       "'tool_choice' %s constrains the answer to a tool call: it cannot be "
@@ -985,7 +998,7 @@ static bool parse_tools(json_t *body, const edgellm_model *model, srv_request *r
                       mode == TOOL_NAMED ? "naming a function" : "\"required\"");
         return false;
     }
-    return tool_call_grammar(model, tools, named, r, err);
+    return tool_call_grammar(model, tools, named, false, r, err);
 }
 
 bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_model *model,

@@ -68,6 +68,9 @@ typedef struct srv_request {
                                   grammar_owner is set: the other choices of an n > 1 request
                                   share choice 0's and hold a reference to it */
     struct srv_request *grammar_owner;
+    const char *grammar_trigger; /* a lazy grammar (tool_choice "auto"): it applies once the
+                                    output ends with this text (a static string, e.g. the
+                                    family's "<tool_call>"); NULL: from the first token */
 
     /* Guarded by the scheduler's mutex; cv is signalled on every new event and at the end. */
     pthread_cond_t cv;
