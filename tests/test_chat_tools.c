@@ -78,6 +78,9 @@ static void test_parse(void)
                  "{\"name\": \"b\", \"arguments\": {}, \"id\": \"abcdefghi\"}]",
                  "", "a {\"q\":\"\xC3\xA9\\n\"}|b {}");
     expect_parse(ELLM_CHAT_MISTRAL_V3, "[TOOL_CALLS] []", "[TOOL_CALLS] []", "");
+    /* [TOOL_CALLS] is a control token that generated text does not show. */
+    expect_parse(ELLM_CHAT_MISTRAL_V3, " [{\"name\": \"a\", \"arguments\": {}}]", "", "a {}");
+    expect_parse(ELLM_CHAT_MISTRAL_V3, "[1, 2] is a list", "[1, 2] is a list", "");
     expect_parse(ELLM_CHAT_MISTRAL_V3, "[TOOL_CALLS] [{\"name\": \"a\"", "[TOOL_CALLS] [{\"name\": \"a\"",
                  "");
     /* Another family's syntax is text. */
@@ -100,6 +103,7 @@ static void test_stream_start(void)
     CHECK(ellm_chat_tool_call_start(ELLM_CHAT_CHATML, t, strlen(t)) == 2);
     t = "ok [TOOL_CA";
     CHECK(ellm_chat_tool_call_start(ELLM_CHAT_MISTRAL_V3, t, strlen(t)) == 3);
+    CHECK(ellm_chat_tool_call_start(ELLM_CHAT_MISTRAL_V3, " [{", 3) == 0);
     /* Llama: only at the start of the answer. */
     CHECK(ellm_chat_tool_call_start(ELLM_CHAT_LLAMA31, "  ", 2) == 0);
     CHECK(ellm_chat_tool_call_start(ELLM_CHAT_LLAMA31, " {\"na", 5) == 0);

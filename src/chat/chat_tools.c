@@ -380,6 +380,11 @@ size_t ellm_chat_tool_call_start(ellm_chat_family f, const char *text, size_t le
         size_t rest = len - at, tag = sizeof python_tag - 1;
         return memcmp(text + at, python_tag, rest < tag ? rest : tag) == 0 ? 0 : len;
     }
+    if (f == ELLM_CHAT_MISTRAL_V3) {
+        size_t at = skip_space(text, len, 0);
+        if (at == len || text[at] == '[')
+            return 0; /* the calls' list after a [TOOL_CALLS] control token, which writes no text */
+    }
     size_t m = strlen(marker);
     for (size_t at = 0; at < len; at++) {
         size_t rest = len - at;
@@ -439,7 +444,9 @@ static bool parse_calls(ellm_chat_family f, const char *text, size_t len, size_t
     ellm_chat_tool_syntax syntax = ellm_chat_tool_call_syntax(f);
     const char *marker = call_marker(f);
     if (f == ELLM_CHAT_MISTRAL_V3) {
-        at = skip_space(text, len, at + strlen(marker));
+        if (starts_at(text, len, at, marker))
+            at += strlen(marker);
+        at = skip_space(text, len, at);
         json_t *list = read_json(text, len, &at);
         bool ok = true;
         if (!json_is_array(list) || json_array_size(list) == 0)
@@ -533,6 +540,11 @@ bool ellm_chat_parse_tool_calls(ellm_chat_family f, const char *text, size_t len
                 break;
             }
         }
+        /* Mistral's [TOOL_CALLS] and Llama's <|python_tag|> are control tokens: generated text
+         * does not show them, so a Mistral answer that is a list is read as calls too. */
+        size_t at = skip_space(text, len, 0);
+        if (f == ELLM_CHAT_MISTRAL_V3 && start == len && at < len && text[at] == '[')
+            start = at;
     }
     bool bad = start == len;
     bool ok = bad || parse_calls(f, text, len, start, out, &bad);

@@ -423,6 +423,9 @@ static edgellm_status watch_trigger(srv_scheduler *s, srv_slot *slot, edgellm_to
     size_t len = 0;
     if (edgellm_token_to_piece(s->model, tok, piece, sizeof piece, &len) != EDGELLM_OK)
         len = 0; /* a longer piece cannot end a trigger that fits the tail anyway */
+    /* Control tokens write no text; their own text is the trigger ([TOOL_CALLS], <|python_tag|>). */
+    if (len == 0 && edgellm_token_text(s->model, tok, piece, sizeof piece, &len) != EDGELLM_OK)
+        len = 0;
     size_t cap = sizeof slot->tail;
     if (len >= cap) {
         memcpy(slot->tail, piece + len - cap, cap);
