@@ -199,7 +199,8 @@ size_t ellm_chat_tool_call_start(ellm_chat_family f, const char *text, size_t le
 /* JSON text as Python's json.dumps(ensure_ascii=False) writes it, which is what the templates'
  * tojson filter produces under transformers: indent < 0 is one line with ", " and ": ", indent
  * >= 0 puts members on their own lines; compact writes "," and ":" with no spaces. Object members
- * in their order. Appends to *out (malloc'd, grown); false when out of memory. */
+ * in their order. Appends to *out (NULL, or a malloc'd string of *len bytes; grown with
+ * realloc); false when out of memory (then *out is freed and NULL). */
 bool ellm_chat_json_dump(const json_t *value, int indent, bool compact, char **out, size_t *len);
 
 /* A conversation read from JSON: {"messages": [{"role": ..., "content": ...}, ...]} or the bare

@@ -833,7 +833,12 @@ static bool parse_tool_choice(json_t *body, json_t *tools, tool_mode *mode, cons
 static json_t *call_schema(json_t *fn, const char *args_key, json_t *defs, srv_api_error *err)
 {
     json_t *params = json_object_get(fn, "parameters");
-    json_t *args = params ? json_deep_copy(params) : json_pack("{s:s}", "type", "object");
+    /* No parameters, or the empty schema: an empty parameter list, as OpenAI defines it (the
+     * empty schema would admit any value, and a call's arguments are an object). */
+    json_t *args = params && json_object_size(params) > 0
+                       ? json_deep_copy(params)
+                       : json_pack("{s:s,s:{},s:b}", "type", "object", "properties",
+                                   "additionalProperties", 0);
     static const char *const def_keys[] = {"$defs", "definitions"};
     for (int k = 0; args && k < 2; k++) {
         json_t *local = json_object_get(args, def_keys[k]);

@@ -140,6 +140,21 @@ def lazy_auto(s):
     check(calls > 0, "auto: some forced call completes under the lazy grammar (%d)" % calls)
 
 
+def empty_parameters(s):
+    """A function with the empty schema as parameters takes no arguments (OpenAI's reading): its
+    call is generated with {} (the empty schema would admit any value, and an unbounded object
+    that a random model never closes)."""
+    tools = [{"type": "function", "function": {"name": "ping", "parameters": {}}}]
+    for seed in range(3):
+        st, resp, _ = s.request("POST", "/v1/chat/completions",
+                                {"messages": ASK, "tools": tools, "tool_choice": "required",
+                                 "seed": seed, "max_tokens": 200})
+        calls = resp["choices"][0]["message"].get("tool_calls") if st == 200 else None
+        ok = bool(calls) and json.loads(calls[0]["function"]["arguments"]) == {}
+        ts.check(ok and resp["choices"][0]["finish_reason"] == "tool_calls",
+                 "parameters {} seed %d: a call with an arguments object: %r" % (seed, resp))
+
+
 def bad_requests(s):
     check = ts.check
     cases = [
@@ -195,6 +210,7 @@ def main():
     s = ts.Server(model, "--parallel", "2", "--ctx", "1024")
     try:
         constrained_calls(s, "no template (Hermes style)")
+        empty_parameters(s)
         bad_requests(s)
     finally:
         check(s.stop() == 0, "server exits 0")
