@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "edgellm.h"
 
 typedef struct ellm_chat_message {
@@ -59,6 +61,33 @@ typedef enum ellm_chat_family {
     ELLM_CHAT_FAMILY_COUNT
 } ellm_chat_family;
 
+/* Tool calling (OpenAI's tools / tool_calls / role "tool", in the shapes Hugging Face chat
+ * templates receive them). A call an assistant message made: arguments is the JSON value the
+ * templates see (an object; a string is rendered as the templates render strings). */
+typedef struct ellm_chat_tool_call {
+    const char *id; /* NULL when the client gave none */
+    const char *name;
+    const json_t *arguments;
+} ellm_chat_tool_call;
+
+/* The tool fields of one message: the calls of an assistant message, the call a "tool" message
+ * answers. */
+typedef struct ellm_chat_message_tools {
+    const ellm_chat_tool_call *calls;
+    size_t n_calls;
+    const char *tool_call_id; /* NULL when absent */
+} ellm_chat_message_tools;
+
+/* What a conversation carries beyond roles and contents. Families whose templates support tools
+ * (Llama 3.1/3.2, Qwen 2/2.5/3, Mistral v3) render them as their templates do; every other family
+ * gets the Hermes style (a <tools> block in the system message, <tool_call> blocks in assistant
+ * text, results as <tool_response> blocks in a user turn) written into its ordinary turns. */
+typedef struct ellm_chat_tools {
+    const json_t *tools;                       /* array of {"type": "function", "function":
+                                                  {...}}; NULL or empty: none */
+    const ellm_chat_message_tools *per_message; /* one per message, or NULL */
+} ellm_chat_tools;
+
 /* Detects the family from a tokenizer.chat_template string (NULL/unknown -> CHATML,
  * *recognised = false). recognised may be NULL. */
 ellm_chat_family ellm_chat_detect(const char *template_text, bool *recognised);
@@ -91,6 +120,12 @@ char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, 
                              bool add_generation_prompt, const char *bos_text,
                              const char *eos_text, ellm_chat_span **spans, size_t *n_spans);
 
+/* ellm_chat_format_spans with tools (NULL: none); spans and n_spans may be NULL. */
+char *ellm_chat_format_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                             const ellm_chat_tools *tools, bool add_generation_prompt,
+                             const char *bos_text, const char *eos_text, ellm_chat_span **spans,
+                             size_t *n_spans);
+
 /* Convenience: from a loaded model (reads tokenizer.chat_template and the bos/eos token texts
  * through the public API). *template_recognised (may be NULL) is false when the model has no
  * template or one no family matches; ChatML is used then and the caller should warn. */
@@ -102,6 +137,12 @@ char *ellm_chat_format_model_spans(const edgellm_model *model, const ellm_chat_m
                                    size_t n, bool add_generation_prompt,
                                    bool *template_recognised, ellm_chat_span **spans,
                                    size_t *n_spans);
+
+/* ellm_chat_format_model_spans with tools (NULL: none). */
+char *ellm_chat_format_model_tools(const edgellm_model *model, const ellm_chat_message *msgs,
+                                   size_t n, const ellm_chat_tools *tools,
+                                   bool add_generation_prompt, bool *template_recognised,
+                                   ellm_chat_span **spans, size_t *n_spans);
 
 /* Tokenizes a rendered prompt with the template's markup parsed for control tokens and the
  * message spans as plain text. The text is cut only where the markup has a control token, so
@@ -120,11 +161,58 @@ ellm_chat_family ellm_chat_detect_model(const edgellm_model *model, bool *recogn
  * end-of-turn token (it then comes out as plain text). NULL-terminated list. */
 const char *const *ellm_chat_stop_strings(ellm_chat_family f);
 
+/* How a family's model writes a tool call: prefix, then {"name": NAME, "<args_key>": {...}},
+ * then suffix (Qwen/Hermes: <tool_call>\n...\n</tool_call>; Llama 3.1/3.2: the bare object with
+ * "parameters"; Mistral v3: [TOOL_CALLS] [...]). What a constrained call is generated as. Under
+ * tool_choice "auto" the grammar waits for trigger, the start of prefix (Llama: <|python_tag|>,
+ * which its models write before a call), and separator joins further calls (NULL: one call). */
+typedef struct ellm_chat_tool_syntax {
+    const char *prefix, *suffix, *args_key;
+    const char *trigger, *separator;
+} ellm_chat_tool_syntax;
+ellm_chat_tool_syntax ellm_chat_tool_call_syntax(ellm_chat_family f);
+
+/* A model's answer split into text and tool calls. */
+typedef struct ellm_chat_parsed_call {
+    char *name;
+    char *arguments; /* compact JSON text of the arguments object */
+} ellm_chat_parsed_call;
+
+typedef struct ellm_chat_parsed {
+    char *content; /* the text outside the calls (possibly ""), malloc'd */
+    ellm_chat_parsed_call *calls;
+    size_t n_calls;
+} ellm_chat_parsed;
+
+/* Parses the family's call syntax out of generated text. Text that does not hold well-formed
+ * calls (a marker followed by anything but call objects, a truncated call) is no call: it all
+ * stays content. Returns false only when out of memory. */
+bool ellm_chat_parse_tool_calls(ellm_chat_family f, const char *text, size_t len,
+                                ellm_chat_parsed *out);
+void ellm_chat_parsed_free(ellm_chat_parsed *p);
+
+/* Where in streamed text a tool call may begin: the offset of the first byte that could be part
+ * of the family's call marker (text before it is plain content that can be sent), len when
+ * none can. At the very start, Llama's calls begin with '{' or <|python_tag|>. */
+size_t ellm_chat_tool_call_start(ellm_chat_family f, const char *text, size_t len);
+
+/* JSON text as Python's json.dumps(ensure_ascii=False) writes it, which is what the templates'
+ * tojson filter produces under transformers: indent < 0 is one line with ", " and ": ", indent
+ * >= 0 puts members on their own lines; compact writes "," and ":" with no spaces. Object members
+ * in their order. Appends to *out (NULL, or a malloc'd string of *len bytes; grown with
+ * realloc); false when out of memory (then *out is freed and NULL). */
+bool ellm_chat_json_dump(const json_t *value, int indent, bool compact, char **out, size_t *len);
+
 /* A conversation read from JSON: {"messages": [{"role": ..., "content": ...}, ...]} or the bare
  * array. The strings are owned by the conversation. */
 typedef struct ellm_chat_conversation {
     ellm_chat_message *messages;
     size_t n;
+    /* "tools" and the messages' "tool_calls" / "tool_call_id", borrowed from json */
+    ellm_chat_tools tools;
+    ellm_chat_message_tools *per_message;
+    ellm_chat_tool_call *calls;
+    json_t *json;
 } ellm_chat_conversation;
 
 edgellm_status ellm_chat_conversation_parse(const char *json_text, ellm_chat_conversation *out);

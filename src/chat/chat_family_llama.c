@@ -67,59 +67,78 @@ bool chat_render_llama3(chat_render *r)
     return true;
 }
 
-/* tojson of a string as transformers defines it (json.dumps, non-ASCII kept). */
-static void put_json_string(chat_render *r, const char *s)
+static const char llama_tools_prompt[] =
+    "Given the following functions, please respond with a JSON for a function call with its "
+    "proper arguments that best answers the given prompt.\n\nRespond in the format {\"name\": "
+    "function name, \"parameters\": dictionary of argument name and its value}.Do not use "
+    "variables.\n\n";
+
+/* An assistant turn that calls a function: the call as the JSON object the model writes. */
+static bool put_llama_call(chat_render *r, const ellm_chat_message_tools *mt)
 {
-    chat_content_begin(r); /* the escaped form of message text */
-    chat_put(r, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[8];
-        switch (*p) {
-        case '"': chat_put(r, "\\\""); break;
-        case '\\': chat_put(r, "\\\\"); break;
-        case '\n': chat_put(r, "\\n"); break;
-        case '\r': chat_put(r, "\\r"); break;
-        case '\t': chat_put(r, "\\t"); break;
-        case '\b': chat_put(r, "\\b"); break;
-        case '\f': chat_put(r, "\\f"); break;
-        default:
-            if (*p < 0x20) {
-                snprintf(esc, sizeof esc, "\\u%04x", *p);
-                chat_put(r, esc);
-            } else {
-                chat_buf_append_n(&r->out, (const char *)p, 1);
-            }
-        }
-    }
-    chat_put(r, "\"");
-    chat_content_end(r);
+    if (mt->n_calls != 1)
+        return chat_raise(r, "llama3.1", "This model only supports single tool-calls at once!");
+    chat_put(r, "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"");
+    chat_put_request_text(r, mt->calls[0].name);
+    chat_put(r, "\", \"parameters\": ");
+    if (mt->calls[0].arguments)
+        chat_put_tojson(r, mt->calls[0].arguments, -1);
+    else
+        chat_put(r, "null"); /* an undefined value under tojson */
+    chat_put(r, "}<|eot_id|>");
+    return true;
 }
 
-/* Llama 3.1 / 3.2 (without tools): a system turn with the knowledge cutoff and the date, then
- * Llama 3 turns; tool results become ipython turns holding their text as a JSON string (a string
- * "is iterable" in Jinja, so the template passes it through tojson). */
+/* Llama 3.1 / 3.2 (tools in the first user message, the template's default): a system turn with
+ * the knowledge cutoff and the date, then Llama 3 turns; calls are JSON objects, tool results
+ * ipython turns holding their text as a JSON string (a string "is iterable" in Jinja, so the
+ * template passes it through tojson). */
 bool chat_render_llama31(chat_render *r, const char *date)
 {
     chat_put(r, r->bos);
-    const ellm_chat_message *loop = r->msgs;
-    size_t n = r->n;
+    size_t first = 0;
     chat_span system = {"", 0};
     if (chat_role_is(&r->msgs[0], "system")) {
         system = chat_strip(chat_span_of(r->msgs[0].content));
-        loop++;
-        n--;
+        first = 1;
     }
-    chat_put(r, "<|start_header_id|>system<|end_header_id|>\n\n"
-                "Cutting Knowledge Date: December 2023\nToday Date: ");
+    const json_t *tools = chat_tool_list(r);
+    /* "tools is not none": an empty list counts as tools here. */
+    bool with_tools = r->tools->tools != NULL && json_is_array(r->tools->tools);
+    chat_put(r, "<|start_header_id|>system<|end_header_id|>\n\n");
+    if (with_tools)
+        chat_put(r, "Environment: ipython\n");
+    chat_put(r, "Cutting Knowledge Date: December 2023\nToday Date: ");
     chat_put(r, date);
     chat_put(r, "\n\n");
     chat_put_span(r, system);
     chat_put(r, "<|eot_id|>");
-    for (size_t i = 0; i < n; i++) {
-        const ellm_chat_message *m = &loop[i];
+    if (with_tools) {
+        if (first == r->n)
+            return chat_raise(r, "llama3.1",
+                              "Cannot put tools in the first user message when there's no first "
+                              "user message!");
+        chat_put(r, "<|start_header_id|>user<|end_header_id|>\n\n");
+        chat_put(r, llama_tools_prompt);
+        for (size_t t = 0; tools && t < json_array_size(tools); t++) {
+            chat_put_tojson(r, json_array_get(tools, t), 4);
+            chat_put(r, "\n\n");
+        }
+        chat_put_span(r, chat_strip(chat_span_of(r->msgs[first].content)));
+        chat_put(r, "<|eot_id|>");
+        first++;
+    }
+    for (size_t i = first; i < r->n; i++) {
+        const ellm_chat_message *m = &r->msgs[i];
+        const ellm_chat_message_tools *mt = chat_message_tools(r, i);
+        if (mt->n_calls > 0) {
+            if (!put_llama_call(r, mt))
+                return false;
+            continue;
+        }
         if (chat_role_is(m, "tool") || chat_role_is(m, "ipython")) {
             chat_put(r, "<|start_header_id|>ipython<|end_header_id|>\n\n");
-            put_json_string(r, chat_content_of(m));
+            chat_put_json_string(r, chat_content_of(m));
         } else {
             chat_put(r, "<|start_header_id|>");
             chat_put(r, m->role);

@@ -1,5 +1,7 @@
 /* Mistral's [INST] formats: v1 (spaces around the tags, system message in the first turn) and v3
  * (no spaces, system message in the last turn, trimmed replies). */
+#include <string.h>
+
 #include "chat/chat_render.h"
 
 bool chat_render_mistral(chat_render *r)
@@ -40,43 +42,126 @@ bool chat_render_mistral(chat_render *r)
     return true;
 }
 
+/* The [AVAILABLE_TOOLS] block: each function's members written one by one, strings without
+ * escaping (as the template does), "return" left out. */
+static void put_mistral_tools(chat_render *r, const json_t *tools)
+{
+    chat_put(r, "[AVAILABLE_TOOLS] [");
+    for (size_t t = 0; t < json_array_size(tools); t++) {
+        const json_t *function = json_object_get(json_array_get(tools, t), "function");
+        chat_put(r, "{\"type\": \"function\", \"function\": {");
+        const char *key;
+        json_t *val;
+        bool first = true;
+        json_object_foreach((json_t *)function, key, val) {
+            if (strcmp(key, "return") == 0)
+                continue;
+            if (!first)
+                chat_put(r, ", ");
+            first = false;
+            chat_put(r, "\"");
+            chat_put_request_text(r, key);
+            chat_put(r, json_is_string(val) ? "\": \"" : "\": ");
+            if (json_is_string(val)) {
+                chat_put_request_text(r, json_string_value(val));
+                chat_put(r, "\"");
+            } else {
+                chat_put_tojson(r, val, -1);
+            }
+        }
+        chat_put(r, "}}");
+        chat_put(r, t + 1 < json_array_size(tools) ? ", " : "]");
+    }
+    chat_put(r, "[/AVAILABLE_TOOLS]");
+}
+
+/* Mistral's tool-call ids are exactly nine characters (the template checks the length only). */
+static bool mistral_id_ok(const char *id) { return id && strlen(id) == 9; }
+
+static bool put_mistral_calls(chat_render *r, const ellm_chat_message_tools *mt)
+{
+    chat_put(r, "[TOOL_CALLS] [");
+    for (size_t c = 0; c < mt->n_calls; c++) {
+        const ellm_chat_tool_call *call = &mt->calls[c];
+        /* tool_call.function|tojson without its closing brace. */
+        chat_put(r, "{\"name\": ");
+        chat_put_json_string(r, call->name);
+        chat_put(r, ", \"arguments\": ");
+        if (call->arguments)
+            chat_put_tojson(r, call->arguments, -1);
+        else
+            chat_put(r, "null");
+        if (!mistral_id_ok(call->id))
+            return chat_raise(r, "mistral-v3",
+                              "Tool call IDs should be alphanumeric strings with length 9!");
+        chat_put(r, ", \"id\": \"");
+        chat_put_request_text(r, call->id);
+        chat_put(r, "\"}");
+        if (c + 1 < mt->n_calls) {
+            chat_put(r, ", ");
+        } else {
+            chat_put(r, "]");
+            chat_put(r, r->eos);
+        }
+    }
+    return true;
+}
+
 bool chat_render_mistral_v3(chat_render *r)
 {
-    const ellm_chat_message *loop = r->msgs;
-    size_t n = r->n;
+    size_t first = 0;
     const char *system = NULL;
     if (chat_role_is(&r->msgs[0], "system")) {
         system = chat_content_of(&r->msgs[0]);
-        loop++;
-        n--;
+        first = 1;
     }
-    /* Tool results do not take part in the alternation. */
-    for (size_t i = 0, index = 0; i < n; i++) {
-        if (chat_role_is(&loop[i], "tool") || chat_role_is(&loop[i], "tool_results"))
+    /* Tool results and calls do not take part in the alternation. */
+    size_t last_user = r->n;
+    for (size_t i = first, index = 0; i < r->n; i++) {
+        if (chat_role_is(&r->msgs[i], "user"))
+            last_user = i;
+        if (chat_role_is(&r->msgs[i], "tool") || chat_role_is(&r->msgs[i], "tool_results") ||
+            chat_message_tools(r, i)->n_calls > 0)
             continue;
-        if (!chat_alternates(&loop[i], index++))
+        if (!chat_alternates(&r->msgs[i], index++))
             return chat_raise(r, "mistral-v3",
                          "After the optional system message, conversation roles must alternate "
                          "user/assistant/user/assistant/...");
     }
+    const json_t *tools = r->tools->tools;
     chat_put(r, r->bos);
-    for (size_t i = 0; i < n; i++) {
-        const ellm_chat_message *m = &loop[i];
+    for (size_t i = first; i < r->n; i++) {
+        const ellm_chat_message *m = &r->msgs[i];
+        const ellm_chat_message_tools *mt = chat_message_tools(r, i);
         if (chat_role_is(m, "user")) {
+            /* "message == user_messages[-1]": equal to the last user message, not only it. */
+            if (json_is_array(tools) && last_user < r->n && mt->n_calls == 0 &&
+                strcmp(chat_content_of(m), chat_content_of(&r->msgs[last_user])) == 0)
+                put_mistral_tools(r, tools);
             chat_put(r, "[INST] ");
-            if (i + 1 == n && system) {
+            if (i + 1 == r->n && system) {
                 chat_put(r, system);
                 chat_put(r, "\n\n");
             }
             chat_put(r, chat_content_of(m));
             chat_put(r, "[/INST]");
+        } else if (mt->n_calls > 0) {
+            if (!put_mistral_calls(r, mt))
+                return false;
         } else if (chat_role_is(m, "assistant")) {
             chat_put(r, " ");
             chat_put_span(r, chat_strip(chat_span_of(m->content)));
             chat_put(r, r->eos);
         } else if (chat_role_is(m, "tool") || chat_role_is(m, "tool_results")) {
-            return chat_raise(r, "mistral-v3",
-                         "Tool call IDs should be alphanumeric strings with length 9!");
+            chat_put(r, "[TOOL_RESULTS] {\"content\": ");
+            chat_put(r, chat_content_of(m));
+            chat_put(r, ", ");
+            if (!mistral_id_ok(mt->tool_call_id))
+                return chat_raise(r, "mistral-v3",
+                             "Tool call IDs should be alphanumeric strings with length 9!");
+            chat_put(r, "\"call_id\": \"");
+            chat_put_request_text(r, mt->tool_call_id);
+            chat_put(r, "\"}[/TOOL_RESULTS]");
         } else {
             return chat_raise(r, "mistral-v3",
                          "Only user and assistant roles are supported, with the exception of an "

@@ -100,10 +100,53 @@ bool chat_alternates(const ellm_chat_message *m, size_t index0)
     return chat_role_is(m, "user") == (index0 % 2 == 0);
 }
 
-static char *format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
-                    bool add_generation_prompt, const char *bos_text, const char *eos_text,
-                    ellm_chat_span **spans, size_t *n_spans)
+/* Whether a family's own template renders tools and tool calls. */
+static bool renders_tools(ellm_chat_family f)
 {
+    return f == ELLM_CHAT_LLAMA31 || f == ELLM_CHAT_LLAMA32 || f == ELLM_CHAT_QWEN25 ||
+           f == ELLM_CHAT_QWEN2 || f == ELLM_CHAT_QWEN3 || f == ELLM_CHAT_MISTRAL_V3;
+}
+
+static bool has_tool_calls(const chat_render *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (chat_message_tools(r, i)->n_calls > 0)
+            return true;
+    return false;
+}
+
+static bool render_default_qwen25(chat_render *r)
+{
+    return chat_render_qwen25(r,
+                              "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
+}
+
+static bool render_llama32(chat_render *r)
+{
+    char date[32];
+    chat_today(date, sizeof date);
+    return chat_render_llama31(r, date);
+}
+
+static bool render_llama31(chat_render *r) { return chat_render_llama31(r, "26 Jul 2024"); }
+static bool render_qwen2(chat_render *r) { return chat_render_qwen25(r, "You are a helpful assistant."); }
+
+static bool (*const renderers[ELLM_CHAT_FAMILY_COUNT])(chat_render *) = {
+    [ELLM_CHAT_CHATML] = chat_render_chatml,       [ELLM_CHAT_LLAMA2] = chat_render_llama2,
+    [ELLM_CHAT_LLAMA3] = chat_render_llama3,       [ELLM_CHAT_GEMMA] = chat_render_gemma,
+    [ELLM_CHAT_PHI3] = chat_render_phi3,           [ELLM_CHAT_ZEPHYR] = chat_render_zephyr,
+    [ELLM_CHAT_MISTRAL] = chat_render_mistral,     [ELLM_CHAT_MISTRAL_V3] = chat_render_mistral_v3,
+    [ELLM_CHAT_SMOLLM] = chat_render_smollm,       [ELLM_CHAT_QWEN25] = render_default_qwen25,
+    [ELLM_CHAT_QWEN2] = render_qwen2,              [ELLM_CHAT_QWEN3] = chat_render_qwen3,
+    [ELLM_CHAT_LLAMA31] = render_llama31,          [ELLM_CHAT_LLAMA32] = render_llama32,
+};
+
+static char *format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                    const ellm_chat_tools *tools, bool add_generation_prompt,
+                    const char *bos_text, const char *eos_text, ellm_chat_span **spans,
+                    size_t *n_spans)
+{
+    static const ellm_chat_tools no_tools = {NULL, NULL};
     if (spans) {
         *spans = NULL;
         *n_spans = 0;
@@ -125,35 +168,17 @@ static char *format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
                      .add_generation_prompt = add_generation_prompt,
                      .bos = bos_text ? bos_text : "",
                      .eos = eos_text ? eos_text : "",
+                     .tools = tools ? tools : &no_tools,
                      .track_spans = spans != NULL};
-    bool ok;
-    switch (f) {
-    case ELLM_CHAT_CHATML: ok = chat_render_chatml(&r); break;
-    case ELLM_CHAT_LLAMA2: ok = chat_render_llama2(&r); break;
-    case ELLM_CHAT_LLAMA3: ok = chat_render_llama3(&r); break;
-    case ELLM_CHAT_GEMMA: ok = chat_render_gemma(&r); break;
-    case ELLM_CHAT_PHI3: ok = chat_render_phi3(&r); break;
-    case ELLM_CHAT_ZEPHYR: ok = chat_render_zephyr(&r); break;
-    case ELLM_CHAT_MISTRAL: ok = chat_render_mistral(&r); break;
-    case ELLM_CHAT_MISTRAL_V3: ok = chat_render_mistral_v3(&r); break;
-    case ELLM_CHAT_SMOLLM: ok = chat_render_smollm(&r); break;
-    case ELLM_CHAT_QWEN25:
-        ok = chat_render_qwen25(
-            &r, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
-        break;
-    case ELLM_CHAT_QWEN2: ok = chat_render_qwen25(&r, "You are a helpful assistant."); break;
-    case ELLM_CHAT_QWEN3: ok = chat_render_qwen3(&r); break;
-    case ELLM_CHAT_LLAMA31: ok = chat_render_llama31(&r, "26 Jul 2024"); break;
-    case ELLM_CHAT_LLAMA32: {
-        char date[32];
-        chat_today(date, sizeof date);
-        ok = chat_render_llama31(&r, date);
-        break;
-    }
-    default:
+    if ((unsigned)f >= ELLM_CHAT_FAMILY_COUNT) {
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "unknown chat template family %d", (int)f);
         return NULL;
     }
+    bool ok;
+    if (!renders_tools(f) && (chat_tool_list(&r) || has_tool_calls(&r)))
+        ok = chat_render_hermes_fallback(&r, renderers[f]);
+    else
+        ok = renderers[f](&r);
     char *text = ok ? chat_buf_finish(&r.out) : NULL;
     if (text && r.spans_failed) {
         free(text);
@@ -174,7 +199,7 @@ static char *format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
 char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
                        bool add_generation_prompt, const char *bos_text, const char *eos_text)
 {
-    return format(f, msgs, n, add_generation_prompt, bos_text, eos_text, NULL, NULL);
+    return format(f, msgs, n, NULL, add_generation_prompt, bos_text, eos_text, NULL, NULL);
 }
 
 char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
@@ -185,5 +210,14 @@ char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, 
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_spans: spans is NULL");
         return NULL;
     }
-    return format(f, msgs, n, add_generation_prompt, bos_text, eos_text, spans, n_spans);
+    return format(f, msgs, n, NULL, add_generation_prompt, bos_text, eos_text, spans, n_spans);
+}
+
+char *ellm_chat_format_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                             const ellm_chat_tools *tools, bool add_generation_prompt,
+                             const char *bos_text, const char *eos_text, ellm_chat_span **spans,
+                             size_t *n_spans)
+{
+    return format(f, msgs, n, tools, add_generation_prompt, bos_text, eos_text,
+                  spans && n_spans ? spans : NULL, n_spans);
 }

@@ -1,4 +1,5 @@
-/* Conversations in the JSON shape chat APIs use: {"messages": [{"role", "content"}, ...]}. */
+/* Conversations in the JSON shape chat APIs use: {"messages": [{"role", "content"}, ...]}, with
+ * "tools", assistant "tool_calls" and "tool_call_id" as Hugging Face chat templates take them. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,55 @@ void ellm_chat_conversation_free(ellm_chat_conversation *conv)
         free((char *)conv->messages[i].content);
     }
     free(conv->messages);
-    conv->messages = NULL;
-    conv->n = 0;
+    free(conv->per_message);
+    free(conv->calls);
+    json_decref(conv->json);
+    memset(conv, 0, sizeof *conv);
+}
+
+/* The tool fields of every message; the calls share one array. Borrowed from the JSON. */
+static edgellm_status read_tool_fields(json_t *root, json_t *list, ellm_chat_conversation *out)
+{
+    size_t n = json_array_size(list), total = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *calls = json_object_get(json_array_get(list, i), "tool_calls");
+        if (calls && !json_is_array(calls) && !json_is_null(calls))
+            return ellm_fail(EDGELLM_ERR_FORMAT, "message %zu: \"tool_calls\" must be an array",
+                             i);
+        total += json_array_size(calls);
+    }
+    out->per_message = calloc(n ? n : 1, sizeof *out->per_message);
+    out->calls = calloc(total ? total : 1, sizeof *out->calls);
+    if (!out->per_message || !out->calls)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the conversation's tool calls");
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(list, i);
+        json_t *calls = json_object_get(m, "tool_calls");
+        ellm_chat_message_tools *mt = &out->per_message[i];
+        mt->tool_call_id = json_string_value(json_object_get(m, "tool_call_id"));
+        mt->calls = json_array_size(calls) ? &out->calls[used] : NULL;
+        for (size_t c = 0; c < json_array_size(calls); c++) {
+            json_t *call = json_array_get(calls, c);
+            json_t *fn = json_object_get(call, "function");
+            if (!fn)
+                fn = call; /* {"name", "arguments"} without the "function" wrapper */
+            ellm_chat_tool_call *tc = &out->calls[used++];
+            tc->id = json_string_value(json_object_get(call, "id"));
+            tc->name = json_string_value(json_object_get(fn, "name"));
+            tc->arguments = json_object_get(fn, "arguments");
+            if (!tc->name)
+                return ellm_fail(EDGELLM_ERR_FORMAT,
+                                 "message %zu: tool call %zu needs a string \"name\"", i, c);
+            mt->n_calls++;
+        }
+    }
+    json_t *tools = json_is_object(root) ? json_object_get(root, "tools") : NULL;
+    if (tools && !json_is_null(tools) && !json_is_array(tools))
+        return ellm_fail(EDGELLM_ERR_FORMAT, "\"tools\" must be an array of tool objects");
+    out->tools.tools = json_is_array(tools) ? tools : NULL;
+    out->tools.per_message = out->per_message;
+    return EDGELLM_OK;
 }
 
 static char *dup_string(const char *s, size_t n)
@@ -34,8 +82,7 @@ edgellm_status ellm_chat_conversation_parse(const char *json_text, ellm_chat_con
     if (!json_text || !out)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "ellm_chat_conversation_parse: NULL argument");
-    out->messages = NULL;
-    out->n = 0;
+    memset(out, 0, sizeof *out);
     json_error_t err;
     json_t *root = json_loads(json_text, 0, &err);
     if (!root)
@@ -73,8 +120,9 @@ edgellm_status ellm_chat_conversation_parse(const char *json_text, ellm_chat_con
             goto done;
         }
     }
+    st = read_tool_fields(root, list, out);
 done:
-    json_decref(root);
+    out->json = root;
     if (st != EDGELLM_OK)
         ellm_chat_conversation_free(out);
     return st;

@@ -44,10 +44,10 @@ ellm_chat_family ellm_chat_detect_model(const edgellm_model *model, bool *recogn
     return f;
 }
 
-char *ellm_chat_format_model_spans(const edgellm_model *model, const ellm_chat_message *msgs,
-                                   size_t n, bool add_generation_prompt,
-                                   bool *template_recognised, ellm_chat_span **spans,
-                                   size_t *n_spans)
+char *ellm_chat_format_model_tools(const edgellm_model *model, const ellm_chat_message *msgs,
+                                   size_t n, const ellm_chat_tools *tools,
+                                   bool add_generation_prompt, bool *template_recognised,
+                                   ellm_chat_span **spans, size_t *n_spans)
 {
     if (!model) {
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_model: model is NULL");
@@ -60,17 +60,29 @@ char *ellm_chat_format_model_spans(const edgellm_model *model, const ellm_chat_m
     if (!bos || !eos)
         ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the chat prompt");
     else
-        out = spans ? ellm_chat_format_spans(f, msgs, n, add_generation_prompt, bos, eos, spans,
-                                             n_spans)
-                    : ellm_chat_format(f, msgs, n, add_generation_prompt, bos, eos);
+        out = ellm_chat_format_tools(f, msgs, n, tools, add_generation_prompt, bos, eos, spans,
+                                     n_spans);
     free(bos);
     free(eos);
     return out;
 }
 
+char *ellm_chat_format_model_spans(const edgellm_model *model, const ellm_chat_message *msgs,
+                                   size_t n, bool add_generation_prompt,
+                                   bool *template_recognised, ellm_chat_span **spans,
+                                   size_t *n_spans)
+{
+    if (!spans || !n_spans) {
+        ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_model_spans: spans is NULL");
+        return NULL;
+    }
+    return ellm_chat_format_model_tools(model, msgs, n, NULL, add_generation_prompt,
+                                        template_recognised, spans, n_spans);
+}
+
 char *ellm_chat_format_model(const edgellm_model *model, const ellm_chat_message *msgs, size_t n,
                              bool add_generation_prompt, bool *template_recognised)
 {
-    return ellm_chat_format_model_spans(model, msgs, n, add_generation_prompt,
+    return ellm_chat_format_model_tools(model, msgs, n, NULL, add_generation_prompt,
                                         template_recognised, NULL, NULL);
 }

@@ -17,6 +17,7 @@ typedef struct chat_render {
     bool add_generation_prompt;
     const char *bos; /* never NULL */
     const char *eos;
+    const ellm_chat_tools *tools; /* never NULL (an empty one when there are none) */
     chat_buf out;
     /* Which bytes of out came from message text (roles and contents), when asked for: pieces
      * written from a message's own strings are found by where they point, text a renderer
@@ -40,6 +41,20 @@ void chat_content_end(chat_render *r);
 bool chat_raise(chat_render *r, const char *family, const char *message);
 /* (role == 'user') == (index0 % 2 == 0): the alternation most templates check. */
 bool chat_alternates(const ellm_chat_message *m, size_t index0);
+
+/* Tools (chat_tools.c). The tool list when it is non-empty (Jinja's "if tools"), else NULL. */
+const json_t *chat_tool_list(const chat_render *r);
+/* The calls message i makes (n_calls 0 when none) and the call id it answers (NULL if none). */
+const ellm_chat_message_tools *chat_message_tools(const chat_render *r, size_t i);
+/* tojson(indent) of a value (indent < 0: none), written as message text. */
+void chat_put_tojson(chat_render *r, const json_t *v, int indent);
+/* tojson of a string (json.dumps, non-ASCII kept), written as message text. */
+void chat_put_json_string(chat_render *r, const char *s);
+/* Text that came from the request (a tool's name, an id), written as message text. */
+void chat_put_request_text(chat_render *r, const char *s);
+/* Renders a conversation with tools in the Hermes style through a family without tool support:
+ * the tools go into the system message, calls into assistant text, results into user turns. */
+bool chat_render_hermes_fallback(chat_render *r, bool (*render)(chat_render *));
 
 /* ChatML and its variants (chat_family_chatml.c). */
 bool chat_render_chatml(chat_render *r);

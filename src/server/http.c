@@ -181,6 +181,7 @@ typedef struct stream_state {
     srv_request *choices[SRV_MAX_CHOICES];
     size_t choice_seen[SRV_MAX_CHOICES], choice_text[SRV_MAX_CHOICES];
     bool choice_first_sent[SRV_MAX_CHOICES], choice_done[SRV_MAX_CHOICES];
+    srv_tool_stream choice_tools[SRV_MAX_CHOICES]; /* with tools: text held back per choice */
     int n_choices;
     srv_completion_opts opts;
     struct MHD_Connection *conn;
@@ -249,7 +250,10 @@ static size_t stream_choice(stream_state *st, int c, srv_request **failed)
                                                SRV_FINISH_NONE));
         st->choice_first_sent[c] = true;
     }
-    if (n > 0)
+    if (n > 0 && st->opts.tools)
+        out_event(st, srv_tool_stream_feed(&st->opts, &st->choice_tools[c], st->id,
+                                           st->srv->model_id, st->created, c, ev, n));
+    else if (n > 0)
         out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
                                            st->created, c, ev, n, st->choice_text[c], false,
                                            SRV_FINISH_NONE));
@@ -258,10 +262,20 @@ static size_t stream_choice(stream_state *st, int c, srv_request **failed)
     srv_events_free(ev, n);
     if (done) {
         st->choice_done[c] = true;
-        if (r->finish == SRV_FINISH_STOP || r->finish == SRV_FINISH_LENGTH)
+        if (r->finish == SRV_FINISH_STOP || r->finish == SRV_FINISH_LENGTH) {
+            srv_finish finish = r->finish;
+            if (st->opts.tools) {
+                json_t *held = json_array();
+                finish = srv_tool_stream_finish(&st->opts, &st->choice_tools[c], st->id,
+                                                st->srv->model_id, st->created, c, finish, held);
+                for (size_t k = 0; k < json_array_size(held); k++)
+                    out_event(st, json_incref(json_array_get(held, k)));
+                json_decref(held);
+            }
             out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id,
                                                st->srv->model_id, st->created, c, NULL, 0, 0, false,
-                                               r->finish));
+                                               finish));
+        }
         else if (!*failed)
             *failed = r;
     }
@@ -330,6 +344,7 @@ static void stream_free(void *cls)
     for (int c = 0; c < st->n_choices; c++) {
         atomic_store(&st->choices[c]->cancelled, true);
         srv_request_release(st->choices[c]);
+        srv_tool_stream_free(&st->choice_tools[c]);
     }
     srv_metrics_request(st->srv->metrics, st->endpoint, 200, srv_now() - st->t_start);
     atomic_fetch_sub(&st->srv->responses_in_flight, 1);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "chat/chat.h"
 #include "server/server_internal.h"
 #include "structured/structured.h"
@@ -363,8 +365,87 @@ static char *message_content(json_t *content, size_t index, srv_api_error *err)
     return out;
 }
 
-static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, srv_request *r,
-                        srv_api_error *err)
+/* The tool fields of message i (borrowed from the request, arguments parsed into owned values
+ * listed in *args for the caller to release): an assistant's "tool_calls", a tool result's
+ * "tool_call_id". */
+static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat_message_tools *mt,
+                                ellm_chat_tool_call **calls, json_t *args, srv_api_error *err)
+{
+    char field[96];
+    json_t *id = json_object_get(m, "tool_call_id");
+    if (!strcmp(role, "tool")) {
+        snprintf(field, sizeof field, "messages[%zu].tool_call_id", i);
+        if (!json_is_string(id) || json_string_length(id) == 0) {
+            srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", field,
+                          "messages[%zu] has role 'tool' but no 'tool_call_id': give the id of "
+                          "the assistant's tool call it answers",
+                          i);
+            return false;
+        }
+        mt->tool_call_id = json_string_value(id);
+    }
+    json_t *list = json_object_get(m, "tool_calls");
+    if (!list || json_is_null(list))
+        return true;
+    snprintf(field, sizeof field, "messages[%zu].tool_calls", i);
+    if (strcmp(role, "assistant") != 0) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+                      "only assistant messages carry 'tool_calls' (messages[%zu] is '%s')", i,
+                      role);
+        return false;
+    }
+    if (!json_is_array(list))
+        return bad_type(err, field, "an array of tool calls", list);
+    size_t n = json_array_size(list);
+    if (n == 0)
+        return true;
+    *calls = calloc(n, sizeof **calls);
+    if (!*calls) {
+        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    for (size_t c = 0; c < n; c++) {
+        json_t *call = json_array_get(list, c);
+        json_t *fn = json_object_get(call, "function");
+        json_t *name = json_object_get(fn, "name");
+        json_t *arguments = json_object_get(fn, "arguments");
+        json_t *call_id = json_object_get(call, "id");
+        snprintf(field, sizeof field, "messages[%zu].tool_calls[%zu]", i, c);
+        if (!json_is_object(call) || !json_is_object(fn) || !json_is_string(name) ||
+            !(json_is_string(arguments) || json_is_object(arguments)) ||
+            (call_id && !json_is_string(call_id))) {
+            srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+                          "%s must be {\"id\": string, \"type\": \"function\", \"function\": "
+                          "{\"name\": string, \"arguments\": JSON text}}",
+                          field);
+            return false;
+        }
+        json_t *value;
+        if (json_is_string(arguments)) {
+            json_error_t je;
+            value = json_loadb(json_string_value(arguments), json_string_length(arguments),
+                               JSON_DECODE_ANY, &je);
+            if (!value) {
+                srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+                              "%s.function.arguments is not JSON text (%s); send the arguments "
+                              "object as a JSON string, as the model's call returned it",
+                              field, je.text);
+                return false;
+            }
+        } else {
+            value = json_incref(arguments);
+        }
+        json_array_append_new(args, value);
+        (*calls)[c] = (ellm_chat_tool_call){json_string_value(call_id), json_string_value(name),
+                                            value};
+    }
+    mt->calls = *calls;
+    mt->n_calls = n;
+    return true;
+}
+
+static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, json_t *tools,
+                        srv_request *r, srv_api_error *err)
 {
     json_t *msgs = json_object_get(body, "messages");
     if (!msgs) {
@@ -382,7 +463,10 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, srv
     }
     ellm_chat_message *list = calloc(n, sizeof *list);
     char **contents = calloc(n, sizeof *contents);
-    bool ok = list && contents;
+    ellm_chat_message_tools *per_message = calloc(n, sizeof *per_message);
+    ellm_chat_tool_call **calls = calloc(n, sizeof *calls);
+    json_t *args = json_array();
+    bool ok = list && contents && per_message && calls && args;
     if (!ok)
         srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
     for (size_t i = 0; ok && i < n; i++) {
@@ -405,9 +489,14 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, srv
         const char *rs = json_string_value(role);
         if (!strcmp(rs, "developer"))
             rs = "system"; /* the newer name for the same thing */
-        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
+        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") &&
+            strcmp(rs, "tool")) {
             srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
-                          "role '%s' is not supported (use system, user or assistant)", rs);
+                          "role '%s' is not supported (use system, user, assistant or tool)", rs);
+            ok = false;
+            break;
+        }
+        if (!message_tool_fields(m, i, rs, &per_message[i], &calls[i], args, err)) {
             ok = false;
             break;
         }
@@ -424,7 +513,9 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, srv
     size_t n_spans = 0;
     if (ok) {
         bool recognised = true;
-        text = ellm_chat_format_model_spans(model, list, n, true, &recognised, &spans, &n_spans);
+        ellm_chat_tools chat_tools = {tools, per_message};
+        text = ellm_chat_format_model_tools(model, list, n, &chat_tools, true, &recognised, &spans,
+                                            &n_spans);
         if (!text) {
             srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
                           "%s",
@@ -459,6 +550,11 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, srv
         free(contents[i]);
     free(contents);
     free(list);
+    for (size_t i = 0; calls && i < n; i++)
+        free(calls[i]);
+    free(calls);
+    free(per_message);
+    json_decref(args);
     return ok;
 }
 
@@ -590,6 +686,326 @@ static bool parse_constraint(json_t *body, const edgellm_model *model, srv_reque
     return true;
 }
 
+/* ---- tools ---- */
+
+typedef enum tool_mode { TOOL_NONE, TOOL_AUTO, TOOL_REQUIRED, TOOL_NAMED } tool_mode;
+
+/* OpenAI's rule for function names: 1 to 64 of a-z, A-Z, 0-9, '_' and '-'. */
+static bool function_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Checks "tools": a non-empty array of {"type": "function", "function": {"name", "description",
+ * "parameters"}} with distinct names and parameters the schema compiler accepts. */
+static bool check_tools(json_t *tools, srv_api_error *err)
+{
+    if (!json_is_array(tools))
+        return bad_type(err, "tools", "an array of {\"type\": \"function\", \"function\": {...}}",
+                        tools);
+    size_t n = json_array_size(tools);
+    if (n == 0 || n > 128) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+                      "'tools' must hold 1 to 128 functions, got %zu (leave it out for none)",
+                      n);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(tools, i);
+        json_t *type = json_object_get(t, "type"), *fn = json_object_get(t, "function");
+        if (!json_is_object(t) || !json_is_string(type) ||
+            strcmp(json_string_value(type), "function") != 0 || !json_is_object(fn)) {
+            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+                          "tools[%zu] is not a function tool: each tool must be {\"type\": "
+                          "\"function\", \"function\": {\"name\", \"description\", "
+                          "\"parameters\"}}",
+                          i);
+            return false;
+        }
+        json_t *name = json_object_get(fn, "name"), *desc = json_object_get(fn, "description"),
+               *params = json_object_get(fn, "parameters");
+        if (!json_is_string(name) ||
+            !function_name_ok(json_string_value(name), json_string_length(name))) {
+            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+                          "tools[%zu].function.name must be 1 to 64 letters, digits, '_' or '-'",
+                          i);
+            return false;
+        }
+        for (size_t k = 0; k < i; k++) {
+            json_t *other = json_object_get(json_object_get(json_array_get(tools, k), "function"),
+                                            "name");
+            if (json_equal(other, name)) {
+                srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+                              "tools[%zu] and tools[%zu] are both named '%s': function names "
+                              "must be distinct",
+                              k, i, json_string_value(name));
+                return false;
+            }
+        }
+        if ((desc && !json_is_string(desc) && !json_is_null(desc)) ||
+            (params && !json_is_object(params))) {
+            srv_error_set(err, 400, "invalid_request_error", "invalid_type", "tools",
+                          "tools[%zu].function: 'description' must be a string and "
+                          "'parameters' a JSON Schema object",
+                          i);
+            return false;
+        }
+        if (params) {
+            char why[512];
+            char *g = structured_schema_to_grammar(params, why, sizeof why);
+            if (!g) {
+                srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+                              "tools[%zu].function.parameters: %s", i, why);
+                return false;
+            }
+            free(g);
+        }
+    }
+    return true;
+}
+
+static json_t *find_tool(json_t *tools, const char *name)
+{
+    for (size_t i = 0; i < json_array_size(tools); i++) {
+        json_t *fn = json_object_get(json_array_get(tools, i), "function");
+        if (!strcmp(json_string_value(json_object_get(fn, "name")), name))
+            return fn;
+    }
+    return NULL;
+}
+
+/* "tool_choice": "none", "auto", "required" or {"type": "function", "function": {"name"}}. */
+static bool parse_tool_choice(json_t *body, json_t *tools, tool_mode *mode, const char **named,
+                              srv_api_error *err)
+{
+    json_t *tc = json_object_get(body, "tool_choice");
+    *mode = tools ? TOOL_AUTO : TOOL_NONE;
+    *named = NULL;
+    if (!tc || json_is_null(tc))
+        return true;
+    const char *want = json_string_value(tc);
+    if (want && !strcmp(want, "none"))
+        *mode = TOOL_NONE;
+    else if (want && !strcmp(want, "auto"))
+        *mode = tools ? TOOL_AUTO : TOOL_NONE;
+    else if (want && !strcmp(want, "required"))
+        *mode = TOOL_REQUIRED;
+    else if (json_is_object(tc)) {
+        json_t *name = json_object_get(json_object_get(tc, "function"), "name");
+        if (!json_is_string(name)) {
+            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+                          "'tool_choice' object must be {\"type\": \"function\", \"function\": "
+                          "{\"name\": string}}");
+            return false;
+        }
+        *mode = TOOL_NAMED;
+        *named = json_string_value(name);
+    } else {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+                      "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": "
+                      "\"function\", \"function\": {\"name\": ...}}");
+        return false;
+    }
+    if ((*mode == TOOL_REQUIRED || *mode == TOOL_NAMED) && !tools) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+                      "'tool_choice' asks for a tool call but the request has no 'tools'");
+        return false;
+    }
+    if (*mode == TOOL_NAMED && !find_tool(tools, *named)) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+                      "'tool_choice' names the function '%.64s', which is not in 'tools'",
+                      *named);
+        return false;
+    }
+    return true;
+}
+
+/* The JSON Schema of one call object {"name": NAME, "<args_key>": arguments}; the parameters'
+ * $defs/definitions move to the top (into defs), where their "#/$defs/..." references point. */
+static json_t *call_schema(json_t *fn, const char *args_key, json_t *defs, srv_api_error *err)
+{
+    json_t *params = json_object_get(fn, "parameters");
+    /* No parameters, or the empty schema: an empty parameter list, as OpenAI defines it (the
+     * empty schema would admit any value, and a call's arguments are an object). */
+    json_t *args = params && json_object_size(params) > 0
+                       ? json_deep_copy(params)
+                       : json_pack("{s:s,s:{},s:b}", "type", "object", "properties",
+                                   "additionalProperties", 0);
+    static const char *const def_keys[] = {"$defs", "definitions"};
+    for (int k = 0; args && k < 2; k++) {
+        json_t *local = json_object_get(args, def_keys[k]);
+        const char *key;
+        json_t *def;
+        json_object_foreach(local, key, def) {
+            json_t *into = json_object_get(defs, def_keys[k]);
+            json_t *have = json_object_get(into, key);
+            if (have && !json_equal(have, def)) {
+                srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+                              "two tools define '%s/%s' differently; give the definitions "
+                              "distinct names",
+                              def_keys[k], key);
+                json_decref(args);
+                return NULL;
+            }
+            json_object_set(into, key, def);
+        }
+        json_object_del(args, def_keys[k]);
+    }
+    json_t *props = json_pack("{s:{s:O}}", "name", "const", json_object_get(fn, "name"));
+    if (!args || !props) {
+        json_decref(args);
+        json_decref(props);
+        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        return NULL;
+    }
+    json_object_set_new(props, args_key, args);
+    return json_pack("{s:s,s:o,s:[s,s],s:b}", "type", "object", "properties", props, "required",
+                     "name", args_key, "additionalProperties", 0);
+}
+
+/* A GBNF literal of s. */
+static void put_gbnf_literal(char **buf, size_t *len, const char *s)
+{
+    char *g = *buf;
+    size_t n = *len;
+    g[n++] = '"';
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            g[n++] = '\\', g[n++] = *s;
+        else if (*s == '\n')
+            g[n++] = '\\', g[n++] = 'n';
+        else
+            g[n++] = *s;
+    }
+    g[n++] = '"';
+    g[n++] = ' ';
+    g[n] = '\0';
+    *len = n;
+}
+
+/* With "required" or a named function the answer is one call, generated under the grammar of the
+ * call syntax of the model's family around the arguments' JSON Schema. Under "auto" (lazy) the
+ * same grammar, for one or more calls, starts after the family's trigger text. */
+static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const char *named,
+                              bool lazy, srv_request *r, srv_api_error *err)
+{
+    ellm_chat_tool_syntax syntax = ellm_chat_tool_call_syntax(ellm_chat_detect_model(model, NULL));
+    const char *prefix = syntax.prefix;
+    if (lazy) {
+        size_t n = strlen(syntax.trigger);
+        prefix = strncmp(prefix, syntax.trigger, n) == 0 ? prefix + n : prefix;
+    }
+    json_t *defs = json_pack("{s:{},s:{}}", "$defs", "definitions");
+    json_t *branches = json_array();
+    bool ok = defs && branches;
+    if (!ok)
+        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+    for (size_t i = 0; ok && i < json_array_size(tools); i++) {
+        json_t *fn = json_object_get(json_array_get(tools, i), "function");
+        if (named && strcmp(json_string_value(json_object_get(fn, "name")), named) != 0)
+            continue;
+        json_t *one = call_schema(fn, syntax.args_key, defs, err);
+        ok = one != NULL;
+        json_array_append_new(branches, one);
+    }
+    json_t *schema = NULL;
+    if (ok) {
+        schema = json_array_size(branches) == 1 ? json_incref(json_array_get(branches, 0))
+                                                : json_pack("{s:O}", "anyOf", branches);
+        for (int k = 0; schema && k < 2; k++) {
+            const char *key = k ? "definitions" : "$defs";
+            if (json_object_size(json_object_get(defs, key)) > 0)
+                json_object_set(schema, key, json_object_get(defs, key));
+        }
+    }
+    json_decref(defs);
+    json_decref(branches);
+    if (ok && !schema)
+        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+    if (!schema)
+        return false;
+    char why[512];
+    char *rules = structured_schema_to_grammar(schema, why, sizeof why);
+    json_decref(schema);
+    if (!rules) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools", "%s", why);
+        return false;
+    }
+    /* The call's start and end around the schema's root rule. */
+    size_t len = strlen(rules);
+    const char *separator = lazy && syntax.separator ? syntax.separator : "";
+    size_t cap = len + 2 * (strlen(prefix) + strlen(syntax.suffix) + strlen(separator)) + 64;
+    char *text = realloc(rules, cap);
+    if (!text) {
+        free(rules);
+        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    len += (size_t)sprintf(text + len, "\ntool-call ::= ");
+    put_gbnf_literal(&text, &len, prefix);
+    len += (size_t)sprintf(text + len, "root ");
+    if (*separator) {
+        len += (size_t)sprintf(text + len, "( ");
+        put_gbnf_literal(&text, &len, separator);
+        len += (size_t)sprintf(text + len, "root )* ");
+    }
+    put_gbnf_literal(&text, &len, syntax.suffix);
+    text[len++] = '\n';
+    text[len] = '\0';
+    edgellm_status st = edgellm_grammar_compile(model, text, len, "tool-call", &r->grammar);
+    free(text);
+    if (st != EDGELLM_OK) {
+        srv_error_set(err, st == EDGELLM_ERR_OUT_OF_MEMORY ? 500 : 400,
+                      st == EDGELLM_ERR_OUT_OF_MEMORY ? "server_error" : "invalid_request_error",
+                      "invalid_value", "tools", "%s", edgellm_last_error());
+        return false;
+    }
+    r->grammar_trigger = lazy ? syntax.trigger : NULL;
+    return true;
+}
+
+/* "tools", "tool_choice" and "parallel_tool_calls" of a chat request: *render gets the tools the
+ * prompt lists (NULL with none or tool_choice "none"). */
+static bool parse_tools(json_t *body, const edgellm_model *model, srv_request *r,
+                        srv_completion_opts *o, json_t **render, srv_api_error *err)
+{
+    *render = NULL;
+    json_t *tools = json_object_get(body, "tools");
+    if (json_is_null(tools))
+        tools = NULL;
+    bool parallel = true;
+    if ((tools && !check_tools(tools, err)) ||
+        !get_bool(body, "parallel_tool_calls", &parallel, err))
+        return false;
+    tool_mode mode;
+    const char *named;
+    if (!parse_tool_choice(body, tools, &mode, &named, err))
+        return false;
+    if (mode == TOOL_NONE)
+        return true;
+    *render = tools;
+    o->tools = true;
+    o->tool_family = (int)ellm_chat_detect_model(model, NULL);
+    if (mode == TOOL_AUTO) /* a response_format or grammar given with it applies instead */
+        return r->grammar || tool_call_grammar(model, tools, NULL, true, r, err);
+    if (r->grammar) {
+        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+                      "'tool_choice' %s constrains the answer to a tool call: it cannot be "
+                      "combined with 'response_format' or 'grammar'",
+                      mode == TOOL_NAMED ? "naming a function" : "\"required\"");
+        return false;
+    }
+    return tool_call_grammar(model, tools, named, false, r, err);
+}
+
 bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_model *model,
                           const char *model_id, int n_ctx, srv_request *r,
                           srv_completion_opts *o, srv_api_error *err)
@@ -699,8 +1115,11 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
     r->top_logprobs = o->top_logprobs;
     if (!parse_constraint(body, model, r, err))
         return false;
-    return kind == SRV_CHAT ? chat_prompt(body, model, n_ctx, r, err)
-                            : completion_prompt(body, model, n_ctx, r, err);
+    if (kind == SRV_COMPLETION)
+        return completion_prompt(body, model, n_ctx, r, err);
+    json_t *tools = NULL;
+    return parse_tools(body, model, r, o, &tools, err) &&
+           chat_prompt(body, model, n_ctx, tools, r, err);
 }
 
 const char *srv_finish_reason(srv_finish f)
@@ -708,6 +1127,7 @@ const char *srv_finish_reason(srv_finish f)
     switch (f) {
     case SRV_FINISH_STOP: return "stop";
     case SRV_FINISH_LENGTH: return "length";
+    case SRV_FINISH_TOOL_CALLS: return "tool_calls";
     default: return NULL;
     }
 }
@@ -839,6 +1259,71 @@ static json_t *finish_json(srv_finish f)
     return r ? json_string(r) : json_null();
 }
 
+/* The events' bytes as one malloc'd string (*len bytes), or NULL when out of memory. */
+static char *joined_bytes(const srv_event *ev, size_t n, size_t *len)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += ev[i].len;
+    char *buf = malloc(total + 1);
+    if (!buf)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(buf + o, ev[i].text, ev[i].len);
+        o += ev[i].len;
+    }
+    buf[o] = '\0';
+    *len = o;
+    return buf;
+}
+
+/* A tool call id: nine letters and digits, the form every family's template accepts (Mistral's
+ * checks for exactly nine). */
+static json_t *tool_call_id(void)
+{
+    static const char alphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    char id[10];
+    for (int i = 0; i < 9; i++)
+        id[i] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
+    id[9] = '\0';
+    return json_string(id);
+}
+
+static json_t *tool_call_json(const ellm_chat_parsed_call *c)
+{
+    return json_pack("{s:o,s:s,s:{s:o,s:o}}", "id", tool_call_id(), "type", "function",
+                     "function", "name", lossy_string(c->name, strlen(c->name)), "arguments",
+                     lossy_string(c->arguments, strlen(c->arguments)));
+}
+
+/* The assistant message of a finished chat choice: with tools, the calls parsed out of its text
+ * (content null when there is no other text) and *finish "tool_calls". */
+static json_t *chat_message(const srv_completion_opts *o, const srv_event *ev, size_t n,
+                            srv_finish *finish)
+{
+    ellm_chat_parsed parsed = {0};
+    size_t len = 0;
+    char *text = o->tools ? joined_bytes(ev, n, &len) : NULL;
+    if (!text || !ellm_chat_parse_tool_calls((ellm_chat_family)o->tool_family, text, len, &parsed) ||
+        parsed.n_calls == 0) {
+        free(text);
+        ellm_chat_parsed_free(&parsed);
+        return json_pack("{s:s,s:o}", "role", "assistant", "content", joined_text(ev, n));
+    }
+    free(text);
+    json_t *calls = json_array();
+    for (size_t k = 0; k < parsed.n_calls; k++)
+        json_array_append_new(calls, tool_call_json(&parsed.calls[k]));
+    json_t *content = parsed.content[0] ? lossy_string(parsed.content, strlen(parsed.content))
+                                        : json_null();
+    ellm_chat_parsed_free(&parsed);
+    *finish = SRV_FINISH_TOOL_CALLS;
+    return json_pack("{s:s,s:o,s:o}", "role", "assistant", "content", content, "tool_calls",
+                     calls);
+}
+
 json_t *srv_completion_response(const srv_completion_opts *o, const edgellm_model *model,
                                 const char *id, const char *model_id, long long created,
                                 const srv_choice_result *choices, int n_choices,
@@ -849,11 +1334,13 @@ json_t *srv_completion_response(const srv_completion_opts *o, const edgellm_mode
         const srv_event *ev = choices[i].events;
         size_t n = choices[i].n_events;
         json_t *choice;
-        if (o->kind == SRV_CHAT)
-            choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:o}", "index", i, "message", "role",
-                               "assistant", "content", joined_text(ev, n), "logprobs",
+        if (o->kind == SRV_CHAT) {
+            srv_finish finish = choices[i].finish;
+            json_t *message = chat_message(o, ev, n, &finish); /* may turn finish to calls */
+            choice = json_pack("{s:i,s:o,s:o,s:o}", "index", i, "message", message, "logprobs",
                                o->logprobs ? chat_logprobs(model, ev, n) : json_null(),
-                               "finish_reason", finish_json(choices[i].finish));
+                               "finish_reason", finish_json(finish));
+        }
         else
             choice = json_pack("{s:o,s:i,s:o,s:o}", "text", joined_text(ev, n), "index", i,
                                "logprobs",
@@ -894,4 +1381,96 @@ json_t *srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *
                      o->kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion", "created",
                      (json_int_t)created, "model", model_id, "system_fingerprint",
                      "edgellm-" EDGELLM_SERVER_VERSION, "choices", choice);
+}
+
+/* ---- streamed choices with tools ---- */
+
+static json_t *delta_chunk(const char *id, const char *model_id, long long created, int index,
+                           json_t *delta, srv_finish finish)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:[{s:i,s:o,s:n,s:o}]}", "id", id, "object",
+                     "chat.completion.chunk", "created", (json_int_t)created, "model", model_id,
+                     "system_fingerprint", "edgellm-" EDGELLM_SERVER_VERSION, "choices", "index",
+                     index, "delta", delta, "logprobs", "finish_reason", finish_json(finish));
+}
+
+static json_t *content_chunk(const char *id, const char *model_id, long long created, int index,
+                             const char *text, size_t len)
+{
+    return delta_chunk(id, model_id, created, index,
+                       json_pack("{s:o}", "content", lossy_string(text, len)), SRV_FINISH_NONE);
+}
+
+json_t *srv_tool_stream_feed(const srv_completion_opts *o, srv_tool_stream *ts, const char *id,
+                             const char *model_id, long long created, int index,
+                             const srv_event *events, size_t n_events)
+{
+    size_t add = 0;
+    for (size_t i = 0; i < n_events; i++)
+        add += events[i].len;
+    if (ts->len + add + 1 > ts->cap) {
+        size_t cap = ts->cap ? ts->cap : 256;
+        while (cap < ts->len + add + 1)
+            cap *= 2;
+        char *grown = realloc(ts->text, cap);
+        if (!grown)
+            return NULL;
+        ts->text = grown;
+        ts->cap = cap;
+    }
+    for (size_t i = 0; i < n_events; i++) {
+        memcpy(ts->text + ts->len, events[i].text, events[i].len);
+        ts->len += events[i].len;
+    }
+    ts->text[ts->len] = '\0';
+    size_t start =
+        ellm_chat_tool_call_start((ellm_chat_family)o->tool_family, ts->text, ts->len);
+    if (start <= ts->sent)
+        return NULL;
+    json_t *chunk = content_chunk(id, model_id, created, index, ts->text + ts->sent,
+                                  start - ts->sent);
+    ts->sent = start;
+    return chunk;
+}
+
+srv_finish srv_tool_stream_finish(const srv_completion_opts *o, srv_tool_stream *ts,
+                                  const char *id, const char *model_id, long long created,
+                                  int index, srv_finish finish, json_t *list)
+{
+    const char *held = ts->text ? ts->text + ts->sent : "";
+    size_t len = ts->len - ts->sent;
+    ellm_chat_parsed parsed = {0};
+    if (len == 0)
+        return finish;
+    if (!ellm_chat_parse_tool_calls((ellm_chat_family)o->tool_family, held, len, &parsed) ||
+        parsed.n_calls == 0) {
+        ellm_chat_parsed_free(&parsed);
+        json_array_append_new(list, content_chunk(id, model_id, created, index, held, len));
+        return finish;
+    }
+    if (parsed.content[0])
+        json_array_append_new(list, content_chunk(id, model_id, created, index, parsed.content,
+                                                  strlen(parsed.content)));
+    /* As OpenAI streams calls: the id, type and name first, then the arguments. */
+    for (size_t k = 0; k < parsed.n_calls; k++) {
+        const ellm_chat_parsed_call *c = &parsed.calls[k];
+        json_t *head = json_pack("{s:[{s:i,s:o,s:s,s:{s:o,s:s}}]}", "tool_calls", "index", (int)k,
+                                 "id", tool_call_id(), "type", "function", "function", "name",
+                                 lossy_string(c->name, strlen(c->name)), "arguments", "");
+        json_t *args = json_pack("{s:[{s:i,s:{s:o}}]}", "tool_calls", "index", (int)k, "function",
+                                 "arguments", lossy_string(c->arguments, strlen(c->arguments)));
+        json_array_append_new(list, delta_chunk(id, model_id, created, index, head,
+                                                SRV_FINISH_NONE));
+        json_array_append_new(list, delta_chunk(id, model_id, created, index, args,
+                                                SRV_FINISH_NONE));
+    }
+    ellm_chat_parsed_free(&parsed);
+    ts->sent = ts->len;
+    return SRV_FINISH_TOOL_CALLS;
+}
+
+void srv_tool_stream_free(srv_tool_stream *ts)
+{
+    free(ts->text);
+    memset(ts, 0, sizeof *ts);
 }

@@ -37,6 +37,10 @@ typedef struct srv_slot {
     edgellm_generate_params spec_params;
     edgellm_token *verify;
     int32_t n_room; /* proposals this step's budget leaves room for */
+    /* A lazy grammar waiting for its trigger: the last bytes of the output's token pieces. */
+    bool lazy_waiting;
+    char tail[64];
+    size_t tail_len;
 } srv_slot;
 
 struct srv_scheduler {
@@ -152,6 +156,7 @@ srv_request *srv_request_derive(const srv_request *base, int choice)
         request_retain(owner);
         r->grammar = base->grammar;
         r->grammar_owner = owner;
+        r->grammar_trigger = base->grammar_trigger;
     }
     return r;
 }
@@ -296,8 +301,10 @@ static void admit(srv_scheduler *s)
         if (st == EDGELLM_OK)
             st = edgellm_text_stream_create(s->model, (const char *const *)r->stops, r->n_stops,
                                             &slot->text);
-        if (st == EDGELLM_OK && r->grammar)
+        if (st == EDGELLM_OK && r->grammar && !r->grammar_trigger)
             st = edgellm_grammar_state_create(r->grammar, &slot->grammar);
+        slot->lazy_waiting = r->grammar && r->grammar_trigger;
+        slot->tail_len = 0;
         if (st == EDGELLM_OK && r->grammar && !slot->masked &&
             !(slot->masked = malloc((size_t)s->n_vocab * sizeof *slot->masked)))
             st = EDGELLM_ERR_OUT_OF_MEMORY;
@@ -407,6 +414,37 @@ static void sample_slot(srv_scheduler *s, srv_slot *slot)
     emit_slot_token(s, slot, tok, logits);
 }
 
+/* A lazy grammar starts right after its trigger text, when a token's piece ends exactly there
+ * (a trigger ending inside a token is not followed: the output stays unconstrained until the
+ * next one). */
+static edgellm_status watch_trigger(srv_scheduler *s, srv_slot *slot, edgellm_token tok)
+{
+    char piece[128];
+    size_t len = 0;
+    if (edgellm_token_to_piece(s->model, tok, piece, sizeof piece, &len) != EDGELLM_OK)
+        len = 0; /* a longer piece cannot end a trigger that fits the tail anyway */
+    /* Control tokens write no text; their own text is the trigger ([TOOL_CALLS], <|python_tag|>). */
+    if (len == 0 && edgellm_token_text(s->model, tok, piece, sizeof piece, &len) != EDGELLM_OK)
+        len = 0;
+    size_t cap = sizeof slot->tail;
+    if (len >= cap) {
+        memcpy(slot->tail, piece + len - cap, cap);
+        slot->tail_len = cap;
+    } else {
+        size_t keep = slot->tail_len + len > cap ? cap - len : slot->tail_len;
+        memmove(slot->tail, slot->tail + slot->tail_len - keep, keep);
+        memcpy(slot->tail + keep, piece, len);
+        slot->tail_len = keep + len;
+    }
+    const char *trigger = slot->req->grammar_trigger;
+    size_t n = strlen(trigger);
+    if (len == 0 || n > slot->tail_len ||
+        memcmp(slot->tail + slot->tail_len - n, trigger, n) != 0)
+        return EDGELLM_OK;
+    slot->lazy_waiting = false;
+    return edgellm_grammar_state_create(slot->req->grammar, &slot->grammar);
+}
+
 /* Under the lock: tok, chosen from logits, is the slot's next token or ends its request; returns
  * whether the slot goes on decoding. */
 static bool emit_slot_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
@@ -429,6 +467,10 @@ static bool emit_slot_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
     r->n_generated++;
     edgellm_sampler_accept(slot->sampler, tok);
     if (slot->grammar && edgellm_grammar_state_accept(slot->grammar, tok) != EDGELLM_OK) {
+        finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+        return false;
+    }
+    if (slot->lazy_waiting && watch_trigger(s, slot, tok) != EDGELLM_OK) {
         finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
         return false;
     }

@@ -21,7 +21,8 @@ typedef enum srv_finish {
     SRV_FINISH_CANCELLED, /* the client went away */
     SRV_FINISH_TIMEOUT,   /* the request's deadline passed */
     SRV_FINISH_SHUTDOWN,  /* the server stopped before it finished */
-    SRV_FINISH_ERROR
+    SRV_FINISH_ERROR,
+    SRV_FINISH_TOOL_CALLS /* only in responses: the answer is tool calls ("tool_calls") */
 } srv_finish;
 
 typedef struct srv_logprob {
@@ -67,6 +68,9 @@ typedef struct srv_request {
                                   grammar_owner is set: the other choices of an n > 1 request
                                   share choice 0's and hold a reference to it */
     struct srv_request *grammar_owner;
+    const char *grammar_trigger; /* a lazy grammar (tool_choice "auto"): it applies once the
+                                    output ends with this text (a static string, e.g. the
+                                    family's "<tool_call>"); NULL: from the first token */
 
     /* Guarded by the scheduler's mutex; cv is signalled on every new event and at the end. */
     pthread_cond_t cv;
@@ -156,7 +160,18 @@ typedef struct srv_completion_opts {
     bool logprobs;
     int top_logprobs;
     int n;       /* choices */
+    bool tools;      /* chat with tools (tool_choice not "none"): tool calls are parsed out of
+                        the answer in the syntax of the model's chat family */
+    int tool_family; /* that family (an ellm_chat_family) */
 } srv_completion_opts;
+
+/* One streamed choice of a chat request with tools: text that may begin a tool call is held
+ * back until the call is complete (or turns out not to be one). */
+typedef struct srv_tool_stream {
+    char *text;
+    size_t len, cap;
+    size_t sent; /* bytes of text already sent as content */
+} srv_tool_stream;
 
 /* One choice of a finished request, as the response shows it. */
 typedef struct srv_choice_result {
@@ -185,6 +200,19 @@ json_t *srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *
                              const char *id, const char *model_id, long long created, int index,
                              const srv_event *events, size_t n_events, size_t text_offset,
                              bool first, srv_finish finish);
+/* The chunk for new events of a streamed choice with tools: the content that cannot be part of a
+ * call, or NULL when everything new is held back. */
+json_t *srv_tool_stream_feed(const srv_completion_opts *o, srv_tool_stream *ts, const char *id,
+                             const char *model_id, long long created, int index,
+                             const srv_event *events, size_t n_events);
+/* At the end of a choice that finished normally: the chunks for what was held back (content, or
+ * each call's header and arguments), appended to list (a JSON array); returns the finish reason
+ * to report (SRV_FINISH_TOOL_CALLS when calls were found). */
+srv_finish srv_tool_stream_finish(const srv_completion_opts *o, srv_tool_stream *ts,
+                                  const char *id, const char *model_id, long long created,
+                                  int index, srv_finish finish, json_t *list);
+void srv_tool_stream_free(srv_tool_stream *ts);
+
 /* The bytes of one token in *buf, grown (realloc) as needed and owned by the caller, who frees it
  * after a loop over many tokens; returns their length (0 for an id outside the vocabulary). */
 size_t srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf, size_t *cap);

@@ -38,6 +38,7 @@ function difference(t, c) {
     has_system: () => roles.includes("system"),
     empty_system: () => c.messages.some((m) => m.role === "system" && m.content === ""),
     other_roles: () => roles.some((r) => !["system", "user", "assistant"].includes(r)),
+    has_tools: () => c.tools !== undefined || c.messages.some((m) => m.tool_calls !== undefined),
   };
   for (const d of t.differences ?? []) {
     if (d.only && d.only !== REFERENCE) continue;
@@ -81,11 +82,13 @@ for (const t of templates) {
       }
       let expected = null, error = null;
       try {
-        expected = template.render({ messages: conv.messages, add_generation_prompt: gen, bos_token: t.bos, eos_token: t.eos });
+        const context = { messages: conv.messages, add_generation_prompt: gen, bos_token: t.bos, eos_token: t.eos };
+        if (conv.tools !== undefined) context.tools = conv.tools;
+        expected = template.render(context);
       } catch (e) {
         error = String(e.message || e);
       }
-      const input = JSON.stringify({ messages: conv.messages, add_generation_prompt: gen, bos_token: t.bos, eos_token: t.eos });
+      const input = JSON.stringify({ messages: conv.messages, tools: conv.tools, add_generation_prompt: gen, bos_token: t.bos, eos_token: t.eos });
       const run = spawnSync(edgellm, ["chat", "--format-only", "--template-family", t.family], { input });
       if (error !== null) {
         raised++;

@@ -65,6 +65,7 @@ def difference(t, conv, gen):
         "empty_system": lambda: any(m["role"] == "system" and m["content"] == ""
                                     for m in conv["messages"]),
         "other_roles": lambda: any(r not in ("system", "user", "assistant") for r in roles),
+        "has_tools": lambda: "tools" in conv or any("tool_calls" in m for m in conv["messages"]),
     }
     for d in t.get("differences", []):
         if d.get("only") and d["only"] != REFERENCE:
@@ -95,11 +96,13 @@ def main():
                            "bos_token": t["bos"], "eos_token": t["eos"]}
                 try:
                     # transformers passes tools and documents, None when there are none.
-                    expected, error = template.render(tools=None, documents=None, **context), None
+                    expected = template.render(tools=conv.get("tools"), documents=None, **context)
+                    error = None
                 except jinja2.exceptions.TemplateError as e:
                     expected, error = None, str(e)
                 run = subprocess.run([edgellm, "chat", "--format-only", "--template-family",
-                                      t["family"]], input=json.dumps(context).encode(),
+                                      t["family"]],
+                                     input=json.dumps({**context, "tools": conv.get("tools")}).encode(),
                                      capture_output=True, check=False)
                 if error is not None:
                     ok = run.returncode == 1 and not run.stdout

@@ -290,7 +290,8 @@ static char *read_stream(FILE *f)
     return buf;
 }
 
-/* stdin: {"messages": [...], "add_generation_prompt": bool, "bos_token": s, "eos_token": s};
+/* stdin: {"messages": [...], "add_generation_prompt": bool, "bos_token": s, "eos_token": s,
+ * "tools": [...]};
  * stdout: the rendered prompt, byte for byte. */
 static int format_only(const char *cmd, const char *family_name)
 {
@@ -315,7 +316,8 @@ static int format_only(const char *cmd, const char *family_name)
     bool gen = json_is_true(json_object_get(root, "add_generation_prompt"));
     const char *bos = json_string_value(json_object_get(root, "bos_token"));
     const char *eos = json_string_value(json_object_get(root, "eos_token"));
-    char *out = ellm_chat_format(f, conv.messages, conv.n, gen, bos, eos);
+    char *out = ellm_chat_format_tools(f, conv.messages, conv.n, &conv.tools, gen, bos, eos, NULL,
+                                       NULL);
     int rc = 0;
     if (out) {
         fwrite(out, 1, strlen(out), stdout);

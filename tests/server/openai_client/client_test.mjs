@@ -5,30 +5,35 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync, mkdtempSync } from "node:fs";
 import { join } from "node:path";
 
-// Start the server on a free loopback port with an API key.
-const [edgellm, modelPath, tmpRoot] = process.argv.slice(2);
+// Starts a server on a free loopback port with an API key; resolves once its model is loaded.
+const [edgellm, modelPath, tmpRoot, toolsModelPath] = process.argv.slice(2);
 const tmp = mkdtempSync(join(tmpRoot, "openai-client-"));
-const readyFile = join(tmp, "ready");
 const apiKey = "client-test-key";
-const server = spawn(edgellm, ["serve", "-m", modelPath, "--port", "0", "--ready-file", readyFile,
-                               "--api-key", apiKey, "--parallel", "2", "--threads", "2"],
+async function startServer(path, name, extraArgs) {
+  const readyFile = join(tmp, "ready-" + name);
+  const proc = spawn(edgellm, ["serve", "-m", path, "--port", "0", "--ready-file", readyFile,
+                               "--api-key", apiKey, "--parallel", "2", "--threads", "2", ...extraArgs],
                      { stdio: ["ignore", "inherit", "inherit"] });
-const serverExit = new Promise((resolve) => server.on("exit", (code) => resolve(code)));
-const startDeadline = Date.now() + 30000;
-while (!existsSync(readyFile)) {
-  if (Date.now() > startDeadline || server.exitCode !== null) { console.error("server did not start"); process.exit(1); }
-  await new Promise((r) => setTimeout(r, 20));
+  const exit = new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
+  const startDeadline = Date.now() + 30000;
+  while (!existsSync(readyFile)) {
+    if (Date.now() > startDeadline || proc.exitCode !== null) { console.error("server did not start"); process.exit(1); }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const hostPort = readFileSync(readyFile, "utf8").trim();
+  const url = `http://${hostPort}/v1`;
+  for (;;) {
+    const r = await fetch(`http://${hostPort}/health`).catch(() => null);
+    if (r && r.status === 200) break;
+    if (Date.now() > startDeadline) { console.error("model did not load"); process.exit(1); }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const id = (await (await fetch(`${url}/models`, { headers: { Authorization: `Bearer ${apiKey}` } })).json()).data[0].id;
+  return { proc, exit, baseURL: url, model: id, client: new OpenAI({ baseURL: url, apiKey, maxRetries: 0, timeout: 60000 }) };
 }
-const hostPort = readFileSync(readyFile, "utf8").trim();
-const baseURL = `http://${hostPort}/v1`;
-for (;;) {
-  const r = await fetch(`http://${hostPort}/health`).catch(() => null);
-  if (r && r.status === 200) break;
-  if (Date.now() > startDeadline) { console.error("model did not load"); process.exit(1); }
-  await new Promise((r) => setTimeout(r, 20));
-}
-const model = (await (await fetch(`${baseURL}/models`, { headers: { Authorization: `Bearer ${apiKey}` } })).json()).data[0].id;
-const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 60000 });
+const main = await startServer(modelPath, "main", []);
+const { baseURL, model, client } = main;
+const server = main.proc, serverExit = main.exit;
 let checks = 0, failed = 0;
 function check(cond, what) {
   checks++;
@@ -116,5 +121,57 @@ try {
 server.kill("SIGTERM");
 const code = await serverExit;
 check(code === 0, "server exits 0 on SIGTERM: " + code);
+// Tool calls, on a model whose context holds the tool block (random weights, Llama 2's
+// vocabulary, no chat template: ChatML with tools in the Hermes style).
+const tools = [
+  { type: "function", function: { name: "get_weather", description: "Weather for a city",
+    parameters: { type: "object", properties: { city: { type: "string", maxLength: 12 },
+      unit: { enum: ["celsius", "fahrenheit"] } }, required: ["city", "unit"], additionalProperties: false } } },
+  { type: "function", function: { name: "get_time", parameters: { type: "object",
+    properties: { zone: { type: "string" } }, required: ["zone"] } } },
+];
+const ts = await startServer(toolsModelPath, "tools", ["--ctx", "1024"]);
+const ask = [{ role: "user", content: "What is the weather in Paris?" }];
+function argumentsOk(call, name) {
+  try {
+    const args = JSON.parse(call.function.arguments);
+    if (call.function.name !== name || call.type !== "function" || !call.id) return false;
+    return name === "get_weather" ? typeof args.city === "string" && ["celsius", "fahrenheit"].includes(args.unit)
+                                  : typeof args.zone === "string";
+  } catch { return false; }
+}
+const forced = await ts.client.chat.completions.create({
+  model: ts.model, messages: ask, tools, tool_choice: { type: "function", function: { name: "get_weather" } }, seed: 2,
+});
+const call = forced.choices[0].message.tool_calls?.[0];
+check(forced.choices[0].finish_reason === "tool_calls" && call && argumentsOk(call, "get_weather"),
+      "named tool_choice -> a get_weather call with valid arguments: " + JSON.stringify(forced.choices[0]));
+// The round trip: the call and its result go back; the answer is text.
+const answer = await ts.client.chat.completions.create({
+  model: ts.model, tools, tool_choice: "none", max_tokens: 8, seed: 2,
+  messages: [...ask, forced.choices[0].message, { role: "tool", tool_call_id: call?.id ?? "x", content: "21 C, clear" }],
+});
+check(typeof answer.choices[0].message.content === "string" && !answer.choices[0].message.tool_calls,
+      "round trip with the tool result answered in text: " + JSON.stringify(answer.choices[0]));
+// Streamed: the client's stream helper assembles the call from the deltas.
+const toolStream = ts.client.chat.completions.stream({
+  model: ts.model, messages: ask, tools, tool_choice: "required", seed: 3,
+});
+let argumentDeltas = 0;
+toolStream.on("chunk", (chunk) => { for (const c of chunk.choices) argumentDeltas += c.delta.tool_calls?.length ?? 0; });
+const assembled = await toolStream.finalChatCompletion();
+const streamedCall = assembled.choices[0].message.tool_calls?.[0];
+check(assembled.choices[0].finish_reason === "tool_calls" && streamedCall && argumentDeltas >= 2 &&
+      argumentsOk(streamedCall, streamedCall.function.name),
+      "streamed tool call assembled by the client: " + JSON.stringify(assembled.choices[0]));
+try {
+  await ts.client.chat.completions.create({ model: ts.model, messages: ask, tools, tool_choice: { type: "function", function: { name: "nope" } } });
+  check(false, "unknown tool_choice function must fail");
+} catch (e) {
+  check(e instanceof OpenAI.BadRequestError && e.param === "tool_choice", "unknown function -> BadRequestError: " + e);
+}
+ts.proc.kill("SIGTERM");
+check((await ts.exit) === 0, "tools server exits 0 on SIGTERM");
+
 console.log(`openai_client: ${checks} checks, ${failed} failed`);
 process.exit(failed ? 1 : 0);
