@@ -3,6 +3,7 @@
  * that could still turn out to be part of a stop string. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,7 +11,12 @@
 #include "core/status.h"
 #include "edgellm.h"
 #include "generate/generate_internal.h"
+#include "grammar/grammar.h"
 #include "tokenizer/tokenizer.h"
+
+/* Vocabularies from this size up have tries whose walk takes milliseconds, far more than
+ * starting a thread; below it masking is cheaper than the thread. */
+#define PREFETCH_MIN_VOCAB 16384
 
 edgellm_generate_params edgellm_generate_default_params(void)
 {
@@ -108,6 +114,31 @@ edgellm_status ellm_generate_grammar_accept(ellm_generate_run *r, edgellm_token 
     double t0 = ellm_generate_now();
     edgellm_status st = edgellm_grammar_state_accept(r->grammar, tok);
     r->result->grammar_seconds += ellm_generate_now() - t0;
+    return st;
+}
+
+static void *prepare_mask(void *grammar)
+{
+    ellm_grammar_state_prepare(grammar);
+    return NULL;
+}
+
+/* The forward pass over tok. Under a grammar, the mask of the position it computes depends only
+ * on the tokens accepted so far, so a helper thread computes it (the trie walk, the costly part)
+ * meanwhile and the mask after the pass is one sweep over the vocabulary. Only the wait for the
+ * helper counts as grammar time. */
+static edgellm_status eval_next(ellm_generate_run *r, edgellm_token tok)
+{
+    pthread_t helper;
+    int helping = r->grammar && edgellm_n_vocab(r->model) >= PREFETCH_MIN_VOCAB &&
+                  !edgellm_grammar_state_must_end(r->grammar) &&
+                  pthread_create(&helper, NULL, prepare_mask, r->grammar) == 0;
+    edgellm_status st = edgellm_eval(r->ctx, &tok, 1, 0);
+    if (helping) {
+        double t0 = ellm_generate_now();
+        pthread_join(helper, NULL);
+        r->result->grammar_seconds += ellm_generate_now() - t0;
+    }
     return st;
 }
 
@@ -225,7 +256,7 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
             res->stop_reason = EDGELLM_STOP_CONTEXT_FULL;
             break;
         }
-        st = edgellm_eval(ctx, &tok, 1, 0);
+        st = eval_next(&r, tok);
         res->n_target_passes++;
     }
 finish:

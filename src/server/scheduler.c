@@ -596,7 +596,7 @@ static int32_t reserve_proposals(srv_scheduler *s, int n_planned, int32_t budget
     for (int k = 0; k < n_planned && s->speculative; k++) {
         srv_slot *slot = &s->slots[s->plan_slot[k]];
         const srv_request *r = slot->req;
-        if (!slot->spec) { /* a constrained request decodes without proposals */
+        if (!slot->spec) { /* no proposer: the request could not start one */
             slot->n_room = 0;
             continue;
         }
