@@ -30,6 +30,48 @@ for opts in "--draft $q4" "--draft $model --draft-max 4" "--lookup 2" "--lookup 
   [[ $n -eq 7 ]]; check "7 prompts with $opts" $?
 done
 
+# Constrained decoding with proposals: the draft proposes under the grammar, the model verifies
+# with the mask at every position, and greedy output is the constrained output without proposals.
+schemas="$(dirname "$0")/structured"
+for schema in person list contact tree; do
+  for prompt in "Once upon a time" "The robot"; do
+    plain=$("$EDGELLM" run -m "$model" -p "$prompt" -n 80 --temp 0 -t 1 \
+      --json-schema "$schemas/$schema.json" 2>"$tmp/plain.err")
+    rc=$?
+    for opts in "--draft $q4" "--lookup 1"; do
+      # shellcheck disable=SC2086
+      got=$("$EDGELLM" run -m "$model" -p "$prompt" -n 80 --temp 0 -t 1 -v \
+        --json-schema "$schemas/$schema.json" $opts 2>"$tmp/run.err")
+      [[ $rc -eq 0 && $? -eq 0 && "$got" == "$plain" && "$got" =~ ^[[{] ]] &&
+        grep -Eq "^speculative: [0-9]+ of [1-9]" "$tmp/run.err"
+      check "greedy --json-schema $schema '$prompt' with $opts" $?
+    done
+  done
+done
+# A 32000-token vocabulary: plain decoding computes each mask on a helper thread during the
+# forward pass, speculative decoding masks in place; both give the same greedy text.
+big="$SHARED/models/llama2-vocab-tiny-f16.gguf"
+for schema in person tree; do
+  plain=$("$EDGELLM" run -m "$big" -p "Once upon a time" -n 60 --temp 0 -t 1 \
+    --json-schema "$schemas/$schema.json" 2>"$tmp/plain.err")
+  rc=$?
+  for opts in "--draft $big" "--lookup 1"; do
+    # shellcheck disable=SC2086
+    got=$("$EDGELLM" run -m "$big" -p "Once upon a time" -n 60 --temp 0 -t 1 \
+      --json-schema "$schemas/$schema.json" $opts 2>"$tmp/run.err")
+    [[ $rc -eq 0 && $? -eq 0 && "$got" == "$plain" && "$got" =~ ^[[{] ]]
+    check "32000-token vocabulary: greedy --json-schema $schema with $opts" $?
+  done
+done
+# Sampled under a grammar with a draft: the output is still valid for the schema.
+for seed in 1 2 3; do
+  "$EDGELLM" run -m "$model" -p "Once upon a time" -n -1 --temp 1 --top-k 0 --top-p 1 --min-p 0 \
+    --seed "$seed" -t 1 --json-schema "$schemas/person.json" --draft "$q4" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  [[ $rc -eq 0 ]] && python3 "$schemas/validate.py" "$schemas/person.json" "$tmp/out" >/dev/null
+  check "sampled --json-schema person with --draft, seed $seed, validates (exit $rc)" $?
+done
+
 "$EDGELLM" run -m "$model" -p "Once upon a time" -n 40 --temp 0 -v --draft "$q4" >/dev/null \
   2>"$tmp/verbose.err"
 pattern='^speculative: [0-9]+ of [1-9][0-9]* proposals accepted \([0-9.]+ %\), [0-9.]+ tokens per'

@@ -514,6 +514,12 @@ static void random_vocab(char **pieces, int32_t *lens, uint8_t *eog)
     }
 }
 
+static void *prepare_on_thread(void *matcher)
+{
+    CHECK(ellm_matcher_prepare(matcher));
+    return NULL;
+}
+
 static void test_random_masks(void)
 {
     int grammars = 0, prefixes = 0, compared = 0;
@@ -563,6 +569,18 @@ static void test_random_masks(void)
             plen = cut;
             for (int step = 0; step < 6; step++) {
                 prefixes++;
+                /* Text fed ahead and taken back (speculative proposals) leaves no trace, and the
+                 * allowed set prepared on another thread (during a forward pass) is the one the
+                 * mask then uses: both are checked by the comparison below. */
+                ellm_matcher_mark mark = ellm_matcher_get_mark(m);
+                for (int ahead = 0; ahead < 3; ahead++)
+                    (void)ellm_matcher_accept_token(m, (edgellm_token)rnd(N_TOKENS));
+                ellm_matcher_rewind(m, mark);
+                if (step % 2 == 1) {
+                    pthread_t helper;
+                    CHECK(pthread_create(&helper, NULL, prepare_on_thread, m) == 0);
+                    pthread_join(helper, NULL);
+                }
                 uint8_t allowed[N_TOKENS];
                 int32_t n_allowed = ellm_matcher_allowed(m, allowed);
                 int here = reference(&tg, prefix, plen);

@@ -3,6 +3,7 @@
  * that could still turn out to be part of a stop string. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,7 +11,12 @@
 #include "core/status.h"
 #include "edgellm.h"
 #include "generate/generate_internal.h"
+#include "grammar/grammar.h"
 #include "tokenizer/tokenizer.h"
+
+/* Vocabularies from this size up have tries whose walk takes milliseconds, far more than
+ * starting a thread; below it masking is cheaper than the thread. */
+#define PREFETCH_MIN_VOCAB 16384
 
 edgellm_generate_params edgellm_generate_default_params(void)
 {
@@ -53,38 +59,87 @@ int ellm_generate_deliver(ellm_generate_run *r, edgellm_token token, const char 
     return 0;
 }
 
-/* Samples among the tokens the grammar allows. *tok = -1 with the stop reason set when the
- * output is complete with nothing allowed to follow, or when no token can continue it. */
-static edgellm_status sample_constrained(ellm_generate_run *r, edgellm_sampler *sampler, edgellm_token *tok)
+const float *ellm_generate_constrain(ellm_generate_run *r, const float *logits,
+                                     edgellm_status *st)
 {
-    *tok = -1;
+    *st = EDGELLM_OK;
+    if (!r->grammar)
+        return logits;
+    double t0 = ellm_generate_now();
+    const float *out = NULL;
     if (edgellm_grammar_state_must_end(r->grammar)) {
         r->result->stop_reason = EDGELLM_STOP_GRAMMAR_DONE;
-        return EDGELLM_OK;
+    } else {
+        memcpy(r->masked, logits, (size_t)edgellm_n_vocab(r->model) * sizeof *r->masked);
+        int32_t n_allowed = 0;
+        *st = edgellm_grammar_state_mask(r->grammar, r->masked, &n_allowed);
+        if (*st == EDGELLM_OK && n_allowed == 0)
+            r->result->stop_reason = edgellm_grammar_state_can_end(r->grammar)
+                                         ? EDGELLM_STOP_GRAMMAR_DONE
+                                         : EDGELLM_STOP_GRAMMAR_STUCK;
+        else if (*st == EDGELLM_OK)
+            out = r->masked;
     }
-    int32_t n_vocab = edgellm_n_vocab(r->model);
-    memcpy(r->masked, edgellm_get_logits(r->ctx, -1), (size_t)n_vocab * sizeof *r->masked);
-    int32_t n_allowed = 0;
-    edgellm_status st = edgellm_grammar_state_mask(r->grammar, r->masked, &n_allowed);
-    if (st != EDGELLM_OK)
-        return st;
-    if (n_allowed == 0) {
-        r->result->stop_reason = edgellm_grammar_state_can_end(r->grammar)
-                                     ? EDGELLM_STOP_GRAMMAR_DONE
-                                     : EDGELLM_STOP_GRAMMAR_STUCK;
-        return EDGELLM_OK;
-    }
-    edgellm_token t = edgellm_sampler_sample(sampler, r->masked);
+    r->result->grammar_seconds += ellm_generate_now() - t0;
+    return out;
+}
+
+edgellm_token ellm_generate_allowed(const ellm_generate_run *r, const float *scores,
+                                    edgellm_token t)
+{
+    if (!r->grammar)
+        return t;
     /* Penalties cannot lift a masked logit, but rounding in a draw over near-zero probabilities
      * could in principle land on one: never let it through. */
-    if (t < 0 || t >= n_vocab || r->masked[t] == -INFINITY) {
+    int32_t n_vocab = edgellm_n_vocab(r->model);
+    if (t < 0 || t >= n_vocab || scores[t] == -INFINITY) {
         t = -1;
         for (int32_t i = 0; i < n_vocab; i++)
-            if (r->masked[i] != -INFINITY && (t < 0 || r->masked[i] > r->masked[t]))
+            if (scores[i] != -INFINITY && (t < 0 || scores[i] > scores[t]))
                 t = i;
     }
-    *tok = t;
-    return EDGELLM_OK;
+    return t;
+}
+
+edgellm_token ellm_generate_sample(const ellm_generate_run *r, edgellm_sampler *sampler,
+                                   const float *scores)
+{
+    return ellm_generate_allowed(r, scores, edgellm_sampler_sample(sampler, scores));
+}
+
+edgellm_status ellm_generate_grammar_accept(ellm_generate_run *r, edgellm_token tok)
+{
+    if (!r->grammar)
+        return EDGELLM_OK;
+    double t0 = ellm_generate_now();
+    edgellm_status st = edgellm_grammar_state_accept(r->grammar, tok);
+    r->result->grammar_seconds += ellm_generate_now() - t0;
+    return st;
+}
+
+static void *prepare_mask(void *grammar)
+{
+    ellm_grammar_state_prepare(grammar);
+    return NULL;
+}
+
+/* The forward pass over tok. Under a grammar, the mask of the position it computes depends only
+ * on the tokens accepted so far, so a helper thread computes it (the trie walk, the costly part)
+ * meanwhile and the mask after the pass is one sweep over the vocabulary. Only the wait for the
+ * helper counts as grammar time. */
+static edgellm_status eval_next(ellm_generate_run *r, edgellm_token tok)
+{
+    pthread_t helper;
+    int helping = r->grammar && edgellm_n_vocab(r->model) >= PREFETCH_MIN_VOCAB &&
+                  !edgellm_grammar_state_must_end(r->grammar) &&
+                  pthread_create(&helper, NULL, prepare_mask, r->grammar) == 0;
+    edgellm_status st = edgellm_eval(r->ctx, &tok, 1, 0);
+    if (helping) {
+        double t0 = ellm_generate_now();
+        pthread_join(helper, NULL);
+        r->result->grammar_seconds += ellm_generate_now() - t0;
+    }
+    return st;
 }
 
 static edgellm_status evaluate_prompt(ellm_generate_run *r, const edgellm_token *prompt,
@@ -132,10 +187,6 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
     edgellm_status st = ellm_speculative_check(ctx, params);
     if (st != EDGELLM_OK)
         return st;
-    if (params->grammar && ellm_speculative_wanted(params))
-        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "a grammar and speculative decoding (draft or lookup) cannot be combined "
-                         "yet; drop one of them");
     edgellm_sampler *sampler = NULL;
     st = edgellm_sampler_create(&params->sampling, edgellm_n_vocab(model), &sampler);
     if (st != EDGELLM_OK)
@@ -174,16 +225,10 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
             res->stop_reason = EDGELLM_STOP_MAX_TOKENS;
             break;
         }
-        edgellm_token tok = -1;
-        if (r.grammar) {
-            double t_mask = ellm_generate_now();
-            st = sample_constrained(&r, sampler, &tok);
-            res->grammar_seconds += ellm_generate_now() - t_mask;
-            if (st != EDGELLM_OK || tok < 0)
-                break;
-        } else {
-            tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
-        }
+        const float *scores = ellm_generate_constrain(&r, edgellm_get_logits(ctx, -1), &st);
+        if (!scores)
+            break;
+        edgellm_token tok = ellm_generate_sample(&r, sampler, scores);
         if (tok < 0) {
             st = ellm_generate_no_token();
             break;
@@ -198,13 +243,9 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         }
         res->n_generated++;
         edgellm_sampler_accept(sampler, tok);
-        if (r.grammar) {
-            double t_accept = ellm_generate_now();
-            st = edgellm_grammar_state_accept(r.grammar, tok);
-            res->grammar_seconds += ellm_generate_now() - t_accept;
-            if (st != EDGELLM_OK)
-                break;
-        }
+        st = ellm_generate_grammar_accept(&r, tok);
+        if (st != EDGELLM_OK)
+            break;
         const char *text = NULL;
         size_t text_len = 0;
         int stopped = 0;
@@ -215,7 +256,7 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
             res->stop_reason = EDGELLM_STOP_CONTEXT_FULL;
             break;
         }
-        st = edgellm_eval(ctx, &tok, 1, 0);
+        st = eval_next(&r, tok);
         res->n_target_passes++;
     }
 finish:

@@ -11,6 +11,7 @@
  * sampler draws from at that position — penalties over the same history, top-k, temperature,
  * top-p and min-p — for the model's and the draft's logits. A prompt-lookup proposal has q = 1 at
  * x, so it is accepted with probability p(x) and a rejection draws from p without x. */
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "edgellm.h"
 #include "generate/generate_internal.h"
 #include "generate/speculative.h"
+#include "grammar/grammar.h"
 #include "sample/sampler.h"
 
 #define LOOKUP_NGRAM_LIMIT 64
@@ -72,6 +74,7 @@ struct ellm_spec {
     float *p;           /* the model's distribution at one position (n_vocab) */
     float *q;           /* the draft's distribution at each proposal, when sampling with a
                            draft model (draft_max * n_vocab); NULL otherwise */
+    float *masked;      /* the draft's logits under the grammar (n_vocab), on first use */
 };
 
 edgellm_status ellm_spec_create(const edgellm_context *ctx, const edgellm_generate_params *p,
@@ -113,6 +116,7 @@ void ellm_spec_free(ellm_spec *sp)
     free(sp->seq);
     free(sp->p);
     free(sp->q);
+    free(sp->masked);
     free(sp);
 }
 
@@ -141,9 +145,44 @@ edgellm_status ellm_spec_prefill(ellm_spec *sp, const edgellm_context *ctx)
     return draft_catch_up(sp, n_prompt);
 }
 
-/* Proposes up to k tokens after seq[0 .. n_seq) with the draft model into out. */
-static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sampler, int32_t n_seq,
-                                    int32_t k, edgellm_token *out, int32_t *n_proposed)
+/* The draft's next token under the grammar, whose state is the text so far; -1 when the grammar
+ * allows nothing more (or masking fails: the model then decides alone). Greedy drafts try the
+ * unmasked pick first: the grammar accepting it means the masked pick is the same token, and a
+ * proposal needs no more than that, so most steps skip the mask. */
+static edgellm_token constrained_draft_token(ellm_spec *sp, edgellm_grammar_state *grammar,
+                                             const float *logits, int32_t i)
+{
+    if (!sp->q) {
+        edgellm_token t = edgellm_sampler_sample(sp->draft_sampler, logits);
+        if (t >= 0 && edgellm_grammar_state_accept(grammar, t) == EDGELLM_OK)
+            return t;
+    }
+    if (edgellm_grammar_state_must_end(grammar))
+        return -1;
+    if (!sp->masked && !(sp->masked = malloc((size_t)sp->n_vocab * sizeof *sp->masked)))
+        return -1;
+    memcpy(sp->masked, logits, (size_t)sp->n_vocab * sizeof *sp->masked);
+    int32_t n_allowed = 0;
+    if (edgellm_grammar_state_mask(grammar, sp->masked, &n_allowed) != EDGELLM_OK || n_allowed == 0)
+        return -1;
+    edgellm_token t;
+    if (sp->q) {
+        float *q = sp->q + (size_t)i * (size_t)sp->n_vocab;
+        ellm_sampler_distribution(sp->draft_sampler, sp->masked, q);
+        t = ellm_sampler_draw(sp->draft_sampler, q);
+    } else {
+        t = edgellm_sampler_sample(sp->draft_sampler, sp->masked);
+    }
+    if (t < 0 || sp->masked[t] == -INFINITY || edgellm_grammar_state_accept(grammar, t) != EDGELLM_OK)
+        return -1;
+    return t;
+}
+
+/* Proposes up to k tokens after seq[0 .. n_seq) with the draft model into out; under a grammar
+ * each proposal advances it (the caller rewinds it). */
+static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sampler,
+                                    edgellm_grammar_state *grammar, int32_t n_seq, int32_t k,
+                                    edgellm_token *out, int32_t *n_proposed)
 {
     edgellm_context *draft = sp->draft;
     const edgellm_model *model = edgellm_context_model(draft);
@@ -161,7 +200,9 @@ static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sample
     for (int32_t i = 0; i < k; i++) {
         const float *logits = edgellm_get_logits(draft, -1);
         edgellm_token t;
-        if (sp->q) {
+        if (grammar) {
+            t = constrained_draft_token(sp, grammar, logits, i);
+        } else if (sp->q) {
             float *q = sp->q + (size_t)i * (size_t)sp->n_vocab;
             ellm_sampler_distribution(sp->draft_sampler, logits, q);
             t = ellm_sampler_draw(sp->draft_sampler, q);
@@ -201,9 +242,20 @@ static int32_t propose_lookup(const ellm_spec *sp, int32_t n_seq, int32_t k, edg
     return 0;
 }
 
+/* The leading proposals the grammar accepts one after another; the grammar is advanced over
+ * them (the caller rewinds it). */
+static int32_t grammar_prefix(edgellm_grammar_state *grammar, const edgellm_token *tokens,
+                              int32_t n)
+{
+    int32_t ok = 0;
+    while (ok < n && edgellm_grammar_state_accept(grammar, tokens[ok]) == EDGELLM_OK)
+        ok++;
+    return ok;
+}
+
 edgellm_status ellm_spec_propose(ellm_spec *sp, const edgellm_context *ctx, edgellm_token pending,
-                                 const edgellm_sampler *sampler, int32_t k, edgellm_token *out,
-                                 int32_t *n_out)
+                                 const edgellm_sampler *sampler, edgellm_grammar_state *grammar,
+                                 int32_t k, edgellm_token *out, int32_t *n_out)
 {
     *n_out = 0;
     if (k > sp->params->draft_max)
@@ -216,10 +268,18 @@ edgellm_status ellm_spec_propose(ellm_spec *sp, const edgellm_context *ctx, edge
     sp->seq[n_past] = pending;
     int32_t n_seq = n_past + 1;
     edgellm_status st = EDGELLM_OK;
-    if (sp->draft)
-        st = propose_draft(sp, sampler, n_seq, k, out, n_out);
-    else
+    ellm_matcher_mark before = {0};
+    if (grammar)
+        before = ellm_grammar_state_get_mark(grammar);
+    if (sp->draft) {
+        st = propose_draft(sp, sampler, grammar, n_seq, k, out, n_out);
+    } else {
         *n_out = propose_lookup(sp, n_seq, k, out);
+        if (grammar)
+            *n_out = grammar_prefix(grammar, out, *n_out);
+    }
+    if (grammar)
+        ellm_grammar_state_rewind(grammar, before);
     if (st != EDGELLM_OK || *n_out < sp->params->draft_min)
         *n_out = 0;
     return st;
@@ -282,6 +342,9 @@ static int emit(spec *sp, edgellm_token tok, edgellm_status *st)
     }
     res->n_generated++;
     edgellm_sampler_accept(sp->sampler, tok);
+    *st = ellm_generate_grammar_accept(r, tok);
+    if (*st != EDGELLM_OK)
+        return 0;
     const char *text = NULL;
     size_t len = 0;
     int stopped = 0;
@@ -319,7 +382,8 @@ static int speculative_step(spec *sp, edgellm_token *tok, edgellm_status *st)
     if (k > edgellm_context_n_batch(ctx) - 1) /* the pass keeps the logits of every position */
         k = edgellm_context_n_batch(ctx) - 1;
     int32_t n_proposed = 0;
-    *st = ellm_spec_propose(sp->prop, ctx, *tok, sp->sampler, k, sp->batch + 1, &n_proposed);
+    *st = ellm_spec_propose(sp->prop, ctx, *tok, sp->sampler, r->grammar, k, sp->batch + 1,
+                            &n_proposed);
     if (*st != EDGELLM_OK)
         return 0;
 
@@ -332,18 +396,30 @@ static int speculative_step(spec *sp, edgellm_token *tok, edgellm_status *st)
     edgellm_token next = -1;
     int32_t n_accepted = 0;
     int go = 1;
+    /* Under a grammar every position's logits are masked by the state after the tokens
+     * accepted before it, exactly as plain decoding would mask them there. */
+    const float *scores = NULL;
     while (n_accepted < n_proposed) {
         edgellm_token x = sp->batch[1 + n_accepted];
-        if (!ellm_spec_accept(sp->prop, sp->sampler, edgellm_get_logits(ctx, n_accepted),
-                              n_accepted, x, &next))
+        if (!(scores = ellm_generate_constrain(r, edgellm_get_logits(ctx, n_accepted), st))) {
+            go = 0;
             break;
+        }
+        if (!ellm_spec_accept(sp->prop, sp->sampler, scores, n_accepted, x, &next)) {
+            next = ellm_generate_allowed(r, scores, next);
+            break;
+        }
         res->n_draft_accepted++;
         if (!(go = emit(sp, x, st)))
             break;
         n_accepted++;
     }
-    if (go && n_accepted == n_proposed)
-        next = edgellm_sampler_sample(sp->sampler, edgellm_get_logits(ctx, n_proposed));
+    if (go && n_accepted == n_proposed) {
+        if ((scores = ellm_generate_constrain(r, edgellm_get_logits(ctx, n_proposed), st)))
+            next = ellm_generate_sample(r, sp->sampler, scores);
+        else
+            go = 0;
+    }
     /* Roll the cache back to the pending token and the accepted proposals. */
     edgellm_status cut = edgellm_context_truncate(ctx, n_seq + n_accepted);
     if (*st == EDGELLM_OK)
@@ -367,8 +443,9 @@ edgellm_status ellm_generate_speculative(ellm_generate_run *r, edgellm_sampler *
     /* The draft reads the prompt now, as part of the time to the first token. */
     if (st == EDGELLM_OK)
         st = ellm_spec_prefill(sp.prop, ctx);
-    if (st == EDGELLM_OK) {
-        edgellm_token tok = edgellm_sampler_sample(sampler, edgellm_get_logits(ctx, -1));
+    const float *scores = NULL;
+    if (st == EDGELLM_OK && (scores = ellm_generate_constrain(r, edgellm_get_logits(ctx, -1), &st))) {
+        edgellm_token tok = ellm_generate_sample(r, sampler, scores);
         *t_first = ellm_generate_now();
         r->result->ttft_seconds = *t_first - t_start;
         if (emit(&sp, tok, &st))

@@ -19,11 +19,15 @@ void ellm_spec_free(ellm_spec *sp);
 /* The draft reads the tokens cached in ctx now (the prompt), ahead of the first proposals. */
 edgellm_status ellm_spec_prefill(ellm_spec *sp, const edgellm_context *ctx);
 /* Up to k tokens proposed to follow ctx's cached tokens and the pending one, into out; none when
- * fewer than draft_min come. sampler is the model's, with the sequence's history so far. */
+ * fewer than draft_min come. sampler is the model's, with the sequence's history so far. Under a
+ * grammar (NULL: unconstrained), whose state has accepted the pending token, only tokens it
+ * allows are proposed (a draft model samples from its masked logits); the state is left as it
+ * was. */
 edgellm_status ellm_spec_propose(ellm_spec *sp, const edgellm_context *ctx, edgellm_token pending,
-                                 const edgellm_sampler *sampler, int32_t k, edgellm_token *out,
-                                 int32_t *n_out);
-/* Whether proposal x, the i-th of the pass, stands given the model's logits at its position;
+                                 const edgellm_sampler *sampler, edgellm_grammar_state *grammar,
+                                 int32_t k, edgellm_token *out, int32_t *n_out);
+/* Whether proposal x, the i-th of the pass, stands given the model's logits at its position
+ * (masked by the grammar there, under one);
  * when not, *instead is the token to emit in its place and the pass ends there. The caller
  * emits an accepted x (edgellm_sampler_accept) before asking about the next one. */
 bool ellm_spec_accept(ellm_spec *sp, edgellm_sampler *sampler, const float *logits, int32_t i,

@@ -145,8 +145,26 @@ edgellm_status ellm_matcher_accept_token(ellm_matcher *m, edgellm_token token);
 int32_t ellm_matcher_allowed(ellm_matcher *m, uint8_t *allowed);
 /* Sets the logits of disallowed tokens to -INFINITY; same return as ellm_matcher_allowed. */
 int32_t ellm_matcher_mask_logits(ellm_matcher *m, float *logits);
+/* Where a matcher stands: enough to return to it after feeding text ahead (speculative
+ * proposals). Only meaningful for the matcher it came from. */
+typedef struct ellm_matcher_mark {
+    int32_t state, need;
+    uint32_t part;
+} ellm_matcher_mark;
+ellm_matcher_mark ellm_matcher_get_mark(const ellm_matcher *m);
+void ellm_matcher_rewind(ellm_matcher *m, ellm_matcher_mark mark);
+/* Computes (and caches) the current state's allowed set without applying it, so a later mask
+ * costs one pass over the vocabulary; may run on another thread while the state's owner waits
+ * for something else (the forward pass). Returns 0 on failure (the error is left for the mask). */
+int ellm_matcher_prepare(ellm_matcher *m);
 int ellm_matcher_can_end(const ellm_matcher *m);   /* the output so far is a complete sentence */
 int ellm_matcher_must_end(const ellm_matcher *m);  /* ... and nothing can follow it */
+
+/* The same for a public grammar state (grammar_api.c), for the generation loop and the server's
+ * speculative decoding, which feed proposals through the state and take them back. */
+ellm_matcher_mark ellm_grammar_state_get_mark(const edgellm_grammar_state *s);
+void ellm_grammar_state_rewind(edgellm_grammar_state *s, ellm_matcher_mark mark);
+int ellm_grammar_state_prepare(edgellm_grammar_state *s);
 
 /* The trie of a model's vocabulary, built on first use and kept with the model (implemented by
  * the api module, which owns the model). */

@@ -137,3 +137,18 @@ int edgellm_grammar_state_must_end(const edgellm_grammar_state *s)
 {
     return s && ellm_matcher_must_end(s->matcher);
 }
+
+ellm_matcher_mark ellm_grammar_state_get_mark(const edgellm_grammar_state *s)
+{
+    return ellm_matcher_get_mark(s->matcher);
+}
+
+void ellm_grammar_state_rewind(edgellm_grammar_state *s, ellm_matcher_mark mark)
+{
+    ellm_matcher_rewind(s->matcher, mark);
+}
+
+int ellm_grammar_state_prepare(edgellm_grammar_state *s)
+{
+    return ellm_matcher_prepare(s->matcher);
+}

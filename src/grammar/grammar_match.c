@@ -724,6 +724,24 @@ edgellm_status ellm_matcher_accept_token(ellm_matcher *m, edgellm_token token)
     return ellm_matcher_accept_bytes(m, t->bytes + t->token_off[token], (size_t)t->token_len[token]);
 }
 
+ellm_matcher_mark ellm_matcher_get_mark(const ellm_matcher *m)
+{
+    return (ellm_matcher_mark){m->current, m->need, m->part};
+}
+
+/* States are interned and never forgotten, so a mark stays valid for the matcher's lifetime. */
+void ellm_matcher_rewind(ellm_matcher *m, ellm_matcher_mark mark)
+{
+    m->current = mark.state;
+    m->need = mark.need;
+    m->part = mark.part;
+}
+
+int ellm_matcher_prepare(ellm_matcher *m)
+{
+    return allowed_slots(m) != NULL;
+}
+
 void ellm_matcher_reset(ellm_matcher *m)
 {
     m->current = m->initial;

@@ -308,7 +308,7 @@ static void admit(srv_scheduler *s)
         if (st == EDGELLM_OK && r->grammar && !slot->masked &&
             !(slot->masked = malloc((size_t)s->n_vocab * sizeof *slot->masked)))
             st = EDGELLM_ERR_OUT_OF_MEMORY;
-        if (st == EDGELLM_OK && s->speculative && !r->grammar) /* the draft is not constrained */
+        if (st == EDGELLM_OK && s->speculative)
             st = start_speculation(slot, r);
         slot->req = r;
         slot->n_fed = keep;
@@ -376,42 +376,53 @@ static const float *biased_logits(srv_scheduler *s, const srv_request *r, const 
 static bool emit_slot_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
                             const float *logits);
 
+/* Under the lock: what the slot samples from at a position with these scores (the model's
+ * logits with logit_bias): the scores themselves, or under a grammar the slot's masked copy.
+ * NULL when the request ended there (the grammar is complete, stuck, or failed). */
+static const float *constrained_scores(srv_scheduler *s, srv_slot *slot, const float *scores)
+{
+    if (!slot->grammar)
+        return scores;
+    if (edgellm_grammar_state_must_end(slot->grammar)) {
+        finish_slot(s, slot, SRV_FINISH_STOP, NULL);
+        return NULL;
+    }
+    int32_t n_allowed = 0;
+    memcpy(slot->masked, scores, (size_t)s->n_vocab * sizeof *slot->masked);
+    if (edgellm_grammar_state_mask(slot->grammar, slot->masked, &n_allowed) != EDGELLM_OK) {
+        finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+        return NULL;
+    }
+    if (n_allowed == 0) {
+        if (edgellm_grammar_state_can_end(slot->grammar))
+            finish_slot(s, slot, SRV_FINISH_STOP, NULL);
+        else
+            finish_slot(s, slot, SRV_FINISH_ERROR,
+                        "no token of the model's vocabulary can continue the grammar's output");
+        return NULL;
+    }
+    return slot->masked;
+}
+
+/* Under the lock: emits tok, drawn from scores, unless the grammar forbids it. */
+static bool emit_scored_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
+                              const float *scores, const float *logits)
+{
+    if (slot->grammar && (tok < 0 || tok >= s->n_vocab || scores[tok] == -INFINITY)) {
+        finish_slot(s, slot, SRV_FINISH_ERROR, "the sampler picked a token the grammar forbids");
+        return false;
+    }
+    return emit_slot_token(s, slot, tok, logits);
+}
+
 /* Under the lock: picks the next token of a slot whose logits are ready. */
 static void sample_slot(srv_scheduler *s, srv_slot *slot)
 {
     srv_request *r = slot->req;
     const float *logits = edgellm_get_logits(slot->ctx, -1);
-    const float *scores = biased_logits(s, r, logits);
-    edgellm_token tok;
-    if (slot->grammar) {
-        /* Sample among the tokens the grammar allows; logprobs stay the model's own. */
-        if (edgellm_grammar_state_must_end(slot->grammar)) {
-            finish_slot(s, slot, SRV_FINISH_STOP, NULL);
-            return;
-        }
-        int32_t n_allowed = 0;
-        memcpy(slot->masked, scores, (size_t)s->n_vocab * sizeof *slot->masked);
-        if (edgellm_grammar_state_mask(slot->grammar, slot->masked, &n_allowed) != EDGELLM_OK) {
-            finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
-            return;
-        }
-        if (n_allowed == 0) {
-            if (edgellm_grammar_state_can_end(slot->grammar))
-                finish_slot(s, slot, SRV_FINISH_STOP, NULL);
-            else
-                finish_slot(s, slot, SRV_FINISH_ERROR,
-                            "no token of the model's vocabulary can continue the grammar's output");
-            return;
-        }
-        tok = edgellm_sampler_sample(slot->sampler, slot->masked);
-        if (tok < 0 || tok >= s->n_vocab || slot->masked[tok] == -INFINITY) {
-            finish_slot(s, slot, SRV_FINISH_ERROR, "the sampler picked a token the grammar forbids");
-            return;
-        }
-    } else {
-        tok = edgellm_sampler_sample(slot->sampler, scores);
-    }
-    emit_slot_token(s, slot, tok, logits);
+    const float *scores = constrained_scores(s, slot, biased_logits(s, r, logits));
+    if (scores)
+        emit_scored_token(s, slot, edgellm_sampler_sample(slot->sampler, scores), scores, logits);
 }
 
 /* A lazy grammar starts right after its trigger text, when a token's piece ends exactly there
@@ -627,7 +638,7 @@ static int32_t reserve_proposals(srv_scheduler *s, int n_planned, int32_t budget
     for (int k = 0; k < n_planned && s->speculative; k++) {
         srv_slot *slot = &s->slots[s->plan_slot[k]];
         const srv_request *r = slot->req;
-        if (!slot->spec) { /* a constrained request decodes without proposals */
+        if (!slot->spec) { /* no proposer: the request could not start one */
             slot->n_room = 0;
             continue;
         }
@@ -657,8 +668,8 @@ static void propose_for_slots(srv_scheduler *s, int n_planned)
         slot->verify[0] = slot->next;
         /* A draft that fails to propose costs this step its proposals, nothing else: the model's
          * own pass still decides every token. */
-        if (ellm_spec_propose(slot->spec, slot->ctx, slot->next, slot->sampler, slot->n_room,
-                              slot->verify + 1, &n_proposed) != EDGELLM_OK)
+        if (ellm_spec_propose(slot->spec, slot->ctx, slot->next, slot->sampler, slot->grammar,
+                              slot->n_room, slot->verify + 1, &n_proposed) != EDGELLM_OK)
             n_proposed = 0;
         edgellm_context_set_batch_all_logits(slot->ctx, n_proposed > 0);
         s->plan_tokens[k] = slot->verify;
@@ -677,24 +688,36 @@ static void verify_slot(srv_scheduler *s, srv_slot *slot, int32_t n_proposed)
     int32_t n_accepted = 0;
     edgellm_token next = -1;
     bool going = true;
+    /* Under a grammar each position is masked by the state after the proposals accepted before
+     * it, as plain decoding masks it. */
     while (going && n_accepted < n_proposed) {
         const float *logits = edgellm_get_logits(ctx, n_accepted);
+        const float *scores = constrained_scores(s, slot, biased_logits(s, r, logits));
         edgellm_token x = slot->verify[1 + n_accepted];
-        if (!ellm_spec_accept(slot->spec, slot->sampler, biased_logits(s, r, logits), n_accepted,
-                              x, &next))
+        if (!scores) {
+            going = false;
+        } else if (!ellm_spec_accept(slot->spec, slot->sampler, scores, n_accepted, x, &next)) {
             break;
-        n_accepted++;
-        going = emit_slot_token(s, slot, x, logits);
+        } else {
+            n_accepted++;
+            going = emit_slot_token(s, slot, x, logits);
+        }
     }
     srv_metrics_speculative(s->metrics, n_proposed, n_accepted);
     if (going) {
         const float *logits = edgellm_get_logits(ctx, n_accepted);
-        if (n_accepted == n_proposed)
-            next = edgellm_sampler_sample(slot->sampler, biased_logits(s, r, logits));
+        /* After a rejection, the masked scores of its position are still in slot->masked. */
+        const float *scores = slot->grammar ? slot->masked : logits;
+        if (n_accepted == n_proposed) {
+            scores = constrained_scores(s, slot, biased_logits(s, r, logits));
+            if (scores)
+                next = edgellm_sampler_sample(slot->sampler, scores);
+        }
         /* The rejected proposals are still cached, but the pass left a free position after
          * them (reserve_proposals), so emitting before the cut meets the limits plain decoding
          * meets. */
-        emit_slot_token(s, slot, next, logits);
+        if (scores)
+            emit_scored_token(s, slot, next, scores, logits);
     }
     edgellm_context_truncate(ctx, n_kept + n_accepted);
 }
