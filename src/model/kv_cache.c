@@ -7,7 +7,9 @@
 
 ellm_type ellm_kv_element_type(edgellm_kv_type kv_type)
 {
-    return kv_type == EDGELLM_KV_F32 ? ELLM_TYPE_F32 : ELLM_TYPE_F16;
+    return kv_type == EDGELLM_KV_F32    ? ELLM_TYPE_F32
+           : kv_type == EDGELLM_KV_Q8_0 ? ELLM_TYPE_Q8_0
+                                        : ELLM_TYPE_F16;
 }
 
 static size_t row_bytes_of(ellm_type type, int64_t n)
@@ -28,7 +30,7 @@ void ellm_kv_bind(ellm_kv_cache *c, const ellm_hparams *hp, edgellm_kv_type kv_t
 {
     c->type = ellm_kv_element_type(kv_type);
     c->head_bytes = row_bytes_of(c->type, hp->head_dim);
-    c->row_bytes = c->head_bytes * (size_t)hp->n_head_kv;
+    c->row_bytes = row_bytes_of(c->type, (int64_t)hp->n_head_kv * hp->head_dim);
     for (int32_t il = 0; il < hp->n_layer; il++) {
         c->k[il] = base + (size_t)(2 * il) * layer_bytes;
         c->v[il] = base + (size_t)(2 * il + 1) * layer_bytes;

@@ -11,9 +11,10 @@
 #include "model/model.h"
 
 typedef struct ellm_kv_cache {
-    ellm_type type;     /* element type of the cached rows (F16, F32) */
+    ellm_type type;     /* element type of the cached rows (F16, F32, Q8_0) */
     size_t row_bytes;   /* one position: every KV head */
-    size_t head_bytes;  /* one KV head of one position */
+    size_t head_bytes;  /* one KV head of one position; 0 when heads do not fill whole Q8_0
+                           blocks (head sizes not a multiple of 32 share blocks) */
     uint8_t **k, **v;   /* per layer: n_ctx rows; NULL for a scratch-only state */
 } ellm_kv_cache;
 
