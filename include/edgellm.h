@@ -46,6 +46,17 @@ const char *edgellm_last_error(void);
 const char *edgellm_status_name(edgellm_status status);
 /* Name of the kernel set chosen for this CPU at run time (e.g. "avx2", "neon", "scalar"). */
 const char *edgellm_kernel_set(void);
+/* Uses the named kernel set ("avx512", "avx2", "neon-dotprod", "neon", "wasm-simd", "scalar")
+ * for every kernel from then on: matrix products, prefill tiles, activation quantizers and
+ * attention. NULL or "" returns to the CPU's default. Fails with EDGELLM_ERR_INVALID_ARGUMENT
+ * naming the sets this CPU runs when the name is unknown or the CPU lacks its features. Call it
+ * before evaluating; the set is process-wide. */
+edgellm_status edgellm_use_kernel_set(const char *name);
+/* The arithmetic the kernel set in use multiplies a weight type ("Q4_0", "F16", ...) with, or
+ * attention with (type "attention"): "int8-vnni512", "int8-avx2", "int8-sdot", "int8-neon",
+ * "f32-fma-avx512", "f32-fma-avx2", "f32-fma-neon" or "scalar"; NULL for unknown types. Lets an
+ * efficiency be measured against the peak of the instructions really used. */
+const char *edgellm_kernel_arithmetic(const char *type);
 
 /* ---- Models ----------------------------------------------------------------------------- */
 
@@ -94,7 +105,13 @@ typedef struct edgellm_model_info {
 
 edgellm_status edgellm_model_get_info(const edgellm_model *model, edgellm_model_info *out_info);
 
-typedef enum edgellm_kv_type { EDGELLM_KV_F16 = 0, EDGELLM_KV_F32 = 1 } edgellm_kv_type;
+/* Q8_0: blocks of 32 values with one F16 scale (8.5 bits a value, about half of F16); needs
+ * KV rows (KV heads x head size) that are a multiple of 32. */
+typedef enum edgellm_kv_type {
+    EDGELLM_KV_F16 = 0,
+    EDGELLM_KV_F32 = 1,
+    EDGELLM_KV_Q8_0 = 2
+} edgellm_kv_type;
 
 typedef struct edgellm_memory_estimate {
     uint64_t weights_bytes;

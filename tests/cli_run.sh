@@ -162,7 +162,7 @@ expect_error 2 "unknown option" run -m "$converted" -p hi --bogus
 expect_error 2 "needs a value" run -m "$converted" -p
 expect_error 2 "integer" run -m "$converted" -p hi -n abc
 expect_error 2 "number" run -m "$converted" -p hi --temp -1
-expect_error 2 "f16 or f32" run -m "$converted" -p hi --kv-type q4
+expect_error 2 "f16, f32 or q8_0" run -m "$converted" -p hi --kv-type q4
 expect_error 1 "missing.gguf: no such model file" run -m "$tmp/missing.gguf" -p hi
 expect_error 1 "not a GGUF" run -m "$SHARED/models/aidreams260K.bin" -p hi
 expect_error 1 "prompt is .* tokens .* context" run -m "$converted" --ctx 8 -p "$(printf 'word %.0s' {1..40})"

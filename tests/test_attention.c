@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "model/attention.h"
+#include "quant/attention_kernels.h"
 #include "quant/quant.h"
 #include "test_util.h"
 

@@ -12,6 +12,7 @@
 #include "grammar/grammar.h"
 #include "model/model.h"
 #include "model/profile.h"
+#include "quant/attention_kernels.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 
@@ -57,6 +58,53 @@ struct edgellm_batch {
 
 const char *edgellm_version(void) { return EDGELLM_VERSION_STRING; }
 const char *edgellm_kernel_set(void) { return ellm_kernel_set_name(); }
+
+edgellm_status edgellm_use_kernel_set(const char *name)
+{
+    if (!name || !*name) {
+        ellm_quant_use_kernel_set(NULL);
+        return EDGELLM_OK;
+    }
+    if (ellm_quant_use_kernel_set(name))
+        return EDGELLM_OK;
+    const char *names[16];
+    int n = ellm_kernel_sets_available(names, 16);
+    char list[256] = "";
+    for (int i = 0; i < n && i < 16; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+    if (ellm_kernel_set_in_build(name))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "kernel set '%s' needs CPU features this machine lacks; it runs: %s",
+                         name, list);
+    return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                     "unknown kernel set '%s' (or one of another architecture); this CPU runs: %s",
+                     name, list);
+}
+
+const char *edgellm_kernel_arithmetic(const char *type)
+{
+    if (type && !strcmp(type, "attention")) {
+        const char *isa = ellm_attention_kernels_active()->isa;
+        return !strcmp(isa, "avx512") ? "f32-fma-avx512"
+               : !strcmp(isa, "avx2") ? "f32-fma-avx2"
+               : !strcmp(isa, "neon") ? "f32-fma-neon"
+                                      : "scalar";
+    }
+    ellm_type t;
+    const ellm_type_kernels *k = type && ellm_type_from_name(type, &t) ? ellm_kernels_for(t) : NULL;
+    if (!k)
+        return NULL;
+    bool floats = k->vec_dot_type == ELLM_TYPE_F32;
+    if (!strcmp(k->isa, "avx512"))
+        return floats ? "f32-fma-avx512" : "int8-vnni512";
+    if (!strcmp(k->isa, "avx2"))
+        return floats ? "f32-fma-avx2" : "int8-avx2";
+    if (!strcmp(k->isa, "neon-dotprod"))
+        return floats ? "f32-fma-neon" : "int8-sdot";
+    if (!strcmp(k->isa, "neon"))
+        return floats ? "f32-fma-neon" : "int8-neon";
+    return "scalar";
+}
 
 edgellm_model_params edgellm_model_default_params(void)
 {
@@ -253,9 +301,15 @@ static edgellm_status resolve_params(const edgellm_model *m, const edgellm_conte
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "context of %d tokens is longer than the model's %d", in->n_ctx,
                          hp->n_ctx_train);
-    if (in->kv_type != EDGELLM_KV_F16 && in->kv_type != EDGELLM_KV_F32)
+    if (in->kv_type != EDGELLM_KV_F16 && in->kv_type != EDGELLM_KV_F32 &&
+        in->kv_type != EDGELLM_KV_Q8_0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "unknown KV cache type %d",
                          (int)in->kv_type);
+    if (in->kv_type == EDGELLM_KV_Q8_0 && ((int64_t)hp->n_head_kv * hp->head_dim) % 32 != 0)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "a Q8_0 KV cache needs KV rows (KV heads x head size, %d here) that are "
+                         "a multiple of 32; use an f16 cache",
+                         (int)(hp->n_head_kv * hp->head_dim));
     int32_t n_batch = in->n_batch > 0 ? in->n_batch : 256;
     if (n_batch > n_ctx)
         n_batch = n_ctx;

@@ -8,26 +8,10 @@
 
 #include "core/status.h"
 #include "model/model_internal.h"
-#include "model/attention.h"
 #include "model/profile.h"
+#include "model/state.h"
 #include "quant/quant.h"
 
-struct ellm_state {
-    ellm_state_params p;
-    int32_t n_past;
-    size_t kv_elem; /* bytes per cached value */
-    uint8_t **k_cache, **v_cache; /* per layer: n_ctx rows of kv_dim values */
-    float *x, *xn, *q, *k, *v, *att, *gate, *up, *tmp;
-    float *fused; /* output of fused matrices (phi3's attn_qkv and gate+up), else unused */
-    float *scores; /* n_threads rows of scores_per_thread */
-    int32_t *tok_seq, *tok_pos; /* per batch row: which sequence, at which position */
-    size_t scores_per_thread;
-    void *mm_scratch;
-    ellm_profile *profile; /* NULL unless a caller profiles passes on this state */
-    ellm_input_observer observer; /* NULL unless a caller collects matrix input statistics */
-    void *observer_user;
-    void *block; /* one allocation holding everything above */
-};
 
 typedef struct layout {
     size_t kv_layer_bytes;
@@ -37,19 +21,12 @@ typedef struct layout {
 
 static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
 
-static size_t scores_per_thread(const ellm_model *m, const ellm_state_params *p)
-{
-    size_t f16_path = 2 * (size_t)m->hp.head_dim; /* rounded query + F16 accumulator */
-    return (size_t)p->n_ctx > f16_path ? (size_t)p->n_ctx : f16_path;
-}
-
 static void compute_layout(const ellm_model *m, const ellm_state_params *p, layout *L)
 {
     const ellm_hparams *hp = &m->hp;
     size_t T = (size_t)p->n_batch;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t elem = p->kv_type == EDGELLM_KV_F32 ? 4 : 2;
     size_t threads = p->n_threads > 0 ? (size_t)p->n_threads : 1;
     size_t mm = 0;
     const ellm_weights *w = &m->w;
@@ -80,7 +57,7 @@ static void compute_layout(const ellm_model *m, const ellm_state_params *p, layo
     PLACE(off_gate, T * hp->n_ff * 4)
     PLACE(off_up, T * hp->n_ff * 4)
     PLACE(off_tmp, T * hp->n_embd * 4)
-    PLACE(off_scores, threads * scores_per_thread(m, p) * 4)
+    PLACE(off_scores, threads * ellm_attention_scratch_floats(m, p) * 4)
     PLACE(off_mm, mm)
     PLACE(off_tok_seq, T * sizeof(int32_t))
     PLACE(off_tok_pos, T * sizeof(int32_t))
@@ -92,7 +69,7 @@ static void compute_layout(const ellm_model *m, const ellm_state_params *p, layo
     PLACE(off_fused, T * fused * 4)
 #undef PLACE
     L->total_scratch = o;
-    L->kv_layer_bytes = p->scratch_only ? 0 : align64((size_t)p->n_ctx * kv_dim * elem);
+    L->kv_layer_bytes = p->scratch_only ? 0 : ellm_kv_layer_bytes(hp, p->kv_type, p->n_ctx);
     L->off_kv = o;
     L->total = o + 2 * (size_t)hp->n_layer * L->kv_layer_bytes;
 }
@@ -123,12 +100,11 @@ edgellm_status ellm_state_create(const ellm_model *m, const ellm_state_params *p
     s->p = *p;
     if (s->p.n_threads <= 0)
         s->p.n_threads = 1;
-    s->kv_elem = p->kv_type == EDGELLM_KV_F32 ? 4 : 2;
-    s->k_cache = calloc((size_t)m->hp.n_layer, sizeof *s->k_cache);
-    s->v_cache = calloc((size_t)m->hp.n_layer, sizeof *s->v_cache);
+    s->kv.k = calloc((size_t)m->hp.n_layer, sizeof *s->kv.k);
+    s->kv.v = calloc((size_t)m->hp.n_layer, sizeof *s->kv.v);
     /* 64-byte aligned so SIMD loads of rows never split cache lines needlessly. */
     void *block = NULL;
-    if (s->k_cache && s->v_cache && posix_memalign(&block, 64, L.total) == 0)
+    if (s->kv.k && s->kv.v && posix_memalign(&block, 64, L.total) == 0)
         s->block = block;
     if (!s->block) {
         ellm_state_free(s);
@@ -148,15 +124,12 @@ edgellm_status ellm_state_create(const ellm_model *m, const ellm_state_params *p
     s->up = (float *)(b + L.off_up);
     s->tmp = (float *)(b + L.off_tmp);
     s->scores = (float *)(b + L.off_scores);
-    s->scores_per_thread = scores_per_thread(m, p);
+    s->scores_per_thread = ellm_attention_scratch_floats(m, p);
     s->mm_scratch = b + L.off_mm;
     s->tok_seq = (int32_t *)(b + L.off_tok_seq);
     s->tok_pos = (int32_t *)(b + L.off_tok_pos);
     s->fused = (float *)(b + L.off_fused);
-    for (int32_t il = 0; il < m->hp.n_layer; il++) {
-        s->k_cache[il] = b + L.off_kv + (size_t)(2 * il) * L.kv_layer_bytes;
-        s->v_cache[il] = b + L.off_kv + (size_t)(2 * il + 1) * L.kv_layer_bytes;
-    }
+    ellm_kv_bind(&s->kv, &m->hp, p->kv_type, b + L.off_kv, L.kv_layer_bytes);
     *out = s;
     return EDGELLM_OK;
 }
@@ -166,8 +139,8 @@ void ellm_state_free(ellm_state *s)
     if (!s)
         return;
     free(s->block);
-    free(s->k_cache);
-    free(s->v_cache);
+    free(s->kv.k);
+    free(s->kv.v);
     free(s);
 }
 
@@ -264,15 +237,11 @@ void ellm_state_truncate(ellm_state *s, int32_t n_keep)
 edgellm_status ellm_state_copy_prefix(const ellm_model *m, ellm_state *dst, const ellm_state *src,
                                      int32_t n)
 {
-    if (n < 0 || n > src->n_past || n > dst->p.n_ctx || dst->kv_elem != src->kv_elem ||
+    if (n < 0 || n > src->n_past || n > dst->p.n_ctx || dst->kv.type != src->kv.type ||
         dst->p.scratch_only || src->p.scratch_only)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "cannot copy %d cached positions: the caches differ in size or type", n);
-    size_t row = (size_t)m->hp.n_head_kv * m->hp.head_dim * src->kv_elem;
-    for (int32_t il = 0; il < m->hp.n_layer; il++) {
-        memcpy(dst->k_cache[il], src->k_cache[il], (size_t)n * row);
-        memcpy(dst->v_cache[il], src->v_cache[il], (size_t)n * row);
-    }
+    ellm_kv_copy(&dst->kv, &src->kv, m->hp.n_layer, n);
     dst->n_past = n;
     return EDGELLM_OK;
 }
@@ -372,213 +341,12 @@ static void rope(const ellm_model *m, const rope_params *r, float *vec, int32_t 
     }
 }
 
-typedef struct attention_job {
-    const ellm_model *m;
-    ellm_state *work;                /* holds q, att, scores and the row -> sequence map */
-    const ellm_forward_seq *seqs;    /* each row attends over its own sequence's cache */
-    int32_t layer, n_tokens;
-    bool grouped;                    /* ellm_attend_f16_group_avx512 for groups of heads */
-    int32_t heads_per_job;           /* query heads of one KV head per job (grouped only) */
-} attention_job;
-
-#define ATTEND_F16 ellm_attend_f16_portable
-#define ATTEND_F16_ATTRIBUTES
-#define HALF_TO_FLOAT(h) ellm_f16_to_f32(h)
-#define FLOAT_TO_HALF(f) ellm_f32_to_f16(f)
-#include "model/attention_f16.inc"
-#undef ATTEND_F16
-#undef ATTEND_F16_ATTRIBUTES
-#undef HALF_TO_FLOAT
-#undef FLOAT_TO_HALF
-
-typedef void (*attend_f16_fn)(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                              int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
-                              float *out);
-
-/* The F16C copies convert with one instruction instead of a bit-manipulation routine; head
- * sizes that are a multiple of 32 also vectorize the dot and the accumulator updates. */
-static attend_f16_fn select_attend_f16(int32_t head_dim)
-{
-#if defined(ELLM_HAVE_F16C_ATTENTION)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-        return head_dim % 32 == 0 ? ellm_attend_f16_f16c_wide : ellm_attend_f16_f16c;
-#endif
-#if defined(ELLM_HAVE_NEON_ATTENTION)
-    /* Half conversions are baseline AArch64: no CPU check. */
-    return head_dim % 32 == 0 ? ellm_attend_f16_neon_wide : ellm_attend_f16_neon;
-#endif
-    (void)head_dim;
-    return ellm_attend_f16_portable;
-}
-
-/* One head of one token over an F32 cache: exact two-pass softmax in float. */
-static void attend_f32(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                       int32_t n_pos, int32_t hd, float scale, float *scores, float *out)
-{
-    const ellm_type_kernels *dot = ellm_kernels_for(ELLM_TYPE_F32);
-    float max = -INFINITY;
-    for (int32_t p = 0; p < n_pos; p++) {
-        dot->vec_dot(hd, &scores[p], kc + (size_t)p * stride, q);
-        scores[p] *= scale;
-        max = scores[p] > max ? scores[p] : max;
-    }
-    float sum = 0;
-    for (int32_t p = 0; p < n_pos; p++) {
-        scores[p] = expf(scores[p] - max);
-        sum += scores[p];
-    }
-    float inv = 1.0f / sum;
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int32_t p = 0; p < n_pos; p++) {
-        float w = scores[p] * inv;
-        const float *v = (const float *)(vc + (size_t)p * stride);
-        for (int32_t d = 0; d < hd; d++)
-            out[d] += w * v[d];
-    }
-}
-
-/* One head of one token with soft-capped scores (cap * tanh(score / cap)) over either cache:
- * exact two-pass softmax in float. The capped models take this plain path. */
-static void attend_capped(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                          size_t elem, int32_t n_pos, int32_t hd, float scale, float cap,
-                          float *scores, float *out)
-{
-    float max = -INFINITY;
-    for (int32_t p = 0; p < n_pos; p++) {
-        const uint8_t *kr = kc + (size_t)p * stride;
-        double dot = 0;
-        for (int32_t d = 0; d < hd; d++)
-            dot += (double)q[d] * (elem == 4 ? ((const float *)kr)[d]
-                                             : ellm_f16_to_f32(((const uint16_t *)kr)[d]));
-        float sc = (float)dot * scale;
-        scores[p] = cap * tanhf(sc / cap);
-        max = scores[p] > max ? scores[p] : max;
-    }
-    float sum = 0;
-    for (int32_t p = 0; p < n_pos; p++) {
-        scores[p] = expf(scores[p] - max);
-        sum += scores[p];
-    }
-    float inv = 1.0f / sum;
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int32_t p = 0; p < n_pos; p++) {
-        float w = scores[p] * inv;
-        const uint8_t *vr = vc + (size_t)p * stride;
-        for (int32_t d = 0; d < hd; d++)
-            out[d] += w * (elem == 4 ? ((const float *)vr)[d]
-                                     : ellm_f16_to_f32(((const uint16_t *)vr)[d]));
-    }
-}
-
-static void attention_task(void *arg, int ith, int nth)
-{
-    attention_job *j = arg;
-    const ellm_hparams *hp = &j->m->hp;
-    ellm_state *w = j->work;
-    int32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    size_t q_dim = (size_t)hp->n_head * hd, kv_dim = (size_t)hp->n_head_kv * hd;
-    /* Per-thread scratch: scores (F32 path) or the F16 accumulator and rounded query. */
-    float *scores = w->scores + (size_t)ith * w->scores_per_thread;
-    float scale = hp->attn_scale;
-    int32_t window = ellm_layer_slides(hp, j->layer) ? hp->sliding_window : 0;
-    attend_f16_fn attend_f16 = select_attend_f16(hd);
-    /* Where the grouped kernel applies, a job is a token's group of query heads (or part of it). */
-    int32_t heads_per_job = j->grouped ? j->heads_per_job : 1;
-    int32_t jobs_per_token = hp->n_head / heads_per_job;
-    int32_t total = j->n_tokens * jobs_per_token;
-    for (int32_t job = ith; job < total; job += nth) {
-        int32_t t = job / jobs_per_token, h0 = job % jobs_per_token * heads_per_job;
-        int32_t kvh = h0 / group;
-        const ellm_state *s = j->seqs[w->tok_seq[t]].state;
-        size_t stride = kv_dim * s->kv_elem;
-        int32_t n_pos = w->tok_pos[t] + 1; /* causal: this token and everything before it */
-        /* A sliding layer sees only the last `window` positions (this token included). */
-        int32_t first = window > 0 && n_pos > window ? n_pos - window : 0;
-        n_pos -= first;
-        const uint8_t *kc = s->k_cache[j->layer] + (size_t)kvh * hd * s->kv_elem +
-                            (size_t)first * stride;
-        const uint8_t *vc = s->v_cache[j->layer] + (size_t)kvh * hd * s->kv_elem +
-                            (size_t)first * stride;
-#if defined(ELLM_HAVE_F16C_ATTENTION)
-        if (j->grouped && s->kv_elem == 2) {
-            ellm_attend_f16_group_avx512(w->q + (size_t)t * q_dim + (size_t)h0 * hd, kc, vc,
-                                         stride, n_pos, hd, scale, heads_per_job,
-                                         w->att + (size_t)t * q_dim + (size_t)h0 * hd);
-            continue;
-        }
-#endif
-        for (int32_t h = h0; h < h0 + heads_per_job; h++) {
-            const float *q = w->q + (size_t)t * q_dim + (size_t)h * hd;
-            float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
-            if (hp->attn_softcap > 0)
-                attend_capped(q, kc, vc, stride, s->kv_elem, n_pos, hd, scale,
-                              hp->attn_softcap, scores, out);
-            else if (s->kv_elem == 2)
-                attend_f16(q, kc, vc, stride, n_pos, hd, scale, (uint16_t *)(scores + hd), scores,
-                           out);
-            else
-                attend_f32(q, kc, vc, stride, n_pos, hd, scale, scores, out);
-        }
-    }
-}
-
-/* Whether whole groups of query heads go to the AVX-512 grouped kernel: it reproduces the wide
- * F16 path, so it applies exactly where that path would (no soft-capping) for its head sizes. */
-static bool attention_grouped(const ellm_hparams *hp)
-{
-#if defined(ELLM_HAVE_F16C_ATTENTION)
-    __builtin_cpu_init();
-    bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
-               __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
-               __builtin_cpu_supports("bmi2");
-    return cpu && hp->attn_softcap <= 0 && (hp->head_dim == 64 || hp->head_dim == 128) &&
-           hp->n_head / hp->n_head_kv > 1;
-#else
-    (void)hp;
-    return false;
-#endif
-}
-
-/* Query heads per grouped job: the whole group, halved while that would leave threads idle (a
- * decode step has only n_head_kv groups). Each head's result is the same either way. */
-static int32_t attention_heads_per_job(const ellm_hparams *hp, int32_t n_tokens, int threads)
-{
-    int32_t group = hp->n_head / hp->n_head_kv, per_job = group;
-    while (per_job % 2 == 0 && (int64_t)n_tokens * (hp->n_head / per_job) < 2 * (int64_t)threads)
-        per_job /= 2;
-    return per_job;
-}
-
 static void prof_pass(ellm_state *s, int32_t n_tokens, double t0)
 {
     if (s->profile) {
         s->profile->forward_s += ellm_profile_now() - t0;
         s->profile->forward_calls++;
         s->profile->tokens += (uint64_t)n_tokens;
-    }
-}
-
-/* Appends batch rows' keys and values (in work) to their own sequences' caches. */
-static void store_kv(const ellm_state *work, const ellm_forward_seq *seqs, int32_t layer,
-                     int32_t n_tokens, size_t kv_dim)
-{
-    for (int32_t t = 0; t < n_tokens; t++) {
-        ellm_state *s = seqs[work->tok_seq[t]].state;
-        size_t pos = (size_t)work->tok_pos[t];
-        uint8_t *kd = s->k_cache[layer] + pos * kv_dim * s->kv_elem;
-        uint8_t *vd = s->v_cache[layer] + pos * kv_dim * s->kv_elem;
-        const float *ks = work->k + (size_t)t * kv_dim, *vs = work->v + (size_t)t * kv_dim;
-        if (s->kv_elem == 4) {
-            memcpy(kd, ks, kv_dim * 4);
-            memcpy(vd, vs, kv_dim * 4);
-        } else {
-            ellm_quantize_row(ELLM_TYPE_F16, ks, kd, (int64_t)kv_dim);
-            ellm_quantize_row(ELLM_TYPE_F16, vs, vd, (int64_t)kv_dim);
-        }
     }
 }
 
@@ -720,10 +488,8 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         }
         prof_end(s, ELLM_PROF_ROPE, t0);
         t0 = prof_begin(s);
-        store_kv(s, seqs, il, n_tokens, kv_dim);
-        attention_job aj = {m, s, seqs, il, n_tokens, attention_grouped(hp),
-                            attention_heads_per_job(hp, n_tokens, ellm_threadpool_size(pool))};
-        ellm_threadpool_run(pool, attention_task, &aj);
+        ellm_attention_store_kv(s, seqs, il, n_tokens, (int64_t)kv_dim);
+        ellm_attention_run(m, s, seqs, il, n_tokens, pool);
         prof_end(s, ELLM_PROF_ATTENTION, t0);
         const ellm_tensor *wo = &L->wo;
         observe(s, il, ELLM_INPUT_ATTN_OUT, s->att, n_tokens, (int64_t)q_dim);

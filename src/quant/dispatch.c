@@ -5,106 +5,145 @@
 #include <sys/auxv.h>
 #endif
 
+#include "quant/attention_kernels.h"
 #include "quant/kernels.h"
 #include "quant/quant.h"
 
 typedef void (*activation_quantizer)(const float *x, void *dst, int64_t n);
 
+/* One instruction set's kernels: the only place that decides which ISA computes what. Entries
+ * are indexed by weight type (matrix kernels) and by activation type (quantizers); a type a set
+ * leaves out takes the scalar set's kernel. */
 typedef struct kernel_set {
     const char *name;
-    ellm_type_kernels f32, f16, bf16, q8_0, q4_0;
-    ellm_type_kernels q4_K, q5_K, q6_K;
-    ellm_type_kernels q2_k, q3_k, iq4_xs;
-    ellm_type_kernels q4_1, q5_0, q5_1, iq4_nl;
-    /* Activation quantizers, byte-identical to the reference; NULL: the reference itself. */
-    activation_quantizer to_q8_0, to_q8_K, to_q8_1;
+    ellm_type_kernels types[ELLM_TYPE_COUNT];
+    /* Byte-identical to the reference quantizer; NULL: the reference itself. */
+    activation_quantizer quantize_to[ELLM_TYPE_COUNT];
+    ellm_attention_kernels attention;
+    void (*prepare)(void); /* run once before the set's kernels are used; NULL: nothing */
 } kernel_set;
 
+/* An entry: activation type, single-row dot, ISA, four-row dot, extended-row dot, tile. */
+#define K(act, dot, isa, x4, ext, gemm) {ELLM_TYPE_##act, dot, isa, x4, ext, gemm}
+
 static const kernel_set scalar_set = {
-    "scalar",
-    {ELLM_TYPE_F32, ellm_vec_dot_f32_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_f16_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL, NULL},
-    NULL, NULL, NULL,
+    .name = "scalar",
+    .types = {
+        [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_BF16] = K(F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL, NULL),
+        [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL, NULL, NULL),
+    },
+    .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
+/* The AVX2 entries of the types the AVX-512 set has no kernels of its own for. */
+#define AVX2_COMMON_TYPES                                                                          \
+    [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_avx2, "avx2", NULL, NULL, NULL),                     \
+    [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL, NULL),                     \
+    [ELLM_TYPE_BF16] = K(F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL, NULL),               \
+    [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL, NULL),                  \
+    [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL, NULL),                  \
+    [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL, NULL, NULL),              \
+    [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL,    \
+                         NULL),                                                                    \
+    [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL,    \
+                         NULL),                                                                    \
+    [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2, NULL,    \
+                         NULL),                                                                    \
+    [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2,    \
+                           NULL, NULL)
+
+#define AVX2_QUANTIZERS                                                                            \
+    [ELLM_TYPE_Q8_0] = ellm_quantize_row_q8_0_avx2,                                                \
+    [ELLM_TYPE_Q8_K] = ellm_quantize_row_q8_K_avx2,                                                \
+    [ELLM_TYPE_Q8_1] = ellm_quantize_row_q8_1_avx2
+
 static const kernel_set avx2_set = {
-    "avx2",
-    {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2, NULL},
-    ellm_quantize_row_q8_0_avx2, ellm_quantize_row_q8_K_avx2, ellm_quantize_row_q8_1_avx2,
+    .name = "avx2",
+    .types = {
+        AVX2_COMMON_TYPES,
+        [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2, NULL,
+                             ellm_gemm_q8_0_avx2),
+        [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2, NULL,
+                             ellm_gemm_q4_0_avx2),
+        [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2, NULL,
+                             NULL),
+        [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2, NULL,
+                             NULL),
+        [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2, NULL,
+                             NULL),
+    },
+    .quantize_to = {AVX2_QUANTIZERS},
+    .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide, NULL},
+    .prepare = ellm_gemm_avx2_init,
 };
 
 /* AVX-512 + VNNI: its own kernels where they exist, the AVX2 ones for the other types and the
  * activation quantizers (this set is only chosen on CPUs that also run the AVX2 set). */
 static const kernel_set avx512_set = {
-    "avx512",
-    {ELLM_TYPE_F32, ellm_vec_dot_f32_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx512, "avx512", NULL, ellm_vec_dot_q8_0_ext_avx512},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL, ellm_vec_dot_q4_0_ext_avx512},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_avx512, "avx512", ellm_vec_dot_q4_K_x4_avx512, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_avx512, "avx512", ellm_vec_dot_q5_K_x4_avx512, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_avx512, "avx512", ellm_vec_dot_q6_K_x4_avx512, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL, NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2, NULL},
-    ellm_quantize_row_q8_0_avx2, ellm_quantize_row_q8_K_avx2, ellm_quantize_row_q8_1_avx2,
+    .name = "avx512",
+    .types = {
+        AVX2_COMMON_TYPES,
+        [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx512, "avx512", NULL,
+                             ellm_vec_dot_q8_0_ext_avx512, ellm_gemm_q8_0_avx512),
+        [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL,
+                             ellm_vec_dot_q4_0_ext_avx512, ellm_gemm_q4_0_avx512),
+        [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_avx512, "avx512", ellm_vec_dot_q4_K_x4_avx512,
+                             NULL, ellm_gemm_q4_K_avx512),
+        [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_avx512, "avx512", ellm_vec_dot_q5_K_x4_avx512,
+                             NULL, NULL),
+        [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_avx512, "avx512", ellm_vec_dot_q6_K_x4_avx512,
+                             NULL, ellm_gemm_q6_K_avx512),
+    },
+    .quantize_to = {AVX2_QUANTIZERS},
+    .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
+                  ellm_attend_f16_group_avx512},
 };
 #endif
 
 #if defined(ELLM_HAVE_NEON_KERNELS)
-/* Every AArch64 CPU has NEON; F32/F16 dots and BF16 are the same in both ARM sets. */
-#define NEON_INT_SET(name, sfx)                                                                    \
+/* Every AArch64 CPU has NEON; F32/F16 dots, BF16, the quantizers and attention are the same in
+ * both ARM sets. */
+#define NEON_INT(act, type, sfx, name)                                                             \
+    K(act, ellm_vec_dot_##type##_##sfx, name, ellm_vec_dot_##type##_x4_##sfx, NULL, NULL)
+#define NEON_INT_SET(set_name, sfx)                                                                \
     {                                                                                              \
-        name,                                                                                      \
-        {ELLM_TYPE_F32, ellm_vec_dot_f32_neon, "neon", NULL, NULL},                                \
-        {ELLM_TYPE_F32, ellm_vec_dot_f16_neon, "neon", NULL, NULL},                                \
-        {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},                           \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_##sfx, name, ellm_vec_dot_q8_0_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_##sfx, name, ellm_vec_dot_q4_0_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_##sfx, name, ellm_vec_dot_q4_K_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_##sfx, name, ellm_vec_dot_q5_K_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_##sfx, name, ellm_vec_dot_q6_K_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_##sfx, name, ellm_vec_dot_q2_K_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_##sfx, name, ellm_vec_dot_q3_K_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_##sfx, name, ellm_vec_dot_iq4_xs_x4_##sfx, NULL},     \
-        {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_##sfx, name, ellm_vec_dot_q4_1_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_##sfx, name, ellm_vec_dot_q5_0_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_##sfx, name, ellm_vec_dot_q5_1_x4_##sfx, NULL},         \
-        {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_##sfx, name, ellm_vec_dot_iq4_nl_x4_##sfx, NULL},     \
-        ellm_quantize_row_q8_0_neon, ellm_quantize_row_q8_K_neon, ellm_quantize_row_q8_1_neon,     \
+        .name = set_name,                                                                          \
+        .types =                                                                                   \
+            {                                                                                      \
+                [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_neon, "neon", NULL, NULL, NULL),         \
+                [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_neon, "neon", NULL, NULL, NULL),         \
+                [ELLM_TYPE_BF16] = K(F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL, NULL),   \
+                [ELLM_TYPE_Q8_0] = NEON_INT(Q8_0, q8_0, sfx, set_name),                            \
+                [ELLM_TYPE_Q4_0] = NEON_INT(Q8_0, q4_0, sfx, set_name),                            \
+                [ELLM_TYPE_Q4_K] = NEON_INT(Q8_K, q4_K, sfx, set_name),                            \
+                [ELLM_TYPE_Q5_K] = NEON_INT(Q8_K, q5_K, sfx, set_name),                            \
+                [ELLM_TYPE_Q6_K] = NEON_INT(Q8_K, q6_K, sfx, set_name),                            \
+                [ELLM_TYPE_Q2_K] = NEON_INT(Q8_K, q2_K, sfx, set_name),                            \
+                [ELLM_TYPE_Q3_K] = NEON_INT(Q8_K, q3_K, sfx, set_name),                            \
+                [ELLM_TYPE_IQ4_XS] = NEON_INT(Q8_K, iq4_xs, sfx, set_name),                        \
+                [ELLM_TYPE_Q4_1] = NEON_INT(Q8_1, q4_1, sfx, set_name),                            \
+                [ELLM_TYPE_Q5_0] = NEON_INT(Q8_0, q5_0, sfx, set_name),                            \
+                [ELLM_TYPE_Q5_1] = NEON_INT(Q8_1, q5_1, sfx, set_name),                            \
+                [ELLM_TYPE_IQ4_NL] = NEON_INT(Q8_0, iq4_nl, sfx, set_name),                        \
+            },                                                                                     \
+        .quantize_to = {[ELLM_TYPE_Q8_0] = ellm_quantize_row_q8_0_neon,                            \
+                        [ELLM_TYPE_Q8_K] = ellm_quantize_row_q8_K_neon,                            \
+                        [ELLM_TYPE_Q8_1] = ellm_quantize_row_q8_1_neon},                           \
+        .attention = {"neon", ellm_attend_f16_neon, ellm_attend_f16_neon_wide, NULL},              \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
@@ -124,25 +163,21 @@ static bool cpu_has_dotprod(void)
 #endif
 
 #if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
-/* Types without a SIMD128 kernel yet take the scalar one. */
+/* Types without a SIMD128 kernel yet take the scalar one; attention is the portable one. */
 static const kernel_set wasm_simd_set = {
-    "wasm-simd",
-    {ELLM_TYPE_F32, ellm_vec_dot_f32_wasm_simd, "wasm-simd", NULL, NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_f16_wasm_simd, "wasm-simd", NULL, NULL},
-    {ELLM_TYPE_F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_wasm_simd, "wasm-simd", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q4_0_wasm_simd, "wasm-simd", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q4_K_wasm_simd, "wasm-simd", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q5_K_wasm_simd, "wasm-simd", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q6_K_wasm_simd, "wasm-simd", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_wasm_simd, "wasm-simd", NULL, NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL},
-    {ELLM_TYPE_Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL, NULL},
-    NULL, NULL, NULL,
+    .name = "wasm-simd",
+    .types = {
+        [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+        [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+        [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+        [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+        [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+        [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+        [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+        [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+        [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+    },
+    .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL},
 };
 #endif
 
@@ -197,14 +232,20 @@ static const kernel_set *detect(void)
     return &scalar_set;
 }
 
+/* Makes s the set in use once its preparation is done (it may run more than once when threads
+ * race here; the preparations are idempotent). */
+static const kernel_set *activate(const kernel_set *s)
+{
+    if (s->prepare)
+        s->prepare();
+    atomic_store_explicit(&active_set, s, memory_order_release);
+    return s;
+}
+
 static const kernel_set *current(void)
 {
     const kernel_set *s = atomic_load_explicit(&active_set, memory_order_acquire);
-    if (!s) {
-        s = detect();
-        atomic_store_explicit(&active_set, s, memory_order_release);
-    }
-    return s;
+    return s ? s : activate(detect());
 }
 
 void ellm_quant_force_scalar(bool on) { ellm_quant_use_kernel_set(on ? "scalar" : NULL); }
@@ -230,51 +271,45 @@ bool ellm_quant_use_kernel_set(const char *name)
     if (name && !chosen)
         return false;
     atomic_store(&forced_set, chosen);
-    atomic_store(&active_set, detect());
+    activate(detect());
     return true;
+}
+
+bool ellm_kernel_set_in_build(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof all_sets / sizeof all_sets[0]; i++)
+        if (!strcmp(all_sets[i]->name, name))
+            return true;
+    return false;
 }
 
 const char *ellm_kernel_set_name(void) { return current()->name; }
 
-static const ellm_type_kernels *entry_of(const kernel_set *s, ellm_type type)
-{
-    switch (type) {
-    case ELLM_TYPE_F32: return &s->f32;
-    case ELLM_TYPE_F16: return &s->f16;
-    case ELLM_TYPE_BF16: return &s->bf16;
-    case ELLM_TYPE_Q8_0: return &s->q8_0;
-    case ELLM_TYPE_Q4_0: return &s->q4_0;
-    case ELLM_TYPE_Q4_K: return &s->q4_K;
-    case ELLM_TYPE_Q5_K: return &s->q5_K;
-    case ELLM_TYPE_Q6_K: return &s->q6_K;
-    case ELLM_TYPE_Q2_K: return &s->q2_k;
-    case ELLM_TYPE_Q3_K: return &s->q3_k;
-    case ELLM_TYPE_IQ4_XS: return &s->iq4_xs;
-    case ELLM_TYPE_Q4_1: return &s->q4_1;
-    case ELLM_TYPE_Q5_0: return &s->q5_0;
-    case ELLM_TYPE_Q5_1: return &s->q5_1;
-    case ELLM_TYPE_IQ4_NL: return &s->iq4_nl;
-    default: return NULL;
-    }
-}
-
 const ellm_type_kernels *ellm_kernels_for(ellm_type type)
 {
-    const ellm_type_kernels *k = entry_of(current(), type);
+    if ((unsigned)type >= ELLM_TYPE_COUNT)
+        return NULL;
+    const ellm_type_kernels *k = &current()->types[type];
     /* A set that leaves a type out (an ISA whose kernels for it are not written yet) uses the
      * portable kernel rather than a null one. */
-    if (k && !k->vec_dot)
-        k = entry_of(&scalar_set, type);
-    return k;
+    if (!k->vec_dot)
+        k = &scalar_set.types[type];
+    return k->vec_dot ? k : NULL;
 }
+
+ellm_gemm_fn ellm_gemm_for(ellm_type type)
+{
+    const ellm_type_kernels *k = ellm_kernels_for(type);
+    return k ? k->gemm : NULL;
+}
+
+const ellm_attention_kernels *ellm_attention_kernels_active(void) { return &current()->attention; }
 
 void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst, int64_t n)
 {
-    const kernel_set *s = current();
-    activation_quantizer q = vec_dot_type == ELLM_TYPE_Q8_0   ? s->to_q8_0
-                             : vec_dot_type == ELLM_TYPE_Q8_K ? s->to_q8_K
-                             : vec_dot_type == ELLM_TYPE_Q8_1 ? s->to_q8_1
-                                                              : NULL;
+    activation_quantizer q = (unsigned)vec_dot_type < ELLM_TYPE_COUNT
+                                 ? current()->quantize_to[vec_dot_type]
+                                 : NULL;
     if (q)
         q(x, dst, n);
     else

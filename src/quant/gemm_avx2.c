@@ -12,16 +12,8 @@
 #include <pthread.h>
 
 #include "quant/blocks.h"
+#include "quant/lanes_avx2.h"
 #include "quant/quant.h"
-
-static inline float hsum256(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 /* Weight scales as floats by table: a broadcast from memory costs no vector ALU slot, where the
  * F16C conversion of one scalar takes three. Entries are exactly _cvtsh_ss of their index. */

@@ -37,7 +37,8 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x);
 /* Tiles of rows × tokens against extended Q8_0 activations (gemm_avx2.c; see ellm_gemm_fn).
- * ellm_gemm_avx2_init must have run once before (it fills their scale table). */
+ * ellm_gemm_avx2_init must have run once before (the avx2 set's preparation: it fills their
+ * scale table). */
 void ellm_gemm_avx2_init(void);
 void ellm_gemm_q4_0_avx2(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
                          const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,

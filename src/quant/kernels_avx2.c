@@ -8,16 +8,8 @@
 
 #include "quant/blocks.h"
 #include "quant/prefetch.h"
+#include "quant/lanes_avx2.h"
 #include "quant/quant.h"
-
-static inline float hsum256(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 static inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 

@@ -15,23 +15,8 @@
 #include "quant/blocks.h"
 #include "quant/kquants.h"
 #include "quant/prefetch.h"
+#include "quant/lanes_avx2.h"
 #include "quant/quant.h"
-
-static inline float hsum_ps(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
-static inline float hsum_ps128(__m128 v)
-{
-    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-    v = _mm_add_ss(v, _mm_movehdup_ps(v));
-    return _mm_cvtss_f32(v);
-}
 
 /* The scales and mins of a Q4_K/Q5_K block, decoded once and shared by every activation row. */
 typedef struct kq_meta {
@@ -128,7 +113,7 @@ void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *
         q4_K_unpack(&w[i], q);
         kq_block(q, &m, &a[i], &acc, &macc);
     }
-    *out = hsum_ps(acc) - hsum_ps128(macc);
+    *out = hsum256(acc) - hsum128(macc);
 }
 
 void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
@@ -150,7 +135,7 @@ void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const voi
             kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
     }
     for (int t = 0; t < 4; t++)
-        out[t] = hsum_ps(acc[t]) - hsum_ps128(macc[t]);
+        out[t] = hsum256(acc[t]) - hsum128(macc[t]);
 }
 
 void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -167,7 +152,7 @@ void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *
         q5_K_unpack(&w[i], q);
         kq_block(q, &m, &a[i], &acc, &macc);
     }
-    *out = hsum_ps(acc) - hsum_ps128(macc);
+    *out = hsum256(acc) - hsum128(macc);
 }
 
 void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
@@ -189,7 +174,7 @@ void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const voi
             kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
     }
     for (int t = 0; t < 4; t++)
-        out[t] = hsum_ps(acc[t]) - hsum_ps128(macc[t]);
+        out[t] = hsum256(acc[t]) - hsum128(macc[t]);
 }
 
 /* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order, and the
@@ -241,7 +226,7 @@ void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *
         acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * _cvtsh_ss(w[i].d)),
                               _mm256_cvtepi32_ps(isum), acc);
     }
-    *out = hsum_ps(acc);
+    *out = hsum256(acc);
 }
 
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
@@ -263,7 +248,7 @@ void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const voi
         }
     }
     for (int t = 0; t < 4; t++)
-        out[t] = hsum_ps(acc[t]);
+        out[t] = hsum256(acc[t]);
 }
 
 /* Q8_K with the reference quantizer's exact arithmetic: the first value of largest magnitude

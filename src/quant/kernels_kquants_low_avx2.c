@@ -11,15 +11,8 @@
 #include "quant/blocks.h"
 #include "quant/prefetch.h"
 #include "quant/quant.h"
+#include "quant/lanes_avx2.h"
 #include "quant/reference_kquants_low.h"
-
-static inline int32_t hsum_i32(__m256i v)
-{
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
 
 /* The 16 sub-block scales (int8) of a super-block as 16-bit multipliers for its eight 32-value
  * steps: step k covers sub-blocks 2k (low 128-bit lane) and 2k + 1 (high lane), so out[k] holds
@@ -66,8 +59,8 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
         __m128i mins = _mm_and_si128(_mm_srli_epi16(packed, 4), m15);
         __m256i mins16 = _mm256_cvtepu8_epi16(mins);
         __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
-        int32_t msum = hsum_i32(_mm256_madd_epi16(mins16, bsums));
-        int32_t isum = hsum_i32(acc);
+        int32_t msum = hsum256_i32(_mm256_madd_epi16(mins16, bsums));
+        int32_t isum = hsum256_i32(acc);
         float dall = _cvtsh_ss(w[i].d) * a[i].d;
         float dmin = _cvtsh_ss(w[i].dmin) * a[i].d;
         sum += dall * (float)isum - dmin * (float)msum;
@@ -112,7 +105,7 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, steps[4 * h + j]));
             }
         }
-        int32_t isum = hsum_i32(acc);
+        int32_t isum = hsum256_i32(acc);
         sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
     }
     *out = sum;
@@ -142,7 +135,7 @@ void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void
             __m256i ls = _mm256_set1_epi16((short)(ellm_iq4_xs_scale(&w[i], s) - 32));
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ls));
         }
-        int32_t isum = hsum_i32(acc);
+        int32_t isum = hsum256_i32(acc);
         sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
     }
     *out = sum;

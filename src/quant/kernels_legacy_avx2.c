@@ -15,6 +15,7 @@
 
 #include "quant/blocks.h"
 #include "quant/prefetch.h"
+#include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -27,15 +28,6 @@ static inline int block_bytes(weight_kind kind)
            : kind == KIND_Q5_0 ? (int)sizeof(block_q5_0)
            : kind == KIND_Q5_1 ? (int)sizeof(block_q5_1)
                                : (int)sizeof(block_iq4_nl);
-}
-
-static inline float hsum256(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
 }
 
 /* The 32 nibbles of a block in value order: low nibbles are values 0..15, high nibbles 16..31. */

@@ -67,6 +67,7 @@ typedef struct ellm_type_kernels {
      * below, which carries what every weight row would otherwise recompute (the decode path
      * converts once per token); must equal vec_dot bit for bit. */
     ellm_vec_dot_fn vec_dot_ext;
+    ellm_gemm_fn gemm; /* NULL when the set has no tiles for this type */
 } ellm_type_kernels;
 
 /*
@@ -85,9 +86,11 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n);
 
 /* Kernels for a weight type on this CPU, NULL if unsupported. Thread-safe; selection happens once. */
 const ellm_type_kernels *ellm_kernels_for(ellm_type type);
-/* The gemm tile kernel matching the selected vec_dot for a weight type, NULL if there is none. */
+/* The gemm tile kernel of the set in use for a weight type (it reproduces that set's vec_dot),
+ * NULL if there is none. */
 ellm_gemm_fn ellm_gemm_for(ellm_type type);
-/* Name of the kernel set in use ("avx512", "avx2", "neon-dotprod", "neon", "scalar"). */
+/* Name of the kernel set in use ("avx512", "avx2", "neon-dotprod", "neon", "scalar"). The set
+ * decides every kernel: matrix dots and tiles, activation quantizers and attention. */
 const char *ellm_kernel_set_name(void);
 /* Forces the portable scalar kernels (on) or re-detects the CPU (off); for tests comparing paths. */
 void ellm_quant_force_scalar(bool on);
@@ -97,6 +100,8 @@ int ellm_kernel_sets_available(const char **names, int max);
 /* Uses the named set from then on (tests compare every set); NULL returns to the CPU's default.
  * False, changing nothing, when the set is not in this build or this CPU cannot run it. */
 bool ellm_quant_use_kernel_set(const char *name);
+/* Whether this build has a set of that name (whether or not this CPU can run it). */
+bool ellm_kernel_set_in_build(const char *name);
 /* Converts an activation row to a vec_dot_type with the fastest available kernel. */
 void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst, int64_t n);
 

@@ -900,6 +900,7 @@ edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_conf
         bp.n_ctx = info.n_ctx_train < -cfg->n_ctx ? info.n_ctx_train : -cfg->n_ctx;
     }
     bp.n_threads = cfg->n_threads;
+    bp.kv_type = cfg->kv_type;
     bp.n_batch = cfg->n_batch > 0 ? cfg->n_batch : 256;
     if (bp.n_batch < s->n_slots)
         bp.n_batch = s->n_slots; /* every slot can always decode in the same pass */

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgellm.h"
+
 typedef struct ellm_server_config {
     const char *model_path;
     const char *model_id;      /* the id clients name; NULL = the file name without .gguf */
@@ -33,6 +35,7 @@ typedef struct ellm_server_config {
     const char *draft_path;    /* NULL = none */
     int lookup_ngram;          /* 0 = off */
     int draft_max, draft_min;  /* proposals per pass: most, and fewest worth checking */
+    edgellm_kv_type kv_type;   /* every slot's KV cache (0 = F16) */
 } ellm_server_config;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains, and returns a process exit code. Errors

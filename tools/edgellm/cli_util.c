@@ -328,3 +328,34 @@ edgellm_token *cli_load_tokens(const char *cmd, edgellm_model *m, const char *te
         }
     return ids;
 }
+
+bool cli_parse_kv_type(const char *cmd, const char *value, edgellm_kv_type *out)
+{
+    if (!strcmp(value, "f16"))
+        *out = EDGELLM_KV_F16;
+    else if (!strcmp(value, "f32"))
+        *out = EDGELLM_KV_F32;
+    else if (!strcmp(value, "q8_0"))
+        *out = EDGELLM_KV_Q8_0;
+    else {
+        cli_error(cmd, "--kv-type must be f16, f32 or q8_0, got '%s'", value);
+        return false;
+    }
+    return true;
+}
+
+bool cli_use_kernels(const char *cmd, const char *name)
+{
+    const char *from = "--kernels";
+    if (!name) {
+        name = getenv("EDGELLM_KERNELS");
+        from = "EDGELLM_KERNELS";
+    }
+    if (!name || !*name)
+        return true;
+    if (edgellm_use_kernel_set(name) != EDGELLM_OK) {
+        cli_error(cmd, "%s: %s", from, edgellm_last_error());
+        return false;
+    }
+    return true;
+}

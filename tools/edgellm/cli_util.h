@@ -47,6 +47,13 @@ uint64_t cli_time_seed(void);
 /* Writes bytes as a JSON string; bytes that are not valid UTF-8 become U+FFFD. */
 void cli_print_json_string(FILE *out, const char *s, size_t n);
 
+/* --kv-type f16|f32|q8_0 (run, bench, serve, info, eval); false after printing the error. */
+bool cli_parse_kv_type(const char *cmd, const char *value, edgellm_kv_type *out);
+/* Forces the kernel set named by --kernels (name, when given) or else by the EDGELLM_KERNELS
+ * environment variable, for every kernel; false after printing the error (unknown set, or one
+ * this CPU cannot run). */
+bool cli_use_kernels(const char *cmd, const char *name);
+
 /* Peak resident set size of this process in bytes (0 if unknown). */
 uint64_t cli_peak_rss_bytes(void);
 double cli_now_seconds(void);

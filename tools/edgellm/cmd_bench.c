@@ -19,7 +19,7 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: edgellm bench -m MODEL [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-t THREADS] "
-                 "[-r REPETITIONS] [--kv-type f16|f32] [--json] [--profile]\n"
+                 "[-r REPETITIONS] [--kv-type f16|f32|q8_0] [--kernels SET] [--json] [--profile]\n"
                  "  defaults: 512 prompt tokens, 128 generated, all CPUs, 3 repetitions "
                  "(medians reported)\n"
                  "  --profile: one more run with per-operation timers (matmul by weight type, "
@@ -115,6 +115,43 @@ static edgellm_status profiled_run(edgellm_context *ctx, const edgellm_token *pr
     return st;
 }
 
+/* The operations of a token by the arithmetic that performs them, and each one's measured
+ * peak: the prefill peak is their harmonic mix (the time each share would take at its peak). */
+typedef struct arith_mix {
+    int n;
+    const char *name[8];
+    double ops[8], peak[8];
+} arith_mix;
+
+static void arith_mix_add(arith_mix *mx, const char *name, double ops)
+{
+    if (!name)
+        name = "scalar";
+    int i = 0;
+    while (i < mx->n && strcmp(mx->name[i], name))
+        i++;
+    if (i == mx->n) {
+        if (mx->n == 8)
+            return;
+        mx->name[mx->n++] = name;
+    }
+    mx->ops[i] += ops;
+}
+
+/* 0 when some arithmetic could not be measured. */
+static double arith_mix_peak(arith_mix *mx, int threads)
+{
+    double total = 0, seconds = 0;
+    for (int i = 0; i < mx->n; i++) {
+        mx->peak[i] = machine_arith_peak_gops(mx->name[i], threads);
+        if (mx->peak[i] <= 0)
+            return 0;
+        total += mx->ops[i];
+        seconds += mx->ops[i] / mx->peak[i];
+    }
+    return seconds > 0 ? total / seconds : 0;
+}
+
 static double phase_total(const phase_profile *p) { return p->ops.forward_seconds + p->sampling_s; }
 
 static void print_profile(const phase_profile *pf, const phase_profile *dc)
@@ -175,6 +212,7 @@ int cmd_bench(int argc, char **argv)
     const char *model_arg = NULL;
     long n_prompt = 512, n_gen = 128, threads = 0, reps = 3;
     bool json = false, profile = false;
+    const char *kernels = NULL; /* --kernels, else $EDGELLM_KERNELS, else the CPU's default */
     edgellm_kv_type kv = EDGELLM_KV_F16;
     bench_speculative spec;
     bench_speculative_defaults(&spec);
@@ -205,11 +243,12 @@ int cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--kv-type")) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
-            if (strcmp(v, "f16") && strcmp(v, "f32")) {
-                cli_error(cmd, "--kv-type must be f16 or f32, got '%s'", v);
+            if (!cli_parse_kv_type(cmd, v, &kv))
                 return EXIT_USAGE;
-            }
-            kv = strcmp(v, "f32") ? EDGELLM_KV_F16 : EDGELLM_KV_F32;
+        } else if (!strcmp(a, "--kernels")) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)))
+                return EXIT_USAGE;
+            kernels = v;
         } else {
             cli_error(cmd, "unknown option '%s' (see 'edgellm bench --help')", a);
             return EXIT_USAGE;
@@ -220,6 +259,8 @@ int cmd_bench(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!bench_speculative_check(cmd, &spec))
+        return EXIT_USAGE;
+    if (!cli_use_kernels(cmd, kernels))
         return EXIT_USAGE;
     if (threads <= 0)
         threads = sysconf(_SC_NPROCESSORS_ONLN);
@@ -320,17 +361,26 @@ int cmd_bench(int argc, char **argv)
     /* Bytes one decode step reads: every weight except the embedding table (one row of it), the
      * embedding again when the head is tied to it, and the KV cache at the average position. */
     uint64_t embd_bytes = 0, matmul_params = 0;
+    arith_mix mix = {0};
+    const char *embd_type = NULL;
     for (int64_t i = 0; i < edgellm_model_tensor_count(m); i++) {
         edgellm_tensor_desc t;
         edgellm_model_tensor_at(m, i, &t);
-        if (!strcmp(t.name, "token_embd.weight"))
+        if (!strcmp(t.name, "token_embd.weight")) {
             embd_bytes = t.n_bytes;
-        else if (t.n_dims == 2)
+            embd_type = t.type;
+        } else if (t.n_dims == 2) {
             matmul_params += (uint64_t)(t.ne[0] * t.ne[1]);
+            arith_mix_add(&mix, edgellm_kernel_arithmetic(t.type),
+                          2.0 * (double)(t.ne[0] * t.ne[1]));
+        }
     }
-    if (info.tied_embeddings)
+    if (info.tied_embeddings) {
         matmul_params += (uint64_t)info.n_embd * (uint64_t)info.n_vocab;
-    double kv_elem = kv == EDGELLM_KV_F16 ? 2.0 : 4.0;
+        arith_mix_add(&mix, edgellm_kernel_arithmetic(embd_type),
+                      2.0 * (double)info.n_embd * (double)info.n_vocab);
+    }
+    double kv_elem = kv == EDGELLM_KV_F16 ? 2.0 : kv == EDGELLM_KV_Q8_0 ? 34.0 / 32.0 : 4.0;
     double kv_row = 2.0 * info.n_layer * info.n_head_kv * info.head_dim * kv_elem;
     double avg_pos = (double)n_prompt + (double)n_gen / 2.0;
     double bytes_per_token = (double)(info.weights_bytes - embd_bytes) +
@@ -338,8 +388,13 @@ int cmd_bench(int argc, char **argv)
     double attn_flops = 4.0 * info.n_layer * (double)info.n_head * info.head_dim *
                         ((double)n_prompt / 2.0);
     double flops_per_token = 2.0 * (double)matmul_params + attn_flops;
+    arith_mix_add(&mix, edgellm_kernel_arithmetic("attention"), attn_flops);
+    double kernel_peak = arith_mix_peak(&mix, (int)threads);
     double decode_eff = bytes_per_token * decode / (bw * 1e9);
-    double prefill_eff = flops_per_token * prefill / (fma * 1e9);
+    /* Against the peak of the arithmetic the kernels use (integer dots for quantized weights),
+     * and, for comparison with older records, against the float FMA peak. */
+    double prefill_eff = kernel_peak > 0 ? flops_per_token * prefill / (kernel_peak * 1e9) : NAN;
+    double prefill_eff_fma = flops_per_token * prefill / (fma * 1e9);
     double watts = have_energy ? (e1 - e0) / 1e6 / runs_s : NAN;
     double joules_per_1000 = have_energy ? watts / decode * 1000.0 : NAN;
     const char *name = info.name[0] ? info.name : path;
@@ -362,9 +417,15 @@ int cmd_bench(int argc, char **argv)
         printf("\"prompt_tokens\": %ld, \"generated_tokens\": %ld, \"repetitions\": %ld, "
                "\"memory_bandwidth_gbs\": %.2f, \"fma_peak_gflops\": %.1f, \"fma_isa\": \"%s\", "
                "\"decode_bytes_per_token\": %.0f, \"prefill_flops_per_token\": %.0f, "
-               "\"decode_efficiency\": %.3f, \"prefill_efficiency\": %.3f",
+               "\"decode_efficiency\": %.3f, \"prefill_efficiency\": %.3f, "
+               "\"prefill_efficiency_vs_fma\": %.3f, \"prefill_peak_gops\": %.1f, "
+               "\"arithmetic\": {",
                n_prompt, n_gen, reps, bw, fma, machine_fma_isa(), bytes_per_token, flops_per_token,
-               decode_eff, prefill_eff);
+               decode_eff, prefill_eff, prefill_eff_fma, kernel_peak);
+        for (int i = 0; i < mix.n; i++)
+            printf("%s\"%s\": {\"share\": %.4f, \"peak_gops\": %.1f}", i ? ", " : "",
+                   mix.name[i], mix.ops[i] / flops_per_token, mix.peak[i]);
+        printf("}");
         if (profile) {
             printf(", \"profile\": {");
             print_profile_json("prefill", &prof_prefill);
@@ -401,8 +462,14 @@ int cmd_bench(int argc, char **argv)
                "machine", bw, fma, machine_fma_isa(), threads);
         printf("%-22s %.1f%%  (%.0f MB/token x %.2f tok/s / %.1f GB/s)\n", "decode_efficiency",
                decode_eff * 100.0, bytes_per_token / 1e6, decode, bw);
-        printf("%-22s %.1f%%  (%.2f GFLOP/token x %.1f tok/s / %.1f GFLOP/s)\n",
-               "prefill_efficiency", prefill_eff * 100.0, flops_per_token / 1e9, prefill, fma);
+        printf("%-22s %.1f%%  (%.2f GOP/token x %.1f tok/s / %.1f GOP/s, the peak of:",
+               "prefill_efficiency", prefill_eff * 100.0, flops_per_token / 1e9, prefill,
+               kernel_peak);
+        for (int i = 0; i < mix.n; i++)
+            printf(" %s %.0f%% at %.1f", mix.name[i], 100.0 * mix.ops[i] / flops_per_token,
+                   mix.peak[i]);
+        printf(")\n%-22s %.1f%%  (against the float FMA peak above)\n", "prefill_vs_fma_peak",
+               prefill_eff_fma * 100.0);
         if (profile)
             print_profile(&prof_prefill, &prof_decode);
         if (bench_speculative_wanted(&spec))

@@ -14,7 +14,7 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: edgellm eval -m MODEL (-f TEXT | --ids FILE) [--ctx N] [-t THREADS] "
-                 "[--save-logits OUT] [--kl-base BASE]\n"
+                 "[--save-logits OUT] [--kl-base BASE] [--kv-type f16|f32|q8_0]\n"
                  "  tokens are evaluated in windows of --ctx (default: the model's context), each "
                  "from an empty cache\n");
 }
@@ -51,6 +51,7 @@ int cmd_eval(int argc, char **argv)
     const char *cmd = "eval";
     const char *model_arg = NULL, *text_path = NULL, *ids_path = NULL, *save = NULL, *base = NULL;
     long ctx_len = 0, threads = 0;
+    edgellm_kv_type kv = EDGELLM_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = "";
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -69,7 +70,10 @@ int cmd_eval(int argc, char **argv)
             save = v;
         else if (!strcmp(a, "--kl-base"))
             base = v;
-        else if (!strcmp(a, "--ctx")) {
+        else if (!strcmp(a, "--kv-type")) {
+            if (!cli_parse_kv_type(cmd, v, &kv))
+                return EXIT_USAGE;
+        } else if (!strcmp(a, "--ctx")) {
             if (!cli_parse_int(cmd, a, v, 2, 1 << 24, &ctx_len))
                 return EXIT_USAGE;
         } else if (!strcmp(a, "-t")) {
@@ -113,6 +117,7 @@ int cmd_eval(int argc, char **argv)
     cp.n_ctx = window;
     cp.n_batch = window;
     cp.n_threads = (int32_t)threads;
+    cp.kv_type = kv;
     edgellm_context *ctx = NULL;
     float *base_logits = NULL;
     FILE *save_f = NULL;

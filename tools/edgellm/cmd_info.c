@@ -9,7 +9,7 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: edgellm info MODEL.gguf [--ctx N] [--kv-type f16|f32] [--no-tensors]\n");
+    fprintf(out, "usage: edgellm info MODEL.gguf [--ctx N] [--kv-type f16|f32|q8_0] [--no-tensors]\n");
 }
 
 int cmd_info(int argc, char **argv)
@@ -31,14 +31,8 @@ int cmd_info(int argc, char **argv)
         } else if (!strcmp(a, "--kv-type")) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
-            if (!strcmp(v, "f16"))
-                kv = EDGELLM_KV_F16;
-            else if (!strcmp(v, "f32"))
-                kv = EDGELLM_KV_F32;
-            else {
-                cli_error(cmd, "--kv-type must be f16 or f32, got '%s'", v);
+            if (!cli_parse_kv_type(cmd, v, &kv))
                 return EXIT_USAGE;
-            }
         } else if (!strcmp(a, "--no-tensors")) {
             tensors = false;
         } else if (a[0] == '-' && a[1] != '\0') {

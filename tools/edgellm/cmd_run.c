@@ -35,7 +35,9 @@ static void usage(FILE *out)
             "      --presence-penalty P, --frequency-penalty P (default 0)\n"
             "      --seed S            random seed (default: random, printed)\n"
             "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
-            "      --kv-type f16|f32   KV cache precision (default f16)\n"
+            "      --kv-type f16|f32|q8_0  KV cache precision (default f16; q8_0 about halves it)\n"
+            "      --kernels SET       force a kernel set (avx512, avx2, neon-dotprod, neon, scalar;\n"
+            "                          default: the CPU's fastest, or $EDGELLM_KERNELS)\n"
             "      --special           recognise control tokens written in the prompt\n"
             "      --grammar-file F    only generate text the GBNF grammar in F accepts\n"
             "      --json-schema F     only generate JSON that the JSON Schema in F describes\n"
@@ -100,6 +102,7 @@ int cmd_run(int argc, char **argv)
     cli_draft_options draft_opts;
     cli_draft_defaults(&draft_opts);
     edgellm_kv_type kv = EDGELLM_KV_F16;
+    const char *kernels = NULL;
     const char *grammar_file = NULL, *schema_file = NULL;
     bool json_object = false;
     for (int i = 1; i < argc; i++) {
@@ -144,12 +147,9 @@ int cmd_run(int argc, char **argv)
             }
             stops[n_stops++] = v;
         } else if (!strcmp(a, "--kv-type")) {
-            VALUE() if (!strcmp(v, "f16")) kv = EDGELLM_KV_F16;
-            else if (!strcmp(v, "f32")) kv = EDGELLM_KV_F32;
-            else {
-                cli_error(cmd, "--kv-type must be f16 or f32, got '%s'", v);
-                return EXIT_USAGE;
-            }
+            VALUE() if (!cli_parse_kv_type(cmd, v, &kv)) return EXIT_USAGE;
+        } else if (!strcmp(a, "--kernels")) {
+            VALUE() kernels = v;
         } else if (!strcmp(a, "--special")) {
             special = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -174,6 +174,8 @@ int cmd_run(int argc, char **argv)
         cli_error(cmd, "no prompt given: pass -p TEXT or -f FILE");
         return EXIT_USAGE;
     }
+    if (!cli_use_kernels(cmd, kernels))
+        return EXIT_USAGE;
     if (prompt && prompt_file) {
         cli_error(cmd, "give either -p or -f, not both");
         return EXIT_USAGE;

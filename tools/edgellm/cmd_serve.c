@@ -26,6 +26,9 @@ static void serve_usage(FILE *out)
             "      --batch N           tokens per forward pass (default 256)\n"
             "      --queue N           requests that may wait for a slot before 429 (default 4 x parallel)\n"
             "      --threads N         CPU threads (default: all)\n"
+            "      --kv-type f16|f32|q8_0  KV cache precision of every slot (default f16)\n"
+            "      --kernels SET       force a kernel set (default: the CPU's fastest, or\n"
+            "                          $EDGELLM_KERNELS)\n"
             "      --api-key KEY       require 'Authorization: Bearer KEY' (all but /health)\n"
             "      --api-key-file F    the same, with the key read from a file (printable ASCII,\n"
             "                          at most 1024 bytes, one trailing newline allowed)\n"
@@ -77,6 +80,10 @@ int serve_option(const char *cmd, serve_options *o, int argc, char **argv, int *
         INT_OPT(queue_max, 0, 100000)
     } else if (!strcmp(a, "--threads")) {
         INT_OPT(n_threads, 1, 1024)
+    } else if (!strcmp(a, "--kv-type")) {
+        VALUE() if (!cli_parse_kv_type(cmd, val, &cfg->kv_type)) return SERVE_OPTION_USAGE;
+    } else if (!strcmp(a, "--kernels")) {
+        VALUE() o->kernels = val;
     } else if (!strcmp(a, "--api-key")) {
         VALUE() cfg->api_key = val;
     } else if (!strcmp(a, "--api-key-file")) {
@@ -126,6 +133,7 @@ void serve_options_init(serve_options *o, ellm_server_config *cfg)
     o->cfg = cfg;
     o->key_from_file = NULL;
     o->ctx_given = false;
+    o->kernels = NULL;
     cli_draft_defaults(&o->draft);
 }
 
@@ -142,6 +150,8 @@ int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size
         cli_error(cmd, "--api-key %s", why);
         return EXIT_USAGE;
     }
+    if (!cli_use_kernels(cmd, o->kernels))
+        return EXIT_USAGE;
     if (!o->ctx_given)
         cfg->n_ctx = -4096; /* the model's context, capped: slots x context must fit in memory */
     /* -m takes a file or an installed NAME[:VERSION] from the model store. */

@@ -17,6 +17,9 @@
 #include <immintrin.h>
 #define HAVE_X86 1
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 static double now(void)
 {
@@ -196,6 +199,215 @@ double machine_fma_peak_gflops(int threads)
             pthread_join(t[i], NULL);
         double flops = 2.0 * lanes * chains * (double)iters * threads;
         double g = flops / 1e9 / (now() - t0);
+        best = g > best ? g : best;
+    }
+    return best;
+}
+
+/* Integer dot-product loops: independent accumulator chains of the instructions the integer
+ * kernels are built on. Operand registers pass through an empty asm each step so the compiler
+ * cannot hoist the loop-invariant products out. A multiply-add counts as two operations. */
+typedef struct arith_job {
+    const char *arith;
+    long iters;
+    double ops; /* operations done */
+    int32_t sink;
+} arith_job;
+
+#if defined(HAVE_X86)
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void int8_vnni512(arith_job *j)
+{
+    /* vpdpbusd: 64 u8 x s8 products summed into 16 int32 lanes. */
+    __m512i acc[12], a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+    for (int k = 0; k < 12; k++)
+        acc[k] = _mm512_set1_epi32(k);
+    for (long i = 0; i < j->iters; i++) {
+        __asm__ volatile("" : "+v"(a), "+v"(b));
+        for (int k = 0; k < 12; k++)
+            acc[k] = _mm512_dpbusd_epi32(acc[k], a, b);
+    }
+    for (int k = 1; k < 12; k++)
+        acc[0] = _mm512_add_epi32(acc[0], acc[k]);
+    j->sink = _mm512_reduce_add_epi32(acc[0]);
+    j->ops = 2.0 * 64 * 12 * (double)j->iters;
+}
+
+__attribute__((target("avx2"))) static void int8_avx2(arith_job *j)
+{
+    /* vpmaddubsw (32 u8 x s8 products in 16 pairs), vpmaddwd by ones, vpaddd: the sequence
+     * every AVX2 integer kernel reduces a 32-byte block with. */
+    __m256i acc[8], a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2),
+                    ones = _mm256_set1_epi16(1);
+    for (int k = 0; k < 8; k++)
+        acc[k] = _mm256_set1_epi32(k);
+    for (long i = 0; i < j->iters; i++) {
+        __asm__ volatile("" : "+x"(a), "+x"(b));
+        for (int k = 0; k < 8; k++)
+            acc[k] = _mm256_add_epi32(
+                acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+    }
+    for (int k = 1; k < 8; k++)
+        acc[0] = _mm256_add_epi32(acc[0], acc[k]);
+    j->sink = _mm256_extract_epi32(acc[0], 0);
+    j->ops = 2.0 * 32 * 8 * (double)j->iters;
+}
+#endif
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+__attribute__((target("arch=armv8.2-a+dotprod"))) static void int8_sdot(arith_job *j)
+{
+    /* sdot: 16 s8 x s8 products summed into 4 int32 lanes. */
+    int32x4_t acc[8];
+    int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(-2);
+    for (int k = 0; k < 8; k++)
+        acc[k] = vdupq_n_s32(k);
+    for (long i = 0; i < j->iters; i++) {
+        __asm__ volatile("" : "+w"(a), "+w"(b));
+        for (int k = 0; k < 8; k++)
+            acc[k] = vdotq_s32(acc[k], a, b);
+    }
+    for (int k = 1; k < 8; k++)
+        acc[0] = vaddq_s32(acc[0], acc[k]);
+    j->sink = vgetq_lane_s32(acc[0], 0);
+    j->ops = 2.0 * 16 * 8 * (double)j->iters;
+}
+
+static void int8_neon(arith_job *j)
+{
+    /* smull + smlal2 (16 products as int16) then sadalp into int32. */
+    int32x4_t acc[8];
+    int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(-2);
+    for (int k = 0; k < 8; k++)
+        acc[k] = vdupq_n_s32(k);
+    for (long i = 0; i < j->iters; i++) {
+        __asm__ volatile("" : "+w"(a), "+w"(b));
+        for (int k = 0; k < 8; k++) {
+            int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+            acc[k] = vpadalq_s16(acc[k], vmlal_high_s8(p, a, b));
+        }
+    }
+    for (int k = 1; k < 8; k++)
+        acc[0] = vaddq_s32(acc[0], acc[k]);
+    j->sink = vgetq_lane_s32(acc[0], 0);
+    j->ops = 2.0 * 16 * 8 * (double)j->iters;
+}
+
+static void f32_fma_neon(arith_job *j)
+{
+    float32x4_t acc[10], m = vdupq_n_f32(0.999999f), c = vdupq_n_f32(1e-7f);
+    for (int k = 0; k < 10; k++)
+        acc[k] = vdupq_n_f32((float)k);
+    for (long i = 0; i < j->iters; i++)
+        for (int k = 0; k < 10; k++)
+            acc[k] = vfmaq_f32(c, acc[k], m);
+    for (int k = 1; k < 10; k++)
+        acc[0] = vaddq_f32(acc[0], acc[k]);
+    j->sink = (int32_t)vgetq_lane_f32(acc[0], 0);
+    j->ops = 2.0 * 4 * 10 * (double)j->iters;
+}
+
+static bool has_sdot(void)
+{
+#if defined(__linux__)
+    return (getauxval(AT_HWCAP) & (1 << 20)) != 0; /* HWCAP_ASIMDDP */
+#else
+    return false;
+#endif
+}
+#endif
+
+/* Runs the loop of j->arith; false when this CPU has no such instructions. */
+static bool run_arith(arith_job *j)
+{
+    const char *a = j->arith;
+#if defined(HAVE_X86)
+    __builtin_cpu_init();
+    if (!strcmp(a, "int8-vnni512") && has_avx512f() && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vnni")) {
+        int8_vnni512(j);
+        return true;
+    }
+    if (!strcmp(a, "int8-avx2") && has_avx2_fma()) {
+        int8_avx2(j);
+        return true;
+    }
+    if (!strcmp(a, "f32-fma-avx512") && has_avx512f()) {
+        fma_job f = {j->iters, 0};
+        fma_avx512(&f);
+        j->sink = (int32_t)f.sink; /* keeps the loop from being optimized away */
+        j->ops = 2.0 * 16 * 12 * (double)j->iters;
+        return true;
+    }
+    if (!strcmp(a, "f32-fma-avx2") && has_avx2_fma()) {
+        fma_job f = {j->iters, 0};
+        fma_avx2(&f);
+        j->sink = (int32_t)f.sink; /* keeps the loop from being optimized away */
+        j->ops = 2.0 * 8 * 10 * (double)j->iters;
+        return true;
+    }
+#endif
+#if defined(__aarch64__)
+    if (!strcmp(a, "int8-sdot") && has_sdot()) {
+        int8_sdot(j);
+        return true;
+    }
+    if (!strcmp(a, "int8-neon")) {
+        int8_neon(j);
+        return true;
+    }
+    if (!strcmp(a, "f32-fma-neon")) {
+        f32_fma_neon(j);
+        return true;
+    }
+#endif
+    if (!strcmp(a, "scalar")) {
+        /* The portable kernels' float multiply-adds, ten chains as in the FMA loop. */
+        float v[10];
+        for (int k = 0; k < 10; k++)
+            v[k] = (float)k;
+        for (long i = 0; i < j->iters; i++)
+            for (int k = 0; k < 10; k++)
+                v[k] = v[k] * 0.999999f + 1e-7f;
+        j->sink = (int32_t)(v[0] + v[9]);
+        j->ops = 2.0 * 10 * (double)j->iters;
+        return true;
+    }
+    return false;
+}
+
+static void *arith_worker(void *arg)
+{
+    arith_job *j = arg;
+    if (!run_arith(j))
+        j->ops = -1;
+    return NULL;
+}
+
+double machine_arith_peak_gops(const char *arith, int threads)
+{
+    if (threads < 1 || !arith)
+        return 0;
+    if (threads > 64)
+        threads = 64;
+    long iters = !strcmp(arith, "scalar") ? 20000000 : 10000000;
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        pthread_t t[64];
+        arith_job jobs[64];
+        double t0 = now();
+        for (int i = 0; i < threads; i++) {
+            jobs[i] = (arith_job){arith, iters, 0, 0};
+            pthread_create(&t[i], NULL, arith_worker, &jobs[i]);
+        }
+        double ops = 0;
+        for (int i = 0; i < threads; i++) {
+            pthread_join(t[i], NULL);
+            if (jobs[i].ops < 0)
+                return 0;
+            ops += jobs[i].ops;
+        }
+        double g = ops / 1e9 / (now() - t0);
         best = g > best ? g : best;
     }
     return best;

@@ -9,6 +9,11 @@ double machine_read_bandwidth_gbs(int threads);
  * widest vectors the CPU has (machine_fma_isa names them). */
 double machine_fma_peak_gflops(int threads);
 const char *machine_fma_isa(void);
+/* Peak throughput of one kind of arithmetic, named as edgellm_kernel_arithmetic names it
+ * ("int8-vnni512", "int8-avx2", "int8-sdot", "int8-neon", "f32-fma-avx512", "f32-fma-avx2",
+ * "f32-fma-neon", "scalar"), in G operations/s (a multiply-add is two), over the threads with
+ * independent accumulators; 0 when this CPU has no such instructions. */
+double machine_arith_peak_gops(const char *arith, int threads);
 /* "AMD EPYC ..." from /proc/cpuinfo, or "unknown". */
 const char *machine_cpu_model(void);
 

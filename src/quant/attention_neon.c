@@ -1,6 +1,6 @@
 /* The F16 attention head with AArch64's half-precision conversion instructions (FCVT, FCVTL,
  * FCVTN: baseline ARMv8, round to nearest even like the portable routines). */
-#include "model/attention.h"
+#include "quant/attention_kernels.h"
 
 #if defined(ELLM_HAVE_NEON_ATTENTION)
 #include <arm_neon.h>
@@ -22,13 +22,13 @@ static inline uint16_t float_to_half(float f)
     return u;
 }
 
-/* Bit-identical to the portable copy in forward.c: only the conversions differ, and both are
- * exact round-to-nearest-even. */
+/* Bit-identical to the portable copy (attention_scalar.c): only the conversions differ, and
+ * both are exact round-to-nearest-even. */
 #define ATTEND_F16 ellm_attend_f16_neon
 #define ATTEND_F16_ATTRIBUTES
 #define HALF_TO_FLOAT(h) half_to_float(h)
 #define FLOAT_TO_HALF(f) float_to_half(f)
-#include "model/attention_f16.inc"
+#include "quant/attention_f16.inc"
 
 /* Head sizes that are a multiple of 32: the F16C wide path of attention_avx2.c lane for lane
  * (eight lanes as two registers, the same fused multiply-adds, reduction tree and F16 roundings),

@@ -8,7 +8,7 @@
  * wide path's (eight-lane FMA accumulators reduced (0+2)+(1+3), then halves and pairs; the F16
  * rounding of the running output after every update; the same libm expf), so the results are
  * bit-identical to ellm_attend_f16_f16c_wide. */
-#include "model/attention.h"
+#include "quant/attention_kernels.h"
 
 #if defined(ELLM_HAVE_F16C_ATTENTION)
 #include <immintrin.h>

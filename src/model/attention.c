@@ -1,0 +1,243 @@
+/* The attention step of a forward pass: every query head of every batch row over its own
+ * sequence's KV cache, and the storing of new keys and values in those caches. Each (row, head)
+ * is computed by one thread in a fixed order, so results do not depend on the thread count. */
+#include <math.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+#include "model/state.h"
+#include "quant/attention_kernels.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+/* Scores of every position (the F32 and Q8_0 paths) then the Q8_0 query (fewer bytes than head
+ * size floats), or the F16 path's rounded query and F16 accumulator (2 head sizes). Whatever
+ * the work state's own cache type: a batch's sequences may have other ones. */
+size_t ellm_attention_scratch_floats(const ellm_model *m, const ellm_state_params *p)
+{
+    size_t f16_path = 2 * (size_t)m->hp.head_dim;
+    size_t scores_path = (size_t)p->n_ctx + (size_t)m->hp.head_dim;
+    return scores_path > f16_path ? scores_path : f16_path;
+}
+
+void ellm_attention_store_kv(const ellm_state *work, const ellm_forward_seq *seqs, int32_t layer,
+                             int32_t n_tokens, int64_t kv_dim)
+{
+    for (int32_t t = 0; t < n_tokens; t++)
+        ellm_kv_store(&seqs[work->tok_seq[t]].state->kv, layer, work->tok_pos[t],
+                      work->k + (size_t)t * (size_t)kv_dim, work->v + (size_t)t * (size_t)kv_dim,
+                      kv_dim);
+}
+
+typedef struct attention_job {
+    const ellm_model *m;
+    ellm_state *work;                /* holds q, att, scores and the row -> sequence map */
+    const ellm_forward_seq *seqs;    /* each row attends over its own sequence's cache */
+    int32_t layer, n_tokens;
+    const ellm_attention_kernels *kernels; /* the kernel set's, chosen once per pass */
+    bool grouped;                    /* kernels->f16_group for groups of heads */
+    int32_t heads_per_job;           /* query heads of one KV head per job (grouped only) */
+} attention_job;
+
+/* One head of one token over an F32 cache: exact two-pass softmax in float. */
+static void attend_f32(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                       int32_t n_pos, int32_t hd, float scale, float *scores, float *out)
+{
+    const ellm_type_kernels *dot = ellm_kernels_for(ELLM_TYPE_F32);
+    float max = -INFINITY;
+    for (int32_t p = 0; p < n_pos; p++) {
+        dot->vec_dot(hd, &scores[p], kc + (size_t)p * stride, q);
+        scores[p] *= scale;
+        max = scores[p] > max ? scores[p] : max;
+    }
+    float sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int32_t p = 0; p < n_pos; p++) {
+        float w = scores[p] * inv;
+        const float *v = (const float *)(vc + (size_t)p * stride);
+        for (int32_t d = 0; d < hd; d++)
+            out[d] += w * v[d];
+    }
+}
+
+/* One head of one token with soft-capped scores (cap * tanh(score / cap)) over either cache:
+ * exact two-pass softmax in float. The capped models take this plain path. */
+static void attend_capped(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                          size_t elem, int32_t n_pos, int32_t hd, float scale, float cap,
+                          float *scores, float *out)
+{
+    float max = -INFINITY;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint8_t *kr = kc + (size_t)p * stride;
+        double dot = 0;
+        for (int32_t d = 0; d < hd; d++)
+            dot += (double)q[d] * (elem == 4 ? ((const float *)kr)[d]
+                                             : ellm_f16_to_f32(((const uint16_t *)kr)[d]));
+        float sc = (float)dot * scale;
+        scores[p] = cap * tanhf(sc / cap);
+        max = scores[p] > max ? scores[p] : max;
+    }
+    float sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int32_t p = 0; p < n_pos; p++) {
+        float w = scores[p] * inv;
+        const uint8_t *vr = vc + (size_t)p * stride;
+        for (int32_t d = 0; d < hd; d++)
+            out[d] += w * (elem == 4 ? ((const float *)vr)[d]
+                                     : ellm_f16_to_f32(((const uint16_t *)vr)[d]));
+    }
+}
+
+/* The value at element e of a row of Q8_0 blocks. */
+static inline float q8_0_at(const block_q8_0 *row, int64_t e)
+{
+    return ellm_f16_to_f32(row[e / QK8_0].d) * (float)row[e / QK8_0].qs[e % QK8_0];
+}
+
+/* One head of one token over a Q8_0 cache (soft-capped scores when cap > 0); the head's values
+ * are elements e0.. of each cached row. Heads of whole blocks quantize the query to Q8_0 like
+ * any matrix input, so the kernel set's Q8_0 dot gives the scores (exact integer block sums);
+ * smaller heads, which share blocks, take the scalar path: dequantized keys against the float
+ * query. Then an exact two-pass softmax in float and the dequantized values' weighted sum. */
+static void attend_q8_0(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                        int64_t e0, int32_t n_pos, int32_t hd, float scale, float cap,
+                        float *scores, void *q8, float *out)
+{
+    bool whole_blocks = e0 % QK8_0 == 0 && hd % QK8_0 == 0;
+    const ellm_type_kernels *dot = ellm_kernels_for(ELLM_TYPE_Q8_0);
+    if (whole_blocks)
+        ellm_quantize_activations(ELLM_TYPE_Q8_0, q, q8, hd);
+    float max = -INFINITY;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const block_q8_0 *krow = (const block_q8_0 *)(kc + (size_t)p * stride);
+        float sc = 0;
+        if (whole_blocks) {
+            dot->vec_dot(hd, &sc, krow + e0 / QK8_0, q8);
+        } else {
+            double acc = 0;
+            for (int32_t d = 0; d < hd; d++)
+                acc += (double)(q8_0_at(krow, e0 + d) * q[d]);
+            sc = (float)acc;
+        }
+        sc *= scale;
+        scores[p] = cap > 0 ? cap * tanhf(sc / cap) : sc;
+        max = scores[p] > max ? scores[p] : max;
+    }
+    float sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int32_t p = 0; p < n_pos; p++) {
+        const block_q8_0 *vrow = (const block_q8_0 *)(vc + (size_t)p * stride);
+        float w = scores[p] * inv;
+        if (whole_blocks) {
+            for (int32_t b = 0; b < hd / QK8_0; b++) {
+                const block_q8_0 *blk = vrow + e0 / QK8_0 + b;
+                float wd = w * ellm_f16_to_f32(blk->d);
+                float *o = out + (size_t)b * QK8_0;
+                for (int i = 0; i < QK8_0; i++)
+                    o[i] += wd * (float)blk->qs[i];
+            }
+        } else {
+            for (int32_t d = 0; d < hd; d++)
+                out[d] += w * q8_0_at(vrow, e0 + d);
+        }
+    }
+}
+
+static void attention_task(void *arg, int ith, int nth)
+{
+    attention_job *j = arg;
+    const ellm_hparams *hp = &j->m->hp;
+    ellm_state *w = j->work;
+    int32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    size_t q_dim = (size_t)hp->n_head * hd;
+    /* Per-thread scratch (ellm_attention_scratch_floats). */
+    float *scores = w->scores + (size_t)ith * w->scores_per_thread;
+    float scale = hp->attn_scale;
+    int32_t window = ellm_layer_slides(hp, j->layer) ? hp->sliding_window : 0;
+    /* The wide copies also vectorize the dot and the accumulator updates. */
+    ellm_attend_f16_fn attend_f16 =
+        hd % 32 == 0 && j->kernels->f16_wide ? j->kernels->f16_wide : j->kernels->f16;
+    /* Where the grouped kernel applies, a job is a token's group of query heads (or part of it). */
+    int32_t heads_per_job = j->grouped ? j->heads_per_job : 1;
+    int32_t jobs_per_token = hp->n_head / heads_per_job;
+    int32_t total = j->n_tokens * jobs_per_token;
+    for (int32_t job = ith; job < total; job += nth) {
+        int32_t t = job / jobs_per_token, h0 = job % jobs_per_token * heads_per_job;
+        int32_t kvh = h0 / group;
+        const ellm_state *s = j->seqs[w->tok_seq[t]].state;
+        size_t stride = s->kv.row_bytes;
+        int32_t n_pos = w->tok_pos[t] + 1; /* causal: this token and everything before it */
+        /* A sliding layer sees only the last `window` positions (this token included). */
+        int32_t first = window > 0 && n_pos > window ? n_pos - window : 0;
+        n_pos -= first;
+        const uint8_t *k_rows = s->kv.k[j->layer] + (size_t)first * stride;
+        const uint8_t *v_rows = s->kv.v[j->layer] + (size_t)first * stride;
+        const uint8_t *kc = k_rows + (size_t)kvh * s->kv.head_bytes;
+        const uint8_t *vc = v_rows + (size_t)kvh * s->kv.head_bytes;
+        if (j->grouped && s->kv.type == ELLM_TYPE_F16) {
+            j->kernels->f16_group(w->q + (size_t)t * q_dim + (size_t)h0 * hd, kc, vc, stride,
+                                  n_pos, hd, scale, heads_per_job,
+                                  w->att + (size_t)t * q_dim + (size_t)h0 * hd);
+            continue;
+        }
+        for (int32_t h = h0; h < h0 + heads_per_job; h++) {
+            const float *q = w->q + (size_t)t * q_dim + (size_t)h * hd;
+            float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
+            if (s->kv.type == ELLM_TYPE_Q8_0)
+                attend_q8_0(q, k_rows, v_rows, stride, (int64_t)kvh * hd, n_pos, hd, scale,
+                            hp->attn_softcap, scores, scores + w->p.n_ctx, out);
+            else if (hp->attn_softcap > 0)
+                attend_capped(q, kc, vc, stride, s->kv.type == ELLM_TYPE_F32 ? 4 : 2, n_pos, hd,
+                              scale,
+                              hp->attn_softcap, scores, out);
+            else if (s->kv.type == ELLM_TYPE_F16)
+                attend_f16(q, kc, vc, stride, n_pos, hd, scale, (uint16_t *)(scores + hd), scores,
+                           out);
+            else
+                attend_f32(q, kc, vc, stride, n_pos, hd, scale, scores, out);
+        }
+    }
+}
+
+/* Whether whole groups of query heads go to the set's grouped kernel: it reproduces the wide
+ * F16 path, so it applies exactly where that path would (no soft-capping) for its head sizes. */
+static bool attention_grouped(const ellm_hparams *hp, const ellm_attention_kernels *k)
+{
+    return k->f16_group && hp->attn_softcap <= 0 && (hp->head_dim == 64 || hp->head_dim == 128) &&
+           hp->n_head / hp->n_head_kv > 1;
+}
+
+/* Query heads per grouped job: the whole group, halved while that would leave threads idle (a
+ * decode step has only n_head_kv groups). Each head's result is the same either way. */
+static int32_t attention_heads_per_job(const ellm_hparams *hp, int32_t n_tokens, int threads)
+{
+    int32_t group = hp->n_head / hp->n_head_kv, per_job = group;
+    while (per_job % 2 == 0 && (int64_t)n_tokens * (hp->n_head / per_job) < 2 * (int64_t)threads)
+        per_job /= 2;
+    return per_job;
+}
+
+
+void ellm_attention_run(const ellm_model *m, ellm_state *work, const ellm_forward_seq *seqs,
+                        int32_t layer, int32_t n_tokens, ellm_threadpool *pool)
+{
+    const ellm_attention_kernels *k = ellm_attention_kernels_active();
+    attention_job aj = {m, work, seqs, layer, n_tokens, k, attention_grouped(&m->hp, k),
+                        attention_heads_per_job(&m->hp, n_tokens, ellm_threadpool_size(pool))};
+    ellm_threadpool_run(pool, attention_task, &aj);
+}
