@@ -2,16 +2,19 @@
 # Quantization quality of every `edgellm quantize` recipe against a float reference model, the
 # way practitioners measure it: reference logits saved once, then mean/p99 KL divergence, top-1
 # agreement and perplexity ratio for each quantized copy (edgellm eval --kl-base).
-#   bench/quant_quality.sh EDGELLM MODEL.gguf IDS_FILE [RECIPES] [CTX] [IMATRIX.gguf]
+#   bench/quant_quality.sh EDGELLM MODEL.gguf IDS_FILE [RECIPES] [CTX] [IMATRIX.gguf] [CALIB.txt]
 # MODEL should be F32 (or F16); IDS_FILE is whitespace-separated token ids (a few hundred).
 # With IMATRIX (from `edgellm imatrix` on other text than IDS_FILE), every recipe is also
 # measured with --imatrix, and single block types with --imatrix --awq (rows "TYPE +imatrix",
-# "TYPE +awq"); the bits-per-weight column is eval's.
+# "TYPE +awq"); the bits-per-weight column is eval's. With CALIB.txt (the text IMATRIX was computed
+# on, "" for no IMATRIX), every recipe is also measured with --gptq --calib CALIB.txt ("TYPE +gptq")
+# and, with IMATRIX, single block types with --imatrix --awq --gptq ("TYPE +awq+gptq").
 set -euo pipefail
 edgellm=$1 model=$2 ids=$3
 recipes=${4:-q8_0,q6_k,q5_k_m,q5_k_s,q5_1,q5_0,q4_k_m,q4_k_s,q4_1,q4_0,iq4_nl,iq4_xs,q3_k_l,q3_k_m,q3_k_s,q2_k}
 ctx=${5:-512}
 imatrix=${6:-}
+calib=${7:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$edgellm" eval -m "$model" --ids "$ids" --ctx "$ctx" --save-logits "$work/base.bin" >/dev/null
@@ -41,5 +44,14 @@ for r in "${list[@]}"; do
     case $r in
       q4_0|q4_1|q5_0|q5_1|iq4_nl) measure "$r +awq" "$r" --imatrix "$imatrix" --awq ;;
     esac
+  fi
+  if [[ -n $calib ]]; then
+    measure "$r +gptq" "$r" --gptq --calib "$calib" --ctx "$ctx"
+    if [[ -n $imatrix ]]; then
+      case $r in
+        q4_0|q4_1|q5_0|q5_1|iq4_nl)
+          measure "$r +awq+gptq" "$r" --imatrix "$imatrix" --awq --gptq --calib "$calib" --ctx "$ctx" ;;
+      esac
+    fi
   fi
 done

@@ -54,6 +54,12 @@ typedef struct ellm_quantize_options {
     /* Changes row `row` of a tensor (n values, as float) before it is quantized, e.g. an AWQ
      * fold; applied to 1-D tensors too. May be NULL. */
     void (*transform_row)(void *user, const char *tensor, uint64_t row, float *x, int64_t n);
+    /* Quantizes a whole matrix at once instead of row by row (GPTQ), for the tensors
+     * claims_matrix accepts: w holds its rows as float after transform_row and may be changed.
+     * Both may be NULL. */
+    bool (*claims_matrix)(void *user, const char *tensor, ellm_type type, int64_t n_cols);
+    edgellm_status (*quantize_matrix)(void *user, const char *tensor, ellm_type type, float *w,
+                                      int64_t n_rows, int64_t n_cols, void *dst);
 } ellm_quantize_options;
 
 /* Writes in_path's model with its matrices converted to target (atomically: a temp file renamed

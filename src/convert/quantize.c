@@ -50,6 +50,30 @@ static void requantize_rows(void *arg, int ith, int nth)
     }
 }
 
+/* The whole matrix as float (after transform_row), handed to options->quantize_matrix. */
+static edgellm_status fill_matrix(const requant *r, requant_rows *j)
+{
+    const gguf_tensor_info *t = r->src;
+    const ellm_quantize_options *o = r->options;
+    int64_t n = (int64_t)t->ne[0];
+    float *w = malloc((size_t)j->n_rows * (size_t)n * sizeof *w);
+    if (!w)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the %s matrix", r->name);
+    for (uint64_t i = 0; i < j->n_rows; i++) {
+        float *row = w + i * (uint64_t)n;
+        ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + i * j->src_rb, row, n);
+        if (j->bad_row < 0 && ellm_first_nonfinite(row, n) >= 0)
+            j->bad_row = (int64_t)i;
+        if (o->transform_row)
+            o->transform_row(o->user, r->name, i, row, n);
+    }
+    edgellm_status st = j->bad_row >= 0 ? EDGELLM_OK
+                                        : o->quantize_matrix(o->user, r->name, r->type, w,
+                                                             (int64_t)j->n_rows, n, j->dst);
+    free(w);
+    return st;
+}
+
 static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
 {
     const requant *r = user;
@@ -59,12 +83,20 @@ static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
     ellm_row_bytes(r->type, t->ne[0], &j.dst_rb);
     if (j.dst_rb * j.n_rows != n_bytes)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "internal size mismatch");
-    int nth = r->pool ? ellm_threadpool_size(r->pool) : 1;
-    j.rows = malloc((size_t)nth * t->ne[0] * sizeof *j.rows);
-    if (!j.rows)
-        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a row");
-    ellm_threadpool_run(r->pool, requantize_rows, &j);
-    free(j.rows);
+    const ellm_quantize_options *o = r->options;
+    if (t->n_dims >= 2 && o->claims_matrix && o->quantize_matrix &&
+        o->claims_matrix(o->user, r->name, r->type, (int64_t)t->ne[0])) {
+        edgellm_status st = fill_matrix(r, &j);
+        if (st != EDGELLM_OK)
+            return st;
+    } else {
+        int nth = r->pool ? ellm_threadpool_size(r->pool) : 1;
+        j.rows = malloc((size_t)nth * t->ne[0] * sizeof *j.rows);
+        if (!j.rows)
+            return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a row");
+        ellm_threadpool_run(r->pool, requantize_rows, &j);
+        free(j.rows);
+    }
     if (j.bad_row >= 0)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "row %lld holds NaN or an infinite value: the input model is broken and "

@@ -161,7 +161,7 @@ static void attend_q8_0(const float *q, const uint8_t *kc, const uint8_t *vc, si
 static void attention_task(void *arg, int ith, int nth)
 {
     attention_job *j = arg;
-    const ellm_hparams *hp = &j->m->hp;
+    const ellm_hparams *hp = &j->m->layer_hp[j->layer]; /* pruned layers differ in head counts */
     ellm_state *w = j->work;
     int32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     size_t q_dim = (size_t)hp->n_head * hd;
@@ -237,7 +237,8 @@ void ellm_attention_run(const ellm_model *m, ellm_state *work, const ellm_forwar
                         int32_t layer, int32_t n_tokens, ellm_threadpool *pool)
 {
     const ellm_attention_kernels *k = ellm_attention_kernels_active();
-    attention_job aj = {m, work, seqs, layer, n_tokens, k, attention_grouped(&m->hp, k),
-                        attention_heads_per_job(&m->hp, n_tokens, ellm_threadpool_size(pool))};
+    const ellm_hparams *hp = &m->layer_hp[layer];
+    attention_job aj = {m, work, seqs, layer, n_tokens, k, attention_grouped(hp, k),
+                        attention_heads_per_job(hp, n_tokens, ellm_threadpool_size(pool))};
     ellm_threadpool_run(pool, attention_task, &aj);
 }

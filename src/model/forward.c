@@ -441,8 +441,12 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
                     s->x[(size_t)row * n_embd + e] *= hp->embd_scale;
         }
 
-    for (int32_t il = 0; il < hp->n_layer; il++) {
+    for (int32_t il = 0; il < m->hp.n_layer; il++) {
         const ellm_layer *L = &w->layers[il];
+        hp = &m->layer_hp[il]; /* pruned models' layers differ in head and FFN counts */
+        n_ff = hp->n_ff;
+        q_dim = (size_t)hp->n_head * hp->head_dim;
+        kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
         norm_rows(s, pool, m->norms[il].attn_norm, n_tokens, n_embd, hp->rms_norm_eps);
         const ellm_layer_norms *N = &m->norms[il];
         observe(s, il, ELLM_INPUT_ATTN, s->xn, n_tokens, n_embd);
@@ -529,6 +533,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
                          hp->rms_norm_eps);
         elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
     }
+    hp = &m->hp;
 
     if (seqs[0].hidden) {
         for (int32_t t = 0; t < n_tokens; t++)

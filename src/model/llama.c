@@ -32,6 +32,33 @@ static edgellm_status get_i32_key(const gguf_file *f, const char *arch, const ch
     return EDGELLM_OK;
 }
 
+/* Head and FFN sizes may differ between layers (pruned models): the key then holds an array with
+ * one positive count per layer. Element `layer` of it, or with layer -1 the largest (what the
+ * state's buffers are sized for); a plain number is every layer's count. */
+static edgellm_status get_count_key(const gguf_file *f, const char *arch, const char *suffix,
+                                    bool required, int32_t layer, int32_t *out)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    const gguf_array *arr = NULL;
+    if (gguf_get_array(f, key, &arr) != EDGELLM_OK)
+        return get_i32_key(f, arch, suffix, required, out);
+    int64_t best = 0, v = 0;
+    for (uint64_t i = 0; i < arr->n; i++) {
+        if (!gguf_array_get_i64(arr, i, &v) || v <= 0 || v > (1 << 30))
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "metadata '%s' element %llu is not a usable count (a positive "
+                             "integer)", key, (unsigned long long)i);
+        if (layer < 0 ? v > best : (int64_t)i == layer)
+            best = v;
+    }
+    if (best == 0)
+        return ellm_fail(EDGELLM_ERR_FORMAT, "metadata '%s' has %llu per-layer entries, too few",
+                         key, (unsigned long long)arr->n);
+    *out = (int32_t)best;
+    return EDGELLM_OK;
+}
+
 static edgellm_status get_f32_key(const gguf_file *f, const char *arch, const char *suffix,
                                   float *out)
 {
@@ -55,20 +82,26 @@ static edgellm_status read_hparams(const gguf_file *f, ellm_hparams *hp)
 #define OPT(suffix, field)                                                                  \
     if ((st = get_i32_key(f, a, suffix, false, &hp->field)) != EDGELLM_OK)                  \
         return st;
+#define COUNT(suffix, field, required)                                                      \
+    if ((st = get_count_key(f, a, suffix, required, -1, &hp->field)) != EDGELLM_OK)         \
+        return st;
     REQ("embedding_length", n_embd)
     REQ("block_count", n_layer)
-    REQ("feed_forward_length", n_ff)
-    REQ("attention.head_count", n_head)
+    COUNT("feed_forward_length", n_ff, true)
+    COUNT("attention.head_count", n_head, true)
     hp->n_ctx_train = 2048;
     OPT("context_length", n_ctx_train)
     hp->n_head_kv = hp->n_head;
-    OPT("attention.head_count_kv", n_head_kv)
-    if (hp->n_embd % hp->n_head != 0)
+    COUNT("attention.head_count_kv", n_head_kv, false)
+#undef COUNT
+    hp->head_dim = 0;
+    OPT("attention.key_length", head_dim)
+    if (!hp->head_dim && hp->n_embd % hp->n_head != 0)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "embedding length %d is not a multiple of the head count %d", hp->n_embd,
                          hp->n_head);
-    hp->head_dim = hp->n_embd / hp->n_head;
-    OPT("attention.key_length", head_dim)
+    if (!hp->head_dim)
+        hp->head_dim = hp->n_embd / hp->n_head;
     int32_t value_len = hp->head_dim;
     if ((st = get_i32_key(f, a, "attention.value_length", false, &value_len)) != EDGELLM_OK)
         return st;
@@ -297,12 +330,32 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
 
     w->layers = calloc((size_t)hp->n_layer, sizeof *w->layers);
     m->norms = calloc((size_t)hp->n_layer, sizeof *m->norms);
-    if (!w->layers || !m->norms)
+    m->layer_hp = calloc((size_t)hp->n_layer, sizeof *m->layer_hp);
+    if (!w->layers || !m->norms || !m->layer_hp)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d layers", hp->n_layer);
     for (int32_t il = 0; il < hp->n_layer; il++) {
         ellm_layer *L = &w->layers[il];
         ellm_layer_norms *N = &m->norms[il];
         bool split_qkv = !hp->fused_qkv, gate = !hp->fused_gate_up;
+        ellm_hparams *lh = &m->layer_hp[il];
+        *lh = *hp;
+        lh->n_head_kv = 0;
+        if ((st = get_count_key(f, hp->arch, "feed_forward_length", true, il, &lh->n_ff)) !=
+                EDGELLM_OK ||
+            (st = get_count_key(f, hp->arch, "attention.head_count", true, il, &lh->n_head)) !=
+                EDGELLM_OK ||
+            (st = get_count_key(f, hp->arch, "attention.head_count_kv", false, il,
+                                &lh->n_head_kv)) != EDGELLM_OK)
+            return st;
+        if (!lh->n_head_kv)
+            lh->n_head_kv = lh->n_head;
+        if (lh->n_head % lh->n_head_kv != 0)
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "layer %d: head count %d is not a multiple of KV head count %d",
+                             (int)il, lh->n_head, lh->n_head_kv);
+        n_ff = lh->n_ff;
+        q_dim = (int64_t)lh->n_head * hd;
+        kv_dim = (int64_t)lh->n_head_kv * hd;
         struct {
             const char *suffix;
             int n_dims;

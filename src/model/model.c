@@ -118,6 +118,7 @@ void ellm_model_free(ellm_model *m)
     free(m->rope_factors);
     free(m->rope_factors_long);
     free(m->w.layers);
+    free(m->layer_hp);
     free(m);
 }
 

@@ -13,7 +13,8 @@ typedef struct ellm_layer_norms {
 } ellm_layer_norms;
 
 struct ellm_model {
-    ellm_hparams hp;
+    ellm_hparams hp; /* head and FFN counts: the largest of any layer */
+    ellm_hparams *layer_hp; /* per layer: hp with that layer's head and FFN counts */
     ellm_weights w;
     /* Norm weights as float (tiny; converted once so every type of file works). */
     float *output_norm;

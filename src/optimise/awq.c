@@ -297,6 +297,13 @@ const float *ellm_awq_importance(const ellm_awq *a, const char *tensor, int64_t 
     return e && e->n_cols == n_cols ? e->importance : NULL;
 }
 
+const float *ellm_awq_column_scales(const ellm_awq *a, const char *tensor, int64_t n_cols)
+{
+    const awq_tensor *e = find(a, tensor);
+    /* Only scaled matrices carry importances; norms' col_mul holds the inverse scales. */
+    return e && e->n_cols == n_cols && e->importance ? e->col_mul : NULL;
+}
+
 void ellm_awq_free(ellm_awq *a)
 {
     if (!a)

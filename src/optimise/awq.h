@@ -28,6 +28,9 @@ void ellm_awq_transform_row(const ellm_awq *awq, const char *tensor, uint64_t ro
                             int64_t n);
 /* The importances of a scaled matrix's columns (the imatrix's m_j / s_j^2), or NULL. */
 const float *ellm_awq_importance(const ellm_awq *awq, const char *tensor, int64_t n_cols);
+/* The factors a scaled matrix's columns were multiplied by (its input is divided by them), or
+ * NULL when the fold leaves the matrix alone. */
+const float *ellm_awq_column_scales(const ellm_awq *awq, const char *tensor, int64_t n_cols);
 void ellm_awq_free(ellm_awq *awq);
 
 #endif

@@ -1,7 +1,8 @@
-/* `edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix F]`: TYPE is a single type or a named mix
- * (Q3_K_M, ...); with an importance matrix the block scales minimise the importance-weighted
- * error. */
+/* `edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix F [--awq]] [--gptq --calib F]`: TYPE is a
+ * single type or a named mix (Q3_K_M, ...); with an importance matrix the block scales minimise
+ * the importance-weighted error; with --gptq the layer matrices get GPTQ's error feedback. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include "edgellm.h"
 #include "gguf/gguf.h"
 #include "optimise/awq.h"
+#include "optimise/gptq.h"
 #include "optimise/imatrix.h"
 #include "quant/quant.h"
 
@@ -30,10 +32,11 @@ static void report_progress(void *user, int done, int total)
         fputc('\n', stderr);
 }
 
-/* What quantizing with calibration statistics uses: the imatrix, and the AWQ fold if asked. */
+/* What quantizing with calibration statistics uses: the imatrix, the AWQ fold and GPTQ, if asked. */
 typedef struct calibrated {
     ellm_imatrix *im;
     ellm_awq *awq;
+    ellm_gptq *gptq;
 } calibrated;
 
 static const float *calibrated_importance(void *user, const char *tensor, int64_t n_cols)
@@ -47,6 +50,65 @@ static void awq_fold(void *user, const char *tensor, uint64_t row, float *x, int
 {
     const calibrated *c = user;
     ellm_awq_transform_row(c->awq, tensor, row, x, n);
+}
+
+static bool gptq_claims(void *user, const char *tensor, ellm_type type, int64_t n_cols)
+{
+    const calibrated *c = user;
+    return ellm_gptq_covers(c->gptq, tensor, type, n_cols);
+}
+
+static edgellm_status gptq_matrix(void *user, const char *tensor, ellm_type type, float *w,
+                                  int64_t n_rows, int64_t n_cols, void *dst)
+{
+    const calibrated *c = user;
+    return ellm_gptq_quantize_tensor(c->gptq, tensor, type, w, n_rows, n_cols,
+                                     ellm_awq_column_scales(c->awq, tensor, n_cols), dst);
+}
+
+static void report_gptq_layer(void *user, int32_t layer, int32_t n_layer, double seconds)
+{
+    (void)user;
+    fprintf(stderr, "edgellm quantize: --gptq: layer %d/%d statistics in %.1f s\n", layer + 1,
+            n_layer, seconds);
+}
+
+/* The calibration tokens of --calib, cut to the model's context, and GPTQ over them. */
+static ellm_gptq *open_gptq(const char *cmd, const char *model_path, const char *calib_path,
+                            long ctx, bool ctx_given, long chunks, long threads,
+                            edgellm_token **ids_out)
+{
+    *ids_out = NULL;
+    edgellm_model *m = NULL;
+    if (edgellm_model_load(model_path, NULL, &m) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return NULL;
+    }
+    edgellm_model_info info;
+    edgellm_model_get_info(m, &info);
+    if (info.n_ctx_train > 0 && ctx > info.n_ctx_train) {
+        if (ctx_given) {
+            cli_error(cmd, "--ctx %ld is longer than the model's context of %d", ctx,
+                      info.n_ctx_train);
+            edgellm_model_free(m);
+            return NULL;
+        }
+        ctx = info.n_ctx_train;
+    }
+    int32_t n = 0;
+    edgellm_token *ids = cli_load_tokens(cmd, m, calib_path, NULL, &n);
+    edgellm_model_free(m);
+    if (!ids)
+        return NULL;
+    ellm_gptq_params p = {(int32_t)ctx, (int32_t)chunks, (int32_t)threads, report_gptq_layer, NULL};
+    ellm_gptq *g = NULL;
+    if (ellm_gptq_create(model_path, ids, n, &p, &g) != EDGELLM_OK) {
+        cli_error(cmd, "--calib %s: %s", calib_path, edgellm_last_error());
+        free(ids);
+        return NULL;
+    }
+    *ids_out = ids;
+    return g;
 }
 
 static void report_awq(void *user, const char *group, float alpha)
@@ -86,6 +148,7 @@ int cmd_quantize(int argc, char **argv)
     const char *cmd = "quantize";
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix IMATRIX.gguf [--awq]]\n"
+               "                        [--gptq --calib CALIB.txt [--ctx N] [--chunks N] [-t N]]\n"
                "  TYPE: %s\n"
                "  Mixes keep the output head at 6 or 8 bits and give attention v/output and\n"
                "  ffn_down more bits where the mix says so (K_M: about half the layers at Q6_K).\n"
@@ -93,31 +156,62 @@ int cmd_quantize(int argc, char **argv)
                "  each input column's mean square activation (q4_0, q4_1, q5_0, q5_1, iq4_nl).\n"
                "  --awq (single block types, llama/mistral): per input channel scales searched on\n"
                "  the imatrix statistics and folded into the preceding norm or matrix, so the\n"
-               "  unrounded model computes the same; the output is a standard GGUF.\n",
+               "  unrounded model computes the same; the output is a standard GGUF.\n"
+               "  --gptq: the layer matrices are rounded column by column, each column's error\n"
+               "  fed to the columns not yet rounded through the inverse of X^T X, X the layer's\n"
+               "  inputs on --calib text (recomputed layer by layer; --ctx tokens per chunk,\n"
+               "  default 512 or the model's context; --chunks caps the chunks). Combines with\n"
+               "  --awq (scaling first, then GPTQ rounding of the scaled matrices).\n",
                ellm_quant_recipe_names());
         return 0;
     }
-    const char *imatrix_path = NULL;
-    bool awq = false;
+    const char *imatrix_path = NULL, *calib_path = NULL;
+    bool awq = false, gptq = false, ctx_given = false;
+    long ctx = 512, chunks = 0, threads = 0;
     for (int i = 4; i < argc; i++) {
         if (!strcmp(argv[i], "--awq")) {
             awq = true;
+        } else if (!strcmp(argv[i], "--gptq")) {
+            gptq = true;
         } else if (!strcmp(argv[i], "--imatrix") && i + 1 < argc) {
             imatrix_path = argv[++i];
+        } else if (!strcmp(argv[i], "--calib") && i + 1 < argc) {
+            calib_path = argv[++i];
+        } else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) {
+            if (!cli_parse_int(cmd, argv[i], argv[i + 1], 2, 1 << 20, &ctx))
+                return EXIT_USAGE;
+            ctx_given = true;
+            i++;
+        } else if (!strcmp(argv[i], "--chunks") && i + 1 < argc) {
+            if (!cli_parse_int(cmd, argv[i], argv[i + 1], 1, 1 << 30, &chunks))
+                return EXIT_USAGE;
+            i++;
+        } else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
+            if (!cli_parse_int(cmd, argv[i], argv[i + 1], 1, 256, &threads))
+                return EXIT_USAGE;
+            i++;
         } else {
             cli_error(cmd, "unknown or incomplete option '%s' (usage: edgellm quantize IN.gguf "
-                           "OUT.gguf TYPE [--imatrix F [--awq]])", argv[i]);
+                           "OUT.gguf TYPE [--imatrix F [--awq]] [--gptq --calib F])",
+                      argv[i]);
             return EXIT_USAGE;
         }
     }
     if (argc < 4) {
         cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix F [--awq]] "
+                       "[--gptq --calib F] "
                        "(TYPE: %s)", ellm_quant_recipe_names());
         return EXIT_USAGE;
     }
     if (awq && !imatrix_path) {
         cli_error(cmd, "--awq searches its scales on calibration statistics: give --imatrix F "
                        "(from 'edgellm imatrix')");
+        return EXIT_USAGE;
+    }
+    if (gptq != (calib_path != NULL)) {
+        cli_error(cmd, gptq ? "--gptq computes its statistics by running the model on calibration "
+                              "text: give --calib CALIB.txt"
+                            : "--calib is the calibration text of --gptq: add --gptq");
         return EXIT_USAGE;
     }
     ellm_type type;
@@ -135,7 +229,7 @@ int cmd_quantize(int argc, char **argv)
                        "...), not the mix %s", argv[3]);
         return EXIT_USAGE;
     }
-    calibrated cal = {NULL, NULL};
+    calibrated cal = {NULL, NULL, NULL};
     ellm_imatrix *im = NULL;
     if (imatrix_path) {
         if (!(im = load_imatrix(cmd, imatrix_path, argv[1])))
@@ -153,13 +247,24 @@ int cmd_quantize(int argc, char **argv)
             fprintf(stderr, "edgellm quantize: %s has no importance-weighted search; its "
                             "matrices are rounded as without --imatrix\n", argv[3]);
     }
+    edgellm_token *calib_ids = NULL;
+    if (gptq && !(cal.gptq = open_gptq(cmd, argv[1], calib_path, ctx, ctx_given, chunks, threads,
+                                       &calib_ids))) {
+        ellm_imatrix_free(im);
+        ellm_awq_free(cal.awq);
+        return 1;
+    }
     ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress,
                                .importance = im ? calibrated_importance : NULL,
-                               .transform_row = cal.awq ? awq_fold : NULL, .user = &cal};
+                               .transform_row = cal.awq ? awq_fold : NULL, .user = &cal,
+                               .claims_matrix = cal.gptq ? gptq_claims : NULL,
+                               .quantize_matrix = cal.gptq ? gptq_matrix : NULL};
     edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], argv[3], &o)
                                : ellm_quantize_model(argv[1], argv[2], type, &o);
     ellm_imatrix_free(im);
     ellm_awq_free(cal.awq);
+    ellm_gptq_free(cal.gptq);
+    free(calib_ids);
     if (st != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;

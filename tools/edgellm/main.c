@@ -30,6 +30,7 @@ static const command commands[] = {
     {"imatrix", cmd_imatrix, "activation statistics over calibration text, for quantize --imatrix"},
     {"gateway", cmd_gateway, "one local OpenAI endpoint routing between the edge model and a cloud"},
     {"train", cmd_train, "train a llama model from scratch or fine-tune one on a text corpus"},
+    {"prune", cmd_prune, "remove the least important heads, FFN channels or layers of a model"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,648 @@
+#define _POSIX_C_SOURCE 200809L
+/* GPTQ rounding with error feedback, and per-layer H = X^T X from calibration passes (gptq.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/status.h"
+#include "gguf/gguf.h"
+#include "model/model.h"
+#include "optimise/gptq.h"
+#include "quant/blocks.h"
+#include "quant/kquants.h"
+#include "quant/quant.h"
+
+/* ---------------------------------------------------------------- inverse Cholesky factor */
+
+typedef struct chol_column {
+    double *a;
+    int64_t n, j;
+} chol_column;
+
+/* Rows below the diagonal of column j of the lower factor (left-looking: columns < j are final). */
+static void chol_column_rows(void *arg, int ith, int nth)
+{
+    const chol_column *c = arg;
+    const double *lj = c->a + c->j * c->n;
+    for (int64_t i = c->j + 1 + ith; i < c->n; i += nth) {
+        double *li = c->a + i * c->n;
+        double s = li[c->j];
+        for (int64_t k = 0; k < c->j; k++)
+            s -= li[k] * lj[k];
+        li[c->j] = s / lj[c->j];
+    }
+}
+
+typedef struct tri_inverse {
+    const double *l;
+    int64_t n;
+    double *x; /* n per thread */
+    float *u;
+} tri_inverse;
+
+/* Columns c of L^-1 (independent of one another), written reversed into U. */
+static void tri_inverse_columns(void *arg, int ith, int nth)
+{
+    const tri_inverse *t = arg;
+    int64_t n = t->n;
+    double *x = t->x + (size_t)ith * (size_t)n;
+    for (int64_t c = ith; c < n; c += nth) {
+        x[c] = 1.0 / t->l[c * n + c];
+        for (int64_t i = c + 1; i < n; i++) {
+            const double *li = t->l + i * n;
+            double s = 0;
+            for (int64_t k = c; k < i; k++)
+                s += li[k] * x[k];
+            x[i] = -s / li[i];
+        }
+        for (int64_t i = c; i < n; i++)
+            t->u[(n - 1 - i) * n + (n - 1 - c)] = (float)x[i];
+    }
+}
+
+/* U upper with U^T U = (H + damp I)^-1. With P the order reversal and P H P = L L^T,
+ * H^-1 = P L^-T L^-1 P = U^T U for U = P L^-1 P: one Cholesky and one triangular inverse.
+ * False when H + damp I is not positive definite in double precision. */
+static bool inverse_cholesky_upper(ellm_threadpool *pool, const float *h, int64_t n, double damp,
+                                   double *a, double *x, float *u)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j <= i; j++)
+            a[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)] + (i == j ? damp : 0);
+    for (int64_t j = 0; j < n; j++) {
+        double *lj = a + j * n, s = lj[j];
+        for (int64_t k = 0; k < j; k++)
+            s -= lj[k] * lj[k];
+        if (!(s > 0))
+            return false;
+        lj[j] = sqrt(s);
+        chol_column c = {a, n, j};
+        if (n - j > 64)
+            ellm_threadpool_run(pool, chol_column_rows, &c);
+        else
+            chol_column_rows(&c, 0, 1);
+    }
+    memset(u, 0, (size_t)n * (size_t)n * sizeof *u);
+    tri_inverse t = {a, n, x, u};
+    ellm_threadpool_run(pool, tri_inverse_columns, &t);
+    return true;
+}
+
+/* ---------------------------------------------------------------- rounding on a block's grid */
+
+static int clamp_int(long v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
+
+/* Value p of a 32-value block in 4-bit nibbles: the low nibble of qs[p], or the high of qs[p-16]. */
+static void set_nibble(uint8_t *qs, int p, int k)
+{
+    if (p < 16)
+        qs[p] = (uint8_t)((qs[p] & 0xF0) | (k & 15));
+    else
+        qs[p - 16] = (uint8_t)((qs[p - 16] & 0x0F) | ((k & 15) << 4));
+}
+
+/* The fifth bit of value p (bit p of qh read as a little-endian 32-bit word). */
+static void set_fifth_bit(uint8_t *qh, int p, int k)
+{
+    uint8_t bit = (uint8_t)(1u << (p % 8));
+    qh[p / 8] = (uint8_t)((k & 16) ? (qh[p / 8] | bit) : (qh[p / 8] & ~bit));
+}
+
+/* Rounds x to the nearest level of value p of the block under the scale (and minimum) it holds,
+ * stores the code and returns the level in *q. False for types without a grid here, whose codes
+ * stay as the block's quantizer chose them. */
+static bool round_on_grid(ellm_type type, void *block, int p, float x, float *q)
+{
+    switch (type) {
+    case ELLM_TYPE_Q4_0: {
+        block_q4_0 *b = block;
+        float d = ellm_f16_to_f32(b->d);
+        int k = d != 0 ? clamp_int(lrintf(x / d) + 8, 0, 15) : 8;
+        set_nibble(b->qs, p, k);
+        *q = d * (float)(k - 8);
+        return true;
+    }
+    case ELLM_TYPE_Q4_1: {
+        block_q4_1 *b = block;
+        float d = ellm_f16_to_f32(b->d), m = ellm_f16_to_f32(b->m);
+        int k = d != 0 ? clamp_int(lrintf((x - m) / d), 0, 15) : 0;
+        set_nibble(b->qs, p, k);
+        *q = d * (float)k + m;
+        return true;
+    }
+    case ELLM_TYPE_Q5_0: {
+        block_q5_0 *b = block;
+        float d = ellm_f16_to_f32(b->d);
+        int k = d != 0 ? clamp_int(lrintf(x / d) + 16, 0, 31) : 16;
+        set_nibble(b->qs, p, k);
+        set_fifth_bit(b->qh, p, k);
+        *q = d * (float)(k - 16);
+        return true;
+    }
+    case ELLM_TYPE_Q5_1: {
+        block_q5_1 *b = block;
+        float d = ellm_f16_to_f32(b->d), m = ellm_f16_to_f32(b->m);
+        int k = d != 0 ? clamp_int(lrintf((x - m) / d), 0, 31) : 0;
+        set_nibble(b->qs, p, k);
+        set_fifth_bit(b->qh, p, k);
+        *q = d * (float)k + m;
+        return true;
+    }
+    case ELLM_TYPE_Q8_0: {
+        block_q8_0 *b = block;
+        float d = ellm_f16_to_f32(b->d);
+        int k = d != 0 ? clamp_int(lrintf(x / d), -128, 127) : 0;
+        b->qs[p] = (int8_t)k;
+        *q = d * (float)k;
+        return true;
+    }
+    case ELLM_TYPE_IQ4_NL: {
+        block_iq4_nl *b = block;
+        float d = ellm_f16_to_f32(b->d), best = INFINITY;
+        int k_best = 0;
+        for (int k = 0; k < 16; k++) {
+            float e = fabsf(x - d * (float)ellm_kvalues_iq4nl[k]);
+            if (e < best) {
+                best = e;
+                k_best = k;
+            }
+        }
+        set_nibble(b->qs, p, k_best);
+        *q = d * (float)ellm_kvalues_iq4nl[k_best];
+        return true;
+    }
+    case ELLM_TYPE_Q4_K:
+    case ELLM_TYPE_Q5_K: {
+        /* Same leading layout; value p sits in chunk p / 64, nibble (p / 32) % 2, sub-block p / 32. */
+        bool five = type == ELLM_TYPE_Q5_K;
+        const uint16_t *dd = block;
+        const uint8_t *scales = (const uint8_t *)block + 4;
+        uint8_t *qs = five ? ((block_q5_K *)block)->qs : ((block_q4_K *)block)->qs;
+        uint8_t sc, m;
+        ellm_kq_scale_min(p / 32, scales, &sc, &m);
+        float step = ellm_f16_to_f32(dd[0]) * (float)sc, offset = ellm_f16_to_f32(dd[1]) * (float)m;
+        int top = five ? 31 : 15;
+        int k = step != 0 ? clamp_int(lrintf((x + offset) / step), 0, top) : 0;
+        int c = p / 64, high = (p / 32) % 2, l = p % 32;
+        uint8_t *byte = &qs[32 * c + l];
+        *byte = (uint8_t)(high ? ((*byte & 0x0F) | (k & 15) << 4) : ((*byte & 0xF0) | (k & 15)));
+        if (five) {
+            uint8_t *qh = &((block_q5_K *)block)->qh[l], bit = (uint8_t)(1u << (2 * c + high));
+            *qh = (uint8_t)((k & 16) ? (*qh | bit) : (*qh & ~bit));
+        }
+        *q = step * (float)k - offset;
+        return true;
+    }
+    case ELLM_TYPE_Q6_K: {
+        block_q6_K *b = block;
+        float step = ellm_f16_to_f32(b->d) * (float)b->scales[p / 16];
+        int k = step != 0 ? clamp_int(lrintf(x / step) + 32, 0, 63) : 32;
+        int h = p / 128, r = p % 128, l = r % 32, quarter = r / 32;
+        uint8_t *low = &b->ql[64 * h + l + (quarter & 1 ? 32 : 0)];
+        *low = (uint8_t)(quarter < 2 ? ((*low & 0xF0) | (k & 15)) : ((*low & 0x0F) | (k & 15) << 4));
+        uint8_t *qh = &b->qh[32 * h + l];
+        *qh = (uint8_t)((*qh & ~(3u << (2 * quarter))) | ((unsigned)(k >> 4) << (2 * quarter)));
+        *q = step * (float)(k - 32);
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+/* ---------------------------------------------------------------- the rounding loop */
+
+#define TILE_ROWS 8       /* rows sharing each pass over U's trailing rows */
+#define LAZY_COLUMNS 128  /* columns whose errors are applied to the rest at once */
+
+typedef struct gptq_job {
+    ellm_type type;
+    float *w;
+    int64_t n_rows, n;
+    const float *u;
+    const float *importance; /* diag H, the block scale search's column weights */
+    bool feedback;
+    uint8_t *dst;
+    uint64_t row_bytes;
+    int64_t block, block_bytes, lazy;
+    float *scratch; /* per thread: TILE_ROWS * lazy errors, then block values */
+} gptq_job;
+
+static void gptq_rows(void *arg, int ith, int nth)
+{
+    const gptq_job *j = arg;
+    int64_t n = j->n, bs = j->block;
+    float *err = j->scratch + (size_t)ith * (size_t)(TILE_ROWS * j->lazy + bs);
+    float *levels = err + TILE_ROWS * j->lazy;
+    int64_t n_tiles = (j->n_rows + TILE_ROWS - 1) / TILE_ROWS;
+    for (int64_t tile = ith; tile < n_tiles; tile += nth) {
+        int64_t r0 = tile * TILE_ROWS;
+        int64_t r1 = r0 + TILE_ROWS < j->n_rows ? r0 + TILE_ROWS : j->n_rows;
+        for (int64_t c0 = 0; c0 < n; c0 += j->lazy) {
+            int64_t c1 = c0 + j->lazy < n ? c0 + j->lazy : n;
+            for (int64_t r = r0; r < r1; r++) {
+                float *w = j->w + r * n, *e = err + (r - r0) * j->lazy;
+                for (int64_t g = c0; g < c1; g += bs) {
+                    /* The block's scale from the values as corrected so far. */
+                    uint8_t *block = j->dst + (uint64_t)r * j->row_bytes +
+                                     (uint64_t)(g / bs) * (uint64_t)j->block_bytes;
+                    ellm_quantize_row_weighted(j->type, w + g, block, bs, j->importance + g);
+                    ellm_dequantize_row(j->type, block, levels, bs);
+                    for (int64_t i = g; i < g + bs; i++) {
+                        float q = levels[i - g];
+                        round_on_grid(j->type, block, (int)(i - g), w[i], &q);
+                        const float *ui = j->u + i * n;
+                        float ei = (w[i] - q) / ui[i];
+                        e[i - c0] = ei;
+                        w[i] = q;
+                        if (j->feedback)
+                            for (int64_t k = i + 1; k < c1; k++)
+                                w[k] -= ei * ui[k];
+                    }
+                }
+            }
+            if (!j->feedback || c1 == n)
+                continue;
+            for (int64_t i = c0; i < c1; i++) {
+                const float *ui = j->u + i * n;
+                for (int64_t r = r0; r < r1; r++) {
+                    float ei = err[(r - r0) * j->lazy + (i - c0)];
+                    float *w = j->w + r * n;
+                    for (int64_t k = c1; k < n; k++)
+                        w[k] -= ei * ui[k];
+                }
+            }
+        }
+    }
+}
+
+bool ellm_gptq_supports(ellm_type type, int64_t n_cols)
+{
+    if (!ellm_type_supported(type) || type == ELLM_TYPE_Q8_K || type == ELLM_TYPE_Q8_1)
+        return false;
+    const ellm_type_traits *tr = ellm_type_traits_of(type);
+    return tr && tr->block_size > 1 && n_cols > 0 && n_cols % tr->block_size == 0;
+}
+
+/* GPTQ given U (the inverse Hessian's upper Cholesky factor) and the columns' importances. */
+static edgellm_status quantize_with_factor(ellm_threadpool *pool, ellm_type type, float *w,
+                                           int64_t n_rows, int64_t n, const float *u,
+                                           const float *importance, bool feedback, void *dst)
+{
+    const ellm_type_traits *tr = ellm_type_traits_of(type);
+    int64_t bs = tr->block_size;
+    gptq_job j = {type, w, n_rows, n, u, importance, feedback, dst, 0, bs, tr->block_bytes,
+                  ((LAZY_COLUMNS + bs - 1) / bs) * bs, NULL};
+    ellm_row_bytes(type, (uint64_t)n, &j.row_bytes);
+    int nth = pool ? ellm_threadpool_size(pool) : 1;
+    j.scratch = malloc((size_t)nth * (size_t)(TILE_ROWS * j.lazy + bs) * sizeof *j.scratch);
+    if (!j.scratch)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the GPTQ rows");
+    ellm_threadpool_run(pool, gptq_rows, &j);
+    free(j.scratch);
+    return EDGELLM_OK;
+}
+
+/* The damped inverse factor of h; damping grows tenfold while H is not positive definite. */
+static edgellm_status factor_of(ellm_threadpool *pool, const float *h, int64_t n, float damp,
+                                float *u)
+{
+    double mean = 0;
+    for (int64_t i = 0; i < n; i++)
+        mean += h[i * n + i];
+    mean /= (double)n;
+    if (!(mean > 0))
+        mean = 1; /* an input never active: every column is as good as any other */
+    int nth = pool ? ellm_threadpool_size(pool) : 1;
+    double *a = malloc((size_t)n * (size_t)n * sizeof *a);
+    double *x = malloc((size_t)nth * (size_t)n * sizeof *x);
+    edgellm_status st = EDGELLM_OK;
+    if (!a || !x)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the %lld x %lld inverse Hessian",
+                       (long long)n, (long long)n);
+    double lambda = (double)damp * mean;
+    for (int tries = 0; st == EDGELLM_OK; tries++) {
+        if (inverse_cholesky_upper(pool, h, n, lambda, a, x, u))
+            break;
+        if (tries == 6)
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "the calibration statistics (X^T X) are not positive definite even "
+                           "with strong damping: the activations hold NaN or infinite values");
+        lambda = lambda > 0 ? lambda * 10 : 1e-6 * mean;
+    }
+    free(a);
+    free(x);
+    return st;
+}
+
+edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *w, int64_t n_rows,
+                                  int64_t n_cols, const float *h, float damp, bool feedback,
+                                  void *dst)
+{
+    if (!ellm_gptq_supports(type, n_cols))
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "GPTQ needs a block type whose blocks split the %lld-value rows; %s does "
+                         "not", (long long)n_cols, ellm_type_name(type));
+    float *u = malloc((size_t)n_cols * (size_t)n_cols * sizeof *u);
+    float *imp = malloc((size_t)n_cols * sizeof *imp);
+    edgellm_status st = u && imp ? factor_of(pool, h, n_cols, damp, u)
+                                 : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for GPTQ");
+    if (st == EDGELLM_OK) {
+        for (int64_t j = 0; j < n_cols; j++)
+            imp[j] = h[j * n_cols + j] + 1e-30f;
+        st = quantize_with_factor(pool, type, w, n_rows, n_cols, u, imp, feedback, dst);
+    }
+    free(u);
+    free(imp);
+    return st;
+}
+
+/* ---------------------------------------------------------------- per-layer statistics */
+
+#define N_INPUTS 4 /* ELLM_INPUT_ATTN .. ELLM_INPUT_FFN_DOWN; the head is not covered */
+
+typedef struct layer_input {
+    int64_t n;      /* columns; 0 until observed */
+    float *h;       /* n x n, X^T X over the calibration rows */
+    float *u;       /* the inverse factor for col_scale, computed on first use */
+    float *imp;     /* diag of the (scaled) H */
+    float *col_scale; /* the scale u was computed for (NULL: none) */
+} layer_input;
+
+struct ellm_gptq {
+    gguf_file *file;
+    ellm_model *model;
+    ellm_state *state;
+    ellm_threadpool *pool;
+    const edgellm_token *ids;
+    int32_t n_ids, n_ctx, n_chunks, n_batch;
+    float *logits;
+    int32_t layer; /* whose statistics `in` holds; -1 for none */
+    layer_input in[N_INPUTS];
+    bool failed;
+    ellm_gptq_params params;
+};
+
+static void free_inputs(ellm_gptq *g)
+{
+    for (int k = 0; k < N_INPUTS; k++) {
+        free(g->in[k].h);
+        free(g->in[k].u);
+        free(g->in[k].imp);
+        free(g->in[k].col_scale);
+        memset(&g->in[k], 0, sizeof g->in[k]);
+    }
+    g->layer = -1;
+}
+
+typedef struct accumulate {
+    float *h;
+    const float *x;
+    int32_t n_rows;
+    int64_t n;
+} accumulate;
+
+/* Lower triangle of H += x^T x; rows of H split across threads. */
+static void accumulate_rows(void *arg, int ith, int nth)
+{
+    const accumulate *a = arg;
+    for (int64_t i = ith; i < a->n; i += nth) {
+        float *hi = a->h + i * a->n;
+        for (int32_t r = 0; r < a->n_rows; r++) {
+            const float *xr = a->x + (size_t)r * (size_t)a->n;
+            float xi = xr[i];
+            if (xi == 0)
+                continue;
+            for (int64_t j = 0; j <= i; j++)
+                hi[j] += xi * xr[j];
+        }
+    }
+}
+
+static void observe_layer(void *user, int32_t layer, ellm_matrix_input which, const float *x,
+                          int32_t n_rows, int64_t n_cols)
+{
+    ellm_gptq *g = user;
+    if (layer != g->layer || (int)which >= N_INPUTS || g->failed)
+        return;
+    layer_input *in = &g->in[which];
+    if (!in->h) {
+        in->h = calloc((size_t)n_cols * (size_t)n_cols, sizeof *in->h);
+        in->n = n_cols;
+        if (!in->h) {
+            g->failed = true;
+            return;
+        }
+    }
+    if (in->n != n_cols) {
+        g->failed = true;
+        return;
+    }
+    accumulate a = {in->h, x, n_rows, n_cols};
+    ellm_threadpool_run(g->pool, accumulate_rows, &a);
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Runs the calibration tokens through the model, keeping the statistics of `layer` only. */
+static edgellm_status collect_layer(ellm_gptq *g, int32_t layer)
+{
+    free_inputs(g);
+    g->layer = layer;
+    g->failed = false;
+    double t0 = seconds_now();
+    edgellm_status st = EDGELLM_OK;
+    for (int32_t chunk = 0; st == EDGELLM_OK && chunk < g->n_chunks; chunk++) {
+        ellm_state_truncate(g->state, 0);
+        const edgellm_token *tok = g->ids + (size_t)chunk * (size_t)g->n_ctx;
+        for (int32_t done = 0; st == EDGELLM_OK && done < g->n_ctx; done += g->n_batch) {
+            int32_t n = g->n_ctx - done < g->n_batch ? g->n_ctx - done : g->n_batch;
+            st = ellm_forward(g->model, g->state, g->pool, tok + done, n, false, g->logits);
+            if (st == EDGELLM_OK && g->failed)
+                st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
+                               "no memory for layer %d's GPTQ statistics", layer);
+        }
+    }
+    for (int k = 0; st == EDGELLM_OK && k < N_INPUTS; k++) {
+        layer_input *in = &g->in[k];
+        for (int64_t i = 0; i < in->n; i++)
+            for (int64_t j = 0; j < i; j++)
+                in->h[j * in->n + i] = in->h[i * in->n + j];
+    }
+    if (st != EDGELLM_OK)
+        free_inputs(g);
+    else if (g->params.on_layer)
+        g->params.on_layer(g->params.user, layer, ellm_model_hparams(g->model)->n_layer,
+                           seconds_now() - t0);
+    return st;
+}
+
+edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids, int32_t n_ids,
+                                const ellm_gptq_params *p, ellm_gptq **out)
+{
+    *out = NULL;
+    if (p->n_ctx < 2)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the chunk size must be at least 2 tokens");
+    if (n_ids < p->n_ctx)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the calibration text has %d tokens, fewer than one chunk of %d; give "
+                         "more text or a smaller --ctx",
+                         n_ids, p->n_ctx);
+    ellm_gptq *g = calloc(1, sizeof *g);
+    if (!g)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    g->params = *p;
+    g->ids = ids;
+    g->n_ids = n_ids;
+    g->n_ctx = p->n_ctx;
+    g->n_chunks = n_ids / p->n_ctx;
+    if (p->n_chunks > 0 && p->n_chunks < g->n_chunks)
+        g->n_chunks = p->n_chunks;
+    g->n_batch = p->n_ctx < 512 ? p->n_ctx : 512;
+    g->layer = -1;
+    edgellm_status st = gguf_open(model_path, &g->file);
+    if (st == EDGELLM_OK)
+        st = ellm_model_create(g->file, &g->model);
+    if (st == EDGELLM_OK)
+        st = ellm_threadpool_create(p->n_threads, &g->pool);
+    const ellm_hparams *hp = g->model ? ellm_model_hparams(g->model) : NULL;
+    if (st == EDGELLM_OK) {
+        ellm_state_params sp = {.n_ctx = p->n_ctx, .n_batch = g->n_batch,
+                                .kv_type = EDGELLM_KV_F32,
+                                .n_threads = ellm_threadpool_size(g->pool)};
+        st = ellm_state_create(g->model, &sp, &g->state);
+    }
+    for (int32_t i = 0; st == EDGELLM_OK && i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= hp->n_vocab)
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "calibration token id %d at position %d is outside the vocabulary "
+                           "(0..%d)", ids[i], i, hp->n_vocab - 1);
+    if (st == EDGELLM_OK && !(g->logits = malloc((size_t)hp->n_vocab * sizeof *g->logits)))
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    if (st == EDGELLM_OK)
+        ellm_state_set_input_observer(g->state, observe_layer, g);
+    if (st != EDGELLM_OK) {
+        ellm_gptq_free(g);
+        return st;
+    }
+    *out = g;
+    return EDGELLM_OK;
+}
+
+/* The layer and input of "blk.N.<matrix>.weight"; false for other tensors. */
+static bool input_of(const char *tensor, int32_t *layer, int *which)
+{
+    static const struct {
+        const char *name;
+        int input;
+    } matrices[] = {
+        {"attn_q", ELLM_INPUT_ATTN},          {"attn_k", ELLM_INPUT_ATTN},
+        {"attn_v", ELLM_INPUT_ATTN},          {"attn_qkv", ELLM_INPUT_ATTN},
+        {"attn_output", ELLM_INPUT_ATTN_OUT}, {"ffn_gate", ELLM_INPUT_FFN},
+        {"ffn_up", ELLM_INPUT_FFN},           {"ffn_down", ELLM_INPUT_FFN_DOWN},
+    };
+    int il = -1, end = 0;
+    char matrix[32];
+    if (sscanf(tensor, "blk.%d.%31[a-z_].weight%n", &il, matrix, &end) != 2 || il < 0 ||
+        tensor[end] != '\0')
+        return false;
+    for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++)
+        if (!strcmp(matrix, matrices[i].name)) {
+            *layer = il;
+            *which = matrices[i].input;
+            return true;
+        }
+    return false;
+}
+
+bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, int64_t n_cols)
+{
+    int32_t layer;
+    int which;
+    return input_of(tensor, &layer, &which) && layer < ellm_model_hparams(g->model)->n_layer &&
+           ellm_gptq_supports(type, n_cols);
+}
+
+/* The inverse factor and importances of an input under the given column scale. */
+static edgellm_status prepare_input(ellm_gptq *g, layer_input *in, const float *col_scale)
+{
+    int64_t n = in->n;
+    bool same = in->u && ((!col_scale && !in->col_scale) ||
+                          (col_scale && in->col_scale &&
+                           !memcmp(col_scale, in->col_scale, (size_t)n * sizeof *col_scale)));
+    if (same)
+        return EDGELLM_OK;
+    free(in->col_scale);
+    in->col_scale = NULL;
+    if (!in->u)
+        in->u = malloc((size_t)n * (size_t)n * sizeof *in->u);
+    if (!in->imp)
+        in->imp = malloc((size_t)n * sizeof *in->imp);
+    if (col_scale && (in->col_scale = malloc((size_t)n * sizeof *col_scale)))
+        memcpy(in->col_scale, col_scale, (size_t)n * sizeof *col_scale);
+    const float *h = in->h;
+    float *scaled = NULL;
+    if (col_scale) {
+        scaled = malloc((size_t)n * (size_t)n * sizeof *scaled);
+        for (int64_t i = 0; scaled && i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                scaled[i * n + j] = in->h[i * n + j] / (col_scale[i] * col_scale[j]);
+        h = scaled;
+    }
+    edgellm_status st = EDGELLM_OK;
+    if (!in->u || !in->imp || (col_scale && (!scaled || !in->col_scale)))
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the inverse Hessian");
+    else
+        st = factor_of(g->pool, h, n, ELLM_GPTQ_DAMP, in->u);
+    for (int64_t j = 0; st == EDGELLM_OK && j < n; j++)
+        in->imp[j] = h[j * n + j] + 1e-30f;
+    free(scaled);
+    if (st != EDGELLM_OK) {
+        free(in->u);
+        in->u = NULL;
+    }
+    return st;
+}
+
+edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type,
+                                         float *w, int64_t n_rows, int64_t n_cols,
+                                         const float *col_scale, void *dst)
+{
+    int32_t layer;
+    int which;
+    if (!ellm_gptq_covers(g, tensor, type, n_cols) || !input_of(tensor, &layer, &which))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GPTQ does not cover '%s' as %s", tensor,
+                         ellm_type_name(type));
+    edgellm_status st = layer == g->layer ? EDGELLM_OK : collect_layer(g, layer);
+    if (st != EDGELLM_OK)
+        return st;
+    layer_input *in = &g->in[which];
+    if (!in->h || in->n != n_cols)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "'%s' has %lld input columns but the model's forward pass gives it %lld",
+                         tensor, (long long)n_cols, (long long)in->n);
+    st = prepare_input(g, in, col_scale);
+    if (st == EDGELLM_OK)
+        st = quantize_with_factor(g->pool, type, w, n_rows, n_cols, in->u, in->imp, true, dst);
+    return st;
+}
+
+void ellm_gptq_free(ellm_gptq *g)
+{
+    if (!g)
+        return;
+    free_inputs(g);
+    free(g->logits);
+    ellm_state_free(g->state);
+    ellm_threadpool_free(g->pool);
+    ellm_model_free(g->model);
+    gguf_close(g->file);
+    free(g);
+}

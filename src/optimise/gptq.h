@@ -1,0 +1,66 @@
+/* GPTQ: a matrix is rounded one input column at a time, and each column's rounding error is
+ * pushed onto the columns not yet rounded through the inverse of H = X^T X (X the calibration
+ * activations the matrix multiplies), so the layer's output X W^T changes as little as the
+ * remaining columns can make up for. With U the upper Cholesky factor of H^-1 (H^-1 = U^T U),
+ * rounding column i with error e_i updates w_j -= (e_i / U_ii) U_ij for j > i.
+ *
+ * The block scales are chosen per quantization block as the columns reach it (from the values
+ * already corrected by the earlier columns' errors, importance-weighted by diag H where the format
+ * has a weighted search), then every column of the block is rounded on that block's grid with
+ * feedback (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K). Other block formats fix their
+ * codes when the block starts and feed the block's errors forward column by column.
+ *
+ * H is never stored for the whole model: ellm_gptq recomputes one layer's H (the four inputs
+ * q/k/v, attn_output, gate/up, down) by running the model over the calibration tokens when a
+ * matrix of that layer is first asked for, and keeps only that layer's. */
+#ifndef EDGELLM_OPTIMISE_GPTQ_H
+#define EDGELLM_OPTIMISE_GPTQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/tensor_types.h"
+#include "core/threadpool.h"
+#include "edgellm.h"
+
+/* The relative damping GPTQ adds to H's diagonal (times its mean) before inverting. */
+#define ELLM_GPTQ_DAMP 0.01f
+
+/* Quantizes the n_rows x n_cols matrix w (row-major floats; changed in place by the feedback) to
+ * `type` rows in dst, given h = X^T X (n_cols x n_cols, row-major, symmetric; scale free).
+ * feedback false rounds every block on its own (the same blocks without error propagation: the
+ * baseline the tests compare against). Fails when n_cols does not split into the type's blocks. */
+edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *w, int64_t n_rows,
+                                  int64_t n_cols, const float *h, float damp, bool feedback,
+                                  void *dst);
+/* Whether ellm_gptq_quantize handles the type with n_cols-wide rows. */
+bool ellm_gptq_supports(ellm_type type, int64_t n_cols);
+
+typedef struct ellm_gptq ellm_gptq;
+
+typedef struct ellm_gptq_params {
+    int32_t n_ctx;     /* tokens per chunk; each chunk starts from an empty cache */
+    int32_t n_chunks;  /* 0: every whole chunk of the calibration tokens */
+    int32_t n_threads; /* 0: one per CPU */
+    /* Called when a layer's statistics are computed (layer, total layers, seconds); may be NULL. */
+    void (*on_layer)(void *user, int32_t layer, int32_t n_layer, double seconds);
+    void *user;
+} ellm_gptq_params;
+
+/* Opens the model at model_path (the unquantized weights the activations come from) for GPTQ
+ * over the calibration token ids (kept by reference: they must outlive the handle). Fails with a
+ * clear message when the ids do not fill one chunk or lie outside the vocabulary. */
+edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids, int32_t n_ids,
+                                const ellm_gptq_params *params, ellm_gptq **out);
+/* Whether GPTQ applies to this weight of the model quantized to type: a layer matrix of a known
+ * input whose rows split into the type's blocks. */
+bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, int64_t n_cols);
+/* Quantizes covered matrix `tensor` (n_rows x n_cols floats in w, changed in place) to dst.
+ * col_scale (may be NULL): the factor each column was multiplied by before (an AWQ fold, whose
+ * input is divided by it), so H becomes diag(1/s) H diag(1/s). */
+edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type,
+                                         float *w, int64_t n_rows, int64_t n_cols,
+                                         const float *col_scale, void *dst);
+void ellm_gptq_free(ellm_gptq *g);
+
+#endif
