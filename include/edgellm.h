@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgellm_version.h" /* EDGELLM_VERSION_*, generated from the project's version */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
