@@ -57,6 +57,10 @@ add_custom_command(OUTPUT ${EDGELLM_STATIC_ARCHIVE}
   COMMAND_EXPAND_LISTS
   COMMENT "Linking C static library lib/libedgellm.a (one object, internal symbols local)")
 add_custom_target(edgellm_static ALL DEPENDS ${EDGELLM_STATIC_ARCHIVE})
+# The object files above are other targets' outputs: those targets build first.
+foreach(module IN LISTS EDGELLM_LIBRARY_MODULES)
+  add_dependencies(edgellm_static edgellm_${module})
+endforeach()
 
 # ---- install: header, both libraries, pkg-config files, CMake package ----------------------
 install(TARGETS edgellm_shared

@@ -79,8 +79,10 @@ int main(int argc, char **argv)
         errno = 0;
         max_tokens = strtol(argv[2], &end, 10);
         if (errno || *end || end == argv[2] || max_tokens < 1 || max_tokens > 1000000) {
-            fprintf(stderr, "chat: MAX_TOKENS_PER_REPLY must be a number from 1 to 1000000, "
-                            "not '%s'\n", argv[2]);
+            fprintf(stderr,
+                    "chat: MAX_TOKENS_PER_REPLY must be a number from 1 to 1000000, "
+                    "not '%s'\n",
+                    argv[2]);
             return 2;
         }
     }
