@@ -41,7 +41,6 @@ target_include_directories(edgellm_shared INTERFACE
 if(NOT EDGELLM_SANITIZE)
   target_link_options(edgellm_shared PRIVATE -Wl,--no-undefined)
 endif()
-add_library(edgellm::edgellm ALIAS edgellm_shared)
 
 set(EDGELLM_STATIC_ARCHIVE ${EDGELLM_LIBRARY_DIR}/libedgellm.a)
 set(edgellm_relocatable ${CMAKE_CURRENT_BINARY_DIR}/CMakeFiles/edgellm_static.dir/edgellm.o)
