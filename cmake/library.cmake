@@ -56,8 +56,9 @@ add_custom_command(OUTPUT ${EDGELLM_STATIC_ARCHIVE}
   COMMAND_EXPAND_LISTS
   COMMENT "Linking C static library lib/libedgellm.a (one object, internal symbols local)")
 add_custom_target(edgellm_static ALL DEPENDS ${EDGELLM_STATIC_ARCHIVE})
-# The object files above are other targets' outputs: those targets build first.
+# The object files of both are other targets' outputs: those targets build first.
 foreach(module IN LISTS EDGELLM_LIBRARY_MODULES)
+  add_dependencies(edgellm_shared edgellm_${module})
   add_dependencies(edgellm_static edgellm_${module})
 endforeach()
 
