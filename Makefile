@@ -55,3 +55,14 @@ demo: deps build
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(ARM_BUILD_DIR) $(WEB_BUILD_DIR) web/dist
+
+# The tests that need no network: `net` labels the ones that install npm packages.
+.PHONY: test-offline install
+test-offline: deps build
+	cd $(BUILD_DIR) && ctest $(CTEST_FLAGS) -j $(JOBS) -LE net
+
+# libedgellm (shared and static), edgellm.h, pkg-config and CMake package files, and the command,
+# under PREFIX (docs/embedding.md).
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)

@@ -13,6 +13,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgellm_version.h" /* EDGELLM_VERSION_*, generated from the project's version */
+
+/* Marks the functions libedgellm exports. The library is built with hidden visibility, so a
+ * function declared here without it is missing from libedgellm.so and libedgellm.a
+ * (tests/library_symbols.sh checks both against this header). */
+#ifndef EDGELLM_API
+#if defined(__GNUC__) || defined(__clang__)
+#define EDGELLM_API __attribute__((visibility("default")))
+#else
+#define EDGELLM_API
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -40,11 +53,15 @@ typedef struct edgellm_sampler edgellm_sampler;
 
 /* ---- Library ---------------------------------------------------------------------------- */
 
+EDGELLM_API
 const char *edgellm_version(void);
 /* The message of the last failure on the calling thread ("" if none). Valid until the next call. */
+EDGELLM_API
 const char *edgellm_last_error(void);
+EDGELLM_API
 const char *edgellm_status_name(edgellm_status status);
 /* Name of the kernel set chosen for this CPU at run time (e.g. "avx2", "neon", "scalar"). */
+EDGELLM_API
 const char *edgellm_kernel_set(void);
 /* Uses the named kernel set ("avx512", "avx2", "neon-dotprod", "neon", "wasm-simd", "scalar")
  * for every kernel from then on: matrix products, prefill tiles, activation quantizers and
@@ -69,14 +86,18 @@ typedef struct edgellm_model_params {
     int vocab_only;
 } edgellm_model_params;
 
+EDGELLM_API
 edgellm_model_params edgellm_model_default_params(void);
 
 /* Memory-maps a GGUF file read-only and validates it. params may be NULL for defaults. */
+EDGELLM_API
 edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *params,
                                   edgellm_model **out_model);
+EDGELLM_API
 void edgellm_model_free(edgellm_model *model);
 /* The same from a GGUF file already in memory (e.g. a browser download): data must stay valid and
  * unchanged until edgellm_model_free, which does not free it. */
+EDGELLM_API
 edgellm_status edgellm_model_load_from_memory(const void *data, size_t size,
                                               const edgellm_model_params *params,
                                               edgellm_model **out_model);
@@ -103,6 +124,7 @@ typedef struct edgellm_model_info {
     uint64_t file_bytes;
 } edgellm_model_info;
 
+EDGELLM_API
 edgellm_status edgellm_model_get_info(const edgellm_model *model, edgellm_model_info *out_info);
 
 /* Q8_0: blocks of 32 values with one F16 scale (8.5 bits a value, about half of F16); needs
@@ -121,13 +143,16 @@ typedef struct edgellm_memory_estimate {
 } edgellm_memory_estimate;
 
 /* Memory a context of n_ctx tokens would need (n_ctx <= 0: the model's training context). */
+EDGELLM_API
 edgellm_status edgellm_model_estimate_memory(const edgellm_model *model, int32_t n_ctx,
                                              edgellm_kv_type kv_type, int32_t n_batch,
                                              edgellm_memory_estimate *out);
 
 /* Metadata access: number of key/value pairs and a printable rendering of one of them. */
+EDGELLM_API
 int64_t edgellm_model_meta_count(const edgellm_model *model);
 /* Writes "key" and a human-readable value (long arrays abbreviated) into the buffers. */
+EDGELLM_API
 edgellm_status edgellm_model_meta_at(const edgellm_model *model, int64_t index, char *key_buf,
                                      size_t key_cap, char *value_buf, size_t value_cap);
 
@@ -143,20 +168,28 @@ typedef struct edgellm_tensor_desc {
  * Always stores its length (without the NUL) in *len; EDGELLM_ERR_BUFFER_TOO_SMALL when cap is
  * not more than that (buf may be NULL with cap 0 to ask), EDGELLM_ERR_NOT_FOUND when the key is
  * absent, EDGELLM_ERR_FORMAT when its value is not a string. */
+EDGELLM_API
 edgellm_status edgellm_model_meta_string(const edgellm_model *model, const char *key, char *buf,
                                          size_t cap, size_t *len);
 
+EDGELLM_API
 int64_t edgellm_model_tensor_count(const edgellm_model *model);
+EDGELLM_API
 edgellm_status edgellm_model_tensor_at(const edgellm_model *model, int64_t index,
                                        edgellm_tensor_desc *out);
 
 /* ---- Tokenizer -------------------------------------------------------------------------- */
 
+EDGELLM_API
 int32_t edgellm_n_vocab(const edgellm_model *model);
+EDGELLM_API
 edgellm_token edgellm_token_bos(const edgellm_model *model); /* -1 if none */
+EDGELLM_API
 edgellm_token edgellm_token_eos(const edgellm_model *model); /* -1 if none */
+EDGELLM_API
 int edgellm_add_bos_default(const edgellm_model *model);     /* tokenizer.ggml.add_bos_token */
 /* Whether a token ends generation (EOS, end-of-turn). */
+EDGELLM_API
 int edgellm_token_is_eog(const edgellm_model *model, edgellm_token token);
 
 typedef enum edgellm_tokenize_flags {
@@ -168,6 +201,7 @@ typedef enum edgellm_tokenize_flags {
  * Tokenizes text (len bytes, need not be NUL-terminated). Writes at most max_tokens ids and always
  * stores the number needed in *n_tokens; returns EDGELLM_ERR_BUFFER_TOO_SMALL when it did not fit.
  */
+EDGELLM_API
 edgellm_status edgellm_tokenize(const edgellm_model *model, const char *text, size_t len,
                                 int flags, edgellm_token *tokens, int32_t max_tokens,
                                 int32_t *n_tokens);
@@ -178,17 +212,20 @@ edgellm_status edgellm_tokenize(const edgellm_model *model, const char *text, si
  * The bytes may be an incomplete UTF-8 sequence; use edgellm_detokenize or the generate callback
  * for text that is always whole characters.
  */
+EDGELLM_API
 edgellm_status edgellm_token_to_piece(const edgellm_model *model, edgellm_token token, char *buf,
                                       size_t cap, size_t *len);
 
 /* The token's text as the vocabulary stores it, control tokens included ("<s>", "<|eot_id|>"):
  * what a chat template writes for bos_token / eos_token. NUL-terminated in buf when it fits;
  * same size contract as edgellm_token_to_piece. */
+EDGELLM_API
 edgellm_status edgellm_token_text(const edgellm_model *model, edgellm_token token, char *buf,
                                   size_t cap, size_t *len);
 
 /* Text of a token sequence. The SentencePiece dummy-prefix space of the first token is removed
  * when remove_leading_space is set. Output is NUL-terminated when it fits. */
+EDGELLM_API
 edgellm_status edgellm_detokenize(const edgellm_model *model, const edgellm_token *tokens,
                                   int32_t n_tokens, int remove_leading_space, char *buf,
                                   size_t cap, size_t *len);
@@ -202,22 +239,31 @@ typedef struct edgellm_context_params {
     edgellm_kv_type kv_type;
 } edgellm_context_params;
 
+EDGELLM_API
 edgellm_context_params edgellm_context_default_params(void);
 
+EDGELLM_API
 edgellm_status edgellm_context_create(edgellm_model *model, const edgellm_context_params *params,
                                       edgellm_context **out_ctx);
+EDGELLM_API
 void edgellm_context_free(edgellm_context *ctx);
 
+EDGELLM_API
 int32_t edgellm_context_n_ctx(const edgellm_context *ctx);
 /* Most tokens one edgellm_eval with all_logits may take (the resolved n_batch). */
+EDGELLM_API
 int32_t edgellm_context_n_batch(const edgellm_context *ctx);
 /* Number of tokens currently held in the KV cache. */
+EDGELLM_API
 int32_t edgellm_context_n_past(const edgellm_context *ctx);
 /* The token ids held in the KV cache, in order (*n_tokens of them; valid until the next call
  * that changes the context). Lets callers find a prefix they can reuse. */
+EDGELLM_API
 const edgellm_token *edgellm_context_tokens(const edgellm_context *ctx, int32_t *n_tokens);
+EDGELLM_API
 const edgellm_model *edgellm_context_model(const edgellm_context *ctx);
 /* Forget cached tokens after the first n_keep (0 clears the cache), e.g. to reuse a shared prefix. */
+EDGELLM_API
 edgellm_status edgellm_context_truncate(edgellm_context *ctx, int32_t n_keep);
 
 /*
@@ -228,6 +274,7 @@ edgellm_status edgellm_context_truncate(edgellm_context *ctx, int32_t n_keep);
  * when the model computes NaN or infinite logits: its weights or hyper-parameters are broken.
  * edgellm_eval_batch and edgellm_embed fail the same way.
  */
+EDGELLM_API
 edgellm_status edgellm_eval(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
                             int all_logits);
 
@@ -241,8 +288,10 @@ edgellm_status edgellm_eval(edgellm_context *ctx, const edgellm_token *tokens, i
  */
 typedef struct edgellm_batch edgellm_batch;
 
+EDGELLM_API
 edgellm_status edgellm_batch_create(edgellm_model *model, const edgellm_context_params *params,
                                     edgellm_batch **out_batch);
+EDGELLM_API
 void edgellm_batch_free(edgellm_batch *batch);
 
 /*
@@ -251,6 +300,7 @@ void edgellm_batch_free(edgellm_batch *batch);
  * batch's n_batch, no context may be longer than its n_ctx, and a context appears at most once.
  * On failure no context changes. One pass at a time per batch.
  */
+EDGELLM_API
 edgellm_status edgellm_eval_batch(edgellm_batch *batch, edgellm_context *const *ctxs,
                                   const edgellm_token *const *tokens, const int32_t *n_tokens,
                                   int32_t n_ctxs);
@@ -258,11 +308,13 @@ edgellm_status edgellm_eval_batch(edgellm_batch *batch, edgellm_context *const *
 /* While on, edgellm_eval_batch keeps this context's logits for every token it is given in a pass
  * (edgellm_get_logits(ctx, i) for the i-th of them), not only the last: scoring a whole prompt,
  * e.g. for its per-token log-probabilities, in the same pass as other contexts' tokens. */
+EDGELLM_API
 edgellm_status edgellm_context_set_batch_all_logits(edgellm_context *ctx, int on);
 
 /* dst's cache becomes a copy of src's (tokens, KV rows and src's last logits), so several
  * sequences continuing one prompt evaluate it once. Both contexts are of one model and KV type;
  * dst's n_ctx must hold src's tokens. */
+EDGELLM_API
 edgellm_status edgellm_context_copy_cache(edgellm_context *dst, const edgellm_context *src);
 
 /*
@@ -270,6 +322,7 @@ edgellm_status edgellm_context_copy_cache(edgellm_context *dst, const edgellm_co
  * and L2-normalised, written to out (out_dim must be the model's n_embd). Uses the context's
  * cache from position 0 (what was cached is forgotten; the tokens stay cached after).
  */
+EDGELLM_API
 edgellm_status edgellm_embed(edgellm_context *ctx, const edgellm_token *tokens, int32_t n_tokens,
                              float *out, int32_t out_dim);
 
@@ -293,12 +346,15 @@ typedef struct edgellm_profile {
 
 /* Switches per-operation timing of this context's forward passes on (counting from zero) or off.
  * On, every operation reads the clock twice; off, passes run exactly as without profiling. */
+EDGELLM_API
 edgellm_status edgellm_context_set_profiling(edgellm_context *ctx, int on);
 /* The times recorded since profiling was switched on (fails if it is off). */
+EDGELLM_API
 edgellm_status edgellm_context_get_profile(const edgellm_context *ctx, edgellm_profile *out);
 
 /* Logits (n_vocab floats) of position i of the last eval; i = -1 means the last position.
  * NULL if that position's logits were not kept. */
+EDGELLM_API
 const float *edgellm_get_logits(const edgellm_context *ctx, int32_t i);
 
 /* ---- Sampling --------------------------------------------------------------------------- */
@@ -315,18 +371,24 @@ typedef struct edgellm_sampler_params {
     uint64_t seed;            /* same seed + same inputs = same output */
 } edgellm_sampler_params;
 
+EDGELLM_API
 edgellm_sampler_params edgellm_sampler_default_params(void);
 
+EDGELLM_API
 edgellm_status edgellm_sampler_create(const edgellm_sampler_params *params, int32_t n_vocab,
                                       edgellm_sampler **out_sampler);
+EDGELLM_API
 void edgellm_sampler_free(edgellm_sampler *sampler);
 /* Forget the token history (the penalties' window) and reseed. */
+EDGELLM_API
 void edgellm_sampler_reset(edgellm_sampler *sampler);
 /* Records a token in the history the penalties look at (prompt tokens included). */
+EDGELLM_API
 void edgellm_sampler_accept(edgellm_sampler *sampler, edgellm_token token);
 /* Picks the next token from logits (not modified). A NaN logit counts as -inf (never picked);
  * tokens at +inf share all the probability. -1 when no token can be picked: every logit is NaN
  * or -inf after the penalties (or sampler or logits is NULL). */
+EDGELLM_API
 edgellm_token edgellm_sampler_sample(edgellm_sampler *sampler, const float *logits);
 
 /* ---- Constrained decoding -------------------------------------------------------------- */
@@ -347,30 +409,39 @@ typedef struct edgellm_grammar edgellm_grammar;
 /* Compiles len bytes of grammar text, starting from rule root (NULL: "root"). Fails with
  * EDGELLM_ERR_INVALID_ARGUMENT and a message naming the line and the problem for a malformed,
  * left-recursive or never-completing grammar, or one no token of the vocabulary can begin. */
+EDGELLM_API
 edgellm_status edgellm_grammar_compile(const edgellm_model *model, const char *text, size_t len,
                                        const char *root, edgellm_grammar **out_grammar);
+EDGELLM_API
 void edgellm_grammar_free(edgellm_grammar *grammar);
 
 /* The matching state of one output: what a caller running its own decoding loop needs. One per
  * generation, used by one thread at a time; the grammar must outlive it. */
 typedef struct edgellm_grammar_state edgellm_grammar_state;
 
+EDGELLM_API
 edgellm_status edgellm_grammar_state_create(const edgellm_grammar *grammar,
                                             edgellm_grammar_state **out_state);
+EDGELLM_API
 void edgellm_grammar_state_free(edgellm_grammar_state *state);
 /* Back to the start of the output. */
+EDGELLM_API
 void edgellm_grammar_state_reset(edgellm_grammar_state *state);
 /* Sets the logits (n_vocab of them) of every token that cannot continue the output to
  * -INFINITY; end-of-generation tokens stay only where the output is complete. *n_allowed (may
  * be NULL) gets the number left; 0 means nothing can continue. EDGELLM_ERR_UNSUPPORTED when
  * the grammar is too ambiguous to follow (too many parse stacks at once). */
+EDGELLM_API
 edgellm_status edgellm_grammar_state_mask(edgellm_grammar_state *state, float *logits,
                                           int32_t *n_allowed);
 /* Appends a token's text to the output; EDGELLM_ERR_INVALID_ARGUMENT (state unchanged) when the
  * grammar does not allow it there. */
+EDGELLM_API
 edgellm_status edgellm_grammar_state_accept(edgellm_grammar_state *state, edgellm_token token);
 /* 1 when the output so far is complete; must_end: and nothing may follow it. */
+EDGELLM_API
 int edgellm_grammar_state_can_end(const edgellm_grammar_state *state);
+EDGELLM_API
 int edgellm_grammar_state_must_end(const edgellm_grammar_state *state);
 
 /* ---- Generation ------------------------------------------------------------------------- */
@@ -433,6 +504,7 @@ typedef struct edgellm_generate_params {
     const struct edgellm_grammar *grammar;
 } edgellm_generate_params;
 
+EDGELLM_API
 edgellm_generate_params edgellm_generate_default_params(void);
 
 typedef struct edgellm_generate_result {
@@ -458,18 +530,24 @@ typedef struct edgellm_generate_result {
  */
 typedef struct edgellm_text_stream edgellm_text_stream;
 
+EDGELLM_API
 edgellm_status edgellm_text_stream_create(const edgellm_model *model,
                                           const char *const *stop_strings, int32_t n_stop_strings,
                                           edgellm_text_stream **out_stream);
+EDGELLM_API
 void edgellm_text_stream_free(edgellm_text_stream *stream);
+EDGELLM_API
 edgellm_status edgellm_text_stream_push(edgellm_text_stream *stream, edgellm_token token,
                                         const char **text, size_t *len, int *stopped);
 /* Generation ended: returns whatever was held back (nothing after a stop string). */
+EDGELLM_API
 edgellm_status edgellm_text_stream_finish(edgellm_text_stream *stream, const char **text,
                                           size_t *len);
+EDGELLM_API
 int edgellm_text_stream_stopped(const edgellm_text_stream *stream);
 
 /* Tokenizes prompt, evaluates it and generates, streaming through on_token. */
+EDGELLM_API
 edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
                                 const edgellm_generate_params *params,
                                 edgellm_generate_result *out_result);
@@ -477,9 +555,11 @@ edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
 /* Whether draft can propose tokens for target (edgellm_generate_params.draft): the same
  * vocabulary size, token texts, BOS/EOS and end-of-generation tokens. Fails with
  * EDGELLM_ERR_INVALID_ARGUMENT naming the first difference. */
+EDGELLM_API
 edgellm_status edgellm_model_check_draft(const edgellm_model *target, const edgellm_model *draft);
 
 /* Same, from token ids (no tokenization, add_bos/parse_special ignored). */
+EDGELLM_API
 edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,
                                        int32_t n_prompt, const edgellm_generate_params *params,
                                        edgellm_generate_result *out_result);

@@ -16,8 +16,6 @@
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 
-#define EDGELLM_VERSION_STRING "0.1.0"
-
 struct edgellm_model {
     gguf_file *file;
     ellm_model *model; /* NULL when loaded vocabulary-only */

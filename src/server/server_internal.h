@@ -12,7 +12,7 @@
 
 #define SRV_MAX_TOP_LOGPROBS 20
 #define SRV_MAX_CHOICES 8 /* n: choices one request may ask for */
-#define EDGELLM_SERVER_VERSION "0.1.0"
+#define EDGELLM_SERVER_VERSION EDGELLM_VERSION_STRING
 
 typedef enum srv_finish {
     SRV_FINISH_NONE = 0,

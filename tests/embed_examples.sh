@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# libedgellm as an application gets it: `cmake --install` into a temporary prefix, then the
+# examples (examples/) built against the installed files both ways an application builds them,
+# pkg-config with cc and a CMake project with find_package(edgellm), each linking the shared
+# library and the static archive. All of them must print what `edgellm run --temp 0` prints.
+# An application defining functions named like the library's internal ones must link and run
+# with both libraries (tests/helpers/symbol_clash.c).
+# Environment: EDGELLM, SHARED, TEST_TMP, SOURCE_DIR, BUILD_DIR (edgellm_sh_test), CC, LIBDIR
+# (relative to the prefix), SONAME, EXAMPLE_CFLAGS (the sanitizer flags of a sanitizer build).
+set -euo pipefail
+work=$TEST_TMP/embed_examples
+rm -rf "$work"
+mkdir -p "$work"
+model=$SHARED/models/aidreams260K-f32.gguf
+prefix=$work/prefix
+libdir=$prefix/$LIBDIR
+read -r -a extra_cflags <<<"${EXAMPLE_CFLAGS:-}"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+cmake --install "$BUILD_DIR" --prefix "$prefix" >"$work/install.log" 2>&1 ||
+    { cat "$work/install.log" >&2; fail "cmake --install failed"; }
+for f in include/edgellm.h include/edgellm_version.h "$LIBDIR/libedgellm.a" "$LIBDIR/libedgellm.so" \
+         "$LIBDIR/$SONAME" "$LIBDIR/pkgconfig/edgellm.pc" "$LIBDIR/pkgconfig/edgellm-static.pc" \
+         "$LIBDIR/cmake/edgellm/edgellmConfig.cmake" "$LIBDIR/cmake/edgellm/edgellmConfigVersion.cmake"; do
+    [[ -e $prefix/$f ]] || fail "cmake --install did not install $f"
+done
+
+# The references: the command's own greedy output.
+stream_prompt="Once upon a time"
+"$EDGELLM" run -m "$model" -p "$stream_prompt" -n 40 --temp 0 >"$work/stream.expected" 2>/dev/null
+chat_turns=("I dreamed" "The machine" "/reset" "Hello")
+for turn in "${chat_turns[0]}" "${chat_turns[3]}"; do
+    "$EDGELLM" run -m "$model" -p "User: $turn"$'\n'"Assistant:" -n 24 --stop $'\n' --temp 0 2>/dev/null
+done >"$work/chat.expected"
+printf '%s\n' "${chat_turns[@]}" >"$work/chat.in"
+
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+for kind in shared static; do
+    pc=edgellm
+    [[ $kind == static ]] && pc=edgellm-static
+    out=$work/pkgconfig-$kind
+    mkdir -p "$out"
+    pc_out=$(pkg-config --cflags --libs "$pc") || fail "pkg-config does not know $pc"
+    read -r -a pc_flags <<<"$pc_out"
+    for program in "$SOURCE_DIR/examples/stream.c" "$SOURCE_DIR/examples/chat.c" \
+                   "$SOURCE_DIR/tests/helpers/symbol_clash.c"; do
+        name=$(basename "$program" .c)
+        "$CC" -std=c11 -Wall -Wextra -Werror "${extra_cflags[@]}" "$program" "${pc_flags[@]}" \
+            -Wl,-rpath,"$libdir" -o "$out/$name" 2>"$out/$name.log" ||
+            { cat "$out/$name.log" >&2; fail "$name does not build with pkg-config $pc"; }
+    done
+    out=$work/cmake-$kind
+    use_static=OFF
+    [[ $kind == static ]] && use_static=ON
+    { cmake -S "$SOURCE_DIR/examples" -B "$out" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER="$CC" \
+          -DCMAKE_C_FLAGS="-Werror ${EXAMPLE_CFLAGS:-}" -DCMAKE_PREFIX_PATH="$prefix" \
+          -DEDGELLM_USE_STATIC_LIBS=$use_static && cmake --build "$out"; } >"$out.log" 2>&1 ||
+        { cat "$out.log" >&2; fail "the examples' CMake project does not build ($kind)"; }
+done
+
+for build in pkgconfig-shared pkgconfig-static cmake-shared cmake-static; do
+    dir=$work/$build
+    needs=$(readelf -d "$dir/stream" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+    if [[ $build == *-shared ]]; then
+        grep -qx "$SONAME" <<<"$needs" || fail "$build/stream does not load $SONAME (needs: $needs)"
+    else
+        ! grep -q libedgellm <<<"$needs" || fail "$build/stream loads libedgellm although linked statically"
+    fi
+    "$dir/stream" "$model" "$stream_prompt" 40 >"$dir/stream.out" 2>"$dir/stream.err" ||
+        { cat "$dir/stream.err" >&2; fail "$build/stream failed"; }
+    cmp -s "$work/stream.expected" "$dir/stream.out" ||
+        { diff "$work/stream.expected" "$dir/stream.out" >&2 || true; fail "$build/stream differs from edgellm run"; }
+    "$dir/chat" "$model" 24 <"$work/chat.in" >"$dir/chat.out" 2>"$dir/chat.err" ||
+        { cat "$dir/chat.err" >&2; fail "$build/chat failed"; }
+    [[ $(wc -l <"$dir/chat.out") -eq 3 ]] || fail "$build/chat printed $(wc -l <"$dir/chat.out") lines for 3 turns"
+    # Turns 1 and 3 (after /reset) start from an empty context: exactly edgellm run's replies.
+    sed -n '1p;3p' "$dir/chat.out" | cmp -s "$work/chat.expected" - ||
+        { sed -n '1p;3p' "$dir/chat.out" | diff "$work/chat.expected" - >&2 || true; fail "$build/chat differs from edgellm run"; }
+    # Turn 2 continues turn 1's context: whatever it says, every build says the same.
+    cmp -s "$work/pkgconfig-shared/chat.out" "$dir/chat.out" || fail "$build/chat differs from pkgconfig-shared/chat"
+done
+
+for kind in shared static; do
+    clash=$work/pkgconfig-$kind/symbol_clash
+    result=$("$clash" "$model" 2>&1) || fail "$result ($kind)"
+    [[ $result == "ok 512" ]] || fail "symbol_clash ($kind) printed '$result', expected 'ok 512'"
+done
+echo "ok: installed libedgellm; stream and chat built 4 ways print edgellm run's output"
