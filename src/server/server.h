@@ -33,6 +33,10 @@ typedef struct ellm_server_config {
     const char *draft_path;    /* NULL = none */
     int lookup_ngram;          /* 0 = off */
     int draft_max, draft_min;  /* proposals per pass: most, and fewest worth checking */
+    /* `serve --web`: "/" is the chat page that runs a model in the browser, and this folder's
+     * files (the browser build, make web) are served under /dist/; NULL = the page at "/" chats
+     * through this server's API. */
+    const char *web_root;
 } ellm_server_config;
 
 /* Loads the model, serves until SIGINT/SIGTERM, drains, and returns a process exit code. Errors
