@@ -266,6 +266,7 @@ if (conversations.length) { current = conversations[0]; renderList(); renderMess
 if (serverMode) {
   for (const el of document.querySelectorAll(".browser-only")) el.hidden = true;
   for (const el of document.querySelectorAll(".server-only")) el.hidden = false;
+  $("subtitle").textContent = "on this server";
   $("loader").hidden = true;
   $("chat").hidden = false;
   connectServer();

@@ -26,16 +26,26 @@ const modelRequests = (log) => fs.readFileSync(log, "utf8").split("\n")
   .filter((l) => l.includes(`GET ${MODEL_PATH} `))
   .map((l) => ({ status: Number(/" (\d{3})/.exec(l)?.[1]), range: /range=(\S+)/.exec(l)?.[1] ?? null }));
 
+// The model's context is short (128 tokens): each answer in a new conversation.
 async function chat(page, text) {
+  await page.click("#new-chat");
   await page.type("#input", text);
   await page.click("#send");
-  await page.waitForFunction(() => /tokens\/s/.test(document.querySelector(".msg.assistant:last-child .stats")?.textContent || ""),
+  await page.waitForFunction(() => /tokens\/s|Error/.test(document.querySelector(".msg.assistant:last-child .stats")?.textContent || ""),
     { timeout: 60000 });
   const answer = await page.$eval(".msg.assistant:last-child", (e) => ({
     text: e.querySelector(".body").textContent, stats: e.querySelector(".stats").textContent }));
   assert.ok(answer.text.length > 0, "the answer has text");
   assert.match(answer.stats, /^\d+ tokens · [\d.]+ tokens\/s · first token after \d+ ms/, answer.stats);
   return answer;
+}
+
+// Waits until the page has loaded its model, or says why it could not.
+async function modelLoaded(page) {
+  await page.waitForFunction(() => !document.querySelector("#chat").hidden ||
+    /Could not load/.test(document.querySelector("#status").textContent), { timeout: 60000 });
+  const status = await page.$eval("#status", (e) => e.textContent);
+  assert.doesNotMatch(status, /Could not load/);
 }
 
 const browser = await puppeteer.launch({
@@ -60,7 +70,7 @@ try {
     });
     await check(`${label}: loading again continues with a range request, with progress`, async () => {
       await page.click("#load-url");
-      await page.waitForSelector("#chat:not([hidden])", { timeout: 60000 });
+      await modelLoaded(page);
       assert.equal(await page.$eval("#progress", (e) => e.value), 1, "the progress bar reached the end");
       const requests = modelRequests(log);
       assert.equal(requests.length, 2, JSON.stringify(requests));
@@ -88,7 +98,7 @@ try {
       await page.evaluate((fn) => new MutationObserver(() => window[fn](document.querySelector("#status").textContent))
         .observe(document.querySelector("#status"), { childList: true, characterData: true, subtree: true }), `sawStatus_${label}`);
       await page.click("#load-url");
-      await page.waitForSelector("#chat:not([hidden])", { timeout: 60000 });
+      await modelLoaded(page);
       assert.equal(modelRequests(log).length, before, "no request for the model");
       assert.ok(phases.some((t) => /^Reading from the cache/.test(t)), JSON.stringify(phases));
       assert.ok(!phases.some((t) => /^Downloading/.test(t)), JSON.stringify(phases));
@@ -171,7 +181,7 @@ try {
     assert.equal(await page.evaluate(() => globalThis.crossOriginIsolated), true, "COOP/COEP make it isolated");
     const picker = await page.$("#model-file");
     await picker.uploadFile(MODEL_FILE);
-    await page.waitForSelector("#chat:not([hidden])", { timeout: 60000 });
+    await modelLoaded(page);
     assert.match(await page.$eval("#runtime", (e) => e.textContent), /\d+ threads · wasm-simd/);
     await chat(page, "I dreamed");
     assert.deepEqual(posts, [], "nothing sent to the server");
