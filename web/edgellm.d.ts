@@ -35,7 +35,8 @@ export interface CachedModel {
   size: number;
   storedBytes: number;
   complete: boolean;
-  /** The hash the bytes are checked against (null for a download that has not ended). */
+  /** The hash the bytes are checked against: the expected one given for the download, else the
+   * one computed when it completed (null while a download without an expected hash is unfinished). */
   sha256: string | null;
   /** When the entry was last written (ms since the epoch). */
   savedAt: number;
