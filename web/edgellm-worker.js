@@ -272,7 +272,7 @@ async function readUrl(source, store, progress, allocate) {
       : length === meta.size - stored) && !(etag && meta.etag && etag !== meta.etag);
     if (!resumed) {
       await response.body.cancel();
-      await dropEntry(store, url);
+      if (store) await dropEntry(store, url);
       throw new Error(`${url} changed since its download started (the server answered a range ` +
         `of another file); load it again to download it whole`);
     }
