@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The demo page (web/demo) in Debian's headless chromium, driven by puppeteer-core (installed with
+# The chat page (web/demo) in Debian's headless chromium, driven by puppeteer-core (installed with
 # npm ci from tests/web/browser/package-lock.json into the build tree): served by web/serve.py
-# once cross-origin isolated (threads) and once not (one thread). Screenshots go to
-# $TEST_TMP/web_browser/demo-*.png.
+# once cross-origin isolated (threads) and once not (one thread), each cutting the first download
+# short (the page resumes it, then loads from its cache); then embedded in `edgellm serve`, at "/"
+# against the server's API and with --web running the model in the browser. Screenshots go to
+# $TEST_TMP/web_browser/*.png.
 set -uo pipefail
 tmp="$TEST_TMP/web_browser"
 rm -rf "$tmp" && mkdir -p "$tmp"
@@ -23,12 +25,27 @@ cp "$SOURCE_DIR/tests/web/browser/browser_test.mjs" "$npm_dir/"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done' EXIT
 # Two servers on free ports; each prints its address first, then one line per request.
-python3 "$SOURCE_DIR/web/serve.py" --port 0 --models "$SHARED/models" \
+cut=400000 # bytes of the model's first download each server sends before it hangs up
+python3 "$SOURCE_DIR/web/serve.py" --port 0 --models "$SHARED/models" --cut-first-download $cut \
   >/dev/null 2>"$tmp/server-isolated.log" &
 pids+=($!)
 python3 "$SOURCE_DIR/web/serve.py" --port 0 --models "$SHARED/models" --no-isolation \
-  >/dev/null 2>"$tmp/server-plain.log" &
+  --cut-first-download $cut >/dev/null 2>"$tmp/server-plain.log" &
 pids+=($!)
+# edgellm serve: its own page at / (the API), and with --web (the model in the browser).
+"$EDGELLM" serve -m "$SHARED/models/aidreams260K-f32.gguf" --port 0 --parallel 1 \
+  --ready-file "$tmp/serve-api.addr" 2>"$tmp/serve-api.log" &
+pids+=($!)
+"$EDGELLM" serve -m "$SHARED/models/aidreams260K-f32.gguf" --port 0 --parallel 1 \
+  --web-root "$SOURCE_DIR/web/dist" --ready-file "$tmp/serve-web.addr" 2>"$tmp/serve-web.log" &
+pids+=($!)
+ready() { # ready FILE: host:port once the server listens
+  for _ in $(seq 300); do
+    [[ -s "$1" ]] && { echo "http://$(cat "$1")"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
 address() { # address LOG: the server's base URL once it listens
   for _ in $(seq 100); do
     url=$(sed -n 's|^serving .* on \(http://[0-9.:]*\)/demo/$|\1|p' "$1")
@@ -39,6 +56,10 @@ address() { # address LOG: the server's base URL once it listens
 }
 isolated=$(address "$tmp/server-isolated.log") || die "web/serve.py did not start"
 plain=$(address "$tmp/server-plain.log") || die "web/serve.py did not start"
+serve_api=$(ready "$tmp/serve-api.addr") || { cat "$tmp/serve-api.log"; die "edgellm serve did not start"; }
+serve_web=$(ready "$tmp/serve-web.addr") || { cat "$tmp/serve-web.log"; die "edgellm serve --web did not start"; }
 CHROMIUM=$(command -v chromium) ISOLATED_URL="$isolated" PLAIN_URL="$plain" \
-  ISOLATED_LOG="$tmp/server-isolated.log" PLAIN_LOG="$tmp/server-plain.log" \
+  ISOLATED_LOG="$tmp/server-isolated.log" PLAIN_LOG="$tmp/server-plain.log" CUT_BYTES=$cut \
+  SERVE_API_URL="$serve_api" SERVE_WEB_URL="$serve_web" \
+  MODEL_FILE="$SHARED/models/aidreams260K-f32.gguf" \
   MODEL_PATH=/models/aidreams260K-f32.gguf OUT_DIR="$tmp" node "$npm_dir/browser_test.mjs"

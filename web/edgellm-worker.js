@@ -94,7 +94,7 @@ function checkSize(size, name) {
 }
 
 async function open(request) {
-  const bytes = await readModel(request.source);
+  const bytes = await readModel(request.source, request.cache);
   const ptr = bytes.ptr;
   bytes.ptr = 0; // edgellm_wasm_open owns it now, whatever happens
   engine = mod._edgellm_wasm_open(ptr, bytes.size, request.nCtx, request.threads) >>> 0;
@@ -103,14 +103,241 @@ async function open(request) {
 }
 
 // The model's bytes in wasm memory; nothing stays allocated when reading fails.
-async function readModel(source) {
+async function readModel(source, useCache) {
   const progress = (phase, loaded, total) => post({ type: "progress", phase, loaded, total });
   let bytes = null;
+  const allocate = (size) => {
+    if (bytes) bytes.free(); // a damaged cached copy gave way to a download of another size
+    return (bytes = new ModelBytes(size));
+  };
   try {
-    return await readInto(source, progress, (size) => (bytes = new ModelBytes(size)));
+    if (source.kind === "url") {
+      const store = useCache ? await openCache() : null;
+      await readUrl(source, store, progress, allocate);
+    } else {
+      await readInto(source, progress, allocate);
+      if (source.sha256) await verify(bytes, source.sha256, progress, source.path || "the model");
+    }
+    return bytes;
   } catch (e) {
     if (bytes) bytes.free();
     throw e;
+  }
+}
+
+// ---- the download cache --------------------------------------------------------------------
+// Downloads go to Cache Storage as they arrive, in parts, so that a download that stopped
+// continues with a range request from where it stopped, and a model loaded before is read back
+// without a request. An entry is the model's URL plus its SHA-256: the expected one when the
+// caller gave it, else the one computed when the download completed; the bytes are checked
+// against it before every use. Node, and pages that are not a secure context, have no Cache
+// Storage: there every load downloads (docs/web.md).
+const CACHE_NAME = "edgellm-models-v1";
+const CACHE_PART = 4 << 20; // bytes per cached part: what a broken download can lose at most
+const entryKey = (url) => `https://edgellm-cache.invalid/${encodeURIComponent(url)}`;
+const metaKey = (url) => `${entryKey(url)}/meta`;
+const partKey = (url, i) => `${entryKey(url)}/part/${i}`;
+
+async function openCache() {
+  if (typeof caches !== "object" || !caches) return null;
+  try {
+    return await caches.open(CACHE_NAME);
+  } catch (e) {
+    post({ type: "log", line: `edgellm: no download cache (${e.message}); downloading without it` });
+    return null;
+  }
+}
+
+async function readMeta(store, url) {
+  const r = await store.match(metaKey(url));
+  if (!r) return null;
+  try {
+    const meta = await r.json();
+    return meta && meta.url === url && Array.isArray(meta.parts) ? meta : null;
+  } catch {
+    return null; // unreadable: treated as absent, and replaced
+  }
+}
+
+async function writeMeta(store, meta) {
+  await store.put(metaKey(meta.url), new Response(JSON.stringify(meta),
+    { headers: { "Content-Type": "application/json" } }));
+}
+
+async function dropEntry(store, url) {
+  const meta = await readMeta(store, url);
+  const found = await store.delete(metaKey(url));
+  // Parts past those the meta lists can exist when it was written last before a crash.
+  const n = meta ? meta.parts.length + 1 : 0;
+  for (let i = 0; i < n; i++) await store.delete(partKey(url, i));
+  for (const req of await store.keys()) // any others of this URL (an unreadable meta)
+    if (req.url.startsWith(`${entryKey(url)}/`)) await store.delete(req);
+  return found;
+}
+
+async function cacheList() {
+  const store = await openCache();
+  if (!store) return [];
+  const entries = [];
+  for (const req of await store.keys()) {
+    if (!req.url.endsWith("/meta")) continue;
+    const meta = await (await store.match(req)).json().catch(() => null);
+    if (!meta) continue;
+    entries.push({
+      url: meta.url, size: meta.size, storedBytes: meta.parts.reduce((a, b) => a + b, 0),
+      complete: meta.complete, sha256: meta.sha256 || meta.expectedSha256 || null,
+      savedAt: meta.savedAt,
+    });
+  }
+  return entries;
+}
+
+async function cacheDelete({ url }) {
+  const store = await openCache();
+  return store ? dropEntry(store, url) : false;
+}
+
+// The cached parts of meta into bytes; false when one is missing or of the wrong length.
+async function readParts(store, meta, bytes, progress) {
+  for (let i = 0; i < meta.parts.length; i++) {
+    const r = await store.match(partKey(meta.url, i));
+    if (!r) return false;
+    const part = new Uint8Array(await r.arrayBuffer());
+    if (part.byteLength !== meta.parts[i] || bytes.loaded + part.byteLength > bytes.size) return false;
+    bytes.write(part);
+    progress("cache", bytes.loaded, bytes.size);
+  }
+  return true;
+}
+
+async function sha256Hex(bytes) {
+  const subtle = inNode ? nodeRequire("crypto").webcrypto.subtle : globalThis.crypto && crypto.subtle;
+  if (!subtle) return null;
+  let view = mod.HEAPU8.subarray(bytes.ptr, bytes.ptr + bytes.size);
+  // SubtleCrypto reads no shared memory, and the threaded build's heap is a SharedArrayBuffer:
+  // there the bytes are copied out once for the digest.
+  if (!(view.buffer instanceof ArrayBuffer)) view = view.slice();
+  const digest = new Uint8Array(await subtle.digest("SHA-256", view));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function digestWithProgress(bytes, progress) {
+  progress("verify", 0, bytes.size);
+  const got = await sha256Hex(bytes);
+  progress("verify", bytes.size, bytes.size);
+  return got;
+}
+
+async function verify(bytes, expected, progress, name) {
+  const got = await digestWithProgress(bytes, progress);
+  if (got === null)
+    throw new Error(`cannot check the SHA-256 of ${name}: this page has no SubtleCrypto (serve ` +
+      `it over https or from localhost)`);
+  if (got !== expected)
+    throw new Error(`${name} has SHA-256 ${got}, not the expected ${expected}: the file is ` +
+      `damaged or not the one meant; check the URL and the hash`);
+}
+
+async function readUrl(source, store, progress, allocate) {
+  const { url } = source;
+  let meta = store ? await readMeta(store, url) : null;
+  // The entry is the URL and its hash: a different expected hash means another file.
+  const want = source.sha256 || null;
+  if (meta && want && (meta.sha256 || meta.expectedSha256) && (meta.sha256 || meta.expectedSha256) !== want) {
+    await dropEntry(store, url);
+    meta = null;
+  }
+  if (meta && meta.complete) {
+    checkSize(meta.size, url);
+    const bytes = allocate(meta.size);
+    if (await readParts(store, meta, bytes, progress) &&
+        (await digestWithProgress(bytes, progress)) === meta.sha256)
+      return;
+    post({ type: "log", line: `edgellm: the cached copy of ${url} is damaged; downloading it again` });
+    await dropEntry(store, url);
+    meta = null;
+  }
+  const stored = meta ? meta.parts.reduce((a, b) => a + b, 0) : 0;
+  const response = await fetch(url, stored > 0 ? { headers: { Range: `bytes=${stored}-` } } : {});
+  if (!response.ok)
+    throw new Error(`downloading ${url} failed: HTTP ${response.status}`);
+  const length = Number(response.headers.get("content-length"));
+  let resumed = false;
+  if (response.status === 206) {
+    // The rest of the same file: the range starts where the cache ends and the total and
+    // validator (where the server lets the page read them) are those of the first response.
+    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers.get("content-range") || "");
+    const etag = response.headers.get("etag");
+    resumed = stored > 0 && (range ? Number(range[1]) === stored && Number(range[3]) === meta.size
+      : length === meta.size - stored) && !(etag && meta.etag && etag !== meta.etag);
+    if (!resumed) {
+      await response.body.cancel();
+      if (store) await dropEntry(store, url);
+      throw new Error(`${url} changed since its download started (the server answered a range ` +
+        `of another file); load it again to download it whole`);
+    }
+  }
+  const size = resumed ? meta.size : length;
+  if (!Number.isFinite(size) || size <= 0)
+    throw new Error(`${url} did not say how large it is (no Content-Length); ` +
+      `serve it with one, or pass the model as a File or ArrayBuffer`);
+  checkSize(size, url);
+  if (store && !resumed) {
+    if (meta) await dropEntry(store, url); // a full answer replaces what was there
+    meta = { url, size, parts: [], complete: false, expectedSha256: want,
+      etag: response.headers.get("etag"), savedAt: Date.now() };
+  }
+  const bytes = allocate(size);
+  if (resumed && !(await readParts(store, meta, bytes, progress))) {
+    await response.body.cancel();
+    await dropEntry(store, url);
+    throw new Error(`the partly downloaded copy of ${url} is damaged and was removed; load it ` +
+      `again to download it whole`);
+  }
+  let partStart = bytes.loaded;
+  const savePart = async (end) => {
+    if (!store || end <= partStart) return;
+    const i = meta.parts.length;
+    // A copy: the part must not keep (shared) wasm memory alive.
+    await store.put(partKey(url, i), new Response(mod.HEAPU8.slice(bytes.ptr + partStart, bytes.ptr + end)));
+    meta.parts.push(end - partStart);
+    partStart = end;
+    await writeMeta(store, meta);
+  };
+  const stopped = async (why) => {
+    await savePart(bytes.loaded).catch(() => {}); // what arrived is kept for the next attempt
+    return new Error(`the download of ${url} stopped after ${bytes.loaded} of ${size} bytes ` +
+      `(${why}); load it again to ${store ? "continue where it stopped" : "retry"}`);
+  };
+  const reader = response.body.getReader();
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      throw await stopped(e.message || String(e));
+    }
+    if (chunk.done) break;
+    bytes.write(chunk.value);
+    progress("download", bytes.loaded, size);
+    while (store && bytes.loaded - partStart >= CACHE_PART) await savePart(partStart + CACHE_PART);
+  }
+  if (bytes.loaded !== size) throw await stopped("the connection ended early");
+  await savePart(bytes.loaded);
+  if (want) {
+    try {
+      await verify(bytes, want, progress, url);
+    } catch (e) {
+      if (store) await dropEntry(store, url); // the next load downloads it whole
+      throw e;
+    }
+  }
+  const got = want || (store ? await digestWithProgress(bytes, progress) : null);
+  if (store && got) {
+    meta.sha256 = got;
+    meta.complete = true;
+    meta.savedAt = Date.now();
+    await writeMeta(store, meta);
   }
 }
 
@@ -141,32 +368,16 @@ async function readInto(source, progress, allocate) {
     bytes.write(new Uint8Array(source.buffer));
     progress("load", bytes.loaded, bytes.size);
   } else {
-    // A download or a File: the size is known first, then chunks are appended as they come.
-    let stream, size, phase;
-    if (source.kind === "url") {
-      const response = await fetch(source.url);
-      if (!response.ok)
-        throw new Error(`downloading ${source.url} failed: HTTP ${response.status}`);
-      size = Number(response.headers.get("content-length"));
-      if (!Number.isFinite(size) || size <= 0)
-        throw new Error(`${source.url} did not say how large it is (no Content-Length); ` +
-          `serve it with one, or pass the model as a File or ArrayBuffer`);
-      checkSize(size, source.url);
-      stream = response.body;
-      phase = "download";
-    } else {
-      size = source.file.size;
-      checkSize(size, source.file.name || "the file");
-      stream = source.file.stream();
-      phase = "load";
-    }
+    // A File: its size is known first, then chunks are appended as they come.
+    const size = source.file.size;
+    checkSize(size, source.file.name || "the file");
     bytes = allocate(size);
-    const reader = stream.getReader();
+    const reader = source.file.stream().getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       bytes.write(value);
-      progress(phase, bytes.loaded, bytes.size);
+      progress("load", bytes.loaded, bytes.size);
     }
     if (bytes.loaded !== bytes.size) {
       throw new Error(`the model source ended after ${bytes.loaded} of ${bytes.size} bytes; ` +
@@ -242,7 +453,7 @@ function unload() {
   engine = 0;
 }
 
-const handlers = { init, open, generate, logits, unload };
+const handlers = { init, open, generate, logits, unload, cacheList, cacheDelete };
 
 async function handle(msg) {
   try {

@@ -1,7 +1,9 @@
 // TypeScript declarations for edgellm.mjs (see docs/web.md).
 
 export interface Progress {
-  phase: "download" | "load";
+  /** "download": bytes arriving over the network; "cache": bytes read back from the download
+   * cache; "verify": the SHA-256 check (0 of total, then total); "load": a file or buffer. */
+  phase: "download" | "cache" | "verify" | "load";
   loaded: number;
   total: number;
 }
@@ -19,6 +21,25 @@ export interface EngineOptions {
   variant?: "mt" | "st";
   /** Lines the WebAssembly module writes to stderr. */
   onLog?: (line: string) => void;
+  /** The model's expected SHA-256 (64 hex digits): the bytes are checked before use, and a
+   * cached copy is kept under the URL plus this hash. */
+  sha256?: string;
+  /** Keep downloads in Cache Storage and resume broken ones (default true; no effect in Node). */
+  cache?: boolean;
+}
+
+/** A model in the download cache. */
+export interface CachedModel {
+  url: string;
+  /** The model's size in bytes, and how many of them are stored (less while incomplete). */
+  size: number;
+  storedBytes: number;
+  complete: boolean;
+  /** The hash the bytes are checked against: the expected one given for the download, else the
+   * one computed when it completed (null while a download without an expected hash is unfinished). */
+  sha256: string | null;
+  /** When the entry was last written (ms since the epoch). */
+  savedAt: number;
 }
 
 export interface SamplingRequest {
@@ -130,6 +151,12 @@ export interface Engine {
   /** Frees the model and ends the worker; the engine cannot be used afterwards. */
   unload(): Promise<void>;
   runtimeInfo(): RuntimeInfo;
+  /** The download cache of this origin (Cache Storage); in Node it is always empty. */
+  cache: {
+    list(): Promise<CachedModel[]>;
+    /** Removes a model's cached bytes; true when there was an entry. */
+    delete(url: string | URL): Promise<boolean>;
+  };
   /** Logits (n_tokens x n_vocab) of token ids evaluated from an empty cache with the named kernel
    * set ("" = the default, "scalar" = the portable kernels). For tests. */
   logits(tokens: ArrayLike<number>, kernelSet?: string): Promise<Float32Array>;

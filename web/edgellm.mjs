@@ -152,6 +152,14 @@ class Engine {
     this.interruptFlag = runtime.interruptBuffer ? new Int32Array(runtime.interruptBuffer) : null;
     this.chat = { completions: { create: (req) => this.create("chat", req) } };
     this.completions = { create: (req) => this.create("completion", req) };
+    // Downloaded models kept in Cache Storage (docs/web.md); empty in Node.
+    this.cache = {
+      list: () => this.call("cacheList", {}),
+      delete: (url) => {
+        if (typeof url !== "string" && !(url instanceof URL)) fail("url", "must be the model's URL");
+        return this.call("cacheDelete", { url: absoluteUrl(String(url)) });
+      },
+    };
   }
 
   call(type, fields, onDelta) {
@@ -254,10 +262,14 @@ class Engine {
   }
 }
 
+function absoluteUrl(url) {
+  return new URL(url, globalThis.location?.href ?? baseUrl).href;
+}
+
 function modelSource(model) {
   if (typeof model === "string") {
     if (/^(https?:|blob:|data:)/.test(model) || !inNode)
-      return { kind: "url", url: new URL(model, globalThis.location?.href ?? baseUrl).href };
+      return { kind: "url", url: absoluteUrl(model) };
     return { kind: "path", path: model };
   }
   if (model instanceof URL) return model.protocol === "file:" && inNode
@@ -272,11 +284,19 @@ function modelSource(model) {
 /**
  * Loads a GGUF model and returns an engine. options: model (URL, path in Node, ArrayBuffer,
  * File), threads (default: the CPU count, 1 where the page cannot share memory), contextSize,
- * onProgress({phase: "download"|"load", loaded, total}), variant ("mt"|"st", default: the best
- * the page allows).
+ * onProgress({phase: "download"|"cache"|"verify"|"load", loaded, total}), variant ("mt"|"st",
+ * default: the best the page allows), sha256 (the model's expected hash, checked before use),
+ * cache (default true: downloads are kept in Cache Storage and resumed).
  */
 export async function createEngine(options = {}) {
   const source = modelSource(options.model);
+  if (options.sha256 !== undefined) {
+    if (typeof options.sha256 !== "string" || !/^[0-9a-fA-F]{64}$/.test(options.sha256))
+      fail("sha256", `must be 64 hexadecimal digits, got ${JSON.stringify(options.sha256)}`);
+    source.sha256 = options.sha256.toLowerCase();
+  }
+  if (options.cache !== undefined && typeof options.cache !== "boolean")
+    fail("cache", `must be true or false, got ${JSON.stringify(options.cache)}`);
   const isolated = threadsAvailable();
   let threads = options.threads ?? hardwareThreads();
   if (!Number.isInteger(threads) || threads < 1 || threads > 64)
@@ -301,7 +321,8 @@ export async function createEngine(options = {}) {
     const id = engine.nextId++;
     engine.info = await new Promise((resolve, reject) => {
       engine.pending.set(id, { resolve, reject });
-      worker.post({ type: "open", id, source, nCtx: options.contextSize ?? 0, threads }, transfer);
+      worker.post({ type: "open", id, source, nCtx: options.contextSize ?? 0, threads,
+        cache: options.cache ?? true }, transfer);
     });
   } catch (e) {
     await worker.terminate();

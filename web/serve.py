@@ -4,13 +4,17 @@ cross-origin isolated (so edgellm-wasm can use threads), the right MIME types fo
 and one log line per request on stderr.
 
 usage: python3 web/serve.py [--port 8000] [--host 127.0.0.1] [--models DIR] [--no-isolation]
-  --models DIR serves DIR's files under /models/ (e.g. /models/model.gguf)
+                           [--cut-first-download BYTES]
+  --models DIR serves DIR's files under /models/ (e.g. /models/model.gguf), with range requests
   then open http://127.0.0.1:8000/demo/?model=/models/model.gguf
+  --cut-first-download BYTES ends the first download of each model after BYTES bytes (to try
+  how the page resumes a broken download)
 """
 import argparse
 import functools
 import http.server
 import os
+import re
 import sys
 
 
@@ -20,6 +24,63 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
                       ".mjs": "text/javascript", ".js": "text/javascript",
                       ".wasm": "application/wasm", ".gguf": "application/octet-stream"}
+
+    cut_first_download = None
+    cut_done = set()
+
+    def do_GET(self):
+        if self.models_dir and self.path.startswith("/models/"):
+            self.send_model()
+        else:
+            super().do_GET()
+
+    def send_model(self):
+        """A model file, whole (200) or from a byte range (206), as the download cache asks."""
+        path = self.translate_path(self.path)
+        try:
+            f = open(path, "rb")
+        except OSError:
+            self.send_error(404, "no such model")
+            return
+        with f:
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            start, end = 0, size - 1
+            wanted = self.headers.get("Range")
+            if wanted:
+                m = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted.strip())
+                if not m or int(m[1]) >= size:
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = int(m[1])
+                end = min(int(m[2]), size - 1) if m[2] else size - 1
+            self.send_response(206 if wanted else 200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", f'"{st.st_mtime_ns:x}-{size:x}"')
+            if wanted:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.end_headers()
+            limit = end - start + 1
+            if self.cut_first_download is not None and path not in self.cut_done:
+                self.cut_done.add(path)
+                limit = min(limit, self.cut_first_download)
+                self.close_connection = True
+            f.seek(start)
+            while limit > 0:
+                block = f.read(min(limit, 1 << 16))
+                if not block:
+                    break
+                self.wfile.write(block)
+                limit -= len(block)
+
+    def log_request(self, code="-", size="-"):
+        wanted = self.headers.get("Range") if self.headers else None
+        self.log_message('"%s" %s%s', self.requestline, code, f" range={wanted}" if wanted else "")
 
     def translate_path(self, path):
         if self.models_dir and path.startswith("/models/"):
@@ -47,7 +108,10 @@ def main():
     ap.add_argument("--models", help="a folder served under /models/")
     ap.add_argument("--no-isolation", action="store_true",
                     help="leave out COOP/COEP (the page then runs single-threaded)")
+    ap.add_argument("--cut-first-download", type=int, metavar="BYTES",
+                    help="end the first download of each model after BYTES bytes")
     args = ap.parse_args()
+    Handler.cut_first_download = args.cut_first_download
     Handler.isolation = not args.no_isolation
     Handler.models_dir = os.path.abspath(args.models) if args.models else None
     root = os.path.dirname(os.path.abspath(__file__))

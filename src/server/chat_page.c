@@ -1,59 +1,123 @@
-/* A minimal chat page served at "/": plain HTML and JavaScript that streams from the same
- * /v1/chat/completions endpoint any client uses. Kept in memory so the binary needs no files. */
-#include "server/server_internal.h"
+/* The chat page at "/": web/demo's files, embedded in the binary so that `serve` needs none at
+ * run time. With --web (cfg->web_root set) "/" is the page that runs the model in the browser,
+ * its browser build is read from the web root under /dist/, and every page response carries the
+ * headers that make the page cross-origin isolated (threads in WebAssembly). */
+#define _POSIX_C_SOURCE 200809L
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-const char srv_chat_page_html[] =
-    "<!doctype html>\n"
-    "<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-    "<title>edgellm chat</title>\n"
-    "<style>\n"
-    "body{font-family:system-ui,sans-serif;max-width:46rem;margin:0 auto;padding:1rem;}\n"
-    "#log{display:flex;flex-direction:column;gap:.6rem;margin-bottom:1rem;}\n"
-    ".msg{white-space:pre-wrap;padding:.5rem .7rem;border-radius:.5rem;}\n"
-    ".user{background:#e8f0fe;align-self:flex-end;}\n"
-    ".assistant{background:#f1f3f4;}\n"
-    ".error{background:#fce8e6;}\n"
-    "form{display:flex;gap:.5rem;} textarea{flex:1;min-height:3rem;}\n"
-    "small{color:#666;}\n"
-    "</style></head><body>\n"
-    "<h1>edgellm</h1><small id=\"model\"></small>\n"
-    "<div id=\"log\"></div>\n"
-    "<form id=\"f\"><textarea id=\"q\" placeholder=\"Message (Enter sends, Shift+Enter breaks "
-    "the line)\"></textarea>\n"
-    "<button id=\"send\">Send</button></form>\n"
-    "<p><small>Key (only if the server needs one): <input id=\"key\" type=\"password\">"
-    " <button id=\"reset\" type=\"button\">New chat</button></small></p>\n"
-    "<script>\n"
-    "const log=document.getElementById('log'),q=document.getElementById('q');\n"
-    "let history=[];\n"
-    "function headers(){const h={'Content-Type':'application/json'};"
-    "const k=document.getElementById('key').value;if(k)h['Authorization']='Bearer '+k;return h;}\n"
-    "function bubble(role,text){const d=document.createElement('div');d.className='msg '+role;"
-    "d.textContent=text;log.appendChild(d);return d;}\n"
-    "fetch('/v1/models',{headers:headers()}).then(r=>r.json()).then(j=>{"
-    "document.getElementById('model').textContent=j.data?j.data[0].id:'';}).catch(()=>{});\n"
-    "document.getElementById('reset').onclick=()=>{history=[];log.textContent='';};\n"
-    "q.addEventListener('keydown',e=>{if(e.key==='Enter'&&!e.shiftKey){e.preventDefault();"
-    "document.getElementById('f').requestSubmit();}});\n"
-    "document.getElementById('f').onsubmit=async e=>{\n"
-    " e.preventDefault();const text=q.value.trim();if(!text)return;q.value='';\n"
-    " history.push({role:'user',content:text});bubble('user',text);\n"
-    " const out=bubble('assistant','');let answer='';\n"
-    " try{\n"
-    "  const r=await fetch('/v1/chat/completions',{method:'POST',headers:headers(),"
-    "body:JSON.stringify({messages:history,stream:true})});\n"
-    "  if(!r.ok){const j=await r.json();throw new Error(j.error?j.error.message:r.statusText);}\n"
-    "  const reader=r.body.getReader(),dec=new TextDecoder();let buf='';\n"
-    "  for(;;){const {done,value}=await reader.read();if(done)break;"
-    "buf+=dec.decode(value,{stream:true});\n"
-    "   let i;while((i=buf.indexOf('\\n\\n'))>=0){const ev=buf.slice(0,i);buf=buf.slice(i+2);\n"
-    "    if(!ev.startsWith('data: '))continue;const data=ev.slice(6);if(data==='[DONE]')continue;\n"
-    "    const j=JSON.parse(data);if(j.error)throw new Error(j.error.message);\n"
-    "    const c=j.choices&&j.choices[0];if(c&&c.delta&&c.delta.content){answer+=c.delta.content;"
-    "out.textContent=answer;}}}\n"
-    "  history.push({role:'assistant',content:answer});\n"
-    " }catch(err){out.className='msg error';out.textContent=String(err.message||err);"
-    "history.pop();}\n"
-    "};\n"
-    "</script></body></html>\n";
+#include "server/chat_page.h"
+#include "server/http.h"
+
+static const srv_page_file *embedded(const char *path)
+{
+    for (size_t i = 0; i < srv_n_page_files; i++)
+        if (!strcmp(srv_page_files[i].path, path))
+            return &srv_page_files[i];
+    return NULL;
+}
+
+/* The file name of a /dist/ path: one plain name (no '/', no leading '.'), so nothing outside
+ * the web root can be named. NULL otherwise. */
+static const char *dist_name(const char *url)
+{
+    static const char prefix[] = "/dist/";
+    if (strncmp(url, prefix, sizeof prefix - 1) != 0)
+        return NULL;
+    const char *name = url + sizeof prefix - 1;
+    if (!*name || *name == '.' || strlen(name) > 128)
+        return NULL;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '-' || *c == '_'))
+            return NULL;
+    return name;
+}
+
+static const char *content_type_of(const char *name)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".mjs", "text/javascript; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".wasm", "application/wasm"},               {".ts", "text/plain; charset=utf-8"},
+        {".html", "text/html; charset=utf-8"},      {".css", "text/css; charset=utf-8"},
+    };
+    const char *dot = strrchr(name, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(dot, types[i].ext))
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+bool srv_page_path(const srv_server *srv, const char *url)
+{
+    if (strncmp(url, "/index", 6) != 0 && embedded(url)) /* "/" stands for the index pages */
+        return true;
+    return srv->cfg->web_root && dist_name(url);
+}
+
+static int send_page(srv_server *srv, struct MHD_Connection *conn, struct MHD_Response *resp,
+                     const char *content_type, const char *endpoint, double t_start)
+{
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (srv->cfg->web_root) {
+        MHD_add_response_header(resp, "Cross-Origin-Opener-Policy", "same-origin");
+        MHD_add_response_header(resp, "Cross-Origin-Embedder-Policy", "require-corp");
+        MHD_add_response_header(resp, "Cross-Origin-Resource-Policy", "same-origin");
+    } else {
+        /* The page only talks to this server; model text is escaped before it is rendered, and
+         * this keeps anything that slipped through from loading or sending elsewhere. */
+        MHD_add_response_header(resp, "Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+    }
+    srv_http_decorate(srv, conn, resp, NULL);
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    srv_metrics_request(srv->metrics, endpoint, 200, srv_now() - t_start);
+    return ret;
+}
+
+int srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const char *url,
+                    const char *endpoint, double t_start)
+{
+    const char *name = srv->cfg->web_root ? dist_name(url) : NULL;
+    if (!name) {
+        const srv_page_file *f = embedded(!strcmp(url, "/") ? srv->cfg->web_root
+                                                                  ? "/index.html"
+                                                                  : "/index-server.html"
+                                                            : url);
+        if (!f)
+            return MHD_NO; /* routed here only for the paths srv_page_path accepts */
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
+        return resp ? send_page(srv, conn, resp, f->content_type, endpoint, t_start) : MHD_NO;
+    }
+    char path[4096];
+    int fd = -1;
+    struct stat st;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", srv->cfg->web_root, name) < sizeof path)
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        srv_front_request rq = {.endpoint = endpoint, .t_start = t_start};
+        srv_api_error e;
+        srv_error_set(&e, 404, "invalid_request_error", "not_found", NULL,
+                      "%s is not part of the browser build in %s (run `make web` again?)", url,
+                      srv->cfg->web_root);
+        return srv_http_send_error(srv, conn, &rq, &e);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+    if (!resp) {
+        close(fd);
+        return MHD_NO;
+    }
+    return send_page(srv, conn, resp, content_type_of(name), endpoint, t_start);
+}

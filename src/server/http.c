@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "server/chat_page.h"
 #include "server/http.h"
 
 struct route;
@@ -817,8 +818,9 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
                                 const char *method, conn_state *cs, enum MHD_Result *result)
 {
     bool path_known = false;
+    const char *path = srv_page_path(srv, url) ? "/" : url; /* the page's files go with it */
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (!strcmp(url, routes[i].path)) {
+        if (!strcmp(path, routes[i].path)) {
             path_known = true;
             cs->endpoint = routes[i].path;
             if (!strcmp(method, routes[i].method))
@@ -848,8 +850,10 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
         srv_metrics_request(srv->metrics, cs->endpoint, 204, srv_now() - cs->t_start);
         return true;
     }
-    bool health = cs->route && cs->route->id == R_HEALTH;
-    if (!health && !srv_guard_check_key(&srv->guard, conn, &e)) {
+    /* The page holds nothing secret, and a browser cannot send a key to open it: its requests
+     * to the API carry the key typed into it. */
+    bool open_route = cs->route && (cs->route->id == R_HEALTH || cs->route->id == R_PAGE);
+    if (!open_route && !srv_guard_check_key(&srv->guard, conn, &e)) {
         *result = send_error(srv, conn, &e, cs->endpoint, cs);
         return true;
     }
@@ -969,9 +973,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return (enum MHD_Result)result;
     }
     switch (rt->id) {
-    case R_PAGE:
-        return send_response(srv, conn, 200, "text/html; charset=utf-8", srv_chat_page_html,
-                             strlen(srv_chat_page_html), endpoint, cs);
+    case R_PAGE: return srv_page_answer(srv, conn, url, endpoint, cs->t_start);
     case R_MODELS: return handle_models(srv, conn, cs);
     case R_METRICS: return handle_metrics(srv, conn, cs);
     case R_CHAT: return handle_completion(srv, conn, cs, SRV_CHAT, endpoint);

@@ -218,7 +218,4 @@ void srv_tool_stream_free(srv_tool_stream *ts);
 size_t srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf, size_t *cap);
 json_t *srv_usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_generated);
 
-/* The chat page served at "/". */
-extern const char srv_chat_page_html[];
-
 #endif

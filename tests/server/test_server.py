@@ -153,9 +153,12 @@ def test_auth_and_basics(s):
     st, body, _ = s.request("GET", "/v1/models", headers=AUTH)
     check(st == 200 and body["object"] == "list" and body["data"][0]["id"] == MODEL_ID
           and body["data"][0]["object"] == "model", "/v1/models: %s" % body)
-    st, body, h = s.request("GET", "/", headers=AUTH)
-    check(st == 200 and h["content-type"].startswith("text/html") and "/v1/chat/completions" in body,
-          "chat page")
+    st, body, h = s.request("GET", "/")
+    check(st == 200 and h["content-type"].startswith("text/html") and 'data-backend="server"' in body,
+          "chat page (no key needed: it holds nothing secret)")
+    st, body, h = s.request("GET", "/demo.js")
+    check(st == 200 and h["content-type"].startswith("text/javascript")
+          and "/v1/chat/completions" in body, "the chat page's script talks to the API")
     st, body, _ = s.request("GET", "/nope", headers=AUTH)
     check(st == 404 and "error" in body, "unknown path -> 404")
     st, body, h = s.request("GET", "/v1/completions", headers=AUTH)

@@ -160,5 +160,20 @@ await check("a progress callback sees the whole file", async () => {
   await engine.unload();
 });
 
+await check("sha256: the bytes are checked against an expected hash; Node keeps no cache", async () => {
+  const model = path.join(env.SHARED, "models/aidreams260K-f32.gguf");
+  const sha256 = (await import("node:crypto")).createHash("sha256").update(fs.readFileSync(model)).digest("hex");
+  const seen = [];
+  const engine = await createEngine({ model, threads: 1, sha256: sha256.toUpperCase(), onProgress: (p) => seen.push(p.phase) });
+  assert.ok(seen.includes("verify"), JSON.stringify(seen));
+  assert.deepEqual(await engine.cache.list(), []);
+  assert.equal(await engine.cache.delete("https://example.org/model.gguf"), false);
+  await engine.unload();
+  await rejects(() => createEngine({ model, threads: 1, sha256: "ab".repeat(32) }),
+    new RegExp(`has SHA-256 ${sha256}, not the expected (ab){32}`));
+  await rejects(() => createEngine({ model, sha256: "abc" }), /'sha256' must be 64 hexadecimal digits/);
+  await rejects(() => createEngine({ model, cache: "yes" }), /'cache' must be true or false/);
+});
+
 console.log(failures ? `${failures} checks failed` : "all checks passed");
 process.exit(failures ? 1 : 0);

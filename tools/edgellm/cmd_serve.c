@@ -39,7 +39,12 @@ static void serve_usage(FILE *out)
             "      --max-body BYTES    largest request body (default 1M)\n"
             "      --timeout SECONDS   deadline of one request (default 600)\n"
             "      --grace SECONDS     time in-flight requests get after SIGTERM (default 10)\n"
-            "      --ready-file F      write host:port to F once listening (for scripts)\n");
+            "      --ready-file F      write host:port to F once listening (for scripts)\n"
+            "      --web               the page at / runs a model in the browser (WebAssembly,\n"
+            "                          threads: served cross-origin isolated) instead of chatting\n"
+            "                          through this server; needs the browser build (make web)\n"
+            "      --web-root DIR      where the browser build is (default: the installed one,\n"
+            "                          else web/dist of the source tree); implies --web\n");
     fputs(cli_draft_usage(), out);
 }
 
@@ -174,6 +179,57 @@ int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size
     return 0;
 }
 
+#ifndef EDGELLM_WEB_DIRS
+#define EDGELLM_WEB_DIRS ""
+#endif
+
+static bool holds_web_build(const char *dir)
+{
+    char path[4096];
+    static const char *const needed[] = {"edgellm.mjs", "edgellm-worker.js", "edgellm-st.wasm"};
+    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
+        FILE *f = (size_t)snprintf(path, sizeof path, "%s/%s", dir, needed[i]) < sizeof path
+                      ? fopen(path, "rb")
+                      : NULL;
+        if (!f)
+            return false;
+        fclose(f);
+    }
+    return true;
+}
+
+/* The folder of the browser build for --web: the one given, else the first of EDGELLM_WEB_DIRS
+ * that holds it. */
+static int find_web_root(const char *cmd, const char *given, char *out, size_t cap)
+{
+    if (given) {
+        if (!holds_web_build(given)) {
+            cli_error(cmd, "--web-root '%s' does not hold the browser build (edgellm.mjs, "
+                           "edgellm-worker.js, edgellm-st.wasm): run `make web` and pass its "
+                           "web/dist",
+                      given);
+            return 1;
+        }
+        snprintf(out, cap, "%s", given);
+        return 0;
+    }
+    const char *dirs = EDGELLM_WEB_DIRS;
+    while (*dirs) {
+        size_t n = strcspn(dirs, ":");
+        if (n > 0 && n < cap) {
+            memcpy(out, dirs, n);
+            out[n] = '\0';
+            if (holds_web_build(out))
+                return 0;
+        }
+        dirs += n + (dirs[n] == ':');
+    }
+    cli_error(cmd, "--web needs the browser build, which is not in %s: run `make web` in the "
+                   "source tree, or pass --web-root DIR",
+              *EDGELLM_WEB_DIRS ? EDGELLM_WEB_DIRS : "any known place");
+    return 1;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     const char *cmd = "serve";
@@ -181,11 +237,24 @@ int cmd_serve(int argc, char **argv)
     serve_options o;
     serve_options_init(&o, &cfg);
     int rc = 0;
+    bool web = false;
+    const char *web_root = NULL;
+    char web_dir[4096];
     for (int i = 1; i < argc && rc == 0; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             serve_usage(stdout);
             free(o.key_from_file);
             return 0;
+        }
+        if (!strcmp(argv[i], "--web")) {
+            web = true;
+            continue;
+        }
+        if (!strcmp(argv[i], "--web-root")) {
+            if (!(web_root = cli_option_value(cmd, argc, argv, &i)))
+                rc = EXIT_USAGE;
+            web = true;
+            continue;
         }
         int r = serve_option(cmd, &o, argc, argv, &i);
         if (r == SERVE_OPTION_UNKNOWN) {
@@ -198,6 +267,8 @@ int cmd_serve(int argc, char **argv)
     char resolved[4096];
     if (rc == 0)
         rc = serve_options_finish(cmd, &o, resolved, sizeof resolved);
+    if (rc == 0 && web && (rc = find_web_root(cmd, web_root, web_dir, sizeof web_dir)) == 0)
+        cfg.web_root = web_dir;
     if (rc == 0)
         rc = ellm_server_run(&cfg);
     free(o.key_from_file);

@@ -1,10 +1,14 @@
-// The demo chat page: loads a GGUF model into edgellm-wasm (by URL or file picker), streams
-// answers, keeps conversations in localStorage. Served from web/ so that ../dist is reachable
-// (web/serve.py sends the headers that enable threads).
-import { createEngine } from "../dist/edgellm.mjs";
+// The chat page, with two backends: the model running in this browser (edgellm-wasm: loaded by
+// URL or file picker, with a progress bar) or, in the copy `edgellm serve` embeds at "/"
+// (<html data-backend="server">), the server's /v1/chat/completions. Streams answers, keeps
+// conversations in localStorage. Served from web/demo (web/serve.py) or by `edgellm serve [--web]`:
+// either way ../dist holds the browser build.
+import { escapeHtml, renderMarkdown } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "edgellm-demo-conversations";
+const serverMode = document.documentElement.dataset.backend === "server";
+let backend = null; // {stream(request) -> async iterable of chunks, stop()}
 let engine = null;
 let conversations = JSON.parse(localStorage.getItem(STORE) || "[]");
 let current = null;
@@ -15,50 +19,21 @@ function environmentWarnings() {
   if (typeof WebAssembly !== "object") notes.push("This browser cannot run WebAssembly.");
   if (!globalThis.crossOriginIsolated)
     notes.push("This page is not cross-origin isolated, so it runs on one thread and Stop takes " +
-      "effect only when the answer ends. Serve it with COOP/COEP headers (web/serve.py) for threads.");
+      "effect only when the answer ends. Serve it with COOP/COEP headers (edgellm serve --web, or " +
+      "web/serve.py) for threads.");
   if (navigator.deviceMemory && navigator.deviceMemory < 4)
     notes.push(`This device reports ${navigator.deviceMemory} GB of memory: pick a small model.`);
+  if (typeof caches !== "object")
+    notes.push("This page is not a secure context (https or localhost), so models are downloaded " +
+      "again on every load.");
   return notes;
 }
-const warnings = environmentWarnings();
-if (warnings.length) { $("warning").textContent = warnings.join(" "); $("warning").hidden = false; }
-$("threads").value = globalThis.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 4, 8) : 1;
 const params = new URLSearchParams(location.search);
-if (params.get("model")) $("model-url").value = params.get("model");
-
-// ---- Markdown: escaped text, fenced code, inline code, bold, italics, lists, paragraphs ----
-function escapeHtml(s) {
-  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-}
-function inline(s) {
-  return escapeHtml(s)
-    .replace(/`([^`]+)`/g, "<code>$1</code>")
-    .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
-    .replace(/(^|[\s(])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>");
-}
-function renderMarkdown(text) {
-  const out = [];
-  const parts = text.split(/```/);
-  parts.forEach((part, i) => {
-    if (i % 2 === 1) { // a code block (possibly still open while streaming)
-      const nl = part.indexOf("\n");
-      const code = nl >= 0 ? part.slice(nl + 1) : "";
-      out.push(`<pre><button class="copy-code">Copy</button><code>${escapeHtml(code)}</code></pre>`);
-      return;
-    }
-    for (const block of part.split(/\n{2,}/)) {
-      if (!block.trim()) continue;
-      const lines = block.split("\n");
-      if (lines.every((l) => /^\s*([-*]|\d+\.)\s/.test(l) || !l.trim())) {
-        const ordered = /^\s*\d+\./.test(lines[0]);
-        const items = lines.filter((l) => l.trim()).map((l) => `<li>${inline(l.replace(/^\s*([-*]|\d+\.)\s/, ""))}</li>`);
-        out.push(ordered ? `<ol>${items.join("")}</ol>` : `<ul>${items.join("")}</ul>`);
-      } else {
-        out.push(`<p>${lines.map(inline).join("<br>")}</p>`);
-      }
-    }
-  });
-  return out.join("");
+if (!serverMode) {
+  const warnings = environmentWarnings();
+  if (warnings.length) { $("warning").textContent = warnings.join(" "); $("warning").hidden = false; }
+  $("threads").value = globalThis.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 4, 8) : 1;
+  if (params.get("model")) $("model-url").value = params.get("model");
 }
 
 // ---- conversations ---------------------------------------------------------------------------
@@ -122,23 +97,31 @@ $("messages").addEventListener("click", (ev) => {
 });
 
 // ---- loading -----------------------------------------------------------------------------------
+const PHASES = { download: "Downloading", cache: "Reading from the cache", verify: "Checking SHA-256 of", load: "Loading" };
 async function load(model) {
   $("status").textContent = "Starting…";
   $("progress").hidden = false;
   $("load-url").disabled = true;
   try {
     if (engine) await engine.unload();
+    engine = null;
+    const { createEngine } = await import("../dist/edgellm.mjs");
     const threads = Number($("threads").value) || 1;
+    const sha256 = typeof model === "string" && params.get("sha256") ? params.get("sha256") : undefined;
     engine = await createEngine({
-      model, threads,
+      model, threads, sha256,
       onProgress: ({ phase, loaded, total }) => {
         $("progress").value = total ? loaded / total : 0;
-        $("status").textContent = `${phase === "download" ? "Downloading" : "Loading"} ${(loaded / 2 ** 20).toFixed(1)} of ${(total / 2 ** 20).toFixed(1)} MiB`;
+        $("status").textContent = `${PHASES[phase] || phase} ${(loaded / 2 ** 20).toFixed(1)} of ${(total / 2 ** 20).toFixed(1)} MiB`;
       },
     });
     const info = engine.runtimeInfo();
     $("runtime").textContent = `${info.model.name || info.model.architecture} · ${info.model.quantization} · ` +
       `${info.multiThreaded ? `${info.threads} threads` : "1 thread"} · ${info.kernelSet}`;
+    backend = {
+      stream: (request) => engine.chat.completions.create({ ...request, stream: true }),
+      stop: () => engine.interrupt(),
+    };
     $("status").textContent = "Ready.";
     $("loader").hidden = true;
     $("chat").hidden = false;
@@ -152,10 +135,72 @@ async function load(model) {
 $("load-url").onclick = () => $("model-url").value && load($("model-url").value);
 $("model-file").onchange = (ev) => ev.target.files[0] && load(ev.target.files[0]);
 
+// ---- the server's API (the page at "/" of edgellm serve) -----------------------------------
+async function* serverEvents(body) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buffered += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffered.indexOf("\n\n")) >= 0) {
+      const event = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      for (const line of event.split("\n")) {
+        if (!line.startsWith("data: ")) continue;
+        const data = line.slice(6);
+        if (data === "[DONE]") return;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        yield chunk;
+      }
+    }
+  }
+}
+function serverBackend() {
+  let controller = null;
+  const headers = () => {
+    const h = { "Content-Type": "application/json" };
+    if ($("api-key").value) h.Authorization = `Bearer ${$("api-key").value}`;
+    return h;
+  };
+  return {
+    async describe() {
+      const r = await fetch("/v1/models", { headers: headers() });
+      const j = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(j.error?.message || `HTTP ${r.status}`);
+      return `${j.data?.[0]?.id ?? "model"} · edgellm serve`;
+    },
+    async stream(request) {
+      controller = new AbortController();
+      const r = await fetch("/v1/chat/completions", {
+        method: "POST", headers: headers(), signal: controller.signal,
+        body: JSON.stringify({ ...request, stream: true, stream_options: { include_usage: true } }),
+      });
+      if (!r.ok) {
+        const j = await r.json().catch(() => ({}));
+        throw new Error(j.error?.message || `HTTP ${r.status}`);
+      }
+      return serverEvents(r.body);
+    },
+    stop: () => controller?.abort(),
+  };
+}
+async function connectServer() {
+  backend = serverBackend();
+  try {
+    $("runtime").textContent = await backend.describe();
+  } catch (e) {
+    $("runtime").textContent = `The server did not answer: ${e.message}`;
+  }
+}
+
 // ---- chatting ------------------------------------------------------------------------------
 async function send() {
   const text = $("input").value.trim();
-  if (!text || !engine) return;
+  if (!text || !backend) return;
   $("input").value = "";
   current.messages.push({ role: "user", content: text });
   if (current.title === "New conversation") current.title = text.slice(0, 40);
@@ -168,41 +213,61 @@ async function send() {
   $("stop").hidden = false;
   const t0 = performance.now();
   let firstAt = 0;
+  let usage = null;
+  let finish = null;
+  let pieces = 0;
   try {
-    const stream = await engine.chat.completions.create({
+    const stream = await backend.stream({
       messages: current.messages.slice(0, -1).map(({ role, content }) => ({ role, content })),
-      stream: true,
       temperature: Number($("temperature").value),
       top_p: Number($("top_p").value),
       top_k: Number($("top_k").value),
       max_tokens: Number($("max_tokens").value),
     });
     for await (const chunk of stream) {
-      const delta = chunk.choices[0].delta.content;
+      const choice = chunk.choices?.[0];
+      const delta = choice?.delta?.content;
       if (delta) {
         if (!firstAt) firstAt = performance.now();
+        pieces++;
         answer.content += delta;
         el.querySelector(".body").innerHTML = renderMarkdown(answer.content);
         $("messages").scrollTop = $("messages").scrollHeight;
       }
-      if (chunk.usage) {
-        const u = chunk.usage;
-        answer.stats = `${u.completion_tokens} tokens · ${u.extra.decode_tokens_per_s.toFixed(1)} tokens/s · ` +
-          `first token after ${((firstAt || performance.now()) - t0).toFixed(0)} ms` +
-          (chunk.choices[0].finish_reason === "abort" ? " · stopped" : "");
-      }
+      if (choice?.finish_reason) finish = choice.finish_reason;
+      if (chunk.usage) usage = chunk.usage;
     }
   } catch (e) {
-    answer.stats = `Error: ${e.message}`;
+    if (e.name === "AbortError") finish = "abort";
+    else answer.error = e.message;
   }
-  el.querySelector(".stats").textContent = answer.stats || "";
+  answer.stats = answer.error ? `Error: ${answer.error}` : answerStats(usage, finish, pieces, t0, firstAt, performance.now());
+  el.querySelector(".stats").textContent = answer.stats;
   save();
   $("send").hidden = false;
   $("stop").hidden = true;
 }
+// Tokens, decode speed and time to first token of one answer: the engine's own figures where it
+// reports them (the in-browser engine), else measured here from the stream's timing.
+function answerStats(usage, finish, pieces, t0, firstAt, tEnd) {
+  const tokens = usage?.completion_tokens ?? pieces;
+  const decodeSeconds = firstAt ? (tEnd - firstAt) / 1000 : 0;
+  const speed = usage?.extra?.decode_tokens_per_s ??
+    (tokens > 1 && decodeSeconds > 0 ? (tokens - 1) / decodeSeconds : 0);
+  return `${tokens} tokens · ${speed.toFixed(1)} tokens/s · ` +
+    `first token after ${((firstAt || tEnd) - t0).toFixed(0)} ms` + (finish === "abort" ? " · stopped" : "");
+}
 $("composer").onsubmit = (ev) => { ev.preventDefault(); send(); };
 $("input").onkeydown = (ev) => { if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); send(); } };
-$("stop").onclick = () => engine?.interrupt();
+$("stop").onclick = () => backend?.stop();
 $("new-chat").onclick = newConversation;
 
 if (conversations.length) { current = conversations[0]; renderList(); renderMessages(); } else newConversation();
+if (serverMode) {
+  for (const el of document.querySelectorAll(".browser-only")) el.hidden = true;
+  for (const el of document.querySelectorAll(".server-only")) el.hidden = false;
+  $("subtitle").textContent = "on this server";
+  $("loader").hidden = true;
+  $("chat").hidden = false;
+  connectServer();
+}

@@ -1,61 +1,206 @@
-// The demo page in headless Chromium (run by tests/web_browser.sh, which serves web/ with
-// web/serve.py twice and logs each server's requests): load the model from a loopback URL with
-// progress (one request for it in the server's log), stream an answer, keep the conversation over
-// a reload; cross-origin isolated (threads) and not (one thread); a screenshot of each.
+// The chat page in headless Chromium (run by tests/web_browser.sh, which starts the servers and
+// logs each web/serve.py server's requests):
+// - from web/serve.py, cross-origin isolated (threads) and not (one thread): the first download
+//   of the model is cut short by the server, the second continues it with a range request, the
+//   bytes are checked against their SHA-256, an answer streams, and after a reload the model
+//   comes from the cache without a request; engine.cache lists and deletes, a wrong expected
+//   hash is refused;
+// - from `edgellm serve`: its page at "/" chats through /v1/chat/completions, and with --web the
+//   page runs the model in the browser (loaded with the file picker), cross-origin isolated.
+// A screenshot of each page goes to OUT_DIR.
 import { strict as assert } from "node:assert";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import puppeteer from "puppeteer-core";
 
-const { CHROMIUM, ISOLATED_URL, PLAIN_URL, ISOLATED_LOG, PLAIN_LOG, MODEL_PATH, OUT_DIR } = process.env;
+const env = process.env;
+const { CHROMIUM, MODEL_PATH, MODEL_FILE, OUT_DIR } = env;
+const modelSha256 = crypto.createHash("sha256").update(fs.readFileSync(MODEL_FILE)).digest("hex");
+const modelSize = fs.statSync(MODEL_FILE).size;
 let failures = 0;
 async function check(name, fn) {
   try { await fn(); console.log(`ok: ${name}`); } catch (e) { failures++; console.log(`FAIL: ${name}: ${e.stack || e}`); }
 }
-// Requests for the model in a server's log.
-const downloads = (log) => fs.readFileSync(log, "utf8").split("\n")
-  .filter((l) => l.includes(`GET ${MODEL_PATH}`)).length;
+// The server's log lines for the model: {status, range}.
+const modelRequests = (log) => fs.readFileSync(log, "utf8").split("\n")
+  .filter((l) => l.includes(`GET ${MODEL_PATH} `))
+  .map((l) => ({ status: Number(/" (\d{3})/.exec(l)?.[1]), range: /range=(\S+)/.exec(l)?.[1] ?? null }));
+
+// The model's context is short (128 tokens): each answer in a new conversation.
+async function chat(page, text) {
+  await page.click("#new-chat");
+  await page.type("#input", text);
+  await page.click("#send");
+  await page.waitForFunction(() => /tokens\/s|Error/.test(document.querySelector(".msg.assistant:last-child .stats")?.textContent || ""),
+    { timeout: 60000 });
+  const answer = await page.$eval(".msg.assistant:last-child", (e) => ({
+    text: e.querySelector(".body").textContent, stats: e.querySelector(".stats").textContent }));
+  assert.ok(answer.text.length > 0, "the answer has text");
+  assert.match(answer.stats, /^\d+ tokens · [\d.]+ tokens\/s · first token after \d+ ms/, answer.stats);
+  return answer;
+}
+
+// Waits until the page has loaded its model, or says why it could not.
+async function modelLoaded(page) {
+  await page.waitForFunction(() => !document.querySelector("#chat").hidden ||
+    /Could not load/.test(document.querySelector("#status").textContent), { timeout: 60000 });
+  const status = await page.$eval("#status", (e) => e.textContent);
+  assert.doesNotMatch(status, /Could not load/);
+}
 
 const browser = await puppeteer.launch({
   executablePath: CHROMIUM, headless: true,
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
 try {
-  for (const [label, base, log, wantThreads] of [["isolated", ISOLATED_URL, ISOLATED_LOG, true],
-    ["plain", PLAIN_URL, PLAIN_LOG, false]]) {
+  for (const [label, base, log, wantThreads] of [["isolated", env.ISOLATED_URL, env.ISOLATED_LOG, true],
+    ["plain", env.PLAIN_URL, env.PLAIN_LOG, false]]) {
     const page = await browser.newPage();
     await page.setViewport({ width: 1100, height: 720 });
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
-    await check(`${label}: load the model from a loopback URL with progress`, async () => {
+    const modelUrl = `${base}${MODEL_PATH}`;
+    await check(`${label}: a download cut short says so and keeps what arrived`, async () => {
       await page.goto(`${base}/demo/?model=${MODEL_PATH}`, { waitUntil: "load" });
-      const before = downloads(log);
       await page.click("#load-url");
-      await page.waitForSelector("#chat:not([hidden])", { timeout: 60000 });
+      await page.waitForFunction(() => /Could not load/.test(document.querySelector("#status").textContent), { timeout: 60000 });
+      const status = await page.$eval("#status", (e) => e.textContent);
+      assert.match(status, /stopped after \d+ of \d+ bytes .*load it again to continue where it stopped/, status);
+      assert.deepEqual(modelRequests(log), [{ status: 200, range: null }]);
+    });
+    await check(`${label}: loading again continues with a range request, with progress`, async () => {
+      await page.click("#load-url");
+      await modelLoaded(page);
       assert.equal(await page.$eval("#progress", (e) => e.value), 1, "the progress bar reached the end");
+      const requests = modelRequests(log);
+      assert.equal(requests.length, 2, JSON.stringify(requests));
+      const from = Number(/^bytes=(\d+)-$/.exec(requests[1].range)?.[1]);
+      assert.equal(requests[1].status, 206);
+      // What the page kept: every byte the server sent before it hung up, or close to it.
+      assert.ok(from > 0 && from <= Number(env.CUT_BYTES), `resumed from ${requests[1].range}`);
       const runtime = await page.$eval("#runtime", (e) => e.textContent);
       assert.match(runtime, wantThreads ? /\d+ threads/ : /1 thread/, runtime);
       assert.match(runtime, /wasm-simd/);
-      assert.equal(downloads(log), before + 1, "one download of the model");
-      const isolated = await page.evaluate(() => globalThis.crossOriginIsolated);
-      assert.equal(isolated, wantThreads);
+      assert.equal(await page.evaluate(() => globalThis.crossOriginIsolated), wantThreads);
       if (!wantThreads) assert.match(await page.$eval("#warning", (e) => e.textContent), /not cross-origin isolated/);
     });
     await check(`${label}: stream an answer`, async () => {
-      await page.type("#input", "I dreamed");
-      await page.click("#send");
-      await page.waitForFunction(() => /tokens\/s/.test(document.querySelector(".msg.assistant .stats")?.textContent || ""), { timeout: 60000 });
-      const text = await page.$eval(".msg.assistant .body", (e) => e.textContent);
-      assert.ok(text.length > 0, "the answer has text");
+      await chat(page, "I dreamed");
       await page.screenshot({ path: `${OUT_DIR}/demo-${label}.png` });
-      assert.deepEqual(errors, []);
     });
-    await check(`${label}: the conversation survives a reload`, async () => {
+    await check(`${label}: after a reload the conversation is there and the model comes from the cache`, async () => {
       await page.reload({ waitUntil: "load" });
       const titles = await page.$$eval("#conversations li span", (els) => els.map((e) => e.textContent));
       assert.ok(titles.includes("I dreamed"), JSON.stringify(titles));
+      const before = modelRequests(log).length;
+      const phases = [];
+      await page.exposeFunction(`sawStatus_${label}`, (t) => phases.push(t));
+      await page.evaluate((fn) => new MutationObserver(() => window[fn](document.querySelector("#status").textContent))
+        .observe(document.querySelector("#status"), { childList: true, characterData: true, subtree: true }), `sawStatus_${label}`);
+      await page.click("#load-url");
+      await modelLoaded(page);
+      assert.equal(modelRequests(log).length, before, "no request for the model");
+      assert.ok(phases.some((t) => /^Reading from the cache/.test(t)), JSON.stringify(phases));
+      assert.ok(!phases.some((t) => /^Downloading/.test(t)), JSON.stringify(phases));
+      await chat(page, "Once upon");
+    });
+    await check(`${label}: engine.cache lists the model with its SHA-256, checks expected hashes, deletes`, async () => {
+      const before = modelRequests(log).length;
+      const r = await page.evaluate(async (url, sha256) => {
+        const { createEngine } = await import("/dist/edgellm.mjs");
+        const out = {};
+        const e1 = await createEngine({ model: url, sha256, threads: 1 });
+        out.list = await e1.cache.list();
+        try {
+          await createEngine({ model: url, sha256: "0".repeat(64), threads: 1 });
+        } catch (e) { out.wrong = e.message; }
+        out.afterWrong = await e1.cache.list();
+        const e2 = await createEngine({ model: url, threads: 1 }); // downloads again, fine
+        await e2.unload();
+        out.afterReload = (await e1.cache.list()).length;
+        out.deleted = await e1.cache.delete(url);
+        out.deletedAgain = await e1.cache.delete(url);
+        out.afterDelete = await e1.cache.list();
+        await e1.unload();
+        return out;
+      }, modelUrl, modelSha256);
+      assert.deepEqual(r.list.map(({ url, size, storedBytes, complete, sha256 }) => ({ url, size, storedBytes, complete, sha256 })),
+        [{ url: modelUrl, size: modelSize, storedBytes: modelSize, complete: true, sha256: modelSha256 }]);
+      assert.match(r.wrong, new RegExp(`has SHA-256 ${modelSha256}, not the expected 0{64}`), r.wrong);
+      assert.deepEqual(r.afterWrong, [], "the entry of another hash is not kept");
+      assert.equal(r.afterReload, 1);
+      assert.equal(r.deleted, true);
+      assert.equal(r.deletedAgain, false);
+      assert.deepEqual(r.afterDelete, []);
+      // The right hash loaded from the cache; the wrong one and the next load downloaded.
+      assert.equal(modelRequests(log).length, before + 2);
+      assert.deepEqual(errors, []);
     });
     await page.close();
   }
+
+  await check("the page's Markdown escapes HTML and renders code blocks", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
+    const html = await page.evaluate(async () => {
+      const { renderMarkdown } = await import("/markdown.js");
+      return renderMarkdown("<img src=x onerror=alert(1)> **bold** `a<b`\n\n```js\nif (a < b) \"x\";\n```\n\n- one\n- <two>");
+    });
+    assert.equal(html, "<p>&lt;img src=x onerror=alert(1)&gt; <strong>bold</strong> <code>a&lt;b</code></p>" +
+      "<pre><button class=\"copy-code\">Copy</button><code>if (a &lt; b) &quot;x&quot;;\n</code></pre>" +
+      "<ul><li>one</li><li>&lt;two&gt;</li></ul>");
+    await page.close();
+  });
+
+  await check("edgellm serve: the page at / chats through /v1/chat/completions, streaming", async () => {
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1100, height: 720 });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    const posts = [];
+    page.on("request", (r) => { if (r.method() === "POST") posts.push(r.url()); });
+    await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    assert.match(await page.$eval("#runtime", (e) => e.textContent), /^aidreams260K-f32 · edgellm serve$/);
+    assert.equal(await page.$eval("#loader", (e) => e.hidden), true, "no model loader against the server");
+    await chat(page, "I dreamed");
+    assert.deepEqual(posts, [`${env.SERVE_API_URL}/v1/chat/completions`]);
+    await page.screenshot({ path: `${OUT_DIR}/serve-api.png` });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("edgellm serve --web: the page runs the model in the browser with threads (file picker)", async () => {
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1100, height: 720 });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    const posts = [];
+    page.on("request", (r) => { if (r.method() === "POST") posts.push(r.url()); });
+    await page.goto(`${env.SERVE_WEB_URL}/`, { waitUntil: "load" });
+    assert.equal(await page.evaluate(() => globalThis.crossOriginIsolated), true, "COOP/COEP make it isolated");
+    // KNOWN ISSUE (reported, not fixed): under heavy machine load the first load from serve --web
+    // sometimes ends in "network error"; a second attempt is allowed and the first one's status
+    // is printed, so the log shows how often it happens.
+    for (let attempt = 1; ; attempt++) {
+      const picker = await page.$("#model-file");
+      await picker.uploadFile(MODEL_FILE);
+      try {
+        await modelLoaded(page);
+        break;
+      } catch (e) {
+        console.log(`serve --web: load attempt ${attempt} failed: ${e.message.split("\n")[0]}`);
+        if (attempt === 2) throw e;
+        await page.reload({ waitUntil: "load" });
+      }
+    }
+    assert.match(await page.$eval("#runtime", (e) => e.textContent), /\d+ threads · wasm-simd/);
+    await chat(page, "I dreamed");
+    assert.deepEqual(posts, [], "nothing sent to the server");
+    await page.screenshot({ path: `${OUT_DIR}/serve-web.png` });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
 } finally {
   await browser.close();
 }

@@ -1,0 +1,192 @@
+// edgellm-wasm against wllama (llama.cpp compiled to WebAssembly, npm @wllama/wllama pinned by
+// bench/web/package-lock.json) in the same headless Chromium, on the same GGUF file, single- and
+// multi-threaded: load time, prefill and decode tokens/s side by side with their ratio, and the
+// ratio to native `edgellm bench` on the same machine in the same run. Not part of `make test`.
+//
+//   make web && cmake --build build && node bench/web.mjs [--build build] [--model M.gguf]
+//       [--threads 2] [-p 64] [-n 16]
+//
+// Without --model a synthetic smollm2-360m at Q4_0 (random weights in the real layer shapes, the
+// Llama 2 vocabulary of ../shared) is made with `edgellm synth` into BUILD/bench-web/. The model
+// is fetched once into a Blob and handed to each engine, so load time is parsing and copying into
+// WebAssembly memory, not the network. Each engine runs in a fresh tab: one warm-up generation,
+// then the measured prompt (the same text for both; its token count is shown) and greedy decode.
+// Native: `edgellm bench` with EDGELLM_KERNELS=avx2 (the kernel set it reports is shown: builds
+// without that switch use their default). Shared, noisy machines: compare the ratios of one run.
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const args = process.argv.slice(2);
+function option(names, dflt) {
+  const i = args.findIndex((a) => names.includes(a));
+  if (i < 0) return dflt;
+  if (i + 1 >= args.length) usage(`${args[i]} needs a value`);
+  return args[i + 1];
+}
+function usage(why) {
+  console.error(`bench/web.mjs: ${why}\nusage: node bench/web.mjs [--build DIR] [--model M.gguf] [--threads N] [-p PROMPT_TOKENS] [-n GEN_TOKENS]`);
+  process.exit(2);
+}
+function count(names, dflt, lo, hi) {
+  const v = Number(option(names, dflt));
+  if (!Number.isInteger(v) || v < lo || v > hi) usage(`${names[0]} must be an integer from ${lo} to ${hi}`);
+  return v;
+}
+const build = path.resolve(option(["--build"], path.join(root, "build")));
+const threads = count(["--threads", "-t"], 2, 2, 16);
+const promptTokens = count(["-p"], 64, 8, 1024);
+const genTokens = count(["-n"], 16, 2, 512);
+const edgellm = path.join(build, "edgellm");
+const dist = path.join(root, "web/dist");
+for (const [file, what] of [[edgellm, "cmake --build build"], [path.join(dist, "edgellm-mt.wasm"), "make web"]])
+  if (!fs.existsSync(file)) usage(`${file} is missing: run ${what} first`);
+const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => fs.existsSync(p));
+if (!chromium) usage("chromium is missing: run scripts/install-deps.sh --test");
+
+// npm packages (puppeteer-core, @wllama/wllama) from the lockfile, into the build tree.
+const npmDir = path.join(build, "bench-web-npm");
+const lock = path.join(root, "bench/web/package-lock.json");
+const installed = path.join(npmDir, "node_modules/.installed-lock.json");
+if (!fs.existsSync(installed) || !fs.readFileSync(lock).equals(fs.readFileSync(installed))) {
+  fs.mkdirSync(npmDir, { recursive: true });
+  for (const f of ["package.json", "package-lock.json"]) fs.copyFileSync(path.join(root, "bench/web", f), path.join(npmDir, f));
+  console.error("bench/web.mjs: npm ci (puppeteer-core, @wllama/wllama) ...");
+  execFileSync("npm", ["ci", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: npmDir, stdio: ["ignore", "ignore", "inherit"] });
+  fs.copyFileSync(lock, installed);
+}
+const requireFromNpm = createRequire(path.join(npmDir, "package.json"));
+const puppeteer = (await import(pathToFileURL(requireFromNpm.resolve("puppeteer-core")).href)).default;
+const wllamaDir = path.join(npmDir, "node_modules/@wllama/wllama/esm");
+
+let model = option(["--model", "-m"], null);
+if (!model) {
+  model = path.join(build, "bench-web/smollm2-360m-q4_0.gguf");
+  if (!fs.existsSync(model)) {
+    fs.mkdirSync(path.dirname(model), { recursive: true });
+    console.error(`bench/web.mjs: edgellm synth --preset smollm2-360m --type q4_0 -o ${model}`);
+    execFileSync(edgellm, ["synth", "--preset", "smollm2-360m", "--type", "q4_0", "-o", model,
+      "--vocab", path.join(root, "../shared/models/llama2-vocab-tiny-f16.gguf")], { stdio: ["ignore", "ignore", "inherit"] });
+  }
+}
+if (!fs.existsSync(model)) usage(`no model at ${model}`);
+const prompt = " the".repeat(promptTokens); // one token per word in SentencePiece vocabularies
+
+// Native, same machine, same moment.
+function native(t) {
+  const out = execFileSync(edgellm, ["bench", "-m", model, "-p", String(promptTokens), "-n", String(genTokens),
+    "-t", String(t), "-r", "1", "--json"], { env: { ...process.env, EDGELLM_KERNELS: "avx2" }, stdio: ["ignore", "pipe", "ignore"] });
+  const j = JSON.parse(out.toString());
+  return { load: j.model_load_time_s, prefill: j.prefill_tok_per_s, decode: j.decode_tok_per_s, kernels: j.device?.kernels };
+}
+
+// One origin for everything, cross-origin isolated so that both multi-threaded builds can run.
+const types = { ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
+const page = `<!doctype html><meta charset="utf-8"><title>bench</title><script type="module">
+import { createEngine } from "/dist/edgellm.mjs";
+import { Wllama } from "/wllama/index.js";
+const model = () => fetch("/model.gguf").then((r) => r.blob());
+const seconds = (t0) => (performance.now() - t0) / 1000;
+window.bench = {
+  async edgellm(threads, prompt, n) {
+    const blob = await model();
+    const t0 = performance.now();
+    const engine = await createEngine({ model: blob, threads, variant: threads > 1 ? "mt" : "st", contextSize: 1024 });
+    const load = seconds(t0);
+    await engine.completions.create({ prompt: "Hello", max_tokens: 4, temperature: 0 });
+    const c = await engine.completions.create({ prompt, max_tokens: n, temperature: 0 });
+    const info = engine.runtimeInfo();
+    await engine.unload();
+    const u = c.usage;
+    return { load, promptTokens: u.prompt_tokens - u.prompt_tokens_details.cached_tokens, generated: u.completion_tokens,
+      prefill: u.extra.prefill_tokens_per_s, decode: u.extra.decode_tokens_per_s, threads: info.threads, variant: info.variant };
+  },
+  async wllama(threads, prompt, n) {
+    const blob = await model();
+    const w = new Wllama({ "single-thread/wllama.wasm": "/wllama/single-thread/wllama.wasm",
+      "multi-thread/wllama.wasm": "/wllama/multi-thread/wllama.wasm" }, { suppressNativeLog: true });
+    const t0 = performance.now();
+    await w.loadModel([blob], { n_ctx: 1024, n_batch: 1024, n_threads: threads });
+    const load = seconds(t0);
+    await w.decode([w.getBOS(), ...(await w.tokenize("Hello"))], {});
+    await w.kvClear();
+    const tokens = [w.getBOS(), ...(await w.tokenize(prompt))];
+    let t = performance.now();
+    await w.decode(tokens, {});
+    const prefill = tokens.length / seconds(t);
+    await w.samplingInit({ temp: 0 });
+    t = performance.now();
+    for (let i = 0; i < n; i++) {
+      const { token } = await w.samplingSample();
+      await w.samplingAccept([token]);
+      await w.decode([token], {});
+    }
+    const decode = n / seconds(t);
+    const info = { threads: w.getNumThreads(), variant: w.isMultithread() ? "mt" : "st" };
+    await w.exit();
+    return { load, promptTokens: tokens.length, generated: n, prefill, decode, ...info };
+  },
+};
+window.benchReady = true;
+</script>`;
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://x").pathname;
+  let file = null;
+  if (url === "/") file = "page";
+  else if (url === "/model.gguf") file = model;
+  else if (/^\/dist\/[\w.-]+$/.test(url)) file = path.join(dist, url.slice(6));
+  else if (/^\/wllama\/[\w./-]+$/.test(url) && !url.includes("..")) file = path.join(wllamaDir, url.slice(8));
+  res.setHeader("Cross-Origin-Opener-Policy", "same-origin");
+  res.setHeader("Cross-Origin-Embedder-Policy", "require-corp");
+  if (file === "page") { res.setHeader("Content-Type", "text/html"); res.end(page); return; }
+  if (!file || !fs.existsSync(file)) { res.statusCode = 404; res.end(); return; }
+  res.setHeader("Content-Type", types[path.extname(file)] || "application/octet-stream");
+  res.setHeader("Content-Length", fs.statSync(file).size);
+  fs.createReadStream(file).pipe(res);
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const base = `http://127.0.0.1:${server.address().port}`;
+
+const browser = await puppeteer.launch({ executablePath: chromium, headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"], protocolTimeout: 1800000 });
+const rows = [];
+const browserVersion = await browser.version();
+try {
+  for (const t of [1, threads]) {
+    const nat = native(t);
+    const got = {};
+    for (const name of ["edgellm", "wllama"]) {
+      const tab = await browser.newPage();
+      tab.on("pageerror", (e) => console.error(`${name}: ${e.message}`));
+      await tab.goto(`${base}/`);
+      await tab.waitForFunction(() => window.benchReady === true);
+      console.error(`bench/web.mjs: ${name}, ${t} thread(s) ...`);
+      got[name] = await tab.evaluate((n, th, p, g) => window.bench[n](th, p, g), name, t, prompt, genTokens);
+      await tab.close();
+    }
+    rows.push({ threads: t, native: nat, ...got });
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
+
+const f = (v, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : "-");
+const modelName = path.basename(model);
+console.log(`${modelName}, ${promptTokens}-word prompt, ${genTokens} generated tokens, ${browserVersion}, ` +
+  `wllama ${JSON.parse(fs.readFileSync(path.join(wllamaDir, "../package.json"))).version}`);
+console.log("| threads | engine | variant | load s | prompt tokens | prefill tok/s | decode tok/s | edgellm / wllama (prefill, decode) | wasm / native (prefill, decode) |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+for (const r of rows) {
+  for (const name of ["edgellm", "wllama"]) {
+    const x = r[name];
+    const vs = name === "edgellm" ? `${f(x.prefill / r.wllama.prefill, 2)}, ${f(x.decode / r.wllama.decode, 2)}` : "";
+    console.log(`| ${r.threads} | ${name} | ${x.variant} ${x.threads}t | ${f(x.load, 2)} | ${x.promptTokens} | ${f(x.prefill)} | ${f(x.decode)} | ${vs} | ` +
+      `${f(x.prefill / r.native.prefill, 2)}, ${f(x.decode / r.native.decode, 2)} |`);
+  }
+  console.log(`| ${r.threads} | native edgellm (${r.native.kernels}) | - | ${f(r.native.load, 2)} | ${promptTokens} | ${f(r.native.prefill)} | ${f(r.native.decode)} | | 1, 1 |`);
+}
