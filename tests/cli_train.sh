@@ -2,8 +2,8 @@
 # edgellm train: a short run whose output loads in `edgellm run`, the CSV log, a run stopped and
 # resumed (at another thread count) giving the very same file as an uninterrupted one, Ctrl-C
 # writing a checkpoint, and the bad inputs: a corpus smaller than a batch, a vocabulary that does
-# not match --init, bad --dims, a truncated checkpoint, a model that is not a checkpoint, and a
-# non-finite loss.
+# not match --init, bad --dims, a truncated checkpoint, a model that is not a checkpoint, a
+# non-finite loss and a full disk while checkpointing.
 set -euo pipefail
 work="$TEST_TMP/cli_train"
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
@@ -79,4 +79,20 @@ PY
 expect 1 'loss became nan|non-finite|NaN' "$EDGELLM" train -o nan-out.gguf --init nan.gguf \
   -f corpus.txt --ctx 32 --batch 4 --steps 3
 [[ ! -e nan-out.gguf ]] || fail "a diverged run wrote its output"
+# A full disk while checkpointing (a file size limit, EFBIG): exit 1 naming the checkpoint, the
+# previous checkpoint intact and no temporary file left; the run still resumes from it.
+"$EDGELLM" train -o f.gguf "${common[@]}" -t 2 --checkpoint-every 2 --stop-at 2 2> /dev/null
+cp f.gguf.ckpt kept.ckpt
+set +e
+(trap '' XFSZ; ulimit -f 600; "$EDGELLM" train -o f.gguf --resume f.gguf.ckpt -f corpus.txt -t 1 \
+  > /dev/null 2> full.err)
+rc=$?; set -e
+[[ $rc -eq 1 ]] || { cat full.err >&2; fail "full disk: exit $rc, expected 1"; }
+grep -q 'writing the checkpoint f.gguf.ckpt: .*(the previous checkpoint is kept)' full.err ||
+  { cat full.err >&2; fail "full disk: no message naming the checkpoint"; }
+cmp f.gguf.ckpt kept.ckpt || fail "full disk: the previous checkpoint changed"
+[[ -z $(find . -name 'f.gguf.ckpt?*') ]] || fail "full disk: a temporary file was left behind"
+"$EDGELLM" train -o f.gguf --resume f.gguf.ckpt -f corpus.txt -t 2 2> /dev/null ||
+  fail "resuming after a failed checkpoint write"
+cmp a.gguf f.gguf || fail "the run resumed after a failed write differs"
 echo "cli_train: ok"

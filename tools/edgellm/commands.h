@@ -20,5 +20,6 @@ int cmd_redact(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
 
 #endif

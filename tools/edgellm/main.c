@@ -30,6 +30,7 @@ static const command commands[] = {
     {"imatrix", cmd_imatrix, "activation statistics over calibration text, for quantize --imatrix"},
     {"gateway", cmd_gateway, "one local OpenAI endpoint routing between the edge model and a cloud"},
     {"train", cmd_train, "train a llama model from scratch or fine-tune one on a text corpus"},
+    {"distill", cmd_distill, "train a student model on a teacher model's token distributions"},
 };
 
 static void usage(FILE *out)
