@@ -33,6 +33,12 @@ grep -q '^step 2/2  loss [0-9.]*  eval -  ' e.err || fail "no held-out text: eva
 "$EDGELLM" train -o b.gguf "${common[@]}" -t 2 --stop-at 5 2> b.err
 [[ -s b.gguf.ckpt && ! -e b.gguf ]] || fail "--stop-at left no checkpoint"
 "$EDGELLM" run -m b.gguf.ckpt -p "The" -n 4 > /dev/null 2>&1 || fail "a checkpoint loads as a model"
+# quantizing a checkpoint gives the model alone: no optimizer moments, no train.* state
+"$EDGELLM" quantize b.gguf.ckpt b-q8.gguf q8_0 > /dev/null 2>&1 || fail "quantizing a checkpoint"
+"$EDGELLM" info b-q8.gguf > b-q8.info 2>&1 || fail "info on the quantized checkpoint"
+grep -q 'blk.0.attn_q.weight' b-q8.info || fail "info lists no tensors"
+! grep -Eq 'adam_[mv]\.|train\.' b-q8.info || fail "the quantized checkpoint kept training state"
+"$EDGELLM" run -m b-q8.gguf -p "The" -n 4 > /dev/null 2>&1 || fail "the quantized checkpoint runs"
 "$EDGELLM" train -o b.gguf --resume b.gguf.ckpt -f corpus.txt -t 1 2> b2.err
 cmp a.gguf b.gguf || fail "resumed run differs from the uninterrupted one"
 diff <(cut -d, -f1-5 a.gguf.csv) <(cut -d, -f1-5 b.gguf.csv) || fail "resumed CSV log differs"
