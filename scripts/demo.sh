@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
-# make demo: convert the shared aidreams llama2.c checkpoint with edgellm's own converter and
-# generate from it.
+# make demo: generate from edgellm's own default model (models/edgellm-default.gguf, trained on
+# the King James Bible by scripts/train-default-model.sh; see models/README.md). Needs nothing
+# outside the repository.
 set -euo pipefail
 build=${1:-build}
-shared=${EDGELLM_SHARED:-$(cd "$(dirname "$0")/.." && pwd)/../shared}
+root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$build/edgellm"
-model="$build/demo/aidreams260K.gguf"
-ckpt="$shared/models/aidreams260K.bin"
-tok="$shared/models/aidreams-tok512.bin"
-for f in "$ckpt" "$tok"; do
-  [[ -f "$f" ]] || { echo "demo: missing $f (set EDGELLM_SHARED to the shared data folder)" >&2; exit 1; }
+model="$root/models/edgellm-default.gguf"
+[[ -f "$model" ]] || { echo "demo: missing $model (scripts/train-default-model.sh makes it)" >&2; exit 1; }
+for prompt in "In the beginning" "And the LORD spake unto Moses, saying," "Blessed are"; do
+  echo "== edgellm run -m models/edgellm-default.gguf -p '$prompt' -n 48 --temp 0.7 --seed 7" >&2
+  printf '%s' "$prompt"
+  "$bin" run -m "$model" -p "$prompt" -n 48 --temp 0.7 --seed 7 --repeat-penalty 1.1 2> /dev/null
+  echo
 done
-mkdir -p "$build/demo"
-echo "== converting $ckpt -> $model" >&2
-"$bin" convert --from llama2c "$ckpt" --tokenizer "$tok" -o "$model"
-echo "== edgellm run -m $model -p 'I dreamed of' -n 64 --temp 0" >&2
-"$bin" run -m "$model" -p "I dreamed of" -n 64 --temp 0

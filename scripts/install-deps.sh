@@ -15,6 +15,7 @@ if [[ "${1:-}" == "--test" ]]; then
   packages+=(emscripten chromium) # the WebAssembly build (make web) and its browser test
   packages+=(python3-jsonschema) # the independent validator of the structured-output tests
   packages+=(python3-torch) # the reference of the training gradients (tests/train_torch.py)
+  packages+=(sentencepiece) # spm_train/spm_encode: the reference of the SentencePiece import
   # The machine image may ship its own Node.js; Debian's npm conflicts with it.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

@@ -2,8 +2,8 @@
 # edgellm train: a short run whose output loads in `edgellm run`, the CSV log, a run stopped and
 # resumed (at another thread count) giving the very same file as an uninterrupted one, Ctrl-C
 # writing a checkpoint, and the bad inputs: a corpus smaller than a batch, a vocabulary that does
-# not match --init, bad --dims, a truncated checkpoint, a model that is not a checkpoint, and a
-# non-finite loss.
+# not match --init, bad --dims, a truncated checkpoint, a model that is not a checkpoint, a
+# non-finite loss and a full disk while checkpointing.
 set -euo pipefail
 work="$TEST_TMP/cli_train"
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
@@ -33,6 +33,12 @@ grep -q '^step 2/2  loss [0-9.]*  eval -  ' e.err || fail "no held-out text: eva
 "$EDGELLM" train -o b.gguf "${common[@]}" -t 2 --stop-at 5 2> b.err
 [[ -s b.gguf.ckpt && ! -e b.gguf ]] || fail "--stop-at left no checkpoint"
 "$EDGELLM" run -m b.gguf.ckpt -p "The" -n 4 > /dev/null 2>&1 || fail "a checkpoint loads as a model"
+# quantizing a checkpoint gives the model alone: no optimizer moments, no train.* state
+"$EDGELLM" quantize b.gguf.ckpt b-q8.gguf q8_0 > /dev/null 2>&1 || fail "quantizing a checkpoint"
+"$EDGELLM" info b-q8.gguf > b-q8.info 2>&1 || fail "info on the quantized checkpoint"
+grep -q 'blk.0.attn_q.weight' b-q8.info || fail "info lists no tensors"
+! grep -Eq 'adam_[mv]\.|train\.' b-q8.info || fail "the quantized checkpoint kept training state"
+"$EDGELLM" run -m b-q8.gguf -p "The" -n 4 > /dev/null 2>&1 || fail "the quantized checkpoint runs"
 "$EDGELLM" train -o b.gguf --resume b.gguf.ckpt -f corpus.txt -t 1 2> b2.err
 cmp a.gguf b.gguf || fail "resumed run differs from the uninterrupted one"
 diff <(cut -d, -f1-5 a.gguf.csv) <(cut -d, -f1-5 b.gguf.csv) || fail "resumed CSV log differs"
@@ -79,4 +85,20 @@ PY
 expect 1 'loss became nan|non-finite|NaN' "$EDGELLM" train -o nan-out.gguf --init nan.gguf \
   -f corpus.txt --ctx 32 --batch 4 --steps 3
 [[ ! -e nan-out.gguf ]] || fail "a diverged run wrote its output"
+# A full disk while checkpointing (a file size limit, EFBIG): exit 1 naming the checkpoint, the
+# previous checkpoint intact and no temporary file left; the run still resumes from it.
+"$EDGELLM" train -o f.gguf "${common[@]}" -t 2 --checkpoint-every 2 --stop-at 2 2> /dev/null
+cp f.gguf.ckpt kept.ckpt
+set +e
+(trap '' XFSZ; ulimit -f 600; "$EDGELLM" train -o f.gguf --resume f.gguf.ckpt -f corpus.txt -t 1 \
+  > /dev/null 2> full.err)
+rc=$?; set -e
+[[ $rc -eq 1 ]] || { cat full.err >&2; fail "full disk: exit $rc, expected 1"; }
+grep -q 'writing the checkpoint f.gguf.ckpt: .*(the previous checkpoint is kept)' full.err ||
+  { cat full.err >&2; fail "full disk: no message naming the checkpoint"; }
+cmp f.gguf.ckpt kept.ckpt || fail "full disk: the previous checkpoint changed"
+[[ -z $(find . -name 'f.gguf.ckpt?*') ]] || fail "full disk: a temporary file was left behind"
+"$EDGELLM" train -o f.gguf --resume f.gguf.ckpt -f corpus.txt -t 2 2> /dev/null ||
+  fail "resuming after a failed checkpoint write"
+cmp a.gguf f.gguf || fail "the run resumed after a failed write differs"
 echo "cli_train: ok"

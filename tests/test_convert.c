@@ -181,9 +181,103 @@ static void test_quantized_and_unshared(void)
     free(ckpt);
 }
 
+/* The same array under `key` in both files, element by element. */
+static void check_same_array(const gguf_file *mine, const gguf_file *ref, const char *key)
+{
+    const gguf_array *a = NULL, *b = NULL;
+    CHECK_MSG(gguf_get_array(mine, key, &a) == EDGELLM_OK, "ours lacks %s", key);
+    CHECK_MSG(gguf_get_array(ref, key, &b) == EDGELLM_OK, "the reference lacks %s", key);
+    if (!a || !b)
+        return;
+    CHECK_MSG(a->n == b->n, "%s: %llu vs %llu entries", key, (unsigned long long)a->n,
+              (unsigned long long)b->n);
+    int differ = 0;
+    for (uint64_t i = 0; i < a->n && i < b->n; i++) {
+        if (a->elem_type == GGUF_TYPE_STRING) {
+            differ += a->strings[i].len != b->strings[i].len ||
+                      memcmp(a->strings[i].data, b->strings[i].data, a->strings[i].len) != 0;
+        } else {
+            float x = 0, y = 0;
+            int64_t j = 0, k = 0;
+            if (a->elem_type == GGUF_TYPE_FLOAT32) {
+                CHECK(gguf_array_get_f32(a, i, &x) && gguf_array_get_f32(b, i, &y));
+                differ += x != y;
+            } else {
+                CHECK(gguf_array_get_i64(a, i, &j) && gguf_array_get_i64(b, i, &k));
+                differ += j != k;
+            }
+        }
+    }
+    CHECK_MSG(differ == 0, "%s: %d entries differ from the reference", key, differ);
+}
+
+/* The Llama 2 tokenizer.model (a SentencePiece protobuf) imports to the very tokens, scores and
+ * types another runtime's converter wrote into llama2-vocab-tiny-f16.gguf. */
+static void test_sentencepiece_matches_reference(void)
+{
+    const char *out = test_tmp_path("convert-spm-llama2.gguf");
+    edgellm_status st =
+        ellm_convert_sentencepiece(test_shared_path("tokenizers/llama2/tokenizer.model"), out,
+                                   NULL);
+    CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
+    gguf_file *mine = NULL, *ref = NULL;
+    CHECK(gguf_open(out, &mine) == EDGELLM_OK);
+    CHECK(gguf_open(test_shared_path("models/llama2-vocab-tiny-f16.gguf"), &ref) == EDGELLM_OK);
+    if (mine && ref) {
+        check_same_array(mine, ref, "tokenizer.ggml.tokens");
+        check_same_array(mine, ref, "tokenizer.ggml.scores");
+        check_same_array(mine, ref, "tokenizer.ggml.token_type");
+        const char *ids[] = {"tokenizer.ggml.unknown_token_id", "tokenizer.ggml.bos_token_id",
+                             "tokenizer.ggml.eos_token_id"};
+        for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
+            uint32_t x = 99, y = 98;
+            CHECK(gguf_get_u32(mine, ids[k], &x) == EDGELLM_OK);
+            CHECK(gguf_get_u32(ref, ids[k], &y) == EDGELLM_OK);
+            CHECK_MSG(x == y, "%s: %u vs %u", ids[k], x, y);
+        }
+    }
+    gguf_close(mine);
+    gguf_close(ref);
+}
+
+/* Truncated, empty and non-protobuf model files fail with a message naming the file. */
+static void test_sentencepiece_hostile(void)
+{
+    FILE *f = fopen(test_shared_path("tokenizers/llama2/tokenizer.model"), "rb");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    static unsigned char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    CHECK(n > 1000);
+    const char *in = test_tmp_path("hostile.model"), *out = test_tmp_path("hostile-spm.gguf");
+    size_t cuts[] = {0, 1, 7, n / 2, n - 1};
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        CHECK(write_file(in, buf, cuts[k]));
+        CHECK_MSG(ellm_convert_sentencepiece(in, out, NULL) == EDGELLM_ERR_FORMAT,
+                  "a model cut at %zu bytes was accepted", cuts[k]);
+        CHECK(strstr(edgellm_last_error(), "hostile.model") != NULL);
+    }
+    const char text[] = "this is a text file, not a protobuf\n";
+    CHECK(write_file(in, text, sizeof text - 1));
+    CHECK(ellm_convert_sentencepiece(in, out, NULL) == EDGELLM_ERR_FORMAT);
+    /* a piece whose length runs past the end of its message */
+    const unsigned char overlong[] = {0x0A, 0x05, 0x0A, 0x7F, 'a', 'b', 'c'};
+    CHECK(write_file(in, overlong, sizeof overlong));
+    CHECK(ellm_convert_sentencepiece(in, out, NULL) == EDGELLM_ERR_FORMAT);
+    /* a well-formed file with only a unigram trainer_spec and one piece: refused by name */
+    const unsigned char unigram[] = {0x0A, 0x03, 0x0A, 0x01, 'a', 0x12, 0x02, 0x18, 0x01};
+    CHECK(write_file(in, unigram, sizeof unigram));
+    CHECK(ellm_convert_sentencepiece(in, out, NULL) == EDGELLM_ERR_UNSUPPORTED);
+    CHECK(strstr(edgellm_last_error(), "--model_type=bpe") != NULL);
+}
+
 int main(void)
 {
     test_matches_reference();
     test_quantized_and_unshared();
+    test_sentencepiece_matches_reference();
+    test_sentencepiece_hostile();
     return test_finish("test_convert");
 }

@@ -369,6 +369,17 @@ static void test_distill_loss(ellm_threadpool *pool)
     ellm_train_distill_loss(pool, NULL, teacher, teacher, &target, 1, 3, 3.0f, 1.0f, 1.0f, &kl);
     CHECK(fabs(kl) < 1e-12);
 
+    /* A teacher cut to its top 2: p = softmax([3, 1] / 2) = [0.731059, 0.268941] over the kept
+     * tokens, 0 for the third; KL = 0.731059 log(0.731059 / 0.186324)
+     * + 0.268941 log(0.268941 / 0.307196) = 0.999363 - 0.035767 = 0.963596. */
+    float top2[3] = {3, 1, -INFINITY}, dtop[3];
+    double loss2 = ellm_train_distill_loss(pool, dtop, student, top2, &target, 1, 3, 2.0f, 1.0f,
+                                           1.0f, &kl);
+    CHECK_MSG(fabs(kl - 0.963596) < 1e-6, "top-k KL %.7f, by hand 0.963596", kl);
+    CHECK(fabs(loss2 - 4 * 0.963596) < 4e-6);
+    /* d(T^2 KL)/ds = T (q - p): the dropped token's gradient is T q alone */
+    CHECK_MSG(fabs(dtop[2] - 2 * 0.506480) < 1e-5, "top-k gradient %.6f", dtop[2]);
+
     int32_t targets[3] = {4, 0, 7};
     float *s = random_floats(24, 3.0f), *t = random_floats(24, 3.0f), ds[24];
     kd_ctx c = {3, 8, t, targets, 2.5, 0.7};

@@ -40,6 +40,16 @@ edgellm_status ellm_convert_llama2c(const char *checkpoint_path, const char *tok
 edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
                                const ellm_convert_options *options, bool *with_vocab);
 
+/* The most pieces a SentencePiece model may have for `convert --from sentencepiece`. */
+#define ELLM_SPM_MAX_PIECES (1 << 22)
+
+/* Converts a SentencePiece model (MODEL.model from spm_train: a BPE model without normalization
+ * rules or whitespace collapsing, which edgellm tokenizes exactly as spm_encode does) to a GGUF
+ * vocabulary (no tensors, general.type "vocab"; written atomically) for `edgellm train --vocab`.
+ * Models edgellm would tokenize differently are refused with the spm_train option to change. */
+edgellm_status ellm_convert_sentencepiece(const char *model_path, const char *out_path,
+                                          const char *name);
+
 typedef struct ellm_quantize_options {
     /* Called for every tensor whose rows do not split into the target's blocks, with the type
      * it got instead; may be NULL. */

@@ -375,6 +375,14 @@ edgellm_status ellm_quantize_model_recipe(const char *in_path, const char *out_p
     return quantize_with(in_path, out_path, r, options);
 }
 
+/* A training checkpoint (edgellm train) also holds the optimizer's moments and the run's state:
+ * the quantized file is the model alone. */
+static bool is_training_state(gguf_str name)
+{
+    return (name.len > 7 && (!memcmp(name.data, "adam_m.", 7) || !memcmp(name.data, "adam_v.", 7))) ||
+           (name.len > 6 && !memcmp(name.data, "train.", 6));
+}
+
 static edgellm_status quantize_with(const char *in_path, const char *out_path, const recipe *r,
                                     const ellm_quantize_options *options)
 {
@@ -404,6 +412,8 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(in); i++) {
         const gguf_kv *kv = gguf_kv_at(in, i);
+        if (is_training_state(kv->key))
+            continue;
         char *key = gguf_str_dup(kv->key);
         if (!key) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
@@ -424,11 +434,16 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
     if (st == EDGELLM_OK && !gguf_find_kv(in, "general.file_type"))
         st = gguf_writer_set_u32(w, "general.file_type", r->file_type);
     model_shape shape = shape_of(in);
+    int n_kept = 0, kept = 0;
+    for (uint64_t i = 0; i < n; i++)
+        n_kept += !is_training_state(gguf_tensor_at(in, i)->name);
     for (uint64_t i = 0; st == EDGELLM_OK && i < n; i++) {
         const gguf_tensor_info *t = gguf_tensor_at(in, i);
+        if (is_training_state(t->name))
+            continue;
         bool fell_back;
         ellm_type wanted;
-        jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, (int)i, (int)n, pool,
+        jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, kept++, n_kept, pool,
                             NULL, NULL};
         char *name = gguf_str_dup(t->name);
         jobs[i].name = name;

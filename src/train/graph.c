@@ -120,10 +120,12 @@ static bool same_config(const ellm_train_config *a, const ellm_train_config *b)
            a->tied_embeddings == b->tied_embeddings;
 }
 
-edgellm_status ellm_train_forward_backward(const ellm_train_params *p, ellm_train_params *grads,
-                                           ellm_train_work *w, ellm_threadpool *pool,
-                                           const int32_t *tokens, const int32_t *targets,
-                                           float grad_scale, double *loss)
+/* The forward pass, the loss (cross-entropy, or distillation with kd) and the backward pass. */
+static edgellm_status forward_backward(const ellm_train_params *p, ellm_train_params *grads,
+                                       ellm_train_work *w, ellm_threadpool *pool,
+                                       const int32_t *tokens, const int32_t *targets,
+                                       const ellm_train_distill *kd, float grad_scale,
+                                       double *loss)
 {
     const ellm_train_config *c = &p->cfg;
     if (!same_config(c, &w->cfg) || (grads && !same_config(c, &grads->cfg)))
@@ -171,8 +173,11 @@ edgellm_status ellm_train_forward_backward(const ellm_train_params *p, ellm_trai
     ellm_train_matmul(pool, w->logits, w->xn_f, p->output, rows, E, V);
     if (!targets)
         return EDGELLM_OK;
-    double l = ellm_train_cross_entropy(pool, grads ? w->dlogits : NULL, w->logits, targets, rows,
-                                        V, grad_scale);
+    double l = kd ? ellm_train_distill_loss(pool, grads ? w->dlogits : NULL, w->logits,
+                                            kd->teacher_logits, targets, rows, V,
+                                            kd->temperature, kd->alpha, grad_scale, kd->mean_kl)
+                  : ellm_train_cross_entropy(pool, grads ? w->dlogits : NULL, w->logits, targets,
+                                             rows, V, grad_scale);
     if (isnan(l) && !grads)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the loss");
     if (loss)
@@ -221,6 +226,29 @@ edgellm_status ellm_train_forward_backward(const ellm_train_params *p, ellm_trai
             dst[i] += w->dx[t * E + i];
     }
     return EDGELLM_OK;
+}
+
+edgellm_status ellm_train_forward_backward(const ellm_train_params *p, ellm_train_params *grads,
+                                           ellm_train_work *w, ellm_threadpool *pool,
+                                           const int32_t *tokens, const int32_t *targets,
+                                           float grad_scale, double *loss)
+{
+    return forward_backward(p, grads, w, pool, tokens, targets, NULL, grad_scale, loss);
+}
+
+edgellm_status ellm_train_forward_backward_distill(const ellm_train_params *p,
+                                                   ellm_train_params *grads, ellm_train_work *w,
+                                                   ellm_threadpool *pool, const int32_t *tokens,
+                                                   const int32_t *targets,
+                                                   const ellm_train_distill *kd, float grad_scale,
+                                                   double *loss)
+{
+    if (!kd || !kd->teacher_logits || !targets || !(kd->temperature > 0) ||
+        !(kd->alpha >= 0 && kd->alpha <= 1))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "distillation needs teacher logits, targets, a temperature > 0 and an "
+                         "alpha in [0, 1]");
+    return forward_backward(p, grads, w, pool, tokens, targets, kd, grad_scale, loss);
 }
 
 edgellm_status ellm_adamw_init(ellm_adamw *opt, size_t n)

@@ -380,6 +380,8 @@ static void distill_task(void *arg, int ith, int nth)
         double lse_tT = log_sum_exp(te, j->n_vocab, inv_t);
         double kl = 0;
         for (int64_t i = 0; i < j->n_vocab; i++) {
+            if (te[i] == -INFINITY)
+                continue; /* outside the teacher's top-k: p = 0 adds nothing (0 log 0 = 0) */
             double log_p = te[i] * inv_t - lse_tT, log_q = s[i] * inv_t - lse_sT;
             kl += exp(log_p) * (log_p - log_q);
         }

@@ -78,6 +78,25 @@ edgellm_status ellm_train_forward_backward(const ellm_train_params *p, ellm_trai
                                            const int32_t *tokens, const int32_t *targets,
                                            float grad_scale, double *loss);
 
+/* A distillation step's teacher: its logits for the same rows, and the loss's parameters. */
+typedef struct ellm_train_distill {
+    /* [n_seq * n_ctx][n_vocab]; -INFINITY marks tokens outside the teacher's kept top-k, whose
+     * distribution is then the softmax over the kept ones. */
+    const float *teacher_logits;
+    float temperature, alpha;
+    double *mean_kl; /* receives the mean KL(teacher || student) at the temperature; may be NULL */
+} ellm_train_distill;
+
+/* ellm_train_forward_backward with the distillation loss (ellm_train_distill_loss in
+ * train_ops.h): alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE
+ * in *loss, its gradient added (times grad_scale) to grads. Needs targets. */
+edgellm_status ellm_train_forward_backward_distill(const ellm_train_params *p,
+                                                   ellm_train_params *grads, ellm_train_work *w,
+                                                   ellm_threadpool *pool, const int32_t *tokens,
+                                                   const int32_t *targets,
+                                                   const ellm_train_distill *kd, float grad_scale,
+                                                   double *loss);
+
 /* AdamW with bias correction and decoupled weight decay (matrices only, not norms). */
 typedef struct ellm_adamw {
     float beta1, beta2, eps, weight_decay;

@@ -56,7 +56,8 @@ double ellm_train_cross_entropy(ellm_threadpool *pool, float *dlogits, const flo
 
 /* Knowledge distillation: the mean over rows of
  *   alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, target)
- * (T^2 keeps the soft term's gradient on the scale of the hard one as T grows). dlogits (if not
+ * (T^2 keeps the soft term's gradient on the scale of the hard one as T grows). Teacher logits of
+ * -INFINITY (tokens outside a kept top-k) have probability 0. dlogits (if not
  * NULL) receives scale times the gradient with respect to the student's logits; *mean_kl (if not
  * NULL) the mean KL alone. NaN when out of memory. */
 double ellm_train_distill_loss(ellm_threadpool *pool, float *dlogits, const float *student,

@@ -18,7 +18,11 @@ static void usage(FILE *out)
                  "  MODEL_DIR is a Hugging Face checkpoint folder: config.json, tokenizer.json\n"
                  "  (with tokenizer_config.json, generation_config.json) and model.safetensors\n"
                  "  (or shards with model.safetensors.index.json). --vocab-only writes just the\n"
-                 "  tokenizer and metadata (no weights needed).\n");
+                 "  tokenizer and metadata (no weights needed).\n"
+                 "       edgellm convert --from sentencepiece MODEL.model -o VOCAB.gguf [--name NAME]\n"
+                 "  MODEL.model is a BPE model from spm_train (--model_type=bpe\n"
+                 "  --normalization_rule_name=identity --remove_extra_whitespaces=false); the GGUF\n"
+                 "  vocabulary tokenizes as spm_encode does, for 'edgellm train --vocab'.\n");
 }
 
 static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
@@ -77,6 +81,28 @@ static int convert_hf(const char *dir, const char *tokenizer, const char *out, e
     return 0;
 }
 
+/* --from sentencepiece: a vocabulary only (SentencePiece models hold no weights). */
+static int convert_sentencepiece(const char *model, const char *tokenizer, const char *out,
+                                 ellm_type out_type, const char *name)
+{
+    const char *cmd = "convert";
+    if (!model || !out) {
+        cli_error(cmd, "need MODEL.model (from spm_train) and -o VOCAB.gguf");
+        return EXIT_USAGE;
+    }
+    if (tokenizer || out_type != ELLM_TYPE_F32) {
+        cli_error(cmd, "--from sentencepiece writes a vocabulary only: drop --%s",
+                  tokenizer ? "tokenizer" : "outtype");
+        return EXIT_USAGE;
+    }
+    if (ellm_convert_sentencepiece(model, out, name) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    fprintf(stderr, "edgellm convert: wrote %s (vocabulary only)\n", out);
+    return 0;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     const char *cmd = "convert";
@@ -127,13 +153,16 @@ int cmd_convert(int argc, char **argv)
         }
     }
     if (!from) {
-        cli_error(cmd, "say which format to read: --from llama2c or --from hf");
+        cli_error(cmd, "say which format to read: --from llama2c, --from hf or --from "
+                       "sentencepiece");
         return EXIT_USAGE;
     }
     if (!strcmp(from, "hf"))
         return convert_hf(input, tokenizer, out, out_type, name, vocab_only);
+    if (!strcmp(from, "sentencepiece"))
+        return convert_sentencepiece(input, tokenizer, out, out_type, name);
     if (strcmp(from, "llama2c") != 0) {
-        cli_error(cmd, "unknown source format '%s' (supported: llama2c, hf)", from);
+        cli_error(cmd, "unknown source format '%s' (supported: llama2c, hf, sentencepiece)", from);
         return EXIT_USAGE;
     }
     if (vocab_only) {

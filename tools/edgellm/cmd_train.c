@@ -1,7 +1,9 @@
 /* `edgellm train`: trains a llama model from scratch (--dims with a --vocab) or fine-tunes one
  * (--init) on a text corpus with the library's training graph (src/train). Checkpoints are GGUF
  * files that load as models and also carry the optimizer state and the options of the run, so
- * `--resume` continues exactly where the run stopped. */
+ * `--resume` continues exactly where the run stopped.
+ * `edgellm distill` is the same run with a teacher: any model the inference engine loads runs
+ * forward on each batch and the student learns from its logits (ellm_train_distill). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <signal.h>
@@ -15,8 +17,11 @@
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "train/train.h"
+#include "train/train_ops.h"
 
-#define CMD "train"
+/* "train" or "distill", for messages */
+static const char *cmd_name = "train";
+#define CMD cmd_name
 
 static void usage(FILE *out)
 {
@@ -39,10 +44,34 @@ static void usage(FILE *out)
             "  writes OUT.gguf, a CSV log OUT.gguf.csv and checkpoints OUT.gguf.ckpt\n");
 }
 
+static void usage_distill(FILE *out)
+{
+    fprintf(out,
+            "usage: edgellm distill --teacher T.gguf --student S.gguf -o OUT.gguf -f CORPUS.txt\n"
+            "                       [--temperature 2] [--alpha 0.5] [--top-k K] [train options]\n"
+            "  trains the student on the teacher's next-token distributions:\n"
+            "  loss = alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE\n"
+            "  --teacher MODEL  any model edgellm runs (quantized too); run forward only\n"
+            "  --student MODEL  the llama model to train (F32 or quantized; trained in F32); it\n"
+            "                   must have the teacher's vocabulary\n"
+            "  --temperature T  softening of both distributions (default 2)\n"
+            "  --alpha A        weight of the teacher's term against plain cross-entropy (0.5)\n"
+            "  --top-k K        keep only the teacher's K most likely tokens per position\n"
+            "  reports the student's KL to the teacher (temperature 1) and both perplexities on\n"
+            "  the held-out text before and after; train options: --ctx, --batch, --steps,\n"
+            "  --epochs, --lr, --seed, --eval-split, --checkpoint-every, --stop-at, --resume\n"
+            "  (with --teacher again), -t; see edgellm train --help\n");
+}
+
 typedef struct train_options {
     const char *out, *init, *dims, *vocab, *corpus, *resume;
     long ctx, batch, steps, seed, checkpoint_every, stop_at, threads;
     double epochs, lr, eval_split;
+    /* edgellm distill */
+    bool distill;
+    const char *teacher;
+    double temperature, alpha;
+    long top_k; /* 0: the whole distribution */
 } train_options;
 
 static volatile sig_atomic_t interrupted;
@@ -69,23 +98,32 @@ static int parse_dims(const char *s, ellm_train_config *cfg)
     return 0;
 }
 
-static int parse_args(int argc, char **argv, train_options *o)
+static int parse_args(int argc, char **argv, bool distill, train_options *o)
 {
-    *o = (train_options){.ctx = 256, .batch = 16, .seed = 1, .lr = 1e-3, .eval_split = 0.05};
+    *o = (train_options){.ctx = 256, .batch = 16, .seed = 1, .lr = 1e-3, .eval_split = 0.05,
+                         .distill = distill, .temperature = 2, .alpha = 0.5};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
+            (distill ? usage_distill : usage)(stdout);
             return -1;
         }
         const char *valued[] = {"-o", "--init", "--dims", "--vocab", "-f", "--ctx", "--batch",
                                 "--steps", "--epochs", "--lr", "--seed", "--eval-split",
                                 "--checkpoint-every", "--stop-at", "--resume", "-t"};
+        const char *valued_distill[] = {"-o", "--teacher", "--student", "-f", "--ctx", "--batch",
+                                        "--steps", "--epochs", "--lr", "--seed", "--eval-split",
+                                        "--checkpoint-every", "--stop-at", "--resume", "-t",
+                                        "--temperature", "--alpha", "--top-k"};
         bool known = false;
-        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
-            known |= !strcmp(a, valued[k]);
+        if (distill)
+            for (size_t k = 0; k < sizeof valued_distill / sizeof *valued_distill; k++)
+                known |= !strcmp(a, valued_distill[k]);
+        else
+            for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
+                known |= !strcmp(a, valued[k]);
         if (!known) {
-            cli_error(CMD, "unknown option '%s' (see edgellm train --help)", a);
+            cli_error(CMD, "unknown option '%s' (see edgellm %s --help)", a, CMD);
             return EXIT_USAGE;
         }
         if (!(v = cli_option_value(CMD, argc, argv, &i)))
@@ -93,8 +131,16 @@ static int parse_args(int argc, char **argv, train_options *o)
         bool ok = true;
         if (!strcmp(a, "-o"))
             o->out = v;
-        else if (!strcmp(a, "--init"))
+        else if (!strcmp(a, "--init") || !strcmp(a, "--student"))
             o->init = v;
+        else if (!strcmp(a, "--teacher"))
+            o->teacher = v;
+        else if (!strcmp(a, "--temperature"))
+            ok = cli_parse_float(CMD, a, v, 1e-3, 1e3, &o->temperature);
+        else if (!strcmp(a, "--alpha"))
+            ok = cli_parse_float(CMD, a, v, 0, 1, &o->alpha);
+        else if (!strcmp(a, "--top-k"))
+            ok = cli_parse_int(CMD, a, v, 1, 1 << 24, &o->top_k);
         else if (!strcmp(a, "--dims"))
             o->dims = v;
         else if (!strcmp(a, "--vocab"))
@@ -127,7 +173,12 @@ static int parse_args(int argc, char **argv, train_options *o)
             return EXIT_USAGE;
     }
     if (!o->out || !o->corpus) {
-        cli_error(CMD, "-o OUT.gguf and -f CORPUS.txt are required (see edgellm train --help)");
+        cli_error(CMD, "-o OUT.gguf and -f CORPUS.txt are required (see edgellm %s --help)", CMD);
+        return EXIT_USAGE;
+    }
+    if (distill && (!o->teacher || (!o->init && !o->resume))) {
+        cli_error(CMD, "--teacher MODEL.gguf and --student MODEL.gguf are required (--teacher "
+                       "also with --resume)");
         return EXIT_USAGE;
     }
     if (!o->resume && !o->init == !o->dims) {
@@ -180,6 +231,56 @@ static edgellm_token *tokenize_corpus(const edgellm_model *vocab, const char *pa
         return NULL;
     }
     return ids;
+}
+
+/* Logits of the teacher for n_seq windows of n_ctx tokens, [n_seq * n_ctx][n_vocab]; with top_k
+ * only the k largest of each row are kept, the others set to -INFINITY. */
+static int teacher_logits(edgellm_context *ctx, const int32_t *tokens, long n_seq, long n_ctx,
+                          int32_t n_vocab, long top_k, float *out, float *scratch)
+{
+    for (long i = 0; i < n_seq; i++) {
+        edgellm_context_truncate(ctx, 0);
+        if (edgellm_eval(ctx, tokens + i * n_ctx, (int32_t)n_ctx, 1) != EDGELLM_OK) {
+            cli_error(CMD, "the teacher: %s", edgellm_last_error());
+            return 1;
+        }
+        for (long t = 0; t < n_ctx; t++) {
+            float *row = out + (size_t)(i * n_ctx + t) * (size_t)n_vocab;
+            memcpy(row, edgellm_get_logits(ctx, (int32_t)t), (size_t)n_vocab * sizeof *row);
+            if (top_k <= 0 || top_k >= n_vocab)
+                continue;
+            /* the k-th largest value by selection on a copy, then mask what is below it (ties
+             * at the threshold are kept) */
+            memcpy(scratch, row, (size_t)n_vocab * sizeof *row);
+            long lo = 0, hi = n_vocab - 1, k = top_k - 1;
+            while (lo < hi) {
+                float pivot = scratch[(lo + hi) / 2];
+                long a = lo, b = hi;
+                while (a <= b) {
+                    while (scratch[a] > pivot)
+                        a++;
+                    while (scratch[b] < pivot)
+                        b--;
+                    if (a <= b) {
+                        float tmp = scratch[a];
+                        scratch[a++] = scratch[b];
+                        scratch[b--] = tmp;
+                    }
+                }
+                if (k <= b)
+                    hi = b;
+                else if (k >= a)
+                    lo = a;
+                else
+                    break;
+            }
+            float threshold = scratch[k];
+            for (int32_t v = 0; v < n_vocab; v++)
+                if (row[v] < threshold)
+                    row[v] = -INFINITY;
+        }
+    }
+    return 0;
 }
 
 /* Run state that a checkpoint keeps besides the weights. */
@@ -247,6 +348,12 @@ static edgellm_status write_model(const char *path, const ellm_train_params *p,
             st = gguf_writer_set_f64(w, "train.lr", o->lr);
         if (!st)
             st = gguf_writer_set_f64(w, "train.eval_split", o->eval_split);
+        if (!st && o->distill)
+            st = gguf_writer_set_f64(w, "train.distill_temperature", o->temperature);
+        if (!st && o->distill)
+            st = gguf_writer_set_f64(w, "train.distill_alpha", o->alpha);
+        if (!st && o->distill)
+            st = gguf_writer_set_u64(w, "train.distill_top_k", (uint64_t)o->top_k);
     }
     ellm_train_tensor t;
     for (size_t i = 0; !st && i < ellm_train_tensor_count(c); i++) {
@@ -308,6 +415,16 @@ static int read_checkpoint(const gguf_file *f, const ellm_train_params *p, run_s
                        "with --init to fine-tune it", o->resume);
         return 1;
     }
+    uint64_t top_k = 0;
+    bool distilled = read_f64(f, "train.distill_temperature", &o->temperature) &&
+                     read_f64(f, "train.distill_alpha", &o->alpha) &&
+                     read_u64(f, "train.distill_top_k", &top_k);
+    if (distilled != o->distill) {
+        cli_error(CMD, "%s is a checkpoint of edgellm %s: resume it with that command",
+                  o->resume, distilled ? "distill (give --teacher again)" : "train");
+        return 1;
+    }
+    o->top_k = (long)top_k;
     rs->step = (int64_t)step;
     rs->corpus_tokens = tokens;
     o->seed = (long)seed;
@@ -351,12 +468,35 @@ static void format_eta(char *buf, size_t cap, double seconds)
     snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
 }
 
-int cmd_train(int argc, char **argv)
+/* Student and teacher on the same windows: the student's perplexity, the teacher's and the
+ * student's mean KL to it (temperature 1, the whole distributions). */
+typedef struct teacher_report {
+    double student_ppl, teacher_ppl, kl;
+} teacher_report;
+
+static int compare_to_teacher(const ellm_train_params *p, ellm_train_work *w,
+                              ellm_threadpool *pool, const int32_t *tok, const int32_t *tgt,
+                              const float *teacher, long n_seq, long n_ctx, teacher_report *out)
 {
-    train_options o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
+    int64_t rows = (int64_t)n_seq * n_ctx;
+    double ce = 0, kl = 0;
+    if (ellm_train_forward_backward(p, NULL, w, pool, tok, tgt, 1.0f, &ce) != EDGELLM_OK) {
+        cli_error(CMD, "%s", edgellm_last_error());
+        return 1;
+    }
+    double teacher_ce = ellm_train_cross_entropy(pool, NULL, teacher, tgt, rows, p->cfg.n_vocab,
+                                                 1.0f);
+    ellm_train_distill_loss(pool, NULL, ellm_train_logits(w), teacher, tgt, rows,
+                            p->cfg.n_vocab, 1.0f, 1.0f, 1.0f, &kl);
+    out->student_ppl = exp(ce);
+    out->teacher_ppl = exp(teacher_ce);
+    out->kl = kl;
+    return 0;
+}
+
+static int run(train_options o)
+{
+    int rc;
     const char *weights_path = o.resume ? o.resume : o.init;
     const char *vocab_path = o.resume ? o.resume : (o.vocab ? o.vocab : o.init);
 
@@ -372,6 +512,11 @@ int cmd_train(int argc, char **argv)
     edgellm_token *ids = NULL;
     int32_t *batch_tok = NULL, *batch_tgt = NULL;
     FILE *csv = NULL;
+    edgellm_model *teacher = NULL;
+    edgellm_context *teacher_ctx = NULL;
+    float *teacher_rows = NULL, *teacher_scratch = NULL, *report_teacher = NULL;
+    int32_t *report_tok = NULL, *report_tgt = NULL;
+    ellm_train_work *report_work = NULL;
     char ckpt_path[4096], csv_path[4096];
     rc = 1;
     if (snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt", o.out) >= (int)sizeof ckpt_path ||
@@ -395,6 +540,21 @@ int cmd_train(int argc, char **argv)
                            "tokens); fine-tune with the model's own vocabulary (drop --vocab)",
                       o.vocab, (int)edgellm_n_vocab(vocab), o.init,
                       (int)edgellm_n_vocab(init_vocab));
+            goto done;
+        }
+    }
+    if (o.distill) {
+        edgellm_model_params tp = edgellm_model_default_params();
+        if (edgellm_model_load(o.teacher, &tp, &teacher) != EDGELLM_OK) {
+            cli_error(CMD, "loading the teacher %s: %s", o.teacher, edgellm_last_error());
+            goto done;
+        }
+        if (!same_vocabulary(vocab, teacher)) {
+            cli_error(CMD, "the teacher %s has another vocabulary (%d tokens) than the student %s "
+                           "(%d tokens): distillation compares their distributions token by "
+                           "token, so give a student with the teacher's vocabulary",
+                      o.teacher, (int)edgellm_n_vocab(teacher), vocab_path,
+                      (int)edgellm_n_vocab(vocab));
             goto done;
         }
     }
@@ -440,6 +600,9 @@ int cmd_train(int argc, char **argv)
         o.lr = rs.o.lr;
         o.eval_split = rs.o.eval_split;
         o.checkpoint_every = rs.o.checkpoint_every;
+        o.temperature = rs.o.temperature;
+        o.alpha = rs.o.alpha;
+        o.top_k = rs.o.top_k;
         o.ctx = 0;
         uint32_t ctx = 0;
         gguf_get_u32(weights_file, "llama.context_length", &ctx);
@@ -498,12 +661,65 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     if (!o.resume)
-        fprintf(csv, "step,loss,eval_loss,lr,grad_norm,tokens_per_s\n");
+        fprintf(csv, "step,loss,eval_loss,lr,grad_norm,tokens_per_s%s\n",
+                o.distill ? ",kl_to_teacher" : "");
+    /* The teacher sees the windows the student trains on; the before/after comparison uses
+     * the held-out windows, or the corpus's first ones when nothing is held out. */
+    long n_report_seq = n_eval_seq;
+    int64_t report_from = n_train;
+    if (o.distill && !n_report_seq) {
+        n_report_seq = (long)((n_train - 1) / o.ctx) < 8 ? (long)((n_train - 1) / o.ctx) : 8;
+        report_from = 0;
+    }
+    if (o.distill) {
+        edgellm_context_params cp = edgellm_context_default_params();
+        cp.n_ctx = (int32_t)o.ctx;
+        cp.n_batch = (int32_t)o.ctx;
+        cp.n_threads = (int32_t)o.threads;
+        size_t V = (size_t)p->cfg.n_vocab, report_rows = (size_t)n_report_seq * (size_t)o.ctx;
+        teacher_rows = malloc(rows * V * sizeof *teacher_rows);
+        teacher_scratch = malloc(V * sizeof *teacher_scratch);
+        report_teacher = malloc(report_rows * V * sizeof *report_teacher);
+        report_tok = malloc(report_rows * sizeof *report_tok);
+        report_tgt = malloc(report_rows * sizeof *report_tgt);
+        if (!teacher_rows || !teacher_scratch || !report_teacher || !report_tok || !report_tgt) {
+            cli_error(CMD, "no memory for the teacher's logits (%ld x %ld x %zu floats); use a "
+                           "smaller --batch or --ctx", o.batch, o.ctx, V);
+            goto done;
+        }
+        if (edgellm_context_create(teacher, &cp, &teacher_ctx) != EDGELLM_OK) {
+            cli_error(CMD, "the teacher %s: %s", o.teacher, edgellm_last_error());
+            goto done;
+        }
+        for (size_t i = 0; i < report_rows; i++) {
+            report_tok[i] = ids[report_from + (int64_t)(i / (size_t)o.ctx) * o.ctx +
+                                (int64_t)(i % (size_t)o.ctx)];
+            report_tgt[i] = ids[report_from + (int64_t)(i / (size_t)o.ctx) * o.ctx +
+                                (int64_t)(i % (size_t)o.ctx) + 1];
+        }
+        if (ellm_train_work_create(&p->cfg, (int32_t)n_report_seq, (int32_t)o.ctx,
+                                   &report_work) != EDGELLM_OK) {
+            cli_error(CMD, "%s", edgellm_last_error());
+            goto done;
+        }
+        if (teacher_logits(teacher_ctx, report_tok, n_report_seq, o.ctx, p->cfg.n_vocab, 0,
+                           report_teacher, teacher_scratch))
+            goto done;
+        teacher_report before;
+        if (compare_to_teacher(p, report_work, pool, report_tok, report_tgt, report_teacher,
+                               n_report_seq, o.ctx, &before))
+            goto done;
+        fprintf(stderr,
+                "edgellm distill: before: KL to the teacher %.4f, perplexity %.3f (teacher "
+                "%.3f) on %ld %s windows\n",
+                before.kl, before.student_ppl, before.teacher_ppl, n_report_seq,
+                n_eval_seq ? "held-out" : "training");
+    }
     char mem[32];
     fprintf(stderr,
-            "edgellm train: %zu parameters, %lld training and %lld eval tokens, %ld steps of "
+            "edgellm %s: %zu parameters, %lld training and %lld eval tokens, %ld steps of "
             "%ld x %ld tokens, %s of activations\n",
-            p->n, (long long)n_train, (long long)n_eval, o.steps, o.batch, o.ctx,
+            CMD, p->n, (long long)n_train, (long long)n_eval, o.steps, o.batch, o.ctx,
             cli_format_bytes(ellm_train_work_bytes(work), mem, sizeof mem));
 
     struct sigaction sa;
@@ -524,8 +740,15 @@ int cmd_train(int argc, char **argv)
             memcpy(batch_tgt + i * o.ctx, ids + start + 1, (size_t)o.ctx * sizeof *ids);
         }
         memset(g->data, 0, g->n * sizeof *g->data);
-        double loss = 0;
-        if (ellm_train_forward_backward(p, g, work, pool, batch_tok, batch_tgt, 1.0f, &loss)) {
+        double loss = 0, kl = NAN;
+        ellm_train_distill kd = {teacher_rows, (float)o.temperature, (float)o.alpha, &kl};
+        if (o.distill && teacher_logits(teacher_ctx, batch_tok, o.batch, o.ctx, p->cfg.n_vocab,
+                                        o.top_k, teacher_rows, teacher_scratch))
+            goto done;
+        if (o.distill ? ellm_train_forward_backward_distill(p, g, work, pool, batch_tok,
+                                                            batch_tgt, &kd, 1.0f, &loss)
+                      : ellm_train_forward_backward(p, g, work, pool, batch_tok, batch_tgt, 1.0f,
+                                                    &loss)) {
             cli_error(CMD, "step %lld: %s", (long long)step + 1, edgellm_last_error());
             goto done;
         }
@@ -564,8 +787,11 @@ int cmd_train(int argc, char **argv)
         }
         double elapsed = cli_now_seconds() - t_start;
         double tps = (double)(rs.step - first_step) * (double)rows / (elapsed > 0 ? elapsed : 1);
-        fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.6g,%.1f\n", (long long)rs.step, loss, eval_loss, lr,
+        fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.6g,%.1f", (long long)rs.step, loss, eval_loss, lr,
                 norm, tps);
+        if (o.distill)
+            fprintf(csv, ",%.6f", kl);
+        fputc('\n', csv);
         if (report) {
             char eta[32];
             format_eta(eta, sizeof eta,
@@ -573,8 +799,11 @@ int cmd_train(int argc, char **argv)
             char eval_text[32] = "-";
             if (!isnan(eval_loss))
                 snprintf(eval_text, sizeof eval_text, "%.4f", eval_loss);
-            fprintf(stderr, "step %lld/%ld  loss %.4f  eval %s  lr %.3g  %.0f tok/s  ETA %s\n",
-                    (long long)rs.step, o.steps, loss, eval_text, lr, tps, eta);
+            char kl_text[32] = "";
+            if (o.distill)
+                snprintf(kl_text, sizeof kl_text, "  kl %.4f", kl);
+            fprintf(stderr, "step %lld/%ld  loss %.4f  eval %s%s  lr %.3g  %.0f tok/s  ETA %s\n",
+                    (long long)rs.step, o.steps, loss, eval_text, kl_text, lr, tps, eta);
             fflush(csv);
         }
         bool stop = interrupted || (o.stop_at && rs.step >= o.stop_at && !last);
@@ -598,10 +827,27 @@ int cmd_train(int argc, char **argv)
         cli_error(CMD, "writing %s: %s", o.out, edgellm_last_error());
         goto done;
     }
-    fprintf(stderr, "edgellm train: wrote %s; peak memory %s\n", o.out,
+    if (o.distill) {
+        teacher_report after;
+        if (compare_to_teacher(p, report_work, pool, report_tok, report_tgt, report_teacher,
+                               n_report_seq, o.ctx, &after))
+            goto done;
+        fprintf(stderr,
+                "edgellm distill: after: KL to the teacher %.4f, perplexity %.3f (teacher %.3f)\n",
+                after.kl, after.student_ppl, after.teacher_ppl);
+    }
+    fprintf(stderr, "edgellm %s: wrote %s; peak memory %s\n", CMD, o.out,
             cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
     rc = 0;
 done:
+    free(teacher_rows);
+    free(teacher_scratch);
+    free(report_teacher);
+    free(report_tok);
+    free(report_tgt);
+    ellm_train_work_free(report_work);
+    edgellm_context_free(teacher_ctx);
+    edgellm_model_free(teacher);
     if (csv)
         fclose(csv);
     free(batch_tok);
@@ -619,4 +865,20 @@ done:
     edgellm_model_free(vocab);
     edgellm_model_free(init_vocab);
     return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_options o;
+    cmd_name = "train";
+    int rc = parse_args(argc, argv, false, &o);
+    return rc ? (rc < 0 ? 0 : rc) : run(o);
+}
+
+int cmd_distill(int argc, char **argv)
+{
+    train_options o;
+    cmd_name = "distill";
+    int rc = parse_args(argc, argv, true, &o);
+    return rc ? (rc < 0 ? 0 : rc) : run(o);
 }

@@ -21,5 +21,6 @@ int cmd_imatrix(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
 
 #endif

@@ -31,6 +31,7 @@ static const command commands[] = {
     {"gateway", cmd_gateway, "one local OpenAI endpoint routing between the edge model and a cloud"},
     {"train", cmd_train, "train a llama model from scratch or fine-tune one on a text corpus"},
     {"prune", cmd_prune, "remove the least important heads, FFN channels or layers of a model"},
+    {"distill", cmd_distill, "train a student model on a teacher model's token distributions"},
 };
 
 static void usage(FILE *out)
