@@ -68,11 +68,13 @@ const char *edgellm_kernel_set(void);
  * attention. NULL or "" returns to the CPU's default. Fails with EDGELLM_ERR_INVALID_ARGUMENT
  * naming the sets this CPU runs when the name is unknown or the CPU lacks its features. Call it
  * before evaluating; the set is process-wide. */
+EDGELLM_API
 edgellm_status edgellm_use_kernel_set(const char *name);
 /* The arithmetic the kernel set in use multiplies a weight type ("Q4_0", "F16", ...) with, or
  * attention with (type "attention"): "int8-vnni512", "int8-avx2", "int8-sdot", "int8-neon",
  * "f32-fma-avx512", "f32-fma-avx2", "f32-fma-neon" or "scalar"; NULL for unknown types. Lets an
  * efficiency be measured against the peak of the instructions really used. */
+EDGELLM_API
 const char *edgellm_kernel_arithmetic(const char *type);
 
 /* ---- Models ----------------------------------------------------------------------------- */
