@@ -611,7 +611,10 @@ static const char *const probes[] = {
 static bool cloud_tokens(const gw_upstream *up, const char *text, double timeout_s, json_t **out,
                          char *err, size_t err_cap)
 {
-    json_t *req = json_pack("{s:s,s:b}", "content", text, "add_special", 0);
+    /* One body both shapes read: llama.cpp's server and `edgellm serve` take content and
+     * add_special, vLLM takes prompt and add_special_tokens; each ignores the other's keys. */
+    json_t *req = json_pack("{s:s,s:b,s:s,s:b}", "content", text, "add_special", 0, "prompt",
+                            text, "add_special_tokens", 0);
     char *payload = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     gw_call call;
