@@ -410,32 +410,35 @@ typedef struct relay {
     json_t *last_chunk; /* a template for the chunk that flushes held-back text */
 } relay;
 
-static void out_put(relay *r, const char *s, size_t n)
+/* Appends to a stream's pending output, whose first `*off` bytes were already sent: the buffer
+ * starts over once everything in it went out. Both streaming answers (relayed and speculative)
+ * write through these two. */
+static void sse_put(pii_buffer *out, size_t *off, const char *s, size_t n)
 {
-    if (r->out_off == r->out.len)
-        r->out_off = r->out.len = 0;
-    if (r->out.len + n > r->out.cap) {
-        size_t cap = r->out.cap ? r->out.cap * 2 : 4096;
-        while (cap < r->out.len + n)
+    if (*off == out->len)
+        *off = out->len = 0;
+    if (out->len + n > out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : 4096;
+        while (cap < out->len + n)
             cap *= 2;
-        char *d = realloc(r->out.data, cap);
+        char *d = realloc(out->data, cap);
         if (!d)
             return;
-        r->out.data = d;
-        r->out.cap = cap;
+        out->data = d;
+        out->cap = cap;
     }
-    memcpy(r->out.data + r->out.len, s, n);
-    r->out.len += n;
+    memcpy(out->data + out->len, s, n);
+    out->len += n;
 }
 
-static void out_event(relay *r, json_t *j)
+static void sse_put_event(pii_buffer *out, size_t *off, json_t *j)
 {
-    char *text = json_dumps(j, JSON_COMPACT);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (!text)
         return;
-    out_put(r, "data: ", 6);
-    out_put(r, text, strlen(text));
-    out_put(r, "\n\n", 2);
+    sse_put(out, off, "data: ", 6);
+    sse_put(out, off, text, strlen(text));
+    sse_put(out, off, "\n\n", 2);
     free(text);
 }
 
@@ -470,12 +473,12 @@ static void relay_event(relay *r, const char *data, size_t n)
                 json_t *parent = choice_text_parent(r, choice, &key);
                 if (json_is_object(parent))
                     json_object_set_new(parent, key, json_stringn(tail.data, tail.len));
-                out_event(r, chunk);
+                sse_put_event(&r->out, &r->out_off, chunk);
                 json_decref(chunk);
             }
             pii_buffer_free(&tail);
         }
-        out_put(r, "data: [DONE]\n\n", 14);
+        sse_put(&r->out, &r->out_off, "data: [DONE]\n\n", 14);
         r->done = true;
         return;
     }
@@ -486,7 +489,7 @@ static void relay_event(relay *r, const char *data, size_t n)
         srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
                       "the cloud sent a stream event that is not a JSON object");
         json_t *ej = srv_error_json(&e);
-        out_event(r, ej);
+        sse_put_event(&r->out, &r->out_off, ej);
         json_decref(ej);
         return;
     }
@@ -528,7 +531,7 @@ static void relay_event(relay *r, const char *data, size_t n)
                 json_decref(keep);
         }
     }
-    out_event(r, j);
+    sse_put_event(&r->out, &r->out_off, j);
     json_decref(j);
 }
 
@@ -579,7 +582,7 @@ static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
                 srv_error_set(&e, 502, "server_error", "upstream_failed", NULL,
                               "the cloud stream broke off: %s", gw_call_failure(&r->call));
                 json_t *ej = srv_error_json(&e);
-                out_event(r, ej);
+                sse_put_event(&r->out, &r->out_off, ej);
                 json_decref(ej);
             }
             relay_event(r, "[DONE]", 6);
@@ -924,35 +927,6 @@ static void spec_answer_free(spec_answer *a)
     free(a);
 }
 
-static void spec_put(spec_answer *a, const char *s, size_t n)
-{
-    if (a->out_off == a->out.len)
-        a->out_off = a->out.len = 0;
-    if (a->out.len + n > a->out.cap) {
-        size_t cap = a->out.cap ? a->out.cap * 2 : 4096;
-        while (cap < a->out.len + n)
-            cap *= 2;
-        char *d = realloc(a->out.data, cap);
-        if (!d)
-            return;
-        a->out.data = d;
-        a->out.cap = cap;
-    }
-    memcpy(a->out.data + a->out.len, s, n);
-    a->out.len += n;
-}
-
-static void spec_put_event(spec_answer *a, json_t *j)
-{
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    if (!text)
-        return;
-    spec_put(a, "data: ", 6);
-    spec_put(a, text, strlen(text));
-    spec_put(a, "\n\n", 2);
-    free(text);
-}
-
 /* Streams the events accepted since the last call as one chunk (restored when redacted). */
 static void spec_stream_new_text(spec_answer *a, bool last)
 {
@@ -982,7 +956,7 @@ static void spec_stream_new_text(spec_answer *a, bool last)
         if (last && chunk)
             json_object_set_new(chunk, "edgellm",
                                 json_pack("{s:o}", "speculative", gw_spec_stats(s)));
-        spec_put_event(a, chunk);
+        sse_put_event(&a->out, &a->out_off, chunk);
         json_decref(chunk);
         a->text_offset += len;
         a->first_chunk = false;
@@ -997,7 +971,7 @@ static void spec_stream_end(spec_answer *a, const char *error)
         srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
                       "speculative decoding stopped: %s", error);
         json_t *ej = srv_error_json(&e);
-        spec_put_event(a, ej);
+        sse_put_event(&a->out, &a->out_off, ej);
         json_decref(ej);
     } else {
         spec_stream_new_text(a, true);
@@ -1008,11 +982,11 @@ static void spec_stream_end(spec_answer *a, const char *error)
                                   "created", (json_int_t)a->created, "model", a->model, "choices",
                                   "usage",
                                   srv_usage_json(a->spec.req->n_prompt, 0, a->spec.n_generated));
-            spec_put_event(a, u);
+            sse_put_event(&a->out, &a->out_off, u);
             json_decref(u);
         }
     }
-    spec_put(a, "data: [DONE]\n\n", 14);
+    sse_put(&a->out, &a->out_off, "data: [DONE]\n\n", 14);
     a->done = true;
 }
 
