@@ -61,6 +61,30 @@ expect 2 'temperature' "$EDGELLM" distill --teacher "$teacher" "${common[@]}" -o
   --temperature 0
 expect 1 'loading the teacher missing.gguf' "$EDGELLM" distill --teacher missing.gguf \
   "${common[@]}" -o x.gguf
+
+# A teacher that breaks mid-run: NaN in the embedding row of '~' (token 129), which the corpus has
+# once, so only the step whose windows reach it fails. The run stops there naming the checkpoint
+# of the step before, which holds finite weights and resumes to the same stop.
+tr -d '~' < "$SOURCE_DIR"/README.md | head -c 6000 > plain.txt
+{ head -c 2000 plain.txt; printf ' ~ '; tail -c +2001 plain.txt; } > tilde.txt
+[[ $("$EDGELLM" tokenize -m "$teacher" -f tilde.txt | grep -o '\b129\b' | wc -l) -eq 1 ]] ||
+  fail "token 129 ('~') is not in the corpus exactly once"
+"$BUILD_DIR/tests/gguf_edit" "$teacher" teacher-nan.gguf --poke-f32 token_embd.weight $((129 * 64)) nan
+nan_run=(--teacher teacher-nan.gguf --student "$teacher" -f tilde.txt --ctx 32 --batch 4
+         --steps 200 --checkpoint-every 1 -t 1)
+expect 1 "^edgellm distill: step [0-9]+: the teacher: .*NaN.*The last good checkpoint is n.gguf.ckpt" \
+  "$EDGELLM" distill -o n.gguf "${nan_run[@]}"
+stop=$(sed -n 's/^edgellm distill: step \([0-9]*\): the teacher.*/\1/p' err.txt)
+(( stop > 1 )) || fail "the NaN teacher failed at step $stop, not mid-run: the test proves nothing"
+[[ ! -e n.gguf ]] || fail "a run stopped by its teacher wrote its output"
+[[ $(tail -1 n.gguf.csv | cut -d, -f1) -eq $((stop - 1)) ]] || fail "the CSV log does not end at step $((stop - 1))"
+"$EDGELLM" run -m n.gguf.ckpt -p "I dreamed" -n 4 > /dev/null 2> run.err ||
+  { cat run.err >&2; fail "the last good checkpoint does not run"; }
+cp n.gguf.ckpt kept.ckpt
+expect 1 "^edgellm distill: step $stop: the teacher: .*NaN" "$EDGELLM" distill -o n.gguf \
+  --teacher teacher-nan.gguf --resume n.gguf.ckpt -f tilde.txt -t 1
+cmp n.gguf.ckpt kept.ckpt || fail "the failed resume changed the last good checkpoint"
+
 head -c 300 corpus.txt > small.txt
 expect 2 'fewer than one batch' "$EDGELLM" distill --teacher "$teacher" --student student.gguf \
   -o x.gguf -f small.txt --ctx 64

@@ -85,6 +85,22 @@ PY
 expect 1 'loss became nan|non-finite|NaN' "$EDGELLM" train -o nan-out.gguf --init nan.gguf \
   -f corpus.txt --ctx 32 --batch 4 --steps 3
 [[ ! -e nan-out.gguf ]] || fail "a diverged run wrote its output"
+# Divergence mid-run: NaN in the embedding row of '~' (token 129), which the corpus has once, so the
+# loss turns NaN only at the step whose windows reach it. The run stops there without updating
+# and names the checkpoint of the step before.
+tr -d '~' < "$SOURCE_DIR"/README.md | head -c 6000 > plain.txt
+{ head -c 2000 plain.txt; printf ' ~ '; tail -c +2001 plain.txt; } > tilde.txt
+[[ $("$EDGELLM" tokenize -m "$vocab" -f tilde.txt | grep -o '\b129\b' | wc -l) -eq 1 ]] ||
+  fail "token 129 ('~') is not in the corpus exactly once"
+"$BUILD_DIR/tests/gguf_edit" "$vocab" init-nan.gguf --poke-f32 token_embd.weight $((129 * 64)) nan
+expect 1 '^edgellm train: step [0-9]+: the loss became nan .*The last good checkpoint is d.gguf.ckpt' \
+  "$EDGELLM" train -o d.gguf --init init-nan.gguf -f tilde.txt --ctx 32 --batch 4 --steps 200 \
+  --checkpoint-every 1 -t 1
+stop=$(sed -n 's/^edgellm train: step \([0-9]*\): the loss became.*/\1/p' err.txt)
+(( stop > 1 )) || fail "the loss became NaN at step $stop, not mid-run: the test proves nothing"
+[[ ! -e d.gguf ]] || fail "a diverged run wrote its output"
+[[ $(tail -1 d.gguf.csv | cut -d, -f1) -eq $((stop - 1)) ]] ||
+  fail "the CSV log does not end at step $((stop - 1))"
 # A full disk while checkpointing (a file size limit, EFBIG): exit 1 naming the checkpoint, the
 # previous checkpoint intact and no temporary file left; the run still resumes from it.
 "$EDGELLM" train -o f.gguf "${common[@]}" -t 2 --checkpoint-every 2 --stop-at 2 2> /dev/null

@@ -240,10 +240,8 @@ static int teacher_logits(edgellm_context *ctx, const int32_t *tokens, long n_se
 {
     for (long i = 0; i < n_seq; i++) {
         edgellm_context_truncate(ctx, 0);
-        if (edgellm_eval(ctx, tokens + i * n_ctx, (int32_t)n_ctx, 1) != EDGELLM_OK) {
-            cli_error(CMD, "the teacher: %s", edgellm_last_error());
-            return 1;
-        }
+        if (edgellm_eval(ctx, tokens + i * n_ctx, (int32_t)n_ctx, 1) != EDGELLM_OK)
+            return 1; /* the caller reports edgellm_last_error() with its context */
         for (long t = 0; t < n_ctx; t++) {
             float *row = out + (size_t)(i * n_ctx + t) * (size_t)n_vocab;
             memcpy(row, edgellm_get_logits(ctx, (int32_t)t), (size_t)n_vocab * sizeof *row);
@@ -703,8 +701,10 @@ static int run(train_options o)
             goto done;
         }
         if (teacher_logits(teacher_ctx, report_tok, n_report_seq, o.ctx, p->cfg.n_vocab, 0,
-                           report_teacher, teacher_scratch))
+                           report_teacher, teacher_scratch)) {
+            cli_error(CMD, "the teacher: %s", edgellm_last_error());
             goto done;
+        }
         teacher_report before;
         if (compare_to_teacher(p, report_work, pool, report_tok, report_tgt, report_teacher,
                                n_report_seq, o.ctx, &before))
@@ -743,8 +743,19 @@ static int run(train_options o)
         double loss = 0, kl = NAN;
         ellm_train_distill kd = {teacher_rows, (float)o.temperature, (float)o.alpha, &kl};
         if (o.distill && teacher_logits(teacher_ctx, batch_tok, o.batch, o.ctx, p->cfg.n_vocab,
-                                        o.top_k, teacher_rows, teacher_scratch))
+                                        o.top_k, teacher_rows, teacher_scratch)) {
+            /* a teacher that breaks on some window (NaN weights reached only by rare tokens)
+             * stops the run mid-way: say which checkpoint still holds the last good student */
+            if (last_good)
+                cli_error(CMD, "step %lld: the teacher: %s; stopped without updating. The last "
+                               "good checkpoint is %s (continue with --resume %s and a working "
+                               "teacher)", (long long)step + 1, edgellm_last_error(), last_good,
+                          last_good);
+            else
+                cli_error(CMD, "step %lld: the teacher: %s; stopped, no checkpoint written",
+                          (long long)step + 1, edgellm_last_error());
             goto done;
+        }
         if (o.distill ? ellm_train_forward_backward_distill(p, g, work, pool, batch_tok,
                                                             batch_tgt, &kd, 1.0f, &loss)
                       : ellm_train_forward_backward(p, g, work, pool, batch_tok, batch_tgt, 1.0f,
