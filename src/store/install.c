@@ -158,7 +158,7 @@ static edgellm_status open_download_part(store *s, const char *url, char *path, 
     if (sodium_init() < 0)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
     crypto_hash_sha256(digest, (const unsigned char *)url, strlen(url));
-    st_hex(digest, 16, key);
+    sodium_bin2hex(key, sizeof key, digest, 16);
     edgellm_status st = st_path(path, cap, "%s/tmp/download-%s.part", s->root, key);
     if (st != EDGELLM_OK)
         return st;

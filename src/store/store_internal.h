@@ -61,7 +61,7 @@ edgellm_status st_fetch_small(const char *url, char **text_out, size_t *len_out)
 /* Hashes an open file from the start. */
 edgellm_status st_sha256_fd(int fd, const char *path_for_errors, char hex_out[STORE_HASH_HEX],
                             uint64_t *size_out);
-void st_hex(const unsigned char *bytes, size_t n, char *out);
+/* Decodes exactly 2*n hex digits (either case) into out; false for any other length or byte. */
 bool st_unhex(const char *hex, unsigned char *out, size_t n);
 
 /* Minimum RAM recorded in manifests: the plan at 512 tokens with an F16 cache. */
