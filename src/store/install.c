@@ -266,6 +266,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
             snprintf(version, sizeof version, "%s", sig.version);
     }
     store_model_shape shape;
+    uint64_t min_ram = 0;
     if (st == EDGELLM_OK) {
         st = store_read_shape(tmp_path, &shape);
         if (st != EDGELLM_OK)
@@ -277,6 +278,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
          * load it as `run` would. The weights are only mapped, not read. */
         edgellm_model *model = NULL;
         st = edgellm_model_load(tmp_path, NULL, &model);
+        min_ram = st == EDGELLM_OK ? st_min_ram(model) : 0;
         edgellm_model_free(model);
         if (st != EDGELLM_OK)
             st = refuse_model(st, from, "the model does not load");
@@ -347,7 +349,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
             snprintf(v->quantization, sizeof v->quantization, "%s", shape.quantization);
             v->n_params = shape.n_params;
             v->context_length = shape.n_ctx_train > 0 ? (uint32_t)shape.n_ctx_train : 0;
-            v->min_ram_bytes = st_min_ram(&shape);
+            v->min_ram_bytes = min_ram;
             st_escape_controls(from, v->source, sizeof v->source);
             if (signed_file) {
                 snprintf(v->signed_by, sizeof v->signed_by, "%s", sig.key);

@@ -64,8 +64,9 @@ edgellm_status st_sha256_fd(int fd, const char *path_for_errors, char hex_out[ST
 /* Decodes exactly 2*n hex digits (either case) into out; false for any other length or byte. */
 bool st_unhex(const char *hex, unsigned char *out, size_t n);
 
-/* Minimum RAM recorded in manifests: the plan at 512 tokens with an F16 cache. */
-uint64_t st_min_ram(const store_model_shape *shape);
+/* Minimum RAM recorded in manifests: the plan at 512 tokens (or the training context when
+ * shorter), an F16 cache and one thread; 0 when the model cannot be planned. */
+uint64_t st_min_ram(const edgellm_model *model);
 
 /* ---- shared between the store's parts (store.c, manifest.c, install.c, gc.c) ---------- */
 
