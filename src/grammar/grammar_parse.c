@@ -343,23 +343,15 @@ static int64_t parse_char(parser *P)
         P->p += 2 + digits;
         return v;
     }
-    int need = s[0] < 0x80 ? 0 : s[0] >= 0xC2 && s[0] < 0xE0 ? 1 : s[0] >= 0xE0 && s[0] < 0xF0 ? 2
-             : s[0] >= 0xF0 && s[0] < 0xF5 ? 3 : -1;
-    if (need < 0 || left < (size_t)need + 1) {
+    uint32_t v;
+    size_t n = ellm_utf8_next((const char *)s, left, &v);
+    if (n == 0) {
         fail_at(P, "invalid UTF-8 in the grammar text");
         return -1;
     }
-    uint32_t v = need == 0 ? s[0] : s[0] & (0x3F >> need);
-    for (int i = 1; i <= need; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            fail_at(P, "invalid UTF-8 in the grammar text");
-            return -1;
-        }
-        v = (v << 6) | (s[i] & 0x3F);
-    }
     if (s[0] == '\n')
         P->line++;
-    P->p += need + 1;
+    P->p += n;
     return v;
 }
 
