@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "core/status.h"
 #include "grammar/grammar.h"
 
@@ -282,17 +283,6 @@ static int at_rule_start(const parser *P)
     return P->end - q >= 3 && memcmp(q, "::=", 3) == 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* One character of a literal or class: an escape or a UTF-8 sequence. -1 on error. */
 static int64_t parse_char(parser *P)
 {
@@ -329,7 +319,7 @@ static int64_t parse_char(parser *P)
         }
         uint32_t v = 0;
         for (int i = 0; i < digits; i++) {
-            int h = hex_value((char)s[2 + i]);
+            int h = ellm_hex_digit((char)s[2 + i]);
             if (h < 0) {
                 fail_at(P, "a \\x, \\u or \\U escape needs 2, 4 or 8 hex digits");
                 return -1;
