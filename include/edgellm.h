@@ -244,6 +244,15 @@ typedef struct edgellm_context_params {
 EDGELLM_API
 edgellm_context_params edgellm_context_default_params(void);
 
+/* The bytes edgellm_context_create(model, params) allocates (NULL params: the defaults): the
+ * KV cache, and as scratch the state's buffers for params' batch and threads, the token list and
+ * a row of logits; computed from the layout the context is allocated by, so the two agree
+ * exactly. weights_bytes is the mapped file's tensor data (shared, not allocated). */
+EDGELLM_API
+edgellm_status edgellm_context_estimate_memory(const edgellm_model *model,
+                                               const edgellm_context_params *params,
+                                               edgellm_memory_estimate *out);
+
 EDGELLM_API
 edgellm_status edgellm_context_create(edgellm_model *model, const edgellm_context_params *params,
                                       edgellm_context **out_ctx);

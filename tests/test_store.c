@@ -103,25 +103,48 @@ static void test_planner(void)
     /* F32 weights: 4 bytes per parameter. */
     CHECK(shape.weights_bytes == shape.n_params * 4);
 
+    edgellm_model *m = NULL;
+    CHECK(edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m) == EDGELLM_OK);
+    if (!m)
+        return;
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 100;
+    cp.n_batch = 8;
+    cp.n_threads = 1;
     store_plan p16, p32;
-    store_plan_memory(&shape, 100, 2, 8, &p16);
-    store_plan_memory(&shape, 100, 4, 8, &p32);
+    CHECK(store_plan_model(m, &cp, &p16) == EDGELLM_OK);
+    cp.kv_type = EDGELLM_KV_F32;
+    CHECK(store_plan_model(m, &cp, &p32) == EDGELLM_OK);
+    cp.kv_type = EDGELLM_KV_F16;
     /* K and V, 4 layers, 100 positions, 4 heads x 16 dims. */
     CHECK(p16.kv_bytes == 2ull * 4 * 100 * 64 * 2);
     CHECK(p32.kv_bytes == 2 * p16.kv_bytes);
+    CHECK(p16.weights_bytes == shape.weights_bytes);
     CHECK(p16.total_bytes == p16.weights_bytes + p16.kv_bytes + p16.scratch_bytes + p16.overhead_bytes);
+    /* Past the model's context the engine refuses, and so does the plan. */
+    cp.n_ctx = 129;
+    CHECK(store_plan_model(m, &cp, &p32) == EDGELLM_ERR_INVALID_ARGUMENT);
+    cp.n_ctx = 100;
 
     /* The largest context that fits is the boundary: it fits, one more does not. */
-    store_plan at;
-    store_plan_memory(&shape, 100, 2, 8, &at);
-    uint64_t budget = at.total_bytes + 10;
-    int32_t max_ctx = store_plan_max_context(&shape, budget, 2, 8, 1 << 20);
+    uint64_t budget = p16.total_bytes + 10;
+    int32_t max_ctx = store_plan_max_context(m, &cp, budget, 128);
     store_plan fit, over;
-    store_plan_memory(&shape, max_ctx, 2, 8, &fit);
-    store_plan_memory(&shape, max_ctx + 1, 2, 8, &over);
+    cp.n_ctx = max_ctx;
+    CHECK(store_plan_model(m, &cp, &fit) == EDGELLM_OK);
+    cp.n_ctx = max_ctx + 1;
+    CHECK(store_plan_model(m, &cp, &over) == EDGELLM_OK);
     CHECK(max_ctx >= 100 && fit.total_bytes <= budget && over.total_bytes > budget);
-    CHECK(store_plan_max_context(&shape, shape.weights_bytes / 2, 2, 8, 1 << 20) == 0);
-    CHECK(store_plan_max_context(&shape, 1ull << 40, 2, 8, 128) == 128);
+    CHECK(store_plan_max_context(m, &cp, shape.weights_bytes / 2, 128) == 0);
+    CHECK(store_plan_max_context(m, &cp, 1ull << 40, 128) == 128);
+
+    /* The same shape without the file (recommend's size classes) goes through the same layout. */
+    store_plan as_shape;
+    cp.n_ctx = 100;
+    CHECK(store_plan_shape(&shape, &cp, &as_shape) == EDGELLM_OK);
+    CHECK(as_shape.kv_bytes == p16.kv_bytes && as_shape.scratch_bytes == p16.scratch_bytes &&
+          as_shape.total_bytes == p16.total_bytes);
+    edgellm_model_free(m);
     CHECK(store_machine_ram() > 0);
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/utf8.h"
 #include "gguf/gguf.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"

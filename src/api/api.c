@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_internal.h"
 #include "core/finite.h"
 #include "core/status.h"
 #include "core/threadpool.h"
@@ -286,14 +287,9 @@ edgellm_context_params edgellm_context_default_params(void)
     return p;
 }
 
-static edgellm_status resolve_params(const edgellm_model *m, const edgellm_context_params *in,
-                                     ellm_state_params *out)
+static edgellm_status resolve_params_for(const ellm_hparams *hp, const edgellm_context_params *in,
+                                         ellm_state_params *out)
 {
-    if (!m->model)
-        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "the model was loaded for its vocabulary only (vocab_only); it has no "
-                         "weights to evaluate");
-    const ellm_hparams *hp = ellm_model_hparams(m->model);
     int32_t n_ctx = in->n_ctx > 0 ? in->n_ctx : hp->n_ctx_train;
     if (in->n_ctx > hp->n_ctx_train)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
@@ -319,6 +315,64 @@ static edgellm_status resolve_params(const edgellm_model *m, const edgellm_conte
     return EDGELLM_OK;
 }
 
+static edgellm_status resolve_params(const edgellm_model *m, const edgellm_context_params *in,
+                                     ellm_state_params *out)
+{
+    if (!m->model)
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "the model was loaded for its vocabulary only (vocab_only); it has no "
+                         "weights to evaluate");
+    return resolve_params_for(ellm_model_hparams(m->model), in, out);
+}
+
+/* Adds what edgellm_context_create holds beside its state: the context itself, its thread pool,
+ * its token list and one row of logits (more only while a caller asks for every position's
+ * logits). */
+static void finish_estimate(const ellm_state_params *sp, int32_t n_vocab, uint64_t weights_bytes,
+                            uint64_t kv_bytes, uint64_t state_bytes, edgellm_memory_estimate *out)
+{
+    out->weights_bytes = weights_bytes;
+    out->kv_cache_bytes = kv_bytes;
+    out->scratch_bytes = state_bytes + sizeof(edgellm_context) +
+                         ellm_threadpool_bytes(sp->n_threads) +
+                         (uint64_t)sp->n_ctx * sizeof(edgellm_token) +
+                         (uint64_t)n_vocab * sizeof(float);
+    out->total_bytes = weights_bytes + kv_bytes + out->scratch_bytes;
+}
+
+edgellm_status edgellm_context_estimate_memory(const edgellm_model *m,
+                                               const edgellm_context_params *params,
+                                               edgellm_memory_estimate *out)
+{
+    if (!m || !out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_context_estimate_memory: NULL");
+    edgellm_context_params cp = params ? *params : edgellm_context_default_params();
+    ellm_state_params sp;
+    edgellm_status st = resolve_params(m, &cp, &sp);
+    if (st != EDGELLM_OK)
+        return st;
+    uint64_t kv = 0, state = 0;
+    ellm_state_memory(m->model, &sp, &kv, &state);
+    finish_estimate(&sp, ellm_model_hparams(m->model)->n_vocab, m->weights_bytes, kv, state, out);
+    return EDGELLM_OK;
+}
+
+edgellm_status ellm_estimate_memory_for_shape(const ellm_hparams *hp, ellm_type matrix_type,
+                                              uint64_t weights_bytes,
+                                              const edgellm_context_params *params,
+                                              edgellm_memory_estimate *out)
+{
+    edgellm_context_params cp = params ? *params : edgellm_context_default_params();
+    ellm_state_params sp;
+    edgellm_status st = resolve_params_for(hp, &cp, &sp);
+    uint64_t kv = 0, state = 0;
+    if (st == EDGELLM_OK)
+        st = ellm_state_memory_for_shape(hp, matrix_type, &sp, &kv, &state);
+    if (st == EDGELLM_OK)
+        finish_estimate(&sp, hp->n_vocab, weights_bytes, kv, state, out);
+    return st;
+}
+
 edgellm_status edgellm_model_estimate_memory(const edgellm_model *m, int32_t n_ctx,
                                              edgellm_kv_type kv_type, int32_t n_batch,
                                              edgellm_memory_estimate *out)
@@ -330,21 +384,7 @@ edgellm_status edgellm_model_estimate_memory(const edgellm_model *m, int32_t n_c
     cp.kv_type = kv_type;
     if (n_batch > 0)
         cp.n_batch = n_batch;
-    ellm_state_params sp;
-    edgellm_status st = resolve_params(m, &cp, &sp);
-    if (st != EDGELLM_OK)
-        return st;
-    uint64_t kv = 0, scratch = 0;
-    ellm_state_memory(m->model, &sp, &kv, &scratch);
-    const ellm_hparams *hp = ellm_model_hparams(m->model);
-    /* The context also keeps its token list and one row of logits (more only while a caller
-     * asks for every position's logits). */
-    scratch += (uint64_t)sp.n_ctx * sizeof(edgellm_token) + (uint64_t)hp->n_vocab * sizeof(float);
-    out->weights_bytes = m->weights_bytes;
-    out->kv_cache_bytes = kv;
-    out->scratch_bytes = scratch;
-    out->total_bytes = m->weights_bytes + kv + scratch;
-    return EDGELLM_OK;
+    return edgellm_context_estimate_memory(m, &cp, out);
 }
 
 int64_t edgellm_model_meta_count(const edgellm_model *m)

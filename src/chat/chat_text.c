@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/utf8.h"
 
 void chat_buf_append_n(chat_buf *b, const char *s, size_t n)
 {
@@ -80,55 +81,24 @@ static bool is_py_space(uint32_t c)
            c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* Decodes one well-formed UTF-8 character at p (at most n bytes); returns its length, or 0 when
- * the bytes are not a well-formed character (which never counts as whitespace). */
-static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *out)
-{
-    if (n == 0)
-        return 0;
-    if (p[0] < 0x80) {
-        *out = p[0];
-        return 1;
-    }
-    size_t len = (p[0] & 0xE0) == 0xC0   ? 2
-                 : (p[0] & 0xF0) == 0xE0 ? 3
-                 : (p[0] & 0xF8) == 0xF0 ? 4
-                                         : 0;
-    if (len == 0 || len > n)
-        return 0;
-    uint32_t c = p[0] & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        c = (c << 6) | (p[i] & 0x3F);
-    }
-    *out = c;
-    return len;
-}
-
 chat_span chat_lstrip(chat_span s)
 {
-    const unsigned char *p = (const unsigned char *)s.p;
     uint32_t c;
     size_t k;
-    while (s.n > 0 && (k = utf8_decode(p, s.n, &c)) > 0 && is_py_space(c)) {
-        p += k;
+    /* A byte that is not a well-formed character never counts as whitespace. */
+    while (s.n > 0 && (k = ellm_utf8_next(s.p, s.n, &c)) > 0 && is_py_space(c)) {
+        s.p += k;
         s.n -= k;
     }
-    s.p = (const char *)p;
     return s;
 }
 
 chat_span chat_rstrip(chat_span s)
 {
-    const unsigned char *p = (const unsigned char *)s.p;
     while (s.n > 0) {
-        /* The last character starts at the last byte that is not a continuation byte. */
-        size_t start = s.n - 1;
-        while (start > 0 && s.n - start < 4 && (p[start] & 0xC0) == 0x80)
-            start--;
+        size_t start = ellm_utf8_char_start(s.p, s.n - 1);
         uint32_t c;
-        size_t k = utf8_decode(p + start, s.n - start, &c);
+        size_t k = ellm_utf8_next(s.p + start, s.n - start, &c);
         if (k != s.n - start || !is_py_space(c))
             break;
         s.n = start;

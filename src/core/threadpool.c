@@ -103,6 +103,15 @@ edgellm_status ellm_threadpool_create(int n_threads, ellm_threadpool **out)
     return EDGELLM_OK;
 }
 
+size_t ellm_threadpool_bytes(int n_threads)
+{
+    if (n_threads <= 0)
+        n_threads = ellm_cpu_count();
+    /* What ellm_threadpool_create keeps: the pool and its thread handles (each worker frees its
+     * start argument as it starts). */
+    return sizeof(ellm_threadpool) + (size_t)n_threads * sizeof(pthread_t);
+}
+
 void ellm_threadpool_free(ellm_threadpool *pool)
 {
     if (!pool)

@@ -4,6 +4,8 @@
 #ifndef EDGELLM_CORE_THREADPOOL_H
 #define EDGELLM_CORE_THREADPOOL_H
 
+#include <stddef.h>
+
 #include "edgellm.h"
 
 typedef struct ellm_threadpool ellm_threadpool;
@@ -13,6 +15,9 @@ typedef void (*ellm_task_fn)(void *arg, int ith, int nth);
 /* n_threads <= 0: one per online CPU. */
 edgellm_status ellm_threadpool_create(int n_threads, ellm_threadpool **out);
 void ellm_threadpool_free(ellm_threadpool *pool);
+/* Heap bytes a pool of n_threads (<= 0: one per online CPU) holds while it lives, for memory
+ * planning; the workers' stacks are the system's. */
+size_t ellm_threadpool_bytes(int n_threads);
 int ellm_threadpool_size(const ellm_threadpool *pool);
 /* Runs fn(arg, ith, nth) for ith = 0..nth-1 on the pool and returns when all have finished.
  * pool may be NULL (runs fn(arg, 0, 1) on the caller). */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "gateway/classify.h"
 #include "gateway/edge.h"
 
@@ -45,9 +46,7 @@ static size_t shorter(const char *text, size_t len, int32_t have, int32_t want)
     size_t cut = (size_t)((double)len * want / have * 0.9);
     if (cut >= len)
         cut = len ? len - 1 : 0;
-    while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
-        cut--;
-    return cut;
+    return ellm_utf8_char_start(text, cut);
 }
 
 static int32_t common_prefix(const edgellm_token *a, int32_t na, const edgellm_token *b,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/utf8.h"
 #include "gateway/pii_policy_internal.h"
 
 enum {
@@ -353,13 +354,13 @@ edgellm_status pii_policy_load(const char *path, pii_policy **out)
     return st;
 }
 
-/* Steps past one UTF-8 character, so a retry after an empty match never starts mid-character. */
+/* Steps past one character (one byte where none is well-formed), so a retry after an empty
+ * match never starts mid-character. */
 static size_t next_char(const char *text, size_t len, size_t pos)
 {
-    pos++;
-    while (pos < len && ((unsigned char)text[pos] & 0xC0) == 0x80)
-        pos++;
-    return pos;
+    uint32_t cp;
+    size_t n = ellm_utf8_next(text + pos, len - pos, &cp);
+    return pos + (n ? n : 1);
 }
 
 edgellm_status pii_policy_find_custom(const pii_policy *policy, const char *text, size_t len,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/utf8.h"
 #include "edgellm.h"
 #include "tokenizer/tokenizer.h"
 

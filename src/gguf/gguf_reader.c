@@ -8,6 +8,7 @@
 #include "core/checked_math.h"
 #include "core/mapped_file.h"
 #include "core/status.h"
+#include "core/utf8.h"
 #include "gguf/gguf.h"
 #include "gguf/gguf_internal.h"
 
@@ -62,44 +63,6 @@ static edgellm_status read_u64(cursor *c, uint64_t *out)
     if (st == EDGELLM_OK)
         *out = load_u64(p);
     return st;
-}
-
-static bool valid_utf8(const char *s, uint64_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    uint64_t i = 0;
-    while (i < len) {
-        unsigned char b = p[i];
-        uint64_t n;
-        uint32_t cp;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if ((b & 0xE0) == 0xC0) {
-            n = 1;
-            cp = b & 0x1F;
-        } else if ((b & 0xF0) == 0xE0) {
-            n = 2;
-            cp = b & 0x0F;
-        } else if ((b & 0xF8) == 0xF0) {
-            n = 3;
-            cp = b & 0x07;
-        } else {
-            return false;
-        }
-        if (n > len - i - 1)
-            return false;
-        for (uint64_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = cp << 6 | (p[i + k] & 0x3F);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n + 1;
-    }
-    return true;
 }
 
 static edgellm_status read_str(cursor *c, gguf_str *out)
@@ -370,7 +333,7 @@ static edgellm_status parse_kvs(gguf_file *f, cursor *c)
         if (kv->key.len == 0)
             return ellm_fail(EDGELLM_ERR_FORMAT, "metadata entry %llu has an empty key",
                              (unsigned long long)i);
-        if (!valid_utf8(kv->key.data, kv->key.len))
+        if (!ellm_utf8_valid(kv->key.data, (size_t)kv->key.len))
             return ellm_fail(EDGELLM_ERR_FORMAT, "metadata entry %llu: key is not valid UTF-8",
                              (unsigned long long)i);
         uint32_t type;
@@ -441,7 +404,7 @@ static edgellm_status parse_tensor_infos(gguf_file *f, cursor *c)
         if (st != EDGELLM_OK)
             return st;
         int nl = (int)(t->name.len > 200 ? 200 : t->name.len);
-        if (t->name.len == 0 || !valid_utf8(t->name.data, t->name.len))
+        if (t->name.len == 0 || !ellm_utf8_valid(t->name.data, (size_t)t->name.len))
             return ellm_fail(EDGELLM_ERR_FORMAT, "tensor %llu has an empty or non-UTF-8 name",
                              (unsigned long long)i);
         c->what = "a tensor info";

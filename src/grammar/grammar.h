@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/utf8.h"
 #include "edgellm.h"
 
 /* Limits that keep hostile grammars from exhausting memory or time. */
@@ -63,25 +64,6 @@ edgellm_status ellm_grammar_parse(const char *text, size_t len, const char *root
                                   ellm_grammar **out);
 void ellm_grammar_destroy(ellm_grammar *g);
 int ellm_class_contains(const ellm_grammar *g, int32_t cls, uint32_t cp);
-
-/* Whether byte b may follow in a UTF-8 sequence that still needs `need` bytes and has decoded
- * `part` so far: well-formed sequences only (Unicode table 3-7), so no overlong forms (a token
- * spelling '{' as E0 81 BB), surrogates or code points beyond U+10FFFF. Right after the lead
- * byte, `part` holds the lead's bits, which is when the second byte's range differs. */
-static inline int ellm_utf8_continuation_ok(int need, uint32_t part, uint8_t b)
-{
-    if ((b & 0xC0) != 0x80)
-        return 0;
-    if (need == 2 && part == 0x0)
-        return b >= 0xA0; /* after E0 */
-    if (need == 2 && part == 0xD)
-        return b <= 0x9F; /* after ED */
-    if (need == 3 && part == 0x0)
-        return b >= 0x90; /* after F0 */
-    if (need == 3 && part == 0x4)
-        return b <= 0x8F; /* after F4 */
-    return 1;
-}
 
 /* Byte trie over the token texts of a vocabulary. Tokens are numbered in trie order ("slots"),
  * so every subtree is a contiguous range of slots. Empty texts (control tokens) are left out. */

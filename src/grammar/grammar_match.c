@@ -337,18 +337,11 @@ static int32_t step_byte(ellm_matcher *m, int32_t state, int *need, uint32_t *pa
 {
     uint32_t lo, hi;
     if (*need == 0) {
-        if (b < 0x80)
+        *need = ellm_utf8_lead(b, part);
+        if (*need == 0)
             return advance(m, state, b);
-        if (b >= 0xC2 && b < 0xE0) {
-            *need = 1;
-            *part = b & 0x1F;
-        } else if (b >= 0xE0 && b < 0xF0) {
-            *need = 2;
-            *part = b & 0x0F;
-        } else if (b >= 0xF0 && b < 0xF5) {
-            *need = 3;
-            *part = b & 0x07;
-        } else {
+        if (*need < 0) {
+            *need = 0;
             return 0;
         }
         lo = *part << (6 * *need);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "core/status.h"
 #include "grammar/grammar.h"
 
@@ -282,17 +283,6 @@ static int at_rule_start(const parser *P)
     return P->end - q >= 3 && memcmp(q, "::=", 3) == 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* One character of a literal or class: an escape or a UTF-8 sequence. -1 on error. */
 static int64_t parse_char(parser *P)
 {
@@ -329,7 +319,7 @@ static int64_t parse_char(parser *P)
         }
         uint32_t v = 0;
         for (int i = 0; i < digits; i++) {
-            int h = hex_value((char)s[2 + i]);
+            int h = ellm_hex_digit((char)s[2 + i]);
             if (h < 0) {
                 fail_at(P, "a \\x, \\u or \\U escape needs 2, 4 or 8 hex digits");
                 return -1;
@@ -343,23 +333,15 @@ static int64_t parse_char(parser *P)
         P->p += 2 + digits;
         return v;
     }
-    int need = s[0] < 0x80 ? 0 : s[0] >= 0xC2 && s[0] < 0xE0 ? 1 : s[0] >= 0xE0 && s[0] < 0xF0 ? 2
-             : s[0] >= 0xF0 && s[0] < 0xF5 ? 3 : -1;
-    if (need < 0 || left < (size_t)need + 1) {
+    uint32_t v;
+    size_t n = ellm_utf8_next((const char *)s, left, &v);
+    if (n == 0) {
         fail_at(P, "invalid UTF-8 in the grammar text");
         return -1;
     }
-    uint32_t v = need == 0 ? s[0] : s[0] & (0x3F >> need);
-    for (int i = 1; i <= need; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            fail_at(P, "invalid UTF-8 in the grammar text");
-            return -1;
-        }
-        v = (v << 6) | (s[i] & 0x3F);
-    }
     if (s[0] == '\n')
         P->line++;
-    P->p += need + 1;
+    P->p += n;
     return v;
 }
 

@@ -157,15 +157,8 @@ edgellm_status ellm_token_trie_build(int32_t n_tokens, const char *const *pieces
             if (t->nodes[v].cp_in == -2) {
                 cp_in = -2;
             } else if (n2 == 0) {
-                if (b < 0x80) {
-                    cp_in = b;
-                } else if (b >= 0xC2 && b < 0xF5) {
-                    n2 = b < 0xE0 ? 1 : b < 0xF0 ? 2 : 3;
-                    p2 = b & (0x3Fu >> n2);
-                    cp_in = -1;
-                } else {
-                    cp_in = -2;
-                }
+                n2 = ellm_utf8_lead(b, &p2);
+                cp_in = n2 == 0 ? b : n2 > 0 ? -1 : -2;
             } else if (!ellm_utf8_continuation_ok(n2, p2, b)) {
                 cp_in = -2;
             } else {

@@ -94,6 +94,11 @@ typedef struct ellm_state_params {
 /* Bytes a state with these parameters allocates (KV cache and scratch, separately). */
 void ellm_state_memory(const ellm_model *model, const ellm_state_params *params,
                        uint64_t *kv_bytes, uint64_t *scratch_bytes);
+/* The same for a model that is not loaded: these hyper-parameters, every matrix of matrix_type
+ * (state_plan.c). */
+edgellm_status ellm_state_memory_for_shape(const ellm_hparams *hp, ellm_type matrix_type,
+                                           const ellm_state_params *params, uint64_t *kv_bytes,
+                                           uint64_t *scratch_bytes);
 edgellm_status ellm_state_create(const ellm_model *model, const ellm_state_params *params,
                                  ellm_state **out);
 void ellm_state_free(ellm_state *state);

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "chat/chat.h"
+#include "core/utf8.h"
 #include "server/server_internal.h"
 #include "structured/structured.h"
 
@@ -38,28 +39,7 @@ static json_t *lossy_string(const char *s, size_t n)
     char *out = malloc(n * 3 + 1);
     if (!out)
         return json_string("");
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++)
-            ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
-        if (ok) {
-            json_t *probe = json_stringn(s + i, len); /* rejects overlongs and surrogates */
-            ok = probe != NULL;
-            json_decref(probe);
-        }
-        if (ok) {
-            memcpy(out + o, s + i, len);
-            o += len;
-            i += len;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        }
-    }
+    size_t o = ellm_utf8_sanitize(s, n, out);
     j = json_stringn(out, o);
     free(out);
     return j ? j : json_string("");

@@ -1,10 +1,12 @@
-/* The memory planner: what a model needs at a context length, from its GGUF header alone. */
+/* The memory planner: what a model needs at a context length. The header gives the shape shown
+ * to the user; the figures are the engine's own (edgellm_context_estimate_memory). */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "api/api_internal.h"
 #include "core/status.h"
 #include "core/tensor_types.h"
 #include "gguf/gguf.h"
@@ -75,48 +77,81 @@ edgellm_status store_read_shape(const char *gguf_path, store_model_shape *out)
     return EDGELLM_OK;
 }
 
-void store_plan_memory(const store_model_shape *s, int32_t n_ctx, int kv_bytes_per_elem,
-                       int32_t n_batch, store_plan *out)
+/* The process around the engine: code, libc, the thread pool's stacks touched, vocabulary
+ * tables. */
+static uint64_t process_overhead(int32_t n_vocab)
 {
-    if (n_ctx <= 0)
-        n_ctx = s->n_ctx_train > 0 ? s->n_ctx_train : 2048;
-    if (n_batch <= 0)
-        n_batch = 32;
-    if (n_batch > n_ctx)
-        n_batch = n_ctx;
-    uint64_t kv_dim = (uint64_t)s->n_head_kv * (uint64_t)s->head_dim;
-    uint64_t q_dim = (uint64_t)s->n_head * (uint64_t)s->head_dim;
-    memset(out, 0, sizeof *out);
-    out->weights_bytes = s->weights_bytes;
-    out->kv_bytes = 2ull * (uint64_t)s->n_layer * (uint64_t)n_ctx * kv_dim * (uint64_t)kv_bytes_per_elem;
-    /* Float32 activations for one batch: residual and normed copies, q/k/v, the FFN hidden
-     * pair, attention scores over the whole context, and the logits of the last row. */
-    uint64_t per_token = 3ull * (uint64_t)s->n_embd + q_dim + 2ull * kv_dim + 2ull * (uint64_t)s->n_ff +
-                         (uint64_t)s->n_head * (uint64_t)n_ctx;
-    out->scratch_bytes = 4ull * ((uint64_t)n_batch * per_token + (uint64_t)s->n_vocab);
-    /* The process itself: code, libc, the thread pool's stacks touched, vocabulary tables. */
-    out->overhead_bytes = 6ull * 1024 * 1024 + (uint64_t)s->n_vocab * 64ull;
-    out->total_bytes = out->weights_bytes + out->kv_bytes + out->scratch_bytes + out->overhead_bytes;
+    return 6ull * 1024 * 1024 + (uint64_t)(n_vocab > 0 ? n_vocab : 0) * 64ull;
 }
 
-int32_t store_plan_max_context(const store_model_shape *shape, uint64_t budget,
-                               int kv_bytes_per_elem, int32_t n_batch, int32_t limit)
+edgellm_status store_plan_model(const edgellm_model *model, const edgellm_context_params *params,
+                                store_plan *out)
 {
+    memset(out, 0, sizeof *out);
+    edgellm_memory_estimate engine;
+    edgellm_status st = edgellm_context_estimate_memory(model, params, &engine);
+    if (st != EDGELLM_OK)
+        return st;
+    out->weights_bytes = engine.weights_bytes;
+    out->kv_bytes = engine.kv_cache_bytes;
+    out->scratch_bytes = engine.scratch_bytes;
+    out->overhead_bytes = process_overhead(edgellm_n_vocab(model));
+    out->total_bytes = engine.total_bytes + out->overhead_bytes;
+    return EDGELLM_OK;
+}
+
+edgellm_status store_plan_shape(const store_model_shape *shape, const edgellm_context_params *params,
+                                store_plan *out)
+{
+    memset(out, 0, sizeof *out);
+    ellm_type type;
+    if (!ellm_type_from_name(shape->quantization, &type))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "cannot plan a shape of quantization '%s'",
+                         shape->quantization);
+    bool any_context = shape->n_ctx_train <= 0;
+    if (any_context && (!params || params->n_ctx <= 0))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "a shape without a training context needs a context length to plan");
+    ellm_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    hp.n_vocab = shape->n_vocab;
+    hp.n_ctx_train = any_context ? params->n_ctx : shape->n_ctx_train;
+    hp.n_embd = shape->n_embd;
+    hp.n_layer = shape->n_layer;
+    hp.n_head = shape->n_head;
+    hp.n_head_kv = shape->n_head_kv;
+    hp.head_dim = shape->head_dim;
+    hp.n_ff = shape->n_ff;
+    edgellm_memory_estimate engine;
+    edgellm_status st = ellm_estimate_memory_for_shape(&hp, type, shape->weights_bytes, params, &engine);
+    if (st != EDGELLM_OK)
+        return st;
+    out->weights_bytes = engine.weights_bytes;
+    out->kv_bytes = engine.kv_cache_bytes;
+    out->scratch_bytes = engine.scratch_bytes;
+    out->overhead_bytes = process_overhead(shape->n_vocab);
+    out->total_bytes = engine.total_bytes + out->overhead_bytes;
+    return EDGELLM_OK;
+}
+
+int32_t store_plan_max_context(const edgellm_model *model, const edgellm_context_params *params,
+                               uint64_t budget, int32_t limit)
+{
+    edgellm_context_params at = params ? *params : edgellm_context_default_params();
     store_plan p;
-    store_plan_memory(shape, 1, kv_bytes_per_elem, n_batch, &p);
-    if (p.total_bytes > budget)
+    at.n_ctx = 1;
+    if (store_plan_model(model, &at, &p) != EDGELLM_OK || p.total_bytes > budget)
         return 0;
-    int32_t lo = 1, hi = limit > 0 ? limit : 1 << 20;
-    store_plan_memory(shape, hi, kv_bytes_per_elem, n_batch, &p);
-    if (p.total_bytes <= budget)
+    int32_t lo = 1, hi = limit;
+    at.n_ctx = hi;
+    if (store_plan_model(model, &at, &p) == EDGELLM_OK && p.total_bytes <= budget)
         return hi;
     while (hi - lo > 1) {
-        int32_t mid = lo + (hi - lo) / 2;
-        store_plan_memory(shape, mid, kv_bytes_per_elem, n_batch, &p);
-        if (p.total_bytes <= budget)
-            lo = mid;
+        at.n_ctx = lo + (hi - lo) / 2;
+        if (store_plan_model(model, &at, &p) == EDGELLM_OK && p.total_bytes <= budget)
+            lo = at.n_ctx;
         else
-            hi = mid;
+            hi = at.n_ctx;
     }
     return lo;
 }
@@ -138,10 +173,15 @@ uint64_t store_machine_ram(void)
     return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
 }
 
-uint64_t st_min_ram(const store_model_shape *shape)
+uint64_t st_min_ram(const edgellm_model *model)
 {
-    store_plan p;
-    int32_t ctx = shape->n_ctx_train > 0 && shape->n_ctx_train < 512 ? shape->n_ctx_train : 512;
-    store_plan_memory(shape, ctx, 2, 32, &p);
-    return p.total_bytes;
+    edgellm_model_info info;
+    edgellm_context_params params = edgellm_context_default_params();
+    params.n_threads = 1;
+    params.n_ctx = edgellm_model_get_info(model, &info) == EDGELLM_OK && info.n_ctx_train > 0 &&
+                           info.n_ctx_train < 512
+                       ? info.n_ctx_train
+                       : 512;
+    store_plan plan;
+    return store_plan_model(model, &params, &plan) == EDGELLM_OK ? plan.total_bytes : 0;
 }

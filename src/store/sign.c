@@ -50,8 +50,8 @@ edgellm_status store_keygen(const char *secret_path, char pub_hex_out[65])
     randombytes_buf(seed, sizeof seed);
     crypto_sign_seed_keypair(pk, sk, seed);
     char seed_hex[2 * crypto_sign_SEEDBYTES + 1], pub_hex[2 * crypto_sign_PUBLICKEYBYTES + 1];
-    st_hex(seed, sizeof seed, seed_hex);
-    st_hex(pk, sizeof pk, pub_hex);
+    sodium_bin2hex(seed_hex, sizeof seed_hex, seed, sizeof seed);
+    sodium_bin2hex(pub_hex, sizeof pub_hex, pk, sizeof pk);
     sodium_memzero(sk, sizeof sk);
     sodium_memzero(seed, sizeof seed);
 
@@ -139,8 +139,8 @@ edgellm_status store_sign_file(const char *secret_path, const char *file, const 
     crypto_sign_detached(sig, NULL, (const unsigned char *)text, strlen(text), sk);
     sodium_memzero(sk, sizeof sk);
     char sig_hex[2 * crypto_sign_BYTES + 1], pk_hex[2 * crypto_sign_PUBLICKEYBYTES + 1];
-    st_hex(sig, sizeof sig, sig_hex);
-    st_hex(pk, sizeof pk, pk_hex);
+    sodium_bin2hex(sig_hex, sizeof sig_hex, sig, sizeof sig);
+    sodium_bin2hex(pk_hex, sizeof pk_hex, pk, sizeof pk);
 
     json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "format", "edgellm-signature-v1",
                             "name", name, "version", version, "sha256", sha, "size", (json_int_t)size,
@@ -373,7 +373,7 @@ edgellm_status store_trust_key(store *s, const char *key_hex, const char *commen
     char escaped[TRUST_COMMENT_MAX + 1];
     st_escape_controls(comment ? comment : "", escaped, sizeof escaped);
     char hex[2 * crypto_sign_PUBLICKEYBYTES + 1];
-    st_hex(pk, sizeof pk, hex);
+    sodium_bin2hex(hex, sizeof hex, pk, sizeof pk);
     char line[16 + sizeof hex + sizeof escaped];
     snprintf(line, sizeof line, "ed25519 %s%s%s\n", hex, escaped[0] ? " " : "", escaped);
 

@@ -165,12 +165,22 @@ typedef struct store_plan {
     uint64_t total_bytes;
 } store_plan;
 
-/* kv_bytes_per_elem: 2 for F16, 4 for F32. */
-void store_plan_memory(const store_model_shape *shape, int32_t n_ctx, int kv_bytes_per_elem,
-                       int32_t n_batch, store_plan *out);
-/* Largest context (<= limit) whose plan fits in budget; 0 when not even 1 token fits. */
-int32_t store_plan_max_context(const store_model_shape *shape, uint64_t budget,
-                               int kv_bytes_per_elem, int32_t n_batch, int32_t limit);
+/* The plan for one context of a loaded model (params NULL: the defaults). Weights, KV cache and
+ * scratch are the engine's own figures (edgellm_context_estimate_memory: what
+ * edgellm_context_create allocates with these parameters, by the same layout, pruned layers and
+ * every cache type included); the overhead is the process's around it. Fails as context creation
+ * would (a context longer than the model's, a cache type the model cannot hold). */
+edgellm_status store_plan_model(const edgellm_model *model, const edgellm_context_params *params,
+                                store_plan *out);
+/* The plan for a model that is not at hand (recommend's size classes): the shape's
+ * hyper-parameters with every matrix of its quantization, through the same engine layout. A shape
+ * without a training context needs params->n_ctx. */
+edgellm_status store_plan_shape(const store_model_shape *shape, const edgellm_context_params *params,
+                                store_plan *out);
+/* Largest context (<= limit) whose plan with params fits in budget; 0 when not even 1 token
+ * fits. */
+int32_t store_plan_max_context(const edgellm_model *model, const edgellm_context_params *params,
+                               uint64_t budget, int32_t limit);
 /* Bytes of usable RAM on this machine (MemAvailable, else total physical). */
 uint64_t store_machine_ram(void);
 

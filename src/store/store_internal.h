@@ -1,4 +1,4 @@
-/* Helpers shared by the store's source files. */
+/* Declarations shared by the store's source files; store.h is the module's API. */
 #ifndef EDGELLM_STORE_INTERNAL_H
 #define EDGELLM_STORE_INTERNAL_H
 
@@ -61,10 +61,26 @@ edgellm_status st_fetch_small(const char *url, char **text_out, size_t *len_out)
 /* Hashes an open file from the start. */
 edgellm_status st_sha256_fd(int fd, const char *path_for_errors, char hex_out[STORE_HASH_HEX],
                             uint64_t *size_out);
-void st_hex(const unsigned char *bytes, size_t n, char *out);
+/* Decodes exactly 2*n hex digits (either case) into out; false for any other length or byte. */
 bool st_unhex(const char *hex, unsigned char *out, size_t n);
 
-/* Minimum RAM recorded in manifests: the plan at 512 tokens with an F16 cache. */
-uint64_t st_min_ram(const store_model_shape *shape);
+/* Minimum RAM recorded in manifests: the plan at 512 tokens (or the training context when
+ * shorter), an F16 cache and one thread; 0 when the model cannot be planned. */
+uint64_t st_min_ram(const edgellm_model *model);
+
+/* ---- shared between the store's parts (store.c, manifest.c, install.c, gc.c) ---------- */
+
+/* The one reader of manifests: every field is checked for the form the store writes before any
+ * of it is used; EDGELLM_ERR_NOT_FOUND when the name is not installed. */
+edgellm_status st_load_manifest(store *s, const char *name, store_model *out);
+/* Writes a manifest through a fsynced temporary and one rename (the caller holds the lock). */
+edgellm_status st_save_manifest(store *s, const store_model *m);
+/* blobs/sha256/<sha>; refuses anything that is not a SHA-256 before it becomes a path. */
+edgellm_status st_blob_path(const store *s, const char *sha, char *out, size_t cap);
+/* Re-hashes the blob of one version against its manifest entry. */
+edgellm_status st_check_blob(store *s, const store_version *v, const char *name);
+/* Deletes the temporaries in tmp/ that killed installs left (unlocked ones; partial downloads
+ * are kept for the rerun that resumes them). Best effort. */
+void st_sweep_stale_temporaries(store *s);
 
 #endif

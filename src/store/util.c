@@ -197,38 +197,11 @@ void st_progress_done(void)
     fputc('\n', stderr);
 }
 
-void st_hex(const unsigned char *bytes, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool st_unhex(const char *hex, unsigned char *out, size_t n)
 {
-    if (strlen(hex) != 2 * n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return true;
+    size_t decoded = 0;
+    return strlen(hex) == 2 * n &&
+           sodium_hex2bin(out, n, hex, 2 * n, NULL, &decoded, NULL) == 0 && decoded == n;
 }
 
 edgellm_status st_sha256_fd(int fd, const char *path_for_errors, char hex_out[STORE_HASH_HEX],
@@ -262,7 +235,7 @@ edgellm_status st_sha256_fd(int fd, const char *path_for_errors, char hex_out[ST
     free(buf);
     unsigned char digest[crypto_hash_sha256_BYTES];
     crypto_hash_sha256_final(&state, digest);
-    st_hex(digest, sizeof digest, hex_out);
+    sodium_bin2hex(hex_out, STORE_HASH_HEX, digest, sizeof digest);
     if (size_out)
         *size_out = total;
     return EDGELLM_OK;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "structured/structured.h"
 
 /* Whitespace between JSON tokens: at most one space or newline, so that a model cannot pad
@@ -240,16 +241,12 @@ static int rx_fail(rx *r, const char *what)
                                "^ and $)", what);
 }
 
-static size_t utf8_length(unsigned char lead)
-{
-    return lead < 0xC0 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
-}
-
 /* Copies a whole UTF-8 character that starts at r->p - 1 (its lead byte already consumed). */
-static int rx_copy_multibyte(rx *r, unsigned char lead, int quoted)
+static int rx_copy_multibyte(rx *r, int quoted)
 {
-    size_t n = utf8_length(lead);
-    if ((size_t)(r->end - r->p) < n - 1)
+    uint32_t cp;
+    size_t n = ellm_utf8_next(r->p - 1, (size_t)(r->end - (r->p - 1)), &cp);
+    if (n == 0)
         return rx_fail(r, "invalid UTF-8");
     if (quoted)
         sb_add(r->out, "\"", 1);
@@ -337,7 +334,7 @@ static int rx_atom(rx *r)
             } else if (cc == '-' && r->p < r->end && *r->p != ']') {
                 sb_add(r->out, "-", 1);
             } else if (cc >= 0x80) {
-                if (rx_copy_multibyte(r, cc, 0) < 0)
+                if (rx_copy_multibyte(r, 0) < 0)
                     return -1;
             } else if (cc != '"' && cc >= 0x20) { /* JSON-unsafe ones left out, see above */
                 rx_class_char(r, cc);
@@ -377,7 +374,7 @@ static int rx_atom(rx *r)
     else if ((unsigned char)ch < 0x20)
         return rx_fail(r, "a control character");
     else if ((unsigned char)ch >= 0x80)
-        return rx_copy_multibyte(r, (unsigned char)ch, 1);
+        return rx_copy_multibyte(r, 1);
     else {
         sb_literal(r->out, &ch, 1);
         sb_add(r->out, " ", 1);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/utf8.h"
 #include "tokenizer/normalize.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
@@ -60,18 +61,6 @@ int ellm_bpe_char_to_byte(uint32_t cp)
     if (k < 67)
         return (int)(0x7F + k - 33);
     return k == 67 ? 0xAD : -1;
-}
-
-static size_t utf8_encode(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    /* The map only produces code points below U+0800. */
-    out[0] = (char)(0xC0 | (cp >> 6));
-    out[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
 }
 
 static uint64_t pair_key(edgellm_token l, edgellm_token r)
@@ -192,7 +181,7 @@ edgellm_status ellm_bpe_load(ellm_vocab *v, const gguf_file *f)
     b->nfc = b->pre == ELLM_PRE_QWEN2;
     for (int c = 0; c < 256; c++) {
         char text[2];
-        size_t n = utf8_encode(ellm_bpe_byte_to_char((uint8_t)c), text);
+        size_t n = ellm_utf8_encode(ellm_bpe_byte_to_char((uint8_t)c), text);
         b->byte_token[c] = ellm_vocab_find(v, text, n);
     }
     return load_merges(b, v, f);
@@ -295,7 +284,7 @@ static edgellm_status bpe_piece(work *w, const ellm_vocab *v, const char *text, 
     if (b->ignore_merges && n > 1) {
         size_t m = 0;
         for (size_t i = 0; i < n; i++)
-            m += utf8_encode(ellm_bpe_byte_to_char((uint8_t)text[i]), w->mapped + m);
+            m += ellm_utf8_encode(ellm_bpe_byte_to_char((uint8_t)text[i]), w->mapped + m);
         edgellm_token whole = ellm_vocab_find(v, w->mapped, m);
         if (whole >= 0) {
             emit(w, whole);

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 #include "tokenizer/vocab_internal.h"
@@ -118,17 +119,4 @@ edgellm_status ellm_detokenize(const ellm_vocab *v, const edgellm_token *tokens,
     }
     buf[*len] = '\0';
     return EDGELLM_OK;
-}
-
-size_t ellm_utf8_incomplete_tail(const char *buf, size_t len)
-{
-    /* Look back at most 3 bytes for a lead byte whose sequence runs past the end. */
-    for (size_t back = 1; back <= 3 && back <= len; back++) {
-        unsigned char c = (unsigned char)buf[len - back];
-        if ((c & 0xC0) == 0x80)
-            continue; /* continuation byte: keep looking for the lead */
-        size_t need = c >= 0xF0 && c < 0xF8 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        return need > back ? back : 0;
-    }
-    return 0;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/utf8.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/unicode.h"
 
@@ -323,34 +324,4 @@ size_t ellm_pretok_piece_start(const ellm_pretok *p, size_t k)
 size_t ellm_pretok_piece_end(const ellm_pretok *p, size_t k)
 {
     return p->offset[p->ends[p->cur][k]];
-}
-
-uint32_t ellm_utf8_decode(const char *s, size_t n, uint32_t *len)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned char b = u[0];
-    *len = 1;
-    if (b < 0x80)
-        return b;
-    uint32_t need, cp, min;
-    if ((b & 0xE0) == 0xC0) {
-        need = 2, cp = b & 0x1F, min = 0x80;
-    } else if ((b & 0xF0) == 0xE0) {
-        need = 3, cp = b & 0x0F, min = 0x800;
-    } else if ((b & 0xF8) == 0xF0) {
-        need = 4, cp = b & 0x07, min = 0x10000;
-    } else {
-        return 0xFFFD;
-    }
-    if (need > n)
-        return 0xFFFD;
-    for (uint32_t k = 1; k < need; k++) {
-        if ((u[k] & 0xC0) != 0x80)
-            return 0xFFFD;
-        cp = (cp << 6) | (u[k] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0xFFFD;
-    *len = need;
-    return cp;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_internal.h"
 
@@ -79,19 +80,6 @@ static bigram heap_pop(heap *h)
     return top;
 }
 
-static uint32_t utf8_len(unsigned char c)
-{
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0)
-        return 2;
-    if ((c & 0xF0) == 0xE0)
-        return 3;
-    if ((c & 0xF8) == 0xF0)
-        return 4;
-    return 1; /* invalid lead byte: a piece of its own, it will fall back to a byte token */
-}
-
 typedef struct token_out {
     edgellm_token *tokens;
     int32_t max;
@@ -150,7 +138,7 @@ static edgellm_status tokenize_escaped(const ellm_vocab *v, const char *text, si
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to tokenize %zu bytes", len);
     int32_t n = 0;
     for (size_t i = 0; i < len;) {
-        uint32_t cl = utf8_len((unsigned char)text[i]);
+        uint32_t cl = (uint32_t)ellm_utf8_sequence_length((unsigned char)text[i]);
         if (cl > len - i)
             cl = (uint32_t)(len - i);
         syms[n] = (symbol){text + i, cl, n - 1, -1};

@@ -55,8 +55,4 @@ edgellm_status ellm_detokenize(const ellm_vocab *vocab, const edgellm_token *tok
                                int32_t n_tokens, bool remove_leading_space, char *buf, size_t cap,
                                size_t *len);
 
-/* Number of bytes at the end of buf[0..len) that form an incomplete (so far valid) UTF-8
- * sequence and must be held back when streaming. */
-size_t ellm_utf8_incomplete_tail(const char *buf, size_t len);
-
 #endif

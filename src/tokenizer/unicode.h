@@ -64,10 +64,6 @@ static inline uint8_t ellm_unicode_flags(uint32_t cp)
                : ELLM_UC_OTHER;
 }
 
-/* Decodes the UTF-8 sequence at s[0..n) (n > 0): stores its length in *len and returns the code
- * point. An invalid or truncated sequence is one byte long and decodes to U+FFFD, which the
- * pre-tokenizers treat as a symbol — the byte still reaches BPE unchanged. */
-uint32_t ellm_utf8_decode(const char *s, size_t n, uint32_t *len);
 
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "core/status.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_internal.h"
@@ -128,23 +129,12 @@ static edgellm_status load_arrays(ellm_vocab *v, const gguf_file *f)
     return EDGELLM_OK;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* "<0xAB>" -> 0xAB, else -1. */
 int ellm_parse_byte_token(const char *text, size_t len)
 {
     if (len != 6 || memcmp(text, "<0x", 3) != 0 || text[5] != '>')
         return -1;
-    int hi = hex_digit(text[3]), lo = hex_digit(text[4]);
+    int hi = ellm_hex_digit(text[3]), lo = ellm_hex_digit(text[4]);
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 

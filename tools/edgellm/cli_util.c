@@ -11,6 +11,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "core/utf8.h"
+
 void cli_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
@@ -243,13 +245,11 @@ void cli_print_json_string(FILE *out, const char *s, size_t n)
             fputc(c, out);
             i++;
         } else {
-            size_t need = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
-            bool ok = need > 0 && i + need <= n;
-            for (size_t k = 1; ok && k < need; k++)
-                ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
-            if (ok) {
-                fwrite(s + i, 1, need, out);
-                i += need;
+            uint32_t cp;
+            size_t len = ellm_utf8_next(s + i, n - i, &cp);
+            if (len > 0) {
+                fwrite(s + i, 1, len, out);
+                i += len;
             } else {
                 fputs("\\ufffd", out);
                 i++;

@@ -21,74 +21,48 @@ static bool load_shape(const char *cmd, const char *model, store_model_shape *sh
     return true;
 }
 
-static bool parse_cache(const char *cmd, const char *s, int *bytes)
+static const char *kv_type_name(edgellm_kv_type kv)
 {
-    if (strcmp(s, "f16") == 0 || strcmp(s, "F16") == 0)
-        *bytes = 2;
-    else if (strcmp(s, "f32") == 0 || strcmp(s, "F32") == 0)
-        *bytes = 4;
-    else {
-        cli_error(cmd, "--cache expects f16 or f32, got '%s'", s);
+    return kv == EDGELLM_KV_F32 ? "f32" : kv == EDGELLM_KV_Q8_0 ? "q8_0" : "f16";
+}
+
+/* Plans the model file at path (loaded as `run` loads it: weights mapped, not read) for cp, whose
+ * n_ctx (<= 0: the training context; above it, cut to it when clamp) is set to the context
+ * planned; also the largest context that fits budget and the training context. */
+static bool plan_file(const char *cmd, const char *path, edgellm_context_params *cp, bool clamp,
+                      uint64_t budget, store_plan *p, int32_t *max_ctx, int32_t *train_ctx)
+{
+    edgellm_model *model = NULL;
+    edgellm_model_info info;
+    bool ok = edgellm_model_load(path, NULL, &model) == EDGELLM_OK &&
+              edgellm_model_get_info(model, &info) == EDGELLM_OK;
+    if (ok) {
+        if (cp->n_ctx <= 0 || (clamp && cp->n_ctx > info.n_ctx_train))
+            cp->n_ctx = info.n_ctx_train;
+        ok = store_plan_model(model, cp, p) == EDGELLM_OK;
+    }
+    if (!ok) {
+        cli_error(cmd, "cannot plan %s: %s", path, edgellm_last_error());
+        edgellm_model_free(model);
         return false;
     }
+    *max_ctx = store_plan_max_context(model, cp, budget, info.n_ctx_train);
+    *train_ctx = info.n_ctx_train;
+    edgellm_model_free(model);
     return true;
-}
-
-/* The plan for one context: the runtime's own accounting of what a context allocates when the
- * model loads (exactly what `edgellm run` will allocate), else the header-only estimate. */
-typedef struct planner {
-    const store_model_shape *shape;
-    edgellm_model *model; /* NULL: header-only */
-    int kv_bytes;
-    int32_t n_batch;      /* 0: the runtime's default */
-} planner;
-
-static void plan_at(const planner *pl, int32_t ctx, store_plan *out)
-{
-    store_plan_memory(pl->shape, ctx, pl->kv_bytes, pl->n_batch > 0 ? pl->n_batch : 256, out);
-    edgellm_memory_estimate est;
-    if (pl->model &&
-        edgellm_model_estimate_memory(pl->model, ctx, pl->kv_bytes == 2 ? EDGELLM_KV_F16 : EDGELLM_KV_F32,
-                                      pl->n_batch, &est) == EDGELLM_OK) {
-        out->weights_bytes = est.weights_bytes;
-        out->kv_bytes = est.kv_cache_bytes;
-        out->scratch_bytes = est.scratch_bytes;
-        out->total_bytes = est.total_bytes + out->overhead_bytes;
-    }
-}
-
-static int32_t plan_max_context(const planner *pl, uint64_t budget, int32_t limit)
-{
-    store_plan p;
-    plan_at(pl, 1, &p);
-    if (p.total_bytes > budget)
-        return 0;
-    plan_at(pl, limit, &p);
-    if (p.total_bytes <= budget)
-        return limit;
-    int32_t lo = 1, hi = limit;
-    while (hi - lo > 1) {
-        int32_t mid = lo + (hi - lo) / 2;
-        plan_at(pl, mid, &p);
-        if (p.total_bytes <= budget)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
 }
 
 int cmd_plan(int argc, char **argv)
 {
     const char *cmd = "plan", *model = NULL;
-    long n_ctx = 0, n_batch = 0;
-    int kv_bytes = 2;
+    long n_ctx = 0, n_batch = 0, n_threads = 0;
+    edgellm_context_params cp = edgellm_context_default_params();
     uint64_t budget = 0;
     bool json = false, have_ram = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: edgellm plan -m MODEL [-c CONTEXT] [--cache f16|f32] [--batch N] [--ram SIZE] [--json]\n"
+            printf("usage: edgellm plan -m MODEL [-c CONTEXT] [--kv-type f16|f32|q8_0] [--batch N] [-t THREADS] [--ram SIZE] [--json]\n"
                    "  MODEL is a .gguf file or an installed name; SIZE like 3G (default: this machine's available RAM)\n");
             return 0;
         } else if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
@@ -101,7 +75,10 @@ int cmd_plan(int argc, char **argv)
             if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_int(cmd, a, v, 1, 1 << 16, &n_batch))
                 return EXIT_USAGE;
         } else if (strcmp(a, "--cache") == 0 || strcmp(a, "--kv-type") == 0) {
-            if (!(v = cli_option_value(cmd, argc, argv, &i)) || !parse_cache(cmd, v, &kv_bytes))
+            if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_kv_type(cmd, v, &cp.kv_type))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
+            if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_int(cmd, a, v, 1, 256, &n_threads))
                 return EXIT_USAGE;
         } else if (strcmp(a, "--ram") == 0) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_size(cmd, a, v, &budget))
@@ -126,36 +103,33 @@ int cmd_plan(int argc, char **argv)
         return 1;
     if (!have_ram)
         budget = store_machine_ram();
-    int32_t ctx = n_ctx > 0 ? (int32_t)n_ctx : (shape.n_ctx_train > 0 ? shape.n_ctx_train : 2048);
-    planner pl = {.shape = &shape, .kv_bytes = kv_bytes, .n_batch = (int32_t)n_batch};
-    const char *method = "the runtime's allocation for this model";
-    if (edgellm_model_load(path, NULL, &pl.model) != EDGELLM_OK) {
-        pl.model = NULL;
-        method = "estimated from the GGUF header (the runtime cannot load this model)";
-    }
+    cp.n_ctx = (int32_t)n_ctx;
+    cp.n_threads = (int32_t)n_threads;
+    if (n_batch > 0)
+        cp.n_batch = (int32_t)n_batch;
     store_plan p;
-    plan_at(&pl, ctx, &p);
-    int32_t limit = shape.n_ctx_train > 0 ? shape.n_ctx_train : 1 << 20;
-    int32_t max_ctx = plan_max_context(&pl, budget, limit);
-    edgellm_model_free(pl.model);
+    int32_t max_ctx = 0, limit = 0;
+    if (!plan_file(cmd, path, &cp, false, budget, &p, &max_ctx, &limit))
+        return 1;
+    int32_t ctx = cp.n_ctx;
     bool fits = p.total_bytes <= budget;
+    int32_t batch = cp.n_batch < ctx ? cp.n_batch : ctx;
     if (json) {
-        printf("{\"model\": \"%s\", \"context\": %d, \"cache\": \"%s\", \"batch\": %ld, "
+        printf("{\"model\": \"%s\", \"context\": %d, \"cache\": \"%s\", \"batch\": %d, "
                "\"weights_bytes\": %llu, \"kv_cache_bytes\": %llu, \"scratch_bytes\": %llu, "
                "\"overhead_bytes\": %llu, \"total_bytes\": %llu, \"budget_bytes\": %llu, "
-               "\"fits\": %s, \"max_context\": %d, \"training_context\": %d, \"runtime_accounting\": %s}\n",
-               path, ctx, kv_bytes == 2 ? "f16" : "f32", n_batch > 0 ? n_batch : 256L, (unsigned long long)p.weights_bytes,
+               "\"fits\": %s, \"max_context\": %d, \"training_context\": %d}\n",
+               path, ctx, kv_type_name(cp.kv_type), batch, (unsigned long long)p.weights_bytes,
                (unsigned long long)p.kv_bytes, (unsigned long long)p.scratch_bytes,
                (unsigned long long)p.overhead_bytes, (unsigned long long)p.total_bytes,
-               (unsigned long long)budget, fits ? "true" : "false", max_ctx, shape.n_ctx_train,
-               strncmp(method, "the runtime", 11) == 0 ? "true" : "false");
+               (unsigned long long)budget, fits ? "true" : "false", max_ctx, limit);
         return 0;
     }
     char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
     printf("model:     %s (%s, %s, %llu parameters)\n", path, shape.architecture, shape.quantization,
            (unsigned long long)shape.n_params);
-    printf("context:   %d tokens, %s KV cache, batch %ld (%s)\n", ctx, kv_bytes == 2 ? "F16" : "F32",
-           n_batch > 0 ? n_batch : 256L, method);
+    printf("context:   %d tokens, %s KV cache, batch %d (the engine's own layout for this model)\n",
+           ctx, kv_type_name(cp.kv_type), batch);
     printf("weights:   %s (memory-mapped, shared between processes)\n",
            cli_format_bytes(p.weights_bytes, b1, sizeof b1));
     printf("KV cache:  %s\n", cli_format_bytes(p.kv_bytes, b2, sizeof b2));
@@ -172,10 +146,7 @@ int cmd_plan(int argc, char **argv)
         printf("largest context that fits: none (the weights alone exceed the budget)\n");
     else
         printf("largest context that fits: %d tokens%s\n", max_ctx,
-               max_ctx == limit && shape.n_ctx_train > 0 ? " (the model's training context)" : "");
-    if (n_ctx > 0 && shape.n_ctx_train > 0 && n_ctx > shape.n_ctx_train)
-        printf("note: %ld exceeds the model's training context %d; quality degrades past it\n", n_ctx,
-               shape.n_ctx_train);
+               max_ctx == limit ? " (the model's training context)" : "");
     return 0;
 }
 
@@ -286,6 +257,8 @@ int cmd_recommend(int argc, char **argv)
            cli_format_bytes(usable, b2, sizeof b2), why_budget);
     printf("context: %d tokens, F16 KV cache\n\n", ctx);
 
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = ctx;
     const size_class *best = NULL;
     const quant_format *best_q = NULL;
     store_plan best_plan = {0};
@@ -295,7 +268,10 @@ int cmd_recommend(int argc, char **argv)
             store_model_shape shape;
             class_shape(&classes[c], &formats[q], &shape);
             store_plan p;
-            store_plan_memory(&shape, ctx, 2, 32, &p);
+            if (store_plan_shape(&shape, &cp, &p) != EDGELLM_OK) {
+                cli_error(cmd, "%s", edgellm_last_error());
+                return 1;
+            }
             bool fits = p.total_bytes <= usable;
             printf("%-8s %-6s %12s  %s\n", classes[c].label, formats[q].name,
                    cli_format_bytes(p.total_bytes, b1, sizeof b1), fits ? "yes" : "no");
@@ -326,15 +302,12 @@ int cmd_recommend(int argc, char **argv)
         if (!load_shape(cmd, model, &shape, path, sizeof path))
             return 1;
         store_plan p;
-        int32_t model_ctx = ctx;
-        if (shape.n_ctx_train > 0 && model_ctx > shape.n_ctx_train)
-            model_ctx = shape.n_ctx_train;
-        planner pl = {.shape = &shape, .kv_bytes = 2};
-        if (edgellm_model_load(path, NULL, &pl.model) != EDGELLM_OK)
-            pl.model = NULL;
-        plan_at(&pl, model_ctx, &p);
-        int32_t max_ctx = plan_max_context(&pl, usable, shape.n_ctx_train > 0 ? shape.n_ctx_train : 1 << 20);
-        edgellm_model_free(pl.model);
+        edgellm_context_params model_cp = edgellm_context_default_params();
+        model_cp.n_ctx = ctx;
+        int32_t max_ctx = 0, train_ctx = 0;
+        if (!plan_file(cmd, path, &model_cp, true, usable, &p, &max_ctx, &train_ctx))
+            return 1;
+        int32_t model_ctx = model_cp.n_ctx;
         if (p.total_bytes > usable) {
             printf("warning: %s cannot fit: it needs %s at %d tokens but the %s budget is %s%s\n", model,
                    cli_format_bytes(p.total_bytes, b1, sizeof b1), model_ctx, target,
