@@ -17,17 +17,8 @@ if [[ ! -f "$lib" ]]; then
     exit 1
   fi
 fi
-tmp="$TEST_TMP/quantize_imatrix_ggml"
-rm -rf "$tmp" && mkdir -p "$tmp"
-fail=0
-check() { if [[ $2 -eq 0 ]]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
-kl() { "$EDGELLM" eval -m "$1" -f "$tmp/held.txt" --ctx 128 --kl-base "$2" | sed -n 's/^KL divergence: *mean \([^,]*\),.*/\1/p'; }
-
-src="$SHARED/models/aidreams260K-f32.gguf"
-for s in $(seq 1 12); do "$EDGELLM" run -m "$src" -p "" -n 120 --temp 1 --seed "$s" 2>/dev/null; echo; done >"$tmp/calib.txt"
-for s in $(seq 101 106); do "$EDGELLM" run -m "$src" -p "" -n 120 --temp 1 --seed "$s" 2>/dev/null; echo; done >"$tmp/held.txt"
-"$BUILD_DIR/tests/plant_outliers" "$src" "$tmp/outliers.gguf" 16 5 23 40
-"$EDGELLM" eval -m "$src" -f "$tmp/held.txt" --ctx 128 --save-logits "$tmp/base.bin" >/dev/null
+source "$(dirname "$0")/quant_common.sh"
+quant_setup quantize_imatrix_ggml
 for model in "$src" "$tmp/outliers.gguf"; do
   label=$(basename "$model" .gguf)
   "$EDGELLM" imatrix -m "$model" -f "$tmp/calib.txt" -o "$tmp/im.gguf" --ctx 128 2>/dev/null
