@@ -126,7 +126,8 @@ int cmd_quantize(int argc, char **argv)
                "  Mixes keep the output head at 6 or 8 bits and give attention v/output and\n"
                "  ffn_down more bits where the mix says so (K_M: about half the layers at Q6_K).\n"
                "  --imatrix (from 'edgellm imatrix'): block scales minimise the error weighted by\n"
-               "  each input column's mean square activation (q4_0, q4_1, q5_0, q5_1, iq4_nl).\n"
+               "  each input column's mean square activation (q4_0, q4_1, q5_0, q5_1, iq4_nl and\n"
+               "  the K-quants q2_k .. q6_k; not yet iq4_xs).\n"
                "  --awq (single block types, llama/mistral): per input channel scales searched on\n"
                "  the imatrix statistics and folded into the preceding norm or matrix, so the\n"
                "  unrounded model computes the same; the output is a standard GGUF.\n"
@@ -215,11 +216,11 @@ int cmd_quantize(int argc, char **argv)
             ellm_imatrix_free(im);
             return 1;
         }
-        if (recipe)
-            fprintf(stderr, "edgellm quantize: %s: K-quant and IQ4_XS blocks have no "
-                            "importance-weighted search yet and are rounded as without --imatrix "
-                            "(32-value substitutes use it)\n", argv[3]);
-        else if (!ellm_type_has_weighted_search(type))
+        if (recipe && !strncmp(argv[3], "iq4_xs", 6))
+            fprintf(stderr, "edgellm quantize: %s: IQ4_XS blocks have no importance-weighted "
+                            "search yet and are rounded as without --imatrix (its other types "
+                            "use it)\n", argv[3]);
+        else if (!recipe && !ellm_type_has_weighted_search(type))
             fprintf(stderr, "edgellm quantize: %s has no importance-weighted search; its "
                             "matrices are rounded as without --imatrix\n", argv[3]);
     }
