@@ -7,8 +7,10 @@
 # With IMATRIX (from `edgellm imatrix` on other text than IDS_FILE), every recipe is also
 # measured with --imatrix, and single block types with --imatrix --awq (rows "TYPE +imatrix",
 # "TYPE +awq"); the bits-per-weight column is eval's. With CALIB.txt (the text IMATRIX was computed
-# on, "" for no IMATRIX), every recipe is also measured with --gptq --calib CALIB.txt ("TYPE +gptq")
-# and, with IMATRIX, single block types with --imatrix --awq --gptq ("TYPE +awq+gptq").
+# on, "" for no IMATRIX), every recipe is also measured with --gptq --calib CALIB.txt ("TYPE +gptq"),
+# single block types also with --gptq --act-order ("TYPE +gptq act-order") and, with IMATRIX, with
+# --imatrix --awq --gptq ("TYPE +awq+gptq"). --gptq is sequential: each layer's statistics come
+# from the model with the earlier layers as quantized.
 set -euo pipefail
 edgellm=$1 model=$2 ids=$3
 recipes=${4:-q8_0,q6_k,q5_k_m,q5_k_s,q5_1,q5_0,q4_k_m,q4_k_s,q4_1,q4_0,iq4_nl,iq4_xs,q3_k_l,q3_k_m,q3_k_s,q2_k}
@@ -47,6 +49,10 @@ for r in "${list[@]}"; do
   fi
   if [[ -n $calib ]]; then
     measure "$r +gptq" "$r" --gptq --calib "$calib" --ctx "$ctx"
+    case $r in
+      q4_0|q4_1|q5_0|q5_1|iq4_nl)
+        measure "$r +gptq act-order" "$r" --gptq --act-order --calib "$calib" --ctx "$ctx" ;;
+    esac
     if [[ -n $imatrix ]]; then
       case $r in
         q4_0|q4_1|q5_0|q5_1|iq4_nl)

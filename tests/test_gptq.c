@@ -2,13 +2,15 @@
  * held-out activations than with plain rounding, and clearly less than the same blocks rounded
  * without the error feedback (which is what catches a broken feedback: without it, or with it
  * wrong, the property fails). The stored blocks must decode to exactly the values GPTQ settled on,
- * and the bytes must not depend on the thread count. */
+ * and the bytes must not depend on the thread count. Sequential GPTQ on the shared aidreams model:
+ * a layer's statistics come from the model with the earlier layers as quantized. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/threadpool.h"
+#include "gguf/gguf.h"
 #include "optimise/gptq.h"
 #include "quant/quant.h"
 #include "test_util.h"
@@ -72,8 +74,78 @@ static void dequantize_matrix(ellm_type type, const uint8_t *blocks, float *out)
         ellm_dequantize_row(type, blocks + r * rb, out + r * N_IN, N_IN);
 }
 
+/* blk.<layer>.<matrix>.weight of the F32 file quantized to Q4_0 by g into a fresh buffer. */
+static uint8_t *gptq_matrix(ellm_gptq *g, const gguf_file *f, const char *name)
+{
+    const gguf_tensor_info *t = gguf_find_tensor(f, name);
+    CHECK(t && t->type == ELLM_TYPE_F32);
+    int64_t n_cols = (int64_t)t->ne[0], n_rows = (int64_t)t->ne[1];
+    float *w = malloc(sizeof(float) * (size_t)(n_rows * n_cols));
+    uint64_t rb = 0;
+    ellm_row_bytes(ELLM_TYPE_Q4_0, (uint64_t)n_cols, &rb);
+    uint8_t *out = malloc(rb * (uint64_t)n_rows);
+    memcpy(w, t->data, sizeof(float) * (size_t)(n_rows * n_cols));
+    CHECK(ellm_gptq_quantize_tensor(g, name, ELLM_TYPE_Q4_0, w, n_rows, n_cols, NULL, out) ==
+          EDGELLM_OK);
+    free(w);
+    return out;
+}
+
+/* Layer 1's blocks after layer 0 was quantized differ from those of a handle that quantized
+ * layer 1 alone (whose statistics come from the unquantized layer 0); layer 0's are the same. */
+static void sequential_statistics(void)
+{
+    const char *src = test_shared_path("models/aidreams260K-f32.gguf");
+    size_t len = 0;
+    char *text = test_read_file(test_shared_path("testdata/aidreams/logits-ids.txt"), &len);
+    CHECK(text != NULL);
+    edgellm_token ids[64];
+    int32_t n = 0;
+    for (char *p = text, *end; p && n < 64; p = end) {
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        ids[n++] = (edgellm_token)v;
+    }
+    free(text);
+    gguf_file *f = NULL;
+    CHECK(gguf_open(src, &f) == EDGELLM_OK);
+    ellm_gptq_params p = {.n_ctx = 48, .n_threads = 2};
+    ellm_gptq *in_order = NULL, *alone = NULL;
+    CHECK(ellm_gptq_create(src, ids, n, &p, &in_order) == EDGELLM_OK);
+    CHECK(ellm_gptq_create(src, ids, n, &p, &alone) == EDGELLM_OK);
+    static const char *const layer0[] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight",
+                                         "blk.0.attn_v.weight", "blk.0.attn_output.weight",
+                                         "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"};
+    uint8_t *first = NULL;
+    for (int i = 0; i < 6; i++) {
+        uint8_t *q = gptq_matrix(in_order, f, layer0[i]);
+        if (i == 0)
+            first = q;
+        else
+            free(q);
+    }
+    uint8_t *first_alone = gptq_matrix(alone, f, "blk.0.attn_q.weight");
+    uint8_t *after = gptq_matrix(in_order, f, "blk.1.attn_q.weight");
+    uint8_t *before = gptq_matrix(alone, f, "blk.1.attn_q.weight");
+    uint64_t bytes = 0;
+    ellm_row_bytes(ELLM_TYPE_Q4_0, 64, &bytes);
+    bytes *= 64; /* attn_q: 64 rows of 64 */
+    CHECK_MSG(!memcmp(first, first_alone, (size_t)bytes), "layer 0 is quantized differently by two handles");
+    CHECK_MSG(memcmp(after, before, (size_t)bytes) != 0,
+              "layer 1's statistics ignore that layer 0 was quantized (not sequential GPTQ)");
+    free(first);
+    free(first_alone);
+    free(after);
+    free(before);
+    ellm_gptq_free(in_order);
+    ellm_gptq_free(alone);
+    gguf_close(f);
+}
+
 int main(void)
 {
+    sequential_statistics();
     float *mix = malloc(sizeof(float) * RANK * N_IN), *scale = malloc(sizeof(float) * N_IN);
     float *x_cal = malloc(sizeof(float) * N_TOK * N_IN), *x_ho = malloc(sizeof(float) * N_TOK * N_IN);
     float *h = calloc((size_t)N_IN * N_IN, sizeof(float));

@@ -291,6 +291,21 @@ void ellm_awq_transform_row(const ellm_awq *a, const char *tensor, uint64_t row,
             x[j] /= e->row_div[row];
 }
 
+bool ellm_awq_restore_row(const ellm_awq *a, const char *tensor, uint64_t row, float *x,
+                          int64_t n)
+{
+    const awq_tensor *e = a ? find(a, tensor) : NULL;
+    if (!e || e->n_cols != n || (!e->col_mul && !e->row_div))
+        return false;
+    if (e->col_mul)
+        for (int64_t j = 0; j < n; j++)
+            x[j] /= e->col_mul[j];
+    if (e->row_div)
+        for (int64_t j = 0; j < n; j++)
+            x[j] *= e->row_div[row];
+    return true;
+}
+
 const float *ellm_awq_importance(const ellm_awq *a, const char *tensor, int64_t n_cols)
 {
     const awq_tensor *e = find(a, tensor);

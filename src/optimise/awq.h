@@ -26,6 +26,11 @@ edgellm_status ellm_awq_plan(const gguf_file *model, const ellm_imatrix *im, ell
 /* Applies the fold to row `row` (n values) of tensor `tensor` in place (no-op for others). */
 void ellm_awq_transform_row(const ellm_awq *awq, const char *tensor, uint64_t row, float *x,
                             int64_t n);
+/* Undoes the fold on a row of tensor `tensor` (the transform's inverse): a scaled matrix's
+ * quantized row, so restored, is what the unscaled model multiplies by. False (x untouched) when
+ * the fold leaves the tensor alone; awq may be NULL. */
+bool ellm_awq_restore_row(const ellm_awq *awq, const char *tensor, uint64_t row, float *x,
+                          int64_t n);
 /* The importances of a scaled matrix's columns (the imatrix's m_j / s_j^2), or NULL. */
 const float *ellm_awq_importance(const ellm_awq *awq, const char *tensor, int64_t n_cols);
 /* The factors a scaled matrix's columns were multiplied by (its input is divided by them), or

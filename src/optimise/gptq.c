@@ -1,14 +1,16 @@
 #define _POSIX_C_SOURCE 200809L
 /* GPTQ rounding with error feedback, and per-layer H = X^T X from calibration passes (gptq.h). */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/status.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "optimise/awq.h"
+#include "optimise/calib.h"
 #include "optimise/gptq.h"
 #include "quant/blocks.h"
 #include "quant/kquants.h"
@@ -222,28 +224,58 @@ typedef struct gptq_job {
     float *w;
     int64_t n_rows, n;
     const float *u;
-    const float *importance; /* diag H, the block scale search's column weights */
+    const float *importance; /* diag H, the block scale search's column weights (file order) */
+    const int32_t *order;    /* act-order: the file column rounded at each step; NULL: in order */
     bool feedback;
     uint8_t *dst;
     uint64_t row_bytes;
     int64_t block, block_bytes, lazy;
-    float *scratch; /* per thread: TILE_ROWS * lazy errors, then block values */
+    float *scratch; /* per thread: TILE_ROWS * lazy errors, block values, a row in file order */
 } gptq_job;
+
+/* Act-order (static groups): every block's scale is chosen up front from the row as it is, then
+ * the columns are rounded on their block's grid in the order given, largest diag H first. */
+static void round_in_order(const gptq_job *j, float *w, float *e, int64_t c0, int64_t c1,
+                           uint8_t *row_dst)
+{
+    int64_t n = j->n, bs = j->block;
+    for (int64_t i = c0; i < c1; i++) {
+        int32_t c = j->order[i];
+        float q = w[i];
+        round_on_grid(j->type, row_dst + (c / bs) * j->block_bytes, (int)(c % bs), w[i], &q);
+        const float *ui = j->u + i * n;
+        float ei = (w[i] - q) / ui[i];
+        e[i - c0] = ei;
+        w[i] = q;
+        for (int64_t k = i + 1; k < c1; k++)
+            w[k] -= ei * ui[k];
+    }
+}
 
 static void gptq_rows(void *arg, int ith, int nth)
 {
     const gptq_job *j = arg;
     int64_t n = j->n, bs = j->block;
-    float *err = j->scratch + (size_t)ith * (size_t)(TILE_ROWS * j->lazy + bs);
-    float *levels = err + TILE_ROWS * j->lazy;
+    float *err = j->scratch + (size_t)ith * (size_t)(TILE_ROWS * j->lazy + bs + n);
+    float *levels = err + TILE_ROWS * j->lazy, *file_row = levels + bs;
     int64_t n_tiles = (j->n_rows + TILE_ROWS - 1) / TILE_ROWS;
     for (int64_t tile = ith; tile < n_tiles; tile += nth) {
         int64_t r0 = tile * TILE_ROWS;
         int64_t r1 = r0 + TILE_ROWS < j->n_rows ? r0 + TILE_ROWS : j->n_rows;
+        for (int64_t r = r0; j->order && r < r1; r++) {
+            for (int64_t i = 0; i < n; i++)
+                file_row[j->order[i]] = j->w[r * n + i];
+            ellm_quantize_row_weighted(j->type, file_row, j->dst + (uint64_t)r * j->row_bytes, n,
+                                       j->importance);
+        }
         for (int64_t c0 = 0; c0 < n; c0 += j->lazy) {
             int64_t c1 = c0 + j->lazy < n ? c0 + j->lazy : n;
             for (int64_t r = r0; r < r1; r++) {
                 float *w = j->w + r * n, *e = err + (r - r0) * j->lazy;
+                if (j->order) {
+                    round_in_order(j, w, e, c0, c1, j->dst + (uint64_t)r * j->row_bytes);
+                    continue;
+                }
                 for (int64_t g = c0; g < c1; g += bs) {
                     /* The block's scale from the values as corrected so far. */
                     uint8_t *block = j->dst + (uint64_t)r * j->row_bytes +
@@ -289,15 +321,16 @@ bool ellm_gptq_supports(ellm_type type, int64_t n_cols)
 /* GPTQ given U (the inverse Hessian's upper Cholesky factor) and the columns' importances. */
 static edgellm_status quantize_with_factor(ellm_threadpool *pool, ellm_type type, float *w,
                                            int64_t n_rows, int64_t n, const float *u,
-                                           const float *importance, bool feedback, void *dst)
+                                           const float *importance, const int32_t *order,
+                                           bool feedback, void *dst)
 {
     const ellm_type_traits *tr = ellm_type_traits_of(type);
     int64_t bs = tr->block_size;
-    gptq_job j = {type, w, n_rows, n, u, importance, feedback, dst, 0, bs, tr->block_bytes,
-                  ((LAZY_COLUMNS + bs - 1) / bs) * bs, NULL};
+    gptq_job j = {type, w, n_rows, n, u, importance, order, feedback, dst, 0, bs,
+                  tr->block_bytes, ((LAZY_COLUMNS + bs - 1) / bs) * bs, NULL};
     ellm_row_bytes(type, (uint64_t)n, &j.row_bytes);
     int nth = pool ? ellm_threadpool_size(pool) : 1;
-    j.scratch = malloc((size_t)nth * (size_t)(TILE_ROWS * j.lazy + bs) * sizeof *j.scratch);
+    j.scratch = malloc((size_t)nth * (size_t)(TILE_ROWS * j.lazy + bs + n) * sizeof *j.scratch);
     if (!j.scratch)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the GPTQ rows");
     ellm_threadpool_run(pool, gptq_rows, &j);
@@ -352,7 +385,7 @@ edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *
     if (st == EDGELLM_OK) {
         for (int64_t j = 0; j < n_cols; j++)
             imp[j] = h[j * n_cols + j] + 1e-30f;
-        st = quantize_with_factor(pool, type, w, n_rows, n_cols, u, imp, feedback, dst);
+        st = quantize_with_factor(pool, type, w, n_rows, n_cols, u, imp, NULL, feedback, dst);
     }
     free(u);
     free(imp);
@@ -369,16 +402,14 @@ typedef struct layer_input {
     float *u;       /* the inverse factor for col_scale, computed on first use */
     float *imp;     /* diag of the (scaled) H */
     float *col_scale; /* the scale u was computed for (NULL: none) */
+    int32_t *order;   /* act-order: the file column at each step of u's order; NULL: in order */
 } layer_input;
 
 struct ellm_gptq {
-    gguf_file *file;
-    ellm_model *model;
-    ellm_state *state;
-    ellm_threadpool *pool;
-    const edgellm_token *ids;
-    int32_t n_ids, n_ctx, n_chunks, n_batch;
-    float *logits;
+    ellm_calib_run run;
+    void **installed; /* the quantized matrices the calibration model now computes with */
+    int n_installed;
+    bool state_stale; /* matrices were installed since the state was made */
     int32_t layer; /* whose statistics `in` holds; -1 for none */
     layer_input in[N_INPUTS];
     bool failed;
@@ -392,6 +423,7 @@ static void free_inputs(ellm_gptq *g)
         free(g->in[k].u);
         free(g->in[k].imp);
         free(g->in[k].col_scale);
+        free(g->in[k].order);
         memset(&g->in[k], 0, sizeof g->in[k]);
     }
     g->layer = -1;
@@ -441,14 +473,7 @@ static void observe_layer(void *user, int32_t layer, ellm_matrix_input which, co
         return;
     }
     accumulate a = {in->h, x, n_rows, n_cols};
-    ellm_threadpool_run(g->pool, accumulate_rows, &a);
-}
-
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    ellm_threadpool_run(g->run.pool, accumulate_rows, &a);
 }
 
 /* Runs the calibration tokens through the model, keeping the statistics of `layer` only. */
@@ -457,19 +482,17 @@ static edgellm_status collect_layer(ellm_gptq *g, int32_t layer)
     free_inputs(g);
     g->layer = layer;
     g->failed = false;
-    double t0 = seconds_now();
-    edgellm_status st = EDGELLM_OK;
-    for (int32_t chunk = 0; st == EDGELLM_OK && chunk < g->n_chunks; chunk++) {
-        ellm_state_truncate(g->state, 0);
-        const edgellm_token *tok = g->ids + (size_t)chunk * (size_t)g->n_ctx;
-        for (int32_t done = 0; st == EDGELLM_OK && done < g->n_ctx; done += g->n_batch) {
-            int32_t n = g->n_ctx - done < g->n_batch ? g->n_ctx - done : g->n_batch;
-            st = ellm_forward(g->model, g->state, g->pool, tok + done, n, false, g->logits);
-            if (st == EDGELLM_OK && g->failed)
-                st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
-                               "no memory for layer %d's GPTQ statistics", layer);
-        }
+    double t0 = ellm_calib_seconds();
+    if (g->state_stale) {
+        edgellm_status st = ellm_calib_renew_state(&g->run);
+        if (st != EDGELLM_OK)
+            return st;
+        g->state_stale = false;
     }
+    char message[64];
+    snprintf(message, sizeof message, "no memory for layer %d's GPTQ statistics", (int)layer);
+    edgellm_status st =
+        ellm_calib_pass(&g->run, observe_layer, g, false, &g->failed, message, NULL, NULL);
     for (int k = 0; st == EDGELLM_OK && k < N_INPUTS; k++) {
         layer_input *in = &g->in[k];
         for (int64_t i = 0; i < in->n; i++)
@@ -479,8 +502,8 @@ static edgellm_status collect_layer(ellm_gptq *g, int32_t layer)
     if (st != EDGELLM_OK)
         free_inputs(g);
     else if (g->params.on_layer)
-        g->params.on_layer(g->params.user, layer, ellm_model_hparams(g->model)->n_layer,
-                           seconds_now() - t0);
+        g->params.on_layer(g->params.user, layer, ellm_model_hparams(g->run.model)->n_layer,
+                           ellm_calib_seconds() - t0);
     return st;
 }
 
@@ -488,65 +511,37 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
                                 const ellm_gptq_params *p, ellm_gptq **out)
 {
     *out = NULL;
-    if (p->n_ctx < 2)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the chunk size must be at least 2 tokens");
-    if (n_ids < p->n_ctx)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "the calibration text has %d tokens, fewer than one chunk of %d; give "
-                         "more text or a smaller --ctx",
-                         n_ids, p->n_ctx);
     ellm_gptq *g = calloc(1, sizeof *g);
     if (!g)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     g->params = *p;
-    g->ids = ids;
-    g->n_ids = n_ids;
-    g->n_ctx = p->n_ctx;
-    g->n_chunks = n_ids / p->n_ctx;
-    if (p->n_chunks > 0 && p->n_chunks < g->n_chunks)
-        g->n_chunks = p->n_chunks;
-    g->n_batch = p->n_ctx < 512 ? p->n_ctx : 512;
     g->layer = -1;
-    edgellm_status st = gguf_open(model_path, &g->file);
-    if (st == EDGELLM_OK)
-        st = ellm_model_create(g->file, &g->model);
-    if (st == EDGELLM_OK)
-        st = ellm_threadpool_create(p->n_threads, &g->pool);
-    const ellm_hparams *hp = g->model ? ellm_model_hparams(g->model) : NULL;
-    if (st == EDGELLM_OK) {
-        ellm_state_params sp = {.n_ctx = p->n_ctx, .n_batch = g->n_batch,
-                                .kv_type = EDGELLM_KV_F32,
-                                .n_threads = ellm_threadpool_size(g->pool)};
-        st = ellm_state_create(g->model, &sp, &g->state);
-    }
-    for (int32_t i = 0; st == EDGELLM_OK && i < n_ids; i++)
-        if (ids[i] < 0 || ids[i] >= hp->n_vocab)
-            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                           "calibration token id %d at position %d is outside the vocabulary "
-                           "(0..%d)", ids[i], i, hp->n_vocab - 1);
-    if (st == EDGELLM_OK && !(g->logits = malloc((size_t)hp->n_vocab * sizeof *g->logits)))
-        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
-    if (st == EDGELLM_OK)
-        ellm_state_set_input_observer(g->state, observe_layer, g);
+    edgellm_status st =
+        ellm_calib_open(model_path, ids, n_ids, p->n_ctx, p->n_chunks, p->n_threads, &g->run);
     if (st != EDGELLM_OK) {
-        ellm_gptq_free(g);
+        free(g);
         return st;
     }
     *out = g;
     return EDGELLM_OK;
 }
 
-/* The layer and input of "blk.N.<matrix>.weight"; false for other tensors. */
-static bool input_of(const char *tensor, int32_t *layer, int *which)
+/* The layer, input and ellm_layer field of "blk.N.<matrix>.weight"; false for other tensors. */
+static bool input_of(const char *tensor, int32_t *layer, int *which, size_t *field)
 {
     static const struct {
         const char *name;
         int input;
+        size_t field;
     } matrices[] = {
-        {"attn_q", ELLM_INPUT_ATTN},          {"attn_k", ELLM_INPUT_ATTN},
-        {"attn_v", ELLM_INPUT_ATTN},          {"attn_qkv", ELLM_INPUT_ATTN},
-        {"attn_output", ELLM_INPUT_ATTN_OUT}, {"ffn_gate", ELLM_INPUT_FFN},
-        {"ffn_up", ELLM_INPUT_FFN},           {"ffn_down", ELLM_INPUT_FFN_DOWN},
+        {"attn_q", ELLM_INPUT_ATTN, offsetof(ellm_layer, wq)},
+        {"attn_k", ELLM_INPUT_ATTN, offsetof(ellm_layer, wk)},
+        {"attn_v", ELLM_INPUT_ATTN, offsetof(ellm_layer, wv)},
+        {"attn_qkv", ELLM_INPUT_ATTN, offsetof(ellm_layer, wqkv)},
+        {"attn_output", ELLM_INPUT_ATTN_OUT, offsetof(ellm_layer, wo)},
+        {"ffn_gate", ELLM_INPUT_FFN, offsetof(ellm_layer, ffn_gate)},
+        {"ffn_up", ELLM_INPUT_FFN, offsetof(ellm_layer, ffn_up)},
+        {"ffn_down", ELLM_INPUT_FFN_DOWN, offsetof(ellm_layer, ffn_down)},
     };
     int il = -1, end = 0;
     char matrix[32];
@@ -557,6 +552,7 @@ static bool input_of(const char *tensor, int32_t *layer, int *which)
         if (!strcmp(matrix, matrices[i].name)) {
             *layer = il;
             *which = matrices[i].input;
+            *field = matrices[i].field;
             return true;
         }
     return false;
@@ -566,71 +562,170 @@ bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, in
 {
     int32_t layer;
     int which;
-    return input_of(tensor, &layer, &which) && layer < ellm_model_hparams(g->model)->n_layer &&
+    size_t field;
+    return input_of(tensor, &layer, &which, &field) &&
+           layer < ellm_model_hparams(g->run.model)->n_layer &&
            ellm_gptq_supports(type, n_cols);
 }
 
 /* The inverse factor and importances of an input under the given column scale. */
-static edgellm_status prepare_input(ellm_gptq *g, layer_input *in, const float *col_scale)
+static const float *sort_key;
+
+static int by_key_descending(const void *a, const void *b)
+{
+    float x = sort_key[*(const int32_t *)a], y = sort_key[*(const int32_t *)b];
+    return x > y ? -1 : x < y ? 1 : (*(const int32_t *)a > *(const int32_t *)b) -
+                                        (*(const int32_t *)a < *(const int32_t *)b);
+}
+
+/* The inverse factor and importances of an input under the given column scale, with the columns
+ * in act-order (descending diag H) when asked. */
+static edgellm_status prepare_input(ellm_gptq *g, layer_input *in, const float *col_scale,
+                                    bool act_order)
 {
     int64_t n = in->n;
-    bool same = in->u && ((!col_scale && !in->col_scale) ||
-                          (col_scale && in->col_scale &&
-                           !memcmp(col_scale, in->col_scale, (size_t)n * sizeof *col_scale)));
+    bool same = in->u && (in->order != NULL) == act_order &&
+                ((!col_scale && !in->col_scale) ||
+                 (col_scale && in->col_scale &&
+                  !memcmp(col_scale, in->col_scale, (size_t)n * sizeof *col_scale)));
     if (same)
         return EDGELLM_OK;
     free(in->col_scale);
+    free(in->order);
     in->col_scale = NULL;
+    in->order = NULL;
     if (!in->u)
         in->u = malloc((size_t)n * (size_t)n * sizeof *in->u);
     if (!in->imp)
         in->imp = malloc((size_t)n * sizeof *in->imp);
     if (col_scale && (in->col_scale = malloc((size_t)n * sizeof *col_scale)))
         memcpy(in->col_scale, col_scale, (size_t)n * sizeof *col_scale);
-    const float *h = in->h;
-    float *scaled = NULL;
-    if (col_scale) {
-        scaled = malloc((size_t)n * (size_t)n * sizeof *scaled);
-        for (int64_t i = 0; scaled && i < n; i++)
-            for (int64_t j = 0; j < n; j++)
-                scaled[i * n + j] = in->h[i * n + j] / (col_scale[i] * col_scale[j]);
-        h = scaled;
-    }
+    float *h = malloc((size_t)n * (size_t)n * sizeof *h);
+    if (act_order)
+        in->order = malloc((size_t)n * sizeof *in->order);
     edgellm_status st = EDGELLM_OK;
-    if (!in->u || !in->imp || (col_scale && (!scaled || !in->col_scale)))
+    if (!in->u || !in->imp || !h || (col_scale && !in->col_scale) || (act_order && !in->order))
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the inverse Hessian");
-    else
-        st = factor_of(g->pool, h, n, ELLM_GPTQ_DAMP, in->u);
-    for (int64_t j = 0; st == EDGELLM_OK && j < n; j++)
-        in->imp[j] = h[j * n + j] + 1e-30f;
-    free(scaled);
+    for (int64_t j = 0; st == EDGELLM_OK && j < n; j++) {
+        float s = col_scale ? col_scale[j] : 1;
+        in->imp[j] = in->h[j * n + j] / (s * s) + 1e-30f;
+    }
+    for (int64_t i = 0; in->order && st == EDGELLM_OK && i < n; i++)
+        in->order[i] = (int32_t)i;
+    if (in->order && st == EDGELLM_OK) {
+        sort_key = in->imp;
+        qsort(in->order, (size_t)n, sizeof *in->order, by_key_descending);
+    }
+    for (int64_t i = 0; st == EDGELLM_OK && i < n; i++) {
+        int64_t fi = in->order ? in->order[i] : i;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t fk = in->order ? in->order[k] : k;
+            h[i * n + k] = in->h[fi * n + fk] /
+                           (col_scale ? col_scale[fi] * col_scale[fk] : 1.0f);
+        }
+    }
+    if (st == EDGELLM_OK)
+        st = factor_of(g->run.pool, h, n, ELLM_GPTQ_DAMP, in->u);
+    free(h);
     if (st != EDGELLM_OK) {
         free(in->u);
         in->u = NULL;
+        free(in->order);
+        in->order = NULL;
     }
     return st;
 }
 
+/* Whether act-order can round the type column by column on block grids chosen up front. */
+static bool has_grid(ellm_type type)
+{
+    switch (type) {
+    case ELLM_TYPE_Q4_0: case ELLM_TYPE_Q4_1: case ELLM_TYPE_Q5_0: case ELLM_TYPE_Q5_1:
+    case ELLM_TYPE_Q8_0: case ELLM_TYPE_IQ4_NL: case ELLM_TYPE_Q4_K: case ELLM_TYPE_Q5_K:
+    case ELLM_TYPE_Q6_K: return true;
+    default: return false;
+    }
+}
+
+/* Sequential GPTQ: from now on the calibration model computes with the matrix as quantized, so
+ * the later layers' statistics see the earlier layers' rounding errors (the inputs the quantized
+ * model will really give them). A folded matrix goes in unfolded, as float; others as their
+ * blocks. */
+static edgellm_status install_quantized(ellm_gptq *g, const char *tensor, ellm_tensor *t,
+                                        ellm_type type, const void *dst, int64_t n_rows,
+                                        int64_t n_cols, const ellm_awq *awq)
+{
+    uint64_t row_bytes = 0;
+    ellm_row_bytes(type, (uint64_t)n_cols, &row_bytes);
+    float *row = malloc((size_t)n_cols * sizeof *row);
+    void **list = realloc(g->installed, (size_t)(g->n_installed + 1) * sizeof *list);
+    if (list)
+        g->installed = list;
+    if (!row || !list) {
+        free(row);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the quantized '%s'", tensor);
+    }
+    ellm_dequantize_row(type, dst, row, n_cols);
+    bool folded = ellm_awq_restore_row(awq, tensor, 0, row, n_cols);
+    uint64_t out_row_bytes = folded ? (uint64_t)n_cols * sizeof(float) : row_bytes;
+    uint8_t *data = malloc((size_t)(out_row_bytes * (uint64_t)n_rows));
+    if (!data) {
+        free(row);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the quantized '%s'", tensor);
+    }
+    if (!folded)
+        memcpy(data, dst, (size_t)(row_bytes * (uint64_t)n_rows));
+    for (int64_t r = 0; folded && r < n_rows; r++) {
+        float *out = (float *)(data + (uint64_t)r * out_row_bytes);
+        ellm_dequantize_row(type, (const uint8_t *)dst + (uint64_t)r * row_bytes, out, n_cols);
+        ellm_awq_restore_row(awq, tensor, (uint64_t)r, out, n_cols);
+    }
+    free(row);
+    g->installed[g->n_installed++] = data;
+    g->state_stale = true;
+    t->type = folded ? ELLM_TYPE_F32 : type;
+    t->row_bytes = out_row_bytes;
+    t->n_bytes = out_row_bytes * (uint64_t)n_rows;
+    t->data = data;
+    return EDGELLM_OK;
+}
+
 edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type,
                                          float *w, int64_t n_rows, int64_t n_cols,
-                                         const float *col_scale, void *dst)
+                                         const ellm_awq *awq, void *dst)
 {
     int32_t layer;
     int which;
-    if (!ellm_gptq_covers(g, tensor, type, n_cols) || !input_of(tensor, &layer, &which))
+    size_t field;
+    if (!ellm_gptq_covers(g, tensor, type, n_cols) || !input_of(tensor, &layer, &which, &field))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GPTQ does not cover '%s' as %s", tensor,
                          ellm_type_name(type));
     edgellm_status st = layer == g->layer ? EDGELLM_OK : collect_layer(g, layer);
     if (st != EDGELLM_OK)
         return st;
     layer_input *in = &g->in[which];
-    if (!in->h || in->n != n_cols)
+    ellm_tensor *t = (ellm_tensor *)((char *)&ellm_model_weights(g->run.model)->layers[layer] +
+                                     field);
+    if (!in->h || in->n != n_cols || t->ne[0] != n_cols || t->ne[1] != n_rows)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "'%s' has %lld input columns but the model's forward pass gives it %lld",
                          tensor, (long long)n_cols, (long long)in->n);
-    st = prepare_input(g, in, col_scale);
+    bool act_order = g->params.act_order && has_grid(type);
+    st = prepare_input(g, in, ellm_awq_column_scales(awq, tensor, n_cols), act_order);
+    float *permuted = in->order ? malloc((size_t)n_cols * sizeof *permuted) : NULL;
+    if (st == EDGELLM_OK && in->order && !permuted)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for GPTQ's column order");
+    for (int64_t r = 0; st == EDGELLM_OK && permuted && r < n_rows; r++) {
+        for (int64_t i = 0; i < n_cols; i++)
+            permuted[i] = w[r * n_cols + in->order[i]];
+        memcpy(w + r * n_cols, permuted, (size_t)n_cols * sizeof *permuted);
+    }
+    free(permuted);
     if (st == EDGELLM_OK)
-        st = quantize_with_factor(g->pool, type, w, n_rows, n_cols, in->u, in->imp, true, dst);
+        st = quantize_with_factor(g->run.pool, type, w, n_rows, n_cols, in->u, in->imp,
+                                  in->order, true, dst);
+    if (st == EDGELLM_OK)
+        st = install_quantized(g, tensor, t, type, dst, n_rows, n_cols, awq);
     return st;
 }
 
@@ -639,10 +734,9 @@ void ellm_gptq_free(ellm_gptq *g)
     if (!g)
         return;
     free_inputs(g);
-    free(g->logits);
-    ellm_state_free(g->state);
-    ellm_threadpool_free(g->pool);
-    ellm_model_free(g->model);
-    gguf_close(g->file);
+    ellm_calib_close(&g->run);
+    for (int i = 0; i < g->n_installed; i++)
+        free(g->installed[i]);
+    free(g->installed);
     free(g);
 }

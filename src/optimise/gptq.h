@@ -22,6 +22,7 @@
 #include "core/tensor_types.h"
 #include "core/threadpool.h"
 #include "edgellm.h"
+#include "optimise/awq.h"
 
 /* The relative damping GPTQ adds to H's diagonal (times its mean) before inverting. */
 #define ELLM_GPTQ_DAMP 0.01f
@@ -45,9 +46,12 @@ typedef struct ellm_gptq_params {
     /* Called when a layer's statistics are computed (layer, total layers, seconds); may be NULL. */
     void (*on_layer)(void *user, int32_t layer, int32_t n_layer, double seconds);
     void *user;
+    /* Act-order: each matrix's columns are rounded in descending order of diag H, on block
+     * scales chosen up front from the unrounded row (types with a grid here; others in order). */
+    bool act_order;
 } ellm_gptq_params;
 
-/* Opens the model at model_path (the unquantized weights the activations come from) for GPTQ
+/* Opens the model at model_path (the weights the first layer's activations come from) for GPTQ
  * over the calibration token ids (kept by reference: they must outlive the handle). Fails with a
  * clear message when the ids do not fill one chunk or lie outside the vocabulary. */
 edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids, int32_t n_ids,
@@ -56,11 +60,12 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
  * input whose rows split into the type's blocks. */
 bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, int64_t n_cols);
 /* Quantizes covered matrix `tensor` (n_rows x n_cols floats in w, changed in place) to dst.
- * col_scale (may be NULL): the factor each column was multiplied by before (an AWQ fold, whose
- * input is divided by it), so H becomes diag(1/s) H diag(1/s). */
+ * awq (may be NULL): the fold w went through; a column multiplied by s_j (its input divided by
+ * it) makes H diag(1/s) H diag(1/s). The quantized matrix then replaces the model's own for the
+ * statistics of the later layers (sequential GPTQ): quantize in layer order. */
 edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type,
                                          float *w, int64_t n_rows, int64_t n_cols,
-                                         const float *col_scale, void *dst);
+                                         const ellm_awq *awq, void *dst);
 void ellm_gptq_free(ellm_gptq *g);
 
 #endif

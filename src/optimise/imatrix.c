@@ -5,11 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/status.h"
-#include "core/threadpool.h"
 #include "model/model.h"
+#include "optimise/calib.h"
 #include "optimise/imatrix.h"
 
 typedef struct imatrix_entry {
@@ -126,95 +125,42 @@ static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const g
     return EDGELLM_OK;
 }
 
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token *ids,
                                     int32_t n_ids, const ellm_imatrix_params *p,
                                     ellm_imatrix **out)
 {
     *out = NULL;
-    if (p->n_ctx < 2)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the chunk size must be at least 2 tokens");
-    if (n_ids < p->n_ctx)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "the calibration text has %d tokens, fewer than one chunk of %d; give "
-                         "more text or a smaller --ctx",
-                         n_ids, p->n_ctx);
-    int32_t chunks = n_ids / p->n_ctx;
-    if (p->n_chunks > 0 && p->n_chunks < chunks)
-        chunks = p->n_chunks;
-    gguf_file *file = NULL;
-    ellm_model *model = NULL;
-    ellm_state *state = NULL;
-    ellm_threadpool *pool = NULL;
-    float *logits = NULL;
+    ellm_calib_run run;
+    edgellm_status st =
+        ellm_calib_open(model_path, ids, n_ids, p->n_ctx, p->n_chunks, p->n_threads, &run);
+    if (st != EDGELLM_OK)
+        return st;
+    const ellm_hparams *hp = ellm_model_hparams(run.model);
     ellm_imatrix *im = calloc(1, sizeof *im);
     collector c = {0};
-    edgellm_status st = im ? gguf_open(model_path, &file)
-                           : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    c.n_layer = hp->n_layer;
+    c.acc = calloc((size_t)(hp->n_layer + 1) * N_INPUTS, sizeof *c.acc);
+    if (!im || !c.acc)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the activation statistics");
     if (st == EDGELLM_OK)
-        st = ellm_model_create(file, &model);
-    if (st == EDGELLM_OK)
-        st = ellm_threadpool_create(p->n_threads, &pool);
-    const ellm_hparams *hp = model ? ellm_model_hparams(model) : NULL;
-    int32_t n_batch = p->n_ctx < 512 ? p->n_ctx : 512;
-    if (st == EDGELLM_OK) {
-        ellm_state_params sp = {.n_ctx = p->n_ctx, .n_batch = n_batch, .kv_type = EDGELLM_KV_F32,
-                                .n_threads = ellm_threadpool_size(pool)};
-        st = ellm_state_create(model, &sp, &state);
-    }
-    for (int32_t i = 0; st == EDGELLM_OK && i < n_ids; i++)
-        if (ids[i] < 0 || ids[i] >= hp->n_vocab)
-            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                           "token id %d at position %d is outside the vocabulary (0..%d)", ids[i],
-                           i, hp->n_vocab - 1);
-    if (st == EDGELLM_OK) {
-        c.n_layer = hp->n_layer;
-        c.acc = calloc((size_t)(hp->n_layer + 1) * N_INPUTS, sizeof *c.acc);
-        logits = malloc((size_t)n_batch * (size_t)hp->n_vocab * sizeof *logits);
-        if (!c.acc || !logits)
-            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the activation statistics");
-    }
-    if (st == EDGELLM_OK)
-        ellm_state_set_input_observer(state, observe_input, &c);
-    double t0 = seconds_now();
-    for (int32_t chunk = 0; st == EDGELLM_OK && chunk < chunks; chunk++) {
-        ellm_state_truncate(state, 0);
-        const edgellm_token *tok = ids + (size_t)chunk * (size_t)p->n_ctx;
-        for (int32_t done = 0; st == EDGELLM_OK && done < p->n_ctx; done += n_batch) {
-            int32_t n = p->n_ctx - done < n_batch ? p->n_ctx - done : n_batch;
-            st = ellm_forward(model, state, pool, tok + done, n, true, logits);
-            if (st == EDGELLM_OK && c.failed)
-                st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the statistics");
-        }
-        if (st == EDGELLM_OK && p->on_progress)
-            p->on_progress(p->user, chunk + 1, chunks, seconds_now() - t0);
-    }
+        st = ellm_calib_pass(&run, observe_input, &c, true, &c.failed,
+                             "no memory for the statistics", p->on_progress, p->user);
     if (st == EDGELLM_OK) {
         snprintf(im->arch, sizeof im->arch, "%s", hp->arch);
         im->n_layer = (uint32_t)hp->n_layer;
         im->n_embd = (uint32_t)hp->n_embd;
         im->n_vocab = (uint32_t)hp->n_vocab;
-        im->chunk_count = (uint32_t)chunks;
+        im->chunk_count = (uint32_t)run.n_chunks;
         im->chunk_size = (uint32_t)p->n_ctx;
         im->dataset = strdup(p->dataset ? p->dataset : "");
-        st = im->dataset ? entries_from(im, &c, file)
+        st = im->dataset ? entries_from(im, &c, run.file)
                          : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     }
     if (c.acc)
         for (size_t i = 0; i < (size_t)(c.n_layer + 1) * N_INPUTS; i++)
             free(c.acc[i].sum2);
     free(c.acc);
-    free(logits);
-    ellm_state_free(state);
-    ellm_threadpool_free(pool);
-    ellm_model_free(model);
-    gguf_close(file);
+    ellm_calib_close(&run);
     if (st != EDGELLM_OK) {
         ellm_imatrix_free(im);
         return st;

@@ -8,6 +8,7 @@
 #include "core/threadpool.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "optimise/calib.h"
 #include "optimise/prune.h"
 #include "quant/quant.h"
 
@@ -77,71 +78,34 @@ edgellm_status ellm_block_influence(const char *model_path, const edgellm_token 
                                     int32_t n_threads, float **out)
 {
     *out = NULL;
-    if (n_ctx < 2)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the chunk size must be at least 2 tokens");
-    if (n_ids < n_ctx)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "the calibration text has %d tokens, fewer than one chunk of %d; give "
-                         "more text or a smaller --ctx",
-                         n_ids, n_ctx);
-    int32_t chunks = n_ids / n_ctx;
-    if (n_chunks > 0 && n_chunks < chunks)
-        chunks = n_chunks;
-    gguf_file *file = NULL;
-    ellm_model *model = NULL;
-    ellm_state *state = NULL;
-    ellm_threadpool *pool = NULL;
-    float *logits = NULL;
+    ellm_calib_run run;
+    edgellm_status st = ellm_calib_open(model_path, ids, n_ids, n_ctx, n_chunks, n_threads, &run);
+    if (st != EDGELLM_OK)
+        return st;
+    const ellm_hparams *hp = ellm_model_hparams(run.model);
     influence in = {0};
-    int32_t n_batch = n_ctx < 512 ? n_ctx : 512;
-    edgellm_status st = gguf_open(model_path, &file);
-    if (st == EDGELLM_OK)
-        st = ellm_model_create(file, &model);
-    if (st == EDGELLM_OK)
-        st = ellm_threadpool_create(n_threads, &pool);
-    const ellm_hparams *hp = model ? ellm_model_hparams(model) : NULL;
-    if (st == EDGELLM_OK) {
-        ellm_state_params sp = {.n_ctx = n_ctx, .n_batch = n_batch, .kv_type = EDGELLM_KV_F32,
-                                .n_threads = ellm_threadpool_size(pool)};
-        st = ellm_state_create(model, &sp, &state);
-    }
-    for (int32_t i = 0; st == EDGELLM_OK && i < n_ids; i++)
-        if (ids[i] < 0 || ids[i] >= hp->n_vocab)
-            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                           "calibration token id %d at position %d is outside the vocabulary "
-                           "(0..%d)", ids[i], i, hp->n_vocab - 1);
-    if (st == EDGELLM_OK) {
-        in.n_layer = hp->n_layer;
-        in.n_embd = hp->n_embd;
-        in.prev_depth = -1;
-        in.norm = calloc((size_t)hp->n_layer + 1, sizeof *in.norm);
-        in.prev = malloc((size_t)n_batch * (size_t)hp->n_embd * sizeof *in.prev);
-        in.cur = malloc((size_t)n_batch * (size_t)hp->n_embd * sizeof *in.cur);
-        in.sum = calloc((size_t)hp->n_layer, sizeof *in.sum);
-        in.rows = calloc((size_t)hp->n_layer, sizeof *in.rows);
-        logits = malloc((size_t)n_batch * (size_t)hp->n_vocab * sizeof *logits);
-        if (!in.norm || !in.prev || !in.cur || !in.sum || !in.rows || !logits)
-            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the block influence");
-    }
+    in.n_layer = hp->n_layer;
+    in.n_embd = hp->n_embd;
+    in.prev_depth = -1;
+    in.norm = calloc((size_t)hp->n_layer + 1, sizeof *in.norm);
+    in.prev = malloc((size_t)run.n_batch * (size_t)hp->n_embd * sizeof *in.prev);
+    in.cur = malloc((size_t)run.n_batch * (size_t)hp->n_embd * sizeof *in.cur);
+    in.sum = calloc((size_t)hp->n_layer, sizeof *in.sum);
+    in.rows = calloc((size_t)hp->n_layer, sizeof *in.rows);
+    if (!in.norm || !in.prev || !in.cur || !in.sum || !in.rows)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the block influence");
     for (int32_t il = 0; st == EDGELLM_OK && il <= hp->n_layer; il++) {
         char name[64];
         if (il < hp->n_layer)
             snprintf(name, sizeof name, "blk.%d.attn_norm.weight", (int)il);
         else
             snprintf(name, sizeof name, "output_norm.weight");
-        st = vector_of(file, name, hp->n_embd, &in.norm[il]);
+        st = vector_of(run.file, name, hp->n_embd, &in.norm[il]);
     }
+    /* Every position's logits: the output norm's input (the last depth) is only observed for
+     * the rows whose logits are computed. */
     if (st == EDGELLM_OK)
-        ellm_state_set_input_observer(state, observe_residual, &in);
-    for (int32_t chunk = 0; st == EDGELLM_OK && chunk < chunks; chunk++) {
-        ellm_state_truncate(state, 0);
-        const edgellm_token *tok = ids + (size_t)chunk * (size_t)n_ctx;
-        for (int32_t done = 0; st == EDGELLM_OK && done < n_ctx; done += n_batch) {
-            int32_t n = n_ctx - done < n_batch ? n_ctx - done : n_batch;
-            in.prev_depth = -1;
-            st = ellm_forward(model, state, pool, tok + done, n, true, logits);
-        }
-    }
+        st = ellm_calib_pass(&run, observe_residual, &in, true, NULL, NULL, NULL, NULL);
     float *bi = st == EDGELLM_OK ? malloc((size_t)hp->n_layer * sizeof *bi) : NULL;
     if (st == EDGELLM_OK && !bi)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
@@ -154,11 +118,7 @@ edgellm_status ellm_block_influence(const char *model_path, const edgellm_token 
     free(in.cur);
     free(in.sum);
     free(in.rows);
-    free(logits);
-    ellm_state_free(state);
-    ellm_threadpool_free(pool);
-    ellm_model_free(model);
-    gguf_close(file);
+    ellm_calib_close(&run);
     if (st != EDGELLM_OK) {
         free(bi);
         return st;

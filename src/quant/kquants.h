@@ -26,5 +26,10 @@ void ellm_dequantize_q6_K(const void *src, float *dst, int64_t n);
 void ellm_quantize_q4_K(const float *src, void *dst, int64_t n);
 void ellm_quantize_q5_K(const float *src, void *dst, int64_t n);
 void ellm_quantize_q6_K(const float *src, void *dst, int64_t n);
+/* The same with every value's error weighted by w (n values, its column's importance): the
+ * sub-block scales (and mins) minimise the weighted error (quant/weighted.c dispatches). */
+void ellm_quantize_q4_K_weighted(const float *src, void *dst, int64_t n, const float *w);
+void ellm_quantize_q5_K_weighted(const float *src, void *dst, int64_t n, const float *w);
+void ellm_quantize_q6_K_weighted(const float *src, void *dst, int64_t n, const float *w);
 
 #endif

@@ -103,8 +103,10 @@ void ellm_dequantize_q6_K(const void *src, float *dst, int64_t n)
 
 /* ---- quantization ---- */
 
-/* Squared error of x ~ s * q - m with q = round((x + m) / s) clamped to 0..nmax; stores q. */
-static double affine_error(const float *x, int n, int nmax, float s, float m, uint8_t *q)
+/* Squared error of x ~ s * q - m with q = round((x + m) / s) clamped to 0..nmax, each value's
+ * weighted by w (NULL: all 1); stores q. */
+static double affine_error(const float *x, const float *w, int n, int nmax, float s, float m,
+                           uint8_t *q)
 {
     double err = 0;
     float is = s > 0 ? 1.0f / s : 0.0f;
@@ -112,7 +114,7 @@ static double affine_error(const float *x, int n, int nmax, float s, float m, ui
         int v = s > 0 ? clampi((int)nearbyintf((x[i] + m) * is), 0, nmax) : 0;
         q[i] = (uint8_t)v;
         double e = (double)x[i] - ((double)s * v - m);
-        err += e * e;
+        err += (w ? w[i] : 1.0) * e * e;
     }
     return err;
 }
@@ -121,7 +123,7 @@ static double affine_error(const float *x, int n, int nmax, float s, float m, ui
  * range / nmax, each followed by a least-squares refit of (s, m) to the levels it chose. The
  * min is kept non-negative (the format stores -m * dmin with unsigned m), so a sub-block that is
  * all positive starts from 0. */
-static float fit_affine(const float *x, int n, int nmax, float *out_m)
+static float fit_affine(const float *x, const float *w, int n, int nmax, float *out_m)
 {
     float lo = 0, hi = x[0];
     for (int i = 0; i < n; i++) {
@@ -133,30 +135,34 @@ static float fit_affine(const float *x, int n, int nmax, float *out_m)
         return 0; /* constant block: the min alone represents it */
     uint8_t q[32];
     float best_s = (hi - lo) / (float)nmax, best_m = -lo;
-    double best = affine_error(x, n, nmax, best_s, best_m, q);
-    for (int k = -2; k <= 4; k++) {
+    double best = affine_error(x, w, n, nmax, best_s, best_m, q);
+    /* Weighted: a wider sweep of steps, as the weights can favour a range other than the whole. */
+    int k_lo = w ? -8 : -2, k_hi = w ? 16 : 4;
+    for (int k = k_lo; k <= k_hi; k++) {
         float s = (hi - lo) / ((float)nmax + 0.25f * (float)k);
-        affine_error(x, n, nmax, s, -lo, q);
-        /* Least squares for x ~ s * q + b given q; b = -m must stay <= 0. */
-        double sq = 0, sqq = 0, sx = 0, sxq = 0;
+        affine_error(x, w, n, nmax, s, -lo, q);
+        /* Weighted least squares for x ~ s * q + b given q; b = -m must stay <= 0. */
+        double sw = 0, sq = 0, sqq = 0, sx = 0, sxq = 0;
         for (int i = 0; i < n; i++) {
-            sq += q[i];
-            sqq += (double)q[i] * q[i];
-            sx += x[i];
-            sxq += (double)x[i] * q[i];
+            double wi = w ? w[i] : 1.0;
+            sw += wi;
+            sq += wi * q[i];
+            sqq += wi * q[i] * q[i];
+            sx += wi * x[i];
+            sxq += wi * x[i] * q[i];
         }
-        double det = n * sqq - sq * sq, fs, fb;
+        double det = sw * sqq - sq * sq, fs, fb;
         if (det <= 0)
             continue;
-        fs = (n * sxq - sx * sq) / det;
-        fb = (sx - fs * sq) / n;
+        fs = (sw * sxq - sx * sq) / det;
+        fb = (sx - fs * sq) / sw;
         if (fb > 0) {
             fb = 0;
             fs = sxq / sqq;
         }
         if (!(fs > 0))
             continue;
-        double err = affine_error(x, n, nmax, (float)fs, (float)-fb, q);
+        double err = affine_error(x, w, n, nmax, (float)fs, (float)-fb, q);
         if (err < best) {
             best = err;
             best_s = (float)fs;
@@ -169,12 +175,12 @@ static float fit_affine(const float *x, int n, int nmax, float *out_m)
 
 /* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): the 8 sub-block fits, their 6-bit scales and
  * mins against the half-precision d and dmin, then every value against the stored scales. */
-static void quantize_k_affine(const float *x, int nmax, uint16_t *d_out, uint16_t *dmin_out,
-                              uint8_t scales[12], uint8_t L[QK_K])
+static void quantize_k_affine(const float *x, const float *w, int nmax, uint16_t *d_out,
+                              uint16_t *dmin_out, uint8_t scales[12], uint8_t L[QK_K])
 {
     float s[8], m[8], smax = 0, mmax = 0;
     for (int j = 0; j < 8; j++) {
-        s[j] = fit_affine(x + 32 * j, 32, nmax, &m[j]);
+        s[j] = fit_affine(x + 32 * j, w ? w + 32 * j : NULL, 32, nmax, &m[j]);
         smax = fmaxf(smax, s[j]);
         mmax = fmaxf(mmax, m[j]);
     }
@@ -197,24 +203,31 @@ static void quantize_k_affine(const float *x, int nmax, uint16_t *d_out, uint16_
     }
 }
 
-void ellm_quantize_q4_K(const float *src, void *dst, int64_t n)
+void ellm_quantize_q4_K_weighted(const float *src, void *dst, int64_t n, const float *w)
 {
     block_q4_K *b = dst;
     uint8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++) {
-        quantize_k_affine(src + i * QK_K, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
+        quantize_k_affine(src + i * QK_K, w ? w + i * QK_K : NULL, 15, &b[i].d, &b[i].dmin,
+                          b[i].scales, L);
         for (int c = 0; c < 4; c++)
             for (int l = 0; l < 32; l++)
                 b[i].qs[32 * c + l] = (uint8_t)(L[64 * c + l] | L[64 * c + 32 + l] << 4);
     }
 }
 
-void ellm_quantize_q5_K(const float *src, void *dst, int64_t n)
+void ellm_quantize_q4_K(const float *src, void *dst, int64_t n)
+{
+    ellm_quantize_q4_K_weighted(src, dst, n, NULL);
+}
+
+void ellm_quantize_q5_K_weighted(const float *src, void *dst, int64_t n, const float *w)
 {
     block_q5_K *b = dst;
     uint8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++) {
-        quantize_k_affine(src + i * QK_K, 31, &b[i].d, &b[i].dmin, b[i].scales, L);
+        quantize_k_affine(src + i * QK_K, w ? w + i * QK_K : NULL, 31, &b[i].d, &b[i].dmin,
+                          b[i].scales, L);
         memset(b[i].qh, 0, sizeof b[i].qh);
         for (int c = 0; c < 4; c++) {
             for (int l = 0; l < 32; l++) {
@@ -226,8 +239,14 @@ void ellm_quantize_q5_K(const float *src, void *dst, int64_t n)
     }
 }
 
-/* Squared error of x ~ s * q with q = round(x / s) clamped to -32..31; stores q. */
-static double symmetric_error(const float *x, int n, float s, int8_t *q)
+void ellm_quantize_q5_K(const float *src, void *dst, int64_t n)
+{
+    ellm_quantize_q5_K_weighted(src, dst, n, NULL);
+}
+
+/* Squared error of x ~ s * q with q = round(x / s) clamped to -32..31, weighted by w (NULL: all
+ * 1); stores q. */
+static double symmetric_error(const float *x, const float *w, int n, float s, int8_t *q)
 {
     double err = 0;
     float is = s != 0 ? 1.0f / s : 0.0f;
@@ -235,7 +254,7 @@ static double symmetric_error(const float *x, int n, float s, int8_t *q)
         int v = clampi((int)nearbyintf(x[i] * is), -32, 31);
         q[i] = (int8_t)v;
         double e = (double)x[i] - (double)s * v;
-        err += e * e;
+        err += (w ? w[i] : 1.0) * e * e;
     }
     return err;
 }
@@ -243,7 +262,7 @@ static double symmetric_error(const float *x, int n, float s, int8_t *q)
 /* Best signed step for x ~ s * q, q in -32..31: the value of largest magnitude maps near -32
  * or near +31 (whichever leaves the other side less clipped), trying a few steps around each
  * and refitting each by least squares. */
-static float fit_symmetric(const float *x, int n)
+static float fit_symmetric(const float *x, const float *w, int n)
 {
     float amax = 0, vmax = 0;
     for (int i = 0; i < n; i++) {
@@ -256,20 +275,24 @@ static float fit_symmetric(const float *x, int n)
         return 0;
     int8_t q[16];
     float best_s = vmax / -32.0f;
-    double best = symmetric_error(x, n, best_s, q);
-    for (int k = 0; k < 8; k++) {
-        float level = k < 4 ? -32.0f + 0.5f * (float)k : 31.0f - 0.5f * (float)(k - 4);
+    double best = symmetric_error(x, w, n, best_s, q);
+    /* Weighted: more steps, down to the extreme value at three quarters of either end. */
+    int n_steps = w ? 16 : 4;
+    for (int k = 0; k < 2 * n_steps; k++) {
+        float level = k < n_steps ? -32.0f + 0.5f * (float)k
+                                  : 31.0f - 0.5f * (float)(k - n_steps);
         float s = vmax / level;
-        symmetric_error(x, n, s, q);
+        symmetric_error(x, w, n, s, q);
         double sxq = 0, sqq = 0;
         for (int i = 0; i < n; i++) {
-            sxq += (double)x[i] * q[i];
-            sqq += (double)q[i] * q[i];
+            double wi = w ? w[i] : 1.0;
+            sxq += wi * x[i] * q[i];
+            sqq += wi * q[i] * q[i];
         }
         if (sqq <= 0)
             continue;
         float fs = (float)(sxq / sqq);
-        double err = symmetric_error(x, n, fs, q);
+        double err = symmetric_error(x, w, n, fs, q);
         if (err < best) {
             best = err;
             best_s = fs;
@@ -278,14 +301,15 @@ static float fit_symmetric(const float *x, int n)
     return best_s;
 }
 
-void ellm_quantize_q6_K(const float *src, void *dst, int64_t n)
+void ellm_quantize_q6_K_weighted(const float *src, void *dst, int64_t n, const float *w)
 {
     block_q6_K *b = dst;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float *x = src + i * QK_K;
+        const float *wb = w ? w + i * QK_K : NULL;
         float s[16], smax = 0;
         for (int j = 0; j < 16; j++) {
-            s[j] = fit_symmetric(x + 16 * j, 16);
+            s[j] = fit_symmetric(x + 16 * j, wb ? wb + 16 * j : NULL, 16);
             smax = fmaxf(smax, fabsf(s[j]));
         }
         b[i].d = half_at_least(smax / 127.0f);
@@ -310,4 +334,9 @@ void ellm_quantize_q6_K(const float *src, void *dst, int64_t n)
             }
         }
     }
+}
+
+void ellm_quantize_q6_K(const float *src, void *dst, int64_t n)
+{
+    ellm_quantize_q6_K_weighted(src, dst, n, NULL);
 }

@@ -78,22 +78,25 @@ void ellm_dequantize_iq4_xs(const block_iq4_xs *b, float *y, int64_t n)
 
 /* ---------------------------------------------------------------- Q2_K */
 
-/* Levels 0..3 of x under value = a * q - m. */
-static float q2_levels(const float *x, int n, float a, float m, uint8_t *q)
+/* The weight of value k: its column's importance, or 1 without importances. */
+#define WEIGHT(w, k) ((w) ? (w)[k] : 1.0f)
+
+/* Levels 0..3 of x under value = a * q - m; the error weighted by w (NULL: unweighted). */
+static float q2_levels(const float *x, const float *w, int n, float a, float m, uint8_t *q)
 {
     float err = 0, inv = a > 0 ? 1.0f / a : 0;
     for (int k = 0; k < n; k++) {
         int l = a > 0 ? clampi(round_int((x[k] + m) * inv), 0, 3) : 0;
         q[k] = (uint8_t)l;
         float e = a * (float)l - m - x[k];
-        err += e * e;
+        err += WEIGHT(w, k) * e * e;
     }
     return err;
 }
 
 /* Best (a >= 0, m >= 0) with x ~ a * q - m for one 16-value sub-block. m >= 0 because the format
  * subtracts a non-negative multiple of dmin: the lowest level is never above zero. */
-static void q2_fit_sub(const float *x, float *a_out, float *m_out)
+static void q2_fit_sub(const float *x, const float *w, float *a_out, float *m_out)
 {
     float lo = 0, hi = 0;
     for (int k = 0; k < 16; k++) {
@@ -108,19 +111,21 @@ static void q2_fit_sub(const float *x, float *a_out, float *m_out)
     uint8_t q[16];
     for (int step = -6; step <= 10; step++) {
         float a = (hi - lo) / (3.0f + 0.1f * (float)step), m = -lo;
-        q2_levels(x, 16, a, m, q);
-        /* Least squares for (a, m) given the levels. */
-        float sq = 0, sqq = 0, sx = 0, sqx = 0;
+        q2_levels(x, w, 16, a, m, q);
+        /* Weighted least squares for (a, m) given the levels. */
+        float sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
         for (int k = 0; k < 16; k++) {
-            sq += q[k];
-            sqq += (float)(q[k] * q[k]);
-            sx += x[k];
-            sqx += (float)q[k] * x[k];
+            float wk = WEIGHT(w, k);
+            sw += wk;
+            sq += wk * q[k];
+            sqq += wk * (float)(q[k] * q[k]);
+            sx += wk * x[k];
+            sqx += wk * (float)q[k] * x[k];
         }
-        float det = 16.0f * sqq - sq * sq;
+        float det = sw * sqq - sq * sq;
         if (det > 0) {
-            float a2 = (16.0f * sqx - sq * sx) / det;
-            float m2 = (a2 * sq - sx) / 16.0f;
+            float a2 = (sw * sqx - sq * sx) / det;
+            float m2 = (a2 * sq - sx) / sw;
             if (m2 < 0) {
                 m2 = 0;
                 a2 = sqq > 0 ? sqx / sqq : 0;
@@ -130,7 +135,7 @@ static void q2_fit_sub(const float *x, float *a_out, float *m_out)
                 m = m2;
             }
         }
-        float err = q2_levels(x, 16, a, m, q);
+        float err = q2_levels(x, w, 16, a, m, q);
         if (err < best) {
             best = err;
             *a_out = a;
@@ -141,8 +146,8 @@ static void q2_fit_sub(const float *x, float *a_out, float *m_out)
 
 /* Encodes a block given its sub-block fits, with the largest scale and min at code `top` (15 uses
  * the whole 4-bit range); returns the squared error. */
-static float encode_q2_K(const float *x, const float *a, const float *m, float d_want,
-                         float dmin_want, block_q2_K *b)
+static float encode_q2_K(const float *x, const float *w, const float *a, const float *m,
+                         float d_want, float dmin_want, block_q2_K *b)
 {
     memset(b, 0, sizeof *b);
     b->d = ellm_f32_to_f16(d_want);
@@ -158,7 +163,8 @@ static float encode_q2_K(const float *x, const float *a, const float *m, float d
                 int sc = clampi((int)floorf(fa) + ca, 0, 15);
                 int mn = clampi((int)floorf(fm) + cm, 0, 15);
                 uint8_t q[16];
-                float err = q2_levels(xs, 16, d * (float)sc, dmin * (float)mn, q);
+                float err = q2_levels(xs, w ? w + 16 * s : NULL, 16, d * (float)sc,
+                                      dmin * (float)mn, q);
                 if ((ca == 0 && cm == 0) || err < best) { /* the first always, even if NaN */
                     best = err;
                     b->scales[s] = (uint8_t)(sc | mn << 4);
@@ -184,25 +190,25 @@ static const int coarse_tops[] = {28, 24, 20, 16, 12, 10, 8, 6, 5, 4, 3, 2, 1};
 
 /* The one-parameter least-squares fit of x ~ d * u: the super-block scale that best fits the
  * chosen codes and levels (u = the block decoded with d = 1). 0 if u is all zero. */
-static float refit_scale(const float *x, const float *u)
+static float refit_scale(const float *x, const float *w, const float *u)
 {
     double xu = 0, uu = 0;
     for (int i = 0; i < QK_K; i++) {
-        xu += (double)x[i] * u[i];
-        uu += (double)u[i] * u[i];
+        xu += (double)WEIGHT(w, i) * x[i] * u[i];
+        uu += (double)WEIGHT(w, i) * u[i] * u[i];
     }
     return uu > 0 ? (float)(xu / uu) : 0;
 }
 
-static void quantize_q2_K_block(const float *x, block_q2_K *b)
+static void quantize_q2_K_block(const float *x, const float *w, block_q2_K *b)
 {
     float a[16], m[16], amax = 0, mmax = 0;
     for (int s = 0; s < 16; s++) {
-        q2_fit_sub(x + 16 * s, &a[s], &m[s]);
+        q2_fit_sub(x + 16 * s, w ? w + 16 * s : NULL, &a[s], &m[s]);
         amax = fmaxf(amax, a[s]);
         mmax = fmaxf(mmax, m[s]);
     }
-    float err = encode_q2_K(x, a, m, amax / 15, mmax / 15, b);
+    float err = encode_q2_K(x, w, a, m, amax / 15, mmax / 15, b);
     /* Refit (d, dmin) by least squares for the chosen codes, x ~ d * u - dmin * v with u the
      * block decoded at d = 1, dmin = 0 and v at d = 0, dmin = -1, then re-encode with them. */
     block_q2_K probe = *b;
@@ -215,18 +221,19 @@ static void quantize_q2_K_block(const float *x, block_q2_K *b)
     ellm_dequantize_q2_K(&probe, v, QK_K);
     double uu = 0, uv = 0, vv = 0, xu = 0, xv = 0;
     for (int i = 0; i < QK_K; i++) {
-        uu += (double)u[i] * u[i];
-        uv += (double)u[i] * v[i];
-        vv += (double)v[i] * v[i];
-        xu += (double)x[i] * u[i];
-        xv += (double)x[i] * v[i];
+        double wi = WEIGHT(w, i);
+        uu += wi * u[i] * u[i];
+        uv += wi * u[i] * v[i];
+        vv += wi * v[i] * v[i];
+        xu += wi * x[i] * u[i];
+        xv += wi * x[i] * v[i];
     }
     double det = uu * vv - uv * uv;
     if (det > 0) {
         float d2 = (float)((xu * vv - xv * uv) / det), dmin2 = -(float)((xv * uu - xu * uv) / det);
         block_q2_K alt;
         if (d2 > 0 && dmin2 >= 0) {
-            float e = encode_q2_K(x, a, m, d2, dmin2, &alt);
+            float e = encode_q2_K(x, w, a, m, d2, dmin2, &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
@@ -238,7 +245,8 @@ static void quantize_q2_K_block(const float *x, block_q2_K *b)
         for (int c = 0; c < N_COARSE_TOPS; c++) {
             if (coarse_tops[c] >= 15)
                 continue;
-            float e = encode_q2_K(x, a, m, amax / (float)coarse_tops[c], mmax / (float)coarse_tops[c], &alt);
+            float e = encode_q2_K(x, w, a, m, amax / (float)coarse_tops[c],
+                                  mmax / (float)coarse_tops[c], &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
@@ -247,30 +255,35 @@ static void quantize_q2_K_block(const float *x, block_q2_K *b)
     }
 }
 
-void ellm_quantize_q2_K(const float *x, block_q2_K *b, int64_t n)
+void ellm_quantize_q2_K_weighted(const float *x, block_q2_K *b, int64_t n, const float *w)
 {
     for (int64_t i = 0; i < n / QK_K; i++)
-        quantize_q2_K_block(x + i * QK_K, &b[i]);
+        quantize_q2_K_block(x + i * QK_K, w ? w + i * QK_K : NULL, &b[i]);
+}
+
+void ellm_quantize_q2_K(const float *x, block_q2_K *b, int64_t n)
+{
+    ellm_quantize_q2_K_weighted(x, b, n, NULL);
 }
 
 /* ---------------------------------------------------------------- Q3_K */
 
 /* Levels -4..3 of x under value = s * q. */
-static float q3_levels(const float *x, int n, float s, int8_t *q)
+static float q3_levels(const float *x, const float *w, int n, float s, int8_t *q)
 {
     float err = 0, inv = s != 0 ? 1.0f / s : 0;
     for (int k = 0; k < n; k++) {
         int l = s != 0 ? clampi(round_int(x[k] * inv), -4, 3) : 0;
         q[k] = (int8_t)l;
         float e = s * (float)l - x[k];
-        err += e * e;
+        err += WEIGHT(w, k) * e * e;
     }
     return err;
 }
 
 /* Best signed scale for one 16-value sub-block: the extreme value is tried near level -4 (the
  * wider side) and near +3, each candidate refined by least squares. */
-static float q3_fit_sub(const float *x)
+static float q3_fit_sub(const float *x, const float *w)
 {
     float amax = 0, max = 0;
     for (int k = 0; k < 16; k++) {
@@ -283,17 +296,17 @@ static float q3_fit_sub(const float *x)
         return 0;
     float best = INFINITY, best_s = 0, sxx = 0;
     for (int k = 0; k < 16; k++)
-        sxx += x[k] * x[k];
+        sxx += WEIGHT(w, k) * x[k] * x[k];
     int8_t q[16];
     for (int side = 0; side < 2; side++) {
         for (int step = -6; step <= 6; step++) {
             float level = side == 0 ? -4.0f + 0.1f * (float)step : 3.0f + 0.1f * (float)step;
             float s = max / level;
-            q3_levels(x, 16, s, q);
+            q3_levels(x, w, 16, s, q);
             float sqx = 0, sqq = 0;
             for (int k = 0; k < 16; k++) {
-                sqx += (float)q[k] * x[k];
-                sqq += (float)(q[k] * q[k]);
+                sqx += WEIGHT(w, k) * (float)q[k] * x[k];
+                sqq += WEIGHT(w, k) * (float)(q[k] * q[k]);
             }
             if (sqq <= 0)
                 continue;
@@ -311,7 +324,8 @@ static float q3_fit_sub(const float *x)
 
 /* Encodes a block given its sub-block scales, the largest (smax) at code -top; returns the
  * squared error. */
-static float encode_q3_K(const float *x, const float *sub, float d_want, block_q3_K *b)
+static float encode_q3_K(const float *x, const float *w, const float *sub, float d_want,
+                         block_q3_K *b)
 {
     memset(b, 0, sizeof *b);
     b->d = ellm_f32_to_f16(d_want);
@@ -325,7 +339,7 @@ static float encode_q3_K(const float *x, const float *sub, float d_want, block_q
         for (int c = 0; c < 2; c++) {
             int sc = clampi((int)floorf(f) + c, -32, 31);
             int8_t q[16];
-            float err = q3_levels(xs, 16, d * (float)sc, q);
+            float err = q3_levels(xs, w ? w + 16 * s : NULL, 16, d * (float)sc, q);
             if (c == 0 || err < best) {
                 best = err;
                 code = sc;
@@ -350,26 +364,26 @@ static float encode_q3_K(const float *x, const float *sub, float d_want, block_q
     return total;
 }
 
-static void quantize_q3_K_block(const float *x, block_q3_K *b)
+static void quantize_q3_K_block(const float *x, const float *w, block_q3_K *b)
 {
     float sub[16], smax = 0, samax = 0;
     for (int s = 0; s < 16; s++) {
-        sub[s] = q3_fit_sub(x + 16 * s);
+        sub[s] = q3_fit_sub(x + 16 * s, w ? w + 16 * s : NULL);
         if (fabsf(sub[s]) > samax) {
             samax = fabsf(sub[s]);
             smax = sub[s];
         }
     }
     /* The largest sub-block scale maps to code -32, the wider side of the 6-bit signed range. */
-    float err = encode_q3_K(x, sub, smax / -32, b);
+    float err = encode_q3_K(x, w, sub, smax / -32, b);
     /* Refit the super-block scale by least squares for the chosen codes and levels. */
     block_q3_K alt = *b;
     float u[QK_K];
     alt.d = ellm_f32_to_f16(1.0f);
     ellm_dequantize_q3_K(&alt, u, QK_K);
-    float d2 = refit_scale(x, u);
+    float d2 = refit_scale(x, w, u);
     if (d2 != 0) {
-        float e = encode_q3_K(x, sub, d2, &alt);
+        float e = encode_q3_K(x, w, sub, d2, &alt);
         if (e < err) {
             err = e;
             *b = alt;
@@ -377,7 +391,7 @@ static void quantize_q3_K_block(const float *x, block_q3_K *b)
     }
     if (samax / 32 < HALF_COARSE) {
         for (int c = 0; c < N_COARSE_TOPS; c++) {
-            float e = encode_q3_K(x, sub, smax / (float)-coarse_tops[c], &alt);
+            float e = encode_q3_K(x, w, sub, smax / (float)-coarse_tops[c], &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
@@ -386,10 +400,15 @@ static void quantize_q3_K_block(const float *x, block_q3_K *b)
     }
 }
 
-void ellm_quantize_q3_K(const float *x, block_q3_K *b, int64_t n)
+void ellm_quantize_q3_K_weighted(const float *x, block_q3_K *b, int64_t n, const float *w)
 {
     for (int64_t i = 0; i < n / QK_K; i++)
-        quantize_q3_K_block(x + i * QK_K, &b[i]);
+        quantize_q3_K_block(x + i * QK_K, w ? w + i * QK_K : NULL, &b[i]);
+}
+
+void ellm_quantize_q3_K(const float *x, block_q3_K *b, int64_t n)
+{
+    ellm_quantize_q3_K_weighted(x, b, n, NULL);
 }
 
 /* ---------------------------------------------------------------- IQ4_XS */
@@ -509,7 +528,7 @@ static void quantize_iq4_xs_block(const float *x, block_iq4_xs *b)
     float u[QK_K];
     alt.d = ellm_f32_to_f16(1.0f);
     ellm_dequantize_iq4_xs(&alt, u, QK_K);
-    float d2 = refit_scale(x, u);
+    float d2 = refit_scale(x, NULL, u);
     if (d2 != 0) {
         float e = encode_iq4_xs(x, sub, d2, &alt);
         if (e < err) {

@@ -14,6 +14,10 @@ void ellm_dequantize_iq4_xs(const block_iq4_xs *b, float *y, int64_t n);
 void ellm_quantize_q2_K(const float *x, block_q2_K *b, int64_t n);
 void ellm_quantize_q3_K(const float *x, block_q3_K *b, int64_t n);
 void ellm_quantize_iq4_xs(const float *x, block_iq4_xs *b, int64_t n);
+/* The same with every value's error weighted by w (n values, its column's importance), for
+ * quantize --imatrix (quant/weighted.c dispatches). */
+void ellm_quantize_q2_K_weighted(const float *x, block_q2_K *b, int64_t n, const float *w);
+void ellm_quantize_q3_K_weighted(const float *x, block_q3_K *b, int64_t n, const float *w);
 
 /* IQ4 level search over 32 values: the least-squares signed scale over a spread of candidates, and
  * the nearest level index of each value under scale s (8, a zero level, when s is 0) with the

@@ -1,4 +1,5 @@
-/* Importance-weighted quantization of the 32-value block formats: each block's scale (and
+/* Importance-weighted quantization (the 32-value block formats here; the K-quants' weighted
+ * searches sit with their plain ones in reference_kquants*.c): each block's scale (and
  * minimum) is searched to minimise sum_j w_j (x_j - q_j)^2, where w_j says how much an error in
  * column j costs the layer's output (the mean square of the activations it multiplies). The
  * blocks are the standard ones; only the choice of scale and levels differs.
@@ -8,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "quant/kquants.h"
 #include "quant/quant.h"
 #include "quant/reference_kquants_low.h"
 #include "quant/reference_legacy.h"
@@ -283,7 +285,9 @@ static void weighted_iq4_nl(const float *x, block_iq4_nl *b, int64_t n, const fl
 bool ellm_type_has_weighted_search(ellm_type type)
 {
     return type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q4_1 || type == ELLM_TYPE_Q5_0 ||
-           type == ELLM_TYPE_Q5_1 || type == ELLM_TYPE_IQ4_NL;
+           type == ELLM_TYPE_Q5_1 || type == ELLM_TYPE_IQ4_NL || type == ELLM_TYPE_Q4_K ||
+           type == ELLM_TYPE_Q5_K || type == ELLM_TYPE_Q6_K || type == ELLM_TYPE_Q2_K ||
+           type == ELLM_TYPE_Q3_K;
 }
 
 size_t ellm_quantize_row_weighted(ellm_type type, const float *x, void *dst, int64_t n,
@@ -296,6 +300,21 @@ size_t ellm_quantize_row_weighted(ellm_type type, const float *x, void *dst, int
     case ELLM_TYPE_Q4_1: weighted_q4_1(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q4_1);
     case ELLM_TYPE_Q5_0: weighted_q5_0(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q5_0);
     case ELLM_TYPE_Q5_1: weighted_q5_1(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q5_1);
+    case ELLM_TYPE_Q2_K:
+        ellm_quantize_q2_K_weighted(x, dst, n, w);
+        return (size_t)(n / QK_K) * sizeof(block_q2_K);
+    case ELLM_TYPE_Q3_K:
+        ellm_quantize_q3_K_weighted(x, dst, n, w);
+        return (size_t)(n / QK_K) * sizeof(block_q3_K);
+    case ELLM_TYPE_Q4_K:
+        ellm_quantize_q4_K_weighted(x, dst, n, w);
+        return (size_t)(n / QK_K) * sizeof(block_q4_K);
+    case ELLM_TYPE_Q5_K:
+        ellm_quantize_q5_K_weighted(x, dst, n, w);
+        return (size_t)(n / QK_K) * sizeof(block_q5_K);
+    case ELLM_TYPE_Q6_K:
+        ellm_quantize_q6_K_weighted(x, dst, n, w);
+        return (size_t)(n / QK_K) * sizeof(block_q6_K);
     default:
         weighted_iq4_nl(x, dst, n, w);
         return (size_t)(n / BLOCK) * sizeof(block_iq4_nl);

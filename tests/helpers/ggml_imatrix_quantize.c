@@ -4,8 +4,9 @@
  *   ggml_imatrix_quantize LIB F32.gguf OURS.gguf IMATRIX.gguf OUT.gguf
  *
  * LIB is the ggml base library of the npm package @node-llama-cpp/linux-x64. OUT is OURS (an
- * `edgellm quantize --imatrix` file) with every 32-value block-quantized matrix that the imatrix
- * covers re-quantized from the F32 model by that library's ggml_quantize_chunk, given the same
+ * `edgellm quantize --imatrix` file) with every block-quantized matrix of a type edgellm searches
+ * with weights that the imatrix covers (the 32-value types and Q2_K..Q6_K) re-quantized from the
+ * F32 model by that library's ggml_quantize_chunk, given the same
  * per-column mean squares; everything else (types, head, metadata) is OURS', so the two files
  * differ only in how those matrices were rounded. The tensor types are GGUF type numbers, which
  * are the library's own. */

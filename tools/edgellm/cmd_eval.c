@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_calib.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
@@ -49,8 +50,8 @@ static int cmp_double(const void *a, const void *b)
 int cmd_eval(int argc, char **argv)
 {
     const char *cmd = "eval";
-    const char *model_arg = NULL, *text_path = NULL, *ids_path = NULL, *save = NULL, *base = NULL;
-    long ctx_len = 0, threads = 0;
+    const char *model_arg = NULL, *save = NULL, *base = NULL;
+    cli_calib calib = cli_calib_defaults(0); /* --ctx 0: the model's context */
     edgellm_kv_type kv = EDGELLM_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = "";
@@ -58,14 +59,15 @@ int cmd_eval(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        cli_option_result r = cli_calib_option(cmd, argc, argv, &i, &calib);
+        if (r == CLI_OPTION_BAD)
+            return EXIT_USAGE;
+        if (r == CLI_OPTION_TAKEN)
+            continue;
         if (!(v = cli_option_value(cmd, argc, argv, &i)))
             return EXIT_USAGE;
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             model_arg = v;
-        else if (!strcmp(a, "-f"))
-            text_path = v;
-        else if (!strcmp(a, "--ids"))
-            ids_path = v;
         else if (!strcmp(a, "--save-logits"))
             save = v;
         else if (!strcmp(a, "--kl-base"))
@@ -73,18 +75,17 @@ int cmd_eval(int argc, char **argv)
         else if (!strcmp(a, "--kv-type")) {
             if (!cli_parse_kv_type(cmd, v, &kv))
                 return EXIT_USAGE;
-        } else if (!strcmp(a, "--ctx")) {
-            if (!cli_parse_int(cmd, a, v, 2, 1 << 24, &ctx_len))
-                return EXIT_USAGE;
-        } else if (!strcmp(a, "-t")) {
-            if (!cli_parse_int(cmd, a, v, 1, 256, &threads))
-                return EXIT_USAGE;
         } else {
             cli_error(cmd, "unknown option '%s' (see 'edgellm eval --help')", a);
             return EXIT_USAGE;
         }
     }
-    if (!model_arg || (!text_path) == (!ids_path)) {
+    if (calib.chunks_given) {
+        cli_error(cmd, "--chunks is not an eval option: eval scores every token of the text in "
+                       "windows of --ctx");
+        return EXIT_USAGE;
+    }
+    if (!model_arg || (!calib.text_path) == (!calib.ids_path)) {
         cli_error(cmd, "need -m MODEL and exactly one of -f TEXT or --ids FILE");
         return EXIT_USAGE;
     }
@@ -97,7 +98,7 @@ int cmd_eval(int argc, char **argv)
     }
     int rc = 0;
     int32_t n = 0;
-    edgellm_token *ids = cli_load_tokens(cmd, m, text_path, ids_path, &n);
+    edgellm_token *ids = cli_load_tokens(cmd, m, calib.text_path, calib.ids_path, &n);
     int32_t n_vocab = edgellm_n_vocab(m);
     if (ids && n < 2) {
         cli_error(cmd, "need at least 2 tokens to evaluate, got %d", n);
@@ -110,13 +111,13 @@ int cmd_eval(int argc, char **argv)
     }
     edgellm_model_info info;
     edgellm_model_get_info(m, &info);
-    int32_t window = ctx_len > 0 ? (int32_t)ctx_len : info.n_ctx_train;
+    int32_t window = calib.ctx > 0 ? (int32_t)calib.ctx : info.n_ctx_train;
     if (window > n)
         window = n;
     edgellm_context_params cp = edgellm_context_default_params();
     cp.n_ctx = window;
     cp.n_batch = window;
-    cp.n_threads = (int32_t)threads;
+    cp.n_threads = (int32_t)calib.threads;
     cp.kv_type = kv;
     edgellm_context *ctx = NULL;
     float *base_logits = NULL;

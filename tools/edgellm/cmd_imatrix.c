@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_calib.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
@@ -46,41 +47,31 @@ static void show_progress(void *user, int32_t done, int32_t total, double second
 int cmd_imatrix(int argc, char **argv)
 {
     const char *cmd = "imatrix";
-    const char *model_path = NULL, *text_path = NULL, *ids_path = NULL, *out_path = NULL;
-    long ctx = 512, chunks = 0, threads = 0;
-    bool ctx_given = false;
+    const char *model_path = NULL, *out_path = NULL;
+    cli_calib calib = cli_calib_defaults(512);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
         }
+        cli_option_result r = cli_calib_option(cmd, argc, argv, &i, &calib);
+        if (r == CLI_OPTION_BAD)
+            return EXIT_USAGE;
+        if (r == CLI_OPTION_TAKEN)
+            continue;
         if (!(v = cli_option_value(cmd, argc, argv, &i)))
             return EXIT_USAGE;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             model_path = v;
-        else if (!strcmp(a, "-f"))
-            text_path = v;
-        else if (!strcmp(a, "--ids"))
-            ids_path = v;
-        else if (!strcmp(a, "-o"))
+        } else if (!strcmp(a, "-o")) {
             out_path = v;
-        else if (!strcmp(a, "--ctx")) {
-            if (!cli_parse_int(cmd, a, v, 2, 1 << 20, &ctx))
-                return EXIT_USAGE;
-            ctx_given = true;
-        } else if (!strcmp(a, "--chunks")) {
-            if (!cli_parse_int(cmd, a, v, 1, 1 << 30, &chunks))
-                return EXIT_USAGE;
-        } else if (!strcmp(a, "-t")) {
-            if (!cli_parse_int(cmd, a, v, 1, 256, &threads))
-                return EXIT_USAGE;
         } else {
             cli_error(cmd, "unknown option '%s' (see 'edgellm imatrix --help')", a);
             return EXIT_USAGE;
         }
     }
-    if (!model_path || !out_path || (!text_path) == (!ids_path)) {
+    if (!model_path || !out_path || (!calib.text_path) == (!calib.ids_path)) {
         cli_error(cmd, "need -m MODEL, -o IMATRIX.gguf and exactly one of -f CALIB.txt or --ids "
                        "FILE");
         return EXIT_USAGE;
@@ -89,30 +80,15 @@ int cmd_imatrix(int argc, char **argv)
         cli_error(cmd, "the output must be a different file from the model");
         return EXIT_USAGE;
     }
-    edgellm_model *m = NULL;
-    if (edgellm_model_load(model_path, NULL, &m) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
-        return 1;
-    }
-    edgellm_model_info info;
-    edgellm_model_get_info(m, &info);
-    if (info.n_ctx_train > 0 && ctx > info.n_ctx_train) {
-        if (ctx_given) {
-            cli_error(cmd, "--ctx %ld is longer than the model's context of %d", ctx,
-                      info.n_ctx_train);
-            edgellm_model_free(m);
-            return EXIT_USAGE;
-        }
-        ctx = info.n_ctx_train;
-    }
     int32_t n = 0;
-    edgellm_token *ids = cli_load_tokens(cmd, m, text_path, ids_path, &n);
-    edgellm_model_free(m);
+    int status = 1;
+    edgellm_token *ids = cli_calib_tokens(cmd, model_path, &calib, &n, &status);
     if (!ids)
-        return 1;
+        return status;
     progress pr = {isatty(STDERR_FILENO) != 0, -1};
-    ellm_imatrix_params p = {(int32_t)ctx, (int32_t)chunks, (int32_t)threads,
-                             text_path ? text_path : ids_path, show_progress, &pr};
+    ellm_imatrix_params p = {(int32_t)calib.ctx, (int32_t)calib.chunks, (int32_t)calib.threads,
+                             calib.text_path ? calib.text_path : calib.ids_path, show_progress,
+                             &pr};
     ellm_imatrix *im = NULL;
     edgellm_status st = ellm_imatrix_collect(model_path, ids, n, &p, &im);
     free(ids);
@@ -124,7 +100,7 @@ int cmd_imatrix(int argc, char **argv)
         return 1;
     }
     fprintf(stderr, "edgellm imatrix: wrote %s (%d matrices, %ld-token chunks)\n", out_path,
-            ellm_imatrix_entry_count(im), ctx);
+            ellm_imatrix_entry_count(im), calib.ctx);
     ellm_imatrix_free(im);
     return 0;
 }

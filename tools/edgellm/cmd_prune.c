@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli_calib.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
@@ -17,8 +18,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: edgellm prune -m IN.gguf -o OUT.gguf (--heads F | --ffn F | --layers N)\n"
-            "                     [-f CALIB.txt | --imatrix IMATRIX.gguf] [--ctx N] [--chunks N]\n"
-            "                     [-t N] [--zeroed]\n"
+            "                     [-f CALIB.txt | --ids FILE | --imatrix IMATRIX.gguf] [--ctx N]\n"
+            "                     [--chunks N] [-t N] [--zeroed]\n"
             "  --heads F   remove the fraction F (0 <= F < 1) of attention head groups (a KV head\n"
             "              with its query heads), the least important across all layers\n"
             "  --ffn F     remove the fraction F of FFN channels\n"
@@ -63,11 +64,11 @@ static double mib_of(const char *path)
 int cmd_prune(int argc, char **argv)
 {
     const char *cmd = "prune";
-    const char *in_path = NULL, *out_path = NULL, *text_path = NULL, *imatrix_path = NULL;
+    const char *in_path = NULL, *out_path = NULL, *imatrix_path = NULL;
+    cli_calib calib = cli_calib_defaults(512);
     ellm_prune_params pp = {0};
     int modes = 0;
-    long layers = 0, ctx = 512, chunks = 0, threads = 0;
-    bool ctx_given = false;
+    long layers = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -78,14 +79,17 @@ int cmd_prune(int argc, char **argv)
             pp.zeroed = true;
             continue;
         }
+        cli_option_result r = cli_calib_option(cmd, argc, argv, &i, &calib);
+        if (r == CLI_OPTION_BAD)
+            return EXIT_USAGE;
+        if (r == CLI_OPTION_TAKEN)
+            continue;
         if (!(v = cli_option_value(cmd, argc, argv, &i)))
             return EXIT_USAGE;
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             in_path = v;
         else if (!strcmp(a, "-o"))
             out_path = v;
-        else if (!strcmp(a, "-f"))
-            text_path = v;
         else if (!strcmp(a, "--imatrix"))
             imatrix_path = v;
         else if (!strcmp(a, "--heads")) {
@@ -100,21 +104,12 @@ int cmd_prune(int argc, char **argv)
             if (!cli_parse_int(cmd, a, v, 1, 1 << 20, &layers))
                 return EXIT_USAGE;
             modes++;
-        } else if (!strcmp(a, "--ctx")) {
-            if (!cli_parse_int(cmd, a, v, 2, 1 << 20, &ctx))
-                return EXIT_USAGE;
-            ctx_given = true;
-        } else if (!strcmp(a, "--chunks")) {
-            if (!cli_parse_int(cmd, a, v, 1, 1 << 30, &chunks))
-                return EXIT_USAGE;
-        } else if (!strcmp(a, "-t")) {
-            if (!cli_parse_int(cmd, a, v, 1, 256, &threads))
-                return EXIT_USAGE;
         } else {
             cli_error(cmd, "unknown option '%s' (see 'edgellm prune --help')", a);
             return EXIT_USAGE;
         }
     }
+    bool text = calib.text_path || calib.ids_path;
     if (!in_path || !out_path || modes != 1) {
         cli_error(cmd, "need -m IN.gguf, -o OUT.gguf and exactly one of --heads F, --ffn F or "
                        "--layers N (see 'edgellm prune --help')");
@@ -124,11 +119,15 @@ int cmd_prune(int argc, char **argv)
         cli_error(cmd, "the output must be a different file from the input");
         return EXIT_USAGE;
     }
-    if (text_path && imatrix_path) {
+    if (calib.text_path && calib.ids_path) {
+        cli_error(cmd, "give the calibration text as -f TEXT or --ids FILE, not both");
+        return EXIT_USAGE;
+    }
+    if (text && imatrix_path) {
         cli_error(cmd, "give calibration text (-f) or an importance matrix (--imatrix), not both");
         return EXIT_USAGE;
     }
-    if (layers > 0 && !text_path) {
+    if (layers > 0 && !text) {
         cli_error(cmd, "--layers ranks layers by block influence on calibration text: give -f "
                        "CALIB.txt");
         return EXIT_USAGE;
@@ -139,49 +138,26 @@ int cmd_prune(int argc, char **argv)
     float *influence = NULL;
     edgellm_token *ids = NULL;
     int rc = 0;
-    if (imatrix_path) {
-        gguf_file *model = NULL;
-        if (gguf_open(in_path, &model) != EDGELLM_OK ||
-            ellm_imatrix_load(imatrix_path, model, &im) != EDGELLM_OK) {
-            cli_error(cmd, "%s", edgellm_last_error());
-            gguf_close(model);
-            return 1;
-        }
-        gguf_close(model);
-    }
-    if (text_path) {
-        edgellm_model *m = NULL;
-        if (edgellm_model_load(in_path, NULL, &m) != EDGELLM_OK) {
-            cli_error(cmd, "%s", edgellm_last_error());
-            return 1;
-        }
-        edgellm_model_info info;
-        edgellm_model_get_info(m, &info);
-        if (info.n_ctx_train > 0 && ctx > info.n_ctx_train) {
-            if (ctx_given) {
-                cli_error(cmd, "--ctx %ld is longer than the model's context of %d", ctx,
-                          info.n_ctx_train);
-                edgellm_model_free(m);
-                return EXIT_USAGE;
-            }
-            ctx = info.n_ctx_train;
-        }
+    if (imatrix_path && !(im = cli_load_imatrix(cmd, imatrix_path, in_path)))
+        return 1;
+    if (text) {
         int32_t n = 0;
-        ids = cli_load_tokens(cmd, m, text_path, NULL, &n);
-        edgellm_model_free(m);
-        if (!ids)
-            return 1;
+        if (!(ids = cli_calib_tokens(cmd, in_path, &calib, &n, &rc)))
+            return rc;
+        rc = 0;
+        const char *source = calib.text_path ? calib.text_path : calib.ids_path;
         edgellm_status st = EDGELLM_OK;
         if (layers > 0) {
-            st = ellm_block_influence(in_path, ids, n, (int32_t)ctx, (int32_t)chunks,
-                                      (int32_t)threads, &influence);
+            st = ellm_block_influence(in_path, ids, n, (int32_t)calib.ctx, (int32_t)calib.chunks,
+                                      (int32_t)calib.threads, &influence);
         } else {
-            ellm_imatrix_params ip = {(int32_t)ctx, (int32_t)chunks, (int32_t)threads, text_path,
-                                      NULL, NULL};
+            ellm_imatrix_params ip = {(int32_t)calib.ctx, (int32_t)calib.chunks,
+                                      (int32_t)calib.threads, source, NULL, NULL};
             st = ellm_imatrix_collect(in_path, ids, n, &ip, &im);
         }
         if (st != EDGELLM_OK) {
-            cli_error(cmd, "-f %s: %s", text_path, edgellm_last_error());
+            cli_error(cmd, "%s %s: %s", calib.text_path ? "-f" : "--ids", source,
+                      edgellm_last_error());
             rc = 1;
         }
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_calib.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "convert/convert.h"
@@ -62,8 +63,7 @@ static edgellm_status gptq_matrix(void *user, const char *tensor, ellm_type type
                                   int64_t n_rows, int64_t n_cols, void *dst)
 {
     const calibrated *c = user;
-    return ellm_gptq_quantize_tensor(c->gptq, tensor, type, w, n_rows, n_cols,
-                                     ellm_awq_column_scales(c->awq, tensor, n_cols), dst);
+    return ellm_gptq_quantize_tensor(c->gptq, tensor, type, w, n_rows, n_cols, c->awq, dst);
 }
 
 static void report_gptq_layer(void *user, int32_t layer, int32_t n_layer, double seconds)
@@ -74,37 +74,21 @@ static void report_gptq_layer(void *user, int32_t layer, int32_t n_layer, double
 }
 
 /* The calibration tokens of --calib, cut to the model's context, and GPTQ over them. */
-static ellm_gptq *open_gptq(const char *cmd, const char *model_path, const char *calib_path,
-                            long ctx, bool ctx_given, long chunks, long threads,
-                            edgellm_token **ids_out)
+static ellm_gptq *open_gptq(const char *cmd, const char *model_path, cli_calib *calib,
+                            bool act_order, edgellm_token **ids_out, int *status)
 {
-    *ids_out = NULL;
-    edgellm_model *m = NULL;
-    if (edgellm_model_load(model_path, NULL, &m) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
-        return NULL;
-    }
-    edgellm_model_info info;
-    edgellm_model_get_info(m, &info);
-    if (info.n_ctx_train > 0 && ctx > info.n_ctx_train) {
-        if (ctx_given) {
-            cli_error(cmd, "--ctx %ld is longer than the model's context of %d", ctx,
-                      info.n_ctx_train);
-            edgellm_model_free(m);
-            return NULL;
-        }
-        ctx = info.n_ctx_train;
-    }
     int32_t n = 0;
-    edgellm_token *ids = cli_load_tokens(cmd, m, calib_path, NULL, &n);
-    edgellm_model_free(m);
+    edgellm_token *ids = cli_calib_tokens(cmd, model_path, calib, &n, status);
+    *ids_out = NULL;
     if (!ids)
         return NULL;
-    ellm_gptq_params p = {(int32_t)ctx, (int32_t)chunks, (int32_t)threads, report_gptq_layer, NULL};
+    ellm_gptq_params p = {(int32_t)calib->ctx, (int32_t)calib->chunks, (int32_t)calib->threads,
+                          report_gptq_layer, NULL, act_order};
     ellm_gptq *g = NULL;
     if (ellm_gptq_create(model_path, ids, n, &p, &g) != EDGELLM_OK) {
-        cli_error(cmd, "--calib %s: %s", calib_path, edgellm_last_error());
+        cli_error(cmd, "--calib %s: %s", calib->text_path, edgellm_last_error());
         free(ids);
+        *status = 1;
         return NULL;
     }
     *ids_out = ids;
@@ -131,65 +115,54 @@ static ellm_awq *plan_awq(const char *cmd, const char *model_path, const ellm_im
     return awq;
 }
 
-/* Loads and validates the importance matrix against the input model. */
-static ellm_imatrix *load_imatrix(const char *cmd, const char *path, const char *model_path)
-{
-    gguf_file *model = NULL;
-    ellm_imatrix *im = NULL;
-    if (gguf_open(model_path, &model) != EDGELLM_OK ||
-        ellm_imatrix_load(path, model, &im) != EDGELLM_OK)
-        cli_error(cmd, "%s", edgellm_last_error());
-    gguf_close(model);
-    return im;
-}
-
 int cmd_quantize(int argc, char **argv)
 {
     const char *cmd = "quantize";
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix IMATRIX.gguf [--awq]]\n"
-               "                        [--gptq --calib CALIB.txt [--ctx N] [--chunks N] [-t N]]\n"
+               "                        [--gptq --calib CALIB.txt [--act-order] [--ctx N] [--chunks N]\n"
+               "                        [-t N]]\n"
                "  TYPE: %s\n"
                "  Mixes keep the output head at 6 or 8 bits and give attention v/output and\n"
                "  ffn_down more bits where the mix says so (K_M: about half the layers at Q6_K).\n"
                "  --imatrix (from 'edgellm imatrix'): block scales minimise the error weighted by\n"
-               "  each input column's mean square activation (q4_0, q4_1, q5_0, q5_1, iq4_nl).\n"
+               "  each input column's mean square activation (q4_0, q4_1, q5_0, q5_1, iq4_nl and\n"
+               "  the K-quants q2_k .. q6_k; not yet iq4_xs).\n"
                "  --awq (single block types, llama/mistral): per input channel scales searched on\n"
                "  the imatrix statistics and folded into the preceding norm or matrix, so the\n"
                "  unrounded model computes the same; the output is a standard GGUF.\n"
                "  --gptq: the layer matrices are rounded column by column, each column's error\n"
                "  fed to the columns not yet rounded through the inverse of X^T X, X the layer's\n"
-               "  inputs on --calib text (recomputed layer by layer; --ctx tokens per chunk,\n"
-               "  default 512 or the model's context; --chunks caps the chunks). Combines with\n"
-               "  --awq (scaling first, then GPTQ rounding of the scaled matrices).\n",
+               "  inputs on --calib text (recomputed layer by layer with the earlier layers as\n"
+               "  quantized; --ctx tokens per chunk, default 512 or the model's context; --chunks\n"
+               "  caps the chunks). Combines with --awq (scaling first, then GPTQ rounding of the\n"
+               "  scaled matrices). --act-order rounds the columns largest diag(X^T X) first, on\n"
+               "  block scales chosen before any feedback.\n",
                ellm_quant_recipe_names());
         return 0;
     }
-    const char *imatrix_path = NULL, *calib_path = NULL;
-    bool awq = false, gptq = false, ctx_given = false;
-    long ctx = 512, chunks = 0, threads = 0;
+    const char *imatrix_path = NULL;
+    bool awq = false, gptq = false, act_order = false;
+    cli_calib calib = cli_calib_defaults(512);
     for (int i = 4; i < argc; i++) {
+        /* The calibration text is --calib here: -f and --ids are not quantize options. */
+        bool text_option = !strcmp(argv[i], "-f") || !strcmp(argv[i], "--ids");
+        cli_option_result r =
+            text_option ? CLI_OPTION_NOT_MINE : cli_calib_option(cmd, argc, argv, &i, &calib);
+        if (r == CLI_OPTION_BAD)
+            return EXIT_USAGE;
+        if (r == CLI_OPTION_TAKEN)
+            continue;
         if (!strcmp(argv[i], "--awq")) {
             awq = true;
         } else if (!strcmp(argv[i], "--gptq")) {
             gptq = true;
+        } else if (!strcmp(argv[i], "--act-order")) {
+            act_order = true;
         } else if (!strcmp(argv[i], "--imatrix") && i + 1 < argc) {
             imatrix_path = argv[++i];
         } else if (!strcmp(argv[i], "--calib") && i + 1 < argc) {
-            calib_path = argv[++i];
-        } else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) {
-            if (!cli_parse_int(cmd, argv[i], argv[i + 1], 2, 1 << 20, &ctx))
-                return EXIT_USAGE;
-            ctx_given = true;
-            i++;
-        } else if (!strcmp(argv[i], "--chunks") && i + 1 < argc) {
-            if (!cli_parse_int(cmd, argv[i], argv[i + 1], 1, 1 << 30, &chunks))
-                return EXIT_USAGE;
-            i++;
-        } else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
-            if (!cli_parse_int(cmd, argv[i], argv[i + 1], 1, 256, &threads))
-                return EXIT_USAGE;
-            i++;
+            calib.text_path = argv[++i];
         } else {
             cli_error(cmd, "unknown or incomplete option '%s' (usage: edgellm quantize IN.gguf "
                            "OUT.gguf TYPE [--imatrix F [--awq]] [--gptq --calib F])",
@@ -208,7 +181,11 @@ int cmd_quantize(int argc, char **argv)
                        "(from 'edgellm imatrix')");
         return EXIT_USAGE;
     }
-    if (gptq != (calib_path != NULL)) {
+    if (act_order && !gptq) {
+        cli_error(cmd, "--act-order is the column order of --gptq: add --gptq --calib CALIB.txt");
+        return EXIT_USAGE;
+    }
+    if (gptq != (calib.text_path != NULL)) {
         cli_error(cmd, gptq ? "--gptq computes its statistics by running the model on calibration "
                               "text: give --calib CALIB.txt"
                             : "--calib is the calibration text of --gptq: add --gptq");
@@ -232,27 +209,27 @@ int cmd_quantize(int argc, char **argv)
     calibrated cal = {NULL, NULL, NULL};
     ellm_imatrix *im = NULL;
     if (imatrix_path) {
-        if (!(im = load_imatrix(cmd, imatrix_path, argv[1])))
+        if (!(im = cli_load_imatrix(cmd, imatrix_path, argv[1])))
             return 1;
         cal.im = im;
         if (awq && !(cal.awq = plan_awq(cmd, argv[1], im, type))) {
             ellm_imatrix_free(im);
             return 1;
         }
-        if (recipe)
-            fprintf(stderr, "edgellm quantize: %s: K-quant and IQ4_XS blocks have no "
-                            "importance-weighted search yet and are rounded as without --imatrix "
-                            "(32-value substitutes use it)\n", argv[3]);
-        else if (!ellm_type_has_weighted_search(type))
+        if (recipe && !strncmp(argv[3], "iq4_xs", 6))
+            fprintf(stderr, "edgellm quantize: %s: IQ4_XS blocks have no importance-weighted "
+                            "search yet and are rounded as without --imatrix (its other types "
+                            "use it)\n", argv[3]);
+        else if (!recipe && !ellm_type_has_weighted_search(type))
             fprintf(stderr, "edgellm quantize: %s has no importance-weighted search; its "
                             "matrices are rounded as without --imatrix\n", argv[3]);
     }
     edgellm_token *calib_ids = NULL;
-    if (gptq && !(cal.gptq = open_gptq(cmd, argv[1], calib_path, ctx, ctx_given, chunks, threads,
-                                       &calib_ids))) {
+    int status = 1;
+    if (gptq && !(cal.gptq = open_gptq(cmd, argv[1], &calib, act_order, &calib_ids, &status))) {
         ellm_imatrix_free(im);
         ellm_awq_free(cal.awq);
-        return 1;
+        return status;
     }
     ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress,
                                .importance = im ? calibrated_importance : NULL,
