@@ -204,12 +204,10 @@ static void release_choices(srv_request *const *choices, int n)
 }
 
 enum MHD_Result srv_endpoint_completion(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
-                                        srv_endpoint_kind kind, const char *endpoint)
+                                        json_t *body, srv_endpoint_kind kind)
 {
+    const char *endpoint = cs->endpoint;
     srv_api_error err;
-    json_t *body = srv_http_body_json(cs, &err);
-    if (!body)
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
     srv_request *r = srv_request_new();
     if (!r) {
         json_decref(body);

@@ -6,13 +6,11 @@
 
 #include "server/endpoints.h"
 
-enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
+enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+                                        json_t *body)
 {
     const char *endpoint = "/v1/embeddings";
     srv_api_error err;
-    json_t *body = srv_http_body_json(cs, &err);
-    if (!body)
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
     if (!srv_check_model(body, srv->model_id, &err)) {
         json_decref(body);
         return srv_http_reply_error(srv, conn, &err, endpoint, cs);

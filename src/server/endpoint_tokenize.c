@@ -16,13 +16,11 @@ static json_t *piece_json(const edgellm_model *model, edgellm_token token)
     return j;
 }
 
-enum MHD_Result srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
+enum MHD_Result srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+                                      json_t *body)
 {
     const char *endpoint = "/tokenize";
     srv_api_error err;
-    json_t *body = srv_http_body_json(cs, &err);
-    if (!body)
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
     json_t *content = json_object_get(body, "content");
     json_t *add = json_object_get(body, "add_special"),
            *parse = json_object_get(body, "parse_special"),
@@ -67,13 +65,11 @@ enum MHD_Result srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *co
     return srv_http_reply_json(srv, conn, 200, json_pack("{s:o}", "tokens", out), endpoint, cs);
 }
 
-enum MHD_Result srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
+enum MHD_Result srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+                                        json_t *body)
 {
     const char *endpoint = "/detokenize";
     srv_api_error err;
-    json_t *body = srv_http_body_json(cs, &err);
-    if (!body)
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
     json_t *list = json_object_get(body, "tokens");
     size_t n = json_array_size(list);
     edgellm_token *tokens = malloc((n + 1) * sizeof *tokens);

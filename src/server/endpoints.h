@@ -39,10 +39,9 @@ enum MHD_Result srv_http_reply_error(srv_server *srv, struct MHD_Connection *con
 enum MHD_Result srv_http_fail(srv_server *srv, struct MHD_Connection *conn, int status,
                               const char *code, const char *endpoint, srv_conn *cs,
                               const char *message);
-/* The body as a JSON object; NULL with err naming the position of what is wrong. */
-json_t *srv_http_body_json(const srv_conn *cs, srv_api_error *err);
 
-/* ---- the handlers: a complete request whose headers passed every check ---- */
+/* ---- the handlers: a complete request whose headers passed every check; body is its JSON
+ * object, which the handler takes over ---- */
 
 /* /health (endpoint_info.c): 200 once the model is ready, else 503 with the state. */
 enum MHD_Result srv_endpoint_health(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs);
@@ -51,11 +50,14 @@ enum MHD_Result srv_endpoint_models(srv_server *srv, struct MHD_Connection *conn
 enum MHD_Result srv_endpoint_metrics(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs);
 /* /v1/chat/completions and /v1/completions, streamed or not (endpoint_completions.c). */
 enum MHD_Result srv_endpoint_completion(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
-                                        srv_endpoint_kind kind, const char *endpoint);
+                                        json_t *body, srv_endpoint_kind kind);
 /* /v1/embeddings (endpoint_embeddings.c). */
-enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs);
+enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+                                        json_t *body);
 /* /tokenize and /detokenize (endpoint_tokenize.c). */
-enum MHD_Result srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs);
-enum MHD_Result srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs);
+enum MHD_Result srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+                                      json_t *body);
+enum MHD_Result srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+                                        json_t *body);
 
 #endif

@@ -132,7 +132,8 @@ bool srv_http_client_gone(struct MHD_Connection *conn)
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-json_t *srv_http_body_json(const srv_conn *cs, srv_api_error *err)
+/* Parses the body as a JSON object; on failure the error names the position. */
+static json_t *body_json(const srv_conn *cs, srv_api_error *err)
 {
     json_error_t je;
     json_t *j = json_loadb(cs->body ? cs->body : "", cs->len, 0, &je);
@@ -336,15 +337,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case R_PAGE: return srv_page_answer(srv, conn, url, endpoint, cs->t_start);
     case R_MODELS: return srv_endpoint_models(srv, conn, cs);
     case R_METRICS: return srv_endpoint_metrics(srv, conn, cs);
-    case R_CHAT: return srv_endpoint_completion(srv, conn, cs, SRV_CHAT, endpoint);
-    case R_COMPLETIONS: return srv_endpoint_completion(srv, conn, cs, SRV_COMPLETION, endpoint);
-    case R_EMBEDDINGS: return srv_endpoint_embeddings(srv, conn, cs);
-    case R_TOKENIZE: return srv_endpoint_tokenize(srv, conn, cs);
-    case R_DETOKENIZE: return srv_endpoint_detokenize(srv, conn, cs);
     case R_CLASSIFY:
         return srv_http_fail(srv, conn, 404, "not_found", endpoint, cs,
                              "/v1/classify is served by edgellm gateway, not edgellm serve");
-    default: return MHD_NO;
+    default: break;
+    }
+    /* The other endpoints take a JSON object. */
+    srv_api_error err;
+    json_t *body = body_json(cs, &err);
+    if (!body)
+        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
+    switch (rt->id) {
+    case R_CHAT: return srv_endpoint_completion(srv, conn, cs, body, SRV_CHAT);
+    case R_COMPLETIONS: return srv_endpoint_completion(srv, conn, cs, body, SRV_COMPLETION);
+    case R_EMBEDDINGS: return srv_endpoint_embeddings(srv, conn, cs, body);
+    case R_TOKENIZE: return srv_endpoint_tokenize(srv, conn, cs, body);
+    case R_DETOKENIZE: return srv_endpoint_detokenize(srv, conn, cs, body);
+    default: json_decref(body); return MHD_NO;
     }
 }
 
