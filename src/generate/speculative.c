@@ -18,8 +18,8 @@
 
 #include "core/status.h"
 #include "edgellm.h"
-#include "generate/generate_internal.h"
 #include "generate/speculative.h"
+#include "generate/step.h"
 #include "grammar/grammar.h"
 #include "sample/sampler.h"
 
@@ -120,19 +120,12 @@ void ellm_spec_free(ellm_spec *sp)
     free(sp);
 }
 
-/* Brings the draft's cache to seq[0 .. n_seq), reusing the prefix it shares with it but
- * evaluating at least the last token, whose logits the first proposal comes from. */
+/* Brings the draft's cache to seq[0 .. n_seq), evaluating at least the last token, whose logits
+ * the first proposal comes from. */
 static edgellm_status draft_catch_up(ellm_spec *sp, int32_t n_seq)
 {
-    int32_t n_cached = 0;
-    const edgellm_token *cached = edgellm_context_tokens(sp->draft, &n_cached);
-    int32_t keep = 0;
-    while (keep < n_cached && keep < n_seq - 1 && cached[keep] == sp->seq[keep])
-        keep++;
-    edgellm_status st = edgellm_context_truncate(sp->draft, keep);
-    if (st == EDGELLM_OK)
-        st = edgellm_eval(sp->draft, sp->seq + keep, n_seq - keep, 0);
-    return st;
+    int32_t keep = ellm_cache_reuse_prefix(sp->draft, sp->seq, n_seq);
+    return edgellm_eval(sp->draft, sp->seq + keep, n_seq - keep, 0);
 }
 
 edgellm_status ellm_spec_prefill(ellm_spec *sp, const edgellm_context *ctx)
@@ -316,143 +309,4 @@ bool ellm_spec_accept(ellm_spec *sp, edgellm_sampler *sampler, const float *logi
     if (*instead < 0)
         *instead = edgellm_sampler_sample(sampler, logits);
     return false;
-}
-
-/* The generation loop's state around the shared step. */
-typedef struct spec {
-    ellm_generate_run *r;
-    edgellm_sampler *sampler; /* the model's */
-    ellm_spec *prop;
-    int32_t base;          /* tokens cached once the prompt was evaluated */
-    edgellm_token *batch;  /* the pending token, then the proposals (draft_max + 1) */
-} spec;
-
-/* Emits a token the way plain decoding does; returns 0 when generation ends (reason set). */
-static int emit(spec *sp, edgellm_token tok, edgellm_status *st)
-{
-    ellm_generate_run *r = sp->r;
-    edgellm_generate_result *res = r->result;
-    if (tok < 0) {
-        *st = ellm_generate_no_token();
-        return 0;
-    }
-    if (edgellm_token_is_eog(r->model, tok)) {
-        res->stop_reason = EDGELLM_STOP_EOS;
-        return 0;
-    }
-    res->n_generated++;
-    edgellm_sampler_accept(sp->sampler, tok);
-    *st = ellm_generate_grammar_accept(r, tok);
-    if (*st != EDGELLM_OK)
-        return 0;
-    const char *text = NULL;
-    size_t len = 0;
-    int stopped = 0;
-    *st = edgellm_text_stream_push(r->text, tok, &text, &len, &stopped);
-    if (*st != EDGELLM_OK || ellm_generate_deliver(r, tok, text, len))
-        return 0;
-    /* The newest token is evaluated by the next pass, so it needs a free position. */
-    if (sp->base + res->n_generated - 1 >= edgellm_context_n_ctx(r->ctx)) {
-        res->stop_reason = EDGELLM_STOP_CONTEXT_FULL;
-        return 0;
-    }
-    if (r->params->max_tokens > 0 && res->n_generated >= r->params->max_tokens) {
-        res->stop_reason = EDGELLM_STOP_MAX_TOKENS;
-        return 0;
-    }
-    return 1;
-}
-
-/* One pass of the model over the pending token and its proposals; emits what it yields and
- * leaves the next pending token in *tok. Returns 0 when generation ends. */
-static int speculative_step(spec *sp, edgellm_token *tok, edgellm_status *st)
-{
-    ellm_generate_run *r = sp->r;
-    const edgellm_generate_params *p = r->params;
-    edgellm_generate_result *res = r->result;
-    edgellm_context *ctx = r->ctx;
-    int32_t n_seq = edgellm_context_n_past(ctx) + 1;
-
-    /* Proposals beyond the context or the token budget would be wasted. */
-    int32_t k = p->draft_max;
-    if (k > edgellm_context_n_ctx(ctx) - n_seq)
-        k = edgellm_context_n_ctx(ctx) - n_seq;
-    if (p->max_tokens > 0 && k > p->max_tokens - res->n_generated - 1)
-        k = p->max_tokens - res->n_generated - 1;
-    if (k > edgellm_context_n_batch(ctx) - 1) /* the pass keeps the logits of every position */
-        k = edgellm_context_n_batch(ctx) - 1;
-    int32_t n_proposed = 0;
-    *st = ellm_spec_propose(sp->prop, ctx, *tok, sp->sampler, r->grammar, k, sp->batch + 1,
-                            &n_proposed);
-    if (*st != EDGELLM_OK)
-        return 0;
-
-    sp->batch[0] = *tok;
-    *st = edgellm_eval(ctx, sp->batch, n_proposed + 1, 1);
-    if (*st != EDGELLM_OK)
-        return 0;
-    res->n_target_passes++;
-    res->n_draft_proposed += n_proposed;
-    edgellm_token next = -1;
-    int32_t n_accepted = 0;
-    int go = 1;
-    /* Under a grammar every position's logits are masked by the state after the tokens
-     * accepted before it, exactly as plain decoding would mask them there. */
-    const float *scores = NULL;
-    while (n_accepted < n_proposed) {
-        edgellm_token x = sp->batch[1 + n_accepted];
-        if (!(scores = ellm_generate_constrain(r, edgellm_get_logits(ctx, n_accepted), st))) {
-            go = 0;
-            break;
-        }
-        if (!ellm_spec_accept(sp->prop, sp->sampler, scores, n_accepted, x, &next)) {
-            next = ellm_generate_allowed(r, scores, next);
-            break;
-        }
-        res->n_draft_accepted++;
-        if (!(go = emit(sp, x, st)))
-            break;
-        n_accepted++;
-    }
-    if (go && n_accepted == n_proposed) {
-        if ((scores = ellm_generate_constrain(r, edgellm_get_logits(ctx, n_proposed), st)))
-            next = ellm_generate_sample(r, sp->sampler, scores);
-        else
-            go = 0;
-    }
-    /* Roll the cache back to the pending token and the accepted proposals. */
-    edgellm_status cut = edgellm_context_truncate(ctx, n_seq + n_accepted);
-    if (*st == EDGELLM_OK)
-        *st = cut;
-    if (!go || *st != EDGELLM_OK)
-        return 0;
-    *tok = next;
-    return emit(sp, next, st);
-}
-
-edgellm_status ellm_generate_speculative(ellm_generate_run *r, edgellm_sampler *sampler,
-                                         double t_start, double *t_first)
-{
-    const edgellm_generate_params *p = r->params;
-    edgellm_context *ctx = r->ctx;
-    spec sp = {.r = r, .sampler = sampler, .base = edgellm_context_n_past(ctx)};
-    edgellm_status st = ellm_spec_create(ctx, p, &sp.prop);
-    sp.batch = malloc(((size_t)p->draft_max + 1) * sizeof *sp.batch);
-    if (st == EDGELLM_OK && !sp.batch)
-        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
-    /* The draft reads the prompt now, as part of the time to the first token. */
-    if (st == EDGELLM_OK)
-        st = ellm_spec_prefill(sp.prop, ctx);
-    const float *scores = NULL;
-    if (st == EDGELLM_OK && (scores = ellm_generate_constrain(r, edgellm_get_logits(ctx, -1), &st))) {
-        edgellm_token tok = ellm_generate_sample(r, sampler, scores);
-        *t_first = ellm_generate_now();
-        r->result->ttft_seconds = *t_first - t_start;
-        if (emit(&sp, tok, &st))
-            while (speculative_step(&sp, &tok, &st))
-                ;
-    }
-    ellm_spec_free(sp.prop);
-    free(sp.batch);
-    return st;
 }

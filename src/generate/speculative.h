@@ -10,6 +10,12 @@
 
 typedef struct ellm_spec ellm_spec;
 
+/* Whether params ask for speculative decoding (a draft context or prompt lookup). */
+int ellm_speculative_wanted(const edgellm_generate_params *params);
+/* Validates the speculative settings of params for generating on ctx (ok when none are set). */
+edgellm_status ellm_speculative_check(const edgellm_context *ctx,
+                                      const edgellm_generate_params *params);
+
 /* Proposals for one sequence generated on ctx as params say: its draft context or lookup_ngram,
  * draft_max, draft_min, sampling and the benchmark knobs (ellm_speculative_check them first).
  * The draft context is used by this sequence alone while the result lives. */

@@ -14,26 +14,22 @@
 #endif
 
 #include "core/status.h"
-#include "generate/generate_internal.h"
 #include "generate/speculative.h"
+#include "generate/step.h"
 #include "server/server_internal.h"
 
 typedef struct srv_slot {
     edgellm_context *ctx;
     srv_request *req; /* NULL when free */
-    edgellm_sampler *sampler;
-    edgellm_text_stream *text;
-    edgellm_grammar_state *grammar; /* for a constrained request */
-    float *masked;     /* n_vocab logits with the grammar's mask, allocated on first use */
+    ellm_step step;    /* the current request's sampler, text, grammar and proposer */
     int32_t n_fed;     /* prompt tokens in the cache for the current request */
     edgellm_token next; /* sampled, to be fed at the next step */
     bool decoding;
     uint64_t last_used;
     char failure[256]; /* why the last pass failed for this slot, "" when it did not */
     /* Speculative decoding: the slot's own draft context (NULL for prompt lookup), the current
-     * request's proposer and its parameters, and the pass's tokens (next, then the proposals). */
+     * request's proposer parameters, and the pass's tokens (next, then the proposals). */
     edgellm_context *draft_ctx;
-    ellm_spec *spec;
     edgellm_generate_params spec_params;
     edgellm_token *verify;
     int32_t n_room; /* proposals this step's budget leaves room for */
@@ -73,12 +69,7 @@ struct srv_scheduler {
     int *plan_slot;
 };
 
-double srv_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+double srv_now(void) { return ellm_generate_now(); }
 
 srv_request *srv_request_new(void)
 {
@@ -209,7 +200,7 @@ static void finish_slot(srv_scheduler *s, srv_slot *slot, srv_finish finish, con
         /* Text held back for a possible stop string or an unfinished character is final now. */
         const char *text = NULL;
         size_t len = 0;
-        if (edgellm_text_stream_finish(slot->text, &text, &len) == EDGELLM_OK && len > 0)
+        if (edgellm_text_stream_finish(slot->step.text, &text, &len) == EDGELLM_OK && len > 0)
             push_event(r, text, len, -1, 0, NULL, 0);
     }
     r->finish = finish;
@@ -219,14 +210,7 @@ static void finish_slot(srv_scheduler *s, srv_slot *slot, srv_finish finish, con
     r->t_done = srv_now();
     srv_metrics_tokens(s->metrics, r->n_prompt, r->n_cached, r->n_generated);
     pthread_cond_broadcast(&r->cv);
-    edgellm_text_stream_free(slot->text);
-    edgellm_sampler_free(slot->sampler);
-    edgellm_grammar_state_free(slot->grammar);
-    ellm_spec_free(slot->spec);
-    slot->spec = NULL;
-    slot->text = NULL;
-    slot->sampler = NULL;
-    slot->grammar = NULL;
+    ellm_step_free(&slot->step);
     slot->req = NULL;
     slot->decoding = false;
     slot->last_used = ++s->clock;
@@ -243,14 +227,26 @@ static void finish_unadmitted(srv_request *r, srv_finish finish, const char *err
     srv_request_release(r);
 }
 
-static int32_t common_prefix(edgellm_context *ctx, const srv_request *r)
+/* Under the lock: the step ended the request (its stop reason says why) or failed (st). */
+static void finish_step(srv_scheduler *s, srv_slot *slot, edgellm_status st)
 {
-    int32_t n = 0;
-    const edgellm_token *cached = edgellm_context_tokens(ctx, &n);
-    int32_t k = 0;
-    while (k < n && k < r->n_prompt && cached[k] == r->prompt[k])
-        k++;
-    return k;
+    switch (st != EDGELLM_OK ? EDGELLM_STOP_NONE : slot->step.stop) {
+    case EDGELLM_STOP_EOS:
+    case EDGELLM_STOP_STRING:
+    case EDGELLM_STOP_GRAMMAR_DONE:
+        finish_slot(s, slot, SRV_FINISH_STOP, NULL);
+        break;
+    case EDGELLM_STOP_MAX_TOKENS:
+    case EDGELLM_STOP_CONTEXT_FULL:
+        finish_slot(s, slot, SRV_FINISH_LENGTH, NULL);
+        break;
+    case EDGELLM_STOP_GRAMMAR_STUCK:
+        finish_slot(s, slot, SRV_FINISH_ERROR,
+                    "no token of the model's vocabulary can continue the grammar's output");
+        break;
+    default:
+        finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+    }
 }
 
 /* The request's proposer: its sampling parameters, the server's draft settings. */
@@ -259,7 +255,7 @@ static edgellm_status start_speculation(srv_slot *slot, const srv_request *r)
     edgellm_generate_params *p = &slot->spec_params;
     p->sampling = r->sampling;
     p->draft = slot->draft_ctx;
-    return ellm_spec_create(slot->ctx, p, &slot->spec);
+    return ellm_spec_create(slot->ctx, p, &slot->step.spec);
 }
 
 /* Under the lock: moves queued requests into free slots, preferring the slot whose cache shares
@@ -274,7 +270,7 @@ static void admit(srv_scheduler *s)
             srv_slot *slot = &s->slots[i];
             if (slot->req)
                 continue;
-            int32_t p = common_prefix(slot->ctx, r);
+            int32_t p = ellm_cache_common_prefix(slot->ctx, r->prompt, r->n_prompt);
             if (p > best_prefix ||
                 (p == best_prefix && slot->last_used < s->slots[best].last_used)) {
                 best = i;
@@ -290,24 +286,21 @@ static void admit(srv_scheduler *s)
             continue;
         }
         srv_slot *slot = &s->slots[best];
-        /* At least the last prompt token is evaluated again: its logits start generation. */
-        int32_t keep = best_prefix < r->n_prompt ? best_prefix : r->n_prompt - 1;
         bool score_prompt = r->echo && r->logprobs;
+        int32_t keep = 0; /* every prompt position's logits are needed, cached ones have none */
         if (score_prompt)
-            keep = 0; /* every prompt position's logits are needed, cached ones have none */
-        edgellm_context_truncate(slot->ctx, keep);
+            edgellm_context_truncate(slot->ctx, 0);
+        else
+            keep = ellm_cache_reuse_prefix(slot->ctx, r->prompt, r->n_prompt);
         edgellm_context_set_batch_all_logits(slot->ctx, score_prompt);
-        edgellm_status st = edgellm_sampler_create(&r->sampling, s->n_vocab, &slot->sampler);
-        if (st == EDGELLM_OK)
-            st = edgellm_text_stream_create(s->model, (const char *const *)r->stops, r->n_stops,
-                                            &slot->text);
+        edgellm_status st = ellm_step_init(&slot->step, s->model, &r->sampling,
+                                           (const char *const *)r->stops, r->n_stops, r->prompt,
+                                           r->n_prompt);
+        slot->step.base = r->n_prompt;
         if (st == EDGELLM_OK && r->grammar && !r->grammar_trigger)
-            st = edgellm_grammar_state_create(r->grammar, &slot->grammar);
+            st = ellm_step_start_grammar(&slot->step, r->grammar);
         slot->lazy_waiting = r->grammar && r->grammar_trigger;
         slot->tail_len = 0;
-        if (st == EDGELLM_OK && r->grammar && !slot->masked &&
-            !(slot->masked = malloc((size_t)s->n_vocab * sizeof *slot->masked)))
-            st = EDGELLM_ERR_OUT_OF_MEMORY;
         if (st == EDGELLM_OK && s->speculative)
             st = start_speculation(slot, r);
         slot->req = r;
@@ -323,8 +316,6 @@ static void admit(srv_scheduler *s)
             finish_slot(s, slot, SRV_FINISH_ERROR, "out of memory for the prompt's logprobs");
             continue;
         }
-        for (int32_t i = 0; i < r->n_prompt; i++)
-            edgellm_sampler_accept(slot->sampler, r->prompt[i]);
     }
 }
 
@@ -376,53 +367,16 @@ static const float *biased_logits(srv_scheduler *s, const srv_request *r, const 
 static bool emit_slot_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
                             const float *logits);
 
-/* Under the lock: what the slot samples from at a position with these scores (the model's
- * logits with logit_bias): the scores themselves, or under a grammar the slot's masked copy.
- * NULL when the request ended there (the grammar is complete, stuck, or failed). */
-static const float *constrained_scores(srv_scheduler *s, srv_slot *slot, const float *scores)
-{
-    if (!slot->grammar)
-        return scores;
-    if (edgellm_grammar_state_must_end(slot->grammar)) {
-        finish_slot(s, slot, SRV_FINISH_STOP, NULL);
-        return NULL;
-    }
-    int32_t n_allowed = 0;
-    memcpy(slot->masked, scores, (size_t)s->n_vocab * sizeof *slot->masked);
-    if (edgellm_grammar_state_mask(slot->grammar, slot->masked, &n_allowed) != EDGELLM_OK) {
-        finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
-        return NULL;
-    }
-    if (n_allowed == 0) {
-        if (edgellm_grammar_state_can_end(slot->grammar))
-            finish_slot(s, slot, SRV_FINISH_STOP, NULL);
-        else
-            finish_slot(s, slot, SRV_FINISH_ERROR,
-                        "no token of the model's vocabulary can continue the grammar's output");
-        return NULL;
-    }
-    return slot->masked;
-}
-
-/* Under the lock: emits tok, drawn from scores, unless the grammar forbids it. */
-static bool emit_scored_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
-                              const float *scores, const float *logits)
-{
-    if (slot->grammar && (tok < 0 || tok >= s->n_vocab || scores[tok] == -INFINITY)) {
-        finish_slot(s, slot, SRV_FINISH_ERROR, "the sampler picked a token the grammar forbids");
-        return false;
-    }
-    return emit_slot_token(s, slot, tok, logits);
-}
-
 /* Under the lock: picks the next token of a slot whose logits are ready. */
 static void sample_slot(srv_scheduler *s, srv_slot *slot)
 {
-    srv_request *r = slot->req;
     const float *logits = edgellm_get_logits(slot->ctx, -1);
-    const float *scores = constrained_scores(s, slot, biased_logits(s, r, logits));
-    if (scores)
-        emit_scored_token(s, slot, edgellm_sampler_sample(slot->sampler, scores), scores, logits);
+    edgellm_status st = EDGELLM_OK;
+    const float *scores = ellm_step_scores(&slot->step, biased_logits(s, slot->req, logits), &st);
+    if (!scores)
+        finish_step(s, slot, st);
+    else
+        emit_slot_token(s, slot, ellm_step_sample(&slot->step, scores), logits);
 }
 
 /* A lazy grammar starts right after its trigger text, when a token's piece ends exactly there
@@ -453,7 +407,7 @@ static edgellm_status watch_trigger(srv_scheduler *s, srv_slot *slot, edgellm_to
         memcmp(slot->tail + slot->tail_len - n, trigger, n) != 0)
         return EDGELLM_OK;
     slot->lazy_waiting = false;
-    return edgellm_grammar_state_create(slot->req->grammar, &slot->grammar);
+    return ellm_step_start_grammar(&slot->step, slot->req->grammar);
 }
 
 /* Under the lock: tok, chosen from logits, is the slot's next token or ends its request; returns
@@ -462,27 +416,18 @@ static bool emit_slot_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
                             const float *logits)
 {
     srv_request *r = slot->req;
-    if (tok < 0) {
-        finish_slot(s, slot, SRV_FINISH_ERROR,
-                    "no token can be sampled: after the penalties every logit is -inf or NaN");
-        return false;
-    }
-    if (r->n_generated == 0) {
+    if (tok >= 0 && r->n_generated == 0) {
         r->t_first = srv_now();
         srv_metrics_ttft(s->metrics, r->t_first - r->t_submit);
     }
-    if (edgellm_token_is_eog(s->model, tok)) {
-        finish_slot(s, slot, SRV_FINISH_STOP, NULL);
-        return false;
-    }
-    r->n_generated++;
-    edgellm_sampler_accept(slot->sampler, tok);
-    if (slot->grammar && edgellm_grammar_state_accept(slot->grammar, tok) != EDGELLM_OK) {
-        finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
-        return false;
-    }
-    if (slot->lazy_waiting && watch_trigger(s, slot, tok) != EDGELLM_OK) {
-        finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+    const char *text = NULL;
+    size_t len = 0;
+    edgellm_status st = ellm_step_accept(&slot->step, tok, &text, &len);
+    r->n_generated = slot->step.n_generated;
+    if (st == EDGELLM_OK && slot->lazy_waiting && slot->step.stop == EDGELLM_STOP_NONE)
+        st = watch_trigger(s, slot, tok);
+    if (st != EDGELLM_OK || slot->step.stop == EDGELLM_STOP_EOS) {
+        finish_step(s, slot, st);
         return false;
     }
     float logprob = 0;
@@ -490,25 +435,19 @@ static bool emit_slot_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
     int n_top = 0;
     if (r->logprobs)
         logprob = token_logprob(logits, s->n_vocab, tok, r->top_logprobs, top, &n_top);
-    const char *text = NULL;
-    size_t len = 0;
-    int stopped = 0;
-    edgellm_status st = edgellm_text_stream_push(slot->text, tok, &text, &len, &stopped);
-    if (st != EDGELLM_OK || !push_event(r, text, len, tok, logprob, top, n_top)) {
-        finish_slot(s, slot, SRV_FINISH_ERROR,
-                    st != EDGELLM_OK ? edgellm_last_error() : "out of memory");
+    if (!push_event(r, text, len, tok, logprob, top, n_top)) {
+        finish_slot(s, slot, SRV_FINISH_ERROR, "out of memory");
         return false;
     }
-    if (stopped)
-        finish_slot(s, slot, SRV_FINISH_STOP, NULL);
-    else if (r->n_generated >= r->max_tokens ||
-             edgellm_context_n_past(slot->ctx) >= edgellm_context_n_ctx(slot->ctx))
-        finish_slot(s, slot, SRV_FINISH_LENGTH, NULL);
-    else {
-        slot->next = tok;
-        slot->decoding = true;
+    if (slot->step.stop == EDGELLM_STOP_NONE)
+        slot->step.stop = ellm_step_limit(&slot->step, s->n_ctx, r->max_tokens);
+    if (slot->step.stop != EDGELLM_STOP_NONE) {
+        finish_step(s, slot, EDGELLM_OK);
+        return false;
     }
-    return slot->req != NULL;
+    slot->next = tok;
+    slot->decoding = true;
+    return true;
 }
 
 /* Under the lock: requests that must end before the next step. */
@@ -638,7 +577,7 @@ static int32_t reserve_proposals(srv_scheduler *s, int n_planned, int32_t budget
     for (int k = 0; k < n_planned && s->speculative; k++) {
         srv_slot *slot = &s->slots[s->plan_slot[k]];
         const srv_request *r = slot->req;
-        if (!slot->spec) { /* no proposer: the request could not start one */
+        if (!slot->step.spec) { /* no proposer: the request could not start one */
             slot->n_room = 0;
             continue;
         }
@@ -660,7 +599,7 @@ static void propose_for_slots(srv_scheduler *s, int n_planned)
 {
     for (int k = 0; k < n_planned && s->speculative; k++) {
         srv_slot *slot = &s->slots[s->plan_slot[k]];
-        if (!slot->spec) {
+        if (!slot->step.spec) {
             edgellm_context_set_batch_all_logits(slot->ctx, 0);
             continue;
         }
@@ -668,8 +607,9 @@ static void propose_for_slots(srv_scheduler *s, int n_planned)
         slot->verify[0] = slot->next;
         /* A draft that fails to propose costs this step its proposals, nothing else: the model's
          * own pass still decides every token. */
-        if (ellm_spec_propose(slot->spec, slot->ctx, slot->next, slot->sampler, slot->grammar,
-                              slot->n_room, slot->verify + 1, &n_proposed) != EDGELLM_OK)
+        if (ellm_spec_propose(slot->step.spec, slot->ctx, slot->next, slot->step.sampler,
+                              slot->step.grammar, slot->n_room, slot->verify + 1,
+                              &n_proposed) != EDGELLM_OK)
             n_proposed = 0;
         edgellm_context_set_batch_all_logits(slot->ctx, n_proposed > 0);
         s->plan_tokens[k] = slot->verify;
@@ -677,49 +617,40 @@ static void propose_for_slots(srv_scheduler *s, int n_planned)
     }
 }
 
+/* The slot a verification emits into. */
+typedef struct verified_slot {
+    srv_scheduler *s;
+    srv_slot *slot;
+} verified_slot;
+
+static const float *verified_scores(void *user, const float *logits)
+{
+    verified_slot *v = user;
+    return biased_logits(v->s, v->slot->req, logits);
+}
+
+static bool verified_token(void *user, edgellm_token tok, const float *logits, edgellm_status *st)
+{
+    verified_slot *v = user;
+    *st = EDGELLM_OK;
+    return emit_slot_token(v->s, v->slot, tok, logits);
+}
+
 /* Under the lock: the pass over the slot's next token and its n_proposed proposals is done;
  * emits the proposals that stand and one token of the model's own, and cuts the cache back past
- * the first rejected proposal. */
+ * the first rejected proposal. The pass left a free position after its last token
+ * (reserve_proposals), so every emitted token meets the limits plain decoding meets. */
 static void verify_slot(srv_scheduler *s, srv_slot *slot, int32_t n_proposed)
 {
-    srv_request *r = slot->req;
-    edgellm_context *ctx = slot->ctx;
-    int32_t n_kept = edgellm_context_n_past(ctx) - n_proposed; /* through the pending token */
+    verified_slot v = {s, slot};
+    ellm_step_sink sink = {.adjust = verified_scores, .emit = verified_token, .user = &v};
     int32_t n_accepted = 0;
-    edgellm_token next = -1;
-    bool going = true;
-    /* Under a grammar each position is masked by the state after the proposals accepted before
-     * it, as plain decoding masks it. */
-    while (going && n_accepted < n_proposed) {
-        const float *logits = edgellm_get_logits(ctx, n_accepted);
-        const float *scores = constrained_scores(s, slot, biased_logits(s, r, logits));
-        edgellm_token x = slot->verify[1 + n_accepted];
-        if (!scores) {
-            going = false;
-        } else if (!ellm_spec_accept(slot->spec, slot->sampler, scores, n_accepted, x, &next)) {
-            break;
-        } else {
-            n_accepted++;
-            going = emit_slot_token(s, slot, x, logits);
-        }
-    }
+    edgellm_status st = EDGELLM_OK;
+    bool going = ellm_step_verify(&slot->step, slot->ctx, slot->verify + 1, n_proposed, &sink,
+                                  &n_accepted, &st);
     srv_metrics_speculative(s->metrics, n_proposed, n_accepted);
-    if (going) {
-        const float *logits = edgellm_get_logits(ctx, n_accepted);
-        /* After a rejection, the masked scores of its position are still in slot->masked. */
-        const float *scores = slot->grammar ? slot->masked : logits;
-        if (n_accepted == n_proposed) {
-            scores = constrained_scores(s, slot, biased_logits(s, r, logits));
-            if (scores)
-                next = edgellm_sampler_sample(slot->sampler, scores);
-        }
-        /* The rejected proposals are still cached, but the pass left a free position after
-         * them (reserve_proposals), so emitting before the cut meets the limits plain decoding
-         * meets. */
-        if (scores)
-            emit_scored_token(s, slot, next, scores, logits);
-    }
-    edgellm_context_truncate(ctx, n_kept + n_accepted);
+    if (!going && slot->req) /* not finished by emit_slot_token: the grammar ended it, or st */
+        finish_step(s, slot, st);
 }
 
 static void *scheduler_main(void *arg)
@@ -814,7 +745,7 @@ static void *scheduler_main(void *arg)
                 prompt_done(s, slot, NULL);
                 continue;
             }
-            if (slot->spec)
+            if (slot->step.spec)
                 verify_slot(s, slot, s->plan_n[k] - 1);
             else
                 sample_slot(s, slot);
@@ -1061,7 +992,6 @@ void srv_scheduler_free(srv_scheduler *s)
         if (s->slots[i].req) /* only when the thread never ran */
             finish_slot(s, &s->slots[i], SRV_FINISH_SHUTDOWN, "the server is shutting down");
         edgellm_context_free(s->slots[i].ctx);
-        free(s->slots[i].masked);
         edgellm_context_free(s->slots[i].draft_ctx);
         free(s->slots[i].verify);
     }
