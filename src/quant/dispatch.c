@@ -58,13 +58,13 @@ static const kernel_set scalar_set = {
     [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL, NULL),                  \
     [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL, NULL, NULL),              \
     [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL,    \
-                         NULL),                                                                    \
+                         ellm_gemm_q4_1_avx2),                                                     \
     [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL,    \
-                         NULL),                                                                    \
+                         ellm_gemm_q5_0_avx2),                                                     \
     [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2, NULL,    \
-                         NULL),                                                                    \
+                         ellm_gemm_q5_1_avx2),                                                     \
     [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2,    \
-                           NULL, NULL)
+                           NULL, ellm_gemm_iq4_nl_avx2)
 
 #define AVX2_QUANTIZERS                                                                            \
     [ELLM_TYPE_Q8_0] = ellm_quantize_row_q8_0_avx2,                                                \
@@ -88,7 +88,6 @@ static const kernel_set avx2_set = {
     },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide, NULL},
-    .prepare = ellm_gemm_avx2_init,
 };
 
 /* AVX-512 + VNNI: its own kernels where they exist, the AVX2 ones for the other types and the
