@@ -49,6 +49,10 @@ ELLM_GEMM_AVX2(q5_0)
 ELLM_GEMM_AVX2(iq4_nl)
 ELLM_GEMM_AVX2(q4_1)
 ELLM_GEMM_AVX2(q5_1)
+/* The same for K-quants against plain Q8_K rows (gemm_kquants_avx2.c). */
+ELLM_GEMM_AVX2(q4_K)
+ELLM_GEMM_AVX2(q5_K)
+ELLM_GEMM_AVX2(q6_K)
 /* Quantizes a float row to Q8_0 blocks with the same result as the reference quantizer. */
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n);
 /* K-quants against Q8_K activations (kernels_kquants_avx2.c). */
