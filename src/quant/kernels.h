@@ -53,6 +53,9 @@ ELLM_GEMM_AVX2(q5_1)
 ELLM_GEMM_AVX2(q4_K)
 ELLM_GEMM_AVX2(q5_K)
 ELLM_GEMM_AVX2(q6_K)
+ELLM_GEMM_AVX2(q2_K)
+ELLM_GEMM_AVX2(q3_K)
+ELLM_GEMM_AVX2(iq4_xs)
 /* Quantizes a float row to Q8_0 blocks with the same result as the reference quantizer. */
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n);
 /* K-quants against Q8_K activations (kernels_kquants_avx2.c). */
