@@ -346,7 +346,8 @@ static void test_gemm_tiles(void)
                             CHECK_MSG(!memcmp(&y[t][r], &single[t0 + t][r], sizeof(float)),
                                       "%s %s gemm %d tokens x %d rows: token %d row %d %.9g vs "
                                       "single-row %.9g",
-                                      sets[set], ellm_type_name(types[ty]), n_tok, n_rows, t0 + t, r,
+                                      sets[set], ellm_type_name(types[ty]), n_tok, n_rows,
+                                      t0 + t, r,
                                       y[t][r], single[t0 + t][r]);
                 }
     }

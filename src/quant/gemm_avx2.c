@@ -33,7 +33,14 @@ enum {
     TOKEN_STEP = 32,   /* tokens whose accumulators stay in L1 while a row group is swept */
 };
 
-typedef enum tile_kind { TILE_Q4_0, TILE_Q8_0, TILE_Q5_0, TILE_IQ4_NL, TILE_Q4_1, TILE_Q5_1 } tile_kind;
+typedef enum tile_kind {
+    TILE_Q4_0,
+    TILE_Q8_0,
+    TILE_Q5_0,
+    TILE_IQ4_NL,
+    TILE_Q4_1,
+    TILE_Q5_1
+} tile_kind;
 
 /* The "_1" kinds: unsigned levels, a minimum per block, Q8_1 activations. The others: signed
  * levels against extended Q8_0 activation rows. */
@@ -61,7 +68,8 @@ static inline __m256i nibbles(const uint8_t *qs)
                             _mm_and_si128(packed, m15));
 }
 
-/* 0xFF in byte j where bit j of the little-endian 32-bit word at qh (value j's fifth bit) is set. */
+/* 0xFF in byte j where bit j of the little-endian 32-bit word at qh (value j's fifth bit) is
+ * set. */
 static inline __m256i fifth_bits(const uint8_t *qh)
 {
     int32_t word;

@@ -181,7 +181,8 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
                     scale[k] = b->scales[k] & 15;
                     mult[k] = b->scales[k] >> 4;
                 } else {
-                    scale[k] = mult[k] = ellm_q3_K_scale(((const block_q3_K *)blk[l])->scales, k) - 32;
+                    const block_q3_K *b = (const block_q3_K *)blk[l];
+                    scale[k] = mult[k] = ellm_q3_K_scale(b->scales, k) - 32;
                 }
             }
             for (int p = 0; p < PIECES; p++)
@@ -213,7 +214,8 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
         const block_q4_K *b = (const block_q4_K *)blk[l]; /* Q5_K starts the same way */
         uint32_t u[3];
         memcpy(u, b->scales, 12);
-        uint32_t s4[2] = {u[0] & 0x3F3F3F3Fu, (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4};
+        uint32_t s4[2] = {u[0] & 0x3F3F3F3Fu,
+                          (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4};
         uint32_t m4[2] = {u[1] & 0x3F3F3F3Fu,
                           ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4};
         uint8_t s[8], m[8];
