@@ -229,12 +229,14 @@ static void test_kernels_match_reference(void)
 }
 
 /* Gemm tiles against the scalar reference, and bit for bit against the single-row kernel for
- * every tile shape: a token's result must not depend on its batch. */
+ * every tile shape: a token's result must not depend on its batch. The 32-value formats: tiles
+ * against extended Q8_0 rows, or plain Q8_1 rows for the "_1" formats. */
 static void test_gemm_tiles(void)
 {
     /* Rows past one 16-row vector group and a short last group; tokens past one 64-token step. */
     enum { N = 4096 - 32 * 3, ROWS = 37, TOK = 70 };
-    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,
+                         ELLM_TYPE_IQ4_NL, ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_1};
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
     static float w[ROWS * N], x[TOK * N], xd[N], wd[N];
     static uint8_t wq[ROWS * N * 2];
@@ -246,13 +248,16 @@ static void test_gemm_tiles(void)
         w[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f);
     for (int i = 0; i < TOK * N; i++)
         x[i] = frand() * (float)(1 + i / N);
-    /* Plain Q8_0 rows of the same tokens, for the single-row kernels and the reference. */
+    /* Plain Q8_0 and Q8_1 rows of the same tokens, for the single-row kernels and the
+     * reference. */
     static uint8_t plain[TOK][N / 32 * sizeof(block_q8_0)];
+    static uint8_t plain_q8_1[TOK][N / 32 * sizeof(block_q8_1)];
     static float single[TOK][ROWS];
     for (int t = 0; t < TOK; t++) {
         uint8_t *row = xe + (size_t)t * L.row_bytes;
         ellm_quantize_q8_0_ext(x + t * N, row, N);
         ellm_quantize_row(ELLM_TYPE_Q8_0, x + t * N, plain[t], N);
+        ellm_quantize_row(ELLM_TYPE_Q8_1, x + t * N, plain_q8_1[t], N);
         /* The extended row holds exactly the reference blocks' values, scales and sums. */
         const block_q8_0 *b = (const block_q8_0 *)plain[t];
         const float *d = (const float *)(row + L.scales_offset);
@@ -282,6 +287,10 @@ static void test_gemm_tiles(void)
         if (!gemm)
             continue;
         tiled_sets += ty == 0;
+        bool q8_1 = k->vec_dot_type == ELLM_TYPE_Q8_1;
+        /* The rows the tile reads and their stride. */
+        const uint8_t *tile_x = q8_1 ? plain_q8_1[0] : xe;
+        size_t tile_stride = q8_1 ? sizeof plain_q8_1[0] : L.row_bytes;
         /* Sets whose quantized kernels sum exact integers in the scalar order equal it. */
         bool exact = !strcmp(k->isa, "avx512") || !strncmp(k->isa, "neon", 4);
         uint64_t rb = 0;
@@ -290,15 +299,17 @@ static void test_gemm_tiles(void)
             ellm_quantize_row(types[ty], w + r * N, wq + r * rb, N);
         for (int t = 0; t < TOK; t++)
             for (int r = 0; r < ROWS; r++) {
-                const uint8_t *row = plain[t];
+                const uint8_t *row = q8_1 ? plain_q8_1[t] : plain[t];
                 k->vec_dot(N, &single[t][r], wq + r * rb, row);
-                ellm_dequantize_row(ELLM_TYPE_Q8_0, row, xd, N);
+                ellm_dequantize_row(k->vec_dot_type, row, xd, N);
                 ellm_dequantize_row(types[ty], wq + r * rb, wd, N);
                 double mag = 0;
                 for (int i = 0; i < N; i++)
                     mag += fabs((double)wd[i] * xd[i]);
                 float ref = ellm_dot_reference(types[ty], wq + r * rb, xd, N);
-                CHECK_MSG(fabs((double)single[t][r] - ref) <= 1e-5 * mag,
+                /* (The "_1" formats' m * s terms round s to half precision: test_quant_legacy
+                 * holds their single rows to the reference with that tolerance.) */
+                CHECK_MSG(q8_1 || fabs((double)single[t][r] - ref) <= 1e-5 * mag,
                           "%s row %d token %d: %.9g vs reference %.9g",
                           ellm_type_name(types[ty]), r, t, single[t][r], ref);
                 if (exact) {
@@ -313,7 +324,7 @@ static void test_gemm_tiles(void)
                 }
             }
         /* The single-row kernel on extended rows (the decode path) gives the same bytes. */
-        if (k->vec_dot_ext)
+        if (k->vec_dot_ext && !q8_1)
             for (int t = 0; t < TOK; t++)
                 for (int r = 0; r < ROWS; r++) {
                     float got;
@@ -328,14 +339,15 @@ static void test_gemm_tiles(void)
             for (int t0 = 0; t0 + n_tok <= TOK; t0 += n_tok < 9 ? 7 : 1)
                 for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 1 : 12) {
                     static float y[TOK][ROWS];
-                    gemm(N, wq, rb, n_rows, xe + (size_t)t0 * L.row_bytes, L.row_bytes, n_tok,
-                         &y[0][0], ROWS);
+                    gemm(N, wq, rb, n_rows, tile_x + (size_t)t0 * tile_stride, tile_stride,
+                         n_tok, &y[0][0], ROWS);
                     for (int t = 0; t < n_tok; t++)
                         for (int r = 0; r < n_rows; r++)
                             CHECK_MSG(!memcmp(&y[t][r], &single[t0 + t][r], sizeof(float)),
-                                      "%s gemm %d tokens x %d rows: token %d row %d %.9g vs "
+                                      "%s %s gemm %d tokens x %d rows: token %d row %d %.9g vs "
                                       "single-row %.9g",
-                                      ellm_type_name(types[ty]), n_tok, n_rows, t0 + t, r,
+                                      sets[set], ellm_type_name(types[ty]), n_tok, n_rows,
+                                      t0 + t, r,
                                       y[t][r], single[t0 + t][r]);
                 }
     }
@@ -548,7 +560,8 @@ static void test_matmul_batch_independence(void)
         w[i] = frand();
     for (int i = 0; i < T * IN; i++)
         x[i] = frand();
-    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,
+                         ELLM_TYPE_IQ4_NL, ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_1};
     for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
         uint64_t rb = 0;
         ellm_row_bytes(types[ty], IN, &rb);

@@ -1,207 +1,295 @@
-/* AVX2 tiles of weight rows × tokens for Q4_0 and Q8_0 weights against extended Q8_0 activations
- * (quant.h). Each (row, token) value is computed with exactly the integer lane sums, scale
- * products and accumulation order of the single-row kernels in kernels_avx2.c, so results are
- * bit-identical to them whatever the tile shape; only the work around them is shared:
- *  - Q4_0 nibbles stay unsigned (0..15) so one maddubs multiplies them with the signed
- *    activations, and the precomputed 8 × activation sums remove the offset of 8 per lane;
- *  - activation scales come as floats, weight rows are decoded once for four tokens. */
+/* AVX2 tiles of weight rows × tokens for the 32-value formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * IQ4_NL): register-tiled, with eight weight rows in the eight 32-bit lanes of a vector.
+ *
+ * A block of the eight rows is decoded to int8 levels and transposed once, so that lane l of
+ * vector g holds levels 4g..4g+3 of row l; each token's activations 4g..4g+3 are broadcast to
+ * every lane, and one maddubs + madd forms, for all eight rows at once, the integer that the
+ * single-row kernel (kernels_avx2.c, kernels_legacy_avx2.c) forms in its lane g. The float work
+ * then repeats that kernel's, lane for lane: its lane g accumulator (one for even blocks, one for
+ * odd ones) becomes a vector of the eight rows' lane-g accumulators, updated by the same fused
+ * multiply-add with the same scale product, and its final horizontal sum becomes the same tree of
+ * additions across those vectors. Every (row, token) value is therefore bit-identical to the
+ * single-row kernel whatever the tile shape, the batch or the thread count (test_quant checks
+ * it); a change to the float order of those kernels must be repeated here.
+ *
+ * The decoding and transposition are paid once per block of eight rows and reused by a step of
+ * up to TOKEN_STEP tokens, whose accumulators stay in L1; blocks are decoded CHUNK_BLOCKS at a
+ * time so that a token sweeps a chunk with its accumulators in registers. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
-#include <pthread.h>
+#include <string.h>
 
 #include "quant/blocks.h"
-#include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
-/* Weight scales as floats by table: a broadcast from memory costs no vector ALU slot, where the
- * F16C conversion of one scalar takes three. Entries are exactly _cvtsh_ss of their index. */
-static float half_table[1 << 16];
-static pthread_once_t half_table_once = PTHREAD_ONCE_INIT;
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-static void fill_half_table(void)
+enum {
+    GROUP_ROWS = 8,    /* weight rows per vector, one per 32-bit lane */
+    LANE_GROUPS = 8,   /* groups of four levels in a 32-value block */
+    CHUNK_BLOCKS = 8,  /* blocks decoded before the tokens sweep them */
+    TOKEN_STEP = 32,   /* tokens whose accumulators stay in L1 while a row group is swept */
+};
+
+typedef enum tile_kind {
+    TILE_Q4_0,
+    TILE_Q8_0,
+    TILE_Q5_0,
+    TILE_IQ4_NL,
+    TILE_Q4_1,
+    TILE_Q5_1
+} tile_kind;
+
+/* The "_1" kinds: unsigned levels, a minimum per block, Q8_1 activations. The others: signed
+ * levels against extended Q8_0 activation rows. */
+static inline bool has_min(tile_kind kind) { return kind == TILE_Q4_1 || kind == TILE_Q5_1; }
+
+static inline size_t block_bytes(tile_kind kind)
 {
-    for (uint32_t h = 0; h < (1u << 16); h++)
-        half_table[h] = _cvtsh_ss((unsigned short)h);
-}
-
-void ellm_gemm_avx2_init(void) { pthread_once(&half_table_once, fill_half_table); }
-
-/* dw × da broadcast to all lanes: the same single float product the single-row kernels form. */
-static inline __m256 block_scale(uint16_t wd, const float *ad)
-{
-    return _mm256_mul_ps(_mm256_broadcast_ss(&half_table[wd]), _mm256_broadcast_ss(ad));
-}
-
-static inline __m256 weight_scale(uint16_t wd) { return _mm256_broadcast_ss(&half_table[wd]); }
-
-/* One token's view of an extended activation row. */
-typedef struct act_row {
-    const int8_t *qs;
-    const float *d;
-    const int32_t *sum8;
-} act_row;
-
-static inline act_row act_at(const uint8_t *x, const ellm_q8_0_ext_layout *L)
-{
-    act_row a = {(const int8_t *)x, (const float *)(x + L->scales_offset),
-                 (const int32_t *)(x + L->sums_offset)};
-    return a;
-}
-
-/* The 32 nibbles of a block as unsigned bytes: low nibbles (values 0..15) in the low half, high
- * nibbles (values 16..31) in the high half, the order the signed unpack uses. */
-static inline __m256i q4_nibbles(const block_q4_0 *b)
-{
-    __m256i packed = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
-    __m256i shifted = _mm256_srlv_epi64(packed, _mm256_set_epi64x(4, 4, 0, 0));
-    return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F));
-}
-
-/* Lane j = sum over activations 4j..4j+3 of (nibble - 8) * activation: the same integers the
- * signed kernel forms. Pair sums reach at most 2 * 15 * 127, so maddubs never saturates. */
-static inline __m256i q4_lanes(__m256i nib, const act_row *a, int64_t i)
-{
-    __m256i act = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * i));
-    __m256i pairs = _mm256_maddubs_epi16(nib, act);
-    __m256i lanes = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-    return _mm256_sub_epi32(lanes, _mm256_loadu_si256((const __m256i *)(a->sum8 + 8 * i)));
-}
-
-static void q4_0_row_x1(int64_t nb, const block_q4_0 *w, const act_row *a, float *out)
-{
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m256i p0 = q4_lanes(q4_nibbles(&w[i]), a, i);
-        __m256i p1 = q4_lanes(q4_nibbles(&w[i + 1]), a, i + 1);
-        __m256 d0 = block_scale(w[i].d, &a->d[i]);
-        __m256 d1 = block_scale(w[i + 1].d, &a->d[i + 1]);
-        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        __m256i p = q4_lanes(q4_nibbles(&w[i]), a, i);
-        __m256 d = block_scale(w[i].d, &a->d[i]);
-        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
-    }
-    *out = hsum256(_mm256_add_ps(acc0, acc1));
-}
-
-/* Four tokens of one row. Each block is finished for all four tokens before the next is decoded,
- * so only one decoded block and its scale are live beside the eight accumulators (the 16 AVX2
- * registers then hold everything without spilling). */
-static inline void q4_0_block_x4(const block_q4_0 *w, const act_row *a, int64_t i, __m256 *acc)
-{
-    __m256i nib = q4_nibbles(w);
-    __m256 dw = weight_scale(w->d);
-    for (int t = 0; t < 4; t++) {
-        __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
-        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q4_lanes(nib, &a[t], i)), acc[t]);
+    switch (kind) {
+    case TILE_Q4_0: return sizeof(block_q4_0);
+    case TILE_Q8_0: return sizeof(block_q8_0);
+    case TILE_Q5_0: return sizeof(block_q5_0);
+    case TILE_IQ4_NL: return sizeof(block_iq4_nl);
+    case TILE_Q4_1: return sizeof(block_q4_1);
+    case TILE_Q5_1:
+    default: return sizeof(block_q5_1);
     }
 }
 
-static void q4_0_row_x4(int64_t nb, const block_q4_0 *w, const act_row *a, float *out,
-                        int64_t out_stride)
+/* The 32 nibbles at qs in value order: low nibbles are values 0..15, high nibbles 16..31. */
+static inline __m256i nibbles(const uint8_t *qs)
 {
-    __m256 acc0[4], acc1[4];
-    for (int t = 0; t < 4; t++)
-        acc0[t] = acc1[t] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        q4_0_block_x4(&w[i], a, i, acc0);
-        q4_0_block_x4(&w[i + 1], a, i + 1, acc1);
-    }
-    if (i < nb)
-        q4_0_block_x4(&w[i], a, i, acc0);
-    for (int t = 0; t < 4; t++)
-        out[t * out_stride] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
+    const __m128i m15 = _mm_set1_epi8(15);
+    __m128i packed = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), m15),
+                            _mm_and_si128(packed, m15));
 }
 
-/* Lane j = sum over 4j..4j+3 of weight * activation, as the single-row Q8_0 kernel forms it:
- * |w| (computed once per weight block) times the activation carrying w's sign. */
-static inline __m256i q8_lanes(__m256i wabs, __m256i wq, const act_row *a, int64_t i)
+/* 0xFF in byte j where bit j of the little-endian 32-bit word at qh (value j's fifth bit) is
+ * set. */
+static inline __m256i fifth_bits(const uint8_t *qh)
 {
-    __m256i sa = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * i)), wq);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, sa), _mm256_set1_epi16(1));
+    int32_t word;
+    memcpy(&word, qh, 4);
+    const __m256i spread =
+        _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll, 0x0101010101010101ll, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(word), spread);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
 }
 
-static void q8_0_row_x1(int64_t nb, const block_q8_0 *w, const act_row *a, float *out)
+/* The 32 levels of the block at b in value order: signed for the kinds without a minimum,
+ * unsigned (0..31) for the others, exactly the levels the single-row kernels multiply. */
+ALWAYS_INLINE __m256i block_levels(tile_kind kind, const uint8_t *b)
 {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
-        __m256i p0 = q8_lanes(_mm256_sign_epi8(w0, w0), w0, a, i);
-        __m256i p1 = q8_lanes(_mm256_sign_epi8(w1, w1), w1, a, i + 1);
-        __m256 d0 = block_scale(w[i].d, &a->d[i]);
-        __m256 d1 = block_scale(w[i + 1].d, &a->d[i + 1]);
-        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+    switch (kind) {
+    case TILE_Q4_0:
+        return _mm256_sub_epi8(nibbles(b + offsetof(block_q4_0, qs)), _mm256_set1_epi8(8));
+    case TILE_Q8_0:
+        return _mm256_loadu_si256((const __m256i *)(b + offsetof(block_q8_0, qs)));
+    case TILE_Q5_0:
+        /* q - 16: the nibble where the fifth bit is set, nibble - 16 (0xF0 set) where clear */
+        return _mm256_or_si256(nibbles(b + offsetof(block_q5_0, qs)),
+                               _mm256_andnot_si256(fifth_bits(b + offsetof(block_q5_0, qh)),
+                                                   _mm256_set1_epi8((char)0xF0)));
+    case TILE_IQ4_NL: {
+        __m128i table = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
+        return _mm256_shuffle_epi8(_mm256_set_m128i(table, table),
+                                   nibbles(b + offsetof(block_iq4_nl, qs)));
     }
-    for (; i < nb; i++) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i p = q8_lanes(_mm256_sign_epi8(w0, w0), w0, a, i);
-        __m256 d = block_scale(w[i].d, &a->d[i]);
-        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
-    }
-    *out = hsum256(_mm256_add_ps(acc0, acc1));
-}
-
-static inline void q8_0_block_x4(const block_q8_0 *w, const act_row *a, int64_t i, __m256 *acc)
-{
-    __m256i wq = _mm256_loadu_si256((const __m256i *)w->qs);
-    __m256i wabs = _mm256_sign_epi8(wq, wq);
-    __m256 dw = weight_scale(w->d);
-    for (int t = 0; t < 4; t++) {
-        __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t].d[i]));
-        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q8_lanes(wabs, wq, &a[t], i)), acc[t]);
+    case TILE_Q4_1:
+        return nibbles(b + offsetof(block_q4_1, qs));
+    case TILE_Q5_1:
+    default:
+        return _mm256_or_si256(nibbles(b + offsetof(block_q5_1, qs)),
+                               _mm256_and_si256(fifth_bits(b + offsetof(block_q5_1, qh)),
+                                                _mm256_set1_epi8(0x10)));
     }
 }
 
-/* Four tokens of one row, block by block as q4_0_row_x4. */
-static void q8_0_row_x4(int64_t nb, const block_q8_0 *w, const act_row *a, float *out,
-                        int64_t out_stride)
+/* Eight rows of eight dwords, transposed: out[g] lane l = dword g of r[l]. */
+static inline void transpose_8x8(const __m256i r[8], __m256i out[8])
 {
-    __m256 acc0[4], acc1[4];
-    for (int t = 0; t < 4; t++)
-        acc0[t] = acc1[t] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        q8_0_block_x4(&w[i], a, i, acc0);
-        q8_0_block_x4(&w[i + 1], a, i + 1, acc1);
+    __m256i t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
     }
-    if (i < nb)
-        q8_0_block_x4(&w[i], a, i, acc0);
-    for (int t = 0; t < 4; t++)
-        out[t * out_stride] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
+    /* u[4h + g] holds dword g (low half) and g + 4 (high half) of rows 4h..4h+3 */
+    for (int h = 0; h < 2; h++) {
+        u[4 * h] = _mm256_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
+        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
+        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+    }
+    for (int g = 0; g < 4; g++) {
+        out[g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x20);
+        out[4 + g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x31);
+    }
 }
 
-/* Tokens in groups of four (each weight row decoded once per group, the group's activations
- * staying in L1 across the tile's rows), then the remaining tokens one by one. */
-#define DEFINE_GEMM(name, block_t, row_x1, row_x4)                                               \
-    void name(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows, const uint8_t *x,     \
-              size_t x_stride, int64_t n_tok, float *y, int64_t y_stride)                         \
-    {                                                                                             \
-        ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);                                     \
-        int64_t nb = n / QK8_0, t = 0;                                                            \
-        for (; t + 4 <= n_tok; t += 4) {                                                          \
-            act_row a[4];                                                                         \
-            for (int k = 0; k < 4; k++)                                                           \
-                a[k] = act_at(x + (size_t)(t + k) * x_stride, &L);                                \
-            for (int64_t r = 0; r < n_rows; r++)                                                  \
-                row_x4(nb, (const block_t *)(w + (size_t)r * w_stride), a, y + t * y_stride + r,  \
-                       y_stride);                                                                 \
-        }                                                                                         \
-        for (; t < n_tok; t++) {                                                                  \
-            act_row a = act_at(x + (size_t)t * x_stride, &L);                                     \
-            for (int64_t r = 0; r < n_rows; r++)                                                  \
-                row_x1(nb, (const block_t *)(w + (size_t)r * w_stride), &a, y + t * y_stride + r); \
-        }                                                                                         \
+/* CHUNK_BLOCKS blocks of the eight rows, ready for maddubs: the unsigned operand (|level| for
+ * signed kinds, whose sign moves onto the activations, as in the single-row kernels; the level
+ * itself otherwise), the signed levels, and the rows' scales (and minimums) as floats. */
+typedef struct chunk {
+    __m256i mag[CHUNK_BLOCKS][LANE_GROUPS];
+    __m256i sgn[CHUNK_BLOCKS][LANE_GROUPS];
+    __m256 d[CHUNK_BLOCKS], m[CHUNK_BLOCKS];
+} chunk;
+
+ALWAYS_INLINE void decode_chunk(tile_kind kind, const uint8_t *const *rows, int64_t b0, int kb,
+                                chunk *C)
+{
+    size_t bb = block_bytes(kind);
+    for (int k = 0; k < kb; k++) {
+        __m256i lv[GROUP_ROWS];
+        uint16_t d[GROUP_ROWS], m[GROUP_ROWS];
+        for (int l = 0; l < GROUP_ROWS; l++) {
+            const uint8_t *b = rows[l] + (size_t)(b0 + k) * bb;
+            lv[l] = block_levels(kind, b);
+            memcpy(&d[l], b, 2); /* every format here starts with its scale... */
+            memcpy(&m[l], b + 2, 2); /* ...and the "_1" formats continue with the minimum */
+        }
+        C->d[k] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
+        if (has_min(kind)) {
+            C->m[k] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)m));
+            transpose_8x8(lv, C->mag[k]);
+        } else {
+            transpose_8x8(lv, C->sgn[k]);
+            for (int g = 0; g < LANE_GROUPS; g++)
+                C->mag[k][g] = _mm256_sign_epi8(C->sgn[k][g], C->sgn[k][g]);
+        }
+    }
+}
+
+/* One token's blocks: quants, scale and (Q8_1) d × sum. */
+typedef struct token_view {
+    const uint8_t *x;
+    const float *ext_d; /* extended Q8_0 rows: the scales as floats */
+} token_view;
+
+ALWAYS_INLINE const int8_t *token_block(tile_kind kind, const token_view *v, int64_t b, float *da,
+                                        float *sa)
+{
+    if (has_min(kind)) {
+        const block_q8_1 *a = (const block_q8_1 *)v->x + b;
+        __m128 ds = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)a->d | (uint32_t)a->s << 16)));
+        *da = _mm_cvtss_f32(ds);
+        *sa = _mm_cvtss_f32(_mm_shuffle_ps(ds, ds, 1));
+        return a->qs;
+    }
+    *da = v->ext_d[b];
+    *sa = 0;
+    return (const int8_t *)v->x + (size_t)b * QK8_0;
+}
+
+/* The accumulators of one token: the single-row kernel's lane-g sums of even (acc[0]) and odd
+ * (acc[1]) blocks, one row per lane, and its minimum terms. */
+typedef struct token_sums {
+    __m256 acc[2][LANE_GROUPS];
+    __m256 mins[2];
+} token_sums;
+
+/* Blocks of parity par of the chunk for one token. */
+ALWAYS_INLINE void sweep_chunk(tile_kind kind, const chunk *C, int64_t b0, int kb, int par,
+                               const token_view *v, token_sums *s)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[LANE_GROUPS];
+    for (int g = 0; g < LANE_GROUPS; g++)
+        acc[g] = s->acc[par][g];
+    __m256 mins = s->mins[par];
+    for (int k = par; k < kb; k += 2) {
+        float da, sa;
+        const int8_t *qa = token_block(kind, v, b0 + k, &da, &sa);
+        __m256 d = _mm256_mul_ps(C->d[k], _mm256_set1_ps(da));
+        for (int g = 0; g < LANE_GROUPS; g++) {
+            int32_t four;
+            memcpy(&four, qa + 4 * g, 4);
+            __m256i a = _mm256_set1_epi32(four);
+            if (!has_min(kind))
+                a = _mm256_sign_epi8(a, C->sgn[k][g]);
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(C->mag[k][g], a), ones);
+            acc[g] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[g]);
+        }
+        if (has_min(kind))
+            mins = _mm256_add_ps(mins, _mm256_mul_ps(C->m[k], _mm256_set1_ps(sa)));
+    }
+    for (int g = 0; g < LANE_GROUPS; g++)
+        s->acc[par][g] = acc[g];
+    s->mins[par] = mins;
+}
+
+/* The single-row kernel's final sum: hsum256 of acc0 + acc1 (the halves, then the upper pair onto
+ * the lower, then the last two lanes), then the minimum terms. */
+ALWAYS_INLINE __m256 finish(tile_kind kind, const token_sums *s)
+{
+    __m256 v[LANE_GROUPS];
+    for (int g = 0; g < LANE_GROUPS; g++)
+        v[g] = _mm256_add_ps(s->acc[0][g], s->acc[1][g]);
+    __m256 even = _mm256_add_ps(_mm256_add_ps(v[0], v[4]), _mm256_add_ps(v[2], v[6]));
+    __m256 odd = _mm256_add_ps(_mm256_add_ps(v[1], v[5]), _mm256_add_ps(v[3], v[7]));
+    __m256 sum = _mm256_add_ps(even, odd);
+    if (has_min(kind))
+        sum = _mm256_add_ps(sum, _mm256_add_ps(s->mins[0], s->mins[1]));
+    return sum;
+}
+
+ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_t w_stride,
+                              int64_t n_rows, const uint8_t *x, size_t x_stride, int64_t n_tok,
+                              float *y, int64_t y_stride)
+{
+    int64_t nb = n / QK8_0;
+    size_t ext_scales = has_min(kind) ? 0 : ellm_q8_0_ext_layout_for(n).scales_offset;
+    chunk C;
+    token_sums sums[TOKEN_STEP];
+    for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS) {
+        int nr = n_rows - r0 < GROUP_ROWS ? (int)(n_rows - r0) : GROUP_ROWS;
+        /* A short last group repeats its last row in the unused lanes, which are not stored. */
+        const uint8_t *rows[GROUP_ROWS];
+        int32_t live[GROUP_ROWS];
+        for (int l = 0; l < GROUP_ROWS; l++) {
+            rows[l] = w + (size_t)(r0 + (l < nr ? l : nr - 1)) * w_stride;
+            live[l] = l < nr ? -1 : 0;
+        }
+        __m256i store_mask = _mm256_loadu_si256((const __m256i *)live);
+        for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
+            int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
+            token_view views[TOKEN_STEP];
+            for (int t = 0; t < nt; t++) {
+                views[t].x = x + (size_t)(t0 + t) * x_stride;
+                views[t].ext_d = (const float *)(views[t].x + ext_scales);
+                memset(&sums[t], 0, sizeof sums[t]);
+            }
+            for (int64_t b0 = 0; b0 < nb; b0 += CHUNK_BLOCKS) {
+                int kb = nb - b0 < CHUNK_BLOCKS ? (int)(nb - b0) : CHUNK_BLOCKS;
+                decode_chunk(kind, rows, b0, kb, &C);
+                for (int t = 0; t < nt; t++) {
+                    sweep_chunk(kind, &C, b0, kb, 0, &views[t], &sums[t]);
+                    sweep_chunk(kind, &C, b0, kb, 1, &views[t], &sums[t]);
+                }
+            }
+            for (int t = 0; t < nt; t++)
+                _mm256_maskstore_ps(y + (t0 + t) * y_stride + r0, store_mask,
+                                    finish(kind, &sums[t]));
+        }
+    }
+}
+
+#define DEFINE_GEMM(name, kind)                                                                    \
+    void name(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows, const uint8_t *x,      \
+              size_t x_stride, int64_t n_tok, float *y, int64_t y_stride)                          \
+    {                                                                                              \
+        gemm_tiles(kind, n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);                 \
     }
 
-DEFINE_GEMM(ellm_gemm_q4_0_avx2, block_q4_0, q4_0_row_x1, q4_0_row_x4)
-DEFINE_GEMM(ellm_gemm_q8_0_avx2, block_q8_0, q8_0_row_x1, q8_0_row_x4)
+DEFINE_GEMM(ellm_gemm_q4_0_avx2, TILE_Q4_0)
+DEFINE_GEMM(ellm_gemm_q8_0_avx2, TILE_Q8_0)
+DEFINE_GEMM(ellm_gemm_q5_0_avx2, TILE_Q5_0)
+DEFINE_GEMM(ellm_gemm_iq4_nl_avx2, TILE_IQ4_NL)
+DEFINE_GEMM(ellm_gemm_q4_1_avx2, TILE_Q4_1)
+DEFINE_GEMM(ellm_gemm_q5_1_avx2, TILE_Q5_1)
 #endif

@@ -36,16 +36,26 @@ void ellm_vec_dot_q4_0_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x);
-/* Tiles of rows × tokens against extended Q8_0 activations (gemm_avx2.c; see ellm_gemm_fn).
- * ellm_gemm_avx2_init must have run once before (the avx2 set's preparation: it fills their
- * scale table). */
-void ellm_gemm_avx2_init(void);
-void ellm_gemm_q4_0_avx2(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
-                         const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
-                         int64_t y_stride);
-void ellm_gemm_q8_0_avx2(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
-                         const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
-                         int64_t y_stride);
+/* Tiles of rows × tokens (gemm_avx2.c; see ellm_gemm_fn), bit-identical to the single-row
+ * kernels of their type: against extended Q8_0 activation rows, or plain Q8_1 rows for Q4_1 and
+ * Q5_1. */
+#define ELLM_GEMM_AVX2(type)                                                                       \
+    void ellm_gemm_##type##_avx2(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,     \
+                                 const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,       \
+                                 int64_t y_stride);
+ELLM_GEMM_AVX2(q4_0)
+ELLM_GEMM_AVX2(q8_0)
+ELLM_GEMM_AVX2(q5_0)
+ELLM_GEMM_AVX2(iq4_nl)
+ELLM_GEMM_AVX2(q4_1)
+ELLM_GEMM_AVX2(q5_1)
+/* The same for K-quants against plain Q8_K rows (gemm_kquants_avx2.c). */
+ELLM_GEMM_AVX2(q4_K)
+ELLM_GEMM_AVX2(q5_K)
+ELLM_GEMM_AVX2(q6_K)
+ELLM_GEMM_AVX2(q2_K)
+ELLM_GEMM_AVX2(q3_K)
+ELLM_GEMM_AVX2(iq4_xs)
 /* Quantizes a float row to Q8_0 blocks with the same result as the reference quantizer. */
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n);
 /* K-quants against Q8_K activations (kernels_kquants_avx2.c). */

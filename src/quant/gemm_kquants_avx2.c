@@ -1,0 +1,390 @@
+/* AVX2 tiles of weight rows × tokens for the K-quants (Q2_K..Q6_K) and IQ4_XS against plain Q8_K
+ * activation rows, with eight weight rows in the eight 32-bit lanes of a vector, as gemm_avx2.c
+ * does for the 32-value formats.
+ *
+ * A super-block of the eight rows is decoded and transposed once (lane l of q[p][g] holds levels
+ * 4g..4g+3 of the 32-value piece p of row l) and reused by a step of up to TOKEN_STEP tokens.
+ * Per token, one maddubs of a piece's group g against the broadcast activations, one madd with
+ * the rows' sub-block scales and one addition form lane g of the single-row kernel's integer sum
+ * (kernels_kquants_avx2.c) for all eight rows; the float work then repeats that kernel's lane for
+ * lane (its eight lanes become eight vectors of the eight rows' lanes, its minimum terms four),
+ * including the final horizontal sums as the same trees of additions, so every (row, token)
+ * value is bit-identical to the single-row kernel (test_quant_kquants checks it). A change to the
+ * float order of those kernels must be repeated here. Q2_K, Q3_K and IQ4_XS (whose single-row
+ * kernels, kernels_kquants_low_avx2.c, are bit-identical to the scalar ones) sum each row's exact
+ * super-block integers and then take the scalar kernel's float steps in its order. */
+#include "quant/kernels.h"
+
+#if defined(ELLM_HAVE_AVX2_KERNELS)
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/reference_kquants_low.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+enum {
+    GROUP_ROWS = 8, /* weight rows per vector, one per 32-bit lane */
+    PIECES = 8,     /* 32-value pieces of a super-block */
+    GROUPS = 8,     /* groups of four levels in a piece: the single-row kernel's lanes */
+    TOKEN_STEP = 32, /* tokens whose accumulators stay in L1 while a row group is swept */
+};
+
+typedef enum ktile_kind {
+    KTILE_Q4_K,
+    KTILE_Q5_K,
+    KTILE_Q6_K,
+    KTILE_Q2_K,
+    KTILE_Q3_K,
+    KTILE_IQ4_XS
+} ktile_kind;
+
+/* The kinds whose single-row kernels reduce each super-block to one exact integer (and then
+ * follow the scalar kernel), rather than accumulating eight float lanes. */
+static inline bool block_exact(ktile_kind kind) { return kind >= KTILE_Q2_K; }
+
+/* A super-block of the eight rows, ready for maddubs: the levels (unsigned, but IQ4_XS's signed),
+ * per piece and half piece (groups 0-3, 4-7) the rows' scales as an int16 pair per lane, the
+ * multipliers of the activations' 16-value sums as int16 pairs (Q4_K/Q5_K: min 2k and 2k + 1;
+ * Q2_K: min 2g and 2g + 1; Q6_K and Q3_K: scale 2g and 2g + 1, for their offsets of 32 and 4),
+ * and the rows' super-block scales. */
+typedef struct kblock {
+    __m256i q[PIECES][GROUPS];
+    __m256i sc[PIECES][2];
+    __m256i bsum_mul[GROUPS];
+    __m256 d, dmin;
+} kblock;
+
+static inline size_t kblock_bytes(ktile_kind kind)
+{
+    switch (kind) {
+    case KTILE_Q4_K: return sizeof(block_q4_K);
+    case KTILE_Q5_K: return sizeof(block_q5_K);
+    case KTILE_Q6_K: return sizeof(block_q6_K);
+    case KTILE_Q2_K: return sizeof(block_q2_K);
+    case KTILE_Q3_K: return sizeof(block_q3_K);
+    case KTILE_IQ4_XS:
+    default: return sizeof(block_iq4_xs);
+    }
+}
+
+/* Eight rows of eight dwords, transposed: out[g] lane l = dword g of r[l]. */
+static inline void transpose_8x8(const __m256i r[8], __m256i out[8])
+{
+    __m256i t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+    }
+    for (int h = 0; h < 2; h++) {
+        u[4 * h] = _mm256_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
+        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
+        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+    }
+    for (int g = 0; g < 4; g++) {
+        out[g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x20);
+        out[4 + g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x31);
+    }
+}
+
+/* The 32 levels of piece p of a super-block, in value order, as the single-row kernels unpack
+ * them. */
+ALWAYS_INLINE __m256i piece_levels(ktile_kind kind, const uint8_t *blk, int p)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    if (kind == KTILE_IQ4_XS) {
+        const block_iq4_xs *b = (const block_iq4_xs *)blk;
+        __m128i packed = _mm_loadu_si128((const __m128i *)(b->qs + 16 * p));
+        __m128i table = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
+        __m256i idx = _mm256_and_si256(
+            _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), m4);
+        return _mm256_shuffle_epi8(_mm256_set_m128i(table, table), idx);
+    }
+    if (kind == KTILE_Q2_K || kind == KTILE_Q3_K) {
+        /* Value 128h + 32j + l: bits 2j..2j+1 of qs[32h + l]; Q3_K adds 4 where bit 4h + j of
+         * hmask[l] is set (the level + 4, 0..7; the offset comes off with the bsums). */
+        int h = p / 4, j = p % 4;
+        const uint8_t *qs = kind == KTILE_Q2_K ? ((const block_q2_K *)blk)->qs
+                                               : ((const block_q3_K *)blk)->qs;
+        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+        __m256i low = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m2);
+        if (kind == KTILE_Q2_K)
+            return low;
+        __m256i hm = _mm256_loadu_si256((const __m256i *)((const block_q3_K *)blk)->hmask);
+        __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
+        __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+        return _mm256_or_si256(low, _mm256_and_si256(set, _mm256_set1_epi8(4)));
+    }
+    if (kind == KTILE_Q6_K) {
+        const block_q6_K *b = (const block_q6_K *)blk;
+        int h = p / 4, k = p % 4;
+        __m256i l = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * (k & 1)));
+        __m256i low = _mm256_and_si256(k < 2 ? l : _mm256_srli_epi16(l, 4), m4);
+        __m256i hb = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        __m256i top = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), _mm256_set1_epi8(3));
+        return _mm256_or_si256(low, _mm256_slli_epi16(top, 4));
+    }
+    int c = p / 2;
+    const uint8_t *qs = kind == KTILE_Q4_K ? ((const block_q4_K *)blk)->qs
+                                           : ((const block_q5_K *)blk)->qs;
+    __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+    __m256i q = _mm256_and_si256(p & 1 ? _mm256_srli_epi16(v, 4) : v, m4);
+    if (kind == KTILE_Q5_K) {
+        __m256i qh = _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh);
+        __m256i h = _mm256_and_si256(_mm256_srli_epi16(qh, p), _mm256_set1_epi8(1));
+        q = _mm256_or_si256(q, _mm256_slli_epi16(h, 4));
+    }
+    return q;
+}
+
+static inline int32_t int16_pair(int lo, int hi)
+{
+    return (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16);
+}
+
+ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, int64_t i,
+                                 kblock *B)
+{
+    size_t bb = kblock_bytes(kind);
+    const uint8_t *blk[GROUP_ROWS];
+    for (int l = 0; l < GROUP_ROWS; l++)
+        blk[l] = rows[l] + (size_t)i * bb;
+    for (int p = 0; p < PIECES; p++) {
+        __m256i lv[GROUP_ROWS];
+        for (int l = 0; l < GROUP_ROWS; l++)
+            lv[l] = piece_levels(kind, blk[l], p);
+        transpose_8x8(lv, B->q[p]);
+    }
+    int32_t sc[PIECES][2][GROUP_ROWS], mul[GROUPS][GROUP_ROWS];
+    uint16_t d[GROUP_ROWS], dmin[GROUP_ROWS];
+    for (int l = 0; l < GROUP_ROWS; l++) {
+        if (kind == KTILE_IQ4_XS) {
+            const block_iq4_xs *b = (const block_iq4_xs *)blk[l];
+            for (int p = 0; p < PIECES; p++) {
+                int ls = ellm_iq4_xs_scale(b, p) - 32;
+                sc[p][0][l] = sc[p][1][l] = int16_pair(ls, ls);
+            }
+            d[l] = b->d;
+            dmin[l] = 0;
+            continue;
+        }
+        if (kind == KTILE_Q2_K || kind == KTILE_Q3_K) {
+            /* Sub-block scales (Q2_K: low nibble, the min code above; Q3_K: the 6-bit code
+             * - 32) in sub-block order: piece p holds sub-blocks 2p and 2p + 1. */
+            int scale[16], mult[16];
+            for (int k = 0; k < 16; k++) {
+                if (kind == KTILE_Q2_K) {
+                    const block_q2_K *b = (const block_q2_K *)blk[l];
+                    scale[k] = b->scales[k] & 15;
+                    mult[k] = b->scales[k] >> 4;
+                } else {
+                    const block_q3_K *b = (const block_q3_K *)blk[l];
+                    scale[k] = mult[k] = ellm_q3_K_scale(b->scales, k) - 32;
+                }
+            }
+            for (int p = 0; p < PIECES; p++)
+                for (int h = 0; h < 2; h++)
+                    sc[p][h][l] = int16_pair(scale[2 * p + h], scale[2 * p + h]);
+            for (int g = 0; g < GROUPS; g++)
+                mul[g][l] = int16_pair(mult[2 * g], mult[2 * g + 1]);
+            if (kind == KTILE_Q2_K) {
+                d[l] = ((const block_q2_K *)blk[l])->d;
+                dmin[l] = ((const block_q2_K *)blk[l])->dmin;
+            } else {
+                d[l] = ((const block_q3_K *)blk[l])->d;
+                dmin[l] = 0;
+            }
+            continue;
+        }
+        if (kind == KTILE_Q6_K) {
+            const block_q6_K *b = (const block_q6_K *)blk[l];
+            for (int p = 0; p < PIECES; p++)
+                for (int h = 0; h < 2; h++)
+                    sc[p][h][l] = int16_pair(b->scales[2 * p + h], b->scales[2 * p + h]);
+            for (int g = 0; g < GROUPS; g++)
+                mul[g][l] = int16_pair(b->scales[2 * g], b->scales[2 * g + 1]);
+            d[l] = b->d;
+            dmin[l] = 0;
+            continue;
+        }
+        /* The 12-byte scale packing (blocks.h), read as three 32-bit words. */
+        const block_q4_K *b = (const block_q4_K *)blk[l]; /* Q5_K starts the same way */
+        uint32_t u[3];
+        memcpy(u, b->scales, 12);
+        uint32_t s4[2] = {u[0] & 0x3F3F3F3Fu,
+                          (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4};
+        uint32_t m4[2] = {u[1] & 0x3F3F3F3Fu,
+                          ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4};
+        uint8_t s[8], m[8];
+        memcpy(s, s4, 8);
+        memcpy(m, m4, 8);
+        for (int p = 0; p < PIECES; p++)
+            sc[p][0][l] = sc[p][1][l] = int16_pair(s[p], s[p]);
+        for (int k = 0; k < 4; k++)
+            mul[k][l] = int16_pair(m[2 * k], m[2 * k + 1]);
+        d[l] = b->d;
+        dmin[l] = b->dmin;
+    }
+    for (int p = 0; p < PIECES; p++)
+        for (int h = 0; h < 2; h++)
+            B->sc[p][h] = _mm256_loadu_si256((const __m256i *)sc[p][h]);
+    int n_mul = kind == KTILE_Q4_K || kind == KTILE_Q5_K ? 4 : kind == KTILE_IQ4_XS ? 0 : GROUPS;
+    for (int g = 0; g < n_mul; g++)
+        B->bsum_mul[g] = _mm256_loadu_si256((const __m256i *)mul[g]);
+    B->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
+    B->dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmin));
+}
+
+/* One token's float accumulators: the single-row kernel's eight lanes and (Q4_K/Q5_K) its four
+ * minimum lanes, one row per vector lane; the block-exact kinds' running sum is acc[0]. */
+typedef struct ktoken_sums {
+    __m256 acc[GROUPS];
+    __m256 mins[4];
+} ktoken_sums;
+
+/* The bsums pair (2k, 2k + 1) of a, as one int32 broadcast to every lane. */
+static inline __m256i bsum_pair(const int16_t *bsums, int k)
+{
+    int32_t v;
+    memcpy(&v, bsums + 2 * k, 4);
+    return _mm256_set1_epi32(v);
+}
+
+ALWAYS_INLINE void kblock_token(ktile_kind kind, const kblock *B, const block_q8_K *a,
+                                ktoken_sums *s)
+{
+    __m256i isum[GROUPS];
+    for (int g = 0; g < GROUPS; g++)
+        isum[g] = _mm256_setzero_si256();
+    /* IQ4_XS's levels are signed: the activations' magnitudes go in unsigned and the levels take
+     * their signs, as in its single-row kernel (Q8_K holds -128, whose negation is no int8). */
+    int8_t magnitude[QK_K];
+    if (kind == KTILE_IQ4_XS)
+        for (int k = 0; k < QK_K; k += 32)
+            _mm256_storeu_si256((__m256i *)(magnitude + k),
+                                _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(a->qs + k))));
+    for (int p = 0; p < PIECES; p++) {
+        const int8_t *y = a->qs + 32 * p;
+        for (int g = 0; g < GROUPS; g++) {
+            int32_t four;
+            memcpy(&four, y + 4 * g, 4);
+            __m256i prod;
+            if (kind == KTILE_IQ4_XS) {
+                int32_t mag;
+                memcpy(&mag, magnitude + 32 * p + 4 * g, 4);
+                prod = _mm256_maddubs_epi16(_mm256_set1_epi32(mag),
+                                            _mm256_sign_epi8(B->q[p][g], _mm256_set1_epi32(four)));
+            } else {
+                prod = _mm256_maddubs_epi16(B->q[p][g], _mm256_set1_epi32(four));
+            }
+            isum[g] = _mm256_add_epi32(isum[g], _mm256_madd_epi16(prod, B->sc[p][g / 4]));
+        }
+    }
+    __m256 ad = _mm256_set1_ps(a->d);
+    if (block_exact(kind)) {
+        __m256i total = _mm256_setzero_si256(), off = _mm256_setzero_si256();
+        for (int g = 0; g < GROUPS; g++) {
+            total = _mm256_add_epi32(total, isum[g]);
+            if (kind != KTILE_IQ4_XS)
+                off = _mm256_add_epi32(
+                    off, _mm256_madd_epi16(B->bsum_mul[g], bsum_pair(a->bsums, g)));
+        }
+        /* The scalar kernels: sum += d * a.d * isum (Q3_K with the offset of 4 off, IQ4_XS);
+         * sum += dall * isum - dmin * msum (Q2_K). */
+        __m256 dall = _mm256_mul_ps(B->d, ad);
+        if (kind == KTILE_Q3_K)
+            total = _mm256_sub_epi32(total, _mm256_slli_epi32(off, 2));
+        __m256 term = _mm256_mul_ps(dall, _mm256_cvtepi32_ps(total));
+        if (kind == KTILE_Q2_K)
+            term = _mm256_sub_ps(term, _mm256_mul_ps(_mm256_mul_ps(B->dmin, ad),
+                                                     _mm256_cvtepi32_ps(off)));
+        s->acc[0] = _mm256_add_ps(s->acc[0], term);
+        return;
+    }
+    __m256 dv = _mm256_mul_ps(ad, B->d);
+    if (kind == KTILE_Q6_K) {
+        /* The stored q is value + 32: 32 × scale × the 16-value sums come off. */
+        for (int g = 0; g < GROUPS; g++) {
+            __m256i off = _mm256_madd_epi16(B->bsum_mul[g], bsum_pair(a->bsums, g));
+            isum[g] = _mm256_sub_epi32(isum[g], _mm256_slli_epi32(off, 5));
+        }
+    } else {
+        /* Pairs of 16-value sums are the sub-block sums (int16 is enough: |sum| <= 32 * 128). */
+        __m256 mv = _mm256_mul_ps(ad, B->dmin);
+        for (int k = 0; k < 4; k++) {
+            int16_t pair[2] = {(int16_t)(a->bsums[4 * k] + a->bsums[4 * k + 1]),
+                               (int16_t)(a->bsums[4 * k + 2] + a->bsums[4 * k + 3])};
+            __m256i msum = _mm256_madd_epi16(B->bsum_mul[k], bsum_pair(pair, 0));
+            s->mins[k] = _mm256_fmadd_ps(mv, _mm256_cvtepi32_ps(msum), s->mins[k]);
+        }
+    }
+    for (int g = 0; g < GROUPS; g++)
+        s->acc[g] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(isum[g]), s->acc[g]);
+}
+
+/* hsum256 of the eight lanes minus hsum128 of the four minimum lanes, as the single-row kernel
+ * reduces them. */
+ALWAYS_INLINE __m256 kfinish(ktile_kind kind, const ktoken_sums *s)
+{
+    const __m256 *v = s->acc;
+    if (block_exact(kind))
+        return v[0];
+    __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(v[0], v[4]), _mm256_add_ps(v[2], v[6])),
+                               _mm256_add_ps(_mm256_add_ps(v[1], v[5]), _mm256_add_ps(v[3], v[7])));
+    if (kind == KTILE_Q6_K)
+        return sum;
+    const __m256 *m = s->mins;
+    return _mm256_sub_ps(sum, _mm256_add_ps(_mm256_add_ps(m[0], m[2]), _mm256_add_ps(m[1], m[3])));
+}
+
+ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, size_t w_stride,
+                               int64_t n_rows, const uint8_t *x, size_t x_stride, int64_t n_tok,
+                               float *y, int64_t y_stride)
+{
+    int64_t nb = n / QK_K;
+    kblock B;
+    ktoken_sums sums[TOKEN_STEP];
+    for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS) {
+        int nr = n_rows - r0 < GROUP_ROWS ? (int)(n_rows - r0) : GROUP_ROWS;
+        /* A short last group repeats its last row in the unused lanes, which are not stored. */
+        const uint8_t *rows[GROUP_ROWS];
+        int32_t live[GROUP_ROWS];
+        for (int l = 0; l < GROUP_ROWS; l++) {
+            rows[l] = w + (size_t)(r0 + (l < nr ? l : nr - 1)) * w_stride;
+            live[l] = l < nr ? -1 : 0;
+        }
+        __m256i store_mask = _mm256_loadu_si256((const __m256i *)live);
+        for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
+            int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
+            memset(sums, 0, sizeof sums[0] * (size_t)nt);
+            for (int64_t i = 0; i < nb; i++) {
+                decode_kblock(kind, rows, i, &B);
+                for (int t = 0; t < nt; t++) {
+                    const block_q8_K *a = (const block_q8_K *)(x + (size_t)(t0 + t) * x_stride);
+                    kblock_token(kind, &B, a + i, &sums[t]);
+                }
+            }
+            for (int t = 0; t < nt; t++)
+                _mm256_maskstore_ps(y + (t0 + t) * y_stride + r0, store_mask,
+                                    kfinish(kind, &sums[t]));
+        }
+    }
+}
+
+#define DEFINE_KGEMM(name, kind)                                                                   \
+    void name(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows, const uint8_t *x,      \
+              size_t x_stride, int64_t n_tok, float *y, int64_t y_stride)                          \
+    {                                                                                              \
+        kgemm_tiles(kind, n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);                \
+    }
+
+DEFINE_KGEMM(ellm_gemm_q4_K_avx2, KTILE_Q4_K)
+DEFINE_KGEMM(ellm_gemm_q5_K_avx2, KTILE_Q5_K)
+DEFINE_KGEMM(ellm_gemm_q6_K_avx2, KTILE_Q6_K)
+DEFINE_KGEMM(ellm_gemm_q2_K_avx2, KTILE_Q2_K)
+DEFINE_KGEMM(ellm_gemm_q3_K_avx2, KTILE_Q3_K)
+DEFINE_KGEMM(ellm_gemm_iq4_xs_avx2, KTILE_IQ4_XS)
+#endif
