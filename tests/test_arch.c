@@ -120,7 +120,8 @@ static void test_rows(void)
         snprintf(classes, sizeof classes, "%s", expected[e].hf_classes);
         for (char *cls = strtok(classes, " "); cls; cls = strtok(NULL, " ")) {
             const ellm_arch *a = NULL;
-            CHECK_MSG(ellm_arch_find_hf(cls, &a) == EDGELLM_OK && !strcmp(a->name, expected[e].name),
+            CHECK_MSG(ellm_arch_find_hf(cls, &a) == EDGELLM_OK &&
+                          !strcmp(a->name, expected[e].name),
                       "%s imports as '%s', expected '%s'", cls, a ? a->name : "(none)",
                       expected[e].name);
         }

@@ -259,7 +259,8 @@ static edgellm_status read_config(const char *dir, hf_config *c)
         const json_t *act = json_object_get(cfg, "hidden_activation");
         if (!act || json_is_null(act))
             act = json_object_get(cfg, "hidden_act");
-        const char *want = c->arch->activation == ELLM_ACT_GELU_TANH ? "gelu_pytorch_tanh" : "silu";
+        bool gelu = c->arch->activation == ELLM_ACT_GELU_TANH;
+        const char *want = gelu ? "gelu_pytorch_tanh" : "silu";
         const char *alias = c->arch->hf_act_alias;
         if (json_is_string(act) && strcmp(json_string_value(act), want) != 0 &&
             !(alias && !strcmp(json_string_value(act), alias)))

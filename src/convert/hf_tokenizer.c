@@ -454,7 +454,8 @@ edgellm_status ellm_hf_write_tokenizer(gguf_writer *w, const char *dir, int32_t 
  * write), else its model_type as it is; "llama" without either. */
 static const char *architecture(json_t *config)
 {
-    const char *cls = json_string_value(json_array_get(json_object_get(config, "architectures"), 0));
+    const json_t *classes = json_object_get(config, "architectures");
+    const char *cls = json_string_value(json_array_get(classes, 0));
     const ellm_arch *arch = NULL;
     if (cls && ellm_arch_find_hf(cls, &arch) == EDGELLM_OK)
         return arch->name;

@@ -105,7 +105,8 @@ edgellm_status ellm_arch_find(const char *name, size_t len, const ellm_arch **ou
             return EDGELLM_OK;
         }
     char list[256];
-    return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (supported: %s)",
+    return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                     "architecture '%.*s' is not supported (supported: %s)",
                      (int)(len > 40 ? 40 : len), name, supported_list(false, list, sizeof list));
 }
 
@@ -119,6 +120,7 @@ edgellm_status ellm_arch_find_hf(const char *hf_class, const ellm_arch **out)
                 return EDGELLM_OK;
             }
     char list[512];
-    return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "model class '%.64s' is not supported (supported: %s)",
-                     hf_class, supported_list(true, list, sizeof list));
+    return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                     "model class '%.64s' is not supported (supported: %s)", hf_class,
+                     supported_list(true, list, sizeof list));
 }

@@ -39,7 +39,8 @@ typedef struct ellm_arch {
     /* 0: a sliding window (if any) applies to every layer. n: layers alternate, layer il
      * slides unless (il + 1) % n == 0, and the window size is required. */
     int32_t swa_pattern;
-    float swa_rope_base; /* sliding layers' own RoPE base (default of rope.freq_base_swa); 0 = none */
+    /* Sliding layers' own RoPE base (the default of rope.freq_base_swa); 0 = the global one. */
+    float swa_rope_base;
     /* Queries scale by query_pre_attn_scalar^-1/2, which GGUF files do not carry: it is the head
      * size except in the published model of this many layers, where it is n_embd / n_head.
      * 0: the architecture has no such scalar (plain 1/sqrt(head size)). */
