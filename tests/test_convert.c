@@ -1,9 +1,11 @@
 /* llama2.c import: the converted file carries exactly the tensors another runtime's converter
  * wrote for the same checkpoint; the unshared-classifier variant; quantized output with the F16
- * fallback for rows that do not split into blocks; and hostile checkpoints. */
+ * fallback for rows that do not split into blocks; and hostile checkpoints. Hugging Face configs
+ * checked by the architecture's traits. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "convert/convert.h"
 #include "gguf/gguf.h"
@@ -273,8 +275,67 @@ static void test_sentencepiece_hostile(void)
     CHECK(strstr(edgellm_last_error(), "--model_type=bpe") != NULL);
 }
 
+/* Hugging Face config.json checks that follow the architecture table's traits; each config is
+ * refused (or accepted) before any weight is read, so the folder holds nothing else. */
+static edgellm_status convert_config(const char *cls, const char *extra)
+{
+    const char *dir = test_tmp_path("hf_config_traits");
+    mkdir(dir, 0755);
+    char path[4096], json[1024];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int n = snprintf(json, sizeof json,
+                     "{\"architectures\": [\"%s\"], \"vocab_size\": 16, \"hidden_size\": 8, "
+                     "\"num_hidden_layers\": 2, \"intermediate_size\": 16, "
+                     "\"num_attention_heads\": 2%s}",
+                     cls, extra);
+    CHECK(write_file(path, json, (size_t)n));
+    return ellm_convert_hf(dir, test_tmp_path("hf_config_traits.gguf"), NULL, NULL);
+}
+
+static void test_hf_config_traits(void)
+{
+    /* Qwen configs list a window that applies only when use_sliding_window asks for it. */
+    CHECK(convert_config("Qwen3ForCausalLM", ", \"use_sliding_window\": true") ==
+          EDGELLM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(edgellm_last_error(), "qwen3 sliding-window attention (use_sliding_window)"),
+              "%s", edgellm_last_error());
+    CHECK(convert_config("Qwen2ForCausalLM", ", \"use_sliding_window\": true") ==
+          EDGELLM_ERR_UNSUPPORTED);
+    CHECK(convert_config("Qwen2ForCausalLM", ", \"use_sliding_window\": false, "
+                                             "\"sliding_window\": 4") != EDGELLM_OK);
+    CHECK_MSG(strstr(edgellm_last_error(), "safetensors"), "%s", edgellm_last_error());
+    /* Gemma 1 configs name the tanh GELU "gelu"; Gemma 2 ones may not. */
+    CHECK(convert_config("GemmaForCausalLM", ", \"hidden_act\": \"gelu\"") != EDGELLM_OK);
+    CHECK_MSG(strstr(edgellm_last_error(), "safetensors"), "%s", edgellm_last_error());
+    CHECK(convert_config("Gemma2ForCausalLM", ", \"hidden_act\": \"gelu\"") ==
+          EDGELLM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(edgellm_last_error(), "activation 'gelu' is not supported for gemma2 (needs "
+                                           "gelu_pytorch_tanh)"),
+              "%s", edgellm_last_error());
+    CHECK(convert_config("LlamaForCausalLM", ", \"hidden_act\": \"gelu_pytorch_tanh\"") ==
+          EDGELLM_ERR_UNSUPPORTED);
+    /* The sliding/global layer pattern is the architecture's; Gemma 2/3 need a window. */
+    CHECK(convert_config("Gemma3ForCausalLM", ", \"sliding_window\": 4, "
+                                              "\"sliding_window_pattern\": 5") ==
+          EDGELLM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(edgellm_last_error(), "(gemma3 uses 6)"), "%s", edgellm_last_error());
+    CHECK(convert_config("Gemma2ForCausalLM", "") == EDGELLM_ERR_FORMAT);
+    CHECK_MSG(strstr(edgellm_last_error(), "gemma2 needs sliding_window"), "%s",
+              edgellm_last_error());
+    /* LongRoPE only where the architecture has it. */
+    CHECK(convert_config("LlamaForCausalLM", ", \"rope_scaling\": {\"rope_type\": "
+                                             "\"longrope\"}") == EDGELLM_ERR_UNSUPPORTED);
+    /* An unknown class is refused with every supported one listed. */
+    CHECK(convert_config("MambaForCausalLM", "") == EDGELLM_ERR_UNSUPPORTED);
+    const char *msg = edgellm_last_error();
+    CHECK_MSG(strstr(msg, "'MambaForCausalLM' is not supported") &&
+                  strstr(msg, "MistralForCausalLM") && strstr(msg, "Phi3ForCausalLM"),
+              "%s", msg);
+}
+
 int main(void)
 {
+    test_hf_config_traits();
     test_matches_reference();
     test_quantized_and_unshared();
     test_sentencepiece_matches_reference();

@@ -1,14 +1,15 @@
-/* Hugging Face checkpoints (config.json + safetensors) to GGUF: the hyper-parameters of each
- * supported architecture mapped to the `<arch>.*` keys GGUF runtimes read, the tensors renamed to
- * the GGUF convention and streamed one row at a time into the writer, so memory stays bounded
- * whatever the model size.
+/* Hugging Face checkpoints (config.json + safetensors) to GGUF: the model class picks the row of
+ * the architecture table (model/arch.c), its hyper-parameters are mapped to the `<arch>.*` keys
+ * GGUF runtimes read, the tensors renamed to the GGUF convention and streamed one row at a time
+ * into the writer, so memory stays bounded whatever the model size. The row's traits decide which
+ * tensors and keys there are; this file knows only Hugging Face names and config keys.
  *
  * Layout facts of the GGUF convention applied here:
- *  - llama-family files rotate adjacent pairs, while Hugging Face llama checkpoints rotate the two
- *    halves of each head: Q/K rows are permuted (within each head, HF row half*hd/2 + i becomes
- *    GGUF row 2i + half). Qwen, Gemma and Phi-3 files keep the halves (NeoX rotation), unpermuted.
- *  - Gemma checkpoints store RMSNorm weights as w for a norm that multiplies by (1 + w); GGUF
- *    files store 1 + w, so runtimes apply a plain RMSNorm. */
+ *  - files of architectures with normal RoPE (llama) rotate adjacent pairs, while Hugging Face
+ *    checkpoints rotate the two halves of each head: their Q/K rows are permuted (within each
+ *    head, HF row half*hd/2 + i becomes GGUF row 2i + half). NeoX files keep the halves.
+ *  - checkpoints of norm_plus_one architectures (Gemma) store RMSNorm weights as w for a norm
+ *    that multiplies by (1 + w); GGUF files store 1 + w, so runtimes apply a plain RMSNorm. */
 #define _DEFAULT_SOURCE /* madvise */
 #include <float.h>
 #include <jansson.h>
@@ -25,29 +26,11 @@
 #include "core/finite.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
+#include "model/arch.h"
 #include "quant/quant.h"
 
-typedef enum hf_family { FAM_LLAMA, FAM_QWEN2, FAM_QWEN3, FAM_GEMMA, FAM_GEMMA2, FAM_GEMMA3, FAM_PHI3 } hf_family;
-
-static const struct {
-    const char *hf_class;
-    const char *arch; /* general.architecture written */
-    hf_family family;
-} known_classes[] = {
-    {"LlamaForCausalLM", "llama", FAM_LLAMA},
-    /* Mistral is a llama with optional sliding-window attention; GGUF runtimes load it as llama. */
-    {"MistralForCausalLM", "llama", FAM_LLAMA},
-    {"Qwen2ForCausalLM", "qwen2", FAM_QWEN2},
-    {"Qwen3ForCausalLM", "qwen3", FAM_QWEN3},
-    {"GemmaForCausalLM", "gemma", FAM_GEMMA},
-    {"Gemma2ForCausalLM", "gemma2", FAM_GEMMA2},
-    {"Gemma3ForCausalLM", "gemma3", FAM_GEMMA3},
-    {"Phi3ForCausalLM", "phi3", FAM_PHI3},
-};
-
 typedef struct hf_config {
-    const char *arch;
-    hf_family family;
+    const ellm_arch *arch; /* the row of model/arch.c the model class is imported as */
     int64_t n_vocab, n_ctx, n_embd, n_layer, n_ff, n_head, n_head_kv, head_dim, n_rot;
     double rms_eps, rope_theta;
     bool tied;
@@ -156,7 +139,7 @@ static edgellm_status read_rope_scaling(const json_t *cfg, hf_config *c)
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "config.json: llama3 rope scaling needs high_freq_factor > "
                              "low_freq_factor > 0");
-    } else if ((!strcmp(type, "longrope") || !strcmp(type, "su")) && c->family == FAM_PHI3) {
+    } else if ((!strcmp(type, "longrope") || !strcmp(type, "su")) && c->arch->longrope) {
         snprintf(c->rope_type, sizeof c->rope_type, "longrope");
         c->rope_orig_ctx = c->n_ctx;
         if ((st = get_int(cfg, "original_max_position_embeddings", true, 1, INT32_MAX,
@@ -170,7 +153,7 @@ static edgellm_status read_rope_scaling(const json_t *cfg, hf_config *c)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                          "config.json: rope_scaling type '%.24s' is not supported for %s "
                          "(supported: linear, llama3, and longrope for Phi-3)",
-                         type, c->arch);
+                         type, c->arch->name);
     }
     return EDGELLM_OK;
 }
@@ -188,22 +171,17 @@ static edgellm_status read_config(const char *dir, hf_config *c)
     const char *cls = json_is_array(archs) && json_is_string(json_array_get(archs, 0))
                           ? json_string_value(json_array_get(archs, 0))
                           : NULL;
-    for (size_t i = 0; cls && i < sizeof known_classes / sizeof known_classes[0]; i++)
-        if (!strcmp(cls, known_classes[i].hf_class)) {
-            c->arch = known_classes[i].arch;
-            c->family = known_classes[i].family;
-        }
     if (!json_is_object(cfg))
         st = ellm_fail(EDGELLM_ERR_FORMAT, "%s is not a JSON object", path);
     else if (!cls)
         st = ellm_fail(EDGELLM_ERR_FORMAT, "%s has no \"architectures\" list naming the model "
                                            "class", path);
-    else if (!c->arch)
-        st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                       "model class '%.64s' is not supported (supported: LlamaForCausalLM, "
-                       "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, "
-                       "Gemma2ForCausalLM, Gemma3ForCausalLM, Phi3ForCausalLM)",
-                       cls);
+    else
+        st = ellm_arch_find_hf(cls, &c->arch);
+    if (st != EDGELLM_OK) {
+        json_decref(cfg);
+        return st;
+    }
     const int64_t big = 1 << 24;
 #define INT(key, req, min, max, field)                                                      \
     if (st == EDGELLM_OK)                                                                   \
@@ -256,15 +234,15 @@ static edgellm_status read_config(const char *dir, hf_config *c)
                                                "(0, 1]");
         c->n_rot = (int64_t)(partial * (double)c->head_dim) & ~(int64_t)1;
     }
-    /* Gemma ties the output head to the embedding whatever the config says. */
-    c->tied = c->family == FAM_GEMMA || c->family == FAM_GEMMA2 || c->family == FAM_GEMMA3;
+    c->tied = c->arch->tied_output;
     const json_t *tie = json_object_get(cfg, "tie_word_embeddings");
     if (st == EDGELLM_OK && json_is_boolean(tie) && !c->tied)
         c->tied = json_is_true(tie);
     if (st == EDGELLM_OK)
         st = read_rope_scaling(cfg, c);
     c->query_pre_attn_scalar = (double)c->head_dim;
-    c->rope_local_base = 10000.0;
+    /* Without their own base, sliding layers rotate like the others. */
+    c->rope_local_base = c->arch->swa_rope_base > 0 ? c->arch->swa_rope_base : c->rope_theta;
     if (st == EDGELLM_OK)
         st = get_num(cfg, "attn_logit_softcapping", &c->attn_softcap);
     if (st == EDGELLM_OK)
@@ -281,37 +259,37 @@ static edgellm_status read_config(const char *dir, hf_config *c)
         const json_t *act = json_object_get(cfg, "hidden_activation");
         if (!act || json_is_null(act))
             act = json_object_get(cfg, "hidden_act");
-        bool gemma = c->family == FAM_GEMMA || c->family == FAM_GEMMA2 || c->family == FAM_GEMMA3;
-        const char *want = gemma ? "gelu_pytorch_tanh" : "silu";
-        /* Gemma 1 configs say "gelu" but the model was trained with the tanh approximation. */
+        bool gelu = c->arch->activation == ELLM_ACT_GELU_TANH;
+        const char *want = gelu ? "gelu_pytorch_tanh" : "silu";
+        const char *alias = c->arch->hf_act_alias;
         if (json_is_string(act) && strcmp(json_string_value(act), want) != 0 &&
-            !(c->family == FAM_GEMMA && !strcmp(json_string_value(act), "gelu")))
+            !(alias && !strcmp(json_string_value(act), alias)))
             st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                            "config.json: activation '%.32s' is not supported for %s (needs %s)",
-                           json_string_value(act), c->arch, want);
+                           json_string_value(act), c->arch->name, want);
     }
     if (st == EDGELLM_OK) {
-        int64_t pattern = c->family == FAM_GEMMA3 ? 6 : c->family == FAM_GEMMA2 ? 2 : 0;
+        int64_t pattern = c->arch->swa_pattern;
         int64_t got = pattern;
         st = get_int(cfg, "sliding_window_pattern", false, 1, 4096, &got);
         if (st == EDGELLM_OK && got != pattern)
             st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                            "config.json: sliding_window_pattern %lld is not supported (%s uses "
                            "%lld)",
-                           (long long)got, c->arch, (long long)pattern);
+                           (long long)got, c->arch->name, (long long)pattern);
         const json_t *uses = json_object_get(cfg, "use_sliding_window");
-        if (st == EDGELLM_OK && c->family == FAM_QWEN2 && json_is_true(uses))
+        if (st == EDGELLM_OK && c->arch->hf_window_opt_in && json_is_true(uses))
             st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                           "config.json: Qwen2 sliding-window attention (use_sliding_window) is "
-                           "not supported");
-        if (c->family == FAM_QWEN2 || c->family == FAM_QWEN3)
+                           "config.json: %s sliding-window attention (use_sliding_window) is "
+                           "not supported",
+                           c->arch->name);
+        if (c->arch->hf_window_opt_in)
             c->sliding_window = 0; /* listed but unused unless use_sliding_window */
-        if (st == EDGELLM_OK && c->sliding_window >= c->n_ctx && c->family != FAM_GEMMA2 &&
-            c->family != FAM_GEMMA3)
+        if (st == EDGELLM_OK && c->sliding_window >= c->n_ctx && pattern == 0)
             c->sliding_window = 0; /* a window as long as the context changes nothing */
-        if (st == EDGELLM_OK && (c->family == FAM_GEMMA2 || c->family == FAM_GEMMA3) &&
-            c->sliding_window == 0)
-            st = ellm_fail(EDGELLM_ERR_FORMAT, "config.json: %s needs sliding_window", c->arch);
+        if (st == EDGELLM_OK && pattern > 0 && c->sliding_window == 0)
+            st = ellm_fail(EDGELLM_ERR_FORMAT, "config.json: %s needs sliding_window",
+                           c->arch->name);
         /* Newer configs list each layer's attention; GGUF runtimes derive it from the
          * architecture's fixed pattern, so any other layout cannot be represented. */
         const json_t *types = json_object_get(cfg, "layer_types");
@@ -324,7 +302,7 @@ static edgellm_status read_config(const char *dir, hf_config *c)
                 st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                                "config.json: layer_types[%lld] is not '%s'; only the standard "
                                "%s layer pattern is supported",
-                               (long long)il, want, c->arch);
+                               (long long)il, want, c->arch->name);
         }
     }
     json_decref(cfg);
@@ -363,7 +341,7 @@ static edgellm_status plan_add(plan *p, const ellm_st_set *set, const hf_config 
         if (required)
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "tensor '%s' is missing from the checkpoint (needed by %s)",
-                             src_name, c->arch);
+                             src_name, c->arch->name);
         return EDGELLM_OK;
     }
     p->used[s - set->tensors] = true;
@@ -437,11 +415,9 @@ static edgellm_status plan_floats(plan *p, const char *name, const float *data, 
 static edgellm_status build_plan(const ellm_st_set *set, const hf_config *c,
                                  const ellm_convert_options *o, const float *rope_freqs, plan *p)
 {
-    bool gemma = c->family == FAM_GEMMA || c->family == FAM_GEMMA2 || c->family == FAM_GEMMA3;
-    bool post_norms = c->family == FAM_GEMMA2 || c->family == FAM_GEMMA3;
-    bool qk_norm = c->family == FAM_QWEN3 || c->family == FAM_GEMMA3;
-    transform norm_tr = gemma ? TR_ADD_ONE : TR_NONE;
-    transform qk_tr = c->family == FAM_LLAMA ? TR_PERMUTE_HEADS : TR_NONE;
+    const ellm_arch *a = c->arch;
+    transform norm_tr = a->norm_plus_one ? TR_ADD_ONE : TR_NONE;
+    transform qk_tr = a->rope_neox ? TR_NONE : TR_PERMUTE_HEADS;
     int64_t E = c->n_embd, F = c->n_ff, hd = c->head_dim;
     int64_t q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd;
     edgellm_status st;
@@ -464,7 +440,7 @@ static edgellm_status build_plan(const ellm_st_set *set, const hf_config *c,
     snprintf(d, sizeof d, "blk.%lld.%s", (long long)il, gg);                                \
     ADD(s, d, rows, cols, req, tr, heads)
         LAYER("input_layernorm.weight", "attn_norm.weight", 0, E, true, norm_tr, 0)
-        if (c->family == FAM_PHI3) {
+        if (a->fused_qkv) {
             LAYER("self_attn.qkv_proj.weight", "attn_qkv.weight", q_dim + 2 * kv_dim, E, true,
                   TR_NONE, 0)
         } else {
@@ -472,17 +448,17 @@ static edgellm_status build_plan(const ellm_st_set *set, const hf_config *c,
             LAYER("self_attn.k_proj.weight", "attn_k.weight", kv_dim, E, true, qk_tr, c->n_head_kv)
             LAYER("self_attn.v_proj.weight", "attn_v.weight", kv_dim, E, true, TR_NONE, 0)
         }
-        if (c->family == FAM_QWEN2) {
+        if (a->qkv_bias) {
             LAYER("self_attn.q_proj.bias", "attn_q.bias", 0, q_dim, true, TR_NONE, 0)
             LAYER("self_attn.k_proj.bias", "attn_k.bias", 0, kv_dim, true, TR_NONE, 0)
             LAYER("self_attn.v_proj.bias", "attn_v.bias", 0, kv_dim, true, TR_NONE, 0)
         }
-        if (qk_norm) {
+        if (a->qk_norm) {
             LAYER("self_attn.q_norm.weight", "attn_q_norm.weight", 0, hd, true, norm_tr, 0)
             LAYER("self_attn.k_norm.weight", "attn_k_norm.weight", 0, hd, true, norm_tr, 0)
         }
         LAYER("self_attn.o_proj.weight", "attn_output.weight", E, q_dim, true, TR_NONE, 0)
-        if (post_norms) {
+        if (a->post_norms) {
             LAYER("post_attention_layernorm.weight", "post_attention_norm.weight", 0, E, true,
                   norm_tr, 0)
             LAYER("pre_feedforward_layernorm.weight", "ffn_norm.weight", 0, E, true, norm_tr, 0)
@@ -491,7 +467,7 @@ static edgellm_status build_plan(const ellm_st_set *set, const hf_config *c,
         } else {
             LAYER("post_attention_layernorm.weight", "ffn_norm.weight", 0, E, true, norm_tr, 0)
         }
-        if (c->family == FAM_PHI3) {
+        if (a->fused_gate_up) {
             LAYER("mlp.gate_up_proj.weight", "ffn_up.weight", 2 * F, E, true, TR_NONE, 0)
         } else {
             LAYER("mlp.gate_proj.weight", "ffn_gate.weight", F, E, true, TR_NONE, 0)
@@ -519,7 +495,7 @@ static edgellm_status build_plan(const ellm_st_set *set, const hf_config *c,
             return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                              "checkpoint tensor '%s' has no place in a %s model (a variant "
                              "this importer does not support, e.g. attention biases?)",
-                             n, c->arch);
+                             n, c->arch->name);
     }
     return EDGELLM_OK;
 }
@@ -637,12 +613,12 @@ static edgellm_status write_meta(gguf_writer *w, const hf_config *c, const char 
     if (st == EDGELLM_OK)                                                                   \
         st = call;
 #define U32(suffix, v)                                                                      \
-    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);                                    \
+    snprintf(key, sizeof key, "%s.%s", c->arch->name, suffix);                                    \
     SET(gguf_writer_set_u32(w, key, (uint32_t)(v)))
 #define F32(suffix, v)                                                                      \
-    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);                                    \
+    snprintf(key, sizeof key, "%s.%s", c->arch->name, suffix);                                    \
     SET(gguf_writer_set_f32(w, key, (float)(v)))
-    SET(gguf_writer_set_str(w, "general.architecture", c->arch))
+    SET(gguf_writer_set_str(w, "general.architecture", c->arch->name))
     SET(gguf_writer_set_str(w, "general.name", name))
     SET(gguf_writer_set_u32(w, "general.file_type", ellm_gguf_file_type(out_type)))
     if (out_type == ELLM_TYPE_Q8_0)
@@ -662,7 +638,7 @@ static edgellm_status write_meta(gguf_writer *w, const hf_config *c, const char 
         U32("attention.sliding_window", c->sliding_window)
     }
     if (!strcmp(c->rope_type, "linear")) {
-        snprintf(key, sizeof key, "%s.rope.scaling.type", c->arch);
+        snprintf(key, sizeof key, "%s.rope.scaling.type", c->arch->name);
         SET(gguf_writer_set_str(w, key, "linear"))
         F32("rope.scaling.factor", c->rope_factor)
     }
@@ -676,10 +652,10 @@ static edgellm_status write_meta(gguf_writer *w, const hf_config *c, const char 
     if (c->final_softcap > 0) {
         F32("final_logit_softcapping", c->final_softcap)
     }
-    if (c->family == FAM_GEMMA3) {
+    if (c->arch->swa_rope_base > 0) {
         F32("rope.freq_base_swa", c->rope_local_base)
     }
-    if ((c->family == FAM_GEMMA2 || c->family == FAM_GEMMA3) &&
+    if (c->arch->query_scalar_wide_layers &&
         c->query_pre_attn_scalar != (double)c->head_dim) {
         /* Runtimes that only know the published sizes infer this from the layer count; the
          * explicit multiplier keeps other shapes right. */

@@ -11,6 +11,7 @@
 
 #include "convert/hf_tokenizer.h"
 #include "core/status.h"
+#include "model/arch.h"
 #include "tokenizer/tokenizer.h"
 
 /* The split regexes of the supported families, as tokenizer.json spells them. */
@@ -449,13 +450,18 @@ edgellm_status ellm_hf_write_tokenizer(gguf_writer *w, const char *dir, int32_t 
     return st;
 }
 
-/* general.architecture from config.json's model_type (Mistral models run as llama). */
+/* general.architecture: the table's row for the config's model class (what a weight import would
+ * write), else its model_type as it is; "llama" without either. */
 static const char *architecture(json_t *config)
 {
+    const json_t *classes = json_object_get(config, "architectures");
+    const char *cls = json_string_value(json_array_get(classes, 0));
+    const ellm_arch *arch = NULL;
+    if (cls && ellm_arch_find_hf(cls, &arch) == EDGELLM_OK)
+        return arch->name;
+    ellm_clear_error();
     const char *mt = json_string_value(json_object_get(config, "model_type"));
-    if (!mt || !strcmp(mt, "mistral"))
-        return "llama";
-    return mt;
+    return mt ? mt : "llama";
 }
 
 edgellm_status ellm_convert_hf_vocab_only(const char *dir, const char *out_path,

@@ -341,6 +341,30 @@ static void rope(const ellm_model *m, const rope_params *r, float *vec, int32_t 
     }
 }
 
+/* Each of n_tokens rows of a fused matrix's output (widths[0] + ... + widths[n - 1] floats) split
+ * into the n per-part buffers, row by row. */
+static void split_rows(const float *fused, int32_t n_tokens, float *const *parts,
+                       const size_t *widths, int n)
+{
+    size_t row = 0;
+    for (int k = 0; k < n; k++)
+        row += widths[k];
+    for (int32_t t = 0; t < n_tokens; t++) {
+        const float *src = fused + t * row;
+        for (int k = 0; k < n; k++) {
+            memcpy(parts[k] + t * widths[k], src, widths[k] * sizeof(float));
+            src += widths[k];
+        }
+    }
+}
+
+/* x = rms_norm(x) * weight for n_rows rows of n floats in place (per-head Q/K norms, post-norms). */
+static void rms_norm_each(float *x, const float *weight, int64_t n_rows, int64_t n, float eps)
+{
+    for (int64_t r = 0; r < n_rows; r++)
+        rms_norm(x + r * n, weight, x + r * n, n, eps);
+}
+
 static void prof_pass(ellm_state *s, int32_t n_tokens, double t0)
 {
     if (s->profile) {
@@ -450,19 +474,13 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         norm_rows(s, pool, m->norms[il].attn_norm, n_tokens, n_embd, hp->rms_norm_eps);
         const ellm_layer_norms *N = &m->norms[il];
         observe(s, il, ELLM_INPUT_ATTN, s->xn, n_tokens, n_embd);
+        float *qkv_out[3] = {s->q, s->k, s->v};
         if (hp->fused_qkv) {
             const ellm_tensor *wqkv = &L->wqkv;
             matmul_weights(s, pool, &wqkv, 1, s->xn, n_tokens, &s->fused);
-            size_t row = q_dim + 2 * kv_dim;
-            for (int32_t t = 0; t < n_tokens; t++) {
-                const float *src = s->fused + t * row;
-                memcpy(s->q + t * q_dim, src, q_dim * sizeof(float));
-                memcpy(s->k + t * kv_dim, src + q_dim, kv_dim * sizeof(float));
-                memcpy(s->v + t * kv_dim, src + q_dim + kv_dim, kv_dim * sizeof(float));
-            }
+            split_rows(s->fused, n_tokens, qkv_out, (size_t[]){q_dim, kv_dim, kv_dim}, 3);
         } else {
             const ellm_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
-            float *qkv_out[3] = {s->q, s->k, s->v};
             matmul_weights(s, pool, qkv, 3, s->xn, n_tokens, qkv_out);
         }
         if (N->bq || N->bk || N->bv)
@@ -472,17 +490,12 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
                 add_bias(s->v + t * kv_dim, N->bv, kv_dim);
             }
         double t0 = prof_begin(s);
-        if (hp->qk_norm)
-            for (int32_t t = 0; t < n_tokens; t++) {
-                for (int32_t h = 0; h < hp->n_head; h++) {
-                    float *v = s->q + t * q_dim + (size_t)h * hp->head_dim;
-                    rms_norm(v, N->q_norm, v, hp->head_dim, hp->rms_norm_eps);
-                }
-                for (int32_t h = 0; h < hp->n_head_kv; h++) {
-                    float *v = s->k + t * kv_dim + (size_t)h * hp->head_dim;
-                    rms_norm(v, N->k_norm, v, hp->head_dim, hp->rms_norm_eps);
-                }
-            }
+        if (hp->qk_norm) {
+            rms_norm_each(s->q, N->q_norm, (int64_t)n_tokens * hp->n_head, hp->head_dim,
+                          hp->rms_norm_eps);
+            rms_norm_each(s->k, N->k_norm, (int64_t)n_tokens * hp->n_head_kv, hp->head_dim,
+                          hp->rms_norm_eps);
+        }
         prof_end(s, ELLM_PROF_NORM, t0);
         t0 = prof_begin(s);
         for (int32_t t = 0; t < n_tokens; t++) {
@@ -499,24 +512,18 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         observe(s, il, ELLM_INPUT_ATTN_OUT, s->att, n_tokens, (int64_t)q_dim);
         matmul_weights(s, pool, &wo, 1, s->att, n_tokens, &s->tmp);
         if (hp->post_norms)
-            for (int32_t t = 0; t < n_tokens; t++)
-                rms_norm(s->tmp + t * n_embd, N->post_attn, s->tmp + t * n_embd, n_embd,
-                         hp->rms_norm_eps);
+            rms_norm_each(s->tmp, N->post_attn, n_tokens, n_embd, hp->rms_norm_eps);
         elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
 
         norm_rows(s, pool, m->norms[il].ffn_norm, n_tokens, n_embd, hp->rms_norm_eps);
         observe(s, il, ELLM_INPUT_FFN, s->xn, n_tokens, n_embd);
+        float *gate_up_out[2] = {s->gate, s->up};
         if (hp->fused_gate_up) {
             const ellm_tensor *up = &L->ffn_up;
             matmul_weights(s, pool, &up, 1, s->xn, n_tokens, &s->fused);
-            for (int32_t t = 0; t < n_tokens; t++) {
-                memcpy(s->gate + t * n_ff, s->fused + t * 2 * n_ff, (size_t)n_ff * sizeof(float));
-                memcpy(s->up + t * n_ff, s->fused + t * 2 * n_ff + n_ff,
-                       (size_t)n_ff * sizeof(float));
-            }
+            split_rows(s->fused, n_tokens, gate_up_out, (size_t[]){n_ff, n_ff}, 2);
         } else {
             const ellm_tensor *gate_up[2] = {&L->ffn_gate, &L->ffn_up};
-            float *gate_up_out[2] = {s->gate, s->up};
             matmul_weights(s, pool, gate_up, 2, s->xn, n_tokens, gate_up_out);
         }
         if (hp->gelu_ffn)
@@ -528,9 +535,7 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         observe(s, il, ELLM_INPUT_FFN_DOWN, s->gate, n_tokens, n_ff);
         matmul_weights(s, pool, &down, 1, s->gate, n_tokens, &s->tmp);
         if (hp->post_norms)
-            for (int32_t t = 0; t < n_tokens; t++)
-                rms_norm(s->tmp + t * n_embd, N->post_ffw, s->tmp + t * n_embd, n_embd,
-                         hp->rms_norm_eps);
+            rms_norm_each(s->tmp, N->post_ffw, n_tokens, n_embd, hp->rms_norm_eps);
         elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
     }
     hp = &m->hp;

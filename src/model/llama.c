@@ -1,8 +1,6 @@
-/* The Llama architecture family: hyper-parameters from `<arch>.*` metadata and the tensor set,
- * for llama itself and the decoders that differ from it only in flagged details (qwen2 QKV
- * biases, qwen3/gemma3 Q/K norms, gemma embedding scale, GeGLU and post-norms, gemma2 soft-capping
- * and sliding/global layers, phi3 fused matrices and LongRoPE). The keys are those GGUF writers
- * use for each architecture. */
+/* The llama-family decoder every row of the architecture table (model/arch.c) describes:
+ * hyper-parameters from `<arch>.*` metadata, the row's traits, and the tensor set they imply.
+ * The keys are those GGUF writers use for each architecture. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,31 +151,29 @@ static edgellm_status read_hparams(const gguf_file *f, ellm_hparams *hp)
 }
 
 
-/* The per-architecture flags and the hyper-parameters only some architectures have. */
-static edgellm_status read_variant(const gguf_file *f, ellm_hparams *hp)
+/* The architecture's traits (its row of model/arch.c) and the hyper-parameters only some
+ * architectures have. */
+static edgellm_status read_variant(const gguf_file *f, const ellm_arch *arch, ellm_hparams *hp)
 {
     const char *a = hp->arch;
-    bool gemma = !strcmp(a, "gemma") || !strcmp(a, "gemma2") || !strcmp(a, "gemma3");
-    bool gemma23 = !strcmp(a, "gemma2") || !strcmp(a, "gemma3");
-    /* Llama files rotate adjacent pairs (converters permute Q/K rows into that layout); the
-     * others keep the two halves of each head. */
-    hp->rope_neox = strcmp(a, "llama") != 0 && strcmp(a, "mistral") != 0;
-    hp->qk_norm = !strcmp(a, "qwen3") || !strcmp(a, "gemma3");
-    hp->post_norms = gemma23;
-    hp->gelu_ffn = gemma;
-    hp->fused_qkv = hp->fused_gate_up = !strcmp(a, "phi3");
-    hp->embd_scale = gemma ? sqrtf((float)hp->n_embd) : 0.0f;
+    hp->rope_neox = arch->rope_neox;
+    hp->qk_norm = arch->qk_norm;
+    hp->post_norms = arch->post_norms;
+    hp->gelu_ffn = arch->activation == ELLM_ACT_GELU_TANH;
+    hp->fused_qkv = arch->fused_qkv;
+    hp->fused_gate_up = arch->fused_gate_up;
+    hp->embd_scale = arch->embd_scale ? sqrtf((float)hp->n_embd) : 0.0f;
     hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
-    /* Gemma 2/3 scale queries by query_pre_attn_scalar^-1/2, which is the head size except in
-     * the 27B models (n_embd / n_head); files carry no key for it, so the published shapes
-     * decide, unless the file gives attention.scale. */
-    if ((!strcmp(a, "gemma2") && hp->n_layer == 46) || (!strcmp(a, "gemma3") && hp->n_layer == 62))
+    /* Files carry no key for query_pre_attn_scalar, so the published shapes decide, unless the
+     * file gives attention.scale. */
+    if (arch->query_scalar_wide_layers && hp->n_layer == arch->query_scalar_wide_layers)
         hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
     edgellm_status st;
     if ((st = get_f32_key(f, a, "attention.scale", &hp->attn_scale)) != EDGELLM_OK ||
         (st = get_f32_key(f, a, "attn_logit_softcapping", &hp->attn_softcap)) != EDGELLM_OK ||
         (st = get_f32_key(f, a, "final_logit_softcapping", &hp->final_softcap)) != EDGELLM_OK ||
-        (st = get_i32_key(f, a, "attention.sliding_window", gemma23, &hp->sliding_window)) !=
+        (st = get_i32_key(f, a, "attention.sliding_window", arch->swa_pattern > 0,
+                          &hp->sliding_window)) !=
             EDGELLM_OK)
         return st;
     if (!(hp->attn_scale > 0) || hp->attn_softcap < 0 || hp->final_softcap < 0)
@@ -188,10 +184,10 @@ static edgellm_status read_variant(const gguf_file *f, ellm_hparams *hp)
                          "attention.scale %g overflows the attention scores (expected about "
                          "1/sqrt(head size), at most 1e6)",
                          hp->attn_scale);
-    hp->swa_pattern = !strcmp(a, "gemma2") ? 2 : !strcmp(a, "gemma3") ? 6 : 0;
+    hp->swa_pattern = arch->swa_pattern;
     hp->rope_freq_base_swa = hp->rope_freq_base;
-    if (!strcmp(a, "gemma3")) {
-        hp->rope_freq_base_swa = 10000.0f;
+    if (arch->swa_rope_base > 0) {
+        hp->rope_freq_base_swa = arch->swa_rope_base;
         if ((st = get_f32_key(f, a, "rope.freq_base_swa", &hp->rope_freq_base_swa)) != EDGELLM_OK)
             return st;
         if (!(hp->rope_freq_base_swa > 0))
@@ -199,7 +195,7 @@ static edgellm_status read_variant(const gguf_file *f, ellm_hparams *hp)
     }
     hp->rope_attn_factor = 1.0f;
     hp->n_ctx_orig = hp->n_ctx_train;
-    if (!strcmp(a, "phi3")) {
+    if (arch->longrope) {
         if ((st = get_f32_key(f, a, "rope.scaling.attn_factor", &hp->rope_attn_factor)) !=
                 EDGELLM_OK ||
             (st = get_i32_key(f, a, "rope.scaling.original_context_length", false,
@@ -299,7 +295,7 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
     ellm_hparams *hp = &m->hp;
     edgellm_status st = read_hparams(f, hp);
     if (st == EDGELLM_OK)
-        st = read_variant(f, hp);
+        st = read_variant(f, m->arch, hp);
     if (st != EDGELLM_OK)
         return st;
 
@@ -404,7 +400,7 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
     m->rope_theta_scale = powf(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
     m->rope_theta_scale_swa = powf(hp->rope_freq_base_swa, -2.0f / (float)hp->n_rot);
     ellm_tensor f_long = {0}, f_short = {0};
-    if (!strcmp(hp->arch, "phi3") &&
+    if (m->arch->longrope &&
         ((st = ellm_bind_tensor(f, "rope_factors_long.weight", 1, (int64_t[]){n_pairs64}, false,
                                 &f_long)) != EDGELLM_OK ||
          (st = ellm_bind_tensor(f, "rope_factors_short.weight", 1, (int64_t[]){n_pairs64}, false,

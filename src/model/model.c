@@ -1,4 +1,4 @@
-/* Architecture dispatch and tensor binding. */
+/* Model creation (the architecture from the table in model/arch.c) and tensor binding. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,17 +6,6 @@
 #include "core/status.h"
 #include "model/model_internal.h"
 #include "quant/quant.h"
-
-typedef struct architecture {
-    const char *name;
-    edgellm_status (*load)(const gguf_file *file, ellm_model *model);
-} architecture;
-
-static const architecture architectures[] = {
-    {"llama", ellm_llama_load},  {"mistral", ellm_llama_load}, {"qwen2", ellm_llama_load},
-    {"qwen3", ellm_llama_load},  {"gemma", ellm_llama_load},   {"gemma2", ellm_llama_load},
-    {"gemma3", ellm_llama_load}, {"phi3", ellm_llama_load},
-};
 
 edgellm_status ellm_bind_tensor(const gguf_file *f, const char *name, int n_dims,
                                 const int64_t *ne, bool required, ellm_tensor *out)
@@ -80,20 +69,15 @@ edgellm_status ellm_model_create(const gguf_file *f, ellm_model **out)
                          "the file has no general.architecture; it is not a model");
     if (st != EDGELLM_OK)
         return st;
-    const architecture *a = NULL;
-    for (size_t i = 0; i < sizeof architectures / sizeof architectures[0]; i++)
-        if (gguf_str_eq(arch, architectures[i].name))
-            a = &architectures[i];
-    if (!a)
-        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "architecture '%.*s' is not supported (supported: llama, mistral, "
-                         "qwen2, qwen3, gemma, gemma2, gemma3, phi3)",
-                         (int)(arch.len > 40 ? 40 : arch.len), arch.data);
+    const ellm_arch *a = NULL;
+    if ((st = ellm_arch_find(arch.data, arch.len, &a)) != EDGELLM_OK)
+        return st;
     ellm_model *m = calloc(1, sizeof *m);
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the model");
+    m->arch = a;
     snprintf(m->hp.arch, sizeof m->hp.arch, "%s", a->name);
-    st = a->load(f, m);
+    st = ellm_llama_load(f, m);
     if (st != EDGELLM_OK) {
         ellm_model_free(m);
         return st;

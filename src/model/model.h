@@ -28,7 +28,8 @@ typedef struct ellm_hparams {
     float rope_freq_scale; /* 1 / linear scaling factor */
     bool rope_neox;
     bool tied_embeddings;
-    /* Variants of the llama-family decoder (all off / neutral for llama itself). */
+    /* Variants of the llama-family decoder (all off / neutral for llama itself): the traits of
+     * the model's row of the architecture table (model/arch.c), which the forward pass tests. */
     bool qk_norm;           /* per-head RMSNorm of Q and K before RoPE (qwen3, gemma3) */
     bool post_norms;        /* RMSNorm of the attention and FFN outputs (gemma2, gemma3) */
     bool gelu_ffn;          /* GeGLU with tanh-approximated GELU instead of SwiGLU (gemma) */

@@ -2,6 +2,7 @@
 #ifndef EDGELLM_MODEL_INTERNAL_H
 #define EDGELLM_MODEL_INTERNAL_H
 
+#include "model/arch.h"
 #include "model/model.h"
 
 typedef struct ellm_layer_norms {
@@ -13,6 +14,7 @@ typedef struct ellm_layer_norms {
 } ellm_layer_norms;
 
 struct ellm_model {
+    const ellm_arch *arch; /* its row of the architecture table */
     ellm_hparams hp; /* head and FFN counts: the largest of any layer */
     ellm_hparams *layer_hp; /* per layer: hp with that layer's head and FFN counts */
     ellm_weights w;
@@ -33,8 +35,8 @@ edgellm_status ellm_bind_tensor(const gguf_file *file, const char *name, int n_d
 /* Converts a 1-D tensor to a freshly allocated float array. */
 edgellm_status ellm_tensor_to_floats(const ellm_tensor *t, float **out);
 
-/* Loads the llama-family decoders: llama (and mistral), qwen2, qwen3, gemma, gemma2, gemma3,
- * phi3; model->hp.arch names which. */
+/* Loads a decoder of the llama family, the block every row of the architecture table describes;
+ * model->arch says which variant. */
 edgellm_status ellm_llama_load(const gguf_file *file, ellm_model *model);
 
 #endif
