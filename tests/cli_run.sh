@@ -48,6 +48,12 @@ for fact in "architecture:   llama" "embedding 64, layers 4, feed-forward 172" \
             "blk.0.ffn_down.weight" "memory at context 64" "tokenizer.ggml.model"; do
   grep -qF "$fact" <<<"$info"; check "info shows '$fact'" $?
 done
+# Each --kv-type is named as itself in the memory line (q8_0 was printed as F32).
+for kv in f16:F16 f32:F32 q8_0:Q8_0; do
+  kvinfo=$("$EDGELLM" info "$converted" --ctx 64 --kv-type "${kv%%:*}")
+  grep -qF "(${kv##*:} KV cache)" <<<"$kvinfo"
+  check "info names the ${kv%%:*} KV cache" $?
+done
 
 # synth: the requested shapes, the donor's vocabulary, loadable and runnable.
 "$EDGELLM" synth --dims 64,2,4,2,128 --vocab "$SHARED/models/aidreams260K-f32.gguf" --type q4_0 \

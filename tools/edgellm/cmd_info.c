@@ -81,9 +81,10 @@ int cmd_info(int argc, char **argv)
     printf("kernels:        %s\n", edgellm_kernel_set());
 
     edgellm_memory_estimate est;
+    const char *kv_name = kv == EDGELLM_KV_F16 ? "F16" : kv == EDGELLM_KV_Q8_0 ? "Q8_0" : "F32";
     if (edgellm_model_estimate_memory(m, (int32_t)ctx_len, kv, 0, &est) == EDGELLM_OK) {
         printf("memory at context %ld (%s KV cache): weights %s + KV cache %s + scratch %s = %s\n",
-               ctx_len > 0 ? ctx_len : (long)in.n_ctx_train, kv == EDGELLM_KV_F16 ? "F16" : "F32",
+               ctx_len > 0 ? ctx_len : (long)in.n_ctx_train, kv_name,
                cli_format_bytes(est.weights_bytes, b1, sizeof b1),
                cli_format_bytes(est.kv_cache_bytes, b2, sizeof b2),
                cli_format_bytes(est.scratch_bytes, b3, sizeof b3),
