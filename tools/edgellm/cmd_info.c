@@ -5,7 +5,6 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
-#include "store/store.h"
 
 static void usage(FILE *out)
 {
@@ -49,16 +48,9 @@ int cmd_info(int argc, char **argv)
         cli_error(cmd, "no model given: edgellm info MODEL.gguf");
         return EXIT_USAGE;
     }
-    char resolved[4096];
-    if (store_resolve_model(path, resolved, sizeof resolved) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
+    edgellm_model *m = cli_load_model(cmd, path, NULL);
+    if (!m)
         return 1;
-    }
-    edgellm_model *m = NULL;
-    if (edgellm_model_load(resolved, NULL, &m) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
-        return 1;
-    }
     edgellm_model_info in;
     edgellm_model_get_info(m, &in);
     char b1[32], b2[32], b3[32], b4[32];
