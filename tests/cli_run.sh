@@ -4,9 +4,7 @@
 # `info`, and get one-line errors with a non-zero exit for every kind of wrong usage.
 set -uo pipefail
 fail=0
-check() { # check NAME CONDITION-RESULT
-  if [[ $2 -ne 0 ]]; then echo "FAIL: $1" >&2; fail=1; else echo "ok: $1"; fi
-}
+source "$(dirname "$0")/lib.sh"
 tmp="$TEST_TMP/cli_run"
 rm -rf "$tmp" && mkdir -p "$tmp"
 export EDGELLM_HOME="$tmp/home" # model names resolve through a store of our own

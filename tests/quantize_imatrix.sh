@@ -17,15 +17,11 @@ set -u
 tmp="$TEST_TMP/quantize_imatrix"
 rm -rf "$tmp" && mkdir -p "$tmp"
 fail=0
-check() { # check NAME STATUS
-  if [[ $2 -eq 0 ]]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi
-}
-kl_of() { sed -n 's/^KL divergence: *mean \([^,]*\),.*/\1/p' <<<"$1"; }
-below() { python3 -c "import sys; sys.exit(0 if 0 <= float('$1') < float('$2') * float('$3') else 1)"; }
+source "$(dirname "$0")/lib.sh"
 
 src="$SHARED/models/aidreams260K-f32.gguf"
-for s in $(seq 1 12); do "$EDGELLM" run -m "$src" -p "" -n 120 --temp 1 --seed "$s" 2>/dev/null; echo; done >"$tmp/calib.txt"
-for s in $(seq 101 106); do "$EDGELLM" run -m "$src" -p "" -n 120 --temp 1 --seed "$s" 2>/dev/null; echo; done >"$tmp/held.txt"
+sample_text "$src" 1 12 >"$tmp/calib.txt"
+sample_text "$src" 101 106 >"$tmp/held.txt"
 
 # --- imatrix ---
 "$EDGELLM" imatrix -m "$src" -f "$tmp/calib.txt" -o "$tmp/im.gguf" --ctx 128 2>"$tmp/err"

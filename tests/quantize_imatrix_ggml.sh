@@ -7,25 +7,16 @@
 #   aidreams Q4_0 0.0176 / 0.0187, IQ4_NL 0.0152 / 0.0151; outliers Q4_0 0.111 / 0.131,
 #   IQ4_NL 0.050 / 0.071. Required: ours no worse than theirs, with 5 % for noise.
 set -uo pipefail
-ref="$BUILD_DIR/npm-ref/node-llama-cpp"
-lib="$ref/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so"
-if [[ ! -f "$lib" ]]; then
-  mkdir -p "$ref"
-  if ! npm install --prefix "$ref" --no-audit --no-fund --ignore-scripts \
-      @node-llama-cpp/linux-x64@3.21.1 >"$ref/install.log" 2>&1; then
-    echo "FAIL: could not install @node-llama-cpp/linux-x64 from npm (see $ref/install.log)" >&2
-    exit 1
-  fi
-fi
+source "$(dirname "$0")/lib.sh"
+lib=$(ggml_base_library) || exit 1
 tmp="$TEST_TMP/quantize_imatrix_ggml"
 rm -rf "$tmp" && mkdir -p "$tmp"
 fail=0
-check() { if [[ $2 -eq 0 ]]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 kl() { "$EDGELLM" eval -m "$1" -f "$tmp/held.txt" --ctx 128 --kl-base "$2" | sed -n 's/^KL divergence: *mean \([^,]*\),.*/\1/p'; }
 
 src="$SHARED/models/aidreams260K-f32.gguf"
-for s in $(seq 1 12); do "$EDGELLM" run -m "$src" -p "" -n 120 --temp 1 --seed "$s" 2>/dev/null; echo; done >"$tmp/calib.txt"
-for s in $(seq 101 106); do "$EDGELLM" run -m "$src" -p "" -n 120 --temp 1 --seed "$s" 2>/dev/null; echo; done >"$tmp/held.txt"
+sample_text "$src" 1 12 >"$tmp/calib.txt"
+sample_text "$src" 101 106 >"$tmp/held.txt"
 "$BUILD_DIR/tests/plant_outliers" "$src" "$tmp/outliers.gguf" 16 5 23 40
 "$EDGELLM" eval -m "$src" -f "$tmp/held.txt" --ctx 128 --save-logits "$tmp/base.bin" >/dev/null
 for model in "$src" "$tmp/outliers.gguf"; do
