@@ -66,3 +66,19 @@ test-offline: deps build
 PREFIX ?= /usr/local
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# clang-format (.clang-format) over the project's own C sources; the Unicode tables are generated
+# by scripts/gen_unicode_tables.py and stay as it writes them.
+CLANG_FORMAT ?= clang-format
+FORMAT_FILES = $(shell git ls-files -- 'src/*.[ch]' 'include/*.[ch]' 'tools/*.[ch]' 'tests/*.[ch]' \
+	'examples/*.[ch]' 'web/*.[ch]' | grep -v -x 'src/tokenizer/unicode_tables.c')
+.PHONY: format format-check format-tool
+format-tool:
+	@command -v $(CLANG_FORMAT) >/dev/null || { echo "error: $(CLANG_FORMAT) not found: scripts/install-deps.sh --test installs it" >&2; exit 1; }
+	@[ -n "$(FORMAT_FILES)" ] || { echo "error: no sources listed: run make format in a git checkout" >&2; exit 1; }
+format: format-tool
+	$(CLANG_FORMAT) -i $(FORMAT_FILES)
+format-check: format-tool
+	@out=$$($(CLANG_FORMAT) --dry-run --Werror $(FORMAT_FILES) 2>&1) || { \
+	  printf '%s\n' "$$out" | sed -n 's/^\([^:]*\):[0-9]*:[0-9]*: error.*/\1/p' | sort -u >&2; \
+	  echo "error: the files above differ from .clang-format; 'make format' applies it" >&2; exit 1; }

@@ -18,35 +18,14 @@ import subprocess
 import tempfile
 import time
 
+import serving  # bench/serving.py: the server start every benchmark uses
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.environ.get("SHARED", os.path.join(HERE, "..", "..", "shared"))
 
 
-def wait_ready(proc, ready):
-    deadline = time.time() + 60
-    while not os.path.exists(ready):
-        if proc.poll() is not None or time.time() > deadline:
-            raise SystemExit("a server did not start")
-        time.sleep(0.02)
-    port = int(open(ready).read().strip().rsplit(":", 1)[1])
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return port
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit("a server exited while loading")
-        time.sleep(0.05)
-
-
 def start(argv, tmp):
-    ready = os.path.join(tmp, "ready-%d" % time.monotonic_ns())
-    proc = subprocess.Popen(argv + ["--port", "0", "--ready-file", ready, "--threads", "1"],
-                            stderr=subprocess.DEVNULL)
-    return proc, wait_ready(proc, ready)
+    return serving.start(argv + ["--threads", "1"], tmp)
 
 
 def post(port, body):

@@ -12,30 +12,16 @@ import argparse
 import http.client
 import json
 import os
-import subprocess
 import tempfile
 import threading
 import time
 
+import serving  # bench/serving.py: the server start every benchmark uses
+
 
 def start(edgellm, model, parallel, threads, tmp):
-    ready = os.path.join(tmp, "ready-%d" % time.monotonic_ns())
-    proc = subprocess.Popen([edgellm, "serve", "-m", model, "--port", "0", "--ready-file", ready,
-                             "--parallel", str(parallel), "--threads", str(threads),
-                             "--ctx", "1024", "--batch", "512"], stderr=subprocess.DEVNULL)
-    while not os.path.exists(ready):
-        time.sleep(0.02)
-    port = int(open(ready).read().strip().rsplit(":", 1)[1])
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return proc, port
+    return serving.start([edgellm, "serve", "-m", model, "--parallel", str(parallel),
+                          "--threads", str(threads), "--ctx", "1024", "--batch", "512"], tmp)
 
 
 def post(port, body):

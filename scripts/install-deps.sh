@@ -16,6 +16,7 @@ if [[ "${1:-}" == "--test" ]]; then
   packages+=(python3-jsonschema) # the independent validator of the structured-output tests
   packages+=(python3-torch) # the reference of the training gradients (tests/train_torch.py)
   packages+=(sentencepiece) # spm_train/spm_encode: the reference of the SentencePiece import
+  packages+=(clang-format) # make format / make format-check (.clang-format)
   # The machine image may ship its own Node.js; Debian's npm conflicts with it.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)

@@ -5,9 +5,7 @@
 # evaluated from scratch; /reset, /exit, end of input and a full context behave as documented.
 set -uo pipefail
 fail=0
-check() { # check NAME CONDITION-RESULT
-  if [[ $2 -ne 0 ]]; then echo "FAIL: $1" >&2; fail=1; else echo "ok: $1"; fi
-}
+source "$(dirname "$0")/lib.sh"
 tmp="$TEST_TMP/cli_chat"
 rm -rf "$tmp" && mkdir -p "$tmp"
 model="$SHARED/models/aidreams260K-f32.gguf"

@@ -4,9 +4,7 @@
 # `info`, and get one-line errors with a non-zero exit for every kind of wrong usage.
 set -uo pipefail
 fail=0
-check() { # check NAME CONDITION-RESULT
-  if [[ $2 -ne 0 ]]; then echo "FAIL: $1" >&2; fail=1; else echo "ok: $1"; fi
-}
+source "$(dirname "$0")/lib.sh"
 tmp="$TEST_TMP/cli_run"
 rm -rf "$tmp" && mkdir -p "$tmp"
 export EDGELLM_HOME="$tmp/home" # model names resolve through a store of our own
@@ -47,6 +45,12 @@ for fact in "architecture:   llama" "embedding 64, layers 4, feed-forward 172" \
             "heads 4, KV heads 4, head size 16" "512 tokens, BOS 1, EOS 2" \
             "blk.0.ffn_down.weight" "memory at context 64" "tokenizer.ggml.model"; do
   grep -qF "$fact" <<<"$info"; check "info shows '$fact'" $?
+done
+# Each --kv-type is named as itself in the memory line (q8_0 was printed as F32).
+for kv in f16:F16 f32:F32 q8_0:Q8_0; do
+  kvinfo=$("$EDGELLM" info "$converted" --ctx 64 --kv-type "${kv%%:*}")
+  grep -qF "(${kv##*:} KV cache)" <<<"$kvinfo"
+  check "info names the ${kv%%:*} KV cache" $?
 done
 
 # synth: the requested shapes, the donor's vocabulary, loadable and runnable.

@@ -4,9 +4,7 @@
 # keeps its replies, and a draft with another vocabulary or contradictory options is refused.
 set -uo pipefail
 fail=0
-check() { # check NAME CONDITION-RESULT
-  if [[ $2 -ne 0 ]]; then echo "FAIL: $1" >&2; fail=1; else echo "ok: $1"; fi
-}
+source "$(dirname "$0")/lib.sh"
 tmp="$TEST_TMP/cli_speculative"
 rm -rf "$tmp" && mkdir -p "$tmp"
 export EDGELLM_HOME="$tmp/home"

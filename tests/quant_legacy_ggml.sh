@@ -5,14 +5,6 @@
 # ggml_legacy_crosscheck decodes its blocks with our dequantizer and ours with its dequantizer,
 # and compares the quantizers' errors.
 set -uo pipefail
-ref="$BUILD_DIR/npm-ref/node-llama-cpp"
-lib="$ref/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so"
-if [[ ! -f "$lib" ]]; then
-  mkdir -p "$ref"
-  if ! npm install --prefix "$ref" --no-audit --no-fund --ignore-scripts \
-      @node-llama-cpp/linux-x64@3.21.1 >"$ref/install.log" 2>&1; then
-    echo "FAIL: could not install @node-llama-cpp/linux-x64 from npm (see $ref/install.log)" >&2
-    exit 1
-  fi
-fi
+source "$(dirname "$0")/lib.sh"
+lib=$(ggml_base_library) || exit 1
 "$BUILD_DIR/tests/ggml_legacy_crosscheck" "$lib"

@@ -11,11 +11,7 @@ set -u
 tmp="$TEST_TMP/quantize_formats"
 rm -rf "$tmp" && mkdir -p "$tmp"
 fail=0
-check() { # check NAME STATUS
-  if [[ $2 -eq 0 ]]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi
-}
-kl_of() { sed -n 's/^KL divergence: *mean \([^,]*\),.*/\1/p' <<<"$1"; }
-lt() { python3 -c "import sys; sys.exit(0 if 0 <= float('$1') < float('$2') else 1)"; }
+source "$(dirname "$0")/lib.sh"
 
 src="$SHARED/models/aidreams260K-f32.gguf"
 ids="$SHARED/testdata/aidreams/logits-ids.txt"

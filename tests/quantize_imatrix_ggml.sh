@@ -8,17 +8,8 @@
 #   IQ4_NL 0.050 / 0.071; a 256-wide synthetic model with planted outliers (K-quant rows) Q2_K
 #   0.0350 / 0.0380. Required: ours no worse than theirs, with 5 % for noise.
 set -uo pipefail
-ref="$BUILD_DIR/npm-ref/node-llama-cpp"
-lib="$ref/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so"
-if [[ ! -f "$lib" ]]; then
-  mkdir -p "$ref"
-  if ! npm install --prefix "$ref" --no-audit --no-fund --ignore-scripts \
-      @node-llama-cpp/linux-x64@3.21.1 >"$ref/install.log" 2>&1; then
-    echo "FAIL: could not install @node-llama-cpp/linux-x64 from npm (see $ref/install.log)" >&2
-    exit 1
-  fi
-fi
 source "$(dirname "$0")/quant_common.sh"
+lib=$(ggml_base_library) || exit 1
 quant_setup quantize_imatrix_ggml
 for model in "$src" "$tmp/outliers.gguf"; do
   label=$(basename "$model" .gguf)

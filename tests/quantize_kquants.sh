@@ -9,16 +9,12 @@
 #     and below Q4_0's.
 set -uo pipefail
 fail=0
-check() { # check NAME CONDITION-RESULT
-  if [[ $2 -ne 0 ]]; then echo "FAIL: $1" >&2; fail=1; else echo "ok: $1"; fi
-}
+source "$(dirname "$0")/lib.sh"
 tmp="$TEST_TMP/quantize_kquants"
 rm -rf "$tmp" && mkdir -p "$tmp"
 export EDGELLM_HOME="$tmp/home"
 ids="$SHARED/testdata/aidreams/logits-ids.txt"
-kl_of() { sed -n 's/^KL divergence: *mean \([^,]*\),.*/\1/p' <<<"$1"; }
 p99_of() { sed -n 's/^KL divergence: .*p99 \([^ ]*\) .*/\1/p' <<<"$1"; }
-below() { python3 -c "import sys; sys.exit(0 if 0 <= float('$1') < float('$2') else 1)"; }
 file_type() { "$EDGELLM" info "$1" | sed -n 's/^ *general.file_type *\([0-9]*\)$/\1/p'; }
 type_of() { "$EDGELLM" info "$1" | awk -v n="$2" '$1 == n { print $2 }'; }
 
@@ -54,7 +50,7 @@ for r in q4_k_s q4_k_m q5_k_s q5_k_m q6_k; do
   [[ $(file_type "$out") == "${ftype[$r]}" ]]; check "aidreams $r: general.file_type ${ftype[$r]}" $?
   ev=$("$EDGELLM" eval -m "$out" --ids "$ids" --kl-base "$SHARED/testdata/aidreams/logits-f32.bin")
   kl=$(kl_of "$ev")
-  below "$kl" "${aid_limit[$r]}"; check "aidreams $r: KL $kl < ${aid_limit[$r]}" $?
+  lt "$kl" "${aid_limit[$r]}"; check "aidreams $r: KL $kl < ${aid_limit[$r]}" $?
   echo "aidreams $r: $(grep -E '^(KL|top-1)' <<<"$ev" | tr '\n' ' ')"
 done
 
@@ -112,12 +108,12 @@ done
 # and the K formats must beat Q4_0 and be ordered by bits.
 declare -A syn_limit=([q4_k_s]=0.015 [q4_k_m]=0.015 [q5_k_s]=0.004 [q5_k_m]=0.004 [q6_k]=0.0012)
 for r in q4_k_s q4_k_m q5_k_s q5_k_m q6_k; do
-  below "${syn_kl[$r]}" "${syn_limit[$r]}"
+  lt "${syn_kl[$r]}" "${syn_limit[$r]}"
   check "synthetic $r: KL ${syn_kl[$r]} < ${syn_limit[$r]}" $?
 done
-below "${syn_kl[q4_k_m]}" "${syn_kl[q4_0]}"; check "Q4_K_M beats Q4_0 (${syn_kl[q4_k_m]} < ${syn_kl[q4_0]})" $?
-below "${syn_kl[q5_k_m]}" "${syn_kl[q4_k_m]}"; check "Q5_K_M beats Q4_K_M" $?
-below "${syn_kl[q6_k]}" "${syn_kl[q5_k_m]}"; check "Q6_K beats Q5_K_M" $?
+lt "${syn_kl[q4_k_m]}" "${syn_kl[q4_0]}"; check "Q4_K_M beats Q4_0 (${syn_kl[q4_k_m]} < ${syn_kl[q4_0]})" $?
+lt "${syn_kl[q5_k_m]}" "${syn_kl[q4_k_m]}"; check "Q5_K_M beats Q4_K_M" $?
+lt "${syn_kl[q6_k]}" "${syn_kl[q5_k_m]}"; check "Q6_K beats Q5_K_M" $?
 
 # Greedy generation runs on a K-quant model through the CLI (the kernels in a real forward pass).
 "$EDGELLM" run -m "$tmp/syn-q4_k_m.gguf" -p "hello" -n 8 --temp 0 -t 2 >/dev/null 2>&1

@@ -18,12 +18,7 @@ set -u
 tmp="$TEST_TMP/quantize_kquants_low"
 rm -rf "$tmp" && mkdir -p "$tmp"
 fail=0
-check() { # check NAME STATUS
-  if [[ $2 -eq 0 ]]; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi
-}
-kl_of() { sed -n 's/^KL divergence: *mean \([^,]*\),.*/\1/p' <<<"$1"; }
-lt() { python3 -c "import sys; sys.exit(0 if 0 <= float('$1') < float('$2') else 1)"; }
-le() { python3 -c "import sys; sys.exit(0 if float('$1') <= float('$2') else 1)"; }
+source "$(dirname "$0")/lib.sh"
 
 declare -A ftype=([q2_k]=10 [q3_k_s]=11 [q3_k_m]=12 [q3_k_l]=13 [iq4_xs]=30)
 declare -A base=([q2_k]=Q2_K [q3_k_s]=Q3_K [q3_k_m]=Q3_K [q3_k_l]=Q3_K [iq4_xs]=IQ4_XS)

@@ -6,9 +6,7 @@
 # several processes install and activate at the same time and the store must end consistent.
 set -uo pipefail
 fail=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1" >&2; fail=1; }
-check() { if [[ $2 -eq 0 ]]; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 E="$EDGELLM"
 tmp="$TEST_TMP/store_crash"
 rm -rf "$tmp" && mkdir -p "$tmp/www"

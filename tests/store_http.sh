@@ -5,14 +5,7 @@
 # small tmpfs when mount works) — each a clear error with nothing half-installed.
 set -uo pipefail
 fail=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1" >&2; fail=1; }
-check() { if [[ $2 -eq 0 ]]; then ok "$1"; else bad "$1"; fi; }
-expect_refused() {
-  local name=$1 pattern=$2; shift 2
-  if "$@" >"$tmp/out" 2>"$tmp/err"; then bad "$name (succeeded)"; return; fi
-  if grep -Eq "$pattern" "$tmp/err"; then ok "$name: $(head -c 200 "$tmp/err")"; else bad "$name: message was: $(cat "$tmp/err")"; fi
-}
+source "$(dirname "$0")/lib.sh"
 active_of() { "$EDGELLM" models info "$1" 2>/dev/null | sed -n 's/^active: *//p'; }
 
 tmp="$TEST_TMP/store_http"

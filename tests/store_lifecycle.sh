@@ -4,15 +4,7 @@
 # untrusted signature) refused with a clear message while the active version stays as it was.
 set -uo pipefail
 fail=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1" >&2; fail=1; }
-check() { if [[ $2 -eq 0 ]]; then ok "$1"; else bad "$1"; fi; }
-# expect_refused NAME PATTERN CMD...: the command fails and stderr matches PATTERN
-expect_refused() {
-  local name=$1 pattern=$2; shift 2
-  if "$@" >"$tmp/out" 2>"$tmp/err"; then bad "$name (succeeded)"; return; fi
-  if grep -Eq "$pattern" "$tmp/err"; then ok "$name: $(head -c 160 "$tmp/err")"; else bad "$name: message was: $(cat "$tmp/err")"; fi
-}
+source "$(dirname "$0")/lib.sh"
 active_of() { "$EDGELLM" models info "$1" | sed -n 's/^active: *//p'; }
 active_sha() { sha256sum "$("$EDGELLM" models path "$1")" | cut -c1-64; }
 

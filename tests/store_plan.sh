@@ -5,9 +5,7 @@
 # Then the fit / largest-context logic at budget boundaries, and `recommend`'s advice and warning.
 set -uo pipefail
 fail=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1" >&2; fail=1; }
-check() { if [[ $2 -eq 0 ]]; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 E="$EDGELLM"
 tmp="$TEST_TMP/store_plan"
 rm -rf "$tmp" && mkdir -p "$tmp"

@@ -6,9 +6,7 @@
 # before decoding with a one-line error naming the problem.
 set -uo pipefail
 fail=0
-check() { # check NAME CONDITION-RESULT
-  if [[ $2 -ne 0 ]]; then echo "FAIL: $1" >&2; fail=1; else echo "ok: $1"; fi
-}
+source "$(dirname "$0")/lib.sh"
 here="$SOURCE_DIR/tests/structured"
 tmp="$TEST_TMP/structured_output"
 rm -rf "$tmp" && mkdir -p "$tmp"

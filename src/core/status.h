@@ -17,6 +17,4 @@ edgellm_status ellm_fail(edgellm_status status, const char *fmt, ...) ELLM_PRINT
 /* Prefixes the current message with more context ("loading x.gguf: <old message>"). */
 edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...) ELLM_PRINTF(2, 3);
 
-void ellm_clear_error(void);
-
 #endif

@@ -31,9 +31,7 @@ void ellm_vocab_free(ellm_vocab *vocab);
 int32_t ellm_vocab_size(const ellm_vocab *vocab);
 edgellm_token ellm_vocab_bos(const ellm_vocab *vocab); /* -1 if none */
 edgellm_token ellm_vocab_eos(const ellm_vocab *vocab);
-edgellm_token ellm_vocab_unk(const ellm_vocab *vocab);
 bool ellm_vocab_add_bos(const ellm_vocab *vocab);
-bool ellm_vocab_add_space_prefix(const ellm_vocab *vocab);
 /* End-of-generation: EOS and other tokens that end a turn (e.g. <|eot_id|>). */
 bool ellm_vocab_is_eog(const ellm_vocab *vocab, edgellm_token token);
 ellm_token_type ellm_vocab_token_type(const ellm_vocab *vocab, edgellm_token token);

@@ -292,9 +292,7 @@ edgellm_status ellm_vocab_byte_fallback(const ellm_vocab *v, edgellm_token byte_
 int32_t ellm_vocab_size(const ellm_vocab *v) { return v->n_tokens; }
 edgellm_token ellm_vocab_bos(const ellm_vocab *v) { return v->bos; }
 edgellm_token ellm_vocab_eos(const ellm_vocab *v) { return v->eos; }
-edgellm_token ellm_vocab_unk(const ellm_vocab *v) { return v->unk; }
 bool ellm_vocab_add_bos(const ellm_vocab *v) { return v->add_bos && v->bos >= 0; }
-bool ellm_vocab_add_space_prefix(const ellm_vocab *v) { return v->add_space_prefix; }
 
 bool ellm_vocab_is_eog(const ellm_vocab *v, edgellm_token t)
 {

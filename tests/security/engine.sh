@@ -7,9 +7,7 @@
 # vocabulary without an unknown token is an error, not id -1. Hostile files are made here.
 set -uo pipefail
 fail=0
-check() { # check NAME CONDITION-RESULT
-  if [[ $2 -ne 0 ]]; then echo "FAIL: $1" >&2; fail=1; else echo "ok: $1"; fi
-}
+source "$(dirname "$0")/../lib.sh"
 tmp="$TEST_TMP/security_engine"
 rm -rf "$tmp" && mkdir -p "$tmp"
 edit="$BUILD_DIR/tests/gguf_edit"

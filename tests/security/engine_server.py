@@ -15,62 +15,25 @@ import tempfile
 import threading
 import time
 
-EDGELLM = os.environ["EDGELLM"]
-SHARED = os.environ["SHARED"]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
+import test_server as ts  # noqa: E402  (the server harness: Server, check)
+
+EDGELLM = ts.EDGELLM
+SHARED = ts.SHARED
 EDIT = os.path.join(os.environ["BUILD_DIR"], "tests", "gguf_edit")
 TMP = tempfile.mkdtemp(prefix="security-engine-server-", dir=os.environ.get("TEST_TMP", "/tmp"))
-BASE = os.path.join(SHARED, "models", "aidreams260K-f32.gguf")
-failures = []
+BASE = ts.MODEL
+check = ts.check
 
 
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, file=sys.stdout if cond else sys.stderr)
-    if not cond:
-        failures.append(what)
-    return cond
-
-
-class Server:
-    def __init__(self, model, *args):
-        self.ready = os.path.join(TMP, "ready-%d" % time.monotonic_ns())
-        self.log = open(os.path.join(TMP, "server-%d.log" % time.monotonic_ns()), "w+")
-        self.proc = subprocess.Popen(
-            [EDGELLM, "serve", "-m", model, "--port", "0", "--ready-file", self.ready] + list(args),
-            stdout=self.log, stderr=self.log)
-        deadline = time.time() + 30
-        while not os.path.exists(self.ready):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-        self.port = int(open(self.ready).read().strip().rsplit(":", 1)[1])
-        while self.request("GET", "/health")[0] != 200:
-            if time.time() > deadline:
-                raise RuntimeError("model did not load")
-            time.sleep(0.02)
+class Server(ts.Server):
+    """The harness's server; request answers (status, body), what these checks read."""
 
     def request(self, method, path, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        data = json.dumps(body).encode() if body is not None else None
-        conn.request(method, path, body=data,
-                     headers={"Content-Type": "application/json"} if data else {})
-        resp = conn.getresponse()
-        payload = resp.read()
-        conn.close()
-        try:
-            return resp.status, json.loads(payload) if payload else None
-        except ValueError:
-            return resp.status, payload.decode("utf-8", "replace")
+        return super().request(method, path, body)[:2]
 
     def alive(self):
         return self.proc.poll() is None and self.request("GET", "/health")[0] == 200
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def is_error(status, body, code, words):
@@ -187,5 +150,5 @@ try:
 finally:
     s.stop()
 
-print("%d failures" % len(failures))
-sys.exit(1 if failures else 0)
+print("%d checks, %d failures" % (ts.checks, len(ts.failures)))
+sys.exit(1 if ts.failures else 0)

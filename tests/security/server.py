@@ -5,53 +5,31 @@ application/json (what a page may send cross-origin without a preflight) get 415
 NUL/control bytes or over 1024 bytes are refused whole, the Bearer scheme matches in any case,
 requests without the key or with a declared length over the limit are answered before their body
 is read (no "100 Continue"), and a busy port gives one error line. Standard library only."""
-import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-EDGELLM = os.environ["EDGELLM"]
-SHARED = os.environ["SHARED"]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
+import test_server as ts  # noqa: E402  (the server harness: Server, check)
+
+EDGELLM = ts.EDGELLM
+SHARED = ts.SHARED
 TMP = tempfile.mkdtemp(prefix="security-server-", dir=os.environ.get("TEST_TMP", "/tmp"))
-MODEL = os.path.join(SHARED, "models", "aidreams260K-f32.gguf")
+MODEL = ts.MODEL
 KEY = "k3y-for-security-tests"
-
-failures = []
-checks = 0
+check = ts.check
 
 
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, file=sys.stderr)
-    return cond
+class Server(ts.Server):
+    """The harness's server on the test model with one sequence and one thread; requests are
+    written byte by byte so that Host and every header are exactly what a test sends."""
 
-
-class Server:
     def __init__(self, *args):
-        self.ready = os.path.join(TMP, "ready-%d" % time.monotonic_ns())
-        self.log_path = os.path.join(TMP, "server-%d.log" % time.monotonic_ns())
-        self.proc = subprocess.Popen(
-            [EDGELLM, "serve", "-m", MODEL, "--port", "0", "--ready-file", self.ready,
-             "--parallel", "1", "--threads", "1"] + list(args),
-            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
-        deadline = time.time() + 30
-        while not os.path.exists(self.ready):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("server did not start: " + open(self.log_path).read())
-            time.sleep(0.02)
-        self.port = int(open(self.ready).read().strip().rsplit(":", 1)[1])
-        while self.raw(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")[0] != 200:
-            if time.time() > deadline:
-                raise RuntimeError("model did not load")
-            time.sleep(0.02)
+        super().__init__(MODEL, "--parallel", "1", "--threads", "1", *args)
 
     def raw(self, data, timeout=10):
         """Sends raw bytes, returns (status of the first response line, whole answer)."""
@@ -89,13 +67,6 @@ class Server:
             parsed = payload
         return status, parsed
 
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return None
 
 
 COMPLETION = json.dumps({"prompt": "Once upon", "max_tokens": 2, "temperature": 0})
@@ -409,8 +380,8 @@ def main():
         except RuntimeError as e:
             check(False, "%s: %s" % (group.__name__, e))
     with_server(["--api-key", KEY], [test_bearer, test_answer_before_body, test_unauthenticated_memory])
-    print("security_server: %d checks, %d failed" % (checks, len(failures)))
-    sys.exit(1 if failures else 0)
+    print("security_server: %d checks, %d failed" % (ts.checks, len(ts.failures)))
+    sys.exit(1 if ts.failures else 0)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,7 @@
 # control characters in signatures and sources. Each case failed before its fix.
 set -uo pipefail
 fail=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1" >&2; fail=1; }
-check() { if [[ $2 -eq 0 ]]; then ok "$1"; else bad "$1"; fi; }
-# expect_refused NAME PATTERN CMD...: the command fails and stderr matches PATTERN
-expect_refused() {
-  local name=$1 pattern=$2; shift 2
-  if "$@" >"$tmp/out" 2>"$tmp/err"; then bad "$name (succeeded)"; return; fi
-  if grep -Eq "$pattern" "$tmp/err"; then ok "$name: $(head -c 200 "$tmp/err")"; else bad "$name: message was: $(cat "$tmp/err")"; fi
-}
+source "$(dirname "$0")/../lib.sh"
 active_of() { "$E" models info "$1" 2>/dev/null | sed -n 's/^active: *//p'; }
 sha() { sha256sum "$1" | cut -c1-64; }
 has_control() { LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$1"; }

@@ -1,4 +1,4 @@
-/* Speculative decoding options shared by the commands (see cli_draft.h). */
+/* Speculative decoding and the other generation options shared by the commands (see cli_draft.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,4 +117,42 @@ void cli_draft_report(FILE *out, const char *prefix, const edgellm_generate_resu
             prefix, res->n_draft_accepted, res->n_draft_proposed,
             res->n_draft_proposed > 0 ? 100.0 * res->n_draft_accepted / res->n_draft_proposed : 0.0,
             per_pass);
+}
+
+void cli_generation_defaults(cli_generation_options *o, long n_predict)
+{
+    *o = (cli_generation_options){.n_predict = n_predict,
+                                  .sampling = edgellm_sampler_default_params()};
+    cli_draft_defaults(&o->draft);
+}
+
+cli_option_result cli_generation_option(const char *cmd, int argc, char **argv, int *i,
+                                        cli_generation_options *o)
+{
+    cli_option_result r = cli_sampling_option(cmd, argc, argv, i, &o->sampling, &o->seed_given);
+    if (r == CLI_OPTION_NOT_MINE)
+        r = cli_draft_option(cmd, argc, argv, i, &o->draft);
+    if (r != CLI_OPTION_NOT_MINE)
+        return r;
+    const char *a = argv[*i];
+    long *target = NULL, lo = 0, hi = 0;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        const char *v = cli_option_value(cmd, argc, argv, i);
+        if (!v)
+            return CLI_OPTION_BAD;
+        o->model_path = v;
+        return CLI_OPTION_TAKEN;
+    } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+        target = &o->n_predict, lo = -1, hi = 1 << 30;
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+        target = &o->threads, lo = 1, hi = 256;
+    } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+        target = &o->ctx_len, lo = 1, hi = 1 << 24;
+    } else {
+        return CLI_OPTION_NOT_MINE;
+    }
+    const char *v = cli_option_value(cmd, argc, argv, i);
+    if (!v || !cli_parse_int(cmd, a, v, lo, hi, target))
+        return CLI_OPTION_BAD;
+    return CLI_OPTION_TAKEN;
 }

@@ -36,6 +36,21 @@ int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_mo
                     const edgellm_context_params *cp, cli_draft *draft,
                     edgellm_generate_params *gp);
 void cli_draft_close(cli_draft *draft);
+
+/* The options `run` and `chat` share: -m, -n, -t, --ctx, the sampling options
+ * (cli_sampling_option) and the speculative ones. */
+typedef struct cli_generation_options {
+    const char *model_path;
+    long n_predict, threads, ctx_len; /* threads and ctx_len 0: the library's defaults */
+    edgellm_sampler_params sampling;
+    bool seed_given;
+    cli_draft_options draft;
+} cli_generation_options;
+
+void cli_generation_defaults(cli_generation_options *o, long n_predict);
+/* Parses argv[*i] (and its value) into o when it is one of them. */
+cli_option_result cli_generation_option(const char *cmd, int argc, char **argv, int *i,
+                                        cli_generation_options *o);
 /* "speculative: 123 of 200 proposals accepted (61.5 %), 2.31 tokens per pass" for -v summaries
  * (nothing when no pass followed the prompt's). */
 void cli_draft_report(FILE *out, const char *prefix, const edgellm_generate_result *res);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/utf8.h"
+#include "store/store.h"
 
 void cli_error(const char *cmd, const char *fmt, ...)
 {
@@ -138,6 +139,18 @@ const char *cli_format_bytes(uint64_t bytes, char *buf, int cap)
     else
         snprintf(buf, (size_t)cap, "%.2f %s", v, units[u]);
     return buf;
+}
+
+edgellm_model *cli_load_model(const char *cmd, const char *model, const edgellm_model_params *params)
+{
+    char path[4096];
+    edgellm_model *m = NULL;
+    if (store_resolve_model(model, path, sizeof path) != EDGELLM_OK ||
+        edgellm_model_load(path, params, &m) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return NULL;
+    }
+    return m;
 }
 
 char *cli_read_file(const char *path, size_t *len)

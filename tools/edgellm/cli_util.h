@@ -26,6 +26,10 @@ bool cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *o
 /* The value following option argv[*i]; prints an error and returns NULL when missing. */
 const char *cli_option_value(const char *cmd, int argc, char **argv, int *i);
 
+/* Loads -m MODEL: a file or an installed NAME[:VERSION] of the model store; params may be NULL.
+ * NULL after printing the error. */
+edgellm_model *cli_load_model(const char *cmd, const char *model, const edgellm_model_params *params);
+
 /* A whole file (or stdin for "-") in a malloc'd buffer with a NUL after its *len bytes; NULL
  * if it cannot be read. */
 char *cli_read_file(const char *path, size_t *len);

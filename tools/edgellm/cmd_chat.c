@@ -16,7 +16,6 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
-#include "store/store.h"
 
 static void usage(FILE *out)
 {
@@ -356,45 +355,26 @@ static int detect_template(const char *cmd, const char *path)
 int cmd_chat(int argc, char **argv)
 {
     const char *cmd = "chat";
-    const char *model_path = NULL, *system = NULL, *family_name = NULL, *detect_path = NULL;
-    long n_predict = 512, threads = 0, ctx_len = 0;
-    bool verbose = false, format_mode = false, seed_given = false;
-    edgellm_sampler_params sp = edgellm_sampler_default_params();
-    cli_draft_options draft_opts;
-    cli_draft_defaults(&draft_opts);
+    const char *system = NULL, *family_name = NULL, *detect_path = NULL;
+    cli_generation_options g;
+    cli_generation_defaults(&g, 512);
+    bool verbose = false, format_mode = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
 #define VALUE() \
     if (!(v = cli_option_value(cmd, argc, argv, &i))) \
         return EXIT_USAGE;
-        cli_option_result sampling = cli_sampling_option(cmd, argc, argv, &i, &sp, &seed_given);
-        if (sampling == CLI_OPTION_BAD)
+        cli_option_result shared = cli_generation_option(cmd, argc, argv, &i, &g);
+        if (shared == CLI_OPTION_BAD)
             return EXIT_USAGE;
-        if (sampling == CLI_OPTION_TAKEN)
-            continue;
-        cli_option_result drafting = cli_draft_option(cmd, argc, argv, &i, &draft_opts);
-        if (drafting == CLI_OPTION_BAD)
-            return EXIT_USAGE;
-        if (drafting == CLI_OPTION_TAKEN)
+        if (shared == CLI_OPTION_TAKEN)
             continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            VALUE() model_path = v;
         } else if (!strcmp(a, "--system")) {
             VALUE() system = v;
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            VALUE() if (!cli_parse_int(cmd, a, v, -1, 1 << 30, &n_predict)) return EXIT_USAGE;
-            if (n_predict == 0) {
-                cli_error(cmd, "%s must be -1 or at least 1", a);
-                return EXIT_USAGE;
-            }
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            VALUE() if (!cli_parse_int(cmd, a, v, 1, 256, &threads)) return EXIT_USAGE;
-        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            VALUE() if (!cli_parse_int(cmd, a, v, 1, 1 << 24, &ctx_len)) return EXIT_USAGE;
         } else if (!strcmp(a, "--template-family")) {
             VALUE() family_name = v;
             ellm_chat_family f;
@@ -418,22 +398,19 @@ int cmd_chat(int argc, char **argv)
         return format_only(cmd, family_name);
     if (detect_path)
         return detect_template(cmd, detect_path);
-    if (!model_path) {
+    if (g.n_predict == 0) {
+        cli_error(cmd, "-n must be -1 or at least 1");
+        return EXIT_USAGE;
+    }
+    if (!g.model_path) {
         cli_error(cmd, "no model given: pass -m MODEL.gguf (see 'edgellm chat --help')");
         return EXIT_USAGE;
     }
-    if (!seed_given)
-        sp.seed = cli_time_seed();
-    char resolved[4096];
-    if (store_resolve_model(model_path, resolved, sizeof resolved) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
-        return 1;
-    }
+    if (!g.seed_given)
+        g.sampling.seed = cli_time_seed();
     session s = {.cmd = cmd, .verbose = verbose};
-    if (edgellm_model_load(resolved, NULL, &s.model) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
+    if (!(s.model = cli_load_model(cmd, g.model_path, NULL)))
         return 1;
-    }
     if (family_name) {
         ellm_chat_family_from_name(family_name, &s.family);
     } else {
@@ -457,8 +434,8 @@ int cmd_chat(int argc, char **argv)
     token_text(s.model, edgellm_token_eos(s.model), s.eos, sizeof s.eos);
 
     edgellm_context_params cp = edgellm_context_default_params();
-    cp.n_ctx = (int32_t)ctx_len;
-    cp.n_threads = (int32_t)threads;
+    cp.n_ctx = (int32_t)g.ctx_len;
+    cp.n_threads = (int32_t)g.threads;
     if (edgellm_context_create(s.model, &cp, &s.ctx) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         edgellm_model_free(s.model);
@@ -469,8 +446,8 @@ int cmd_chat(int argc, char **argv)
     while (stops[n_stops])
         n_stops++;
     s.gp = edgellm_generate_default_params();
-    s.gp.max_tokens = n_predict < 0 ? 0 : (int32_t)n_predict;
-    s.gp.sampling = sp;
+    s.gp.max_tokens = g.n_predict < 0 ? 0 : (int32_t)g.n_predict;
+    s.gp.sampling = g.sampling;
     s.gp.stop_strings = stops;
     s.gp.n_stop_strings = n_stops;
     s.gp.parse_special = 1; /* the template's control tokens are tokens, not text */
@@ -478,7 +455,7 @@ int cmd_chat(int argc, char **argv)
     s.gp.on_token = on_token;
 
     cli_draft draft = {0};
-    int rc = cli_draft_open(cmd, &draft_opts, s.model, &cp, &draft, &s.gp);
+    int rc = cli_draft_open(cmd, &g.draft, s.model, &cp, &draft, &s.gp);
     if (rc == 0)
         rc = chat_loop(&s, system);
     cli_draft_close(&draft);

@@ -5,7 +5,6 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
-#include "store/store.h"
 
 static void usage(FILE *out)
 {
@@ -49,16 +48,9 @@ int cmd_info(int argc, char **argv)
         cli_error(cmd, "no model given: edgellm info MODEL.gguf");
         return EXIT_USAGE;
     }
-    char resolved[4096];
-    if (store_resolve_model(path, resolved, sizeof resolved) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
+    edgellm_model *m = cli_load_model(cmd, path, NULL);
+    if (!m)
         return 1;
-    }
-    edgellm_model *m = NULL;
-    if (edgellm_model_load(resolved, NULL, &m) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
-        return 1;
-    }
     edgellm_model_info in;
     edgellm_model_get_info(m, &in);
     char b1[32], b2[32], b3[32], b4[32];
@@ -81,9 +73,10 @@ int cmd_info(int argc, char **argv)
     printf("kernels:        %s\n", edgellm_kernel_set());
 
     edgellm_memory_estimate est;
+    const char *kv_name = kv == EDGELLM_KV_F16 ? "F16" : kv == EDGELLM_KV_Q8_0 ? "Q8_0" : "F32";
     if (edgellm_model_estimate_memory(m, (int32_t)ctx_len, kv, 0, &est) == EDGELLM_OK) {
         printf("memory at context %ld (%s KV cache): weights %s + KV cache %s + scratch %s = %s\n",
-               ctx_len > 0 ? ctx_len : (long)in.n_ctx_train, kv == EDGELLM_KV_F16 ? "F16" : "F32",
+               ctx_len > 0 ? ctx_len : (long)in.n_ctx_train, kv_name,
                cli_format_bytes(est.weights_bytes, b1, sizeof b1),
                cli_format_bytes(est.kv_cache_bytes, b2, sizeof b2),
                cli_format_bytes(est.scratch_bytes, b3, sizeof b3),

@@ -11,7 +11,6 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
-#include "store/store.h"
 #include "structured/structured.h"
 
 #define MAX_STOPS 16
@@ -93,14 +92,12 @@ static char *read_text_file(const char *path)
 int cmd_run(int argc, char **argv)
 {
     const char *cmd = "run";
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
+    const char *prompt = NULL, *prompt_file = NULL;
     const char *stops[MAX_STOPS];
     int n_stops = 0;
-    long n_predict = 128, threads = 0, ctx_len = 0;
-    edgellm_sampler_params sp = edgellm_sampler_default_params();
-    bool seed_given = false, special = false, verbose = false;
-    cli_draft_options draft_opts;
-    cli_draft_defaults(&draft_opts);
+    cli_generation_options g;
+    cli_generation_defaults(&g, 128);
+    bool special = false, verbose = false;
     edgellm_kv_type kv = EDGELLM_KV_F16;
     const char *kernels = NULL;
     const char *grammar_file = NULL, *schema_file = NULL;
@@ -111,31 +108,18 @@ int cmd_run(int argc, char **argv)
 #define VALUE() \
     if (!(v = cli_option_value(cmd, argc, argv, &i))) \
         return EXIT_USAGE;
-        cli_option_result sampling = cli_sampling_option(cmd, argc, argv, &i, &sp, &seed_given);
-        if (sampling == CLI_OPTION_BAD)
+        cli_option_result shared = cli_generation_option(cmd, argc, argv, &i, &g);
+        if (shared == CLI_OPTION_BAD)
             return EXIT_USAGE;
-        if (sampling == CLI_OPTION_TAKEN)
-            continue;
-        cli_option_result drafting = cli_draft_option(cmd, argc, argv, &i, &draft_opts);
-        if (drafting == CLI_OPTION_BAD)
-            return EXIT_USAGE;
-        if (drafting == CLI_OPTION_TAKEN)
+        if (shared == CLI_OPTION_TAKEN)
             continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            VALUE() model_path = v;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             VALUE() prompt = v;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             VALUE() prompt_file = v;
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            VALUE() if (!cli_parse_int(cmd, a, v, -1, 1 << 30, &n_predict)) return EXIT_USAGE;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            VALUE() if (!cli_parse_int(cmd, a, v, 1, 256, &threads)) return EXIT_USAGE;
-        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            VALUE() if (!cli_parse_int(cmd, a, v, 1, 1 << 24, &ctx_len)) return EXIT_USAGE;
         } else if (!strcmp(a, "--stop")) {
             VALUE() if (n_stops == MAX_STOPS) {
                 cli_error(cmd, "at most %d --stop strings", MAX_STOPS);
@@ -166,7 +150,7 @@ int cmd_run(int argc, char **argv)
         }
 #undef VALUE
     }
-    if (!model_path) {
+    if (!g.model_path) {
         cli_error(cmd, "no model given: pass -m MODEL.gguf (see 'edgellm run --help')");
         return EXIT_USAGE;
     }
@@ -222,21 +206,12 @@ int cmd_run(int argc, char **argv)
         }
         prompt = file_text;
     }
-    if (!seed_given)
-        sp.seed = cli_time_seed();
+    if (!g.seed_given)
+        g.sampling.seed = cli_time_seed();
 
-    /* -m takes a file or an installed NAME[:VERSION] from the model store. */
-    char resolved[4096];
-    if (store_resolve_model(model_path, resolved, sizeof resolved) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
-        free(file_text);
-        free(grammar_text);
-        return 1;
-    }
     double t0 = cli_now_seconds();
-    edgellm_model *model = NULL;
-    if (edgellm_model_load(resolved, NULL, &model) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
+    edgellm_model *model = cli_load_model(cmd, g.model_path, NULL);
+    if (!model) {
         free(file_text);
         free(grammar_text);
         return 1;
@@ -254,8 +229,8 @@ int cmd_run(int argc, char **argv)
     }
     double load_s = cli_now_seconds() - t0;
     edgellm_context_params cp = edgellm_context_default_params();
-    cp.n_ctx = (int32_t)ctx_len;
-    cp.n_threads = (int32_t)threads;
+    cp.n_ctx = (int32_t)g.ctx_len;
+    cp.n_threads = (int32_t)g.threads;
     cp.kv_type = kv;
     edgellm_context *ctx = NULL;
     int rc = 0;
@@ -267,18 +242,18 @@ int cmd_run(int argc, char **argv)
     edgellm_generate_params gp = edgellm_generate_default_params();
     cli_draft draft = {0};
     if (rc == 0)
-        rc = cli_draft_open(cmd, &draft_opts, model, &cp, &draft, &gp);
+        rc = cli_draft_open(cmd, &g.draft, model, &cp, &draft, &gp);
     if (rc == 0) {
         stream_state ss = {0};
-        gp.max_tokens = n_predict < 0 ? 0 : (int32_t)n_predict;
-        gp.sampling = sp;
+        gp.max_tokens = g.n_predict < 0 ? 0 : (int32_t)g.n_predict;
+        gp.sampling = g.sampling;
         gp.stop_strings = stops;
         gp.n_stop_strings = n_stops;
         gp.parse_special = special;
         gp.on_token = on_token;
         gp.user_data = &ss;
         gp.grammar = grammar;
-        if (n_predict == 0) {
+        if (g.n_predict == 0) {
             rc = 0;
         } else if (edgellm_generate(ctx, prompt, &gp, &res) != EDGELLM_OK) {
             fflush(stdout);
@@ -306,9 +281,9 @@ int cmd_run(int argc, char **argv)
                 "time to first token: %.1f ms\n"
                 "generated:        %d tokens, decode %.1f tokens/s (stop: %s)\n"
                 "peak memory:      %s\n",
-                model_path, cp.n_threads > 0 ? cp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
+                g.model_path, cp.n_threads > 0 ? cp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
                 edgellm_kernel_set(),
-                (unsigned long long)sp.seed, load_s * 1000.0, res.n_prompt_tokens, prefill_tps,
+                (unsigned long long)g.sampling.seed, load_s * 1000.0, res.n_prompt_tokens, prefill_tps,
                 res.ttft_seconds * 1000.0, res.n_generated, decode_tps,
                 reasons[res.stop_reason], cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
         if (verbose)

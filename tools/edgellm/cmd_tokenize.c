@@ -8,7 +8,6 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
-#include "store/store.h"
 
 static void usage(FILE *out)
 {
@@ -193,15 +192,11 @@ int cmd_tokenize(int argc, char **argv)
         cli_error(cmd, "--pieces does not combine with --jsonl");
         return EXIT_USAGE;
     }
-    char path[4096];
     edgellm_model_params mp = edgellm_model_default_params();
     mp.vocab_only = 1; /* only the tokenizer is needed */
-    edgellm_model *m = NULL;
-    if (store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK ||
-        edgellm_model_load(path, &mp, &m) != EDGELLM_OK) {
-        cli_error(cmd, "%s", edgellm_last_error());
+    edgellm_model *m = cli_load_model(cmd, model_arg, &mp);
+    if (!m)
         return 1;
-    }
     int flags = (special ? EDGELLM_TOKENIZE_PARSE_SPECIAL : 0) |
                 (!no_bos && edgellm_add_bos_default(m) ? EDGELLM_TOKENIZE_ADD_BOS : 0);
     int rc = 0;

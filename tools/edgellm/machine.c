@@ -48,97 +48,133 @@ static bool has_avx512f(void)
 #endif
 }
 
-typedef struct read_job {
-    const uint8_t *p;
+/* One thread's share of a measurement: a loop that reads memory or does arithmetic. */
+typedef struct machine_job {
+    const char *arith; /* the arithmetic loop, named as machine_arith_peak_gops takes it */
+    long iters;
+    const uint8_t *p; /* the read loop's bytes */
     size_t n;
-    uint64_t sink;
-} read_job;
+    double work; /* set by the loop: bytes read or operations done (a multiply-add is two) */
+    int64_t sink; /* keeps the loops from being optimized away */
+} machine_job;
+
+typedef void (*machine_loop)(machine_job *j);
+
+typedef struct slot {
+    machine_loop loop;
+    machine_job job;
+} slot;
+
+static void *run_slot(void *arg)
+{
+    slot *s = arg;
+    s->loop(&s->job);
+    return NULL;
+}
+
+/* Runs loop on `threads` threads at once (job i reading from p + i * stride), `reps` times; the
+ * best total work per second, in G per second; 0 when a loop could not run (negative work). */
+static double best_rate(machine_loop loop, machine_job proto, size_t stride, int threads, int reps)
+{
+    if (threads < 1)
+        return 0;
+    if (threads > 64)
+        threads = 64;
+    double best = 0;
+    for (int rep = 0; rep < reps; rep++) {
+        pthread_t t[64];
+        slot slots[64];
+        double t0 = now();
+        for (int i = 0; i < threads; i++) {
+            slots[i] = (slot){loop, proto};
+            if (proto.p)
+                slots[i].job.p = proto.p + stride * (size_t)i;
+            pthread_create(&t[i], NULL, run_slot, &slots[i]);
+        }
+        double work = 0;
+        bool failed = false;
+        for (int i = 0; i < threads; i++) {
+            pthread_join(t[i], NULL);
+            failed |= slots[i].job.work < 0;
+            work += slots[i].job.work;
+        }
+        if (failed)
+            return 0;
+        double rate = work / 1e9 / (now() - t0);
+        best = rate > best ? rate : best;
+    }
+    return best;
+}
 
 #if defined(HAVE_X86)
-__attribute__((target("avx2"))) static void read_avx2(read_job *j)
+__attribute__((target("avx2"))) static void read_avx2(machine_job *j)
 {
-        const __m256i *v = (const __m256i *)j->p;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-        for (size_t k = 0; k + 4 <= j->n / 32; k += 4) {
-            s0 = _mm256_add_epi64(s0, _mm256_load_si256(v + k));
-            s1 = _mm256_add_epi64(s1, _mm256_load_si256(v + k + 1));
-            s2 = _mm256_add_epi64(s2, _mm256_load_si256(v + k + 2));
-            s3 = _mm256_add_epi64(s3, _mm256_load_si256(v + k + 3));
-        }
-        s0 = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
-        j->sink = (uint64_t)_mm256_extract_epi64(s0, 0);
+    const __m256i *v = (const __m256i *)j->p;
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t k = 0; k + 4 <= j->n / 32; k += 4) {
+        s0 = _mm256_add_epi64(s0, _mm256_load_si256(v + k));
+        s1 = _mm256_add_epi64(s1, _mm256_load_si256(v + k + 1));
+        s2 = _mm256_add_epi64(s2, _mm256_load_si256(v + k + 2));
+        s3 = _mm256_add_epi64(s3, _mm256_load_si256(v + k + 3));
+    }
+    s0 = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
+    j->sink = _mm256_extract_epi64(s0, 0);
 }
 #endif
 
-static void *read_worker(void *arg)
+static void read_loop(machine_job *j)
 {
-    read_job *j = arg;
+    j->work = (double)j->n;
 #if defined(HAVE_X86)
     if (has_avx2_fma()) {
         read_avx2(j);
-        return NULL;
+        return;
     }
 #endif
     const uint64_t *q = (const uint64_t *)j->p;
     uint64_t s = 0;
     for (size_t k = 0; k < j->n / 8; k++)
         s += q[k];
-    j->sink = s;
-    return NULL;
+    j->sink = (int64_t)s;
 }
 
 double machine_read_bandwidth_gbs(int threads)
 {
     const size_t size = (size_t)512 << 20;
+    if (threads < 1)
+        return 0;
     uint8_t *buf = aligned_alloc(64, size);
-    if (!buf || threads < 1)
+    if (!buf)
         return 0;
     memset(buf, 1, size);
-    if (threads > 64)
-        threads = 64;
-    double best = 0;
-    for (int rep = 0; rep < 5; rep++) {
-        pthread_t t[64];
-        read_job jobs[64];
-        size_t per = size / (size_t)threads / 128 * 128;
-        double t0 = now();
-        for (int i = 0; i < threads; i++) {
-            jobs[i] = (read_job){buf + per * (size_t)i, per, 0};
-            pthread_create(&t[i], NULL, read_worker, &jobs[i]);
-        }
-        for (int i = 0; i < threads; i++)
-            pthread_join(t[i], NULL);
-        double gbs = (double)(per * (size_t)threads) / 1e9 / (now() - t0);
-        best = gbs > best ? gbs : best;
-    }
+    int used = threads > 64 ? 64 : threads;
+    size_t per = size / (size_t)used / 128 * 128;
+    double gbs = best_rate(read_loop, (machine_job){.p = buf, .n = per}, per, used, 5);
     free(buf);
-    return best;
+    return gbs;
 }
 
-typedef struct fma_job {
-    long iters;
-    float sink;
-} fma_job;
-
+/* Arithmetic loops: independent accumulator chains of the instructions the kernels are built on.
+ * In the integer ones the operand registers pass through an empty asm each step so the compiler
+ * cannot hoist the loop-invariant products out. */
 #if defined(HAVE_X86)
-__attribute__((target("avx2,fma"))) static void fma_avx2(fma_job *j)
+__attribute__((target("avx2,fma"))) static void fma_avx2(machine_job *j)
 {
-        /* 10 independent chains cover the FMA latency x throughput of current cores. */
-        __m256 a[10], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    /* 10 independent chains cover the FMA latency x throughput of current cores. */
+    __m256 a[10], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (int k = 0; k < 10; k++)
+        a[k] = _mm256_set1_ps((float)k);
+    for (long i = 0; i < j->iters; i++)
         for (int k = 0; k < 10; k++)
-            a[k] = _mm256_set1_ps((float)k);
-        for (long i = 0; i < j->iters; i++)
-            for (int k = 0; k < 10; k++)
-                a[k] = _mm256_fmadd_ps(a[k], m, c);
-        __m256 s = a[0];
-        for (int k = 1; k < 10; k++)
-            s = _mm256_add_ps(s, a[k]);
-        j->sink = _mm256_cvtss_f32(s);
+            a[k] = _mm256_fmadd_ps(a[k], m, c);
+    __m256 s = a[0];
+    for (int k = 1; k < 10; k++)
+        s = _mm256_add_ps(s, a[k]);
+    j->sink = (int64_t)_mm256_cvtss_f32(s);
+    j->work = 2.0 * 8 * 10 * (double)j->iters;
 }
-#endif
 
-#if defined(HAVE_X86)
-__attribute__((target("avx512f"))) static void fma_avx512(fma_job *j)
+__attribute__((target("avx512f"))) static void fma_avx512(machine_job *j)
 {
     /* 12 chains: two 512-bit FMA units of 4-cycle latency need at least 8 in flight. */
     __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
@@ -150,72 +186,11 @@ __attribute__((target("avx512f"))) static void fma_avx512(fma_job *j)
     __m512 s = a[0];
     for (int k = 1; k < 12; k++)
         s = _mm512_add_ps(s, a[k]);
-    j->sink = _mm512_reduce_add_ps(s);
-}
-#endif
-
-static void *fma_worker(void *arg)
-{
-    fma_job *j = arg;
-#if defined(HAVE_X86)
-    if (has_avx512f()) {
-        fma_avx512(j);
-        return NULL;
-    }
-    if (has_avx2_fma()) {
-        fma_avx2(j);
-        return NULL;
-    }
-#endif
-    float a[10];
-    for (int k = 0; k < 10; k++)
-        a[k] = (float)k;
-    for (long i = 0; i < j->iters; i++)
-        for (int k = 0; k < 10; k++)
-            a[k] = a[k] * 0.999999f + 1e-7f;
-    j->sink = a[0] + a[9];
-    return NULL;
+    j->sink = (int64_t)_mm512_reduce_add_ps(s);
+    j->work = 2.0 * 16 * 12 * (double)j->iters;
 }
 
-double machine_fma_peak_gflops(int threads)
-{
-    if (threads < 1)
-        return 0;
-    if (threads > 64)
-        threads = 64;
-    int lanes = has_avx512f() ? 16 : has_avx2_fma() ? 8 : 1;
-    int chains = has_avx512f() ? 12 : 10;
-    long iters = 20000000;
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        pthread_t t[64];
-        fma_job jobs[64];
-        double t0 = now();
-        for (int i = 0; i < threads; i++) {
-            jobs[i] = (fma_job){iters, 0};
-            pthread_create(&t[i], NULL, fma_worker, &jobs[i]);
-        }
-        for (int i = 0; i < threads; i++)
-            pthread_join(t[i], NULL);
-        double flops = 2.0 * lanes * chains * (double)iters * threads;
-        double g = flops / 1e9 / (now() - t0);
-        best = g > best ? g : best;
-    }
-    return best;
-}
-
-/* Integer dot-product loops: independent accumulator chains of the instructions the integer
- * kernels are built on. Operand registers pass through an empty asm each step so the compiler
- * cannot hoist the loop-invariant products out. A multiply-add counts as two operations. */
-typedef struct arith_job {
-    const char *arith;
-    long iters;
-    double ops; /* operations done */
-    int32_t sink;
-} arith_job;
-
-#if defined(HAVE_X86)
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void int8_vnni512(arith_job *j)
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void int8_vnni512(machine_job *j)
 {
     /* vpdpbusd: 64 u8 x s8 products summed into 16 int32 lanes. */
     __m512i acc[12], a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
@@ -229,10 +204,10 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void int8_vnni512(
     for (int k = 1; k < 12; k++)
         acc[0] = _mm512_add_epi32(acc[0], acc[k]);
     j->sink = _mm512_reduce_add_epi32(acc[0]);
-    j->ops = 2.0 * 64 * 12 * (double)j->iters;
+    j->work = 2.0 * 64 * 12 * (double)j->iters;
 }
 
-__attribute__((target("avx2"))) static void int8_avx2(arith_job *j)
+__attribute__((target("avx2"))) static void int8_avx2(machine_job *j)
 {
     /* vpmaddubsw (32 u8 x s8 products in 16 pairs), vpmaddwd by ones, vpaddd: the sequence
      * every AVX2 integer kernel reduces a 32-byte block with. */
@@ -252,13 +227,13 @@ __attribute__((target("avx2"))) static void int8_avx2(arith_job *j)
     for (int k = 1; k < 8; k++)
         acc[0] = _mm256_add_epi32(acc[0], acc[k]);
     j->sink = _mm256_extract_epi32(acc[0], 0);
-    j->ops = 2.0 * 32 * 8 * (double)j->iters;
+    j->work = 2.0 * 32 * 8 * (double)j->iters;
 }
 #endif
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
-__attribute__((target("arch=armv8.2-a+dotprod"))) static void int8_sdot(arith_job *j)
+__attribute__((target("arch=armv8.2-a+dotprod"))) static void int8_sdot(machine_job *j)
 {
     /* sdot: 16 s8 x s8 products summed into 4 int32 lanes. */
     int32x4_t acc[8];
@@ -273,10 +248,10 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) static void int8_sdot(arith_jo
     for (int k = 1; k < 8; k++)
         acc[0] = vaddq_s32(acc[0], acc[k]);
     j->sink = vgetq_lane_s32(acc[0], 0);
-    j->ops = 2.0 * 16 * 8 * (double)j->iters;
+    j->work = 2.0 * 16 * 8 * (double)j->iters;
 }
 
-static void int8_neon(arith_job *j)
+static void int8_neon(machine_job *j)
 {
     /* smull + smlal2 (16 products as int16) then sadalp into int32. */
     int32x4_t acc[8];
@@ -293,10 +268,10 @@ static void int8_neon(arith_job *j)
     for (int k = 1; k < 8; k++)
         acc[0] = vaddq_s32(acc[0], acc[k]);
     j->sink = vgetq_lane_s32(acc[0], 0);
-    j->ops = 2.0 * 16 * 8 * (double)j->iters;
+    j->work = 2.0 * 16 * 8 * (double)j->iters;
 }
 
-static void f32_fma_neon(arith_job *j)
+static void f32_fma_neon(machine_job *j)
 {
     float32x4_t acc[10], m = vdupq_n_f32(0.999999f), c = vdupq_n_f32(1e-7f);
     for (int k = 0; k < 10; k++)
@@ -307,7 +282,7 @@ static void f32_fma_neon(arith_job *j)
     for (int k = 1; k < 10; k++)
         acc[0] = vaddq_f32(acc[0], acc[k]);
     j->sink = (int32_t)vgetq_lane_f32(acc[0], 0);
-    j->ops = 2.0 * 4 * 10 * (double)j->iters;
+    j->work = 2.0 * 4 * 10 * (double)j->iters;
 }
 
 static bool has_sdot(void)
@@ -320,8 +295,8 @@ static bool has_sdot(void)
 }
 #endif
 
-/* Runs the loop of j->arith; false when this CPU has no such instructions. */
-static bool run_arith(arith_job *j)
+/* Runs the loop of j->arith; work -1 when this CPU has no such instructions. */
+static void arith_loop(machine_job *j)
 {
     const char *a = j->arith;
 #if defined(HAVE_X86)
@@ -329,39 +304,33 @@ static bool run_arith(arith_job *j)
     if (!strcmp(a, "int8-vnni512") && has_avx512f() && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vnni")) {
         int8_vnni512(j);
-        return true;
+        return;
     }
     if (!strcmp(a, "int8-avx2") && has_avx2_fma()) {
         int8_avx2(j);
-        return true;
+        return;
     }
     if (!strcmp(a, "f32-fma-avx512") && has_avx512f()) {
-        fma_job f = {j->iters, 0};
-        fma_avx512(&f);
-        j->sink = (int32_t)f.sink; /* keeps the loop from being optimized away */
-        j->ops = 2.0 * 16 * 12 * (double)j->iters;
-        return true;
+        fma_avx512(j);
+        return;
     }
     if (!strcmp(a, "f32-fma-avx2") && has_avx2_fma()) {
-        fma_job f = {j->iters, 0};
-        fma_avx2(&f);
-        j->sink = (int32_t)f.sink; /* keeps the loop from being optimized away */
-        j->ops = 2.0 * 8 * 10 * (double)j->iters;
-        return true;
+        fma_avx2(j);
+        return;
     }
 #endif
 #if defined(__aarch64__)
     if (!strcmp(a, "int8-sdot") && has_sdot()) {
         int8_sdot(j);
-        return true;
+        return;
     }
     if (!strcmp(a, "int8-neon")) {
         int8_neon(j);
-        return true;
+        return;
     }
     if (!strcmp(a, "f32-fma-neon")) {
         f32_fma_neon(j);
-        return true;
+        return;
     }
 #endif
     if (!strcmp(a, "scalar")) {
@@ -372,48 +341,27 @@ static bool run_arith(arith_job *j)
         for (long i = 0; i < j->iters; i++)
             for (int k = 0; k < 10; k++)
                 v[k] = v[k] * 0.999999f + 1e-7f;
-        j->sink = (int32_t)(v[0] + v[9]);
-        j->ops = 2.0 * 10 * (double)j->iters;
-        return true;
+        j->sink = (int64_t)(v[0] + v[9]);
+        j->work = 2.0 * 10 * (double)j->iters;
+        return;
     }
-    return false;
-}
-
-static void *arith_worker(void *arg)
-{
-    arith_job *j = arg;
-    if (!run_arith(j))
-        j->ops = -1;
-    return NULL;
+    j->work = -1;
 }
 
 double machine_arith_peak_gops(const char *arith, int threads)
 {
-    if (threads < 1 || !arith)
+    if (!arith)
         return 0;
-    if (threads > 64)
-        threads = 64;
     long iters = !strcmp(arith, "scalar") ? 20000000 : 10000000;
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        pthread_t t[64];
-        arith_job jobs[64];
-        double t0 = now();
-        for (int i = 0; i < threads; i++) {
-            jobs[i] = (arith_job){arith, iters, 0, 0};
-            pthread_create(&t[i], NULL, arith_worker, &jobs[i]);
-        }
-        double ops = 0;
-        for (int i = 0; i < threads; i++) {
-            pthread_join(t[i], NULL);
-            if (jobs[i].ops < 0)
-                return 0;
-            ops += jobs[i].ops;
-        }
-        double g = ops / 1e9 / (now() - t0);
-        best = g > best ? g : best;
-    }
-    return best;
+    return best_rate(arith_loop, (machine_job){.arith = arith, .iters = iters}, 0, threads, 3);
+}
+
+double machine_fma_peak_gflops(int threads)
+{
+    return machine_arith_peak_gops(has_avx512f()   ? "f32-fma-avx512"
+                                   : has_avx2_fma() ? "f32-fma-avx2"
+                                                    : "scalar",
+                                   threads);
 }
 
 const char *machine_fma_isa(void) { return has_avx512f() ? "avx512" : has_avx2_fma() ? "avx2" : "scalar"; }
