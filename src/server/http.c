@@ -936,10 +936,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     const char *endpoint = cs->endpoint;
     int state = atomic_load(&srv->state);
     if (rt->id == R_HEALTH) {
-        bool ok = state == SRV_STATE_READY;
+        bool ok = state == SRV_STATE_READY || state == SRV_STATE_NO_MODEL;
         return send_json(srv, conn, ok ? 200 : 503,
                          json_pack("{s:s}", "status",
-                                   ok ? "ok" : state == SRV_STATE_LOADING ? "loading" : "stopping"),
+                                   state == SRV_STATE_NO_MODEL ? "no_model"
+                                   : ok                        ? "ok"
+                                   : state == SRV_STATE_LOADING ? "loading"
+                                                                : "stopping"),
                          endpoint, cs);
     }
     if (cs->too_large) {
@@ -949,6 +952,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                  srv->max_body);
         return fail(srv, conn, 413, "request_too_large", endpoint, cs, msg);
     }
+    if (rt->needs_model && state == SRV_STATE_NO_MODEL)
+        return fail(srv, conn, 404, "no_model", endpoint, cs,
+                    "this server has no model (serve --web without -m): the page at / runs one "
+                    "in the browser; restart with -m MODEL to serve one over the API");
     if (rt->needs_model && state != SRV_STATE_READY)
         return fail(srv, conn, 503, state == SRV_STATE_LOADING ? "model_loading" : "shutting_down",
                     endpoint, cs,
