@@ -4,10 +4,13 @@
 // ratio to native `edgellm bench` on the same machine in the same run. Not part of `make test`.
 //
 //   make web && cmake --build build && node bench/web.mjs [--build build] [--model M.gguf]
-//       [--threads 2] [-p 64] [-n 16]
+//       [--type q4_0|q4_k_m|...] [--preset smollm2-360m|tinyllama-1.1b|...] [--threads 2]
+//       [-p 64] [-n 16]
 //
-// Without --model a synthetic smollm2-360m at Q4_0 (random weights in the real layer shapes, the
-// Llama 2 vocabulary of ../shared) is made with `edgellm synth` into BUILD/bench-web/. The model
+// Without --model a synthetic model of the preset's shape (default smollm2-360m; random weights
+// in the real layer shapes, the Llama 2 vocabulary of ../shared) at --type (default q4_0; other
+// types are quantized from an F16 synthesis with `edgellm quantize`) is made into
+// BUILD/bench-web/. The model
 // is fetched once into a Blob and handed to each engine, so load time is parsing and copying into
 // WebAssembly memory, not the network. Each engine runs in a fresh tab: one warm-up generation,
 // then the measured prompt (the same text for both; its token count is shown) and greedy decode.
@@ -29,7 +32,7 @@ function option(names, dflt) {
   return args[i + 1];
 }
 function usage(why) {
-  console.error(`bench/web.mjs: ${why}\nusage: node bench/web.mjs [--build DIR] [--model M.gguf] [--threads N] [-p PROMPT_TOKENS] [-n GEN_TOKENS]`);
+  console.error(`bench/web.mjs: ${why}\nusage: node bench/web.mjs [--build DIR] [--model M.gguf] [--type TYPE] [--preset SHAPE] [--threads N] [-p PROMPT_TOKENS] [-n GEN_TOKENS]`);
   process.exit(2);
 }
 function count(names, dflt, lo, hi) {
@@ -64,13 +67,23 @@ const puppeteer = (await import(pathToFileURL(requireFromNpm.resolve("puppeteer-
 const wllamaDir = path.join(npmDir, "node_modules/@wllama/wllama/esm");
 
 let model = option(["--model", "-m"], null);
+const type = option(["--type"], "q4_0").toLowerCase();
+const preset = option(["--preset"], "smollm2-360m");
+if (!/^[\w.-]+$/.test(type) || !/^[\w.-]+$/.test(preset)) usage("--type and --preset take a plain name");
 if (!model) {
-  model = path.join(build, "bench-web/smollm2-360m-q4_0.gguf");
+  model = path.join(build, `bench-web/${preset}-${type}.gguf`);
   if (!fs.existsSync(model)) {
     fs.mkdirSync(path.dirname(model), { recursive: true });
-    console.error(`bench/web.mjs: edgellm synth --preset smollm2-360m --type q4_0 -o ${model}`);
-    execFileSync(edgellm, ["synth", "--preset", "smollm2-360m", "--type", "q4_0", "-o", model,
-      "--vocab", path.join(root, "../shared/models/llama2-vocab-tiny-f16.gguf")], { stdio: ["ignore", "ignore", "inherit"] });
+    const direct = ["q4_0", "q8_0", "f16", "f32"].includes(type);
+    const synthOut = direct ? model : path.join(build, `bench-web/${preset}-f16.gguf`);
+    const synth = ["synth", "--preset", preset, "--type", direct ? type : "f16", "-o", synthOut,
+      "--vocab", path.join(root, "../shared/models/llama2-vocab-tiny-f16.gguf")];
+    console.error(`bench/web.mjs: edgellm ${synth.join(" ")}`);
+    execFileSync(edgellm, synth, { stdio: ["ignore", "ignore", "inherit"] });
+    if (!direct) {
+      console.error(`bench/web.mjs: edgellm quantize ${synthOut} ${model} ${type}`);
+      execFileSync(edgellm, ["quantize", synthOut, model, type.toUpperCase()], { stdio: ["ignore", "ignore", "inherit"] });
+    }
   }
 }
 if (!fs.existsSync(model)) usage(`no model at ${model}`);

@@ -14,10 +14,11 @@ check() { # check NAME CONDITION...
 }
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done' EXIT
+model_opt=(-m "$model") # what start passes for the model
 start() { # start NAME ARGS...: serve in the background, its address in $addr
   local name=$1; shift
   rm -f "$dir/$name.addr"
-  "$EDGELLM" serve -m "$model" --port 0 --parallel 1 --ready-file "$dir/$name.addr" "$@" \
+  "$EDGELLM" serve "${model_opt[@]}" --port 0 --parallel 1 --ready-file "$dir/$name.addr" "$@" \
     2>"$dir/$name.log" &
   pids+=($!)
   for _ in $(seq 300); do [[ -s "$dir/$name.addr" ]] && break; sleep 0.1; done
@@ -64,6 +65,30 @@ for bad in /dist/../secret.txt /dist/..%2fsecret.txt /dist/.hidden /dist/ /dist/
   check "--web: $bad is refused" test "$(get "$bad")" = 404 -a "$(grep -c secret "$dir/body")" = 0
 done
 check "--web: the API stays" test "$(get /v1/models)" = 200
+
+# --web without -m: the page and the build, no model for the API (the page loads its own).
+model_opt=()
+start bare --web-root "$dir/dist"
+check "--web without -m: the server starts" test -n "$addr"
+check "--web without -m: / is the in-browser page, cross-origin isolated" \
+  test "$(get /)" = 200 -a "$(grep -c 'data-backend' "$dir/body")" = 0 \
+  -a "$(header Cross-Origin-Embedder-Policy)" = require-corp
+check "--web without -m: /dist/edgellm.mjs" \
+  test "$(get /dist/edgellm.mjs)" = 200 -a "$(cat "$dir/body")" = "export const built = true;"
+check "--web without -m: /health is 200, no_model" \
+  test "$(get /health)" = 200 -a "$(grep -c no_model "$dir/body")" = 1
+check "--web without -m: /v1/models is a 404 that says to pass -m" \
+  test "$(get /v1/models)" = 404 -a "$(grep -c 'restart with -m MODEL' "$dir/body")" = 1
+status=$(curl -s -o "$dir/body" -w '%{http_code}' -H 'Content-Type: application/json' \
+  -d '{"messages":[{"role":"user","content":"hi"}]}' "http://$addr/v1/chat/completions")
+check "--web without -m: a chat completion is a 404 no_model" \
+  test "$status" = 404 -a "$(grep -c no_model "$dir/body")" = 1
+check "--web without -m: the log says the page runs the model" grep -q "no model: the page" "$dir/bare.log"
+"$EDGELLM" serve --web-root "$dir/dist" --draft "$model" 2>"$dir/err"
+check "--web without -m, with --draft: exit 2 naming -m" test $? = 2 -a "$(grep -c -- '-m MODEL' "$dir/err")" = 1
+"$EDGELLM" serve --port 0 2>"$dir/err"
+check "no --web, no -m: exit 2, no model given" test $? = 2 -a "$(grep -c 'no model given' "$dir/err")" = 1
+model_opt=(-m "$model")
 
 # A missing build: one clear line, exit 1; --web-root without a folder: usage, exit 2.
 "$EDGELLM" serve -m "$model" --web-root "$dir/nowhere" 2>"$dir/err"

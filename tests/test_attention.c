@@ -122,6 +122,10 @@ int main(void)
     wide = ellm_attend_f16_neon_wide;
     isa = "neon";
 #endif
+#if defined(__wasm__)
+    narrow = ellm_attend_f16_wasm_simd;
+    isa = "wasm-simd";
+#endif
     fprintf(stderr, "attention copies on this CPU: portable, %s\n", isa);
 
     static uint8_t kc[MAX_POS * (MAX_HD + PAD) * 2], vc[MAX_POS * (MAX_HD + PAD) * 2];

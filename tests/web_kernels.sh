@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The kernel tests (tests/test_quant*.c) built with Emscripten (the threaded web build, so the
+# The kernel tests (tests/test_quant*.c, test_attention.c) built with Emscripten (the threaded web build, so the
 # thread-pool checks run too) and run in Node: the wasm-simd set against the scalar kernels, bit
 # for bit, in the same wasm the browser runs.
 set -uo pipefail
 tmp="$TEST_TMP/web_kernels"
 rm -rf "$tmp" && mkdir -p "$tmp"
 web="$BUILD_DIR/web"
-tests="test_quant test_quant_kquants test_quant_legacy test_quant_kquants_low"
+tests="test_quant test_quant_kquants test_quant_legacy test_quant_kquants_low test_attention"
 # shellcheck disable=SC2086
 if ! { make -C "$SOURCE_DIR" web WEB_BUILD_DIR="$web" &&
        NODE_PATH=/usr/share/nodejs cmake --build "$web/mt" -j 2 --target $tests; } >"$tmp/make.log" 2>&1; then
@@ -28,4 +28,6 @@ for t in $tests; do
 done
 grep -q "kernel sets on this CPU: wasm-simd scalar" "$tmp/test_quant.log" ||
   { echo "FAIL: the wasm-simd set was not compared with the scalar set" >&2; fail=1; }
+grep -q "attention copies on this CPU: portable, wasm-simd" "$tmp/test_attention.log" ||
+  { echo "FAIL: the wasm-simd attention head was not compared with the portable one" >&2; fail=1; }
 exit $fail

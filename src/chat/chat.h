@@ -18,9 +18,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "edgellm.h"
+
+/* Tools and their calls arrive as jansson values, which only chat_tools.c and chat_json.c read
+ * (they are built where jansson is; the browser build leaves them and tools out): here the type
+ * is only named. */
+typedef struct json_t json_t;
 
 typedef struct ellm_chat_message {
     const char *role;    /* "system", "user", "assistant" (others as the template treats them) */

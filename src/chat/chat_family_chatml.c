@@ -38,14 +38,14 @@ static void put_qwen_tool(chat_render *r, size_t i)
 }
 
 /* The system turn that lists the tools (Qwen 2.5 and 3 write the same block). */
-static void put_qwen_tools(chat_render *r, const json_t *tools)
+static void put_qwen_tools(chat_render *r)
 {
     chat_put(r, "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
                 "You are provided with function signatures within <tools></tools> XML tags:\n"
                 "<tools>");
-    for (size_t t = 0; t < json_array_size(tools); t++) {
+    for (size_t t = 0; t < chat_tool_count(r); t++) {
         chat_put(r, "\n");
-        chat_put_tojson(r, json_array_get(tools, t), -1);
+        chat_put_tool(r, t, -1);
     }
     chat_put(r, "\n</tools>\n\nFor each function call, return a json object with function name "
                 "and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
@@ -58,12 +58,7 @@ static void put_qwen_call(chat_render *r, const ellm_chat_tool_call *c, bool raw
     chat_put(r, "<tool_call>\n{\"name\": \"");
     chat_put_request_text(r, c->name);
     chat_put(r, "\", \"arguments\": ");
-    if (raw_strings && json_is_string(c->arguments))
-        chat_put_request_text(r, json_string_value(c->arguments));
-    else if (c->arguments)
-        chat_put_tojson(r, c->arguments, -1);
-    else
-        chat_put(r, "null");
+    chat_put_arguments(r, c, raw_strings);
     chat_put(r, "}\n</tool_call>");
 }
 
@@ -78,13 +73,12 @@ static void put_im_turn(chat_render *r, const char *role, chat_span content)
 
 bool chat_render_qwen25(chat_render *r, const char *default_system)
 {
-    const json_t *tools = chat_tool_list(r);
-    if (tools) {
+    if (chat_tool_count(r) > 0) {
         chat_put(r, "<|im_start|>system\n");
         chat_put(r, chat_role_is(&r->msgs[0], "system") ? chat_content_of(&r->msgs[0])
                                                         : default_system);
         chat_put(r, "\n\n");
-        put_qwen_tools(r, tools);
+        put_qwen_tools(r);
     } else if (chat_role_is(&r->msgs[0], "system")) {
         put_im_turn(r, "system", chat_span_of(r->msgs[0].content));
     } else {
@@ -159,14 +153,13 @@ static void put_qwen3_assistant(chat_render *r, size_t i, size_t last_query)
 
 bool chat_render_qwen3(chat_render *r)
 {
-    const json_t *tools = chat_tool_list(r);
-    if (tools) {
+    if (chat_tool_count(r) > 0) {
         chat_put(r, "<|im_start|>system\n");
         if (chat_role_is(&r->msgs[0], "system")) {
             chat_put(r, chat_content_of(&r->msgs[0]));
             chat_put(r, "\n\n");
         }
-        put_qwen_tools(r, tools);
+        put_qwen_tools(r);
     } else if (chat_role_is(&r->msgs[0], "system")) {
         put_im_turn(r, "system", chat_span_of(r->msgs[0].content));
     }

@@ -81,10 +81,7 @@ static bool put_llama_call(chat_render *r, const ellm_chat_message_tools *mt)
     chat_put(r, "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"");
     chat_put_request_text(r, mt->calls[0].name);
     chat_put(r, "\", \"parameters\": ");
-    if (mt->calls[0].arguments)
-        chat_put_tojson(r, mt->calls[0].arguments, -1);
-    else
-        chat_put(r, "null"); /* an undefined value under tojson */
+    chat_put_arguments(r, &mt->calls[0], false);
     chat_put(r, "}<|eot_id|>");
     return true;
 }
@@ -102,9 +99,8 @@ bool chat_render_llama31(chat_render *r, const char *date)
         system = chat_strip(chat_span_of(r->msgs[0].content));
         first = 1;
     }
-    const json_t *tools = chat_tool_list(r);
     /* "tools is not none": an empty list counts as tools here. */
-    bool with_tools = r->tools->tools != NULL && json_is_array(r->tools->tools);
+    bool with_tools = chat_tools_given(r);
     chat_put(r, "<|start_header_id|>system<|end_header_id|>\n\n");
     if (with_tools)
         chat_put(r, "Environment: ipython\n");
@@ -120,8 +116,8 @@ bool chat_render_llama31(chat_render *r, const char *date)
                               "user message!");
         chat_put(r, "<|start_header_id|>user<|end_header_id|>\n\n");
         chat_put(r, llama_tools_prompt);
-        for (size_t t = 0; tools && t < json_array_size(tools); t++) {
-            chat_put_tojson(r, json_array_get(tools, t), 4);
+        for (size_t t = 0; t < chat_tool_count(r); t++) {
+            chat_put_tool(r, t, 4);
             chat_put(r, "\n\n");
         }
         chat_put_span(r, chat_strip(chat_span_of(r->msgs[first].content)));

@@ -42,39 +42,6 @@ bool chat_render_mistral(chat_render *r)
     return true;
 }
 
-/* The [AVAILABLE_TOOLS] block: each function's members written one by one, strings without
- * escaping (as the template does), "return" left out. */
-static void put_mistral_tools(chat_render *r, const json_t *tools)
-{
-    chat_put(r, "[AVAILABLE_TOOLS] [");
-    for (size_t t = 0; t < json_array_size(tools); t++) {
-        const json_t *function = json_object_get(json_array_get(tools, t), "function");
-        chat_put(r, "{\"type\": \"function\", \"function\": {");
-        const char *key;
-        json_t *val;
-        bool first = true;
-        json_object_foreach((json_t *)function, key, val) {
-            if (strcmp(key, "return") == 0)
-                continue;
-            if (!first)
-                chat_put(r, ", ");
-            first = false;
-            chat_put(r, "\"");
-            chat_put_request_text(r, key);
-            chat_put(r, json_is_string(val) ? "\": \"" : "\": ");
-            if (json_is_string(val)) {
-                chat_put_request_text(r, json_string_value(val));
-                chat_put(r, "\"");
-            } else {
-                chat_put_tojson(r, val, -1);
-            }
-        }
-        chat_put(r, "}}");
-        chat_put(r, t + 1 < json_array_size(tools) ? ", " : "]");
-    }
-    chat_put(r, "[/AVAILABLE_TOOLS]");
-}
-
 /* Mistral's tool-call ids are exactly nine characters (the template checks the length only). */
 static bool mistral_id_ok(const char *id) { return id && strlen(id) == 9; }
 
@@ -87,10 +54,7 @@ static bool put_mistral_calls(chat_render *r, const ellm_chat_message_tools *mt)
         chat_put(r, "{\"name\": ");
         chat_put_json_string(r, call->name);
         chat_put(r, ", \"arguments\": ");
-        if (call->arguments)
-            chat_put_tojson(r, call->arguments, -1);
-        else
-            chat_put(r, "null");
+        chat_put_arguments(r, call, false);
         if (!mistral_id_ok(call->id))
             return chat_raise(r, "mistral-v3",
                               "Tool call IDs should be alphanumeric strings with length 9!");
@@ -128,16 +92,15 @@ bool chat_render_mistral_v3(chat_render *r)
                          "After the optional system message, conversation roles must alternate "
                          "user/assistant/user/assistant/...");
     }
-    const json_t *tools = r->tools->tools;
     chat_put(r, r->bos);
     for (size_t i = first; i < r->n; i++) {
         const ellm_chat_message *m = &r->msgs[i];
         const ellm_chat_message_tools *mt = chat_message_tools(r, i);
         if (chat_role_is(m, "user")) {
             /* "message == user_messages[-1]": equal to the last user message, not only it. */
-            if (json_is_array(tools) && last_user < r->n && mt->n_calls == 0 &&
+            if (chat_tools_given(r) && last_user < r->n && mt->n_calls == 0 &&
                 strcmp(chat_content_of(m), chat_content_of(&r->msgs[last_user])) == 0)
-                put_mistral_tools(r, tools);
+                r->tool_ops->put_mistral_tools(r);
             chat_put(r, "[INST] ");
             if (i + 1 == r->n && system) {
                 chat_put(r, system);

@@ -141,10 +141,10 @@ static bool (*const renderers[ELLM_CHAT_FAMILY_COUNT])(chat_render *) = {
     [ELLM_CHAT_LLAMA31] = render_llama31,          [ELLM_CHAT_LLAMA32] = render_llama32,
 };
 
-static char *format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
-                    const ellm_chat_tools *tools, bool add_generation_prompt,
-                    const char *bos_text, const char *eos_text, ellm_chat_span **spans,
-                    size_t *n_spans)
+char *chat_format_with_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                             const ellm_chat_tools *tools, const chat_tool_ops *ops,
+                             bool add_generation_prompt, const char *bos_text,
+                             const char *eos_text, ellm_chat_span **spans, size_t *n_spans)
 {
     static const ellm_chat_tools no_tools = {NULL, NULL};
     if (spans) {
@@ -168,15 +168,16 @@ static char *format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
                      .add_generation_prompt = add_generation_prompt,
                      .bos = bos_text ? bos_text : "",
                      .eos = eos_text ? eos_text : "",
-                     .tools = tools ? tools : &no_tools,
+                     .tools = tools && ops ? tools : &no_tools,
+                     .tool_ops = tools ? ops : NULL,
                      .track_spans = spans != NULL};
     if ((unsigned)f >= ELLM_CHAT_FAMILY_COUNT) {
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "unknown chat template family %d", (int)f);
         return NULL;
     }
     bool ok;
-    if (!renders_tools(f) && (chat_tool_list(&r) || has_tool_calls(&r)))
-        ok = chat_render_hermes_fallback(&r, renderers[f]);
+    if (r.tool_ops && !renders_tools(f) && (chat_tool_count(&r) > 0 || has_tool_calls(&r)))
+        ok = r.tool_ops->hermes_fallback(&r, renderers[f]);
     else
         ok = renderers[f](&r);
     char *text = ok ? chat_buf_finish(&r.out) : NULL;
@@ -199,7 +200,8 @@ static char *format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
 char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
                        bool add_generation_prompt, const char *bos_text, const char *eos_text)
 {
-    return format(f, msgs, n, NULL, add_generation_prompt, bos_text, eos_text, NULL, NULL);
+    return chat_format_with_tools(f, msgs, n, NULL, NULL, add_generation_prompt, bos_text,
+                                  eos_text, NULL, NULL);
 }
 
 char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
@@ -210,14 +212,49 @@ char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, 
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_spans: spans is NULL");
         return NULL;
     }
-    return format(f, msgs, n, NULL, add_generation_prompt, bos_text, eos_text, spans, n_spans);
+    return chat_format_with_tools(f, msgs, n, NULL, NULL, add_generation_prompt, bos_text,
+                                  eos_text, spans, n_spans);
 }
 
-char *ellm_chat_format_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
-                             const ellm_chat_tools *tools, bool add_generation_prompt,
-                             const char *bos_text, const char *eos_text, ellm_chat_span **spans,
-                             size_t *n_spans)
+size_t chat_tool_count(const chat_render *r) { return r->tool_ops ? r->tool_ops->count(r) : 0; }
+
+bool chat_tools_given(const chat_render *r) { return r->tool_ops && r->tool_ops->given(r); }
+
+void chat_put_tool(chat_render *r, size_t t, int indent)
 {
-    return format(f, msgs, n, tools, add_generation_prompt, bos_text, eos_text,
-                  spans && n_spans ? spans : NULL, n_spans);
+    if (t < chat_tool_count(r))
+        r->tool_ops->put_tool(r, t, indent);
+}
+
+void chat_put_arguments(chat_render *r, const ellm_chat_tool_call *c, bool raw_strings)
+{
+    if (r->tool_ops && c->arguments)
+        r->tool_ops->put_arguments(r, c, raw_strings);
+    else
+        chat_put(r, "null");
+}
+
+const ellm_chat_message_tools *chat_message_tools(const chat_render *r, size_t i)
+{
+    static const ellm_chat_message_tools none = {NULL, 0, NULL};
+    return r->tools->per_message && i < r->n ? &r->tools->per_message[i] : &none;
+}
+
+void chat_put_json_string(chat_render *r, const char *s)
+{
+    chat_buf text = {0};
+    chat_buf_json_string(&text, s ? s : "", s ? strlen(s) : 0);
+    if (text.failed)
+        r->out.failed = true;
+    chat_content_begin(r);
+    chat_put_span(r, (chat_span){text.data ? text.data : "", text.len});
+    chat_content_end(r);
+    chat_buf_discard(&text);
+}
+
+void chat_put_request_text(chat_render *r, const char *s)
+{
+    chat_content_begin(r);
+    chat_put(r, s ? s : "");
+    chat_content_end(r);
 }

@@ -11,13 +11,32 @@
 #include "chat/chat.h"
 #include "chat/chat_text.h"
 
-typedef struct chat_render {
+typedef struct chat_render chat_render;
+
+/* The tools' JSON values, read for a rendering (chat_tools.c, built only where jansson is). Only
+ * the entry points that take tools (ellm_chat_format_tools, ellm_chat_format_model_tools, in that
+ * file) pass them, so the renderers and the entry points without tools need no JSON support. */
+typedef struct chat_tool_ops {
+    size_t (*count)(const chat_render *r); /* tools in the list */
+    bool (*given)(const chat_render *r);   /* a list was given, even an empty one */
+    void (*put_tool)(chat_render *r, size_t t, int indent); /* tojson(indent) of tool t */
+    /* tojson of a call's arguments (not NULL); raw_strings: a string as it is */
+    void (*put_arguments)(chat_render *r, const ellm_chat_tool_call *c, bool raw_strings);
+    void (*put_mistral_tools)(chat_render *r); /* Mistral v3's [AVAILABLE_TOOLS] block */
+    /* Renders a conversation with tools in the Hermes style through a family without tool
+     * support: the tools go into the system message, calls into assistant text, results into
+     * user turns. */
+    bool (*hermes_fallback)(chat_render *r, bool (*render)(chat_render *));
+} chat_tool_ops;
+
+struct chat_render {
     const ellm_chat_message *msgs;
     size_t n; /* at least 1 */
     bool add_generation_prompt;
     const char *bos; /* never NULL */
     const char *eos;
     const ellm_chat_tools *tools; /* never NULL (an empty one when there are none) */
+    const chat_tool_ops *tool_ops; /* NULL when the caller passed no tools */
     chat_buf out;
     /* Which bytes of out came from message text (roles and contents), when asked for: pieces
      * written from a message's own strings are found by where they point, text a renderer
@@ -28,7 +47,7 @@ typedef struct chat_render {
     bool spans_failed;
     int content_depth;
     size_t content_start;
-} chat_render;
+};
 
 bool chat_role_is(const ellm_chat_message *m, const char *role);
 const char *chat_content_of(const ellm_chat_message *m); /* NULL content reads as "" */
@@ -42,19 +61,34 @@ bool chat_raise(chat_render *r, const char *family, const char *message);
 /* (role == 'user') == (index0 % 2 == 0): the alternation most templates check. */
 bool chat_alternates(const ellm_chat_message *m, size_t index0);
 
-/* Tools (chat_tools.c). The tool list when it is non-empty (Jinja's "if tools"), else NULL. */
-const json_t *chat_tool_list(const chat_render *r);
+/* Tools, through r->tool_ops where they need the JSON values. The number of tools (0 when none:
+ * Jinja's "if tools" is chat_tool_count(r) > 0); whether a list was given at all ("tools is not
+ * none"). */
+size_t chat_tool_count(const chat_render *r);
+bool chat_tools_given(const chat_render *r);
+/* tojson(indent) of tool t (indent < 0: none), written as message text. */
+void chat_put_tool(chat_render *r, size_t t, int indent);
+/* tojson of a call's arguments ("null" when it has none, as tojson writes an undefined value);
+ * raw_strings: string arguments as they are. */
+void chat_put_arguments(chat_render *r, const ellm_chat_tool_call *c, bool raw_strings);
 /* The calls message i makes (n_calls 0 when none) and the call id it answers (NULL if none). */
 const ellm_chat_message_tools *chat_message_tools(const chat_render *r, size_t i);
-/* tojson(indent) of a value (indent < 0: none), written as message text. */
-void chat_put_tojson(chat_render *r, const json_t *v, int indent);
 /* tojson of a string (json.dumps, non-ASCII kept), written as message text. */
 void chat_put_json_string(chat_render *r, const char *s);
 /* Text that came from the request (a tool's name, an id), written as message text. */
 void chat_put_request_text(chat_render *r, const char *s);
-/* Renders a conversation with tools in the Hermes style through a family without tool support:
- * the tools go into the system message, calls into assistant text, results into user turns. */
-bool chat_render_hermes_fallback(chat_render *r, bool (*render)(chat_render *));
+
+/* ellm_chat_format_tools and ellm_chat_format_model_tools with the tools' reader (NULL with no
+ * tools): chat_format.c and chat_model.c, which the entry points in chat_tools.c call. */
+char *chat_format_with_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                             const ellm_chat_tools *tools, const chat_tool_ops *ops,
+                             bool add_generation_prompt, const char *bos_text,
+                             const char *eos_text, ellm_chat_span **spans, size_t *n_spans);
+char *chat_format_model_with_tools(const edgellm_model *model, const ellm_chat_message *msgs,
+                                   size_t n, const ellm_chat_tools *tools,
+                                   const chat_tool_ops *ops, bool add_generation_prompt,
+                                   bool *template_recognised, ellm_chat_span **spans,
+                                   size_t *n_spans);
 
 /* ChatML and its variants (chat_family_chatml.c). */
 bool chat_render_chatml(chat_render *r);

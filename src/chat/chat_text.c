@@ -2,6 +2,7 @@
 #include "chat/chat_text.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,4 +179,30 @@ bool chat_span_ends_with(chat_span s, const char *suffix)
 {
     size_t m = strlen(suffix);
     return m <= s.n && memcmp(s.p + s.n - m, suffix, m) == 0;
+}
+
+void chat_buf_json_string(chat_buf *b, const char *s, size_t n)
+{
+    chat_buf_append(b, "\"");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        switch (c) {
+        case '"': chat_buf_append(b, "\\\""); break;
+        case '\\': chat_buf_append(b, "\\\\"); break;
+        case '\n': chat_buf_append(b, "\\n"); break;
+        case '\r': chat_buf_append(b, "\\r"); break;
+        case '\t': chat_buf_append(b, "\\t"); break;
+        case '\b': chat_buf_append(b, "\\b"); break;
+        case '\f': chat_buf_append(b, "\\f"); break;
+        default:
+            if (c < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", c);
+                chat_buf_append(b, esc);
+            } else {
+                chat_buf_append_n(b, s + i, 1);
+            }
+        }
+    }
+    chat_buf_append(b, "\"");
 }

@@ -44,6 +44,9 @@ chat_span chat_rstrip_chars(chat_span s, const char *chars);
 chat_span chat_split_first(chat_span s, const char *sep);
 chat_span chat_split_last(chat_span s, const char *sep);
 
+/* json.dumps of a string (ensure_ascii=False: non-ASCII kept), appended with its quotes. */
+void chat_buf_json_string(chat_buf *b, const char *s, size_t n);
+
 bool chat_span_contains(chat_span s, const char *needle);
 bool chat_span_starts_with(chat_span s, const char *prefix);
 bool chat_span_ends_with(chat_span s, const char *suffix);

@@ -1,42 +1,20 @@
 /* Tool calling in chat prompts and answers: the JSON the templates' tojson filter writes, the
- * Hermes-style rendering for families whose templates know no tools, and reading the calls a
- * model wrote back out of its text. */
+ * tool values the renderers reach through chat_tool_ops, the Hermes-style rendering for families
+ * whose templates know no tools, and reading the calls a model wrote back out of its text. The
+ * one file of the templates that reads jansson values (with chat_json.c): builds without jansson
+ * (the browser) leave it out and have no tools. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "chat/chat_render.h"
 #include "core/status.h"
 
 /* ---- tojson as transformers defines it: json.dumps(x, ensure_ascii=False, indent=indent) ---- */
-
-static void dump_string(chat_buf *b, const char *s, size_t n)
-{
-    chat_buf_append(b, "\"");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[8];
-        switch (c) {
-        case '"': chat_buf_append(b, "\\\""); break;
-        case '\\': chat_buf_append(b, "\\\\"); break;
-        case '\n': chat_buf_append(b, "\\n"); break;
-        case '\r': chat_buf_append(b, "\\r"); break;
-        case '\t': chat_buf_append(b, "\\t"); break;
-        case '\b': chat_buf_append(b, "\\b"); break;
-        case '\f': chat_buf_append(b, "\\f"); break;
-        default:
-            if (c < 0x20) {
-                snprintf(esc, sizeof esc, "\\u%04x", c);
-                chat_buf_append(b, esc);
-            } else {
-                chat_buf_append_n(b, s + i, 1);
-            }
-        }
-    }
-    chat_buf_append(b, "\"");
-}
 
 /* Python's repr of a float: the shortest digits that read back to the same double, positional
  * for decimal exponents -4 .. 15, scientific (e+XX / e-XX) otherwise. */
@@ -122,7 +100,7 @@ static void dump_value(chat_buf *b, const json_t *v, int indent, bool compact, i
             first = false;
             if (indent >= 0)
                 newline_indent(b, indent, depth + 1);
-            dump_string(b, key, strlen(key));
+            chat_buf_json_string(b, key, strlen(key));
             chat_buf_append(b, key_sep);
             dump_value(b, member, indent, compact, depth + 1);
         }
@@ -149,7 +127,7 @@ static void dump_value(chat_buf *b, const json_t *v, int indent, bool compact, i
         chat_buf_append(b, "]");
         break;
     }
-    case JSON_STRING: dump_string(b, json_string_value(v), json_string_length(v)); break;
+    case JSON_STRING: chat_buf_json_string(b, json_string_value(v), json_string_length(v)); break;
     case JSON_INTEGER: {
         char num[32];
         snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
@@ -178,21 +156,19 @@ bool ellm_chat_json_dump(const json_t *value, int indent, bool compact, char **o
     return true;
 }
 
-/* ---- what the renderers call ---- */
+/* ---- what the renderers reach through chat_tool_ops ---- */
 
-const json_t *chat_tool_list(const chat_render *r)
+static const json_t *tool_list(const chat_render *r)
 {
     const json_t *t = r->tools->tools;
-    return json_is_array(t) && json_array_size(t) > 0 ? t : NULL;
+    return json_is_array(t) ? t : NULL;
 }
 
-const ellm_chat_message_tools *chat_message_tools(const chat_render *r, size_t i)
-{
-    static const ellm_chat_message_tools none = {NULL, 0, NULL};
-    return r->tools->per_message && i < r->n ? &r->tools->per_message[i] : &none;
-}
+static size_t tool_count(const chat_render *r) { return json_array_size(tool_list(r)); }
 
-void chat_put_tojson(chat_render *r, const json_t *v, int indent)
+static bool tools_given(const chat_render *r) { return tool_list(r) != NULL; }
+
+static void put_tojson(chat_render *r, const json_t *v, int indent)
 {
     chat_buf text = {0};
     dump_value(&text, v, indent, false, 0);
@@ -204,23 +180,51 @@ void chat_put_tojson(chat_render *r, const json_t *v, int indent)
     chat_buf_discard(&text);
 }
 
-void chat_put_json_string(chat_render *r, const char *s)
+static void put_tool(chat_render *r, size_t t, int indent)
 {
-    chat_buf text = {0};
-    dump_string(&text, s ? s : "", s ? strlen(s) : 0);
-    if (text.failed)
-        r->out.failed = true;
-    chat_content_begin(r);
-    chat_put_span(r, (chat_span){text.data ? text.data : "", text.len});
-    chat_content_end(r);
-    chat_buf_discard(&text);
+    put_tojson(r, json_array_get(tool_list(r), t), indent);
 }
 
-void chat_put_request_text(chat_render *r, const char *s)
+static void put_arguments(chat_render *r, const ellm_chat_tool_call *c, bool raw_strings)
 {
-    chat_content_begin(r);
-    chat_put(r, s ? s : "");
-    chat_content_end(r);
+    if (raw_strings && json_is_string(c->arguments))
+        chat_put_request_text(r, json_string_value(c->arguments));
+    else
+        put_tojson(r, c->arguments, -1);
+}
+
+/* The [AVAILABLE_TOOLS] block: each function's members written one by one, strings without
+ * escaping (as the template does), "return" left out. */
+static void put_mistral_tools(chat_render *r)
+{
+    const json_t *tools = tool_list(r);
+    chat_put(r, "[AVAILABLE_TOOLS] [");
+    for (size_t t = 0; t < json_array_size(tools); t++) {
+        const json_t *function = json_object_get(json_array_get(tools, t), "function");
+        chat_put(r, "{\"type\": \"function\", \"function\": {");
+        const char *key;
+        json_t *val;
+        bool first = true;
+        json_object_foreach((json_t *)function, key, val) {
+            if (strcmp(key, "return") == 0)
+                continue;
+            if (!first)
+                chat_put(r, ", ");
+            first = false;
+            chat_put(r, "\"");
+            chat_put_request_text(r, key);
+            chat_put(r, json_is_string(val) ? "\": \"" : "\": ");
+            if (json_is_string(val)) {
+                chat_put_request_text(r, json_string_value(val));
+                chat_put(r, "\"");
+            } else {
+                put_tojson(r, val, -1);
+            }
+        }
+        chat_put(r, "}}");
+        chat_put(r, t + 1 < json_array_size(tools) ? ", " : "]");
+    }
+    chat_put(r, "[/AVAILABLE_TOOLS]");
 }
 
 /* ---- Hermes style through a family without tools ---- */
@@ -245,9 +249,9 @@ static void hermes_call(chat_buf *b, const ellm_chat_tool_call *c)
     chat_buf_append(b, "}\n</tool_call>");
 }
 
-bool chat_render_hermes_fallback(chat_render *r, bool (*render)(chat_render *))
+static bool hermes_fallback(chat_render *r, bool (*render)(chat_render *))
 {
-    const json_t *tools = chat_tool_list(r);
+    const json_t *tools = tool_count(r) > 0 ? tool_list(r) : NULL;
     size_t n = r->n;
     /* At most one message more than the conversation: a system message for the tools. */
     ellm_chat_message *msgs = calloc(n + 1, sizeof *msgs);
@@ -325,6 +329,28 @@ bool chat_render_hermes_fallback(chat_render *r, bool (*render)(chat_render *))
     free(texts);
     free(msgs);
     return ok;
+}
+
+static const chat_tool_ops json_tool_ops = {tool_count,    tools_given,       put_tool,
+                                            put_arguments, put_mistral_tools, hermes_fallback};
+
+char *ellm_chat_format_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+                             const ellm_chat_tools *tools, bool add_generation_prompt,
+                             const char *bos_text, const char *eos_text, ellm_chat_span **spans,
+                             size_t *n_spans)
+{
+    return chat_format_with_tools(f, msgs, n, tools, &json_tool_ops, add_generation_prompt,
+                                  bos_text, eos_text, spans && n_spans ? spans : NULL, n_spans);
+}
+
+char *ellm_chat_format_model_tools(const edgellm_model *model, const ellm_chat_message *msgs,
+                                   size_t n, const ellm_chat_tools *tools,
+                                   bool add_generation_prompt, bool *template_recognised,
+                                   ellm_chat_span **spans, size_t *n_spans)
+{
+    return chat_format_model_with_tools(model, msgs, n, tools, &json_tool_ops,
+                                        add_generation_prompt, template_recognised, spans,
+                                        n_spans);
 }
 
 /* ---- calls in generated text ---- */

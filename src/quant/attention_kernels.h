@@ -65,4 +65,12 @@ void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t 
                                uint16_t *acc, float *qr, float *out);
 #endif
 
+#if defined(__wasm__)
+/* The same with SIMD128 half conversions (attention_wasm_simd.c, built with -msimd128);
+ * bit-identical to the portable head for every head size. */
+void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc,
+                               size_t stride, int32_t n_pos, int32_t hd, float scale,
+                               uint16_t *acc, float *qr, float *out);
+#endif
+
 #endif

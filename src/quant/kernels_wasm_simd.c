@@ -10,26 +10,9 @@
 #include "quant/blocks.h"
 #include "quant/kernels.h"
 #include "quant/kquants.h"
+#include "quant/lanes_wasm_simd.h"
 #include "quant/quant.h"
 #include "quant/reference_kquants_low.h"
-
-/* Sum of a[i] * b[i] over 16 signed bytes, in four 32-bit partial sums. */
-static inline v128_t dot_i8x16(v128_t a, v128_t b)
-{
-    v128_t lo = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a),
-                                     wasm_i16x8_extend_low_i8x16(b));
-    v128_t hi = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a),
-                                     wasm_i16x8_extend_high_i8x16(b));
-    return wasm_i32x4_add(lo, hi);
-}
-
-static inline int32_t hsum_i32x4(v128_t v)
-{
-    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) +
-           wasm_i32x4_extract_lane(v, 2) + wasm_i32x4_extract_lane(v, 3);
-}
-
-static inline v128_t load(const void *p) { return wasm_v128_load(p); }
 
 void ellm_vec_dot_f32_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
@@ -43,20 +26,6 @@ void ellm_vec_dot_f32_wasm_simd(int64_t n, float *out, const void *row, const vo
     for (; i < n; i++)
         sum += a[i] * b[i];
     *out = sum;
-}
-
-/* IEEE halves held in the low 16 bits of 32-bit lanes to floats, exactly: the exponent and
- * mantissa moved into float position and rescaled by 2^112 (which also makes half subnormals float
- * normals); Inf/NaN get the float's all-ones exponent. */
-static inline v128_t halves_to_f32x4(v128_t h)
-{
-    v128_t sign = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16);
-    v128_t em = wasm_v128_and(h, wasm_i32x4_splat(0x7FFF));
-    v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x77800000));
-    v128_t special = wasm_i32x4_ge(em, wasm_i32x4_splat(0x7C00));
-    f = wasm_v128_bitselect(wasm_v128_or(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x7F800000)),
-                            f, special);
-    return wasm_v128_or(f, sign);
 }
 
 void ellm_vec_dot_f16_wasm_simd(int64_t n, float *out, const void *row, const void *x)
@@ -78,17 +47,6 @@ void ellm_vec_dot_f16_wasm_simd(int64_t n, float *out, const void *row, const vo
         sum += ellm_f16_to_f32(h) * b[i];
     }
     *out = sum;
-}
-
-/* Lane i: the sum of the four lanes of v[i]. */
-static inline v128_t transpose_sum4(const v128_t v[4])
-{
-    v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(v[0], v[1], 0, 4, 1, 5),
-                               wasm_i32x4_shuffle(v[0], v[1], 2, 6, 3, 7));
-    v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(v[2], v[3], 0, 4, 1, 5),
-                               wasm_i32x4_shuffle(v[2], v[3], 2, 6, 3, 7));
-    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5),
-                          wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
 }
 
 /* The 32-value formats against Q8_0 activations: block i's integer sum as four partial sums. */
@@ -173,23 +131,6 @@ static inline int32_t q8_K_min_term(const uint8_t *mins, const int16_t *bsums)
     v128_t prod = wasm_i32x4_add(wasm_i32x4_mul(pairs_lo, wasm_u32x4_extend_low_u16x8(m)),
                                  wasm_i32x4_mul(pairs_hi, wasm_u32x4_extend_high_u16x8(m)));
     return hsum_i32x4(prod);
-}
-
-/* The low (lo) and high (hi) 4-bit values of 32 bytes, each as two vectors of 16 bytes. */
-typedef struct nibbles32 {
-    v128_t lo[2], hi[2];
-} nibbles32;
-
-static inline nibbles32 split_nibbles(const uint8_t *q)
-{
-    const v128_t low4 = wasm_i8x16_splat(0x0F);
-    nibbles32 r;
-    for (int k = 0; k < 2; k++) {
-        v128_t v = load(q + 16 * k);
-        r.lo[k] = wasm_v128_and(v, low4);
-        r.hi[k] = wasm_u8x16_shr(v, 4);
-    }
-    return r;
 }
 
 /* Σ v[l] * y[l] over l < 32, with v as two vectors of 16 values in -128..127. */

@@ -8,10 +8,12 @@
 enum MHD_Result srv_endpoint_health(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
 {
     int state = atomic_load(&srv->state);
-    bool ok = state == SRV_STATE_READY;
+    /* serve --web without -m has no model on purpose: healthy, and says so */
+    bool ok = state == SRV_STATE_READY || state == SRV_STATE_NO_MODEL;
     return srv_http_reply_json(srv, conn, ok ? 200 : 503,
                                json_pack("{s:s}", "status",
-                                         ok                           ? "ok"
+                                         state == SRV_STATE_NO_MODEL  ? "no_model"
+                                         : ok                         ? "ok"
                                          : state == SRV_STATE_LOADING ? "loading"
                                                                       : "stopping"),
                                cs->endpoint, cs);

@@ -309,6 +309,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                  srv->max_body);
         return srv_http_fail(srv, conn, 413, "request_too_large", endpoint, cs, msg);
     }
+    if (rt->needs_model && state == SRV_STATE_NO_MODEL)
+        return srv_http_fail(srv, conn, 404, "no_model", endpoint, cs,
+                    "this server has no model (serve --web without -m): the page at / runs one "
+                    "in the browser; restart with -m MODEL to serve one over the API");
     if (rt->needs_model && state != SRV_STATE_READY)
         return srv_http_fail(
             srv, conn, 503, state == SRV_STATE_LOADING ? "model_loading" : "shutting_down",

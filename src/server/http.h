@@ -7,7 +7,8 @@
 #include "server/guard.h"
 #include "server/server_internal.h"
 
-enum { SRV_STATE_LOADING = 0, SRV_STATE_READY = 1, SRV_STATE_FAILED = 2, SRV_STATE_STOPPING = 3 };
+enum { SRV_STATE_LOADING = 0, SRV_STATE_READY = 1, SRV_STATE_FAILED = 2, SRV_STATE_STOPPING = 3,
+       SRV_STATE_NO_MODEL = 4 /* serve --web without -m: the page only */ };
 
 struct MHD_Connection;
 struct MHD_Response;

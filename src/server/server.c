@@ -28,6 +28,8 @@ static bool derive_model_id(srv_server *srv)
         snprintf(srv->model_id, sizeof srv->model_id, "%s", srv->cfg->model_id);
         return true;
     }
+    if (!srv->cfg->model_path)
+        return true; /* no model, no id */
     const char *base = strrchr(srv->cfg->model_path, '/');
     base = base ? base + 1 : srv->cfg->model_path;
     snprintf(srv->model_id, sizeof srv->model_id, "%s", base);
@@ -133,15 +135,22 @@ int ellm_server_run(const ellm_server_config *cfg)
         srv_metrics_free(srv.metrics);
         return 1;
     }
-    fprintf(stderr, "%s: listening on http://%s:%d (model '%s' loading)\n", srv_log_name(cfg),
-            host, srv.port, srv.model_id);
+    if (cfg->model_path)
+        fprintf(stderr, "%s: listening on http://%s:%d (model '%s' loading)\n",
+                srv_log_name(cfg), host, srv.port, srv.model_id);
+    else
+        fprintf(stderr, "%s: listening on http://%s:%d (no model: the page at / runs one in the "
+                        "browser)\n",
+                srv_log_name(cfg), host, srv.port);
     if (cfg->ready_file)
         write_ready_file(cfg->ready_file, host, srv.port);
 
     load_job job = {&srv, "", false};
     pthread_t loader;
-    bool loader_started = pthread_create(&loader, NULL, load_model, &job) == 0;
-    if (!loader_started) {
+    bool loader_started = false;
+    if (!cfg->model_path)
+        atomic_store(&srv.state, SRV_STATE_NO_MODEL);
+    else if (!(loader_started = pthread_create(&loader, NULL, load_model, &job) == 0)) {
         snprintf(job.error, sizeof job.error, "cannot start the model loader thread");
         atomic_store(&srv.state, SRV_STATE_FAILED);
     }

@@ -9,7 +9,7 @@
 #include "edgellm.h"
 
 typedef struct ellm_server_config {
-    const char *model_path;
+    const char *model_path;    /* NULL only with web_root: the page, no API model */
     const char *model_id;      /* the id clients name; NULL = the file name without .gguf */
     const char *host;          /* NULL = 127.0.0.1 */
     int port;                  /* 0 = any free port (the chosen one is printed) */

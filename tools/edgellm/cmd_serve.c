@@ -15,6 +15,7 @@ static void serve_usage(FILE *out)
 {
     fprintf(out,
             "usage: edgellm serve -m MODEL [options]\n"
+            "       edgellm serve --web [-m MODEL] [options]\n"
             "  Serves the model over the OpenAI API: /v1/chat/completions, /v1/completions,\n"
             "  /v1/embeddings, /v1/models, /tokenize, /detokenize, /health, /metrics, and a chat\n"
             "  page at /.\n"
@@ -42,7 +43,8 @@ static void serve_usage(FILE *out)
             "      --ready-file F      write host:port to F once listening (for scripts)\n"
             "      --web               the page at / runs a model in the browser (WebAssembly,\n"
             "                          threads: served cross-origin isolated) instead of chatting\n"
-            "                          through this server; needs the browser build (make web)\n"
+            "                          through this server; needs the browser build (make web);\n"
+            "                          without -m the server has no API model, only the page\n"
             "      --web-root DIR      where the browser build is (default: the installed one,\n"
             "                          else web/dist of the source tree); implies --web\n");
     fputs(cli_draft_usage(), out);
@@ -138,6 +140,7 @@ void serve_options_init(serve_options *o, ellm_server_config *cfg)
     o->cfg = cfg;
     o->key_from_file = NULL;
     o->ctx_given = false;
+    o->model_optional = false;
     o->kernels = NULL;
     cli_draft_defaults(&o->draft);
 }
@@ -145,7 +148,7 @@ void serve_options_init(serve_options *o, ellm_server_config *cfg)
 int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size_t cap)
 {
     ellm_server_config *cfg = o->cfg;
-    if (!cfg->model_path) {
+    if (!cfg->model_path && !o->model_optional) {
         cli_error(cmd, "no model given: edgellm %s -m MODEL.gguf", cmd);
         return EXIT_USAGE;
     }
@@ -160,13 +163,18 @@ int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size
     if (!o->ctx_given)
         cfg->n_ctx = -4096; /* the model's context, capped: slots x context must fit in memory */
     /* -m takes a file or an installed NAME[:VERSION] from the model store. */
-    if (store_resolve_model(cfg->model_path, resolved, cap) != EDGELLM_OK) {
+    if (cfg->model_path && store_resolve_model(cfg->model_path, resolved, cap) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
-    cfg->model_path = resolved;
+    if (cfg->model_path)
+        cfg->model_path = resolved;
     if (cli_draft_check(cmd, &o->draft) != 0)
         return EXIT_USAGE;
+    if (!cfg->model_path && (o->draft.draft_path || o->draft.lookup)) {
+        cli_error(cmd, "--draft and --lookup speed up the server's model: give it with -m MODEL");
+        return EXIT_USAGE;
+    }
     if (o->draft.draft_path && store_resolve_model(o->draft.draft_path, o->draft_resolved,
                                                    sizeof o->draft_resolved) != EDGELLM_OK) {
         cli_error(cmd, "--draft: %s", edgellm_last_error());
@@ -265,6 +273,7 @@ int cmd_serve(int argc, char **argv)
         }
     }
     char resolved[4096];
+    o.model_optional = web;
     if (rc == 0)
         rc = serve_options_finish(cmd, &o, resolved, sizeof resolved);
     if (rc == 0 && web && (rc = find_web_root(cmd, web_root, web_dir, sizeof web_dir)) == 0)

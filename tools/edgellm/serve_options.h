@@ -13,6 +13,7 @@ typedef struct serve_options {
     ellm_server_config *cfg;
     char *key_from_file; /* owned; freed by the caller */
     bool ctx_given;
+    bool model_optional;       /* serve --web: the page loads its model in the browser */
     const char *kernels;       /* --kernels; NULL: $EDGELLM_KERNELS or the CPU's default */
     cli_draft_options draft;   /* --draft / --lookup: speculative decoding per slot */
     char draft_resolved[4096]; /* the draft's path once resolved from the store */

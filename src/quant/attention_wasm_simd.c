@@ -1,0 +1,93 @@
+/* The F16-cache attention head of attention_f16.inc with SIMD128 half conversions, four values
+ * at a time: the same operations in the same order (no fused multiply-add, the K.Q dot summed in
+ * double one product at a time), so it is bit-identical to ellm_attend_f16_portable, which it
+ * leaves head sizes that are not a multiple of 4 to. The portable head converts every cached
+ * value through out-of-line scalar functions, four conversions per value and position, which
+ * took about a third of the web build's prefill. */
+#include "quant/attention_kernels.h"
+
+#if defined(__wasm_simd128__)
+#include <math.h>
+#include <wasm_simd128.h>
+
+#include "quant/lanes_wasm_simd.h"
+
+static inline v128_t load_half4(const uint16_t *p) { return halves_to_f32x4(wasm_u32x4_load16x4(p)); }
+
+/* Floats to halves, rounding to nearest even, exactly as ellm_f32_to_f16: NaN stays NaN with its
+ * top payload bits (made non-zero), what rounds to 65520 or more is Inf, subnormals are rounded
+ * by one float addition of 0.5 (whose last mantissa bit is worth 2^-24, the smallest half). */
+static inline v128_t f32x4_to_halves(v128_t f)
+{
+    v128_t abs = wasm_v128_and(f, wasm_i32x4_splat(0x7FFFFFFF));
+    v128_t sign = wasm_v128_and(wasm_u32x4_shr(f, 16), wasm_i32x4_splat(0x8000));
+    v128_t odd = wasm_v128_and(wasm_u32x4_shr(abs, 13), wasm_i32x4_splat(1));
+    v128_t normal = wasm_u32x4_shr(
+        wasm_i32x4_add(wasm_i32x4_sub(abs, wasm_i32x4_splat(0x38000000)),
+                       wasm_i32x4_add(wasm_i32x4_splat(0xFFF), odd)),
+        13);
+    v128_t sub = wasm_i32x4_sub(wasm_f32x4_add(abs, wasm_f32x4_splat(0.5f)),
+                                wasm_f32x4_splat(0.5f));
+    v128_t nan = wasm_v128_or(wasm_i32x4_splat(0x7E00),
+                              wasm_v128_and(wasm_u32x4_shr(abs, 13), wasm_i32x4_splat(0x3FF)));
+    v128_t h = wasm_v128_bitselect(sub, normal, wasm_i32x4_lt(abs, wasm_i32x4_splat(0x38800000)));
+    h = wasm_v128_bitselect(wasm_i32x4_splat(0x7C00), h,
+                            wasm_i32x4_ge(abs, wasm_i32x4_splat(0x477FF000)));
+    h = wasm_v128_bitselect(nan, h, wasm_i32x4_gt(abs, wasm_i32x4_splat(0x7F800000)));
+    return wasm_v128_or(h, sign);
+}
+
+static inline void store_half4(uint16_t *p, v128_t f)
+{
+    v128_t h = f32x4_to_halves(f);
+    wasm_v128_store64_lane(p, wasm_u16x8_narrow_i32x4(h, h), 0);
+}
+
+void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc,
+                               size_t stride, int32_t n_pos, int32_t hd, float scale,
+                               uint16_t *acc, float *qr, float *out)
+{
+    if (hd % 4 != 0) {
+        ellm_attend_f16_portable(q, kc, vc, stride, n_pos, hd, scale, acc, qr, out);
+        return;
+    }
+    for (int32_t d = 0; d < hd; d += 4) {
+        store_half4(acc + d, wasm_v128_load(q + d)); /* acc rounds the query through F16 */
+        wasm_v128_store(qr + d, load_half4(acc + d));
+    }
+    for (int32_t d = 0; d < hd; d += 4)
+        wasm_v128_store64_lane(acc + d, wasm_i64x2_splat(0), 0);
+    float max = -INFINITY, sum = 0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const uint16_t *krow = (const uint16_t *)(kc + (size_t)p * stride);
+        const uint16_t *vrow = (const uint16_t *)(vc + (size_t)p * stride);
+        double dot = 0;
+        for (int32_t d = 0; d < hd; d += 4) {
+            v128_t prod = wasm_f32x4_mul(load_half4(krow + d), wasm_v128_load(qr + d));
+            dot += (double)wasm_f32x4_extract_lane(prod, 0);
+            dot += (double)wasm_f32x4_extract_lane(prod, 1);
+            dot += (double)wasm_f32x4_extract_lane(prod, 2);
+            dot += (double)wasm_f32x4_extract_lane(prod, 3);
+        }
+        float score = (float)dot * scale;
+        float old_scale = 1.0f, weight = 1.0f;
+        if (score > max) {
+            old_scale = expf(max - score);
+            max = score;
+            v128_t s = wasm_f32x4_splat(old_scale);
+            for (int32_t d = 0; d < hd; d += 4)
+                store_half4(acc + d, wasm_f32x4_mul(load_half4(acc + d), s));
+        } else {
+            weight = expf(score - max);
+        }
+        v128_t w = wasm_f32x4_splat(weight);
+        for (int32_t d = 0; d < hd; d += 4)
+            store_half4(acc + d, wasm_f32x4_add(load_half4(acc + d),
+                                                wasm_f32x4_mul(load_half4(vrow + d), w)));
+        sum = sum * old_scale + weight;
+    }
+    float inv = 1.0f / sum;
+    for (int32_t d = 0; d < hd; d += 4)
+        wasm_v128_store(out + d, wasm_f32x4_mul(load_half4(acc + d), wasm_f32x4_splat(inv)));
+}
+#endif

@@ -1,0 +1,335 @@
+/* WebAssembly SIMD128 tiles of weight rows × tokens (see ellm_gemm_fn) for Q4_0 and Q8_0 against
+ * extended Q8_0 activations and Q4_K, Q5_K and Q6_K against Q8_K rows.
+ *
+ * Four weight rows share a vector: each row's integer block sum is formed in four partial lanes
+ * by i32x4.dot_i16x8 and the four rows' partials are transposed and added, so lane r holds row
+ * r's exact block sum. The float work then runs on four rows at once with the scalar kernel's
+ * operations in its order (scale product, times the block sum, added to the row's running sum in
+ * block order; WebAssembly has no fused multiply-add to round differently), so every value is
+ * bit-identical to the scalar kernel and to the single-row wasm-simd kernels, whatever the tile.
+ *
+ * What is shared: a block of up to 16 rows is widened to 16-bit values once (for K-quants with
+ * each sub-block's scale already multiplied in, which keeps the sum exact: at most 63 × 31 or
+ * 127 × 32 in 16 bits) and reused by every token of the step; a token's block of activations is
+ * widened once and reused by every row. */
+#if defined(__wasm_simd128__)
+#include <stdbool.h>
+#include <string.h>
+#include <wasm_simd128.h>
+
+#include "quant/blocks.h"
+#include "quant/kernels.h"
+#include "quant/kquants.h"
+#include "quant/lanes_wasm_simd.h"
+#include "quant/quant.h"
+
+enum {
+    GROUP = 4,        /* rows in the four lanes */
+    MAX_GROUPS = 4,   /* groups whose block is widened at once: 16 rows */
+    TOKEN_STEP = 64,  /* tokens whose running sums are kept while a block is reused */
+    LEGACY_VECS = 4,  /* 16-bit vectors per 32-value block */
+    KQUANT_VECS = 32, /* 16-bit vectors per 256-value super-block */
+};
+
+/* One block of GROUP rows, widened: w[r] holds row r's values (for K-quants times their
+ * sub-block scales), mins[r] Q4_K/Q5_K's mins each twice (to meet the 16 bsums), d and dmin the
+ * rows' scales as floats in lanes. */
+typedef struct row_group {
+    v128_t w[GROUP][KQUANT_VECS];
+    v128_t mins[GROUP][2];
+    v128_t d, dmin;
+} row_group;
+
+/* One token's block of activations, widened to 16 bits, and its scale in every lane. */
+typedef struct act_block {
+    v128_t a[KQUANT_VECS];
+    v128_t bsums[2];
+    v128_t d;
+} act_block;
+
+static inline void widen_i8(v128_t v, v128_t *out)
+{
+    out[0] = wasm_i16x8_extend_low_i8x16(v);
+    out[1] = wasm_i16x8_extend_high_i8x16(v);
+}
+
+/* Lane r: row r's exact integer sum of w · a over n vectors. */
+static inline v128_t row_sums(const row_group *g, const v128_t *a, int n)
+{
+    v128_t part[GROUP];
+    for (int r = 0; r < GROUP; r++) {
+        v128_t s0 = wasm_i32x4_dot_i16x8(g->w[r][0], a[0]);
+        v128_t s1 = wasm_i32x4_dot_i16x8(g->w[r][1], a[1]);
+        for (int k = 2; k < n; k += 2) {
+            s0 = wasm_i32x4_add(s0, wasm_i32x4_dot_i16x8(g->w[r][k], a[k]));
+            s1 = wasm_i32x4_add(s1, wasm_i32x4_dot_i16x8(g->w[r][k + 1], a[k + 1]));
+        }
+        part[r] = wasm_i32x4_add(s0, s1);
+    }
+    return transpose_sum4(part);
+}
+
+static inline v128_t scales_of(const uint8_t *const rows[GROUP], size_t at)
+{
+    uint16_t h[GROUP];
+    for (int r = 0; r < GROUP; r++)
+        memcpy(&h[r], rows[r] + at, sizeof h[r]);
+    return halves_to_f32x4(wasm_i32x4_make(h[0], h[1], h[2], h[3]));
+}
+
+/* ---- Q4_0 and Q8_0 against extended Q8_0 rows ---- */
+
+static void q4_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F), eight = wasm_i8x16_splat(8);
+    size_t at = (size_t)b * sizeof(block_q4_0);
+    for (int r = 0; r < GROUP; r++) {
+        v128_t q = load(rows[r] + at + offsetof(block_q4_0, qs));
+        widen_i8(wasm_i8x16_sub(wasm_v128_and(q, low4), eight), &g->w[r][0]);
+        widen_i8(wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight), &g->w[r][2]);
+    }
+    g->d = scales_of(rows, at + offsetof(block_q4_0, d));
+}
+
+static void q8_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    size_t at = (size_t)b * sizeof(block_q8_0);
+    for (int r = 0; r < GROUP; r++) {
+        const uint8_t *qs = rows[r] + at + offsetof(block_q8_0, qs);
+        widen_i8(load(qs), &g->w[r][0]);
+        widen_i8(load(qs + 16), &g->w[r][2]);
+    }
+    g->d = scales_of(rows, at + offsetof(block_q8_0, d));
+}
+
+static void ext_act(const uint8_t *x, int64_t b, const void *layout, act_block *a)
+{
+    const ellm_q8_0_ext_layout *L = layout;
+    const uint8_t *qs = x + (size_t)b * QK8_0;
+    widen_i8(load(qs), &a->a[0]);
+    widen_i8(load(qs + 16), &a->a[2]);
+    a->d = wasm_v128_load32_splat(x + L->scales_offset + (size_t)b * sizeof(float));
+}
+
+/* sum += (dw * da) * (float)isum, the scalar kernel's order. */
+static v128_t legacy_step(const row_group *g, const act_block *a, v128_t sum)
+{
+    v128_t isum = row_sums(g, a->a, LEGACY_VECS);
+    v128_t scale = wasm_f32x4_mul(g->d, a->d);
+    return wasm_f32x4_add(sum, wasm_f32x4_mul(scale, wasm_f32x4_convert_i32x4(isum)));
+}
+
+/* ---- K-quants against Q8_K rows ---- */
+
+/* Sixteen unsigned 4- or 5-bit values times one scale, as two 16-bit vectors. */
+static inline void widen_scaled_u8(v128_t v, int scale, v128_t *out)
+{
+    v128_t s = wasm_i16x8_splat((int16_t)scale);
+    out[0] = wasm_i16x8_mul(wasm_u16x8_extend_low_u8x16(v), s);
+    out[1] = wasm_i16x8_mul(wasm_u16x8_extend_high_u8x16(v), s);
+}
+
+/* Q4_K (with_high false) and Q5_K: the 64-value chunk c holds sub-blocks 2c (low nibbles, plus
+ * bit 2c of qh for Q5_K) and 2c + 1 (high nibbles, bit 2c + 1). */
+static inline void q45_K_row(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
+                             v128_t *w, v128_t *mins)
+{
+    const v128_t one = wasm_i8x16_splat(1);
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++)
+        ellm_kq_scale_min(j, scales, &sc[j], &mn[j]);
+    for (int c = 0; c < 4; c++) {
+        nibbles32 q = split_nibbles(qs + 32 * c);
+        for (int k = 0; k < 2; k++) {
+            if (qh) {
+                v128_t h = load(qh + 16 * k);
+                q.lo[k] = wasm_v128_or(
+                    q.lo[k], wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h, 2 * c), one), 4));
+                q.hi[k] = wasm_v128_or(
+                    q.hi[k], wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(h, 2 * c + 1), one), 4));
+            }
+            widen_scaled_u8(q.lo[k], sc[2 * c], &w[8 * c + 2 * k]);
+            widen_scaled_u8(q.hi[k], sc[2 * c + 1], &w[8 * c + 4 + 2 * k]);
+        }
+    }
+    mins[0] = wasm_i16x8_make(mn[0], mn[0], mn[1], mn[1], mn[2], mn[2], mn[3], mn[3]);
+    mins[1] = wasm_i16x8_make(mn[4], mn[4], mn[5], mn[5], mn[6], mn[6], mn[7], mn[7]);
+}
+
+static void q4_K_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    size_t at = (size_t)b * sizeof(block_q4_K);
+    for (int r = 0; r < GROUP; r++) {
+        const block_q4_K *blk = (const block_q4_K *)(rows[r] + at);
+        q45_K_row(blk->scales, blk->qs, NULL, g->w[r], g->mins[r]);
+    }
+    g->d = scales_of(rows, at + offsetof(block_q4_K, d));
+    g->dmin = scales_of(rows, at + offsetof(block_q4_K, dmin));
+}
+
+static void q5_K_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    size_t at = (size_t)b * sizeof(block_q5_K);
+    for (int r = 0; r < GROUP; r++) {
+        const block_q5_K *blk = (const block_q5_K *)(rows[r] + at);
+        q45_K_row(blk->scales, blk->qs, blk->qh, g->w[r], g->mins[r]);
+    }
+    g->d = scales_of(rows, at + offsetof(block_q5_K, d));
+    g->dmin = scales_of(rows, at + offsetof(block_q5_K, dmin));
+}
+
+/* Q6_K: value 128h + 32·quarter + 16k + l is (low | high << 4) - 32, in sub-block
+ * 8h + 2·quarter + k, with low from ql's nibbles and high two bits of qh (blocks.h). */
+static void q6_K_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F), three = wasm_i8x16_splat(3);
+    const v128_t offset = wasm_i16x8_splat(32);
+    size_t at = (size_t)b * sizeof(block_q6_K);
+    for (int r = 0; r < GROUP; r++) {
+        const block_q6_K *blk = (const block_q6_K *)(rows[r] + at);
+        for (int h = 0; h < 2; h++)
+            for (int quarter = 0; quarter < 4; quarter++)
+                for (int k = 0; k < 2; k++) {
+                    v128_t low = load(blk->ql + 64 * h + 16 * k + (quarter & 1 ? 32 : 0));
+                    low = quarter < 2 ? wasm_v128_and(low, low4) : wasm_u8x16_shr(low, 4);
+                    v128_t high = wasm_v128_and(
+                        wasm_u8x16_shr(load(blk->qh + 32 * h + 16 * k), 2 * quarter), three);
+                    v128_t q = wasm_v128_or(low, wasm_i8x16_shl(high, 4));
+                    v128_t s = wasm_i16x8_splat(blk->scales[8 * h + 2 * quarter + k]);
+                    v128_t *out = &g->w[r][16 * h + 4 * quarter + 2 * k];
+                    out[0] = wasm_i16x8_mul(
+                        wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(q), offset), s);
+                    out[1] = wasm_i16x8_mul(
+                        wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(q), offset), s);
+                }
+    }
+    g->d = scales_of(rows, at + offsetof(block_q6_K, d));
+}
+
+static void q8_K_act(const uint8_t *x, int64_t b, const void *unused, act_block *a)
+{
+    (void)unused;
+    const block_q8_K *blk = (const block_q8_K *)x + b;
+    for (int k = 0; k < KQUANT_VECS / 2; k++)
+        widen_i8(load(blk->qs + 16 * k), &a->a[2 * k]);
+    a->bsums[0] = load(blk->bsums);
+    a->bsums[1] = load(blk->bsums + 8);
+    a->d = wasm_f32x4_splat(blk->d);
+}
+
+/* sum += ad * dw * (float)sumi - ad * dmin * (float)summ, the scalar kernel's order. */
+static v128_t q45_K_step(const row_group *g, const act_block *a, v128_t sum)
+{
+    v128_t sumi = row_sums(g, a->a, KQUANT_VECS);
+    v128_t part[GROUP];
+    for (int r = 0; r < GROUP; r++)
+        part[r] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(g->mins[r][0], a->bsums[0]),
+                                 wasm_i32x4_dot_i16x8(g->mins[r][1], a->bsums[1]));
+    v128_t summ = transpose_sum4(part);
+    v128_t scaled = wasm_f32x4_mul(wasm_f32x4_mul(a->d, g->d), wasm_f32x4_convert_i32x4(sumi));
+    v128_t mins = wasm_f32x4_mul(wasm_f32x4_mul(a->d, g->dmin), wasm_f32x4_convert_i32x4(summ));
+    return wasm_f32x4_add(sum, wasm_f32x4_sub(scaled, mins));
+}
+
+/* sum += ad * dw * (float)sumi. */
+static v128_t q6_K_step(const row_group *g, const act_block *a, v128_t sum)
+{
+    v128_t sumi = row_sums(g, a->a, KQUANT_VECS);
+    return wasm_f32x4_add(
+        sum, wasm_f32x4_mul(wasm_f32x4_mul(a->d, g->d), wasm_f32x4_convert_i32x4(sumi)));
+}
+
+/* ---- the tile driver ---- */
+
+typedef void (*group_fn)(const uint8_t *const rows[GROUP], int64_t b, row_group *g);
+typedef void (*act_fn)(const uint8_t *x, int64_t b, const void *ctx, act_block *a);
+typedef v128_t (*step_fn)(const row_group *g, const act_block *a, v128_t sum);
+
+/* Rows in passes of up to 16 and tokens in steps of TOKEN_STEP: each block of the pass's rows
+ * is widened once, then every token of the step meets it; a short last group repeats its last
+ * row, whose extra lanes are not stored. Inlined into each entry point so that the block
+ * functions are direct calls. */
+static inline __attribute__((always_inline)) void
+gemm_row_groups(int64_t nb, const uint8_t *w, size_t w_stride, int64_t n_rows, const uint8_t *x,
+                size_t x_stride, int64_t n_tok, float *y, int64_t y_stride, group_fn widen_rows,
+                act_fn widen_act, const void *ctx, step_fn step)
+{
+    row_group groups[MAX_GROUPS];
+    v128_t sums[TOKEN_STEP][MAX_GROUPS];
+    for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP * MAX_GROUPS) {
+        int64_t left = n_rows - r0;
+        int ng = left >= GROUP * MAX_GROUPS ? MAX_GROUPS : (int)((left + GROUP - 1) / GROUP);
+        const uint8_t *rows[MAX_GROUPS][GROUP];
+        for (int gi = 0; gi < ng; gi++)
+            for (int r = 0; r < GROUP; r++) {
+                int64_t row = r0 + gi * GROUP + r < n_rows ? r0 + gi * GROUP + r : n_rows - 1;
+                rows[gi][r] = w + (size_t)row * w_stride;
+            }
+        for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
+            int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
+            for (int t = 0; t < nt; t++)
+                for (int gi = 0; gi < ng; gi++)
+                    sums[t][gi] = wasm_f32x4_splat(0.0f);
+            for (int64_t b = 0; b < nb; b++) {
+                for (int gi = 0; gi < ng; gi++)
+                    widen_rows(rows[gi], b, &groups[gi]);
+                for (int t = 0; t < nt; t++) {
+                    act_block a;
+                    widen_act(x + (size_t)(t0 + t) * x_stride, b, ctx, &a);
+                    for (int gi = 0; gi < ng; gi++)
+                        sums[t][gi] = step(&groups[gi], &a, sums[t][gi]);
+                }
+            }
+            for (int t = 0; t < nt; t++)
+                for (int gi = 0; gi < ng; gi++) {
+                    float lanes[GROUP];
+                    wasm_v128_store(lanes, sums[t][gi]);
+                    for (int r = 0; r < GROUP && r0 + gi * GROUP + r < n_rows; r++)
+                        y[(t0 + t) * y_stride + r0 + gi * GROUP + r] = lanes[r];
+                }
+        }
+    }
+}
+
+void ellm_gemm_q4_0_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                              int64_t y_stride)
+{
+    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    gemm_row_groups(n / QK4_0, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q4_0_group,
+                    ext_act, &L, legacy_step);
+}
+
+void ellm_gemm_q8_0_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                              int64_t y_stride)
+{
+    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    gemm_row_groups(n / QK8_0, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q8_0_group,
+                    ext_act, &L, legacy_step);
+}
+
+void ellm_gemm_q4_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                              int64_t y_stride)
+{
+    gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q4_K_group,
+                    q8_K_act, NULL, q45_K_step);
+}
+
+void ellm_gemm_q5_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                              int64_t y_stride)
+{
+    gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q5_K_group,
+                    q8_K_act, NULL, q45_K_step);
+}
+
+void ellm_gemm_q6_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                              int64_t y_stride)
+{
+    gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q6_K_group,
+                    q8_K_act, NULL, q6_K_step);
+}
+#endif

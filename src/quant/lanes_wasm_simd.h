@@ -1,0 +1,70 @@
+/* SIMD128 helpers shared by the wasm-simd kernels and tiles (included only by *_wasm_simd.c
+ * files, which are built with -msimd128). Every one is exact: integer sums and half-to-float
+ * conversions, so the kernels built on them can match the scalar kernels bit for bit. */
+#ifndef EDGELLM_QUANT_LANES_WASM_SIMD_H
+#define EDGELLM_QUANT_LANES_WASM_SIMD_H
+
+#include <stdint.h>
+#include <wasm_simd128.h>
+
+static inline v128_t load(const void *p) { return wasm_v128_load(p); }
+
+/* Sum of a[i] * b[i] over 16 signed bytes, in four 32-bit partial sums. */
+static inline v128_t dot_i8x16(v128_t a, v128_t b)
+{
+    v128_t lo = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a),
+                                     wasm_i16x8_extend_low_i8x16(b));
+    v128_t hi = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a),
+                                     wasm_i16x8_extend_high_i8x16(b));
+    return wasm_i32x4_add(lo, hi);
+}
+
+static inline int32_t hsum_i32x4(v128_t v)
+{
+    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) +
+           wasm_i32x4_extract_lane(v, 2) + wasm_i32x4_extract_lane(v, 3);
+}
+
+/* Lane i: the sum of the four lanes of v[i]. */
+static inline v128_t transpose_sum4(const v128_t v[4])
+{
+    v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(v[0], v[1], 0, 4, 1, 5),
+                               wasm_i32x4_shuffle(v[0], v[1], 2, 6, 3, 7));
+    v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(v[2], v[3], 0, 4, 1, 5),
+                               wasm_i32x4_shuffle(v[2], v[3], 2, 6, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5),
+                          wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/* IEEE halves held in the low 16 bits of 32-bit lanes to floats, exactly: the exponent and
+ * mantissa moved into float position and rescaled by 2^112 (which also makes half subnormals float
+ * normals); Inf/NaN get the float's all-ones exponent. */
+static inline v128_t halves_to_f32x4(v128_t h)
+{
+    v128_t sign = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16);
+    v128_t em = wasm_v128_and(h, wasm_i32x4_splat(0x7FFF));
+    v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x77800000));
+    v128_t special = wasm_i32x4_ge(em, wasm_i32x4_splat(0x7C00));
+    f = wasm_v128_bitselect(wasm_v128_or(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x7F800000)),
+                            f, special);
+    return wasm_v128_or(f, sign);
+}
+
+/* The low (lo) and high (hi) 4-bit values of 32 bytes, each as two vectors of 16 bytes. */
+typedef struct nibbles32 {
+    v128_t lo[2], hi[2];
+} nibbles32;
+
+static inline nibbles32 split_nibbles(const uint8_t *q)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F);
+    nibbles32 r;
+    for (int k = 0; k < 2; k++) {
+        v128_t v = load(q + 16 * k);
+        r.lo[k] = wasm_v128_and(v, low4);
+        r.hi[k] = wasm_u8x16_shr(v, 4);
+    }
+    return r;
+}
+
+#endif
