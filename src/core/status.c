@@ -50,6 +50,8 @@ edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...)
     return status;
 }
 
+void ellm_clear_error(void) { last_error[0] = '\0'; }
+
 const char *edgellm_last_error(void) { return last_error; }
 
 const char *edgellm_status_name(edgellm_status status)

@@ -17,4 +17,7 @@ edgellm_status ellm_fail(edgellm_status status, const char *fmt, ...) ELLM_PRINT
 /* Prefixes the current message with more context ("loading x.gguf: <old message>"). */
 edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...) ELLM_PRINTF(2, 3);
 
+/* Forgets the message of a failure the caller recovered from. */
+void ellm_clear_error(void);
+
 #endif
