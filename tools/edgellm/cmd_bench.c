@@ -164,8 +164,8 @@ static void print_ctx_curve(const ctx_curve *c, long n_gen, bool json)
         printf("  %6d %10.2f tok/s  %6.1f%%\n", curve_depths[k], c->decode_tps[k],
                100.0 * c->decode_tps[k] / c->decode_tps[0]);
     if (c->n_points > 1)
-        printf("  %d against %d: %.1f%% slower\n", curve_depths[c->n_points - 1], curve_depths[0],
-               100.0 * curve_loss(c));
+        printf("  %d against %d: %+.1f%% decode speed\n", curve_depths[c->n_points - 1],
+               curve_depths[0], -100.0 * curve_loss(c));
 }
 
 /* Time per operation of one prefill and of the decode steps after it. */
@@ -381,8 +381,8 @@ int cmd_bench(int argc, char **argv)
     }
     ctx_curve curve = {.n_points = want_curve ? curve_points_fitting(n_gen, info.n_ctx_train) : 0};
     if (want_curve && curve.n_points < 2) {
-        cli_error(cmd, "--ctx-curve needs room for %d + %ld tokens at least; the model's context "
-                       "is %d (use fewer -n tokens)",
+        cli_error(cmd, "--ctx-curve needs room for %d + %ld tokens (two depths); the model's "
+                       "context is %d: use fewer -n tokens or a model with a longer context",
                   curve_depths[1], n_gen, info.n_ctx_train);
         edgellm_model_free(m);
         return EXIT_USAGE;
