@@ -110,10 +110,11 @@ static inline float q8_0_at(const block_q8_0 *row, int64_t e)
  * are elements e0.. of each cached row. Heads of whole blocks quantize the query to Q8_0 like
  * any matrix input, so the kernel set's Q8_0 dot gives the scores (exact integer block sums);
  * smaller heads, which share blocks, take the scalar path: dequantized keys against the float
- * query. Then an exact two-pass softmax in float and the dequantized values' weighted sum. */
+ * query. Then an exact two-pass softmax in float and the dequantized values' weighted sum (the
+ * set's axpy_q8_0 for whole blocks). */
 static void attend_q8_0(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                         int64_t e0, int32_t n_pos, int32_t hd, float scale, float cap,
-                        float *scores, void *q8, float *out)
+                        float *scores, void *q8, ellm_axpy_q8_0_fn axpy, float *out)
 {
     bool whole_blocks = e0 % QK8_0 == 0 && hd % QK8_0 == 0;
     const ellm_type_kernels *dot = ellm_kernels_for(ELLM_TYPE_Q8_0);
@@ -139,13 +140,7 @@ static void attend_q8_0(const float *q, const uint8_t *kc, const uint8_t *vc, si
         const block_q8_0 *vrow = (const block_q8_0 *)(vc + (size_t)p * stride);
         float w = scores[p];
         if (whole_blocks) {
-            for (int32_t b = 0; b < hd / QK8_0; b++) {
-                const block_q8_0 *blk = vrow + e0 / QK8_0 + b;
-                float wd = w * ellm_f16_to_f32(blk->d);
-                float *o = out + (size_t)b * QK8_0;
-                for (int i = 0; i < QK8_0; i++)
-                    o[i] += wd * (float)blk->qs[i];
-            }
+            axpy(hd / QK8_0, w, vrow + e0 / QK8_0, out);
         } else {
             for (int32_t d = 0; d < hd; d++)
                 out[d] += w * q8_0_at(vrow, e0 + d);
@@ -195,7 +190,10 @@ static void attention_task(void *arg, int ith, int nth)
             float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
             if (s->kv.type == ELLM_TYPE_Q8_0)
                 attend_q8_0(q, k_rows, v_rows, stride, (int64_t)kvh * hd, n_pos, hd, scale,
-                            hp->attn_softcap, scores, scores + w->p.n_ctx, out);
+                            hp->attn_softcap, scores, scores + w->p.n_ctx,
+                            j->kernels->axpy_q8_0 ? j->kernels->axpy_q8_0
+                                                  : ellm_axpy_q8_0_portable,
+                            out);
             else if (hp->attn_softcap > 0)
                 attend_capped(q, kc, vc, stride, s->kv.type == ELLM_TYPE_F32 ? 4 : 2, n_pos, hd,
                               scale,

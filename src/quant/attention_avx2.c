@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "quant/blocks.h"
+
 #define ATTEND_F16 ellm_attend_f16_f16c
 #define ATTEND_F16_ATTRIBUTES
 #define HALF_TO_FLOAT(h) _cvtsh_ss(h)
@@ -57,6 +59,20 @@ static inline __m256 exp8(__m256 x)
     __m256i two_n = _mm256_slli_epi32(
         _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_and_ps(live, _mm256_mul_ps(e, _mm256_castsi256_ps(two_n)));
+}
+
+void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *out)
+{
+    const block_q8_0 *b = blocks;
+    for (int32_t i = 0; i < n_blocks; i++, out += QK8_0) {
+        __m256 wd = _mm256_set1_ps(w * _cvtsh_ss(b[i].d));
+        for (int k = 0; k < QK8_0; k += 8) {
+            __m256 q = _mm256_cvtepi32_ps(
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b[i].qs + k))));
+            _mm256_storeu_ps(out + k, _mm256_add_ps(_mm256_loadu_ps(out + k),
+                                                    _mm256_mul_ps(wd, q)));
+        }
+    }
 }
 
 enum { POS_BLOCK = 32 }; /* positions whose scores and softmax factors are found together */

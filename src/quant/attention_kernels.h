@@ -55,6 +55,10 @@ static inline float ellm_attention_exp(float x)
     return e * two_n.f;
 }
 
+/* out[i] += (w * d) * q for the values q (scale d) of n_blocks Q8_0 blocks, in that order of
+ * operations (no fused multiply-add): one position's values in a Q8_0 cache's weighted sum. */
+typedef void (*ellm_axpy_q8_0_fn)(int32_t n_blocks, float w, const void *blocks, float *out);
+
 typedef struct ellm_attention_kernels {
     const char *isa;
     ellm_attend_f16_fn f16;      /* any head size; bit-identical to ellm_attend_f16_portable */
@@ -62,6 +66,7 @@ typedef struct ellm_attention_kernels {
     /* Head sizes 64 and 128 with more than one query head per KV head, each head exactly as
      * f16_wide computes it; NULL where the set has none. */
     ellm_attend_f16_group_fn f16_group;
+    ellm_axpy_q8_0_fn axpy_q8_0; /* bit-identical to ellm_axpy_q8_0_portable; NULL: that one */
 } ellm_attention_kernels;
 
 /* The attention kernels of the kernel set in use (see ellm_kernels_for). */
@@ -73,8 +78,12 @@ void ellm_attend_f16_portable(const float *q, const uint8_t *kc, const uint8_t *
                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                               float *out);
 
+void ellm_axpy_q8_0_portable(int32_t n_blocks, float w, const void *blocks, float *out);
+
 #if defined(__x86_64__)
 #define ELLM_HAVE_F16C_ATTENTION 1
+/* ellm_axpy_q8_0_portable eight values at a time (attention_avx2.c). */
+void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *out);
 /* One attention head over an F16 cache using F16C conversions (see attention_f16.inc). */
 void ellm_attend_f16_f16c(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                           int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,

@@ -45,7 +45,7 @@ static const kernel_set scalar_set = {
         [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL, NULL),
         [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL, NULL, NULL),
     },
-    .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL},
+    .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL, ellm_axpy_q8_0_portable},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -87,7 +87,8 @@ static const kernel_set avx2_set = {
                              NULL),
     },
     .quantize_to = {AVX2_QUANTIZERS},
-    .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide, NULL},
+    .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide, NULL,
+                  ellm_axpy_q8_0_avx2},
     .prepare = ellm_gemm_avx2_init,
 };
 
@@ -110,7 +111,7 @@ static const kernel_set avx512_set = {
     },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
-                  ellm_attend_f16_group_avx512},
+                  ellm_attend_f16_group_avx512, ellm_axpy_q8_0_avx2},
 };
 #endif
 
