@@ -144,7 +144,8 @@ static const kernel_set avx512_set = {
         .quantize_to = {[ELLM_TYPE_Q8_0] = ellm_quantize_row_q8_0_neon,                            \
                         [ELLM_TYPE_Q8_K] = ellm_quantize_row_q8_K_neon,                            \
                         [ELLM_TYPE_Q8_1] = ellm_quantize_row_q8_1_neon},                           \
-        .attention = {"neon", ellm_attend_f16_neon, ellm_attend_f16_neon_wide, NULL},              \
+        .attention = {"neon", ellm_attend_f16_neon, ellm_attend_f16_neon_wide, NULL,               \
+                      ellm_axpy_q8_0_portable},                                                    \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
@@ -178,7 +179,7 @@ static const kernel_set wasm_simd_set = {
         [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_wasm_simd, "wasm-simd", NULL, NULL, NULL),
         [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL, NULL, NULL),
     },
-    .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL},
+    .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL, ellm_axpy_q8_0_portable},
 };
 #endif
 
