@@ -118,6 +118,28 @@ check "bench --profile has every operation" $?
 "$EDGELLM" bench -m "$converted" -p 16 -n 8 -r 1 -t 1 --profile 2>/dev/null | grep -q "^  matmul "
 check "bench --profile prints the table" $?
 
+# bench --ctx-curve: decode speed at every depth the model's context holds; a context too short
+# for two points is a usage error that says so. (F32 weights: the record then measures only the
+# float FMA peak, whose run is shorter.)
+"$EDGELLM" synth --dims 64,1,4,2,64 --vocab "$SHARED/models/aidreams260K-f32.gguf" --ctx 4200 \
+  --type f32 -o "$tmp/long.gguf" 2>/dev/null &&
+  "$EDGELLM" bench -m "$tmp/long.gguf" -p 8 -n 4 -r 1 -t 2 --json --ctx-curve >"$tmp/curve.json" 2>/dev/null
+check "bench --ctx-curve runs" $?
+python3 - "$tmp/curve.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["ctx_curve"]
+assert [p["depth"] for p in c["points"]] == [128, 512, 1024, 2048, 4096], c
+assert all(p["decode_tok_per_s"] > 0 for p in c["points"]) and c["generated_tokens"] == 4, c
+assert abs(c["loss_deepest_vs_shallowest"] -
+           (1 - c["points"][-1]["decode_tok_per_s"] / c["points"][0]["decode_tok_per_s"])) < 2e-3, c
+PY
+check "bench --ctx-curve record has every depth" $?
+"$EDGELLM" synth --dims 64,1,4,2,64 --vocab "$SHARED/models/aidreams260K-f32.gguf" --ctx 256 \
+  -o "$tmp/short.gguf" 2>/dev/null
+err=$("$EDGELLM" bench -m "$tmp/short.gguf" -p 8 -n 8 -r 1 --ctx-curve 2>&1 >/dev/null)
+[[ $? -eq 2 ]] && grep -q "needs room for 512 + 8 tokens" <<<"$err"
+check "bench --ctx-curve on a short context is a usage error" $?
+
 # eval: the F32 model against the reference runtime's logits: KL ~ 0 and full top-1 agreement;
 # saved logits compared with themselves: KL exactly 0.
 ids="$SHARED/testdata/aidreams/logits-ids.txt"

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "quant/attention_kernels.h"
+#include "quant/blocks.h"
 #include "quant/quant.h"
 #include "test_util.h"
 
@@ -54,12 +55,12 @@ static void attend_wide_model(const float *q, const uint8_t *kc, const uint8_t *
         float score = ((s4[0] + s4[1]) + (s4[2] + s4[3])) * scale;
         float old_scale = 1.0f, weight = 1.0f;
         if (score > max) {
-            old_scale = expf(max - score);
+            old_scale = ellm_attention_exp(max - score);
             max = score;
             for (int32_t d = 0; d < hd; d++)
                 acc[d] = f2h(h2f(acc[d]) * old_scale);
         } else {
-            weight = expf(score - max);
+            weight = ellm_attention_exp(score - max);
         }
         for (int32_t d = 0; d < hd; d++)
             acc[d] = f2h(fmaf(h2f(v[d]), weight, h2f(acc[d])));
@@ -220,5 +221,29 @@ int main(void)
         fprintf(stderr, "%d grouped attention cases\n", grouped);
     }
 #endif
+    /* The Q8_0 cache's value sums: each set's kernel the portable one bit for bit. */
+    ellm_axpy_q8_0_fn axpy = ellm_axpy_q8_0_portable;
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"))
+        axpy = ellm_axpy_q8_0_avx2;
+#endif
+    enum { AXPY_BLOCKS = 4 };
+    block_q8_0 blocks[AXPY_BLOCKS];
+    float sum_portable[AXPY_BLOCKS * QK8_0], sum_set[AXPY_BLOCKS * QK8_0];
+    for (int i = 0; i < AXPY_BLOCKS * QK8_0; i++)
+        sum_portable[i] = sum_set[i] = frand() * 4.0f;
+    for (int round = 0; round < 8; round++) {
+        for (int b = 0; b < AXPY_BLOCKS; b++) {
+            blocks[b].d = f2h(frand() * 0.05f);
+            for (int k = 0; k < QK8_0; k++)
+                blocks[b].qs[k] = (int8_t)(frand() * 127.0f);
+        }
+        float w = frand();
+        ellm_axpy_q8_0_portable(AXPY_BLOCKS, w, blocks, sum_portable);
+        axpy(AXPY_BLOCKS, w, blocks, sum_set);
+    }
+    CHECK_MSG(!memcmp(sum_portable, sum_set, sizeof sum_set),
+              "the kernel set's Q8_0 value sum differs from the portable one");
+    CHECK(fabsf(sum_portable[5] - sum_portable[6]) > 0); /* the sums are not all one value */
     return test_finish("test_attention");
 }

@@ -2,8 +2,9 @@
  *
  * Q8_0 cache: logits close to the F16 cache's (mean KL below 5e-4 nats per position, top-1 the
  * same at 95 % of positions or more, every logit within 5 % of the largest) on the shared
- * aidreams model (head size 16: heads share Q8_0 blocks, the scalar dequantizing path) and on a
- * synthetic grouped-query model of head size 64 (the kernel set's integer Q8_0 dot); the cache
+ * aidreams model (head size 16: heads share Q8_0 blocks, the scalar dequantizing path), on a
+ * synthetic grouped-query model of head size 64 (the kernel set's integer Q8_0 dot) and on that
+ * model pruned to layers of different head and FFN counts (edgellm prune); the cache
  * about half the F16 one; the scalar kernel set giving the same within float rounding; models
  * whose KV rows do not split into blocks refused with a clear error.
  *
@@ -15,6 +16,7 @@
 
 #include "convert/synth.h"
 #include "edgellm.h"
+#include "optimise/prune.h"
 #include "quant/attention_kernels.h"
 #include "quant/quant.h"
 #include "test_util.h"
@@ -134,6 +136,15 @@ static void check_model(const char *label, const char *path)
     edgellm_model_free(m);
 }
 
+/* Records the query heads each layer of a pruned model keeps. */
+static void note_heads_kept(void *user, int32_t layer, bool dropped, int32_t heads,
+                          int32_t heads_kept, int32_t ffn, int32_t ffn_kept)
+{
+    (void)dropped, (void)heads, (void)ffn, (void)ffn_kept;
+    if (layer >= 0 && layer < 2)
+        ((int32_t *)user)[layer] = heads_kept;
+}
+
 static void check_kernel_switch(void)
 {
     CHECK(edgellm_use_kernel_set("no-such-set") == EDGELLM_ERR_INVALID_ARGUMENT);
@@ -177,6 +188,20 @@ int main(void)
     snprintf(path, sizeof path, "%s/test_kv_q8_0_synth.gguf", EDGELLM_TEST_TMP);
     CHECK(ellm_synth_model(&shape, ELLM_TYPE_F16, aidreams, path, 1) == EDGELLM_OK);
     check_model("synthetic (head size 64, grouped)", path);
+
+    /* The same model pruned (edgellm prune): layers of different KV head and FFN counts share
+     * one cache whose rows are as wide as the widest layer's. */
+    char pruned[512];
+    snprintf(pruned, sizeof pruned, "%s/test_kv_q8_0_pruned.gguf", EDGELLM_TEST_TMP);
+    ellm_prune_params plan = {.heads = 0.25f, .ffn = 0.25f};
+    int32_t heads_kept[2] = {0, 0};
+    plan.on_layer = note_heads_kept;
+    plan.user = heads_kept;
+    CHECK_MSG(ellm_prune_model(path, pruned, &plan) == EDGELLM_OK, "prune: %s",
+              edgellm_last_error());
+    CHECK_MSG(heads_kept[0] != heads_kept[1], "pruning left %d and %d query heads: the layers "
+              "should differ", heads_kept[0], heads_kept[1]);
+    check_model("synthetic pruned (1 and 2 KV heads, fewer FFN channels)", pruned);
 
     /* KV rows of 48 values do not split into Q8_0 blocks: refused, naming the fix. */
     ellm_synth_shape odd = {"kv-odd", 48, 1, 3, 3, 64, 64, 10000.0f, true};

@@ -39,26 +39,35 @@ typedef struct attention_job {
     int32_t heads_per_job;           /* query heads of one KV head per job (grouped only) */
 } attention_job;
 
+/* Scores to softmax weights in place, the exact two-pass way in float: the largest score taken
+ * out before expf, the sum's reciprocal applied to each weight. */
+static void softmax_in_place(float *scores, int32_t n)
+{
+    float max = -INFINITY, sum = 0;
+    for (int32_t p = 0; p < n; p++)
+        max = scores[p] > max ? scores[p] : max;
+    for (int32_t p = 0; p < n; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    for (int32_t p = 0; p < n; p++)
+        scores[p] *= inv;
+}
+
 /* One head of one token over an F32 cache: exact two-pass softmax in float. */
 static void attend_f32(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                        int32_t n_pos, int32_t hd, float scale, float *scores, float *out)
 {
     const ellm_type_kernels *dot = ellm_kernels_for(ELLM_TYPE_F32);
-    float max = -INFINITY;
     for (int32_t p = 0; p < n_pos; p++) {
         dot->vec_dot(hd, &scores[p], kc + (size_t)p * stride, q);
         scores[p] *= scale;
-        max = scores[p] > max ? scores[p] : max;
     }
-    float sum = 0;
-    for (int32_t p = 0; p < n_pos; p++) {
-        scores[p] = expf(scores[p] - max);
-        sum += scores[p];
-    }
-    float inv = 1.0f / sum;
+    softmax_in_place(scores, n_pos);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p < n_pos; p++) {
-        float w = scores[p] * inv;
+        float w = scores[p];
         const float *v = (const float *)(vc + (size_t)p * stride);
         for (int32_t d = 0; d < hd; d++)
             out[d] += w * v[d];
@@ -71,7 +80,6 @@ static void attend_capped(const float *q, const uint8_t *kc, const uint8_t *vc, 
                           size_t elem, int32_t n_pos, int32_t hd, float scale, float cap,
                           float *scores, float *out)
 {
-    float max = -INFINITY;
     for (int32_t p = 0; p < n_pos; p++) {
         const uint8_t *kr = kc + (size_t)p * stride;
         double dot = 0;
@@ -80,17 +88,11 @@ static void attend_capped(const float *q, const uint8_t *kc, const uint8_t *vc, 
                                              : ellm_f16_to_f32(((const uint16_t *)kr)[d]));
         float sc = (float)dot * scale;
         scores[p] = cap * tanhf(sc / cap);
-        max = scores[p] > max ? scores[p] : max;
     }
-    float sum = 0;
-    for (int32_t p = 0; p < n_pos; p++) {
-        scores[p] = expf(scores[p] - max);
-        sum += scores[p];
-    }
-    float inv = 1.0f / sum;
+    softmax_in_place(scores, n_pos);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p < n_pos; p++) {
-        float w = scores[p] * inv;
+        float w = scores[p];
         const uint8_t *vr = vc + (size_t)p * stride;
         for (int32_t d = 0; d < hd; d++)
             out[d] += w * (elem == 4 ? ((const float *)vr)[d]
@@ -108,16 +110,16 @@ static inline float q8_0_at(const block_q8_0 *row, int64_t e)
  * are elements e0.. of each cached row. Heads of whole blocks quantize the query to Q8_0 like
  * any matrix input, so the kernel set's Q8_0 dot gives the scores (exact integer block sums);
  * smaller heads, which share blocks, take the scalar path: dequantized keys against the float
- * query. Then an exact two-pass softmax in float and the dequantized values' weighted sum. */
+ * query. Then an exact two-pass softmax in float and the dequantized values' weighted sum (the
+ * set's axpy_q8_0 for whole blocks). */
 static void attend_q8_0(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                         int64_t e0, int32_t n_pos, int32_t hd, float scale, float cap,
-                        float *scores, void *q8, float *out)
+                        float *scores, void *q8, ellm_axpy_q8_0_fn axpy, float *out)
 {
     bool whole_blocks = e0 % QK8_0 == 0 && hd % QK8_0 == 0;
     const ellm_type_kernels *dot = ellm_kernels_for(ELLM_TYPE_Q8_0);
     if (whole_blocks)
         ellm_quantize_activations(ELLM_TYPE_Q8_0, q, q8, hd);
-    float max = -INFINITY;
     for (int32_t p = 0; p < n_pos; p++) {
         const block_q8_0 *krow = (const block_q8_0 *)(kc + (size_t)p * stride);
         float sc = 0;
@@ -131,26 +133,14 @@ static void attend_q8_0(const float *q, const uint8_t *kc, const uint8_t *vc, si
         }
         sc *= scale;
         scores[p] = cap > 0 ? cap * tanhf(sc / cap) : sc;
-        max = scores[p] > max ? scores[p] : max;
     }
-    float sum = 0;
-    for (int32_t p = 0; p < n_pos; p++) {
-        scores[p] = expf(scores[p] - max);
-        sum += scores[p];
-    }
-    float inv = 1.0f / sum;
+    softmax_in_place(scores, n_pos);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p < n_pos; p++) {
         const block_q8_0 *vrow = (const block_q8_0 *)(vc + (size_t)p * stride);
-        float w = scores[p] * inv;
+        float w = scores[p];
         if (whole_blocks) {
-            for (int32_t b = 0; b < hd / QK8_0; b++) {
-                const block_q8_0 *blk = vrow + e0 / QK8_0 + b;
-                float wd = w * ellm_f16_to_f32(blk->d);
-                float *o = out + (size_t)b * QK8_0;
-                for (int i = 0; i < QK8_0; i++)
-                    o[i] += wd * (float)blk->qs[i];
-            }
+            axpy(hd / QK8_0, w, vrow + e0 / QK8_0, out);
         } else {
             for (int32_t d = 0; d < hd; d++)
                 out[d] += w * q8_0_at(vrow, e0 + d);
@@ -200,7 +190,10 @@ static void attention_task(void *arg, int ith, int nth)
             float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
             if (s->kv.type == ELLM_TYPE_Q8_0)
                 attend_q8_0(q, k_rows, v_rows, stride, (int64_t)kvh * hd, n_pos, hd, scale,
-                            hp->attn_softcap, scores, scores + w->p.n_ctx, out);
+                            hp->attn_softcap, scores, scores + w->p.n_ctx,
+                            j->kernels->axpy_q8_0 ? j->kernels->axpy_q8_0
+                                                  : ellm_axpy_q8_0_portable,
+                            out);
             else if (hp->attn_softcap > 0)
                 attend_capped(q, kc, vc, stride, s->kv.type == ELLM_TYPE_F32 ? 4 : 2, n_pos, hd,
                               scale,

@@ -6,13 +6,15 @@
  * a grouped-query group read the same key and value rows: taking them together converts each
  * row once and gives the core several independent chains. Per head, every rounding step is the
  * wide path's (eight-lane FMA accumulators reduced (0+2)+(1+3), then halves and pairs; the F16
- * rounding of the running output after every update; the same libm expf), so the results are
- * bit-identical to ellm_attend_f16_f16c_wide. */
+ * rounding of the running output after every update; the same exponential,
+ * ellm_attention_exp, here 16 lanes at a time), so the results are bit-identical to
+ * ellm_attend_f16_f16c_wide. */
 #include "quant/attention_kernels.h"
 
 #if defined(ELLM_HAVE_F16C_ATTENTION)
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 
 static inline __m512 round_to_half(__m512 v)
 {
@@ -57,15 +59,37 @@ static inline float reduce_like_wide(__m512 s)
     return _mm_cvtss_f32(_mm_hadd_ps(h, h));
 }
 
+/* ellm_attention_exp in 16 lanes: the same operations in the same order. */
+static inline __m512 exp16(__m512 x)
+{
+    __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(ELLM_EXP_LOG2E)),
+                                           _mm512_set1_ps(ELLM_EXP_ROUNDER)),
+                             _mm512_set1_ps(ELLM_EXP_ROUNDER));
+    __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(ELLM_EXP_LN2_HI)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(ELLM_EXP_LN2_LO)));
+    __m512 p = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(ELLM_EXP_P0), r),
+                             _mm512_set1_ps(ELLM_EXP_P1));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(ELLM_EXP_P2));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(ELLM_EXP_P3));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(ELLM_EXP_P4));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(ELLM_EXP_P5));
+    __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
+                             _mm512_set1_ps(1.0f));
+    /* Lanes below the floor give 0 (their n may be out of the exponent's range). */
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(ELLM_EXP_FLOOR), _CMP_NLT_UQ);
+    __m512i two_n = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps(live, e, _mm512_castsi512_ps(two_n));
+}
+
 enum { POS_BLOCK = 32 }; /* positions whose scores and softmax weights are found together */
 enum { REDUCE = 16 };    /* positions whose dot products are reduced together */
 
 /* n_heads (at most HEADS) heads of head size HD; q and out hold them one after another.
  *
  * Positions go in blocks: first every head's scores (vector dots, the key row converted once),
- * then the running maxima and the expf factors in a scalar pass (they depend only on the
- * scores), then the accumulator updates. The libm calls then come between the passes, not in
- * the middle of the vector work, whose registers they would otherwise clobber. */
+ * then the running maxima in a scalar pass and the exponential factors in a vector one (they
+ * depend only on the scores), then the accumulator updates. */
 static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t *vc,
                                 size_t stride, int32_t n_pos, float scale, int n_heads,
                                 float *out, const int HD, const int HEADS)
@@ -110,18 +134,24 @@ static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t
             for (; p < np; p++)
                 score[i][p] = reduce_like_wide(dots[i][p]) * scale;
         }
-        for (int i = 0; i < HEADS && i < n_heads; i++)
+        /* The running maximum is a scalar chain; the exponentials of its differences are
+         * independent, so they are taken 16 at a time after it. */
+        for (int i = 0; i < HEADS && i < n_heads; i++) {
             for (int p = 0; p < np; p++) {
-                float old_scale = 1.0f, w = 1.0f;
-                if (score[i][p] > max[i]) {
-                    old_scale = expf(max[i] - score[i][p]);
-                    max[i] = score[i][p];
-                } else {
-                    w = expf(score[i][p] - max[i]);
-                }
-                rescale[i][p] = old_scale;
-                weight[i][p] = w;
+                bool new_max = score[i][p] > max[i];
+                float x = new_max ? max[i] - score[i][p] : score[i][p] - max[i];
+                max[i] = new_max ? score[i][p] : max[i];
+                rescale[i][p] = new_max ? x : 0.0f; /* the exponents for now, 1 where 0 */
+                weight[i][p] = new_max ? 0.0f : x;
             }
+            for (int p = 0; p < np; p += 16) {
+                __mmask16 m = np - p >= 16 ? 0xFFFF : (__mmask16)((1u << (np - p)) - 1);
+                _mm512_mask_storeu_ps(&rescale[i][p], m,
+                                      exp16(_mm512_maskz_loadu_ps(m, &rescale[i][p])));
+                _mm512_mask_storeu_ps(&weight[i][p], m,
+                                      exp16(_mm512_maskz_loadu_ps(m, &weight[i][p])));
+            }
+        }
         for (int p = 0; p < np; p++) {
             const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
             __m512 v[MAX_CHUNKS];

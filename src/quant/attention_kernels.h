@@ -17,6 +17,48 @@ typedef void (*ellm_attend_f16_group_fn)(const float *q, const uint8_t *kc, cons
                                          size_t stride, int32_t n_pos, int32_t hd, float scale,
                                          int32_t n_heads, float *out);
 
+/* e^x for the softmax factors of the wide paths (x <= 0: a score less the running maximum),
+ * from additions, multiplications and an exponent built in integers only, so that the vector
+ * copies in the wide kernels (8 or 16 lanes, no fused multiply-add) give exactly this value
+ * lane by lane on every ISA. Round x / ln 2 to n, reduce r = x - n ln 2 in two steps (ln 2 split
+ * so n * hi is exact), e^r by Cephes' degree-7 minimax polynomial (about 1 ulp), times 2^n.
+ * Below -87 (results under FLT_MIN) it gives 0; NaN stays NaN. */
+#define ELLM_EXP_LOG2E 1.44269504088896341f
+#define ELLM_EXP_ROUNDER 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
+#define ELLM_EXP_LN2_HI 0.693359375f
+#define ELLM_EXP_LN2_LO -2.12194440e-4f
+#define ELLM_EXP_FLOOR -87.0f
+#define ELLM_EXP_P0 1.9875691500e-4f
+#define ELLM_EXP_P1 1.3981999507e-3f
+#define ELLM_EXP_P2 8.3334519073e-3f
+#define ELLM_EXP_P3 4.1665795894e-2f
+#define ELLM_EXP_P4 1.6666665459e-1f
+#define ELLM_EXP_P5 5.0000001201e-1f
+
+static inline float ellm_attention_exp(float x)
+{
+    if (!(x >= ELLM_EXP_FLOOR))
+        return x < ELLM_EXP_FLOOR ? 0.0f : x;
+    float n = (x * ELLM_EXP_LOG2E + ELLM_EXP_ROUNDER) - ELLM_EXP_ROUNDER;
+    float r = x - n * ELLM_EXP_LN2_HI;
+    r = r - n * ELLM_EXP_LN2_LO;
+    float p = ELLM_EXP_P0 * r + ELLM_EXP_P1;
+    p = p * r + ELLM_EXP_P2;
+    p = p * r + ELLM_EXP_P3;
+    p = p * r + ELLM_EXP_P4;
+    p = p * r + ELLM_EXP_P5;
+    float e = p * (r * r) + r + 1.0f;
+    union {
+        uint32_t u;
+        float f;
+    } two_n = {.u = (uint32_t)((int32_t)n + 127) << 23};
+    return e * two_n.f;
+}
+
+/* out[i] += (w * d) * q for the values q (scale d) of n_blocks Q8_0 blocks, in that order of
+ * operations (no fused multiply-add): one position's values in a Q8_0 cache's weighted sum. */
+typedef void (*ellm_axpy_q8_0_fn)(int32_t n_blocks, float w, const void *blocks, float *out);
+
 typedef struct ellm_attention_kernels {
     const char *isa;
     ellm_attend_f16_fn f16;      /* any head size; bit-identical to ellm_attend_f16_portable */
@@ -24,6 +66,7 @@ typedef struct ellm_attention_kernels {
     /* Head sizes 64 and 128 with more than one query head per KV head, each head exactly as
      * f16_wide computes it; NULL where the set has none. */
     ellm_attend_f16_group_fn f16_group;
+    ellm_axpy_q8_0_fn axpy_q8_0; /* bit-identical to ellm_axpy_q8_0_portable; NULL: that one */
 } ellm_attention_kernels;
 
 /* The attention kernels of the kernel set in use (see ellm_kernels_for). */
@@ -35,8 +78,12 @@ void ellm_attend_f16_portable(const float *q, const uint8_t *kc, const uint8_t *
                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                               float *out);
 
+void ellm_axpy_q8_0_portable(int32_t n_blocks, float w, const void *blocks, float *out);
+
 #if defined(__x86_64__)
 #define ELLM_HAVE_F16C_ATTENTION 1
+/* ellm_axpy_q8_0_portable eight values at a time (attention_avx2.c). */
+void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *out);
 /* One attention head over an F16 cache using F16C conversions (see attention_f16.inc). */
 void ellm_attend_f16_f16c(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                           int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,

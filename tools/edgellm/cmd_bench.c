@@ -19,11 +19,15 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: edgellm bench -m MODEL [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-t THREADS] "
-                 "[-r REPETITIONS] [--kv-type f16|f32|q8_0] [--kernels SET] [--json] [--profile]\n"
+                 "[-r REPETITIONS] [--kv-type f16|f32|q8_0] [--kernels SET] [--json] [--profile] "
+                 "[--ctx-curve]\n"
                  "  defaults: 512 prompt tokens, 128 generated, all CPUs, 3 repetitions "
                  "(medians reported)\n"
                  "  --profile: one more run with per-operation timers (matmul by weight type, "
                  "attention, norms, RoPE, sampling, other), printed after the record\n"
+                 "  --ctx-curve: decode tok/s with 128, 512, 1024, 2048 and 4096 tokens already in "
+                 "the cache (GEN_TOKENS each, depths the model's context holds), and the loss of "
+                 "the deepest against 128\n"
                  "%s",
             bench_speculative_usage());
 }
@@ -74,6 +78,94 @@ static edgellm_status one_run(edgellm_context *ctx, const edgellm_token *prompt,
     out->ttft_ms = (t1 - t0) * 1000.0;
     out->decode_tps = n_gen / (t2 - t1);
     return st;
+}
+
+/* Ordinary (non-control) token ids, the same every run. */
+static edgellm_token *bench_tokens(long n, int n_vocab)
+{
+    edgellm_token *ids = malloc((size_t)n * sizeof *ids);
+    uint64_t x = 12345;
+    for (long i = 0; ids && i < n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = 3 + (edgellm_token)((x >> 33) % (uint64_t)(n_vocab - 3));
+    }
+    return ids;
+}
+
+/* Decode speed against the depth of the cache: attention reads every cached position per token,
+ * so long contexts slow decode down even though the weights read stay the same. */
+static const int curve_depths[] = {128, 512, 1024, 2048, 4096};
+enum { CURVE_POINTS = sizeof curve_depths / sizeof curve_depths[0] };
+
+typedef struct ctx_curve {
+    int n_points; /* the depths (from the first) that fit the model's context */
+    double decode_tps[CURVE_POINTS];
+} ctx_curve;
+
+/* Depths of the curve whose decode steps fit n_ctx_train. */
+static int curve_points_fitting(long n_gen, int n_ctx_train)
+{
+    int n = 0;
+    while (n < CURVE_POINTS && curve_depths[n] + n_gen + 1 <= n_ctx_train)
+        n++;
+    return n;
+}
+
+/* One prefill to the deepest point, then per depth (shallowest first): the cache cut back to
+ * that depth and n_gen greedy decode steps timed, reps times (median). */
+static edgellm_status measure_ctx_curve(edgellm_context *ctx, int n_vocab, long n_gen, long reps,
+                                        ctx_curve *out)
+{
+    int deepest = curve_depths[out->n_points - 1];
+    edgellm_token *ids = bench_tokens(deepest + 1, n_vocab);
+    double *tps = calloc((size_t)reps, sizeof *tps);
+    edgellm_status st = ids && tps ? EDGELLM_OK : EDGELLM_ERR_OUT_OF_MEMORY;
+    if (st == EDGELLM_OK) {
+        edgellm_context_truncate(ctx, 0);
+        st = edgellm_eval(ctx, ids, deepest, 0);
+    }
+    for (int k = 0; k < out->n_points && st == EDGELLM_OK; k++) {
+        for (long r = 0; r < reps && st == EDGELLM_OK; r++) {
+            edgellm_context_truncate(ctx, curve_depths[k]);
+            edgellm_token tok = ids[curve_depths[k]];
+            double t0 = cli_now_seconds();
+            for (long i = 0; i < n_gen && st == EDGELLM_OK; i++) {
+                st = edgellm_eval(ctx, &tok, 1, 0);
+                if (st == EDGELLM_OK)
+                    tok = argmax(edgellm_get_logits(ctx, -1), n_vocab);
+            }
+            tps[r] = (double)n_gen / (cli_now_seconds() - t0);
+        }
+        out->decode_tps[k] = median(tps, (int)reps);
+    }
+    free(ids);
+    free(tps);
+    return st;
+}
+
+/* The deepest point's decode speed lost against the shallowest, as a fraction. */
+static double curve_loss(const ctx_curve *c)
+{
+    return c->n_points > 1 ? 1.0 - c->decode_tps[c->n_points - 1] / c->decode_tps[0] : 0.0;
+}
+
+static void print_ctx_curve(const ctx_curve *c, long n_gen, bool json)
+{
+    if (json) {
+        printf("\"ctx_curve\": {\"generated_tokens\": %ld, \"points\": [", n_gen);
+        for (int k = 0; k < c->n_points; k++)
+            printf("%s{\"depth\": %d, \"decode_tok_per_s\": %.2f}", k ? ", " : "",
+                   curve_depths[k], c->decode_tps[k]);
+        printf("], \"loss_deepest_vs_shallowest\": %.3f}", curve_loss(c));
+        return;
+    }
+    printf("\ndecode against context depth (%ld tokens each)\n", n_gen);
+    for (int k = 0; k < c->n_points; k++)
+        printf("  %6d %10.2f tok/s  %6.1f%%\n", curve_depths[k], c->decode_tps[k],
+               100.0 * c->decode_tps[k] / c->decode_tps[0]);
+    if (c->n_points > 1)
+        printf("  %d against %d: %+.1f%% decode speed\n", curve_depths[c->n_points - 1],
+               curve_depths[0], -100.0 * curve_loss(c));
 }
 
 /* Time per operation of one prefill and of the decode steps after it. */
@@ -211,7 +303,7 @@ int cmd_bench(int argc, char **argv)
     const char *cmd = "bench";
     const char *model_arg = NULL;
     long n_prompt = 512, n_gen = 128, threads = 0, reps = 3;
-    bool json = false, profile = false;
+    bool json = false, profile = false, want_curve = false;
     const char *kernels = NULL; /* --kernels, else $EDGELLM_KERNELS, else the CPU's default */
     edgellm_kv_type kv = EDGELLM_KV_F16;
     bench_speculative spec;
@@ -230,6 +322,8 @@ int cmd_bench(int argc, char **argv)
             json = true;
         } else if (!strcmp(a, "--profile")) {
             profile = true;
+        } else if (!strcmp(a, "--ctx-curve")) {
+            want_curve = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
@@ -285,6 +379,20 @@ int cmd_bench(int argc, char **argv)
         edgellm_model_free(m);
         return EXIT_USAGE;
     }
+    ctx_curve curve = {.n_points = want_curve ? curve_points_fitting(n_gen, info.n_ctx_train) : 0};
+    if (want_curve && curve.n_points < 2) {
+        cli_error(cmd, "--ctx-curve needs room for %d + %ld tokens (two depths); the model's "
+                       "context is %d: use fewer -n tokens or a model with a longer context",
+                  curve_depths[1], n_gen, info.n_ctx_train);
+        edgellm_model_free(m);
+        return EXIT_USAGE;
+    }
+    if (want_curve && curve.n_points < CURVE_POINTS)
+        fprintf(stderr, "edgellm bench: --ctx-curve stops at %d tokens: the model's context is "
+                        "%d (a synthetic model takes a longer one with 'edgellm synth --ctx')\n",
+                curve_depths[curve.n_points - 1], info.n_ctx_train);
+    if (want_curve && curve_depths[curve.n_points - 1] + n_gen + 1 > n_ctx)
+        n_ctx = (int)(curve_depths[curve.n_points - 1] + n_gen + 1);
     edgellm_context_params cp = edgellm_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_threads = (int32_t)threads;
@@ -298,12 +406,12 @@ int cmd_bench(int argc, char **argv)
         edgellm_model_free(m);
         return 1;
     }
-    /* A prompt of ordinary (non-control) tokens, the same every run. */
-    edgellm_token *prompt = malloc((size_t)n_prompt * sizeof *prompt);
-    uint64_t x = 12345;
-    for (long i = 0; i < n_prompt; i++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        prompt[i] = 3 + (edgellm_token)((x >> 33) % (uint64_t)(info.n_vocab - 3));
+    edgellm_token *prompt = bench_tokens(n_prompt, info.n_vocab);
+    if (!prompt) {
+        cli_error(cmd, "out of memory for a %ld-token prompt", n_prompt);
+        edgellm_context_free(ctx);
+        edgellm_model_free(m);
+        return 1;
     }
     if (!json)
         fprintf(stderr, "edgellm bench: %s, %ld+%ld tokens, %ld threads, %ld runs...\n", path,
@@ -339,6 +447,11 @@ int cmd_bench(int argc, char **argv)
     if (rc == 0 && profile &&
         profiled_run(ctx, prompt, (int)n_prompt, (int)n_gen, info.n_vocab, &prof_prefill,
                      &prof_decode) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        rc = 1;
+    }
+    if (rc == 0 && want_curve &&
+        measure_ctx_curve(ctx, info.n_vocab, n_gen, reps, &curve) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         rc = 1;
     }
@@ -433,6 +546,10 @@ int cmd_bench(int argc, char **argv)
             print_profile_json("decode", &prof_decode);
             printf("}");
         }
+        if (want_curve) {
+            printf(", ");
+            print_ctx_curve(&curve, n_gen, true);
+        }
         if (bench_speculative_wanted(&spec)) {
             printf(", \"speculative\": ");
             bench_speculative_print(&spec, &spec_figures, true);
@@ -472,6 +589,8 @@ int cmd_bench(int argc, char **argv)
                prefill_eff_fma * 100.0);
         if (profile)
             print_profile(&prof_prefill, &prof_decode);
+        if (want_curve)
+            print_ctx_curve(&curve, n_gen, false);
         if (bench_speculative_wanted(&spec))
             bench_speculative_print(&spec, &spec_figures, false);
     }
