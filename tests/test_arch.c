@@ -159,6 +159,19 @@ static void test_refusals(void)
     CHECK(ellm_arch_find_hf("llama", &a) == EDGELLM_ERR_UNSUPPORTED); /* a GGUF name, no class */
 }
 
+/* AWQ's fold and pruning accept exactly the rows with the plain llama block. */
+static void test_plain_block(void)
+{
+    int plain = 0;
+    for (size_t i = 0; ellm_arch_at(i); i++) {
+        const ellm_arch *a = ellm_arch_at(i);
+        bool is_llama_block = !strcmp(a->name, "llama") || !strcmp(a->name, "mistral");
+        CHECK(ellm_arch_plain_block(a) == is_llama_block);
+        plain += ellm_arch_plain_block(a);
+    }
+    CHECK(plain == 2);
+}
+
 /* A two-layer model of the row's shape (every tensor its traits imply, small constant weights):
  * it must load with the row's traits in its hyper-parameters and compute finite logits. */
 enum { EMBD = 8, HEADS = 2, HEAD_DIM = EMBD / HEADS, FF = 16, VOCAB = 16, LAYERS = 2 };
@@ -282,6 +295,7 @@ int main(void)
 {
     test_rows();
     test_refusals();
+    test_plain_block();
     test_load_each_row();
     return test_finish("test_arch");
 }

@@ -124,3 +124,10 @@ edgellm_status ellm_arch_find_hf(const char *hf_class, const ellm_arch **out)
                      "model class '%.64s' is not supported (supported: %s)", hf_class,
                      supported_list(true, list, sizeof list));
 }
+
+bool ellm_arch_plain_block(const ellm_arch *a)
+{
+    return !a->qk_norm && !a->qkv_bias && !a->fused_qkv && !a->fused_gate_up && !a->post_norms &&
+           a->activation == ELLM_ACT_SILU && !a->embd_scale && !a->norm_plus_one &&
+           a->swa_pattern == 0 && a->query_scalar_wide_layers == 0 && !a->longrope;
+}

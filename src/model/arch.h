@@ -61,5 +61,9 @@ edgellm_status ellm_arch_find(const char *name, size_t len, const ellm_arch **ou
 /* The row a Hugging Face model class is imported as, or a failure naming it and the supported
  * classes. */
 edgellm_status ellm_arch_find_hf(const char *hf_class, const ellm_arch **out);
+/* Whether the row's block is the plain llama block (RMSNorm * w, separate unbiased q/k/v,
+ * SwiGLU, no extra norms, scales or windows): what AWQ's fold and structured pruning assume.
+ * The RoPE style does not matter to them. */
+bool ellm_arch_plain_block(const ellm_arch *a);
 
 #endif

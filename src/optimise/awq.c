@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "model/arch.h"
 #include "optimise/awq.h"
 #include "quant/quant.h"
 
@@ -213,10 +214,12 @@ edgellm_status ellm_awq_plan(const gguf_file *f, const ellm_imatrix *im, ellm_ty
     if (gguf_get_str(f, "general.architecture", &arch_s) == EDGELLM_OK)
         snprintf(arch, sizeof arch, "%.*s", (int)arch_s.len, arch_s.data);
     /* The fold assumes a plain RMSNorm * weight before q/k/v and gate/up, and v/up outputs that
-     * reach attn_output/ffn_down linearly: true of llama and mistral. */
-    if (strcmp(arch, "llama") != 0 && strcmp(arch, "mistral") != 0)
+     * reach attn_output/ffn_down linearly: the plain llama block. */
+    const ellm_arch *row = NULL;
+    if (ellm_arch_find(arch, strlen(arch), &row) != EDGELLM_OK || !ellm_arch_plain_block(row))
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "--awq supports llama and mistral models so far, not '%s'", arch);
+                         "--awq supports models with the plain llama block (llama, mistral) so "
+                         "far, not '%s'", arch);
     if (!ellm_type_supported(type) || ellm_type_traits_of(type)->block_size <= 1)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "--awq needs a block-quantized target type");
     uint32_t n_layer = arch_u32(f, arch, "block_count"), n_embd = arch_u32(f, arch, "embedding_length");

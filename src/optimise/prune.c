@@ -7,6 +7,7 @@
 #include "core/status.h"
 #include "core/threadpool.h"
 #include "gguf/gguf.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "optimise/calib.h"
 #include "optimise/prune.h"
@@ -173,9 +174,11 @@ static edgellm_status read_shape(const gguf_file *f, shape *s)
     gguf_str a = {0};
     if (gguf_get_str(f, "general.architecture", &a) == EDGELLM_OK)
         snprintf(s->arch, sizeof s->arch, "%.*s", (int)(a.len < 31 ? a.len : 31), a.data);
-    if (strcmp(s->arch, "llama") != 0 && strcmp(s->arch, "mistral") != 0)
+    const ellm_arch *row = NULL;
+    if (ellm_arch_find(s->arch, strlen(s->arch), &row) != EDGELLM_OK || !ellm_arch_plain_block(row))
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "prune supports llama and mistral models so far, not '%s'", s->arch);
+                         "prune supports models with the plain llama block (llama, mistral) so "
+                         "far, not '%s'", s->arch);
     edgellm_status st = EDGELLM_OK;
     s->n_layer = (int32_t)arch_u32(f, s->arch, "block_count", &st);
     s->n_embd = arch_u32(f, s->arch, "embedding_length", &st);
