@@ -65,7 +65,8 @@ expect 1 'loading the teacher missing.gguf' "$EDGELLM" distill --teacher missing
 # A teacher that breaks mid-run: NaN in the embedding row of '~' (token 129), which the corpus has
 # once, so only the step whose windows reach it fails. The run stops there naming the checkpoint
 # of the step before, which holds finite weights and resumes to the same stop.
-tr -d '~' < "$SOURCE_DIR"/README.md | head -c 6000 > plain.txt
+# (a generated corpus, so that edits to the docs cannot move the step)
+seq 1 200 | awk '{ print "and the king said unto them, go in peace, day " $1 }' > plain.txt
 { head -c 2000 plain.txt; printf ' ~ '; tail -c +2001 plain.txt; } > tilde.txt
 [[ $("$EDGELLM" tokenize -m "$teacher" -f tilde.txt | grep -o '\b129\b' | wc -l) -eq 1 ]] ||
   fail "token 129 ('~') is not in the corpus exactly once"

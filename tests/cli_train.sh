@@ -88,7 +88,8 @@ expect 1 'loss became nan|non-finite|NaN' "$EDGELLM" train -o nan-out.gguf --ini
 # Divergence mid-run: NaN in the embedding row of '~' (token 129), which the corpus has once, so the
 # loss turns NaN only at the step whose windows reach it. The run stops there without updating
 # and names the checkpoint of the step before.
-tr -d '~' < "$SOURCE_DIR"/README.md | head -c 6000 > plain.txt
+# (a generated corpus, so that edits to the docs cannot move the step)
+seq 1 200 | awk '{ print "and the king said unto them, go in peace, day " $1 }' > plain.txt
 { head -c 2000 plain.txt; printf ' ~ '; tail -c +2001 plain.txt; } > tilde.txt
 [[ $("$EDGELLM" tokenize -m "$vocab" -f tilde.txt | grep -o '\b129\b' | wc -l) -eq 1 ]] ||
   fail "token 129 ('~') is not in the corpus exactly once"
