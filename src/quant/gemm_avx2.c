@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -107,27 +108,6 @@ ALWAYS_INLINE __m256i block_levels(tile_kind kind, const uint8_t *b)
         return _mm256_or_si256(nibbles(b + offsetof(block_q5_1, qs)),
                                _mm256_and_si256(fifth_bits(b + offsetof(block_q5_1, qh)),
                                                 _mm256_set1_epi8(0x10)));
-    }
-}
-
-/* Eight rows of eight dwords, transposed: out[g] lane l = dword g of r[l]. */
-static inline void transpose_8x8(const __m256i r[8], __m256i out[8])
-{
-    __m256i t[8], u[8];
-    for (int k = 0; k < 4; k++) {
-        t[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
-    }
-    /* u[4h + g] holds dword g (low half) and g + 4 (high half) of rows 4h..4h+3 */
-    for (int h = 0; h < 2; h++) {
-        u[4 * h] = _mm256_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
-        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
-        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
-        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
-    }
-    for (int g = 0; g < 4; g++) {
-        out[g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x20);
-        out[4 + g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x31);
     }
 }
 

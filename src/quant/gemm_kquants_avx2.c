@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 #include "quant/reference_kquants_low.h"
 
@@ -67,26 +68,6 @@ static inline size_t kblock_bytes(ktile_kind kind)
     case KTILE_Q3_K: return sizeof(block_q3_K);
     case KTILE_IQ4_XS:
     default: return sizeof(block_iq4_xs);
-    }
-}
-
-/* Eight rows of eight dwords, transposed: out[g] lane l = dword g of r[l]. */
-static inline void transpose_8x8(const __m256i r[8], __m256i out[8])
-{
-    __m256i t[8], u[8];
-    for (int k = 0; k < 4; k++) {
-        t[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
-    }
-    for (int h = 0; h < 2; h++) {
-        u[4 * h] = _mm256_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
-        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
-        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
-        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
-    }
-    for (int g = 0; g < 4; g++) {
-        out[g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x20);
-        out[4 + g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x31);
     }
 }
 
