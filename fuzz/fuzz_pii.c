@@ -18,8 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!policies[0] && (pii_policy_default(&policies[0]) != EDGELLM_OK ||
-                         pii_policy_parse(policy_json, sizeof policy_json - 1, "fuzz",
+    if (!policies[0] && (ellm_pii_policy_default(&policies[0]) != EDGELLM_OK ||
+                         ellm_pii_policy_parse(policy_json, sizeof policy_json - 1, "fuzz",
                                           &policies[1]) != EDGELLM_OK))
         abort();
     if (size < 2)
@@ -29,12 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *text = (const char *)data + 2;
     size_t len = size - 2;
     pii_session *s;
-    if (pii_session_create(policy, &s) != EDGELLM_OK)
+    if (ellm_pii_session_create(policy, &s) != EDGELLM_OK)
         abort();
     char *red = NULL, *back = NULL;
     size_t red_len, back_len;
-    if (pii_redact(s, text, len, &red, &red_len, NULL, NULL) == EDGELLM_OK) {
-        if (pii_restore(s, red, red_len, &back, &back_len) != EDGELLM_OK)
+    if (ellm_pii_redact(s, text, len, &red, &red_len, NULL, NULL) == EDGELLM_OK) {
+        if (ellm_pii_restore(s, red, red_len, &back, &back_len) != EDGELLM_OK)
             abort();
         if (back_len != len || memcmp(back, text, len) != 0)
             abort(); /* restore(redact(x)) != x */
@@ -42,18 +42,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pii_buffer out = {0};
         if (cut > red_len)
             cut = red_len;
-        if (pii_restorer_create(s, &r) != EDGELLM_OK ||
-            pii_restorer_feed(r, red, cut, &out) != EDGELLM_OK ||
-            pii_restorer_feed(r, red + cut, red_len - cut, &out) != EDGELLM_OK ||
-            pii_restorer_finish(r, &out) != EDGELLM_OK)
+        if (ellm_pii_restorer_create(s, &r) != EDGELLM_OK ||
+            ellm_pii_restorer_feed(r, red, cut, &out) != EDGELLM_OK ||
+            ellm_pii_restorer_feed(r, red + cut, red_len - cut, &out) != EDGELLM_OK ||
+            ellm_pii_restorer_finish(r, &out) != EDGELLM_OK)
             abort();
         if (out.len != len || memcmp(out.data, text, len) != 0)
             abort(); /* the stream restored differently */
-        pii_restorer_free(r);
-        pii_buffer_free(&out);
+        ellm_pii_restorer_free(r);
+        ellm_pii_buffer_free(&out);
     }
     free(red);
     free(back);
-    pii_session_free(s);
+    ellm_pii_session_free(s);
     return 0;
 }

@@ -57,26 +57,26 @@ static edgellm_status fill_random(void *user, void *dst, uint64_t n_bytes)
 static void make_model(void)
 {
     gguf_file *in = NULL;
-    require(gguf_open(EDGELLM_SHARED_DIR "/models/aidreams260K-f32.gguf", &in) == EDGELLM_OK);
-    gguf_writer *w = gguf_writer_create();
-    for (uint64_t i = 0; i < gguf_kv_count(in); i++) {
-        const gguf_kv *kv = gguf_kv_at(in, i);
-        char *key = gguf_str_dup(kv->key);
-        require(gguf_writer_set_value(w, key, &kv->value) == EDGELLM_OK);
+    require(ellm_gguf_open(EDGELLM_SHARED_DIR "/models/aidreams260K-f32.gguf", &in) == EDGELLM_OK);
+    gguf_writer *w = ellm_gguf_writer_create();
+    for (uint64_t i = 0; i < ellm_gguf_kv_count(in); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(in, i);
+        char *key = ellm_gguf_str_dup(kv->key);
+        require(ellm_gguf_writer_set_value(w, key, &kv->value) == EDGELLM_OK);
         free(key);
     }
-    uint64_t n = gguf_tensor_count(in);
+    uint64_t n = ellm_gguf_tensor_count(in);
     random_tensor *specs = calloc(n, sizeof *specs);
     for (uint64_t i = 0; i < n; i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(in, i);
-        char *name = gguf_str_dup(t->name);
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
+        char *name = ellm_gguf_str_dup(t->name);
         require(t->type == ELLM_TYPE_F32);
         specs[i] = (random_tensor){t->n_elements, i + 1, -1, -1, t->n_dims == 1 ? 1.0f : 0.0f};
         if (!strcmp(name, "token_embd.weight")) {
             specs[i].nan_at = 300 * (int64_t)t->ne[0] + 3;
             specs[i].inf_at = 200 * (int64_t)t->ne[0] + 5;
         }
-        require(gguf_writer_add_tensor_fill(w, name, (ellm_type)t->type, t->n_dims, t->ne,
+        require(ellm_gguf_writer_add_tensor_fill(w, name, (ellm_type)t->type, t->n_dims, t->ne,
                                             fill_random, &specs[i]) == EDGELLM_OK);
         free(name);
     }
@@ -84,10 +84,10 @@ static void make_model(void)
     int fd = mkstemp(path);
     require(fd >= 0);
     close(fd);
-    require(gguf_writer_write(w, path) == EDGELLM_OK);
-    gguf_writer_free(w);
+    require(ellm_gguf_writer_write(w, path) == EDGELLM_OK);
+    ellm_gguf_writer_free(w);
     free(specs);
-    gguf_close(in);
+    ellm_gguf_close(in);
     require(edgellm_model_load(path, NULL, &model) == EDGELLM_OK);
     unlink(path);
     edgellm_context_params cp = edgellm_context_default_params();
@@ -115,12 +115,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *body = json_loadb((const char *)data + 1, size - 1, JSON_REJECT_DUPLICATES, &jerr);
     if (!body)
         return 0;
-    srv_request *r = srv_request_new();
+    srv_request *r = ellm_srv_request_new();
     require(r != NULL);
     srv_completion_opts opts;
     srv_api_error err;
     int32_t n_ctx = edgellm_context_n_ctx(ctx);
-    if (srv_parse_completion(body, kind, model, "fuzz", n_ctx, r, &opts, &err)) {
+    if (ellm_srv_parse_completion(body, kind, model, "fuzz", n_ctx, r, &opts, &err)) {
         require(r->n_prompt > 0 && r->n_prompt < n_ctx);
         edgellm_sampler *s = NULL;
         /* The parser probed these parameters: the sampler must take them. */
@@ -156,7 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         edgellm_sampler_free(s);
         srv_choice_result choice = {events, n_events, SRV_FINISH_LENGTH};
-        json_t *resp = srv_completion_response(&opts, model, "id", "fuzz", 0, &choice, 1,
+        json_t *resp = ellm_srv_completion_response(&opts, model, "id", "fuzz", 0, &choice, 1,
                                                r->n_prompt, 0, (int32_t)n_events);
         require(resp != NULL);
         json_t *lp = json_object_get(json_array_get(json_object_get(resp, "choices"), 0),
@@ -171,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         json_decref(resp);
     }
-    srv_request_release(r);
+    ellm_srv_request_release(r);
     json_decref(body);
     return 0;
 }

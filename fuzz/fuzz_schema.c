@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[512];
     err[0] = 0;
-    char *text = structured_schema_text_to_grammar((const char *)data, size, err, sizeof err);
+    char *text = ellm_structured_schema_text_to_grammar((const char *)data, size, err, sizeof err);
     if (!text) {
         if (!err[0])
             abort();

@@ -25,7 +25,7 @@ archives=("$build"/libedgellm_*.a)
 
 families='gguf|chat|srv|store|st|gw|pii|structured'
 names=$("$nm" -g --defined-only "${archives[@]}" 2>/dev/null | awk 'NF == 3 {print $3}' |
-        grep -E "^($families)_[A-Za-z0-9_]+$" | sort -u)
+        { grep -E "^($families)_[A-Za-z0-9_]+$" || true; } | sort -u)
 [[ -n $names ]] || { echo "prefix-internal: no internal names to rename (already done?)" >&2; exit 0; }
 
 mapfile -t sources < <(git ls-files '*.c' '*.h' '*.inc')

@@ -178,13 +178,13 @@ enum { EMBD = 8, HEADS = 2, HEAD_DIM = EMBD / HEADS, FF = 16, VOCAB = 16, LAYERS
 
 static int write_model(const ellm_arch *a, const char *path, const float *values)
 {
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     char key[128];
     int ok = w != NULL;
 #define U32(suffix, v)                                                                      \
     snprintf(key, sizeof key, "%s.%s", a->name, suffix);                                    \
-    ok = ok && gguf_writer_set_u32(w, key, v) == EDGELLM_OK;
-    ok = ok && gguf_writer_set_str(w, "general.architecture", a->name) == EDGELLM_OK;
+    ok = ok && ellm_gguf_writer_set_u32(w, key, v) == EDGELLM_OK;
+    ok = ok && ellm_gguf_writer_set_str(w, "general.architecture", a->name) == EDGELLM_OK;
     U32("embedding_length", EMBD)
     U32("block_count", LAYERS)
     U32("feed_forward_length", FF)
@@ -219,9 +219,9 @@ static int write_model(const ellm_arch *a, const char *path, const float *values
     };
     uint64_t embd_ne[2] = {EMBD, VOCAB}, norm_ne[1] = {EMBD};
     ok = ok &&
-         gguf_writer_add_tensor(w, "token_embd.weight", ELLM_TYPE_F32, 2, embd_ne, values) ==
+         ellm_gguf_writer_add_tensor(w, "token_embd.weight", ELLM_TYPE_F32, 2, embd_ne, values) ==
              EDGELLM_OK &&
-         gguf_writer_add_tensor(w, "output_norm.weight", ELLM_TYPE_F32, 1, norm_ne, values) ==
+         ellm_gguf_writer_add_tensor(w, "output_norm.weight", ELLM_TYPE_F32, 1, norm_ne, values) ==
              EDGELLM_OK;
     for (int il = 0; il < LAYERS; il++)
         for (size_t t = 0; t < sizeof tensors / sizeof tensors[0]; t++) {
@@ -230,11 +230,11 @@ static int write_model(const ellm_arch *a, const char *path, const float *values
             char name[96];
             snprintf(name, sizeof name, "blk.%d.%s", il, tensors[t].name);
             uint64_t ne[2] = {tensors[t].cols, tensors[t].rows};
-            ok = ok && gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, ne[1] > 1 ? 2 : 1, ne,
+            ok = ok && ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, ne[1] > 1 ? 2 : 1, ne,
                                               values) == EDGELLM_OK;
         }
-    ok = ok && gguf_writer_write(w, path) == EDGELLM_OK;
-    gguf_writer_free(w);
+    ok = ok && ellm_gguf_writer_write(w, path) == EDGELLM_OK;
+    ellm_gguf_writer_free(w);
     return ok;
 }
 
@@ -250,11 +250,11 @@ static void test_load_each_row(void)
         const char *path = test_tmp_path(file);
         gguf_file *f = NULL;
         ellm_model *m = NULL;
-        int ok = write_model(a, path, values) && gguf_open(path, &f) == EDGELLM_OK &&
+        int ok = write_model(a, path, values) && ellm_gguf_open(path, &f) == EDGELLM_OK &&
                  ellm_model_create(f, &m) == EDGELLM_OK;
         CHECK_MSG(ok, "a '%s' model does not load: %s", a->name, edgellm_last_error());
         if (!ok) {
-            gguf_close(f);
+            ellm_gguf_close(f);
             continue;
         }
         const ellm_hparams *hp = ellm_model_hparams(m);
@@ -286,7 +286,7 @@ static void test_load_each_row(void)
         CHECK_MSG(ok, "'%s': logits are not finite", a->name);
         ellm_state_free(s);
         ellm_model_free(m);
-        gguf_close(f);
+        ellm_gguf_close(f);
     }
     free(values);
 }

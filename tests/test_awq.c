@@ -91,7 +91,7 @@ int main(void)
     ellm_imatrix_params ip = {.n_ctx = n, .n_threads = 1};
     CHECK(ellm_imatrix_collect(src, ids, n, &ip, &im) == EDGELLM_OK);
     gguf_file *model = NULL;
-    CHECK(gguf_open(src, &model) == EDGELLM_OK);
+    CHECK(ellm_gguf_open(src, &model) == EDGELLM_OK);
     ellm_awq *awq = NULL;
     CHECK(ellm_awq_plan(model, im, ELLM_TYPE_Q4_0, count_group, NULL, &awq) == EDGELLM_OK);
     printf("groups folded: %d through a norm, %d through a matrix\n", folded_norm_groups,
@@ -126,7 +126,7 @@ int main(void)
     free(got);
     free(wrong);
     ellm_awq_free(awq);
-    gguf_close(model);
+    ellm_gguf_close(model);
     ellm_imatrix_free(im);
     return test_finish("test_awq");
 }

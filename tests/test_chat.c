@@ -18,25 +18,25 @@ static bool span_is(chat_span s, const char *want)
 /* Python's str.isspace set, which Jinja's trim and str.strip() use under transformers. */
 static void test_strip(void)
 {
-    CHECK(span_is(chat_strip(chat_span_of(" \t\n\v\f\rx y\r\n")), "x y"));
+    CHECK(span_is(ellm_chat_strip(ellm_chat_span_of(" \t\n\v\f\rx y\r\n")), "x y"));
     /* U+00A0, U+3000, U+2028, U+0085 and the ASCII separators U+001C..U+001F are whitespace. */
-    CHECK(span_is(chat_strip(chat_span_of("\xC2\xA0\xE3\x80\x80x\xE2\x80\xA8\xC2\x85")), "x"));
-    CHECK(span_is(chat_strip(chat_span_of("\x1c\x1fx\x1e")), "x"));
+    CHECK(span_is(ellm_chat_strip(ellm_chat_span_of("\xC2\xA0\xE3\x80\x80x\xE2\x80\xA8\xC2\x85")), "x"));
+    CHECK(span_is(ellm_chat_strip(ellm_chat_span_of("\x1c\x1fx\x1e")), "x"));
     /* U+FEFF (a JavaScript trim() character) and U+200B are not. */
-    CHECK(span_is(chat_strip(chat_span_of("\xEF\xBB\xBFx")), "\xEF\xBB\xBFx"));
-    CHECK(span_is(chat_strip(chat_span_of("x\xE2\x80\x8B")), "x\xE2\x80\x8B"));
+    CHECK(span_is(ellm_chat_strip(ellm_chat_span_of("\xEF\xBB\xBFx")), "\xEF\xBB\xBFx"));
+    CHECK(span_is(ellm_chat_strip(ellm_chat_span_of("x\xE2\x80\x8B")), "x\xE2\x80\x8B"));
     /* A broken UTF-8 tail is kept, not misread. */
-    CHECK(span_is(chat_rstrip(chat_span_of("x\xE3\x80")), "x\xE3\x80"));
-    CHECK(span_is(chat_strip(chat_span_of("   ")), ""));
-    CHECK(span_is(chat_strip(chat_span_of(NULL)), ""));
+    CHECK(span_is(ellm_chat_rstrip(ellm_chat_span_of("x\xE3\x80")), "x\xE3\x80"));
+    CHECK(span_is(ellm_chat_strip(ellm_chat_span_of("   ")), ""));
+    CHECK(span_is(ellm_chat_strip(ellm_chat_span_of(NULL)), ""));
     /* strip('\n') touches only newlines. */
-    CHECK(span_is(chat_strip_chars(chat_span_of("\n a \n\n"), "\n"), " a "));
-    CHECK(span_is(chat_lstrip_chars(chat_span_of("\n\nab\n"), "\n"), "ab\n"));
-    CHECK(span_is(chat_split_last(chat_span_of("a</t>b</t>c"), "</t>"), "c"));
-    CHECK(span_is(chat_split_first(chat_span_of("a</t>b</t>c"), "</t>"), "a"));
-    CHECK(span_is(chat_split_last(chat_span_of("abc"), "</t>"), "abc"));
+    CHECK(span_is(ellm_chat_strip_chars(ellm_chat_span_of("\n a \n\n"), "\n"), " a "));
+    CHECK(span_is(ellm_chat_lstrip_chars(ellm_chat_span_of("\n\nab\n"), "\n"), "ab\n"));
+    CHECK(span_is(ellm_chat_split_last(ellm_chat_span_of("a</t>b</t>c"), "</t>"), "c"));
+    CHECK(span_is(ellm_chat_split_first(ellm_chat_span_of("a</t>b</t>c"), "</t>"), "a"));
+    CHECK(span_is(ellm_chat_split_last(ellm_chat_span_of("abc"), "</t>"), "abc"));
     /* str.split finds separators left to right without overlap: "aaa".split("aa")[-1] == "a". */
-    CHECK(span_is(chat_split_last(chat_span_of("aaa"), "aa"), "a"));
+    CHECK(span_is(ellm_chat_split_last(ellm_chat_span_of("aaa"), "aa"), "a"));
 }
 
 static void test_format_failures(void)
@@ -116,29 +116,29 @@ static const char *model_with_template(const char *template_text)
 {
     const char *out = test_tmp_path("chat-template-model.gguf");
     gguf_file *src = NULL;
-    if (gguf_open(test_shared_path("models/aidreams260K-f32.gguf"), &src) != EDGELLM_OK)
+    if (ellm_gguf_open(test_shared_path("models/aidreams260K-f32.gguf"), &src) != EDGELLM_OK)
         return NULL;
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     edgellm_status st = w ? EDGELLM_OK : EDGELLM_ERR_OUT_OF_MEMORY;
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(src); i++) {
-        const gguf_kv *kv = gguf_kv_at(src, i);
-        char *key = gguf_str_dup(kv->key);
-        st = key ? gguf_writer_set_value(w, key, &kv->value) : EDGELLM_ERR_OUT_OF_MEMORY;
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_kv_count(src); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(src, i);
+        char *key = ellm_gguf_str_dup(kv->key);
+        st = key ? ellm_gguf_writer_set_value(w, key, &kv->value) : EDGELLM_ERR_OUT_OF_MEMORY;
         free(key);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "tokenizer.chat_template", template_text);
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_tensor_count(src); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(src, i);
-        char *name = gguf_str_dup(t->name);
-        st = name ? gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, t->data)
+        st = ellm_gguf_writer_set_str(w, "tokenizer.chat_template", template_text);
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_tensor_count(src); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(src, i);
+        char *name = ellm_gguf_str_dup(t->name);
+        st = name ? ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, t->data)
                   : EDGELLM_ERR_OUT_OF_MEMORY;
         free(name);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, out);
-    gguf_writer_free(w);
-    gguf_close(src);
+        st = ellm_gguf_writer_write(w, out);
+    ellm_gguf_writer_free(w);
+    ellm_gguf_close(src);
     return st == EDGELLM_OK ? out : NULL;
 }
 

@@ -28,31 +28,31 @@ static void test_matches_reference(void)
                                              NULL);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
     gguf_file *mine = NULL, *ref = NULL;
-    CHECK(gguf_open(out, &mine) == EDGELLM_OK);
-    CHECK(gguf_open(test_shared_path("models/aidreams260K-f32.gguf"), &ref) == EDGELLM_OK);
+    CHECK(ellm_gguf_open(out, &mine) == EDGELLM_OK);
+    CHECK(ellm_gguf_open(test_shared_path("models/aidreams260K-f32.gguf"), &ref) == EDGELLM_OK);
     if (!mine || !ref) {
-        gguf_close(mine);
-        gguf_close(ref);
+        ellm_gguf_close(mine);
+        ellm_gguf_close(ref);
         return;
     }
     /* Every tensor of ours equals the reference's, byte for byte; the reference also stores the
      * shared classifier as output.weight, which must equal the embedding we tie to. */
     int same = 0;
-    for (uint64_t i = 0; i < gguf_tensor_count(mine); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(mine, i);
-        char *name = gguf_str_dup(t->name);
-        const gguf_tensor_info *r = gguf_find_tensor(ref, name);
+    for (uint64_t i = 0; i < ellm_gguf_tensor_count(mine); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(mine, i);
+        char *name = ellm_gguf_str_dup(t->name);
+        const gguf_tensor_info *r = ellm_gguf_find_tensor(ref, name);
         bool eq = r && r->type == t->type && !memcmp(r->ne, t->ne, sizeof t->ne) &&
                   r->n_bytes == t->n_bytes && !memcmp(r->data, t->data, t->n_bytes);
         CHECK_MSG(eq, "tensor %s differs from the reference", name);
         same += eq;
         free(name);
     }
-    CHECK(same == 38 && gguf_tensor_count(mine) == 38);
-    const gguf_tensor_info *ro = gguf_find_tensor(ref, "output.weight");
-    const gguf_tensor_info *me = gguf_find_tensor(mine, "token_embd.weight");
+    CHECK(same == 38 && ellm_gguf_tensor_count(mine) == 38);
+    const gguf_tensor_info *ro = ellm_gguf_find_tensor(ref, "output.weight");
+    const gguf_tensor_info *me = ellm_gguf_find_tensor(mine, "token_embd.weight");
     CHECK(ro && me && ro->n_bytes == me->n_bytes && !memcmp(ro->data, me->data, me->n_bytes));
-    CHECK(gguf_find_tensor(mine, "output.weight") == NULL);
+    CHECK(ellm_gguf_find_tensor(mine, "output.weight") == NULL);
     /* Metadata the reference has must have the same values (general.name aside). */
     const char *keys[] = {"general.architecture", "llama.context_length",
                           "llama.embedding_length", "llama.block_count",
@@ -61,31 +61,31 @@ static void test_matches_reference(void)
                           "tokenizer.ggml.model", "tokenizer.ggml.bos_token_id",
                           "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
-        const gguf_kv *a = gguf_find_kv(mine, keys[k]), *b = gguf_find_kv(ref, keys[k]);
+        const gguf_kv *a = ellm_gguf_find_kv(mine, keys[k]), *b = ellm_gguf_find_kv(ref, keys[k]);
         CHECK_MSG(a && b, "key %s missing", keys[k]);
         if (!a || !b)
             continue;
         char va[128], vb[128];
-        gguf_value_format(&a->value, va, sizeof va);
-        gguf_value_format(&b->value, vb, sizeof vb);
+        ellm_gguf_value_format(&a->value, va, sizeof va);
+        ellm_gguf_value_format(&b->value, vb, sizeof vb);
         CHECK_MSG(!strcmp(va, vb), "%s: %s vs reference %s", keys[k], va, vb);
     }
     const gguf_array *ta, *tb;
-    CHECK(gguf_get_array(mine, "tokenizer.ggml.tokens", &ta) == EDGELLM_OK);
-    CHECK(gguf_get_array(ref, "tokenizer.ggml.tokens", &tb) == EDGELLM_OK);
+    CHECK(ellm_gguf_get_array(mine, "tokenizer.ggml.tokens", &ta) == EDGELLM_OK);
+    CHECK(ellm_gguf_get_array(ref, "tokenizer.ggml.tokens", &tb) == EDGELLM_OK);
     for (uint64_t i = 0; i < ta->n && i < tb->n; i++)
         CHECK_MSG(ta->strings[i].len == tb->strings[i].len &&
                       !memcmp(ta->strings[i].data, tb->strings[i].data, ta->strings[i].len),
                   "token %llu differs", (unsigned long long)i);
     const gguf_array *ya, *yb;
-    CHECK(gguf_get_array(mine, "tokenizer.ggml.token_type", &ya) == EDGELLM_OK);
-    CHECK(gguf_get_array(ref, "tokenizer.ggml.token_type", &yb) == EDGELLM_OK);
+    CHECK(ellm_gguf_get_array(mine, "tokenizer.ggml.token_type", &ya) == EDGELLM_OK);
+    CHECK(ellm_gguf_get_array(ref, "tokenizer.ggml.token_type", &yb) == EDGELLM_OK);
     for (uint64_t i = 0; i < ya->n; i++) {
         int64_t x, y;
-        CHECK(gguf_array_get_i64(ya, i, &x) && gguf_array_get_i64(yb, i, &y) && x == y);
+        CHECK(ellm_gguf_array_get_i64(ya, i, &x) && ellm_gguf_array_get_i64(yb, i, &y) && x == y);
     }
-    gguf_close(mine);
-    gguf_close(ref);
+    ellm_gguf_close(mine);
+    ellm_gguf_close(ref);
 }
 
 static int fallbacks;
@@ -110,12 +110,12 @@ static void test_quantized_and_unshared(void)
           EDGELLM_OK);
     CHECK(fallbacks == 4);
     gguf_file *f = NULL;
-    CHECK(gguf_open(out, &f) == EDGELLM_OK);
+    CHECK(ellm_gguf_open(out, &f) == EDGELLM_OK);
     if (f) {
-        CHECK(gguf_find_tensor(f, "blk.0.attn_q.weight")->type == ELLM_TYPE_Q8_0);
-        CHECK(gguf_find_tensor(f, "blk.0.ffn_down.weight")->type == ELLM_TYPE_F16);
-        CHECK(gguf_find_tensor(f, "blk.0.attn_norm.weight")->type == ELLM_TYPE_F32);
-        gguf_close(f);
+        CHECK(ellm_gguf_find_tensor(f, "blk.0.attn_q.weight")->type == ELLM_TYPE_Q8_0);
+        CHECK(ellm_gguf_find_tensor(f, "blk.0.ffn_down.weight")->type == ELLM_TYPE_F16);
+        CHECK(ellm_gguf_find_tensor(f, "blk.0.attn_norm.weight")->type == ELLM_TYPE_F32);
+        ellm_gguf_close(f);
     }
 
     /* Unshared classifier: negate vocab_size and append a vocab x dim classifier. */
@@ -134,11 +134,11 @@ static void test_quantized_and_unshared(void)
     CHECK_MSG(ellm_convert_llama2c(path, test_shared_path("models/aidreams-tok512.bin"), out,
                                    NULL) == EDGELLM_OK,
               "%s", edgellm_last_error());
-    CHECK(gguf_open(out, &f) == EDGELLM_OK);
+    CHECK(ellm_gguf_open(out, &f) == EDGELLM_OK);
     if (f) {
-        const gguf_tensor_info *t = gguf_find_tensor(f, "output.weight");
+        const gguf_tensor_info *t = ellm_gguf_find_tensor(f, "output.weight");
         CHECK(t && t->ne[0] == 64 && t->ne[1] == 512 && !memcmp(t->data, cls, extra));
-        gguf_close(f);
+        ellm_gguf_close(f);
     }
 
     /* Hostile checkpoints. */
@@ -187,8 +187,8 @@ static void test_quantized_and_unshared(void)
 static void check_same_array(const gguf_file *mine, const gguf_file *ref, const char *key)
 {
     const gguf_array *a = NULL, *b = NULL;
-    CHECK_MSG(gguf_get_array(mine, key, &a) == EDGELLM_OK, "ours lacks %s", key);
-    CHECK_MSG(gguf_get_array(ref, key, &b) == EDGELLM_OK, "the reference lacks %s", key);
+    CHECK_MSG(ellm_gguf_get_array(mine, key, &a) == EDGELLM_OK, "ours lacks %s", key);
+    CHECK_MSG(ellm_gguf_get_array(ref, key, &b) == EDGELLM_OK, "the reference lacks %s", key);
     if (!a || !b)
         return;
     CHECK_MSG(a->n == b->n, "%s: %llu vs %llu entries", key, (unsigned long long)a->n,
@@ -202,10 +202,10 @@ static void check_same_array(const gguf_file *mine, const gguf_file *ref, const 
             float x = 0, y = 0;
             int64_t j = 0, k = 0;
             if (a->elem_type == GGUF_TYPE_FLOAT32) {
-                CHECK(gguf_array_get_f32(a, i, &x) && gguf_array_get_f32(b, i, &y));
+                CHECK(ellm_gguf_array_get_f32(a, i, &x) && ellm_gguf_array_get_f32(b, i, &y));
                 differ += x != y;
             } else {
-                CHECK(gguf_array_get_i64(a, i, &j) && gguf_array_get_i64(b, i, &k));
+                CHECK(ellm_gguf_array_get_i64(a, i, &j) && ellm_gguf_array_get_i64(b, i, &k));
                 differ += j != k;
             }
         }
@@ -223,8 +223,8 @@ static void test_sentencepiece_matches_reference(void)
                                    NULL);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
     gguf_file *mine = NULL, *ref = NULL;
-    CHECK(gguf_open(out, &mine) == EDGELLM_OK);
-    CHECK(gguf_open(test_shared_path("models/llama2-vocab-tiny-f16.gguf"), &ref) == EDGELLM_OK);
+    CHECK(ellm_gguf_open(out, &mine) == EDGELLM_OK);
+    CHECK(ellm_gguf_open(test_shared_path("models/llama2-vocab-tiny-f16.gguf"), &ref) == EDGELLM_OK);
     if (mine && ref) {
         check_same_array(mine, ref, "tokenizer.ggml.tokens");
         check_same_array(mine, ref, "tokenizer.ggml.scores");
@@ -233,13 +233,13 @@ static void test_sentencepiece_matches_reference(void)
                              "tokenizer.ggml.eos_token_id"};
         for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
             uint32_t x = 99, y = 98;
-            CHECK(gguf_get_u32(mine, ids[k], &x) == EDGELLM_OK);
-            CHECK(gguf_get_u32(ref, ids[k], &y) == EDGELLM_OK);
+            CHECK(ellm_gguf_get_u32(mine, ids[k], &x) == EDGELLM_OK);
+            CHECK(ellm_gguf_get_u32(ref, ids[k], &y) == EDGELLM_OK);
             CHECK_MSG(x == y, "%s: %u vs %u", ids[k], x, y);
         }
     }
-    gguf_close(mine);
-    gguf_close(ref);
+    ellm_gguf_close(mine);
+    ellm_gguf_close(ref);
 }
 
 /* Truncated, empty and non-protobuf model files fail with a message naming the file. */

@@ -16,7 +16,7 @@ static gw_vocab_map *vocab;
 
 static edgellm_token id_of(const char *text)
 {
-    return gw_vocab_map_find(vocab, text, strlen(text));
+    return ellm_gw_vocab_map_find(vocab, text, strlen(text));
 }
 
 static void test_vocab_map(void)
@@ -27,7 +27,7 @@ static void test_vocab_map(void)
         char a[64], b[64];
         size_t la = 0, lb = 0;
         edgellm_token_to_piece(model, t, a, sizeof a, &la);
-        edgellm_token back = gw_vocab_map_find(vocab, a, la);
+        edgellm_token back = ellm_gw_vocab_map_find(vocab, a, la);
         if (back >= 0)
             edgellm_token_to_piece(model, back, b, sizeof b, &lb);
         same += back >= 0 && la == lb && !memcmp(a, b, la);
@@ -74,7 +74,7 @@ static void test_greedy(void)
         tops[i] = json_pack("{s:f,s:f}", ",", -0.2, " as", -1.5);
     /* Drafts at 3, 4, 5: the first is the argmax, the second is not -> the cloud's "," */
     json_t *a = answer(6, lps, tops, " as", "length");
-    CHECK(gw_spec_judge_greedy(a, vocab, model, 6, 3, 3, &v, why, sizeof why));
+    CHECK(ellm_gw_spec_judge_greedy(a, vocab, model, 6, 3, 3, &v, why, sizeof why));
     CHECK(v.n_accepted == 1 && v.next == 446 && !v.end && !v.unknown);
     json_decref(a);
 
@@ -83,7 +83,7 @@ static void test_greedy(void)
     for (int i = 1; i < 4; i++)
         tops[i] = json_pack("{s:f,s:f}", ",", -0.2, " as", -1.5);
     a = answer(4, all, tops, ",", "length");
-    CHECK(gw_spec_judge_greedy(a, vocab, model, 4, 2, 2, &v, why, sizeof why));
+    CHECK(ellm_gw_spec_judge_greedy(a, vocab, model, 4, 2, 2, &v, why, sizeof why));
     CHECK(v.n_accepted == 2 && v.next == 446);
     json_decref(a);
 
@@ -91,23 +91,23 @@ static void test_greedy(void)
     for (int i = 1; i < 4; i++)
         tops[i] = json_pack("{s:f}", ",", -0.2);
     a = answer(4, all, tops, NULL, "stop");
-    CHECK(gw_spec_judge_greedy(a, vocab, model, 4, 2, 2, &v, why, sizeof why) && v.end &&
+    CHECK(ellm_gw_spec_judge_greedy(a, vocab, model, 4, 2, 2, &v, why, sizeof why) && v.end &&
           v.n_accepted == 2);
     json_object_set_new(json_array_get(json_object_get(a, "choices"), 0), "finish_reason",
                         json_string("length"));
-    CHECK(!gw_spec_judge_greedy(a, vocab, model, 4, 2, 2, &v, why, sizeof why) &&
+    CHECK(!ellm_gw_spec_judge_greedy(a, vocab, model, 4, 2, 2, &v, why, sizeof why) &&
           strstr(why, "length"));
     /* Wrong counts: one token more or fewer sent than scored. */
-    CHECK(!gw_spec_judge_greedy(a, vocab, model, 5, 2, 2, &v, why, sizeof why) &&
+    CHECK(!ellm_gw_spec_judge_greedy(a, vocab, model, 5, 2, 2, &v, why, sizeof why) &&
           strstr(why, "scores 4 tokens, 5 were sent"));
-    CHECK(!gw_spec_judge_greedy(a, vocab, model, 2, 0, 1, &v, why, sizeof why));
+    CHECK(!ellm_gw_spec_judge_greedy(a, vocab, model, 2, 0, 1, &v, why, sizeof why));
     json_decref(a);
 
     /* A text no edge token has: unknown, not a guess. */
     for (int i = 1; i < 4; i++)
         tops[i] = json_pack("{s:f}", "\xEF\xBF\xBD", -0.1);
     a = answer(4, all, tops, NULL, "stop");
-    CHECK(gw_spec_judge_greedy(a, vocab, model, 4, 2, 2, &v, why, sizeof why) && v.unknown &&
+    CHECK(ellm_gw_spec_judge_greedy(a, vocab, model, 4, 2, 2, &v, why, sizeof why) && v.unknown &&
           v.next == -1 && v.n_accepted == 0);
     json_decref(a);
 
@@ -133,11 +133,11 @@ static void test_greedy(void)
         /* Read as 2 tokens sent with a draft at 1 (answers 0-7 break that), and as 1 sent
          * and 1 generated (answers 0-3 break the shape, 8 the generated token's text; the
          * others hold no draft to judge, so they are fine that way). */
-        bool ok1 = gw_spec_judge_greedy(j, vocab, model, 2, 1, 1, &v, why, sizeof why);
+        bool ok1 = ellm_gw_spec_judge_greedy(j, vocab, model, 2, 1, 1, &v, why, sizeof why);
         if (i < 8)
             CHECK_MSG(!ok1 && why[0], "broken answer %zu refused with a reason", i);
         why[0] = '\0';
-        bool ok2 = gw_spec_judge_greedy(j, vocab, model, 1, 1, 0, &v, why, sizeof why);
+        bool ok2 = ellm_gw_spec_judge_greedy(j, vocab, model, 1, 1, 0, &v, why, sizeof why);
         if (i < 4 || i == 8)
             CHECK_MSG(!ok2 && why[0], "broken answer %zu (generated token) refused", i);
         json_decref(j);
@@ -163,7 +163,7 @@ static void test_sampled(void)
                            json_pack("{s:f,s:f}", ",", log(0.9), " the", log(0.1)),
                            json_pack("{s:f,s:f}", ",", log(0.95), " the", log(0.05))};
         json_t *a = answer(4, lps, tops, NULL, "stop");
-        CHECK(gw_spec_judge_sampled(a, vocab, model, 4, 2, 2, &smp, &v, why, sizeof why));
+        CHECK(ellm_gw_spec_judge_sampled(a, vocab, model, 4, 2, 2, &smp, &v, why, sizeof why));
         kept += v.n_accepted == 1;
         comma_next += v.next == comma;
         json_decref(a);
@@ -181,14 +181,14 @@ int main(void)
         fprintf(stderr, "cannot load the aidreams model: %s\n", edgellm_last_error());
         return 1;
     }
-    vocab = gw_vocab_map_build(model);
+    vocab = ellm_gw_vocab_map_build(model);
     CHECK(vocab != NULL);
     if (vocab) {
         test_vocab_map();
         test_greedy();
         test_sampled();
     }
-    gw_vocab_map_free(vocab);
+    ellm_gw_vocab_map_free(vocab);
     edgellm_model_free(model);
     return test_finish("test_gateway_verify");
 }

@@ -107,12 +107,12 @@ static int expect_failure(const uint8_t *data, size_t n, edgellm_status want, co
     if (n)
         memcpy(copy, data, n);
     gguf_file *f = NULL;
-    edgellm_status st = gguf_parse(copy, n, &f);
+    edgellm_status st = ellm_gguf_parse(copy, n, &f);
     const char *msg = edgellm_last_error();
     bool ok = st == want && f == NULL && msg[0] != '\0' && (!keyword || strstr(msg, keyword));
     CHECK_MSG(ok, "%s: status %d (want %d), message '%s' (want '%s')", what, st, want, msg,
               keyword ? keyword : "");
-    gguf_close(f);
+    ellm_gguf_close(f);
     free(copy);
     return ok;
 }
@@ -279,9 +279,9 @@ static void test_built_files(void)
     /* The smallest valid files: header only, and a kv without tensors. */
     gguf_file *f = NULL;
     header(&d, 0, 0);
-    CHECK_MSG(gguf_parse(d.p, d.n, &f) == EDGELLM_OK, "%s", edgellm_last_error());
-    CHECK(f && gguf_kv_count(f) == 0 && gguf_tensor_count(f) == 0);
-    gguf_close(f);
+    CHECK_MSG(ellm_gguf_parse(d.p, d.n, &f) == EDGELLM_OK, "%s", edgellm_last_error());
+    CHECK(f && ellm_gguf_kv_count(f) == 0 && ellm_gguf_tensor_count(f) == 0);
+    ellm_gguf_close(f);
     free(d.p);
 }
 
@@ -296,18 +296,18 @@ static void test_truncations_of_model(void)
     if (!file)
         return;
     gguf_file *f = NULL;
-    CHECK(gguf_parse(file, size, &f) == EDGELLM_OK);
+    CHECK(ellm_gguf_parse(file, size, &f) == EDGELLM_OK);
     if (!f) {
         free(file);
         return;
     }
-    size_t data_offset = (size_t)gguf_data_offset(f);
+    size_t data_offset = (size_t)ellm_gguf_data_offset(f);
     int refused = 0, tried = 0;
     for (size_t cut = 0; cut < data_offset; cut++, tried++)
         refused += expect_failure(file, cut, EDGELLM_ERR_FORMAT,
                                   cut < 4 ? "not a GGUF" : "truncated", "truncated header");
-    for (uint64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(f, i);
+    for (uint64_t i = 0; i < ellm_gguf_tensor_count(f); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(f, i);
         size_t start = data_offset + (size_t)t->offset, end = start + (size_t)t->n_bytes;
         size_t cuts[] = {start, start + 1, end - 1};
         for (size_t k = 0; k < 3; k++, tried++) {
@@ -315,13 +315,13 @@ static void test_truncations_of_model(void)
             /* The first tensor past the cut that comes first in the info table is named. */
             uint64_t first = i;
             for (uint64_t j = 0; j < i; j++) {
-                const gguf_tensor_info *o = gguf_tensor_at(f, j);
+                const gguf_tensor_info *o = ellm_gguf_tensor_at(f, j);
                 if (data_offset + o->offset + o->n_bytes > cuts[k]) {
                     first = j;
                     break;
                 }
             }
-            const gguf_tensor_info *named = gguf_tensor_at(f, first);
+            const gguf_tensor_info *named = ellm_gguf_tensor_at(f, first);
             snprintf(want, sizeof want, "tensor '%.*s': data [", (int)named->name.len,
                      named->name.data);
             refused += expect_failure(file, cuts[k], EDGELLM_ERR_FORMAT, want, "truncated data");
@@ -329,11 +329,11 @@ static void test_truncations_of_model(void)
     }
     CHECK(refused == tried);
     /* The exact message promised to users, on the last tensor. */
-    const gguf_tensor_info *last = gguf_tensor_at(f, gguf_tensor_count(f) - 1);
+    const gguf_tensor_info *last = ellm_gguf_tensor_at(f, ellm_gguf_tensor_count(f) - 1);
     uint8_t *shorter = malloc(size - 1);
     memcpy(shorter, file, size - 1);
     gguf_file *g = NULL;
-    CHECK(gguf_parse(shorter, size - 1, &g) == EDGELLM_ERR_FORMAT);
+    CHECK(ellm_gguf_parse(shorter, size - 1, &g) == EDGELLM_ERR_FORMAT);
     char want[256];
     snprintf(want, sizeof want,
              "tensor 'output.weight': data [%llu..%llu) runs past the end of the file (size "
@@ -344,36 +344,36 @@ static void test_truncations_of_model(void)
     CHECK_MSG(strcmp(edgellm_last_error(), want) == 0, "got '%s'", edgellm_last_error());
     free(shorter);
     fprintf(stderr, "model truncations: %d of %d refused\n", refused, tried);
-    gguf_close(f);
+    ellm_gguf_close(f);
     free(file);
 }
 
 /* Every view of a parsed file must stay inside the buffer and agree with itself. */
 static void check_consistent(const gguf_file *g, const uint8_t *buf, size_t n)
 {
-    CHECK(gguf_data_offset(g) <= n && gguf_data_offset(g) % gguf_alignment(g) == 0);
-    for (uint64_t i = 0; i < gguf_tensor_count(g); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(g, i);
+    CHECK(ellm_gguf_data_offset(g) <= n && ellm_gguf_data_offset(g) % ellm_gguf_alignment(g) == 0);
+    for (uint64_t i = 0; i < ellm_gguf_tensor_count(g); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(g, i);
         const uint8_t *start = t->data;
-        CHECK(start >= buf + gguf_data_offset(g) && t->n_bytes <= n &&
+        CHECK(start >= buf + ellm_gguf_data_offset(g) && t->n_bytes <= n &&
               start + t->n_bytes <= buf + n);
         CHECK(t->n_dims >= 1 && t->n_dims <= GGUF_MAX_DIMS && ellm_type_traits_of(t->type));
         uint64_t n_el = 1;
         for (int d = 0; d < GGUF_MAX_DIMS; d++)
             n_el *= t->ne[d];
-        CHECK(n_el == t->n_elements && t->offset % gguf_alignment(g) == 0);
+        CHECK(n_el == t->n_elements && t->offset % ellm_gguf_alignment(g) == 0);
         for (uint64_t j = 0; j < i; j++) {
-            const gguf_tensor_info *o = gguf_tensor_at(g, j);
+            const gguf_tensor_info *o = ellm_gguf_tensor_at(g, j);
             CHECK(o->offset + o->n_bytes <= t->offset || t->offset + t->n_bytes <= o->offset);
             CHECK(o->name.len != t->name.len || memcmp(o->name.data, t->name.data, t->name.len));
         }
     }
     char text[256];
-    for (uint64_t i = 0; i < gguf_kv_count(g); i++) {
-        const gguf_kv *kv = gguf_kv_at(g, i);
+    for (uint64_t i = 0; i < ellm_gguf_kv_count(g); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(g, i);
         CHECK(kv->key.len > 0 && (const uint8_t *)kv->key.data >= buf &&
               (const uint8_t *)kv->key.data + kv->key.len <= buf + n);
-        gguf_value_format(&kv->value, text, sizeof text);
+        ellm_gguf_value_format(&kv->value, text, sizeof text);
         CHECK(strlen(text) < sizeof text);
     }
 }
@@ -396,11 +396,11 @@ static void test_random_mutations(const bytes *v)
         uint8_t *exact = malloc(n ? n : 1);
         memcpy(exact, copy, n);
         gguf_file *g = NULL;
-        edgellm_status st = gguf_parse(exact, n, &g);
+        edgellm_status st = ellm_gguf_parse(exact, n, &g);
         if (st == EDGELLM_OK) {
             parsed++;
             check_consistent(g, exact, n);
-            gguf_close(g);
+            ellm_gguf_close(g);
         } else {
             refused++;
             CHECK(g == NULL && edgellm_last_error()[0] != '\0' &&
@@ -417,9 +417,9 @@ int main(void)
 {
     bytes v = make_valid();
     gguf_file *f = NULL;
-    CHECK_MSG(gguf_parse(v.p, v.n, &f) == EDGELLM_OK, "%s", edgellm_last_error());
-    CHECK(f && gguf_kv_count(f) == 3 && gguf_tensor_count(f) == 2);
-    gguf_close(f);
+    CHECK_MSG(ellm_gguf_parse(v.p, v.n, &f) == EDGELLM_OK, "%s", edgellm_last_error());
+    CHECK(f && ellm_gguf_kv_count(f) == 3 && ellm_gguf_tensor_count(f) == 2);
+    ellm_gguf_close(f);
 
     test_truncations_of_small_file(&v);
     test_crafted_fields(&v);

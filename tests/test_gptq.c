@@ -77,7 +77,7 @@ static void dequantize_matrix(ellm_type type, const uint8_t *blocks, float *out)
 /* blk.<layer>.<matrix>.weight of the F32 file quantized to Q4_0 by g into a fresh buffer. */
 static uint8_t *gptq_matrix(ellm_gptq *g, const gguf_file *f, const char *name)
 {
-    const gguf_tensor_info *t = gguf_find_tensor(f, name);
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(f, name);
     CHECK(t && t->type == ELLM_TYPE_F32);
     int64_t n_cols = (int64_t)t->ne[0], n_rows = (int64_t)t->ne[1];
     float *w = malloc(sizeof(float) * (size_t)(n_rows * n_cols));
@@ -109,7 +109,7 @@ static void sequential_statistics(void)
     }
     free(text);
     gguf_file *f = NULL;
-    CHECK(gguf_open(src, &f) == EDGELLM_OK);
+    CHECK(ellm_gguf_open(src, &f) == EDGELLM_OK);
     ellm_gptq_params p = {.n_ctx = 48, .n_threads = 2};
     ellm_gptq *in_order = NULL, *alone = NULL;
     CHECK(ellm_gptq_create(src, ids, n, &p, &in_order) == EDGELLM_OK);
@@ -140,7 +140,7 @@ static void sequential_statistics(void)
     free(before);
     ellm_gptq_free(in_order);
     ellm_gptq_free(alone);
-    gguf_close(f);
+    ellm_gguf_close(f);
 }
 
 int main(void)

@@ -209,7 +209,7 @@ static void test_bad_inputs(const fixture *fx)
 int main(void)
 {
     fixture fx = {0};
-    edgellm_status st = gguf_open(test_shared_path("models/aidreams260K-f32.gguf"), &fx.file);
+    edgellm_status st = ellm_gguf_open(test_shared_path("models/aidreams260K-f32.gguf"), &fx.file);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
     if (st == EDGELLM_OK) {
         st = ellm_model_create(fx.file, &fx.model);
@@ -223,6 +223,6 @@ int main(void)
         test_bad_inputs(&fx);
     }
     ellm_model_free(fx.model);
-    gguf_close(fx.file);
+    ellm_gguf_close(fx.file);
     return test_finish("test_model");
 }

@@ -61,27 +61,27 @@ static void add_matrix(gguf_writer *w, const char *name, float *m, int rows, int
         ellm_dequantize_row(type, data + rb * (uint64_t)r, m + (size_t)r * cols, cols);
     }
     uint64_t ne[2] = {(uint64_t)cols, (uint64_t)rows};
-    CHECK(gguf_writer_add_tensor(w, name, type, rows == 1 ? 1 : 2, ne, data) == EDGELLM_OK);
+    CHECK(ellm_gguf_writer_add_tensor(w, name, type, rows == 1 ? 1 : 2, ne, data) == EDGELLM_OK);
     *keep = data;
 }
 
 static const char *write_model(const spec *s, ref_model *rm, uint8_t ***blobs, int *n_blobs)
 {
     rm->s = *s;
-    gguf_writer *w = gguf_writer_create();
-    gguf_writer_set_str(w, "general.architecture", "llama");
-    gguf_writer_set_u32(w, "llama.context_length", 64);
-    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)s->n_embd);
-    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)s->n_layer);
-    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)s->n_ff);
-    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)s->n_head);
-    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)s->n_head_kv);
-    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)s->n_rot);
-    gguf_writer_set_f32(w, "llama.rope.freq_base", s->freq_base);
-    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-6f);
+    gguf_writer *w = ellm_gguf_writer_create();
+    ellm_gguf_writer_set_str(w, "general.architecture", "llama");
+    ellm_gguf_writer_set_u32(w, "llama.context_length", 64);
+    ellm_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)s->n_embd);
+    ellm_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)s->n_layer);
+    ellm_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)s->n_ff);
+    ellm_gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)s->n_head);
+    ellm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)s->n_head_kv);
+    ellm_gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)s->n_rot);
+    ellm_gguf_writer_set_f32(w, "llama.rope.freq_base", s->freq_base);
+    ellm_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-6f);
     if (s->rope_scale > 0) {
-        gguf_writer_set_str(w, "llama.rope.scaling.type", "linear");
-        gguf_writer_set_f32(w, "llama.rope.scaling.factor", s->rope_scale);
+        ellm_gguf_writer_set_str(w, "llama.rope.scaling.type", "linear");
+        ellm_gguf_writer_set_f32(w, "llama.rope.scaling.factor", s->rope_scale);
     }
     int hd = s->n_embd / s->n_head, kv = hd * s->n_head_kv;
     *blobs = calloc(16 + 9 * (size_t)s->n_layer, sizeof **blobs);
@@ -130,8 +130,8 @@ static const char *write_model(const spec *s, ref_model *rm, uint8_t ***blobs, i
 #undef MAT
     }
     const char *path = test_tmp_path(s->name);
-    CHECK_MSG(gguf_writer_write(w, path) == EDGELLM_OK, "%s", edgellm_last_error());
-    gguf_writer_free(w);
+    CHECK_MSG(ellm_gguf_writer_write(w, path) == EDGELLM_OK, "%s", edgellm_last_error());
+    ellm_gguf_writer_free(w);
     *n_blobs = nb;
     return path;
 }
@@ -287,7 +287,7 @@ static void run_case(const spec *s, double tol)
     const char *path = write_model(s, &rm, &blobs, &nb);
     gguf_file *f = NULL;
     ellm_model *m = NULL;
-    CHECK_MSG(gguf_open(path, &f) == EDGELLM_OK, "%s", edgellm_last_error());
+    CHECK_MSG(ellm_gguf_open(path, &f) == EDGELLM_OK, "%s", edgellm_last_error());
     if (f)
         CHECK_MSG(ellm_model_create(f, &m) == EDGELLM_OK, "%s: %s", s->name, edgellm_last_error());
     if (m) {
@@ -352,7 +352,7 @@ static void run_case(const spec *s, double tol)
         free(got);
     }
     ellm_model_free(m);
-    gguf_close(f);
+    ellm_gguf_close(f);
     for (int i = 0; i < nb; i++)
         free(blobs[i]);
     free(blobs);

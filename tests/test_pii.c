@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "gateway/pii.h"
-#include "gateway/pii_internal.h" /* pii_iban_valid */
+#include "gateway/pii_internal.h" /* ellm_pii_iban_valid */
 #include "test_util.h"
 
 static pii_policy *default_policy;
@@ -17,7 +17,7 @@ static char *describe(const pii_policy *policy, const char *text)
 {
     pii_entity *e;
     size_t n;
-    if (pii_scan(policy, text, strlen(text), &e, &n) != EDGELLM_OK)
+    if (ellm_pii_scan(policy, text, strlen(text), &e, &n) != EDGELLM_OK)
         return strdup("(error)");
     size_t cap = 64 + 2 * strlen(text) + 48 * n;
     char *out = calloc(1, cap);
@@ -104,8 +104,8 @@ static void test_iban(void)
     NOTHING("bad DE89 3704 0044 0532 0130 01 checksum");
     NOTHING("short DE89370400440532013");
     NOTHING("ZZ89370400440532013000 has no country");
-    CHECK(pii_iban_valid("DE89370400440532013000", 22));
-    CHECK(!pii_iban_valid("DE89370400440532013001", 22));
+    CHECK(ellm_pii_iban_valid("DE89370400440532013000", 22));
+    CHECK(!ellm_pii_iban_valid("DE89370400440532013001", 22));
 }
 
 static void test_ssn(void)
@@ -208,16 +208,16 @@ static void test_overlaps(void)
            "IBAN=DE89 3704 0044 0532 0130 00|CARD=4111 1111 1111 1111");
     char buf[64];
     pii_entity e[3] = {{0, 1, "EMAIL", NULL}, {2, 3, "CARD", NULL}, {4, 5, "EMAIL", NULL}};
-    CHECK(pii_describe_types(e, 3, buf, sizeof buf) == strlen("CARD, EMAIL"));
+    CHECK(ellm_pii_describe_types(e, 3, buf, sizeof buf) == strlen("CARD, EMAIL"));
     CHECK(strcmp(buf, "CARD, EMAIL") == 0);
-    CHECK(pii_describe_types(e, 3, buf, 5) == strlen("CARD, EMAIL") && strcmp(buf, "CARD") == 0);
+    CHECK(ellm_pii_describe_types(e, 3, buf, 5) == strlen("CARD, EMAIL") && strcmp(buf, "CARD") == 0);
 }
 
 static char *redact(pii_session *s, const char *text)
 {
     char *out = NULL;
     size_t n;
-    CHECK(pii_redact(s, text, strlen(text), &out, &n, NULL, NULL) == EDGELLM_OK);
+    CHECK(ellm_pii_redact(s, text, strlen(text), &out, &n, NULL, NULL) == EDGELLM_OK);
     CHECK(out && strlen(out) == n);
     return out;
 }
@@ -226,19 +226,19 @@ static char *restore(const pii_session *s, const char *text, size_t len)
 {
     char *out = NULL;
     size_t n;
-    CHECK(pii_restore(s, text, len, &out, &n) == EDGELLM_OK);
+    CHECK(ellm_pii_restore(s, text, len, &out, &n) == EDGELLM_OK);
     return out;
 }
 
 static void test_stability(void)
 {
     pii_session *s;
-    CHECK(pii_session_create(default_policy, &s) == EDGELLM_OK);
+    CHECK(ellm_pii_session_create(default_policy, &s) == EDGELLM_OK);
     char *a = redact(s, "a@x.com, b@x.com, a@x.com, call 202-555-0143");
     CHECK(strcmp(a, "[EMAIL_1], [EMAIL_2], [EMAIL_1], call [PHONE_1]") == 0);
     char *b = redact(s, "b@x.com then c@x.com and 202-555-0143");
     CHECK(strcmp(b, "[EMAIL_2] then [EMAIL_3] and [PHONE_1]") == 0);
-    CHECK(pii_session_size(s) == 4);
+    CHECK(ellm_pii_session_size(s) == 4);
     /* A placeholder-shaped string in the input is never handed out. */
     char *c = redact(s, "[EMAIL_4] is literal, d@x.com is not");
     CHECK(strcmp(c, "[EMAIL_4] is literal, [EMAIL_5] is not") == 0);
@@ -254,7 +254,7 @@ static void test_stability(void)
     free(c);
     free(back);
     free(r);
-    pii_session_free(s);
+    ellm_pii_session_free(s);
 }
 
 static const char *const samples[] = {
@@ -276,7 +276,7 @@ static unsigned next_random(void)
 static void test_round_trip(void)
 {
     pii_session *s;
-    CHECK(pii_session_create(default_policy, &s) == EDGELLM_OK);
+    CHECK(ellm_pii_session_create(default_policy, &s) == EDGELLM_OK);
     for (size_t k = 0; k < sizeof samples / sizeof samples[0]; k++) {
         char *r = redact(s, samples[k]);
         char *back = restore(s, r, strlen(r));
@@ -304,11 +304,11 @@ static void test_round_trip(void)
         text[n] = '\0';
         char *r, *back;
         size_t rn, bn;
-        if (pii_redact(s, text, n, &r, &rn, NULL, NULL) != EDGELLM_OK) {
+        if (ellm_pii_redact(s, text, n, &r, &rn, NULL, NULL) != EDGELLM_OK) {
             failures++;
             continue;
         }
-        CHECK(pii_restore(s, r, rn, &back, &bn) == EDGELLM_OK);
+        CHECK(ellm_pii_restore(s, r, rn, &back, &bn) == EDGELLM_OK);
         if (bn != n || memcmp(back, text, n) != 0)
             if (failures++ < 3)
                 fprintf(stderr, "round trip failed for \"%s\"\n", text);
@@ -316,27 +316,27 @@ static void test_round_trip(void)
         free(back);
     }
     CHECK(failures == 0);
-    pii_session_free(s);
+    ellm_pii_session_free(s);
 }
 
 static char *stream(const pii_session *s, const char *const *chunks, const size_t *lens, size_t n)
 {
     pii_restorer *r;
     pii_buffer out = {0};
-    CHECK(pii_restorer_create(s, &r) == EDGELLM_OK);
+    CHECK(ellm_pii_restorer_create(s, &r) == EDGELLM_OK);
     for (size_t k = 0; k < n; k++)
-        CHECK(pii_restorer_feed(r, chunks[k], lens[k], &out) == EDGELLM_OK);
-    CHECK(pii_restorer_finish(r, &out) == EDGELLM_OK);
-    pii_restorer_free(r);
+        CHECK(ellm_pii_restorer_feed(r, chunks[k], lens[k], &out) == EDGELLM_OK);
+    CHECK(ellm_pii_restorer_finish(r, &out) == EDGELLM_OK);
+    ellm_pii_restorer_free(r);
     char *text = strndup(out.data ? out.data : "", out.len);
-    pii_buffer_free(&out);
+    ellm_pii_buffer_free(&out);
     return text;
 }
 
 static void test_streaming(void)
 {
     pii_session *s;
-    CHECK(pii_session_create(default_policy, &s) == EDGELLM_OK);
+    CHECK(ellm_pii_session_create(default_policy, &s) == EDGELLM_OK);
     for (int k = 0; k < 12; k++) { /* [EMAIL_1] .. [EMAIL_12] */
         char v[32];
         snprintf(v, sizeof v, "user%d@example.com", k + 1);
@@ -376,28 +376,28 @@ static void test_streaming(void)
     /* Only a possible placeholder is held back; everything else goes out at once. */
     pii_restorer *r;
     pii_buffer out = {0};
-    CHECK(pii_restorer_create(s, &r) == EDGELLM_OK);
-    CHECK(pii_restorer_feed(r, "Hello [EM", 9, &out) == EDGELLM_OK);
+    CHECK(ellm_pii_restorer_create(s, &r) == EDGELLM_OK);
+    CHECK(ellm_pii_restorer_feed(r, "Hello [EM", 9, &out) == EDGELLM_OK);
     CHECK(out.len == 6 && memcmp(out.data, "Hello ", 6) == 0);
-    CHECK(pii_restorer_feed(r, "AIL_1", 5, &out) == EDGELLM_OK);
+    CHECK(ellm_pii_restorer_feed(r, "AIL_1", 5, &out) == EDGELLM_OK);
     CHECK(out.len == 6);
-    CHECK(pii_restorer_feed(r, "] [X", 4, &out) == EDGELLM_OK);
+    CHECK(ellm_pii_restorer_feed(r, "] [X", 4, &out) == EDGELLM_OK);
     CHECK(strcmp(out.data, "Hello user1@example.com [X") == 0);
-    CHECK(pii_restorer_feed(r, " [EMAIL_99", 10, &out) == EDGELLM_OK); /* never handed out */
+    CHECK(ellm_pii_restorer_feed(r, " [EMAIL_99", 10, &out) == EDGELLM_OK); /* never handed out */
     CHECK(strcmp(out.data, "Hello user1@example.com [X [EMAIL_99") == 0);
-    CHECK(pii_restorer_feed(r, " [PHONE_", 8, &out) == EDGELLM_OK);
-    CHECK(pii_restorer_finish(r, &out) == EDGELLM_OK);
+    CHECK(ellm_pii_restorer_feed(r, " [PHONE_", 8, &out) == EDGELLM_OK);
+    CHECK(ellm_pii_restorer_finish(r, &out) == EDGELLM_OK);
     CHECK(strcmp(out.data, "Hello user1@example.com [X [EMAIL_99 [PHONE_") == 0);
-    pii_restorer_free(r);
-    pii_buffer_free(&out);
+    ellm_pii_restorer_free(r);
+    ellm_pii_buffer_free(&out);
     free(whole);
-    pii_session_free(s);
+    ellm_pii_session_free(s);
 }
 
 static pii_policy *policy_from(const char *json)
 {
     pii_policy *p = NULL;
-    CHECK_MSG(pii_policy_parse(json, strlen(json), "test-policy.json", &p) == EDGELLM_OK, "%s",
+    CHECK_MSG(ellm_pii_policy_parse(json, strlen(json), "test-policy.json", &p) == EDGELLM_OK, "%s",
               edgellm_last_error());
     return p;
 }
@@ -419,26 +419,26 @@ static void test_user_terms_and_patterns(void)
     expect_with(__LINE__, p, "host 10.0.0.1, mail support@example.com or eve@example.com",
                 "EMAIL=eve@example.com");
     pii_session *s;
-    CHECK(pii_session_create(p, &s) == EDGELLM_OK);
+    CHECK(ellm_pii_session_create(p, &s) == EDGELLM_OK);
     char *r = redact(s, "Bob, bob and Bob: EMP-000001");
     CHECK(strcmp(r, "[CONTACT_1], [CONTACT_2] and [CONTACT_1]: [EMPLOYEE_ID_1]") == 0);
     char *back = restore(s, r, strlen(r));
     CHECK(strcmp(back, "Bob, bob and Bob: EMP-000001") == 0);
     free(r);
     free(back);
-    pii_session_free(s);
-    pii_policy_free(p);
+    ellm_pii_session_free(s);
+    ellm_pii_policy_free(p);
     /* A policy file without "pii" keeps the built-in detectors. */
     p = policy_from("{\"complexity_threshold\": 0.5}");
     if (p)
         expect_with(__LINE__, p, "a@example.com", "EMAIL=a@example.com");
-    pii_policy_free(p);
+    ellm_pii_policy_free(p);
 }
 
 static void expect_policy_error(int line, const char *json, const char *needle)
 {
     pii_policy *p = NULL;
-    edgellm_status st = pii_policy_parse(json, strlen(json), "bad.json", &p);
+    edgellm_status st = ellm_pii_policy_parse(json, strlen(json), "bad.json", &p);
     const char *msg = edgellm_last_error();
     test_checks++;
     if (st == EDGELLM_OK || p || !strstr(msg, needle) || !strstr(msg, "bad.json")) {
@@ -446,7 +446,7 @@ static void expect_policy_error(int line, const char *json, const char *needle)
         fprintf(stderr, "%s:%d: policy %s: status %d, message \"%s\" (wanted \"%s\")\n", __FILE__,
                 line, json, (int)st, msg, needle);
     }
-    pii_policy_free(p);
+    ellm_pii_policy_free(p);
 }
 #define POLICY_ERROR(json, needle) expect_policy_error(__LINE__, json, needle)
 
@@ -473,13 +473,13 @@ static void test_hostile_policies(void)
     /* The parser's message quotes the bad token: it must not reach the error (terms are names). */
     pii_policy *quoted = NULL;
     const char *leaky = "{\"pii\": {\"terms\": {\"CONTACT\": [\"Alice Smith\" \"Bob Jones\"]}}}";
-    CHECK(pii_policy_parse(leaky, strlen(leaky), "bad.json", &quoted) == EDGELLM_ERR_FORMAT);
+    CHECK(ellm_pii_policy_parse(leaky, strlen(leaky), "bad.json", &quoted) == EDGELLM_ERR_FORMAT);
     CHECK(strstr(edgellm_last_error(), "Bob") == NULL &&
           strstr(edgellm_last_error(), "Alice") == NULL);
     CHECK(strstr(edgellm_last_error(), "line 1") != NULL);
 
     pii_policy *p = NULL;
-    CHECK(pii_policy_load(EDGELLM_TEST_TMP "/no-such-policy.json", &p) == EDGELLM_ERR_IO);
+    CHECK(ellm_pii_policy_load(EDGELLM_TEST_TMP "/no-such-policy.json", &p) == EDGELLM_ERR_IO);
     CHECK(strstr(edgellm_last_error(), "no-such-policy.json") != NULL);
 
     /* A pattern that backtracks without end fails the scan, naming the pattern and not the text. */
@@ -490,18 +490,18 @@ static void test_hostile_policies(void)
         strcpy(text + 48, "!zz@example.com");
         pii_entity *e = NULL;
         size_t n = 0;
-        CHECK(pii_scan(p, text, strlen(text), &e, &n) != EDGELLM_OK);
+        CHECK(ellm_pii_scan(p, text, strlen(text), &e, &n) != EDGELLM_OK);
         CHECK(strstr(edgellm_last_error(), "SLOW") != NULL);
         CHECK(strstr(edgellm_last_error(), "aaaa") == NULL);
         CHECK(strstr(edgellm_last_error(), "example") == NULL);
         CHECK(e == NULL && n == 0);
-        pii_policy_free(p);
+        ellm_pii_policy_free(p);
     }
     /* A pattern that can match the empty string neither loops nor yields empty entities. */
     p = policy_from("{\"pii\": {\"patterns\": {\"MAYBE\": \"x*\"}}}");
     if (p) {
         expect_with(__LINE__, p, "a xx b é x", "MAYBE=xx|MAYBE=x");
-        pii_policy_free(p);
+        ellm_pii_policy_free(p);
     }
 }
 
@@ -513,24 +513,24 @@ static void test_odd_bytes(void)
     pii_policy *p =
         policy_from("{\"pii\": {\"terms\": {\"N\": [\"é\"]}, \"patterns\": {\"X\": \"\\\\w+\"}}}");
     pii_session *s;
-    if (!p || pii_session_create(p, &s) != EDGELLM_OK)
+    if (!p || ellm_pii_session_create(p, &s) != EDGELLM_OK)
         return;
     char *r, *back;
     size_t rn, bn;
-    CHECK(pii_redact(s, text, len, &r, &rn, NULL, NULL) == EDGELLM_OK);
-    CHECK(pii_restore(s, r, rn, &back, &bn) == EDGELLM_OK);
+    CHECK(ellm_pii_redact(s, text, len, &r, &rn, NULL, NULL) == EDGELLM_OK);
+    CHECK(ellm_pii_restore(s, r, rn, &back, &bn) == EDGELLM_OK);
     CHECK(bn == len && memcmp(back, text, len) == 0);
     free(r);
     free(back);
-    CHECK(pii_redact(s, "", 0, &r, &rn, NULL, NULL) == EDGELLM_OK && rn == 0 && r && r[0] == '\0');
+    CHECK(ellm_pii_redact(s, "", 0, &r, &rn, NULL, NULL) == EDGELLM_OK && rn == 0 && r && r[0] == '\0');
     free(r);
-    pii_session_free(s);
-    pii_policy_free(p);
+    ellm_pii_session_free(s);
+    ellm_pii_policy_free(p);
 }
 
 int main(void)
 {
-    if (pii_policy_default(&default_policy) != EDGELLM_OK)
+    if (ellm_pii_policy_default(&default_policy) != EDGELLM_OK)
         return 1;
     test_email();
     test_phone();
@@ -548,6 +548,6 @@ int main(void)
     test_user_terms_and_patterns();
     test_hostile_policies();
     test_odd_bytes();
-    pii_policy_free(default_policy);
+    ellm_pii_policy_free(default_policy);
     return test_finish("test_pii");
 }

@@ -146,7 +146,7 @@ static void check_model(const char *label, const char *path, int32_t n_ctx_max)
                     if (batches[b] > 0)
                         cp.n_batch = batches[b];
                     store_plan plan;
-                    edgellm_status planned = store_plan_model(m, &cp, &plan), created;
+                    edgellm_status planned = ellm_store_plan_model(m, &cp, &plan), created;
                     uint64_t allocated = allocated_by_context(m, &cp, &created);
                     CHECK_MSG(planned == created, "%s: the plan says %d, context creation %d", label,
                               (int)planned, (int)created);
@@ -192,15 +192,15 @@ int main(void)
 
     /* A shape without a file (recommend's size classes) plans as the loaded model of that shape. */
     store_model_shape as_shape;
-    CHECK(store_read_shape(synth, &as_shape) == EDGELLM_OK);
+    CHECK(ellm_store_read_shape(synth, &as_shape) == EDGELLM_OK);
     edgellm_model *m = NULL;
     CHECK(edgellm_model_load(synth, NULL, &m) == EDGELLM_OK);
     edgellm_context_params cp = edgellm_context_default_params();
     cp.n_ctx = 300;
     cp.n_threads = 2;
     store_plan from_file, from_shape;
-    CHECK(m && store_plan_model(m, &cp, &from_file) == EDGELLM_OK);
-    CHECK(store_plan_shape(&as_shape, &cp, &from_shape) == EDGELLM_OK);
+    CHECK(m && ellm_store_plan_model(m, &cp, &from_file) == EDGELLM_OK);
+    CHECK(ellm_store_plan_shape(&as_shape, &cp, &from_shape) == EDGELLM_OK);
     CHECK_MSG(from_shape.kv_bytes == from_file.kv_bytes &&
                   from_shape.scratch_bytes == from_file.scratch_bytes,
               "shape plan KV %llu scratch %llu, model plan KV %llu scratch %llu",

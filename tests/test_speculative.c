@@ -28,16 +28,16 @@ typedef struct variant {
 static bool write_variant(const char *out_path, variant v)
 {
     gguf_file *f = NULL;
-    if (gguf_open(test_shared_path(TARGET), &f) != EDGELLM_OK)
+    if (ellm_gguf_open(test_shared_path(TARGET), &f) != EDGELLM_OK)
         return false;
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     bool ok = w != NULL;
     char **texts = NULL;
-    for (uint64_t i = 0; ok && i < gguf_kv_count(f); i++) {
-        const gguf_kv *kv = gguf_kv_at(f, i);
+    for (uint64_t i = 0; ok && i < ellm_gguf_kv_count(f); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(f, i);
         char key[256];
         snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.data);
-        ok = gguf_writer_set_value(w, key, &kv->value) == EDGELLM_OK;
+        ok = ellm_gguf_writer_set_value(w, key, &kv->value) == EDGELLM_OK;
         if (ok && v.renamed_token >= 0 && !strcmp(key, "tokenizer.ggml.tokens")) {
             const gguf_array *a = &kv->value.v.arr;
             texts = calloc(a->n, sizeof *texts);
@@ -46,7 +46,7 @@ static bool write_variant(const char *out_path, variant v)
                     snprintf(texts[t], a->strings[t].len + 8, "%s%.*s",
                              (int)t == v.renamed_token ? "x" : "", (int)a->strings[t].len,
                              a->strings[t].data);
-            ok = texts && gguf_writer_set_str_array(w, key, (const char *const *)texts, a->n) ==
+            ok = texts && ellm_gguf_writer_set_str_array(w, key, (const char *const *)texts, a->n) ==
                               EDGELLM_OK;
             for (uint64_t t = 0; texts && t < a->n; t++)
                 free(texts[t]);
@@ -54,8 +54,8 @@ static bool write_variant(const char *out_path, variant v)
         }
     }
     float *norm = NULL;
-    for (uint64_t i = 0; ok && i < gguf_tensor_count(f); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(f, i);
+    for (uint64_t i = 0; ok && i < ellm_gguf_tensor_count(f); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(f, i);
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.data);
         const void *data = t->data;
@@ -66,13 +66,13 @@ static bool write_variant(const char *out_path, variant v)
                 norm[k] = ((const float *)t->data)[k] * v.output_norm_scale;
             data = norm;
         }
-        ok = ok && gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, data) ==
+        ok = ok && ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, data) ==
                        EDGELLM_OK;
     }
-    ok = ok && norm && gguf_writer_write(w, out_path) == EDGELLM_OK;
+    ok = ok && norm && ellm_gguf_writer_write(w, out_path) == EDGELLM_OK;
     free(norm);
-    gguf_writer_free(w);
-    gguf_close(f);
+    ellm_gguf_writer_free(w);
+    ellm_gguf_close(f);
     return ok;
 }
 

@@ -14,7 +14,7 @@
 static ellm_vocab *load_vocab(const char *rel, gguf_file **file)
 {
     ellm_vocab *v = NULL;
-    edgellm_status st = gguf_open(test_shared_path(rel), file);
+    edgellm_status st = ellm_gguf_open(test_shared_path(rel), file);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
     if (st == EDGELLM_OK) {
         st = ellm_vocab_load(*file, &v);
@@ -33,7 +33,7 @@ static void test_llama2_reference(void)
     if (!v || !cases) {
         json_decref(cases);
         ellm_vocab_free(v);
-        gguf_close(f);
+        ellm_gguf_close(f);
         return;
     }
     size_t i;
@@ -78,7 +78,7 @@ static void test_llama2_reference(void)
     CHECK(json_array_size(cases) > 10);
     json_decref(cases);
     ellm_vocab_free(v);
-    gguf_close(f);
+    ellm_gguf_close(f);
 }
 
 static void unescape(char *s)
@@ -149,7 +149,7 @@ static void test_aidreams_prompts(void)
     CHECK(rows == 7);
     free(tsv);
     ellm_vocab_free(v);
-    gguf_close(f);
+    ellm_gguf_close(f);
 }
 
 static void test_special_and_bytes(void)
@@ -157,7 +157,7 @@ static void test_special_and_bytes(void)
     gguf_file *f = NULL;
     ellm_vocab *v = load_vocab("models/llama2-vocab-tiny-f16.gguf", &f);
     if (!v) {
-        gguf_close(f);
+        ellm_gguf_close(f);
         return;
     }
     edgellm_token ids[256];
@@ -236,7 +236,7 @@ static void test_special_and_bytes(void)
     free(many);
     free(big);
     ellm_vocab_free(v);
-    gguf_close(f);
+    ellm_gguf_close(f);
 }
 
 int main(void)

@@ -462,10 +462,10 @@ static void test_matches_engine(ellm_threadpool *pool)
 {
     gguf_file *file = NULL;
     ellm_model *model = NULL;
-    if (gguf_open(test_shared_path("models/aidreams260K-f32.gguf"), &file) != EDGELLM_OK ||
+    if (ellm_gguf_open(test_shared_path("models/aidreams260K-f32.gguf"), &file) != EDGELLM_OK ||
         ellm_model_create(file, &model) != EDGELLM_OK) {
         CHECK_MSG(0, "cannot load the aidreams model from the shared data");
-        gguf_close(file);
+        ellm_gguf_close(file);
         return;
     }
     char *text = test_read_file(test_shared_path("testdata/aidreams/logits-ids.txt"), NULL);
@@ -505,7 +505,7 @@ static void test_matches_engine(ellm_threadpool *pool)
     ellm_train_work_free(w);
     ellm_train_params_free(p);
     ellm_model_free(model);
-    gguf_close(file);
+    ellm_gguf_close(file);
 }
 
 static void test_optimizer_values(void)

@@ -1,5 +1,5 @@
 # cmake -DPAGE_DIR=web/demo -DOUT=chat_page_files.c -P embed_page_files.cmake: writes the page's
-# files as the srv_page_files table of src/server/chat_page.h.
+# files as the ellm_srv_page_files table of src/server/chat_page.h.
 function(c_array var file)
   file(READ ${file} hex HEX)
   string(LENGTH "${hex}" n)
@@ -38,13 +38,13 @@ ${css_bytes}};
 static const unsigned char markdown_js[] = {
 ${markdown_bytes}};
 
-const srv_page_file srv_page_files[] = {
+const srv_page_file ellm_srv_page_files[] = {
     {\"/index.html\", \"text/html; charset=utf-8\", index_browser, sizeof index_browser},
     {\"/index-server.html\", \"text/html; charset=utf-8\", index_server, sizeof index_server},
     {\"/demo.js\", \"text/javascript; charset=utf-8\", demo_js, sizeof demo_js},
     {\"/demo.css\", \"text/css; charset=utf-8\", demo_css, sizeof demo_css},
     {\"/markdown.js\", \"text/javascript; charset=utf-8\", markdown_js, sizeof markdown_js},
 };
-const size_t srv_n_page_files = sizeof srv_page_files / sizeof srv_page_files[0];
+const size_t ellm_srv_n_page_files = sizeof ellm_srv_page_files / sizeof ellm_srv_page_files[0];
 ")
 file(RENAME ${OUT}.tmp ${OUT})

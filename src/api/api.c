@@ -115,8 +115,8 @@ edgellm_model_params edgellm_model_default_params(void)
 static void describe_weights(edgellm_model *m)
 {
     uint64_t by_type[ELLM_TYPE_COUNT] = {0};
-    for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(m->file, i);
+    for (uint64_t i = 0; i < ellm_gguf_tensor_count(m->file); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(m->file, i);
         m->n_params += t->n_elements;
         m->weights_bytes += t->n_bytes;
         if (t->n_dims >= 2 && t->type < ELLM_TYPE_COUNT)
@@ -145,7 +145,7 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
     edgellm_model *m = calloc(1, sizeof *m);
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
-    edgellm_status st = gguf_open(path, &m->file);
+    edgellm_status st = ellm_gguf_open(path, &m->file);
     if (st != EDGELLM_OK) {
         free(m);
         return st;
@@ -167,7 +167,7 @@ edgellm_status edgellm_model_load_from_memory(const void *data, size_t size,
     edgellm_model *m = calloc(1, sizeof *m);
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
-    edgellm_status st = gguf_parse(data ? data : "", size, &m->file);
+    edgellm_status st = ellm_gguf_parse(data ? data : "", size, &m->file);
     if (st != EDGELLM_OK) {
         free(m);
         return ellm_fail_wrap(st, "the model bytes");
@@ -179,7 +179,7 @@ static edgellm_status model_from_file(edgellm_model *m, const char *path, bool v
                                       edgellm_model **out)
 {
     edgellm_status st = EDGELLM_OK;
-    if (!vocab_only && gguf_tensor_count(m->file) == 0)
+    if (!vocab_only && ellm_gguf_tensor_count(m->file) == 0)
         st = ellm_fail(EDGELLM_ERR_FORMAT,
                        "'%s' holds no tensors (a vocabulary-only file?); it can only be loaded "
                        "for tokenization (edgellm_model_params.vocab_only)",
@@ -201,19 +201,19 @@ static edgellm_status model_from_file(edgellm_model *m, const char *path, bool v
                        ellm_vocab_size(m->vocab), ellm_model_hparams(m->model)->n_vocab);
     if (st == EDGELLM_OK) {
         gguf_str name = {0, ""};
-        gguf_get_str(m->file, "general.name", &name);
-        m->name = gguf_str_dup(name);
+        ellm_gguf_get_str(m->file, "general.name", &name);
+        m->name = ellm_gguf_str_dup(name);
         gguf_str arch = {0, ""};
-        gguf_get_str(m->file, "general.architecture", &arch);
-        m->architecture = gguf_str_dup(arch);
+        ellm_gguf_get_str(m->file, "general.architecture", &arch);
+        m->architecture = ellm_gguf_str_dup(arch);
         if (!m->architecture)
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for model metadata");
-        uint64_t n = gguf_tensor_count(m->file);
+        uint64_t n = ellm_gguf_tensor_count(m->file);
         m->tensor_names = calloc(n ? n : 1, sizeof *m->tensor_names);
         if (!m->name || !m->tensor_names)
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for model metadata");
         for (uint64_t i = 0; st == EDGELLM_OK && i < n; i++) {
-            m->tensor_names[i] = gguf_str_dup(gguf_tensor_at(m->file, i)->name);
+            m->tensor_names[i] = ellm_gguf_str_dup(ellm_gguf_tensor_at(m->file, i)->name);
             if (!m->tensor_names[i])
                 st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for model metadata");
         }
@@ -232,7 +232,7 @@ void edgellm_model_free(edgellm_model *m)
     if (!m)
         return;
     if (m->tensor_names && m->file)
-        for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++)
+        for (uint64_t i = 0; i < ellm_gguf_tensor_count(m->file); i++)
             free(m->tensor_names[i]);
     free(m->tensor_names);
     free(m->name);
@@ -240,7 +240,7 @@ void edgellm_model_free(edgellm_model *m)
     ellm_token_trie_destroy(m->token_trie);
     ellm_vocab_free(m->vocab);
     ellm_model_free(m->model);
-    gguf_close(m->file);
+    ellm_gguf_close(m->file);
     free(m);
 }
 
@@ -254,7 +254,7 @@ edgellm_status edgellm_model_get_info(const edgellm_model *m, edgellm_model_info
         info->name = m->name;
         info->quantization = m->quantization;
         info->n_vocab = ellm_vocab_size(m->vocab);
-        info->file_bytes = gguf_file_size(m->file);
+        info->file_bytes = ellm_gguf_file_size(m->file);
         return EDGELLM_OK;
     }
     const ellm_hparams *hp = ellm_model_hparams(m->model);
@@ -276,7 +276,7 @@ edgellm_status edgellm_model_get_info(const edgellm_model *m, edgellm_model_info
     info->tied_embeddings = hp->tied_embeddings;
     info->n_params = m->n_params;
     info->weights_bytes = m->weights_bytes;
-    info->file_bytes = gguf_file_size(m->file);
+    info->file_bytes = ellm_gguf_file_size(m->file);
     return EDGELLM_OK;
 }
 
@@ -389,20 +389,20 @@ edgellm_status edgellm_model_estimate_memory(const edgellm_model *m, int32_t n_c
 
 int64_t edgellm_model_meta_count(const edgellm_model *m)
 {
-    return m ? (int64_t)gguf_kv_count(m->file) : 0;
+    return m ? (int64_t)ellm_gguf_kv_count(m->file) : 0;
 }
 
 edgellm_status edgellm_model_meta_at(const edgellm_model *m, int64_t index, char *key_buf,
                                      size_t key_cap, char *value_buf, size_t value_cap)
 {
-    if (!m || index < 0 || (uint64_t)index >= gguf_kv_count(m->file) || !key_buf || !value_buf ||
+    if (!m || index < 0 || (uint64_t)index >= ellm_gguf_kv_count(m->file) || !key_buf || !value_buf ||
         key_cap == 0 || value_cap == 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "metadata index %lld out of range",
                          (long long)index);
-    const gguf_kv *kv = gguf_kv_at(m->file, (uint64_t)index);
+    const gguf_kv *kv = ellm_gguf_kv_at(m->file, (uint64_t)index);
     snprintf(key_buf, key_cap, "%.*s", (int)(kv->key.len > 4096 ? 4096 : kv->key.len),
              kv->key.data);
-    gguf_value_format(&kv->value, value_buf, value_cap);
+    ellm_gguf_value_format(&kv->value, value_buf, value_cap);
     return EDGELLM_OK;
 }
 
@@ -414,7 +414,7 @@ edgellm_status edgellm_model_meta_string(const edgellm_model *m, const char *key
                          "edgellm_model_meta_string: need a model, a key and a length pointer");
     *len = 0;
     gguf_str value;
-    edgellm_status st = gguf_get_str(m->file, key, &value);
+    edgellm_status st = ellm_gguf_get_str(m->file, key, &value);
     if (st == EDGELLM_ERR_NOT_FOUND)
         return ellm_fail(st, "the model has no metadata key '%s'", key);
     if (st != EDGELLM_OK)
@@ -430,16 +430,16 @@ edgellm_status edgellm_model_meta_string(const edgellm_model *m, const char *key
 
 int64_t edgellm_model_tensor_count(const edgellm_model *m)
 {
-    return m ? (int64_t)gguf_tensor_count(m->file) : 0;
+    return m ? (int64_t)ellm_gguf_tensor_count(m->file) : 0;
 }
 
 edgellm_status edgellm_model_tensor_at(const edgellm_model *m, int64_t index,
                                        edgellm_tensor_desc *out)
 {
-    if (!m || !out || index < 0 || (uint64_t)index >= gguf_tensor_count(m->file))
+    if (!m || !out || index < 0 || (uint64_t)index >= ellm_gguf_tensor_count(m->file))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "tensor index %lld out of range",
                          (long long)index);
-    const gguf_tensor_info *t = gguf_tensor_at(m->file, (uint64_t)index);
+    const gguf_tensor_info *t = ellm_gguf_tensor_at(m->file, (uint64_t)index);
     out->name = m->tensor_names[index];
     out->type = ellm_type_name(t->type);
     out->n_dims = (int32_t)t->n_dims;

@@ -8,12 +8,12 @@
 #include "chat/chat_render.h"
 #include "core/status.h"
 
-bool chat_role_is(const ellm_chat_message *m, const char *role)
+bool ellm_chat_role_is(const ellm_chat_message *m, const char *role)
 {
     return m->role && strcmp(m->role, role) == 0;
 }
 
-const char *chat_content_of(const ellm_chat_message *m) { return m->content ? m->content : ""; }
+const char *ellm_chat_content_of(const ellm_chat_message *m) { return m->content ? m->content : ""; }
 
 /* Records out[offset, offset+length) as message text, merging with the previous range. */
 static void record_span(chat_render *r, size_t offset, size_t length)
@@ -61,43 +61,43 @@ static bool from_message(const chat_render *r, const char *p)
 static void put_bytes(chat_render *r, const char *s, size_t n)
 {
     size_t offset = r->out.len;
-    chat_buf_append_n(&r->out, s, n);
+    ellm_chat_buf_append_n(&r->out, s, n);
     if (r->track_spans && r->content_depth == 0 && n > 0 && from_message(r, s))
         record_span(r, offset, r->out.len - offset);
 }
 
-void chat_put(chat_render *r, const char *s)
+void ellm_chat_put(chat_render *r, const char *s)
 {
     if (s)
         put_bytes(r, s, strlen(s));
 }
-void chat_put_span(chat_render *r, chat_span s) { put_bytes(r, s.p, s.n); }
+void ellm_chat_put_span(chat_render *r, chat_span s) { put_bytes(r, s.p, s.n); }
 
-void chat_content_begin(chat_render *r)
+void ellm_chat_content_begin(chat_render *r)
 {
     if (r->content_depth++ == 0)
         r->content_start = r->out.len;
 }
 
-void chat_content_end(chat_render *r)
+void ellm_chat_content_end(chat_render *r)
 {
     if (--r->content_depth == 0)
         record_span(r, r->content_start, r->out.len - r->content_start);
 }
 
 /* The template's raise_exception(message): the render fails. */
-bool chat_raise(chat_render *r, const char *family, const char *message)
+bool ellm_chat_raise(chat_render *r, const char *family, const char *message)
 {
-    chat_buf_discard(&r->out);
+    ellm_chat_buf_discard(&r->out);
     ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the %s chat template rejects this conversation: %s",
               family, message);
     return false;
 }
 
 /* Roles must alternate user/assistant/user/... from position 0 of loop_messages. */
-bool chat_alternates(const ellm_chat_message *m, size_t index0)
+bool ellm_chat_alternates(const ellm_chat_message *m, size_t index0)
 {
-    return chat_role_is(m, "user") == (index0 % 2 == 0);
+    return ellm_chat_role_is(m, "user") == (index0 % 2 == 0);
 }
 
 /* Whether a family's own template renders tools and tool calls. */
@@ -110,38 +110,38 @@ static bool renders_tools(ellm_chat_family f)
 static bool has_tool_calls(const chat_render *r)
 {
     for (size_t i = 0; i < r->n; i++)
-        if (chat_message_tools(r, i)->n_calls > 0)
+        if (ellm_chat_tools_of_message(r, i)->n_calls > 0)
             return true;
     return false;
 }
 
 static bool render_default_qwen25(chat_render *r)
 {
-    return chat_render_qwen25(r,
+    return ellm_chat_render_qwen25(r,
                               "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
 }
 
 static bool render_llama32(chat_render *r)
 {
     char date[32];
-    chat_today(date, sizeof date);
-    return chat_render_llama31(r, date);
+    ellm_chat_today(date, sizeof date);
+    return ellm_chat_render_llama31(r, date);
 }
 
-static bool render_llama31(chat_render *r) { return chat_render_llama31(r, "26 Jul 2024"); }
-static bool render_qwen2(chat_render *r) { return chat_render_qwen25(r, "You are a helpful assistant."); }
+static bool render_llama31(chat_render *r) { return ellm_chat_render_llama31(r, "26 Jul 2024"); }
+static bool render_qwen2(chat_render *r) { return ellm_chat_render_qwen25(r, "You are a helpful assistant."); }
 
 static bool (*const renderers[ELLM_CHAT_FAMILY_COUNT])(chat_render *) = {
-    [ELLM_CHAT_CHATML] = chat_render_chatml,       [ELLM_CHAT_LLAMA2] = chat_render_llama2,
-    [ELLM_CHAT_LLAMA3] = chat_render_llama3,       [ELLM_CHAT_GEMMA] = chat_render_gemma,
-    [ELLM_CHAT_PHI3] = chat_render_phi3,           [ELLM_CHAT_ZEPHYR] = chat_render_zephyr,
-    [ELLM_CHAT_MISTRAL] = chat_render_mistral,     [ELLM_CHAT_MISTRAL_V3] = chat_render_mistral_v3,
-    [ELLM_CHAT_SMOLLM] = chat_render_smollm,       [ELLM_CHAT_QWEN25] = render_default_qwen25,
-    [ELLM_CHAT_QWEN2] = render_qwen2,              [ELLM_CHAT_QWEN3] = chat_render_qwen3,
+    [ELLM_CHAT_CHATML] = ellm_chat_render_chatml,       [ELLM_CHAT_LLAMA2] = ellm_chat_render_llama2,
+    [ELLM_CHAT_LLAMA3] = ellm_chat_render_llama3,       [ELLM_CHAT_GEMMA] = ellm_chat_render_gemma,
+    [ELLM_CHAT_PHI3] = ellm_chat_render_phi3,           [ELLM_CHAT_ZEPHYR] = ellm_chat_render_zephyr,
+    [ELLM_CHAT_MISTRAL] = ellm_chat_render_mistral,     [ELLM_CHAT_MISTRAL_V3] = ellm_chat_render_mistral_v3,
+    [ELLM_CHAT_SMOLLM] = ellm_chat_render_smollm,       [ELLM_CHAT_QWEN25] = render_default_qwen25,
+    [ELLM_CHAT_QWEN2] = render_qwen2,              [ELLM_CHAT_QWEN3] = ellm_chat_render_qwen3,
     [ELLM_CHAT_LLAMA31] = render_llama31,          [ELLM_CHAT_LLAMA32] = render_llama32,
 };
 
-char *chat_format_with_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
+char *ellm_chat_format_with_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
                              const ellm_chat_tools *tools, const chat_tool_ops *ops,
                              bool add_generation_prompt, const char *bos_text,
                              const char *eos_text, ellm_chat_span **spans, size_t *n_spans)
@@ -176,11 +176,11 @@ char *chat_format_with_tools(ellm_chat_family f, const ellm_chat_message *msgs, 
         return NULL;
     }
     bool ok;
-    if (r.tool_ops && !renders_tools(f) && (chat_tool_count(&r) > 0 || has_tool_calls(&r)))
+    if (r.tool_ops && !renders_tools(f) && (ellm_chat_tool_count(&r) > 0 || has_tool_calls(&r)))
         ok = r.tool_ops->hermes_fallback(&r, renderers[f]);
     else
         ok = renderers[f](&r);
-    char *text = ok ? chat_buf_finish(&r.out) : NULL;
+    char *text = ok ? ellm_chat_buf_finish(&r.out) : NULL;
     if (text && r.spans_failed) {
         free(text);
         text = NULL;
@@ -200,7 +200,7 @@ char *chat_format_with_tools(ellm_chat_family f, const ellm_chat_message *msgs, 
 char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
                        bool add_generation_prompt, const char *bos_text, const char *eos_text)
 {
-    return chat_format_with_tools(f, msgs, n, NULL, NULL, add_generation_prompt, bos_text,
+    return ellm_chat_format_with_tools(f, msgs, n, NULL, NULL, add_generation_prompt, bos_text,
                                   eos_text, NULL, NULL);
 }
 
@@ -212,49 +212,49 @@ char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, 
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_spans: spans is NULL");
         return NULL;
     }
-    return chat_format_with_tools(f, msgs, n, NULL, NULL, add_generation_prompt, bos_text,
+    return ellm_chat_format_with_tools(f, msgs, n, NULL, NULL, add_generation_prompt, bos_text,
                                   eos_text, spans, n_spans);
 }
 
-size_t chat_tool_count(const chat_render *r) { return r->tool_ops ? r->tool_ops->count(r) : 0; }
+size_t ellm_chat_tool_count(const chat_render *r) { return r->tool_ops ? r->tool_ops->count(r) : 0; }
 
-bool chat_tools_given(const chat_render *r) { return r->tool_ops && r->tool_ops->given(r); }
+bool ellm_chat_tools_given(const chat_render *r) { return r->tool_ops && r->tool_ops->given(r); }
 
-void chat_put_tool(chat_render *r, size_t t, int indent)
+void ellm_chat_put_tool(chat_render *r, size_t t, int indent)
 {
-    if (t < chat_tool_count(r))
+    if (t < ellm_chat_tool_count(r))
         r->tool_ops->put_tool(r, t, indent);
 }
 
-void chat_put_arguments(chat_render *r, const ellm_chat_tool_call *c, bool raw_strings)
+void ellm_chat_put_arguments(chat_render *r, const ellm_chat_tool_call *c, bool raw_strings)
 {
     if (r->tool_ops && c->arguments)
         r->tool_ops->put_arguments(r, c, raw_strings);
     else
-        chat_put(r, "null");
+        ellm_chat_put(r, "null");
 }
 
-const ellm_chat_message_tools *chat_message_tools(const chat_render *r, size_t i)
+const ellm_chat_message_tools *ellm_chat_tools_of_message(const chat_render *r, size_t i)
 {
     static const ellm_chat_message_tools none = {NULL, 0, NULL};
     return r->tools->per_message && i < r->n ? &r->tools->per_message[i] : &none;
 }
 
-void chat_put_json_string(chat_render *r, const char *s)
+void ellm_chat_put_json_string(chat_render *r, const char *s)
 {
     chat_buf text = {0};
-    chat_buf_json_string(&text, s ? s : "", s ? strlen(s) : 0);
+    ellm_chat_buf_json_string(&text, s ? s : "", s ? strlen(s) : 0);
     if (text.failed)
         r->out.failed = true;
-    chat_content_begin(r);
-    chat_put_span(r, (chat_span){text.data ? text.data : "", text.len});
-    chat_content_end(r);
-    chat_buf_discard(&text);
+    ellm_chat_content_begin(r);
+    ellm_chat_put_span(r, (chat_span){text.data ? text.data : "", text.len});
+    ellm_chat_content_end(r);
+    ellm_chat_buf_discard(&text);
 }
 
-void chat_put_request_text(chat_render *r, const char *s)
+void ellm_chat_put_request_text(chat_render *r, const char *s)
 {
-    chat_content_begin(r);
-    chat_put(r, s ? s : "");
-    chat_content_end(r);
+    ellm_chat_content_begin(r);
+    ellm_chat_put(r, s ? s : "");
+    ellm_chat_content_end(r);
 }

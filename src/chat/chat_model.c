@@ -45,7 +45,7 @@ ellm_chat_family ellm_chat_detect_model(const edgellm_model *model, bool *recogn
     return f;
 }
 
-char *chat_format_model_with_tools(const edgellm_model *model, const ellm_chat_message *msgs,
+char *ellm_chat_format_model_with_tools(const edgellm_model *model, const ellm_chat_message *msgs,
                                    size_t n, const ellm_chat_tools *tools,
                                    const chat_tool_ops *ops, bool add_generation_prompt,
                                    bool *template_recognised, ellm_chat_span **spans,
@@ -62,7 +62,7 @@ char *chat_format_model_with_tools(const edgellm_model *model, const ellm_chat_m
     if (!bos || !eos)
         ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the chat prompt");
     else
-        out = chat_format_with_tools(f, msgs, n, tools, ops, add_generation_prompt, bos, eos,
+        out = ellm_chat_format_with_tools(f, msgs, n, tools, ops, add_generation_prompt, bos, eos,
                                      spans && n_spans ? spans : NULL, n_spans);
     free(bos);
     free(eos);
@@ -78,13 +78,13 @@ char *ellm_chat_format_model_spans(const edgellm_model *model, const ellm_chat_m
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_model_spans: spans is NULL");
         return NULL;
     }
-    return chat_format_model_with_tools(model, msgs, n, NULL, NULL, add_generation_prompt,
+    return ellm_chat_format_model_with_tools(model, msgs, n, NULL, NULL, add_generation_prompt,
                                         template_recognised, spans, n_spans);
 }
 
 char *ellm_chat_format_model(const edgellm_model *model, const ellm_chat_message *msgs, size_t n,
                              bool add_generation_prompt, bool *template_recognised)
 {
-    return chat_format_model_with_tools(model, msgs, n, NULL, NULL, add_generation_prompt,
+    return ellm_chat_format_model_with_tools(model, msgs, n, NULL, NULL, add_generation_prompt,
                                         template_recognised, NULL, NULL);
 }

@@ -9,7 +9,7 @@
 #include "core/status.h"
 #include "core/utf8.h"
 
-void chat_buf_append_n(chat_buf *b, const char *s, size_t n)
+void ellm_chat_buf_append_n(chat_buf *b, const char *s, size_t n)
 {
     if (b->failed || n == 0)
         return;
@@ -35,16 +35,16 @@ void chat_buf_append_n(chat_buf *b, const char *s, size_t n)
     b->data[b->len] = '\0';
 }
 
-void chat_buf_append(chat_buf *b, const char *s)
+void ellm_chat_buf_append(chat_buf *b, const char *s)
 {
     if (s)
-        chat_buf_append_n(b, s, strlen(s));
+        ellm_chat_buf_append_n(b, s, strlen(s));
 }
 
-char *chat_buf_finish(chat_buf *b)
+char *ellm_chat_buf_finish(chat_buf *b)
 {
     if (b->failed) {
-        chat_buf_discard(b);
+        ellm_chat_buf_discard(b);
         ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the chat prompt");
         return NULL;
     }
@@ -62,14 +62,14 @@ char *chat_buf_finish(chat_buf *b)
     return out;
 }
 
-void chat_buf_discard(chat_buf *b)
+void ellm_chat_buf_discard(chat_buf *b)
 {
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }
 
-chat_span chat_span_of(const char *s)
+chat_span ellm_chat_span_of(const char *s)
 {
     chat_span sp = {s ? s : "", s ? strlen(s) : 0};
     return sp;
@@ -82,7 +82,7 @@ static bool is_py_space(uint32_t c)
            c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-chat_span chat_lstrip(chat_span s)
+chat_span ellm_chat_lstrip(chat_span s)
 {
     uint32_t c;
     size_t k;
@@ -94,7 +94,7 @@ chat_span chat_lstrip(chat_span s)
     return s;
 }
 
-chat_span chat_rstrip(chat_span s)
+chat_span ellm_chat_rstrip(chat_span s)
 {
     while (s.n > 0) {
         size_t start = ellm_utf8_char_start(s.p, s.n - 1);
@@ -107,9 +107,9 @@ chat_span chat_rstrip(chat_span s)
     return s;
 }
 
-chat_span chat_strip(chat_span s) { return chat_rstrip(chat_lstrip(s)); }
+chat_span ellm_chat_strip(chat_span s) { return ellm_chat_rstrip(ellm_chat_lstrip(s)); }
 
-chat_span chat_lstrip_chars(chat_span s, const char *chars)
+chat_span ellm_chat_lstrip_chars(chat_span s, const char *chars)
 {
     while (s.n > 0 && strchr(chars, s.p[0])) {
         s.p++;
@@ -118,16 +118,16 @@ chat_span chat_lstrip_chars(chat_span s, const char *chars)
     return s;
 }
 
-chat_span chat_rstrip_chars(chat_span s, const char *chars)
+chat_span ellm_chat_rstrip_chars(chat_span s, const char *chars)
 {
     while (s.n > 0 && strchr(chars, s.p[s.n - 1]))
         s.n--;
     return s;
 }
 
-chat_span chat_strip_chars(chat_span s, const char *chars)
+chat_span ellm_chat_strip_chars(chat_span s, const char *chars)
 {
-    return chat_rstrip_chars(chat_lstrip_chars(s, chars), chars);
+    return ellm_chat_rstrip_chars(ellm_chat_lstrip_chars(s, chars), chars);
 }
 
 /* Offset of the first (or last) occurrence of needle in s, or -1. */
@@ -148,7 +148,7 @@ static long find(chat_span s, const char *needle, bool last)
     return found;
 }
 
-chat_span chat_split_first(chat_span s, const char *sep)
+chat_span ellm_chat_split_first(chat_span s, const char *sep)
 {
     long at = find(s, sep, false);
     if (at >= 0)
@@ -156,7 +156,7 @@ chat_span chat_split_first(chat_span s, const char *sep)
     return s;
 }
 
-chat_span chat_split_last(chat_span s, const char *sep)
+chat_span ellm_chat_split_last(chat_span s, const char *sep)
 {
     long at = find(s, sep, true);
     if (at >= 0) {
@@ -167,42 +167,42 @@ chat_span chat_split_last(chat_span s, const char *sep)
     return s;
 }
 
-bool chat_span_contains(chat_span s, const char *needle) { return find(s, needle, false) >= 0; }
+bool ellm_chat_span_contains(chat_span s, const char *needle) { return find(s, needle, false) >= 0; }
 
-bool chat_span_starts_with(chat_span s, const char *prefix)
+bool ellm_chat_span_starts_with(chat_span s, const char *prefix)
 {
     size_t m = strlen(prefix);
     return m <= s.n && memcmp(s.p, prefix, m) == 0;
 }
 
-bool chat_span_ends_with(chat_span s, const char *suffix)
+bool ellm_chat_span_ends_with(chat_span s, const char *suffix)
 {
     size_t m = strlen(suffix);
     return m <= s.n && memcmp(s.p + s.n - m, suffix, m) == 0;
 }
 
-void chat_buf_json_string(chat_buf *b, const char *s, size_t n)
+void ellm_chat_buf_json_string(chat_buf *b, const char *s, size_t n)
 {
-    chat_buf_append(b, "\"");
+    ellm_chat_buf_append(b, "\"");
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[8];
         switch (c) {
-        case '"': chat_buf_append(b, "\\\""); break;
-        case '\\': chat_buf_append(b, "\\\\"); break;
-        case '\n': chat_buf_append(b, "\\n"); break;
-        case '\r': chat_buf_append(b, "\\r"); break;
-        case '\t': chat_buf_append(b, "\\t"); break;
-        case '\b': chat_buf_append(b, "\\b"); break;
-        case '\f': chat_buf_append(b, "\\f"); break;
+        case '"': ellm_chat_buf_append(b, "\\\""); break;
+        case '\\': ellm_chat_buf_append(b, "\\\\"); break;
+        case '\n': ellm_chat_buf_append(b, "\\n"); break;
+        case '\r': ellm_chat_buf_append(b, "\\r"); break;
+        case '\t': ellm_chat_buf_append(b, "\\t"); break;
+        case '\b': ellm_chat_buf_append(b, "\\b"); break;
+        case '\f': ellm_chat_buf_append(b, "\\f"); break;
         default:
             if (c < 0x20) {
                 snprintf(esc, sizeof esc, "\\u%04x", c);
-                chat_buf_append(b, esc);
+                ellm_chat_buf_append(b, esc);
             } else {
-                chat_buf_append_n(b, s + i, 1);
+                ellm_chat_buf_append_n(b, s + i, 1);
             }
         }
     }
-    chat_buf_append(b, "\"");
+    ellm_chat_buf_append(b, "\"");
 }

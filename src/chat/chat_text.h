@@ -13,12 +13,12 @@ typedef struct chat_buf {
     bool failed;
 } chat_buf;
 
-void chat_buf_append_n(chat_buf *b, const char *s, size_t n);
-void chat_buf_append(chat_buf *b, const char *s); /* NULL appends nothing */
+void ellm_chat_buf_append_n(chat_buf *b, const char *s, size_t n);
+void ellm_chat_buf_append(chat_buf *b, const char *s); /* NULL appends nothing */
 /* The NUL-terminated text (ownership passes to the caller), or NULL with an ellm_fail message
  * after an allocation failure. */
-char *chat_buf_finish(chat_buf *b);
-void chat_buf_discard(chat_buf *b);
+char *ellm_chat_buf_finish(chat_buf *b);
+void ellm_chat_buf_discard(chat_buf *b);
 
 /* A view of part of a string. */
 typedef struct chat_span {
@@ -26,29 +26,29 @@ typedef struct chat_span {
     size_t n;
 } chat_span;
 
-chat_span chat_span_of(const char *s); /* NULL is the empty span */
+chat_span ellm_chat_span_of(const char *s); /* NULL is the empty span */
 
 /* str.strip() / lstrip() / rstrip() without arguments: Unicode whitespace as Python's
  * str.isspace() defines it (ASCII whitespace, U+001C..U+001F, U+0085, U+00A0, U+1680,
  * U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000). */
-chat_span chat_strip(chat_span s);
-chat_span chat_lstrip(chat_span s);
-chat_span chat_rstrip(chat_span s);
+chat_span ellm_chat_strip(chat_span s);
+chat_span ellm_chat_lstrip(chat_span s);
+chat_span ellm_chat_rstrip(chat_span s);
 
 /* str.strip(chars) / lstrip(chars) / rstrip(chars) for an ASCII set of characters. */
-chat_span chat_strip_chars(chat_span s, const char *chars);
-chat_span chat_lstrip_chars(chat_span s, const char *chars);
-chat_span chat_rstrip_chars(chat_span s, const char *chars);
+chat_span ellm_chat_strip_chars(chat_span s, const char *chars);
+chat_span ellm_chat_lstrip_chars(chat_span s, const char *chars);
+chat_span ellm_chat_rstrip_chars(chat_span s, const char *chars);
 
 /* s.split(sep)[0] and s.split(sep)[-1]; the whole string when sep does not occur. */
-chat_span chat_split_first(chat_span s, const char *sep);
-chat_span chat_split_last(chat_span s, const char *sep);
+chat_span ellm_chat_split_first(chat_span s, const char *sep);
+chat_span ellm_chat_split_last(chat_span s, const char *sep);
 
 /* json.dumps of a string (ensure_ascii=False: non-ASCII kept), appended with its quotes. */
-void chat_buf_json_string(chat_buf *b, const char *s, size_t n);
+void ellm_chat_buf_json_string(chat_buf *b, const char *s, size_t n);
 
-bool chat_span_contains(chat_span s, const char *needle);
-bool chat_span_starts_with(chat_span s, const char *prefix);
-bool chat_span_ends_with(chat_span s, const char *suffix);
+bool ellm_chat_span_contains(chat_span s, const char *needle);
+bool ellm_chat_span_starts_with(chat_span s, const char *prefix);
+bool ellm_chat_span_ends_with(chat_span s, const char *suffix);
 
 #endif

@@ -21,7 +21,7 @@
 static void dump_real(chat_buf *b, double v)
 {
     if (!isfinite(v)) { /* json.dumps writes these; jansson never holds them */
-        chat_buf_append(b, isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
+        ellm_chat_buf_append(b, isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
         return;
     }
     char sci[40];
@@ -45,35 +45,35 @@ static void dump_real(chat_buf *b, double v)
     digits[nd] = '\0';
     int exp10 = *p == 'e' ? atoi(p + 1) : 0;
     if (negative)
-        chat_buf_append(b, "-");
+        ellm_chat_buf_append(b, "-");
     if (exp10 < -4 || exp10 >= 16) {
-        chat_buf_append_n(b, digits, 1);
+        ellm_chat_buf_append_n(b, digits, 1);
         if (nd > 1) {
-            chat_buf_append(b, ".");
-            chat_buf_append(b, digits + 1);
+            ellm_chat_buf_append(b, ".");
+            ellm_chat_buf_append(b, digits + 1);
         }
         char e[16];
         snprintf(e, sizeof e, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
-        chat_buf_append(b, e);
+        ellm_chat_buf_append(b, e);
     } else if (exp10 < 0) {
-        chat_buf_append(b, "0.");
+        ellm_chat_buf_append(b, "0.");
         for (int k = -1; k > exp10; k--)
-            chat_buf_append(b, "0");
-        chat_buf_append(b, digits);
+            ellm_chat_buf_append(b, "0");
+        ellm_chat_buf_append(b, digits);
     } else {
         size_t whole = (size_t)exp10 + 1;
         for (size_t k = 0; k < whole; k++)
-            chat_buf_append_n(b, k < nd ? digits + k : "0", 1);
-        chat_buf_append(b, ".");
-        chat_buf_append(b, nd > whole ? digits + whole : "0");
+            ellm_chat_buf_append_n(b, k < nd ? digits + k : "0", 1);
+        ellm_chat_buf_append(b, ".");
+        ellm_chat_buf_append(b, nd > whole ? digits + whole : "0");
     }
 }
 
 static void newline_indent(chat_buf *b, int indent, int depth)
 {
-    chat_buf_append(b, "\n");
+    ellm_chat_buf_append(b, "\n");
     for (int k = 0; k < indent * depth; k++)
-        chat_buf_append(b, " ");
+        ellm_chat_buf_append(b, " ");
 }
 
 static void dump_value(chat_buf *b, const json_t *v, int indent, bool compact, int depth)
@@ -87,57 +87,57 @@ static void dump_value(chat_buf *b, const json_t *v, int indent, bool compact, i
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         if (json_object_size(v) == 0) {
-            chat_buf_append(b, "{}");
+            ellm_chat_buf_append(b, "{}");
             break;
         }
-        chat_buf_append(b, "{");
+        ellm_chat_buf_append(b, "{");
         const char *key;
         json_t *member;
         bool first = true;
         json_object_foreach((json_t *)v, key, member) {
             if (!first)
-                chat_buf_append(b, item_sep);
+                ellm_chat_buf_append(b, item_sep);
             first = false;
             if (indent >= 0)
                 newline_indent(b, indent, depth + 1);
-            chat_buf_json_string(b, key, strlen(key));
-            chat_buf_append(b, key_sep);
+            ellm_chat_buf_json_string(b, key, strlen(key));
+            ellm_chat_buf_append(b, key_sep);
             dump_value(b, member, indent, compact, depth + 1);
         }
         if (indent >= 0)
             newline_indent(b, indent, depth);
-        chat_buf_append(b, "}");
+        ellm_chat_buf_append(b, "}");
         break;
     }
     case JSON_ARRAY: {
         if (json_array_size(v) == 0) {
-            chat_buf_append(b, "[]");
+            ellm_chat_buf_append(b, "[]");
             break;
         }
-        chat_buf_append(b, "[");
+        ellm_chat_buf_append(b, "[");
         for (size_t i = 0; i < json_array_size(v); i++) {
             if (i > 0)
-                chat_buf_append(b, item_sep);
+                ellm_chat_buf_append(b, item_sep);
             if (indent >= 0)
                 newline_indent(b, indent, depth + 1);
             dump_value(b, json_array_get(v, i), indent, compact, depth + 1);
         }
         if (indent >= 0)
             newline_indent(b, indent, depth);
-        chat_buf_append(b, "]");
+        ellm_chat_buf_append(b, "]");
         break;
     }
-    case JSON_STRING: chat_buf_json_string(b, json_string_value(v), json_string_length(v)); break;
+    case JSON_STRING: ellm_chat_buf_json_string(b, json_string_value(v), json_string_length(v)); break;
     case JSON_INTEGER: {
         char num[32];
         snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
-        chat_buf_append(b, num);
+        ellm_chat_buf_append(b, num);
         break;
     }
     case JSON_REAL: dump_real(b, json_real_value(v)); break;
-    case JSON_TRUE: chat_buf_append(b, "true"); break;
-    case JSON_FALSE: chat_buf_append(b, "false"); break;
-    default: chat_buf_append(b, "null"); break;
+    case JSON_TRUE: ellm_chat_buf_append(b, "true"); break;
+    case JSON_FALSE: ellm_chat_buf_append(b, "false"); break;
+    default: ellm_chat_buf_append(b, "null"); break;
     }
 }
 
@@ -146,7 +146,7 @@ bool ellm_chat_json_dump(const json_t *value, int indent, bool compact, char **o
     chat_buf b = {.data = *out, .len = *len, .cap = *out ? *len + 1 : 0};
     dump_value(&b, value, indent, compact, 0);
     if (b.failed) {
-        chat_buf_discard(&b);
+        ellm_chat_buf_discard(&b);
         *out = NULL;
         *len = 0;
         return false;
@@ -174,10 +174,10 @@ static void put_tojson(chat_render *r, const json_t *v, int indent)
     dump_value(&text, v, indent, false, 0);
     if (text.failed)
         r->out.failed = true;
-    chat_content_begin(r);
-    chat_put_span(r, (chat_span){text.data ? text.data : "", text.len});
-    chat_content_end(r);
-    chat_buf_discard(&text);
+    ellm_chat_content_begin(r);
+    ellm_chat_put_span(r, (chat_span){text.data ? text.data : "", text.len});
+    ellm_chat_content_end(r);
+    ellm_chat_buf_discard(&text);
 }
 
 static void put_tool(chat_render *r, size_t t, int indent)
@@ -188,7 +188,7 @@ static void put_tool(chat_render *r, size_t t, int indent)
 static void put_arguments(chat_render *r, const ellm_chat_tool_call *c, bool raw_strings)
 {
     if (raw_strings && json_is_string(c->arguments))
-        chat_put_request_text(r, json_string_value(c->arguments));
+        ellm_chat_put_request_text(r, json_string_value(c->arguments));
     else
         put_tojson(r, c->arguments, -1);
 }
@@ -198,10 +198,10 @@ static void put_arguments(chat_render *r, const ellm_chat_tool_call *c, bool raw
 static void put_mistral_tools(chat_render *r)
 {
     const json_t *tools = tool_list(r);
-    chat_put(r, "[AVAILABLE_TOOLS] [");
+    ellm_chat_put(r, "[AVAILABLE_TOOLS] [");
     for (size_t t = 0; t < json_array_size(tools); t++) {
         const json_t *function = json_object_get(json_array_get(tools, t), "function");
-        chat_put(r, "{\"type\": \"function\", \"function\": {");
+        ellm_chat_put(r, "{\"type\": \"function\", \"function\": {");
         const char *key;
         json_t *val;
         bool first = true;
@@ -209,22 +209,22 @@ static void put_mistral_tools(chat_render *r)
             if (strcmp(key, "return") == 0)
                 continue;
             if (!first)
-                chat_put(r, ", ");
+                ellm_chat_put(r, ", ");
             first = false;
-            chat_put(r, "\"");
-            chat_put_request_text(r, key);
-            chat_put(r, json_is_string(val) ? "\": \"" : "\": ");
+            ellm_chat_put(r, "\"");
+            ellm_chat_put_request_text(r, key);
+            ellm_chat_put(r, json_is_string(val) ? "\": \"" : "\": ");
             if (json_is_string(val)) {
-                chat_put_request_text(r, json_string_value(val));
-                chat_put(r, "\"");
+                ellm_chat_put_request_text(r, json_string_value(val));
+                ellm_chat_put(r, "\"");
             } else {
                 put_tojson(r, val, -1);
             }
         }
-        chat_put(r, "}}");
-        chat_put(r, t + 1 < json_array_size(tools) ? ", " : "]");
+        ellm_chat_put(r, "}}");
+        ellm_chat_put(r, t + 1 < json_array_size(tools) ? ", " : "]");
     }
-    chat_put(r, "[/AVAILABLE_TOOLS]");
+    ellm_chat_put(r, "[/AVAILABLE_TOOLS]");
 }
 
 /* ---- Hermes style through a family without tools ---- */
@@ -239,14 +239,14 @@ static const char hermes_tools_outro[] =
 
 static void hermes_call(chat_buf *b, const ellm_chat_tool_call *c)
 {
-    chat_buf_append(b, "<tool_call>\n{\"name\": \"");
-    chat_buf_append(b, c->name);
-    chat_buf_append(b, "\", \"arguments\": ");
+    ellm_chat_buf_append(b, "<tool_call>\n{\"name\": \"");
+    ellm_chat_buf_append(b, c->name);
+    ellm_chat_buf_append(b, "\", \"arguments\": ");
     if (c->arguments)
         dump_value(b, c->arguments, -1, false, 0);
     else
-        chat_buf_append(b, "{}");
-    chat_buf_append(b, "}\n</tool_call>");
+        ellm_chat_buf_append(b, "{}");
+    ellm_chat_buf_append(b, "}\n</tool_call>");
 }
 
 static bool hermes_fallback(chat_render *r, bool (*render)(chat_render *))
@@ -261,44 +261,44 @@ static bool hermes_fallback(chat_render *r, bool (*render)(chat_render *))
     size_t first = 0;
     if (ok && tools) {
         chat_buf *b = &texts[m];
-        if (chat_role_is(&r->msgs[0], "system")) {
-            chat_buf_append(b, chat_content_of(&r->msgs[0]));
-            chat_buf_append(b, "\n\n");
+        if (ellm_chat_role_is(&r->msgs[0], "system")) {
+            ellm_chat_buf_append(b, ellm_chat_content_of(&r->msgs[0]));
+            ellm_chat_buf_append(b, "\n\n");
             first = 1;
         }
-        chat_buf_append(b, hermes_tools_intro);
+        ellm_chat_buf_append(b, hermes_tools_intro);
         for (size_t t = 0; t < json_array_size(tools); t++) {
-            chat_buf_append(b, "\n");
+            ellm_chat_buf_append(b, "\n");
             dump_value(b, json_array_get(tools, t), -1, false, 0);
         }
-        chat_buf_append(b, hermes_tools_outro);
+        ellm_chat_buf_append(b, hermes_tools_outro);
         msgs[m++] = (ellm_chat_message){"system", NULL};
     }
     for (size_t i = first; ok && i < n; i++) {
         const ellm_chat_message *src = &r->msgs[i];
-        const ellm_chat_message_tools *mt = chat_message_tools(r, i);
+        const ellm_chat_message_tools *mt = ellm_chat_tools_of_message(r, i);
         chat_buf *b = &texts[m];
-        if (chat_role_is(src, "tool")) {
+        if (ellm_chat_role_is(src, "tool")) {
             /* A run of tool results is one user turn. */
-            for (; i < n && chat_role_is(&r->msgs[i], "tool"); i++) {
+            for (; i < n && ellm_chat_role_is(&r->msgs[i], "tool"); i++) {
                 if (b->len > 0)
-                    chat_buf_append(b, "\n");
-                chat_buf_append(b, "<tool_response>\n");
-                chat_buf_append(b, chat_content_of(&r->msgs[i]));
-                chat_buf_append(b, "\n</tool_response>");
+                    ellm_chat_buf_append(b, "\n");
+                ellm_chat_buf_append(b, "<tool_response>\n");
+                ellm_chat_buf_append(b, ellm_chat_content_of(&r->msgs[i]));
+                ellm_chat_buf_append(b, "\n</tool_response>");
             }
             i--;
             msgs[m++] = (ellm_chat_message){"user", NULL};
         } else if (mt->n_calls > 0) {
-            chat_buf_append(b, chat_content_of(src));
+            ellm_chat_buf_append(b, ellm_chat_content_of(src));
             for (size_t c = 0; c < mt->n_calls; c++) {
                 if (b->len > 0)
-                    chat_buf_append(b, "\n");
+                    ellm_chat_buf_append(b, "\n");
                 hermes_call(b, &mt->calls[c]);
             }
             msgs[m++] = (ellm_chat_message){src->role, NULL};
         } else {
-            chat_buf_append(b, chat_content_of(src));
+            ellm_chat_buf_append(b, ellm_chat_content_of(src));
             msgs[m++] = (ellm_chat_message){src->role, NULL};
         }
     }
@@ -321,11 +321,11 @@ static bool hermes_fallback(chat_render *r, bool (*render)(chat_render *))
         r->n = saved_n;
         r->tools = saved_tools;
     } else {
-        chat_buf_discard(&r->out);
+        ellm_chat_buf_discard(&r->out);
         ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the chat prompt's tools");
     }
     for (size_t i = 0; texts && i <= n; i++)
-        chat_buf_discard(&texts[i]);
+        ellm_chat_buf_discard(&texts[i]);
     free(texts);
     free(msgs);
     return ok;
@@ -339,7 +339,7 @@ char *ellm_chat_format_tools(ellm_chat_family f, const ellm_chat_message *msgs, 
                              const char *bos_text, const char *eos_text, ellm_chat_span **spans,
                              size_t *n_spans)
 {
-    return chat_format_with_tools(f, msgs, n, tools, &json_tool_ops, add_generation_prompt,
+    return ellm_chat_format_with_tools(f, msgs, n, tools, &json_tool_ops, add_generation_prompt,
                                   bos_text, eos_text, spans && n_spans ? spans : NULL, n_spans);
 }
 
@@ -348,7 +348,7 @@ char *ellm_chat_format_model_tools(const edgellm_model *model, const ellm_chat_m
                                    bool add_generation_prompt, bool *template_recognised,
                                    ellm_chat_span **spans, size_t *n_spans)
 {
-    return chat_format_model_with_tools(model, msgs, n, tools, &json_tool_ops,
+    return ellm_chat_format_model_with_tools(model, msgs, n, tools, &json_tool_ops,
                                         add_generation_prompt, template_recognised, spans,
                                         n_spans);
 }
@@ -585,7 +585,7 @@ bool ellm_chat_parse_tool_calls(ellm_chat_family f, const char *text, size_t len
     /* Before a call, the content loses the whitespace the template puts before the marker. */
     chat_span content = {text ? text : "", start};
     if (out->n_calls > 0)
-        content = chat_rstrip(content);
+        content = ellm_chat_rstrip(content);
     out->content = malloc(content.n + 1);
     if (!out->content) {
         ellm_chat_parsed_free(out);

@@ -614,15 +614,15 @@ static edgellm_status write_meta(gguf_writer *w, const hf_config *c, const char 
         st = call;
 #define U32(suffix, v)                                                                      \
     snprintf(key, sizeof key, "%s.%s", c->arch->name, suffix);                                    \
-    SET(gguf_writer_set_u32(w, key, (uint32_t)(v)))
+    SET(ellm_gguf_writer_set_u32(w, key, (uint32_t)(v)))
 #define F32(suffix, v)                                                                      \
     snprintf(key, sizeof key, "%s.%s", c->arch->name, suffix);                                    \
-    SET(gguf_writer_set_f32(w, key, (float)(v)))
-    SET(gguf_writer_set_str(w, "general.architecture", c->arch->name))
-    SET(gguf_writer_set_str(w, "general.name", name))
-    SET(gguf_writer_set_u32(w, "general.file_type", ellm_gguf_file_type(out_type)))
+    SET(ellm_gguf_writer_set_f32(w, key, (float)(v)))
+    SET(ellm_gguf_writer_set_str(w, "general.architecture", c->arch->name))
+    SET(ellm_gguf_writer_set_str(w, "general.name", name))
+    SET(ellm_gguf_writer_set_u32(w, "general.file_type", ellm_gguf_file_type(out_type)))
     if (out_type == ELLM_TYPE_Q8_0)
-        SET(gguf_writer_set_u32(w, "general.quantization_version", 2))
+        SET(ellm_gguf_writer_set_u32(w, "general.quantization_version", 2))
     U32("context_length", c->n_ctx)
     U32("embedding_length", c->n_embd)
     U32("block_count", c->n_layer)
@@ -639,7 +639,7 @@ static edgellm_status write_meta(gguf_writer *w, const hf_config *c, const char 
     }
     if (!strcmp(c->rope_type, "linear")) {
         snprintf(key, sizeof key, "%s.rope.scaling.type", c->arch->name);
-        SET(gguf_writer_set_str(w, key, "linear"))
+        SET(ellm_gguf_writer_set_str(w, key, "linear"))
         F32("rope.scaling.factor", c->rope_factor)
     }
     if (!strcmp(c->rope_type, "longrope")) {
@@ -720,7 +720,7 @@ edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     if (st == EDGELLM_OK)
         st = build_plan(&set, &c, &o, rope_freqs, &p);
-    if (st == EDGELLM_OK && !(w = gguf_writer_create()))
+    if (st == EDGELLM_OK && !(w = ellm_gguf_writer_create()))
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the GGUF writer");
     if (st == EDGELLM_OK) {
         char name[256];
@@ -740,13 +740,13 @@ edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
     if (st == EDGELLM_OK)
         st = write_vocab(w, dir, &c, &vocab);
     for (int i = 0; st == EDGELLM_OK && i < p.n; i++)
-        st = gguf_writer_add_tensor_fill(w, p.t[i].name, p.t[i].type, p.t[i].n_dims, p.t[i].ne,
+        st = ellm_gguf_writer_add_tensor_fill(w, p.t[i].name, p.t[i].type, p.t[i].n_dims, p.t[i].ne,
                                          fill_tensor, &p.t[i]);
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, out_path);
+        st = ellm_gguf_writer_write(w, out_path);
     if (st == EDGELLM_OK && with_vocab)
         *with_vocab = vocab;
-    gguf_writer_free(w);
+    ellm_gguf_writer_free(w);
     free(p.t);
     free(p.used);
     free(rope_freqs);

@@ -310,7 +310,7 @@ static edgellm_status write_merges(gguf_writer *w, const hf_files *h)
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the merges");
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str_array(w, "tokenizer.ggml.merges", (const char *const *)strs, n);
+        st = ellm_gguf_writer_set_str_array(w, "tokenizer.ggml.merges", (const char *const *)strs, n);
     for (size_t i = 0; i < n; i++)
         free(strs[i]);
     free(strs);
@@ -329,7 +329,7 @@ static int32_t find_token(const vocab_out *v, const char *text)
 
 static edgellm_status set_id(gguf_writer *w, const char *key, int32_t id)
 {
-    return id >= 0 ? gguf_writer_set_u32(w, key, (uint32_t)id) : EDGELLM_OK;
+    return id >= 0 ? ellm_gguf_writer_set_u32(w, key, (uint32_t)id) : EDGELLM_OK;
 }
 
 /* Special ids: tokenizer_config.json names them; config/generation_config give ids. */
@@ -378,9 +378,9 @@ static edgellm_status write_specials(gguf_writer *w, const hf_files *h, const vo
     if (st == EDGELLM_OK)
         st = set_id(w, "tokenizer.ggml.padding_token_id", pad);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos && bos >= 0);
+        st = ellm_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos && bos >= 0);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", add_eos);
+        st = ellm_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", add_eos);
 
     /* chat_template: a string, or a list of {name, template} where "default" is the one. */
     json_t *ct = json_object_get(tc, "chat_template");
@@ -395,7 +395,7 @@ static edgellm_status write_specials(gguf_writer *w, const hf_files *h, const vo
         }
     }
     if (st == EDGELLM_OK && tmpl)
-        st = gguf_writer_set_str(w, "tokenizer.chat_template", tmpl);
+        st = ellm_gguf_writer_set_str(w, "tokenizer.chat_template", tmpl);
     return st;
 }
 
@@ -430,14 +430,14 @@ edgellm_status ellm_hf_write_tokenizer(gguf_writer *w, const char *dir, int32_t 
     if (st == EDGELLM_OK)
         st = build_vocab(&h, &v);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+        st = ellm_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "tokenizer.ggml.pre", pre);
+        st = ellm_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v.text,
+        st = ellm_gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v.text,
                                        (uint64_t)v.n);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, v.type,
+        st = ellm_gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, v.type,
                                    (uint64_t)v.n);
     if (st == EDGELLM_OK)
         st = write_merges(w, &h);
@@ -471,7 +471,7 @@ edgellm_status ellm_convert_hf_vocab_only(const char *dir, const char *out_path,
     edgellm_status st = load_json(dir, "config.json", false, &config);
     if (st != EDGELLM_OK)
         return st;
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     if (!w) {
         json_decref(config);
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a GGUF writer");
@@ -487,22 +487,22 @@ edgellm_status ellm_convert_hf_vocab_only(const char *dir, const char *out_path,
         snprintf(base, sizeof base, "%.*s", (int)(n - b), dir + b);
         name = base;
     }
-    st = gguf_writer_set_str(w, "general.architecture", architecture(config));
+    st = ellm_gguf_writer_set_str(w, "general.architecture", architecture(config));
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "general.name", name);
+        st = ellm_gguf_writer_set_str(w, "general.name", name);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "general.type", "vocab");
+        st = ellm_gguf_writer_set_str(w, "general.type", "vocab");
     int32_t n_vocab = 0;
     if (st == EDGELLM_OK)
         st = ellm_hf_write_tokenizer(w, dir, &n_vocab);
     if (st == EDGELLM_OK) {
         char key[160];
         snprintf(key, sizeof key, "%s.vocab_size", architecture(config));
-        st = gguf_writer_set_u32(w, key, (uint32_t)n_vocab);
+        st = ellm_gguf_writer_set_u32(w, key, (uint32_t)n_vocab);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, out_path);
-    gguf_writer_free(w);
+        st = ellm_gguf_writer_write(w, out_path);
+    ellm_gguf_writer_free(w);
     json_decref(config);
     return st;
 }

@@ -263,7 +263,7 @@ static edgellm_status write_gguf(const l2c_config *c, const l2c_vocab *v, l2c_te
                                  int n_tensors, const char *out_path,
                                  const ellm_convert_options *o, const char *name)
 {
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     if (!w)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the GGUF writer");
     ellm_llama_meta meta = {name, o->out_type, c->seq_len, c->dim, c->n_layers, c->hidden_dim,
@@ -272,28 +272,28 @@ static edgellm_status write_gguf(const l2c_config *c, const l2c_vocab *v, l2c_te
 #define SET(call)                                                                           \
     if (st == EDGELLM_OK)                                                                   \
         st = call;
-    SET(gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size))
-    SET(gguf_writer_set_str(w, "tokenizer.ggml.model", "llama"))
-    SET(gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens,
+    SET(ellm_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size))
+    SET(ellm_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama"))
+    SET(ellm_gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens,
                                   (uint64_t)v->n))
-    SET(gguf_writer_set_array(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, v->scores,
+    SET(ellm_gguf_writer_set_array(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, v->scores,
                               (uint64_t)v->n))
-    SET(gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, v->types,
+    SET(ellm_gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, v->types,
                               (uint64_t)v->n))
-    SET(gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1))
-    SET(gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2))
-    SET(gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0))
-    SET(gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true))
-    SET(gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false))
+    SET(ellm_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1))
+    SET(ellm_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2))
+    SET(ellm_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0))
+    SET(ellm_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true))
+    SET(ellm_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false))
 #undef SET
     for (int i = 0; st == EDGELLM_OK && i < n_tensors; i++) {
         l2c_tensor *t = &tensors[i];
         t->type = choose_type(t, o);
-        st = gguf_writer_add_tensor_fill(w, t->name, t->type, t->n_dims, t->ne, fill_tensor, t);
+        st = ellm_gguf_writer_add_tensor_fill(w, t->name, t->type, t->n_dims, t->ne, fill_tensor, t);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, out_path);
-    gguf_writer_free(w);
+        st = ellm_gguf_writer_write(w, out_path);
+    ellm_gguf_writer_free(w);
     return st;
 }
 

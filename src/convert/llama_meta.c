@@ -27,18 +27,18 @@ edgellm_status ellm_write_llama_meta(gguf_writer *w, const ellm_llama_meta *m)
 #define SET(call)                                                                           \
     if (st == EDGELLM_OK)                                                                   \
         st = call;
-    SET(gguf_writer_set_str(w, "general.architecture", "llama"))
-    SET(gguf_writer_set_str(w, "general.name", m->name))
-    SET(gguf_writer_set_u32(w, "general.file_type", ellm_gguf_file_type(m->weight_type)))
-    SET(gguf_writer_set_u32(w, "llama.context_length", (uint32_t)m->n_ctx))
-    SET(gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)m->n_embd))
-    SET(gguf_writer_set_u32(w, "llama.block_count", (uint32_t)m->n_layer))
-    SET(gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)m->n_ff))
-    SET(gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)m->n_head))
-    SET(gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)m->n_head_kv))
-    SET(gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)m->n_rot))
-    SET(gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", m->rms_eps))
-    SET(gguf_writer_set_f32(w, "llama.rope.freq_base", m->rope_base))
+    SET(ellm_gguf_writer_set_str(w, "general.architecture", "llama"))
+    SET(ellm_gguf_writer_set_str(w, "general.name", m->name))
+    SET(ellm_gguf_writer_set_u32(w, "general.file_type", ellm_gguf_file_type(m->weight_type)))
+    SET(ellm_gguf_writer_set_u32(w, "llama.context_length", (uint32_t)m->n_ctx))
+    SET(ellm_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)m->n_embd))
+    SET(ellm_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)m->n_layer))
+    SET(ellm_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)m->n_ff))
+    SET(ellm_gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)m->n_head))
+    SET(ellm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)m->n_head_kv))
+    SET(ellm_gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)m->n_rot))
+    SET(ellm_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", m->rms_eps))
+    SET(ellm_gguf_writer_set_f32(w, "llama.rope.freq_base", m->rope_base))
 #undef SET
     return st;
 }

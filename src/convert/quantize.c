@@ -130,7 +130,7 @@ static float *importance_weights(const ellm_quantize_options *o, const char *nam
     return w;
 }
 
-static bool name_is(gguf_str s, const char *name) { return gguf_str_eq(s, name); }
+static bool name_is(gguf_str s, const char *name) { return ellm_gguf_str_eq(s, name); }
 
 /* Whether the tensor name contains `part` (e.g. "ffn_down" in "blk.3.ffn_down.weight"). */
 static bool name_has(gguf_str s, const char *part)
@@ -213,14 +213,14 @@ typedef struct model_shape {
 
 static model_shape shape_of(const gguf_file *in)
 {
-    model_shape m = {gguf_find_tensor(in, "output.weight") == NULL, 0, 1};
-    for (uint64_t i = 0; i < gguf_tensor_count(in); i++) {
-        int l = layer_of(gguf_tensor_at(in, i)->name);
+    model_shape m = {ellm_gguf_find_tensor(in, "output.weight") == NULL, 0, 1};
+    for (uint64_t i = 0; i < ellm_gguf_tensor_count(in); i++) {
+        int l = layer_of(ellm_gguf_tensor_at(in, i)->name);
         if (l + 1 > m.n_layer)
             m.n_layer = l + 1;
     }
-    const gguf_tensor_info *q = gguf_find_tensor(in, "blk.0.attn_q.weight");
-    const gguf_tensor_info *v = gguf_find_tensor(in, "blk.0.attn_v.weight");
+    const gguf_tensor_info *q = ellm_gguf_find_tensor(in, "blk.0.attn_q.weight");
+    const gguf_tensor_info *v = ellm_gguf_find_tensor(in, "blk.0.attn_v.weight");
     if (q && v && q->n_dims >= 2 && v->n_dims >= 2 && v->ne[1] > 0 && q->ne[1] % v->ne[1] == 0)
         m.n_gqa = (int)(q->ne[1] / v->ne[1]);
     return m;
@@ -389,20 +389,20 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
     ellm_quantize_options none = {0};
     const ellm_quantize_options *o = options ? options : &none;
     gguf_file *in = NULL;
-    edgellm_status st = gguf_open(in_path, &in);
+    edgellm_status st = ellm_gguf_open(in_path, &in);
     if (st != EDGELLM_OK)
         return st;
-    for (uint64_t i = 0; i < gguf_tensor_count(in); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(in, i);
+    for (uint64_t i = 0; i < ellm_gguf_tensor_count(in); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         if (!ellm_type_supported((ellm_type)t->type)) {
-            gguf_close(in);
+            ellm_gguf_close(in);
             return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                              "tensor '%.*s' is %s, which this build cannot read yet",
                              (int)t->name.len, t->name.data, ellm_type_name(t->type));
         }
     }
-    gguf_writer *w = gguf_writer_create();
-    uint64_t n = gguf_tensor_count(in);
+    gguf_writer *w = ellm_gguf_writer_create();
+    uint64_t n = ellm_gguf_tensor_count(in);
     /* The K-quant quantizers search per sub-block: use every core (a 1B model takes minutes). */
     ellm_threadpool *pool = NULL;
     if (ellm_threadpool_create(0, &pool) != EDGELLM_OK)
@@ -410,11 +410,11 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
     requant *jobs = calloc(n ? n : 1, sizeof *jobs);
     if (!w || !jobs)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(in); i++) {
-        const gguf_kv *kv = gguf_kv_at(in, i);
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_kv_count(in); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(in, i);
         if (is_training_state(kv->key))
             continue;
-        char *key = gguf_str_dup(kv->key);
+        char *key = ellm_gguf_str_dup(kv->key);
         if (!key) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
             break;
@@ -427,25 +427,25 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
                            key);
         else
             st = strcmp(key, "general.file_type") == 0
-                     ? gguf_writer_set_u32(w, key, r->file_type)
-                     : gguf_writer_set_value(w, key, &kv->value);
+                     ? ellm_gguf_writer_set_u32(w, key, r->file_type)
+                     : ellm_gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
-    if (st == EDGELLM_OK && !gguf_find_kv(in, "general.file_type"))
-        st = gguf_writer_set_u32(w, "general.file_type", r->file_type);
+    if (st == EDGELLM_OK && !ellm_gguf_find_kv(in, "general.file_type"))
+        st = ellm_gguf_writer_set_u32(w, "general.file_type", r->file_type);
     model_shape shape = shape_of(in);
     int n_kept = 0, kept = 0;
     for (uint64_t i = 0; i < n; i++)
-        n_kept += !is_training_state(gguf_tensor_at(in, i)->name);
+        n_kept += !is_training_state(ellm_gguf_tensor_at(in, i)->name);
     for (uint64_t i = 0; st == EDGELLM_OK && i < n; i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(in, i);
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         if (is_training_state(t->name))
             continue;
         bool fell_back;
         ellm_type wanted;
         jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, kept++, n_kept, pool,
                             NULL, NULL};
-        char *name = gguf_str_dup(t->name);
+        char *name = ellm_gguf_str_dup(t->name);
         jobs[i].name = name;
         if (!name) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
@@ -455,18 +455,18 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
             jobs[i].importance = importance_weights(o, name, jobs[i].type, (int64_t)t->ne[0]);
         if (fell_back && o->on_fallback)
             o->on_fallback(o->user, name, wanted, jobs[i].type);
-        st = gguf_writer_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne,
+        st = ellm_gguf_writer_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne,
                                          fill_requantized, &jobs[i]);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, out_path);
-    gguf_writer_free(w);
+        st = ellm_gguf_writer_write(w, out_path);
+    ellm_gguf_writer_free(w);
     ellm_threadpool_free(pool);
     for (uint64_t i = 0; jobs && i < n; i++) {
         free((void *)jobs[i].importance);
         free(jobs[i].name);
     }
     free(jobs);
-    gguf_close(in);
+    ellm_gguf_close(in);
     return st;
 }

@@ -260,7 +260,7 @@ static edgellm_status set_special(gguf_writer *w, const char *key, int64_t id, i
     if (id >= n)
         return ellm_fail(EDGELLM_ERR_FORMAT, "the model's %s %lld is beyond its %d pieces", key,
                          (long long)id, n);
-    return gguf_writer_set_u32(w, key, (uint32_t)id);
+    return ellm_gguf_writer_set_u32(w, key, (uint32_t)id);
 }
 
 static edgellm_status write_vocab(gguf_writer *w, const spm_model *m)
@@ -284,15 +284,15 @@ static edgellm_status write_vocab(gguf_writer *w, const spm_model *m)
         types[i] = p->type;
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+        st = ellm_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)texts,
+        st = ellm_gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)texts,
                                        (uint64_t)n);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_array(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores,
+        st = ellm_gguf_writer_set_array(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores,
                                    (uint64_t)n);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types,
+        st = ellm_gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types,
                                    (uint64_t)n);
     if (st == EDGELLM_OK)
         st = set_special(w, "tokenizer.ggml.unknown_token_id", m->unk_id, n);
@@ -302,13 +302,13 @@ static edgellm_status write_vocab(gguf_writer *w, const spm_model *m)
         st = set_special(w, "tokenizer.ggml.eos_token_id", m->eos_id, n);
     /* spm_encode adds neither BOS nor EOS unless asked to; the vocabulary does the same. */
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
+        st = ellm_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
+        st = ellm_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", m->add_dummy_prefix);
+        st = ellm_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", m->add_dummy_prefix);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n);
+        st = ellm_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n);
     for (int32_t i = 0; texts && i < n; i++)
         free(texts[i]);
     free(texts);
@@ -333,19 +333,19 @@ edgellm_status ellm_convert_sentencepiece(const char *model_path, const char *ou
                        "%s cannot be imported: edgellm would tokenize differently, because %s",
                        model_path, mismatch);
     gguf_writer *w = NULL;
-    if (st == EDGELLM_OK && !(w = gguf_writer_create()))
+    if (st == EDGELLM_OK && !(w = ellm_gguf_writer_create()))
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a GGUF writer");
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "general.architecture", "llama");
+        st = ellm_gguf_writer_set_str(w, "general.architecture", "llama");
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "general.name", name ? name : "sentencepiece");
+        st = ellm_gguf_writer_set_str(w, "general.name", name ? name : "sentencepiece");
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "general.type", "vocab");
+        st = ellm_gguf_writer_set_str(w, "general.type", "vocab");
     if (st == EDGELLM_OK)
         st = write_vocab(w, &m);
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, out_path);
-    gguf_writer_free(w);
+        st = ellm_gguf_writer_write(w, out_path);
+    ellm_gguf_writer_free(w);
     free(m.pieces);
     ellm_unmap_file(&file);
     return st;

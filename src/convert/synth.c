@@ -79,14 +79,14 @@ static edgellm_status fill_random(void *user, void *dst, uint64_t n_bytes)
 
 static edgellm_status copy_vocab(gguf_writer *w, const gguf_file *donor)
 {
-    for (uint64_t i = 0; i < gguf_kv_count(donor); i++) {
-        const gguf_kv *kv = gguf_kv_at(donor, i);
+    for (uint64_t i = 0; i < ellm_gguf_kv_count(donor); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(donor, i);
         if (kv->key.len < 10 || memcmp(kv->key.data, "tokenizer.", 10) != 0)
             continue;
-        char *key = gguf_str_dup(kv->key);
+        char *key = ellm_gguf_str_dup(kv->key);
         if (!key)
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
-        edgellm_status st = gguf_writer_set_value(w, key, &kv->value);
+        edgellm_status st = ellm_gguf_writer_set_value(w, key, &kv->value);
         free(key);
         if (st != EDGELLM_OK)
             return st;
@@ -109,13 +109,13 @@ edgellm_status ellm_synth_model(const ellm_synth_shape *shape, ellm_type type,
                          "and the heads into %d KV groups",
                          shape->n_embd, shape->n_head, shape->n_head_kv);
     gguf_file *donor = NULL;
-    edgellm_status st = gguf_open(vocab_gguf, &donor);
+    edgellm_status st = ellm_gguf_open(vocab_gguf, &donor);
     if (st != EDGELLM_OK)
         return ellm_fail_wrap(st, "reading the vocabulary");
     const gguf_array *tokens = NULL;
-    st = gguf_get_array(donor, "tokenizer.ggml.tokens", &tokens);
+    st = ellm_gguf_get_array(donor, "tokenizer.ggml.tokens", &tokens);
     if (st != EDGELLM_OK) {
-        gguf_close(donor);
+        ellm_gguf_close(donor);
         return ellm_fail(EDGELLM_ERR_FORMAT, "'%s' has no tokenizer.ggml.tokens to copy",
                          vocab_gguf);
     }
@@ -125,11 +125,11 @@ edgellm_status ellm_synth_model(const ellm_synth_shape *shape, ellm_type type,
     uint64_t ff = (uint64_t)shape->n_ff;
     int n_tensors = 3 + 9 * shape->n_layer;
     synth_tensor *ts = calloc((size_t)n_tensors, sizeof *ts);
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     if (!ts || !w) {
         free(ts);
-        gguf_writer_free(w);
-        gguf_close(donor);
+        ellm_gguf_writer_free(w);
+        ellm_gguf_close(donor);
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     }
     /* Rows that do not split into blocks (none in the presets; custom shapes may) stay F16. */
@@ -183,12 +183,12 @@ edgellm_status ellm_synth_model(const ellm_synth_shape *shape, ellm_type type,
     SET(copy_vocab(w, donor))
 #undef SET
     for (int i = 0; st == EDGELLM_OK && i < n; i++)
-        st = gguf_writer_add_tensor_fill(w, ts[i].name, ts[i].type, ts[i].n_dims, ts[i].ne,
+        st = ellm_gguf_writer_add_tensor_fill(w, ts[i].name, ts[i].type, ts[i].n_dims, ts[i].ne,
                                          fill_random, &ts[i]);
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, out_path);
-    gguf_writer_free(w);
-    gguf_close(donor);
+        st = ellm_gguf_writer_write(w, out_path);
+    ellm_gguf_writer_free(w);
+    ellm_gguf_close(donor);
     free(ts);
     return st;
 }

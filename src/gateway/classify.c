@@ -81,13 +81,13 @@ static bool score_tail(gw_edge *e, const token_list *full, int32_t start, double
         const float *lg = edgellm_get_logits(e->ctx, i);
         if (!lg)
             return false;
-        sum += gw_logprob(lg, e->n_vocab, full->ids[start + i], 1);
+        sum += ellm_gw_logprob(lg, e->n_vocab, full->ids[start + i], 1);
     }
     *out = sum;
     return true;
 }
 
-bool gw_classify(srv_server *srv, const char *text, size_t len, const char *const *labels,
+bool ellm_gw_classify(srv_server *srv, const char *text, size_t len, const char *const *labels,
                  int n_labels, bool truncate, gw_classification *out, char *err, size_t err_cap)
 {
     memset(out, 0, sizeof *out);
@@ -96,7 +96,7 @@ bool gw_classify(srv_server *srv, const char *text, size_t len, const char *cons
         return false;
     }
     const edgellm_model *model = srv->model;
-    int32_t n_ctx = srv_scheduler_n_ctx(srv->sched);
+    int32_t n_ctx = ellm_srv_scheduler_n_ctx(srv->sched);
     /* Room for the longest label after the prompt. */
     token_list t = {0}, full = {0};
     int32_t longest = 0;
@@ -131,7 +131,7 @@ bool gw_classify(srv_server *srv, const char *text, size_t len, const char *cons
     }
     gw_edge e;
     if (ok)
-        ok = gw_edge_open(&e, srv, n_ctx) == EDGELLM_OK;
+        ok = ellm_gw_edge_open(&e, srv, n_ctx) == EDGELLM_OK;
     else
         memset(&e, 0, sizeof e);
     out->n_prompt_tokens = t.n;
@@ -145,7 +145,7 @@ bool gw_classify(srv_server *srv, const char *text, size_t len, const char *cons
             ok = false;
         ok = ok && score_tail(&e, &full, start, &out->logprob[i]);
     }
-    gw_edge_close(&e);
+    ellm_gw_edge_close(&e);
     free(t.ids);
     free(full.ids);
     if (!ok) {

@@ -23,7 +23,7 @@ typedef struct gw_classification {
 
 /* Scores n_labels labels (1..GW_CLASSIFY_MAX_LABELS) for text. An input too long for one edge
  * context is cut to its beginning when truncate is set, else refused. False with err set. */
-bool gw_classify(srv_server *srv, const char *text, size_t len, const char *const *labels,
+bool ellm_gw_classify(srv_server *srv, const char *text, size_t len, const char *const *labels,
                  int n_labels, bool truncate, gw_classification *out, char *err, size_t err_cap);
 
 #endif

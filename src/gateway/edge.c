@@ -5,10 +5,10 @@
 
 #include "gateway/edge.h"
 
-edgellm_status gw_edge_open(gw_edge *e, srv_server *srv, int32_t n_ctx)
+edgellm_status ellm_gw_edge_open(gw_edge *e, srv_server *srv, int32_t n_ctx)
 {
     memset(e, 0, sizeof *e);
-    int32_t slot = srv_scheduler_n_ctx(srv->sched);
+    int32_t slot = ellm_srv_scheduler_n_ctx(srv->sched);
     edgellm_context_params cp = edgellm_context_default_params();
     cp.n_ctx = n_ctx < slot ? n_ctx : slot;
     cp.n_threads = srv->cfg->n_threads;
@@ -18,13 +18,13 @@ edgellm_status gw_edge_open(gw_edge *e, srv_server *srv, int32_t n_ctx)
     return edgellm_context_create(srv->model, &cp, &e->ctx);
 }
 
-void gw_edge_close(gw_edge *e)
+void ellm_gw_edge_close(gw_edge *e)
 {
     edgellm_context_free(e->ctx);
     memset(e, 0, sizeof *e);
 }
 
-const float *gw_edge_sync(gw_edge *e, const edgellm_token *seq, int32_t n)
+const float *ellm_gw_edge_sync(gw_edge *e, const edgellm_token *seq, int32_t n)
 {
     if (n < 1)
         return NULL;
@@ -41,14 +41,14 @@ const float *gw_edge_sync(gw_edge *e, const edgellm_token *seq, int32_t n)
     return edgellm_get_logits(e->ctx, -1);
 }
 
-const float *gw_edge_push(gw_edge *e, edgellm_token token)
+const float *ellm_gw_edge_push(gw_edge *e, edgellm_token token)
 {
     if (edgellm_eval(e->ctx, &token, 1, 0) != EDGELLM_OK)
         return NULL;
     return edgellm_get_logits(e->ctx, -1);
 }
 
-edgellm_token gw_argmax(const float *logits, int32_t n_vocab)
+edgellm_token ellm_gw_argmax(const float *logits, int32_t n_vocab)
 {
     edgellm_token best = 0;
     for (int32_t v = 1; v < n_vocab; v++)
@@ -57,18 +57,18 @@ edgellm_token gw_argmax(const float *logits, int32_t n_vocab)
     return best;
 }
 
-double gw_logprob(const float *logits, int32_t n_vocab, edgellm_token token, double temperature)
+double ellm_gw_logprob(const float *logits, int32_t n_vocab, edgellm_token token, double temperature)
 {
     double t = temperature > 0 ? temperature : 1;
-    double m = logits[gw_argmax(logits, n_vocab)] / t, z = 0;
+    double m = logits[ellm_gw_argmax(logits, n_vocab)] / t, z = 0;
     for (int32_t v = 0; v < n_vocab; v++)
         z += exp(logits[v] / t - m);
     return logits[token] / t - m - log(z);
 }
 
-edgellm_token gw_sample(const float *logits, int32_t n_vocab, double temperature, double u)
+edgellm_token ellm_gw_sample(const float *logits, int32_t n_vocab, double temperature, double u)
 {
-    double m = logits[gw_argmax(logits, n_vocab)] / temperature, z = 0;
+    double m = logits[ellm_gw_argmax(logits, n_vocab)] / temperature, z = 0;
     for (int32_t v = 0; v < n_vocab; v++)
         z += exp(logits[v] / temperature - m);
     double acc = 0, target = u * z;
@@ -77,10 +77,10 @@ edgellm_token gw_sample(const float *logits, int32_t n_vocab, double temperature
         if (target < acc)
             return v;
     }
-    return gw_argmax(logits, n_vocab);
+    return ellm_gw_argmax(logits, n_vocab);
 }
 
-bool gw_events_push(srv_event **events, size_t *n, size_t *cap, edgellm_token token,
+bool ellm_gw_events_push(srv_event **events, size_t *n, size_t *cap, edgellm_token token,
                     const char *text, size_t len)
 {
     if (*n == *cap) {
@@ -139,7 +139,7 @@ static bool is_byte_token(const edgellm_model *model, edgellm_token id)
            !memcmp(text, "<0x", 3) && text[5] == '>';
 }
 
-gw_vocab_map *gw_vocab_map_build(const edgellm_model *model)
+gw_vocab_map *ellm_gw_vocab_map_build(const edgellm_model *model)
 {
     gw_vocab_map *m = calloc(1, sizeof *m);
     int32_t n = edgellm_n_vocab(model);
@@ -154,7 +154,7 @@ gw_vocab_map *gw_vocab_map_build(const edgellm_model *model)
         if (!text || (len && edgellm_token_to_piece(model, id, text, len + 1, &len) != EDGELLM_OK)) {
             free(text);
             m->n = id;
-            gw_vocab_map_free(m);
+            ellm_gw_vocab_map_free(m);
             return NULL;
         }
         m->entries[id] = (vocab_entry){text, len, id,
@@ -167,7 +167,7 @@ gw_vocab_map *gw_vocab_map_build(const edgellm_model *model)
     return m;
 }
 
-void gw_vocab_map_free(gw_vocab_map *m)
+void ellm_gw_vocab_map_free(gw_vocab_map *m)
 {
     if (!m)
         return;
@@ -177,7 +177,7 @@ void gw_vocab_map_free(gw_vocab_map *m)
     free(m);
 }
 
-edgellm_token gw_vocab_map_find(const gw_vocab_map *m, const char *text, size_t len)
+edgellm_token ellm_gw_vocab_map_find(const gw_vocab_map *m, const char *text, size_t len)
 {
     /* The first entry not below (text, rank -1): the best-ranked token with that text. */
     vocab_entry key = {(char *)text, len, -1, -1};

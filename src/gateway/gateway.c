@@ -110,12 +110,12 @@ static bool probe_upstream(gateway *g)
 {
     gw_call c;
     bool ok = false;
-    if (gw_call_start(&c, &g->up, "/v1/models", NULL, 0, g->up.connect_timeout_s + 0.5)) {
-        while (!gw_call_pump(&c, 100) && !atomic_load(&g->stopping)) {
+    if (ellm_gw_call_start(&c, &g->up, "/v1/models", NULL, 0, g->up.connect_timeout_s + 0.5)) {
+        while (!ellm_gw_call_pump(&c, 100) && !atomic_load(&g->stopping)) {
         }
         ok = c.finished && c.result == CURLE_OK && c.status >= 200 && c.status < 300;
     }
-    gw_call_free(&c);
+    ellm_gw_call_free(&c);
     return ok;
 }
 
@@ -172,7 +172,7 @@ static double clamp01(double x)
     return x < 0 ? 0 : x > 1 ? 1 : x;
 }
 
-void gw_complexity_score(const char *text, size_t len, int n_tokens, long max_tokens,
+void ellm_gw_complexity_score(const char *text, size_t len, int n_tokens, long max_tokens,
                          int n_messages, double surprisal, gw_complexity *out)
 {
     static const char *const code_math[] = {"```", "def ", "#include", "function(", "=>", "\\frac",
@@ -284,7 +284,7 @@ static void walk_strings(json_t *parent, const char *key, size_t index, json_t *
         if (w->mode == WALK_SCAN) {
             pii_entity *e = NULL;
             size_t ne = 0;
-            if (pii_scan(w->policy, s, n, &e, &ne) != EDGELLM_OK) {
+            if (ellm_pii_scan(w->policy, s, n, &e, &ne) != EDGELLM_OK) {
                 w->failed = true;
                 return;
             }
@@ -298,8 +298,8 @@ static void walk_strings(json_t *parent, const char *key, size_t index, json_t *
             return;
         }
         size_t ne = 0;
-        st = w->mode == WALK_REDACT ? pii_redact(w->session, s, n, &out, &out_len, NULL, &ne)
-                                    : pii_restore(w->session, s, n, &out, &out_len);
+        st = w->mode == WALK_REDACT ? ellm_pii_redact(w->session, s, n, &out, &out_len, NULL, &ne)
+                                    : ellm_pii_restore(w->session, s, n, &out, &out_len);
         if (st != EDGELLM_OK) {
             w->failed = true;
             return;
@@ -337,9 +337,9 @@ static int send_error(srv_server *srv, struct MHD_Connection *conn, srv_front_re
                       int status, const char *code, const char *fmt, const char *arg)
 {
     srv_api_error e;
-    srv_error_set(&e, status, status >= 500 ? "server_error" : "invalid_request_error", code,
+    ellm_srv_error_set(&e, status, status >= 500 ? "server_error" : "invalid_request_error", code,
                   NULL, fmt, arg);
-    return srv_http_send_error(srv, conn, rq, &e);
+    return ellm_srv_http_send_error(srv, conn, rq, &e);
 }
 
 static int send_json_text(srv_server *srv, struct MHD_Connection *conn, srv_front_request *rq,
@@ -348,7 +348,7 @@ static int send_json_text(srv_server *srv, struct MHD_Connection *conn, srv_fron
     char *text = json_dumps(j, JSON_COMPACT);
     if (!text)
         return send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
-    int r = srv_http_send(srv, conn, rq, status, "application/json", text, strlen(text));
+    int r = ellm_srv_http_send(srv, conn, rq, status, "application/json", text, strlen(text));
     free(text);
     return r;
 }
@@ -463,7 +463,7 @@ static void relay_event(relay *r, const char *data, size_t n)
             if (!r->restorers[c])
                 continue;
             pii_buffer tail = {0};
-            pii_restorer_finish(r->restorers[c], &tail);
+            ellm_pii_restorer_finish(r->restorers[c], &tail);
             if (tail.len && r->last_chunk) {
                 json_t *chunk = json_deep_copy(r->last_chunk);
                 json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
@@ -476,7 +476,7 @@ static void relay_event(relay *r, const char *data, size_t n)
                 sse_put_event(&r->out, &r->out_off, chunk);
                 json_decref(chunk);
             }
-            pii_buffer_free(&tail);
+            ellm_pii_buffer_free(&tail);
         }
         sse_put(&r->out, &r->out_off, "data: [DONE]\n\n", 14);
         r->done = true;
@@ -486,9 +486,9 @@ static void relay_event(relay *r, const char *data, size_t n)
     if (!json_is_object(j)) {
         json_decref(j);
         srv_api_error e;
-        srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
+        ellm_srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
                       "the cloud sent a stream event that is not a JSON object");
-        json_t *ej = srv_error_json(&e);
+        json_t *ej = ellm_srv_error_json(&e);
         sse_put_event(&r->out, &r->out_off, ej);
         json_decref(ej);
         return;
@@ -504,13 +504,13 @@ static void relay_event(relay *r, const char *data, size_t n)
         json_t *text = json_object_get(parent, key);
         if (c < 0 || c >= MAX_STREAM_CHOICES || !json_is_string(text) || !r->session)
             continue;
-        if (!r->restorers[c] && pii_restorer_create(r->session, &r->restorers[c]) != EDGELLM_OK)
+        if (!r->restorers[c] && ellm_pii_restorer_create(r->session, &r->restorers[c]) != EDGELLM_OK)
             continue;
         pii_buffer got = {0};
-        pii_restorer_feed(r->restorers[c], json_string_value(text), json_string_length(text),
+        ellm_pii_restorer_feed(r->restorers[c], json_string_value(text), json_string_length(text),
                           &got);
         json_object_set_new(parent, key, json_stringn(got.data ? got.data : "", got.len));
-        pii_buffer_free(&got);
+        ellm_pii_buffer_free(&got);
         json_t *tmpl = json_deep_copy(j);
         json_decref(r->last_chunk);
         r->last_chunk = tmpl;
@@ -579,31 +579,31 @@ static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
         if (r->call.finished) {
             if (r->call.result != CURLE_OK) {
                 srv_api_error e;
-                srv_error_set(&e, 502, "server_error", "upstream_failed", NULL,
-                              "the cloud stream broke off: %s", gw_call_failure(&r->call));
-                json_t *ej = srv_error_json(&e);
+                ellm_srv_error_set(&e, 502, "server_error", "upstream_failed", NULL,
+                              "the cloud stream broke off: %s", ellm_gw_call_failure(&r->call));
+                json_t *ej = ellm_srv_error_json(&e);
                 sse_put_event(&r->out, &r->out_off, ej);
                 json_decref(ej);
             }
             relay_event(r, "[DONE]", 6);
             continue;
         }
-        if (srv_http_client_gone(r->conn))
+        if (ellm_srv_http_client_gone(r->conn))
             return MHD_CONTENT_READER_END_WITH_ERROR;
-        gw_call_pump(&r->call, 100);
+        ellm_gw_call_pump(&r->call, 100);
     }
 }
 
 static void relay_free(void *cls)
 {
     relay *r = cls;
-    gw_call_free(&r->call); /* closes the upstream connection if it is still open */
+    ellm_gw_call_free(&r->call); /* closes the upstream connection if it is still open */
     for (int c = 0; c < MAX_STREAM_CHOICES; c++)
-        pii_restorer_free(r->restorers[c]);
-    pii_session_free(r->session);
-    pii_buffer_free(&r->out);
+        ellm_pii_restorer_free(r->restorers[c]);
+    ellm_pii_session_free(r->session);
+    ellm_pii_buffer_free(&r->out);
     json_decref(r->last_chunk);
-    srv_metrics_request(r->srv->metrics, r->rq.endpoint, 200, srv_now() - r->rq.t_start);
+    ellm_srv_metrics_request(r->srv->metrics, r->rq.endpoint, 200, ellm_srv_now() - r->rq.t_start);
     free(r);
 }
 
@@ -684,7 +684,7 @@ static bool local_intent(gateway *g, srv_server *srv, json_t *body, routing *out
     collect_texts(msgs ? msgs : json_object_get(body, "prompt"), &t);
     gw_classification c;
     char err[256];
-    bool scored = gw_classify(srv, t.data ? t.data : "", t.len,
+    bool scored = ellm_gw_classify(srv, t.data ? t.data : "", t.len,
                               (const char *const *)g->intent_labels, g->n_intent_labels, true, &c,
                               err, sizeof err);
     free(t.data);
@@ -726,7 +726,7 @@ static void decide(gateway *g, srv_server *srv, json_t *body, gw_route_mode mode
     if (!json_is_integer(mt))
         mt = json_object_get(body, "max_tokens");
     double surprisal = t.len ? prompt_surprisal(srv, t.data, t.len) : 0;
-    gw_complexity_score(t.data ? t.data : "", t.len, n_tokens,
+    ellm_gw_complexity_score(t.data ? t.data : "", t.len, n_tokens,
                         json_is_integer(mt) ? (long)json_integer_value(mt) : -1,
                         msgs ? (int)json_array_size(msgs) : 1, surprisal, &out->cx);
     out->scored = true;
@@ -784,21 +784,21 @@ static int send_events(srv_server *srv, struct MHD_Connection *conn, srv_front_r
     srv_choice_result choice = {ev, n, finish};
     json_t *answer = NULL;
     if (!o->stream) {
-        answer = srv_completion_response(o, srv->model, id, model, created, &choice, 1, n_prompt,
+        answer = ellm_srv_completion_response(o, srv->model, id, model, created, &choice, 1, n_prompt,
                                          0, n_generated);
     } else {
         /* The whole text in one chunk, then the finish (and usage) as a stream ends. */
         answer = json_array();
-        json_array_append_new(answer, srv_completion_chunk(o, srv->model, id, model, created, 0,
+        json_array_append_new(answer, ellm_srv_completion_chunk(o, srv->model, id, model, created, 0,
                                                            ev, n, 0, true, SRV_FINISH_NONE));
-        json_array_append_new(answer, srv_completion_chunk(o, srv->model, id, model, created, 0,
+        json_array_append_new(answer, ellm_srv_completion_chunk(o, srv->model, id, model, created, 0,
                                                            NULL, 0, 0, false, finish));
         if (o->include_usage)
             json_array_append_new(
                 answer, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", id, "object",
                                   chat ? "chat.completion.chunk" : "text_completion", "created",
                                   (json_int_t)created, "model", model, "choices", "usage",
-                                  srv_usage_json(n_prompt, 0, n_generated)));
+                                  ellm_srv_usage_json(n_prompt, 0, n_generated)));
     }
     if (answer && session) {
         walk rw = {.mode = WALK_RESTORE, .session = session};
@@ -839,11 +839,11 @@ static int send_events(srv_server *srv, struct MHD_Connection *conn, srv_front_r
     if (grown) {
         sse.data = grown;
         sse.len += (size_t)sprintf(sse.data + sse.len, "data: [DONE]\n\n");
-        r = srv_http_send(srv, conn, rq, 200, "text/event-stream", sse.data, sse.len);
+        r = ellm_srv_http_send(srv, conn, rq, 200, "text/event-stream", sse.data, sse.len);
     } else {
         r = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
     }
-    pii_buffer_free(&sse);
+    ellm_pii_buffer_free(&sse);
     return r;
 }
 
@@ -855,11 +855,11 @@ static bool try_cascade(gateway *g, srv_server *srv, struct MHD_Connection *conn
     gw_edge_answer a;
     srv_api_error err;
     bool chat = !strcmp(rq->endpoint, "/v1/chat/completions");
-    if (!gw_edge_answer_run(&a, srv, body, chat ? SRV_CHAT : SRV_COMPLETION,
+    if (!ellm_gw_edge_answer_run(&a, srv, body, chat ? SRV_CHAT : SRV_COMPLETION,
                             now_s() + srv->request_timeout_s, &err)) {
-        gw_edge_answer_free(&a);
+        ellm_gw_edge_answer_free(&a);
         set_route(rq, g, RT_EDGE, rt->reason);
-        *result = srv_http_send_error(srv, conn, rq, &err);
+        *result = ellm_srv_http_send_error(srv, conn, rq, &err);
         return true;
     }
     bool sure = a.n_generated == 0 ||
@@ -871,7 +871,7 @@ static bool try_cascade(gateway *g, srv_server *srv, struct MHD_Connection *conn
             sure ? "kept" : "low confidence, asking the cloud");
     if (!sure) {
         atomic_fetch_add(&g->cascade_escalated, 1);
-        gw_edge_answer_free(&a);
+        ellm_gw_edge_answer_free(&a);
         rt->route = RT_CLOUD;
         snprintf(rt->reason, sizeof rt->reason, "low-confidence");
         return false;
@@ -885,7 +885,7 @@ static bool try_cascade(gateway *g, srv_server *srv, struct MHD_Connection *conn
                               "min_logprob", a.min_logprob, "tokens", a.n_generated);
     *result = send_events(srv, conn, rq, &a.opts, srv->model_id, a.events, a.n_events, a.finish,
                           a.req->n_prompt, a.n_generated, extra, NULL);
-    gw_edge_answer_free(&a);
+    ellm_gw_edge_answer_free(&a);
     return true;
 }
 
@@ -920,10 +920,10 @@ static void spec_answer_free(spec_answer *a)
             "edgellm gateway: %s speculative drafted=%d accepted=%d cloud_calls=%d tokens=%d\n",
             a->rq.endpoint, a->spec.drafted, a->spec.accepted, a->spec.calls,
             a->spec.n_generated);
-    gw_spec_free(&a->spec);
-    pii_restorer_free(a->restorer);
-    pii_session_free(a->session);
-    pii_buffer_free(&a->out);
+    ellm_gw_spec_free(&a->spec);
+    ellm_pii_restorer_free(a->restorer);
+    ellm_pii_session_free(a->session);
+    ellm_pii_buffer_free(&a->out);
     free(a);
 }
 
@@ -937,9 +937,9 @@ static void spec_stream_new_text(spec_answer *a, bool last)
     srv_event joined = {.token = -1};
     if (a->restorer) {
         for (size_t i = 0; i < n; i++)
-            pii_restorer_feed(a->restorer, ev[i].text, ev[i].len, &restored);
+            ellm_pii_restorer_feed(a->restorer, ev[i].text, ev[i].len, &restored);
         if (last)
-            pii_restorer_finish(a->restorer, &restored);
+            ellm_pii_restorer_finish(a->restorer, &restored);
         joined.text = restored.data ? restored.data : "";
         joined.len = restored.len;
         ev = &joined;
@@ -950,27 +950,27 @@ static void spec_stream_new_text(spec_answer *a, bool last)
     for (size_t i = 0; i < n; i++)
         len += ev[i].len;
     if (len || a->first_chunk || last) {
-        json_t *chunk = srv_completion_chunk(&s->opts, a->srv->model, a->id, a->model,
+        json_t *chunk = ellm_srv_completion_chunk(&s->opts, a->srv->model, a->id, a->model,
                                              a->created, 0, ev, n, a->text_offset,
                                              a->first_chunk, last ? s->finish : SRV_FINISH_NONE);
         if (last && chunk)
             json_object_set_new(chunk, "edgellm",
-                                json_pack("{s:o}", "speculative", gw_spec_stats(s)));
+                                json_pack("{s:o}", "speculative", ellm_gw_spec_stats(s)));
         sse_put_event(&a->out, &a->out_off, chunk);
         json_decref(chunk);
         a->text_offset += len;
         a->first_chunk = false;
     }
-    pii_buffer_free(&restored);
+    ellm_pii_buffer_free(&restored);
 }
 
 static void spec_stream_end(spec_answer *a, const char *error)
 {
     if (error) {
         srv_api_error e;
-        srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
+        ellm_srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
                       "speculative decoding stopped: %s", error);
-        json_t *ej = srv_error_json(&e);
+        json_t *ej = ellm_srv_error_json(&e);
         sse_put_event(&a->out, &a->out_off, ej);
         json_decref(ej);
     } else {
@@ -981,7 +981,7 @@ static void spec_stream_end(spec_answer *a, const char *error)
                                                                 : "text_completion",
                                   "created", (json_int_t)a->created, "model", a->model, "choices",
                                   "usage",
-                                  srv_usage_json(a->spec.req->n_prompt, 0, a->spec.n_generated));
+                                  ellm_srv_usage_json(a->spec.req->n_prompt, 0, a->spec.n_generated));
             sse_put_event(&a->out, &a->out_off, u);
             json_decref(u);
         }
@@ -1003,7 +1003,7 @@ static ssize_t spec_reader(void *cls, uint64_t pos, char *buf, size_t max)
         }
         if (a->done)
             return MHD_CONTENT_READER_END_OF_STREAM;
-        int rc = gw_spec_step(&a->spec);
+        int rc = ellm_gw_spec_step(&a->spec);
         if (rc == GW_SPEC_GONE)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         if (rc == GW_SPEC_FAILED) {
@@ -1022,7 +1022,7 @@ static ssize_t spec_reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void spec_reader_free(void *cls)
 {
     spec_answer *a = cls;
-    srv_metrics_request(a->srv->metrics, a->rq.endpoint, 200, srv_now() - a->rq.t_start);
+    ellm_srv_metrics_request(a->srv->metrics, a->rq.endpoint, 200, ellm_srv_now() - a->rq.t_start);
     spec_answer_free(a);
 }
 
@@ -1036,7 +1036,7 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
 {
     spec_answer *a = calloc(1, sizeof *a);
     if (!a) {
-        pii_session_free(session);
+        ellm_pii_session_free(session);
         *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
         return true;
     }
@@ -1057,15 +1057,15 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
              : json_is_string(model) ? json_string_value(model)
                                      : "");
     srv_api_error err;
-    if (!gw_spec_start(&a->spec, &g->spec, srv, conn, out, chat ? SRV_CHAT : SRV_COMPLETION,
+    if (!ellm_gw_spec_start(&a->spec, &g->spec, srv, conn, out, chat ? SRV_CHAT : SRV_COMPLETION,
                        now_s() + srv->request_timeout_s, &err)) {
         spec_answer_free(a);
-        *result = srv_http_send_error(srv, conn, rq, &err);
+        *result = ellm_srv_http_send_error(srv, conn, rq, &err);
         return true;
     }
-    int rc = gw_spec_step(&a->spec);
+    int rc = ellm_gw_spec_step(&a->spec);
     while (rc == GW_SPEC_MORE && !a->spec.opts.stream)
-        rc = gw_spec_step(&a->spec);
+        rc = ellm_gw_spec_step(&a->spec);
     if (rc == GW_SPEC_GONE) {
         spec_answer_free(a);
         *result = MHD_NO;
@@ -1098,11 +1098,11 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
         gw_spec *s = &a->spec;
         *result = send_events(srv, conn, rq, &s->opts, a->model, s->events, s->n_events,
                               s->finish, s->req->n_prompt, s->n_generated,
-                              json_pack("{s:o}", "speculative", gw_spec_stats(s)), a->session);
+                              json_pack("{s:o}", "speculative", ellm_gw_spec_stats(s)), a->session);
         spec_answer_free(a);
         return true;
     }
-    if (a->session && pii_restorer_create(a->session, &a->restorer) != EDGELLM_OK)
+    if (a->session && ellm_pii_restorer_create(a->session, &a->restorer) != EDGELLM_OK)
         a->restorer = NULL;
     snprintf(a->rq.route, sizeof a->rq.route, "%s", rq->route);
     snprintf(a->rq.reason, sizeof a->rq.reason, "%s", rq->reason);
@@ -1120,7 +1120,7 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
     }
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    srv_http_decorate(srv, conn, resp, rq);
+    ellm_srv_http_decorate(srv, conn, resp, rq);
     *result = MHD_queue_response(conn, 200, resp);
     MHD_destroy_response(resp);
     return true;
@@ -1160,7 +1160,7 @@ static int answer_classify(gateway *g, srv_server *srv, struct MHD_Connection *c
     }
     gw_classification c;
     char err[256];
-    if (!gw_classify(srv, json_string_value(input), json_string_length(input), names, (int)n,
+    if (!ellm_gw_classify(srv, json_string_value(input), json_string_length(input), names, (int)n,
                      false, &c, err, sizeof err)) {
         json_decref(body);
         return send_error(srv, conn, rq, 400, "input_too_long", "%s", err);
@@ -1230,7 +1230,7 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     /* The cascade's edge answer is generated in the gateway, which has the same limits as a
      * speculative draft: requests needing the scheduler's features are answered as before. */
     const char *not_cascaded = NULL;
-    if (rt.route == RT_EDGE && rt.scored && g->cascade && gw_spec_supported(body, &not_cascaded) &&
+    if (rt.route == RT_EDGE && rt.scored && g->cascade && ellm_gw_spec_supported(body, &not_cascaded) &&
         try_cascade(g, srv, conn, rq, body, &rt, result)) {
         json_decref(body);
         return true;
@@ -1256,7 +1256,7 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         walk_strings(NULL, NULL, 0, out, &w);
         if (w.n_found) {
             char types[256];
-            pii_describe_types(w.found, w.n_found, types, sizeof types);
+            ellm_pii_describe_types(w.found, w.n_found, types, sizeof types);
             free(w.found);
             json_decref(out);
             json_decref(body);
@@ -1271,7 +1271,7 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
             return true;
         }
     } else if (g->cfg->pii == GW_PII_REDACT) {
-        if (pii_session_create(g->pii, &session) != EDGELLM_OK) {
+        if (ellm_pii_session_create(g->pii, &session) != EDGELLM_OK) {
             w.failed = true;
         } else {
             w.mode = WALK_REDACT;
@@ -1283,7 +1283,7 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         free(w.found);
         json_decref(out);
         json_decref(body);
-        pii_session_free(session);
+        ellm_pii_session_free(session);
         *result = send_error(srv, conn, rq, 500, "pii_scan_failed", "%s",
                              "the personal-data scan failed, so nothing was sent to the cloud");
         return true;
@@ -1296,13 +1296,13 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
 
     if (circuit_is_open(g)) {
         json_decref(out);
-        pii_session_free(session);
+        ellm_pii_session_free(session);
         bool answered = fall_back(g, rq, body, "circuit-open", &rt, result, srv, conn);
         json_decref(body);
         return answered;
     }
     const char *unsupported = NULL;
-    if (g->cfg->speculative_k > 0 && !gw_spec_supported(out, &unsupported))
+    if (g->cfg->speculative_k > 0 && !ellm_gw_spec_supported(out, &unsupported))
         fprintf(stderr, "edgellm gateway: %s not speculative: '%s' needs the cloud's own "
                         "generation\n", rq->endpoint, unsupported);
     if (g->cfg->speculative_k > 0 && !unsupported) {
@@ -1325,42 +1325,42 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
                                          (long)((g->spec.latency_s - (time_t)g->spec.latency_s) *
                                                 1e9)},
                       NULL);
-        if (!gw_call_start(&call, &g->up, path, payload, strlen(payload), deadline - now_s())) {
+        if (!ellm_gw_call_start(&call, &g->up, path, payload, strlen(payload), deadline - now_s())) {
             failure = "cloud-unreachable";
             break;
         }
         /* A stream is committed once its first bytes arrive; before that it may still fall
          * back. */
-        while (!gw_call_pump(&call, 100) && !(stream && call.got_body && call.status == 200)) {
-            if (srv_http_client_gone(conn)) {
-                gw_call_free(&call);
+        while (!ellm_gw_call_pump(&call, 100) && !(stream && call.got_body && call.status == 200)) {
+            if (ellm_srv_http_client_gone(conn)) {
+                ellm_gw_call_free(&call);
                 free(payload);
-                pii_session_free(session);
+                ellm_pii_session_free(session);
                 json_decref(body);
                 *result = MHD_NO;
                 return true;
             }
         }
-        failure = gw_call_failure(&call);
+        failure = ellm_gw_call_failure(&call);
         bool retry = failure && (!strcmp(failure, "cloud-429") || !strcmp(failure, "cloud-5xx")) &&
                      attempt < g->cfg->retries;
         double backoff = 0.2 * (1 << attempt);
         if (!retry || now_s() + backoff >= deadline)
             break;
-        gw_call_free(&call);
+        ellm_gw_call_free(&call);
         nanosleep(&(struct timespec){(time_t)backoff, (long)((backoff - (time_t)backoff) * 1e9)},
                   NULL);
     }
     if (!payload) {
-        pii_session_free(session);
+        ellm_pii_session_free(session);
         json_decref(body);
         *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
         return true;
     }
     free(payload);
     if (failure) {
-        gw_call_free(&call);
-        pii_session_free(session);
+        ellm_gw_call_free(&call);
+        ellm_pii_session_free(session);
         if (strcmp(failure, "cloud-429") != 0 && strcmp(failure, "cloud-5xx") != 0)
             circuit_set(g, true);
         bool answered = fall_back(g, rq, body, failure, &rt, result, srv, conn);
@@ -1378,8 +1378,8 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
               : NULL;
         if (!resp) {
             free(r);
-            gw_call_free(&call);
-            pii_session_free(session);
+            ellm_gw_call_free(&call);
+            ellm_pii_session_free(session);
             json_decref(body);
             *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
             return true;
@@ -1390,12 +1390,12 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         r->rq = *rq;
         r->rq.body = NULL;
         r->call = call;
-        gw_call_moved(&r->call);
+        ellm_gw_call_moved(&r->call);
         r->session = session;
         r->chat = !strcmp(path, "/v1/chat/completions");
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        srv_http_decorate(srv, conn, resp, rq);
+        ellm_srv_http_decorate(srv, conn, resp, rq);
         *result = MHD_queue_response(conn, 200, resp);
         MHD_destroy_response(resp);
         json_decref(body);
@@ -1405,12 +1405,12 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     /* Whole answers: restored, or a 502 when they are not what the API promises. */
     json_t *answer = call.len ? json_loadb(call.body, call.len, 0, NULL) : NULL;
     long status = call.status;
-    gw_call_free(&call);
+    ellm_gw_call_free(&call);
     bool shaped = json_is_object(answer) &&
                   (status != 200 || json_is_array(json_object_get(answer, "choices")));
     if (!shaped) {
         json_decref(answer);
-        pii_session_free(session);
+        ellm_pii_session_free(session);
         if (g->fallback_on_malformed) {
             bool answered = fall_back(g, rq, body, "cloud-malformed", &rt, result, srv, conn);
             json_decref(body);
@@ -1428,7 +1428,7 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         walk rw = {.mode = WALK_RESTORE, .session = session};
         walk_strings(NULL, NULL, 0, answer, &rw);
     }
-    pii_session_free(session);
+    ellm_pii_session_free(session);
     *result = send_json_text(srv, conn, rq, status >= 200 && status < 600 ? (int)status : 502,
                              answer);
     json_decref(answer);
@@ -1512,10 +1512,10 @@ static bool gateway_ready(void *ctx, srv_server *srv, char *err, size_t err_cap)
     gateway *g = ctx;
     if (g->cfg->speculative_k <= 0)
         return true;
-    if (!gw_spec_check_tokenizer(&g->up, srv->model, g->cfg->deadline_s < 10 ? g->cfg->deadline_s : 10,
+    if (!ellm_gw_spec_check_tokenizer(&g->up, srv->model, g->cfg->deadline_s < 10 ? g->cfg->deadline_s : 10,
                                  err, err_cap))
         return false;
-    if (!(g->vocab = gw_vocab_map_build(srv->model))) {
+    if (!(g->vocab = ellm_gw_vocab_map_build(srv->model))) {
         snprintf(err, err_cap, "out of memory indexing the edge vocabulary");
         return false;
     }
@@ -1595,7 +1595,7 @@ static bool load_policy(gateway *g, const char *path)
     g->fallback_on_malformed = false;
     g->fallback_note = strdup(DEFAULT_FALLBACK_NOTE);
     if (!path)
-        return pii_policy_default(&g->pii) == EDGELLM_OK ||
+        return ellm_pii_policy_default(&g->pii) == EDGELLM_OK ||
                (fprintf(stderr, "edgellm gateway: %s\n", edgellm_last_error()), false);
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
@@ -1632,7 +1632,7 @@ static bool load_policy(gateway *g, const char *path)
         fprintf(stderr, "edgellm gateway: --policy %s: %s\n", path, bad);
         return false;
     }
-    if (pii_policy_load(path, &g->pii) != EDGELLM_OK) {
+    if (ellm_pii_policy_load(path, &g->pii) != EDGELLM_OK) {
         fprintf(stderr, "edgellm gateway: %s\n", edgellm_last_error());
         return false;
     }
@@ -1670,7 +1670,7 @@ static bool set_upstream(gateway *g, const gw_config *cfg)
     return true;
 }
 
-int gw_run(gw_config *cfg)
+int ellm_gw_run(gw_config *cfg)
 {
     if (cfg->connect_timeout_s <= 0)
         cfg->connect_timeout_s = 0.5;
@@ -1715,8 +1715,8 @@ done:
     for (int i = 0; i < g->n_intent_labels; i++)
         free(g->intent_labels[i]);
     free(g->intent_labels);
-    gw_vocab_map_free(g->vocab);
-    pii_policy_free(g->pii);
+    ellm_gw_vocab_map_free(g->vocab);
+    ellm_pii_policy_free(g->pii);
     free(g->fallback_note);
     if (g->up.auth_header) {
         memset(g->up.auth_header, 0, strlen(g->up.auth_header));

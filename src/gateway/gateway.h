@@ -33,7 +33,7 @@ typedef struct gw_config {
 
 /* Loads the policy, serves until SIGINT/SIGTERM and returns a process exit code; errors are
  * one line on stderr. */
-int gw_run(gw_config *cfg);
+int ellm_gw_run(gw_config *cfg);
 
 /* The routing score of a request (docs/gateway.md, "Tiered routing"): each part in [0,1]. */
 typedef struct gw_complexity {
@@ -48,7 +48,7 @@ typedef struct gw_complexity {
 
 /* Scores text with n_tokens prompt tokens, max_tokens requested (< 0: absent), n_messages and
  * the surprisal part already measured. */
-void gw_complexity_score(const char *text, size_t len, int n_tokens, long max_tokens,
+void ellm_gw_complexity_score(const char *text, size_t len, int n_tokens, long max_tokens,
                          int n_messages, double surprisal, gw_complexity *out);
 
 #endif

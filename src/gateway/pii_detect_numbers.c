@@ -18,7 +18,7 @@ typedef struct digit_group {
     bool paren;
 } digit_group;
 
-bool pii_luhn_valid(const char *digits, size_t n)
+bool ellm_pii_luhn_valid(const char *digits, size_t n)
 {
     int sum = 0;
     for (size_t k = 0; k < n; k++) {
@@ -33,7 +33,7 @@ bool pii_luhn_valid(const char *digits, size_t n)
     return n > 0 && sum % 10 == 0;
 }
 
-bool pii_label_before(const char *text, size_t pos, size_t window, const char *const *words)
+bool ellm_pii_label_before(const char *text, size_t pos, size_t window, const char *const *words)
 {
     size_t from = pos > window ? pos - window : 0;
     for (size_t k = from; k < pos; k++) {
@@ -118,7 +118,7 @@ static bool card_number(const window *w)
         if (prefix < 2221 || prefix > 2720)
             return false;
     }
-    return pii_luhn_valid(w->digits, w->n_digits);
+    return ellm_pii_luhn_valid(w->digits, w->n_digits);
 }
 
 static const char *const ssn_labels[] = {"ssn", "ss#", "social security", "social security number",
@@ -133,7 +133,7 @@ static verdict ssn(const window *w, size_t start)
                    group_len(w, 2) == 4 && !w->has_paren && !w->plus && !w->seps_dot &&
                    !w->seps_none && !(w->seps_space && w->seps_dash);
     bool labelled = w->n == 1 && w->n_digits == 9 && !w->plus &&
-                    pii_label_before(w->text, start, 32, ssn_labels);
+                    ellm_pii_label_before(w->text, start, 32, ssn_labels);
     if (!grouped && !labelled)
         return NOT_IT;
     const char *d = w->digits;
@@ -166,7 +166,7 @@ static bool phone(const window *w, size_t start)
         return n >= 10 && n <= 17 && d[2] != '0';
     if (w->n == 1)
         return (nanp(d, n) || (n >= 10 && n <= 11 && d[0] == '0' && d[1] != '0')) &&
-               pii_label_before(w->text, start, 32, phone_labels);
+               ellm_pii_label_before(w->text, start, 32, phone_labels);
     if (w->seps_none && !w->has_paren)
         return false;
     /* North American: (1) NXX NXX XXXX. */
@@ -196,11 +196,11 @@ static bool classify(const char *text, const digit_group *g, size_t n, bool plus
         bool dots = true;
         for (size_t k = 1; k < n; k++)
             dots &= g[k].sep == '.' && !g[k].paren;
-        if (dots && !g[0].paren && pii_ipv4_valid(text + start, end - start)) {
-            if (pii_label_before(text, start, 12, version_labels))
-                pii_candidates_add_shape(c, start, end, PII_IP_ADDRESS);
+        if (dots && !g[0].paren && ellm_pii_ipv4_valid(text + start, end - start)) {
+            if (ellm_pii_label_before(text, start, 12, version_labels))
+                ellm_pii_candidates_add_shape(c, start, end, PII_IP_ADDRESS);
             else
-                pii_candidates_add(c, start, end, PII_IP_ADDRESS);
+                ellm_pii_candidates_add(c, start, end, PII_IP_ADDRESS);
             return true;
         }
     }
@@ -208,25 +208,25 @@ static bool classify(const char *text, const digit_group *g, size_t n, bool plus
     if (!window_init(&w, text, g, n, plus))
         return false;
     if (card_number(&w)) {
-        pii_candidates_add(c, start, end, PII_CARD);
+        ellm_pii_candidates_add(c, start, end, PII_CARD);
         return true;
     }
     /* A card-shaped number that fails the checksum is a typo or a test number, not a phone
      * number with its first group cut off. */
     if (w.n > 1 && w.n_digits >= 13 && card_grouping(&w)) {
-        pii_candidates_add_shape(c, start, end, PII_CARD);
+        ellm_pii_candidates_add_shape(c, start, end, PII_CARD);
         return true;
     }
     verdict v = ssn(&w, start);
     if (v != NOT_IT) {
         if (v == IS_IT)
-            pii_candidates_add(c, start, end, PII_SSN);
+            ellm_pii_candidates_add(c, start, end, PII_SSN);
         else
-            pii_candidates_add_shape(c, start, end, PII_SSN);
+            ellm_pii_candidates_add_shape(c, start, end, PII_SSN);
         return true;
     }
     if (phone(&w, start)) {
-        pii_candidates_add(c, start, end, PII_PHONE);
+        ellm_pii_candidates_add(c, start, end, PII_PHONE);
         return true;
     }
     return false;
@@ -280,7 +280,7 @@ static size_t read_run(const char *t, size_t len, size_t pos, digit_group **grou
     return n;
 }
 
-void pii_find_numbers(const char *text, size_t len, pii_candidates *c)
+void ellm_pii_find_numbers(const char *text, size_t len, pii_candidates *c)
 {
     digit_group *groups = NULL;
     size_t cap = 0;

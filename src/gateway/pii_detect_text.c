@@ -59,7 +59,7 @@ static size_t domain_end(const char *t, size_t len, size_t pos)
     return e;
 }
 
-void pii_find_emails(const char *text, size_t len, pii_candidates *c)
+void ellm_pii_find_emails(const char *text, size_t len, pii_candidates *c)
 {
     size_t from = 0;
     const char *at;
@@ -86,7 +86,7 @@ void pii_find_emails(const char *text, size_t len, pii_candidates *c)
         size_t e = domain_end(text, len, a + 1);
         if (!e || (e < len && (pii_is_word((unsigned char)text[e]) || text[e] == '@')))
             continue;
-        pii_candidates_add(c, s, e, PII_EMAIL);
+        ellm_pii_candidates_add(c, s, e, PII_EMAIL);
         from = e;
     }
 }
@@ -129,7 +129,7 @@ static size_t trim_url_end(const char *t, size_t s, size_t e)
     }
 }
 
-void pii_find_url_credentials(const char *text, size_t len, pii_candidates *c)
+void ellm_pii_find_url_credentials(const char *text, size_t len, pii_candidates *c)
 {
     size_t from = 0;
     const char *hit;
@@ -165,12 +165,12 @@ void pii_find_url_credentials(const char *text, size_t len, pii_candidates *c)
         while (e < len && url_char((unsigned char)text[e]))
             e++;
         e = trim_url_end(text, s, e);
-        pii_candidates_add(c, s, e, PII_URL_CREDENTIALS);
+        ellm_pii_candidates_add(c, s, e, PII_URL_CREDENTIALS);
         from = e;
     }
 }
 
-void pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
+void ellm_pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
 {
     static const char begin[] = "-----BEGIN ";
     const size_t begin_len = sizeof begin - 1;
@@ -203,15 +203,15 @@ void pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
         if (closed)
             e = q + label_len + 5;
         if (private_key)
-            pii_candidates_add(c, s, e, PII_SECRET);
+            ellm_pii_candidates_add(c, s, e, PII_SECRET);
         else if (closed)
-            pii_candidates_add_shape(c, s, e, PII_SECRET);
+            ellm_pii_candidates_add_shape(c, s, e, PII_SECRET);
         if (private_key || closed)
             from = e;
     }
 }
 
-bool pii_ipv4_valid(const char *s, size_t n)
+bool ellm_pii_ipv4_valid(const char *s, size_t n)
 {
     int parts = 0;
     size_t k = 0;
@@ -254,7 +254,7 @@ static bool ipv6_valid(const char *s, size_t n)
         while (k < n && pii_is_hex((unsigned char)s[k]))
             k++;
         if (k < n && s[k] == '.') {
-            if (!pii_ipv4_valid(s + g, n - g))
+            if (!ellm_pii_ipv4_valid(s + g, n - g))
                 return false;
             groups += 2;
             k = n;
@@ -284,7 +284,7 @@ static bool ipv6_valid(const char *s, size_t n)
 
 static bool ipv6_char(unsigned char c) { return pii_is_hex(c) || c == ':' || c == '.'; }
 
-void pii_find_ipv6(const char *text, size_t len, pii_candidates *c)
+void ellm_pii_find_ipv6(const char *text, size_t len, pii_candidates *c)
 {
     size_t from = 0;
     const char *hit;
@@ -311,6 +311,6 @@ void pii_find_ipv6(const char *text, size_t len, pii_candidates *c)
             (e < len && pii_is_word((unsigned char)text[e])))
             continue;
         if (ipv6_valid(text + s, e - s))
-            pii_candidates_add(c, s, e, PII_IP_ADDRESS);
+            ellm_pii_candidates_add(c, s, e, PII_IP_ADDRESS);
     }
 }

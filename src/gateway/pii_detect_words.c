@@ -49,7 +49,7 @@ static int iban_mod97(const char *s, size_t n)
     return r;
 }
 
-bool pii_iban_valid(const char *iban, size_t n)
+bool ellm_pii_iban_valid(const char *iban, size_t n)
 {
     return n >= 5 && pii_is_upper((unsigned char)iban[0]) && pii_is_upper((unsigned char)iban[1]) &&
            pii_is_digit((unsigned char)iban[2]) && pii_is_digit((unsigned char)iban[3]) &&
@@ -81,9 +81,9 @@ static size_t find_iban(const char *t, size_t len, size_t s, pii_candidates *c)
     if (n != (size_t)want || (e < len && pii_is_word((unsigned char)t[e])))
         return 0;
     if (iban_mod97(compact, n) == 1)
-        pii_candidates_add(c, s, e, PII_IBAN);
+        ellm_pii_candidates_add(c, s, e, PII_IBAN);
     else
-        pii_candidates_add_shape(c, s, e, PII_IBAN);
+        ellm_pii_candidates_add_shape(c, s, e, PII_IBAN);
     return e;
 }
 
@@ -451,11 +451,11 @@ static size_t labelled_secret(const char *t, size_t len, size_t pos, label_kind 
         e--;
     if (e - p < 4 || e - p >= LABEL_VALUE_MAX || placeholder_value(t + p, e - p))
         return 0;
-    pii_candidates_add(c, p, e, PII_SECRET);
+    ellm_pii_candidates_add(c, p, e, PII_SECRET);
     return e;
 }
 
-void pii_find_words(const char *text, size_t len, pii_candidates *c)
+void ellm_pii_find_words(const char *text, size_t len, pii_candidates *c)
 {
     size_t i = 0;
     while (i < len) {
@@ -478,13 +478,13 @@ void pii_find_words(const char *text, size_t len, pii_candidates *c)
             pii_is_digit((unsigned char)w[2]) && pii_is_digit((unsigned char)w[3]))
             done = find_iban(text, len, i, c);
         if (!done && n >= 3 && (done = key_with_prefix(text, len, i)) != 0)
-            pii_candidates_add(c, i, done, PII_SECRET);
+            ellm_pii_candidates_add(c, i, done, PII_SECRET);
         if (!done && n >= ENTROPY_MIN_LEN) {
             size_t pad = word_end;
             while (pad < len && pad - word_end < 2 && text[pad] == '=')
                 pad++;
             if (high_entropy(w, n)) {
-                pii_candidates_add(c, i, pad, PII_SECRET);
+                ellm_pii_candidates_add(c, i, pad, PII_SECRET);
                 done = pad;
             }
         }
@@ -501,7 +501,7 @@ void pii_find_words(const char *text, size_t len, pii_candidates *c)
             size_t p = skip_filler(text, len, e, dob_fillers);
             size_t d = p < len ? date_at(text, len, p) : 0;
             if (d) {
-                pii_candidates_add(c, p, d, PII_DOB);
+                ellm_pii_candidates_add(c, p, d, PII_DOB);
                 done = d;
             }
         }

@@ -25,29 +25,29 @@ typedef struct pii_candidates {
     bool out_of_memory;
 } pii_candidates;
 
-void pii_candidates_add(pii_candidates *c, size_t start, size_t end, pii_builtin type);
-void pii_candidates_add_shape(pii_candidates *c, size_t start, size_t end, pii_builtin type);
-void pii_candidates_add_custom(pii_candidates *c, size_t start, size_t end, const char *type);
+void ellm_pii_candidates_add(pii_candidates *c, size_t start, size_t end, pii_builtin type);
+void ellm_pii_candidates_add_shape(pii_candidates *c, size_t start, size_t end, pii_builtin type);
+void ellm_pii_candidates_add_custom(pii_candidates *c, size_t start, size_t end, const char *type);
 
 /* The built-in detectors (pii_detect_*.c). Each appends what it finds in text[0, len). */
-void pii_find_emails(const char *text, size_t len, pii_candidates *c);
-void pii_find_url_credentials(const char *text, size_t len, pii_candidates *c);
-void pii_find_private_keys(const char *text, size_t len, pii_candidates *c);
-void pii_find_ipv6(const char *text, size_t len, pii_candidates *c);
+void ellm_pii_find_emails(const char *text, size_t len, pii_candidates *c);
+void ellm_pii_find_url_credentials(const char *text, size_t len, pii_candidates *c);
+void ellm_pii_find_private_keys(const char *text, size_t len, pii_candidates *c);
+void ellm_pii_find_ipv6(const char *text, size_t len, pii_candidates *c);
 /* Cards, phone numbers, SSNs and IPv4 addresses: runs of digits and separators. */
-void pii_find_numbers(const char *text, size_t len, pii_candidates *c);
+void ellm_pii_find_numbers(const char *text, size_t len, pii_candidates *c);
 /* IBANs, secrets and labelled dates of birth: word-led detections. */
-void pii_find_words(const char *text, size_t len, pii_candidates *c);
+void ellm_pii_find_words(const char *text, size_t len, pii_candidates *c);
 
 /* Checks, exposed for the unit tests. */
 /* Dotted quad, each part 0-255 without leading zeros. */
-bool pii_ipv4_valid(const char *s, size_t n);
-bool pii_luhn_valid(const char *digits, size_t n);
+bool ellm_pii_ipv4_valid(const char *s, size_t n);
+bool ellm_pii_luhn_valid(const char *digits, size_t n);
 /* An IBAN without spaces: known country, its length, mod-97 check. */
-bool pii_iban_valid(const char *iban, size_t n);
+bool ellm_pii_iban_valid(const char *iban, size_t n);
 /* Whether the `window` bytes before pos contain one of the words (lower case, NULL-ended),
  * case-insensitively, as a whole word. */
-bool pii_label_before(const char *text, size_t pos, size_t window, const char *const *words);
+bool ellm_pii_label_before(const char *text, size_t pos, size_t window, const char *const *words);
 
 static inline bool pii_is_digit(unsigned char c) { return (unsigned)(c - '0') < 10; }
 static inline bool pii_is_upper(unsigned char c) { return (unsigned)(c - 'A') < 26; }

@@ -35,7 +35,7 @@ struct pii_policy {
     pcre2_match_context *match_context;
 };
 
-void pii_policy_free(pii_policy *policy)
+void ellm_pii_policy_free(pii_policy *policy)
 {
     if (!policy)
         return;
@@ -65,14 +65,14 @@ static edgellm_status policy_new(pii_policy **out)
     return EDGELLM_OK;
 }
 
-edgellm_status pii_policy_default(pii_policy **out) { return policy_new(out); }
+edgellm_status ellm_pii_policy_default(pii_policy **out) { return policy_new(out); }
 
-bool pii_policy_enabled(const pii_policy *policy, pii_builtin type)
+bool ellm_pii_policy_enabled(const pii_policy *policy, pii_builtin type)
 {
     return !policy->disabled[type];
 }
 
-bool pii_policy_allows(const pii_policy *policy, const char *value, size_t len)
+bool ellm_pii_policy_allows(const pii_policy *policy, const char *value, size_t len)
 {
     for (size_t k = 0; k < policy->n_allow; k++)
         if (strlen(policy->allow[k]) == len && memcmp(policy->allow[k], value, len) == 0)
@@ -242,7 +242,7 @@ static edgellm_status parse_disable(pii_policy *p, const char *origin, json_t *l
         const char *name = json_string_value(json_array_get(list, k));
         int found = -1;
         for (int t = 0; name && t < PII_BUILTIN_COUNT; t++)
-            if (strcmp(name, pii_builtin_name((pii_builtin)t)) == 0)
+            if (strcmp(name, ellm_pii_builtin_name((pii_builtin)t)) == 0)
                 found = t;
         if (found < 0)
             return ellm_fail(EDGELLM_ERR_FORMAT,
@@ -299,7 +299,7 @@ static edgellm_status parse_pii(pii_policy *p, const char *origin, json_t *pii)
     return EDGELLM_OK;
 }
 
-edgellm_status pii_policy_parse(const char *json, size_t len, const char *origin, pii_policy **out)
+edgellm_status ellm_pii_policy_parse(const char *json, size_t len, const char *origin, pii_policy **out)
 {
     *out = NULL;
     if (!origin)
@@ -326,14 +326,14 @@ edgellm_status pii_policy_parse(const char *json, size_t len, const char *origin
         st = parse_pii(p, origin, pii);
     json_decref(root);
     if (st != EDGELLM_OK) {
-        pii_policy_free(p);
+        ellm_pii_policy_free(p);
         return st;
     }
     *out = p;
     return EDGELLM_OK;
 }
 
-edgellm_status pii_policy_load(const char *path, pii_policy **out)
+edgellm_status ellm_pii_policy_load(const char *path, pii_policy **out)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
@@ -349,7 +349,7 @@ edgellm_status pii_policy_load(const char *path, pii_policy **out)
                          "policy file '%s': %s", path,
                          failed ? "read error" : "larger than 16 MiB");
     }
-    edgellm_status st = pii_policy_parse(buf, n, path, out);
+    edgellm_status st = ellm_pii_policy_parse(buf, n, path, out);
     free(buf);
     return st;
 }
@@ -363,7 +363,7 @@ static size_t next_char(const char *text, size_t len, size_t pos)
     return pos + (n ? n : 1);
 }
 
-edgellm_status pii_policy_find_custom(const pii_policy *policy, const char *text, size_t len,
+edgellm_status ellm_pii_policy_find_custom(const pii_policy *policy, const char *text, size_t len,
                                       pii_candidates *c)
 {
     for (size_t k = 0; k < policy->n_patterns; k++) {
@@ -380,7 +380,7 @@ edgellm_status pii_policy_find_custom(const pii_policy *policy, const char *text
                 break;
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
             if (ov[1] > ov[0]) {
-                pii_candidates_add_custom(c, ov[0], ov[1], cp->type);
+                ellm_pii_candidates_add_custom(c, ov[0], ov[1], cp->type);
                 pos = ov[1];
             } else {
                 pos = next_char(text, len, ov[0] > pos ? ov[0] : pos);

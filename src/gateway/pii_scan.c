@@ -13,7 +13,7 @@ static const char *const builtin_names[PII_BUILTIN_COUNT] = {
     [PII_URL_CREDENTIALS] = "URL_CREDENTIALS", [PII_SECRET] = "SECRET", [PII_DOB] = "DOB",
 };
 
-const char *pii_builtin_name(pii_builtin type)
+const char *ellm_pii_builtin_name(pii_builtin type)
 {
     return type >= 0 && type < PII_BUILTIN_COUNT ? builtin_names[type] : "UNKNOWN";
 }
@@ -36,17 +36,17 @@ static void add(pii_candidates *c, size_t start, size_t end, const char *type, i
     c->items[c->n++] = (pii_candidate){start, end, type, builtin, shape};
 }
 
-void pii_candidates_add(pii_candidates *c, size_t start, size_t end, pii_builtin type)
+void ellm_pii_candidates_add(pii_candidates *c, size_t start, size_t end, pii_builtin type)
 {
     add(c, start, end, builtin_names[type], (int)type, false);
 }
 
-void pii_candidates_add_shape(pii_candidates *c, size_t start, size_t end, pii_builtin type)
+void ellm_pii_candidates_add_shape(pii_candidates *c, size_t start, size_t end, pii_builtin type)
 {
     add(c, start, end, builtin_names[type], (int)type, true);
 }
 
-void pii_candidates_add_custom(pii_candidates *c, size_t start, size_t end, const char *type)
+void ellm_pii_candidates_add_custom(pii_candidates *c, size_t start, size_t end, const char *type)
 {
     add(c, start, end, type, -1, false);
 }
@@ -84,21 +84,21 @@ static void range_take(unsigned char *taken, size_t start, size_t end)
         taken[k >> 3] |= (unsigned char)(1u << (k & 7));
 }
 
-edgellm_status pii_scan(const pii_policy *policy, const char *text, size_t len, pii_entity **out,
+edgellm_status ellm_pii_scan(const pii_policy *policy, const char *text, size_t len, pii_entity **out,
                         size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
     if (!policy || (!text && len))
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "pii_scan: no policy or no text");
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_pii_scan: no policy or no text");
     pii_candidates c = {0};
-    pii_find_emails(text, len, &c);
-    pii_find_url_credentials(text, len, &c);
-    pii_find_private_keys(text, len, &c);
-    pii_find_ipv6(text, len, &c);
-    pii_find_numbers(text, len, &c);
-    pii_find_words(text, len, &c);
-    edgellm_status st = pii_policy_find_custom(policy, text, len, &c);
+    ellm_pii_find_emails(text, len, &c);
+    ellm_pii_find_url_credentials(text, len, &c);
+    ellm_pii_find_private_keys(text, len, &c);
+    ellm_pii_find_ipv6(text, len, &c);
+    ellm_pii_find_numbers(text, len, &c);
+    ellm_pii_find_words(text, len, &c);
+    edgellm_status st = ellm_pii_policy_find_custom(policy, text, len, &c);
     if (st != EDGELLM_OK) {
         free(c.items);
         return st;
@@ -109,7 +109,7 @@ edgellm_status pii_scan(const pii_policy *policy, const char *text, size_t len, 
     }
     size_t kept = 0;
     for (size_t k = 0; k < c.n; k++)
-        if (c.items[k].builtin < 0 || pii_policy_enabled(policy, (pii_builtin)c.items[k].builtin))
+        if (c.items[k].builtin < 0 || ellm_pii_policy_enabled(policy, (pii_builtin)c.items[k].builtin))
             c.items[kept++] = c.items[k];
     c.n = kept;
     if (c.n == 0) {
@@ -131,7 +131,7 @@ edgellm_status pii_scan(const pii_policy *policy, const char *text, size_t len, 
         if (!range_free(taken, cand->start, cand->end))
             continue;
         range_take(taken, cand->start, cand->end);
-        if (cand->shape || pii_policy_allows(policy, text + cand->start, cand->end - cand->start))
+        if (cand->shape || ellm_pii_policy_allows(policy, text + cand->start, cand->end - cand->start))
             continue;
         entities[n++] = (pii_entity){cand->start, cand->end, cand->type, NULL};
     }
@@ -152,7 +152,7 @@ static int by_name(const void *pa, const void *pb)
     return strcmp(*(const char *const *)pa, *(const char *const *)pb);
 }
 
-size_t pii_describe_types(const pii_entity *entities, size_t n, char *buf, size_t cap)
+size_t ellm_pii_describe_types(const pii_entity *entities, size_t n, char *buf, size_t cap)
 {
     const char **names = n ? malloc(n * sizeof *names) : NULL;
     size_t n_names = 0, need = 0;

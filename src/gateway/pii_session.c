@@ -70,7 +70,7 @@ static void buffer_append(pii_buffer *b, const char *s, size_t n, bool *oom)
     b->data[b->len] = '\0';
 }
 
-void pii_buffer_free(pii_buffer *buf)
+void ellm_pii_buffer_free(pii_buffer *buf)
 {
     if (!buf)
         return;
@@ -78,11 +78,11 @@ void pii_buffer_free(pii_buffer *buf)
     *buf = (pii_buffer){0};
 }
 
-edgellm_status pii_session_create(const pii_policy *policy, pii_session **out)
+edgellm_status ellm_pii_session_create(const pii_policy *policy, pii_session **out)
 {
     *out = NULL;
     if (!policy)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "pii_session_create: no policy");
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_pii_session_create: no policy");
     pii_session *s = calloc(1, sizeof *s);
     if (!s)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a PII session");
@@ -91,7 +91,7 @@ edgellm_status pii_session_create(const pii_policy *policy, pii_session **out)
     return EDGELLM_OK;
 }
 
-void pii_session_free(pii_session *s)
+void ellm_pii_session_free(pii_session *s)
 {
     if (!s)
         return;
@@ -110,7 +110,7 @@ void pii_session_free(pii_session *s)
     free(s);
 }
 
-size_t pii_session_size(const pii_session *s) { return s ? s->n_values : 0; }
+size_t ellm_pii_session_size(const pii_session *s) { return s ? s->n_values : 0; }
 
 static const mapping *find_placeholder(const pii_session *s, const char *p, size_t n)
 {
@@ -304,7 +304,7 @@ static bool handle_literal_placeholders(pii_session *s, const char *text, size_t
     return true;
 }
 
-edgellm_status pii_redact(pii_session *s, const char *text, size_t len, char **out,
+edgellm_status ellm_pii_redact(pii_session *s, const char *text, size_t len, char **out,
                           size_t *out_len, pii_entity **entities, size_t *n_entities)
 {
     *out = NULL;
@@ -315,10 +315,10 @@ edgellm_status pii_redact(pii_session *s, const char *text, size_t len, char **o
     if (n_entities)
         *n_entities = 0;
     if (!s)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "pii_redact: no session");
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_pii_redact: no session");
     pii_entity *found;
     size_t n_found;
-    edgellm_status st = pii_scan(s->policy, text, len, &found, &n_found);
+    edgellm_status st = ellm_pii_scan(s->policy, text, len, &found, &n_found);
     if (st != EDGELLM_OK)
         return st;
     bool oom = !handle_literal_placeholders(s, text, len, &found, &n_found);
@@ -339,7 +339,7 @@ edgellm_status pii_redact(pii_session *s, const char *text, size_t len, char **o
     buffer_append(&b, text + from, len - from, &oom);
     if (oom) {
         free(found);
-        pii_buffer_free(&b);
+        ellm_pii_buffer_free(&b);
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to redact the text");
     }
     *out = b.data;
@@ -422,20 +422,20 @@ static size_t restore_into(const pii_session *s, const char *t, size_t n, bool f
     return n;
 }
 
-edgellm_status pii_restore(const pii_session *s, const char *text, size_t len, char **out,
+edgellm_status ellm_pii_restore(const pii_session *s, const char *text, size_t len, char **out,
                            size_t *out_len)
 {
     *out = NULL;
     if (out_len)
         *out_len = 0;
     if (!s)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "pii_restore: no session");
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_pii_restore: no session");
     pii_buffer b = {0};
     bool oom = false;
     buffer_reserve(&b, len, &oom);
     restore_into(s, text, len, true, &b, &oom);
     if (oom) {
-        pii_buffer_free(&b);
+        ellm_pii_buffer_free(&b);
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to restore the text");
     }
     *out = b.data;
@@ -451,11 +451,11 @@ struct pii_restorer {
     pii_buffer joined; /* held tail + the next chunk */
 };
 
-edgellm_status pii_restorer_create(const pii_session *session, pii_restorer **out)
+edgellm_status ellm_pii_restorer_create(const pii_session *session, pii_restorer **out)
 {
     *out = NULL;
     if (!session)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "pii_restorer_create: no session");
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_pii_restorer_create: no session");
     pii_restorer *r = calloc(1, sizeof *r);
     if (!r)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a restorer");
@@ -464,7 +464,7 @@ edgellm_status pii_restorer_create(const pii_session *session, pii_restorer **ou
     return EDGELLM_OK;
 }
 
-edgellm_status pii_restorer_feed(pii_restorer *r, const char *chunk, size_t len, pii_buffer *out)
+edgellm_status ellm_pii_restorer_feed(pii_restorer *r, const char *chunk, size_t len, pii_buffer *out)
 {
     bool oom = false;
     const char *t = chunk;
@@ -487,7 +487,7 @@ edgellm_status pii_restorer_feed(pii_restorer *r, const char *chunk, size_t len,
     return EDGELLM_OK;
 }
 
-edgellm_status pii_restorer_finish(pii_restorer *r, pii_buffer *out)
+edgellm_status ellm_pii_restorer_finish(pii_restorer *r, pii_buffer *out)
 {
     bool oom = false;
     buffer_append(out, r->held, r->n_held, &oom);
@@ -497,13 +497,13 @@ edgellm_status pii_restorer_finish(pii_restorer *r, pii_buffer *out)
     return EDGELLM_OK;
 }
 
-void pii_restorer_free(pii_restorer *r)
+void ellm_pii_restorer_free(pii_restorer *r)
 {
     if (!r)
         return;
     if (r->joined.data)
         explicit_bzero(r->joined.data, r->joined.cap);
-    pii_buffer_free(&r->joined);
+    ellm_pii_buffer_free(&r->joined);
     explicit_bzero(r->held, sizeof r->held);
     free(r);
 }

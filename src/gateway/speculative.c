@@ -20,7 +20,7 @@ static void sleep_s(double s)
         nanosleep(&(struct timespec){(time_t)s, (long)((s - (time_t)s) * 1e9)}, NULL);
 }
 
-bool gw_spec_supported(json_t *body, const char **why)
+bool ellm_gw_spec_supported(json_t *body, const char **why)
 {
     /* Each of these changes what the cloud generates in a way one scoring call cannot see
      * (several choices, constrained or biased sampling, tool calls) or asks for the cloud's own
@@ -67,7 +67,7 @@ static bool push_seq(gw_spec *s, edgellm_token t)
     return true;
 }
 
-bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
+bool ellm_gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
                    struct MHD_Connection *conn, json_t *body, srv_endpoint_kind kind,
                    double deadline, srv_api_error *err)
 {
@@ -76,16 +76,16 @@ bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
     s->srv = srv;
     s->conn = conn;
     s->deadline = deadline;
-    s->req = srv_request_new();
+    s->req = ellm_srv_request_new();
     if (!s->req) {
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
-    if (!srv_parse_completion(body, kind, srv->model, srv->model_id,
-                              srv_scheduler_n_ctx(srv->sched), s->req, &s->opts, err))
+    if (!ellm_srv_parse_completion(body, kind, srv->model, srv->model_id,
+                              ellm_srv_scheduler_n_ctx(srv->sched), s->req, &s->opts, err))
         return false;
     srv_request *r = s->req;
-    int32_t n_ctx = srv_scheduler_n_ctx(srv->sched);
+    int32_t n_ctx = ellm_srv_scheduler_n_ctx(srv->sched);
     int32_t room = n_ctx - r->n_prompt;
     if (r->max_tokens < 0 || r->max_tokens > room)
         r->max_tokens = room;
@@ -101,7 +101,7 @@ bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
     if (s->call_template && json_is_string(model))
         json_object_set(s->call_template, "model", model);
     bool ok = s->call_template &&
-              gw_edge_open(&s->edge, srv, r->n_prompt + r->max_tokens + cfg->k + 2) ==
+              ellm_gw_edge_open(&s->edge, srv, r->n_prompt + r->max_tokens + cfg->k + 2) ==
                   EDGELLM_OK &&
               edgellm_text_stream_create(srv->model, (const char *const *)r->stops, r->n_stops,
                                          &s->text) == EDGELLM_OK;
@@ -111,27 +111,27 @@ bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
     for (int32_t i = 0; ok && i < r->n_prompt; i++)
         ok = push_seq(s, r->prompt[i]);
     if (!ok) {
-        srv_error_set(err, 500, "server_error", NULL, NULL, "cannot set up the edge draft: %s",
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "cannot set up the edge draft: %s",
                       edgellm_last_error());
         return false;
     }
     return true;
 }
 
-void gw_spec_free(gw_spec *s)
+void ellm_gw_spec_free(gw_spec *s)
 {
-    srv_request_release(s->req);
+    ellm_srv_request_release(s->req);
     json_decref(s->call_template);
-    gw_edge_close(&s->edge);
+    ellm_gw_edge_close(&s->edge);
     free(s->seq);
     free(s->draft_logits);
-    gw_call_free(&s->call);
+    ellm_gw_call_free(&s->call);
     edgellm_text_stream_free(s->text);
-    srv_events_free(s->events, s->n_events);
+    ellm_srv_events_free(s->events, s->n_events);
     memset(s, 0, sizeof *s);
 }
 
-json_t *gw_spec_stats(const gw_spec *s)
+json_t *ellm_gw_spec_stats(const gw_spec *s)
 {
     return json_pack("{s:i,s:i,s:i,s:f}", "drafted", s->drafted, "accepted", s->accepted,
                      "cloud_calls", s->calls, "acceptance_rate",
@@ -167,7 +167,7 @@ static const char *top_choice(json_t *top, double *best)
 static bool text_to_token(const gw_vocab_map *vocab, const edgellm_model *model, const char *text,
                           size_t len, gw_verdict *out)
 {
-    edgellm_token t = gw_vocab_map_find(vocab, text, len);
+    edgellm_token t = ellm_gw_vocab_map_find(vocab, text, len);
     if (t < 0) {
         /* Typically part of a UTF-8 character, which JSON text cannot carry (the cloud sends
          * U+FFFD): the token is unknown, the next round asks again from the accepted prefix. */
@@ -246,7 +246,7 @@ static bool scored_next(const scored *sc, int32_t n_sent, const gw_vocab_map *vo
     return true;
 }
 
-bool gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
+bool ellm_gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
                           int32_t n_sent, int32_t first, int32_t n_draft, gw_verdict *out,
                           char *why, size_t why_cap)
 {
@@ -306,7 +306,7 @@ static int cloud_distribution(json_t *top, edgellm_token draft, double draft_lp,
     json_t *v;
     c[n++] = (candidate){draft, draft_lp, 0};
     json_object_foreach(top, key, v) {
-        edgellm_token id = gw_vocab_map_find(vocab, key, strlen(key));
+        edgellm_token id = ellm_gw_vocab_map_find(vocab, key, strlen(key));
         bool seen = id < 0 || !json_is_number(v);
         for (int i = 0; i < n && !seen; i++)
             seen = c[i].id == id;
@@ -334,7 +334,7 @@ static int cloud_distribution(json_t *top, edgellm_token draft, double draft_lp,
     return n;
 }
 
-bool gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
+bool ellm_gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
                            int32_t n_sent, int32_t first, int32_t n_draft,
                            const gw_spec_sampling *smp, gw_verdict *out, char *why,
                            size_t why_cap)
@@ -358,7 +358,7 @@ bool gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edge
         for (int j = 0; j < n; j++)
             if (c[j].id == smp->draft[i])
                 p_x = c[j].p;
-        double q_x = exp(gw_logprob(q_logits, n_vocab, smp->draft[i], smp->temperature));
+        double q_x = exp(ellm_gw_logprob(q_logits, n_vocab, smp->draft[i], smp->temperature));
         if (rng_uniform(smp->rng) * q_x < p_x) {
             out->n_accepted++;
             continue;
@@ -366,7 +366,7 @@ bool gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edge
         /* Rejected: the cloud's token comes from what p has beyond q. */
         double residual = 0;
         for (int j = 0; j < n; j++) {
-            double q = exp(gw_logprob(q_logits, n_vocab, c[j].id, smp->temperature));
+            double q = exp(ellm_gw_logprob(q_logits, n_vocab, c[j].id, smp->temperature));
             c[j].lp = c[j].p > q ? c[j].p - q : 0;
             residual += c[j].lp;
         }
@@ -390,7 +390,7 @@ bool gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edge
 
 static bool client_gone(gw_spec *s)
 {
-    return s->conn && srv_http_client_gone(s->conn);
+    return s->conn && ellm_srv_http_client_gone(s->conn);
 }
 
 /* POSTs the verification; retried after a failure with 0.2 s, 0.4 s, ... backoff within the
@@ -406,17 +406,17 @@ static int call_cloud(gw_spec *s, const char *payload, json_t **answer)
         sleep_s(s->cfg->latency_s);
         s->calls++;
         const char *failure = NULL;
-        if (!gw_call_restart(call, s->cfg->up, "/v1/completions", payload, strlen(payload),
+        if (!ellm_gw_call_restart(call, s->cfg->up, "/v1/completions", payload, strlen(payload),
                              call_deadline - now_s())) {
             failure = "cloud-unreachable";
         } else {
-            while (!gw_call_pump(call, 100)) {
+            while (!ellm_gw_call_pump(call, 100)) {
                 if (client_gone(s)) {
-                    gw_call_free(call);
+                    ellm_gw_call_free(call);
                     return GW_SPEC_GONE;
                 }
             }
-            failure = gw_call_failure(call);
+            failure = ellm_gw_call_failure(call);
         }
         if (!failure && call->status != 200) {
             snprintf(s->error, sizeof s->error, "the cloud answered the verification with HTTP %ld",
@@ -437,7 +437,7 @@ static int call_cloud(gw_spec *s, const char *payload, json_t **answer)
             }
             return GW_SPEC_MORE;
         }
-        gw_call_free(call); /* a failed connection is not reused */
+        ellm_gw_call_free(call); /* a failed connection is not reused */
         double backoff = 0.2 * (1 << attempt);
         if (attempt >= s->cfg->retries || now_s() + backoff >= call_deadline ||
             !strcmp(failure, "cloud-malformed")) {
@@ -457,7 +457,7 @@ static bool accept_token(gw_spec *s, edgellm_token t)
     size_t len = 0;
     int stopped = 0;
     if (!push_seq(s, t) || edgellm_text_stream_push(s->text, t, &text, &len, &stopped) != EDGELLM_OK ||
-        !gw_events_push(&s->events, &s->n_events, &s->cap_events, t, text ? text : "", len)) {
+        !ellm_gw_events_push(&s->events, &s->n_events, &s->cap_events, t, text ? text : "", len)) {
         s->finish = SRV_FINISH_ERROR;
         return false;
     }
@@ -480,11 +480,11 @@ static int finish(gw_spec *s, srv_finish f)
     const char *text = NULL;
     size_t len = 0;
     if (edgellm_text_stream_finish(s->text, &text, &len) == EDGELLM_OK && len)
-        gw_events_push(&s->events, &s->n_events, &s->cap_events, -1, text, len);
+        ellm_gw_events_push(&s->events, &s->n_events, &s->cap_events, -1, text, len);
     return GW_SPEC_DONE;
 }
 
-int gw_spec_step(gw_spec *s)
+int ellm_gw_spec_step(gw_spec *s)
 {
     if (s->finish != SRV_FINISH_NONE)
         return GW_SPEC_DONE;
@@ -497,17 +497,17 @@ int gw_spec_step(gw_spec *s)
     if (k > s->req->max_tokens - s->n_generated - 1)
         k = s->req->max_tokens - s->n_generated - 1;
     int32_t first = s->n_seq;
-    const float *logits = k > 0 ? gw_edge_sync(&s->edge, s->seq, s->n_seq) : NULL;
+    const float *logits = k > 0 ? ellm_gw_edge_sync(&s->edge, s->seq, s->n_seq) : NULL;
     int32_t n_draft = 0;
     bool ok = true;
     double temperature = s->req->sampling.temperature;
     for (int32_t i = 0; i < k && logits; i++) {
-        edgellm_token t = gw_argmax(logits, s->edge.n_vocab);
+        edgellm_token t = ellm_gw_argmax(logits, s->edge.n_vocab);
         if (temperature > 0) {
             /* q = softmax(logits / T), the distribution the acceptance test divides by. */
             memcpy(s->draft_logits + (size_t)i * (size_t)s->edge.n_vocab, logits,
                    (size_t)s->edge.n_vocab * sizeof *logits);
-            t = gw_sample(logits, s->edge.n_vocab, temperature, rng_uniform(&s->rng));
+            t = ellm_gw_sample(logits, s->edge.n_vocab, temperature, rng_uniform(&s->rng));
         }
         if (edgellm_token_is_eog(s->srv->model, t))
             break; /* the cloud's own next token says whether it ends there */
@@ -516,7 +516,7 @@ int gw_spec_step(gw_spec *s)
         if (!ok)
             break;
         if (i + 1 < k)
-            logits = gw_edge_push(&s->edge, t);
+            logits = ellm_gw_edge_push(&s->edge, t);
     }
     s->n_seq = first; /* the drafts stay in seq's buffer past n_seq until judged */
     if (!ok) {
@@ -556,10 +556,10 @@ int gw_spec_step(gw_spec *s)
     if (temperature > 0) {
         gw_spec_sampling smp = {temperature, s->req->sampling.top_p, s->draft_logits, draft,
                                 &s->rng};
-        ok = gw_spec_judge_sampled(answer, s->cfg->vocab, s->srv->model, n_sent, first, nd,
+        ok = ellm_gw_spec_judge_sampled(answer, s->cfg->vocab, s->srv->model, n_sent, first, nd,
                                    &smp, &v, s->error, sizeof s->error);
     } else {
-        ok = gw_spec_judge_greedy(answer, s->cfg->vocab, s->srv->model, n_sent, first, nd, &v,
+        ok = ellm_gw_spec_judge_greedy(answer, s->cfg->vocab, s->srv->model, n_sent, first, nd, &v,
                                   s->error, sizeof s->error);
     }
     json_decref(answer);
@@ -619,12 +619,12 @@ static bool cloud_tokens(const gw_upstream *up, const char *text, double timeout
     json_decref(req);
     gw_call call;
     memset(&call, 0, sizeof call);
-    bool started = payload && gw_call_start(&call, up, "/tokenize", payload, strlen(payload),
+    bool started = payload && ellm_gw_call_start(&call, up, "/tokenize", payload, strlen(payload),
                                              timeout_s);
     free(payload);
-    while (started && !gw_call_pump(&call, 100)) {
+    while (started && !ellm_gw_call_pump(&call, 100)) {
     }
-    const char *failure = started ? gw_call_failure(&call) : "cloud-unreachable";
+    const char *failure = started ? ellm_gw_call_failure(&call) : "cloud-unreachable";
     bool ok = false;
     if (failure) {
         snprintf(err, err_cap,
@@ -654,11 +654,11 @@ static bool cloud_tokens(const gw_upstream *up, const char *text, double timeout
         }
         json_decref(j);
     }
-    gw_call_free(&call);
+    ellm_gw_call_free(&call);
     return ok;
 }
 
-bool gw_spec_check_tokenizer(const gw_upstream *up, const edgellm_model *model, double timeout_s,
+bool ellm_gw_spec_check_tokenizer(const gw_upstream *up, const edgellm_model *model, double timeout_s,
                              char *err, size_t err_cap)
 {
     for (size_t p = 0; p < sizeof probes / sizeof probes[0]; p++) {

@@ -47,7 +47,7 @@ typedef struct gw_spec {
     int stalls;              /* rounds in a row that kept no token */
     gw_call call;            /* the verification calls, one after another on one connection */
     char cloud_model[256];   /* "model" of the cloud's answers */
-    /* After GW_SPEC_FAILED: a gw_call_failure() reason when the cloud was unavailable, else
+    /* After GW_SPEC_FAILED: a ellm_gw_call_failure() reason when the cloud was unavailable, else
      * "cloud-malformed" with error saying what was wrong. */
     const char *failure;
     char error[256];
@@ -55,17 +55,17 @@ typedef struct gw_spec {
 
 /* Whether a request can be decoded speculatively; when not, *why names the feature that needs
  * the cloud's own generation (the request then goes to the cloud as it is). */
-bool gw_spec_supported(json_t *body, const char **why);
+bool ellm_gw_spec_supported(json_t *body, const char **why);
 /* Parses body (already redacted, "model" set for the cloud) for kind; false with err set when
  * the request itself is invalid (a 400). deadline bounds the whole request (monotonic s). */
-bool gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
+bool ellm_gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
                    struct MHD_Connection *conn, json_t *body, srv_endpoint_kind kind,
                    double deadline, srv_api_error *err);
 /* One round: draft, verify, accept. New events are appended to s->events. */
-int gw_spec_step(gw_spec *s);
-void gw_spec_free(gw_spec *s);
+int ellm_gw_spec_step(gw_spec *s);
+void ellm_gw_spec_free(gw_spec *s);
 /* {"drafted", "accepted", "cloud_calls", "acceptance_rate"} */
-json_t *gw_spec_stats(const gw_spec *s);
+json_t *ellm_gw_spec_stats(const gw_spec *s);
 
 /* What one verification answer says about the draft at positions first .. first+n_draft of
  * the n_sent tokens sent: how many drafted tokens are accepted (greedy: each is the cloud's
@@ -78,7 +78,7 @@ typedef struct gw_verdict {
     bool end;
     bool unknown; /* the cloud's text maps to no edge token: next is -1 */
 } gw_verdict;
-bool gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
+bool ellm_gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
                           int32_t n_sent, int32_t first, int32_t n_draft, gw_verdict *out,
                           char *why, size_t why_cap);
 
@@ -92,7 +92,7 @@ typedef struct gw_spec_sampling {
     const edgellm_token *draft;
     uint64_t *rng;
 } gw_spec_sampling;
-bool gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
+bool ellm_gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
                            int32_t n_sent, int32_t first, int32_t n_draft,
                            const gw_spec_sampling *smp, gw_verdict *out, char *why,
                            size_t why_cap);
@@ -102,5 +102,5 @@ bool gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edge
 /* Start-up check that edge and cloud tokenize alike: probe strings through the cloud's
  * POST /tokenize ({"content"} -> {"tokens"}, llama.cpp's and edgellm serve's shape) against the
  * edge tokenizer. False with one line in err: no /tokenize, a different tokenizer, no cloud. */
-bool gw_spec_check_tokenizer(const gw_upstream *up, const edgellm_model *model, double timeout_s,
+bool ellm_gw_spec_check_tokenizer(const gw_upstream *up, const edgellm_model *model, double timeout_s,
                              char *err, size_t err_cap);

@@ -48,12 +48,12 @@ static void set_request(gw_call *c, const gw_upstream *u, const char *path, cons
     }
 }
 
-bool gw_call_restart(gw_call *c, const gw_upstream *u, const char *path, const char *body,
+bool ellm_gw_call_restart(gw_call *c, const gw_upstream *u, const char *path, const char *body,
                      size_t len, double total_timeout_s)
 {
     if (!c->easy || !c->multi || !c->finished) {
-        gw_call_free(c);
-        return gw_call_start(c, u, path, body, len, total_timeout_s);
+        ellm_gw_call_free(c);
+        return ellm_gw_call_start(c, u, path, body, len, total_timeout_s);
     }
     curl_multi_remove_handle(c->multi, c->easy);
     c->len = 0;
@@ -67,7 +67,7 @@ bool gw_call_restart(gw_call *c, const gw_upstream *u, const char *path, const c
     return curl_multi_add_handle(c->multi, c->easy) == CURLM_OK;
 }
 
-bool gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const char *body,
+bool ellm_gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const char *body,
                    size_t len, double total_timeout_s)
 {
     memset(c, 0, sizeof *c);
@@ -94,13 +94,13 @@ bool gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const cha
     return curl_multi_add_handle(c->multi, c->easy) == CURLM_OK;
 }
 
-void gw_call_moved(gw_call *c)
+void ellm_gw_call_moved(gw_call *c)
 {
     curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->error);
 }
 
-bool gw_call_pump(gw_call *c, int wait_ms)
+bool ellm_gw_call_pump(gw_call *c, int wait_ms)
 {
     if (c->finished)
         return true;
@@ -120,7 +120,7 @@ bool gw_call_pump(gw_call *c, int wait_ms)
     return c->finished;
 }
 
-void gw_call_free(gw_call *c)
+void ellm_gw_call_free(gw_call *c)
 {
     if (c->multi && c->easy)
         curl_multi_remove_handle(c->multi, c->easy);
@@ -133,7 +133,7 @@ void gw_call_free(gw_call *c)
     memset(c, 0, sizeof *c);
 }
 
-const char *gw_call_failure(const gw_call *c)
+const char *ellm_gw_call_failure(const gw_call *c)
 {
     if (!c->finished || c->result == CURLE_OK) {
         if (c->status == 429)

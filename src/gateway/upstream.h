@@ -29,19 +29,19 @@ typedef struct gw_call {
 } gw_call;
 
 /* POSTs body (GET when body is NULL) to root + path. False when libcurl cannot set it up. */
-bool gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const char *body,
+bool ellm_gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const char *body,
                    size_t len, double total_timeout_s);
 /* Another call on a finished call's handles (a zeroed c gets new ones): the connection is kept
  * alive between them, so a series of calls pays the TCP and TLS handshakes once. */
-bool gw_call_restart(gw_call *c, const gw_upstream *u, const char *path, const char *body,
+bool ellm_gw_call_restart(gw_call *c, const gw_upstream *u, const char *path, const char *body,
                      size_t len, double total_timeout_s);
 /* After copying a gw_call to a new address: libcurl writes to the new one. */
-void gw_call_moved(gw_call *c);
+void ellm_gw_call_moved(gw_call *c);
 /* Moves the transfer on, waiting up to wait_ms for the network; true once it has finished. */
-bool gw_call_pump(gw_call *c, int wait_ms);
-void gw_call_free(gw_call *c);
+bool ellm_gw_call_pump(gw_call *c, int wait_ms);
+void ellm_gw_call_free(gw_call *c);
 /* Why a finished call counts as the cloud being unavailable ("cloud-unreachable", "cloud-dns",
  * "cloud-tls", "cloud-timeout", "cloud-5xx", "cloud-429"), or NULL when it answered. */
-const char *gw_call_failure(const gw_call *c);
+const char *ellm_gw_call_failure(const gw_call *c);
 
 #endif

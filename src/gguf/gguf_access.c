@@ -8,27 +8,27 @@
 #include "gguf/gguf.h"
 #include "gguf/gguf_internal.h"
 
-uint32_t gguf_version(const gguf_file *f) { return f->version; }
-uint64_t gguf_alignment(const gguf_file *f) { return f->alignment; }
-uint64_t gguf_data_offset(const gguf_file *f) { return f->data_offset; }
-uint64_t gguf_file_size(const gguf_file *f) { return f->file_size; }
-uint64_t gguf_kv_count(const gguf_file *f) { return f->n_kv; }
-uint64_t gguf_tensor_count(const gguf_file *f) { return f->n_tensors; }
+uint32_t ellm_gguf_version(const gguf_file *f) { return f->version; }
+uint64_t ellm_gguf_alignment(const gguf_file *f) { return f->alignment; }
+uint64_t ellm_gguf_data_offset(const gguf_file *f) { return f->data_offset; }
+uint64_t ellm_gguf_file_size(const gguf_file *f) { return f->file_size; }
+uint64_t ellm_gguf_kv_count(const gguf_file *f) { return f->n_kv; }
+uint64_t ellm_gguf_tensor_count(const gguf_file *f) { return f->n_tensors; }
 
-const gguf_kv *gguf_kv_at(const gguf_file *f, uint64_t i) { return i < f->n_kv ? &f->kvs[i] : NULL; }
+const gguf_kv *ellm_gguf_kv_at(const gguf_file *f, uint64_t i) { return i < f->n_kv ? &f->kvs[i] : NULL; }
 
-const gguf_tensor_info *gguf_tensor_at(const gguf_file *f, uint64_t i)
+const gguf_tensor_info *ellm_gguf_tensor_at(const gguf_file *f, uint64_t i)
 {
     return i < f->n_tensors ? &f->tensors[i] : NULL;
 }
 
-bool gguf_str_eq(gguf_str s, const char *cstr)
+bool ellm_gguf_str_eq(gguf_str s, const char *cstr)
 {
     size_t n = strlen(cstr);
     return s.len == n && memcmp(s.data, cstr, n) == 0;
 }
 
-char *gguf_str_dup(gguf_str s)
+char *ellm_gguf_str_dup(gguf_str s)
 {
     char *p = malloc(s.len + 1);
     if (p) {
@@ -39,18 +39,18 @@ char *gguf_str_dup(gguf_str s)
     return p;
 }
 
-const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key)
+const gguf_kv *ellm_gguf_find_kv(const gguf_file *f, const char *key)
 {
     for (uint64_t i = 0; i < f->n_kv; i++)
-        if (gguf_str_eq(f->kvs[i].key, key))
+        if (ellm_gguf_str_eq(f->kvs[i].key, key))
             return &f->kvs[i];
     return NULL;
 }
 
-const gguf_tensor_info *gguf_find_tensor(const gguf_file *f, const char *name)
+const gguf_tensor_info *ellm_gguf_find_tensor(const gguf_file *f, const char *name)
 {
     for (uint64_t i = 0; i < f->n_tensors; i++)
-        if (gguf_str_eq(f->tensors[i].name, name))
+        if (ellm_gguf_str_eq(f->tensors[i].name, name))
             return &f->tensors[i];
     return NULL;
 }
@@ -71,7 +71,7 @@ static bool is_signed(gguf_value_type t)
 static edgellm_status get_int(const gguf_file *f, const char *key, int64_t min, uint64_t max,
                               bool *negative, uint64_t *mag)
 {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const gguf_kv *kv = ellm_gguf_find_kv(f, key);
     if (!kv)
         return EDGELLM_ERR_NOT_FOUND;
     gguf_value_type t = kv->value.type;
@@ -84,7 +84,7 @@ static edgellm_status get_int(const gguf_file *f, const char *key, int64_t min, 
         *mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     } else {
         return ellm_fail(EDGELLM_ERR_FORMAT, "metadata '%s' should be an integer but is %s", key,
-                         gguf_value_type_name(t));
+                         ellm_gguf_value_type_name(t));
     }
     bool ok = *negative ? (min < 0 && *mag <= (uint64_t)0 - (uint64_t)min) : *mag <= max;
     if (!ok)
@@ -92,7 +92,7 @@ static edgellm_status get_int(const gguf_file *f, const char *key, int64_t min, 
     return EDGELLM_OK;
 }
 
-edgellm_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out)
+edgellm_status ellm_gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out)
 {
     bool neg;
     uint64_t mag;
@@ -102,7 +102,7 @@ edgellm_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out)
     return st;
 }
 
-edgellm_status gguf_get_i32(const gguf_file *f, const char *key, int32_t *out)
+edgellm_status ellm_gguf_get_i32(const gguf_file *f, const char *key, int32_t *out)
 {
     bool neg;
     uint64_t mag;
@@ -112,7 +112,7 @@ edgellm_status gguf_get_i32(const gguf_file *f, const char *key, int32_t *out)
     return st;
 }
 
-edgellm_status gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out)
+edgellm_status ellm_gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out)
 {
     bool neg;
     uint64_t mag;
@@ -122,9 +122,9 @@ edgellm_status gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out)
     return st;
 }
 
-edgellm_status gguf_get_f32(const gguf_file *f, const char *key, float *out)
+edgellm_status ellm_gguf_get_f32(const gguf_file *f, const char *key, float *out)
 {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const gguf_kv *kv = ellm_gguf_find_kv(f, key);
     if (!kv)
         return EDGELLM_ERR_NOT_FOUND;
     if (kv->value.type == GGUF_TYPE_FLOAT32 || kv->value.type == GGUF_TYPE_FLOAT64) {
@@ -140,48 +140,48 @@ edgellm_status gguf_get_f32(const gguf_file *f, const char *key, float *out)
         return EDGELLM_OK;
     }
     return ellm_fail(EDGELLM_ERR_FORMAT, "metadata '%s' should be a number but is %s", key,
-                     gguf_value_type_name(kv->value.type));
+                     ellm_gguf_value_type_name(kv->value.type));
 }
 
-edgellm_status gguf_get_bool(const gguf_file *f, const char *key, bool *out)
+edgellm_status ellm_gguf_get_bool(const gguf_file *f, const char *key, bool *out)
 {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const gguf_kv *kv = ellm_gguf_find_kv(f, key);
     if (!kv)
         return EDGELLM_ERR_NOT_FOUND;
     if (kv->value.type != GGUF_TYPE_BOOL)
         return ellm_fail(EDGELLM_ERR_FORMAT, "metadata '%s' should be a bool but is %s", key,
-                         gguf_value_type_name(kv->value.type));
+                         ellm_gguf_value_type_name(kv->value.type));
     *out = kv->value.v.b;
     return EDGELLM_OK;
 }
 
-edgellm_status gguf_get_str(const gguf_file *f, const char *key, gguf_str *out)
+edgellm_status ellm_gguf_get_str(const gguf_file *f, const char *key, gguf_str *out)
 {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const gguf_kv *kv = ellm_gguf_find_kv(f, key);
     if (!kv)
         return EDGELLM_ERR_NOT_FOUND;
     if (kv->value.type != GGUF_TYPE_STRING)
         return ellm_fail(EDGELLM_ERR_FORMAT, "metadata '%s' should be a string but is %s", key,
-                         gguf_value_type_name(kv->value.type));
+                         ellm_gguf_value_type_name(kv->value.type));
     *out = kv->value.v.str;
     return EDGELLM_OK;
 }
 
-edgellm_status gguf_get_array(const gguf_file *f, const char *key, const gguf_array **out)
+edgellm_status ellm_gguf_get_array(const gguf_file *f, const char *key, const gguf_array **out)
 {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const gguf_kv *kv = ellm_gguf_find_kv(f, key);
     if (!kv)
         return EDGELLM_ERR_NOT_FOUND;
     if (kv->value.type != GGUF_TYPE_ARRAY)
         return ellm_fail(EDGELLM_ERR_FORMAT, "metadata '%s' should be an array but is %s", key,
-                         gguf_value_type_name(kv->value.type));
+                         ellm_gguf_value_type_name(kv->value.type));
     *out = &kv->value.v.arr;
     return EDGELLM_OK;
 }
 
 static bool array_elem(const gguf_array *arr, uint64_t i, gguf_value *v)
 {
-    uint64_t size = gguf_scalar_size(arr->elem_type);
+    uint64_t size = ellm_gguf_scalar_size(arr->elem_type);
     if (i >= arr->n || size == 0)
         return false;
     const uint8_t *p = arr->raw + i * size;
@@ -215,7 +215,7 @@ static bool array_elem(const gguf_array *arr, uint64_t i, gguf_value *v)
     return true;
 }
 
-bool gguf_array_get_f32(const gguf_array *arr, uint64_t i, float *out)
+bool ellm_gguf_array_get_f32(const gguf_array *arr, uint64_t i, float *out)
 {
     gguf_value v;
     if (!array_elem(arr, i, &v))
@@ -231,7 +231,7 @@ bool gguf_array_get_f32(const gguf_array *arr, uint64_t i, float *out)
     return true;
 }
 
-bool gguf_array_get_i64(const gguf_array *arr, uint64_t i, int64_t *out)
+bool ellm_gguf_array_get_i64(const gguf_array *arr, uint64_t i, int64_t *out)
 {
     gguf_value v;
     if (!array_elem(arr, i, &v))
@@ -247,7 +247,7 @@ bool gguf_array_get_i64(const gguf_array *arr, uint64_t i, int64_t *out)
     return true;
 }
 
-const char *gguf_value_type_name(gguf_value_type t)
+const char *ellm_gguf_value_type_name(gguf_value_type t)
 {
     static const char *names[GGUF_TYPE_COUNT] = {"uint8", "int8",   "uint16", "int16", "uint32",
                                                  "int32", "float32", "bool",  "string", "array",
@@ -312,7 +312,7 @@ static void sb_value(sbuf *b, const gguf_value *v)
         return;
     }
     const gguf_array *a = &v->v.arr;
-    sb_printf(b, "[%llu \u00d7 %s]", (unsigned long long)a->n, gguf_value_type_name(a->elem_type));
+    sb_printf(b, "[%llu \u00d7 %s]", (unsigned long long)a->n, ellm_gguf_value_type_name(a->elem_type));
     uint64_t shown = a->n < 6 ? a->n : 6;
     sb_printf(b, " [");
     for (uint64_t i = 0; i < shown; i++) {
@@ -331,7 +331,7 @@ static void sb_value(sbuf *b, const gguf_value *v)
     sb_printf(b, a->n > shown ? ", ...]" : "]");
 }
 
-const char *gguf_value_format(const gguf_value *value, char *buf, size_t cap)
+const char *ellm_gguf_value_format(const gguf_value *value, char *buf, size_t cap)
 {
     if (cap == 0)
         return buf;

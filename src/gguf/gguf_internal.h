@@ -22,6 +22,6 @@ struct gguf_file {
     bool owns_mapping;
 };
 
-uint64_t gguf_scalar_size(gguf_value_type t);
+uint64_t ellm_gguf_scalar_size(gguf_value_type t);
 
 #endif

@@ -98,7 +98,7 @@ static uint64_t scalar_size(gguf_value_type t)
     }
 }
 
-uint64_t gguf_scalar_size(gguf_value_type t) { return scalar_size(t); }
+uint64_t ellm_gguf_scalar_size(gguf_value_type t) { return scalar_size(t); }
 
 /* Decodes a fixed-size scalar at p into a value. */
 static void decode_scalar(gguf_value_type t, const uint8_t *p, gguf_value *v)
@@ -184,7 +184,7 @@ static edgellm_status read_array(cursor *c, gguf_value *out, int depth)
                              "%s: array of %llu %s elements needs more bytes than the %llu left in "
                              "the file; it is truncated or corrupt",
                              c->what, (unsigned long long)n,
-                             gguf_value_type_name(arr->elem_type), (unsigned long long)remaining);
+                             ellm_gguf_value_type_name(arr->elem_type), (unsigned long long)remaining);
         st = take(c, bytes, &arr->raw);
         if (st == EDGELLM_OK)
             arr->n = n;
@@ -253,7 +253,7 @@ static edgellm_status read_value(cursor *c, gguf_value_type type, gguf_value *ou
     return EDGELLM_OK;
 }
 
-void gguf_close(gguf_file *f)
+void ellm_gguf_close(gguf_file *f)
 {
     if (!f)
         return;
@@ -352,7 +352,7 @@ static edgellm_status parse_kvs(gguf_file *f, cursor *c)
         kv->value.v.arr.strings = NULL;
         kv->value.v.arr.items = NULL;
         kv->value.v.arr.n = 0;
-        f->n_kv = i + 1; /* owned from here on, so gguf_close frees partial arrays */
+        f->n_kv = i + 1; /* owned from here on, so ellm_gguf_close frees partial arrays */
         st = read_value(c, (gguf_value_type)type, &kv->value, 0);
         if (st != EDGELLM_OK)
             return st;
@@ -363,7 +363,7 @@ static edgellm_status parse_kvs(gguf_file *f, cursor *c)
 static edgellm_status parse_alignment(gguf_file *f)
 {
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
-    const gguf_kv *kv = gguf_find_kv(f, "general.alignment");
+    const gguf_kv *kv = ellm_gguf_find_kv(f, "general.alignment");
     if (!kv)
         return EDGELLM_OK;
     uint64_t a;
@@ -374,7 +374,7 @@ static edgellm_status parse_alignment(gguf_file *f)
         a = (uint64_t)kv->value.v.i64;
     else
         return ellm_fail(EDGELLM_ERR_FORMAT, "general.alignment has type %s; it must be uint32",
-                         gguf_value_type_name(kv->value.type));
+                         ellm_gguf_value_type_name(kv->value.type));
     if (a == 0 || (a & (a - 1)) != 0 || a > (1u << 20))
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "general.alignment is %llu; it must be a power of two up to 1 MiB",
@@ -575,7 +575,7 @@ static edgellm_status place_tensors(gguf_file *f, const uint8_t *base)
     return EDGELLM_OK;
 }
 
-edgellm_status gguf_parse(const void *data, size_t size, gguf_file **out)
+edgellm_status ellm_gguf_parse(const void *data, size_t size, gguf_file **out)
 {
     *out = NULL;
     gguf_file *f = calloc(1, sizeof *f);
@@ -586,7 +586,7 @@ edgellm_status gguf_parse(const void *data, size_t size, gguf_file **out)
     const uint8_t *magic = NULL;
     edgellm_status st = take(&c, 4, &magic);
     if (st != EDGELLM_OK || memcmp(magic, GGUF_MAGIC, 4) != 0) {
-        gguf_close(f);
+        ellm_gguf_close(f);
         if (size < 4)
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "not a GGUF file: only %zu bytes, too short for the 'GGUF' magic",
@@ -631,21 +631,21 @@ edgellm_status gguf_parse(const void *data, size_t size, gguf_file **out)
     if (st == EDGELLM_OK)
         st = place_tensors(f, data);
     if (st != EDGELLM_OK) {
-        gguf_close(f);
+        ellm_gguf_close(f);
         return st;
     }
     *out = f;
     return EDGELLM_OK;
 }
 
-edgellm_status gguf_open(const char *path, gguf_file **out)
+edgellm_status ellm_gguf_open(const char *path, gguf_file **out)
 {
     *out = NULL;
     ellm_mapped_file m;
     edgellm_status st = ellm_map_file(path, &m);
     if (st != EDGELLM_OK)
         return st;
-    st = gguf_parse(m.data ? m.data : "", m.size, out);
+    st = ellm_gguf_parse(m.data ? m.data : "", m.size, out);
     if (st != EDGELLM_OK) {
         ellm_unmap_file(&m);
         return ellm_fail_wrap(st, "'%s'", path);

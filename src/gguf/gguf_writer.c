@@ -87,7 +87,7 @@ struct gguf_writer {
     uint32_t alignment;
 };
 
-gguf_writer *gguf_writer_create(void)
+gguf_writer *ellm_gguf_writer_create(void)
 {
     gguf_writer *w = calloc(1, sizeof *w);
     if (w)
@@ -95,7 +95,7 @@ gguf_writer *gguf_writer_create(void)
     return w;
 }
 
-void gguf_writer_free(gguf_writer *w)
+void ellm_gguf_writer_free(gguf_writer *w)
 {
     if (!w)
         return;
@@ -165,24 +165,24 @@ static edgellm_status set_scalar(gguf_writer *w, const char *key, gguf_value_typ
     {                                                                                       \
         return set_scalar(w, key, gtype, &v, sizeof v);                                     \
     }
-DEFINE_SETTER(gguf_writer_set_u8, uint8_t, GGUF_TYPE_UINT8)
-DEFINE_SETTER(gguf_writer_set_i8, int8_t, GGUF_TYPE_INT8)
-DEFINE_SETTER(gguf_writer_set_u16, uint16_t, GGUF_TYPE_UINT16)
-DEFINE_SETTER(gguf_writer_set_i16, int16_t, GGUF_TYPE_INT16)
-DEFINE_SETTER(gguf_writer_set_u32, uint32_t, GGUF_TYPE_UINT32)
-DEFINE_SETTER(gguf_writer_set_i32, int32_t, GGUF_TYPE_INT32)
-DEFINE_SETTER(gguf_writer_set_u64, uint64_t, GGUF_TYPE_UINT64)
-DEFINE_SETTER(gguf_writer_set_i64, int64_t, GGUF_TYPE_INT64)
-DEFINE_SETTER(gguf_writer_set_f32, float, GGUF_TYPE_FLOAT32)
-DEFINE_SETTER(gguf_writer_set_f64, double, GGUF_TYPE_FLOAT64)
+DEFINE_SETTER(ellm_gguf_writer_set_u8, uint8_t, GGUF_TYPE_UINT8)
+DEFINE_SETTER(ellm_gguf_writer_set_i8, int8_t, GGUF_TYPE_INT8)
+DEFINE_SETTER(ellm_gguf_writer_set_u16, uint16_t, GGUF_TYPE_UINT16)
+DEFINE_SETTER(ellm_gguf_writer_set_i16, int16_t, GGUF_TYPE_INT16)
+DEFINE_SETTER(ellm_gguf_writer_set_u32, uint32_t, GGUF_TYPE_UINT32)
+DEFINE_SETTER(ellm_gguf_writer_set_i32, int32_t, GGUF_TYPE_INT32)
+DEFINE_SETTER(ellm_gguf_writer_set_u64, uint64_t, GGUF_TYPE_UINT64)
+DEFINE_SETTER(ellm_gguf_writer_set_i64, int64_t, GGUF_TYPE_INT64)
+DEFINE_SETTER(ellm_gguf_writer_set_f32, float, GGUF_TYPE_FLOAT32)
+DEFINE_SETTER(ellm_gguf_writer_set_f64, double, GGUF_TYPE_FLOAT64)
 
-edgellm_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v)
+edgellm_status ellm_gguf_writer_set_bool(gguf_writer *w, const char *key, bool v)
 {
     uint8_t b = v ? 1 : 0;
     return set_scalar(w, key, GGUF_TYPE_BOOL, &b, 1);
 }
 
-edgellm_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v)
+edgellm_status ellm_gguf_writer_set_str(gguf_writer *w, const char *key, const char *v)
 {
     if (!v)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GGUF metadata '%s': string is NULL",
@@ -195,13 +195,13 @@ edgellm_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *
     return finish_kv(kv, key);
 }
 
-edgellm_status gguf_writer_set_array(gguf_writer *w, const char *key, gguf_value_type elem_type,
+edgellm_status ellm_gguf_writer_set_array(gguf_writer *w, const char *key, gguf_value_type elem_type,
                                      const void *data, uint64_t n)
 {
-    uint64_t size = gguf_scalar_size(elem_type), bytes;
+    uint64_t size = ellm_gguf_scalar_size(elem_type), bytes;
     if (size == 0 || !ellm_mul_u64(size, n, &bytes) || bytes > SIZE_MAX || (n && !data))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "gguf_writer_set_array: '%s' needs a fixed-size element type and data",
+                         "ellm_gguf_writer_set_array: '%s' needs a fixed-size element type and data",
                          key ? key : "");
     wkv *kv = kv_slot(w, key);
     if (kv) {
@@ -213,7 +213,7 @@ edgellm_status gguf_writer_set_array(gguf_writer *w, const char *key, gguf_value
     return finish_kv(kv, key);
 }
 
-edgellm_status gguf_writer_set_str_array(gguf_writer *w, const char *key,
+edgellm_status ellm_gguf_writer_set_str_array(gguf_writer *w, const char *key,
                                          const char *const *strings, uint64_t n)
 {
     /* Checked before the key's slot is touched, so a refused call leaves no half-written kv. */
@@ -240,7 +240,7 @@ static void encode_value_body(wbuf *b, const gguf_value *v)
         return;
     }
     if (v->type != GGUF_TYPE_ARRAY) {
-        uint64_t size = gguf_scalar_size(v->type);
+        uint64_t size = ellm_gguf_scalar_size(v->type);
         uint8_t p[8];
         uint64_t u = 0;
         if (v->type == GGUF_TYPE_FLOAT32) {
@@ -273,11 +273,11 @@ static void encode_value_body(wbuf *b, const gguf_value *v)
         for (uint64_t i = 0; i < a->n; i++)
             encode_value_body(b, &a->items[i]);
     } else {
-        wb_put(b, a->raw, (size_t)(a->n * gguf_scalar_size(a->elem_type)));
+        wb_put(b, a->raw, (size_t)(a->n * ellm_gguf_scalar_size(a->elem_type)));
     }
 }
 
-edgellm_status gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *value)
+edgellm_status ellm_gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *value)
 {
     wkv *kv = kv_slot(w, key);
     if (kv) {
@@ -287,13 +287,13 @@ edgellm_status gguf_writer_set_value(gguf_writer *w, const char *key, const gguf
     return finish_kv(kv, key);
 }
 
-edgellm_status gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment)
+edgellm_status ellm_gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "alignment %u is not a power of two",
                          alignment);
     w->alignment = alignment;
-    return gguf_writer_set_u32(w, "general.alignment", alignment);
+    return ellm_gguf_writer_set_u32(w, "general.alignment", alignment);
 }
 
 static edgellm_status add_tensor(gguf_writer *w, const char *name, ellm_type type, uint32_t n_dims,
@@ -347,13 +347,13 @@ static edgellm_status add_tensor(gguf_writer *w, const char *name, ellm_type typ
     return EDGELLM_OK;
 }
 
-edgellm_status gguf_writer_add_tensor(gguf_writer *w, const char *name, ellm_type type,
+edgellm_status ellm_gguf_writer_add_tensor(gguf_writer *w, const char *name, ellm_type type,
                                       uint32_t n_dims, const uint64_t *ne, const void *data)
 {
     return add_tensor(w, name, type, n_dims, ne, data, NULL, NULL);
 }
 
-edgellm_status gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, ellm_type type,
+edgellm_status ellm_gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, ellm_type type,
                                            uint32_t n_dims, const uint64_t *ne,
                                            gguf_tensor_fill_fn fill, void *user)
 {
@@ -466,7 +466,7 @@ static void sync_parent_directory(const char *path)
     free(dir);
 }
 
-edgellm_status gguf_writer_write(gguf_writer *w, const char *path)
+edgellm_status ellm_gguf_writer_write(gguf_writer *w, const char *path)
 {
     size_t n = strlen(path);
     char *tmp = malloc(n + 32);

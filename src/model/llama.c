@@ -16,7 +16,7 @@ static edgellm_status get_i32_key(const gguf_file *f, const char *arch, const ch
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     uint32_t v;
-    edgellm_status st = gguf_get_u32(f, key, &v);
+    edgellm_status st = ellm_gguf_get_u32(f, key, &v);
     if (st == EDGELLM_ERR_NOT_FOUND) {
         if (required)
             return ellm_fail(EDGELLM_ERR_FORMAT, "the model is missing metadata '%s'", key);
@@ -39,11 +39,11 @@ static edgellm_status get_count_key(const gguf_file *f, const char *arch, const 
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     const gguf_array *arr = NULL;
-    if (gguf_get_array(f, key, &arr) != EDGELLM_OK)
+    if (ellm_gguf_get_array(f, key, &arr) != EDGELLM_OK)
         return get_i32_key(f, arch, suffix, required, out);
     int64_t best = 0, v = 0;
     for (uint64_t i = 0; i < arr->n; i++) {
-        if (!gguf_array_get_i64(arr, i, &v) || v <= 0 || v > (1 << 30))
+        if (!ellm_gguf_array_get_i64(arr, i, &v) || v <= 0 || v > (1 << 30))
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "metadata '%s' element %llu is not a usable count (a positive "
                              "integer)", key, (unsigned long long)i);
@@ -62,7 +62,7 @@ static edgellm_status get_f32_key(const gguf_file *f, const char *arch, const ch
 {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    edgellm_status st = gguf_get_f32(f, key, out);
+    edgellm_status st = ellm_gguf_get_f32(f, key, out);
     if (st == EDGELLM_ERR_NOT_FOUND)
         return EDGELLM_OK;
     if (st == EDGELLM_OK && !isfinite(*out))
@@ -129,18 +129,18 @@ static edgellm_status read_hparams(const gguf_file *f, ellm_hparams *hp)
     char key[128];
     snprintf(key, sizeof key, "%s.rope.scaling.type", a);
     gguf_str type;
-    st = gguf_get_str(f, key, &type);
+    st = ellm_gguf_get_str(f, key, &type);
     if (st != EDGELLM_OK && st != EDGELLM_ERR_NOT_FOUND)
         return st;
     bool has_type = st == EDGELLM_OK;
     float factor = 0;
     if ((st = get_f32_key(f, a, "rope.scaling.factor", &factor)) != EDGELLM_OK)
         return st;
-    if (has_type && !gguf_str_eq(type, "none") && !gguf_str_eq(type, "linear"))
+    if (has_type && !ellm_gguf_str_eq(type, "none") && !ellm_gguf_str_eq(type, "linear"))
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                          "rope scaling type '%.*s' is not supported (supported: none, linear)",
                          (int)(type.len > 32 ? 32 : type.len), type.data);
-    if ((!has_type || gguf_str_eq(type, "linear")) && factor > 0 && factor != 1.0f)
+    if ((!has_type || ellm_gguf_str_eq(type, "linear")) && factor > 0 && factor != 1.0f)
         hp->rope_freq_scale = 1.0f / factor;
     float scale_linear = 0;
     if ((st = get_f32_key(f, a, "rope.scale_linear", &scale_linear)) != EDGELLM_OK)
@@ -265,9 +265,9 @@ static edgellm_status check_rope_angles(const ellm_hparams *hp, const ellm_model
 static edgellm_status check_all_bound(const gguf_file *f, const ellm_model *m)
 {
     const ellm_weights *w = &m->w;
-    uint64_t n = gguf_tensor_count(f);
+    uint64_t n = ellm_gguf_tensor_count(f);
     for (uint64_t i = 0; i < n; i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(f, i);
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(f, i);
         if (t->n_bytes == 0 || t->name.len < 4 || memcmp(t->name.data, "blk.", 4) != 0)
             continue;
         bool found = false;
@@ -299,7 +299,7 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
     if (st != EDGELLM_OK)
         return st;
 
-    const gguf_tensor_info *embd = gguf_find_tensor(f, "token_embd.weight");
+    const gguf_tensor_info *embd = ellm_gguf_find_tensor(f, "token_embd.weight");
     if (!embd)
         return ellm_fail(EDGELLM_ERR_FORMAT, "tensor 'token_embd.weight' is missing");
     if (embd->n_dims != 2 || embd->ne[1] > INT32_MAX)

@@ -11,7 +11,7 @@ edgellm_status ellm_bind_tensor(const gguf_file *f, const char *name, int n_dims
                                 const int64_t *ne, bool required, ellm_tensor *out)
 {
     memset(out, 0, sizeof *out);
-    const gguf_tensor_info *t = gguf_find_tensor(f, name);
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(f, name);
     if (!t) {
         if (required)
             return ellm_fail(EDGELLM_ERR_FORMAT, "tensor '%s' is missing from the model", name);
@@ -63,7 +63,7 @@ edgellm_status ellm_model_create(const gguf_file *f, ellm_model **out)
 {
     *out = NULL;
     gguf_str arch;
-    edgellm_status st = gguf_get_str(f, "general.architecture", &arch);
+    edgellm_status st = ellm_gguf_get_str(f, "general.architecture", &arch);
     if (st == EDGELLM_ERR_NOT_FOUND)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "the file has no general.architecture; it is not a model");

@@ -107,7 +107,7 @@ static edgellm_status search_group(ellm_awq *a, const gguf_file *f, const ellm_i
     int n_mats = 0;
     int64_t n = 0;
     for (int k = 0; k < 3 && g->matrices[k]; k++) {
-        const gguf_tensor_info *t = gguf_find_tensor(f, g->matrices[k]);
+        const gguf_tensor_info *t = ellm_gguf_find_tensor(f, g->matrices[k]);
         if (!t)
             continue;
         if (n && (int64_t)t->ne[0] != n)
@@ -115,7 +115,7 @@ static edgellm_status search_group(ellm_awq *a, const gguf_file *f, const ellm_i
         n = (int64_t)t->ne[0];
         mats[n_mats++] = t;
     }
-    const gguf_tensor_info *prod = gguf_find_tensor(f, g->producer);
+    const gguf_tensor_info *prod = ellm_gguf_find_tensor(f, g->producer);
     if (!n_mats || !prod || n % ellm_type_traits_of(type)->block_size != 0)
         return EDGELLM_OK;
     const float *m = ellm_imatrix_find(im, g->matrices[0], n);
@@ -200,7 +200,7 @@ static uint32_t arch_u32(const gguf_file *f, const char *arch, const char *key)
     char k[128];
     uint32_t v = 0;
     snprintf(k, sizeof k, "%s.%s", arch, key);
-    gguf_get_u32(f, k, &v);
+    ellm_gguf_get_u32(f, k, &v);
     return v;
 }
 
@@ -211,7 +211,7 @@ edgellm_status ellm_awq_plan(const gguf_file *f, const ellm_imatrix *im, ellm_ty
     *out = NULL;
     gguf_str arch_s = {0};
     char arch[32] = "";
-    if (gguf_get_str(f, "general.architecture", &arch_s) == EDGELLM_OK)
+    if (ellm_gguf_get_str(f, "general.architecture", &arch_s) == EDGELLM_OK)
         snprintf(arch, sizeof arch, "%.*s", (int)arch_s.len, arch_s.data);
     /* The fold assumes a plain RMSNorm * weight before q/k/v and gate/up, and v/up outputs that
      * reach attn_output/ffn_down linearly: the plain llama block. */
@@ -230,7 +230,7 @@ edgellm_status ellm_awq_plan(const gguf_file *f, const ellm_imatrix *im, ellm_ty
     if (!n_layer || !n_head || n_head % n_head_kv != 0 || n_embd % n_head != 0)
         return ellm_fail(EDGELLM_ERR_FORMAT, "the model's layer and head counts are missing or "
                                              "inconsistent");
-    const gguf_tensor_info *vt = gguf_find_tensor(f, "blk.0.attn_v.weight");
+    const gguf_tensor_info *vt = ellm_gguf_find_tensor(f, "blk.0.attn_v.weight");
     int64_t head_dim = vt && vt->n_dims >= 2 ? (int64_t)vt->ne[1] / n_head_kv : n_embd / n_head;
     ellm_awq *a = calloc(1, sizeof *a);
     if (!a)

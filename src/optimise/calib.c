@@ -41,7 +41,7 @@ edgellm_status ellm_calib_open(const char *model_path, const edgellm_token *ids,
     if (n_chunks > 0 && n_chunks < r->n_chunks)
         r->n_chunks = n_chunks;
     r->n_batch = n_ctx < 512 ? n_ctx : 512;
-    edgellm_status st = gguf_open(model_path, &r->file);
+    edgellm_status st = ellm_gguf_open(model_path, &r->file);
     if (st == EDGELLM_OK)
         st = ellm_model_create(r->file, &r->model);
     if (st == EDGELLM_OK)
@@ -93,6 +93,6 @@ void ellm_calib_close(ellm_calib_run *r)
     ellm_state_free(r->state);
     ellm_threadpool_free(r->pool);
     ellm_model_free(r->model);
-    gguf_close(r->file);
+    ellm_gguf_close(r->file);
     memset(r, 0, sizeof *r);
 }

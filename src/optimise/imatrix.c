@@ -114,7 +114,7 @@ static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const g
                     snprintf(name, sizeof name, "%s.weight", input_weights[k][n]);
                 else
                     snprintf(name, sizeof name, "blk.%d.%s.weight", slot, input_weights[k][n]);
-                const gguf_tensor_info *t = gguf_find_tensor(file, name);
+                const gguf_tensor_info *t = ellm_gguf_find_tensor(file, name);
                 if (!t || (int64_t)t->ne[0] != a->n_cols)
                     continue;
                 edgellm_status st = add_entry(im, name, a->n_cols, a->sum2, a->rows);
@@ -173,38 +173,38 @@ edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token 
 
 edgellm_status ellm_imatrix_write(const ellm_imatrix *im, const char *path)
 {
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     if (!w)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     const char *datasets[1] = {im->dataset ? im->dataset : ""};
-    edgellm_status st = gguf_writer_set_str(w, "general.type", "imatrix");
+    edgellm_status st = ellm_gguf_writer_set_str(w, "general.type", "imatrix");
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_u32(w, "imatrix.chunk_count", im->chunk_count);
+        st = ellm_gguf_writer_set_u32(w, "imatrix.chunk_count", im->chunk_count);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_u32(w, "imatrix.chunk_size", im->chunk_size);
+        st = ellm_gguf_writer_set_u32(w, "imatrix.chunk_size", im->chunk_size);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str_array(w, "imatrix.datasets", datasets, 1);
+        st = ellm_gguf_writer_set_str_array(w, "imatrix.datasets", datasets, 1);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, "imatrix.model.architecture", im->arch);
+        st = ellm_gguf_writer_set_str(w, "imatrix.model.architecture", im->arch);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_u32(w, "imatrix.model.n_layer", im->n_layer);
+        st = ellm_gguf_writer_set_u32(w, "imatrix.model.n_layer", im->n_layer);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_u32(w, "imatrix.model.n_embd", im->n_embd);
+        st = ellm_gguf_writer_set_u32(w, "imatrix.model.n_embd", im->n_embd);
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_u32(w, "imatrix.model.n_vocab", im->n_vocab);
+        st = ellm_gguf_writer_set_u32(w, "imatrix.model.n_vocab", im->n_vocab);
     for (int i = 0; st == EDGELLM_OK && i < im->n_entries; i++) {
         const imatrix_entry *e = &im->entries[i];
         char name[128];
         uint64_t ne_sum[2] = {(uint64_t)e->n_cols, 1}, ne_count[2] = {1, 1};
         snprintf(name, sizeof name, "%s.in_sum2", e->name);
-        st = gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_sum, e->sum2);
+        st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_sum, e->sum2);
         snprintf(name, sizeof name, "%s.counts", e->name);
         if (st == EDGELLM_OK)
-            st = gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_count, &e->count);
+            st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_count, &e->count);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, path);
-    gguf_writer_free(w);
+        st = ellm_gguf_writer_write(w, path);
+    ellm_gguf_writer_free(w);
     return st;
 }
 
@@ -222,7 +222,7 @@ static edgellm_status check_model_key(const gguf_file *f, const char *path, cons
                                       const gguf_file *model, const char *model_key)
 {
     uint32_t have = 0, want = 0;
-    if (gguf_get_u32(f, key, &have) != EDGELLM_OK || gguf_get_u32(model, model_key, &want) != EDGELLM_OK)
+    if (ellm_gguf_get_u32(f, key, &have) != EDGELLM_OK || ellm_gguf_get_u32(model, model_key, &want) != EDGELLM_OK)
         return EDGELLM_OK;
     if (have != want)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
@@ -235,8 +235,8 @@ static edgellm_status check_model_key(const gguf_file *f, const char *path, cons
 static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const char *path,
                                    const gguf_file *model)
 {
-    for (uint64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(f, i);
+    for (uint64_t i = 0; i < ellm_gguf_tensor_count(f); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(f, i);
         size_t stem;
         if (!has_suffix(t->name, ".in_sum2", &stem))
             continue;
@@ -247,7 +247,7 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
         memcpy(name, t->name.data, stem);
         name[stem] = 0;
         snprintf(count_name, sizeof count_name, "%s.counts", name);
-        const gguf_tensor_info *ct = gguf_find_tensor(f, count_name);
+        const gguf_tensor_info *ct = ellm_gguf_find_tensor(f, count_name);
         if (t->type != ELLM_TYPE_F32 || !ct || ct->type != ELLM_TYPE_F32 || ct->n_elements < 1)
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "'%s': entry '%s' needs F32 tensors '%s.in_sum2' and '%s.counts'; "
@@ -259,7 +259,7 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
                              "'%s': entry '%s' holds %llu matrices; only one per weight is "
                              "supported",
                              path, name, (unsigned long long)t->ne[1]);
-        const gguf_tensor_info *mt = gguf_find_tensor(model, name);
+        const gguf_tensor_info *mt = ellm_gguf_find_tensor(model, name);
         if (!mt || mt->n_dims < 2)
             return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                              "'%s' has statistics for '%s', which this model does not have: was "
@@ -306,22 +306,22 @@ edgellm_status ellm_imatrix_load(const char *path, const gguf_file *model, ellm_
 {
     *out = NULL;
     gguf_file *f = NULL;
-    edgellm_status st = gguf_open(path, &f);
+    edgellm_status st = ellm_gguf_open(path, &f);
     if (st != EDGELLM_OK)
         return st;
     gguf_str type = {0};
-    if (gguf_get_str(f, "general.type", &type) != EDGELLM_OK || !gguf_str_eq(type, "imatrix")) {
-        gguf_close(f);
+    if (ellm_gguf_get_str(f, "general.type", &type) != EDGELLM_OK || !ellm_gguf_str_eq(type, "imatrix")) {
+        ellm_gguf_close(f);
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "'%s' is not an importance matrix (general.type is not \"imatrix\"); "
                          "make one with 'edgellm imatrix'",
                          path);
     }
     gguf_str arch = {0}, model_arch = {0};
-    if (gguf_get_str(f, "imatrix.model.architecture", &arch) == EDGELLM_OK &&
-        gguf_get_str(model, "general.architecture", &model_arch) == EDGELLM_OK &&
+    if (ellm_gguf_get_str(f, "imatrix.model.architecture", &arch) == EDGELLM_OK &&
+        ellm_gguf_get_str(model, "general.architecture", &model_arch) == EDGELLM_OK &&
         (arch.len != model_arch.len || memcmp(arch.data, model_arch.data, arch.len) != 0)) {
-        gguf_close(f);
+        ellm_gguf_close(f);
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "'%s' was computed for a '%.*s' model, this one is '%.*s'", path,
                          (int)arch.len, arch.data, (int)model_arch.len, model_arch.data);
@@ -337,7 +337,7 @@ edgellm_status ellm_imatrix_load(const char *path, const gguf_file *model, ellm_
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     if (st == EDGELLM_OK)
         st = load_entries(im, f, path, model);
-    gguf_close(f);
+    ellm_gguf_close(f);
     if (st != EDGELLM_OK) {
         ellm_imatrix_free(im);
         return st;

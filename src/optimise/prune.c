@@ -64,7 +64,7 @@ static void observe_residual(void *user, int32_t layer, ellm_matrix_input which,
 /* A 1-D tensor of the file as n floats, freshly allocated. */
 static edgellm_status vector_of(const gguf_file *f, const char *name, int64_t n, float **out)
 {
-    const gguf_tensor_info *t = gguf_find_tensor(f, name);
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(f, name);
     if (!t || (int64_t)t->n_elements != n)
         return ellm_fail(EDGELLM_ERR_FORMAT, "tensor '%s' with %lld values is missing", name,
                          (long long)n);
@@ -161,7 +161,7 @@ static uint32_t arch_u32(const gguf_file *f, const char *arch, const char *key, 
     char k[128];
     uint32_t v = 0;
     snprintf(k, sizeof k, "%s.%s", arch, key);
-    edgellm_status s = gguf_get_u32(f, k, &v);
+    edgellm_status s = ellm_gguf_get_u32(f, k, &v);
     if (s != EDGELLM_OK && s != EDGELLM_ERR_NOT_FOUND && *st == EDGELLM_OK)
         *st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                         "metadata '%s' is not a single number: the model already has layers of "
@@ -172,7 +172,7 @@ static uint32_t arch_u32(const gguf_file *f, const char *arch, const char *key, 
 static edgellm_status read_shape(const gguf_file *f, shape *s)
 {
     gguf_str a = {0};
-    if (gguf_get_str(f, "general.architecture", &a) == EDGELLM_OK)
+    if (ellm_gguf_get_str(f, "general.architecture", &a) == EDGELLM_OK)
         snprintf(s->arch, sizeof s->arch, "%.*s", (int)(a.len < 31 ? a.len : 31), a.data);
     const ellm_arch *row = NULL;
     if (ellm_arch_find(s->arch, strlen(s->arch), &row) != EDGELLM_OK || !ellm_arch_plain_block(row))
@@ -204,14 +204,14 @@ static edgellm_status read_shape(const gguf_file *f, shape *s)
         char name[96];
         for (size_t k = 0; k < sizeof needed / sizeof needed[0]; k++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", (int)il, needed[k]);
-            if (!gguf_find_tensor(f, name))
+            if (!ellm_gguf_find_tensor(f, name))
                 return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                                  "tensor '%s' is missing: prune needs separate q/k/v, output, "
                                  "gate, up and down matrices", name);
         }
         for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
             snprintf(name, sizeof name, "blk.%d.%s", (int)il, refused[k]);
-            if (gguf_find_tensor(f, name))
+            if (ellm_gguf_find_tensor(f, name))
                 return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                                  "tensor '%s': prune does not handle projection biases or fused "
                                  "matrices yet", name);
@@ -224,7 +224,7 @@ static edgellm_status read_shape(const gguf_file *f, shape *s)
 static edgellm_status column_norms(const gguf_file *f, const char *name, int64_t n_cols,
                                    double *out)
 {
-    const gguf_tensor_info *t = gguf_find_tensor(f, name);
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(f, name);
     if (!t || t->n_dims != 2 || (int64_t)t->ne[0] != n_cols)
         return ellm_fail(EDGELLM_ERR_FORMAT, "tensor '%s' does not have %lld columns", name,
                          (long long)n_cols);
@@ -462,8 +462,8 @@ static edgellm_status set_counts(gguf_writer *w, const char *arch, const char *k
     bool same = true;
     for (int32_t i = 1; i < n; i++)
         same = same && counts[i] == counts[0];
-    return same ? gguf_writer_set_u32(w, k, counts[0])
-                : gguf_writer_set_array(w, k, GGUF_TYPE_UINT32, counts, (uint64_t)n);
+    return same ? ellm_gguf_writer_set_u32(w, k, counts[0])
+                : ellm_gguf_writer_set_array(w, k, GGUF_TYPE_UINT32, counts, (uint64_t)n);
 }
 
 static edgellm_status write_pruned(const gguf_file *in, const char *out_path, const plan *p,
@@ -472,9 +472,9 @@ static edgellm_status write_pruned(const gguf_file *in, const char *out_path, co
     const shape *s = &p->s;
     int32_t *new_layer = malloc((size_t)s->n_layer * sizeof *new_layer);
     uint32_t *heads = malloc((size_t)s->n_layer * 3 * sizeof *heads);
-    uint64_t n_tensors = gguf_tensor_count(in);
+    uint64_t n_tensors = ellm_gguf_tensor_count(in);
     tensor_job *jobs = calloc(n_tensors ? n_tensors : 1, sizeof *jobs);
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     int32_t rep = s->n_head / s->n_head_kv, n_kept = 0;
     edgellm_status st = new_layer && heads && jobs && w
                             ? EDGELLM_OK
@@ -504,20 +504,20 @@ static edgellm_status write_pruned(const gguf_file *in, const char *out_path, co
     snprintf(key_of[1], sizeof key_of[1], "%s.attention.head_count", s->arch);
     snprintf(key_of[2], sizeof key_of[2], "%s.attention.head_count_kv", s->arch);
     snprintf(key_of[3], sizeof key_of[3], "%s.feed_forward_length", s->arch);
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(in); i++) {
-        const gguf_kv *kv = gguf_kv_at(in, i);
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_kv_count(in); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(in, i);
         bool replaced = false;
         for (int k = 0; k < 4; k++)
-            replaced = replaced || gguf_str_eq(kv->key, key_of[k]);
-        char *key = gguf_str_dup(kv->key);
+            replaced = replaced || ellm_gguf_str_eq(kv->key, key_of[k]);
+        char *key = ellm_gguf_str_dup(kv->key);
         if (!key)
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
         else if (!replaced)
-            st = gguf_writer_set_value(w, key, &kv->value);
+            st = ellm_gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_u32(w, key_of[0], (uint32_t)n_kept);
+        st = ellm_gguf_writer_set_u32(w, key_of[0], (uint32_t)n_kept);
     if (st == EDGELLM_OK)
         st = set_counts(w, s->arch, "attention.head_count", heads, n_kept);
     if (st == EDGELLM_OK)
@@ -527,15 +527,15 @@ static edgellm_status write_pruned(const gguf_file *in, const char *out_path, co
     /* Fewer heads no longer give the head size as n_embd / n_head. */
     char key[128];
     snprintf(key, sizeof key, "%s.attention.key_length", s->arch);
-    if (st == EDGELLM_OK && !gguf_find_kv(in, key))
-        st = gguf_writer_set_u32(w, key, (uint32_t)s->head_dim);
+    if (st == EDGELLM_OK && !ellm_gguf_find_kv(in, key))
+        st = ellm_gguf_writer_set_u32(w, key, (uint32_t)s->head_dim);
     snprintf(key, sizeof key, "%s.attention.value_length", s->arch);
-    if (st == EDGELLM_OK && !gguf_find_kv(in, key))
-        st = gguf_writer_set_u32(w, key, (uint32_t)s->head_dim);
+    if (st == EDGELLM_OK && !ellm_gguf_find_kv(in, key))
+        st = ellm_gguf_writer_set_u32(w, key, (uint32_t)s->head_dim);
     int64_t widest = (int64_t)s->n_head * s->head_dim > s->n_ff ? (int64_t)s->n_head * s->head_dim
                                                                  : s->n_ff;
     for (uint64_t i = 0; st == EDGELLM_OK && i < n_tensors; i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(in, i);
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         tensor_job *j = &jobs[i];
         j->src = t;
         j->type = (ellm_type)t->type;
@@ -577,11 +577,11 @@ static edgellm_status write_pruned(const gguf_file *in, const char *out_path, co
                 }
             }
         }
-        st = gguf_writer_add_tensor_fill(w, name, j->type, t->n_dims, ne, fill_tensor, j);
+        st = ellm_gguf_writer_add_tensor_fill(w, name, j->type, t->n_dims, ne, fill_tensor, j);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, out_path);
-    gguf_writer_free(w);
+        st = ellm_gguf_writer_write(w, out_path);
+    ellm_gguf_writer_free(w);
     for (uint64_t i = 0; jobs && i < n_tensors; i++)
         free(jobs[i].index);
     free(jobs);
@@ -598,7 +598,7 @@ edgellm_status ellm_prune_model(const char *in_path, const char *out_path,
                          "a pruning fraction must be at least 0 and below 1 (got %g)",
                          !(pp->heads >= 0 && pp->heads < 1) ? pp->heads : pp->ffn);
     gguf_file *in = NULL;
-    edgellm_status st = gguf_open(in_path, &in);
+    edgellm_status st = ellm_gguf_open(in_path, &in);
     plan p = {0};
     if (st == EDGELLM_OK)
         st = read_shape(in, &p.s);
@@ -615,6 +615,6 @@ edgellm_status ellm_prune_model(const char *in_path, const char *out_path,
     if (st == EDGELLM_OK)
         st = write_pruned(in, out_path, &p, pp);
     free_plan(&p);
-    gguf_close(in);
+    ellm_gguf_close(in);
     return st;
 }

@@ -15,9 +15,9 @@
 
 static const srv_page_file *embedded(const char *path)
 {
-    for (size_t i = 0; i < srv_n_page_files; i++)
-        if (!strcmp(srv_page_files[i].path, path))
-            return &srv_page_files[i];
+    for (size_t i = 0; i < ellm_srv_n_page_files; i++)
+        if (!strcmp(ellm_srv_page_files[i].path, path))
+            return &ellm_srv_page_files[i];
     return NULL;
 }
 
@@ -54,7 +54,7 @@ static const char *content_type_of(const char *name)
     return "application/octet-stream";
 }
 
-bool srv_page_path(const srv_server *srv, const char *url)
+bool ellm_srv_page_path(const srv_server *srv, const char *url)
 {
     if (strncmp(url, "/index", 6) != 0 && embedded(url)) /* "/" stands for the index pages */
         return true;
@@ -77,14 +77,14 @@ static int send_page(srv_server *srv, struct MHD_Connection *conn, struct MHD_Re
         MHD_add_response_header(resp, "Content-Security-Policy",
                                 "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
     }
-    srv_http_decorate(srv, conn, resp, NULL);
+    ellm_srv_http_decorate(srv, conn, resp, NULL);
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
-    srv_metrics_request(srv->metrics, endpoint, 200, srv_now() - t_start);
+    ellm_srv_metrics_request(srv->metrics, endpoint, 200, ellm_srv_now() - t_start);
     return ret;
 }
 
-int srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const char *url,
+int ellm_srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const char *url,
                     const char *endpoint, double t_start)
 {
     const char *name = srv->cfg->web_root ? dist_name(url) : NULL;
@@ -94,7 +94,7 @@ int srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const char *ur
                                                                   : "/index-server.html"
                                                             : url);
         if (!f)
-            return MHD_NO; /* routed here only for the paths srv_page_path accepts */
+            return MHD_NO; /* routed here only for the paths ellm_srv_page_path accepts */
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
         return resp ? send_page(srv, conn, resp, f->content_type, endpoint, t_start) : MHD_NO;
@@ -109,10 +109,10 @@ int srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const char *ur
             close(fd);
         srv_front_request rq = {.endpoint = endpoint, .t_start = t_start};
         srv_api_error e;
-        srv_error_set(&e, 404, "invalid_request_error", "not_found", NULL,
+        ellm_srv_error_set(&e, 404, "invalid_request_error", "not_found", NULL,
                       "%s is not part of the browser build in %s (run `make web` again?)", url,
                       srv->cfg->web_root);
-        return srv_http_send_error(srv, conn, &rq, &e);
+        return ellm_srv_http_send_error(srv, conn, &rq, &e);
     }
     struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
     if (!resp) {

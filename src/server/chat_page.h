@@ -15,17 +15,17 @@ typedef struct srv_page_file {
 } srv_page_file;
 
 /* The embedded files (generated chat_page_files.c). */
-extern const srv_page_file srv_page_files[];
-extern const size_t srv_n_page_files;
+extern const srv_page_file ellm_srv_page_files[];
+extern const size_t ellm_srv_n_page_files;
 
 struct MHD_Connection;
 typedef struct srv_server srv_server;
 
 /* Whether url is one of the page's files besides "/" (routed as "/"). */
-bool srv_page_path(const srv_server *srv, const char *url);
+bool ellm_srv_page_path(const srv_server *srv, const char *url);
 /* Answers a GET of "/" or of a page file, counted in /metrics under endpoint. Returns an
  * MHD_Result. */
-int srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const char *url,
+int ellm_srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const char *url,
                     const char *endpoint, double t_start);
 
 #endif

@@ -71,8 +71,8 @@ static void format_stream_error(stream_state *st, srv_finish f, const char *mess
 {
     srv_api_error e;
     int status = f == SRV_FINISH_TIMEOUT ? 504 : f == SRV_FINISH_SHUTDOWN ? 503 : 500;
-    srv_error_set(&e, status, srv_http_error_type(status), NULL, NULL, "%s", message);
-    out_event(st, srv_error_json(&e));
+    ellm_srv_error_set(&e, status, ellm_srv_http_error_type(status), NULL, NULL, "%s", message);
+    out_event(st, ellm_srv_error_json(&e));
 }
 
 /* Formats what choice c produced since the last call; a choice that ended badly is *failed. */
@@ -83,37 +83,37 @@ static size_t stream_choice(stream_state *st, int c, srv_request **failed)
     srv_request *r = st->choices[c];
     srv_event *ev = NULL;
     bool done = false;
-    size_t n = srv_request_take(st->srv->sched, r, st->choice_seen[c], &ev, &done);
+    size_t n = ellm_srv_request_take(st->srv->sched, r, st->choice_seen[c], &ev, &done);
     st->choice_seen[c] += n;
     if (!st->choice_first_sent[c] && (n > 0 || done)) {
         if (st->opts.kind == SRV_CHAT)
-            out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
+            out_event(st, ellm_srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
                                                st->created, c, NULL, 0, 0, true, SRV_FINISH_NONE));
         st->choice_first_sent[c] = true;
     }
     if (n > 0 && st->opts.tools)
-        out_event(st, srv_tool_stream_feed(&st->opts, &st->choice_tools[c], st->id,
+        out_event(st, ellm_srv_tool_stream_feed(&st->opts, &st->choice_tools[c], st->id,
                                            st->srv->model_id, st->created, c, ev, n));
     else if (n > 0)
-        out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
+        out_event(st, ellm_srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
                                            st->created, c, ev, n, st->choice_text[c], false,
                                            SRV_FINISH_NONE));
     for (size_t i = 0; i < n; i++)
         st->choice_text[c] += ev[i].len;
-    srv_events_free(ev, n);
+    ellm_srv_events_free(ev, n);
     if (done) {
         st->choice_done[c] = true;
         if (r->finish == SRV_FINISH_STOP || r->finish == SRV_FINISH_LENGTH) {
             srv_finish finish = r->finish;
             if (st->opts.tools) {
                 json_t *held = json_array();
-                finish = srv_tool_stream_finish(&st->opts, &st->choice_tools[c], st->id,
+                finish = ellm_srv_tool_stream_finish(&st->opts, &st->choice_tools[c], st->id,
                                                 st->srv->model_id, st->created, c, finish, held);
                 for (size_t k = 0; k < json_array_size(held); k++)
                     out_event(st, json_incref(json_array_get(held, k)));
                 json_decref(held);
             }
-            out_event(st, srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
+            out_event(st, ellm_srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
                                                st->created, c, NULL, 0, 0, false, finish));
         } else if (!*failed)
             *failed = r;
@@ -157,7 +157,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                     "{s:s,s:s,s:I,s:s,s:[],s:o}", "id", st->id, "object",
                     st->opts.kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion",
                     "created", (json_int_t)st->created, "model", st->srv->model_id, "choices",
-                    "usage", srv_usage_json(st->req->n_prompt, st->req->n_cached, generated));
+                    "usage", ellm_srv_usage_json(st->req->n_prompt, st->req->n_cached, generated));
                 out_event(st, u);
             }
             out_append(st, "data: [DONE]\n\n", 14);
@@ -166,13 +166,13 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         }
         if (n_new > 0)
             continue;
-        if (srv_http_client_gone(st->conn)) {
+        if (ellm_srv_http_client_gone(st->conn)) {
             for (int c = 0; c < st->n_choices; c++)
                 atomic_store(&st->choices[c]->cancelled, true);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         /* The choices advance in the same scheduler steps: waiting on one wakes for all. */
-        srv_request_wait(sched, waiting, st->choice_seen[waiting->choice], 0.1);
+        ellm_srv_request_wait(sched, waiting, st->choice_seen[waiting->choice], 0.1);
     }
 }
 
@@ -182,10 +182,10 @@ static void stream_free(void *cls)
     /* The connection is gone (or the stream ended): a generation still running is wasted. */
     for (int c = 0; c < st->n_choices; c++) {
         atomic_store(&st->choices[c]->cancelled, true);
-        srv_request_release(st->choices[c]);
-        srv_tool_stream_free(&st->choice_tools[c]);
+        ellm_srv_request_release(st->choices[c]);
+        ellm_srv_tool_stream_free(&st->choice_tools[c]);
     }
-    srv_metrics_request(st->srv->metrics, st->endpoint, 200, srv_now() - st->t_start);
+    ellm_srv_metrics_request(st->srv->metrics, st->endpoint, 200, ellm_srv_now() - st->t_start);
     atomic_fetch_sub(&st->srv->responses_in_flight, 1);
     free(st->out);
     free(st);
@@ -200,47 +200,47 @@ static void cancel_choices(srv_request *const *choices, int n)
 static void release_choices(srv_request *const *choices, int n)
 {
     for (int c = 0; c < n; c++)
-        srv_request_release(choices[c]);
+        ellm_srv_request_release(choices[c]);
 }
 
-enum MHD_Result srv_endpoint_completion(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+enum MHD_Result ellm_srv_endpoint_completion(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
                                         json_t *body, srv_endpoint_kind kind)
 {
     const char *endpoint = cs->endpoint;
     srv_api_error err;
-    srv_request *r = srv_request_new();
+    srv_request *r = ellm_srv_request_new();
     if (!r) {
         json_decref(body);
-        return srv_http_fail(srv, conn, 500, NULL, endpoint, cs, "out of memory");
+        return ellm_srv_http_fail(srv, conn, 500, NULL, endpoint, cs, "out of memory");
     }
     srv_completion_opts opts;
-    bool ok = srv_parse_completion(body, kind, srv->model, srv->model_id,
-                                   srv_scheduler_n_ctx(srv->sched), r, &opts, &err);
+    bool ok = ellm_srv_parse_completion(body, kind, srv->model, srv->model_id,
+                                   ellm_srv_scheduler_n_ctx(srv->sched), r, &opts, &err);
     json_decref(body);
     if (!ok) {
-        srv_request_release(r);
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
+        ellm_srv_request_release(r);
+        return ellm_srv_http_reply_error(srv, conn, &err, endpoint, cs);
     }
-    r->deadline = srv_now() + srv->request_timeout_s;
+    r->deadline = ellm_srv_now() + srv->request_timeout_s;
     srv_request *choices[SRV_MAX_CHOICES] = {r};
     int n_choices = 1;
-    while (n_choices < opts.n && (choices[n_choices] = srv_request_derive(r, n_choices)))
+    while (n_choices < opts.n && (choices[n_choices] = ellm_srv_request_derive(r, n_choices)))
         n_choices++;
     srv_submit_result sr = n_choices == opts.n
-                               ? srv_scheduler_submit_choices(srv->sched, choices, n_choices)
+                               ? ellm_srv_scheduler_submit_choices(srv->sched, choices, n_choices)
                                : SRV_QUEUE_FULL;
     if (sr != SRV_SUBMITTED) {
         bool out_of_memory = n_choices < opts.n;
         release_choices(choices, n_choices);
         if (out_of_memory)
-            return srv_http_fail(srv, conn, 500, NULL, endpoint, cs, "out of memory");
+            return ellm_srv_http_fail(srv, conn, 500, NULL, endpoint, cs, "out of memory");
         if (sr == SRV_QUEUE_FULL) {
-            srv_metrics_rejected(srv->metrics);
-            return srv_http_fail(
+            ellm_srv_metrics_rejected(srv->metrics);
+            return ellm_srv_http_fail(
                 srv, conn, 429, "rate_limit_exceeded", endpoint, cs,
                 "every slot is busy and the wait queue is full; retry after a moment");
         }
-        return srv_http_fail(srv, conn, 503, "shutting_down", endpoint, cs,
+        return ellm_srv_http_fail(srv, conn, 503, "shutting_down", endpoint, cs,
                              "the server is shutting down");
     }
     long long created = (long long)time(NULL);
@@ -252,7 +252,7 @@ enum MHD_Result srv_endpoint_completion(srv_server *srv, struct MHD_Connection *
         if (!st) {
             cancel_choices(choices, n_choices);
             release_choices(choices, n_choices);
-            return srv_http_fail(srv, conn, 500, NULL, endpoint, cs, "out of memory");
+            return ellm_srv_http_fail(srv, conn, 500, NULL, endpoint, cs, "out of memory");
         }
         st->srv = srv;
         st->req = r;
@@ -274,7 +274,7 @@ enum MHD_Result srv_endpoint_completion(srv_server *srv, struct MHD_Connection *
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-        srv_http_decorate(srv, conn, resp, &cs->rq);
+        ellm_srv_http_decorate(srv, conn, resp, &cs->rq);
         enum MHD_Result ret = MHD_queue_response(conn, 200, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -282,15 +282,15 @@ enum MHD_Result srv_endpoint_completion(srv_server *srv, struct MHD_Connection *
 
     /* Not streamed: wait for the end of every choice, watching for the client going away. */
     for (int c = 0; c < n_choices;) {
-        srv_request_wait(srv->sched, choices[c], (size_t)-1, 0.1);
-        pthread_mutex_lock(srv_scheduler_lock(srv->sched));
+        ellm_srv_request_wait(srv->sched, choices[c], (size_t)-1, 0.1);
+        pthread_mutex_lock(ellm_srv_scheduler_lock(srv->sched));
         bool done = choices[c]->done;
-        pthread_mutex_unlock(srv_scheduler_lock(srv->sched));
+        pthread_mutex_unlock(ellm_srv_scheduler_lock(srv->sched));
         if (done) {
             c++;
             continue;
         }
-        if (srv_http_client_gone(conn)) {
+        if (ellm_srv_http_client_gone(conn)) {
             cancel_choices(choices, n_choices);
             release_choices(choices, n_choices);
             return MHD_NO;
@@ -302,7 +302,7 @@ enum MHD_Result srv_endpoint_completion(srv_server *srv, struct MHD_Connection *
     int32_t generated = 0;
     for (int c = 0; c < n_choices; c++) {
         bool done = false;
-        results[c].n_events = srv_request_take(srv->sched, choices[c], 0, &events[c], &done);
+        results[c].n_events = ellm_srv_request_take(srv->sched, choices[c], 0, &events[c], &done);
         results[c].events = events[c];
         results[c].finish = choices[c]->finish;
         generated += choices[c]->n_generated;
@@ -312,8 +312,8 @@ enum MHD_Result srv_endpoint_completion(srv_server *srv, struct MHD_Connection *
     }
     enum MHD_Result ret;
     if (!failed) {
-        ret = srv_http_reply_json(srv, conn, 200,
-                                  srv_completion_response(&opts, srv->model, id, srv->model_id,
+        ret = ellm_srv_http_reply_json(srv, conn, 200,
+                                  ellm_srv_completion_response(&opts, srv->model, id, srv->model_id,
                                                           created, results, n_choices, r->n_prompt,
                                                           r->n_cached, generated),
                                   endpoint, cs);
@@ -321,11 +321,11 @@ enum MHD_Result srv_endpoint_completion(srv_server *srv, struct MHD_Connection *
         int status = failed->finish == SRV_FINISH_TIMEOUT    ? 504
                      : failed->finish == SRV_FINISH_SHUTDOWN ? 503
                                                              : 500;
-        ret = srv_http_fail(srv, conn, status, NULL, endpoint, cs,
+        ret = ellm_srv_http_fail(srv, conn, status, NULL, endpoint, cs,
                             failed->error[0] ? failed->error : "generation failed");
     }
     for (int c = 0; c < n_choices; c++)
-        srv_events_free(events[c], results[c].n_events);
+        ellm_srv_events_free(events[c], results[c].n_events);
     release_choices(choices, n_choices);
     return ret;
 }

@@ -6,14 +6,14 @@
 
 #include "server/endpoints.h"
 
-enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+enum MHD_Result ellm_srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
                                         json_t *body)
 {
     const char *endpoint = "/v1/embeddings";
     srv_api_error err;
-    if (!srv_check_model(body, srv->model_id, &err)) {
+    if (!ellm_srv_check_model(body, srv->model_id, &err)) {
         json_decref(body);
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
+        return ellm_srv_http_reply_error(srv, conn, &err, endpoint, cs);
     }
     json_t *input = json_object_get(body, "input");
     json_t *list = NULL;
@@ -42,10 +42,10 @@ enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *
         (!json_is_integer(dims) || json_integer_value(dims) != info.n_embd))
         problem = "'dimensions' can only be the model's embedding size";
     if (problem) {
-        srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input", "%s", problem);
+        ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input", "%s", problem);
         json_decref(list);
         json_decref(body);
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
+        return ellm_srv_http_reply_error(srv, conn, &err, endpoint, cs);
     }
     json_t *data = json_array();
     float *vec = malloc((size_t)info.n_embd * sizeof *vec);
@@ -56,7 +56,7 @@ enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *
     json_t *item;
     bool ok = vec && tokens;
     if (!ok)
-        srv_error_set(&err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(&err, 500, "server_error", NULL, NULL, "out of memory");
     json_array_foreach(list, i, item) {
         if (!ok)
             break;
@@ -67,11 +67,11 @@ enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *
                 edgellm_tokenize(srv->model, json_string_value(item), json_string_length(item),
                                  flags, tokens, n_ctx, &n);
             if (st == EDGELLM_ERR_BUFFER_TOO_SMALL || n == 0) {
-                srv_error_set(&err, 400, "invalid_request_error", "context_length_exceeded",
+                ellm_srv_error_set(&err, 400, "invalid_request_error", "context_length_exceeded",
                               "input", "input %zu is %d tokens; 1 to %d fit", i, n, n_ctx);
                 ok = false;
             } else if (st != EDGELLM_OK) {
-                srv_error_set(&err, 400, "invalid_request_error", NULL, "input", "%s",
+                ellm_srv_error_set(&err, 400, "invalid_request_error", NULL, "input", "%s",
                               edgellm_last_error());
                 ok = false;
             }
@@ -82,7 +82,7 @@ enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *
             json_array_foreach(item, k, t) {
                 if (!json_is_integer(t) || json_integer_value(t) < 0 ||
                     json_integer_value(t) >= edgellm_n_vocab(srv->model)) {
-                    srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input",
+                    ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input",
                                   "input %zu holds something that is not a token id", i);
                     ok = false;
                     break;
@@ -90,7 +90,7 @@ enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *
                 tokens[n++] = (edgellm_token)json_integer_value(t);
             }
         } else {
-            srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input",
+            ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input",
                           "input %zu must be a string or 1 to %d token ids", i, n_ctx);
             ok = false;
         }
@@ -100,7 +100,7 @@ enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *
         edgellm_status st = edgellm_embed(srv->embed_ctx, tokens, n, vec, info.n_embd);
         pthread_mutex_unlock(&srv->embed_mu);
         if (st != EDGELLM_OK) {
-            srv_error_set(&err, 500, "server_error", NULL, NULL, "%s", edgellm_last_error());
+            ellm_srv_error_set(&err, 500, "server_error", NULL, NULL, "%s", edgellm_last_error());
             ok = false;
             break;
         }
@@ -139,10 +139,10 @@ enum MHD_Result srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *
     json_decref(body);
     if (!ok) {
         json_decref(data);
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
+        return ellm_srv_http_reply_error(srv, conn, &err, endpoint, cs);
     }
-    srv_metrics_tokens(srv->metrics, total_tokens, 0, 0);
-    return srv_http_reply_json(srv, conn, 200,
+    ellm_srv_metrics_tokens(srv->metrics, total_tokens, 0, 0);
+    return ellm_srv_http_reply_json(srv, conn, 200,
                                json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data",
                                          data, "model", srv->model_id, "usage", "prompt_tokens",
                                          (json_int_t)total_tokens, "total_tokens",

@@ -5,12 +5,12 @@
 
 #include "server/endpoints.h"
 
-enum MHD_Result srv_endpoint_health(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
+enum MHD_Result ellm_srv_endpoint_health(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
 {
     int state = atomic_load(&srv->state);
     /* serve --web without -m has no model on purpose: healthy, and says so */
     bool ok = state == SRV_STATE_READY || state == SRV_STATE_NO_MODEL;
-    return srv_http_reply_json(srv, conn, ok ? 200 : 503,
+    return ellm_srv_http_reply_json(srv, conn, ok ? 200 : 503,
                                json_pack("{s:s}", "status",
                                          state == SRV_STATE_NO_MODEL  ? "no_model"
                                          : ok                         ? "ok"
@@ -19,7 +19,7 @@ enum MHD_Result srv_endpoint_health(srv_server *srv, struct MHD_Connection *conn
                                cs->endpoint, cs);
 }
 
-enum MHD_Result srv_endpoint_models(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
+enum MHD_Result ellm_srv_endpoint_models(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
 {
     edgellm_model_info info;
     edgellm_model_get_info(srv->model, &info);
@@ -27,17 +27,17 @@ enum MHD_Result srv_endpoint_models(srv_server *srv, struct MHD_Connection *conn
                           "object", "model", "created", (json_int_t)srv->created, "owned_by",
                           "edgellm", "meta", "architecture", info.architecture, "quantization",
                           info.quantization, "n_params", (json_int_t)info.n_params, "n_ctx",
-                          srv_scheduler_n_ctx(srv->sched), "n_embd", info.n_embd);
-    return srv_http_reply_json(
+                          ellm_srv_scheduler_n_ctx(srv->sched), "n_embd", info.n_embd);
+    return ellm_srv_http_reply_json(
         srv, conn, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", m), "/v1/models", cs);
 }
 
-enum MHD_Result srv_endpoint_metrics(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
+enum MHD_Result ellm_srv_endpoint_metrics(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs)
 {
     int state = atomic_load(&srv->state);
-    int queue = state == SRV_STATE_READY ? srv_scheduler_queue_depth(srv->sched) : 0;
-    int active = state == SRV_STATE_READY ? srv_scheduler_active(srv->sched) : 0;
-    char *text = srv_metrics_render(srv->metrics, queue, active, srv->cfg->parallel);
+    int queue = state == SRV_STATE_READY ? ellm_srv_scheduler_queue_depth(srv->sched) : 0;
+    int active = state == SRV_STATE_READY ? ellm_srv_scheduler_active(srv->sched) : 0;
+    char *text = ellm_srv_metrics_render(srv->metrics, queue, active, srv->cfg->parallel);
     char *extra =
         text && srv->front && srv->front->metrics ? srv->front->metrics(srv->front->ctx) : NULL;
     if (extra) {
@@ -50,8 +50,8 @@ enum MHD_Result srv_endpoint_metrics(srv_server *srv, struct MHD_Connection *con
         free(extra);
     }
     if (!text)
-        return srv_http_fail(srv, conn, 500, NULL, "/metrics", cs, "out of memory");
-    enum MHD_Result r = srv_http_reply(srv, conn, 200, "text/plain; version=0.0.4", text,
+        return ellm_srv_http_fail(srv, conn, 500, NULL, "/metrics", cs, "out of memory");
+    enum MHD_Result r = ellm_srv_http_reply(srv, conn, 200, "text/plain; version=0.0.4", text,
                                        strlen(text), "/metrics", cs);
     free(text);
     return r;

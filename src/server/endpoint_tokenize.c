@@ -10,13 +10,13 @@
 static json_t *piece_json(const edgellm_model *model, edgellm_token token)
 {
     char *piece = NULL;
-    size_t cap = 0, len = srv_token_piece(model, token, &piece, &cap);
+    size_t cap = 0, len = ellm_srv_token_piece(model, token, &piece, &cap);
     json_t *j = json_stringn(piece ? piece : "", len);
     free(piece);
     return j;
 }
 
-enum MHD_Result srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+enum MHD_Result ellm_srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
                                       json_t *body)
 {
     const char *endpoint = "/tokenize";
@@ -31,11 +31,11 @@ enum MHD_Result srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *co
                       : pieces && !json_is_boolean(pieces) ? "with_pieces"
                                                            : NULL;
     if (bad) {
-        srv_error_set(
+        ellm_srv_error_set(
             &err, 400, "invalid_request_error", "invalid_type", bad,
             !strcmp(bad, "content") ? "'content' must be a string" : "'%s' must be a boolean", bad);
         json_decref(body);
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
+        return ellm_srv_http_reply_error(srv, conn, &err, endpoint, cs);
     }
     int flags = (json_is_true(add) ? EDGELLM_TOKENIZE_ADD_BOS : 0) |
                 (json_is_true(parse) ? EDGELLM_TOKENIZE_PARSE_SPECIAL : 0);
@@ -60,12 +60,12 @@ enum MHD_Result srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *co
     json_decref(body);
     if (st != EDGELLM_OK) {
         json_decref(out);
-        return srv_http_fail(srv, conn, 400, NULL, endpoint, cs, edgellm_last_error());
+        return ellm_srv_http_fail(srv, conn, 400, NULL, endpoint, cs, edgellm_last_error());
     }
-    return srv_http_reply_json(srv, conn, 200, json_pack("{s:o}", "tokens", out), endpoint, cs);
+    return ellm_srv_http_reply_json(srv, conn, 200, json_pack("{s:o}", "tokens", out), endpoint, cs);
 }
 
-enum MHD_Result srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
+enum MHD_Result ellm_srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
                                         json_t *body)
 {
     const char *endpoint = "/detokenize";
@@ -88,10 +88,10 @@ enum MHD_Result srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *
     json_decref(body);
     if (!ok) {
         free(tokens);
-        srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "tokens",
+        ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "tokens",
                       "'tokens' must be an array of token ids (0 to %d)",
                       edgellm_n_vocab(srv->model) - 1);
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
+        return ellm_srv_http_reply_error(srv, conn, &err, endpoint, cs);
     }
     size_t len = 0;
     edgellm_detokenize(srv->model, tokens, (int32_t)n, 1, NULL, 0, &len);
@@ -102,10 +102,10 @@ enum MHD_Result srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *
     free(tokens);
     if (st != EDGELLM_OK) {
         free(text);
-        return srv_http_fail(srv, conn, 500, NULL, endpoint, cs, "cannot detokenize");
+        return ellm_srv_http_fail(srv, conn, 500, NULL, endpoint, cs, "cannot detokenize");
     }
     json_t *s = json_stringn(text, len);
     free(text);
-    return srv_http_reply_json(
+    return ellm_srv_http_reply_json(
         srv, conn, 200, json_pack("{s:o}", "content", s ? s : json_string("")), endpoint, cs);
 }

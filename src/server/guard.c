@@ -11,7 +11,7 @@
 
 #include "server/guard.h"
 
-bool srv_list_split(const char *list, char ***out, int *n)
+bool ellm_srv_list_split(const char *list, char ***out, int *n)
 {
     *out = NULL;
     *n = 0;
@@ -34,7 +34,7 @@ bool srv_list_split(const char *list, char ***out, int *n)
         while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
             b--;
         if (b > a && !(items[count++] = strndup(a, (size_t)(b - a)))) {
-            srv_list_free(items, count - 1);
+            ellm_srv_list_free(items, count - 1);
             return false;
         }
         if (!*end)
@@ -46,7 +46,7 @@ bool srv_list_split(const char *list, char ***out, int *n)
     return true;
 }
 
-void srv_list_free(char **list, int n)
+void ellm_srv_list_free(char **list, int n)
 {
     for (int i = 0; i < n; i++)
         free(list[i]);
@@ -63,7 +63,7 @@ static int ip_literal(const char *name, unsigned char addr[16])
     return 0;
 }
 
-bool srv_guard_init(srv_guard *g, const char *bind_host, const char *allowed_hosts,
+bool ellm_srv_guard_init(srv_guard *g, const char *bind_host, const char *allowed_hosts,
                     const char *api_key, size_t max_body, char *err, size_t err_cap)
 {
     memset(g, 0, sizeof *g);
@@ -71,7 +71,7 @@ bool srv_guard_init(srv_guard *g, const char *bind_host, const char *allowed_hos
     g->bound_len = ip_literal(bind_host, g->bound_addr);
     static const unsigned char zero[16];
     g->bound_wildcard = g->bound_len > 0 && !memcmp(g->bound_addr, zero, (size_t)g->bound_len);
-    if (!srv_list_split(allowed_hosts, &g->allowed_hosts, &g->n_allowed_hosts)) {
+    if (!ellm_srv_list_split(allowed_hosts, &g->allowed_hosts, &g->n_allowed_hosts)) {
         snprintf(err, err_cap, "out of memory");
         return false;
     }
@@ -90,7 +90,7 @@ bool srv_guard_init(srv_guard *g, const char *bind_host, const char *allowed_hos
                          "addresses without port or scheme, comma-separated (e.g. "
                          "--allowed-hosts mybox.local,192.168.1.5)",
                          h);
-                srv_guard_free(g);
+                ellm_srv_guard_free(g);
                 return false;
             }
         }
@@ -103,14 +103,14 @@ bool srv_guard_init(srv_guard *g, const char *bind_host, const char *allowed_hos
     return true;
 }
 
-void srv_guard_free(srv_guard *g)
+void ellm_srv_guard_free(srv_guard *g)
 {
-    srv_list_free(g->allowed_hosts, g->n_allowed_hosts);
+    ellm_srv_list_free(g->allowed_hosts, g->n_allowed_hosts);
     g->allowed_hosts = NULL;
     g->n_allowed_hosts = 0;
 }
 
-bool srv_guard_host_allowed(const srv_guard *g, const char *host)
+bool ellm_srv_guard_host_allowed(const srv_guard *g, const char *host)
 {
     if (!host)
         return true;
@@ -158,7 +158,7 @@ bool srv_guard_host_allowed(const srv_guard *g, const char *host)
     return false;
 }
 
-bool srv_content_type_is_json(const char *content_type)
+bool ellm_srv_content_type_is_json(const char *content_type)
 {
     if (!content_type)
         return false;
@@ -174,7 +174,7 @@ bool srv_content_type_is_json(const char *content_type)
     return *p == '\0' || *p == ';';
 }
 
-bool srv_guard_key_matches(const srv_guard *g, const char *authorization)
+bool ellm_srv_guard_key_matches(const srv_guard *g, const char *authorization)
 {
     if (!g->has_key)
         return true;
@@ -189,12 +189,12 @@ bool srv_guard_key_matches(const srv_guard *g, const char *authorization)
     return sodium_memcmp(digest, g->key_digest, sizeof digest) == 0;
 }
 
-bool srv_guard_check_host(const srv_guard *g, struct MHD_Connection *conn, srv_api_error *err)
+bool ellm_srv_guard_check_host(const srv_guard *g, struct MHD_Connection *conn, srv_api_error *err)
 {
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-    if (srv_guard_host_allowed(g, host))
+    if (ellm_srv_guard_host_allowed(g, host))
         return true;
-    srv_error_set(err, 421, "invalid_request_error", "host_not_allowed", NULL,
+    ellm_srv_error_set(err, 421, "invalid_request_error", "host_not_allowed", NULL,
                   "the Host header '%.100s' does not name this server (a page on another site "
                   "may be reaching it through DNS rebinding); to serve under that name, start it "
                   "with --allowed-hosts NAME",
@@ -202,25 +202,25 @@ bool srv_guard_check_host(const srv_guard *g, struct MHD_Connection *conn, srv_a
     return false;
 }
 
-bool srv_guard_check_key(const srv_guard *g, struct MHD_Connection *conn, srv_api_error *err)
+bool ellm_srv_guard_check_key(const srv_guard *g, struct MHD_Connection *conn, srv_api_error *err)
 {
     const char *auth =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (srv_guard_key_matches(g, auth))
+    if (ellm_srv_guard_key_matches(g, auth))
         return true;
-    srv_error_set(err, 401, "authentication_error", "invalid_api_key", NULL,
+    ellm_srv_error_set(err, 401, "authentication_error", "invalid_api_key", NULL,
                   "missing or wrong API key: send 'Authorization: Bearer <key>'");
     return false;
 }
 
-bool srv_guard_check_body(const srv_guard *g, struct MHD_Connection *conn, bool json_body,
+bool ellm_srv_guard_check_body(const srv_guard *g, struct MHD_Connection *conn, bool json_body,
                           srv_api_error *err)
 {
     if (json_body) {
         const char *type =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (!srv_content_type_is_json(type)) {
-            srv_error_set(err, 415, "invalid_request_error", "unsupported_media_type", NULL,
+        if (!ellm_srv_content_type_is_json(type)) {
+            ellm_srv_error_set(err, 415, "invalid_request_error", "unsupported_media_type", NULL,
                           "the request body must be sent with 'Content-Type: application/json' "
                           "(got %s%.100s%s)",
                           type ? "'" : "", type ? type : "none", type ? "'" : "");
@@ -235,7 +235,7 @@ bool srv_guard_check_body(const srv_guard *g, struct MHD_Connection *conn, bool 
         char *end;
         unsigned long long n = strtoull(length, &end, 10);
         if (errno == ERANGE || n > g->max_body) {
-            srv_error_set(err, 413, "invalid_request_error", "request_too_large", NULL,
+            ellm_srv_error_set(err, 413, "invalid_request_error", "request_too_large", NULL,
                           "the request body is larger than the limit of %zu bytes (--max-body)",
                           g->max_body);
             return false;

@@ -33,31 +33,31 @@ typedef struct srv_guard {
 
 /* bind_host is the literal address listened on; allowed_hosts is comma-separated (NULL = none);
  * api_key NULL = no authentication. False with a one-line message naming the bad entry. */
-bool srv_guard_init(srv_guard *g, const char *bind_host, const char *allowed_hosts,
+bool ellm_srv_guard_init(srv_guard *g, const char *bind_host, const char *allowed_hosts,
                     const char *api_key, size_t max_body, char *err, size_t err_cap);
-void srv_guard_free(srv_guard *g);
+void ellm_srv_guard_free(srv_guard *g);
 
 /* Whether a Host header value ("name", "name:port", "[v6]:port") names this server. A request
  * without Host (HTTP/1.0; browsers always send one) passes. */
-bool srv_guard_host_allowed(const srv_guard *g, const char *host);
+bool ellm_srv_guard_host_allowed(const srv_guard *g, const char *host);
 /* application/json, in any case, with or without parameters such as charset. */
-bool srv_content_type_is_json(const char *content_type);
+bool ellm_srv_content_type_is_json(const char *content_type);
 /* Whether an Authorization value carries the key: scheme "Bearer" in any case (RFC 7235), one or
  * more spaces, the key. Always true without a key. */
-bool srv_guard_key_matches(const srv_guard *g, const char *authorization);
+bool ellm_srv_guard_key_matches(const srv_guard *g, const char *authorization);
 
 /* The three header checks in the order a front end applies them; each false fills err with the
  * OpenAI-shaped error (421, 401, 415/413) whose message names the fix. */
-bool srv_guard_check_host(const srv_guard *g, struct MHD_Connection *conn, srv_api_error *err);
-bool srv_guard_check_key(const srv_guard *g, struct MHD_Connection *conn, srv_api_error *err);
+bool ellm_srv_guard_check_host(const srv_guard *g, struct MHD_Connection *conn, srv_api_error *err);
+bool ellm_srv_guard_check_key(const srv_guard *g, struct MHD_Connection *conn, srv_api_error *err);
 /* For a request that may carry a body; json_body says the endpoint reads one (then the
  * Content-Type must be JSON). */
-bool srv_guard_check_body(const srv_guard *g, struct MHD_Connection *conn, bool json_body,
+bool ellm_srv_guard_check_body(const srv_guard *g, struct MHD_Connection *conn, bool json_body,
                           srv_api_error *err);
 
 /* Splits a comma-separated list into trimmed, non-empty malloc'd entries; false when out of
- * memory. Frees with srv_list_free. */
-bool srv_list_split(const char *list, char ***out, int *n);
-void srv_list_free(char **list, int n);
+ * memory. Frees with ellm_srv_list_free. */
+bool ellm_srv_list_split(const char *list, char ***out, int *n);
+void ellm_srv_list_free(char **list, int n);
 
 #endif

@@ -16,7 +16,7 @@
 #include "server/chat_page.h"
 #include "server/endpoints.h"
 
-const char *srv_http_error_type(int status)
+const char *ellm_srv_http_error_type(int status)
 {
     switch (status) {
     case 401: return "authentication_error";
@@ -44,7 +44,7 @@ static void add_cors(srv_server *srv, struct MHD_Connection *conn, struct MHD_Re
     }
 }
 
-void srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct MHD_Response *resp,
+void ellm_srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct MHD_Response *resp,
                        const srv_front_request *rq)
 {
     add_cors(srv, conn, resp);
@@ -54,7 +54,7 @@ void srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct MHD_
         MHD_add_response_header(resp, "x-edgellm-route-reason", rq->reason);
 }
 
-enum MHD_Result srv_http_reply(srv_server *srv, struct MHD_Connection *conn, int status,
+enum MHD_Result ellm_srv_http_reply(srv_server *srv, struct MHD_Connection *conn, int status,
                                const char *content_type, const char *body, size_t len,
                                const char *endpoint, srv_conn *cs)
 {
@@ -67,62 +67,62 @@ enum MHD_Result srv_http_reply(srv_server *srv, struct MHD_Connection *conn, int
         MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
-    srv_http_decorate(srv, conn, resp, &cs->rq);
+    ellm_srv_http_decorate(srv, conn, resp, &cs->rq);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
-    srv_metrics_request(srv->metrics, endpoint, status, srv_now() - cs->t_start);
+    ellm_srv_metrics_request(srv->metrics, endpoint, status, ellm_srv_now() - cs->t_start);
     return ret;
 }
 
-enum MHD_Result srv_http_reply_json(srv_server *srv, struct MHD_Connection *conn, int status,
+enum MHD_Result ellm_srv_http_reply_json(srv_server *srv, struct MHD_Connection *conn, int status,
                                     json_t *j, const char *endpoint, srv_conn *cs)
 {
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
-        return srv_http_reply(srv, conn, 500, "application/json",
+        return ellm_srv_http_reply(srv, conn, 500, "application/json",
                               "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
                               "\"param\":null,\"code\":null}}",
                               88, endpoint, cs);
     enum MHD_Result r =
-        srv_http_reply(srv, conn, status, "application/json", text, strlen(text), endpoint, cs);
+        ellm_srv_http_reply(srv, conn, status, "application/json", text, strlen(text), endpoint, cs);
     free(text);
     return r;
 }
 
-enum MHD_Result srv_http_reply_error(srv_server *srv, struct MHD_Connection *conn,
+enum MHD_Result ellm_srv_http_reply_error(srv_server *srv, struct MHD_Connection *conn,
                                      const srv_api_error *e, const char *endpoint, srv_conn *cs)
 {
-    return srv_http_reply_json(srv, conn, e->status, srv_error_json(e), endpoint, cs);
+    return ellm_srv_http_reply_json(srv, conn, e->status, ellm_srv_error_json(e), endpoint, cs);
 }
 
 /* A front's answers are counted and decorated like the server's own: through a srv_conn that
  * carries the front's request. */
-int srv_http_send(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
+int ellm_srv_http_send(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
                   int status, const char *content_type, const char *body, size_t len)
 {
     srv_conn cs = {.t_start = rq->t_start, .rq = *rq};
-    return srv_http_reply(srv, conn, status, content_type, body, len, rq->endpoint, &cs);
+    return ellm_srv_http_reply(srv, conn, status, content_type, body, len, rq->endpoint, &cs);
 }
 
-int srv_http_send_error(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
+int ellm_srv_http_send_error(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
                         const srv_api_error *e)
 {
     srv_conn cs = {.t_start = rq->t_start, .rq = *rq};
-    return srv_http_reply_error(srv, conn, e, rq->endpoint, &cs);
+    return ellm_srv_http_reply_error(srv, conn, e, rq->endpoint, &cs);
 }
 
-enum MHD_Result srv_http_fail(srv_server *srv, struct MHD_Connection *conn, int status,
+enum MHD_Result ellm_srv_http_fail(srv_server *srv, struct MHD_Connection *conn, int status,
                               const char *code, const char *endpoint, srv_conn *cs,
                               const char *message)
 {
     srv_api_error e;
-    srv_error_set(&e, status, srv_http_error_type(status), code, NULL, "%s", message);
-    return srv_http_reply_error(srv, conn, &e, endpoint, cs);
+    ellm_srv_error_set(&e, status, ellm_srv_http_error_type(status), code, NULL, "%s", message);
+    return ellm_srv_http_reply_error(srv, conn, &e, endpoint, cs);
 }
 
 /* Whether the peer closed its side: then nobody is waiting for this request's answer. */
-bool srv_http_client_gone(struct MHD_Connection *conn)
+bool ellm_srv_http_client_gone(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -138,13 +138,13 @@ static json_t *body_json(const srv_conn *cs, srv_api_error *err)
     json_error_t je;
     json_t *j = json_loadb(cs->body ? cs->body : "", cs->len, 0, &je);
     if (!j) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_json", NULL,
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_json", NULL,
                       "the request body is not valid JSON: %s at line %d, column %d (byte %d)",
                       je.text, je.line, je.column, je.position);
         return NULL;
     }
     if (!json_is_object(j)) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_json", NULL,
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_json", NULL,
                       "the request body must be a JSON object");
         json_decref(j);
         return NULL;
@@ -182,7 +182,7 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
                                 const char *method, srv_conn *cs, enum MHD_Result *result)
 {
     bool path_known = false;
-    const char *path = srv_page_path(srv, url) ? "/" : url; /* the page's files go with it */
+    const char *path = ellm_srv_page_path(srv, url) ? "/" : url; /* the page's files go with it */
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(path, routes[i].path)) {
             path_known = true;
@@ -193,8 +193,8 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
     if (!path_known)
         cs->endpoint = "other";
     srv_api_error e;
-    if (!srv_guard_check_host(&srv->guard, conn, &e)) {
-        *result = srv_http_reply_error(srv, conn, &e, cs->endpoint, cs);
+    if (!ellm_srv_guard_check_host(&srv->guard, conn, &e)) {
+        *result = ellm_srv_http_reply_error(srv, conn, &e, cs->endpoint, cs);
         return true;
     }
     if (!strcmp(method, "OPTIONS")) {
@@ -211,32 +211,32 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
         MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
         *result = MHD_queue_response(conn, 204, resp);
         MHD_destroy_response(resp);
-        srv_metrics_request(srv->metrics, cs->endpoint, 204, srv_now() - cs->t_start);
+        ellm_srv_metrics_request(srv->metrics, cs->endpoint, 204, ellm_srv_now() - cs->t_start);
         return true;
     }
     /* The page holds nothing secret, and a browser cannot send a key to open it: its requests
      * to the API carry the key typed into it. */
     bool open_route = cs->route && (cs->route->id == R_HEALTH || cs->route->id == R_PAGE);
-    if (!open_route && !srv_guard_check_key(&srv->guard, conn, &e)) {
-        *result = srv_http_reply_error(srv, conn, &e, cs->endpoint, cs);
+    if (!open_route && !ellm_srv_guard_check_key(&srv->guard, conn, &e)) {
+        *result = ellm_srv_http_reply_error(srv, conn, &e, cs->endpoint, cs);
         return true;
     }
     if (!path_known) {
-        *result = srv_http_fail(
+        *result = ellm_srv_http_fail(
             srv, conn, 404, "not_found", cs->endpoint, cs,
             "no such endpoint; see /v1/models, /v1/chat/completions, /v1/completions, "
             "/v1/embeddings, /tokenize, /detokenize, /health, /metrics");
         return true;
     }
     if (!cs->route) {
-        srv_error_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
+        ellm_srv_error_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
                       "%s does not accept %s", cs->endpoint, method);
-        *result = srv_http_reply_error(srv, conn, &e, cs->endpoint, cs);
+        *result = ellm_srv_http_reply_error(srv, conn, &e, cs->endpoint, cs);
         return true;
     }
     bool json_body = !strcmp(cs->route->method, "POST");
-    if (!srv_guard_check_body(&srv->guard, conn, json_body, &e)) {
-        *result = srv_http_reply_error(srv, conn, &e, cs->endpoint, cs);
+    if (!ellm_srv_guard_check_body(&srv->guard, conn, json_body, &e)) {
+        *result = ellm_srv_http_reply_error(srv, conn, &e, cs->endpoint, cs);
         return true;
     }
     return false;
@@ -253,7 +253,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cs = calloc(1, sizeof *cs);
         if (!cs)
             return MHD_NO;
-        cs->t_start = srv_now();
+        cs->t_start = ellm_srv_now();
         *con_cls = cs;
         enum MHD_Result result;
         cs->answered = answer_from_headers(srv, conn, url, method, cs, &result);
@@ -301,20 +301,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     const char *endpoint = cs->endpoint;
     int state = atomic_load(&srv->state);
     if (rt->id == R_HEALTH)
-        return srv_endpoint_health(srv, conn, cs);
+        return ellm_srv_endpoint_health(srv, conn, cs);
     if (cs->too_large) {
         char msg[128];
         snprintf(msg, sizeof msg,
                  "the request body is larger than the limit of %zu bytes (--max-body)",
                  srv->max_body);
-        return srv_http_fail(srv, conn, 413, "request_too_large", endpoint, cs, msg);
+        return ellm_srv_http_fail(srv, conn, 413, "request_too_large", endpoint, cs, msg);
     }
     if (rt->needs_model && state == SRV_STATE_NO_MODEL)
-        return srv_http_fail(srv, conn, 404, "no_model", endpoint, cs,
+        return ellm_srv_http_fail(srv, conn, 404, "no_model", endpoint, cs,
                     "this server has no model (serve --web without -m): the page at / runs one "
                     "in the browser; restart with -m MODEL to serve one over the API");
     if (rt->needs_model && state != SRV_STATE_READY)
-        return srv_http_fail(
+        return ellm_srv_http_fail(
             srv, conn, 503, state == SRV_STATE_LOADING ? "model_loading" : "shutting_down",
             endpoint, cs,
             state == SRV_STATE_LOADING ? "the model is still loading; retry shortly"
@@ -338,11 +338,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return (enum MHD_Result)result;
     }
     switch (rt->id) {
-    case R_PAGE: return srv_page_answer(srv, conn, url, endpoint, cs->t_start);
-    case R_MODELS: return srv_endpoint_models(srv, conn, cs);
-    case R_METRICS: return srv_endpoint_metrics(srv, conn, cs);
+    case R_PAGE: return ellm_srv_page_answer(srv, conn, url, endpoint, cs->t_start);
+    case R_MODELS: return ellm_srv_endpoint_models(srv, conn, cs);
+    case R_METRICS: return ellm_srv_endpoint_metrics(srv, conn, cs);
     case R_CLASSIFY:
-        return srv_http_fail(srv, conn, 404, "not_found", endpoint, cs,
+        return ellm_srv_http_fail(srv, conn, 404, "not_found", endpoint, cs,
                              "/v1/classify is served by edgellm gateway, not edgellm serve");
     default: break;
     }
@@ -350,13 +350,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     srv_api_error err;
     json_t *body = body_json(cs, &err);
     if (!body)
-        return srv_http_reply_error(srv, conn, &err, endpoint, cs);
+        return ellm_srv_http_reply_error(srv, conn, &err, endpoint, cs);
     switch (rt->id) {
-    case R_CHAT: return srv_endpoint_completion(srv, conn, cs, body, SRV_CHAT);
-    case R_COMPLETIONS: return srv_endpoint_completion(srv, conn, cs, body, SRV_COMPLETION);
-    case R_EMBEDDINGS: return srv_endpoint_embeddings(srv, conn, cs, body);
-    case R_TOKENIZE: return srv_endpoint_tokenize(srv, conn, cs, body);
-    case R_DETOKENIZE: return srv_endpoint_detokenize(srv, conn, cs, body);
+    case R_CHAT: return ellm_srv_endpoint_completion(srv, conn, cs, body, SRV_CHAT);
+    case R_COMPLETIONS: return ellm_srv_endpoint_completion(srv, conn, cs, body, SRV_COMPLETION);
+    case R_EMBEDDINGS: return ellm_srv_endpoint_embeddings(srv, conn, cs, body);
+    case R_TOKENIZE: return ellm_srv_endpoint_tokenize(srv, conn, cs, body);
+    case R_DETOKENIZE: return ellm_srv_endpoint_detokenize(srv, conn, cs, body);
     default: json_decref(body); return MHD_NO;
     }
 }
@@ -390,7 +390,7 @@ static void http_log(void *cls, const char *fmt, va_list ap)
                 srv->cfg->log_name ? srv->cfg->log_name : "edgellm serve", msg);
 }
 
-bool srv_http_start(srv_server *srv, char *err, size_t err_cap)
+bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
 {
     const char *host = srv->cfg->host ? srv->cfg->host : "127.0.0.1";
     struct sockaddr_storage addr;
@@ -429,13 +429,13 @@ bool srv_http_start(srv_server *srv, char *err, size_t err_cap)
     return true;
 }
 
-void srv_http_quiesce(srv_server *srv)
+void ellm_srv_http_quiesce(srv_server *srv)
 {
     if (srv->daemon)
         MHD_quiesce_daemon(srv->daemon);
 }
 
-void srv_http_stop(srv_server *srv)
+void ellm_srv_http_stop(srv_server *srv)
 {
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);

@@ -65,23 +65,23 @@ struct srv_server {
 };
 
 /* Starts listening (requests get 503 until the model is ready); false with a message if not. */
-bool srv_http_start(srv_server *srv, char *err, size_t err_cap);
+bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap);
 /* Stops accepting new connections; open ones continue. */
-void srv_http_quiesce(srv_server *srv);
+void ellm_srv_http_quiesce(srv_server *srv);
 /* Closes everything (waits for connection threads). */
-void srv_http_stop(srv_server *srv);
+void ellm_srv_http_stop(srv_server *srv);
 
 /* For fronts: answers with a buffer (copied), adding CORS and the route headers of rq and
  * counting the request in /metrics under rq->endpoint. Returns an MHD_Result. */
-int srv_http_send(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
+int ellm_srv_http_send(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
                   int status, const char *content_type, const char *body, size_t len);
 /* The OpenAI-shaped error e as the answer. */
-int srv_http_send_error(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
+int ellm_srv_http_send_error(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
                         const srv_api_error *e);
 /* Adds CORS and the route headers of rq to a response the front built itself (a stream). */
-void srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct MHD_Response *resp,
+void ellm_srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct MHD_Response *resp,
                        const srv_front_request *rq);
 /* Whether the client closed its side of the connection. */
-bool srv_http_client_gone(struct MHD_Connection *conn);
+bool ellm_srv_http_client_gone(struct MHD_Connection *conn);
 
 #endif

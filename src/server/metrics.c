@@ -36,7 +36,7 @@ struct srv_metrics {
     uint64_t draft_proposed, draft_accepted, target_passes;
 };
 
-srv_metrics *srv_metrics_new(void)
+srv_metrics *ellm_srv_metrics_new(void)
 {
     srv_metrics *m = calloc(1, sizeof *m);
     if (!m)
@@ -47,7 +47,7 @@ srv_metrics *srv_metrics_new(void)
     return m;
 }
 
-void srv_metrics_free(srv_metrics *m)
+void ellm_srv_metrics_free(srv_metrics *m)
 {
     if (!m)
         return;
@@ -66,7 +66,7 @@ static void observe(histogram *h, double v)
     h->sum += v;
 }
 
-void srv_metrics_request(srv_metrics *m, const char *endpoint, int status, double seconds)
+void ellm_srv_metrics_request(srv_metrics *m, const char *endpoint, int status, double seconds)
 {
     pthread_mutex_lock(&m->mu);
     int i = 0;
@@ -84,7 +84,7 @@ void srv_metrics_request(srv_metrics *m, const char *endpoint, int status, doubl
     pthread_mutex_unlock(&m->mu);
 }
 
-void srv_metrics_tokens(srv_metrics *m, int64_t prompt, int64_t cached, int64_t generated)
+void ellm_srv_metrics_tokens(srv_metrics *m, int64_t prompt, int64_t cached, int64_t generated)
 {
     pthread_mutex_lock(&m->mu);
     m->prompt_tokens += (uint64_t)prompt;
@@ -93,7 +93,7 @@ void srv_metrics_tokens(srv_metrics *m, int64_t prompt, int64_t cached, int64_t 
     pthread_mutex_unlock(&m->mu);
 }
 
-void srv_metrics_speculative(srv_metrics *m, int64_t proposed, int64_t accepted)
+void ellm_srv_metrics_speculative(srv_metrics *m, int64_t proposed, int64_t accepted)
 {
     pthread_mutex_lock(&m->mu);
     m->draft_proposed += (uint64_t)proposed;
@@ -102,14 +102,14 @@ void srv_metrics_speculative(srv_metrics *m, int64_t proposed, int64_t accepted)
     pthread_mutex_unlock(&m->mu);
 }
 
-void srv_metrics_ttft(srv_metrics *m, double seconds)
+void ellm_srv_metrics_ttft(srv_metrics *m, double seconds)
 {
     pthread_mutex_lock(&m->mu);
     observe(&m->ttft, seconds);
     pthread_mutex_unlock(&m->mu);
 }
 
-void srv_metrics_rejected(srv_metrics *m)
+void ellm_srv_metrics_rejected(srv_metrics *m)
 {
     pthread_mutex_lock(&m->mu);
     m->rejected++;
@@ -163,7 +163,7 @@ static void put_histogram(text *t, const char *name, const char *help, const his
         (unsigned long long)h->count, name, h->sum, name, (unsigned long long)h->count);
 }
 
-char *srv_metrics_render(srv_metrics *m, int queue_depth, int active_slots, int parallel)
+char *ellm_srv_metrics_render(srv_metrics *m, int queue_depth, int active_slots, int parallel)
 {
     text t = {malloc(4096), 0, 4096, false};
     if (!t.buf)

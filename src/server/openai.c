@@ -17,7 +17,7 @@
 #define MAX_STOPS 4
 #define MAX_MESSAGES 1024
 
-void srv_error_set(srv_api_error *e, int status, const char *type, const char *code,
+void ellm_srv_error_set(srv_api_error *e, int status, const char *type, const char *code,
                    const char *param, const char *fmt, ...)
 {
     e->status = status;
@@ -45,7 +45,7 @@ static json_t *lossy_string(const char *s, size_t n)
     return j ? j : json_string("");
 }
 
-json_t *srv_error_json(const srv_api_error *e)
+json_t *ellm_srv_error_json(const srv_api_error *e)
 {
     return json_pack("{s:{s:o,s:s,s:o,s:o}}", "error", "message",
                      lossy_string(e->message, strlen(e->message)), "type", e->type, "param",
@@ -69,7 +69,7 @@ static const char *json_kind(const json_t *v)
 
 static bool bad_type(srv_api_error *err, const char *field, const char *want, const json_t *got)
 {
-    srv_error_set(err, 400, "invalid_request_error", "invalid_type", field,
+    ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_type", field,
                   "'%s' must be %s, got %s", field, want, json_kind(got));
     return false;
 }
@@ -85,7 +85,7 @@ static bool get_number(json_t *body, const char *field, double lo, double hi, do
         return bad_type(err, field, "a number", v);
     double d = json_number_value(v);
     if (!(d >= lo && d <= hi)) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
                       "'%s' must be between %g and %g, got %g", field, lo, hi, d);
         return false;
     }
@@ -103,7 +103,7 @@ static bool get_int(json_t *body, const char *field, long long lo, long long hi,
         return bad_type(err, field, "an integer", v);
     long long d = json_integer_value(v);
     if (d < lo || d > hi) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
                       "'%s' must be between %lld and %lld, got %lld", field, lo, hi, d);
         return false;
     }
@@ -122,7 +122,7 @@ static bool get_bool(json_t *body, const char *field, bool *out, srv_api_error *
     return true;
 }
 
-bool srv_check_model(json_t *body, const char *model_id, srv_api_error *err)
+bool ellm_srv_check_model(json_t *body, const char *model_id, srv_api_error *err)
 {
     json_t *v = json_object_get(body, "model");
     if (!v || json_is_null(v))
@@ -130,7 +130,7 @@ bool srv_check_model(json_t *body, const char *model_id, srv_api_error *err)
     if (!json_is_string(v))
         return bad_type(err, "model", "a string", v);
     if (strcmp(json_string_value(v), model_id) != 0) {
-        srv_error_set(err, 404, "invalid_request_error", "model_not_found", "model",
+        ellm_srv_error_set(err, 404, "invalid_request_error", "model_not_found", "model",
                       "The model '%s' does not exist; this server serves '%s' (see /v1/models)",
                       json_string_value(v), model_id);
         return false;
@@ -155,7 +155,7 @@ static bool parse_stops(json_t *body, srv_request *r, srv_api_error *err)
     bool ok = true;
     size_t n = json_array_size(list);
     if (n > MAX_STOPS) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "stop",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "stop",
                       "'stop' holds %zu sequences; at most %d are allowed", n, MAX_STOPS);
         ok = false;
     }
@@ -170,7 +170,7 @@ static bool parse_stops(json_t *body, srv_request *r, srv_api_error *err)
             continue; /* an empty stop string would end every generation at once */
         r->stops[r->n_stops] = strdup(json_string_value(s));
         if (!r->stops[r->n_stops]) {
-            srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+            ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
             ok = false;
             break;
         }
@@ -194,14 +194,14 @@ static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_reque
         return true;
     int32_t n_vocab = edgellm_n_vocab(model);
     if (n > (size_t)n_vocab) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
                       "'logit_bias' holds %zu entries but the vocabulary has %d tokens", n,
                       n_vocab);
         return false;
     }
     r->bias = calloc(n, sizeof *r->bias);
     if (!r->bias) {
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
     const char *key;
@@ -210,7 +210,7 @@ static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_reque
         char *end = NULL;
         long id = strtol(key, &end, 10);
         if (key[0] < '0' || key[0] > '9' || *end != '\0' || id >= n_vocab) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
                           "logit_bias key '%.40s' is not a token id (a decimal integer from 0 to "
                           "%d)",
                           key, n_vocab - 1);
@@ -218,7 +218,7 @@ static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_reque
         }
         double bias = json_is_number(value) ? json_number_value(value) : NAN;
         if (!(bias >= -100 && bias <= 100)) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
                           "logit_bias['%s'] must be a number from -100 to 100", key);
             return false;
         }
@@ -235,7 +235,7 @@ static bool parse_echo(json_t *body, srv_endpoint_kind kind, long long max_token
     if (kind == SRV_COMPLETION && !get_bool(body, "echo", &r->echo, err))
         return false;
     if (max_tokens == 0 && !r->echo) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "max_tokens",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "max_tokens",
                       "'max_tokens' is 0: that only makes sense with 'echo': true on "
                       "/v1/completions (to score the prompt); ask for at least 1 token");
         return false;
@@ -250,17 +250,17 @@ static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t
     int32_t n = 0;
     edgellm_status st = edgellm_tokenize(model, text, len, flags, NULL, 0, &n);
     if (st != EDGELLM_OK && st != EDGELLM_ERR_BUFFER_TOO_SMALL) {
-        srv_error_set(err, 400, "invalid_request_error", NULL, param, "cannot tokenize: %s",
+        ellm_srv_error_set(err, 400, "invalid_request_error", NULL, param, "cannot tokenize: %s",
                       edgellm_last_error());
         return false;
     }
     if (n == 0) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", param,
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", param,
                       "the prompt is empty and the model adds no BOS token");
         return false;
     }
     if (n >= n_ctx) {
-        srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
+        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
                       "the prompt is %d tokens but the context holds %d (and at least one "
                       "generated token); shorten it",
                       n, n_ctx);
@@ -268,7 +268,7 @@ static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t
     }
     r->prompt = malloc((size_t)n * sizeof *r->prompt);
     if (!r->prompt) {
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
     edgellm_tokenize(model, text, len, flags, r->prompt, n, &n);
@@ -283,17 +283,17 @@ static bool chat_tokens(const edgellm_model *model, const char *text, const ellm
     edgellm_token *ids = NULL;
     int32_t n = 0;
     if (ellm_chat_tokenize(model, text, spans, n_spans, true, &ids, &n) != EDGELLM_OK) {
-        srv_error_set(err, 400, "invalid_request_error", NULL, "messages", "cannot tokenize: %s",
+        ellm_srv_error_set(err, 400, "invalid_request_error", NULL, "messages", "cannot tokenize: %s",
                       edgellm_last_error());
         return false;
     }
     if (n == 0 || n >= n_ctx) {
         free(ids);
         if (n == 0)
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
                           "the prompt is empty and the model adds no BOS token");
         else
-            srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded",
                           "messages",
                           "the prompt is %d tokens but the context holds %d (and at least one "
                           "generated token); shorten it",
@@ -324,7 +324,7 @@ static char *message_content(json_t *content, size_t index, srv_api_error *err)
         json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
         if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0 ||
             !json_is_string(text)) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
                           "content part %zu is not a text part ({\"type\": \"text\", \"text\": "
                           "...}); this model reads text only",
                           i);
@@ -356,7 +356,7 @@ static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat
     if (!strcmp(role, "tool")) {
         snprintf(field, sizeof field, "messages[%zu].tool_call_id", i);
         if (!json_is_string(id) || json_string_length(id) == 0) {
-            srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", field,
+            ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", field,
                           "messages[%zu] has role 'tool' but no 'tool_call_id': give the id of "
                           "the assistant's tool call it answers",
                           i);
@@ -369,7 +369,7 @@ static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat
         return true;
     snprintf(field, sizeof field, "messages[%zu].tool_calls", i);
     if (strcmp(role, "assistant") != 0) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
                       "only assistant messages carry 'tool_calls' (messages[%zu] is '%s')", i,
                       role);
         return false;
@@ -381,7 +381,7 @@ static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat
         return true;
     *calls = calloc(n, sizeof **calls);
     if (!*calls) {
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
     for (size_t c = 0; c < n; c++) {
@@ -394,7 +394,7 @@ static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat
         if (!json_is_object(call) || !json_is_object(fn) || !json_is_string(name) ||
             !(json_is_string(arguments) || json_is_object(arguments)) ||
             (call_id && !json_is_string(call_id))) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
                           "%s must be {\"id\": string, \"type\": \"function\", \"function\": "
                           "{\"name\": string, \"arguments\": JSON text}}",
                           field);
@@ -406,7 +406,7 @@ static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat
             value = json_loadb(json_string_value(arguments), json_string_length(arguments),
                                JSON_DECODE_ANY, &je);
             if (!value) {
-                srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+                ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
                               "%s.function.arguments is not JSON text (%s); send the arguments "
                               "object as a JSON string, as the model's call returned it",
                               field, je.text);
@@ -429,7 +429,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
 {
     json_t *msgs = json_object_get(body, "messages");
     if (!msgs) {
-        srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", "messages",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", "messages",
                       "'messages' is required");
         return false;
     }
@@ -437,7 +437,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
         return bad_type(err, "messages", "an array of messages", msgs);
     size_t n = json_array_size(msgs);
     if (n == 0 || n > MAX_MESSAGES) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
                       "'messages' must hold 1 to %d messages, got %zu", MAX_MESSAGES, n);
         return false;
     }
@@ -448,7 +448,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
     json_t *args = json_array();
     bool ok = list && contents && per_message && calls && args;
     if (!ok)
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
     for (size_t i = 0; ok && i < n; i++) {
         json_t *m = json_array_get(msgs, i);
         char field[64];
@@ -462,7 +462,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
         if (!json_is_string(role)) {
             ok = role ? bad_type(err, field, "a string", role) : false;
             if (!role)
-                srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter",
+                ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter",
                               field, "'%s' is required", field);
             break;
         }
@@ -471,7 +471,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
             rs = "system"; /* the newer name for the same thing */
         if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") &&
             strcmp(rs, "tool")) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
                           "role '%s' is not supported (use system, user, assistant or tool)", rs);
             ok = false;
             break;
@@ -497,7 +497,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
         text = ellm_chat_format_model_tools(model, list, n, &chat_tools, true, &recognised, &spans,
                                             &n_spans);
         if (!text) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
                           "%s",
                           edgellm_last_error());
             ok = false;
@@ -517,7 +517,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
             if (!grown || !(grown[r->n_stops] = strdup(extra[k]))) {
                 if (grown)
                     r->stops = grown;
-                srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+                ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
                 ok = false;
                 break;
             }
@@ -543,7 +543,7 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
 {
     json_t *p = json_object_get(body, "prompt");
     if (!p) {
-        srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", "prompt",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", "prompt",
                       "'prompt' is required");
         return false;
     }
@@ -553,7 +553,7 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
         p = json_array_get(p, 0);
     if (json_is_array(p) && json_array_size(p) > 1 &&
         (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0)))) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "prompt",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "prompt",
                       "'prompt' holds %zu prompts; this server takes one prompt per request "
                       "(send one request each, or use 'n' for several choices of one prompt)",
                       json_array_size(p));
@@ -567,13 +567,13 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
         return bad_type(err, "prompt", "a string or an array of token ids", p);
     size_t n = json_array_size(p);
     if ((long long)n >= n_ctx) {
-        srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", "prompt",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", "prompt",
                       "the prompt is %zu tokens but the context holds %d", n, n_ctx);
         return false;
     }
     r->prompt = malloc(n * sizeof *r->prompt);
     if (!r->prompt) {
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
     int32_t n_vocab = edgellm_n_vocab(model);
@@ -581,7 +581,7 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
         json_t *t = json_array_get(p, i);
         if (!json_is_integer(t) || json_integer_value(t) < 0 ||
             json_integer_value(t) >= n_vocab) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "prompt",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "prompt",
                           "prompt[%zu] is not a token id (an integer from 0 to %d); only one "
                           "prompt per request is supported",
                           i, n_vocab - 1);
@@ -618,13 +618,13 @@ static bool parse_constraint(json_t *body, const edgellm_model *model, srv_reque
         field = "response_format";
         if (strcmp(t, "text") != 0 && text) {
             free(text);
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "grammar",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "grammar",
                           "give either 'grammar' or a JSON 'response_format', not both");
             return false;
         }
         if (strcmp(t, "json_object") == 0) {
             wanted = true;
-            text = strdup(structured_json_object_grammar());
+            text = strdup(ellm_structured_json_object_grammar());
         } else if (strcmp(t, "json_schema") == 0) {
             json_t *js = json_object_get(rf, "json_schema");
             json_t *schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
@@ -632,33 +632,33 @@ static bool parse_constraint(json_t *body, const edgellm_model *model, srv_reque
             json_t *strict = json_is_object(js) ? json_object_get(js, "strict") : NULL;
             if (!json_is_object(js) || !schema || !json_is_string(name) ||
                 (strict && !json_is_boolean(strict) && !json_is_null(strict))) {
-                srv_error_set(err, 400, "invalid_request_error", "invalid_value",
+                ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value",
                               "response_format",
                               "'response_format' of type json_schema needs 'json_schema': "
                               "{\"name\": string, \"schema\": object, \"strict\": boolean}");
                 return false;
             }
-            text = structured_schema_to_grammar(schema, why, sizeof why);
+            text = ellm_structured_schema_to_grammar(schema, why, sizeof why);
             if (!text) {
-                srv_error_set(err, 400, "invalid_request_error", "invalid_value",
+                ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value",
                               "response_format", "json_schema: %s", why);
                 return false;
             }
         } else if (strcmp(t, "text") != 0) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "response_format",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "response_format",
                           "'response_format' type must be text, json_object or json_schema");
             return false;
         }
     }
     if (!text) {
         if (wanted)
-            srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+            ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return !wanted;
     }
     edgellm_status st = edgellm_grammar_compile(model, text, strlen(text), NULL, &r->grammar);
     free(text);
     if (st != EDGELLM_OK) {
-        srv_error_set(err, st == EDGELLM_ERR_OUT_OF_MEMORY ? 500 : 400,
+        ellm_srv_error_set(err, st == EDGELLM_ERR_OUT_OF_MEMORY ? 500 : 400,
                       st == EDGELLM_ERR_OUT_OF_MEMORY ? "server_error" : "invalid_request_error",
                       "invalid_value", field, "%s", edgellm_last_error());
         return false;
@@ -693,7 +693,7 @@ static bool check_tools(json_t *tools, srv_api_error *err)
                         tools);
     size_t n = json_array_size(tools);
     if (n == 0 || n > 128) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
                       "'tools' must hold 1 to 128 functions, got %zu (leave it out for none)",
                       n);
         return false;
@@ -703,7 +703,7 @@ static bool check_tools(json_t *tools, srv_api_error *err)
         json_t *type = json_object_get(t, "type"), *fn = json_object_get(t, "function");
         if (!json_is_object(t) || !json_is_string(type) ||
             strcmp(json_string_value(type), "function") != 0 || !json_is_object(fn)) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
                           "tools[%zu] is not a function tool: each tool must be {\"type\": "
                           "\"function\", \"function\": {\"name\", \"description\", "
                           "\"parameters\"}}",
@@ -714,7 +714,7 @@ static bool check_tools(json_t *tools, srv_api_error *err)
                *params = json_object_get(fn, "parameters");
         if (!json_is_string(name) ||
             !function_name_ok(json_string_value(name), json_string_length(name))) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
                           "tools[%zu].function.name must be 1 to 64 letters, digits, '_' or '-'",
                           i);
             return false;
@@ -723,7 +723,7 @@ static bool check_tools(json_t *tools, srv_api_error *err)
             json_t *other = json_object_get(json_object_get(json_array_get(tools, k), "function"),
                                             "name");
             if (json_equal(other, name)) {
-                srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+                ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
                               "tools[%zu] and tools[%zu] are both named '%s': function names "
                               "must be distinct",
                               k, i, json_string_value(name));
@@ -732,7 +732,7 @@ static bool check_tools(json_t *tools, srv_api_error *err)
         }
         if ((desc && !json_is_string(desc) && !json_is_null(desc)) ||
             (params && !json_is_object(params))) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_type", "tools",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_type", "tools",
                           "tools[%zu].function: 'description' must be a string and "
                           "'parameters' a JSON Schema object",
                           i);
@@ -740,9 +740,9 @@ static bool check_tools(json_t *tools, srv_api_error *err)
         }
         if (params) {
             char why[512];
-            char *g = structured_schema_to_grammar(params, why, sizeof why);
+            char *g = ellm_structured_schema_to_grammar(params, why, sizeof why);
             if (!g) {
-                srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+                ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
                               "tools[%zu].function.parameters: %s", i, why);
                 return false;
             }
@@ -781,7 +781,7 @@ static bool parse_tool_choice(json_t *body, json_t *tools, tool_mode *mode, cons
     else if (json_is_object(tc)) {
         json_t *name = json_object_get(json_object_get(tc, "function"), "name");
         if (!json_is_string(name)) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
                           "'tool_choice' object must be {\"type\": \"function\", \"function\": "
                           "{\"name\": string}}");
             return false;
@@ -789,18 +789,18 @@ static bool parse_tool_choice(json_t *body, json_t *tools, tool_mode *mode, cons
         *mode = TOOL_NAMED;
         *named = json_string_value(name);
     } else {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
                       "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": "
                       "\"function\", \"function\": {\"name\": ...}}");
         return false;
     }
     if ((*mode == TOOL_REQUIRED || *mode == TOOL_NAMED) && !tools) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
                       "'tool_choice' asks for a tool call but the request has no 'tools'");
         return false;
     }
     if (*mode == TOOL_NAMED && !find_tool(tools, *named)) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
                       "'tool_choice' names the function '%.64s', which is not in 'tools'",
                       *named);
         return false;
@@ -828,7 +828,7 @@ static json_t *call_schema(json_t *fn, const char *args_key, json_t *defs, srv_a
             json_t *into = json_object_get(defs, def_keys[k]);
             json_t *have = json_object_get(into, key);
             if (have && !json_equal(have, def)) {
-                srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
+                ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
                               "two tools define '%s/%s' differently; give the definitions "
                               "distinct names",
                               def_keys[k], key);
@@ -843,7 +843,7 @@ static json_t *call_schema(json_t *fn, const char *args_key, json_t *defs, srv_a
     if (!args || !props) {
         json_decref(args);
         json_decref(props);
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return NULL;
     }
     json_object_set_new(props, args_key, args);
@@ -887,7 +887,7 @@ static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const c
     json_t *branches = json_array();
     bool ok = defs && branches;
     if (!ok)
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
     for (size_t i = 0; ok && i < json_array_size(tools); i++) {
         json_t *fn = json_object_get(json_array_get(tools, i), "function");
         if (named && strcmp(json_string_value(json_object_get(fn, "name")), named) != 0)
@@ -909,14 +909,14 @@ static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const c
     json_decref(defs);
     json_decref(branches);
     if (ok && !schema)
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
     if (!schema)
         return false;
     char why[512];
-    char *rules = structured_schema_to_grammar(schema, why, sizeof why);
+    char *rules = ellm_structured_schema_to_grammar(schema, why, sizeof why);
     json_decref(schema);
     if (!rules) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools", "%s", why);
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools", "%s", why);
         return false;
     }
     /* The call's start and end around the schema's root rule. */
@@ -926,7 +926,7 @@ static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const c
     char *text = realloc(rules, cap);
     if (!text) {
         free(rules);
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+        ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
     len += (size_t)sprintf(text + len, "\ntool-call ::= ");
@@ -943,7 +943,7 @@ static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const c
     edgellm_status st = edgellm_grammar_compile(model, text, len, "tool-call", &r->grammar);
     free(text);
     if (st != EDGELLM_OK) {
-        srv_error_set(err, st == EDGELLM_ERR_OUT_OF_MEMORY ? 500 : 400,
+        ellm_srv_error_set(err, st == EDGELLM_ERR_OUT_OF_MEMORY ? 500 : 400,
                       st == EDGELLM_ERR_OUT_OF_MEMORY ? "server_error" : "invalid_request_error",
                       "invalid_value", "tools", "%s", edgellm_last_error());
         return false;
@@ -977,7 +977,7 @@ static bool parse_tools(json_t *body, const edgellm_model *model, srv_request *r
     if (mode == TOOL_AUTO) /* a response_format or grammar given with it applies instead */
         return r->grammar || tool_call_grammar(model, tools, NULL, true, r, err);
     if (r->grammar) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
                       "'tool_choice' %s constrains the answer to a tool call: it cannot be "
                       "combined with 'response_format' or 'grammar'",
                       mode == TOOL_NAMED ? "naming a function" : "\"required\"");
@@ -986,7 +986,7 @@ static bool parse_tools(json_t *body, const edgellm_model *model, srv_request *r
     return tool_call_grammar(model, tools, named, false, r, err);
 }
 
-bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_model *model,
+bool ellm_srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_model *model,
                           const char *model_id, int n_ctx, srv_request *r,
                           srv_completion_opts *o, srv_api_error *err)
 {
@@ -994,7 +994,7 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
     o->kind = kind;
     if (!json_is_object(body))
         return bad_type(err, "body", "a JSON object", body);
-    if (!srv_check_model(body, model_id, err))
+    if (!ellm_srv_check_model(body, model_id, err))
         return false;
     long long n = 1;
     if (!get_int(body, "n", 1, SRV_MAX_CHOICES, &n, err))
@@ -1021,7 +1021,7 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
         !get_number(body, "frequency_penalty", -2, 2, &frequency, err))
         return false;
     if (top_p > 0 && (float)top_p == 0) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", "top_p",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "top_p",
                       "'top_p' %g is below the smallest positive float (1.4e-45); send 0 for "
                       "only the most likely token, or a larger value",
                       top_p);
@@ -1057,7 +1057,7 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
     /* Whatever the sampler would refuse is the request's fault: say so now, not mid-run. */
     edgellm_sampler *probe = NULL;
     if (edgellm_sampler_create(sp, edgellm_n_vocab(model), &probe) != EDGELLM_OK) {
-        srv_error_set(err, 400, "invalid_request_error", "invalid_value", NULL, "%s",
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", NULL, "%s",
                       edgellm_last_error());
         return false;
     }
@@ -1078,7 +1078,7 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
             !get_int(body, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &top, err))
             return false;
         if (top > 0 && !o->logprobs) {
-            srv_error_set(err, 400, "invalid_request_error", "invalid_value", "top_logprobs",
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "top_logprobs",
                           "'top_logprobs' needs 'logprobs': true");
             return false;
         }
@@ -1102,7 +1102,7 @@ bool srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_mo
            chat_prompt(body, model, n_ctx, tools, r, err);
 }
 
-const char *srv_finish_reason(srv_finish f)
+const char *ellm_srv_finish_reason(srv_finish f)
 {
     switch (f) {
     case SRV_FINISH_STOP: return "stop";
@@ -1112,7 +1112,7 @@ const char *srv_finish_reason(srv_finish f)
     }
 }
 
-json_t *srv_usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_generated)
+json_t *ellm_srv_usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_generated)
 {
     return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", n_prompt, "completion_tokens",
                      n_generated, "total_tokens", n_prompt + n_generated,
@@ -1127,7 +1127,7 @@ static json_t *token_bytes(const char *piece, size_t n)
     return a;
 }
 
-size_t srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf, size_t *cap)
+size_t ellm_srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf, size_t *cap)
 {
     size_t len = 0;
     edgellm_status st = edgellm_token_to_piece(model, token, *buf, *cap, &len);
@@ -1159,15 +1159,15 @@ static json_t *chat_logprobs(const edgellm_model *model, const srv_event *ev, si
     for (size_t i = 0; i < n; i++) {
         if (ev[i].token < 0)
             continue;
-        size_t len = srv_token_piece(model, ev[i].token, &piece, &cap);
+        size_t len = ellm_srv_token_piece(model, ev[i].token, &piece, &cap);
         json_t *top = json_array();
         for (int k = 0; k < ev[i].n_top; k++) {
-            size_t tl = srv_token_piece(model, ev[i].top[k].token, &piece, &cap);
+            size_t tl = ellm_srv_token_piece(model, ev[i].top[k].token, &piece, &cap);
             json_array_append_new(top, json_pack("{s:o,s:f,s:o}", "token", lossy_string(piece, tl),
                                                  "logprob", logprob_value(ev[i].top[k].logprob),
                                                  "bytes", token_bytes(piece, tl)));
         }
-        len = srv_token_piece(model, ev[i].token, &piece, &cap);
+        len = ellm_srv_token_piece(model, ev[i].token, &piece, &cap);
         json_array_append_new(content, json_pack("{s:o,s:f,s:o,s:o}", "token",
                                                  lossy_string(piece, len), "logprob",
                                                  logprob_value(ev[i].logprob), "bytes",
@@ -1188,18 +1188,18 @@ static json_t *completion_logprobs(const edgellm_model *model, const srv_event *
     size_t at = offset;
     for (size_t i = 0; i < n; i++) {
         if (ev[i].token >= 0 && ev[i].no_logprob) {
-            size_t len = srv_token_piece(model, ev[i].token, &piece, &cap);
+            size_t len = ellm_srv_token_piece(model, ev[i].token, &piece, &cap);
             json_array_append_new(tokens, lossy_string(piece, len));
             json_array_append_new(lps, json_null());
             json_array_append_new(tops, json_null());
             json_array_append_new(offsets, json_integer((json_int_t)at));
         } else if (ev[i].token >= 0) {
-            size_t len = srv_token_piece(model, ev[i].token, &piece, &cap);
+            size_t len = ellm_srv_token_piece(model, ev[i].token, &piece, &cap);
             json_array_append_new(tokens, lossy_string(piece, len));
             json_array_append_new(lps, json_real(logprob_value(ev[i].logprob)));
             json_t *top = json_object();
             for (int k = 0; k < ev[i].n_top; k++) {
-                size_t tl = srv_token_piece(model, ev[i].top[k].token, &piece, &cap);
+                size_t tl = ellm_srv_token_piece(model, ev[i].top[k].token, &piece, &cap);
                 json_t *key = lossy_string(piece, tl);
                 json_object_set_new(top, json_string_value(key),
                                     json_real(logprob_value(ev[i].top[k].logprob)));
@@ -1235,7 +1235,7 @@ static json_t *joined_text(const srv_event *ev, size_t n)
 
 static json_t *finish_json(srv_finish f)
 {
-    const char *r = srv_finish_reason(f);
+    const char *r = ellm_srv_finish_reason(f);
     return r ? json_string(r) : json_null();
 }
 
@@ -1304,7 +1304,7 @@ static json_t *chat_message(const srv_completion_opts *o, const srv_event *ev, s
                      calls);
 }
 
-json_t *srv_completion_response(const srv_completion_opts *o, const edgellm_model *model,
+json_t *ellm_srv_completion_response(const srv_completion_opts *o, const edgellm_model *model,
                                 const char *id, const char *model_id, long long created,
                                 const srv_choice_result *choices, int n_choices,
                                 int32_t n_prompt, int32_t n_cached, int32_t n_generated)
@@ -1332,10 +1332,10 @@ json_t *srv_completion_response(const srv_completion_opts *o, const edgellm_mode
                      o->kind == SRV_CHAT ? "chat.completion" : "text_completion", "created",
                      (json_int_t)created, "model", model_id, "system_fingerprint",
                      "edgellm-" EDGELLM_SERVER_VERSION, "choices", list, "usage",
-                     srv_usage_json(n_prompt, n_cached, n_generated));
+                     ellm_srv_usage_json(n_prompt, n_cached, n_generated));
 }
 
-json_t *srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *model,
+json_t *ellm_srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *model,
                              const char *id, const char *model_id, long long created, int index,
                              const srv_event *ev, size_t n, size_t text_offset, bool first,
                              srv_finish finish)
@@ -1381,7 +1381,7 @@ static json_t *content_chunk(const char *id, const char *model_id, long long cre
                        json_pack("{s:o}", "content", lossy_string(text, len)), SRV_FINISH_NONE);
 }
 
-json_t *srv_tool_stream_feed(const srv_completion_opts *o, srv_tool_stream *ts, const char *id,
+json_t *ellm_srv_tool_stream_feed(const srv_completion_opts *o, srv_tool_stream *ts, const char *id,
                              const char *model_id, long long created, int index,
                              const srv_event *events, size_t n_events)
 {
@@ -1413,7 +1413,7 @@ json_t *srv_tool_stream_feed(const srv_completion_opts *o, srv_tool_stream *ts, 
     return chunk;
 }
 
-srv_finish srv_tool_stream_finish(const srv_completion_opts *o, srv_tool_stream *ts,
+srv_finish ellm_srv_tool_stream_finish(const srv_completion_opts *o, srv_tool_stream *ts,
                                   const char *id, const char *model_id, long long created,
                                   int index, srv_finish finish, json_t *list)
 {
@@ -1449,7 +1449,7 @@ srv_finish srv_tool_stream_finish(const srv_completion_opts *o, srv_tool_stream 
     return SRV_FINISH_TOOL_CALLS;
 }
 
-void srv_tool_stream_free(srv_tool_stream *ts)
+void ellm_srv_tool_stream_free(srv_tool_stream *ts)
 {
     free(ts->text);
     memset(ts, 0, sizeof *ts);

@@ -69,9 +69,9 @@ struct srv_scheduler {
     int *plan_slot;
 };
 
-double srv_now(void) { return ellm_generate_now(); }
+double ellm_srv_now(void) { return ellm_generate_now(); }
 
-srv_request *srv_request_new(void)
+srv_request *ellm_srv_request_new(void)
 {
     srv_request *r = calloc(1, sizeof *r);
     if (!r)
@@ -88,7 +88,7 @@ srv_request *srv_request_new(void)
     return r;
 }
 
-void srv_events_free(srv_event *events, size_t n)
+void ellm_srv_events_free(srv_event *events, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(events[i].text);
@@ -99,7 +99,7 @@ static void request_free(srv_request *r)
 {
     free(r->prompt);
     if (r->grammar_owner)
-        srv_request_release(r->grammar_owner);
+        ellm_srv_request_release(r->grammar_owner);
     else
         edgellm_grammar_free(r->grammar);
     for (int i = 0; i < r->n_stops; i++)
@@ -107,16 +107,16 @@ static void request_free(srv_request *r)
     free(r->stops);
     free(r->bias);
     free(r->prompt_lp);
-    srv_events_free(r->events, r->n_events);
+    ellm_srv_events_free(r->events, r->n_events);
     pthread_cond_destroy(&r->cv);
     free(r);
 }
 
 static void request_retain(srv_request *r);
 
-srv_request *srv_request_derive(const srv_request *base, int choice)
+srv_request *ellm_srv_request_derive(const srv_request *base, int choice)
 {
-    srv_request *r = srv_request_new();
+    srv_request *r = ellm_srv_request_new();
     if (!r)
         return NULL;
     r->prompt = malloc((size_t)base->n_prompt * sizeof *r->prompt);
@@ -126,7 +126,7 @@ srv_request *srv_request_derive(const srv_request *base, int choice)
     for (int i = 0; ok && i < base->n_stops; i++, r->n_stops++)
         ok = (r->stops[i] = strdup(base->stops[i])) != NULL;
     if (!ok) {
-        srv_request_release(r);
+        ellm_srv_request_release(r);
         return NULL;
     }
     memcpy(r->prompt, base->prompt, (size_t)base->n_prompt * sizeof *r->prompt);
@@ -152,7 +152,7 @@ srv_request *srv_request_derive(const srv_request *base, int choice)
     return r;
 }
 
-void srv_request_release(srv_request *r)
+void ellm_srv_request_release(srv_request *r)
 {
     if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
         request_free(r);
@@ -160,7 +160,7 @@ void srv_request_release(srv_request *r)
 
 static void request_retain(srv_request *r) { __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL); }
 
-pthread_mutex_t *srv_scheduler_lock(srv_scheduler *s) { return &s->mu; }
+pthread_mutex_t *ellm_srv_scheduler_lock(srv_scheduler *s) { return &s->mu; }
 
 /* Under the lock. */
 static bool push_event(srv_request *r, const char *text, size_t len, edgellm_token token,
@@ -207,14 +207,14 @@ static void finish_slot(srv_scheduler *s, srv_slot *slot, srv_finish finish, con
     if (error)
         snprintf(r->error, sizeof r->error, "%s", error);
     r->done = true;
-    r->t_done = srv_now();
-    srv_metrics_tokens(s->metrics, r->n_prompt, r->n_cached, r->n_generated);
+    r->t_done = ellm_srv_now();
+    ellm_srv_metrics_tokens(s->metrics, r->n_prompt, r->n_cached, r->n_generated);
     pthread_cond_broadcast(&r->cv);
     ellm_step_free(&slot->step);
     slot->req = NULL;
     slot->decoding = false;
     slot->last_used = ++s->clock;
-    srv_request_release(r);
+    ellm_srv_request_release(r);
 }
 
 static void finish_unadmitted(srv_request *r, srv_finish finish, const char *error)
@@ -222,9 +222,9 @@ static void finish_unadmitted(srv_request *r, srv_finish finish, const char *err
     r->finish = finish;
     snprintf(r->error, sizeof r->error, "%s", error);
     r->done = true;
-    r->t_done = srv_now();
+    r->t_done = ellm_srv_now();
     pthread_cond_broadcast(&r->cv);
-    srv_request_release(r);
+    ellm_srv_request_release(r);
 }
 
 /* Under the lock: the step ended the request (its stop reason says why) or failed (st). */
@@ -417,8 +417,8 @@ static bool emit_slot_token(srv_scheduler *s, srv_slot *slot, edgellm_token tok,
 {
     srv_request *r = slot->req;
     if (tok >= 0 && r->n_generated == 0) {
-        r->t_first = srv_now();
-        srv_metrics_ttft(s->metrics, r->t_first - r->t_submit);
+        r->t_first = ellm_srv_now();
+        ellm_srv_metrics_ttft(s->metrics, r->t_first - r->t_submit);
     }
     const char *text = NULL;
     size_t len = 0;
@@ -648,7 +648,7 @@ static void verify_slot(srv_scheduler *s, srv_slot *slot, int32_t n_proposed)
     edgellm_status st = EDGELLM_OK;
     bool going = ellm_step_verify(&slot->step, slot->ctx, slot->verify + 1, n_proposed, &sink,
                                   &n_accepted, &st);
-    srv_metrics_speculative(s->metrics, n_proposed, n_accepted);
+    ellm_srv_metrics_speculative(s->metrics, n_proposed, n_accepted);
     if (!going && slot->req) /* not finished by emit_slot_token: the grammar ended it, or st */
         finish_step(s, slot, st);
 }
@@ -658,7 +658,7 @@ static void *scheduler_main(void *arg)
     srv_scheduler *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        double now = srv_now();
+        double now = ellm_srv_now();
         reap(s, now);
         if (!s->stopping)
             admit(s);
@@ -802,7 +802,7 @@ static edgellm_status create_speculation(srv_scheduler *s, const ellm_server_con
     return st;
 }
 
-edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_config *cfg,
+edgellm_status ellm_srv_scheduler_create(edgellm_model *model, const ellm_server_config *cfg,
                                     srv_metrics *metrics, srv_scheduler **out)
 {
     *out = NULL;
@@ -863,7 +863,7 @@ edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_conf
     if (st == EDGELLM_OK && pthread_create(&s->thread, NULL, scheduler_main, s) != 0)
         st = EDGELLM_ERR_OUT_OF_MEMORY;
     if (st != EDGELLM_OK) {
-        srv_scheduler_free(s);
+        ellm_srv_scheduler_free(s);
         return st;
     }
     s->thread_started = true;
@@ -871,12 +871,12 @@ edgellm_status srv_scheduler_create(edgellm_model *model, const ellm_server_conf
     return EDGELLM_OK;
 }
 
-srv_submit_result srv_scheduler_submit(srv_scheduler *s, srv_request *r)
+srv_submit_result ellm_srv_scheduler_submit(srv_scheduler *s, srv_request *r)
 {
-    return srv_scheduler_submit_choices(s, &r, 1);
+    return ellm_srv_scheduler_submit_choices(s, &r, 1);
 }
 
-srv_submit_result srv_scheduler_submit_choices(srv_scheduler *s, srv_request *const *reqs, int n)
+srv_submit_result ellm_srv_scheduler_submit_choices(srv_scheduler *s, srv_request *const *reqs, int n)
 {
     pthread_mutex_lock(&s->mu);
     srv_submit_result res = SRV_SUBMITTED;
@@ -895,7 +895,7 @@ srv_submit_result srv_scheduler_submit_choices(srv_scheduler *s, srv_request *co
             if (r->max_tokens < 0 || r->max_tokens > s->n_ctx - r->n_prompt)
                 r->max_tokens = s->n_ctx - r->n_prompt;
             r->group = group;
-            r->t_submit = srv_now();
+            r->t_submit = ellm_srv_now();
             request_retain(r);
             s->queue[(s->q_head + s->q_len) % s->q_cap] = r;
             s->q_len++;
@@ -906,9 +906,9 @@ srv_submit_result srv_scheduler_submit_choices(srv_scheduler *s, srv_request *co
     return res;
 }
 
-int srv_scheduler_n_ctx(srv_scheduler *s) { return s->n_ctx; }
+int ellm_srv_scheduler_n_ctx(srv_scheduler *s) { return s->n_ctx; }
 
-void srv_request_wait(srv_scheduler *s, srv_request *r, size_t seen, double timeout_s)
+void ellm_srv_request_wait(srv_scheduler *s, srv_request *r, size_t seen, double timeout_s)
 {
     pthread_mutex_lock(&s->mu);
     if (r->n_events <= seen && !r->done) {
@@ -922,7 +922,7 @@ void srv_request_wait(srv_scheduler *s, srv_request *r, size_t seen, double time
     pthread_mutex_unlock(&s->mu);
 }
 
-size_t srv_request_take(srv_scheduler *s, srv_request *r, size_t from, srv_event **out, bool *done)
+size_t ellm_srv_request_take(srv_scheduler *s, srv_request *r, size_t from, srv_event **out, bool *done)
 {
     pthread_mutex_lock(&s->mu);
     size_t n = r->n_events > from ? r->n_events - from : 0;
@@ -945,7 +945,7 @@ size_t srv_request_take(srv_scheduler *s, srv_request *r, size_t from, srv_event
     return n;
 }
 
-int srv_scheduler_queue_depth(srv_scheduler *s)
+int ellm_srv_scheduler_queue_depth(srv_scheduler *s)
 {
     pthread_mutex_lock(&s->mu);
     int n = s->q_len;
@@ -953,7 +953,7 @@ int srv_scheduler_queue_depth(srv_scheduler *s)
     return n;
 }
 
-int srv_scheduler_active(srv_scheduler *s)
+int ellm_srv_scheduler_active(srv_scheduler *s)
 {
     pthread_mutex_lock(&s->mu);
     int n = 0;
@@ -963,7 +963,7 @@ int srv_scheduler_active(srv_scheduler *s)
     return n;
 }
 
-void srv_scheduler_drain(srv_scheduler *s, double grace_deadline)
+void ellm_srv_scheduler_drain(srv_scheduler *s, double grace_deadline)
 {
     if (!s)
         return;
@@ -983,11 +983,11 @@ void srv_scheduler_drain(srv_scheduler *s, double grace_deadline)
     s->thread_started = false;
 }
 
-void srv_scheduler_free(srv_scheduler *s)
+void ellm_srv_scheduler_free(srv_scheduler *s)
 {
     if (!s)
         return;
-    srv_scheduler_drain(s, 0);
+    ellm_srv_scheduler_drain(s, 0);
     for (int i = 0; s->slots && i < s->n_slots; i++) {
         if (s->slots[i].req) /* only when the thread never ran */
             finish_slot(s, &s->slots[i], SRV_FINISH_SHUTDOWN, "the server is shutting down");

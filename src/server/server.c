@@ -52,10 +52,10 @@ static void *load_model(void *arg)
     const ellm_server_config *cfg = srv->cfg;
     edgellm_status st = edgellm_model_load(cfg->model_path, NULL, &srv->model);
     if (st == EDGELLM_OK)
-        st = srv_scheduler_create(srv->model, cfg, srv->metrics, &srv->sched);
+        st = ellm_srv_scheduler_create(srv->model, cfg, srv->metrics, &srv->sched);
     if (st == EDGELLM_OK) {
         edgellm_context_params cp = edgellm_context_default_params();
-        cp.n_ctx = srv_scheduler_n_ctx(srv->sched);
+        cp.n_ctx = ellm_srv_scheduler_n_ctx(srv->sched);
         cp.n_threads = cfg->n_threads;
         cp.n_batch = cfg->n_batch > 0 ? cfg->n_batch : 256;
         st = edgellm_context_create(srv->model, &cp, &srv->embed_ctx);
@@ -104,19 +104,19 @@ int ellm_server_run(const ellm_server_config *cfg)
         return 2;
     }
     pthread_mutex_init(&srv.embed_mu, NULL);
-    srv.metrics = srv_metrics_new();
-    if (!srv.metrics || !srv_list_split(cfg->cors_origins, &srv.cors, &srv.n_cors) ||
+    srv.metrics = ellm_srv_metrics_new();
+    if (!srv.metrics || !ellm_srv_list_split(cfg->cors_origins, &srv.cors, &srv.n_cors) ||
         sodium_init() < 0) {
         fprintf(stderr, "%s: out of memory\n", srv_log_name(cfg));
         return 1;
     }
     const char *host = cfg->host ? cfg->host : "127.0.0.1";
     char err[512];
-    if (!srv_guard_init(&srv.guard, host, cfg->allowed_hosts, cfg->api_key, srv.max_body, err,
+    if (!ellm_srv_guard_init(&srv.guard, host, cfg->allowed_hosts, cfg->api_key, srv.max_body, err,
                         sizeof err)) {
         fprintf(stderr, "%s: %s\n", srv_log_name(cfg), err);
-        srv_list_free(srv.cors, srv.n_cors);
-        srv_metrics_free(srv.metrics);
+        ellm_srv_list_free(srv.cors, srv.n_cors);
+        ellm_srv_metrics_free(srv.metrics);
         return 2;
     }
 
@@ -128,11 +128,11 @@ int ellm_server_run(const ellm_server_config *cfg)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (!srv_http_start(&srv, err, sizeof err)) {
+    if (!ellm_srv_http_start(&srv, err, sizeof err)) {
         fprintf(stderr, "%s: %s\n", srv_log_name(cfg), err);
-        srv_guard_free(&srv.guard);
-        srv_list_free(srv.cors, srv.n_cors);
-        srv_metrics_free(srv.metrics);
+        ellm_srv_guard_free(&srv.guard);
+        ellm_srv_list_free(srv.cors, srv.n_cors);
+        ellm_srv_metrics_free(srv.metrics);
         return 1;
     }
     if (cfg->model_path)
@@ -175,7 +175,7 @@ int ellm_server_run(const ellm_server_config *cfg)
             edgellm_model_get_info(srv.model, &info);
             fprintf(stderr, "%s: ready: %s (%s, %s), %d slots x %d tokens, kernels %s\n",
                     srv_log_name(cfg), srv.model_id, info.architecture, info.quantization,
-                    cfg->parallel > 0 ? cfg->parallel : 1, srv_scheduler_n_ctx(srv.sched),
+                    cfg->parallel > 0 ? cfg->parallel : 1, ellm_srv_scheduler_n_ctx(srv.sched),
                     edgellm_kernel_set());
             announced = true;
         }
@@ -188,21 +188,21 @@ int ellm_server_run(const ellm_server_config *cfg)
     if (loader_started)
         pthread_join(loader, NULL);
     atomic_store(&srv.state, SRV_STATE_STOPPING);
-    srv_http_quiesce(&srv);
+    ellm_srv_http_quiesce(&srv);
     /* Requests finish (or are cut at the deadline) before the connections close, and the
      * connections close before the scheduler they wait on is freed. */
-    srv_scheduler_drain(srv.sched, srv_now() + cfg->shutdown_grace_s);
+    ellm_srv_scheduler_drain(srv.sched, ellm_srv_now() + cfg->shutdown_grace_s);
     /* Streams are finished now; give their last events a moment to reach the clients. */
     for (int i = 0; i < 200 && atomic_load(&srv.responses_in_flight) > 0; i++)
         nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
-    srv_http_stop(&srv);
-    srv_scheduler_free(srv.sched);
+    ellm_srv_http_stop(&srv);
+    ellm_srv_scheduler_free(srv.sched);
     srv.sched = NULL;
     edgellm_context_free(srv.embed_ctx);
     edgellm_model_free(srv.model);
-    srv_metrics_free(srv.metrics);
-    srv_list_free(srv.cors, srv.n_cors);
-    srv_guard_free(&srv.guard);
+    ellm_srv_metrics_free(srv.metrics);
+    ellm_srv_list_free(srv.cors, srv.n_cors);
+    ellm_srv_guard_free(&srv.guard);
     pthread_mutex_destroy(&srv.embed_mu);
     if (exit_code == 0)
         fprintf(stderr, "%s: stopped\n", srv_log_name(cfg));

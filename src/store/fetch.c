@@ -100,11 +100,11 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
                        curl_off_t ulnow)
 {
     download *d = user;
-    double now = st_now();
+    double now = ellm_st_now();
     if (d->progress && now - d->last_draw >= 0.1) {
         d->last_draw = now;
         d->shown_total = dltotal > 0 ? d->start + (uint64_t)dltotal : 0;
-        st_progress_draw("downloading", d->start + (uint64_t)dlnow, d->shown_total, d->started);
+        ellm_st_progress_draw("downloading", d->start + (uint64_t)dlnow, d->shown_total, d->started);
     }
     return 0;
 }
@@ -142,12 +142,12 @@ static bool disk_full(int err)
     return err == ENOSPC || err == EFBIG || err == EDQUOT;
 }
 
-edgellm_status st_download(const char *url, int part_fd, const char *part_path,
+edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_path,
                            const store_install_options *opts)
 {
     int max_retries = opts->max_retries == 0 ? 5 : opts->max_retries < 0 ? 0 : opts->max_retries;
     bool progress = opts->progress;
-    double started = st_now();
+    double started = ellm_st_now();
     char last_problem[256] = "";
     for (int attempt = 0; attempt <= max_retries; attempt++) {
         struct stat sb;
@@ -179,7 +179,7 @@ edgellm_status st_download(const char *url, int part_fd, const char *part_path,
         curl_easy_getinfo(d.curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &body_len);
         curl_easy_cleanup(d.curl);
         if (progress && d.last_draw > 0)
-            st_progress_done();
+            ellm_st_progress_done();
 
         if (d.write_failed) {
             /* Retrying cannot help, and a full disk should get its space back. */
@@ -266,7 +266,7 @@ static size_t on_small_body(char *data, size_t size, size_t nmemb, void *user)
     return len;
 }
 
-edgellm_status st_fetch_small(const char *url, char **text_out, size_t *len_out)
+edgellm_status ellm_st_fetch_small(const char *url, char **text_out, size_t *len_out)
 {
     *text_out = NULL;
     CURLcode rc = CURLE_OK;

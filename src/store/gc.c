@@ -40,17 +40,17 @@ static bool hash_set_has(const hash_set *h, const char *sha)
     return false;
 }
 
-edgellm_status st_check_blob(store *s, const store_version *v, const char *name)
+edgellm_status ellm_st_check_blob(store *s, const store_version *v, const char *name)
 {
     char blob[1300], sha[STORE_HASH_HEX];
     uint64_t size = 0;
-    edgellm_status st = st_blob_path(s, v->sha256, blob, sizeof blob);
+    edgellm_status st = ellm_st_blob_path(s, v->sha256, blob, sizeof blob);
     if (st != EDGELLM_OK)
         return st;
     if (access(blob, F_OK) != 0)
         return ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s:%s: its file %s is missing; reinstall it",
                          name, v->version, blob);
-    st = store_sha256_file(blob, sha, &size);
+    st = ellm_store_sha256_file(blob, sha, &size);
     if (st != EDGELLM_OK)
         return st;
     if (strcmp(sha, v->sha256) != 0 || size != v->size)
@@ -62,13 +62,13 @@ edgellm_status st_check_blob(store *s, const store_version *v, const char *name)
     return EDGELLM_OK;
 }
 
-edgellm_status store_remove(store *s, const char *name, const char *version, bool force)
+edgellm_status ellm_store_remove(store *s, const char *name, const char *version, bool force)
 {
-    edgellm_status st = st_lock_store(s);
+    edgellm_status st = ellm_st_lock_store(s);
     if (st != EDGELLM_OK)
         return st;
     store_model m;
-    st = st_load_manifest(s, name, &m);
+    st = ellm_st_load_manifest(s, name, &m);
     bool whole = !version || !version[0];
     /* Removing a whole name needs nothing from its manifest, so a corrupt or unreadable one can
      * be removed (the messages about it point here). */
@@ -76,14 +76,14 @@ edgellm_status store_remove(store *s, const char *name, const char *version, boo
         st = EDGELLM_OK;
     if (st == EDGELLM_OK && whole) {
         char dir[1200], path[1300];
-        st = st_path(dir, sizeof dir, "%s/models/%s", s->root, name);
+        st = ellm_st_path(dir, sizeof dir, "%s/models/%s", s->root, name);
         if (st == EDGELLM_OK)
-            st = st_path(path, sizeof path, "%s/manifest.json", dir);
+            st = ellm_st_path(path, sizeof path, "%s/manifest.json", dir);
         /* Unlinking the manifest is the one step that makes the name disappear. */
         if (st == EDGELLM_OK && unlink(path) != 0)
             st = ellm_fail(EDGELLM_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
         if (st == EDGELLM_OK) {
-            st_fsync_dir(dir);
+            ellm_st_fsync_dir(dir);
             rmdir(dir);
         }
     } else if (st == EDGELLM_OK) {
@@ -103,11 +103,11 @@ edgellm_status store_remove(store *s, const char *name, const char *version, boo
                 m.active[0] = '\0';
             if (strcmp(m.previous, version) == 0)
                 m.previous[0] = '\0';
-            st = st_save_manifest(s, &m);
+            st = ellm_st_save_manifest(s, &m);
         }
     }
-    store_model_clear(&m);
-    st_unlock_store(s);
+    ellm_store_model_clear(&m);
+    ellm_st_unlock_store(s);
     return st;
 }
 
@@ -128,7 +128,7 @@ static edgellm_status sweep_dir(const char *dir, const hash_set *keep, const cha
         if (keep_prefix && strncmp(e->d_name, keep_prefix, strlen(keep_prefix)) == 0)
             continue;
         char path[1400];
-        if (st_path(path, sizeof path, "%s/%s", dir, e->d_name) != EDGELLM_OK)
+        if (ellm_st_path(path, sizeof path, "%s/%s", dir, e->d_name) != EDGELLM_OK)
             continue;
         struct stat sb;
         if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
@@ -165,11 +165,11 @@ static edgellm_status sweep_dir(const char *dir, const hash_set *keep, const cha
 /* Copies of installs that were killed: every live install holds a flock() on its temporary, so an
  * unlocked one is older than any install still running. Partial downloads are kept: a rerun of
  * that install resumes from them (gc deletes them). */
-void st_sweep_stale_temporaries(store *s)
+void ellm_st_sweep_stale_temporaries(store *s)
 {
     char dir[1200];
     uint64_t files = 0, bytes = 0;
-    if (st_path(dir, sizeof dir, "%s/tmp", s->root) == EDGELLM_OK)
+    if (ellm_st_path(dir, sizeof dir, "%s/tmp", s->root) == EDGELLM_OK)
         sweep_dir(dir, NULL, "download-", true, &files, &bytes);
 }
 
@@ -184,7 +184,7 @@ static void sweep_prefixed(const char *dir, const char *prefix, uint64_t *files,
             continue;
         char path[1700];
         struct stat sb;
-        if (st_path(path, sizeof path, "%s/%s", dir, f->d_name) == EDGELLM_OK &&
+        if (ellm_st_path(path, sizeof path, "%s/%s", dir, f->d_name) == EDGELLM_OK &&
             lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && unlink(path) == 0) {
             (*files)++;
             *bytes += (uint64_t)sb.st_size;
@@ -199,7 +199,7 @@ static edgellm_status sweep_atomic_write_temps(store *s, uint64_t *files, uint64
 {
     sweep_prefixed(s->root, ".trusted-keys.", files, bytes);
     char models[1200];
-    edgellm_status st = st_path(models, sizeof models, "%s/models", s->root);
+    edgellm_status st = ellm_st_path(models, sizeof models, "%s/models", s->root);
     if (st != EDGELLM_OK)
         return st;
     DIR *d = opendir(models);
@@ -210,12 +210,12 @@ static edgellm_status sweep_atomic_write_temps(store *s, uint64_t *files, uint64
         if (e->d_name[0] == '.')
             continue;
         char dir[1400];
-        if (st_path(dir, sizeof dir, "%s/%s", models, e->d_name) != EDGELLM_OK)
+        if (ellm_st_path(dir, sizeof dir, "%s/%s", models, e->d_name) != EDGELLM_OK)
             continue;
         sweep_prefixed(dir, ".manifest.json.", files, bytes);
         /* A directory whose manifest was removed but not the directory itself. */
         char manifest[1500];
-        if (st_path(manifest, sizeof manifest, "%s/manifest.json", dir) == EDGELLM_OK &&
+        if (ellm_st_path(manifest, sizeof manifest, "%s/manifest.json", dir) == EDGELLM_OK &&
             access(manifest, F_OK) != 0)
             rmdir(dir);
     }
@@ -223,20 +223,20 @@ static edgellm_status sweep_atomic_write_temps(store *s, uint64_t *files, uint64
     return EDGELLM_OK;
 }
 
-edgellm_status store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_freed)
+edgellm_status ellm_store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_freed)
 {
     *files_removed = 0;
     *bytes_freed = 0;
-    edgellm_status st = st_lock_store(s);
+    edgellm_status st = ellm_st_lock_store(s);
     if (st != EDGELLM_OK)
         return st;
     hash_set keep = {0};
     char **names = NULL;
     size_t n_names = 0;
-    st = store_list_names(s, &names, &n_names);
+    st = ellm_store_list_names(s, &names, &n_names);
     for (size_t i = 0; st == EDGELLM_OK && i < n_names; i++) {
         store_model m;
-        st = st_load_manifest(s, names[i], &m);
+        st = ellm_st_load_manifest(s, names[i], &m);
         if (st != EDGELLM_OK) {
             /* A manifest we cannot read may reference anything: keep every blob. */
             st = ellm_fail_wrap(st, "gc stopped without deleting anything");
@@ -245,64 +245,64 @@ edgellm_status store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_freed
         for (size_t j = 0; j < m.n_versions; j++)
             if (!hash_set_add(&keep, m.versions[j].sha256))
                 st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
-        store_model_clear(&m);
+        ellm_store_model_clear(&m);
     }
-    store_free_names(names, n_names);
+    ellm_store_free_names(names, n_names);
     char dir[1200];
     if (st == EDGELLM_OK)
-        st = st_path(dir, sizeof dir, "%s/blobs/sha256", s->root);
+        st = ellm_st_path(dir, sizeof dir, "%s/blobs/sha256", s->root);
     if (st == EDGELLM_OK)
         st = sweep_dir(dir, &keep, NULL, false, files_removed, bytes_freed);
     if (st == EDGELLM_OK)
-        st = st_path(dir, sizeof dir, "%s/tmp", s->root);
+        st = ellm_st_path(dir, sizeof dir, "%s/tmp", s->root);
     if (st == EDGELLM_OK)
         st = sweep_dir(dir, NULL, NULL, true, files_removed, bytes_freed);
     if (st == EDGELLM_OK)
         st = sweep_atomic_write_temps(s, files_removed, bytes_freed);
     free(keep.items);
-    st_unlock_store(s);
+    ellm_st_unlock_store(s);
     return st;
 }
 
-edgellm_status store_verify(store *s, store_verify_report_fn report, void *user, size_t *n_bad)
+edgellm_status ellm_store_verify(store *s, store_verify_report_fn report, void *user, size_t *n_bad)
 {
     *n_bad = 0;
     char **names = NULL;
     size_t n_names = 0;
-    edgellm_status st = store_list_names(s, &names, &n_names);
+    edgellm_status st = ellm_store_list_names(s, &names, &n_names);
     for (size_t i = 0; st == EDGELLM_OK && i < n_names; i++) {
         /* Shared lock per model: a concurrent remove + gc cannot delete a blob between reading
          * the manifest and hashing it, and writers wait for one model's check at most. */
         while (flock(s->lock_fd, LOCK_SH) != 0 && errno == EINTR) {
         }
         store_model m;
-        edgellm_status ms = st_load_manifest(s, names[i], &m);
+        edgellm_status ms = ellm_st_load_manifest(s, names[i], &m);
         if (ms == EDGELLM_ERR_NOT_FOUND) { /* removed since we listed it */
-            st_unlock_store(s);
+            ellm_st_unlock_store(s);
             continue;
         }
         if (ms != EDGELLM_OK) {
-            st_unlock_store(s);
+            ellm_st_unlock_store(s);
             (*n_bad)++;
             if (report)
                 report(user, names[i], "", edgellm_last_error());
             continue;
         }
-        if (m.active[0] && !store_model_find(&m, m.active)) {
+        if (m.active[0] && !ellm_store_model_find(&m, m.active)) {
             (*n_bad)++;
             if (report)
                 report(user, names[i], m.active, "the active version is not in the manifest");
         }
         for (size_t j = 0; j < m.n_versions; j++) {
-            edgellm_status bs = st_check_blob(s, &m.versions[j], names[i]);
+            edgellm_status bs = ellm_st_check_blob(s, &m.versions[j], names[i]);
             if (bs != EDGELLM_OK)
                 (*n_bad)++;
             if (report)
                 report(user, names[i], m.versions[j].version, bs == EDGELLM_OK ? NULL : edgellm_last_error());
         }
-        store_model_clear(&m);
-        st_unlock_store(s);
+        ellm_store_model_clear(&m);
+        ellm_st_unlock_store(s);
     }
-    store_free_names(names, n_names);
+    ellm_store_free_names(names, n_names);
     return st;
 }

@@ -26,7 +26,7 @@ static edgellm_status copy_and_hash(const char *from, int out_fd, const char *ou
     char *buf = malloc(CHUNK);
     edgellm_status st = buf ? EDGELLM_OK : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
     uint64_t done = 0;
-    double started = st_now(), last = 0;
+    double started = ellm_st_now(), last = 0;
     while (st == EDGELLM_OK) {
         ssize_t n = read(in, buf, CHUNK);
         if (n < 0 && errno == EINTR)
@@ -53,13 +53,13 @@ static edgellm_status copy_and_hash(const char *from, int out_fd, const char *ou
             off += w;
         }
         done += (uint64_t)n;
-        if (progress && st_now() - last > 0.1) {
-            last = st_now();
-            st_progress_draw("copying", done, total, started);
+        if (progress && ellm_st_now() - last > 0.1) {
+            last = ellm_st_now();
+            ellm_st_progress_draw("copying", done, total, started);
         }
     }
     if (progress && last > 0)
-        st_progress_done();
+        ellm_st_progress_done();
     free(buf);
     close(in);
     if (st == EDGELLM_OK && fsync(out_fd) != 0)
@@ -76,10 +76,10 @@ static edgellm_status read_signature(const char *from, const store_install_optio
     if (!where) {
         /* For a URL the signature sits beside the path, before any query string. */
         size_t path_len = strlen(from);
-        const char *query = st_is_url(from) ? strchr(from, '?') : NULL;
+        const char *query = ellm_st_is_url(from) ? strchr(from, '?') : NULL;
         if (query)
             path_len = (size_t)(query - from);
-        edgellm_status st = st_path(default_sig, sizeof default_sig, "%.*s.sig%s", (int)path_len,
+        edgellm_status st = ellm_st_path(default_sig, sizeof default_sig, "%.*s.sig%s", (int)path_len,
                                     from, query ? query : "");
         if (st != EDGELLM_OK)
             return st;
@@ -87,8 +87,8 @@ static edgellm_status read_signature(const char *from, const store_install_optio
     }
     char *text = NULL;
     size_t len = 0;
-    if (st_is_url(where)) {
-        edgellm_status st = st_fetch_small(where, &text, &len);
+    if (ellm_st_is_url(where)) {
+        edgellm_status st = ellm_st_fetch_small(where, &text, &len);
         if (st == EDGELLM_ERR_NOT_FOUND && !opts->sig)
             return EDGELLM_OK;
         if (st != EDGELLM_OK)
@@ -106,7 +106,7 @@ static edgellm_status read_signature(const char *from, const store_install_optio
         if (!text)
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    edgellm_status st = store_signature_parse(text, len, sig);
+    edgellm_status st = ellm_store_signature_parse(text, len, sig);
     free(text);
     if (st != EDGELLM_OK)
         return ellm_fail_wrap(st, "signature %s", where);
@@ -130,7 +130,7 @@ static void next_version(const store_model *m, char *out, size_t cap)
 static edgellm_status open_owned_temp(store *s, const char *prefix, char *path, size_t cap, int *fd_out)
 {
     for (;;) {
-        edgellm_status st = st_path(path, cap, "%s/tmp/%s-XXXXXX", s->root, prefix);
+        edgellm_status st = ellm_st_path(path, cap, "%s/tmp/%s-XXXXXX", s->root, prefix);
         if (st != EDGELLM_OK)
             return st;
         int fd = mkostemp(path, O_CLOEXEC);
@@ -159,7 +159,7 @@ static edgellm_status open_download_part(store *s, const char *url, char *path, 
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
     crypto_hash_sha256(digest, (const unsigned char *)url, strlen(url));
     sodium_bin2hex(key, sizeof key, digest, 16);
-    edgellm_status st = st_path(path, cap, "%s/tmp/download-%s.part", s->root, key);
+    edgellm_status st = ellm_st_path(path, cap, "%s/tmp/download-%s.part", s->root, key);
     if (st != EDGELLM_OK)
         return st;
     for (;;) {
@@ -186,11 +186,11 @@ static edgellm_status open_download_part(store *s, const char *url, char *path, 
 static edgellm_status refuse_model(edgellm_status st, const char *from, const char *what)
 {
     char cause[768];
-    st_escape_controls(edgellm_last_error(), cause, sizeof cause);
+    ellm_st_escape_controls(edgellm_last_error(), cause, sizeof cause);
     return ellm_fail(st, "refusing to install %s: %s: %s", from, what, cause);
 }
 
-edgellm_status store_install(store *s, const char *name, const char *version_in, const char *from,
+edgellm_status ellm_store_install(store *s, const char *name, const char *version_in, const char *from,
                              const store_install_options *opts_in, char *installed_version_out,
                              size_t cap)
 {
@@ -201,13 +201,13 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     edgellm_status st;
 
     /* Best effort: a store whose tmp/ cannot be swept fails below with a clearer message. */
-    st_sweep_stale_temporaries(s);
+    ellm_st_sweep_stale_temporaries(s);
 
     /* 1. Bring the bytes into tmp/ (nothing visible yet). */
-    if (st_is_url(from)) {
+    if (ellm_st_is_url(from)) {
         st = open_download_part(s, from, tmp_path, sizeof tmp_path, &fd);
         if (st == EDGELLM_OK) {
-            st = st_download(from, fd, tmp_path, &opts);
+            st = ellm_st_download(from, fd, tmp_path, &opts);
             /* A transfer problem keeps the partial file so a rerun resumes; anything later
              * (wrong hash, garbage) deletes it. */
             struct stat part;
@@ -226,7 +226,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     char sha[STORE_HASH_HEX] = "";
     uint64_t size = 0;
     if (st == EDGELLM_OK)
-        st = st_sha256_fd(fd, tmp_path, sha, &size);
+        st = ellm_st_sha256_fd(fd, tmp_path, sha, &size);
 
     /* 2. Verify: signature, hash, GGUF header. */
     store_signature sig;
@@ -253,9 +253,9 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
                            "refusing to install %s: its SHA-256 %.16s... (%llu bytes) does not match "
                            "the signed %.16s... (%llu bytes): the file is corrupt or was tampered with",
                            from, sha, (unsigned long long)size, sig.sha256, (unsigned long long)sig.size);
-        else if ((st = store_signature_check(&sig)) != EDGELLM_OK)
+        else if ((st = ellm_store_signature_check(&sig)) != EDGELLM_OK)
             st = ellm_fail_wrap(st, "refusing to install %s", from);
-        else if ((st = store_key_trusted(s, sig.key, &trusted)) != EDGELLM_OK)
+        else if ((st = ellm_store_key_trusted(s, sig.key, &trusted)) != EDGELLM_OK)
             st = ellm_fail_wrap(st, "refusing to install %s", from);
         else if (!trusted)
             st = ellm_fail(EDGELLM_ERR_FORMAT,
@@ -268,7 +268,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     store_model_shape shape;
     uint64_t min_ram = 0;
     if (st == EDGELLM_OK) {
-        st = store_read_shape(tmp_path, &shape);
+        st = ellm_store_read_shape(tmp_path, &shape);
         if (st != EDGELLM_OK)
             st = refuse_model(st, from, "not a usable GGUF model");
     }
@@ -278,7 +278,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
          * load it as `run` would. The weights are only mapped, not read. */
         edgellm_model *model = NULL;
         st = edgellm_model_load(tmp_path, NULL, &model);
-        min_ram = st == EDGELLM_OK ? st_min_ram(model) : 0;
+        min_ram = st == EDGELLM_OK ? ellm_st_min_ram(model) : 0;
         edgellm_model_free(model);
         if (st != EDGELLM_OK)
             st = refuse_model(st, from, "the model does not load");
@@ -290,11 +290,11 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     store_model m = {0};
     bool locked = false;
     if (st == EDGELLM_OK) {
-        st = st_lock_store(s);
+        st = ellm_st_lock_store(s);
         locked = st == EDGELLM_OK;
     }
     if (st == EDGELLM_OK) {
-        st = st_load_manifest(s, name, &m);
+        st = ellm_st_load_manifest(s, name, &m);
         if (st == EDGELLM_ERR_NOT_FOUND) {
             memset(&m, 0, sizeof m);
             snprintf(m.name, sizeof m.name, "%s", name);
@@ -305,7 +305,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     if (st == EDGELLM_OK) {
         if (!version[0])
             next_version(&m, version, sizeof version);
-        const store_version *existing = store_model_find(&m, version);
+        const store_version *existing = ellm_store_model_find(&m, version);
         if (existing && strcmp(existing->sha256, sha) != 0)
             st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                            "%s:%s is already installed with different content (sha256 %.16s...); "
@@ -315,12 +315,12 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
     }
     char blob[1300];
     if (st == EDGELLM_OK)
-        st = st_blob_path(s, sha, blob, sizeof blob);
+        st = ellm_st_blob_path(s, sha, blob, sizeof blob);
     if (st == EDGELLM_OK) {
         char existing_sha[STORE_HASH_HEX];
         uint64_t existing_size = 0;
         bool intact = access(blob, F_OK) == 0 &&
-                      store_sha256_file(blob, existing_sha, &existing_size) == EDGELLM_OK &&
+                      ellm_store_sha256_file(blob, existing_sha, &existing_size) == EDGELLM_OK &&
                       strcmp(existing_sha, sha) == 0;
         if (!intact) {
             if (rename(tmp_path, blob) != 0)
@@ -328,9 +328,9 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
             else {
                 moved = true;
                 char blobs_dir[1200];
-                st = st_path(blobs_dir, sizeof blobs_dir, "%s/blobs/sha256", s->root);
+                st = ellm_st_path(blobs_dir, sizeof blobs_dir, "%s/blobs/sha256", s->root);
                 if (st == EDGELLM_OK)
-                    st = st_fsync_dir(blobs_dir);
+                    st = ellm_st_fsync_dir(blobs_dir);
             }
         }
     }
@@ -350,7 +350,7 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
             v->n_params = shape.n_params;
             v->context_length = shape.n_ctx_train > 0 ? (uint32_t)shape.n_ctx_train : 0;
             v->min_ram_bytes = min_ram;
-            st_escape_controls(from, v->source, sizeof v->source);
+            ellm_st_escape_controls(from, v->source, sizeof v->source);
             if (signed_file) {
                 snprintf(v->signed_by, sizeof v->signed_by, "%s", sig.key);
                 snprintf(v->signature, sizeof v->signature, "%s", sig.signature);
@@ -364,10 +364,10 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
         snprintf(m.active, sizeof m.active, "%s", version);
     }
     if (st == EDGELLM_OK)
-        st = st_save_manifest(s, &m);
+        st = ellm_st_save_manifest(s, &m);
     if (locked)
-        st_unlock_store(s);
-    store_model_clear(&m);
+        ellm_st_unlock_store(s);
+    ellm_store_model_clear(&m);
 
     if (fd >= 0) {
         if (!moved && !keep_partial)
@@ -382,11 +382,11 @@ edgellm_status store_install(store *s, const char *name, const char *version_in,
 static edgellm_status set_active(store *s, const char *name, const char *version, bool to_previous,
                                  char *now_active_out, size_t cap)
 {
-    edgellm_status st = st_lock_store(s);
+    edgellm_status st = ellm_st_lock_store(s);
     if (st != EDGELLM_OK)
         return st;
     store_model m;
-    st = st_load_manifest(s, name, &m);
+    st = ellm_st_load_manifest(s, name, &m);
     const char *target = version;
     if (st == EDGELLM_OK && to_previous) {
         if (!m.previous[0])
@@ -395,49 +395,49 @@ static edgellm_status set_active(store *s, const char *name, const char *version
     }
     const store_version *v = NULL;
     if (st == EDGELLM_OK) {
-        v = store_model_find(&m, target);
+        v = ellm_store_model_find(&m, target);
         if (!v)
             st = ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s:%s is not installed (see 'edgellm models info %s')",
                            name, target, name);
     }
     if (st == EDGELLM_OK)
-        st = st_check_blob(s, v, name);
+        st = ellm_st_check_blob(s, v, name);
     if (st == EDGELLM_OK && strcmp(m.active, target) != 0) {
         char new_active[STORE_VERSION_MAX];
         snprintf(new_active, sizeof new_active, "%s", target);
         snprintf(m.previous, sizeof m.previous, "%s", m.active);
         snprintf(m.active, sizeof m.active, "%s", new_active);
-        st = st_save_manifest(s, &m);
+        st = ellm_st_save_manifest(s, &m);
     }
     if (st == EDGELLM_OK && now_active_out)
         snprintf(now_active_out, cap, "%s", m.active);
-    store_model_clear(&m);
-    st_unlock_store(s);
+    ellm_store_model_clear(&m);
+    ellm_st_unlock_store(s);
     return st;
 }
 
-edgellm_status store_activate(store *s, const char *name, const char *version)
+edgellm_status ellm_store_activate(store *s, const char *name, const char *version)
 {
     return set_active(s, name, version, false, NULL, 0);
 }
 
-edgellm_status store_rollback(store *s, const char *name, char *now_active_out, size_t cap)
+edgellm_status ellm_store_rollback(store *s, const char *name, char *now_active_out, size_t cap)
 {
     return set_active(s, name, NULL, true, now_active_out, cap);
 }
 
-edgellm_status store_pin(store *s, const char *name, bool pinned)
+edgellm_status ellm_store_pin(store *s, const char *name, bool pinned)
 {
-    edgellm_status st = st_lock_store(s);
+    edgellm_status st = ellm_st_lock_store(s);
     if (st != EDGELLM_OK)
         return st;
     store_model m;
-    st = st_load_manifest(s, name, &m);
+    st = ellm_st_load_manifest(s, name, &m);
     if (st == EDGELLM_OK && m.pinned != pinned) {
         m.pinned = pinned;
-        st = st_save_manifest(s, &m);
+        st = ellm_st_save_manifest(s, &m);
     }
-    store_model_clear(&m);
-    st_unlock_store(s);
+    ellm_store_model_clear(&m);
+    ellm_st_unlock_store(s);
     return st;
 }

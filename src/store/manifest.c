@@ -11,13 +11,13 @@
 #include "core/status.h"
 #include "store/store_internal.h"
 
-void store_model_clear(store_model *model)
+void ellm_store_model_clear(store_model *model)
 {
     free(model->versions);
     memset(model, 0, sizeof *model);
 }
 
-const store_version *store_model_find(const store_model *model, const char *version)
+const store_version *ellm_store_model_find(const store_model *model, const char *version)
 {
     for (size_t i = 0; i < model->n_versions; i++)
         if (strcmp(model->versions[i].version, version) == 0)
@@ -62,13 +62,13 @@ static bool read_field(json_t *obj, const char *key, field_form form, bool may_b
     if (len == 0)
         ok = may_be_empty;
     else if (form == FIELD_TOKEN)
-        ok = st_valid_token(v, len);
+        ok = ellm_st_valid_token(v, len);
     else if (form == FIELD_SHA256 || form == FIELD_KEY)
-        ok = st_valid_hex(v, 32);
+        ok = ellm_st_valid_hex(v, 32);
     else if (form == FIELD_SIG)
-        ok = st_valid_hex(v, 64);
+        ok = ellm_st_valid_hex(v, 64);
     else
-        ok = !st_has_control(v);
+        ok = !ellm_st_has_control(v);
     if (ok)
         memcpy(out, v, len + 1);
     return ok;
@@ -90,11 +90,11 @@ static bool read_count(json_t *obj, const char *key, uint64_t *out)
 /* The one reader of manifests. Every field must have the form the store writes before any of it
  * is used: a sha256 becomes part of a path, versions and text are printed. A manifest with a field
  * out of form is refused whole: dropping the entry would let gc delete the blob it references. */
-edgellm_status st_load_manifest(store *s, const char *name, store_model *out)
+edgellm_status ellm_st_load_manifest(store *s, const char *name, store_model *out)
 {
     memset(out, 0, sizeof *out);
     char path[1300];
-    edgellm_status st = st_path(path, sizeof path, "%s/models/%s/manifest.json", s->root, name);
+    edgellm_status st = ellm_st_path(path, sizeof path, "%s/models/%s/manifest.json", s->root, name);
     if (st != EDGELLM_OK)
         return st;
     struct stat sb;
@@ -166,7 +166,7 @@ edgellm_status st_load_manifest(store *s, const char *name, store_model *out)
 #undef FIELD
     json_decref(root);
     if (bad) {
-        store_model_clear(out);
+        ellm_store_model_clear(out);
         char where[48] = "";
         if (bad_entry)
             snprintf(where, sizeof where, "version entry %zu: ", bad_entry);
@@ -178,7 +178,7 @@ edgellm_status st_load_manifest(store *s, const char *name, store_model *out)
     return EDGELLM_OK;
 }
 
-edgellm_status st_save_manifest(store *s, const store_model *m)
+edgellm_status ellm_st_save_manifest(store *s, const store_model *m)
 {
     json_t *versions = json_array();
     for (size_t i = 0; i < m->n_versions; i++) {
@@ -199,24 +199,24 @@ edgellm_status st_save_manifest(store *s, const store_model *m)
     if (!text)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory writing a manifest");
     char dir[1200];
-    edgellm_status st = st_path(dir, sizeof dir, "%s/models/%s", s->root, m->name);
+    edgellm_status st = ellm_st_path(dir, sizeof dir, "%s/models/%s", s->root, m->name);
     if (st == EDGELLM_OK && mkdir(dir, 0755) != 0 && errno != EEXIST)
         st = ellm_fail(EDGELLM_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
     if (st == EDGELLM_OK) {
         char models_dir[1200];
-        st = st_path(models_dir, sizeof models_dir, "%s/models", s->root);
+        st = ellm_st_path(models_dir, sizeof models_dir, "%s/models", s->root);
         if (st == EDGELLM_OK)
-            st = st_fsync_dir(models_dir);
+            st = ellm_st_fsync_dir(models_dir);
     }
     if (st == EDGELLM_OK)
-        st = st_write_atomic(dir, "manifest.json", text, strlen(text));
+        st = ellm_st_write_atomic(dir, "manifest.json", text, strlen(text));
     free(text);
     return st;
 }
 
-edgellm_status store_get_model(store *s, const char *name, store_model *out)
+edgellm_status ellm_store_get_model(store *s, const char *name, store_model *out)
 {
-    return st_load_manifest(s, name, out);
+    return ellm_st_load_manifest(s, name, out);
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -224,12 +224,12 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-edgellm_status store_list_names(store *s, char ***names_out, size_t *count_out)
+edgellm_status ellm_store_list_names(store *s, char ***names_out, size_t *count_out)
 {
     *names_out = NULL;
     *count_out = 0;
     char dir[1200];
-    edgellm_status st = st_path(dir, sizeof dir, "%s/models", s->root);
+    edgellm_status st = ellm_st_path(dir, sizeof dir, "%s/models", s->root);
     if (st != EDGELLM_OK)
         return st;
     DIR *d = opendir(dir);
@@ -240,12 +240,12 @@ edgellm_status store_list_names(store *s, char ***names_out, size_t *count_out)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         /* Only names the store can create; anything else in models/ is not a model. */
-        if (!st_valid_token(e->d_name, strlen(e->d_name)) || strlen(e->d_name) >= STORE_NAME_MAX)
+        if (!ellm_st_valid_token(e->d_name, strlen(e->d_name)) || strlen(e->d_name) >= STORE_NAME_MAX)
             continue;
         /* A manifest that exists but cannot be read is listed, so its readers report it. */
         char manifest[1400];
         struct stat sb;
-        if (st_path(manifest, sizeof manifest, "%s/%s/manifest.json", dir, e->d_name) != EDGELLM_OK ||
+        if (ellm_st_path(manifest, sizeof manifest, "%s/%s/manifest.json", dir, e->d_name) != EDGELLM_OK ||
             (lstat(manifest, &sb) != 0 && (errno == ENOENT || errno == ENOTDIR)))
             continue;
         if (n == cap) {
@@ -267,7 +267,7 @@ edgellm_status store_list_names(store *s, char ***names_out, size_t *count_out)
     return EDGELLM_OK;
 }
 
-void store_free_names(char **names, size_t count)
+void ellm_store_free_names(char **names, size_t count)
 {
     for (size_t i = 0; i < count; i++)
         free(names[i]);

@@ -17,26 +17,26 @@ static int32_t get_i32(const gguf_file *f, const char *arch, const char *suffix,
     char key[160];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     uint32_t v = 0;
-    if (gguf_get_u32(f, key, &v) != EDGELLM_OK || v > INT32_MAX)
+    if (ellm_gguf_get_u32(f, key, &v) != EDGELLM_OK || v > INT32_MAX)
         return dflt;
     return (int32_t)v;
 }
 
-edgellm_status store_read_shape(const char *gguf_path, store_model_shape *out)
+edgellm_status ellm_store_read_shape(const char *gguf_path, store_model_shape *out)
 {
     memset(out, 0, sizeof *out);
     gguf_file *f = NULL;
-    edgellm_status st = gguf_open(gguf_path, &f);
+    edgellm_status st = ellm_gguf_open(gguf_path, &f);
     if (st != EDGELLM_OK)
         return st;
     gguf_str arch = {0};
     /* The name is printed by plan and info: from a file, so only when it is printable. */
-    if (gguf_get_str(f, "general.architecture", &arch) == EDGELLM_OK && arch.len > 0 &&
+    if (ellm_gguf_get_str(f, "general.architecture", &arch) == EDGELLM_OK && arch.len > 0 &&
         arch.len < sizeof out->architecture && !memchr(arch.data, '\0', arch.len)) {
         memcpy(out->architecture, arch.data, arch.len);
         out->architecture[arch.len] = '\0';
     }
-    if (!out->architecture[0] || st_has_control(out->architecture)) {
+    if (!out->architecture[0] || ellm_st_has_control(out->architecture)) {
         snprintf(out->architecture, sizeof out->architecture, "unknown");
     }
     const char *a = out->architecture;
@@ -48,18 +48,18 @@ edgellm_status store_read_shape(const char *gguf_path, store_model_shape *out)
     out->n_ctx_train = get_i32(f, a, "context_length", 0);
     out->head_dim = get_i32(f, a, "attention.key_length", out->n_head > 0 ? out->n_embd / out->n_head : 0);
     const gguf_array *tokens = NULL;
-    if (gguf_get_array(f, "tokenizer.ggml.tokens", &tokens) == EDGELLM_OK && tokens->n <= INT32_MAX)
+    if (ellm_gguf_get_array(f, "tokenizer.ggml.tokens", &tokens) == EDGELLM_OK && tokens->n <= INT32_MAX)
         out->n_vocab = (int32_t)tokens->n;
 
     /* The quantization is the type holding most weight bytes among the matrices. */
     uint64_t bytes_by_type[64] = {0};
-    for (uint64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(f, i);
+    for (uint64_t i = 0; i < ellm_gguf_tensor_count(f); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(f, i);
         out->n_params += t->n_elements;
         out->weights_bytes += t->n_bytes;
         if (t->n_dims >= 2 && t->type < 64)
             bytes_by_type[t->type] += t->n_bytes;
-        if (out->n_vocab == 0 && gguf_str_eq(t->name, "token_embd.weight") && t->ne[1] <= INT32_MAX)
+        if (out->n_vocab == 0 && ellm_gguf_str_eq(t->name, "token_embd.weight") && t->ne[1] <= INT32_MAX)
             out->n_vocab = (int32_t)t->ne[1];
     }
     uint32_t best = 0;
@@ -67,8 +67,8 @@ edgellm_status store_read_shape(const char *gguf_path, store_model_shape *out)
         if (bytes_by_type[t] > bytes_by_type[best])
             best = t;
     snprintf(out->quantization, sizeof out->quantization, "%s", ellm_type_name(best));
-    out->file_bytes = gguf_file_size(f);
-    gguf_close(f);
+    out->file_bytes = ellm_gguf_file_size(f);
+    ellm_gguf_close(f);
     if (out->n_embd <= 0 || out->n_layer <= 0 || out->n_head <= 0)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "%s lacks %s.embedding_length / block_count / attention.head_count: cannot "
@@ -84,7 +84,7 @@ static uint64_t process_overhead(int32_t n_vocab)
     return 6ull * 1024 * 1024 + (uint64_t)(n_vocab > 0 ? n_vocab : 0) * 64ull;
 }
 
-edgellm_status store_plan_model(const edgellm_model *model, const edgellm_context_params *params,
+edgellm_status ellm_store_plan_model(const edgellm_model *model, const edgellm_context_params *params,
                                 store_plan *out)
 {
     memset(out, 0, sizeof *out);
@@ -100,7 +100,7 @@ edgellm_status store_plan_model(const edgellm_model *model, const edgellm_contex
     return EDGELLM_OK;
 }
 
-edgellm_status store_plan_shape(const store_model_shape *shape, const edgellm_context_params *params,
+edgellm_status ellm_store_plan_shape(const store_model_shape *shape, const edgellm_context_params *params,
                                 store_plan *out)
 {
     memset(out, 0, sizeof *out);
@@ -134,21 +134,21 @@ edgellm_status store_plan_shape(const store_model_shape *shape, const edgellm_co
     return EDGELLM_OK;
 }
 
-int32_t store_plan_max_context(const edgellm_model *model, const edgellm_context_params *params,
+int32_t ellm_store_plan_max_context(const edgellm_model *model, const edgellm_context_params *params,
                                uint64_t budget, int32_t limit)
 {
     edgellm_context_params at = params ? *params : edgellm_context_default_params();
     store_plan p;
     at.n_ctx = 1;
-    if (store_plan_model(model, &at, &p) != EDGELLM_OK || p.total_bytes > budget)
+    if (ellm_store_plan_model(model, &at, &p) != EDGELLM_OK || p.total_bytes > budget)
         return 0;
     int32_t lo = 1, hi = limit;
     at.n_ctx = hi;
-    if (store_plan_model(model, &at, &p) == EDGELLM_OK && p.total_bytes <= budget)
+    if (ellm_store_plan_model(model, &at, &p) == EDGELLM_OK && p.total_bytes <= budget)
         return hi;
     while (hi - lo > 1) {
         at.n_ctx = lo + (hi - lo) / 2;
-        if (store_plan_model(model, &at, &p) == EDGELLM_OK && p.total_bytes <= budget)
+        if (ellm_store_plan_model(model, &at, &p) == EDGELLM_OK && p.total_bytes <= budget)
             lo = at.n_ctx;
         else
             hi = at.n_ctx;
@@ -156,7 +156,7 @@ int32_t store_plan_max_context(const edgellm_model *model, const edgellm_context
     return lo;
 }
 
-uint64_t store_machine_ram(void)
+uint64_t ellm_store_machine_ram(void)
 {
     FILE *f = fopen("/proc/meminfo", "r");
     if (f) {
@@ -173,7 +173,7 @@ uint64_t store_machine_ram(void)
     return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
 }
 
-uint64_t st_min_ram(const edgellm_model *model)
+uint64_t ellm_st_min_ram(const edgellm_model *model)
 {
     edgellm_model_info info;
     edgellm_context_params params = edgellm_context_default_params();
@@ -183,5 +183,5 @@ uint64_t st_min_ram(const edgellm_model *model)
                        ? info.n_ctx_train
                        : 512;
     store_plan plan;
-    return store_plan_model(model, &params, &plan) == EDGELLM_OK ? plan.total_bytes : 0;
+    return ellm_store_plan_model(model, &params, &plan) == EDGELLM_OK ? plan.total_bytes : 0;
 }

@@ -41,7 +41,7 @@ static char *read_small(const char *path, size_t limit, size_t *len_out)
     return buf;
 }
 
-edgellm_status store_keygen(const char *secret_path, char pub_hex_out[65])
+edgellm_status ellm_store_keygen(const char *secret_path, char pub_hex_out[65])
 {
     if (sodium_init() < 0)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
@@ -73,7 +73,7 @@ edgellm_status store_keygen(const char *secret_path, char pub_hex_out[65])
     close(fd);
 
     char pub_path[1100];
-    edgellm_status st = st_path(pub_path, sizeof pub_path, "%s.pub", secret_path);
+    edgellm_status st = ellm_st_path(pub_path, sizeof pub_path, "%s.pub", secret_path);
     if (st != EDGELLM_OK)
         return st;
     FILE *f = fopen(pub_path, "w");
@@ -95,7 +95,7 @@ static edgellm_status load_secret(const char *secret_path, unsigned char sk[cryp
         return ellm_fail(EDGELLM_ERR_IO, "cannot read key %s: %s", secret_path, strerror(errno));
     char seed_hex[2 * crypto_sign_SEEDBYTES + 1] = {0};
     unsigned char seed[crypto_sign_SEEDBYTES];
-    bool ok = sscanf(text, "ed25519-secret %64s", seed_hex) == 1 && st_unhex(seed_hex, seed, sizeof seed);
+    bool ok = sscanf(text, "ed25519-secret %64s", seed_hex) == 1 && ellm_st_unhex(seed_hex, seed, sizeof seed);
     sodium_memzero(text, len);
     free(text);
     if (!ok)
@@ -108,14 +108,14 @@ static edgellm_status load_secret(const char *secret_path, unsigned char sk[cryp
     return EDGELLM_OK;
 }
 
-edgellm_status store_sign_file(const char *secret_path, const char *file, const char *name,
+edgellm_status ellm_store_sign_file(const char *secret_path, const char *file, const char *name,
                                const char *version, const char *sig_path)
 {
     if (sodium_init() < 0)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
     char check_name[STORE_NAME_MAX], check_version[STORE_VERSION_MAX], ref[256];
     snprintf(ref, sizeof ref, "%s:%s", name, version);
-    edgellm_status st = store_parse_ref(ref, check_name, sizeof check_name, check_version,
+    edgellm_status st = ellm_store_parse_ref(ref, check_name, sizeof check_name, check_version,
                                         sizeof check_version);
     if (st != EDGELLM_OK)
         return st;
@@ -127,7 +127,7 @@ edgellm_status store_sign_file(const char *secret_path, const char *file, const 
         return st;
     char sha[STORE_HASH_HEX];
     uint64_t size = 0;
-    st = store_sha256_file(file, sha, &size);
+    st = ellm_store_sha256_file(file, sha, &size);
     char text[1024];
     if (st == EDGELLM_OK)
         st = statement(name, version, sha, size, text, sizeof text);
@@ -171,7 +171,7 @@ static bool copy_field(json_t *obj, const char *key, char *out, size_t cap)
     return true;
 }
 
-edgellm_status store_signature_parse(const char *json_text, size_t len, store_signature *out)
+edgellm_status ellm_store_signature_parse(const char *json_text, size_t len, store_signature *out)
 {
     memset(out, 0, sizeof *out);
     json_error_t err;
@@ -196,28 +196,28 @@ edgellm_status store_signature_parse(const char *json_text, size_t len, store_si
                          "signature lacks one of name, version, sha256, size, key, signature");
     /* Its fields reach messages, the manifest and (the hash) a blob path: the forms the store
      * writes, nothing else. */
-    if (!st_valid_token(out->name, strlen(out->name)) ||
-        !st_valid_token(out->version, strlen(out->version)))
+    if (!ellm_st_valid_token(out->name, strlen(out->name)) ||
+        !ellm_st_valid_token(out->version, strlen(out->version)))
         return ellm_fail(EDGELLM_ERR_FORMAT, "signature name or version is not a model name or "
                          "version (letters, digits, '.', '_', '-')");
-    if (!st_valid_sha256(out->sha256) || !st_valid_hex(out->key, crypto_sign_PUBLICKEYBYTES) ||
-        !st_valid_hex(out->signature, crypto_sign_BYTES))
+    if (!ellm_st_valid_sha256(out->sha256) || !ellm_st_valid_hex(out->key, crypto_sign_PUBLICKEYBYTES) ||
+        !ellm_st_valid_hex(out->signature, crypto_sign_BYTES))
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "signature sha256, key or signature is not lowercase hex of the right "
                          "length (64, 64 and 128 digits)");
     return EDGELLM_OK;
 }
 
-edgellm_status store_signature_check(const store_signature *sig)
+edgellm_status ellm_store_signature_check(const store_signature *sig)
 {
     if (sodium_init() < 0)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
     unsigned char pk[crypto_sign_PUBLICKEYBYTES], sigb[crypto_sign_BYTES], digest[32];
-    if (!st_unhex(sig->key, pk, sizeof pk))
+    if (!ellm_st_unhex(sig->key, pk, sizeof pk))
         return ellm_fail(EDGELLM_ERR_FORMAT, "signature key is not 64 hex digits");
-    if (!st_unhex(sig->signature, sigb, sizeof sigb))
+    if (!ellm_st_unhex(sig->signature, sigb, sizeof sigb))
         return ellm_fail(EDGELLM_ERR_FORMAT, "signature is not 128 hex digits");
-    if (!st_unhex(sig->sha256, digest, sizeof digest))
+    if (!ellm_st_unhex(sig->sha256, digest, sizeof digest))
         return ellm_fail(EDGELLM_ERR_FORMAT, "signature sha256 is not 64 hex digits");
     char text[1024];
     edgellm_status st = statement(sig->name, sig->version, sig->sha256, sig->size, text, sizeof text);
@@ -299,7 +299,7 @@ static edgellm_status parse_trusted_line(const char *path, size_t line_no, const
     if (ok) {
         memcpy(hex, line + at, hex_len);
         hex[hex_len] = '\0';
-        ok = st_unhex(hex, key, sizeof key);
+        ok = ellm_st_unhex(hex, key, sizeof key);
     }
     if (!ok)
         return ellm_fail(EDGELLM_ERR_FORMAT,
@@ -334,21 +334,21 @@ static edgellm_status trusted_text_has(const char *path, const char *text, size_
 
 static edgellm_status parse_public_key(const char *key_hex, unsigned char pk[crypto_sign_PUBLICKEYBYTES])
 {
-    if (!st_unhex(key_hex, pk, crypto_sign_PUBLICKEYBYTES))
+    if (!ellm_st_unhex(key_hex, pk, crypto_sign_PUBLICKEYBYTES))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "not an Ed25519 public key (64 hex digits): give the key or the "
                          "KEYFILE.pub that 'edgellm models keygen' wrote");
     return EDGELLM_OK;
 }
 
-edgellm_status store_key_trusted(store *s, const char *key_hex, bool *trusted)
+edgellm_status ellm_store_key_trusted(store *s, const char *key_hex, bool *trusted)
 {
     *trusted = false;
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];
     char path[1100];
     edgellm_status st = parse_public_key(key_hex, pk);
     if (st == EDGELLM_OK)
-        st = st_path(path, sizeof path, "%s/trusted-keys", s->root);
+        st = ellm_st_path(path, sizeof path, "%s/trusted-keys", s->root);
     char *text = NULL;
     size_t len = 0;
     if (st == EDGELLM_OK)
@@ -359,25 +359,25 @@ edgellm_status store_key_trusted(store *s, const char *key_hex, bool *trusted)
     return st;
 }
 
-edgellm_status store_trust_key(store *s, const char *key_hex, const char *comment)
+edgellm_status ellm_store_trust_key(store *s, const char *key_hex, const char *comment)
 {
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];
     char path[1100];
     edgellm_status st = parse_public_key(key_hex, pk);
     if (st == EDGELLM_OK)
-        st = st_path(path, sizeof path, "%s/trusted-keys", s->root);
+        st = ellm_st_path(path, sizeof path, "%s/trusted-keys", s->root);
     if (st != EDGELLM_OK)
         return st;
     /* The comment is the user's, often a path: escaped so no byte of it can end the line, and
      * cut so the line stays within what the reader accepts. */
     char escaped[TRUST_COMMENT_MAX + 1];
-    st_escape_controls(comment ? comment : "", escaped, sizeof escaped);
+    ellm_st_escape_controls(comment ? comment : "", escaped, sizeof escaped);
     char hex[2 * crypto_sign_PUBLICKEYBYTES + 1];
     sodium_bin2hex(hex, sizeof hex, pk, sizeof pk);
     char line[16 + sizeof hex + sizeof escaped];
     snprintf(line, sizeof line, "ed25519 %s%s%s\n", hex, escaped[0] ? " " : "", escaped);
 
-    st = st_lock_store(s);
+    st = ellm_st_lock_store(s);
     if (st != EDGELLM_OK)
         return st;
     char *text = NULL, *grown = NULL;
@@ -398,10 +398,10 @@ edgellm_status store_trust_key(store *s, const char *key_hex, const char *commen
             if (needs_newline)
                 grown[at++] = '\n';
             memcpy(grown + at, line, line_len);
-            st = st_write_atomic(s->root, "trusted-keys", grown, at + line_len);
+            st = ellm_st_write_atomic(s->root, "trusted-keys", grown, at + line_len);
         }
     }
-    st_unlock_store(s);
+    ellm_st_unlock_store(s);
     free(text);
     free(grown);
     return st;

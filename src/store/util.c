@@ -13,7 +13,7 @@
 #include "core/status.h"
 #include "store/store_internal.h"
 
-edgellm_status st_path(char *out, size_t cap, const char *fmt, ...)
+edgellm_status ellm_st_path(char *out, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -25,7 +25,7 @@ edgellm_status st_path(char *out, size_t cap, const char *fmt, ...)
     return EDGELLM_OK;
 }
 
-edgellm_status st_fsync_dir(const char *dir)
+edgellm_status ellm_st_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -59,12 +59,12 @@ static edgellm_status write_all(int fd, const void *data, size_t len, const char
     return EDGELLM_OK;
 }
 
-edgellm_status st_write_atomic(const char *dir, const char *final_name, const void *data, size_t len)
+edgellm_status ellm_st_write_atomic(const char *dir, const char *final_name, const void *data, size_t len)
 {
     char tmp[1200], final_path[1200];
-    edgellm_status st = st_path(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, final_name);
+    edgellm_status st = ellm_st_path(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, final_name);
     if (st == EDGELLM_OK)
-        st = st_path(final_path, sizeof final_path, "%s/%s", dir, final_name);
+        st = ellm_st_path(final_path, sizeof final_path, "%s/%s", dir, final_name);
     if (st != EDGELLM_OK)
         return st;
     int fd = mkostemp(tmp, O_CLOEXEC);
@@ -85,15 +85,15 @@ edgellm_status st_write_atomic(const char *dir, const char *final_name, const vo
         unlink(tmp);
         return st;
     }
-    return st_fsync_dir(dir);
+    return ellm_st_fsync_dir(dir);
 }
 
-bool st_is_url(const char *s)
+bool ellm_st_is_url(const char *s)
 {
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
 }
 
-bool st_valid_token(const char *s, size_t len)
+bool ellm_st_valid_token(const char *s, size_t len)
 {
     if (len == 0 || s[0] == '.' || s[0] == '-')
         return false;
@@ -107,7 +107,7 @@ bool st_valid_token(const char *s, size_t len)
     return true;
 }
 
-bool st_valid_hex(const char *s, size_t n_bytes)
+bool ellm_st_valid_hex(const char *s, size_t n_bytes)
 {
     for (size_t i = 0; i < 2 * n_bytes; i++)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
@@ -115,12 +115,12 @@ bool st_valid_hex(const char *s, size_t n_bytes)
     return s[2 * n_bytes] == '\0';
 }
 
-bool st_valid_sha256(const char *s)
+bool ellm_st_valid_sha256(const char *s)
 {
-    return st_valid_hex(s, 32);
+    return ellm_st_valid_hex(s, 32);
 }
 
-bool st_has_control(const char *s)
+bool ellm_st_has_control(const char *s)
 {
     for (; *s; s++)
         if ((unsigned char)*s < 0x20 || *s == 0x7f)
@@ -128,7 +128,7 @@ bool st_has_control(const char *s)
     return false;
 }
 
-void st_escape_controls(const char *text, char *out, size_t cap)
+void ellm_st_escape_controls(const char *text, char *out, size_t cap)
 {
     size_t at = 0;
     for (; *text; text++) {
@@ -146,7 +146,7 @@ void st_escape_controls(const char *text, char *out, size_t cap)
         out[at] = '\0';
 }
 
-double st_now(void)
+double ellm_st_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -165,9 +165,9 @@ static void human(uint64_t bytes, char *buf, size_t cap)
     snprintf(buf, cap, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
 }
 
-void st_progress_draw(const char *label, uint64_t done, uint64_t total, double started)
+void ellm_st_progress_draw(const char *label, uint64_t done, uint64_t total, double started)
 {
-    double elapsed = st_now() - started;
+    double elapsed = ellm_st_now() - started;
     double rate = elapsed > 0.05 ? (double)done / elapsed : 0.0;
     char done_s[32], total_s[32], rate_s[32], eta_s[32] = "--";
     human(done, done_s, sizeof done_s);
@@ -192,19 +192,19 @@ void st_progress_draw(const char *label, uint64_t done, uint64_t total, double s
     fflush(stderr);
 }
 
-void st_progress_done(void)
+void ellm_st_progress_done(void)
 {
     fputc('\n', stderr);
 }
 
-bool st_unhex(const char *hex, unsigned char *out, size_t n)
+bool ellm_st_unhex(const char *hex, unsigned char *out, size_t n)
 {
     size_t decoded = 0;
     return strlen(hex) == 2 * n &&
            sodium_hex2bin(out, n, hex, 2 * n, NULL, &decoded, NULL) == 0 && decoded == n;
 }
 
-edgellm_status st_sha256_fd(int fd, const char *path_for_errors, char hex_out[STORE_HASH_HEX],
+edgellm_status ellm_st_sha256_fd(int fd, const char *path_for_errors, char hex_out[STORE_HASH_HEX],
                             uint64_t *size_out)
 {
     if (sodium_init() < 0)
@@ -241,12 +241,12 @@ edgellm_status st_sha256_fd(int fd, const char *path_for_errors, char hex_out[ST
     return EDGELLM_OK;
 }
 
-edgellm_status store_sha256_file(const char *path, char hex_out[STORE_HASH_HEX], uint64_t *size)
+edgellm_status ellm_store_sha256_file(const char *path, char hex_out[STORE_HASH_HEX], uint64_t *size)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return ellm_fail(EDGELLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    edgellm_status st = st_sha256_fd(fd, path, hex_out, size);
+    edgellm_status st = ellm_st_sha256_fd(fd, path, hex_out, size);
     close(fd);
     return st;
 }

@@ -28,7 +28,7 @@
     "boolean ::= ( \"true\" | \"false\" ) ws\n"                                                  \
     "null ::= \"null\" ws\n" WS_RULE
 
-const char *structured_json_object_grammar(void)
+const char *ellm_structured_json_object_grammar(void)
 {
     return "root ::= object\n" BASE_RULES;
 }
@@ -850,7 +850,7 @@ static int convert(conv *c, const json_t *s, const char *path)
     return c->failed ? -1 : id;
 }
 
-char *structured_schema_to_grammar(const json_t *schema, char *err, size_t err_cap)
+char *ellm_structured_schema_to_grammar(const json_t *schema, char *err, size_t err_cap)
 {
     char scratch[8];
     if (!err) {
@@ -884,7 +884,7 @@ char *structured_schema_to_grammar(const json_t *schema, char *err, size_t err_c
     return c.rules.s;
 }
 
-char *structured_schema_text_to_grammar(const char *text, size_t len, char *err, size_t err_cap)
+char *ellm_structured_schema_text_to_grammar(const char *text, size_t len, char *err, size_t err_cap)
 {
     json_error_t je;
     json_t *schema = json_loadb(text, len, JSON_DECODE_ANY, &je);
@@ -893,7 +893,7 @@ char *structured_schema_text_to_grammar(const char *text, size_t len, char *err,
                  je.line, je.column);
         return NULL;
     }
-    char *g = structured_schema_to_grammar(schema, err, err_cap);
+    char *g = ellm_structured_schema_to_grammar(schema, err, err_cap);
     json_decref(schema);
     return g;
 }

@@ -14,14 +14,14 @@
 
 /* The grammar of one JSON object of any content (for --json and response_format json_object):
  * whitespace between tokens bounded, numbers of bounded length. */
-const char *structured_json_object_grammar(void);
+const char *ellm_structured_json_object_grammar(void);
 
 /* Converts a JSON Schema to grammar text (malloc'd, NUL-terminated). On failure returns NULL and
  * writes a one-line message to err naming the keyword and where it is (a JSON pointer), e.g.
  * "unsupported JSON Schema keyword 'minimum' at /properties/age". */
-char *structured_schema_to_grammar(const json_t *schema, char *err, size_t err_cap);
+char *ellm_structured_schema_to_grammar(const json_t *schema, char *err, size_t err_cap);
 
 /* Same, from schema text. */
-char *structured_schema_text_to_grammar(const char *text, size_t len, char *err, size_t err_cap);
+char *ellm_structured_schema_text_to_grammar(const char *text, size_t len, char *err, size_t err_cap);
 
 #endif

@@ -90,7 +90,7 @@ static int32_t find_merge(const ellm_bpe *b, edgellm_token l, edgellm_token r, e
 static edgellm_status load_merges(ellm_bpe *b, const ellm_vocab *v, const gguf_file *f)
 {
     const gguf_array *merges;
-    edgellm_status st = gguf_get_array(f, "tokenizer.ggml.merges", &merges);
+    edgellm_status st = ellm_gguf_get_array(f, "tokenizer.ggml.merges", &merges);
     if (st == EDGELLM_ERR_NOT_FOUND)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "the BPE vocabulary has no merges (tokenizer.ggml.merges is missing)");
@@ -167,7 +167,7 @@ edgellm_status ellm_bpe_load(ellm_vocab *v, const gguf_file *f)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the BPE tokenizer");
     v->bpe = b;
     gguf_str pre = {0, NULL};
-    edgellm_status st = gguf_get_str(f, "tokenizer.ggml.pre", &pre);
+    edgellm_status st = ellm_gguf_get_str(f, "tokenizer.ggml.pre", &pre);
     if (st == EDGELLM_ERR_NOT_FOUND)
         b->pre = ELLM_PRE_DEFAULT;
     else if (st != EDGELLM_OK)

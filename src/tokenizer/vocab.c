@@ -59,7 +59,7 @@ static edgellm_status get_special(const gguf_file *f, const char *key, int32_t n
                                   edgellm_token *out)
 {
     uint32_t id;
-    edgellm_status st = gguf_get_u32(f, key, &id);
+    edgellm_status st = ellm_gguf_get_u32(f, key, &id);
     if (st == EDGELLM_ERR_NOT_FOUND)
         return EDGELLM_OK;
     if (st != EDGELLM_OK)
@@ -74,7 +74,7 @@ static edgellm_status get_special(const gguf_file *f, const char *key, int32_t n
 static edgellm_status load_arrays(ellm_vocab *v, const gguf_file *f)
 {
     const gguf_array *tokens, *scores = NULL, *types = NULL;
-    edgellm_status st = gguf_get_array(f, "tokenizer.ggml.tokens", &tokens);
+    edgellm_status st = ellm_gguf_get_array(f, "tokenizer.ggml.tokens", &tokens);
     if (st == EDGELLM_ERR_NOT_FOUND)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "the model has no vocabulary (tokenizer.ggml.tokens is missing)");
@@ -84,14 +84,14 @@ static edgellm_status load_arrays(ellm_vocab *v, const gguf_file *f)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "tokenizer.ggml.tokens must be a non-empty array of strings");
     v->n_tokens = (int32_t)tokens->n;
-    st = gguf_get_array(f, "tokenizer.ggml.scores", &scores);
+    st = ellm_gguf_get_array(f, "tokenizer.ggml.scores", &scores);
     if (st != EDGELLM_OK && st != EDGELLM_ERR_NOT_FOUND)
         return st;
     if (scores && scores->n != tokens->n)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "tokenizer.ggml.scores has %llu entries but there are %d tokens",
                          (unsigned long long)scores->n, v->n_tokens);
-    st = gguf_get_array(f, "tokenizer.ggml.token_type", &types);
+    st = ellm_gguf_get_array(f, "tokenizer.ggml.token_type", &types);
     if (st != EDGELLM_OK && st != EDGELLM_ERR_NOT_FOUND)
         return st;
     if (types && types->n != tokens->n)
@@ -116,11 +116,11 @@ static edgellm_status load_arrays(ellm_vocab *v, const gguf_file *f)
         t->len = (uint32_t)s.len;
         p += s.len + 1;
         float score = 0;
-        if (scores && !gguf_array_get_f32(scores, (uint64_t)i, &score))
+        if (scores && !ellm_gguf_array_get_f32(scores, (uint64_t)i, &score))
             return ellm_fail(EDGELLM_ERR_FORMAT, "tokenizer.ggml.scores must hold numbers");
         t->score = score;
         int64_t type = ELLM_TOKEN_NORMAL;
-        if (types && !gguf_array_get_i64(types, (uint64_t)i, &type))
+        if (types && !ellm_gguf_array_get_i64(types, (uint64_t)i, &type))
             return ellm_fail(EDGELLM_ERR_FORMAT, "tokenizer.ggml.token_type must hold integers");
         if (type < 0 || type > ELLM_TOKEN_BYTE)
             type = ELLM_TOKEN_NORMAL;
@@ -170,13 +170,13 @@ edgellm_status ellm_vocab_load(const gguf_file *f, ellm_vocab **out)
 {
     *out = NULL;
     gguf_str model;
-    edgellm_status st = gguf_get_str(f, "tokenizer.ggml.model", &model);
+    edgellm_status st = ellm_gguf_get_str(f, "tokenizer.ggml.model", &model);
     if (st == EDGELLM_ERR_NOT_FOUND)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "the model has no tokenizer (tokenizer.ggml.model is missing)");
     if (st != EDGELLM_OK)
         return st;
-    bool spm = gguf_str_eq(model, "llama"), bpe = gguf_str_eq(model, "gpt2");
+    bool spm = ellm_gguf_str_eq(model, "llama"), bpe = ellm_gguf_str_eq(model, "gpt2");
     if (!spm && !bpe)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                          "tokenizer '%.*s' is not supported yet (supported: llama/SentencePiece, "
@@ -209,12 +209,12 @@ edgellm_status ellm_vocab_load(const gguf_file *f, ellm_vocab **out)
         st = get_special(f, "tokenizer.ggml.eom_token_id", v->n_tokens, &v->eom);
     if (st == EDGELLM_OK) {
         bool b;
-        edgellm_status s2 = gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &b);
+        edgellm_status s2 = ellm_gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &b);
         if (s2 == EDGELLM_OK)
             v->add_bos = b;
         else if (s2 != EDGELLM_ERR_NOT_FOUND)
             st = s2;
-        s2 = gguf_get_bool(f, "tokenizer.ggml.add_space_prefix", &b);
+        s2 = ellm_gguf_get_bool(f, "tokenizer.ggml.add_space_prefix", &b);
         if (s2 == EDGELLM_OK)
             v->add_space_prefix = b;
         else if (s2 != EDGELLM_ERR_NOT_FOUND && st == EDGELLM_OK)

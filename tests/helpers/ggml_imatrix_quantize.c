@@ -37,27 +37,27 @@ int main(int argc, char **argv)
     }
     gguf_file *src = NULL, *ours = NULL;
     ellm_imatrix *im = NULL;
-    if (gguf_open(argv[2], &src) != EDGELLM_OK || gguf_open(argv[3], &ours) != EDGELLM_OK ||
+    if (ellm_gguf_open(argv[2], &src) != EDGELLM_OK || ellm_gguf_open(argv[3], &ours) != EDGELLM_OK ||
         ellm_imatrix_load(argv[4], src, &im) != EDGELLM_OK) {
         fprintf(stderr, "ggml_imatrix_quantize: %s\n", edgellm_last_error());
         return 1;
     }
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     edgellm_status st = EDGELLM_OK;
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(ours); i++) {
-        const gguf_kv *kv = gguf_kv_at(ours, i);
-        char *key = gguf_str_dup(kv->key);
-        st = gguf_writer_set_value(w, key, &kv->value);
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_kv_count(ours); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(ours, i);
+        char *key = ellm_gguf_str_dup(kv->key);
+        st = ellm_gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
-    uint64_t n = gguf_tensor_count(ours);
+    uint64_t n = ellm_gguf_tensor_count(ours);
     void **bufs = calloc(n, sizeof *bufs);
     int replaced = 0;
     for (uint64_t i = 0; st == EDGELLM_OK && i < n; i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(ours, i);
-        char *name = gguf_str_dup(t->name);
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(ours, i);
+        char *name = ellm_gguf_str_dup(t->name);
         const void *data = t->data;
-        const gguf_tensor_info *s = gguf_find_tensor(src, name);
+        const gguf_tensor_info *s = ellm_gguf_find_tensor(src, name);
         const float *imp = ellm_imatrix_find(im, name, (int64_t)t->ne[0]);
         if (imp && s && s->type == ELLM_TYPE_F32 && ellm_type_has_weighted_search((ellm_type)t->type)) {
             int64_t rows = (int64_t)(t->n_elements / t->ne[0]);
@@ -71,11 +71,11 @@ int main(int argc, char **argv)
             data = bufs[i];
             replaced++;
         }
-        st = gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, data);
+        st = ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, data);
         free(name);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, argv[5]);
+        st = ellm_gguf_writer_write(w, argv[5]);
     if (st != EDGELLM_OK) {
         fprintf(stderr, "ggml_imatrix_quantize: %s\n", edgellm_last_error());
         return 1;
@@ -84,9 +84,9 @@ int main(int argc, char **argv)
     for (uint64_t i = 0; i < n; i++)
         free(bufs[i]);
     free(bufs);
-    gguf_writer_free(w);
+    ellm_gguf_writer_free(w);
     ellm_imatrix_free(im);
-    gguf_close(ours);
-    gguf_close(src);
+    ellm_gguf_close(ours);
+    ellm_gguf_close(src);
     return replaced > 0 ? 0 : 1;
 }

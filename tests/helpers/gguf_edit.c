@@ -34,26 +34,26 @@ static int listed(int argc, char **argv, const char *opt, const char *name)
 int main(int argc, char **argv)
 {
     gguf_file *in = NULL;
-    if (argc < 3 || gguf_open(argv[1], &in) != EDGELLM_OK) {
+    if (argc < 3 || ellm_gguf_open(argv[1], &in) != EDGELLM_OK) {
         fprintf(stderr, "usage: gguf_edit IN OUT [--set-str K V] [--del K] [--drop T] "
                         "[--add-f32 T N]... (%s)\n", argc < 3 ? "" : edgellm_last_error());
         return 2;
     }
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     edgellm_status st = EDGELLM_OK;
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(in); i++) {
-        const gguf_kv *kv = gguf_kv_at(in, i);
-        char *key = gguf_str_dup(kv->key);
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_kv_count(in); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(in, i);
+        char *key = ellm_gguf_str_dup(kv->key);
         if (!listed(argc, argv, "--del", key))
-            st = gguf_writer_set_value(w, key, &kv->value);
+            st = ellm_gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
     /* Changed tensors get their own copy of the data, kept until the file is written. */
-    uint64_t n_tensors = gguf_tensor_count(in);
+    uint64_t n_tensors = ellm_gguf_tensor_count(in);
     void **copies = calloc(n_tensors + 1, sizeof *copies);
     for (uint64_t i = 0; st == EDGELLM_OK && i < n_tensors; i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(in, i);
-        char *name = gguf_str_dup(t->name);
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
+        char *name = ellm_gguf_str_dup(t->name);
         const void *data = t->data;
         for (int a = 3; a < argc && st == EDGELLM_OK; a++) {
             bool poke = !strcmp(argv[a], "--poke-f32") && a + 3 < argc;
@@ -88,19 +88,19 @@ int main(int argc, char **argv)
             }
         }
         if (st == EDGELLM_OK && !listed(argc, argv, "--drop", name))
-            st = gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, data);
+            st = ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, data);
         free(name);
     }
     for (int i = 3; st == EDGELLM_OK && i < argc; i++) {
         if (!strcmp(argv[i], "--set-str") && i + 2 < argc) {
-            st = gguf_writer_set_str(w, argv[i + 1], argv[i + 2]);
+            st = ellm_gguf_writer_set_str(w, argv[i + 1], argv[i + 2]);
             i += 2;
         } else if (!strcmp(argv[i], "--add-f32") && i + 2 < argc) {
             uint64_t ne[1] = {strtoull(argv[i + 2], NULL, 10)};
-            st = gguf_writer_add_tensor_fill(w, argv[i + 1], ELLM_TYPE_F32, 1, ne, fill_ones, NULL);
+            st = ellm_gguf_writer_add_tensor_fill(w, argv[i + 1], ELLM_TYPE_F32, 1, ne, fill_ones, NULL);
             i += 2;
         } else if (!strcmp(argv[i], "--set-f32") && i + 2 < argc) {
-            st = gguf_writer_set_f32(w, argv[i + 1], strtof(argv[i + 2], NULL));
+            st = ellm_gguf_writer_set_f32(w, argv[i + 1], strtof(argv[i + 2], NULL));
             i += 2;
         } else if (!strcmp(argv[i], "--poke-f32") && i + 3 < argc) {
             i += 3;
@@ -114,13 +114,13 @@ int main(int argc, char **argv)
         }
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, argv[2]);
+        st = ellm_gguf_writer_write(w, argv[2]);
     if (st != EDGELLM_OK)
         fprintf(stderr, "gguf_edit: %s\n", edgellm_last_error());
-    gguf_writer_free(w);
+    ellm_gguf_writer_free(w);
     for (uint64_t i = 0; i < n_tensors; i++)
         free(copies[i]);
     free(copies);
-    gguf_close(in);
+    ellm_gguf_close(in);
     return st == EDGELLM_OK ? 0 : 1;
 }

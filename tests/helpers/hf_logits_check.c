@@ -108,10 +108,10 @@ int main(int argc, char **argv)
         fclose(f);
     gguf_file *file = NULL;
     ellm_model *m = NULL;
-    if (n == 0 || gguf_open(argv[1], &file) != EDGELLM_OK ||
+    if (n == 0 || ellm_gguf_open(argv[1], &file) != EDGELLM_OK ||
         ellm_model_create(file, &m) != EDGELLM_OK) {
         fprintf(stderr, "hf_logits_check: %s\n", n ? edgellm_last_error() : "no tokens");
-        gguf_close(file);
+        ellm_gguf_close(file);
         return 1;
     }
     size_t n_vocab = (size_t)ellm_model_hparams(m)->n_vocab, total = (size_t)n * n_vocab;
@@ -157,6 +157,6 @@ int main(int argc, char **argv)
     free(want);
     free(got);
     ellm_model_free(m);
-    gguf_close(file);
+    ellm_gguf_close(file);
     return ok ? 0 : 1;
 }

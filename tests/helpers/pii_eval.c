@@ -67,7 +67,7 @@ static int evaluate(const pii_policy *policy, const char *path, int show_errors)
         size_t len = json_string_length(jtext);
         pii_entity *found;
         size_t n_found;
-        if (pii_scan(policy, text, len, &found, &n_found) != EDGELLM_OK) {
+        if (ellm_pii_scan(policy, text, len, &found, &n_found) != EDGELLM_OK) {
             fprintf(stderr, "pii_eval: line %d: %s\n", line_no, edgellm_last_error());
             json_decref(rec);
             free(line);
@@ -129,8 +129,8 @@ static int speed(const pii_policy *policy, const char *path, double min_seconds)
         char *out;
         size_t out_len, n;
         pii_entity *e;
-        if (pii_session_create(policy, &session) != EDGELLM_OK ||
-            pii_redact(session, text, len, &out, &out_len, &e, &n) != EDGELLM_OK) {
+        if (ellm_pii_session_create(policy, &session) != EDGELLM_OK ||
+            ellm_pii_redact(session, text, len, &out, &out_len, &e, &n) != EDGELLM_OK) {
             fprintf(stderr, "pii_eval: %s\n", edgellm_last_error());
             free(text);
             return 1;
@@ -138,7 +138,7 @@ static int speed(const pii_policy *policy, const char *path, double min_seconds)
         entities = n;
         free(out);
         free(e);
-        pii_session_free(session);
+        ellm_pii_session_free(session);
         runs++;
         elapsed = seconds_of(CLOCK_THREAD_CPUTIME_ID) - c0;
     } while (elapsed < min_seconds);
@@ -180,13 +180,13 @@ int main(int argc, char **argv)
         return 2;
     }
     pii_policy *policy;
-    if (pii_policy_default(&policy) != EDGELLM_OK)
+    if (ellm_pii_policy_default(&policy) != EDGELLM_OK)
         return 1;
     int rc = 0;
     if (set) {
         int lines = evaluate(policy, set, show_errors);
         if (lines < 0) {
-            pii_policy_free(policy);
+            ellm_pii_policy_free(policy);
             return 1;
         }
         printf("%d texts\n| type | labelled | found | correct | recall | precision |\n"
@@ -212,6 +212,6 @@ int main(int argc, char **argv)
     }
     if (speed_path && speed(policy, speed_path, seconds) != 0)
         rc = 1;
-    pii_policy_free(policy);
+    ellm_pii_policy_free(policy);
     return rc;
 }

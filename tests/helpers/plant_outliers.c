@@ -29,22 +29,22 @@ int main(int argc, char **argv)
     }
     float factor = strtof(argv[3], NULL);
     gguf_file *in = NULL;
-    if (gguf_open(argv[1], &in) != EDGELLM_OK) {
+    if (ellm_gguf_open(argv[1], &in) != EDGELLM_OK) {
         fprintf(stderr, "plant_outliers: %s\n", edgellm_last_error());
         return 1;
     }
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     edgellm_status st = w ? EDGELLM_OK : EDGELLM_ERR_OUT_OF_MEMORY;
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(in); i++) {
-        const gguf_kv *kv = gguf_kv_at(in, i);
-        char *key = gguf_str_dup(kv->key);
-        st = gguf_writer_set_value(w, key, &kv->value);
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_kv_count(in); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(in, i);
+        char *key = ellm_gguf_str_dup(kv->key);
+        st = ellm_gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
-    uint64_t n = gguf_tensor_count(in);
+    uint64_t n = ellm_gguf_tensor_count(in);
     float **copies = calloc(n, sizeof *copies);
     for (uint64_t i = 0; st == EDGELLM_OK && i < n; i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(in, i);
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         int norm = name_ends(t->name, "attn_norm.weight") || name_ends(t->name, "ffn_norm.weight");
         int matrix = name_ends(t->name, "attn_q.weight") || name_ends(t->name, "attn_k.weight") ||
                      name_ends(t->name, "attn_v.weight") || name_ends(t->name, "ffn_gate.weight") ||
@@ -70,18 +70,18 @@ int main(int argc, char **argv)
             }
             data = copies[i];
         }
-        char *name = gguf_str_dup(t->name);
-        st = gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, data);
+        char *name = ellm_gguf_str_dup(t->name);
+        st = ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, data);
         free(name);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, argv[2]);
+        st = ellm_gguf_writer_write(w, argv[2]);
     if (st != EDGELLM_OK)
         fprintf(stderr, "plant_outliers: %s\n", edgellm_last_error());
     for (uint64_t i = 0; i < n; i++)
         free(copies[i]);
     free(copies);
-    gguf_writer_free(w);
-    gguf_close(in);
+    ellm_gguf_writer_free(w);
+    ellm_gguf_close(in);
     return st == EDGELLM_OK ? 0 : 1;
 }

@@ -29,24 +29,24 @@ int main(int argc, char **argv)
         return 2;
     }
     gguf_file *in = NULL;
-    if (gguf_open(argv[1], &in) != EDGELLM_OK) {
+    if (ellm_gguf_open(argv[1], &in) != EDGELLM_OK) {
         fprintf(stderr, "%s\n", edgellm_last_error());
         return 1;
     }
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     edgellm_status st = w ? EDGELLM_OK : EDGELLM_ERR_OUT_OF_MEMORY;
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(in); i++) {
-        const gguf_kv *kv = gguf_kv_at(in, i);
-        char *key = gguf_str_dup(kv->key);
-        st = key ? gguf_writer_set_value(w, key, &kv->value) : EDGELLM_ERR_OUT_OF_MEMORY;
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_kv_count(in); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(in, i);
+        char *key = ellm_gguf_str_dup(kv->key);
+        st = key ? ellm_gguf_writer_set_value(w, key, &kv->value) : EDGELLM_ERR_OUT_OF_MEMORY;
         free(key);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_set_str(w, argv[3], argv[4]);
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_tensor_count(in); i++) {
-        const gguf_tensor_info *t = gguf_tensor_at(in, i);
-        char *name = gguf_str_dup(t->name);
-        st = name ? gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, t->data)
+        st = ellm_gguf_writer_set_str(w, argv[3], argv[4]);
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_tensor_count(in); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
+        char *name = ellm_gguf_str_dup(t->name);
+        st = name ? ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, t->data)
                   : EDGELLM_ERR_OUT_OF_MEMORY;
         free(name);
     }
@@ -56,13 +56,13 @@ int main(int argc, char **argv)
     if (st == EDGELLM_OK && argc == 6) {
         uint64_t mib = strtoull(argv[5], NULL, 10);
         uint64_t ne[2] = {1024 * 256, mib};
-        st = gguf_writer_add_tensor_fill(w, "store_test.padding", ELLM_TYPE_F32, 2, ne, fill_padding, &seed);
+        st = ellm_gguf_writer_add_tensor_fill(w, "store_test.padding", ELLM_TYPE_F32, 2, ne, fill_padding, &seed);
     }
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, argv[2]);
+        st = ellm_gguf_writer_write(w, argv[2]);
     if (st != EDGELLM_OK)
         fprintf(stderr, "%s\n", edgellm_last_error());
-    gguf_writer_free(w);
-    gguf_close(in);
+    ellm_gguf_writer_free(w);
+    ellm_gguf_close(in);
     return st == EDGELLM_OK ? 0 : 1;
 }

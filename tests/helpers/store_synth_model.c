@@ -58,36 +58,36 @@ int main(int argc, char **argv)
         return 2;
     }
     gguf_file *in = NULL;
-    if (gguf_open(argv[1], &in) != EDGELLM_OK) {
+    if (ellm_gguf_open(argv[1], &in) != EDGELLM_OK) {
         fprintf(stderr, "%s\n", edgellm_last_error());
         return 1;
     }
     const gguf_array *tokens = NULL;
-    if (gguf_get_array(in, "tokenizer.ggml.tokens", &tokens) != EDGELLM_OK) {
+    if (ellm_gguf_get_array(in, "tokenizer.ggml.tokens", &tokens) != EDGELLM_OK) {
         fprintf(stderr, "%s has no tokenizer.ggml.tokens\n", argv[1]);
         return 1;
     }
     uint64_t n_vocab = vocab_rows ? vocab_rows : tokens->n;
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     edgellm_status st = w ? EDGELLM_OK : EDGELLM_ERR_OUT_OF_MEMORY;
-    for (uint64_t i = 0; st == EDGELLM_OK && i < gguf_kv_count(in); i++) {
-        const gguf_kv *kv = gguf_kv_at(in, i);
-        char *key = gguf_str_dup(kv->key);
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_kv_count(in); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(in, i);
+        char *key = ellm_gguf_str_dup(kv->key);
         if (!key)
             st = EDGELLM_ERR_OUT_OF_MEMORY;
         else if (strncmp(key, "tokenizer.", 10) == 0 || strcmp(key, "general.architecture") == 0 ||
                  strcmp(key, "llama.attention.layer_norm_rms_epsilon") == 0)
-            st = gguf_writer_set_value(w, key, &kv->value);
+            st = ellm_gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
-    if (st == EDGELLM_OK) st = gguf_writer_set_str(w, "general.name", "store planner synthetic");
-    if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.embedding_length", n_embd);
-    if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.block_count", n_layer);
-    if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.attention.head_count", n_head);
-    if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", n_head_kv);
-    if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.feed_forward_length", ff_meta ? ff_meta : n_ff);
-    if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.context_length", n_ctx);
-    if (st == EDGELLM_OK) st = gguf_writer_set_u32(w, "llama.rope.dimension_count", n_embd / n_head);
+    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_str(w, "general.name", "store planner synthetic");
+    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.embedding_length", n_embd);
+    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.block_count", n_layer);
+    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.attention.head_count", n_head);
+    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", n_head_kv);
+    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.feed_forward_length", ff_meta ? ff_meta : n_ff);
+    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.context_length", n_ctx);
+    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.rope.dimension_count", n_embd / n_head);
 
     uint32_t head_dim = n_embd / n_head, kv_dim = n_head_kv * head_dim;
     /* One fill state per tensor, alive until the write below. */
@@ -101,7 +101,7 @@ int main(int argc, char **argv)
             break;                                                                             \
         uint64_t ne_[2] = {(d0), (d1)};                                                        \
         states[t] = (fill_state){.seed = 7u + (uint32_t)t * 7919u, .scale = 0.08f, .ones = (is_norm)}; \
-        st = gguf_writer_add_tensor_fill(w, (name), ELLM_TYPE_F32, (nd), ne_, fill_random, &states[t]); \
+        st = ellm_gguf_writer_add_tensor_fill(w, (name), ELLM_TYPE_F32, (nd), ne_, fill_random, &states[t]); \
         t++;                                                                                   \
     } while (0)
     ADD("token_embd.weight", 2, n_embd, n_vocab, false);
@@ -125,11 +125,11 @@ int main(int argc, char **argv)
     }
 #undef ADD
     if (st == EDGELLM_OK)
-        st = gguf_writer_write(w, argv[2]);
+        st = ellm_gguf_writer_write(w, argv[2]);
     if (st != EDGELLM_OK)
         fprintf(stderr, "%s\n", edgellm_last_error());
     free(states);
-    gguf_writer_free(w);
-    gguf_close(in);
+    ellm_gguf_writer_free(w);
+    ellm_gguf_close(in);
     return st == EDGELLM_OK ? 0 : 1;
 }

@@ -1,20 +1,20 @@
 /* An application that defines functions with the names of libedgellm's internal ones, as one
- * linking another GGUF library (ggml has a gguf_find_tensor) does. Linked against libedgellm.a it
+ * linking another GGUF library (ggml has a ellm_gguf_find_tensor) does. Linked against libedgellm.a it
  * must link without "multiple definition" errors, and against either library the library must
  * keep calling its own functions and the application its own: it loads a model (which runs the
- * library's gguf_open and gguf_find_tensor) and then calls these.
+ * library's ellm_gguf_open and ellm_gguf_find_tensor) and then calls these.
  * Usage: symbol_clash MODEL.gguf   prints "ok N" (N = the model's n_vocab) */
 #include <stdio.h>
 #include <string.h>
 
 #include <edgellm.h>
 
-int gguf_open(void);
-int gguf_find_tensor(const char *name);
+int ellm_gguf_open(void);
+int ellm_gguf_find_tensor(const char *name);
 int ellm_fail(int code);
 
-int gguf_open(void) { return 7; }
-int gguf_find_tensor(const char *name) { return (int)strlen(name); }
+int ellm_gguf_open(void) { return 7; }
+int ellm_gguf_find_tensor(const char *name) { return (int)strlen(name); }
 int ellm_fail(int code) { return code + 1; }
 
 int main(int argc, char **argv)
@@ -36,7 +36,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "symbol_clash: the library's error path went astray\n");
         return 1;
     }
-    if (gguf_open() != 7 || gguf_find_tensor("four") != 4 || ellm_fail(1) != 2) {
+    if (ellm_gguf_open() != 7 || ellm_gguf_find_tensor("four") != 4 || ellm_fail(1) != 2) {
         fprintf(stderr, "symbol_clash: the application's own functions were replaced\n");
         return 1;
     }

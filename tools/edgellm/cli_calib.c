@@ -69,9 +69,9 @@ ellm_imatrix *cli_load_imatrix(const char *cmd, const char *path, const char *mo
 {
     gguf_file *model = NULL;
     ellm_imatrix *im = NULL;
-    if (gguf_open(model_path, &model) != EDGELLM_OK ||
+    if (ellm_gguf_open(model_path, &model) != EDGELLM_OK ||
         ellm_imatrix_load(path, model, &im) != EDGELLM_OK)
         cli_error(cmd, "%s", edgellm_last_error());
-    gguf_close(model);
+    ellm_gguf_close(model);
     return im;
 }

@@ -77,7 +77,7 @@ int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_mo
         return 0;
     char resolved[4096];
     edgellm_model_info info;
-    if (store_resolve_model(o->draft_path, resolved, sizeof resolved) != EDGELLM_OK ||
+    if (ellm_store_resolve_model(o->draft_path, resolved, sizeof resolved) != EDGELLM_OK ||
         edgellm_model_load(resolved, NULL, &draft->model) != EDGELLM_OK) {
         cli_error(cmd, "draft model: %s", edgellm_last_error());
         return 1;

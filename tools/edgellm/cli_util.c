@@ -145,7 +145,7 @@ edgellm_model *cli_load_model(const char *cmd, const char *model, const edgellm_
 {
     char path[4096];
     edgellm_model *m = NULL;
-    if (store_resolve_model(model, path, sizeof path) != EDGELLM_OK ||
+    if (ellm_store_resolve_model(model, path, sizeof path) != EDGELLM_OK ||
         edgellm_model_load(path, params, &m) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return NULL;

@@ -359,7 +359,7 @@ int cmd_bench(int argc, char **argv)
     if (threads <= 0)
         threads = sysconf(_SC_NPROCESSORS_ONLN);
     char path[4096];
-    if (store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK) {
+    if (ellm_store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }

@@ -91,7 +91,7 @@ int cmd_eval(int argc, char **argv)
     }
     char path[4096];
     edgellm_model *m = NULL;
-    if (store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK ||
+    if (ellm_store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK ||
         edgellm_model_load(path, NULL, &m) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;

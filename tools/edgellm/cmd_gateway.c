@@ -172,7 +172,7 @@ int cmd_gateway(int argc, char **argv)
     if (rc == 0)
         rc = serve_options_finish(cmd, &o, resolved, sizeof resolved);
     if (rc == 0)
-        rc = gw_run(&g);
+        rc = ellm_gw_run(&g);
     if (cloud_key) {
         memset(cloud_key, 0, strlen(cloud_key));
         free(cloud_key);

@@ -44,7 +44,7 @@ static store *open_store(void)
 {
     char root[1024];
     store *s = NULL;
-    if (store_default_root(root, sizeof root) != EDGELLM_OK || store_open(root, &s) != EDGELLM_OK) {
+    if (ellm_store_default_root(root, sizeof root) != EDGELLM_OK || ellm_store_open(root, &s) != EDGELLM_OK) {
         fail(NULL);
         return NULL;
     }
@@ -53,7 +53,7 @@ static store *open_store(void)
 
 static int parse_ref_arg(const char *ref, char *name, char *version)
 {
-    if (store_parse_ref(ref, name, STORE_NAME_MAX, version, STORE_VERSION_MAX) != EDGELLM_OK) {
+    if (ellm_store_parse_ref(ref, name, STORE_NAME_MAX, version, STORE_VERSION_MAX) != EDGELLM_OK) {
         fail(NULL);
         return EXIT_USAGE;
     }
@@ -112,22 +112,22 @@ static int do_install(int argc, char **argv)
     if (!s)
         return 1;
     char installed[STORE_VERSION_MAX];
-    edgellm_status st = store_install(s, name, version, positional[1], &opts, installed, sizeof installed);
+    edgellm_status st = ellm_store_install(s, name, version, positional[1], &opts, installed, sizeof installed);
     if (st != EDGELLM_OK) {
-        store_close(s);
+        ellm_store_close(s);
         return fail("install");
     }
     store_model m;
-    if (store_get_model(s, name, &m) == EDGELLM_OK) {
-        const store_version *v = store_model_find(&m, installed);
+    if (ellm_store_get_model(s, name, &m) == EDGELLM_OK) {
+        const store_version *v = ellm_store_model_find(&m, installed);
         printf("installed %s:%s (sha256 %.16s..., %s%s)%s\n", name, installed, v ? v->sha256 : "?",
                v && v->signed_by[0] ? "signed by " : "unsigned", v && v->signed_by[0] ? v->signed_by : "",
                strcmp(m.active, installed) == 0 ? ", active"
                : m.pinned                     ? ", not activated: the model is pinned"
                                               : "");
-        store_model_clear(&m);
+        ellm_store_model_clear(&m);
     }
-    store_close(s);
+    ellm_store_close(s);
     return 0;
 }
 
@@ -135,33 +135,33 @@ static int do_list(store *s)
 {
     char **names = NULL;
     size_t n = 0;
-    if (store_list_names(s, &names, &n) != EDGELLM_OK)
+    if (ellm_store_list_names(s, &names, &n) != EDGELLM_OK)
         return fail("list");
     if (n == 0)
-        printf("no models installed in %s\n", store_root(s));
+        printf("no models installed in %s\n", ellm_store_root(s));
     else
         printf("%-24s %-12s %-8s %-10s %-8s %s\n", "NAME", "ACTIVE", "VERSIONS", "SIZE", "QUANT", "PINNED");
     for (size_t i = 0; i < n; i++) {
         store_model m;
-        if (store_get_model(s, names[i], &m) != EDGELLM_OK) {
+        if (ellm_store_get_model(s, names[i], &m) != EDGELLM_OK) {
             printf("%-24s (manifest unreadable: %s)\n", names[i], edgellm_last_error());
             continue;
         }
-        const store_version *v = store_model_find(&m, m.active);
+        const store_version *v = ellm_store_model_find(&m, m.active);
         char size[32];
         cli_format_bytes(v ? v->size : 0, size, sizeof size);
         printf("%-24s %-12s %-8zu %-10s %-8s %s\n", m.name, m.active[0] ? m.active : "-", m.n_versions,
                v ? size : "-", v ? v->quantization : "-", m.pinned ? "yes" : "no");
-        store_model_clear(&m);
+        ellm_store_model_clear(&m);
     }
-    store_free_names(names, n);
+    ellm_store_free_names(names, n);
     return 0;
 }
 
 static int do_info(store *s, const char *name)
 {
     store_model m;
-    if (store_get_model(s, name, &m) != EDGELLM_OK)
+    if (ellm_store_get_model(s, name, &m) != EDGELLM_OK)
         return fail("info");
     printf("name:     %s\nactive:   %s\nprevious: %s\npinned:   %s\n", m.name, m.active[0] ? m.active : "-",
            m.previous[0] ? m.previous : "-", m.pinned ? "yes" : "no");
@@ -183,7 +183,7 @@ static int do_info(store *s, const char *name)
         printf("  source:        %s\n  installed:     %s\n", v->source, when);
         printf("  signed by:     %s\n", v->signed_by[0] ? v->signed_by : "(unsigned)");
     }
-    store_model_clear(&m);
+    ellm_store_model_clear(&m);
     return 0;
 }
 
@@ -236,7 +236,7 @@ static int do_sign(int argc, char **argv)
         }
         out = default_out;
     }
-    if (store_sign_file(key, file, name, version, out) != EDGELLM_OK)
+    if (ellm_store_sign_file(key, file, name, version, out) != EDGELLM_OK)
         return fail("sign");
     printf("signed %s as %s:%s -> %s\n", file, name, version, out);
     return 0;
@@ -258,7 +258,7 @@ static int do_trust(store *s, const char *arg)
     } else {
         snprintf(key, sizeof key, "%s", arg);
     }
-    if (store_trust_key(s, key, f ? arg : "") != EDGELLM_OK)
+    if (ellm_store_trust_key(s, key, f ? arg : "") != EDGELLM_OK)
         return fail("trust");
     printf("trusted ed25519 %s\n", key);
     return 0;
@@ -283,7 +283,7 @@ int cmd_models(int argc, char **argv)
             return EXIT_USAGE;
         }
         char pub[65];
-        if (store_keygen(argv[1], pub) != EDGELLM_OK)
+        if (ellm_store_keygen(argv[1], pub) != EDGELLM_OK)
             return fail("keygen");
         printf("secret key: %s (keep it private)\npublic key: %s.pub\ned25519 %s\n", argv[1], argv[1], pub);
         return 0;
@@ -317,25 +317,25 @@ int cmd_models(int argc, char **argv)
         if (!version[0]) {
             cli_error(CMD, "activate needs NAME:VERSION");
             rc = EXIT_USAGE;
-        } else if (store_activate(s, name, version) != EDGELLM_OK) {
+        } else if (ellm_store_activate(s, name, version) != EDGELLM_OK) {
             rc = fail("activate");
         } else {
             printf("%s:%s is active\n", name, version);
         }
     } else if (strcmp(action, "rollback") == 0) {
         char now[STORE_VERSION_MAX];
-        if (store_rollback(s, name, now, sizeof now) != EDGELLM_OK)
+        if (ellm_store_rollback(s, name, now, sizeof now) != EDGELLM_OK)
             rc = fail("rollback");
         else
             printf("%s:%s is active\n", name, now);
     } else if (strcmp(action, "pin") == 0 || strcmp(action, "unpin") == 0) {
         bool pin = strcmp(action, "pin") == 0;
-        if (store_pin(s, name, pin) != EDGELLM_OK)
+        if (ellm_store_pin(s, name, pin) != EDGELLM_OK)
             rc = fail(action);
         else
             printf("%s is %s\n", name, pin ? "pinned" : "unpinned");
     } else if (strcmp(action, "remove") == 0) {
-        if (store_remove(s, name, version, force) != EDGELLM_OK)
+        if (ellm_store_remove(s, name, version, force) != EDGELLM_OK)
             rc = fail("remove");
         else
             printf("removed %s%s%s (run 'edgellm models gc' to free its files)\n", name,
@@ -343,14 +343,14 @@ int cmd_models(int argc, char **argv)
     } else if (strcmp(action, "gc") == 0) {
         uint64_t files = 0, bytes = 0;
         char b[32];
-        if (store_gc(s, &files, &bytes) != EDGELLM_OK)
+        if (ellm_store_gc(s, &files, &bytes) != EDGELLM_OK)
             rc = fail("gc");
         else
             printf("removed %llu unreferenced files, freed %s\n", (unsigned long long)files,
                    cli_format_bytes(bytes, b, sizeof b));
     } else if (strcmp(action, "verify") == 0) {
         size_t bad = 0;
-        if (store_verify(s, report_verify, NULL, &bad) != EDGELLM_OK)
+        if (ellm_store_verify(s, report_verify, NULL, &bad) != EDGELLM_OK)
             rc = fail("verify");
         else if (bad) {
             cli_error(CMD, "verify: %zu problem(s) found; reinstall the corrupt versions", bad);
@@ -360,7 +360,7 @@ int cmd_models(int argc, char **argv)
         }
     } else if (strcmp(action, "path") == 0) {
         char path[2048];
-        if (store_model_path(s, argv[1], path, sizeof path) != EDGELLM_OK)
+        if (ellm_store_model_path(s, argv[1], path, sizeof path) != EDGELLM_OK)
             rc = fail("path");
         else
             printf("%s\n", path);
@@ -370,6 +370,6 @@ int cmd_models(int argc, char **argv)
         cli_error(CMD, "unknown action '%s' (see 'edgellm models --help')", action);
         rc = EXIT_USAGE;
     }
-    store_close(s);
+    ellm_store_close(s);
     return rc;
 }

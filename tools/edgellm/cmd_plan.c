@@ -13,8 +13,8 @@
 static bool load_shape(const char *cmd, const char *model, store_model_shape *shape, char *path,
                        size_t cap)
 {
-    if (store_resolve_model(model, path, cap) != EDGELLM_OK ||
-        store_read_shape(path, shape) != EDGELLM_OK) {
+    if (ellm_store_resolve_model(model, path, cap) != EDGELLM_OK ||
+        ellm_store_read_shape(path, shape) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return false;
     }
@@ -39,14 +39,14 @@ static bool plan_file(const char *cmd, const char *path, edgellm_context_params 
     if (ok) {
         if (cp->n_ctx <= 0 || (clamp && cp->n_ctx > info.n_ctx_train))
             cp->n_ctx = info.n_ctx_train;
-        ok = store_plan_model(model, cp, p) == EDGELLM_OK;
+        ok = ellm_store_plan_model(model, cp, p) == EDGELLM_OK;
     }
     if (!ok) {
         cli_error(cmd, "cannot plan %s: %s", path, edgellm_last_error());
         edgellm_model_free(model);
         return false;
     }
-    *max_ctx = store_plan_max_context(model, cp, budget, info.n_ctx_train);
+    *max_ctx = ellm_store_plan_max_context(model, cp, budget, info.n_ctx_train);
     *train_ctx = info.n_ctx_train;
     edgellm_model_free(model);
     return true;
@@ -102,7 +102,7 @@ int cmd_plan(int argc, char **argv)
     if (!load_shape(cmd, model, &shape, path, sizeof path))
         return 1;
     if (!have_ram)
-        budget = store_machine_ram();
+        budget = ellm_store_machine_ram();
     cp.n_ctx = (int32_t)n_ctx;
     cp.n_threads = (int32_t)n_threads;
     if (n_batch > 0)
@@ -229,7 +229,7 @@ int cmd_recommend(int argc, char **argv)
         }
     }
     if (!have_ram)
-        ram = store_machine_ram();
+        ram = ellm_store_machine_ram();
     const uint64_t gib = 1024ull * 1024 * 1024;
     uint64_t usable;
     const char *why_budget;
@@ -268,7 +268,7 @@ int cmd_recommend(int argc, char **argv)
             store_model_shape shape;
             class_shape(&classes[c], &formats[q], &shape);
             store_plan p;
-            if (store_plan_shape(&shape, &cp, &p) != EDGELLM_OK) {
+            if (ellm_store_plan_shape(&shape, &cp, &p) != EDGELLM_OK) {
                 cli_error(cmd, "%s", edgellm_last_error());
                 return 1;
             }

@@ -108,10 +108,10 @@ static ellm_awq *plan_awq(const char *cmd, const char *model_path, const ellm_im
 {
     gguf_file *model = NULL;
     ellm_awq *awq = NULL;
-    if (gguf_open(model_path, &model) != EDGELLM_OK ||
+    if (ellm_gguf_open(model_path, &model) != EDGELLM_OK ||
         ellm_awq_plan(model, im, type, report_awq, NULL, &awq) != EDGELLM_OK)
         cli_error(cmd, "%s", edgellm_last_error());
-    gguf_close(model);
+    ellm_gguf_close(model);
     return awq;
 }
 

@@ -79,8 +79,8 @@ int cmd_redact(int argc, char **argv)
         return EXIT_USAGE;
     }
     pii_policy *policy;
-    edgellm_status st = policy_path ? pii_policy_load(policy_path, &policy)
-                                    : pii_policy_default(&policy);
+    edgellm_status st = policy_path ? ellm_pii_policy_load(policy_path, &policy)
+                                    : ellm_pii_policy_default(&policy);
     if (st != EDGELLM_OK) {
         cli_error("redact", "%s", edgellm_last_error());
         return st == EDGELLM_ERR_OUT_OF_MEMORY ? 1 : EXIT_USAGE;
@@ -89,7 +89,7 @@ int cmd_redact(int argc, char **argv)
     char *data = NULL;
     if (file && !(data = cli_read_file(file, &len))) {
         cli_error("redact", "cannot read '%s'", file);
-        pii_policy_free(policy);
+        ellm_pii_policy_free(policy);
         return 1;
     }
     const char *text = prompt ? prompt : data;
@@ -99,18 +99,18 @@ int cmd_redact(int argc, char **argv)
     size_t redacted_len = 0, n = 0;
     pii_entity *entities = NULL;
     if (block) {
-        st = pii_scan(policy, text, len, &entities, &n);
+        st = ellm_pii_scan(policy, text, len, &entities, &n);
     } else {
-        st = pii_session_create(policy, &session);
+        st = ellm_pii_session_create(policy, &session);
         if (st == EDGELLM_OK)
-            st = pii_redact(session, text, len, &redacted, &redacted_len, &entities, &n);
+            st = ellm_pii_redact(session, text, len, &redacted, &redacted_len, &entities, &n);
     }
     if (st != EDGELLM_OK) {
         cli_error("redact", "%s", edgellm_last_error());
         rc = 1;
     } else if (block && n > 0) {
         char types[256];
-        pii_describe_types(entities, n, types, sizeof types);
+        ellm_pii_describe_types(entities, n, types, sizeof types);
         cli_error("redact", "blocked: the text contains %s (run without --block to redact)",
                   types);
         rc = 1;
@@ -127,8 +127,8 @@ int cmd_redact(int argc, char **argv)
     }
     free(entities);
     free(redacted);
-    pii_session_free(session);
-    pii_policy_free(policy);
+    ellm_pii_session_free(session);
+    ellm_pii_policy_free(policy);
     free(data);
     if (fflush(stdout) != 0 && rc == 0) {
         cli_error("redact", "cannot write the output");

@@ -180,7 +180,7 @@ int cmd_run(int argc, char **argv)
         }
         if (schema_file) {
             char err[512];
-            grammar_text = structured_schema_text_to_grammar(text, strlen(text), err, sizeof err);
+            grammar_text = ellm_structured_schema_text_to_grammar(text, strlen(text), err, sizeof err);
             free(text);
             if (!grammar_text) {
                 cli_error(cmd, "%s: %s", schema_file, err);
@@ -190,7 +190,7 @@ int cmd_run(int argc, char **argv)
             grammar_text = text;
         }
     } else if (json_object) {
-        grammar_text = strdup(structured_json_object_grammar());
+        grammar_text = strdup(ellm_structured_json_object_grammar());
         if (!grammar_text) {
             cli_error(cmd, "out of memory");
             return 1;

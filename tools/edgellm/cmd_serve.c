@@ -163,7 +163,7 @@ int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size
     if (!o->ctx_given)
         cfg->n_ctx = -4096; /* the model's context, capped: slots x context must fit in memory */
     /* -m takes a file or an installed NAME[:VERSION] from the model store. */
-    if (cfg->model_path && store_resolve_model(cfg->model_path, resolved, cap) != EDGELLM_OK) {
+    if (cfg->model_path && ellm_store_resolve_model(cfg->model_path, resolved, cap) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
@@ -175,7 +175,7 @@ int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size
         cli_error(cmd, "--draft and --lookup speed up the server's model: give it with -m MODEL");
         return EXIT_USAGE;
     }
-    if (o->draft.draft_path && store_resolve_model(o->draft.draft_path, o->draft_resolved,
+    if (o->draft.draft_path && ellm_store_resolve_model(o->draft.draft_path, o->draft_resolved,
                                                    sizeof o->draft_resolved) != EDGELLM_OK) {
         cli_error(cmd, "--draft: %s", edgellm_last_error());
         return 1;

@@ -295,85 +295,85 @@ static edgellm_status write_model(const char *path, const ellm_train_params *p,
                                   const ellm_adamw *opt, const ellm_train_params *m_view,
                                   const ellm_train_params *v_view)
 {
-    gguf_writer *w = gguf_writer_create();
+    gguf_writer *w = ellm_gguf_writer_create();
     if (!w)
         return EDGELLM_ERR_OUT_OF_MEMORY;
     const ellm_train_config *c = &p->cfg;
-    edgellm_status st = gguf_writer_set_str(w, "general.architecture", "llama");
+    edgellm_status st = ellm_gguf_writer_set_str(w, "general.architecture", "llama");
     if (!st)
-        st = gguf_writer_set_str(w, "general.name", "edgellm-trained");
+        st = ellm_gguf_writer_set_str(w, "general.name", "edgellm-trained");
     if (!st)
-        st = gguf_writer_set_u32(w, "llama.context_length", (uint32_t)rs->o.ctx);
+        st = ellm_gguf_writer_set_u32(w, "llama.context_length", (uint32_t)rs->o.ctx);
     if (!st)
-        st = gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)c->n_embd);
+        st = ellm_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)c->n_embd);
     if (!st)
-        st = gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->n_layer);
+        st = ellm_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->n_layer);
     if (!st)
-        st = gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)c->n_ff);
+        st = ellm_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)c->n_ff);
     if (!st)
-        st = gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_head);
+        st = ellm_gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_head);
     if (!st)
-        st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_head_kv);
+        st = ellm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_head_kv);
     if (!st)
-        st = gguf_writer_set_u32(w, "llama.rope.dimension_count",
+        st = ellm_gguf_writer_set_u32(w, "llama.rope.dimension_count",
                                  (uint32_t)(c->n_embd / c->n_head));
     if (!st)
-        st = gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->rms_norm_eps);
+        st = ellm_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->rms_norm_eps);
     if (!st)
-        st = gguf_writer_set_f32(w, "llama.rope.freq_base", c->rope_freq_base);
-    for (uint64_t i = 0; !st && i < gguf_kv_count(vocab_src); i++) {
-        const gguf_kv *kv = gguf_kv_at(vocab_src, i);
+        st = ellm_gguf_writer_set_f32(w, "llama.rope.freq_base", c->rope_freq_base);
+    for (uint64_t i = 0; !st && i < ellm_gguf_kv_count(vocab_src); i++) {
+        const gguf_kv *kv = ellm_gguf_kv_at(vocab_src, i);
         if (kv->key.len > 10 && !memcmp(kv->key.data, "tokenizer.", 10)) {
-            char *key = gguf_str_dup(kv->key);
-            st = key ? gguf_writer_set_value(w, key, &kv->value) : EDGELLM_ERR_OUT_OF_MEMORY;
+            char *key = ellm_gguf_str_dup(kv->key);
+            st = key ? ellm_gguf_writer_set_value(w, key, &kv->value) : EDGELLM_ERR_OUT_OF_MEMORY;
             free(key);
         }
     }
     if (!st && opt) {
         const train_options *o = &rs->o;
-        st = gguf_writer_set_u64(w, "train.step", (uint64_t)rs->step);
+        st = ellm_gguf_writer_set_u64(w, "train.step", (uint64_t)rs->step);
         if (!st)
-            st = gguf_writer_set_u64(w, "train.corpus_tokens", rs->corpus_tokens);
+            st = ellm_gguf_writer_set_u64(w, "train.corpus_tokens", rs->corpus_tokens);
         if (!st)
-            st = gguf_writer_set_u64(w, "train.seed", (uint64_t)o->seed);
+            st = ellm_gguf_writer_set_u64(w, "train.seed", (uint64_t)o->seed);
         if (!st)
-            st = gguf_writer_set_u64(w, "train.steps", (uint64_t)o->steps);
+            st = ellm_gguf_writer_set_u64(w, "train.steps", (uint64_t)o->steps);
         if (!st)
-            st = gguf_writer_set_u32(w, "train.batch", (uint32_t)o->batch);
+            st = ellm_gguf_writer_set_u32(w, "train.batch", (uint32_t)o->batch);
         if (!st)
-            st = gguf_writer_set_u64(w, "train.checkpoint_every", (uint64_t)o->checkpoint_every);
+            st = ellm_gguf_writer_set_u64(w, "train.checkpoint_every", (uint64_t)o->checkpoint_every);
         if (!st)
-            st = gguf_writer_set_f64(w, "train.lr", o->lr);
+            st = ellm_gguf_writer_set_f64(w, "train.lr", o->lr);
         if (!st)
-            st = gguf_writer_set_f64(w, "train.eval_split", o->eval_split);
+            st = ellm_gguf_writer_set_f64(w, "train.eval_split", o->eval_split);
         if (!st && o->distill)
-            st = gguf_writer_set_f64(w, "train.distill_temperature", o->temperature);
+            st = ellm_gguf_writer_set_f64(w, "train.distill_temperature", o->temperature);
         if (!st && o->distill)
-            st = gguf_writer_set_f64(w, "train.distill_alpha", o->alpha);
+            st = ellm_gguf_writer_set_f64(w, "train.distill_alpha", o->alpha);
         if (!st && o->distill)
-            st = gguf_writer_set_u64(w, "train.distill_top_k", (uint64_t)o->top_k);
+            st = ellm_gguf_writer_set_u64(w, "train.distill_top_k", (uint64_t)o->top_k);
     }
     ellm_train_tensor t;
     for (size_t i = 0; !st && i < ellm_train_tensor_count(c); i++) {
         ellm_train_tensor_at(p, i, &t);
         uint64_t ne[2] = {(uint64_t)t.ne0, (uint64_t)t.ne1};
-        st = gguf_writer_add_tensor(w, t.name, ELLM_TYPE_F32, t.ne1 > 1 ? 2 : 1, ne, t.data);
+        st = ellm_gguf_writer_add_tensor(w, t.name, ELLM_TYPE_F32, t.ne1 > 1 ? 2 : 1, ne, t.data);
         if (!st && opt) {
             char name[80];
             ellm_train_tensor mt;
             ellm_train_tensor_at(m_view, i, &mt);
             snprintf(name, sizeof name, "adam_m.%s", t.name);
-            st = gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, t.ne1 > 1 ? 2 : 1, ne, mt.data);
+            st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, t.ne1 > 1 ? 2 : 1, ne, mt.data);
             ellm_train_tensor_at(v_view, i, &mt);
             snprintf(name, sizeof name, "adam_v.%s", t.name);
             if (!st)
-                st = gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, t.ne1 > 1 ? 2 : 1, ne,
+                st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, t.ne1 > 1 ? 2 : 1, ne,
                                             mt.data);
         }
     }
     if (!st)
-        st = gguf_writer_write(w, path);
-    gguf_writer_free(w);
+        st = ellm_gguf_writer_write(w, path);
+    ellm_gguf_writer_free(w);
     return st;
 }
 
@@ -387,12 +387,12 @@ static ellm_train_params moment_view(const ellm_train_params *p, float *data)
 
 static bool read_u64(const gguf_file *f, const char *key, uint64_t *out)
 {
-    return gguf_get_u64(f, key, out) == EDGELLM_OK;
+    return ellm_gguf_get_u64(f, key, out) == EDGELLM_OK;
 }
 
 static bool read_f64(const gguf_file *f, const char *key, double *out)
 {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const gguf_kv *kv = ellm_gguf_find_kv(f, key);
     if (!kv || kv->value.type != GGUF_TYPE_FLOAT64)
         return false;
     *out = kv->value.v.f64;
@@ -437,7 +437,7 @@ static int read_checkpoint(const gguf_file *f, const ellm_train_params *p, run_s
         for (int k = 0; k < 2; k++) {
             char name[80];
             snprintf(name, sizeof name, "adam_%c.%s", k ? 'v' : 'm', t.name);
-            const gguf_tensor_info *ti = gguf_find_tensor(f, name);
+            const gguf_tensor_info *ti = ellm_gguf_find_tensor(f, name);
             if (!ti || ti->type != ELLM_TYPE_F32 || ti->n_elements != n) {
                 cli_error(CMD, "checkpoint %s lacks the optimizer tensor %s (or it has the wrong "
                                "shape); it cannot be resumed", o->resume, name);
@@ -523,7 +523,7 @@ static int run(train_options o)
         return EXIT_USAGE;
     }
     if (edgellm_model_load(vocab_path, &mp, &vocab) != EDGELLM_OK ||
-        gguf_open(vocab_path, &vocab_file) != EDGELLM_OK) {
+        ellm_gguf_open(vocab_path, &vocab_file) != EDGELLM_OK) {
         cli_error(CMD, "%s %s: %s", o.resume ? "cannot resume from" : "loading the vocabulary of",
                   vocab_path, edgellm_last_error());
         goto done;
@@ -557,7 +557,7 @@ static int run(train_options o)
         }
     }
     if (weights_path) {
-        edgellm_status st = gguf_open(weights_path, &weights_file);
+        edgellm_status st = ellm_gguf_open(weights_path, &weights_file);
         if (!st)
             st = ellm_model_create(weights_file, &model);
         if (!st)
@@ -603,7 +603,7 @@ static int run(train_options o)
         o.top_k = rs.o.top_k;
         o.ctx = 0;
         uint32_t ctx = 0;
-        gguf_get_u32(weights_file, "llama.context_length", &ctx);
+        ellm_gguf_get_u32(weights_file, "llama.context_length", &ctx);
         o.ctx = ctx;
         rs.o = o;
     }
@@ -871,8 +871,8 @@ done:
     ellm_train_params_free(g);
     ellm_train_params_free(p);
     ellm_model_free(model);
-    gguf_close(weights_file);
-    gguf_close(vocab_file);
+    ellm_gguf_close(weights_file);
+    ellm_gguf_close(vocab_file);
     edgellm_model_free(vocab);
     edgellm_model_free(init_vocab);
     return rc;
