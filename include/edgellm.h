@@ -37,12 +37,14 @@ typedef enum edgellm_status {
     EDGELLM_ERR_INVALID_ARGUMENT = 1, /* a parameter is out of range or NULL */
     EDGELLM_ERR_IO = 2,               /* a file could not be opened, read, written or mapped */
     EDGELLM_ERR_FORMAT = 3,           /* a file is corrupt, truncated or inconsistent */
-    EDGELLM_ERR_UNSUPPORTED = 4,      /* valid input that this build cannot handle (architecture, type) */
+    EDGELLM_ERR_UNSUPPORTED =
+        4, /* valid input that this build cannot handle (architecture, type) */
     EDGELLM_ERR_OUT_OF_MEMORY = 5,
-    EDGELLM_ERR_CONTEXT_FULL = 6,     /* the tokens do not fit in the context window */
-    EDGELLM_ERR_BUFFER_TOO_SMALL = 7, /* the caller's buffer is too small; the needed size is reported */
-    EDGELLM_ERR_NOT_FOUND = 8,        /* a key, tensor or name does not exist */
-    EDGELLM_ERR_CANCELLED = 9         /* a callback asked to stop */
+    EDGELLM_ERR_CONTEXT_FULL = 6, /* the tokens do not fit in the context window */
+    EDGELLM_ERR_BUFFER_TOO_SMALL =
+        7,                     /* the caller's buffer is too small; the needed size is reported */
+    EDGELLM_ERR_NOT_FOUND = 8, /* a key, tensor or name does not exist */
+    EDGELLM_ERR_CANCELLED = 9  /* a callback asked to stop */
 } edgellm_status;
 
 typedef int32_t edgellm_token;
@@ -119,10 +121,10 @@ typedef struct edgellm_model_info {
     float rms_norm_eps;
     float rope_freq_base;
     float rope_freq_scale;
-    int32_t rope_neox;        /* 1 = NeoX-style RoPE (rotate halves), 0 = normal (adjacent pairs) */
-    int32_t tied_embeddings;  /* 1 when the output head reuses the token embedding */
+    int32_t rope_neox;       /* 1 = NeoX-style RoPE (rotate halves), 0 = normal (adjacent pairs) */
+    int32_t tied_embeddings; /* 1 when the output head reuses the token embedding */
     uint64_t n_params;
-    uint64_t weights_bytes;   /* bytes of tensor data mapped from the file */
+    uint64_t weights_bytes; /* bytes of tensor data mapped from the file */
     uint64_t file_bytes;
 } edgellm_model_info;
 
@@ -162,7 +164,7 @@ typedef struct edgellm_tensor_desc {
     const char *name; /* owned by the model */
     const char *type; /* "F32", "Q4_0", ... */
     int32_t n_dims;
-    int64_t ne[4];    /* ne[0] is the row length (innermost dimension) */
+    int64_t ne[4]; /* ne[0] is the row length (innermost dimension) */
     uint64_t n_bytes;
 } edgellm_tensor_desc;
 
@@ -189,14 +191,15 @@ edgellm_token edgellm_token_bos(const edgellm_model *model); /* -1 if none */
 EDGELLM_API
 edgellm_token edgellm_token_eos(const edgellm_model *model); /* -1 if none */
 EDGELLM_API
-int edgellm_add_bos_default(const edgellm_model *model);     /* tokenizer.ggml.add_bos_token */
+int edgellm_add_bos_default(const edgellm_model *model); /* tokenizer.ggml.add_bos_token */
 /* Whether a token ends generation (EOS, end-of-turn). */
 EDGELLM_API
 int edgellm_token_is_eog(const edgellm_model *model, edgellm_token token);
 
 typedef enum edgellm_tokenize_flags {
-    EDGELLM_TOKENIZE_ADD_BOS = 1,       /* prepend BOS (when the vocabulary has one) */
-    EDGELLM_TOKENIZE_PARSE_SPECIAL = 2  /* recognise control tokens like "</s>" written in the text */
+    EDGELLM_TOKENIZE_ADD_BOS = 1, /* prepend BOS (when the vocabulary has one) */
+    EDGELLM_TOKENIZE_PARSE_SPECIAL =
+        2 /* recognise control tokens like "</s>" written in the text */
 } edgellm_tokenize_flags;
 
 /*
@@ -204,9 +207,8 @@ typedef enum edgellm_tokenize_flags {
  * stores the number needed in *n_tokens; returns EDGELLM_ERR_BUFFER_TOO_SMALL when it did not fit.
  */
 EDGELLM_API
-edgellm_status edgellm_tokenize(const edgellm_model *model, const char *text, size_t len,
-                                int flags, edgellm_token *tokens, int32_t max_tokens,
-                                int32_t *n_tokens);
+edgellm_status edgellm_tokenize(const edgellm_model *model, const char *text, size_t len, int flags,
+                                edgellm_token *tokens, int32_t max_tokens, int32_t *n_tokens);
 
 /*
  * The bytes one token stands for (byte tokens become their raw byte, "▁" becomes a space).
@@ -229,15 +231,15 @@ edgellm_status edgellm_token_text(const edgellm_model *model, edgellm_token toke
  * when remove_leading_space is set. Output is NUL-terminated when it fits. */
 EDGELLM_API
 edgellm_status edgellm_detokenize(const edgellm_model *model, const edgellm_token *tokens,
-                                  int32_t n_tokens, int remove_leading_space, char *buf,
-                                  size_t cap, size_t *len);
+                                  int32_t n_tokens, int remove_leading_space, char *buf, size_t cap,
+                                  size_t *len);
 
 /* ---- Contexts and evaluation ------------------------------------------------------------ */
 
 typedef struct edgellm_context_params {
-    int32_t n_ctx;      /* context length in tokens; <= 0 means the model's training context */
-    int32_t n_threads;  /* <= 0 means the number of online CPUs */
-    int32_t n_batch;    /* maximum tokens evaluated in one forward pass (prefill chunk) */
+    int32_t n_ctx;     /* context length in tokens; <= 0 means the model's training context */
+    int32_t n_threads; /* <= 0 means the number of online CPUs */
+    int32_t n_batch;   /* maximum tokens evaluated in one forward pass (prefill chunk) */
     edgellm_kv_type kv_type;
 } edgellm_context_params;
 
@@ -342,15 +344,15 @@ edgellm_status edgellm_embed(edgellm_context *ctx, const edgellm_token *tokens, 
 #define EDGELLM_PROFILE_MAX_ENTRIES 24
 
 typedef struct edgellm_profile_entry {
-    char name[24];   /* "matmul Q4_0" (per weight type), "attention", "norm", "rope", "other" */
-    double seconds;  /* wall time spent in it */
+    char name[24];  /* "matmul Q4_0" (per weight type), "attention", "norm", "rope", "other" */
+    double seconds; /* wall time spent in it */
     uint64_t calls;
 } edgellm_profile_entry;
 
 typedef struct edgellm_profile {
-    double forward_seconds;  /* wall time of the forward passes; the entries add up to it */
+    double forward_seconds; /* wall time of the forward passes; the entries add up to it */
     uint64_t forward_calls;
-    uint64_t tokens;         /* tokens those passes evaluated */
+    uint64_t tokens; /* tokens those passes evaluated */
     int32_t n_entries;
     edgellm_profile_entry entries[EDGELLM_PROFILE_MAX_ENTRIES];
 } edgellm_profile;
@@ -371,15 +373,15 @@ const float *edgellm_get_logits(const edgellm_context *ctx, int32_t i);
 /* ---- Sampling --------------------------------------------------------------------------- */
 
 typedef struct edgellm_sampler_params {
-    float temperature;        /* 0 = greedy (argmax) */
-    int32_t top_k;            /* 0 = off */
-    float top_p;              /* 1 = off */
-    float min_p;              /* 0 = off */
-    float repeat_penalty;     /* 1 = off; divides positive / multiplies negative logits */
-    int32_t repeat_last_n;    /* window of recent tokens the penalties look at; -1 = whole history */
-    float presence_penalty;   /* 0 = off; subtracted once from tokens present in the window */
-    float frequency_penalty;  /* 0 = off; subtracted per occurrence in the window */
-    uint64_t seed;            /* same seed + same inputs = same output */
+    float temperature;       /* 0 = greedy (argmax) */
+    int32_t top_k;           /* 0 = off */
+    float top_p;             /* 1 = off */
+    float min_p;             /* 0 = off */
+    float repeat_penalty;    /* 1 = off; divides positive / multiplies negative logits */
+    int32_t repeat_last_n;   /* window of recent tokens the penalties look at; -1 = whole history */
+    float presence_penalty;  /* 0 = off; subtracted once from tokens present in the window */
+    float frequency_penalty; /* 0 = off; subtracted per occurrence in the window */
+    uint64_t seed;           /* same seed + same inputs = same output */
 } edgellm_sampler_params;
 
 EDGELLM_API
@@ -459,13 +461,13 @@ int edgellm_grammar_state_must_end(const edgellm_grammar_state *state);
 
 typedef enum edgellm_stop_reason {
     EDGELLM_STOP_NONE = 0,
-    EDGELLM_STOP_EOS = 1,         /* the model produced end-of-sequence */
-    EDGELLM_STOP_MAX_TOKENS = 2,  /* the token budget was used up */
-    EDGELLM_STOP_STRING = 3,      /* a stop string was produced (it is not emitted) */
-    EDGELLM_STOP_CONTEXT_FULL = 4,/* the context window is full */
-    EDGELLM_STOP_CALLBACK = 5,    /* the callback asked to stop */
-    EDGELLM_STOP_GRAMMAR_DONE = 6,  /* the grammar's output is complete and nothing may follow */
-    EDGELLM_STOP_GRAMMAR_STUCK = 7  /* no token of the vocabulary can continue the grammar's
+    EDGELLM_STOP_EOS = 1,          /* the model produced end-of-sequence */
+    EDGELLM_STOP_MAX_TOKENS = 2,   /* the token budget was used up */
+    EDGELLM_STOP_STRING = 3,       /* a stop string was produced (it is not emitted) */
+    EDGELLM_STOP_CONTEXT_FULL = 4, /* the context window is full */
+    EDGELLM_STOP_CALLBACK = 5,     /* the callback asked to stop */
+    EDGELLM_STOP_GRAMMAR_DONE = 6, /* the grammar's output is complete and nothing may follow */
+    EDGELLM_STOP_GRAMMAR_STUCK = 7 /* no token of the vocabulary can continue the grammar's
                                        output (e.g. it needs a character no token writes) */
 } edgellm_stop_reason;
 
@@ -482,9 +484,9 @@ typedef struct edgellm_generate_params {
     int32_t max_tokens;              /* <= 0: until EOS or the context is full */
     const char *const *stop_strings; /* may be NULL */
     int32_t n_stop_strings;
-    int add_bos;                     /* -1 = the model's default, 0 = no, 1 = yes */
-    int parse_special;               /* recognise control tokens written in the prompt */
-    int keep_cache;                  /* 1 = continue after the tokens already in the KV cache
+    int add_bos;       /* -1 = the model's default, 0 = no, 1 = yes */
+    int parse_special; /* recognise control tokens written in the prompt */
+    int keep_cache;    /* 1 = continue after the tokens already in the KV cache
                                         (multi-turn); 0 = start from an empty cache, reusing
                                         any cached prefix the new prompt shares */
     edgellm_sampler_params sampling;
@@ -520,7 +522,7 @@ edgellm_generate_params edgellm_generate_default_params(void);
 
 typedef struct edgellm_generate_result {
     int32_t n_prompt_tokens;
-    int32_t n_cached_tokens;  /* prompt tokens reused from the KV cache */
+    int32_t n_cached_tokens; /* prompt tokens reused from the KV cache */
     int32_t n_generated;
     edgellm_stop_reason stop_reason;
     double prefill_seconds;   /* evaluating the prompt */

@@ -58,8 +58,9 @@ static void test_greedy(edgellm_model *m, const test_greedy_case *cases, int n_c
         CHECK(r.n_generated == 48 && r.stop_reason == EDGELLM_STOP_MAX_TOKENS);
         CHECK_MSG(c.n_tokens == 48 && !memcmp(c.tokens, cases[i].ids, sizeof cases[i].ids),
                   "greedy ids for \"%s\" differ", cases[i].prompt);
-        CHECK_MSG(!strcmp(c.text, cases[i].text), "greedy text for \"%s\":\n got  \"%s\"\n want \"%s\"",
-                  cases[i].prompt, c.text, cases[i].text);
+        CHECK_MSG(!strcmp(c.text, cases[i].text),
+                  "greedy text for \"%s\":\n got  \"%s\"\n want \"%s\"", cases[i].prompt, c.text,
+                  cases[i].text);
         /* The streamed text equals the detokenized ids. */
         char detok[4096];
         size_t len;
@@ -222,8 +223,9 @@ static void test_eval_batch(edgellm_model *m, const test_greedy_case *cases, int
     edgellm_token next[8];
     for (int i = 0; i < n_cases; i++) {
         CHECK(edgellm_context_create(m, &slot, &ctx[i]) == EDGELLM_OK);
-        CHECK(edgellm_tokenize(m, cases[i].prompt, strlen(cases[i].prompt), EDGELLM_TOKENIZE_ADD_BOS,
-                               prompt[i], 64, &n_prompt[i]) == EDGELLM_OK);
+        CHECK(edgellm_tokenize(m, cases[i].prompt, strlen(cases[i].prompt),
+                               EDGELLM_TOKENIZE_ADD_BOS, prompt[i], 64,
+                               &n_prompt[i]) == EDGELLM_OK);
     }
     CHECK(edgellm_context_create(m, &cp, &alone) == EDGELLM_OK);
     if (!ctx[n_cases - 1] || !alone)
@@ -249,8 +251,8 @@ static void test_eval_batch(edgellm_model *m, const test_greedy_case *cases, int
         for (int k = 0; k < n; k++) {
             int i = idx[k];
             next[i] = argmax(edgellm_get_logits(ctx[i], -1), n_vocab);
-            CHECK_MSG(next[i] == cases[i].ids[n_done[i]], "prompt %d token %d: %d, expected %d",
-                      i, n_done[i], next[i], cases[i].ids[n_done[i]]);
+            CHECK_MSG(next[i] == cases[i].ids[n_done[i]], "prompt %d token %d: %d, expected %d", i,
+                      n_done[i], next[i], cases[i].ids[n_done[i]]);
             n_done[i]++;
         }
     }
@@ -262,9 +264,9 @@ static void test_eval_batch(edgellm_model *m, const test_greedy_case *cases, int
         CHECK(edgellm_context_truncate(alone, 0) == EDGELLM_OK);
         CHECK(edgellm_eval(alone, cached, n_cached, 0) == EDGELLM_OK);
         memcpy(logits_alone, edgellm_get_logits(alone, -1), (size_t)n_vocab * sizeof(float));
-        CHECK_MSG(!memcmp(logits_alone, edgellm_get_logits(ctx[i], -1),
-                          (size_t)n_vocab * sizeof(float)),
-                  "prompt %d: batched logits differ from evaluating alone", i);
+        CHECK_MSG(
+            !memcmp(logits_alone, edgellm_get_logits(ctx[i], -1), (size_t)n_vocab * sizeof(float)),
+            "prompt %d: batched logits differ from evaluating alone", i);
     }
 
     /* Refusals leave every context as it was. */
@@ -324,8 +326,8 @@ static void test_batch_all_logits_and_copy(edgellm_model *m, const test_greedy_c
         return;
     edgellm_token prompt[64];
     int32_t n = 0;
-    CHECK(edgellm_tokenize(m, gc->prompt, strlen(gc->prompt), EDGELLM_TOKENIZE_ADD_BOS, prompt,
-                           64, &n) == EDGELLM_OK);
+    CHECK(edgellm_tokenize(m, gc->prompt, strlen(gc->prompt), EDGELLM_TOKENIZE_ADD_BOS, prompt, 64,
+                           &n) == EDGELLM_OK);
     CHECK(edgellm_context_set_batch_all_logits(scored, 1) == EDGELLM_OK);
     edgellm_context *both[2] = {plain, scored};
     const edgellm_token *toks[2] = {prompt, prompt};
@@ -481,7 +483,8 @@ int main(void)
     int n_cases = test_load_greedy_cases(cases, 8);
     CHECK(n_cases == 7);
     edgellm_model *m = NULL;
-    edgellm_status st = edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m);
+    edgellm_status st = edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL,
+                                           &m);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
     if (m && n_cases > 0) {
         edgellm_model_info info;

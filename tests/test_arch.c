@@ -45,11 +45,16 @@ static void describe(const ellm_arch *a, char *buf, size_t size)
         bool on;
         const char *word;
     } flags[] = {
-        {a->rope_neox, "neox"},           {a->qk_norm, "qk_norm"},
-        {a->qkv_bias, "qkv_bias"},        {a->fused_qkv, "fused_qkv"},
-        {a->fused_gate_up, "fused_gate_up"}, {a->post_norms, "post_norms"},
-        {a->activation == ELLM_ACT_GELU_TANH, "gelu_tanh"}, {a->embd_scale, "embd_scale"},
-        {a->norm_plus_one, "norm_plus_one"}, {a->tied_output, "tied"},
+        {a->rope_neox, "neox"},
+        {a->qk_norm, "qk_norm"},
+        {a->qkv_bias, "qkv_bias"},
+        {a->fused_qkv, "fused_qkv"},
+        {a->fused_gate_up, "fused_gate_up"},
+        {a->post_norms, "post_norms"},
+        {a->activation == ELLM_ACT_GELU_TANH, "gelu_tanh"},
+        {a->embd_scale, "embd_scale"},
+        {a->norm_plus_one, "norm_plus_one"},
+        {a->tied_output, "tied"},
     };
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (flags[i].on)
@@ -120,10 +125,9 @@ static void test_rows(void)
         snprintf(classes, sizeof classes, "%s", expected[e].hf_classes);
         for (char *cls = strtok(classes, " "); cls; cls = strtok(NULL, " ")) {
             const ellm_arch *a = NULL;
-            CHECK_MSG(ellm_arch_find_hf(cls, &a) == EDGELLM_OK &&
-                          !strcmp(a->name, expected[e].name),
-                      "%s imports as '%s', expected '%s'", cls, a ? a->name : "(none)",
-                      expected[e].name);
+            CHECK_MSG(
+                ellm_arch_find_hf(cls, &a) == EDGELLM_OK && !strcmp(a->name, expected[e].name),
+                "%s imports as '%s', expected '%s'", cls, a ? a->name : "(none)", expected[e].name);
         }
     }
 }
@@ -181,8 +185,8 @@ static int write_model(const ellm_arch *a, const char *path, const float *values
     gguf_writer *w = ellm_gguf_writer_create();
     char key[128];
     int ok = w != NULL;
-#define U32(suffix, v)                                                                      \
-    snprintf(key, sizeof key, "%s.%s", a->name, suffix);                                    \
+#define U32(suffix, v)                                                                             \
+    snprintf(key, sizeof key, "%s.%s", a->name, suffix);                                           \
     ok = ok && ellm_gguf_writer_set_u32(w, key, v) == EDGELLM_OK;
     ok = ok && ellm_gguf_writer_set_str(w, "general.architecture", a->name) == EDGELLM_OK;
     U32("embedding_length", EMBD)
@@ -231,7 +235,7 @@ static int write_model(const ellm_arch *a, const char *path, const float *values
             snprintf(name, sizeof name, "blk.%d.%s", il, tensors[t].name);
             uint64_t ne[2] = {tensors[t].cols, tensors[t].rows};
             ok = ok && ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, ne[1] > 1 ? 2 : 1, ne,
-                                              values) == EDGELLM_OK;
+                                                   values) == EDGELLM_OK;
         }
     ok = ok && ellm_gguf_writer_write(w, path) == EDGELLM_OK;
     ellm_gguf_writer_free(w);
@@ -268,13 +272,13 @@ static void test_load_each_row(void)
         CHECK_MSG(a->embd_scale ? fabsf(hp->embd_scale - sqrtf((float)EMBD)) < 1e-6f
                                 : hp->embd_scale == 0,
                   "'%s': embedding scale %g", a->name, hp->embd_scale);
-        CHECK_MSG(hp->rope_freq_base_swa == (a->swa_rope_base > 0 ? a->swa_rope_base
-                                                                   : hp->rope_freq_base),
+        CHECK_MSG(hp->rope_freq_base_swa ==
+                      (a->swa_rope_base > 0 ? a->swa_rope_base : hp->rope_freq_base),
                   "'%s': sliding RoPE base %g", a->name, hp->rope_freq_base_swa);
-        CHECK_MSG(hp->sliding_window == (a->swa_pattern > 0 ? 4 : 0), "'%s': window %d",
-                  a->name, (int)hp->sliding_window);
-        ellm_state_params sp = {.n_ctx = 8, .n_batch = 4, .kv_type = EDGELLM_KV_F32,
-                                .n_threads = 1};
+        CHECK_MSG(hp->sliding_window == (a->swa_pattern > 0 ? 4 : 0), "'%s': window %d", a->name,
+                  (int)hp->sliding_window);
+        ellm_state_params sp = {
+            .n_ctx = 8, .n_batch = 4, .kv_type = EDGELLM_KV_F32, .n_threads = 1};
         ellm_state *s = NULL;
         float logits[4 * VOCAB];
         const edgellm_token tokens[4] = {1, 5, 9, 3};

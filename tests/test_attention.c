@@ -212,7 +212,8 @@ int main(void)
                         run(wide, gq + h * hd, kc, vc, stride, n_pos, hd, scale, want);
                         CHECK_MSG(!memcmp(gout + h * hd, want, (size_t)hd * sizeof(float)),
                                   "grouped hd=%d heads=%d n_pos=%d: head %d differs from the "
-                                  "wide path", hd, n_heads, n_pos, h);
+                                  "wide path",
+                                  hd, n_heads, n_pos, h);
                     }
                     grouped++;
                 }

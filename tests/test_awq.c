@@ -34,8 +34,8 @@ typedef struct fold {
 static void transform(void *user, const char *tensor, uint64_t row, float *x, int64_t n)
 {
     const fold *f = user;
-    if (f->columns_only && (strstr(tensor, "norm") || strstr(tensor, "attn_v") ||
-                            strstr(tensor, "ffn_up")))
+    if (f->columns_only &&
+        (strstr(tensor, "norm") || strstr(tensor, "attn_v") || strstr(tensor, "ffn_up")))
         return;
     ellm_awq_transform_row(f->awq, tensor, row, x, n);
 }
@@ -53,7 +53,8 @@ static float *logits_of(const char *path, const edgellm_token *ids, int32_t n, i
     CHECK(m && edgellm_context_create(m, &cp, &ctx) == EDGELLM_OK);
     CHECK(ctx && edgellm_eval(ctx, ids, n, 1) == EDGELLM_OK);
     for (int32_t i = 0; ctx && i < n; i++)
-        memcpy(out + (size_t)i * n_vocab, edgellm_get_logits(ctx, i), (size_t)n_vocab * sizeof *out);
+        memcpy(out + (size_t)i * n_vocab, edgellm_get_logits(ctx, i),
+               (size_t)n_vocab * sizeof *out);
     edgellm_context_free(ctx);
     edgellm_model_free(m);
     return out;
@@ -117,8 +118,9 @@ int main(void)
     float *wrong = logits_of(broken, ids, n, n_vocab);
     double amax, d = max_abs_diff(ref, got, (size_t)n * n_vocab, &amax);
     double dw = max_abs_diff(ref, wrong, (size_t)n * n_vocab, &amax);
-    printf("max |logit| %.3f; folded copy differs by %.3g, columns scaled without the fold by %.3g\n",
-           amax, d, dw);
+    printf(
+        "max |logit| %.3f; folded copy differs by %.3g, columns scaled without the fold by %.3g\n",
+        amax, d, dw);
     CHECK_MSG(d <= 1e-5 * amax, "the fold changed the logits by %g", d);
     CHECK_MSG(dw > 1e-2 * amax, "leaving the fold out changed the logits only by %g", dw);
 

@@ -58,8 +58,8 @@ static bool round_trips(const edgellm_model *m, const edgellm_token *ids, int32_
     size_t need = 0;
     edgellm_detokenize(m, ids, n, 0, NULL, 0, &need);
     char *buf = malloc(need + 1);
-    bool ok = edgellm_detokenize(m, ids, n, 0, buf, need + 1, &need) == EDGELLM_OK &&
-              need == len && memcmp(buf, text, len) == 0;
+    bool ok = edgellm_detokenize(m, ids, n, 0, buf, need + 1, &need) == EDGELLM_OK && need == len &&
+              memcmp(buf, text, len) == 0;
     free(buf);
     return ok;
 }
@@ -73,7 +73,8 @@ static void check_reference(const edgellm_model *m, const char *rel)
     size_t i;
     json_t *c;
     int matched = 0;
-    json_array_foreach(cases, i, c) {
+    json_array_foreach(cases, i, c)
+    {
         json_t *jt = json_object_get(c, "text"), *ref = json_object_get(c, "ids");
         const char *text = json_string_value(jt);
         size_t len = json_string_length(jt);
@@ -113,8 +114,8 @@ static void test_llama3(void)
     CHECK(edgellm_token_bos(m) == 128000);
     CHECK(edgellm_token_eos(m) == 128001);
     CHECK(edgellm_add_bos_default(m));
-    CHECK(edgellm_token_is_eog(m, 128001)); /* <|end_of_text|> */
-    CHECK(edgellm_token_is_eog(m, 128009)); /* <|eot_id|> */
+    CHECK(edgellm_token_is_eog(m, 128001));  /* <|end_of_text|> */
+    CHECK(edgellm_token_is_eog(m, 128009));  /* <|eot_id|> */
     CHECK(!edgellm_token_is_eog(m, 128008)); /* a reserved token in Llama 3.0 */
     CHECK(!edgellm_token_is_eog(m, 128000));
     CHECK(!edgellm_token_is_eog(m, 9906));
@@ -224,13 +225,13 @@ static void check_nfc(const char *in, const char *want)
 static void test_nfc(void)
 {
     check_nfc("plain ascii", "plain ascii");
-    check_nfc("e\xCC\x81", "\xC3\xA9");                        /* e + U+0301 -> é */
-    check_nfc("a\xCC\x82\xCC\xA3", "\xE1\xBA\xAD");             /* a + ^ + dot below -> ậ */
-    check_nfc("a\xCC\xA3\xCC\x82", "\xE1\xBA\xAD");             /* same after reordering */
-    check_nfc("\xE2\x80\x80", "\xE2\x80\x82");                   /* U+2000 -> U+2002 */
+    check_nfc("e\xCC\x81", "\xC3\xA9");             /* e + U+0301 -> é */
+    check_nfc("a\xCC\x82\xCC\xA3", "\xE1\xBA\xAD"); /* a + ^ + dot below -> ậ */
+    check_nfc("a\xCC\xA3\xCC\x82", "\xE1\xBA\xAD"); /* same after reordering */
+    check_nfc("\xE2\x80\x80", "\xE2\x80\x82");      /* U+2000 -> U+2002 */
     check_nfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8", "\xEA\xB0\x81"); /* jamo -> 각 */
-    check_nfc("\xE0\xA5\x98", "\xE0\xA4\x95\xE0\xA4\xBC");       /* U+0958 stays decomposed */
-    check_nfc("\xFF\xCC\x81", "\xFF\xCC\x81");                   /* an invalid byte is kept */
+    check_nfc("\xE0\xA5\x98", "\xE0\xA4\x95\xE0\xA4\xBC");             /* U+0958 stays decomposed */
+    check_nfc("\xFF\xCC\x81", "\xFF\xCC\x81");                         /* an invalid byte is kept */
 }
 
 static void test_byte_map(void)
@@ -277,8 +278,7 @@ static void test_pretokenizers(void)
     check_split(ELLM_PRE_LLAMA3, "I'M don't 12345  x\n\n y", "I|'M| don|'t| |123|45| | x|\n\n| y");
     check_split(ELLM_PRE_LLAMA3, "a  \n\tb...\n", "a|  \n|\tb|...\n");
     check_split(ELLM_PRE_QWEN2, "ab12 3", "ab|1|2| |3");
-    check_split(ELLM_PRE_GPT2, "I'M don't 12345  x\n\n y",
-                "I|'|M| don|'t| 12345| | x|\n\n| y");
+    check_split(ELLM_PRE_GPT2, "I'M don't 12345  x\n\n y", "I|'|M| don|'t| 12345| | x|\n\n| y");
     check_split(ELLM_PRE_GPT2, "Hi!! ?? \tz", "Hi|!!| ??| |\t|z");
     check_split(ELLM_PRE_SMOLLM, "ab12 34c", "ab|1|2| |3|4|c");
     check_split(ELLM_PRE_DEFAULT, "x=1234567 y", "x|=|123|456|7| y");
@@ -316,7 +316,9 @@ static void test_tiny_gpt2(void)
                " \"normalizer\": null,"
                " \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": true}}");
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    write_file(path, "{\"eos_token\": \"<|end|>\", \"model_max_length\": 1000000000000000019884624838656}");
+    write_file(
+        path,
+        "{\"eos_token\": \"<|end|>\", \"model_max_length\": 1000000000000000019884624838656}");
     const char *out = test_tmp_path("hf-tiny.gguf");
     edgellm_status st = ellm_convert_hf_vocab_only(dir, out, "tiny");
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());

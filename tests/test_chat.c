@@ -20,7 +20,8 @@ static void test_strip(void)
 {
     CHECK(span_is(ellm_chat_strip(ellm_chat_span_of(" \t\n\v\f\rx y\r\n")), "x y"));
     /* U+00A0, U+3000, U+2028, U+0085 and the ASCII separators U+001C..U+001F are whitespace. */
-    CHECK(span_is(ellm_chat_strip(ellm_chat_span_of("\xC2\xA0\xE3\x80\x80x\xE2\x80\xA8\xC2\x85")), "x"));
+    CHECK(span_is(ellm_chat_strip(ellm_chat_span_of("\xC2\xA0\xE3\x80\x80x\xE2\x80\xA8\xC2\x85")),
+                  "x"));
     CHECK(span_is(ellm_chat_strip(ellm_chat_span_of("\x1c\x1fx\x1e")), "x"));
     /* U+FEFF (a JavaScript trim() character) and U+200B are not. */
     CHECK(span_is(ellm_chat_strip(ellm_chat_span_of("\xEF\xBB\xBFx")), "\xEF\xBB\xBFx"));
@@ -131,7 +132,8 @@ static const char *model_with_template(const char *template_text)
     for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_tensor_count(src); i++) {
         const gguf_tensor_info *t = ellm_gguf_tensor_at(src, i);
         char *name = ellm_gguf_str_dup(t->name);
-        st = name ? ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, t->data)
+        st = name ? ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne,
+                                                t->data)
                   : EDGELLM_ERR_OUT_OF_MEMORY;
         free(name);
     }

@@ -74,9 +74,8 @@ static int count_controls(const edgellm_model *m, const edgellm_token *ids, int3
 }
 
 /* The rendered conversation's safe ids (NULL when the family rejects the conversation). */
-static edgellm_token *render_safe(const vocab *v, ellm_chat_family f,
-                                  const ellm_chat_message *msgs, size_t n, char **text,
-                                  int32_t *n_ids)
+static edgellm_token *render_safe(const vocab *v, ellm_chat_family f, const ellm_chat_message *msgs,
+                                  size_t n, char **text, int32_t *n_ids)
 {
     ellm_chat_span *spans = NULL;
     size_t n_spans = 0;
@@ -104,7 +103,8 @@ static const char *const benign[] = {
     "  leading and trailing spaces  ",
     "Line one\nline two\n\n- bullet 1\n- bullet 2",
     "Numbers 12345 and 3.14159, punctuation!?... (parens) [brackets] {braces}",
-    "Unicode: caf\xC3\xA9, na\xC3\xAFve, \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E, emoji \xF0\x9F\x98\x80",
+    "Unicode: caf\xC3\xA9, na\xC3\xAFve, \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E, emoji "
+    "\xF0\x9F\x98\x80",
     "'quoted' \"double\" tabs\there",
     "x",
 };
@@ -124,13 +124,14 @@ static void test_benign(const vocab *v)
             for (int k = 0; k < 2; k++) {
                 char *text = NULL;
                 int32_t n_safe = 0, n_whole = 0;
-                edgellm_token *safe = render_safe(v, (ellm_chat_family)f, convs[k], sizes[k],
-                                                  &text, &n_safe);
+                edgellm_token *safe = render_safe(v, (ellm_chat_family)f, convs[k], sizes[k], &text,
+                                                  &n_safe);
                 if (!text)
                     continue; /* a family that rejects this conversation */
                 edgellm_token *whole = tokenize_whole(v->model, text, &n_whole);
                 bool same = n_safe == n_whole &&
-                            (n_safe == 0 || memcmp(safe, whole, (size_t)n_safe * sizeof *safe) == 0);
+                            (n_safe == 0 ||
+                             memcmp(safe, whole, (size_t)n_safe * sizeof *safe) == 0);
                 CHECK_MSG(same, "%s/%s: message %zu conversation %d: %d ids, whole string %d",
                           v->name, ellm_chat_family_name((ellm_chat_family)f), i, k, n_safe,
                           n_whole);
@@ -154,8 +155,8 @@ static void test_injection(const vocab *v, const char *const *markers)
     for (int f = 0; f < ELLM_CHAT_FAMILY_COUNT; f++) {
         ellm_chat_message bad[] = {
             {"system", hostile}, {"user", hostile}, {"assistant", hostile}, {"user", hostile}};
-        ellm_chat_message good[] = {{"system", "hi"}, {"user", "hi"}, {"assistant", "hi"},
-                                    {"user", "hi"}};
+        ellm_chat_message good[] = {
+            {"system", "hi"}, {"user", "hi"}, {"assistant", "hi"}, {"user", "hi"}};
         char *tb = NULL, *tg = NULL;
         int32_t nb = 0, ng = 0;
         edgellm_token *ib = render_safe(v, (ellm_chat_family)f, bad, 4, &tb, &nb);
@@ -175,8 +176,7 @@ static void test_injection(const vocab *v, const char *const *markers)
         free(tg);
     }
     /* The reference is sensitive: whole-string parsing does turn the text into control tokens. */
-    CHECK_MSG(injected_controls_whole > 0, "%s: the hostile text holds no control token",
-              v->name);
+    CHECK_MSG(injected_controls_whole > 0, "%s: the hostile text holds no control token", v->name);
     /* The template's markers: each is one control token, present in the safe ids. */
     for (size_t i = 0; markers[i]; i += 2) {
         ellm_chat_family fam;
@@ -203,11 +203,11 @@ int main(void)
 {
     vocab v[3] = {0};
     static const char *const spm_markers[] = {"llama2", "<s>", "zephyr", "</s>", NULL};
-    static const char *const llama3_markers[] = {"llama3", "<|eot_id|>", "llama3",
-                                                 "<|start_header_id|>", "llama3.1",
-                                                 "<|begin_of_text|>", NULL};
-    static const char *const qwen3_markers[] = {"qwen3", "<|im_start|>", "qwen3", "<|im_end|>",
-                                                "chatml", "<|im_end|>", NULL};
+    static const char *const llama3_markers[] = {
+        "llama3",   "<|eot_id|>",        "llama3", "<|start_header_id|>",
+        "llama3.1", "<|begin_of_text|>", NULL};
+    static const char *const qwen3_markers[] = {"qwen3",  "<|im_start|>", "qwen3", "<|im_end|>",
+                                                "chatml", "<|im_end|>",   NULL};
     const char *const *markers[3] = {spm_markers, llama3_markers, qwen3_markers};
     bool ok[3];
     ok[0] = load(&v[0], "llama2", test_shared_path("models/llama2-vocab-tiny-f16.gguf"));

@@ -47,12 +47,12 @@ static void test_parse(void)
     /* Not calls: all of it stays content. */
     const char *not_calls[] = {
         "Just text, no call.",
-        "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"k\": ",          /* truncated */
-        "<tool_call>\nnot json\n</tool_call>",                              /* no object */
-        "<tool_call>\n{\"arguments\": {}}\n</tool_call>",                   /* no name */
-        "<tool_call>\n{\"name\": \"a\", \"arguments\": 3}\n</tool_call>",   /* arguments not an object */
-        "<tool_call>\n{\"name\": \"a\"}\n</tool_call> and then text",       /* text after the call */
-        "<tool_call>\n{\"name\": \"\", \"arguments\": {}}\n</tool_call>",   /* empty name */
+        "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"k\": ",         /* truncated */
+        "<tool_call>\nnot json\n</tool_call>",                            /* no object */
+        "<tool_call>\n{\"arguments\": {}}\n</tool_call>",                 /* no name */
+        "<tool_call>\n{\"name\": \"a\", \"arguments\": 3}\n</tool_call>", /* arguments not an object */
+        "<tool_call>\n{\"name\": \"a\"}\n</tool_call> and then text",     /* text after the call */
+        "<tool_call>\n{\"name\": \"\", \"arguments\": {}}\n</tool_call>",          /* empty name */
         "<tool_call>\n{\"name\": \"a\\u0000b\", \"arguments\": {}}\n</tool_call>", /* NUL in name */
     };
     for (size_t i = 0; i < sizeof not_calls / sizeof *not_calls; i++)
@@ -62,8 +62,8 @@ static void test_parse(void)
 
     /* Llama 3.1/3.2: the whole answer is the object, with "parameters" (or "arguments"). */
     expect_parse(ELLM_CHAT_LLAMA31,
-                 " {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}",
-                 "", "get_weather {\"city\":\"Oslo\"}");
+                 " {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}", "",
+                 "get_weather {\"city\":\"Oslo\"}");
     expect_parse(ELLM_CHAT_LLAMA32,
                  "<|python_tag|>{\"name\": \"a\", \"arguments\": {\"n\": 1}}; {\"name\": \"b\", "
                  "\"parameters\": {}}",
@@ -83,8 +83,8 @@ static void test_parse(void)
     /* [TOOL_CALLS] is a control token that generated text does not show. */
     expect_parse(ELLM_CHAT_MISTRAL_V3, " [{\"name\": \"a\", \"arguments\": {}}]", "", "a {}");
     expect_parse(ELLM_CHAT_MISTRAL_V3, "[1, 2] is a list", "[1, 2] is a list", "");
-    expect_parse(ELLM_CHAT_MISTRAL_V3, "[TOOL_CALLS] [{\"name\": \"a\"", "[TOOL_CALLS] [{\"name\": \"a\"",
-                 "");
+    expect_parse(ELLM_CHAT_MISTRAL_V3, "[TOOL_CALLS] [{\"name\": \"a\"",
+                 "[TOOL_CALLS] [{\"name\": \"a\"", "");
     /* Another family's syntax is text. */
     expect_parse(ELLM_CHAT_MISTRAL_V3, "<tool_call>{\"name\": \"a\"}</tool_call>",
                  "<tool_call>{\"name\": \"a\"}</tool_call>", "");
@@ -119,8 +119,8 @@ static void expect_dump(const char *json, int indent, bool compact, const char *
     char *out = NULL;
     size_t len = 0;
     CHECK(v && ellm_chat_json_dump(v, indent, compact, &out, &len));
-    CHECK_MSG(out && strcmp(out, want) == 0 && len == strlen(want), "dump %s: %s, wanted %s",
-              json, out ? out : "(null)", want);
+    CHECK_MSG(out && strcmp(out, want) == 0 && len == strlen(want), "dump %s: %s, wanted %s", json,
+              out ? out : "(null)", want);
     free(out);
     json_decref(v);
 }
@@ -128,8 +128,7 @@ static void expect_dump(const char *json, int indent, bool compact, const char *
 /* Python's json.dumps forms, which the templates' tojson writes under transformers. */
 static void test_json_dump(void)
 {
-    expect_dump("[0.1, 1.5, 100.0, 1e16, 1e15, 0.0001, 0.00001, -2.5e-7, 123456789.125]", -1,
-                false,
+    expect_dump("[0.1, 1.5, 100.0, 1e16, 1e15, 0.0001, 0.00001, -2.5e-7, 123456789.125]", -1, false,
                 "[0.1, 1.5, 100.0, 1e+16, 1000000000000000.0, 0.0001, 1e-05, -2.5e-07, "
                 "123456789.125]");
     expect_dump("{\"b\": 1, \"a\": [true, false, null], \"e\": {}, \"f\": []}", -1, false,
@@ -147,10 +146,9 @@ static void test_hermes_fallback(void)
                                NULL);
     json_t *args = json_loads("{\"x\": 1}", 0, NULL);
     ellm_chat_tool_call call = {"abcdefghi", "f", args};
-    ellm_chat_message msgs[] = {{"user", "go"}, {"assistant", ""}, {"tool", "r1"},
-                                {"tool", "r2"}};
-    ellm_chat_message_tools per[4] = {{NULL, 0, NULL}, {&call, 1, NULL},
-                                      {NULL, 0, "abcdefghi"}, {NULL, 0, "abcdefghi"}};
+    ellm_chat_message msgs[] = {{"user", "go"}, {"assistant", ""}, {"tool", "r1"}, {"tool", "r2"}};
+    ellm_chat_message_tools per[4] = {
+        {NULL, 0, NULL}, {&call, 1, NULL}, {NULL, 0, "abcdefghi"}, {NULL, 0, "abcdefghi"}};
     ellm_chat_tools t = {tools, per};
     char *s = ellm_chat_format_tools(ELLM_CHAT_GEMMA, msgs, 4, &t, true, "<bos>", "<eos>", NULL,
                                      NULL);
@@ -177,8 +175,8 @@ static void test_hermes_fallback(void)
     free(s);
     /* Mistral v3 checks the ids of calls and results as its template does. */
     ellm_chat_tool_call short_id = {"c1", "f", args};
-    ellm_chat_message_tools bad[4] = {{NULL, 0, NULL}, {&short_id, 1, NULL},
-                                      {NULL, 0, "c1"}, {NULL, 0, "c1"}};
+    ellm_chat_message_tools bad[4] = {
+        {NULL, 0, NULL}, {&short_id, 1, NULL}, {NULL, 0, "c1"}, {NULL, 0, "c1"}};
     ellm_chat_tools tb = {tools, bad};
     CHECK(ellm_chat_format_tools(ELLM_CHAT_MISTRAL_V3, msgs, 4, &tb, true, "<s>", "</s>", NULL,
                                  NULL) == NULL);

@@ -54,12 +54,12 @@ static void test_matches_reference(void)
     CHECK(ro && me && ro->n_bytes == me->n_bytes && !memcmp(ro->data, me->data, me->n_bytes));
     CHECK(ellm_gguf_find_tensor(mine, "output.weight") == NULL);
     /* Metadata the reference has must have the same values (general.name aside). */
-    const char *keys[] = {"general.architecture", "llama.context_length",
-                          "llama.embedding_length", "llama.block_count",
-                          "llama.feed_forward_length", "llama.attention.head_count",
+    const char *keys[] = {"general.architecture",          "llama.context_length",
+                          "llama.embedding_length",        "llama.block_count",
+                          "llama.feed_forward_length",     "llama.attention.head_count",
                           "llama.attention.head_count_kv", "llama.rope.dimension_count",
-                          "tokenizer.ggml.model", "tokenizer.ggml.bos_token_id",
-                          "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id"};
+                          "tokenizer.ggml.model",          "tokenizer.ggml.bos_token_id",
+                          "tokenizer.ggml.eos_token_id",   "tokenizer.ggml.unknown_token_id"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         const gguf_kv *a = ellm_gguf_find_kv(mine, keys[k]), *b = ellm_gguf_find_kv(ref, keys[k]);
         CHECK_MSG(a && b, "key %s missing", keys[k]);
@@ -106,8 +106,8 @@ static void test_quantized_and_unshared(void)
     ellm_convert_options o = {.out_type = ELLM_TYPE_Q8_0, .on_fallback = count_fallback};
     const char *out = test_tmp_path("convert-q8.gguf");
     CHECK(ellm_convert_llama2c(test_shared_path("models/aidreams260K.bin"),
-                               test_shared_path("models/aidreams-tok512.bin"), out, &o) ==
-          EDGELLM_OK);
+                               test_shared_path("models/aidreams-tok512.bin"), out,
+                               &o) == EDGELLM_OK);
     CHECK(fallbacks == 4);
     gguf_file *f = NULL;
     CHECK(ellm_gguf_open(out, &f) == EDGELLM_OK);
@@ -218,13 +218,13 @@ static void check_same_array(const gguf_file *mine, const gguf_file *ref, const 
 static void test_sentencepiece_matches_reference(void)
 {
     const char *out = test_tmp_path("convert-spm-llama2.gguf");
-    edgellm_status st =
-        ellm_convert_sentencepiece(test_shared_path("tokenizers/llama2/tokenizer.model"), out,
-                                   NULL);
+    edgellm_status st = ellm_convert_sentencepiece(
+        test_shared_path("tokenizers/llama2/tokenizer.model"), out, NULL);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
     gguf_file *mine = NULL, *ref = NULL;
     CHECK(ellm_gguf_open(out, &mine) == EDGELLM_OK);
-    CHECK(ellm_gguf_open(test_shared_path("models/llama2-vocab-tiny-f16.gguf"), &ref) == EDGELLM_OK);
+    CHECK(ellm_gguf_open(test_shared_path("models/llama2-vocab-tiny-f16.gguf"), &ref) ==
+          EDGELLM_OK);
     if (mine && ref) {
         check_same_array(mine, ref, "tokenizer.ggml.tokens");
         check_same_array(mine, ref, "tokenizer.ggml.scores");
@@ -315,9 +315,9 @@ static void test_hf_config_traits(void)
     CHECK(convert_config("LlamaForCausalLM", ", \"hidden_act\": \"gelu_pytorch_tanh\"") ==
           EDGELLM_ERR_UNSUPPORTED);
     /* The sliding/global layer pattern is the architecture's; Gemma 2/3 need a window. */
-    CHECK(convert_config("Gemma3ForCausalLM", ", \"sliding_window\": 4, "
-                                              "\"sliding_window_pattern\": 5") ==
-          EDGELLM_ERR_UNSUPPORTED);
+    CHECK(convert_config("Gemma3ForCausalLM",
+                         ", \"sliding_window\": 4, "
+                         "\"sliding_window_pattern\": 5") == EDGELLM_ERR_UNSUPPORTED);
     CHECK_MSG(strstr(edgellm_last_error(), "(gemma3 uses 6)"), "%s", edgellm_last_error());
     CHECK(convert_config("Gemma2ForCausalLM", "") == EDGELLM_ERR_FORMAT);
     CHECK_MSG(strstr(edgellm_last_error(), "gemma2 needs sliding_window"), "%s",

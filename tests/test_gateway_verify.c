@@ -59,9 +59,9 @@ static json_t *answer(int n, const double *token_lps, json_t **tops, const char 
         json_array_append_new(lps, json_real(-0.5));
         json_array_append_new(tl, json_pack("{s:f}", gen, -0.5));
     }
-    return json_pack("{s:s,s:[{s:s,s:i,s:{s:o,s:o,s:o},s:s}]}", "model", "cloud", "choices",
-                     "text", "", "index", 0, "logprobs", "tokens", tokens, "token_logprobs",
-                     lps, "top_logprobs", tl, "finish_reason", finish);
+    return json_pack("{s:s,s:[{s:s,s:i,s:{s:o,s:o,s:o},s:s}]}", "model", "cloud", "choices", "text",
+                     "", "index", 0, "logprobs", "tokens", tokens, "token_logprobs", lps,
+                     "top_logprobs", tl, "finish_reason", finish);
 }
 
 static void test_greedy(void)
@@ -113,10 +113,13 @@ static void test_greedy(void)
 
     /* Broken shapes. */
     const char *broken[] = {
-        "{}", "{\"choices\": []}", "{\"choices\": [{\"logprobs\": null}]}",
+        "{}",
+        "{\"choices\": []}",
+        "{\"choices\": [{\"logprobs\": null}]}",
         "{\"choices\": [{\"logprobs\": {\"tokens\": [\"a\",\"b\"], \"token_logprobs\": [null, -1],"
         " \"top_logprobs\": [null]}}]}",
-        "{\"choices\": [{\"logprobs\": {\"tokens\": [\"a\",\"b\"], \"token_logprobs\": [null, \"x\"],"
+        "{\"choices\": [{\"logprobs\": {\"tokens\": [\"a\",\"b\"], \"token_logprobs\": [null, "
+        "\"x\"],"
         " \"top_logprobs\": [null, {\"a\": -1}]}}]}",
         "{\"choices\": [{\"logprobs\": {\"tokens\": [\"a\",\"b\"], \"token_logprobs\": [null, -1],"
         " \"top_logprobs\": [null, {}]}}]}",

@@ -40,11 +40,13 @@ static void test_shared_files(void)
     st = ellm_gguf_open(test_shared_path("models/llama2-vocab-tiny-f16.gguf"), &f);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
     if (f) {
-        CHECK(ellm_gguf_version(f) == 3 && ellm_gguf_kv_count(f) == 21 && ellm_gguf_tensor_count(f) == 21);
+        CHECK(ellm_gguf_version(f) == 3 && ellm_gguf_kv_count(f) == 21 &&
+              ellm_gguf_tensor_count(f) == 21);
         CHECK(ellm_gguf_alignment(f) == 32 && ellm_gguf_data_offset(f) == 725056);
         CHECK(ellm_gguf_file_size(f) == 9180480);
         gguf_str name;
-        CHECK(ellm_gguf_get_str(f, "general.name", &name) == EDGELLM_OK && ellm_gguf_str_eq(name, "synth"));
+        CHECK(ellm_gguf_get_str(f, "general.name", &name) == EDGELLM_OK &&
+              ellm_gguf_str_eq(name, "synth"));
         uint32_t v = 0;
         CHECK(ellm_gguf_get_u32(f, "llama.block_count", &v) == EDGELLM_OK && v == 2);
         CHECK(ellm_gguf_get_u32(f, "llama.context_length", &v) == EDGELLM_OK && v == 512);
@@ -56,9 +58,11 @@ static void test_shared_files(void)
               scores->n == 32000 && scores->elem_type == GGUF_TYPE_FLOAT32);
         int64_t tt = -1;
         CHECK(ellm_gguf_get_array(f, "tokenizer.ggml.token_type", &types) == EDGELLM_OK &&
-              types->elem_type == GGUF_TYPE_INT32 && ellm_gguf_array_get_i64(types, 0, &tt) && tt == 2);
+              types->elem_type == GGUF_TYPE_INT32 && ellm_gguf_array_get_i64(types, 0, &tt) &&
+              tt == 2);
         bool add_bos = false;
-        CHECK(ellm_gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &add_bos) == EDGELLM_OK && add_bos);
+        CHECK(ellm_gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &add_bos) == EDGELLM_OK &&
+              add_bos);
         const gguf_tensor_info *emb = ellm_gguf_find_tensor(f, "token_embd.weight");
         CHECK(emb && emb->type == ELLM_TYPE_F16 && emb->n_dims == 2 && emb->ne[0] == 64 &&
               emb->ne[1] == 32000 && emb->ne[2] == 1 && emb->n_bytes == 64 * 32000 * 2 &&
@@ -69,7 +73,8 @@ static void test_shared_files(void)
         CHECK(norm && norm->type == ELLM_TYPE_F32 && norm->offset == 4096000 &&
               (const uint8_t *)norm->data == (const uint8_t *)emb->data + 4096000);
         char text[512];
-        ellm_gguf_value_format(&ellm_gguf_find_kv(f, "tokenizer.ggml.tokens")->value, text, sizeof text);
+        ellm_gguf_value_format(&ellm_gguf_find_kv(f, "tokenizer.ggml.tokens")->value, text,
+                               sizeof text);
         const char *want = "[32000 \u00d7 string] [\"<unk>\", \"<s>\", \"</s>\", ";
         CHECK_MSG(strncmp(text, want, strlen(want)) == 0, "%s", text);
         ellm_gguf_close(f);
@@ -105,11 +110,12 @@ static bool values_equal(const gguf_value *a, const gguf_value *b)
             int64_t ia, ib;
             float fa, fb;
             for (uint64_t i = 0; i < x->n; i++) {
-                bool ok_i = ellm_gguf_array_get_i64(x, i, &ia) && ellm_gguf_array_get_i64(y, i, &ib);
+                bool ok_i = ellm_gguf_array_get_i64(x, i, &ia) &&
+                            ellm_gguf_array_get_i64(y, i, &ib);
                 if (ok_i && ia != ib)
                     return false;
-                if (!ok_i && ellm_gguf_array_get_f32(x, i, &fa) && ellm_gguf_array_get_f32(y, i, &fb) &&
-                    memcmp(&fa, &fb, 4) != 0)
+                if (!ok_i && ellm_gguf_array_get_f32(x, i, &fa) &&
+                    ellm_gguf_array_get_f32(y, i, &fb) && memcmp(&fa, &fb, 4) != 0)
                     return false;
             }
         }
@@ -158,7 +164,8 @@ static void test_round_trip(void)
         }
         CHECK(ellm_gguf_tensor_count(dst) == ellm_gguf_tensor_count(src));
         for (uint64_t i = 0; i < ellm_gguf_tensor_count(src); i++) {
-            const gguf_tensor_info *a = ellm_gguf_tensor_at(src, i), *b = ellm_gguf_tensor_at(dst, i);
+            const gguf_tensor_info *a = ellm_gguf_tensor_at(src, i),
+                                   *b = ellm_gguf_tensor_at(dst, i);
             CHECK(a->n_bytes == b->n_bytes && !memcmp(a->data, b->data, a->n_bytes));
             CHECK(a->type == b->type && a->n_dims == b->n_dims &&
                   !memcmp(a->ne, b->ne, sizeof a->ne) && b->offset % 32 == 0);
@@ -209,18 +216,110 @@ static void test_all_value_types(void)
     CHECK(ellm_gguf_writer_set_str_array(w, "t.bad", with_null, 2) == EDGELLM_ERR_INVALID_ARGUMENT);
     /* Nested arrays enter the writer as parsed values (set_value), so parse a hand-made file
      * holding [[int16 7, -8], [string "x"], []] and carry the value over. */
-    static const uint8_t nested_file[] = {
-        'G', 'G', 'U', 'F', 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, /* header */
-        1, 0, 0, 0, 0, 0, 0, 0, 'n', GGUF_TYPE_ARRAY, 0, 0, 0,          /* key "n": array */
-        GGUF_TYPE_ARRAY, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0,               /* of 3 arrays */
-        GGUF_TYPE_INT16, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0xF8, 0xFF,
-        GGUF_TYPE_STRING, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 'x',
-        GGUF_TYPE_UINT8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const uint8_t nested_file[] = {'G',
+                                          'G',
+                                          'U',
+                                          'F',
+                                          3,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          1,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0, /* header */
+                                          1,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          'n',
+                                          GGUF_TYPE_ARRAY,
+                                          0,
+                                          0,
+                                          0, /* key "n": array */
+                                          GGUF_TYPE_ARRAY,
+                                          0,
+                                          0,
+                                          0,
+                                          3,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0, /* of 3 arrays */
+                                          GGUF_TYPE_INT16,
+                                          0,
+                                          0,
+                                          0,
+                                          2,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          7,
+                                          0,
+                                          0xF8,
+                                          0xFF,
+                                          GGUF_TYPE_STRING,
+                                          0,
+                                          0,
+                                          0,
+                                          1,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          1,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          'x',
+                                          GGUF_TYPE_UINT8,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0,
+                                          0};
     gguf_file *nf = NULL;
     CHECK_MSG(ellm_gguf_parse(nested_file, sizeof nested_file, &nf) == EDGELLM_OK, "%s",
               edgellm_last_error());
     if (nf)
-        CHECK(ellm_gguf_writer_set_value(w, "t.nested", &ellm_gguf_kv_at(nf, 0)->value) == EDGELLM_OK);
+        CHECK(ellm_gguf_writer_set_value(w, "t.nested", &ellm_gguf_kv_at(nf, 0)->value) ==
+              EDGELLM_OK);
     ellm_gguf_close(nf);
     CHECK(ellm_gguf_writer_set_alignment(w, 64) == EDGELLM_OK);
     CHECK(ellm_gguf_writer_set_alignment(w, 48) == EDGELLM_ERR_INVALID_ARGUMENT);
@@ -279,7 +378,8 @@ static void test_all_value_types(void)
         CHECK(d64 == -1e300 && ellm_gguf_array_get_f32(arr, 0, &fl) && fl == 0.5f);
     }
     CHECK(ellm_gguf_get_array(f, "t.arr_bool", &arr) == EDGELLM_OK && arr->n == 2 &&
-          ellm_gguf_array_get_i64(arr, 0, &e) && e == 1 && ellm_gguf_array_get_i64(arr, 1, &e) && e == 0);
+          ellm_gguf_array_get_i64(arr, 0, &e) && e == 1 && ellm_gguf_array_get_i64(arr, 1, &e) &&
+          e == 0);
     CHECK(ellm_gguf_find_kv(f, "t.bad") == NULL && ellm_gguf_kv_count(f) == 19);
     CHECK(ellm_gguf_get_array(f, "t.arr_empty", &arr) == EDGELLM_OK && arr->n == 0 &&
           arr->elem_type == GGUF_TYPE_UINT64 && !ellm_gguf_array_get_i64(arr, 0, &e));
@@ -288,9 +388,10 @@ static void test_all_value_types(void)
           nested->elem_type == GGUF_TYPE_ARRAY);
     if (nested->n == 3 && nested->elem_type == GGUF_TYPE_ARRAY) {
         const gguf_array *a0 = &nested->items[0].v.arr, *a1 = &nested->items[1].v.arr;
-        CHECK(a0->elem_type == GGUF_TYPE_INT16 && a0->n == 2 && ellm_gguf_array_get_i64(a0, 1, &e) &&
-              e == -8);
-        CHECK(a1->elem_type == GGUF_TYPE_STRING && a1->n == 1 && ellm_gguf_str_eq(a1->strings[0], "x"));
+        CHECK(a0->elem_type == GGUF_TYPE_INT16 && a0->n == 2 &&
+              ellm_gguf_array_get_i64(a0, 1, &e) && e == -8);
+        CHECK(a1->elem_type == GGUF_TYPE_STRING && a1->n == 1 &&
+              ellm_gguf_str_eq(a1->strings[0], "x"));
         CHECK(nested->items[2].v.arr.n == 0 && nested->items[2].v.arr.elem_type == GGUF_TYPE_UINT8);
         ellm_gguf_value_format(&ellm_gguf_find_kv(f, "t.nested")->value, buf, sizeof buf);
         CHECK_MSG(strcmp(buf, "[3 \u00d7 array] [[2 \u00d7 int16] [7, -8], [1 \u00d7 string] "
@@ -368,8 +469,10 @@ static void test_writer_streaming_and_failures(void)
     fill_state fs = {0.25f, 0, 0};
     gguf_writer *w = ellm_gguf_writer_create();
     CHECK(ellm_gguf_writer_set_str(w, "general.architecture", "llama") == EDGELLM_OK);
-    CHECK(ellm_gguf_writer_add_tensor_fill(w, "x", ELLM_TYPE_F32, 2, ne, fill_ramp, &fs) == EDGELLM_OK);
-    CHECK(ellm_gguf_writer_add_tensor_fill(w, "y", ELLM_TYPE_F32, 1, ne, fill_ramp, &fs) == EDGELLM_OK);
+    CHECK(ellm_gguf_writer_add_tensor_fill(w, "x", ELLM_TYPE_F32, 2, ne, fill_ramp, &fs) ==
+          EDGELLM_OK);
+    CHECK(ellm_gguf_writer_add_tensor_fill(w, "y", ELLM_TYPE_F32, 1, ne, fill_ramp, &fs) ==
+          EDGELLM_OK);
     CHECK(ellm_gguf_writer_write(w, path) == EDGELLM_OK && fs.calls == 2);
     ellm_gguf_writer_free(w);
     size_t n_before = 0;
@@ -377,7 +480,8 @@ static void test_writer_streaming_and_failures(void)
     gguf_file *f = NULL;
     CHECK_MSG(ellm_gguf_open(path, &f) == EDGELLM_OK, "%s", edgellm_last_error());
     if (f) {
-        const gguf_tensor_info *x = ellm_gguf_find_tensor(f, "x"), *y = ellm_gguf_find_tensor(f, "y");
+        const gguf_tensor_info *x = ellm_gguf_find_tensor(f, "x"),
+                               *y = ellm_gguf_find_tensor(f, "y");
         CHECK(x && y && x->n_bytes == 64 * 3 * 4 && y->n_bytes == 64 * 4);
         CHECK(x && ((const float *)x->data)[191] == 191 * 0.25f);
         CHECK(y && y->offset == 768 && ((const float *)y->data)[63] == 63 * 0.25f);

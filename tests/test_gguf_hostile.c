@@ -127,14 +127,14 @@ static void test_truncations_of_small_file(const bytes *v)
 }
 
 /* Writes `value` (little-endian, sizeof value bytes) at offset into a copy and expects failure. */
-#define MUTATE(v, offset, type, value, want, keyword, what)                                  \
-    do {                                                                                     \
-        uint8_t *m_ = malloc((v).n);                                                         \
-        memcpy(m_, (v).p, (v).n);                                                            \
-        type val_ = (value);                                                                 \
-        memcpy(m_ + (offset), &val_, sizeof val_);                                           \
-        expect_failure(m_, (v).n, want, keyword, what);                                      \
-        free(m_);                                                                            \
+#define MUTATE(v, offset, type, value, want, keyword, what)                                        \
+    do {                                                                                           \
+        uint8_t *m_ = malloc((v).n);                                                               \
+        memcpy(m_, (v).p, (v).n);                                                                  \
+        type val_ = (value);                                                                       \
+        memcpy(m_ + (offset), &val_, sizeof val_);                                                 \
+        expect_failure(m_, (v).n, want, keyword, what);                                            \
+        free(m_);                                                                                  \
     } while (0)
 
 static void test_crafted_fields(const bytes *v)
@@ -214,9 +214,12 @@ static void test_built_files(void)
         uint64_t value;
         const char *keyword;
     } alignments[] = {
-        {GGUF_TYPE_UINT32, 24, "power of two"}, {GGUF_TYPE_UINT32, 0, "power of two"},
-        {GGUF_TYPE_UINT32, 1u << 31, "power of two"}, {GGUF_TYPE_UINT64, 1ull << 40, "power"},
-        {GGUF_TYPE_INT32, (uint32_t)-32, "alignment"}, {GGUF_TYPE_FLOAT32, 0x42000000, "alignment"},
+        {GGUF_TYPE_UINT32, 24, "power of two"},
+        {GGUF_TYPE_UINT32, 0, "power of two"},
+        {GGUF_TYPE_UINT32, 1u << 31, "power of two"},
+        {GGUF_TYPE_UINT64, 1ull << 40, "power"},
+        {GGUF_TYPE_INT32, (uint32_t)-32, "alignment"},
+        {GGUF_TYPE_FLOAT32, 0x42000000, "alignment"},
         {GGUF_TYPE_BOOL, 1, "alignment"},
     };
     for (size_t i = 0; i < sizeof alignments / sizeof alignments[0]; i++) {

@@ -114,8 +114,8 @@ static void sequential_statistics(void)
     ellm_gptq *in_order = NULL, *alone = NULL;
     CHECK(ellm_gptq_create(src, ids, n, &p, &in_order) == EDGELLM_OK);
     CHECK(ellm_gptq_create(src, ids, n, &p, &alone) == EDGELLM_OK);
-    static const char *const layer0[] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight",
-                                         "blk.0.attn_v.weight", "blk.0.attn_output.weight",
+    static const char *const layer0[] = {"blk.0.attn_q.weight",   "blk.0.attn_k.weight",
+                                         "blk.0.attn_v.weight",   "blk.0.attn_output.weight",
                                          "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"};
     uint8_t *first = NULL;
     for (int i = 0; i < 6; i++) {
@@ -131,7 +131,8 @@ static void sequential_statistics(void)
     uint64_t bytes = 0;
     ellm_row_bytes(ELLM_TYPE_Q4_0, 64, &bytes);
     bytes *= 64; /* attn_q: 64 rows of 64 */
-    CHECK_MSG(!memcmp(first, first_alone, (size_t)bytes), "layer 0 is quantized differently by two handles");
+    CHECK_MSG(!memcmp(first, first_alone, (size_t)bytes),
+              "layer 0 is quantized differently by two handles");
     CHECK_MSG(memcmp(after, before, (size_t)bytes) != 0,
               "layer 1's statistics ignore that layer 0 was quantized (not sequential GPTQ)");
     free(first);
@@ -147,7 +148,8 @@ int main(void)
 {
     sequential_statistics();
     float *mix = malloc(sizeof(float) * RANK * N_IN), *scale = malloc(sizeof(float) * N_IN);
-    float *x_cal = malloc(sizeof(float) * N_TOK * N_IN), *x_ho = malloc(sizeof(float) * N_TOK * N_IN);
+    float *x_cal = malloc(sizeof(float) * N_TOK * N_IN),
+          *x_ho = malloc(sizeof(float) * N_TOK * N_IN);
     float *h = calloc((size_t)N_IN * N_IN, sizeof(float));
     float *w = malloc(sizeof(float) * N_OUT * N_IN), *work = malloc(sizeof(float) * N_OUT * N_IN);
     float *q = malloc(sizeof(float) * N_OUT * N_IN);

@@ -111,7 +111,8 @@ static uint32_t rnd(uint32_t n)
     return (uint32_t)(rng_state % n);
 }
 
-static const uint32_t alphabet[] = {'a', 'b', 'c', 'x', '{', '}', '"', ' ', 0xE9, 0x20AC, 0x1F600, '\n'};
+static const uint32_t alphabet[] = {'a', 'b', 'c',  'x',    '{',     '}',
+                                    '"', ' ', 0xE9, 0x20AC, 0x1F600, '\n'};
 #define N_ALPHA (sizeof alphabet / sizeof *alphabet)
 
 static uint32_t any_letter(void) { return alphabet[rnd(N_ALPHA)]; }
@@ -184,11 +185,26 @@ static node *random_expr(int rule, int n_rules, int depth)
         n->kids[0] = random_expr(rule, n_rules, 3);
     }
     switch (rnd(5)) {
-    case 0: n->min = 0; n->max = -1; break;   /* * */
-    case 1: n->min = 1; n->max = -1; break;   /* + */
-    case 2: n->min = 0; n->max = 1; break;    /* ? */
-    case 3: n->min = (int)rnd(3); n->max = n->min + (int)rnd(3); break;
-    default: n->min = (int)rnd(3); n->max = -1; break;
+    case 0:
+        n->min = 0;
+        n->max = -1;
+        break; /* * */
+    case 1:
+        n->min = 1;
+        n->max = -1;
+        break; /* + */
+    case 2:
+        n->min = 0;
+        n->max = 1;
+        break; /* ? */
+    case 3:
+        n->min = (int)rnd(3);
+        n->max = n->min + (int)rnd(3);
+        break;
+    default:
+        n->min = (int)rnd(3);
+        n->max = -1;
+        break;
     }
     return n;
 }
@@ -266,9 +282,7 @@ static void print_node(char **p, const node *n)
         else
             *p += sprintf(*p, "){%d,%d} ", n->min, n->max);
         break;
-    case N_REF:
-        *p += sprintf(*p, "r%d ", n->rule);
-        break;
+    case N_REF: *p += sprintf(*p, "r%d ", n->rule); break;
     }
 }
 
@@ -326,8 +340,7 @@ static uint64_t ends(const tgrammar *g, const node *n, uint64_t start, input *in
         for (int i = 0; i < n->n_kids; i++)
             out |= ends(g, n->kids[i], start, in);
         return out;
-    case N_REF:
-        return ends(g, g->rules[n->rule], start, in);
+    case N_REF: return ends(g, g->rules[n->rule], start, in);
     case N_REP: {
         uint64_t cur = start;
         out = n->min == 0 ? start : 0;
@@ -468,12 +481,8 @@ static void sample(const tgrammar *g, const node *n, uint8_t *o, size_t *len, si
         for (int i = 0; i < n->n_kids; i++)
             sample(g, n->kids[i], o, len, cap);
         return;
-    case N_ALT:
-        sample(g, n->kids[rnd((uint32_t)n->n_kids)], o, len, cap);
-        return;
-    case N_REF:
-        sample(g, g->rules[n->rule], o, len, cap);
-        return;
+    case N_ALT: sample(g, n->kids[rnd((uint32_t)n->n_kids)], o, len, cap); return;
+    case N_REF: sample(g, g->rules[n->rule], o, len, cap); return;
     case N_REP: {
         int k = n->min + (int)rnd((uint32_t)((n->max < 0 ? 3 : n->max - n->min) + 1));
         for (int i = 0; i < k; i++)
@@ -547,7 +556,8 @@ static void test_random_masks(void)
         uint8_t eog[N_TOKENS];
         random_vocab(pieces, lens, eog);
         ellm_token_trie *trie = NULL;
-        CHECK(ellm_token_trie_build(N_TOKENS, (const char *const *)pieces, lens, eog, &trie) == EDGELLM_OK);
+        CHECK(ellm_token_trie_build(N_TOKENS, (const char *const *)pieces, lens, eog, &trie) ==
+              EDGELLM_OK);
         ellm_bound_grammar bg;
         CHECK(ellm_bound_grammar_init(&bg, g, trie) == EDGELLM_OK);
         ellm_matcher *m = NULL;

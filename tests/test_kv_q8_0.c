@@ -117,8 +117,9 @@ static void check_model(const char *label, const char *path)
     CHECK(edgellm_use_kernel_set(NULL) == EDGELLM_OK);
     if (f16 && q8 && q8_one_thread && q8_scalar && f16_scalar) {
         closeness c = compare(f16, q8, n_vocab);
-        fprintf(stderr, "%s: Q8_0 vs F16 cache: mean KL %.2e, largest difference %.2e of the "
-                        "largest logit, top-1 agreement %.1f%%; KV %.3f of F16\n",
+        fprintf(stderr,
+                "%s: Q8_0 vs F16 cache: mean KL %.2e, largest difference %.2e of the "
+                "largest logit, top-1 agreement %.1f%%; KV %.3f of F16\n",
                 label, c.mean_kl, c.max_rel_diff, 100 * c.top1, ratio);
         CHECK_MSG(c.mean_kl < 5e-4, "%s: mean KL %g", label, c.mean_kl);
         CHECK_MSG(c.top1 >= 0.95, "%s: top-1 agreement %g", label, c.top1);
@@ -138,7 +139,7 @@ static void check_model(const char *label, const char *path)
 
 /* Records the query heads each layer of a pruned model keeps. */
 static void note_heads_kept(void *user, int32_t layer, bool dropped, int32_t heads,
-                          int32_t heads_kept, int32_t ffn, int32_t ffn_kept)
+                            int32_t heads_kept, int32_t ffn, int32_t ffn_kept)
 {
     (void)dropped, (void)heads, (void)ffn, (void)ffn_kept;
     if (layer >= 0 && layer < 2)
@@ -199,8 +200,10 @@ int main(void)
     plan.user = heads_kept;
     CHECK_MSG(ellm_prune_model(path, pruned, &plan) == EDGELLM_OK, "prune: %s",
               edgellm_last_error());
-    CHECK_MSG(heads_kept[0] != heads_kept[1], "pruning left %d and %d query heads: the layers "
-              "should differ", heads_kept[0], heads_kept[1]);
+    CHECK_MSG(heads_kept[0] != heads_kept[1],
+              "pruning left %d and %d query heads: the layers "
+              "should differ",
+              heads_kept[0], heads_kept[1]);
     check_model("synthetic pruned (1 and 2 KV heads, fewer FFN channels)", pruned);
 
     /* KV rows of 48 values do not split into Q8_0 blocks: refused, naming the fix. */

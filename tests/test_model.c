@@ -84,7 +84,8 @@ static void test_reference_logits(const fixture *fx)
     int n = read_ids(test_shared_path("testdata/aidreams/logits-ids.txt"), ids, MAX_IDS);
     CHECK(n == 55);
     size_t len = 0;
-    float *ref = (float *)test_read_file(test_shared_path("testdata/aidreams/logits-f32.bin"), &len);
+    float *ref = (float *)test_read_file(test_shared_path("testdata/aidreams/logits-f32.bin"),
+                                         &len);
     CHECK(ref && len == (size_t)n * fx->n_vocab * sizeof(float));
     if (!ref || n <= 0)
         return;
@@ -99,8 +100,10 @@ static void test_reference_logits(const fixture *fx)
     if (f32 && f16 && step && t2 && t3 && step1 && step3) {
         double e32 = max_abs_diff(f32, ref, total), e16 = max_abs_diff(f16, ref, total);
         double es = max_abs_diff(step, f16, total);
-        fprintf(stderr, "max |logit - reference|: F32 KV %.3g, F16 KV %.3g; token-by-token vs "
-                        "batch %.3g\n", e32, e16, es);
+        fprintf(stderr,
+                "max |logit - reference|: F32 KV %.3g, F16 KV %.3g; token-by-token vs "
+                "batch %.3g\n",
+                e32, e16, es);
         /* The reference runtime keeps an F16 cache: the exact F32 cache differs by its rounding. */
         CHECK_MSG(e32 < 1e-2, "F32 KV logits off by %g", e32);
         CHECK_MSG(e16 < 1e-3, "F16 KV logits off by %g", e16);
@@ -193,8 +196,7 @@ static void test_bad_inputs(const fixture *fx)
     ellm_state *s = new_state(fx, 8, 8, EDGELLM_KV_F16, 1);
     float *logits = malloc((size_t)fx->n_vocab * 8 * sizeof(float));
     int32_t bad = fx->n_vocab;
-    CHECK(ellm_forward(fx->model, s, NULL, &bad, 1, false, logits) ==
-          EDGELLM_ERR_INVALID_ARGUMENT);
+    CHECK(ellm_forward(fx->model, s, NULL, &bad, 1, false, logits) == EDGELLM_ERR_INVALID_ARGUMENT);
     int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     CHECK(ellm_forward(fx->model, s, NULL, ids, 6, false, logits) == EDGELLM_OK);
     CHECK(ellm_forward(fx->model, s, NULL, ids, 3, false, logits) == EDGELLM_ERR_CONTEXT_FULL);

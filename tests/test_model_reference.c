@@ -111,12 +111,12 @@ static const char *write_model(const spec *s, ref_model *rm, uint8_t ***blobs, i
     for (int l = 0; l < s->n_layer; l++) {
         ref_layer *L = &rm->layers[l];
         char name[64];
-#define MAT(field, tname, rows, cols, scale, type)                                          \
-    L->field = random_matrix(rows, cols, scale);                                            \
-    if (rows == 1)                                                                          \
-        for (int i_ = 0; i_ < (cols); i_++)                                                 \
-            L->field[i_] += 1.0f;                                                           \
-    snprintf(name, sizeof name, "blk.%d." tname ".weight", l);                              \
+#define MAT(field, tname, rows, cols, scale, type)                                                 \
+    L->field = random_matrix(rows, cols, scale);                                                   \
+    if (rows == 1)                                                                                 \
+        for (int i_ = 0; i_ < (cols); i_++)                                                        \
+            L->field[i_] += 1.0f;                                                                  \
+    snprintf(name, sizeof name, "blk.%d." tname ".weight", l);                                     \
     add_matrix(w, name, L->field, rows, cols, type, &(*blobs)[nb++]);
         MAT(attn_norm, "attn_norm", 1, s->n_embd, 0.2f, ELLM_TYPE_F32)
         MAT(wq, "attn_q", s->n_embd, s->n_embd, 0.3f, s->wtype)
@@ -260,8 +260,7 @@ static void reference_logits(const ref_model *rm, const int *tokens, int n, doub
             memcpy(hidden + (size_t)t * d, xn, (size_t)d * sizeof *xn);
         matvec(rm->output, xn, s->n_vocab, d, logits + (size_t)t * s->n_vocab);
     }
-    free(K), free(Vc), free(x), free(xn), free(q), free(att), free(tmp), free(g), free(u),
-        free(sc);
+    free(K), free(Vc), free(x), free(xn), free(q), free(att), free(tmp), free(g), free(u), free(sc);
 }
 
 static void free_ref(ref_model *rm)
@@ -273,8 +272,8 @@ static void free_ref(ref_model *rm)
     free(rm->factors);
     for (int l = 0; l < rm->s.n_layer; l++) {
         ref_layer *L = &rm->layers[l];
-        free(L->attn_norm), free(L->wq), free(L->wk), free(L->wv), free(L->wo),
-            free(L->ffn_norm), free(L->gate), free(L->up), free(L->down);
+        free(L->attn_norm), free(L->wq), free(L->wk), free(L->wv), free(L->wo), free(L->ffn_norm),
+            free(L->gate), free(L->up), free(L->down);
     }
     free(rm->layers);
 }
@@ -301,7 +300,8 @@ static void run_case(const spec *s, double tol)
         double *want_hidden = malloc((size_t)T * s->n_embd * sizeof *want_hidden);
         reference_logits(&rm, tokens, T, want, want_hidden);
         float *got = malloc((size_t)T * s->n_vocab * sizeof *got);
-        ellm_state_params sp = {.n_ctx = 32, .n_batch = T, .kv_type = EDGELLM_KV_F32, .n_threads = 2};
+        ellm_state_params sp = {
+            .n_ctx = 32, .n_batch = T, .kv_type = EDGELLM_KV_F32, .n_threads = 2};
         ellm_state *st = NULL;
         ellm_threadpool *pool = NULL;
         ellm_threadpool_create(2, &pool);
@@ -312,8 +312,8 @@ static void run_case(const spec *s, double tol)
             worst = fmax(worst, fabs(got[i] - want[i]));
             scale = fmax(scale, fabs(want[i]));
         }
-        fprintf(stderr, "%s: max |logit - naive reference| = %.3g (largest logit %.3g)\n",
-                s->name, worst, scale);
+        fprintf(stderr, "%s: max |logit - naive reference| = %.3g (largest logit %.3g)\n", s->name,
+                worst, scale);
         if (tol < 0) /* relative tolerance */
             tol = -tol * scale;
         CHECK_MSG(worst < tol, "%s: logits off the naive reference by %g", s->name, worst);
@@ -330,8 +330,8 @@ static void run_case(const spec *s, double tol)
         fprintf(stderr, "%s: max |hidden - naive reference| = %.3g (largest %.3g)\n", s->name,
                 worst_h, scale_h);
         CHECK_MSG(worst_h <= 1e-5 * scale_h,
-                  "%s: hidden states off the naive reference by %g (largest %g)", s->name,
-                  worst_h, scale_h);
+                  "%s: hidden states off the naive reference by %g (largest %g)", s->name, worst_h,
+                  scale_h);
         free(hidden);
         free(want_hidden);
         ellm_state_free(st);
@@ -366,11 +366,9 @@ int main(void)
          ELLM_TYPE_F32},
         {"ref-mha-separate.gguf", 64, 2, 4, 4, 128, 70, 16, 500000.0f, 0.0f, false, false,
          ELLM_TYPE_F32},
-        {"ref-gqa-f16.gguf", 64, 1, 4, 1, 64, 40, 16, 10000.0f, 2.0f, true, false,
-         ELLM_TYPE_F16},
+        {"ref-gqa-f16.gguf", 64, 1, 4, 1, 64, 40, 16, 10000.0f, 2.0f, true, false, ELLM_TYPE_F16},
         /* Head size 64: the vectorized F16-cache attention path. */
-        {"ref-head64.gguf", 128, 2, 2, 1, 128, 60, 64, 10000.0f, 0.0f, true, true,
-         ELLM_TYPE_F32},
+        {"ref-head64.gguf", 128, 2, 2, 1, 128, 60, 64, 10000.0f, 0.0f, true, true, ELLM_TYPE_F32},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i], 1e-4);

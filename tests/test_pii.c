@@ -90,7 +90,7 @@ static void test_card(void)
     EXPECT("Qty 2 4111 1111 1111 1111", "CARD=4111 1111 1111 1111");
     NOTHING("card 4111 1111 1111 1112 was declined");
     NOTHING("order #4111111111111111 shipped");
-    NOTHING("serial 1234567890123452");  /* Luhn-valid, but no issuer starts with 1 */
+    NOTHING("serial 1234567890123452"); /* Luhn-valid, but no issuer starts with 1 */
     NOTHING("ISBN 978-0-306-40615-7");
     NOTHING("4111 1111-1111 1111 mixes separators");
 }
@@ -210,7 +210,8 @@ static void test_overlaps(void)
     pii_entity e[3] = {{0, 1, "EMAIL", NULL}, {2, 3, "CARD", NULL}, {4, 5, "EMAIL", NULL}};
     CHECK(ellm_pii_describe_types(e, 3, buf, sizeof buf) == strlen("CARD, EMAIL"));
     CHECK(strcmp(buf, "CARD, EMAIL") == 0);
-    CHECK(ellm_pii_describe_types(e, 3, buf, 5) == strlen("CARD, EMAIL") && strcmp(buf, "CARD") == 0);
+    CHECK(ellm_pii_describe_types(e, 3, buf, 5) == strlen("CARD, EMAIL") &&
+          strcmp(buf, "CARD") == 0);
 }
 
 static char *redact(pii_session *s, const char *text)
@@ -404,12 +405,12 @@ static pii_policy *policy_from(const char *json)
 
 static void test_user_terms_and_patterns(void)
 {
-    pii_policy *p =
-        policy_from("{\"complexity_threshold\": 0.6, \"pii\": {"
-                    "\"terms\": {\"CONTACT\": [\"Alice Smith\", \"Bob\", \"José Núñez\"]},"
-                    "\"patterns\": {\"EMPLOYEE_ID\": \"EMP-[0-9]{6}\", \"TICKET\": "
-                    "[\"JIRA-\\\\d+\", \"T#\\\\d{4}\"]},"
-                    "\"disable\": [\"IP_ADDRESS\"], \"allow\": [\"support@example.com\"]}}");
+    pii_policy *p = policy_from(
+        "{\"complexity_threshold\": 0.6, \"pii\": {"
+        "\"terms\": {\"CONTACT\": [\"Alice Smith\", \"Bob\", \"José Núñez\"]},"
+        "\"patterns\": {\"EMPLOYEE_ID\": \"EMP-[0-9]{6}\", \"TICKET\": "
+        "[\"JIRA-\\\\d+\", \"T#\\\\d{4}\"]},"
+        "\"disable\": [\"IP_ADDRESS\"], \"allow\": [\"support@example.com\"]}}");
     if (!p)
         return;
     expect_with(__LINE__, p, "Ask alice smith and Bobby about EMP-123456; Bob agrees.",
@@ -510,8 +511,8 @@ static void test_odd_bytes(void)
 {
     static const char text[] = "\xff\xfe a@example.com \0 \xc3 4111 1111 1111 1111 \xe2\x82";
     size_t len = sizeof text - 1;
-    pii_policy *p =
-        policy_from("{\"pii\": {\"terms\": {\"N\": [\"é\"]}, \"patterns\": {\"X\": \"\\\\w+\"}}}");
+    pii_policy *p = policy_from(
+        "{\"pii\": {\"terms\": {\"N\": [\"é\"]}, \"patterns\": {\"X\": \"\\\\w+\"}}}");
     pii_session *s;
     if (!p || ellm_pii_session_create(p, &s) != EDGELLM_OK)
         return;
@@ -522,7 +523,8 @@ static void test_odd_bytes(void)
     CHECK(bn == len && memcmp(back, text, len) == 0);
     free(r);
     free(back);
-    CHECK(ellm_pii_redact(s, "", 0, &r, &rn, NULL, NULL) == EDGELLM_OK && rn == 0 && r && r[0] == '\0');
+    CHECK(ellm_pii_redact(s, "", 0, &r, &rn, NULL, NULL) == EDGELLM_OK && rn == 0 && r &&
+          r[0] == '\0');
     free(r);
     ellm_pii_session_free(s);
     ellm_pii_policy_free(p);

@@ -126,7 +126,8 @@ static uint64_t allocated_by_context(edgellm_model *m, const edgellm_context_par
 static void check_model(const char *label, const char *path, int32_t n_ctx_max)
 {
     edgellm_model *m = NULL;
-    CHECK_MSG(edgellm_model_load(path, NULL, &m) == EDGELLM_OK, "%s: %s", label, edgellm_last_error());
+    CHECK_MSG(edgellm_model_load(path, NULL, &m) == EDGELLM_OK, "%s: %s", label,
+              edgellm_last_error());
     if (!m)
         return;
     const edgellm_kv_type kv_types[] = {EDGELLM_KV_F16, EDGELLM_KV_F32, EDGELLM_KV_Q8_0};
@@ -148,12 +149,13 @@ static void check_model(const char *label, const char *path, int32_t n_ctx_max)
                     store_plan plan;
                     edgellm_status planned = ellm_store_plan_model(m, &cp, &plan), created;
                     uint64_t allocated = allocated_by_context(m, &cp, &created);
-                    CHECK_MSG(planned == created, "%s: the plan says %d, context creation %d", label,
-                              (int)planned, (int)created);
+                    CHECK_MSG(planned == created, "%s: the plan says %d, context creation %d",
+                              label, (int)planned, (int)created);
                     if (planned != EDGELLM_OK || created != EDGELLM_OK)
                         continue;
                     uint64_t expected = plan.kv_bytes + plan.scratch_bytes;
-                    uint64_t diff = expected > allocated ? expected - allocated : allocated - expected;
+                    uint64_t diff = expected > allocated ? expected - allocated
+                                                         : allocated - expected;
                     worst = diff > worst ? diff : worst;
                     CHECK_MSG(diff <= 32u * (uint64_t)cp.n_threads,
                               "%s, kv type %d, ctx %d, %d threads, batch %d: planned %llu bytes "

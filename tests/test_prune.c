@@ -26,7 +26,8 @@ static float *logits_of(const char *path, const edgellm_token *ids, int32_t n, i
     CHECK(m && edgellm_context_create(m, &cp, &ctx) == EDGELLM_OK);
     CHECK(ctx && edgellm_eval(ctx, ids, n, 1) == EDGELLM_OK);
     for (int32_t i = 0; ctx && i < n; i++)
-        memcpy(out + (size_t)i * n_vocab, edgellm_get_logits(ctx, i), (size_t)n_vocab * sizeof *out);
+        memcpy(out + (size_t)i * n_vocab, edgellm_get_logits(ctx, i),
+               (size_t)n_vocab * sizeof *out);
     edgellm_context_free(ctx);
     edgellm_model_free(m);
     return out;
@@ -101,7 +102,8 @@ int main(void)
         float *lp = logits_of(pruned, ids, n, n_vocab), *lz = logits_of(zeroed, ids, n, n_vocab);
         double d = rel_diff(lz, lp, n_logits), moved = rel_diff(base, lp, n_logits);
         printf("%-24s pruned vs zeroed %.3g, vs the original %.3g\n", cases[k].label, d, moved);
-        CHECK_MSG(d < 2e-6, "%s: the pruned model differs from the zeroed one by %g", cases[k].label, d);
+        CHECK_MSG(d < 2e-6, "%s: the pruned model differs from the zeroed one by %g",
+                  cases[k].label, d);
         CHECK_MSG(moved > 1e-2, "%s: pruning changed nothing (%g)", cases[k].label, moved);
         free(lp);
         free(lz);

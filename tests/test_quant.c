@@ -30,9 +30,9 @@ static void test_half_conversions(void)
     CHECK_MSG(mismatches == 0, "%d halves do not round-trip", mismatches);
     CHECK(ellm_f16_to_f32(0x3C00) == 1.0f && ellm_f16_to_f32(0xC000) == -2.0f);
     CHECK(ellm_f16_to_f32(0x0001) == 5.9604644775390625e-8f); /* smallest subnormal */
-    CHECK(ellm_f32_to_f16(65520.0f) == 0x7C00);                /* rounds to infinity */
+    CHECK(ellm_f32_to_f16(65520.0f) == 0x7C00);               /* rounds to infinity */
     CHECK(ellm_f32_to_f16(65519.0f) == 0x7BFF);
-    CHECK(ellm_f32_to_f16(1.0f + 0x1.0p-11f) == 0x3C00);       /* tie to even */
+    CHECK(ellm_f32_to_f16(1.0f + 0x1.0p-11f) == 0x3C00); /* tie to even */
     CHECK(ellm_f32_to_f16(1.0f + 0x1.8p-11f) == 0x3C01); /* 0.75 ulp rounds up */
     CHECK(ellm_f32_to_f16(2.98e-8f) == 0x0000 && ellm_f32_to_f16(2.99e-8f) == 0x0001);
     CHECK(ellm_bf16_to_f32(ellm_f32_to_bf16(1.5f)) == 1.5f);
@@ -88,8 +88,9 @@ static void test_quantization_error(void)
                 amax = fmaxf(amax, fabsf(x[b * 32 + j]));
             /* Per-block bound: half a quantization step, plus the F16 rounding of the scale. */
             /* Q4_0 maps the extreme to -8, so the opposite extreme (+8) clamps to +7: a full step. */
-            double step = types[t] == ELLM_TYPE_Q8_0 ? amax / 127.0 * 0.5
-                          : types[t] == ELLM_TYPE_Q4_0 ? amax / 8.0 : 0;
+            double step = types[t] == ELLM_TYPE_Q8_0   ? amax / 127.0 * 0.5
+                          : types[t] == ELLM_TYPE_Q4_0 ? amax / 8.0
+                                                       : 0;
             for (int j = 0; j < 32; j++) {
                 double err = fabs((double)x[b * 32 + j] - y[b * 32 + j]);
                 /* F16 below 2^-14 is subnormal: absolute spacing 2^-24. */
@@ -131,7 +132,8 @@ static void test_q8_K_activations(void)
             CHECK_MSG(q[b].qs[extreme] == -128, "block %d: extreme stored as %d", b,
                       q[b].qs[extreme]);
         for (int j = 0; j < QK_K; j++)
-            CHECK_MSG(fabs((double)x[b * QK_K + j] - y[b * QK_K + j]) <= amax / 128.0 * 0.5 * 1.0001,
+            CHECK_MSG(fabs((double)x[b * QK_K + j] - y[b * QK_K + j]) <=
+                          amax / 128.0 * 0.5 * 1.0001,
                       "block %d value %d: %g vs %g", b, j, x[b * QK_K + j], y[b * QK_K + j]);
         for (int g = 0; g < QK_K / 16; g++) {
             int sum = 0;
@@ -235,7 +237,7 @@ static void test_gemm_tiles(void)
 {
     /* Rows past one 16-row vector group and a short last group; tokens past one 64-token step. */
     enum { N = 4096 - 32 * 3, ROWS = 37, TOK = 70 };
-    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,
+    ellm_type types[] = {ELLM_TYPE_Q8_0,   ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,
                          ELLM_TYPE_IQ4_NL, ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_1};
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
     static float w[ROWS * N], x[TOK * N], xd[N], wd[N];
@@ -280,78 +282,79 @@ static void test_gemm_tiles(void)
     int n_sets = ellm_kernel_sets_available(sets, 8);
     int tiled_sets = 0;
     for (int set = 0; set < n_sets && set < 8; set++)
-    for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
-        CHECK(ellm_quant_use_kernel_set(sets[set]));
-        ellm_gemm_fn gemm = ellm_gemm_for(types[ty]);
-        const ellm_type_kernels *k = ellm_kernels_for(types[ty]);
-        if (!gemm)
-            continue;
-        tiled_sets += ty == 0;
-        bool q8_1 = k->vec_dot_type == ELLM_TYPE_Q8_1;
-        /* The rows the tile reads and their stride. */
-        const uint8_t *tile_x = q8_1 ? plain_q8_1[0] : xe;
-        size_t tile_stride = q8_1 ? sizeof plain_q8_1[0] : L.row_bytes;
-        /* Sets whose quantized kernels sum exact integers in the scalar order equal it. */
-        bool exact = !strcmp(k->isa, "avx512") || !strncmp(k->isa, "neon", 4) ||
-                     !strcmp(k->isa, "wasm-simd");
-        uint64_t rb = 0;
-        ellm_row_bytes(types[ty], N, &rb);
-        for (int r = 0; r < ROWS; r++)
-            ellm_quantize_row(types[ty], w + r * N, wq + r * rb, N);
-        for (int t = 0; t < TOK; t++)
-            for (int r = 0; r < ROWS; r++) {
-                const uint8_t *row = q8_1 ? plain_q8_1[t] : plain[t];
-                k->vec_dot(N, &single[t][r], wq + r * rb, row);
-                ellm_dequantize_row(k->vec_dot_type, row, xd, N);
-                ellm_dequantize_row(types[ty], wq + r * rb, wd, N);
-                double mag = 0;
-                for (int i = 0; i < N; i++)
-                    mag += fabs((double)wd[i] * xd[i]);
-                float ref = ellm_dot_reference(types[ty], wq + r * rb, xd, N);
-                /* (The "_1" formats' m * s terms round s to half precision: test_quant_legacy
-                 * holds their single rows to the reference with that tolerance.) */
-                CHECK_MSG(q8_1 || fabs((double)single[t][r] - ref) <= 1e-5 * mag,
-                          "%s row %d token %d: %.9g vs reference %.9g",
-                          ellm_type_name(types[ty]), r, t, single[t][r], ref);
-                if (exact) {
-                    float scalar;
-                    ellm_vec_dot_fn scalar_dot = types[ty] == ELLM_TYPE_Q8_0
-                                                     ? ellm_vec_dot_q8_0_scalar
-                                                     : ellm_vec_dot_q4_0_scalar;
-                    scalar_dot(N, &scalar, wq + r * rb, row);
-                    CHECK_MSG(!memcmp(&scalar, &single[t][r], sizeof scalar),
-                              "%s %s row %d token %d: %.9g vs scalar %.9g", sets[set],
-                              ellm_type_name(types[ty]), r, t, single[t][r], scalar);
-                }
-            }
-        /* The single-row kernel on extended rows (the decode path) gives the same bytes. */
-        if (k->vec_dot_ext && !q8_1)
+        for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+            CHECK(ellm_quant_use_kernel_set(sets[set]));
+            ellm_gemm_fn gemm = ellm_gemm_for(types[ty]);
+            const ellm_type_kernels *k = ellm_kernels_for(types[ty]);
+            if (!gemm)
+                continue;
+            tiled_sets += ty == 0;
+            bool q8_1 = k->vec_dot_type == ELLM_TYPE_Q8_1;
+            /* The rows the tile reads and their stride. */
+            const uint8_t *tile_x = q8_1 ? plain_q8_1[0] : xe;
+            size_t tile_stride = q8_1 ? sizeof plain_q8_1[0] : L.row_bytes;
+            /* Sets whose quantized kernels sum exact integers in the scalar order equal it. */
+            bool exact = !strcmp(k->isa, "avx512") || !strncmp(k->isa, "neon", 4) ||
+                         !strcmp(k->isa, "wasm-simd");
+            uint64_t rb = 0;
+            ellm_row_bytes(types[ty], N, &rb);
+            for (int r = 0; r < ROWS; r++)
+                ellm_quantize_row(types[ty], w + r * N, wq + r * rb, N);
             for (int t = 0; t < TOK; t++)
                 for (int r = 0; r < ROWS; r++) {
-                    float got;
-                    k->vec_dot_ext(N, &got, wq + r * rb, xe + (size_t)t * L.row_bytes);
-                    CHECK_MSG(!memcmp(&got, &single[t][r], sizeof got),
-                              "%s %s extended-row kernel, row %d token %d: %.9g vs %.9g",
-                              sets[set], ellm_type_name(types[ty]), r, t, got, single[t][r]);
+                    const uint8_t *row = q8_1 ? plain_q8_1[t] : plain[t];
+                    k->vec_dot(N, &single[t][r], wq + r * rb, row);
+                    ellm_dequantize_row(k->vec_dot_type, row, xd, N);
+                    ellm_dequantize_row(types[ty], wq + r * rb, wd, N);
+                    double mag = 0;
+                    for (int i = 0; i < N; i++)
+                        mag += fabs((double)wd[i] * xd[i]);
+                    float ref = ellm_dot_reference(types[ty], wq + r * rb, xd, N);
+                    /* (The "_1" formats' m * s terms round s to half precision: test_quant_legacy
+                 * holds their single rows to the reference with that tolerance.) */
+                    CHECK_MSG(q8_1 || fabs((double)single[t][r] - ref) <= 1e-5 * mag,
+                              "%s row %d token %d: %.9g vs reference %.9g",
+                              ellm_type_name(types[ty]), r, t, single[t][r], ref);
+                    if (exact) {
+                        float scalar;
+                        ellm_vec_dot_fn scalar_dot = types[ty] == ELLM_TYPE_Q8_0
+                                                         ? ellm_vec_dot_q8_0_scalar
+                                                         : ellm_vec_dot_q4_0_scalar;
+                        scalar_dot(N, &scalar, wq + r * rb, row);
+                        CHECK_MSG(!memcmp(&scalar, &single[t][r], sizeof scalar),
+                                  "%s %s row %d token %d: %.9g vs scalar %.9g", sets[set],
+                                  ellm_type_name(types[ty]), r, t, single[t][r], scalar);
+                    }
                 }
-        /* Batches of 1..9 tokens from several starts and the whole batch, tiles of 1..ROWS rows
+            /* The single-row kernel on extended rows (the decode path) gives the same bytes. */
+            if (k->vec_dot_ext && !q8_1)
+                for (int t = 0; t < TOK; t++)
+                    for (int r = 0; r < ROWS; r++) {
+                        float got;
+                        k->vec_dot_ext(N, &got, wq + r * rb, xe + (size_t)t * L.row_bytes);
+                        CHECK_MSG(!memcmp(&got, &single[t][r], sizeof got),
+                                  "%s %s extended-row kernel, row %d token %d: %.9g vs %.9g",
+                                  sets[set], ellm_type_name(types[ty]), r, t, got, single[t][r]);
+                    }
+            /* Batches of 1..9 tokens from several starts and the whole batch, tiles of 1..ROWS rows
          * (every row count for small batches). */
-        for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9 ? n_tok + 1 : n_tok < TOK - 1 ? TOK - 1 : TOK + 1)
-            for (int t0 = 0; t0 + n_tok <= TOK; t0 += n_tok < 9 ? 7 : 1)
-                for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 1 : 12) {
-                    static float y[TOK][ROWS];
-                    gemm(N, wq, rb, n_rows, tile_x + (size_t)t0 * tile_stride, tile_stride,
-                         n_tok, &y[0][0], ROWS);
-                    for (int t = 0; t < n_tok; t++)
-                        for (int r = 0; r < n_rows; r++)
-                            CHECK_MSG(!memcmp(&y[t][r], &single[t0 + t][r], sizeof(float)),
-                                      "%s %s gemm %d tokens x %d rows: token %d row %d %.9g vs "
-                                      "single-row %.9g",
-                                      sets[set], ellm_type_name(types[ty]), n_tok, n_rows,
-                                      t0 + t, r,
-                                      y[t][r], single[t0 + t][r]);
-                }
-    }
+            for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9         ? n_tok + 1
+                                                      : n_tok < TOK - 1 ? TOK - 1
+                                                                        : TOK + 1)
+                for (int t0 = 0; t0 + n_tok <= TOK; t0 += n_tok < 9 ? 7 : 1)
+                    for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 1 : 12) {
+                        static float y[TOK][ROWS];
+                        gemm(N, wq, rb, n_rows, tile_x + (size_t)t0 * tile_stride, tile_stride,
+                             n_tok, &y[0][0], ROWS);
+                        for (int t = 0; t < n_tok; t++)
+                            for (int r = 0; r < n_rows; r++)
+                                CHECK_MSG(!memcmp(&y[t][r], &single[t0 + t][r], sizeof(float)),
+                                          "%s %s gemm %d tokens x %d rows: token %d row %d %.9g vs "
+                                          "single-row %.9g",
+                                          sets[set], ellm_type_name(types[ty]), n_tok, n_rows,
+                                          t0 + t, r, y[t][r], single[t0 + t][r]);
+                    }
+        }
     ellm_quant_use_kernel_set(NULL);
     fprintf(stderr, "gemm tiles checked in %d kernel sets\n", tiled_sets);
 #if defined(__x86_64__) || defined(__wasm__)
@@ -420,8 +423,8 @@ static void test_every_kernel_set(void)
                     CHECK(k && k->vec_dot_type == ref_k->vec_dot_type);
                     if (!k || k->vec_dot_type != ref_k->vec_dot_type)
                         continue;
-                    bool exact = (quantized && (!strncmp(k->isa, "neon", 4) ||
-                                                !strcmp(k->isa, "avx512"))) ||
+                    bool exact = (quantized &&
+                                  (!strncmp(k->isa, "neon", 4) || !strcmp(k->isa, "avx512"))) ||
                                  !strcmp(k->isa, "wasm-simd");
                     for (int r = 0; r < 4; r++) {
                         float got;
@@ -479,8 +482,10 @@ static void test_every_kernel_set(void)
                 CHECK(ellm_quant_use_kernel_set(sets[set]));
                 memset(b, 0xAA, bytes);
                 ellm_quantize_activations(act_types[t], x, b, MAXN);
-                CHECK_MSG(!memcmp(a, b, bytes), "%s: %s activation quantizer differs from the "
-                          "reference (kind %d)", sets[set], ellm_type_name(act_types[t]), kind);
+                CHECK_MSG(!memcmp(a, b, bytes),
+                          "%s: %s activation quantizer differs from the "
+                          "reference (kind %d)",
+                          sets[set], ellm_type_name(act_types[t]), kind);
             }
         }
     }
@@ -498,15 +503,19 @@ static void test_matmul(void)
         w[i] = frand();
     for (int i = 0; i < T * IN; i++)
         x[i] = frand();
-    ellm_type types[] = {ELLM_TYPE_F32, ELLM_TYPE_F16, ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0,
-                         ELLM_TYPE_Q4_K, ELLM_TYPE_Q6_K};
+    ellm_type types[] = {ELLM_TYPE_F32,  ELLM_TYPE_F16,  ELLM_TYPE_Q8_0,
+                         ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_K, ELLM_TYPE_Q6_K};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         uint64_t row_bytes = 0;
         ellm_row_bytes(types[t], IN, &row_bytes);
         for (int r = 0; r < OUT; r++)
             ellm_quantize_row(types[t], w + r * IN, wq + r * row_bytes, IN);
-        ellm_tensor tw = {.type = types[t], .ne = {IN, OUT, 1, 1}, .n_dims = 2,
-                          .row_bytes = row_bytes, .n_bytes = row_bytes * OUT, .data = wq};
+        ellm_tensor tw = {.type = types[t],
+                          .ne = {IN, OUT, 1, 1},
+                          .n_dims = 2,
+                          .row_bytes = row_bytes,
+                          .n_bytes = row_bytes * OUT,
+                          .data = wq};
         /* Naive reference on dequantized weights. */
         static float wd[IN];
         for (int r = 0; r < OUT; r++) {
@@ -530,8 +539,8 @@ static void test_matmul(void)
             /* Quantized weights take 8-bit activations: allow their rounding. */
             bool act8 = types[t] != ELLM_TYPE_F32 && types[t] != ELLM_TYPE_F16;
             double tol = act8 ? 0.15 : 1e-3;
-            CHECK_MSG(worst < tol, "%s matmul off the naive result by %g",
-                      ellm_type_name(types[t]), worst);
+            CHECK_MSG(worst < tol, "%s matmul off the naive result by %g", ellm_type_name(types[t]),
+                      worst);
             if (threads == 1)
                 memcpy(y1, y, sizeof y);
             else
@@ -555,21 +564,26 @@ static void test_matmul(void)
 static void test_matmul_batch_independence(void)
 {
     enum { IN = 4096, OUT = 7, OUT2 = 5, T = 40 };
-    static float w[OUT * IN], x[T * IN], y[T * OUT], y2[T * OUT2], one[OUT], fused[T * (OUT + OUT2)];
+    static float w[OUT * IN], x[T * IN], y[T * OUT], y2[T * OUT2], one[OUT],
+        fused[T * (OUT + OUT2)];
     static uint8_t wq[OUT * IN * 2];
     for (int i = 0; i < OUT * IN; i++)
         w[i] = frand();
     for (int i = 0; i < T * IN; i++)
         x[i] = frand();
-    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,
+    ellm_type types[] = {ELLM_TYPE_Q8_0,   ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,
                          ELLM_TYPE_IQ4_NL, ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_1};
     for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
         uint64_t rb = 0;
         ellm_row_bytes(types[ty], IN, &rb);
         for (int r = 0; r < OUT; r++)
             ellm_quantize_row(types[ty], w + r * IN, wq + r * rb, IN);
-        ellm_tensor a = {.type = types[ty], .ne = {IN, OUT, 1, 1}, .n_dims = 2, .row_bytes = rb,
-                         .n_bytes = rb * OUT, .data = wq};
+        ellm_tensor a = {.type = types[ty],
+                         .ne = {IN, OUT, 1, 1},
+                         .n_dims = 2,
+                         .row_bytes = rb,
+                         .n_bytes = rb * OUT,
+                         .data = wq};
         ellm_tensor b = a;
         b.ne[1] = OUT2;
         b.data = wq + rb; /* rows 1..5 of a */
@@ -580,8 +594,8 @@ static void test_matmul_batch_independence(void)
         for (int t = 0; t < T; t += 3) {
             ellm_matmul(pool, &a, x + t * IN, 1, one, scratch);
             CHECK_MSG(!memcmp(one, y + t * OUT, sizeof one),
-                      "%s: token %d alone differs from its batch of %d",
-                      ellm_type_name(types[ty]), t, T);
+                      "%s: token %d alone differs from its batch of %d", ellm_type_name(types[ty]),
+                      t, T);
         }
         const ellm_tensor *ws[2] = {&a, &b};
         float *ys[2] = {fused, fused + T * OUT};

@@ -108,9 +108,9 @@ static void test_q5_K_layout(void)
     block_q5_K z;
     memset(&z, 0, sizeof z);
     z.d = ellm_f32_to_f16(1.0f);
-    z.scales[0] = 1;                     /* sub-block 0: scale 1 */
-    z.scales[3] = 0x40;                  /* top bits of sub-block 7's scale: 1 -> scale 16 */
-    z.scales[11] = 0x01;                 /* low nibble of sub-block 7's scale: 16 | 1 = 17 */
+    z.scales[0] = 1;     /* sub-block 0: scale 1 */
+    z.scales[3] = 0x40;  /* top bits of sub-block 7's scale: 1 -> scale 16 */
+    z.scales[11] = 0x01; /* low nibble of sub-block 7's scale: 16 | 1 = 17 */
     z.qh[0] = 0x81;
     ellm_dequantize_row(ELLM_TYPE_Q5_K, &z, out, QK_K);
     CHECK_MSG(out[0] == 16.0f && out[224] == 17.0f * 16.0f && out[1] == 0.0f && out[32] == 0.0f,
@@ -162,15 +162,15 @@ static void fill_case(float *x, int kind)
     for (int i = 0; i < N; i++) {
         int blk = i / QK_K;
         switch (kind) {
-        case 0: x[i] = frand(); break;                                   /* uniform */
-        case 1: x[i] = grand() * (i % 61 == 0 ? 12.0f : 1.0f); break;   /* outliers */
-        case 2:                                                          /* mixed blocks */
-            x[i] = blk % 4 == 0   ? 0.0f                                 /* all zero */
-                   : blk % 4 == 1 ? (blk % 8 == 1 ? 0.37f : -2.5f)        /* constant */
-                   : blk % 4 == 2 ? -fabsf(grand()) - 0.5f                /* negative only */
-                                  : fabsf(grand()) + 3.0f;                /* positive, offset */
+        case 0: x[i] = frand(); break;                                /* uniform */
+        case 1: x[i] = grand() * (i % 61 == 0 ? 12.0f : 1.0f); break; /* outliers */
+        case 2:                                                       /* mixed blocks */
+            x[i] = blk % 4 == 0   ? 0.0f                              /* all zero */
+                   : blk % 4 == 1 ? (blk % 8 == 1 ? 0.37f : -2.5f)    /* constant */
+                   : blk % 4 == 2 ? -fabsf(grand()) - 0.5f            /* negative only */
+                                  : fabsf(grand()) + 3.0f;            /* positive, offset */
             break;
-        case 3: x[i] = grand() * (blk % 2 ? 1e-3f : 300.0f); break;      /* scale range */
+        case 3: x[i] = grand() * (blk % 2 ? 1e-3f : 300.0f); break; /* scale range */
         }
     }
 }
@@ -234,8 +234,8 @@ static void test_quantization_error(void)
                     for (int i = 0; i < QK_K; i++)
                         CHECK_MSG(fabsf(y[b * QK_K + i] - x[b * QK_K + i]) <=
                                       fabsf(x[b * QK_K + i]) * 0x1.0p-9,
-                                  "%s: constant block %d: %g vs %g", ellm_type_name(ktypes[t]),
-                                  b, y[b * QK_K + i], x[b * QK_K + i]);
+                                  "%s: constant block %d: %g vs %g", ellm_type_name(ktypes[t]), b,
+                                  y[b * QK_K + i], x[b * QK_K + i]);
             }
             if (kind == 1)
                 rms_by_type[t] = sqrt(se / N);
@@ -344,7 +344,7 @@ static void test_q8_K_fast_quantizer(void)
         for (int i = 0; i < M; i++)
             x[i] = frand() * (round + 1);
         for (int i = 0; i < QK_K; i++)
-            x[i] = 0; /* block 0 all zero */
+            x[i] = 0;         /* block 0 all zero */
         x[QK_K + 5] = -64.0f; /* block 1: negative extreme, iscale 2 -> x.5 values are ties */
         for (int i = 0; i < QK_K; i++)
             if (i != 5)
@@ -381,8 +381,12 @@ static void test_matmul(void)
         ellm_row_bytes(type, IN, &row_bytes);
         for (int r = 0; r < OUT; r++)
             ellm_quantize_row(type, w + r * IN, wq + r * row_bytes, IN);
-        ellm_tensor tw = {.type = type, .ne = {IN, OUT, 1, 1}, .n_dims = 2,
-                          .row_bytes = row_bytes, .n_bytes = row_bytes * OUT, .data = wq};
+        ellm_tensor tw = {.type = type,
+                          .ne = {IN, OUT, 1, 1},
+                          .n_dims = 2,
+                          .row_bytes = row_bytes,
+                          .n_bytes = row_bytes * OUT,
+                          .data = wq};
         /* Naive references on dequantized weights: with the Q8_K-rounded activations (tight) and
          * with the float activations (loose: the activations' 8-bit rounding). */
         for (int r = 0; r < OUT; r++) {

@@ -75,10 +75,10 @@ static void test_q3_K_layout(void)
     b.d = ellm_f32_to_f16(0.5f);
     /* Scale codes: low nibbles of scales[0..7] are sub-blocks 0..7, high nibbles 8..15; the top
      * two bits of sub-block s sit in scales[8 + s % 4] at bit 2 * (s / 4). */
-    b.scales[0] = 0x21;       /* sub-block 0 low = 1, sub-block 8 low = 2 */
-    b.scales[8] = 0xE4;       /* 0b11'10'01'00: top bits of sub-blocks 0, 4, 8, 12 = 0, 1, 2, 3 */
-    b.scales[4] = 0x0F;       /* sub-block 4 low = 15 -> code 15 | 1 << 4 = 31 */
-    b.scales[4 + 0] |= 0xA0;  /* sub-block 12 low = 10 -> code 10 | 3 << 4 = 58 */
+    b.scales[0] = 0x21;      /* sub-block 0 low = 1, sub-block 8 low = 2 */
+    b.scales[8] = 0xE4;      /* 0b11'10'01'00: top bits of sub-blocks 0, 4, 8, 12 = 0, 1, 2, 3 */
+    b.scales[4] = 0x0F;      /* sub-block 4 low = 15 -> code 15 | 1 << 4 = 31 */
+    b.scales[4 + 0] |= 0xA0; /* sub-block 12 low = 10 -> code 10 | 3 << 4 = 58 */
     /* Value 0 (sub-block 0, code 1 -> scale -31): high bit clear, low 0 -> q = -4. */
     /* Value 128 (h=1, j=0, l=0 -> sub-block 8, code 34 -> scale 2): high bit set (bit 4 of
      * hmask[0]), low bits 3 -> q = 3. */
@@ -99,7 +99,7 @@ static void test_q3_K_layout(void)
     /* Each hmask bit lifts exactly one value by 4 (scale code 33 -> 1 everywhere). */
     memset(b.scales, 0, sizeof b.scales);
     for (int s = 0; s < 8; s++)
-        b.scales[s] = 0x11;        /* low nibbles 1 */
+        b.scales[s] = 0x11;                                         /* low nibbles 1 */
     b.scales[8] = b.scales[9] = b.scales[10] = b.scales[11] = 0xAA; /* top bits 2 -> code 33 */
     b.d = ellm_f32_to_f16(1.0f);
     memset(b.qs, 0, sizeof b.qs);
@@ -124,12 +124,12 @@ static void test_iq4_xs_layout(void)
     block_iq4_xs b;
     memset(&b, 0, sizeof b);
     b.d = ellm_f32_to_f16(0.25f);
-    b.scales_l[0] = 0x5A;     /* sub-block 0 low = 10, sub-block 1 low = 5 */
-    b.scales_l[3] = 0xF0;     /* sub-block 7 low = 15, sub-block 6 low = 0 */
-    b.scales_h = 0x8006;      /* bits 0-1: 2 (sub-block 0), bits 2-3: 1 (sub 1), bits 14-15: 2 (sub 7) */
-    b.qs[0] = 0xF0;           /* value 0 -> index 0, value 16 -> index 15 */
-    b.qs[16 + 3] = 0x78;      /* value 35 -> index 8, value 51 -> index 7 */
-    b.qs[127] = 0x9C;         /* value 239 -> index 12, value 255 -> index 9 */
+    b.scales_l[0] = 0x5A; /* sub-block 0 low = 10, sub-block 1 low = 5 */
+    b.scales_l[3] = 0xF0; /* sub-block 7 low = 15, sub-block 6 low = 0 */
+    b.scales_h = 0x8006; /* bits 0-1: 2 (sub-block 0), bits 2-3: 1 (sub 1), bits 14-15: 2 (sub 7) */
+    b.qs[0] = 0xF0;      /* value 0 -> index 0, value 16 -> index 15 */
+    b.qs[16 + 3] = 0x78; /* value 35 -> index 8, value 51 -> index 7 */
+    b.qs[127] = 0x9C;    /* value 239 -> index 12, value 255 -> index 9 */
     float y[QK_K];
     ellm_dequantize_row(ELLM_TYPE_IQ4_XS, &b, y, QK_K);
     /* sub-block 0: code 10 | 2 << 4 = 42 -> 10; sub 1: 5 | 1 << 4 = 21 -> -11; sub 7: 47 -> 15 */
@@ -156,7 +156,8 @@ static void measure(ellm_type t, const float *x, int n, err_stats *st)
 {
     static uint8_t buf[16 * QK_K * 2];
     static float y[16 * QK_K];
-    CHECK(ellm_quantize_row(t, x, buf, n) == (size_t)(n / QK_K) * ellm_type_traits_of(t)->block_bytes);
+    CHECK(ellm_quantize_row(t, x, buf, n) ==
+          (size_t)(n / QK_K) * ellm_type_traits_of(t)->block_bytes);
     ellm_dequantize_row(t, buf, y, n);
     for (int b = 0; b < n / QK_K; b++) {
         float amax = 0;
@@ -187,14 +188,18 @@ static void test_quantization_error(void)
         for (int dist = 0; dist < 3; dist++) {
             err_stats st = {0};
             for (int i = 0; i < N; i++)
-                x[i] = dist == 0 ? gauss() : dist == 1 ? frand() : gauss() * 0.01f * (1 + (i / 256));
+                x[i] = dist == 0   ? gauss()
+                       : dist == 1 ? frand()
+                                   : gauss() * 0.01f * (1 + (i / 256));
             measure(low_types[t], x, N, &st);
             double rel = sqrt(st.sq_err / st.sq_ref);
-            fprintf(stderr, "%-6s dist %d: relative RMS error %.4f, worst value error %.3f of block max\n",
+            fprintf(stderr,
+                    "%-6s dist %d: relative RMS error %.4f, worst value error %.3f of block max\n",
                     ellm_type_name(low_types[t]), dist, rel, st.worst_ratio);
             CHECK_MSG(rel < rms_bound[t], "%s dist %d: relative RMS error %.4f >= %.2f",
                       ellm_type_name(low_types[t]), dist, rel, rms_bound[t]);
-            CHECK_MSG(st.worst_ratio < value_bound[t], "%s dist %d: a value is off by %.3f of its block max",
+            CHECK_MSG(st.worst_ratio < value_bound[t],
+                      "%s dist %d: a value is off by %.3f of its block max",
                       ellm_type_name(low_types[t]), dist, st.worst_ratio);
         }
     }
@@ -224,7 +229,8 @@ static void test_edge_cases(void)
             bad += fabsf(y[QK_K + i] - 0.7f) > 0.7f * 2e-3f;
             bad += fabsf(y[2 * QK_K + i] + 3.0f) > 3.0f * 2e-3f;
         }
-        CHECK_MSG(bad == 0, "%s: zero or constant blocks are not reproduced (%d values)", name, bad);
+        CHECK_MSG(bad == 0, "%s: zero or constant blocks are not reproduced (%d values)", name,
+                  bad);
         double se = 0, sr = 0;
         for (int i = 3 * QK_K; i < 4 * QK_K; i++) {
             CHECK_MSG(y[i] < 0, "%s: a negative-only block decodes value %d to %g", name, i, y[i]);
@@ -250,7 +256,8 @@ static void test_edge_cases(void)
         double worst_small = 0;
         for (int i = 2 * QK_K; i < 3 * QK_K; i++)
             worst_small = fmax(worst_small, fabs(x[i] - y[i]));
-        CHECK_MSG(worst_small < 1e-4 * value_bound[t], "%s: tiny block error %g", name, worst_small);
+        CHECK_MSG(worst_small < 1e-4 * value_bound[t], "%s: tiny block error %g", name,
+                  worst_small);
         /* Other values in the outlier blocks: off by at most the coarse step of those blocks. */
         for (int i = 0; i < 2 * QK_K; i++) {
             if (i == 5 || i == QK_K + 200)
@@ -359,8 +366,12 @@ static void test_matmul(void)
         CHECK(ellm_row_bytes(ty, IN, &row_bytes));
         for (int r = 0; r < OUT; r++)
             ellm_quantize_row(ty, w + r * IN, wq + r * row_bytes, IN);
-        ellm_tensor tw = {.type = ty, .ne = {IN, OUT, 1, 1}, .n_dims = 2,
-                          .row_bytes = row_bytes, .n_bytes = row_bytes * OUT, .data = wq};
+        ellm_tensor tw = {.type = ty,
+                          .ne = {IN, OUT, 1, 1},
+                          .n_dims = 2,
+                          .row_bytes = row_bytes,
+                          .n_bytes = row_bytes * OUT,
+                          .data = wq};
         /* Naive float reference on the dequantized weights; the kernels see activations rounded to
          * 8 bits per 256-block (error <= max|x| / 256 each), which bounds the difference. */
         static float wd[IN];

@@ -222,14 +222,10 @@ static double value_bound(ellm_type t, const float *x)
     }
     double half_rounding = (fabs(lo) + (double)(hi - lo)) * 0x1.0p-10 + 1e-7 * amax;
     switch (t) {
-    case ELLM_TYPE_Q4_1:
-        return (hi - lo) / 15.0 * 0.5 * 1.001 + half_rounding;
-    case ELLM_TYPE_Q5_1:
-        return (hi - lo) / 31.0 * 0.5 * 1.001 + half_rounding;
-    case ELLM_TYPE_Q5_0:
-        return amax / 16.0 * 1.001 + amax * 0x1.0p-10;
-    default:
-        return amax * 0.15;
+    case ELLM_TYPE_Q4_1: return (hi - lo) / 15.0 * 0.5 * 1.001 + half_rounding;
+    case ELLM_TYPE_Q5_1: return (hi - lo) / 31.0 * 0.5 * 1.001 + half_rounding;
+    case ELLM_TYPE_Q5_0: return amax / 16.0 * 1.001 + amax * 0x1.0p-10;
+    default: return amax * 0.15;
     }
 }
 
@@ -356,8 +352,8 @@ static double kernel_tolerance(ellm_type t, const void *wq, const void *xq, cons
     for (int i = 0; i < n; i++)
         mag += fabs((double)wd[i] * xd[i]);
     for (int b = 0; has_min(t) && b < n / 32; b++) {
-        uint16_t m =
-            t == ELLM_TYPE_Q4_1 ? ((const block_q4_1 *)wq)[b].m : ((const block_q5_1 *)wq)[b].m;
+        uint16_t m = t == ELLM_TYPE_Q4_1 ? ((const block_q4_1 *)wq)[b].m
+                                         : ((const block_q5_1 *)wq)[b].m;
         double s = fabs(ellm_f16_to_f32(((const block_q8_1 *)xq)[b].s));
         min_terms += fabs(ellm_f16_to_f32(m)) * s;
     }

@@ -95,8 +95,8 @@ static void test_planted_outliers(void)
         }
         printf("%-7s outlier columns: weighted error plain %.4g, weighted search %.4g\n",
                ellm_type_name(types[k]), plain, weighted);
-        CHECK_MSG(weighted < 0.9 * plain, "%s: %g vs plain %g", ellm_type_name(types[k]),
-                  weighted, plain);
+        CHECK_MSG(weighted < 0.9 * plain, "%s: %g vs plain %g", ellm_type_name(types[k]), weighted,
+                  plain);
     }
 }
 

@@ -46,8 +46,8 @@ static bool write_variant(const char *out_path, variant v)
                     snprintf(texts[t], a->strings[t].len + 8, "%s%.*s",
                              (int)t == v.renamed_token ? "x" : "", (int)a->strings[t].len,
                              a->strings[t].data);
-            ok = texts && ellm_gguf_writer_set_str_array(w, key, (const char *const *)texts, a->n) ==
-                              EDGELLM_OK;
+            ok = texts && ellm_gguf_writer_set_str_array(w, key, (const char *const *)texts,
+                                                         a->n) == EDGELLM_OK;
             for (uint64_t t = 0; texts && t < a->n; t++)
                 free(texts[t]);
             free(texts);
@@ -66,8 +66,8 @@ static bool write_variant(const char *out_path, variant v)
                 norm[k] = ((const float *)t->data)[k] * v.output_norm_scale;
             data = norm;
         }
-        ok = ok && ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, data) ==
-                       EDGELLM_OK;
+        ok = ok && ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne,
+                                               data) == EDGELLM_OK;
     }
     ok = ok && norm && ellm_gguf_writer_write(w, out_path) == EDGELLM_OK;
     free(norm);
@@ -261,8 +261,8 @@ static void test_sampled_distribution(edgellm_context *ctx, const source *src)
         if (st == EDGELLM_OK && r.stop_reason == EDGELLM_STOP_EOS && c.n_tokens < 2)
             c.tokens[c.n_tokens++] = edgellm_token_eos(m);
         if (st != EDGELLM_OK || c.n_tokens != 2) {
-            CHECK_MSG(false, "%s: sample %d gave %d tokens (stop %d): %s", src->name, s,
-                      c.n_tokens, (int)r.stop_reason, edgellm_last_error());
+            CHECK_MSG(false, "%s: sample %d gave %d tokens (stop %d): %s", src->name, s, c.n_tokens,
+                      (int)r.stop_reason, edgellm_last_error());
             return;
         }
         proposed += r.n_draft_proposed;
@@ -307,10 +307,9 @@ static void test_sampled_distribution(edgellm_context *ctx, const source *src)
     CHECK_MSG(chi2 < critical, "%s: the sampled tokens do not follow the model's distribution",
               src->name);
     /* Both outcomes of the acceptance rule must have happened often for the test to mean much. */
-    CHECK_MSG(proposed > N_SAMPLES / 2 && accepted > proposed / 10 &&
-                  proposed - accepted > proposed / 10,
-              "%s: %ld proposals, %ld accepted: too few of one kind", src->name, proposed,
-              accepted);
+    CHECK_MSG(
+        proposed > N_SAMPLES / 2 && accepted > proposed / 10 && proposed - accepted > proposed / 10,
+        "%s: %ld proposals, %ld accepted: too few of one kind", src->name, proposed, accepted);
 }
 
 /* ---- refusals ---- */

@@ -145,8 +145,8 @@ static void test_grammar_done(edgellm_model *m)
 int main(void)
 {
     edgellm_model *m = NULL;
-    edgellm_status st =
-        edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m);
+    edgellm_status st = edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL,
+                                           &m);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
     if (m) {
         test_reuse_prefix(m);

@@ -15,13 +15,16 @@
 static void test_parse_ref(void)
 {
     char name[STORE_NAME_MAX], version[STORE_VERSION_MAX];
-    CHECK(ellm_store_parse_ref("llama-3.2_1b:q4-v2", name, sizeof name, version, sizeof version) == EDGELLM_OK);
+    CHECK(ellm_store_parse_ref("llama-3.2_1b:q4-v2", name, sizeof name, version, sizeof version) ==
+          EDGELLM_OK);
     CHECK(strcmp(name, "llama-3.2_1b") == 0 && strcmp(version, "q4-v2") == 0);
     CHECK(ellm_store_parse_ref("plain", name, sizeof name, version, sizeof version) == EDGELLM_OK);
     CHECK(strcmp(name, "plain") == 0 && version[0] == '\0');
-    const char *bad[] = {"", ":1", "../etc", "a/b", "a:", "a:../x", ".hidden", "a b", "a:1:2", "-x"};
+    const char *bad[] = {
+        "", ":1", "../etc", "a/b", "a:", "a:../x", ".hidden", "a b", "a:1:2", "-x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK_MSG(ellm_store_parse_ref(bad[i], name, sizeof name, version, sizeof version) != EDGELLM_OK,
+        CHECK_MSG(ellm_store_parse_ref(bad[i], name, sizeof name, version, sizeof version) !=
+                      EDGELLM_OK,
                   "accepted '%s'", bad[i]);
 }
 
@@ -94,7 +97,8 @@ static void test_signatures(void)
 static void test_planner(void)
 {
     store_model_shape shape;
-    CHECK(ellm_store_read_shape(test_shared_path("models/aidreams260K-f32.gguf"), &shape) == EDGELLM_OK);
+    CHECK(ellm_store_read_shape(test_shared_path("models/aidreams260K-f32.gguf"), &shape) ==
+          EDGELLM_OK);
     /* The README's figures: dim 64, hidden 172, 4 layers, 4 heads, 4 KV heads, vocab 512. */
     CHECK(shape.n_embd == 64 && shape.n_ff == 172 && shape.n_layer == 4 && shape.n_head == 4);
     CHECK(shape.n_head_kv == 4 && shape.head_dim == 16 && shape.n_vocab == 512);
@@ -104,7 +108,8 @@ static void test_planner(void)
     CHECK(shape.weights_bytes == shape.n_params * 4);
 
     edgellm_model *m = NULL;
-    CHECK(edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m) == EDGELLM_OK);
+    CHECK(edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m) ==
+          EDGELLM_OK);
     if (!m)
         return;
     edgellm_context_params cp = edgellm_context_default_params();
@@ -120,7 +125,8 @@ static void test_planner(void)
     CHECK(p16.kv_bytes == 2ull * 4 * 100 * 64 * 2);
     CHECK(p32.kv_bytes == 2 * p16.kv_bytes);
     CHECK(p16.weights_bytes == shape.weights_bytes);
-    CHECK(p16.total_bytes == p16.weights_bytes + p16.kv_bytes + p16.scratch_bytes + p16.overhead_bytes);
+    CHECK(p16.total_bytes ==
+          p16.weights_bytes + p16.kv_bytes + p16.scratch_bytes + p16.overhead_bytes);
     /* Past the model's context the engine refuses, and so does the plan. */
     cp.n_ctx = 129;
     CHECK(ellm_store_plan_model(m, &cp, &p32) == EDGELLM_ERR_INVALID_ARGUMENT);
@@ -190,13 +196,16 @@ static void test_library_lifecycle(void)
 
     /* Resolution: an existing path is used as is; a name goes through $EDGELLM_HOME. */
     setenv("EDGELLM_HOME", root, 1);
-    CHECK(ellm_store_resolve_model(model, path, sizeof path) == EDGELLM_OK && strcmp(path, model) == 0);
+    CHECK(ellm_store_resolve_model(model, path, sizeof path) == EDGELLM_OK &&
+          strcmp(path, model) == 0);
     CHECK(ellm_store_resolve_model("m", path, sizeof path) == EDGELLM_ERR_NOT_FOUND);
     CHECK(ellm_store_open(root, &s) == EDGELLM_OK);
     CHECK(ellm_store_install(s, "m", "3", model, &opts, version, sizeof version) == EDGELLM_OK);
     ellm_store_close(s);
-    CHECK(ellm_store_resolve_model("m", path, sizeof path) == EDGELLM_OK && strstr(path, want) != NULL);
-    CHECK(ellm_store_resolve_model("m:3", path, sizeof path) == EDGELLM_OK && strstr(path, want) != NULL);
+    CHECK(ellm_store_resolve_model("m", path, sizeof path) == EDGELLM_OK &&
+          strstr(path, want) != NULL);
+    CHECK(ellm_store_resolve_model("m:3", path, sizeof path) == EDGELLM_OK &&
+          strstr(path, want) != NULL);
     CHECK(ellm_store_resolve_model("m:4", path, sizeof path) == EDGELLM_ERR_NOT_FOUND);
 }
 
@@ -205,28 +214,37 @@ static void test_hostile_text(void)
 {
     const char *sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
     CHECK(ellm_st_valid_sha256(sha));
-    CHECK(!ellm_st_valid_sha256("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
+    CHECK(
+        !ellm_st_valid_sha256("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
     CHECK(!ellm_st_valid_sha256("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a"));
-    CHECK(!ellm_st_valid_sha256("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015add"));
-    CHECK(!ellm_st_valid_sha256("../../../../../../../../../../../.././././././././././etc/passwd"));
+    CHECK(
+        !ellm_st_valid_sha256("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015add"));
+    CHECK(
+        !ellm_st_valid_sha256("../../../../../../../../../../../.././././././././././etc/passwd"));
 
     char out[16];
     ellm_st_escape_controls("a\nb\\c\x1b", out, sizeof out);
     CHECK_MSG(strcmp(out, "a\\x0ab\\x5cc\\x1b") == 0, "escaped to '%s'", out);
-    ellm_st_escape_controls("abcdefgh\n", out, 11); /* no room for the whole escape: cut before it */
+    ellm_st_escape_controls("abcdefgh\n", out,
+                            11); /* no room for the whole escape: cut before it */
     CHECK_MSG(strcmp(out, "abcdefgh") == 0, "cut to '%s'", out);
 
     store_signature sig;
     char json[512];
-    int n = snprintf(json, sizeof json, "{\"name\": \"m\", \"version\": \"1\", \"sha256\": \"%s\", "
-                     "\"size\": 1, \"key\": \"%064d\", \"signature\": \"%0128d\"}", sha, 0, 0);
+    int n = snprintf(json, sizeof json,
+                     "{\"name\": \"m\", \"version\": \"1\", \"sha256\": \"%s\", "
+                     "\"size\": 1, \"key\": \"%064d\", \"signature\": \"%0128d\"}",
+                     sha, 0, 0);
     CHECK(ellm_store_signature_parse(json, (size_t)n, &sig) == EDGELLM_OK);
-    n = snprintf(json, sizeof json, "{\"name\": \"m\", \"version\": \"1\", \"sha256\": \"%s\", "
+    n = snprintf(json, sizeof json,
+                 "{\"name\": \"m\", \"version\": \"1\", \"sha256\": \"%s\", "
                  "\"size\": 1, \"key\": \"%064d\", \"signature\": \"%0128d\"}",
                  "../../../../../../../../../../../.././././././././././etc/passwd", 0, 0);
     CHECK(ellm_store_signature_parse(json, (size_t)n, &sig) != EDGELLM_OK);
-    n = snprintf(json, sizeof json, "{\"name\": \"m\\u001b[2J\", \"version\": \"1\", \"sha256\": "
-                 "\"%s\", \"size\": 1, \"key\": \"%064d\", \"signature\": \"%0128d\"}", sha, 0, 0);
+    n = snprintf(json, sizeof json,
+                 "{\"name\": \"m\\u001b[2J\", \"version\": \"1\", \"sha256\": "
+                 "\"%s\", \"size\": 1, \"key\": \"%064d\", \"signature\": \"%0128d\"}",
+                 sha, 0, 0);
     CHECK(ellm_store_signature_parse(json, (size_t)n, &sig) != EDGELLM_OK);
     CHECK(strchr(edgellm_last_error(), 0x1b) == NULL);
 

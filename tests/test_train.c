@@ -359,13 +359,14 @@ static void test_distill_loss(ellm_threadpool *pool)
     float student[3] = {1, 2, 3}, teacher[3] = {3, 1, 0};
     int32_t target = 0;
     double kl = 0;
-    double loss = ellm_train_distill_loss(pool, NULL, student, teacher, &target, 1, 3, 2.0f,
-                                          0.5f, 1.0f, &kl);
+    double loss = ellm_train_distill_loss(pool, NULL, student, teacher, &target, 1, 3, 2.0f, 0.5f,
+                                          1.0f, &kl);
     CHECK_MSG(fabs(loss - 2.240711) < 1e-6, "distillation loss %.7f, by hand 2.240711", loss);
     CHECK(fabs(kl - 0.518454) < 1e-6);
     /* alpha 0 is plain cross-entropy; a student equal to its teacher has no KL */
     CHECK(fabs(ellm_train_distill_loss(pool, NULL, student, teacher, &target, 1, 3, 2.0f, 0.0f,
-                                       1.0f, NULL) - 2.407606) < 1e-6);
+                                       1.0f, NULL) -
+               2.407606) < 1e-6);
     ellm_train_distill_loss(pool, NULL, teacher, teacher, &target, 1, 3, 3.0f, 1.0f, 1.0f, &kl);
     CHECK(fabs(kl) < 1e-12);
 
@@ -390,8 +391,8 @@ static void test_distill_loss(ellm_threadpool *pool)
 }
 
 /* ---- the whole model ---- */
-static ellm_train_params *tiny_model(bool tied, int vocab, int embd, int layers, int heads,
-                                     int kv, int ff, uint64_t seed)
+static ellm_train_params *tiny_model(bool tied, int vocab, int embd, int layers, int heads, int kv,
+                                     int ff, uint64_t seed)
 {
     ellm_train_config cfg = {vocab, embd, layers, heads, kv, ff, 1e-5f, 10000.0f, false, tied};
     ellm_train_params *p = NULL;
@@ -529,15 +530,16 @@ static void test_optimizer_values(void)
     CHECK(ellm_adamw_init(&opt, p->n) == EDGELLM_OK);
     ellm_adamw_update(&opt, p, g, 0.01f);
     /* first step, bias-corrected: m/sqrt(v) = g/|g|; decay only on matrices */
-    double e_tok = before->tok_embd[1] - 0.01 * ((g->tok_embd[1] > 0 ? 1 : -1) +
-                                                 0.1 * before->tok_embd[1]);
+    double e_tok = before->tok_embd[1] -
+                   0.01 * ((g->tok_embd[1] > 0 ? 1 : -1) + 0.1 * before->tok_embd[1]);
     CHECK(fabs(p->tok_embd[1] - e_tok) < 1e-6);
     double e_norm = before->output_norm[0] - 0.01 * (g->output_norm[0] > 0 ? 1 : -1);
     CHECK(fabs(p->output_norm[0] - e_norm) < 1e-6);
     /* second step with the same gradient: still +-1 after correction */
     memcpy(before->data, p->data, p->n * sizeof *p->data);
     ellm_adamw_update(&opt, p, g, 0.01f);
-    CHECK(fabs(p->output_norm[0] - (before->output_norm[0] - 0.01 * (g->output_norm[0] > 0 ? 1 : -1))) < 1e-6);
+    CHECK(fabs(p->output_norm[0] -
+               (before->output_norm[0] - 0.01 * (g->output_norm[0] > 0 ? 1 : -1))) < 1e-6);
     ellm_adamw_free(&opt);
 
     /* clipping: norm of 3,4 is 5; clipped to 1 gives 0.6, 0.8 */

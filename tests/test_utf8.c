@@ -90,7 +90,8 @@ static uint64_t count_well_formed(int n, unsigned lead_lo, unsigned lead_hi, boo
                 continue;
             count++;
             char again[4];
-            if (ellm_utf8_encode((uint32_t)cp, again) != (size_t)n || memcmp(again, b, (size_t)n) != 0)
+            if (ellm_utf8_encode((uint32_t)cp, again) != (size_t)n ||
+                memcmp(again, b, (size_t)n) != 0)
                 *roundtrip = false;
         }
     return count;
@@ -123,8 +124,8 @@ static void check_exhaustive(void)
 static void check_incremental(void)
 {
     /* Byte at a time, as the grammar matcher decodes: the same verdicts as the whole decoder. */
-    static const char *const inputs[] = {"\xE0\xA0\x80", "\xE0\x80\x80", "\xED\x9F\xBF",
-                                         "\xED\xA0\x80", "\xF4\x8F\xBF\xBF", "\xF4\x90\x80\x80",
+    static const char *const inputs[] = {"\xE0\xA0\x80",     "\xE0\x80\x80",     "\xED\x9F\xBF",
+                                         "\xED\xA0\x80",     "\xF4\x8F\xBF\xBF", "\xF4\x90\x80\x80",
                                          "\xF0\x90\x80\x80", "\xF0\x80\x80\x80", "\xC2\xA9"};
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
         const unsigned char *s = (const unsigned char *)inputs[i];
@@ -147,9 +148,11 @@ static void check_incremental(void)
 static void check_helpers(void)
 {
     char out[64];
-    const char bad[] = "a\xC0\x80" "b\xE2\x82\xAC\xED\xA0\x80";
+    const char bad[] = "a\xC0\x80"
+                       "b\xE2\x82\xAC\xED\xA0\x80";
     size_t n = ellm_utf8_sanitize(bad, sizeof bad - 1, out);
-    const char want[] = "a\xEF\xBF\xBD\xEF\xBF\xBD" "b\xE2\x82\xAC\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD";
+    const char want[] = "a\xEF\xBF\xBD\xEF\xBF\xBD"
+                        "b\xE2\x82\xAC\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD";
     CHECK(n == sizeof want - 1 && memcmp(out, want, n) == 0);
     CHECK(ellm_utf8_valid(out, n));
 

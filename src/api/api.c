@@ -73,8 +73,8 @@ edgellm_status edgellm_use_kernel_set(const char *name)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
     if (ellm_kernel_set_in_build(name))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "kernel set '%s' needs CPU features this machine lacks; it runs: %s",
-                         name, list);
+                         "kernel set '%s' needs CPU features this machine lacks; it runs: %s", name,
+                         list);
     return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                      "unknown kernel set '%s' (or one of another architecture); this CPU runs: %s",
                      name, list);
@@ -282,8 +282,8 @@ edgellm_status edgellm_model_get_info(const edgellm_model *m, edgellm_model_info
 
 edgellm_context_params edgellm_context_default_params(void)
 {
-    edgellm_context_params p = {.n_ctx = 0, .n_threads = 0, .n_batch = 256,
-                                .kv_type = EDGELLM_KV_F16};
+    edgellm_context_params p = {
+        .n_ctx = 0, .n_threads = 0, .n_batch = 256, .kv_type = EDGELLM_KV_F16};
     return p;
 }
 
@@ -395,8 +395,8 @@ int64_t edgellm_model_meta_count(const edgellm_model *m)
 edgellm_status edgellm_model_meta_at(const edgellm_model *m, int64_t index, char *key_buf,
                                      size_t key_cap, char *value_buf, size_t value_cap)
 {
-    if (!m || index < 0 || (uint64_t)index >= ellm_gguf_kv_count(m->file) || !key_buf || !value_buf ||
-        key_cap == 0 || value_cap == 0)
+    if (!m || index < 0 || (uint64_t)index >= ellm_gguf_kv_count(m->file) || !key_buf ||
+        !value_buf || key_cap == 0 || value_cap == 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "metadata index %lld out of range",
                          (long long)index);
     const gguf_kv *kv = ellm_gguf_kv_at(m->file, (uint64_t)index);
@@ -452,8 +452,14 @@ edgellm_status edgellm_model_tensor_at(const edgellm_model *m, int64_t index,
 /* ---- Tokenizer ---- */
 
 int32_t edgellm_n_vocab(const edgellm_model *m) { return m ? ellm_vocab_size(m->vocab) : 0; }
-edgellm_token edgellm_token_bos(const edgellm_model *m) { return m ? ellm_vocab_bos(m->vocab) : -1; }
-edgellm_token edgellm_token_eos(const edgellm_model *m) { return m ? ellm_vocab_eos(m->vocab) : -1; }
+edgellm_token edgellm_token_bos(const edgellm_model *m)
+{
+    return m ? ellm_vocab_bos(m->vocab) : -1;
+}
+edgellm_token edgellm_token_eos(const edgellm_model *m)
+{
+    return m ? ellm_vocab_eos(m->vocab) : -1;
+}
 int edgellm_add_bos_default(const edgellm_model *m) { return m && ellm_vocab_add_bos(m->vocab); }
 
 /* The texts a token can write: control, unused and unknown tokens write nothing a grammar could
@@ -477,8 +483,9 @@ static edgellm_status build_token_trie(const edgellm_model *m, ellm_token_trie *
         st = ellm_token_piece(m->vocab, t, buf, sizeof buf, &len);
         if (st == EDGELLM_ERR_BUFFER_TOO_SMALL) {
             pieces[t] = malloc(len);
-            st = pieces[t] ? ellm_token_piece(m->vocab, t, pieces[t], len, &len)
-                           : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the vocabulary trie");
+            st = pieces[t]
+                     ? ellm_token_piece(m->vocab, t, pieces[t], len, &len)
+                     : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the vocabulary trie");
         } else if (st == EDGELLM_OK && len > 0) {
             pieces[t] = malloc(len);
             if (pieces[t])
@@ -552,8 +559,8 @@ edgellm_status edgellm_token_text(const edgellm_model *m, edgellm_token token, c
 }
 
 edgellm_status edgellm_detokenize(const edgellm_model *m, const edgellm_token *tokens,
-                                  int32_t n_tokens, int remove_leading_space, char *buf,
-                                  size_t cap, size_t *len)
+                                  int32_t n_tokens, int remove_leading_space, char *buf, size_t cap,
+                                  size_t *len)
 {
     if (!m)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_detokenize: model is NULL");
@@ -573,8 +580,8 @@ edgellm_status edgellm_model_check_draft(const edgellm_model *target, const edge
     if (ellm_vocab_bos(t) != ellm_vocab_bos(d) || ellm_vocab_eos(t) != ellm_vocab_eos(d))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "the draft model's BOS/EOS ids are %d/%d, the target's %d/%d%s",
-                         ellm_vocab_bos(d), ellm_vocab_eos(d), ellm_vocab_bos(t),
-                         ellm_vocab_eos(t), fix);
+                         ellm_vocab_bos(d), ellm_vocab_eos(d), ellm_vocab_bos(t), ellm_vocab_eos(t),
+                         fix);
     for (edgellm_token id = 0; id < ellm_vocab_size(t); id++) {
         const char *a = ellm_vocab_token_text(t, id), *b = ellm_vocab_token_text(d, id);
         if (strcmp(a ? a : "", b ? b : "") != 0)
@@ -618,8 +625,7 @@ edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_pa
     c->logits = malloc((size_t)n_vocab * sizeof *c->logits);
     c->logits_cap = 1;
     if (!c->tokens || !c->logits)
-        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a context of %d tokens",
-                       sp.n_ctx);
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a context of %d tokens", sp.n_ctx);
     if (st == EDGELLM_OK)
         st = ellm_threadpool_create(sp.n_threads, &c->pool);
     if (st == EDGELLM_OK)
@@ -646,7 +652,10 @@ void edgellm_context_free(edgellm_context *c)
 
 int32_t edgellm_context_n_ctx(const edgellm_context *c) { return c ? c->params.n_ctx : 0; }
 int32_t edgellm_context_n_batch(const edgellm_context *c) { return c ? c->params.n_batch : 0; }
-int32_t edgellm_context_n_past(const edgellm_context *c) { return c ? ellm_state_n_past(c->state) : 0; }
+int32_t edgellm_context_n_past(const edgellm_context *c)
+{
+    return c ? ellm_state_n_past(c->state) : 0;
+}
 const edgellm_model *edgellm_context_model(const edgellm_context *c) { return c ? c->model : NULL; }
 
 const edgellm_token *edgellm_context_tokens(const edgellm_context *c, int32_t *n)
@@ -736,7 +745,7 @@ edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int
 }
 
 edgellm_status edgellm_batch_create(edgellm_model *m, const edgellm_context_params *params,
-                                   edgellm_batch **out)
+                                    edgellm_batch **out)
 {
     if (!out)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_batch_create: out is NULL");
@@ -758,8 +767,7 @@ edgellm_status edgellm_batch_create(edgellm_model *m, const edgellm_context_para
     b->logits = malloc((size_t)sp.n_batch * (size_t)n_vocab * sizeof *b->logits);
     b->seqs = calloc((size_t)sp.n_batch, sizeof *b->seqs);
     if (!b->logits || !b->seqs)
-        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a batch of %d tokens",
-                       sp.n_batch);
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a batch of %d tokens", sp.n_batch);
     if (st == EDGELLM_OK)
         st = ellm_threadpool_create(sp.n_threads, &b->pool);
     if (st == EDGELLM_OK)
@@ -812,8 +820,8 @@ edgellm_status edgellm_context_copy_cache(edgellm_context *dst, const edgellm_co
                          "edgellm_context_copy_cache: need two contexts of one model");
     int32_t n = ellm_state_n_past(src->state);
     if (n > dst->params.n_ctx)
-        return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
-                         "%d cached tokens do not fit a context of %d", n, dst->params.n_ctx);
+        return ellm_fail(EDGELLM_ERR_CONTEXT_FULL, "%d cached tokens do not fit a context of %d", n,
+                         dst->params.n_ctx);
     if (dst->params.kv_type != src->params.kv_type)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "edgellm_context_copy_cache: the contexts' KV types differ");
@@ -859,8 +867,8 @@ edgellm_status edgellm_eval_batch(edgellm_batch *b, edgellm_context *const *ctxs
                            "edgellm_eval_batch: context %d belongs to another model", i);
         else if (n_tokens[i] > c->params.n_ctx - ellm_state_n_past(c->state))
             st = ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
-                           "context %d: %d tokens do not fit, %d of its %d positions are in use",
-                           i, n_tokens[i], ellm_state_n_past(c->state), c->params.n_ctx);
+                           "context %d: %d tokens do not fit, %d of its %d positions are in use", i,
+                           n_tokens[i], ellm_state_n_past(c->state), c->params.n_ctx);
         else if (c->batch_all_logits && !reserve_logit_rows(c, n_tokens[i], n_vocab))
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d rows of logits",
                            n_tokens[i]);

@@ -26,7 +26,7 @@
 typedef struct json_t json_t;
 
 typedef struct ellm_chat_message {
-    const char *role;    /* "system", "user", "assistant" (others as the template treats them) */
+    const char *role; /* "system", "user", "assistant" (others as the template treats them) */
     const char *content;
 } ellm_chat_message;
 
@@ -86,7 +86,7 @@ typedef struct ellm_chat_message_tools {
  * gets the Hermes style (a <tools> block in the system message, <tool_call> blocks in assistant
  * text, results as <tool_response> blocks in a user turn) written into its ordinary turns. */
 typedef struct ellm_chat_tools {
-    const json_t *tools;                       /* array of {"type": "function", "function":
+    const json_t *tools;                        /* array of {"type": "function", "function":
                                                   {...}}; NULL or empty: none */
     const ellm_chat_message_tools *per_message; /* one per message, or NULL */
 } ellm_chat_tools;
@@ -120,8 +120,8 @@ typedef struct ellm_chat_span {
  * are none). Everything outside them is the template's own markup. Callers tokenize the message
  * ranges without special-token parsing so message text cannot inject control tokens. */
 char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
-                             bool add_generation_prompt, const char *bos_text,
-                             const char *eos_text, ellm_chat_span **spans, size_t *n_spans);
+                             bool add_generation_prompt, const char *bos_text, const char *eos_text,
+                             ellm_chat_span **spans, size_t *n_spans);
 
 /* ellm_chat_format_spans with tools (NULL: none); spans and n_spans may be NULL. */
 char *ellm_chat_format_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
@@ -137,9 +137,8 @@ char *ellm_chat_format_model(const edgellm_model *model, const ellm_chat_message
 
 /* ellm_chat_format_model with the message spans of ellm_chat_format_spans. */
 char *ellm_chat_format_model_spans(const edgellm_model *model, const ellm_chat_message *msgs,
-                                   size_t n, bool add_generation_prompt,
-                                   bool *template_recognised, ellm_chat_span **spans,
-                                   size_t *n_spans);
+                                   size_t n, bool add_generation_prompt, bool *template_recognised,
+                                   ellm_chat_span **spans, size_t *n_spans);
 
 /* ellm_chat_format_model_spans with tools (NULL: none). */
 char *ellm_chat_format_model_tools(const edgellm_model *model, const ellm_chat_message *msgs,

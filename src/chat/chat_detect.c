@@ -6,13 +6,13 @@
 #include "chat/chat.h"
 
 static const char *const family_names[ELLM_CHAT_FAMILY_COUNT] = {
-    [ELLM_CHAT_CHATML] = "chatml",       [ELLM_CHAT_LLAMA2] = "llama2",
-    [ELLM_CHAT_LLAMA3] = "llama3",       [ELLM_CHAT_GEMMA] = "gemma",
-    [ELLM_CHAT_PHI3] = "phi3",           [ELLM_CHAT_MISTRAL] = "mistral",
-    [ELLM_CHAT_SMOLLM] = "smollm",       [ELLM_CHAT_QWEN25] = "qwen2.5",
-    [ELLM_CHAT_QWEN3] = "qwen3",         [ELLM_CHAT_LLAMA31] = "llama3.1",
-    [ELLM_CHAT_LLAMA32] = "llama3.2",    [ELLM_CHAT_ZEPHYR] = "zephyr",
-    [ELLM_CHAT_QWEN2] = "qwen2",         [ELLM_CHAT_MISTRAL_V3] = "mistral-v3",
+    [ELLM_CHAT_CHATML] = "chatml",    [ELLM_CHAT_LLAMA2] = "llama2",
+    [ELLM_CHAT_LLAMA3] = "llama3",    [ELLM_CHAT_GEMMA] = "gemma",
+    [ELLM_CHAT_PHI3] = "phi3",        [ELLM_CHAT_MISTRAL] = "mistral",
+    [ELLM_CHAT_SMOLLM] = "smollm",    [ELLM_CHAT_QWEN25] = "qwen2.5",
+    [ELLM_CHAT_QWEN3] = "qwen3",      [ELLM_CHAT_LLAMA31] = "llama3.1",
+    [ELLM_CHAT_LLAMA32] = "llama3.2", [ELLM_CHAT_ZEPHYR] = "zephyr",
+    [ELLM_CHAT_QWEN2] = "qwen2",      [ELLM_CHAT_MISTRAL_V3] = "mistral-v3",
 };
 
 const char *ellm_chat_family_name(ellm_chat_family f)
@@ -41,8 +41,7 @@ static bool detect(const char *t, ellm_chat_family *f)
             *f = has(t, "strftime_now") ? ELLM_CHAT_LLAMA32 : ELLM_CHAT_LLAMA31;
         else
             *f = ELLM_CHAT_LLAMA3;
-    }
-    else if (has(t, "<|im_start|>")) {
+    } else if (has(t, "<|im_start|>")) {
         /* ChatML variants differ in their default system prompt and reasoning blocks. */
         if (has(t, "<think>") || has(t, "reasoning_content"))
             *f = ELLM_CHAT_QWEN3;

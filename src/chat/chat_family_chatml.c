@@ -20,8 +20,9 @@ bool ellm_chat_render_chatml(chat_render *r)
 bool ellm_chat_render_smollm(chat_render *r)
 {
     if (!ellm_chat_role_is(&r->msgs[0], "system"))
-        ellm_chat_put(r, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
-               "Hugging Face<|im_end|>\n");
+        ellm_chat_put(r,
+                      "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+                      "Hugging Face<|im_end|>\n");
     return ellm_chat_render_chatml(r);
 }
 
@@ -40,16 +41,18 @@ static void put_qwen_tool(chat_render *r, size_t i)
 /* The system turn that lists the tools (Qwen 2.5 and 3 write the same block). */
 static void put_qwen_tools(chat_render *r)
 {
-    ellm_chat_put(r, "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-                "You are provided with function signatures within <tools></tools> XML tags:\n"
-                "<tools>");
+    ellm_chat_put(r,
+                  "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+                  "You are provided with function signatures within <tools></tools> XML tags:\n"
+                  "<tools>");
     for (size_t t = 0; t < ellm_chat_tool_count(r); t++) {
         ellm_chat_put(r, "\n");
         ellm_chat_put_tool(r, t, -1);
     }
-    ellm_chat_put(r, "\n</tools>\n\nFor each function call, return a json object with function name "
-                "and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
-                "<function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n");
+    ellm_chat_put(r,
+                  "\n</tools>\n\nFor each function call, return a json object with function name "
+                  "and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+                  "<function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n");
 }
 
 /* One call as a <tool_call> block; Qwen 3 writes string arguments as they are. */
@@ -75,8 +78,9 @@ bool ellm_chat_render_qwen25(chat_render *r, const char *default_system)
 {
     if (ellm_chat_tool_count(r) > 0) {
         ellm_chat_put(r, "<|im_start|>system\n");
-        ellm_chat_put(r, ellm_chat_role_is(&r->msgs[0], "system") ? ellm_chat_content_of(&r->msgs[0])
-                                                        : default_system);
+        ellm_chat_put(r, ellm_chat_role_is(&r->msgs[0], "system")
+                             ? ellm_chat_content_of(&r->msgs[0])
+                             : default_system);
         ellm_chat_put(r, "\n\n");
         put_qwen_tools(r);
     } else if (ellm_chat_role_is(&r->msgs[0], "system")) {

@@ -15,8 +15,8 @@ bool ellm_chat_render_gemma(chat_render *r)
     for (size_t i = 0; i < n; i++) {
         const ellm_chat_message *m = &loop[i];
         if (!ellm_chat_alternates(m, i))
-            return ellm_chat_raise(r, "gemma",
-                         "Conversation roles must alternate user/assistant/user/assistant/...");
+            return ellm_chat_raise(
+                r, "gemma", "Conversation roles must alternate user/assistant/user/assistant/...");
         ellm_chat_put(r, "<start_of_turn>");
         ellm_chat_put(r, ellm_chat_role_is(m, "assistant") ? "model" : m->role);
         ellm_chat_put(r, "\n");

@@ -19,8 +19,8 @@ bool ellm_chat_render_llama2(chat_render *r)
     for (size_t i = 0; i < n; i++) {
         const ellm_chat_message *m = &loop[i];
         if (!ellm_chat_alternates(m, i))
-            return ellm_chat_raise(r, "llama2",
-                         "Conversation roles must alternate user/assistant/user/assistant/...");
+            return ellm_chat_raise(
+                r, "llama2", "Conversation roles must alternate user/assistant/user/assistant/...");
         chat_buf content = {0};
         if (i == 0 && system) {
             ellm_chat_buf_append(&content, "<<SYS>>\n");
@@ -77,7 +77,8 @@ static const char llama_tools_prompt[] =
 static bool put_llama_call(chat_render *r, const ellm_chat_message_tools *mt)
 {
     if (mt->n_calls != 1)
-        return ellm_chat_raise(r, "llama3.1", "This model only supports single tool-calls at once!");
+        return ellm_chat_raise(r, "llama3.1",
+                               "This model only supports single tool-calls at once!");
     ellm_chat_put(r, "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"");
     ellm_chat_put_request_text(r, mt->calls[0].name);
     ellm_chat_put(r, "\", \"parameters\": ");
@@ -111,9 +112,10 @@ bool ellm_chat_render_llama31(chat_render *r, const char *date)
     ellm_chat_put(r, "<|eot_id|>");
     if (with_tools) {
         if (first == r->n)
-            return ellm_chat_raise(r, "llama3.1",
-                              "Cannot put tools in the first user message when there's no first "
-                              "user message!");
+            return ellm_chat_raise(
+                r, "llama3.1",
+                "Cannot put tools in the first user message when there's no first "
+                "user message!");
         ellm_chat_put(r, "<|start_header_id|>user<|end_header_id|>\n\n");
         ellm_chat_put(r, llama_tools_prompt);
         for (size_t t = 0; t < ellm_chat_tool_count(r); t++) {

@@ -18,9 +18,10 @@ bool ellm_chat_render_mistral(chat_render *r)
     for (size_t i = 0; i < n; i++) {
         const ellm_chat_message *m = &loop[i];
         if (!ellm_chat_alternates(m, i))
-            return ellm_chat_raise(r, "mistral",
-                         "After the optional system message, conversation roles must alternate "
-                         "user/assistant/user/assistant/...");
+            return ellm_chat_raise(
+                r, "mistral",
+                "After the optional system message, conversation roles must alternate "
+                "user/assistant/user/assistant/...");
         if (ellm_chat_role_is(m, "user")) {
             ellm_chat_put(r, " [INST] ");
             if (i == 0 && system) {
@@ -34,9 +35,10 @@ bool ellm_chat_render_mistral(chat_render *r)
             ellm_chat_put(r, ellm_chat_content_of(m));
             ellm_chat_put(r, r->eos);
         } else {
-            return ellm_chat_raise(r, "mistral",
-                         "Only user and assistant roles are supported, with the exception of an "
-                         "initial optional system message!");
+            return ellm_chat_raise(
+                r, "mistral",
+                "Only user and assistant roles are supported, with the exception of an "
+                "initial optional system message!");
         }
     }
     return true;
@@ -57,7 +59,7 @@ static bool put_mistral_calls(chat_render *r, const ellm_chat_message_tools *mt)
         ellm_chat_put_arguments(r, call, false);
         if (!mistral_id_ok(call->id))
             return ellm_chat_raise(r, "mistral-v3",
-                              "Tool call IDs should be alphanumeric strings with length 9!");
+                                   "Tool call IDs should be alphanumeric strings with length 9!");
         ellm_chat_put(r, ", \"id\": \"");
         ellm_chat_put_request_text(r, call->id);
         ellm_chat_put(r, "\"}");
@@ -84,13 +86,15 @@ bool ellm_chat_render_mistral_v3(chat_render *r)
     for (size_t i = first, index = 0; i < r->n; i++) {
         if (ellm_chat_role_is(&r->msgs[i], "user"))
             last_user = i;
-        if (ellm_chat_role_is(&r->msgs[i], "tool") || ellm_chat_role_is(&r->msgs[i], "tool_results") ||
+        if (ellm_chat_role_is(&r->msgs[i], "tool") ||
+            ellm_chat_role_is(&r->msgs[i], "tool_results") ||
             ellm_chat_tools_of_message(r, i)->n_calls > 0)
             continue;
         if (!ellm_chat_alternates(&r->msgs[i], index++))
-            return ellm_chat_raise(r, "mistral-v3",
-                         "After the optional system message, conversation roles must alternate "
-                         "user/assistant/user/assistant/...");
+            return ellm_chat_raise(
+                r, "mistral-v3",
+                "After the optional system message, conversation roles must alternate "
+                "user/assistant/user/assistant/...");
     }
     ellm_chat_put(r, r->bos);
     for (size_t i = first; i < r->n; i++) {
@@ -120,15 +124,16 @@ bool ellm_chat_render_mistral_v3(chat_render *r)
             ellm_chat_put(r, ellm_chat_content_of(m));
             ellm_chat_put(r, ", ");
             if (!mistral_id_ok(mt->tool_call_id))
-                return ellm_chat_raise(r, "mistral-v3",
-                             "Tool call IDs should be alphanumeric strings with length 9!");
+                return ellm_chat_raise(
+                    r, "mistral-v3", "Tool call IDs should be alphanumeric strings with length 9!");
             ellm_chat_put(r, "\"call_id\": \"");
             ellm_chat_put_request_text(r, mt->tool_call_id);
             ellm_chat_put(r, "\"}[/TOOL_RESULTS]");
         } else {
-            return ellm_chat_raise(r, "mistral-v3",
-                         "Only user and assistant roles are supported, with the exception of an "
-                         "initial optional system message!");
+            return ellm_chat_raise(
+                r, "mistral-v3",
+                "Only user and assistant roles are supported, with the exception of an "
+                "initial optional system message!");
         }
     }
     return true;

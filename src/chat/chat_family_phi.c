@@ -8,7 +8,7 @@ bool ellm_chat_render_phi3(chat_render *r)
         const char *tag = ellm_chat_role_is(m, "system")      ? "<|system|>\n"
                           : ellm_chat_role_is(m, "user")      ? "<|user|>\n"
                           : ellm_chat_role_is(m, "assistant") ? "<|assistant|>\n"
-                                                    : NULL;
+                                                              : NULL;
         if (!tag)
             continue; /* the template has no branch for other roles */
         ellm_chat_put(r, tag);
@@ -27,7 +27,7 @@ bool ellm_chat_render_zephyr(chat_render *r)
         const char *tag = ellm_chat_role_is(m, "user")        ? "<|user|>\n"
                           : ellm_chat_role_is(m, "system")    ? "<|system|>\n"
                           : ellm_chat_role_is(m, "assistant") ? "<|assistant|>\n"
-                                                    : NULL;
+                                                              : NULL;
         if (tag) {
             ellm_chat_put(r, tag);
             ellm_chat_put(r, ellm_chat_content_of(m));

@@ -13,7 +13,10 @@ bool ellm_chat_role_is(const ellm_chat_message *m, const char *role)
     return m->role && strcmp(m->role, role) == 0;
 }
 
-const char *ellm_chat_content_of(const ellm_chat_message *m) { return m->content ? m->content : ""; }
+const char *ellm_chat_content_of(const ellm_chat_message *m)
+{
+    return m->content ? m->content : "";
+}
 
 /* Records out[offset, offset+length) as message text, merging with the previous range. */
 static void record_span(chat_render *r, size_t offset, size_t length)
@@ -117,8 +120,8 @@ static bool has_tool_calls(const chat_render *r)
 
 static bool render_default_qwen25(chat_render *r)
 {
-    return ellm_chat_render_qwen25(r,
-                              "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
+    return ellm_chat_render_qwen25(
+        r, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
 }
 
 static bool render_llama32(chat_render *r)
@@ -129,22 +132,32 @@ static bool render_llama32(chat_render *r)
 }
 
 static bool render_llama31(chat_render *r) { return ellm_chat_render_llama31(r, "26 Jul 2024"); }
-static bool render_qwen2(chat_render *r) { return ellm_chat_render_qwen25(r, "You are a helpful assistant."); }
+static bool render_qwen2(chat_render *r)
+{
+    return ellm_chat_render_qwen25(r, "You are a helpful assistant.");
+}
 
 static bool (*const renderers[ELLM_CHAT_FAMILY_COUNT])(chat_render *) = {
-    [ELLM_CHAT_CHATML] = ellm_chat_render_chatml,       [ELLM_CHAT_LLAMA2] = ellm_chat_render_llama2,
-    [ELLM_CHAT_LLAMA3] = ellm_chat_render_llama3,       [ELLM_CHAT_GEMMA] = ellm_chat_render_gemma,
-    [ELLM_CHAT_PHI3] = ellm_chat_render_phi3,           [ELLM_CHAT_ZEPHYR] = ellm_chat_render_zephyr,
-    [ELLM_CHAT_MISTRAL] = ellm_chat_render_mistral,     [ELLM_CHAT_MISTRAL_V3] = ellm_chat_render_mistral_v3,
-    [ELLM_CHAT_SMOLLM] = ellm_chat_render_smollm,       [ELLM_CHAT_QWEN25] = render_default_qwen25,
-    [ELLM_CHAT_QWEN2] = render_qwen2,              [ELLM_CHAT_QWEN3] = ellm_chat_render_qwen3,
-    [ELLM_CHAT_LLAMA31] = render_llama31,          [ELLM_CHAT_LLAMA32] = render_llama32,
+    [ELLM_CHAT_CHATML] = ellm_chat_render_chatml,
+    [ELLM_CHAT_LLAMA2] = ellm_chat_render_llama2,
+    [ELLM_CHAT_LLAMA3] = ellm_chat_render_llama3,
+    [ELLM_CHAT_GEMMA] = ellm_chat_render_gemma,
+    [ELLM_CHAT_PHI3] = ellm_chat_render_phi3,
+    [ELLM_CHAT_ZEPHYR] = ellm_chat_render_zephyr,
+    [ELLM_CHAT_MISTRAL] = ellm_chat_render_mistral,
+    [ELLM_CHAT_MISTRAL_V3] = ellm_chat_render_mistral_v3,
+    [ELLM_CHAT_SMOLLM] = ellm_chat_render_smollm,
+    [ELLM_CHAT_QWEN25] = render_default_qwen25,
+    [ELLM_CHAT_QWEN2] = render_qwen2,
+    [ELLM_CHAT_QWEN3] = ellm_chat_render_qwen3,
+    [ELLM_CHAT_LLAMA31] = render_llama31,
+    [ELLM_CHAT_LLAMA32] = render_llama32,
 };
 
 char *ellm_chat_format_with_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
-                             const ellm_chat_tools *tools, const chat_tool_ops *ops,
-                             bool add_generation_prompt, const char *bos_text,
-                             const char *eos_text, ellm_chat_span **spans, size_t *n_spans)
+                                  const ellm_chat_tools *tools, const chat_tool_ops *ops,
+                                  bool add_generation_prompt, const char *bos_text,
+                                  const char *eos_text, ellm_chat_span **spans, size_t *n_spans)
 {
     static const ellm_chat_tools no_tools = {NULL, NULL};
     if (spans) {
@@ -201,22 +214,25 @@ char *ellm_chat_format(ellm_chat_family f, const ellm_chat_message *msgs, size_t
                        bool add_generation_prompt, const char *bos_text, const char *eos_text)
 {
     return ellm_chat_format_with_tools(f, msgs, n, NULL, NULL, add_generation_prompt, bos_text,
-                                  eos_text, NULL, NULL);
+                                       eos_text, NULL, NULL);
 }
 
 char *ellm_chat_format_spans(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
-                             bool add_generation_prompt, const char *bos_text,
-                             const char *eos_text, ellm_chat_span **spans, size_t *n_spans)
+                             bool add_generation_prompt, const char *bos_text, const char *eos_text,
+                             ellm_chat_span **spans, size_t *n_spans)
 {
     if (!spans || !n_spans) {
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_spans: spans is NULL");
         return NULL;
     }
     return ellm_chat_format_with_tools(f, msgs, n, NULL, NULL, add_generation_prompt, bos_text,
-                                  eos_text, spans, n_spans);
+                                       eos_text, spans, n_spans);
 }
 
-size_t ellm_chat_tool_count(const chat_render *r) { return r->tool_ops ? r->tool_ops->count(r) : 0; }
+size_t ellm_chat_tool_count(const chat_render *r)
+{
+    return r->tool_ops ? r->tool_ops->count(r) : 0;
+}
 
 bool ellm_chat_tools_given(const chat_render *r) { return r->tool_ops && r->tool_ops->given(r); }
 

@@ -29,8 +29,7 @@ static edgellm_status read_tool_fields(json_t *root, json_t *list, ellm_chat_con
     for (size_t i = 0; i < n; i++) {
         json_t *calls = json_object_get(json_array_get(list, i), "tool_calls");
         if (calls && !json_is_array(calls) && !json_is_null(calls))
-            return ellm_fail(EDGELLM_ERR_FORMAT, "message %zu: \"tool_calls\" must be an array",
-                             i);
+            return ellm_fail(EDGELLM_ERR_FORMAT, "message %zu: \"tool_calls\" must be an array", i);
         total += json_array_size(calls);
     }
     out->per_message = calloc(n ? n : 1, sizeof *out->per_message);

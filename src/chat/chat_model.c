@@ -11,7 +11,7 @@ static char *model_template(const edgellm_model *model)
 {
     size_t len = 0;
     if (edgellm_model_meta_string(model, "tokenizer.chat_template", NULL, 0, &len) !=
-            EDGELLM_ERR_BUFFER_TOO_SMALL)
+        EDGELLM_ERR_BUFFER_TOO_SMALL)
         return NULL;
     char *text = malloc(len + 1);
     if (text && edgellm_model_meta_string(model, "tokenizer.chat_template", text, len + 1, &len) !=
@@ -46,10 +46,10 @@ ellm_chat_family ellm_chat_detect_model(const edgellm_model *model, bool *recogn
 }
 
 char *ellm_chat_format_model_with_tools(const edgellm_model *model, const ellm_chat_message *msgs,
-                                   size_t n, const ellm_chat_tools *tools,
-                                   const chat_tool_ops *ops, bool add_generation_prompt,
-                                   bool *template_recognised, ellm_chat_span **spans,
-                                   size_t *n_spans)
+                                        size_t n, const ellm_chat_tools *tools,
+                                        const chat_tool_ops *ops, bool add_generation_prompt,
+                                        bool *template_recognised, ellm_chat_span **spans,
+                                        size_t *n_spans)
 {
     if (!model) {
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_model: model is NULL");
@@ -63,28 +63,27 @@ char *ellm_chat_format_model_with_tools(const edgellm_model *model, const ellm_c
         ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the chat prompt");
     else
         out = ellm_chat_format_with_tools(f, msgs, n, tools, ops, add_generation_prompt, bos, eos,
-                                     spans && n_spans ? spans : NULL, n_spans);
+                                          spans && n_spans ? spans : NULL, n_spans);
     free(bos);
     free(eos);
     return out;
 }
 
 char *ellm_chat_format_model_spans(const edgellm_model *model, const ellm_chat_message *msgs,
-                                   size_t n, bool add_generation_prompt,
-                                   bool *template_recognised, ellm_chat_span **spans,
-                                   size_t *n_spans)
+                                   size_t n, bool add_generation_prompt, bool *template_recognised,
+                                   ellm_chat_span **spans, size_t *n_spans)
 {
     if (!spans || !n_spans) {
         ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_chat_format_model_spans: spans is NULL");
         return NULL;
     }
     return ellm_chat_format_model_with_tools(model, msgs, n, NULL, NULL, add_generation_prompt,
-                                        template_recognised, spans, n_spans);
+                                             template_recognised, spans, n_spans);
 }
 
 char *ellm_chat_format_model(const edgellm_model *model, const ellm_chat_message *msgs, size_t n,
                              bool add_generation_prompt, bool *template_recognised)
 {
     return ellm_chat_format_model_with_tools(model, msgs, n, NULL, NULL, add_generation_prompt,
-                                        template_recognised, NULL, NULL);
+                                             template_recognised, NULL, NULL);
 }

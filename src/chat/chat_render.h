@@ -35,7 +35,7 @@ struct chat_render {
     bool add_generation_prompt;
     const char *bos; /* never NULL */
     const char *eos;
-    const ellm_chat_tools *tools; /* never NULL (an empty one when there are none) */
+    const ellm_chat_tools *tools;  /* never NULL (an empty one when there are none) */
     const chat_tool_ops *tool_ops; /* NULL when the caller passed no tools */
     chat_buf out;
     /* Which bytes of out came from message text (roles and contents), when asked for: pieces
@@ -81,14 +81,14 @@ void ellm_chat_put_request_text(chat_render *r, const char *s);
 /* ellm_chat_format_tools and ellm_chat_format_model_tools with the tools' reader (NULL with no
  * tools): chat_format.c and chat_model.c, which the entry points in chat_tools.c call. */
 char *ellm_chat_format_with_tools(ellm_chat_family f, const ellm_chat_message *msgs, size_t n,
-                             const ellm_chat_tools *tools, const chat_tool_ops *ops,
-                             bool add_generation_prompt, const char *bos_text,
-                             const char *eos_text, ellm_chat_span **spans, size_t *n_spans);
+                                  const ellm_chat_tools *tools, const chat_tool_ops *ops,
+                                  bool add_generation_prompt, const char *bos_text,
+                                  const char *eos_text, ellm_chat_span **spans, size_t *n_spans);
 char *ellm_chat_format_model_with_tools(const edgellm_model *model, const ellm_chat_message *msgs,
-                                   size_t n, const ellm_chat_tools *tools,
-                                   const chat_tool_ops *ops, bool add_generation_prompt,
-                                   bool *template_recognised, ellm_chat_span **spans,
-                                   size_t *n_spans);
+                                        size_t n, const ellm_chat_tools *tools,
+                                        const chat_tool_ops *ops, bool add_generation_prompt,
+                                        bool *template_recognised, ellm_chat_span **spans,
+                                        size_t *n_spans);
 
 /* ChatML and its variants (chat_family_chatml.c). */
 bool ellm_chat_render_chatml(chat_render *r);

@@ -167,7 +167,10 @@ chat_span ellm_chat_split_last(chat_span s, const char *sep)
     return s;
 }
 
-bool ellm_chat_span_contains(chat_span s, const char *needle) { return find(s, needle, false) >= 0; }
+bool ellm_chat_span_contains(chat_span s, const char *needle)
+{
+    return find(s, needle, false) >= 0;
+}
 
 bool ellm_chat_span_starts_with(chat_span s, const char *prefix)
 {

@@ -18,8 +18,8 @@ typedef struct id_list {
 } id_list;
 
 /* Tokenizes text[0, len) with flags into a malloc'd array. */
-static edgellm_status tokenize(const edgellm_model *model, const char *text, size_t len,
-                               int flags, id_list *out)
+static edgellm_status tokenize(const edgellm_model *model, const char *text, size_t len, int flags,
+                               id_list *out)
 {
     out->ids = NULL;
     out->n = out->cap = 0;
@@ -62,12 +62,13 @@ static bool is_control(const edgellm_model *model, edgellm_token t)
         return false;
     edgellm_token with[2], without[2];
     int32_t nw = 0, nwo = 0;
-    edgellm_status st = edgellm_tokenize(model, text, len, EDGELLM_TOKENIZE_PARSE_SPECIAL, with,
-                                         2, &nw);
+    edgellm_status st = edgellm_tokenize(model, text, len, EDGELLM_TOKENIZE_PARSE_SPECIAL, with, 2,
+                                         &nw);
     if (st != EDGELLM_OK || nw != 1 || with[0] != t)
         return false;
     st = edgellm_tokenize(model, text, len, 0, without, 2, &nwo);
-    return st == EDGELLM_ERR_BUFFER_TOO_SMALL || (st == EDGELLM_OK && (nwo != 1 || without[0] != t));
+    return st == EDGELLM_ERR_BUFFER_TOO_SMALL ||
+           (st == EDGELLM_OK && (nwo != 1 || without[0] != t));
 }
 
 static size_t control_len(const edgellm_model *model, edgellm_token t)

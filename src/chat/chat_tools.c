@@ -94,7 +94,8 @@ static void dump_value(chat_buf *b, const json_t *v, int indent, bool compact, i
         const char *key;
         json_t *member;
         bool first = true;
-        json_object_foreach((json_t *)v, key, member) {
+        json_object_foreach((json_t *)v, key, member)
+        {
             if (!first)
                 ellm_chat_buf_append(b, item_sep);
             first = false;
@@ -127,7 +128,9 @@ static void dump_value(chat_buf *b, const json_t *v, int indent, bool compact, i
         ellm_chat_buf_append(b, "]");
         break;
     }
-    case JSON_STRING: ellm_chat_buf_json_string(b, json_string_value(v), json_string_length(v)); break;
+    case JSON_STRING:
+        ellm_chat_buf_json_string(b, json_string_value(v), json_string_length(v));
+        break;
     case JSON_INTEGER: {
         char num[32];
         snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
@@ -205,7 +208,8 @@ static void put_mistral_tools(chat_render *r)
         const char *key;
         json_t *val;
         bool first = true;
-        json_object_foreach((json_t *)function, key, val) {
+        json_object_foreach((json_t *)function, key, val)
+        {
             if (strcmp(key, "return") == 0)
                 continue;
             if (!first)
@@ -340,7 +344,8 @@ char *ellm_chat_format_tools(ellm_chat_family f, const ellm_chat_message *msgs, 
                              size_t *n_spans)
 {
     return ellm_chat_format_with_tools(f, msgs, n, tools, &json_tool_ops, add_generation_prompt,
-                                  bos_text, eos_text, spans && n_spans ? spans : NULL, n_spans);
+                                       bos_text, eos_text, spans && n_spans ? spans : NULL,
+                                       n_spans);
 }
 
 char *ellm_chat_format_model_tools(const edgellm_model *model, const ellm_chat_message *msgs,
@@ -349,8 +354,8 @@ char *ellm_chat_format_model_tools(const edgellm_model *model, const ellm_chat_m
                                    ellm_chat_span **spans, size_t *n_spans)
 {
     return ellm_chat_format_model_with_tools(model, msgs, n, tools, &json_tool_ops,
-                                        add_generation_prompt, template_recognised, spans,
-                                        n_spans);
+                                             add_generation_prompt, template_recognised, spans,
+                                             n_spans);
 }
 
 /* ---- calls in generated text ---- */

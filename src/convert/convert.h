@@ -7,8 +7,8 @@
 #include "edgellm.h"
 
 typedef struct ellm_convert_options {
-    ellm_type out_type;   /* F32, F16 or Q8_0/Q4_0 for 2-D weights; norms always stay F32 */
-    const char *name;     /* general.name; NULL = derived from the file name */
+    ellm_type out_type; /* F32, F16 or Q8_0/Q4_0 for 2-D weights; norms always stay F32 */
+    const char *name;   /* general.name; NULL = derived from the file name */
     /* Called for every tensor that could not take out_type (e.g. rows not a multiple of the
      * block size) with the type it got instead; may be NULL. */
     void (*on_fallback)(void *user, const char *tensor, ellm_type wanted, ellm_type used);

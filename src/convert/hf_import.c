@@ -174,8 +174,10 @@ static edgellm_status read_config(const char *dir, hf_config *c)
     if (!json_is_object(cfg))
         st = ellm_fail(EDGELLM_ERR_FORMAT, "%s is not a JSON object", path);
     else if (!cls)
-        st = ellm_fail(EDGELLM_ERR_FORMAT, "%s has no \"architectures\" list naming the model "
-                                           "class", path);
+        st = ellm_fail(EDGELLM_ERR_FORMAT,
+                       "%s has no \"architectures\" list naming the model "
+                       "class",
+                       path);
     else
         st = ellm_arch_find_hf(cls, &c->arch);
     if (st != EDGELLM_OK) {
@@ -183,8 +185,8 @@ static edgellm_status read_config(const char *dir, hf_config *c)
         return st;
     }
     const int64_t big = 1 << 24;
-#define INT(key, req, min, max, field)                                                      \
-    if (st == EDGELLM_OK)                                                                   \
+#define INT(key, req, min, max, field)                                                             \
+    if (st == EDGELLM_OK)                                                                          \
         st = get_int(cfg, key, req, min, max, &c->field);
     INT("vocab_size", true, 1, ELLM_HF_MAX_VOCAB, n_vocab)
     INT("hidden_size", true, 1, 1 << 17, n_embd)
@@ -318,9 +320,9 @@ typedef struct plan_tensor {
     const ellm_st_tensor *src; /* NULL: from floats */
     const float *floats;
     transform tr;
-    int64_t heads;             /* TR_PERMUTE_HEADS */
+    int64_t heads; /* TR_PERMUTE_HEADS */
     uint32_t n_dims;
-    uint64_t ne[2];            /* GGUF order: ne[0] = columns */
+    uint64_t ne[2]; /* GGUF order: ne[0] = columns */
     ellm_type type;
     const ellm_convert_options *o;
 } plan_tensor;
@@ -340,8 +342,8 @@ static edgellm_status plan_add(plan *p, const ellm_st_set *set, const hf_config 
     if (!s) {
         if (required)
             return ellm_fail(EDGELLM_ERR_FORMAT,
-                             "tensor '%s' is missing from the checkpoint (needed by %s)",
-                             src_name, c->arch->name);
+                             "tensor '%s' is missing from the checkpoint (needed by %s)", src_name,
+                             c->arch->name);
         return EDGELLM_OK;
     }
     p->used[s - set->tensors] = true;
@@ -352,7 +354,8 @@ static edgellm_status plan_add(plan *p, const ellm_st_set *set, const hf_config 
                          "tensor '%s' has shape [%llu%s%llu] but config.json implies [%lld%s%lld]",
                          src_name, (unsigned long long)s->shape[0], s->n_dims > 1 ? ", " : "",
                          s->n_dims > 1 ? (unsigned long long)s->shape[1] : 0ull,
-                         (long long)(vec ? cols : rows), vec ? "" : ", ", (long long)(vec ? 0 : cols));
+                         (long long)(vec ? cols : rows), vec ? "" : ", ",
+                         (long long)(vec ? 0 : cols));
     if (s->dtype != ELLM_ST_F32 && s->dtype != ELLM_ST_F16 && s->dtype != ELLM_ST_BF16)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                          "tensor '%s' has dtype %s; only F32, F16 and BF16 checkpoints are "
@@ -421,11 +424,12 @@ static edgellm_status build_plan(const ellm_st_set *set, const hf_config *c,
     int64_t E = c->n_embd, F = c->n_ff, hd = c->head_dim;
     int64_t q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd;
     edgellm_status st;
-#define ADD(src, dst, rows, cols, req, tr, heads)                                           \
-    if ((st = plan_add(p, set, c, o, src, dst, rows, cols, req, tr, heads)) != EDGELLM_OK)  \
+#define ADD(src, dst, rows, cols, req, tr, heads)                                                  \
+    if ((st = plan_add(p, set, c, o, src, dst, rows, cols, req, tr, heads)) != EDGELLM_OK)         \
         return st;
     ADD("model.embed_tokens.weight", "token_embd.weight", c->n_vocab, E, true, TR_NONE, 0)
-    if (rope_freqs && (st = plan_floats(p, "rope_freqs.weight", rope_freqs, c->n_rot / 2)) != EDGELLM_OK)
+    if (rope_freqs &&
+        (st = plan_floats(p, "rope_freqs.weight", rope_freqs, c->n_rot / 2)) != EDGELLM_OK)
         return st;
     if (c->factors_long &&
         ((st = plan_floats(p, "rope_factors_long.weight", c->factors_long, c->n_rot / 2)) !=
@@ -435,9 +439,9 @@ static edgellm_status build_plan(const ellm_st_set *set, const hf_config *c,
         return st;
     for (int64_t il = 0; il < c->n_layer; il++) {
         char s[160], d[96];
-#define LAYER(hf, gg, rows, cols, req, tr, heads)                                           \
-    snprintf(s, sizeof s, "model.layers.%lld.%s", (long long)il, hf);                       \
-    snprintf(d, sizeof d, "blk.%lld.%s", (long long)il, gg);                                \
+#define LAYER(hf, gg, rows, cols, req, tr, heads)                                                  \
+    snprintf(s, sizeof s, "model.layers.%lld.%s", (long long)il, hf);                              \
+    snprintf(d, sizeof d, "blk.%lld.%s", (long long)il, gg);                                       \
     ADD(s, d, rows, cols, req, tr, heads)
         LAYER("input_layernorm.weight", "attn_norm.weight", 0, E, true, norm_tr, 0)
         if (a->fused_qkv) {
@@ -462,8 +466,8 @@ static edgellm_status build_plan(const ellm_st_set *set, const hf_config *c,
             LAYER("post_attention_layernorm.weight", "post_attention_norm.weight", 0, E, true,
                   norm_tr, 0)
             LAYER("pre_feedforward_layernorm.weight", "ffn_norm.weight", 0, E, true, norm_tr, 0)
-            LAYER("post_feedforward_layernorm.weight", "post_ffw_norm.weight", 0, E, true,
-                  norm_tr, 0)
+            LAYER("post_feedforward_layernorm.weight", "post_ffw_norm.weight", 0, E, true, norm_tr,
+                  0)
         } else {
             LAYER("post_attention_layernorm.weight", "ffn_norm.weight", 0, E, true, norm_tr, 0)
         }
@@ -502,8 +506,7 @@ static edgellm_status build_plan(const ellm_st_set *set, const hf_config *c,
 
 /* ---- streaming the rows ------------------------------------------------------------------- */
 
-static void source_row(const ellm_st_tensor *s, uint64_t row, uint64_t cols, void *tmp,
-                       float *out)
+static void source_row(const ellm_st_tensor *s, uint64_t row, uint64_t cols, void *tmp, float *out)
 {
     static const unsigned size[] = {[ELLM_ST_F32] = 4, [ELLM_ST_F16] = 2, [ELLM_ST_BF16] = 2};
     uint64_t bytes = cols * size[s->dtype];
@@ -609,14 +612,14 @@ static edgellm_status write_meta(gguf_writer *w, const hf_config *c, const char 
 {
     edgellm_status st = EDGELLM_OK;
     char key[128];
-#define SET(call)                                                                           \
-    if (st == EDGELLM_OK)                                                                   \
+#define SET(call)                                                                                  \
+    if (st == EDGELLM_OK)                                                                          \
         st = call;
-#define U32(suffix, v)                                                                      \
-    snprintf(key, sizeof key, "%s.%s", c->arch->name, suffix);                                    \
+#define U32(suffix, v)                                                                             \
+    snprintf(key, sizeof key, "%s.%s", c->arch->name, suffix);                                     \
     SET(ellm_gguf_writer_set_u32(w, key, (uint32_t)(v)))
-#define F32(suffix, v)                                                                      \
-    snprintf(key, sizeof key, "%s.%s", c->arch->name, suffix);                                    \
+#define F32(suffix, v)                                                                             \
+    snprintf(key, sizeof key, "%s.%s", c->arch->name, suffix);                                     \
     SET(ellm_gguf_writer_set_f32(w, key, (float)(v)))
     SET(ellm_gguf_writer_set_str(w, "general.architecture", c->arch->name))
     SET(ellm_gguf_writer_set_str(w, "general.name", name))
@@ -655,8 +658,7 @@ static edgellm_status write_meta(gguf_writer *w, const hf_config *c, const char 
     if (c->arch->swa_rope_base > 0) {
         F32("rope.freq_base_swa", c->rope_local_base)
     }
-    if (c->arch->query_scalar_wide_layers &&
-        c->query_pre_attn_scalar != (double)c->head_dim) {
+    if (c->arch->query_scalar_wide_layers && c->query_pre_attn_scalar != (double)c->head_dim) {
         /* Runtimes that only know the published sizes infer this from the layer count; the
          * explicit multiplier keeps other shapes right. */
         F32("attention.scale", 1.0 / sqrt(c->query_pre_attn_scalar))
@@ -741,7 +743,7 @@ edgellm_status ellm_convert_hf(const char *dir, const char *out_path,
         st = write_vocab(w, dir, &c, &vocab);
     for (int i = 0; st == EDGELLM_OK && i < p.n; i++)
         st = ellm_gguf_writer_add_tensor_fill(w, p.t[i].name, p.t[i].type, p.t[i].n_dims, p.t[i].ne,
-                                         fill_tensor, &p.t[i]);
+                                              fill_tensor, &p.t[i]);
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_write(w, out_path);
     if (st == EDGELLM_OK && with_vocab)

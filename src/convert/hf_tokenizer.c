@@ -45,16 +45,15 @@ static edgellm_status load_json(const char *dir, const char *name, bool required
         if (!required)
             return EDGELLM_OK;
         return ellm_fail(EDGELLM_ERR_IO,
-                         "cannot open '%s': a Hugging Face model directory needs a %s", path,
-                         name);
+                         "cannot open '%s': a Hugging Face model directory needs a %s", path, name);
     }
     json_error_t err;
     size_t flags = strcmp(name, "tokenizer.json") == 0 ? 0 : JSON_DECODE_INT_AS_REAL;
     *out = json_loadf(f, JSON_DECODE_ANY | flags, &err);
     fclose(f);
     if (!*out)
-        return ellm_fail(EDGELLM_ERR_FORMAT, "'%s' is not valid JSON (line %d: %s)", path,
-                         err.line, err.text);
+        return ellm_fail(EDGELLM_ERR_FORMAT, "'%s' is not valid JSON (line %d: %s)", path, err.line,
+                         err.text);
     return EDGELLM_OK;
 }
 
@@ -107,7 +106,8 @@ static edgellm_status detect_pre(const hf_files *h, const char **out)
     bool byte_level = false, byte_level_regex = false, digits = false, other = false;
     size_t i;
     json_t *p;
-    json_array_foreach(list, i, p) {
+    json_array_foreach(list, i, p)
+    {
         const char *type = json_string_value(json_object_get(p, "type"));
         if (!type) {
             other = true;
@@ -177,7 +177,7 @@ static int32_t config_int(json_t *obj, const char *key, int32_t fallback)
         v = json_array_get(v, 0);
     double d = json_number_value(v);
     return json_is_number(v) && d >= 0 && d < INT32_MAX && d == (double)(int32_t)d ? (int32_t)d
-                                                                                  : fallback;
+                                                                                   : fallback;
 }
 
 /* Tokens and types: model.vocab, then added_tokens over them; holes and padding up to
@@ -194,7 +194,8 @@ static edgellm_status build_vocab(const hf_files *h, vocab_out *out)
     int64_t max_id = -1;
     const char *key;
     json_t *val;
-    json_object_foreach(vocab, key, val) {
+    json_object_foreach(vocab, key, val)
+    {
         if (!json_is_integer(val) || json_integer_value(val) < 0 ||
             json_integer_value(val) >= ELLM_HF_MAX_VOCAB)
             return ellm_fail(EDGELLM_ERR_FORMAT,
@@ -205,7 +206,8 @@ static edgellm_status build_vocab(const hf_files *h, vocab_out *out)
     }
     size_t i;
     json_t *a;
-    json_array_foreach(added, i, a) {
+    json_array_foreach(added, i, a)
+    {
         json_t *id = json_object_get(a, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
             json_integer_value(id) >= ELLM_HF_MAX_VOCAB ||
@@ -241,7 +243,8 @@ static edgellm_status build_vocab(const hf_files *h, vocab_out *out)
     out->type = calloc((size_t)n, sizeof *out->type);
     if (!out->text || !out->type)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d tokens", n);
-    json_object_foreach(vocab, key, val) {
+    json_object_foreach(vocab, key, val)
+    {
         int32_t id = (int32_t)json_integer_value(val);
         free(out->text[id]);
         out->text[id] = dup_str(key, strlen(key));
@@ -249,7 +252,8 @@ static edgellm_status build_vocab(const hf_files *h, vocab_out *out)
         if (!out->text[id])
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the vocabulary");
     }
-    json_array_foreach(added, i, a) {
+    json_array_foreach(added, i, a)
+    {
         int32_t id = (int32_t)json_integer_value(json_object_get(a, "id"));
         json_t *content = json_object_get(a, "content");
         free(out->text[id]);
@@ -257,7 +261,7 @@ static edgellm_status build_vocab(const hf_files *h, vocab_out *out)
         /* Special added tokens are control tokens; the others (e.g. <think>) are text the
          * model reads and writes, matched whole like control tokens. */
         out->type[id] = json_is_true(json_object_get(a, "special")) ? ELLM_TOKEN_CONTROL
-                                                                   : ELLM_TOKEN_USER_DEFINED;
+                                                                    : ELLM_TOKEN_USER_DEFINED;
         if (!out->text[id])
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the vocabulary");
     }
@@ -310,7 +314,8 @@ static edgellm_status write_merges(gguf_writer *w, const hf_files *h)
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the merges");
     }
     if (st == EDGELLM_OK)
-        st = ellm_gguf_writer_set_str_array(w, "tokenizer.ggml.merges", (const char *const *)strs, n);
+        st = ellm_gguf_writer_set_str_array(w, "tokenizer.ggml.merges", (const char *const *)strs,
+                                            n);
     for (size_t i = 0; i < n; i++)
         free(strs[i]);
     free(strs);
@@ -341,9 +346,8 @@ static edgellm_status write_specials(gguf_writer *w, const hf_files *h, const vo
     int32_t pad = find_token(v, token_content(json_object_get(tc, "pad_token")));
     int32_t unk = find_token(v, token_content(json_object_get(tc, "unk_token")));
     if (unk < 0)
-        unk = find_token(v, json_string_value(
-                                json_object_get(json_object_get(h->tokenizer, "model"),
-                                                "unk_token")));
+        unk = find_token(v, json_string_value(json_object_get(
+                                json_object_get(h->tokenizer, "model"), "unk_token")));
     if (bos < 0)
         bos = config_int(h->gen_config, "bos_token_id", config_int(h->config, "bos_token_id", -1));
     if (eos < 0)
@@ -388,7 +392,8 @@ static edgellm_status write_specials(gguf_writer *w, const hf_files *h, const vo
     if (json_is_array(ct)) {
         size_t i;
         json_t *e;
-        json_array_foreach(ct, i, e) {
+        json_array_foreach(ct, i, e)
+        {
             const char *nm = json_string_value(json_object_get(e, "name"));
             if (nm && !strcmp(nm, "default"))
                 tmpl = json_string_value(json_object_get(e, "template"));
@@ -411,7 +416,8 @@ edgellm_status ellm_hf_write_tokenizer(gguf_writer *w, const char *dir, int32_t 
         json_object_get(json_object_get(h.tokenizer, "normalizer"), "type"));
     const char *pre = NULL;
     vocab_out v = {0};
-    if (!mtype || strcmp(mtype, "BPE") != 0 || json_is_true(json_object_get(model, "byte_fallback")))
+    if (!mtype || strcmp(mtype, "BPE") != 0 ||
+        json_is_true(json_object_get(model, "byte_fallback")))
         st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                        "'%s/tokenizer.json' is a %s tokenizer%s; only byte-level BPE tokenizers "
                        "are supported",
@@ -435,10 +441,10 @@ edgellm_status ellm_hf_write_tokenizer(gguf_writer *w, const char *dir, int32_t 
         st = ellm_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre);
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v.text,
-                                       (uint64_t)v.n);
+                                            (uint64_t)v.n);
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, v.type,
-                                   (uint64_t)v.n);
+                                        (uint64_t)v.n);
     if (st == EDGELLM_OK)
         st = write_merges(w, &h);
     if (st == EDGELLM_OK)
@@ -464,8 +470,7 @@ static const char *architecture(json_t *config)
     return mt ? mt : "llama";
 }
 
-edgellm_status ellm_convert_hf_vocab_only(const char *dir, const char *out_path,
-                                          const char *name)
+edgellm_status ellm_convert_hf_vocab_only(const char *dir, const char *out_path, const char *name)
 {
     json_t *config = NULL;
     edgellm_status st = load_json(dir, "config.json", false, &config);

@@ -29,7 +29,6 @@ edgellm_status ellm_hf_write_tokenizer(gguf_writer *w, const char *dir, int32_t 
  * general.architecture from config.json's model_type ("llama" without config.json),
  * general.name (name, or the directory's base name) and the tokenizer keys above.
  */
-edgellm_status ellm_convert_hf_vocab_only(const char *dir, const char *out_path,
-                                          const char *name);
+edgellm_status ellm_convert_hf_vocab_only(const char *dir, const char *out_path, const char *name);
 
 #endif

@@ -70,16 +70,22 @@ static edgellm_status map_tensors(const ellm_mapped_file *f, const char *path, c
     uint64_t head = dim / (uint64_t)c->n_heads, kv_dim = head * (uint64_t)c->n_kv_heads;
     uint64_t vocab = (uint64_t)c->vocab_size;
     struct part {
-        const char *name; /* NULL: skipped */
+        const char *name;              /* NULL: skipped */
         uint64_t per_layer_rows, cols; /* rows = output dim (ne1), cols = input dim (ne0) */
         bool layered;
     } parts[] = {
-        {"token_embd", vocab, dim, false}, {"attn_norm", 1, dim, true},
-        {"attn_q", dim, dim, true},        {"attn_k", kv_dim, dim, true},
-        {"attn_v", kv_dim, dim, true},     {"attn_output", dim, dim, true},
-        {"ffn_norm", 1, dim, true},        {"ffn_gate", hid, dim, true},
-        {"ffn_down", dim, hid, true},      {"ffn_up", hid, dim, true},
-        {"output_norm", 1, dim, false},    {NULL, (uint64_t)c->seq_len, head / 2, false},
+        {"token_embd", vocab, dim, false},
+        {"attn_norm", 1, dim, true},
+        {"attn_q", dim, dim, true},
+        {"attn_k", kv_dim, dim, true},
+        {"attn_v", kv_dim, dim, true},
+        {"attn_output", dim, dim, true},
+        {"ffn_norm", 1, dim, true},
+        {"ffn_gate", hid, dim, true},
+        {"ffn_down", dim, hid, true},
+        {"ffn_up", hid, dim, true},
+        {"output_norm", 1, dim, false},
+        {NULL, (uint64_t)c->seq_len, head / 2, false},
         {NULL, (uint64_t)c->seq_len, head / 2, false},
         {c->shared_classifier ? NULL : "output", vocab, dim, false},
     };
@@ -99,8 +105,8 @@ static edgellm_status map_tensors(const ellm_mapped_file *f, const char *path, c
             if (parts[p].name) {
                 l2c_tensor *t = &out[n++];
                 if (parts[p].layered)
-                    snprintf(t->name, sizeof t->name, "blk.%llu.%s.weight",
-                             (unsigned long long)l, parts[p].name);
+                    snprintf(t->name, sizeof t->name, "blk.%llu.%s.weight", (unsigned long long)l,
+                             parts[p].name);
                 else
                     snprintf(t->name, sizeof t->name, "%s.weight", parts[p].name);
                 t->data = (const float *)((const uint8_t *)f->data + offset);
@@ -167,8 +173,8 @@ static edgellm_status read_vocab(const char *path, int32_t n, l2c_vocab *v)
         pos += 8;
         if (!isfinite(v->scores[i])) {
             st = ellm_fail(EDGELLM_ERR_FORMAT,
-                           "'%s': token %d has a score of %g; scores must be finite numbers",
-                           path, i, v->scores[i]);
+                           "'%s': token %d has a score of %g; scores must be finite numbers", path,
+                           i, v->scores[i]);
             break;
         }
         if (len < 0 || (uint64_t)len > f.size - pos) {
@@ -211,8 +217,7 @@ static edgellm_status read_vocab(const char *path, int32_t n, l2c_vocab *v)
                 text[--tl] = '\0';
             size_t lead = strspn(text, "\n");
             memmove(text, text + lead, tl - lead + 1);
-        }
-        else if (len == 6 && !memcmp(t, "<0x", 3) && t[5] == '>')
+        } else if (len == 6 && !memcmp(t, "<0x", 3) && t[5] == '>')
             v->types[i] = 6; /* BYTE */
         else
             v->types[i] = 1; /* NORMAL */
@@ -239,8 +244,8 @@ static edgellm_status fill_tensor(void *user, void *dst, uint64_t n_bytes)
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "the checkpoint holds %s at row %llu, column %lld: it is broken "
                              "and would only compute NaN; nothing was written",
-                             isnan(row[bad]) ? "NaN" : "an infinite value",
-                             (unsigned long long)r, (long long)bad);
+                             isnan(row[bad]) ? "NaN" : "an infinite value", (unsigned long long)r,
+                             (long long)bad);
         ellm_quantize_row(t->type, row, (uint8_t *)dst + r * row_bytes, (int64_t)t->ne[0]);
     }
     return EDGELLM_OK;
@@ -260,26 +265,27 @@ static ellm_type choose_type(const l2c_tensor *t, const ellm_convert_options *o)
 }
 
 static edgellm_status write_gguf(const l2c_config *c, const l2c_vocab *v, l2c_tensor *tensors,
-                                 int n_tensors, const char *out_path,
-                                 const ellm_convert_options *o, const char *name)
+                                 int n_tensors, const char *out_path, const ellm_convert_options *o,
+                                 const char *name)
 {
     gguf_writer *w = ellm_gguf_writer_create();
     if (!w)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the GGUF writer");
-    ellm_llama_meta meta = {name, o->out_type, c->seq_len, c->dim, c->n_layers, c->hidden_dim,
-                            c->n_heads, c->n_kv_heads, c->dim / c->n_heads, 10000.0f, 1e-5f};
+    ellm_llama_meta meta = {
+        name,       o->out_type,   c->seq_len,          c->dim,   c->n_layers, c->hidden_dim,
+        c->n_heads, c->n_kv_heads, c->dim / c->n_heads, 10000.0f, 1e-5f};
     edgellm_status st = ellm_write_llama_meta(w, &meta);
-#define SET(call)                                                                           \
-    if (st == EDGELLM_OK)                                                                   \
+#define SET(call)                                                                                  \
+    if (st == EDGELLM_OK)                                                                          \
         st = call;
     SET(ellm_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size))
     SET(ellm_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama"))
     SET(ellm_gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens,
-                                  (uint64_t)v->n))
+                                       (uint64_t)v->n))
     SET(ellm_gguf_writer_set_array(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, v->scores,
-                              (uint64_t)v->n))
+                                   (uint64_t)v->n))
     SET(ellm_gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, v->types,
-                              (uint64_t)v->n))
+                                   (uint64_t)v->n))
     SET(ellm_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1))
     SET(ellm_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2))
     SET(ellm_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0))
@@ -289,7 +295,8 @@ static edgellm_status write_gguf(const l2c_config *c, const l2c_vocab *v, l2c_te
     for (int i = 0; st == EDGELLM_OK && i < n_tensors; i++) {
         l2c_tensor *t = &tensors[i];
         t->type = choose_type(t, o);
-        st = ellm_gguf_writer_add_tensor_fill(w, t->name, t->type, t->n_dims, t->ne, fill_tensor, t);
+        st = ellm_gguf_writer_add_tensor_fill(w, t->name, t->type, t->n_dims, t->ne, fill_tensor,
+                                              t);
     }
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_write(w, out_path);

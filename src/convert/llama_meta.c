@@ -24,8 +24,8 @@ uint32_t ellm_gguf_file_type(ellm_type weight_type)
 edgellm_status ellm_write_llama_meta(gguf_writer *w, const ellm_llama_meta *m)
 {
     edgellm_status st = EDGELLM_OK;
-#define SET(call)                                                                           \
-    if (st == EDGELLM_OK)                                                                   \
+#define SET(call)                                                                                  \
+    if (st == EDGELLM_OK)                                                                          \
         st = call;
     SET(ellm_gguf_writer_set_str(w, "general.architecture", "llama"))
     SET(ellm_gguf_writer_set_str(w, "general.name", m->name))

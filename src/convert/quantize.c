@@ -27,7 +27,7 @@ typedef struct requant_rows {
     const requant *r;
     uint8_t *dst;
     uint64_t n_rows, src_rb, dst_rb;
-    float *rows; /* one float row per thread */
+    float *rows;     /* one float row per thread */
     int64_t bad_row; /* a row holding NaN or infinity, -1 while none is found */
 } requant_rows;
 
@@ -164,8 +164,8 @@ typedef enum recipe_id {
     RECIPE_Q3_K_M,
     RECIPE_Q3_K_L,
     RECIPE_IQ4_XS,
-    RECIPE_K_S,    /* Q4_K_S / Q5_K_S: a few early attn_v and ffn_down layers one step up */
-    RECIPE_K_M,    /* Q4_K_M / Q5_K_M: attn_v and ffn_down of about half the layers at Q6_K */
+    RECIPE_K_S, /* Q4_K_S / Q5_K_S: a few early attn_v and ffn_down layers one step up */
+    RECIPE_K_M, /* Q4_K_M / Q5_K_M: attn_v and ffn_down of about half the layers at Q6_K */
     RECIPE_Q6_K,
 } recipe_id;
 
@@ -177,13 +177,19 @@ typedef struct recipe {
 } recipe;
 
 static const recipe recipes[] = {
-    {"Q2_K", RECIPE_Q2_K, ELLM_TYPE_Q2_K, 10},     {"Q3_K_S", RECIPE_Q3_K_S, ELLM_TYPE_Q3_K, 11},
-    {"Q3_K_M", RECIPE_Q3_K_M, ELLM_TYPE_Q3_K, 12}, {"Q3_K_L", RECIPE_Q3_K_L, ELLM_TYPE_Q3_K, 13},
-    {"Q4_K_S", RECIPE_K_S, ELLM_TYPE_Q4_K, 14},    {"Q4_K_M", RECIPE_K_M, ELLM_TYPE_Q4_K, 15},
-    {"Q5_K_S", RECIPE_K_S, ELLM_TYPE_Q5_K, 16},    {"Q5_K_M", RECIPE_K_M, ELLM_TYPE_Q5_K, 17},
-    {"Q6_K", RECIPE_Q6_K, ELLM_TYPE_Q6_K, 18},     {"IQ4_XS", RECIPE_IQ4_XS, ELLM_TYPE_IQ4_XS, 30},
+    {"Q2_K", RECIPE_Q2_K, ELLM_TYPE_Q2_K, 10},
+    {"Q3_K_S", RECIPE_Q3_K_S, ELLM_TYPE_Q3_K, 11},
+    {"Q3_K_M", RECIPE_Q3_K_M, ELLM_TYPE_Q3_K, 12},
+    {"Q3_K_L", RECIPE_Q3_K_L, ELLM_TYPE_Q3_K, 13},
+    {"Q4_K_S", RECIPE_K_S, ELLM_TYPE_Q4_K, 14},
+    {"Q4_K_M", RECIPE_K_M, ELLM_TYPE_Q4_K, 15},
+    {"Q5_K_S", RECIPE_K_S, ELLM_TYPE_Q5_K, 16},
+    {"Q5_K_M", RECIPE_K_M, ELLM_TYPE_Q5_K, 17},
+    {"Q6_K", RECIPE_Q6_K, ELLM_TYPE_Q6_K, 18},
+    {"IQ4_XS", RECIPE_IQ4_XS, ELLM_TYPE_IQ4_XS, 30},
     /* The bare K types mean their usual mix. */
-    {"Q3_K", RECIPE_Q3_K_S, ELLM_TYPE_Q3_K, 11},   {"Q4_K", RECIPE_K_M, ELLM_TYPE_Q4_K, 15},
+    {"Q3_K", RECIPE_Q3_K_S, ELLM_TYPE_Q3_K, 11},
+    {"Q4_K", RECIPE_K_M, ELLM_TYPE_Q4_K, 15},
     {"Q5_K", RECIPE_K_M, ELLM_TYPE_Q5_K, 17},
 };
 
@@ -247,13 +253,23 @@ static ellm_type small_block_substitute(ellm_type want, int64_t n_cols)
     switch (want) {
     case ELLM_TYPE_Q2_K:
     case ELLM_TYPE_Q3_K:
-    case ELLM_TYPE_IQ4_XS: chain[0] = ELLM_TYPE_IQ4_NL; chain[1] = ELLM_TYPE_Q4_0; break;
-    case ELLM_TYPE_Q4_K: chain[0] = ELLM_TYPE_Q5_0; chain[1] = ELLM_TYPE_Q4_0; break;
-    case ELLM_TYPE_Q5_K: chain[0] = ELLM_TYPE_Q5_1; chain[1] = ELLM_TYPE_Q5_0; break;
+    case ELLM_TYPE_IQ4_XS:
+        chain[0] = ELLM_TYPE_IQ4_NL;
+        chain[1] = ELLM_TYPE_Q4_0;
+        break;
+    case ELLM_TYPE_Q4_K:
+        chain[0] = ELLM_TYPE_Q5_0;
+        chain[1] = ELLM_TYPE_Q4_0;
+        break;
+    case ELLM_TYPE_Q5_K:
+        chain[0] = ELLM_TYPE_Q5_1;
+        chain[1] = ELLM_TYPE_Q5_0;
+        break;
     default: break;
     }
     for (int i = 0; i < 3; i++)
-        if (ellm_type_supported(chain[i]) && n_cols % ellm_type_traits_of(chain[i])->block_size == 0)
+        if (ellm_type_supported(chain[i]) &&
+            n_cols % ellm_type_traits_of(chain[i])->block_size == 0)
             return chain[i];
     return ELLM_TYPE_F16;
 }
@@ -262,7 +278,8 @@ static ellm_type small_block_substitute(ellm_type want, int64_t n_cols)
  * Types this build does not have give way to the next best it has. */
 static ellm_type recipe_wish(const recipe *r, const gguf_tensor_info *t, const model_shape *m)
 {
-    bool head = name_is(t->name, "output.weight") || (m->tied && name_is(t->name, "token_embd.weight"));
+    bool head = name_is(t->name, "output.weight") ||
+                (m->tied && name_is(t->name, "token_embd.weight"));
     if (head)
         return first_supported(ELLM_TYPE_Q6_K, ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0);
     int layer = layer_of(t->name);
@@ -379,7 +396,8 @@ edgellm_status ellm_quantize_model_recipe(const char *in_path, const char *out_p
  * the quantized file is the model alone. */
 static bool is_training_state(gguf_str name)
 {
-    return (name.len > 7 && (!memcmp(name.data, "adam_m.", 7) || !memcmp(name.data, "adam_v.", 7))) ||
+    return (name.len > 7 &&
+            (!memcmp(name.data, "adam_m.", 7) || !memcmp(name.data, "adam_v.", 7))) ||
            (name.len > 6 && !memcmp(name.data, "train.", 6));
 }
 
@@ -443,8 +461,8 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
             continue;
         bool fell_back;
         ellm_type wanted;
-        jobs[i] = (requant){t, choose(t, r, &shape, &fell_back, &wanted), o, kept++, n_kept, pool,
-                            NULL, NULL};
+        jobs[i] = (requant){
+            t, choose(t, r, &shape, &fell_back, &wanted), o, kept++, n_kept, pool, NULL, NULL};
         char *name = ellm_gguf_str_dup(t->name);
         jobs[i].name = name;
         if (!name) {
@@ -456,7 +474,7 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
         if (fell_back && o->on_fallback)
             o->on_fallback(o->user, name, wanted, jobs[i].type);
         st = ellm_gguf_writer_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne,
-                                         fill_requantized, &jobs[i]);
+                                              fill_requantized, &jobs[i]);
     }
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_write(w, out_path);

@@ -14,13 +14,13 @@ static const struct {
     const char *name;
     unsigned size;
 } dtypes[ELLM_ST_DTYPE_COUNT] = {
-    [ELLM_ST_BOOL] = {"BOOL", 1},     [ELLM_ST_U8] = {"U8", 1},
-    [ELLM_ST_I8] = {"I8", 1},         [ELLM_ST_F8_E4M3] = {"F8_E4M3", 1},
+    [ELLM_ST_BOOL] = {"BOOL", 1},       [ELLM_ST_U8] = {"U8", 1},
+    [ELLM_ST_I8] = {"I8", 1},           [ELLM_ST_F8_E4M3] = {"F8_E4M3", 1},
     [ELLM_ST_F8_E5M2] = {"F8_E5M2", 1}, [ELLM_ST_I16] = {"I16", 2},
-    [ELLM_ST_U16] = {"U16", 2},       [ELLM_ST_F16] = {"F16", 2},
-    [ELLM_ST_BF16] = {"BF16", 2},     [ELLM_ST_I32] = {"I32", 4},
-    [ELLM_ST_U32] = {"U32", 4},       [ELLM_ST_F32] = {"F32", 4},
-    [ELLM_ST_I64] = {"I64", 8},       [ELLM_ST_U64] = {"U64", 8},
+    [ELLM_ST_U16] = {"U16", 2},         [ELLM_ST_F16] = {"F16", 2},
+    [ELLM_ST_BF16] = {"BF16", 2},       [ELLM_ST_I32] = {"I32", 4},
+    [ELLM_ST_U32] = {"U32", 4},         [ELLM_ST_F32] = {"F32", 4},
+    [ELLM_ST_I64] = {"I64", 8},         [ELLM_ST_U64] = {"U64", 8},
     [ELLM_ST_F64] = {"F64", 8},
 };
 
@@ -68,8 +68,8 @@ static edgellm_status parse_entry(const char *what, const char *name, const json
     for (size_t d = 0; d < nd; d++) {
         if (!get_uint(json_array_get(shape, d), &t->shape[d]))
             return ellm_fail(EDGELLM_ERR_FORMAT,
-                             "%s: tensor '%s': shape entry %zu is not a non-negative integer",
-                             what, name, d);
+                             "%s: tensor '%s': shape entry %zu is not a non-negative integer", what,
+                             name, d);
         if (!ellm_mul_u64(n, t->shape[d], &n))
             return ellm_fail(EDGELLM_ERR_FORMAT, "%s: tensor '%s': shape overflows", what, name);
     }
@@ -105,7 +105,9 @@ typedef struct span {
 static int cmp_span(const void *a, const void *b)
 {
     const span *x = a, *y = b;
-    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+    return x->begin < y->begin   ? -1
+           : x->begin > y->begin ? 1
+                                 : (x->end > y->end) - (x->end < y->end);
 }
 
 static edgellm_status grow(ellm_st_set *set, size_t extra)
@@ -155,7 +157,8 @@ edgellm_status ellm_st_parse(const void *data, size_t size, const char *what, in
     const char *key;
     json_t *value;
     if (st == EDGELLM_OK) {
-        json_object_foreach(root, key, value) {
+        json_object_foreach(root, key, value)
+        {
             if (!strcmp(key, "__metadata__")) {
                 if (!json_is_object(value)) {
                     st = ellm_fail(EDGELLM_ERR_FORMAT, "%s: __metadata__ is not an object", what);
@@ -196,8 +199,8 @@ edgellm_status ellm_st_parse(const void *data, size_t size, const char *what, in
                                (unsigned long long)spans[i].end);
             else if (spans[i].begin > at)
                 st = ellm_fail(EDGELLM_ERR_FORMAT,
-                               "%s: %llu unindexed bytes before tensor '%s' (corrupt header)",
-                               what, (unsigned long long)(spans[i].begin - at), name);
+                               "%s: %llu unindexed bytes before tensor '%s' (corrupt header)", what,
+                               (unsigned long long)(spans[i].begin - at), name);
             at = spans[i].end;
         }
         if (st == EDGELLM_OK && at != data_size)
@@ -272,7 +275,8 @@ static edgellm_status open_index(const char *dir, const char *index_path, ellm_s
     const char *name;
     json_t *file;
     if (st == EDGELLM_OK) {
-        json_object_foreach(map, name, file) {
+        json_object_foreach(map, name, file)
+        {
             if (!json_is_string(file)) {
                 st = ellm_fail(EDGELLM_ERR_FORMAT, "%s: weight_map['%s'] is not a file name",
                                index_path, name);
@@ -286,10 +290,11 @@ static edgellm_status open_index(const char *dir, const char *index_path, ellm_s
         st = sort_unique(set);
     if (st == EDGELLM_OK) {
         /* The index and the shards must agree on where every tensor is. */
-        json_object_foreach(map, name, file) {
+        json_object_foreach(map, name, file)
+        {
             const ellm_st_tensor *t = ellm_st_find(set, name);
-            if (!t || strcmp(strrchr(set->file_names[t->shard], '/') + 1,
-                             json_string_value(file)) != 0) {
+            if (!t ||
+                strcmp(strrchr(set->file_names[t->shard], '/') + 1, json_string_value(file)) != 0) {
                 st = ellm_fail(EDGELLM_ERR_FORMAT,
                                "%s places tensor '%s' in %s, but that shard does not hold it",
                                index_path, name, json_string_value(file));
@@ -322,8 +327,10 @@ edgellm_status ellm_st_open_dir(const char *dir, ellm_st_set *out)
     } else {
         st = add_file(out, dir, "model.safetensors");
         if (st != EDGELLM_OK && out->n_files == 0)
-            st = ellm_fail_wrap(st, "%s has neither model.safetensors nor "
-                                    "model.safetensors.index.json", dir);
+            st = ellm_fail_wrap(st,
+                                "%s has neither model.safetensors nor "
+                                "model.safetensors.index.json",
+                                dir);
         if (st == EDGELLM_OK)
             st = sort_unique(out);
     }

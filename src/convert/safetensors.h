@@ -16,9 +16,22 @@
 #define ELLM_ST_MAX_HEADER (100u * 1000u * 1000u)
 
 typedef enum ellm_st_dtype {
-    ELLM_ST_BOOL, ELLM_ST_U8, ELLM_ST_I8, ELLM_ST_F8_E4M3, ELLM_ST_F8_E5M2, ELLM_ST_I16,
-    ELLM_ST_U16, ELLM_ST_F16, ELLM_ST_BF16, ELLM_ST_I32, ELLM_ST_U32, ELLM_ST_F32, ELLM_ST_I64,
-    ELLM_ST_U64, ELLM_ST_F64, ELLM_ST_DTYPE_COUNT
+    ELLM_ST_BOOL,
+    ELLM_ST_U8,
+    ELLM_ST_I8,
+    ELLM_ST_F8_E4M3,
+    ELLM_ST_F8_E5M2,
+    ELLM_ST_I16,
+    ELLM_ST_U16,
+    ELLM_ST_F16,
+    ELLM_ST_BF16,
+    ELLM_ST_I32,
+    ELLM_ST_U32,
+    ELLM_ST_F32,
+    ELLM_ST_I64,
+    ELLM_ST_U64,
+    ELLM_ST_F64,
+    ELLM_ST_DTYPE_COUNT
 } ellm_st_dtype;
 
 typedef struct ellm_st_tensor {
@@ -29,7 +42,7 @@ typedef struct ellm_st_tensor {
     uint64_t n_elements;
     const uint8_t *data; /* into the mapping */
     uint64_t n_bytes;
-    int shard;           /* index of the file it lives in */
+    int shard; /* index of the file it lives in */
 } ellm_st_tensor;
 
 /* The tensors of one model: one file or all shards of an index. */

@@ -91,8 +91,7 @@ static bool next_field(pb_reader *r, pb_field *f, bool *bad)
             return true;
         }
         break;
-    default:
-        break; /* groups (3, 4) are not used by SentencePiece */
+    default: break; /* groups (3, 4) are not used by SentencePiece */
     }
     *bad = true;
     return false;
@@ -202,8 +201,12 @@ static edgellm_status parse_normalizer(const char *path, const pb_field *f, spm_
 static edgellm_status parse_model(const char *path, const uint8_t *data, size_t size, spm_model *m)
 {
     /* proto2 defaults for fields a file leaves out */
-    *m = (spm_model){.model_type = SPM_UNIGRAM, .unk_id = 0, .bos_id = 1, .eos_id = 2,
-                     .add_dummy_prefix = true, .remove_extra_whitespaces = true,
+    *m = (spm_model){.model_type = SPM_UNIGRAM,
+                     .unk_id = 0,
+                     .bos_id = 1,
+                     .eos_id = 2,
+                     .add_dummy_prefix = true,
+                     .remove_extra_whitespaces = true,
                      .escape_whitespaces = true};
     pb_reader r = {data, data + size};
     pb_field f;
@@ -287,13 +290,13 @@ static edgellm_status write_vocab(gguf_writer *w, const spm_model *m)
         st = ellm_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)texts,
-                                       (uint64_t)n);
+                                            (uint64_t)n);
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_set_array(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores,
-                                   (uint64_t)n);
+                                        (uint64_t)n);
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types,
-                                   (uint64_t)n);
+                                        (uint64_t)n);
     if (st == EDGELLM_OK)
         st = set_special(w, "tokenizer.ggml.unknown_token_id", m->unk_id, n);
     if (st == EDGELLM_OK)

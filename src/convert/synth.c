@@ -39,7 +39,7 @@ typedef struct synth_tensor {
     uint64_t ne[2];
     uint32_t n_dims;
     ellm_type type;
-    float scale;   /* standard deviation of the random values (norms: 1 +/- scale) */
+    float scale; /* standard deviation of the random values (norms: 1 +/- scale) */
     bool is_norm;
     uint64_t seed;
 } synth_tensor;
@@ -101,8 +101,8 @@ edgellm_status ellm_synth_model(const ellm_synth_shape *shape, ellm_type type,
         type != ELLM_TYPE_Q4_0 && type != ELLM_TYPE_BF16)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "synth cannot write %s weights yet",
                          ellm_type_name(type));
-    if (shape->n_embd <= 0 || shape->n_layer <= 0 || shape->n_head <= 0 ||
-        shape->n_head_kv <= 0 || shape->n_ff <= 0 || shape->n_embd % shape->n_head != 0 ||
+    if (shape->n_embd <= 0 || shape->n_layer <= 0 || shape->n_head <= 0 || shape->n_head_kv <= 0 ||
+        shape->n_ff <= 0 || shape->n_embd % shape->n_head != 0 ||
         shape->n_head % shape->n_head_kv != 0 || (shape->n_embd / shape->n_head) % 2 != 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "inconsistent shape: embedding %d must split into %d heads of even size, "
@@ -135,20 +135,20 @@ edgellm_status ellm_synth_model(const ellm_synth_shape *shape, ellm_type type,
     /* Rows that do not split into blocks (none in the presets; custom shapes may) stay F16. */
     ellm_type row_type = type;
     int n = 0;
-#define ADD(nm, cols, rows, sc, norm)                                                       \
-    do {                                                                                    \
-        synth_tensor *t_ = &ts[n++];                                                        \
-        snprintf(t_->name, sizeof t_->name, "%s", nm);                                      \
-        t_->ne[0] = (cols);                                                                 \
-        t_->ne[1] = (rows);                                                                 \
-        t_->n_dims = (rows) == 1 ? 1 : 2;                                                   \
-        t_->is_norm = norm;                                                                 \
-        t_->type = norm ? ELLM_TYPE_F32 : row_type;                                         \
-        const ellm_type_traits *tr_ = ellm_type_traits_of(t_->type);                        \
-        if (t_->ne[0] % tr_->block_size != 0)                                               \
-            t_->type = ELLM_TYPE_F16;                                                       \
-        t_->scale = sc;                                                                     \
-        t_->seed = seed * 1000003u + (uint64_t)n;                                           \
+#define ADD(nm, cols, rows, sc, norm)                                                              \
+    do {                                                                                           \
+        synth_tensor *t_ = &ts[n++];                                                               \
+        snprintf(t_->name, sizeof t_->name, "%s", nm);                                             \
+        t_->ne[0] = (cols);                                                                        \
+        t_->ne[1] = (rows);                                                                        \
+        t_->n_dims = (rows) == 1 ? 1 : 2;                                                          \
+        t_->is_norm = norm;                                                                        \
+        t_->type = norm ? ELLM_TYPE_F32 : row_type;                                                \
+        const ellm_type_traits *tr_ = ellm_type_traits_of(t_->type);                               \
+        if (t_->ne[0] % tr_->block_size != 0)                                                      \
+            t_->type = ELLM_TYPE_F16;                                                              \
+        t_->scale = sc;                                                                            \
+        t_->seed = seed * 1000003u + (uint64_t)n;                                                  \
     } while (0)
     ADD("token_embd.weight", d, n_vocab, 0.02f, false);
     ADD("output_norm.weight", d, 1, 0.05f, true);
@@ -157,8 +157,8 @@ edgellm_status ellm_synth_model(const ellm_synth_shape *shape, ellm_type type,
     float proj = 1.0f / sqrtf((float)d), down = 1.0f / sqrtf((float)ff);
     for (int l = 0; l < shape->n_layer; l++) {
         char nm[64];
-#define LAYER(suffix, cols, rows, sc, norm)                                                 \
-    snprintf(nm, sizeof nm, "blk.%d." suffix ".weight", l);                                 \
+#define LAYER(suffix, cols, rows, sc, norm)                                                        \
+    snprintf(nm, sizeof nm, "blk.%d." suffix ".weight", l);                                        \
     ADD(nm, cols, rows, sc, norm);
         LAYER("attn_norm", d, 1, 0.05f, true)
         LAYER("attn_q", d, d, proj, false)
@@ -174,17 +174,26 @@ edgellm_status ellm_synth_model(const ellm_synth_shape *shape, ellm_type type,
 #undef ADD
     char name[96];
     snprintf(name, sizeof name, "synthetic %s", shape->name);
-    ellm_llama_meta meta = {name, type, shape->n_ctx, shape->n_embd, shape->n_layer, shape->n_ff,
-                            shape->n_head, shape->n_head_kv, hd, shape->rope_base, 1e-5f};
+    ellm_llama_meta meta = {name,
+                            type,
+                            shape->n_ctx,
+                            shape->n_embd,
+                            shape->n_layer,
+                            shape->n_ff,
+                            shape->n_head,
+                            shape->n_head_kv,
+                            hd,
+                            shape->rope_base,
+                            1e-5f};
     st = ellm_write_llama_meta(w, &meta);
-#define SET(call)                                                                           \
-    if (st == EDGELLM_OK)                                                                   \
+#define SET(call)                                                                                  \
+    if (st == EDGELLM_OK)                                                                          \
         st = call;
     SET(copy_vocab(w, donor))
 #undef SET
     for (int i = 0; st == EDGELLM_OK && i < n; i++)
         st = ellm_gguf_writer_add_tensor_fill(w, ts[i].name, ts[i].type, ts[i].n_dims, ts[i].ne,
-                                         fill_random, &ts[i]);
+                                              fill_random, &ts[i]);
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_write(w, out_path);
     ellm_gguf_writer_free(w);

@@ -43,9 +43,9 @@ typedef enum ellm_type {
 } ellm_type;
 
 typedef struct ellm_type_traits {
-    const char *name;      /* NULL for numbers the format does not (or no longer) assign */
-    uint32_t block_size;   /* elements per block */
-    uint32_t block_bytes;  /* bytes per block */
+    const char *name;     /* NULL for numbers the format does not (or no longer) assign */
+    uint32_t block_size;  /* elements per block */
+    uint32_t block_bytes; /* bytes per block */
 } ellm_type_traits;
 
 /* Traits of a type number read from a file; NULL when the number is not a known type. */

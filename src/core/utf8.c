@@ -9,7 +9,10 @@ int ellm_utf8_lead(uint8_t b, uint32_t *part)
         return 0;
     }
     /* C0 and C1 could only start overlong forms, F5 and above only values past U+10FFFF. */
-    int need = b >= 0xC2 && b < 0xE0 ? 1 : b >= 0xE0 && b < 0xF0 ? 2 : b >= 0xF0 && b < 0xF5 ? 3 : -1;
+    int need = b >= 0xC2 && b < 0xE0   ? 1
+               : b >= 0xE0 && b < 0xF0 ? 2
+               : b >= 0xF0 && b < 0xF5 ? 3
+                                       : -1;
     if (need > 0)
         *part = b & (0x3Fu >> need);
     return need;

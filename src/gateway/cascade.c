@@ -6,7 +6,7 @@
 #include "gateway/edge.h"
 
 bool ellm_gw_edge_answer_run(gw_edge_answer *a, srv_server *srv, json_t *body,
-                        srv_endpoint_kind kind, double deadline, srv_api_error *err)
+                             srv_endpoint_kind kind, double deadline, srv_api_error *err)
 {
     memset(a, 0, sizeof *a);
     if (!(a->req = ellm_srv_request_new())) {
@@ -15,7 +15,7 @@ bool ellm_gw_edge_answer_run(gw_edge_answer *a, srv_server *srv, json_t *body,
     }
     srv_request *r = a->req;
     if (!ellm_srv_parse_completion(body, kind, srv->model, srv->model_id,
-                              ellm_srv_scheduler_n_ctx(srv->sched), r, &a->opts, err))
+                                   ellm_srv_scheduler_n_ctx(srv->sched), r, &a->opts, err))
         return false;
     int32_t room = ellm_srv_scheduler_n_ctx(srv->sched) - r->n_prompt;
     int32_t max_tokens = r->max_tokens < 0 || r->max_tokens > room ? room : r->max_tokens;
@@ -53,7 +53,7 @@ bool ellm_gw_edge_answer_run(gw_edge_answer *a, srv_server *srv, json_t *body,
         int stopped = 0;
         ok = edgellm_text_stream_push(text, t, &piece, &len, &stopped) == EDGELLM_OK &&
              ellm_gw_events_push(&a->events, &a->n_events, &a->cap_events, t, piece ? piece : "",
-                            len);
+                                 len);
         if (stopped) {
             a->finish = SRV_FINISH_STOP;
             break;
@@ -72,7 +72,7 @@ bool ellm_gw_edge_answer_run(gw_edge_answer *a, srv_server *srv, json_t *body,
     ellm_gw_edge_close(&e);
     if (!ok)
         ellm_srv_error_set(err, 500, "server_error", NULL, NULL,
-                      "the edge model could not answer: %s", edgellm_last_error());
+                           "the edge model could not answer: %s", edgellm_last_error());
     return ok;
 }
 

@@ -23,7 +23,7 @@ typedef struct gw_edge_answer {
 /* Generates the answer to body (one choice) on the edge model. False with err set for an
  * invalid request (400) or a failure (500). */
 bool ellm_gw_edge_answer_run(gw_edge_answer *a, srv_server *srv, json_t *body,
-                        srv_endpoint_kind kind, double deadline, srv_api_error *err);
+                             srv_endpoint_kind kind, double deadline, srv_api_error *err);
 void ellm_gw_edge_answer_free(gw_edge_answer *a);
 
 #endif

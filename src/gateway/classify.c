@@ -49,8 +49,7 @@ static size_t shorter(const char *text, size_t len, int32_t have, int32_t want)
     return ellm_utf8_char_start(text, cut);
 }
 
-static int32_t common_prefix(const edgellm_token *a, int32_t na, const edgellm_token *b,
-                             int32_t nb)
+static int32_t common_prefix(const edgellm_token *a, int32_t na, const edgellm_token *b, int32_t nb)
 {
     int32_t i = 0;
     while (i < na && i < nb && a[i] == b[i])
@@ -88,7 +87,8 @@ static bool score_tail(gw_edge *e, const token_list *full, int32_t start, double
 }
 
 bool ellm_gw_classify(srv_server *srv, const char *text, size_t len, const char *const *labels,
-                 int n_labels, bool truncate, gw_classification *out, char *err, size_t err_cap)
+                      int n_labels, bool truncate, gw_classification *out, char *err,
+                      size_t err_cap)
 {
     memset(out, 0, sizeof *out);
     if (n_labels < 1 || n_labels > GW_CLASSIFY_MAX_LABELS) {

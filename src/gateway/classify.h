@@ -18,12 +18,13 @@ typedef struct gw_classification {
     double logprob[GW_CLASSIFY_MAX_LABELS];     /* log p(label | prompt) */
     double probability[GW_CLASSIFY_MAX_LABELS]; /* softmax over the labels */
     int n_prompt_tokens;
-    bool truncated;                             /* the input was cut to fit the context */
+    bool truncated; /* the input was cut to fit the context */
 } gw_classification;
 
 /* Scores n_labels labels (1..GW_CLASSIFY_MAX_LABELS) for text. An input too long for one edge
  * context is cut to its beginning when truncate is set, else refused. False with err set. */
 bool ellm_gw_classify(srv_server *srv, const char *text, size_t len, const char *const *labels,
-                 int n_labels, bool truncate, gw_classification *out, char *err, size_t err_cap);
+                      int n_labels, bool truncate, gw_classification *out, char *err,
+                      size_t err_cap);
 
 #endif

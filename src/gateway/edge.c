@@ -57,7 +57,8 @@ edgellm_token ellm_gw_argmax(const float *logits, int32_t n_vocab)
     return best;
 }
 
-double ellm_gw_logprob(const float *logits, int32_t n_vocab, edgellm_token token, double temperature)
+double ellm_gw_logprob(const float *logits, int32_t n_vocab, edgellm_token token,
+                       double temperature)
 {
     double t = temperature > 0 ? temperature : 1;
     double m = logits[ellm_gw_argmax(logits, n_vocab)] / t, z = 0;
@@ -81,7 +82,7 @@ edgellm_token ellm_gw_sample(const float *logits, int32_t n_vocab, double temper
 }
 
 bool ellm_gw_events_push(srv_event **events, size_t *n, size_t *cap, edgellm_token token,
-                    const char *text, size_t len)
+                         const char *text, size_t len)
 {
     if (*n == *cap) {
         size_t grown = *cap ? *cap * 2 : 64;
@@ -151,7 +152,8 @@ gw_vocab_map *ellm_gw_vocab_map_build(const edgellm_model *model)
         size_t len = 0;
         edgellm_token_to_piece(model, id, NULL, 0, &len);
         char *text = malloc(len + 1);
-        if (!text || (len && edgellm_token_to_piece(model, id, text, len + 1, &len) != EDGELLM_OK)) {
+        if (!text ||
+            (len && edgellm_token_to_piece(model, id, text, len + 1, &len) != EDGELLM_OK)) {
             free(text);
             m->n = id;
             ellm_gw_vocab_map_free(m);

@@ -29,11 +29,12 @@ edgellm_token ellm_gw_argmax(const float *logits, int32_t n_vocab);
 /* The token at cumulative probability u (in [0,1)) of softmax(logits / temperature). */
 edgellm_token ellm_gw_sample(const float *logits, int32_t n_vocab, double temperature, double u);
 /* log p(token) under softmax(logits / temperature) (temperature <= 0 counts as 1). */
-double ellm_gw_logprob(const float *logits, int32_t n_vocab, edgellm_token token, double temperature);
+double ellm_gw_logprob(const float *logits, int32_t n_vocab, edgellm_token token,
+                       double temperature);
 
 /* Appends one event (its text copied) to a growing list; false when out of memory. */
 bool ellm_gw_events_push(srv_event **events, size_t *n, size_t *cap, edgellm_token token,
-                    const char *text, size_t len);
+                         const char *text, size_t len);
 
 /* Token texts back to ids: an OpenAI-shaped answer names tokens by their text only. */
 typedef struct gw_vocab_map gw_vocab_map;

@@ -24,16 +24,15 @@
 #include "server/http.h"
 
 enum { RT_EDGE, RT_CLOUD, RT_FALLBACK, RT_SPECULATIVE, RT_COUNT };
-static const char *const route_names[RT_COUNT] = {"edge", "cloud", "edge-fallback",
-                                                  "speculative"};
+static const char *const route_names[RT_COUNT] = {"edge", "cloud", "edge-fallback", "speculative"};
 
-static const char *const failure_names[] = {"cloud-unreachable", "cloud-dns", "cloud-tls",
-                                            "cloud-timeout", "cloud-5xx", "cloud-429",
-                                            "circuit-open", "cloud-malformed"};
+static const char *const failure_names[] = {"cloud-unreachable", "cloud-dns",      "cloud-tls",
+                                            "cloud-timeout",     "cloud-5xx",      "cloud-429",
+                                            "circuit-open",      "cloud-malformed"};
 #define N_FAILURES (sizeof failure_names / sizeof failure_names[0])
 
 /* Short on purpose: it must fit beside the prompt in a small edge model's context. */
-#define DEFAULT_FALLBACK_NOTE \
+#define DEFAULT_FALLBACK_NOTE                                                                      \
     "The cloud is offline; a small on-device model answers. Say when you are unsure."
 
 typedef struct gateway {
@@ -166,21 +165,17 @@ static bool has_word(const char *text, size_t len, const char *word)
     return false;
 }
 
-
-static double clamp01(double x)
-{
-    return x < 0 ? 0 : x > 1 ? 1 : x;
-}
+static double clamp01(double x) { return x < 0 ? 0 : x > 1 ? 1 : x; }
 
 void ellm_gw_complexity_score(const char *text, size_t len, int n_tokens, long max_tokens,
-                         int n_messages, double surprisal, gw_complexity *out)
+                              int n_messages, double surprisal, gw_complexity *out)
 {
-    static const char *const code_math[] = {"```", "def ", "#include", "function(", "=>", "\\frac",
-                                            "integral", "derivative", "prove", "theorem",
-                                            "equation", "algorithm", "complexity of", "sql"};
-    static const char *const step_words[] = {"step by step", "first", "then", "finally",
-                                             "compare", "analyze", "analyse", "explain why",
-                                             "plan", "evaluate", "trade-offs", "justify"};
+    static const char *const code_math[] = {
+        "```",        "def ",  "#include", "function(", "=>",        "\\frac",        "integral",
+        "derivative", "prove", "theorem",  "equation",  "algorithm", "complexity of", "sql"};
+    static const char *const step_words[] = {
+        "step by step", "first",       "then", "finally",  "compare",    "analyze",
+        "analyse",      "explain why", "plan", "evaluate", "trade-offs", "justify"};
     out->length = clamp01(n_tokens / 512.0);
     out->max_tokens = max_tokens < 0 ? 0.25 : clamp01(max_tokens / 1024.0);
     out->code_math = 0;
@@ -209,8 +204,9 @@ void ellm_gw_complexity_score(const char *text, size_t len, int n_tokens, long m
 /* Members that hold names of things in the API, not the user's text. */
 static bool structural_key(const char *key)
 {
-    static const char *const keys[] = {"model", "role", "type", "object", "finish_reason",
-                                       "encoding_format", "id", "tool_call_id"};
+    static const char *const keys[] = {"model",  "role",          "type",
+                                       "object", "finish_reason", "encoding_format",
+                                       "id",     "tool_call_id"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!strcmp(key, keys[i]))
             return true;
@@ -249,7 +245,8 @@ static void collect_texts(json_t *j, text_collect *t)
     if (json_is_string(j)) {
         collect(t, json_string_value(j), json_string_length(j));
     } else if (json_is_object(j)) {
-        json_object_foreach(j, key, v) {
+        json_object_foreach(j, key, v)
+        {
             if (!structural_key(key))
                 collect_texts(v, t);
         }
@@ -322,7 +319,8 @@ static void walk_strings(json_t *parent, const char *key, size_t index, json_t *
     size_t i;
     if (json_is_object(j)) {
         void *tmp;
-        json_object_foreach_safe(j, tmp, k, v) {
+        json_object_foreach_safe(j, tmp, k, v)
+        {
             if (!structural_key(k))
                 walk_strings(j, k, 0, v, w);
         }
@@ -338,7 +336,7 @@ static int send_error(srv_server *srv, struct MHD_Connection *conn, srv_front_re
 {
     srv_api_error e;
     ellm_srv_error_set(&e, status, status >= 500 ? "server_error" : "invalid_request_error", code,
-                  NULL, fmt, arg);
+                       NULL, fmt, arg);
     return ellm_srv_http_send_error(srv, conn, rq, &e);
 }
 
@@ -487,7 +485,7 @@ static void relay_event(relay *r, const char *data, size_t n)
         json_decref(j);
         srv_api_error e;
         ellm_srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
-                      "the cloud sent a stream event that is not a JSON object");
+                           "the cloud sent a stream event that is not a JSON object");
         json_t *ej = ellm_srv_error_json(&e);
         sse_put_event(&r->out, &r->out_off, ej);
         json_decref(ej);
@@ -496,7 +494,8 @@ static void relay_event(relay *r, const char *data, size_t n)
     json_t *choices = json_object_get(j, "choices");
     size_t i;
     json_t *choice;
-    json_array_foreach(choices, i, choice) {
+    json_array_foreach(choices, i, choice)
+    {
         json_t *idx = json_object_get(choice, "index");
         long c = json_is_integer(idx) ? (long)json_integer_value(idx) : (long)i;
         const char *key;
@@ -504,11 +503,12 @@ static void relay_event(relay *r, const char *data, size_t n)
         json_t *text = json_object_get(parent, key);
         if (c < 0 || c >= MAX_STREAM_CHOICES || !json_is_string(text) || !r->session)
             continue;
-        if (!r->restorers[c] && ellm_pii_restorer_create(r->session, &r->restorers[c]) != EDGELLM_OK)
+        if (!r->restorers[c] &&
+            ellm_pii_restorer_create(r->session, &r->restorers[c]) != EDGELLM_OK)
             continue;
         pii_buffer got = {0};
         ellm_pii_restorer_feed(r->restorers[c], json_string_value(text), json_string_length(text),
-                          &got);
+                               &got);
         json_object_set_new(parent, key, json_stringn(got.data ? got.data : "", got.len));
         ellm_pii_buffer_free(&got);
         json_t *tmpl = json_deep_copy(j);
@@ -518,7 +518,8 @@ static void relay_event(relay *r, const char *data, size_t n)
     if (r->session) {
         /* Other strings (tool call arguments, logprob tokens) are restored whole. */
         walk w = {.mode = WALK_RESTORE, .session = r->session};
-        json_array_foreach(choices, i, choice) {
+        json_array_foreach(choices, i, choice)
+        {
             const char *key;
             json_t *parent = choice_text_parent(r, choice, &key);
             json_t *keep = json_incref(json_object_get(parent, key));
@@ -580,7 +581,8 @@ static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
             if (r->call.result != CURLE_OK) {
                 srv_api_error e;
                 ellm_srv_error_set(&e, 502, "server_error", "upstream_failed", NULL,
-                              "the cloud stream broke off: %s", ellm_gw_call_failure(&r->call));
+                                   "the cloud stream broke off: %s",
+                                   ellm_gw_call_failure(&r->call));
                 json_t *ej = ellm_srv_error_json(&e);
                 sse_put_event(&r->out, &r->out_off, ej);
                 json_decref(ej);
@@ -685,15 +687,14 @@ static bool local_intent(gateway *g, srv_server *srv, json_t *body, routing *out
     gw_classification c;
     char err[256];
     bool scored = ellm_gw_classify(srv, t.data ? t.data : "", t.len,
-                              (const char *const *)g->intent_labels, g->n_intent_labels, true, &c,
-                              err, sizeof err);
+                                   (const char *const *)g->intent_labels, g->n_intent_labels, true,
+                                   &c, err, sizeof err);
     free(t.data);
     if (!scored) {
         fprintf(stderr, "edgellm gateway: intent not classified (%s): kept on the edge\n", err);
         snprintf(out->reason, sizeof out->reason, "local-intent=unclassified");
     } else if (g->local_intent[c.best]) {
-        snprintf(out->reason, sizeof out->reason, "local-intent=%.60s",
-                 g->intent_labels[c.best]);
+        snprintf(out->reason, sizeof out->reason, "local-intent=%.60s", g->intent_labels[c.best]);
     } else {
         return false;
     }
@@ -727,8 +728,8 @@ static void decide(gateway *g, srv_server *srv, json_t *body, gw_route_mode mode
         mt = json_object_get(body, "max_tokens");
     double surprisal = t.len ? prompt_surprisal(srv, t.data, t.len) : 0;
     ellm_gw_complexity_score(t.data ? t.data : "", t.len, n_tokens,
-                        json_is_integer(mt) ? (long)json_integer_value(mt) : -1,
-                        msgs ? (int)json_array_size(msgs) : 1, surprisal, &out->cx);
+                             json_is_integer(mt) ? (long)json_integer_value(mt) : -1,
+                             msgs ? (int)json_array_size(msgs) : 1, surprisal, &out->cx);
     out->scored = true;
     free(t.data);
     bool cloud = out->cx.score > g->threshold;
@@ -753,8 +754,7 @@ static void log_request(const srv_front_request *rq, const routing *rt, const ch
 
 /* Falls back to the edge model: the local handler answers the body with the note. */
 static bool fall_back(gateway *g, srv_front_request *rq, json_t *body, const char *why,
-                      const routing *rt, int *result, srv_server *srv,
-                      struct MHD_Connection *conn)
+                      const routing *rt, int *result, srv_server *srv, struct MHD_Connection *conn)
 {
     count_failure(g, why);
     set_route(rq, g, RT_FALLBACK, why);
@@ -784,15 +784,16 @@ static int send_events(srv_server *srv, struct MHD_Connection *conn, srv_front_r
     srv_choice_result choice = {ev, n, finish};
     json_t *answer = NULL;
     if (!o->stream) {
-        answer = ellm_srv_completion_response(o, srv->model, id, model, created, &choice, 1, n_prompt,
-                                         0, n_generated);
+        answer = ellm_srv_completion_response(o, srv->model, id, model, created, &choice, 1,
+                                              n_prompt, 0, n_generated);
     } else {
         /* The whole text in one chunk, then the finish (and usage) as a stream ends. */
         answer = json_array();
-        json_array_append_new(answer, ellm_srv_completion_chunk(o, srv->model, id, model, created, 0,
-                                                           ev, n, 0, true, SRV_FINISH_NONE));
-        json_array_append_new(answer, ellm_srv_completion_chunk(o, srv->model, id, model, created, 0,
-                                                           NULL, 0, 0, false, finish));
+        json_array_append_new(answer,
+                              ellm_srv_completion_chunk(o, srv->model, id, model, created, 0, ev, n,
+                                                        0, true, SRV_FINISH_NONE));
+        json_array_append_new(answer, ellm_srv_completion_chunk(o, srv->model, id, model, created,
+                                                                0, NULL, 0, 0, false, finish));
         if (o->include_usage)
             json_array_append_new(
                 answer, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", id, "object",
@@ -819,7 +820,8 @@ static int send_events(srv_server *srv, struct MHD_Connection *conn, srv_front_r
     size_t i;
     json_t *chunk;
     bool ok = true;
-    json_array_foreach(answer, i, chunk) {
+    json_array_foreach(answer, i, chunk)
+    {
         char *text = json_dumps(chunk, JSON_COMPACT);
         ok = ok && text;
         size_t len = text ? strlen(text) : 0;
@@ -856,7 +858,7 @@ static bool try_cascade(gateway *g, srv_server *srv, struct MHD_Connection *conn
     srv_api_error err;
     bool chat = !strcmp(rq->endpoint, "/v1/chat/completions");
     if (!ellm_gw_edge_answer_run(&a, srv, body, chat ? SRV_CHAT : SRV_COMPLETION,
-                            now_s() + srv->request_timeout_s, &err)) {
+                                 now_s() + srv->request_timeout_s, &err)) {
         ellm_gw_edge_answer_free(&a);
         set_route(rq, g, RT_EDGE, rt->reason);
         *result = ellm_srv_http_send_error(srv, conn, rq, &err);
@@ -902,7 +904,7 @@ typedef struct spec_answer {
     char id[64];
     char model[256];
     long long created;
-    size_t sent_events;     /* events already streamed */
+    size_t sent_events; /* events already streamed */
     size_t text_offset;
     bool first_chunk, done;
     pii_buffer out;
@@ -918,8 +920,7 @@ static void spec_answer_free(spec_answer *a)
     atomic_fetch_add(&g->spec_tokens, (unsigned long long)a->spec.n_generated);
     fprintf(stderr,
             "edgellm gateway: %s speculative drafted=%d accepted=%d cloud_calls=%d tokens=%d\n",
-            a->rq.endpoint, a->spec.drafted, a->spec.accepted, a->spec.calls,
-            a->spec.n_generated);
+            a->rq.endpoint, a->spec.drafted, a->spec.accepted, a->spec.calls, a->spec.n_generated);
     ellm_gw_spec_free(&a->spec);
     ellm_pii_restorer_free(a->restorer);
     ellm_pii_session_free(a->session);
@@ -950,9 +951,9 @@ static void spec_stream_new_text(spec_answer *a, bool last)
     for (size_t i = 0; i < n; i++)
         len += ev[i].len;
     if (len || a->first_chunk || last) {
-        json_t *chunk = ellm_srv_completion_chunk(&s->opts, a->srv->model, a->id, a->model,
-                                             a->created, 0, ev, n, a->text_offset,
-                                             a->first_chunk, last ? s->finish : SRV_FINISH_NONE);
+        json_t *chunk = ellm_srv_completion_chunk(
+            &s->opts, a->srv->model, a->id, a->model, a->created, 0, ev, n, a->text_offset,
+            a->first_chunk, last ? s->finish : SRV_FINISH_NONE);
         if (last && chunk)
             json_object_set_new(chunk, "edgellm",
                                 json_pack("{s:o}", "speculative", ellm_gw_spec_stats(s)));
@@ -969,19 +970,18 @@ static void spec_stream_end(spec_answer *a, const char *error)
     if (error) {
         srv_api_error e;
         ellm_srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
-                      "speculative decoding stopped: %s", error);
+                           "speculative decoding stopped: %s", error);
         json_t *ej = ellm_srv_error_json(&e);
         sse_put_event(&a->out, &a->out_off, ej);
         json_decref(ej);
     } else {
         spec_stream_new_text(a, true);
         if (a->spec.opts.include_usage) {
-            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", a->id, "object",
-                                  a->spec.opts.kind == SRV_CHAT ? "chat.completion.chunk"
-                                                                : "text_completion",
-                                  "created", (json_int_t)a->created, "model", a->model, "choices",
-                                  "usage",
-                                  ellm_srv_usage_json(a->spec.req->n_prompt, 0, a->spec.n_generated));
+            json_t *u = json_pack(
+                "{s:s,s:s,s:I,s:s,s:[],s:o}", "id", a->id, "object",
+                a->spec.opts.kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion",
+                "created", (json_int_t)a->created, "model", a->model, "choices", "usage",
+                ellm_srv_usage_json(a->spec.req->n_prompt, 0, a->spec.n_generated));
             sse_put_event(&a->out, &a->out_off, u);
             json_decref(u);
         }
@@ -1053,12 +1053,12 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
              (unsigned long)atomic_fetch_add(&srv->next_id, 1), (unsigned)(rand() & 0xFFFF));
     json_t *model = json_object_get(body, "model");
     snprintf(a->model, sizeof a->model, "%s",
-             g->cfg->cloud_model ? g->cfg->cloud_model
+             g->cfg->cloud_model     ? g->cfg->cloud_model
              : json_is_string(model) ? json_string_value(model)
                                      : "");
     srv_api_error err;
     if (!ellm_gw_spec_start(&a->spec, &g->spec, srv, conn, out, chat ? SRV_CHAT : SRV_COMPLETION,
-                       now_s() + srv->request_timeout_s, &err)) {
+                            now_s() + srv->request_timeout_s, &err)) {
         spec_answer_free(a);
         *result = ellm_srv_http_send_error(srv, conn, rq, &err);
         return true;
@@ -1075,15 +1075,14 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
         const char *failure = a->spec.failure ? a->spec.failure : "cloud-malformed";
         char why[256];
         snprintf(why, sizeof why, "%s", a->spec.error);
-        fprintf(stderr, "edgellm gateway: %s speculative decoding failed: %s\n", rq->endpoint,
-                why);
+        fprintf(stderr, "edgellm gateway: %s speculative decoding failed: %s\n", rq->endpoint, why);
         spec_answer_free(a);
         bool malformed = !strcmp(failure, "cloud-malformed") || !strcmp(failure, "edge");
         if (!malformed || g->fallback_on_malformed) {
             if (!malformed)
                 circuit_set(g, true);
-            return fall_back(g, rq, body, malformed ? "cloud-malformed" : failure, rt, result,
-                             srv, conn);
+            return fall_back(g, rq, body, malformed ? "cloud-malformed" : failure, rt, result, srv,
+                             conn);
         }
         count_failure(g, "cloud-malformed");
         *result = send_error(srv, conn, rq, 502, "upstream_invalid",
@@ -1096,8 +1095,8 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
     log_request(rq, rt, "speculative", rt->reason, 0);
     if (!a->spec.opts.stream) {
         gw_spec *s = &a->spec;
-        *result = send_events(srv, conn, rq, &s->opts, a->model, s->events, s->n_events,
-                              s->finish, s->req->n_prompt, s->n_generated,
+        *result = send_events(srv, conn, rq, &s->opts, a->model, s->events, s->n_events, s->finish,
+                              s->req->n_prompt, s->n_generated,
                               json_pack("{s:o}", "speculative", ellm_gw_spec_stats(s)), a->session);
         spec_answer_free(a);
         return true;
@@ -1110,9 +1109,8 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
         spec_stream_end(a, NULL);
     else
         spec_stream_new_text(a, false);
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192, spec_reader, a,
-                                          spec_reader_free);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192,
+                                                                  spec_reader, a, spec_reader_free);
     if (!resp) {
         spec_answer_free(a);
         *result = send_error(srv, conn, rq, 500, NULL, "%s", "out of memory");
@@ -1134,7 +1132,7 @@ static int answer_classify(gateway *g, srv_server *srv, struct MHD_Connection *c
     json_error_t je;
     json_t *body = json_loadb(rq->body ? rq->body : "", rq->len, 0, &je);
     json_t *input = json_object_get(body, "input"), *labels = json_object_get(body, "labels");
-    const char *bad = !json_is_object(body)  ? "the body must be a JSON object"
+    const char *bad = !json_is_object(body)    ? "the body must be a JSON object"
                       : !json_is_string(input) ? "'input' must be a string"
                       : !json_is_array(labels) || json_array_size(labels) < 2 ||
                               json_array_size(labels) > GW_CLASSIFY_MAX_LABELS
@@ -1161,7 +1159,7 @@ static int answer_classify(gateway *g, srv_server *srv, struct MHD_Connection *c
     gw_classification c;
     char err[256];
     if (!ellm_gw_classify(srv, json_string_value(input), json_string_length(input), names, (int)n,
-                     false, &c, err, sizeof err)) {
+                          false, &c, err, sizeof err)) {
         json_decref(body);
         return send_error(srv, conn, rq, 400, "input_too_long", "%s", err);
     }
@@ -1177,9 +1175,9 @@ static int answer_classify(gateway *g, srv_server *srv, struct MHD_Connection *c
     }
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, json_pack("{s:s,s:f,s:f}", "label", names[order[i]],
-                                              "probability", c.probability[order[i]], "logprob",
-                                              c.logprob[order[i]]));
+        json_array_append_new(list,
+                              json_pack("{s:s,s:f,s:f}", "label", names[order[i]], "probability",
+                                        c.probability[order[i]], "logprob", c.logprob[order[i]]));
     json_t *answer = json_pack("{s:s,s:s,s:s,s:o,s:{s:i}}", "object", "classification", "model",
                                srv->model_id, "label", names[c.best], "labels", list, "usage",
                                "prompt_tokens", c.n_prompt_tokens);
@@ -1221,8 +1219,9 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
             return true;
         }
         if (v)
-            mode = !strcmp(v, "edge") ? GW_ROUTE_EDGE : !strcmp(v, "cloud") ? GW_ROUTE_CLOUD
-                                                                            : GW_ROUTE_AUTO;
+            mode = !strcmp(v, "edge")    ? GW_ROUTE_EDGE
+                   : !strcmp(v, "cloud") ? GW_ROUTE_CLOUD
+                                         : GW_ROUTE_AUTO;
         json_object_del(body, "edgellm");
     }
     routing rt = {0};
@@ -1230,7 +1229,8 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     /* The cascade's edge answer is generated in the gateway, which has the same limits as a
      * speculative draft: requests needing the scheduler's features are answered as before. */
     const char *not_cascaded = NULL;
-    if (rt.route == RT_EDGE && rt.scored && g->cascade && ellm_gw_spec_supported(body, &not_cascaded) &&
+    if (rt.route == RT_EDGE && rt.scored && g->cascade &&
+        ellm_gw_spec_supported(body, &not_cascaded) &&
         try_cascade(g, srv, conn, rq, body, &rt, result)) {
         json_decref(body);
         return true;
@@ -1303,8 +1303,10 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     }
     const char *unsupported = NULL;
     if (g->cfg->speculative_k > 0 && !ellm_gw_spec_supported(out, &unsupported))
-        fprintf(stderr, "edgellm gateway: %s not speculative: '%s' needs the cloud's own "
-                        "generation\n", rq->endpoint, unsupported);
+        fprintf(stderr,
+                "edgellm gateway: %s not speculative: '%s' needs the cloud's own "
+                "generation\n",
+                rq->endpoint, unsupported);
     if (g->cfg->speculative_k > 0 && !unsupported) {
         bool answered = answer_speculative(g, srv, conn, rq, body, out, session, &rt, result);
         json_decref(out);
@@ -1321,11 +1323,12 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     memset(&call, 0, sizeof call);
     for (int attempt = 0; payload; attempt++) {
         if (g->spec.latency_s > 0)
-            nanosleep(&(struct timespec){(time_t)g->spec.latency_s,
-                                         (long)((g->spec.latency_s - (time_t)g->spec.latency_s) *
-                                                1e9)},
-                      NULL);
-        if (!ellm_gw_call_start(&call, &g->up, path, payload, strlen(payload), deadline - now_s())) {
+            nanosleep(
+                &(struct timespec){(time_t)g->spec.latency_s,
+                                   (long)((g->spec.latency_s - (time_t)g->spec.latency_s) * 1e9)},
+                NULL);
+        if (!ellm_gw_call_start(&call, &g->up, path, payload, strlen(payload),
+                                deadline - now_s())) {
             failure = "cloud-unreachable";
             break;
         }
@@ -1372,10 +1375,9 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
 
     if (stream && call.status == 200) {
         relay *r = calloc(1, sizeof *r);
-        struct MHD_Response *resp =
-            r ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192, relay_reader, r,
-                                                  relay_free)
-              : NULL;
+        struct MHD_Response *resp = r ? MHD_create_response_from_callback(
+                                            MHD_SIZE_UNKNOWN, 8192, relay_reader, r, relay_free)
+                                      : NULL;
         if (!resp) {
             free(r);
             ellm_gw_call_free(&call);
@@ -1512,16 +1514,17 @@ static bool gateway_ready(void *ctx, srv_server *srv, char *err, size_t err_cap)
     gateway *g = ctx;
     if (g->cfg->speculative_k <= 0)
         return true;
-    if (!ellm_gw_spec_check_tokenizer(&g->up, srv->model, g->cfg->deadline_s < 10 ? g->cfg->deadline_s : 10,
-                                 err, err_cap))
+    if (!ellm_gw_spec_check_tokenizer(
+            &g->up, srv->model, g->cfg->deadline_s < 10 ? g->cfg->deadline_s : 10, err, err_cap))
         return false;
     if (!(g->vocab = ellm_gw_vocab_map_build(srv->model))) {
         snprintf(err, err_cap, "out of memory indexing the edge vocabulary");
         return false;
     }
     g->spec.vocab = g->vocab;
-    fprintf(stderr, "edgellm gateway: speculative decoding on: %d drafted tokens per cloud call, "
-                    "the cloud's tokenizer matches the edge model's\n",
+    fprintf(stderr,
+            "edgellm gateway: speculative decoding on: %d drafted tokens per cloud call, "
+            "the cloud's tokenizer matches the edge model's\n",
             g->cfg->speculative_k);
     return true;
 }
@@ -1532,7 +1535,8 @@ static const char *load_cascade(gateway *g, json_t *policy)
     json_t *c = json_object_get(policy, "cascade");
     if (!c)
         return NULL;
-    json_t *mean = json_object_get(c, "min_mean_logprob"), *min = json_object_get(c, "min_token_logprob");
+    json_t *mean = json_object_get(c, "min_mean_logprob"),
+           *min = json_object_get(c, "min_token_logprob");
     if (!json_is_object(c) || (!mean && !min) || json_object_size(c) != (size_t)(!!mean + !!min))
         return "'cascade' must be an object with 'min_mean_logprob' and/or 'min_token_logprob' "
                "(log-probabilities, e.g. -1.5 and -6)";
@@ -1703,8 +1707,12 @@ int ellm_gw_run(gw_config *cfg)
     cfg->server.log_name = "edgellm gateway";
     fprintf(stderr, "edgellm gateway: cloud %s, route %s, pii %s, complexity threshold %.2f\n",
             g->up.root,
-            cfg->route == GW_ROUTE_AUTO ? "auto" : cfg->route == GW_ROUTE_EDGE ? "edge" : "cloud",
-            cfg->pii == GW_PII_REDACT ? "redact" : cfg->pii == GW_PII_BLOCK ? "block" : "off",
+            cfg->route == GW_ROUTE_AUTO   ? "auto"
+            : cfg->route == GW_ROUTE_EDGE ? "edge"
+                                          : "cloud",
+            cfg->pii == GW_PII_REDACT  ? "redact"
+            : cfg->pii == GW_PII_BLOCK ? "block"
+                                       : "off",
             g->threshold);
     rc = ellm_server_run(&cfg->server);
     atomic_store(&g->stopping, true);

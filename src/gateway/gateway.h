@@ -21,14 +21,14 @@ typedef struct gw_config {
     bool cloud_insecure;       /* skip TLS verification (named on purpose, never implied) */
     gw_route_mode route;
     gw_pii_mode pii;
-    const char *policy_path;   /* JSON: complexity_threshold, weights, fallback, "pii" */
-    double connect_timeout_s;  /* <= 0: 0.5 */
-    double deadline_s;         /* a whole upstream call; <= 0: 60 */
-    int retries;               /* extra attempts after 429/5xx; < 0: 1 */
-    double probe_interval_s;   /* health probes of an open circuit; <= 0: 0.5 */
-    int speculative_k;         /* > 0: cloud requests are drafted on the edge, K tokens per
+    const char *policy_path;  /* JSON: complexity_threshold, weights, fallback, "pii" */
+    double connect_timeout_s; /* <= 0: 0.5 */
+    double deadline_s;        /* a whole upstream call; <= 0: 60 */
+    int retries;              /* extra attempts after 429/5xx; < 0: 1 */
+    double probe_interval_s;  /* health probes of an open circuit; <= 0: 0.5 */
+    int speculative_k;        /* > 0: cloud requests are drafted on the edge, K tokens per
                                   verification call (docs/gateway.md); 0 = off */
-    double cloud_latency_ms;   /* test knob: a simulated network delay before every cloud call */
+    double cloud_latency_ms;  /* test knob: a simulated network delay before every cloud call */
 } gw_config;
 
 /* Loads the policy, serves until SIGINT/SIGTERM and returns a process exit code; errors are
@@ -49,6 +49,6 @@ typedef struct gw_complexity {
 /* Scores text with n_tokens prompt tokens, max_tokens requested (< 0: absent), n_messages and
  * the surprisal part already measured. */
 void ellm_gw_complexity_score(const char *text, size_t len, int n_tokens, long max_tokens,
-                         int n_messages, double surprisal, gw_complexity *out);
+                              int n_messages, double surprisal, gw_complexity *out);
 
 #endif

@@ -32,9 +32,10 @@ typedef enum pii_builtin {
 const char *ellm_pii_builtin_name(pii_builtin type);
 
 typedef struct pii_entity {
-    size_t start, end;       /* byte offsets of the value in the scanned text */
-    const char *type;        /* a built-in name or a policy type; lives as long as the policy */
-    const char *placeholder; /* set by ellm_pii_redact ("[EMAIL_1]"); lives as long as the session */
+    size_t start, end; /* byte offsets of the value in the scanned text */
+    const char *type;  /* a built-in name or a policy type; lives as long as the policy */
+    const char
+        *placeholder; /* set by ellm_pii_redact ("[EMAIL_1]"); lives as long as the session */
 } pii_entity;
 
 typedef struct pii_policy pii_policy;
@@ -48,14 +49,15 @@ edgellm_status ellm_pii_policy_default(pii_policy **out);
  *            "disable":  ["IP_ADDRESS"],                           (built-in detectors to skip)
  *            "allow":    ["support@example.com"]}}                  (values never redacted)
  * `origin` names the source in error messages (a file name). */
-edgellm_status ellm_pii_policy_parse(const char *json, size_t len, const char *origin, pii_policy **out);
+edgellm_status ellm_pii_policy_parse(const char *json, size_t len, const char *origin,
+                                     pii_policy **out);
 edgellm_status ellm_pii_policy_load(const char *path, pii_policy **out);
 void ellm_pii_policy_free(pii_policy *policy);
 
 /* Every entity in text, sorted by start, never overlapping (where detections overlap the
  * longest wins). *out is malloc'd (NULL when none); the placeholders are NULL. */
-edgellm_status ellm_pii_scan(const pii_policy *policy, const char *text, size_t len, pii_entity **out,
-                        size_t *n_out);
+edgellm_status ellm_pii_scan(const pii_policy *policy, const char *text, size_t len,
+                             pii_entity **out, size_t *n_out);
 
 /* "CARD, EMAIL": the distinct types of entities, sorted, for block mode (never the values).
  * Returns the length it needed; buf (cap > 0) is always NUL-terminated. */
@@ -77,12 +79,12 @@ size_t ellm_pii_session_size(const pii_session *session);
  * redacted text gives back exactly the input. Fails, sending nothing, when a policy pattern
  * exceeds its match limit. */
 edgellm_status ellm_pii_redact(pii_session *session, const char *text, size_t len, char **out,
-                          size_t *out_len, pii_entity **entities, size_t *n_entities);
+                               size_t *out_len, pii_entity **entities, size_t *n_entities);
 
 /* Replaces every placeholder this session handed out by its value; anything else, including
  * placeholders it never handed out and mangled ones, is copied unchanged. */
-edgellm_status ellm_pii_restore(const pii_session *session, const char *text, size_t len, char **out,
-                           size_t *out_len);
+edgellm_status ellm_pii_restore(const pii_session *session, const char *text, size_t len,
+                                char **out, size_t *out_len);
 
 /* A growable byte buffer the streaming restorer appends to. */
 typedef struct pii_buffer {
@@ -97,7 +99,8 @@ void ellm_pii_buffer_free(pii_buffer *buf);
 typedef struct pii_restorer pii_restorer;
 edgellm_status ellm_pii_restorer_create(const pii_session *session, pii_restorer **out);
 /* Appends what can be emitted after this chunk to out. */
-edgellm_status ellm_pii_restorer_feed(pii_restorer *r, const char *chunk, size_t len, pii_buffer *out);
+edgellm_status ellm_pii_restorer_feed(pii_restorer *r, const char *chunk, size_t len,
+                                      pii_buffer *out);
 /* End of stream: appends the held-back tail unchanged. */
 edgellm_status ellm_pii_restorer_finish(pii_restorer *r, pii_buffer *out);
 void ellm_pii_restorer_free(pii_restorer *r);

@@ -11,10 +11,10 @@
 enum { WINDOW_GROUPS = 8, GROUP_DIGITS_MAX = 19 };
 
 typedef struct digit_group {
-    size_t start, end;    /* the digits */
-    size_t span_start;    /* including '(' or a leading '+' */
-    size_t span_end;      /* including ')' */
-    char sep;             /* separator before the group: 0 at the run start or after ')' */
+    size_t start, end; /* the digits */
+    size_t span_start; /* including '(' or a leading '+' */
+    size_t span_end;   /* including ')' */
+    char sep;          /* separator before the group: 0 at the run start or after ')' */
     bool paren;
 } digit_group;
 
@@ -55,8 +55,8 @@ bool ellm_pii_label_before(const char *text, size_t pos, size_t window, const ch
 typedef struct window {
     const char *text;
     const digit_group *g;
-    size_t n;      /* groups */
-    bool plus;     /* led by '+' */
+    size_t n;  /* groups */
+    bool plus; /* led by '+' */
     char digits[GROUP_DIGITS_MAX + 1];
     size_t n_digits;
     bool has_paren, seps_space, seps_dash, seps_dot, seps_none;
@@ -121,8 +121,8 @@ static bool card_number(const window *w)
     return ellm_pii_luhn_valid(w->digits, w->n_digits);
 }
 
-static const char *const ssn_labels[] = {"ssn", "ss#", "social security", "social security number",
-                                         "social security no", NULL};
+static const char *const ssn_labels[] = {
+    "ssn", "ss#", "social security", "social security number", "social security no", NULL};
 
 typedef enum verdict { NOT_IT, IS_IT, SHAPE_ONLY } verdict;
 
@@ -143,9 +143,9 @@ static verdict ssn(const window *w, size_t start)
     return ok ? IS_IT : SHAPE_ONLY;
 }
 
-static const char *const phone_labels[] = {"phone", "tel", "telephone", "call", "mobile", "cell",
-                                           "fax", "whatsapp", "sms", "text me", "ring", "contact",
-                                           "reach me", NULL};
+static const char *const phone_labels[] = {"phone", "tel",     "telephone", "call", "mobile",
+                                           "cell",  "fax",     "whatsapp",  "sms",  "text me",
+                                           "ring",  "contact", "reach me",  NULL};
 
 static bool nanp(const char *d, size_t n)
 {
@@ -184,12 +184,11 @@ static bool phone(const window *w, size_t start)
     return true;
 }
 
-static const char *const version_labels[] = {"version", "ver", "release", "build", "firmware",
-                                             "v", NULL};
+static const char *const version_labels[] = {"version",  "ver", "release", "build",
+                                             "firmware", "v",   NULL};
 
 /* Tries the window of groups g[0, n); adds a candidate and returns true when it is one. */
-static bool classify(const char *text, const digit_group *g, size_t n, bool plus,
-                     pii_candidates *c)
+static bool classify(const char *text, const digit_group *g, size_t n, bool plus, pii_candidates *c)
 {
     size_t start = g[0].span_start, end = g[n - 1].span_end;
     if (n == 4 && !plus) {

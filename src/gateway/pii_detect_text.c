@@ -16,8 +16,8 @@ static bool email_local_char(unsigned char c)
 /* Top-level "domains" that are really file names: logo@2x.png is not an address. */
 static bool file_extension(const char *s, size_t n)
 {
-    static const char *const ext[] = {"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp",
-                                      "tif", "tiff", "pdf", "js", "css", "map", NULL};
+    static const char *const ext[] = {"png", "jpg",  "jpeg", "gif", "svg", "webp", "ico", "bmp",
+                                      "tif", "tiff", "pdf",  "js",  "css", "map",  NULL};
     for (size_t k = 0; ext[k]; k++) {
         size_t m = strlen(ext[k]);
         if (m != n)
@@ -137,9 +137,9 @@ void ellm_pii_find_url_credentials(const char *text, size_t len, pii_candidates 
         size_t p = (size_t)(hit - text);
         from = p + 3;
         size_t s = p;
-        while (s > 0 && p - s < 32 &&
-               (pii_is_alnum((unsigned char)text[s - 1]) ||
-                pii_in((unsigned char)text[s - 1], "+.-")))
+        while (
+            s > 0 && p - s < 32 &&
+            (pii_is_alnum((unsigned char)text[s - 1]) || pii_in((unsigned char)text[s - 1], "+.-")))
             s--;
         while (s < p && !pii_is_alpha((unsigned char)text[s]))
             s++;

@@ -9,20 +9,21 @@
 enum { ENTROPY_MIN_LEN = 32, LABEL_VALUE_MAX = 256, IBAN_MAX = 34 };
 
 /* ISO 13616 registry: country code and IBAN length. */
-static const struct { char cc[3]; unsigned char len; } iban_countries[] = {
-    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16},
-    {"BG", 22}, {"BH", 22}, {"BI", 27}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22},
-    {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DJ", 27}, {"DK", 18}, {"DO", 28}, {"EE", 20},
-    {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FK", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22},
-    {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28},
-    {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30},
-    {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21},
-    {"LY", 25}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MN", 20}, {"MR", 27},
-    {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18}, {"NO", 15}, {"OM", 23}, {"PK", 24},
-    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33},
-    {"SA", 24}, {"SC", 31}, {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27},
-    {"SO", 23}, {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29},
-    {"VA", 22}, {"VG", 24}, {"XK", 20},
+static const struct {
+    char cc[3];
+    unsigned char len;
+} iban_countries[] = {
+    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16}, {"BG", 22},
+    {"BH", 22}, {"BI", 27}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28}, {"CZ", 24},
+    {"DE", 22}, {"DJ", 27}, {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18},
+    {"FK", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27},
+    {"GT", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27},
+    {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20},
+    {"LV", 21}, {"LY", 25}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MN", 20}, {"MR", 27},
+    {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18}, {"NO", 15}, {"OM", 23}, {"PK", 24}, {"PL", 28},
+    {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33}, {"SA", 24}, {"SC", 31},
+    {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"SO", 23}, {"ST", 25}, {"SV", 28},
+    {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
 };
 
 static int iban_length(const char *cc)
@@ -95,16 +96,16 @@ static const struct {
     unsigned char min;
     bool upper_alnum_only; /* AWS key ids: exactly 16 of [A-Z0-9] */
 } key_prefixes[] = {
-    {"sk-", 20, false},       {"sk_live_", 16, false},  {"sk_test_", 16, false},
-    {"rk_live_", 16, false},  {"rk_test_", 16, false},  {"whsec_", 24, false},
-    {"ghp_", 30, false},      {"gho_", 30, false},      {"ghu_", 30, false},
-    {"ghs_", 30, false},      {"ghr_", 30, false},      {"github_pat_", 40, false},
-    {"glpat-", 20, false},    {"xoxb-", 10, false},     {"xoxp-", 10, false},
-    {"xoxa-", 10, false},     {"xoxs-", 10, false},     {"xapp-", 10, false},
-    {"AKIA", 16, true},       {"ASIA", 16, true},       {"AIza", 35, false},
-    {"hf_", 30, false},       {"npm_", 30, false},      {"pypi-", 32, false},
-    {"dop_v1_", 40, false},   {"shpat_", 32, false},    {"shpss_", 32, false},
-    {"SG.", 20, false},       {"eyJ", 10, false},
+    {"sk-", 20, false},      {"sk_live_", 16, false}, {"sk_test_", 16, false},
+    {"rk_live_", 16, false}, {"rk_test_", 16, false}, {"whsec_", 24, false},
+    {"ghp_", 30, false},     {"gho_", 30, false},     {"ghu_", 30, false},
+    {"ghs_", 30, false},     {"ghr_", 30, false},     {"github_pat_", 40, false},
+    {"glpat-", 20, false},   {"xoxb-", 10, false},    {"xoxp-", 10, false},
+    {"xoxa-", 10, false},    {"xoxs-", 10, false},    {"xapp-", 10, false},
+    {"AKIA", 16, true},      {"ASIA", 16, true},      {"AIza", 35, false},
+    {"hf_", 30, false},      {"npm_", 30, false},     {"pypi-", 32, false},
+    {"dop_v1_", 40, false},  {"shpat_", 32, false},   {"shpss_", 32, false},
+    {"SG.", 20, false},      {"eyJ", 10, false},
 };
 
 /* Whether a prefix of the table can start with these three bytes: almost every word is
@@ -115,8 +116,9 @@ static bool prefix_start(char a, char b, char c)
     case 's': return (b == 'k' && (c == '-' || c == '_')) || (b == 'h' && c == 'p');
     case 'r': return b == 'k' && c == '_';
     case 'w': return b == 'h' && c == 's';
-    case 'g': return (b == 'h' && pii_in((unsigned char)c, "pousr")) || (b == 'i' && c == 't') ||
-                     (b == 'l' && c == 'p');
+    case 'g':
+        return (b == 'h' && pii_in((unsigned char)c, "pousr")) || (b == 'i' && c == 't') ||
+               (b == 'l' && c == 'p');
     case 'x': return (b == 'o' && c == 'x') || (b == 'a' && c == 'p');
     case 'A': return (b == 'K' || b == 'S') ? c == 'I' : b == 'I' && c == 'z';
     case 'h': return b == 'f' && c == '_';
@@ -237,8 +239,8 @@ static size_t skip_filler(const char *t, size_t len, size_t pos, const char *con
     }
 }
 
-static const char *const months[] = {"january", "february", "march",     "april",   "may",
-                                     "june",    "july",     "august",    "september", "october",
+static const char *const months[] = {"january",  "february", "march",  "april",     "may",
+                                     "june",     "july",     "august", "september", "october",
                                      "november", "december", NULL};
 
 /* A month name or its three-letter abbreviation ("Sept" too) at pos: 1-12 and *end, or 0. */
@@ -360,7 +362,10 @@ typedef struct label {
     unsigned char len;
     unsigned char kind;
 } label;
-#define LABEL(w, k) {w, sizeof w - 1, k}
+#define LABEL(w, k)                                                                                \
+    {                                                                                              \
+        w, sizeof w - 1, k                                                                         \
+    }
 
 /* A secret follows ':' or '=' after these; the password family also takes " is ". A date of
  * birth follows the DOB labels after filler words ("Date of birth is", "born on the"). */
@@ -377,11 +382,11 @@ static const label whole_labels[] = {
 };
 /* Key names ending like these: "DB_PASSWORD", "aws_secret_access_key", "github-token". */
 static const label suffix_labels[] = {
-    LABEL("password", LABEL_PASSWORD), LABEL("passwd", LABEL_SECRET),
-    LABEL("secret", LABEL_SECRET),     LABEL("_token", LABEL_SECRET),
-    LABEL("-token", LABEL_SECRET),     LABEL("api_key", LABEL_SECRET),
-    LABEL("apikey", LABEL_SECRET),     LABEL("api-key", LABEL_SECRET),
-    LABEL("access_key", LABEL_SECRET), LABEL("secret_key", LABEL_SECRET),
+    LABEL("password", LABEL_PASSWORD),  LABEL("passwd", LABEL_SECRET),
+    LABEL("secret", LABEL_SECRET),      LABEL("_token", LABEL_SECRET),
+    LABEL("-token", LABEL_SECRET),      LABEL("api_key", LABEL_SECRET),
+    LABEL("apikey", LABEL_SECRET),      LABEL("api-key", LABEL_SECRET),
+    LABEL("access_key", LABEL_SECRET),  LABEL("secret_key", LABEL_SECRET),
     LABEL("private_key", LABEL_SECRET),
 };
 
@@ -404,13 +409,14 @@ static label_kind label_of(const char *s, size_t n)
     return 0;
 }
 
-static const char *const dob_fillers[] = {"date", "is", "was", "on", "the", "am", "le", "of",
-                                          "in", NULL};
+static const char *const dob_fillers[] = {"date", "is", "was", "on", "the",
+                                          "am",   "le", "of",  "in", NULL};
 
 static bool placeholder_value(const char *s, size_t n)
 {
-    static const char *const words[] = {"null", "none", "true", "false", "required", "redacted",
-                                        "hidden", "changeme", "optional", "string", NULL};
+    static const char *const words[] = {"null",     "none",     "true",   "false",
+                                        "required", "redacted", "hidden", "changeme",
+                                        "optional", "string",   NULL};
     if (pii_in((unsigned char)s[0], "$<{"))
         return true;
     bool stars = true;

@@ -97,13 +97,13 @@ static edgellm_status add_pattern(pii_policy *p, const char *origin, const char 
     int code;
     PCRE2_SIZE offset;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)regex, regex_len,
-                                   PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_UCP, &code,
-                                   &offset, NULL);
+                                   PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_UCP, &code, &offset,
+                                   NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
-        return ellm_fail(EDGELLM_ERR_FORMAT, "%s: %s for %s: %s at offset %zu", origin, what,
-                         type, (const char *)msg, (size_t)offset);
+        return ellm_fail(EDGELLM_ERR_FORMAT, "%s: %s for %s: %s at offset %zu", origin, what, type,
+                         (const char *)msg, (size_t)offset);
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* without JIT the interpreter runs it */
     custom_pattern *bigger = realloc(p->patterns, (p->n_patterns + 1) * sizeof *bigger);
@@ -186,7 +186,8 @@ static edgellm_status parse_patterns(pii_policy *p, const char *origin, json_t *
                          origin);
     const char *type;
     json_t *value;
-    json_object_foreach(obj, type, value) {
+    json_object_foreach(obj, type, value)
+    {
         if (!valid_type_name(type))
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "%s: pii.patterns: type name '%.40s' must be 1-%d of A-Z, 0-9, _ "
@@ -220,7 +221,8 @@ static edgellm_status parse_terms(pii_policy *p, const char *origin, json_t *obj
                          "%s: pii.terms must be an object {\"TYPE\": [\"term\", ...]}", origin);
     const char *type;
     json_t *value;
-    json_object_foreach(obj, type, value) {
+    json_object_foreach(obj, type, value)
+    {
         if (!valid_type_name(type))
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "%s: pii.terms: type name '%.40s' must be 1-%d of A-Z, 0-9, _ "
@@ -279,7 +281,8 @@ static edgellm_status parse_pii(pii_policy *p, const char *origin, json_t *pii)
         return ellm_fail(EDGELLM_ERR_FORMAT, "%s: \"pii\" must be an object", origin);
     const char *key;
     json_t *value;
-    json_object_foreach(pii, key, value) {
+    json_object_foreach(pii, key, value)
+    {
         edgellm_status st;
         if (strcmp(key, "terms") == 0)
             st = parse_terms(p, origin, value);
@@ -299,7 +302,8 @@ static edgellm_status parse_pii(pii_policy *p, const char *origin, json_t *pii)
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_pii_policy_parse(const char *json, size_t len, const char *origin, pii_policy **out)
+edgellm_status ellm_pii_policy_parse(const char *json, size_t len, const char *origin,
+                                     pii_policy **out)
 {
     *out = NULL;
     if (!origin)
@@ -345,8 +349,7 @@ edgellm_status ellm_pii_policy_load(const char *path, pii_policy **out)
     fclose(f);
     if (!buf || failed || n > POLICY_FILE_MAX) {
         free(buf);
-        return ellm_fail(failed ? EDGELLM_ERR_IO : EDGELLM_ERR_FORMAT,
-                         "policy file '%s': %s", path,
+        return ellm_fail(failed ? EDGELLM_ERR_IO : EDGELLM_ERR_FORMAT, "policy file '%s': %s", path,
                          failed ? "read error" : "larger than 16 MiB");
     }
     edgellm_status st = ellm_pii_policy_parse(buf, n, path, out);
@@ -364,7 +367,7 @@ static size_t next_char(const char *text, size_t len, size_t pos)
 }
 
 edgellm_status ellm_pii_policy_find_custom(const pii_policy *policy, const char *text, size_t len,
-                                      pii_candidates *c)
+                                           pii_candidates *c)
 {
     for (size_t k = 0; k < policy->n_patterns; k++) {
         const custom_pattern *cp = &policy->patterns[k];

@@ -8,9 +8,15 @@
 #include "gateway/pii_policy_internal.h"
 
 static const char *const builtin_names[PII_BUILTIN_COUNT] = {
-    [PII_EMAIL] = "EMAIL",     [PII_PHONE] = "PHONE",           [PII_CARD] = "CARD",
-    [PII_IBAN] = "IBAN",       [PII_SSN] = "SSN",               [PII_IP_ADDRESS] = "IP_ADDRESS",
-    [PII_URL_CREDENTIALS] = "URL_CREDENTIALS", [PII_SECRET] = "SECRET", [PII_DOB] = "DOB",
+    [PII_EMAIL] = "EMAIL",
+    [PII_PHONE] = "PHONE",
+    [PII_CARD] = "CARD",
+    [PII_IBAN] = "IBAN",
+    [PII_SSN] = "SSN",
+    [PII_IP_ADDRESS] = "IP_ADDRESS",
+    [PII_URL_CREDENTIALS] = "URL_CREDENTIALS",
+    [PII_SECRET] = "SECRET",
+    [PII_DOB] = "DOB",
 };
 
 const char *ellm_pii_builtin_name(pii_builtin type)
@@ -84,8 +90,8 @@ static void range_take(unsigned char *taken, size_t start, size_t end)
         taken[k >> 3] |= (unsigned char)(1u << (k & 7));
 }
 
-edgellm_status ellm_pii_scan(const pii_policy *policy, const char *text, size_t len, pii_entity **out,
-                        size_t *n_out)
+edgellm_status ellm_pii_scan(const pii_policy *policy, const char *text, size_t len,
+                             pii_entity **out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
@@ -109,7 +115,8 @@ edgellm_status ellm_pii_scan(const pii_policy *policy, const char *text, size_t 
     }
     size_t kept = 0;
     for (size_t k = 0; k < c.n; k++)
-        if (c.items[k].builtin < 0 || ellm_pii_policy_enabled(policy, (pii_builtin)c.items[k].builtin))
+        if (c.items[k].builtin < 0 ||
+            ellm_pii_policy_enabled(policy, (pii_builtin)c.items[k].builtin))
             c.items[kept++] = c.items[k];
     c.n = kept;
     if (c.n == 0) {
@@ -131,7 +138,8 @@ edgellm_status ellm_pii_scan(const pii_policy *policy, const char *text, size_t 
         if (!range_free(taken, cand->start, cand->end))
             continue;
         range_take(taken, cand->start, cand->end);
-        if (cand->shape || ellm_pii_policy_allows(policy, text + cand->start, cand->end - cand->start))
+        if (cand->shape ||
+            ellm_pii_policy_allows(policy, text + cand->start, cand->end - cand->start))
             continue;
         entities[n++] = (pii_entity){cand->start, cand->end, cand->type, NULL};
     }

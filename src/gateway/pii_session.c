@@ -305,7 +305,7 @@ static bool handle_literal_placeholders(pii_session *s, const char *text, size_t
 }
 
 edgellm_status ellm_pii_redact(pii_session *s, const char *text, size_t len, char **out,
-                          size_t *out_len, pii_entity **entities, size_t *n_entities)
+                               size_t *out_len, pii_entity **entities, size_t *n_entities)
 {
     *out = NULL;
     if (out_len)
@@ -423,7 +423,7 @@ static size_t restore_into(const pii_session *s, const char *t, size_t n, bool f
 }
 
 edgellm_status ellm_pii_restore(const pii_session *s, const char *text, size_t len, char **out,
-                           size_t *out_len)
+                                size_t *out_len)
 {
     *out = NULL;
     if (out_len)
@@ -464,7 +464,8 @@ edgellm_status ellm_pii_restorer_create(const pii_session *session, pii_restorer
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_pii_restorer_feed(pii_restorer *r, const char *chunk, size_t len, pii_buffer *out)
+edgellm_status ellm_pii_restorer_feed(pii_restorer *r, const char *chunk, size_t len,
+                                      pii_buffer *out)
 {
     bool oom = false;
     const char *t = chunk;

@@ -25,9 +25,9 @@ bool ellm_gw_spec_supported(json_t *body, const char **why)
     /* Each of these changes what the cloud generates in a way one scoring call cannot see
      * (several choices, constrained or biased sampling, tool calls) or asks for the cloud's own
      * per-token output (logprobs, echo). */
-    static const char *const needs_cloud[] = {"tools", "functions", "response_format", "grammar",
-                                              "logit_bias", "logprobs", "top_logprobs", "echo",
-                                              "suffix", "best_of"};
+    static const char *const needs_cloud[] = {
+        "tools",        "functions", "response_format", "grammar", "logit_bias", "logprobs",
+        "top_logprobs", "echo",      "suffix",          "best_of"};
     for (size_t i = 0; i < sizeof needs_cloud / sizeof needs_cloud[0]; i++) {
         json_t *v = json_object_get(body, needs_cloud[i]);
         if (v && !json_is_null(v) && !json_is_false(v)) {
@@ -68,8 +68,8 @@ static bool push_seq(gw_spec *s, edgellm_token t)
 }
 
 bool ellm_gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
-                   struct MHD_Connection *conn, json_t *body, srv_endpoint_kind kind,
-                   double deadline, srv_api_error *err)
+                        struct MHD_Connection *conn, json_t *body, srv_endpoint_kind kind,
+                        double deadline, srv_api_error *err)
 {
     memset(s, 0, sizeof *s);
     s->cfg = cfg;
@@ -82,7 +82,7 @@ bool ellm_gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
         return false;
     }
     if (!ellm_srv_parse_completion(body, kind, srv->model, srv->model_id,
-                              ellm_srv_scheduler_n_ctx(srv->sched), s->req, &s->opts, err))
+                                   ellm_srv_scheduler_n_ctx(srv->sched), s->req, &s->opts, err))
         return false;
     srv_request *r = s->req;
     int32_t n_ctx = ellm_srv_scheduler_n_ctx(srv->sched);
@@ -93,8 +93,7 @@ bool ellm_gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
     bool sampled = r->sampling.temperature > 0;
     s->call_template = json_pack("{s:i,s:b,s:i,s:f,s:f,s:b}", "max_tokens", 1, "echo", 1,
                                  "logprobs", sampled ? SRV_MAX_TOP_LOGPROBS : cfg->top_n,
-                                 "temperature",
-                                 (double)r->sampling.temperature, "top_p",
+                                 "temperature", (double)r->sampling.temperature, "top_p",
                                  (double)r->sampling.top_p, "stream", 0);
     s->rng = r->sampling.seed ^ 0x9E3779B97F4A7C15ULL;
     json_t *model = json_object_get(body, "model");
@@ -112,7 +111,7 @@ bool ellm_gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
         ok = push_seq(s, r->prompt[i]);
     if (!ok) {
         ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "cannot set up the edge draft: %s",
-                      edgellm_last_error());
+                           edgellm_last_error());
         return false;
     }
     return true;
@@ -151,7 +150,8 @@ static const char *top_choice(json_t *top, double *best)
 {
     const char *key, *best_key = NULL;
     json_t *v;
-    json_object_foreach(top, key, v) {
+    json_object_foreach(top, key, v)
+    {
         if (!json_is_number(v))
             return NULL;
         double lp = json_number_value(v);
@@ -246,9 +246,9 @@ static bool scored_next(const scored *sc, int32_t n_sent, const gw_vocab_map *vo
     return true;
 }
 
-bool ellm_gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
-                          int32_t n_sent, int32_t first, int32_t n_draft, gw_verdict *out,
-                          char *why, size_t why_cap)
+bool ellm_gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab,
+                               const edgellm_model *model, int32_t n_sent, int32_t first,
+                               int32_t n_draft, gw_verdict *out, char *why, size_t why_cap)
 {
     memset(out, 0, sizeof *out);
     out->next = -1;
@@ -305,7 +305,8 @@ static int cloud_distribution(json_t *top, edgellm_token draft, double draft_lp,
     const char *key;
     json_t *v;
     c[n++] = (candidate){draft, draft_lp, 0};
-    json_object_foreach(top, key, v) {
+    json_object_foreach(top, key, v)
+    {
         edgellm_token id = ellm_gw_vocab_map_find(vocab, key, strlen(key));
         bool seen = id < 0 || !json_is_number(v);
         for (int i = 0; i < n && !seen; i++)
@@ -334,10 +335,10 @@ static int cloud_distribution(json_t *top, edgellm_token draft, double draft_lp,
     return n;
 }
 
-bool ellm_gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
-                           int32_t n_sent, int32_t first, int32_t n_draft,
-                           const gw_spec_sampling *smp, gw_verdict *out, char *why,
-                           size_t why_cap)
+bool ellm_gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab,
+                                const edgellm_model *model, int32_t n_sent, int32_t first,
+                                int32_t n_draft, const gw_spec_sampling *smp, gw_verdict *out,
+                                char *why, size_t why_cap)
 {
     memset(out, 0, sizeof *out);
     out->next = -1;
@@ -351,8 +352,8 @@ bool ellm_gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const
         if (!scored_at(&sc, (size_t)(first + i), &mine, &top, why, why_cap))
             return false;
         candidate c[SRV_MAX_TOP_LOGPROBS + 1];
-        int n = cloud_distribution(top, smp->draft[i], mine, vocab, smp->temperature,
-                                   smp->top_p, c, SRV_MAX_TOP_LOGPROBS + 1);
+        int n = cloud_distribution(top, smp->draft[i], mine, vocab, smp->temperature, smp->top_p, c,
+                                   SRV_MAX_TOP_LOGPROBS + 1);
         const float *q_logits = smp->edge_logits + (size_t)i * (size_t)n_vocab;
         double p_x = 0;
         for (int j = 0; j < n; j++)
@@ -388,10 +389,7 @@ bool ellm_gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const
 
 /* ---- one round ---- */
 
-static bool client_gone(gw_spec *s)
-{
-    return s->conn && ellm_srv_http_client_gone(s->conn);
-}
+static bool client_gone(gw_spec *s) { return s->conn && ellm_srv_http_client_gone(s->conn); }
 
 /* POSTs the verification; retried after a failure with 0.2 s, 0.4 s, ... backoff within the
  * deadline (it only reads, so repeating it is safe). */
@@ -407,7 +405,7 @@ static int call_cloud(gw_spec *s, const char *payload, json_t **answer)
         s->calls++;
         const char *failure = NULL;
         if (!ellm_gw_call_restart(call, s->cfg->up, "/v1/completions", payload, strlen(payload),
-                             call_deadline - now_s())) {
+                                  call_deadline - now_s())) {
             failure = "cloud-unreachable";
         } else {
             while (!ellm_gw_call_pump(call, 100)) {
@@ -456,7 +454,8 @@ static bool accept_token(gw_spec *s, edgellm_token t)
     const char *text = NULL;
     size_t len = 0;
     int stopped = 0;
-    if (!push_seq(s, t) || edgellm_text_stream_push(s->text, t, &text, &len, &stopped) != EDGELLM_OK ||
+    if (!push_seq(s, t) ||
+        edgellm_text_stream_push(s->text, t, &text, &len, &stopped) != EDGELLM_OK ||
         !ellm_gw_events_push(&s->events, &s->n_events, &s->cap_events, t, text ? text : "", len)) {
         s->finish = SRV_FINISH_ERROR;
         return false;
@@ -557,10 +556,10 @@ int ellm_gw_spec_step(gw_spec *s)
         gw_spec_sampling smp = {temperature, s->req->sampling.top_p, s->draft_logits, draft,
                                 &s->rng};
         ok = ellm_gw_spec_judge_sampled(answer, s->cfg->vocab, s->srv->model, n_sent, first, nd,
-                                   &smp, &v, s->error, sizeof s->error);
+                                        &smp, &v, s->error, sizeof s->error);
     } else {
         ok = ellm_gw_spec_judge_greedy(answer, s->cfg->vocab, s->srv->model, n_sent, first, nd, &v,
-                                  s->error, sizeof s->error);
+                                       s->error, sizeof s->error);
     }
     json_decref(answer);
     if (!ok) {
@@ -613,14 +612,14 @@ static bool cloud_tokens(const gw_upstream *up, const char *text, double timeout
 {
     /* One body both shapes read: llama.cpp's server and `edgellm serve` take content and
      * add_special, vLLM takes prompt and add_special_tokens; each ignores the other's keys. */
-    json_t *req = json_pack("{s:s,s:b,s:s,s:b}", "content", text, "add_special", 0, "prompt",
-                            text, "add_special_tokens", 0);
+    json_t *req = json_pack("{s:s,s:b,s:s,s:b}", "content", text, "add_special", 0, "prompt", text,
+                            "add_special_tokens", 0);
     char *payload = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     gw_call call;
     memset(&call, 0, sizeof call);
-    bool started = payload && ellm_gw_call_start(&call, up, "/tokenize", payload, strlen(payload),
-                                             timeout_s);
+    bool started = payload &&
+                   ellm_gw_call_start(&call, up, "/tokenize", payload, strlen(payload), timeout_s);
     free(payload);
     while (started && !ellm_gw_call_pump(&call, 100)) {
     }
@@ -658,8 +657,8 @@ static bool cloud_tokens(const gw_upstream *up, const char *text, double timeout
     return ok;
 }
 
-bool ellm_gw_spec_check_tokenizer(const gw_upstream *up, const edgellm_model *model, double timeout_s,
-                             char *err, size_t err_cap)
+bool ellm_gw_spec_check_tokenizer(const gw_upstream *up, const edgellm_model *model,
+                                  double timeout_s, char *err, size_t err_cap)
 {
     for (size_t p = 0; p < sizeof probes / sizeof probes[0]; p++) {
         json_t *cloud = NULL;

@@ -17,10 +17,10 @@
 typedef struct gw_spec_config {
     const gw_upstream *up;
     const gw_vocab_map *vocab;
-    int k;              /* tokens drafted per verification call, at most GW_SPEC_MAX_K */
-    int top_n;          /* alternatives the cloud returns per position (logprobs) */
-    int retries;        /* extra attempts of a verification call after a failure */
-    double latency_s;   /* added before every cloud call: a simulated network (benchmarks) */
+    int k;                 /* tokens drafted per verification call, at most GW_SPEC_MAX_K */
+    int top_n;             /* alternatives the cloud returns per position (logprobs) */
+    int retries;           /* extra attempts of a verification call after a failure */
+    double latency_s;      /* added before every cloud call: a simulated network (benchmarks) */
     double call_timeout_s; /* one verification call, retries included */
 } gw_spec_config;
 
@@ -30,23 +30,23 @@ typedef struct gw_spec {
     const gw_spec_config *cfg;
     srv_server *srv;
     struct MHD_Connection *conn;
-    srv_request *req;        /* the prompt tokens, limits, stops and sampling of the request */
+    srv_request *req; /* the prompt tokens, limits, stops and sampling of the request */
     srv_completion_opts opts;
-    json_t *call_template;   /* the verification body without its prompt */
+    json_t *call_template; /* the verification body without its prompt */
     gw_edge edge;
-    edgellm_token *seq;      /* prompt and every token accepted so far */
+    edgellm_token *seq; /* prompt and every token accepted so far */
     int32_t n_seq, cap_seq, n_generated;
     edgellm_text_stream *text;
-    srv_event *events;       /* text that became final, one event per accepted token */
+    srv_event *events; /* text that became final, one event per accepted token */
     size_t n_events, cap_events;
     srv_finish finish;
     double deadline;
     uint64_t rng;
-    float *draft_logits;     /* sampled requests: the edge's logits at each drafted position */
+    float *draft_logits; /* sampled requests: the edge's logits at each drafted position */
     int drafted, accepted, calls;
-    int stalls;              /* rounds in a row that kept no token */
-    gw_call call;            /* the verification calls, one after another on one connection */
-    char cloud_model[256];   /* "model" of the cloud's answers */
+    int stalls;            /* rounds in a row that kept no token */
+    gw_call call;          /* the verification calls, one after another on one connection */
+    char cloud_model[256]; /* "model" of the cloud's answers */
     /* After GW_SPEC_FAILED: a ellm_gw_call_failure() reason when the cloud was unavailable, else
      * "cloud-malformed" with error saying what was wrong. */
     const char *failure;
@@ -59,8 +59,8 @@ bool ellm_gw_spec_supported(json_t *body, const char **why);
 /* Parses body (already redacted, "model" set for the cloud) for kind; false with err set when
  * the request itself is invalid (a 400). deadline bounds the whole request (monotonic s). */
 bool ellm_gw_spec_start(gw_spec *s, const gw_spec_config *cfg, srv_server *srv,
-                   struct MHD_Connection *conn, json_t *body, srv_endpoint_kind kind,
-                   double deadline, srv_api_error *err);
+                        struct MHD_Connection *conn, json_t *body, srv_endpoint_kind kind,
+                        double deadline, srv_api_error *err);
 /* One round: draft, verify, accept. New events are appended to s->events. */
 int ellm_gw_spec_step(gw_spec *s);
 void ellm_gw_spec_free(gw_spec *s);
@@ -78,9 +78,9 @@ typedef struct gw_verdict {
     bool end;
     bool unknown; /* the cloud's text maps to no edge token: next is -1 */
 } gw_verdict;
-bool ellm_gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
-                          int32_t n_sent, int32_t first, int32_t n_draft, gw_verdict *out,
-                          char *why, size_t why_cap);
+bool ellm_gw_spec_judge_greedy(json_t *answer, const gw_vocab_map *vocab,
+                               const edgellm_model *model, int32_t n_sent, int32_t first,
+                               int32_t n_draft, gw_verdict *out, char *why, size_t why_cap);
 
 /* Sampled requests: the standard speculative sampling rule. Draft token x (drawn from the edge's
  * q = softmax(logits / T)) is kept with probability min(1, p(x) / q(x)), p being the cloud's
@@ -92,15 +92,15 @@ typedef struct gw_spec_sampling {
     const edgellm_token *draft;
     uint64_t *rng;
 } gw_spec_sampling;
-bool ellm_gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab, const edgellm_model *model,
-                           int32_t n_sent, int32_t first, int32_t n_draft,
-                           const gw_spec_sampling *smp, gw_verdict *out, char *why,
-                           size_t why_cap);
+bool ellm_gw_spec_judge_sampled(json_t *answer, const gw_vocab_map *vocab,
+                                const edgellm_model *model, int32_t n_sent, int32_t first,
+                                int32_t n_draft, const gw_spec_sampling *smp, gw_verdict *out,
+                                char *why, size_t why_cap);
 
 #endif
 
 /* Start-up check that edge and cloud tokenize alike: probe strings through the cloud's
  * POST /tokenize ({"content"} -> {"tokens"}, llama.cpp's and edgellm serve's shape) against the
  * edge tokenizer. False with one line in err: no /tokenize, a different tokenizer, no cloud. */
-bool ellm_gw_spec_check_tokenizer(const gw_upstream *up, const edgellm_model *model, double timeout_s,
-                             char *err, size_t err_cap);
+bool ellm_gw_spec_check_tokenizer(const gw_upstream *up, const edgellm_model *model,
+                                  double timeout_s, char *err, size_t err_cap);

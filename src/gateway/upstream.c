@@ -49,7 +49,7 @@ static void set_request(gw_call *c, const gw_upstream *u, const char *path, cons
 }
 
 bool ellm_gw_call_restart(gw_call *c, const gw_upstream *u, const char *path, const char *body,
-                     size_t len, double total_timeout_s)
+                          size_t len, double total_timeout_s)
 {
     if (!c->easy || !c->multi || !c->finished) {
         ellm_gw_call_free(c);
@@ -68,7 +68,7 @@ bool ellm_gw_call_restart(gw_call *c, const gw_upstream *u, const char *path, co
 }
 
 bool ellm_gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const char *body,
-                   size_t len, double total_timeout_s)
+                        size_t len, double total_timeout_s)
 {
     memset(c, 0, sizeof *c);
     c->easy = curl_easy_init();

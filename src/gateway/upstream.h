@@ -9,8 +9,8 @@
 #define GW_UPSTREAM_MAX_BODY (64u << 20)
 
 typedef struct gw_upstream {
-    char root[1024];          /* scheme://host[:port] and any prefix, without a trailing /v1 */
-    char *auth_header;        /* "Authorization: Bearer KEY" or NULL; never logged */
+    char root[1024];   /* scheme://host[:port] and any prefix, without a trailing /v1 */
+    char *auth_header; /* "Authorization: Bearer KEY" or NULL; never logged */
     bool insecure;
     double connect_timeout_s;
 } gw_upstream;
@@ -30,11 +30,11 @@ typedef struct gw_call {
 
 /* POSTs body (GET when body is NULL) to root + path. False when libcurl cannot set it up. */
 bool ellm_gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const char *body,
-                   size_t len, double total_timeout_s);
+                        size_t len, double total_timeout_s);
 /* Another call on a finished call's handles (a zeroed c gets new ones): the connection is kept
  * alive between them, so a series of calls pays the TCP and TLS handshakes once. */
 bool ellm_gw_call_restart(gw_call *c, const gw_upstream *u, const char *path, const char *body,
-                     size_t len, double total_timeout_s);
+                          size_t len, double total_timeout_s);
 /* After copying a gw_call to a new address: libcurl writes to the new one. */
 void ellm_gw_call_moved(gw_call *c);
 /* Moves the transfer on, waiting up to wait_ms for the network; true once it has finished. */

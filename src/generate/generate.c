@@ -250,8 +250,7 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
 }
 
 edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
-                                const edgellm_generate_params *params,
-                                edgellm_generate_result *out)
+                                const edgellm_generate_params *params, edgellm_generate_result *out)
 {
     if (!ctx || !prompt || !params)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,

@@ -31,8 +31,7 @@ int ellm_speculative_wanted(const edgellm_generate_params *p)
     return p->draft != NULL || p->lookup_ngram > 0;
 }
 
-edgellm_status ellm_speculative_check(const edgellm_context *ctx,
-                                      const edgellm_generate_params *p)
+edgellm_status ellm_speculative_check(const edgellm_context *ctx, const edgellm_generate_params *p)
 {
     if (p->lookup_ngram < 0 || p->lookup_ngram > LOOKUP_NGRAM_LIMIT)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
@@ -166,7 +165,8 @@ static edgellm_token constrained_draft_token(ellm_spec *sp, edgellm_grammar_stat
     } else {
         t = edgellm_sampler_sample(sp->draft_sampler, sp->masked);
     }
-    if (t < 0 || sp->masked[t] == -INFINITY || edgellm_grammar_state_accept(grammar, t) != EDGELLM_OK)
+    if (t < 0 || sp->masked[t] == -INFINITY ||
+        edgellm_grammar_state_accept(grammar, t) != EDGELLM_OK)
         return -1;
     return t;
 }

@@ -46,17 +46,18 @@ typedef struct gguf_value gguf_value;
 typedef struct gguf_array {
     gguf_value_type elem_type;
     uint64_t n;
-    const uint8_t *raw;     /* numeric/bool elements: n packed little-endian values (may be unaligned) */
-    gguf_str *strings;      /* elem_type == STRING: n strings */
-    gguf_value *items;      /* elem_type == ARRAY: n nested values */
+    const uint8_t
+        *raw;          /* numeric/bool elements: n packed little-endian values (may be unaligned) */
+    gguf_str *strings; /* elem_type == STRING: n strings */
+    gguf_value *items; /* elem_type == ARRAY: n nested values */
 } gguf_array;
 
 struct gguf_value {
     gguf_value_type type;
     union {
-        uint64_t u64;  /* every unsigned integer type, widened */
-        int64_t i64;   /* every signed integer type, widened */
-        double f64;    /* FLOAT32 and FLOAT64, widened */
+        uint64_t u64; /* every unsigned integer type, widened */
+        int64_t i64;  /* every signed integer type, widened */
+        double f64;   /* FLOAT32 and FLOAT64, widened */
         bool b;
         gguf_str str;
         gguf_array arr;
@@ -76,7 +77,7 @@ typedef struct gguf_tensor_info {
     uint64_t offset;            /* relative to the start of the data section */
     uint64_t n_elements;
     uint64_t n_bytes;
-    const void *data;           /* into the mapping */
+    const void *data; /* into the mapping */
 } gguf_tensor_info;
 
 typedef struct gguf_file gguf_file;
@@ -149,21 +150,21 @@ edgellm_status ellm_gguf_writer_set_f64(gguf_writer *w, const char *key, double 
 edgellm_status ellm_gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
 edgellm_status ellm_gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
 /* Array of fixed-size elements (numeric or BOOL), n packed values in host order. */
-edgellm_status ellm_gguf_writer_set_array(gguf_writer *w, const char *key, gguf_value_type elem_type,
-                                     const void *data, uint64_t n);
+edgellm_status ellm_gguf_writer_set_array(gguf_writer *w, const char *key,
+                                          gguf_value_type elem_type, const void *data, uint64_t n);
 edgellm_status ellm_gguf_writer_set_str_array(gguf_writer *w, const char *key,
-                                         const char *const *strings, uint64_t n);
+                                              const char *const *strings, uint64_t n);
 /* Copies a value (including nested arrays) from a parsed file, e.g. to carry metadata over. */
 edgellm_status ellm_gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *value);
 edgellm_status ellm_gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment);
 
 /* Adds a tensor whose bytes are borrowed (must stay valid until ellm_gguf_writer_write returns). */
 edgellm_status ellm_gguf_writer_add_tensor(gguf_writer *w, const char *name, ellm_type type,
-                                      uint32_t n_dims, const uint64_t *ne, const void *data);
+                                           uint32_t n_dims, const uint64_t *ne, const void *data);
 /* Adds a tensor whose bytes the callback produces during ellm_gguf_writer_write. */
 edgellm_status ellm_gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, ellm_type type,
-                                           uint32_t n_dims, const uint64_t *ne,
-                                           gguf_tensor_fill_fn fill, void *user);
+                                                uint32_t n_dims, const uint64_t *ne,
+                                                gguf_tensor_fill_fn fill, void *user);
 
 /* Writes version 3 to path through a temporary file in the same directory, fsynced and renamed
  * into place, so an interrupted write never leaves a partial file at path. */

@@ -15,7 +15,10 @@ uint64_t ellm_gguf_file_size(const gguf_file *f) { return f->file_size; }
 uint64_t ellm_gguf_kv_count(const gguf_file *f) { return f->n_kv; }
 uint64_t ellm_gguf_tensor_count(const gguf_file *f) { return f->n_tensors; }
 
-const gguf_kv *ellm_gguf_kv_at(const gguf_file *f, uint64_t i) { return i < f->n_kv ? &f->kvs[i] : NULL; }
+const gguf_kv *ellm_gguf_kv_at(const gguf_file *f, uint64_t i)
+{
+    return i < f->n_kv ? &f->kvs[i] : NULL;
+}
 
 const gguf_tensor_info *ellm_gguf_tensor_at(const gguf_file *f, uint64_t i)
 {
@@ -249,9 +252,9 @@ bool ellm_gguf_array_get_i64(const gguf_array *arr, uint64_t i, int64_t *out)
 
 const char *ellm_gguf_value_type_name(gguf_value_type t)
 {
-    static const char *names[GGUF_TYPE_COUNT] = {"uint8", "int8",   "uint16", "int16", "uint32",
-                                                 "int32", "float32", "bool",  "string", "array",
-                                                 "uint64", "int64", "float64"};
+    static const char *names[GGUF_TYPE_COUNT] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                                 "int32",  "float32", "bool",   "string", "array",
+                                                 "uint64", "int64",   "float64"};
     return (unsigned)t < GGUF_TYPE_COUNT ? names[t] : "unknown";
 }
 
@@ -312,7 +315,8 @@ static void sb_value(sbuf *b, const gguf_value *v)
         return;
     }
     const gguf_array *a = &v->v.arr;
-    sb_printf(b, "[%llu \u00d7 %s]", (unsigned long long)a->n, ellm_gguf_value_type_name(a->elem_type));
+    sb_printf(b, "[%llu \u00d7 %s]", (unsigned long long)a->n,
+              ellm_gguf_value_type_name(a->elem_type));
     uint64_t shown = a->n < 6 ? a->n : 6;
     sb_printf(b, " [");
     for (uint64_t i = 0; i < shown; i++) {

@@ -184,7 +184,8 @@ static edgellm_status read_array(cursor *c, gguf_value *out, int depth)
                              "%s: array of %llu %s elements needs more bytes than the %llu left in "
                              "the file; it is truncated or corrupt",
                              c->what, (unsigned long long)n,
-                             ellm_gguf_value_type_name(arr->elem_type), (unsigned long long)remaining);
+                             ellm_gguf_value_type_name(arr->elem_type),
+                             (unsigned long long)remaining);
         st = take(c, bytes, &arr->raw);
         if (st == EDGELLM_OK)
             arr->n = n;
@@ -412,8 +413,9 @@ static edgellm_status parse_tensor_infos(gguf_file *f, cursor *c)
         if (st != EDGELLM_OK)
             return st;
         if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
-            return ellm_fail(EDGELLM_ERR_FORMAT, "tensor '%.*s' has %u dimensions (1 to %d allowed)",
-                             nl, t->name.data, t->n_dims, GGUF_MAX_DIMS);
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "tensor '%.*s' has %u dimensions (1 to %d allowed)", nl, t->name.data,
+                             t->n_dims, GGUF_MAX_DIMS);
         for (int d = 0; d < GGUF_MAX_DIMS; d++)
             t->ne[d] = 1;
         uint64_t n_el = 1;
@@ -422,8 +424,8 @@ static edgellm_status parse_tensor_infos(gguf_file *f, cursor *c)
             if (st != EDGELLM_OK)
                 return st;
             if (t->ne[d] == 0 || t->ne[d] > INT64_MAX)
-                return ellm_fail(EDGELLM_ERR_FORMAT, "tensor '%.*s': dimension %u is %llu",
-                                 nl, t->name.data, d, (unsigned long long)t->ne[d]);
+                return ellm_fail(EDGELLM_ERR_FORMAT, "tensor '%.*s': dimension %u is %llu", nl,
+                                 t->name.data, d, (unsigned long long)t->ne[d]);
             if (!ellm_mul_u64(n_el, t->ne[d], &n_el) || n_el > INT64_MAX)
                 return ellm_fail(EDGELLM_ERR_FORMAT,
                                  "tensor '%.*s': the product of its dimensions overflows", nl,

@@ -160,10 +160,10 @@ static edgellm_status set_scalar(gguf_writer *w, const char *key, gguf_value_typ
 }
 
 /* Host values are little-endian on every platform edgellm targets (x86, ARM, WebAssembly). */
-#define DEFINE_SETTER(fname, ctype, gtype)                                                  \
-    edgellm_status fname(gguf_writer *w, const char *key, ctype v)                          \
-    {                                                                                       \
-        return set_scalar(w, key, gtype, &v, sizeof v);                                     \
+#define DEFINE_SETTER(fname, ctype, gtype)                                                         \
+    edgellm_status fname(gguf_writer *w, const char *key, ctype v)                                 \
+    {                                                                                              \
+        return set_scalar(w, key, gtype, &v, sizeof v);                                            \
     }
 DEFINE_SETTER(ellm_gguf_writer_set_u8, uint8_t, GGUF_TYPE_UINT8)
 DEFINE_SETTER(ellm_gguf_writer_set_i8, int8_t, GGUF_TYPE_INT8)
@@ -195,14 +195,15 @@ edgellm_status ellm_gguf_writer_set_str(gguf_writer *w, const char *key, const c
     return finish_kv(kv, key);
 }
 
-edgellm_status ellm_gguf_writer_set_array(gguf_writer *w, const char *key, gguf_value_type elem_type,
-                                     const void *data, uint64_t n)
+edgellm_status ellm_gguf_writer_set_array(gguf_writer *w, const char *key,
+                                          gguf_value_type elem_type, const void *data, uint64_t n)
 {
     uint64_t size = ellm_gguf_scalar_size(elem_type), bytes;
     if (size == 0 || !ellm_mul_u64(size, n, &bytes) || bytes > SIZE_MAX || (n && !data))
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "ellm_gguf_writer_set_array: '%s' needs a fixed-size element type and data",
-                         key ? key : "");
+        return ellm_fail(
+            EDGELLM_ERR_INVALID_ARGUMENT,
+            "ellm_gguf_writer_set_array: '%s' needs a fixed-size element type and data",
+            key ? key : "");
     wkv *kv = kv_slot(w, key);
     if (kv) {
         wb_u32(&kv->encoded, GGUF_TYPE_ARRAY);
@@ -214,13 +215,14 @@ edgellm_status ellm_gguf_writer_set_array(gguf_writer *w, const char *key, gguf_
 }
 
 edgellm_status ellm_gguf_writer_set_str_array(gguf_writer *w, const char *key,
-                                         const char *const *strings, uint64_t n)
+                                              const char *const *strings, uint64_t n)
 {
     /* Checked before the key's slot is touched, so a refused call leaves no half-written kv. */
     for (uint64_t i = 0; i < n; i++)
         if (!strings || !strings[i])
-            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GGUF metadata '%s': string %llu is NULL",
-                             key ? key : "", (unsigned long long)i);
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "GGUF metadata '%s': string %llu is NULL", key ? key : "",
+                             (unsigned long long)i);
     wkv *kv = kv_slot(w, key);
     if (kv) {
         wb_u32(&kv->encoded, GGUF_TYPE_ARRAY);
@@ -348,14 +350,14 @@ static edgellm_status add_tensor(gguf_writer *w, const char *name, ellm_type typ
 }
 
 edgellm_status ellm_gguf_writer_add_tensor(gguf_writer *w, const char *name, ellm_type type,
-                                      uint32_t n_dims, const uint64_t *ne, const void *data)
+                                           uint32_t n_dims, const uint64_t *ne, const void *data)
 {
     return add_tensor(w, name, type, n_dims, ne, data, NULL, NULL);
 }
 
 edgellm_status ellm_gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, ellm_type type,
-                                           uint32_t n_dims, const uint64_t *ne,
-                                           gguf_tensor_fill_fn fill, void *user)
+                                                uint32_t n_dims, const uint64_t *ne,
+                                                gguf_tensor_fill_fn fill, void *user)
 {
     return add_tensor(w, name, type, n_dims, ne, NULL, fill, user);
 }

@@ -17,11 +17,11 @@
 #include "edgellm.h"
 
 /* Limits that keep hostile grammars from exhausting memory or time. */
-#define ELLM_GRAMMAR_MAX_TEXT (1u << 20)      /* bytes of grammar text */
-#define ELLM_GRAMMAR_MAX_ELEMENTS (1 << 20)   /* compiled elements, repetitions expanded */
-#define ELLM_GRAMMAR_MAX_NESTING 64           /* parenthesised groups inside each other */
-#define ELLM_GRAMMAR_MAX_REPEAT 10000         /* m and n of {m,n} */
-#define ELLM_GRAMMAR_MAX_STACKS 4096          /* parse stacks alive at once (ambiguity) */
+#define ELLM_GRAMMAR_MAX_TEXT (1u << 20)    /* bytes of grammar text */
+#define ELLM_GRAMMAR_MAX_ELEMENTS (1 << 20) /* compiled elements, repetitions expanded */
+#define ELLM_GRAMMAR_MAX_NESTING 64         /* parenthesised groups inside each other */
+#define ELLM_GRAMMAR_MAX_REPEAT 10000       /* m and n of {m,n} */
+#define ELLM_GRAMMAR_MAX_STACKS 4096        /* parse stacks alive at once (ambiguity) */
 
 typedef struct ellm_cp_range {
     uint32_t lo, hi; /* inclusive code points */
@@ -43,10 +43,10 @@ typedef struct ellm_char_class {
 typedef struct ellm_grammar {
     int32_t *elems;
     int32_t n_elems;
-    int32_t *alt_start;   /* element index where each alternative begins */
-    int32_t *rule_first;  /* first alternative of each rule */
+    int32_t *alt_start;  /* element index where each alternative begins */
+    int32_t *rule_first; /* first alternative of each rule */
     int32_t *rule_n_alts;
-    char **rule_names;    /* synthesised rules are named after their rule, e.g. "item_3" */
+    char **rule_names; /* synthesised rules are named after their rule, e.g. "item_3" */
     int32_t n_rules;
     int32_t root;
     ellm_char_class *classes;
@@ -80,13 +80,13 @@ typedef struct ellm_trie_node {
 typedef struct ellm_token_trie {
     ellm_trie_node *nodes;
     int32_t n_nodes;
-    int32_t n_tokens;      /* vocabulary size */
-    int32_t n_slots;       /* tokens in the trie */
-    int32_t *slot_token;   /* slot -> token id */
-    int32_t *token_slot;   /* token id -> slot, -1 when not in the trie */
-    int32_t *slot_cps;     /* characters in each slot's text (when it ends on a whole one) */
-    uint8_t *token_eog;    /* 1 for tokens that end generation (allowed only when complete) */
-    char *bytes;           /* every token's text, token_off[i] .. token_off[i] + token_len[i] */
+    int32_t n_tokens;    /* vocabulary size */
+    int32_t n_slots;     /* tokens in the trie */
+    int32_t *slot_token; /* slot -> token id */
+    int32_t *token_slot; /* token id -> slot, -1 when not in the trie */
+    int32_t *slot_cps;   /* characters in each slot's text (when it ends on a whole one) */
+    uint8_t *token_eog;  /* 1 for tokens that end generation (allowed only when complete) */
+    char *bytes;         /* every token's text, token_off[i] .. token_off[i] + token_len[i] */
     int64_t *token_off;
     int32_t *token_len;
 } ellm_token_trie;
@@ -139,8 +139,8 @@ void ellm_matcher_rewind(ellm_matcher *m, ellm_matcher_mark mark);
  * costs one pass over the vocabulary; may run on another thread while the state's owner waits
  * for something else (the forward pass). Returns 0 on failure (the error is left for the mask). */
 int ellm_matcher_prepare(ellm_matcher *m);
-int ellm_matcher_can_end(const ellm_matcher *m);   /* the output so far is a complete sentence */
-int ellm_matcher_must_end(const ellm_matcher *m);  /* ... and nothing can follow it */
+int ellm_matcher_can_end(const ellm_matcher *m);  /* the output so far is a complete sentence */
+int ellm_matcher_must_end(const ellm_matcher *m); /* ... and nothing can follow it */
 
 /* The same for a public grammar state (grammar_api.c), for the generation loop and the server's
  * speculative decoding, which feed proposals through the state and take them back. */

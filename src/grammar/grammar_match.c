@@ -51,7 +51,7 @@ struct ellm_matcher {
     int32_t n_states, cap_states;
     int32_t *pool;
     int64_t pool_n, pool_cap;
-    u64map state_ids; /* hash of the stack list -> chain head; see intern_state */
+    u64map state_ids;    /* hash of the stack list -> chain head; see intern_state */
     int32_t *state_next; /* next state with the same hash */
 
     u64map transitions; /* (state << 21 | code point) + 1 -> state */
@@ -159,7 +159,8 @@ static int push_scratch(ellm_matcher *m, int32_t stack)
         m->overflow = 1;
         return 0;
     }
-    if (!ellm_grammar_grow((void **)&m->scratch, &m->scratch_cap, m->scratch_n + 1, sizeof *m->scratch)) {
+    if (!ellm_grammar_grow((void **)&m->scratch, &m->scratch_cap, m->scratch_n + 1,
+                           sizeof *m->scratch)) {
         m->overflow = 1;
         return 0;
     }
@@ -214,8 +215,8 @@ static int grow_states(ellm_matcher *m)
     if (m->cap_states > INT32_MAX / 4)
         return 0;
     int32_t cap = m->cap_states ? m->cap_states * 2 : 256;
-    int32_t **arrays[] = {&m->state_off, &m->state_len, &m->state_loop, &m->state_next,
-                          &m->state_run, &m->state_succ};
+    int32_t **arrays[] = {&m->state_off,  &m->state_len, &m->state_loop,
+                          &m->state_next, &m->state_run, &m->state_succ};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) {
         int32_t *n = realloc(*arrays[i], (size_t)cap * sizeof *n);
         if (!n)
@@ -322,7 +323,8 @@ static int range_viable(const ellm_matcher *m, int32_t state, uint32_t lo, uint3
     for (int32_t i = 0; i < m->state_len[state]; i++) {
         if (stacks[i] == 0)
             continue;
-        const ellm_char_class *c = &m->g->classes[ELLM_GEL_ARG(m->g->elems[m->nodes[stacks[i]].pos])];
+        const ellm_char_class *c =
+            &m->g->classes[ELLM_GEL_ARG(m->g->elems[m->nodes[stacks[i]].pos])];
         const ellm_cp_range *r = m->g->ranges + c->first_range;
         for (int32_t k = 0; k < c->n_ranges; k++)
             if (r[k].lo <= hi && r[k].hi >= lo)
@@ -537,7 +539,8 @@ static const uint8_t *class_below(ellm_matcher *m, int32_t cls)
                 for (int32_t k = 0; k < nd->n_children && good; k++) {
                     int32_t w = nd->first_child + k;
                     int32_t cp = t->nodes[w].cp_in;
-                    good = cp != -2 && (cp == -1 || ellm_class_contains(bg->grammar, cls, (uint32_t)cp)) &&
+                    good = cp != -2 &&
+                           (cp == -1 || ellm_class_contains(bg->grammar, cls, (uint32_t)cp)) &&
                            ((bits[w >> 3] >> (w & 7)) & 1);
                 }
                 if (good)
@@ -714,7 +717,8 @@ edgellm_status ellm_matcher_accept_token(ellm_matcher *m, edgellm_token token)
     if (t->token_slot[token] < 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "token %d has no text, so the grammar cannot accept it", token);
-    return ellm_matcher_accept_bytes(m, t->bytes + t->token_off[token], (size_t)t->token_len[token]);
+    return ellm_matcher_accept_bytes(m, t->bytes + t->token_off[token],
+                                     (size_t)t->token_len[token]);
 }
 
 ellm_matcher_mark ellm_matcher_get_mark(const ellm_matcher *m)
@@ -730,10 +734,7 @@ void ellm_matcher_rewind(ellm_matcher *m, ellm_matcher_mark mark)
     m->part = mark.part;
 }
 
-int ellm_matcher_prepare(ellm_matcher *m)
-{
-    return allowed_slots(m) != NULL;
-}
+int ellm_matcher_prepare(ellm_matcher *m) { return allowed_slots(m) != NULL; }
 
 void ellm_matcher_reset(ellm_matcher *m)
 {
@@ -779,7 +780,8 @@ edgellm_status ellm_matcher_create(ellm_bound_grammar *bg, ellm_matcher **out)
         m->cache[i].key = -1;
     /* Node 0 is the empty stack, state 0 the dead state (no stacks). */
     int ok = m->below &&
-             ellm_grammar_grow((void **)&m->nodes, &m->cap_nodes, 1, sizeof *m->nodes) && grow_states(m);
+             ellm_grammar_grow((void **)&m->nodes, &m->cap_nodes, 1, sizeof *m->nodes) &&
+             grow_states(m);
     if (ok) {
         m->nodes[m->n_nodes++] = (snode){-1, -1, 0};
         m->state_off[0] = m->state_len[0] = 0;

@@ -193,7 +193,8 @@ static int32_t intern_class(parser *P, ellm_cp_range *r, int32_t n, int negate)
         }
         for (int32_t c = 0; c < P->n_classes; c++) {
             const ellm_char_class *cc = &P->classes[c];
-            uint32_t j = hash_ranges(P->ranges + cc->first_range, cc->n_ranges) & (uint32_t)(cap - 1);
+            uint32_t j = hash_ranges(P->ranges + cc->first_range, cc->n_ranges) &
+                         (uint32_t)(cap - 1);
             while (t[j])
                 j = (j + 1) & (uint32_t)(cap - 1);
             t[j] = c + 1;
@@ -259,8 +260,8 @@ static void skip_space(parser *P)
 
 static int is_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
 }
 
 static size_t name_length(const parser *P)
@@ -299,16 +300,23 @@ static int64_t parse_char(parser *P)
         case 't': P->p += 2; return '\t';
         case 'r': P->p += 2; return '\r';
         case '0': P->p += 2; return 0;
-        case '\\': case '"': case '\'': case '[': case ']': case '-': case '/': case '^':
-            P->p += 2;
-            return s[1];
+        case '\\':
+        case '"':
+        case '\'':
+        case '[':
+        case ']':
+        case '-':
+        case '/':
+        case '^': P->p += 2; return s[1];
         case 'x': digits = 2; break;
         case 'u': digits = 4; break;
         case 'U': digits = 8; break;
         default: {
             char msg[96];
-            snprintf(msg, sizeof msg, "unknown escape '\\%c'; use \\n \\t \\r \\\\ \\\" \\xHH "
-                                      "\\uHHHH or \\UHHHHHHHH", s[1] >= 32 && s[1] < 127 ? s[1] : '?');
+            snprintf(msg, sizeof msg,
+                     "unknown escape '\\%c'; use \\n \\t \\r \\\\ \\\" \\xHH "
+                     "\\uHHHH or \\UHHHHHHHH",
+                     s[1] >= 32 && s[1] < 127 ? s[1] : '?');
             fail_at(P, msg);
             return -1;
         }
@@ -391,7 +399,8 @@ static int parse_class(parser *P, ivec *out)
             if (hi >= 0 && hi < lo) {
                 free(r);
                 return fail_at(P, "character range written backwards (e.g. [z-a]); put the "
-                                  "smaller end first"), 0;
+                                  "smaller end first"),
+                       0;
             }
         }
         if (lo < 0 || hi < 0 || !ellm_grammar_grow((void **)&r, &cap, n + 1, sizeof *r)) {
@@ -468,7 +477,8 @@ static int apply_postfix(parser *P, int32_t owner, ivec *item)
                 P->p++;
                 skip_space(P);
                 if (!at_end(P) && *P->p != '}' && !parse_count(P, &n))
-                    return P->failed ? 0 : (fail_at(P, "expected a number or } after , in {m,n}"), 0);
+                    return P->failed ? 0
+                                     : (fail_at(P, "expected a number or } after , in {m,n}"), 0);
             } else {
                 n = m;
             }
@@ -559,8 +569,10 @@ static int parse_sequence(parser *P, int32_t rule, ivec *out)
             ok = r >= 0 && ivec_push(P, &item, r * 4 + 2);
         } else {
             char msg[120];
-            snprintf(msg, sizeof msg, "unexpected '%c'; expected a \"literal\", [class], rule "
-                                      "name, (group), . or |", c >= 32 && c < 127 ? c : '?');
+            snprintf(msg, sizeof msg,
+                     "unexpected '%c'; expected a \"literal\", [class], rule "
+                     "name, (group), . or |",
+                     c >= 32 && c < 127 ? c : '?');
             fail_at(P, msg);
             ok = 0;
         }
@@ -659,7 +671,8 @@ static void rule_fixpoints(const ellm_grammar *g, uint8_t *nullable, uint8_t *pr
         for (int32_t r = 0; r < g->n_rules; r++) {
             for (int32_t a = 0; a < g->rule_n_alts[r]; a++) {
                 int all_null = 1, all_prod = 1;
-                for (int32_t i = g->alt_start[g->rule_first[r] + a]; g->elems[i] != ELLM_GEL_END; i++) {
+                for (int32_t i = g->alt_start[g->rule_first[r] + a]; g->elems[i] != ELLM_GEL_END;
+                     i++) {
                     int32_t e = g->elems[i];
                     if (ELLM_GEL_IS_CLASS(e)) {
                         all_null = 0;
@@ -687,7 +700,7 @@ static edgellm_status check_left_recursion(const ellm_grammar *g, const uint8_t 
     int32_t n = g->n_rules;
     int32_t *edge_first = calloc((size_t)n + 1, sizeof *edge_first);
     int32_t *edges = malloc(((size_t)g->n_elems + 1) * sizeof *edges);
-    uint8_t *color = calloc((size_t)n, 1); /* 0 new, 1 on the path, 2 done */
+    uint8_t *color = calloc((size_t)n, 1);                        /* 0 new, 1 on the path, 2 done */
     int32_t *stack = malloc(((size_t)n + 1) * 2 * sizeof *stack); /* (rule, next edge) pairs */
     if (!edge_first || !edges || !color || !stack) {
         free(edge_first);
@@ -863,7 +876,8 @@ edgellm_status ellm_grammar_parse(const char *text, size_t len, const char *root
         if (!P.failed && root < 0)
             P.failed = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                                  "grammar: there is no rule '%s' to start from; define "
-                                 "%s ::= ...", root_name, root_name);
+                                 "%s ::= ...",
+                                 root_name, root_name);
     }
     if (P.failed) {
         edgellm_status st = P.failed;

@@ -45,8 +45,7 @@ static edgellm_status no_memory(ellm_token_trie *t)
 }
 
 edgellm_status ellm_token_trie_build(int32_t n_tokens, const char *const *pieces,
-                                     const int32_t *lens, const uint8_t *eog,
-                                     ellm_token_trie **out)
+                                     const int32_t *lens, const uint8_t *eog, ellm_token_trie **out)
 {
     *out = NULL;
     if (n_tokens <= 0)
@@ -102,7 +101,7 @@ edgellm_status ellm_token_trie_build(int32_t n_tokens, const char *const *pieces
     int32_t cap = 1024;
     t->nodes = malloc((size_t)cap * sizeof *t->nodes);
     int32_t *depth = malloc((size_t)cap * sizeof *depth);
-    int32_t *need = malloc((size_t)cap * sizeof *need);     /* partial character at the node */
+    int32_t *need = malloc((size_t)cap * sizeof *need); /* partial character at the node */
     uint32_t *part = malloc((size_t)cap * sizeof *part);
     if (!t->nodes || !depth || !need || !part) {
         free(depth);
@@ -165,7 +164,10 @@ edgellm_status ellm_token_trie_build(int32_t n_tokens, const char *const *pieces
                 p2 = (p2 << 6) | (b & 0x3F);
                 cp_in = --n2 == 0 ? (int32_t)p2 : -1;
             }
-            t->nodes[w] = (ellm_trie_node){.slot_lo = s, .slot_hi = e, .cp_in = cp_in, .byte = b,
+            t->nodes[w] = (ellm_trie_node){.slot_lo = s,
+                                           .slot_hi = e,
+                                           .cp_in = cp_in,
+                                           .byte = b,
                                            .cp_depth = t->nodes[v].cp_depth + (cp_in >= 0)};
             depth[w] = d + 1;
             need[w] = cp_in == -2 ? 0 : n2;

@@ -26,16 +26,16 @@ typedef struct ellm_arch {
     /* RoPE rotates the two halves of each head (NeoX), not adjacent pairs. Hugging Face
      * checkpoints always rotate halves, so Q/K rows of the others are permuted on import. */
     bool rope_neox;
-    bool qk_norm;        /* per-head RMSNorm of Q and K before RoPE */
-    bool qkv_bias;       /* Q, K and V projections carry biases */
-    bool fused_qkv;      /* one attn_qkv matrix: Q rows, then K, then V */
-    bool fused_gate_up;  /* ffn_up holds the gate rows, then the up rows */
-    bool post_norms;     /* RMSNorm of the attention and FFN outputs before the residual add */
+    bool qk_norm;       /* per-head RMSNorm of Q and K before RoPE */
+    bool qkv_bias;      /* Q, K and V projections carry biases */
+    bool fused_qkv;     /* one attn_qkv matrix: Q rows, then K, then V */
+    bool fused_gate_up; /* ffn_up holds the gate rows, then the up rows */
+    bool post_norms;    /* RMSNorm of the attention and FFN outputs before the residual add */
     ellm_activation activation;
-    bool embd_scale;     /* embeddings are multiplied by sqrt(n_embd) */
+    bool embd_scale; /* embeddings are multiplied by sqrt(n_embd) */
     /* RMSNorm multiplies by (1 + w); checkpoints store w, GGUF files store 1 + w. */
     bool norm_plus_one;
-    bool tied_output;    /* the output head is the embedding whatever a config says */
+    bool tied_output; /* the output head is the embedding whatever a config says */
     /* 0: a sliding window (if any) applies to every layer. n: layers alternate, layer il
      * slides unless (il + 1) % n == 0, and the window size is required. */
     int32_t swa_pattern;

@@ -31,12 +31,12 @@ void ellm_attention_store_kv(const ellm_state *work, const ellm_forward_seq *seq
 
 typedef struct attention_job {
     const ellm_model *m;
-    ellm_state *work;                /* holds q, att, scores and the row -> sequence map */
-    const ellm_forward_seq *seqs;    /* each row attends over its own sequence's cache */
+    ellm_state *work;             /* holds q, att, scores and the row -> sequence map */
+    const ellm_forward_seq *seqs; /* each row attends over its own sequence's cache */
     int32_t layer, n_tokens;
     const ellm_attention_kernels *kernels; /* the kernel set's, chosen once per pass */
-    bool grouped;                    /* kernels->f16_group for groups of heads */
-    int32_t heads_per_job;           /* query heads of one KV head per job (grouped only) */
+    bool grouped;                          /* kernels->f16_group for groups of heads */
+    int32_t heads_per_job;                 /* query heads of one KV head per job (grouped only) */
 } attention_job;
 
 /* Scores to softmax weights in place, the exact two-pass way in float: the largest score taken
@@ -160,8 +160,8 @@ static void attention_task(void *arg, int ith, int nth)
     float scale = hp->attn_scale;
     int32_t window = ellm_layer_slides(hp, j->layer) ? hp->sliding_window : 0;
     /* The wide copies also vectorize the dot and the accumulator updates. */
-    ellm_attend_f16_fn attend_f16 =
-        hd % 32 == 0 && j->kernels->f16_wide ? j->kernels->f16_wide : j->kernels->f16;
+    ellm_attend_f16_fn attend_f16 = hd % 32 == 0 && j->kernels->f16_wide ? j->kernels->f16_wide
+                                                                         : j->kernels->f16;
     /* Where the grouped kernel applies, a job is a token's group of query heads (or part of it). */
     int32_t heads_per_job = j->grouped ? j->heads_per_job : 1;
     int32_t jobs_per_token = hp->n_head / heads_per_job;
@@ -180,8 +180,8 @@ static void attention_task(void *arg, int ith, int nth)
         const uint8_t *kc = k_rows + (size_t)kvh * s->kv.head_bytes;
         const uint8_t *vc = v_rows + (size_t)kvh * s->kv.head_bytes;
         if (j->grouped && s->kv.type == ELLM_TYPE_F16) {
-            j->kernels->f16_group(w->q + (size_t)t * q_dim + (size_t)h0 * hd, kc, vc, stride,
-                                  n_pos, hd, scale, heads_per_job,
+            j->kernels->f16_group(w->q + (size_t)t * q_dim + (size_t)h0 * hd, kc, vc, stride, n_pos,
+                                  hd, scale, heads_per_job,
                                   w->att + (size_t)t * q_dim + (size_t)h0 * hd);
             continue;
         }
@@ -191,13 +191,11 @@ static void attention_task(void *arg, int ith, int nth)
             if (s->kv.type == ELLM_TYPE_Q8_0)
                 attend_q8_0(q, k_rows, v_rows, stride, (int64_t)kvh * hd, n_pos, hd, scale,
                             hp->attn_softcap, scores, scores + w->p.n_ctx,
-                            j->kernels->axpy_q8_0 ? j->kernels->axpy_q8_0
-                                                  : ellm_axpy_q8_0_portable,
+                            j->kernels->axpy_q8_0 ? j->kernels->axpy_q8_0 : ellm_axpy_q8_0_portable,
                             out);
             else if (hp->attn_softcap > 0)
                 attend_capped(q, kc, vc, stride, s->kv.type == ELLM_TYPE_F32 ? 4 : 2, n_pos, hd,
-                              scale,
-                              hp->attn_softcap, scores, out);
+                              scale, hp->attn_softcap, scores, out);
             else if (s->kv.type == ELLM_TYPE_F16)
                 attend_f16(q, kc, vc, stride, n_pos, hd, scale, (uint16_t *)(scores + hd), scores,
                            out);
@@ -225,13 +223,18 @@ static int32_t attention_heads_per_job(const ellm_hparams *hp, int32_t n_tokens,
     return per_job;
 }
 
-
 void ellm_attention_run(const ellm_model *m, ellm_state *work, const ellm_forward_seq *seqs,
                         int32_t layer, int32_t n_tokens, ellm_threadpool *pool)
 {
     const ellm_attention_kernels *k = ellm_attention_kernels_active();
     const ellm_hparams *hp = &m->layer_hp[layer];
-    attention_job aj = {m, work, seqs, layer, n_tokens, k, attention_grouped(hp, k),
+    attention_job aj = {m,
+                        work,
+                        seqs,
+                        layer,
+                        n_tokens,
+                        k,
+                        attention_grouped(hp, k),
                         attention_heads_per_job(hp, n_tokens, ellm_threadpool_size(pool))};
     ellm_threadpool_run(pool, attention_task, &aj);
 }

@@ -12,7 +12,6 @@
 #include "model/state.h"
 #include "quant/quant.h"
 
-
 typedef struct layout {
     size_t kv_layer_bytes;
     size_t off_x, off_xn, off_q, off_k, off_v, off_att, off_gate, off_up, off_tmp, off_scores,
@@ -32,8 +31,8 @@ static void compute_layout(const ellm_model *m, const ellm_state_params *p, layo
     const ellm_weights *w = &m->w;
     for (int32_t il = 0; il < hp->n_layer; il++) {
         const ellm_layer *l = &w->layers[il];
-        const ellm_tensor *ts[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->ffn_gate, &l->ffn_up,
-                                   &l->ffn_down, &l->wqkv};
+        const ellm_tensor *ts[] = {&l->wq,       &l->wk,     &l->wv,       &l->wo,
+                                   &l->ffn_gate, &l->ffn_up, &l->ffn_down, &l->wqkv};
         for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
             if (!ts[i]->data)
                 continue;
@@ -45,8 +44,8 @@ static void compute_layout(const ellm_model *m, const ellm_state_params *p, layo
     mm = so > mm ? so : mm;
 
     size_t o = 0;
-#define PLACE(field, bytes)                                                                 \
-    L->field = o;                                                                           \
+#define PLACE(field, bytes)                                                                        \
+    L->field = o;                                                                                  \
     o += align64(bytes);
     PLACE(off_x, T * hp->n_embd * 4)
     PLACE(off_xn, T * hp->n_embd * 4)
@@ -86,8 +85,7 @@ void ellm_state_memory(const ellm_model *m, const ellm_state_params *p, uint64_t
         *scratch_bytes = L.total_scratch + ptrs;
 }
 
-edgellm_status ellm_state_create(const ellm_model *m, const ellm_state_params *p,
-                                 ellm_state **out)
+edgellm_status ellm_state_create(const ellm_model *m, const ellm_state_params *p, ellm_state **out)
 {
     *out = NULL;
     if (p->n_ctx <= 0 || p->n_batch <= 0)
@@ -235,7 +233,7 @@ void ellm_state_truncate(ellm_state *s, int32_t n_keep)
 }
 
 edgellm_status ellm_state_copy_prefix(const ellm_model *m, ellm_state *dst, const ellm_state *src,
-                                     int32_t n)
+                                      int32_t n)
 {
     if (n < 0 || n > src->n_past || n > dst->p.n_ctx || dst->kv.type != src->kv.type ||
         dst->p.scratch_only || src->p.scratch_only)
@@ -387,7 +385,8 @@ static edgellm_status check_batch(const ellm_model *m, const ellm_state *work,
                                   int32_t n_seqs, int32_t *out_total)
 {
     if (n_seqs <= 0 || !seqs || !work)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "a forward pass needs at least one sequence");
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "a forward pass needs at least one sequence");
     if (ellm_threadpool_size(pool) > work->p.n_threads)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the pool has more threads than the state");
     int64_t total = 0;

@@ -25,8 +25,8 @@ size_t ellm_kv_layer_bytes(const ellm_hparams *hp, edgellm_kv_type kv_type, int3
     return ((size_t)n_ctx * row + 63) & ~(size_t)63;
 }
 
-void ellm_kv_bind(ellm_kv_cache *c, const ellm_hparams *hp, edgellm_kv_type kv_type,
-                  uint8_t *base, size_t layer_bytes)
+void ellm_kv_bind(ellm_kv_cache *c, const ellm_hparams *hp, edgellm_kv_type kv_type, uint8_t *base,
+                  size_t layer_bytes)
 {
     c->type = ellm_kv_element_type(kv_type);
     c->head_bytes = row_bytes_of(c->type, hp->head_dim);

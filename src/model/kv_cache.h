@@ -11,11 +11,11 @@
 #include "model/model.h"
 
 typedef struct ellm_kv_cache {
-    ellm_type type;     /* element type of the cached rows (F16, F32, Q8_0) */
-    size_t row_bytes;   /* one position: every KV head */
-    size_t head_bytes;  /* one KV head of one position; 0 when heads do not fill whole Q8_0
+    ellm_type type;    /* element type of the cached rows (F16, F32, Q8_0) */
+    size_t row_bytes;  /* one position: every KV head */
+    size_t head_bytes; /* one KV head of one position; 0 when heads do not fill whole Q8_0
                            blocks (head sizes not a multiple of 32 share blocks) */
-    uint8_t **k, **v;   /* per layer: n_ctx rows; NULL for a scratch-only state */
+    uint8_t **k, **v;  /* per layer: n_ctx rows; NULL for a scratch-only state */
 } ellm_kv_cache;
 
 /* The element type a cache of kv_type stores. */
@@ -24,13 +24,12 @@ ellm_type ellm_kv_element_type(edgellm_kv_type kv_type);
 size_t ellm_kv_layer_bytes(const ellm_hparams *hp, edgellm_kv_type kv_type, int32_t n_ctx);
 /* Points the cache at 2 * n_layer layers of layer_bytes each from base (k, v of layer 0, ...);
  * k and v must hold n_layer pointers. */
-void ellm_kv_bind(ellm_kv_cache *c, const ellm_hparams *hp, edgellm_kv_type kv_type,
-                  uint8_t *base, size_t layer_bytes);
+void ellm_kv_bind(ellm_kv_cache *c, const ellm_hparams *hp, edgellm_kv_type kv_type, uint8_t *base,
+                  size_t layer_bytes);
 /* Stores one position's keys and values (kv_dim floats each) of a layer. */
 void ellm_kv_store(const ellm_kv_cache *c, int32_t layer, int32_t pos, const float *k,
                    const float *v, int64_t kv_dim);
 /* Copies the first n positions of every layer from src to dst (same type and row size). */
-void ellm_kv_copy(const ellm_kv_cache *dst, const ellm_kv_cache *src, int32_t n_layer,
-                  int32_t n);
+void ellm_kv_copy(const ellm_kv_cache *dst, const ellm_kv_cache *src, int32_t n_layer, int32_t n);
 
 #endif

@@ -46,7 +46,8 @@ static edgellm_status get_count_key(const gguf_file *f, const char *arch, const 
         if (!ellm_gguf_array_get_i64(arr, i, &v) || v <= 0 || v > (1 << 30))
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "metadata '%s' element %llu is not a usable count (a positive "
-                             "integer)", key, (unsigned long long)i);
+                             "integer)",
+                             key, (unsigned long long)i);
         if (layer < 0 ? v > best : (int64_t)i == layer)
             best = v;
     }
@@ -74,14 +75,14 @@ static edgellm_status read_hparams(const gguf_file *f, ellm_hparams *hp)
 {
     const char *a = hp->arch;
     edgellm_status st;
-#define REQ(suffix, field)                                                                  \
-    if ((st = get_i32_key(f, a, suffix, true, &hp->field)) != EDGELLM_OK)                   \
+#define REQ(suffix, field)                                                                         \
+    if ((st = get_i32_key(f, a, suffix, true, &hp->field)) != EDGELLM_OK)                          \
         return st;
-#define OPT(suffix, field)                                                                  \
-    if ((st = get_i32_key(f, a, suffix, false, &hp->field)) != EDGELLM_OK)                  \
+#define OPT(suffix, field)                                                                         \
+    if ((st = get_i32_key(f, a, suffix, false, &hp->field)) != EDGELLM_OK)                         \
         return st;
-#define COUNT(suffix, field, required)                                                      \
-    if ((st = get_count_key(f, a, suffix, required, -1, &hp->field)) != EDGELLM_OK)         \
+#define COUNT(suffix, field, required)                                                             \
+    if ((st = get_count_key(f, a, suffix, required, -1, &hp->field)) != EDGELLM_OK)                \
         return st;
     REQ("embedding_length", n_embd)
     REQ("block_count", n_layer)
@@ -105,8 +106,8 @@ static edgellm_status read_hparams(const gguf_file *f, ellm_hparams *hp)
         return st;
     if (value_len != hp->head_dim)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "key length %d differs from value length %d; not supported",
-                         hp->head_dim, value_len);
+                         "key length %d differs from value length %d; not supported", hp->head_dim,
+                         value_len);
     if (hp->n_head % hp->n_head_kv != 0)
         return ellm_fail(EDGELLM_ERR_FORMAT, "head count %d is not a multiple of KV head count %d",
                          hp->n_head, hp->n_head_kv);
@@ -120,7 +121,8 @@ static edgellm_status read_hparams(const gguf_file *f, ellm_hparams *hp)
     hp->rms_norm_eps = 1e-5f;
     hp->rope_freq_base = 10000.0f;
     hp->rope_freq_scale = 1.0f;
-    if ((st = get_f32_key(f, a, "attention.layer_norm_rms_epsilon", &hp->rms_norm_eps)) != EDGELLM_OK ||
+    if ((st = get_f32_key(f, a, "attention.layer_norm_rms_epsilon", &hp->rms_norm_eps)) !=
+            EDGELLM_OK ||
         (st = get_f32_key(f, a, "rope.freq_base", &hp->rope_freq_base)) != EDGELLM_OK)
         return st;
     if (hp->rms_norm_eps <= 0 || hp->rope_freq_base <= 0)
@@ -150,7 +152,6 @@ static edgellm_status read_hparams(const gguf_file *f, ellm_hparams *hp)
     return EDGELLM_OK;
 }
 
-
 /* The architecture's traits (its row of model/arch.c) and the hyper-parameters only some
  * architectures have. */
 static edgellm_status read_variant(const gguf_file *f, const ellm_arch *arch, ellm_hparams *hp)
@@ -173,8 +174,7 @@ static edgellm_status read_variant(const gguf_file *f, const ellm_arch *arch, el
         (st = get_f32_key(f, a, "attn_logit_softcapping", &hp->attn_softcap)) != EDGELLM_OK ||
         (st = get_f32_key(f, a, "final_logit_softcapping", &hp->final_softcap)) != EDGELLM_OK ||
         (st = get_i32_key(f, a, "attention.sliding_window", arch->swa_pattern > 0,
-                          &hp->sliding_window)) !=
-            EDGELLM_OK)
+                          &hp->sliding_window)) != EDGELLM_OK)
         return st;
     if (!(hp->attn_scale > 0) || hp->attn_softcap < 0 || hp->final_softcap < 0)
         return ellm_fail(EDGELLM_ERR_FORMAT,
@@ -214,9 +214,8 @@ static edgellm_status factors_from(const ellm_tensor *t, int32_t n, const char *
         return st;
     for (int32_t i = 0; i < n; i++)
         if (!((*out)[i] > 0) || !isfinite((*out)[i]))
-            return ellm_fail(EDGELLM_ERR_FORMAT,
-                             "%s[%d] is %g; frequency factors must be positive", name, (int)i,
-                             (*out)[i]);
+            return ellm_fail(EDGELLM_ERR_FORMAT, "%s[%d] is %g; frequency factors must be positive",
+                             name, (int)i, (*out)[i]);
     return EDGELLM_OK;
 }
 
@@ -273,10 +272,12 @@ static edgellm_status check_all_bound(const gguf_file *f, const ellm_model *m)
         bool found = false;
         for (int32_t il = 0; !found && il < m->hp.n_layer; il++) {
             const ellm_layer *L = &w->layers[il];
-            const ellm_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
-                                       &L->ffn_norm, &L->ffn_gate, &L->ffn_up, &L->ffn_down,
-                                       &L->bq, &L->bk, &L->bv, &L->wqkv, &L->attn_q_norm,
-                                       &L->attn_k_norm, &L->post_attn_norm, &L->post_ffw_norm};
+            const ellm_tensor *ts[] = {
+                &L->attn_norm,    &L->wq,          &L->wk,          &L->wv,
+                &L->wo,           &L->ffn_norm,    &L->ffn_gate,    &L->ffn_up,
+                &L->ffn_down,     &L->bq,          &L->bk,          &L->bv,
+                &L->wqkv,         &L->attn_q_norm, &L->attn_k_norm, &L->post_attn_norm,
+                &L->post_ffw_norm};
             for (size_t k = 0; !found && k < sizeof ts / sizeof ts[0]; k++)
                 found = t->data == ts[k]->data;
         }
@@ -284,8 +285,7 @@ static edgellm_status check_all_bound(const gguf_file *f, const ellm_model *m)
             return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                              "tensor '%.*s' belongs to a feature of this %s model that is not "
                              "supported",
-                             (int)(t->name.len > 64 ? 64 : t->name.len), t->name.data,
-                             m->hp.arch);
+                             (int)(t->name.len > 64 ? 64 : t->name.len), t->name.data, m->hp.arch);
     }
     return EDGELLM_OK;
 }
@@ -371,13 +371,23 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
             {"attn_q_norm.weight", 1, {hd, 1}, &L->attn_q_norm, true, hp->qk_norm, &N->q_norm},
             {"attn_k_norm.weight", 1, {hd, 1}, &L->attn_k_norm, true, hp->qk_norm, &N->k_norm},
             {"attn_output.weight", 2, {q_dim, n_embd}, &L->wo, true, true, NULL},
-            {"post_attention_norm.weight", 1, {n_embd, 1}, &L->post_attn_norm, true,
-             hp->post_norms, &N->post_attn},
+            {"post_attention_norm.weight",
+             1,
+             {n_embd, 1},
+             &L->post_attn_norm,
+             true,
+             hp->post_norms,
+             &N->post_attn},
             {"ffn_norm.weight", 1, {n_embd, 1}, &L->ffn_norm, true, true, &N->ffn_norm},
             {"ffn_gate.weight", 2, {n_embd, n_ff}, &L->ffn_gate, true, gate, NULL},
             {"ffn_up.weight", 2, {n_embd, gate ? n_ff : 2 * n_ff}, &L->ffn_up, true, true, NULL},
             {"ffn_down.weight", 2, {n_ff, n_embd}, &L->ffn_down, true, true, NULL},
-            {"post_ffw_norm.weight", 1, {n_embd, 1}, &L->post_ffw_norm, true, hp->post_norms,
+            {"post_ffw_norm.weight",
+             1,
+             {n_embd, 1},
+             &L->post_ffw_norm,
+             true,
+             hp->post_norms,
              &N->post_ffw},
         };
         for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
@@ -411,9 +421,9 @@ edgellm_status ellm_llama_load(const gguf_file *f, ellm_model *m)
         return st;
     if (w->rope_freqs.data || f_short.data) {
         const ellm_tensor *t = w->rope_freqs.data ? &w->rope_freqs : &f_short;
-        if ((st = factors_from(t, n_pairs, w->rope_freqs.data ? "rope_freqs.weight"
-                                                              : "rope_factors_short.weight",
-                               &m->rope_factors)) != EDGELLM_OK)
+        if ((st = factors_from(
+                 t, n_pairs, w->rope_freqs.data ? "rope_freqs.weight" : "rope_factors_short.weight",
+                 &m->rope_factors)) != EDGELLM_OK)
             return st;
     } else {
         m->rope_factors = malloc((size_t)n_pairs * sizeof(float));

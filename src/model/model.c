@@ -7,8 +7,8 @@
 #include "model/model_internal.h"
 #include "quant/quant.h"
 
-edgellm_status ellm_bind_tensor(const gguf_file *f, const char *name, int n_dims,
-                                const int64_t *ne, bool required, ellm_tensor *out)
+edgellm_status ellm_bind_tensor(const gguf_file *f, const char *name, int n_dims, const int64_t *ne,
+                                bool required, ellm_tensor *out)
 {
     memset(out, 0, sizeof *out);
     const gguf_tensor_info *t = ellm_gguf_find_tensor(f, name);

@@ -20,9 +20,9 @@ typedef struct ellm_hparams {
     int32_t n_layer;
     int32_t n_head;
     int32_t n_head_kv;
-    int32_t head_dim;       /* n_embd / n_head unless the file says otherwise */
+    int32_t head_dim; /* n_embd / n_head unless the file says otherwise */
     int32_t n_ff;
-    int32_t n_rot;          /* rotary dimensions per head (rope.dimension_count) */
+    int32_t n_rot; /* rotary dimensions per head (rope.dimension_count) */
     float rms_norm_eps;
     float rope_freq_base;
     float rope_freq_scale; /* 1 / linear scaling factor */
@@ -30,28 +30,28 @@ typedef struct ellm_hparams {
     bool tied_embeddings;
     /* Variants of the llama-family decoder (all off / neutral for llama itself): the traits of
      * the model's row of the architecture table (model/arch.c), which the forward pass tests. */
-    bool qk_norm;           /* per-head RMSNorm of Q and K before RoPE (qwen3, gemma3) */
-    bool post_norms;        /* RMSNorm of the attention and FFN outputs (gemma2, gemma3) */
-    bool gelu_ffn;          /* GeGLU with tanh-approximated GELU instead of SwiGLU (gemma) */
-    bool fused_qkv;         /* one attn_qkv matrix (phi3) */
-    bool fused_gate_up;     /* ffn_up holds gate then up rows (phi3) */
-    float embd_scale;       /* embeddings multiplied by this (gemma: sqrt(n_embd)); 0 = none */
-    float attn_scale;       /* multiplier of q.k (1/sqrt(head_dim) unless the model says) */
-    float attn_softcap;     /* scores -> cap * tanh(scores / cap); 0 = none (gemma2) */
-    float final_softcap;    /* the same on the logits; 0 = none */
-    int32_t sliding_window; /* tokens a sliding layer sees (itself included); 0 = none */
-    int32_t swa_pattern;    /* 0: every layer slides; n: layer il slides unless (il+1) % n == 0 */
+    bool qk_norm;             /* per-head RMSNorm of Q and K before RoPE (qwen3, gemma3) */
+    bool post_norms;          /* RMSNorm of the attention and FFN outputs (gemma2, gemma3) */
+    bool gelu_ffn;            /* GeGLU with tanh-approximated GELU instead of SwiGLU (gemma) */
+    bool fused_qkv;           /* one attn_qkv matrix (phi3) */
+    bool fused_gate_up;       /* ffn_up holds gate then up rows (phi3) */
+    float embd_scale;         /* embeddings multiplied by this (gemma: sqrt(n_embd)); 0 = none */
+    float attn_scale;         /* multiplier of q.k (1/sqrt(head_dim) unless the model says) */
+    float attn_softcap;       /* scores -> cap * tanh(scores / cap); 0 = none (gemma2) */
+    float final_softcap;      /* the same on the logits; 0 = none */
+    int32_t sliding_window;   /* tokens a sliding layer sees (itself included); 0 = none */
+    int32_t swa_pattern;      /* 0: every layer slides; n: layer il slides unless (il+1) % n == 0 */
     float rope_freq_base_swa; /* RoPE base of sliding layers (gemma3), no scaling there */
-    float rope_attn_factor; /* LongRoPE magnitude correction of rotated Q/K; 1 = none */
-    int32_t n_ctx_orig;     /* LongRoPE: contexts above this use the long factors */
+    float rope_attn_factor;   /* LongRoPE magnitude correction of rotated Q/K; 1 = none */
+    int32_t n_ctx_orig;       /* LongRoPE: contexts above this use the long factors */
 } ellm_hparams;
 
 typedef struct ellm_layer {
     ellm_tensor attn_norm, wq, wk, wv, wo;
     ellm_tensor ffn_norm, ffn_gate, ffn_up, ffn_down;
-    ellm_tensor bq, bk, bv;                   /* data NULL when absent */
-    ellm_tensor wqkv;                         /* fused_qkv */
-    ellm_tensor attn_q_norm, attn_k_norm;     /* qk_norm */
+    ellm_tensor bq, bk, bv;                    /* data NULL when absent */
+    ellm_tensor wqkv;                          /* fused_qkv */
+    ellm_tensor attn_q_norm, attn_k_norm;      /* qk_norm */
     ellm_tensor post_attn_norm, post_ffw_norm; /* post_norms */
 } ellm_layer;
 
@@ -66,7 +66,7 @@ static inline bool ellm_layer_slides(const ellm_hparams *hp, int32_t il)
 typedef struct ellm_weights {
     ellm_tensor tok_embd;
     ellm_tensor output_norm;
-    ellm_tensor output; /* == tok_embd when tied */
+    ellm_tensor output;     /* == tok_embd when tied */
     ellm_tensor rope_freqs; /* data NULL when absent */
     ellm_layer *layers;
 } ellm_weights;
@@ -93,8 +93,8 @@ typedef struct ellm_state_params {
 } ellm_state_params;
 
 /* Bytes a state with these parameters allocates (KV cache and scratch, separately). */
-void ellm_state_memory(const ellm_model *model, const ellm_state_params *params,
-                       uint64_t *kv_bytes, uint64_t *scratch_bytes);
+void ellm_state_memory(const ellm_model *model, const ellm_state_params *params, uint64_t *kv_bytes,
+                       uint64_t *scratch_bytes);
 /* The same for a model that is not loaded: these hyper-parameters, every matrix of matrix_type
  * (state_plan.c). */
 edgellm_status ellm_state_memory_for_shape(const ellm_hparams *hp, ellm_type matrix_type,
@@ -142,11 +142,11 @@ edgellm_status ellm_forward(const ellm_model *model, ellm_state *state, ellm_thr
 
 /* One sequence's part of a batched forward pass. */
 typedef struct ellm_forward_seq {
-    ellm_state *state;            /* its KV cache; each state at most once per batch */
-    const edgellm_token *tokens;  /* appended at positions state's n_past.. */
+    ellm_state *state;           /* its KV cache; each state at most once per batch */
+    const edgellm_token *tokens; /* appended at positions state's n_past.. */
     int32_t n_tokens;
-    bool all_logits;              /* logits for every token, else only the last */
-    bool hidden;                  /* instead of logits: every token's final normed hidden state
+    bool all_logits; /* logits for every token, else only the last */
+    bool hidden;     /* instead of logits: every token's final normed hidden state
                                      (n_embd floats each); only in a batch of one sequence */
 } ellm_forward_seq;
 
@@ -157,8 +157,7 @@ typedef struct ellm_forward_seq {
  * sequences' states. logits receives the kept rows sequence by sequence. Each sequence gets
  * exactly the logits it would get evaluated alone. Nothing changes when it fails.
  */
-edgellm_status ellm_forward_batch(const ellm_model *model, ellm_state *work,
-                                  ellm_threadpool *pool, const ellm_forward_seq *seqs,
-                                  int32_t n_seqs, float *logits);
+edgellm_status ellm_forward_batch(const ellm_model *model, ellm_state *work, ellm_threadpool *pool,
+                                  const ellm_forward_seq *seqs, int32_t n_seqs, float *logits);
 
 #endif

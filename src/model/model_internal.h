@@ -8,14 +8,14 @@
 typedef struct ellm_layer_norms {
     float *attn_norm;
     float *ffn_norm;
-    float *q_norm, *k_norm;          /* qk_norm: head_dim each */
-    float *post_attn, *post_ffw;     /* post_norms */
-    float *bq, *bk, *bv;             /* biases, NULL when absent */
+    float *q_norm, *k_norm;      /* qk_norm: head_dim each */
+    float *post_attn, *post_ffw; /* post_norms */
+    float *bq, *bk, *bv;         /* biases, NULL when absent */
 } ellm_layer_norms;
 
 struct ellm_model {
-    const ellm_arch *arch; /* its row of the architecture table */
-    ellm_hparams hp; /* head and FFN counts: the largest of any layer */
+    const ellm_arch *arch;  /* its row of the architecture table */
+    ellm_hparams hp;        /* head and FFN counts: the largest of any layer */
     ellm_hparams *layer_hp; /* per layer: hp with that layer's head and FFN counts */
     ellm_weights w;
     /* Norm weights as float (tiny; converted once so every type of file works). */
@@ -24,8 +24,8 @@ struct ellm_model {
     /* RoPE angle of pair i at position p: freq_scale * (p * theta_scale^i) / factor[i], with the
      * power built up by repeated float multiplication as GGUF runtimes do (so logits agree). */
     float rope_theta_scale;
-    float *rope_factors; /* n_rot / 2 values, 1 when the file has no rope_freqs */
-    float *rope_factors_long; /* LongRoPE factors for contexts above n_ctx_orig; NULL if none */
+    float *rope_factors;        /* n_rot / 2 values, 1 when the file has no rope_freqs */
+    float *rope_factors_long;   /* LongRoPE factors for contexts above n_ctx_orig; NULL if none */
     float rope_theta_scale_swa; /* theta_scale of sliding layers (rope_freq_base_swa) */
 };
 

@@ -11,12 +11,12 @@ struct ellm_state {
     int32_t n_past;
     ellm_kv_cache kv;
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *tmp;
-    float *fused; /* output of fused matrices (phi3's attn_qkv and gate+up), else unused */
+    float *fused;  /* output of fused matrices (phi3's attn_qkv and gate+up), else unused */
     float *scores; /* n_threads rows of scores_per_thread */
     int32_t *tok_seq, *tok_pos; /* per batch row: which sequence, at which position */
     size_t scores_per_thread;
     void *mm_scratch;
-    ellm_profile *profile; /* NULL unless a caller profiles passes on this state */
+    ellm_profile *profile;        /* NULL unless a caller profiles passes on this state */
     ellm_input_observer observer; /* NULL unless a caller collects matrix input statistics */
     void *observer_user;
     void *block; /* one allocation holding everything above */

@@ -29,7 +29,8 @@ edgellm_status ellm_state_memory_for_shape(const ellm_hparams *hp, ellm_type mat
     m.w.layers = calloc((size_t)hp->n_layer, sizeof *m.w.layers);
     if (!m.w.layers)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory planning a model shape");
-    int64_t q_dim = (int64_t)hp->n_head * hp->head_dim, kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t q_dim = (int64_t)hp->n_head * hp->head_dim,
+            kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
     for (int32_t il = 0; il < hp->n_layer; il++) {
         ellm_layer *l = &m.w.layers[il];
         l->wq = matrix(matrix_type, hp->n_embd, q_dim);

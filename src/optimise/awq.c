@@ -99,8 +99,8 @@ typedef struct group {
 } group;
 
 static edgellm_status search_group(ellm_awq *a, const gguf_file *f, const ellm_imatrix *im,
-                                   ellm_type type, const group *g, int64_t head_dim,
-                                   int32_t n_rep, float *alpha_out)
+                                   ellm_type type, const group *g, int64_t head_dim, int32_t n_rep,
+                                   float *alpha_out)
 {
     *alpha_out = 0;
     const gguf_tensor_info *mats[3] = {0};
@@ -163,7 +163,8 @@ static edgellm_status search_group(ellm_awq *a, const gguf_file *f, const ellm_i
         char name[96];
         snprintf(name, sizeof name, "%.*s", (int)mats[k]->name.len, mats[k]->name.data);
         awq_tensor *e = entry(a, name, n);
-        if (!e || !(e->col_mul = dup_floats(best_s, n)) || !(e->importance = malloc((size_t)n * sizeof(float)))) {
+        if (!e || !(e->col_mul = dup_floats(best_s, n)) ||
+            !(e->importance = malloc((size_t)n * sizeof(float)))) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
             goto done;
         }
@@ -219,10 +220,12 @@ edgellm_status ellm_awq_plan(const gguf_file *f, const ellm_imatrix *im, ellm_ty
     if (ellm_arch_find(arch, strlen(arch), &row) != EDGELLM_OK || !ellm_arch_plain_block(row))
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                          "--awq supports models with the plain llama block (llama, mistral) so "
-                         "far, not '%s'", arch);
+                         "far, not '%s'",
+                         arch);
     if (!ellm_type_supported(type) || ellm_type_traits_of(type)->block_size <= 1)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "--awq needs a block-quantized target type");
-    uint32_t n_layer = arch_u32(f, arch, "block_count"), n_embd = arch_u32(f, arch, "embedding_length");
+    uint32_t n_layer = arch_u32(f, arch, "block_count"),
+             n_embd = arch_u32(f, arch, "embedding_length");
     uint32_t n_head = arch_u32(f, arch, "attention.head_count");
     uint32_t n_head_kv = arch_u32(f, arch, "attention.head_count_kv");
     if (!n_head_kv)
@@ -294,8 +297,7 @@ void ellm_awq_transform_row(const ellm_awq *a, const char *tensor, uint64_t row,
             x[j] /= e->row_div[row];
 }
 
-bool ellm_awq_restore_row(const ellm_awq *a, const char *tensor, uint64_t row, float *x,
-                          int64_t n)
+bool ellm_awq_restore_row(const ellm_awq *a, const char *tensor, uint64_t row, float *x, int64_t n)
 {
     const awq_tensor *e = a ? find(a, tensor) : NULL;
     if (!e || e->n_cols != n || (!e->col_mul && !e->row_div))

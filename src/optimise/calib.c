@@ -18,7 +18,9 @@ edgellm_status ellm_calib_renew_state(ellm_calib_run *r)
 {
     ellm_state_free(r->state);
     r->state = NULL;
-    ellm_state_params sp = {.n_ctx = r->n_ctx, .n_batch = r->n_batch, .kv_type = EDGELLM_KV_F32,
+    ellm_state_params sp = {.n_ctx = r->n_ctx,
+                            .n_batch = r->n_batch,
+                            .kv_type = EDGELLM_KV_F32,
                             .n_threads = ellm_threadpool_size(r->pool)};
     return ellm_state_create(r->model, &sp, &r->state);
 }
@@ -53,7 +55,8 @@ edgellm_status ellm_calib_open(const char *model_path, const edgellm_token *ids,
         if (ids[i] < 0 || ids[i] >= hp->n_vocab)
             st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                            "calibration token id %d at position %d is outside the vocabulary "
-                           "(0..%d)", ids[i], i, hp->n_vocab - 1);
+                           "(0..%d)",
+                           ids[i], i, hp->n_vocab - 1);
     if (st == EDGELLM_OK &&
         !(r->logits = malloc((size_t)r->n_batch * (size_t)hp->n_vocab * sizeof *r->logits)))
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the calibration logits");

@@ -203,21 +203,21 @@ static bool round_on_grid(ellm_type type, void *block, int p, float x, float *q)
         int k = step != 0 ? clamp_int(lrintf(x / step) + 32, 0, 63) : 32;
         int h = p / 128, r = p % 128, l = r % 32, quarter = r / 32;
         uint8_t *low = &b->ql[64 * h + l + (quarter & 1 ? 32 : 0)];
-        *low = (uint8_t)(quarter < 2 ? ((*low & 0xF0) | (k & 15)) : ((*low & 0x0F) | (k & 15) << 4));
+        *low = (uint8_t)(quarter < 2 ? ((*low & 0xF0) | (k & 15))
+                                     : ((*low & 0x0F) | (k & 15) << 4));
         uint8_t *qh = &b->qh[32 * h + l];
         *qh = (uint8_t)((*qh & ~(3u << (2 * quarter))) | ((unsigned)(k >> 4) << (2 * quarter)));
         *q = step * (float)(k - 32);
         return true;
     }
-    default:
-        return false;
+    default: return false;
     }
 }
 
 /* ---------------------------------------------------------------- the rounding loop */
 
-#define TILE_ROWS 8       /* rows sharing each pass over U's trailing rows */
-#define LAZY_COLUMNS 128  /* columns whose errors are applied to the rest at once */
+#define TILE_ROWS 8      /* rows sharing each pass over U's trailing rows */
+#define LAZY_COLUMNS 128 /* columns whose errors are applied to the rest at once */
 
 typedef struct gptq_job {
     ellm_type type;
@@ -326,8 +326,20 @@ static edgellm_status quantize_with_factor(ellm_threadpool *pool, ellm_type type
 {
     const ellm_type_traits *tr = ellm_type_traits_of(type);
     int64_t bs = tr->block_size;
-    gptq_job j = {type, w, n_rows, n, u, importance, order, feedback, dst, 0, bs,
-                  tr->block_bytes, ((LAZY_COLUMNS + bs - 1) / bs) * bs, NULL};
+    gptq_job j = {type,
+                  w,
+                  n_rows,
+                  n,
+                  u,
+                  importance,
+                  order,
+                  feedback,
+                  dst,
+                  0,
+                  bs,
+                  tr->block_bytes,
+                  ((LAZY_COLUMNS + bs - 1) / bs) * bs,
+                  NULL};
     ellm_row_bytes(type, (uint64_t)n, &j.row_bytes);
     int nth = pool ? ellm_threadpool_size(pool) : 1;
     j.scratch = malloc((size_t)nth * (size_t)(TILE_ROWS * j.lazy + bs + n) * sizeof *j.scratch);
@@ -377,7 +389,8 @@ edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *
     if (!ellm_gptq_supports(type, n_cols))
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                          "GPTQ needs a block type whose blocks split the %lld-value rows; %s does "
-                         "not", (long long)n_cols, ellm_type_name(type));
+                         "not",
+                         (long long)n_cols, ellm_type_name(type));
     float *u = malloc((size_t)n_cols * (size_t)n_cols * sizeof *u);
     float *imp = malloc((size_t)n_cols * sizeof *imp);
     edgellm_status st = u && imp ? factor_of(pool, h, n_cols, damp, u)
@@ -397,10 +410,10 @@ edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *
 #define N_INPUTS 4 /* ELLM_INPUT_ATTN .. ELLM_INPUT_FFN_DOWN; the head is not covered */
 
 typedef struct layer_input {
-    int64_t n;      /* columns; 0 until observed */
-    float *h;       /* n x n, X^T X over the calibration rows */
-    float *u;       /* the inverse factor for col_scale, computed on first use */
-    float *imp;     /* diag of the (scaled) H */
+    int64_t n;        /* columns; 0 until observed */
+    float *h;         /* n x n, X^T X over the calibration rows */
+    float *u;         /* the inverse factor for col_scale, computed on first use */
+    float *imp;       /* diag of the (scaled) H */
     float *col_scale; /* the scale u was computed for (NULL: none) */
     int32_t *order;   /* act-order: the file column at each step of u's order; NULL: in order */
 } layer_input;
@@ -410,7 +423,7 @@ struct ellm_gptq {
     void **installed; /* the quantized matrices the calibration model now computes with */
     int n_installed;
     bool state_stale; /* matrices were installed since the state was made */
-    int32_t layer; /* whose statistics `in` holds; -1 for none */
+    int32_t layer;    /* whose statistics `in` holds; -1 for none */
     layer_input in[N_INPUTS];
     bool failed;
     ellm_gptq_params params;
@@ -491,8 +504,8 @@ static edgellm_status collect_layer(ellm_gptq *g, int32_t layer)
     }
     char message[64];
     snprintf(message, sizeof message, "no memory for layer %d's GPTQ statistics", (int)layer);
-    edgellm_status st =
-        ellm_calib_pass(&g->run, observe_layer, g, false, &g->failed, message, NULL, NULL);
+    edgellm_status st = ellm_calib_pass(&g->run, observe_layer, g, false, &g->failed, message, NULL,
+                                        NULL);
     for (int k = 0; st == EDGELLM_OK && k < N_INPUTS; k++) {
         layer_input *in = &g->in[k];
         for (int64_t i = 0; i < in->n; i++)
@@ -516,8 +529,8 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     g->params = *p;
     g->layer = -1;
-    edgellm_status st =
-        ellm_calib_open(model_path, ids, n_ids, p->n_ctx, p->n_chunks, p->n_threads, &g->run);
+    edgellm_status st = ellm_calib_open(model_path, ids, n_ids, p->n_ctx, p->n_chunks, p->n_threads,
+                                        &g->run);
     if (st != EDGELLM_OK) {
         free(g);
         return st;
@@ -564,8 +577,7 @@ bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, in
     int which;
     size_t field;
     return input_of(tensor, &layer, &which, &field) &&
-           layer < ellm_model_hparams(g->run.model)->n_layer &&
-           ellm_gptq_supports(type, n_cols);
+           layer < ellm_model_hparams(g->run.model)->n_layer && ellm_gptq_supports(type, n_cols);
 }
 
 /* The inverse factor and importances of an input under the given column scale. */
@@ -574,8 +586,10 @@ static const float *sort_key;
 static int by_key_descending(const void *a, const void *b)
 {
     float x = sort_key[*(const int32_t *)a], y = sort_key[*(const int32_t *)b];
-    return x > y ? -1 : x < y ? 1 : (*(const int32_t *)a > *(const int32_t *)b) -
-                                        (*(const int32_t *)a < *(const int32_t *)b);
+    return x > y   ? -1
+           : x < y ? 1
+                   : (*(const int32_t *)a > *(const int32_t *)b) -
+                         (*(const int32_t *)a < *(const int32_t *)b);
 }
 
 /* The inverse factor and importances of an input under the given column scale, with the columns
@@ -620,8 +634,7 @@ static edgellm_status prepare_input(ellm_gptq *g, layer_input *in, const float *
         int64_t fi = in->order ? in->order[i] : i;
         for (int64_t k = 0; k < n; k++) {
             int64_t fk = in->order ? in->order[k] : k;
-            h[i * n + k] = in->h[fi * n + fk] /
-                           (col_scale ? col_scale[fi] * col_scale[fk] : 1.0f);
+            h[i * n + k] = in->h[fi * n + fk] / (col_scale ? col_scale[fi] * col_scale[fk] : 1.0f);
         }
     }
     if (st == EDGELLM_OK)
@@ -640,8 +653,14 @@ static edgellm_status prepare_input(ellm_gptq *g, layer_input *in, const float *
 static bool has_grid(ellm_type type)
 {
     switch (type) {
-    case ELLM_TYPE_Q4_0: case ELLM_TYPE_Q4_1: case ELLM_TYPE_Q5_0: case ELLM_TYPE_Q5_1:
-    case ELLM_TYPE_Q8_0: case ELLM_TYPE_IQ4_NL: case ELLM_TYPE_Q4_K: case ELLM_TYPE_Q5_K:
+    case ELLM_TYPE_Q4_0:
+    case ELLM_TYPE_Q4_1:
+    case ELLM_TYPE_Q5_0:
+    case ELLM_TYPE_Q5_1:
+    case ELLM_TYPE_Q8_0:
+    case ELLM_TYPE_IQ4_NL:
+    case ELLM_TYPE_Q4_K:
+    case ELLM_TYPE_Q5_K:
     case ELLM_TYPE_Q6_K: return true;
     default: return false;
     }
@@ -690,9 +709,9 @@ static edgellm_status install_quantized(ellm_gptq *g, const char *tensor, ellm_t
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type,
-                                         float *w, int64_t n_rows, int64_t n_cols,
-                                         const ellm_awq *awq, void *dst)
+edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type, float *w,
+                                         int64_t n_rows, int64_t n_cols, const ellm_awq *awq,
+                                         void *dst)
 {
     int32_t layer;
     int which;
@@ -722,8 +741,8 @@ edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_
     }
     free(permuted);
     if (st == EDGELLM_OK)
-        st = quantize_with_factor(g->run.pool, type, w, n_rows, n_cols, in->u, in->imp,
-                                  in->order, true, dst);
+        st = quantize_with_factor(g->run.pool, type, w, n_rows, n_cols, in->u, in->imp, in->order,
+                                  true, dst);
     if (st == EDGELLM_OK)
         st = install_quantized(g, tensor, t, type, dst, n_rows, n_cols, awq);
     return st;

@@ -63,9 +63,9 @@ bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, in
  * awq (may be NULL): the fold w went through; a column multiplied by s_j (its input divided by
  * it) makes H diag(1/s) H diag(1/s). The quantized matrix then replaces the model's own for the
  * statistics of the later layers (sequential GPTQ): quantize in layer order. */
-edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type,
-                                         float *w, int64_t n_rows, int64_t n_cols,
-                                         const ellm_awq *awq, void *dst);
+edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type, float *w,
+                                         int64_t n_rows, int64_t n_cols, const ellm_awq *awq,
+                                         void *dst);
 void ellm_gptq_free(ellm_gptq *g);
 
 #endif

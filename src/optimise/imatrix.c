@@ -14,9 +14,9 @@
 typedef struct imatrix_entry {
     char name[96];
     int64_t n_cols;
-    float *sum2;  /* per column */
-    float *mean;  /* sum2 / count */
-    float count;  /* rows seen */
+    float *sum2; /* per column */
+    float *mean; /* sum2 / count */
+    float count; /* rows seen */
 } imatrix_entry;
 
 struct ellm_imatrix {
@@ -125,14 +125,13 @@ static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const g
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token *ids,
-                                    int32_t n_ids, const ellm_imatrix_params *p,
-                                    ellm_imatrix **out)
+edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token *ids, int32_t n_ids,
+                                    const ellm_imatrix_params *p, ellm_imatrix **out)
 {
     *out = NULL;
     ellm_calib_run run;
-    edgellm_status st =
-        ellm_calib_open(model_path, ids, n_ids, p->n_ctx, p->n_chunks, p->n_threads, &run);
+    edgellm_status st = ellm_calib_open(model_path, ids, n_ids, p->n_ctx, p->n_chunks, p->n_threads,
+                                        &run);
     if (st != EDGELLM_OK)
         return st;
     const ellm_hparams *hp = ellm_model_hparams(run.model);
@@ -222,7 +221,8 @@ static edgellm_status check_model_key(const gguf_file *f, const char *path, cons
                                       const gguf_file *model, const char *model_key)
 {
     uint32_t have = 0, want = 0;
-    if (ellm_gguf_get_u32(f, key, &have) != EDGELLM_OK || ellm_gguf_get_u32(model, model_key, &want) != EDGELLM_OK)
+    if (ellm_gguf_get_u32(f, key, &have) != EDGELLM_OK ||
+        ellm_gguf_get_u32(model, model_key, &want) != EDGELLM_OK)
         return EDGELLM_OK;
     if (have != want)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
@@ -274,8 +274,9 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
         float count;
         memcpy(&count, ct->data, sizeof count);
         if (!(count > 0) || !isfinite(count))
-            return ellm_fail(EDGELLM_ERR_FORMAT, "'%s': entry '%s' has count %g; it must be positive",
-                             path, name, (double)count);
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "'%s': entry '%s' has count %g; it must be positive", path, name,
+                             (double)count);
         double *sums = malloc((size_t)t->ne[0] * sizeof *sums);
         if (!sums)
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
@@ -297,8 +298,10 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
             return st;
     }
     if (im->n_entries == 0)
-        return ellm_fail(EDGELLM_ERR_FORMAT, "'%s' holds no importance statistics (no '*.in_sum2' "
-                                             "tensors)", path);
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "'%s' holds no importance statistics (no '*.in_sum2' "
+                         "tensors)",
+                         path);
     return EDGELLM_OK;
 }
 
@@ -310,7 +313,8 @@ edgellm_status ellm_imatrix_load(const char *path, const gguf_file *model, ellm_
     if (st != EDGELLM_OK)
         return st;
     gguf_str type = {0};
-    if (ellm_gguf_get_str(f, "general.type", &type) != EDGELLM_OK || !ellm_gguf_str_eq(type, "imatrix")) {
+    if (ellm_gguf_get_str(f, "general.type", &type) != EDGELLM_OK ||
+        !ellm_gguf_str_eq(type, "imatrix")) {
         ellm_gguf_close(f);
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "'%s' is not an importance matrix (general.type is not \"imatrix\"); "

@@ -20,9 +20,9 @@
 typedef struct ellm_imatrix ellm_imatrix;
 
 typedef struct ellm_imatrix_params {
-    int32_t n_ctx;    /* tokens per chunk; each chunk starts from an empty cache */
-    int32_t n_chunks; /* 0: every whole chunk of the text */
-    int32_t n_threads; /* 0: one per CPU */
+    int32_t n_ctx;       /* tokens per chunk; each chunk starts from an empty cache */
+    int32_t n_chunks;    /* 0: every whole chunk of the text */
+    int32_t n_threads;   /* 0: one per CPU */
     const char *dataset; /* recorded in imatrix.datasets; may be NULL */
     /* Called after every chunk with the elapsed seconds; may be NULL. */
     void (*on_progress)(void *user, int32_t done, int32_t total, double seconds);
@@ -31,9 +31,8 @@ typedef struct ellm_imatrix_params {
 
 /* Runs the token ids through the model at model_path chunk by chunk, accumulating every matrix
  * input's squares. Fails with a clear message when the ids do not fill one chunk. */
-edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token *ids,
-                                    int32_t n_ids, const ellm_imatrix_params *params,
-                                    ellm_imatrix **out);
+edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token *ids, int32_t n_ids,
+                                    const ellm_imatrix_params *params, ellm_imatrix **out);
 /* Writes the file atomically. */
 edgellm_status ellm_imatrix_write(const ellm_imatrix *im, const char *path);
 /* Reads and validates a file against the model it is to be used with: its type, every entry's

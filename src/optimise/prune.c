@@ -18,7 +18,7 @@
 typedef struct influence {
     int32_t n_layer;
     int64_t n_embd;
-    float **norm; /* n_layer + 1: attn_norm weights, then output_norm */
+    float **norm;      /* n_layer + 1: attn_norm weights, then output_norm */
     float *prev, *cur; /* residual directions of the rows, n_batch x n_embd */
     int32_t prev_depth, prev_rows;
     double *sum;  /* per layer, 1 - cos summed */
@@ -74,9 +74,8 @@ static edgellm_status vector_of(const gguf_file *f, const char *name, int64_t n,
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_block_influence(const char *model_path, const edgellm_token *ids,
-                                    int32_t n_ids, int32_t n_ctx, int32_t n_chunks,
-                                    int32_t n_threads, float **out)
+edgellm_status ellm_block_influence(const char *model_path, const edgellm_token *ids, int32_t n_ids,
+                                    int32_t n_ctx, int32_t n_chunks, int32_t n_threads, float **out)
 {
     *out = NULL;
     ellm_calib_run run;
@@ -138,8 +137,8 @@ typedef struct shape {
 
 typedef struct plan {
     shape s;
-    bool *layer_kept;  /* n_layer */
-    bool *group_kept;  /* n_layer x n_head_kv */
+    bool *layer_kept;   /* n_layer */
+    bool *group_kept;   /* n_layer x n_head_kv */
     bool *channel_kept; /* n_layer x n_ff */
 } plan;
 
@@ -165,7 +164,8 @@ static uint32_t arch_u32(const gguf_file *f, const char *arch, const char *key, 
     if (s != EDGELLM_OK && s != EDGELLM_ERR_NOT_FOUND && *st == EDGELLM_OK)
         *st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                         "metadata '%s' is not a single number: the model already has layers of "
-                        "different sizes; prune the original model", k);
+                        "different sizes; prune the original model",
+                        k);
     return v;
 }
 
@@ -178,7 +178,8 @@ static edgellm_status read_shape(const gguf_file *f, shape *s)
     if (ellm_arch_find(s->arch, strlen(s->arch), &row) != EDGELLM_OK || !ellm_arch_plain_block(row))
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                          "prune supports models with the plain llama block (llama, mistral) so "
-                         "far, not '%s'", s->arch);
+                         "far, not '%s'",
+                         s->arch);
     edgellm_status st = EDGELLM_OK;
     s->n_layer = (int32_t)arch_u32(f, s->arch, "block_count", &st);
     s->n_embd = arch_u32(f, s->arch, "embedding_length", &st);
@@ -197,7 +198,7 @@ static edgellm_status read_shape(const gguf_file *f, shape *s)
         return ellm_fail(EDGELLM_ERR_FORMAT, "the model's layer, head or FFN counts are missing "
                                              "or inconsistent");
     for (int32_t il = 0; il < s->n_layer; il++) {
-        static const char *const needed[] = {"attn_q", "attn_k", "attn_v", "attn_output",
+        static const char *const needed[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                              "ffn_gate", "ffn_up", "ffn_down"};
         static const char *const refused[] = {"attn_q.bias", "attn_k.bias", "attn_v.bias",
                                               "attn_qkv.weight"};
@@ -207,14 +208,16 @@ static edgellm_status read_shape(const gguf_file *f, shape *s)
             if (!ellm_gguf_find_tensor(f, name))
                 return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                                  "tensor '%s' is missing: prune needs separate q/k/v, output, "
-                                 "gate, up and down matrices", name);
+                                 "gate, up and down matrices",
+                                 name);
         }
         for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
             snprintf(name, sizeof name, "blk.%d.%s", (int)il, refused[k]);
             if (ellm_gguf_find_tensor(f, name))
                 return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                                  "tensor '%s': prune does not handle projection biases or fused "
-                                 "matrices yet", name);
+                                 "matrices yet",
+                                 name);
         }
     }
     return EDGELLM_OK;
@@ -317,7 +320,8 @@ static edgellm_status make_plan(const gguf_file *f, const ellm_prune_params *pp,
         const float *m = pp->im ? ellm_imatrix_find(pp->im, name, q_dim) : NULL;
         for (int32_t g = 0; st == EDGELLM_OK && g < s->n_head_kv; g++) {
             double score = 0;
-            for (int64_t j = (int64_t)g * rep * s->head_dim; j < (int64_t)(g + 1) * rep * s->head_dim; j++)
+            for (int64_t j = (int64_t)g * rep * s->head_dim;
+                 j < (int64_t)(g + 1) * rep * s->head_dim; j++)
                 score += (m ? m[j] : 1.0) * norms[j];
             int64_t i = (int64_t)il * s->n_head_kv + g;
             r[i] = (ranked){score, i};
@@ -341,8 +345,8 @@ static edgellm_status make_plan(const gguf_file *f, const ellm_prune_params *pp,
     if (st == EDGELLM_OK)
         share_of_layer(r, s->n_layer, s->n_ff, p->layer_kept);
     if (st == EDGELLM_OK)
-        st = remove_lowest(r, n_chan, s->n_ff, lround(pp->ffn * (double)n_chan), p->channel_kept,
-                           p, "ffn", pp->ffn);
+        st = remove_lowest(r, n_chan, s->n_ff, lround(pp->ffn * (double)n_chan), p->channel_kept, p,
+                           "ffn", pp->ffn);
     free(r);
     free(norms);
     return st;
@@ -436,7 +440,7 @@ static int64_t kept_indices(const plan *p, int32_t il, const char *matrix, bool 
     bool ffn = !strcmp(matrix, "ffn_gate") || !strcmp(matrix, "ffn_up") ||
                !strcmp(matrix, "ffn_down");
     *how = !strcmp(matrix, "attn_output") || !strcmp(matrix, "ffn_down") ? SELECT_COLUMNS
-                                                                          : SELECT_ROWS;
+                                                                         : SELECT_ROWS;
     if (heads_q || heads_kv) {
         int32_t per_group = heads_q ? rep : 1;
         for (int32_t g = 0; g < s->n_head_kv; g++)
@@ -479,7 +483,8 @@ static edgellm_status write_pruned(const gguf_file *in, const char *out_path, co
     edgellm_status st = new_layer && heads && jobs && w
                             ? EDGELLM_OK
                             : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
-    uint32_t *kv_heads = heads ? heads + s->n_layer : NULL, *ffn = heads ? heads + 2 * s->n_layer : NULL;
+    uint32_t *kv_heads = heads ? heads + s->n_layer : NULL,
+             *ffn = heads ? heads + 2 * s->n_layer : NULL;
     for (int32_t il = 0; st == EDGELLM_OK && il < s->n_layer; il++) {
         new_layer[il] = -1;
         uint32_t groups = 0, channels = 0;
@@ -533,7 +538,7 @@ static edgellm_status write_pruned(const gguf_file *in, const char *out_path, co
     if (st == EDGELLM_OK && !ellm_gguf_find_kv(in, key))
         st = ellm_gguf_writer_set_u32(w, key, (uint32_t)s->head_dim);
     int64_t widest = (int64_t)s->n_head * s->head_dim > s->n_ff ? (int64_t)s->n_head * s->head_dim
-                                                                 : s->n_ff;
+                                                                : s->n_ff;
     for (uint64_t i = 0; st == EDGELLM_OK && i < n_tensors; i++) {
         const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         tensor_job *j = &jobs[i];

@@ -21,11 +21,11 @@
 #include "optimise/imatrix.h"
 
 typedef struct ellm_prune_params {
-    float heads;    /* fraction of head groups to remove, in [0, 1) */
-    float ffn;      /* fraction of FFN channels to remove, in [0, 1) */
-    int32_t layers; /* whole layers to drop, 0..n_layer-1 */
-    const ellm_imatrix *im;        /* activation statistics, or NULL for weight magnitude alone */
-    const float *block_influence;  /* per layer (ellm_block_influence); needed when layers > 0 */
+    float heads;                  /* fraction of head groups to remove, in [0, 1) */
+    float ffn;                    /* fraction of FFN channels to remove, in [0, 1) */
+    int32_t layers;               /* whole layers to drop, 0..n_layer-1 */
+    const ellm_imatrix *im;       /* activation statistics, or NULL for weight magnitude alone */
+    const float *block_influence; /* per layer (ellm_block_influence); needed when layers > 0 */
     /* Keeps every shape and zeroes what would be removed instead (the consumer side: the
      * attn_output columns of removed heads, the ffn_down columns of removed channels, both
      * matrices of a dropped layer): the reference a pruned model must compute exactly. */
@@ -38,9 +38,9 @@ typedef struct ellm_prune_params {
 
 /* Per layer, block influence over the calibration tokens run in chunks of n_ctx (n_chunks 0:
  * all); *out is n_layer floats for the caller to free. */
-edgellm_status ellm_block_influence(const char *model_path, const edgellm_token *ids,
-                                    int32_t n_ids, int32_t n_ctx, int32_t n_chunks,
-                                    int32_t n_threads, float **out);
+edgellm_status ellm_block_influence(const char *model_path, const edgellm_token *ids, int32_t n_ids,
+                                    int32_t n_ctx, int32_t n_chunks, int32_t n_threads,
+                                    float **out);
 /* Writes the pruned model (atomically). Fails with a one-line reason for models it cannot prune
  * (not llama/mistral, fused or biased projections, already variable layers), fractions outside
  * [0, 1), a layer count not below the model's, and a plan that would remove every head group or

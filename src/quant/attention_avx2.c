@@ -69,8 +69,8 @@ void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *o
         for (int k = 0; k < QK8_0; k += 8) {
             __m256 q = _mm256_cvtepi32_ps(
                 _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b[i].qs + k))));
-            _mm256_storeu_ps(out + k, _mm256_add_ps(_mm256_loadu_ps(out + k),
-                                                    _mm256_mul_ps(wd, q)));
+            _mm256_storeu_ps(out + k,
+                             _mm256_add_ps(_mm256_loadu_ps(out + k), _mm256_mul_ps(wd, q)));
         }
     }
 }
@@ -80,9 +80,9 @@ enum { POS_BLOCK = 32 }; /* positions whose scores and softmax factors are found
 /* Positions go in blocks: the block's scores, then the running maximum (a scalar chain) with
  * the exponents of its differences, their exponentials eight at a time, then the accumulator
  * updates. */
-void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc,
-                               size_t stride, int32_t n_pos, int32_t hd, float scale,
-                               uint16_t *acc, float *qr, float *out)
+void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               float *out)
 {
     for (int32_t d = 0; d < hd; d += 8) {
         __m256 v = _mm256_loadu_ps(q + d);
@@ -101,10 +101,8 @@ void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t 
             for (int32_t d = 0; d < hd; d += 32) {
                 a0 = _mm256_fmadd_ps(load_half8(krow + d), _mm256_loadu_ps(qr + d), a0);
                 a1 = _mm256_fmadd_ps(load_half8(krow + d + 8), _mm256_loadu_ps(qr + d + 8), a1);
-                a2 = _mm256_fmadd_ps(load_half8(krow + d + 16), _mm256_loadu_ps(qr + d + 16),
-                                     a2);
-                a3 = _mm256_fmadd_ps(load_half8(krow + d + 24), _mm256_loadu_ps(qr + d + 24),
-                                     a3);
+                a2 = _mm256_fmadd_ps(load_half8(krow + d + 16), _mm256_loadu_ps(qr + d + 16), a2);
+                a3 = _mm256_fmadd_ps(load_half8(krow + d + 24), _mm256_loadu_ps(qr + d + 24), a3);
             }
             float score = reduce4(a0, a1, a2, a3) * scale;
             bool new_max = score > max;

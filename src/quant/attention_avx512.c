@@ -90,9 +90,9 @@ enum { REDUCE = 16 };    /* positions whose dot products are reduced together */
  * Positions go in blocks: first every head's scores (vector dots, the key row converted once),
  * then the running maxima in a scalar pass and the exponential factors in a vector one (they
  * depend only on the scores), then the accumulator updates. */
-static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t *vc,
-                                size_t stride, int32_t n_pos, float scale, int n_heads,
-                                float *out, const int HD, const int HEADS)
+static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                                int32_t n_pos, float scale, int n_heads, float *out, const int HD,
+                                const int HEADS)
 {
     enum { MAX_CHUNKS = 8, MAX_HEADS = 4 }; /* HD / 16 and HEADS at most (HD 128, 4 heads) */
     const int chunks = HD / 16;

@@ -89,9 +89,9 @@ void ellm_attend_f16_f16c(const float *q, const uint8_t *kc, const uint8_t *vc, 
                           int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                           float *out);
 /* The same for head sizes that are a multiple of 32, eight lanes at a time. */
-void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc,
-                               size_t stride, int32_t n_pos, int32_t hd, float scale,
-                               uint16_t *acc, float *qr, float *out);
+void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               float *out);
 /* n_heads query heads sharing one KV head (q and out hold them one after another), each exactly
  * as ellm_attend_f16_f16c_wide computes it; head sizes 64 and 128, CPUs with AVX-512
  * (attention_avx512.c). */
@@ -107,17 +107,17 @@ void ellm_attend_f16_neon(const float *q, const uint8_t *kc, const uint8_t *vc, 
                           int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                           float *out);
 /* Head sizes that are a multiple of 32: the F16C wide path's computation, eight lanes a step. */
-void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t *vc,
-                               size_t stride, int32_t n_pos, int32_t hd, float scale,
-                               uint16_t *acc, float *qr, float *out);
+void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               float *out);
 #endif
 
 #if defined(__wasm__)
 /* The same with SIMD128 half conversions (attention_wasm_simd.c, built with -msimd128);
  * bit-identical to the portable head for every head size. */
-void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc,
-                               size_t stride, int32_t n_pos, int32_t hd, float scale,
-                               uint16_t *acc, float *qr, float *out);
+void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               float *out);
 #endif
 
 #endif

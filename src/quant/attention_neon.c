@@ -75,9 +75,9 @@ static inline float reduce4(f32x8 a0, f32x8 a1, f32x8 a2, f32x8 a3)
     return vgetq_lane_f32(vpaddq_f32(h, h), 0);
 }
 
-void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t *vc,
-                               size_t stride, int32_t n_pos, int32_t hd, float scale,
-                               uint16_t *acc, float *qr, float *out)
+void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               float *out)
 {
     const f32x8 zero = {vdupq_n_f32(0), vdupq_n_f32(0)};
     for (int32_t d = 0; d < hd; d += 8) {

@@ -12,7 +12,10 @@
 
 #include "quant/lanes_wasm_simd.h"
 
-static inline v128_t load_half4(const uint16_t *p) { return halves_to_f32x4(wasm_u32x4_load16x4(p)); }
+static inline v128_t load_half4(const uint16_t *p)
+{
+    return halves_to_f32x4(wasm_u32x4_load16x4(p));
+}
 
 /* Floats to halves, rounding to nearest even, exactly as ellm_f32_to_f16: NaN stays NaN with its
  * top payload bits (made non-zero), what rounds to 65520 or more is Inf, subnormals are rounded
@@ -22,10 +25,9 @@ static inline v128_t f32x4_to_halves(v128_t f)
     v128_t abs = wasm_v128_and(f, wasm_i32x4_splat(0x7FFFFFFF));
     v128_t sign = wasm_v128_and(wasm_u32x4_shr(f, 16), wasm_i32x4_splat(0x8000));
     v128_t odd = wasm_v128_and(wasm_u32x4_shr(abs, 13), wasm_i32x4_splat(1));
-    v128_t normal = wasm_u32x4_shr(
-        wasm_i32x4_add(wasm_i32x4_sub(abs, wasm_i32x4_splat(0x38000000)),
-                       wasm_i32x4_add(wasm_i32x4_splat(0xFFF), odd)),
-        13);
+    v128_t normal = wasm_u32x4_shr(wasm_i32x4_add(wasm_i32x4_sub(abs, wasm_i32x4_splat(0x38000000)),
+                                                  wasm_i32x4_add(wasm_i32x4_splat(0xFFF), odd)),
+                                   13);
     v128_t sub = wasm_i32x4_sub(wasm_f32x4_add(abs, wasm_f32x4_splat(0.5f)),
                                 wasm_f32x4_splat(0.5f));
     v128_t nan = wasm_v128_or(wasm_i32x4_splat(0x7E00),
@@ -43,9 +45,9 @@ static inline void store_half4(uint16_t *p, v128_t f)
     wasm_v128_store64_lane(p, wasm_u16x8_narrow_i32x4(h, h), 0);
 }
 
-void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc,
-                               size_t stride, int32_t n_pos, int32_t hd, float scale,
-                               uint16_t *acc, float *qr, float *out)
+void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               float *out)
 {
     if (hd % 4 != 0) {
         ellm_attend_f16_portable(q, kc, vc, stride, n_pos, hd, scale, acc, qr, out);

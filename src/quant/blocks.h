@@ -8,12 +8,12 @@
 #define QK8_0 32
 
 typedef struct block_q4_0 {
-    uint16_t d;              /* scale, IEEE half */
-    uint8_t qs[QK4_0 / 2];   /* value j in low nibble of qs[j], value j+16 in the high nibble */
+    uint16_t d;            /* scale, IEEE half */
+    uint8_t qs[QK4_0 / 2]; /* value j in low nibble of qs[j], value j+16 in the high nibble */
 } block_q4_0;
 
 typedef struct block_q8_0 {
-    uint16_t d;              /* scale, IEEE half */
+    uint16_t d; /* scale, IEEE half */
     int8_t qs[QK8_0];
 } block_q8_0;
 
@@ -28,35 +28,35 @@ typedef struct block_q8_0 {
 #define QK4_NL 32
 
 typedef struct block_q4_1 {
-    uint16_t d;              /* scale, IEEE half */
-    uint16_t m;              /* minimum, IEEE half */
-    uint8_t qs[QK4_1 / 2];   /* q in 0..15: value = d * q + m */
+    uint16_t d;            /* scale, IEEE half */
+    uint16_t m;            /* minimum, IEEE half */
+    uint8_t qs[QK4_1 / 2]; /* q in 0..15: value = d * q + m */
 } block_q4_1;
 
 typedef struct block_q5_0 {
-    uint16_t d;              /* scale, IEEE half */
-    uint8_t qh[4];           /* fifth bits */
-    uint8_t qs[QK5_0 / 2];   /* low 4 bits; q in 0..31: value = d * (q - 16) */
+    uint16_t d;            /* scale, IEEE half */
+    uint8_t qh[4];         /* fifth bits */
+    uint8_t qs[QK5_0 / 2]; /* low 4 bits; q in 0..31: value = d * (q - 16) */
 } block_q5_0;
 
 typedef struct block_q5_1 {
-    uint16_t d;              /* scale, IEEE half */
-    uint16_t m;              /* minimum, IEEE half */
-    uint8_t qh[4];           /* fifth bits */
-    uint8_t qs[QK5_1 / 2];   /* low 4 bits; q in 0..31: value = d * q + m */
+    uint16_t d;            /* scale, IEEE half */
+    uint16_t m;            /* minimum, IEEE half */
+    uint8_t qh[4];         /* fifth bits */
+    uint8_t qs[QK5_1 / 2]; /* low 4 bits; q in 0..31: value = d * q + m */
 } block_q5_1;
 
 /* IQ4_NL: 4-bit indices into the non-linear levels ellm_kvalues_iq4nl; value = d * level. */
 typedef struct block_iq4_nl {
-    uint16_t d;              /* scale, IEEE half */
+    uint16_t d; /* scale, IEEE half */
     uint8_t qs[QK4_NL / 2];
 } block_iq4_nl;
 
 /* Activation format for the "_1" weights (never stored in files): Q8_0 plus s = d * sum(qs), so a
  * weight block's minimum contributes m * s to the dot product with one multiplication. */
 typedef struct block_q8_1 {
-    uint16_t d;              /* scale, IEEE half */
-    uint16_t s;              /* d (as stored) times the sum of qs, IEEE half */
+    uint16_t d; /* scale, IEEE half */
+    uint16_t s; /* d (as stored) times the sum of qs, IEEE half */
     int8_t qs[QK8_1];
 } block_q8_1;
 
@@ -79,10 +79,10 @@ typedef struct block_q8_K {
 #define K_SCALE_SIZE 12
 
 typedef struct block_q4_K {
-    uint16_t d;                    /* super-block scale of the sub-block scales, IEEE half */
-    uint16_t dmin;                 /* super-block scale of the sub-block mins, IEEE half */
-    uint8_t scales[K_SCALE_SIZE];  /* 8 scales and 8 mins, 6 bits each */
-    uint8_t qs[QK_K / 2];          /* 4-bit quants */
+    uint16_t d;                   /* super-block scale of the sub-block scales, IEEE half */
+    uint16_t dmin;                /* super-block scale of the sub-block mins, IEEE half */
+    uint8_t scales[K_SCALE_SIZE]; /* 8 scales and 8 mins, 6 bits each */
+    uint8_t qs[QK_K / 2];         /* 4-bit quants */
 } block_q4_K;
 
 /* Q5_K: Q4_K's layout plus a fifth bit per value: bit 2c of qh[l] is the high bit of value
@@ -91,8 +91,8 @@ typedef struct block_q5_K {
     uint16_t d;
     uint16_t dmin;
     uint8_t scales[K_SCALE_SIZE];
-    uint8_t qh[QK_K / 8];          /* high bits */
-    uint8_t qs[QK_K / 2];          /* low 4 bits */
+    uint8_t qh[QK_K / 8]; /* high bits */
+    uint8_t qs[QK_K / 2]; /* low 4 bits */
 } block_q5_K;
 
 /* Q6_K: 16 sub-blocks of 16 values, value = d * scales[sub-block] * (q - 32) with q in 0..63.
@@ -100,10 +100,10 @@ typedef struct block_q5_K {
  * values l (low nibble) and l + 64 (high nibble), ql[l + 32] holds values l + 32 and l + 96, and
  * qh[l] holds the top two bits of values l, l + 32, l + 64, l + 96 at bits 0, 2, 4, 6. */
 typedef struct block_q6_K {
-    uint8_t ql[QK_K / 2];          /* low 4 bits */
-    uint8_t qh[QK_K / 4];          /* high 2 bits */
-    int8_t scales[QK_K / 16];      /* sub-block scales */
-    uint16_t d;                    /* super-block scale, IEEE half */
+    uint8_t ql[QK_K / 2];     /* low 4 bits */
+    uint8_t qh[QK_K / 4];     /* high 2 bits */
+    int8_t scales[QK_K / 16]; /* sub-block scales */
+    uint16_t d;               /* super-block scale, IEEE half */
 } block_q6_K;
 /* Low-bit K-quant weight formats (super-blocks of QK_K values). */
 
@@ -113,8 +113,8 @@ typedef struct block_q6_K {
 typedef struct block_q2_K {
     uint8_t scales[QK_K / 16]; /* low nibble: scale, high nibble: min */
     uint8_t qs[QK_K / 4];
-    uint16_t d;                /* super-block scale of the scales, IEEE half */
-    uint16_t dmin;             /* super-block scale of the mins, IEEE half */
+    uint16_t d;    /* super-block scale of the scales, IEEE half */
+    uint16_t dmin; /* super-block scale of the mins, IEEE half */
 } block_q2_K;
 
 /* Q3_K: 16 sub-blocks of 16 values, value = d * (sc[s] - 32) * q with q in -4..3 stored as q + 4:
@@ -125,7 +125,7 @@ typedef struct block_q3_K {
     uint8_t hmask[QK_K / 8];
     uint8_t qs[QK_K / 4];
     uint8_t scales[12];
-    uint16_t d;                /* IEEE half */
+    uint16_t d; /* IEEE half */
 } block_q3_K;
 
 /* IQ4_XS: 8 sub-blocks of 32 values, value = d * (ls[b] - 32) * kvalues_iq4nl[index] with the
@@ -133,7 +133,7 @@ typedef struct block_q3_K {
  * scales_h. Index of value 32*b + j (j < 16) is the low nibble of qs[16*b + j], of value
  * 32*b + j + 16 the high nibble. */
 typedef struct block_iq4_xs {
-    uint16_t d;                /* IEEE half */
+    uint16_t d; /* IEEE half */
     uint16_t scales_h;
     uint8_t scales_l[QK_K / 64];
     uint8_t qs[QK_K / 2];

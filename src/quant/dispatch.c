@@ -24,27 +24,31 @@ typedef struct kernel_set {
 } kernel_set;
 
 /* An entry: activation type, single-row dot, ISA, four-row dot, extended-row dot, tile. */
-#define K(act, dot, isa, x4, ext, gemm) {ELLM_TYPE_##act, dot, isa, x4, ext, gemm}
+#define K(act, dot, isa, x4, ext, gemm)                                                            \
+    {                                                                                              \
+        ELLM_TYPE_##act, dot, isa, x4, ext, gemm                                                   \
+    }
 
 static const kernel_set scalar_set = {
     .name = "scalar",
-    .types = {
-        [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_BF16] = K(F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL, NULL),
-        [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL, NULL, NULL),
-    },
+    .types =
+        {
+            [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_BF16] = K(F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL, NULL),
+            [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL, NULL, NULL),
+        },
     .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL, ellm_axpy_q8_0_portable},
 };
 
@@ -54,10 +58,8 @@ static const kernel_set scalar_set = {
     [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_avx2, "avx2", NULL, NULL, NULL),                     \
     [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL, NULL),                     \
     [ELLM_TYPE_BF16] = K(F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL, NULL),               \
-    [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL,                         \
-                         ellm_gemm_q2_K_avx2),                                                     \
-    [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL,                         \
-                         ellm_gemm_q3_K_avx2),                                                     \
+    [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL, ellm_gemm_q2_K_avx2),   \
+    [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL, ellm_gemm_q3_K_avx2),   \
     [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL, NULL,                     \
                            ellm_gemm_iq4_xs_avx2),                                                 \
     [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL,    \
@@ -71,24 +73,24 @@ static const kernel_set scalar_set = {
 
 #define AVX2_QUANTIZERS                                                                            \
     [ELLM_TYPE_Q8_0] = ellm_quantize_row_q8_0_avx2,                                                \
-    [ELLM_TYPE_Q8_K] = ellm_quantize_row_q8_K_avx2,                                                \
-    [ELLM_TYPE_Q8_1] = ellm_quantize_row_q8_1_avx2
+    [ELLM_TYPE_Q8_K] = ellm_quantize_row_q8_K_avx2, [ELLM_TYPE_Q8_1] = ellm_quantize_row_q8_1_avx2
 
 static const kernel_set avx2_set = {
     .name = "avx2",
-    .types = {
-        AVX2_COMMON_TYPES,
-        [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2, NULL,
-                             ellm_gemm_q8_0_avx2),
-        [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2, NULL,
-                             ellm_gemm_q4_0_avx2),
-        [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2, NULL,
-                             ellm_gemm_q4_K_avx2),
-        [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2, NULL,
-                             ellm_gemm_q5_K_avx2),
-        [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2, NULL,
-                             ellm_gemm_q6_K_avx2),
-    },
+    .types =
+        {
+            AVX2_COMMON_TYPES,
+            [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2,
+                                 NULL, ellm_gemm_q8_0_avx2),
+            [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2,
+                                 NULL, ellm_gemm_q4_0_avx2),
+            [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2,
+                                 NULL, ellm_gemm_q4_K_avx2),
+            [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2,
+                                 NULL, ellm_gemm_q5_K_avx2),
+            [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2,
+                                 NULL, ellm_gemm_q6_K_avx2),
+        },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide, NULL,
                   ellm_axpy_q8_0_avx2},
@@ -98,19 +100,20 @@ static const kernel_set avx2_set = {
  * activation quantizers (this set is only chosen on CPUs that also run the AVX2 set). */
 static const kernel_set avx512_set = {
     .name = "avx512",
-    .types = {
-        AVX2_COMMON_TYPES,
-        [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx512, "avx512", NULL,
-                             ellm_vec_dot_q8_0_ext_avx512, ellm_gemm_q8_0_avx512),
-        [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL,
-                             ellm_vec_dot_q4_0_ext_avx512, ellm_gemm_q4_0_avx512),
-        [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_avx512, "avx512", ellm_vec_dot_q4_K_x4_avx512,
-                             NULL, ellm_gemm_q4_K_avx512),
-        [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_avx512, "avx512", ellm_vec_dot_q5_K_x4_avx512,
-                             NULL, NULL),
-        [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_avx512, "avx512", ellm_vec_dot_q6_K_x4_avx512,
-                             NULL, ellm_gemm_q6_K_avx512),
-    },
+    .types =
+        {
+            AVX2_COMMON_TYPES,
+            [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx512, "avx512", NULL,
+                                 ellm_vec_dot_q8_0_ext_avx512, ellm_gemm_q8_0_avx512),
+            [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL,
+                                 ellm_vec_dot_q4_0_ext_avx512, ellm_gemm_q4_0_avx512),
+            [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_avx512, "avx512",
+                                 ellm_vec_dot_q4_K_x4_avx512, NULL, ellm_gemm_q4_K_avx512),
+            [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_avx512, "avx512",
+                                 ellm_vec_dot_q5_K_x4_avx512, NULL, NULL),
+            [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_avx512, "avx512",
+                                 ellm_vec_dot_q6_K_x4_avx512, NULL, ellm_gemm_q6_K_avx512),
+        },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx512, ellm_axpy_q8_0_avx2},
@@ -171,22 +174,25 @@ static bool cpu_has_dotprod(void)
  * vector half conversions (no fused multiply-add in SIMD128, so no wide path). */
 static const kernel_set wasm_simd_set = {
     .name = "wasm-simd",
-    .types = {
-        [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_wasm_simd, "wasm-simd", NULL, NULL, NULL),
-        [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_wasm_simd, "wasm-simd", NULL, NULL, NULL),
-        [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_wasm_simd, "wasm-simd", NULL, NULL,
-                             ellm_gemm_q8_0_wasm_simd),
-        [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_wasm_simd, "wasm-simd", NULL, NULL,
-                             ellm_gemm_q4_0_wasm_simd),
-        [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_wasm_simd, "wasm-simd", NULL, NULL,
-                             ellm_gemm_q4_K_wasm_simd),
-        [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_wasm_simd, "wasm-simd", NULL, NULL,
-                             ellm_gemm_q5_K_wasm_simd),
-        [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_wasm_simd, "wasm-simd", NULL, NULL,
-                             ellm_gemm_q6_K_wasm_simd),
-        [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_wasm_simd, "wasm-simd", NULL, NULL, NULL),
-        [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL, NULL, NULL),
-    },
+    .types =
+        {
+            [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+            [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+            [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_wasm_simd, "wasm-simd", NULL, NULL,
+                                 ellm_gemm_q8_0_wasm_simd),
+            [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_wasm_simd, "wasm-simd", NULL, NULL,
+                                 ellm_gemm_q4_0_wasm_simd),
+            [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_wasm_simd, "wasm-simd", NULL, NULL,
+                                 ellm_gemm_q4_K_wasm_simd),
+            [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_wasm_simd, "wasm-simd", NULL, NULL,
+                                 ellm_gemm_q5_K_wasm_simd),
+            [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_wasm_simd, "wasm-simd", NULL, NULL,
+                                 ellm_gemm_q6_K_wasm_simd),
+            [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_wasm_simd, "wasm-simd", NULL, NULL,
+                                   NULL),
+            [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL, NULL,
+                                   NULL),
+        },
     .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, NULL, ellm_axpy_q8_0_portable},
 };
 #endif
@@ -194,12 +200,10 @@ static const kernel_set wasm_simd_set = {
 /* Every set this build has, fastest first, and whether this CPU can run it. */
 static const kernel_set *const all_sets[] = {
 #if defined(ELLM_HAVE_AVX2_KERNELS)
-    &avx512_set,
-    &avx2_set,
+    &avx512_set,       &avx2_set,
 #endif
 #if defined(ELLM_HAVE_NEON_KERNELS)
-    &neon_dotprod_set,
-    &neon_set,
+    &neon_dotprod_set, &neon_set,
 #endif
 #if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
     &wasm_simd_set,

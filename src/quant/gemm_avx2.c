@@ -28,10 +28,10 @@
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 enum {
-    GROUP_ROWS = 8,    /* weight rows per vector, one per 32-bit lane */
-    LANE_GROUPS = 8,   /* groups of four levels in a 32-value block */
-    CHUNK_BLOCKS = 8,  /* blocks decoded before the tokens sweep them */
-    TOKEN_STEP = 32,   /* tokens whose accumulators stay in L1 while a row group is swept */
+    GROUP_ROWS = 8,   /* weight rows per vector, one per 32-bit lane */
+    LANE_GROUPS = 8,  /* groups of four levels in a 32-value block */
+    CHUNK_BLOCKS = 8, /* blocks decoded before the tokens sweep them */
+    TOKEN_STEP = 32,  /* tokens whose accumulators stay in L1 while a row group is swept */
 };
 
 typedef enum tile_kind {
@@ -75,8 +75,8 @@ static inline __m256i fifth_bits(const uint8_t *qh)
 {
     int32_t word;
     memcpy(&word, qh, 4);
-    const __m256i spread =
-        _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll, 0x0101010101010101ll, 0);
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll,
+                                             0x0101010101010101ll, 0);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(word), spread);
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
@@ -89,8 +89,7 @@ ALWAYS_INLINE __m256i block_levels(tile_kind kind, const uint8_t *b)
     switch (kind) {
     case TILE_Q4_0:
         return _mm256_sub_epi8(nibbles(b + offsetof(block_q4_0, qs)), _mm256_set1_epi8(8));
-    case TILE_Q8_0:
-        return _mm256_loadu_si256((const __m256i *)(b + offsetof(block_q8_0, qs)));
+    case TILE_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + offsetof(block_q8_0, qs)));
     case TILE_Q5_0:
         /* q - 16: the nibble where the fifth bit is set, nibble - 16 (0xF0 set) where clear */
         return _mm256_or_si256(nibbles(b + offsetof(block_q5_0, qs)),
@@ -101,13 +100,12 @@ ALWAYS_INLINE __m256i block_levels(tile_kind kind, const uint8_t *b)
         return _mm256_shuffle_epi8(_mm256_set_m128i(table, table),
                                    nibbles(b + offsetof(block_iq4_nl, qs)));
     }
-    case TILE_Q4_1:
-        return nibbles(b + offsetof(block_q4_1, qs));
+    case TILE_Q4_1: return nibbles(b + offsetof(block_q4_1, qs));
     case TILE_Q5_1:
     default:
-        return _mm256_or_si256(nibbles(b + offsetof(block_q5_1, qs)),
-                               _mm256_and_si256(fifth_bits(b + offsetof(block_q5_1, qh)),
-                                                _mm256_set1_epi8(0x10)));
+        return _mm256_or_si256(
+            nibbles(b + offsetof(block_q5_1, qs)),
+            _mm256_and_si256(fifth_bits(b + offsetof(block_q5_1, qh)), _mm256_set1_epi8(0x10)));
     }
 }
 
@@ -130,7 +128,7 @@ ALWAYS_INLINE void decode_chunk(tile_kind kind, const uint8_t *const *rows, int6
         for (int l = 0; l < GROUP_ROWS; l++) {
             const uint8_t *b = rows[l] + (size_t)(b0 + k) * bb;
             lv[l] = block_levels(kind, b);
-            memcpy(&d[l], b, 2); /* every format here starts with its scale... */
+            memcpy(&d[l], b, 2);     /* every format here starts with its scale... */
             memcpy(&m[l], b + 2, 2); /* ...and the "_1" formats continue with the minimum */
         }
         C->d[k] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));

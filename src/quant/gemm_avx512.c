@@ -37,7 +37,7 @@ static inline void q4_0_row_block(const row_group *G, int64_t b, row_block *rb)
     __m512i z[4];
     transpose_16x16(G->p, at + offsetof(block_q4_0, qs), z);
     for (int g = 0; g < 4; g++) {
-        rb->q[g] = _mm512_and_si512(z[g], low);                         /* values 4g.. */
+        rb->q[g] = _mm512_and_si512(z[g], low);                           /* values 4g.. */
         rb->q[4 + g] = _mm512_and_si512(_mm512_srli_epi16(z[g], 4), low); /* values 16 + 4g.. */
     }
     rb->d = gather_halves(G, at);
@@ -210,8 +210,8 @@ static inline __m256i ext_eight_block_sums(__m512i first, __m512i second)
  * dword permute (pick) of loads at p + even_at and p + odd_at brings each block's 16 bytes into
  * its lane. The low nibbles are values 0-15 and the high ones 16-31, so the activations, two
  * blocks to a load, are regrouped by halves to match. */
-static inline __m512i q4_0_ext_four_blocks(const uint8_t *p, int even_at, int odd_at,
-                                           __m512i pick, const int8_t *a)
+static inline __m512i q4_0_ext_four_blocks(const uint8_t *p, int even_at, int odd_at, __m512i pick,
+                                           const int8_t *a)
 {
     const __m512i low = _mm512_set1_epi8(0x0F);
     __m512i packed = _mm512_permutex2var_epi32(_mm512_loadu_si512(p + even_at), pick,
@@ -221,8 +221,7 @@ static inline __m512i q4_0_ext_four_blocks(const uint8_t *p, int even_at, int od
     __m512i near = _mm512_loadu_si512(a), far = _mm512_loadu_si512(a + 64);
     __m512i act_lo = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0));
     __m512i act_hi = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1));
-    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act_lo), hi,
-                               act_hi);
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act_lo), hi, act_hi);
 }
 
 /* Four consecutive Q8_0 blocks against their activations, biased by 128 into unsigned bytes:
@@ -288,8 +287,8 @@ void ellm_vec_dot_q4_0_ext_avx512(int64_t n, float *out, const void *row, const 
      * blocks 4 and 6 at dwords 0 and 9 of the load at 74, 5 and 7 at 3 and 12 of that at 80. */
     const __m512i pick_first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 9, 10, 11, 12, 25, 26,
                                                  27, 28);
-    const __m512i pick_second = _mm512_setr_epi32(0, 1, 2, 3, 19, 20, 21, 22, 9, 10, 11, 12, 28,
-                                                  29, 30, 31);
+    const __m512i pick_second = _mm512_setr_epi32(0, 1, 2, 3, 19, 20, 21, 22, 9, 10, 11, 12, 28, 29,
+                                                  30, 31);
     const int64_t nb = n / QK4_0;
     float sum = 0, terms[EXT_CHUNK];
     int64_t i = 0;

@@ -27,9 +27,9 @@
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 enum {
-    GROUP_ROWS = 8, /* weight rows per vector, one per 32-bit lane */
-    PIECES = 8,     /* 32-value pieces of a super-block */
-    GROUPS = 8,     /* groups of four levels in a piece: the single-row kernel's lanes */
+    GROUP_ROWS = 8,  /* weight rows per vector, one per 32-bit lane */
+    PIECES = 8,      /* 32-value pieces of a super-block */
+    GROUPS = 8,      /* groups of four levels in a piece: the single-row kernel's lanes */
     TOKEN_STEP = 32, /* tokens whose accumulators stay in L1 while a row group is swept */
 };
 
@@ -80,8 +80,7 @@ ALWAYS_INLINE __m256i piece_levels(ktile_kind kind, const uint8_t *blk, int p)
         const block_iq4_xs *b = (const block_iq4_xs *)blk;
         __m128i packed = _mm_loadu_si128((const __m128i *)(b->qs + 16 * p));
         __m128i table = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
-        __m256i idx = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), m4);
+        __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), m4);
         return _mm256_shuffle_epi8(_mm256_set_m128i(table, table), idx);
     }
     if (kind == KTILE_Q2_K || kind == KTILE_Q3_K) {
@@ -126,8 +125,7 @@ static inline int32_t int16_pair(int lo, int hi)
     return (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16);
 }
 
-ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, int64_t i,
-                                 kblock *B)
+ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, int64_t i, kblock *B)
 {
     size_t bb = kblock_bytes(kind);
     const uint8_t *blk[GROUP_ROWS];
@@ -195,8 +193,8 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
         const block_q4_K *b = (const block_q4_K *)blk[l]; /* Q5_K starts the same way */
         uint32_t u[3];
         memcpy(u, b->scales, 12);
-        uint32_t s4[2] = {u[0] & 0x3F3F3F3Fu,
-                          (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4};
+        uint32_t s4[2] = {u[0] & 0x3F3F3F3Fu, (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u)
+                                                                         << 4};
         uint32_t m4[2] = {u[1] & 0x3F3F3F3Fu,
                           ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4};
         uint8_t s[8], m[8];
@@ -270,8 +268,8 @@ ALWAYS_INLINE void kblock_token(ktile_kind kind, const kblock *B, const block_q8
         for (int g = 0; g < GROUPS; g++) {
             total = _mm256_add_epi32(total, isum[g]);
             if (kind != KTILE_IQ4_XS)
-                off = _mm256_add_epi32(
-                    off, _mm256_madd_epi16(B->bsum_mul[g], bsum_pair(a->bsums, g)));
+                off = _mm256_add_epi32(off,
+                                       _mm256_madd_epi16(B->bsum_mul[g], bsum_pair(a->bsums, g)));
         }
         /* The scalar kernels: sum += d * a.d * isum (Q3_K with the offset of 4 off, IQ4_XS);
          * sum += dall * isum - dmin * msum (Q2_K). */
@@ -280,8 +278,8 @@ ALWAYS_INLINE void kblock_token(ktile_kind kind, const kblock *B, const block_q8
             total = _mm256_sub_epi32(total, _mm256_slli_epi32(off, 2));
         __m256 term = _mm256_mul_ps(dall, _mm256_cvtepi32_ps(total));
         if (kind == KTILE_Q2_K)
-            term = _mm256_sub_ps(term, _mm256_mul_ps(_mm256_mul_ps(B->dmin, ad),
-                                                     _mm256_cvtepi32_ps(off)));
+            term = _mm256_sub_ps(
+                term, _mm256_mul_ps(_mm256_mul_ps(B->dmin, ad), _mm256_cvtepi32_ps(off)));
         s->acc[0] = _mm256_add_ps(s->acc[0], term);
         return;
     }

@@ -138,10 +138,10 @@ static inline void q6_K_scales_of(const row_group *G, size_t at, q6_K_scales *s)
         /* 16-bit words (s0, s2) and (s1, s3) of each 32-bit lane, sign-extended */
         __m512i even = _mm512_srai_epi16(_mm512_slli_epi16(z[k], 8), 8);
         __m512i odd = _mm512_srai_epi16(z[k], 8);
-        s->pairs[2 * k] =
-            _mm512_or_si512(_mm512_and_si512(even, low16), _mm512_slli_epi32(odd, 16));
-        s->pairs[2 * k + 1] =
-            _mm512_or_si512(_mm512_srli_epi32(even, 16), _mm512_andnot_si512(low16, odd));
+        s->pairs[2 * k] = _mm512_or_si512(_mm512_and_si512(even, low16),
+                                          _mm512_slli_epi32(odd, 16));
+        s->pairs[2 * k + 1] = _mm512_or_si512(_mm512_srli_epi32(even, 16),
+                                              _mm512_andnot_si512(low16, odd));
     }
     /* The scale is the block's last 2 bytes: read the 4 ending there, so no lane reads past it. */
     __m512i dd = gather4(G, at + offsetof(block_q6_K, d) - 2);
@@ -192,8 +192,7 @@ static inline void q6_K_block(const row_group *G, int64_t i, const uint8_t *x, s
                 const block_q8_K *a = (const block_q8_K *)(x + (size_t)t * x_stride);
                 const int8_t *ya = a[i].qs + 128 * h + 32 * k;
                 __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], broadcast4(ya));
-                __m512i p1 =
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[4], broadcast4(ya + 16));
+                __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[4], broadcast4(ya + 16));
                 for (int g = 1; g < 4; g++) {
                     p0 = _mm512_dpbusd_epi32(p0, q[g], broadcast4(ya + 4 * g));
                     p1 = _mm512_dpbusd_epi32(p1, q[4 + g], broadcast4(ya + 16 + 4 * g));

@@ -131,8 +131,8 @@ static inline void widen_scaled_u8(v128_t v, int scale, v128_t *out)
 
 /* Q4_K (with_high false) and Q5_K: the 64-value chunk c holds sub-blocks 2c (low nibbles, plus
  * bit 2c of qh for Q5_K) and 2c + 1 (high nibbles, bit 2c + 1). */
-static inline void q45_K_row(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
-                             v128_t *w, v128_t *mins)
+static inline void q45_K_row(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, v128_t *w,
+                             v128_t *mins)
 {
     const v128_t one = wasm_i8x16_splat(1);
     uint8_t sc[8], mn[8];
@@ -197,10 +197,10 @@ static void q6_K_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
                     v128_t q = wasm_v128_or(low, wasm_i8x16_shl(high, 4));
                     v128_t s = wasm_i16x8_splat(blk->scales[8 * h + 2 * quarter + k]);
                     v128_t *out = &g->w[r][16 * h + 4 * quarter + 2 * k];
-                    out[0] = wasm_i16x8_mul(
-                        wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(q), offset), s);
-                    out[1] = wasm_i16x8_mul(
-                        wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(q), offset), s);
+                    out[0] = wasm_i16x8_mul(wasm_i16x8_sub(wasm_u16x8_extend_low_u8x16(q), offset),
+                                            s);
+                    out[1] = wasm_i16x8_mul(wasm_i16x8_sub(wasm_u16x8_extend_high_u8x16(q), offset),
+                                            s);
                 }
     }
     g->d = scales_of(rows, at + offsetof(block_q6_K, d));

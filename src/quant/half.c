@@ -43,7 +43,7 @@ uint16_t ellm_f32_to_f16(float f)
         return sign | 0x7C00 | (abs > 0x7F800000u ? 0x200 | ((abs >> 13) & 0x3FF) : 0);
     if (abs >= 0x477FF000u) /* rounds to >= 65520: overflow to Inf */
         return sign | 0x7C00;
-    if (abs < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
+    if (abs < 0x38800000u) {   /* below the smallest normal half: subnormal or zero */
         if (abs < 0x33000000u) /* < 2^-25 rounds to zero */
             return sign;
         uint32_t exp = abs >> 23;

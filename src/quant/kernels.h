@@ -149,16 +149,16 @@ void ellm_quantize_row_q8_1_neon(const float *x, void *dst, int64_t n);
                                          const void *const *x);                                    \
     void ellm_vec_dot_q4_1_##suffix(int64_t n, float *out, const void *row, const void *x);        \
     void ellm_vec_dot_q4_1_x4_##suffix(int64_t n, float *out, const void *row,                     \
-        const void *const *x);                                                                     \
+                                       const void *const *x);                                      \
     void ellm_vec_dot_q5_0_##suffix(int64_t n, float *out, const void *row, const void *x);        \
     void ellm_vec_dot_q5_0_x4_##suffix(int64_t n, float *out, const void *row,                     \
-        const void *const *x);                                                                     \
+                                       const void *const *x);                                      \
     void ellm_vec_dot_q5_1_##suffix(int64_t n, float *out, const void *row, const void *x);        \
     void ellm_vec_dot_q5_1_x4_##suffix(int64_t n, float *out, const void *row,                     \
-        const void *const *x);                                                                     \
+                                       const void *const *x);                                      \
     void ellm_vec_dot_iq4_nl_##suffix(int64_t n, float *out, const void *row, const void *x);      \
     void ellm_vec_dot_iq4_nl_x4_##suffix(int64_t n, float *out, const void *row,                   \
-        const void *const *x);
+                                         const void *const *x);
 ELLM_NEON_INT_KERNELS(neon)
 ELLM_NEON_INT_KERNELS(neon_dotprod)
 #endif
@@ -180,8 +180,8 @@ void ellm_vec_dot_iq4_xs_wasm_simd(int64_t n, float *out, const void *row, const
 /* Tiles of four rows in lanes (gemm_wasm_simd.c; see ellm_gemm_fn): Q4_0 and Q8_0 against
  * extended Q8_0 activations, K-quants against Q8_K rows; bit-identical to the kernels above. */
 #define ELLM_WASM_SIMD_GEMM(type)                                                                  \
-    void ellm_gemm_##type##_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride,             \
-                                      int64_t n_rows, const uint8_t *x, size_t x_stride,        \
+    void ellm_gemm_##type##_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride,                \
+                                      int64_t n_rows, const uint8_t *x, size_t x_stride,           \
                                       int64_t n_tok, float *y, int64_t y_stride);
 ELLM_WASM_SIMD_GEMM(q4_0)
 ELLM_WASM_SIMD_GEMM(q8_0)

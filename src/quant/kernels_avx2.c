@@ -112,8 +112,8 @@ void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *
         __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
         __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
         __m256i p0 = dot_i8_32(unpack_q4_0(&w[i]), _mm256_loadu_si256((const __m256i *)a[i].qs));
-        __m256i p1 =
-            dot_i8_32(unpack_q4_0(&w[i + 1]), _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
+        __m256i p1 = dot_i8_32(unpack_q4_0(&w[i + 1]),
+                               _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
         acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
         acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
     }

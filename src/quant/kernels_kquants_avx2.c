@@ -88,9 +88,9 @@ static inline void kq_block(const __m256i q[8], const kq_meta *m, const block_q8
 {
     __m256i isum = _mm256_setzero_si256();
     for (int c = 0; c < 4; c++)
-        isum = _mm256_add_epi32(isum, kq_chunk(q[2 * c], q[2 * c + 1], a->qs + 64 * c,
-                                               kq_scale_of(m->sc, 2 * c),
-                                               kq_scale_of(m->sc, 2 * c + 1)));
+        isum = _mm256_add_epi32(isum,
+                                kq_chunk(q[2 * c], q[2 * c + 1], a->qs + 64 * c,
+                                         kq_scale_of(m->sc, 2 * c), kq_scale_of(m->sc, 2 * c + 1)));
     /* Pairs of bsums -> the 8 sub-block sums (int16 is enough: |sum| <= 32 * 128). */
     __m256i b = _mm256_loadu_si256((const __m256i *)a->bsums);
     __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
@@ -205,7 +205,8 @@ static inline __m256i q6_K_block_isum(const __m256i q[8], const __m256i sc[8], _
 {
     __m256i isum = _mm256_setzero_si256();
     for (int k = 0; k < 8; k++) {
-        __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a->qs + 32 * k)));
+        __m256i p = _mm256_maddubs_epi16(q[k],
+                                         _mm256_loadu_si256((const __m256i *)(a->qs + 32 * k)));
         isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, sc[k]));
     }
     __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
@@ -223,8 +224,8 @@ void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
         __m256i isum = q6_K_block_isum(q, sc, sc16, &a[i]);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * _cvtsh_ss(w[i].d)),
-                              _mm256_cvtepi32_ps(isum), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * _cvtsh_ss(w[i].d)), _mm256_cvtepi32_ps(isum),
+                              acc);
     }
     *out = hsum256(acc);
 }
@@ -297,7 +298,7 @@ void ellm_quantize_row_q8_K_avx2(const float *x, void *dst, int64_t n)
             __m256i t = _mm256_madd_epi16(b16, _mm256_set1_epi16(1));
             /* s: 8 pair sums of values k..k+15; t: of k+16..k+31. */
             __m256i st = _mm256_hadd_epi32(s, t); /* s01 s23 t01 t23 | s45 s67 t45 t67 */
-            st = _mm256_hadd_epi32(st, st);      /* s0-3 t0-3 .. | s4-7 t4-7 .. */
+            st = _mm256_hadd_epi32(st, st);       /* s0-3 t0-3 .. | s4-7 t4-7 .. */
             int32_t lanes[8];
             _mm256_storeu_si256((__m256i *)lanes, st);
             b[i].bsums[k / 16] = (int16_t)(lanes[0] + lanes[4]);

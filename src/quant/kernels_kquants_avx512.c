@@ -80,11 +80,9 @@ static inline __m256i kq45_unpack_scales(const uint8_t *first, const uint8_t *se
         _mm_loadu_si128((const __m128i *)second), 1);
     __m256i low = _mm256_srlv_epi32(_mm256_shuffle_epi32(raw, _MM_SHUFFLE(2, 1, 2, 0)),
                                     _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4));
-    __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_shuffle_epi32(raw,
-                                                                          _MM_SHUFFLE(1, 1, 0, 0)),
-                                                     2),
-                                   _mm256_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030,
-                                                     0, 0x30303030));
+    __m256i top = _mm256_and_si256(
+        _mm256_srli_epi32(_mm256_shuffle_epi32(raw, _MM_SHUFFLE(1, 1, 0, 0)), 2),
+        _mm256_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0, 0x30303030));
     const __m256i low_mask = _mm256_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F,
                                                0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F);
     return _mm256_ternarylogic_epi32(low, top, low_mask, 0xEC); /* (low & mask) | top */
@@ -97,10 +95,9 @@ static inline void kq45_decode_meta(const uint8_t *scales0, const uint8_t *scale
     __m512i words = _mm512_cvtepu8_epi16(kq45_unpack_scales(scales0, scales1));
     /* Chunks 0-1 packed: 128-bit lane L takes sub-block L / 2, then 2 + L / 2 (see scaled_sum),
      * as [s, s] pairs; chunks 2-3 the same four sub-blocks later. */
-    const __m512i pick01 = _mm512_setr_epi32(0, 0, 2 * 0x10001, 2 * 0x10001, 0, 0, 2 * 0x10001,
-                                             2 * 0x10001, 0x10001, 0x10001, 3 * 0x10001,
-                                             3 * 0x10001, 0x10001, 0x10001, 3 * 0x10001,
-                                             3 * 0x10001);
+    const __m512i pick01 = _mm512_setr_epi32(
+        0, 0, 2 * 0x10001, 2 * 0x10001, 0, 0, 2 * 0x10001, 2 * 0x10001, 0x10001, 0x10001,
+        3 * 0x10001, 3 * 0x10001, 0x10001, 0x10001, 3 * 0x10001, 3 * 0x10001);
     p->scale[0][0] = _mm512_permutexvar_epi16(pick01, words);
     p->scale[0][1] = _mm512_permutexvar_epi16(_mm512_add_epi16(pick01, _mm512_set1_epi16(4)),
                                               words);
@@ -175,10 +172,8 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         _mm512_permutex2var_epi64(sums, _mm512_setr_epi64(2, 3, 8, 9, 6, 7, 12, 13), mins));
     quads = _mm512_add_epi32(quads, _mm512_shuffle_epi32(quads, _MM_PERM_BADC));
     quads = _mm512_add_epi32(quads, _mm512_shuffle_epi32(quads, _MM_PERM_CDAB));
-    __m128i totals = _mm512_castsi512_si128(
-        _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                                   0),
-                                 quads));
+    __m128i totals = _mm512_castsi512_si128(_mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), quads));
     __m128 ad = _mm_blend_ps(_mm_set1_ps(a0->d), _mm_set1_ps(a1->d), 0xC);
     __m128 scaled = _mm_mul_ps(_mm_mul_ps(ad, p->d), _mm_cvtepi32_ps(totals));
     return _mm_sub_ps(scaled, _mm_movehdup_ps(scaled));
@@ -285,10 +280,9 @@ static inline void q6_K_decode_pair(const block_q6_K *w0, const block_q6_K *w1, 
         _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w0->scales)),
         _mm_loadu_si128((const __m128i *)w1->scales), 1));
     /* Vectors v and v + 1 packed: 128-bit lane L takes sub-block 4v + L, then 4v + 4 + L. */
-    const __m512i lane = _mm512_setr_epi32(0, 0, 4 * 0x10001, 4 * 0x10001, 0x10001, 0x10001,
-                                           5 * 0x10001, 5 * 0x10001, 2 * 0x10001, 2 * 0x10001,
-                                           6 * 0x10001, 6 * 0x10001, 3 * 0x10001, 3 * 0x10001,
-                                           7 * 0x10001, 7 * 0x10001);
+    const __m512i lane = _mm512_setr_epi32(
+        0, 0, 4 * 0x10001, 4 * 0x10001, 0x10001, 0x10001, 5 * 0x10001, 5 * 0x10001, 2 * 0x10001,
+        2 * 0x10001, 6 * 0x10001, 6 * 0x10001, 3 * 0x10001, 3 * 0x10001, 7 * 0x10001, 7 * 0x10001);
     p->scale[0][0] = _mm512_permutexvar_epi16(lane, p->scale16);
     p->scale[0][1] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane, _mm512_set1_epi16(8)),
                                               p->scale16);
@@ -314,9 +308,8 @@ static inline __m128 q6_K_terms(const q6_K_pair *p, const block_q8_K *a0, const 
     sums = _mm512_add_epi32(sums, _mm512_shuffle_i64x2(sums, sums, _MM_SHUFFLE(2, 3, 0, 1)));
     sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_BADC));
     sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_CDAB));
-    __m128i totals = _mm512_castsi512_si128(
-        _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-                                 sums));
+    __m128i totals = _mm512_castsi512_si128(_mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
     __m128 ad = _mm_unpacklo_ps(_mm_set_ss(a0->d), _mm_set_ss(a1->d));
     return _mm_mul_ps(_mm_mul_ps(ad, p->d), _mm_cvtepi32_ps(totals));
 }

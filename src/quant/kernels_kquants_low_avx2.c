@@ -85,7 +85,8 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
         memcpy(&top, w[i].scales + 8, 4);
         __m128i low4 = _mm_set_epi64x((long long)((lo >> 4) & 0x0F0F0F0F0F0F0F0Full),
                                       (long long)(lo & 0x0F0F0F0F0F0F0F0Full));
-        __m128i high2 = _mm_set_epi32((int)((top >> 6) & 0x03030303u), (int)((top >> 4) & 0x03030303u),
+        __m128i high2 = _mm_set_epi32((int)((top >> 6) & 0x03030303u),
+                                      (int)((top >> 4) & 0x03030303u),
                                       (int)((top >> 2) & 0x03030303u), (int)(top & 0x03030303u));
         __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
         __m256i steps[8];
@@ -98,7 +99,8 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
                 __m256i low = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
                 /* 4 where the high bit is clear: value = low - 4 there, low elsewhere. */
                 __m256i bit = _mm256_and_si256(hm, _mm256_set1_epi8((char)(1 << (4 * h + j))));
-                __m256i sub4 = _mm256_and_si256(_mm256_cmpeq_epi8(bit, _mm256_setzero_si256()), four);
+                __m256i sub4 = _mm256_and_si256(_mm256_cmpeq_epi8(bit, _mm256_setzero_si256()),
+                                                four);
                 __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * j));
                 __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(low, av),
                                              _mm256_maddubs_epi16(sub4, av));

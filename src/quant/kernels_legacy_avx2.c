@@ -46,8 +46,8 @@ static inline __m256i fifth_bits(const uint8_t *qh)
     int32_t word;
     memcpy(&word, qh, 4);
     /* Byte j takes byte j / 8 of the word, then tests its bit j % 8. */
-    const __m256i spread =
-        _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll, 0x0101010101010101ll, 0);
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll,
+                                             0x0101010101010101ll, 0);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(word), spread);
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);

@@ -85,10 +85,10 @@ static inline v128_t ints_iq4_nl(const block_iq4_nl *w, const block_q8_0 *a)
             for (int k_ = 0; k_ < 4; k_++)                                                         \
                 part_[k_] = block_fn(&(w)[i_ + k_], &(a)[i_ + k_]);                                \
             v128_t isum_ = wasm_f32x4_convert_i32x4(transpose_sum4(part_));                        \
-            v128_t dw_ = halves_to_f32x4(wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d,                 \
-                                                         (w)[i_ + 2].d, (w)[i_ + 3].d));           \
-            v128_t da_ = halves_to_f32x4(wasm_i32x4_make((a)[i_].d, (a)[i_ + 1].d,                 \
-                                                         (a)[i_ + 2].d, (a)[i_ + 3].d));           \
+            v128_t dw_ = halves_to_f32x4(                                                          \
+                wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d, (w)[i_ + 2].d, (w)[i_ + 3].d));          \
+            v128_t da_ = halves_to_f32x4(                                                          \
+                wasm_i32x4_make((a)[i_].d, (a)[i_ + 1].d, (a)[i_ + 2].d, (a)[i_ + 3].d));          \
             v128_t p_ = wasm_f32x4_mul(wasm_f32x4_mul(dw_, da_), isum_);                           \
             sum_ += wasm_f32x4_extract_lane(p_, 0);                                                \
             sum_ += wasm_f32x4_extract_lane(p_, 1);                                                \
@@ -242,8 +242,8 @@ void ellm_vec_dot_iq4_xs_wasm_simd(int64_t n, float *out, const void *row, const
             v128_t lo = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
             v128_t hi = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
             const int8_t *y = a[i].qs + 32 * s;
-            int32_t sub = hsum_i32x4(wasm_i32x4_add(dot_i8x16(lo, load(y)),
-                                                    dot_i8x16(hi, load(y + 16))));
+            int32_t sub = hsum_i32x4(
+                wasm_i32x4_add(dot_i8x16(lo, load(y)), dot_i8x16(hi, load(y + 16))));
             isum += (ellm_iq4_xs_scale(&w[i], s) - 32) * sub;
         }
         sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;

@@ -45,8 +45,8 @@ static inline v128_t halves_to_f32x4(v128_t h)
     v128_t em = wasm_v128_and(h, wasm_i32x4_splat(0x7FFF));
     v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x77800000));
     v128_t special = wasm_i32x4_ge(em, wasm_i32x4_splat(0x7C00));
-    f = wasm_v128_bitselect(wasm_v128_or(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x7F800000)),
-                            f, special);
+    f = wasm_v128_bitselect(wasm_v128_or(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x7F800000)), f,
+                            special);
     return wasm_v128_or(f, sign);
 }
 

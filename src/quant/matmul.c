@@ -99,9 +99,8 @@ static void rows_gemm(const matmul_job *j, const ellm_tensor *w, float *y, int64
         int64_t nt = t0 + chunk < j->n_tokens ? chunk : j->n_tokens - t0;
         for (int64_t rt = r0; rt < r1; rt += tile) {
             int64_t nr = rt + tile < r1 ? tile : r1 - rt;
-            j->gemm(n_in, wbase + rt * w->row_bytes, w->row_bytes, nr,
-                    j->xq + t0 * j->xq_row_bytes, j->xq_row_bytes, nt, y + t0 * n_out + rt,
-                    n_out);
+            j->gemm(n_in, wbase + rt * w->row_bytes, w->row_bytes, nr, j->xq + t0 * j->xq_row_bytes,
+                    j->xq_row_bytes, nt, y + t0 * n_out + rt, n_out);
         }
     }
 }
@@ -158,8 +157,8 @@ size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens)
     return (size_t)((plain > ext ? plain : ext) * (uint64_t)n_tokens);
 }
 
-void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w,
-                       const float *x, int64_t n_tokens, float *const *y, void *scratch)
+void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w, const float *x,
+                       int64_t n_tokens, float *const *y, void *scratch)
 {
     const ellm_type_kernels *k = ellm_kernels_for(w[0]->type);
     /* One dispatch needs one activation format: weights of different types or input sizes go

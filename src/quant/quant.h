@@ -61,7 +61,7 @@ typedef void (*ellm_gemm_fn)(int64_t n, const uint8_t *w, size_t w_stride, int64
 typedef struct ellm_type_kernels {
     ellm_type vec_dot_type;
     ellm_vec_dot_fn vec_dot;
-    const char *isa; /* "scalar", "avx2", "neon", ... */
+    const char *isa;               /* "scalar", "avx2", "neon", ... */
     ellm_vec_dot_x4_fn vec_dot_x4; /* NULL when the set has none for this type */
     /* Optional (Q8_0 activations only): vec_dot with the activation row in the extended layout
      * below, which carries what every weight row would otherwise recompute (the decode path
@@ -119,7 +119,7 @@ void ellm_matmul(ellm_threadpool *pool, const ellm_tensor *w, const float *x, in
                  float *y, void *scratch);
 /* ellm_matmul for n_w weights applied to the same x (y[i] for w[i]) in one pool dispatch, with x
  * converted once; scratch as for any one of them. Each value is exactly what ellm_matmul gives. */
-void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w,
-                       const float *x, int64_t n_tokens, float *const *y, void *scratch);
+void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w, const float *x,
+                       int64_t n_tokens, float *const *y, void *scratch);
 
 #endif

@@ -187,24 +187,46 @@ size_t ellm_quantize_row(ellm_type type, const float *src, void *dst, int64_t n)
         }
         return (size_t)n * 2;
     }
-    case ELLM_TYPE_Q8_0: quantize_q8_0(src, dst, n); return (size_t)(n / QK8_0) * sizeof(block_q8_0);
-    case ELLM_TYPE_Q4_0: quantize_q4_0(src, dst, n); return (size_t)(n / QK4_0) * sizeof(block_q4_0);
+    case ELLM_TYPE_Q8_0:
+        quantize_q8_0(src, dst, n);
+        return (size_t)(n / QK8_0) * sizeof(block_q8_0);
+    case ELLM_TYPE_Q4_0:
+        quantize_q4_0(src, dst, n);
+        return (size_t)(n / QK4_0) * sizeof(block_q4_0);
     case ELLM_TYPE_Q8_K: quantize_q8_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q8_K);
-    case ELLM_TYPE_Q4_K: ellm_quantize_q4_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q4_K);
-    case ELLM_TYPE_Q5_K: ellm_quantize_q5_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q5_K);
-    case ELLM_TYPE_Q6_K: ellm_quantize_q6_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q6_K);
-    case ELLM_TYPE_Q2_K: ellm_quantize_q2_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q2_K);
-    case ELLM_TYPE_Q3_K: ellm_quantize_q3_K(src, dst, n); return (size_t)(n / QK_K) * sizeof(block_q3_K);
+    case ELLM_TYPE_Q4_K:
+        ellm_quantize_q4_K(src, dst, n);
+        return (size_t)(n / QK_K) * sizeof(block_q4_K);
+    case ELLM_TYPE_Q5_K:
+        ellm_quantize_q5_K(src, dst, n);
+        return (size_t)(n / QK_K) * sizeof(block_q5_K);
+    case ELLM_TYPE_Q6_K:
+        ellm_quantize_q6_K(src, dst, n);
+        return (size_t)(n / QK_K) * sizeof(block_q6_K);
+    case ELLM_TYPE_Q2_K:
+        ellm_quantize_q2_K(src, dst, n);
+        return (size_t)(n / QK_K) * sizeof(block_q2_K);
+    case ELLM_TYPE_Q3_K:
+        ellm_quantize_q3_K(src, dst, n);
+        return (size_t)(n / QK_K) * sizeof(block_q3_K);
     case ELLM_TYPE_IQ4_XS:
         ellm_quantize_iq4_xs(src, dst, n);
         return (size_t)(n / QK_K) * sizeof(block_iq4_xs);
-    case ELLM_TYPE_Q4_1: ellm_quantize_q4_1(src, dst, n); return (size_t)(n / QK4_1) * sizeof(block_q4_1);
-    case ELLM_TYPE_Q5_0: ellm_quantize_q5_0(src, dst, n); return (size_t)(n / QK5_0) * sizeof(block_q5_0);
-    case ELLM_TYPE_Q5_1: ellm_quantize_q5_1(src, dst, n); return (size_t)(n / QK5_1) * sizeof(block_q5_1);
+    case ELLM_TYPE_Q4_1:
+        ellm_quantize_q4_1(src, dst, n);
+        return (size_t)(n / QK4_1) * sizeof(block_q4_1);
+    case ELLM_TYPE_Q5_0:
+        ellm_quantize_q5_0(src, dst, n);
+        return (size_t)(n / QK5_0) * sizeof(block_q5_0);
+    case ELLM_TYPE_Q5_1:
+        ellm_quantize_q5_1(src, dst, n);
+        return (size_t)(n / QK5_1) * sizeof(block_q5_1);
     case ELLM_TYPE_IQ4_NL:
         ellm_quantize_iq4_nl(src, dst, n);
         return (size_t)(n / QK4_NL) * sizeof(block_iq4_nl);
-    case ELLM_TYPE_Q8_1: ellm_quantize_q8_1(src, dst, n); return (size_t)(n / QK8_1) * sizeof(block_q8_1);
+    case ELLM_TYPE_Q8_1:
+        ellm_quantize_q8_1(src, dst, n);
+        return (size_t)(n / QK8_1) * sizeof(block_q8_1);
     default: return 0;
     }
 }

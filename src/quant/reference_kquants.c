@@ -198,7 +198,8 @@ static void quantize_k_affine(const float *x, const float *w, int nmax, uint16_t
         float is = step > 0 ? 1.0f / step : 0.0f;
         for (int i = 0; i < 32; i++) {
             float v = x[32 * j + i];
-            L[32 * j + i] = (uint8_t)(step > 0 ? clampi((int)nearbyintf((v + off) * is), 0, nmax) : 0);
+            L[32 * j + i] = (uint8_t)(step > 0 ? clampi((int)nearbyintf((v + off) * is), 0, nmax)
+                                               : 0);
         }
     }
 }
@@ -279,8 +280,7 @@ static float fit_symmetric(const float *x, const float *w, int n)
     /* Weighted: more steps, down to the extreme value at three quarters of either end. */
     int n_steps = w ? 16 : 4;
     for (int k = 0; k < 2 * n_steps; k++) {
-        float level = k < n_steps ? -32.0f + 0.5f * (float)k
-                                  : 31.0f - 0.5f * (float)(k - n_steps);
+        float level = k < n_steps ? -32.0f + 0.5f * (float)k : 31.0f - 0.5f * (float)(k - n_steps);
         float s = vmax / level;
         symmetric_error(x, w, n, s, q);
         double sxq = 0, sqq = 0;
@@ -320,8 +320,8 @@ void ellm_quantize_q6_K_weighted(const float *src, void *dst, int64_t n, const f
             b[i].scales[j] = (int8_t)sc;
             float step = d * (float)sc, is = step != 0 ? 1.0f / step : 0.0f;
             for (int l = 0; l < 16; l++)
-                L[16 * j + l] =
-                    (uint8_t)(clampi((int)nearbyintf(x[16 * j + l] * is), -32, 31) + 32);
+                L[16 * j + l] = (uint8_t)(clampi((int)nearbyintf(x[16 * j + l] * is), -32, 31) +
+                                          32);
         }
         for (int h = 0; h < 2; h++) {
             const uint8_t *Lh = L + 128 * h;

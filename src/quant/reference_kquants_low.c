@@ -415,8 +415,9 @@ void ellm_quantize_q3_K(const float *x, block_q3_K *b, int64_t n)
 
 /* Midpoints between neighbouring table levels: the nearest level's index is the number of
  * midpoints below v (ties go to the lower level). Branch-free, so the search loops stay fast. */
-static const float iq4_midpoints[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
-                                        7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
+static const float iq4_midpoints[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f,
+                                        -28.5f,  -16.0f, -4.5f,  7.0f,   19.0f,
+                                        31.5f,   45.5f,  61.0f,  79.0f,  101.0f};
 
 static int iq4_nearest(float v)
 {

@@ -67,10 +67,7 @@ void ellm_dequantize_q8_1(const block_q8_1 *b, float *y, int64_t n)
 
 /* Nearest integer level of v in 0..top (halves round up). Clamping in float first keeps the
  * conversion defined for NaN and huge inputs (fmaxf returns the number for a NaN argument). */
-static int level(float v, int top)
-{
-    return (int)fminf(fmaxf(floorf(v + 0.5f), 0.0f), (float)top);
-}
+static int level(float v, int top) { return (int)fminf(fmaxf(floorf(v + 0.5f), 0.0f), (float)top); }
 
 void ellm_pack_q5(const uint8_t *q, uint8_t qs[16], uint8_t qh[4])
 {

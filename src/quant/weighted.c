@@ -68,7 +68,8 @@ static int heaviest(const float *x, const float *w, int *which)
         if (c <= 0)
             continue;
         int k = n < N_HEAVY ? n++ : N_HEAVY;
-        if (k == N_HEAVY && c <= w[which[N_HEAVY - 1]] * x[which[N_HEAVY - 1]] * x[which[N_HEAVY - 1]])
+        if (k == N_HEAVY &&
+            c <= w[which[N_HEAVY - 1]] * x[which[N_HEAVY - 1]] * x[which[N_HEAVY - 1]])
             continue;
         if (k == N_HEAVY)
             k = N_HEAVY - 1;
@@ -96,7 +97,8 @@ static void search_symmetric(const float *x, const float *w, int lo, int hi, flo
     int n_cand = 0, heavy[N_HEAVY];
     for (int side = 0; side < 2; side++)
         for (int step = -8; step <= 8; step++)
-            cand[n_cand++] = max / ((side == 0 ? (float)lo : (float)hi) * (1.0f + 0.02f * (float)step));
+            cand[n_cand++] = max /
+                             ((side == 0 ? (float)lo : (float)hi) * (1.0f + 0.02f * (float)step));
     int n_heavy = heaviest(x, w, heavy);
     for (int h = 0; h < n_heavy; h++)
         for (int level = 1; level <= 8 && n_cand < 64; level++)
@@ -163,8 +165,8 @@ static float affine_levels(const float *x, const float *w, float d, float m, int
 
 /* Candidates shrink the min..max range from either end; each is refined by the weighted
  * least-squares (d, m) for its levels. */
-static void search_affine(const float *x, const float *w, int top, uint16_t *d_out,
-                          uint16_t *m_out, uint8_t *q_out)
+static void search_affine(const float *x, const float *w, int top, uint16_t *d_out, uint16_t *m_out,
+                          uint8_t *q_out)
 {
     float lo = x[0], hi = x[0];
     for (int j = 1; j < BLOCK; j++) {
@@ -248,8 +250,8 @@ static void weighted_iq4_nl(const float *x, block_iq4_nl *b, int64_t n, const fl
         int n_cand = 0, heavy[N_HEAVY];
         for (int side = 0; max != 0 && side < 2; side++)
             for (int step = -8; step <= 8; step++)
-                cand[n_cand++] =
-                    max / ((side == 0 ? -127.0f : 113.0f) * (1.0f + 0.02f * (float)step));
+                cand[n_cand++] = max /
+                                 ((side == 0 ? -127.0f : 113.0f) * (1.0f + 0.02f * (float)step));
         /* The heaviest values on the smaller levels of either sign. */
         static const int small_levels[7] = {-35, -22, -10, 13, 25, 38, 53};
         int n_heavy = heaviest(x, w, heavy);
@@ -296,10 +298,18 @@ size_t ellm_quantize_row_weighted(ellm_type type, const float *x, void *dst, int
     if (!w || !ellm_type_has_weighted_search(type))
         return ellm_quantize_row(type, x, dst, n);
     switch (type) {
-    case ELLM_TYPE_Q4_0: weighted_q4_0(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q4_0);
-    case ELLM_TYPE_Q4_1: weighted_q4_1(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q4_1);
-    case ELLM_TYPE_Q5_0: weighted_q5_0(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q5_0);
-    case ELLM_TYPE_Q5_1: weighted_q5_1(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_q5_1);
+    case ELLM_TYPE_Q4_0:
+        weighted_q4_0(x, dst, n, w);
+        return (size_t)(n / BLOCK) * sizeof(block_q4_0);
+    case ELLM_TYPE_Q4_1:
+        weighted_q4_1(x, dst, n, w);
+        return (size_t)(n / BLOCK) * sizeof(block_q4_1);
+    case ELLM_TYPE_Q5_0:
+        weighted_q5_0(x, dst, n, w);
+        return (size_t)(n / BLOCK) * sizeof(block_q5_0);
+    case ELLM_TYPE_Q5_1:
+        weighted_q5_1(x, dst, n, w);
+        return (size_t)(n / BLOCK) * sizeof(block_q5_1);
     case ELLM_TYPE_Q2_K:
         ellm_quantize_q2_K_weighted(x, dst, n, w);
         return (size_t)(n / QK_K) * sizeof(block_q2_K);
@@ -315,9 +325,7 @@ size_t ellm_quantize_row_weighted(ellm_type type, const float *x, void *dst, int
     case ELLM_TYPE_Q6_K:
         ellm_quantize_q6_K_weighted(x, dst, n, w);
         return (size_t)(n / QK_K) * sizeof(block_q6_K);
-    default:
-        weighted_iq4_nl(x, dst, n, w);
-        return (size_t)(n / BLOCK) * sizeof(block_iq4_nl);
+    default: weighted_iq4_nl(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_iq4_nl);
     }
 }
 

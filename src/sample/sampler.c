@@ -21,8 +21,8 @@ struct edgellm_sampler {
     uint64_t rng[4];
     int32_t *history; /* ring buffer of accepted tokens */
     int32_t history_cap, history_len, history_head;
-    int32_t *counts;  /* occurrences of each token in the window */
-    float *logits;    /* scratch copy */
+    int32_t *counts; /* occurrences of each token in the window */
+    float *logits;   /* scratch copy */
     candidate *cands;
 };
 

@@ -43,9 +43,12 @@ static const char *content_type_of(const char *name)
     static const struct {
         const char *ext, *type;
     } types[] = {
-        {".mjs", "text/javascript; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-        {".wasm", "application/wasm"},               {".ts", "text/plain; charset=utf-8"},
-        {".html", "text/html; charset=utf-8"},      {".css", "text/css; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".wasm", "application/wasm"},
+        {".ts", "text/plain; charset=utf-8"},
+        {".html", "text/html; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
     };
     const char *dot = strrchr(name, '.');
     for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
@@ -85,18 +88,16 @@ static int send_page(srv_server *srv, struct MHD_Connection *conn, struct MHD_Re
 }
 
 int ellm_srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const char *url,
-                    const char *endpoint, double t_start)
+                         const char *endpoint, double t_start)
 {
     const char *name = srv->cfg->web_root ? dist_name(url) : NULL;
     if (!name) {
-        const srv_page_file *f = embedded(!strcmp(url, "/") ? srv->cfg->web_root
-                                                                  ? "/index.html"
-                                                                  : "/index-server.html"
-                                                            : url);
+        const srv_page_file *f = embedded(
+            !strcmp(url, "/") ? srv->cfg->web_root ? "/index.html" : "/index-server.html" : url);
         if (!f)
             return MHD_NO; /* routed here only for the paths ellm_srv_page_path accepts */
-        struct MHD_Response *resp =
-            MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(f->len, (void *)f->data,
+                                                                    MHD_RESPMEM_PERSISTENT);
         return resp ? send_page(srv, conn, resp, f->content_type, endpoint, t_start) : MHD_NO;
     }
     char path[4096];
@@ -110,8 +111,8 @@ int ellm_srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const cha
         srv_front_request rq = {.endpoint = endpoint, .t_start = t_start};
         srv_api_error e;
         ellm_srv_error_set(&e, 404, "invalid_request_error", "not_found", NULL,
-                      "%s is not part of the browser build in %s (run `make web` again?)", url,
-                      srv->cfg->web_root);
+                           "%s is not part of the browser build in %s (run `make web` again?)", url,
+                           srv->cfg->web_root);
         return ellm_srv_http_send_error(srv, conn, &rq, &e);
     }
     struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);

@@ -26,6 +26,6 @@ bool ellm_srv_page_path(const srv_server *srv, const char *url);
 /* Answers a GET of "/" or of a page file, counted in /metrics under endpoint. Returns an
  * MHD_Result. */
 int ellm_srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const char *url,
-                    const char *endpoint, double t_start);
+                         const char *endpoint, double t_start);
 
 #endif

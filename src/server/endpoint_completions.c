@@ -87,17 +87,18 @@ static size_t stream_choice(stream_state *st, int c, srv_request **failed)
     st->choice_seen[c] += n;
     if (!st->choice_first_sent[c] && (n > 0 || done)) {
         if (st->opts.kind == SRV_CHAT)
-            out_event(st, ellm_srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
-                                               st->created, c, NULL, 0, 0, true, SRV_FINISH_NONE));
+            out_event(st, ellm_srv_completion_chunk(&st->opts, st->srv->model, st->id,
+                                                    st->srv->model_id, st->created, c, NULL, 0, 0,
+                                                    true, SRV_FINISH_NONE));
         st->choice_first_sent[c] = true;
     }
     if (n > 0 && st->opts.tools)
         out_event(st, ellm_srv_tool_stream_feed(&st->opts, &st->choice_tools[c], st->id,
-                                           st->srv->model_id, st->created, c, ev, n));
+                                                st->srv->model_id, st->created, c, ev, n));
     else if (n > 0)
-        out_event(st, ellm_srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
-                                           st->created, c, ev, n, st->choice_text[c], false,
-                                           SRV_FINISH_NONE));
+        out_event(st, ellm_srv_completion_chunk(&st->opts, st->srv->model, st->id,
+                                                st->srv->model_id, st->created, c, ev, n,
+                                                st->choice_text[c], false, SRV_FINISH_NONE));
     for (size_t i = 0; i < n; i++)
         st->choice_text[c] += ev[i].len;
     ellm_srv_events_free(ev, n);
@@ -108,13 +109,15 @@ static size_t stream_choice(stream_state *st, int c, srv_request **failed)
             if (st->opts.tools) {
                 json_t *held = json_array();
                 finish = ellm_srv_tool_stream_finish(&st->opts, &st->choice_tools[c], st->id,
-                                                st->srv->model_id, st->created, c, finish, held);
+                                                     st->srv->model_id, st->created, c, finish,
+                                                     held);
                 for (size_t k = 0; k < json_array_size(held); k++)
                     out_event(st, json_incref(json_array_get(held, k)));
                 json_decref(held);
             }
-            out_event(st, ellm_srv_completion_chunk(&st->opts, st->srv->model, st->id, st->srv->model_id,
-                                               st->created, c, NULL, 0, 0, false, finish));
+            out_event(st, ellm_srv_completion_chunk(&st->opts, st->srv->model, st->id,
+                                                    st->srv->model_id, st->created, c, NULL, 0, 0,
+                                                    false, finish));
         } else if (!*failed)
             *failed = r;
     }
@@ -203,8 +206,8 @@ static void release_choices(srv_request *const *choices, int n)
         ellm_srv_request_release(choices[c]);
 }
 
-enum MHD_Result ellm_srv_endpoint_completion(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
-                                        json_t *body, srv_endpoint_kind kind)
+enum MHD_Result ellm_srv_endpoint_completion(srv_server *srv, struct MHD_Connection *conn,
+                                             srv_conn *cs, json_t *body, srv_endpoint_kind kind)
 {
     const char *endpoint = cs->endpoint;
     srv_api_error err;
@@ -215,7 +218,7 @@ enum MHD_Result ellm_srv_endpoint_completion(srv_server *srv, struct MHD_Connect
     }
     srv_completion_opts opts;
     bool ok = ellm_srv_parse_completion(body, kind, srv->model, srv->model_id,
-                                   ellm_srv_scheduler_n_ctx(srv->sched), r, &opts, &err);
+                                        ellm_srv_scheduler_n_ctx(srv->sched), r, &opts, &err);
     json_decref(body);
     if (!ok) {
         ellm_srv_request_release(r);
@@ -241,7 +244,7 @@ enum MHD_Result ellm_srv_endpoint_completion(srv_server *srv, struct MHD_Connect
                 "every slot is busy and the wait queue is full; retry after a moment");
         }
         return ellm_srv_http_fail(srv, conn, 503, "shutting_down", endpoint, cs,
-                             "the server is shutting down");
+                                  "the server is shutting down");
     }
     long long created = (long long)time(NULL);
     char id[64];
@@ -312,17 +315,17 @@ enum MHD_Result ellm_srv_endpoint_completion(srv_server *srv, struct MHD_Connect
     }
     enum MHD_Result ret;
     if (!failed) {
-        ret = ellm_srv_http_reply_json(srv, conn, 200,
-                                  ellm_srv_completion_response(&opts, srv->model, id, srv->model_id,
-                                                          created, results, n_choices, r->n_prompt,
-                                                          r->n_cached, generated),
-                                  endpoint, cs);
+        ret = ellm_srv_http_reply_json(
+            srv, conn, 200,
+            ellm_srv_completion_response(&opts, srv->model, id, srv->model_id, created, results,
+                                         n_choices, r->n_prompt, r->n_cached, generated),
+            endpoint, cs);
     } else {
         int status = failed->finish == SRV_FINISH_TIMEOUT    ? 504
                      : failed->finish == SRV_FINISH_SHUTDOWN ? 503
                                                              : 500;
         ret = ellm_srv_http_fail(srv, conn, status, NULL, endpoint, cs,
-                            failed->error[0] ? failed->error : "generation failed");
+                                 failed->error[0] ? failed->error : "generation failed");
     }
     for (int c = 0; c < n_choices; c++)
         ellm_srv_events_free(events[c], results[c].n_events);

@@ -6,8 +6,8 @@
 
 #include "server/endpoints.h"
 
-enum MHD_Result ellm_srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
-                                        json_t *body)
+enum MHD_Result ellm_srv_endpoint_embeddings(srv_server *srv, struct MHD_Connection *conn,
+                                             srv_conn *cs, json_t *body)
 {
     const char *endpoint = "/v1/embeddings";
     srv_api_error err;
@@ -42,7 +42,8 @@ enum MHD_Result ellm_srv_endpoint_embeddings(srv_server *srv, struct MHD_Connect
         (!json_is_integer(dims) || json_integer_value(dims) != info.n_embd))
         problem = "'dimensions' can only be the model's embedding size";
     if (problem) {
-        ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input", "%s", problem);
+        ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input", "%s",
+                           problem);
         json_decref(list);
         json_decref(body);
         return ellm_srv_http_reply_error(srv, conn, &err, endpoint, cs);
@@ -57,33 +58,35 @@ enum MHD_Result ellm_srv_endpoint_embeddings(srv_server *srv, struct MHD_Connect
     bool ok = vec && tokens;
     if (!ok)
         ellm_srv_error_set(&err, 500, "server_error", NULL, NULL, "out of memory");
-    json_array_foreach(list, i, item) {
+    json_array_foreach(list, i, item)
+    {
         if (!ok)
             break;
         int32_t n = 0;
         if (json_is_string(item)) {
             int flags = edgellm_add_bos_default(srv->model) ? EDGELLM_TOKENIZE_ADD_BOS : 0;
-            edgellm_status st =
-                edgellm_tokenize(srv->model, json_string_value(item), json_string_length(item),
-                                 flags, tokens, n_ctx, &n);
+            edgellm_status st = edgellm_tokenize(srv->model, json_string_value(item),
+                                                 json_string_length(item), flags, tokens, n_ctx,
+                                                 &n);
             if (st == EDGELLM_ERR_BUFFER_TOO_SMALL || n == 0) {
                 ellm_srv_error_set(&err, 400, "invalid_request_error", "context_length_exceeded",
-                              "input", "input %zu is %d tokens; 1 to %d fit", i, n, n_ctx);
+                                   "input", "input %zu is %d tokens; 1 to %d fit", i, n, n_ctx);
                 ok = false;
             } else if (st != EDGELLM_OK) {
                 ellm_srv_error_set(&err, 400, "invalid_request_error", NULL, "input", "%s",
-                              edgellm_last_error());
+                                   edgellm_last_error());
                 ok = false;
             }
         } else if (json_is_array(item) && json_array_size(item) > 0 &&
                    json_array_size(item) <= (size_t)n_ctx) {
             size_t k;
             json_t *t;
-            json_array_foreach(item, k, t) {
+            json_array_foreach(item, k, t)
+            {
                 if (!json_is_integer(t) || json_integer_value(t) < 0 ||
                     json_integer_value(t) >= edgellm_n_vocab(srv->model)) {
                     ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input",
-                                  "input %zu holds something that is not a token id", i);
+                                       "input %zu holds something that is not a token id", i);
                     ok = false;
                     break;
                 }
@@ -91,7 +94,7 @@ enum MHD_Result ellm_srv_endpoint_embeddings(srv_server *srv, struct MHD_Connect
             }
         } else {
             ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input",
-                          "input %zu must be a string or 1 to %d token ids", i, n_ctx);
+                               "input %zu must be a string or 1 to %d token ids", i, n_ctx);
             ok = false;
         }
         if (!ok)
@@ -143,9 +146,9 @@ enum MHD_Result ellm_srv_endpoint_embeddings(srv_server *srv, struct MHD_Connect
     }
     ellm_srv_metrics_tokens(srv->metrics, total_tokens, 0, 0);
     return ellm_srv_http_reply_json(srv, conn, 200,
-                               json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data",
-                                         data, "model", srv->model_id, "usage", "prompt_tokens",
-                                         (json_int_t)total_tokens, "total_tokens",
-                                         (json_int_t)total_tokens),
-                               endpoint, cs);
+                                    json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data",
+                                              data, "model", srv->model_id, "usage",
+                                              "prompt_tokens", (json_int_t)total_tokens,
+                                              "total_tokens", (json_int_t)total_tokens),
+                                    endpoint, cs);
 }

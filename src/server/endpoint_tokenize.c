@@ -16,8 +16,8 @@ static json_t *piece_json(const edgellm_model *model, edgellm_token token)
     return j;
 }
 
-enum MHD_Result ellm_srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
-                                      json_t *body)
+enum MHD_Result ellm_srv_endpoint_tokenize(srv_server *srv, struct MHD_Connection *conn,
+                                           srv_conn *cs, json_t *body)
 {
     const char *endpoint = "/tokenize";
     srv_api_error err;
@@ -62,11 +62,12 @@ enum MHD_Result ellm_srv_endpoint_tokenize(srv_server *srv, struct MHD_Connectio
         json_decref(out);
         return ellm_srv_http_fail(srv, conn, 400, NULL, endpoint, cs, edgellm_last_error());
     }
-    return ellm_srv_http_reply_json(srv, conn, 200, json_pack("{s:o}", "tokens", out), endpoint, cs);
+    return ellm_srv_http_reply_json(srv, conn, 200, json_pack("{s:o}", "tokens", out), endpoint,
+                                    cs);
 }
 
-enum MHD_Result ellm_srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *conn, srv_conn *cs,
-                                        json_t *body)
+enum MHD_Result ellm_srv_endpoint_detokenize(srv_server *srv, struct MHD_Connection *conn,
+                                             srv_conn *cs, json_t *body)
 {
     const char *endpoint = "/detokenize";
     srv_api_error err;
@@ -76,7 +77,8 @@ enum MHD_Result ellm_srv_endpoint_detokenize(srv_server *srv, struct MHD_Connect
     bool ok = json_is_array(list) && tokens && n <= 1000000;
     size_t i;
     json_t *t;
-    json_array_foreach(list, i, t) {
+    json_array_foreach(list, i, t)
+    {
         if (!ok)
             break;
         if (!json_is_integer(t) || json_integer_value(t) < 0 ||
@@ -89,16 +91,16 @@ enum MHD_Result ellm_srv_endpoint_detokenize(srv_server *srv, struct MHD_Connect
     if (!ok) {
         free(tokens);
         ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "tokens",
-                      "'tokens' must be an array of token ids (0 to %d)",
-                      edgellm_n_vocab(srv->model) - 1);
+                           "'tokens' must be an array of token ids (0 to %d)",
+                           edgellm_n_vocab(srv->model) - 1);
         return ellm_srv_http_reply_error(srv, conn, &err, endpoint, cs);
     }
     size_t len = 0;
     edgellm_detokenize(srv->model, tokens, (int32_t)n, 1, NULL, 0, &len);
     char *text = malloc(len + 1);
-    edgellm_status st =
-        text ? edgellm_detokenize(srv->model, tokens, (int32_t)n, 1, text, len + 1, &len)
-             : EDGELLM_ERR_OUT_OF_MEMORY;
+    edgellm_status st = text ? edgellm_detokenize(srv->model, tokens, (int32_t)n, 1, text, len + 1,
+                                                  &len)
+                             : EDGELLM_ERR_OUT_OF_MEMORY;
     free(tokens);
     if (st != EDGELLM_OK) {
         free(text);

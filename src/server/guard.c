@@ -64,7 +64,7 @@ static int ip_literal(const char *name, unsigned char addr[16])
 }
 
 bool ellm_srv_guard_init(srv_guard *g, const char *bind_host, const char *allowed_hosts,
-                    const char *api_key, size_t max_body, char *err, size_t err_cap)
+                         const char *api_key, size_t max_body, char *err, size_t err_cap)
 {
     memset(g, 0, sizeof *g);
     g->max_body = max_body;
@@ -149,8 +149,8 @@ bool ellm_srv_guard_host_allowed(const srv_guard *g, const char *host)
         return true;
     unsigned char addr[16];
     int len = ip_literal(name, addr);
-    if (len > 0 && (g->bound_wildcard ||
-                    (len == g->bound_len && !memcmp(addr, g->bound_addr, (size_t)len))))
+    if (len > 0 &&
+        (g->bound_wildcard || (len == g->bound_len && !memcmp(addr, g->bound_addr, (size_t)len))))
         return true;
     for (int i = 0; i < g->n_allowed_hosts; i++)
         if (!strcasecmp(name, g->allowed_hosts[i]))
@@ -194,50 +194,52 @@ bool ellm_srv_guard_check_host(const srv_guard *g, struct MHD_Connection *conn, 
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     if (ellm_srv_guard_host_allowed(g, host))
         return true;
-    ellm_srv_error_set(err, 421, "invalid_request_error", "host_not_allowed", NULL,
-                  "the Host header '%.100s' does not name this server (a page on another site "
-                  "may be reaching it through DNS rebinding); to serve under that name, start it "
-                  "with --allowed-hosts NAME",
-                  host);
+    ellm_srv_error_set(
+        err, 421, "invalid_request_error", "host_not_allowed", NULL,
+        "the Host header '%.100s' does not name this server (a page on another site "
+        "may be reaching it through DNS rebinding); to serve under that name, start it "
+        "with --allowed-hosts NAME",
+        host);
     return false;
 }
 
 bool ellm_srv_guard_check_key(const srv_guard *g, struct MHD_Connection *conn, srv_api_error *err)
 {
-    const char *auth =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                   MHD_HTTP_HEADER_AUTHORIZATION);
     if (ellm_srv_guard_key_matches(g, auth))
         return true;
     ellm_srv_error_set(err, 401, "authentication_error", "invalid_api_key", NULL,
-                  "missing or wrong API key: send 'Authorization: Bearer <key>'");
+                       "missing or wrong API key: send 'Authorization: Bearer <key>'");
     return false;
 }
 
 bool ellm_srv_guard_check_body(const srv_guard *g, struct MHD_Connection *conn, bool json_body,
-                          srv_api_error *err)
+                               srv_api_error *err)
 {
     if (json_body) {
-        const char *type =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        const char *type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                       MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!ellm_srv_content_type_is_json(type)) {
-            ellm_srv_error_set(err, 415, "invalid_request_error", "unsupported_media_type", NULL,
-                          "the request body must be sent with 'Content-Type: application/json' "
-                          "(got %s%.100s%s)",
-                          type ? "'" : "", type ? type : "none", type ? "'" : "");
+            ellm_srv_error_set(
+                err, 415, "invalid_request_error", "unsupported_media_type", NULL,
+                "the request body must be sent with 'Content-Type: application/json' "
+                "(got %s%.100s%s)",
+                type ? "'" : "", type ? type : "none", type ? "'" : "");
             return false;
         }
     }
     /* libmicrohttpd has refused a malformed Content-Length before we are called. */
-    const char *length =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length) {
         errno = 0;
         char *end;
         unsigned long long n = strtoull(length, &end, 10);
         if (errno == ERANGE || n > g->max_body) {
-            ellm_srv_error_set(err, 413, "invalid_request_error", "request_too_large", NULL,
-                          "the request body is larger than the limit of %zu bytes (--max-body)",
-                          g->max_body);
+            ellm_srv_error_set(
+                err, 413, "invalid_request_error", "request_too_large", NULL,
+                "the request body is larger than the limit of %zu bytes (--max-body)", g->max_body);
             return false;
         }
     }
@@ -260,9 +262,10 @@ bool ellm_server_check_api_key(const char *key, size_t len, char *err, size_t er
             snprintf(err, err_cap,
                      "has %s (byte 0x%02x) at offset %zu: a key is printable ASCII without "
                      "spaces",
-                     c == 0 ? "a NUL byte" : c == ' ' ? "a space" : c < ' ' || c == 0x7f
-                                                                  ? "a control character"
-                                                                  : "a non-ASCII byte",
+                     c == 0                 ? "a NUL byte"
+                     : c == ' '             ? "a space"
+                     : c < ' ' || c == 0x7f ? "a control character"
+                                            : "a non-ASCII byte",
                      c, i);
             return false;
         }

@@ -34,7 +34,7 @@ typedef struct srv_guard {
 /* bind_host is the literal address listened on; allowed_hosts is comma-separated (NULL = none);
  * api_key NULL = no authentication. False with a one-line message naming the bad entry. */
 bool ellm_srv_guard_init(srv_guard *g, const char *bind_host, const char *allowed_hosts,
-                    const char *api_key, size_t max_body, char *err, size_t err_cap);
+                         const char *api_key, size_t max_body, char *err, size_t err_cap);
 void ellm_srv_guard_free(srv_guard *g);
 
 /* Whether a Host header value ("name", "name:port", "[v6]:port") names this server. A request
@@ -53,7 +53,7 @@ bool ellm_srv_guard_check_key(const srv_guard *g, struct MHD_Connection *conn, s
 /* For a request that may carry a body; json_body says the endpoint reads one (then the
  * Content-Type must be JSON). */
 bool ellm_srv_guard_check_body(const srv_guard *g, struct MHD_Connection *conn, bool json_body,
-                          srv_api_error *err);
+                               srv_api_error *err);
 
 /* Splits a comma-separated list into trimmed, non-empty malloc'd entries; false when out of
  * memory. Frees with ellm_srv_list_free. */

@@ -45,7 +45,7 @@ static void add_cors(srv_server *srv, struct MHD_Connection *conn, struct MHD_Re
 }
 
 void ellm_srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct MHD_Response *resp,
-                       const srv_front_request *rq)
+                            const srv_front_request *rq)
 {
     add_cors(srv, conn, resp);
     if (rq && rq->route[0])
@@ -55,11 +55,11 @@ void ellm_srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct
 }
 
 enum MHD_Result ellm_srv_http_reply(srv_server *srv, struct MHD_Connection *conn, int status,
-                               const char *content_type, const char *body, size_t len,
-                               const char *endpoint, srv_conn *cs)
+                                    const char *content_type, const char *body, size_t len,
+                                    const char *endpoint, srv_conn *cs)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body,
+                                                                MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", content_type);
@@ -75,23 +75,25 @@ enum MHD_Result ellm_srv_http_reply(srv_server *srv, struct MHD_Connection *conn
 }
 
 enum MHD_Result ellm_srv_http_reply_json(srv_server *srv, struct MHD_Connection *conn, int status,
-                                    json_t *j, const char *endpoint, srv_conn *cs)
+                                         json_t *j, const char *endpoint, srv_conn *cs)
 {
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
-        return ellm_srv_http_reply(srv, conn, 500, "application/json",
-                              "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
-                              "\"param\":null,\"code\":null}}",
-                              88, endpoint, cs);
-    enum MHD_Result r =
-        ellm_srv_http_reply(srv, conn, status, "application/json", text, strlen(text), endpoint, cs);
+        return ellm_srv_http_reply(
+            srv, conn, 500, "application/json",
+            "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
+            "\"param\":null,\"code\":null}}",
+            88, endpoint, cs);
+    enum MHD_Result r = ellm_srv_http_reply(srv, conn, status, "application/json", text,
+                                            strlen(text), endpoint, cs);
     free(text);
     return r;
 }
 
 enum MHD_Result ellm_srv_http_reply_error(srv_server *srv, struct MHD_Connection *conn,
-                                     const srv_api_error *e, const char *endpoint, srv_conn *cs)
+                                          const srv_api_error *e, const char *endpoint,
+                                          srv_conn *cs)
 {
     return ellm_srv_http_reply_json(srv, conn, e->status, ellm_srv_error_json(e), endpoint, cs);
 }
@@ -99,22 +101,22 @@ enum MHD_Result ellm_srv_http_reply_error(srv_server *srv, struct MHD_Connection
 /* A front's answers are counted and decorated like the server's own: through a srv_conn that
  * carries the front's request. */
 int ellm_srv_http_send(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
-                  int status, const char *content_type, const char *body, size_t len)
+                       int status, const char *content_type, const char *body, size_t len)
 {
     srv_conn cs = {.t_start = rq->t_start, .rq = *rq};
     return ellm_srv_http_reply(srv, conn, status, content_type, body, len, rq->endpoint, &cs);
 }
 
-int ellm_srv_http_send_error(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
-                        const srv_api_error *e)
+int ellm_srv_http_send_error(srv_server *srv, struct MHD_Connection *conn,
+                             const srv_front_request *rq, const srv_api_error *e)
 {
     srv_conn cs = {.t_start = rq->t_start, .rq = *rq};
     return ellm_srv_http_reply_error(srv, conn, e, rq->endpoint, &cs);
 }
 
 enum MHD_Result ellm_srv_http_fail(srv_server *srv, struct MHD_Connection *conn, int status,
-                              const char *code, const char *endpoint, srv_conn *cs,
-                              const char *message)
+                                   const char *code, const char *endpoint, srv_conn *cs,
+                                   const char *message)
 {
     srv_api_error e;
     ellm_srv_error_set(&e, status, ellm_srv_http_error_type(status), code, NULL, "%s", message);
@@ -124,8 +126,8 @@ enum MHD_Result ellm_srv_http_fail(srv_server *srv, struct MHD_Connection *conn,
 /* Whether the peer closed its side: then nobody is waiting for this request's answer. */
 bool ellm_srv_http_client_gone(struct MHD_Connection *conn)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn,
+                                                                 MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci)
         return false;
     struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
@@ -139,13 +141,13 @@ static json_t *body_json(const srv_conn *cs, srv_api_error *err)
     json_t *j = json_loadb(cs->body ? cs->body : "", cs->len, 0, &je);
     if (!j) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_json", NULL,
-                      "the request body is not valid JSON: %s at line %d, column %d (byte %d)",
-                      je.text, je.line, je.column, je.position);
+                           "the request body is not valid JSON: %s at line %d, column %d (byte %d)",
+                           je.text, je.line, je.column, je.position);
         return NULL;
     }
     if (!json_is_object(j)) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_json", NULL,
-                      "the request body must be a JSON object");
+                           "the request body must be a JSON object");
         json_decref(j);
         return NULL;
     }
@@ -153,8 +155,16 @@ static json_t *body_json(const srv_conn *cs, srv_api_error *err)
 }
 
 typedef enum route_id {
-    R_HEALTH, R_PAGE, R_MODELS, R_METRICS, R_CHAT, R_COMPLETIONS, R_EMBEDDINGS, R_TOKENIZE,
-    R_DETOKENIZE, R_CLASSIFY
+    R_HEALTH,
+    R_PAGE,
+    R_MODELS,
+    R_METRICS,
+    R_CHAT,
+    R_COMPLETIONS,
+    R_EMBEDDINGS,
+    R_TOKENIZE,
+    R_DETOKENIZE,
+    R_CLASSIFY
 } route_id;
 
 static const struct route {
@@ -230,7 +240,7 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
     }
     if (!cs->route) {
         ellm_srv_error_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
-                      "%s does not accept %s", cs->endpoint, method);
+                           "%s does not accept %s", cs->endpoint, method);
         *result = ellm_srv_http_reply_error(srv, conn, &e, cs->endpoint, cs);
         return true;
     }
@@ -243,8 +253,8 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     (void)version;
     srv_server *srv = cls;
@@ -310,18 +320,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return ellm_srv_http_fail(srv, conn, 413, "request_too_large", endpoint, cs, msg);
     }
     if (rt->needs_model && state == SRV_STATE_NO_MODEL)
-        return ellm_srv_http_fail(srv, conn, 404, "no_model", endpoint, cs,
-                    "this server has no model (serve --web without -m): the page at / runs one "
-                    "in the browser; restart with -m MODEL to serve one over the API");
+        return ellm_srv_http_fail(
+            srv, conn, 404, "no_model", endpoint, cs,
+            "this server has no model (serve --web without -m): the page at / runs one "
+            "in the browser; restart with -m MODEL to serve one over the API");
     if (rt->needs_model && state != SRV_STATE_READY)
         return ellm_srv_http_fail(
             srv, conn, 503, state == SRV_STATE_LOADING ? "model_loading" : "shutting_down",
             endpoint, cs,
             state == SRV_STATE_LOADING ? "the model is still loading; retry shortly"
                                        : "the server is shutting down");
-    if (srv->front &&
-        (rt->id == R_CHAT || rt->id == R_COMPLETIONS || rt->id == R_EMBEDDINGS ||
-         rt->id == R_CLASSIFY)) {
+    if (srv->front && (rt->id == R_CHAT || rt->id == R_COMPLETIONS || rt->id == R_EMBEDDINGS ||
+                       rt->id == R_CLASSIFY)) {
         cs->rq.endpoint = endpoint;
         cs->rq.body = cs->body;
         cs->rq.len = cs->len;
@@ -343,7 +353,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case R_METRICS: return ellm_srv_endpoint_metrics(srv, conn, cs);
     case R_CLASSIFY:
         return ellm_srv_http_fail(srv, conn, 404, "not_found", endpoint, cs,
-                             "/v1/classify is served by edgellm gateway, not edgellm serve");
+                                  "/v1/classify is served by edgellm gateway, not edgellm serve");
     default: break;
     }
     /* The other endpoints take a JSON object. */
@@ -386,8 +396,8 @@ static void http_log(void *cls, const char *fmt, va_list ap)
     if (!atomic_load(&srv->http_started))
         snprintf(srv->http_start_error, sizeof srv->http_start_error, "%s", msg);
     else
-        fprintf(stderr, "%s: http: %s\n",
-                srv->cfg->log_name ? srv->cfg->log_name : "edgellm serve", msg);
+        fprintf(stderr, "%s: http: %s\n", srv->cfg->log_name ? srv->cfg->log_name : "edgellm serve",
+                msg);
 }
 
 bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
@@ -395,8 +405,8 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
     const char *host = srv->cfg->host ? srv->cfg->host : "127.0.0.1";
     struct sockaddr_storage addr;
     memset(&addr, 0, sizeof addr);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {

@@ -7,8 +7,13 @@
 #include "server/guard.h"
 #include "server/server_internal.h"
 
-enum { SRV_STATE_LOADING = 0, SRV_STATE_READY = 1, SRV_STATE_FAILED = 2, SRV_STATE_STOPPING = 3,
-       SRV_STATE_NO_MODEL = 4 /* serve --web without -m: the page only */ };
+enum {
+    SRV_STATE_LOADING = 0,
+    SRV_STATE_READY = 1,
+    SRV_STATE_FAILED = 2,
+    SRV_STATE_STOPPING = 3,
+    SRV_STATE_NO_MODEL = 4 /* serve --web without -m: the page only */
+};
 
 struct MHD_Connection;
 struct MHD_Response;
@@ -57,8 +62,8 @@ struct srv_server {
     char **cors;
     int n_cors;
     srv_guard guard;
-    atomic_bool http_started;    /* libmicrohttpd's messages go to stderr from then on */
-    char http_start_error[256];  /* its message while starting, for the one error line */
+    atomic_bool http_started;   /* libmicrohttpd's messages go to stderr from then on */
+    char http_start_error[256]; /* its message while starting, for the one error line */
     atomic_long next_id;
     atomic_int responses_in_flight; /* generation answers still being written */
     const srv_front *front;         /* NULL: every request is answered locally */
@@ -74,13 +79,13 @@ void ellm_srv_http_stop(srv_server *srv);
 /* For fronts: answers with a buffer (copied), adding CORS and the route headers of rq and
  * counting the request in /metrics under rq->endpoint. Returns an MHD_Result. */
 int ellm_srv_http_send(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
-                  int status, const char *content_type, const char *body, size_t len);
+                       int status, const char *content_type, const char *body, size_t len);
 /* The OpenAI-shaped error e as the answer. */
-int ellm_srv_http_send_error(srv_server *srv, struct MHD_Connection *conn, const srv_front_request *rq,
-                        const srv_api_error *e);
+int ellm_srv_http_send_error(srv_server *srv, struct MHD_Connection *conn,
+                             const srv_front_request *rq, const srv_api_error *e);
 /* Adds CORS and the route headers of rq to a response the front built itself (a stream). */
 void ellm_srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct MHD_Response *resp,
-                       const srv_front_request *rq);
+                            const srv_front_request *rq);
 /* Whether the client closed its side of the connection. */
 bool ellm_srv_http_client_gone(struct MHD_Connection *conn);
 

@@ -175,41 +175,52 @@ char *ellm_srv_metrics_render(srv_metrics *m, int queue_depth, int active_slots,
     for (int i = 0; i < m->n_series; i++)
         put(&t, "edgellm_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n",
             m->series[i].endpoint, m->series[i].status, (unsigned long long)m->series[i].count);
-    put(&t, "# HELP edgellm_rejected_total Requests refused with 429 because the queue was full.\n"
-            "# TYPE edgellm_rejected_total counter\nedgellm_rejected_total %llu\n",
+    put(&t,
+        "# HELP edgellm_rejected_total Requests refused with 429 because the queue was full.\n"
+        "# TYPE edgellm_rejected_total counter\nedgellm_rejected_total %llu\n",
         (unsigned long long)m->rejected);
-    put(&t, "# HELP edgellm_prompt_tokens_total Prompt tokens of finished requests.\n"
-            "# TYPE edgellm_prompt_tokens_total counter\nedgellm_prompt_tokens_total %llu\n",
+    put(&t,
+        "# HELP edgellm_prompt_tokens_total Prompt tokens of finished requests.\n"
+        "# TYPE edgellm_prompt_tokens_total counter\nedgellm_prompt_tokens_total %llu\n",
         (unsigned long long)m->prompt_tokens);
-    put(&t, "# HELP edgellm_prompt_tokens_cached_total Prompt tokens reused from a slot's cache.\n"
-            "# TYPE edgellm_prompt_tokens_cached_total counter\n"
-            "edgellm_prompt_tokens_cached_total %llu\n",
+    put(&t,
+        "# HELP edgellm_prompt_tokens_cached_total Prompt tokens reused from a slot's cache.\n"
+        "# TYPE edgellm_prompt_tokens_cached_total counter\n"
+        "edgellm_prompt_tokens_cached_total %llu\n",
         (unsigned long long)m->cached_tokens);
-    put(&t, "# HELP edgellm_generated_tokens_total Generated tokens.\n"
-            "# TYPE edgellm_generated_tokens_total counter\nedgellm_generated_tokens_total %llu\n",
+    put(&t,
+        "# HELP edgellm_generated_tokens_total Generated tokens.\n"
+        "# TYPE edgellm_generated_tokens_total counter\nedgellm_generated_tokens_total %llu\n",
         (unsigned long long)m->generated_tokens);
-    put(&t, "# HELP edgellm_draft_tokens_total Tokens proposed by speculative decoding and checked.\n"
-            "# TYPE edgellm_draft_tokens_total counter\nedgellm_draft_tokens_total %llu\n",
+    put(&t,
+        "# HELP edgellm_draft_tokens_total Tokens proposed by speculative decoding and checked.\n"
+        "# TYPE edgellm_draft_tokens_total counter\nedgellm_draft_tokens_total %llu\n",
         (unsigned long long)m->draft_proposed);
-    put(&t, "# HELP edgellm_draft_accepted_tokens_total Proposed tokens the model accepted.\n"
-            "# TYPE edgellm_draft_accepted_tokens_total counter\n"
-            "edgellm_draft_accepted_tokens_total %llu\n",
+    put(&t,
+        "# HELP edgellm_draft_accepted_tokens_total Proposed tokens the model accepted.\n"
+        "# TYPE edgellm_draft_accepted_tokens_total counter\n"
+        "edgellm_draft_accepted_tokens_total %llu\n",
         (unsigned long long)m->draft_accepted);
-    put(&t, "# HELP edgellm_target_passes_total Passes of the model over one sequence's pending "
-            "token and its proposals.\n"
-            "# TYPE edgellm_target_passes_total counter\nedgellm_target_passes_total %llu\n",
+    put(&t,
+        "# HELP edgellm_target_passes_total Passes of the model over one sequence's pending "
+        "token and its proposals.\n"
+        "# TYPE edgellm_target_passes_total counter\nedgellm_target_passes_total %llu\n",
         (unsigned long long)m->target_passes);
-    put(&t, "# HELP edgellm_draft_acceptance_rate Accepted over proposed tokens (0 before any).\n"
-            "# TYPE edgellm_draft_acceptance_rate gauge\nedgellm_draft_acceptance_rate %.4f\n",
+    put(&t,
+        "# HELP edgellm_draft_acceptance_rate Accepted over proposed tokens (0 before any).\n"
+        "# TYPE edgellm_draft_acceptance_rate gauge\nedgellm_draft_acceptance_rate %.4f\n",
         m->draft_proposed ? (double)m->draft_accepted / (double)m->draft_proposed : 0.0);
-    put(&t, "# HELP edgellm_queue_depth Requests waiting for a slot.\n"
-            "# TYPE edgellm_queue_depth gauge\nedgellm_queue_depth %d\n",
+    put(&t,
+        "# HELP edgellm_queue_depth Requests waiting for a slot.\n"
+        "# TYPE edgellm_queue_depth gauge\nedgellm_queue_depth %d\n",
         queue_depth);
-    put(&t, "# HELP edgellm_slots_active Slots generating.\n"
-            "# TYPE edgellm_slots_active gauge\nedgellm_slots_active %d\n",
+    put(&t,
+        "# HELP edgellm_slots_active Slots generating.\n"
+        "# TYPE edgellm_slots_active gauge\nedgellm_slots_active %d\n",
         active_slots);
-    put(&t, "# HELP edgellm_slots_total Slots decoded together.\n"
-            "# TYPE edgellm_slots_total gauge\nedgellm_slots_total %d\n",
+    put(&t,
+        "# HELP edgellm_slots_total Slots decoded together.\n"
+        "# TYPE edgellm_slots_total gauge\nedgellm_slots_total %d\n",
         parallel);
     put_histogram(&t, "edgellm_request_duration_seconds", "Time from request to response end.",
                   &m->latency);

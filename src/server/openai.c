@@ -18,7 +18,7 @@
 #define MAX_MESSAGES 1024
 
 void ellm_srv_error_set(srv_api_error *e, int status, const char *type, const char *code,
-                   const char *param, const char *fmt, ...)
+                        const char *param, const char *fmt, ...)
 {
     e->status = status;
     e->type = type;
@@ -70,7 +70,7 @@ static const char *json_kind(const json_t *v)
 static bool bad_type(srv_api_error *err, const char *field, const char *want, const json_t *got)
 {
     ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_type", field,
-                  "'%s' must be %s, got %s", field, want, json_kind(got));
+                       "'%s' must be %s, got %s", field, want, json_kind(got));
     return false;
 }
 
@@ -86,7 +86,7 @@ static bool get_number(json_t *body, const char *field, double lo, double hi, do
     double d = json_number_value(v);
     if (!(d >= lo && d <= hi)) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
-                      "'%s' must be between %g and %g, got %g", field, lo, hi, d);
+                           "'%s' must be between %g and %g, got %g", field, lo, hi, d);
         return false;
     }
     *out = d;
@@ -104,7 +104,7 @@ static bool get_int(json_t *body, const char *field, long long lo, long long hi,
     long long d = json_integer_value(v);
     if (d < lo || d > hi) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
-                      "'%s' must be between %lld and %lld, got %lld", field, lo, hi, d);
+                           "'%s' must be between %lld and %lld, got %lld", field, lo, hi, d);
         return false;
     }
     *out = d;
@@ -130,9 +130,10 @@ bool ellm_srv_check_model(json_t *body, const char *model_id, srv_api_error *err
     if (!json_is_string(v))
         return bad_type(err, "model", "a string", v);
     if (strcmp(json_string_value(v), model_id) != 0) {
-        ellm_srv_error_set(err, 404, "invalid_request_error", "model_not_found", "model",
-                      "The model '%s' does not exist; this server serves '%s' (see /v1/models)",
-                      json_string_value(v), model_id);
+        ellm_srv_error_set(
+            err, 404, "invalid_request_error", "model_not_found", "model",
+            "The model '%s' does not exist; this server serves '%s' (see /v1/models)",
+            json_string_value(v), model_id);
         return false;
     }
     return true;
@@ -156,7 +157,7 @@ static bool parse_stops(json_t *body, srv_request *r, srv_api_error *err)
     size_t n = json_array_size(list);
     if (n > MAX_STOPS) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "stop",
-                      "'stop' holds %zu sequences; at most %d are allowed", n, MAX_STOPS);
+                           "'stop' holds %zu sequences; at most %d are allowed", n, MAX_STOPS);
         ok = false;
     }
     r->stops = ok && n ? calloc(n, sizeof *r->stops) : NULL;
@@ -195,8 +196,8 @@ static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_reque
     int32_t n_vocab = edgellm_n_vocab(model);
     if (n > (size_t)n_vocab) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
-                      "'logit_bias' holds %zu entries but the vocabulary has %d tokens", n,
-                      n_vocab);
+                           "'logit_bias' holds %zu entries but the vocabulary has %d tokens", n,
+                           n_vocab);
         return false;
     }
     r->bias = calloc(n, sizeof *r->bias);
@@ -206,20 +207,22 @@ static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_reque
     }
     const char *key;
     json_t *value;
-    json_object_foreach(v, key, value) {
+    json_object_foreach(v, key, value)
+    {
         char *end = NULL;
         long id = strtol(key, &end, 10);
         if (key[0] < '0' || key[0] > '9' || *end != '\0' || id >= n_vocab) {
-            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
-                          "logit_bias key '%.40s' is not a token id (a decimal integer from 0 to "
-                          "%d)",
-                          key, n_vocab - 1);
+            ellm_srv_error_set(
+                err, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                "logit_bias key '%.40s' is not a token id (a decimal integer from 0 to "
+                "%d)",
+                key, n_vocab - 1);
             return false;
         }
         double bias = json_is_number(value) ? json_number_value(value) : NAN;
         if (!(bias >= -100 && bias <= 100)) {
             ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
-                          "logit_bias['%s'] must be a number from -100 to 100", key);
+                               "logit_bias['%s'] must be a number from -100 to 100", key);
             return false;
         }
         r->bias[r->n_bias++] = (srv_logit_bias){(edgellm_token)id, (float)bias};
@@ -236,8 +239,8 @@ static bool parse_echo(json_t *body, srv_endpoint_kind kind, long long max_token
         return false;
     if (max_tokens == 0 && !r->echo) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "max_tokens",
-                      "'max_tokens' is 0: that only makes sense with 'echo': true on "
-                      "/v1/completions (to score the prompt); ask for at least 1 token");
+                           "'max_tokens' is 0: that only makes sense with 'echo': true on "
+                           "/v1/completions (to score the prompt); ask for at least 1 token");
         return false;
     }
     return true;
@@ -251,19 +254,19 @@ static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t
     edgellm_status st = edgellm_tokenize(model, text, len, flags, NULL, 0, &n);
     if (st != EDGELLM_OK && st != EDGELLM_ERR_BUFFER_TOO_SMALL) {
         ellm_srv_error_set(err, 400, "invalid_request_error", NULL, param, "cannot tokenize: %s",
-                      edgellm_last_error());
+                           edgellm_last_error());
         return false;
     }
     if (n == 0) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", param,
-                      "the prompt is empty and the model adds no BOS token");
+                           "the prompt is empty and the model adds no BOS token");
         return false;
     }
     if (n >= n_ctx) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
-                      "the prompt is %d tokens but the context holds %d (and at least one "
-                      "generated token); shorten it",
-                      n, n_ctx);
+                           "the prompt is %d tokens but the context holds %d (and at least one "
+                           "generated token); shorten it",
+                           n, n_ctx);
         return false;
     }
     r->prompt = malloc((size_t)n * sizeof *r->prompt);
@@ -283,21 +286,21 @@ static bool chat_tokens(const edgellm_model *model, const char *text, const ellm
     edgellm_token *ids = NULL;
     int32_t n = 0;
     if (ellm_chat_tokenize(model, text, spans, n_spans, true, &ids, &n) != EDGELLM_OK) {
-        ellm_srv_error_set(err, 400, "invalid_request_error", NULL, "messages", "cannot tokenize: %s",
-                      edgellm_last_error());
+        ellm_srv_error_set(err, 400, "invalid_request_error", NULL, "messages",
+                           "cannot tokenize: %s", edgellm_last_error());
         return false;
     }
     if (n == 0 || n >= n_ctx) {
         free(ids);
         if (n == 0)
             ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
-                          "the prompt is empty and the model adds no BOS token");
+                               "the prompt is empty and the model adds no BOS token");
         else
             ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded",
-                          "messages",
-                          "the prompt is %d tokens but the context holds %d (and at least one "
-                          "generated token); shorten it",
-                          n, n_ctx);
+                               "messages",
+                               "the prompt is %d tokens but the context holds %d (and at least one "
+                               "generated token); shorten it",
+                               n, n_ctx);
         return false;
     }
     r->prompt = ids;
@@ -320,14 +323,16 @@ static char *message_content(json_t *content, size_t index, srv_api_error *err)
     }
     size_t total = 0, i;
     json_t *part;
-    json_array_foreach(content, i, part) {
+    json_array_foreach(content, i, part)
+    {
         json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
         if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0 ||
             !json_is_string(text)) {
-            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
-                          "content part %zu is not a text part ({\"type\": \"text\", \"text\": "
-                          "...}); this model reads text only",
-                          i);
+            ellm_srv_error_set(
+                err, 400, "invalid_request_error", "invalid_value", field,
+                "content part %zu is not a text part ({\"type\": \"text\", \"text\": "
+                "...}); this model reads text only",
+                i);
             return NULL;
         }
         total += json_string_length(text);
@@ -336,7 +341,8 @@ static char *message_content(json_t *content, size_t index, srv_api_error *err)
     if (!out)
         return NULL;
     size_t o = 0;
-    json_array_foreach(content, i, part) {
+    json_array_foreach(content, i, part)
+    {
         json_t *text = json_object_get(part, "text");
         memcpy(out + o, json_string_value(text), json_string_length(text));
         o += json_string_length(text);
@@ -356,10 +362,11 @@ static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat
     if (!strcmp(role, "tool")) {
         snprintf(field, sizeof field, "messages[%zu].tool_call_id", i);
         if (!json_is_string(id) || json_string_length(id) == 0) {
-            ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", field,
-                          "messages[%zu] has role 'tool' but no 'tool_call_id': give the id of "
-                          "the assistant's tool call it answers",
-                          i);
+            ellm_srv_error_set(
+                err, 400, "invalid_request_error", "missing_required_parameter", field,
+                "messages[%zu] has role 'tool' but no 'tool_call_id': give the id of "
+                "the assistant's tool call it answers",
+                i);
             return false;
         }
         mt->tool_call_id = json_string_value(id);
@@ -370,8 +377,8 @@ static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat
     snprintf(field, sizeof field, "messages[%zu].tool_calls", i);
     if (strcmp(role, "assistant") != 0) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
-                      "only assistant messages carry 'tool_calls' (messages[%zu] is '%s')", i,
-                      role);
+                           "only assistant messages carry 'tool_calls' (messages[%zu] is '%s')", i,
+                           role);
         return false;
     }
     if (!json_is_array(list))
@@ -395,9 +402,9 @@ static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat
             !(json_is_string(arguments) || json_is_object(arguments)) ||
             (call_id && !json_is_string(call_id))) {
             ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
-                          "%s must be {\"id\": string, \"type\": \"function\", \"function\": "
-                          "{\"name\": string, \"arguments\": JSON text}}",
-                          field);
+                               "%s must be {\"id\": string, \"type\": \"function\", \"function\": "
+                               "{\"name\": string, \"arguments\": JSON text}}",
+                               field);
             return false;
         }
         json_t *value;
@@ -406,10 +413,11 @@ static bool message_tool_fields(json_t *m, size_t i, const char *role, ellm_chat
             value = json_loadb(json_string_value(arguments), json_string_length(arguments),
                                JSON_DECODE_ANY, &je);
             if (!value) {
-                ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
-                              "%s.function.arguments is not JSON text (%s); send the arguments "
-                              "object as a JSON string, as the model's call returned it",
-                              field, je.text);
+                ellm_srv_error_set(
+                    err, 400, "invalid_request_error", "invalid_value", field,
+                    "%s.function.arguments is not JSON text (%s); send the arguments "
+                    "object as a JSON string, as the model's call returned it",
+                    field, je.text);
                 return false;
             }
         } else {
@@ -429,8 +437,8 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
 {
     json_t *msgs = json_object_get(body, "messages");
     if (!msgs) {
-        ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", "messages",
-                      "'messages' is required");
+        ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter",
+                           "messages", "'messages' is required");
         return false;
     }
     if (!json_is_array(msgs))
@@ -438,7 +446,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
     size_t n = json_array_size(msgs);
     if (n == 0 || n > MAX_MESSAGES) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
-                      "'messages' must hold 1 to %d messages, got %zu", MAX_MESSAGES, n);
+                           "'messages' must hold 1 to %d messages, got %zu", MAX_MESSAGES, n);
         return false;
     }
     ellm_chat_message *list = calloc(n, sizeof *list);
@@ -463,7 +471,7 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
             ok = role ? bad_type(err, field, "a string", role) : false;
             if (!role)
                 ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter",
-                              field, "'%s' is required", field);
+                                   field, "'%s' is required", field);
             break;
         }
         const char *rs = json_string_value(role);
@@ -472,7 +480,8 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
         if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") &&
             strcmp(rs, "tool")) {
             ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", field,
-                          "role '%s' is not supported (use system, user, assistant or tool)", rs);
+                               "role '%s' is not supported (use system, user, assistant or tool)",
+                               rs);
             ok = false;
             break;
         }
@@ -497,9 +506,8 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
         text = ellm_chat_format_model_tools(model, list, n, &chat_tools, true, &recognised, &spans,
                                             &n_spans);
         if (!text) {
-            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages",
-                          "%s",
-                          edgellm_last_error());
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "messages", "%s",
+                               edgellm_last_error());
             ok = false;
         }
     }
@@ -538,13 +546,13 @@ static bool chat_prompt(json_t *body, const edgellm_model *model, int n_ctx, jso
     return ok;
 }
 
-static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ctx,
-                              srv_request *r, srv_api_error *err)
+static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ctx, srv_request *r,
+                              srv_api_error *err)
 {
     json_t *p = json_object_get(body, "prompt");
     if (!p) {
-        ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter", "prompt",
-                      "'prompt' is required");
+        ellm_srv_error_set(err, 400, "invalid_request_error", "missing_required_parameter",
+                           "prompt", "'prompt' is required");
         return false;
     }
     /* A list of one prompt (text or token ids) is that prompt. */
@@ -554,9 +562,9 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
     if (json_is_array(p) && json_array_size(p) > 1 &&
         (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0)))) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "prompt",
-                      "'prompt' holds %zu prompts; this server takes one prompt per request "
-                      "(send one request each, or use 'n' for several choices of one prompt)",
-                      json_array_size(p));
+                           "'prompt' holds %zu prompts; this server takes one prompt per request "
+                           "(send one request each, or use 'n' for several choices of one prompt)",
+                           json_array_size(p));
         return false;
     }
     int flags = edgellm_add_bos_default(model) ? EDGELLM_TOKENIZE_ADD_BOS : 0;
@@ -568,7 +576,7 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
     size_t n = json_array_size(p);
     if ((long long)n >= n_ctx) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", "prompt",
-                      "the prompt is %zu tokens but the context holds %d", n, n_ctx);
+                           "the prompt is %zu tokens but the context holds %d", n, n_ctx);
         return false;
     }
     r->prompt = malloc(n * sizeof *r->prompt);
@@ -579,12 +587,11 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
     int32_t n_vocab = edgellm_n_vocab(model);
     for (size_t i = 0; i < n; i++) {
         json_t *t = json_array_get(p, i);
-        if (!json_is_integer(t) || json_integer_value(t) < 0 ||
-            json_integer_value(t) >= n_vocab) {
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= n_vocab) {
             ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "prompt",
-                          "prompt[%zu] is not a token id (an integer from 0 to %d); only one "
-                          "prompt per request is supported",
-                          i, n_vocab - 1);
+                               "prompt[%zu] is not a token id (an integer from 0 to %d); only one "
+                               "prompt per request is supported",
+                               i, n_vocab - 1);
             return false;
         }
         r->prompt[i] = (edgellm_token)json_integer_value(t);
@@ -619,7 +626,7 @@ static bool parse_constraint(json_t *body, const edgellm_model *model, srv_reque
         if (strcmp(t, "text") != 0 && text) {
             free(text);
             ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "grammar",
-                          "give either 'grammar' or a JSON 'response_format', not both");
+                               "give either 'grammar' or a JSON 'response_format', not both");
             return false;
         }
         if (strcmp(t, "json_object") == 0) {
@@ -633,20 +640,21 @@ static bool parse_constraint(json_t *body, const edgellm_model *model, srv_reque
             if (!json_is_object(js) || !schema || !json_is_string(name) ||
                 (strict && !json_is_boolean(strict) && !json_is_null(strict))) {
                 ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value",
-                              "response_format",
-                              "'response_format' of type json_schema needs 'json_schema': "
-                              "{\"name\": string, \"schema\": object, \"strict\": boolean}");
+                                   "response_format",
+                                   "'response_format' of type json_schema needs 'json_schema': "
+                                   "{\"name\": string, \"schema\": object, \"strict\": boolean}");
                 return false;
             }
             text = ellm_structured_schema_to_grammar(schema, why, sizeof why);
             if (!text) {
                 ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value",
-                              "response_format", "json_schema: %s", why);
+                                   "response_format", "json_schema: %s", why);
                 return false;
             }
         } else if (strcmp(t, "text") != 0) {
-            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "response_format",
-                          "'response_format' type must be text, json_object or json_schema");
+            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value",
+                               "response_format",
+                               "'response_format' type must be text, json_object or json_schema");
             return false;
         }
     }
@@ -659,8 +667,9 @@ static bool parse_constraint(json_t *body, const edgellm_model *model, srv_reque
     free(text);
     if (st != EDGELLM_OK) {
         ellm_srv_error_set(err, st == EDGELLM_ERR_OUT_OF_MEMORY ? 500 : 400,
-                      st == EDGELLM_ERR_OUT_OF_MEMORY ? "server_error" : "invalid_request_error",
-                      "invalid_value", field, "%s", edgellm_last_error());
+                           st == EDGELLM_ERR_OUT_OF_MEMORY ? "server_error"
+                                                           : "invalid_request_error",
+                           "invalid_value", field, "%s", edgellm_last_error());
         return false;
     }
     return true;
@@ -694,8 +703,8 @@ static bool check_tools(json_t *tools, srv_api_error *err)
     size_t n = json_array_size(tools);
     if (n == 0 || n > 128) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
-                      "'tools' must hold 1 to 128 functions, got %zu (leave it out for none)",
-                      n);
+                           "'tools' must hold 1 to 128 functions, got %zu (leave it out for none)",
+                           n);
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -704,19 +713,19 @@ static bool check_tools(json_t *tools, srv_api_error *err)
         if (!json_is_object(t) || !json_is_string(type) ||
             strcmp(json_string_value(type), "function") != 0 || !json_is_object(fn)) {
             ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
-                          "tools[%zu] is not a function tool: each tool must be {\"type\": "
-                          "\"function\", \"function\": {\"name\", \"description\", "
-                          "\"parameters\"}}",
-                          i);
+                               "tools[%zu] is not a function tool: each tool must be {\"type\": "
+                               "\"function\", \"function\": {\"name\", \"description\", "
+                               "\"parameters\"}}",
+                               i);
             return false;
         }
         json_t *name = json_object_get(fn, "name"), *desc = json_object_get(fn, "description"),
                *params = json_object_get(fn, "parameters");
         if (!json_is_string(name) ||
             !function_name_ok(json_string_value(name), json_string_length(name))) {
-            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
-                          "tools[%zu].function.name must be 1 to 64 letters, digits, '_' or '-'",
-                          i);
+            ellm_srv_error_set(
+                err, 400, "invalid_request_error", "invalid_value", "tools",
+                "tools[%zu].function.name must be 1 to 64 letters, digits, '_' or '-'", i);
             return false;
         }
         for (size_t k = 0; k < i; k++) {
@@ -724,18 +733,18 @@ static bool check_tools(json_t *tools, srv_api_error *err)
                                             "name");
             if (json_equal(other, name)) {
                 ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
-                              "tools[%zu] and tools[%zu] are both named '%s': function names "
-                              "must be distinct",
-                              k, i, json_string_value(name));
+                                   "tools[%zu] and tools[%zu] are both named '%s': function names "
+                                   "must be distinct",
+                                   k, i, json_string_value(name));
                 return false;
             }
         }
         if ((desc && !json_is_string(desc) && !json_is_null(desc)) ||
             (params && !json_is_object(params))) {
             ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_type", "tools",
-                          "tools[%zu].function: 'description' must be a string and "
-                          "'parameters' a JSON Schema object",
-                          i);
+                               "tools[%zu].function: 'description' must be a string and "
+                               "'parameters' a JSON Schema object",
+                               i);
             return false;
         }
         if (params) {
@@ -743,7 +752,7 @@ static bool check_tools(json_t *tools, srv_api_error *err)
             char *g = ellm_structured_schema_to_grammar(params, why, sizeof why);
             if (!g) {
                 ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
-                              "tools[%zu].function.parameters: %s", i, why);
+                                   "tools[%zu].function.parameters: %s", i, why);
                 return false;
             }
             free(g);
@@ -781,28 +790,29 @@ static bool parse_tool_choice(json_t *body, json_t *tools, tool_mode *mode, cons
     else if (json_is_object(tc)) {
         json_t *name = json_object_get(json_object_get(tc, "function"), "name");
         if (!json_is_string(name)) {
-            ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
-                          "'tool_choice' object must be {\"type\": \"function\", \"function\": "
-                          "{\"name\": string}}");
+            ellm_srv_error_set(
+                err, 400, "invalid_request_error", "invalid_value", "tool_choice",
+                "'tool_choice' object must be {\"type\": \"function\", \"function\": "
+                "{\"name\": string}}");
             return false;
         }
         *mode = TOOL_NAMED;
         *named = json_string_value(name);
     } else {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
-                      "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": "
-                      "\"function\", \"function\": {\"name\": ...}}");
+                           "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": "
+                           "\"function\", \"function\": {\"name\": ...}}");
         return false;
     }
     if ((*mode == TOOL_REQUIRED || *mode == TOOL_NAMED) && !tools) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
-                      "'tool_choice' asks for a tool call but the request has no 'tools'");
+                           "'tool_choice' asks for a tool call but the request has no 'tools'");
         return false;
     }
     if (*mode == TOOL_NAMED && !find_tool(tools, *named)) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
-                      "'tool_choice' names the function '%.64s', which is not in 'tools'",
-                      *named);
+                           "'tool_choice' names the function '%.64s', which is not in 'tools'",
+                           *named);
         return false;
     }
     return true;
@@ -824,14 +834,15 @@ static json_t *call_schema(json_t *fn, const char *args_key, json_t *defs, srv_a
         json_t *local = json_object_get(args, def_keys[k]);
         const char *key;
         json_t *def;
-        json_object_foreach(local, key, def) {
+        json_object_foreach(local, key, def)
+        {
             json_t *into = json_object_get(defs, def_keys[k]);
             json_t *have = json_object_get(into, key);
             if (have && !json_equal(have, def)) {
                 ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tools",
-                              "two tools define '%s/%s' differently; give the definitions "
-                              "distinct names",
-                              def_keys[k], key);
+                                   "two tools define '%s/%s' differently; give the definitions "
+                                   "distinct names",
+                                   def_keys[k], key);
                 json_decref(args);
                 return NULL;
             }
@@ -944,8 +955,9 @@ static bool tool_call_grammar(const edgellm_model *model, json_t *tools, const c
     free(text);
     if (st != EDGELLM_OK) {
         ellm_srv_error_set(err, st == EDGELLM_ERR_OUT_OF_MEMORY ? 500 : 400,
-                      st == EDGELLM_ERR_OUT_OF_MEMORY ? "server_error" : "invalid_request_error",
-                      "invalid_value", "tools", "%s", edgellm_last_error());
+                           st == EDGELLM_ERR_OUT_OF_MEMORY ? "server_error"
+                                                           : "invalid_request_error",
+                           "invalid_value", "tools", "%s", edgellm_last_error());
         return false;
     }
     r->grammar_trigger = lazy ? syntax.trigger : NULL;
@@ -978,17 +990,17 @@ static bool parse_tools(json_t *body, const edgellm_model *model, srv_request *r
         return r->grammar || tool_call_grammar(model, tools, NULL, true, r, err);
     if (r->grammar) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "tool_choice",
-                      "'tool_choice' %s constrains the answer to a tool call: it cannot be "
-                      "combined with 'response_format' or 'grammar'",
-                      mode == TOOL_NAMED ? "naming a function" : "\"required\"");
+                           "'tool_choice' %s constrains the answer to a tool call: it cannot be "
+                           "combined with 'response_format' or 'grammar'",
+                           mode == TOOL_NAMED ? "naming a function" : "\"required\"");
         return false;
     }
     return tool_call_grammar(model, tools, named, false, r, err);
 }
 
 bool ellm_srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_model *model,
-                          const char *model_id, int n_ctx, srv_request *r,
-                          srv_completion_opts *o, srv_api_error *err)
+                               const char *model_id, int n_ctx, srv_request *r,
+                               srv_completion_opts *o, srv_api_error *err)
 {
     memset(o, 0, sizeof *o);
     o->kind = kind;
@@ -1022,9 +1034,9 @@ bool ellm_srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgel
         return false;
     if (top_p > 0 && (float)top_p == 0) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "top_p",
-                      "'top_p' %g is below the smallest positive float (1.4e-45); send 0 for "
-                      "only the most likely token, or a larger value",
-                      top_p);
+                           "'top_p' %g is below the smallest positive float (1.4e-45); send 0 for "
+                           "only the most likely token, or a larger value",
+                           top_p);
         return false;
     }
     if (top_p == 0) {
@@ -1058,7 +1070,7 @@ bool ellm_srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgel
     edgellm_sampler *probe = NULL;
     if (edgellm_sampler_create(sp, edgellm_n_vocab(model), &probe) != EDGELLM_OK) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", NULL, "%s",
-                      edgellm_last_error());
+                           edgellm_last_error());
         return false;
     }
     edgellm_sampler_free(probe);
@@ -1079,7 +1091,7 @@ bool ellm_srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgel
             return false;
         if (top > 0 && !o->logprobs) {
             ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "top_logprobs",
-                          "'top_logprobs' needs 'logprobs': true");
+                               "'top_logprobs' needs 'logprobs': true");
             return false;
         }
         o->top_logprobs = (int)top;
@@ -1115,8 +1127,8 @@ const char *ellm_srv_finish_reason(srv_finish f)
 json_t *ellm_srv_usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_generated)
 {
     return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", n_prompt, "completion_tokens",
-                     n_generated, "total_tokens", n_prompt + n_generated,
-                     "prompt_tokens_details", "cached_tokens", n_cached);
+                     n_generated, "total_tokens", n_prompt + n_generated, "prompt_tokens_details",
+                     "cached_tokens", n_cached);
 }
 
 static json_t *token_bytes(const char *piece, size_t n)
@@ -1127,7 +1139,8 @@ static json_t *token_bytes(const char *piece, size_t n)
     return a;
 }
 
-size_t ellm_srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf, size_t *cap)
+size_t ellm_srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf,
+                            size_t *cap)
 {
     size_t len = 0;
     edgellm_status st = edgellm_token_to_piece(model, token, *buf, *cap, &len);
@@ -1168,10 +1181,10 @@ static json_t *chat_logprobs(const edgellm_model *model, const srv_event *ev, si
                                                  "bytes", token_bytes(piece, tl)));
         }
         len = ellm_srv_token_piece(model, ev[i].token, &piece, &cap);
-        json_array_append_new(content, json_pack("{s:o,s:f,s:o,s:o}", "token",
-                                                 lossy_string(piece, len), "logprob",
-                                                 logprob_value(ev[i].logprob), "bytes",
-                                                 token_bytes(piece, len), "top_logprobs", top));
+        json_array_append_new(content,
+                              json_pack("{s:o,s:f,s:o,s:o}", "token", lossy_string(piece, len),
+                                        "logprob", logprob_value(ev[i].logprob), "bytes",
+                                        token_bytes(piece, len), "top_logprobs", top));
     }
     free(piece);
     return json_pack("{s:o}", "content", content);
@@ -1262,8 +1275,7 @@ static char *joined_bytes(const srv_event *ev, size_t n, size_t *len)
  * checks for exactly nine). */
 static json_t *tool_call_id(void)
 {
-    static const char alphabet[] =
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     char id[10];
     for (int i = 0; i < 9; i++)
         id[i] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
@@ -1273,8 +1285,8 @@ static json_t *tool_call_id(void)
 
 static json_t *tool_call_json(const ellm_chat_parsed_call *c)
 {
-    return json_pack("{s:o,s:s,s:{s:o,s:o}}", "id", tool_call_id(), "type", "function",
-                     "function", "name", lossy_string(c->name, strlen(c->name)), "arguments",
+    return json_pack("{s:o,s:s,s:{s:o,s:o}}", "id", tool_call_id(), "type", "function", "function",
+                     "name", lossy_string(c->name, strlen(c->name)), "arguments",
                      lossy_string(c->arguments, strlen(c->arguments)));
 }
 
@@ -1286,7 +1298,8 @@ static json_t *chat_message(const srv_completion_opts *o, const srv_event *ev, s
     ellm_chat_parsed parsed = {0};
     size_t len = 0;
     char *text = o->tools ? joined_bytes(ev, n, &len) : NULL;
-    if (!text || !ellm_chat_parse_tool_calls((ellm_chat_family)o->tool_family, text, len, &parsed) ||
+    if (!text ||
+        !ellm_chat_parse_tool_calls((ellm_chat_family)o->tool_family, text, len, &parsed) ||
         parsed.n_calls == 0) {
         free(text);
         ellm_chat_parsed_free(&parsed);
@@ -1300,14 +1313,13 @@ static json_t *chat_message(const srv_completion_opts *o, const srv_event *ev, s
                                         : json_null();
     ellm_chat_parsed_free(&parsed);
     *finish = SRV_FINISH_TOOL_CALLS;
-    return json_pack("{s:s,s:o,s:o}", "role", "assistant", "content", content, "tool_calls",
-                     calls);
+    return json_pack("{s:s,s:o,s:o}", "role", "assistant", "content", content, "tool_calls", calls);
 }
 
 json_t *ellm_srv_completion_response(const srv_completion_opts *o, const edgellm_model *model,
-                                const char *id, const char *model_id, long long created,
-                                const srv_choice_result *choices, int n_choices,
-                                int32_t n_prompt, int32_t n_cached, int32_t n_generated)
+                                     const char *id, const char *model_id, long long created,
+                                     const srv_choice_result *choices, int n_choices,
+                                     int32_t n_prompt, int32_t n_cached, int32_t n_generated)
 {
     json_t *list = json_array();
     for (int i = 0; i < n_choices; i++) {
@@ -1320,8 +1332,7 @@ json_t *ellm_srv_completion_response(const srv_completion_opts *o, const edgellm
             choice = json_pack("{s:i,s:o,s:o,s:o}", "index", i, "message", message, "logprobs",
                                o->logprobs ? chat_logprobs(model, ev, n) : json_null(),
                                "finish_reason", finish_json(finish));
-        }
-        else
+        } else
             choice = json_pack("{s:o,s:i,s:o,s:o}", "text", joined_text(ev, n), "index", i,
                                "logprobs",
                                o->logprobs ? completion_logprobs(model, ev, n, 0) : json_null(),
@@ -1336,9 +1347,9 @@ json_t *ellm_srv_completion_response(const srv_completion_opts *o, const edgellm
 }
 
 json_t *ellm_srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *model,
-                             const char *id, const char *model_id, long long created, int index,
-                             const srv_event *ev, size_t n, size_t text_offset, bool first,
-                             srv_finish finish)
+                                  const char *id, const char *model_id, long long created,
+                                  int index, const srv_event *ev, size_t n, size_t text_offset,
+                                  bool first, srv_finish finish)
 {
     json_t *choice;
     if (o->kind == SRV_CHAT) {
@@ -1351,11 +1362,10 @@ json_t *ellm_srv_completion_chunk(const srv_completion_opts *o, const edgellm_mo
                            o->logprobs && n > 0 ? chat_logprobs(model, ev, n) : json_null(),
                            "finish_reason", finish_json(finish));
     } else {
-        choice = json_pack("{s:o,s:i,s:o,s:o}", "text", joined_text(ev, n), "index", index,
-                           "logprobs",
-                           o->logprobs && n > 0 ? completion_logprobs(model, ev, n, text_offset)
-                                                : json_null(),
-                           "finish_reason", finish_json(finish));
+        choice = json_pack(
+            "{s:o,s:i,s:o,s:o}", "text", joined_text(ev, n), "index", index, "logprobs",
+            o->logprobs && n > 0 ? completion_logprobs(model, ev, n, text_offset) : json_null(),
+            "finish_reason", finish_json(finish));
     }
     return json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o]}", "id", id, "object",
                      o->kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion", "created",
@@ -1382,8 +1392,8 @@ static json_t *content_chunk(const char *id, const char *model_id, long long cre
 }
 
 json_t *ellm_srv_tool_stream_feed(const srv_completion_opts *o, srv_tool_stream *ts, const char *id,
-                             const char *model_id, long long created, int index,
-                             const srv_event *events, size_t n_events)
+                                  const char *model_id, long long created, int index,
+                                  const srv_event *events, size_t n_events)
 {
     size_t add = 0;
     for (size_t i = 0; i < n_events; i++)
@@ -1403,8 +1413,7 @@ json_t *ellm_srv_tool_stream_feed(const srv_completion_opts *o, srv_tool_stream 
         ts->len += events[i].len;
     }
     ts->text[ts->len] = '\0';
-    size_t start =
-        ellm_chat_tool_call_start((ellm_chat_family)o->tool_family, ts->text, ts->len);
+    size_t start = ellm_chat_tool_call_start((ellm_chat_family)o->tool_family, ts->text, ts->len);
     if (start <= ts->sent)
         return NULL;
     json_t *chunk = content_chunk(id, model_id, created, index, ts->text + ts->sent,
@@ -1414,8 +1423,8 @@ json_t *ellm_srv_tool_stream_feed(const srv_completion_opts *o, srv_tool_stream 
 }
 
 srv_finish ellm_srv_tool_stream_finish(const srv_completion_opts *o, srv_tool_stream *ts,
-                                  const char *id, const char *model_id, long long created,
-                                  int index, srv_finish finish, json_t *list)
+                                       const char *id, const char *model_id, long long created,
+                                       int index, srv_finish finish, json_t *list)
 {
     const char *held = ts->text ? ts->text + ts->sent : "";
     size_t len = ts->len - ts->sent;
@@ -1439,10 +1448,10 @@ srv_finish ellm_srv_tool_stream_finish(const srv_completion_opts *o, srv_tool_st
                                  lossy_string(c->name, strlen(c->name)), "arguments", "");
         json_t *args = json_pack("{s:[{s:i,s:{s:o}}]}", "tool_calls", "index", (int)k, "function",
                                  "arguments", lossy_string(c->arguments, strlen(c->arguments)));
-        json_array_append_new(list, delta_chunk(id, model_id, created, index, head,
-                                                SRV_FINISH_NONE));
-        json_array_append_new(list, delta_chunk(id, model_id, created, index, args,
-                                                SRV_FINISH_NONE));
+        json_array_append_new(list,
+                              delta_chunk(id, model_id, created, index, head, SRV_FINISH_NONE));
+        json_array_append_new(list,
+                              delta_chunk(id, model_id, created, index, args, SRV_FINISH_NONE));
     }
     ellm_chat_parsed_free(&parsed);
     ts->sent = ts->len;

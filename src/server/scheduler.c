@@ -20,9 +20,9 @@
 
 typedef struct srv_slot {
     edgellm_context *ctx;
-    srv_request *req; /* NULL when free */
-    ellm_step step;    /* the current request's sampler, text, grammar and proposer */
-    int32_t n_fed;     /* prompt tokens in the cache for the current request */
+    srv_request *req;   /* NULL when free */
+    ellm_step step;     /* the current request's sampler, text, grammar and proposer */
+    int32_t n_fed;      /* prompt tokens in the cache for the current request */
     edgellm_token next; /* sampled, to be fed at the next step */
     bool decoding;
     uint64_t last_used;
@@ -233,19 +233,14 @@ static void finish_step(srv_scheduler *s, srv_slot *slot, edgellm_status st)
     switch (st != EDGELLM_OK ? EDGELLM_STOP_NONE : slot->step.stop) {
     case EDGELLM_STOP_EOS:
     case EDGELLM_STOP_STRING:
-    case EDGELLM_STOP_GRAMMAR_DONE:
-        finish_slot(s, slot, SRV_FINISH_STOP, NULL);
-        break;
+    case EDGELLM_STOP_GRAMMAR_DONE: finish_slot(s, slot, SRV_FINISH_STOP, NULL); break;
     case EDGELLM_STOP_MAX_TOKENS:
-    case EDGELLM_STOP_CONTEXT_FULL:
-        finish_slot(s, slot, SRV_FINISH_LENGTH, NULL);
-        break;
+    case EDGELLM_STOP_CONTEXT_FULL: finish_slot(s, slot, SRV_FINISH_LENGTH, NULL); break;
     case EDGELLM_STOP_GRAMMAR_STUCK:
         finish_slot(s, slot, SRV_FINISH_ERROR,
                     "no token of the model's vocabulary can continue the grammar's output");
         break;
-    default:
-        finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
+    default: finish_slot(s, slot, SRV_FINISH_ERROR, edgellm_last_error());
     }
 }
 
@@ -403,8 +398,7 @@ static edgellm_status watch_trigger(srv_scheduler *s, srv_slot *slot, edgellm_to
     }
     const char *trigger = slot->req->grammar_trigger;
     size_t n = strlen(trigger);
-    if (len == 0 || n > slot->tail_len ||
-        memcmp(slot->tail + slot->tail_len - n, trigger, n) != 0)
+    if (len == 0 || n > slot->tail_len || memcmp(slot->tail + slot->tail_len - n, trigger, n) != 0)
         return EDGELLM_OK;
     slot->lazy_waiting = false;
     return ellm_step_start_grammar(&slot->step, slot->req->grammar);
@@ -493,8 +487,8 @@ static bool push_prompt_events(srv_scheduler *s, srv_request *r, const srv_event
     char *text = malloc(cap);
     bool at_start = true, ok = text != NULL;
     for (int32_t i = 0; ok && i < r->n_prompt; i++) {
-        edgellm_status st =
-            edgellm_detokenize(s->model, &r->prompt[i], 1, at_start, text, cap, &len);
+        edgellm_status st = edgellm_detokenize(s->model, &r->prompt[i], 1, at_start, text, cap,
+                                               &len);
         if (st == EDGELLM_ERR_BUFFER_TOO_SMALL) {
             char *grown = realloc(text, len + 1);
             ok = grown != NULL;
@@ -585,7 +579,8 @@ static int32_t reserve_proposals(srv_scheduler *s, int n_planned, int32_t budget
         /* The pass must leave a free position after its last token, as plain decoding does. */
         int32_t left_in_ctx = s->n_ctx - edgellm_context_n_past(slot->ctx) - 2;
         room = room < left_in_ctx ? room : left_in_ctx;
-        room = room < r->max_tokens - r->n_generated - 1 ? room : r->max_tokens - r->n_generated - 1;
+        room = room < r->max_tokens - r->n_generated - 1 ? room
+                                                         : r->max_tokens - r->n_generated - 1;
         room = room < budget - reserved ? room : budget - reserved;
         slot->n_room = room > 0 ? room : 0;
         reserved += slot->n_room;
@@ -803,7 +798,7 @@ static edgellm_status create_speculation(srv_scheduler *s, const ellm_server_con
 }
 
 edgellm_status ellm_srv_scheduler_create(edgellm_model *model, const ellm_server_config *cfg,
-                                    srv_metrics *metrics, srv_scheduler **out)
+                                         srv_metrics *metrics, srv_scheduler **out)
 {
     *out = NULL;
     srv_scheduler *s = calloc(1, sizeof *s);
@@ -876,7 +871,8 @@ srv_submit_result ellm_srv_scheduler_submit(srv_scheduler *s, srv_request *r)
     return ellm_srv_scheduler_submit_choices(s, &r, 1);
 }
 
-srv_submit_result ellm_srv_scheduler_submit_choices(srv_scheduler *s, srv_request *const *reqs, int n)
+srv_submit_result ellm_srv_scheduler_submit_choices(srv_scheduler *s, srv_request *const *reqs,
+                                                    int n)
 {
     pthread_mutex_lock(&s->mu);
     srv_submit_result res = SRV_SUBMITTED;
@@ -922,7 +918,8 @@ void ellm_srv_request_wait(srv_scheduler *s, srv_request *r, size_t seen, double
     pthread_mutex_unlock(&s->mu);
 }
 
-size_t ellm_srv_request_take(srv_scheduler *s, srv_request *r, size_t from, srv_event **out, bool *done)
+size_t ellm_srv_request_take(srv_scheduler *s, srv_request *r, size_t from, srv_event **out,
+                             bool *done)
 {
     pthread_mutex_lock(&s->mu);
     size_t n = r->n_events > from ? r->n_events - from : 0;

@@ -113,7 +113,7 @@ int ellm_server_run(const ellm_server_config *cfg)
     const char *host = cfg->host ? cfg->host : "127.0.0.1";
     char err[512];
     if (!ellm_srv_guard_init(&srv.guard, host, cfg->allowed_hosts, cfg->api_key, srv.max_body, err,
-                        sizeof err)) {
+                             sizeof err)) {
         fprintf(stderr, "%s: %s\n", srv_log_name(cfg), err);
         ellm_srv_list_free(srv.cors, srv.n_cors);
         ellm_srv_metrics_free(srv.metrics);
@@ -136,11 +136,12 @@ int ellm_server_run(const ellm_server_config *cfg)
         return 1;
     }
     if (cfg->model_path)
-        fprintf(stderr, "%s: listening on http://%s:%d (model '%s' loading)\n",
-                srv_log_name(cfg), host, srv.port, srv.model_id);
+        fprintf(stderr, "%s: listening on http://%s:%d (model '%s' loading)\n", srv_log_name(cfg),
+                host, srv.port, srv.model_id);
     else
-        fprintf(stderr, "%s: listening on http://%s:%d (no model: the page at / runs one in the "
-                        "browser)\n",
+        fprintf(stderr,
+                "%s: listening on http://%s:%d (no model: the page at / runs one in the "
+                "browser)\n",
                 srv_log_name(cfg), host, srv.port);
     if (cfg->ready_file)
         write_ready_file(cfg->ready_file, host, srv.port);

@@ -51,20 +51,20 @@ typedef struct srv_request {
     edgellm_token *prompt;
     int32_t n_prompt;
     edgellm_sampler_params sampling;
-    int32_t max_tokens;        /* < 0: until the context is full; capped so it fits */
+    int32_t max_tokens; /* < 0: until the context is full; capped so it fits */
     char **stops;
     int n_stops;
     bool logprobs;
     int top_logprobs;
-    double deadline;           /* monotonic seconds */
-    srv_logit_bias *bias;      /* added to the logits before sampling (not to logprobs) */
+    double deadline;      /* monotonic seconds */
+    srv_logit_bias *bias; /* added to the logits before sampling (not to logprobs) */
     int n_bias;
-    bool echo;                 /* the prompt's tokens are the first events */
+    bool echo; /* the prompt's tokens are the first events */
     /* The choices of one request (n > 1) share group (0: alone); choice 0 evaluates the prompt
      * and the others copy its cache. */
     uint64_t group;
     int choice;
-    edgellm_grammar *grammar;  /* response_format / grammar; NULL = unconstrained. Owned, unless
+    edgellm_grammar *grammar; /* response_format / grammar; NULL = unconstrained. Owned, unless
                                   grammar_owner is set: the other choices of an n > 1 request
                                   share choice 0's and hold a reference to it */
     struct srv_request *grammar_owner;
@@ -83,8 +83,8 @@ typedef struct srv_request {
     int32_t n_generated, n_cached;
     double t_submit, t_first, t_done;
 
-    atomic_bool cancelled;     /* set by the connection's thread, seen at the next step */
-    srv_event *prompt_lp;      /* echo with logprobs: per prompt token, filled during prefill */
+    atomic_bool cancelled; /* set by the connection's thread, seen at the next step */
+    srv_event *prompt_lp;  /* echo with logprobs: per prompt token, filled during prefill */
 } srv_request;
 
 srv_request *ellm_srv_request_new(void);
@@ -98,21 +98,22 @@ typedef struct srv_scheduler srv_scheduler;
 typedef enum srv_submit_result { SRV_SUBMITTED, SRV_QUEUE_FULL, SRV_STOPPING } srv_submit_result;
 
 edgellm_status ellm_srv_scheduler_create(edgellm_model *model, const ellm_server_config *cfg,
-                                    srv_metrics *metrics, srv_scheduler **out);
+                                         srv_metrics *metrics, srv_scheduler **out);
 /* Stops admitting (queued requests end as SHUTDOWN), lets running requests finish until
  * grace_deadline (monotonic seconds), cuts the rest, and returns when none is left. */
 void ellm_srv_scheduler_drain(srv_scheduler *s, double grace_deadline);
 void ellm_srv_scheduler_free(srv_scheduler *s);
 srv_submit_result ellm_srv_scheduler_submit(srv_scheduler *s, srv_request *r);
 /* The choices of one request, all or none (they share a group). */
-srv_submit_result ellm_srv_scheduler_submit_choices(srv_scheduler *s, srv_request *const *reqs, int n);
+srv_submit_result ellm_srv_scheduler_submit_choices(srv_scheduler *s, srv_request *const *reqs,
+                                                    int n);
 /* Waits (with the scheduler's lock) until r has events past *seen or is done, or timeout_s
  * passes; copies nothing — the caller reads r->events[*seen ..] through ellm_srv_request_take. */
 void ellm_srv_request_wait(srv_scheduler *s, srv_request *r, size_t seen, double timeout_s);
 /* Copies events [from, n_events) into a fresh array the caller frees with ellm_srv_events_free, and
  * reports whether the request is done (then *finish and the counters are final). */
 size_t ellm_srv_request_take(srv_scheduler *s, srv_request *r, size_t from, srv_event **out,
-                        bool *done);
+                             bool *done);
 void ellm_srv_events_free(srv_event *events, size_t n);
 int ellm_srv_scheduler_queue_depth(srv_scheduler *s);
 int ellm_srv_scheduler_n_ctx(srv_scheduler *s);
@@ -124,7 +125,7 @@ srv_metrics *ellm_srv_metrics_new(void);
 void ellm_srv_metrics_free(srv_metrics *m);
 void ellm_srv_metrics_request(srv_metrics *m, const char *endpoint, int status, double seconds);
 void ellm_srv_metrics_tokens(srv_metrics *m, int64_t prompt_tokens, int64_t cached_tokens,
-                        int64_t generated_tokens);
+                             int64_t generated_tokens);
 void ellm_srv_metrics_ttft(srv_metrics *m, double seconds);
 /* One speculative pass of a sequence: proposals checked and accepted. */
 void ellm_srv_metrics_speculative(srv_metrics *m, int64_t proposed, int64_t accepted);
@@ -138,15 +139,16 @@ double ellm_srv_now(void);
 #include <jansson.h>
 
 typedef struct srv_api_error {
-    int status;         /* HTTP status */
-    const char *type;   /* "invalid_request_error", "authentication_error", ... */
-    const char *code;   /* NULL or e.g. "model_not_found" */
-    char param[64];     /* the offending field, "" if none */
+    int status;       /* HTTP status */
+    const char *type; /* "invalid_request_error", "authentication_error", ... */
+    const char *code; /* NULL or e.g. "model_not_found" */
+    char param[64];   /* the offending field, "" if none */
     char message[512];
 } srv_api_error;
 
 void ellm_srv_error_set(srv_api_error *e, int status, const char *type, const char *code,
-                   const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+                        const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 /* {"error": {"message", "type", "param", "code"}} */
 json_t *ellm_srv_error_json(const srv_api_error *e);
 
@@ -159,7 +161,7 @@ typedef struct srv_completion_opts {
     bool include_usage;
     bool logprobs;
     int top_logprobs;
-    int n;       /* choices */
+    int n;           /* choices */
     bool tools;      /* chat with tools (tool_choice not "none"): tool calls are parsed out of
                         the answer in the syntax of the model's chat family */
     int tool_family; /* that family (an ellm_chat_family) */
@@ -183,39 +185,40 @@ typedef struct srv_choice_result {
 /* Parses a chat or completion body into r (prompt tokens, sampling, limits) and opts. The chat
  * body's messages go through the model's chat template. */
 bool ellm_srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgellm_model *model,
-                          const char *model_id, int n_ctx, srv_request *r,
-                          srv_completion_opts *opts, srv_api_error *err);
+                               const char *model_id, int n_ctx, srv_request *r,
+                               srv_completion_opts *opts, srv_api_error *err);
 /* Checks "model" names the served model (absent is fine). */
 bool ellm_srv_check_model(json_t *body, const char *model_id, srv_api_error *err);
 
 const char *ellm_srv_finish_reason(srv_finish f);
 /* The JSON of a finished non-streaming request. */
 json_t *ellm_srv_completion_response(const srv_completion_opts *o, const edgellm_model *model,
-                                const char *id, const char *model_id, long long created,
-                                const srv_choice_result *choices, int n_choices,
-                                int32_t n_prompt, int32_t n_cached, int32_t n_generated);
+                                     const char *id, const char *model_id, long long created,
+                                     const srv_choice_result *choices, int n_choices,
+                                     int32_t n_prompt, int32_t n_cached, int32_t n_generated);
 /* One streamed chunk of choice `index`: events' text and logprobs (may be none), and the finish
  * reason once done; text_offset is where the events' text starts in the choice's whole text. */
 json_t *ellm_srv_completion_chunk(const srv_completion_opts *o, const edgellm_model *model,
-                             const char *id, const char *model_id, long long created, int index,
-                             const srv_event *events, size_t n_events, size_t text_offset,
-                             bool first, srv_finish finish);
+                                  const char *id, const char *model_id, long long created,
+                                  int index, const srv_event *events, size_t n_events,
+                                  size_t text_offset, bool first, srv_finish finish);
 /* The chunk for new events of a streamed choice with tools: the content that cannot be part of a
  * call, or NULL when everything new is held back. */
 json_t *ellm_srv_tool_stream_feed(const srv_completion_opts *o, srv_tool_stream *ts, const char *id,
-                             const char *model_id, long long created, int index,
-                             const srv_event *events, size_t n_events);
+                                  const char *model_id, long long created, int index,
+                                  const srv_event *events, size_t n_events);
 /* At the end of a choice that finished normally: the chunks for what was held back (content, or
  * each call's header and arguments), appended to list (a JSON array); returns the finish reason
  * to report (SRV_FINISH_TOOL_CALLS when calls were found). */
 srv_finish ellm_srv_tool_stream_finish(const srv_completion_opts *o, srv_tool_stream *ts,
-                                  const char *id, const char *model_id, long long created,
-                                  int index, srv_finish finish, json_t *list);
+                                       const char *id, const char *model_id, long long created,
+                                       int index, srv_finish finish, json_t *list);
 void ellm_srv_tool_stream_free(srv_tool_stream *ts);
 
 /* The bytes of one token in *buf, grown (realloc) as needed and owned by the caller, who frees it
  * after a loop over many tokens; returns their length (0 for an id outside the vocabulary). */
-size_t ellm_srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf, size_t *cap);
+size_t ellm_srv_token_piece(const edgellm_model *model, edgellm_token token, char **buf,
+                            size_t *cap);
 json_t *ellm_srv_usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_generated);
 
 #endif

@@ -73,9 +73,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
                 d->write_failed = true;
                 return 0;
             }
-            notice(d->opts, "%s ignored the request to resume at byte %llu (HTTP 200 instead of "
-                   "206): downloading it again from byte 0", d->url,
-                   (unsigned long long)d->offset);
+            notice(d->opts,
+                   "%s ignored the request to resume at byte %llu (HTTP 200 instead of "
+                   "206): downloading it again from byte 0",
+                   d->url, (unsigned long long)d->offset);
             d->offset = d->start = 0;
         }
     }
@@ -104,7 +105,8 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
     if (d->progress && now - d->last_draw >= 0.1) {
         d->last_draw = now;
         d->shown_total = dltotal > 0 ? d->start + (uint64_t)dltotal : 0;
-        ellm_st_progress_draw("downloading", d->start + (uint64_t)dlnow, d->shown_total, d->started);
+        ellm_st_progress_draw("downloading", d->start + (uint64_t)dlnow, d->shown_total,
+                              d->started);
     }
     return 0;
 }
@@ -137,13 +139,10 @@ static bool transient(CURLcode rc)
            rc == CURLE_COULDNT_CONNECT || rc == CURLE_HTTP2_STREAM;
 }
 
-static bool disk_full(int err)
-{
-    return err == ENOSPC || err == EFBIG || err == EDQUOT;
-}
+static bool disk_full(int err) { return err == ENOSPC || err == EFBIG || err == EDQUOT; }
 
 edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_path,
-                           const store_install_options *opts)
+                                const store_install_options *opts)
 {
     int max_retries = opts->max_retries == 0 ? 5 : opts->max_retries < 0 ? 0 : opts->max_retries;
     bool progress = opts->progress;
@@ -153,8 +152,13 @@ edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_p
         struct stat sb;
         if (fstat(part_fd, &sb) != 0)
             return ellm_fail(EDGELLM_ERR_IO, "cannot stat %s: %s", part_path, strerror(errno));
-        download d = {.fd = part_fd, .path = part_path, .url = url, .start = (uint64_t)sb.st_size,
-                      .offset = (uint64_t)sb.st_size, .progress = progress, .opts = opts,
+        download d = {.fd = part_fd,
+                      .path = part_path,
+                      .url = url,
+                      .start = (uint64_t)sb.st_size,
+                      .offset = (uint64_t)sb.st_size,
+                      .progress = progress,
+                      .opts = opts,
                       .started = started};
         d.curl = new_handle(url);
         if (!d.curl)
@@ -198,8 +202,7 @@ edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_p
         }
         if (rc == CURLE_OK) {
             if (body_len >= 0 && d.offset != d.start + (uint64_t)body_len) {
-                snprintf(last_problem, sizeof last_problem,
-                         "short body (%llu of %llu bytes)",
+                snprintf(last_problem, sizeof last_problem, "short body (%llu of %llu bytes)",
                          (unsigned long long)(d.offset - d.start), (unsigned long long)body_len);
             } else {
                 if (fsync(part_fd) != 0)
@@ -207,8 +210,8 @@ edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_p
                                      strerror(errno));
                 return EDGELLM_OK;
             }
-        } else if (d.start > 0 && ((rc == CURLE_HTTP_RETURNED_ERROR && code == 416) ||
-                                   rc == CURLE_RANGE_ERROR)) {
+        } else if (d.start > 0 &&
+                   ((rc == CURLE_HTTP_RETURNED_ERROR && code == 416) || rc == CURLE_RANGE_ERROR)) {
             /* What we hold is not a prefix the server will continue: start over at once (the
              * next request asks for no range, so this cannot repeat). */
             edgellm_status st = restart_from_zero(part_fd, part_path);
@@ -236,8 +239,9 @@ edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_p
     }
     struct stat held;
     bool kept = fstat(part_fd, &held) == 0 && held.st_size > 0;
-    return ellm_fail(EDGELLM_ERR_IO, "download of %s did not complete after %d attempts (last: %s); %s",
-                     url, max_retries + 1, last_problem,
+    return ellm_fail(EDGELLM_ERR_IO,
+                     "download of %s did not complete after %d attempts (last: %s); %s", url,
+                     max_retries + 1, last_problem,
                      kept ? "the partial file is kept, rerun the install to resume"
                           : "nothing was received to keep, rerun the install to try again");
 }

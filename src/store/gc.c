@@ -48,17 +48,18 @@ edgellm_status ellm_st_check_blob(store *s, const store_version *v, const char *
     if (st != EDGELLM_OK)
         return st;
     if (access(blob, F_OK) != 0)
-        return ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s:%s: its file %s is missing; reinstall it",
-                         name, v->version, blob);
+        return ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s:%s: its file %s is missing; reinstall it", name,
+                         v->version, blob);
     st = ellm_store_sha256_file(blob, sha, &size);
     if (st != EDGELLM_OK)
         return st;
     if (strcmp(sha, v->sha256) != 0 || size != v->size)
-        return ellm_fail(EDGELLM_ERR_FORMAT,
-                         "%s:%s is corrupt: its file hashes to %.16s... (%llu bytes) but the manifest "
-                         "says %.16s... (%llu bytes); reinstall it",
-                         name, v->version, sha, (unsigned long long)size, v->sha256,
-                         (unsigned long long)v->size);
+        return ellm_fail(
+            EDGELLM_ERR_FORMAT,
+            "%s:%s is corrupt: its file hashes to %.16s... (%llu bytes) but the manifest "
+            "says %.16s... (%llu bytes); reinstall it",
+            name, v->version, sha, (unsigned long long)size, v->sha256,
+            (unsigned long long)v->size);
     return EDGELLM_OK;
 }
 
@@ -95,9 +96,11 @@ edgellm_status ellm_store_remove(store *s, const char *name, const char *version
         else if (strcmp(m.active, version) == 0 && !force)
             st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                            "%s:%s is the active version: activate another first, or remove the "
-                           "whole model with 'edgellm models remove %s'", name, version, name);
+                           "whole model with 'edgellm models remove %s'",
+                           name, version, name);
         else {
-            memmove(&m.versions[i], &m.versions[i + 1], (m.n_versions - i - 1) * sizeof *m.versions);
+            memmove(&m.versions[i], &m.versions[i + 1],
+                    (m.n_versions - i - 1) * sizeof *m.versions);
             m.n_versions--;
             if (strcmp(m.active, version) == 0)
                 m.active[0] = '\0';
@@ -298,7 +301,8 @@ edgellm_status ellm_store_verify(store *s, store_verify_report_fn report, void *
             if (bs != EDGELLM_OK)
                 (*n_bad)++;
             if (report)
-                report(user, names[i], m.versions[j].version, bs == EDGELLM_OK ? NULL : edgellm_last_error());
+                report(user, names[i], m.versions[j].version,
+                       bs == EDGELLM_OK ? NULL : edgellm_last_error());
         }
         ellm_store_model_clear(&m);
         ellm_st_unlock_store(s);

@@ -15,7 +15,8 @@
 #include "core/status.h"
 #include "store/store_internal.h"
 
-static edgellm_status copy_and_hash(const char *from, int out_fd, const char *out_path, bool progress)
+static edgellm_status copy_and_hash(const char *from, int out_fd, const char *out_path,
+                                    bool progress)
 {
     int in = open(from, O_RDONLY | O_CLOEXEC);
     if (in < 0)
@@ -44,8 +45,10 @@ static edgellm_status copy_and_hash(const char *from, int out_fd, const char *ou
             if (w < 0) {
                 int err = errno;
                 if (err == ENOSPC || err == EFBIG || err == EDQUOT)
-                    st = ellm_fail(EDGELLM_ERR_IO, "disk full while copying %s into the store (%s): "
-                                   "free space and retry", from, strerror(err));
+                    st = ellm_fail(EDGELLM_ERR_IO,
+                                   "disk full while copying %s into the store (%s): "
+                                   "free space and retry",
+                                   from, strerror(err));
                 else
                     st = ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", out_path, strerror(err));
                 break;
@@ -79,8 +82,8 @@ static edgellm_status read_signature(const char *from, const store_install_optio
         const char *query = ellm_st_is_url(from) ? strchr(from, '?') : NULL;
         if (query)
             path_len = (size_t)(query - from);
-        edgellm_status st = ellm_st_path(default_sig, sizeof default_sig, "%.*s.sig%s", (int)path_len,
-                                    from, query ? query : "");
+        edgellm_status st = ellm_st_path(default_sig, sizeof default_sig, "%.*s.sig%s",
+                                         (int)path_len, from, query ? query : "");
         if (st != EDGELLM_OK)
             return st;
         where = default_sig;
@@ -98,7 +101,8 @@ static edgellm_status read_signature(const char *from, const store_install_optio
         if (!f) {
             if (errno == ENOENT && !opts->sig)
                 return EDGELLM_OK;
-            return ellm_fail(EDGELLM_ERR_IO, "cannot read signature %s: %s", where, strerror(errno));
+            return ellm_fail(EDGELLM_ERR_IO, "cannot read signature %s: %s", where,
+                             strerror(errno));
         }
         text = malloc(65536);
         len = text ? fread(text, 1, 65535, f) : 0;
@@ -127,7 +131,8 @@ static void next_version(const store_model *m, char *out, size_t cap)
 }
 
 /* A temporary under tmp/ that this process owns: flock()ed so gc leaves it alone. */
-static edgellm_status open_owned_temp(store *s, const char *prefix, char *path, size_t cap, int *fd_out)
+static edgellm_status open_owned_temp(store *s, const char *prefix, char *path, size_t cap,
+                                      int *fd_out)
 {
     for (;;) {
         edgellm_status st = ellm_st_path(path, cap, "%s/tmp/%s-XXXXXX", s->root, prefix);
@@ -135,8 +140,8 @@ static edgellm_status open_owned_temp(store *s, const char *prefix, char *path, 
             return st;
         int fd = mkostemp(path, O_CLOEXEC);
         if (fd < 0)
-            return ellm_fail(EDGELLM_ERR_IO, "cannot create a temporary file in %s/tmp: %s", s->root,
-                             strerror(errno));
+            return ellm_fail(EDGELLM_ERR_IO, "cannot create a temporary file in %s/tmp: %s",
+                             s->root, strerror(errno));
         while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
         }
         /* A gc that saw the file before we locked it unlinks it while holding the lock; our
@@ -151,7 +156,8 @@ static edgellm_status open_owned_temp(store *s, const char *prefix, char *path, 
 }
 
 /* Partial downloads are keyed by URL so an interrupted install resumes where it stopped. */
-static edgellm_status open_download_part(store *s, const char *url, char *path, size_t cap, int *fd_out)
+static edgellm_status open_download_part(store *s, const char *url, char *path, size_t cap,
+                                         int *fd_out)
 {
     char key[STORE_HASH_HEX];
     unsigned char digest[crypto_hash_sha256_BYTES];
@@ -190,9 +196,9 @@ static edgellm_status refuse_model(edgellm_status st, const char *from, const ch
     return ellm_fail(st, "refusing to install %s: %s: %s", from, what, cause);
 }
 
-edgellm_status ellm_store_install(store *s, const char *name, const char *version_in, const char *from,
-                             const store_install_options *opts_in, char *installed_version_out,
-                             size_t cap)
+edgellm_status ellm_store_install(store *s, const char *name, const char *version_in,
+                                  const char *from, const store_install_options *opts_in,
+                                  char *installed_version_out, size_t cap)
 {
     store_install_options opts = opts_in ? *opts_in : (store_install_options){.activate = true};
     char tmp_path[1300];
@@ -217,7 +223,9 @@ edgellm_status ellm_store_install(store *s, const char *name, const char *versio
     } else {
         struct stat sb;
         if (stat(from, &sb) != 0 || !S_ISREG(sb.st_mode))
-            return ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s: no such model file (give a local .gguf file or an http(s):// URL)", from);
+            return ellm_fail(
+                EDGELLM_ERR_NOT_FOUND,
+                "%s: no such model file (give a local .gguf file or an http(s):// URL)", from);
         st = open_owned_temp(s, "install", tmp_path, sizeof tmp_path, &fd);
         if (st == EDGELLM_OK)
             st = copy_and_hash(from, fd, tmp_path, opts.progress);
@@ -238,30 +246,33 @@ edgellm_status ellm_store_install(store *s, const char *name, const char *versio
     if (st == EDGELLM_OK && !signed_file && !opts.allow_unsigned)
         st = ellm_fail(EDGELLM_ERR_FORMAT,
                        "refusing to install %s: no signature (looked for %s%s); give --sig PATH or "
-                       "pass --allow-unsigned to install it unverified", from, opts.sig ? opts.sig : from,
-                       opts.sig ? "" : ".sig");
+                       "pass --allow-unsigned to install it unverified",
+                       from, opts.sig ? opts.sig : from, opts.sig ? "" : ".sig");
     if (st == EDGELLM_OK && signed_file) {
         if (strcmp(sig.name, name) != 0)
-            st = ellm_fail(EDGELLM_ERR_FORMAT, "refusing to install: the signature is for model '%s', not '%s'",
+            st = ellm_fail(EDGELLM_ERR_FORMAT,
+                           "refusing to install: the signature is for model '%s', not '%s'",
                            sig.name, name);
         else if (version[0] && strcmp(sig.version, version) != 0)
             st = ellm_fail(EDGELLM_ERR_FORMAT,
                            "refusing to install: the signature is for version '%s', not '%s'",
                            sig.version, version);
         else if (strcmp(sig.sha256, sha) != 0 || sig.size != size)
-            st = ellm_fail(EDGELLM_ERR_FORMAT,
-                           "refusing to install %s: its SHA-256 %.16s... (%llu bytes) does not match "
-                           "the signed %.16s... (%llu bytes): the file is corrupt or was tampered with",
-                           from, sha, (unsigned long long)size, sig.sha256, (unsigned long long)sig.size);
+            st = ellm_fail(
+                EDGELLM_ERR_FORMAT,
+                "refusing to install %s: its SHA-256 %.16s... (%llu bytes) does not match "
+                "the signed %.16s... (%llu bytes): the file is corrupt or was tampered with",
+                from, sha, (unsigned long long)size, sig.sha256, (unsigned long long)sig.size);
         else if ((st = ellm_store_signature_check(&sig)) != EDGELLM_OK)
             st = ellm_fail_wrap(st, "refusing to install %s", from);
         else if ((st = ellm_store_key_trusted(s, sig.key, &trusted)) != EDGELLM_OK)
             st = ellm_fail_wrap(st, "refusing to install %s", from);
         else if (!trusted)
-            st = ellm_fail(EDGELLM_ERR_FORMAT,
-                           "refusing to install %s: it is signed by key %s, which is not in %s/trusted-keys "
-                           "(add it with 'edgellm models trust KEY' if you trust the publisher)",
-                           from, sig.key, s->root);
+            st = ellm_fail(
+                EDGELLM_ERR_FORMAT,
+                "refusing to install %s: it is signed by key %s, which is not in %s/trusted-keys "
+                "(add it with 'edgellm models trust KEY' if you trust the publisher)",
+                from, sig.key, s->root);
         if (st == EDGELLM_OK && !version[0])
             snprintf(version, sizeof version, "%s", sig.version);
     }
@@ -309,8 +320,8 @@ edgellm_status ellm_store_install(store *s, const char *name, const char *versio
         if (existing && strcmp(existing->sha256, sha) != 0)
             st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                            "%s:%s is already installed with different content (sha256 %.16s...); "
-                           "remove it first or install under another version", name, version,
-                           existing->sha256);
+                           "remove it first or install under another version",
+                           name, version, existing->sha256);
         already = existing != NULL;
     }
     char blob[1300];
@@ -324,7 +335,8 @@ edgellm_status ellm_store_install(store *s, const char *name, const char *versio
                       strcmp(existing_sha, sha) == 0;
         if (!intact) {
             if (rename(tmp_path, blob) != 0)
-                st = ellm_fail(EDGELLM_ERR_IO, "cannot move %s to %s: %s", tmp_path, blob, strerror(errno));
+                st = ellm_fail(EDGELLM_ERR_IO, "cannot move %s to %s: %s", tmp_path, blob,
+                               strerror(errno));
             else {
                 moved = true;
                 char blobs_dir[1200];
@@ -390,15 +402,17 @@ static edgellm_status set_active(store *s, const char *name, const char *version
     const char *target = version;
     if (st == EDGELLM_OK && to_previous) {
         if (!m.previous[0])
-            st = ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s has no previous version to roll back to", name);
+            st = ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s has no previous version to roll back to",
+                           name);
         target = m.previous;
     }
     const store_version *v = NULL;
     if (st == EDGELLM_OK) {
         v = ellm_store_model_find(&m, target);
         if (!v)
-            st = ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s:%s is not installed (see 'edgellm models info %s')",
-                           name, target, name);
+            st = ellm_fail(EDGELLM_ERR_NOT_FOUND,
+                           "%s:%s is not installed (see 'edgellm models info %s')", name, target,
+                           name);
     }
     if (st == EDGELLM_OK)
         st = ellm_st_check_blob(s, v, name);

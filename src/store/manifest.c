@@ -94,12 +94,14 @@ edgellm_status ellm_st_load_manifest(store *s, const char *name, store_model *ou
 {
     memset(out, 0, sizeof *out);
     char path[1300];
-    edgellm_status st = ellm_st_path(path, sizeof path, "%s/models/%s/manifest.json", s->root, name);
+    edgellm_status st = ellm_st_path(path, sizeof path, "%s/models/%s/manifest.json", s->root,
+                                     name);
     if (st != EDGELLM_OK)
         return st;
     struct stat sb;
     if (lstat(path, &sb) != 0 && (errno == ENOENT || errno == ENOTDIR))
-        return ellm_fail(EDGELLM_ERR_NOT_FOUND, "model '%s' is not installed (see 'edgellm models list')", name);
+        return ellm_fail(EDGELLM_ERR_NOT_FOUND,
+                         "model '%s' is not installed (see 'edgellm models list')", name);
     FILE *f = fopen(path, "rb");
     if (!f || fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         int err = f ? EISDIR : errno;
@@ -107,8 +109,8 @@ edgellm_status ellm_st_load_manifest(store *s, const char *name, store_model *ou
             fclose(f);
         return ellm_fail(EDGELLM_ERR_IO,
                          "cannot read the manifest %s: %s; restore it, or remove the model with "
-                         "'edgellm models remove %s'", path, f ? "not a regular file" : strerror(err),
-                         name);
+                         "'edgellm models remove %s'",
+                         path, f ? "not a regular file" : strerror(err), name);
     }
     json_error_t err;
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
@@ -124,12 +126,12 @@ edgellm_status ellm_st_load_manifest(store *s, const char *name, store_model *ou
     snprintf(out->name, sizeof out->name, "%s", name);
     const char *bad = NULL, *expected = NULL;
     size_t bad_entry = 0;
-#define FIELD(obj, key, form, may_be_empty, dst)                                                \
-    do {                                                                                        \
-        if (!bad && !read_field((obj), (key), (form), (may_be_empty), (dst), sizeof(dst))) {    \
-            bad = (key);                                                                        \
-            expected = field_form_name(form);                                                   \
-        }                                                                                       \
+#define FIELD(obj, key, form, may_be_empty, dst)                                                   \
+    do {                                                                                           \
+        if (!bad && !read_field((obj), (key), (form), (may_be_empty), (dst), sizeof(dst))) {       \
+            bad = (key);                                                                           \
+            expected = field_form_name(form);                                                      \
+        }                                                                                          \
     } while (0)
     FIELD(root, "active", FIELD_TOKEN, true, out->active);
     FIELD(root, "previous", FIELD_TOKEN, true, out->previous);
@@ -152,10 +154,11 @@ edgellm_status ellm_st_load_manifest(store *s, const char *name, store_model *ou
         FIELD(v, "source", FIELD_TEXT, true, sv->source);
         FIELD(v, "signed_by", FIELD_KEY, true, sv->signed_by);
         FIELD(v, "signature", FIELD_SIG, true, sv->signature);
-        if (!bad && !(read_count(v, "size", &sv->size) && read_count(v, "parameters", &sv->n_params) &&
-                      read_count(v, "context_length", &context) &&
-                      read_count(v, "min_ram_bytes", &sv->min_ram_bytes) &&
-                      read_count(v, "installed_at", &installed))) {
+        if (!bad &&
+            !(read_count(v, "size", &sv->size) && read_count(v, "parameters", &sv->n_params) &&
+              read_count(v, "context_length", &context) &&
+              read_count(v, "min_ram_bytes", &sv->min_ram_bytes) &&
+              read_count(v, "installed_at", &installed))) {
             bad = "size, parameters, context_length, min_ram_bytes or installed_at";
             expected = "a count (an integer from 0)";
         }
@@ -183,14 +186,15 @@ edgellm_status ellm_st_save_manifest(store *s, const store_model *m)
     json_t *versions = json_array();
     for (size_t i = 0; i < m->n_versions; i++) {
         const store_version *v = &m->versions[i];
-        json_array_append_new(versions,
-            json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I}",
-                      "version", v->version, "sha256", v->sha256, "size", (json_int_t)v->size,
-                      "architecture", v->architecture, "quantization", v->quantization,
-                      "parameters", (json_int_t)v->n_params, "context_length",
-                      (json_int_t)v->context_length, "min_ram_bytes", (json_int_t)v->min_ram_bytes,
-                      "source", v->source, "signed_by", v->signed_by, "signature", v->signature,
-                      "installed_at", (json_int_t)v->installed_at));
+        json_array_append_new(
+            versions,
+            json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I}", "version",
+                      v->version, "sha256", v->sha256, "size", (json_int_t)v->size, "architecture",
+                      v->architecture, "quantization", v->quantization, "parameters",
+                      (json_int_t)v->n_params, "context_length", (json_int_t)v->context_length,
+                      "min_ram_bytes", (json_int_t)v->min_ram_bytes, "source", v->source,
+                      "signed_by", v->signed_by, "signature", v->signature, "installed_at",
+                      (json_int_t)v->installed_at));
     }
     json_t *root = json_pack("{s:s, s:s, s:s, s:b, s:o}", "name", m->name, "active", m->active,
                              "previous", m->previous, "pinned", m->pinned, "versions", versions);
@@ -240,12 +244,14 @@ edgellm_status ellm_store_list_names(store *s, char ***names_out, size_t *count_
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         /* Only names the store can create; anything else in models/ is not a model. */
-        if (!ellm_st_valid_token(e->d_name, strlen(e->d_name)) || strlen(e->d_name) >= STORE_NAME_MAX)
+        if (!ellm_st_valid_token(e->d_name, strlen(e->d_name)) ||
+            strlen(e->d_name) >= STORE_NAME_MAX)
             continue;
         /* A manifest that exists but cannot be read is listed, so its readers report it. */
         char manifest[1400];
         struct stat sb;
-        if (ellm_st_path(manifest, sizeof manifest, "%s/%s/manifest.json", dir, e->d_name) != EDGELLM_OK ||
+        if (ellm_st_path(manifest, sizeof manifest, "%s/%s/manifest.json", dir, e->d_name) !=
+                EDGELLM_OK ||
             (lstat(manifest, &sb) != 0 && (errno == ENOENT || errno == ENOTDIR)))
             continue;
         if (n == cap) {

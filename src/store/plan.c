@@ -46,9 +46,11 @@ edgellm_status ellm_store_read_shape(const char *gguf_path, store_model_shape *o
     out->n_head_kv = get_i32(f, a, "attention.head_count_kv", out->n_head);
     out->n_ff = get_i32(f, a, "feed_forward_length", 0);
     out->n_ctx_train = get_i32(f, a, "context_length", 0);
-    out->head_dim = get_i32(f, a, "attention.key_length", out->n_head > 0 ? out->n_embd / out->n_head : 0);
+    out->head_dim = get_i32(f, a, "attention.key_length",
+                            out->n_head > 0 ? out->n_embd / out->n_head : 0);
     const gguf_array *tokens = NULL;
-    if (ellm_gguf_get_array(f, "tokenizer.ggml.tokens", &tokens) == EDGELLM_OK && tokens->n <= INT32_MAX)
+    if (ellm_gguf_get_array(f, "tokenizer.ggml.tokens", &tokens) == EDGELLM_OK &&
+        tokens->n <= INT32_MAX)
         out->n_vocab = (int32_t)tokens->n;
 
     /* The quantization is the type holding most weight bytes among the matrices. */
@@ -59,7 +61,8 @@ edgellm_status ellm_store_read_shape(const char *gguf_path, store_model_shape *o
         out->weights_bytes += t->n_bytes;
         if (t->n_dims >= 2 && t->type < 64)
             bytes_by_type[t->type] += t->n_bytes;
-        if (out->n_vocab == 0 && ellm_gguf_str_eq(t->name, "token_embd.weight") && t->ne[1] <= INT32_MAX)
+        if (out->n_vocab == 0 && ellm_gguf_str_eq(t->name, "token_embd.weight") &&
+            t->ne[1] <= INT32_MAX)
             out->n_vocab = (int32_t)t->ne[1];
     }
     uint32_t best = 0;
@@ -70,10 +73,11 @@ edgellm_status ellm_store_read_shape(const char *gguf_path, store_model_shape *o
     out->file_bytes = ellm_gguf_file_size(f);
     ellm_gguf_close(f);
     if (out->n_embd <= 0 || out->n_layer <= 0 || out->n_head <= 0)
-        return ellm_fail(EDGELLM_ERR_FORMAT,
-                         "%s lacks %s.embedding_length / block_count / attention.head_count: cannot "
-                         "plan its memory",
-                         gguf_path, a);
+        return ellm_fail(
+            EDGELLM_ERR_FORMAT,
+            "%s lacks %s.embedding_length / block_count / attention.head_count: cannot "
+            "plan its memory",
+            gguf_path, a);
     return EDGELLM_OK;
 }
 
@@ -84,8 +88,8 @@ static uint64_t process_overhead(int32_t n_vocab)
     return 6ull * 1024 * 1024 + (uint64_t)(n_vocab > 0 ? n_vocab : 0) * 64ull;
 }
 
-edgellm_status ellm_store_plan_model(const edgellm_model *model, const edgellm_context_params *params,
-                                store_plan *out)
+edgellm_status ellm_store_plan_model(const edgellm_model *model,
+                                     const edgellm_context_params *params, store_plan *out)
 {
     memset(out, 0, sizeof *out);
     edgellm_memory_estimate engine;
@@ -100,8 +104,8 @@ edgellm_status ellm_store_plan_model(const edgellm_model *model, const edgellm_c
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_store_plan_shape(const store_model_shape *shape, const edgellm_context_params *params,
-                                store_plan *out)
+edgellm_status ellm_store_plan_shape(const store_model_shape *shape,
+                                     const edgellm_context_params *params, store_plan *out)
 {
     memset(out, 0, sizeof *out);
     ellm_type type;
@@ -123,7 +127,8 @@ edgellm_status ellm_store_plan_shape(const store_model_shape *shape, const edgel
     hp.head_dim = shape->head_dim;
     hp.n_ff = shape->n_ff;
     edgellm_memory_estimate engine;
-    edgellm_status st = ellm_estimate_memory_for_shape(&hp, type, shape->weights_bytes, params, &engine);
+    edgellm_status st = ellm_estimate_memory_for_shape(&hp, type, shape->weights_bytes, params,
+                                                       &engine);
     if (st != EDGELLM_OK)
         return st;
     out->weights_bytes = engine.weights_bytes;
@@ -134,8 +139,9 @@ edgellm_status ellm_store_plan_shape(const store_model_shape *shape, const edgel
     return EDGELLM_OK;
 }
 
-int32_t ellm_store_plan_max_context(const edgellm_model *model, const edgellm_context_params *params,
-                               uint64_t budget, int32_t limit)
+int32_t ellm_store_plan_max_context(const edgellm_model *model,
+                                    const edgellm_context_params *params, uint64_t budget,
+                                    int32_t limit)
 {
     edgellm_context_params at = params ? *params : edgellm_context_default_params();
     store_plan p;

@@ -18,7 +18,8 @@
 static edgellm_status statement(const char *name, const char *version, const char *sha256,
                                 uint64_t size, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "edgellm-model-signature-v1\nname=%s\nversion=%s\nsha256=%s\nsize=%llu\n",
+    int n = snprintf(out, cap,
+                     "edgellm-model-signature-v1\nname=%s\nversion=%s\nsha256=%s\nsize=%llu\n",
                      name, version, sha256, (unsigned long long)size);
     if (n < 0 || (size_t)n >= cap)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "signature statement too long");
@@ -57,8 +58,9 @@ edgellm_status ellm_store_keygen(const char *secret_path, char pub_hex_out[65])
 
     int fd = open(secret_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot create %s: %s (an existing key is never overwritten)",
-                         secret_path, strerror(errno));
+        return ellm_fail(EDGELLM_ERR_IO,
+                         "cannot create %s: %s (an existing key is never overwritten)", secret_path,
+                         strerror(errno));
     char line[100];
     int n = snprintf(line, sizeof line, "ed25519-secret %s\n", seed_hex);
     sodium_memzero(seed_hex, sizeof seed_hex);
@@ -86,7 +88,8 @@ edgellm_status ellm_store_keygen(const char *secret_path, char pub_hex_out[65])
     return EDGELLM_OK;
 }
 
-static edgellm_status load_secret(const char *secret_path, unsigned char sk[crypto_sign_SECRETKEYBYTES],
+static edgellm_status load_secret(const char *secret_path,
+                                  unsigned char sk[crypto_sign_SECRETKEYBYTES],
                                   unsigned char pk[crypto_sign_PUBLICKEYBYTES])
 {
     size_t len = 0;
@@ -95,7 +98,8 @@ static edgellm_status load_secret(const char *secret_path, unsigned char sk[cryp
         return ellm_fail(EDGELLM_ERR_IO, "cannot read key %s: %s", secret_path, strerror(errno));
     char seed_hex[2 * crypto_sign_SEEDBYTES + 1] = {0};
     unsigned char seed[crypto_sign_SEEDBYTES];
-    bool ok = sscanf(text, "ed25519-secret %64s", seed_hex) == 1 && ellm_st_unhex(seed_hex, seed, sizeof seed);
+    bool ok = sscanf(text, "ed25519-secret %64s", seed_hex) == 1 &&
+              ellm_st_unhex(seed_hex, seed, sizeof seed);
     sodium_memzero(text, len);
     free(text);
     if (!ok)
@@ -109,18 +113,19 @@ static edgellm_status load_secret(const char *secret_path, unsigned char sk[cryp
 }
 
 edgellm_status ellm_store_sign_file(const char *secret_path, const char *file, const char *name,
-                               const char *version, const char *sig_path)
+                                    const char *version, const char *sig_path)
 {
     if (sodium_init() < 0)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
     char check_name[STORE_NAME_MAX], check_version[STORE_VERSION_MAX], ref[256];
     snprintf(ref, sizeof ref, "%s:%s", name, version);
     edgellm_status st = ellm_store_parse_ref(ref, check_name, sizeof check_name, check_version,
-                                        sizeof check_version);
+                                             sizeof check_version);
     if (st != EDGELLM_OK)
         return st;
     if (version[0] == '\0')
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "a signature needs a version (NAME:VERSION)");
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "a signature needs a version (NAME:VERSION)");
     unsigned char sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
     st = load_secret(secret_path, sk, pk);
     if (st != EDGELLM_OK)
@@ -143,8 +148,8 @@ edgellm_status ellm_store_sign_file(const char *secret_path, const char *file, c
     sodium_bin2hex(pk_hex, sizeof pk_hex, pk, sizeof pk);
 
     json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "format", "edgellm-signature-v1",
-                            "name", name, "version", version, "sha256", sha, "size", (json_int_t)size,
-                            "key", pk_hex, "signature", sig_hex);
+                            "name", name, "version", version, "sha256", sha, "size",
+                            (json_int_t)size, "key", pk_hex, "signature", sig_hex);
     char *json = obj ? json_dumps(obj, JSON_INDENT(2)) : NULL;
     json_decref(obj);
     if (!json)
@@ -199,8 +204,9 @@ edgellm_status ellm_store_signature_parse(const char *json_text, size_t len, sto
     if (!ellm_st_valid_token(out->name, strlen(out->name)) ||
         !ellm_st_valid_token(out->version, strlen(out->version)))
         return ellm_fail(EDGELLM_ERR_FORMAT, "signature name or version is not a model name or "
-                         "version (letters, digits, '.', '_', '-')");
-    if (!ellm_st_valid_sha256(out->sha256) || !ellm_st_valid_hex(out->key, crypto_sign_PUBLICKEYBYTES) ||
+                                             "version (letters, digits, '.', '_', '-')");
+    if (!ellm_st_valid_sha256(out->sha256) ||
+        !ellm_st_valid_hex(out->key, crypto_sign_PUBLICKEYBYTES) ||
         !ellm_st_valid_hex(out->signature, crypto_sign_BYTES))
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "signature sha256, key or signature is not lowercase hex of the right "
@@ -220,14 +226,16 @@ edgellm_status ellm_store_signature_check(const store_signature *sig)
     if (!ellm_st_unhex(sig->sha256, digest, sizeof digest))
         return ellm_fail(EDGELLM_ERR_FORMAT, "signature sha256 is not 64 hex digits");
     char text[1024];
-    edgellm_status st = statement(sig->name, sig->version, sig->sha256, sig->size, text, sizeof text);
+    edgellm_status st = statement(sig->name, sig->version, sig->sha256, sig->size, text,
+                                  sizeof text);
     if (st != EDGELLM_OK)
         return st;
     if (crypto_sign_verify_detached(sigb, (const unsigned char *)text, strlen(text), pk) != 0)
-        return ellm_fail(EDGELLM_ERR_FORMAT,
-                         "bad signature: the Ed25519 signature does not match %s:%s (sha256 %.12s...) "
-                         "under key %.16s...; the file or its signature was altered",
-                         sig->name, sig->version, sig->sha256, sig->key);
+        return ellm_fail(
+            EDGELLM_ERR_FORMAT,
+            "bad signature: the Ed25519 signature does not match %s:%s (sha256 %.12s...) "
+            "under key %.16s...; the file or its signature was altered",
+            sig->name, sig->version, sig->sha256, sig->key);
     return EDGELLM_OK;
 }
 
@@ -254,8 +262,11 @@ static edgellm_status read_trusted_file(const char *path, char **text_out, size_
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
     if (failed || len > TRUSTED_FILE_MAX) {
         free(text);
-        return ellm_fail(EDGELLM_ERR_FORMAT, failed ? "cannot read %s" : "%s is larger than 1 MiB: "
-                         "not a trusted-keys file the store wrote; check it", path);
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         failed ? "cannot read %s"
+                                : "%s is larger than 1 MiB: "
+                                  "not a trusted-keys file the store wrote; check it",
+                         path);
     }
     text[len] = '\0';
     *text_out = text;
@@ -266,19 +277,22 @@ static edgellm_status read_trusted_file(const char *path, char **text_out, size_
 /* Whether line (len bytes, no newline) lists pk. Each line is taken whole: a key can only come
  * from the second field of a line of its own. */
 static edgellm_status parse_trusted_line(const char *path, size_t line_no, const char *line,
-                                         size_t len, const unsigned char pk[crypto_sign_PUBLICKEYBYTES],
+                                         size_t len,
+                                         const unsigned char pk[crypto_sign_PUBLICKEYBYTES],
                                          bool *match)
 {
     *match = false;
     if (len + 1 > STORE_TRUSTED_LINE_MAX)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "%s line %zu is longer than %d bytes: not a line the store wrote; "
-                         "correct or delete it", path, line_no, STORE_TRUSTED_LINE_MAX);
+                         "correct or delete it",
+                         path, line_no, STORE_TRUSTED_LINE_MAX);
     for (size_t i = 0; i < len; i++)
         if (((unsigned char)line[i] < 0x20 && line[i] != '\t') || line[i] == 0x7f)
             return ellm_fail(EDGELLM_ERR_FORMAT,
                              "%s line %zu holds a control character (byte %zu): correct or "
-                             "delete that line", path, line_no, i + 1);
+                             "delete that line",
+                             path, line_no, i + 1);
     size_t at = 0;
     while (at < len && (line[at] == ' ' || line[at] == '\t'))
         at++;
@@ -293,8 +307,8 @@ static edgellm_status parse_trusted_line(const char *path, size_t line_no, const
         at += 8;
         while (at < len && (line[at] == ' ' || line[at] == '\t'))
             at++;
-        ok = len - at >= hex_len && (len - at == hex_len || line[at + hex_len] == ' ' ||
-                                     line[at + hex_len] == '\t');
+        ok = len - at >= hex_len &&
+             (len - at == hex_len || line[at + hex_len] == ' ' || line[at + hex_len] == '\t');
     }
     if (ok) {
         memcpy(hex, line + at, hex_len);
@@ -304,7 +318,8 @@ static edgellm_status parse_trusted_line(const char *path, size_t line_no, const
     if (!ok)
         return ellm_fail(EDGELLM_ERR_FORMAT,
                          "%s line %zu is not \"ed25519 <64 hex digits> [comment]\": correct or "
-                         "delete that line", path, line_no);
+                         "delete that line",
+                         path, line_no);
     *match = memcmp(key, pk, sizeof key) == 0;
     return EDGELLM_OK;
 }
@@ -320,10 +335,13 @@ static edgellm_status trusted_text_has(const char *path, const char *text, size_
         const char *nl = memchr(text + start, '\n', len - start);
         size_t end = nl ? (size_t)(nl - text) : len;
         if (memchr(text + start, '\0', end - start))
-            return ellm_fail(EDGELLM_ERR_FORMAT, "%s line %zu holds a NUL byte: correct or delete "
-                             "that line", path, line_no + 1);
+            return ellm_fail(EDGELLM_ERR_FORMAT,
+                             "%s line %zu holds a NUL byte: correct or delete "
+                             "that line",
+                             path, line_no + 1);
         bool match = false;
-        edgellm_status st = parse_trusted_line(path, ++line_no, text + start, end - start, pk, &match);
+        edgellm_status st = parse_trusted_line(path, ++line_no, text + start, end - start, pk,
+                                               &match);
         if (st != EDGELLM_OK)
             return st;
         *found = *found || match;
@@ -332,7 +350,8 @@ static edgellm_status trusted_text_has(const char *path, const char *text, size_
     return EDGELLM_OK;
 }
 
-static edgellm_status parse_public_key(const char *key_hex, unsigned char pk[crypto_sign_PUBLICKEYBYTES])
+static edgellm_status parse_public_key(const char *key_hex,
+                                       unsigned char pk[crypto_sign_PUBLICKEYBYTES])
 {
     if (!ellm_st_unhex(key_hex, pk, crypto_sign_PUBLICKEYBYTES))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,

@@ -24,7 +24,8 @@ edgellm_status ellm_store_default_root(char *out, size_t cap)
         return ellm_st_path(out, cap, "%s/edgellm", xdg);
     const char *user_home = getenv("HOME");
     if (!user_home || !*user_home)
-        return ellm_fail(EDGELLM_ERR_NOT_FOUND, "neither EDGELLM_HOME nor HOME is set: cannot find the model store");
+        return ellm_fail(EDGELLM_ERR_NOT_FOUND,
+                         "neither EDGELLM_HOME nor HOME is set: cannot find the model store");
     return ellm_st_path(out, cap, "%s/.local/share/edgellm", user_home);
 }
 
@@ -34,12 +35,13 @@ static edgellm_status make_dirs(const char *path)
     edgellm_status st = ellm_st_path(buf, sizeof buf, "%s", path);
     if (st != EDGELLM_OK)
         return st;
-    for (char *p = buf + 1; ; p++) {
+    for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             *p = '\0';
             if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return ellm_fail(EDGELLM_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+                return ellm_fail(EDGELLM_ERR_IO, "cannot create directory %s: %s", buf,
+                                 strerror(errno));
             *p = saved;
             if (saved == '\0')
                 break;
@@ -74,7 +76,8 @@ edgellm_status ellm_store_open(const char *root, store **out)
     if (st == EDGELLM_OK) {
         s->lock_fd = open(dir, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (s->lock_fd < 0)
-            st = ellm_fail(EDGELLM_ERR_IO, "cannot open the store lock %s: %s", dir, strerror(errno));
+            st = ellm_fail(EDGELLM_ERR_IO, "cannot open the store lock %s: %s", dir,
+                           strerror(errno));
     }
     if (st != EDGELLM_OK) {
         ellm_store_close(s);
@@ -99,7 +102,8 @@ edgellm_status ellm_st_lock_store(store *s)
 {
     while (flock(s->lock_fd, LOCK_EX) != 0) {
         if (errno != EINTR)
-            return ellm_fail(EDGELLM_ERR_IO, "cannot lock the store at %s: %s", s->root, strerror(errno));
+            return ellm_fail(EDGELLM_ERR_IO, "cannot lock the store at %s: %s", s->root,
+                             strerror(errno));
     }
     return EDGELLM_OK;
 }
@@ -108,8 +112,8 @@ void ellm_st_unlock_store(store *s) { flock(s->lock_fd, LOCK_UN); }
 
 /* ---- names -------------------------------------------------------------------------------- */
 
-edgellm_status ellm_store_parse_ref(const char *ref, char *name_out, size_t name_cap, char *version_out,
-                               size_t version_cap)
+edgellm_status ellm_store_parse_ref(const char *ref, char *name_out, size_t name_cap,
+                                    char *version_out, size_t version_cap)
 {
     const char *colon = strchr(ref, ':');
     size_t name_len = colon ? (size_t)(colon - ref) : strlen(ref);
@@ -118,7 +122,8 @@ edgellm_status ellm_store_parse_ref(const char *ref, char *name_out, size_t name
     if (!ellm_st_valid_token(ref, name_len) || name_len >= name_cap || name_len >= STORE_NAME_MAX)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "'%s' is not a model name: use letters, digits, '.', '_' and '-' "
-                         "(NAME or NAME:VERSION)", ref);
+                         "(NAME or NAME:VERSION)",
+                         ref);
     if (colon && (!ellm_st_valid_token(version, version_len) || version_len >= version_cap ||
                   version_len >= STORE_VERSION_MAX))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
@@ -152,11 +157,15 @@ edgellm_status ellm_store_model_path(store *s, const char *ref, char *path_out, 
     const store_version *v = want[0] ? ellm_store_model_find(&m, want) : NULL;
     if (!v)
         st = want[0] ? ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s:%s is not installed", name, want)
-                     : ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s has no active version: activate one with 'edgellm models activate %s:VERSION'", name, name);
+                     : ellm_fail(EDGELLM_ERR_NOT_FOUND,
+                                 "%s has no active version: activate one with 'edgellm models "
+                                 "activate %s:VERSION'",
+                                 name, name);
     if (st == EDGELLM_OK)
         st = ellm_st_blob_path(s, v->sha256, path_out, cap);
     if (st == EDGELLM_OK && access(path_out, R_OK) != 0)
-        st = ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s:%s: its file %s is missing; reinstall it", name, v->version, path_out);
+        st = ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s:%s: its file %s is missing; reinstall it", name,
+                       v->version, path_out);
     ellm_store_model_clear(&m);
     return st;
 }
@@ -175,7 +184,8 @@ edgellm_status ellm_store_resolve_model(const char *name_or_path, char *path_out
     char name[STORE_NAME_MAX], version[STORE_VERSION_MAX];
     st = ellm_store_parse_ref(name_or_path, name, sizeof name, version, sizeof version);
     if (st != EDGELLM_OK)
-        return ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s is neither a model file nor an installed model name", name_or_path);
+        return ellm_fail(EDGELLM_ERR_NOT_FOUND,
+                         "%s is neither a model file nor an installed model name", name_or_path);
     store *s = NULL;
     st = ellm_store_open(root, &s);
     if (st != EDGELLM_OK)

@@ -36,9 +36,9 @@ typedef struct store_version {
     uint32_t context_length;
     uint64_t min_ram_bytes; /* weights + KV cache at 512 tokens (F16) + scratch */
     char source[512];
-    char signed_by[65];     /* hex public key, "" when installed with --allow-unsigned */
-    char signature[129];    /* hex Ed25519 signature, "" when unsigned */
-    int64_t installed_at;   /* unix seconds */
+    char signed_by[65];   /* hex public key, "" when installed with --allow-unsigned */
+    char signature[129];  /* hex Ed25519 signature, "" when unsigned */
+    int64_t installed_at; /* unix seconds */
 } store_version;
 
 typedef struct store_model {
@@ -63,15 +63,15 @@ const char *ellm_store_root(const store *s);
 
 /* Splits "NAME[:VERSION]"; version_out is "" when absent. Names and versions are validated
  * ([A-Za-z0-9._-], not starting with '.'). */
-edgellm_status ellm_store_parse_ref(const char *ref, char *name_out, size_t name_cap, char *version_out,
-                               size_t version_cap);
+edgellm_status ellm_store_parse_ref(const char *ref, char *name_out, size_t name_cap,
+                                    char *version_out, size_t version_cap);
 
 typedef struct store_install_options {
-    const char *sig;        /* signature file path or URL; NULL: FROM.sig */
-    bool allow_unsigned;    /* install without a signature when none is found */
-    bool activate;          /* make it active (unless the name is pinned) */
-    bool progress;          /* draw a progress bar on stderr */
-    int max_retries;        /* download attempts after a dropped connection (0: 5; < 0: none) */
+    const char *sig;     /* signature file path or URL; NULL: FROM.sig */
+    bool allow_unsigned; /* install without a signature when none is found */
+    bool activate;       /* make it active (unless the name is pinned) */
+    bool progress;       /* draw a progress bar on stderr */
+    int max_retries;     /* download attempts after a dropped connection (0: 5; < 0: none) */
     /* Receives one-line notes the user should see while the install goes on (a download that
      * had to restart from byte 0); NULL drops them. */
     void (*notice)(void *user, const char *message);
@@ -83,8 +83,8 @@ typedef struct store_install_options {
  * model loads. Copies left in tmp/ by installs that were killed are deleted first.
  * installed_version_out (may be NULL) receives the version. */
 edgellm_status ellm_store_install(store *s, const char *name, const char *version, const char *from,
-                             const store_install_options *opts, char *installed_version_out,
-                             size_t cap);
+                                  const store_install_options *opts, char *installed_version_out,
+                                  size_t cap);
 
 /* Loads a model's manifest (EDGELLM_ERR_NOT_FOUND when the name is not installed). */
 edgellm_status ellm_store_get_model(store *s, const char *name, store_model *out);
@@ -104,7 +104,8 @@ edgellm_status ellm_store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_
 typedef void (*store_verify_report_fn)(void *user, const char *name, const char *version,
                                        const char *problem /* NULL when fine */);
 /* Re-hashes every referenced blob; *n_bad counts corrupt or missing ones. */
-edgellm_status ellm_store_verify(store *s, store_verify_report_fn report, void *user, size_t *n_bad);
+edgellm_status ellm_store_verify(store *s, store_verify_report_fn report, void *user,
+                                 size_t *n_bad);
 
 /* Path of the blob of name[:version] (the active version when none is given). */
 edgellm_status ellm_store_model_path(store *s, const char *ref, char *path_out, size_t cap);
@@ -115,13 +116,14 @@ edgellm_status ellm_store_resolve_model(const char *name_or_path, char *path_out
 
 /* ---- Hashing and signatures ---------------------------------------------------------- */
 
-edgellm_status ellm_store_sha256_file(const char *path, char hex_out[STORE_HASH_HEX], uint64_t *size);
+edgellm_status ellm_store_sha256_file(const char *path, char hex_out[STORE_HASH_HEX],
+                                      uint64_t *size);
 
 /* Writes a new key pair: secret_path (mode 0600, hex seed) and secret_path + ".pub". */
 edgellm_status ellm_store_keygen(const char *secret_path, char pub_hex_out[65]);
 /* Signs file as name:version into sig_path (JSON). */
 edgellm_status ellm_store_sign_file(const char *secret_path, const char *file, const char *name,
-                               const char *version, const char *sig_path);
+                                    const char *version, const char *sig_path);
 
 typedef struct store_signature {
     char name[STORE_NAME_MAX];
@@ -170,17 +172,18 @@ typedef struct store_plan {
  * edgellm_context_create allocates with these parameters, by the same layout, pruned layers and
  * every cache type included); the overhead is the process's around it. Fails as context creation
  * would (a context longer than the model's, a cache type the model cannot hold). */
-edgellm_status ellm_store_plan_model(const edgellm_model *model, const edgellm_context_params *params,
-                                store_plan *out);
+edgellm_status ellm_store_plan_model(const edgellm_model *model,
+                                     const edgellm_context_params *params, store_plan *out);
 /* The plan for a model that is not at hand (recommend's size classes): the shape's
  * hyper-parameters with every matrix of its quantization, through the same engine layout. A shape
  * without a training context needs params->n_ctx. */
-edgellm_status ellm_store_plan_shape(const store_model_shape *shape, const edgellm_context_params *params,
-                                store_plan *out);
+edgellm_status ellm_store_plan_shape(const store_model_shape *shape,
+                                     const edgellm_context_params *params, store_plan *out);
 /* Largest context (<= limit) whose plan with params fits in budget; 0 when not even 1 token
  * fits. */
-int32_t ellm_store_plan_max_context(const edgellm_model *model, const edgellm_context_params *params,
-                               uint64_t budget, int32_t limit);
+int32_t ellm_store_plan_max_context(const edgellm_model *model,
+                                    const edgellm_context_params *params, uint64_t budget,
+                                    int32_t limit);
 /* Bytes of usable RAM on this machine (MemAvailable, else total physical). */
 uint64_t ellm_store_machine_ram(void);
 

@@ -14,13 +14,15 @@ struct store {
 };
 
 /* snprintf into a fixed buffer; fails (with a message) instead of truncating a path. */
-edgellm_status ellm_st_path(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+edgellm_status ellm_st_path(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* fsync()s a directory so a rename inside it survives a power loss. */
 edgellm_status ellm_st_fsync_dir(const char *dir);
 
 /* Writes data to dir/<final_name> through a fsynced temporary and one rename. */
-edgellm_status ellm_st_write_atomic(const char *dir, const char *final_name, const void *data, size_t len);
+edgellm_status ellm_st_write_atomic(const char *dir, const char *final_name, const void *data,
+                                    size_t len);
 
 bool ellm_st_is_url(const char *s);
 
@@ -53,14 +55,14 @@ double ellm_st_now(void);
  * dropped connections; a server that ignores the Range request restarts the file from byte 0
  * (told through opts->notice). The caller holds an exclusive flock on part_fd. */
 edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_path,
-                           const store_install_options *opts);
+                                const store_install_options *opts);
 /* Fetches a small resource (a signature) into a malloc'd NUL-terminated buffer.
  * EDGELLM_ERR_NOT_FOUND for HTTP 404. */
 edgellm_status ellm_st_fetch_small(const char *url, char **text_out, size_t *len_out);
 
 /* Hashes an open file from the start. */
 edgellm_status ellm_st_sha256_fd(int fd, const char *path_for_errors, char hex_out[STORE_HASH_HEX],
-                            uint64_t *size_out);
+                                 uint64_t *size_out);
 /* Decodes exactly 2*n hex digits (either case) into out; false for any other length or byte. */
 bool ellm_st_unhex(const char *hex, unsigned char *out, size_t n);
 

@@ -20,8 +20,8 @@ edgellm_status ellm_st_path(char *out, size_t cap, const char *fmt, ...)
     int n = vsnprintf(out, cap, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= cap)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "path too long (limit %zu bytes): %s...", cap,
-                         out);
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "path too long (limit %zu bytes): %s...",
+                         cap, out);
     return EDGELLM_OK;
 }
 
@@ -59,7 +59,8 @@ static edgellm_status write_all(int fd, const void *data, size_t len, const char
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_st_write_atomic(const char *dir, const char *final_name, const void *data, size_t len)
+edgellm_status ellm_st_write_atomic(const char *dir, const char *final_name, const void *data,
+                                    size_t len)
 {
     char tmp[1200], final_path[1200];
     edgellm_status st = ellm_st_path(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, final_name);
@@ -115,10 +116,7 @@ bool ellm_st_valid_hex(const char *s, size_t n_bytes)
     return s[2 * n_bytes] == '\0';
 }
 
-bool ellm_st_valid_sha256(const char *s)
-{
-    return ellm_st_valid_hex(s, 32);
-}
+bool ellm_st_valid_sha256(const char *s) { return ellm_st_valid_hex(s, 32); }
 
 bool ellm_st_has_control(const char *s)
 {
@@ -192,20 +190,17 @@ void ellm_st_progress_draw(const char *label, uint64_t done, uint64_t total, dou
     fflush(stderr);
 }
 
-void ellm_st_progress_done(void)
-{
-    fputc('\n', stderr);
-}
+void ellm_st_progress_done(void) { fputc('\n', stderr); }
 
 bool ellm_st_unhex(const char *hex, unsigned char *out, size_t n)
 {
     size_t decoded = 0;
-    return strlen(hex) == 2 * n &&
-           sodium_hex2bin(out, n, hex, 2 * n, NULL, &decoded, NULL) == 0 && decoded == n;
+    return strlen(hex) == 2 * n && sodium_hex2bin(out, n, hex, 2 * n, NULL, &decoded, NULL) == 0 &&
+           decoded == n;
 }
 
 edgellm_status ellm_st_sha256_fd(int fd, const char *path_for_errors, char hex_out[STORE_HASH_HEX],
-                            uint64_t *size_out)
+                                 uint64_t *size_out)
 {
     if (sodium_init() < 0)
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "libsodium failed to initialize");
@@ -241,7 +236,8 @@ edgellm_status ellm_st_sha256_fd(int fd, const char *path_for_errors, char hex_o
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_store_sha256_file(const char *path, char hex_out[STORE_HASH_HEX], uint64_t *size)
+edgellm_status ellm_store_sha256_file(const char *path, char hex_out[STORE_HASH_HEX],
+                                      uint64_t *size)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

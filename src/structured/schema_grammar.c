@@ -15,23 +15,20 @@
  * forever and small budgets still reach the closing bracket. */
 #define WS_RULE "ws ::= [ \\n]?\n"
 
-#define BASE_RULES                                                                               \
-    "value ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"             \
-    "object ::= \"{\" ws ( member ( \",\" ws member )* )? \"}\" ws\n"                            \
-    "member ::= string \":\" ws value\n"                                                         \
-    "array ::= \"[\" ws ( value ( \",\" ws value )* )? \"]\" ws\n"                               \
-    "string ::= \"\\\"\" char* \"\\\"\" ws\n"                                                    \
-    "char ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n"      \
-    "number ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? "      \
-    "[0-9]{1,3} )? ws\n"                                                                         \
-    "integer ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ws\n"                                      \
-    "boolean ::= ( \"true\" | \"false\" ) ws\n"                                                  \
+#define BASE_RULES                                                                                 \
+    "value ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"               \
+    "object ::= \"{\" ws ( member ( \",\" ws member )* )? \"}\" ws\n"                              \
+    "member ::= string \":\" ws value\n"                                                           \
+    "array ::= \"[\" ws ( value ( \",\" ws value )* )? \"]\" ws\n"                                 \
+    "string ::= \"\\\"\" char* \"\\\"\" ws\n"                                                      \
+    "char ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n"         \
+    "number ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? "         \
+    "[0-9]{1,3} )? ws\n"                                                                           \
+    "integer ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ws\n"                                        \
+    "boolean ::= ( \"true\" | \"false\" ) ws\n"                                                    \
     "null ::= \"null\" ws\n" WS_RULE
 
-const char *ellm_structured_json_object_grammar(void)
-{
-    return "root ::= object\n" BASE_RULES;
-}
+const char *ellm_structured_json_object_grammar(void) { return "root ::= object\n" BASE_RULES; }
 
 typedef struct sbuf {
     char *s;
@@ -119,7 +116,8 @@ typedef struct conv {
     int failed;
 } conv;
 
-static int fail(conv *c, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(conv *c, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(conv *c, const char *path, const char *fmt, ...)
 {
     if (c->failed)
@@ -155,9 +153,9 @@ static void literal_value(conv *c, const json_t *v)
     free(text);
 }
 
-static const char *const annotation_keys[] = {"title", "description", "$schema", "$id",
-    "$comment", "examples", "default", "deprecated", "readOnly", "writeOnly", "$defs",
-    "definitions", NULL};
+static const char *const annotation_keys[] = {
+    "title",      "description", "$schema",   "$id",   "$comment",    "examples", "default",
+    "deprecated", "readOnly",    "writeOnly", "$defs", "definitions", NULL};
 
 static int is_annotation(const char *key)
 {
@@ -171,9 +169,7 @@ static int only_annotations(const json_t *s)
 {
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)s, key, v)
-        if (!is_annotation(key))
-            return 0;
+    json_object_foreach((json_t *)s, key, v) if (!is_annotation(key)) return 0;
     return 1;
 }
 
@@ -190,7 +186,8 @@ static int check_keys(conv *c, const json_t *s, const char *path, const char *co
 {
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)s, key, v) {
+    json_object_foreach((json_t *)s, key, v)
+    {
         if (is_annotation(key) || key_allowed(key, allowed))
             continue;
         return fail(c, path, "unsupported JSON Schema keyword '%s'", key);
@@ -236,9 +233,11 @@ static int rx_alternatives(rx *r);
 
 static int rx_fail(rx *r, const char *what)
 {
-    return fail(r->c, r->path, "'pattern' uses %s, which is outside the supported subset "
-                               "(literals, ., [classes], \\d \\w \\s, groups, |, * + ? {m,n}, "
-                               "^ and $)", what);
+    return fail(r->c, r->path,
+                "'pattern' uses %s, which is outside the supported subset "
+                "(literals, ., [classes], \\d \\w \\s, groups, |, * + ? {m,n}, "
+                "^ and $)",
+                what);
 }
 
 /* Copies a whole UTF-8 character that starts at r->p - 1 (its lead byte already consumed). */
@@ -326,7 +325,8 @@ static int rx_atom(rx *r)
                         sb_add(r->out, "\\n", 2);
                     else if (e == 't')
                         sb_add(r->out, "\\t", 2);
-                    else if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9'))
+                    else if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') ||
+                             (e >= '0' && e <= '9'))
                         return rx_fail(r, "an escape like \\b, \\p or a backreference");
                     else if (e != '"' && e != '\\')
                         rx_class_char(r, (unsigned char)e);
@@ -461,7 +461,8 @@ static int string_rule(conv *c, const json_t *s, const char *path)
     if (check_keys(c, s, path, keys) < 0)
         return -1;
     long long min = 0, max = -1;
-    if (get_count(c, s, "minLength", path, &min) < 0 || get_count(c, s, "maxLength", path, &max) < 0)
+    if (get_count(c, s, "minLength", path, &min) < 0 ||
+        get_count(c, s, "maxLength", path, &max) < 0)
         return -1;
     if (max >= 0 && max < min)
         return fail(c, path, "'maxLength' is smaller than 'minLength': no string can match");
@@ -480,8 +481,10 @@ static int string_rule(conv *c, const json_t *s, const char *path)
             return fail(c, path, "'pattern' must be a string");
         char sub[512];
         child_path(sub, sizeof sub, path, "pattern");
-        rx r = {.c = c, .p = json_string_value(pattern),
-                .end = json_string_value(pattern) + json_string_length(pattern), .path = sub,
+        rx r = {.c = c,
+                .p = json_string_value(pattern),
+                .end = json_string_value(pattern) + json_string_length(pattern),
+                .path = sub,
                 .out = &body};
         if (rx_alternatives(&r) < 0 || (r.p < r.end && (rx_fail(&r, "an unmatched )"), 1))) {
             free(body.s);
@@ -504,12 +507,15 @@ static int string_rule(conv *c, const json_t *s, const char *path)
             sb_printf(&body, "[0-9a-f]{8} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} "
                              "\"-\" [0-9a-f]{12}");
         else if (strcmp(f, "email") == 0)
-            sb_printf(&body, "[a-zA-Z0-9_+-] ( [a-zA-Z0-9._+-]{0,14} [a-zA-Z0-9_+-] )? \"@\" "
-                             "[a-zA-Z0-9] [a-zA-Z0-9-]{0,14} ( \".\" [a-zA-Z0-9] [a-zA-Z0-9-]{0,14} )"
-                             "? \".\" [a-zA-Z]{2,6}");
+            sb_printf(&body,
+                      "[a-zA-Z0-9_+-] ( [a-zA-Z0-9._+-]{0,14} [a-zA-Z0-9_+-] )? \"@\" "
+                      "[a-zA-Z0-9] [a-zA-Z0-9-]{0,14} ( \".\" [a-zA-Z0-9] [a-zA-Z0-9-]{0,14} )"
+                      "? \".\" [a-zA-Z]{2,6}");
         else
-            return fail(c, path, "unsupported string 'format' \"%s\" (supported: date, time, "
-                                 "date-time, uuid, email)", f);
+            return fail(c, path,
+                        "unsupported string 'format' \"%s\" (supported: date, time, "
+                        "date-time, uuid, email)",
+                        f);
     } else {
         sb_add(&body, "char", 4);
         repeat_suffix(&body, min, max);
@@ -562,7 +568,8 @@ static int array_rule(conv *c, const json_t *s, const char *path)
 
 static int object_rule(conv *c, const json_t *s, const char *path)
 {
-    static const char *const keys[] = {"type", "properties", "required", "additionalProperties", NULL};
+    static const char *const keys[] = {"type", "properties", "required", "additionalProperties",
+                                       NULL};
     if (check_keys(c, s, path, keys) < 0)
         return -1;
     json_t *props = json_object_get(s, "properties");
@@ -577,12 +584,15 @@ static int object_rule(conv *c, const json_t *s, const char *path)
     size_t n = props ? json_object_size(props) : 0;
     size_t i;
     json_t *r;
-    json_array_foreach(required, i, r) {
+    json_array_foreach(required, i, r)
+    {
         if (!json_is_string(r))
             return fail(c, path, "'required' must be an array of property names");
         if (!props || !json_object_get(props, json_string_value(r)))
-            return fail(c, path, "required property '%s' is not in 'properties' (extra "
-                                 "properties are never generated)", json_string_value(r));
+            return fail(c, path,
+                        "required property '%s' is not in 'properties' (extra "
+                        "properties are never generated)",
+                        json_string_value(r));
     }
     if (n == 0) {
         /* No declared properties: any object (unless additionalProperties is false). */
@@ -607,7 +617,8 @@ static int object_rule(conv *c, const json_t *s, const char *path)
     const char *key;
     json_t *sub;
     size_t k = 0;
-    json_object_foreach(props, key, sub) {
+    json_object_foreach(props, key, sub)
+    {
         char subpath[512];
         snprintf(subpath, sizeof subpath, "%s/properties/%s", path, key);
         names[k] = key;
@@ -618,9 +629,8 @@ static int object_rule(conv *c, const json_t *s, const char *path)
             free(is_req);
             return -1;
         }
-        json_array_foreach(required, i, r)
-            if (strcmp(json_string_value(r), key) == 0)
-                is_req[k] = 1;
+        json_array_foreach(required, i, r) if (strcmp(json_string_value(r), key) == 0)
+            is_req[k] = 1;
         k++;
     }
     int base = c->next_rule;
@@ -677,8 +687,10 @@ static int ref_rule_of(conv *c, const char *ref, const char *path)
             return fail(c, path, "'$ref' \"%s\" is not of the form #/$defs/NAME", ref);
         target = defs ? json_object_get(defs, name) : NULL;
     } else {
-        return fail(c, path, "unsupported '$ref' \"%s\" (only #, #/$defs/NAME and "
-                             "#/definitions/NAME)", ref);
+        return fail(c, path,
+                    "unsupported '$ref' \"%s\" (only #, #/$defs/NAME and "
+                    "#/definitions/NAME)",
+                    ref);
     }
     if (!target)
         return fail(c, path, "'$ref' \"%s\" points at nothing", ref);
@@ -773,7 +785,8 @@ static int convert(conv *c, const json_t *s, const char *path)
         sb_printf(&c->rules, "r%d ::= ( ", id);
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             if (i)
                 sb_add(&c->rules, " | ", 3);
             literal_value(c, e);
@@ -884,7 +897,8 @@ char *ellm_structured_schema_to_grammar(const json_t *schema, char *err, size_t 
     return c.rules.s;
 }
 
-char *ellm_structured_schema_text_to_grammar(const char *text, size_t len, char *err, size_t err_cap)
+char *ellm_structured_schema_text_to_grammar(const char *text, size_t len, char *err,
+                                             size_t err_cap)
 {
     json_error_t je;
     json_t *schema = json_loadb(text, len, JSON_DECODE_ANY, &je);

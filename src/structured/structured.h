@@ -9,8 +9,8 @@
 #include <jansson.h>
 
 /* Limits on what a schema may make the converter do. */
-#define STRUCTURED_MAX_DEPTH 64              /* subschemas nested inside each other */
-#define STRUCTURED_MAX_GRAMMAR (1u << 20)    /* bytes of grammar produced */
+#define STRUCTURED_MAX_DEPTH 64           /* subschemas nested inside each other */
+#define STRUCTURED_MAX_GRAMMAR (1u << 20) /* bytes of grammar produced */
 
 /* The grammar of one JSON object of any content (for --json and response_format json_object):
  * whitespace between tokens bounded, numbers of bounded length. */
@@ -22,6 +22,7 @@ const char *ellm_structured_json_object_grammar(void);
 char *ellm_structured_schema_to_grammar(const json_t *schema, char *err, size_t err_cap);
 
 /* Same, from schema text. */
-char *ellm_structured_schema_text_to_grammar(const char *text, size_t len, char *err, size_t err_cap);
+char *ellm_structured_schema_text_to_grammar(const char *text, size_t len, char *err,
+                                             size_t err_cap);
 
 #endif

@@ -329,8 +329,7 @@ static edgellm_status bpe_text(work *w, const ellm_vocab *v, const char *text, s
     if (len == 0)
         return EDGELLM_OK;
     if (v->bpe->nfc) {
-        edgellm_status st =
-            ellm_nfc(text, len, &w->normalized, &w->normalized_cap, &text, &len);
+        edgellm_status st = ellm_nfc(text, len, &w->normalized, &w->normalized_cap, &text, &len);
         if (st != EDGELLM_OK)
             return st;
     }

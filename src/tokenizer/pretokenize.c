@@ -153,8 +153,8 @@ static size_t match_numbers(const chars *c, size_t i, size_t end)
 static bool is_default_punct(const chars *c, size_t i)
 {
     uint32_t cp = c->cp[i];
-    return (c->fl[i] & ELLM_UC_PUNCTUATION) || cp == '$' || cp == '+' || cp == '<' ||
-           cp == '=' || cp == '>' || cp == '^' || cp == '~' || cp == '|';
+    return (c->fl[i] & ELLM_UC_PUNCTUATION) || cp == '$' || cp == '+' || cp == '<' || cp == '=' ||
+           cp == '>' || cp == '^' || cp == '~' || cp == '|';
 }
 
 static size_t match_default_punct(const chars *c, size_t i, size_t end)

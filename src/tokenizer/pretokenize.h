@@ -38,8 +38,8 @@ typedef struct ellm_pretok {
     uint32_t *offset;  /* byte offset of each code point, plus the end */
     uint32_t *ends[2]; /* piece ends (code point indices) of the current and next stage */
     size_t n_ends[2];
-    int cur;           /* which of ends[] holds the final pieces */
-    size_t cap;        /* capacity of every array above, in code points */
+    int cur;    /* which of ends[] holds the final pieces */
+    size_t cap; /* capacity of every array above, in code points */
 } ellm_pretok;
 
 void ellm_pretok_free(ellm_pretok *p);

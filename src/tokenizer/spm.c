@@ -108,8 +108,7 @@ static void try_bigram(const ellm_vocab *v, symbol *syms, heap *h, int32_t left,
         *oom = true;
 }
 
-static edgellm_status emit_piece(const ellm_vocab *v, const char *text, uint32_t len,
-                                 token_out *o)
+static edgellm_status emit_piece(const ellm_vocab *v, const char *text, uint32_t len, token_out *o)
 {
     edgellm_token id = ellm_vocab_find(v, text, len);
     if (id >= 0) {
@@ -172,8 +171,8 @@ static edgellm_status tokenize_escaped(const ellm_vocab *v, const char *text, si
 }
 
 /* Escapes spaces as U+2581 (and adds the dummy prefix) then tokenizes. */
-static edgellm_status tokenize_text(const ellm_vocab *v, const char *text, size_t len,
-                                    bool prefix, token_out *o)
+static edgellm_status tokenize_text(const ellm_vocab *v, const char *text, size_t len, bool prefix,
+                                    token_out *o)
 {
     size_t spaces = prefix ? 1 : 0;
     for (size_t i = 0; i < len; i++)

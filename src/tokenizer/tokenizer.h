@@ -45,8 +45,8 @@ edgellm_status ellm_tokenize(const ellm_vocab *vocab, const char *text, size_t l
 
 /* Raw bytes a token stands for (byte tokens -> the byte, "▁" -> ' '; control tokens -> "").
  * Same size contract as edgellm_token_to_piece. */
-edgellm_status ellm_token_piece(const ellm_vocab *vocab, edgellm_token token, char *buf,
-                                size_t cap, size_t *len);
+edgellm_status ellm_token_piece(const ellm_vocab *vocab, edgellm_token token, char *buf, size_t cap,
+                                size_t *len);
 
 /* Same contract as edgellm_detokenize. */
 edgellm_status ellm_detokenize(const ellm_vocab *vocab, const edgellm_token *tokens,

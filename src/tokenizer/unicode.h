@@ -64,6 +64,4 @@ static inline uint8_t ellm_unicode_flags(uint32_t cp)
                : ELLM_UC_OTHER;
 }
 
-
-
 #endif

@@ -153,9 +153,9 @@ static void add_eog(ellm_vocab *v, edgellm_token t)
  * chat templates of their models end turns with another). */
 static void collect_eog(ellm_vocab *v)
 {
-    static const char *const markers[] = {"<|eot_id|>",  "<|eom_id|>",    "<|im_end|>",
+    static const char *const markers[] = {"<|eot_id|>",    "<|eom_id|>",      "<|im_end|>",
                                           "<|endoftext|>", "<|end_of_text|>", "<end_of_turn>",
-                                          "<|end|>",     "<|return|>",    "</s>"};
+                                          "<|end|>",       "<|return|>",      "</s>"};
     add_eog(v, v->eos);
     add_eog(v, v->eot);
     add_eog(v, v->eom);
@@ -277,8 +277,8 @@ void ellm_vocab_free(ellm_vocab *v)
     free(v);
 }
 
-edgellm_status ellm_vocab_byte_fallback(const ellm_vocab *v, edgellm_token byte_token,
-                                        uint8_t byte, edgellm_token *out)
+edgellm_status ellm_vocab_byte_fallback(const ellm_vocab *v, edgellm_token byte_token, uint8_t byte,
+                                        edgellm_token *out)
 {
     *out = byte_token >= 0 ? byte_token : v->unk;
     if (*out < 0)

@@ -23,10 +23,10 @@ struct ellm_vocab {
     edgellm_token byte_tokens[256]; /* id of "<0xNN>" or -1 */
     int32_t *specials;              /* control/user-defined ids, longest text first */
     int32_t n_specials;
-    uint8_t special_first[256];     /* 1 for bytes some special token starts with */
-    edgellm_token eog[16];          /* tokens that end generation (EOS, end-of-turn, ...) */
+    uint8_t special_first[256]; /* 1 for bytes some special token starts with */
+    edgellm_token eog[16];      /* tokens that end generation (EOS, end-of-turn, ...) */
     int32_t n_eog;
-    struct ellm_bpe *bpe;           /* byte-level BPE state ("gpt2" vocabularies), else NULL */
+    struct ellm_bpe *bpe; /* byte-level BPE state ("gpt2" vocabularies), else NULL */
 };
 
 /* Id of the token with exactly this text, or -1. */

@@ -42,8 +42,8 @@ edgellm_status ellm_train_work_create(const ellm_train_config *c, int32_t n_seq,
     size_t hd = E / (size_t)c->n_head, qd = hd * (size_t)c->n_head, kvd = hd * (size_t)c->n_head_kv;
     size_t P = (size_t)n_seq * c->n_head * n_ctx * n_ctx, V = (size_t)c->n_vocab;
     size_t per_layer = rows * (E + 1 + E + qd + 2 * kvd + qd + E + 1 + E + 3 * F) + P;
-    size_t total = per_layer * (size_t)c->n_layer + rows * (E + 1 + E + V) +
-                   (size_t)n_ctx * hd + rows * (2 * E + qd + 2 * kvd + qd + 3 * F + V);
+    size_t total = per_layer * (size_t)c->n_layer + rows * (E + 1 + E + V) + (size_t)n_ctx * hd +
+                   rows * (2 * E + qd + 2 * kvd + qd + 3 * F + V);
     ellm_train_work *w = calloc(1, sizeof *w);
     if (w) {
         w->layers = calloc((size_t)c->n_layer, sizeof *w->layers);
@@ -124,8 +124,7 @@ static bool same_config(const ellm_train_config *a, const ellm_train_config *b)
 static edgellm_status forward_backward(const ellm_train_params *p, ellm_train_params *grads,
                                        ellm_train_work *w, ellm_threadpool *pool,
                                        const int32_t *tokens, const int32_t *targets,
-                                       const ellm_train_distill *kd, float grad_scale,
-                                       double *loss)
+                                       const ellm_train_distill *kd, float grad_scale, double *loss)
 {
     const ellm_train_config *c = &p->cfg;
     if (!same_config(c, &w->cfg) || (grads && !same_config(c, &grads->cfg)))
@@ -174,8 +173,8 @@ static edgellm_status forward_backward(const ellm_train_params *p, ellm_train_pa
     if (!targets)
         return EDGELLM_OK;
     double l = kd ? ellm_train_distill_loss(pool, grads ? w->dlogits : NULL, w->logits,
-                                            kd->teacher_logits, targets, rows, V,
-                                            kd->temperature, kd->alpha, grad_scale, kd->mean_kl)
+                                            kd->teacher_logits, targets, rows, V, kd->temperature,
+                                            kd->alpha, grad_scale, kd->mean_kl)
                   : ellm_train_cross_entropy(pool, grads ? w->dlogits : NULL, w->logits, targets,
                                              rows, V, grad_scale);
     if (isnan(l) && !grads)
@@ -187,8 +186,8 @@ static edgellm_status forward_backward(const ellm_train_params *p, ellm_train_pa
 
     /* ---- backward ---- */
     memset(w->dxn, 0, (size_t)(rows * E) * sizeof(float));
-    ellm_train_matmul_backward(pool, w->dxn, grads->output, w->dlogits, w->xn_f, p->output, rows,
-                               E, V, false);
+    ellm_train_matmul_backward(pool, w->dxn, grads->output, w->dlogits, w->xn_f, p->output, rows, E,
+                               V, false);
     memset(w->dx, 0, (size_t)(rows * E) * sizeof(float));
     ellm_train_rms_norm_backward(w->dx, grads->output_norm, w->dxn, w->x_final, p->output_norm,
                                  w->rstd_f, rows, E);
@@ -204,13 +203,12 @@ static edgellm_status forward_backward(const ellm_train_params *p, ellm_train_pa
                                    F, false);
         ellm_train_matmul_backward(pool, w->dxn, G->ffn_up, w->du, L->xn2, P->ffn_up, rows, E, F,
                                    true);
-        ellm_train_rms_norm_backward(w->dx, G->ffn_norm, w->dxn, L->xm, P->ffn_norm, L->rstd2,
-                                     rows, E);
+        ellm_train_rms_norm_backward(w->dx, G->ffn_norm, w->dxn, L->xm, P->ffn_norm, L->rstd2, rows,
+                                     E);
         /* dx is now the gradient of xm = x + attention(x) */
         ellm_train_matmul_backward(pool, w->datt, G->wo, w->dx, L->att, P->wo, rows, qd, E, false);
-        if (!ellm_train_attention_backward(pool, w->dq, w->dk, w->dv, w->datt, L->probs, L->q,
-                                           L->k, L->v, w->n_seq, w->n_ctx, c->n_head,
-                                           c->n_head_kv, hd))
+        if (!ellm_train_attention_backward(pool, w->dq, w->dk, w->dv, w->datt, L->probs, L->q, L->k,
+                                           L->v, w->n_seq, w->n_ctx, c->n_head, c->n_head_kv, hd))
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the attention gradient");
         ellm_train_rope(w->dq, w->rope, rows, w->n_ctx, c->n_head, hd, c->rope_neox, true);
         ellm_train_rope(w->dk, w->rope, rows, w->n_ctx, c->n_head_kv, hd, c->rope_neox, true);

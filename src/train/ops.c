@@ -100,8 +100,15 @@ void ellm_train_matmul_backward(ellm_threadpool *pool, float *dx, float *dW, con
                                 const float *x, const float *W, int64_t n_rows, int64_t n_in,
                                 int64_t n_out, bool accumulate)
 {
-    matmul_job j = {.dx = dx, .dW = dW, .x = x, .W = W, .dy = dy, .n_rows = n_rows,
-                    .n_in = n_in, .n_out = n_out, .accumulate = accumulate};
+    matmul_job j = {.dx = dx,
+                    .dW = dW,
+                    .x = x,
+                    .W = W,
+                    .dy = dy,
+                    .n_rows = n_rows,
+                    .n_in = n_in,
+                    .n_out = n_out,
+                    .accumulate = accumulate};
     if (dx)
         ellm_threadpool_run(pool, matmul_dx_task, &j);
     if (dW)
@@ -220,8 +227,16 @@ void ellm_train_attention(ellm_threadpool *pool, float *out, float *probs, const
                           const float *k, const float *v, int32_t n_seq, int32_t n_ctx,
                           int32_t n_head, int32_t n_head_kv, int32_t head_dim)
 {
-    attention_job j = {.out = out, .probs = probs, .q = q, .k = k, .v = v, .n_seq = n_seq,
-                       .n_ctx = n_ctx, .n_head = n_head, .n_head_kv = n_head_kv, .hd = head_dim};
+    attention_job j = {.out = out,
+                       .probs = probs,
+                       .q = q,
+                       .k = k,
+                       .v = v,
+                       .n_seq = n_seq,
+                       .n_ctx = n_ctx,
+                       .n_head = n_head,
+                       .n_head_kv = n_head_kv,
+                       .hd = head_dim};
     ellm_threadpool_run(pool, attention_task, &j);
 }
 
@@ -243,8 +258,8 @@ static void attention_backward_task(void *arg, int ith, int nth)
         }
         for (int32_t h = kvh * group; h < (kvh + 1) * group; h++)
             for (int32_t t = 0; t < j->n_ctx; t++) {
-                const float *p =
-                    j->cprobs + (((size_t)b * j->n_head + h) * j->n_ctx + t) * j->n_ctx;
+                const float *p = j->cprobs +
+                                 (((size_t)b * j->n_head + h) * j->n_ctx + t) * j->n_ctx;
                 const float *dout = j->dout + (base + t) * q_dim + (size_t)h * hd;
                 const float *qt = j->q + (base + t) * q_dim + (size_t)h * hd;
                 float *dqt = j->dq + (base + t) * q_dim + (size_t)h * hd;
@@ -273,9 +288,20 @@ bool ellm_train_attention_backward(ellm_threadpool *pool, float *dq, float *dk, 
     float *scratch = malloc((size_t)nth * (size_t)n_ctx * sizeof *scratch);
     if (!scratch)
         return false;
-    attention_job j = {.scratch = scratch, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .cprobs = probs, .q = q,
-                       .k = k, .v = v, .n_seq = n_seq, .n_ctx = n_ctx, .n_head = n_head,
-                       .n_head_kv = n_head_kv, .hd = head_dim};
+    attention_job j = {.scratch = scratch,
+                       .dq = dq,
+                       .dk = dk,
+                       .dv = dv,
+                       .dout = dout,
+                       .cprobs = probs,
+                       .q = q,
+                       .k = k,
+                       .v = v,
+                       .n_seq = n_seq,
+                       .n_ctx = n_ctx,
+                       .n_head = n_head,
+                       .n_head_kv = n_head_kv,
+                       .hd = head_dim};
     ellm_threadpool_run(pool, attention_backward_task, &j);
     free(scratch);
     return true;
@@ -409,8 +435,8 @@ double ellm_train_distill_loss(ellm_threadpool *pool, float *dlogits, const floa
     double *row = malloc(2 * (size_t)n_rows * sizeof *row);
     if (!row)
         return NAN;
-    distill_job j = {dlogits, student, teacher, targets, row, row + n_rows, n_rows, n_vocab,
-                     temperature, alpha, scale};
+    distill_job j = {dlogits, student, teacher,     targets, row,  row + n_rows,
+                     n_rows,  n_vocab, temperature, alpha,   scale};
     ellm_threadpool_run(pool, distill_task, &j);
     double loss = 0, kl = 0;
     for (int64_t t = 0; t < n_rows; t++) {

@@ -60,11 +60,10 @@ static void tensor_layout(const ellm_train_config *c, size_t i, ellm_train_tenso
         *offset = off;
         return;
     }
-    static const char *names[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                                   "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
-    int64_t shapes[9][2] = {{E, 1},       {E, q_dim},       {E, kv_dim},
-                            {E, kv_dim},  {q_dim, E},       {E, 1},
-                            {E, c->n_ff}, {E, c->n_ff},     {c->n_ff, E}};
+    static const char *names[9] = {"attn_norm", "attn_q",   "attn_k", "attn_v",  "attn_output",
+                                   "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
+    int64_t shapes[9][2] = {{E, 1}, {E, q_dim},   {E, kv_dim},  {E, kv_dim}, {q_dim, E},
+                            {E, 1}, {E, c->n_ff}, {E, c->n_ff}, {c->n_ff, E}};
     size_t per_layer = 0;
     for (size_t k = 0; k < 9; k++)
         per_layer += (size_t)(shapes[k][0] * shapes[k][1]);
@@ -125,9 +124,10 @@ edgellm_status ellm_train_params_create(const ellm_train_config *cfg, ellm_train
     }
     size_t head = cfg->tied_embeddings ? 2 : 3;
     for (int32_t il = 0; il < cfg->n_layer; il++) {
-        float **slots[9] = {&p->layers[il].attn_norm, &p->layers[il].wq,       &p->layers[il].wk,
-                            &p->layers[il].wv,        &p->layers[il].wo,       &p->layers[il].ffn_norm,
-                            &p->layers[il].ffn_gate,  &p->layers[il].ffn_up,   &p->layers[il].ffn_down};
+        float **slots[9] = {
+            &p->layers[il].attn_norm, &p->layers[il].wq,     &p->layers[il].wk,
+            &p->layers[il].wv,        &p->layers[il].wo,     &p->layers[il].ffn_norm,
+            &p->layers[il].ffn_gate,  &p->layers[il].ffn_up, &p->layers[il].ffn_down};
         for (size_t k = 0; k < 9; k++) {
             ellm_train_tensor_at(p, head + (size_t)il * 9 + k, &t);
             *slots[k] = t.data;
@@ -228,10 +228,9 @@ edgellm_status ellm_train_params_from_model(const ellm_model *model, ellm_train_
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                          "training does not support %s (architecture '%s'); use a llama model",
                          unsupported, hp->arch);
-    ellm_train_config cfg = {hp->n_vocab,       hp->n_embd,         hp->n_layer,
-                             hp->n_head,        hp->n_head_kv,      hp->n_ff,
-                             hp->rms_norm_eps,  hp->rope_freq_base, hp->rope_neox,
-                             hp->tied_embeddings};
+    ellm_train_config cfg = {
+        hp->n_vocab, hp->n_embd,       hp->n_layer,        hp->n_head,    hp->n_head_kv,
+        hp->n_ff,    hp->rms_norm_eps, hp->rope_freq_base, hp->rope_neox, hp->tied_embeddings};
     ellm_train_params *p = NULL;
     edgellm_status st = ellm_train_params_create(&cfg, &p);
     if (st != EDGELLM_OK)

@@ -25,11 +25,13 @@ typedef size_t (*quantize_chunk_fn)(int type, const float *src, void *dst, int64
 int main(int argc, char **argv)
 {
     if (argc != 6) {
-        fprintf(stderr, "usage: ggml_imatrix_quantize LIB F32.gguf OURS.gguf IMATRIX.gguf OUT.gguf\n");
+        fprintf(stderr,
+                "usage: ggml_imatrix_quantize LIB F32.gguf OURS.gguf IMATRIX.gguf OUT.gguf\n");
         return 2;
     }
     void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-    quantize_chunk_fn quantize_chunk = lib ? (quantize_chunk_fn)dlsym(lib, "ggml_quantize_chunk") : NULL;
+    quantize_chunk_fn quantize_chunk = lib ? (quantize_chunk_fn)dlsym(lib, "ggml_quantize_chunk")
+                                           : NULL;
     if (!quantize_chunk) {
         fprintf(stderr, "ggml_imatrix_quantize: cannot load ggml_quantize_chunk from %s: %s\n",
                 argv[1], dlerror());
@@ -37,7 +39,8 @@ int main(int argc, char **argv)
     }
     gguf_file *src = NULL, *ours = NULL;
     ellm_imatrix *im = NULL;
-    if (ellm_gguf_open(argv[2], &src) != EDGELLM_OK || ellm_gguf_open(argv[3], &ours) != EDGELLM_OK ||
+    if (ellm_gguf_open(argv[2], &src) != EDGELLM_OK ||
+        ellm_gguf_open(argv[3], &ours) != EDGELLM_OK ||
         ellm_imatrix_load(argv[4], src, &im) != EDGELLM_OK) {
         fprintf(stderr, "ggml_imatrix_quantize: %s\n", edgellm_last_error());
         return 1;
@@ -59,10 +62,12 @@ int main(int argc, char **argv)
         const void *data = t->data;
         const gguf_tensor_info *s = ellm_gguf_find_tensor(src, name);
         const float *imp = ellm_imatrix_find(im, name, (int64_t)t->ne[0]);
-        if (imp && s && s->type == ELLM_TYPE_F32 && ellm_type_has_weighted_search((ellm_type)t->type)) {
+        if (imp && s && s->type == ELLM_TYPE_F32 &&
+            ellm_type_has_weighted_search((ellm_type)t->type)) {
             int64_t rows = (int64_t)(t->n_elements / t->ne[0]);
             bufs[i] = malloc(t->n_bytes);
-            size_t got = quantize_chunk((int)t->type, s->data, bufs[i], 0, rows, (int64_t)t->ne[0], imp);
+            size_t got = quantize_chunk((int)t->type, s->data, bufs[i], 0, rows, (int64_t)t->ne[0],
+                                        imp);
             if (got != t->n_bytes) {
                 fprintf(stderr, "ggml_imatrix_quantize: %s: %zu bytes, expected %llu\n", name, got,
                         (unsigned long long)t->n_bytes);

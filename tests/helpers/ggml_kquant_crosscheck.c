@@ -106,8 +106,8 @@ int main(int argc, char **argv)
         ellm_dequantize_row(kinds[k].type, q, ours, N);
         their_to(q, theirs, N);
         double d1 = decode_diff(theirs, ours);
-        CHECK_MSG(d1 <= 1e-6, "%s: their blocks decode differently with our dequantizer (%g)",
-                  name, d1);
+        CHECK_MSG(d1 <= 1e-6, "%s: their blocks decode differently with our dequantizer (%g)", name,
+                  d1);
         double their_err = sq_error(x, theirs);
         /* Our blocks, both decoders. */
         memset(q, 0, sizeof q);
@@ -115,8 +115,8 @@ int main(int argc, char **argv)
         ellm_dequantize_row(kinds[k].type, q, ours, N);
         their_to(q, theirs, N);
         double d2 = decode_diff(ours, theirs);
-        CHECK_MSG(d2 <= 1e-6, "%s: our blocks decode differently with their dequantizer (%g)",
-                  name, d2);
+        CHECK_MSG(d2 <= 1e-6, "%s: our blocks decode differently with their dequantizer (%g)", name,
+                  d2);
         double our_err = sq_error(x, ours);
         printf("%s: decoders agree (largest relative difference %.2g / %.2g); rms error ours %.5g, "
                "theirs %.5g\n",

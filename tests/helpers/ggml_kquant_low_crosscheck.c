@@ -77,8 +77,8 @@ static double sq_err(const float *x, const float *y, int kind)
     return s;
 }
 
-static const char *const kind_names[8] = {"zero",     "constant", "negative", "outliers",
-                                          "tiny",     "positive", "uniform",  "weight-sized"};
+static const char *const kind_names[8] = {"zero", "constant", "negative", "outliers",
+                                          "tiny", "positive", "uniform",  "weight-sized"};
 
 static void *sym(void *lib, const char *name)
 {

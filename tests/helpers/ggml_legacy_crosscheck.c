@@ -31,8 +31,8 @@ static float frand(void)
 
 enum { NB = 1024, N = NB * 32, KINDS = 8 };
 
-static const char *const kind_names[KINDS] = {"zero",     "constant", "negative", "outliers",
-                                              "tiny",     "positive", "uniform",  "weight-sized"};
+static const char *const kind_names[KINDS] = {"zero", "constant", "negative", "outliers",
+                                              "tiny", "positive", "uniform",  "weight-sized"};
 
 /* Block b has kind b % KINDS. */
 static void fill(float *x)

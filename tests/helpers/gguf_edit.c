@@ -35,8 +35,10 @@ int main(int argc, char **argv)
 {
     gguf_file *in = NULL;
     if (argc < 3 || ellm_gguf_open(argv[1], &in) != EDGELLM_OK) {
-        fprintf(stderr, "usage: gguf_edit IN OUT [--set-str K V] [--del K] [--drop T] "
-                        "[--add-f32 T N]... (%s)\n", argc < 3 ? "" : edgellm_last_error());
+        fprintf(stderr,
+                "usage: gguf_edit IN OUT [--set-str K V] [--del K] [--drop T] "
+                "[--add-f32 T N]... (%s)\n",
+                argc < 3 ? "" : edgellm_last_error());
         return 2;
     }
     gguf_writer *w = ellm_gguf_writer_create();
@@ -97,7 +99,8 @@ int main(int argc, char **argv)
             i += 2;
         } else if (!strcmp(argv[i], "--add-f32") && i + 2 < argc) {
             uint64_t ne[1] = {strtoull(argv[i + 2], NULL, 10)};
-            st = ellm_gguf_writer_add_tensor_fill(w, argv[i + 1], ELLM_TYPE_F32, 1, ne, fill_ones, NULL);
+            st = ellm_gguf_writer_add_tensor_fill(w, argv[i + 1], ELLM_TYPE_F32, 1, ne, fill_ones,
+                                                  NULL);
             i += 2;
         } else if (!strcmp(argv[i], "--set-f32") && i + 2 < argc) {
             st = ellm_gguf_writer_set_f32(w, argv[i + 1], strtof(argv[i + 2], NULL));

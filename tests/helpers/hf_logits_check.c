@@ -55,8 +55,8 @@ static int run_batched(ellm_model *m, const edgellm_token *tokens, int n, const 
                        double *worst)
 {
     int32_t n_vocab = ellm_model_hparams(m)->n_vocab;
-    ellm_state_params sp = {.n_ctx = n_ctx, .n_batch = 2 * n, .kv_type = EDGELLM_KV_F32,
-                            .n_threads = 2};
+    ellm_state_params sp = {
+        .n_ctx = n_ctx, .n_batch = 2 * n, .kv_type = EDGELLM_KV_F32, .n_threads = 2};
     ellm_state *a = NULL, *b = NULL, *work = NULL;
     ellm_threadpool *pool = NULL;
     float *logits = malloc((size_t)2 * n * n_vocab * sizeof *logits);
@@ -69,8 +69,8 @@ static int run_batched(ellm_model *m, const edgellm_token *tokens, int n, const 
     ok = ok && ellm_forward(m, a, pool, tokens, half, true, logits) == EDGELLM_OK;
     ellm_forward_seq seqs[2] = {{a, tokens + half, n - half, true, false},
                                 {b, tokens, n, true, false}};
-    ok = ok && ellm_forward_batch(m, work, pool, seqs, 2, logits + (size_t)half * n_vocab) ==
-                   EDGELLM_OK;
+    ok = ok &&
+         ellm_forward_batch(m, work, pool, seqs, 2, logits + (size_t)half * n_vocab) == EDGELLM_OK;
     *worst = 0;
     for (int r = 0; ok && r < 2 * n; r++) {
         int pos = r < n ? r : r - n; /* rows: a's positions 0..n-1, then b's 0..n-1 */
@@ -142,8 +142,8 @@ int main(int argc, char **argv)
         }
         double scale, err = max_error(got, want, total, &scale);
         double limit = (rel > 0 ? rel * scale : tol) + runs[r].slack * scale;
-        printf("%s: %s: max |logit - reference| = %.3g (largest logit %.3g, limit %.3g)\n",
-               argv[1], runs[r].what, err, scale, limit);
+        printf("%s: %s: max |logit - reference| = %.3g (largest logit %.3g, limit %.3g)\n", argv[1],
+               runs[r].what, err, scale, limit);
         if (!(err <= limit))
             ok = 0;
     }
@@ -151,7 +151,8 @@ int main(int argc, char **argv)
     if (ok && rel == 0) {
         ok = run_batched(m, tokens, n, want, &worst);
         printf("%s: two sequences batched, F32 cache: max |logit - reference| = %.3g (limit "
-               "%.3g)\n", argv[1], worst, tol);
+               "%.3g)\n",
+               argv[1], worst, tol);
         ok = ok && worst <= tol;
     }
     free(want);

@@ -190,7 +190,8 @@ int main(int argc, char **argv)
             return 1;
         }
         printf("%d texts\n| type | labelled | found | correct | recall | precision |\n"
-               "|---|---|---|---|---|---|\n", lines);
+               "|---|---|---|---|---|---|\n",
+               lines);
         for (size_t k = 0; k < n_scores; k++) {
             const type_score *s = &scores[k];
             double recall = s->gold ? (double)s->correct / (double)s->gold : 1.0;
@@ -202,8 +203,9 @@ int main(int argc, char **argv)
                 rc = 1;
             }
             if (recall < min_recall || precision < min_precision) {
-                fprintf(stderr, "pii_eval: %s below target (recall %.2f %% >= %.2f %%, precision "
-                                "%.2f %% >= %.2f %% wanted)\n",
+                fprintf(stderr,
+                        "pii_eval: %s below target (recall %.2f %% >= %.2f %%, precision "
+                        "%.2f %% >= %.2f %% wanted)\n",
                         s->name, 100 * recall, 100 * min_recall, 100 * precision,
                         100 * min_precision);
                 rc = 1;

@@ -46,7 +46,8 @@ int main(int argc, char **argv)
     for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_tensor_count(in); i++) {
         const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         char *name = ellm_gguf_str_dup(t->name);
-        st = name ? ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne, t->data)
+        st = name ? ellm_gguf_writer_add_tensor(w, name, (ellm_type)t->type, t->n_dims, t->ne,
+                                                t->data)
                   : EDGELLM_ERR_OUT_OF_MEMORY;
         free(name);
     }
@@ -56,7 +57,8 @@ int main(int argc, char **argv)
     if (st == EDGELLM_OK && argc == 6) {
         uint64_t mib = strtoull(argv[5], NULL, 10);
         uint64_t ne[2] = {1024 * 256, mib};
-        st = ellm_gguf_writer_add_tensor_fill(w, "store_test.padding", ELLM_TYPE_F32, 2, ne, fill_padding, &seed);
+        st = ellm_gguf_writer_add_tensor_fill(w, "store_test.padding", ELLM_TYPE_F32, 2, ne,
+                                              fill_padding, &seed);
     }
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_write(w, argv[2]);

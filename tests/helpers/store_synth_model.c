@@ -46,8 +46,10 @@ int main(int argc, char **argv)
             usage_ok = false;
     }
     if (!usage_ok) {
-        fprintf(stderr, "usage: %s VOCAB_GGUF OUT N_EMBD N_LAYER N_HEAD N_HEAD_KV N_FF N_CTX "
-                        "[--ff-meta N] [--vocab-rows N]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s VOCAB_GGUF OUT N_EMBD N_LAYER N_HEAD N_HEAD_KV N_FF N_CTX "
+                "[--ff-meta N] [--vocab-rows N]\n",
+                argv[0]);
         return 2;
     }
     uint32_t n_embd = (uint32_t)atoi(argv[3]), n_layer = (uint32_t)atoi(argv[4]);
@@ -80,14 +82,22 @@ int main(int argc, char **argv)
             st = ellm_gguf_writer_set_value(w, key, &kv->value);
         free(key);
     }
-    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_str(w, "general.name", "store planner synthetic");
-    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.embedding_length", n_embd);
-    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.block_count", n_layer);
-    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.attention.head_count", n_head);
-    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", n_head_kv);
-    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.feed_forward_length", ff_meta ? ff_meta : n_ff);
-    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.context_length", n_ctx);
-    if (st == EDGELLM_OK) st = ellm_gguf_writer_set_u32(w, "llama.rope.dimension_count", n_embd / n_head);
+    if (st == EDGELLM_OK)
+        st = ellm_gguf_writer_set_str(w, "general.name", "store planner synthetic");
+    if (st == EDGELLM_OK)
+        st = ellm_gguf_writer_set_u32(w, "llama.embedding_length", n_embd);
+    if (st == EDGELLM_OK)
+        st = ellm_gguf_writer_set_u32(w, "llama.block_count", n_layer);
+    if (st == EDGELLM_OK)
+        st = ellm_gguf_writer_set_u32(w, "llama.attention.head_count", n_head);
+    if (st == EDGELLM_OK)
+        st = ellm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", n_head_kv);
+    if (st == EDGELLM_OK)
+        st = ellm_gguf_writer_set_u32(w, "llama.feed_forward_length", ff_meta ? ff_meta : n_ff);
+    if (st == EDGELLM_OK)
+        st = ellm_gguf_writer_set_u32(w, "llama.context_length", n_ctx);
+    if (st == EDGELLM_OK)
+        st = ellm_gguf_writer_set_u32(w, "llama.rope.dimension_count", n_embd / n_head);
 
     uint32_t head_dim = n_embd / n_head, kv_dim = n_head_kv * head_dim;
     /* One fill state per tensor, alive until the write below. */
@@ -95,23 +105,25 @@ int main(int argc, char **argv)
     fill_state *states = calloc(n_tensors, sizeof *states);
     if (!states)
         st = EDGELLM_ERR_OUT_OF_MEMORY;
-#define ADD(name, nd, d0, d1, is_norm)                                                           \
-    do {                                                                                       \
-        if (st != EDGELLM_OK)                                                                  \
-            break;                                                                             \
-        uint64_t ne_[2] = {(d0), (d1)};                                                        \
-        states[t] = (fill_state){.seed = 7u + (uint32_t)t * 7919u, .scale = 0.08f, .ones = (is_norm)}; \
-        st = ellm_gguf_writer_add_tensor_fill(w, (name), ELLM_TYPE_F32, (nd), ne_, fill_random, &states[t]); \
-        t++;                                                                                   \
+#define ADD(name, nd, d0, d1, is_norm)                                                             \
+    do {                                                                                           \
+        if (st != EDGELLM_OK)                                                                      \
+            break;                                                                                 \
+        uint64_t ne_[2] = {(d0), (d1)};                                                            \
+        states[t] = (fill_state){                                                                  \
+            .seed = 7u + (uint32_t)t * 7919u, .scale = 0.08f, .ones = (is_norm)};                  \
+        st = ellm_gguf_writer_add_tensor_fill(w, (name), ELLM_TYPE_F32, (nd), ne_, fill_random,    \
+                                              &states[t]);                                         \
+        t++;                                                                                       \
     } while (0)
     ADD("token_embd.weight", 2, n_embd, n_vocab, false);
     ADD("output_norm.weight", 1, n_embd, 1, true);
     ADD("output.weight", 2, n_embd, n_vocab, false);
     for (uint32_t il = 0; il < n_layer; il++) {
         char name[96];
-#define LAYER(suffix, nd, d0, d1, is_norm)                                                       \
-        snprintf(name, sizeof name, "blk.%u.%s.weight", il, suffix);                           \
-        ADD(name, nd, d0, d1, is_norm);
+#define LAYER(suffix, nd, d0, d1, is_norm)                                                         \
+    snprintf(name, sizeof name, "blk.%u.%s.weight", il, suffix);                                   \
+    ADD(name, nd, d0, d1, is_norm);
         LAYER("attn_norm", 1, n_embd, 1, true)
         LAYER("attn_q", 2, n_embd, n_embd, false)
         LAYER("attn_k", 2, n_embd, kv_dim, false)

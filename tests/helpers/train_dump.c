@@ -16,8 +16,8 @@ int main(int argc, char **argv)
         return 2;
     }
     int32_t hdr[9] = {37, 16, 2, 4, 2, 24, 2, 6, strcmp(argv[1], "tied") == 0};
-    ellm_train_config cfg = {hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5],
-                             1e-5f,  500.0f, false,  hdr[8] != 0};
+    ellm_train_config cfg = {hdr[0], hdr[1], hdr[2], hdr[3], hdr[4],
+                             hdr[5], 1e-5f,  500.0f, false,  hdr[8] != 0};
     ellm_train_params *p = NULL, *g = NULL;
     ellm_train_work *w = NULL;
     ellm_threadpool *pool = NULL;

@@ -100,10 +100,10 @@ int main(void)
         float *l = malloc((size_t)n * sizeof *l);
         for (int32_t i = 0; i < n; i++) {
             uint32_t kind = next_rand() % 8;
-            l[i] = kind == 0   ? NAN
-                   : kind == 1 ? -INFINITY
+            l[i] = kind == 0                            ? NAN
+                   : kind == 1                          ? -INFINITY
                    : kind == 2 && next_rand() % 16 == 0 ? INFINITY
-                   : kind == 3 ? (float)(next_rand() % 3) /* many ties */
+                   : kind == 3                          ? (float)(next_rand() % 3) /* many ties */
                                : ((float)next_rand() / 4294967296.0f - 0.5f) * 40.0f;
         }
         int all_gone = 1;

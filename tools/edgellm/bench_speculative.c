@@ -126,8 +126,7 @@ void bench_speculative_print(const bench_speculative *b, const bench_speculative
         printf(", \"plain_decode_tok_per_s\": %.2f, \"decode_tok_per_s\": %.2f, \"speedup\": %.3f, "
                "\"proposed\": %ld, \"accepted\": %ld, \"acceptance_rate\": %.4f, "
                "\"tokens_per_pass\": %.3f}",
-               f->plain_tps, f->speculative_tps, speedup, f->proposed, f->accepted, rate,
-               per_pass);
+               f->plain_tps, f->speculative_tps, speedup, f->proposed, f->accepted, rate, per_pass);
         return;
     }
     printf("%-22s ", "speculative");

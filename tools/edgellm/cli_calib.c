@@ -38,8 +38,8 @@ cli_option_result cli_calib_option(const char *cmd, int argc, char **argv, int *
     return CLI_OPTION_TAKEN;
 }
 
-edgellm_token *cli_calib_tokens(const char *cmd, const char *model_path, cli_calib *c,
-                                int32_t *n, int *status)
+edgellm_token *cli_calib_tokens(const char *cmd, const char *model_path, cli_calib *c, int32_t *n,
+                                int *status)
 {
     *n = 0;
     *status = 1;

@@ -12,9 +12,9 @@
 
 typedef struct cli_calib {
     const char *text_path, *ids_path; /* -f, --ids */
-    long ctx;                          /* tokens per chunk (--ctx) */
-    long chunks;                       /* --chunks; 0: every whole chunk */
-    long threads;                      /* -t; 0: one per CPU */
+    long ctx;                         /* tokens per chunk (--ctx) */
+    long chunks;                      /* --chunks; 0: every whole chunk */
+    long threads;                     /* -t; 0: one per CPU */
     bool ctx_given, chunks_given;
 } cli_calib;
 
@@ -25,8 +25,8 @@ cli_option_result cli_calib_option(const char *cmd, int argc, char **argv, int *
 /* The calibration tokens for the model at model_path, with c->ctx cut to the model's context (a
  * --ctx given beyond it is an error). NULL after printing the error; *status is then EXIT_USAGE
  * or 1. */
-edgellm_token *cli_calib_tokens(const char *cmd, const char *model_path, cli_calib *c,
-                                int32_t *n, int *status);
+edgellm_token *cli_calib_tokens(const char *cmd, const char *model_path, cli_calib *c, int32_t *n,
+                                int *status);
 /* The importance matrix at path, validated against the model at model_path; NULL after printing
  * the error. */
 ellm_imatrix *cli_load_imatrix(const char *cmd, const char *path, const char *model_path);

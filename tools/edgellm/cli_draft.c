@@ -63,8 +63,7 @@ int cli_draft_check(const char *cmd, const cli_draft_options *o)
 }
 
 int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_model *target,
-                    const edgellm_context_params *cp, cli_draft *draft,
-                    edgellm_generate_params *gp)
+                   const edgellm_context_params *cp, cli_draft *draft, edgellm_generate_params *gp)
 {
     *draft = (cli_draft){0};
     int rc = cli_draft_check(cmd, o);

@@ -33,8 +33,7 @@ int cli_draft_check(const char *cmd, const cli_draft_options *o);
  * speculative fields of gp. Returns the exit code: 0, or 2 (usage) / 1 (runtime) after printing a
  * one-line error. */
 int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_model *target,
-                    const edgellm_context_params *cp, cli_draft *draft,
-                    edgellm_generate_params *gp);
+                   const edgellm_context_params *cp, cli_draft *draft, edgellm_generate_params *gp);
 void cli_draft_close(cli_draft *draft);
 
 /* The options `run` and `chat` share: -m, -n, -t, --ctx, the sampling options

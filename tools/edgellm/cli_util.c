@@ -141,7 +141,8 @@ const char *cli_format_bytes(uint64_t bytes, char *buf, int cap)
     return buf;
 }
 
-edgellm_model *cli_load_model(const char *cmd, const char *model, const edgellm_model_params *params)
+edgellm_model *cli_load_model(const char *cmd, const char *model,
+                              const edgellm_model_params *params)
 {
     char path[4096];
     edgellm_model *m = NULL;
@@ -193,10 +194,14 @@ cli_option_result cli_sampling_option(const char *cmd, int argc, char **argv, in
         double lo, hi;
         bool integer;
     } opts[] = {
-        {"--temp", 0, 100, false},           {"--top-k", 0, 1 << 30, true},
-        {"--top-p", 1e-6, 1, false},         {"--min-p", 0, 1, false},
-        {"--repeat-penalty", 1e-3, 100, false}, {"--repeat-last-n", -1, 1 << 20, true},
-        {"--presence-penalty", -100, 100, false}, {"--frequency-penalty", -100, 100, false},
+        {"--temp", 0, 100, false},
+        {"--top-k", 0, 1 << 30, true},
+        {"--top-p", 1e-6, 1, false},
+        {"--min-p", 0, 1, false},
+        {"--repeat-penalty", 1e-3, 100, false},
+        {"--repeat-last-n", -1, 1 << 20, true},
+        {"--presence-penalty", -100, 100, false},
+        {"--frequency-penalty", -100, 100, false},
     };
     const char *a = argv[*i];
     if (!strcmp(a, "--seed")) {
@@ -312,8 +317,9 @@ edgellm_token *cli_load_tokens(const char *cmd, edgellm_model *m, const char *te
     if (ids_path) {
         ids = read_token_ids(ids_path, n);
         if (!ids)
-            cli_error(cmd, *n < 0 ? "'%s' must hold whitespace-separated token ids"
-                                  : "cannot read '%s'", ids_path);
+            cli_error(cmd,
+                      *n < 0 ? "'%s' must hold whitespace-separated token ids" : "cannot read '%s'",
+                      ids_path);
     } else {
         size_t len = 0;
         char *text = cli_read_file(text_path, &len);

@@ -28,7 +28,8 @@ const char *cli_option_value(const char *cmd, int argc, char **argv, int *i);
 
 /* Loads -m MODEL: a file or an installed NAME[:VERSION] of the model store; params may be NULL.
  * NULL after printing the error. */
-edgellm_model *cli_load_model(const char *cmd, const char *model, const edgellm_model_params *params);
+edgellm_model *cli_load_model(const char *cmd, const char *model,
+                              const edgellm_model_params *params);
 
 /* A whole file (or stdin for "-") in a malloc'd buffer with a NUL after its *len bytes; NULL
  * if it cannot be read. */
@@ -41,7 +42,11 @@ edgellm_token *cli_load_tokens(const char *cmd, edgellm_model *m, const char *te
 
 /* The sampling options `run` and `chat` share: --temp, --top-k, --top-p, --min-p,
  * --repeat-penalty, --repeat-last-n, --presence-penalty, --frequency-penalty, --seed. */
-typedef enum cli_option_result { CLI_OPTION_NOT_MINE, CLI_OPTION_TAKEN, CLI_OPTION_BAD } cli_option_result;
+typedef enum cli_option_result {
+    CLI_OPTION_NOT_MINE,
+    CLI_OPTION_TAKEN,
+    CLI_OPTION_BAD
+} cli_option_result;
 /* Parses argv[*i] (and its value) into sp when it is one of them; *seed_given is set by --seed. */
 cli_option_result cli_sampling_option(const char *cmd, int argc, char **argv, int *i,
                                       edgellm_sampler_params *sp, bool *seed_given);

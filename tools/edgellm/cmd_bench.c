@@ -18,17 +18,18 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: edgellm bench -m MODEL [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-t THREADS] "
-                 "[-r REPETITIONS] [--kv-type f16|f32|q8_0] [--kernels SET] [--json] [--profile] "
-                 "[--ctx-curve]\n"
-                 "  defaults: 512 prompt tokens, 128 generated, all CPUs, 3 repetitions "
-                 "(medians reported)\n"
-                 "  --profile: one more run with per-operation timers (matmul by weight type, "
-                 "attention, norms, RoPE, sampling, other), printed after the record\n"
-                 "  --ctx-curve: decode tok/s with 128, 512, 1024, 2048 and 4096 tokens already in "
-                 "the cache (GEN_TOKENS each, depths the model's context holds), and the loss of "
-                 "the deepest against 128\n"
-                 "%s",
+    fprintf(out,
+            "usage: edgellm bench -m MODEL [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-t THREADS] "
+            "[-r REPETITIONS] [--kv-type f16|f32|q8_0] [--kernels SET] [--json] [--profile] "
+            "[--ctx-curve]\n"
+            "  defaults: 512 prompt tokens, 128 generated, all CPUs, 3 repetitions "
+            "(medians reported)\n"
+            "  --profile: one more run with per-operation timers (matmul by weight type, "
+            "attention, norms, RoPE, sampling, other), printed after the record\n"
+            "  --ctx-curve: decode tok/s with 128, 512, 1024, 2048 and 4096 tokens already in "
+            "the cache (GEN_TOKENS each, depths the model's context holds), and the loss of "
+            "the deepest against 128\n"
+            "%s",
             bench_speculative_usage());
 }
 
@@ -154,8 +155,8 @@ static void print_ctx_curve(const ctx_curve *c, long n_gen, bool json)
     if (json) {
         printf("\"ctx_curve\": {\"generated_tokens\": %ld, \"points\": [", n_gen);
         for (int k = 0; k < c->n_points; k++)
-            printf("%s{\"depth\": %d, \"decode_tok_per_s\": %.2f}", k ? ", " : "",
-                   curve_depths[k], c->decode_tps[k]);
+            printf("%s{\"depth\": %d, \"decode_tok_per_s\": %.2f}", k ? ", " : "", curve_depths[k],
+                   c->decode_tps[k]);
         printf("], \"loss_deepest_vs_shallowest\": %.3f}", curve_loss(c));
         return;
     }
@@ -259,10 +260,10 @@ static void print_profile(const phase_profile *pf, const phase_profile *dc)
             if (!strcmp(dc->ops.entries[k].name, name))
                 b = dc->ops.entries[k].seconds;
         printf("  %-18s %12.3f %6.1f%% %12.3f %6.1f%%\n", name, a * 1e3 / pf->tokens,
-               tp > 0 ? 100.0 * a / tp : 0.0, b * 1e3 / dc->tokens,
-               td > 0 ? 100.0 * b / td : 0.0);
+               tp > 0 ? 100.0 * a / tp : 0.0, b * 1e3 / dc->tokens, td > 0 ? 100.0 * b / td : 0.0);
     }
-    printf("  %-18s %12.3f %7s %12.3f\n", "total", tp * 1e3 / pf->tokens, "", td * 1e3 / dc->tokens);
+    printf("  %-18s %12.3f %7s %12.3f\n", "total", tp * 1e3 / pf->tokens, "",
+           td * 1e3 / dc->tokens);
 }
 
 static void print_profile_json(const char *phase, const phase_profile *p)
@@ -331,7 +332,10 @@ int cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "-t") || !strcmp(a, "-r")) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
-            long *dst = a[1] == 'p' ? &n_prompt : a[1] == 'n' ? &n_gen : a[1] == 't' ? &threads : &reps;
+            long *dst = a[1] == 'p'   ? &n_prompt
+                        : a[1] == 'n' ? &n_gen
+                        : a[1] == 't' ? &threads
+                                      : &reps;
             if (!cli_parse_int(cmd, a, v, a[1] == 'n' || a[1] == 'p' ? 1 : 1, 1 << 20, dst))
                 return EXIT_USAGE;
         } else if (!strcmp(a, "--kv-type")) {
@@ -381,15 +385,17 @@ int cmd_bench(int argc, char **argv)
     }
     ctx_curve curve = {.n_points = want_curve ? curve_points_fitting(n_gen, info.n_ctx_train) : 0};
     if (want_curve && curve.n_points < 2) {
-        cli_error(cmd, "--ctx-curve needs room for %d + %ld tokens (two depths); the model's "
-                       "context is %d: use fewer -n tokens or a model with a longer context",
+        cli_error(cmd,
+                  "--ctx-curve needs room for %d + %ld tokens (two depths); the model's "
+                  "context is %d: use fewer -n tokens or a model with a longer context",
                   curve_depths[1], n_gen, info.n_ctx_train);
         edgellm_model_free(m);
         return EXIT_USAGE;
     }
     if (want_curve && curve.n_points < CURVE_POINTS)
-        fprintf(stderr, "edgellm bench: --ctx-curve stops at %d tokens: the model's context is "
-                        "%d (a synthetic model takes a longer one with 'edgellm synth --ctx')\n",
+        fprintf(stderr,
+                "edgellm bench: --ctx-curve stops at %d tokens: the model's context is "
+                "%d (a synthetic model takes a longer one with 'edgellm synth --ctx')\n",
                 curve_depths[curve.n_points - 1], info.n_ctx_train);
     if (want_curve && curve_depths[curve.n_points - 1] + n_gen + 1 > n_ctx)
         n_ctx = (int)(curve_depths[curve.n_points - 1] + n_gen + 1);
@@ -521,8 +527,9 @@ int cmd_bench(int argc, char **argv)
                edgellm_kernel_set(), load_s, (double)info.file_bytes / 1e9, peak_gb, prefill,
                decode, ttft);
         if (have_energy)
-            printf("\"power_draw_w\": %.2f, \"battery_impact\": {\"joules_per_1000_tokens\": %.1f}, ",
-                   watts, joules_per_1000);
+            printf(
+                "\"power_draw_w\": %.2f, \"battery_impact\": {\"joules_per_1000_tokens\": %.1f}, ",
+                watts, joules_per_1000);
         else
             printf("\"power_draw_w\": null, \"power_unavailable_reason\": \"%s\", "
                    "\"battery_impact\": null, ",
@@ -536,8 +543,8 @@ int cmd_bench(int argc, char **argv)
                n_prompt, n_gen, reps, bw, fma, machine_fma_isa(), bytes_per_token, flops_per_token,
                decode_eff, prefill_eff, prefill_eff_fma, kernel_peak);
         for (int i = 0; i < mix.n; i++)
-            printf("%s\"%s\": {\"share\": %.4f, \"peak_gops\": %.1f}", i ? ", " : "",
-                   mix.name[i], mix.ops[i] / flops_per_token, mix.peak[i]);
+            printf("%s\"%s\": {\"share\": %.4f, \"peak_gops\": %.1f}", i ? ", " : "", mix.name[i],
+                   mix.ops[i] / flops_per_token, mix.peak[i]);
         printf("}");
         if (profile) {
             printf(", \"profile\": {");
@@ -575,8 +582,8 @@ int cmd_bench(int argc, char **argv)
             printf("%-22s null (%s)\n", "power_draw_w", power_why);
             printf("%-22s null (needs power)\n", "battery_impact");
         }
-        printf("%-22s %.1f GB/s read, %.1f GFLOP/s FMA %s (%ld threads, measured now)\n",
-               "machine", bw, fma, machine_fma_isa(), threads);
+        printf("%-22s %.1f GB/s read, %.1f GFLOP/s FMA %s (%ld threads, measured now)\n", "machine",
+               bw, fma, machine_fma_isa(), threads);
         printf("%-22s %.1f%%  (%.0f MB/token x %.2f tok/s / %.1f GB/s)\n", "decode_efficiency",
                decode_eff * 100.0, bytes_per_token / 1e6, decode, bw);
         printf("%-22s %.1f%%  (%.2f GOP/token x %.1f tok/s / %.1f GOP/s, the peak of:",

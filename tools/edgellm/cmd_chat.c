@@ -146,8 +146,7 @@ static bool chat_turn(session *s, history *h)
     edgellm_token *ids = NULL;
     int32_t n_ids = 0;
     if (!prompt ||
-        ellm_chat_tokenize(s->model, prompt, spans, n_spans, true, &ids,
-                           &n_ids) != EDGELLM_OK) {
+        ellm_chat_tokenize(s->model, prompt, spans, n_spans, true, &ids, &n_ids) != EDGELLM_OK) {
         cli_error(s->cmd, "%s", edgellm_last_error());
         free(prompt);
         free(spans);
@@ -191,8 +190,8 @@ static bool chat_turn(session *s, history *h)
                 "/reset to start a new conversation\n",
                 s->cmd, edgellm_context_n_ctx(s->ctx));
     if (s->verbose) {
-        static const char *reasons[] = {"none", "end of turn", "token limit", "stop string",
-                                        "context full", "stopped"};
+        static const char *reasons[] = {"none",        "end of turn",  "token limit",
+                                        "stop string", "context full", "stopped"};
         int32_t evaluated = res.n_prompt_tokens - res.n_cached_tokens;
         fprintf(stderr,
                 "[chat] turn %d: prompt %d tokens, %d cached, %d evaluated (%.1f tokens/s); "
@@ -246,8 +245,8 @@ static int chat_loop(session *s, const char *system)
             continue;
         }
         if (line[0] == '/' && strchr(line, ' ') == NULL) {
-            fprintf(stderr, "edgellm %s: unknown command '%s' (commands: /reset, /exit)\n",
-                    s->cmd, line);
+            fprintf(stderr, "edgellm %s: unknown command '%s' (commands: /reset, /exit)\n", s->cmd,
+                    line);
             continue;
         }
         if (!history_push(&h, "user", line, (size_t)got)) {
@@ -362,8 +361,8 @@ int cmd_chat(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
-#define VALUE() \
-    if (!(v = cli_option_value(cmd, argc, argv, &i))) \
+#define VALUE()                                                                                    \
+    if (!(v = cli_option_value(cmd, argc, argv, &i)))                                              \
         return EXIT_USAGE;
         cli_option_result shared = cli_generation_option(cmd, argc, argv, &i, &g);
         if (shared == CLI_OPTION_BAD)

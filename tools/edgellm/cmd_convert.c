@@ -11,25 +11,26 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: edgellm convert --from llama2c CHECKPOINT.bin --tokenizer TOKENIZER.bin "
-                 "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n"
-                 "       edgellm convert --from hf MODEL_DIR -o OUT.gguf "
-                 "[--outtype f32|f16|bf16|q8_0] [--name NAME] [--vocab-only]\n"
-                 "  MODEL_DIR is a Hugging Face checkpoint folder: config.json, tokenizer.json\n"
-                 "  (with tokenizer_config.json, generation_config.json) and model.safetensors\n"
-                 "  (or shards with model.safetensors.index.json). --vocab-only writes just the\n"
-                 "  tokenizer and metadata (no weights needed).\n"
-                 "       edgellm convert --from sentencepiece MODEL.model -o VOCAB.gguf [--name NAME]\n"
-                 "  MODEL.model is a BPE model from spm_train (--model_type=bpe\n"
-                 "  --normalization_rule_name=identity --remove_extra_whitespaces=false); the GGUF\n"
-                 "  vocabulary tokenizes as spm_encode does, for 'edgellm train --vocab'.\n");
+    fprintf(out,
+            "usage: edgellm convert --from llama2c CHECKPOINT.bin --tokenizer TOKENIZER.bin "
+            "-o OUT.gguf [--outtype f32|f16|q8_0|q4_0] [--name NAME]\n"
+            "       edgellm convert --from hf MODEL_DIR -o OUT.gguf "
+            "[--outtype f32|f16|bf16|q8_0] [--name NAME] [--vocab-only]\n"
+            "  MODEL_DIR is a Hugging Face checkpoint folder: config.json, tokenizer.json\n"
+            "  (with tokenizer_config.json, generation_config.json) and model.safetensors\n"
+            "  (or shards with model.safetensors.index.json). --vocab-only writes just the\n"
+            "  tokenizer and metadata (no weights needed).\n"
+            "       edgellm convert --from sentencepiece MODEL.model -o VOCAB.gguf [--name NAME]\n"
+            "  MODEL.model is a BPE model from spm_train (--model_type=bpe\n"
+            "  --normalization_rule_name=identity --remove_extra_whitespaces=false); the GGUF\n"
+            "  vocabulary tokenizes as spm_encode does, for 'edgellm train --vocab'.\n");
 }
 
 static void report_fallback(void *user, const char *tensor, ellm_type wanted, ellm_type used)
 {
     (void)user;
-    fprintf(stderr, "edgellm convert: %s: rows do not split into %s blocks; stored as %s\n",
-            tensor, ellm_type_name(wanted), ellm_type_name(used));
+    fprintf(stderr, "edgellm convert: %s: rows do not split into %s blocks; stored as %s\n", tensor,
+            ellm_type_name(wanted), ellm_type_name(used));
 }
 
 /* --from hf: a Hugging Face model directory (weights and vocabulary, or the vocabulary only). */
@@ -74,8 +75,10 @@ static int convert_hf(const char *dir, const char *tokenizer, const char *out, e
         return 1;
     }
     if (!with_vocab)
-        fprintf(stderr, "edgellm convert: wrote %s (weights only: %s has no tokenizer.json, so "
-                        "the file cannot tokenize text)\n", out, dir);
+        fprintf(stderr,
+                "edgellm convert: wrote %s (weights only: %s has no tokenizer.json, so "
+                "the file cannot tokenize text)\n",
+                out, dir);
     else
         fprintf(stderr, "edgellm convert: wrote %s\n", out);
     return 0;

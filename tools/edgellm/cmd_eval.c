@@ -130,8 +130,9 @@ int cmd_eval(int argc, char **argv)
         size_t len = 0;
         base_logits = (float *)cli_read_file(base, &len);
         if (!base_logits || len != (size_t)n * (size_t)n_vocab * sizeof(float)) {
-            cli_error(cmd, "'%s' holds %zu bytes but %d positions x %d vocabulary x 4 = %zu are "
-                           "needed; was it saved for these tokens and this vocabulary?",
+            cli_error(cmd,
+                      "'%s' holds %zu bytes but %d positions x %d vocabulary x 4 = %zu are "
+                      "needed; was it saved for these tokens and this vocabulary?",
                       base, len, n, n_vocab, (size_t)n * (size_t)n_vocab * sizeof(float));
             rc = 1;
         }

@@ -77,8 +77,7 @@ int cmd_gateway(int argc, char **argv)
             break;
         }
         bool takes_value = strcmp(a, "--cloud-insecure") != 0;
-        if (takes_value && !strncmp(a, "--", 2) &&
-            !(val = cli_option_value(cmd, argc, argv, &i))) {
+        if (takes_value && !strncmp(a, "--", 2) && !(val = cli_option_value(cmd, argc, argv, &i))) {
             rc = EXIT_USAGE;
             break;
         }

@@ -33,8 +33,8 @@ static void show_progress(void *user, int32_t done, int32_t total, double second
     double eta = seconds / done * (total - done);
     /* A terminal gets one updating line; a log gets about ten lines. */
     if (p->tty) {
-        fprintf(stderr, "\redgellm imatrix: chunk %d/%d, %.1f s, ETA %.1f s   ", done, total, seconds,
-                eta);
+        fprintf(stderr, "\redgellm imatrix: chunk %d/%d, %.1f s, ETA %.1f s   ", done, total,
+                seconds, eta);
         if (done == total)
             fputc('\n', stderr);
     } else if (done == total || done * 10 / total != p->last_line) {
@@ -86,9 +86,10 @@ int cmd_imatrix(int argc, char **argv)
     if (!ids)
         return status;
     progress pr = {isatty(STDERR_FILENO) != 0, -1};
-    ellm_imatrix_params p = {(int32_t)calib.ctx, (int32_t)calib.chunks, (int32_t)calib.threads,
-                             calib.text_path ? calib.text_path : calib.ids_path, show_progress,
-                             &pr};
+    ellm_imatrix_params p = {
+        (int32_t)calib.ctx,     (int32_t)calib.chunks,
+        (int32_t)calib.threads, calib.text_path ? calib.text_path : calib.ids_path,
+        show_progress,          &pr};
     ellm_imatrix *im = NULL;
     edgellm_status st = ellm_imatrix_collect(model_path, ids, n, &p, &im);
     free(ids);

@@ -8,7 +8,8 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: edgellm info MODEL.gguf [--ctx N] [--kv-type f16|f32|q8_0] [--no-tensors]\n");
+    fprintf(out,
+            "usage: edgellm info MODEL.gguf [--ctx N] [--kv-type f16|f32|q8_0] [--no-tensors]\n");
 }
 
 int cmd_info(int argc, char **argv)

@@ -17,8 +17,10 @@
 static void models_usage(FILE *out)
 {
     fprintf(out,
-            "usage: edgellm models <action> [options]   (store: $EDGELLM_HOME, default ~/.local/share/edgellm)\n\n"
-            "  install NAME[:VERSION] FROM   install a .gguf file or http(s):// URL; verifies FROM.sig\n"
+            "usage: edgellm models <action> [options]   (store: $EDGELLM_HOME, default "
+            "~/.local/share/edgellm)\n\n"
+            "  install NAME[:VERSION] FROM   install a .gguf file or http(s):// URL; verifies "
+            "FROM.sig\n"
             "          [--sig PATH|URL] [--allow-unsigned] [--no-activate] [--retries N]\n"
             "  list                          installed models, their active version and pin\n"
             "  info NAME                     every version with its metadata\n"
@@ -44,7 +46,8 @@ static store *open_store(void)
 {
     char root[1024];
     store *s = NULL;
-    if (ellm_store_default_root(root, sizeof root) != EDGELLM_OK || ellm_store_open(root, &s) != EDGELLM_OK) {
+    if (ellm_store_default_root(root, sizeof root) != EDGELLM_OK ||
+        ellm_store_open(root, &s) != EDGELLM_OK) {
         fail(NULL);
         return NULL;
     }
@@ -68,8 +71,8 @@ static void print_notice(void *user, const char *message)
 
 static int do_install(int argc, char **argv)
 {
-    store_install_options opts = {.activate = true, .progress = isatty(STDERR_FILENO) != 0,
-                                  .notice = print_notice};
+    store_install_options opts = {
+        .activate = true, .progress = isatty(STDERR_FILENO) != 0, .notice = print_notice};
     const char *positional[2] = {NULL, NULL};
     int n_pos = 0;
     for (int i = 1; i < argc; i++) {
@@ -112,7 +115,8 @@ static int do_install(int argc, char **argv)
     if (!s)
         return 1;
     char installed[STORE_VERSION_MAX];
-    edgellm_status st = ellm_store_install(s, name, version, positional[1], &opts, installed, sizeof installed);
+    edgellm_status st = ellm_store_install(s, name, version, positional[1], &opts, installed,
+                                           sizeof installed);
     if (st != EDGELLM_OK) {
         ellm_store_close(s);
         return fail("install");
@@ -121,10 +125,11 @@ static int do_install(int argc, char **argv)
     if (ellm_store_get_model(s, name, &m) == EDGELLM_OK) {
         const store_version *v = ellm_store_model_find(&m, installed);
         printf("installed %s:%s (sha256 %.16s..., %s%s)%s\n", name, installed, v ? v->sha256 : "?",
-               v && v->signed_by[0] ? "signed by " : "unsigned", v && v->signed_by[0] ? v->signed_by : "",
+               v && v->signed_by[0] ? "signed by " : "unsigned",
+               v && v->signed_by[0] ? v->signed_by : "",
                strcmp(m.active, installed) == 0 ? ", active"
-               : m.pinned                     ? ", not activated: the model is pinned"
-                                              : "");
+               : m.pinned                       ? ", not activated: the model is pinned"
+                                                : "");
         ellm_store_model_clear(&m);
     }
     ellm_store_close(s);
@@ -140,7 +145,8 @@ static int do_list(store *s)
     if (n == 0)
         printf("no models installed in %s\n", ellm_store_root(s));
     else
-        printf("%-24s %-12s %-8s %-10s %-8s %s\n", "NAME", "ACTIVE", "VERSIONS", "SIZE", "QUANT", "PINNED");
+        printf("%-24s %-12s %-8s %-10s %-8s %s\n", "NAME", "ACTIVE", "VERSIONS", "SIZE", "QUANT",
+               "PINNED");
     for (size_t i = 0; i < n; i++) {
         store_model m;
         if (ellm_store_get_model(s, names[i], &m) != EDGELLM_OK) {
@@ -150,8 +156,8 @@ static int do_list(store *s)
         const store_version *v = ellm_store_model_find(&m, m.active);
         char size[32];
         cli_format_bytes(v ? v->size : 0, size, sizeof size);
-        printf("%-24s %-12s %-8zu %-10s %-8s %s\n", m.name, m.active[0] ? m.active : "-", m.n_versions,
-               v ? size : "-", v ? v->quantization : "-", m.pinned ? "yes" : "no");
+        printf("%-24s %-12s %-8zu %-10s %-8s %s\n", m.name, m.active[0] ? m.active : "-",
+               m.n_versions, v ? size : "-", v ? v->quantization : "-", m.pinned ? "yes" : "no");
         ellm_store_model_clear(&m);
     }
     ellm_store_free_names(names, n);
@@ -163,8 +169,8 @@ static int do_info(store *s, const char *name)
     store_model m;
     if (ellm_store_get_model(s, name, &m) != EDGELLM_OK)
         return fail("info");
-    printf("name:     %s\nactive:   %s\nprevious: %s\npinned:   %s\n", m.name, m.active[0] ? m.active : "-",
-           m.previous[0] ? m.previous : "-", m.pinned ? "yes" : "no");
+    printf("name:     %s\nactive:   %s\nprevious: %s\npinned:   %s\n", m.name,
+           m.active[0] ? m.active : "-", m.previous[0] ? m.previous : "-", m.pinned ? "yes" : "no");
     for (size_t i = 0; i < m.n_versions; i++) {
         const store_version *v = &m.versions[i];
         char size[32], ram[32], when[64] = "?";
@@ -172,14 +178,16 @@ static int do_info(store *s, const char *name)
         struct tm tm;
         if (gmtime_r(&t, &tm))
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm);
-        printf("\nversion %s%s\n", v->version, strcmp(v->version, m.active) == 0 ? "  (active)" : "");
+        printf("\nversion %s%s\n", v->version,
+               strcmp(v->version, m.active) == 0 ? "  (active)" : "");
         printf("  sha256:        %s\n", v->sha256);
         printf("  size:          %s (%llu bytes)\n", cli_format_bytes(v->size, size, sizeof size),
                (unsigned long long)v->size);
         printf("  architecture:  %s\n  quantization:  %s\n  parameters:    %llu\n", v->architecture,
                v->quantization, (unsigned long long)v->n_params);
-        printf("  context:       %u\n  minimum RAM:   %s (at 512 tokens or the training context if shorter, F16 cache)\n", v->context_length,
-               cli_format_bytes(v->min_ram_bytes, ram, sizeof ram));
+        printf("  context:       %u\n  minimum RAM:   %s (at 512 tokens or the training context if "
+               "shorter, F16 cache)\n",
+               v->context_length, cli_format_bytes(v->min_ram_bytes, ram, sizeof ram));
         printf("  source:        %s\n  installed:     %s\n", v->source, when);
         printf("  signed by:     %s\n", v->signed_by[0] ? v->signed_by : "(unsigned)");
     }
@@ -231,7 +239,8 @@ static int do_sign(int argc, char **argv)
     if (!out) {
         int n = snprintf(default_out, sizeof default_out, "%s.sig", file);
         if (n < 0 || (size_t)n >= sizeof default_out) {
-            cli_error(CMD, "sign: the path %.60s... is too long to add .sig; give --out FILE", file);
+            cli_error(CMD, "sign: the path %.60s... is too long to add .sig; give --out FILE",
+                      file);
             return EXIT_USAGE;
         }
         out = default_out;
@@ -279,17 +288,20 @@ int cmd_models(int argc, char **argv)
         return do_sign(argc, argv);
     if (strcmp(action, "keygen") == 0) {
         if (argc != 2) {
-            cli_error(CMD, "keygen needs KEYFILE (the secret key; KEYFILE.pub gets the public key)");
+            cli_error(CMD,
+                      "keygen needs KEYFILE (the secret key; KEYFILE.pub gets the public key)");
             return EXIT_USAGE;
         }
         char pub[65];
         if (ellm_store_keygen(argv[1], pub) != EDGELLM_OK)
             return fail("keygen");
-        printf("secret key: %s (keep it private)\npublic key: %s.pub\ned25519 %s\n", argv[1], argv[1], pub);
+        printf("secret key: %s (keep it private)\npublic key: %s.pub\ned25519 %s\n", argv[1],
+               argv[1], pub);
         return 0;
     }
 
-    bool needs_arg = strcmp(action, "list") != 0 && strcmp(action, "gc") != 0 && strcmp(action, "verify") != 0;
+    bool needs_arg = strcmp(action, "list") != 0 && strcmp(action, "gc") != 0 &&
+                     strcmp(action, "verify") != 0;
     if (needs_arg && argc < 2) {
         cli_error(CMD, "%s needs a model name", action);
         return EXIT_USAGE;

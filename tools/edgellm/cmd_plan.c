@@ -62,23 +62,29 @@ int cmd_plan(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: edgellm plan -m MODEL [-c CONTEXT] [--kv-type f16|f32|q8_0] [--batch N] [-t THREADS] [--ram SIZE] [--json]\n"
-                   "  MODEL is a .gguf file or an installed name; SIZE like 3G (default: this machine's available RAM)\n");
+            printf("usage: edgellm plan -m MODEL [-c CONTEXT] [--kv-type f16|f32|q8_0] [--batch N] "
+                   "[-t THREADS] [--ram SIZE] [--json]\n"
+                   "  MODEL is a .gguf file or an installed name; SIZE like 3G (default: this "
+                   "machine's available RAM)\n");
             return 0;
         } else if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
             if (!(model = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx") == 0 || strcmp(a, "--context") == 0) {
-            if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_int(cmd, a, v, 1, 1 << 24, &n_ctx))
+            if (!(v = cli_option_value(cmd, argc, argv, &i)) ||
+                !cli_parse_int(cmd, a, v, 1, 1 << 24, &n_ctx))
                 return EXIT_USAGE;
         } else if (strcmp(a, "--batch") == 0 || strcmp(a, "-b") == 0) {
-            if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_int(cmd, a, v, 1, 1 << 16, &n_batch))
+            if (!(v = cli_option_value(cmd, argc, argv, &i)) ||
+                !cli_parse_int(cmd, a, v, 1, 1 << 16, &n_batch))
                 return EXIT_USAGE;
         } else if (strcmp(a, "--cache") == 0 || strcmp(a, "--kv-type") == 0) {
-            if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_kv_type(cmd, v, &cp.kv_type))
+            if (!(v = cli_option_value(cmd, argc, argv, &i)) ||
+                !cli_parse_kv_type(cmd, v, &cp.kv_type))
                 return EXIT_USAGE;
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
-            if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_int(cmd, a, v, 1, 256, &n_threads))
+            if (!(v = cli_option_value(cmd, argc, argv, &i)) ||
+                !cli_parse_int(cmd, a, v, 1, 256, &n_threads))
                 return EXIT_USAGE;
         } else if (strcmp(a, "--ram") == 0) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_size(cmd, a, v, &budget))
@@ -126,8 +132,8 @@ int cmd_plan(int argc, char **argv)
         return 0;
     }
     char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
-    printf("model:     %s (%s, %s, %llu parameters)\n", path, shape.architecture, shape.quantization,
-           (unsigned long long)shape.n_params);
+    printf("model:     %s (%s, %s, %llu parameters)\n", path, shape.architecture,
+           shape.quantization, (unsigned long long)shape.n_params);
     printf("context:   %d tokens, %s KV cache, batch %d (the engine's own layout for this model)\n",
            ctx, kv_type_name(cp.kv_type), batch);
     printf("weights:   %s (memory-mapped, shared between processes)\n",
@@ -141,7 +147,8 @@ int cmd_plan(int argc, char **argv)
     if (fits)
         printf("fits:      yes\n");
     else
-        printf("fits:      NO, needs %s more\n", cli_format_bytes(p.total_bytes - budget, b1, sizeof b1));
+        printf("fits:      NO, needs %s more\n",
+               cli_format_bytes(p.total_bytes - budget, b1, sizeof b1));
     if (max_ctx == 0)
         printf("largest context that fits: none (the weights alone exceed the budget)\n");
     else
@@ -204,7 +211,8 @@ int cmd_recommend(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: edgellm recommend [--ram SIZE] [--target browser|mobile|laptop] [-c CONTEXT] [-m MODEL]\n");
+            printf("usage: edgellm recommend [--ram SIZE] [--target browser|mobile|laptop] [-c "
+                   "CONTEXT] [-m MODEL]\n");
             return 0;
         } else if (strcmp(a, "--ram") == 0) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_size(cmd, a, v, &ram))
@@ -213,12 +221,14 @@ int cmd_recommend(int argc, char **argv)
         } else if (strcmp(a, "--target") == 0) {
             if (!(target = cli_option_value(cmd, argc, argv, &i)))
                 return EXIT_USAGE;
-            if (strcmp(target, "browser") != 0 && strcmp(target, "mobile") != 0 && strcmp(target, "laptop") != 0) {
+            if (strcmp(target, "browser") != 0 && strcmp(target, "mobile") != 0 &&
+                strcmp(target, "laptop") != 0) {
                 cli_error(cmd, "--target expects browser, mobile or laptop, got '%s'", target);
                 return EXIT_USAGE;
             }
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx") == 0 || strcmp(a, "--context") == 0) {
-            if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_int(cmd, a, v, 1, 1 << 24, &n_ctx))
+            if (!(v = cli_option_value(cmd, argc, argv, &i)) ||
+                !cli_parse_int(cmd, a, v, 1, 1 << 24, &n_ctx))
                 return EXIT_USAGE;
         } else if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
             if (!(model = cli_option_value(cmd, argc, argv, &i)))
@@ -253,8 +263,9 @@ int cmd_recommend(int argc, char **argv)
     if (n_ctx > 0)
         ctx = (int32_t)n_ctx;
     char b1[32], b2[32], b3[32];
-    printf("device:  %s with %s RAM; budget %s (%s)\n", target, cli_format_bytes(ram, b1, sizeof b1),
-           cli_format_bytes(usable, b2, sizeof b2), why_budget);
+    printf("device:  %s with %s RAM; budget %s (%s)\n", target,
+           cli_format_bytes(ram, b1, sizeof b1), cli_format_bytes(usable, b2, sizeof b2),
+           why_budget);
     printf("context: %d tokens, F16 KV cache\n\n", ctx);
 
     edgellm_context_params cp = edgellm_context_default_params();
@@ -286,12 +297,15 @@ int cmd_recommend(int argc, char **argv)
     }
     printf("\n");
     if (!best) {
-        printf("recommendation: none: even a 0.5B model at Q4_0 needs more than %s here; use a smaller "
-               "context (-c) or a device with more memory\n", cli_format_bytes(usable, b1, sizeof b1));
+        printf("recommendation: none: even a 0.5B model at Q4_0 needs more than %s here; use a "
+               "smaller "
+               "context (-c) or a device with more memory\n",
+               cli_format_bytes(usable, b1, sizeof b1));
     } else {
         printf("recommendation: a %s model at %s (%s): it needs %s of the %s budget at %d tokens, "
                "leaving %s free; the next size up does not fit\n",
-               best->label, best_q->name, best_q->why, cli_format_bytes(best_plan.total_bytes, b1, sizeof b1),
+               best->label, best_q->name, best_q->why,
+               cli_format_bytes(best_plan.total_bytes, b1, sizeof b1),
                cli_format_bytes(usable, b2, sizeof b2), ctx,
                cli_format_bytes(usable - best_plan.total_bytes, b3, sizeof b3));
     }
@@ -309,14 +323,16 @@ int cmd_recommend(int argc, char **argv)
             return 1;
         int32_t model_ctx = model_cp.n_ctx;
         if (p.total_bytes > usable) {
-            printf("warning: %s cannot fit: it needs %s at %d tokens but the %s budget is %s%s\n", model,
-                   cli_format_bytes(p.total_bytes, b1, sizeof b1), model_ctx, target,
+            printf("warning: %s cannot fit: it needs %s at %d tokens but the %s budget is %s%s\n",
+                   model, cli_format_bytes(p.total_bytes, b1, sizeof b1), model_ctx, target,
                    cli_format_bytes(usable, b2, sizeof b2),
-                   max_ctx > 0 ? " (a shorter context would)" : " (its weights alone are too large)");
+                   max_ctx > 0 ? " (a shorter context would)"
+                               : " (its weights alone are too large)");
             rc = 1;
         } else {
             printf("%s fits: it needs %s at %d tokens of the %s budget\n", model,
-                   cli_format_bytes(p.total_bytes, b1, sizeof b1), model_ctx, cli_format_bytes(usable, b2, sizeof b2));
+                   cli_format_bytes(p.total_bytes, b1, sizeof b1), model_ctx,
+                   cli_format_bytes(usable, b2, sizeof b2));
         }
     }
     return rc;

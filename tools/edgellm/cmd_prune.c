@@ -44,8 +44,8 @@ static bool parse_fraction(const char *cmd, const char *opt, const char *v, floa
     return true;
 }
 
-static void report_layer(void *user, int32_t layer, bool dropped, int32_t heads,
-                         int32_t heads_kept, int32_t ffn, int32_t ffn_kept)
+static void report_layer(void *user, int32_t layer, bool dropped, int32_t heads, int32_t heads_kept,
+                         int32_t ffn, int32_t ffn_kept)
 {
     (void)user;
     if (dropped)
@@ -151,8 +151,12 @@ int cmd_prune(int argc, char **argv)
             st = ellm_block_influence(in_path, ids, n, (int32_t)calib.ctx, (int32_t)calib.chunks,
                                       (int32_t)calib.threads, &influence);
         } else {
-            ellm_imatrix_params ip = {(int32_t)calib.ctx, (int32_t)calib.chunks,
-                                      (int32_t)calib.threads, source, NULL, NULL};
+            ellm_imatrix_params ip = {(int32_t)calib.ctx,
+                                      (int32_t)calib.chunks,
+                                      (int32_t)calib.threads,
+                                      source,
+                                      NULL,
+                                      NULL};
             st = ellm_imatrix_collect(in_path, ids, n, &ip, &im);
         }
         if (st != EDGELLM_OK) {

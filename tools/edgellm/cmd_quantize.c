@@ -82,8 +82,12 @@ static ellm_gptq *open_gptq(const char *cmd, const char *model_path, cli_calib *
     *ids_out = NULL;
     if (!ids)
         return NULL;
-    ellm_gptq_params p = {(int32_t)calib->ctx, (int32_t)calib->chunks, (int32_t)calib->threads,
-                          report_gptq_layer, NULL, act_order};
+    ellm_gptq_params p = {(int32_t)calib->ctx,
+                          (int32_t)calib->chunks,
+                          (int32_t)calib->threads,
+                          report_gptq_layer,
+                          NULL,
+                          act_order};
     ellm_gptq *g = NULL;
     if (ellm_gptq_create(model_path, ids, n, &p, &g) != EDGELLM_OK) {
         cli_error(cmd, "--calib %s: %s", calib->text_path, edgellm_last_error());
@@ -120,7 +124,8 @@ int cmd_quantize(int argc, char **argv)
     const char *cmd = "quantize";
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         printf("usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix IMATRIX.gguf [--awq]]\n"
-               "                        [--gptq --calib CALIB.txt [--act-order] [--ctx N] [--chunks N]\n"
+               "                        [--gptq --calib CALIB.txt [--act-order] [--ctx N] "
+               "[--chunks N]\n"
                "                        [-t N]]\n"
                "  TYPE: %s\n"
                "  Mixes keep the output head at 6 or 8 bits and give attention v/output and\n"
@@ -147,8 +152,8 @@ int cmd_quantize(int argc, char **argv)
     for (int i = 4; i < argc; i++) {
         /* The calibration text is --calib here: -f and --ids are not quantize options. */
         bool text_option = !strcmp(argv[i], "-f") || !strcmp(argv[i], "--ids");
-        cli_option_result r =
-            text_option ? CLI_OPTION_NOT_MINE : cli_calib_option(cmd, argc, argv, &i, &calib);
+        cli_option_result r = text_option ? CLI_OPTION_NOT_MINE
+                                          : cli_calib_option(cmd, argc, argv, &i, &calib);
         if (r == CLI_OPTION_BAD)
             return EXIT_USAGE;
         if (r == CLI_OPTION_TAKEN)
@@ -164,16 +169,19 @@ int cmd_quantize(int argc, char **argv)
         } else if (!strcmp(argv[i], "--calib") && i + 1 < argc) {
             calib.text_path = argv[++i];
         } else {
-            cli_error(cmd, "unknown or incomplete option '%s' (usage: edgellm quantize IN.gguf "
-                           "OUT.gguf TYPE [--imatrix F [--awq]] [--gptq --calib F])",
+            cli_error(cmd,
+                      "unknown or incomplete option '%s' (usage: edgellm quantize IN.gguf "
+                      "OUT.gguf TYPE [--imatrix F [--awq]] [--gptq --calib F])",
                       argv[i]);
             return EXIT_USAGE;
         }
     }
     if (argc < 4) {
-        cli_error(cmd, "usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix F [--awq]] "
-                       "[--gptq --calib F] "
-                       "(TYPE: %s)", ellm_quant_recipe_names());
+        cli_error(cmd,
+                  "usage: edgellm quantize IN.gguf OUT.gguf TYPE [--imatrix F [--awq]] "
+                  "[--gptq --calib F] "
+                  "(TYPE: %s)",
+                  ellm_quant_recipe_names());
         return EXIT_USAGE;
     }
     if (awq && !imatrix_path) {
@@ -202,8 +210,10 @@ int cmd_quantize(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (awq && recipe) {
-        cli_error(cmd, "--awq takes a single block type (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, "
-                       "...), not the mix %s", argv[3]);
+        cli_error(cmd,
+                  "--awq takes a single block type (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, "
+                  "...), not the mix %s",
+                  argv[3]);
         return EXIT_USAGE;
     }
     calibrated cal = {NULL, NULL, NULL};
@@ -217,12 +227,16 @@ int cmd_quantize(int argc, char **argv)
             return 1;
         }
         if (recipe && !strncmp(argv[3], "iq4_xs", 6))
-            fprintf(stderr, "edgellm quantize: %s: IQ4_XS blocks have no importance-weighted "
-                            "search yet and are rounded as without --imatrix (its other types "
-                            "use it)\n", argv[3]);
+            fprintf(stderr,
+                    "edgellm quantize: %s: IQ4_XS blocks have no importance-weighted "
+                    "search yet and are rounded as without --imatrix (its other types "
+                    "use it)\n",
+                    argv[3]);
         else if (!recipe && !ellm_type_has_weighted_search(type))
-            fprintf(stderr, "edgellm quantize: %s has no importance-weighted search; its "
-                            "matrices are rounded as without --imatrix\n", argv[3]);
+            fprintf(stderr,
+                    "edgellm quantize: %s has no importance-weighted search; its "
+                    "matrices are rounded as without --imatrix\n",
+                    argv[3]);
     }
     edgellm_token *calib_ids = NULL;
     int status = 1;
@@ -231,9 +245,11 @@ int cmd_quantize(int argc, char **argv)
         ellm_awq_free(cal.awq);
         return status;
     }
-    ellm_quantize_options o = {.on_fallback = report_fallback, .on_progress = report_progress,
+    ellm_quantize_options o = {.on_fallback = report_fallback,
+                               .on_progress = report_progress,
                                .importance = im ? calibrated_importance : NULL,
-                               .transform_row = cal.awq ? awq_fold : NULL, .user = &cal,
+                               .transform_row = cal.awq ? awq_fold : NULL,
+                               .user = &cal,
                                .claims_matrix = cal.gptq ? gptq_claims : NULL,
                                .quantize_matrix = cal.gptq ? gptq_matrix : NULL};
     edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], argv[3], &o)

@@ -111,8 +111,7 @@ int cmd_redact(int argc, char **argv)
     } else if (block && n > 0) {
         char types[256];
         ellm_pii_describe_types(entities, n, types, sizeof types);
-        cli_error("redact", "blocked: the text contains %s (run without --block to redact)",
-                  types);
+        cli_error("redact", "blocked: the text contains %s (run without --block to redact)", types);
         rc = 1;
     } else if (block) {
         fwrite(text, 1, len, stdout);

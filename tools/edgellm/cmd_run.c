@@ -17,33 +17,34 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: edgellm run -m MODEL (-p PROMPT | -f FILE) [options]\n"
-            "  -m, --model PATH        GGUF model file\n"
-            "  -p, --prompt TEXT       prompt to continue (not echoed)\n"
-            "  -f, --file PATH         read the prompt from a file\n"
-            "  -n, --n-predict N       tokens to generate (default 128; -1 = until EOS)\n"
-            "  -t, --threads N         threads (default: all CPUs)\n"
-            "      --ctx N             context length (default: the model's)\n"
-            "      --temp T            temperature (default 0.8; 0 = greedy)\n"
-            "      --top-k K           (default 40; 0 = off)\n"
-            "      --top-p P           (default 0.95; 1 = off)\n"
-            "      --min-p P           (default 0.05; 0 = off)\n"
-            "      --repeat-penalty R  (default 1 = off)\n"
-            "      --repeat-last-n N   window for the penalties (default 64)\n"
-            "      --presence-penalty P, --frequency-penalty P (default 0)\n"
-            "      --seed S            random seed (default: random, printed)\n"
-            "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
-            "      --kv-type f16|f32|q8_0  KV cache precision (default f16; q8_0 about halves it)\n"
-            "      --kernels SET       force a kernel set (avx512, avx2, neon-dotprod, neon, scalar;\n"
-            "                          default: the CPU's fastest, or $EDGELLM_KERNELS)\n"
-            "      --special           recognise control tokens written in the prompt\n"
-            "      --grammar-file F    only generate text the GBNF grammar in F accepts\n"
-            "      --json-schema F     only generate JSON that the JSON Schema in F describes\n"
-            "      --json              only generate a JSON object\n"
-            "  -v, --verbose           also report speculative acceptance and tokens per pass\n"
-            "%s",
-            cli_draft_usage());
+    fprintf(
+        out,
+        "usage: edgellm run -m MODEL (-p PROMPT | -f FILE) [options]\n"
+        "  -m, --model PATH        GGUF model file\n"
+        "  -p, --prompt TEXT       prompt to continue (not echoed)\n"
+        "  -f, --file PATH         read the prompt from a file\n"
+        "  -n, --n-predict N       tokens to generate (default 128; -1 = until EOS)\n"
+        "  -t, --threads N         threads (default: all CPUs)\n"
+        "      --ctx N             context length (default: the model's)\n"
+        "      --temp T            temperature (default 0.8; 0 = greedy)\n"
+        "      --top-k K           (default 40; 0 = off)\n"
+        "      --top-p P           (default 0.95; 1 = off)\n"
+        "      --min-p P           (default 0.05; 0 = off)\n"
+        "      --repeat-penalty R  (default 1 = off)\n"
+        "      --repeat-last-n N   window for the penalties (default 64)\n"
+        "      --presence-penalty P, --frequency-penalty P (default 0)\n"
+        "      --seed S            random seed (default: random, printed)\n"
+        "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
+        "      --kv-type f16|f32|q8_0  KV cache precision (default f16; q8_0 about halves it)\n"
+        "      --kernels SET       force a kernel set (avx512, avx2, neon-dotprod, neon, scalar;\n"
+        "                          default: the CPU's fastest, or $EDGELLM_KERNELS)\n"
+        "      --special           recognise control tokens written in the prompt\n"
+        "      --grammar-file F    only generate text the GBNF grammar in F accepts\n"
+        "      --json-schema F     only generate JSON that the JSON Schema in F describes\n"
+        "      --json              only generate a JSON object\n"
+        "  -v, --verbose           also report speculative acceptance and tokens per pass\n"
+        "%s",
+        cli_draft_usage());
 }
 
 typedef struct stream_state {
@@ -105,8 +106,8 @@ int cmd_run(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
-#define VALUE() \
-    if (!(v = cli_option_value(cmd, argc, argv, &i))) \
+#define VALUE()                                                                                    \
+    if (!(v = cli_option_value(cmd, argc, argv, &i)))                                              \
         return EXIT_USAGE;
         cli_option_result shared = cli_generation_option(cmd, argc, argv, &i, &g);
         if (shared == CLI_OPTION_BAD)
@@ -121,7 +122,8 @@ int cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             VALUE() prompt_file = v;
         } else if (!strcmp(a, "--stop")) {
-            VALUE() if (n_stops == MAX_STOPS) {
+            VALUE() if (n_stops == MAX_STOPS)
+            {
                 cli_error(cmd, "at most %d --stop strings", MAX_STOPS);
                 return EXIT_USAGE;
             }
@@ -180,7 +182,8 @@ int cmd_run(int argc, char **argv)
         }
         if (schema_file) {
             char err[512];
-            grammar_text = ellm_structured_schema_text_to_grammar(text, strlen(text), err, sizeof err);
+            grammar_text = ellm_structured_schema_text_to_grammar(text, strlen(text), err,
+                                                                  sizeof err);
             free(text);
             if (!grammar_text) {
                 cli_error(cmd, "%s: %s", schema_file, err);
@@ -217,9 +220,8 @@ int cmd_run(int argc, char **argv)
         return 1;
     }
     edgellm_grammar *grammar = NULL;
-    if (grammar_text &&
-        edgellm_grammar_compile(model, grammar_text, strlen(grammar_text), NULL, &grammar) !=
-            EDGELLM_OK) {
+    if (grammar_text && edgellm_grammar_compile(model, grammar_text, strlen(grammar_text), NULL,
+                                                &grammar) != EDGELLM_OK) {
         cli_error(cmd, "%s%s%s", grammar_file ? grammar_file : "", grammar_file ? ": " : "",
                   edgellm_last_error());
         edgellm_model_free(model);
@@ -265,8 +267,13 @@ int cmd_run(int argc, char **argv)
     }
     if (rc == 0) {
         char mem[32];
-        static const char *reasons[] = {"none", "end of sequence", "token limit", "stop string",
-                                        "context full", "stopped", "grammar complete",
+        static const char *reasons[] = {"none",
+                                        "end of sequence",
+                                        "token limit",
+                                        "stop string",
+                                        "context full",
+                                        "stopped",
+                                        "grammar complete",
                                         "no token can continue the grammar"};
         double prefill_tps = res.prefill_seconds > 0
                                  ? (res.n_prompt_tokens - res.n_cached_tokens) / res.prefill_seconds
@@ -282,10 +289,10 @@ int cmd_run(int argc, char **argv)
                 "generated:        %d tokens, decode %.1f tokens/s (stop: %s)\n"
                 "peak memory:      %s\n",
                 g.model_path, cp.n_threads > 0 ? cp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
-                edgellm_kernel_set(),
-                (unsigned long long)g.sampling.seed, load_s * 1000.0, res.n_prompt_tokens, prefill_tps,
-                res.ttft_seconds * 1000.0, res.n_generated, decode_tps,
-                reasons[res.stop_reason], cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
+                edgellm_kernel_set(), (unsigned long long)g.sampling.seed, load_s * 1000.0,
+                res.n_prompt_tokens, prefill_tps, res.ttft_seconds * 1000.0, res.n_generated,
+                decode_tps, reasons[res.stop_reason],
+                cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
         if (verbose)
             cli_draft_report(stderr, "", &res);
         if (grammar && res.n_generated > 0) {
@@ -294,7 +301,8 @@ int cmd_run(int argc, char **argv)
                                res.n_generated;
             double mask = res.grammar_seconds / res.n_generated;
             fprintf(stderr, "grammar:          %.3f ms/token of %.3f ms/token (%.1f %%)\n",
-                    mask * 1000.0, per_token * 1000.0, per_token > 0 ? 100.0 * mask / per_token : 0);
+                    mask * 1000.0, per_token * 1000.0,
+                    per_token > 0 ? 100.0 * mask / per_token : 0);
         }
     }
     if (rc == 0 && res.stop_reason == EDGELLM_STOP_GRAMMAR_STUCK) {

@@ -25,7 +25,8 @@ static void serve_usage(FILE *out)
             "      --parallel N        sequences decoded together (default 4)\n"
             "      --ctx N             context per sequence (default: the model's, up to 4096)\n"
             "      --batch N           tokens per forward pass (default 256)\n"
-            "      --queue N           requests that may wait for a slot before 429 (default 4 x parallel)\n"
+            "      --queue N           requests that may wait for a slot before 429 (default 4 x "
+            "parallel)\n"
             "      --threads N         CPU threads (default: all)\n"
             "      --kv-type f16|f32|q8_0  KV cache precision of every slot (default f16)\n"
             "      --kernels SET       force a kernel set (default: the CPU's fastest, or\n"
@@ -64,11 +65,11 @@ int serve_option(const char *cmd, serve_options *o, int argc, char **argv, int *
         return SERVE_OPTION_USAGE;
     if (drafted == CLI_OPTION_TAKEN)
         return SERVE_OPTION_TAKEN;
-#define VALUE()                                                                \
-    if (!(val = cli_option_value(cmd, argc, argv, i)))                         \
+#define VALUE()                                                                                    \
+    if (!(val = cli_option_value(cmd, argc, argv, i)))                                             \
         return SERVE_OPTION_USAGE;
-#define INT_OPT(field, lo, hi)                                                 \
-    VALUE() if (!cli_parse_int(cmd, a, val, lo, hi, &v)) return SERVE_OPTION_USAGE; \
+#define INT_OPT(field, lo, hi)                                                                     \
+    VALUE() if (!cli_parse_int(cmd, a, val, lo, hi, &v)) return SERVE_OPTION_USAGE;                \
     cfg->field = (int)v;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         VALUE() cfg->model_path = val;
@@ -176,7 +177,7 @@ int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size
         return EXIT_USAGE;
     }
     if (o->draft.draft_path && ellm_store_resolve_model(o->draft.draft_path, o->draft_resolved,
-                                                   sizeof o->draft_resolved) != EDGELLM_OK) {
+                                                        sizeof o->draft_resolved) != EDGELLM_OK) {
         cli_error(cmd, "--draft: %s", edgellm_last_error());
         return 1;
     }
@@ -212,9 +213,10 @@ static int find_web_root(const char *cmd, const char *given, char *out, size_t c
 {
     if (given) {
         if (!holds_web_build(given)) {
-            cli_error(cmd, "--web-root '%s' does not hold the browser build (edgellm.mjs, "
-                           "edgellm-worker.js, edgellm-st.wasm): run `make web` and pass its "
-                           "web/dist",
+            cli_error(cmd,
+                      "--web-root '%s' does not hold the browser build (edgellm.mjs, "
+                      "edgellm-worker.js, edgellm-st.wasm): run `make web` and pass its "
+                      "web/dist",
                       given);
             return 1;
         }
@@ -232,8 +234,9 @@ static int find_web_root(const char *cmd, const char *given, char *out, size_t c
         }
         dirs += n + (dirs[n] == ':');
     }
-    cli_error(cmd, "--web needs the browser build, which is not in %s: run `make web` in the "
-                   "source tree, or pass --web-root DIR",
+    cli_error(cmd,
+              "--web needs the browser build, which is not in %s: run `make web` in the "
+              "source tree, or pass --web-root DIR",
               *EDGELLM_WEB_DIRS ? EDGELLM_WEB_DIRS : "any known place");
     return 1;
 }

@@ -81,8 +81,8 @@ int cmd_synth(int argc, char **argv)
     } else {
         int e, l, h, k, f;
         char extra;
-        if (sscanf(dims, "%d,%d,%d,%d,%d%c", &e, &l, &h, &k, &f, &extra) != 5 || e <= 0 ||
-            l <= 0 || h <= 0 || k <= 0 || f <= 0) {
+        if (sscanf(dims, "%d,%d,%d,%d,%d%c", &e, &l, &h, &k, &f, &extra) != 5 || e <= 0 || l <= 0 ||
+            h <= 0 || k <= 0 || f <= 0) {
             cli_error(cmd, "--dims expects EMBD,LAYERS,HEADS,KV_HEADS,FF (positive), got '%s'",
                       dims);
             return EXIT_USAGE;

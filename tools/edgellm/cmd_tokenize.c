@@ -11,16 +11,15 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: edgellm tokenize -m MODEL [--no-bos] [--special] [--pieces] [--stats]\n"
-            "                        (-p TEXT | -f FILE | --jsonl FILE)\n"
-            "  prints the token ids as a JSON array\n"
-            "  --no-bos     do not add BOS even if the model's tokenizer does by default\n"
-            "  --special    recognise special tokens written in the text (<|im_start|>, ...)\n"
-            "  --pieces     print [{\"id\": N, \"piece\": TEXT}, ...] instead of ids\n"
-            "  --jsonl FILE each line of FILE is a JSON string; prints one line per input:\n"
-            "               {\"ids\": [...], \"text\": the ids detokenized again}\n"
-            "  --stats      print the tokenization speed to stderr\n");
+    fprintf(out, "usage: edgellm tokenize -m MODEL [--no-bos] [--special] [--pieces] [--stats]\n"
+                 "                        (-p TEXT | -f FILE | --jsonl FILE)\n"
+                 "  prints the token ids as a JSON array\n"
+                 "  --no-bos     do not add BOS even if the model's tokenizer does by default\n"
+                 "  --special    recognise special tokens written in the text (<|im_start|>, ...)\n"
+                 "  --pieces     print [{\"id\": N, \"piece\": TEXT}, ...] instead of ids\n"
+                 "  --jsonl FILE each line of FILE is a JSON string; prints one line per input:\n"
+                 "               {\"ids\": [...], \"text\": the ids detokenized again}\n"
+                 "  --stats      print the tokenization speed to stderr\n");
 }
 
 /* Tokenizes text into *ids (grown as needed); returns the count or -1 after printing an error. */
@@ -239,7 +238,8 @@ int cmd_tokenize(int argc, char **argv)
         free(owned);
     }
     if (rc == 0 && stats)
-        fprintf(stderr, "edgellm tokenize: %llu tokens (%llu bytes of text) in %.3f s: %.0f tokens/s\n",
+        fprintf(stderr,
+                "edgellm tokenize: %llu tokens (%llu bytes of text) in %.3f s: %.0f tokens/s\n",
                 (unsigned long long)n_total, (unsigned long long)n_bytes, seconds,
                 seconds > 0 ? (double)n_total / seconds : 0.0);
     edgellm_model_free(m);

@@ -25,42 +25,45 @@ static const char *cmd_name = "train";
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: edgellm train -o OUT.gguf (--init MODEL.gguf | --dims EMBD,LAYERS,HEADS,KV_HEADS,FF\n"
-            "                     --vocab VOCAB.gguf) -f CORPUS.txt [options]\n"
-            "  --init MODEL     fine-tune this llama model (F32 or quantized; trained in F32)\n"
-            "  --dims E,L,H,K,F a new model: width, layers, heads, KV heads, feed-forward size;\n"
-            "                   its tokenizer comes from --vocab (any GGUF with a vocabulary)\n"
-            "  --ctx N          tokens per training sequence (default 256)\n"
-            "  --batch N        sequences per step (default 16)\n"
-            "  --steps N | --epochs E   length of the run (default: 1 epoch)\n"
-            "  --lr X           peak learning rate (default 1e-3; warm-up, then cosine to lr/10)\n"
-            "  --seed S         initialization and batch order (default 1)\n"
-            "  --eval-split X   share of the corpus (its end) held out for the eval loss (0.05)\n"
-            "  --checkpoint-every N  write OUT.gguf.ckpt every N steps (default 0: only on Ctrl-C)\n"
-            "  --stop-at N      stop after step N with a checkpoint, as if interrupted\n"
-            "  --resume CKPT    continue a run from its checkpoint (options come from it)\n"
-            "  -t N             threads (default: all cores)\n"
-            "  writes OUT.gguf, a CSV log OUT.gguf.csv and checkpoints OUT.gguf.ckpt\n");
+    fprintf(
+        out,
+        "usage: edgellm train -o OUT.gguf (--init MODEL.gguf | --dims "
+        "EMBD,LAYERS,HEADS,KV_HEADS,FF\n"
+        "                     --vocab VOCAB.gguf) -f CORPUS.txt [options]\n"
+        "  --init MODEL     fine-tune this llama model (F32 or quantized; trained in F32)\n"
+        "  --dims E,L,H,K,F a new model: width, layers, heads, KV heads, feed-forward size;\n"
+        "                   its tokenizer comes from --vocab (any GGUF with a vocabulary)\n"
+        "  --ctx N          tokens per training sequence (default 256)\n"
+        "  --batch N        sequences per step (default 16)\n"
+        "  --steps N | --epochs E   length of the run (default: 1 epoch)\n"
+        "  --lr X           peak learning rate (default 1e-3; warm-up, then cosine to lr/10)\n"
+        "  --seed S         initialization and batch order (default 1)\n"
+        "  --eval-split X   share of the corpus (its end) held out for the eval loss (0.05)\n"
+        "  --checkpoint-every N  write OUT.gguf.ckpt every N steps (default 0: only on Ctrl-C)\n"
+        "  --stop-at N      stop after step N with a checkpoint, as if interrupted\n"
+        "  --resume CKPT    continue a run from its checkpoint (options come from it)\n"
+        "  -t N             threads (default: all cores)\n"
+        "  writes OUT.gguf, a CSV log OUT.gguf.csv and checkpoints OUT.gguf.ckpt\n");
 }
 
 static void usage_distill(FILE *out)
 {
-    fprintf(out,
-            "usage: edgellm distill --teacher T.gguf --student S.gguf -o OUT.gguf -f CORPUS.txt\n"
-            "                       [--temperature 2] [--alpha 0.5] [--top-k K] [train options]\n"
-            "  trains the student on the teacher's next-token distributions:\n"
-            "  loss = alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE\n"
-            "  --teacher MODEL  any model edgellm runs (quantized too); run forward only\n"
-            "  --student MODEL  the llama model to train (F32 or quantized; trained in F32); it\n"
-            "                   must have the teacher's vocabulary\n"
-            "  --temperature T  softening of both distributions (default 2)\n"
-            "  --alpha A        weight of the teacher's term against plain cross-entropy (0.5)\n"
-            "  --top-k K        keep only the teacher's K most likely tokens per position\n"
-            "  reports the student's KL to the teacher (temperature 1) and both perplexities on\n"
-            "  the held-out text before and after; train options: --ctx, --batch, --steps,\n"
-            "  --epochs, --lr, --seed, --eval-split, --checkpoint-every, --stop-at, --resume\n"
-            "  (with --teacher again), -t; see edgellm train --help\n");
+    fprintf(
+        out,
+        "usage: edgellm distill --teacher T.gguf --student S.gguf -o OUT.gguf -f CORPUS.txt\n"
+        "                       [--temperature 2] [--alpha 0.5] [--top-k K] [train options]\n"
+        "  trains the student on the teacher's next-token distributions:\n"
+        "  loss = alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE\n"
+        "  --teacher MODEL  any model edgellm runs (quantized too); run forward only\n"
+        "  --student MODEL  the llama model to train (F32 or quantized; trained in F32); it\n"
+        "                   must have the teacher's vocabulary\n"
+        "  --temperature T  softening of both distributions (default 2)\n"
+        "  --alpha A        weight of the teacher's term against plain cross-entropy (0.5)\n"
+        "  --top-k K        keep only the teacher's K most likely tokens per position\n"
+        "  reports the student's KL to the teacher (temperature 1) and both perplexities on\n"
+        "  the held-out text before and after; train options: --ctx, --batch, --steps,\n"
+        "  --epochs, --lr, --seed, --eval-split, --checkpoint-every, --stop-at, --resume\n"
+        "  (with --teacher again), -t; see edgellm train --help\n");
 }
 
 typedef struct train_options {
@@ -100,21 +103,42 @@ static int parse_dims(const char *s, ellm_train_config *cfg)
 
 static int parse_args(int argc, char **argv, bool distill, train_options *o)
 {
-    *o = (train_options){.ctx = 256, .batch = 16, .seed = 1, .lr = 1e-3, .eval_split = 0.05,
-                         .distill = distill, .temperature = 2, .alpha = 0.5};
+    *o = (train_options){.ctx = 256,
+                         .batch = 16,
+                         .seed = 1,
+                         .lr = 1e-3,
+                         .eval_split = 0.05,
+                         .distill = distill,
+                         .temperature = 2,
+                         .alpha = 0.5};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             (distill ? usage_distill : usage)(stdout);
             return -1;
         }
-        const char *valued[] = {"-o", "--init", "--dims", "--vocab", "-f", "--ctx", "--batch",
-                                "--steps", "--epochs", "--lr", "--seed", "--eval-split",
-                                "--checkpoint-every", "--stop-at", "--resume", "-t"};
-        const char *valued_distill[] = {"-o", "--teacher", "--student", "-f", "--ctx", "--batch",
-                                        "--steps", "--epochs", "--lr", "--seed", "--eval-split",
-                                        "--checkpoint-every", "--stop-at", "--resume", "-t",
-                                        "--temperature", "--alpha", "--top-k"};
+        const char *valued[] = {"-o",
+                                "--init",
+                                "--dims",
+                                "--vocab",
+                                "-f",
+                                "--ctx",
+                                "--batch",
+                                "--steps",
+                                "--epochs",
+                                "--lr",
+                                "--seed",
+                                "--eval-split",
+                                "--checkpoint-every",
+                                "--stop-at",
+                                "--resume",
+                                "-t"};
+        const char *valued_distill[] = {
+            "-o",        "--teacher", "--student",    "-f",
+            "--ctx",     "--batch",   "--steps",      "--epochs",
+            "--lr",      "--seed",    "--eval-split", "--checkpoint-every",
+            "--stop-at", "--resume",  "-t",           "--temperature",
+            "--alpha",   "--top-k"};
         bool known = false;
         if (distill)
             for (size_t k = 0; k < sizeof valued_distill / sizeof *valued_distill; k++)
@@ -316,7 +340,7 @@ static edgellm_status write_model(const char *path, const ellm_train_params *p,
         st = ellm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_head_kv);
     if (!st)
         st = ellm_gguf_writer_set_u32(w, "llama.rope.dimension_count",
-                                 (uint32_t)(c->n_embd / c->n_head));
+                                      (uint32_t)(c->n_embd / c->n_head));
     if (!st)
         st = ellm_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->rms_norm_eps);
     if (!st)
@@ -341,7 +365,8 @@ static edgellm_status write_model(const char *path, const ellm_train_params *p,
         if (!st)
             st = ellm_gguf_writer_set_u32(w, "train.batch", (uint32_t)o->batch);
         if (!st)
-            st = ellm_gguf_writer_set_u64(w, "train.checkpoint_every", (uint64_t)o->checkpoint_every);
+            st = ellm_gguf_writer_set_u64(w, "train.checkpoint_every",
+                                          (uint64_t)o->checkpoint_every);
         if (!st)
             st = ellm_gguf_writer_set_f64(w, "train.lr", o->lr);
         if (!st)
@@ -363,12 +388,13 @@ static edgellm_status write_model(const char *path, const ellm_train_params *p,
             ellm_train_tensor mt;
             ellm_train_tensor_at(m_view, i, &mt);
             snprintf(name, sizeof name, "adam_m.%s", t.name);
-            st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, t.ne1 > 1 ? 2 : 1, ne, mt.data);
+            st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, t.ne1 > 1 ? 2 : 1, ne,
+                                             mt.data);
             ellm_train_tensor_at(v_view, i, &mt);
             snprintf(name, sizeof name, "adam_v.%s", t.name);
             if (!st)
                 st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, t.ne1 > 1 ? 2 : 1, ne,
-                                            mt.data);
+                                                 mt.data);
         }
     }
     if (!st)
@@ -409,8 +435,10 @@ static int read_checkpoint(const gguf_file *f, const ellm_train_params *p, run_s
         !read_u64(f, "train.seed", &seed) || !read_u64(f, "train.steps", &steps) ||
         !read_u64(f, "train.batch", &batch) || !read_u64(f, "train.checkpoint_every", &every) ||
         !read_f64(f, "train.lr", &o->lr) || !read_f64(f, "train.eval_split", &o->eval_split)) {
-        cli_error(CMD, "%s is a model but not a training checkpoint (no train.* state); use it "
-                       "with --init to fine-tune it", o->resume);
+        cli_error(CMD,
+                  "%s is a model but not a training checkpoint (no train.* state); use it "
+                  "with --init to fine-tune it",
+                  o->resume);
         return 1;
     }
     uint64_t top_k = 0;
@@ -418,8 +446,8 @@ static int read_checkpoint(const gguf_file *f, const ellm_train_params *p, run_s
                      read_f64(f, "train.distill_alpha", &o->alpha) &&
                      read_u64(f, "train.distill_top_k", &top_k);
     if (distilled != o->distill) {
-        cli_error(CMD, "%s is a checkpoint of edgellm %s: resume it with that command",
-                  o->resume, distilled ? "distill (give --teacher again)" : "train");
+        cli_error(CMD, "%s is a checkpoint of edgellm %s: resume it with that command", o->resume,
+                  distilled ? "distill (give --teacher again)" : "train");
         return 1;
     }
     o->top_k = (long)top_k;
@@ -439,8 +467,10 @@ static int read_checkpoint(const gguf_file *f, const ellm_train_params *p, run_s
             snprintf(name, sizeof name, "adam_%c.%s", k ? 'v' : 'm', t.name);
             const gguf_tensor_info *ti = ellm_gguf_find_tensor(f, name);
             if (!ti || ti->type != ELLM_TYPE_F32 || ti->n_elements != n) {
-                cli_error(CMD, "checkpoint %s lacks the optimizer tensor %s (or it has the wrong "
-                               "shape); it cannot be resumed", o->resume, name);
+                cli_error(CMD,
+                          "checkpoint %s lacks the optimizer tensor %s (or it has the wrong "
+                          "shape); it cannot be resumed",
+                          o->resume, name);
                 return 1;
             }
             memcpy((k ? opt->v : opt->m) + off, ti->data, n * sizeof(float));
@@ -472,9 +502,9 @@ typedef struct teacher_report {
     double student_ppl, teacher_ppl, kl;
 } teacher_report;
 
-static int compare_to_teacher(const ellm_train_params *p, ellm_train_work *w,
-                              ellm_threadpool *pool, const int32_t *tok, const int32_t *tgt,
-                              const float *teacher, long n_seq, long n_ctx, teacher_report *out)
+static int compare_to_teacher(const ellm_train_params *p, ellm_train_work *w, ellm_threadpool *pool,
+                              const int32_t *tok, const int32_t *tgt, const float *teacher,
+                              long n_seq, long n_ctx, teacher_report *out)
 {
     int64_t rows = (int64_t)n_seq * n_ctx;
     double ce = 0, kl = 0;
@@ -484,8 +514,8 @@ static int compare_to_teacher(const ellm_train_params *p, ellm_train_work *w,
     }
     double teacher_ce = ellm_train_cross_entropy(pool, NULL, teacher, tgt, rows, p->cfg.n_vocab,
                                                  1.0f);
-    ellm_train_distill_loss(pool, NULL, ellm_train_logits(w), teacher, tgt, rows,
-                            p->cfg.n_vocab, 1.0f, 1.0f, 1.0f, &kl);
+    ellm_train_distill_loss(pool, NULL, ellm_train_logits(w), teacher, tgt, rows, p->cfg.n_vocab,
+                            1.0f, 1.0f, 1.0f, &kl);
     out->student_ppl = exp(ce);
     out->teacher_ppl = exp(teacher_ce);
     out->kl = kl;
@@ -534,8 +564,9 @@ static int run(train_options o)
             goto done;
         }
         if (!same_vocabulary(vocab, init_vocab)) {
-            cli_error(CMD, "the vocabulary of %s (%d tokens) differs from that of --init %s (%d "
-                           "tokens); fine-tune with the model's own vocabulary (drop --vocab)",
+            cli_error(CMD,
+                      "the vocabulary of %s (%d tokens) differs from that of --init %s (%d "
+                      "tokens); fine-tune with the model's own vocabulary (drop --vocab)",
                       o.vocab, (int)edgellm_n_vocab(vocab), o.init,
                       (int)edgellm_n_vocab(init_vocab));
             goto done;
@@ -548,9 +579,10 @@ static int run(train_options o)
             goto done;
         }
         if (!same_vocabulary(vocab, teacher)) {
-            cli_error(CMD, "the teacher %s has another vocabulary (%d tokens) than the student %s "
-                           "(%d tokens): distillation compares their distributions token by "
-                           "token, so give a student with the teacher's vocabulary",
+            cli_error(CMD,
+                      "the teacher %s has another vocabulary (%d tokens) than the student %s "
+                      "(%d tokens): distillation compares their distributions token by "
+                      "token, so give a student with the teacher's vocabulary",
                       o.teacher, (int)edgellm_n_vocab(teacher), vocab_path,
                       (int)edgellm_n_vocab(vocab));
             goto done;
@@ -567,8 +599,10 @@ static int run(train_options o)
             goto done;
         }
     } else {
-        ellm_train_config cfg = {.n_vocab = edgellm_n_vocab(vocab), .rms_norm_eps = 1e-5f,
-                                 .rope_freq_base = 10000.0f, .tied_embeddings = true};
+        ellm_train_config cfg = {.n_vocab = edgellm_n_vocab(vocab),
+                                 .rms_norm_eps = 1e-5f,
+                                 .rope_freq_base = 10000.0f,
+                                 .tied_embeddings = true};
         if ((rc = parse_dims(o.dims, &cfg)) != 0)
             goto done;
         rc = 1;
@@ -612,9 +646,10 @@ static int run(train_options o)
     if (!(ids = tokenize_corpus(vocab, o.corpus, &n_tokens)))
         goto done;
     if (o.resume && rs.corpus_tokens != (uint64_t)n_tokens) {
-        cli_error(CMD, "the corpus has %d tokens but the checkpoint was trained on %llu: resume "
-                       "with the same corpus", (int)n_tokens,
-                  (unsigned long long)rs.corpus_tokens);
+        cli_error(CMD,
+                  "the corpus has %d tokens but the checkpoint was trained on %llu: resume "
+                  "with the same corpus",
+                  (int)n_tokens, (unsigned long long)rs.corpus_tokens);
         goto done;
     }
     rs.corpus_tokens = (uint64_t)n_tokens;
@@ -624,8 +659,9 @@ static int run(train_options o)
     int64_t n_train = n_tokens - n_eval;
     int64_t need = (int64_t)o.batch * o.ctx + 1;
     if (n_train < need) {
-        cli_error(CMD, "the corpus has %lld training tokens, fewer than one batch (%ld x %ld + 1 "
-                       "= %lld); use a larger corpus or a smaller --batch or --ctx",
+        cli_error(CMD,
+                  "the corpus has %lld training tokens, fewer than one batch (%ld x %ld + 1 "
+                  "= %lld); use a larger corpus or a smaller --batch or --ctx",
                   (long long)n_train, o.batch, o.ctx, (long long)need);
         rc = EXIT_USAGE;
         goto done;
@@ -681,8 +717,10 @@ static int run(train_options o)
         report_tok = malloc(report_rows * sizeof *report_tok);
         report_tgt = malloc(report_rows * sizeof *report_tgt);
         if (!teacher_rows || !teacher_scratch || !report_teacher || !report_tok || !report_tgt) {
-            cli_error(CMD, "no memory for the teacher's logits (%ld x %ld x %zu floats); use a "
-                           "smaller --batch or --ctx", o.batch, o.ctx, V);
+            cli_error(CMD,
+                      "no memory for the teacher's logits (%ld x %ld x %zu floats); use a "
+                      "smaller --batch or --ctx",
+                      o.batch, o.ctx, V);
             goto done;
         }
         if (edgellm_context_create(teacher, &cp, &teacher_ctx) != EDGELLM_OK) {
@@ -695,8 +733,8 @@ static int run(train_options o)
             report_tgt[i] = ids[report_from + (int64_t)(i / (size_t)o.ctx) * o.ctx +
                                 (int64_t)(i % (size_t)o.ctx) + 1];
         }
-        if (ellm_train_work_create(&p->cfg, (int32_t)n_report_seq, (int32_t)o.ctx,
-                                   &report_work) != EDGELLM_OK) {
+        if (ellm_train_work_create(&p->cfg, (int32_t)n_report_seq, (int32_t)o.ctx, &report_work) !=
+            EDGELLM_OK) {
             cli_error(CMD, "%s", edgellm_last_error());
             goto done;
         }
@@ -747,17 +785,18 @@ static int run(train_options o)
             /* a teacher that breaks on some window (NaN weights reached only by rare tokens)
              * stops the run mid-way: say which checkpoint still holds the last good student */
             if (last_good)
-                cli_error(CMD, "step %lld: the teacher: %s; stopped without updating. The last "
-                               "good checkpoint is %s (continue with --resume %s and a working "
-                               "teacher)", (long long)step + 1, edgellm_last_error(), last_good,
-                          last_good);
+                cli_error(CMD,
+                          "step %lld: the teacher: %s; stopped without updating. The last "
+                          "good checkpoint is %s (continue with --resume %s and a working "
+                          "teacher)",
+                          (long long)step + 1, edgellm_last_error(), last_good, last_good);
             else
                 cli_error(CMD, "step %lld: the teacher: %s; stopped, no checkpoint written",
                           (long long)step + 1, edgellm_last_error());
             goto done;
         }
-        if (o.distill ? ellm_train_forward_backward_distill(p, g, work, pool, batch_tok,
-                                                            batch_tgt, &kd, 1.0f, &loss)
+        if (o.distill ? ellm_train_forward_backward_distill(p, g, work, pool, batch_tok, batch_tgt,
+                                                            &kd, 1.0f, &loss)
                       : ellm_train_forward_backward(p, g, work, pool, batch_tok, batch_tgt, 1.0f,
                                                     &loss)) {
             cli_error(CMD, "step %lld: %s", (long long)step + 1, edgellm_last_error());
@@ -766,13 +805,15 @@ static int run(train_options o)
         double norm = ellm_train_clip_grad_norm(g, 1.0);
         if (!isfinite(loss) || !isfinite(norm)) {
             if (last_good)
-                cli_error(CMD, "step %lld: the loss became %g (gradient norm %g); stopped without "
-                               "updating. The last good checkpoint is %s: retry from the one "
-                               "before the divergence with a lower --lr", (long long)step + 1,
-                          loss, norm, last_good);
+                cli_error(CMD,
+                          "step %lld: the loss became %g (gradient norm %g); stopped without "
+                          "updating. The last good checkpoint is %s: retry from the one "
+                          "before the divergence with a lower --lr",
+                          (long long)step + 1, loss, norm, last_good);
             else
-                cli_error(CMD, "step %lld: the loss became %g (gradient norm %g); stopped, no "
-                               "checkpoint written. Check the weights, or lower --lr",
+                cli_error(CMD,
+                          "step %lld: the loss became %g (gradient norm %g); stopped, no "
+                          "checkpoint written. Check the weights, or lower --lr",
                           (long long)step + 1, loss, norm);
             goto done;
         }
@@ -791,15 +832,15 @@ static int run(train_options o)
                         et[i * o.ctx + t] = ids[n_train + i * o.ctx + t];
                         et[(n_eval_seq + i) * o.ctx + t] = ids[n_train + i * o.ctx + t + 1];
                     }
-                ellm_train_forward_backward(p, NULL, eval_work, pool, et,
-                                            et + n_eval_seq * o.ctx, 1.0f, &eval_loss);
+                ellm_train_forward_backward(p, NULL, eval_work, pool, et, et + n_eval_seq * o.ctx,
+                                            1.0f, &eval_loss);
                 free(et);
             }
         }
         double elapsed = cli_now_seconds() - t_start;
         double tps = (double)(rs.step - first_step) * (double)rows / (elapsed > 0 ? elapsed : 1);
-        fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.6g,%.1f", (long long)rs.step, loss, eval_loss, lr,
-                norm, tps);
+        fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.6g,%.1f", (long long)rs.step, loss, eval_loss, lr, norm,
+                tps);
         if (o.distill)
             fprintf(csv, ",%.6f", kl);
         fputc('\n', csv);
@@ -820,15 +861,18 @@ static int run(train_options o)
         bool stop = interrupted || (o.stop_at && rs.step >= o.stop_at && !last);
         if ((o.checkpoint_every && rs.step % o.checkpoint_every == 0) || stop) {
             if (write_model(ckpt_path, p, vocab_file, &rs, &opt, &mv, &vv) != EDGELLM_OK) {
-                cli_error(CMD, "writing the checkpoint %s: %s (the previous checkpoint is "
-                               "kept)", ckpt_path, edgellm_last_error());
+                cli_error(CMD,
+                          "writing the checkpoint %s: %s (the previous checkpoint is "
+                          "kept)",
+                          ckpt_path, edgellm_last_error());
                 goto done;
             }
             last_good = ckpt_path;
         }
         if (stop) {
-            fprintf(stderr, "edgellm train: stopped after step %lld; checkpoint %s (continue "
-                            "with --resume %s)\n",
+            fprintf(stderr,
+                    "edgellm train: stopped after step %lld; checkpoint %s (continue "
+                    "with --resume %s)\n",
                     (long long)rs.step, ckpt_path, ckpt_path);
             rc = interrupted ? 130 : 0;
             goto done;

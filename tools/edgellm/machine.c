@@ -54,7 +54,7 @@ typedef struct machine_job {
     long iters;
     const uint8_t *p; /* the read loop's bytes */
     size_t n;
-    double work; /* set by the loop: bytes read or operations done (a multiply-add is two) */
+    double work;  /* set by the loop: bytes read or operations done (a multiply-add is two) */
     int64_t sink; /* keeps the loops from being optimized away */
 } machine_job;
 
@@ -212,8 +212,7 @@ __attribute__((target("avx2"))) static void int8_avx2(machine_job *j)
 {
     /* vpmaddubsw (32 u8 x s8 products in 16 pairs), vpmaddwd by ones, vpaddd: the sequence
      * every AVX2 integer kernel reduces a 32-byte block with. */
-    __m256i acc[8], a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2),
-                    ones = _mm256_set1_epi16(1);
+    __m256i acc[8], a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
     for (int k = 0; k < 8; k++)
         acc[k] = _mm256_set1_epi32(k);
     for (long i = 0; i < j->iters; i++) {
@@ -221,8 +220,7 @@ __attribute__((target("avx2"))) static void int8_avx2(machine_job *j)
          * and the loop timed the additions. */
         for (int k = 0; k < 8; k++) {
             __asm__ volatile("" : "+x"(a));
-            acc[k] = _mm256_add_epi32(
-                acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
         }
     }
     for (int k = 1; k < 8; k++)
@@ -359,13 +357,16 @@ double machine_arith_peak_gops(const char *arith, int threads)
 
 double machine_fma_peak_gflops(int threads)
 {
-    return machine_arith_peak_gops(has_avx512f()   ? "f32-fma-avx512"
+    return machine_arith_peak_gops(has_avx512f()    ? "f32-fma-avx512"
                                    : has_avx2_fma() ? "f32-fma-avx2"
                                                     : "scalar",
                                    threads);
 }
 
-const char *machine_fma_isa(void) { return has_avx512f() ? "avx512" : has_avx2_fma() ? "avx2" : "scalar"; }
+const char *machine_fma_isa(void)
+{
+    return has_avx512f() ? "avx512" : has_avx2_fma() ? "avx2" : "scalar";
+}
 
 const char *machine_cpu_model(void)
 {

@@ -19,9 +19,8 @@ typedef struct wasm_engine {
 } wasm_engine;
 
 /* Hands text to the worker (Module.edgellmText) and asks it whether to stop. */
-EM_JS(int, wasm_emit_text, (const char *text, size_t len), {
-    return Module["edgellmText"](UTF8ToString(text, len)) ? 1 : 0;
-});
+EM_JS(int, wasm_emit_text, (const char *text, size_t len),
+      { return Module["edgellmText"](UTF8ToString(text, len)) ? 1 : 0; });
 
 static int on_token(void *user, edgellm_token token, const char *text, size_t len)
 {
@@ -114,10 +113,9 @@ EMSCRIPTEN_KEEPALIVE const char *edgellm_wasm_model_info(wasm_engine *e)
 
 /* Sampling and stopping as `serve` takes them (the JavaScript side checks the ranges). */
 static edgellm_generate_params generate_params(double temperature, double top_p, int top_k,
-                                               double min_p, double repeat_penalty,
-                                               double presence, double frequency, double seed,
-                                               int max_tokens, const char *const *stops,
-                                               int n_stops)
+                                               double min_p, double repeat_penalty, double presence,
+                                               double frequency, double seed, int max_tokens,
+                                               const char *const *stops, int n_stops)
 {
     edgellm_generate_params gp = edgellm_generate_default_params();
     gp.max_tokens = max_tokens;
@@ -138,14 +136,13 @@ static edgellm_generate_params generate_params(double temperature, double top_p,
 /* A completion of prompt, as `edgellm run` makes it (BOS as the model wants it). */
 EMSCRIPTEN_KEEPALIVE int edgellm_wasm_complete(wasm_engine *e, const char *prompt,
                                                double temperature, double top_p, int top_k,
-                                               double min_p, double repeat_penalty,
-                                               double presence, double frequency, double seed,
-                                               int max_tokens, const char *const *stops,
-                                               int n_stops)
+                                               double min_p, double repeat_penalty, double presence,
+                                               double frequency, double seed, int max_tokens,
+                                               const char *const *stops, int n_stops)
 {
-    edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p,
-                                                 repeat_penalty, presence, frequency, seed,
-                                                 max_tokens, stops, n_stops);
+    edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p, repeat_penalty,
+                                                 presence, frequency, seed, max_tokens, stops,
+                                                 n_stops);
     return edgellm_generate(e->ctx, prompt, &gp, &e->last);
 }
 
@@ -188,9 +185,9 @@ EMSCRIPTEN_KEEPALIVE int edgellm_wasm_chat(wasm_engine *e, const char *const *ro
     const char *const *extra = ellm_chat_stop_strings(ellm_chat_detect_model(e->model, NULL));
     for (int k = 0; extra && extra[k] && n_all < 64; k++)
         all_stops[n_all++] = extra[k];
-    edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p,
-                                                 repeat_penalty, presence, frequency, seed,
-                                                 max_tokens, all_stops, n_all);
+    edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p, repeat_penalty,
+                                                 presence, frequency, seed, max_tokens, all_stops,
+                                                 n_all);
     st = edgellm_generate_tokens(e->ctx, tokens, n_tokens, &gp, &e->last);
     free(tokens);
     return st;
