@@ -283,6 +283,8 @@ static void test_gemm_tiles(void)
     int tiled_sets = 0;
     for (int set = 0; set < n_sets && set < 8; set++)
         for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+            CHECK(ellm_quant_use_kernel_set("scalar"));
+            ellm_vec_dot_fn scalar_dot = ellm_kernels_for(types[ty])->vec_dot;
             CHECK(ellm_quant_use_kernel_set(sets[set]));
             ellm_gemm_fn gemm = ellm_gemm_for(types[ty]);
             const ellm_type_kernels *k = ellm_kernels_for(types[ty]);
@@ -317,9 +319,6 @@ static void test_gemm_tiles(void)
                               ellm_type_name(types[ty]), r, t, single[t][r], ref);
                     if (exact) {
                         float scalar;
-                        ellm_vec_dot_fn scalar_dot = types[ty] == ELLM_TYPE_Q8_0
-                                                         ? ellm_vec_dot_q8_0_scalar
-                                                         : ellm_vec_dot_q4_0_scalar;
                         scalar_dot(N, &scalar, wq + r * rb, row);
                         CHECK_MSG(!memcmp(&scalar, &single[t][r], sizeof scalar),
                                   "%s %s row %d token %d: %.9g vs scalar %.9g", sets[set],

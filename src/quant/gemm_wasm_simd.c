@@ -1,5 +1,6 @@
-/* WebAssembly SIMD128 tiles of weight rows × tokens (see ellm_gemm_fn) for Q4_0 and Q8_0 against
- * extended Q8_0 activations and Q4_K, Q5_K and Q6_K against Q8_K rows.
+/* WebAssembly SIMD128 tiles of weight rows × tokens (see ellm_gemm_fn) for Q4_0, Q8_0, Q5_0 and
+ * IQ4_NL against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, and Q4_K,
+ * Q5_K and Q6_K against Q8_K rows.
  *
  * Four weight rows share a vector: each row's integer block sum is formed in four partial lanes
  * by i32x4.dot_i16x8 and the four rows' partials are transposed and added, so lane r holds row
@@ -33,7 +34,7 @@ enum {
 
 /* One block of GROUP rows, widened: w[r] holds row r's values (for K-quants times their
  * sub-block scales), mins[r] Q4_K/Q5_K's mins each twice (to meet the 16 bsums), d and dmin the
- * rows' scales as floats in lanes. */
+ * rows' scales as floats in lanes (dmin holds the "_1" formats' minimum m). */
 typedef struct row_group {
     v128_t w[GROUP][KQUANT_VECS];
     v128_t mins[GROUP][2];
@@ -44,7 +45,7 @@ typedef struct row_group {
 typedef struct act_block {
     v128_t a[KQUANT_VECS];
     v128_t bsums[2];
-    v128_t d;
+    v128_t d, s; /* s: Q8_1's d times the sum of the values */
 } act_block;
 
 static inline void widen_i8(v128_t v, v128_t *out)
@@ -102,6 +103,60 @@ static void q8_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     g->d = scales_of(rows, at + offsetof(block_q8_0, d));
 }
 
+static void q5_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    const v128_t sixteen = wasm_i8x16_splat(16);
+    size_t at = (size_t)b * sizeof(block_q5_0);
+    for (int r = 0; r < GROUP; r++) {
+        const block_q5_0 *blk = (const block_q5_0 *)(rows[r] + at);
+        v128_t lo, hi;
+        q5_values(blk->qs, blk->qh, &lo, &hi);
+        widen_i8(wasm_i8x16_sub(lo, sixteen), &g->w[r][0]);
+        widen_i8(wasm_i8x16_sub(hi, sixteen), &g->w[r][2]);
+    }
+    g->d = scales_of(rows, at + offsetof(block_q5_0, d));
+}
+
+static void iq4_nl_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    const v128_t levels = load(ellm_kvalues_iq4nl), low4 = wasm_i8x16_splat(0x0F);
+    size_t at = (size_t)b * sizeof(block_iq4_nl);
+    for (int r = 0; r < GROUP; r++) {
+        v128_t q = load(rows[r] + at + offsetof(block_iq4_nl, qs));
+        widen_i8(wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4)), &g->w[r][0]);
+        widen_i8(wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4)), &g->w[r][2]);
+    }
+    g->d = scales_of(rows, at + offsetof(block_iq4_nl, d));
+}
+
+/* The "_1" formats: unsigned values, and the minimum m (in dmin) beside the scale. */
+static void q4_1_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F);
+    size_t at = (size_t)b * sizeof(block_q4_1);
+    for (int r = 0; r < GROUP; r++) {
+        v128_t q = load(rows[r] + at + offsetof(block_q4_1, qs));
+        widen_i8(wasm_v128_and(q, low4), &g->w[r][0]);
+        widen_i8(wasm_u8x16_shr(q, 4), &g->w[r][2]);
+    }
+    g->d = scales_of(rows, at + offsetof(block_q4_1, d));
+    g->dmin = scales_of(rows, at + offsetof(block_q4_1, m));
+}
+
+static void q5_1_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    size_t at = (size_t)b * sizeof(block_q5_1);
+    for (int r = 0; r < GROUP; r++) {
+        const block_q5_1 *blk = (const block_q5_1 *)(rows[r] + at);
+        v128_t lo, hi;
+        q5_values(blk->qs, blk->qh, &lo, &hi);
+        widen_i8(lo, &g->w[r][0]);
+        widen_i8(hi, &g->w[r][2]);
+    }
+    g->d = scales_of(rows, at + offsetof(block_q5_1, d));
+    g->dmin = scales_of(rows, at + offsetof(block_q5_1, m));
+}
+
 static void ext_act(const uint8_t *x, int64_t b, const void *layout, act_block *a)
 {
     const ellm_q8_0_ext_layout *L = layout;
@@ -117,6 +172,25 @@ static v128_t legacy_step(const row_group *g, const act_block *a, v128_t sum)
     v128_t isum = row_sums(g, a->a, LEGACY_VECS);
     v128_t scale = wasm_f32x4_mul(g->d, a->d);
     return wasm_f32x4_add(sum, wasm_f32x4_mul(scale, wasm_f32x4_convert_i32x4(isum)));
+}
+
+/* Plain Q8_1 rows: the scale d and s (d times the sum of the values) as floats in every lane. */
+static void q8_1_act(const uint8_t *x, int64_t b, const void *unused, act_block *a)
+{
+    (void)unused;
+    const block_q8_1 *blk = (const block_q8_1 *)x + b;
+    widen_i8(load(blk->qs), &a->a[0]);
+    widen_i8(load(blk->qs + 16), &a->a[2]);
+    a->d = wasm_f32x4_splat(ellm_f16_to_f32(blk->d));
+    a->s = wasm_f32x4_splat(ellm_f16_to_f32(blk->s));
+}
+
+/* sum += (dw * da) * (float)isum + m * s, the scalar kernel's order. */
+static v128_t legacy_1_step(const row_group *g, const act_block *a, v128_t sum)
+{
+    v128_t isum = row_sums(g, a->a, LEGACY_VECS);
+    v128_t scaled = wasm_f32x4_mul(wasm_f32x4_mul(g->d, a->d), wasm_f32x4_convert_i32x4(isum));
+    return wasm_f32x4_add(sum, wasm_f32x4_add(scaled, wasm_f32x4_mul(g->dmin, a->s)));
 }
 
 /* ---- K-quants against Q8_K rows ---- */
@@ -332,4 +406,18 @@ void ellm_gemm_q6_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
     gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q6_K_group,
                     q8_K_act, NULL, q6_K_step);
 }
+
+#define LEGACY_GEMM(type, block_size, group, act, step)                                            \
+    void ellm_gemm_##type##_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride,                \
+                                      int64_t n_rows, const uint8_t *x, size_t x_stride,           \
+                                      int64_t n_tok, float *y, int64_t y_stride)                   \
+    {                                                                                              \
+        ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);                                      \
+        gemm_row_groups(n / (block_size), w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride,    \
+                        group, act, &L, step);                                                     \
+    }
+LEGACY_GEMM(q5_0, QK5_0, q5_0_group, ext_act, legacy_step)
+LEGACY_GEMM(iq4_nl, QK4_NL, iq4_nl_group, ext_act, legacy_step)
+LEGACY_GEMM(q4_1, QK4_1, q4_1_group, q8_1_act, legacy_1_step)
+LEGACY_GEMM(q5_1, QK5_1, q5_1_group, q8_1_act, legacy_1_step)
 #endif

@@ -173,12 +173,16 @@ void ellm_vec_dot_f16_wasm_simd(int64_t n, float *out, const void *row, const vo
 void ellm_vec_dot_q8_0_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q4_0_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_nl_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_0_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_1_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_1_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q4_K_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_K_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q6_K_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_xs_wasm_simd(int64_t n, float *out, const void *row, const void *x);
-/* Tiles of four rows in lanes (gemm_wasm_simd.c; see ellm_gemm_fn): Q4_0 and Q8_0 against
- * extended Q8_0 activations, K-quants against Q8_K rows; bit-identical to the kernels above. */
+/* Tiles of four rows in lanes (gemm_wasm_simd.c; see ellm_gemm_fn): Q4_0, Q8_0, Q5_0 and IQ4_NL
+ * against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, K-quants against
+ * Q8_K rows; bit-identical to the kernels above. */
 #define ELLM_WASM_SIMD_GEMM(type)                                                                  \
     void ellm_gemm_##type##_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride,                \
                                       int64_t n_rows, const uint8_t *x, size_t x_stride,           \
@@ -188,6 +192,10 @@ ELLM_WASM_SIMD_GEMM(q8_0)
 ELLM_WASM_SIMD_GEMM(q4_K)
 ELLM_WASM_SIMD_GEMM(q5_K)
 ELLM_WASM_SIMD_GEMM(q6_K)
+ELLM_WASM_SIMD_GEMM(q5_0)
+ELLM_WASM_SIMD_GEMM(iq4_nl)
+ELLM_WASM_SIMD_GEMM(q4_1)
+ELLM_WASM_SIMD_GEMM(q5_1)
 #endif
 
 #endif

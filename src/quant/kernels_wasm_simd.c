@@ -74,6 +74,30 @@ static inline v128_t ints_iq4_nl(const block_iq4_nl *w, const block_q8_0 *a)
     return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
 }
 
+static inline v128_t ints_q5_0(const block_q5_0 *w, const block_q8_0 *a)
+{
+    const v128_t sixteen = wasm_i8x16_splat(16);
+    v128_t lo, hi;
+    q5_values(w->qs, w->qh, &lo, &hi);
+    return wasm_i32x4_add(dot_i8x16(wasm_i8x16_sub(lo, sixteen), load(a->qs)),
+                          dot_i8x16(wasm_i8x16_sub(hi, sixteen), load(a->qs + 16)));
+}
+
+/* The "_1" formats' unsigned values (0..15 or 0..31) against Q8_1 activations. */
+static inline v128_t ints_q4_1(const block_q4_1 *w, const block_q8_1 *a)
+{
+    v128_t q = load(w->qs);
+    v128_t lo = wasm_v128_and(q, wasm_i8x16_splat(0x0F)), hi = wasm_u8x16_shr(q, 4);
+    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+}
+
+static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
+{
+    v128_t lo, hi;
+    q5_values(w->qs, w->qh, &lo, &hi);
+    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+}
+
 /* The scalar kernels' float steps, sum += d_w * d_a * (float)isum per block in block order, four
  * blocks at a time: the products in lanes (the same roundings), the additions one by one. */
 #define Q8_0_ACTIVATION_DOT(w, a, n, block_fn, out)                                                \
@@ -102,6 +126,39 @@ static inline v128_t ints_iq4_nl(const block_iq4_nl *w, const block_q8_0 *a)
         *(out) = sum_;                                                                             \
     } while (0)
 
+/* The same for the "_1" formats: sum += (d_w * d_a * (float)isum + m_w * s_a) per block. */
+#define Q8_1_ACTIVATION_DOT(w, a, n, block_fn, out)                                                \
+    do {                                                                                           \
+        int64_t nb_ = (n) / 32, i_ = 0;                                                            \
+        float sum_ = 0;                                                                            \
+        for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
+            v128_t part_[4];                                                                       \
+            for (int k_ = 0; k_ < 4; k_++)                                                         \
+                part_[k_] = block_fn(&(w)[i_ + k_], &(a)[i_ + k_]);                                \
+            v128_t isum_ = wasm_f32x4_convert_i32x4(transpose_sum4(part_));                        \
+            v128_t dw_ = halves_to_f32x4(                                                          \
+                wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d, (w)[i_ + 2].d, (w)[i_ + 3].d));          \
+            v128_t da_ = halves_to_f32x4(                                                          \
+                wasm_i32x4_make((a)[i_].d, (a)[i_ + 1].d, (a)[i_ + 2].d, (a)[i_ + 3].d));          \
+            v128_t mw_ = halves_to_f32x4(                                                          \
+                wasm_i32x4_make((w)[i_].m, (w)[i_ + 1].m, (w)[i_ + 2].m, (w)[i_ + 3].m));          \
+            v128_t sa_ = halves_to_f32x4(                                                          \
+                wasm_i32x4_make((a)[i_].s, (a)[i_ + 1].s, (a)[i_ + 2].s, (a)[i_ + 3].s));          \
+            v128_t p_ = wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_mul(dw_, da_), isum_),            \
+                                       wasm_f32x4_mul(mw_, sa_));                                  \
+            sum_ += wasm_f32x4_extract_lane(p_, 0);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 1);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 2);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
+        }                                                                                          \
+        for (; i_ < nb_; i_++) {                                                                   \
+            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], &(a)[i_]));                                 \
+            sum_ += ellm_f16_to_f32((w)[i_].d) * ellm_f16_to_f32((a)[i_].d) * (float)isum1_ +      \
+                    ellm_f16_to_f32((w)[i_].m) * ellm_f16_to_f32((a)[i_].s);                       \
+        }                                                                                          \
+        *(out) = sum_;                                                                             \
+    } while (0)
+
 void ellm_vec_dot_q8_0_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q8_0 *w = row, *a = x;
@@ -113,6 +170,27 @@ void ellm_vec_dot_q4_0_wasm_simd(int64_t n, float *out, const void *row, const v
     const block_q4_0 *w = row;
     const block_q8_0 *a = x;
     Q8_0_ACTIVATION_DOT(w, a, n, ints_q4_0, out);
+}
+
+void ellm_vec_dot_q5_0_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q5_0 *w = row;
+    const block_q8_0 *a = x;
+    Q8_0_ACTIVATION_DOT(w, a, n, ints_q5_0, out);
+}
+
+void ellm_vec_dot_q4_1_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q4_1 *w = row;
+    const block_q8_1 *a = x;
+    Q8_1_ACTIVATION_DOT(w, a, n, ints_q4_1, out);
+}
+
+void ellm_vec_dot_q5_1_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q5_1 *w = row;
+    const block_q8_1 *a = x;
+    Q8_1_ACTIVATION_DOT(w, a, n, ints_q5_1, out);
 }
 
 void ellm_vec_dot_iq4_nl_wasm_simd(int64_t n, float *out, const void *row, const void *x)

@@ -67,4 +67,26 @@ static inline nibbles32 split_nibbles(const uint8_t *q)
     return r;
 }
 
+/* The fifth bits of a Q5_0/Q5_1 block (bit j of its little-endian qh belongs to value j) as
+ * bytes that are 0x10 where the bit is set and 0 elsewhere: lo for values 0..15, hi for 16..31. */
+static inline void q5_fifth_bits(const uint8_t qh[4], v128_t *lo, v128_t *hi)
+{
+    const v128_t bit = wasm_u8x16_make(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+    const v128_t sixteen = wasm_i8x16_splat(0x10);
+    v128_t h = wasm_v128_load32_splat(qh);
+    v128_t l = wasm_i8x16_shuffle(h, h, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    v128_t u = wasm_i8x16_shuffle(h, h, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    *lo = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(l, bit), bit), sixteen);
+    *hi = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(u, bit), bit), sixteen);
+}
+
+/* The 32 five-bit values (0..31) of a Q5_0/Q5_1 block: values 0..15 in lo, 16..31 in hi. */
+static inline void q5_values(const uint8_t *qs, const uint8_t qh[4], v128_t *lo, v128_t *hi)
+{
+    v128_t q = load(qs), fifth_lo, fifth_hi;
+    q5_fifth_bits(qh, &fifth_lo, &fifth_hi);
+    *lo = wasm_v128_or(wasm_v128_and(q, wasm_i8x16_splat(0x0F)), fifth_lo);
+    *hi = wasm_v128_or(wasm_u8x16_shr(q, 4), fifth_hi);
+}
+
 #endif
