@@ -70,6 +70,10 @@ typedef struct ellm_quantize_options {
     bool (*claims_matrix)(void *user, const char *tensor, ellm_type type, int64_t n_cols);
     edgellm_status (*quantize_matrix)(void *user, const char *tensor, ellm_type type, float *w,
                                       int64_t n_rows, int64_t n_cols, void *dst);
+    /* With importances, a mix gives its higher type to the layer matrices where it removes the
+     * most importance-weighted error per extra byte, within the extra bytes its fixed rules
+     * would spend; true keeps the fixed rules (layer position and matrix kind) instead. */
+    bool mix_by_rules;
 } ellm_quantize_options;
 
 /* Writes in_path's model with its matrices converted to target (atomically: a temp file renamed

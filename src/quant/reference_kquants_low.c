@@ -427,14 +427,16 @@ static int iq4_nearest(float v)
     return idx;
 }
 
-static float iq4_levels(const float *x, int n, float s, uint8_t *idx)
+/* Nearest level indices of x under scale s; returns the squared error, each value's weighted by
+ * w (NULL: unweighted). */
+static float iq4_levels(const float *x, const float *w, int n, float s, uint8_t *idx)
 {
     float err = 0, inv = s != 0 ? 1.0f / s : 0;
     for (int k = 0; k < n; k++) {
         int l = s != 0 ? iq4_nearest(x[k] * inv) : 8;
         idx[k] = (uint8_t)l;
         float e = s * (float)ellm_kvalues_iq4nl[l] - x[k];
-        err += e * e;
+        err += WEIGHT(w, k) * e * e;
     }
     return err;
 }
@@ -460,7 +462,7 @@ static float iq4_fit_sub(const float *x)
         for (int step = -5; step <= 5; step++) {
             float level = (side == 0 ? -127.0f : 113.0f) * (1.0f + 0.03f * (float)step);
             float s = max / level;
-            iq4_levels(x, 32, s, idx);
+            iq4_levels(x, NULL, 32, s, idx);
             float skx = 0, skk = 0;
             for (int k = 0; k < 32; k++) {
                 float kv = (float)ellm_kvalues_iq4nl[idx[k]];
@@ -481,23 +483,84 @@ static float iq4_fit_sub(const float *x)
     return best_s;
 }
 
+/* The importance-weighted sub-block fit: a finer and wider sweep of the extreme value near
+ * either end of the table, plus scales that put one of the three costliest values (largest
+ * w x^2) exactly on one of the smaller levels (a small weight multiplying a large activation
+ * must not round to zero); every candidate refined by the weighted least-squares scale for its
+ * levels and scored on the weighted error with levels re-picked under that scale. */
+static float iq4_fit_sub_weighted(const float *x, const float *w)
+{
+    float amax = 0, max = 0;
+    int heavy[3] = {-1, -1, -1};
+    for (int k = 0; k < 32; k++) {
+        if (fabsf(x[k]) > amax) {
+            amax = fabsf(x[k]);
+            max = x[k];
+        }
+        float c = w[k] * x[k] * x[k];
+        for (int h = 0; h < 3; h++) {
+            if (c > 0 && (heavy[h] < 0 || c > w[heavy[h]] * x[heavy[h]] * x[heavy[h]])) {
+                for (int g = 2; g > h; g--)
+                    heavy[g] = heavy[g - 1];
+                heavy[h] = k;
+                break;
+            }
+        }
+    }
+    if (amax == 0)
+        return 0;
+    static const float small_levels[7] = {-35, -22, -10, 13, 25, 38, 53};
+    float cand[34 + 21], best_s = iq4_fit_sub(x);
+    int n_cand = 0;
+    for (int side = 0; side < 2; side++)
+        for (int step = -8; step <= 8; step++)
+            cand[n_cand++] = max / ((side == 0 ? -127.0f : 113.0f) * (1.0f + 0.02f * (float)step));
+    for (int h = 0; h < 3 && heavy[h] >= 0; h++)
+        for (int k = 0; k < 7; k++)
+            cand[n_cand++] = x[heavy[h]] / small_levels[k];
+    uint8_t idx[32];
+    float best = iq4_levels(x, w, 32, best_s, idx);
+    for (int c = 0; c < n_cand; c++) {
+        iq4_levels(x, w, 32, cand[c], idx);
+        float skx = 0, skk = 0;
+        for (int k = 0; k < 32; k++) {
+            float kv = (float)ellm_kvalues_iq4nl[idx[k]];
+            skx += w[k] * kv * x[k];
+            skk += w[k] * kv * kv;
+        }
+        float tries[2] = {cand[c], skk > 0 ? skx / skk : cand[c]};
+        for (int t = 0; t < 2; t++) {
+            float err = iq4_levels(x, w, 32, tries[t], idx);
+            if (err < best) {
+                best = err;
+                best_s = tries[t];
+            }
+        }
+    }
+    return best_s;
+}
+
 /* Encodes a block given its sub-block scales, the largest (smax) at code -top; returns the
- * squared error. */
-static float encode_iq4_xs(const float *x, const float *sub, float d_want, block_iq4_xs *b)
+ * squared error (weighted by w unless NULL). */
+static float encode_iq4_xs(const float *x, const float *w, const float *sub, float d_want,
+                           block_iq4_xs *b)
 {
     memset(b, 0, sizeof *b);
     b->d = ellm_f32_to_f16(d_want);
     float d = ellm_f16_to_f32(b->d), total = 0;
+    /* Weighted: the codes on either side of the two nearest too, as a heavy value's level can
+     * sit better under a code one further off. */
+    int lo = w ? -1 : 0, hi = w ? 2 : 1;
     for (int s = 0; s < 8; s++) {
         const float *xs = x + 32 * s;
         float f = code_ratio(d != 0 ? sub[s] / d : 0);
         float best = INFINITY;
         int code = 0;
         uint8_t idx[32], keep[32] = {0};
-        for (int c = 0; c < 2; c++) {
+        for (int c = lo; c <= hi; c++) {
             int ls = clampi((int)floorf(f) + c, -32, 31);
-            float err = iq4_levels(xs, 32, d * (float)ls, idx);
-            if (c == 0 || err < best) {
+            float err = iq4_levels(xs, w ? w + 32 * s : NULL, 32, d * (float)ls, idx);
+            if (c == lo || err < best) {
                 best = err;
                 code = ls;
                 memcpy(keep, idx, 32);
@@ -513,25 +576,25 @@ static float encode_iq4_xs(const float *x, const float *sub, float d_want, block
     return total;
 }
 
-static void quantize_iq4_xs_block(const float *x, block_iq4_xs *b)
+static void quantize_iq4_xs_block(const float *x, const float *w, block_iq4_xs *b)
 {
     float sub[8], smax = 0, samax = 0;
     for (int s = 0; s < 8; s++) {
-        sub[s] = iq4_fit_sub(x + 32 * s);
+        sub[s] = w ? iq4_fit_sub_weighted(x + 32 * s, w + 32 * s) : iq4_fit_sub(x + 32 * s);
         if (fabsf(sub[s]) > samax) {
             samax = fabsf(sub[s]);
             smax = sub[s];
         }
     }
-    float err = encode_iq4_xs(x, sub, smax / -32, b);
+    float err = encode_iq4_xs(x, w, sub, smax / -32, b);
     /* Refit the super-block scale by least squares for the chosen codes and levels. */
     block_iq4_xs alt = *b;
     float u[QK_K];
     alt.d = ellm_f32_to_f16(1.0f);
     ellm_dequantize_iq4_xs(&alt, u, QK_K);
-    float d2 = refit_scale(x, NULL, u);
+    float d2 = refit_scale(x, w, u);
     if (d2 != 0) {
-        float e = encode_iq4_xs(x, sub, d2, &alt);
+        float e = encode_iq4_xs(x, w, sub, d2, &alt);
         if (e < err) {
             err = e;
             *b = alt;
@@ -539,7 +602,7 @@ static void quantize_iq4_xs_block(const float *x, block_iq4_xs *b)
     }
     if (samax / 32 < HALF_COARSE) {
         for (int c = 0; c < N_COARSE_TOPS; c++) {
-            float e = encode_iq4_xs(x, sub, smax / (float)-coarse_tops[c], &alt);
+            float e = encode_iq4_xs(x, w, sub, smax / (float)-coarse_tops[c], &alt);
             if (e < err) {
                 err = e;
                 *b = alt;
@@ -548,10 +611,15 @@ static void quantize_iq4_xs_block(const float *x, block_iq4_xs *b)
     }
 }
 
-void ellm_quantize_iq4_xs(const float *x, block_iq4_xs *b, int64_t n)
+void ellm_quantize_iq4_xs_weighted(const float *x, block_iq4_xs *b, int64_t n, const float *w)
 {
     for (int64_t i = 0; i < n / QK_K; i++)
-        quantize_iq4_xs_block(x + i * QK_K, &b[i]);
+        quantize_iq4_xs_block(x + i * QK_K, w ? w + i * QK_K : NULL, &b[i]);
+}
+
+void ellm_quantize_iq4_xs(const float *x, block_iq4_xs *b, int64_t n)
+{
+    ellm_quantize_iq4_xs_weighted(x, b, n, NULL);
 }
 
 /* The IQ4_XS sub-block search, shared with IQ4_NL (reference_legacy.c), whose 32-value blocks
@@ -560,5 +628,5 @@ float ellm_iq4nl_fit_scale(const float *x) { return iq4_fit_sub(x); }
 
 float ellm_iq4nl_levels(const float *x, int n, float s, uint8_t *idx)
 {
-    return iq4_levels(x, n, s, idx);
+    return iq4_levels(x, NULL, n, s, idx);
 }

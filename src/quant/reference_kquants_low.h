@@ -18,6 +18,7 @@ void ellm_quantize_iq4_xs(const float *x, block_iq4_xs *b, int64_t n);
  * quantize --imatrix (quant/weighted.c dispatches). */
 void ellm_quantize_q2_K_weighted(const float *x, block_q2_K *b, int64_t n, const float *w);
 void ellm_quantize_q3_K_weighted(const float *x, block_q3_K *b, int64_t n, const float *w);
+void ellm_quantize_iq4_xs_weighted(const float *x, block_iq4_xs *b, int64_t n, const float *w);
 
 /* IQ4 level search over 32 values: the least-squares signed scale over a spread of candidates, and
  * the nearest level index of each value under scale s (8, a zero level, when s is 0) with the

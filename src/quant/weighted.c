@@ -289,7 +289,7 @@ bool ellm_type_has_weighted_search(ellm_type type)
     return type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q4_1 || type == ELLM_TYPE_Q5_0 ||
            type == ELLM_TYPE_Q5_1 || type == ELLM_TYPE_IQ4_NL || type == ELLM_TYPE_Q4_K ||
            type == ELLM_TYPE_Q5_K || type == ELLM_TYPE_Q6_K || type == ELLM_TYPE_Q2_K ||
-           type == ELLM_TYPE_Q3_K;
+           type == ELLM_TYPE_Q3_K || type == ELLM_TYPE_IQ4_XS;
 }
 
 size_t ellm_quantize_row_weighted(ellm_type type, const float *x, void *dst, int64_t n,
@@ -325,6 +325,9 @@ size_t ellm_quantize_row_weighted(ellm_type type, const float *x, void *dst, int
     case ELLM_TYPE_Q6_K:
         ellm_quantize_q6_K_weighted(x, dst, n, w);
         return (size_t)(n / QK_K) * sizeof(block_q6_K);
+    case ELLM_TYPE_IQ4_XS:
+        ellm_quantize_iq4_xs_weighted(x, dst, n, w);
+        return (size_t)(n / QK_K) * sizeof(block_iq4_xs);
     default: weighted_iq4_nl(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_iq4_nl);
     }
 }

@@ -131,8 +131,10 @@ int cmd_quantize(int argc, char **argv)
                "  Mixes keep the output head at 6 or 8 bits and give attention v/output and\n"
                "  ffn_down more bits where the mix says so (K_M: about half the layers at Q6_K).\n"
                "  --imatrix (from 'edgellm imatrix'): block scales minimise the error weighted by\n"
-               "  each input column's mean square activation (q4_0, q4_1, q5_0, q5_1, iq4_nl and\n"
-               "  the K-quants q2_k .. q6_k; not yet iq4_xs).\n"
+               "  each input column's mean square activation (q4_0, q4_1, q5_0, q5_1, iq4_nl,\n"
+               "  iq4_xs and the K-quants q2_k .. q6_k); a mix gives its higher type to the layer\n"
+               "  matrices where it removes the most weighted error per extra byte, at the size\n"
+               "  of its fixed rules (--rule-mix: the fixed rules instead).\n"
                "  --awq (single block types, llama/mistral): per input channel scales searched on\n"
                "  the imatrix statistics and folded into the preceding norm or matrix, so the\n"
                "  unrounded model computes the same; the output is a standard GGUF.\n"
@@ -147,7 +149,7 @@ int cmd_quantize(int argc, char **argv)
         return 0;
     }
     const char *imatrix_path = NULL;
-    bool awq = false, gptq = false, act_order = false;
+    bool awq = false, gptq = false, act_order = false, rule_mix = false;
     cli_calib calib = cli_calib_defaults(512);
     for (int i = 4; i < argc; i++) {
         /* The calibration text is --calib here: -f and --ids are not quantize options. */
@@ -164,6 +166,8 @@ int cmd_quantize(int argc, char **argv)
             gptq = true;
         } else if (!strcmp(argv[i], "--act-order")) {
             act_order = true;
+        } else if (!strcmp(argv[i], "--rule-mix")) {
+            rule_mix = true;
         } else if (!strcmp(argv[i], "--imatrix") && i + 1 < argc) {
             imatrix_path = argv[++i];
         } else if (!strcmp(argv[i], "--calib") && i + 1 < argc) {
@@ -226,13 +230,7 @@ int cmd_quantize(int argc, char **argv)
             ellm_imatrix_free(im);
             return 1;
         }
-        if (recipe && !strncmp(argv[3], "iq4_xs", 6))
-            fprintf(stderr,
-                    "edgellm quantize: %s: IQ4_XS blocks have no importance-weighted "
-                    "search yet and are rounded as without --imatrix (its other types "
-                    "use it)\n",
-                    argv[3]);
-        else if (!recipe && !ellm_type_has_weighted_search(type))
+        if (!recipe && !ellm_type_has_weighted_search(type))
             fprintf(stderr,
                     "edgellm quantize: %s has no importance-weighted search; its "
                     "matrices are rounded as without --imatrix\n",
@@ -251,7 +249,8 @@ int cmd_quantize(int argc, char **argv)
                                .transform_row = cal.awq ? awq_fold : NULL,
                                .user = &cal,
                                .claims_matrix = cal.gptq ? gptq_claims : NULL,
-                               .quantize_matrix = cal.gptq ? gptq_matrix : NULL};
+                               .quantize_matrix = cal.gptq ? gptq_matrix : NULL,
+                               .mix_by_rules = rule_mix};
     edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], argv[3], &o)
                                : ellm_quantize_model(argv[1], argv[2], type, &o);
     ellm_imatrix_free(im);
