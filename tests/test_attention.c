@@ -136,7 +136,6 @@ int main(void)
     fprintf(stderr, "attention copies on this CPU: portable, %s\n", isa);
 
     static uint8_t kc[MAX_POS * (MAX_HD + PAD) * 2], vc[MAX_POS * (MAX_HD + PAD) * 2];
-    static uint8_t gkc[GROUP_POS * (MAX_HD + PAD) * 2], gvc[GROUP_POS * (MAX_HD + PAD) * 2];
     float q[MAX_HD], got[MAX_HD], want[MAX_HD], isa_out[MAX_HD];
     double exact[MAX_HD];
     int32_t head_dims[] = {16, 48, 64, 100, 128};
@@ -210,6 +209,7 @@ int main(void)
             continue;
         enum { MAX_GROUP = 9 };
         static float gq[MAX_GROUP * MAX_HD], gout[MAX_GROUP * MAX_HD];
+        static uint8_t gkc[GROUP_POS * (MAX_HD + PAD) * 2], gvc[GROUP_POS * (MAX_HD + PAD) * 2];
         int32_t group_positions[] = {1, 7, 33, 71, GROUP_POS};
         int grouped = 0;
         for (int32_t hd = 64; hd <= 128; hd += 64) {
