@@ -141,6 +141,7 @@ int main(void)
     int32_t head_dims[] = {16, 48, 64, 100, 128};
     int32_t positions[] = {1, 2, 7, 33, MAX_POS};
     int cases = 0;
+    double wide_worst = 0;
     for (size_t h = 0; h < sizeof head_dims / sizeof head_dims[0]; h++) {
         int32_t hd = head_dims[h];
         size_t stride = (size_t)(hd + PAD) * 2;
@@ -181,14 +182,17 @@ int main(void)
                     double wworst = 0;
                     for (int32_t d = 0; d < hd; d++)
                         wworst = fmax(wworst, fabs(isa_out[d] - exact[d]));
-                    CHECK_MSG(wworst < 2e-3 * (n_pos + 1), "%s wide hd=%d: off exact by %g", isa,
-                              hd, wworst);
+                    /* Only float rounding (no F16 step after the inputs): far closer than the
+                     * portable path's. */
+                    CHECK_MSG(wworst < 1e-5, "%s wide hd=%d n_pos=%d: off exact by %g", isa, hd,
+                              n_pos, wworst);
+                    wide_worst = fmax(wide_worst, wworst);
                 }
                 cases++;
             }
         }
     }
-    fprintf(stderr, "%d attention cases\n", cases);
+    fprintf(stderr, "%d attention cases; wide paths at most %.2g off exact\n", cases, wide_worst);
 
 #if defined(ELLM_HAVE_F16C_ATTENTION)
     /* The grouped kernels: every head of a group bit for bit the wide path's, over enough
