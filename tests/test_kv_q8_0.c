@@ -171,7 +171,7 @@ static void check_kernel_switch(void)
             CHECK(!strcmp(arith, "int8-vnni512") && ellm_gemm_for(ELLM_TYPE_Q4_K));
         else if (!strcmp(names[i], "avx2"))
             CHECK(!strcmp(arith, "int8-avx2") && ellm_gemm_for(ELLM_TYPE_Q4_0) &&
-                  !ellm_attention_kernels_active()->f16_group);
+                  ellm_attention_kernels_active()->f16_group);
     }
     CHECK(edgellm_use_kernel_set("") == EDGELLM_OK);
     CHECK(!strcmp(edgellm_kernel_set(), default_set));

@@ -11,7 +11,7 @@
 #include "quant/quant.h"
 
 /* Scores of every position (the F32 and Q8_0 paths) then the Q8_0 query (fewer bytes than head
- * size floats), or the F16 path's rounded query and F16 accumulator (2 head sizes). Whatever
+ * size floats), or the F16 path's rounded query and running output (2 head sizes). Whatever
  * the work state's own cache type: a batch's sequences may have other ones. */
 size_t ellm_attention_scratch_floats(const ellm_model *m, const ellm_state_params *p)
 {
@@ -160,8 +160,7 @@ static void attention_task(void *arg, int ith, int nth)
     float scale = hp->attn_scale;
     int32_t window = ellm_layer_slides(hp, j->layer) ? hp->sliding_window : 0;
     /* The wide copies also vectorize the dot and the accumulator updates. */
-    ellm_attend_f16_fn attend_f16 = hd % 32 == 0 && j->kernels->f16_wide ? j->kernels->f16_wide
-                                                                         : j->kernels->f16;
+    ellm_attend_f16_wide_fn attend_wide = hd % 32 == 0 ? j->kernels->f16_wide : NULL;
     /* Where the grouped kernel applies, a job is a token's group of query heads (or part of it). */
     int32_t heads_per_job = j->grouped ? j->heads_per_job : 1;
     int32_t jobs_per_token = hp->n_head / heads_per_job;
@@ -196,9 +195,11 @@ static void attention_task(void *arg, int ith, int nth)
             else if (hp->attn_softcap > 0)
                 attend_capped(q, kc, vc, stride, s->kv.type == ELLM_TYPE_F32 ? 4 : 2, n_pos, hd,
                               scale, hp->attn_softcap, scores, out);
+            else if (s->kv.type == ELLM_TYPE_F16 && attend_wide)
+                attend_wide(q, kc, vc, stride, n_pos, hd, scale, scores + hd, scores, out);
             else if (s->kv.type == ELLM_TYPE_F16)
-                attend_f16(q, kc, vc, stride, n_pos, hd, scale, (uint16_t *)(scores + hd), scores,
-                           out);
+                j->kernels->f16(q, kc, vc, stride, n_pos, hd, scale, (uint16_t *)(scores + hd),
+                                scores, out);
             else
                 attend_f32(q, kc, vc, stride, n_pos, hd, scale, scores, out);
         }

@@ -17,25 +17,32 @@
 #endif
 
 #if defined(ELLM_HAVE_F16C_ATTENTION)
-/* Head sizes that are a multiple of 32 take the reference runtime's vector path: the K.Q dot in
- * four 8-lane FMA accumulators reduced (0+2)+(1+3), and the F16 accumulator updated with fused
- * multiply-adds. Same rounding steps as that runtime, eight lanes at a time. */
-static inline float reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
-{
-    __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_hadd_ps(h, h);
-    return _mm_cvtss_f32(_mm_hadd_ps(h, h));
-}
-
+/* Head sizes that are a multiple of 32 take the reference runtime's vector path for the K.Q dot:
+ * four 8-lane FMA accumulators reduced (0+2)+(1+3), then the halves, then pairs. The running
+ * output is kept in F32 (no rounding per position) and updated with fused multiply-adds. */
 static inline __m256 load_half8(const uint16_t *p)
 {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-static inline void store_half8(uint16_t *p, __m256 v)
+static inline __m256 round_to_half8(__m256 v)
 {
-    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* The reduction above for eight positions at once, given per position s = (a0+a2)+(a1+a3): the
+ * same additions in the same order, transposed as it goes; the scores come out in position
+ * order, times scale. */
+static inline __m256 reduce8_like_wide(const __m256 *s, float scale)
+{
+    __m256 u[4];
+    for (int j = 0; j < 4; j++) /* lane l < 4 of each half: position 2j, 2j + 1's s[l] + s[l + 4] */
+        u[j] = _mm256_add_ps(_mm256_permute2f128_ps(s[2 * j], s[2 * j + 1], 0x20),
+                             _mm256_permute2f128_ps(s[2 * j], s[2 * j + 1], 0x31));
+    __m256 pairs0 = _mm256_hadd_ps(u[0], u[1]), pairs1 = _mm256_hadd_ps(u[2], u[3]);
+    __m256 sums = _mm256_hadd_ps(pairs0, pairs1); /* positions 0 2 4 6 1 3 5 7 */
+    sums = _mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    return _mm256_mul_ps(sums, _mm256_set1_ps(scale));
 }
 
 /* ellm_attention_exp in 8 lanes: the same operations in the same order. */
@@ -77,63 +84,180 @@ void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *o
 
 enum { POS_BLOCK = 32 }; /* positions whose scores and softmax factors are found together */
 
-/* Positions go in blocks: the block's scores, then the running maximum (a scalar chain) with
- * the exponents of its differences, their exponentials eight at a time, then the accumulator
- * updates. */
+/* The online softmax over a block's scores: the running maximum (a scalar chain) with the
+ * exponents of its differences, their exponentials eight at a time, then the running sum. Per
+ * position, rescale is the factor the output so far takes (1 unless the maximum moved) and
+ * weight the position's own. */
+static inline void softmax_factors(const float *score, int np, float *max, float *sum,
+                                   float *rescale, float *weight)
+{
+    float m = *max, s = *sum;
+    for (int p = 0; p < np; p++) {
+        bool new_max = score[p] > m;
+        float x = new_max ? m - score[p] : score[p] - m;
+        m = new_max ? score[p] : m;
+        rescale[p] = new_max ? x : 0.0f; /* the exponents for now, 1 where 0 */
+        weight[p] = new_max ? 0.0f : x;
+    }
+    for (int p = np; p < (np + 7) / 8 * 8; p++)
+        rescale[p] = weight[p] = 0.0f;
+    for (int p = 0; p < np; p += 8) {
+        _mm256_storeu_ps(&rescale[p], exp8(_mm256_loadu_ps(&rescale[p])));
+        _mm256_storeu_ps(&weight[p], exp8(_mm256_loadu_ps(&weight[p])));
+    }
+    for (int p = 0; p < np; p++)
+        s = s * rescale[p] + weight[p];
+    *max = m;
+    *sum = s;
+}
+
 void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               int32_t n_pos, int32_t hd, float scale, float *acc, float *qr,
                                float *out)
 {
     for (int32_t d = 0; d < hd; d += 8) {
-        __m256 v = _mm256_loadu_ps(q + d);
-        store_half8(acc + d, v); /* borrow acc to round the query through F16 */
-        _mm256_storeu_ps(qr + d, load_half8(acc + d));
+        _mm256_storeu_ps(qr + d, round_to_half8(_mm256_loadu_ps(q + d)));
+        _mm256_storeu_ps(acc + d, _mm256_setzero_ps());
     }
-    for (int32_t d = 0; d < hd; d += 8)
-        store_half8(acc + d, _mm256_setzero_ps());
     float max = -INFINITY, sum = 0;
-    float rescale[POS_BLOCK], weight[POS_BLOCK];
+    float score[POS_BLOCK], rescale[POS_BLOCK], weight[POS_BLOCK];
+    __m256 s[8];
+    for (int32_t p0 = 0; p0 < n_pos; p0 += POS_BLOCK) {
+        int np = n_pos - p0 < POS_BLOCK ? (int)(n_pos - p0) : POS_BLOCK;
+        for (int p = 0; p < np; p += 8) {
+            for (int j = 0; j < 8; j++) {
+                s[j] = _mm256_setzero_ps();
+                if (p + j >= np)
+                    continue;
+                const uint16_t *krow = (const uint16_t *)(kc + (size_t)(p0 + p + j) * stride);
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                for (int32_t d = 0; d < hd; d += 32) {
+                    a0 = _mm256_fmadd_ps(load_half8(krow + d), _mm256_loadu_ps(qr + d), a0);
+                    a1 = _mm256_fmadd_ps(load_half8(krow + d + 8), _mm256_loadu_ps(qr + d + 8), a1);
+                    a2 = _mm256_fmadd_ps(load_half8(krow + d + 16), _mm256_loadu_ps(qr + d + 16),
+                                         a2);
+                    a3 = _mm256_fmadd_ps(load_half8(krow + d + 24), _mm256_loadu_ps(qr + d + 24),
+                                         a3);
+                }
+                s[j] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+            }
+            _mm256_storeu_ps(&score[p], reduce8_like_wide(s, scale));
+        }
+        softmax_factors(score, np, &max, &sum, rescale, weight);
+        for (int p = 0; p < np; p++) {
+            const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
+            if (rescale[p] != 1.0f) { /* a new maximum (a factor of exactly 1 changes nothing) */
+                __m256 ms = _mm256_set1_ps(rescale[p]);
+                for (int32_t d = 0; d < hd; d += 8)
+                    _mm256_storeu_ps(acc + d, _mm256_mul_ps(_mm256_loadu_ps(acc + d), ms));
+            }
+            __m256 ws = _mm256_set1_ps(weight[p]);
+            for (int32_t d = 0; d < hd; d += 8)
+                _mm256_storeu_ps(
+                    acc + d, _mm256_fmadd_ps(load_half8(vrow + d), ws, _mm256_loadu_ps(acc + d)));
+        }
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (int32_t d = 0; d < hd; d += 8)
+        _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_loadu_ps(acc + d), inv));
+}
+
+/* The heads of a grouped-query group read the same key and value rows. Per block of positions,
+ * the rows are converted to F32 once, then each head in turn takes its scores (its query in
+ * registers), its softmax factors and its output update (64 values of the output in registers
+ * at a time) from them, every step as the wide path takes it. HD is 64 or 128. */
+enum { GROUP_HEADS = 8 }; /* heads whose queries and outputs one call keeps */
+
+static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                                int32_t n_pos, float scale, int n_heads, float *out, const int HD)
+{
+    enum { MAX_HD = 128, MAX_CHUNKS = MAX_HD / 8, OUT_CHUNKS = 8 };
+    float kf[POS_BLOCK * MAX_HD] __attribute__((aligned(32)));
+    float vf[POS_BLOCK * MAX_HD] __attribute__((aligned(32)));
+    float qr[GROUP_HEADS][MAX_HD] __attribute__((aligned(32)));
+    float acc[GROUP_HEADS][MAX_HD] __attribute__((aligned(32)));
+    float max[GROUP_HEADS], sum[GROUP_HEADS];
+    float score[POS_BLOCK], rescale[POS_BLOCK], weight[POS_BLOCK];
+    const int chunks = HD / 8;
+    for (int i = 0; i < n_heads; i++) {
+        for (int c = 0; c < chunks; c++) {
+            _mm256_store_ps(&qr[i][8 * c], round_to_half8(_mm256_loadu_ps(q + i * HD + 8 * c)));
+            _mm256_store_ps(&acc[i][8 * c], _mm256_setzero_ps());
+        }
+        max[i] = -INFINITY;
+        sum[i] = 0;
+    }
     for (int32_t p0 = 0; p0 < n_pos; p0 += POS_BLOCK) {
         int np = n_pos - p0 < POS_BLOCK ? (int)(n_pos - p0) : POS_BLOCK;
         for (int p = 0; p < np; p++) {
             const uint16_t *krow = (const uint16_t *)(kc + (size_t)(p0 + p) * stride);
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int32_t d = 0; d < hd; d += 32) {
-                a0 = _mm256_fmadd_ps(load_half8(krow + d), _mm256_loadu_ps(qr + d), a0);
-                a1 = _mm256_fmadd_ps(load_half8(krow + d + 8), _mm256_loadu_ps(qr + d + 8), a1);
-                a2 = _mm256_fmadd_ps(load_half8(krow + d + 16), _mm256_loadu_ps(qr + d + 16), a2);
-                a3 = _mm256_fmadd_ps(load_half8(krow + d + 24), _mm256_loadu_ps(qr + d + 24), a3);
-            }
-            float score = reduce4(a0, a1, a2, a3) * scale;
-            bool new_max = score > max;
-            float x = new_max ? max - score : score - max;
-            max = new_max ? score : max;
-            rescale[p] = new_max ? x : 0.0f; /* the exponents for now, 1 where 0 */
-            weight[p] = new_max ? 0.0f : x;
-        }
-        for (int p = np; p < (np + 7) / 8 * 8; p++)
-            rescale[p] = weight[p] = 0.0f;
-        for (int p = 0; p < np; p += 8) {
-            _mm256_storeu_ps(&rescale[p], exp8(_mm256_loadu_ps(&rescale[p])));
-            _mm256_storeu_ps(&weight[p], exp8(_mm256_loadu_ps(&weight[p])));
-        }
-        for (int p = 0; p < np; p++) {
             const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
-            float old_scale = rescale[p];
-            if (old_scale != 1.0f) { /* a new maximum (a factor of exactly 1 changes nothing) */
-                __m256 ms = _mm256_set1_ps(old_scale);
-                for (int32_t d = 0; d < hd; d += 8)
-                    store_half8(acc + d, _mm256_mul_ps(load_half8(acc + d), ms));
+            for (int c = 0; c < chunks; c++) {
+                _mm256_store_ps(&kf[p * HD + 8 * c], load_half8(krow + 8 * c));
+                _mm256_store_ps(&vf[p * HD + 8 * c], load_half8(vrow + 8 * c));
             }
-            __m256 vs = _mm256_set1_ps(weight[p]);
-            for (int32_t d = 0; d < hd; d += 8)
-                store_half8(acc + d,
-                            _mm256_fmadd_ps(load_half8(vrow + d), vs, load_half8(acc + d)));
-            sum = sum * old_scale + weight[p];
+        }
+        for (int i = 0; i < n_heads; i++) {
+            __m256 qv[MAX_CHUNKS], s[8];
+            for (int c = 0; c < chunks; c++)
+                qv[c] = _mm256_load_ps(&qr[i][8 * c]);
+            for (int p = 0; p < np; p += 8) {
+                for (int j = 0; j < 8; j++) {
+                    s[j] = _mm256_setzero_ps();
+                    if (p + j >= np)
+                        continue;
+                    const float *k = &kf[(p + j) * HD];
+                    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                    for (int c = 0; c < chunks; c += 4) {
+                        a0 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c), qv[c], a0);
+                        a1 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c + 8), qv[c + 1], a1);
+                        a2 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c + 16), qv[c + 2], a2);
+                        a3 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c + 24), qv[c + 3], a3);
+                    }
+                    s[j] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+                }
+                _mm256_storeu_ps(&score[p], reduce8_like_wide(s, scale));
+            }
+            softmax_factors(score, np, &max[i], &sum[i], rescale, weight);
+            for (int c0 = 0; c0 < chunks; c0 += OUT_CHUNKS) {
+                __m256 o[OUT_CHUNKS];
+                for (int c = 0; c < OUT_CHUNKS; c++)
+                    o[c] = _mm256_load_ps(&acc[i][8 * (c0 + c)]);
+                for (int p = 0; p < np; p++) {
+                    const float *v = &vf[p * HD + 8 * c0];
+                    if (rescale[p] != 1.0f) { /* a new maximum */
+                        __m256 ms = _mm256_set1_ps(rescale[p]);
+                        for (int c = 0; c < OUT_CHUNKS; c++)
+                            o[c] = _mm256_mul_ps(o[c], ms);
+                    }
+                    __m256 ws = _mm256_set1_ps(weight[p]);
+                    for (int c = 0; c < OUT_CHUNKS; c++)
+                        o[c] = _mm256_fmadd_ps(_mm256_load_ps(v + 8 * c), ws, o[c]);
+                }
+                for (int c = 0; c < OUT_CHUNKS; c++)
+                    _mm256_store_ps(&acc[i][8 * (c0 + c)], o[c]);
+            }
         }
     }
-    float inv = 1.0f / sum;
-    for (int32_t d = 0; d < hd; d++)
-        out[d] = _cvtsh_ss(acc[d]) * inv;
+    for (int i = 0; i < n_heads; i++) {
+        __m256 inv = _mm256_set1_ps(1.0f / sum[i]);
+        for (int c = 0; c < chunks; c++)
+            _mm256_storeu_ps(out + i * HD + 8 * c,
+                             _mm256_mul_ps(_mm256_load_ps(&acc[i][8 * c]), inv));
+    }
+}
+
+void ellm_attend_f16_group_avx2(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                                int32_t n_pos, int32_t hd, float scale, int32_t n_heads, float *out)
+{
+    for (int32_t h = 0; h < n_heads; h += GROUP_HEADS) {
+        int n = n_heads - h < GROUP_HEADS ? (int)(n_heads - h) : GROUP_HEADS;
+        if (hd == 64)
+            attend_group(q + (size_t)h * 64, kc, vc, stride, n_pos, scale, n, out + (size_t)h * 64,
+                         64);
+        else
+            attend_group(q + (size_t)h * 128, kc, vc, stride, n_pos, scale, n,
+                         out + (size_t)h * 128, 128);
+    }
 }
 #endif

@@ -2,13 +2,12 @@
  * with 512-bit vectors (built with the AVX-512 flags; the caller checks the CPU first).
  *
  * One head's online softmax is a chain of dependent steps per position (the running maximum,
- * the F16-rounded accumulator), so a single head runs at the latency of that chain. The heads of
- * a grouped-query group read the same key and value rows: taking them together converts each
- * row once and gives the core several independent chains. Per head, every rounding step is the
- * wide path's (eight-lane FMA accumulators reduced (0+2)+(1+3), then halves and pairs; the F16
- * rounding of the running output after every update; the same exponential,
- * ellm_attention_exp, here 16 lanes at a time), so the results are bit-identical to
- * ellm_attend_f16_f16c_wide. */
+ * the running output), so a single head runs at the latency of that chain. The heads of a
+ * grouped-query group read the same key and value rows: taking them together converts each row
+ * once and gives the core several independent chains. Per head, every rounding step is the wide
+ * path's (eight-lane FMA accumulators reduced (0+2)+(1+3), then halves and pairs; the running
+ * output in F32 updated by fused multiply-adds; the same exponential, ellm_attention_exp, here
+ * 16 lanes at a time), so the results are bit-identical to ellm_attend_f16_f16c_wide. */
 #include "quant/attention_kernels.h"
 
 #if defined(ELLM_HAVE_F16C_ATTENTION)
@@ -162,11 +161,11 @@ static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t
                 if (old_scale != 1.0f) { /* a new maximum (a factor of exactly 1 changes nothing) */
                     __m512 ms = _mm512_set1_ps(old_scale);
                     for (int c = 0; c < chunks; c++)
-                        acc[i][c] = round_to_half(_mm512_mul_ps(acc[i][c], ms));
+                        acc[i][c] = _mm512_mul_ps(acc[i][c], ms);
                 }
                 __m512 ws = _mm512_set1_ps(w);
                 for (int c = 0; c < chunks; c++)
-                    acc[i][c] = round_to_half(_mm512_fmadd_ps(v[c], ws, acc[i][c]));
+                    acc[i][c] = _mm512_fmadd_ps(v[c], ws, acc[i][c]);
                 sum[i] = sum[i] * old_scale + w;
             }
         }

@@ -12,6 +12,11 @@
 typedef void (*ellm_attend_f16_fn)(const float *q, const uint8_t *kc, const uint8_t *vc,
                                    size_t stride, int32_t n_pos, int32_t hd, float scale,
                                    uint16_t *acc, float *qr, float *out);
+/* The wide paths (head sizes in 32s): acc is scratch for hd floats, where the running output is
+ * kept in F32 across positions; qr (hd floats) takes the F16-rounded query. */
+typedef void (*ellm_attend_f16_wide_fn)(const float *q, const uint8_t *kc, const uint8_t *vc,
+                                        size_t stride, int32_t n_pos, int32_t hd, float scale,
+                                        float *acc, float *qr, float *out);
 /* n_heads query heads sharing one KV head (q and out hold them one after another). */
 typedef void (*ellm_attend_f16_group_fn)(const float *q, const uint8_t *kc, const uint8_t *vc,
                                          size_t stride, int32_t n_pos, int32_t hd, float scale,
@@ -61,8 +66,8 @@ typedef void (*ellm_axpy_q8_0_fn)(int32_t n_blocks, float w, const void *blocks,
 
 typedef struct ellm_attention_kernels {
     const char *isa;
-    ellm_attend_f16_fn f16;      /* any head size; bit-identical to ellm_attend_f16_portable */
-    ellm_attend_f16_fn f16_wide; /* head sizes that are a multiple of 32; NULL: f16 */
+    ellm_attend_f16_fn f16;           /* any head size; bit-identical to ellm_attend_f16_portable */
+    ellm_attend_f16_wide_fn f16_wide; /* head sizes that are a multiple of 32; NULL: f16 */
     /* Head sizes 64 and 128 with more than one query head per KV head, each head exactly as
      * f16_wide computes it; NULL where the set has none. */
     ellm_attend_f16_group_fn f16_group;
@@ -88,13 +93,17 @@ void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *o
 void ellm_attend_f16_f16c(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                           int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                           float *out);
-/* The same for head sizes that are a multiple of 32, eight lanes at a time. */
+/* The same for head sizes that are a multiple of 32, eight lanes at a time, the running output
+ * in F32. */
 void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               int32_t n_pos, int32_t hd, float scale, float *acc, float *qr,
                                float *out);
 /* n_heads query heads sharing one KV head (q and out hold them one after another), each exactly
- * as ellm_attend_f16_f16c_wide computes it; head sizes 64 and 128, CPUs with AVX-512
- * (attention_avx512.c). */
+ * as ellm_attend_f16_f16c_wide computes it; head sizes 64 and 128 (attention_avx2.c). */
+void ellm_attend_f16_group_avx2(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                                int32_t n_pos, int32_t hd, float scale, int32_t n_heads,
+                                float *out);
+/* The same with 512-bit vectors, CPUs with AVX-512 (attention_avx512.c). */
 void ellm_attend_f16_group_avx512(const float *q, const uint8_t *kc, const uint8_t *vc,
                                   size_t stride, int32_t n_pos, int32_t hd, float scale,
                                   int32_t n_heads, float *out);
@@ -108,7 +117,7 @@ void ellm_attend_f16_neon(const float *q, const uint8_t *kc, const uint8_t *vc, 
                           float *out);
 /* Head sizes that are a multiple of 32: the F16C wide path's computation, eight lanes a step. */
 void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               int32_t n_pos, int32_t hd, float scale, float *acc, float *qr,
                                float *out);
 #endif
 

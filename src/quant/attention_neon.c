@@ -31,13 +31,19 @@ static inline uint16_t float_to_half(float f)
 #include "quant/attention_f16.inc"
 
 /* Head sizes that are a multiple of 32: the F16C wide path of attention_avx2.c lane for lane
- * (eight lanes as two registers, the same fused multiply-adds, reduction tree and F16 roundings),
- * so ARM and x86 machines give the same logits. */
+ * (eight lanes as two registers, the same fused multiply-adds, reduction tree, F16 rounding of
+ * the query and F32 running output), so ARM and x86 machines give the same logits. */
 typedef struct f32x8 {
     float32x4_t lo, hi;
 } f32x8;
 
 static inline f32x8 load_f32x8(const float *p) { return (f32x8){vld1q_f32(p), vld1q_f32(p + 4)}; }
+
+static inline void store_f32x8(float *p, f32x8 v)
+{
+    vst1q_f32(p, v.lo);
+    vst1q_f32(p + 4, v.hi);
+}
 
 static inline f32x8 load_half8(const uint16_t *p)
 {
@@ -76,18 +82,16 @@ static inline float reduce4(f32x8 a0, f32x8 a1, f32x8 a2, f32x8 a3)
 }
 
 void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                               int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
+                               int32_t n_pos, int32_t hd, float scale, float *acc, float *qr,
                                float *out)
 {
     const f32x8 zero = {vdupq_n_f32(0), vdupq_n_f32(0)};
+    uint16_t half[8];
     for (int32_t d = 0; d < hd; d += 8) {
-        store_half8(acc + d, load_f32x8(q + d)); /* borrow acc to round the query through F16 */
-        f32x8 r = load_half8(acc + d);
-        vst1q_f32(qr + d, r.lo);
-        vst1q_f32(qr + d + 4, r.hi);
+        store_half8(half, load_f32x8(q + d));
+        store_f32x8(qr + d, load_half8(half));
+        store_f32x8(acc + d, zero);
     }
-    for (int32_t d = 0; d < hd; d += 8)
-        store_half8(acc + d, zero);
     float max = -INFINITY, sum = 0;
     for (int32_t p = 0; p < n_pos; p++) {
         const uint16_t *krow = (const uint16_t *)(kc + (size_t)p * stride);
@@ -105,17 +109,17 @@ void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t 
             old_scale = ellm_attention_exp(max - score);
             max = score;
             for (int32_t d = 0; d < hd; d += 8)
-                store_half8(acc + d, scale8(load_half8(acc + d), old_scale));
+                store_f32x8(acc + d, scale8(load_f32x8(acc + d), old_scale));
         } else {
             weight = ellm_attention_exp(score - max);
         }
         const f32x8 ws = {vdupq_n_f32(weight), vdupq_n_f32(weight)};
         for (int32_t d = 0; d < hd; d += 8)
-            store_half8(acc + d, fma8(load_half8(acc + d), load_half8(vrow + d), ws));
+            store_f32x8(acc + d, fma8(load_f32x8(acc + d), load_half8(vrow + d), ws));
         sum = sum * old_scale + weight;
     }
     float inv = 1.0f / sum;
     for (int32_t d = 0; d < hd; d++)
-        out[d] = half_to_float(acc[d]) * inv;
+        out[d] = acc[d] * inv;
 }
 #endif

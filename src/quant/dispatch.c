@@ -92,8 +92,8 @@ static const kernel_set avx2_set = {
                                  NULL, ellm_gemm_q6_K_avx2),
         },
     .quantize_to = {AVX2_QUANTIZERS},
-    .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide, NULL,
-                  ellm_axpy_q8_0_avx2},
+    .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
+                  ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2},
 };
 
 /* AVX-512 + VNNI: its own kernels where they exist, the AVX2 ones for the other types and the

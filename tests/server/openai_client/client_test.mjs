@@ -155,7 +155,7 @@ check(typeof answer.choices[0].message.content === "string" && !answer.choices[0
       "round trip with the tool result answered in text: " + JSON.stringify(answer.choices[0]));
 // Streamed: the client's stream helper assembles the call from the deltas.
 const toolStream = ts.client.chat.completions.stream({
-  model: ts.model, messages: ask, tools, tool_choice: "required", seed: 3,
+  model: ts.model, messages: ask, tools, tool_choice: "required", seed: 4,
 });
 let argumentDeltas = 0;
 toolStream.on("chunk", (chunk) => { for (const c of chunk.choices) argumentDeltas += c.delta.tool_calls?.length ?? 0; });

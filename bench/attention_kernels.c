@@ -1,0 +1,104 @@
+/* Decode attention over an F16 cache on tinyllama-1.1b shapes (32 query heads on 4 KV heads of
+ * 64, 22 layers), kernel alone: what one token's attention costs at each cache depth, for each
+ * vector kernel set this CPU runs, called the way attention.c calls it (one grouped call per KV
+ * head where the set has a grouped kernel, else the wide path per query head). Times are this
+ * thread's CPU time (the machines are shared: CPU time does not count waiting for a core), the
+ * fastest of 5 trials. From the source tree, after the Release build:
+ *
+ *   cc -O2 -std=c11 -Isrc -Iinclude -Ibuild/include bench/attention_kernels.c \
+ *      build/libedgellm_quant.a build/libedgellm_core.a -lm -lpthread -o build/bench_attention
+ *   build/bench_attention
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "quant/attention_kernels.h"
+#include "quant/quant.h"
+
+enum { HEAD_DIM = 64, N_HEAD = 32, N_HEAD_KV = 4, N_LAYER = 22, MAX_DEPTH = 4096, TRIALS = 5 };
+
+static double thread_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static float frand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+/* The query heads of one KV head at one depth, as attention_task runs them. */
+static void attend_group(const ellm_attention_kernels *k, const float *q, const uint8_t *kc,
+                         const uint8_t *vc, size_t stride, int32_t depth, float *scratch,
+                         float *out)
+{
+    enum { GROUP = N_HEAD / N_HEAD_KV };
+    float scale = 0.125f;
+    if (k->f16_group) {
+        k->f16_group(q, kc, vc, stride, depth, HEAD_DIM, scale, GROUP, out);
+        return;
+    }
+    for (int h = 0; h < GROUP; h++) {
+        if (k->f16_wide)
+            k->f16_wide(q + h * HEAD_DIM, kc, vc, stride, depth, HEAD_DIM, scale,
+                        (void *)(scratch + HEAD_DIM), scratch, out + h * HEAD_DIM);
+        else
+            k->f16(q + h * HEAD_DIM, kc, vc, stride, depth, HEAD_DIM, scale,
+                   (void *)(scratch + HEAD_DIM), scratch, out + h * HEAD_DIM);
+    }
+}
+
+int main(void)
+{
+    size_t stride = (size_t)N_HEAD_KV * HEAD_DIM * 2; /* one position's keys, all KV heads */
+    uint8_t *kc = malloc((size_t)MAX_DEPTH * stride), *vc = malloc((size_t)MAX_DEPTH * stride);
+    static float q[N_HEAD / N_HEAD_KV * HEAD_DIM], out[N_HEAD / N_HEAD_KV * HEAD_DIM],
+        scratch[2 * HEAD_DIM];
+    if (!kc || !vc)
+        return 1;
+    for (size_t i = 0; i < (size_t)MAX_DEPTH * stride / 2; i++) {
+        uint16_t k = ellm_f32_to_f16(frand()), v = ellm_f32_to_f16(frand());
+        memcpy(kc + 2 * i, &k, 2);
+        memcpy(vc + 2 * i, &v, 2);
+    }
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
+        q[i] = frand() * 3.0f;
+    const int depths[] = {128, 512, 1024, 2048, 4096};
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    printf("%-8s %6s %14s %16s\n", "set", "depth", "ns/head-pos", "ms/token (22 L)");
+    for (int s = 0; s < n_sets && s < 8; s++) {
+        /* The scalar set is the reference, a hundred times slower: not a speed target. */
+        if (!strcmp(sets[s], "scalar") || !ellm_quant_use_kernel_set(sets[s]))
+            continue;
+        const ellm_attention_kernels *k = ellm_attention_kernels_active();
+        for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++) {
+            int32_t depth = depths[d];
+            int calls = 8 * MAX_DEPTH / depth; /* about the same work at every depth */
+            double best = 1e30;
+            for (int t = 0; t < TRIALS; t++) {
+                double t0 = thread_seconds();
+                for (int c = 0; c < calls; c++)
+                    attend_group(k, q, kc, vc, stride, depth, scratch, out);
+                double per_call = (thread_seconds() - t0) / calls;
+                best = per_call < best ? per_call : best;
+            }
+            printf("%-8s %6d %14.2f %16.3f\n", sets[s], depth,
+                   1e9 * best / (N_HEAD / N_HEAD_KV) / depth, 1e3 * best * N_HEAD_KV * N_LAYER);
+        }
+    }
+    printf("(check: %g)\n", (double)out[0]);
+    free(kc);
+    free(vc);
+    return 0;
+}
