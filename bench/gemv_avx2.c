@@ -111,13 +111,20 @@ int main(int argc, char **argv)
             ellm_quantize_row(types[t].type, src + (size_t)r * N_IN, w + r * row_bytes, N_IN);
         for (size_t r = DISTINCT_ROWS; r < rows; r++)
             memcpy(w + r * row_bytes, w + (r % DISTINCT_ROWS) * row_bytes, row_bytes);
+        /* The activation row as the decode path gives it to this kernel set. */
+        ellm_vec_dot_fn dot = k->vec_dot_ext ? k->vec_dot_ext : k->vec_dot;
         uint64_t act_bytes = 0;
-        if (k->vec_dot_type == ELLM_TYPE_F32)
+        if (k->vec_dot_ext)
+            act_bytes = ellm_q8_0_ext_layout_for(N_IN).row_bytes;
+        else if (k->vec_dot_type == ELLM_TYPE_F32)
             act_bytes = N_IN * sizeof(float);
         else
             ellm_row_bytes(k->vec_dot_type, N_IN, &act_bytes);
         void *xq = aligned_alloc(64, (act_bytes + 63) / 64 * 64);
-        ellm_quantize_activations(k->vec_dot_type, x, xq, N_IN);
+        if (k->vec_dot_ext)
+            ellm_quantize_q8_0_ext(x, xq, N_IN);
+        else
+            ellm_quantize_activations(k->vec_dot_type, x, xq, N_IN);
         float *y = malloc(sizeof(float) * rows);
         size_t slice_rows = SLICE_BYTES / row_bytes, n_slices = rows / slice_rows;
         double *best_kernel = malloc(sizeof(double) * n_slices);
@@ -129,7 +136,7 @@ int main(int argc, char **argv)
                 size_t r0 = s * slice_rows, other = (s + n_slices / 2) % n_slices;
                 double t0 = now_s();
                 for (size_t r = r0; r < r0 + slice_rows; r++)
-                    k->vec_dot(N_IN, &y[r], w + r * row_bytes, xq);
+                    dot(N_IN, &y[r], w + r * row_bytes, xq);
                 double t1 = now_s();
                 sink ^= stream_read(w + other * slice_rows * row_bytes, slice_rows * row_bytes);
                 double t2 = now_s();
