@@ -194,9 +194,7 @@ static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[8])
             q[4 * h + k] = _mm256_or_si256(low[k], _mm256_slli_epi16(top, 4));
         }
     }
-    for (int k = 0; k < 8; k++)
-        sc[k] = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * k + 1]),
-                                 _mm_set1_epi16(b->scales[2 * k]));
+    lane_pair_scales(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)), sc);
 }
 
 /* Exact integer sum of one Q6_K block against one activation block (the -32 offset included). */

@@ -14,28 +14,6 @@
 #include "quant/lanes_avx2.h"
 #include "quant/reference_kquants_low.h"
 
-/* Byte shuffle that puts 16-bit word 2k in every slot of the low 128-bit lane and word 2k + 1 in
- * every slot of the high lane (of a vector holding the same eight words in both lanes). */
-static inline __m256i pair_pick(int k)
-{
-    return _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 3) << 8 | (4 * k + 2))),
-                            _mm_set1_epi16((short)((4 * k + 1) << 8 | (4 * k))));
-}
-
-/* The 16 sub-block scales (as int16, s0..7 | s8..15) of a super-block as 16-bit multipliers for
- * its eight 32-value steps: step k covers sub-blocks 2k (low 128-bit lane) and 2k + 1 (high lane),
- * so out[k] holds scale 2k in every 16-bit slot of the low lane and scale 2k + 1 in the high lane.
- * In-lane byte shuffles of the widened scales do it without a scalar broadcast per step. */
-static inline void scale_steps(__m256i s16, __m256i out[8])
-{
-    __m256i first = _mm256_permute2x128_si256(s16, s16, 0x00);  /* s0..7 | s0..7 */
-    __m256i second = _mm256_permute2x128_si256(s16, s16, 0x11); /* s8..15 | s8..15 */
-    for (int k = 0; k < 4; k++) {
-        out[k] = _mm256_shuffle_epi8(first, pair_pick(k));
-        out[k + 4] = _mm256_shuffle_epi8(second, pair_pick(k));
-    }
-}
-
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q2_K *w = row;
@@ -48,7 +26,7 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
         const uint8_t *sc = w[i].scales;
         __m128i packed = _mm_loadu_si128((const __m128i *)sc);
         __m256i steps[8];
-        scale_steps(_mm256_cvtepu8_epi16(_mm_and_si128(packed, m15)), steps);
+        lane_pair_scales(_mm256_cvtepu8_epi16(_mm_and_si128(packed, m15)), steps);
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
@@ -107,7 +85,7 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
         __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
         __m256i s16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(codes, _mm_set1_epi8(32)));
         __m256i steps[8];
-        scale_steps(s16, steps);
+        lane_pair_scales(s16, steps);
         __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -181,7 +159,7 @@ void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void
                                                _mm256_sign_epi8(wlo, alo));
             __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(ahi, ahi),
                                                _mm256_sign_epi8(whi, ahi));
-            __m256i sc = _mm256_shuffle_epi8(scales, pair_pick(k));
+            __m256i sc = _mm256_shuffle_epi8(scales, lane_pair_pick(k));
             acc = _mm256_add_epi32(
                 acc, _mm256_add_epi32(_mm256_madd_epi16(plo, sc), _mm256_madd_epi16(phi, sc)));
         }
