@@ -1,4 +1,10 @@
-/* AVX2 + FMA + F16C kernels (compiled with those flags; called only on CPUs that have them). */
+/* AVX2 + FMA + F16C kernels (compiled with those flags; called only on CPUs that have them).
+ *
+ * The AVX2 decode kernels (here, kernels_legacy_avx2.c, kernels_kquants*_avx2.c) issue no software
+ * prefetch: their loads come slowly enough for the hardware prefetchers to keep up, and
+ * ellm_prefetch_stream's requests cost more than they saved (one thread, same run: Q8_0 66 -> 87 %
+ * of a streaming read, Q4_K 57 -> 68 %, Q6_K 61 -> 67 %, the compute-bound types unchanged;
+ * bench/gemv_avx2.c). */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -7,7 +13,6 @@
 #include <string.h>
 
 #include "quant/blocks.h"
-#include "quant/prefetch.h"
 #include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
@@ -72,7 +77,6 @@ void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *
     int64_t nb = n / QK8_0, i = 0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; i + 2 <= nb; i += 2) {
-        ellm_prefetch_stream(&w[i], 2 * (int)sizeof w[i]);
         __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
         __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
         __m256i p0 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i].qs),
@@ -108,7 +112,6 @@ void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *
     int64_t nb = n / QK4_0, i = 0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; i + 2 <= nb; i += 2) {
-        ellm_prefetch_stream(&w[i], 2 * (int)sizeof w[i]);
         __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
         __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
         __m256i p0 = dot_i8_32(unpack_q4_0(&w[i]), _mm256_loadu_si256((const __m256i *)a[i].qs));
@@ -238,7 +241,6 @@ void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const vo
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float d[EXT_STEP];
     for (; i + EXT_STEP <= nb; i += EXT_STEP) {
-        ellm_prefetch_stream(&w[i], EXT_STEP * (int)sizeof w[i]);
         ext_scale_products((const uint8_t *)&w[i], sizeof w[i], da + i, d);
         for (int k = 0; k < EXT_STEP; k += 2) {
             __m256i p0 = q4_0_ext_block(&w[i + k], a + (i + k) * QK8_0, sums + 8 * (i + k));
@@ -270,7 +272,6 @@ void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const vo
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float d[EXT_STEP];
     for (; i + EXT_STEP <= nb; i += EXT_STEP) {
-        ellm_prefetch_stream(&w[i], EXT_STEP * (int)sizeof w[i]);
         ext_scale_products((const uint8_t *)&w[i], sizeof w[i], da + i, d);
         for (int k = 0; k < EXT_STEP; k += 2) {
             __m256i p0 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i + k].qs),

@@ -14,7 +14,6 @@
 
 #include "quant/blocks.h"
 #include "quant/kquants.h"
-#include "quant/prefetch.h"
 #include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
@@ -116,7 +115,6 @@ void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *
     __m256 acc = _mm256_setzero_ps();
     __m128 macc = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -136,7 +134,6 @@ void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const voi
         macc[t] = _mm_setzero_ps();
     }
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -155,7 +152,6 @@ void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *
     __m256 acc = _mm256_setzero_ps();
     __m128 macc = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -175,7 +171,6 @@ void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const voi
         macc[t] = _mm_setzero_ps();
     }
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -227,7 +222,6 @@ void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *
     const block_q8_K *a = x;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         __m256i q[8], sc[8];
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
@@ -245,7 +239,6 @@ void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const voi
     for (int t = 0; t < 4; t++)
         acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         __m256i q[8], sc[8];
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));

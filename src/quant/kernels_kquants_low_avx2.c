@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "quant/blocks.h"
-#include "quant/prefetch.h"
 #include "quant/quant.h"
 #include "quant/lanes_avx2.h"
 #include "quant/reference_kquants_low.h"
@@ -22,7 +21,6 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
     const __m128i m15 = _mm_set1_epi8(15);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         const uint8_t *sc = w[i].scales;
         __m128i packed = _mm_loadu_si128((const __m128i *)sc);
         __m256i steps[8];
@@ -69,7 +67,6 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
     const __m256i m3 = _mm256_set1_epi8(3);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         /* The 6-bit scale codes, all 16 at once: low nibbles from bytes 0..7 (sub-blocks 0..7
          * low nibble, 8..15 high nibble), top two bits of sub-block s from byte 8 + s % 4 at bit
          * 2 * (s / 4). */
@@ -142,7 +139,6 @@ void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void
     const __m256i m15 = _mm256_set1_epi8(15);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         __m256i scales = iq4_xs_scales(&w[i]);
         __m256i acc = _mm256_setzero_si256();
         for (int k = 0; k < 4; k++) {
