@@ -81,9 +81,9 @@ static const kernel_set avx2_set = {
         {
             AVX2_COMMON_TYPES,
             [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2,
-                                 NULL, ellm_gemm_q8_0_avx2),
+                                 ellm_vec_dot_q8_0_ext_avx2, ellm_gemm_q8_0_avx2),
             [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2,
-                                 NULL, ellm_gemm_q4_0_avx2),
+                                 ellm_vec_dot_q4_0_ext_avx2, ellm_gemm_q4_0_avx2),
             [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2,
                                  NULL, ellm_gemm_q4_K_avx2),
             [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2,

@@ -33,6 +33,9 @@ void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *
 void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q8_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 void ellm_vec_dot_q4_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
+/* The same with x in the extended Q8_0 layout (ellm_quantize_q8_0_ext): the decode path. */
+void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x);

@@ -1,4 +1,10 @@
-/* AVX2 + FMA + F16C kernels (compiled with those flags; called only on CPUs that have them). */
+/* AVX2 + FMA + F16C kernels (compiled with those flags; called only on CPUs that have them).
+ *
+ * The AVX2 decode kernels (here, kernels_legacy_avx2.c, kernels_kquants*_avx2.c) issue no software
+ * prefetch: their loads come slowly enough for the hardware prefetchers to keep up, and
+ * ellm_prefetch_stream's requests cost more than they saved (one thread, same run: Q8_0 66 -> 87 %
+ * of a streaming read, Q4_K 57 -> 68 %, Q6_K 61 -> 67 %, the compute-bound types unchanged;
+ * bench/gemv_avx2.c). */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -7,7 +13,6 @@
 #include <string.h>
 
 #include "quant/blocks.h"
-#include "quant/prefetch.h"
 #include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
@@ -72,7 +77,6 @@ void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *
     int64_t nb = n / QK8_0, i = 0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; i + 2 <= nb; i += 2) {
-        ellm_prefetch_stream(&w[i], 2 * (int)sizeof w[i]);
         __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
         __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
         __m256i p0 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i].qs),
@@ -108,7 +112,6 @@ void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *
     int64_t nb = n / QK4_0, i = 0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; i + 2 <= nb; i += 2) {
-        ellm_prefetch_stream(&w[i], 2 * (int)sizeof w[i]);
         __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
         __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
         __m256i p0 = dot_i8_32(unpack_q4_0(&w[i]), _mm256_loadu_si256((const __m256i *)a[i].qs));
@@ -194,6 +197,101 @@ void ellm_vec_dot_q8_0_x4_avx2(int64_t n, float *out, const void *row, const voi
     }
     for (int t = 0; t < 4; t++)
         out[t] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
+}
+
+/* The decode path: the activation row in the extended Q8_0 layout carries the scales as floats
+ * and, per block, 8 x the sum of each four activations, so Q4_0 multiplies its unsigned nibbles
+ * (no sign moves) and subtracts that sum for the offset of 8, and neither kernel converts an
+ * activation scale. The scale products d_w * d_a of eight blocks are formed at once and broadcast
+ * from memory. Every lane's integer, scale product and fused multiply-add (even blocks into acc0,
+ * odd into acc1) are the plain kernel's, so the results are bit-identical to it. */
+enum { EXT_STEP = 8 };
+
+/* d_w * d_a of blocks i..i+7 of a row whose blocks are `stride` bytes apart (scale first). */
+static inline void ext_scale_products(const uint8_t *w, size_t stride, const float *da, float *out)
+{
+    uint16_t h[EXT_STEP];
+    for (int k = 0; k < EXT_STEP; k++)
+        memcpy(&h[k], w + (size_t)k * stride, 2);
+    __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    _mm256_storeu_ps(out, _mm256_mul_ps(dw, _mm256_loadu_ps(da)));
+}
+
+/* Sum of q * a of a block's 32 unsigned nibbles q and activations a, less 8 x the sums of a, as
+ * the plain kernel's 8 int32 lanes (four values each). */
+static inline __m256i q4_0_ext_block(const block_q4_0 *b, const int8_t *a, const int32_t *sums8)
+{
+    const __m128i m15 = _mm_set1_epi8(15);
+    __m128i packed = _mm_loadu_si128((const __m128i *)b->qs);
+    __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), m15),
+                                 _mm_and_si128(packed, m15));
+    __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)a));
+    return _mm256_sub_epi32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)),
+                            _mm256_loadu_si256((const __m256i *)sums8));
+}
+
+void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    const block_q4_0 *w = row;
+    const int8_t *a = x;
+    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
+    const int32_t *sums = (const int32_t *)((const uint8_t *)x + L.sums_offset);
+    int64_t nb = n / QK4_0, i = 0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float d[EXT_STEP];
+    for (; i + EXT_STEP <= nb; i += EXT_STEP) {
+        ext_scale_products((const uint8_t *)&w[i], sizeof w[i], da + i, d);
+        for (int k = 0; k < EXT_STEP; k += 2) {
+            __m256i p0 = q4_0_ext_block(&w[i + k], a + (i + k) * QK8_0, sums + 8 * (i + k));
+            __m256i p1 = q4_0_ext_block(&w[i + k + 1], a + (i + k + 1) * QK8_0,
+                                        sums + 8 * (i + k + 1));
+            acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k]), _mm256_cvtepi32_ps(p0), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k + 1]), _mm256_cvtepi32_ps(p1), acc1);
+        }
+    }
+    for (; i < nb; i++) {
+        __m256 di = _mm256_set1_ps(half_to_float(w[i].d) * da[i]);
+        __m256i p = q4_0_ext_block(&w[i], a + i * QK8_0, sums + 8 * i);
+        /* block i's parity decides its accumulator, as in the plain kernel */
+        if (i % 2 == 0)
+            acc0 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(p), acc0);
+        else
+            acc1 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(p), acc1);
+    }
+    *out = hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    const block_q8_0 *w = row;
+    const int8_t *a = x;
+    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
+    int64_t nb = n / QK8_0, i = 0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float d[EXT_STEP];
+    for (; i + EXT_STEP <= nb; i += EXT_STEP) {
+        ext_scale_products((const uint8_t *)&w[i], sizeof w[i], da + i, d);
+        for (int k = 0; k < EXT_STEP; k += 2) {
+            __m256i p0 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i + k].qs),
+                                   _mm256_loadu_si256((const __m256i *)(a + (i + k) * QK8_0)));
+            __m256i p1 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i + k + 1].qs),
+                                   _mm256_loadu_si256((const __m256i *)(a + (i + k + 1) * QK8_0)));
+            acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k]), _mm256_cvtepi32_ps(p0), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k + 1]), _mm256_cvtepi32_ps(p1), acc1);
+        }
+    }
+    for (; i < nb; i++) {
+        __m256 di = _mm256_set1_ps(half_to_float(w[i].d) * da[i]);
+        __m256i p = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i].qs),
+                              _mm256_loadu_si256((const __m256i *)(a + i * QK8_0)));
+        if (i % 2 == 0)
+            acc0 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(p), acc0);
+        else
+            acc1 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(p), acc1);
+    }
+    *out = hsum256(_mm256_add_ps(acc0, acc1));
 }
 
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n)

@@ -14,7 +14,6 @@
 
 #include "quant/blocks.h"
 #include "quant/kquants.h"
-#include "quant/prefetch.h"
 #include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
@@ -27,14 +26,18 @@ typedef struct kq_meta {
 
 static inline void kq_decode_meta(uint16_t d, uint16_t dmin, const uint8_t *packed, kq_meta *m)
 {
-    /* The 12-byte layout, decoded with 32-bit words: bytes 0-3 hold scales 0-3 (+ top bits of
-     * scales 4-7), 4-7 mins 0-3 (+ top bits of mins 4-7), 8-11 the low nibbles of 4-7. */
-    uint32_t u[3];
-    memcpy(u, packed, 12);
-    uint32_t s_lo = u[0] & 0x3F3F3F3Fu, m_lo = u[1] & 0x3F3F3F3Fu;
-    uint32_t s_hi = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4;
-    uint32_t m_hi = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4;
-    __m128i v = _mm_set_epi32((int)m_hi, (int)m_lo, (int)s_hi, (int)s_lo);
+    /* The 12-byte layout as dwords u0, u1, u2: u0 holds scales 0-3 (+ top bits of scales 4-7), u1
+     * mins 0-3 (+ top bits of mins 4-7), u2 the low nibbles of 4-7. Formed in one vector as
+     * [u0 & 0x3F.., u2 & 0x0F.. | (u0 >> 2) & 0x30.., u1 & 0x3F.., (u2 >> 4) & 0x0F.. |
+     * (u1 >> 2) & 0x30..]: scales 0-3, 4-7, mins 0-3, 4-7. The packed bytes are followed by
+     * the quants, so the 16-byte load stays inside the block. */
+    __m128i u = _mm_loadu_si128((const __m128i *)packed);
+    __m128i low = _mm_srlv_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0)),
+                                 _mm_setr_epi32(0, 0, 0, 4));
+    low = _mm_and_si128(low, _mm_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F));
+    __m128i top = _mm_srli_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0)), 2);
+    top = _mm_and_si128(top, _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    __m128i v = _mm_or_si128(low, top);
     m->sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
     m->mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
     m->d = _cvtsh_ss(d);
@@ -67,17 +70,23 @@ static inline void q4_K_unpack(const block_q4_K *b, __m256i q[8])
     }
 }
 
+/* Bit b of every byte of v moved to bit 4 (16 where it is set, 0 elsewhere). A 16-bit shift
+ * carries bits over from the neighbouring byte, but only into positions the mask clears. */
+static inline __m256i bit_to_sixteen(__m256i v, int b)
+{
+    __m256i moved = b >= 4 ? _mm256_srli_epi16(v, b - 4) : _mm256_slli_epi16(v, 4 - b);
+    return _mm256_and_si256(moved, _mm256_set1_epi8(0x10));
+}
+
 static inline void q5_K_unpack(const block_q5_K *b, __m256i q[8])
 {
-    const __m256i mask = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i mask = _mm256_set1_epi8(0x0F);
     __m256i qh = _mm256_loadu_si256((const __m256i *)b->qh);
     for (int c = 0; c < 4; c++) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-        __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
-        __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
-        q[2 * c] = _mm256_or_si256(_mm256_and_si256(v, mask), _mm256_slli_epi16(h0, 4));
+        q[2 * c] = _mm256_or_si256(_mm256_and_si256(v, mask), bit_to_sixteen(qh, 2 * c));
         q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask),
-                                       _mm256_slli_epi16(h1, 4));
+                                       bit_to_sixteen(qh, 2 * c + 1));
     }
 }
 
@@ -106,7 +115,6 @@ void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *
     __m256 acc = _mm256_setzero_ps();
     __m128 macc = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -126,7 +134,6 @@ void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const voi
         macc[t] = _mm_setzero_ps();
     }
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -145,7 +152,6 @@ void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *
     __m256 acc = _mm256_setzero_ps();
     __m128 macc = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -165,7 +171,6 @@ void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const voi
         macc[t] = _mm_setzero_ps();
     }
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
@@ -194,9 +199,7 @@ static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[8])
             q[4 * h + k] = _mm256_or_si256(low[k], _mm256_slli_epi16(top, 4));
         }
     }
-    for (int k = 0; k < 8; k++)
-        sc[k] = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * k + 1]),
-                                 _mm_set1_epi16(b->scales[2 * k]));
+    lane_pair_scales(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)), sc);
 }
 
 /* Exact integer sum of one Q6_K block against one activation block (the -32 offset included). */
@@ -219,7 +222,6 @@ void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *
     const block_q8_K *a = x;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         __m256i q[8], sc[8];
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
@@ -237,7 +239,6 @@ void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const voi
     for (int t = 0; t < 4; t++)
         acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         __m256i q[8], sc[8];
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));

@@ -9,28 +9,9 @@
 #include <string.h>
 
 #include "quant/blocks.h"
-#include "quant/prefetch.h"
 #include "quant/quant.h"
 #include "quant/lanes_avx2.h"
 #include "quant/reference_kquants_low.h"
-
-/* The 16 sub-block scales (int8) of a super-block as 16-bit multipliers for its eight 32-value
- * steps: step k covers sub-blocks 2k (low 128-bit lane) and 2k + 1 (high lane), so out[k] holds
- * scale 2k in every 16-bit slot of the low lane and scale 2k + 1 in the high lane. In-lane byte
- * shuffles of the widened scales do it without a scalar broadcast per step. */
-static inline void scale_steps(__m128i scales8, __m256i out[8])
-{
-    __m256i s16 = _mm256_cvtepi8_epi16(scales8);                /* s0..7 | s8..15 */
-    __m256i first = _mm256_permute2x128_si256(s16, s16, 0x00);  /* s0..7 | s0..7 */
-    __m256i second = _mm256_permute2x128_si256(s16, s16, 0x11); /* s8..15 | s8..15 */
-    for (int k = 0; k < 4; k++) {
-        /* bytes 4k, 4k+1 (scale 2k) repeated in the low lane, 4k+2, 4k+3 in the high lane */
-        __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 3) << 8 | (4 * k + 2))),
-                                        _mm_set1_epi16((short)((4 * k + 1) << 8 | (4 * k))));
-        out[k] = _mm256_shuffle_epi8(first, pick);
-        out[k + 4] = _mm256_shuffle_epi8(second, pick);
-    }
-}
 
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
@@ -40,11 +21,10 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
     const __m128i m15 = _mm_set1_epi8(15);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         const uint8_t *sc = w[i].scales;
         __m128i packed = _mm_loadu_si128((const __m128i *)sc);
         __m256i steps[8];
-        scale_steps(_mm_and_si128(packed, m15), steps);
+        lane_pair_scales(_mm256_cvtepu8_epi16(_mm_and_si128(packed, m15)), steps);
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
@@ -68,14 +48,25 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
     *out = sum;
 }
 
+/* Bit b of every byte of v moved to bit 2 (4 where it is set, 0 elsewhere). A 16-bit shift carries
+ * bits over from the neighbouring byte, but only into positions the mask clears. */
+static inline __m256i bit_to_four(__m256i v, int b)
+{
+    __m256i moved = b >= 2 ? _mm256_srli_epi16(v, b - 2) : _mm256_slli_epi16(v, 2 - b);
+    return _mm256_and_si256(moved, _mm256_set1_epi8(4));
+}
+
+/* Each value is taken as its stored code q + 4 (0..7: two low bits, and 4 for the third bit), so
+ * one maddubs per 32 values suffices; the offset -4 of every value is applied once per super-block
+ * as -4 * sum over sub-blocks of scale times the activations' 16-value sum. The integer is the
+ * scalar kernel's exactly. */
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q3_K *w = row;
     const block_q8_K *a = x;
-    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    const __m256i m3 = _mm256_set1_epi8(3);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
         /* The 6-bit scale codes, all 16 at once: low nibbles from bytes 0..7 (sub-blocks 0..7
          * low nibble, 8..15 high nibble), top two bits of sub-block s from byte 8 + s % 4 at bit
          * 2 * (s / 4). */
@@ -89,53 +80,84 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
                                       (int)((top >> 4) & 0x03030303u),
                                       (int)((top >> 2) & 0x03030303u), (int)(top & 0x03030303u));
         __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
+        __m256i s16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(codes, _mm_set1_epi8(32)));
         __m256i steps[8];
-        scale_steps(_mm_sub_epi8(codes, _mm_set1_epi8(32)), steps);
+        lane_pair_scales(s16, steps);
         __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
             for (int j = 0; j < 4; j++) {
-                __m256i low = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
-                /* 4 where the high bit is clear: value = low - 4 there, low elsewhere. */
-                __m256i bit = _mm256_and_si256(hm, _mm256_set1_epi8((char)(1 << (4 * h + j))));
-                __m256i sub4 = _mm256_and_si256(_mm256_cmpeq_epi8(bit, _mm256_setzero_si256()),
-                                                four);
+                __m256i code = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
+                                               bit_to_four(hm, 4 * h + j));
                 __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * j));
-                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(low, av),
-                                             _mm256_maddubs_epi16(sub4, av));
+                __m256i p = _mm256_maddubs_epi16(code, av);
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, steps[4 * h + j]));
             }
         }
-        int32_t isum = hsum256_i32(acc);
+        __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
+        __m256i offset = _mm256_madd_epi16(s16, bsums);
+        int32_t isum = hsum256_i32(_mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2)));
         sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
     }
     *out = sum;
 }
 
+/* The eight sub-block scales ls - 32 of an IQ4_XS super-block as int16, in both 128-bit lanes. */
+static inline __m256i iq4_xs_scales(const block_iq4_xs *b)
+{
+    uint32_t l;
+    memcpy(&l, b->scales_l, 4);
+    __m256i low = _mm256_srlv_epi32(_mm256_set1_epi32((int)l),
+                                    _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    __m256i high = _mm256_srlv_epi32(_mm256_set1_epi32(b->scales_h),
+                                     _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+    __m256i ls = _mm256_or_si256(
+        _mm256_and_si256(low, _mm256_set1_epi32(15)),
+        _mm256_slli_epi32(_mm256_and_si256(high, _mm256_set1_epi32(3)), 4));
+    ls = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+    __m128i s16 = _mm_packs_epi32(_mm256_castsi256_si128(ls), _mm256_extracti128_si256(ls, 1));
+    return _mm256_broadcastsi128_si256(s16);
+}
+
+/* 16 activations at lo in the low 128-bit lane and 16 at hi in the high lane. */
+static inline __m256i load_halves(const int8_t *lo, const int8_t *hi)
+{
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)lo)),
+                                   _mm_loadu_si128((const __m128i *)hi), 1);
+}
+
+/* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
+ * each) one vector and the high nibbles (16..31) another, and the activations are loaded in the
+ * same arrangement. The integer sum is the scalar kernel's, in another order. */
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_iq4_xs *w = row;
     const block_q8_K *a = x;
     const __m128i table128 = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
     const __m256i table = _mm256_set_m128i(table128, table128);
-    const __m128i m15 = _mm_set1_epi8(15);
+    const __m256i m15 = _mm256_set1_epi8(15);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
+        __m256i scales = iq4_xs_scales(&w[i]);
         __m256i acc = _mm256_setzero_si256();
-        for (int s = 0; s < 8; s++) {
-            __m128i packed = _mm_loadu_si128((const __m128i *)(w[i].qs + 16 * s));
-            __m128i lo = _mm_and_si128(packed, m15);
-            __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), m15);
-            __m256i wv = _mm256_shuffle_epi8(table, _mm256_set_m128i(hi, lo));
-            __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * s));
+        for (int k = 0; k < 4; k++) {
+            __m256i packed = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * k));
+            __m256i wlo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, m15));
+            __m256i whi = _mm256_shuffle_epi8(table,
+                                              _mm256_and_si256(_mm256_srli_epi16(packed, 4), m15));
+            const int8_t *ak = a[i].qs + 64 * k;
+            __m256i alo = load_halves(ak, ak + 32), ahi = load_halves(ak + 16, ak + 48);
             /* Activations go in as unsigned magnitudes (Q8_K stores -128, whose negation does
              * not fit int8, but its magnitude reads correctly as unsigned 128) and the weights
              * take their signs; 2 * 128 * 127 fits int16, so nothing saturates. */
-            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(av, av), _mm256_sign_epi8(wv, av));
-            __m256i ls = _mm256_set1_epi16((short)(ellm_iq4_xs_scale(&w[i], s) - 32));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ls));
+            __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(alo, alo),
+                                               _mm256_sign_epi8(wlo, alo));
+            __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(ahi, ahi),
+                                               _mm256_sign_epi8(whi, ahi));
+            __m256i sc = _mm256_shuffle_epi8(scales, lane_pair_pick(k));
+            acc = _mm256_add_epi32(
+                acc, _mm256_add_epi32(_mm256_madd_epi16(plo, sc), _mm256_madd_epi16(phi, sc)));
         }
         int32_t isum = hsum256_i32(acc);
         sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;

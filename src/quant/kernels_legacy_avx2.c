@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "quant/blocks.h"
-#include "quant/prefetch.h"
 #include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
@@ -141,7 +140,6 @@ ALWAYS_INLINE void dot_rows(weight_kind kind, int rows, int64_t n, float *out, c
     }
     for (; i + 2 <= nb; i += 2) {
         __m128 dm0, dm1;
-        ellm_prefetch_stream((const uint8_t *)row + i * block_bytes(kind), 2 * block_bytes(kind));
         __m256i q0 = decode_block(kind, row, i, &dm0);
         __m256i q1 = decode_block(kind, row, i + 1, &dm1);
         for (int t = 0; t < rows; t++) {

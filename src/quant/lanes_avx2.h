@@ -1,4 +1,4 @@
-/* Horizontal sums and the 8x8 transpose shared by the AVX2 kernels (included only by *_avx2.c files, which are
+/* Horizontal sums, the 8x8 transpose and the K-quant scale shuffles shared by the AVX2 kernels (included only by *_avx2.c files, which are
  * compiled for AVX2). Every kernel that must match another bit for bit reduces in this one
  * order: the two 128-bit halves, then the upper pair onto the lower, then the two last lanes. */
 #ifndef EDGELLM_QUANT_LANES_AVX2_H
@@ -45,6 +45,27 @@ static inline void transpose_8x8(const __m256i r[8], __m256i out[8])
     for (int g = 0; g < 4; g++) {
         out[g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x20);
         out[4 + g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x31);
+    }
+}
+
+/* Byte shuffle putting 16-bit word 2k in every slot of the low 128-bit lane and word 2k + 1 in
+ * every slot of the high lane (of a vector holding the same eight words in both lanes). */
+static inline __m256i lane_pair_pick(int k)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 3) << 8 | (4 * k + 2))),
+                            _mm_set1_epi16((short)((4 * k + 1) << 8 | (4 * k))));
+}
+
+/* The 16 sub-block scales of a K-quant super-block (int16, s0..7 | s8..15) as madd multipliers
+ * for its eight 32-value steps: out[k] holds scale 2k in every 16-bit slot of the low lane and
+ * scale 2k + 1 in the high lane. In-lane byte shuffles, no scalar broadcast per step. */
+static inline void lane_pair_scales(__m256i s16, __m256i out[8])
+{
+    __m256i first = _mm256_permute2x128_si256(s16, s16, 0x00);  /* s0..7 | s0..7 */
+    __m256i second = _mm256_permute2x128_si256(s16, s16, 0x11); /* s8..15 | s8..15 */
+    for (int k = 0; k < 4; k++) {
+        out[k] = _mm256_shuffle_epi8(first, lane_pair_pick(k));
+        out[k + 4] = _mm256_shuffle_epi8(second, lane_pair_pick(k));
     }
 }
 
