@@ -163,3 +163,6 @@ export interface Engine {
 }
 
 export function createEngine(options: EngineOptions): Promise<Engine>;
+
+/** Whether this JavaScript engine runs WebAssembly SIMD128, which createEngine needs. */
+export function wasmSimdAvailable(): boolean;
