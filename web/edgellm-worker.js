@@ -374,7 +374,17 @@ async function readInto(source, progress, allocate) {
     bytes = allocate(size);
     const reader = source.file.stream().getReader();
     for (;;) {
-      const { done, value } = await reader.read();
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        // The browser's own word for an unreadable File is "network error" (Chromium), which
+        // points the wrong way: the file changed, moved or was never made readable to the page.
+        throw new Error(`could not read ${source.file.name || "the file"} after ${bytes.loaded} of ` +
+          `${size} bytes (the browser said: ${e.message}); the file may have changed or moved ` +
+          `since it was chosen: choose it again`);
+      }
+      const { done, value } = chunk;
       if (done) break;
       bytes.write(value);
       progress("load", bytes.loaded, bytes.size);

@@ -140,11 +140,13 @@ export interface Engine {
     completions: {
       create(req: ChatRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
       create(req: ChatRequest & { stream?: false }): Promise<ChatCompletion>;
+      create(req: ChatRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
     };
   };
   completions: {
     create(req: CompletionRequest & { stream: true }): Promise<AsyncIterable<Completion>>;
     create(req: CompletionRequest & { stream?: false }): Promise<Completion>;
+    create(req: CompletionRequest): Promise<Completion | AsyncIterable<Completion>>;
   };
   /** Stops the running generation after its current token (finish_reason "abort"). */
   interrupt(): void;
@@ -163,3 +165,6 @@ export interface Engine {
 }
 
 export function createEngine(options: EngineOptions): Promise<Engine>;
+
+/** Whether this JavaScript engine runs WebAssembly SIMD128, which createEngine needs. */
+export function wasmSimdAvailable(): boolean;

@@ -13,6 +13,19 @@ function threadsAvailable() {
   return typeof SharedArrayBuffer === "function" && (inNode || globalThis.crossOriginIsolated === true);
 }
 
+// The smallest module using a SIMD128 instruction: the build's kernels need them, and an engine
+// without them would fail to compile the module with a message that does not say why.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10,
+  10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
+/** Whether this JavaScript engine runs WebAssembly with SIMD128, which both builds need. */
+export function wasmSimdAvailable() {
+  try {
+    return typeof WebAssembly === "object" && WebAssembly.validate(SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
 function hardwareThreads() {
   const n = typeof navigator === "object" && navigator.hardwareConcurrency;
   return Math.max(1, Math.min(n || 4, 16));
@@ -150,12 +163,14 @@ class Engine {
     this.nextId = 1;
     this.queue = Promise.resolve(); // one generation at a time
     this.interruptFlag = runtime.interruptBuffer ? new Int32Array(runtime.interruptBuffer) : null;
-    this.chat = { completions: { create: (req) => this.create("chat", req) } };
-    this.completions = { create: (req) => this.create("completion", req) };
+    // Async, so that a bad request is a rejected promise like every other failure, not an
+    // exception thrown past the caller's .catch().
+    this.chat = { completions: { create: async (req) => this.create("chat", req) } };
+    this.completions = { create: async (req) => this.create("completion", req) };
     // Downloaded models kept in Cache Storage (docs/web.md); empty in Node.
     this.cache = {
       list: () => this.call("cacheList", {}),
-      delete: (url) => {
+      delete: async (url) => {
         if (typeof url !== "string" && !(url instanceof URL)) fail("url", "must be the model's URL");
         return this.call("cacheDelete", { url: absoluteUrl(String(url)) });
       },
@@ -297,6 +312,9 @@ export async function createEngine(options = {}) {
   }
   if (options.cache !== undefined && typeof options.cache !== "boolean")
     fail("cache", `must be true or false, got ${JSON.stringify(options.cache)}`);
+  if (!wasmSimdAvailable())
+    throw new Error("this browser cannot run WebAssembly SIMD, which edgellm needs: use a current " +
+      "Chrome, Edge or Firefox, or Safari 16.4 or later");
   const isolated = threadsAvailable();
   let threads = options.threads ?? hardwareThreads();
   if (!Number.isInteger(threads) || threads < 1 || threads > 64)

@@ -16,6 +16,7 @@ import http.server
 import os
 import re
 import sys
+import time
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -71,12 +72,19 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                 limit = min(limit, self.cut_first_download)
                 self.close_connection = True
             f.seek(start)
+            cut = limit < end - start + 1
             while limit > 0:
                 block = f.read(min(limit, 1 << 16))
                 if not block:
                     break
                 self.wfile.write(block)
                 limit -= len(block)
+            if cut:
+                # Chromium drops body bytes the page has not read yet when the connection ends
+                # early, so hanging up at once can leave the page nothing to resume from on a
+                # busy machine: the page gets time to read what was sent first.
+                self.wfile.flush()
+                time.sleep(1)
 
     def log_request(self, code="-", size="-"):
         wanted = self.headers.get("Range") if self.headers else None

@@ -106,6 +106,34 @@ for (const variant of ["st", "mt"]) {
     await rejects(() => engine.completions.create({ prompt: "x", stop: ["a", "b", "c", "d", "e"] }), /at most 4/);
   });
 
+  await check(`${variant}: a bad request is a rejected promise, not an exception thrown at the call`, async () => {
+    let promise = null;
+    assert.doesNotThrow(() => { promise = engine.completions.create({ prompt: "x", top_k: -1 }); });
+    await assert.rejects(promise, /'top_k' must be between 0/);
+    assert.doesNotThrow(() => { promise = engine.chat.completions.create({ messages: "hi", stream: true }); });
+    await assert.rejects(promise, /'messages' must be a non-empty array/);
+    assert.doesNotThrow(() => { promise = engine.cache.delete(42); });
+    await assert.rejects(promise, /'url' must be the model's URL/);
+  });
+
+  await check(`${variant}: sampling parameters and stop strings act as in edgellm run`, async () => {
+    const model = path.join(env.SHARED, "models/aidreams260K-f32.gguf");
+    const prompt = "The little dog";
+    const sampling = { temperature: 0.9, top_k: 30, top_p: 0.9, min_p: 0.02, repeat_penalty: 1.15, seed: 11 };
+    const c = await engine.completions.create({ prompt, max_tokens: 40, ...sampling });
+    const native = execFileSync(env.EDGELLM, ["run", "-m", model, "-p", prompt, "-n", "40", "-t", "1",
+      "--temp", "0.9", "--top-k", "30", "--top-p", "0.9", "--min-p", "0.02", "--repeat-penalty", "1.15",
+      "--seed", "11"], { stdio: ["ignore", "pipe", "ignore"] }).toString().replace(/\n$/, "");
+    assert.equal(c.choices[0].text, native);
+    const other = await engine.completions.create({ prompt, max_tokens: 40, ...sampling, seed: 12 });
+    assert.notEqual(other.choices[0].text, c.choices[0].text, "another seed, another text");
+    // A stop string: the text ends before it, finish_reason "stop".
+    const word = c.choices[0].text.trim().split(/\s+/)[2];
+    const stopped = await engine.completions.create({ prompt, max_tokens: 40, ...sampling, stop: [word] });
+    assert.equal(stopped.choices[0].finish_reason, "stop");
+    assert.equal(stopped.choices[0].text, c.choices[0].text.slice(0, c.choices[0].text.indexOf(word)));
+  });
+
   await check(`${variant}: unload frees the engine and later calls fail clearly`, async () => {
     await engine.unload();
     await rejects(() => engine.completions.create({ prompt: "x" }), /unloaded/);
@@ -150,6 +178,29 @@ await check("a model over the wasm32 memory limit is refused before it is read",
   assert.ok(Date.now() - t0 < 20000, "refused without reading the file");
 });
 
+await check("a model over the wasm32 memory limit by URL is refused before its download ends", async () => {
+  const http = await import("node:http");
+  let sent = 0, closed = null;
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { "Content-Type": "application/octet-stream", "Content-Length": String(6 * 1024 ** 3) });
+    res.write(Buffer.alloc(4096)); // the start of a download that would take minutes
+    sent += 4096;
+    closed = new Promise((resolve) => res.on("close", resolve));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    await rejects(() => createEngine({ model: `http://127.0.0.1:${server.address().port}/big.gguf`, threads: 1 }),
+      /big\.gguf is 6\.00 GiB \(6442450944 bytes\) but WebAssembly memory is limited to 4 GiB/);
+    assert.equal(sent, 4096);
+    const ended = await Promise.race([closed.then(() => true),
+      new Promise((resolve) => setTimeout(resolve, 10000, false).unref())]);
+    assert.ok(ended, "the download was abandoned, not left running");
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
 await check("a progress callback sees the whole file", async () => {
   const seen = [];
   const model = path.join(env.SHARED, "models/aidreams260K-f32.gguf");
@@ -173,6 +224,19 @@ await check("sha256: the bytes are checked against an expected hash; Node keeps 
     new RegExp(`has SHA-256 ${sha256}, not the expected (ab){32}`));
   await rejects(() => createEngine({ model, sha256: "abc" }), /'sha256' must be 64 hexadecimal digits/);
   await rejects(() => createEngine({ model, cache: "yes" }), /'cache' must be true or false/);
+});
+
+await check("an engine without WebAssembly SIMD is told so before anything loads", async () => {
+  const { wasmSimdAvailable } = await import(path.join(env.SOURCE_DIR, "web/dist/edgellm.mjs"));
+  assert.equal(wasmSimdAvailable(), true, "Node runs SIMD128");
+  const validate = WebAssembly.validate;
+  WebAssembly.validate = () => false; // what an engine without SIMD128 answers for the probe
+  try {
+    await rejects(() => createEngine({ model: path.join(env.SHARED, "models/aidreams260K-f32.gguf") }),
+      /cannot run WebAssembly SIMD, which edgellm needs/);
+  } finally {
+    WebAssembly.validate = validate;
+  }
 });
 
 console.log(failures ? `${failures} checks failed` : "all checks passed");

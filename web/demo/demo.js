@@ -12,11 +12,20 @@ let backend = null; // {stream(request) -> async iterable of chunks, stop()}
 let engine = null;
 let conversations = JSON.parse(localStorage.getItem(STORE) || "[]");
 let current = null;
+let busy = false; // an answer is streaming: Enter and Send wait for it
 
 // ---- environment checks: say plainly what this browser lacks ------------------------------
-function environmentWarnings() {
+async function environmentWarnings() {
   const notes = [];
-  if (typeof WebAssembly !== "object") notes.push("This browser cannot run WebAssembly.");
+  let api = null;
+  try {
+    api = await import("../dist/edgellm.mjs");
+  } catch (e) {
+    notes.push(`The browser build could not be loaded (${e.message}): run \`make web\`.`);
+  }
+  if (api && !api.wasmSimdAvailable())
+    notes.push("This browser cannot run WebAssembly SIMD, which the model needs: use a current " +
+      "Chrome, Edge or Firefox, or Safari 16.4 or later.");
   if (!globalThis.crossOriginIsolated)
     notes.push("This page is not cross-origin isolated, so it runs on one thread and Stop takes " +
       "effect only when the answer ends. Serve it with COOP/COEP headers (edgellm serve --web, or " +
@@ -30,10 +39,29 @@ function environmentWarnings() {
 }
 const params = new URLSearchParams(location.search);
 if (!serverMode) {
-  const warnings = environmentWarnings();
-  if (warnings.length) { $("warning").textContent = warnings.join(" "); $("warning").hidden = false; }
+  environmentWarnings().then((warnings) => {
+    if (warnings.length) { $("warning").textContent = warnings.join(" "); $("warning").hidden = false; }
+  });
   $("threads").value = globalThis.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 4, 8) : 1;
   if (params.get("model")) $("model-url").value = params.get("model");
+}
+
+// ---- sampling settings, kept across visits ----------------------------------------------------
+const SETTINGS = "edgellm-demo-settings";
+const SETTING_IDS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "system"];
+try {
+  const saved = JSON.parse(localStorage.getItem(SETTINGS) || "{}");
+  for (const id of SETTING_IDS) if (typeof saved[id] === "string") $(id).value = saved[id];
+} catch { /* unreadable settings: the defaults stay */ }
+for (const id of SETTING_IDS) {
+  $(id).addEventListener("change", () => {
+    localStorage.setItem(SETTINGS, JSON.stringify(Object.fromEntries(SETTING_IDS.map((k) => [k, $(k).value]))));
+  });
+}
+// A field left empty or invalid falls back to its default rather than sending NaN.
+function setting(id, fallback) {
+  const v = Number($(id).value);
+  return $(id).value.trim() !== "" && Number.isFinite(v) ? v : fallback;
 }
 
 // ---- conversations ---------------------------------------------------------------------------
@@ -76,7 +104,8 @@ function messageElement(m) {
   who.textContent = m.role === "user" ? "You" : "Model";
   const copy = document.createElement("button");
   copy.textContent = "Copy";
-  copy.onclick = () => navigator.clipboard?.writeText(m.content);
+  copy.title = "Copy this message";
+  copy.onclick = () => copyText(copy, m.content);
   who.append(copy);
   const body = document.createElement("div");
   body.className = "body";
@@ -88,12 +117,31 @@ function messageElement(m) {
   return div;
 }
 function renderMessages() {
-  $("messages").replaceChildren(...(current ? current.messages.map(messageElement) : []));
+  const messages = current ? current.messages.map(messageElement) : [];
+  if (!messages.length) {
+    const empty = document.createElement("div");
+    empty.className = "empty";
+    empty.textContent = serverMode ? "Ask the server's model something." :
+      "Ask something: the answer is written here, on this device.";
+    messages.push(empty);
+  }
+  $("messages").replaceChildren(...messages);
   $("messages").scrollTop = $("messages").scrollHeight;
+}
+// Clipboard access needs a secure context; the button says whether the copy worked.
+async function copyText(button, text) {
+  const label = button.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed";
+  }
+  setTimeout(() => { button.textContent = label; }, 1200);
 }
 $("messages").addEventListener("click", (ev) => {
   if (ev.target.classList.contains("copy-code"))
-    navigator.clipboard?.writeText(ev.target.nextElementSibling.textContent);
+    copyText(ev.target, ev.target.nextElementSibling.textContent);
 });
 
 // ---- loading -----------------------------------------------------------------------------------
@@ -125,6 +173,7 @@ async function load(model) {
     $("status").textContent = "Ready.";
     $("loader").hidden = true;
     $("chat").hidden = false;
+    $("change-model").hidden = false;
     $("input").focus();
   } catch (e) {
     $("status").textContent = `Could not load the model: ${e.message}`;
@@ -132,7 +181,29 @@ async function load(model) {
     $("load-url").disabled = false;
   }
 }
-$("load-url").onclick = () => $("model-url").value && load($("model-url").value);
+$("load-url").onclick = () => {
+  if ($("model-url").value.trim()) load($("model-url").value.trim());
+  else $("status").textContent = "Enter the URL of a GGUF model, or choose a file.";
+};
+// A .gguf dropped anywhere on the loader loads like one chosen with the picker.
+for (const [type, dragging] of [["dragover", true], ["dragleave", false], ["drop", false]]) {
+  $("loader").addEventListener(type, (ev) => {
+    if (serverMode) return;
+    ev.preventDefault();
+    $("loader").classList.toggle("dragging", dragging);
+    const file = type === "drop" && ev.dataTransfer.files[0];
+    if (file) load(file);
+  });
+}
+$("model-url").onkeydown = (ev) => { if (ev.key === "Enter") $("load-url").click(); };
+$("change-model").onclick = () => {
+  if (busy) return;
+  $("chat").hidden = true;
+  $("loader").hidden = false;
+  $("change-model").hidden = true;
+  $("progress").hidden = true;
+  $("status").textContent = "The current model stays loaded until another one is.";
+};
 $("model-file").onchange = (ev) => ev.target.files[0] && load(ev.target.files[0]);
 
 // ---- the server's API (the page at "/" of edgellm serve) -----------------------------------
@@ -200,7 +271,8 @@ async function connectServer() {
 // ---- chatting ------------------------------------------------------------------------------
 async function send() {
   const text = $("input").value.trim();
-  if (!text || !backend) return;
+  if (!text || !backend || busy) return;
+  busy = true;
   $("input").value = "";
   current.messages.push({ role: "user", content: text });
   if (current.title === "New conversation") current.title = text.slice(0, 40);
@@ -217,12 +289,16 @@ async function send() {
   let finish = null;
   let pieces = 0;
   try {
+    const history = current.messages.slice(0, -1).map(({ role, content }) => ({ role, content }));
+    const system = $("system").value.trim();
     const stream = await backend.stream({
-      messages: current.messages.slice(0, -1).map(({ role, content }) => ({ role, content })),
-      temperature: Number($("temperature").value),
-      top_p: Number($("top_p").value),
-      top_k: Number($("top_k").value),
-      max_tokens: Number($("max_tokens").value),
+      messages: system ? [{ role: "system", content: system }, ...history] : history,
+      temperature: setting("temperature", 0.7),
+      top_p: setting("top_p", 0.95),
+      top_k: setting("top_k", 40),
+      min_p: setting("min_p", 0.05),
+      repeat_penalty: setting("repeat_penalty", 1.0),
+      max_tokens: setting("max_tokens", 256),
     });
     for await (const chunk of stream) {
       const choice = chunk.choices?.[0];
@@ -246,6 +322,7 @@ async function send() {
   save();
   $("send").hidden = false;
   $("stop").hidden = true;
+  busy = false;
 }
 // Tokens, decode speed and time to first token of one answer: the engine's own figures where it
 // reports them (the in-browser engine), else measured here from the stream's timing.
