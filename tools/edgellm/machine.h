@@ -12,7 +12,8 @@ const char *machine_fma_isa(void);
 /* Peak throughput of one kind of arithmetic, named as edgellm_kernel_arithmetic names it
  * ("int8-vnni512", "int8-avx2", "int8-sdot", "int8-neon", "f32-fma-avx512", "f32-fma-avx2",
  * "f32-fma-neon", "scalar"), in G operations/s (a multiply-add is two), over the threads with
- * independent accumulators; 0 when this CPU has no such instructions. */
+ * independent accumulators, each thread timed by its own CPU time (other processes on a busy
+ * machine cannot lower it); 0 when this CPU has no such instructions. */
 double machine_arith_peak_gops(const char *arith, int threads);
 /* "AMD EPYC ..." from /proc/cpuinfo, or "unknown". */
 const char *machine_cpu_model(void);
