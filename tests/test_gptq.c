@@ -145,6 +145,72 @@ static void sequential_statistics(void)
     ellm_gguf_close(f);
 }
 
+/* The token embedding has no input activations; GPTQ rounds it with the Hessian of the matrices
+ * that read the residual stream, H = sum over every layer's q/k/v and gate/up of
+ * diag(g) W^T W diag(g) (g the RMSNorm weight before them). Under that H, its rows must come out
+ * clearly better than plain rounding's. */
+static void embedding_rounding(void)
+{
+    const char *src = test_shared_path("models/aidreams260K-f32.gguf");
+    edgellm_token ids[48];
+    for (int i = 0; i < 48; i++)
+        ids[i] = (edgellm_token)(260 + 3 * i);
+    gguf_file *f = NULL;
+    CHECK(ellm_gguf_open(src, &f) == EDGELLM_OK);
+    ellm_gptq_params p = {.n_ctx = 48, .n_threads = 2};
+    ellm_gptq *g = NULL;
+    CHECK(ellm_gptq_create(src, ids, 48, &p, &g) == EDGELLM_OK);
+    CHECK_MSG(ellm_gptq_covers(g, "token_embd.weight", ELLM_TYPE_Q4_0, 64),
+              "GPTQ does not cover the untied token embedding");
+    enum { D = 64 };
+    static double h[D * D];
+    memset(h, 0, sizeof h);
+    static const char *const readers[5][2] = {{"attn_norm", "attn_q"},
+                                              {"attn_norm", "attn_k"},
+                                              {"attn_norm", "attn_v"},
+                                              {"ffn_norm", "ffn_gate"},
+                                              {"ffn_norm", "ffn_up"}};
+    for (int layer = 0; layer < 4; layer++)
+        for (int k = 0; k < 5; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", layer, readers[k][0]);
+            const float *gain = ellm_gguf_find_tensor(f, name)->data;
+            snprintf(name, sizeof name, "blk.%d.%s.weight", layer, readers[k][1]);
+            const gguf_tensor_info *t = ellm_gguf_find_tensor(f, name);
+            const float *w = t->data;
+            for (uint64_t r = 0; r < t->ne[1]; r++)
+                for (int i = 0; i < D; i++)
+                    for (int j = 0; j < D; j++)
+                        h[i * D + j] += (double)w[r * D + i] * gain[i] * w[r * D + j] * gain[j];
+        }
+    const gguf_tensor_info *emb = ellm_gguf_find_tensor(f, "token_embd.weight");
+    int64_t n_rows = (int64_t)emb->ne[1];
+    uint8_t *gptq = gptq_matrix(g, f, "token_embd.weight");
+    uint64_t rb = 0;
+    ellm_row_bytes(ELLM_TYPE_Q4_0, D, &rb);
+    uint8_t plain[4 * 18];
+    double e_plain = 0, e_gptq = 0;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *x = (const float *)emb->data + r * D;
+        float qp[D], qg[D];
+        ellm_quantize_row(ELLM_TYPE_Q4_0, x, plain, D);
+        ellm_dequantize_row(ELLM_TYPE_Q4_0, plain, qp, D);
+        ellm_dequantize_row(ELLM_TYPE_Q4_0, gptq + (uint64_t)r * rb, qg, D);
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++) {
+                e_plain += (x[i] - qp[i]) * h[i * D + j] * (x[j] - qp[j]);
+                e_gptq += (x[i] - qg[i]) * h[i * D + j] * (x[j] - qg[j]);
+            }
+    }
+    printf("token embedding, error under its readers' Hessian: plain %.5g, GPTQ %.5g (%+.0f %%)\n",
+           e_plain, e_gptq, 100 * (e_gptq / e_plain - 1));
+    CHECK_MSG(e_gptq < 0.8 * e_plain, "GPTQ's embedding error %g not 20 %% below plain's %g",
+              e_gptq, e_plain);
+    free(gptq);
+    ellm_gptq_free(g);
+    ellm_gguf_close(f);
+}
+
 /* The codes of a 32-value block: the block decoded with scale 1 and minimum 0. */
 static void block_codes(ellm_type type, const uint8_t *block, size_t block_bytes, float *codes)
 {
@@ -225,6 +291,7 @@ static double best_error_for_codes(ellm_type type, const float *h, const float *
 int main(void)
 {
     sequential_statistics();
+    embedding_rounding();
     float *mix = malloc(sizeof(float) * RANK * N_IN), *scale = malloc(sizeof(float) * N_IN);
     float *x_cal = malloc(sizeof(float) * N_TOK * N_IN),
           *x_ho = malloc(sizeof(float) * N_TOK * N_IN);
