@@ -224,6 +224,7 @@ typedef struct gptq_job {
     float *w;
     int64_t n_rows, n;
     const float *u;
+    const float *h;          /* H in file order (scaled as w), for the scale refit; NULL: none */
     const float *importance; /* diag H, the block scale search's column weights (file order) */
     const int32_t *order;    /* act-order: the file column rounded at each step; NULL: in order */
     bool feedback;
@@ -231,7 +232,203 @@ typedef struct gptq_job {
     uint64_t row_bytes;
     int64_t block, block_bytes, lazy;
     float *scratch; /* per thread: TILE_ROWS * lazy errors, block values, a row in file order */
+    /* per thread, for the refit: the tile's rows as given, and refit_scratch_size(n) doubles */
+    float *originals;
+    double *refit_scratch;
+    uint8_t *first_pass; /* per thread: TILE_ROWS rows of blocks; NULL: one pass */
 } gptq_job;
+
+/* ---------------------------------------------------------------- scale refit under H */
+
+/* GPTQ fixes each block's scale before the block's columns are rounded and corrected, so the
+ * scale fits values that later change. Once the codes are final, the scales (and minimums) that
+ * minimise the layer's output error (w - q)^T H (w - q) for those codes are the solution of a
+ * small least-squares problem: q = sum_p theta_p b_p, with one basis vector per scale (the block's
+ * codes) and per minimum (ones on the block). */
+
+/* Where the scale and minimum of a block are stored; false for types not refit here. */
+static bool scale_fields(ellm_type type, void *block, uint16_t **d, uint16_t **m)
+{
+    *d = NULL;
+    *m = NULL;
+    switch (type) {
+    case ELLM_TYPE_Q4_0: *d = &((block_q4_0 *)block)->d; return true;
+    case ELLM_TYPE_Q5_0: *d = &((block_q5_0 *)block)->d; return true;
+    case ELLM_TYPE_Q8_0: *d = &((block_q8_0 *)block)->d; return true;
+    case ELLM_TYPE_IQ4_NL: *d = &((block_iq4_nl *)block)->d; return true;
+    case ELLM_TYPE_Q4_1:
+        *d = &((block_q4_1 *)block)->d;
+        *m = &((block_q4_1 *)block)->m;
+        return true;
+    case ELLM_TYPE_Q5_1:
+        *d = &((block_q5_1 *)block)->d;
+        *m = &((block_q5_1 *)block)->m;
+        return true;
+    default: return false;
+    }
+}
+
+/* Doubles refit_row needs for an n-wide row of 32-value blocks. */
+static size_t refit_scratch_size(int64_t n)
+{
+    size_t p = 2 * (size_t)(n / 32);
+    return (size_t)n + 2 * p * p + 3 * p;
+}
+
+/* Solves the symmetric positive definite a x = b (p x p; a is overwritten by its factor, b by x).
+ * False when a is not positive definite. */
+static bool solve_spd(double *a, double *b, int64_t p)
+{
+    double trace = 0;
+    for (int64_t i = 0; i < p; i++)
+        trace += a[i * p + i];
+    for (int64_t i = 0; i < p; i++)
+        a[i * p + i] += 1e-9 * trace / (double)p;
+    for (int64_t j = 0; j < p; j++) {
+        double s = a[j * p + j];
+        for (int64_t k = 0; k < j; k++)
+            s -= a[j * p + k] * a[j * p + k];
+        if (!(s > 0))
+            return false;
+        a[j * p + j] = sqrt(s);
+        for (int64_t i = j + 1; i < p; i++) {
+            double t = a[i * p + j];
+            for (int64_t k = 0; k < j; k++)
+                t -= a[i * p + k] * a[j * p + k];
+            a[i * p + j] = t / a[j * p + j];
+        }
+    }
+    for (int64_t i = 0; i < p; i++) {
+        double t = b[i];
+        for (int64_t k = 0; k < i; k++)
+            t -= a[i * p + k] * b[k];
+        b[i] = t / a[i * p + i];
+    }
+    for (int64_t i = p - 1; i >= 0; i--) {
+        double t = b[i];
+        for (int64_t k = i + 1; k < p; k++)
+            t -= a[k * p + i] * b[k];
+        b[i] = t / a[i * p + i];
+    }
+    for (int64_t i = 0; i < p; i++)
+        if (!isfinite(b[i]))
+            return false;
+    return true;
+}
+
+/* The block scales (and minimums) as stored, in theta's order. */
+static void stored_scales(const gptq_job *j, uint8_t *row, int per_block, double *theta)
+{
+    uint16_t *d, *m;
+    for (int64_t b = 0; b < j->n / j->block; b++) {
+        scale_fields(j->type, row + b * j->block_bytes, &d, &m);
+        theta[per_block * b] = ellm_f16_to_f32(*d);
+        if (m)
+            theta[per_block * b + 1] = ellm_f16_to_f32(*m);
+    }
+}
+
+/* theta^T a theta - 2 theta^T rhs: the output error (w - q)^T H (w - q) of q = B theta, less the
+ * constant w^T H w. */
+static double quadratic_error(const double *a, const double *rhs, const double *theta, int64_t p)
+{
+    double e = 0;
+    for (int64_t i = 0; i < p; i++) {
+        double s = 0;
+        for (int64_t k = 0; k < p; k++)
+            s += a[i * p + k] * theta[k];
+        e += theta[i] * (s - 2 * rhs[i]);
+    }
+    return e;
+}
+
+/* Refits the scales (and minimums) of a row's blocks to minimise its output error under H for the
+ * codes they hold, and keeps them where that lowers the error as stored (half precision). Returns
+ * the row's output error less w^T H w (comparable between calls for the same w). tmp: n floats. */
+static double refit_row(const gptq_job *j, const float *w, uint8_t *row, double *scratch,
+                        float *tmp)
+{
+    int64_t n = j->n, bs = j->block, n_blocks = n / bs;
+    uint16_t *d, *m;
+    scale_fields(j->type, row, &d, &m);
+    int per_block = m ? 2 : 1;
+    int64_t p = per_block * n_blocks;
+    double *y = scratch, *a = y + n, *factor = a + p * p, *rhs = factor + p * p, *sol = rhs + p,
+           *theta = sol + p;
+    /* The codes: each block decoded with scale 1 and minimum 0. */
+    for (int64_t b = 0; b < n_blocks; b++) {
+        uint8_t *block = row + b * j->block_bytes;
+        scale_fields(j->type, block, &d, &m);
+        uint16_t keep_d = *d, keep_m = m ? *m : 0;
+        *d = ellm_f32_to_f16(1.0f);
+        if (m)
+            *m = 0;
+        ellm_dequantize_row(j->type, block, tmp + b * bs, bs);
+        *d = keep_d;
+        if (m)
+            *m = keep_m;
+    }
+    /* a = B^T H B and rhs = B^T H w, one basis vector (column of B) at a time. */
+    for (int64_t pi = 0; pi < p; pi++) {
+        int64_t b = pi / per_block;
+        bool is_min = pi % per_block == 1;
+        for (int64_t i = 0; i < n; i++)
+            y[i] = 0;
+        for (int64_t c = b * bs; c < (b + 1) * bs; c++) {
+            double v = is_min ? 1.0 : tmp[c];
+            const float *hc = j->h + c * n;
+            for (int64_t i = 0; v != 0 && i < n; i++)
+                y[i] += v * hc[i];
+        }
+        double t = 0;
+        for (int64_t i = 0; i < n; i++)
+            t += y[i] * w[i];
+        rhs[pi] = t;
+        for (int64_t pk = 0; pk < p; pk++) {
+            int64_t bk = pk / per_block;
+            bool k_min = pk % per_block == 1;
+            double s = 0;
+            for (int64_t c = bk * bs; c < (bk + 1) * bs; c++)
+                s += (k_min ? 1.0 : tmp[c]) * y[c];
+            a[pi * p + pk] = s;
+        }
+    }
+    stored_scales(j, row, per_block, theta);
+    double before = quadratic_error(a, rhs, theta, p);
+    memcpy(factor, a, (size_t)(p * p) * sizeof *a);
+    memcpy(sol, rhs, (size_t)p * sizeof *rhs);
+    if (!solve_spd(factor, sol, p))
+        return before;
+    for (int64_t b = 0; b < n_blocks; b++)
+        theta[per_block * b] = ellm_f16_to_f32(ellm_f32_to_f16((float)sol[per_block * b]));
+    if (per_block == 2) {
+        /* The minimums again for the scales as rounded: the pair's optimum is often a long narrow
+         * valley, where rounding both independently costs more than half precision must. */
+        int64_t nb = n_blocks;
+        for (int64_t b = 0; b < nb; b++) {
+            double t = rhs[2 * b + 1];
+            for (int64_t k = 0; k < nb; k++) {
+                t -= a[(2 * b + 1) * p + 2 * k] * theta[2 * k];
+                factor[b * nb + k] = a[(2 * b + 1) * p + 2 * k + 1];
+            }
+            sol[b] = t;
+        }
+        if (!solve_spd(factor, sol, nb))
+            return before;
+        for (int64_t b = 0; b < nb; b++)
+            theta[2 * b + 1] = ellm_f16_to_f32(ellm_f32_to_f16((float)sol[b]));
+    }
+    double after = quadratic_error(a, rhs, theta, p);
+    if (!(after < before))
+        return before;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        scale_fields(j->type, row + b * j->block_bytes, &d, &m);
+        *d = ellm_f32_to_f16((float)theta[per_block * b]);
+        if (m)
+            *m = ellm_f32_to_f16((float)theta[per_block * b + 1]);
+    }
+    return after;
+}
 
 /* Act-order (static groups): every block's scale is chosen up front from the row as it is, then
  * the columns are rounded on their block's grid in the order given, largest diag H first. */
@@ -252,60 +449,122 @@ static void round_in_order(const gptq_job *j, float *w, float *e, int64_t c0, in
     }
 }
 
+/* GPTQ over rows r0..r1 of a tile. fixed_scales: the blocks keep the scales they hold (a second
+ * pass after a refit), else each block's scale is chosen as its columns are reached. */
+static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, float *levels,
+                       float *file_row, bool fixed_scales)
+{
+    int64_t n = j->n, bs = j->block;
+    for (int64_t r = r0; j->order && !fixed_scales && r < r1; r++) {
+        for (int64_t i = 0; i < n; i++)
+            file_row[j->order[i]] = j->w[r * n + i];
+        ellm_quantize_row_weighted(j->type, file_row, j->dst + (uint64_t)r * j->row_bytes, n,
+                                   j->importance);
+    }
+    for (int64_t c0 = 0; c0 < n; c0 += j->lazy) {
+        int64_t c1 = c0 + j->lazy < n ? c0 + j->lazy : n;
+        for (int64_t r = r0; r < r1; r++) {
+            float *w = j->w + r * n, *e = err + (r - r0) * j->lazy;
+            if (j->order) {
+                round_in_order(j, w, e, c0, c1, j->dst + (uint64_t)r * j->row_bytes);
+                continue;
+            }
+            for (int64_t g = c0; g < c1; g += bs) {
+                /* The block's scale from the values as corrected so far. */
+                uint8_t *block = j->dst + (uint64_t)r * j->row_bytes +
+                                 (uint64_t)(g / bs) * (uint64_t)j->block_bytes;
+                if (!fixed_scales)
+                    ellm_quantize_row_weighted(j->type, w + g, block, bs, j->importance + g);
+                ellm_dequantize_row(j->type, block, levels, bs);
+                for (int64_t i = g; i < g + bs; i++) {
+                    float q = levels[i - g];
+                    round_on_grid(j->type, block, (int)(i - g), w[i], &q);
+                    const float *ui = j->u + i * n;
+                    float ei = (w[i] - q) / ui[i];
+                    e[i - c0] = ei;
+                    w[i] = q;
+                    if (j->feedback)
+                        for (int64_t k = i + 1; k < c1; k++)
+                            w[k] -= ei * ui[k];
+                }
+            }
+        }
+        if (!j->feedback || c1 == n)
+            continue;
+        for (int64_t i = c0; i < c1; i++) {
+            const float *ui = j->u + i * n;
+            for (int64_t r = r0; r < r1; r++) {
+                float ei = err[(r - r0) * j->lazy + (i - c0)];
+                float *w = j->w + r * n;
+                for (int64_t k = c1; k < n; k++)
+                    w[k] -= ei * ui[k];
+            }
+        }
+    }
+}
+
+/* The refit of row r (its original values in orig, in w's column order), w then set to the
+ * values the blocks decode to. Returns the row's output error. */
+static double refit_and_settle(const gptq_job *j, int64_t r, const float *orig, float *file_row,
+                               double *scratch, float *tmp)
+{
+    int64_t n = j->n;
+    const float *w0 = orig;
+    if (j->order) {
+        for (int64_t i = 0; i < n; i++)
+            file_row[j->order[i]] = orig[i];
+        w0 = file_row;
+    }
+    uint8_t *row = j->dst + (uint64_t)r * j->row_bytes;
+    double e = refit_row(j, w0, row, scratch, tmp);
+    ellm_dequantize_row(j->type, row, tmp, n);
+    float *w = j->w + r * n;
+    for (int64_t i = 0; i < n; i++)
+        w[i] = tmp[j->order ? j->order[i] : i];
+    return e;
+}
+
 static void gptq_rows(void *arg, int ith, int nth)
 {
     const gptq_job *j = arg;
     int64_t n = j->n, bs = j->block;
-    float *err = j->scratch + (size_t)ith * (size_t)(TILE_ROWS * j->lazy + bs + n);
-    float *levels = err + TILE_ROWS * j->lazy, *file_row = levels + bs;
+    float *err = j->scratch + (size_t)ith * (size_t)(TILE_ROWS * j->lazy + bs + 2 * n);
+    float *levels = err + TILE_ROWS * j->lazy, *file_row = levels + bs, *tmp = file_row + n;
+    float *orig = j->originals ? j->originals + (size_t)ith * TILE_ROWS * (size_t)n : NULL;
+    double *refit = j->refit_scratch ? j->refit_scratch + (size_t)ith * refit_scratch_size(n)
+                                     : NULL;
+    uint8_t *first_pass = j->first_pass ? j->first_pass + (size_t)ith * TILE_ROWS * j->row_bytes
+                                        : NULL;
     int64_t n_tiles = (j->n_rows + TILE_ROWS - 1) / TILE_ROWS;
     for (int64_t tile = ith; tile < n_tiles; tile += nth) {
         int64_t r0 = tile * TILE_ROWS;
         int64_t r1 = r0 + TILE_ROWS < j->n_rows ? r0 + TILE_ROWS : j->n_rows;
-        for (int64_t r = r0; j->order && r < r1; r++) {
-            for (int64_t i = 0; i < n; i++)
-                file_row[j->order[i]] = j->w[r * n + i];
-            ellm_quantize_row_weighted(j->type, file_row, j->dst + (uint64_t)r * j->row_bytes, n,
-                                       j->importance);
-        }
-        for (int64_t c0 = 0; c0 < n; c0 += j->lazy) {
-            int64_t c1 = c0 + j->lazy < n ? c0 + j->lazy : n;
-            for (int64_t r = r0; r < r1; r++) {
-                float *w = j->w + r * n, *e = err + (r - r0) * j->lazy;
-                if (j->order) {
-                    round_in_order(j, w, e, c0, c1, j->dst + (uint64_t)r * j->row_bytes);
-                    continue;
-                }
-                for (int64_t g = c0; g < c1; g += bs) {
-                    /* The block's scale from the values as corrected so far. */
-                    uint8_t *block = j->dst + (uint64_t)r * j->row_bytes +
-                                     (uint64_t)(g / bs) * (uint64_t)j->block_bytes;
-                    ellm_quantize_row_weighted(j->type, w + g, block, bs, j->importance + g);
-                    ellm_dequantize_row(j->type, block, levels, bs);
-                    for (int64_t i = g; i < g + bs; i++) {
-                        float q = levels[i - g];
-                        round_on_grid(j->type, block, (int)(i - g), w[i], &q);
-                        const float *ui = j->u + i * n;
-                        float ei = (w[i] - q) / ui[i];
-                        e[i - c0] = ei;
-                        w[i] = q;
-                        if (j->feedback)
-                            for (int64_t k = i + 1; k < c1; k++)
-                                w[k] -= ei * ui[k];
-                    }
-                }
-            }
-            if (!j->feedback || c1 == n)
+        size_t tile_values = (size_t)(r1 - r0) * (size_t)n;
+        if (orig)
+            memcpy(orig, j->w + r0 * n, tile_values * sizeof *orig);
+        round_tile(j, r0, r1, err, levels, file_row, false);
+        if (!orig)
+            continue;
+        double first[TILE_ROWS];
+        for (int64_t r = r0; r < r1; r++)
+            first[r - r0] = refit_and_settle(j, r, orig + (r - r0) * n, file_row, refit, tmp);
+        if (!first_pass)
+            continue;
+        /* Once more on the refit scales, the codes free to follow them; kept row by row where
+         * the output error is lower. */
+        uint8_t *tile_dst = j->dst + (uint64_t)r0 * j->row_bytes;
+        memcpy(first_pass, tile_dst, (size_t)(r1 - r0) * j->row_bytes);
+        memcpy(j->w + r0 * n, orig, tile_values * sizeof *orig);
+        round_tile(j, r0, r1, err, levels, file_row, true);
+        for (int64_t r = r0; r < r1; r++) {
+            double second = refit_and_settle(j, r, orig + (r - r0) * n, file_row, refit, tmp);
+            if (second < first[r - r0])
                 continue;
-            for (int64_t i = c0; i < c1; i++) {
-                const float *ui = j->u + i * n;
-                for (int64_t r = r0; r < r1; r++) {
-                    float ei = err[(r - r0) * j->lazy + (i - c0)];
-                    float *w = j->w + r * n;
-                    for (int64_t k = c1; k < n; k++)
-                        w[k] -= ei * ui[k];
-                }
-            }
+            memcpy(tile_dst + (uint64_t)(r - r0) * j->row_bytes,
+                   first_pass + (uint64_t)(r - r0) * j->row_bytes, j->row_bytes);
+            ellm_dequantize_row(j->type, tile_dst + (uint64_t)(r - r0) * j->row_bytes, tmp, n);
+            for (int64_t i = 0; i < n; i++)
+                j->w[r * n + i] = tmp[j->order ? j->order[i] : i];
         }
     }
 }
@@ -318,36 +577,49 @@ bool ellm_gptq_supports(ellm_type type, int64_t n_cols)
     return tr && tr->block_size > 1 && n_cols > 0 && n_cols % tr->block_size == 0;
 }
 
-/* GPTQ given U (the inverse Hessian's upper Cholesky factor) and the columns' importances. */
+/* GPTQ given U (the inverse Hessian's upper Cholesky factor) and the columns' importances; with
+ * h (file order, as w is scaled) and feedback, the block scales are refit under it afterwards. */
 static edgellm_status quantize_with_factor(ellm_threadpool *pool, ellm_type type, float *w,
                                            int64_t n_rows, int64_t n, const float *u,
-                                           const float *importance, const int32_t *order,
-                                           bool feedback, void *dst)
+                                           const float *h, const float *importance,
+                                           const int32_t *order, bool feedback, void *dst)
 {
     const ellm_type_traits *tr = ellm_type_traits_of(type);
     int64_t bs = tr->block_size;
-    gptq_job j = {type,
-                  w,
-                  n_rows,
-                  n,
-                  u,
-                  importance,
-                  order,
-                  feedback,
-                  dst,
-                  0,
-                  bs,
-                  tr->block_bytes,
-                  ((LAZY_COLUMNS + bs - 1) / bs) * bs,
-                  NULL};
+    gptq_job j = {.type = type,
+                  .w = w,
+                  .n_rows = n_rows,
+                  .n = n,
+                  .u = u,
+                  .importance = importance,
+                  .order = order,
+                  .feedback = feedback,
+                  .dst = dst,
+                  .block = bs,
+                  .block_bytes = tr->block_bytes,
+                  .lazy = ((LAZY_COLUMNS + bs - 1) / bs) * bs};
+    uint16_t *d, *m;
+    uint8_t probe[64] = {0};
+    bool refit = h && feedback && scale_fields(type, probe, &d, &m);
+    j.h = refit ? h : NULL;
     ellm_row_bytes(type, (uint64_t)n, &j.row_bytes);
     int nth = pool ? ellm_threadpool_size(pool) : 1;
-    j.scratch = malloc((size_t)nth * (size_t)(TILE_ROWS * j.lazy + bs + n) * sizeof *j.scratch);
-    if (!j.scratch)
-        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the GPTQ rows");
-    ellm_threadpool_run(pool, gptq_rows, &j);
+    j.scratch = malloc((size_t)nth * (size_t)(TILE_ROWS * j.lazy + bs + 2 * n) * sizeof *j.scratch);
+    if (refit) {
+        j.originals = malloc((size_t)nth * TILE_ROWS * (size_t)n * sizeof *j.originals);
+        j.refit_scratch = malloc((size_t)nth * refit_scratch_size(n) * sizeof *j.refit_scratch);
+        j.first_pass = malloc((size_t)nth * TILE_ROWS * j.row_bytes);
+    }
+    edgellm_status st = EDGELLM_OK;
+    if (!j.scratch || (refit && (!j.originals || !j.refit_scratch || !j.first_pass)))
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the GPTQ rows");
+    else
+        ellm_threadpool_run(pool, gptq_rows, &j);
     free(j.scratch);
-    return EDGELLM_OK;
+    free(j.originals);
+    free(j.refit_scratch);
+    free(j.first_pass);
+    return st;
 }
 
 /* The damped inverse factor of h; damping grows tenfold while H is not positive definite. */
@@ -398,7 +670,7 @@ edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *
     if (st == EDGELLM_OK) {
         for (int64_t j = 0; j < n_cols; j++)
             imp[j] = h[j * n_cols + j] + 1e-30f;
-        st = quantize_with_factor(pool, type, w, n_rows, n_cols, u, imp, NULL, feedback, dst);
+        st = quantize_with_factor(pool, type, w, n_rows, n_cols, u, h, imp, NULL, feedback, dst);
     }
     free(u);
     free(imp);
@@ -413,6 +685,7 @@ typedef struct layer_input {
     int64_t n;        /* columns; 0 until observed */
     float *h;         /* n x n, X^T X over the calibration rows */
     float *u;         /* the inverse factor for col_scale, computed on first use */
+    float *h_scaled;  /* diag(1/s) H diag(1/s) for col_scale s, file order; NULL: none */
     float *imp;       /* diag of the (scaled) H */
     float *col_scale; /* the scale u was computed for (NULL: none) */
     int32_t *order;   /* act-order: the file column at each step of u's order; NULL: in order */
@@ -434,6 +707,7 @@ static void free_inputs(ellm_gptq *g)
     for (int k = 0; k < N_INPUTS; k++) {
         free(g->in[k].h);
         free(g->in[k].u);
+        free(g->in[k].h_scaled);
         free(g->in[k].imp);
         free(g->in[k].col_scale);
         free(g->in[k].order);
@@ -571,13 +845,24 @@ static bool input_of(const char *tensor, int32_t *layer, int *which, size_t *fie
     return false;
 }
 
+/* Whether `tensor` is an untied token embedding of n_cols-wide rows (tied, it is the output head,
+ * whose inputs are not observed here). */
+static bool is_untied_embedding(const ellm_gptq *g, const char *tensor, int64_t n_cols)
+{
+    return !strcmp(tensor, "token_embd.weight") &&
+           ellm_gguf_find_tensor(g->run.file, "output.weight") &&
+           n_cols == ellm_model_hparams(g->run.model)->n_embd;
+}
+
 bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, int64_t n_cols)
 {
     int32_t layer;
     int which;
     size_t field;
-    return input_of(tensor, &layer, &which, &field) &&
-           layer < ellm_model_hparams(g->run.model)->n_layer && ellm_gptq_supports(type, n_cols);
+    return ((input_of(tensor, &layer, &which, &field) &&
+             layer < ellm_model_hparams(g->run.model)->n_layer) ||
+            is_untied_embedding(g, tensor, n_cols)) &&
+           ellm_gptq_supports(type, n_cols);
 }
 
 /* The inverse factor and importances of an input under the given column scale. */
@@ -639,6 +924,21 @@ static edgellm_status prepare_input(ellm_gptq *g, layer_input *in, const float *
     }
     if (st == EDGELLM_OK)
         st = factor_of(g->run.pool, h, n, ELLM_GPTQ_DAMP, in->u);
+    free(in->h_scaled);
+    in->h_scaled = NULL;
+    if (st == EDGELLM_OK && col_scale) {
+        /* The refit's objective in file order, for the scaled columns. */
+        if (in->order && (in->h_scaled = malloc((size_t)n * (size_t)n * sizeof *h)))
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t k = 0; k < n; k++)
+                    in->h_scaled[i * n + k] = in->h[i * n + k] / (col_scale[i] * col_scale[k]);
+        else if (!in->order) {
+            in->h_scaled = h;
+            h = NULL;
+        }
+        if (!in->h_scaled)
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the scaled Hessian");
+    }
     free(h);
     if (st != EDGELLM_OK) {
         free(in->u);
@@ -709,6 +1009,97 @@ static edgellm_status install_quantized(ellm_gptq *g, const char *tensor, ellm_t
     return EDGELLM_OK;
 }
 
+/* ---------------------------------------------------------------- the token embedding */
+
+/* The embedding has no input activations, but its rows have consumers: a row r stays in the
+ * residual stream, and every layer reads it through RMSNorms, x = r * g / rms, into its attention
+ * and FFN matrices W. An error e in the row moves their outputs by W (g * e) / rms, whose square
+ * is e^T H e / rms^2 with H = sum over those matrices of diag(g) W^T W diag(g) (every layer counted
+ * alike); rms is one number per row, so H serves as the Hessian of every row's rounding. Its
+ * diagonal is imatrix.c's importance of the embedding. */
+static edgellm_status embedding_hessian(ellm_gptq *g, int64_t n, float *h)
+{
+    static const char *const readers[2][5] = {
+        {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_qkv"},
+        {"ffn_norm", "ffn_gate", "ffn_up", NULL, NULL},
+    };
+    enum { CHUNK = 64 };
+    float *gain = malloc((size_t)n * sizeof *gain);
+    float *rows = malloc((size_t)CHUNK * (size_t)n * sizeof *rows);
+    edgellm_status st = gain && rows ? EDGELLM_OK
+                                     : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    memset(h, 0, (size_t)n * (size_t)n * sizeof *h);
+    bool any = false;
+    int32_t n_layer = ellm_model_hparams(g->run.model)->n_layer;
+    for (int kk = 0; st == EDGELLM_OK && kk < 2 * n_layer; kk++) {
+        int k = kk % 2, layer = kk / 2;
+        char nm[64];
+        snprintf(nm, sizeof nm, "blk.%d.%s.weight", layer, readers[k][0]);
+        const gguf_tensor_info *norm = ellm_gguf_find_tensor(g->run.file, nm);
+        if (!norm || (int64_t)norm->n_elements != n)
+            continue;
+        ellm_dequantize_row((ellm_type)norm->type, norm->data, gain, n);
+        for (int m = 1; m < 5 && readers[k][m]; m++) {
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", layer, readers[k][m]);
+            const gguf_tensor_info *t = ellm_gguf_find_tensor(g->run.file, nm);
+            uint64_t row_bytes = 0;
+            if (!t || t->n_dims != 2 || (int64_t)t->ne[0] != n ||
+                !ellm_row_bytes(t->type, t->ne[0], &row_bytes))
+                continue;
+            any = true;
+            for (uint64_t r0 = 0; r0 < t->ne[1]; r0 += CHUNK) {
+                int32_t nr = (int32_t)(t->ne[1] - r0 < CHUNK ? t->ne[1] - r0 : CHUNK);
+                for (int32_t r = 0; r < nr; r++) {
+                    float *x = rows + (size_t)r * (size_t)n;
+                    ellm_dequantize_row((ellm_type)t->type,
+                                        (const uint8_t *)t->data + (r0 + (uint64_t)r) * row_bytes,
+                                        x, n);
+                    for (int64_t j = 0; j < n; j++)
+                        x[j] *= gain[j];
+                }
+                accumulate a = {h, rows, nr, n};
+                ellm_threadpool_run(g->run.pool, accumulate_rows, &a);
+            }
+        }
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < i; j++)
+            h[j * n + i] = h[i * n + j];
+    if (st == EDGELLM_OK && !any)
+        st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                       "GPTQ: the model has no attention or FFN input matrices of %lld columns "
+                       "to weigh the token embedding by",
+                       (long long)n);
+    free(gain);
+    free(rows);
+    return st;
+}
+
+static edgellm_status quantize_embedding(ellm_gptq *g, ellm_type type, float *w, int64_t n_rows,
+                                         int64_t n, void *dst)
+{
+    float *h = malloc((size_t)n * (size_t)n * sizeof *h);
+    float *u = malloc((size_t)n * (size_t)n * sizeof *u);
+    float *imp = malloc((size_t)n * sizeof *imp);
+    edgellm_status st = h && u && imp ? embedding_hessian(g, n, h)
+                                      : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
+                                                  "no memory for the embedding's GPTQ");
+    if (st == EDGELLM_OK)
+        st = factor_of(g->run.pool, h, n, ELLM_GPTQ_DAMP, u);
+    for (int64_t j = 0; st == EDGELLM_OK && j < n; j++)
+        imp[j] = h[j * n + j] + 1e-30f;
+    if (st == EDGELLM_OK)
+        st = quantize_with_factor(g->run.pool, type, w, n_rows, n, u, h, imp, NULL, true, dst);
+    if (st == EDGELLM_OK)
+        st = install_quantized(g, "token_embd.weight",
+                               (ellm_tensor *)&ellm_model_weights(g->run.model)->tok_embd, type,
+                               dst, n_rows, n, NULL);
+    free(h);
+    free(u);
+    free(imp);
+    return st;
+}
+
 edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type, float *w,
                                          int64_t n_rows, int64_t n_cols, const ellm_awq *awq,
                                          void *dst)
@@ -716,6 +1107,8 @@ edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_
     int32_t layer;
     int which;
     size_t field;
+    if (ellm_gptq_covers(g, tensor, type, n_cols) && is_untied_embedding(g, tensor, n_cols))
+        return quantize_embedding(g, type, w, n_rows, n_cols, dst);
     if (!ellm_gptq_covers(g, tensor, type, n_cols) || !input_of(tensor, &layer, &which, &field))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GPTQ does not cover '%s' as %s", tensor,
                          ellm_type_name(type));
@@ -741,8 +1134,9 @@ edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_
     }
     free(permuted);
     if (st == EDGELLM_OK)
-        st = quantize_with_factor(g->run.pool, type, w, n_rows, n_cols, in->u, in->imp, in->order,
-                                  true, dst);
+        st = quantize_with_factor(g->run.pool, type, w, n_rows, n_cols, in->u,
+                                  in->h_scaled ? in->h_scaled : in->h, in->imp, in->order, true,
+                                  dst);
     if (st == EDGELLM_OK)
         st = install_quantized(g, tensor, t, type, dst, n_rows, n_cols, awq);
     return st;

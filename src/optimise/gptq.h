@@ -8,7 +8,14 @@
  * already corrected by the earlier columns' errors, importance-weighted by diag H where the format
  * has a weighted search), then every column of the block is rounded on that block's grid with
  * feedback (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K). Other block formats fix their
- * codes when the block starts and feed the block's errors forward column by column.
+ * codes when the block starts and feed the block's errors forward column by column. For the
+ * 32-value formats the block scales (and minimums) are then refit by least squares to minimise
+ * the row's output error under H for the final codes, the row is rounded once more on the refit
+ * scales, and the better pass is kept.
+ *
+ * The untied token embedding has no input activations; its H is that of the matrices reading the
+ * residual stream: the sum over every layer's q/k/v and gate/up of diag(g) W^T W diag(g), g the
+ * RMSNorm weight in front of them.
  *
  * H is never stored for the whole model: ellm_gptq recomputes one layer's H (the four inputs
  * q/k/v, attn_output, gate/up, down) by running the model over the calibration tokens when a
@@ -57,7 +64,7 @@ typedef struct ellm_gptq_params {
 edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids, int32_t n_ids,
                                 const ellm_gptq_params *params, ellm_gptq **out);
 /* Whether GPTQ applies to this weight of the model quantized to type: a layer matrix of a known
- * input whose rows split into the type's blocks. */
+ * input, or the untied token embedding, whose rows split into the type's blocks. */
 bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, int64_t n_cols);
 /* Quantizes covered matrix `tensor` (n_rows x n_cols floats in w, changed in place) to dst.
  * awq (may be NULL): the fold w went through; a column multiplied by s_j (its input divided by

@@ -10,6 +10,7 @@
 #include "model/model.h"
 #include "optimise/calib.h"
 #include "optimise/imatrix.h"
+#include "quant/quant.h"
 
 typedef struct imatrix_entry {
     char name[96];
@@ -305,6 +306,87 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
     return EDGELLM_OK;
 }
 
+/* Sum over the rows of matrix `name` of each column's square into colsq (n_cols); false when the
+ * model has no such matrix of that width. */
+static bool add_column_squares(const gguf_file *model, const char *name, int64_t n_cols,
+                               double *colsq, float *row)
+{
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(model, name);
+    uint64_t row_bytes = 0;
+    if (!t || t->n_dims != 2 || (int64_t)t->ne[0] != n_cols ||
+        !ellm_row_bytes(t->type, t->ne[0], &row_bytes))
+        return false;
+    for (uint64_t r = 0; r < t->ne[1]; r++) {
+        ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + r * row_bytes, row,
+                            n_cols);
+        for (int64_t j = 0; j < n_cols; j++)
+            colsq[j] += (double)row[j] * row[j];
+    }
+    return true;
+}
+
+/* The token embedding is a lookup: no activation multiplies it, so calibration gives it no
+ * statistics. An error e_j in its column j stays in the residual stream, reaches every matrix
+ * that reads it through an RMSNorm as e_j g_j / rms (g the norm weight), and moves its outputs by
+ * that times its column j: the cost is about g_j^2 |W_:j|^2, summed over every layer's attention
+ * and FFN inputs (each layer counted alike; the rms is one number per row, which does not change
+ * a row's rounding). This is the diagonal of gptq.c's embedding Hessian. Only for an untied
+ * embedding: a tied one is the output head, whose statistics the file has. */
+static edgellm_status add_embedding_importance(ellm_imatrix *im, const gguf_file *model)
+{
+    static const char *const readers[2][5] = {
+        {"blk.%d.attn_norm.weight", "blk.%d.attn_q.weight", "blk.%d.attn_k.weight",
+         "blk.%d.attn_v.weight", "blk.%d.attn_qkv.weight"},
+        {"blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight", NULL, NULL},
+    };
+    const gguf_tensor_info *emb = ellm_gguf_find_tensor(model, "token_embd.weight");
+    if (!emb || emb->n_dims != 2 || !ellm_gguf_find_tensor(model, "output.weight") ||
+        ellm_imatrix_find(im, "token_embd.weight", (int64_t)emb->ne[0]))
+        return EDGELLM_OK;
+    int64_t n = (int64_t)emb->ne[0];
+    double *sum = calloc((size_t)n, sizeof *sum), *colsq = calloc((size_t)n, sizeof *colsq);
+    float *row = malloc((size_t)n * sizeof *row), *g = malloc((size_t)n * sizeof *g);
+    edgellm_status st = EDGELLM_OK;
+    if (!sum || !colsq || !row || !g)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    uint32_t n_layer = 0;
+    gguf_str arch = {0};
+    char key[96];
+    if (ellm_gguf_get_str(model, "general.architecture", &arch) == EDGELLM_OK) {
+        snprintf(key, sizeof key, "%.*s.block_count", (int)arch.len, arch.data);
+        ellm_gguf_get_u32(model, key, &n_layer);
+    }
+    bool any = false;
+    for (uint32_t kk = 0; st == EDGELLM_OK && kk < 2 * n_layer; kk++) {
+        int k = (int)(kk % 2), l = (int)(kk / 2);
+        char name[96];
+        snprintf(name, sizeof name, readers[k][0], l);
+        const gguf_tensor_info *norm = ellm_gguf_find_tensor(model, name);
+        if (!norm || (int64_t)norm->n_elements != n)
+            continue;
+        ellm_dequantize_row((ellm_type)norm->type, norm->data, g, n);
+        memset(colsq, 0, (size_t)n * sizeof *colsq);
+        bool found = false;
+        for (int m = 1; m < 5 && readers[k][m]; m++) {
+            snprintf(name, sizeof name, readers[k][m], l);
+            found |= add_column_squares(model, name, n, colsq, row);
+        }
+        for (int64_t j = 0; found && j < n; j++)
+            sum[j] += (double)g[j] * g[j] * colsq[j];
+        any |= found;
+    }
+    for (int64_t j = 0; j < n; j++)
+        if (any && !(isfinite(sum[j]) && sum[j] >= 0))
+            any = false;
+    if (st == EDGELLM_OK && any)
+        st = add_entry(im, "token_embd.weight", n, sum, 1);
+    free(sum);
+    free(colsq);
+    free(row);
+    free(g);
+    return st;
+}
+
 edgellm_status ellm_imatrix_load(const char *path, const gguf_file *model, ellm_imatrix **out)
 {
     *out = NULL;
@@ -341,6 +423,8 @@ edgellm_status ellm_imatrix_load(const char *path, const gguf_file *model, ellm_
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     if (st == EDGELLM_OK)
         st = load_entries(im, f, path, model);
+    if (st == EDGELLM_OK)
+        st = add_embedding_importance(im, model);
     ellm_gguf_close(f);
     if (st != EDGELLM_OK) {
         ellm_imatrix_free(im);

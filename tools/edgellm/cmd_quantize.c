@@ -142,9 +142,11 @@ int cmd_quantize(int argc, char **argv)
                "  fed to the columns not yet rounded through the inverse of X^T X, X the layer's\n"
                "  inputs on --calib text (recomputed layer by layer with the earlier layers as\n"
                "  quantized; --ctx tokens per chunk, default 512 or the model's context; --chunks\n"
-               "  caps the chunks). Combines with --awq (scaling first, then GPTQ rounding of the\n"
-               "  scaled matrices). --act-order rounds the columns largest diag(X^T X) first, on\n"
-               "  block scales chosen before any feedback.\n",
+               "  caps the chunks), the block scales then refit to the codes; the token\n"
+               "  embedding is weighted by the matrices that read it. Combines with --awq\n"
+               "  (scaling first, then GPTQ rounding of the scaled matrices). --act-order rounds\n"
+               "  the columns largest diag(X^T X) first, on block scales chosen before any\n"
+               "  feedback.\n",
                ellm_quant_recipe_names());
         return 0;
     }
