@@ -1043,12 +1043,21 @@ bool ellm_srv_parse_completion(json_t *body, srv_endpoint_kind kind, const edgel
         temperature = 0; /* only the most likely token remains */
         top_p = 1;
     }
+    /* Not in OpenAI's API, but llama.cpp's server and `edgellm run` take them, and so do clients
+     * written for either; absent, they stay off. */
+    long long top_k = 0, repeat_last_n = -1;
+    double min_p = 0, repeat_penalty = 1;
+    if (!get_int(body, "top_k", 0, 1 << 30, &top_k, err) ||
+        !get_number(body, "min_p", 0, 1, &min_p, err) ||
+        !get_number(body, "repeat_penalty", 0.01, 10, &repeat_penalty, err) ||
+        !get_int(body, "repeat_last_n", -1, 1 << 30, &repeat_last_n, err))
+        return false;
     sp->temperature = (float)temperature;
-    sp->top_k = 0;
+    sp->top_k = (int32_t)top_k;
     sp->top_p = (float)top_p;
-    sp->min_p = 0;
-    sp->repeat_penalty = 1;
-    sp->repeat_last_n = -1;
+    sp->min_p = (float)min_p;
+    sp->repeat_penalty = (float)repeat_penalty;
+    sp->repeat_last_n = (int32_t)repeat_last_n;
     sp->presence_penalty = (float)presence;
     sp->frequency_penalty = (float)frequency;
     long long seed = -1;

@@ -279,6 +279,21 @@ def test_parameters(s, prompt):
                              "presence_penalty": 1.5, "frequency_penalty": 1.0, "user": "u-1"},
                             headers=AUTH)
     check(st == 200, "penalties and user accepted")
+    # llama.cpp's sampling extensions are honoured, not ignored: top_k 1 leaves only the most
+    # likely token, whatever the temperature and seed.
+    greedy = s.request("POST", "/v1/completions", {"prompt": prompt, "max_tokens": 20,
+                                                   "temperature": 0}, headers=AUTH)[1]
+    for seed in (1, 2, 3):
+        st, body, _ = s.request("POST", "/v1/completions",
+                                {"prompt": prompt, "max_tokens": 20, "temperature": 1.8, "seed": seed,
+                                 "top_k": 1, "min_p": 0.01, "repeat_penalty": 1.0,
+                                 "repeat_last_n": 64}, headers=AUTH)
+        check(st == 200 and body["choices"][0]["text"] == greedy["choices"][0]["text"],
+              "top_k 1 is greedy (seed %d): %s" % (seed, body))
+    for field, value in (("top_k", -1), ("min_p", 1.5), ("repeat_penalty", 0), ("top_k", "3")):
+        st, body, _ = s.request("POST", "/v1/completions", {"prompt": prompt, field: value},
+                                headers=AUTH)
+        check(st == 400 and body["error"]["param"] == field, "bad %s refused: %s" % (field, body))
     # Chat logprobs: one entry per token, sorted alternatives, greedy picks the top one.
     st, body, _ = s.request("POST", "/v1/chat/completions",
                             {"messages": [{"role": "user", "content": "dream"}], "max_tokens": 8,
