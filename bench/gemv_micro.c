@@ -1,6 +1,7 @@
 /* Decode gemv kernels against a plain streaming read of the same bytes, one thread, in one
  * process: for each weight type, a matrix larger than the last-level cache is multiplied by one
- * activation row with the kernel set's decode kernel (what ellm_matmul calls for one token), and
+ * activation row with the kernel set's decode kernel (what ellm_matmul calls for one token:
+ * vec_dot_ext where the set has one, else vec_dot), and
  * the same number of bytes is read by a simple vector loop; the two are interleaved and the best
  * of N of each (thread CPU time) is kept, so that a busy shared machine slows both alike. The ratio kernel ÷ read
  * is how close a kernel comes to being memory-bound on one core.

@@ -25,6 +25,7 @@
 
 #include "quant/blocks.h"
 #include "quant/kquants.h"
+#include "quant/lanes_avx512.h"
 #include "quant/prefetch.h"
 #include "quant/quant.h"
 
@@ -56,6 +57,25 @@ static inline __m512i fold_pair(__m512i first, __m512i second)
     return _mm512_add_epi32(_mm512_mask_blend_epi64(0xF0, first, second),
                             _mm512_shuffle_i64x2(first, second, _MM_SHUFFLE(1, 0, 3, 2)));
 }
+
+/* What a decode step needs besides the weight row: the activation row and its length in
+ * super-blocks. */
+typedef struct q8_K_row {
+    const block_q8_K *a;
+    int64_t nb;
+} q8_K_row;
+
+/* A type's single-row kernel from type##_step, which adds super-blocks i .. i + per - 1 (those
+ * that exist) to the running sum. */
+#define Q8_K_ROW_KERNEL(type, per)                                                                 \
+    void ellm_vec_dot_##type##_avx512(int64_t n, float *out, const void *row, const void *x)       \
+    {                                                                                              \
+        const q8_K_row act = {x, n / QK_K};                                                        \
+        float sum = 0;                                                                             \
+        for (int64_t i = 0; i < act.nb; i += (per))                                                \
+            sum = type##_step(&act, row, i, sum);                                                  \
+        *out = sum;                                                                                \
+    }
 
 /* ---- Q4_K and Q5_K ------------------------------------------------------------------------- */
 
@@ -188,24 +208,21 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         DECODE_QUANTS(w0, p->q[0]);                                                                \
         DECODE_QUANTS(w1, p->q[1]);                                                                \
     }                                                                                              \
-    void ellm_vec_dot_##type##_avx512(int64_t n, float *out, const void *row, const void *x)       \
+    /* Super-blocks i and i + 1 (i alone when it is the last) added to sum. */                     \
+    KERNEL_STEP float type##_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)     \
     {                                                                                              \
-        const block_t *w = row;                                                                    \
-        const block_q8_K *a = x;                                                                   \
-        const int64_t nb = n / QK_K;                                                               \
-        float sum = 0;                                                                             \
-        for (int64_t i = 0; i < nb; i += 2) {                                                      \
-            const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
-            kq45_pair p;                                                                           \
-            ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                 \
-            type##_decode_pair(&w[i], &w[j], &p);                                                  \
-            __m128 t = kq45_terms(&p, &a[i], &a[j]);                                               \
-            sum += _mm_cvtss_f32(t);                                                               \
-            if (j != i)                                                                            \
-                sum += _mm_cvtss_f32(_mm_movehl_ps(t, t));                                         \
-        }                                                                                          \
-        *out = sum;                                                                                \
+        const block_t *w = (const block_t *)row;                                                   \
+        const int64_t j = i + 1 < x->nb ? i + 1 : i;                                               \
+        kq45_pair p;                                                                               \
+        ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                     \
+        type##_decode_pair(&w[i], &w[j], &p);                                                      \
+        __m128 t = kq45_terms(&p, &x->a[i], &x->a[j]);                                             \
+        sum += _mm_cvtss_f32(t);                                                                   \
+        if (j != i)                                                                                \
+            sum += _mm_cvtss_f32(_mm_movehl_ps(t, t));                                             \
+        return sum;                                                                                \
     }                                                                                              \
+    Q8_K_ROW_KERNEL(type, 2)                                                                       \
     void ellm_vec_dot_##type##_x4_avx512(int64_t n, float *out, const void *row,                   \
                                          const void *const *x)                                     \
     {                                                                                              \
@@ -320,24 +337,21 @@ static inline __m128 q6_K_terms(const q6_K_pair *p, const block_q8_K *a0, const 
     return _mm_mul_ps(_mm_mul_ps(ad, p->d), _mm_cvtepi32_ps(totals));
 }
 
-void ellm_vec_dot_q6_K_avx512(int64_t n, float *out, const void *row, const void *x)
+KERNEL_STEP float q6_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
 {
-    const block_q6_K *w = row;
-    const block_q8_K *a = x;
-    const int64_t nb = n / QK_K;
-    float sum = 0;
-    for (int64_t i = 0; i < nb; i += 2) {
-        const int64_t j = i + 1 < nb ? i + 1 : i;
-        q6_K_pair p;
-        ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_q6_K));
-        q6_K_decode_pair(&w[i], &w[j], &p);
-        __m128 t = q6_K_terms(&p, &a[i], &a[j]);
-        sum += _mm_cvtss_f32(t);
-        if (j != i)
-            sum += _mm_cvtss_f32(_mm_movehdup_ps(t));
-    }
-    *out = sum;
+    const block_q6_K *w = (const block_q6_K *)row;
+    const int64_t j = i + 1 < x->nb ? i + 1 : i;
+    q6_K_pair p;
+    ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_q6_K));
+    q6_K_decode_pair(&w[i], &w[j], &p);
+    __m128 t = q6_K_terms(&p, &x->a[i], &x->a[j]);
+    sum += _mm_cvtss_f32(t);
+    if (j != i)
+        sum += _mm_cvtss_f32(_mm_movehdup_ps(t));
+    return sum;
 }
+
+Q8_K_ROW_KERNEL(q6_K, 2)
 
 void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x)
 {
@@ -407,30 +421,28 @@ static inline void sum_lanes_both(__m512i v, __m256i u, int32_t *v_sum, int32_t 
     *u_sum = _mm_extract_epi32(s, 1);
 }
 
-void ellm_vec_dot_q2_K_avx512(int64_t n, float *out, const void *row, const void *x)
+KERNEL_STEP float q2_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
 {
-    const block_q2_K *w = row;
-    const block_q8_K *a = x;
+    const block_q2_K *w = (const block_q2_K *)row + i;
+    const block_q8_K *a = &x->a[i];
     const __m128i m15 = _mm_set1_epi8(15);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
-        __m128i packed = _mm_loadu_si128((const __m128i *)w[i].scales);
-        /* Only words 0-15 are read by the permutes, so the upper half may stay undefined. */
-        __m512i scales = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(packed, m15)));
-        __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m15));
-        __m512i q[4], pairs[2];
-        two_bit_quants(w[i].qs, q);
-        sixteen_scale_pairs(scales, 0, pairs);
-        int32_t isum, msum;
-        sum_lanes_both(scaled_sum(q, pairs[0], pairs[1], a[i].qs),
-                       _mm256_madd_epi16(mins, load_bsums(&a[i])), &isum, &msum);
-        float dall = _cvtsh_ss(w[i].d) * a[i].d;
-        float dmin = _cvtsh_ss(w[i].dmin) * a[i].d;
-        sum += dall * (float)isum - dmin * (float)msum;
-    }
-    *out = sum;
+    ellm_prefetch_stream(w, (int)sizeof *w);
+    __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
+    /* Only words 0-15 are read by the permutes, so the upper half may stay undefined. */
+    __m512i scales = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(packed, m15)));
+    __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m15));
+    __m512i q[4], pairs[2];
+    two_bit_quants(w->qs, q);
+    sixteen_scale_pairs(scales, 0, pairs);
+    int32_t isum, msum;
+    sum_lanes_both(scaled_sum(q, pairs[0], pairs[1], a->qs), _mm256_madd_epi16(mins, load_bsums(a)),
+                   &isum, &msum);
+    float dall = _cvtsh_ss(w->d) * a->d;
+    float dmin = _cvtsh_ss(w->dmin) * a->d;
+    return sum + (dall * (float)isum - dmin * (float)msum);
 }
+
+Q8_K_ROW_KERNEL(q2_K, 1)
 
 /* The 16 six-bit Q3_K scale codes minus 32: low nibbles from bytes 0-7 (sub-blocks 0-7 the low
  * nibble, 8-15 the high one), the top two bits of sub-block s at bits 2 (s / 4) of byte
@@ -448,89 +460,84 @@ static inline __m128i q3_K_scales(const uint8_t *scales)
     return _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(high2, 4)), _mm_set1_epi8(32));
 }
 
-void ellm_vec_dot_q3_K_avx512(int64_t n, float *out, const void *row, const void *x)
+KERNEL_STEP float q3_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
 {
-    const block_q3_K *w = row;
-    const block_q8_K *a = x;
+    const block_q3_K *w = (const block_q3_K *)row + i;
+    const block_q8_K *a = &x->a[i];
     const __m512i four = _mm512_set1_epi8(4);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
-        __m256i scales = _mm256_cvtepi8_epi16(q3_K_scales(w[i].scales));
-        __m512i q[4], pairs[2];
-        two_bit_quants(w[i].qs, q);
-        /* The stored value is q + 4 = low | high bit << 2; the high bit of quant vector c sits
-         * at bit 4 (c / 2) + 2 (c % 2) of hmask (low half) and the next bit (high half). */
-        __m512i hm = broadcast32(w[i].hmask);
-        for (int c = 0; c < 4; c++) {
-            int bit = 4 * (c / 2) + 2 * (c % 2);
-            __m512i select = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8((char)(1 << bit)),
-                                                     _mm512_set1_epi8((char)(1 << (bit + 1))));
-            q[c] = _mm512_mask_add_epi8(q[c], _mm512_test_epi8_mask(hm, select), q[c], four);
-        }
-        sixteen_scale_pairs(_mm512_castsi256_si512(scales), 0, pairs);
-        /* minus 4 × scale × (activation sum) per sub-block for the stored + 4 */
-        __m256i offset = _mm256_madd_epi16(scales, load_bsums(&a[i]));
-        __m512i total = _mm512_sub_epi32(scaled_sum(q, pairs[0], pairs[1], a[i].qs),
-                                         _mm512_zextsi256_si512(_mm256_slli_epi32(offset, 2)));
-        int32_t isum = _mm512_reduce_add_epi32(total);
-        sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
+    ellm_prefetch_stream(w, (int)sizeof *w);
+    __m256i scales = _mm256_cvtepi8_epi16(q3_K_scales(w->scales));
+    __m512i q[4], pairs[2];
+    two_bit_quants(w->qs, q);
+    /* The stored value is q + 4 = low | high bit << 2; the high bit of quant vector c sits at
+     * bit 4 (c / 2) + 2 (c % 2) of hmask (low half) and the next bit (high half). */
+    __m512i hm = broadcast32(w->hmask);
+    for (int c = 0; c < 4; c++) {
+        int bit = 4 * (c / 2) + 2 * (c % 2);
+        __m512i select = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8((char)(1 << bit)),
+                                                 _mm512_set1_epi8((char)(1 << (bit + 1))));
+        q[c] = _mm512_mask_add_epi8(q[c], _mm512_test_epi8_mask(hm, select), q[c], four);
     }
-    *out = sum;
+    sixteen_scale_pairs(_mm512_castsi256_si512(scales), 0, pairs);
+    /* minus 4 × scale × (activation sum) per sub-block for the stored + 4 */
+    __m256i offset = _mm256_madd_epi16(scales, load_bsums(a));
+    __m512i total = _mm512_sub_epi32(scaled_sum(q, pairs[0], pairs[1], a->qs),
+                                     _mm512_zextsi256_si512(_mm256_slli_epi32(offset, 2)));
+    int32_t isum = _mm512_reduce_add_epi32(total);
+    return sum + _cvtsh_ss(w->d) * a->d * (float)isum;
 }
+
+Q8_K_ROW_KERNEL(q3_K, 1)
 
 /* IQ4_XS: the levels go to dpbusd as unsigned bytes level + 128 (one table lookup), and 128 ×
  * scale × (activation sum) of each sub-block comes off afterwards. A 64-byte load of quants is
  * four sub-blocks, one per 128-bit lane, low nibbles values 0-15 and high nibbles 16-31, so the
  * activations (two sub-blocks to a load) are regrouped by halves to match. The block sums reach
  * 4 * 2 * 241 * 128 per lane, beyond int16, so the scales are applied with vpmulld. */
-void ellm_vec_dot_iq4_xs_avx512(int64_t n, float *out, const void *row, const void *x)
+KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
 {
-    const block_iq4_xs *w = row;
-    const block_q8_K *a = x;
+    const block_iq4_xs *w = (const block_iq4_xs *)row + i;
+    const block_q8_K *a = &x->a[i];
     const __m512i table = _mm512_broadcast_i32x4(_mm_xor_si128(
         _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl), _mm_set1_epi8((char)0x80)));
     const __m512i low = _mm512_set1_epi8(0x0F);
-    const __m256i low_shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-    const __m256i high_shifts = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     const __m512i lane_scale = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        ellm_prefetch_stream(&w[i], (int)sizeof w[i]);
-        uint32_t scales_l;
-        memcpy(&scales_l, w[i].scales_l, 4);
-        /* ls - 32 of sub-blocks 0-7 in dwords 0-7 */
-        __m256i ls = _mm256_or_si256(
-            _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scales_l), low_shifts),
-                             _mm256_set1_epi32(15)),
-            _mm256_and_si256(
-                _mm256_srlv_epi32(_mm256_set1_epi32((int)w[i].scales_h << 4), high_shifts),
-                _mm256_set1_epi32(0x30)));
-        ls = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
-        __m512i total = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            __m512i packed = _mm512_loadu_si512(w[i].qs + 64 * h);
-            __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(packed, low));
-            __m512i hi = _mm512_shuffle_epi8(table,
-                                             _mm512_and_si512(_mm512_srli_epi16(packed, 4), low));
-            __m512i near = _mm512_loadu_si512(a[i].qs + 128 * h);
-            __m512i far = _mm512_loadu_si512(a[i].qs + 128 * h + 64);
-            __m512i act_lo = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0));
-            __m512i act_hi = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1));
-            __m512i dots = _mm512_dpbusd_epi32(
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act_lo), hi, act_hi);
-            __m512i scale = _mm512_permutexvar_epi32(
-                _mm512_add_epi32(lane_scale, _mm512_set1_epi32(4 * h)), _mm512_zextsi256_si512(ls));
-            total = _mm512_add_epi32(total, _mm512_mullo_epi32(dots, scale));
-        }
-        /* bsums 2s and 2s + 1 make sub-block s: ls - 32 in both int16 halves of dword s */
-        __m256i ls_pairs = _mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(0xFFFF)),
-                                           _mm256_slli_epi32(ls, 16));
-        __m256i offset = _mm256_madd_epi16(ls_pairs, load_bsums(&a[i]));
-        total = _mm512_sub_epi32(total, _mm512_zextsi256_si512(_mm256_slli_epi32(offset, 7)));
-        int32_t isum = _mm512_reduce_add_epi32(total);
-        sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
+    ellm_prefetch_stream(w, (int)sizeof *w);
+    uint32_t scales_l;
+    memcpy(&scales_l, w->scales_l, 4);
+    /* ls - 32 of sub-blocks 0-7 in dwords 0-7 */
+    __m256i ls = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scales_l),
+                                           _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                         _mm256_set1_epi32(15)),
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w->scales_h << 4),
+                                           _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                         _mm256_set1_epi32(0x30)));
+    ls = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+    __m512i total = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        __m512i packed = _mm512_loadu_si512(w->qs + 64 * h);
+        __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(packed, low));
+        __m512i hi = _mm512_shuffle_epi8(table,
+                                         _mm512_and_si512(_mm512_srli_epi16(packed, 4), low));
+        __m512i near = _mm512_loadu_si512(a->qs + 128 * h);
+        __m512i far = _mm512_loadu_si512(a->qs + 128 * h + 64);
+        __m512i act_lo = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0));
+        __m512i act_hi = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1));
+        __m512i dots = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act_lo),
+                                           hi, act_hi);
+        __m512i scale = _mm512_permutexvar_epi32(
+            _mm512_add_epi32(lane_scale, _mm512_set1_epi32(4 * h)), _mm512_zextsi256_si512(ls));
+        total = _mm512_add_epi32(total, _mm512_mullo_epi32(dots, scale));
     }
-    *out = sum;
+    /* bsums 2s and 2s + 1 make sub-block s: ls - 32 in both int16 halves of dword s */
+    __m256i ls_pairs = _mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(0xFFFF)),
+                                       _mm256_slli_epi32(ls, 16));
+    __m256i offset = _mm256_madd_epi16(ls_pairs, load_bsums(a));
+    total = _mm512_sub_epi32(total, _mm512_zextsi256_si512(_mm256_slli_epi32(offset, 7)));
+    int32_t isum = _mm512_reduce_add_epi32(total);
+    return sum + _cvtsh_ss(w->d) * a->d * (float)isum;
 }
+
+Q8_K_ROW_KERNEL(iq4_xs, 1)
 #endif
