@@ -58,10 +58,6 @@ static const kernel_set scalar_set = {
     [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_avx2, "avx2", NULL, NULL, NULL),                     \
     [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL, NULL),                     \
     [ELLM_TYPE_BF16] = K(F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL, NULL),               \
-    [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL, ellm_gemm_q2_K_avx2),   \
-    [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL, ellm_gemm_q3_K_avx2),   \
-    [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL, NULL,                     \
-                           ellm_gemm_iq4_xs_avx2),                                                 \
     [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL,    \
                          ellm_gemm_q4_1_avx2),                                                     \
     [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL,    \
@@ -80,6 +76,12 @@ static const kernel_set avx2_set = {
     .types =
         {
             AVX2_COMMON_TYPES,
+            [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL,
+                                 ellm_gemm_q2_K_avx2),
+            [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL,
+                                 ellm_gemm_q3_K_avx2),
+            [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL, NULL,
+                                   ellm_gemm_iq4_xs_avx2),
             [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2,
                                  ellm_vec_dot_q8_0_ext_avx2, ellm_gemm_q8_0_avx2),
             [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2,
@@ -113,6 +115,14 @@ static const kernel_set avx512_set = {
                                  ellm_vec_dot_q5_K_x4_avx512, NULL, NULL),
             [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_avx512, "avx512",
                                  ellm_vec_dot_q6_K_x4_avx512, NULL, ellm_gemm_q6_K_avx512),
+            /* Single rows of their own (decode), the AVX2 tiles (prefill): both equal the
+             * scalar kernel bit for bit. */
+            [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_avx512, "avx512", NULL, NULL,
+                                 ellm_gemm_q2_K_avx2),
+            [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx512, "avx512", NULL, NULL,
+                                 ellm_gemm_q3_K_avx2),
+            [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512", NULL, NULL,
+                                   ellm_gemm_iq4_xs_avx2),
         },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,

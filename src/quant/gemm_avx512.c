@@ -182,15 +182,30 @@ void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void
  * weight bytes add to dpbusd comes off as a multiple of the block sum. A step keeps
  * block k of its eight in dword k, where the scales and block sums load as they are stored.
  *
- * The products of up to EXT_CHUNK blocks go through a small array to the additions: scalar loads
- * run on the load ports, whereas extracting lanes would add shuffles to the port the permutes
- * already load. Much longer chunks leave too little of the next chunk's work in flight to
- * overlap with the chain of additions, which is then the limit. The activation row is read with
- * unaligned loads, which cost nothing on an aligned row and do not fault on another. */
+ * The eight products go through a small array to the additions: scalar loads run on the load
+ * ports, whereas extracting lanes would add shuffles to the port the permutes already load. A step of
+ * eight blocks adds its eight terms before the next step's loads (longer chunks of terms were
+ * slower once the steps are inlined). The activation row is read with unaligned loads, which cost
+ * nothing on an aligned row and do not fault on another. */
 enum {
-    ROW_STEP = 8,   /* blocks per step */
-    EXT_CHUNK = 16, /* blocks whose terms are added per pass */
+    ROW_STEP = 8, /* blocks per step */
 };
+
+/* An extended activation row as a step reads it. */
+typedef struct ext_row {
+    const int8_t *a;
+    const float *da;
+    const int32_t *asum; /* plain block sums */
+    int64_t nb;
+} ext_row;
+
+static inline ext_row ext_row_of(int64_t n, const void *x)
+{
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    ext_row r = {x, (const float *)((const uint8_t *)x + L.scales_offset),
+                 (const int32_t *)((const uint8_t *)x + L.block_sums_offset), n / QK8_0};
+    return r;
+}
 
 /* Two vectors of four blocks, block j (first) or 4 + j (second) in 128-bit lane j as four
  * partial int32 sums, to the eight block sums in dwords 0..7. */
@@ -275,85 +290,85 @@ static inline void ext_terms(float *terms, __m256 dw, const float *da, __m256i i
     _mm256_storeu_ps(terms, _mm256_mul_ps(scales, _mm256_cvtepi32_ps(exact)));
 }
 
-void ellm_vec_dot_q4_0_ext_avx512(int64_t n, float *out, const void *row, const void *x)
+/* Blocks i .. i + 7 of a Q4_0 row added to sum, or, at the end of a row shorter than that, the
+ * blocks left one at a time. */
+KERNEL_STEP float q4_0_ext_step(const ext_row *x, const uint8_t *w, int64_t i, float sum)
 {
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    const uint8_t *w = row;
-    const int8_t *a = x;
-    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
-    const int32_t *asum = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
-    /* Blocks 0 and 2 are at dwords 0 and 9 of the load at 2, blocks 1 and 3 of the one at 20.
-     * For blocks 4-7 the odd blocks' load is at 80 rather than 92, to end inside the eight:
-     * blocks 4 and 6 at dwords 0 and 9 of the load at 74, 5 and 7 at 3 and 12 of that at 80. */
-    const __m512i pick_first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 9, 10, 11, 12, 25, 26,
-                                                 27, 28);
-    const __m512i pick_second = _mm512_setr_epi32(0, 1, 2, 3, 19, 20, 21, 22, 9, 10, 11, 12, 28, 29,
-                                                  30, 31);
-    const int64_t nb = n / QK4_0;
-    float sum = 0, terms[EXT_CHUNK];
-    int64_t i = 0;
-    while (i + ROW_STEP <= nb) {
-        int m = 0;
-        for (; m < EXT_CHUNK && i + ROW_STEP <= nb; m += ROW_STEP, i += ROW_STEP) {
-            const uint8_t *p = w + (size_t)i * sizeof(block_q4_0);
-            ellm_prefetch_stream(p, ROW_STEP * (int)sizeof(block_q4_0));
-            __m256i isums = ext_eight_block_sums(
-                q4_0_ext_four_blocks(p, 2, 20, pick_first, a + i * QK8_0),
-                q4_0_ext_four_blocks(p, 74, 80, pick_second, a + (i + 4) * QK8_0));
-            /* the nibbles' offset 8 */
-            __m256i offsets = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)&asum[i]), 3);
-            ext_terms(terms + m, q4_0_ext_scales(p), &da[i], isums, offsets);
-        }
-        for (int k = 0; k < m; k++)
+    if (i + ROW_STEP <= x->nb) {
+        /* Blocks 0 and 2 are at dwords 0 and 9 of the load at 2, blocks 1 and 3 of the one at
+         * 20. For blocks 4-7 the odd blocks' load is at 80 rather than 92, to end inside the
+         * eight: blocks 4 and 6 at dwords 0 and 9 of the load at 74, 5 and 7 at 3 and 12 of that
+         * at 80. */
+        const __m512i pick_first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 9, 10, 11, 12, 25,
+                                                     26, 27, 28);
+        const __m512i pick_second = _mm512_setr_epi32(0, 1, 2, 3, 19, 20, 21, 22, 9, 10, 11, 12, 28,
+                                                      29, 30, 31);
+        const uint8_t *p = w + (size_t)i * sizeof(block_q4_0);
+        ellm_prefetch_stream(p, ROW_STEP * (int)sizeof(block_q4_0));
+        __m256i isums = ext_eight_block_sums(
+            q4_0_ext_four_blocks(p, 2, 20, pick_first, x->a + i * QK8_0),
+            q4_0_ext_four_blocks(p, 74, 80, pick_second, x->a + (i + 4) * QK8_0));
+        /* the nibbles' offset 8 */
+        __m256i offsets = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)&x->asum[i]), 3);
+        float terms[ROW_STEP];
+        ext_terms(terms, q4_0_ext_scales(p), &x->da[i], isums, offsets);
+        for (int k = 0; k < ROW_STEP; k++)
             sum += terms[k];
+        return sum;
     }
     const __m256i low = _mm256_set1_epi8(0x0F);
-    for (; i < nb; i++) {
+    for (; i < x->nb; i++) {
         const block_q4_0 *b = (const block_q4_0 *)(w + (size_t)i * sizeof(block_q4_0));
         __m128i packed = _mm_loadu_si128((const __m128i *)b->qs);
         __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
-        __m256i act = _mm256_loadu_si256((const __m256i *)(a + i * QK8_0));
+        __m256i act = _mm256_loadu_si256((const __m256i *)(x->a + i * QK8_0));
         int32_t isum = hsum_epi32_256(_mm256_dpbusd_epi32(_mm256_setzero_si256(), nib, act)) -
-                       asum[i] * 8;
-        sum += _cvtsh_ss(b->d) * da[i] * (float)isum;
+                       x->asum[i] * 8;
+        sum += _cvtsh_ss(b->d) * x->da[i] * (float)isum;
     }
-    *out = sum;
+    return sum;
 }
 
-void ellm_vec_dot_q8_0_ext_avx512(int64_t n, float *out, const void *row, const void *x)
+/* The same for Q8_0. */
+KERNEL_STEP float q8_0_ext_step(const ext_row *x, const uint8_t *w, int64_t i, float sum)
 {
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    const uint8_t *w = row;
-    const int8_t *a = x;
-    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
-    const int32_t *asum = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
-    const int64_t nb = n / QK8_0;
-    float sum = 0, terms[EXT_CHUNK];
-    int64_t i = 0;
-    while (i + ROW_STEP <= nb) {
-        int m = 0;
-        for (; m < EXT_CHUNK && i + ROW_STEP <= nb; m += ROW_STEP, i += ROW_STEP) {
-            const uint8_t *p = w + (size_t)i * sizeof(block_q8_0);
-            ellm_prefetch_stream(p, ROW_STEP * (int)sizeof(block_q8_0));
-            __m256i isums = ext_eight_block_sums(
-                q8_0_ext_four_blocks(p, a + i * QK8_0),
-                q8_0_ext_four_blocks(p + 4 * sizeof(block_q8_0), a + (i + 4) * QK8_0));
-            /* the weights' bias 128 */
-            __m256i offsets = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)&asum[i]), 7);
-            ext_terms(terms + m, q8_0_ext_scales(p), &da[i], isums, offsets);
-        }
-        for (int k = 0; k < m; k++)
+    if (i + ROW_STEP <= x->nb) {
+        const uint8_t *p = w + (size_t)i * sizeof(block_q8_0);
+        ellm_prefetch_stream(p, ROW_STEP * (int)sizeof(block_q8_0));
+        __m256i isums = ext_eight_block_sums(
+            q8_0_ext_four_blocks(p, x->a + i * QK8_0),
+            q8_0_ext_four_blocks(p + 4 * sizeof(block_q8_0), x->a + (i + 4) * QK8_0));
+        /* the weights' bias 128 */
+        __m256i offsets = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)&x->asum[i]), 7);
+        float terms[ROW_STEP];
+        ext_terms(terms, q8_0_ext_scales(p), &x->da[i], isums, offsets);
+        for (int k = 0; k < ROW_STEP; k++)
             sum += terms[k];
+        return sum;
     }
     const __m256i bias = _mm256_set1_epi8((char)0x80);
-    for (; i < nb; i++) {
+    for (; i < x->nb; i++) {
         const block_q8_0 *b = (const block_q8_0 *)(w + (size_t)i * sizeof(block_q8_0));
         __m256i wq = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), bias);
-        __m256i act = _mm256_loadu_si256((const __m256i *)(a + i * QK8_0));
+        __m256i act = _mm256_loadu_si256((const __m256i *)(x->a + i * QK8_0));
         int32_t isum = hsum_epi32_256(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, act)) -
-                       asum[i] * 128;
-        sum += _cvtsh_ss(b->d) * da[i] * (float)isum;
+                       x->asum[i] * 128;
+        sum += _cvtsh_ss(b->d) * x->da[i] * (float)isum;
     }
-    *out = sum;
+    return sum;
 }
+
+/* The single-row kernel of a type from its step. */
+#define EXT_ROW_KERNEL(type)                                                                       \
+    void ellm_vec_dot_##type##_ext_avx512(int64_t n, float *out, const void *row, const void *x)   \
+    {                                                                                              \
+        const ext_row act = ext_row_of(n, x);                                                      \
+        float sum = 0;                                                                             \
+        for (int64_t i = 0; i < act.nb; i += ROW_STEP)                                             \
+            sum = type##_ext_step(&act, row, i, sum);                                              \
+        *out = sum;                                                                                \
+    }
+
+EXT_ROW_KERNEL(q4_0)
+EXT_ROW_KERNEL(q8_0)
 #endif

@@ -97,6 +97,10 @@ void ellm_vec_dot_q6_K_avx512(int64_t n, float *out, const void *row, const void
 void ellm_vec_dot_q4_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
 void ellm_vec_dot_q5_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
 void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x);
+/* Q2_K, Q3_K and IQ4_XS against Q8_K activations, single rows (kernels_kquants_avx512.c). */
+void ellm_vec_dot_q2_K_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q3_K_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_iq4_xs_avx512(int64_t n, float *out, const void *row, const void *x);
 /* Tiles against extended Q8_0 activations (gemm_avx512.c; see ellm_gemm_fn): 16 weight rows per
  * step in the vector lanes, so one tile serves decode (one token) and prefill alike. */
 void ellm_gemm_q4_0_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,

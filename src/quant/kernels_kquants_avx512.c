@@ -25,6 +25,7 @@
 
 #include "quant/blocks.h"
 #include "quant/kquants.h"
+#include "quant/lanes_avx512.h"
 #include "quant/prefetch.h"
 #include "quant/quant.h"
 
@@ -56,6 +57,25 @@ static inline __m512i fold_pair(__m512i first, __m512i second)
     return _mm512_add_epi32(_mm512_mask_blend_epi64(0xF0, first, second),
                             _mm512_shuffle_i64x2(first, second, _MM_SHUFFLE(1, 0, 3, 2)));
 }
+
+/* What a decode step needs besides the weight row: the activation row and its length in
+ * super-blocks. */
+typedef struct q8_K_row {
+    const block_q8_K *a;
+    int64_t nb;
+} q8_K_row;
+
+/* A type's single-row kernel from type##_step, which adds super-blocks i .. i + per - 1 (those
+ * that exist) to the running sum. */
+#define Q8_K_ROW_KERNEL(type, per)                                                                 \
+    void ellm_vec_dot_##type##_avx512(int64_t n, float *out, const void *row, const void *x)       \
+    {                                                                                              \
+        const q8_K_row act = {x, n / QK_K};                                                        \
+        float sum = 0;                                                                             \
+        for (int64_t i = 0; i < act.nb; i += (per))                                                \
+            sum = type##_step(&act, row, i, sum);                                                  \
+        *out = sum;                                                                                \
+    }
 
 /* ---- Q4_K and Q5_K ------------------------------------------------------------------------- */
 
@@ -188,24 +208,21 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         DECODE_QUANTS(w0, p->q[0]);                                                                \
         DECODE_QUANTS(w1, p->q[1]);                                                                \
     }                                                                                              \
-    void ellm_vec_dot_##type##_avx512(int64_t n, float *out, const void *row, const void *x)       \
+    /* Super-blocks i and i + 1 (i alone when it is the last) added to sum. */                     \
+    KERNEL_STEP float type##_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)     \
     {                                                                                              \
-        const block_t *w = row;                                                                    \
-        const block_q8_K *a = x;                                                                   \
-        const int64_t nb = n / QK_K;                                                               \
-        float sum = 0;                                                                             \
-        for (int64_t i = 0; i < nb; i += 2) {                                                      \
-            const int64_t j = i + 1 < nb ? i + 1 : i;                                              \
-            kq45_pair p;                                                                           \
-            ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                 \
-            type##_decode_pair(&w[i], &w[j], &p);                                                  \
-            __m128 t = kq45_terms(&p, &a[i], &a[j]);                                               \
-            sum += _mm_cvtss_f32(t);                                                               \
-            if (j != i)                                                                            \
-                sum += _mm_cvtss_f32(_mm_movehl_ps(t, t));                                         \
-        }                                                                                          \
-        *out = sum;                                                                                \
+        const block_t *w = (const block_t *)row;                                                   \
+        const int64_t j = i + 1 < x->nb ? i + 1 : i;                                               \
+        kq45_pair p;                                                                               \
+        ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                     \
+        type##_decode_pair(&w[i], &w[j], &p);                                                      \
+        __m128 t = kq45_terms(&p, &x->a[i], &x->a[j]);                                             \
+        sum += _mm_cvtss_f32(t);                                                                   \
+        if (j != i)                                                                                \
+            sum += _mm_cvtss_f32(_mm_movehl_ps(t, t));                                             \
+        return sum;                                                                                \
     }                                                                                              \
+    Q8_K_ROW_KERNEL(type, 2)                                                                       \
     void ellm_vec_dot_##type##_x4_avx512(int64_t n, float *out, const void *row,                   \
                                          const void *const *x)                                     \
     {                                                                                              \
@@ -231,6 +248,21 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
 
 KQ45_KERNELS(q4_K, block_q4_K, q4_K_quants)
 KQ45_KERNELS(q5_K, block_q5_K, q5_K_quants)
+
+/* ---- Formats of 16 sub-blocks of 16 values (Q6_K, Q2_K, Q3_K) ------------------------------ */
+
+/* Quant vector v (values 64v .. 64v+63) has sub-block 4v + L in 128-bit lane L. From the 16
+ * sub-block scales as int16 at word `first` of words, scaled_sum's two scale vectors: vectors
+ * v and v + 1 packed, 128-bit lane L takes sub-block 4v + L, then 4v + 4 + L. */
+static inline void sixteen_scale_pairs(__m512i words, int first, __m512i out[2])
+{
+    const __m512i lane = _mm512_setr_epi32(
+        0, 0, 4 * 0x10001, 4 * 0x10001, 0x10001, 0x10001, 5 * 0x10001, 5 * 0x10001, 2 * 0x10001,
+        2 * 0x10001, 6 * 0x10001, 6 * 0x10001, 3 * 0x10001, 3 * 0x10001, 7 * 0x10001, 7 * 0x10001);
+    __m512i at = _mm512_add_epi16(lane, _mm512_set1_epi16((short)first));
+    out[0] = _mm512_permutexvar_epi16(at, words);
+    out[1] = _mm512_permutexvar_epi16(_mm512_add_epi16(at, _mm512_set1_epi16(8)), words);
+}
 
 /* ---- Q6_K ---------------------------------------------------------------------------------- */
 
@@ -279,17 +311,8 @@ static inline void q6_K_decode_pair(const block_q6_K *w0, const block_q6_K *w1, 
     p->scale16 = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
         _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w0->scales)),
         _mm_loadu_si128((const __m128i *)w1->scales), 1));
-    /* Vectors v and v + 1 packed: 128-bit lane L takes sub-block 4v + L, then 4v + 4 + L. */
-    const __m512i lane = _mm512_setr_epi32(
-        0, 0, 4 * 0x10001, 4 * 0x10001, 0x10001, 0x10001, 5 * 0x10001, 5 * 0x10001, 2 * 0x10001,
-        2 * 0x10001, 6 * 0x10001, 6 * 0x10001, 3 * 0x10001, 3 * 0x10001, 7 * 0x10001, 7 * 0x10001);
-    p->scale[0][0] = _mm512_permutexvar_epi16(lane, p->scale16);
-    p->scale[0][1] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane, _mm512_set1_epi16(8)),
-                                              p->scale16);
-    p->scale[1][0] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane, _mm512_set1_epi16(16)),
-                                              p->scale16);
-    p->scale[1][1] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane, _mm512_set1_epi16(24)),
-                                              p->scale16);
+    sixteen_scale_pairs(p->scale16, 0, p->scale[0]);
+    sixteen_scale_pairs(p->scale16, 16, p->scale[1]);
     p->d = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(w0->d), w1->d, 1));
 }
 
@@ -314,24 +337,21 @@ static inline __m128 q6_K_terms(const q6_K_pair *p, const block_q8_K *a0, const 
     return _mm_mul_ps(_mm_mul_ps(ad, p->d), _mm_cvtepi32_ps(totals));
 }
 
-void ellm_vec_dot_q6_K_avx512(int64_t n, float *out, const void *row, const void *x)
+KERNEL_STEP float q6_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
 {
-    const block_q6_K *w = row;
-    const block_q8_K *a = x;
-    const int64_t nb = n / QK_K;
-    float sum = 0;
-    for (int64_t i = 0; i < nb; i += 2) {
-        const int64_t j = i + 1 < nb ? i + 1 : i;
-        q6_K_pair p;
-        ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_q6_K));
-        q6_K_decode_pair(&w[i], &w[j], &p);
-        __m128 t = q6_K_terms(&p, &a[i], &a[j]);
-        sum += _mm_cvtss_f32(t);
-        if (j != i)
-            sum += _mm_cvtss_f32(_mm_movehdup_ps(t));
-    }
-    *out = sum;
+    const block_q6_K *w = (const block_q6_K *)row;
+    const int64_t j = i + 1 < x->nb ? i + 1 : i;
+    q6_K_pair p;
+    ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_q6_K));
+    q6_K_decode_pair(&w[i], &w[j], &p);
+    __m128 t = q6_K_terms(&p, &x->a[i], &x->a[j]);
+    sum += _mm_cvtss_f32(t);
+    if (j != i)
+        sum += _mm_cvtss_f32(_mm_movehdup_ps(t));
+    return sum;
 }
+
+Q8_K_ROW_KERNEL(q6_K, 2)
 
 void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const void *const *x)
 {
@@ -354,4 +374,170 @@ void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const v
     for (int r = 0; r < 4; r++)
         out[r] = sum[r];
 }
+
+/* ---- Q2_K, Q3_K, IQ4_XS -------------------------------------------------------------------
+ * The scalar kernels' shape: each super-block's exact integer sums, then its float expression,
+ * added to the running sum in super-block order. */
+
+static inline __m512i broadcast32(const uint8_t *p)
+{
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* Quant vector c (values 64c .. 64c+63) of a Q2_K/Q3_K block from its 32 bytes of half c / 2,
+ * broadcast to both 256-bit halves: the 2-bit fields at bits 2j (low half) and 2j + 2 (high
+ * half), j = 2 (c % 2). One 64-bit variable shift moves both; the mask drops what the
+ * neighbouring byte shifted in. */
+static inline __m512i two_bit_chunk(__m512i half, int c)
+{
+    const int j = 2 * (c % 2);
+    __m512i shift = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi64(2 * j),
+                                            _mm512_set1_epi64(2 * j + 2));
+    return _mm512_and_si512(_mm512_srlv_epi64(half, shift), _mm512_set1_epi8(3));
+}
+
+static inline void two_bit_quants(const uint8_t *qs, __m512i q[4])
+{
+    __m512i first = broadcast32(qs), second = broadcast32(qs + 32);
+    q[0] = two_bit_chunk(first, 0);
+    q[1] = two_bit_chunk(first, 1);
+    q[2] = two_bit_chunk(second, 2);
+    q[3] = two_bit_chunk(second, 3);
+}
+
+static inline __m256i load_bsums(const block_q8_K *a)
+{
+    return _mm256_loadu_si256((const __m256i *)a->bsums);
+}
+
+/* The exact sums of the 16 lanes of v and of the 8 lanes of u, reduced together. */
+static inline void sum_lanes_both(__m512i v, __m256i u, int32_t *v_sum, int32_t *u_sum)
+{
+    __m256i v8 = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+    __m256i h = _mm256_hadd_epi32(v8, u);
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    s = _mm_hadd_epi32(s, s); /* v, u, v, u */
+    *v_sum = _mm_cvtsi128_si32(s);
+    *u_sum = _mm_extract_epi32(s, 1);
+}
+
+KERNEL_STEP float q2_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
+{
+    const block_q2_K *w = (const block_q2_K *)row + i;
+    const block_q8_K *a = &x->a[i];
+    const __m128i m15 = _mm_set1_epi8(15);
+    ellm_prefetch_stream(w, (int)sizeof *w);
+    __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
+    /* Only words 0-15 are read by the permutes, so the upper half may stay undefined. */
+    __m512i scales = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(packed, m15)));
+    __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m15));
+    __m512i q[4], pairs[2];
+    two_bit_quants(w->qs, q);
+    sixteen_scale_pairs(scales, 0, pairs);
+    int32_t isum, msum;
+    sum_lanes_both(scaled_sum(q, pairs[0], pairs[1], a->qs), _mm256_madd_epi16(mins, load_bsums(a)),
+                   &isum, &msum);
+    float dall = _cvtsh_ss(w->d) * a->d;
+    float dmin = _cvtsh_ss(w->dmin) * a->d;
+    return sum + (dall * (float)isum - dmin * (float)msum);
+}
+
+Q8_K_ROW_KERNEL(q2_K, 1)
+
+/* The 16 six-bit Q3_K scale codes minus 32: low nibbles from bytes 0-7 (sub-blocks 0-7 the low
+ * nibble, 8-15 the high one), the top two bits of sub-block s at bits 2 (s / 4) of byte
+ * 8 + s % 4. */
+static inline __m128i q3_K_scales(const uint8_t *scales)
+{
+    uint64_t lo;
+    uint32_t top;
+    memcpy(&lo, scales, 8);
+    memcpy(&top, scales + 8, 4);
+    __m128i low4 = _mm_set_epi64x((long long)((lo >> 4) & 0x0F0F0F0F0F0F0F0Full),
+                                  (long long)(lo & 0x0F0F0F0F0F0F0F0Full));
+    __m128i high2 = _mm_and_si128(
+        _mm_srlv_epi32(_mm_set1_epi32((int)top), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(high2, 4)), _mm_set1_epi8(32));
+}
+
+KERNEL_STEP float q3_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
+{
+    const block_q3_K *w = (const block_q3_K *)row + i;
+    const block_q8_K *a = &x->a[i];
+    const __m512i four = _mm512_set1_epi8(4);
+    ellm_prefetch_stream(w, (int)sizeof *w);
+    __m256i scales = _mm256_cvtepi8_epi16(q3_K_scales(w->scales));
+    __m512i q[4], pairs[2];
+    two_bit_quants(w->qs, q);
+    /* The stored value is q + 4 = low | high bit << 2; the high bit of quant vector c sits at
+     * bit 4 (c / 2) + 2 (c % 2) of hmask (low half) and the next bit (high half). */
+    __m512i hm = broadcast32(w->hmask);
+    for (int c = 0; c < 4; c++) {
+        int bit = 4 * (c / 2) + 2 * (c % 2);
+        __m512i select = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8((char)(1 << bit)),
+                                                 _mm512_set1_epi8((char)(1 << (bit + 1))));
+        q[c] = _mm512_mask_add_epi8(q[c], _mm512_test_epi8_mask(hm, select), q[c], four);
+    }
+    sixteen_scale_pairs(_mm512_castsi256_si512(scales), 0, pairs);
+    /* minus 4 × scale × (activation sum) per sub-block for the stored + 4 */
+    __m256i offset = _mm256_madd_epi16(scales, load_bsums(a));
+    __m512i total = _mm512_sub_epi32(scaled_sum(q, pairs[0], pairs[1], a->qs),
+                                     _mm512_zextsi256_si512(_mm256_slli_epi32(offset, 2)));
+    int32_t isum = _mm512_reduce_add_epi32(total);
+    return sum + _cvtsh_ss(w->d) * a->d * (float)isum;
+}
+
+Q8_K_ROW_KERNEL(q3_K, 1)
+
+/* IQ4_XS: the levels go to dpbusd as unsigned bytes level + 128 (one table lookup), and 128 ×
+ * scale × (activation sum) of each sub-block comes off afterwards. A 64-byte load of quants is
+ * four sub-blocks, one per 128-bit lane, low nibbles values 0-15 and high nibbles 16-31, so the
+ * activations (two sub-blocks to a load) are regrouped by halves to match. The block sums reach
+ * 4 * 2 * 241 * 128 per lane, beyond int16, so the scales are applied with vpmulld. */
+KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
+{
+    const block_iq4_xs *w = (const block_iq4_xs *)row + i;
+    const block_q8_K *a = &x->a[i];
+    const __m512i table = _mm512_broadcast_i32x4(_mm_xor_si128(
+        _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl), _mm_set1_epi8((char)0x80)));
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    const __m512i lane_scale = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    ellm_prefetch_stream(w, (int)sizeof *w);
+    uint32_t scales_l;
+    memcpy(&scales_l, w->scales_l, 4);
+    /* ls - 32 of sub-blocks 0-7 in dwords 0-7 */
+    __m256i ls = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scales_l),
+                                           _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                         _mm256_set1_epi32(15)),
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w->scales_h << 4),
+                                           _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                         _mm256_set1_epi32(0x30)));
+    ls = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+    __m512i total = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        __m512i packed = _mm512_loadu_si512(w->qs + 64 * h);
+        __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(packed, low));
+        __m512i hi = _mm512_shuffle_epi8(table,
+                                         _mm512_and_si512(_mm512_srli_epi16(packed, 4), low));
+        __m512i near = _mm512_loadu_si512(a->qs + 128 * h);
+        __m512i far = _mm512_loadu_si512(a->qs + 128 * h + 64);
+        __m512i act_lo = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0));
+        __m512i act_hi = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1));
+        __m512i dots = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act_lo),
+                                           hi, act_hi);
+        __m512i scale = _mm512_permutexvar_epi32(
+            _mm512_add_epi32(lane_scale, _mm512_set1_epi32(4 * h)), _mm512_zextsi256_si512(ls));
+        total = _mm512_add_epi32(total, _mm512_mullo_epi32(dots, scale));
+    }
+    /* bsums 2s and 2s + 1 make sub-block s: ls - 32 in both int16 halves of dword s */
+    __m256i ls_pairs = _mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(0xFFFF)),
+                                       _mm256_slli_epi32(ls, 16));
+    __m256i offset = _mm256_madd_epi16(ls_pairs, load_bsums(a));
+    total = _mm512_sub_epi32(total, _mm512_zextsi256_si512(_mm256_slli_epi32(offset, 7)));
+    int32_t isum = _mm512_reduce_add_epi32(total);
+    return sum + _cvtsh_ss(w->d) * a->d * (float)isum;
+}
+
+Q8_K_ROW_KERNEL(iq4_xs, 1)
 #endif
