@@ -17,11 +17,7 @@
 enum { MAX_HD = 128, MAX_POS = 40, GROUP_POS = 100, PAD = 8 };
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void)
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
+static float frand(void) { return test_rand_uniform(&rng); }
 
 static float h2f(uint16_t h) { return ellm_f16_to_f32(h); }
 static uint16_t f2h(float f) { return ellm_f32_to_f16(f); }

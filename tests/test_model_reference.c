@@ -21,11 +21,7 @@ typedef struct spec {
 } spec;
 
 static uint64_t seed = 42;
-static float frand(void)
-{
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(seed >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
+static float frand(void) { return test_rand_uniform(&seed); }
 
 /* Weights as the reference sees them: float, [rows][cols]. */
 typedef struct ref_layer {

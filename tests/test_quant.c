@@ -11,11 +11,7 @@
 #include "test_util.h"
 
 static uint64_t rng = 0x12345678abcdefull;
-static float frand(void)
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
+static float frand(void) { return test_rand_uniform(&rng); }
 
 static void test_half_conversions(void)
 {

@@ -14,11 +14,7 @@
 #include "test_util.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
+static float frand(void) { return test_rand_uniform(&rng); }
 static float grand(void) /* roughly normal (sum of uniforms) */
 {
     return (frand() + frand() + frand() + frand()) * 0.8660254f;

@@ -12,16 +12,7 @@
 #include "test_util.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
-static float gauss(void)
-{
-    float u = 0.5f * (frand() + 1.0f) + 1e-7f, v = frand();
-    return sqrtf(-2.0f * logf(u)) * cosf(3.14159265f * v);
-}
+static float gauss(void) { return test_rand_gauss(&rng); }
 
 static const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_0, ELLM_TYPE_Q5_1,
                                   ELLM_TYPE_IQ4_NL};

@@ -15,16 +15,7 @@
 #include "test_util.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
-static float gauss(void)
-{
-    float u = 0.5f * (frand() + 1.0f) + 1e-7f, v = frand();
-    return sqrtf(-2.0f * logf(u)) * cosf(3.14159265f * v);
-}
+static float gauss(void) { return test_rand_gauss(&rng); }
 
 static const ellm_type types[] = {ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K, ELLM_TYPE_IQ4_XS};
 #define N_TYPES 3

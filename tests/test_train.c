@@ -14,11 +14,7 @@
 #include "train/train_ops.h"
 
 static uint64_t rng = 7;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
+static float frand(void) { return test_rand_uniform(&rng); }
 
 static float *random_floats(size_t n, float scale)
 {

@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "test_util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,4 +109,16 @@ int test_load_greedy_cases(test_greedy_case *cases, int max)
     }
     free(tsv);
     return n;
+}
+
+float test_rand_uniform(uint64_t *state)
+{
+    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*state >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+float test_rand_gauss(uint64_t *state)
+{
+    float u = 0.5f * (test_rand_uniform(state) + 1.0f) + 1e-7f, v = test_rand_uniform(state);
+    return sqrtf(-2.0f * logf(u)) * cosf(3.14159265f * v);
 }

@@ -30,6 +30,12 @@ extern int test_checks;
         }                                                                                          \
     } while (0)
 
+/* Reproducible test data from a caller-owned 64-bit state (an LCG's top 53 bits): uniform in
+ * [-1, 1), and normal from two uniforms (Box-Muller). Each test keeps its own seed, so adding
+ * draws to one test cannot change another's data. */
+float test_rand_uniform(uint64_t *state);
+float test_rand_gauss(uint64_t *state);
+
 /* Prints the summary and returns the process exit code. */
 int test_finish(const char *name);
 
