@@ -112,7 +112,8 @@ static int curve_points_fitting(long n_gen, int n_ctx_train)
     return n;
 }
 
-/* One prefill to the deepest point, then per depth (shallowest first): the cache cut back to
+/* One prefill to the deepest point, then per depth, deepest first (truncating only shortens
+ * the cache: going up from 128 would decode at 128 + n_gen every time): the cache cut back to
  * that depth and n_gen greedy decode steps timed, reps times (median). */
 static edgellm_status measure_ctx_curve(edgellm_context *ctx, int n_vocab, long n_gen, long reps,
                                         ctx_curve *out)
@@ -125,7 +126,7 @@ static edgellm_status measure_ctx_curve(edgellm_context *ctx, int n_vocab, long 
         edgellm_context_truncate(ctx, 0);
         st = edgellm_eval(ctx, ids, deepest, 0);
     }
-    for (int k = 0; k < out->n_points && st == EDGELLM_OK; k++) {
+    for (int k = out->n_points - 1; k >= 0 && st == EDGELLM_OK; k--) {
         for (long r = 0; r < reps && st == EDGELLM_OK; r++) {
             edgellm_context_truncate(ctx, curve_depths[k]);
             edgellm_token tok = ids[curve_depths[k]];
