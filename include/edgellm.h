@@ -74,7 +74,8 @@ EDGELLM_API
 edgellm_status edgellm_use_kernel_set(const char *name);
 /* The arithmetic the kernel set in use multiplies a weight type ("Q4_0", "F16", ...) with, or
  * attention with (type "attention"): "int8-vnni512", "int8-avx2", "int8-sdot", "int8-neon",
- * "f32-fma-avx512", "f32-fma-avx2", "f32-fma-neon" or "scalar"; NULL for unknown types. Lets an
+ * "f32-fma-avx512", "f32-fma-avx2", "f32-fma-neon" or "scalar"; NULL for unknown types. For a
+ * type with multi-token tiles it is the tiles' arithmetic (prompt processing). Lets an
  * efficiency be measured against the peak of the instructions really used. */
 EDGELLM_API
 const char *edgellm_kernel_arithmetic(const char *type);

@@ -167,9 +167,12 @@ static void check_kernel_switch(void)
         CHECK(edgellm_use_kernel_set(names[i]) == EDGELLM_OK);
         CHECK(!strcmp(edgellm_kernel_set(), names[i]));
         const char *arith = edgellm_kernel_arithmetic("Q8_0");
-        if (!strcmp(names[i], "avx512"))
+        if (!strcmp(names[i], "avx512")) {
             CHECK(!strcmp(arith, "int8-vnni512") && ellm_gemm_for(ELLM_TYPE_Q4_K));
-        else if (!strcmp(names[i], "avx2"))
+            /* Its own decode kernels, the AVX2 tiles: prefill is rated against the AVX2 peak. */
+            CHECK(!strcmp(edgellm_kernel_arithmetic("IQ4_XS"), "int8-avx2") &&
+                  !strcmp(edgellm_kernel_arithmetic("Q2_K"), "int8-avx2"));
+        } else if (!strcmp(names[i], "avx2"))
             CHECK(!strcmp(arith, "int8-avx2") && ellm_gemm_for(ELLM_TYPE_Q4_0) &&
                   ellm_attention_kernels_active()->f16_group);
     }

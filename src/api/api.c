@@ -94,13 +94,15 @@ const char *edgellm_kernel_arithmetic(const char *type)
     if (!k)
         return NULL;
     bool floats = k->vec_dot_type == ELLM_TYPE_F32;
-    if (!strcmp(k->isa, "avx512"))
+    /* Prefill runs the tiles, so their ISA decides where there are tiles from another set. */
+    const char *isa = k->gemm && k->gemm_isa ? k->gemm_isa : k->isa;
+    if (!strcmp(isa, "avx512"))
         return floats ? "f32-fma-avx512" : "int8-vnni512";
-    if (!strcmp(k->isa, "avx2"))
+    if (!strcmp(isa, "avx2"))
         return floats ? "f32-fma-avx2" : "int8-avx2";
-    if (!strcmp(k->isa, "neon-dotprod"))
+    if (!strcmp(isa, "neon-dotprod"))
         return floats ? "f32-fma-neon" : "int8-sdot";
-    if (!strcmp(k->isa, "neon"))
+    if (!strcmp(isa, "neon"))
         return floats ? "f32-fma-neon" : "int8-neon";
     return "scalar";
 }

@@ -26,7 +26,12 @@ typedef struct kernel_set {
 /* An entry: activation type, single-row dot, ISA, four-row dot, extended-row dot, tile. */
 #define K(act, dot, isa, x4, ext, gemm)                                                            \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, x4, ext, gemm                                                   \
+        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL                                             \
+    }
+/* An entry whose tile comes from another set. */
+#define K_TILE_OF(act, dot, isa, gemm, gemm_isa)                                                   \
+    {                                                                                              \
+        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa                                      \
     }
 
 static const kernel_set scalar_set = {
@@ -117,12 +122,12 @@ static const kernel_set avx512_set = {
                                  ellm_vec_dot_q6_K_x4_avx512, NULL, ellm_gemm_q6_K_avx512),
             /* Single rows of their own (decode), the AVX2 tiles (prefill): both equal the
              * scalar kernel bit for bit. */
-            [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_avx512, "avx512", NULL, NULL,
-                                 ellm_gemm_q2_K_avx2),
-            [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx512, "avx512", NULL, NULL,
-                                 ellm_gemm_q3_K_avx2),
-            [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512", NULL, NULL,
-                                   ellm_gemm_iq4_xs_avx2),
+            [ELLM_TYPE_Q2_K] = K_TILE_OF(Q8_K, ellm_vec_dot_q2_K_avx512, "avx512",
+                                         ellm_gemm_q2_K_avx2, "avx2"),
+            [ELLM_TYPE_Q3_K] = K_TILE_OF(Q8_K, ellm_vec_dot_q3_K_avx512, "avx512",
+                                         ellm_gemm_q3_K_avx2, "avx2"),
+            [ELLM_TYPE_IQ4_XS] = K_TILE_OF(Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512",
+                                           ellm_gemm_iq4_xs_avx2, "avx2"),
         },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,

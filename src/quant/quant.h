@@ -68,6 +68,8 @@ typedef struct ellm_type_kernels {
      * converts once per token); must equal vec_dot bit for bit. */
     ellm_vec_dot_fn vec_dot_ext;
     ellm_gemm_fn gemm; /* NULL when the set has no tiles for this type */
+    /* The ISA of gemm when it is another set's (the AVX-512 set runs some AVX2 tiles); NULL: isa. */
+    const char *gemm_isa;
 } ellm_type_kernels;
 
 /*
