@@ -3,12 +3,7 @@
  * vector kernel set this CPU runs, called the way attention.c calls it (one grouped call per KV
  * head where the set has a grouped kernel, else the wide path per query head). Times are this
  * thread's CPU time (the machines are shared: CPU time does not count waiting for a core), the
- * fastest of 5 trials. From the source tree, after the Release build:
- *
- *   cc -O2 -std=c11 -Isrc -Iinclude -Ibuild/include bench/attention_kernels.c \
- *      build/libedgellm_quant.a build/libedgellm_core.a -lm -lpthread -o build/bench_attention
- *   build/bench_attention
- */
+ * fastest of 5 trials: build/attention_kernels (built with the project; not a test). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
