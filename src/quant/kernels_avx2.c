@@ -4,7 +4,7 @@
  * prefetch: their loads come slowly enough for the hardware prefetchers to keep up, and
  * ellm_prefetch_stream's requests cost more than they saved (one thread, same run: Q8_0 66 -> 87 %
  * of a streaming read, Q4_K 57 -> 68 %, Q6_K 61 -> 67 %, the compute-bound types unchanged;
- * measured with build/gemv_micro --kernels avx2). */
+ * a streaming-read microbenchmark, now build/gemv_micro --kernels avx2). */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
