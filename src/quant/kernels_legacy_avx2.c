@@ -21,14 +21,6 @@
 
 typedef enum weight_kind { KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_IQ4_NL } weight_kind;
 
-static inline int block_bytes(weight_kind kind)
-{
-    return kind == KIND_Q4_1   ? (int)sizeof(block_q4_1)
-           : kind == KIND_Q5_0 ? (int)sizeof(block_q5_0)
-           : kind == KIND_Q5_1 ? (int)sizeof(block_q5_1)
-                               : (int)sizeof(block_iq4_nl);
-}
-
 /* The 32 nibbles of a block in value order: low nibbles are values 0..15, high nibbles 16..31. */
 static inline __m256i unpack_nibbles(const uint8_t *qs)
 {
