@@ -11,26 +11,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "micro_util.h"
 #include "quant/attention_kernels.h"
 #include "quant/quant.h"
 
 enum { HEAD_DIM = 64, N_HEAD = 32, N_HEAD_KV = 4, N_LAYER = 22, MAX_DEPTH = 4096, TRIALS = 5 };
 
-static double thread_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static float frand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
 
 /* The query heads of one KV head at one depth, as attention_task runs them. */
 static void attend_group(const ellm_attention_kernels *k, const float *q, const uint8_t *kc,
@@ -62,12 +49,12 @@ int main(void)
     if (!kc || !vc)
         return 1;
     for (size_t i = 0; i < (size_t)MAX_DEPTH * stride / 2; i++) {
-        uint16_t k = ellm_f32_to_f16(frand()), v = ellm_f32_to_f16(frand());
+        uint16_t k = ellm_f32_to_f16(bench_uniform(&rng)), v = ellm_f32_to_f16(bench_uniform(&rng));
         memcpy(kc + 2 * i, &k, 2);
         memcpy(vc + 2 * i, &v, 2);
     }
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
-        q[i] = frand() * 3.0f;
+        q[i] = bench_uniform(&rng) * 3.0f;
     const int depths[] = {128, 512, 1024, 2048, 4096};
     const char *sets[8];
     int n_sets = ellm_kernel_sets_available(sets, 8);
@@ -82,10 +69,10 @@ int main(void)
             int calls = 8 * MAX_DEPTH / depth; /* about the same work at every depth */
             double best = 1e30;
             for (int t = 0; t < TRIALS; t++) {
-                double t0 = thread_seconds();
+                double t0 = bench_thread_seconds();
                 for (int c = 0; c < calls; c++)
                     attend_group(k, q, kc, vc, stride, depth, scratch, out);
-                double per_call = (thread_seconds() - t0) / calls;
+                double per_call = (bench_thread_seconds() - t0) / calls;
                 best = per_call < best ? per_call : best;
             }
             printf("%-8s %6d %14.2f %16.3f\n", sets[s], depth,

@@ -16,14 +16,8 @@
 
 #include "edgellm.h"
 #include "machine.h"
+#include "micro_util.h"
 #include "quant/quant.h"
-
-static double cpu_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static int usage(void)
 {
@@ -90,11 +84,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "gemm_micro: out of memory\n");
         return 1;
     }
-    srand(1);
+    uint64_t seed = 1;
     for (long i = 0; i < rows * cols; i++)
-        w[i] = (float)rand() / RAND_MAX - 0.5f;
+        w[i] = 0.5f * bench_uniform(&seed);
     for (long i = 0; i < tokens * cols; i++)
-        x[i] = (float)rand() / RAND_MAX - 0.5f;
+        x[i] = 0.5f * bench_uniform(&seed);
 
     printf("kernel set %s, %ld rows x %ld columns x %ld tokens, one thread, best of %ld\n",
            ellm_kernel_set_name(), rows, cols, tokens, rounds);
@@ -142,11 +136,11 @@ int main(int argc, char **argv)
         for (long round = 0; round < rounds; round++) {
             /* About 0.1 s of tiles per round, then the peak loop. */
             int reps = 0;
-            double t0 = cpu_seconds(), t;
+            double t0 = bench_thread_seconds(), t;
             do {
                 gemm(cols, wq, w_row, rows, xq, x_row, tokens, y, rows);
                 reps++;
-                t = cpu_seconds() - t0;
+                t = bench_thread_seconds() - t0;
             } while (t < 0.1);
             double rate = ops * reps / t / 1e9;
             best_tile = rate > best_tile ? rate : best_tile;

@@ -15,19 +15,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "micro_util.h"
 #include "quant/quant.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
-
-/* Thread CPU time: on a shared machine the time this thread is descheduled does not count. */
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Reads every byte once with four independent 32-byte streams of XORs: no arithmetic to speak
  * of, so it runs at the rate one core can pull bytes from memory. */
@@ -60,12 +53,6 @@ static uint64_t stream_read(const uint8_t *p, size_t bytes)
 }
 #endif
 
-static float uniform(uint64_t *state)
-{
-    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)(*state >> 40) / (float)(1u << 24) * 2.0f - 1.0f;
-}
-
 typedef struct bench_result {
     double kernel_gbs, read_gbs;
     float checksum;
@@ -89,17 +76,17 @@ static bool bench_type(ellm_type type, size_t target_bytes, int64_t cols, int re
     enum { DISTINCT = 61 };
     uint64_t seed = 12345;
     for (int64_t c = 0; c < cols; c++)
-        x[c] = uniform(&seed);
+        x[c] = bench_uniform(&seed);
     for (int64_t r = 0; r < DISTINCT && r < rows; r++) {
         for (int64_t c = 0; c < cols; c++)
-            x[c] = uniform(&seed) * (1.0f + (float)(c % 7));
+            x[c] = bench_uniform(&seed) * (1.0f + (float)(c % 7));
         ellm_quantize_row(type, x, w + (size_t)r * row_bytes, cols);
     }
     for (int64_t r = DISTINCT; r < rows; r++)
         memcpy(w + (size_t)r * row_bytes, w + (size_t)(r % DISTINCT) * row_bytes, row_bytes);
     memset(plain, 1, bytes);
     for (int64_t c = 0; c < cols; c++)
-        x[c] = uniform(&seed);
+        x[c] = bench_uniform(&seed);
     /* The activation row in the layout the decode path gives the kernel. */
     bool ext = k->vec_dot_ext && k->vec_dot_type == ELLM_TYPE_Q8_0;
     ellm_vec_dot_fn dot = ext ? k->vec_dot_ext : k->vec_dot;
@@ -114,12 +101,12 @@ static bool bench_type(ellm_type type, size_t target_bytes, int64_t cols, int re
     double best_kernel = 1e30, best_read = 1e30;
     uint64_t sink = 0;
     for (int rep = 0; rep < reps; rep++) {
-        double t0 = now_seconds();
+        double t0 = bench_thread_seconds();
         sink ^= stream_read(plain, bytes);
-        double t1 = now_seconds();
+        double t1 = bench_thread_seconds();
         for (int64_t r = 0; r < rows; r++)
             dot(cols, &y[r], w + (size_t)r * row_bytes, xq);
-        double t2 = now_seconds();
+        double t2 = bench_thread_seconds();
         best_read = t1 - t0 < best_read ? t1 - t0 : best_read;
         best_kernel = t2 - t1 < best_kernel ? t2 - t1 : best_kernel;
     }
