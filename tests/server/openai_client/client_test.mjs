@@ -128,8 +128,11 @@ const tools = [
     parameters: { type: "object", properties: { city: { type: "string", maxLength: 12 },
       unit: { enum: ["celsius", "fahrenheit"] } }, required: ["city", "unit"], additionalProperties: false } } },
   { type: "function", function: { name: "get_time", parameters: { type: "object",
-    properties: { zone: { type: "string" } }, required: ["zone"] } } },
+    properties: { zone: { type: "string", maxLength: 32 } }, required: ["zone"], additionalProperties: false } } },
 ];
+// Every string argument has a maxLength and no object takes other members: the grammar bounds a
+// call's length, so on these random weights any seed ends the call well inside the context
+// (an unbounded string ran to the length limit on some seeds).
 const ts = await startServer(toolsModelPath, "tools", ["--ctx", "1024"]);
 const ask = [{ role: "user", content: "What is the weather in Paris?" }];
 function argumentsOk(call, name) {
@@ -153,17 +156,20 @@ const answer = await ts.client.chat.completions.create({
 });
 check(typeof answer.choices[0].message.content === "string" && !answer.choices[0].message.tool_calls,
       "round trip with the tool result answered in text: " + JSON.stringify(answer.choices[0]));
-// Streamed: the client's stream helper assembles the call from the deltas.
-const toolStream = ts.client.chat.completions.stream({
-  model: ts.model, messages: ask, tools, tool_choice: "required", seed: 4,
-});
-let argumentDeltas = 0;
-toolStream.on("chunk", (chunk) => { for (const c of chunk.choices) argumentDeltas += c.delta.tool_calls?.length ?? 0; });
-const assembled = await toolStream.finalChatCompletion();
-const streamedCall = assembled.choices[0].message.tool_calls?.[0];
-check(assembled.choices[0].finish_reason === "tool_calls" && streamedCall && argumentDeltas >= 2 &&
-      argumentsOk(streamedCall, streamedCall.function.name),
-      "streamed tool call assembled by the client: " + JSON.stringify(assembled.choices[0]));
+// Streamed: the client's stream helper assembles the call from the deltas, whatever the seed
+// makes the random model write.
+for (let seed = 1; seed <= 10; seed++) {
+  const toolStream = ts.client.chat.completions.stream({
+    model: ts.model, messages: ask, tools, tool_choice: "required", seed,
+  });
+  let argumentDeltas = 0;
+  toolStream.on("chunk", (chunk) => { for (const c of chunk.choices) argumentDeltas += c.delta.tool_calls?.length ?? 0; });
+  const assembled = await toolStream.finalChatCompletion();
+  const streamedCall = assembled.choices[0].message.tool_calls?.[0];
+  check(assembled.choices[0].finish_reason === "tool_calls" && streamedCall && argumentDeltas >= 2 &&
+        argumentsOk(streamedCall, streamedCall.function.name),
+        `streamed tool call (seed ${seed}) assembled by the client: ` + JSON.stringify(assembled.choices[0]));
+}
 try {
   await ts.client.chat.completions.create({ model: ts.model, messages: ask, tools, tool_choice: { type: "function", function: { name: "nope" } } });
   check(false, "unknown tool_choice function must fail");
