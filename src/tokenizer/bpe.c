@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/heap.h"
 #include "core/status.h"
 #include "core/utf8.h"
 #include "tokenizer/normalize.h"
@@ -196,69 +197,25 @@ typedef struct cand {
     edgellm_token merged;
 } cand;
 
+static bool cand_before(const cand *a, const cand *b)
+{
+    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+ELLM_HEAP_DEFINE(cand_heap, cand, cand_before)
+
 typedef struct work {
     ellm_pretok pre;
     edgellm_token *id;
     int32_t *prev, *next;
     size_t sym_cap;
-    cand *heap;
-    size_t heap_n, heap_cap;
+    cand_heap heap;
     char *mapped;
     char *normalized;
     size_t normalized_cap;
     edgellm_token *out;
     int32_t out_max, out_n;
 } work;
-
-static bool cand_before(const cand *a, const cand *b)
-{
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static bool heap_push(work *w, cand c)
-{
-    if (w->heap_n == w->heap_cap) {
-        size_t cap = w->heap_cap ? w->heap_cap * 2 : 256;
-        cand *h = realloc(w->heap, cap * sizeof *h);
-        if (!h)
-            return false;
-        w->heap = h;
-        w->heap_cap = cap;
-    }
-    size_t i = w->heap_n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!cand_before(&c, &w->heap[parent]))
-            break;
-        w->heap[i] = w->heap[parent];
-        i = parent;
-    }
-    w->heap[i] = c;
-    return true;
-}
-
-static cand heap_pop(work *w)
-{
-    cand top = w->heap[0], last = w->heap[--w->heap_n];
-    size_t i = 0, n = w->heap_n;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        const cand *cur = &last;
-        if (l < n && cand_before(&w->heap[l], cur)) {
-            best = l;
-            cur = &w->heap[l];
-        }
-        if (r < n && cand_before(&w->heap[r], cur))
-            best = r;
-        if (best == i)
-            break;
-        w->heap[i] = w->heap[best];
-        i = best;
-    }
-    if (n > 0)
-        w->heap[i] = last;
-    return top;
-}
 
 static void emit(work *w, edgellm_token t)
 {
@@ -275,7 +232,7 @@ static bool queue_pair(work *w, const ellm_bpe *b, int32_t left)
     int32_t rank = find_merge(b, lid, rid, &res);
     if (rank < 0)
         return true;
-    return heap_push(w, (cand){rank, left, lid, rid, res});
+    return cand_heap_push(&w->heap, (cand){rank, left, lid, rid, res});
 }
 
 static edgellm_status bpe_piece(work *w, const ellm_vocab *v, const char *text, size_t n)
@@ -301,12 +258,12 @@ static edgellm_status bpe_piece(work *w, const ellm_vocab *v, const char *text, 
         w->prev[i] = (int32_t)i - 1;
         w->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
-    w->heap_n = 0;
+    w->heap.n = 0;
     for (size_t i = 0; i + 1 < n; i++)
         if (!queue_pair(w, b, (int32_t)i))
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to tokenize");
-    while (w->heap_n > 0) {
-        cand c = heap_pop(w);
+    while (w->heap.n > 0) {
+        cand c = cand_heap_pop(&w->heap);
         int32_t l = c.left, r = w->next[l];
         if (w->id[l] != c.lid || r < 0 || w->id[r] != c.rid || w->prev[l] == -2)
             continue; /* stale: a side was merged since this pair was queued */
@@ -398,7 +355,7 @@ edgellm_status ellm_bpe_tokenize(const ellm_vocab *v, const char *text, size_t l
     free(w.next);
     free(w.mapped);
     free(w.normalized);
-    free(w.heap);
+    free(w.heap.items);
     if (st != EDGELLM_OK)
         return st;
     *n_tokens = w.out_n;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/heap.h"
 #include "core/status.h"
 #include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
@@ -23,62 +24,13 @@ typedef struct bigram {
     uint32_t len; /* merged length, to detect stale entries */
 } bigram;
 
-typedef struct heap {
-    bigram *items;
-    size_t n, cap;
-} heap;
-
 /* Higher score first; on ties the leftmost pair. */
 static bool before(const bigram *a, const bigram *b)
 {
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-static bool heap_push(heap *h, bigram b)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bigram *it = realloc(h->items, cap * sizeof *it);
-        if (!it)
-            return false;
-        h->items = it;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!before(&b, &h->items[parent]))
-            break;
-        h->items[i] = h->items[parent];
-        i = parent;
-    }
-    h->items[i] = b;
-    return true;
-}
-
-static bigram heap_pop(heap *h)
-{
-    bigram top = h->items[0];
-    bigram last = h->items[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        const bigram *cur = &last;
-        if (l < h->n && before(&h->items[l], cur)) {
-            best = l;
-            cur = &h->items[l];
-        }
-        if (r < h->n && before(&h->items[r], cur))
-            best = r;
-        if (best == i)
-            break;
-        h->items[i] = h->items[best];
-        i = best;
-    }
-    if (h->n > 0)
-        h->items[i] = last;
-    return top;
-}
+ELLM_HEAP_DEFINE(heap, bigram, before)
 
 typedef struct token_out {
     edgellm_token *tokens;
