@@ -4,7 +4,7 @@
 # pkg-config with cc and a CMake project with find_package(edgellm), each linking the shared
 # library and the static archive. All of them must print what `edgellm run --temp 0` prints.
 # An application defining functions named like the library's internal ones must link and run
-# with both libraries (tests/helpers/symbol_clash.c).
+# with both libraries (tests/helpers/symbol_clash.c). The installed header compiles as C11 and C++11.
 # Environment: EDGELLM, SHARED, TEST_TMP, SOURCE_DIR, BUILD_DIR (edgellm_sh_test), CC, LIBDIR
 # (relative to the prefix), SONAME, EXAMPLE_CFLAGS (the sanitizer flags of a sanitizer build).
 set -euo pipefail
@@ -24,6 +24,18 @@ for f in include/edgellm.h include/edgellm_version.h "$LIBDIR/libedgellm.a" "$LI
          "$LIBDIR/cmake/edgellm/edgellmConfig.cmake" "$LIBDIR/cmake/edgellm/edgellmConfigVersion.cmake"; do
     [[ -e $prefix/$f ]] || fail "cmake --install did not install $f"
 done
+
+# The installed header alone, as an application's C and C++ compilers read it: C11 and C++11,
+# pedantic, warnings as errors (a C-only construct in edgellm.h, such as restrict, fails here).
+printf '#include <edgellm.h>\nint main(void) { return edgellm_version()[0] == 0; }\n' >"$work/header.c"
+cp "$work/header.c" "$work/header.cpp"
+cxx=${CXX:-c++}
+"$CC" -std=c11 -Wall -Wextra -Werror -pedantic -I"$prefix/include" -c "$work/header.c" \
+    -o "$work/header_c.o" 2>"$work/header_c.log" ||
+    { cat "$work/header_c.log" >&2; fail "the installed edgellm.h does not compile as C11 (-pedantic -Werror)"; }
+"$cxx" -std=c++11 -Wall -Wextra -Werror -pedantic -I"$prefix/include" -c "$work/header.cpp" \
+    -o "$work/header_cxx.o" 2>"$work/header_cxx.log" ||
+    { cat "$work/header_cxx.log" >&2; fail "the installed edgellm.h does not compile as C++11 with $cxx (-pedantic -Werror)"; }
 
 # The references: the command's own greedy output.
 stream_prompt="Once upon a time"
