@@ -312,17 +312,6 @@ static edgellm_status bpe_text(work *w, const ellm_vocab *v, const char *text, s
     return st;
 }
 
-/* The longest special token starting at text, or -1. */
-static edgellm_token match_special(const ellm_vocab *v, const char *text, size_t len)
-{
-    for (int32_t k = 0; k < v->n_specials; k++) {
-        const ellm_vocab_token *t = &v->tokens[v->specials[k]];
-        if (t->len <= len && memcmp(text, t->text, t->len) == 0)
-            return v->specials[k];
-    }
-    return -1;
-}
-
 edgellm_status ellm_bpe_tokenize(const ellm_vocab *v, const char *text, size_t len, bool add_bos,
                                  bool parse_special, edgellm_token *tokens, int32_t max_tokens,
                                  int32_t *n_tokens)
@@ -334,9 +323,7 @@ edgellm_status ellm_bpe_tokenize(const ellm_vocab *v, const char *text, size_t l
     size_t start = 0;
     if (parse_special && v->n_specials > 0) {
         for (size_t i = 0; i < len && st == EDGELLM_OK;) {
-            edgellm_token special = v->special_first[(uint8_t)text[i]]
-                                        ? match_special(v, text + i, len - i)
-                                        : -1;
+            edgellm_token special = ellm_vocab_match_special(v, text + i, len - i);
             if (special < 0) {
                 i++;
                 continue;

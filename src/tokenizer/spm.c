@@ -151,17 +151,6 @@ static edgellm_status tokenize_text(const ellm_vocab *v, const char *text, size_
     return st;
 }
 
-/* The special token (longest first) that starts at text, or -1. */
-static edgellm_token match_special(const ellm_vocab *v, const char *text, size_t len)
-{
-    for (int32_t k = 0; k < v->n_specials; k++) {
-        const ellm_vocab_token *t = &v->tokens[v->specials[k]];
-        if (t->len <= len && memcmp(text, t->text, t->len) == 0)
-            return v->specials[k];
-    }
-    return -1;
-}
-
 edgellm_status ellm_tokenize(const ellm_vocab *v, const char *text, size_t len, bool add_bos,
                              bool parse_special, edgellm_token *tokens, int32_t max_tokens,
                              int32_t *n_tokens)
@@ -182,7 +171,7 @@ edgellm_status ellm_tokenize(const ellm_vocab *v, const char *text, size_t len, 
     for (size_t i = 0; i <= len && st == EDGELLM_OK;) {
         edgellm_token special = -1;
         if (parse_special && i < len && v->n_specials > 0)
-            special = match_special(v, text + i, len - i);
+            special = ellm_vocab_match_special(v, text + i, len - i);
         if (special < 0 && i < len) {
             i++;
             continue;

@@ -27,6 +27,18 @@ edgellm_token ellm_vocab_find(const ellm_vocab *v, const char *text, size_t len)
     }
 }
 
+edgellm_token ellm_vocab_match_special(const ellm_vocab *v, const char *text, size_t len)
+{
+    if (len == 0 || !v->special_first[(uint8_t)text[0]])
+        return -1;
+    for (int32_t k = 0; k < v->n_specials; k++) {
+        const ellm_vocab_token *t = &v->tokens[v->specials[k]];
+        if (t->len <= len && memcmp(text, t->text, t->len) == 0)
+            return v->specials[k];
+    }
+    return -1;
+}
+
 static edgellm_status build_index(ellm_vocab *v)
 {
     uint64_t cap = 64;

@@ -36,6 +36,8 @@ edgellm_token ellm_vocab_find(const ellm_vocab *vocab, const char *text, size_t 
  * byte. */
 edgellm_status ellm_vocab_byte_fallback(const ellm_vocab *vocab, edgellm_token byte_token,
                                         uint8_t byte, edgellm_token *out);
+/* The longest special (control or user-defined) token whose text starts text[0..len), or -1. */
+edgellm_token ellm_vocab_match_special(const ellm_vocab *vocab, const char *text, size_t len);
 /* "<0xAB>" -> 0xAB, else -1. */
 int ellm_parse_byte_token(const char *text, size_t len);
 
