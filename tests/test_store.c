@@ -154,14 +154,21 @@ static void test_planner(void)
     CHECK(ellm_store_machine_ram() > 0);
 }
 
-static void test_library_lifecycle(void)
+/* A store opened on root after removing whatever an earlier run left there (NULL on failure). */
+static store *open_empty_store(const char *root)
 {
-    const char *root = test_tmp_path("store_unit_home");
-    char cmd[2048];
+    char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     CHECK(system(cmd) == 0);
     store *s = NULL;
     CHECK(ellm_store_open(root, &s) == EDGELLM_OK);
+    return s;
+}
+
+static void test_library_lifecycle(void)
+{
+    const char *root = test_tmp_path("store_unit_home");
+    store *s = open_empty_store(root);
     if (!s)
         return;
     const char *model = test_shared_path("models/aidreams260K-f32.gguf");
@@ -250,11 +257,7 @@ static void test_hostile_text(void)
 
     /* A comment holding a newline and a key line stays a comment. */
     const char *root = test_tmp_path("store_unit_trust");
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-    store *s = NULL;
-    CHECK(ellm_store_open(root, &s) == EDGELLM_OK);
+    store *s = open_empty_store(root);
     if (!s)
         return;
     const char *key1 = "1111111111111111111111111111111111111111111111111111111111111111";
