@@ -3,6 +3,7 @@
  * descheduled on a busy machine no longer holds up a fixed share of the work. Each output value is
  * computed by one kernel call whatever thread runs it, so results are bit-identical for any pool
  * size and any timing. */
+#include <stdalign.h>
 #include <stdatomic.h>
 
 #include "quant/quant.h"
@@ -53,7 +54,9 @@ typedef struct matmul_job {
     int64_t n_tokens;
     bool ext_dot; /* single rows through vec_dot_ext (activations in the extended layout) */
     int64_t chunk_rows;
-    atomic_llong next_chunk;
+    /* On a cache line of its own: each thread's add would otherwise take the line holding the
+     * fields above from the other threads' caches once per chunk. */
+    alignas(64) atomic_llong next_chunk;
 } matmul_job;
 
 static void rows_vec_dot(const matmul_job *j, const ellm_tensor *w, float *y, int64_t r0,
