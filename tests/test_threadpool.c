@@ -1,6 +1,6 @@
 /* The thread pool: every job runs on every thread exactly once and the dispatcher returns only
- * after all have finished, whether the workers are spinning, polling between yields or asleep
- * when the job arrives (gaps shorter and longer than the pool's spin and yield phases), and a
+ * after all have finished, whether the workers are spinning, just going to sleep or asleep when
+ * the job arrives (gaps shorter than, about as long as and longer than the pool's spin), and a
  * pool can be freed while its workers sleep. A lost wake-up hangs the test (ctest's timeout). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdatomic.h>
@@ -55,7 +55,7 @@ int main(void)
         CHECK(ellm_threadpool_create(nth, &pool) == EDGELLM_OK);
         CHECK(ellm_threadpool_size(pool) == nth);
         run_jobs(pool, nth, 20000, 0, "back to back");
-        run_jobs(pool, nth, 200, 20e-6, "gaps of 20 us (workers polling)");
+        run_jobs(pool, nth, 200, 20e-6, "gaps of 20 us (workers near the end of their spin)");
         run_jobs(pool, nth, 20, 3e-3, "gaps of 3 ms (workers asleep)");
         /* Freed right after a job and again after the workers fell asleep. */
         ellm_threadpool_free(pool);

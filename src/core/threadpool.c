@@ -6,21 +6,20 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/status.h"
 
-/* After each job a worker first spins on the generation counter, then keeps polling it between
- * sched_yield calls, and only then sleeps on a condition variable. A decode step dispatches
- * about six jobs per layer with serial gaps between them (the SiLU of a tinyllama layer takes
- * 13 us on one core, the sampling between steps longer); the spin alone (20000 iterations,
- * 12.5 us here) let the worker fall asleep in those gaps, and each wake cost the dispatching
- * thread a 14 us futex call in this VM and the worker another 9-14 us before it started. Yielding
- * keeps the worker a syscall away from the next job on an idle core, while on a machine with more
- * runnable threads than cores it hands the core to them instead of burning it. */
+/* Workers spin briefly on a generation counter (a decode step dispatches over a hundred small
+ * jobs, so waking through the kernel each time would dominate), then sleep on a condition
+ * variable; the dispatcher takes the mutex only when one sleeps. The spin (12.5 us here) covers
+ * most serial gaps between a decode step's jobs, not a tinyllama layer's SiLU (13 us) or the
+ * sampling between steps (docs/performance.md). Longer waits were tried and dropped: polling
+ * between sched_yield calls for 1 ms made decode 10-20x slower on a loaded machine (presumably
+ * the scheduler queues a thread that keeps yielding behind every other runnable one, so each
+ * job started late), and a 500 us pure spin 3x slower (it burnt the cores the dispatching thread
+ * needed). */
 #define SPIN_ITERATIONS 20000
-#define YIELD_SECONDS 1e-3
 
 struct ellm_threadpool {
     int n_threads;
@@ -40,24 +39,11 @@ typedef struct worker_arg {
     int ith;
 } worker_arg;
 
-static double monotonic_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 /* The generation after `seen`, or `seen` when the pool is stopping. */
 static unsigned wait_for_job(ellm_threadpool *pool, unsigned seen)
 {
     unsigned gen;
     for (int spins = 0; spins < SPIN_ITERATIONS; spins++) {
-        gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        if (gen != seen || atomic_load_explicit(&pool->stop, memory_order_relaxed))
-            return gen;
-    }
-    for (double deadline = monotonic_seconds() + YIELD_SECONDS; monotonic_seconds() < deadline;) {
-        sched_yield();
         gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (gen != seen || atomic_load_explicit(&pool->stop, memory_order_relaxed))
             return gen;
