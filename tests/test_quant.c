@@ -603,6 +603,58 @@ static void test_matmul_batch_independence(void)
     }
 }
 
+/* Weights of different types whose kernels take the same activations (Q4_K and Q6_K: Q8_K rows)
+ * share one ellm_matmul_multi dispatch; each output must be exactly what ellm_matmul gives, at
+ * one token (single-row kernels) and at several (tiles), for 1 and 3 threads. */
+static void test_matmul_multi_mixed_types(void)
+{
+    enum { IN = 512, OUT_A = 48, OUT_B = 32, T = 5 };
+    static float w[OUT_A * IN], x[T * IN], y[T * OUT_A], y2[T * OUT_B], ya[T * OUT_A],
+        yb[T * OUT_B];
+    static uint8_t wa[OUT_A * IN], wb[OUT_B * IN];
+    uint64_t seed = 77;
+    for (int i = 0; i < OUT_A * IN; i++)
+        w[i] = test_rand_gauss(&seed);
+    for (int i = 0; i < T * IN; i++)
+        x[i] = test_rand_gauss(&seed);
+    const ellm_type types[2] = {ELLM_TYPE_Q4_K, ELLM_TYPE_Q6_K};
+    uint8_t *data[2] = {wa, wb};
+    const int64_t outs[2] = {OUT_A, OUT_B};
+    ellm_tensor t[2];
+    for (int k = 0; k < 2; k++) {
+        uint64_t rb = 0;
+        ellm_row_bytes(types[k], IN, &rb);
+        for (int64_t r = 0; r < outs[k]; r++)
+            ellm_quantize_row(types[k], w + r * IN, data[k] + r * rb, IN);
+        t[k] = (ellm_tensor){.type = types[k],
+                             .ne = {IN, outs[k], 1, 1},
+                             .n_dims = 2,
+                             .row_bytes = rb,
+                             .n_bytes = rb * (uint64_t)outs[k],
+                             .data = data[k]};
+    }
+    size_t sa = ellm_matmul_scratch_bytes(&t[0], T), sb = ellm_matmul_scratch_bytes(&t[1], T);
+    void *scratch = malloc(sa > sb ? sa : sb);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        ellm_threadpool *pool = NULL;
+        CHECK(ellm_threadpool_create(threads, &pool) == EDGELLM_OK);
+        for (int64_t n_tokens = 1; n_tokens <= T; n_tokens += T - 1) {
+            const ellm_tensor *ws[2] = {&t[0], &t[1]};
+            float *ys[2] = {ya, yb};
+            ellm_matmul_multi(pool, ws, 2, x, n_tokens, ys, scratch);
+            ellm_matmul(NULL, &t[0], x, n_tokens, y, scratch);
+            ellm_matmul(NULL, &t[1], x, n_tokens, y2, scratch);
+            CHECK_MSG(!memcmp(ya, y, (size_t)(n_tokens * OUT_A) * sizeof(float)) &&
+                          !memcmp(yb, y2, (size_t)(n_tokens * OUT_B) * sizeof(float)),
+                      "Q4_K + Q6_K in one dispatch differ from each alone (%lld tokens, %d "
+                      "threads)",
+                      (long long)n_tokens, threads);
+        }
+        ellm_threadpool_free(pool);
+    }
+    free(scratch);
+}
+
 int main(void)
 {
     test_half_conversions();
@@ -614,5 +666,6 @@ int main(void)
     test_every_kernel_set();
     test_matmul();
     test_matmul_batch_independence();
+    test_matmul_multi_mixed_types();
     return test_finish("test_quant");
 }

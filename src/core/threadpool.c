@@ -10,8 +10,15 @@
 
 #include "core/status.h"
 
-/* Workers spin briefly on a generation counter (a decode step dispatches hundreds of small jobs,
- * so waking through the kernel each time would dominate), then sleep on a condition variable. */
+/* Workers spin briefly on a generation counter (a decode step dispatches over a hundred small
+ * jobs, so waking through the kernel each time would dominate), then sleep on a condition
+ * variable; the dispatcher takes the mutex only when one sleeps. The spin (12.5 us here) covers
+ * most serial gaps between a decode step's jobs, not a tinyllama layer's SiLU (13 us) or the
+ * sampling between steps (docs/performance.md). Longer waits were tried and dropped: polling
+ * between sched_yield calls for 1 ms made decode 10-20x slower on a loaded machine (presumably
+ * the scheduler queues a thread that keeps yielding behind every other runnable one, so each
+ * job started late), and a 500 us pure spin 3x slower (it burnt the cores the dispatching thread
+ * needed). */
 #define SPIN_ITERATIONS 20000
 
 struct ellm_threadpool {
@@ -20,6 +27,7 @@ struct ellm_threadpool {
     pthread_mutex_t mutex;
     pthread_cond_t wake;
     atomic_uint generation;
+    atomic_int sleepers; /* workers inside (or entering) the condition-variable wait */
     atomic_int pending;
     atomic_bool stop;
     ellm_task_fn fn;
@@ -31,6 +39,27 @@ typedef struct worker_arg {
     int ith;
 } worker_arg;
 
+/* The generation after `seen`, or `seen` when the pool is stopping. */
+static unsigned wait_for_job(ellm_threadpool *pool, unsigned seen)
+{
+    unsigned gen;
+    for (int spins = 0; spins < SPIN_ITERATIONS; spins++) {
+        gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        if (gen != seen || atomic_load_explicit(&pool->stop, memory_order_relaxed))
+            return gen;
+    }
+    /* The sleeper count goes up before the generation is read again and the dispatcher reads
+     * it after publishing a new generation (both sequentially consistent), so either this
+     * worker sees the new job or the dispatcher sees a sleeper and broadcasts under the mutex. */
+    pthread_mutex_lock(&pool->mutex);
+    atomic_fetch_add(&pool->sleepers, 1);
+    while ((gen = atomic_load(&pool->generation)) == seen && !atomic_load(&pool->stop))
+        pthread_cond_wait(&pool->wake, &pool->mutex);
+    atomic_fetch_sub(&pool->sleepers, 1);
+    pthread_mutex_unlock(&pool->mutex);
+    return gen;
+}
+
 static void *worker_main(void *p)
 {
     worker_arg *wa = p;
@@ -39,20 +68,9 @@ static void *worker_main(void *p)
     free(wa);
     unsigned seen = 0;
     for (;;) {
-        unsigned gen;
-        int spins = 0;
-        while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
-               !atomic_load(&pool->stop) && spins < SPIN_ITERATIONS)
-            spins++;
-        if (gen == seen && !atomic_load(&pool->stop)) {
-            pthread_mutex_lock(&pool->mutex);
-            while ((gen = atomic_load(&pool->generation)) == seen && !atomic_load(&pool->stop))
-                pthread_cond_wait(&pool->wake, &pool->mutex);
-            pthread_mutex_unlock(&pool->mutex);
-        }
+        seen = wait_for_job(pool, seen);
         if (atomic_load(&pool->stop))
             return NULL;
-        seen = gen;
         pool->fn(pool->arg, ith, pool->n_threads);
         atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
     }
@@ -79,6 +97,7 @@ edgellm_status ellm_threadpool_create(int n_threads, ellm_threadpool **out)
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
     atomic_init(&pool->generation, 0);
+    atomic_init(&pool->sleepers, 0);
     atomic_init(&pool->pending, 0);
     atomic_init(&pool->stop, false);
     pool->threads = calloc((size_t)n_threads, sizeof *pool->threads);
@@ -139,10 +158,13 @@ void ellm_threadpool_run(ellm_threadpool *pool, ellm_task_fn fn, void *arg)
     pool->fn = fn;
     pool->arg = arg;
     atomic_store(&pool->pending, pool->n_threads - 1);
-    pthread_mutex_lock(&pool->mutex);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->mutex);
+    atomic_fetch_add(&pool->generation, 1);
+    /* Spinning workers see the generation; only sleeping ones need the (slow) wake. */
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mutex);
+    }
     fn(arg, 0, pool->n_threads);
     /* A worker still busy has usually nearly finished; one that is descheduled (a machine with
      * more runnable threads than cores) needs this core, so stop spinning after a while. */

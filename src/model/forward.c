@@ -170,12 +170,14 @@ static void prof_end(ellm_state *s, ellm_prof_op op, double t0)
     }
 }
 
-/* The weights (of one input) in one pool dispatch, timed under their weight type; weights of
- * different types (mixed quantizations) go one by one so each type gets its own time. */
+/* The weights (of one input) in one pool dispatch, timed under their weight type. Weights of
+ * different types (mixed quantizations) share the dispatch when their kernels take the same
+ * activations (ellm_matmul_multi decides); with a profile attached they go one by one so each
+ * type gets its own time. */
 static void matmul_weights(ellm_state *s, ellm_threadpool *pool, const ellm_tensor *const *w,
                            int n_w, const float *x, int32_t n_tokens, float *const *y)
 {
-    for (int i = 1; i < n_w; i++) {
+    for (int i = 1; i < n_w && s->profile; i++) {
         if (w[i]->type != w[0]->type) {
             for (int k = 0; k < n_w; k++)
                 matmul_weights(s, pool, &w[k], 1, x, n_tokens, &y[k]);

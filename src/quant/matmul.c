@@ -3,6 +3,7 @@
  * descheduled on a busy machine no longer holds up a fixed share of the work. Each output value is
  * computed by one kernel call whatever thread runs it, so results are bit-identical for any pool
  * size and any timing. */
+#include <stdalign.h>
 #include <stdatomic.h>
 
 #include "quant/quant.h"
@@ -39,39 +40,48 @@ static void convert_task(void *arg, int ith, int nth)
     }
 }
 
+/* Most weights one dispatch takes (Q/K/V). */
+#define MAX_WEIGHTS 4
+
 /* Several weights sharing one input, their output rows numbered one after another, so one pool
- * dispatch computes them all (Q/K/V, gate/up). */
+ * dispatch computes them all (Q/K/V, gate/up). Their types may differ (Q4_K_M's Q6_K attn_v next
+ * to Q4_K attn_q) as long as their kernels take the same activation rows; each weight's rows go
+ * through its own type's kernels. */
 typedef struct matmul_job {
     const ellm_tensor *const *w;
     float *const *y;
     int n_w;
     int64_t total_rows;
-    const ellm_type_kernels *k;
-    ellm_gemm_fn gemm;
+    const ellm_type_kernels *k[MAX_WEIGHTS];
+    ellm_gemm_fn gemm[MAX_WEIGHTS];
+    bool ext_dot[MAX_WEIGHTS]; /* single rows through vec_dot_ext (extended activations) */
     const uint8_t *xq;
     uint64_t xq_row_bytes;
     int64_t n_tokens;
-    bool ext_dot; /* single rows through vec_dot_ext (activations in the extended layout) */
     int64_t chunk_rows;
-    atomic_llong next_chunk;
+    /* On a cache line of its own: each thread's add would otherwise take the line holding the
+     * fields above from the other threads' caches once per chunk. */
+    alignas(64) atomic_llong next_chunk;
 } matmul_job;
 
-static void rows_vec_dot(const matmul_job *j, const ellm_tensor *w, float *y, int64_t r0,
-                         int64_t r1)
+static void rows_vec_dot(const matmul_job *j, int iw, int64_t r0, int64_t r1)
 {
+    const ellm_tensor *w = j->w[iw];
+    const ellm_type_kernels *kern = j->k[iw];
+    float *y = j->y[iw];
     int64_t n_in = w->ne[0], n_out = w->ne[1];
     const uint8_t *wbase = w->data;
     for (int64_t rt = r0; rt < r1; rt += ROW_TILE) {
         int64_t rend = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
         int64_t t = 0;
-        if (j->k->vec_dot_x4 && !j->ext_dot) {
+        if (kern->vec_dot_x4 && !j->ext_dot[iw]) {
             for (; t + 4 <= j->n_tokens; t += 4) {
                 const void *xs[4];
                 for (int k = 0; k < 4; k++)
                     xs[k] = j->xq + (t + k) * j->xq_row_bytes;
                 for (int64_t r = rt; r < rend; r++) {
                     float out[4];
-                    j->k->vec_dot_x4(n_in, out, wbase + r * w->row_bytes, xs);
+                    kern->vec_dot_x4(n_in, out, wbase + r * w->row_bytes, xs);
                     for (int k = 0; k < 4; k++)
                         y[(t + k) * n_out + r] = out[k];
                 }
@@ -80,15 +90,17 @@ static void rows_vec_dot(const matmul_job *j, const ellm_tensor *w, float *y, in
         for (; t < j->n_tokens; t++) {
             const void *xrow = j->xq + t * j->xq_row_bytes;
             float *yrow = y + t * n_out;
-            ellm_vec_dot_fn dot = j->ext_dot ? j->k->vec_dot_ext : j->k->vec_dot;
+            ellm_vec_dot_fn dot = j->ext_dot[iw] ? kern->vec_dot_ext : kern->vec_dot;
             for (int64_t r = rt; r < rend; r++)
                 dot(n_in, &yrow[r], wbase + r * w->row_bytes, xrow);
         }
     }
 }
 
-static void rows_gemm(const matmul_job *j, const ellm_tensor *w, float *y, int64_t r0, int64_t r1)
+static void rows_gemm(const matmul_job *j, int iw, int64_t r0, int64_t r1)
 {
+    const ellm_tensor *w = j->w[iw];
+    float *y = j->y[iw];
     int64_t n_in = w->ne[0], n_out = w->ne[1];
     const uint8_t *wbase = w->data;
     int64_t chunk = (int64_t)(TOKEN_CHUNK_BYTES / j->xq_row_bytes) & ~(int64_t)3;
@@ -99,8 +111,9 @@ static void rows_gemm(const matmul_job *j, const ellm_tensor *w, float *y, int64
         int64_t nt = t0 + chunk < j->n_tokens ? chunk : j->n_tokens - t0;
         for (int64_t rt = r0; rt < r1; rt += tile) {
             int64_t nr = rt + tile < r1 ? tile : r1 - rt;
-            j->gemm(n_in, wbase + rt * w->row_bytes, w->row_bytes, nr, j->xq + t0 * j->xq_row_bytes,
-                    j->xq_row_bytes, nt, y + t0 * n_out + rt, n_out);
+            j->gemm[iw](n_in, wbase + rt * w->row_bytes, w->row_bytes, nr,
+                        j->xq + t0 * j->xq_row_bytes, j->xq_row_bytes, nt, y + t0 * n_out + rt,
+                        n_out);
         }
     }
 }
@@ -114,10 +127,10 @@ static void global_rows(const matmul_job *j, int64_t g0, int64_t g1)
         int64_t r1 = g1 - base < j->w[i]->ne[1] ? g1 - base : j->w[i]->ne[1];
         if (r0 >= r1)
             continue;
-        if (j->gemm)
-            rows_gemm(j, j->w[i], j->y[i], r0, r1);
+        if (j->gemm[i])
+            rows_gemm(j, i, r0, r1);
         else
-            rows_vec_dot(j, j->w[i], j->y[i], r0, r1);
+            rows_vec_dot(j, i, r0, r1);
     }
 }
 
@@ -157,27 +170,42 @@ size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens)
     return (size_t)((plain > ext ? plain : ext) * (uint64_t)n_tokens);
 }
 
+/* The job's kernels for weight i at n_tokens tokens; whether its activations are in the extended
+ * layout (tiles against Q8_K activations read it, and so do single rows where the set has a
+ * kernel for it). */
+static bool choose_kernels(matmul_job *job, int i, int64_t n_tokens)
+{
+    const ellm_type_kernels *k = ellm_kernels_for(job->w[i]->type);
+    job->k[i] = k;
+    job->gemm[i] = n_tokens >= GEMM_MIN_TOKENS ? ellm_gemm_for(job->w[i]->type) : NULL;
+    job->ext_dot[i] = !job->gemm[i] && k->vec_dot_ext && k->vec_dot_type == ELLM_TYPE_Q8_0;
+    return (job->gemm[i] && k->vec_dot_type == ELLM_TYPE_Q8_0) || job->ext_dot[i];
+}
+
 void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w, const float *x,
                        int64_t n_tokens, float *const *y, void *scratch)
 {
-    const ellm_type_kernels *k = ellm_kernels_for(w[0]->type);
-    /* One dispatch needs one activation format: weights of different types or input sizes go
-     * one by one. */
-    for (int i = 1; i < n_w; i++) {
-        if (w[i]->type != w[0]->type || w[i]->ne[0] != w[0]->ne[0]) {
-            for (int m = 0; m < n_w; m++)
-                ellm_matmul(pool, w[m], x, n_tokens, y[m], scratch);
-            return;
-        }
+    matmul_job job = {.w = w, .y = y, .n_w = n_w, .n_tokens = n_tokens};
+    /* One dispatch needs one activation format: weights whose kernels take different ones (or
+     * of different input sizes) go one by one. */
+    bool one_by_one = n_w > MAX_WEIGHTS;
+    bool ext = false;
+    for (int i = 0; i < n_w && !one_by_one; i++) {
+        bool ext_i = choose_kernels(&job, i, n_tokens);
+        if (i == 0)
+            ext = ext_i;
+        else
+            one_by_one = ext_i != ext || w[i]->ne[0] != w[0]->ne[0] ||
+                         job.k[i]->vec_dot_type != job.k[0]->vec_dot_type;
     }
-    matmul_job job = {.w = w, .y = y, .n_w = n_w, .k = k, .n_tokens = n_tokens};
+    if (one_by_one) {
+        for (int m = 0; m < n_w; m++)
+            ellm_matmul(pool, w[m], x, n_tokens, y[m], scratch);
+        return;
+    }
     for (int i = 0; i < n_w; i++)
         job.total_rows += w[i]->ne[1];
-    job.gemm = n_tokens >= GEMM_MIN_TOKENS ? ellm_gemm_for(w[0]->type) : NULL;
-    /* Tiles against Q8_0 activations read the extended layout, and so do single rows where the
-     * set has a kernel for it; others the plain rows. */
-    job.ext_dot = !job.gemm && k->vec_dot_ext && k->vec_dot_type == ELLM_TYPE_Q8_0;
-    bool ext = (job.gemm && k->vec_dot_type == ELLM_TYPE_Q8_0) || job.ext_dot;
+    const ellm_type_kernels *k = job.k[0];
     /* Chunks small enough that threads finish together, large enough that a chunk's weights
      * are reused over every token of a prefill while they sit in L2. */
     int threads = ellm_threadpool_size(pool);
