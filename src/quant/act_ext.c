@@ -12,8 +12,7 @@ ellm_q8_0_ext_layout ellm_q8_0_ext_layout_for(int64_t n)
     size_t nb = (size_t)(n / QK8_0);
     ellm_q8_0_ext_layout L;
     L.scales_offset = nb * QK8_0;
-    L.sums_offset = L.scales_offset + align32(nb * sizeof(float));
-    L.block_sums_offset = L.sums_offset + nb * 8 * sizeof(int32_t);
+    L.block_sums_offset = L.scales_offset + align32(nb * sizeof(float));
     /* Rows start on 64-byte boundaries so consecutive tokens never share a cache line. */
     L.row_bytes = (L.block_sums_offset + nb * sizeof(int32_t) + 63) & ~(size_t)63;
     return L;
@@ -25,7 +24,6 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n)
     uint8_t *row = dst;
     int8_t *qs = dst;
     float *scales = (float *)(row + L.scales_offset);
-    int32_t *sums = (int32_t *)(row + L.sums_offset);
     int32_t *block_sums = (int32_t *)(row + L.block_sums_offset);
     for (int64_t i = 0; i < n / QK8_0; i++) {
         block_q8_0 b;
@@ -33,11 +31,7 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n)
         memcpy(qs + i * QK8_0, b.qs, QK8_0);
         scales[i] = ellm_f16_to_f32(b.d);
         block_sums[i] = 0;
-        for (int j = 0; j < 8; j++) {
-            const int8_t *q = b.qs + 4 * j;
-            int32_t four = (int32_t)q[0] + q[1] + q[2] + q[3];
-            sums[8 * i + j] = 8 * four;
-            block_sums[i] += four;
-        }
+        for (int j = 0; j < QK8_0; j++)
+            block_sums[i] += b.qs[j];
     }
 }

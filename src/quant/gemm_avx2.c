@@ -34,7 +34,13 @@ enum {
      * loaded and stored once per chunk, so 16 halves those round trips against 8. */
     CHUNK_BLOCKS = 16,
     TOKEN_STEP = 32, /* tokens whose accumulators stay in L1 while a row group is swept */
+    /* Tokens that share each weight load of a Q4_0 / Q8_0 sweep: the best of 2, 4 and 6 in
+     * gemm_micro (Q4_0 was slower at 4 and 6, Q8_0 at 2). */
+    Q4_0_SWEEP = 2,
+    Q8_0_SWEEP = 4,
 };
+
+_Static_assert(Q4_0_SWEEP <= Q8_0_SWEEP, "sweep_block_sums sizes its arrays for Q8_0_SWEEP");
 
 typedef enum tile_kind {
     TILE_Q4_0,
@@ -48,6 +54,15 @@ typedef enum tile_kind {
 /* The "_1" kinds: unsigned levels, a minimum per block, Q8_1 activations. The others: signed
  * levels against extended Q8_0 activation rows. */
 static inline bool has_min(tile_kind kind) { return kind == TILE_Q4_1 || kind == TILE_Q5_1; }
+
+/* Kinds whose single-row kernels (kernels_avx2.c) sum each block's products exactly in integers
+ * and convert once per block: lane k of their accumulator takes blocks i with i % 8 == k. The
+ * others convert each group of four products (one accumulator per group and block parity). */
+static inline bool has_block_sums(tile_kind kind) { return kind == TILE_Q4_0 || kind == TILE_Q8_0; }
+
+/* Q4_0's levels stay unsigned nibbles (q, not q - 8) so that its activations need no sign
+ * moves: the tile subtracts 8 x the block's activation sum from the integer instead. */
+static inline bool unsigned_levels(tile_kind kind) { return has_min(kind) || kind == TILE_Q4_0; }
 
 static inline size_t block_bytes(tile_kind kind)
 {
@@ -84,13 +99,13 @@ static inline __m256i fifth_bits(const uint8_t *qh)
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
 }
 
-/* The 32 levels of the block at b in value order: signed for the kinds without a minimum,
- * unsigned (0..31) for the others, exactly the levels the single-row kernels multiply. */
+/* The 32 levels of the block at b in value order: unsigned (0..31) for the unsigned_levels kinds,
+ * signed for the others, exactly the levels the single-row kernels multiply (Q4_0: q, whose
+ * offset of 8 is subtracted from the integer sums). */
 ALWAYS_INLINE __m256i block_levels(tile_kind kind, const uint8_t *b)
 {
     switch (kind) {
-    case TILE_Q4_0:
-        return _mm256_sub_epi8(nibbles(b + offsetof(block_q4_0, qs)), _mm256_set1_epi8(8));
+    case TILE_Q4_0: return nibbles(b + offsetof(block_q4_0, qs));
     case TILE_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + offsetof(block_q8_0, qs)));
     case TILE_Q5_0:
         /* q - 16: the nibble where the fifth bit is set, nibble - 16 (0xF0 set) where clear */
@@ -134,8 +149,9 @@ ALWAYS_INLINE void decode_chunk(tile_kind kind, const uint8_t *const *rows, int6
             memcpy(&m[l], b + 2, 2); /* ...and the "_1" formats continue with the minimum */
         }
         C->d[k] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
-        if (has_min(kind)) {
+        if (has_min(kind))
             C->m[k] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)m));
+        if (unsigned_levels(kind)) {
             transpose_8x8(lv, C->mag[k]);
         } else {
             transpose_8x8(lv, C->sgn[k]);
@@ -148,7 +164,8 @@ ALWAYS_INLINE void decode_chunk(tile_kind kind, const uint8_t *const *rows, int6
 /* One token's blocks: quants, scale and (Q8_1) d × sum. */
 typedef struct token_view {
     const uint8_t *x;
-    const float *ext_d; /* extended Q8_0 rows: the scales as floats */
+    const float *ext_d;      /* extended Q8_0 rows: the scales as floats */
+    const int32_t *ext_sums; /* extended Q8_0 rows: each block's sum of activations */
 } token_view;
 
 ALWAYS_INLINE const int8_t *token_block(tile_kind kind, const token_view *v, int64_t b, float *da,
@@ -167,7 +184,8 @@ ALWAYS_INLINE const int8_t *token_block(tile_kind kind, const token_view *v, int
 }
 
 /* The accumulators of one token: the single-row kernel's lane-g sums of even (acc[0]) and odd
- * (acc[1]) blocks, one row per lane, and its minimum terms. */
+ * (acc[1]) blocks, one row per lane, and its minimum terms; for the has_block_sums kinds,
+ * acc[0][k] is its lane-k sum (blocks i % 8 == k). */
 typedef struct token_sums {
     __m256 acc[2][LANE_GROUPS];
     __m256 mins[2];
@@ -203,13 +221,57 @@ ALWAYS_INLINE void sweep_chunk(tile_kind kind, const chunk *C, int64_t b0, int k
     s->mins[par] = mins;
 }
 
-/* The single-row kernel's final sum: hsum256 of acc0 + acc1 (the halves, then the upper pair onto
- * the lower, then the last two lanes), then the minimum terms. */
+/* The block sums of nt tokens (1, Q4_0_SWEEP or Q8_0_SWEEP) over a chunk: each weight vector
+ * loaded feeds every token.
+ * Q4_0 adds its eight pair sums per lane in 16 bits (|sum| <= 16 x 15 x 127 < 2^15) and widens
+ * once; Q8_0's pairs reach 2 x 128 x 127, so each is widened to 32 bits. */
+ALWAYS_INLINE void sweep_block_sums(tile_kind kind, const chunk *C, int64_t b0, int kb,
+                                    const token_view *v, token_sums *s, int nt)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int k = 0; k < kb; k++) {
+        const int8_t *qa[Q8_0_SWEEP];
+        __m256i p[Q8_0_SWEEP];
+        for (int t = 0; t < nt; t++) {
+            qa[t] = (const int8_t *)v[t].x + (size_t)(b0 + k) * QK8_0;
+            p[t] = _mm256_setzero_si256();
+        }
+        for (int g = 0; g < LANE_GROUPS; g++) {
+            __m256i w = C->mag[k][g];
+            for (int t = 0; t < nt; t++) {
+                int32_t four;
+                memcpy(&four, qa[t] + 4 * g, 4);
+                __m256i a = _mm256_set1_epi32(four);
+                if (kind == TILE_Q4_0) {
+                    p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(w, a));
+                } else {
+                    a = _mm256_sign_epi8(a, C->sgn[k][g]);
+                    p[t] = _mm256_add_epi32(p[t],
+                                            _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), ones));
+                }
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            __m256i total = p[t];
+            if (kind == TILE_Q4_0)
+                total = _mm256_sub_epi32(_mm256_madd_epi16(total, ones),
+                                         _mm256_set1_epi32(8 * v[t].ext_sums[b0 + k]));
+            __m256 d = _mm256_mul_ps(C->d[k], _mm256_set1_ps(v[t].ext_d[b0 + k]));
+            /* b0 is a multiple of 8, so block b0 + k is in lane k % 8 */
+            __m256 *acc = &s[t].acc[0][k % LANE_GROUPS];
+            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(total), *acc);
+        }
+    }
+}
+
+/* The single-row kernel's final sum: hsum256 of its accumulator (acc0 + acc1 for the kinds with
+ * two: the halves, then the upper pair onto the lower, then the last two lanes), then the minimum
+ * terms. */
 ALWAYS_INLINE __m256 finish(tile_kind kind, const token_sums *s)
 {
     __m256 v[LANE_GROUPS];
     for (int g = 0; g < LANE_GROUPS; g++)
-        v[g] = _mm256_add_ps(s->acc[0][g], s->acc[1][g]);
+        v[g] = has_block_sums(kind) ? s->acc[0][g] : _mm256_add_ps(s->acc[0][g], s->acc[1][g]);
     __m256 even = _mm256_add_ps(_mm256_add_ps(v[0], v[4]), _mm256_add_ps(v[2], v[6]));
     __m256 odd = _mm256_add_ps(_mm256_add_ps(v[1], v[5]), _mm256_add_ps(v[3], v[7]));
     __m256 sum = _mm256_add_ps(even, odd);
@@ -223,7 +285,7 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
                               float *y, int64_t y_stride)
 {
     int64_t nb = n / QK8_0;
-    size_t ext_scales = has_min(kind) ? 0 : ellm_q8_0_ext_layout_for(n).scales_offset;
+    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
     chunk C;
     token_sums sums[TOKEN_STEP];
     for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS) {
@@ -241,13 +303,26 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
             token_view views[TOKEN_STEP];
             for (int t = 0; t < nt; t++) {
                 views[t].x = x + (size_t)(t0 + t) * x_stride;
-                views[t].ext_d = (const float *)(views[t].x + ext_scales);
+                views[t].ext_d = (const float *)(views[t].x + L.scales_offset);
+                views[t].ext_sums = (const int32_t *)(views[t].x + L.block_sums_offset);
                 memset(&sums[t], 0, sizeof sums[t]);
             }
             for (int64_t b0 = 0; b0 < nb; b0 += CHUNK_BLOCKS) {
                 int kb = nb - b0 < CHUNK_BLOCKS ? (int)(nb - b0) : CHUNK_BLOCKS;
                 decode_chunk(kind, rows, b0, kb, &C);
-                for (int t = 0; t < nt; t++) {
+                int t = 0;
+                if (has_block_sums(kind)) {
+                    if (kind == TILE_Q4_0)
+                        for (; t + Q4_0_SWEEP <= nt; t += Q4_0_SWEEP)
+                            sweep_block_sums(kind, &C, b0, kb, &views[t], &sums[t], Q4_0_SWEEP);
+                    else
+                        for (; t + Q8_0_SWEEP <= nt; t += Q8_0_SWEEP)
+                            sweep_block_sums(kind, &C, b0, kb, &views[t], &sums[t], Q8_0_SWEEP);
+                    for (; t < nt; t++)
+                        sweep_block_sums(kind, &C, b0, kb, &views[t], &sums[t], 1);
+                    continue;
+                }
+                for (; t < nt; t++) {
                     sweep_chunk(kind, &C, b0, kb, 0, &views[t], &sums[t]);
                     sweep_chunk(kind, &C, b0, kb, 1, &views[t], &sums[t]);
                 }

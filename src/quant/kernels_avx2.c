@@ -62,6 +62,18 @@ void ellm_vec_dot_f16_avx2(int64_t n, float *out, const void *row, const void *x
     *out = sum;
 }
 
+/* Q8_0 and Q4_0 against 8-bit activations: each block's 32 products are summed exactly in
+ * integers, eight blocks at a time into the eight lanes of one vector, converted once and
+ * multiplied by the blocks' scale products d_w * d_a in one fused multiply-add: lane k of the
+ * accumulator holds the blocks i with i % 8 == k, in order, and the result is hsum256 of it.
+ * The GEMM tiles (gemm_avx2.c) repeat exactly this float work (lane k there is an accumulator
+ * of eight rows), so prefill and decode agree bit for bit; a change to the float order here
+ * must be repeated there. Blocks past the end of a short last group have scale and sum 0, and
+ * fma(0, 0, acc) leaves acc unchanged. */
+enum { GROUP_BLOCKS = 8 };
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 /* Sum of signed 8-bit products of 32 pairs, as 8 int32 lanes. */
 static inline __m256i dot_i8_32(__m256i a, __m256i b)
 {
@@ -71,227 +83,190 @@ static inline __m256i dot_i8_32(__m256i a, __m256i b)
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
+/* The 32 nibbles of a Q4_0 block in value order (low nibbles, then high), unsigned: the 16 bytes
+ * go to both 128-bit halves by the load itself, and one variable shift brings the high nibbles
+ * down in the upper half. */
+static inline __m256i q4_0_nibbles(const block_q4_0 *b)
+{
+    __m256i packed = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(packed, _mm256_set_epi64x(4, 4, 0, 0)),
+                            _mm256_set1_epi8(0x0F));
+}
+
+static inline __m256i q4_0_levels(const block_q4_0 *b)
+{
+    return _mm256_sub_epi8(q4_0_nibbles(b), _mm256_set1_epi8(8));
+}
+
+static inline __m256i q8_0_levels(const block_q8_0 *b)
+{
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+
+static inline __m256i load_i8_32(const int8_t *q) { return _mm256_loadu_si256((const __m256i *)q); }
+
+/* The totals of eight int32 vectors: lane k = the sum of v[k]'s lanes (exact). */
+static inline __m256i lane_totals(const __m256i v[GROUP_BLOCKS])
+{
+    __m256i v01 = _mm256_hadd_epi32(v[0], v[1]), v23 = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i v45 = _mm256_hadd_epi32(v[4], v[5]), v67 = _mm256_hadd_epi32(v[6], v[7]);
+    /* lower half: v0..v3's lower-half totals, upper half: their upper-half totals */
+    __m256i v0123 = _mm256_hadd_epi32(v01, v23), v4567 = _mm256_hadd_epi32(v45, v67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(v0123, v4567, 0x20),
+                            _mm256_permute2x128_si256(v0123, v4567, 0x31));
+}
+
+/* The half-precision scales of kb (<= 8) blocks `stride` bytes apart (scale first), as floats;
+ * 0 past kb. */
+ALWAYS_INLINE __m256 group_half_scales(const void *first, size_t stride, int kb)
+{
+    uint16_t h[GROUP_BLOCKS] = {0};
+    for (int k = 0; k < kb; k++)
+        memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* Up to eight blocks of one weight row as signed levels, shared by every activation row. */
+typedef struct weight_group {
+    __m256i levels[GROUP_BLOCKS];
+    __m256 d;
+} weight_group;
+
+ALWAYS_INLINE void load_group(ellm_type type, const void *row, int64_t i, int kb, weight_group *g)
+{
+    for (int k = 0; k < GROUP_BLOCKS; k++)
+        g->levels[k] = k >= kb                  ? _mm256_setzero_si256()
+                       : type == ELLM_TYPE_Q4_0 ? q4_0_levels((const block_q4_0 *)row + i + k)
+                                                : q8_0_levels((const block_q8_0 *)row + i + k);
+    g->d = type == ELLM_TYPE_Q4_0
+               ? group_half_scales((const block_q4_0 *)row + i, sizeof(block_q4_0), kb)
+               : group_half_scales((const block_q8_0 *)row + i, sizeof(block_q8_0), kb);
+}
+
+/* One group against a plain Q8_0 activation row: acc + (d_w * d_a) * (exact block sums). */
+ALWAYS_INLINE __m256 group_step(const weight_group *g, const block_q8_0 *a, int64_t i, int kb,
+                                __m256 acc)
+{
+    __m256i p[GROUP_BLOCKS];
+    for (int k = 0; k < GROUP_BLOCKS; k++)
+        p[k] = k < kb ? dot_i8_32(g->levels[k], load_i8_32(a[i + k].qs)) : _mm256_setzero_si256();
+    __m256 d = _mm256_mul_ps(g->d, group_half_scales(a + i, sizeof *a, kb));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane_totals(p)), acc);
+}
+
+/* rows activation rows against one weight row: every weight group is decoded once. */
+ALWAYS_INLINE void dot_rows(ellm_type type, int64_t n, float *out, const void *row,
+                            const block_q8_0 *const *x, int rows)
+{
+    int64_t nb = n / QK8_0, i = 0;
+    __m256 acc[4];
+    weight_group g;
+    for (int t = 0; t < rows; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS) {
+        load_group(type, row, i, GROUP_BLOCKS, &g);
+        for (int t = 0; t < rows; t++)
+            acc[t] = group_step(&g, x[t], i, GROUP_BLOCKS, acc[t]);
+    }
+    if (i < nb) {
+        load_group(type, row, i, (int)(nb - i), &g);
+        for (int t = 0; t < rows; t++)
+            acc[t] = group_step(&g, x[t], i, (int)(nb - i), acc[t]);
+    }
+    for (int t = 0; t < rows; t++)
+        out[t] = hsum256(acc[t]);
+}
+
 void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const block_q8_0 *w = row, *a = x;
-    int64_t nb = n / QK8_0, i = 0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; i + 2 <= nb; i += 2) {
-        __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
-        __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
-        __m256i p0 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i].qs),
-                               _mm256_loadu_si256((const __m256i *)a[i].qs));
-        __m256i p1 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i + 1].qs),
-                               _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
-        __m256i p = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i].qs),
-                              _mm256_loadu_si256((const __m256i *)a[i].qs));
-        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
-    }
-    *out = hsum256(_mm256_add_ps(acc0, acc1));
+    const block_q8_0 *a = x;
+    dot_rows(ELLM_TYPE_Q8_0, n, out, row, &a, 1);
 }
 
-static inline __m256i unpack_q4_0(const block_q4_0 *b)
-{
-    const __m128i low_mask = _mm_set1_epi8(0x0F);
-    __m128i packed = _mm_loadu_si128((const __m128i *)b->qs);
-    __m128i lo = _mm_and_si128(packed, low_mask);
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low_mask);
-    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-}
-
-/* Two blocks per step into two accumulators, so consecutive FMAs do not wait on each other. */
 void ellm_vec_dot_q4_0_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const block_q4_0 *w = row;
     const block_q8_0 *a = x;
-    int64_t nb = n / QK4_0, i = 0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; i + 2 <= nb; i += 2) {
-        __m256 d0 = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
-        __m256 d1 = _mm256_set1_ps(half_to_float(w[i + 1].d) * half_to_float(a[i + 1].d));
-        __m256i p0 = dot_i8_32(unpack_q4_0(&w[i]), _mm256_loadu_si256((const __m256i *)a[i].qs));
-        __m256i p1 = dot_i8_32(unpack_q4_0(&w[i + 1]),
-                               _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
-        __m256i p = dot_i8_32(unpack_q4_0(&w[i]), _mm256_loadu_si256((const __m256i *)a[i].qs));
-        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
-    }
-    *out = hsum256(_mm256_add_ps(acc0, acc1));
+    dot_rows(ELLM_TYPE_Q4_0, n, out, row, &a, 1);
 }
 
-/* The same computation as ellm_vec_dot_q4_0_avx2 for four activation rows at once: each weight
- * block is unpacked once and used four times (prefill). Per row, the operations and their order
- * are exactly those of the single-row kernel, so results are bit-identical to it. */
+/* Four activation rows sharing each decoded weight group (bit-identical to single rows). */
 void ellm_vec_dot_q4_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
-    const block_q4_0 *w = row;
     const block_q8_0 *a[4] = {x[0], x[1], x[2], x[3]};
-    int64_t nb = n / QK4_0, i = 0;
-    __m256 acc0[4], acc1[4];
-    for (int t = 0; t < 4; t++)
-        acc0[t] = acc1[t] = _mm256_setzero_ps();
-    for (; i + 2 <= nb; i += 2) {
-        __m256i q0 = unpack_q4_0(&w[i]), q1 = unpack_q4_0(&w[i + 1]);
-        float dw0 = half_to_float(w[i].d), dw1 = half_to_float(w[i + 1].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d0 = _mm256_set1_ps(dw0 * half_to_float(a[t][i].d));
-            __m256 d1 = _mm256_set1_ps(dw1 * half_to_float(a[t][i + 1].d));
-            __m256i p0 = dot_i8_32(q0, _mm256_loadu_si256((const __m256i *)a[t][i].qs));
-            __m256i p1 = dot_i8_32(q1, _mm256_loadu_si256((const __m256i *)a[t][i + 1].qs));
-            acc0[t] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1[t]);
-        }
-    }
-    for (; i < nb; i++) {
-        __m256i q = unpack_q4_0(&w[i]);
-        float dw = half_to_float(w[i].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d = _mm256_set1_ps(dw * half_to_float(a[t][i].d));
-            __m256i p = dot_i8_32(q, _mm256_loadu_si256((const __m256i *)a[t][i].qs));
-            acc0[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0[t]);
-        }
-    }
-    for (int t = 0; t < 4; t++)
-        out[t] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
+    dot_rows(ELLM_TYPE_Q4_0, n, out, row, a, 4);
 }
 
-/* ellm_vec_dot_q8_0_avx2 for four activation rows sharing each weight load; bit-identical. */
 void ellm_vec_dot_q8_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
-    const block_q8_0 *w = row;
     const block_q8_0 *a[4] = {x[0], x[1], x[2], x[3]};
-    int64_t nb = n / QK8_0, i = 0;
-    __m256 acc0[4], acc1[4];
-    for (int t = 0; t < 4; t++)
-        acc0[t] = acc1[t] = _mm256_setzero_ps();
-    for (; i + 2 <= nb; i += 2) {
-        __m256i q0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i q1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
-        float dw0 = half_to_float(w[i].d), dw1 = half_to_float(w[i + 1].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d0 = _mm256_set1_ps(dw0 * half_to_float(a[t][i].d));
-            __m256 d1 = _mm256_set1_ps(dw1 * half_to_float(a[t][i + 1].d));
-            __m256i p0 = dot_i8_32(q0, _mm256_loadu_si256((const __m256i *)a[t][i].qs));
-            __m256i p1 = dot_i8_32(q1, _mm256_loadu_si256((const __m256i *)a[t][i + 1].qs));
-            acc0[t] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1[t]);
-        }
-    }
-    for (; i < nb; i++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        float dw = half_to_float(w[i].d);
-        for (int t = 0; t < 4; t++) {
-            __m256 d = _mm256_set1_ps(dw * half_to_float(a[t][i].d));
-            __m256i p = dot_i8_32(q, _mm256_loadu_si256((const __m256i *)a[t][i].qs));
-            acc0[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0[t]);
-        }
-    }
-    for (int t = 0; t < 4; t++)
-        out[t] = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
+    dot_rows(ELLM_TYPE_Q8_0, n, out, row, a, 4);
+}
+
+/* kb (<= 8) consecutive 32-bit values, 0 past kb. A whole group is loaded directly: copying it
+ * through a stack array first stalls the load on store forwarding. */
+ALWAYS_INLINE __m256i group_i32(const int32_t *v, int kb)
+{
+    if (kb == GROUP_BLOCKS)
+        return _mm256_loadu_si256((const __m256i *)v);
+    int32_t part[GROUP_BLOCKS] = {0};
+    memcpy(part, v, (size_t)kb * sizeof *v);
+    return _mm256_loadu_si256((const __m256i *)part);
 }
 
 /* The decode path: the activation row in the extended Q8_0 layout carries the scales as floats
- * and, per block, 8 x the sum of each four activations, so Q4_0 multiplies its unsigned nibbles
- * (no sign moves) and subtracts that sum for the offset of 8, and neither kernel converts an
- * activation scale. The scale products d_w * d_a of eight blocks are formed at once and broadcast
- * from memory. Every lane's integer, scale product and fused multiply-add (even blocks into acc0,
- * odd into acc1) are the plain kernel's, so the results are bit-identical to it. */
-enum { EXT_STEP = 8 };
-
-/* d_w * d_a of blocks i..i+7 of a row whose blocks are `stride` bytes apart (scale first). */
-static inline void ext_scale_products(const uint8_t *w, size_t stride, const float *da, float *out)
+ * and each block's sum of activations, so Q4_0 multiplies its unsigned nibbles (no sign moves)
+ * and subtracts 8 x that sum from the block's total, and no activation scale is converted. The
+ * integers, scale products and float operations are the plain kernels', so the results are
+ * bit-identical to them. */
+ALWAYS_INLINE __m256 ext_group_step(ellm_type type, const void *row, const int8_t *a,
+                                    const float *da, const int32_t *block_sums, int64_t i, int kb,
+                                    __m256 acc)
 {
-    uint16_t h[EXT_STEP];
-    for (int k = 0; k < EXT_STEP; k++)
-        memcpy(&h[k], w + (size_t)k * stride, 2);
-    __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
-    _mm256_storeu_ps(out, _mm256_mul_ps(dw, _mm256_loadu_ps(da)));
+    __m256i p[GROUP_BLOCKS];
+    for (int k = 0; k < GROUP_BLOCKS; k++) {
+        const int8_t *ak = a + (i + k) * QK8_0;
+        if (k >= kb)
+            p[k] = _mm256_setzero_si256();
+        else if (type == ELLM_TYPE_Q4_0)
+            p[k] = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(q4_0_nibbles((const block_q4_0 *)row + i + k), load_i8_32(ak)),
+                _mm256_set1_epi16(1));
+        else
+            p[k] = dot_i8_32(q8_0_levels((const block_q8_0 *)row + i + k), load_i8_32(ak));
+    }
+    __m256i totals = lane_totals(p);
+    __m256 dw = type == ELLM_TYPE_Q4_0
+                    ? group_half_scales((const block_q4_0 *)row + i, sizeof(block_q4_0), kb)
+                    : group_half_scales((const block_q8_0 *)row + i, sizeof(block_q8_0), kb);
+    if (type == ELLM_TYPE_Q4_0)
+        totals = _mm256_sub_epi32(totals, _mm256_slli_epi32(group_i32(block_sums + i, kb), 3));
+    __m256 d = _mm256_mul_ps(dw, _mm256_castsi256_ps(group_i32((const int32_t *)(da + i), kb)));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(totals), acc);
 }
 
-/* Sum of q * a of a block's 32 unsigned nibbles q and activations a, less 8 x the sums of a, as
- * the plain kernel's 8 int32 lanes (four values each). */
-static inline __m256i q4_0_ext_block(const block_q4_0 *b, const int8_t *a, const int32_t *sums8)
+ALWAYS_INLINE void dot_ext(ellm_type type, int64_t n, float *out, const void *row, const void *x)
 {
-    const __m128i m15 = _mm_set1_epi8(15);
-    __m128i packed = _mm_loadu_si128((const __m128i *)b->qs);
-    __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), m15),
-                                 _mm_and_si128(packed, m15));
-    __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)a));
-    return _mm256_sub_epi32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)),
-                            _mm256_loadu_si256((const __m256i *)sums8));
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    const int8_t *a = x;
+    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
+    const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
+    int64_t nb = n / QK8_0, i = 0;
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS)
+        acc = ext_group_step(type, row, a, da, block_sums, i, GROUP_BLOCKS, acc);
+    if (i < nb)
+        acc = ext_group_step(type, row, a, da, block_sums, i, (int)(nb - i), acc);
+    *out = hsum256(acc);
 }
 
 void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    const block_q4_0 *w = row;
-    const int8_t *a = x;
-    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
-    const int32_t *sums = (const int32_t *)((const uint8_t *)x + L.sums_offset);
-    int64_t nb = n / QK4_0, i = 0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float d[EXT_STEP];
-    for (; i + EXT_STEP <= nb; i += EXT_STEP) {
-        ext_scale_products((const uint8_t *)&w[i], sizeof w[i], da + i, d);
-        for (int k = 0; k < EXT_STEP; k += 2) {
-            __m256i p0 = q4_0_ext_block(&w[i + k], a + (i + k) * QK8_0, sums + 8 * (i + k));
-            __m256i p1 = q4_0_ext_block(&w[i + k + 1], a + (i + k + 1) * QK8_0,
-                                        sums + 8 * (i + k + 1));
-            acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k]), _mm256_cvtepi32_ps(p0), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k + 1]), _mm256_cvtepi32_ps(p1), acc1);
-        }
-    }
-    for (; i < nb; i++) {
-        __m256 di = _mm256_set1_ps(half_to_float(w[i].d) * da[i]);
-        __m256i p = q4_0_ext_block(&w[i], a + i * QK8_0, sums + 8 * i);
-        /* block i's parity decides its accumulator, as in the plain kernel */
-        if (i % 2 == 0)
-            acc0 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(p), acc0);
-        else
-            acc1 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(p), acc1);
-    }
-    *out = hsum256(_mm256_add_ps(acc0, acc1));
+    dot_ext(ELLM_TYPE_Q4_0, n, out, row, x);
 }
 
 void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    const block_q8_0 *w = row;
-    const int8_t *a = x;
-    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
-    int64_t nb = n / QK8_0, i = 0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float d[EXT_STEP];
-    for (; i + EXT_STEP <= nb; i += EXT_STEP) {
-        ext_scale_products((const uint8_t *)&w[i], sizeof w[i], da + i, d);
-        for (int k = 0; k < EXT_STEP; k += 2) {
-            __m256i p0 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i + k].qs),
-                                   _mm256_loadu_si256((const __m256i *)(a + (i + k) * QK8_0)));
-            __m256i p1 = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i + k + 1].qs),
-                                   _mm256_loadu_si256((const __m256i *)(a + (i + k + 1) * QK8_0)));
-            acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k]), _mm256_cvtepi32_ps(p0), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k + 1]), _mm256_cvtepi32_ps(p1), acc1);
-        }
-    }
-    for (; i < nb; i++) {
-        __m256 di = _mm256_set1_ps(half_to_float(w[i].d) * da[i]);
-        __m256i p = dot_i8_32(_mm256_loadu_si256((const __m256i *)w[i].qs),
-                              _mm256_loadu_si256((const __m256i *)(a + i * QK8_0)));
-        if (i % 2 == 0)
-            acc0 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(p), acc0);
-        else
-            acc1 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(p), acc1);
-    }
-    *out = hsum256(_mm256_add_ps(acc0, acc1));
+    dot_ext(ELLM_TYPE_Q8_0, n, out, row, x);
 }
 
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n)

@@ -75,13 +75,12 @@ typedef struct ellm_type_kernels {
 /*
  * Extended Q8_0 activation rows for the gemm kernels, from exactly the blocks ellm_quantize_row
  * makes: first every block's 32 values (each block 32-byte aligned, so no load splits a cache
- * line), then each block's scale as a float, then for each block eight int32 values: 8 × the sum
- * of its activations 4j..4j+3 (what a kernel working on Q4_0's unsigned nibbles subtracts to apply
- * the format's offset of 8), then each block's plain sum of its 32 activations as an int32 (the
- * same offsets for kernels that form whole-block sums). Rows are a multiple of 64 bytes.
+ * line), then each block's scale as a float, then each block's sum of its 32 activations as an
+ * int32 (what a kernel working on Q4_0's unsigned nibbles subtracts, times 8, to apply the
+ * format's offset of 8). Rows are a multiple of 64 bytes.
  */
 typedef struct ellm_q8_0_ext_layout {
-    size_t scales_offset, sums_offset, block_sums_offset, row_bytes;
+    size_t scales_offset, block_sums_offset, row_bytes;
 } ellm_q8_0_ext_layout;
 ellm_q8_0_ext_layout ellm_q8_0_ext_layout_for(int64_t n);
 void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n);
