@@ -2,9 +2,10 @@
  *
  * Per super-block the integer part is exact (unsigned quants times signed activations with
  * maddubs, sub-block scales applied with madd, mins and Q6_K's -32 offset from the activation
- * bsums); the scaling to float is accumulated in 8 float lanes, so results differ from the scalar
- * kernels only by float summation order. The x4 kernels repeat exactly the single-row operations
- * per activation row, sharing only the weight decoding, so they are bit-identical to them. */
+ * bsums) and reduced to one integer, which is scaled to float and accumulated with the scalar
+ * kernel's expression in its order: results are bit-identical to kernels_kquants_scalar.c, and
+ * the tiles (gemm_kquants_avx2.c) need only the same integers, in any order. The x4 kernels
+ * repeat exactly the single-row operations per activation row, sharing only the weight decoding. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -90,10 +91,9 @@ static inline void q5_K_unpack(const block_q5_K *b, __m256i q[8])
     }
 }
 
-/* One Q4_K/Q5_K super-block against one activation block: the scaled integer sum into acc
- * (8 float lanes), the min term into macc (4 float lanes; both exact integers before scaling). */
-static inline void kq_block(const __m256i q[8], const kq_meta *m, const block_q8_K *a, __m256 *acc,
-                            __m128 *macc)
+/* One Q4_K/Q5_K super-block against one activation block: the exact integer sum of the scaled
+ * quants (lanes 0 and 2) and of the min term (lanes 1 and 3). */
+static inline __m128i kq_block_sums(const __m256i q[8], const kq_meta *m, const block_q8_K *a)
 {
     __m256i isum = _mm256_setzero_si256();
     for (int c = 0; c < 4; c++)
@@ -104,82 +104,88 @@ static inline void kq_block(const __m256i q[8], const kq_meta *m, const block_q8
     __m256i b = _mm256_loadu_si256((const __m256i *)a->bsums);
     __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
     __m128i msum = _mm_madd_epi16(m->mins, pair);
-    *macc = _mm_fmadd_ps(_mm_set1_ps(a->d * m->dmin), _mm_cvtepi32_ps(msum), *macc);
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(a->d * m->d), _mm256_cvtepi32_ps(isum), *acc);
+    __m128i half = _mm_add_epi32(_mm256_castsi256_si128(isum), _mm256_extracti128_si256(isum, 1));
+    __m128i two = _mm_hadd_epi32(half, msum);
+    return _mm_hadd_epi32(two, two);
+}
+
+/* sum + the scalar kernel's super-block term a.d * d * isum - a.d * dmin * msum, operation for
+ * operation (intrinsics, so that no compiler fuses them), from kq_block_sums' lanes. */
+static inline __m128 kq_add_block(__m128 sum, const kq_meta *m, float ad, __m128i sums)
+{
+    __m128 scale = _mm_mul_ps(_mm_set1_ps(ad), _mm_setr_ps(m->d, m->dmin, m->d, m->dmin));
+    __m128 t = _mm_mul_ps(scale, _mm_cvtepi32_ps(sums));
+    return _mm_add_ss(sum, _mm_sub_ss(t, _mm_movehdup_ps(t)));
 }
 
 void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q4_K *w = row;
     const block_q8_K *a = x;
-    __m256 acc = _mm256_setzero_ps();
-    __m128 macc = _mm_setzero_ps();
+    __m128 sum = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
         q4_K_unpack(&w[i], q);
-        kq_block(q, &m, &a[i], &acc, &macc);
+        sum = kq_add_block(sum, &m, a[i].d, kq_block_sums(q, &m, &a[i]));
     }
-    *out = hsum256(acc) - hsum128(macc);
+    *out = _mm_cvtss_f32(sum);
 }
 
 void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
     const block_q4_K *w = row;
-    __m256 acc[4];
-    __m128 macc[4];
-    for (int t = 0; t < 4; t++) {
-        acc[t] = _mm256_setzero_ps();
-        macc[t] = _mm_setzero_ps();
-    }
+    __m128 sum[4];
+    for (int t = 0; t < 4; t++)
+        sum[t] = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
         q4_K_unpack(&w[i], q);
-        for (int t = 0; t < 4; t++)
-            kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
+        for (int t = 0; t < 4; t++) {
+            const block_q8_K *a = (const block_q8_K *)x[t] + i;
+            sum[t] = kq_add_block(sum[t], &m, a->d, kq_block_sums(q, &m, a));
+        }
     }
     for (int t = 0; t < 4; t++)
-        out[t] = hsum256(acc[t]) - hsum128(macc[t]);
+        out[t] = _mm_cvtss_f32(sum[t]);
 }
 
 void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q5_K *w = row;
     const block_q8_K *a = x;
-    __m256 acc = _mm256_setzero_ps();
-    __m128 macc = _mm_setzero_ps();
+    __m128 sum = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
         q5_K_unpack(&w[i], q);
-        kq_block(q, &m, &a[i], &acc, &macc);
+        sum = kq_add_block(sum, &m, a[i].d, kq_block_sums(q, &m, &a[i]));
     }
-    *out = hsum256(acc) - hsum128(macc);
+    *out = _mm_cvtss_f32(sum);
 }
 
 void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
     const block_q5_K *w = row;
-    __m256 acc[4];
-    __m128 macc[4];
-    for (int t = 0; t < 4; t++) {
-        acc[t] = _mm256_setzero_ps();
-        macc[t] = _mm_setzero_ps();
-    }
+    __m128 sum[4];
+    for (int t = 0; t < 4; t++)
+        sum[t] = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         kq_meta m;
         __m256i q[8];
         kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
         q5_K_unpack(&w[i], q);
-        for (int t = 0; t < 4; t++)
-            kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
+        for (int t = 0; t < 4; t++) {
+            const block_q8_K *a = (const block_q8_K *)x[t] + i;
+            sum[t] = kq_add_block(sum[t], &m, a->d, kq_block_sums(q, &m, a));
+        }
     }
     for (int t = 0; t < 4; t++)
-        out[t] = hsum256(acc[t]) - hsum128(macc[t]);
+        out[t] = _mm_cvtss_f32(sum[t]);
 }
 
 /* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order, and the
@@ -216,41 +222,44 @@ static inline __m256i q6_K_block_isum(const __m256i q[8], const __m256i sc[8], _
     return _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
 }
 
+/* sum + the scalar kernel's super-block term a.d * d * isum, operation for operation. */
+static inline __m128 q6_K_add_block(__m128 sum, float ad, uint16_t d, __m256i isum)
+{
+    __m128 scale = _mm_mul_ss(_mm_set_ss(ad), _mm_set_ss(_cvtsh_ss(d)));
+    return _mm_add_ss(sum, _mm_mul_ss(scale, _mm_cvtsi32_ss(scale, hsum256_i32(isum))));
+}
+
 void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q6_K *w = row;
     const block_q8_K *a = x;
-    __m256 acc = _mm256_setzero_ps();
+    __m128 sum = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m256i q[8], sc[8];
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-        __m256i isum = q6_K_block_isum(q, sc, sc16, &a[i]);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * _cvtsh_ss(w[i].d)), _mm256_cvtepi32_ps(isum),
-                              acc);
+        sum = q6_K_add_block(sum, a[i].d, w[i].d, q6_K_block_isum(q, sc, sc16, &a[i]));
     }
-    *out = hsum256(acc);
+    *out = _mm_cvtss_f32(sum);
 }
 
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
     const block_q6_K *w = row;
-    __m256 acc[4];
+    __m128 sum[4];
     for (int t = 0; t < 4; t++)
-        acc[t] = _mm256_setzero_ps();
+        sum[t] = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m256i q[8], sc[8];
         q6_K_unpack(&w[i], q, sc);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-        float d = _cvtsh_ss(w[i].d);
         for (int t = 0; t < 4; t++) {
             const block_q8_K *a = (const block_q8_K *)x[t] + i;
-            __m256i isum = q6_K_block_isum(q, sc, sc16, a);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d * d), _mm256_cvtepi32_ps(isum), acc[t]);
+            sum[t] = q6_K_add_block(sum[t], a->d, w[i].d, q6_K_block_isum(q, sc, sc16, a));
         }
     }
     for (int t = 0; t < 4; t++)
-        out[t] = hsum256(acc[t]);
+        out[t] = _mm_cvtss_f32(sum[t]);
 }
 
 /* Q8_K with the reference quantizer's exact arithmetic: the first value of largest magnitude
