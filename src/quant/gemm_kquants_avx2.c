@@ -42,13 +42,15 @@ typedef enum ktile_kind {
     KTILE_IQ4_XS
 } ktile_kind;
 
-/* A super-block of the eight rows, ready for maddubs: the levels (unsigned, but IQ4_XS's signed),
- * per piece and half piece (groups 0-3, 4-7) the rows' scales as an int16 pair per lane, the
- * multipliers of the activations' 16-value sums as int16 pairs (Q4_K/Q5_K: min 2k and 2k + 1;
- * Q2_K: min 2g and 2g + 1; Q6_K and Q3_K: scale 2g and 2g + 1, for their offsets of 32 and 4),
- * and the rows' super-block scales. */
+/* A super-block of the eight rows, ready for maddubs: the unsigned levels (IQ4_XS: the low
+ * nibbles of value + 128, and the high ones in q_high), per piece and half piece (groups 0-3, 4-7;
+ * IQ4_XS: low and high nibbles) the rows' scales as an int16 pair per lane, the multipliers of the
+ * activations' 16-value sums as int16 pairs (Q4_K/Q5_K: min 2k and 2k + 1; Q2_K: min 2g and
+ * 2g + 1; Q6_K, Q3_K, IQ4_XS: scale 2g and 2g + 1 (IQ4_XS: scale g twice), for their offsets of
+ * 32, 4 and 128), and the rows' super-block scales. */
 typedef struct kblock {
     __m256i q[PIECES][GROUPS];
+    __m256i q_high[PIECES][GROUPS];
     __m256i sc[PIECES][2];
     __m256i bsum_mul[GROUPS];
     __m256 d, dmin;
@@ -132,6 +134,13 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
         for (int l = 0; l < GROUP_ROWS; l++)
             lv[l] = piece_levels(kind, blk[l], p);
         transpose_8x8(lv, B->q[p]);
+        if (kind == KTILE_IQ4_XS)
+            for (int g = 0; g < GROUPS; g++) {
+                /* The signed level + 128 (1..241), as two unsigned nibbles. */
+                __m256i u = _mm256_xor_si256(B->q[p][g], _mm256_set1_epi8((char)0x80));
+                B->q[p][g] = _mm256_and_si256(u, _mm256_set1_epi8(15));
+                B->q_high[p][g] = _mm256_and_si256(_mm256_srli_epi16(u, 4), _mm256_set1_epi8(15));
+            }
     }
     int32_t sc[PIECES][2][GROUP_ROWS], mul[GROUPS][GROUP_ROWS];
     uint16_t d[GROUP_ROWS], dmin[GROUP_ROWS];
@@ -140,7 +149,8 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
             const block_iq4_xs *b = (const block_iq4_xs *)blk[l];
             for (int p = 0; p < PIECES; p++) {
                 int ls = ellm_iq4_xs_scale(b, p) - 32;
-                sc[p][0][l] = sc[p][1][l] = int16_pair(ls, ls);
+                sc[p][0][l] = mul[p][l] = int16_pair(ls, ls);
+                sc[p][1][l] = int16_pair(16 * ls, 16 * ls);
             }
             d[l] = b->d;
             dmin[l] = 0;
@@ -206,7 +216,7 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
     for (int p = 0; p < PIECES; p++)
         for (int h = 0; h < 2; h++)
             B->sc[p][h] = _mm256_loadu_si256((const __m256i *)sc[p][h]);
-    int n_mul = kind == KTILE_Q4_K || kind == KTILE_Q5_K ? 4 : kind == KTILE_IQ4_XS ? 0 : GROUPS;
+    int n_mul = kind == KTILE_Q4_K || kind == KTILE_Q5_K ? 4 : GROUPS;
     for (int g = 0; g < n_mul; g++)
         B->bsum_mul[g] = _mm256_loadu_si256((const __m256i *)mul[g]);
     B->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
@@ -214,45 +224,34 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
 }
 
 /* How many groups of a piece sum their maddubs pairs in int16 before one madd with the scale:
- * as many as stay below 32767 in the worst case (level max × 128 × 2 per pair, so Q4_K 16 × 1920,
- * Q5_K 8 × 3968, Q6_K 4 × 8064, Q2_K/Q3_K 8 × 896) and within one sub-block (Q6_K, Q2_K, Q3_K:
- * four groups). IQ4_XS's pairs reach 2 × 127 × 128 = 32512 alone. */
+ * as many as stay below 32767 in the worst case (level max × 128 × 2 per pair, so Q4_K and
+ * IQ4_XS's nibbles 16 × 1920, Q5_K 8 × 3968, Q6_K 4 × 8064, Q2_K/Q3_K 8 × 896) and within one
+ * sub-block (Q6_K, Q2_K, Q3_K: four groups). */
 static inline int group_span(ktile_kind kind)
 {
     switch (kind) {
-    case KTILE_Q4_K: return 8;
+    case KTILE_Q4_K:
+    case KTILE_IQ4_XS: return 8;
     case KTILE_Q6_K: return 2;
-    case KTILE_IQ4_XS: return 1;
     default: return 4;
     }
 }
 
-/* maddubs of one group of the eight rows (w) against four activations broadcast. IQ4_XS's levels
- * are signed: the activations' magnitudes (mag) go in unsigned and the levels take their signs,
- * as in its single-row kernel (Q8_K holds -128, whose negation is no int8). */
-ALWAYS_INLINE __m256i group_product(ktile_kind kind, __m256i w, const int8_t *y, const int8_t *mag)
-{
-    int32_t four;
-    memcpy(&four, y, 4);
-    if (kind != KTILE_IQ4_XS)
-        return _mm256_maddubs_epi16(w, _mm256_set1_epi32(four));
-    int32_t magnitude;
-    memcpy(&magnitude, mag, 4);
-    return _mm256_maddubs_epi16(_mm256_set1_epi32(magnitude),
-                                _mm256_sign_epi8(w, _mm256_set1_epi32(four)));
-}
-
-/* The eight rows' exact sum of scale × level × activation over one 32-value piece, for one token
- * (y: the piece's activations, mag: their magnitudes, IQ4_XS only). */
+/* The eight rows' exact sum of scale × level × activation over one 32-value piece for one token
+ * (y: the piece's activations; IQ4_XS: of one nibble of level + 128, whose offset comes off
+ * later). */
 ALWAYS_INLINE __m256i piece_sum(ktile_kind kind, const __m256i w[GROUPS], __m256i sc0, __m256i sc1,
-                                const int8_t *y, const int8_t *mag)
+                                const int8_t *y)
 {
     int span = group_span(kind);
     __m256i total = _mm256_setzero_si256();
     for (int g0 = 0; g0 < GROUPS; g0 += span) {
-        __m256i s = group_product(kind, w[g0], y + 4 * g0, mag + 4 * g0);
-        for (int g = g0 + 1; g < g0 + span; g++)
-            s = _mm256_add_epi16(s, group_product(kind, w[g], y + 4 * g, mag + 4 * g));
+        __m256i s = _mm256_setzero_si256();
+        for (int g = g0; g < g0 + span; g++) {
+            int32_t four;
+            memcpy(&four, y + 4 * g, 4);
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[g], _mm256_set1_epi32(four)));
+        }
         total = _mm256_add_epi32(total, _mm256_madd_epi16(s, g0 < 4 ? sc0 : sc1));
     }
     return total;
@@ -272,8 +271,6 @@ ALWAYS_INLINE __m256 block_term(ktile_kind kind, const kblock *B, const block_q8
 {
     __m256 ad = _mm256_set1_ps(a->d);
     __m256 dall = _mm256_mul_ps(B->d, ad);
-    if (kind == KTILE_IQ4_XS)
-        return _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum));
     __m256i off = _mm256_setzero_si256();
     if (kind == KTILE_Q4_K || kind == KTILE_Q5_K) {
         /* Pairs of 16-value sums are the sub-block sums (int16 is enough: |sum| <= 32 * 128). */
@@ -287,12 +284,14 @@ ALWAYS_INLINE __m256 block_term(ktile_kind kind, const kblock *B, const block_q8
         for (int g = 0; g < GROUPS; g++)
             off = _mm256_add_epi32(off, _mm256_madd_epi16(B->bsum_mul[g], bsum_pair(a->bsums, g)));
     }
-    /* The stored levels are the values + 32 (Q6_K) or + 4 (Q3_K): scale × offset × the 16-value
-     * sums come off. */
+    /* The levels are the values + 32 (Q6_K), + 4 (Q3_K) or + 128 (IQ4_XS): scale × offset × the
+     * 16-value sums come off. */
     if (kind == KTILE_Q6_K)
         isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
     if (kind == KTILE_Q3_K)
         isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 2));
+    if (kind == KTILE_IQ4_XS)
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 7));
     __m256 term = _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum));
     if (kind == KTILE_Q4_K || kind == KTILE_Q5_K || kind == KTILE_Q2_K)
         term = _mm256_sub_ps(term,
@@ -308,8 +307,6 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
     kblock B;
     __m256 acc[TOKEN_STEP];
     __m256i isum[TOKEN_STEP];
-    /* IQ4_XS: the step's activation magnitudes of the current super-block. */
-    static _Thread_local int8_t magnitude[TOKEN_STEP][QK_K];
     for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS) {
         int nr = n_rows - r0 < GROUP_ROWS ? (int)(n_rows - r0) : GROUP_ROWS;
         /* A short last group repeats its last row in the unused lanes, which are not stored. */
@@ -327,25 +324,20 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
                 acc[t] = _mm256_setzero_ps();
             for (int64_t i = 0; i < nb; i++) {
                 decode_kblock(kind, rows, i, &B);
-                if (kind == KTILE_IQ4_XS)
-                    for (int t = 0; t < nt; t++) {
-                        const int8_t *q = ((const block_q8_K *)(xt + (size_t)t * x_stride))[i].qs;
-                        for (int k = 0; k < QK_K; k += 32)
-                            _mm256_storeu_si256(
-                                (__m256i *)(magnitude[t] + k),
-                                _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(q + k))));
-                    }
-                /* Piece by piece, its levels held in registers for every token of the step. */
-                for (int p = 0; p < PIECES; p++) {
+                /* Piece by piece (IQ4_XS: low nibbles, then high), its levels held in
+                 * registers for every token of the step. */
+                int passes = kind == KTILE_IQ4_XS ? 2 * PIECES : PIECES;
+                for (int pass = 0; pass < passes; pass++) {
+                    int p = pass % PIECES;
+                    bool high = pass >= PIECES;
                     __m256i wp[GROUPS];
                     for (int g = 0; g < GROUPS; g++)
-                        wp[g] = B.q[p][g];
-                    __m256i sc0 = B.sc[p][0], sc1 = B.sc[p][1];
+                        wp[g] = high ? B.q_high[p][g] : B.q[p][g];
+                    __m256i sc0 = B.sc[p][high], sc1 = B.sc[p][1];
                     for (int t = 0; t < nt; t++) {
                         const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
-                        __m256i s = piece_sum(kind, wp, sc0, sc1, a->qs + 32 * p,
-                                              magnitude[t] + 32 * p);
-                        isum[t] = p == 0 ? s : _mm256_add_epi32(isum[t], s);
+                        __m256i s = piece_sum(kind, wp, sc0, sc1, a->qs + 32 * p);
+                        isum[t] = pass == 0 ? s : _mm256_add_epi32(isum[t], s);
                     }
                 }
                 for (int t = 0; t < nt; t++) {
