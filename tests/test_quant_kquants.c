@@ -454,9 +454,10 @@ static void test_tiles(void)
             if (!gemm || !k || !ref)
                 continue;
             tiled++;
-            /* Sets whose kernels sum exact integers in the scalar order (not AVX2's, which
-             * accumulates in float lanes) equal the scalar kernel too. */
-            bool exact = !strcmp(k->isa, "avx512") || !strncmp(k->isa, "neon", 4);
+            /* Sets whose kernels sum exact integers in the scalar order equal the scalar kernel
+             * too. */
+            bool exact = !strcmp(k->isa, "avx512") || !strcmp(k->isa, "avx2") ||
+                         !strncmp(k->isa, "neon", 4);
             uint64_t rb = 0;
             ellm_row_bytes(type, TN, &rb);
             for (int r = 0; r < ROWS; r++)

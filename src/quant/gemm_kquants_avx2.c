@@ -3,16 +3,14 @@
  * does for the 32-value formats.
  *
  * A super-block of the eight rows is decoded and transposed once (lane l of q[p][g] holds levels
- * 4g..4g+3 of the 32-value piece p of row l) and reused by a step of up to TOKEN_STEP tokens.
- * Per token, one maddubs of a piece's group g against the broadcast activations, one madd with
- * the rows' sub-block scales and one addition form lane g of the single-row kernel's integer sum
- * (kernels_kquants_avx2.c) for all eight rows; the float work then repeats that kernel's lane for
- * lane (its eight lanes become eight vectors of the eight rows' lanes, its minimum terms four),
- * including the final horizontal sums as the same trees of additions, so every (row, token)
- * value is bit-identical to the single-row kernel (test_quant_kquants checks it). A change to the
- * float order of those kernels must be repeated here. Q2_K, Q3_K and IQ4_XS (whose single-row
- * kernels, kernels_kquants_low_avx2.c, are bit-identical to the scalar ones) sum each row's exact
- * super-block integers and then take the scalar kernel's float steps in its order. */
+ * 4g..4g+3 of the 32-value piece p of row l) and reused by a step of up to TOKEN_STEP tokens,
+ * piece by piece with the piece's levels held in registers. Per token, a maddubs of each group
+ * against the broadcast activations, the pairs summed in int16 as far as they cannot overflow
+ * (group_span), then one madd with the rows' sub-block scales: the tile spends its time in
+ * maddubs. Every kernel of this set, like the scalar one, forms each super-block's sum as an exact
+ * integer and only then scales it to float (the scalar kernel's expression, in its order), so
+ * the order of the integer work is free and every (row, token) value is bit-identical to the
+ * single-row kernels and to the scalar ones (test_quant_kquants checks both). */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -29,9 +27,9 @@
 enum {
     GROUP_ROWS = 8, /* weight rows per vector, one per 32-bit lane */
     PIECES = 8,     /* 32-value pieces of a super-block */
-    GROUPS = 8,     /* groups of four levels in a piece: the single-row kernel's lanes */
-    /* Tokens sharing one decoded super-block, their accumulators (24 KB) in L1: at 32 the
-     * decoding and transposition took about a tenth of the tile's time. */
+    GROUPS = 8,     /* groups of four levels in a piece, one maddubs each */
+    /* Tokens sharing one decoded super-block: at 32 the decoding and transposition took about a
+     * tenth of the tile's time. */
     TOKEN_STEP = 64,
 };
 
@@ -44,17 +42,15 @@ typedef enum ktile_kind {
     KTILE_IQ4_XS
 } ktile_kind;
 
-/* The kinds whose single-row kernels reduce each super-block to one exact integer (and then
- * follow the scalar kernel), rather than accumulating eight float lanes. */
-static inline bool block_exact(ktile_kind kind) { return kind >= KTILE_Q2_K; }
-
-/* A super-block of the eight rows, ready for maddubs: the levels (unsigned, but IQ4_XS's signed),
- * per piece and half piece (groups 0-3, 4-7) the rows' scales as an int16 pair per lane, the
- * multipliers of the activations' 16-value sums as int16 pairs (Q4_K/Q5_K: min 2k and 2k + 1;
- * Q2_K: min 2g and 2g + 1; Q6_K and Q3_K: scale 2g and 2g + 1, for their offsets of 32 and 4),
- * and the rows' super-block scales. */
+/* A super-block of the eight rows, ready for maddubs: the unsigned levels (IQ4_XS: the low
+ * nibbles of value + 128, and the high ones in q_high), per piece and half piece (groups 0-3, 4-7;
+ * IQ4_XS: low and high nibbles) the rows' scales as an int16 pair per lane, the multipliers of the
+ * activations' 16-value sums as int16 pairs (Q4_K/Q5_K: min 2k and 2k + 1; Q2_K: min 2g and
+ * 2g + 1; Q6_K, Q3_K, IQ4_XS: scale 2g and 2g + 1 (IQ4_XS: scale g twice), for their offsets of
+ * 32, 4 and 128), and the rows' super-block scales. */
 typedef struct kblock {
     __m256i q[PIECES][GROUPS];
+    __m256i q_high[PIECES][GROUPS];
     __m256i sc[PIECES][2];
     __m256i bsum_mul[GROUPS];
     __m256 d, dmin;
@@ -138,6 +134,13 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
         for (int l = 0; l < GROUP_ROWS; l++)
             lv[l] = piece_levels(kind, blk[l], p);
         transpose_8x8(lv, B->q[p]);
+        if (kind == KTILE_IQ4_XS)
+            for (int g = 0; g < GROUPS; g++) {
+                /* The signed level + 128 (1..241), as two unsigned nibbles. */
+                __m256i u = _mm256_xor_si256(B->q[p][g], _mm256_set1_epi8((char)0x80));
+                B->q[p][g] = _mm256_and_si256(u, _mm256_set1_epi8(15));
+                B->q_high[p][g] = _mm256_and_si256(_mm256_srli_epi16(u, 4), _mm256_set1_epi8(15));
+            }
     }
     int32_t sc[PIECES][2][GROUP_ROWS], mul[GROUPS][GROUP_ROWS];
     uint16_t d[GROUP_ROWS], dmin[GROUP_ROWS];
@@ -146,7 +149,8 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
             const block_iq4_xs *b = (const block_iq4_xs *)blk[l];
             for (int p = 0; p < PIECES; p++) {
                 int ls = ellm_iq4_xs_scale(b, p) - 32;
-                sc[p][0][l] = sc[p][1][l] = int16_pair(ls, ls);
+                sc[p][0][l] = mul[p][l] = int16_pair(ls, ls);
+                sc[p][1][l] = int16_pair(16 * ls, 16 * ls);
             }
             d[l] = b->d;
             dmin[l] = 0;
@@ -212,19 +216,46 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
     for (int p = 0; p < PIECES; p++)
         for (int h = 0; h < 2; h++)
             B->sc[p][h] = _mm256_loadu_si256((const __m256i *)sc[p][h]);
-    int n_mul = kind == KTILE_Q4_K || kind == KTILE_Q5_K ? 4 : kind == KTILE_IQ4_XS ? 0 : GROUPS;
+    int n_mul = kind == KTILE_Q4_K || kind == KTILE_Q5_K ? 4 : GROUPS;
     for (int g = 0; g < n_mul; g++)
         B->bsum_mul[g] = _mm256_loadu_si256((const __m256i *)mul[g]);
     B->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
     B->dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dmin));
 }
 
-/* One token's float accumulators: the single-row kernel's eight lanes and (Q4_K/Q5_K) its four
- * minimum lanes, one row per vector lane; the block-exact kinds' running sum is acc[0]. */
-typedef struct ktoken_sums {
-    __m256 acc[GROUPS];
-    __m256 mins[4];
-} ktoken_sums;
+/* How many groups of a piece sum their maddubs pairs in int16 before one madd with the scale:
+ * as many as stay below 32767 in the worst case (level max × 128 × 2 per pair, so Q4_K and
+ * IQ4_XS's nibbles 16 × 1920, Q5_K 8 × 3968, Q6_K 4 × 8064, Q2_K/Q3_K 8 × 896) and within one
+ * sub-block (Q6_K, Q2_K, Q3_K: four groups). */
+static inline int group_span(ktile_kind kind)
+{
+    switch (kind) {
+    case KTILE_Q4_K:
+    case KTILE_IQ4_XS: return 8;
+    case KTILE_Q6_K: return 2;
+    default: return 4;
+    }
+}
+
+/* The eight rows' exact sum of scale × level × activation over one 32-value piece for one token
+ * (y: the piece's activations; IQ4_XS: of one nibble of level + 128, whose offset comes off
+ * later). */
+ALWAYS_INLINE __m256i piece_sum(ktile_kind kind, const __m256i w[GROUPS], __m256i sc0, __m256i sc1,
+                                const int8_t *y)
+{
+    int span = group_span(kind);
+    __m256i total = _mm256_setzero_si256();
+    for (int g0 = 0; g0 < GROUPS; g0 += span) {
+        __m256i s = _mm256_setzero_si256();
+        for (int g = g0; g < g0 + span; g++) {
+            int32_t four;
+            memcpy(&four, y + 4 * g, 4);
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[g], _mm256_set1_epi32(four)));
+        }
+        total = _mm256_add_epi32(total, _mm256_madd_epi16(s, g0 < 4 ? sc0 : sc1));
+    }
+    return total;
+}
 
 /* The bsums pair (2k, 2k + 1) of a, as one int32 broadcast to every lane. */
 static inline __m256i bsum_pair(const int16_t *bsums, int k)
@@ -234,91 +265,38 @@ static inline __m256i bsum_pair(const int16_t *bsums, int k)
     return _mm256_set1_epi32(v);
 }
 
-ALWAYS_INLINE void kblock_token(ktile_kind kind, const kblock *B, const block_q8_K *a,
-                                ktoken_sums *s)
+/* One super-block's term of the eight rows' sums for one token, from their exact integer sums
+ * (isum): the scalar kernel's float expression, operation for operation. */
+ALWAYS_INLINE __m256 block_term(ktile_kind kind, const kblock *B, const block_q8_K *a, __m256i isum)
 {
-    __m256i isum[GROUPS];
-    for (int g = 0; g < GROUPS; g++)
-        isum[g] = _mm256_setzero_si256();
-    /* IQ4_XS's levels are signed: the activations' magnitudes go in unsigned and the levels take
-     * their signs, as in its single-row kernel (Q8_K holds -128, whose negation is no int8). */
-    int8_t magnitude[QK_K];
-    if (kind == KTILE_IQ4_XS)
-        for (int k = 0; k < QK_K; k += 32)
-            _mm256_storeu_si256((__m256i *)(magnitude + k),
-                                _mm256_abs_epi8(_mm256_loadu_si256((const __m256i *)(a->qs + k))));
-    for (int p = 0; p < PIECES; p++) {
-        const int8_t *y = a->qs + 32 * p;
-        for (int g = 0; g < GROUPS; g++) {
-            int32_t four;
-            memcpy(&four, y + 4 * g, 4);
-            __m256i prod;
-            if (kind == KTILE_IQ4_XS) {
-                int32_t mag;
-                memcpy(&mag, magnitude + 32 * p + 4 * g, 4);
-                prod = _mm256_maddubs_epi16(_mm256_set1_epi32(mag),
-                                            _mm256_sign_epi8(B->q[p][g], _mm256_set1_epi32(four)));
-            } else {
-                prod = _mm256_maddubs_epi16(B->q[p][g], _mm256_set1_epi32(four));
-            }
-            isum[g] = _mm256_add_epi32(isum[g], _mm256_madd_epi16(prod, B->sc[p][g / 4]));
-        }
-    }
     __m256 ad = _mm256_set1_ps(a->d);
-    if (block_exact(kind)) {
-        __m256i total = _mm256_setzero_si256(), off = _mm256_setzero_si256();
-        for (int g = 0; g < GROUPS; g++) {
-            total = _mm256_add_epi32(total, isum[g]);
-            if (kind != KTILE_IQ4_XS)
-                off = _mm256_add_epi32(off,
-                                       _mm256_madd_epi16(B->bsum_mul[g], bsum_pair(a->bsums, g)));
-        }
-        /* The scalar kernels: sum += d * a.d * isum (Q3_K with the offset of 4 off, IQ4_XS);
-         * sum += dall * isum - dmin * msum (Q2_K). */
-        __m256 dall = _mm256_mul_ps(B->d, ad);
-        if (kind == KTILE_Q3_K)
-            total = _mm256_sub_epi32(total, _mm256_slli_epi32(off, 2));
-        __m256 term = _mm256_mul_ps(dall, _mm256_cvtepi32_ps(total));
-        if (kind == KTILE_Q2_K)
-            term = _mm256_sub_ps(
-                term, _mm256_mul_ps(_mm256_mul_ps(B->dmin, ad), _mm256_cvtepi32_ps(off)));
-        s->acc[0] = _mm256_add_ps(s->acc[0], term);
-        return;
-    }
-    __m256 dv = _mm256_mul_ps(ad, B->d);
-    if (kind == KTILE_Q6_K) {
-        /* The stored q is value + 32: 32 × scale × the 16-value sums come off. */
-        for (int g = 0; g < GROUPS; g++) {
-            __m256i off = _mm256_madd_epi16(B->bsum_mul[g], bsum_pair(a->bsums, g));
-            isum[g] = _mm256_sub_epi32(isum[g], _mm256_slli_epi32(off, 5));
-        }
-    } else {
+    __m256 dall = _mm256_mul_ps(B->d, ad);
+    __m256i off = _mm256_setzero_si256();
+    if (kind == KTILE_Q4_K || kind == KTILE_Q5_K) {
         /* Pairs of 16-value sums are the sub-block sums (int16 is enough: |sum| <= 32 * 128). */
-        __m256 mv = _mm256_mul_ps(ad, B->dmin);
-        for (int k = 0; k < 4; k++) {
-            int16_t pair[2] = {(int16_t)(a->bsums[4 * k] + a->bsums[4 * k + 1]),
-                               (int16_t)(a->bsums[4 * k + 2] + a->bsums[4 * k + 3])};
-            __m256i msum = _mm256_madd_epi16(B->bsum_mul[k], bsum_pair(pair, 0));
-            s->mins[k] = _mm256_fmadd_ps(mv, _mm256_cvtepi32_ps(msum), s->mins[k]);
-        }
+        __m256i b = _mm256_loadu_si256((const __m256i *)a->bsums);
+        int16_t sub[8];
+        _mm_storeu_si128((__m128i *)sub,
+                         _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+        for (int k = 0; k < 4; k++)
+            off = _mm256_add_epi32(off, _mm256_madd_epi16(B->bsum_mul[k], bsum_pair(sub, k)));
+    } else {
+        for (int g = 0; g < GROUPS; g++)
+            off = _mm256_add_epi32(off, _mm256_madd_epi16(B->bsum_mul[g], bsum_pair(a->bsums, g)));
     }
-    for (int g = 0; g < GROUPS; g++)
-        s->acc[g] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(isum[g]), s->acc[g]);
-}
-
-/* hsum256 of the eight lanes minus hsum128 of the four minimum lanes, as the single-row kernel
- * reduces them. */
-ALWAYS_INLINE __m256 kfinish(ktile_kind kind, const ktoken_sums *s)
-{
-    const __m256 *v = s->acc;
-    if (block_exact(kind))
-        return v[0];
-    __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(v[0], v[4]), _mm256_add_ps(v[2], v[6])),
-                               _mm256_add_ps(_mm256_add_ps(v[1], v[5]), _mm256_add_ps(v[3], v[7])));
+    /* The levels are the values + 32 (Q6_K), + 4 (Q3_K) or + 128 (IQ4_XS): scale × offset × the
+     * 16-value sums come off. */
     if (kind == KTILE_Q6_K)
-        return sum;
-    const __m256 *m = s->mins;
-    return _mm256_sub_ps(sum, _mm256_add_ps(_mm256_add_ps(m[0], m[2]), _mm256_add_ps(m[1], m[3])));
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
+    if (kind == KTILE_Q3_K)
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 2));
+    if (kind == KTILE_IQ4_XS)
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 7));
+    __m256 term = _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum));
+    if (kind == KTILE_Q4_K || kind == KTILE_Q5_K || kind == KTILE_Q2_K)
+        term = _mm256_sub_ps(term,
+                             _mm256_mul_ps(_mm256_mul_ps(B->dmin, ad), _mm256_cvtepi32_ps(off)));
+    return term;
 }
 
 ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, size_t w_stride,
@@ -327,7 +305,8 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
 {
     int64_t nb = n / QK_K;
     kblock B;
-    ktoken_sums sums[TOKEN_STEP];
+    __m256 acc[TOKEN_STEP];
+    __m256i isum[TOKEN_STEP];
     for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS) {
         int nr = n_rows - r0 < GROUP_ROWS ? (int)(n_rows - r0) : GROUP_ROWS;
         /* A short last group repeats its last row in the unused lanes, which are not stored. */
@@ -340,17 +319,34 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
         __m256i store_mask = _mm256_loadu_si256((const __m256i *)live);
         for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
             int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
-            memset(sums, 0, sizeof sums[0] * (size_t)nt);
+            const uint8_t *xt = x + (size_t)t0 * x_stride;
+            for (int t = 0; t < nt; t++)
+                acc[t] = _mm256_setzero_ps();
             for (int64_t i = 0; i < nb; i++) {
                 decode_kblock(kind, rows, i, &B);
+                /* Piece by piece (IQ4_XS: low nibbles, then high), its levels held in
+                 * registers for every token of the step. */
+                int passes = kind == KTILE_IQ4_XS ? 2 * PIECES : PIECES;
+                for (int pass = 0; pass < passes; pass++) {
+                    int p = pass % PIECES;
+                    bool high = pass >= PIECES;
+                    __m256i wp[GROUPS];
+                    for (int g = 0; g < GROUPS; g++)
+                        wp[g] = high ? B.q_high[p][g] : B.q[p][g];
+                    __m256i sc0 = B.sc[p][high], sc1 = B.sc[p][1];
+                    for (int t = 0; t < nt; t++) {
+                        const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
+                        __m256i s = piece_sum(kind, wp, sc0, sc1, a->qs + 32 * p);
+                        isum[t] = pass == 0 ? s : _mm256_add_epi32(isum[t], s);
+                    }
+                }
                 for (int t = 0; t < nt; t++) {
-                    const block_q8_K *a = (const block_q8_K *)(x + (size_t)(t0 + t) * x_stride);
-                    kblock_token(kind, &B, a + i, &sums[t]);
+                    const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
+                    acc[t] = _mm256_add_ps(acc[t], block_term(kind, &B, a, isum[t]));
                 }
             }
             for (int t = 0; t < nt; t++)
-                _mm256_maskstore_ps(y + (t0 + t) * y_stride + r0, store_mask,
-                                    kfinish(kind, &sums[t]));
+                _mm256_maskstore_ps(y + (t0 + t) * y_stride + r0, store_mask, acc[t]);
         }
     }
 }

@@ -2,9 +2,10 @@
  *
  * Per super-block the integer part is exact (unsigned quants times signed activations with
  * maddubs, sub-block scales applied with madd, mins and Q6_K's -32 offset from the activation
- * bsums); the scaling to float is accumulated in 8 float lanes, so results differ from the scalar
- * kernels only by float summation order. The x4 kernels repeat exactly the single-row operations
- * per activation row, sharing only the weight decoding, so they are bit-identical to them. */
+ * bsums) and reduced to one integer, which is scaled to float and accumulated with the scalar
+ * kernel's expression in its order: results are bit-identical to kernels_kquants_scalar.c, and
+ * the tiles (gemm_kquants_avx2.c) need only the same integers, in any order. The x4 kernels
+ * repeat exactly the single-row operations per activation row, sharing only the weight decoding. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -17,14 +18,15 @@
 #include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 /* The scales and mins of a Q4_K/Q5_K block, decoded once and shared by every activation row. */
 typedef struct kq_meta {
     __m256i sc;   /* the 8 scales as int16, in both 128-bit lanes (for kq_scale_of) */
     __m128i mins; /* the 8 mins as int16 */
-    float d, dmin;
 } kq_meta;
 
-static inline void kq_decode_meta(uint16_t d, uint16_t dmin, const uint8_t *packed, kq_meta *m)
+static inline void kq_decode_meta(const uint8_t *packed, kq_meta *m)
 {
     /* The 12-byte layout as dwords u0, u1, u2: u0 holds scales 0-3 (+ top bits of scales 4-7), u1
      * mins 0-3 (+ top bits of mins 4-7), u2 the low nibbles of 4-7. Formed in one vector as
@@ -40,8 +42,6 @@ static inline void kq_decode_meta(uint16_t d, uint16_t dmin, const uint8_t *pack
     __m128i v = _mm_or_si128(low, top);
     m->sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
     m->mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
-    m->d = _cvtsh_ss(d);
-    m->dmin = _cvtsh_ss(dmin);
 }
 
 /* Sub-block j's scale in every 16-bit lane (a byte shuffle of the decoded scales). */
@@ -90,10 +90,7 @@ static inline void q5_K_unpack(const block_q5_K *b, __m256i q[8])
     }
 }
 
-/* One Q4_K/Q5_K super-block against one activation block: the scaled integer sum into acc
- * (8 float lanes), the min term into macc (4 float lanes; both exact integers before scaling). */
-static inline void kq_block(const __m256i q[8], const kq_meta *m, const block_q8_K *a, __m256 *acc,
-                            __m128 *macc)
+static inline kquant_part kq_block_part(const __m256i q[8], const kq_meta *m, const block_q8_K *a)
 {
     __m256i isum = _mm256_setzero_si256();
     for (int c = 0; c < 4; c++)
@@ -103,83 +100,67 @@ static inline void kq_block(const __m256i q[8], const kq_meta *m, const block_q8
     /* Pairs of bsums -> the 8 sub-block sums (int16 is enough: |sum| <= 32 * 128). */
     __m256i b = _mm256_loadu_si256((const __m256i *)a->bsums);
     __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-    __m128i msum = _mm_madd_epi16(m->mins, pair);
-    *macc = _mm_fmadd_ps(_mm_set1_ps(a->d * m->dmin), _mm_cvtepi32_ps(msum), *macc);
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(a->d * m->d), _mm256_cvtepi32_ps(isum), *acc);
+    return (kquant_part){
+        _mm_add_epi32(_mm256_castsi256_si128(isum), _mm256_extracti128_si256(isum, 1)),
+        _mm_madd_epi16(m->mins, pair)};
+}
+
+/* Q4_K or Q5_K rows against n_x activation rows, super-blocks in pairs. Both formats begin with
+ * d, dmin and the packed scales. */
+ALWAYS_INLINE void kq_dot(bool q5, int64_t n, float *out, const void *row,
+                          const block_q8_K *const *x, int n_x)
+{
+    size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    int64_t nb = n / QK_K;
+    __m128 sum[4];
+    for (int t = 0; t < n_x; t++)
+        sum[t] = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 2) {
+        int n_blocks = i + 1 < nb ? 2 : 1;
+        kquant_part part[2][4];
+        uint32_t d_dmin[2];
+        for (int k = 0; k < n_blocks; k++) {
+            const uint8_t *blk = (const uint8_t *)row + (size_t)(i + k) * block_bytes;
+            kq_meta m;
+            __m256i q[8];
+            kq_decode_meta(((const block_q4_K *)blk)->scales, &m);
+            if (q5)
+                q5_K_unpack((const block_q5_K *)blk, q);
+            else
+                q4_K_unpack((const block_q4_K *)blk, q);
+            memcpy(&d_dmin[k], blk, 4);
+            for (int t = 0; t < n_x; t++)
+                part[k][t] = kq_block_part(q, &m, x[t] + i + k);
+        }
+        __m128 dd = _mm_cvtph_ps(_mm_setr_epi32((int)d_dmin[0], (int)d_dmin[n_blocks - 1], 0, 0));
+        for (int t = 0; t < n_x; t++)
+            sum[t] = kquant_add_blocks_min(sum[t], part[0][t], part[n_blocks - 1][t], dd, x[t][i].d,
+                                           x[t][i + n_blocks - 1].d, n_blocks == 2);
+    }
+    for (int t = 0; t < n_x; t++)
+        out[t] = _mm_cvtss_f32(sum[t]);
 }
 
 void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const block_q4_K *w = row;
     const block_q8_K *a = x;
-    __m256 acc = _mm256_setzero_ps();
-    __m128 macc = _mm_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        kq_meta m;
-        __m256i q[8];
-        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
-        q4_K_unpack(&w[i], q);
-        kq_block(q, &m, &a[i], &acc, &macc);
-    }
-    *out = hsum256(acc) - hsum128(macc);
+    kq_dot(false, n, out, row, &a, 1);
 }
 
 void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
-    const block_q4_K *w = row;
-    __m256 acc[4];
-    __m128 macc[4];
-    for (int t = 0; t < 4; t++) {
-        acc[t] = _mm256_setzero_ps();
-        macc[t] = _mm_setzero_ps();
-    }
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        kq_meta m;
-        __m256i q[8];
-        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
-        q4_K_unpack(&w[i], q);
-        for (int t = 0; t < 4; t++)
-            kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
-    }
-    for (int t = 0; t < 4; t++)
-        out[t] = hsum256(acc[t]) - hsum128(macc[t]);
+    kq_dot(false, n, out, row, (const block_q8_K *const *)x, 4);
 }
 
 void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const block_q5_K *w = row;
     const block_q8_K *a = x;
-    __m256 acc = _mm256_setzero_ps();
-    __m128 macc = _mm_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        kq_meta m;
-        __m256i q[8];
-        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
-        q5_K_unpack(&w[i], q);
-        kq_block(q, &m, &a[i], &acc, &macc);
-    }
-    *out = hsum256(acc) - hsum128(macc);
+    kq_dot(true, n, out, row, &a, 1);
 }
 
 void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
-    const block_q5_K *w = row;
-    __m256 acc[4];
-    __m128 macc[4];
-    for (int t = 0; t < 4; t++) {
-        acc[t] = _mm256_setzero_ps();
-        macc[t] = _mm_setzero_ps();
-    }
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        kq_meta m;
-        __m256i q[8];
-        kq_decode_meta(w[i].d, w[i].dmin, w[i].scales, &m);
-        q5_K_unpack(&w[i], q);
-        for (int t = 0; t < 4; t++)
-            kq_block(q, &m, (const block_q8_K *)x[t] + i, &acc[t], &macc[t]);
-    }
-    for (int t = 0; t < 4; t++)
-        out[t] = hsum256(acc[t]) - hsum128(macc[t]);
+    kq_dot(true, n, out, row, (const block_q8_K *const *)x, 4);
 }
 
 /* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order, and the
@@ -216,41 +197,42 @@ static inline __m256i q6_K_block_isum(const __m256i q[8], const __m256i sc[8], _
     return _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
 }
 
-void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *x)
+ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_q8_K *const *x,
+                            int n_x)
 {
     const block_q6_K *w = row;
-    const block_q8_K *a = x;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m256i q[8], sc[8];
-        q6_K_unpack(&w[i], q, sc);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-        __m256i isum = q6_K_block_isum(q, sc, sc16, &a[i]);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(a[i].d * _cvtsh_ss(w[i].d)), _mm256_cvtepi32_ps(isum),
-                              acc);
+    int64_t nb = n / QK_K;
+    __m128 sum[4];
+    for (int t = 0; t < n_x; t++)
+        sum[t] = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 2) {
+        int n_blocks = i + 1 < nb ? 2 : 1;
+        __m256i isum[2][4];
+        for (int k = 0; k < n_blocks; k++) {
+            __m256i q[8], sc[8];
+            q6_K_unpack(&w[i + k], q, sc);
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i + k].scales));
+            for (int t = 0; t < n_x; t++)
+                isum[k][t] = q6_K_block_isum(q, sc, sc16, x[t] + i + k);
+        }
+        __m128 d = kquant_halves(w[i].d, w[i + n_blocks - 1].d);
+        for (int t = 0; t < n_x; t++)
+            sum[t] = kquant_add_blocks(sum[t], isum[0][t], isum[n_blocks - 1][t], d, x[t][i].d,
+                                       x[t][i + n_blocks - 1].d, n_blocks == 2);
     }
-    *out = hsum256(acc);
+    for (int t = 0; t < n_x; t++)
+        out[t] = _mm_cvtss_f32(sum[t]);
+}
+
+void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q8_K *a = x;
+    q6_K_dot(n, out, row, &a, 1);
 }
 
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
-    const block_q6_K *w = row;
-    __m256 acc[4];
-    for (int t = 0; t < 4; t++)
-        acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m256i q[8], sc[8];
-        q6_K_unpack(&w[i], q, sc);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-        float d = _cvtsh_ss(w[i].d);
-        for (int t = 0; t < 4; t++) {
-            const block_q8_K *a = (const block_q8_K *)x[t] + i;
-            __m256i isum = q6_K_block_isum(q, sc, sc16, a);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a->d * d), _mm256_cvtepi32_ps(isum), acc[t]);
-        }
-    }
-    for (int t = 0; t < 4; t++)
-        out[t] = hsum256(acc[t]);
+    q6_K_dot(n, out, row, (const block_q8_K *const *)x, 4);
 }
 
 /* Q8_K with the reference quantizer's exact arithmetic: the first value of largest magnitude

@@ -13,39 +13,53 @@
 #include "quant/lanes_avx2.h"
 #include "quant/reference_kquants_low.h"
 
+/* One Q2_K super-block's integer sums against one activation block. */
+static inline kquant_part q2_K_part(const block_q2_K *w, const block_q8_K *a)
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
+    /* The scale nibbles as bytes in both lanes; step k's multipliers pick byte 2k (low lane) or
+     * 2k + 1 (high lane) into every 16-bit slot, zero above. */
+    __m256i scales = _mm256_broadcastsi128_si256(_mm_and_si128(packed, _mm_set1_epi8(15)));
+    __m256i acc = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+        for (int j = 0; j < 4; j++) {
+            int k = 4 * h + j;
+            __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x8000 | (2 * k + 1))),
+                                            _mm_set1_epi16((short)(0x8000 | 2 * k)));
+            __m256i qj = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+            __m256i av = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * k));
+            __m256i p = _mm256_maddubs_epi16(qj, av);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, pick)));
+        }
+    }
+    /* Minimums: sum over sub-blocks of min code times the activations' 16-value sums. */
+    __m256i mins = _mm256_cvtepu8_epi16(
+        _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
+    __m256i msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
+    return (kquant_part){
+        _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1)),
+        _mm_add_epi32(_mm256_castsi256_si128(msum), _mm256_extracti128_si256(msum, 1))};
+}
+
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q2_K *w = row;
     const block_q8_K *a = x;
-    const __m256i m3 = _mm256_set1_epi8(3);
-    const __m128i m15 = _mm_set1_epi8(15);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *sc = w[i].scales;
-        __m128i packed = _mm_loadu_si128((const __m128i *)sc);
-        __m256i steps[8];
-        lane_pair_scales(_mm256_cvtepu8_epi16(_mm_and_si128(packed, m15)), steps);
-        __m256i acc = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
-            for (int j = 0; j < 4; j++) {
-                __m256i qj = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
-                __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * j));
-                __m256i p = _mm256_maddubs_epi16(qj, av);
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, steps[4 * h + j]));
-            }
-        }
-        /* Minimums: sum over sub-blocks of min code times the activations' 16-value sums. */
-        __m128i mins = _mm_and_si128(_mm_srli_epi16(packed, 4), m15);
-        __m256i mins16 = _mm256_cvtepu8_epi16(mins);
-        __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
-        int32_t msum = hsum256_i32(_mm256_madd_epi16(mins16, bsums));
-        int32_t isum = hsum256_i32(acc);
-        float dall = _cvtsh_ss(w[i].d) * a[i].d;
-        float dmin = _cvtsh_ss(w[i].dmin) * a[i].d;
-        sum += dall * (float)isum - dmin * (float)msum;
+    int64_t nb = n / QK_K;
+    __m128 sum = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 2) {
+        int64_t last = i + 1 < nb ? i + 1 : i;
+        kquant_part p0 = q2_K_part(&w[i], &a[i]);
+        kquant_part p1 = last > i ? q2_K_part(&w[last], &a[last]) : p0;
+        uint32_t dd0, dd1; /* d, dmin */
+        memcpy(&dd0, &w[i].d, 4);
+        memcpy(&dd1, &w[last].d, 4);
+        __m128 dd = _mm_cvtph_ps(_mm_setr_epi32((int)dd0, (int)dd1, 0, 0));
+        sum = kquant_add_blocks_min(sum, p0, p1, dd, a[i].d, a[last].d, last > i);
     }
-    *out = sum;
+    *out = _mm_cvtss_f32(sum);
 }
 
 /* Bit b of every byte of v moved to bit 2 (4 where it is set, 0 elsewhere). A 16-bit shift carries
@@ -56,6 +70,39 @@ static inline __m256i bit_to_four(__m256i v, int b)
     return _mm256_and_si256(moved, _mm256_set1_epi8(4));
 }
 
+static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    /* The 6-bit scale codes, all 16 at once: low nibbles from bytes 0..7 (sub-blocks 0..7 low
+     * nibble, 8..15 high nibble), top two bits of sub-block s from byte 8 + s % 4 at bit
+     * 2 * (s / 4), i.e. dword s / 4 of the top bytes shifted right by 2 * (s / 4). */
+    __m128i lo = _mm_loadl_epi64((const __m128i *)w->scales);
+    __m128i low4 = _mm_and_si128(_mm_unpacklo_epi64(lo, _mm_srli_epi16(lo, 4)), _mm_set1_epi8(15));
+    int32_t top;
+    memcpy(&top, w->scales + 8, 4);
+    __m128i high2 = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(top), _mm_setr_epi32(0, 2, 4, 6)),
+                                  _mm_set1_epi8(3));
+    __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
+    __m256i s16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(codes, _mm_set1_epi8(32)));
+    __m256i steps[8];
+    lane_pair_scales(s16, steps);
+    __m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
+    __m256i acc = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+        for (int j = 0; j < 4; j++) {
+            __m256i code = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
+                                           bit_to_four(hm, 4 * h + j));
+            __m256i av = _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j));
+            __m256i p = _mm256_maddubs_epi16(code, av);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, steps[4 * h + j]));
+        }
+    }
+    __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);
+    __m256i offset = _mm256_madd_epi16(s16, bsums);
+    return _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2));
+}
+
 /* Each value is taken as its stored code q + 4 (0..7: two low bits, and 4 for the third bit), so
  * one maddubs per 32 values suffices; the offset -4 of every value is applied once per super-block
  * as -4 * sum over sub-blocks of scale times the activations' 16-value sum. The integer is the
@@ -64,43 +111,16 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
 {
     const block_q3_K *w = row;
     const block_q8_K *a = x;
-    const __m256i m3 = _mm256_set1_epi8(3);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        /* The 6-bit scale codes, all 16 at once: low nibbles from bytes 0..7 (sub-blocks 0..7
-         * low nibble, 8..15 high nibble), top two bits of sub-block s from byte 8 + s % 4 at bit
-         * 2 * (s / 4). */
-        uint64_t lo;
-        uint32_t top;
-        memcpy(&lo, w[i].scales, 8);
-        memcpy(&top, w[i].scales + 8, 4);
-        __m128i low4 = _mm_set_epi64x((long long)((lo >> 4) & 0x0F0F0F0F0F0F0F0Full),
-                                      (long long)(lo & 0x0F0F0F0F0F0F0F0Full));
-        __m128i high2 = _mm_set_epi32((int)((top >> 6) & 0x03030303u),
-                                      (int)((top >> 4) & 0x03030303u),
-                                      (int)((top >> 2) & 0x03030303u), (int)(top & 0x03030303u));
-        __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
-        __m256i s16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(codes, _mm_set1_epi8(32)));
-        __m256i steps[8];
-        lane_pair_scales(s16, steps);
-        __m256i hm = _mm256_loadu_si256((const __m256i *)w[i].hmask);
-        __m256i acc = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * h));
-            for (int j = 0; j < 4; j++) {
-                __m256i code = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
-                                               bit_to_four(hm, 4 * h + j));
-                __m256i av = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * j));
-                __m256i p = _mm256_maddubs_epi16(code, av);
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, steps[4 * h + j]));
-            }
-        }
-        __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
-        __m256i offset = _mm256_madd_epi16(s16, bsums);
-        int32_t isum = hsum256_i32(_mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2)));
-        sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
+    int64_t nb = n / QK_K;
+    __m128 sum = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 2) {
+        int64_t last = i + 1 < nb ? i + 1 : i;
+        __m256i s0 = q3_K_isum(&w[i], &a[i]);
+        __m256i s1 = last > i ? q3_K_isum(&w[last], &a[last]) : s0;
+        sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d, a[last].d,
+                                last > i);
     }
-    *out = sum;
+    *out = _mm_cvtss_f32(sum);
 }
 
 /* The eight sub-block scales ls - 32 of an IQ4_XS super-block as int16, in both 128-bit lanes. */
@@ -127,6 +147,30 @@ static inline __m256i load_halves(const int8_t *lo, const int8_t *hi)
                                    _mm_loadu_si128((const __m128i *)hi), 1);
 }
 
+static inline __m256i iq4_xs_isum(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
+{
+    const __m256i m15 = _mm256_set1_epi8(15);
+    __m256i scales = iq4_xs_scales(w);
+    __m256i acc = _mm256_setzero_si256();
+    for (int k = 0; k < 4; k++) {
+        __m256i packed = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
+        __m256i wlo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, m15));
+        __m256i whi = _mm256_shuffle_epi8(table,
+                                          _mm256_and_si256(_mm256_srli_epi16(packed, 4), m15));
+        const int8_t *ak = a->qs + 64 * k;
+        __m256i alo = load_halves(ak, ak + 32), ahi = load_halves(ak + 16, ak + 48);
+        /* Activations go in as unsigned magnitudes (Q8_K stores -128, whose negation does
+         * not fit int8, but its magnitude reads correctly as unsigned 128) and the weights
+         * take their signs; 2 * 128 * 127 fits int16, so nothing saturates. */
+        __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(alo, alo), _mm256_sign_epi8(wlo, alo));
+        __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(ahi, ahi), _mm256_sign_epi8(whi, ahi));
+        __m256i sc = _mm256_shuffle_epi8(scales, lane_pair_pick(k));
+        acc = _mm256_add_epi32(
+            acc, _mm256_add_epi32(_mm256_madd_epi16(plo, sc), _mm256_madd_epi16(phi, sc)));
+    }
+    return acc;
+}
+
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
  * each) one vector and the high nibbles (16..31) another, and the activations are loaded in the
  * same arrangement. The integer sum is the scalar kernel's, in another order. */
@@ -136,32 +180,15 @@ void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void
     const block_q8_K *a = x;
     const __m128i table128 = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
     const __m256i table = _mm256_set_m128i(table128, table128);
-    const __m256i m15 = _mm256_set1_epi8(15);
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m256i scales = iq4_xs_scales(&w[i]);
-        __m256i acc = _mm256_setzero_si256();
-        for (int k = 0; k < 4; k++) {
-            __m256i packed = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * k));
-            __m256i wlo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, m15));
-            __m256i whi = _mm256_shuffle_epi8(table,
-                                              _mm256_and_si256(_mm256_srli_epi16(packed, 4), m15));
-            const int8_t *ak = a[i].qs + 64 * k;
-            __m256i alo = load_halves(ak, ak + 32), ahi = load_halves(ak + 16, ak + 48);
-            /* Activations go in as unsigned magnitudes (Q8_K stores -128, whose negation does
-             * not fit int8, but its magnitude reads correctly as unsigned 128) and the weights
-             * take their signs; 2 * 128 * 127 fits int16, so nothing saturates. */
-            __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(alo, alo),
-                                               _mm256_sign_epi8(wlo, alo));
-            __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(ahi, ahi),
-                                               _mm256_sign_epi8(whi, ahi));
-            __m256i sc = _mm256_shuffle_epi8(scales, lane_pair_pick(k));
-            acc = _mm256_add_epi32(
-                acc, _mm256_add_epi32(_mm256_madd_epi16(plo, sc), _mm256_madd_epi16(phi, sc)));
-        }
-        int32_t isum = hsum256_i32(acc);
-        sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
+    int64_t nb = n / QK_K;
+    __m128 sum = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 2) {
+        int64_t last = i + 1 < nb ? i + 1 : i;
+        __m256i s0 = iq4_xs_isum(&w[i], &a[i], table);
+        __m256i s1 = last > i ? iq4_xs_isum(&w[last], &a[last], table) : s0;
+        sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d, a[last].d,
+                                last > i);
     }
-    *out = sum;
+    *out = _mm_cvtss_f32(sum);
 }
 #endif

@@ -5,6 +5,7 @@
 #define EDGELLM_QUANT_LANES_AVX2_H
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 static inline float hsum128(__m128 v)
@@ -67,6 +68,51 @@ static inline void lane_pair_scales(__m256i s16, __m256i out[8])
         out[k] = _mm256_shuffle_epi8(first, lane_pair_pick(k));
         out[k + 4] = _mm256_shuffle_epi8(second, lane_pair_pick(k));
     }
+}
+
+/* The scalar K-quant kernels scale each super-block's exact integer sums to float and add them
+ * in block order; the AVX2 kernels that must equal them bit for bit take these steps, written
+ * as intrinsics so that no compiler fuses them, on one or two consecutive super-blocks (two at a
+ * time share the reductions). */
+
+/* A super-block's integer sums, partly reduced: the scaled quants' in the four lanes of half, the
+ * min term's in those of mins. */
+typedef struct kquant_part {
+    __m128i half, mins;
+} kquant_part;
+
+/* sum + a.d * d * isum - a.d * dmin * msum for p0 (activation scale ad0) and then, if two, p1
+ * (ad1). dd holds d, dmin of the first super-block and then of the second. */
+static inline __m128 kquant_add_blocks_min(__m128 sum, kquant_part p0, kquant_part p1, __m128 dd,
+                                           float ad0, float ad1, bool two)
+{
+    __m128i sums = _mm_hadd_epi32(_mm_hadd_epi32(p0.half, p0.mins),
+                                  _mm_hadd_epi32(p1.half, p1.mins)); /* isum0 msum0 isum1 msum1 */
+    __m128 scale = _mm_mul_ps(_mm_setr_ps(ad0, ad0, ad1, ad1), dd);
+    __m128 t = _mm_mul_ps(scale, _mm_cvtepi32_ps(sums));
+    __m128 terms = _mm_hsub_ps(t, t);
+    sum = _mm_add_ss(sum, terms);
+    return two ? _mm_add_ss(sum, _mm_movehdup_ps(terms)) : sum;
+}
+
+/* sum + a.d * d * isum for isum0 (activation scale ad0, d lane 0) and then, if two, isum1 (ad1,
+ * d lane 1). */
+static inline __m128 kquant_add_blocks(__m128 sum, __m256i isum0, __m256i isum1, __m128 d,
+                                       float ad0, float ad1, bool two)
+{
+    __m128i h0 = _mm_add_epi32(_mm256_castsi256_si128(isum0), _mm256_extracti128_si256(isum0, 1));
+    __m128i h1 = _mm_add_epi32(_mm256_castsi256_si128(isum1), _mm256_extracti128_si256(isum1, 1));
+    __m128i sums = _mm_hadd_epi32(h0, h1);
+    sums = _mm_hadd_epi32(sums, sums); /* isum0 isum1 isum0 isum1 */
+    __m128 t = _mm_mul_ps(_mm_mul_ps(_mm_setr_ps(ad0, ad1, 0, 0), d), _mm_cvtepi32_ps(sums));
+    sum = _mm_add_ss(sum, t);
+    return two ? _mm_add_ss(sum, _mm_movehdup_ps(t)) : sum;
+}
+
+/* Two IEEE halves (d of the first super-block, then of the second) as floats in lanes 0 and 1. */
+static inline __m128 kquant_halves(uint16_t first, uint16_t second)
+{
+    return _mm_cvtph_ps(_mm_setr_epi16((short)first, (short)second, 0, 0, 0, 0, 0, 0));
 }
 
 #endif
