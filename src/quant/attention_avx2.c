@@ -84,21 +84,15 @@ void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *o
 
 enum { POS_BLOCK = 32 }; /* positions whose scores and softmax factors are found together */
 
-/* The online softmax over a block's scores: the running maximum (a scalar chain) with the
- * exponents of its differences, their exponentials eight at a time, then the running sum. Per
+/* The online softmax over a block's scores: the exponents of its factors
+ * (attention_softmax_exponents), their exponentials eight at a time, then the running sum. Per
  * position, rescale is the factor the output so far takes (1 unless the maximum moved) and
  * weight the position's own. */
 static inline void softmax_factors(const float *score, int np, float *max, float *sum,
                                    float *rescale, float *weight)
 {
-    float m = *max, s = *sum;
-    for (int p = 0; p < np; p++) {
-        bool new_max = score[p] > m;
-        float x = new_max ? m - score[p] : score[p] - m;
-        m = new_max ? score[p] : m;
-        rescale[p] = new_max ? x : 0.0f; /* the exponents for now, 1 where 0 */
-        weight[p] = new_max ? 0.0f : x;
-    }
+    float s = *sum;
+    attention_softmax_exponents(score, np, max, rescale, weight);
     for (int p = np; p < (np + 7) / 8 * 8; p++)
         rescale[p] = weight[p] = 0.0f;
     for (int p = 0; p < np; p += 8) {
@@ -107,7 +101,6 @@ static inline void softmax_factors(const float *score, int np, float *max, float
     }
     for (int p = 0; p < np; p++)
         s = s * rescale[p] + weight[p];
-    *max = m;
     *sum = s;
 }
 

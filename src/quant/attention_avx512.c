@@ -15,6 +15,8 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "quant/attention_f16.inc" /* the softmax helper only (no ATTEND_F16 here) */
+
 static inline __m512 round_to_half(__m512 v)
 {
     return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
@@ -136,13 +138,7 @@ static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t
         /* The running maximum is a scalar chain; the exponentials of its differences are
          * independent, so they are taken 16 at a time after it. */
         for (int i = 0; i < HEADS && i < n_heads; i++) {
-            for (int p = 0; p < np; p++) {
-                bool new_max = score[i][p] > max[i];
-                float x = new_max ? max[i] - score[i][p] : score[i][p] - max[i];
-                max[i] = new_max ? score[i][p] : max[i];
-                rescale[i][p] = new_max ? x : 0.0f; /* the exponents for now, 1 where 0 */
-                weight[i][p] = new_max ? 0.0f : x;
-            }
+            attention_softmax_exponents(score[i], np, &max[i], rescale[i], weight[i]);
             for (int p = 0; p < np; p += 16) {
                 __mmask16 m = np - p >= 16 ? 0xFFFF : (__mmask16)((1u << (np - p)) - 1);
                 _mm512_mask_storeu_ps(&rescale[i][p], m,
