@@ -185,6 +185,8 @@ static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t
         for (int p = 0; p < np; p++) {
             const uint16_t *krow = (const uint16_t *)(kc + (size_t)(p0 + p) * stride);
             const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
+            ellm_attention_prefetch((const uint8_t *)krow, POS_BLOCK * stride, 2 * HD);
+            ellm_attention_prefetch((const uint8_t *)vrow, POS_BLOCK * stride, 2 * HD);
             for (int c = 0; c < chunks; c++) {
                 _mm256_store_ps(&kf[p * HD + 8 * c], load_half8(krow + 8 * c));
                 _mm256_store_ps(&vf[p * HD + 8 * c], load_half8(vrow + 8 * c));
