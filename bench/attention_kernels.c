@@ -58,8 +58,9 @@ static void attend_group(const ellm_attention_kernels *k, const float *q, const 
 
 int main(void)
 {
-    size_t stride = (size_t)N_HEAD_KV * HEAD_DIM * 2; /* one position's keys, all KV heads */
-    size_t layer_bytes = (size_t)MAX_DEPTH * stride;
+    /* The cache's layout (kv_cache.h): per layer, each KV head's positions one after another. */
+    size_t head_bytes = HEAD_DIM * 2, head_stride = MAX_DEPTH * head_bytes;
+    size_t layer_bytes = N_HEAD_KV * head_stride;
     uint8_t *kc = malloc(N_LAYER * layer_bytes), *vc = malloc(N_LAYER * layer_bytes);
     static float q[N_HEAD / N_HEAD_KV * HEAD_DIM], out[N_HEAD / N_HEAD_KV * HEAD_DIM],
         scratch[2 * HEAD_DIM];
@@ -91,13 +92,13 @@ int main(void)
                 for (int c = 0; c < tokens; c++)
                     for (int l = 0; l < N_LAYER; l++)
                         for (int h = 0; h < N_HEAD_KV; h++)
-                            attend_group(k, q, kc + l * layer_bytes + (size_t)h * HEAD_DIM * 2,
-                                         vc + l * layer_bytes + (size_t)h * HEAD_DIM * 2, stride,
-                                         depth, scratch, out);
+                            attend_group(k, q, kc + l * layer_bytes + h * head_stride,
+                                         vc + l * layer_bytes + h * head_stride, head_bytes, depth,
+                                         scratch, out);
                 double per_token = (thread_seconds() - t0) / tokens;
                 best = per_token < best ? per_token : best;
             }
-            double bytes = 2.0 * N_LAYER * (double)depth * (double)stride;
+            double bytes = 2.0 * N_LAYER * N_HEAD_KV * (double)depth * (double)head_bytes;
             printf("%-8s %6d %14.2f %16.3f %10.1f\n", sets[s], depth,
                    1e9 * best / (N_LAYER * N_HEAD) / depth, 1e3 * best, bytes / best / 1e9);
         }
