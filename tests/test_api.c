@@ -358,6 +358,19 @@ static void test_batch_all_logits_and_copy(edgellm_model *m, const test_greedy_c
     CHECK(!memcmp(edgellm_get_logits(copy, -1), edgellm_get_logits(plain, -1), row));
     CHECK(argmax(edgellm_get_logits(copy, -1), n_vocab) == gc->ids[1]);
 
+    /* Into a context of another size that still holds them (each KV head's positions start
+     * elsewhere in a layer): the same next step. */
+    edgellm_context_params snug = slot;
+    snug.n_ctx = n + 3;
+    edgellm_context *other = NULL;
+    CHECK(edgellm_context_create(m, &snug, &other) == EDGELLM_OK);
+    if (other) {
+        CHECK(edgellm_context_copy_cache(other, scored) == EDGELLM_OK);
+        CHECK(edgellm_eval(other, &next, 1, 0) == EDGELLM_OK);
+        CHECK(!memcmp(edgellm_get_logits(other, -1), edgellm_get_logits(copy, -1), row));
+        edgellm_context_free(other);
+    }
+
     /* Refusals: itself, another size, NULL. */
     edgellm_context_params tiny = slot;
     tiny.n_ctx = 4;

@@ -169,15 +169,15 @@ static void attention_task(void *arg, int ith, int nth)
         int32_t t = job / jobs_per_token, h0 = job % jobs_per_token * heads_per_job;
         int32_t kvh = h0 / group;
         const ellm_state *s = j->seqs[w->tok_seq[t]].state;
-        size_t stride = s->kv.row_bytes;
+        size_t stride = s->kv.pos_stride;
         int32_t n_pos = w->tok_pos[t] + 1; /* causal: this token and everything before it */
         /* A sliding layer sees only the last `window` positions (this token included). */
         int32_t first = window > 0 && n_pos > window ? n_pos - window : 0;
         n_pos -= first;
-        const uint8_t *k_rows = s->kv.k[j->layer] + (size_t)first * stride;
-        const uint8_t *v_rows = s->kv.v[j->layer] + (size_t)first * stride;
-        const uint8_t *kc = k_rows + (size_t)kvh * s->kv.head_bytes;
-        const uint8_t *vc = v_rows + (size_t)kvh * s->kv.head_bytes;
+        size_t at = (size_t)kvh * s->kv.head_stride + (size_t)first * stride;
+        const uint8_t *kc = s->kv.k[j->layer] + at, *vc = s->kv.v[j->layer] + at;
+        /* Where the cache is position-major, the head is these elements of each row. */
+        int64_t e0 = s->kv.head_stride ? 0 : (int64_t)kvh * hd;
         if (j->grouped && s->kv.type == ELLM_TYPE_F16) {
             j->kernels->f16_group(w->q + (size_t)t * q_dim + (size_t)h0 * hd, kc, vc, stride, n_pos,
                                   hd, scale, heads_per_job,
@@ -188,8 +188,8 @@ static void attention_task(void *arg, int ith, int nth)
             const float *q = w->q + (size_t)t * q_dim + (size_t)h * hd;
             float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
             if (s->kv.type == ELLM_TYPE_Q8_0)
-                attend_q8_0(q, k_rows, v_rows, stride, (int64_t)kvh * hd, n_pos, hd, scale,
-                            hp->attn_softcap, scores, scores + w->p.n_ctx,
+                attend_q8_0(q, kc, vc, stride, e0, n_pos, hd, scale, hp->attn_softcap, scores,
+                            scores + w->p.n_ctx,
                             j->kernels->axpy_q8_0 ? j->kernels->axpy_q8_0 : ellm_axpy_q8_0_portable,
                             out);
             else if (hp->attn_softcap > 0)

@@ -31,23 +31,44 @@ void ellm_kv_bind(ellm_kv_cache *c, const ellm_hparams *hp, edgellm_kv_type kv_t
     c->type = ellm_kv_element_type(kv_type);
     c->head_bytes = row_bytes_of(c->type, hp->head_dim);
     c->row_bytes = row_bytes_of(c->type, (int64_t)hp->n_head_kv * hp->head_dim);
+    c->head_dim = hp->head_dim;
+    /* The positions a layer holds: n_ctx, or more where ellm_kv_layer_bytes's rounding up to 64
+     * bytes leaves room for whole rows; every head's share lies within the layer either way. */
+    size_t n_ctx = c->row_bytes ? layer_bytes / c->row_bytes : 0;
+    c->pos_stride = c->head_bytes ? c->head_bytes : c->row_bytes;
+    c->head_stride = c->head_bytes ? n_ctx * c->head_bytes : 0;
     for (int32_t il = 0; il < hp->n_layer; il++) {
         c->k[il] = base + (size_t)(2 * il) * layer_bytes;
         c->v[il] = base + (size_t)(2 * il + 1) * layer_bytes;
     }
 }
 
+/* KV heads of a row of kv_dim values (pruned layers keep fewer heads than the cache has room
+ * for); 1 for a position-major cache, whose rows are stored whole. */
+static int64_t heads_stored(const ellm_kv_cache *c, int64_t kv_dim)
+{
+    return c->head_stride ? kv_dim / c->head_dim : 1;
+}
+
 void ellm_kv_store(const ellm_kv_cache *c, int32_t layer, int32_t pos, const float *k,
                    const float *v, int64_t kv_dim)
 {
-    ellm_quantize_row(c->type, k, c->k[layer] + (size_t)pos * c->row_bytes, kv_dim);
-    ellm_quantize_row(c->type, v, c->v[layer] + (size_t)pos * c->row_bytes, kv_dim);
+    int64_t n_heads = heads_stored(c, kv_dim), n = kv_dim / n_heads;
+    for (int64_t h = 0; h < n_heads; h++) {
+        size_t at = (size_t)h * c->head_stride + (size_t)pos * c->pos_stride;
+        ellm_quantize_row(c->type, k + h * n, c->k[layer] + at, n);
+        ellm_quantize_row(c->type, v + h * n, c->v[layer] + at, n);
+    }
 }
 
 void ellm_kv_copy(const ellm_kv_cache *dst, const ellm_kv_cache *src, int32_t n_layer, int32_t n)
 {
-    for (int32_t il = 0; il < n_layer; il++) {
-        memcpy(dst->k[il], src->k[il], (size_t)n * src->row_bytes);
-        memcpy(dst->v[il], src->v[il], (size_t)n * src->row_bytes);
-    }
+    size_t n_heads = src->head_stride ? src->row_bytes / src->head_bytes : 1;
+    for (int32_t il = 0; il < n_layer; il++)
+        for (size_t h = 0; h < n_heads; h++) {
+            memcpy(dst->k[il] + h * dst->head_stride, src->k[il] + h * src->head_stride,
+                   (size_t)n * src->pos_stride);
+            memcpy(dst->v[il] + h * dst->head_stride, src->v[il] + h * src->head_stride,
+                   (size_t)n * src->pos_stride);
+        }
 }

@@ -84,31 +84,21 @@ void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *o
 
 enum { POS_BLOCK = 32 }; /* positions whose scores and softmax factors are found together */
 
-/* The online softmax over a block's scores: the running maximum (a scalar chain) with the
- * exponents of its differences, their exponentials eight at a time, then the running sum. Per
- * position, rescale is the factor the output so far takes (1 unless the maximum moved) and
- * weight the position's own. */
-static inline void softmax_factors(const float *score, int np, float *max, float *sum,
-                                   float *rescale, float *weight)
+/* The online softmax factors of a block's scores: the exponents (attention_softmax_exponents),
+ * then their exponentials eight at a time. Per position, rescale is the factor the output so
+ * far takes (1 unless the maximum moved) and weight the position's own. The running sum,
+ * sum * rescale + weight position after position, is left to the callers' output loops: as a
+ * loop of its own it is a chain of dependent steps that stalls the core for a block. */
+static inline void softmax_factors(const float *score, int np, float *max, float *rescale,
+                                   float *weight)
 {
-    float m = *max, s = *sum;
-    for (int p = 0; p < np; p++) {
-        bool new_max = score[p] > m;
-        float x = new_max ? m - score[p] : score[p] - m;
-        m = new_max ? score[p] : m;
-        rescale[p] = new_max ? x : 0.0f; /* the exponents for now, 1 where 0 */
-        weight[p] = new_max ? 0.0f : x;
-    }
+    attention_softmax_exponents(score, np, max, rescale, weight);
     for (int p = np; p < (np + 7) / 8 * 8; p++)
         rescale[p] = weight[p] = 0.0f;
     for (int p = 0; p < np; p += 8) {
         _mm256_storeu_ps(&rescale[p], exp8(_mm256_loadu_ps(&rescale[p])));
         _mm256_storeu_ps(&weight[p], exp8(_mm256_loadu_ps(&weight[p])));
     }
-    for (int p = 0; p < np; p++)
-        s = s * rescale[p] + weight[p];
-    *max = m;
-    *sum = s;
 }
 
 void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
@@ -143,8 +133,9 @@ void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t 
             }
             _mm256_storeu_ps(&score[p], reduce8_like_wide(s, scale));
         }
-        softmax_factors(score, np, &max, &sum, rescale, weight);
+        softmax_factors(score, np, &max, rescale, weight);
         for (int p = 0; p < np; p++) {
+            sum = sum * rescale[p] + weight[p];
             const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
             if (rescale[p] != 1.0f) { /* a new maximum (a factor of exactly 1 changes nothing) */
                 __m256 ms = _mm256_set1_ps(rescale[p]);
@@ -192,6 +183,8 @@ static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t
         for (int p = 0; p < np; p++) {
             const uint16_t *krow = (const uint16_t *)(kc + (size_t)(p0 + p) * stride);
             const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
+            ellm_attention_prefetch((const uint8_t *)krow, POS_BLOCK * stride, 2 * HD);
+            ellm_attention_prefetch((const uint8_t *)vrow, POS_BLOCK * stride, 2 * HD);
             for (int c = 0; c < chunks; c++) {
                 _mm256_store_ps(&kf[p * HD + 8 * c], load_half8(krow + 8 * c));
                 _mm256_store_ps(&vf[p * HD + 8 * c], load_half8(vrow + 8 * c));
@@ -218,12 +211,14 @@ static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t
                 }
                 _mm256_storeu_ps(&score[p], reduce8_like_wide(s, scale));
             }
-            softmax_factors(score, np, &max[i], &sum[i], rescale, weight);
+            softmax_factors(score, np, &max[i], rescale, weight);
             for (int c0 = 0; c0 < chunks; c0 += OUT_CHUNKS) {
                 __m256 o[OUT_CHUNKS];
                 for (int c = 0; c < OUT_CHUNKS; c++)
                     o[c] = _mm256_load_ps(&acc[i][8 * (c0 + c)]);
                 for (int p = 0; p < np; p++) {
+                    if (c0 == 0)
+                        sum[i] = sum[i] * rescale[p] + weight[p];
                     const float *v = &vf[p * HD + 8 * c0];
                     if (rescale[p] != 1.0f) { /* a new maximum */
                         __m256 ms = _mm256_set1_ps(rescale[p]);

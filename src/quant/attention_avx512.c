@@ -15,6 +15,8 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "quant/attention_f16.inc" /* the softmax helper only (no ATTEND_F16 here) */
+
 static inline __m512 round_to_half(__m512 v)
 {
     return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
@@ -84,96 +86,146 @@ static inline __m512 exp16(__m512 x)
 enum { POS_BLOCK = 32 }; /* positions whose scores and softmax weights are found together */
 enum { REDUCE = 16 };    /* positions whose dot products are reduced together */
 
-/* n_heads (at most HEADS) heads of head size HD; q and out hold them one after another.
- *
- * Positions go in blocks: first every head's scores (vector dots, the key row converted once),
- * then the running maxima in a scalar pass and the exponential factors in a vector one (they
- * depend only on the scores), then the accumulator updates. */
-static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                                int32_t n_pos, float scale, int n_heads, float *out, const int HD,
+/* The running state of up to HEADS heads of head size HD (HEADS * HD at most 256 values): the
+ * F16-rounded queries, the F32 running outputs, maxima and sums. */
+typedef struct heads_state {
+    float qr[256] __attribute__((aligned(64)));
+    float acc[256] __attribute__((aligned(64)));
+    float max[4], sum[4];
+} heads_state;
+
+static inline void heads_start(heads_state *st, const float *q, int n_heads, const int HD,
+                               const int HEADS)
+{
+    for (int i = 0; i < HEADS; i++) {
+        for (int c = 0; c < HD / 16; c++) {
+            __m512 qr = i < n_heads ? round_to_half(_mm512_loadu_ps(q + i * HD + 16 * c))
+                                    : _mm512_setzero_ps();
+            _mm512_store_ps(&st->qr[i * HD + 16 * c], qr);
+            _mm512_store_ps(&st->acc[i * HD + 16 * c], _mm512_setzero_ps());
+        }
+        st->max[i] = -INFINITY;
+        st->sum[i] = 0;
+    }
+}
+
+static inline void heads_finish(const heads_state *st, int n_heads, float *out, const int HD,
                                 const int HEADS)
+{
+    for (int i = 0; i < n_heads && i < HEADS; i++) {
+        __m512 inv = _mm512_set1_ps(1.0f / st->sum[i]);
+        for (int c = 0; c < HD / 16; c++)
+            _mm512_storeu_ps(out + i * HD + 16 * c,
+                             _mm512_mul_ps(_mm512_load_ps(&st->acc[i * HD + 16 * c]), inv));
+    }
+}
+
+/* n_heads (at most HEADS) heads over the np positions of one block (rows kc, vc on), their
+ * queries and outputs in registers for the block: first every head's scores (vector dots, the
+ * key row converted once), then the running maxima in a scalar pass and the exponential factors
+ * in a vector one (they depend only on the scores), then the accumulator updates. The first
+ * slice of heads over a block asks for the next block's rows (the others find them in L1). */
+static inline void attend_block(heads_state *st, const uint8_t *kc, const uint8_t *vc,
+                                size_t stride, int np, float scale, int n_heads, bool prefetch,
+                                const int HD, const int HEADS)
 {
     enum { MAX_CHUNKS = 8, MAX_HEADS = 4 }; /* HD / 16 and HEADS at most (HD 128, 4 heads) */
     const int chunks = HD / 16;
     __m512 qr[MAX_HEADS][MAX_CHUNKS], acc[MAX_HEADS][MAX_CHUNKS];
-    float max[MAX_HEADS], sum[MAX_HEADS];
     float score[MAX_HEADS][POS_BLOCK], rescale[MAX_HEADS][POS_BLOCK], weight[MAX_HEADS][POS_BLOCK];
     __m512 dots[MAX_HEADS][POS_BLOCK];
-    for (int i = 0; i < HEADS; i++) {
+    for (int i = 0; i < HEADS; i++)
         for (int c = 0; c < chunks; c++) {
-            qr[i][c] = i < n_heads ? round_to_half(_mm512_loadu_ps(q + i * HD + 16 * c))
-                                   : _mm512_setzero_ps();
-            acc[i][c] = _mm512_setzero_ps();
+            qr[i][c] = _mm512_load_ps(&st->qr[i * HD + 16 * c]);
+            acc[i][c] = _mm512_load_ps(&st->acc[i * HD + 16 * c]);
         }
-        max[i] = -INFINITY;
-        sum[i] = 0;
-    }
-    for (int32_t p0 = 0; p0 < n_pos; p0 += POS_BLOCK) {
-        int np = n_pos - p0 < POS_BLOCK ? (int)(n_pos - p0) : POS_BLOCK;
-        for (int p = 0; p < np; p++) {
-            const uint16_t *krow = (const uint16_t *)(kc + (size_t)(p0 + p) * stride);
-            __m512 k[MAX_CHUNKS];
-            for (int c = 0; c < chunks; c++)
-                k[c] = load_half16(krow + 16 * c);
-            for (int i = 0; i < HEADS && i < n_heads; i++) {
-                /* Chunks 2c and 2c + 1 are values 32c..32c+15 and 32c+16..32c+31: the wide
-                 * path's accumulators (0, 1) and (2, 3) for its step at 32c. */
-                __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
-                for (int c = 0; c < chunks; c += 2) {
-                    lo = _mm512_fmadd_ps(k[c], qr[i][c], lo);
-                    hi = _mm512_fmadd_ps(k[c + 1], qr[i][c + 1], hi);
-                }
-                dots[i][p] = _mm512_add_ps(lo, hi);
-            }
-        }
-        for (int i = 0; i < HEADS && i < n_heads; i++) {
-            int p = 0;
-            for (; p + REDUCE <= np; p += REDUCE)
-                _mm512_storeu_ps(&score[i][p], reduce16_like_wide(&dots[i][p], scale));
-            for (; p < np; p++)
-                score[i][p] = reduce_like_wide(dots[i][p]) * scale;
-        }
-        /* The running maximum is a scalar chain; the exponentials of its differences are
-         * independent, so they are taken 16 at a time after it. */
-        for (int i = 0; i < HEADS && i < n_heads; i++) {
-            for (int p = 0; p < np; p++) {
-                bool new_max = score[i][p] > max[i];
-                float x = new_max ? max[i] - score[i][p] : score[i][p] - max[i];
-                max[i] = new_max ? score[i][p] : max[i];
-                rescale[i][p] = new_max ? x : 0.0f; /* the exponents for now, 1 where 0 */
-                weight[i][p] = new_max ? 0.0f : x;
-            }
-            for (int p = 0; p < np; p += 16) {
-                __mmask16 m = np - p >= 16 ? 0xFFFF : (__mmask16)((1u << (np - p)) - 1);
-                _mm512_mask_storeu_ps(&rescale[i][p], m,
-                                      exp16(_mm512_maskz_loadu_ps(m, &rescale[i][p])));
-                _mm512_mask_storeu_ps(&weight[i][p], m,
-                                      exp16(_mm512_maskz_loadu_ps(m, &weight[i][p])));
-            }
-        }
-        for (int p = 0; p < np; p++) {
-            const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
-            __m512 v[MAX_CHUNKS];
-            for (int c = 0; c < chunks; c++)
-                v[c] = load_half16(vrow + 16 * c);
-            for (int i = 0; i < HEADS && i < n_heads; i++) {
-                float old_scale = rescale[i][p], w = weight[i][p];
-                if (old_scale != 1.0f) { /* a new maximum (a factor of exactly 1 changes nothing) */
-                    __m512 ms = _mm512_set1_ps(old_scale);
-                    for (int c = 0; c < chunks; c++)
-                        acc[i][c] = _mm512_mul_ps(acc[i][c], ms);
-                }
-                __m512 ws = _mm512_set1_ps(w);
-                for (int c = 0; c < chunks; c++)
-                    acc[i][c] = _mm512_fmadd_ps(v[c], ws, acc[i][c]);
-                sum[i] = sum[i] * old_scale + w;
-            }
-        }
-    }
-    for (int i = 0; i < n_heads && i < HEADS; i++) {
-        __m512 inv = _mm512_set1_ps(1.0f / sum[i]);
+    for (int p = 0; p < np; p++) {
+        const uint16_t *krow = (const uint16_t *)(kc + (size_t)p * stride);
+        if (prefetch)
+            ellm_attention_prefetch((const uint8_t *)krow, POS_BLOCK * stride, 2 * HD);
+        __m512 k[MAX_CHUNKS];
         for (int c = 0; c < chunks; c++)
-            _mm512_storeu_ps(out + i * HD + 16 * c, _mm512_mul_ps(acc[i][c], inv));
+            k[c] = load_half16(krow + 16 * c);
+        for (int i = 0; i < HEADS && i < n_heads; i++) {
+            /* Chunks 2c and 2c + 1 are values 32c..32c+15 and 32c+16..32c+31: the wide
+             * path's accumulators (0, 1) and (2, 3) for its step at 32c. */
+            __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+            for (int c = 0; c < chunks; c += 2) {
+                lo = _mm512_fmadd_ps(k[c], qr[i][c], lo);
+                hi = _mm512_fmadd_ps(k[c + 1], qr[i][c + 1], hi);
+            }
+            dots[i][p] = _mm512_add_ps(lo, hi);
+        }
+    }
+    for (int i = 0; i < HEADS && i < n_heads; i++) {
+        int p = 0;
+        for (; p + REDUCE <= np; p += REDUCE)
+            _mm512_storeu_ps(&score[i][p], reduce16_like_wide(&dots[i][p], scale));
+        for (; p < np; p++)
+            score[i][p] = reduce_like_wide(dots[i][p]) * scale;
+    }
+    /* The running maximum is a scalar chain; the exponentials of its differences are
+     * independent, so they are taken 16 at a time after it. */
+    for (int i = 0; i < HEADS && i < n_heads; i++) {
+        attention_softmax_exponents(score[i], np, &st->max[i], rescale[i], weight[i]);
+        for (int p = 0; p < np; p += 16) {
+            __mmask16 m = np - p >= 16 ? 0xFFFF : (__mmask16)((1u << (np - p)) - 1);
+            _mm512_mask_storeu_ps(&rescale[i][p], m,
+                                  exp16(_mm512_maskz_loadu_ps(m, &rescale[i][p])));
+            _mm512_mask_storeu_ps(&weight[i][p], m, exp16(_mm512_maskz_loadu_ps(m, &weight[i][p])));
+        }
+    }
+    for (int p = 0; p < np; p++) {
+        const uint16_t *vrow = (const uint16_t *)(vc + (size_t)p * stride);
+        if (prefetch)
+            ellm_attention_prefetch((const uint8_t *)vrow, POS_BLOCK * stride, 2 * HD);
+        __m512 v[MAX_CHUNKS];
+        for (int c = 0; c < chunks; c++)
+            v[c] = load_half16(vrow + 16 * c);
+        for (int i = 0; i < HEADS && i < n_heads; i++) {
+            float old_scale = rescale[i][p], w = weight[i][p];
+            if (old_scale != 1.0f) { /* a new maximum (a factor of exactly 1 changes nothing) */
+                __m512 ms = _mm512_set1_ps(old_scale);
+                for (int c = 0; c < chunks; c++)
+                    acc[i][c] = _mm512_mul_ps(acc[i][c], ms);
+            }
+            __m512 ws = _mm512_set1_ps(w);
+            for (int c = 0; c < chunks; c++)
+                acc[i][c] = _mm512_fmadd_ps(v[c], ws, acc[i][c]);
+            st->sum[i] = st->sum[i] * old_scale + w;
+        }
+    }
+    for (int i = 0; i < HEADS; i++)
+        for (int c = 0; c < chunks; c++)
+            _mm512_store_ps(&st->acc[i * HD + 16 * c], acc[i][c]);
+}
+
+/* A group's heads in slices of HEADS (as many as keep their queries and outputs in the 32
+ * registers), all slices over one block of rows before the next block: the rows are read from
+ * memory once for the group, not once per slice. */
+enum { SLICES = 4 }; /* slices one pass over the rows carries (16 heads of 64, 8 of 128) */
+
+static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
+                                int32_t n_pos, float scale, int32_t n_heads, float *out,
+                                const int HD, const int HEADS)
+{
+    heads_state st[SLICES];
+    for (int32_t h0 = 0; h0 < n_heads; h0 += SLICES * HEADS) {
+        int32_t left = n_heads - h0;
+        int n_slices = left < SLICES * HEADS ? (int)((left + HEADS - 1) / HEADS) : SLICES;
+        for (int s = 0; s < n_slices; s++)
+            heads_start(&st[s], q + (size_t)(h0 + s * HEADS) * HD,
+                        (int)(left - s * HEADS < HEADS ? left - s * HEADS : HEADS), HD, HEADS);
+        for (int32_t p0 = 0; p0 < n_pos; p0 += POS_BLOCK) {
+            int np = n_pos - p0 < POS_BLOCK ? (int)(n_pos - p0) : POS_BLOCK;
+            for (int s = 0; s < n_slices; s++)
+                attend_block(&st[s], kc + (size_t)p0 * stride, vc + (size_t)p0 * stride, stride, np,
+                             scale, (int)(left - s * HEADS < HEADS ? left - s * HEADS : HEADS),
+                             s == 0, HD, HEADS);
+        }
+        for (int s = 0; s < n_slices; s++)
+            heads_finish(&st[s], (int)(left - s * HEADS < HEADS ? left - s * HEADS : HEADS),
+                         out + (size_t)(h0 + s * HEADS) * HD, HD, HEADS);
     }
 }
 
@@ -181,16 +233,9 @@ void ellm_attend_f16_group_avx512(const float *q, const uint8_t *kc, const uint8
                                   size_t stride, int32_t n_pos, int32_t hd, float scale,
                                   int32_t n_heads, float *out)
 {
-    /* As many heads at a time as keep their accumulators and queries in the 32 registers. */
-    int per_call = hd == 64 ? 4 : 2;
-    for (int32_t h = 0; h < n_heads; h += per_call) {
-        int n = n_heads - h < per_call ? (int)(n_heads - h) : per_call;
-        if (hd == 64)
-            attend_group(q + (size_t)h * 64, kc, vc, stride, n_pos, scale, n, out + (size_t)h * 64,
-                         64, 4);
-        else
-            attend_group(q + (size_t)h * 128, kc, vc, stride, n_pos, scale, n,
-                         out + (size_t)h * 128, 128, 2);
-    }
+    if (hd == 64)
+        attend_group(q, kc, vc, stride, n_pos, scale, n_heads, out, 64, 4);
+    else
+        attend_group(q, kc, vc, stride, n_pos, scale, n_heads, out, 128, 2);
 }
 #endif

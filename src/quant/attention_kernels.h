@@ -60,6 +60,17 @@ static inline float ellm_attention_exp(float x)
     return e * two_n.f;
 }
 
+/* Asks for the `bytes` of one head's cached row `ahead` bytes on (the row a block of positions
+ * further) while this block is computed: the rows of a head are strided (every KV head of a
+ * position is one row), which the hardware prefetchers alone follow too late to keep one core
+ * streaming. Prefetches never fault, so running past the cache's end is harmless; the address
+ * is formed as an integer so no out-of-object pointer is made. */
+static inline void ellm_attention_prefetch(const uint8_t *row, size_t ahead, int bytes)
+{
+    for (int k = 0; k < bytes; k += 64)
+        __builtin_prefetch((const void *)((uintptr_t)row + ahead + (unsigned)k), 0, 3);
+}
+
 /* out[i] += (w * d) * q for the values q (scale d) of n_blocks Q8_0 blocks, in that order of
  * operations (no fused multiply-add): one position's values in a Q8_0 cache's weighted sum. */
 typedef void (*ellm_axpy_q8_0_fn)(int32_t n_blocks, float w, const void *blocks, float *out);
