@@ -200,6 +200,45 @@ void ellm_vec_dot_iq4_nl_wasm_simd(int64_t n, float *out, const void *row, const
     Q8_0_ACTIVATION_DOT(w, a, n, ints_iq4_nl, out);
 }
 
+/* Q4_0 against the extended Q8_0 row (the decode path): the nibbles enter the products unsigned
+ * and the format's offset of 8 comes off the block sum through the row's per-block activation
+ * sums; the activation scales are already floats. Same integers and float steps as the scalar
+ * kernel. */
+static inline v128_t ints_q4_0_unsigned(const block_q4_0 *w, const int8_t *a)
+{
+    v128_t q = load(w->qs);
+    v128_t lo = wasm_v128_and(q, wasm_i8x16_splat(0x0F)), hi = wasm_u8x16_shr(q, 4);
+    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
+}
+
+void ellm_vec_dot_q4_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    const block_q4_0 *w = row;
+    const int8_t *a = x;
+    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
+    const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
+    int64_t nb = n / QK4_0, i = 0;
+    float sum = 0;
+    for (; i + 4 <= nb; i += 4) {
+        v128_t part[4];
+        for (int k = 0; k < 4; k++)
+            part[k] = ints_q4_0_unsigned(&w[i + k], a + (i + k) * QK8_0);
+        v128_t isum = wasm_i32x4_sub(transpose_sum4(part), wasm_i32x4_shl(load(block_sums + i), 3));
+        v128_t dw = halves_to_f32x4(wasm_i32x4_make(w[i].d, w[i + 1].d, w[i + 2].d, w[i + 3].d));
+        v128_t p = wasm_f32x4_mul(wasm_f32x4_mul(dw, load(da + i)), wasm_f32x4_convert_i32x4(isum));
+        sum += wasm_f32x4_extract_lane(p, 0);
+        sum += wasm_f32x4_extract_lane(p, 1);
+        sum += wasm_f32x4_extract_lane(p, 2);
+        sum += wasm_f32x4_extract_lane(p, 3);
+    }
+    for (; i < nb; i++) {
+        int isum = hsum_i32x4(ints_q4_0_unsigned(&w[i], a + i * QK8_0)) - 8 * block_sums[i];
+        sum += ellm_f16_to_f32(w[i].d) * da[i] * (float)isum;
+    }
+    *out = sum;
+}
+
 /* Sum over the 8 sub-blocks of min[j] times the activations' sum over sub-block j (two bsums). */
 static inline int32_t q8_K_min_term(const uint8_t *mins, const int16_t *bsums)
 {
@@ -211,10 +250,19 @@ static inline int32_t q8_K_min_term(const uint8_t *mins, const int16_t *bsums)
     return hsum_i32x4(prod);
 }
 
-/* Σ v[l] * y[l] over l < 32, with v as two vectors of 16 values in -128..127. */
-static inline int32_t dot32(const v128_t v[2], const int8_t *y)
+/* Σ v[l] * y[l] over l < 32, with v as two vectors of 16 values in -128..127, as four partial
+ * sums. */
+static inline v128_t dot32(const v128_t v[2], const int8_t *y)
 {
-    return hsum_i32x4(wasm_i32x4_add(dot_i8x16(v[0], load(y)), dot_i8x16(v[1], load(y + 16))));
+    return wasm_i32x4_add(dot_i8x16(v[0], load(y)), dot_i8x16(v[1], load(y + 16)));
+}
+
+/* acc + scale * part in every lane: a sub-block's partial sums weighted by its scale, so that a
+ * super-block's products meet in one accumulator and need one horizontal sum (the integers are
+ * exact, so the order of the additions does not matter). */
+static inline v128_t add_scaled(v128_t acc, v128_t part, int32_t scale)
+{
+    return wasm_i32x4_add(acc, wasm_i32x4_mul(part, wasm_i32x4_splat(scale)));
 }
 
 void ellm_vec_dot_q4_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
@@ -226,12 +274,14 @@ void ellm_vec_dot_q4_K_wasm_simd(int64_t n, float *out, const void *row, const v
         uint8_t sc[8], mn[8];
         for (int j = 0; j < 8; j++)
             ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
-        int sumi = 0;
+        v128_t acc = wasm_i32x4_splat(0);
         for (int c = 0; c < 4; c++) {
             nibbles32 q = split_nibbles(w[i].qs + 32 * c);
             const int8_t *y = a[i].qs + 64 * c;
-            sumi += sc[2 * c] * dot32(q.lo, y) + sc[2 * c + 1] * dot32(q.hi, y + 32);
+            acc = add_scaled(acc, dot32(q.lo, y), sc[2 * c]);
+            acc = add_scaled(acc, dot32(q.hi, y + 32), sc[2 * c + 1]);
         }
+        int sumi = hsum_i32x4(acc);
         int summ = q8_K_min_term(mn, a[i].bsums);
         sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
                a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
@@ -250,7 +300,7 @@ void ellm_vec_dot_q5_K_wasm_simd(int64_t n, float *out, const void *row, const v
         for (int j = 0; j < 8; j++)
             ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
         v128_t qh[2] = {load(w[i].qh), load(w[i].qh + 16)};
-        int sumi = 0;
+        v128_t acc = wasm_i32x4_splat(0);
         for (int c = 0; c < 4; c++) {
             nibbles32 q = split_nibbles(w[i].qs + 32 * c);
             for (int k = 0; k < 2; k++) {
@@ -261,8 +311,10 @@ void ellm_vec_dot_q5_K_wasm_simd(int64_t n, float *out, const void *row, const v
                 q.hi[k] = wasm_v128_or(q.hi[k], wasm_i8x16_shl(b_hi, 4));
             }
             const int8_t *y = a[i].qs + 64 * c;
-            sumi += sc[2 * c] * dot32(q.lo, y) + sc[2 * c + 1] * dot32(q.hi, y + 32);
+            acc = add_scaled(acc, dot32(q.lo, y), sc[2 * c]);
+            acc = add_scaled(acc, dot32(q.hi, y + 32), sc[2 * c + 1]);
         }
+        int sumi = hsum_i32x4(acc);
         int summ = q8_K_min_term(mn, a[i].bsums);
         sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
                a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
@@ -277,25 +329,25 @@ void ellm_vec_dot_q6_K_wasm_simd(int64_t n, float *out, const void *row, const v
     const v128_t low4 = wasm_i8x16_splat(0x0F), three = wasm_i8x16_splat(3);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        int sumi = 0;
+        v128_t acc = wasm_i32x4_splat(0);
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
             const int8_t *y = a[i].qs + 128 * h;
             const int8_t *sc = w[i].scales + 8 * h;
             for (int quarter = 0; quarter < 4; quarter++) {
                 /* Quarter k covers values 32k..32k+31 of this half: sub-blocks 2k and 2k+1. */
-                int part[2];
                 for (int k = 0; k < 2; k++) {
                     v128_t low = load(ql + 16 * k + (quarter & 1 ? 32 : 0));
                     low = quarter < 2 ? wasm_v128_and(low, low4) : wasm_u8x16_shr(low, 4);
                     v128_t high = wasm_v128_and(wasm_u8x16_shr(load(qh + 16 * k), 2 * quarter),
                                                 three);
                     v128_t q = wasm_v128_or(low, wasm_i8x16_shl(high, 4));
-                    part[k] = hsum_i32x4(dot_i8x16(q, load(y + 32 * quarter + 16 * k)));
+                    acc = add_scaled(acc, dot_i8x16(q, load(y + 32 * quarter + 16 * k)),
+                                     sc[2 * quarter + k]);
                 }
-                sumi += sc[2 * quarter] * part[0] + sc[2 * quarter + 1] * part[1];
             }
         }
+        int sumi = hsum_i32x4(acc);
         /* The stored q is value + 32: remove 32 * scale * (activation sum) per sub-block. */
         v128_t s = load(w[i].scales);
         v128_t off = wasm_i32x4_add(
@@ -314,16 +366,85 @@ void ellm_vec_dot_iq4_xs_wasm_simd(int64_t n, float *out, const void *row, const
     const v128_t levels = load(ellm_kvalues_iq4nl), low4 = wasm_i8x16_splat(0x0F);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        int32_t isum = 0;
+        v128_t acc = wasm_i32x4_splat(0);
         for (int s = 0; s < 8; s++) {
             v128_t q = load(w[i].qs + 16 * s);
-            v128_t lo = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
-            v128_t hi = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
-            const int8_t *y = a[i].qs + 32 * s;
-            int32_t sub = hsum_i32x4(
-                wasm_i32x4_add(dot_i8x16(lo, load(y)), dot_i8x16(hi, load(y + 16))));
-            isum += (ellm_iq4_xs_scale(&w[i], s) - 32) * sub;
+            v128_t v[2] = {wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4)),
+                           wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4))};
+            acc = add_scaled(acc, dot32(v, a[i].qs + 32 * s), ellm_iq4_xs_scale(&w[i], s) - 32);
         }
+        int32_t isum = hsum_i32x4(acc);
+        sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;
+    }
+    *out = sum;
+}
+
+/* Q2_K and Q3_K: the 2-bit field j of qs[32h + l] (l < 32) is value 128h + 32j + l, in sub-block
+ * 8h + 2j (l < 16) or 8h + 2j + 1. */
+/* Σ scale[s] * bsums[s] over the 16 sub-blocks, the scales as 16-bit values. */
+static inline int32_t scales_times_bsums(const int16_t scale[16], const int16_t *bsums)
+{
+    return hsum_i32x4(wasm_i32x4_add(wasm_i32x4_dot_i16x8(load(scale), load(bsums)),
+                                     wasm_i32x4_dot_i16x8(load(scale + 8), load(bsums + 8))));
+}
+
+void ellm_vec_dot_q2_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q2_K *w = row;
+    const block_q8_K *a = x;
+    const v128_t three = wasm_i8x16_splat(3);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int16_t scale[16], min[16];
+        for (int s = 0; s < 16; s++) {
+            scale[s] = w[i].scales[s] & 15;
+            min[s] = w[i].scales[s] >> 4;
+        }
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int h = 0; h < 2; h++) {
+            v128_t q[2] = {load(w[i].qs + 32 * h), load(w[i].qs + 32 * h + 16)};
+            for (int j = 0; j < 4; j++)
+                for (int k = 0; k < 2; k++) {
+                    int s = 8 * h + 2 * j + k;
+                    v128_t v = wasm_v128_and(wasm_u8x16_shr(q[k], 2 * j), three);
+                    acc = add_scaled(acc, dot_i8x16(v, load(a[i].qs + 16 * s)), scale[s]);
+                }
+        }
+        int32_t isum = hsum_i32x4(acc);
+        int32_t msum = scales_times_bsums(min, a[i].bsums);
+        float dall = ellm_f16_to_f32(w[i].d) * a[i].d;
+        float dmin = ellm_f16_to_f32(w[i].dmin) * a[i].d;
+        sum += dall * (float)isum - dmin * (float)msum;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_q3_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q3_K *w = row;
+    const block_q8_K *a = x;
+    const v128_t three = wasm_i8x16_splat(3), one = wasm_i8x16_splat(1);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int16_t scale[16];
+        for (int s = 0; s < 16; s++)
+            scale[s] = (int16_t)(ellm_q3_K_scale(w[i].scales, s) - 32);
+        v128_t hmask[2] = {load(w[i].hmask), load(w[i].hmask + 16)};
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int h = 0; h < 2; h++) {
+            v128_t q[2] = {load(w[i].qs + 32 * h), load(w[i].qs + 32 * h + 16)};
+            for (int j = 0; j < 4; j++)
+                for (int k = 0; k < 2; k++) {
+                    int s = 8 * h + 2 * j + k;
+                    /* The stored value is q + 4 (the hmask bit is worth 4); the 4s are removed
+                     * below through the activation sums. */
+                    v128_t low = wasm_v128_and(wasm_u8x16_shr(q[k], 2 * j), three);
+                    v128_t high = wasm_v128_and(wasm_u8x16_shr(hmask[k], 4 * h + j), one);
+                    v128_t v = wasm_v128_or(low, wasm_i8x16_shl(high, 2));
+                    acc = add_scaled(acc, dot_i8x16(v, load(a[i].qs + 16 * s)), scale[s]);
+                }
+        }
+        int32_t isum = hsum_i32x4(acc) - 4 * scales_times_bsums(scale, a[i].bsums);
         sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;
     }
     *out = sum;
