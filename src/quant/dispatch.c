@@ -204,7 +204,7 @@ static const kernel_set wasm_simd_set = {
             [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_wasm_simd, "wasm-simd", NULL, NULL,
                                  ellm_gemm_q6_K_wasm_simd),
             [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_wasm_simd, "wasm-simd", NULL, NULL,
-                                   NULL),
+                                   ellm_gemm_iq4_xs_wasm_simd),
             [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL, NULL,
                                    ellm_gemm_iq4_nl_wasm_simd),
             [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_wasm_simd, "wasm-simd", NULL, NULL,
