@@ -50,52 +50,63 @@ void ellm_vec_dot_f16_wasm_simd(int64_t n, float *out, const void *row, const vo
 }
 
 /* The 32-value formats against Q8_0 activations: block i's integer sum as four partial sums. */
-static inline v128_t ints_q8_0(const block_q8_0 *w, const block_q8_0 *a)
+static inline v128_t ints_q8_0(const block_q8_0 *w, const int8_t *a)
 {
-    return wasm_i32x4_add(dot_i8x16(load(w->qs), load(a->qs)),
-                          dot_i8x16(load(w->qs + 16), load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(load(w->qs), load(a)),
+                          dot_i8x16(load(w->qs + 16), load(a + 16)));
 }
 
-static inline v128_t ints_q4_0(const block_q4_0 *w, const block_q8_0 *a)
+static inline v128_t ints_q4_0(const block_q4_0 *w, const int8_t *a)
 {
     const v128_t low4 = wasm_i8x16_splat(0x0F), eight = wasm_i8x16_splat(8);
     v128_t q = load(w->qs);
     v128_t lo = wasm_i8x16_sub(wasm_v128_and(q, low4), eight);
     v128_t hi = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight);
-    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
 }
 
-static inline v128_t ints_iq4_nl(const block_iq4_nl *w, const block_q8_0 *a)
+static inline v128_t ints_iq4_nl(const block_iq4_nl *w, const int8_t *a)
 {
     const v128_t levels = load(ellm_kvalues_iq4nl), low4 = wasm_i8x16_splat(0x0F);
     v128_t q = load(w->qs);
     v128_t lo = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
     v128_t hi = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
-    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
 }
 
-static inline v128_t ints_q5_0(const block_q5_0 *w, const block_q8_0 *a)
+static inline v128_t ints_q5_0(const block_q5_0 *w, const int8_t *a)
 {
     const v128_t sixteen = wasm_i8x16_splat(16);
     v128_t lo, hi;
     q5_values(w->qs, w->qh, &lo, &hi);
-    return wasm_i32x4_add(dot_i8x16(wasm_i8x16_sub(lo, sixteen), load(a->qs)),
-                          dot_i8x16(wasm_i8x16_sub(hi, sixteen), load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(wasm_i8x16_sub(lo, sixteen), load(a)),
+                          dot_i8x16(wasm_i8x16_sub(hi, sixteen), load(a + 16)));
 }
 
-/* The "_1" formats' unsigned values (0..15 or 0..31) against Q8_1 activations. */
-static inline v128_t ints_q4_1(const block_q4_1 *w, const block_q8_1 *a)
+/* A block's unsigned 4- or 5-bit values (0..15 or 0..31) against its 32 activations: the "_1"
+ * formats' products, and Q4_0's and Q5_0's before their offset comes off (extended rows). */
+static inline v128_t unsigned_nibbles_dot(const uint8_t *qs, const int8_t *a)
 {
-    v128_t q = load(w->qs);
+    v128_t q = load(qs);
     v128_t lo = wasm_v128_and(q, wasm_i8x16_splat(0x0F)), hi = wasm_u8x16_shr(q, 4);
-    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
 }
 
-static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
+static inline v128_t unsigned_fives_dot(const uint8_t *qs, const uint8_t qh[4], const int8_t *a)
 {
     v128_t lo, hi;
-    q5_values(w->qs, w->qh, &lo, &hi);
-    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+    q5_values(qs, qh, &lo, &hi);
+    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
+}
+
+static inline v128_t ints_q4_1(const block_q4_1 *w, const int8_t *a)
+{
+    return unsigned_nibbles_dot(w->qs, a);
+}
+
+static inline v128_t ints_q5_1(const block_q5_1 *w, const int8_t *a)
+{
+    return unsigned_fives_dot(w->qs, w->qh, a);
 }
 
 /* The scalar kernels' float steps, sum += d_w * d_a * (float)isum per block in block order, four
@@ -107,7 +118,7 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
         for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
             v128_t part_[4];                                                                       \
             for (int k_ = 0; k_ < 4; k_++)                                                         \
-                part_[k_] = block_fn(&(w)[i_ + k_], &(a)[i_ + k_]);                                \
+                part_[k_] = block_fn(&(w)[i_ + k_], (a)[i_ + k_].qs);                              \
             v128_t isum_ = wasm_f32x4_convert_i32x4(transpose_sum4(part_));                        \
             v128_t dw_ = halves_to_f32x4(                                                          \
                 wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d, (w)[i_ + 2].d, (w)[i_ + 3].d));          \
@@ -120,7 +131,7 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
             sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
         }                                                                                          \
         for (; i_ < nb_; i_++) {                                                                   \
-            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], &(a)[i_]));                                 \
+            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], (a)[i_].qs));                               \
             sum_ += ellm_f16_to_f32((w)[i_].d) * ellm_f16_to_f32((a)[i_].d) * (float)isum1_;       \
         }                                                                                          \
         *(out) = sum_;                                                                             \
@@ -134,7 +145,7 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
         for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
             v128_t part_[4];                                                                       \
             for (int k_ = 0; k_ < 4; k_++)                                                         \
-                part_[k_] = block_fn(&(w)[i_ + k_], &(a)[i_ + k_]);                                \
+                part_[k_] = block_fn(&(w)[i_ + k_], (a)[i_ + k_].qs);                              \
             v128_t isum_ = wasm_f32x4_convert_i32x4(transpose_sum4(part_));                        \
             v128_t dw_ = halves_to_f32x4(                                                          \
                 wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d, (w)[i_ + 2].d, (w)[i_ + 3].d));          \
@@ -152,7 +163,7 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
             sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
         }                                                                                          \
         for (; i_ < nb_; i_++) {                                                                   \
-            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], &(a)[i_]));                                 \
+            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], (a)[i_].qs));                               \
             sum_ += ellm_f16_to_f32((w)[i_].d) * ellm_f16_to_f32((a)[i_].d) * (float)isum1_ +      \
                     ellm_f16_to_f32((w)[i_].m) * ellm_f16_to_f32((a)[i_].s);                       \
         }                                                                                          \
@@ -200,43 +211,70 @@ void ellm_vec_dot_iq4_nl_wasm_simd(int64_t n, float *out, const void *row, const
     Q8_0_ACTIVATION_DOT(w, a, n, ints_iq4_nl, out);
 }
 
-/* Q4_0 against the extended Q8_0 row (the decode path): the nibbles enter the products unsigned
- * and the format's offset of 8 comes off the block sum through the row's per-block activation
- * sums; the activation scales are already floats. Same integers and float steps as the scalar
- * kernel. */
+/* The 32-value formats against the extended Q8_0 row (the decode path): the activation scales
+ * are already floats, and a format's offset (Q4_0's 8, Q5_0's 16) comes off the block sum
+ * through the row's per-block activation sums instead of off every value. Same integers and
+ * float steps as the scalar kernels. */
 static inline v128_t ints_q4_0_unsigned(const block_q4_0 *w, const int8_t *a)
 {
-    v128_t q = load(w->qs);
-    v128_t lo = wasm_v128_and(q, wasm_i8x16_splat(0x0F)), hi = wasm_u8x16_shr(q, 4);
-    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
+    return unsigned_nibbles_dot(w->qs, a);
 }
+
+static inline v128_t ints_q5_0_unsigned(const block_q5_0 *w, const int8_t *a)
+{
+    return unsigned_fives_dot(w->qs, w->qh, a);
+}
+
+#define EXT_ACTIVATION_DOT(block_type, block_fn, offset)                                           \
+    do {                                                                                           \
+        const ellm_q8_0_ext_layout L_ = ellm_q8_0_ext_layout_for(n);                               \
+        const block_type *w_ = row;                                                                \
+        const int8_t *a_ = x;                                                                      \
+        const float *da_ = (const float *)((const uint8_t *)x + L_.scales_offset);                 \
+        const int32_t *bsums_ = (const int32_t *)((const uint8_t *)x + L_.block_sums_offset);      \
+        int64_t nb_ = n / QK8_0, i_ = 0;                                                           \
+        float sum_ = 0;                                                                            \
+        for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
+            v128_t part_[4];                                                                       \
+            for (int k_ = 0; k_ < 4; k_++)                                                         \
+                part_[k_] = block_fn(&w_[i_ + k_], a_ + (i_ + k_) * QK8_0);                        \
+            v128_t isum_ = wasm_i32x4_sub(                                                         \
+                transpose_sum4(part_),                                                             \
+                wasm_i32x4_mul(load(bsums_ + i_), wasm_i32x4_splat(offset)));                      \
+            v128_t dw_ = halves_to_f32x4(                                                          \
+                wasm_i32x4_make(w_[i_].d, w_[i_ + 1].d, w_[i_ + 2].d, w_[i_ + 3].d));              \
+            v128_t p_ = wasm_f32x4_mul(wasm_f32x4_mul(dw_, load(da_ + i_)),                        \
+                                       wasm_f32x4_convert_i32x4(isum_));                           \
+            sum_ += wasm_f32x4_extract_lane(p_, 0);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 1);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 2);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
+        }                                                                                          \
+        for (; i_ < nb_; i_++) {                                                                   \
+            int isum1_ = hsum_i32x4(block_fn(&w_[i_], a_ + i_ * QK8_0)) - (offset)*bsums_[i_];     \
+            sum_ += ellm_f16_to_f32(w_[i_].d) * da_[i_] * (float)isum1_;                           \
+        }                                                                                          \
+        *out = sum_;                                                                               \
+    } while (0)
 
 void ellm_vec_dot_q4_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    const block_q4_0 *w = row;
-    const int8_t *a = x;
-    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
-    const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
-    int64_t nb = n / QK4_0, i = 0;
-    float sum = 0;
-    for (; i + 4 <= nb; i += 4) {
-        v128_t part[4];
-        for (int k = 0; k < 4; k++)
-            part[k] = ints_q4_0_unsigned(&w[i + k], a + (i + k) * QK8_0);
-        v128_t isum = wasm_i32x4_sub(transpose_sum4(part), wasm_i32x4_shl(load(block_sums + i), 3));
-        v128_t dw = halves_to_f32x4(wasm_i32x4_make(w[i].d, w[i + 1].d, w[i + 2].d, w[i + 3].d));
-        v128_t p = wasm_f32x4_mul(wasm_f32x4_mul(dw, load(da + i)), wasm_f32x4_convert_i32x4(isum));
-        sum += wasm_f32x4_extract_lane(p, 0);
-        sum += wasm_f32x4_extract_lane(p, 1);
-        sum += wasm_f32x4_extract_lane(p, 2);
-        sum += wasm_f32x4_extract_lane(p, 3);
-    }
-    for (; i < nb; i++) {
-        int isum = hsum_i32x4(ints_q4_0_unsigned(&w[i], a + i * QK8_0)) - 8 * block_sums[i];
-        sum += ellm_f16_to_f32(w[i].d) * da[i] * (float)isum;
-    }
-    *out = sum;
+    EXT_ACTIVATION_DOT(block_q4_0, ints_q4_0_unsigned, 8);
+}
+
+void ellm_vec_dot_q5_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    EXT_ACTIVATION_DOT(block_q5_0, ints_q5_0_unsigned, 16);
+}
+
+void ellm_vec_dot_q8_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    EXT_ACTIVATION_DOT(block_q8_0, ints_q8_0, 0);
+}
+
+void ellm_vec_dot_iq4_nl_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    EXT_ACTIVATION_DOT(block_iq4_nl, ints_iq4_nl, 0);
 }
 
 /* Sum over the 8 sub-blocks of min[j] times the activations' sum over sub-block j (two bsums). */
