@@ -287,6 +287,8 @@ static void test_kernels(void)
         fprintf(stderr, "no SIMD kernel set on this CPU: only the scalar kernels are checked\n");
     for (int t = 0; t < N_LOW_TYPES; t++) {
         ellm_type ty = low_types[t];
+        /* Which kernel was compared (web_kernels checks that none fell back to scalar). */
+        fprintf(stderr, "%s decode kernel: %s\n", ellm_type_name(ty), ellm_kernels_for(ty)->isa);
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             int n = sizes[s];
             for (int edge = 0; edge < 4; edge++) {

@@ -28,6 +28,10 @@ for t in $tests; do
 done
 grep -q "kernel sets on this CPU: wasm-simd scalar" "$tmp/test_quant.log" ||
   { echo "FAIL: the wasm-simd set was not compared with the scalar set" >&2; fail=1; }
+for ty in Q2_K Q3_K IQ4_XS; do
+  grep -q "^$ty decode kernel: wasm-simd" "$tmp/test_quant_kquants_low.log" ||
+    { echo "FAIL: $ty has no wasm-simd decode kernel (the browser runs it scalar)" >&2; fail=1; }
+done
 grep -q "attention copies on this CPU: portable, wasm-simd" "$tmp/test_attention.log" ||
   { echo "FAIL: the wasm-simd attention head was not compared with the portable one" >&2; fail=1; }
 exit $fail

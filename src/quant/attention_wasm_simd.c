@@ -45,6 +45,50 @@ static inline void store_half4(uint16_t *p, v128_t f)
     wasm_v128_store64_lane(p, wasm_u16x8_narrow_i32x4(h, h), 0);
 }
 
+/* Positions whose K.Q dots are summed side by side, two per f64x2 vector: each lane still adds
+ * its own position's products one at a time in order, so every dot is the portable head's, but
+ * the chains of dependent double additions (one per position) overlap. */
+enum { DOT_POSITIONS = 4 };
+
+/* dots[i] = Σ_d (double)(k_i[d] * qr[d]) for the n (<= DOT_POSITIONS) positions from kc; a
+ * short group repeats its last position. */
+static void position_dots(const float *qr, const uint8_t *kc, size_t stride, int32_t n, int32_t hd,
+                          double dots[DOT_POSITIONS])
+{
+    const uint16_t *k[DOT_POSITIONS];
+    for (int i = 0; i < DOT_POSITIONS; i++)
+        k[i] = (const uint16_t *)(kc + (size_t)(i < n ? i : n - 1) * stride);
+    v128_t acc01 = wasm_f64x2_splat(0.0), acc23 = wasm_f64x2_splat(0.0);
+    for (int32_t d = 0; d < hd; d += 4) {
+        v128_t qv = wasm_v128_load(qr + d);
+        v128_t p0 = wasm_f32x4_mul(load_half4(k[0] + d), qv);
+        v128_t p1 = wasm_f32x4_mul(load_half4(k[1] + d), qv);
+        v128_t p2 = wasm_f32x4_mul(load_half4(k[2] + d), qv);
+        v128_t p3 = wasm_f32x4_mul(load_half4(k[3] + d), qv);
+        /* Lanes (position 0 or 2, position 1 or 3) for d, d + 1, d + 2, d + 3 in turn. */
+        v128_t lo01 = wasm_i32x4_shuffle(p0, p1, 0, 4, 1, 5),
+               hi01 = wasm_i32x4_shuffle(p0, p1, 2, 6, 3, 7);
+        v128_t lo23 = wasm_i32x4_shuffle(p2, p3, 0, 4, 1, 5),
+               hi23 = wasm_i32x4_shuffle(p2, p3, 2, 6, 3, 7);
+        acc01 = wasm_f64x2_add(acc01, wasm_f64x2_promote_low_f32x4(lo01));
+        acc23 = wasm_f64x2_add(acc23, wasm_f64x2_promote_low_f32x4(lo23));
+        acc01 = wasm_f64x2_add(acc01,
+                               wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(lo01, lo01, 1, 1)));
+        acc23 = wasm_f64x2_add(acc23,
+                               wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(lo23, lo23, 1, 1)));
+        acc01 = wasm_f64x2_add(acc01, wasm_f64x2_promote_low_f32x4(hi01));
+        acc23 = wasm_f64x2_add(acc23, wasm_f64x2_promote_low_f32x4(hi23));
+        acc01 = wasm_f64x2_add(acc01,
+                               wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(hi01, hi01, 1, 1)));
+        acc23 = wasm_f64x2_add(acc23,
+                               wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(hi23, hi23, 1, 1)));
+    }
+    dots[0] = wasm_f64x2_extract_lane(acc01, 0);
+    dots[1] = wasm_f64x2_extract_lane(acc01, 1);
+    dots[2] = wasm_f64x2_extract_lane(acc23, 0);
+    dots[3] = wasm_f64x2_extract_lane(acc23, 1);
+}
+
 void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                                int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                                float *out)
@@ -60,18 +104,13 @@ void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t 
     for (int32_t d = 0; d < hd; d += 4)
         wasm_v128_store64_lane(acc + d, wasm_i64x2_splat(0), 0);
     float max = -INFINITY, sum = 0;
+    double dots[DOT_POSITIONS];
     for (int32_t p = 0; p < n_pos; p++) {
-        const uint16_t *krow = (const uint16_t *)(kc + (size_t)p * stride);
         const uint16_t *vrow = (const uint16_t *)(vc + (size_t)p * stride);
-        double dot = 0;
-        for (int32_t d = 0; d < hd; d += 4) {
-            v128_t prod = wasm_f32x4_mul(load_half4(krow + d), wasm_v128_load(qr + d));
-            dot += (double)wasm_f32x4_extract_lane(prod, 0);
-            dot += (double)wasm_f32x4_extract_lane(prod, 1);
-            dot += (double)wasm_f32x4_extract_lane(prod, 2);
-            dot += (double)wasm_f32x4_extract_lane(prod, 3);
-        }
-        float score = (float)dot * scale;
+        if (p % DOT_POSITIONS == 0)
+            position_dots(qr, kc + (size_t)p * stride, stride,
+                          n_pos - p < DOT_POSITIONS ? n_pos - p : DOT_POSITIONS, hd, dots);
+        float score = (float)dots[p % DOT_POSITIONS] * scale;
         float old_scale = 1.0f, weight = 1.0f;
         if (score > max) {
             old_scale = expf(max - score);

@@ -185,7 +185,7 @@ static bool cpu_has_dotprod(void)
 #endif
 
 #if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
-/* Types without a SIMD128 kernel (Q2_K, Q3_K, BF16) take the scalar one. Attention is the portable head with
+/* Types without a SIMD128 kernel (BF16) take the scalar one. Attention is the portable head with
  * vector half conversions (no fused multiply-add in SIMD128, so no wide path). */
 static const kernel_set wasm_simd_set = {
     .name = "wasm-simd",
@@ -193,10 +193,10 @@ static const kernel_set wasm_simd_set = {
         {
             [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_wasm_simd, "wasm-simd", NULL, NULL, NULL),
             [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_wasm_simd, "wasm-simd", NULL, NULL, NULL),
-            [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_wasm_simd, "wasm-simd", NULL, NULL,
-                                 ellm_gemm_q8_0_wasm_simd),
-            [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_wasm_simd, "wasm-simd", NULL, NULL,
-                                 ellm_gemm_q4_0_wasm_simd),
+            [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_wasm_simd, "wasm-simd", NULL,
+                                 ellm_vec_dot_q8_0_ext_wasm_simd, ellm_gemm_q8_0_wasm_simd),
+            [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_wasm_simd, "wasm-simd", NULL,
+                                 ellm_vec_dot_q4_0_ext_wasm_simd, ellm_gemm_q4_0_wasm_simd),
             [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_wasm_simd, "wasm-simd", NULL, NULL,
                                  ellm_gemm_q4_K_wasm_simd),
             [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_wasm_simd, "wasm-simd", NULL, NULL,
@@ -204,15 +204,17 @@ static const kernel_set wasm_simd_set = {
             [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_wasm_simd, "wasm-simd", NULL, NULL,
                                  ellm_gemm_q6_K_wasm_simd),
             [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_wasm_simd, "wasm-simd", NULL, NULL,
-                                   NULL),
-            [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL, NULL,
-                                   ellm_gemm_iq4_nl_wasm_simd),
-            [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_wasm_simd, "wasm-simd", NULL, NULL,
-                                 ellm_gemm_q5_0_wasm_simd),
+                                   ellm_gemm_iq4_xs_wasm_simd),
+            [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL,
+                                   ellm_vec_dot_iq4_nl_ext_wasm_simd, ellm_gemm_iq4_nl_wasm_simd),
+            [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_wasm_simd, "wasm-simd", NULL,
+                                 ellm_vec_dot_q5_0_ext_wasm_simd, ellm_gemm_q5_0_wasm_simd),
             [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_wasm_simd, "wasm-simd", NULL, NULL,
                                  ellm_gemm_q4_1_wasm_simd),
             [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_wasm_simd, "wasm-simd", NULL, NULL,
                                  ellm_gemm_q5_1_wasm_simd),
+            [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+            [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_wasm_simd, "wasm-simd", NULL, NULL, NULL),
         },
     .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, NULL, ellm_axpy_q8_0_portable},
 };

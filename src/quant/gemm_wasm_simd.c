@@ -1,6 +1,6 @@
 /* WebAssembly SIMD128 tiles of weight rows × tokens (see ellm_gemm_fn) for Q4_0, Q8_0, Q5_0 and
  * IQ4_NL against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, and Q4_K,
- * Q5_K and Q6_K against Q8_K rows.
+ * Q5_K, Q6_K and IQ4_XS against Q8_K rows.
  *
  * Four weight rows share a vector: each row's integer block sum is formed in four partial lanes
  * by i32x4.dot_i16x8 and the four rows' partials are transposed and added, so lane r holds row
@@ -23,6 +23,7 @@
 #include "quant/kquants.h"
 #include "quant/lanes_wasm_simd.h"
 #include "quant/quant.h"
+#include "quant/reference_kquants_low.h"
 
 enum {
     GROUP = 4,        /* rows in the four lanes */
@@ -280,6 +281,27 @@ static void q6_K_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     g->d = scales_of(rows, at + offsetof(block_q6_K, d));
 }
 
+/* IQ4_XS: sub-block s is the levels of qs[16s..16s+15]'s low nibbles (values 32s..32s+15) and
+ * high nibbles (32s+16..32s+31), times ls[s] - 32 (at most 127 × 32 in 16 bits). */
+static void iq4_xs_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    const v128_t levels = load(ellm_kvalues_iq4nl), low4 = wasm_i8x16_splat(0x0F);
+    size_t at = (size_t)b * sizeof(block_iq4_xs);
+    for (int r = 0; r < GROUP; r++) {
+        const block_iq4_xs *blk = (const block_iq4_xs *)(rows[r] + at);
+        for (int sb = 0; sb < 8; sb++) {
+            v128_t q = load(blk->qs + 16 * sb);
+            v128_t scale = wasm_i16x8_splat((int16_t)(ellm_iq4_xs_scale(blk, sb) - 32));
+            v128_t *out = &g->w[r][4 * sb];
+            widen_i8(wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4)), out);
+            widen_i8(wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4)), out + 2);
+            for (int k = 0; k < 4; k++)
+                out[k] = wasm_i16x8_mul(out[k], scale);
+        }
+    }
+    g->d = scales_of(rows, at + offsetof(block_iq4_xs, d));
+}
+
 static void q8_K_act(const uint8_t *x, int64_t b, const void *unused, act_block *a)
 {
     (void)unused;
@@ -305,7 +327,7 @@ static v128_t q45_K_step(const row_group *g, const act_block *a, v128_t sum)
     return wasm_f32x4_add(sum, wasm_f32x4_sub(scaled, mins));
 }
 
-/* sum += ad * dw * (float)sumi. */
+/* sum += ad * dw * (float)sumi (Q6_K and IQ4_XS). */
 static v128_t q6_K_step(const row_group *g, const act_block *a, v128_t sum)
 {
     v128_t sumi = row_sums(g, a->a, KQUANT_VECS);
@@ -404,6 +426,14 @@ void ellm_gemm_q6_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
                               int64_t y_stride)
 {
     gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q6_K_group,
+                    q8_K_act, NULL, q6_K_step);
+}
+
+void ellm_gemm_iq4_xs_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                                const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                                int64_t y_stride)
+{
+    gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, iq4_xs_group,
                     q8_K_act, NULL, q6_K_step);
 }
 

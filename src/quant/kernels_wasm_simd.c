@@ -50,52 +50,63 @@ void ellm_vec_dot_f16_wasm_simd(int64_t n, float *out, const void *row, const vo
 }
 
 /* The 32-value formats against Q8_0 activations: block i's integer sum as four partial sums. */
-static inline v128_t ints_q8_0(const block_q8_0 *w, const block_q8_0 *a)
+static inline v128_t ints_q8_0(const block_q8_0 *w, const int8_t *a)
 {
-    return wasm_i32x4_add(dot_i8x16(load(w->qs), load(a->qs)),
-                          dot_i8x16(load(w->qs + 16), load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(load(w->qs), load(a)),
+                          dot_i8x16(load(w->qs + 16), load(a + 16)));
 }
 
-static inline v128_t ints_q4_0(const block_q4_0 *w, const block_q8_0 *a)
+static inline v128_t ints_q4_0(const block_q4_0 *w, const int8_t *a)
 {
     const v128_t low4 = wasm_i8x16_splat(0x0F), eight = wasm_i8x16_splat(8);
     v128_t q = load(w->qs);
     v128_t lo = wasm_i8x16_sub(wasm_v128_and(q, low4), eight);
     v128_t hi = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight);
-    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
 }
 
-static inline v128_t ints_iq4_nl(const block_iq4_nl *w, const block_q8_0 *a)
+static inline v128_t ints_iq4_nl(const block_iq4_nl *w, const int8_t *a)
 {
     const v128_t levels = load(ellm_kvalues_iq4nl), low4 = wasm_i8x16_splat(0x0F);
     v128_t q = load(w->qs);
     v128_t lo = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
     v128_t hi = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
-    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
 }
 
-static inline v128_t ints_q5_0(const block_q5_0 *w, const block_q8_0 *a)
+static inline v128_t ints_q5_0(const block_q5_0 *w, const int8_t *a)
 {
     const v128_t sixteen = wasm_i8x16_splat(16);
     v128_t lo, hi;
     q5_values(w->qs, w->qh, &lo, &hi);
-    return wasm_i32x4_add(dot_i8x16(wasm_i8x16_sub(lo, sixteen), load(a->qs)),
-                          dot_i8x16(wasm_i8x16_sub(hi, sixteen), load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(wasm_i8x16_sub(lo, sixteen), load(a)),
+                          dot_i8x16(wasm_i8x16_sub(hi, sixteen), load(a + 16)));
 }
 
-/* The "_1" formats' unsigned values (0..15 or 0..31) against Q8_1 activations. */
-static inline v128_t ints_q4_1(const block_q4_1 *w, const block_q8_1 *a)
+/* A block's unsigned 4- or 5-bit values (0..15 or 0..31) against its 32 activations: the "_1"
+ * formats' products, and Q4_0's and Q5_0's before their offset comes off (extended rows). */
+static inline v128_t unsigned_nibbles_dot(const uint8_t *qs, const int8_t *a)
 {
-    v128_t q = load(w->qs);
+    v128_t q = load(qs);
     v128_t lo = wasm_v128_and(q, wasm_i8x16_splat(0x0F)), hi = wasm_u8x16_shr(q, 4);
-    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
 }
 
-static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
+static inline v128_t unsigned_fives_dot(const uint8_t *qs, const uint8_t qh[4], const int8_t *a)
 {
     v128_t lo, hi;
-    q5_values(w->qs, w->qh, &lo, &hi);
-    return wasm_i32x4_add(dot_i8x16(lo, load(a->qs)), dot_i8x16(hi, load(a->qs + 16)));
+    q5_values(qs, qh, &lo, &hi);
+    return wasm_i32x4_add(dot_i8x16(lo, load(a)), dot_i8x16(hi, load(a + 16)));
+}
+
+static inline v128_t ints_q4_1(const block_q4_1 *w, const int8_t *a)
+{
+    return unsigned_nibbles_dot(w->qs, a);
+}
+
+static inline v128_t ints_q5_1(const block_q5_1 *w, const int8_t *a)
+{
+    return unsigned_fives_dot(w->qs, w->qh, a);
 }
 
 /* The scalar kernels' float steps, sum += d_w * d_a * (float)isum per block in block order, four
@@ -107,7 +118,7 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
         for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
             v128_t part_[4];                                                                       \
             for (int k_ = 0; k_ < 4; k_++)                                                         \
-                part_[k_] = block_fn(&(w)[i_ + k_], &(a)[i_ + k_]);                                \
+                part_[k_] = block_fn(&(w)[i_ + k_], (a)[i_ + k_].qs);                              \
             v128_t isum_ = wasm_f32x4_convert_i32x4(transpose_sum4(part_));                        \
             v128_t dw_ = halves_to_f32x4(                                                          \
                 wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d, (w)[i_ + 2].d, (w)[i_ + 3].d));          \
@@ -120,7 +131,7 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
             sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
         }                                                                                          \
         for (; i_ < nb_; i_++) {                                                                   \
-            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], &(a)[i_]));                                 \
+            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], (a)[i_].qs));                               \
             sum_ += ellm_f16_to_f32((w)[i_].d) * ellm_f16_to_f32((a)[i_].d) * (float)isum1_;       \
         }                                                                                          \
         *(out) = sum_;                                                                             \
@@ -134,7 +145,7 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
         for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
             v128_t part_[4];                                                                       \
             for (int k_ = 0; k_ < 4; k_++)                                                         \
-                part_[k_] = block_fn(&(w)[i_ + k_], &(a)[i_ + k_]);                                \
+                part_[k_] = block_fn(&(w)[i_ + k_], (a)[i_ + k_].qs);                              \
             v128_t isum_ = wasm_f32x4_convert_i32x4(transpose_sum4(part_));                        \
             v128_t dw_ = halves_to_f32x4(                                                          \
                 wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d, (w)[i_ + 2].d, (w)[i_ + 3].d));          \
@@ -152,7 +163,7 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const block_q8_1 *a)
             sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
         }                                                                                          \
         for (; i_ < nb_; i_++) {                                                                   \
-            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], &(a)[i_]));                                 \
+            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], (a)[i_].qs));                               \
             sum_ += ellm_f16_to_f32((w)[i_].d) * ellm_f16_to_f32((a)[i_].d) * (float)isum1_ +      \
                     ellm_f16_to_f32((w)[i_].m) * ellm_f16_to_f32((a)[i_].s);                       \
         }                                                                                          \
@@ -200,6 +211,72 @@ void ellm_vec_dot_iq4_nl_wasm_simd(int64_t n, float *out, const void *row, const
     Q8_0_ACTIVATION_DOT(w, a, n, ints_iq4_nl, out);
 }
 
+/* The 32-value formats against the extended Q8_0 row (the decode path): the activation scales
+ * are already floats, and a format's offset (Q4_0's 8, Q5_0's 16) comes off the block sum
+ * through the row's per-block activation sums instead of off every value. Same integers and
+ * float steps as the scalar kernels. */
+static inline v128_t ints_q4_0_unsigned(const block_q4_0 *w, const int8_t *a)
+{
+    return unsigned_nibbles_dot(w->qs, a);
+}
+
+static inline v128_t ints_q5_0_unsigned(const block_q5_0 *w, const int8_t *a)
+{
+    return unsigned_fives_dot(w->qs, w->qh, a);
+}
+
+#define EXT_ACTIVATION_DOT(block_type, block_fn, offset)                                           \
+    do {                                                                                           \
+        const ellm_q8_0_ext_layout L_ = ellm_q8_0_ext_layout_for(n);                               \
+        const block_type *w_ = row;                                                                \
+        const int8_t *a_ = x;                                                                      \
+        const float *da_ = (const float *)((const uint8_t *)x + L_.scales_offset);                 \
+        const int32_t *bsums_ = (const int32_t *)((const uint8_t *)x + L_.block_sums_offset);      \
+        int64_t nb_ = n / QK8_0, i_ = 0;                                                           \
+        float sum_ = 0;                                                                            \
+        for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
+            v128_t part_[4];                                                                       \
+            for (int k_ = 0; k_ < 4; k_++)                                                         \
+                part_[k_] = block_fn(&w_[i_ + k_], a_ + (i_ + k_) * QK8_0);                        \
+            v128_t isum_ = wasm_i32x4_sub(                                                         \
+                transpose_sum4(part_),                                                             \
+                wasm_i32x4_mul(load(bsums_ + i_), wasm_i32x4_splat(offset)));                      \
+            v128_t dw_ = halves_to_f32x4(                                                          \
+                wasm_i32x4_make(w_[i_].d, w_[i_ + 1].d, w_[i_ + 2].d, w_[i_ + 3].d));              \
+            v128_t p_ = wasm_f32x4_mul(wasm_f32x4_mul(dw_, load(da_ + i_)),                        \
+                                       wasm_f32x4_convert_i32x4(isum_));                           \
+            sum_ += wasm_f32x4_extract_lane(p_, 0);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 1);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 2);                                                \
+            sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
+        }                                                                                          \
+        for (; i_ < nb_; i_++) {                                                                   \
+            int isum1_ = hsum_i32x4(block_fn(&w_[i_], a_ + i_ * QK8_0)) - (offset)*bsums_[i_];     \
+            sum_ += ellm_f16_to_f32(w_[i_].d) * da_[i_] * (float)isum1_;                           \
+        }                                                                                          \
+        *out = sum_;                                                                               \
+    } while (0)
+
+void ellm_vec_dot_q4_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    EXT_ACTIVATION_DOT(block_q4_0, ints_q4_0_unsigned, 8);
+}
+
+void ellm_vec_dot_q5_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    EXT_ACTIVATION_DOT(block_q5_0, ints_q5_0_unsigned, 16);
+}
+
+void ellm_vec_dot_q8_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    EXT_ACTIVATION_DOT(block_q8_0, ints_q8_0, 0);
+}
+
+void ellm_vec_dot_iq4_nl_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    EXT_ACTIVATION_DOT(block_iq4_nl, ints_iq4_nl, 0);
+}
+
 /* Sum over the 8 sub-blocks of min[j] times the activations' sum over sub-block j (two bsums). */
 static inline int32_t q8_K_min_term(const uint8_t *mins, const int16_t *bsums)
 {
@@ -211,10 +288,19 @@ static inline int32_t q8_K_min_term(const uint8_t *mins, const int16_t *bsums)
     return hsum_i32x4(prod);
 }
 
-/* Σ v[l] * y[l] over l < 32, with v as two vectors of 16 values in -128..127. */
-static inline int32_t dot32(const v128_t v[2], const int8_t *y)
+/* Σ v[l] * y[l] over l < 32, with v as two vectors of 16 values in -128..127, as four partial
+ * sums. */
+static inline v128_t dot32(const v128_t v[2], const int8_t *y)
 {
-    return hsum_i32x4(wasm_i32x4_add(dot_i8x16(v[0], load(y)), dot_i8x16(v[1], load(y + 16))));
+    return wasm_i32x4_add(dot_i8x16(v[0], load(y)), dot_i8x16(v[1], load(y + 16)));
+}
+
+/* acc + scale * part in every lane: a sub-block's partial sums weighted by its scale, so that a
+ * super-block's products meet in one accumulator and need one horizontal sum (the integers are
+ * exact, so the order of the additions does not matter). */
+static inline v128_t add_scaled(v128_t acc, v128_t part, int32_t scale)
+{
+    return wasm_i32x4_add(acc, wasm_i32x4_mul(part, wasm_i32x4_splat(scale)));
 }
 
 void ellm_vec_dot_q4_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
@@ -226,12 +312,14 @@ void ellm_vec_dot_q4_K_wasm_simd(int64_t n, float *out, const void *row, const v
         uint8_t sc[8], mn[8];
         for (int j = 0; j < 8; j++)
             ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
-        int sumi = 0;
+        v128_t acc = wasm_i32x4_splat(0);
         for (int c = 0; c < 4; c++) {
             nibbles32 q = split_nibbles(w[i].qs + 32 * c);
             const int8_t *y = a[i].qs + 64 * c;
-            sumi += sc[2 * c] * dot32(q.lo, y) + sc[2 * c + 1] * dot32(q.hi, y + 32);
+            acc = add_scaled(acc, dot32(q.lo, y), sc[2 * c]);
+            acc = add_scaled(acc, dot32(q.hi, y + 32), sc[2 * c + 1]);
         }
+        int sumi = hsum_i32x4(acc);
         int summ = q8_K_min_term(mn, a[i].bsums);
         sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
                a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
@@ -250,7 +338,7 @@ void ellm_vec_dot_q5_K_wasm_simd(int64_t n, float *out, const void *row, const v
         for (int j = 0; j < 8; j++)
             ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
         v128_t qh[2] = {load(w[i].qh), load(w[i].qh + 16)};
-        int sumi = 0;
+        v128_t acc = wasm_i32x4_splat(0);
         for (int c = 0; c < 4; c++) {
             nibbles32 q = split_nibbles(w[i].qs + 32 * c);
             for (int k = 0; k < 2; k++) {
@@ -261,8 +349,10 @@ void ellm_vec_dot_q5_K_wasm_simd(int64_t n, float *out, const void *row, const v
                 q.hi[k] = wasm_v128_or(q.hi[k], wasm_i8x16_shl(b_hi, 4));
             }
             const int8_t *y = a[i].qs + 64 * c;
-            sumi += sc[2 * c] * dot32(q.lo, y) + sc[2 * c + 1] * dot32(q.hi, y + 32);
+            acc = add_scaled(acc, dot32(q.lo, y), sc[2 * c]);
+            acc = add_scaled(acc, dot32(q.hi, y + 32), sc[2 * c + 1]);
         }
+        int sumi = hsum_i32x4(acc);
         int summ = q8_K_min_term(mn, a[i].bsums);
         sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
                a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
@@ -277,25 +367,25 @@ void ellm_vec_dot_q6_K_wasm_simd(int64_t n, float *out, const void *row, const v
     const v128_t low4 = wasm_i8x16_splat(0x0F), three = wasm_i8x16_splat(3);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        int sumi = 0;
+        v128_t acc = wasm_i32x4_splat(0);
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
             const int8_t *y = a[i].qs + 128 * h;
             const int8_t *sc = w[i].scales + 8 * h;
             for (int quarter = 0; quarter < 4; quarter++) {
                 /* Quarter k covers values 32k..32k+31 of this half: sub-blocks 2k and 2k+1. */
-                int part[2];
                 for (int k = 0; k < 2; k++) {
                     v128_t low = load(ql + 16 * k + (quarter & 1 ? 32 : 0));
                     low = quarter < 2 ? wasm_v128_and(low, low4) : wasm_u8x16_shr(low, 4);
                     v128_t high = wasm_v128_and(wasm_u8x16_shr(load(qh + 16 * k), 2 * quarter),
                                                 three);
                     v128_t q = wasm_v128_or(low, wasm_i8x16_shl(high, 4));
-                    part[k] = hsum_i32x4(dot_i8x16(q, load(y + 32 * quarter + 16 * k)));
+                    acc = add_scaled(acc, dot_i8x16(q, load(y + 32 * quarter + 16 * k)),
+                                     sc[2 * quarter + k]);
                 }
-                sumi += sc[2 * quarter] * part[0] + sc[2 * quarter + 1] * part[1];
             }
         }
+        int sumi = hsum_i32x4(acc);
         /* The stored q is value + 32: remove 32 * scale * (activation sum) per sub-block. */
         v128_t s = load(w[i].scales);
         v128_t off = wasm_i32x4_add(
@@ -314,16 +404,85 @@ void ellm_vec_dot_iq4_xs_wasm_simd(int64_t n, float *out, const void *row, const
     const v128_t levels = load(ellm_kvalues_iq4nl), low4 = wasm_i8x16_splat(0x0F);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        int32_t isum = 0;
+        v128_t acc = wasm_i32x4_splat(0);
         for (int s = 0; s < 8; s++) {
             v128_t q = load(w[i].qs + 16 * s);
-            v128_t lo = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
-            v128_t hi = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
-            const int8_t *y = a[i].qs + 32 * s;
-            int32_t sub = hsum_i32x4(
-                wasm_i32x4_add(dot_i8x16(lo, load(y)), dot_i8x16(hi, load(y + 16))));
-            isum += (ellm_iq4_xs_scale(&w[i], s) - 32) * sub;
+            v128_t v[2] = {wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4)),
+                           wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4))};
+            acc = add_scaled(acc, dot32(v, a[i].qs + 32 * s), ellm_iq4_xs_scale(&w[i], s) - 32);
         }
+        int32_t isum = hsum_i32x4(acc);
+        sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;
+    }
+    *out = sum;
+}
+
+/* Q2_K and Q3_K: the 2-bit field j of qs[32h + l] (l < 32) is value 128h + 32j + l, in sub-block
+ * 8h + 2j (l < 16) or 8h + 2j + 1. */
+/* Σ scale[s] * bsums[s] over the 16 sub-blocks, the scales as 16-bit values. */
+static inline int32_t scales_times_bsums(const int16_t scale[16], const int16_t *bsums)
+{
+    return hsum_i32x4(wasm_i32x4_add(wasm_i32x4_dot_i16x8(load(scale), load(bsums)),
+                                     wasm_i32x4_dot_i16x8(load(scale + 8), load(bsums + 8))));
+}
+
+void ellm_vec_dot_q2_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q2_K *w = row;
+    const block_q8_K *a = x;
+    const v128_t three = wasm_i8x16_splat(3);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int16_t scale[16], min[16];
+        for (int s = 0; s < 16; s++) {
+            scale[s] = w[i].scales[s] & 15;
+            min[s] = w[i].scales[s] >> 4;
+        }
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int h = 0; h < 2; h++) {
+            v128_t q[2] = {load(w[i].qs + 32 * h), load(w[i].qs + 32 * h + 16)};
+            for (int j = 0; j < 4; j++)
+                for (int k = 0; k < 2; k++) {
+                    int s = 8 * h + 2 * j + k;
+                    v128_t v = wasm_v128_and(wasm_u8x16_shr(q[k], 2 * j), three);
+                    acc = add_scaled(acc, dot_i8x16(v, load(a[i].qs + 16 * s)), scale[s]);
+                }
+        }
+        int32_t isum = hsum_i32x4(acc);
+        int32_t msum = scales_times_bsums(min, a[i].bsums);
+        float dall = ellm_f16_to_f32(w[i].d) * a[i].d;
+        float dmin = ellm_f16_to_f32(w[i].dmin) * a[i].d;
+        sum += dall * (float)isum - dmin * (float)msum;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_q3_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q3_K *w = row;
+    const block_q8_K *a = x;
+    const v128_t three = wasm_i8x16_splat(3), one = wasm_i8x16_splat(1);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int16_t scale[16];
+        for (int s = 0; s < 16; s++)
+            scale[s] = (int16_t)(ellm_q3_K_scale(w[i].scales, s) - 32);
+        v128_t hmask[2] = {load(w[i].hmask), load(w[i].hmask + 16)};
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int h = 0; h < 2; h++) {
+            v128_t q[2] = {load(w[i].qs + 32 * h), load(w[i].qs + 32 * h + 16)};
+            for (int j = 0; j < 4; j++)
+                for (int k = 0; k < 2; k++) {
+                    int s = 8 * h + 2 * j + k;
+                    /* The stored value is q + 4 (the hmask bit is worth 4); the 4s are removed
+                     * below through the activation sums. */
+                    v128_t low = wasm_v128_and(wasm_u8x16_shr(q[k], 2 * j), three);
+                    v128_t high = wasm_v128_and(wasm_u8x16_shr(hmask[k], 4 * h + j), one);
+                    v128_t v = wasm_v128_or(low, wasm_i8x16_shl(high, 2));
+                    acc = add_scaled(acc, dot_i8x16(v, load(a[i].qs + 16 * s)), scale[s]);
+                }
+        }
+        int32_t isum = hsum_i32x4(acc) - 4 * scales_times_bsums(scale, a[i].bsums);
         sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;
     }
     *out = sum;
