@@ -63,6 +63,15 @@ check "per-layer head counts in the file" $?
 pruned_matches_zeroed --ffn 0.25
 pruned_matches_zeroed --layers 1
 
+# A quantized model: each layer keeps whole blocks of FFN channels, so ffn_down keeps its type
+# (a partial block would store it as F16 and make the pruned file larger than the original).
+"$EDGELLM" synth --dims 64,2,4,2,256 --vocab "$SHARED/models/llama2-vocab-tiny-f16.gguf" \
+  -o "$tmp/q.gguf" --type q4_0 >/dev/null 2>&1
+"$EDGELLM" prune -m "$tmp/q.gguf" -o "$tmp/qp.gguf" --ffn 0.1 2>/dev/null &&
+  [[ $("$EDGELLM" info "$tmp/qp.gguf" | grep -c 'ffn_down.weight *Q4_0') -eq 2 ]] &&
+  [[ $(stat -c %s "$tmp/qp.gguf") -lt $(stat -c %s "$tmp/q.gguf") ]]
+check "Q4_0 model, --ffn 0.1: ffn_down stays Q4_0 and the file is smaller" $?
+
 bad() { # bad NAME EXIT PATTERN OPTIONS...
   local name=$1 want=$2 pattern=$3
   shift 3

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/threadpool.h"
 #include "model/arch.h"
 #include "optimise/awq.h"
 #include "quant/quant.h"
@@ -98,9 +99,51 @@ typedef struct group {
     bool producer_is_norm;
 } group;
 
+#define N_ALPHAS 11 /* alpha = 0, 0.1, ..., 1 */
+
+/* The column scales of the group's n columns for one alpha (sp: the producer's n_prod). */
+static void group_scales(const float *mp, int64_t n_prod, int64_t n, int64_t head_dim,
+                         int32_t n_rep, float alpha, float *sp, float *s)
+{
+    scales_for(mp, n_prod, alpha, sp);
+    for (int64_t j = 0; j < n; j++)
+        s[j] = sp[(j / head_dim / n_rep) * head_dim + j % head_dim];
+}
+
+/* The alphas are independent, so threads take interleaved ones, each with its own buffers
+ * (buffer_floats per thread); every alpha's error is summed in the same order whatever the
+ * split, so the choice does not depend on the thread count. */
+typedef struct alpha_search {
+    const gguf_tensor_info *const *mats;
+    int n_mats;
+    ellm_type type;
+    const float *m, *mp;
+    int64_t n, n_prod, head_dim;
+    int32_t n_rep;
+    float *buffers;
+    size_t buffer_floats;
+    double err[N_ALPHAS];
+} alpha_search;
+
+static void search_alphas(void *arg, int ith, int nth)
+{
+    alpha_search *j = arg;
+    int64_t n = j->n;
+    float *sp = j->buffers + (size_t)ith * j->buffer_floats, *s = sp + j->n_prod, *work = s + n;
+    uint8_t *q = (uint8_t *)(work + 4 * n);
+    for (int step = ith; step < N_ALPHAS; step += nth) {
+        group_scales(j->mp, j->n_prod, n, j->head_dim, j->n_rep, 0.1f * (float)step, sp, s);
+        double err = 0;
+        for (int k = 0; k < j->n_mats; k++)
+            err += scaled_error(j->mats[k], j->type, j->m, s, work, work + n, work + 2 * n,
+                                work + 3 * n, q);
+        j->err[step] = err;
+    }
+}
+
 static edgellm_status search_group(ellm_awq *a, const gguf_file *f, const ellm_imatrix *im,
                                    ellm_type type, const group *g, int64_t head_dim, int32_t n_rep,
-                                   float *alpha_out)
+                                   ellm_threadpool *pool, float *alpha_out)
 {
     *alpha_out = 0;
     const gguf_tensor_info *mats[3] = {0};
@@ -131,34 +174,41 @@ static edgellm_status search_group(ellm_awq *a, const gguf_file *f, const ellm_i
                                            : (int64_t)(prod->n_elements / prod->ne[0]);
     if (prod_len != n_prod)
         return EDGELLM_OK;
+    /* Per thread: the producer's and the columns' scales, four rows of work and a quantized
+     * row (4 bytes per value is more than any block type takes, plus a block's slack). */
+    size_t buffer_floats = (size_t)n_prod + 6 * (size_t)n + 16;
+    int nth = pool ? ellm_threadpool_size(pool) : 1;
     float *mp = calloc((size_t)n_prod, sizeof *mp), *sp = malloc((size_t)n_prod * sizeof *sp);
-    float *s = malloc((size_t)n * sizeof *s), *best_s = malloc((size_t)n * sizeof *best_s);
-    float *work = malloc((size_t)n * 4 * sizeof *work);
-    uint8_t *q = malloc((size_t)n * 4 + 64);
+    float *best_s = malloc((size_t)n * sizeof *best_s);
+    alpha_search job = {mats,
+                        n_mats,
+                        type,
+                        m,
+                        mp,
+                        n,
+                        n_prod,
+                        head_dim,
+                        n_rep,
+                        malloc((size_t)nth * buffer_floats * sizeof(float)),
+                        buffer_floats,
+                        {0}};
     edgellm_status st = EDGELLM_OK;
-    if (!mp || !sp || !s || !best_s || !work || !q) {
+    if (!mp || !sp || !best_s || !job.buffers) {
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the AWQ search");
         goto done;
     }
     for (int64_t j = 0; j < n; j++)
         mp[(j / head_dim / n_rep) * head_dim + j % head_dim] += m[j] / (float)n_rep;
+    ellm_threadpool_run(pool, search_alphas, &job);
     double best = INFINITY;
-    for (int step = 0; step <= 10; step++) {
-        float alpha = 0.1f * (float)step;
-        scales_for(mp, n_prod, alpha, sp);
-        for (int64_t j = 0; j < n; j++)
-            s[j] = sp[(j / head_dim / n_rep) * head_dim + j % head_dim];
-        double err = 0;
-        for (int k = 0; k < n_mats; k++)
-            err += scaled_error(mats[k], type, m, s, work, work + n, work + 2 * n, work + 3 * n, q);
-        if (err < best) {
-            best = err;
-            *alpha_out = alpha;
-            memcpy(best_s, s, (size_t)n * sizeof *s);
+    for (int step = 0; step < N_ALPHAS; step++)
+        if (job.err[step] < best) {
+            best = job.err[step];
+            *alpha_out = 0.1f * (float)step;
         }
-    }
     if (*alpha_out == 0)
         goto done; /* plain quantization is best: nothing to fold */
+    group_scales(mp, n_prod, n, head_dim, n_rep, *alpha_out, sp, best_s);
     for (int k = 0; k < n_mats; k++) {
         char name[96];
         snprintf(name, sizeof name, "%.*s", (int)mats[k]->name.len, mats[k]->name.data);
@@ -189,10 +239,8 @@ static edgellm_status search_group(ellm_awq *a, const gguf_file *f, const ellm_i
 done:
     free(mp);
     free(sp);
-    free(s);
     free(best_s);
-    free(work);
-    free(q);
+    free(job.buffers);
     return st;
 }
 
@@ -238,6 +286,10 @@ edgellm_status ellm_awq_plan(const gguf_file *f, const ellm_imatrix *im, ellm_ty
     ellm_awq *a = calloc(1, sizeof *a);
     if (!a)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    /* Quantizing the sampled rows for every alpha is most of --awq's time: use every core. */
+    ellm_threadpool *pool = NULL;
+    if (ellm_threadpool_create(0, &pool) != EDGELLM_OK)
+        pool = NULL; /* run on this thread alone */
     edgellm_status st = EDGELLM_OK;
     for (uint32_t il = 0; st == EDGELLM_OK && il < n_layer; il++) {
         char nq[64], nk[64], nv[64], no[64], ng[64], nu[64], nd[64], an[64], fn[64];
@@ -262,11 +314,12 @@ edgellm_status ellm_awq_plan(const gguf_file *f, const ellm_imatrix *im, ellm_ty
             float alpha = 0;
             bool heads = k == 1;
             st = search_group(a, f, im, type, &groups[k], heads ? head_dim : 1,
-                              heads ? (int32_t)(n_head / n_head_kv) : 1, &alpha);
+                              heads ? (int32_t)(n_head / n_head_kv) : 1, pool, &alpha);
             if (st == EDGELLM_OK && on_group)
                 on_group(user, groups[k].label, alpha);
         }
     }
+    ellm_threadpool_free(pool);
     if (st != EDGELLM_OK) {
         ellm_awq_free(a);
         return st;

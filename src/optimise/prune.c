@@ -288,6 +288,44 @@ static edgellm_status remove_lowest(ranked *r, int64_t n, int64_t per_layer, int
     return EDGELLM_OK;
 }
 
+/* A quantized ffn_down keeps its type only when its kept columns fill whole blocks
+ * (column_type); otherwise it would be written as F16, making the pruned file larger and slower
+ * than the original. So each layer's kept count goes to the nearest multiple of the block (at
+ * least one block): the most important removed channels come back, or the least important kept
+ * ones go too (r sorted ascending by remove_lowest, its first `removed` entries the removed
+ * ones). The total removed then differs from the asked fraction by less than half a block per
+ * layer. */
+static void keep_whole_blocks(const gguf_file *f, const ranked *r, int64_t n, int64_t removed,
+                              plan *p)
+{
+    const shape *s = &p->s;
+    for (int32_t il = 0; il < s->n_layer; il++) {
+        char name[96];
+        snprintf(name, sizeof name, "blk.%d.ffn_down.weight", (int)il);
+        const gguf_tensor_info *t = ellm_gguf_find_tensor(f, name);
+        const ellm_type_traits *tr = t ? ellm_type_traits_of((ellm_type)t->type) : NULL;
+        if (!p->layer_kept[il] || !tr || tr->block_size <= 1)
+            continue;
+        int64_t block = tr->block_size;
+        bool *kept = p->channel_kept + (int64_t)il * s->n_ff;
+        int64_t left = 0;
+        for (int64_t c = 0; c < s->n_ff; c++)
+            left += kept[c];
+        int64_t want = (left + block / 2) / block * block;
+        want = want < block ? block : want;
+        for (int64_t i = removed - 1; i >= 0 && left < want; i--)
+            if (r[i].index / s->n_ff == il && !kept[r[i].index % s->n_ff]) {
+                kept[r[i].index % s->n_ff] = true;
+                left++;
+            }
+        for (int64_t i = removed; i < n && left > want; i++)
+            if (r[i].index / s->n_ff == il && kept[r[i].index % s->n_ff]) {
+                kept[r[i].index % s->n_ff] = false;
+                left--;
+            }
+    }
+}
+
 static edgellm_status make_plan(const gguf_file *f, const ellm_prune_params *pp, plan *p)
 {
     const shape *s = &p->s;
@@ -347,6 +385,8 @@ static edgellm_status make_plan(const gguf_file *f, const ellm_prune_params *pp,
     if (st == EDGELLM_OK)
         st = remove_lowest(r, n_chan, s->n_ff, lround(pp->ffn * (double)n_chan), p->channel_kept, p,
                            "ffn", pp->ffn);
+    if (st == EDGELLM_OK)
+        keep_whole_blocks(f, r, n_chan, lround(pp->ffn * (double)n_chan), p);
     free(r);
     free(norms);
     return st;

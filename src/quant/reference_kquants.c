@@ -16,6 +16,20 @@
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* clampi((int)nearbyintf(v), lo, hi) without the library call (the weighted searches round
+ * millions of values per matrix): v is first clamped to lo - 1..hi + 1, where adding and
+ * subtracting 1.5 * 2^23 rounds to the nearest integer, ties to even, as nearbyintf does in the
+ * default mode. Comparisons, not fminf/fmaxf, which are calls without -ffinite-math-only; NaN
+ * passes them and converts to INT_MIN, giving lo as before. The two differ only for
+ * |v| >= 2^31, which the callers' steps, set from the values' own range, never produce. */
+static int nearest_in(float v, int lo, int hi)
+{
+    float below = (float)lo - 1.0f, above = (float)hi + 1.0f;
+    v = v < below ? below : v;
+    v = v > above ? above : v;
+    return clampi((int)((v + 12582912.0f) - 12582912.0f), lo, hi);
+}
+
 /* The half nearest v (>= 0) from above, so the largest sub-block scale divided by the stored
  * super-block scale never exceeds the level count: matters for tiny weights, whose scales are
  * half subnormals with only a few bits. */
@@ -112,12 +126,20 @@ static double affine_error(const float *x, const float *w, int n, int nmax, floa
     double err = 0;
     float is = s > 0 ? 1.0f / s : 0.0f;
     for (int i = 0; i < n; i++) {
-        int v = s > 0 ? clampi((int)nearbyintf((x[i] + m) * is), 0, nmax) : 0;
+        int v = s > 0 ? nearest_in((x[i] + m) * is, 0, nmax) : 0;
         q[i] = (uint8_t)v;
         double e = (double)x[i] - ((double)s * v - m);
         err += (w ? w[i] : 1.0) * e * e;
     }
     return err;
+}
+
+/* The levels of affine_error alone, without its error. */
+static void affine_levels(const float *x, int n, int nmax, float s, float m, uint8_t *q)
+{
+    float is = s > 0 ? 1.0f / s : 0.0f;
+    for (int i = 0; i < n; i++)
+        q[i] = (uint8_t)(s > 0 ? nearest_in((x[i] + m) * is, 0, nmax) : 0);
 }
 
 /* Weighted least squares (s, m >= 0) for x ~ s * q - m given the levels q; false when the
@@ -197,12 +219,17 @@ static float fit_affine_weighted(const float *x, const float *w, int n, int nmax
     *out_m = -lo;
     if (!(hi > lo))
         return 0;
-    uint8_t q[32];
+    uint8_t q[32], previous[32];
     float best_s = (hi - lo) / (float)nmax, best_m = -lo;
     double best = affine_error(x, w, n, nmax, best_s, best_m, q);
     for (int k = -40; k <= 80; k += k < -20 || k >= 20 ? 5 : 1) {
         float s = (hi - lo) / ((float)nmax + 0.05f * (float)k), m = -lo;
-        affine_error(x, w, n, nmax, s, m, q);
+        affine_levels(x, n, nmax, s, m, q);
+        /* Neighbouring steps of the fine sweep often pick the same levels; the refits that
+         * follow depend on the levels alone, so they would repeat the previous candidate's. */
+        if (k > -40 && memcmp(q, previous, (size_t)n) == 0)
+            continue;
+        memcpy(previous, q, (size_t)n);
         for (int pass = 0; pass < 2; pass++) {
             float fs, fm;
             if (!refit_affine(x, w, n, q, &fs, &fm))
@@ -213,6 +240,9 @@ static float fit_affine_weighted(const float *x, const float *w, int n, int nmax
                 best_s = fs;
                 best_m = fm;
             }
+            /* Levels that did not move under the refit would refit to the same (s, m). */
+            if (memcmp(q, previous, (size_t)n) == 0)
+                break;
         }
     }
     *out_m = best_m;
@@ -398,7 +428,7 @@ static double symmetric_error(const float *x, const float *w, int n, float s, in
     double err = 0;
     float is = s != 0 ? 1.0f / s : 0.0f;
     for (int i = 0; i < n; i++) {
-        int v = clampi((int)nearbyintf(x[i] * is), -32, 31);
+        int v = nearest_in(x[i] * is, -32, 31);
         q[i] = (int8_t)v;
         double e = (double)x[i] - (double)s * v;
         err += (w ? w[i] : 1.0) * e * e;

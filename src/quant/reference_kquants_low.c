@@ -518,23 +518,30 @@ static float iq4_fit_sub_weighted(const float *x, const float *w)
     for (int h = 0; h < 3 && heavy[h] >= 0; h++)
         for (int k = 0; k < 7; k++)
             cand[n_cand++] = x[heavy[h]] / small_levels[k];
-    uint8_t idx[32];
+    uint8_t idx[32], previous[32];
     float best = iq4_levels(x, w, 32, best_s, idx);
     for (int c = 0; c < n_cand; c++) {
-        iq4_levels(x, w, 32, cand[c], idx);
+        float err = iq4_levels(x, w, 32, cand[c], idx);
+        if (err < best) {
+            best = err;
+            best_s = cand[c];
+        }
+        /* The refined scale depends on the levels alone: neighbouring candidates that pick the
+         * same levels as the one before would repeat its refinement. */
+        if (c > 0 && memcmp(idx, previous, sizeof idx) == 0)
+            continue;
+        memcpy(previous, idx, sizeof idx);
         float skx = 0, skk = 0;
         for (int k = 0; k < 32; k++) {
             float kv = (float)ellm_kvalues_iq4nl[idx[k]];
             skx += w[k] * kv * x[k];
             skk += w[k] * kv * kv;
         }
-        float tries[2] = {cand[c], skk > 0 ? skx / skk : cand[c]};
-        for (int t = 0; t < 2; t++) {
-            float err = iq4_levels(x, w, 32, tries[t], idx);
-            if (err < best) {
-                best = err;
-                best_s = tries[t];
-            }
+        float refined = skk > 0 ? skx / skk : cand[c];
+        err = iq4_levels(x, w, 32, refined, idx);
+        if (err < best) {
+            best = err;
+            best_s = refined;
         }
     }
     return best_s;
