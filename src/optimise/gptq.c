@@ -218,6 +218,8 @@ static bool round_on_grid(ellm_type type, void *block, int p, float x, float *q)
 
 #define TILE_ROWS 8      /* rows sharing each pass over U's trailing rows */
 #define LAZY_COLUMNS 128 /* columns whose errors are applied to the rest at once */
+#define GPTQ_SCALE_STEPS 10
+#define GPTQ_SCALE_STRIDE 0.02f /* their spacing, relative to it */
 
 typedef struct gptq_job {
     ellm_type type;
@@ -430,6 +432,60 @@ static double refit_row(const gptq_job *j, const float *w, uint8_t *row, double 
     return after;
 }
 
+/* The output error rounding the block at column g adds, given the block's scale: with feedback
+ * inside the block, column i's rounding adds e_i^2 = ((w_i - q_i) / U_ii)^2 to (w - q)^T H (w - q)
+ * whatever the later columns do. block's codes are overwritten; w is left as it is (tmp: block
+ * values). */
+static double block_feedback_error(const gptq_job *j, const float *w, int64_t g, void *block,
+                                   float *tmp)
+{
+    int64_t bs = j->block;
+    memcpy(tmp, w + g, (size_t)bs * sizeof *tmp);
+    double total = 0;
+    for (int64_t i = 0; i < bs; i++) {
+        float q = tmp[i];
+        round_on_grid(j->type, block, (int)i, tmp[i], &q);
+        const float *ui = j->u + (g + i) * j->n;
+        float e = (tmp[i] - q) / ui[g + i];
+        total += (double)e * e;
+        for (int64_t k = i + 1; k < bs; k++)
+            tmp[k] -= e * ui[g + k];
+    }
+    return total;
+}
+
+/* The block's scale for GPTQ: the importance-weighted search scores each scale on the values as
+ * they are, but GPTQ will move the block's later values by the feedback of its earlier ones. So
+ * the searched scale and multiples of it are scored on what the rounding with feedback adds to
+ * the output error (block_feedback_error), and the best is kept. */
+static void choose_block_scale(const gptq_job *j, const float *w, int64_t g, uint8_t *block,
+                               float *tmp)
+{
+    uint16_t *d, *m;
+    uint8_t trial[64];
+    ellm_quantize_row_weighted(j->type, w + g, block, j->block, j->importance + g);
+    if (!j->feedback || j->block_bytes > (int64_t)sizeof trial ||
+        !scale_fields(j->type, block, &d, &m))
+        return;
+    memcpy(trial, block, (size_t)j->block_bytes);
+    float d0 = ellm_f16_to_f32(*d);
+    double best = block_feedback_error(j, w, g, trial, tmp);
+    uint16_t best_d = *d;
+    for (int step = -GPTQ_SCALE_STEPS; step <= GPTQ_SCALE_STEPS; step++) {
+        uint16_t *td, *tm;
+        scale_fields(j->type, trial, &td, &tm);
+        *td = ellm_f32_to_f16(d0 * (1.0f + GPTQ_SCALE_STRIDE * (float)step));
+        if (step == 0 || *td == best_d)
+            continue;
+        double e = block_feedback_error(j, w, g, trial, tmp);
+        if (e < best) {
+            best = e;
+            best_d = *td;
+        }
+    }
+    *d = best_d;
+}
+
 /* Act-order (static groups): every block's scale is chosen up front from the row as it is, then
  * the columns are rounded on their block's grid in the order given, largest diag H first. */
 static void round_in_order(const gptq_job *j, float *w, float *e, int64_t c0, int64_t c1,
@@ -474,7 +530,7 @@ static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, fl
                 uint8_t *block = j->dst + (uint64_t)r * j->row_bytes +
                                  (uint64_t)(g / bs) * (uint64_t)j->block_bytes;
                 if (!fixed_scales)
-                    ellm_quantize_row_weighted(j->type, w + g, block, bs, j->importance + g);
+                    choose_block_scale(j, w, g, block, levels);
                 ellm_dequantize_row(j->type, block, levels, bs);
                 for (int64_t i = g; i < g + bs; i++) {
                     float q = levels[i - g];
