@@ -315,9 +315,10 @@ int main(void)
 
     ellm_threadpool *pool = NULL;
     CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
-    static const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_1, ELLM_TYPE_IQ4_NL,
-                                      ELLM_TYPE_Q5_0, ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_K,
-                                      ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K};
+    static const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_1,  ELLM_TYPE_IQ4_NL,
+                                      ELLM_TYPE_Q5_0, ELLM_TYPE_Q8_0,  ELLM_TYPE_Q4_K,
+                                      ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K,  ELLM_TYPE_Q3_K,
+                                      ELLM_TYPE_Q2_K, ELLM_TYPE_IQ4_XS};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         ellm_type type = types[k];
         if (!ellm_type_supported(type))

@@ -15,6 +15,7 @@
 #include "quant/blocks.h"
 #include "quant/kquants.h"
 #include "quant/quant.h"
+#include "quant/reference_kquants_low.h"
 
 /* ---------------------------------------------------------------- inverse Cholesky factor */
 
@@ -112,6 +113,21 @@ static void set_fifth_bit(uint8_t *qh, int p, int k)
     qh[p / 8] = (uint8_t)((k & 16) ? (qh[p / 8] | bit) : (qh[p / 8] & ~bit));
 }
 
+/* The index of the IQ4_NL table value nearest to x under scale d. */
+static int nearest_iq4nl(float x, float d)
+{
+    float best = INFINITY;
+    int k_best = 0;
+    for (int k = 0; k < 16; k++) {
+        float e = fabsf(x - d * (float)ellm_kvalues_iq4nl[k]);
+        if (e < best) {
+            best = e;
+            k_best = k;
+        }
+    }
+    return k_best;
+}
+
 /* Rounds x to the nearest level of value p of the block under the scale (and minimum) it holds,
  * stores the code and returns the level in *q. False for types without a grid here, whose codes
  * stay as the block's quantizer chose them. */
@@ -162,17 +178,32 @@ static bool round_on_grid(ellm_type type, void *block, int p, float x, float *q)
     }
     case ELLM_TYPE_IQ4_NL: {
         block_iq4_nl *b = block;
-        float d = ellm_f16_to_f32(b->d), best = INFINITY;
-        int k_best = 0;
-        for (int k = 0; k < 16; k++) {
-            float e = fabsf(x - d * (float)ellm_kvalues_iq4nl[k]);
-            if (e < best) {
-                best = e;
-                k_best = k;
-            }
-        }
-        set_nibble(b->qs, p, k_best);
-        *q = d * (float)ellm_kvalues_iq4nl[k_best];
+        float d = ellm_f16_to_f32(b->d);
+        int k = nearest_iq4nl(x, d);
+        set_nibble(b->qs, p, k);
+        *q = d * (float)ellm_kvalues_iq4nl[k];
+        return true;
+    }
+    case ELLM_TYPE_IQ4_XS: {
+        /* Sub-block p / 32 holds its 32 values as IQ4_NL's block does, under its 6-bit scale. */
+        block_iq4_xs *b = block;
+        float d = ellm_f16_to_f32(b->d) * (float)(ellm_iq4_xs_scale(b, p / 32) - 32);
+        int k = nearest_iq4nl(x, d);
+        set_nibble(b->qs + 16 * (p / 32), p % 32, k);
+        *q = d * (float)ellm_kvalues_iq4nl[k];
+        return true;
+    }
+    case ELLM_TYPE_Q2_K: {
+        /* Level k in 0..3, two bits of qs, under the sub-block's 4-bit scale and min codes. */
+        block_q2_K *b = block;
+        uint8_t codes = b->scales[p / 16];
+        float step = ellm_f16_to_f32(b->d) * (float)(codes & 15);
+        float offset = ellm_f16_to_f32(b->dmin) * (float)(codes >> 4);
+        int k = step != 0 ? clamp_int(lrintf((x + offset) / step), 0, 3) : 0;
+        int h = p / 128, j = (p % 128) / 32, l = p % 32;
+        uint8_t *byte = &b->qs[32 * h + l];
+        *byte = (uint8_t)((*byte & ~(3u << (2 * j))) | ((unsigned)k << (2 * j)));
+        *q = step * (float)k - offset;
         return true;
     }
     case ELLM_TYPE_Q4_K:
@@ -195,6 +226,18 @@ static bool round_on_grid(ellm_type type, void *block, int p, float x, float *q)
             *qh = (uint8_t)((k & 16) ? (*qh | bit) : (*qh & ~bit));
         }
         *q = step * (float)k - offset;
+        return true;
+    }
+    case ELLM_TYPE_Q3_K: {
+        /* Level k in -4..3 stored as k + 4: two bits in qs, the third in hmask. */
+        block_q3_K *b = block;
+        float step = ellm_f16_to_f32(b->d) * (float)(ellm_q3_K_scale(b->scales, p / 16) - 32);
+        int k = step != 0 ? clamp_int(lrintf(x / step), -4, 3) : 0, u = k + 4;
+        int h = p / 128, j = (p % 128) / 32, l = p % 32;
+        uint8_t *low = &b->qs[32 * h + l], bit = (uint8_t)(1u << (4 * h + j));
+        *low = (uint8_t)((*low & ~(3u << (2 * j))) | ((unsigned)(u & 3) << (2 * j)));
+        b->hmask[l] = (uint8_t)((u & 4) ? (b->hmask[l] | bit) : (b->hmask[l] & ~bit));
+        *q = step * (float)k;
         return true;
     }
     case ELLM_TYPE_Q6_K: {
@@ -1017,6 +1060,9 @@ static bool has_grid(ellm_type type)
     case ELLM_TYPE_IQ4_NL:
     case ELLM_TYPE_Q4_K:
     case ELLM_TYPE_Q5_K:
+    case ELLM_TYPE_Q3_K:
+    case ELLM_TYPE_Q2_K:
+    case ELLM_TYPE_IQ4_XS:
     case ELLM_TYPE_Q6_K: return true;
     default: return false;
     }
