@@ -15,6 +15,7 @@
 #include "quant/blocks.h"
 #include "quant/kquants.h"
 #include "quant/quant.h"
+#include "quant/reference_kquants_low.h"
 
 /* ---------------------------------------------------------------- inverse Cholesky factor */
 
@@ -112,6 +113,21 @@ static void set_fifth_bit(uint8_t *qh, int p, int k)
     qh[p / 8] = (uint8_t)((k & 16) ? (qh[p / 8] | bit) : (qh[p / 8] & ~bit));
 }
 
+/* The index of the IQ4_NL table value nearest to x under scale d. */
+static int nearest_iq4nl(float x, float d)
+{
+    float best = INFINITY;
+    int k_best = 0;
+    for (int k = 0; k < 16; k++) {
+        float e = fabsf(x - d * (float)ellm_kvalues_iq4nl[k]);
+        if (e < best) {
+            best = e;
+            k_best = k;
+        }
+    }
+    return k_best;
+}
+
 /* Rounds x to the nearest level of value p of the block under the scale (and minimum) it holds,
  * stores the code and returns the level in *q. False for types without a grid here, whose codes
  * stay as the block's quantizer chose them. */
@@ -162,17 +178,32 @@ static bool round_on_grid(ellm_type type, void *block, int p, float x, float *q)
     }
     case ELLM_TYPE_IQ4_NL: {
         block_iq4_nl *b = block;
-        float d = ellm_f16_to_f32(b->d), best = INFINITY;
-        int k_best = 0;
-        for (int k = 0; k < 16; k++) {
-            float e = fabsf(x - d * (float)ellm_kvalues_iq4nl[k]);
-            if (e < best) {
-                best = e;
-                k_best = k;
-            }
-        }
-        set_nibble(b->qs, p, k_best);
-        *q = d * (float)ellm_kvalues_iq4nl[k_best];
+        float d = ellm_f16_to_f32(b->d);
+        int k = nearest_iq4nl(x, d);
+        set_nibble(b->qs, p, k);
+        *q = d * (float)ellm_kvalues_iq4nl[k];
+        return true;
+    }
+    case ELLM_TYPE_IQ4_XS: {
+        /* Sub-block p / 32 holds its 32 values as IQ4_NL's block does, under its 6-bit scale. */
+        block_iq4_xs *b = block;
+        float d = ellm_f16_to_f32(b->d) * (float)(ellm_iq4_xs_scale(b, p / 32) - 32);
+        int k = nearest_iq4nl(x, d);
+        set_nibble(b->qs + 16 * (p / 32), p % 32, k);
+        *q = d * (float)ellm_kvalues_iq4nl[k];
+        return true;
+    }
+    case ELLM_TYPE_Q2_K: {
+        /* Level k in 0..3, two bits of qs, under the sub-block's 4-bit scale and min codes. */
+        block_q2_K *b = block;
+        uint8_t codes = b->scales[p / 16];
+        float step = ellm_f16_to_f32(b->d) * (float)(codes & 15);
+        float offset = ellm_f16_to_f32(b->dmin) * (float)(codes >> 4);
+        int k = step != 0 ? clamp_int(lrintf((x + offset) / step), 0, 3) : 0;
+        int h = p / 128, j = (p % 128) / 32, l = p % 32;
+        uint8_t *byte = &b->qs[32 * h + l];
+        *byte = (uint8_t)((*byte & ~(3u << (2 * j))) | ((unsigned)k << (2 * j)));
+        *q = step * (float)k - offset;
         return true;
     }
     case ELLM_TYPE_Q4_K:
@@ -197,6 +228,18 @@ static bool round_on_grid(ellm_type type, void *block, int p, float x, float *q)
         *q = step * (float)k - offset;
         return true;
     }
+    case ELLM_TYPE_Q3_K: {
+        /* Level k in -4..3 stored as k + 4: two bits in qs, the third in hmask. */
+        block_q3_K *b = block;
+        float step = ellm_f16_to_f32(b->d) * (float)(ellm_q3_K_scale(b->scales, p / 16) - 32);
+        int k = step != 0 ? clamp_int(lrintf(x / step), -4, 3) : 0, u = k + 4;
+        int h = p / 128, j = (p % 128) / 32, l = p % 32;
+        uint8_t *low = &b->qs[32 * h + l], bit = (uint8_t)(1u << (4 * h + j));
+        *low = (uint8_t)((*low & ~(3u << (2 * j))) | ((unsigned)(u & 3) << (2 * j)));
+        b->hmask[l] = (uint8_t)((u & 4) ? (b->hmask[l] | bit) : (b->hmask[l] & ~bit));
+        *q = step * (float)k;
+        return true;
+    }
     case ELLM_TYPE_Q6_K: {
         block_q6_K *b = block;
         float step = ellm_f16_to_f32(b->d) * (float)b->scales[p / 16];
@@ -218,6 +261,8 @@ static bool round_on_grid(ellm_type type, void *block, int p, float x, float *q)
 
 #define TILE_ROWS 8      /* rows sharing each pass over U's trailing rows */
 #define LAZY_COLUMNS 128 /* columns whose errors are applied to the rest at once */
+#define GPTQ_SCALE_STEPS 10
+#define GPTQ_SCALE_STRIDE 0.02f /* their spacing, relative to it */
 
 typedef struct gptq_job {
     ellm_type type;
@@ -430,6 +475,60 @@ static double refit_row(const gptq_job *j, const float *w, uint8_t *row, double 
     return after;
 }
 
+/* The output error rounding the block at column g adds, given the block's scale: with feedback
+ * inside the block, column i's rounding adds e_i^2 = ((w_i - q_i) / U_ii)^2 to (w - q)^T H (w - q)
+ * whatever the later columns do. block's codes are overwritten; w is left as it is (tmp: block
+ * values). */
+static double block_feedback_error(const gptq_job *j, const float *w, int64_t g, void *block,
+                                   float *tmp)
+{
+    int64_t bs = j->block;
+    memcpy(tmp, w + g, (size_t)bs * sizeof *tmp);
+    double total = 0;
+    for (int64_t i = 0; i < bs; i++) {
+        float q = tmp[i];
+        round_on_grid(j->type, block, (int)i, tmp[i], &q);
+        const float *ui = j->u + (g + i) * j->n;
+        float e = (tmp[i] - q) / ui[g + i];
+        total += (double)e * e;
+        for (int64_t k = i + 1; k < bs; k++)
+            tmp[k] -= e * ui[g + k];
+    }
+    return total;
+}
+
+/* The block's scale for GPTQ: the importance-weighted search scores each scale on the values as
+ * they are, but GPTQ will move the block's later values by the feedback of its earlier ones. So
+ * the searched scale and multiples of it are scored on what the rounding with feedback adds to
+ * the output error (block_feedback_error), and the best is kept. */
+static void choose_block_scale(const gptq_job *j, const float *w, int64_t g, uint8_t *block,
+                               float *tmp)
+{
+    uint16_t *d, *m;
+    uint8_t trial[64];
+    ellm_quantize_row_weighted(j->type, w + g, block, j->block, j->importance + g);
+    if (!j->feedback || j->block_bytes > (int64_t)sizeof trial ||
+        !scale_fields(j->type, block, &d, &m))
+        return;
+    memcpy(trial, block, (size_t)j->block_bytes);
+    float d0 = ellm_f16_to_f32(*d);
+    double best = block_feedback_error(j, w, g, trial, tmp);
+    uint16_t best_d = *d;
+    for (int step = -GPTQ_SCALE_STEPS; step <= GPTQ_SCALE_STEPS; step++) {
+        uint16_t *td, *tm;
+        scale_fields(j->type, trial, &td, &tm);
+        *td = ellm_f32_to_f16(d0 * (1.0f + GPTQ_SCALE_STRIDE * (float)step));
+        if (step == 0 || *td == best_d)
+            continue;
+        double e = block_feedback_error(j, w, g, trial, tmp);
+        if (e < best) {
+            best = e;
+            best_d = *td;
+        }
+    }
+    *d = best_d;
+}
+
 /* Act-order (static groups): every block's scale is chosen up front from the row as it is, then
  * the columns are rounded on their block's grid in the order given, largest diag H first. */
 static void round_in_order(const gptq_job *j, float *w, float *e, int64_t c0, int64_t c1,
@@ -474,7 +573,7 @@ static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, fl
                 uint8_t *block = j->dst + (uint64_t)r * j->row_bytes +
                                  (uint64_t)(g / bs) * (uint64_t)j->block_bytes;
                 if (!fixed_scales)
-                    ellm_quantize_row_weighted(j->type, w + g, block, bs, j->importance + g);
+                    choose_block_scale(j, w, g, block, levels);
                 ellm_dequantize_row(j->type, block, levels, bs);
                 for (int64_t i = g; i < g + bs; i++) {
                     float q = levels[i - g];
@@ -961,6 +1060,9 @@ static bool has_grid(ellm_type type)
     case ELLM_TYPE_IQ4_NL:
     case ELLM_TYPE_Q4_K:
     case ELLM_TYPE_Q5_K:
+    case ELLM_TYPE_Q3_K:
+    case ELLM_TYPE_Q2_K:
+    case ELLM_TYPE_IQ4_XS:
     case ELLM_TYPE_Q6_K: return true;
     default: return false;
     }
