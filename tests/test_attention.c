@@ -106,8 +106,133 @@ static void run_wide(ellm_attend_f16_wide_fn fn, const float *q, const uint8_t *
     fn(q, kc, vc, stride, n_pos, hd, scale, acc, qr, out);
 }
 
+/* One head over a Q8_0 cache as the one-head path computes it (the model's attend_q8_0 for
+ * whole blocks): the scalar Q8_0 dot, scale, soft cap, exact softmax, portable value sums. */
+static void attend_q8_0_model(const block_q8_0 *q8, const uint8_t *kc, const uint8_t *vc,
+                              size_t stride, int32_t n_pos, int32_t hd, float scale, float cap,
+                              float *scores, float *out)
+{
+    int32_t nb = hd / QK8_0;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const block_q8_0 *k = (const block_q8_0 *)(kc + (size_t)p * stride);
+        float sum = 0;
+        for (int32_t b = 0; b < nb; b++) {
+            int isum = 0;
+            for (int i = 0; i < QK8_0; i++)
+                isum += k[b].qs[i] * q8[b].qs[i];
+            sum += h2f(k[b].d) * h2f(q8[b].d) * (float)isum;
+        }
+        float sc = sum * scale;
+        scores[p] = cap > 0 ? cap * tanhf(sc / cap) : sc;
+    }
+    ellm_attention_softmax_exact(scores, n_pos);
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int32_t p = 0; p < n_pos; p++)
+        ellm_axpy_q8_0_portable(nb, scores[p], vc + (size_t)p * stride, out);
+}
+
+static void random_q8_0_blocks(block_q8_0 *b, int n, float d_scale)
+{
+    for (int i = 0; i < n; i++) {
+        b[i].d = f2h((0.25f + fabsf(frand())) * d_scale);
+        bool extreme = i % 7 == 3; /* all at the range's ends: the integer sums' largest pairs */
+        for (int k = 0; k < QK8_0; k++)
+            b[i].qs[k] = extreme ? (int8_t)(k % 3 ? 127 : -127) : (int8_t)(frand() * 127.0f);
+    }
+}
+
+/* The grouped Q8_0-cache kernels of each set: every head bit for bit the one-head path, and
+ * that path within quantization error of attention in double over the dequantized values. */
+static void check_q8_0_group(void)
+{
+    enum { G_HEADS = 11, G_MAX_HD = 128, G_POS = 75, G_PAD = 1 };
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+    __builtin_cpu_init();
+#endif
+    struct {
+        const char *name;
+        ellm_attend_q8_0_group_fn fn;
+        bool usable;
+    } sets[] = {
+        {"portable", ellm_attend_q8_0_group_portable, true},
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+        {"avx2", ellm_attend_q8_0_group_avx2,
+         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")},
+#endif
+    };
+    static block_q8_0 q8[G_HEADS * G_MAX_HD / QK8_0];
+    static block_q8_0 kc[G_POS * (G_MAX_HD / QK8_0 + G_PAD)],
+        vc[G_POS * (G_MAX_HD / QK8_0 + G_PAD)];
+    static float scores[G_HEADS * G_POS], want_scores[G_POS], out[G_HEADS * G_MAX_HD],
+        want[G_MAX_HD];
+    int32_t positions[] = {1, 2, 31, G_POS};
+    int cases = 0;
+    double worst = 0;
+    for (int32_t hd = 32; hd <= G_MAX_HD; hd *= 2) {
+        int32_t nb = hd / QK8_0;
+        size_t stride = (size_t)(nb + G_PAD) * sizeof(block_q8_0); /* other heads' blocks follow */
+        for (int32_t n_heads = 1; n_heads <= G_HEADS; n_heads += 3) {
+            for (size_t np = 0; np < sizeof positions / sizeof positions[0]; np++) {
+                int32_t n_pos = positions[np];
+                random_q8_0_blocks(q8, n_heads * nb, 0.02f);
+                random_q8_0_blocks(kc, n_pos * (nb + G_PAD), 0.02f);
+                random_q8_0_blocks(vc, n_pos * (nb + G_PAD), 0.05f);
+                float scale = 1.0f / sqrtf((float)hd), cap = np % 2 ? 0.5f : 0.0f;
+                for (size_t si = 0; si < sizeof sets / sizeof sets[0]; si++) {
+                    if (!sets[si].usable)
+                        continue;
+                    sets[si].fn(q8, (const uint8_t *)kc, (const uint8_t *)vc, stride, n_pos, hd,
+                                scale, cap, n_heads, scores, out);
+                    for (int32_t h = 0; h < n_heads; h++) {
+                        attend_q8_0_model(q8 + h * nb, (const uint8_t *)kc, (const uint8_t *)vc,
+                                          stride, n_pos, hd, scale, cap, want_scores, want);
+                        CHECK_MSG(!memcmp(out + h * hd, want, (size_t)hd * sizeof(float)),
+                                  "%s grouped Q8_0 hd=%d heads=%d n_pos=%d cap=%g: head %d "
+                                  "differs from the one-head path",
+                                  sets[si].name, hd, n_heads, n_pos, (double)cap, h);
+                        cases++;
+                    }
+                }
+                /* The one-head path itself against attention in double. */
+                for (int32_t h = 0; h < n_heads; h++) {
+                    attend_q8_0_model(q8 + h * nb, (const uint8_t *)kc, (const uint8_t *)vc, stride,
+                                      n_pos, hd, scale, cap, want_scores, want);
+                    double sc[G_POS], max = -INFINITY, sum = 0;
+                    for (int32_t p = 0; p < n_pos; p++) {
+                        const block_q8_0 *k = kc + (size_t)p * (nb + G_PAD);
+                        double dot = 0;
+                        for (int32_t d = 0; d < hd; d++)
+                            dot += (double)h2f(k[d / QK8_0].d) * k[d / QK8_0].qs[d % QK8_0] *
+                                   h2f(q8[h * nb + d / QK8_0].d) *
+                                   q8[h * nb + d / QK8_0].qs[d % QK8_0];
+                        sc[p] = dot * scale;
+                        if (cap > 0)
+                            sc[p] = cap * tanh(sc[p] / cap);
+                        max = sc[p] > max ? sc[p] : max;
+                    }
+                    for (int32_t p = 0; p < n_pos; p++)
+                        sum += (sc[p] = exp(sc[p] - max));
+                    for (int32_t d = 0; d < hd; d++) {
+                        double exact = 0;
+                        for (int32_t p = 0; p < n_pos; p++) {
+                            const block_q8_0 *v = vc + (size_t)p * (nb + G_PAD);
+                            exact += sc[p] / sum * h2f(v[d / QK8_0].d) * v[d / QK8_0].qs[d % QK8_0];
+                        }
+                        double err = fabs(exact - want[d]);
+                        worst = err > worst ? err : worst;
+                    }
+                }
+            }
+        }
+    }
+    CHECK_MSG(worst < 1e-3, "the Q8_0 one-head path is %g off attention in double", worst);
+    fprintf(stderr, "%d grouped Q8_0 heads checked; one-head path within %.2g of double\n", cases,
+            worst);
+}
+
 int main(void)
 {
+    check_q8_0_group();
     ellm_attend_f16_fn narrow = NULL;
     ellm_attend_f16_wide_fn wide = NULL;
     const char *isa = "none";

@@ -10,13 +10,26 @@
 #include "quant/blocks.h"
 #include "quant/quant.h"
 
-/* Scores of every position (the F32 and Q8_0 paths) then the Q8_0 query (fewer bytes than head
- * size floats), or the F16 path's rounded query and running output (2 head sizes). Whatever
- * the work state's own cache type: a batch's sequences may have other ones. */
+/* Query heads of one KV head, the most of any layer (pruned layers differ in head counts). */
+static size_t widest_group(const ellm_model *m)
+{
+    int32_t widest = 1;
+    for (int32_t l = 0; l < m->hp.n_layer; l++) {
+        const ellm_hparams *hp = &m->layer_hp[l];
+        if (hp->n_head_kv > 0 && hp->n_head / hp->n_head_kv > widest)
+            widest = hp->n_head / hp->n_head_kv;
+    }
+    return (size_t)widest;
+}
+
+/* Scores of every position (the F32 and Q8_0 paths; for a whole group of heads on the grouped
+ * Q8_0 path) then the Q8_0 queries (fewer bytes than head size floats each), or the F16 path's
+ * rounded query and running output (2 head sizes). Whatever the work state's own cache type: a
+ * batch's sequences may have other ones. */
 size_t ellm_attention_scratch_floats(const ellm_model *m, const ellm_state_params *p)
 {
     size_t f16_path = 2 * (size_t)m->hp.head_dim;
-    size_t scores_path = (size_t)p->n_ctx + (size_t)m->hp.head_dim;
+    size_t scores_path = widest_group(m) * ((size_t)p->n_ctx + (size_t)m->hp.head_dim);
     return scores_path > f16_path ? scores_path : f16_path;
 }
 
@@ -35,25 +48,10 @@ typedef struct attention_job {
     const ellm_forward_seq *seqs; /* each row attends over its own sequence's cache */
     int32_t layer, n_tokens;
     const ellm_attention_kernels *kernels; /* the kernel set's, chosen once per pass */
-    bool grouped;                          /* kernels->f16_group for groups of heads */
-    int32_t heads_per_job;                 /* query heads of one KV head per job (grouped only) */
+    bool grouped_f16;                      /* kernels->f16_group for an F16 cache's groups */
+    bool grouped_q8_0;                     /* q8_0_group for a Q8_0 cache's groups */
+    int32_t heads_per_job; /* query heads of one KV head per job (either grouped path only) */
 } attention_job;
-
-/* Scores to softmax weights in place, the exact two-pass way in float: the largest score taken
- * out before expf, the sum's reciprocal applied to each weight. */
-static void softmax_in_place(float *scores, int32_t n)
-{
-    float max = -INFINITY, sum = 0;
-    for (int32_t p = 0; p < n; p++)
-        max = scores[p] > max ? scores[p] : max;
-    for (int32_t p = 0; p < n; p++) {
-        scores[p] = expf(scores[p] - max);
-        sum += scores[p];
-    }
-    float inv = 1.0f / sum;
-    for (int32_t p = 0; p < n; p++)
-        scores[p] *= inv;
-}
 
 /* One head of one token over an F32 cache: exact two-pass softmax in float. */
 static void attend_f32(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
@@ -64,7 +62,7 @@ static void attend_f32(const float *q, const uint8_t *kc, const uint8_t *vc, siz
         dot->vec_dot(hd, &scores[p], kc + (size_t)p * stride, q);
         scores[p] *= scale;
     }
-    softmax_in_place(scores, n_pos);
+    ellm_attention_softmax_exact(scores, n_pos);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p < n_pos; p++) {
         float w = scores[p];
@@ -89,7 +87,7 @@ static void attend_capped(const float *q, const uint8_t *kc, const uint8_t *vc, 
         float sc = (float)dot * scale;
         scores[p] = cap * tanhf(sc / cap);
     }
-    softmax_in_place(scores, n_pos);
+    ellm_attention_softmax_exact(scores, n_pos);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p < n_pos; p++) {
         float w = scores[p];
@@ -134,7 +132,7 @@ static void attend_q8_0(const float *q, const uint8_t *kc, const uint8_t *vc, si
         sc *= scale;
         scores[p] = cap > 0 ? cap * tanhf(sc / cap) : sc;
     }
-    softmax_in_place(scores, n_pos);
+    ellm_attention_softmax_exact(scores, n_pos);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p < n_pos; p++) {
         const block_q8_0 *vrow = (const block_q8_0 *)(vc + (size_t)p * stride);
@@ -162,7 +160,7 @@ static void attention_task(void *arg, int ith, int nth)
     /* The wide copies also vectorize the dot and the accumulator updates. */
     ellm_attend_f16_wide_fn attend_wide = hd % 32 == 0 ? j->kernels->f16_wide : NULL;
     /* Where the grouped kernel applies, a job is a token's group of query heads (or part of it). */
-    int32_t heads_per_job = j->grouped ? j->heads_per_job : 1;
+    int32_t heads_per_job = j->grouped_f16 || j->grouped_q8_0 ? j->heads_per_job : 1;
     int32_t jobs_per_token = hp->n_head / heads_per_job;
     int32_t total = j->n_tokens * jobs_per_token;
     for (int32_t job = ith; job < total; job += nth) {
@@ -178,7 +176,22 @@ static void attention_task(void *arg, int ith, int nth)
         const uint8_t *kc = s->kv.k[j->layer] + at, *vc = s->kv.v[j->layer] + at;
         /* Where the cache is position-major, the head is these elements of each row. */
         int64_t e0 = s->kv.head_stride ? 0 : (int64_t)kvh * hd;
-        if (j->grouped && s->kv.type == ELLM_TYPE_F16) {
+        if (j->grouped_q8_0 && s->kv.type == ELLM_TYPE_Q8_0 && e0 % QK8_0 == 0) {
+            /* The queries quantized after the group's scores in the scratch. */
+            void *q8 = scores + (size_t)heads_per_job * (size_t)w->p.n_ctx;
+            const float *q = w->q + (size_t)t * q_dim + (size_t)h0 * hd;
+            size_t q8_bytes = (size_t)(hd / QK8_0) * sizeof(block_q8_0);
+            for (int32_t h = 0; h < heads_per_job; h++)
+                ellm_quantize_activations(ELLM_TYPE_Q8_0, q + (size_t)h * hd,
+                                          (uint8_t *)q8 + (size_t)h * q8_bytes, hd);
+            ellm_attend_q8_0_group_fn group_q8_0 = j->kernels->q8_0_group
+                                                       ? j->kernels->q8_0_group
+                                                       : ellm_attend_q8_0_group_portable;
+            group_q8_0(q8, kc, vc, stride, n_pos, hd, scale, hp->attn_softcap, heads_per_job,
+                       scores, w->att + (size_t)t * q_dim + (size_t)h0 * hd);
+            continue;
+        }
+        if (j->grouped_f16 && s->kv.type == ELLM_TYPE_F16) {
             j->kernels->f16_group(w->q + (size_t)t * q_dim + (size_t)h0 * hd, kc, vc, stride, n_pos,
                                   hd, scale, heads_per_job,
                                   w->att + (size_t)t * q_dim + (size_t)h0 * hd);
@@ -206,12 +219,20 @@ static void attention_task(void *arg, int ith, int nth)
     }
 }
 
-/* Whether whole groups of query heads go to the set's grouped kernel: it reproduces the wide
- * F16 path, so it applies exactly where that path would (no soft-capping) for its head sizes. */
-static bool attention_grouped(const ellm_hparams *hp, const ellm_attention_kernels *k)
+/* Whether an F16 cache's whole groups of query heads go to the set's grouped kernel: it
+ * reproduces the wide F16 path, so it applies exactly where that path would (no soft-capping)
+ * for its head sizes. */
+static bool attention_grouped_f16(const ellm_hparams *hp, const ellm_attention_kernels *k)
 {
     return k->f16_group && hp->attn_softcap <= 0 && (hp->head_dim == 64 || hp->head_dim == 128) &&
            hp->n_head / hp->n_head_kv > 1;
+}
+
+/* A Q8_0 cache's groups: the grouped kernel is the one-head path for heads of whole blocks
+ * (soft-capped or not), reading each row once for the group. */
+static bool attention_grouped_q8_0(const ellm_hparams *hp)
+{
+    return hp->head_dim % QK8_0 == 0 && hp->n_head / hp->n_head_kv > 1;
 }
 
 /* Query heads per grouped job: the whole group, halved while that would leave threads idle (a
@@ -235,7 +256,8 @@ void ellm_attention_run(const ellm_model *m, ellm_state *work, const ellm_forwar
                         layer,
                         n_tokens,
                         k,
-                        attention_grouped(hp, k),
+                        attention_grouped_f16(hp, k),
+                        attention_grouped_q8_0(hp),
                         attention_heads_per_job(hp, n_tokens, ellm_threadpool_size(pool))};
     ellm_threadpool_run(pool, attention_task, &aj);
 }

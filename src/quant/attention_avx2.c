@@ -255,4 +255,99 @@ void ellm_attend_f16_group_avx2(const float *q, const uint8_t *kc, const uint8_t
                          out + (size_t)h * 128, 128);
     }
 }
+
+/* The exact integer sums of one Q8_0 key block against eight heads' query blocks (lane h: head h,
+ * zero past n_heads): |k| times q with k's sign (vpmaddubsw: a pair is at most 2 x 128 x 127,
+ * below the int16 limit), pairs to int32 (vpmaddwd), then an add tree that transposes as it
+ * goes. Integer sums are exact in any order, so these equal the scalar kernel's. */
+static inline __m256i q8_0_block_isums8(const int8_t *k, const block_q8_0 *q, int32_t q_step,
+                                        int n_heads)
+{
+    const __m256i kv = _mm256_loadu_si256((const __m256i *)k), ones = _mm256_set1_epi16(1);
+    const __m256i k_abs = _mm256_sign_epi8(kv, kv);
+    __m256i s[8];
+    for (int h = 0; h < 8; h++) {
+        if (h >= n_heads) {
+            s[h] = _mm256_setzero_si256();
+            continue;
+        }
+        __m256i qv = _mm256_loadu_si256((const __m256i *)q[(size_t)h * q_step].qs);
+        s[h] = _mm256_madd_epi16(_mm256_maddubs_epi16(k_abs, _mm256_sign_epi8(qv, kv)), ones);
+    }
+    __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+    /* each 128-bit half of u0 holds heads 0-3 over half the block, u1 heads 4-7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                            _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+enum { Q8_GROUP_MAX_BLOCKS = 16 }; /* head sizes up to 512 */
+
+/* Up to eight heads' scores over every position: per key block the heads' integer sums in one
+ * vector, then per lane the scalar kernel's float steps (sum += (d_k * d_q) * isum, block by
+ * block, no fused multiply-add), times scale. */
+static void q8_0_scores8(const block_q8_0 *q8, int32_t nb, const uint8_t *kc, size_t stride,
+                         int32_t n_pos, float scale, float cap, int n_heads, float *scores)
+{
+    __m256 dq[Q8_GROUP_MAX_BLOCKS];
+    for (int32_t b = 0; b < nb; b++) {
+        float d[8] = {0};
+        for (int h = 0; h < n_heads; h++)
+            d[h] = _cvtsh_ss(q8[(size_t)h * nb + b].d);
+        dq[b] = _mm256_loadu_ps(d);
+    }
+    for (int32_t p = 0; p < n_pos; p++) {
+        const block_q8_0 *krow = (const block_q8_0 *)(kc + (size_t)p * stride);
+        __m256 sum = _mm256_setzero_ps();
+        for (int32_t b = 0; b < nb; b++) {
+            __m256i isum = q8_0_block_isums8(krow[b].qs, q8 + b, nb, n_heads);
+            __m256 dkq = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(krow[b].d)), dq[b]);
+            sum = _mm256_add_ps(sum, _mm256_mul_ps(dkq, _mm256_cvtepi32_ps(isum)));
+        }
+        float sc[8];
+        _mm256_storeu_ps(sc, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+        for (int h = 0; h < n_heads; h++)
+            scores[(size_t)h * n_pos + p] = cap > 0 ? cap * tanhf(sc[h] / cap) : sc[h];
+    }
+}
+
+void ellm_attend_q8_0_group_avx2(const void *q8, const uint8_t *kc, const uint8_t *vc,
+                                 size_t stride, int32_t n_pos, int32_t hd, float scale, float cap,
+                                 int32_t n_heads, float *scores, float *out)
+{
+    int32_t nb = hd / QK8_0;
+    if (nb > Q8_GROUP_MAX_BLOCKS) {
+        ellm_attend_q8_0_group_portable(q8, kc, vc, stride, n_pos, hd, scale, cap, n_heads, scores,
+                                        out);
+        return;
+    }
+    const block_q8_0 *qb = q8;
+    for (int32_t h0 = 0; h0 < n_heads; h0 += 8)
+        q8_0_scores8(qb + (size_t)h0 * nb, nb, kc, stride, n_pos, scale, cap,
+                     n_heads - h0 < 8 ? (int)(n_heads - h0) : 8, scores + (size_t)h0 * n_pos);
+    for (int32_t h = 0; h < n_heads; h++) {
+        ellm_attention_softmax_exact(scores + (size_t)h * n_pos, n_pos);
+        for (int32_t d = 0; d < hd; d++)
+            out[(size_t)h * hd + d] = 0;
+    }
+    /* Each value block is widened to floats once for all the heads; per head and value the
+     * portable sum's steps: out += (w * d_v) * q. */
+    for (int32_t p = 0; p < n_pos; p++) {
+        const block_q8_0 *vrow = (const block_q8_0 *)(vc + (size_t)p * stride);
+        for (int32_t b = 0; b < nb; b++) {
+            float dv = _cvtsh_ss(vrow[b].d);
+            __m256 v[4];
+            for (int c = 0; c < 4; c++)
+                v[c] = _mm256_cvtepi32_ps(
+                    _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(vrow[b].qs + 8 * c))));
+            for (int32_t h = 0; h < n_heads; h++) {
+                __m256 wd = _mm256_set1_ps(scores[(size_t)h * n_pos + p] * dv);
+                float *o = out + (size_t)h * hd + (size_t)b * QK8_0;
+                for (int c = 0; c < 4; c++)
+                    _mm256_storeu_ps(o + 8 * c, _mm256_add_ps(_mm256_loadu_ps(o + 8 * c),
+                                                              _mm256_mul_ps(wd, v[c])));
+            }
+        }
+    }
+}
 #endif

@@ -4,6 +4,7 @@
 #ifndef EDGELLM_QUANT_ATTENTION_KERNELS_H
 #define EDGELLM_QUANT_ATTENTION_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,9 +72,37 @@ static inline void ellm_attention_prefetch(const uint8_t *row, size_t ahead, int
         __builtin_prefetch((const void *)((uintptr_t)row + ahead + (unsigned)k), 0, 3);
 }
 
+/* Scores to softmax weights in place, the exact two-pass way in float: the largest score taken
+ * out before expf, the sum's reciprocal applied to each weight (the F32 and Q8_0 caches'). */
+static inline void ellm_attention_softmax_exact(float *scores, int32_t n)
+{
+    float max = -INFINITY, sum = 0;
+    for (int32_t p = 0; p < n; p++)
+        max = scores[p] > max ? scores[p] : max;
+    for (int32_t p = 0; p < n; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    for (int32_t p = 0; p < n; p++)
+        scores[p] *= inv;
+}
+
 /* out[i] += (w * d) * q for the values q (scale d) of n_blocks Q8_0 blocks, in that order of
  * operations (no fused multiply-add): one position's values in a Q8_0 cache's weighted sum. */
 typedef void (*ellm_axpy_q8_0_fn)(int32_t n_blocks, float w, const void *blocks, float *out);
+
+/* n_heads query heads sharing one KV head over a Q8_0 cache whose head is whole blocks (hd a
+ * multiple of 32) at the start of each row: q8 holds the heads' queries quantized to Q8_0 (hd / 32
+ * blocks each, one head after another). Per head exactly the one-head Q8_0 path: each score the
+ * Q8_0 dot (exact integer block sums, then sum += (d_k * d_q) * isum block by block) times
+ * scale, soft-capped (cap * tanhf(s / cap)) when cap > 0, an exact two-pass softmax
+ * (ellm_attention_softmax_exact), then the values' weighted sum position by position as
+ * ellm_axpy_q8_0_portable computes it. Each key and value row is read once for the group.
+ * scores is scratch for n_heads * n_pos floats; out takes the heads one after another. */
+typedef void (*ellm_attend_q8_0_group_fn)(const void *q8, const uint8_t *kc, const uint8_t *vc,
+                                          size_t stride, int32_t n_pos, int32_t hd, float scale,
+                                          float cap, int32_t n_heads, float *scores, float *out);
 
 typedef struct ellm_attention_kernels {
     const char *isa;
@@ -83,6 +112,8 @@ typedef struct ellm_attention_kernels {
      * f16_wide computes it; NULL where the set has none. */
     ellm_attend_f16_group_fn f16_group;
     ellm_axpy_q8_0_fn axpy_q8_0; /* bit-identical to ellm_axpy_q8_0_portable; NULL: that one */
+    /* Bit-identical to ellm_attend_q8_0_group_portable; NULL: that one. */
+    ellm_attend_q8_0_group_fn q8_0_group;
 } ellm_attention_kernels;
 
 /* The attention kernels of the kernel set in use (see ellm_kernels_for). */
@@ -95,6 +126,9 @@ void ellm_attend_f16_portable(const float *q, const uint8_t *kc, const uint8_t *
                               float *out);
 
 void ellm_axpy_q8_0_portable(int32_t n_blocks, float w, const void *blocks, float *out);
+void ellm_attend_q8_0_group_portable(const void *q8, const uint8_t *kc, const uint8_t *vc,
+                                     size_t stride, int32_t n_pos, int32_t hd, float scale,
+                                     float cap, int32_t n_heads, float *scores, float *out);
 
 #if defined(__x86_64__)
 #define ELLM_HAVE_F16C_ATTENTION 1
@@ -114,6 +148,10 @@ void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t 
 void ellm_attend_f16_group_avx2(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                                 int32_t n_pos, int32_t hd, float scale, int32_t n_heads,
                                 float *out);
+/* ellm_attend_q8_0_group_portable with AVX2 integer block sums, eight heads at a time. */
+void ellm_attend_q8_0_group_avx2(const void *q8, const uint8_t *kc, const uint8_t *vc,
+                                 size_t stride, int32_t n_pos, int32_t hd, float scale, float cap,
+                                 int32_t n_heads, float *scores, float *out);
 /* The same with 512-bit vectors, CPUs with AVX-512 (attention_avx512.c). */
 void ellm_attend_f16_group_avx512(const float *q, const uint8_t *kc, const uint8_t *vc,
                                   size_t stride, int32_t n_pos, int32_t hd, float scale,

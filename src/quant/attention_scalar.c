@@ -16,6 +16,39 @@ void ellm_axpy_q8_0_portable(int32_t n_blocks, float w, const void *blocks, floa
     }
 }
 
+void ellm_attend_q8_0_group_portable(const void *q8, const uint8_t *kc, const uint8_t *vc,
+                                     size_t stride, int32_t n_pos, int32_t hd, float scale,
+                                     float cap, int32_t n_heads, float *scores, float *out)
+{
+    int32_t nb = hd / QK8_0;
+    const block_q8_0 *qb = q8;
+    for (int32_t p = 0; p < n_pos; p++) {
+        const block_q8_0 *krow = (const block_q8_0 *)(kc + (size_t)p * stride);
+        for (int32_t h = 0; h < n_heads; h++) {
+            float sum = 0;
+            for (int32_t b = 0; b < nb; b++) {
+                const block_q8_0 *qh = &qb[h * nb + b];
+                int isum = 0;
+                for (int k = 0; k < QK8_0; k++)
+                    isum += krow[b].qs[k] * qh->qs[k];
+                sum += ellm_f16_to_f32(krow[b].d) * ellm_f16_to_f32(qh->d) * (float)isum;
+            }
+            float sc = sum * scale;
+            scores[(size_t)h * n_pos + p] = cap > 0 ? cap * tanhf(sc / cap) : sc;
+        }
+    }
+    for (int32_t h = 0; h < n_heads; h++) {
+        ellm_attention_softmax_exact(scores + (size_t)h * n_pos, n_pos);
+        for (int32_t d = 0; d < hd; d++)
+            out[(size_t)h * hd + d] = 0;
+    }
+    for (int32_t p = 0; p < n_pos; p++) {
+        const block_q8_0 *vrow = (const block_q8_0 *)(vc + (size_t)p * stride);
+        for (int32_t h = 0; h < n_heads; h++)
+            ellm_axpy_q8_0_portable(nb, scores[(size_t)h * n_pos + p], vrow, out + (size_t)h * hd);
+    }
+}
+
 #define ATTEND_F16 ellm_attend_f16_portable
 #define ATTEND_F16_ATTRIBUTES
 #define HALF_TO_FLOAT(h) ellm_f16_to_f32(h)

@@ -54,7 +54,8 @@ static const kernel_set scalar_set = {
             [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_scalar, "scalar", NULL, NULL, NULL),
             [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL, NULL, NULL),
         },
-    .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL, ellm_axpy_q8_0_portable},
+    .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL, ellm_axpy_q8_0_portable,
+                  ellm_attend_q8_0_group_portable},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -100,7 +101,7 @@ static const kernel_set avx2_set = {
         },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
-                  ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2},
+                  ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2},
 };
 
 /* AVX-512 + VNNI: its own kernels where they exist, the AVX2 ones for the other types and the
@@ -131,7 +132,7 @@ static const kernel_set avx512_set = {
         },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
-                  ellm_attend_f16_group_avx512, ellm_axpy_q8_0_avx2},
+                  ellm_attend_f16_group_avx512, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2},
 };
 #endif
 
@@ -164,8 +165,8 @@ static const kernel_set avx512_set = {
         .quantize_to = {[ELLM_TYPE_Q8_0] = ellm_quantize_row_q8_0_neon,                            \
                         [ELLM_TYPE_Q8_K] = ellm_quantize_row_q8_K_neon,                            \
                         [ELLM_TYPE_Q8_1] = ellm_quantize_row_q8_1_neon},                           \
-        .attention = {"neon", ellm_attend_f16_neon, ellm_attend_f16_neon_wide, NULL,               \
-                      ellm_axpy_q8_0_portable},                                                    \
+        .attention = {"neon", ellm_attend_f16_neon,    ellm_attend_f16_neon_wide,                  \
+                      NULL,   ellm_axpy_q8_0_portable, ellm_attend_q8_0_group_portable},           \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
@@ -216,7 +217,8 @@ static const kernel_set wasm_simd_set = {
             [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_wasm_simd, "wasm-simd", NULL, NULL, NULL),
             [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_wasm_simd, "wasm-simd", NULL, NULL, NULL),
         },
-    .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, NULL, ellm_axpy_q8_0_portable},
+    .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, NULL, ellm_axpy_q8_0_portable,
+                  ellm_attend_q8_0_group_portable},
 };
 #endif
 
