@@ -6,7 +6,9 @@
  * not from the last-level cache; the bytes/s column is that read (keys and values of the
  * depth) against the time. Times are this thread's CPU time (the machines are shared: CPU
  * time does not count waiting for a core), the fastest of 5 trials: build/attention_kernels
- * (built with the project; not a test). */
+ * (built with the project; not a test). Then the same over a Q8_0 cache: the one-head path
+ * (attention.c's attend_q8_0: the set's Q8_0 dot per position, exact softmax, axpy_q8_0) against
+ * the set's grouped kernel, trials alternated. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 
 #include "micro_util.h"
 #include "quant/attention_kernels.h"
+#include "quant/blocks.h"
 #include "quant/quant.h"
 
 enum { HEAD_DIM = 64, N_HEAD = 32, N_HEAD_KV = 4, N_LAYER = 22, MAX_DEPTH = 4096, TRIALS = 5 };
@@ -41,6 +44,86 @@ static void attend_group(const ellm_attention_kernels *k, const float *q, const 
             k->f16(q + h * HEAD_DIM, kc, vc, stride, depth, HEAD_DIM, scale,
                    (void *)(scratch + HEAD_DIM), scratch, out + h * HEAD_DIM);
     }
+}
+
+/* One KV head's query heads over a Q8_0 cache, one head at a time (q8: the quantized queries). */
+static void attend_q8_0_heads(const ellm_attention_kernels *k, const block_q8_0 *q8,
+                              const uint8_t *kc, const uint8_t *vc, size_t stride, int32_t depth,
+                              float *scores, float *out)
+{
+    enum { GROUP = N_HEAD / N_HEAD_KV, NB = HEAD_DIM / QK8_0 };
+    const ellm_type_kernels *dot = ellm_kernels_for(ELLM_TYPE_Q8_0);
+    for (int h = 0; h < GROUP; h++) {
+        for (int32_t p = 0; p < depth; p++) {
+            dot->vec_dot(HEAD_DIM, &scores[p], kc + (size_t)p * stride, q8 + h * NB);
+            scores[p] *= 0.125f;
+        }
+        ellm_attention_softmax_exact(scores, depth);
+        memset(out + h * HEAD_DIM, 0, HEAD_DIM * sizeof(float));
+        for (int32_t p = 0; p < depth; p++)
+            k->axpy_q8_0(NB, scores[p], vc + (size_t)p * stride, out + h * HEAD_DIM);
+    }
+}
+
+static void bench_q8_0_cache(const char *const *sets, int n_sets)
+{
+    enum { GROUP = N_HEAD / N_HEAD_KV, NB = HEAD_DIM / QK8_0 };
+    size_t head_bytes = NB * sizeof(block_q8_0), head_stride = MAX_DEPTH * head_bytes;
+    size_t layer_bytes = N_HEAD_KV * head_stride;
+    uint8_t *kc = malloc(N_LAYER * layer_bytes), *vc = malloc(N_LAYER * layer_bytes);
+    static block_q8_0 q8[GROUP * NB];
+    static float scores[GROUP * MAX_DEPTH], out[GROUP * HEAD_DIM];
+    if (!kc || !vc)
+        return;
+    for (size_t i = 0; i < N_LAYER * layer_bytes / sizeof(block_q8_0); i++) {
+        block_q8_0 *kb = (block_q8_0 *)kc + i, *vb = (block_q8_0 *)vc + i;
+        kb->d = ellm_f32_to_f16(0.01f + 0.01f * bench_uniform(&rng));
+        vb->d = ellm_f32_to_f16(0.02f + 0.01f * bench_uniform(&rng));
+        for (int j = 0; j < QK8_0; j++) {
+            kb->qs[j] = (int8_t)(127.0f * bench_uniform(&rng));
+            vb->qs[j] = (int8_t)(127.0f * bench_uniform(&rng));
+        }
+    }
+    for (int i = 0; i < GROUP * NB; i++) {
+        q8[i].d = ellm_f32_to_f16(0.02f);
+        for (int j = 0; j < QK8_0; j++)
+            q8[i].qs[j] = (int8_t)(127.0f * bench_uniform(&rng));
+    }
+    const int depths[] = {128, 512, 1024, 2048, 4096};
+    printf("\nQ8_0 cache\n%-8s %6s %20s %20s %8s\n", "set", "depth", "one-head ms/token",
+           "grouped ms/token", "ratio");
+    for (int s = 0; s < n_sets && s < 8; s++) {
+        if (!strcmp(sets[s], "scalar") || !ellm_quant_use_kernel_set(sets[s]))
+            continue;
+        const ellm_attention_kernels *k = ellm_attention_kernels_active();
+        for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++) {
+            int32_t depth = depths[d];
+            int tokens = 2 * MAX_DEPTH / depth;
+            double best[2] = {1e30, 1e30};
+            for (int t = 0; t < 2 * TRIALS; t++) {
+                int grouped = t % 2;
+                double t0 = bench_thread_seconds();
+                for (int c = 0; c < tokens; c++)
+                    for (int l = 0; l < N_LAYER; l++)
+                        for (int h = 0; h < N_HEAD_KV; h++) {
+                            const uint8_t *kh = kc + l * layer_bytes + h * head_stride;
+                            const uint8_t *vh = vc + l * layer_bytes + h * head_stride;
+                            if (grouped)
+                                k->q8_0_group(q8, kh, vh, head_bytes, depth, HEAD_DIM, 0.125f, 0,
+                                              GROUP, scores, out);
+                            else
+                                attend_q8_0_heads(k, q8, kh, vh, head_bytes, depth, scores, out);
+                        }
+                double per_token = (bench_thread_seconds() - t0) / tokens;
+                best[grouped] = per_token < best[grouped] ? per_token : best[grouped];
+            }
+            printf("%-8s %6d %20.3f %20.3f %8.2f\n", sets[s], depth, 1e3 * best[0], 1e3 * best[1],
+                   best[0] / best[1]);
+        }
+    }
+    printf("(check: %g)\n", (double)out[0]);
+    free(kc);
+    free(vc);
 }
 
 int main(void)
@@ -93,5 +176,6 @@ int main(void)
     printf("(check: %g)\n", (double)out[0]);
     free(kc);
     free(vc);
+    bench_q8_0_cache(sets, n_sets);
     return 0;
 }

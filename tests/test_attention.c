@@ -106,8 +106,8 @@ static void run_wide(ellm_attend_f16_wide_fn fn, const float *q, const uint8_t *
     fn(q, kc, vc, stride, n_pos, hd, scale, acc, qr, out);
 }
 
-/* One head over a Q8_0 cache as the one-head path computes it (the model's attend_q8_0 for
- * whole blocks): the scalar Q8_0 dot, scale, soft cap, exact softmax, portable value sums. */
+/* One head over a Q8_0 cache, the grouped kernels' contract for each head: the scalar Q8_0 dot,
+ * scale, soft cap, the Q8_0 cache's softmax, portable value sums. */
 static void attend_q8_0_model(const block_q8_0 *q8, const uint8_t *kc, const uint8_t *vc,
                               size_t stride, int32_t n_pos, int32_t hd, float scale, float cap,
                               float *scores, float *out)
@@ -125,7 +125,7 @@ static void attend_q8_0_model(const block_q8_0 *q8, const uint8_t *kc, const uin
         float sc = sum * scale;
         scores[p] = cap > 0 ? cap * tanhf(sc / cap) : sc;
     }
-    ellm_attention_softmax_exact(scores, n_pos);
+    ellm_attention_softmax_q8_0(scores, n_pos);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p < n_pos; p++)
         ellm_axpy_q8_0_portable(nb, scores[p], vc + (size_t)p * stride, out);
@@ -141,8 +141,8 @@ static void random_q8_0_blocks(block_q8_0 *b, int n, float d_scale)
     }
 }
 
-/* The grouped Q8_0-cache kernels of each set: every head bit for bit the one-head path, and
- * that path within quantization error of attention in double over the dequantized values. */
+/* The grouped Q8_0-cache kernels of each set: every head bit for bit the one-head model, and
+ * that model within rounding error of attention in double over the dequantized values. */
 static void check_q8_0_group(void)
 {
     enum { G_HEADS = 11, G_MAX_HD = 128, G_POS = 75, G_PAD = 1 };
@@ -188,12 +188,12 @@ static void check_q8_0_group(void)
                                           stride, n_pos, hd, scale, cap, want_scores, want);
                         CHECK_MSG(!memcmp(out + h * hd, want, (size_t)hd * sizeof(float)),
                                   "%s grouped Q8_0 hd=%d heads=%d n_pos=%d cap=%g: head %d "
-                                  "differs from the one-head path",
+                                  "differs from the one-head model",
                                   sets[si].name, hd, n_heads, n_pos, (double)cap, h);
                         cases++;
                     }
                 }
-                /* The one-head path itself against attention in double. */
+                /* The one-head model itself against attention in double. */
                 for (int32_t h = 0; h < n_heads; h++) {
                     attend_q8_0_model(q8 + h * nb, (const uint8_t *)kc, (const uint8_t *)vc, stride,
                                       n_pos, hd, scale, cap, want_scores, want);
@@ -225,8 +225,8 @@ static void check_q8_0_group(void)
             }
         }
     }
-    CHECK_MSG(worst < 1e-3, "the Q8_0 one-head path is %g off attention in double", worst);
-    fprintf(stderr, "%d grouped Q8_0 heads checked; one-head path within %.2g of double\n", cases,
+    CHECK_MSG(worst < 1e-3, "the Q8_0 one-head model is %g off attention in double", worst);
+    fprintf(stderr, "%d grouped Q8_0 heads checked; one-head model within %.2g of double\n", cases,
             worst);
 }
 

@@ -104,45 +104,28 @@ static inline float q8_0_at(const block_q8_0 *row, int64_t e)
     return ellm_f16_to_f32(row[e / QK8_0].d) * (float)row[e / QK8_0].qs[e % QK8_0];
 }
 
-/* One head of one token over a Q8_0 cache (soft-capped scores when cap > 0); the head's values
- * are elements e0.. of each cached row. Heads of whole blocks quantize the query to Q8_0 like
- * any matrix input, so the kernel set's Q8_0 dot gives the scores (exact integer block sums);
- * smaller heads, which share blocks, take the scalar path: dequantized keys against the float
- * query. Then an exact two-pass softmax in float and the dequantized values' weighted sum (the
- * set's axpy_q8_0 for whole blocks). */
-static void attend_q8_0(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                        int64_t e0, int32_t n_pos, int32_t hd, float scale, float cap,
-                        float *scores, void *q8, ellm_axpy_q8_0_fn axpy, float *out)
+/* One head of one token over a Q8_0 cache whose heads share blocks (head size not a multiple of
+ * 32; heads of whole blocks take the set's grouped kernel): dequantized keys against the float
+ * query (soft-capped scores when cap > 0), the Q8_0 cache's softmax, the dequantized values'
+ * weighted sum. The head's values are elements e0.. of each cached row. */
+static void attend_q8_0_shared_blocks(const float *q, const uint8_t *kc, const uint8_t *vc,
+                                      size_t stride, int64_t e0, int32_t n_pos, int32_t hd,
+                                      float scale, float cap, float *scores, float *out)
 {
-    bool whole_blocks = e0 % QK8_0 == 0 && hd % QK8_0 == 0;
-    const ellm_type_kernels *dot = ellm_kernels_for(ELLM_TYPE_Q8_0);
-    if (whole_blocks)
-        ellm_quantize_activations(ELLM_TYPE_Q8_0, q, q8, hd);
     for (int32_t p = 0; p < n_pos; p++) {
         const block_q8_0 *krow = (const block_q8_0 *)(kc + (size_t)p * stride);
-        float sc = 0;
-        if (whole_blocks) {
-            dot->vec_dot(hd, &sc, krow + e0 / QK8_0, q8);
-        } else {
-            double acc = 0;
-            for (int32_t d = 0; d < hd; d++)
-                acc += (double)(q8_0_at(krow, e0 + d) * q[d]);
-            sc = (float)acc;
-        }
-        sc *= scale;
+        double acc = 0;
+        for (int32_t d = 0; d < hd; d++)
+            acc += (double)(q8_0_at(krow, e0 + d) * q[d]);
+        float sc = (float)acc * scale;
         scores[p] = cap > 0 ? cap * tanhf(sc / cap) : sc;
     }
-    ellm_attention_softmax_exact(scores, n_pos);
+    ellm_attention_softmax_q8_0(scores, n_pos);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p < n_pos; p++) {
         const block_q8_0 *vrow = (const block_q8_0 *)(vc + (size_t)p * stride);
-        float w = scores[p];
-        if (whole_blocks) {
-            axpy(hd / QK8_0, w, vrow + e0 / QK8_0, out);
-        } else {
-            for (int32_t d = 0; d < hd; d++)
-                out[d] += w * q8_0_at(vrow, e0 + d);
-        }
+        for (int32_t d = 0; d < hd; d++)
+            out[d] += scores[p] * q8_0_at(vrow, e0 + d);
     }
 }
 
@@ -176,7 +159,7 @@ static void attention_task(void *arg, int ith, int nth)
         const uint8_t *kc = s->kv.k[j->layer] + at, *vc = s->kv.v[j->layer] + at;
         /* Where the cache is position-major, the head is these elements of each row. */
         int64_t e0 = s->kv.head_stride ? 0 : (int64_t)kvh * hd;
-        if (j->grouped_q8_0 && s->kv.type == ELLM_TYPE_Q8_0 && e0 % QK8_0 == 0) {
+        if (j->grouped_q8_0 && s->kv.type == ELLM_TYPE_Q8_0 && e0 == 0) {
             /* The queries quantized after the group's scores in the scratch. */
             void *q8 = scores + (size_t)heads_per_job * (size_t)w->p.n_ctx;
             const float *q = w->q + (size_t)t * q_dim + (size_t)h0 * hd;
@@ -201,10 +184,8 @@ static void attention_task(void *arg, int ith, int nth)
             const float *q = w->q + (size_t)t * q_dim + (size_t)h * hd;
             float *out = w->att + (size_t)t * q_dim + (size_t)h * hd;
             if (s->kv.type == ELLM_TYPE_Q8_0)
-                attend_q8_0(q, kc, vc, stride, e0, n_pos, hd, scale, hp->attn_softcap, scores,
-                            scores + w->p.n_ctx,
-                            j->kernels->axpy_q8_0 ? j->kernels->axpy_q8_0 : ellm_axpy_q8_0_portable,
-                            out);
+                attend_q8_0_shared_blocks(q, kc, vc, stride, e0, n_pos, hd, scale, hp->attn_softcap,
+                                          scores, out);
             else if (hp->attn_softcap > 0)
                 attend_capped(q, kc, vc, stride, s->kv.type == ELLM_TYPE_F32 ? 4 : 2, n_pos, hd,
                               scale, hp->attn_softcap, scores, out);
@@ -228,12 +209,9 @@ static bool attention_grouped_f16(const ellm_hparams *hp, const ellm_attention_k
            hp->n_head / hp->n_head_kv > 1;
 }
 
-/* A Q8_0 cache's groups: the grouped kernel is the one-head path for heads of whole blocks
- * (soft-capped or not), reading each row once for the group. */
-static bool attention_grouped_q8_0(const ellm_hparams *hp)
-{
-    return hp->head_dim % QK8_0 == 0 && hp->n_head / hp->n_head_kv > 1;
-}
+/* A Q8_0 cache's heads of whole blocks (soft-capped or not) all take the grouped kernel, which
+ * reads each row once for the group (a group of one where every query head has its own). */
+static bool attention_grouped_q8_0(const ellm_hparams *hp) { return hp->head_dim % QK8_0 == 0; }
 
 /* Query heads per grouped job: the whole group, halved while that would leave threads idle (a
  * decode step has only n_head_kv groups). Each head's result is the same either way. */

@@ -311,6 +311,46 @@ static void q8_0_scores8(const block_q8_0 *q8, int32_t nb, const uint8_t *kc, si
     }
 }
 
+/* ellm_attention_softmax_q8_0 eight positions at a time: lane l holds partial sum l. */
+static void softmax_q8_0_avx2(float *scores, int32_t n)
+{
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    int32_t p = 0;
+    for (; p + 8 <= n; p += 8)
+        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + p));
+    float lanes[8], max = -INFINITY;
+    _mm256_storeu_ps(lanes, vmax);
+    for (int l = 0; l < 8; l++)
+        max = lanes[l] > max ? lanes[l] : max;
+    for (; p < n; p++)
+        max = scores[p] > max ? scores[p] : max;
+    const __m256 m = _mm256_set1_ps(max);
+    __m256 part = _mm256_setzero_ps();
+    for (p = 0; p + 8 <= n; p += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + p), m));
+        _mm256_storeu_ps(scores + p, e);
+        part = _mm256_add_ps(part, e);
+    }
+    if (p < n) { /* the last positions; the lanes past them give exp(-inf) = 0 */
+        float x[8];
+        for (int l = 0; l < 8; l++)
+            x[l] = p + l < n ? scores[p + l] : -INFINITY;
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x), m));
+        _mm256_storeu_ps(x, e);
+        part = _mm256_add_ps(part, e);
+        for (int l = 0; p + l < n; l++)
+            scores[p + l] = x[l];
+    }
+    _mm256_storeu_ps(lanes, part);
+    float sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (p = 0; p + 8 <= n; p += 8)
+        _mm256_storeu_ps(scores + p, _mm256_mul_ps(_mm256_loadu_ps(scores + p), inv));
+    for (; p < n; p++)
+        scores[p] *= 1.0f / sum;
+}
+
 void ellm_attend_q8_0_group_avx2(const void *q8, const uint8_t *kc, const uint8_t *vc,
                                  size_t stride, int32_t n_pos, int32_t hd, float scale, float cap,
                                  int32_t n_heads, float *scores, float *out)
@@ -326,7 +366,7 @@ void ellm_attend_q8_0_group_avx2(const void *q8, const uint8_t *kc, const uint8_
         q8_0_scores8(qb + (size_t)h0 * nb, nb, kc, stride, n_pos, scale, cap,
                      n_heads - h0 < 8 ? (int)(n_heads - h0) : 8, scores + (size_t)h0 * n_pos);
     for (int32_t h = 0; h < n_heads; h++) {
-        ellm_attention_softmax_exact(scores + (size_t)h * n_pos, n_pos);
+        softmax_q8_0_avx2(scores + (size_t)h * n_pos, n_pos);
         for (int32_t d = 0; d < hd; d++)
             out[(size_t)h * hd + d] = 0;
     }

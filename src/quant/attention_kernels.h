@@ -61,6 +61,26 @@ static inline float ellm_attention_exp(float x)
     return e * two_n.f;
 }
 
+/* The Q8_0 cache's softmax, in place: two passes as ellm_attention_softmax_exact, but each weight
+ * is ellm_attention_exp(score - max) and the sum is kept in eight partial sums (position p in
+ * sum p % 8) added ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)), so that eight-lane copies give
+ * the same bits. */
+static inline void ellm_attention_softmax_q8_0(float *scores, int32_t n)
+{
+    float max = -INFINITY, part[8] = {0};
+    for (int32_t p = 0; p < n; p++)
+        max = scores[p] > max ? scores[p] : max;
+    for (int32_t p = 0; p < n; p++) {
+        scores[p] = ellm_attention_exp(scores[p] - max);
+        part[p % 8] += scores[p];
+    }
+    float sum = ((part[0] + part[1]) + (part[2] + part[3])) +
+                ((part[4] + part[5]) + (part[6] + part[7]));
+    float inv = 1.0f / sum;
+    for (int32_t p = 0; p < n; p++)
+        scores[p] *= inv;
+}
+
 /* Asks for the `bytes` of one head's cached row `ahead` bytes on (the row a block of positions
  * further) while this block is computed: the rows of a head are strided (every KV head of a
  * position is one row), which the hardware prefetchers alone follow too late to keep one core
@@ -96,8 +116,8 @@ typedef void (*ellm_axpy_q8_0_fn)(int32_t n_blocks, float w, const void *blocks,
  * multiple of 32) at the start of each row: q8 holds the heads' queries quantized to Q8_0 (hd / 32
  * blocks each, one head after another). Per head exactly the one-head Q8_0 path: each score the
  * Q8_0 dot (exact integer block sums, then sum += (d_k * d_q) * isum block by block) times
- * scale, soft-capped (cap * tanhf(s / cap)) when cap > 0, an exact two-pass softmax
- * (ellm_attention_softmax_exact), then the values' weighted sum position by position as
+ * scale, soft-capped (cap * tanhf(s / cap)) when cap > 0, the two-pass softmax
+ * ellm_attention_softmax_q8_0, then the values' weighted sum position by position as
  * ellm_axpy_q8_0_portable computes it. Each key and value row is read once for the group.
  * scores is scratch for n_heads * n_pos floats; out takes the heads one after another. */
 typedef void (*ellm_attend_q8_0_group_fn)(const void *q8, const uint8_t *kc, const uint8_t *vc,

@@ -38,7 +38,7 @@ void ellm_attend_q8_0_group_portable(const void *q8, const uint8_t *kc, const ui
         }
     }
     for (int32_t h = 0; h < n_heads; h++) {
-        ellm_attention_softmax_exact(scores + (size_t)h * n_pos, n_pos);
+        ellm_attention_softmax_q8_0(scores + (size_t)h * n_pos, n_pos);
         for (int32_t d = 0; d < hd; d++)
             out[(size_t)h * hd + d] = 0;
     }
