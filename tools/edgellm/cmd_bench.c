@@ -475,7 +475,8 @@ int cmd_bench(int argc, char **argv)
     double prefill = median(pf, (int)reps), decode = median(dc, (int)reps),
            ttft = median(tt, (int)reps);
     double peak_gb = (double)cli_peak_rss_bytes() / 1e9;
-    double bw = machine_read_bandwidth_gbs((int)threads);
+    machine_bandwidth bandwidth = machine_read_bandwidth((int)threads);
+    double bw = bandwidth.gbs;
     double fma = machine_fma_peak_gflops((int)threads);
 
     /* Bytes one decode step reads: every weight except the embedding table (one row of it), the
@@ -539,10 +540,12 @@ int cmd_bench(int argc, char **argv)
                "\"memory_bandwidth_gbs\": %.2f, \"fma_peak_gflops\": %.1f, \"fma_isa\": \"%s\", "
                "\"decode_bytes_per_token\": %.0f, \"prefill_flops_per_token\": %.0f, "
                "\"decode_efficiency\": %.3f, \"prefill_efficiency\": %.3f, "
-               "\"prefill_efficiency_vs_fma\": %.3f, \"prefill_peak_gops\": %.1f, "
-               "\"arithmetic\": {",
+               "\"prefill_efficiency_vs_fma\": %.3f, \"prefill_peak_gops\": %.1f, ",
                n_prompt, n_gen, reps, bw, fma, machine_fma_isa(), bytes_per_token, flops_per_token,
                decode_eff, prefill_eff, prefill_eff_fma, kernel_peak);
+        printf("\"memory_bandwidth_cpu_share\": %.2f, \"memory_bandwidth_spread\": %.3f, "
+               "\"arithmetic\": {",
+               bandwidth.cpu_share, bandwidth.spread);
         for (int i = 0; i < mix.n; i++)
             printf("%s\"%s\": {\"share\": %.4f, \"peak_gops\": %.1f}", i ? ", " : "", mix.name[i],
                    mix.ops[i] / flops_per_token, mix.peak[i]);
@@ -585,6 +588,10 @@ int cmd_bench(int argc, char **argv)
         }
         printf("%-22s %.1f GB/s read, %.1f GFLOP/s FMA %s (%ld threads, measured now)\n", "machine",
                bw, fma, machine_fma_isa(), threads);
+        if (bandwidth.cpu_share < 0.9)
+            printf("%-22s the bandwidth threads had %.0f%% of their cores (other processes ran): "
+                   "the GB/s and the decode efficiency are not the machine's\n",
+                   "warning", bandwidth.cpu_share * 100.0);
         printf("%-22s %.1f%%  (%.0f MB/token x %.2f tok/s / %.1f GB/s)\n", "decode_efficiency",
                decode_eff * 100.0, bytes_per_token / 1e6, decode, bw);
         printf("%-22s %.1f%%  (%.2f GOP/token x %.1f tok/s / %.1f GOP/s, the peak of:",

@@ -55,9 +55,7 @@ static bool has_avx512f(void)
 typedef struct machine_job {
     const char *arith; /* the arithmetic loop, named as machine_arith_peak_gops takes it */
     long iters;
-    const uint8_t *p; /* the read loop's bytes */
-    size_t n;
-    double work;        /* set by the loop: bytes read or operations done (a multiply-add is two) */
+    double work;        /* set by the loop: operations done (a multiply-add is two) */
     double cpu_seconds; /* the thread's CPU time in the loop */
     int64_t sink;       /* keeps the loops from being optimized away */
 } machine_job;
@@ -78,17 +76,16 @@ static void *run_slot(void *arg)
     return NULL;
 }
 
-/* How a rate is timed: memory bandwidth is shared by every process, so it is work over wall time;
- * an arithmetic peak is what the cores can do, so it is each thread's work over the CPU time it
- * ran (summed over the threads), which other processes on a busy machine cannot lower. On a
- * quiet machine the two agree; under load, a wall-clock peak caught a slice of the cores and
- * came out below what the kernels reached in their own slices (efficiencies above 100 %). */
-typedef enum rate_clock { RATE_WALL, RATE_THREAD_CPU } rate_clock;
-
-/* Runs loop on `threads` threads at once (job i reading from p + i * stride), `reps` times; the
- * best total work per second, in G per second; 0 when a loop could not run (negative work). */
-static double best_rate(machine_loop loop, machine_job proto, size_t stride, int threads, int reps,
-                        rate_clock clock)
+/* An arithmetic peak is what the cores can do, so it is each thread's work over the CPU time it
+ * ran (summed over the threads), which other processes on a busy machine cannot lower; under
+ * load, a wall-clock peak caught a slice of the cores and came out below what the kernels
+ * reached in their own slices (efficiencies above 100 %). Memory bandwidth is shared by every
+ * process, so it is timed by the wall clock (machine_read_bandwidth). Runs loop on `threads`
+ * threads at once, `reps` times; the best total work per CPU second, in G per second, and in
+ * *cpu_seconds the longest thread's CPU time of the last repetition; 0 when a loop could not
+ * run (negative work). */
+static double best_cpu_rate(machine_loop loop, machine_job proto, int threads, int reps,
+                            double *cpu_seconds)
 {
     if (threads < 1)
         return 0;
@@ -98,21 +95,18 @@ static double best_rate(machine_loop loop, machine_job proto, size_t stride, int
     for (int rep = 0; rep < reps; rep++) {
         pthread_t t[64];
         slot slots[64];
-        double t0 = now();
         for (int i = 0; i < threads; i++) {
             slots[i] = (slot){loop, proto};
-            if (proto.p)
-                slots[i].job.p = proto.p + stride * (size_t)i;
             pthread_create(&t[i], NULL, run_slot, &slots[i]);
         }
-        double work = 0, cpu_rate = 0;
+        double cpu_rate = 0, longest = 0;
         bool failed = false;
         for (int i = 0; i < threads; i++) {
             pthread_join(t[i], NULL);
             failed |= slots[i].job.work < 0;
-            work += slots[i].job.work;
             if (slots[i].job.cpu_seconds > 0)
                 cpu_rate += slots[i].job.work / slots[i].job.cpu_seconds;
+            longest = slots[i].job.cpu_seconds > longest ? slots[i].job.cpu_seconds : longest;
         }
         if (failed)
             return 0;
@@ -121,58 +115,160 @@ static double best_rate(machine_loop loop, machine_job proto, size_t stride, int
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         if (cpus > 0 && threads > cpus)
             cpu_rate *= (double)cpus / threads;
-        double rate = clock == RATE_WALL ? work / (now() - t0) / 1e9 : cpu_rate / 1e9;
-        best = rate > best ? rate : best;
+        best = cpu_rate / 1e9 > best ? cpu_rate / 1e9 : best;
+        *cpu_seconds = longest;
     }
     return best;
 }
 
 #if defined(HAVE_X86)
-__attribute__((target("avx2"))) static void read_avx2(machine_job *j)
+__attribute__((target("avx2"))) static int64_t read_avx2(const uint8_t *p, size_t n)
 {
-    const __m256i *v = (const __m256i *)j->p;
+    const __m256i *v = (const __m256i *)p;
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-    for (size_t k = 0; k + 4 <= j->n / 32; k += 4) {
+    for (size_t k = 0; k + 4 <= n / 32; k += 4) {
         s0 = _mm256_add_epi64(s0, _mm256_load_si256(v + k));
         s1 = _mm256_add_epi64(s1, _mm256_load_si256(v + k + 1));
         s2 = _mm256_add_epi64(s2, _mm256_load_si256(v + k + 2));
         s3 = _mm256_add_epi64(s3, _mm256_load_si256(v + k + 3));
     }
     s0 = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
-    j->sink = _mm256_extract_epi64(s0, 0);
+    return _mm256_extract_epi64(s0, 0);
 }
 #endif
 
-static void read_loop(machine_job *j)
+/* One sequential pass over n bytes (a multiple of 128, 64-byte aligned). */
+static int64_t read_pass(const uint8_t *p, size_t n)
 {
-    j->work = (double)j->n;
 #if defined(HAVE_X86)
-    if (has_avx2_fma()) {
-        read_avx2(j);
-        return;
-    }
+    if (has_avx2_fma())
+        return read_avx2(p, n);
 #endif
-    const uint64_t *q = (const uint64_t *)j->p;
+    const uint64_t *q = (const uint64_t *)p;
     uint64_t s = 0;
-    for (size_t k = 0; k < j->n / 8; k++)
+    for (size_t k = 0; k < n / 8; k++)
         s += q[k];
-    j->sink = (int64_t)s;
+    return (int64_t)s;
 }
 
-double machine_read_bandwidth_gbs(int threads)
+/* The bandwidth measurement: threads that stay up across the repetitions and start each one
+ * together at a barrier, each reading its own contiguous slice front to back, as a decode step's
+ * threads each read their share of a matrix's rows. The first measurements created the threads
+ * inside a timing of about 20 ms and gave 30-79 GB/s on the same idle machine. */
+typedef struct read_team {
+    pthread_barrier_t start, done;
+    uint8_t *buf;
+    size_t per;   /* bytes per thread */
+    int passes;   /* over its slice per repetition */
+    int reps;     /* timed repetitions after one untimed warm-up */
+    double *wall; /* per repetition, timed by thread 0 */
+    double *cpu;  /* per repetition: CPU seconds summed over the threads */
+    pthread_mutex_t lock;
+    int64_t sink;
+} read_team;
+
+typedef struct read_member {
+    read_team *team;
+    int index;
+} read_member;
+
+static void *read_member_run(void *arg)
 {
-    const size_t size = (size_t)512 << 20;
+    read_member *me = arg;
+    read_team *t = me->team;
+    uint8_t *mine = t->buf + t->per * (size_t)me->index;
+    /* Touched by the thread that reads it (first-touch places the pages near it). */
+    memset(mine, 1, t->per);
+    int64_t sink = read_pass(mine, t->per);
+    for (int rep = 0; rep < t->reps; rep++) {
+        pthread_barrier_wait(&t->start);
+        double w0 = now(), c0 = seconds_of(CLOCK_THREAD_CPUTIME_ID);
+        for (int k = 0; k < t->passes; k++)
+            sink += read_pass(mine, t->per);
+        double c = seconds_of(CLOCK_THREAD_CPUTIME_ID) - c0;
+        pthread_barrier_wait(&t->done);
+        pthread_mutex_lock(&t->lock);
+        t->cpu[rep] += c;
+        if (me->index == 0)
+            t->wall[rep] = now() - w0;
+        t->sink += sink;
+        pthread_mutex_unlock(&t->lock);
+    }
+    return NULL;
+}
+
+/* Runs the team; false when a thread could not be started. */
+static bool read_team_run(read_team *t, int threads)
+{
+    pthread_t tid[64];
+    read_member members[64];
+    int started = 0;
+    pthread_barrier_init(&t->start, NULL, (unsigned)threads);
+    pthread_barrier_init(&t->done, NULL, (unsigned)threads);
+    pthread_mutex_init(&t->lock, NULL);
+    for (int i = 1; i < threads; i++, started++) {
+        members[i] = (read_member){t, i};
+        if (pthread_create(&tid[i], NULL, read_member_run, &members[i]))
+            break;
+    }
+    bool ok = started == threads - 1;
+    if (ok) {
+        members[0] = (read_member){t, 0};
+        read_member_run(&members[0]);
+    }
+    for (int i = 1; i <= started; i++)
+        pthread_join(tid[i], NULL);
+    pthread_barrier_destroy(&t->start);
+    pthread_barrier_destroy(&t->done);
+    pthread_mutex_destroy(&t->lock);
+    return ok;
+}
+
+enum { READ_REPS = 5 };
+#define READ_MIN_SECONDS 0.3 /* of reading per timed repetition */
+
+machine_bandwidth machine_read_bandwidth(int threads)
+{
+    machine_bandwidth r = {0};
     if (threads < 1)
-        return 0;
-    uint8_t *buf = aligned_alloc(64, size);
-    if (!buf)
-        return 0;
-    memset(buf, 1, size);
+        return r;
     int used = threads > 64 ? 64 : threads;
+    /* Far above the last-level cache (32 MiB per CCD on these EPYCs), so every pass comes from
+     * memory. Not sized from sysconf's L3 figure: in this VM it reports 508 MiB, the host's. */
+    size_t size = (size_t)512 << 20;
     size_t per = size / (size_t)used / 128 * 128;
-    double gbs = best_rate(read_loop, (machine_job){.p = buf, .n = per}, per, used, 5, RATE_WALL);
+    uint8_t *buf = aligned_alloc(64, per * (size_t)used);
+    if (!buf)
+        return r;
+    double wall[READ_REPS + 1] = {0}, cpu[READ_REPS + 1] = {0};
+    /* One pass to size the repetitions: at least READ_MIN_SECONDS of reading each. */
+    read_team t = {.buf = buf, .per = per, .passes = 1, .reps = 1, .wall = wall, .cpu = cpu};
+    if (!read_team_run(&t, used) || wall[0] <= 0) {
+        free(buf);
+        return r;
+    }
+    double passes = READ_MIN_SECONDS / wall[0] + 1;
+    t.passes = passes > 1000 ? 1000 : (int)passes;
+    t.reps = READ_REPS;
+    memset(wall, 0, sizeof wall);
+    memset(cpu, 0, sizeof cpu);
+    if (read_team_run(&t, used)) {
+        double bytes = (double)per * used * t.passes, rates[READ_REPS];
+        for (int rep = 0; rep < READ_REPS; rep++) {
+            rates[rep] = wall[rep] > 0 ? bytes / wall[rep] / 1e9 : 0;
+            if (rates[rep] > r.gbs) {
+                r.gbs = rates[rep];
+                r.cpu_share = cpu[rep] / (wall[rep] * used);
+            }
+        }
+        double lo = rates[0];
+        for (int rep = 1; rep < READ_REPS; rep++)
+            lo = rates[rep] < lo ? rates[rep] : lo;
+        r.spread = r.gbs > 0 ? (r.gbs - lo) / r.gbs : 0;
+        r.seconds = bytes / (r.gbs * 1e9);
+    }
     free(buf);
-    return gbs;
+    return r;
 }
 
 /* Arithmetic loops: independent accumulator chains of the instructions the kernels are built on.
@@ -368,13 +464,47 @@ static void arith_loop(machine_job *j)
     j->work = -1;
 }
 
+/* Peaks already measured in this process: a benchmark asks for the FMA peak both as the float
+ * figure and as the attention's share of the arithmetic. */
+typedef struct measured_peak {
+    char arith[32];
+    int threads;
+    double gops;
+} measured_peak;
+
+static double measure_arith_peak(const char *arith, int threads);
+
 double machine_arith_peak_gops(const char *arith, int threads)
 {
+    static measured_peak measured[16];
+    static int n_measured;
     if (!arith)
         return 0;
-    long iters = !strcmp(arith, "scalar") ? 20000000 : 10000000;
-    return best_rate(arith_loop, (machine_job){.arith = arith, .iters = iters}, 0, threads, 3,
-                     RATE_THREAD_CPU);
+    for (int i = 0; i < n_measured; i++)
+        if (measured[i].threads == threads && !strcmp(measured[i].arith, arith))
+            return measured[i].gops;
+    double gops = measure_arith_peak(arith, threads);
+    if (n_measured < 16 && strlen(arith) < sizeof measured[0].arith) {
+        measured_peak *m = &measured[n_measured++];
+        snprintf(m->arith, sizeof m->arith, "%s", arith);
+        m->threads = threads;
+        m->gops = gops;
+    }
+    return gops;
+}
+
+static double measure_arith_peak(const char *arith, int threads)
+{
+    /* A short run sizes the timed ones to about 0.1 s of CPU time per thread: runs of 10-20 ms
+     * were long enough for the CPU-time clock but caught frequency steps and preemptions. */
+    long iters = 1000000;
+    double cpu = 0;
+    if (best_cpu_rate(arith_loop, (machine_job){.arith = arith, .iters = iters}, 1, 1, &cpu) <= 0)
+        return 0;
+    if (cpu > 0 && cpu < 0.1)
+        iters = (long)((double)iters * 0.1 / cpu);
+    return best_cpu_rate(arith_loop, (machine_job){.arith = arith, .iters = iters}, threads, 5,
+                         &cpu);
 }
 
 double machine_fma_peak_gflops(int threads)
