@@ -81,11 +81,9 @@ static void *run_slot(void *arg)
  * load, a wall-clock peak caught a slice of the cores and came out below what the kernels
  * reached in their own slices (efficiencies above 100 %). Memory bandwidth is shared by every
  * process, so it is timed by the wall clock (machine_read_bandwidth). Runs loop on `threads`
- * threads at once, `reps` times; the best total work per CPU second, in G per second, and in
- * *cpu_seconds the longest thread's CPU time of the last repetition; 0 when a loop could not
- * run (negative work). */
-static double best_cpu_rate(machine_loop loop, machine_job proto, int threads, int reps,
-                            double *cpu_seconds)
+ * threads at once, `reps` times; the best total work per CPU second, in G per second; 0 when a
+ * loop could not run (negative work). */
+static double best_cpu_rate(machine_loop loop, machine_job proto, int threads, int reps)
 {
     if (threads < 1)
         return 0;
@@ -99,14 +97,13 @@ static double best_cpu_rate(machine_loop loop, machine_job proto, int threads, i
             slots[i] = (slot){loop, proto};
             pthread_create(&t[i], NULL, run_slot, &slots[i]);
         }
-        double cpu_rate = 0, longest = 0;
+        double cpu_rate = 0;
         bool failed = false;
         for (int i = 0; i < threads; i++) {
             pthread_join(t[i], NULL);
             failed |= slots[i].job.work < 0;
             if (slots[i].job.cpu_seconds > 0)
                 cpu_rate += slots[i].job.work / slots[i].job.cpu_seconds;
-            longest = slots[i].job.cpu_seconds > longest ? slots[i].job.cpu_seconds : longest;
         }
         if (failed)
             return 0;
@@ -116,7 +113,6 @@ static double best_cpu_rate(machine_loop loop, machine_job proto, int threads, i
         if (cpus > 0 && threads > cpus)
             cpu_rate *= (double)cpus / threads;
         best = cpu_rate / 1e9 > best ? cpu_rate / 1e9 : best;
-        *cpu_seconds = longest;
     }
     return best;
 }
@@ -160,7 +156,8 @@ typedef struct read_team {
     uint8_t *buf;
     size_t per;   /* bytes per thread */
     int passes;   /* over its slice per repetition */
-    int reps;     /* timed repetitions after one untimed warm-up */
+    int reps;     /* timed repetitions */
+    bool touch;   /* first run: write the slices and read them once, untimed */
     double *wall; /* per repetition, timed by thread 0 */
     double *cpu;  /* per repetition: CPU seconds summed over the threads */
     pthread_mutex_t lock;
@@ -177,9 +174,11 @@ static void *read_member_run(void *arg)
     read_member *me = arg;
     read_team *t = me->team;
     uint8_t *mine = t->buf + t->per * (size_t)me->index;
-    /* Touched by the thread that reads it (first-touch places the pages near it). */
-    memset(mine, 1, t->per);
-    int64_t sink = read_pass(mine, t->per);
+    int64_t sink = 0;
+    if (t->touch) { /* by the thread that reads it (first-touch places the pages near it) */
+        memset(mine, 1, t->per);
+        sink = read_pass(mine, t->per);
+    }
     for (int rep = 0; rep < t->reps; rep++) {
         pthread_barrier_wait(&t->start);
         double w0 = now(), c0 = seconds_of(CLOCK_THREAD_CPUTIME_ID);
@@ -224,8 +223,12 @@ static bool read_team_run(read_team *t, int threads)
     return ok;
 }
 
-enum { READ_REPS = 5 };
-#define READ_MIN_SECONDS 0.3 /* of reading per timed repetition */
+/* Best of ten repetitions of at least 50 ms each (0.5 s of reading): each long enough that the
+ * start barrier's skew and the timer do not count, short enough that on a busy machine some
+ * repetition may find all the threads running at once (repetitions of 0.3 s found none at load
+ * 25: CPU share 0.04-0.16). */
+enum { READ_REPS = 10 };
+#define READ_MIN_SECONDS 0.05 /* of reading per timed repetition */
 
 machine_bandwidth machine_read_bandwidth(int threads)
 {
@@ -242,7 +245,8 @@ machine_bandwidth machine_read_bandwidth(int threads)
         return r;
     double wall[READ_REPS + 1] = {0}, cpu[READ_REPS + 1] = {0};
     /* One pass to size the repetitions: at least READ_MIN_SECONDS of reading each. */
-    read_team t = {.buf = buf, .per = per, .passes = 1, .reps = 1, .wall = wall, .cpu = cpu};
+    read_team t = {
+        .buf = buf, .per = per, .passes = 1, .reps = 1, .touch = true, .wall = wall, .cpu = cpu};
     if (!read_team_run(&t, used) || wall[0] <= 0) {
         free(buf);
         return r;
@@ -250,6 +254,7 @@ machine_bandwidth machine_read_bandwidth(int threads)
     double passes = READ_MIN_SECONDS / wall[0] + 1;
     t.passes = passes > 1000 ? 1000 : (int)passes;
     t.reps = READ_REPS;
+    t.touch = false;
     memset(wall, 0, sizeof wall);
     memset(cpu, 0, sizeof cpu);
     if (read_team_run(&t, used)) {
@@ -265,7 +270,6 @@ machine_bandwidth machine_read_bandwidth(int threads)
         for (int rep = 1; rep < READ_REPS; rep++)
             lo = rates[rep] < lo ? rates[rep] : lo;
         r.spread = r.gbs > 0 ? (r.gbs - lo) / r.gbs : 0;
-        r.seconds = bytes / (r.gbs * 1e9);
     }
     free(buf);
     return r;
@@ -495,16 +499,11 @@ double machine_arith_peak_gops(const char *arith, int threads)
 
 static double measure_arith_peak(const char *arith, int threads)
 {
-    /* A short run sizes the timed ones to about 0.1 s of CPU time per thread: runs of 10-20 ms
-     * were long enough for the CPU-time clock but caught frequency steps and preemptions. */
-    long iters = 1000000;
-    double cpu = 0;
-    if (best_cpu_rate(arith_loop, (machine_job){.arith = arith, .iters = iters}, 1, 1, &cpu) <= 0)
-        return 0;
-    if (cpu > 0 && cpu < 0.1)
-        iters = (long)((double)iters * 0.1 / cpu);
-    return best_cpu_rate(arith_loop, (machine_job){.arith = arith, .iters = iters}, threads, 5,
-                         &cpu);
+    /* Ten short runs (10-20 ms of CPU time each): sized to 0.1 s, the best of five came out up to
+     * 24 % lower at load 25-34 (a longer run takes more interference even in CPU time, in this
+     * VM), and the best of three short ones moved as much from run to run. */
+    long iters = !strcmp(arith, "scalar") ? 20000000 : 10000000;
+    return best_cpu_rate(arith_loop, (machine_job){.arith = arith, .iters = iters}, threads, 10);
 }
 
 double machine_fma_peak_gflops(int threads)

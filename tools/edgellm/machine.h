@@ -3,13 +3,13 @@
 #ifndef EDGELLM_CLI_MACHINE_H
 #define EDGELLM_CLI_MACHINE_H
 
-/* Read bandwidth over a buffer far larger than the caches (512 MiB, or four times the last-level
- * cache), every thread reading its own slice front to back: the best of five repetitions of at
- * least 0.3 s each, in GB/s. cpu_share is the CPU time the threads got in that repetition over
- * threads x its wall time: below about 0.9 other processes shared the cores and the figure is
- * low. spread is (best - worst) / best over the repetitions. */
+/* Read bandwidth over a buffer far larger than the caches (512 MiB), every thread reading its own
+ * slice front to back: the best of ten repetitions of at least 50 ms each, in GB/s. cpu_share is
+ * the CPU time the threads got in that repetition over threads x its wall time: below about 0.9
+ * other processes shared the cores and the figure is low. spread is (best - worst) / best over
+ * the repetitions. */
 typedef struct machine_bandwidth {
-    double gbs, cpu_share, spread, seconds;
+    double gbs, cpu_share, spread;
 } machine_bandwidth;
 machine_bandwidth machine_read_bandwidth(int threads);
 /* Peak single-precision FMA throughput with independent accumulators, in GFLOP/s, with the
