@@ -19,7 +19,6 @@
 
 #include "quant/blocks.h"
 #include "quant/lanes_avx512.h"
-#include "quant/prefetch.h"
 #include "quant/quant.h"
 
 /* One block of 16 weight rows, ready for dpbusd: unsigned bytes whose products with the
@@ -186,7 +185,9 @@ void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void
  * ports, whereas extracting lanes would add shuffles to the port the permutes already load. A step of
  * eight blocks adds its eight terms before the next step's loads (longer chunks of terms were
  * slower once the steps are inlined). The activation row is read with unaligned loads, which cost
- * nothing on an aligned row and do not fault on another. */
+ * nothing on an aligned row and do not fault on another. No software prefetch: the hardware
+ * prefetchers keep up with one row stream, and ellm_prefetch_stream's requests made these
+ * kernels 20-40 % slower (see kernels_kquants_avx512.c). */
 enum {
     ROW_STEP = 8, /* blocks per step */
 };
@@ -304,7 +305,6 @@ KERNEL_STEP float q4_0_ext_step(const ext_row *x, const uint8_t *w, int64_t i, f
         const __m512i pick_second = _mm512_setr_epi32(0, 1, 2, 3, 19, 20, 21, 22, 9, 10, 11, 12, 28,
                                                       29, 30, 31);
         const uint8_t *p = w + (size_t)i * sizeof(block_q4_0);
-        ellm_prefetch_stream(p, ROW_STEP * (int)sizeof(block_q4_0));
         __m256i isums = ext_eight_block_sums(
             q4_0_ext_four_blocks(p, 2, 20, pick_first, x->a + i * QK8_0),
             q4_0_ext_four_blocks(p, 74, 80, pick_second, x->a + (i + 4) * QK8_0));
@@ -334,7 +334,6 @@ KERNEL_STEP float q8_0_ext_step(const ext_row *x, const uint8_t *w, int64_t i, f
 {
     if (i + ROW_STEP <= x->nb) {
         const uint8_t *p = w + (size_t)i * sizeof(block_q8_0);
-        ellm_prefetch_stream(p, ROW_STEP * (int)sizeof(block_q8_0));
         __m256i isums = ext_eight_block_sums(
             q8_0_ext_four_blocks(p, x->a + i * QK8_0),
             q8_0_ext_four_blocks(p + 4 * sizeof(block_q8_0), x->a + (i + 4) * QK8_0));

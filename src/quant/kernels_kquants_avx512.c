@@ -15,7 +15,12 @@
  * Throughput is bound by the two vector ports left when 512-bit code runs, so the kernels work
  * on pairs of super-blocks: the horizontal reductions and the float tail of both run once in
  * shared vectors. The x4 kernels decode each pair of weight super-blocks once and run the same
- * per-row code for each activation row, so they equal four single calls exactly. */
+ * per-row code for each activation row, so they equal four single calls exactly.
+ *
+ * The single-row kernels leave the weight stream to the hardware prefetchers: with
+ * ellm_prefetch_stream in their steps every type ran 20-35 % slower on one core (gemv_micro,
+ * same run). Those calls had been in the steps without effect in GCC builds (GCC finds the
+ * out-of-line helper const and deletes calls whose result is unused; clang kept them). */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -237,7 +242,6 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         const block_t *w = (const block_t *)row;                                                   \
         const int64_t j = i + 1 < x->nb ? i + 1 : i;                                               \
         kq45_pair p;                                                                               \
-        ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_t));                                     \
         type##_decode_pair(&w[i], &w[j], &p);                                                      \
         return add_pair_terms(sum, kq45_terms(&p, &x->a[i], &x->a[j]), i, j);                      \
     }                                                                                              \
@@ -358,7 +362,6 @@ KERNEL_STEP float q6_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, fl
     const block_q6_K *w = (const block_q6_K *)row;
     const int64_t j = i + 1 < x->nb ? i + 1 : i;
     q6_K_pair p;
-    ellm_prefetch_stream(&w[i], 2 * (int)sizeof(block_q6_K));
     q6_K_decode_pair(&w[i], &w[j], &p);
     __m128 t = q6_K_terms(&p, &x->a[i], &x->a[j]);
     sum += _mm_cvtss_f32(t);
@@ -426,42 +429,44 @@ static inline __m256i load_bsums(const block_q8_K *a)
     return _mm256_loadu_si256((const __m256i *)a->bsums);
 }
 
-/* One Q2_K super-block against its activations: the scaled quant sums (16 lanes) and the
- * min products (8 lanes). */
-static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m512i *sums, __m256i *mins)
+/* The scale and min nibbles of two Q2_K blocks as int16: words 0-15 block 0's, 16-31 block 1's. */
+static inline void q2_K_pair_scales(const block_q2_K *w0, const block_q2_K *w1, __m512i *scales,
+                                    __m512i *mins)
 {
-    const __m128i m15 = _mm_set1_epi8(15);
-    __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
-    /* Only words 0-15 are read by the permutes, so the upper half may stay undefined. */
-    __m512i scales = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(packed, m15)));
-    __m256i min_words = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m15));
-    __m512i q[4], pairs[2];
-    two_bit_quants(w->qs, q);
-    sixteen_scale_pairs(scales, 0, pairs);
-    *sums = scaled_sum(q, pairs[0], pairs[1], a->qs);
-    *mins = _mm256_madd_epi16(min_words, load_bsums(a));
+    const __m256i m15 = _mm256_set1_epi8(15);
+    __m256i packed = _mm256_loadu2_m128i((const __m128i *)w1->scales, (const __m128i *)w0->scales);
+    *scales = _mm512_cvtepu8_epi16(_mm256_and_si256(packed, m15));
+    *mins = _mm512_cvtepu8_epi16(_mm256_and_si256(_mm256_srli_epi16(packed, 4), m15));
 }
 
 /* Super-blocks i and i + 1 (i alone when it is the last), reduced and scaled together as the
  * Q4_K/Q5_K pairs are: one block per step, each with its own horizontal sums and float tail, ran
  * at 16 GB/s on one core against 20.5 GB/s this way (gemv_micro, 128 MiB). Tried the same for
- * Q3_K and IQ4_XS: no faster (their single-block steps keep fewer vectors live). */
+ * Q3_K and IQ4_XS: no faster (their single-block steps keep fewer vectors live); four blocks a
+ * step with one transposing reduction and a vector float tail were slower still. The two
+ * blocks' scales and mins are unpacked in one pass and their min products come from one
+ * vpmaddwd (5 instructions fewer a pair). */
 KERNEL_STEP float q2_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
 {
     const block_q2_K *w = (const block_q2_K *)row;
     const int64_t j = i + 1 < x->nb ? i + 1 : i;
-    ellm_prefetch_stream(&w[i], 2 * (int)sizeof *w);
-    __m512i sums0, sums1;
-    __m256i mins0, mins1;
-    q2_K_sums(&w[i], &x->a[i], &sums0, &mins0);
-    q2_K_sums(&w[j], &x->a[j], &sums1, &mins1);
+    __m512i scales, min_words, q[4], pairs[2];
+    q2_K_pair_scales(&w[i], &w[j], &scales, &min_words);
+    two_bit_quants(w[i].qs, q);
+    sixteen_scale_pairs(scales, 0, pairs);
+    __m512i sums0 = scaled_sum(q, pairs[0], pairs[1], x->a[i].qs);
+    two_bit_quants(w[j].qs, q);
+    sixteen_scale_pairs(scales, 16, pairs);
+    __m512i sums1 = scaled_sum(q, pairs[0], pairs[1], x->a[j].qs);
+    __m512i mins = _mm512_madd_epi16(
+        min_words,
+        _mm512_inserti64x4(_mm512_castsi256_si512(load_bsums(&x->a[i])), load_bsums(&x->a[j]), 1));
     /* d and dmin are adjacent halves in each block */
     uint32_t h0, h1;
     memcpy(&h0, &w[i].d, 4);
     memcpy(&h1, &w[j].d, 4);
     __m128 d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)h0), (int)h1, 1));
-    __m128i totals = pair_totals(fold_pair(sums0, sums1),
-                                 _mm512_inserti64x4(_mm512_castsi256_si512(mins0), mins1, 1));
+    __m128i totals = pair_totals(fold_pair(sums0, sums1), mins);
     return add_pair_terms(sum, pair_terms(totals, d, &x->a[i], &x->a[j]), i, j);
 }
 
@@ -488,7 +493,6 @@ KERNEL_STEP float q3_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, fl
     const block_q3_K *w = (const block_q3_K *)row + i;
     const block_q8_K *a = &x->a[i];
     const __m512i four = _mm512_set1_epi8(4);
-    ellm_prefetch_stream(w, (int)sizeof *w);
     __m256i scales = _mm256_cvtepi8_epi16(q3_K_scales(w->scales));
     __m512i q[4], pairs[2];
     two_bit_quants(w->qs, q);
@@ -525,7 +529,6 @@ KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, 
         _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl), _mm_set1_epi8((char)0x80)));
     const __m512i low = _mm512_set1_epi8(0x0F);
     const __m512i lane_scale = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    ellm_prefetch_stream(w, (int)sizeof *w);
     uint32_t scales_l;
     memcpy(&scales_l, w->scales_l, 4);
     /* ls - 32 of sub-blocks 0-7 in dwords 0-7 */
