@@ -288,6 +288,108 @@ static double best_error_for_codes(ellm_type type, const float *h, const float *
     return calibration_error(h, w, q);
 }
 
+/* h = X^T X of n_tok rows of n correlated inputs (RANK shared directions plus noise). */
+static float *correlated_hessian(int64_t n, int n_tok)
+{
+    float *mix = malloc(sizeof(float) * RANK * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
+    float *h = calloc((size_t)(n * n), sizeof(float));
+    CHECK(mix && x && h);
+    for (int64_t i = 0; i < RANK * n; i++)
+        mix[i] = gaussian();
+    for (int t = 0; t < n_tok; t++) {
+        float z[RANK];
+        for (int k = 0; k < RANK; k++)
+            z[k] = gaussian();
+        for (int64_t j = 0; j < n; j++) {
+            x[j] = 0.3f * gaussian();
+            for (int k = 0; k < RANK; k++)
+                x[j] += z[k] * mix[k * n + j];
+        }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                h[i * n + j] += x[i] * x[j];
+    }
+    free(mix);
+    free(x);
+    return h;
+}
+
+/* The blocked factor: U^T U (H + lambda I) is the identity, U is upper, and the thread count does
+ * not change a bit; n = 200 leaves a partial panel. The lazy update: every grouping of the
+ * columns' errors (one block, the default 128 columns in 256-column chunks, the whole row, which
+ * applies each error as its column is rounded) gives the same bytes. */
+static void blocked_factor_and_update(ellm_threadpool *pool)
+{
+    enum { N_FACTOR = 200, N_LAZY = 608, ROWS_LAZY = 12 };
+    float *h = correlated_hessian(N_FACTOR, 300);
+    float *u = malloc(sizeof(float) * N_FACTOR * N_FACTOR);
+    float *u1 = malloc(sizeof(float) * N_FACTOR * N_FACTOR);
+    CHECK(u && u1);
+    CHECK(ellm_gptq_inverse_factor(pool, h, N_FACTOR, ELLM_GPTQ_DAMP, u) == EDGELLM_OK);
+    CHECK(ellm_gptq_inverse_factor(NULL, h, N_FACTOR, ELLM_GPTQ_DAMP, u1) == EDGELLM_OK);
+    CHECK_MSG(!memcmp(u, u1, sizeof(float) * N_FACTOR * N_FACTOR),
+              "the inverse factor depends on the thread count");
+    double lambda = 0;
+    for (int i = 0; i < N_FACTOR; i++)
+        lambda += h[i * N_FACTOR + i];
+    lambda *= ELLM_GPTQ_DAMP / (double)N_FACTOR;
+    double worst = 0, below = 0;
+    for (int i = 0; i < N_FACTOR; i++) {
+        for (int j = 0; j < i; j++)
+            below = fmax(below, fabs(u[i * N_FACTOR + j]));
+        /* Row i of (U^T U) (H + lambda I) against row i of the identity. */
+        double m[N_FACTOR];
+        for (int k = 0; k < N_FACTOR; k++) {
+            double s = 0;
+            for (int r = 0; r <= (i < k ? i : k); r++)
+                s += (double)u[r * N_FACTOR + i] * u[r * N_FACTOR + k];
+            m[k] = s;
+        }
+        for (int j = 0; j < N_FACTOR; j++) {
+            double s = m[j] * lambda;
+            for (int k = 0; k < N_FACTOR; k++)
+                s += m[k] * h[k * N_FACTOR + j];
+            worst = fmax(worst, fabs(s - (i == j)));
+        }
+    }
+    printf("inverse factor: |U^T U (H + lambda I) - I| max %.3g, below the diagonal %.3g\n", worst,
+           below);
+    CHECK_MSG(worst < 1e-3 && below == 0, "U^T U is not (H + lambda I)^-1: %g off", worst);
+    free(h);
+    free(u);
+    free(u1);
+
+    h = correlated_hessian(N_LAZY, 700);
+    float *w = malloc(sizeof(float) * ROWS_LAZY * N_LAZY),
+          *work = malloc(sizeof(float) * ROWS_LAZY * N_LAZY);
+    uint8_t *ref = malloc((size_t)ROWS_LAZY * N_LAZY), *got = malloc((size_t)ROWS_LAZY * N_LAZY);
+    CHECK(w && work && ref && got);
+    for (int i = 0; i < ROWS_LAZY * N_LAZY; i++)
+        w[i] = 0.05f * gaussian();
+    static const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_1, ELLM_TYPE_IQ4_NL};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        uint64_t rb;
+        ellm_row_bytes(types[k], N_LAZY, &rb);
+        memcpy(work, w, sizeof(float) * ROWS_LAZY * N_LAZY);
+        CHECK(ellm_gptq_quantize_lazy(pool, types[k], work, ROWS_LAZY, N_LAZY, h, ELLM_GPTQ_DAMP,
+                                      true, N_LAZY, ref) == EDGELLM_OK);
+        static const int64_t widths[] = {32, 0};
+        for (size_t l = 0; l < 2; l++) {
+            memcpy(work, w, sizeof(float) * ROWS_LAZY * N_LAZY);
+            CHECK(ellm_gptq_quantize_lazy(pool, types[k], work, ROWS_LAZY, N_LAZY, h,
+                                          ELLM_GPTQ_DAMP, true, widths[l], got) == EDGELLM_OK);
+            CHECK_MSG(!memcmp(ref, got, rb * ROWS_LAZY),
+                      "%s: lazy updates of %lld columns give other bytes than none",
+                      ellm_type_name(types[k]), (long long)widths[l]);
+        }
+    }
+    free(h);
+    free(w);
+    free(work);
+    free(ref);
+    free(got);
+}
+
 int main(void)
 {
     sequential_statistics();
@@ -315,6 +417,7 @@ int main(void)
 
     ellm_threadpool *pool = NULL;
     CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
+    blocked_factor_and_update(pool);
     static const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_1,  ELLM_TYPE_IQ4_NL,
                                       ELLM_TYPE_Q5_0, ELLM_TYPE_Q8_0,  ELLM_TYPE_Q4_K,
                                       ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K,  ELLM_TYPE_Q3_K,

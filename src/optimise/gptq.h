@@ -41,6 +41,17 @@
 edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *w, int64_t n_rows,
                                   int64_t n_cols, const float *h, float damp, bool feedback,
                                   void *dst);
+/* ellm_gptq_quantize with the errors of lazy_columns columns (rounded up to whole blocks; 0: the
+ * default, 128) applied to the rest of the row at once. The width changes only how the updates
+ * are grouped, never their order: every width gives the same bytes (the tests' reference). */
+edgellm_status ellm_gptq_quantize_lazy(ellm_threadpool *pool, ellm_type type, float *w,
+                                       int64_t n_rows, int64_t n_cols, const float *h, float damp,
+                                       bool feedback, int64_t lazy_columns, void *dst);
+/* U (n x n, upper) with U^T U = (H + lambda I)^-1, lambda = damp * mean(diag H), times ten while
+ * that is not positive definite in double precision; fails when it never is (NaN or infinite
+ * statistics). The lower triangle of u is zero. */
+edgellm_status ellm_gptq_inverse_factor(ellm_threadpool *pool, const float *h, int64_t n,
+                                        float damp, float *u);
 /* Whether ellm_gptq_quantize handles the type with n_cols-wide rows. */
 bool ellm_gptq_supports(ellm_type type, int64_t n_cols);
 
