@@ -843,7 +843,9 @@ edgellm_status ellm_gptq_quantize_lazy(ellm_threadpool *pool, ellm_type type, fl
 
 /* ---------------------------------------------------------------- per-layer statistics */
 
-#define N_INPUTS 4 /* ELLM_INPUT_ATTN .. ELLM_INPUT_FFN_DOWN; the head is not covered */
+#define N_INPUTS 5    /* ELLM_INPUT_ATTN .. ELLM_INPUT_HEAD */
+#define HEAD_LAYER -1 /* the layer the observer gives the output head's input */
+#define NO_LAYER -2   /* statistics of no layer held */
 
 typedef struct layer_input {
     int64_t n;        /* columns; 0 until observed */
@@ -860,7 +862,7 @@ struct ellm_gptq {
     void **installed; /* the quantized matrices the calibration model now computes with */
     int n_installed;
     bool state_stale; /* matrices were installed since the state was made */
-    int32_t layer;    /* whose statistics `in` holds; -1 for none */
+    int32_t layer;    /* whose statistics `in` holds (HEAD_LAYER: the head's); NO_LAYER: none */
     layer_input in[N_INPUTS];
     bool failed;
     ellm_gptq_params params;
@@ -877,7 +879,7 @@ static void free_inputs(ellm_gptq *g)
         free(g->in[k].order);
         memset(&g->in[k], 0, sizeof g->in[k]);
     }
-    g->layer = -1;
+    g->layer = NO_LAYER;
 }
 
 typedef struct accumulate {
@@ -942,8 +944,9 @@ static edgellm_status collect_layer(ellm_gptq *g, int32_t layer)
     }
     char message[64];
     snprintf(message, sizeof message, "no memory for layer %d's GPTQ statistics", (int)layer);
-    edgellm_status st = ellm_calib_pass(&g->run, observe_layer, g, false, &g->failed, message, NULL,
-                                        NULL);
+    /* The head's input is observed only for the rows that give logits: all of them. */
+    edgellm_status st = ellm_calib_pass(&g->run, observe_layer, g, layer == HEAD_LAYER, &g->failed,
+                                        message, NULL, NULL);
     for (int k = 0; st == EDGELLM_OK && k < N_INPUTS; k++) {
         layer_input *in = &g->in[k];
         for (int64_t i = 0; i < in->n; i++)
@@ -966,7 +969,7 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
     if (!g)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     g->params = *p;
-    g->layer = -1;
+    g->layer = NO_LAYER;
     edgellm_status st = ellm_calib_open(model_path, ids, n_ids, p->n_ctx, p->n_chunks, p->n_threads,
                                         &g->run);
     if (st != EDGELLM_OK) {
@@ -977,7 +980,8 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
     return EDGELLM_OK;
 }
 
-/* The layer, input and ellm_layer field of "blk.N.<matrix>.weight"; false for other tensors. */
+/* The layer, input and ellm_layer field of "blk.N.<matrix>.weight", or HEAD_LAYER and
+ * ELLM_INPUT_HEAD for "output.weight"; false for other tensors. */
 static bool input_of(const char *tensor, int32_t *layer, int *which, size_t *field)
 {
     static const struct {
@@ -994,6 +998,12 @@ static bool input_of(const char *tensor, int32_t *layer, int *which, size_t *fie
         {"ffn_up", ELLM_INPUT_FFN, offsetof(ellm_layer, ffn_up)},
         {"ffn_down", ELLM_INPUT_FFN_DOWN, offsetof(ellm_layer, ffn_down)},
     };
+    if (!strcmp(tensor, "output.weight")) {
+        *layer = HEAD_LAYER;
+        *which = ELLM_INPUT_HEAD;
+        *field = 0;
+        return true;
+    }
     int il = -1, end = 0;
     char matrix[32];
     if (sscanf(tensor, "blk.%d.%31[a-z_].weight%n", &il, matrix, &end) != 2 || il < 0 ||
@@ -1283,8 +1293,9 @@ edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_
     if (st != EDGELLM_OK)
         return st;
     layer_input *in = &g->in[which];
-    ellm_tensor *t = (ellm_tensor *)((char *)&ellm_model_weights(g->run.model)->layers[layer] +
-                                     field);
+    const ellm_weights *weights = ellm_model_weights(g->run.model);
+    ellm_tensor *t = layer == HEAD_LAYER ? (ellm_tensor *)&weights->output
+                                         : (ellm_tensor *)((char *)&weights->layers[layer] + field);
     if (!in->h || in->n != n_cols || t->ne[0] != n_cols || t->ne[1] != n_rows)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "'%s' has %lld input columns but the model's forward pass gives it %lld",
@@ -1304,7 +1315,8 @@ edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_
         st = quantize_with_factor(g->run.pool, type, w, n_rows, n_cols, in->u,
                                   in->h_scaled ? in->h_scaled : in->h, in->imp, in->order, true, 0,
                                   dst);
-    if (st == EDGELLM_OK)
+    /* Nothing computes with the head before the logits: no later statistics depend on it. */
+    if (st == EDGELLM_OK && layer != HEAD_LAYER)
         st = install_quantized(g, tensor, t, type, dst, n_rows, n_cols, awq);
     return st;
 }
