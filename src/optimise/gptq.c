@@ -351,11 +351,12 @@ static bool scale_fields(ellm_type type, void *block, uint16_t **d, uint16_t **m
     }
 }
 
-/* Doubles refit_row needs for an n-wide row of 32-value blocks. */
+/* Doubles the refit of a tile needs per thread for n-wide rows of 32-value blocks: per row the
+ * codes, the original values and H b (3 n floats), B^T H B and B^T H w; and one solve. */
 static size_t refit_scratch_size(int64_t n)
 {
     size_t p = 2 * (size_t)(n / 32);
-    return (size_t)n + 2 * p * p + 3 * p;
+    return TILE_ROWS * (2 * (size_t)n + p * p + p) + p * p + 2 * p;
 }
 
 /* Solves the symmetric positive definite a x = b (p x p; a is overwritten by its factor, b by x).
@@ -425,61 +426,80 @@ static double quadratic_error(const double *a, const double *rhs, const double *
     return e;
 }
 
-/* Refits the scales (and minimums) of a row's blocks to minimise its output error under H for the
- * codes they hold, and keeps them where that lowers the error as stored (half precision). Returns
- * the row's output error less w^T H w (comparable between calls for the same w). tmp: n floats. */
-static double refit_row(const gptq_job *j, const float *w, uint8_t *row, double *scratch,
-                        float *tmp)
+/* The codes of a row's blocks: each block decoded with scale 1 and minimum 0. */
+static void row_codes(const gptq_job *j, uint8_t *row, float *codes)
 {
-    int64_t n = j->n, bs = j->block, n_blocks = n / bs;
     uint16_t *d, *m;
-    scale_fields(j->type, row, &d, &m);
-    int per_block = m ? 2 : 1;
-    int64_t p = per_block * n_blocks;
-    /* y = H b for one basis vector b: a sum of a block's 32 rows of H with small integer (or
-     * table) weights, which float holds to a few ulps; the products and the solve are double. */
-    float *y = (float *)scratch;
-    double *a = scratch + n, *factor = a + p * p, *rhs = factor + p * p, *sol = rhs + p,
-           *theta = sol + p;
-    /* The codes: each block decoded with scale 1 and minimum 0. */
-    for (int64_t b = 0; b < n_blocks; b++) {
+    for (int64_t b = 0; b < j->n / j->block; b++) {
         uint8_t *block = row + b * j->block_bytes;
         scale_fields(j->type, block, &d, &m);
         uint16_t keep_d = *d, keep_m = m ? *m : 0;
         *d = ellm_f32_to_f16(1.0f);
         if (m)
             *m = 0;
-        ellm_dequantize_row(j->type, block, tmp + b * bs, bs);
+        ellm_dequantize_row(j->type, block, codes + b * j->block, j->block);
         *d = keep_d;
         if (m)
             *m = keep_m;
     }
-    /* a = B^T H B and rhs = B^T H w, one basis vector (column of B) at a time. */
+}
+
+/* a = B^T H B and rhs = B^T H w for nr rows (row k: codes[k], w[k], y[k] n floats each, a[k] p x p
+ * and rhs[k] p doubles), one basis vector (column of B) at a time. y = H b is a sum of a block's 32
+ * rows of H with small integer (or table) weights, which float holds to a few ulps (the products
+ * and the solve are double); the rows share each pass over those rows of H, in chunks that keep
+ * the rows' y in L1. */
+static void normal_equations(const gptq_job *j, int64_t nr, float *const *codes, float *const *w,
+                             float *const *y, double *const *a, double *const *rhs, int per_block)
+{
+    int64_t n = j->n, bs = j->block, p = per_block * (n / bs);
     for (int64_t pi = 0; pi < p; pi++) {
         int64_t b = pi / per_block;
         bool is_min = pi % per_block == 1;
-        for (int64_t i = 0; i < n; i++)
-            y[i] = 0;
-        for (int64_t c = b * bs; c < (b + 1) * bs; c++) {
-            float v = is_min ? 1.0f : tmp[c];
-            const float *hc = j->h + c * n;
-            if (v != 0)
-                for (int64_t i = 0; i < n; i++)
-                    y[i] += v * hc[i];
+        for (int64_t k = 0; k < nr; k++)
+            memset(y[k], 0, (size_t)n * sizeof *y[k]);
+        for (int64_t i0 = 0; i0 < n; i0 += UPDATE_CHUNK) {
+            int64_t i1 = i0 + UPDATE_CHUNK < n ? i0 + UPDATE_CHUNK : n;
+            for (int64_t c = b * bs; c < (b + 1) * bs; c++) {
+                const float *hc = j->h + c * n;
+                for (int64_t k = 0; k < nr; k++) {
+                    float v = is_min ? 1.0f : codes[k][c], *yk = y[k];
+                    if (v != 0)
+                        for (int64_t i = i0; i < i1; i++)
+                            yk[i] += v * hc[i];
+                }
+            }
         }
-        double t = 0;
-        for (int64_t i = 0; i < n; i++)
-            t += (double)y[i] * w[i];
-        rhs[pi] = t;
-        for (int64_t pk = 0; pk < p; pk++) {
-            int64_t bk = pk / per_block;
-            bool k_min = pk % per_block == 1;
-            double s = 0;
-            for (int64_t c = bk * bs; c < (bk + 1) * bs; c++)
-                s += (k_min ? 1.0 : tmp[c]) * (double)y[c];
-            a[pi * p + pk] = s;
+        for (int64_t k = 0; k < nr; k++) {
+            double t = 0;
+            for (int64_t i = 0; i < n; i++)
+                t += (double)y[k][i] * w[k][i];
+            rhs[k][pi] = t;
+            for (int64_t pk = 0; pk < p; pk++) {
+                int64_t bk = pk / per_block;
+                bool k_min = pk % per_block == 1;
+                double s = 0;
+                for (int64_t c = bk * bs; c < (bk + 1) * bs; c++)
+                    s += (k_min ? 1.0 : codes[k][c]) * (double)y[k][c];
+                a[k][pi * p + pk] = s;
+            }
         }
     }
+}
+
+/* Refits the scales (and minimums) of a row's blocks to minimise its output error under H for the
+ * codes they hold (a, rhs from normal_equations), and keeps them where that lowers the error as
+ * stored (half precision). Returns the row's output error less w^T H w (comparable between calls
+ * for the same w). scratch: p * p + 2 p doubles. */
+static double refit_row(const gptq_job *j, uint8_t *row, const double *a, const double *rhs,
+                        double *scratch)
+{
+    int64_t n_blocks = j->n / j->block;
+    uint16_t *d, *m;
+    scale_fields(j->type, row, &d, &m);
+    int per_block = m ? 2 : 1;
+    int64_t p = per_block * n_blocks;
+    double *factor = scratch, *sol = factor + p * p, *theta = sol + p;
     stored_scales(j, row, per_block, theta);
     double before = quadratic_error(a, rhs, theta, p);
     memcpy(factor, a, (size_t)(p * p) * sizeof *a);
@@ -657,25 +677,40 @@ static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, fl
     }
 }
 
-/* The refit of row r (its original values in orig, in w's column order), w then set to the
- * values the blocks decode to. Returns the row's output error. */
-static double refit_and_settle(const gptq_job *j, int64_t r, const float *orig, float *file_row,
-                               double *scratch, float *tmp)
+/* The refit of rows r0..r1 (their original values in orig, in w's column order), w then set to
+ * the values the blocks decode to. The rows' output errors go to errors. */
+static void refit_and_settle(const gptq_job *j, int64_t r0, int64_t r1, const float *orig,
+                             double *scratch, float *tmp, double *errors)
 {
-    int64_t n = j->n;
-    const float *w0 = orig;
-    if (j->order) {
+    int64_t n = j->n, nr = r1 - r0;
+    uint16_t *d, *m;
+    scale_fields(j->type, j->dst, &d, &m);
+    int per_block = m ? 2 : 1;
+    int64_t p = per_block * (n / j->block);
+    float *codes[TILE_ROWS], *w0[TILE_ROWS], *y[TILE_ROWS];
+    double *a[TILE_ROWS], *rhs[TILE_ROWS];
+    for (int64_t k = 0; k < nr; k++) {
+        double *base = scratch + (size_t)k * (2 * (size_t)n + (size_t)(p * p + p));
+        codes[k] = (float *)base;
+        w0[k] = codes[k] + n;
+        y[k] = w0[k] + n;
+        a[k] = base + 2 * n;
+        rhs[k] = a[k] + p * p;
+        const float *o = orig + k * n;
         for (int64_t i = 0; i < n; i++)
-            file_row[j->order[i]] = orig[i];
-        w0 = file_row;
+            w0[k][j->order ? j->order[i] : i] = o[i];
+        row_codes(j, j->dst + (uint64_t)(r0 + k) * j->row_bytes, codes[k]);
     }
-    uint8_t *row = j->dst + (uint64_t)r * j->row_bytes;
-    double e = refit_row(j, w0, row, scratch, tmp);
-    ellm_dequantize_row(j->type, row, tmp, n);
-    float *w = j->w + r * n;
-    for (int64_t i = 0; i < n; i++)
-        w[i] = tmp[j->order ? j->order[i] : i];
-    return e;
+    normal_equations(j, nr, codes, w0, y, a, rhs, per_block);
+    double *solve = scratch + TILE_ROWS * (2 * (size_t)n + (size_t)(p * p + p));
+    for (int64_t k = 0; k < nr; k++) {
+        uint8_t *row = j->dst + (uint64_t)(r0 + k) * j->row_bytes;
+        errors[k] = refit_row(j, row, a[k], rhs[k], solve);
+        ellm_dequantize_row(j->type, row, tmp, n);
+        float *w = j->w + (r0 + k) * n;
+        for (int64_t i = 0; i < n; i++)
+            w[i] = tmp[j->order ? j->order[i] : i];
+    }
 }
 
 static void gptq_rows(void *arg, int ith, int nth)
@@ -699,9 +734,8 @@ static void gptq_rows(void *arg, int ith, int nth)
         round_tile(j, r0, r1, err, levels, file_row, false);
         if (!orig)
             continue;
-        double first[TILE_ROWS];
-        for (int64_t r = r0; r < r1; r++)
-            first[r - r0] = refit_and_settle(j, r, orig + (r - r0) * n, file_row, refit, tmp);
+        double first[TILE_ROWS], second[TILE_ROWS];
+        refit_and_settle(j, r0, r1, orig, refit, tmp, first);
         if (!first_pass)
             continue;
         /* Once more on the refit scales, the codes free to follow them; kept row by row where
@@ -710,9 +744,9 @@ static void gptq_rows(void *arg, int ith, int nth)
         memcpy(first_pass, tile_dst, (size_t)(r1 - r0) * j->row_bytes);
         memcpy(j->w + r0 * n, orig, tile_values * sizeof *orig);
         round_tile(j, r0, r1, err, levels, file_row, true);
+        refit_and_settle(j, r0, r1, orig, refit, tmp, second);
         for (int64_t r = r0; r < r1; r++) {
-            double second = refit_and_settle(j, r, orig + (r - r0) * n, file_row, refit, tmp);
-            if (second < first[r - r0])
+            if (second[r - r0] < first[r - r0])
                 continue;
             memcpy(tile_dst + (uint64_t)(r - r0) * j->row_bytes,
                    first_pass + (uint64_t)(r - r0) * j->row_bytes, j->row_bytes);
