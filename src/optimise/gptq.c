@@ -687,8 +687,8 @@ static void refit_and_settle(const gptq_job *j, int64_t r0, int64_t r1, const fl
     scale_fields(j->type, j->dst, &d, &m);
     int per_block = m ? 2 : 1;
     int64_t p = per_block * (n / j->block);
-    float *codes[TILE_ROWS], *w0[TILE_ROWS], *y[TILE_ROWS];
-    double *a[TILE_ROWS], *rhs[TILE_ROWS];
+    float *codes[TILE_ROWS] = {0}, *w0[TILE_ROWS] = {0}, *y[TILE_ROWS] = {0};
+    double *a[TILE_ROWS] = {0}, *rhs[TILE_ROWS] = {0};
     for (int64_t k = 0; k < nr; k++) {
         double *base = scratch + (size_t)k * (2 * (size_t)n + (size_t)(p * p + p));
         codes[k] = (float *)base;
