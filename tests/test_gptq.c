@@ -12,6 +12,7 @@
 
 #include "core/threadpool.h"
 #include "gguf/gguf.h"
+#include "optimise/calib.h"
 #include "optimise/gptq.h"
 #include "quant/quant.h"
 #include "test_util.h"
@@ -211,6 +212,75 @@ static void embedding_rounding(void)
     ellm_gguf_close(f);
 }
 
+typedef struct head_inputs {
+    double h[64 * 64];
+    int64_t rows;
+} head_inputs;
+
+static void observe_head(void *user, int32_t layer, ellm_matrix_input which, const float *x,
+                         int32_t n_rows, int64_t n_cols)
+{
+    head_inputs *hi = user;
+    if (layer != -1 || which != ELLM_INPUT_HEAD || n_cols != 64)
+        return;
+    for (int32_t r = 0; r < n_rows; r++)
+        for (int i = 0; i < 64; i++)
+            for (int j = 0; j < 64; j++)
+                hi->h[i * 64 + j] += (double)x[r * 64 + i] * x[r * 64 + j];
+    hi->rows += n_rows;
+}
+
+/* The output head is rounded with the Hessian of its input, the final norm's output over every
+ * calibration position: on held-out positions its logits must move clearly less than with plain
+ * rounding (the head is not installed back, so it is the last thing quantized). */
+static void head_rounding(void)
+{
+    const char *src = test_shared_path("models/aidreams260K-f32.gguf");
+    edgellm_token ids[96], held[96];
+    for (int i = 0; i < 96; i++) {
+        ids[i] = (edgellm_token)(260 + (7 * i) % 240);
+        held[i] = (edgellm_token)(270 + (11 * i) % 230);
+    }
+    gguf_file *f = NULL;
+    CHECK(ellm_gguf_open(src, &f) == EDGELLM_OK);
+    ellm_gptq_params p = {.n_ctx = 48, .n_threads = 2};
+    ellm_gptq *g = NULL;
+    CHECK(ellm_gptq_create(src, ids, 96, &p, &g) == EDGELLM_OK);
+    CHECK_MSG(ellm_gptq_covers(g, "output.weight", ELLM_TYPE_Q4_0, 64),
+              "GPTQ does not cover the output head");
+    uint8_t *gptq = gptq_matrix(g, f, "output.weight");
+    ellm_gptq_free(g);
+    static head_inputs hi;
+    ellm_calib_run run;
+    CHECK(ellm_calib_open(src, held, 96, 48, 0, 2, &run) == EDGELLM_OK);
+    CHECK(ellm_calib_pass(&run, observe_head, &hi, true, NULL, "", NULL, NULL) == EDGELLM_OK);
+    ellm_calib_close(&run);
+    CHECK_MSG(hi.rows == 96, "the head's input seen for %lld positions", (long long)hi.rows);
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(f, "output.weight");
+    uint64_t rb = 0;
+    ellm_row_bytes(ELLM_TYPE_Q4_0, 64, &rb);
+    double e_plain = 0, e_gptq = 0;
+    for (uint64_t r = 0; r < t->ne[1]; r++) {
+        const float *x = (const float *)t->data + r * 64;
+        uint8_t plain[2 * 18];
+        float qp[64], qg[64];
+        ellm_quantize_row(ELLM_TYPE_Q4_0, x, plain, 64);
+        ellm_dequantize_row(ELLM_TYPE_Q4_0, plain, qp, 64);
+        ellm_dequantize_row(ELLM_TYPE_Q4_0, gptq + r * rb, qg, 64);
+        for (int i = 0; i < 64; i++)
+            for (int j = 0; j < 64; j++) {
+                e_plain += (x[i] - qp[i]) * hi.h[i * 64 + j] * (x[j] - qp[j]);
+                e_gptq += (x[i] - qg[i]) * hi.h[i * 64 + j] * (x[j] - qg[j]);
+            }
+    }
+    printf("output head, held-out logit error: plain %.5g, GPTQ %.5g (%+.0f %%)\n", e_plain, e_gptq,
+           100 * (e_gptq / e_plain - 1));
+    CHECK_MSG(e_gptq < 0.8 * e_plain, "GPTQ's head error %g not 20 %% below plain's %g", e_gptq,
+              e_plain);
+    free(gptq);
+    ellm_gguf_close(f);
+}
+
 /* The codes of a 32-value block: the block decoded with scale 1 and minimum 0. */
 static void block_codes(ellm_type type, const uint8_t *block, size_t block_bytes, float *codes)
 {
@@ -288,10 +358,113 @@ static double best_error_for_codes(ellm_type type, const float *h, const float *
     return calibration_error(h, w, q);
 }
 
+/* h = X^T X of n_tok rows of n correlated inputs (RANK shared directions plus noise). */
+static float *correlated_hessian(int64_t n, int n_tok)
+{
+    float *mix = malloc(sizeof(float) * RANK * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
+    float *h = calloc((size_t)(n * n), sizeof(float));
+    CHECK(mix && x && h);
+    for (int64_t i = 0; i < RANK * n; i++)
+        mix[i] = gaussian();
+    for (int t = 0; t < n_tok; t++) {
+        float z[RANK];
+        for (int k = 0; k < RANK; k++)
+            z[k] = gaussian();
+        for (int64_t j = 0; j < n; j++) {
+            x[j] = 0.3f * gaussian();
+            for (int k = 0; k < RANK; k++)
+                x[j] += z[k] * mix[k * n + j];
+        }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                h[i * n + j] += x[i] * x[j];
+    }
+    free(mix);
+    free(x);
+    return h;
+}
+
+/* The blocked factor: U^T U (H + lambda I) is the identity, U is upper, and the thread count does
+ * not change a bit; n = 200 leaves a partial panel. The lazy update: every grouping of the
+ * columns' errors (one block, the default 128 columns in 256-column chunks, the whole row, which
+ * applies each error as its column is rounded) gives the same bytes. */
+static void blocked_factor_and_update(ellm_threadpool *pool)
+{
+    enum { N_FACTOR = 200, N_LAZY = 608, ROWS_LAZY = 12 };
+    float *h = correlated_hessian(N_FACTOR, 300);
+    float *u = malloc(sizeof(float) * N_FACTOR * N_FACTOR);
+    float *u1 = malloc(sizeof(float) * N_FACTOR * N_FACTOR);
+    CHECK(u && u1);
+    CHECK(ellm_gptq_inverse_factor(pool, h, N_FACTOR, ELLM_GPTQ_DAMP, u) == EDGELLM_OK);
+    CHECK(ellm_gptq_inverse_factor(NULL, h, N_FACTOR, ELLM_GPTQ_DAMP, u1) == EDGELLM_OK);
+    CHECK_MSG(!memcmp(u, u1, sizeof(float) * N_FACTOR * N_FACTOR),
+              "the inverse factor depends on the thread count");
+    double lambda = 0;
+    for (int i = 0; i < N_FACTOR; i++)
+        lambda += h[i * N_FACTOR + i];
+    lambda *= ELLM_GPTQ_DAMP / (double)N_FACTOR;
+    double worst = 0, below = 0;
+    for (int i = 0; i < N_FACTOR; i++) {
+        for (int j = 0; j < i; j++)
+            below = fmax(below, fabs(u[i * N_FACTOR + j]));
+        /* Row i of (U^T U) (H + lambda I) against row i of the identity. */
+        double m[N_FACTOR];
+        for (int k = 0; k < N_FACTOR; k++) {
+            double s = 0;
+            for (int r = 0; r <= (i < k ? i : k); r++)
+                s += (double)u[r * N_FACTOR + i] * u[r * N_FACTOR + k];
+            m[k] = s;
+        }
+        for (int j = 0; j < N_FACTOR; j++) {
+            double s = m[j] * lambda;
+            for (int k = 0; k < N_FACTOR; k++)
+                s += m[k] * h[k * N_FACTOR + j];
+            worst = fmax(worst, fabs(s - (i == j)));
+        }
+    }
+    printf("inverse factor: |U^T U (H + lambda I) - I| max %.3g, below the diagonal %.3g\n", worst,
+           below);
+    CHECK_MSG(worst < 1e-3 && below == 0, "U^T U is not (H + lambda I)^-1: %g off", worst);
+    free(h);
+    free(u);
+    free(u1);
+
+    h = correlated_hessian(N_LAZY, 700);
+    float *w = malloc(sizeof(float) * ROWS_LAZY * N_LAZY),
+          *work = malloc(sizeof(float) * ROWS_LAZY * N_LAZY);
+    uint8_t *ref = malloc((size_t)ROWS_LAZY * N_LAZY), *got = malloc((size_t)ROWS_LAZY * N_LAZY);
+    CHECK(w && work && ref && got);
+    for (int i = 0; i < ROWS_LAZY * N_LAZY; i++)
+        w[i] = 0.05f * gaussian();
+    static const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_1, ELLM_TYPE_IQ4_NL};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        uint64_t rb;
+        ellm_row_bytes(types[k], N_LAZY, &rb);
+        memcpy(work, w, sizeof(float) * ROWS_LAZY * N_LAZY);
+        CHECK(ellm_gptq_quantize_lazy(pool, types[k], work, ROWS_LAZY, N_LAZY, h, ELLM_GPTQ_DAMP,
+                                      true, N_LAZY, ref) == EDGELLM_OK);
+        static const int64_t widths[] = {32, 0};
+        for (size_t l = 0; l < 2; l++) {
+            memcpy(work, w, sizeof(float) * ROWS_LAZY * N_LAZY);
+            CHECK(ellm_gptq_quantize_lazy(pool, types[k], work, ROWS_LAZY, N_LAZY, h,
+                                          ELLM_GPTQ_DAMP, true, widths[l], got) == EDGELLM_OK);
+            CHECK_MSG(!memcmp(ref, got, rb * ROWS_LAZY),
+                      "%s: lazy updates of %lld columns give other bytes than none",
+                      ellm_type_name(types[k]), (long long)widths[l]);
+        }
+    }
+    free(h);
+    free(w);
+    free(work);
+    free(ref);
+    free(got);
+}
+
 int main(void)
 {
     sequential_statistics();
     embedding_rounding();
+    head_rounding();
     float *mix = malloc(sizeof(float) * RANK * N_IN), *scale = malloc(sizeof(float) * N_IN);
     float *x_cal = malloc(sizeof(float) * N_TOK * N_IN),
           *x_ho = malloc(sizeof(float) * N_TOK * N_IN);
@@ -315,6 +488,7 @@ int main(void)
 
     ellm_threadpool *pool = NULL;
     CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
+    blocked_factor_and_update(pool);
     static const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_1,  ELLM_TYPE_IQ4_NL,
                                       ELLM_TYPE_Q5_0, ELLM_TYPE_Q8_0,  ELLM_TYPE_Q4_K,
                                       ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K,  ELLM_TYPE_Q3_K,

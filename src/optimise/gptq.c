@@ -19,49 +19,81 @@
 
 /* ---------------------------------------------------------------- inverse Cholesky factor */
 
-typedef struct chol_column {
-    double *a;
-    int64_t n, j;
-} chol_column;
+/* The factor works on panels of FACTOR_PANEL columns so that each row of the matrix is read once
+ * per panel instead of once per column (the n x n doubles of a 5632-wide input do not fit any
+ * cache), and the triangular inverse on FACTOR_PANEL columns at once, which makes its inner loop
+ * a short vector operation instead of a reduction. */
+#define FACTOR_PANEL 16
 
-/* Rows below the diagonal of column j of the lower factor (left-looking: columns < j are final). */
-static void chol_column_rows(void *arg, int ith, int nth)
+/* sum x[k] y[k] over k < n in four interleaved partial sums (vectorisable; the order is fixed by
+ * the source, not by the thread count or the instruction set). */
+static double dot_double(const double *x, const double *y, int64_t n)
 {
-    const chol_column *c = arg;
-    const double *lj = c->a + c->j * c->n;
-    for (int64_t i = c->j + 1 + ith; i < c->n; i += nth) {
-        double *li = c->a + i * c->n;
-        double s = li[c->j];
-        for (int64_t k = 0; k < c->j; k++)
-            s -= li[k] * lj[k];
-        li[c->j] = s / lj[c->j];
+    double s[4] = {0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int l = 0; l < 4; l++)
+            s[l] += x[k + l] * y[k + l];
+    for (; k < n; k++)
+        s[0] += x[k] * y[k];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+typedef struct chol_panel {
+    double *a;
+    int64_t n, j0, j1; /* the panel's columns; the rows from j1 on are updated and solved */
+} chol_panel;
+
+/* Row i's panel columns: the contributions of the columns before the panel, then the triangular
+ * solve against the panel's diagonal block (already factored). */
+static void chol_panel_row(const chol_panel *c, int64_t i)
+{
+    double *li = c->a + i * c->n;
+    for (int64_t j = c->j0; j < c->j1; j++) {
+        const double *lj = c->a + j * c->n;
+        li[j] = (li[j] - dot_double(li, lj, j)) / lj[j];
     }
+}
+
+static void chol_panel_rows(void *arg, int ith, int nth)
+{
+    const chol_panel *c = arg;
+    for (int64_t i = c->j1 + ith; i < c->n; i += nth)
+        chol_panel_row(c, i);
 }
 
 typedef struct tri_inverse {
     const double *l;
     int64_t n;
-    double *x; /* n per thread */
+    double *x; /* per thread: n x FACTOR_PANEL */
     float *u;
 } tri_inverse;
 
-/* Columns c of L^-1 (independent of one another), written reversed into U. */
-static void tri_inverse_columns(void *arg, int ith, int nth)
+/* Columns c0..c0+FACTOR_PANEL of L^-1 by forward substitution, all of them at once (row k of x
+ * holds the panel's values at row k), written reversed into U. */
+static void tri_inverse_panels(void *arg, int ith, int nth)
 {
     const tri_inverse *t = arg;
     int64_t n = t->n;
-    double *x = t->x + (size_t)ith * (size_t)n;
-    for (int64_t c = ith; c < n; c += nth) {
-        x[c] = 1.0 / t->l[c * n + c];
-        for (int64_t i = c + 1; i < n; i++) {
+    double *x = t->x + (size_t)ith * (size_t)n * FACTOR_PANEL;
+    for (int64_t c0 = (int64_t)ith * FACTOR_PANEL; c0 < n; c0 += (int64_t)nth * FACTOR_PANEL) {
+        int64_t width = n - c0 < FACTOR_PANEL ? n - c0 : FACTOR_PANEL;
+        for (int64_t i = c0; i < n; i++) {
             const double *li = t->l + i * n;
-            double s = 0;
-            for (int64_t k = c; k < i; k++)
-                s += li[k] * x[k];
-            x[i] = -s / li[i];
+            double s[FACTOR_PANEL] = {0};
+            for (int64_t k = c0; k < i; k++) {
+                const double *xk = x + (k - c0) * FACTOR_PANEL;
+                for (int g = 0; g < FACTOR_PANEL; g++)
+                    s[g] += li[k] * xk[g];
+            }
+            double *xi = x + (i - c0) * FACTOR_PANEL;
+            for (int g = 0; g < FACTOR_PANEL; g++)
+                xi[g] = (g < width && c0 + g == i ? 1.0 : 0.0) - s[g];
+            for (int g = 0; g < FACTOR_PANEL; g++)
+                xi[g] /= li[i];
+            for (int64_t g = 0; g < width && c0 + g <= i; g++)
+                t->u[(n - 1 - i) * n + (n - 1 - (c0 + g))] = (float)xi[g];
         }
-        for (int64_t i = c; i < n; i++)
-            t->u[(n - 1 - i) * n + (n - 1 - c)] = (float)x[i];
     }
 }
 
@@ -74,22 +106,27 @@ static bool inverse_cholesky_upper(ellm_threadpool *pool, const float *h, int64_
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j <= i; j++)
             a[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)] + (i == j ? damp : 0);
-    for (int64_t j = 0; j < n; j++) {
-        double *lj = a + j * n, s = lj[j];
-        for (int64_t k = 0; k < j; k++)
-            s -= lj[k] * lj[k];
-        if (!(s > 0))
-            return false;
-        lj[j] = sqrt(s);
-        chol_column c = {a, n, j};
-        if (n - j > 64)
-            ellm_threadpool_run(pool, chol_column_rows, &c);
+    for (int64_t j0 = 0; j0 < n; j0 += FACTOR_PANEL) {
+        int64_t j1 = j0 + FACTOR_PANEL < n ? j0 + FACTOR_PANEL : n;
+        /* The panel's diagonal block, then every row below it. */
+        for (int64_t j = j0; j < j1; j++) {
+            double *lj = a + j * n;
+            for (int64_t k = j0; k < j; k++)
+                lj[k] = (lj[k] - dot_double(lj, a + k * n, k)) / a[k * n + k];
+            double s = lj[j] - dot_double(lj, lj, j);
+            if (!(s > 0))
+                return false;
+            lj[j] = sqrt(s);
+        }
+        chol_panel c = {a, n, j0, j1};
+        if (n - j1 > 64)
+            ellm_threadpool_run(pool, chol_panel_rows, &c);
         else
-            chol_column_rows(&c, 0, 1);
+            chol_panel_rows(&c, 0, 1);
     }
     memset(u, 0, (size_t)n * (size_t)n * sizeof *u);
     tri_inverse t = {a, n, x, u};
-    ellm_threadpool_run(pool, tri_inverse_columns, &t);
+    ellm_threadpool_run(pool, tri_inverse_panels, &t);
     return true;
 }
 
@@ -261,6 +298,7 @@ static bool round_on_grid(ellm_type type, void *block, int p, float x, float *q)
 
 #define TILE_ROWS 8      /* rows sharing each pass over U's trailing rows */
 #define LAZY_COLUMNS 128 /* columns whose errors are applied to the rest at once */
+#define UPDATE_CHUNK 256 /* columns of the rest updated per pass over the lazy rows of U */
 #define GPTQ_SCALE_STEPS 10
 #define GPTQ_SCALE_STRIDE 0.02f /* their spacing, relative to it */
 
@@ -313,11 +351,12 @@ static bool scale_fields(ellm_type type, void *block, uint16_t **d, uint16_t **m
     }
 }
 
-/* Doubles refit_row needs for an n-wide row of 32-value blocks. */
+/* Doubles the refit of a tile needs per thread for n-wide rows of 32-value blocks: per row the
+ * codes, the original values and H b (3 n floats), B^T H B and B^T H w; and one solve. */
 static size_t refit_scratch_size(int64_t n)
 {
     size_t p = 2 * (size_t)(n / 32);
-    return (size_t)n + 2 * p * p + 3 * p;
+    return TILE_ROWS * (2 * (size_t)n + p * p + p) + p * p + 2 * p;
 }
 
 /* Solves the symmetric positive definite a x = b (p x p; a is overwritten by its factor, b by x).
@@ -387,57 +426,80 @@ static double quadratic_error(const double *a, const double *rhs, const double *
     return e;
 }
 
-/* Refits the scales (and minimums) of a row's blocks to minimise its output error under H for the
- * codes they hold, and keeps them where that lowers the error as stored (half precision). Returns
- * the row's output error less w^T H w (comparable between calls for the same w). tmp: n floats. */
-static double refit_row(const gptq_job *j, const float *w, uint8_t *row, double *scratch,
-                        float *tmp)
+/* The codes of a row's blocks: each block decoded with scale 1 and minimum 0. */
+static void row_codes(const gptq_job *j, uint8_t *row, float *codes)
 {
-    int64_t n = j->n, bs = j->block, n_blocks = n / bs;
     uint16_t *d, *m;
-    scale_fields(j->type, row, &d, &m);
-    int per_block = m ? 2 : 1;
-    int64_t p = per_block * n_blocks;
-    double *y = scratch, *a = y + n, *factor = a + p * p, *rhs = factor + p * p, *sol = rhs + p,
-           *theta = sol + p;
-    /* The codes: each block decoded with scale 1 and minimum 0. */
-    for (int64_t b = 0; b < n_blocks; b++) {
+    for (int64_t b = 0; b < j->n / j->block; b++) {
         uint8_t *block = row + b * j->block_bytes;
         scale_fields(j->type, block, &d, &m);
         uint16_t keep_d = *d, keep_m = m ? *m : 0;
         *d = ellm_f32_to_f16(1.0f);
         if (m)
             *m = 0;
-        ellm_dequantize_row(j->type, block, tmp + b * bs, bs);
+        ellm_dequantize_row(j->type, block, codes + b * j->block, j->block);
         *d = keep_d;
         if (m)
             *m = keep_m;
     }
-    /* a = B^T H B and rhs = B^T H w, one basis vector (column of B) at a time. */
+}
+
+/* a = B^T H B and rhs = B^T H w for nr rows (row k: codes[k], w[k], y[k] n floats each, a[k] p x p
+ * and rhs[k] p doubles), one basis vector (column of B) at a time. y = H b is a sum of a block's 32
+ * rows of H with small integer (or table) weights, which float holds to a few ulps (the products
+ * and the solve are double); the rows share each pass over those rows of H, in chunks that keep
+ * the rows' y in L1. */
+static void normal_equations(const gptq_job *j, int64_t nr, float *const *codes, float *const *w,
+                             float *const *y, double *const *a, double *const *rhs, int per_block)
+{
+    int64_t n = j->n, bs = j->block, p = per_block * (n / bs);
     for (int64_t pi = 0; pi < p; pi++) {
         int64_t b = pi / per_block;
         bool is_min = pi % per_block == 1;
-        for (int64_t i = 0; i < n; i++)
-            y[i] = 0;
-        for (int64_t c = b * bs; c < (b + 1) * bs; c++) {
-            double v = is_min ? 1.0 : tmp[c];
-            const float *hc = j->h + c * n;
-            for (int64_t i = 0; v != 0 && i < n; i++)
-                y[i] += v * hc[i];
+        for (int64_t k = 0; k < nr; k++)
+            memset(y[k], 0, (size_t)n * sizeof *y[k]);
+        for (int64_t i0 = 0; i0 < n; i0 += UPDATE_CHUNK) {
+            int64_t i1 = i0 + UPDATE_CHUNK < n ? i0 + UPDATE_CHUNK : n;
+            for (int64_t c = b * bs; c < (b + 1) * bs; c++) {
+                const float *hc = j->h + c * n;
+                for (int64_t k = 0; k < nr; k++) {
+                    float v = is_min ? 1.0f : codes[k][c], *yk = y[k];
+                    if (v != 0)
+                        for (int64_t i = i0; i < i1; i++)
+                            yk[i] += v * hc[i];
+                }
+            }
         }
-        double t = 0;
-        for (int64_t i = 0; i < n; i++)
-            t += y[i] * w[i];
-        rhs[pi] = t;
-        for (int64_t pk = 0; pk < p; pk++) {
-            int64_t bk = pk / per_block;
-            bool k_min = pk % per_block == 1;
-            double s = 0;
-            for (int64_t c = bk * bs; c < (bk + 1) * bs; c++)
-                s += (k_min ? 1.0 : tmp[c]) * y[c];
-            a[pi * p + pk] = s;
+        for (int64_t k = 0; k < nr; k++) {
+            double t = 0;
+            for (int64_t i = 0; i < n; i++)
+                t += (double)y[k][i] * w[k][i];
+            rhs[k][pi] = t;
+            for (int64_t pk = 0; pk < p; pk++) {
+                int64_t bk = pk / per_block;
+                bool k_min = pk % per_block == 1;
+                double s = 0;
+                for (int64_t c = bk * bs; c < (bk + 1) * bs; c++)
+                    s += (k_min ? 1.0 : codes[k][c]) * (double)y[k][c];
+                a[k][pi * p + pk] = s;
+            }
         }
     }
+}
+
+/* Refits the scales (and minimums) of a row's blocks to minimise its output error under H for the
+ * codes they hold (a, rhs from normal_equations), and keeps them where that lowers the error as
+ * stored (half precision). Returns the row's output error less w^T H w (comparable between calls
+ * for the same w). scratch: p * p + 2 p doubles. */
+static double refit_row(const gptq_job *j, uint8_t *row, const double *a, const double *rhs,
+                        double *scratch)
+{
+    int64_t n_blocks = j->n / j->block;
+    uint16_t *d, *m;
+    scale_fields(j->type, row, &d, &m);
+    int per_block = m ? 2 : 1;
+    int64_t p = per_block * n_blocks;
+    double *factor = scratch, *sol = factor + p * p, *theta = sol + p;
     stored_scales(j, row, per_block, theta);
     double before = quadratic_error(a, rhs, theta, p);
     memcpy(factor, a, (size_t)(p * p) * sizeof *a);
@@ -548,6 +610,28 @@ static void round_in_order(const gptq_job *j, float *w, float *e, int64_t c0, in
     }
 }
 
+/* W[r0:r1, c1:] -= E U[c0:c1, c1:] for the tile's errors E of columns c0..c1, in chunks of
+ * UPDATE_CHUNK columns so that the tile's part of W stays in L1 while the lazy rows of U stream
+ * past once. Every value still takes its updates in column order, so the result is bit for bit
+ * that of applying each column's error to the whole row as it is rounded (test_gptq checks it). */
+static void lazy_update(const gptq_job *j, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                        const float *err)
+{
+    int64_t n = j->n;
+    for (int64_t k0 = c1; k0 < n; k0 += UPDATE_CHUNK) {
+        int64_t k1 = k0 + UPDATE_CHUNK < n ? k0 + UPDATE_CHUNK : n;
+        for (int64_t i = c0; i < c1; i++) {
+            const float *ui = j->u + i * n;
+            for (int64_t r = r0; r < r1; r++) {
+                float ei = err[(r - r0) * j->lazy + (i - c0)];
+                float *w = j->w + r * n;
+                for (int64_t k = k0; k < k1; k++)
+                    w[k] -= ei * ui[k];
+            }
+        }
+    }
+}
+
 /* GPTQ over rows r0..r1 of a tile. fixed_scales: the blocks keep the scales they hold (a second
  * pass after a refit), else each block's scale is chosen as its columns are reached. */
 static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, float *levels,
@@ -588,39 +672,45 @@ static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, fl
                 }
             }
         }
-        if (!j->feedback || c1 == n)
-            continue;
-        for (int64_t i = c0; i < c1; i++) {
-            const float *ui = j->u + i * n;
-            for (int64_t r = r0; r < r1; r++) {
-                float ei = err[(r - r0) * j->lazy + (i - c0)];
-                float *w = j->w + r * n;
-                for (int64_t k = c1; k < n; k++)
-                    w[k] -= ei * ui[k];
-            }
-        }
+        if (j->feedback)
+            lazy_update(j, r0, r1, c0, c1, err);
     }
 }
 
-/* The refit of row r (its original values in orig, in w's column order), w then set to the
- * values the blocks decode to. Returns the row's output error. */
-static double refit_and_settle(const gptq_job *j, int64_t r, const float *orig, float *file_row,
-                               double *scratch, float *tmp)
+/* The refit of rows r0..r1 (their original values in orig, in w's column order), w then set to
+ * the values the blocks decode to. The rows' output errors go to errors. */
+static void refit_and_settle(const gptq_job *j, int64_t r0, int64_t r1, const float *orig,
+                             double *scratch, float *tmp, double *errors)
 {
-    int64_t n = j->n;
-    const float *w0 = orig;
-    if (j->order) {
+    int64_t n = j->n, nr = r1 - r0;
+    uint16_t *d, *m;
+    scale_fields(j->type, j->dst, &d, &m);
+    int per_block = m ? 2 : 1;
+    int64_t p = per_block * (n / j->block);
+    float *codes[TILE_ROWS] = {0}, *w0[TILE_ROWS] = {0}, *y[TILE_ROWS] = {0};
+    double *a[TILE_ROWS] = {0}, *rhs[TILE_ROWS] = {0};
+    for (int64_t k = 0; k < nr; k++) {
+        double *base = scratch + (size_t)k * (2 * (size_t)n + (size_t)(p * p + p));
+        codes[k] = (float *)base;
+        w0[k] = codes[k] + n;
+        y[k] = w0[k] + n;
+        a[k] = base + 2 * n;
+        rhs[k] = a[k] + p * p;
+        const float *o = orig + k * n;
         for (int64_t i = 0; i < n; i++)
-            file_row[j->order[i]] = orig[i];
-        w0 = file_row;
+            w0[k][j->order ? j->order[i] : i] = o[i];
+        row_codes(j, j->dst + (uint64_t)(r0 + k) * j->row_bytes, codes[k]);
     }
-    uint8_t *row = j->dst + (uint64_t)r * j->row_bytes;
-    double e = refit_row(j, w0, row, scratch, tmp);
-    ellm_dequantize_row(j->type, row, tmp, n);
-    float *w = j->w + r * n;
-    for (int64_t i = 0; i < n; i++)
-        w[i] = tmp[j->order ? j->order[i] : i];
-    return e;
+    normal_equations(j, nr, codes, w0, y, a, rhs, per_block);
+    double *solve = scratch + TILE_ROWS * (2 * (size_t)n + (size_t)(p * p + p));
+    for (int64_t k = 0; k < nr; k++) {
+        uint8_t *row = j->dst + (uint64_t)(r0 + k) * j->row_bytes;
+        errors[k] = refit_row(j, row, a[k], rhs[k], solve);
+        ellm_dequantize_row(j->type, row, tmp, n);
+        float *w = j->w + (r0 + k) * n;
+        for (int64_t i = 0; i < n; i++)
+            w[i] = tmp[j->order ? j->order[i] : i];
+    }
 }
 
 static void gptq_rows(void *arg, int ith, int nth)
@@ -644,9 +734,8 @@ static void gptq_rows(void *arg, int ith, int nth)
         round_tile(j, r0, r1, err, levels, file_row, false);
         if (!orig)
             continue;
-        double first[TILE_ROWS];
-        for (int64_t r = r0; r < r1; r++)
-            first[r - r0] = refit_and_settle(j, r, orig + (r - r0) * n, file_row, refit, tmp);
+        double first[TILE_ROWS], second[TILE_ROWS];
+        refit_and_settle(j, r0, r1, orig, refit, tmp, first);
         if (!first_pass)
             continue;
         /* Once more on the refit scales, the codes free to follow them; kept row by row where
@@ -655,9 +744,9 @@ static void gptq_rows(void *arg, int ith, int nth)
         memcpy(first_pass, tile_dst, (size_t)(r1 - r0) * j->row_bytes);
         memcpy(j->w + r0 * n, orig, tile_values * sizeof *orig);
         round_tile(j, r0, r1, err, levels, file_row, true);
+        refit_and_settle(j, r0, r1, orig, refit, tmp, second);
         for (int64_t r = r0; r < r1; r++) {
-            double second = refit_and_settle(j, r, orig + (r - r0) * n, file_row, refit, tmp);
-            if (second < first[r - r0])
+            if (second[r - r0] < first[r - r0])
                 continue;
             memcpy(tile_dst + (uint64_t)(r - r0) * j->row_bytes,
                    first_pass + (uint64_t)(r - r0) * j->row_bytes, j->row_bytes);
@@ -681,10 +770,13 @@ bool ellm_gptq_supports(ellm_type type, int64_t n_cols)
 static edgellm_status quantize_with_factor(ellm_threadpool *pool, ellm_type type, float *w,
                                            int64_t n_rows, int64_t n, const float *u,
                                            const float *h, const float *importance,
-                                           const int32_t *order, bool feedback, void *dst)
+                                           const int32_t *order, bool feedback,
+                                           int64_t lazy_columns, void *dst)
 {
     const ellm_type_traits *tr = ellm_type_traits_of(type);
     int64_t bs = tr->block_size;
+    if (lazy_columns <= 0)
+        lazy_columns = LAZY_COLUMNS;
     gptq_job j = {.type = type,
                   .w = w,
                   .n_rows = n_rows,
@@ -696,7 +788,7 @@ static edgellm_status quantize_with_factor(ellm_threadpool *pool, ellm_type type
                   .dst = dst,
                   .block = bs,
                   .block_bytes = tr->block_bytes,
-                  .lazy = ((LAZY_COLUMNS + bs - 1) / bs) * bs};
+                  .lazy = ((lazy_columns + bs - 1) / bs) * bs};
     uint16_t *d, *m;
     uint8_t probe[64] = {0};
     bool refit = h && feedback && scale_fields(type, probe, &d, &m);
@@ -721,9 +813,8 @@ static edgellm_status quantize_with_factor(ellm_threadpool *pool, ellm_type type
     return st;
 }
 
-/* The damped inverse factor of h; damping grows tenfold while H is not positive definite. */
-static edgellm_status factor_of(ellm_threadpool *pool, const float *h, int64_t n, float damp,
-                                float *u)
+edgellm_status ellm_gptq_inverse_factor(ellm_threadpool *pool, const float *h, int64_t n,
+                                        float damp, float *u)
 {
     double mean = 0;
     for (int64_t i = 0; i < n; i++)
@@ -733,7 +824,7 @@ static edgellm_status factor_of(ellm_threadpool *pool, const float *h, int64_t n
         mean = 1; /* an input never active: every column is as good as any other */
     int nth = pool ? ellm_threadpool_size(pool) : 1;
     double *a = malloc((size_t)n * (size_t)n * sizeof *a);
-    double *x = malloc((size_t)nth * (size_t)n * sizeof *x);
+    double *x = malloc((size_t)nth * (size_t)n * FACTOR_PANEL * sizeof *x);
     edgellm_status st = EDGELLM_OK;
     if (!a || !x)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the %lld x %lld inverse Hessian",
@@ -757,6 +848,13 @@ edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *
                                   int64_t n_cols, const float *h, float damp, bool feedback,
                                   void *dst)
 {
+    return ellm_gptq_quantize_lazy(pool, type, w, n_rows, n_cols, h, damp, feedback, 0, dst);
+}
+
+edgellm_status ellm_gptq_quantize_lazy(ellm_threadpool *pool, ellm_type type, float *w,
+                                       int64_t n_rows, int64_t n_cols, const float *h, float damp,
+                                       bool feedback, int64_t lazy_columns, void *dst)
+{
     if (!ellm_gptq_supports(type, n_cols))
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
                          "GPTQ needs a block type whose blocks split the %lld-value rows; %s does "
@@ -764,12 +862,13 @@ edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *
                          (long long)n_cols, ellm_type_name(type));
     float *u = malloc((size_t)n_cols * (size_t)n_cols * sizeof *u);
     float *imp = malloc((size_t)n_cols * sizeof *imp);
-    edgellm_status st = u && imp ? factor_of(pool, h, n_cols, damp, u)
+    edgellm_status st = u && imp ? ellm_gptq_inverse_factor(pool, h, n_cols, damp, u)
                                  : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for GPTQ");
     if (st == EDGELLM_OK) {
         for (int64_t j = 0; j < n_cols; j++)
             imp[j] = h[j * n_cols + j] + 1e-30f;
-        st = quantize_with_factor(pool, type, w, n_rows, n_cols, u, h, imp, NULL, feedback, dst);
+        st = quantize_with_factor(pool, type, w, n_rows, n_cols, u, h, imp, NULL, feedback,
+                                  lazy_columns, dst);
     }
     free(u);
     free(imp);
@@ -778,7 +877,9 @@ edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *
 
 /* ---------------------------------------------------------------- per-layer statistics */
 
-#define N_INPUTS 4 /* ELLM_INPUT_ATTN .. ELLM_INPUT_FFN_DOWN; the head is not covered */
+#define N_INPUTS 5    /* ELLM_INPUT_ATTN .. ELLM_INPUT_HEAD */
+#define HEAD_LAYER -1 /* the layer the observer gives the output head's input */
+#define NO_LAYER -2   /* statistics of no layer held */
 
 typedef struct layer_input {
     int64_t n;        /* columns; 0 until observed */
@@ -795,7 +896,7 @@ struct ellm_gptq {
     void **installed; /* the quantized matrices the calibration model now computes with */
     int n_installed;
     bool state_stale; /* matrices were installed since the state was made */
-    int32_t layer;    /* whose statistics `in` holds; -1 for none */
+    int32_t layer;    /* whose statistics `in` holds (HEAD_LAYER: the head's); NO_LAYER: none */
     layer_input in[N_INPUTS];
     bool failed;
     ellm_gptq_params params;
@@ -812,7 +913,7 @@ static void free_inputs(ellm_gptq *g)
         free(g->in[k].order);
         memset(&g->in[k], 0, sizeof g->in[k]);
     }
-    g->layer = -1;
+    g->layer = NO_LAYER;
 }
 
 typedef struct accumulate {
@@ -877,8 +978,9 @@ static edgellm_status collect_layer(ellm_gptq *g, int32_t layer)
     }
     char message[64];
     snprintf(message, sizeof message, "no memory for layer %d's GPTQ statistics", (int)layer);
-    edgellm_status st = ellm_calib_pass(&g->run, observe_layer, g, false, &g->failed, message, NULL,
-                                        NULL);
+    /* The head's input is observed only for the rows that give logits: all of them. */
+    edgellm_status st = ellm_calib_pass(&g->run, observe_layer, g, layer == HEAD_LAYER, &g->failed,
+                                        message, NULL, NULL);
     for (int k = 0; st == EDGELLM_OK && k < N_INPUTS; k++) {
         layer_input *in = &g->in[k];
         for (int64_t i = 0; i < in->n; i++)
@@ -901,7 +1003,7 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
     if (!g)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     g->params = *p;
-    g->layer = -1;
+    g->layer = NO_LAYER;
     edgellm_status st = ellm_calib_open(model_path, ids, n_ids, p->n_ctx, p->n_chunks, p->n_threads,
                                         &g->run);
     if (st != EDGELLM_OK) {
@@ -912,7 +1014,8 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
     return EDGELLM_OK;
 }
 
-/* The layer, input and ellm_layer field of "blk.N.<matrix>.weight"; false for other tensors. */
+/* The layer, input and ellm_layer field of "blk.N.<matrix>.weight", or HEAD_LAYER and
+ * ELLM_INPUT_HEAD for "output.weight"; false for other tensors. */
 static bool input_of(const char *tensor, int32_t *layer, int *which, size_t *field)
 {
     static const struct {
@@ -929,6 +1032,12 @@ static bool input_of(const char *tensor, int32_t *layer, int *which, size_t *fie
         {"ffn_up", ELLM_INPUT_FFN, offsetof(ellm_layer, ffn_up)},
         {"ffn_down", ELLM_INPUT_FFN_DOWN, offsetof(ellm_layer, ffn_down)},
     };
+    if (!strcmp(tensor, "output.weight")) {
+        *layer = HEAD_LAYER;
+        *which = ELLM_INPUT_HEAD;
+        *field = 0;
+        return true;
+    }
     int il = -1, end = 0;
     char matrix[32];
     if (sscanf(tensor, "blk.%d.%31[a-z_].weight%n", &il, matrix, &end) != 2 || il < 0 ||
@@ -1022,7 +1131,7 @@ static edgellm_status prepare_input(ellm_gptq *g, layer_input *in, const float *
         }
     }
     if (st == EDGELLM_OK)
-        st = factor_of(g->run.pool, h, n, ELLM_GPTQ_DAMP, in->u);
+        st = ellm_gptq_inverse_factor(g->run.pool, h, n, ELLM_GPTQ_DAMP, in->u);
     free(in->h_scaled);
     in->h_scaled = NULL;
     if (st == EDGELLM_OK && col_scale) {
@@ -1187,11 +1296,11 @@ static edgellm_status quantize_embedding(ellm_gptq *g, ellm_type type, float *w,
                                       : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
                                                   "no memory for the embedding's GPTQ");
     if (st == EDGELLM_OK)
-        st = factor_of(g->run.pool, h, n, ELLM_GPTQ_DAMP, u);
+        st = ellm_gptq_inverse_factor(g->run.pool, h, n, ELLM_GPTQ_DAMP, u);
     for (int64_t j = 0; st == EDGELLM_OK && j < n; j++)
         imp[j] = h[j * n + j] + 1e-30f;
     if (st == EDGELLM_OK)
-        st = quantize_with_factor(g->run.pool, type, w, n_rows, n, u, h, imp, NULL, true, dst);
+        st = quantize_with_factor(g->run.pool, type, w, n_rows, n, u, h, imp, NULL, true, 0, dst);
     if (st == EDGELLM_OK)
         st = install_quantized(g, "token_embd.weight",
                                (ellm_tensor *)&ellm_model_weights(g->run.model)->tok_embd, type,
@@ -1218,8 +1327,9 @@ edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_
     if (st != EDGELLM_OK)
         return st;
     layer_input *in = &g->in[which];
-    ellm_tensor *t = (ellm_tensor *)((char *)&ellm_model_weights(g->run.model)->layers[layer] +
-                                     field);
+    const ellm_weights *weights = ellm_model_weights(g->run.model);
+    ellm_tensor *t = layer == HEAD_LAYER ? (ellm_tensor *)&weights->output
+                                         : (ellm_tensor *)((char *)&weights->layers[layer] + field);
     if (!in->h || in->n != n_cols || t->ne[0] != n_cols || t->ne[1] != n_rows)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "'%s' has %lld input columns but the model's forward pass gives it %lld",
@@ -1237,9 +1347,10 @@ edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_
     free(permuted);
     if (st == EDGELLM_OK)
         st = quantize_with_factor(g->run.pool, type, w, n_rows, n_cols, in->u,
-                                  in->h_scaled ? in->h_scaled : in->h, in->imp, in->order, true,
+                                  in->h_scaled ? in->h_scaled : in->h, in->imp, in->order, true, 0,
                                   dst);
-    if (st == EDGELLM_OK)
+    /* Nothing computes with the head before the logits: no later statistics depend on it. */
+    if (st == EDGELLM_OK && layer != HEAD_LAYER)
         st = install_quantized(g, tensor, t, type, dst, n_rows, n_cols, awq);
     return st;
 }

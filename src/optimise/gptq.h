@@ -41,6 +41,17 @@
 edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *w, int64_t n_rows,
                                   int64_t n_cols, const float *h, float damp, bool feedback,
                                   void *dst);
+/* ellm_gptq_quantize with the errors of lazy_columns columns (rounded up to whole blocks; 0: the
+ * default, 128) applied to the rest of the row at once. The width changes only how the updates
+ * are grouped, never their order: every width gives the same bytes (the tests' reference). */
+edgellm_status ellm_gptq_quantize_lazy(ellm_threadpool *pool, ellm_type type, float *w,
+                                       int64_t n_rows, int64_t n_cols, const float *h, float damp,
+                                       bool feedback, int64_t lazy_columns, void *dst);
+/* U (n x n, upper) with U^T U = (H + lambda I)^-1, lambda = damp * mean(diag H), times ten while
+ * that is not positive definite in double precision; fails when it never is (NaN or infinite
+ * statistics). The lower triangle of u is zero. */
+edgellm_status ellm_gptq_inverse_factor(ellm_threadpool *pool, const float *h, int64_t n,
+                                        float damp, float *u);
 /* Whether ellm_gptq_quantize handles the type with n_cols-wide rows. */
 bool ellm_gptq_supports(ellm_type type, int64_t n_cols);
 
@@ -50,7 +61,8 @@ typedef struct ellm_gptq_params {
     int32_t n_ctx;     /* tokens per chunk; each chunk starts from an empty cache */
     int32_t n_chunks;  /* 0: every whole chunk of the calibration tokens */
     int32_t n_threads; /* 0: one per CPU */
-    /* Called when a layer's statistics are computed (layer, total layers, seconds); may be NULL. */
+    /* Called when a layer's statistics are computed (layer, total layers, seconds; layer -1:
+     * the output head's input); may be NULL. */
     void (*on_layer)(void *user, int32_t layer, int32_t n_layer, double seconds);
     void *user;
     /* Act-order: each matrix's columns are rounded in descending order of diag H, on block
@@ -64,7 +76,8 @@ typedef struct ellm_gptq_params {
 edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids, int32_t n_ids,
                                 const ellm_gptq_params *params, ellm_gptq **out);
 /* Whether GPTQ applies to this weight of the model quantized to type: a layer matrix of a known
- * input, or the untied token embedding, whose rows split into the type's blocks. */
+ * input, the untied output head (H from the final norm's output over every calibration row), or
+ * the untied token embedding, whose rows split into the type's blocks. */
 bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, int64_t n_cols);
 /* Quantizes covered matrix `tensor` (n_rows x n_cols floats in w, changed in place) to dst.
  * awq (may be NULL): the fold w went through; a column multiplied by s_j (its input divided by

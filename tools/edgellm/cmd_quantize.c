@@ -69,8 +69,11 @@ static edgellm_status gptq_matrix(void *user, const char *tensor, ellm_type type
 static void report_gptq_layer(void *user, int32_t layer, int32_t n_layer, double seconds)
 {
     (void)user;
-    fprintf(stderr, "edgellm quantize: --gptq: layer %d/%d statistics in %.1f s\n", layer + 1,
-            n_layer, seconds);
+    if (layer < 0)
+        fprintf(stderr, "edgellm quantize: --gptq: output head statistics in %.1f s\n", seconds);
+    else
+        fprintf(stderr, "edgellm quantize: --gptq: layer %d/%d statistics in %.1f s\n", layer + 1,
+                n_layer, seconds);
 }
 
 /* The calibration tokens of --calib, cut to the model's context, and GPTQ over them. */

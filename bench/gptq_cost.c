@@ -1,0 +1,112 @@
+/* CPU cost of GPTQ on one layer input of a given width (docs/optimise.md, "GPTQ's running
+ * time"): the inverse factor and the rounding of each row, for a random H = X^T X of 512
+ * correlated activations, in process CPU time (every thread of the pool counted). Not a test:
+ * it asserts nothing and its numbers depend on the machine.
+ *
+ *   build/gptq_cost N_COLS N_ROWS TYPE_ID THREADS     (e.g. 2048 200 2 2: Q4_0)
+ *
+ * The hash of the bytes tells whether two builds round the same. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/threadpool.h"
+#include "optimise/gptq.h"
+#include "quant/quant.h"
+
+enum { TOKENS = 512, RANK = 32, FACTOR_ROWS = 8 };
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static double uniform(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static float gaussian(void)
+{
+    return (float)(sqrt(-2 * log(uniform())) * cos(6.283185307179586 * uniform()));
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: gptq_cost N_COLS N_ROWS TYPE_ID THREADS\n");
+        return 2;
+    }
+    int64_t n = atoll(argv[1]), rows = atoll(argv[2]);
+    ellm_type type = (ellm_type)atoi(argv[3]);
+    uint64_t row_bytes = 0;
+    if (rows <= FACTOR_ROWS || !ellm_gptq_supports(type, n) ||
+        !ellm_row_bytes(type, (uint64_t)n, &row_bytes)) {
+        fprintf(stderr, "gptq_cost: need more than %d rows and a block type that splits them\n",
+                FACTOR_ROWS);
+        return 2;
+    }
+    float *h = calloc((size_t)(n * n), sizeof *h), *x = malloc((size_t)n * sizeof *x);
+    float *mix = malloc((size_t)(RANK * n) * sizeof *mix);
+    float *w = malloc((size_t)(rows * n) * sizeof *w);
+    uint8_t *dst = malloc(row_bytes * (uint64_t)rows);
+    ellm_threadpool *pool = NULL;
+    if (!h || !x || !mix || !w || !dst ||
+        ellm_threadpool_create(atoi(argv[4]), &pool) != EDGELLM_OK) {
+        fprintf(stderr, "gptq_cost: no memory\n");
+        return 1;
+    }
+    for (int64_t i = 0; i < RANK * n; i++)
+        mix[i] = gaussian();
+    for (int t = 0; t < TOKENS; t++) {
+        float z[RANK];
+        for (int k = 0; k < RANK; k++)
+            z[k] = gaussian();
+        for (int64_t j = 0; j < n; j++) {
+            x[j] = 0.3f * gaussian();
+            for (int k = 0; k < RANK; k++)
+                x[j] += z[k] * mix[k * n + j];
+            x[j] *= (float)(1 + j % 7);
+        }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                h[i * n + j] += x[i] * x[j];
+    }
+    /* The factor (with a few rows), then the same factor with every row: the difference is
+     * the rows' cost. */
+    for (int64_t i = 0; i < rows * n; i++)
+        w[i] = 0.05f * gaussian();
+    double t0 = cpu_seconds();
+    ellm_gptq_quantize(pool, type, w, FACTOR_ROWS, n, h, ELLM_GPTQ_DAMP, true, dst);
+    double t1 = cpu_seconds();
+    for (int64_t i = 0; i < rows * n; i++)
+        w[i] = 0.05f * gaussian();
+    double t2 = cpu_seconds();
+    if (ellm_gptq_quantize(pool, type, w, rows, n, h, ELLM_GPTQ_DAMP, true, dst) != EDGELLM_OK) {
+        fprintf(stderr, "gptq_cost: %s\n", edgellm_last_error());
+        return 1;
+    }
+    double t3 = cpu_seconds();
+    uint64_t hash = 1469598103934665603ull;
+    for (uint64_t i = 0; i < row_bytes * (uint64_t)rows; i++)
+        hash = (hash ^ dst[i]) * 1099511628211ull;
+    printf("%lld columns, %s: factor and %d rows %.2f CPU-s, %.4f CPU-s a row, bytes %016llx\n",
+           (long long)n, ellm_type_name(type), FACTOR_ROWS, t1 - t0,
+           ((t3 - t2) - (t1 - t0)) / (double)(rows - FACTOR_ROWS), (unsigned long long)hash);
+    ellm_threadpool_free(pool);
+    free(h);
+    free(x);
+    free(mix);
+    free(w);
+    free(dst);
+    return 0;
+}
