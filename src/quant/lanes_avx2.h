@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 static inline float hsum128(__m128 v)
 {
@@ -113,6 +114,45 @@ static inline __m128 kquant_add_blocks(__m128 sum, __m256i isum0, __m256i isum1,
 static inline __m128 kquant_halves(uint16_t first, uint16_t second)
 {
     return _mm_cvtph_ps(_mm_setr_epi16((short)first, (short)second, 0, 0, 0, 0, 0, 0));
+}
+
+/* The totals of eight int32 vectors: lane k = the sum of v[k]'s lanes (exact). */
+static inline __m256i lane_totals(const __m256i v[8])
+{
+    __m256i v01 = _mm256_hadd_epi32(v[0], v[1]), v23 = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i v45 = _mm256_hadd_epi32(v[4], v[5]), v67 = _mm256_hadd_epi32(v[6], v[7]);
+    /* lower half: v0..v3's lower-half totals, upper half: their upper-half totals */
+    __m256i v0123 = _mm256_hadd_epi32(v01, v23), v4567 = _mm256_hadd_epi32(v45, v67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(v0123, v4567, 0x20),
+                            _mm256_permute2x128_si256(v0123, v4567, 0x31));
+}
+
+/* The half-precision values of kb (<= 8) blocks `stride` bytes apart (at first, the first
+ * block's), as floats; 0 past kb. */
+static inline __m256 group_halves(const void *first, size_t stride, int kb)
+{
+    uint16_t h[8] = {0};
+    for (int k = 0; k < kb; k++)
+        memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* sum (lane 0) + terms lane 0 + lane 1 + ... + lane 7, one addition at a time: the scalar
+ * kernels of the 32-value formats add their blocks' terms to one float in block order, and the
+ * AVX2 single-row kernels, which form eight consecutive blocks' terms in the lanes of a vector,
+ * add them in that order to equal them bit for bit. A lane of +0 (a block past the end) leaves
+ * the sum unchanged: it starts at +0 and so is never -0. */
+static inline __m128 add_lanes_in_order(__m128 sum, __m256 terms)
+{
+    __m128 lo = _mm256_castps256_ps128(terms), hi = _mm256_extractf128_ps(terms, 1);
+    sum = _mm_add_ss(sum, lo);
+    sum = _mm_add_ss(sum, _mm_movehdup_ps(lo));
+    sum = _mm_add_ss(sum, _mm_movehl_ps(lo, lo));
+    sum = _mm_add_ss(sum, _mm_shuffle_ps(lo, lo, 3));
+    sum = _mm_add_ss(sum, hi);
+    sum = _mm_add_ss(sum, _mm_movehdup_ps(hi));
+    sum = _mm_add_ss(sum, _mm_movehl_ps(hi, hi));
+    return _mm_add_ss(sum, _mm_shuffle_ps(hi, hi, 3));
 }
 
 #endif
