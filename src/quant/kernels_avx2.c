@@ -180,17 +180,6 @@ void ellm_vec_dot_q8_0_x4_avx2(int64_t n, float *out, const void *row, const voi
     dot_rows(ELLM_TYPE_Q8_0, n, out, row, a, 4);
 }
 
-/* kb (<= 8) consecutive 32-bit values, 0 past kb. A whole group is loaded directly: copying it
- * through a stack array first stalls the load on store forwarding. */
-ALWAYS_INLINE __m256i group_i32(const int32_t *v, int kb)
-{
-    if (kb == GROUP_BLOCKS)
-        return _mm256_loadu_si256((const __m256i *)v);
-    int32_t part[GROUP_BLOCKS] = {0};
-    memcpy(part, v, (size_t)kb * sizeof *v);
-    return _mm256_loadu_si256((const __m256i *)part);
-}
-
 /* The decode path: the activation row in the extended Q8_0 layout carries the scales as floats
  * and each block's sum of activations, so Q4_0 multiplies its unsigned nibbles (no sign moves)
  * and subtracts 8 x that sum from the block's total, and no activation scale is converted. The

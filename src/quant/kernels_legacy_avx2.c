@@ -103,38 +103,44 @@ ALWAYS_INLINE __m256i block_products(weight_kind kind, __m256i w, const int8_t *
  * terms are formed eight at once and then added lane by lane (add_lanes_in_order). Each
  * activation row goes through the same operations whatever `rows` is, so the four-row results
  * equal four single calls. */
-ALWAYS_INLINE void dot_rows(weight_kind kind, int rows, int64_t n, float *out, const void *row,
-                            const void *const *x)
+ALWAYS_INLINE void dot_group(weight_kind kind, int rows, int64_t i, int kb, __m128 *sum,
+                             const void *row, const void *const *x)
 {
     const size_t wb = weight_block_bytes(kind);
     const size_t ab = has_min(kind) ? sizeof(block_q8_1) : sizeof(block_q8_0);
     const size_t a_qs = has_min(kind) ? offsetof(block_q8_1, qs) : offsetof(block_q8_0, qs);
-    int64_t nb = n / 32;
+    const uint8_t *w0 = (const uint8_t *)row + (size_t)i * wb;
+    __m256i q[8];
+    for (int k = 0; k < 8; k++)
+        q[k] = k < kb ? decode_block(kind, row, i + k) : _mm256_setzero_si256();
+    __m256 dw = group_halves(w0, wb, kb); /* every format here starts with its scale... */
+    __m256 mw = has_min(kind) ? group_halves(w0 + 2, wb, kb) /* ...the "_1" ones then m */
+                              : _mm256_setzero_ps();
+    for (int t = 0; t < rows; t++) {
+        const uint8_t *a0 = (const uint8_t *)x[t] + (size_t)i * ab;
+        __m256i p[8];
+        for (int k = 0; k < 8; k++)
+            p[k] = k < kb ? block_products(kind, q[k], (const int8_t *)(a0 + k * ab + a_qs))
+                          : _mm256_setzero_si256();
+        __m256 d = _mm256_mul_ps(dw, group_halves(a0, ab, kb));
+        __m256 terms = _mm256_mul_ps(d, _mm256_cvtepi32_ps(lane_totals(p)));
+        if (has_min(kind))
+            terms = _mm256_add_ps(terms, _mm256_mul_ps(mw, group_halves(a0 + 2, ab, kb)));
+        sum[t] = add_lanes_in_order(sum[t], terms);
+    }
+}
+
+ALWAYS_INLINE void dot_rows(weight_kind kind, int rows, int64_t n, float *out, const void *row,
+                            const void *const *x)
+{
+    int64_t nb = n / 32, i = 0;
     __m128 sum[4];
     for (int t = 0; t < rows; t++)
         sum[t] = _mm_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 8) {
-        int kb = nb - i < 8 ? (int)(nb - i) : 8;
-        const uint8_t *w0 = (const uint8_t *)row + (size_t)i * wb;
-        __m256i q[8];
-        for (int k = 0; k < 8; k++)
-            q[k] = k < kb ? decode_block(kind, row, i + k) : _mm256_setzero_si256();
-        __m256 dw = group_halves(w0, wb, kb); /* every format here starts with its scale... */
-        __m256 mw = has_min(kind) ? group_halves(w0 + 2, wb, kb) /* ...the "_1" ones then m */
-                                  : _mm256_setzero_ps();
-        for (int t = 0; t < rows; t++) {
-            const uint8_t *a0 = (const uint8_t *)x[t] + (size_t)i * ab;
-            __m256i p[8];
-            for (int k = 0; k < 8; k++)
-                p[k] = k < kb ? block_products(kind, q[k], (const int8_t *)(a0 + k * ab + a_qs))
-                              : _mm256_setzero_si256();
-            __m256 d = _mm256_mul_ps(dw, group_halves(a0, ab, kb));
-            __m256 terms = _mm256_mul_ps(d, _mm256_cvtepi32_ps(lane_totals(p)));
-            if (has_min(kind))
-                terms = _mm256_add_ps(terms, _mm256_mul_ps(mw, group_halves(a0 + 2, ab, kb)));
-            sum[t] = add_lanes_in_order(sum[t], terms);
-        }
-    }
+    for (; i + 8 <= nb; i += 8)
+        dot_group(kind, rows, i, 8, sum, row, x);
+    if (i < nb)
+        dot_group(kind, rows, i, (int)(nb - i), sum, row, x);
     for (int t = 0; t < rows; t++)
         out[t] = _mm_cvtss_f32(sum[t]);
 }
@@ -170,6 +176,62 @@ void ellm_vec_dot_q5_1_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_iq4_nl_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
     dot_rows(KIND_IQ4_NL, 4, n, out, row, x);
+}
+
+/* The decode path of Q5_0 and IQ4_NL: the activation row in the extended Q8_0 layout carries
+ * the scales as floats and each block's sum of activations, so no activation scale is converted,
+ * and Q5_0 multiplies its unsigned levels q (0..31, no sign moves) and subtracts 16 x the block's
+ * sum. The integers, scale products and float additions are dot_rows', so the results equal the
+ * plain kernels' (and the scalar ones) bit for bit. */
+ALWAYS_INLINE __m128 ext_group(weight_kind kind, const void *row, const int8_t *a, const float *da,
+                               const int32_t *block_sums, int64_t i, int kb, __m128 sum)
+{
+    const size_t wb = weight_block_bytes(kind);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i p[8];
+    for (int k = 0; k < 8; k++) {
+        if (k >= kb) {
+            p[k] = _mm256_setzero_si256();
+        } else if (kind == KIND_Q5_0) {
+            const block_q5_0 *b = (const block_q5_0 *)row + i + k;
+            __m256i q = _mm256_or_si256(
+                unpack_nibbles(b->qs), _mm256_and_si256(fifth_bits(b->qh), _mm256_set1_epi8(0x10)));
+            __m256i ak = _mm256_loadu_si256((const __m256i *)(a + (i + k) * 32));
+            p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q, ak), ones);
+        } else {
+            p[k] = block_products(kind, decode_block(kind, row, i + k), a + (i + k) * 32);
+        }
+    }
+    __m256i totals = lane_totals(p);
+    if (kind == KIND_Q5_0)
+        totals = _mm256_sub_epi32(totals, _mm256_slli_epi32(group_i32(block_sums + i, kb), 4));
+    __m256 dw = group_halves((const uint8_t *)row + (size_t)i * wb, wb, kb);
+    __m256 d = _mm256_mul_ps(dw, _mm256_castsi256_ps(group_i32((const int32_t *)(da + i), kb)));
+    return add_lanes_in_order(sum, _mm256_mul_ps(d, _mm256_cvtepi32_ps(totals)));
+}
+
+ALWAYS_INLINE void dot_ext(weight_kind kind, int64_t n, float *out, const void *row, const void *x)
+{
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    const int8_t *a = x;
+    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
+    const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
+    int64_t nb = n / 32, i = 0;
+    __m128 sum = _mm_setzero_ps();
+    for (; i + 8 <= nb; i += 8)
+        sum = ext_group(kind, row, a, da, block_sums, i, 8, sum);
+    if (i < nb)
+        sum = ext_group(kind, row, a, da, block_sums, i, (int)(nb - i), sum);
+    *out = _mm_cvtss_f32(sum);
+}
+
+void ellm_vec_dot_q5_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    dot_ext(KIND_Q5_0, n, out, row, x);
+}
+void ellm_vec_dot_iq4_nl_ext_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    dot_ext(KIND_IQ4_NL, n, out, row, x);
 }
 
 /* roundf (halves away from zero) of 8 floats, exactly: truncate, then step away from zero where

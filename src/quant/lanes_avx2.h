@@ -128,13 +128,28 @@ static inline __m256i lane_totals(const __m256i v[8])
 }
 
 /* The half-precision values of kb (<= 8) blocks `stride` bytes apart (at first, the first
- * block's), as floats; 0 past kb. */
+ * block's), as floats; 0 past kb. Packed in two 64-bit integers rather than copied to a stack
+ * array and reloaded, which would stall the vector load on store forwarding. */
 static inline __m256 group_halves(const void *first, size_t stride, int kb)
 {
-    uint16_t h[8] = {0};
-    for (int k = 0; k < kb; k++)
-        memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    uint64_t packed[2] = {0, 0};
+    for (int k = 0; k < kb; k++) {
+        uint16_t h;
+        memcpy(&h, (const uint8_t *)first + (size_t)k * stride, 2);
+        packed[k / 4] |= (uint64_t)h << (16 * (k % 4));
+    }
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)packed[1], (long long)packed[0]));
+}
+
+/* kb (<= 8) consecutive 32-bit values, 0 past kb. A whole group is loaded directly: copying it
+ * through a stack array first stalls the load on store forwarding. */
+static inline __m256i group_i32(const int32_t *v, int kb)
+{
+    if (kb == 8)
+        return _mm256_loadu_si256((const __m256i *)v);
+    int32_t part[8] = {0};
+    memcpy(part, v, (size_t)kb * sizeof *v);
+    return _mm256_loadu_si256((const __m256i *)part);
 }
 
 /* sum (lane 0) + terms lane 0 + lane 1 + ... + lane 7, one addition at a time: the scalar
