@@ -122,8 +122,8 @@ ALWAYS_INLINE void load_group(ellm_type type, const void *row, int64_t i, int kb
 
 /* One group against a plain Q8_0 activation row: sum + each block's (d_w * d_a) * (exact block
  * sum), in block order. */
-ALWAYS_INLINE __m128 group_step(const weight_group *g, const block_q8_0 *a, int64_t i, int kb,
-                                __m128 sum)
+ALWAYS_INLINE float group_step(const weight_group *g, const block_q8_0 *a, int64_t i, int kb,
+                               float sum)
 {
     __m256i p[GROUP_BLOCKS];
     for (int k = 0; k < GROUP_BLOCKS; k++)
@@ -137,10 +137,10 @@ ALWAYS_INLINE void dot_rows(ellm_type type, int64_t n, float *out, const void *r
                             const block_q8_0 *const *x, int rows)
 {
     int64_t nb = n / QK8_0, i = 0;
-    __m128 acc[4];
+    float acc[4];
     weight_group g;
     for (int t = 0; t < rows; t++)
-        acc[t] = _mm_setzero_ps();
+        acc[t] = 0;
     for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS) {
         load_group(type, row, i, GROUP_BLOCKS, &g);
         for (int t = 0; t < rows; t++)
@@ -152,7 +152,7 @@ ALWAYS_INLINE void dot_rows(ellm_type type, int64_t n, float *out, const void *r
             acc[t] = group_step(&g, x[t], i, (int)(nb - i), acc[t]);
     }
     for (int t = 0; t < rows; t++)
-        out[t] = _mm_cvtss_f32(acc[t]);
+        out[t] = acc[t];
 }
 
 void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -185,9 +185,9 @@ void ellm_vec_dot_q8_0_x4_avx2(int64_t n, float *out, const void *row, const voi
  * and subtracts 8 x that sum from the block's total, and no activation scale is converted. The
  * integers, scale products and float operations are the plain kernels', so the results are
  * bit-identical to them. */
-ALWAYS_INLINE __m128 ext_group_step(ellm_type type, const void *row, const int8_t *a,
-                                    const float *da, const int32_t *block_sums, int64_t i, int kb,
-                                    __m128 sum)
+ALWAYS_INLINE float ext_group_step(ellm_type type, const void *row, const int8_t *a,
+                                   const float *da, const int32_t *block_sums, int64_t i, int kb,
+                                   float sum)
 {
     __m256i p[GROUP_BLOCKS];
     for (int k = 0; k < GROUP_BLOCKS; k++) {
@@ -218,12 +218,12 @@ ALWAYS_INLINE void dot_ext(ellm_type type, int64_t n, float *out, const void *ro
     const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
     const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
     int64_t nb = n / QK8_0, i = 0;
-    __m128 acc = _mm_setzero_ps();
+    float acc = 0;
     for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS)
         acc = ext_group_step(type, row, a, da, block_sums, i, GROUP_BLOCKS, acc);
     if (i < nb)
         acc = ext_group_step(type, row, a, da, block_sums, i, (int)(nb - i), acc);
-    *out = _mm_cvtss_f32(acc);
+    *out = acc;
 }
 
 void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)

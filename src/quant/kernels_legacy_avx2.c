@@ -103,7 +103,7 @@ ALWAYS_INLINE __m256i block_products(weight_kind kind, __m256i w, const int8_t *
  * terms are formed eight at once and then added lane by lane (add_lanes_in_order). Each
  * activation row goes through the same operations whatever `rows` is, so the four-row results
  * equal four single calls. */
-ALWAYS_INLINE void dot_group(weight_kind kind, int rows, int64_t i, int kb, __m128 *sum,
+ALWAYS_INLINE void dot_group(weight_kind kind, int rows, int64_t i, int kb, float *sum,
                              const void *row, const void *const *x)
 {
     const size_t wb = weight_block_bytes(kind);
@@ -134,15 +134,15 @@ ALWAYS_INLINE void dot_rows(weight_kind kind, int rows, int64_t n, float *out, c
                             const void *const *x)
 {
     int64_t nb = n / 32, i = 0;
-    __m128 sum[4];
+    float sum[4];
     for (int t = 0; t < rows; t++)
-        sum[t] = _mm_setzero_ps();
+        sum[t] = 0;
     for (; i + 8 <= nb; i += 8)
         dot_group(kind, rows, i, 8, sum, row, x);
     if (i < nb)
         dot_group(kind, rows, i, (int)(nb - i), sum, row, x);
     for (int t = 0; t < rows; t++)
-        out[t] = _mm_cvtss_f32(sum[t]);
+        out[t] = sum[t];
 }
 
 void ellm_vec_dot_q4_1_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -183,8 +183,8 @@ void ellm_vec_dot_iq4_nl_x4_avx2(int64_t n, float *out, const void *row, const v
  * and Q5_0 multiplies its unsigned levels q (0..31, no sign moves) and subtracts 16 x the block's
  * sum. The integers, scale products and float additions are dot_rows', so the results equal the
  * plain kernels' (and the scalar ones) bit for bit. */
-ALWAYS_INLINE __m128 ext_group(weight_kind kind, const void *row, const int8_t *a, const float *da,
-                               const int32_t *block_sums, int64_t i, int kb, __m128 sum)
+ALWAYS_INLINE float ext_group(weight_kind kind, const void *row, const int8_t *a, const float *da,
+                              const int32_t *block_sums, int64_t i, int kb, float sum)
 {
     const size_t wb = weight_block_bytes(kind);
     const __m256i ones = _mm256_set1_epi16(1);
@@ -217,12 +217,12 @@ ALWAYS_INLINE void dot_ext(weight_kind kind, int64_t n, float *out, const void *
     const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
     const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
     int64_t nb = n / 32, i = 0;
-    __m128 sum = _mm_setzero_ps();
+    float sum = 0;
     for (; i + 8 <= nb; i += 8)
         sum = ext_group(kind, row, a, da, block_sums, i, 8, sum);
     if (i < nb)
         sum = ext_group(kind, row, a, da, block_sums, i, (int)(nb - i), sum);
-    *out = _mm_cvtss_f32(sum);
+    *out = sum;
 }
 
 void ellm_vec_dot_q5_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)

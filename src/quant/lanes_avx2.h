@@ -152,22 +152,20 @@ static inline __m256i group_i32(const int32_t *v, int kb)
     return _mm256_loadu_si256((const __m256i *)part);
 }
 
-/* sum (lane 0) + terms lane 0 + lane 1 + ... + lane 7, one addition at a time: the scalar
- * kernels of the 32-value formats add their blocks' terms to one float in block order, and the
- * AVX2 single-row kernels, which form eight consecutive blocks' terms in the lanes of a vector,
- * add them in that order to equal them bit for bit. A lane of +0 (a block past the end) leaves
- * the sum unchanged: it starts at +0 and so is never -0. */
-static inline __m128 add_lanes_in_order(__m128 sum, __m256 terms)
+/* sum + terms lane 0 + lane 1 + ... + lane 7, one addition at a time: the scalar kernels of the
+ * 32-value formats add their blocks' terms to one float in block order, and the AVX2 single-row
+ * kernels, which form eight consecutive blocks' terms in the lanes of a vector, add them in that
+ * order to equal them bit for bit. The lanes go through memory to scalar loads, which run on the
+ * load ports, rather than through shuffles competing with the decoding for the shuffle port. A
+ * lane of +0 (a block past the end) leaves the sum unchanged: it starts at +0 and so is never
+ * -0. */
+static inline float add_lanes_in_order(float sum, __m256 terms)
 {
-    __m128 lo = _mm256_castps256_ps128(terms), hi = _mm256_extractf128_ps(terms, 1);
-    sum = _mm_add_ss(sum, lo);
-    sum = _mm_add_ss(sum, _mm_movehdup_ps(lo));
-    sum = _mm_add_ss(sum, _mm_movehl_ps(lo, lo));
-    sum = _mm_add_ss(sum, _mm_shuffle_ps(lo, lo, 3));
-    sum = _mm_add_ss(sum, hi);
-    sum = _mm_add_ss(sum, _mm_movehdup_ps(hi));
-    sum = _mm_add_ss(sum, _mm_movehl_ps(hi, hi));
-    return _mm_add_ss(sum, _mm_shuffle_ps(hi, hi, 3));
+    float t[8];
+    _mm256_storeu_ps(t, terms);
+    for (int k = 0; k < 8; k++)
+        sum += t[k];
+    return sum;
 }
 
 #endif
