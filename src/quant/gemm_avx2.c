@@ -48,7 +48,10 @@ typedef enum tile_kind {
 static inline bool has_min(tile_kind kind) { return kind == TILE_Q4_1 || kind == TILE_Q5_1; }
 
 /* Tokens that share each weight load in a sweep of a chunk: the best of 2 and 4 in gemm_micro. */
-static inline int sweep_tokens(tile_kind kind) { return kind == TILE_Q8_0 ? 4 : 2; }
+static inline int sweep_tokens(tile_kind kind)
+{
+    return kind == TILE_Q4_0 || kind == TILE_Q4_1 ? 2 : 4;
+}
 
 /* Kinds whose eight pair sums per lane fit int16 (8 x 2 x max |level| x 127 < 2^15: levels
  * 0..15 or -16..15), so they add in 16 bits and widen once; the others widen each group. */
