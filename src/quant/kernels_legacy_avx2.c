@@ -96,8 +96,8 @@ ALWAYS_INLINE __m256i block_products(weight_kind kind, __m256i w, const int8_t *
     return _mm256_madd_epi16(p, ones);
 }
 
-/* out[t] = row . x[t] for t < rows, in the scalar kernels' arithmetic (kernels_legacy_scalar.c):
- * each block's products summed exactly in integers, its term (d_w * d_a) * isum (+ m * s for the
+/* sum[t] += blocks i .. i + kb - 1 (kb <= 8) of row . x[t] for t < rows, in the scalar kernels'
+ * arithmetic (kernels_legacy_scalar.c): each block's products summed exactly in integers, its term (d_w * d_a) * isum (+ m * s for the
  * "_1" formats) formed in that order, and the terms added to one float in block order. Eight
  * blocks at a time: their integer sums land in the lanes of one vector (lane_totals), their
  * terms are formed eight at once and then added lane by lane (add_lanes_in_order). Each
