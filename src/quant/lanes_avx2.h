@@ -128,17 +128,14 @@ static inline __m256i lane_totals(const __m256i v[8])
 }
 
 /* The half-precision values of kb (<= 8) blocks `stride` bytes apart (at first, the first
- * block's), as floats; 0 past kb. Packed in two 64-bit integers rather than copied to a stack
- * array and reloaded, which would stall the vector load on store forwarding. */
+ * block's), as floats; 0 past kb. (Packing them in two 64-bit integers instead of the small
+ * array was no faster in gemv_micro, a 32-bit gather slower.) */
 static inline __m256 group_halves(const void *first, size_t stride, int kb)
 {
-    uint64_t packed[2] = {0, 0};
-    for (int k = 0; k < kb; k++) {
-        uint16_t h;
-        memcpy(&h, (const uint8_t *)first + (size_t)k * stride, 2);
-        packed[k / 4] |= (uint64_t)h << (16 * (k % 4));
-    }
-    return _mm256_cvtph_ps(_mm_set_epi64x((long long)packed[1], (long long)packed[0]));
+    uint16_t h[8] = {0};
+    for (int k = 0; k < kb; k++)
+        memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
 }
 
 /* kb (<= 8) consecutive 32-bit values, 0 past kb. A whole group is loaded directly: copying it
