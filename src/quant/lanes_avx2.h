@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 static inline float hsum128(__m128 v)
 {
@@ -113,6 +114,55 @@ static inline __m128 kquant_add_blocks(__m128 sum, __m256i isum0, __m256i isum1,
 static inline __m128 kquant_halves(uint16_t first, uint16_t second)
 {
     return _mm_cvtph_ps(_mm_setr_epi16((short)first, (short)second, 0, 0, 0, 0, 0, 0));
+}
+
+/* The totals of eight int32 vectors: lane k = the sum of v[k]'s lanes (exact). */
+static inline __m256i lane_totals(const __m256i v[8])
+{
+    __m256i v01 = _mm256_hadd_epi32(v[0], v[1]), v23 = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i v45 = _mm256_hadd_epi32(v[4], v[5]), v67 = _mm256_hadd_epi32(v[6], v[7]);
+    /* lower half: v0..v3's lower-half totals, upper half: their upper-half totals */
+    __m256i v0123 = _mm256_hadd_epi32(v01, v23), v4567 = _mm256_hadd_epi32(v45, v67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(v0123, v4567, 0x20),
+                            _mm256_permute2x128_si256(v0123, v4567, 0x31));
+}
+
+/* The half-precision values of kb (<= 8) blocks `stride` bytes apart (at first, the first
+ * block's), as floats; 0 past kb. (Packing them in two 64-bit integers instead of the small
+ * array was no faster in gemv_micro, a 32-bit gather slower.) */
+static inline __m256 group_halves(const void *first, size_t stride, int kb)
+{
+    uint16_t h[8] = {0};
+    for (int k = 0; k < kb; k++)
+        memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* kb (<= 8) consecutive 32-bit values, 0 past kb. A whole group is loaded directly: copying it
+ * through a stack array first stalls the load on store forwarding. */
+static inline __m256i group_i32(const int32_t *v, int kb)
+{
+    if (kb == 8)
+        return _mm256_loadu_si256((const __m256i *)v);
+    int32_t part[8] = {0};
+    memcpy(part, v, (size_t)kb * sizeof *v);
+    return _mm256_loadu_si256((const __m256i *)part);
+}
+
+/* sum + terms lane 0 + lane 1 + ... + lane 7, one addition at a time: the scalar kernels of the
+ * 32-value formats add their blocks' terms to one float in block order, and the AVX2 single-row
+ * kernels, which form eight consecutive blocks' terms in the lanes of a vector, add them in that
+ * order to equal them bit for bit. The lanes go through memory to scalar loads, which run on the
+ * load ports, rather than through shuffles competing with the decoding for the shuffle port. A
+ * lane of +0 (a block past the end) leaves the sum unchanged: it starts at +0 and so is never
+ * -0. */
+static inline float add_lanes_in_order(float sum, __m256 terms)
+{
+    float t[8];
+    _mm256_storeu_ps(t, terms);
+    for (int k = 0; k < 8; k++)
+        sum += t[k];
+    return sum;
 }
 
 #endif
