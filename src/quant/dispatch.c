@@ -213,8 +213,10 @@ static const kernel_set wasm_simd_set = {
                                  ellm_gemm_q4_1_wasm_simd),
             [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_wasm_simd, "wasm-simd", NULL, NULL,
                                  ellm_gemm_q5_1_wasm_simd),
-            [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_wasm_simd, "wasm-simd", NULL, NULL, NULL),
-            [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_wasm_simd, "wasm-simd", NULL, NULL, NULL),
+            [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_wasm_simd, "wasm-simd", NULL, NULL,
+                                 ellm_gemm_q2_K_wasm_simd),
+            [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_wasm_simd, "wasm-simd", NULL, NULL,
+                                 ellm_gemm_q3_K_wasm_simd),
         },
     .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, NULL, ellm_axpy_q8_0_portable},
 };
