@@ -230,6 +230,40 @@ static void check_q8_0_group(void)
             worst);
 }
 
+/* Running outputs at F16's edges, where rounding to a half has its special cases: values in the
+ * subnormal range and around 2^-14, sums that round to 65504 or overflow to Inf, and ties. The
+ * ISA copy must still equal the portable head bit for bit (no NaN: its bits are not portable). */
+static void test_f16_edges(ellm_attend_f16_fn narrow, const char *isa)
+{
+    enum { HD = 64, NP = 9 };
+    const float magnitudes[] = {3e-8f, 6.1e-5f, 1e-3f, 1.0f, 3.3e4f, 6.55e4f, 2049.0f};
+    static uint8_t kc[NP * HD * 2], vc[NP * HD * 2];
+    float q[HD], want[HD], got[HD];
+    for (int32_t d = 0; d < HD; d++)
+        q[d] = frand() * 0.05f;
+    for (int32_t p = 0; p < NP; p++)
+        for (int32_t d = 0; d < HD; d++) {
+            float sign = d % 2 ? -1.0f : 1.0f;
+            float mag = magnitudes[d % (sizeof magnitudes / sizeof magnitudes[0])];
+            uint16_t k = f2h(frand()), v = f2h(sign * mag * (1.0f + 0.25f * (float)(p % 3)));
+            memcpy(kc + (size_t)p * HD * 2 + 2 * d, &k, 2);
+            memcpy(vc + (size_t)p * HD * 2 + 2 * d, &v, 2);
+        }
+    run(ellm_attend_f16_portable, q, kc, vc, HD * 2, NP, HD, 0.125f, want);
+    int inf = 0, tiny = 0;
+    for (int32_t d = 0; d < HD; d++) {
+        inf += isinf(want[d]) != 0;
+        tiny += want[d] != 0 && fabsf(want[d]) < 6.1e-5f;
+    }
+    CHECK_MSG(inf > 0 && tiny > 0, "the edge case lacks overflows (%d) or subnormals (%d)", inf,
+              tiny);
+    if (narrow) {
+        run(narrow, q, kc, vc, HD * 2, NP, HD, 0.125f, got);
+        CHECK_MSG(!memcmp(got, want, sizeof got),
+                  "%s: differs from the portable copy at F16's edges", isa);
+    }
+}
+
 int main(void)
 {
     check_q8_0_group();
@@ -314,6 +348,7 @@ int main(void)
         }
     }
     fprintf(stderr, "%d attention cases; wide paths at most %.2g off exact\n", cases, wide_worst);
+    test_f16_edges(narrow, isa);
 
 #if defined(ELLM_HAVE_F16C_ATTENTION)
     /* The grouped kernels: every head of a group bit for bit the wide path's, over enough

@@ -1,9 +1,11 @@
 /* The F16-cache attention head of attention_f16.inc with SIMD128 half conversions, four values
  * at a time: the same operations in the same order (no fused multiply-add, the K.Q dot summed in
  * double one product at a time), so it is bit-identical to ellm_attend_f16_portable, which it
- * leaves head sizes that are not a multiple of 4 to. The portable head converts every cached
- * value through out-of-line scalar functions, four conversions per value and position, which
- * took about a third of the web build's prefill. */
+ * leaves head sizes that are not a multiple of 4 (or over MAX_LANE_HEAD) to. The portable head
+ * converts every cached value through out-of-line scalar functions, four conversions per value
+ * and position, which took about a third of the web build's prefill; it also stores its running
+ * output as halves at every position, which this head replaces by rounding to F16 values in
+ * float lanes (the same bits, no conversion back). */
 #include "quant/attention_kernels.h"
 
 #if defined(__wasm_simd128__)
@@ -17,38 +19,36 @@ static inline v128_t load_half4(const uint16_t *p)
     return halves_to_f32x4(wasm_u32x4_load16x4(p));
 }
 
-/* Floats to halves, rounding to nearest even, exactly as ellm_f32_to_f16: NaN stays NaN with its
- * top payload bits (made non-zero), what rounds to 65520 or more is Inf, subnormals are rounded
- * by one float addition of 0.5 (whose last mantissa bit is worth 2^-24, the smallest half). */
-static inline v128_t f32x4_to_halves(v128_t f)
+/* f rounded to the nearest half, to even, and widened back, as ellm_f16_to_f32(ellm_f32_to_f16(f))
+ * gives it, without leaving float lanes: a half normal keeps 10 mantissa bits, a subnormal is a
+ * multiple of 2^-24 (one float addition of 0.5, whose last mantissa bit is worth 2^-24, rounds
+ * it), what rounds to 65520 or more is Inf, NaN keeps its top 9 payload bits and is made quiet. */
+static inline v128_t round_to_half(v128_t f)
 {
     v128_t abs = wasm_v128_and(f, wasm_i32x4_splat(0x7FFFFFFF));
-    v128_t sign = wasm_v128_and(wasm_u32x4_shr(f, 16), wasm_i32x4_splat(0x8000));
+    v128_t sign = wasm_v128_xor(f, abs);
     v128_t odd = wasm_v128_and(wasm_u32x4_shr(abs, 13), wasm_i32x4_splat(1));
-    v128_t normal = wasm_u32x4_shr(wasm_i32x4_add(wasm_i32x4_sub(abs, wasm_i32x4_splat(0x38000000)),
-                                                  wasm_i32x4_add(wasm_i32x4_splat(0xFFF), odd)),
-                                   13);
-    v128_t sub = wasm_i32x4_sub(wasm_f32x4_add(abs, wasm_f32x4_splat(0.5f)),
+    v128_t normal = wasm_v128_and(wasm_i32x4_add(abs, wasm_i32x4_add(wasm_i32x4_splat(0xFFF), odd)),
+                                  wasm_i32x4_splat(~0x1FFF));
+    v128_t sub = wasm_f32x4_sub(wasm_f32x4_add(abs, wasm_f32x4_splat(0.5f)),
                                 wasm_f32x4_splat(0.5f));
-    v128_t nan = wasm_v128_or(wasm_i32x4_splat(0x7E00),
-                              wasm_v128_and(wasm_u32x4_shr(abs, 13), wasm_i32x4_splat(0x3FF)));
-    v128_t h = wasm_v128_bitselect(sub, normal, wasm_i32x4_lt(abs, wasm_i32x4_splat(0x38800000)));
-    h = wasm_v128_bitselect(wasm_i32x4_splat(0x7C00), h,
+    v128_t nan = wasm_v128_or(wasm_i32x4_splat(0x7FC00000),
+                              wasm_v128_and(abs, wasm_i32x4_splat(0x007FE000)));
+    v128_t r = wasm_v128_bitselect(sub, normal, wasm_i32x4_lt(abs, wasm_i32x4_splat(0x38800000)));
+    r = wasm_v128_bitselect(wasm_i32x4_splat(0x7F800000), r,
                             wasm_i32x4_ge(abs, wasm_i32x4_splat(0x477FF000)));
-    h = wasm_v128_bitselect(nan, h, wasm_i32x4_gt(abs, wasm_i32x4_splat(0x7F800000)));
-    return wasm_v128_or(h, sign);
-}
-
-static inline void store_half4(uint16_t *p, v128_t f)
-{
-    v128_t h = f32x4_to_halves(f);
-    wasm_v128_store64_lane(p, wasm_u16x8_narrow_i32x4(h, h), 0);
+    r = wasm_v128_bitselect(nan, r, wasm_i32x4_gt(abs, wasm_i32x4_splat(0x7F800000)));
+    return wasm_v128_or(r, sign);
 }
 
 /* Positions whose K.Q dots are summed side by side, two per f64x2 vector: each lane still adds
  * its own position's products one at a time in order, so every dot is the portable head's, but
  * the chains of dependent double additions (one per position) overlap. */
 enum { DOT_POSITIONS = 4 };
+
+/* Head sizes whose running output is kept in float lanes (on the stack); larger ones, like head
+ * sizes that are not a multiple of 4, take the portable head. */
+enum { MAX_LANE_HEAD = 512 };
 
 /* dots[i] = Σ_d (double)(k_i[d] * qr[d]) for the n (<= DOT_POSITIONS) positions from kc; a
  * short group repeats its last position. */
@@ -93,16 +93,17 @@ void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t 
                                int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                                float *out)
 {
-    if (hd % 4 != 0) {
+    /* The running output stays in float lanes, rounded to F16 values where the portable head
+     * stores halves; its acc (hd halves) has no room for floats, hence the stack copy. */
+    float run[MAX_LANE_HEAD];
+    if (hd % 4 != 0 || hd > MAX_LANE_HEAD) {
         ellm_attend_f16_portable(q, kc, vc, stride, n_pos, hd, scale, acc, qr, out);
         return;
     }
     for (int32_t d = 0; d < hd; d += 4) {
-        store_half4(acc + d, wasm_v128_load(q + d)); /* acc rounds the query through F16 */
-        wasm_v128_store(qr + d, load_half4(acc + d));
+        wasm_v128_store(qr + d, round_to_half(wasm_v128_load(q + d)));
+        wasm_v128_store(run + d, wasm_f32x4_splat(0.0f));
     }
-    for (int32_t d = 0; d < hd; d += 4)
-        wasm_v128_store64_lane(acc + d, wasm_i64x2_splat(0), 0);
     float max = -INFINITY, sum = 0;
     double dots[DOT_POSITIONS];
     for (int32_t p = 0; p < n_pos; p++) {
@@ -117,18 +118,19 @@ void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t 
             max = score;
             v128_t s = wasm_f32x4_splat(old_scale);
             for (int32_t d = 0; d < hd; d += 4)
-                store_half4(acc + d, wasm_f32x4_mul(load_half4(acc + d), s));
+                wasm_v128_store(run + d, round_to_half(wasm_f32x4_mul(wasm_v128_load(run + d), s)));
         } else {
             weight = expf(score - max);
         }
         v128_t w = wasm_f32x4_splat(weight);
         for (int32_t d = 0; d < hd; d += 4)
-            store_half4(acc + d, wasm_f32x4_add(load_half4(acc + d),
-                                                wasm_f32x4_mul(load_half4(vrow + d), w)));
+            wasm_v128_store(run + d,
+                            round_to_half(wasm_f32x4_add(wasm_v128_load(run + d),
+                                                         wasm_f32x4_mul(load_half4(vrow + d), w))));
         sum = sum * old_scale + weight;
     }
     float inv = 1.0f / sum;
     for (int32_t d = 0; d < hd; d += 4)
-        wasm_v128_store(out + d, wasm_f32x4_mul(load_half4(acc + d), wasm_f32x4_splat(inv)));
+        wasm_v128_store(out + d, wasm_f32x4_mul(wasm_v128_load(run + d), wasm_f32x4_splat(inv)));
 }
 #endif

@@ -1,6 +1,6 @@
 /* WebAssembly SIMD128 tiles of weight rows × tokens (see ellm_gemm_fn) for Q4_0, Q8_0, Q5_0 and
  * IQ4_NL against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, and Q4_K,
- * Q5_K, Q6_K and IQ4_XS against Q8_K rows.
+ * Q5_K, Q6_K, IQ4_XS, Q2_K and Q3_K against Q8_K rows.
  *
  * Four weight rows share a vector: each row's integer block sum is formed in four partial lanes
  * by i32x4.dot_i16x8 and the four rows' partials are transposed and added, so lane r holds row
@@ -302,6 +302,64 @@ static void iq4_xs_group(const uint8_t *const rows[GROUP], int64_t b, row_group 
     g->d = scales_of(rows, at + offsetof(block_iq4_xs, d));
 }
 
+/* Q2_K and Q3_K: value 128h + 32j + 16k + l (l < 16) is the 2-bit field j of qs[32h + 16k + l],
+ * in sub-block 8h + 2j + k; Q3_K's value is that field minus 4 where bit 4h + j of
+ * hmask[16k + l] is clear. Each sub-block's scale is multiplied in (at most 3 × 15 or 4 × 32 in
+ * 16 bits); Q2_K's mins meet the 16 bsums directly. */
+static void q2_K_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    const v128_t three = wasm_i8x16_splat(3);
+    size_t at = (size_t)b * sizeof(block_q2_K);
+    for (int r = 0; r < GROUP; r++) {
+        const block_q2_K *blk = (const block_q2_K *)(rows[r] + at);
+        int16_t min[16];
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 2; k++) {
+                v128_t q = load(blk->qs + 32 * h + 16 * k);
+                for (int j = 0; j < 4; j++) {
+                    int s = 8 * h + 2 * j + k;
+                    widen_scaled_u8(wasm_v128_and(wasm_u8x16_shr(q, 2 * j), three),
+                                    blk->scales[s] & 15, &g->w[r][2 * s]);
+                }
+            }
+        for (int s = 0; s < 16; s++)
+            min[s] = blk->scales[s] >> 4;
+        g->mins[r][0] = load(min);
+        g->mins[r][1] = load(min + 8);
+    }
+    g->d = scales_of(rows, at + offsetof(block_q2_K, d));
+    g->dmin = scales_of(rows, at + offsetof(block_q2_K, dmin));
+}
+
+static void q3_K_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    const v128_t three = wasm_i8x16_splat(3), one = wasm_i8x16_splat(1);
+    const v128_t four = wasm_i8x16_splat(4);
+    size_t at = (size_t)b * sizeof(block_q3_K);
+    for (int r = 0; r < GROUP; r++) {
+        const block_q3_K *blk = (const block_q3_K *)(rows[r] + at);
+        for (int k = 0; k < 2; k++) {
+            v128_t hmask = load(blk->hmask + 16 * k);
+            for (int h = 0; h < 2; h++) {
+                v128_t q = load(blk->qs + 32 * h + 16 * k);
+                for (int j = 0; j < 4; j++) {
+                    int s = 8 * h + 2 * j + k;
+                    v128_t low = wasm_v128_and(wasm_u8x16_shr(q, 2 * j), three);
+                    v128_t high = wasm_v128_and(wasm_u8x16_shr(hmask, 4 * h + j), one);
+                    v128_t v = wasm_i8x16_sub(wasm_v128_or(low, wasm_i8x16_shl(high, 2)), four);
+                    v128_t scale = wasm_i16x8_splat(
+                        (int16_t)(ellm_q3_K_scale(blk->scales, s) - 32));
+                    v128_t *out = &g->w[r][2 * s];
+                    widen_i8(v, out);
+                    out[0] = wasm_i16x8_mul(out[0], scale);
+                    out[1] = wasm_i16x8_mul(out[1], scale);
+                }
+            }
+        }
+    }
+    g->d = scales_of(rows, at + offsetof(block_q3_K, d));
+}
+
 static void q8_K_act(const uint8_t *x, int64_t b, const void *unused, act_block *a)
 {
     (void)unused;
@@ -313,7 +371,8 @@ static void q8_K_act(const uint8_t *x, int64_t b, const void *unused, act_block 
     a->d = wasm_f32x4_splat(blk->d);
 }
 
-/* sum += ad * dw * (float)sumi - ad * dmin * (float)summ, the scalar kernel's order. */
+/* sum += ad * dw * (float)sumi - ad * dmin * (float)summ, the scalar kernel's order (Q2_K's
+ * scalar kernel forms dw * ad, the same float product). */
 static v128_t q45_K_step(const row_group *g, const act_block *a, v128_t sum)
 {
     v128_t sumi = row_sums(g, a->a, KQUANT_VECS);
@@ -327,7 +386,7 @@ static v128_t q45_K_step(const row_group *g, const act_block *a, v128_t sum)
     return wasm_f32x4_add(sum, wasm_f32x4_sub(scaled, mins));
 }
 
-/* sum += ad * dw * (float)sumi (Q6_K and IQ4_XS). */
+/* sum += ad * dw * (float)sumi (Q6_K, IQ4_XS and Q3_K). */
 static v128_t q6_K_step(const row_group *g, const act_block *a, v128_t sum)
 {
     v128_t sumi = row_sums(g, a->a, KQUANT_VECS);
@@ -426,6 +485,22 @@ void ellm_gemm_q6_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
                               int64_t y_stride)
 {
     gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q6_K_group,
+                    q8_K_act, NULL, q6_K_step);
+}
+
+void ellm_gemm_q2_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                              int64_t y_stride)
+{
+    gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q2_K_group,
+                    q8_K_act, NULL, q45_K_step);
+}
+
+void ellm_gemm_q3_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                              int64_t y_stride)
+{
+    gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q3_K_group,
                     q8_K_act, NULL, q6_K_step);
 }
 
