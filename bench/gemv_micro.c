@@ -88,15 +88,11 @@ static bool bench_type(ellm_type type, size_t target_bytes, int64_t cols, int re
     for (int64_t c = 0; c < cols; c++)
         x[c] = bench_uniform(&seed);
     /* The activation row in the layout the decode path gives the kernel. */
-    bool ext = k->vec_dot_ext && k->vec_dot_type == ELLM_TYPE_Q8_0;
-    ellm_vec_dot_fn dot = ext ? k->vec_dot_ext : k->vec_dot;
-    void *xq = aligned_alloc(64, (size_t)cols * 8 + 4096);
-    if (ext)
-        ellm_quantize_q8_0_ext(x, xq, cols);
-    else if (k->vec_dot_type == ELLM_TYPE_F32)
-        memcpy(xq, x, (size_t)cols * sizeof(float));
-    else
-        ellm_quantize_activations(k->vec_dot_type, x, xq, cols);
+    ellm_act_layout layout = k->vec_dot_ext ? k->ext_layout : ELLM_ACT_PLAIN;
+    ellm_vec_dot_fn dot = k->vec_dot_ext ? k->vec_dot_ext : k->vec_dot;
+    size_t xq_bytes = ellm_act_row_bytes(layout, k->vec_dot_type, cols);
+    void *xq = aligned_alloc(64, (xq_bytes + 63) / 64 * 64);
+    ellm_quantize_act(layout, k->vec_dot_type, x, xq, cols);
 
     double best_kernel = 1e30, best_read = 1e30;
     uint64_t sink = 0;

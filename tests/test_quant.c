@@ -317,16 +317,6 @@ static void test_gemm_tiles(void)
                                   ellm_type_name(types[ty]), r, t, single[t][r], scalar);
                     }
                 }
-            /* The single-row kernel on extended rows (the decode path) gives the same bytes. */
-            if (k->vec_dot_ext && !q8_1)
-                for (int t = 0; t < TOK; t++)
-                    for (int r = 0; r < ROWS; r++) {
-                        float got;
-                        k->vec_dot_ext(N, &got, wq + r * rb, xe + (size_t)t * L.row_bytes);
-                        CHECK_MSG(!memcmp(&got, &single[t][r], sizeof got),
-                                  "%s %s extended-row kernel, row %d token %d: %.9g vs %.9g",
-                                  sets[set], ellm_type_name(types[ty]), r, t, got, single[t][r]);
-                    }
             /* Batches of 1..9 tokens from several starts and the whole batch, tiles of 1..ROWS rows
          * (every row count for small batches). */
             for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9         ? n_tok + 1
@@ -352,6 +342,103 @@ static void test_gemm_tiles(void)
     CHECK(tiled_sets >= 1);
 #endif
     free(xe);
+}
+
+/* Every set's decode kernels on their extended activation rows (vec_dot_ext, in the layout the
+ * set declares: extended Q8_0, or the 16-bit wide Q8_0 and Q8_K rows of the wasm-simd set) give
+ * exactly what vec_dot gives on plain rows, for every weight type, several row lengths and edge
+ * values; and every layout holds exactly the reference quantizer's values, scales and sums in
+ * its documented order. */
+static void test_extended_activation_rows(void)
+{
+    enum { MAXN = 4096 };
+    static float w[MAXN], x[MAXN];
+    static uint8_t wq[MAXN * 4], plain[MAXN * 4], ext[MAXN * 4];
+    /* The layouts' contents against the reference blocks. */
+    for (int i = 0; i < MAXN; i++)
+        x[i] = frand() * (float)(1 + i % 5);
+    ellm_quantize_row(ELLM_TYPE_Q8_0, x, plain, MAXN);
+    const block_q8_0 *b0 = (const block_q8_0 *)plain;
+    ellm_q8_0_ext_layout L = ellm_q8_0_wide_layout_for(MAXN);
+    CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_0_WIDE, ELLM_TYPE_Q8_0, MAXN) == L.row_bytes);
+    ellm_quantize_act(ELLM_ACT_Q8_0_WIDE, ELLM_TYPE_Q8_0, x, ext, MAXN);
+    const int16_t *wide = (const int16_t *)ext;
+    int wrong = 0;
+    for (int i = 0; i < MAXN / 32; i++) {
+        int32_t total = 0;
+        for (int j = 0; j < 32; j++) {
+            wrong += wide[32 * i + ellm_act_wide_index(j)] != b0[i].qs[j];
+            total += b0[i].qs[j];
+        }
+        wrong += ((const float *)(ext + L.scales_offset))[i] != ellm_f16_to_f32(b0[i].d);
+        wrong += ((const int32_t *)(ext + L.block_sums_offset))[i] != total;
+    }
+    CHECK_MSG(wrong == 0, "%d wrong values in the wide Q8_0 row", wrong);
+    ellm_quantize_row(ELLM_TYPE_Q8_K, x, plain, MAXN);
+    ellm_quantize_act(ELLM_ACT_Q8_K_WIDE, ELLM_TYPE_Q8_K, x, ext, MAXN);
+    CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_K_WIDE, ELLM_TYPE_Q8_K, MAXN) ==
+          MAXN / QK_K * sizeof(block_q8_K_wide));
+    const block_q8_K *bk = (const block_q8_K *)plain;
+    const block_q8_K_wide *bw = (const block_q8_K_wide *)ext;
+    for (int i = 0; i < MAXN / QK_K; i++) {
+        for (int j = 0; j < QK_K; j++)
+            wrong += bw[i].qs[ellm_act_wide_index(j)] != bk[i].qs[j];
+        wrong += bw[i].d != bk[i].d || memcmp(bw[i].bsums, bk[i].bsums, sizeof bk[i].bsums);
+    }
+    CHECK_MSG(wrong == 0, "%d wrong values in the wide Q8_K row", wrong);
+    /* The index maps each 16 values onto themselves, evens first. */
+    CHECK(ellm_act_wide_index(0) == 0 && ellm_act_wide_index(1) == 8 &&
+          ellm_act_wide_index(14) == 7 && ellm_act_wide_index(15) == 15 &&
+          ellm_act_wide_index(17) == 24 && ellm_act_wide_index(30) == 23);
+
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    int sizes[] = {256, 768, 960, 2816, MAXN};
+    int checked = 0;
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        CHECK(ellm_quant_use_kernel_set(sets[set]));
+        for (int type = 0; type < ELLM_TYPE_COUNT; type++) {
+            const ellm_type_kernels *k = ellm_kernels_for((ellm_type)type);
+            if (!k || !k->vec_dot_ext)
+                continue;
+            uint32_t bs = ellm_type_traits_of((uint32_t)type)->block_size;
+            for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+                int n = sizes[si];
+                if (n % (int)bs)
+                    continue;
+                for (int edge = 0; edge < 3; edge++) {
+                    for (int i = 0; i < n; i++) {
+                        w[i] = edge == 1 ? 0.0f : frand() * (edge == 2 && i % 7 == 0 ? 1e3f : 1.0f);
+                        x[i] = frand() * (edge == 2 ? (i % 11 == 0 ? 50.0f : 1e-4f) : 2.0f);
+                    }
+                    ellm_quantize_row((ellm_type)type, w, wq, n);
+                    ellm_quantize_act(ELLM_ACT_PLAIN, k->vec_dot_type, x, plain, n);
+                    ellm_quantize_act(k->ext_layout, k->vec_dot_type, x, ext, n);
+                    float want, got;
+                    k->vec_dot(n, &want, wq, plain);
+                    k->vec_dot_ext(n, &got, wq, ext);
+                    CHECK_MSG(!memcmp(&want, &got, sizeof got),
+                              "%s %s n=%d edge %d: extended-row kernel %.9g vs vec_dot %.9g",
+                              sets[set], ellm_type_name((uint32_t)type), n, edge, got, want);
+                    checked++;
+                }
+            }
+        }
+    }
+    ellm_quant_use_kernel_set(NULL);
+    fprintf(stderr, "extended-row kernels checked: %d rows\n", checked);
+#if defined(__wasm__)
+    /* Every wasm decode kernel the web build relies on reads a wide row. */
+    ellm_type wide_types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,  ELLM_TYPE_Q8_0, ELLM_TYPE_IQ4_NL,
+                              ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K,  ELLM_TYPE_Q6_K, ELLM_TYPE_Q2_K,
+                              ELLM_TYPE_Q3_K, ELLM_TYPE_IQ4_XS};
+    for (size_t t = 0; t < sizeof wide_types / sizeof wide_types[0]; t++) {
+        const ellm_type_kernels *k = ellm_kernels_for(wide_types[t]);
+        CHECK_MSG(k && k->vec_dot_ext && k->ext_layout != ELLM_ACT_Q8_0_EXT,
+                  "%s has no wasm-simd decode kernel on wide activations",
+                  ellm_type_name(wide_types[t]));
+    }
+#endif
 }
 
 /* Every kernel set this CPU can run (e.g. neon-dotprod, neon and scalar on an ARMv8.2 CPU; avx2
@@ -660,6 +747,7 @@ int main(void)
     test_q8_K_activations();
     test_kernels_match_reference();
     test_gemm_tiles();
+    test_extended_activation_rows();
     test_every_kernel_set();
     test_matmul();
     test_matmul_batch_independence();

@@ -1,5 +1,6 @@
-/* The extended Q8_0 activation layout of the gemm kernels (see quant.h): the plain blocks, plus
- * per-block data that every weight row would otherwise recompute for itself. */
+/* The extended activation layouts (see quant.h): the plain Q8_0 blocks plus per-block data that
+ * every weight row would otherwise recompute for itself (the gemm kernels), and the 16-bit
+ * variants of Q8_0 and Q8_K for kernels that multiply in 16-bit lanes. */
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -34,4 +35,77 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n)
         for (int j = 0; j < QK8_0; j++)
             block_sums[i] += b.qs[j];
     }
+}
+
+ellm_q8_0_ext_layout ellm_q8_0_wide_layout_for(int64_t n)
+{
+    size_t nb = (size_t)(n / QK8_0);
+    ellm_q8_0_ext_layout L;
+    L.scales_offset = nb * QK8_0 * sizeof(int16_t);
+    L.block_sums_offset = L.scales_offset + align32(nb * sizeof(float));
+    L.row_bytes = (L.block_sums_offset + nb * sizeof(int32_t) + 63) & ~(size_t)63;
+    return L;
+}
+
+static void quantize_q8_0_wide(const float *x, void *dst, int64_t n)
+{
+    ellm_q8_0_ext_layout L = ellm_q8_0_wide_layout_for(n);
+    uint8_t *row = dst;
+    int16_t *qs = dst;
+    float *scales = (float *)(row + L.scales_offset);
+    int32_t *block_sums = (int32_t *)(row + L.block_sums_offset);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        block_q8_0 b;
+        ellm_quantize_activations(ELLM_TYPE_Q8_0, x + i * QK8_0, &b, QK8_0);
+        scales[i] = ellm_f16_to_f32(b.d);
+        block_sums[i] = 0;
+        for (int j = 0; j < QK8_0; j++) {
+            qs[i * QK8_0 + ellm_act_wide_index(j)] = b.qs[j];
+            block_sums[i] += b.qs[j];
+        }
+    }
+}
+
+static void quantize_q8_K_wide(const float *x, void *dst, int64_t n)
+{
+    block_q8_K_wide *out = dst;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        block_q8_K b;
+        ellm_quantize_activations(ELLM_TYPE_Q8_K, x + i * QK_K, &b, QK_K);
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].d = b.d;
+        memcpy(out[i].bsums, b.bsums, sizeof b.bsums);
+        for (int j = 0; j < QK_K; j++)
+            out[i].qs[ellm_act_wide_index(j)] = b.qs[j];
+    }
+}
+
+size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n)
+{
+    switch (layout) {
+    case ELLM_ACT_Q8_0_EXT: return ellm_q8_0_ext_layout_for(n).row_bytes;
+    case ELLM_ACT_Q8_0_WIDE: return ellm_q8_0_wide_layout_for(n).row_bytes;
+    case ELLM_ACT_Q8_K_WIDE: return (size_t)(n / QK_K) * sizeof(block_q8_K_wide);
+    case ELLM_ACT_PLAIN: break;
+    }
+    if (vec_dot_type == ELLM_TYPE_F32)
+        return (size_t)n * sizeof(float);
+    uint64_t rb = 0;
+    ellm_row_bytes(vec_dot_type, (uint64_t)n, &rb);
+    return (size_t)rb;
+}
+
+void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const float *x, void *dst,
+                       int64_t n)
+{
+    switch (layout) {
+    case ELLM_ACT_Q8_0_EXT: ellm_quantize_q8_0_ext(x, dst, n); return;
+    case ELLM_ACT_Q8_0_WIDE: quantize_q8_0_wide(x, dst, n); return;
+    case ELLM_ACT_Q8_K_WIDE: quantize_q8_K_wide(x, dst, n); return;
+    case ELLM_ACT_PLAIN: break;
+    }
+    if (vec_dot_type == ELLM_TYPE_F32)
+        memcpy(dst, x, (size_t)n * sizeof(float));
+    else
+        ellm_quantize_activations(vec_dot_type, x, dst, n);
 }

@@ -70,6 +70,16 @@ typedef struct block_q8_K {
     int16_t bsums[QK_K / 16];
 } block_q8_K;
 
+/* Q8_K for kernels that multiply in 16-bit lanes (ELLM_ACT_Q8_K_WIDE, quant.h): the values as
+ * int16, each 16 stored as their 8 of even index then their 8 of odd index; 560 bytes so that
+ * every block starts 16-byte aligned. */
+typedef struct block_q8_K_wide {
+    int16_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+    float d;
+    float unused[3];
+} block_q8_K_wide;
+
 /* K-quant weight formats: super-blocks of QK_K values. In Q4_K and Q5_K each of the 8 sub-blocks
  * of 32 values has a 6-bit scale sc and a 6-bit min m, packed into 12 bytes: for sub-block j < 4,
  * sc = scales[j] & 63 and m = scales[j + 4] & 63; for j >= 4, sc = (scales[j + 4] & 15) |
@@ -150,6 +160,7 @@ _Static_assert(sizeof(block_q5_1) == 24, "Q5_1 block is 24 bytes");
 _Static_assert(sizeof(block_iq4_nl) == 18, "IQ4_NL block is 18 bytes");
 _Static_assert(sizeof(block_q8_1) == 36, "Q8_1 block is 36 bytes");
 _Static_assert(sizeof(block_q8_K) == 292, "Q8_K block is 292 bytes");
+_Static_assert(sizeof(block_q8_K_wide) == 560, "wide Q8_K block is 560 bytes");
 _Static_assert(sizeof(block_q4_K) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(block_q5_K) == 176, "Q5_K block is 176 bytes");
 _Static_assert(sizeof(block_q6_K) == 210, "Q6_K block is 210 bytes");

@@ -26,12 +26,12 @@ typedef struct kernel_set {
 /* An entry: activation type, single-row dot, ISA, four-row dot, extended-row dot, tile. */
 #define K(act, dot, isa, x4, ext, gemm)                                                            \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL                                             \
+        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, ELLM_ACT_Q8_0_EXT                          \
     }
 /* An entry whose tile comes from another set. */
 #define K_TILE_OF(act, dot, isa, gemm, gemm_isa)                                                   \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa                                      \
+        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa, ELLM_ACT_Q8_0_EXT                   \
     }
 
 static const kernel_set scalar_set = {
@@ -186,6 +186,12 @@ static bool cpu_has_dotprod(void)
 #endif
 
 #if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
+/* A wasm entry: single rows, their decode kernel on wide activations of the layout, tile. */
+#define K_WASM(act, type, layout, gemm)                                                            \
+    {                                                                                              \
+        ELLM_TYPE_##act, ellm_vec_dot_##type##_wasm_simd, "wasm-simd", NULL,                       \
+            ellm_vec_dot_##type##_wide_wasm_simd, gemm, NULL, ELLM_ACT_##layout                    \
+    }
 /* Types without a SIMD128 kernel (BF16) take the scalar one. Attention is the portable head with
  * vector half conversions (no fused multiply-add in SIMD128, so no wide path). */
 static const kernel_set wasm_simd_set = {
@@ -194,30 +200,20 @@ static const kernel_set wasm_simd_set = {
         {
             [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_wasm_simd, "wasm-simd", NULL, NULL, NULL),
             [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_wasm_simd, "wasm-simd", NULL, NULL, NULL),
-            [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_wasm_simd, "wasm-simd", NULL,
-                                 ellm_vec_dot_q8_0_ext_wasm_simd, ellm_gemm_q8_0_wasm_simd),
-            [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_wasm_simd, "wasm-simd", NULL,
-                                 ellm_vec_dot_q4_0_ext_wasm_simd, ellm_gemm_q4_0_wasm_simd),
-            [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_wasm_simd, "wasm-simd", NULL, NULL,
-                                 ellm_gemm_q4_K_wasm_simd),
-            [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_wasm_simd, "wasm-simd", NULL, NULL,
-                                 ellm_gemm_q5_K_wasm_simd),
-            [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_wasm_simd, "wasm-simd", NULL, NULL,
-                                 ellm_gemm_q6_K_wasm_simd),
-            [ELLM_TYPE_IQ4_XS] = K(Q8_K, ellm_vec_dot_iq4_xs_wasm_simd, "wasm-simd", NULL, NULL,
-                                   ellm_gemm_iq4_xs_wasm_simd),
-            [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_wasm_simd, "wasm-simd", NULL,
-                                   ellm_vec_dot_iq4_nl_ext_wasm_simd, ellm_gemm_iq4_nl_wasm_simd),
-            [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_wasm_simd, "wasm-simd", NULL,
-                                 ellm_vec_dot_q5_0_ext_wasm_simd, ellm_gemm_q5_0_wasm_simd),
+            [ELLM_TYPE_Q8_0] = K_WASM(Q8_0, q8_0, Q8_0_WIDE, ellm_gemm_q8_0_wasm_simd),
+            [ELLM_TYPE_Q4_0] = K_WASM(Q8_0, q4_0, Q8_0_WIDE, ellm_gemm_q4_0_wasm_simd),
+            [ELLM_TYPE_Q4_K] = K_WASM(Q8_K, q4_K, Q8_K_WIDE, ellm_gemm_q4_K_wasm_simd),
+            [ELLM_TYPE_Q5_K] = K_WASM(Q8_K, q5_K, Q8_K_WIDE, ellm_gemm_q5_K_wasm_simd),
+            [ELLM_TYPE_Q6_K] = K_WASM(Q8_K, q6_K, Q8_K_WIDE, ellm_gemm_q6_K_wasm_simd),
+            [ELLM_TYPE_IQ4_XS] = K_WASM(Q8_K, iq4_xs, Q8_K_WIDE, ellm_gemm_iq4_xs_wasm_simd),
+            [ELLM_TYPE_IQ4_NL] = K_WASM(Q8_0, iq4_nl, Q8_0_WIDE, ellm_gemm_iq4_nl_wasm_simd),
+            [ELLM_TYPE_Q5_0] = K_WASM(Q8_0, q5_0, Q8_0_WIDE, ellm_gemm_q5_0_wasm_simd),
             [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_wasm_simd, "wasm-simd", NULL, NULL,
                                  ellm_gemm_q4_1_wasm_simd),
             [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_wasm_simd, "wasm-simd", NULL, NULL,
                                  ellm_gemm_q5_1_wasm_simd),
-            [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_wasm_simd, "wasm-simd", NULL, NULL,
-                                 ellm_gemm_q2_K_wasm_simd),
-            [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_wasm_simd, "wasm-simd", NULL, NULL,
-                                 ellm_gemm_q3_K_wasm_simd),
+            [ELLM_TYPE_Q2_K] = K_WASM(Q8_K, q2_K, Q8_K_WIDE, ellm_gemm_q2_K_wasm_simd),
+            [ELLM_TYPE_Q3_K] = K_WASM(Q8_K, q3_K, Q8_K_WIDE, ellm_gemm_q3_K_wasm_simd),
         },
     .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, NULL, ellm_axpy_q8_0_portable,
                   ellm_attend_q8_0_group_portable},

@@ -192,11 +192,18 @@ void ellm_vec_dot_q6_K_wasm_simd(int64_t n, float *out, const void *row, const v
 void ellm_vec_dot_iq4_xs_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q2_K_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_wasm_simd(int64_t n, float *out, const void *row, const void *x);
-/* The same with x in the extended Q8_0 layout (ellm_quantize_q8_0_ext): the decode path. */
-void ellm_vec_dot_q4_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x);
-void ellm_vec_dot_q5_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x);
-void ellm_vec_dot_q8_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x);
-void ellm_vec_dot_iq4_nl_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+/* The same with x in the wide (16-bit) layouts, ELLM_ACT_Q8_0_WIDE for the 32-value formats and
+ * ELLM_ACT_Q8_K_WIDE for the others: the decode path. */
+void ellm_vec_dot_q4_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q8_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_iq4_nl_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q6_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_iq4_xs_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q2_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q3_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 /* Tiles of four rows in lanes (gemm_wasm_simd.c; see ellm_gemm_fn): Q4_0, Q8_0, Q5_0 and IQ4_NL
  * against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, K-quants against
  * Q8_K rows; bit-identical to the kernels above. */

@@ -84,7 +84,7 @@ static inline v128_t ints_q5_0(const block_q5_0 *w, const int8_t *a)
 }
 
 /* A block's unsigned 4- or 5-bit values (0..15 or 0..31) against its 32 activations: the "_1"
- * formats' products, and Q4_0's and Q5_0's before their offset comes off (extended rows). */
+ * formats' products. */
 static inline v128_t unsigned_nibbles_dot(const uint8_t *qs, const int8_t *a)
 {
     v128_t q = load(qs);
@@ -211,25 +211,59 @@ void ellm_vec_dot_iq4_nl_wasm_simd(int64_t n, float *out, const void *row, const
     Q8_0_ACTIVATION_DOT(w, a, n, ints_iq4_nl, out);
 }
 
-/* The 32-value formats against the extended Q8_0 row (the decode path): the activation scales
- * are already floats, and a format's offset (Q4_0's 8, Q5_0's 16) comes off the block sum
- * through the row's per-block activation sums instead of off every value. Same integers and
- * float steps as the scalar kernels. */
-static inline v128_t ints_q4_0_unsigned(const block_q4_0 *w, const int8_t *a)
+/* The 32-value formats against the wide Q8_0 row (the decode path): activations already int16 in
+ * the order a 16-bit lane split gives the weights (ellm_act_wide_index), so only the weights are
+ * widened; the activation scales are floats, and a format's offset (Q4_0's 8, Q5_0's 16) comes
+ * off the block sum through the row's per-block activation sums instead of off every value. Same
+ * integers and float steps as the scalar kernels. */
+static inline v128_t wide_q4_0(const block_q4_0 *w, const int16_t *a)
 {
-    return unsigned_nibbles_dot(w->qs, a);
+    const v128_t low4 = wasm_i16x8_splat(0x0F);
+    v128_t q = load(w->qs);
+    /* Lane j holds bytes 2j and 2j + 1: values 2j, 2j + 1 (low nibbles), 16 + 2j, 17 + 2j. */
+    v128_t p0 = dot_wide16(wasm_v128_and(q, low4), wasm_v128_and(wasm_u16x8_shr(q, 8), low4), a);
+    v128_t p1 = dot_wide16(wasm_v128_and(wasm_u16x8_shr(q, 4), low4), wasm_u16x8_shr(q, 12),
+                           a + 16);
+    return wasm_i32x4_add(p0, p1);
 }
 
-static inline v128_t ints_q5_0_unsigned(const block_q5_0 *w, const int8_t *a)
+static inline v128_t wide_q5_0(const block_q5_0 *w, const int16_t *a)
 {
-    return unsigned_fives_dot(w->qs, w->qh, a);
+    v128_t lo, hi;
+    q5_values(w->qs, w->qh, &lo, &hi);
+    return wasm_i32x4_add(dot_wide16(even_u8_to_i16(lo), odd_u8_to_i16(lo), a),
+                          dot_wide16(even_u8_to_i16(hi), odd_u8_to_i16(hi), a + 16));
 }
 
-#define EXT_ACTIVATION_DOT(block_type, block_fn, offset)                                           \
+static inline v128_t wide_q8_0(const block_q8_0 *w, const int16_t *a)
+{
+    v128_t lo = load(w->qs), hi = load(w->qs + 16);
+    return wasm_i32x4_add(dot_wide16(even_i8_to_i16(lo), odd_i8_to_i16(lo), a),
+                          dot_wide16(even_i8_to_i16(hi), odd_i8_to_i16(hi), a + 16));
+}
+
+/* 32 IQ4_NL-coded values (index of value j in the low nibble of qs[j], of value j + 16 in the high
+ * nibble) against 32 wide activations. */
+static inline v128_t wide_iq4(const uint8_t *qs, const int16_t *a)
+{
+    const v128_t levels = load(ellm_kvalues_iq4nl), low4 = wasm_i8x16_splat(0x0F);
+    v128_t q = load(qs);
+    v128_t lo = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
+    v128_t hi = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
+    return wasm_i32x4_add(dot_wide16(even_i8_to_i16(lo), odd_i8_to_i16(lo), a),
+                          dot_wide16(even_i8_to_i16(hi), odd_i8_to_i16(hi), a + 16));
+}
+
+static inline v128_t wide_iq4_nl(const block_iq4_nl *w, const int16_t *a)
+{
+    return wide_iq4(w->qs, a);
+}
+
+#define WIDE_ACTIVATION_DOT(block_type, block_fn, offset)                                          \
     do {                                                                                           \
-        const ellm_q8_0_ext_layout L_ = ellm_q8_0_ext_layout_for(n);                               \
+        const ellm_q8_0_ext_layout L_ = ellm_q8_0_wide_layout_for(n);                              \
         const block_type *w_ = row;                                                                \
-        const int8_t *a_ = x;                                                                      \
+        const int16_t *a_ = x;                                                                     \
         const float *da_ = (const float *)((const uint8_t *)x + L_.scales_offset);                 \
         const int32_t *bsums_ = (const int32_t *)((const uint8_t *)x + L_.block_sums_offset);      \
         int64_t nb_ = n / QK8_0, i_ = 0;                                                           \
@@ -257,24 +291,24 @@ static inline v128_t ints_q5_0_unsigned(const block_q5_0 *w, const int8_t *a)
         *out = sum_;                                                                               \
     } while (0)
 
-void ellm_vec_dot_q4_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+void ellm_vec_dot_q4_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
-    EXT_ACTIVATION_DOT(block_q4_0, ints_q4_0_unsigned, 8);
+    WIDE_ACTIVATION_DOT(block_q4_0, wide_q4_0, 8);
 }
 
-void ellm_vec_dot_q5_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+void ellm_vec_dot_q5_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
-    EXT_ACTIVATION_DOT(block_q5_0, ints_q5_0_unsigned, 16);
+    WIDE_ACTIVATION_DOT(block_q5_0, wide_q5_0, 16);
 }
 
-void ellm_vec_dot_q8_0_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+void ellm_vec_dot_q8_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
-    EXT_ACTIVATION_DOT(block_q8_0, ints_q8_0, 0);
+    WIDE_ACTIVATION_DOT(block_q8_0, wide_q8_0, 0);
 }
 
-void ellm_vec_dot_iq4_nl_ext_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+void ellm_vec_dot_iq4_nl_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
-    EXT_ACTIVATION_DOT(block_iq4_nl, ints_iq4_nl, 0);
+    WIDE_ACTIVATION_DOT(block_iq4_nl, wide_iq4_nl, 0);
 }
 
 /* Sum over the 8 sub-blocks of min[j] times the activations' sum over sub-block j (two bsums). */
@@ -481,6 +515,208 @@ void ellm_vec_dot_q3_K_wasm_simd(int64_t n, float *out, const void *row, const v
                     v128_t v = wasm_v128_or(low, wasm_i8x16_shl(high, 2));
                     acc = add_scaled(acc, dot_i8x16(v, load(a[i].qs + 16 * s)), scale[s]);
                 }
+        }
+        int32_t isum = hsum_i32x4(acc) - 4 * scales_times_bsums(scale, a[i].bsums);
+        sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;
+    }
+    *out = sum;
+}
+
+/* The K-quants and IQ4_XS against wide Q8_K rows (block_q8_K_wide, the decode path): the
+ * activations are already int16 in the order a 16-bit lane split gives the weights, so only the
+ * weights are widened. The integers and float steps are those of the kernels above. */
+void ellm_vec_dot_q4_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q4_K *w = row;
+    const block_q8_K_wide *a = x;
+    const v128_t low4 = wasm_i16x8_splat(0x0F);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++)
+            ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int c = 0; c < 4; c++) {
+            v128_t lo = wasm_i32x4_splat(0), hi = wasm_i32x4_splat(0);
+            for (int k = 0; k < 2; k++) {
+                /* Lane j: the bytes of values 64c + 16k + 2j and + 1 (low nibbles), the same
+                 * + 32 (high nibbles). */
+                v128_t q = load(w[i].qs + 32 * c + 16 * k);
+                const int16_t *y = a[i].qs + 64 * c + 16 * k;
+                lo = wasm_i32x4_add(lo, dot_wide16(wasm_v128_and(q, low4),
+                                                   wasm_v128_and(wasm_u16x8_shr(q, 8), low4), y));
+                hi = wasm_i32x4_add(hi, dot_wide16(wasm_v128_and(wasm_u16x8_shr(q, 4), low4),
+                                                   wasm_u16x8_shr(q, 12), y + 32));
+            }
+            acc = add_scaled(acc, lo, sc[2 * c]);
+            acc = add_scaled(acc, hi, sc[2 * c + 1]);
+        }
+        int sumi = hsum_i32x4(acc);
+        int summ = q8_K_min_term(mn, a[i].bsums);
+        sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
+               a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_q5_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q5_K *w = row;
+    const block_q8_K_wide *a = x;
+    const v128_t low4 = wasm_i8x16_splat(0x0F), fifth = wasm_i8x16_splat(0x10);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++)
+            ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
+        /* qh shifted right by 2c: bit 2c of each byte (the fifth bit of the low value) at bit 0,
+         * bit 2c + 1 (of the high value) at bit 1. */
+        v128_t qh[2] = {load(w[i].qh), load(w[i].qh + 16)};
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int c = 0; c < 4; c++) {
+            v128_t lo = wasm_i32x4_splat(0), hi = wasm_i32x4_splat(0);
+            for (int k = 0; k < 2; k++) {
+                v128_t q = load(w[i].qs + 32 * c + 16 * k);
+                /* The fifth bits moved to bit 4 of both bytes of each lane at once. */
+                v128_t v_lo = wasm_v128_or(wasm_v128_and(q, low4),
+                                           wasm_v128_and(wasm_i16x8_shl(qh[k], 4), fifth));
+                v128_t v_hi = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q, 4), low4),
+                                           wasm_v128_and(wasm_i16x8_shl(qh[k], 3), fifth));
+                qh[k] = wasm_u16x8_shr(qh[k], 2);
+                const int16_t *y = a[i].qs + 64 * c + 16 * k;
+                lo = wasm_i32x4_add(lo, dot_wide16(even_u8_to_i16(v_lo), odd_u8_to_i16(v_lo), y));
+                hi = wasm_i32x4_add(hi,
+                                    dot_wide16(even_u8_to_i16(v_hi), odd_u8_to_i16(v_hi), y + 32));
+            }
+            acc = add_scaled(acc, lo, sc[2 * c]);
+            acc = add_scaled(acc, hi, sc[2 * c + 1]);
+        }
+        int sumi = hsum_i32x4(acc);
+        int summ = q8_K_min_term(mn, a[i].bsums);
+        sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
+               a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_q6_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q6_K *w = row;
+    const block_q8_K_wide *a = x;
+    const v128_t low4 = wasm_i8x16_splat(0x0F), high2 = wasm_i8x16_splat(0x30);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
+            const int16_t *y = a[i].qs + 128 * h;
+            const int8_t *sc = w[i].scales + 8 * h;
+            for (int k = 0; k < 2; k++) {
+                v128_t hbits = load(qh + 16 * k);
+                for (int quarter = 0; quarter < 4; quarter++) {
+                    /* Values 32 quarter + 16k + l: sub-block 2 quarter + k; their top two bits
+                     * (bits 2 quarter, + 1 of qh, at bits 0, 1 of hbits by now) moved to bits 4,
+                     * 5 of both bytes. */
+                    v128_t low = load(ql + 16 * k + (quarter & 1 ? 32 : 0));
+                    low = quarter < 2 ? wasm_v128_and(low, low4)
+                                      : wasm_v128_and(wasm_u16x8_shr(low, 4), low4);
+                    v128_t v = wasm_v128_or(low, wasm_v128_and(wasm_i16x8_shl(hbits, 4), high2));
+                    hbits = wasm_u16x8_shr(hbits, 2);
+                    v128_t part = dot_wide16(even_u8_to_i16(v), odd_u8_to_i16(v),
+                                             y + 32 * quarter + 16 * k);
+                    acc = add_scaled(acc, part, sc[2 * quarter + k]);
+                }
+            }
+        }
+        int sumi = hsum_i32x4(acc);
+        /* The stored q is value + 32: remove 32 * scale * (activation sum) per sub-block. */
+        v128_t s = load(w[i].scales);
+        v128_t off = wasm_i32x4_add(
+            wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(s), load(a[i].bsums)),
+            wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(s), load(a[i].bsums + 8)));
+        sumi -= 32 * hsum_i32x4(off);
+        sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_iq4_xs_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_iq4_xs *w = row;
+    const block_q8_K_wide *a = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int s = 0; s < 8; s++)
+            acc = add_scaled(acc, wide_iq4(w[i].qs + 16 * s, a[i].qs + 32 * s),
+                             ellm_iq4_xs_scale(&w[i], s) - 32);
+        int32_t isum = hsum_i32x4(acc);
+        sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_q2_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q2_K *w = row;
+    const block_q8_K_wide *a = x;
+    const v128_t three = wasm_i16x8_splat(3);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int16_t scale[16], min[16];
+        for (int s = 0; s < 16; s++) {
+            scale[s] = w[i].scales[s] & 15;
+            min[s] = w[i].scales[s] >> 4;
+        }
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 2; k++) {
+                v128_t q = load(w[i].qs + 32 * h + 16 * k);
+                for (int j = 0; j < 4; j++) {
+                    int s = 8 * h + 2 * j + k;
+                    v128_t even = wasm_v128_and(wasm_u16x8_shr(q, 2 * j), three);
+                    v128_t odd = wasm_v128_and(wasm_u16x8_shr(q, 8 + 2 * j), three);
+                    acc = add_scaled(acc, dot_wide16(even, odd, a[i].qs + 16 * s), scale[s]);
+                }
+            }
+        int32_t isum = hsum_i32x4(acc);
+        int32_t msum = scales_times_bsums(min, a[i].bsums);
+        float dall = ellm_f16_to_f32(w[i].d) * a[i].d;
+        float dmin = ellm_f16_to_f32(w[i].dmin) * a[i].d;
+        sum += dall * (float)isum - dmin * (float)msum;
+    }
+    *out = sum;
+}
+
+void ellm_vec_dot_q3_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q3_K *w = row;
+    const block_q8_K_wide *a = x;
+    const v128_t three = wasm_i16x8_splat(3), four = wasm_i16x8_splat(4);
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int16_t scale[16];
+        for (int s = 0; s < 16; s++)
+            scale[s] = (int16_t)(ellm_q3_K_scale(w[i].scales, s) - 32);
+        v128_t acc = wasm_i32x4_splat(0);
+        for (int k = 0; k < 2; k++) {
+            /* hmask shifted right by 4h + j: the third bits of this step's values at bit 0 of
+             * each byte. */
+            v128_t hmask = load(w[i].hmask + 16 * k);
+            for (int h = 0; h < 2; h++) {
+                v128_t q = load(w[i].qs + 32 * h + 16 * k);
+                for (int j = 0; j < 4; j++) {
+                    int s = 8 * h + 2 * j + k;
+                    /* The stored value is q + 4 (the hmask bit, moved to bit 2, is worth 4); the
+                     * 4s are removed below through the activation sums. */
+                    v128_t even = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q, 2 * j), three),
+                                               wasm_v128_and(wasm_i16x8_shl(hmask, 2), four));
+                    v128_t odd = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q, 8 + 2 * j), three),
+                                              wasm_v128_and(wasm_u16x8_shr(hmask, 6), four));
+                    hmask = wasm_u16x8_shr(hmask, 1);
+                    acc = add_scaled(acc, dot_wide16(even, odd, a[i].qs + 16 * s), scale[s]);
+                }
+            }
         }
         int32_t isum = hsum_i32x4(acc) - 4 * scales_times_bsums(scale, a[i].bsums);
         sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;

@@ -19,6 +19,22 @@ static inline v128_t dot_i8x16(v128_t a, v128_t b)
     return wasm_i32x4_add(lo, hi);
 }
 
+/* A byte vector as 16-bit lanes: the bytes of even index (lanes' low bytes) and of odd index
+ * (high bytes), sign-extended or zero-extended. With activations stored in that order (the
+ * "wide" layouts, ellm_act_wide_index) this is all the widening a product needs. */
+static inline v128_t even_i8_to_i16(v128_t v) { return wasm_i16x8_shr(wasm_i16x8_shl(v, 8), 8); }
+static inline v128_t odd_i8_to_i16(v128_t v) { return wasm_i16x8_shr(v, 8); }
+static inline v128_t even_u8_to_i16(v128_t v) { return wasm_v128_and(v, wasm_i16x8_splat(0xFF)); }
+static inline v128_t odd_u8_to_i16(v128_t v) { return wasm_u16x8_shr(v, 8); }
+
+/* Σ over 16 values of weight · activation, four partial sums: the weights as their even- and
+ * odd-index 16-bit halves, the activations 16 int16 in the wide order. */
+static inline v128_t dot_wide16(v128_t even, v128_t odd, const int16_t *a)
+{
+    return wasm_i32x4_add(wasm_i32x4_dot_i16x8(even, load(a)),
+                          wasm_i32x4_dot_i16x8(odd, load(a + 8)));
+}
+
 static inline int32_t hsum_i32x4(v128_t v)
 {
     return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) +

@@ -21,7 +21,7 @@
 
 typedef struct convert_job {
     ellm_type type;
-    bool ext; /* extended Q8_0 rows for a gemm kernel */
+    ellm_act_layout layout;
     const float *x;
     uint8_t *dst;
     int64_t n_in, n_tokens;
@@ -31,13 +31,9 @@ typedef struct convert_job {
 static void convert_task(void *arg, int ith, int nth)
 {
     convert_job *j = arg;
-    for (int64_t t = ith; t < j->n_tokens; t += nth) {
-        if (j->ext)
-            ellm_quantize_q8_0_ext(j->x + t * j->n_in, j->dst + t * j->row_bytes, j->n_in);
-        else
-            ellm_quantize_activations(j->type, j->x + t * j->n_in, j->dst + t * j->row_bytes,
-                                      j->n_in);
-    }
+    for (int64_t t = ith; t < j->n_tokens; t += nth)
+        ellm_quantize_act(j->layout, j->type, j->x + t * j->n_in, j->dst + t * j->row_bytes,
+                          j->n_in);
 }
 
 /* Most weights one dispatch takes (Q/K/V). */
@@ -148,38 +144,34 @@ static void matmul_task(void *arg, int ith, int nth)
     }
 }
 
-static uint64_t act_row_bytes(const ellm_tensor *w, const ellm_type_kernels *k, bool ext)
-{
-    if (ext)
-        return ellm_q8_0_ext_layout_for(w->ne[0]).row_bytes;
-    if (k->vec_dot_type == ELLM_TYPE_F32)
-        return (uint64_t)w->ne[0] * sizeof(float);
-    uint64_t rb = 0;
-    ellm_row_bytes(k->vec_dot_type, (uint64_t)w->ne[0], &rb);
-    return rb;
-}
-
 size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens)
 {
     const ellm_type_kernels *k = ellm_kernels_for(w->type);
     if (!k || k->vec_dot_type == ELLM_TYPE_F32)
         return 0;
-    /* Either layout may be used, depending on the kernels selected at the time of the call. */
-    uint64_t plain = act_row_bytes(w, k, false);
-    uint64_t ext = k->vec_dot_type == ELLM_TYPE_Q8_0 ? act_row_bytes(w, k, true) : 0;
-    return (size_t)((plain > ext ? plain : ext) * (uint64_t)n_tokens);
+    /* Any of these layouts may be used, depending on the kernels selected at the time of the
+     * call. */
+    size_t plain = ellm_act_row_bytes(ELLM_ACT_PLAIN, k->vec_dot_type, w->ne[0]);
+    size_t ext = k->vec_dot_type == ELLM_TYPE_Q8_0
+                     ? ellm_act_row_bytes(ELLM_ACT_Q8_0_EXT, k->vec_dot_type, w->ne[0])
+                     : 0;
+    size_t own = k->vec_dot_ext ? ellm_act_row_bytes(k->ext_layout, k->vec_dot_type, w->ne[0]) : 0;
+    size_t most = plain > ext ? plain : ext;
+    return (most > own ? most : own) * (size_t)n_tokens;
 }
 
-/* The job's kernels for weight i at n_tokens tokens; whether its activations are in the extended
- * layout (tiles against Q8_K activations read it, and so do single rows where the set has a
- * kernel for it). */
-static bool choose_kernels(matmul_job *job, int i, int64_t n_tokens)
+/* The job's kernels for weight i at n_tokens tokens and the layout of the activations they read:
+ * tiles against Q8_0 activations read the extended Q8_0 layout, single rows their set's extended
+ * layout where it has a kernel for one, everything else plain rows. */
+static ellm_act_layout choose_kernels(matmul_job *job, int i, int64_t n_tokens)
 {
     const ellm_type_kernels *k = ellm_kernels_for(job->w[i]->type);
     job->k[i] = k;
     job->gemm[i] = n_tokens >= GEMM_MIN_TOKENS ? ellm_gemm_for(job->w[i]->type) : NULL;
-    job->ext_dot[i] = !job->gemm[i] && k->vec_dot_ext && k->vec_dot_type == ELLM_TYPE_Q8_0;
-    return (job->gemm[i] && k->vec_dot_type == ELLM_TYPE_Q8_0) || job->ext_dot[i];
+    job->ext_dot[i] = !job->gemm[i] && k->vec_dot_ext;
+    if (job->ext_dot[i])
+        return k->ext_layout;
+    return job->gemm[i] && k->vec_dot_type == ELLM_TYPE_Q8_0 ? ELLM_ACT_Q8_0_EXT : ELLM_ACT_PLAIN;
 }
 
 void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w, const float *x,
@@ -189,13 +181,13 @@ void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n
     /* One dispatch needs one activation format: weights whose kernels take different ones (or
      * of different input sizes) go one by one. */
     bool one_by_one = n_w > MAX_WEIGHTS;
-    bool ext = false;
+    ellm_act_layout layout = ELLM_ACT_PLAIN;
     for (int i = 0; i < n_w && !one_by_one; i++) {
-        bool ext_i = choose_kernels(&job, i, n_tokens);
+        ellm_act_layout layout_i = choose_kernels(&job, i, n_tokens);
         if (i == 0)
-            ext = ext_i;
+            layout = layout_i;
         else
-            one_by_one = ext_i != ext || w[i]->ne[0] != w[0]->ne[0] ||
+            one_by_one = layout_i != layout || w[i]->ne[0] != w[0]->ne[0] ||
                          job.k[i]->vec_dot_type != job.k[0]->vec_dot_type;
     }
     if (one_by_one) {
@@ -213,12 +205,12 @@ void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n
     chunk = (chunk + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
     job.chunk_rows = chunk < ROW_TILE ? ROW_TILE : chunk > 128 ? 128 : chunk;
     atomic_init(&job.next_chunk, 0);
-    job.xq_row_bytes = act_row_bytes(w[0], k, ext);
+    job.xq_row_bytes = ellm_act_row_bytes(layout, k->vec_dot_type, w[0]->ne[0]);
     if (k->vec_dot_type == ELLM_TYPE_F32) {
         job.xq = (const uint8_t *)x;
     } else {
-        convert_job cj = {k->vec_dot_type, ext, x, scratch, w[0]->ne[0], n_tokens,
-                          job.xq_row_bytes};
+        convert_job cj = {k->vec_dot_type, layout,          x, scratch, w[0]->ne[0],
+                          n_tokens,        job.xq_row_bytes};
         ellm_threadpool_run(n_tokens > 1 ? pool : NULL, convert_task, &cj);
         job.xq = scratch;
     }

@@ -58,18 +58,27 @@ typedef void (*ellm_gemm_fn)(int64_t n, const uint8_t *w, size_t w_stride, int64
                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
                              int64_t y_stride);
 
+/* How a matmul's activation rows are laid out. */
+typedef enum ellm_act_layout {
+    ELLM_ACT_Q8_0_EXT,  /* ellm_quantize_q8_0_ext */
+    ELLM_ACT_Q8_0_WIDE, /* ellm_q8_0_wide_layout_for */
+    ELLM_ACT_Q8_K_WIDE, /* block_q8_K_wide (blocks.h): Q8_K with int16 values in the wide order */
+    ELLM_ACT_PLAIN,     /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
+} ellm_act_layout;
+
 typedef struct ellm_type_kernels {
     ellm_type vec_dot_type;
     ellm_vec_dot_fn vec_dot;
     const char *isa;               /* "scalar", "avx2", "neon", ... */
     ellm_vec_dot_x4_fn vec_dot_x4; /* NULL when the set has none for this type */
-    /* Optional (Q8_0 activations only): vec_dot with the activation row in the extended layout
-     * below, which carries what every weight row would otherwise recompute (the decode path
-     * converts once per token); must equal vec_dot bit for bit. */
+    /* Optional: vec_dot with the activation row in the extended layout ext_layout (below), which
+     * carries what every weight row would otherwise recompute (the decode path converts once per
+     * token); must equal vec_dot bit for bit. */
     ellm_vec_dot_fn vec_dot_ext;
     ellm_gemm_fn gemm; /* NULL when the set has no tiles for this type */
     /* The ISA of gemm when it is another set's (the AVX-512 set runs some AVX2 tiles); NULL: isa. */
     const char *gemm_isa;
+    ellm_act_layout ext_layout; /* what vec_dot_ext reads (the default, 0: Q8_0_EXT) */
 } ellm_type_kernels;
 
 /*
@@ -84,6 +93,23 @@ typedef struct ellm_q8_0_ext_layout {
 } ellm_q8_0_ext_layout;
 ellm_q8_0_ext_layout ellm_q8_0_ext_layout_for(int64_t n);
 void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n);
+
+/*
+ * The same with the values stored as int16 (64 bytes per block), for kernels that multiply in
+ * 16-bit lanes and would otherwise widen every activation once per weight row (wasm SIMD128 has
+ * no 8-bit multiply): each 16 consecutive values of a block are stored as their 8 values of even
+ * index, then their 8 values of odd index, the order in which 16-bit lanes split a byte vector
+ * (ellm_act_wide_index). Then the float scales and int32 block sums as above.
+ */
+ellm_q8_0_ext_layout ellm_q8_0_wide_layout_for(int64_t n);
+/* Where value j of a block of 16-value groups is stored in a 16-bit ("wide") activation row. */
+static inline int ellm_act_wide_index(int j) { return (j & ~15) | (j & 1) << 3 | (j & 15) >> 1; }
+
+/* Bytes of one activation row of n values in the layout (for ELLM_ACT_PLAIN, of vec_dot_type). */
+size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n);
+/* Converts a float row to the layout, from exactly the blocks ellm_quantize_activations makes. */
+void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const float *x, void *dst,
+                       int64_t n);
 
 /* Kernels for a weight type on this CPU, NULL if unsupported. Thread-safe; selection happens once. */
 const ellm_type_kernels *ellm_kernels_for(ellm_type type);
