@@ -441,6 +441,79 @@ static void test_extended_activation_rows(void)
 #endif
 }
 
+/* F16 tiles bit for bit against their set's single-row F16 kernel (a float dot, so the set's own
+ * order, not the scalar one) for every tile shape, and close to a double-precision dot: a row
+ * length with 16-value steps and a tail, and one of whole steps; rows and tokens past the
+ * register tiles' groups (4 x 6 for avx512, 2 x 3 for avx2) with short last groups. */
+static void test_gemm_f16_tiles(void)
+{
+    enum { NMAX = 2048 + 16 * 3 + 5, ROWS = 11, TOK = 15 };
+    static float wf[ROWS * NMAX], x[TOK * NMAX], single[TOK][ROWS], y[TOK][ROWS];
+    static uint16_t wh[ROWS * NMAX];
+    for (int i = 0; i < ROWS * NMAX; i++) {
+        wh[i] = ellm_f32_to_f16(frand() * (i % 89 == 0 ? 30.0f : 1.0f));
+        wf[i] = ellm_f16_to_f32(wh[i]);
+    }
+    for (int i = 0; i < TOK * NMAX; i++)
+        x[i] = frand() * (float)(1 + i % 7);
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    int tiled_sets = 0;
+    const int lengths[] = {NMAX, 64};
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        CHECK(ellm_quant_use_kernel_set(sets[set]));
+        const ellm_type_kernels *k = ellm_kernels_for(ELLM_TYPE_F16);
+        ellm_gemm_fn gemm = ellm_gemm_for(ELLM_TYPE_F16);
+        if (!gemm)
+            continue;
+        tiled_sets++;
+        CHECK(k->vec_dot_type == ELLM_TYPE_F32);
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            int n = lengths[l];
+            size_t w_stride = (size_t)n * 2, x_stride = (size_t)n * sizeof(float);
+            /* The rows packed at this length (the tile reads n halves per row). */
+            static uint16_t wp[ROWS * NMAX];
+            for (int r = 0; r < ROWS; r++)
+                memcpy(wp + r * n, wh + r * NMAX, w_stride);
+            for (int t = 0; t < TOK; t++)
+                for (int r = 0; r < ROWS; r++) {
+                    k->vec_dot(n, &single[t][r], wp + r * n, x + t * NMAX);
+                    double ref = 0, mag = 0;
+                    for (int i = 0; i < n; i++) {
+                        ref += (double)wf[r * NMAX + i] * x[t * NMAX + i];
+                        mag += fabs((double)wf[r * NMAX + i] * x[t * NMAX + i]);
+                    }
+                    CHECK_MSG(fabs(single[t][r] - ref) <= 1e-5 * mag,
+                              "%s F16 row %d token %d: %.9g vs %.9g", sets[set], r, t, single[t][r],
+                              ref);
+                }
+            /* The tile reads tokens at x_stride: repack them at this length. */
+            static float xp[TOK * NMAX];
+            for (int t = 0; t < TOK; t++)
+                memcpy(xp + t * n, x + t * NMAX, x_stride);
+            for (int n_tok = 1; n_tok <= TOK; n_tok++)
+                for (int t0 = 0; t0 + n_tok <= TOK; t0 += 5)
+                    for (int n_rows = 1; n_rows <= ROWS; n_rows++) {
+                        memset(y, 0xff, sizeof y);
+                        gemm(n, (const uint8_t *)wp, w_stride, n_rows,
+                             (const uint8_t *)(xp + t0 * n), x_stride, n_tok, &y[0][0], ROWS);
+                        for (int t = 0; t < n_tok; t++)
+                            for (int r = 0; r < n_rows; r++)
+                                CHECK_MSG(!memcmp(&y[t][r], &single[t0 + t][r], sizeof(float)),
+                                          "%s F16 gemm n %d, %d tokens x %d rows: token %d row "
+                                          "%d %.9g vs single-row %.9g",
+                                          sets[set], n, n_tok, n_rows, t0 + t, r, y[t][r],
+                                          single[t0 + t][r]);
+                    }
+        }
+    }
+    ellm_quant_use_kernel_set(NULL);
+    fprintf(stderr, "F16 gemm tiles checked in %d kernel sets\n", tiled_sets);
+#if defined(__x86_64__)
+    CHECK(tiled_sets >= 1);
+#endif
+}
+
 /* Every kernel set this CPU can run (e.g. neon-dotprod, neon and scalar on an ARMv8.2 CPU; avx2
  * and scalar on x86) against the scalar set, for every weight type with a kernel. The NEON
  * quantized dots, the AVX-512 ones and the AVX2 ones sum exact integers and combine them in the
@@ -748,6 +821,7 @@ int main(void)
     test_kernels_match_reference();
     test_gemm_tiles();
     test_extended_activation_rows();
+    test_gemm_f16_tiles();
     test_every_kernel_set();
     test_matmul();
     test_matmul_batch_independence();

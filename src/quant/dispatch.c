@@ -62,7 +62,6 @@ static const kernel_set scalar_set = {
 /* The AVX2 entries of the types the AVX-512 set has no kernels of its own for. */
 #define AVX2_COMMON_TYPES                                                                          \
     [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_avx2, "avx2", NULL, NULL, NULL),                     \
-    [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL, NULL),                     \
     [ELLM_TYPE_BF16] = K(F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL, NULL),               \
     [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL,    \
                          ellm_gemm_q4_1_avx2),                                                     \
@@ -82,6 +81,7 @@ static const kernel_set avx2_set = {
     .types =
         {
             AVX2_COMMON_TYPES,
+            [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL, ellm_gemm_f16_avx2),
             [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL,
                                  ellm_gemm_q2_K_avx2),
             [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL,
@@ -111,6 +111,9 @@ static const kernel_set avx512_set = {
     .types =
         {
             AVX2_COMMON_TYPES,
+            /* The AVX2 single row (decode); tiles that repeat its float work lane for lane. */
+            [ELLM_TYPE_F16] = K_TILE_OF(F32, ellm_vec_dot_f16_avx2, "avx2", ellm_gemm_f16_avx512,
+                                        "avx512"),
             [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx512, "avx512", NULL,
                                  ellm_vec_dot_q8_0_ext_avx512, ellm_gemm_q8_0_avx512),
             [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL,

@@ -58,6 +58,8 @@ ELLM_GEMM_AVX2(q5_K)
 ELLM_GEMM_AVX2(q6_K)
 ELLM_GEMM_AVX2(q2_K)
 ELLM_GEMM_AVX2(q3_K)
+/* F16 weights against plain F32 rows (gemm_f16_avx2.c). */
+ELLM_GEMM_AVX2(f16)
 ELLM_GEMM_AVX2(iq4_xs)
 /* Quantizes a float row to Q8_0 blocks with the same result as the reference quantizer. */
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n);
@@ -119,6 +121,10 @@ void ellm_gemm_q4_K_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t
 void ellm_gemm_q6_K_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
                            const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
                            int64_t y_stride);
+/* F16 weights against plain F32 rows (gemm_f16_avx512.c), equal to ellm_vec_dot_f16_avx2. */
+void ellm_gemm_f16_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                          const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                          int64_t y_stride);
 #endif
 
 #if defined(__aarch64__)
