@@ -22,8 +22,9 @@
 
 /* The scales and mins of a Q4_K/Q5_K block, decoded once and shared by every activation row. */
 typedef struct kq_meta {
-    __m256i sc;   /* the 8 scales as int16, in both 128-bit lanes (for kq_scale_of) */
-    __m128i mins; /* the 8 mins as int16 */
+    __m256i sc;         /* the 8 scales as int16, in both 128-bit lanes (for kq_scale_of) */
+    __m128i mins;       /* the 8 mins as int16 */
+    __m256i mins_twice; /* m0 m0 m1 m1 .. m7 m7 as int16, one per bsum */
 } kq_meta;
 
 static inline void kq_decode_meta(const uint8_t *packed, kq_meta *m)
@@ -42,6 +43,8 @@ static inline void kq_decode_meta(const uint8_t *packed, kq_meta *m)
     __m128i v = _mm_or_si128(low, top);
     m->sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
     m->mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
+    m->mins_twice = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(
+        v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
 
 /* Sub-block j's scale in every 16-bit lane (a byte shuffle of the decoded scales). */
@@ -90,13 +93,20 @@ static inline void q5_K_unpack(const block_q5_K *b, __m256i q[8])
     }
 }
 
-static inline kquant_part kq_block_part(const __m256i q[8], const kq_meta *m, const block_q8_K *a)
+/* The scaled quants' integer sum of a Q4_K/Q5_K block, in eight lanes. */
+static inline __m256i kq_block_isum(const __m256i q[8], const kq_meta *m, const block_q8_K *a)
 {
     __m256i isum = _mm256_setzero_si256();
     for (int c = 0; c < 4; c++)
         isum = _mm256_add_epi32(isum,
                                 kq_chunk(q[2 * c], q[2 * c + 1], a->qs + 64 * c,
                                          kq_scale_of(m->sc, 2 * c), kq_scale_of(m->sc, 2 * c + 1)));
+    return isum;
+}
+
+static inline kquant_part kq_block_part(const __m256i q[8], const kq_meta *m, const block_q8_K *a)
+{
+    __m256i isum = kq_block_isum(q, m, a);
     /* Pairs of bsums -> the 8 sub-block sums (int16 is enough: |sum| <= 32 * 128). */
     __m256i b = _mm256_loadu_si256((const __m256i *)a->bsums);
     __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
@@ -141,10 +151,57 @@ ALWAYS_INLINE void kq_dot(bool q5, int64_t n, float *out, const void *row,
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
+/* sum plus the terms of count (at most 8) Q4_K or Q5_K super-blocks against one activation row. */
+ALWAYS_INLINE float kq_group(bool q5, float sum, const uint8_t *blocks, const block_q8_K *a,
+                             int count)
+{
+    size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    __m256i isum_pairs[4], msum_pairs[4], isum_even = _mm256_setzero_si256(),
+                                          msum_even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
+        if (b < count) {
+            const uint8_t *blk = blocks + (size_t)b * block_bytes;
+            kq_meta m;
+            __m256i q[8];
+            kq_decode_meta(((const block_q4_K *)blk)->scales, &m);
+            if (q5)
+                q5_K_unpack((const block_q5_K *)blk, q);
+            else
+                q4_K_unpack((const block_q4_K *)blk, q);
+            isum = kq_block_isum(q, &m, &a[b]);
+            msum = _mm256_madd_epi16(m.mins_twice, _mm256_loadu_si256((const __m256i *)a[b].bsums));
+        }
+        if (b % 2 == 0) {
+            isum_even = isum;
+            msum_even = msum;
+        } else {
+            isum_pairs[b / 2] = _mm256_hadd_epi32(isum_even, isum);
+            msum_pairs[b / 2] = _mm256_hadd_epi32(msum_even, msum);
+        }
+    }
+    __m256 terms = kquant_terms_min(kquant_sums_of_8(isum_pairs), kquant_sums_of_8(msum_pairs),
+                                    kquant_first_words(blocks, block_bytes, count),
+                                    kquant_act_scales(a, count));
+    return kquant_add_in_order(sum, terms, count);
+}
+
+ALWAYS_INLINE void kq_dot_row(bool q5, int64_t n, float *out, const void *row, const block_q8_K *a)
+{
+    size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    int64_t nb = n / QK_K, i = 0;
+    float sum = 0;
+    for (; i + 8 <= nb; i += 8)
+        sum = kq_group(q5, sum, (const uint8_t *)row + (size_t)i * block_bytes, a + i, 8);
+    if (i < nb)
+        sum = kq_group(q5, sum, (const uint8_t *)row + (size_t)i * block_bytes, a + i,
+                       (int)(nb - i));
+    *out = sum;
+}
+
 void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const block_q8_K *a = x;
-    kq_dot(false, n, out, row, &a, 1);
+    kq_dot_row(false, n, out, row, x);
 }
 
 void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
@@ -154,8 +211,7 @@ void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const voi
 
 void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const block_q8_K *a = x;
-    kq_dot(true, n, out, row, &a, 1);
+    kq_dot_row(true, n, out, row, x);
 }
 
 void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)

@@ -7,6 +7,9 @@
 #include <immintrin.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "quant/blocks.h"
 
 static inline float hsum128(__m128 v)
 {
@@ -113,6 +116,77 @@ static inline __m128 kquant_add_blocks(__m128 sum, __m256i isum0, __m256i isum1,
 static inline __m128 kquant_halves(uint16_t first, uint16_t second)
 {
     return _mm_cvtph_ps(_mm_setr_epi16((short)first, (short)second, 0, 0, 0, 0, 0, 0));
+}
+
+/* The single-row decode kernels take super-blocks eight at a time: each block's integer sums stay
+ * in vectors until the eight are reduced together (kquant_sums_of_8), the eight float terms of the
+ * scalar kernel's expression are formed in the lanes of one vector, and only the final additions
+ * run one block after the other, in block order, as the scalar kernel adds them. */
+
+/* Lane b of the result is the exact sum of the eight int32 lanes of block b's vector, given
+ * pairs[p] = _mm256_hadd_epi32(v[2p], v[2p + 1]) (taken as each pair is ready, so that the eight
+ * vectors need not be live at once). */
+static inline __m256i kquant_sums_of_8(const __m256i pairs[4])
+{
+    __m256i first = _mm256_hadd_epi32(pairs[0], pairs[1]); /* v0..v3: low halves | high halves */
+    __m256i second = _mm256_hadd_epi32(pairs[2], pairs[3]);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(first, second, 0x20),
+                            _mm256_permute2x128_si256(first, second, 0x31));
+}
+
+/* The activation scales of count (at most 8) consecutive Q8_K blocks, zero beyond. */
+static inline __m256 kquant_act_scales(const block_q8_K *a, int count)
+{
+    if (count == 8)
+        return _mm256_setr_ps(a[0].d, a[1].d, a[2].d, a[3].d, a[4].d, a[5].d, a[6].d, a[7].d);
+    float d[8] = {0};
+    for (int b = 0; b < count; b++)
+        d[b] = a[b].d;
+    return _mm256_loadu_ps(d);
+}
+
+/* The first 32-bit word of count (at most 8) blocks of block_bytes each, zero beyond: a K-quant
+ * block's d and dmin, or Q6_K's d, as stored. */
+static inline __m256i kquant_first_words(const uint8_t *blocks, size_t block_bytes, int count)
+{
+    int32_t w[8] = {0};
+    for (int b = 0; b < count; b++)
+        memcpy(&w[b], blocks + (size_t)b * block_bytes, 4);
+    return _mm256_loadu_si256((const __m256i *)w);
+}
+
+/* The terms ad * d * isum of up to eight super-blocks (lane b: block b), with d the blocks' IEEE
+ * half scales. */
+static inline __m256 kquant_terms(__m256i isum, __m128i d, __m256 ad)
+{
+    __m256 scale = _mm256_mul_ps(ad, _mm256_cvtph_ps(d));
+    return _mm256_mul_ps(scale, _mm256_cvtepi32_ps(isum));
+}
+
+/* The terms ad * d * isum - ad * dmin * msum of up to eight super-blocks (lane b: block b), with
+ * lane b of d_dmin holding block b's two IEEE halves d and dmin as stored. The subtraction is an
+ * hsub of the interleaved products, so that no compiler can fuse it with a multiplication. */
+static inline __m256 kquant_terms_min(__m256i isum, __m256i msum, __m256i d_dmin, __m256 ad)
+{
+    __m256i order = _mm256_permute4x64_epi64(d_dmin, 0xD8); /* blocks 0 1 4 5 | 2 3 6 7 */
+    __m256 dd_lo = _mm256_cvtph_ps(_mm256_castsi256_si128(order));
+    __m256 dd_hi = _mm256_cvtph_ps(_mm256_extracti128_si256(order, 1));
+    /* Lanes i0 m0 i1 m1 | i4 m4 i5 m5 and i2 m2 i3 m3 | i6 m6 i7 m7, the scales to match. */
+    __m256 t_lo = _mm256_mul_ps(_mm256_mul_ps(_mm256_unpacklo_ps(ad, ad), dd_lo),
+                                _mm256_cvtepi32_ps(_mm256_unpacklo_epi32(isum, msum)));
+    __m256 t_hi = _mm256_mul_ps(_mm256_mul_ps(_mm256_unpackhi_ps(ad, ad), dd_hi),
+                                _mm256_cvtepi32_ps(_mm256_unpackhi_epi32(isum, msum)));
+    return _mm256_hsub_ps(t_lo, t_hi);
+}
+
+/* sum + t0 + t1 + ... for the first count lanes of terms, one addition at a time. */
+static inline float kquant_add_in_order(float sum, __m256 terms, int count)
+{
+    float t[8];
+    _mm256_storeu_ps(t, terms);
+    for (int b = 0; b < count; b++)
+        sum += t[b];
+    return sum;
 }
 
 #endif
