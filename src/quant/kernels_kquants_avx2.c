@@ -181,7 +181,7 @@ ALWAYS_INLINE float kq_group(bool q5, float sum, const uint8_t *blocks, const bl
         }
     }
     __m256 terms = kquant_terms_min(kquant_sums_of_8(isum_pairs), kquant_sums_of_8(msum_pairs),
-                                    kquant_first_words(blocks, block_bytes, count),
+                                    kquant_block_words(blocks, block_bytes, count),
                                     kquant_act_scales(a, count));
     return kquant_add_in_order(sum, terms, count);
 }
@@ -223,7 +223,7 @@ void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const voi
  * 16-bit scale vectors: vector k covers sub-blocks 2k (low 128 bits) and 2k+1 (high). */
 static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[8])
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int h = 0; h < 2; h++) {
         __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
         __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
@@ -231,10 +231,12 @@ static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[8])
         __m256i low[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
                           _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
                           _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
-        for (int k = 0; k < 4; k++) {
-            __m256i top = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m2);
-            q[4 * h + k] = _mm256_or_si256(low[k], _mm256_slli_epi16(top, 4));
-        }
+        /* Bits 2k, 2k + 1 of hb moved to bits 4, 5 (16-bit shifts: what crosses from the
+         * neighbouring byte lands where the mask clears). */
+        __m256i top[4] = {_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 2), hb,
+                          _mm256_srli_epi16(hb, 2)};
+        for (int k = 0; k < 4; k++)
+            q[4 * h + k] = _mm256_or_si256(low[k], _mm256_and_si256(top[k], m30));
     }
     lane_pair_scales(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)), sc);
 }
@@ -280,10 +282,39 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
+/* sum plus the terms of count (at most 8) Q6_K super-blocks against one activation row. */
+ALWAYS_INLINE float q6_K_group(float sum, const block_q6_K *w, const block_q8_K *a, int count)
+{
+    __m256i pairs[4], even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = _mm256_setzero_si256();
+        if (b < count) {
+            __m256i q[8], sc[8];
+            q6_K_unpack(&w[b], q, sc);
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+            isum = q6_K_block_isum(q, sc, sc16, &a[b]);
+        }
+        if (b % 2 == 0)
+            even = isum;
+        else
+            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
+    }
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
+    return kquant_add_in_order(
+        sum, kquant_terms(kquant_sums_of_8(pairs), d, kquant_act_scales(a, count)), count);
+}
+
 void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
+    const block_q6_K *w = row;
     const block_q8_K *a = x;
-    q6_K_dot(n, out, row, &a, 1);
+    int64_t nb = n / QK_K, i = 0;
+    float sum = 0;
+    for (; i + 8 <= nb; i += 8)
+        sum = q6_K_group(sum, w + i, a + i, 8);
+    if (i < nb)
+        sum = q6_K_group(sum, w + i, a + i, (int)(nb - i));
+    *out = sum;
 }
 
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)

@@ -13,8 +13,9 @@
 #include "quant/lanes_avx2.h"
 #include "quant/reference_kquants_low.h"
 
-/* One Q2_K super-block's integer sums against one activation block. */
-static inline kquant_part q2_K_part(const block_q2_K *w, const block_q8_K *a)
+/* One Q2_K super-block's integer sums against one activation block: the scaled quants' in the
+ * eight lanes of *isum, the min term's in those of *msum. */
+static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
     const __m256i m3 = _mm256_set1_epi8(3);
     __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
@@ -34,32 +35,48 @@ static inline kquant_part q2_K_part(const block_q2_K *w, const block_q8_K *a)
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, pick)));
         }
     }
+    *isum = acc;
     /* Minimums: sum over sub-blocks of min code times the activations' 16-value sums. */
     __m256i mins = _mm256_cvtepu8_epi16(
         _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
-    __m256i msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return (kquant_part){
-        _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1)),
-        _mm_add_epi32(_mm256_castsi256_si128(msum), _mm256_extracti128_si256(msum, 1))};
+    *msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
+}
+
+/* sum plus the terms of count (at most 8) Q2_K super-blocks against one activation row. */
+static inline __attribute__((always_inline)) float q2_K_group(float sum, const block_q2_K *w,
+                                                              const block_q8_K *a, int count)
+{
+    __m256i isum_pairs[4], msum_pairs[4], isum_even = _mm256_setzero_si256(),
+                                          msum_even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
+        if (b < count)
+            q2_K_sums(&w[b], &a[b], &isum, &msum);
+        if (b % 2 == 0) {
+            isum_even = isum;
+            msum_even = msum;
+        } else {
+            isum_pairs[b / 2] = _mm256_hadd_epi32(isum_even, isum);
+            msum_pairs[b / 2] = _mm256_hadd_epi32(msum_even, msum);
+        }
+    }
+    __m256 terms = kquant_terms_min(kquant_sums_of_8(isum_pairs), kquant_sums_of_8(msum_pairs),
+                                    kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, count),
+                                    kquant_act_scales(a, count));
+    return kquant_add_in_order(sum, terms, count);
 }
 
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q2_K *w = row;
     const block_q8_K *a = x;
-    int64_t nb = n / QK_K;
-    __m128 sum = _mm_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 2) {
-        int64_t last = i + 1 < nb ? i + 1 : i;
-        kquant_part p0 = q2_K_part(&w[i], &a[i]);
-        kquant_part p1 = last > i ? q2_K_part(&w[last], &a[last]) : p0;
-        uint32_t dd0, dd1; /* d, dmin */
-        memcpy(&dd0, &w[i].d, 4);
-        memcpy(&dd1, &w[last].d, 4);
-        __m128 dd = _mm_cvtph_ps(_mm_setr_epi32((int)dd0, (int)dd1, 0, 0));
-        sum = kquant_add_blocks_min(sum, p0, p1, dd, a[i].d, a[last].d, last > i);
-    }
-    *out = _mm_cvtss_f32(sum);
+    int64_t nb = n / QK_K, i = 0;
+    float sum = 0;
+    for (; i + 8 <= nb; i += 8)
+        sum = q2_K_group(sum, w + i, a + i, 8);
+    if (i < nb)
+        sum = q2_K_group(sum, w + i, a + i, (int)(nb - i));
+    *out = sum;
 }
 
 /* Bit b of every byte of v moved to bit 2 (4 where it is set, 0 elsewhere). A 16-bit shift carries
@@ -70,6 +87,10 @@ static inline __m256i bit_to_four(__m256i v, int b)
     return _mm256_and_si256(moved, _mm256_set1_epi8(4));
 }
 
+/* Each value is taken as its stored code q + 4 (0..7: two low bits, and 4 for the third bit), so
+ * one maddubs per 32 values suffices; the offset -4 of every value is applied once per super-block
+ * as -4 * sum over sub-blocks of scale times the activations' 16-value sum. The integer is the
+ * scalar kernel's exactly. */
 static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
 {
     const __m256i m3 = _mm256_set1_epi8(3);
@@ -103,24 +124,34 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
     return _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2));
 }
 
-/* Each value is taken as its stored code q + 4 (0..7: two low bits, and 4 for the third bit), so
- * one maddubs per 32 values suffices; the offset -4 of every value is applied once per super-block
- * as -4 * sum over sub-blocks of scale times the activations' 16-value sum. The integer is the
- * scalar kernel's exactly. */
+/* sum plus the terms of count (at most 8) Q3_K super-blocks against one activation row. */
+static inline __attribute__((always_inline)) float q3_K_group(float sum, const block_q3_K *w,
+                                                              const block_q8_K *a, int count)
+{
+    __m256i pairs[4], even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = b < count ? q3_K_isum(&w[b], &a[b]) : _mm256_setzero_si256();
+        if (b % 2 == 0)
+            even = isum;
+        else
+            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
+    }
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
+    return kquant_add_in_order(
+        sum, kquant_terms(kquant_sums_of_8(pairs), d, kquant_act_scales(a, count)), count);
+}
+
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q3_K *w = row;
     const block_q8_K *a = x;
-    int64_t nb = n / QK_K;
-    __m128 sum = _mm_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 2) {
-        int64_t last = i + 1 < nb ? i + 1 : i;
-        __m256i s0 = q3_K_isum(&w[i], &a[i]);
-        __m256i s1 = last > i ? q3_K_isum(&w[last], &a[last]) : s0;
-        sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d, a[last].d,
-                                last > i);
-    }
-    *out = _mm_cvtss_f32(sum);
+    int64_t nb = n / QK_K, i = 0;
+    float sum = 0;
+    for (; i + 8 <= nb; i += 8)
+        sum = q3_K_group(sum, w + i, a + i, 8);
+    if (i < nb)
+        sum = q3_K_group(sum, w + i, a + i, (int)(nb - i));
+    *out = sum;
 }
 
 /* The eight sub-block scales ls - 32 of an IQ4_XS super-block as int16, in both 128-bit lanes. */

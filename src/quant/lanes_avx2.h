@@ -145,14 +145,24 @@ static inline __m256 kquant_act_scales(const block_q8_K *a, int count)
     return _mm256_loadu_ps(d);
 }
 
-/* The first 32-bit word of count (at most 8) blocks of block_bytes each, zero beyond: a K-quant
- * block's d and dmin, or Q6_K's d, as stored. */
-static inline __m256i kquant_first_words(const uint8_t *blocks, size_t block_bytes, int count)
+/* A 32-bit field of count (at most 8) consecutive blocks of block_bytes each, the first at
+ * first, zero beyond: the d and dmin halves of a Q2_K, Q4_K or Q5_K block. */
+static inline __m256i kquant_block_words(const uint8_t *first, size_t block_bytes, int count)
 {
     int32_t w[8] = {0};
     for (int b = 0; b < count; b++)
-        memcpy(&w[b], blocks + (size_t)b * block_bytes, 4);
+        memcpy(&w[b], first + (size_t)b * block_bytes, 4);
     return _mm256_loadu_si256((const __m256i *)w);
+}
+
+/* A 16-bit field of count (at most 8) consecutive blocks, zero beyond: the d of a Q3_K or Q6_K
+ * block (its last field, so no wider read). */
+static inline __m128i kquant_block_halves(const uint8_t *first, size_t block_bytes, int count)
+{
+    uint16_t h[8] = {0};
+    for (int b = 0; b < count; b++)
+        memcpy(&h[b], first + (size_t)b * block_bytes, 2);
+    return _mm_loadu_si128((const __m128i *)h);
 }
 
 /* The terms ad * d * isum of up to eight super-blocks (lane b: block b), with d the blocks' IEEE
