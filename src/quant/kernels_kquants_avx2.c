@@ -22,9 +22,9 @@
 
 /* The scales and mins of a Q4_K/Q5_K block, decoded once and shared by every activation row. */
 typedef struct kq_meta {
-    __m256i sc;         /* the 8 scales as int16, in both 128-bit lanes (for kq_scale_of) */
-    __m128i mins;       /* the 8 mins as int16 */
-    __m256i mins_twice; /* m0 m0 m1 m1 .. m7 m7 as int16, one per bsum */
+    __m256i sc_twice[2]; /* s0 s0 s1 s1 s2 s2 s3 s3 and s4 s4 .. s7 s7 as int16, in both lanes */
+    __m128i mins;        /* the 8 mins as int16 */
+    __m256i mins_twice;  /* m0 m0 m1 m1 .. m7 m7 as int16, one per bsum */
 } kq_meta;
 
 static inline void kq_decode_meta(const uint8_t *packed, kq_meta *m)
@@ -41,25 +41,13 @@ static inline void kq_decode_meta(const uint8_t *packed, kq_meta *m)
     __m128i top = _mm_srli_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0)), 2);
     top = _mm_and_si128(top, _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
     __m128i v = _mm_or_si128(low, top);
-    m->sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
+    m->sc_twice[0] = _mm256_cvtepu8_epi16(
+        _mm_shuffle_epi8(v, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 0, 0, 1, 1, 2, 2, 3, 3)));
+    m->sc_twice[1] = _mm256_cvtepu8_epi16(
+        _mm_shuffle_epi8(v, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 4, 4, 5, 5, 6, 6, 7, 7)));
     m->mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
     m->mins_twice = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(
         v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
-}
-
-/* Sub-block j's scale in every 16-bit lane (a byte shuffle of the decoded scales). */
-static inline __m256i kq_scale_of(__m256i sc, int j)
-{
-    return _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j)));
-}
-
-/* Integer sum of one Q4_K/Q5_K chunk: 32 low-half values (sub-block 2c) and 32 high-half values
- * (sub-block 2c+1) against their activations, each weighted by its sub-block scale. */
-static inline __m256i kq_chunk(__m256i lo, __m256i hi, const int8_t *y, __m256i sc0, __m256i sc1)
-{
-    __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y));
-    __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32)));
-    return _mm256_add_epi32(_mm256_madd_epi16(p0, sc0), _mm256_madd_epi16(p1, sc1));
 }
 
 /* The 4-bit quants of a Q4_K block as 8 vectors of 32 unsigned bytes (chunk c: lo, hi). */
@@ -93,14 +81,23 @@ static inline void q5_K_unpack(const block_q5_K *b, __m256i q[8])
     }
 }
 
-/* The scaled quants' integer sum of a Q4_K/Q5_K block, in eight lanes. */
+/* The scaled quants' integer sum of a Q4_K/Q5_K block, in eight lanes. A maddubs of a 32-value
+ * sub-block is at most 2 * 15 * 128 = 3840 per int16 slot, so two rounds of pair sums (four
+ * sub-blocks per vector, two slots each, |sum| <= 15360) fit int16 and one madd scales them. */
 static inline __m256i kq_block_isum(const __m256i q[8], const kq_meta *m, const block_q8_K *a)
 {
     __m256i isum = _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++)
-        isum = _mm256_add_epi32(isum,
-                                kq_chunk(q[2 * c], q[2 * c + 1], a->qs + 64 * c,
-                                         kq_scale_of(m->sc, 2 * c), kq_scale_of(m->sc, 2 * c + 1)));
+    for (int half = 0; half < 2; half++) {
+        __m256i p[4];
+        for (int k = 0; k < 4; k++) {
+            int j = 4 * half + k; /* sub-block: chunk j / 2, low nibbles if even */
+            p[k] = _mm256_maddubs_epi16(q[j],
+                                        _mm256_loadu_si256((const __m256i *)(a->qs + 32 * j)));
+        }
+        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
+                                         _mm256_hadd_epi16(p[2], p[3]));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(sums, m->sc_twice[half]));
+    }
     return isum;
 }
 

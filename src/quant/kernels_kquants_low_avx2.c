@@ -19,21 +19,28 @@ static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *
 {
     const __m256i m3 = _mm256_set1_epi8(3);
     __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
-    /* The scale nibbles as bytes in both lanes; step k's multipliers pick byte 2k (low lane) or
-     * 2k + 1 (high lane) into every 16-bit slot, zero above. */
     __m256i scales = _mm256_broadcastsi128_si256(_mm_and_si128(packed, _mm_set1_epi8(15)));
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+        __m256i p[4];
         for (int j = 0; j < 4; j++) {
-            int k = 4 * h + j;
-            __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x8000 | (2 * k + 1))),
-                                            _mm_set1_epi16((short)(0x8000 | 2 * k)));
             __m256i qj = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
-            __m256i av = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * k));
-            __m256i p = _mm256_maddubs_epi16(qj, av);
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, pick)));
+            p[j] = _mm256_maddubs_epi16(
+                qj, _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
         }
+        /* Step j's low lane is sub-block 8h + 2j, its high lane 8h + 2j + 1; two rounds of
+         * pair sums leave each sub-block's sum in two int16 slots of its lane (|sum| <= 3072),
+         * which one madd scales. */
+        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
+                                         _mm256_hadd_epi16(p[2], p[3]));
+        __m256i pick = _mm256_setr_epi8(
+            (char)(8 * h), -128, (char)(8 * h), -128, (char)(8 * h + 2), -128, (char)(8 * h + 2),
+            -128, (char)(8 * h + 4), -128, (char)(8 * h + 4), -128, (char)(8 * h + 6), -128,
+            (char)(8 * h + 6), -128, (char)(8 * h + 1), -128, (char)(8 * h + 1), -128,
+            (char)(8 * h + 3), -128, (char)(8 * h + 3), -128, (char)(8 * h + 5), -128,
+            (char)(8 * h + 5), -128, (char)(8 * h + 7), -128, (char)(8 * h + 7), -128);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, _mm256_shuffle_epi8(scales, pick)));
     }
     *isum = acc;
     /* Minimums: sum over sub-blocks of min code times the activations' 16-value sums. */
