@@ -112,19 +112,27 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
                                   _mm_set1_epi8(3));
     __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
     __m256i s16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(codes, _mm_set1_epi8(32)));
-    __m256i steps[8];
-    lane_pair_scales(s16, steps);
+    /* Sub-blocks 8h, 8h + 2, .. 8h + 6 twice each in the low lane, 8h + 1, .. 8h + 7 in the high
+     * one: the order two rounds of pair sums leave four steps in. */
+    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 2, 3,
+                                          2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
     __m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+        __m256i p[4];
         for (int j = 0; j < 4; j++) {
             __m256i code = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
                                            bit_to_four(hm, 4 * h + j));
             __m256i av = _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j));
-            __m256i p = _mm256_maddubs_epi16(code, av);
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, steps[4 * h + j]));
+            p[j] = _mm256_maddubs_epi16(code, av);
         }
+        /* |maddubs| <= 2 * 7 * 128, so the sums of four stay within int16. */
+        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
+                                         _mm256_hadd_epi16(p[2], p[3]));
+        __m256i scales = _mm256_shuffle_epi8(_mm256_permute2x128_si256(s16, s16, h ? 0x11 : 0x00),
+                                             pick);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, scales));
     }
     __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);
     __m256i offset = _mm256_madd_epi16(s16, bsums);
