@@ -216,9 +216,23 @@ void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const voi
     kq_dot(true, n, out, row, (const block_q8_K *const *)x, 4);
 }
 
-/* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order, and the
- * 16-bit scale vectors: vector k covers sub-blocks 2k (low 128 bits) and 2k+1 (high). */
-static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[8])
+/* Word picks for a Q6_K step pair (see q6_K_unpack): words w, w + 2 four times each in the low
+ * lane, w + 1, w + 3 in the high one. */
+static inline __m256i q6_K_pair_pick(int w)
+{
+    __m128i lo = _mm_setr_epi8((char)(2 * w), (char)(2 * w + 1), (char)(2 * w), (char)(2 * w + 1),
+                               (char)(2 * w), (char)(2 * w + 1), (char)(2 * w), (char)(2 * w + 1),
+                               (char)(2 * w + 4), (char)(2 * w + 5), (char)(2 * w + 4),
+                               (char)(2 * w + 5), (char)(2 * w + 4), (char)(2 * w + 5),
+                               (char)(2 * w + 4), (char)(2 * w + 5));
+    return _mm256_set_m128i(_mm_add_epi8(lo, _mm_set1_epi8(2)), lo);
+}
+
+/* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order (vector k
+ * covers sub-blocks 2k in its low 128 bits and 2k + 1 in its high ones), and the scale
+ * multipliers of step pairs: the pair sums of steps 2m and 2m + 1 (hadd) hold sub-blocks 4m and
+ * 4m + 2 in the low lane, 4m + 1 and 4m + 3 in the high one, four int16 slots each. */
+static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[4])
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int h = 0; h < 2; h++) {
@@ -235,18 +249,25 @@ static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[8])
         for (int k = 0; k < 4; k++)
             q[4 * h + k] = _mm256_or_si256(low[k], _mm256_and_si256(top[k], m30));
     }
-    lane_pair_scales(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)), sc);
+    __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+    __m256i first = _mm256_permute2x128_si256(s16, s16, 0x00);  /* s0..7 | s0..7 */
+    __m256i second = _mm256_permute2x128_si256(s16, s16, 0x11); /* s8..15 | s8..15 */
+    for (int m = 0; m < 4; m++)
+        sc[m] = _mm256_shuffle_epi8(m < 2 ? first : second, q6_K_pair_pick(4 * m % 8));
 }
 
 /* Exact integer sum of one Q6_K block against one activation block (the -32 offset included). */
-static inline __m256i q6_K_block_isum(const __m256i q[8], const __m256i sc[8], __m256i sc16,
+static inline __m256i q6_K_block_isum(const __m256i q[8], const __m256i sc[4], __m256i sc16,
                                       const block_q8_K *a)
 {
     __m256i isum = _mm256_setzero_si256();
-    for (int k = 0; k < 8; k++) {
-        __m256i p = _mm256_maddubs_epi16(q[k],
-                                         _mm256_loadu_si256((const __m256i *)(a->qs + 32 * k)));
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, sc[k]));
+    for (int m = 0; m < 4; m++) {
+        __m256i p[2];
+        for (int k = 0; k < 2; k++)
+            p[k] = _mm256_maddubs_epi16(
+                q[2 * m + k], _mm256_loadu_si256((const __m256i *)(a->qs + 64 * m + 32 * k)));
+        /* |maddubs| <= 2 * 63 * 128 = 16128: one round of pair sums fits int16. */
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_hadd_epi16(p[0], p[1]), sc[m]));
     }
     __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
     return _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
@@ -264,7 +285,7 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         int n_blocks = i + 1 < nb ? 2 : 1;
         __m256i isum[2][4];
         for (int k = 0; k < n_blocks; k++) {
-            __m256i q[8], sc[8];
+            __m256i q[8], sc[4];
             q6_K_unpack(&w[i + k], q, sc);
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i + k].scales));
             for (int t = 0; t < n_x; t++)
@@ -286,7 +307,7 @@ ALWAYS_INLINE float q6_K_group(float sum, const block_q6_K *w, const block_q8_K 
     for (int b = 0; b < 8; b++) {
         __m256i isum = _mm256_setzero_si256();
         if (b < count) {
-            __m256i q[8], sc[8];
+            __m256i q[8], sc[4];
             q6_K_unpack(&w[b], q, sc);
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
             isum = q6_K_block_isum(q, sc, sc16, &a[b]);
