@@ -132,13 +132,39 @@ static inline __m256 kquant_act_scales(const block_q8_K *a, int count)
     return _mm256_loadu_ps(d);
 }
 
+static inline int kquant_field32(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline short kquant_field16(const uint8_t *p)
+{
+    int16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
 /* A 32-bit field of count (at most 8) consecutive blocks of block_bytes each, the first at
- * first, zero beyond: the d and dmin halves of a Q2_K, Q4_K or Q5_K block. */
+ * first, zero beyond: the d and dmin halves of a Q2_K, Q4_K or Q5_K block. A full group goes
+ * straight into the vector (a copy through an array stalls on store forwarding). */
 static inline __m256i kquant_block_words(const uint8_t *first, size_t block_bytes, int count)
 {
+    if (count == 8) {
+        __m128i half[2];
+        for (int k = 0; k < 2; k++) {
+            const uint8_t *p = first + (size_t)(4 * k) * block_bytes;
+            __m128i v = _mm_cvtsi32_si128(kquant_field32(p));
+            v = _mm_insert_epi32(v, kquant_field32(p + block_bytes), 1);
+            v = _mm_insert_epi32(v, kquant_field32(p + 2 * block_bytes), 2);
+            half[k] = _mm_insert_epi32(v, kquant_field32(p + 3 * block_bytes), 3);
+        }
+        return _mm256_set_m128i(half[1], half[0]);
+    }
     int32_t w[8] = {0};
     for (int b = 0; b < count; b++)
-        memcpy(&w[b], first + (size_t)b * block_bytes, 4);
+        w[b] = kquant_field32(first + (size_t)b * block_bytes);
     return _mm256_loadu_si256((const __m256i *)w);
 }
 
@@ -146,9 +172,15 @@ static inline __m256i kquant_block_words(const uint8_t *first, size_t block_byte
  * block (its last field, so no wider read). */
 static inline __m128i kquant_block_halves(const uint8_t *first, size_t block_bytes, int count)
 {
-    uint16_t h[8] = {0};
+    if (count == 8) {
+        __m128i v = _mm_cvtsi32_si128((uint16_t)kquant_field16(first));
+        for (int b = 1; b < 8; b++) /* unrolled: the lane of _mm_insert_epi16 is a constant */
+            v = _mm_insert_epi16(v, kquant_field16(first + (size_t)b * block_bytes), b);
+        return v;
+    }
+    int16_t h[8] = {0};
     for (int b = 0; b < count; b++)
-        memcpy(&h[b], first + (size_t)b * block_bytes, 2);
+        h[b] = kquant_field16(first + (size_t)b * block_bytes);
     return _mm_loadu_si128((const __m128i *)h);
 }
 
