@@ -116,6 +116,8 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
      * one: the order two rounds of pair sums leave four steps in. */
     const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 2, 3,
                                           2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
+    const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
+                               _mm256_permute2x128_si256(s16, s16, 0x11)};
     __m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
@@ -130,8 +132,7 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
         /* |maddubs| <= 2 * 7 * 128, so the sums of four stay within int16. */
         __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
                                          _mm256_hadd_epi16(p[2], p[3]));
-        __m256i scales = _mm256_shuffle_epi8(_mm256_permute2x128_si256(s16, s16, h ? 0x11 : 0x00),
-                                             pick);
+        __m256i scales = _mm256_shuffle_epi8(halves[h], pick);
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, scales));
     }
     __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);

@@ -174,9 +174,13 @@ static inline __m128i kquant_block_halves(const uint8_t *first, size_t block_byt
 {
     if (count == 8) {
         __m128i v = _mm_cvtsi32_si128((uint16_t)kquant_field16(first));
-        for (int b = 1; b < 8; b++) /* unrolled: the lane of _mm_insert_epi16 is a constant */
-            v = _mm_insert_epi16(v, kquant_field16(first + (size_t)b * block_bytes), b);
-        return v;
+        v = _mm_insert_epi16(v, kquant_field16(first + block_bytes), 1);
+        v = _mm_insert_epi16(v, kquant_field16(first + 2 * block_bytes), 2);
+        v = _mm_insert_epi16(v, kquant_field16(first + 3 * block_bytes), 3);
+        v = _mm_insert_epi16(v, kquant_field16(first + 4 * block_bytes), 4);
+        v = _mm_insert_epi16(v, kquant_field16(first + 5 * block_bytes), 5);
+        v = _mm_insert_epi16(v, kquant_field16(first + 6 * block_bytes), 6);
+        return _mm_insert_epi16(v, kquant_field16(first + 7 * block_bytes), 7);
     }
     int16_t h[8] = {0};
     for (int b = 0; b < count; b++)
