@@ -121,17 +121,6 @@ static inline __m256i kquant_sums_of_8(const __m256i pairs[4])
                             _mm256_permute2x128_si256(first, second, 0x31));
 }
 
-/* The activation scales of count (at most 8) consecutive Q8_K blocks, zero beyond. */
-static inline __m256 kquant_act_scales(const block_q8_K *a, int count)
-{
-    if (count == 8)
-        return _mm256_setr_ps(a[0].d, a[1].d, a[2].d, a[3].d, a[4].d, a[5].d, a[6].d, a[7].d);
-    float d[8] = {0};
-    for (int b = 0; b < count; b++)
-        d[b] = a[b].d;
-    return _mm256_loadu_ps(d);
-}
-
 static inline int kquant_field32(const uint8_t *p)
 {
     int32_t v;
@@ -146,46 +135,42 @@ static inline short kquant_field16(const uint8_t *p)
     return v;
 }
 
-/* A 32-bit field of count (at most 8) consecutive blocks of block_bytes each, the first at
- * first, zero beyond: the d and dmin halves of a Q2_K, Q4_K or Q5_K block. A full group goes
- * straight into the vector (a copy through an array stalls on store forwarding). */
-static inline __m256i kquant_block_words(const uint8_t *first, size_t block_bytes, int count)
+/* The 32-bit field at first + b * stride of the blocks b < count (at most 8) in lane b, zero in
+ * the lanes beyond: a group's d and dmin halves (Q2_K, Q4_K, Q5_K) or its activation scales.
+ * Inserted straight from memory: a copy through an array stalls on store forwarding. */
+static inline __m256i kquant_block_words(const uint8_t *first, size_t stride, int count)
 {
-    if (count == 8) {
-        __m128i half[2];
-        for (int k = 0; k < 2; k++) {
-            const uint8_t *p = first + (size_t)(4 * k) * block_bytes;
-            __m128i v = _mm_cvtsi32_si128(kquant_field32(p));
-            v = _mm_insert_epi32(v, kquant_field32(p + block_bytes), 1);
-            v = _mm_insert_epi32(v, kquant_field32(p + 2 * block_bytes), 2);
-            half[k] = _mm_insert_epi32(v, kquant_field32(p + 3 * block_bytes), 3);
-        }
-        return _mm256_set_m128i(half[1], half[0]);
+    __m128i half[2];
+    for (int k = 0; k < 2; k++) {
+        const uint8_t *p = first + (size_t)(4 * k) * stride;
+        int n = count - 4 * k;
+        __m128i v = _mm_cvtsi32_si128(n > 0 ? kquant_field32(p) : 0);
+        v = _mm_insert_epi32(v, n > 1 ? kquant_field32(p + stride) : 0, 1);
+        v = _mm_insert_epi32(v, n > 2 ? kquant_field32(p + 2 * stride) : 0, 2);
+        half[k] = _mm_insert_epi32(v, n > 3 ? kquant_field32(p + 3 * stride) : 0, 3);
     }
-    int32_t w[8] = {0};
-    for (int b = 0; b < count; b++)
-        w[b] = kquant_field32(first + (size_t)b * block_bytes);
-    return _mm256_loadu_si256((const __m256i *)w);
+    return _mm256_set_m128i(half[1], half[0]);
 }
 
-/* A 16-bit field of count (at most 8) consecutive blocks, zero beyond: the d of a Q3_K or Q6_K
- * block (its last field, so no wider read). */
-static inline __m128i kquant_block_halves(const uint8_t *first, size_t block_bytes, int count)
+/* The activation scales of count (at most 8) consecutive Q8_K blocks, zero beyond. */
+static inline __m256 kquant_act_scales(const block_q8_K *a, int count)
 {
-    if (count == 8) {
-        __m128i v = _mm_cvtsi32_si128((uint16_t)kquant_field16(first));
-        v = _mm_insert_epi16(v, kquant_field16(first + block_bytes), 1);
-        v = _mm_insert_epi16(v, kquant_field16(first + 2 * block_bytes), 2);
-        v = _mm_insert_epi16(v, kquant_field16(first + 3 * block_bytes), 3);
-        v = _mm_insert_epi16(v, kquant_field16(first + 4 * block_bytes), 4);
-        v = _mm_insert_epi16(v, kquant_field16(first + 5 * block_bytes), 5);
-        v = _mm_insert_epi16(v, kquant_field16(first + 6 * block_bytes), 6);
-        return _mm_insert_epi16(v, kquant_field16(first + 7 * block_bytes), 7);
-    }
-    int16_t h[8] = {0};
-    for (int b = 0; b < count; b++)
-        h[b] = kquant_field16(first + (size_t)b * block_bytes);
-    return _mm_loadu_si128((const __m128i *)h);
+    return _mm256_castsi256_ps(
+        kquant_block_words((const uint8_t *)&a->d, sizeof(block_q8_K), count));
+}
+
+/* The 16-bit field at first + b * stride of the blocks b < count (at most 8), zero beyond: a
+ * group's d (Q3_K, Q6_K: the block's last field, so no wider read). */
+static inline __m128i kquant_block_halves(const uint8_t *first, size_t stride, int count)
+{
+    __m128i v = _mm_cvtsi32_si128(count > 0 ? (uint16_t)kquant_field16(first) : 0);
+    v = _mm_insert_epi16(v, count > 1 ? kquant_field16(first + stride) : 0, 1);
+    v = _mm_insert_epi16(v, count > 2 ? kquant_field16(first + 2 * stride) : 0, 2);
+    v = _mm_insert_epi16(v, count > 3 ? kquant_field16(first + 3 * stride) : 0, 3);
+    v = _mm_insert_epi16(v, count > 4 ? kquant_field16(first + 4 * stride) : 0, 4);
+    v = _mm_insert_epi16(v, count > 5 ? kquant_field16(first + 5 * stride) : 0, 5);
+    v = _mm_insert_epi16(v, count > 6 ? kquant_field16(first + 6 * stride) : 0, 6);
+    return _mm_insert_epi16(v, count > 7 ? kquant_field16(first + 7 * stride) : 0, 7);
 }
 
 /* The terms ad * d * isum of up to eight super-blocks (lane b: block b), with d the blocks' IEEE
