@@ -60,6 +60,19 @@ static inline __m256i lane_pair_pick(int k)
                             _mm_set1_epi16((short)((4 * k + 1) << 8 | (4 * k))));
 }
 
+/* The 16 sub-block scales of a K-quant super-block (int16, s0..7 | s8..15) as madd multipliers
+ * for its eight 32-value steps: out[k] holds scale 2k in every 16-bit slot of the low lane and
+ * scale 2k + 1 in the high lane. In-lane byte shuffles, no scalar broadcast per step. */
+static inline void lane_pair_scales(__m256i s16, __m256i out[8])
+{
+    __m256i first = _mm256_permute2x128_si256(s16, s16, 0x00);  /* s0..7 | s0..7 */
+    __m256i second = _mm256_permute2x128_si256(s16, s16, 0x11); /* s8..15 | s8..15 */
+    for (int k = 0; k < 4; k++) {
+        out[k] = _mm256_shuffle_epi8(first, lane_pair_pick(k));
+        out[k + 4] = _mm256_shuffle_epi8(second, lane_pair_pick(k));
+    }
+}
+
 /* The scalar K-quant kernels scale each super-block's exact integer sums to float and add them
  * in block order; the AVX2 kernels that must equal them bit for bit take these steps, written
  * as intrinsics so that no compiler fuses them, on one or two consecutive super-blocks (two at a
