@@ -77,12 +77,32 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
 {
     const block_q2_K *w = row;
     const block_q8_K *a = x;
-    int64_t nb = n / QK_K, i = 0;
+    int64_t nb = n / QK_K;
+    if (nb % 8) { /* in pairs, as the Q4_K kernel does (kq_dot_row says why) */
+        __m128 pair_sum = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i += 2) {
+            int64_t last = i + 1 < nb ? i + 1 : i;
+            __m256i is0, ms0, is1, ms1;
+            q2_K_sums(&w[i], &a[i], &is0, &ms0);
+            q2_K_sums(&w[last], &a[last], &is1, &ms1);
+            kquant_part p0 = {
+                _mm_add_epi32(_mm256_castsi256_si128(is0), _mm256_extracti128_si256(is0, 1)),
+                _mm_add_epi32(_mm256_castsi256_si128(ms0), _mm256_extracti128_si256(ms0, 1))};
+            kquant_part p1 = {
+                _mm_add_epi32(_mm256_castsi256_si128(is1), _mm256_extracti128_si256(is1, 1)),
+                _mm_add_epi32(_mm256_castsi256_si128(ms1), _mm256_extracti128_si256(ms1, 1))};
+            uint32_t dd0, dd1; /* d, dmin */
+            memcpy(&dd0, &w[i].d, 4);
+            memcpy(&dd1, &w[last].d, 4);
+            __m128 dd = _mm_cvtph_ps(_mm_setr_epi32((int)dd0, (int)dd1, 0, 0));
+            pair_sum = kquant_add_blocks_min(pair_sum, p0, p1, dd, a[i].d, a[last].d, last > i);
+        }
+        *out = _mm_cvtss_f32(pair_sum);
+        return;
+    }
     float sum = 0;
-    for (; i + 8 <= nb; i += 8)
+    for (int64_t i = 0; i < nb; i += 8)
         sum = q2_K_group(sum, w + i, a + i, 8);
-    if (i < nb)
-        sum = q2_K_group(sum, w + i, a + i, (int)(nb - i));
     *out = sum;
 }
 
@@ -161,12 +181,22 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
 {
     const block_q3_K *w = row;
     const block_q8_K *a = x;
-    int64_t nb = n / QK_K, i = 0;
+    int64_t nb = n / QK_K;
+    if (nb % 8) { /* in pairs (kq_dot_row in kernels_kquants_avx2.c says why) */
+        __m128 pair_sum = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i += 2) {
+            int64_t last = i + 1 < nb ? i + 1 : i;
+            __m256i s0 = q3_K_isum(&w[i], &a[i]);
+            __m256i s1 = last > i ? q3_K_isum(&w[last], &a[last]) : s0;
+            pair_sum = kquant_add_blocks(pair_sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d,
+                                         a[last].d, last > i);
+        }
+        *out = _mm_cvtss_f32(pair_sum);
+        return;
+    }
     float sum = 0;
-    for (; i + 8 <= nb; i += 8)
+    for (int64_t i = 0; i < nb; i += 8)
         sum = q3_K_group(sum, w + i, a + i, 8);
-    if (i < nb)
-        sum = q3_K_group(sum, w + i, a + i, (int)(nb - i));
     *out = sum;
 }
 
