@@ -260,8 +260,10 @@ static void test_quantization_error(void)
 
 static void test_kernels(void)
 {
-    enum { MAXN = 8 * QK_K };
-    int sizes[] = {QK_K, 2 * QK_K, 3 * QK_K, 8 * QK_K};
+    enum { MAXN = 11 * QK_K };
+    /* The AVX2 single-row kernels take super-blocks eight at a time: 11 is one group and a
+     * partial one. */
+    int sizes[] = {QK_K, 2 * QK_K, 3 * QK_K, 8 * QK_K, 11 * QK_K};
     static float w[MAXN], x[MAXN], xd[MAXN];
     static uint8_t wq[MAXN * 2];
     static block_q8_K xq[MAXN / QK_K], xq4[4][MAXN / QK_K];
@@ -300,6 +302,22 @@ static void test_kernels(void)
                 CHECK_MSG(fabs((double)got[0] - got[1]) <= tol,
                           "%s n=%d edge=%d: scalar %.9g vs %s %.9g", ellm_type_name(ktypes[t]), n,
                           edge, got[0], ellm_kernel_set_name(), got[1]);
+                /* Every x86 set on this CPU (not only the default one) sums exact integers in
+                 * the scalar order, so it equals the scalar kernel bit for bit. */
+                const char *sets[8];
+                int n_sets = ellm_kernel_sets_available(sets, 8);
+                for (int set = 0; set < n_sets && set < 8; set++) {
+                    CHECK(ellm_quant_use_kernel_set(sets[set]));
+                    const ellm_type_kernels *k = ellm_kernels_for(ktypes[t]);
+                    if (strcmp(k->isa, "avx2") && strcmp(k->isa, "avx512"))
+                        continue;
+                    float own;
+                    k->vec_dot(n, &own, wq, xq);
+                    CHECK_MSG(!memcmp(&own, &got[0], sizeof own),
+                              "%s n=%d edge=%d: %s kernel %.9g vs scalar %.9g (not bit-identical)",
+                              ellm_type_name(ktypes[t]), n, edge, k->isa, own, got[0]);
+                }
+                ellm_quant_use_kernel_set(NULL);
             }
         }
     }

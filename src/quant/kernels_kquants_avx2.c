@@ -22,8 +22,9 @@
 
 /* The scales and mins of a Q4_K/Q5_K block, decoded once and shared by every activation row. */
 typedef struct kq_meta {
-    __m256i sc;   /* the 8 scales as int16, in both 128-bit lanes (for kq_scale_of) */
-    __m128i mins; /* the 8 mins as int16 */
+    __m256i sc_twice[2]; /* s0 s0 s1 s1 s2 s2 s3 s3 and s4 s4 .. s7 s7 as int16, in both lanes */
+    __m128i mins;        /* the 8 mins as int16 */
+    __m256i mins_twice;  /* m0 m0 m1 m1 .. m7 m7 as int16, one per bsum */
 } kq_meta;
 
 static inline void kq_decode_meta(const uint8_t *packed, kq_meta *m)
@@ -40,23 +41,13 @@ static inline void kq_decode_meta(const uint8_t *packed, kq_meta *m)
     __m128i top = _mm_srli_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0)), 2);
     top = _mm_and_si128(top, _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
     __m128i v = _mm_or_si128(low, top);
-    m->sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
+    m->sc_twice[0] = _mm256_cvtepu8_epi16(
+        _mm_shuffle_epi8(v, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 0, 0, 1, 1, 2, 2, 3, 3)));
+    m->sc_twice[1] = _mm256_cvtepu8_epi16(
+        _mm_shuffle_epi8(v, _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 4, 4, 5, 5, 6, 6, 7, 7)));
     m->mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
-}
-
-/* Sub-block j's scale in every 16-bit lane (a byte shuffle of the decoded scales). */
-static inline __m256i kq_scale_of(__m256i sc, int j)
-{
-    return _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j)));
-}
-
-/* Integer sum of one Q4_K/Q5_K chunk: 32 low-half values (sub-block 2c) and 32 high-half values
- * (sub-block 2c+1) against their activations, each weighted by its sub-block scale. */
-static inline __m256i kq_chunk(__m256i lo, __m256i hi, const int8_t *y, __m256i sc0, __m256i sc1)
-{
-    __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y));
-    __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32)));
-    return _mm256_add_epi32(_mm256_madd_epi16(p0, sc0), _mm256_madd_epi16(p1, sc1));
+    m->mins_twice = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(
+        v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
 
 /* The 4-bit quants of a Q4_K block as 8 vectors of 32 unsigned bytes (chunk c: lo, hi). */
@@ -90,13 +81,29 @@ static inline void q5_K_unpack(const block_q5_K *b, __m256i q[8])
     }
 }
 
-static inline kquant_part kq_block_part(const __m256i q[8], const kq_meta *m, const block_q8_K *a)
+/* The scaled quants' integer sum of a Q4_K/Q5_K block, in eight lanes. A maddubs of a 32-value
+ * sub-block is at most 2 * 15 * 128 = 3840 per int16 slot, so two rounds of pair sums (four
+ * sub-blocks per vector, two slots each, |sum| <= 15360) fit int16 and one madd scales them. */
+static inline __m256i kq_block_isum(const __m256i q[8], const kq_meta *m, const block_q8_K *a)
 {
     __m256i isum = _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++)
-        isum = _mm256_add_epi32(isum,
-                                kq_chunk(q[2 * c], q[2 * c + 1], a->qs + 64 * c,
-                                         kq_scale_of(m->sc, 2 * c), kq_scale_of(m->sc, 2 * c + 1)));
+    for (int half = 0; half < 2; half++) {
+        __m256i p[4];
+        for (int k = 0; k < 4; k++) {
+            int j = 4 * half + k; /* sub-block: chunk j / 2, low nibbles if even */
+            p[k] = _mm256_maddubs_epi16(q[j],
+                                        _mm256_loadu_si256((const __m256i *)(a->qs + 32 * j)));
+        }
+        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
+                                         _mm256_hadd_epi16(p[2], p[3]));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(sums, m->sc_twice[half]));
+    }
+    return isum;
+}
+
+static inline kquant_part kq_block_part(const __m256i q[8], const kq_meta *m, const block_q8_K *a)
+{
+    __m256i isum = kq_block_isum(q, m, a);
     /* Pairs of bsums -> the 8 sub-block sums (int16 is enough: |sum| <= 32 * 128). */
     __m256i b = _mm256_loadu_si256((const __m256i *)a->bsums);
     __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
@@ -141,10 +148,61 @@ ALWAYS_INLINE void kq_dot(bool q5, int64_t n, float *out, const void *row,
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
+/* sum plus the terms of count (at most 8) Q4_K or Q5_K super-blocks against one activation row. */
+ALWAYS_INLINE float kq_group(bool q5, float sum, const uint8_t *blocks, const block_q8_K *a,
+                             int count)
+{
+    size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    __m256i isum_pairs[4], msum_pairs[4], isum_even = _mm256_setzero_si256(),
+                                          msum_even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
+        if (b < count) {
+            const uint8_t *blk = blocks + (size_t)b * block_bytes;
+            kq_meta m;
+            __m256i q[8];
+            kq_decode_meta(((const block_q4_K *)blk)->scales, &m);
+            if (q5)
+                q5_K_unpack((const block_q5_K *)blk, q);
+            else
+                q4_K_unpack((const block_q4_K *)blk, q);
+            isum = kq_block_isum(q, &m, &a[b]);
+            msum = _mm256_madd_epi16(m.mins_twice, _mm256_loadu_si256((const __m256i *)a[b].bsums));
+        }
+        if (b % 2 == 0) {
+            isum_even = isum;
+            msum_even = msum;
+        } else {
+            isum_pairs[b / 2] = _mm256_hadd_epi32(isum_even, isum);
+            msum_pairs[b / 2] = _mm256_hadd_epi32(msum_even, msum);
+        }
+    }
+    __m256 terms = kquant_terms_min(
+        lane_totals_of_pairs(isum_pairs), lane_totals_of_pairs(msum_pairs),
+        kquant_block_words(blocks, block_bytes, count), kquant_act_scales(a, count));
+    return add_lanes_in_order(sum, terms);
+}
+
+/* Rows of whole groups of eight super-blocks take the groups. Others take the pairs of kq_dot:
+ * with a partial group at the end (22 blocks: tinyllama's FFN down rows) the groups ran at about
+ * 0.6 of the pairs on rows streamed from memory (not in cache), for a reason not yet found. */
+ALWAYS_INLINE void kq_dot_row(bool q5, int64_t n, float *out, const void *row, const block_q8_K *a)
+{
+    size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    int64_t nb = n / QK_K;
+    if (nb % 8) {
+        kq_dot(q5, n, out, row, &a, 1);
+        return;
+    }
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i += 8)
+        sum = kq_group(q5, sum, (const uint8_t *)row + (size_t)i * block_bytes, a + i, 8);
+    *out = sum;
+}
+
 void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const block_q8_K *a = x;
-    kq_dot(false, n, out, row, &a, 1);
+    kq_dot_row(false, n, out, row, x);
 }
 
 void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
@@ -154,8 +212,7 @@ void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const voi
 
 void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    const block_q8_K *a = x;
-    kq_dot(true, n, out, row, &a, 1);
+    kq_dot_row(true, n, out, row, x);
 }
 
 void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
@@ -163,11 +220,25 @@ void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const voi
     kq_dot(true, n, out, row, (const block_q8_K *const *)x, 4);
 }
 
-/* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order, and the
- * 16-bit scale vectors: vector k covers sub-blocks 2k (low 128 bits) and 2k+1 (high). */
-static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[8])
+/* Word picks for a Q6_K step pair (see q6_K_unpack): words w, w + 2 four times each in the low
+ * lane, w + 1, w + 3 in the high one. */
+static inline __m256i q6_K_pair_pick(int w)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    __m128i lo = _mm_setr_epi8((char)(2 * w), (char)(2 * w + 1), (char)(2 * w), (char)(2 * w + 1),
+                               (char)(2 * w), (char)(2 * w + 1), (char)(2 * w), (char)(2 * w + 1),
+                               (char)(2 * w + 4), (char)(2 * w + 5), (char)(2 * w + 4),
+                               (char)(2 * w + 5), (char)(2 * w + 4), (char)(2 * w + 5),
+                               (char)(2 * w + 4), (char)(2 * w + 5));
+    return _mm256_set_m128i(_mm_add_epi8(lo, _mm_set1_epi8(2)), lo);
+}
+
+/* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order (vector k
+ * covers sub-blocks 2k in its low 128 bits and 2k + 1 in its high ones), and the scale
+ * multipliers of step pairs: the pair sums of steps 2m and 2m + 1 (hadd) hold sub-blocks 4m and
+ * 4m + 2 in the low lane, 4m + 1 and 4m + 3 in the high one, four int16 slots each. */
+static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int h = 0; h < 2; h++) {
         __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
         __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
@@ -175,23 +246,32 @@ static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[8])
         __m256i low[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
                           _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
                           _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
-        for (int k = 0; k < 4; k++) {
-            __m256i top = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m2);
-            q[4 * h + k] = _mm256_or_si256(low[k], _mm256_slli_epi16(top, 4));
-        }
+        /* Bits 2k, 2k + 1 of hb moved to bits 4, 5 (16-bit shifts: what crosses from the
+         * neighbouring byte lands where the mask clears). */
+        __m256i top[4] = {_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 2), hb,
+                          _mm256_srli_epi16(hb, 2)};
+        for (int k = 0; k < 4; k++)
+            q[4 * h + k] = _mm256_or_si256(low[k], _mm256_and_si256(top[k], m30));
     }
-    lane_pair_scales(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)), sc);
+    __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+    __m256i first = _mm256_permute2x128_si256(s16, s16, 0x00);  /* s0..7 | s0..7 */
+    __m256i second = _mm256_permute2x128_si256(s16, s16, 0x11); /* s8..15 | s8..15 */
+    for (int m = 0; m < 4; m++)
+        sc[m] = _mm256_shuffle_epi8(m < 2 ? first : second, q6_K_pair_pick(4 * m % 8));
 }
 
 /* Exact integer sum of one Q6_K block against one activation block (the -32 offset included). */
-static inline __m256i q6_K_block_isum(const __m256i q[8], const __m256i sc[8], __m256i sc16,
+static inline __m256i q6_K_block_isum(const __m256i q[8], const __m256i sc[4], __m256i sc16,
                                       const block_q8_K *a)
 {
     __m256i isum = _mm256_setzero_si256();
-    for (int k = 0; k < 8; k++) {
-        __m256i p = _mm256_maddubs_epi16(q[k],
-                                         _mm256_loadu_si256((const __m256i *)(a->qs + 32 * k)));
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, sc[k]));
+    for (int m = 0; m < 4; m++) {
+        __m256i p[2];
+        for (int k = 0; k < 2; k++)
+            p[k] = _mm256_maddubs_epi16(
+                q[2 * m + k], _mm256_loadu_si256((const __m256i *)(a->qs + 64 * m + 32 * k)));
+        /* |maddubs| <= 2 * 63 * 128 = 16128: one round of pair sums fits int16. */
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_hadd_epi16(p[0], p[1]), sc[m]));
     }
     __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
     return _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
@@ -209,7 +289,7 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         int n_blocks = i + 1 < nb ? 2 : 1;
         __m256i isum[2][4];
         for (int k = 0; k < n_blocks; k++) {
-            __m256i q[8], sc[8];
+            __m256i q[8], sc[4];
             q6_K_unpack(&w[i + k], q, sc);
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i + k].scales));
             for (int t = 0; t < n_x; t++)
@@ -224,10 +304,41 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
+/* sum plus the terms of count (at most 8) Q6_K super-blocks against one activation row. */
+ALWAYS_INLINE float q6_K_group(float sum, const block_q6_K *w, const block_q8_K *a, int count)
+{
+    __m256i pairs[4], even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = _mm256_setzero_si256();
+        if (b < count) {
+            __m256i q[8], sc[4];
+            q6_K_unpack(&w[b], q, sc);
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+            isum = q6_K_block_isum(q, sc, sc16, &a[b]);
+        }
+        if (b % 2 == 0)
+            even = isum;
+        else
+            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
+    }
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
+    return add_lanes_in_order(
+        sum, kquant_terms(lane_totals_of_pairs(pairs), d, kquant_act_scales(a, count)));
+}
+
 void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
+    const block_q6_K *w = row;
     const block_q8_K *a = x;
-    q6_K_dot(n, out, row, &a, 1);
+    int64_t nb = n / QK_K;
+    if (nb % 8) { /* see kq_dot_row */
+        q6_K_dot(n, out, row, &a, 1);
+        return;
+    }
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i += 8)
+        sum = q6_K_group(sum, w + i, a + i, 8);
+    *out = sum;
 }
 
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)

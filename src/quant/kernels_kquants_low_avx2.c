@@ -13,34 +13,65 @@
 #include "quant/lanes_avx2.h"
 #include "quant/reference_kquants_low.h"
 
-/* One Q2_K super-block's integer sums against one activation block. */
-static inline kquant_part q2_K_part(const block_q2_K *w, const block_q8_K *a)
+/* One Q2_K super-block's integer sums against one activation block: the scaled quants' in the
+ * eight lanes of *isum, the min term's in those of *msum. */
+static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
     const __m256i m3 = _mm256_set1_epi8(3);
     __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
-    /* The scale nibbles as bytes in both lanes; step k's multipliers pick byte 2k (low lane) or
-     * 2k + 1 (high lane) into every 16-bit slot, zero above. */
     __m256i scales = _mm256_broadcastsi128_si256(_mm_and_si128(packed, _mm_set1_epi8(15)));
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+        __m256i p[4];
         for (int j = 0; j < 4; j++) {
-            int k = 4 * h + j;
-            __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x8000 | (2 * k + 1))),
-                                            _mm_set1_epi16((short)(0x8000 | 2 * k)));
             __m256i qj = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
-            __m256i av = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * k));
-            __m256i p = _mm256_maddubs_epi16(qj, av);
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, pick)));
+            p[j] = _mm256_maddubs_epi16(
+                qj, _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
         }
+        /* Step j's low lane is sub-block 8h + 2j, its high lane 8h + 2j + 1; two rounds of
+         * pair sums leave each sub-block's sum in two int16 slots of its lane (|sum| <= 3072),
+         * which one madd scales. */
+        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
+                                         _mm256_hadd_epi16(p[2], p[3]));
+        __m256i pick = _mm256_setr_epi8(
+            (char)(8 * h), -128, (char)(8 * h), -128, (char)(8 * h + 2), -128, (char)(8 * h + 2),
+            -128, (char)(8 * h + 4), -128, (char)(8 * h + 4), -128, (char)(8 * h + 6), -128,
+            (char)(8 * h + 6), -128, (char)(8 * h + 1), -128, (char)(8 * h + 1), -128,
+            (char)(8 * h + 3), -128, (char)(8 * h + 3), -128, (char)(8 * h + 5), -128,
+            (char)(8 * h + 5), -128, (char)(8 * h + 7), -128, (char)(8 * h + 7), -128);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, _mm256_shuffle_epi8(scales, pick)));
     }
+    *isum = acc;
     /* Minimums: sum over sub-blocks of min code times the activations' 16-value sums. */
     __m256i mins = _mm256_cvtepu8_epi16(
         _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
-    __m256i msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return (kquant_part){
-        _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1)),
-        _mm_add_epi32(_mm256_castsi256_si128(msum), _mm256_extracti128_si256(msum, 1))};
+    *msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
+}
+
+/* sum plus the terms of count (at most 8) Q2_K super-blocks against one activation row. */
+static inline __attribute__((always_inline)) float q2_K_group(float sum, const block_q2_K *w,
+                                                              const block_q8_K *a, int count)
+{
+    __m256i isum_pairs[4], msum_pairs[4], isum_even = _mm256_setzero_si256(),
+                                          msum_even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
+        if (b < count)
+            q2_K_sums(&w[b], &a[b], &isum, &msum);
+        if (b % 2 == 0) {
+            isum_even = isum;
+            msum_even = msum;
+        } else {
+            isum_pairs[b / 2] = _mm256_hadd_epi32(isum_even, isum);
+            msum_pairs[b / 2] = _mm256_hadd_epi32(msum_even, msum);
+        }
+    }
+    __m256 terms = kquant_terms_min(lane_totals_of_pairs(isum_pairs),
+                                    lane_totals_of_pairs(msum_pairs),
+                                    kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, count),
+                                    kquant_act_scales(a, count));
+    return add_lanes_in_order(sum, terms);
 }
 
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -48,18 +79,32 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
     const block_q2_K *w = row;
     const block_q8_K *a = x;
     int64_t nb = n / QK_K;
-    __m128 sum = _mm_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 2) {
-        int64_t last = i + 1 < nb ? i + 1 : i;
-        kquant_part p0 = q2_K_part(&w[i], &a[i]);
-        kquant_part p1 = last > i ? q2_K_part(&w[last], &a[last]) : p0;
-        uint32_t dd0, dd1; /* d, dmin */
-        memcpy(&dd0, &w[i].d, 4);
-        memcpy(&dd1, &w[last].d, 4);
-        __m128 dd = _mm_cvtph_ps(_mm_setr_epi32((int)dd0, (int)dd1, 0, 0));
-        sum = kquant_add_blocks_min(sum, p0, p1, dd, a[i].d, a[last].d, last > i);
+    if (nb % 8) { /* in pairs, as the Q4_K kernel does (kq_dot_row says why) */
+        __m128 pair_sum = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i += 2) {
+            int64_t last = i + 1 < nb ? i + 1 : i;
+            __m256i is0, ms0, is1, ms1;
+            q2_K_sums(&w[i], &a[i], &is0, &ms0);
+            q2_K_sums(&w[last], &a[last], &is1, &ms1);
+            kquant_part p0 = {
+                _mm_add_epi32(_mm256_castsi256_si128(is0), _mm256_extracti128_si256(is0, 1)),
+                _mm_add_epi32(_mm256_castsi256_si128(ms0), _mm256_extracti128_si256(ms0, 1))};
+            kquant_part p1 = {
+                _mm_add_epi32(_mm256_castsi256_si128(is1), _mm256_extracti128_si256(is1, 1)),
+                _mm_add_epi32(_mm256_castsi256_si128(ms1), _mm256_extracti128_si256(ms1, 1))};
+            uint32_t dd0, dd1; /* d, dmin */
+            memcpy(&dd0, &w[i].d, 4);
+            memcpy(&dd1, &w[last].d, 4);
+            __m128 dd = _mm_cvtph_ps(_mm_setr_epi32((int)dd0, (int)dd1, 0, 0));
+            pair_sum = kquant_add_blocks_min(pair_sum, p0, p1, dd, a[i].d, a[last].d, last > i);
+        }
+        *out = _mm_cvtss_f32(pair_sum);
+        return;
     }
-    *out = _mm_cvtss_f32(sum);
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i += 8)
+        sum = q2_K_group(sum, w + i, a + i, 8);
+    *out = sum;
 }
 
 /* Bit b of every byte of v moved to bit 2 (4 where it is set, 0 elsewhere). A 16-bit shift carries
@@ -70,6 +115,10 @@ static inline __m256i bit_to_four(__m256i v, int b)
     return _mm256_and_si256(moved, _mm256_set1_epi8(4));
 }
 
+/* Each value is taken as its stored code q + 4 (0..7: two low bits, and 4 for the third bit), so
+ * one maddubs per 32 values suffices; the offset -4 of every value is applied once per super-block
+ * as -4 * sum over sub-blocks of scale times the activations' 16-value sum. The integer is the
+ * scalar kernel's exactly. */
 static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
 {
     const __m256i m3 = _mm256_set1_epi8(3);
@@ -84,43 +133,72 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
                                   _mm_set1_epi8(3));
     __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
     __m256i s16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(codes, _mm_set1_epi8(32)));
-    __m256i steps[8];
-    lane_pair_scales(s16, steps);
+    /* Sub-blocks 8h, 8h + 2, .. 8h + 6 twice each in the low lane, 8h + 1, .. 8h + 7 in the high
+     * one: the order two rounds of pair sums leave four steps in. */
+    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 2, 3,
+                                          2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
+    const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
+                               _mm256_permute2x128_si256(s16, s16, 0x11)};
     __m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+        __m256i p[4];
         for (int j = 0; j < 4; j++) {
             __m256i code = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
                                            bit_to_four(hm, 4 * h + j));
             __m256i av = _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j));
-            __m256i p = _mm256_maddubs_epi16(code, av);
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, steps[4 * h + j]));
+            p[j] = _mm256_maddubs_epi16(code, av);
         }
+        /* |maddubs| <= 2 * 7 * 128, so the sums of four stay within int16. */
+        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
+                                         _mm256_hadd_epi16(p[2], p[3]));
+        __m256i scales = _mm256_shuffle_epi8(halves[h], pick);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, scales));
     }
     __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);
     __m256i offset = _mm256_madd_epi16(s16, bsums);
     return _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2));
 }
 
-/* Each value is taken as its stored code q + 4 (0..7: two low bits, and 4 for the third bit), so
- * one maddubs per 32 values suffices; the offset -4 of every value is applied once per super-block
- * as -4 * sum over sub-blocks of scale times the activations' 16-value sum. The integer is the
- * scalar kernel's exactly. */
+/* sum plus the terms of count (at most 8) Q3_K super-blocks against one activation row. */
+static inline __attribute__((always_inline)) float q3_K_group(float sum, const block_q3_K *w,
+                                                              const block_q8_K *a, int count)
+{
+    __m256i pairs[4], even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = b < count ? q3_K_isum(&w[b], &a[b]) : _mm256_setzero_si256();
+        if (b % 2 == 0)
+            even = isum;
+        else
+            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
+    }
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
+    return add_lanes_in_order(
+        sum, kquant_terms(lane_totals_of_pairs(pairs), d, kquant_act_scales(a, count)));
+}
+
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q3_K *w = row;
     const block_q8_K *a = x;
     int64_t nb = n / QK_K;
-    __m128 sum = _mm_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 2) {
-        int64_t last = i + 1 < nb ? i + 1 : i;
-        __m256i s0 = q3_K_isum(&w[i], &a[i]);
-        __m256i s1 = last > i ? q3_K_isum(&w[last], &a[last]) : s0;
-        sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d, a[last].d,
-                                last > i);
+    if (nb % 8) { /* in pairs (kq_dot_row in kernels_kquants_avx2.c says why) */
+        __m128 pair_sum = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i += 2) {
+            int64_t last = i + 1 < nb ? i + 1 : i;
+            __m256i s0 = q3_K_isum(&w[i], &a[i]);
+            __m256i s1 = last > i ? q3_K_isum(&w[last], &a[last]) : s0;
+            pair_sum = kquant_add_blocks(pair_sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d,
+                                         a[last].d, last > i);
+        }
+        *out = _mm_cvtss_f32(pair_sum);
+        return;
     }
-    *out = _mm_cvtss_f32(sum);
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i += 8)
+        sum = q3_K_group(sum, w + i, a + i, 8);
+    *out = sum;
 }
 
 /* The eight sub-block scales ls - 32 of an IQ4_XS super-block as int16, in both 128-bit lanes. */

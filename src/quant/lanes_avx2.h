@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "quant/blocks.h"
+
 static inline float hsum128(__m128 v)
 {
     v = _mm_add_ps(v, _mm_movehl_ps(v, v));
@@ -116,15 +118,24 @@ static inline __m128 kquant_halves(uint16_t first, uint16_t second)
     return _mm_cvtph_ps(_mm_setr_epi16((short)first, (short)second, 0, 0, 0, 0, 0, 0));
 }
 
+/* Lane b of the result is the exact sum of the eight int32 lanes of block b's vector, given
+ * pairs[p] = _mm256_hadd_epi32(v[2p], v[2p + 1]) (taken as each pair is ready, so that the eight
+ * vectors need not be live at once). */
+static inline __m256i lane_totals_of_pairs(const __m256i pairs[4])
+{
+    __m256i first = _mm256_hadd_epi32(pairs[0], pairs[1]); /* v0..v3: low halves | high halves */
+    __m256i second = _mm256_hadd_epi32(pairs[2], pairs[3]);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(first, second, 0x20),
+                            _mm256_permute2x128_si256(first, second, 0x31));
+}
+
 /* The totals of eight int32 vectors: lane k = the sum of v[k]'s lanes (exact). */
 static inline __m256i lane_totals(const __m256i v[8])
 {
-    __m256i v01 = _mm256_hadd_epi32(v[0], v[1]), v23 = _mm256_hadd_epi32(v[2], v[3]);
-    __m256i v45 = _mm256_hadd_epi32(v[4], v[5]), v67 = _mm256_hadd_epi32(v[6], v[7]);
-    /* lower half: v0..v3's lower-half totals, upper half: their upper-half totals */
-    __m256i v0123 = _mm256_hadd_epi32(v01, v23), v4567 = _mm256_hadd_epi32(v45, v67);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(v0123, v4567, 0x20),
-                            _mm256_permute2x128_si256(v0123, v4567, 0x31));
+    __m256i pairs[4];
+    for (int p = 0; p < 4; p++)
+        pairs[p] = _mm256_hadd_epi32(v[2 * p], v[2 * p + 1]);
+    return lane_totals_of_pairs(pairs);
 }
 
 /* The half-precision values of kb (<= 8) blocks `stride` bytes apart (at first, the first
@@ -163,6 +174,87 @@ static inline float add_lanes_in_order(float sum, __m256 terms)
     for (int k = 0; k < 8; k++)
         sum += t[k];
     return sum;
+}
+
+/* The single-row decode kernels take super-blocks eight at a time: each block's integer sums stay
+ * in vectors until the eight are reduced together (lane_totals_of_pairs), the eight float terms of the
+ * scalar kernel's expression are formed in the lanes of one vector, and only the final additions
+ * run one block after the other, in block order, as the scalar kernel adds them. */
+
+static inline int kquant_field32(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline short kquant_field16(const uint8_t *p)
+{
+    int16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* The 32-bit field at first + b * stride of the blocks b < count (at most 8) in lane b, zero in
+ * the lanes beyond: a group's d and dmin halves (Q2_K, Q4_K, Q5_K) or its activation scales.
+ * Inserted straight from memory: a copy through an array stalls on store forwarding. */
+static inline __m256i kquant_block_words(const uint8_t *first, size_t stride, int count)
+{
+    __m128i half[2];
+    for (int k = 0; k < 2; k++) {
+        const uint8_t *p = first + (size_t)(4 * k) * stride;
+        int n = count - 4 * k;
+        __m128i v = _mm_cvtsi32_si128(n > 0 ? kquant_field32(p) : 0);
+        v = _mm_insert_epi32(v, n > 1 ? kquant_field32(p + stride) : 0, 1);
+        v = _mm_insert_epi32(v, n > 2 ? kquant_field32(p + 2 * stride) : 0, 2);
+        half[k] = _mm_insert_epi32(v, n > 3 ? kquant_field32(p + 3 * stride) : 0, 3);
+    }
+    return _mm256_set_m128i(half[1], half[0]);
+}
+
+/* The activation scales of count (at most 8) consecutive Q8_K blocks, zero beyond. */
+static inline __m256 kquant_act_scales(const block_q8_K *a, int count)
+{
+    return _mm256_castsi256_ps(
+        kquant_block_words((const uint8_t *)&a->d, sizeof(block_q8_K), count));
+}
+
+/* The 16-bit field at first + b * stride of the blocks b < count (at most 8), zero beyond: a
+ * group's d (Q3_K, Q6_K: the block's last field, so no wider read). */
+static inline __m128i kquant_block_halves(const uint8_t *first, size_t stride, int count)
+{
+    __m128i v = _mm_cvtsi32_si128(count > 0 ? (uint16_t)kquant_field16(first) : 0);
+    v = _mm_insert_epi16(v, count > 1 ? kquant_field16(first + stride) : 0, 1);
+    v = _mm_insert_epi16(v, count > 2 ? kquant_field16(first + 2 * stride) : 0, 2);
+    v = _mm_insert_epi16(v, count > 3 ? kquant_field16(first + 3 * stride) : 0, 3);
+    v = _mm_insert_epi16(v, count > 4 ? kquant_field16(first + 4 * stride) : 0, 4);
+    v = _mm_insert_epi16(v, count > 5 ? kquant_field16(first + 5 * stride) : 0, 5);
+    v = _mm_insert_epi16(v, count > 6 ? kquant_field16(first + 6 * stride) : 0, 6);
+    return _mm_insert_epi16(v, count > 7 ? kquant_field16(first + 7 * stride) : 0, 7);
+}
+
+/* The terms ad * d * isum of up to eight super-blocks (lane b: block b), with d the blocks' IEEE
+ * half scales. */
+static inline __m256 kquant_terms(__m256i isum, __m128i d, __m256 ad)
+{
+    __m256 scale = _mm256_mul_ps(ad, _mm256_cvtph_ps(d));
+    return _mm256_mul_ps(scale, _mm256_cvtepi32_ps(isum));
+}
+
+/* The terms ad * d * isum - ad * dmin * msum of up to eight super-blocks (lane b: block b), with
+ * lane b of d_dmin holding block b's two IEEE halves d and dmin as stored. The subtraction is an
+ * hsub of the interleaved products, so that no compiler can fuse it with a multiplication. */
+static inline __m256 kquant_terms_min(__m256i isum, __m256i msum, __m256i d_dmin, __m256 ad)
+{
+    __m256i order = _mm256_permute4x64_epi64(d_dmin, 0xD8); /* blocks 0 1 4 5 | 2 3 6 7 */
+    __m256 dd_lo = _mm256_cvtph_ps(_mm256_castsi256_si128(order));
+    __m256 dd_hi = _mm256_cvtph_ps(_mm256_extracti128_si256(order, 1));
+    /* Lanes i0 m0 i1 m1 | i4 m4 i5 m5 and i2 m2 i3 m3 | i6 m6 i7 m7, the scales to match. */
+    __m256 t_lo = _mm256_mul_ps(_mm256_mul_ps(_mm256_unpacklo_ps(ad, ad), dd_lo),
+                                _mm256_cvtepi32_ps(_mm256_unpacklo_epi32(isum, msum)));
+    __m256 t_hi = _mm256_mul_ps(_mm256_mul_ps(_mm256_unpackhi_ps(ad, ad), dd_hi),
+                                _mm256_cvtepi32_ps(_mm256_unpackhi_epi32(isum, msum)));
+    return _mm256_hsub_ps(t_lo, t_hi);
 }
 
 #endif
