@@ -15,7 +15,8 @@ static size_t widest_group(const ellm_model *m)
 {
     int32_t widest = 1;
     for (int32_t l = 0; l < m->hp.n_layer; l++) {
-        const ellm_hparams *hp = &m->layer_hp[l];
+        /* A shape being planned (ellm_state_memory_for_shape) has no per-layer table. */
+        const ellm_hparams *hp = m->layer_hp ? &m->layer_hp[l] : &m->hp;
         if (hp->n_head_kv > 0 && hp->n_head / hp->n_head_kv > widest)
             widest = hp->n_head / hp->n_head_kv;
     }
