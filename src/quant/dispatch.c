@@ -65,12 +65,12 @@ static const kernel_set scalar_set = {
     [ELLM_TYPE_BF16] = K(F32, ellm_vec_dot_bf16_scalar, "scalar", NULL, NULL, NULL),               \
     [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_avx2, "avx2", ellm_vec_dot_q4_1_x4_avx2, NULL,    \
                          ellm_gemm_q4_1_avx2),                                                     \
-    [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2,          \
-                         ellm_vec_dot_q5_0_ext_avx2, ellm_gemm_q5_0_avx2),                         \
+    [ELLM_TYPE_Q5_0] = K(Q8_0, ellm_vec_dot_q5_0_avx2, "avx2", ellm_vec_dot_q5_0_x4_avx2, NULL,    \
+                         ellm_gemm_q5_0_avx2),                                                     \
     [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_avx2, "avx2", ellm_vec_dot_q5_1_x4_avx2, NULL,    \
                          ellm_gemm_q5_1_avx2),                                                     \
     [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_avx2, "avx2", ellm_vec_dot_iq4_nl_x4_avx2,    \
-                           ellm_vec_dot_iq4_nl_ext_avx2, ellm_gemm_iq4_nl_avx2)
+                           NULL, ellm_gemm_iq4_nl_avx2)
 
 #define AVX2_QUANTIZERS                                                                            \
     [ELLM_TYPE_Q8_0] = ellm_quantize_row_q8_0_avx2,                                                \

@@ -3,16 +3,18 @@
  *
  * A block of the eight rows is decoded to int8 levels and transposed once, so that lane l of
  * vector g holds levels 4g..4g+3 of row l; each token's activations 4g..4g+3 are broadcast to
- * every lane, and maddubs + madd over the eight groups form, for all eight rows at once, each
- * row's exact integer sum of the block. The float work is the scalar kernels' (and the AVX2
- * single-row kernels'), lane for lane: the block's term (d_w * d_a) * isum (+ m * s for the "_1"
- * formats) is added to the row's sum, block after block. Every (row, token) value is therefore
- * bit-identical to the scalar kernel whatever the tile shape, the batch or the thread count
- * (test_quant checks it).
+ * every lane, and one maddubs + madd forms, for all eight rows at once, the integer that the
+ * single-row kernel (kernels_avx2.c, kernels_legacy_avx2.c) forms in its lane g. The float work
+ * then repeats that kernel's, lane for lane: its lane g accumulator (one for even blocks, one for
+ * odd ones) becomes a vector of the eight rows' lane-g accumulators, updated by the same fused
+ * multiply-add with the same scale product, and its final horizontal sum becomes the same tree of
+ * additions across those vectors. Every (row, token) value is therefore bit-identical to the
+ * single-row kernel whatever the tile shape, the batch or the thread count (test_quant checks
+ * it); a change to the float order of those kernels must be repeated here.
  *
  * The decoding and transposition are paid once per block of eight rows and reused by a step of
- * up to TOKEN_STEP tokens, whose sums stay in L1; blocks are decoded CHUNK_BLOCKS at a time, and
- * a few tokens sweep a chunk together so that each weight vector loaded feeds all of them. */
+ * up to TOKEN_STEP tokens, whose accumulators stay in L1; blocks are decoded CHUNK_BLOCKS at a
+ * time so that a token sweeps a chunk with its accumulators in registers. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -28,11 +30,17 @@
 enum {
     GROUP_ROWS = 8,  /* weight rows per vector, one per 32-bit lane */
     LANE_GROUPS = 8, /* groups of four levels in a 32-value block */
-    /* Blocks decoded before the tokens sweep them (9 KB, in L1). */
+    /* Blocks decoded before the tokens sweep them (9 KB, in L1): each token's accumulators are
+     * loaded and stored once per chunk, so 16 halves those round trips against 8. */
     CHUNK_BLOCKS = 16,
-    TOKEN_STEP = 32, /* tokens whose sums stay in L1 while a row group is swept */
-    MAX_SWEEP = 4,   /* the most tokens that share each weight load (sweep_tokens) */
+    TOKEN_STEP = 32, /* tokens whose accumulators stay in L1 while a row group is swept */
+    /* Tokens that share each weight load of a Q4_0 / Q8_0 sweep: the best of 2, 4 and 6 in
+     * gemm_micro (Q4_0 was slower at 4 and 6, Q8_0 at 2). */
+    Q4_0_SWEEP = 2,
+    Q8_0_SWEEP = 4,
 };
+
+_Static_assert(Q4_0_SWEEP <= Q8_0_SWEEP, "sweep_block_sums sizes its arrays for Q8_0_SWEEP");
 
 typedef enum tile_kind {
     TILE_Q4_0,
@@ -47,18 +55,10 @@ typedef enum tile_kind {
  * levels against extended Q8_0 activation rows. */
 static inline bool has_min(tile_kind kind) { return kind == TILE_Q4_1 || kind == TILE_Q5_1; }
 
-/* Tokens that share each weight load in a sweep of a chunk: the best of 2 and 4 in gemm_micro. */
-static inline int sweep_tokens(tile_kind kind)
-{
-    return kind == TILE_Q4_0 || kind == TILE_Q4_1 ? 2 : 4;
-}
-
-/* Kinds whose eight pair sums per lane fit int16 (8 x 2 x max |level| x 127 < 2^15: levels
- * 0..15 or -16..15), so they add in 16 bits and widen once; the others widen each group. */
-static inline bool sums_fit_int16(tile_kind kind)
-{
-    return kind == TILE_Q4_0 || kind == TILE_Q4_1 || kind == TILE_Q5_0;
-}
+/* Kinds whose single-row kernels (kernels_avx2.c) sum each block's products exactly in integers
+ * and convert once per block: lane k of their accumulator takes blocks i with i % 8 == k. The
+ * others convert each group of four products (one accumulator per group and block parity). */
+static inline bool has_block_sums(tile_kind kind) { return kind == TILE_Q4_0 || kind == TILE_Q8_0; }
 
 /* Q4_0's levels stay unsigned nibbles (q, not q - 8) so that its activations need no sign
  * moves: the tile subtracts 8 x the block's activation sum from the integer instead. */
@@ -183,18 +183,57 @@ ALWAYS_INLINE const int8_t *token_block(tile_kind kind, const token_view *v, int
     return (const int8_t *)v->x + (size_t)b * QK8_0;
 }
 
-/* The block sums of nt (<= MAX_SWEEP) tokens over a chunk, each block's term added to the
- * tokens' sums in block order. */
-ALWAYS_INLINE void sweep(tile_kind kind, const chunk *C, int64_t b0, int kb, const token_view *v,
-                         __m256 *sum, int nt)
+/* The accumulators of one token: the single-row kernel's lane-g sums of even (acc[0]) and odd
+ * (acc[1]) blocks, one row per lane, and its minimum terms; for the has_block_sums kinds,
+ * acc[0][k] is its lane-k sum (blocks i % 8 == k). */
+typedef struct token_sums {
+    __m256 acc[2][LANE_GROUPS];
+    __m256 mins[2];
+} token_sums;
+
+/* Blocks of parity par of the chunk for one token. */
+ALWAYS_INLINE void sweep_chunk(tile_kind kind, const chunk *C, int64_t b0, int kb, int par,
+                               const token_view *v, token_sums *s)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[LANE_GROUPS];
+    for (int g = 0; g < LANE_GROUPS; g++)
+        acc[g] = s->acc[par][g];
+    __m256 mins = s->mins[par];
+    for (int k = par; k < kb; k += 2) {
+        float da, sa;
+        const int8_t *qa = token_block(kind, v, b0 + k, &da, &sa);
+        __m256 d = _mm256_mul_ps(C->d[k], _mm256_set1_ps(da));
+        for (int g = 0; g < LANE_GROUPS; g++) {
+            int32_t four;
+            memcpy(&four, qa + 4 * g, 4);
+            __m256i a = _mm256_set1_epi32(four);
+            if (!has_min(kind))
+                a = _mm256_sign_epi8(a, C->sgn[k][g]);
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(C->mag[k][g], a), ones);
+            acc[g] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[g]);
+        }
+        if (has_min(kind))
+            mins = _mm256_add_ps(mins, _mm256_mul_ps(C->m[k], _mm256_set1_ps(sa)));
+    }
+    for (int g = 0; g < LANE_GROUPS; g++)
+        s->acc[par][g] = acc[g];
+    s->mins[par] = mins;
+}
+
+/* The block sums of nt tokens (1, Q4_0_SWEEP or Q8_0_SWEEP) over a chunk: each weight vector
+ * loaded feeds every token.
+ * Q4_0 adds its eight pair sums per lane in 16 bits (|sum| <= 16 x 15 x 127 < 2^15) and widens
+ * once; Q8_0's pairs reach 2 x 128 x 127, so each is widened to 32 bits. */
+ALWAYS_INLINE void sweep_block_sums(tile_kind kind, const chunk *C, int64_t b0, int kb,
+                                    const token_view *v, token_sums *s, int nt)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     for (int k = 0; k < kb; k++) {
-        const int8_t *qa[MAX_SWEEP];
-        float da[MAX_SWEEP], sa[MAX_SWEEP];
-        __m256i p[MAX_SWEEP];
+        const int8_t *qa[Q8_0_SWEEP];
+        __m256i p[Q8_0_SWEEP];
         for (int t = 0; t < nt; t++) {
-            qa[t] = token_block(kind, &v[t], b0 + k, &da[t], &sa[t]);
+            qa[t] = (const int8_t *)v[t].x + (size_t)(b0 + k) * QK8_0;
             p[t] = _mm256_setzero_si256();
         }
         for (int g = 0; g < LANE_GROUPS; g++) {
@@ -203,25 +242,42 @@ ALWAYS_INLINE void sweep(tile_kind kind, const chunk *C, int64_t b0, int kb, con
                 int32_t four;
                 memcpy(&four, qa[t] + 4 * g, 4);
                 __m256i a = _mm256_set1_epi32(four);
-                if (!unsigned_levels(kind))
+                if (kind == TILE_Q4_0) {
+                    p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(w, a));
+                } else {
                     a = _mm256_sign_epi8(a, C->sgn[k][g]);
-                __m256i pairs = _mm256_maddubs_epi16(w, a);
-                p[t] = sums_fit_int16(kind)
-                           ? _mm256_add_epi16(p[t], pairs)
-                           : _mm256_add_epi32(p[t], _mm256_madd_epi16(pairs, ones));
+                    p[t] = _mm256_add_epi32(p[t],
+                                            _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), ones));
+                }
             }
         }
         for (int t = 0; t < nt; t++) {
-            __m256i total = sums_fit_int16(kind) ? _mm256_madd_epi16(p[t], ones) : p[t];
+            __m256i total = p[t];
             if (kind == TILE_Q4_0)
-                total = _mm256_sub_epi32(total, _mm256_set1_epi32(8 * v[t].ext_sums[b0 + k]));
-            __m256 d = _mm256_mul_ps(C->d[k], _mm256_set1_ps(da[t]));
-            __m256 term = _mm256_mul_ps(d, _mm256_cvtepi32_ps(total));
-            if (has_min(kind))
-                term = _mm256_add_ps(term, _mm256_mul_ps(C->m[k], _mm256_set1_ps(sa[t])));
-            sum[t] = _mm256_add_ps(sum[t], term);
+                total = _mm256_sub_epi32(_mm256_madd_epi16(total, ones),
+                                         _mm256_set1_epi32(8 * v[t].ext_sums[b0 + k]));
+            __m256 d = _mm256_mul_ps(C->d[k], _mm256_set1_ps(v[t].ext_d[b0 + k]));
+            /* b0 is a multiple of 8, so block b0 + k is in lane k % 8 */
+            __m256 *acc = &s[t].acc[0][k % LANE_GROUPS];
+            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(total), *acc);
         }
     }
+}
+
+/* The single-row kernel's final sum: hsum256 of its accumulator (acc0 + acc1 for the kinds with
+ * two: the halves, then the upper pair onto the lower, then the last two lanes), then the minimum
+ * terms. */
+ALWAYS_INLINE __m256 finish(tile_kind kind, const token_sums *s)
+{
+    __m256 v[LANE_GROUPS];
+    for (int g = 0; g < LANE_GROUPS; g++)
+        v[g] = has_block_sums(kind) ? s->acc[0][g] : _mm256_add_ps(s->acc[0][g], s->acc[1][g]);
+    __m256 even = _mm256_add_ps(_mm256_add_ps(v[0], v[4]), _mm256_add_ps(v[2], v[6]));
+    __m256 odd = _mm256_add_ps(_mm256_add_ps(v[1], v[5]), _mm256_add_ps(v[3], v[7]));
+    __m256 sum = _mm256_add_ps(even, odd);
+    if (has_min(kind))
+        sum = _mm256_add_ps(sum, _mm256_add_ps(s->mins[0], s->mins[1]));
+    return sum;
 }
 
 ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_t w_stride,
@@ -231,7 +287,7 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
     int64_t nb = n / QK8_0;
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
     chunk C;
-    __m256 sums[TOKEN_STEP];
+    token_sums sums[TOKEN_STEP];
     for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS) {
         int nr = n_rows - r0 < GROUP_ROWS ? (int)(n_rows - r0) : GROUP_ROWS;
         /* A short last group repeats its last row in the unused lanes, which are not stored. */
@@ -249,19 +305,31 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
                 views[t].x = x + (size_t)(t0 + t) * x_stride;
                 views[t].ext_d = (const float *)(views[t].x + L.scales_offset);
                 views[t].ext_sums = (const int32_t *)(views[t].x + L.block_sums_offset);
-                sums[t] = _mm256_setzero_ps();
+                memset(&sums[t], 0, sizeof sums[t]);
             }
             for (int64_t b0 = 0; b0 < nb; b0 += CHUNK_BLOCKS) {
                 int kb = nb - b0 < CHUNK_BLOCKS ? (int)(nb - b0) : CHUNK_BLOCKS;
                 decode_chunk(kind, rows, b0, kb, &C);
-                int t = 0, step = sweep_tokens(kind);
-                for (; t + step <= nt; t += step)
-                    sweep(kind, &C, b0, kb, &views[t], &sums[t], step);
-                for (; t < nt; t++)
-                    sweep(kind, &C, b0, kb, &views[t], &sums[t], 1);
+                int t = 0;
+                if (has_block_sums(kind)) {
+                    if (kind == TILE_Q4_0)
+                        for (; t + Q4_0_SWEEP <= nt; t += Q4_0_SWEEP)
+                            sweep_block_sums(kind, &C, b0, kb, &views[t], &sums[t], Q4_0_SWEEP);
+                    else
+                        for (; t + Q8_0_SWEEP <= nt; t += Q8_0_SWEEP)
+                            sweep_block_sums(kind, &C, b0, kb, &views[t], &sums[t], Q8_0_SWEEP);
+                    for (; t < nt; t++)
+                        sweep_block_sums(kind, &C, b0, kb, &views[t], &sums[t], 1);
+                    continue;
+                }
+                for (; t < nt; t++) {
+                    sweep_chunk(kind, &C, b0, kb, 0, &views[t], &sums[t]);
+                    sweep_chunk(kind, &C, b0, kb, 1, &views[t], &sums[t]);
+                }
             }
             for (int t = 0; t < nt; t++)
-                _mm256_maskstore_ps(y + (t0 + t) * y_stride + r0, store_mask, sums[t]);
+                _mm256_maskstore_ps(y + (t0 + t) * y_stride + r0, store_mask,
+                                    finish(kind, &sums[t]));
         }
     }
 }

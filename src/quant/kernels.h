@@ -81,9 +81,6 @@ void ellm_vec_dot_q4_1_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_q5_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 void ellm_vec_dot_q5_1_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 void ellm_vec_dot_iq4_nl_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
-/* Q5_0 and IQ4_NL against extended Q8_0 rows (ellm_quantize_q8_0_ext): the decode path. */
-void ellm_vec_dot_q5_0_ext_avx2(int64_t n, float *out, const void *row, const void *x);
-void ellm_vec_dot_iq4_nl_ext_avx2(int64_t n, float *out, const void *row, const void *x);
 /* Quantizes a float row to Q8_1 blocks, byte-identical to the reference quantizer. */
 void ellm_quantize_row_q8_1_avx2(const float *x, void *dst, int64_t n);
 

@@ -64,10 +64,12 @@ void ellm_vec_dot_f16_avx2(int64_t n, float *out, const void *row, const void *x
 
 /* Q8_0 and Q4_0 against 8-bit activations: each block's 32 products are summed exactly in
  * integers, eight blocks at a time into the eight lanes of one vector, converted once and
- * multiplied by the blocks' scale products d_w * d_a; the eight terms are then added to the sum
- * one at a time in block order, which is the scalar kernels' arithmetic, so the results equal
- * theirs bit for bit (and the GEMM tiles', gemm_avx2.c, which do the same per row and token).
- * Blocks past the end of a short last group have scale and sum 0: their terms are +0. */
+ * multiplied by the blocks' scale products d_w * d_a in one fused multiply-add: lane k of the
+ * accumulator holds the blocks i with i % 8 == k, in order, and the result is hsum256 of it.
+ * The GEMM tiles (gemm_avx2.c) repeat exactly this float work (lane k there is an accumulator
+ * of eight rows), so prefill and decode agree bit for bit; a change to the float order here
+ * must be repeated there. Blocks past the end of a short last group have scale and sum 0, and
+ * fma(0, 0, acc) leaves acc unchanged. */
 enum { GROUP_BLOCKS = 8 };
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -103,6 +105,25 @@ static inline __m256i q8_0_levels(const block_q8_0 *b)
 
 static inline __m256i load_i8_32(const int8_t *q) { return _mm256_loadu_si256((const __m256i *)q); }
 
+/* The totals of eight int32 vectors: lane k = the sum of v[k]'s lanes (exact). */
+static inline __m256i lane_totals(const __m256i v[GROUP_BLOCKS])
+{
+    __m256i pairs[4];
+    for (int p = 0; p < 4; p++)
+        pairs[p] = _mm256_hadd_epi32(v[2 * p], v[2 * p + 1]);
+    return lane_totals_of_pairs(pairs);
+}
+
+/* The half-precision scales of kb (<= 8) blocks `stride` bytes apart (scale first), as floats;
+ * 0 past kb. */
+ALWAYS_INLINE __m256 group_half_scales(const void *first, size_t stride, int kb)
+{
+    uint16_t h[GROUP_BLOCKS] = {0};
+    for (int k = 0; k < kb; k++)
+        memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
 /* Up to eight blocks of one weight row as signed levels, shared by every activation row. */
 typedef struct weight_group {
     __m256i levels[GROUP_BLOCKS];
@@ -116,20 +137,19 @@ ALWAYS_INLINE void load_group(ellm_type type, const void *row, int64_t i, int kb
                        : type == ELLM_TYPE_Q4_0 ? q4_0_levels((const block_q4_0 *)row + i + k)
                                                 : q8_0_levels((const block_q8_0 *)row + i + k);
     g->d = type == ELLM_TYPE_Q4_0
-               ? group_halves((const block_q4_0 *)row + i, sizeof(block_q4_0), kb)
-               : group_halves((const block_q8_0 *)row + i, sizeof(block_q8_0), kb);
+               ? group_half_scales((const block_q4_0 *)row + i, sizeof(block_q4_0), kb)
+               : group_half_scales((const block_q8_0 *)row + i, sizeof(block_q8_0), kb);
 }
 
-/* One group against a plain Q8_0 activation row: sum + each block's (d_w * d_a) * (exact block
- * sum), in block order. */
-ALWAYS_INLINE float group_step(const weight_group *g, const block_q8_0 *a, int64_t i, int kb,
-                               float sum)
+/* One group against a plain Q8_0 activation row: acc + (d_w * d_a) * (exact block sums). */
+ALWAYS_INLINE __m256 group_step(const weight_group *g, const block_q8_0 *a, int64_t i, int kb,
+                                __m256 acc)
 {
     __m256i p[GROUP_BLOCKS];
     for (int k = 0; k < GROUP_BLOCKS; k++)
         p[k] = k < kb ? dot_i8_32(g->levels[k], load_i8_32(a[i + k].qs)) : _mm256_setzero_si256();
-    __m256 d = _mm256_mul_ps(g->d, group_halves(a + i, sizeof *a, kb));
-    return add_lanes_in_order(sum, _mm256_mul_ps(d, _mm256_cvtepi32_ps(lane_totals(p))));
+    __m256 d = _mm256_mul_ps(g->d, group_half_scales(a + i, sizeof *a, kb));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane_totals(p)), acc);
 }
 
 /* rows activation rows against one weight row: every weight group is decoded once. */
@@ -137,10 +157,10 @@ ALWAYS_INLINE void dot_rows(ellm_type type, int64_t n, float *out, const void *r
                             const block_q8_0 *const *x, int rows)
 {
     int64_t nb = n / QK8_0, i = 0;
-    float acc[4];
+    __m256 acc[4];
     weight_group g;
     for (int t = 0; t < rows; t++)
-        acc[t] = 0;
+        acc[t] = _mm256_setzero_ps();
     for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS) {
         load_group(type, row, i, GROUP_BLOCKS, &g);
         for (int t = 0; t < rows; t++)
@@ -152,7 +172,7 @@ ALWAYS_INLINE void dot_rows(ellm_type type, int64_t n, float *out, const void *r
             acc[t] = group_step(&g, x[t], i, (int)(nb - i), acc[t]);
     }
     for (int t = 0; t < rows; t++)
-        out[t] = acc[t];
+        out[t] = hsum256(acc[t]);
 }
 
 void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -180,14 +200,25 @@ void ellm_vec_dot_q8_0_x4_avx2(int64_t n, float *out, const void *row, const voi
     dot_rows(ELLM_TYPE_Q8_0, n, out, row, a, 4);
 }
 
+/* kb (<= 8) consecutive 32-bit values, 0 past kb. A whole group is loaded directly: copying it
+ * through a stack array first stalls the load on store forwarding. */
+ALWAYS_INLINE __m256i group_i32(const int32_t *v, int kb)
+{
+    if (kb == GROUP_BLOCKS)
+        return _mm256_loadu_si256((const __m256i *)v);
+    int32_t part[GROUP_BLOCKS] = {0};
+    memcpy(part, v, (size_t)kb * sizeof *v);
+    return _mm256_loadu_si256((const __m256i *)part);
+}
+
 /* The decode path: the activation row in the extended Q8_0 layout carries the scales as floats
  * and each block's sum of activations, so Q4_0 multiplies its unsigned nibbles (no sign moves)
  * and subtracts 8 x that sum from the block's total, and no activation scale is converted. The
  * integers, scale products and float operations are the plain kernels', so the results are
  * bit-identical to them. */
-ALWAYS_INLINE float ext_group_step(ellm_type type, const void *row, const int8_t *a,
-                                   const float *da, const int32_t *block_sums, int64_t i, int kb,
-                                   float sum)
+ALWAYS_INLINE __m256 ext_group_step(ellm_type type, const void *row, const int8_t *a,
+                                    const float *da, const int32_t *block_sums, int64_t i, int kb,
+                                    __m256 acc)
 {
     __m256i p[GROUP_BLOCKS];
     for (int k = 0; k < GROUP_BLOCKS; k++) {
@@ -203,12 +234,12 @@ ALWAYS_INLINE float ext_group_step(ellm_type type, const void *row, const int8_t
     }
     __m256i totals = lane_totals(p);
     __m256 dw = type == ELLM_TYPE_Q4_0
-                    ? group_halves((const block_q4_0 *)row + i, sizeof(block_q4_0), kb)
-                    : group_halves((const block_q8_0 *)row + i, sizeof(block_q8_0), kb);
+                    ? group_half_scales((const block_q4_0 *)row + i, sizeof(block_q4_0), kb)
+                    : group_half_scales((const block_q8_0 *)row + i, sizeof(block_q8_0), kb);
     if (type == ELLM_TYPE_Q4_0)
         totals = _mm256_sub_epi32(totals, _mm256_slli_epi32(group_i32(block_sums + i, kb), 3));
     __m256 d = _mm256_mul_ps(dw, _mm256_castsi256_ps(group_i32((const int32_t *)(da + i), kb)));
-    return add_lanes_in_order(sum, _mm256_mul_ps(d, _mm256_cvtepi32_ps(totals)));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(totals), acc);
 }
 
 ALWAYS_INLINE void dot_ext(ellm_type type, int64_t n, float *out, const void *row, const void *x)
@@ -218,12 +249,12 @@ ALWAYS_INLINE void dot_ext(ellm_type type, int64_t n, float *out, const void *ro
     const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
     const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
     int64_t nb = n / QK8_0, i = 0;
-    float acc = 0;
+    __m256 acc = _mm256_setzero_ps();
     for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS)
         acc = ext_group_step(type, row, a, da, block_sums, i, GROUP_BLOCKS, acc);
     if (i < nb)
         acc = ext_group_step(type, row, a, da, block_sums, i, (int)(nb - i), acc);
-    *out = acc;
+    *out = hsum256(acc);
 }
 
 void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)

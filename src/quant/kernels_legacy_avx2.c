@@ -3,13 +3,14 @@
  *
  * One body (dot_rows) serves every format and both the single-row and the four-row kernels: the
  * format and the row count are compile-time constants at each call, so the compiler specializes
- * it. The results equal the scalar kernels' bit for bit. */
+ * it, and each activation row goes through exactly the same operations in the same order in
+ * both, which makes the four-row results bit-identical to four single calls. Each block's integer
+ * sum is exact; only the float accumulation order differs from the scalar kernels. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
 #include <math.h>
-#include <stddef.h>
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -43,18 +44,35 @@ static inline __m256i fifth_bits(const uint8_t *qh)
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
 }
 
-/* Weight block i as 32 int8 levels: unsigned 0..31 for the "_1" formats, signed otherwise. */
-ALWAYS_INLINE __m256i decode_block(weight_kind kind, const void *row, int64_t i)
+/* A block's two leading halves as floats in lanes 0 and 1 (the weight's scale and minimum, the
+ * activation's scale and s; lane 1 is unused for the formats without them): one 32-bit load and
+ * one vector conversion instead of two scalar ones, which would compete for the shuffle port. */
+static inline __m128 leading_halves(const void *block)
+{
+    int32_t pair;
+    memcpy(&pair, block, 4);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128(pair));
+}
+
+/* Weight block i as 32 int8 levels (unsigned 0..31 for the "_1" formats, signed otherwise), with
+ * its scale (lane 0) and minimum (lane 1) in *dm. */
+ALWAYS_INLINE __m256i decode_block(weight_kind kind, const void *row, int64_t i, __m128 *dm)
 {
     switch (kind) {
-    case KIND_Q4_1: return unpack_nibbles(((const block_q4_1 *)row + i)->qs);
+    case KIND_Q4_1: {
+        const block_q4_1 *b = (const block_q4_1 *)row + i;
+        *dm = leading_halves(b);
+        return unpack_nibbles(b->qs);
+    }
     case KIND_Q5_1: {
         const block_q5_1 *b = (const block_q5_1 *)row + i;
+        *dm = leading_halves(b);
         return _mm256_or_si256(unpack_nibbles(b->qs),
                                _mm256_and_si256(fifth_bits(b->qh), _mm256_set1_epi8(0x10)));
     }
     case KIND_Q5_0: {
         const block_q5_0 *b = (const block_q5_0 *)row + i;
+        *dm = leading_halves(b);
         /* q - 16 is the nibble where the fifth bit is set, and the nibble with 0xF0 set (the
          * int8 nibble - 16) where it is clear. */
         return _mm256_or_si256(
@@ -63,24 +81,25 @@ ALWAYS_INLINE __m256i decode_block(weight_kind kind, const void *row, int64_t i)
     }
     case KIND_IQ4_NL:
     default: {
+        const block_iq4_nl *b = (const block_iq4_nl *)row + i;
+        *dm = leading_halves(b);
         __m128i table = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
-        return _mm256_shuffle_epi8(_mm256_set_m128i(table, table),
-                                   unpack_nibbles(((const block_iq4_nl *)row + i)->qs));
+        return _mm256_shuffle_epi8(_mm256_set_m128i(table, table), unpack_nibbles(b->qs));
     }
     }
 }
 
-static inline bool has_min(weight_kind kind) { return kind == KIND_Q4_1 || kind == KIND_Q5_1; }
-
-static inline size_t weight_block_bytes(weight_kind kind)
+/* Activation block i: its quants, with its scale (lane 0) and, for Q8_1, s (lane 1) in *ds. */
+ALWAYS_INLINE const int8_t *activation_block(weight_kind kind, const void *x, int64_t i, __m128 *ds)
 {
-    switch (kind) {
-    case KIND_Q4_1: return sizeof(block_q4_1);
-    case KIND_Q5_1: return sizeof(block_q5_1);
-    case KIND_Q5_0: return sizeof(block_q5_0);
-    case KIND_IQ4_NL:
-    default: return sizeof(block_iq4_nl);
+    if (kind == KIND_Q4_1 || kind == KIND_Q5_1) {
+        const block_q8_1 *a = (const block_q8_1 *)x + i;
+        *ds = leading_halves(a);
+        return a->qs;
     }
+    const block_q8_0 *a = (const block_q8_0 *)x + i;
+    *ds = leading_halves(a);
+    return a->qs;
 }
 
 /* Sum of the 32 products of weight levels w and activations a, as 8 int32 lanes. */
@@ -88,7 +107,7 @@ ALWAYS_INLINE __m256i block_products(weight_kind kind, __m256i w, const int8_t *
 {
     __m256i a = _mm256_loadu_si256((const __m256i *)aqs);
     const __m256i ones = _mm256_set1_epi16(1);
-    if (has_min(kind)) /* unsigned levels times signed activations */
+    if (kind == KIND_Q4_1 || kind == KIND_Q5_1) /* unsigned levels times signed activations */
         return _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), ones);
     /* Signed levels (at least -127): magnitudes times activations carrying the levels' signs;
      * 2 * 127 * 127 fits int16, so nothing saturates. */
@@ -96,53 +115,60 @@ ALWAYS_INLINE __m256i block_products(weight_kind kind, __m256i w, const int8_t *
     return _mm256_madd_epi16(p, ones);
 }
 
-/* sum[t] += blocks i .. i + kb - 1 (kb <= 8) of row . x[t] for t < rows, in the scalar kernels'
- * arithmetic (kernels_legacy_scalar.c): each block's products summed exactly in integers, its term (d_w * d_a) * isum (+ m * s for the
- * "_1" formats) formed in that order, and the terms added to one float in block order. Eight
- * blocks at a time: their integer sums land in the lanes of one vector (lane_totals), their
- * terms are formed eight at once and then added lane by lane (add_lanes_in_order). Each
- * activation row goes through the same operations whatever `rows` is, so the four-row results
- * equal four single calls. */
-ALWAYS_INLINE void dot_group(weight_kind kind, int rows, int64_t i, int kb, float *sum,
-                             const void *row, const void *const *x)
-{
-    const size_t wb = weight_block_bytes(kind);
-    const size_t ab = has_min(kind) ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    const size_t a_qs = has_min(kind) ? offsetof(block_q8_1, qs) : offsetof(block_q8_0, qs);
-    const uint8_t *w0 = (const uint8_t *)row + (size_t)i * wb;
-    __m256i q[8];
-    for (int k = 0; k < 8; k++)
-        q[k] = k < kb ? decode_block(kind, row, i + k) : _mm256_setzero_si256();
-    __m256 dw = group_halves(w0, wb, kb); /* every format here starts with its scale... */
-    __m256 mw = has_min(kind) ? group_halves(w0 + 2, wb, kb) /* ...the "_1" ones then m */
-                              : _mm256_setzero_ps();
-    for (int t = 0; t < rows; t++) {
-        const uint8_t *a0 = (const uint8_t *)x[t] + (size_t)i * ab;
-        __m256i p[8];
-        for (int k = 0; k < 8; k++)
-            p[k] = k < kb ? block_products(kind, q[k], (const int8_t *)(a0 + k * ab + a_qs))
-                          : _mm256_setzero_si256();
-        __m256 d = _mm256_mul_ps(dw, group_halves(a0, ab, kb));
-        __m256 terms = _mm256_mul_ps(d, _mm256_cvtepi32_ps(lane_totals(p)));
-        if (has_min(kind))
-            terms = _mm256_add_ps(terms, _mm256_mul_ps(mw, group_halves(a0 + 2, ab, kb)));
-        sum[t] = add_lanes_in_order(sum[t], terms);
-    }
-}
-
+/* out[t] = row . x[t] for t < rows. Two blocks per step into two accumulators, so consecutive
+ * FMAs do not wait on each other. One multiplication gives both a block's d_w * d_a (lane 0) and
+ * its "_1" minimum term m * s (lane 1); the minimum terms go to two sums (even and odd blocks),
+ * so their additions do not form one long dependency chain. */
 ALWAYS_INLINE void dot_rows(weight_kind kind, int rows, int64_t n, float *out, const void *row,
                             const void *const *x)
 {
+    const bool has_min = kind == KIND_Q4_1 || kind == KIND_Q5_1;
     int64_t nb = n / 32, i = 0;
-    float sum[4];
-    for (int t = 0; t < rows; t++)
-        sum[t] = 0;
-    for (; i + 8 <= nb; i += 8)
-        dot_group(kind, rows, i, 8, sum, row, x);
-    if (i < nb)
-        dot_group(kind, rows, i, (int)(nb - i), sum, row, x);
-    for (int t = 0; t < rows; t++)
-        out[t] = sum[t];
+    __m256 acc0[4], acc1[4];
+    __m128 mins0[4], mins1[4];
+    for (int t = 0; t < rows; t++) {
+        acc0[t] = acc1[t] = _mm256_setzero_ps();
+        mins0[t] = mins1[t] = _mm_setzero_ps();
+    }
+    for (; i + 2 <= nb; i += 2) {
+        __m128 dm0, dm1;
+        __m256i q0 = decode_block(kind, row, i, &dm0);
+        __m256i q1 = decode_block(kind, row, i + 1, &dm1);
+        for (int t = 0; t < rows; t++) {
+            __m128 ds0, ds1;
+            const int8_t *a0 = activation_block(kind, x[t], i, &ds0);
+            const int8_t *a1 = activation_block(kind, x[t], i + 1, &ds1);
+            __m128 s0 = _mm_mul_ps(dm0, ds0), s1 = _mm_mul_ps(dm1, ds1);
+            __m256i p0 = block_products(kind, q0, a0), p1 = block_products(kind, q1, a1);
+            acc0[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), _mm256_cvtepi32_ps(p0), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s1), _mm256_cvtepi32_ps(p1), acc1[t]);
+            if (has_min) {
+                mins0[t] = _mm_add_ps(mins0[t], s0);
+                mins1[t] = _mm_add_ps(mins1[t], s1);
+            }
+        }
+    }
+    for (; i < nb; i++) {
+        __m128 dm;
+        __m256i q = decode_block(kind, row, i, &dm);
+        for (int t = 0; t < rows; t++) {
+            __m128 ds;
+            const int8_t *a = activation_block(kind, x[t], i, &ds);
+            __m128 sc = _mm_mul_ps(dm, ds);
+            __m256i p = block_products(kind, q, a);
+            acc0[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(sc), _mm256_cvtepi32_ps(p), acc0[t]);
+            if (has_min)
+                mins0[t] = _mm_add_ps(mins0[t], sc);
+        }
+    }
+    for (int t = 0; t < rows; t++) {
+        float sum = hsum256(_mm256_add_ps(acc0[t], acc1[t]));
+        if (has_min) {
+            __m128 m = _mm_add_ps(mins0[t], mins1[t]);
+            sum += _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1)); /* lane 1: the minimum terms */
+        }
+        out[t] = sum;
+    }
 }
 
 void ellm_vec_dot_q4_1_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -176,62 +202,6 @@ void ellm_vec_dot_q5_1_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_iq4_nl_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
     dot_rows(KIND_IQ4_NL, 4, n, out, row, x);
-}
-
-/* The decode path of Q5_0 and IQ4_NL: the activation row in the extended Q8_0 layout carries
- * the scales as floats and each block's sum of activations, so no activation scale is converted,
- * and Q5_0 multiplies its unsigned levels q (0..31, no sign moves) and subtracts 16 x the block's
- * sum. The integers, scale products and float additions are dot_rows', so the results equal the
- * plain kernels' (and the scalar ones) bit for bit. */
-ALWAYS_INLINE float ext_group(weight_kind kind, const void *row, const int8_t *a, const float *da,
-                              const int32_t *block_sums, int64_t i, int kb, float sum)
-{
-    const size_t wb = weight_block_bytes(kind);
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i p[8];
-    for (int k = 0; k < 8; k++) {
-        if (k >= kb) {
-            p[k] = _mm256_setzero_si256();
-        } else if (kind == KIND_Q5_0) {
-            const block_q5_0 *b = (const block_q5_0 *)row + i + k;
-            __m256i q = _mm256_or_si256(
-                unpack_nibbles(b->qs), _mm256_and_si256(fifth_bits(b->qh), _mm256_set1_epi8(0x10)));
-            __m256i ak = _mm256_loadu_si256((const __m256i *)(a + (i + k) * 32));
-            p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q, ak), ones);
-        } else {
-            p[k] = block_products(kind, decode_block(kind, row, i + k), a + (i + k) * 32);
-        }
-    }
-    __m256i totals = lane_totals(p);
-    if (kind == KIND_Q5_0)
-        totals = _mm256_sub_epi32(totals, _mm256_slli_epi32(group_i32(block_sums + i, kb), 4));
-    __m256 dw = group_halves((const uint8_t *)row + (size_t)i * wb, wb, kb);
-    __m256 d = _mm256_mul_ps(dw, _mm256_castsi256_ps(group_i32((const int32_t *)(da + i), kb)));
-    return add_lanes_in_order(sum, _mm256_mul_ps(d, _mm256_cvtepi32_ps(totals)));
-}
-
-ALWAYS_INLINE void dot_ext(weight_kind kind, int64_t n, float *out, const void *row, const void *x)
-{
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    const int8_t *a = x;
-    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
-    const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
-    int64_t nb = n / 32, i = 0;
-    float sum = 0;
-    for (; i + 8 <= nb; i += 8)
-        sum = ext_group(kind, row, a, da, block_sums, i, 8, sum);
-    if (i < nb)
-        sum = ext_group(kind, row, a, da, block_sums, i, (int)(nb - i), sum);
-    *out = sum;
-}
-
-void ellm_vec_dot_q5_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
-{
-    dot_ext(KIND_Q5_0, n, out, row, x);
-}
-void ellm_vec_dot_iq4_nl_ext_avx2(int64_t n, float *out, const void *row, const void *x)
-{
-    dot_ext(KIND_IQ4_NL, n, out, row, x);
 }
 
 /* roundf (halves away from zero) of 8 floats, exactly: truncate, then step away from zero where

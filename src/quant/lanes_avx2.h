@@ -60,19 +60,6 @@ static inline __m256i lane_pair_pick(int k)
                             _mm_set1_epi16((short)((4 * k + 1) << 8 | (4 * k))));
 }
 
-/* The 16 sub-block scales of a K-quant super-block (int16, s0..7 | s8..15) as madd multipliers
- * for its eight 32-value steps: out[k] holds scale 2k in every 16-bit slot of the low lane and
- * scale 2k + 1 in the high lane. In-lane byte shuffles, no scalar broadcast per step. */
-static inline void lane_pair_scales(__m256i s16, __m256i out[8])
-{
-    __m256i first = _mm256_permute2x128_si256(s16, s16, 0x00);  /* s0..7 | s0..7 */
-    __m256i second = _mm256_permute2x128_si256(s16, s16, 0x11); /* s8..15 | s8..15 */
-    for (int k = 0; k < 4; k++) {
-        out[k] = _mm256_shuffle_epi8(first, lane_pair_pick(k));
-        out[k + 4] = _mm256_shuffle_epi8(second, lane_pair_pick(k));
-    }
-}
-
 /* The scalar K-quant kernels scale each super-block's exact integer sums to float and add them
  * in block order; the AVX2 kernels that must equal them bit for bit take these steps, written
  * as intrinsics so that no compiler fuses them, on one or two consecutive super-blocks (two at a
@@ -127,37 +114,6 @@ static inline __m256i lane_totals_of_pairs(const __m256i pairs[4])
     __m256i second = _mm256_hadd_epi32(pairs[2], pairs[3]);
     return _mm256_add_epi32(_mm256_permute2x128_si256(first, second, 0x20),
                             _mm256_permute2x128_si256(first, second, 0x31));
-}
-
-/* The totals of eight int32 vectors: lane k = the sum of v[k]'s lanes (exact). */
-static inline __m256i lane_totals(const __m256i v[8])
-{
-    __m256i pairs[4];
-    for (int p = 0; p < 4; p++)
-        pairs[p] = _mm256_hadd_epi32(v[2 * p], v[2 * p + 1]);
-    return lane_totals_of_pairs(pairs);
-}
-
-/* The half-precision values of kb (<= 8) blocks `stride` bytes apart (at first, the first
- * block's), as floats; 0 past kb. (Packing them in two 64-bit integers instead of the small
- * array was no faster in gemv_micro, a 32-bit gather slower.) */
-static inline __m256 group_halves(const void *first, size_t stride, int kb)
-{
-    uint16_t h[8] = {0};
-    for (int k = 0; k < kb; k++)
-        memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
-}
-
-/* kb (<= 8) consecutive 32-bit values, 0 past kb. A whole group is loaded directly: copying it
- * through a stack array first stalls the load on store forwarding. */
-static inline __m256i group_i32(const int32_t *v, int kb)
-{
-    if (kb == 8)
-        return _mm256_loadu_si256((const __m256i *)v);
-    int32_t part[8] = {0};
-    memcpy(part, v, (size_t)kb * sizeof *v);
-    return _mm256_loadu_si256((const __m256i *)part);
 }
 
 /* sum + terms lane 0 + lane 1 + ... + lane 7, one addition at a time: the scalar kernels of the
