@@ -161,7 +161,7 @@ typedef struct read_team {
     double *wall; /* per repetition, timed by thread 0 */
     double *cpu;  /* per repetition: CPU seconds summed over the threads */
     pthread_mutex_t lock;
-    int64_t sink;
+    uint64_t sink; /* unsigned: the sums of the bytes read wrap, they only keep the reads */
 } read_team;
 
 typedef struct read_member {
@@ -174,16 +174,16 @@ static void *read_member_run(void *arg)
     read_member *me = arg;
     read_team *t = me->team;
     uint8_t *mine = t->buf + t->per * (size_t)me->index;
-    int64_t sink = 0;
+    uint64_t sink = 0;
     if (t->touch) { /* by the thread that reads it (first-touch places the pages near it) */
         memset(mine, 1, t->per);
-        sink = read_pass(mine, t->per);
+        sink = (uint64_t)read_pass(mine, t->per);
     }
     for (int rep = 0; rep < t->reps; rep++) {
         pthread_barrier_wait(&t->start);
         double w0 = now(), c0 = seconds_of(CLOCK_THREAD_CPUTIME_ID);
         for (int k = 0; k < t->passes; k++)
-            sink += read_pass(mine, t->per);
+            sink += (uint64_t)read_pass(mine, t->per);
         double c = seconds_of(CLOCK_THREAD_CPUTIME_ID) - c0;
         pthread_barrier_wait(&t->done);
         pthread_mutex_lock(&t->lock);
