@@ -46,13 +46,8 @@ static inline __attribute__((always_inline)) void f16_tile(int64_t n, const uint
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < tokens; t++) {
             float sum = hsum256(_mm256_add_ps(acc[0][r][t], acc[1][r][t]));
-            const float *xt = (const float *)(x + t * x_stride);
-            for (int64_t j = i; j < n; j++) {
-                uint16_t h;
-                memcpy(&h, w + r * w_stride + 2 * j, 2);
-                sum += _cvtsh_ss(h) * xt[j];
-            }
-            y[t * y_stride + r] = sum;
+            y[t * y_stride + r] = f16_dot_tail(sum, w + r * w_stride,
+                                               (const float *)(x + t * x_stride), i, n);
         }
 }
 

@@ -47,13 +47,8 @@ static inline __attribute__((always_inline)) void f16_tile(int64_t n, const uint
             __m256 lo = _mm512_castps512_ps256(acc[r][t]);
             __m256 hi = _mm512_extractf32x8_ps(acc[r][t], 1);
             float sum = hsum256(_mm256_add_ps(lo, hi));
-            const float *xt = (const float *)(x + t * x_stride);
-            for (int64_t j = i; j < n; j++) {
-                uint16_t h;
-                memcpy(&h, w + r * w_stride + 2 * j, 2);
-                sum += _cvtsh_ss(h) * xt[j];
-            }
-            y[t * y_stride + r] = sum;
+            y[t * y_stride + r] = f16_dot_tail(sum, w + r * w_stride,
+                                               (const float *)(x + t * x_stride), i, n);
         }
 }
 

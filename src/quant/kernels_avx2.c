@@ -16,8 +16,6 @@
 #include "quant/lanes_avx2.h"
 #include "quant/quant.h"
 
-static inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
-
 void ellm_vec_dot_f32_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     const float *a = row, *b = x;
@@ -53,13 +51,7 @@ void ellm_vec_dot_f16_avx2(int64_t n, float *out, const void *row, const void *x
         acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + i), acc0);
         acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + i + 8), acc1);
     }
-    float sum = hsum256(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, a + i, 2);
-        sum += half_to_float(h) * b[i];
-    }
-    *out = sum;
+    *out = f16_dot_tail(hsum256(_mm256_add_ps(acc0, acc1)), row, b, i, n);
 }
 
 /* Q8_0 and Q4_0 against 8-bit activations: each block's 32 products are summed exactly in

@@ -23,6 +23,18 @@ static inline float hsum256(__m256 v)
     return hsum128(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
 }
 
+/* sum + w[j] * x[j] for j in [i, n), one product at a time: the F16 dot's tail after its
+ * 16-value steps, shared by the single-row kernel and the tiles so they end in the same bits. */
+static inline float f16_dot_tail(float sum, const uint8_t *w, const float *x, int64_t i, int64_t n)
+{
+    for (int64_t j = i; j < n; j++) {
+        uint16_t h;
+        memcpy(&h, w + 2 * j, 2);
+        sum += _cvtsh_ss(h) * x[j];
+    }
+    return sum;
+}
+
 static inline int32_t hsum256_i32(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
