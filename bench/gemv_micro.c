@@ -1,7 +1,8 @@
 /* Decode gemv kernels against a plain streaming read of the same bytes, one thread, in one
  * process: for each weight type, a matrix larger than the last-level cache is multiplied by one
- * activation row with the kernel set's decode kernel (what ellm_matmul calls for one token:
- * vec_dot_ext where the set has one, else vec_dot), and
+ * activation row with the kernel set's decode kernels (what ellm_matmul calls for one token:
+ * vec_dot_rows for groups of rows where the set has it, vec_dot_ext where the set has one, else
+ * vec_dot; where there is a multi-row kernel, the single-row kernel is timed too), and
  * the same number of bytes is read by a simple vector loop; the two are interleaved and the best
  * of N of each (thread CPU time) is kept, so that a busy shared machine slows both alike. The ratio kernel ÷ read
  * is how close a kernel comes to being memory-bound on one core.
@@ -54,7 +55,7 @@ static uint64_t stream_read(const uint8_t *p, size_t bytes)
 #endif
 
 typedef struct bench_result {
-    double kernel_gbs, read_gbs;
+    double kernel_gbs, read_gbs, single_gbs; /* single_gbs: 0 without a multi-row kernel */
     float checksum;
 } bench_result;
 
@@ -94,20 +95,29 @@ static bool bench_type(ellm_type type, size_t target_bytes, int64_t cols, int re
     void *xq = aligned_alloc(64, (xq_bytes + 63) / 64 * 64);
     ellm_quantize_act(layout, k->vec_dot_type, x, xq, cols);
 
-    double best_kernel = 1e30, best_read = 1e30;
+    double best_kernel = 1e30, best_read = 1e30, best_single = 1e30;
     uint64_t sink = 0;
     for (int rep = 0; rep < reps; rep++) {
         double t0 = bench_thread_seconds();
         sink ^= stream_read(plain, bytes);
         double t1 = bench_thread_seconds();
-        for (int64_t r = 0; r < rows; r++)
+        int64_t r = 0;
+        if (k->vec_dot_rows)
+            for (; r + ELLM_DOT_ROWS <= rows; r += ELLM_DOT_ROWS)
+                k->vec_dot_rows(cols, &y[r], w + (size_t)r * row_bytes, row_bytes, xq);
+        for (; r < rows; r++)
             dot(cols, &y[r], w + (size_t)r * row_bytes, xq);
         double t2 = bench_thread_seconds();
+        for (r = 0; k->vec_dot_rows && r < rows; r++)
+            dot(cols, &y[r], w + (size_t)r * row_bytes, xq);
+        double t3 = bench_thread_seconds();
         best_read = t1 - t0 < best_read ? t1 - t0 : best_read;
         best_kernel = t2 - t1 < best_kernel ? t2 - t1 : best_kernel;
+        best_single = t3 - t2 < best_single ? t3 - t2 : best_single;
     }
     res->kernel_gbs = (double)bytes / best_kernel * 1e-9;
     res->read_gbs = (double)bytes / best_read * 1e-9;
+    res->single_gbs = k->vec_dot_rows ? (double)bytes / best_single * 1e-9 : 0;
     res->checksum = y[0] + y[rows / 2] + (float)(sink & 1);
     free(w), free(plain), free(x), free(y), free(xq);
     return true;
@@ -155,7 +165,8 @@ int main(int argc, char **argv)
     }
     printf("kernel set %s, one thread, %zu MiB matrices of %lld columns, best of %d\n",
            ellm_kernel_set_name(), mib, (long long)cols, reps);
-    printf("| type | isa | kernel GB/s | read GB/s | kernel / read |\n|---|---|---|---|---|\n");
+    printf("| type | isa | kernel GB/s | read GB/s | kernel / read | single-row / read |\n"
+           "|---|---|---|---|---|---|\n");
     for (int i = 0; i < n_types; i++) {
         ellm_type type;
         bench_result r;
@@ -168,8 +179,12 @@ int main(int argc, char **argv)
                    (long long)cols);
             continue;
         }
-        printf("| %s | %s | %.1f | %.1f | %.2f |\n", types[i], ellm_kernels_for(type)->isa,
+        printf("| %s | %s | %.1f | %.1f | %.2f |", types[i], ellm_kernels_for(type)->isa,
                r.kernel_gbs, r.read_gbs, r.kernel_gbs / r.read_gbs);
+        if (r.single_gbs > 0)
+            printf(" %.2f |\n", r.single_gbs / r.read_gbs);
+        else
+            printf(" - |\n");
         fflush(stdout);
         if (r.checksum != r.checksum)
             fprintf(stderr, "gemv_micro: %s produced NaN\n", types[i]);

@@ -645,6 +645,80 @@ static void test_every_kernel_set(void)
     CHECK(!strcmp(ellm_kernel_set_name(), sets[0]));
 }
 
+/* Every set's multi-row decode kernels (vec_dot_rows) give, for each of their rows, exactly what
+ * the set's single-row decode kernel gives and exactly what the scalar kernel gives: rows of
+ * fewer blocks than one step of eight, of whole steps and of steps plus a tail, with edge values
+ * (zero rows, outliers, tiny activations), and rows of different contents so that a row mixed up
+ * with another shows. */
+static void test_multi_row_kernels(void)
+{
+    enum { MAXN = 4096, ROWS = ELLM_DOT_ROWS };
+    static float w[ROWS * MAXN], x[MAXN];
+    static uint8_t wq[ROWS * MAXN * 2], plain[MAXN * 2], act[MAXN * 2];
+    int sizes[] = {160, 256, 416, 2816, MAXN};
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    int checked = 0, sets_with_rows = 0;
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        bool any = false;
+        for (int type = 0; type < ELLM_TYPE_COUNT; type++) {
+            CHECK(ellm_quant_use_kernel_set("scalar"));
+            const ellm_type_kernels *scalar_k = ellm_kernels_for((ellm_type)type);
+            CHECK(ellm_quant_use_kernel_set(sets[set]));
+            const ellm_type_kernels *k = ellm_kernels_for((ellm_type)type);
+            if (!k || !k->vec_dot_rows)
+                continue;
+            any = true;
+            uint32_t bs = ellm_type_traits_of((uint32_t)type)->block_size;
+            uint64_t rb = 0;
+            for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+                int n = sizes[si];
+                if (n % (int)bs || !ellm_row_bytes((ellm_type)type, (uint64_t)n, &rb))
+                    continue;
+                for (int edge = 0; edge < 3; edge++) {
+                    for (int r = 0; r < ROWS; r++)
+                        for (int i = 0; i < n; i++)
+                            w[r * n + i] = edge == 1 && r % 3 == 1
+                                               ? 0.0f
+                                               : frand() * (float)(r + 1) *
+                                                     (edge == 2 && i % 7 == 0 ? 1e3f : 1.0f);
+                    for (int i = 0; i < n; i++)
+                        x[i] = frand() * (edge == 2 ? (i % 11 == 0 ? 50.0f : 1e-4f) : 2.0f);
+                    for (int r = 0; r < ROWS; r++)
+                        ellm_quantize_row((ellm_type)type, w + r * n, wq + r * rb, n);
+                    ellm_act_layout layout = k->vec_dot_ext ? k->ext_layout : ELLM_ACT_PLAIN;
+                    ellm_vec_dot_fn single = k->vec_dot_ext ? k->vec_dot_ext : k->vec_dot;
+                    ellm_quantize_act(ELLM_ACT_PLAIN, k->vec_dot_type, x, plain, n);
+                    ellm_quantize_act(layout, k->vec_dot_type, x, act, n);
+                    float got[ROWS];
+                    k->vec_dot_rows(n, got, wq, (size_t)rb, act);
+                    for (int r = 0; r < ROWS; r++) {
+                        float one, scalar;
+                        single(n, &one, wq + r * rb, act);
+                        scalar_k->vec_dot(n, &scalar, wq + r * rb, plain);
+                        CHECK_MSG(!memcmp(&got[r], &one, sizeof one) &&
+                                      !memcmp(&got[r], &scalar, sizeof scalar),
+                                  "%s %s n=%d edge %d row %d: multi-row %.9g, single-row %.9g, "
+                                  "scalar %.9g",
+                                  sets[set], ellm_type_name((uint32_t)type), n, edge, r, got[r],
+                                  one, scalar);
+                        checked++;
+                    }
+                }
+            }
+        }
+        sets_with_rows += any;
+    }
+    ellm_quant_use_kernel_set(NULL);
+    fprintf(stderr, "multi-row kernels checked: %d rows in %d sets\n", checked, sets_with_rows);
+    /* The AVX-512 set has them for Q4_0 (on a CPU that runs it). */
+    if (ellm_quant_use_kernel_set("avx512")) {
+        CHECK(ellm_kernels_for(ELLM_TYPE_Q4_0)->vec_dot_rows != NULL);
+        CHECK(sets_with_rows >= 1);
+        ellm_quant_use_kernel_set(NULL);
+    }
+}
+
 static void test_matmul(void)
 {
     enum { IN = 256, OUT = 67, T = 5 };
@@ -822,6 +896,7 @@ int main(void)
     test_extended_activation_rows();
     test_gemm_f16_tiles();
     test_every_kernel_set();
+    test_multi_row_kernels();
     test_matmul();
     test_matmul_batch_independence();
     test_matmul_multi_mixed_types();

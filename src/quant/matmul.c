@@ -87,7 +87,13 @@ static void rows_vec_dot(const matmul_job *j, int iw, int64_t r0, int64_t r1)
             const void *xrow = j->xq + t * j->xq_row_bytes;
             float *yrow = y + t * n_out;
             ellm_vec_dot_fn dot = j->ext_dot[iw] ? kern->vec_dot_ext : kern->vec_dot;
-            for (int64_t r = rt; r < rend; r++)
+            int64_t r = rt;
+            /* Several rows per call where the activations are in the layout it reads. */
+            if (kern->vec_dot_rows && j->ext_dot[iw] == (kern->vec_dot_ext != NULL))
+                for (; r + ELLM_DOT_ROWS <= rend; r += ELLM_DOT_ROWS)
+                    kern->vec_dot_rows(n_in, &yrow[r], wbase + r * w->row_bytes, w->row_bytes,
+                                       xrow);
+            for (; r < rend; r++)
                 dot(n_in, &yrow[r], wbase + r * w->row_bytes, xrow);
         }
     }

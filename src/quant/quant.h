@@ -58,6 +58,15 @@ typedef void (*ellm_gemm_fn)(int64_t n, const uint8_t *w, size_t w_stride, int64
                              const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
                              int64_t y_stride);
 
+/* Optional: ELLM_DOT_ROWS consecutive weight rows (row_bytes apart) against one activation row
+ * in the layout the set's decode path reads (ext_layout where the set has vec_dot_ext, else plain
+ * rows of vec_dot_type): out[r] = row r · x, bit for bit what the single-row kernel gives. The
+ * scalar kernels add one block term at a time to one float, a chain whose additions wait on each
+ * other; the rows' chains are independent, so working on several rows at once overlaps them. */
+enum { ELLM_DOT_ROWS = 8 };
+typedef void (*ellm_vec_dot_rows_fn)(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                     const void *x);
+
 /* How a matmul's activation rows are laid out. */
 typedef enum ellm_act_layout {
     ELLM_ACT_Q8_0_EXT,  /* ellm_quantize_q8_0_ext */
@@ -78,7 +87,8 @@ typedef struct ellm_type_kernels {
     ellm_gemm_fn gemm; /* NULL when the set has no tiles for this type */
     /* The ISA of gemm when it is another set's (the AVX-512 set runs some AVX2 tiles); NULL: isa. */
     const char *gemm_isa;
-    ellm_act_layout ext_layout; /* what vec_dot_ext reads (the default, 0: Q8_0_EXT) */
+    ellm_act_layout ext_layout;        /* what vec_dot_ext reads (the default, 0: Q8_0_EXT) */
+    ellm_vec_dot_rows_fn vec_dot_rows; /* NULL when the set has none for this type */
 } ellm_type_kernels;
 
 /*
