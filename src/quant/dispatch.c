@@ -26,7 +26,7 @@ typedef struct kernel_set {
 /* An entry: activation type, single-row dot, ISA, four-row dot, extended-row dot, tile. */
 #define K(act, dot, isa, x4, ext, gemm)                                                            \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, ELLM_ACT_Q8_0_EXT                          \
+        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, ELLM_ACT_Q8_0_EXT, NULL                    \
     }
 /* An entry with a multi-row decode kernel as well (see ellm_vec_dot_rows_fn). */
 #define K_ROWS(act, dot, isa, x4, ext, gemm, rows)                                                 \
@@ -36,7 +36,7 @@ typedef struct kernel_set {
 /* An entry whose tile comes from another set. */
 #define K_TILE_OF(act, dot, isa, gemm, gemm_isa)                                                   \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa, ELLM_ACT_Q8_0_EXT                   \
+        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa, ELLM_ACT_Q8_0_EXT, NULL             \
     }
 
 static const kernel_set scalar_set = {
@@ -199,7 +199,7 @@ static bool cpu_has_dotprod(void)
 #define K_WASM(act, type, layout, gemm)                                                            \
     {                                                                                              \
         ELLM_TYPE_##act, ellm_vec_dot_##type##_wasm_simd, "wasm-simd", NULL,                       \
-            ellm_vec_dot_##type##_wide_wasm_simd, gemm, NULL, ELLM_ACT_##layout                    \
+            ellm_vec_dot_##type##_wide_wasm_simd, gemm, NULL, ELLM_ACT_##layout, NULL              \
     }
 /* Types without a SIMD128 kernel (BF16) take the scalar one. Attention is the portable head with
  * vector half conversions (no fused multiply-add in SIMD128, so no wide path). */
