@@ -226,13 +226,6 @@ static void test_kernels_match_reference(void)
     CHECK(memcmp(a, b, 4096 / 32 * sizeof(block_q8_0)) == 0);
 }
 
-/* Whether the AVX2 kernels of a type sum in the scalar kernel's order (bit-identical to it): the
- * others still accumulate in vector lanes. */
-static bool avx2_exact_type(ellm_type type)
-{
-    return type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q8_0;
-}
-
 /* Gemm tiles against the scalar reference, and bit for bit against the single-row kernel for
  * every tile shape: a token's result must not depend on its batch. The 32-value formats: tiles
  * against extended Q8_0 rows, or plain Q8_1 rows for the "_1" formats. */
@@ -296,8 +289,7 @@ static void test_gemm_tiles(void)
             size_t tile_stride = q8_1 ? sizeof plain_q8_1[0] : L.row_bytes;
             /* Sets whose quantized kernels sum exact integers in the scalar order equal it. */
             bool exact = !strcmp(k->isa, "avx512") || !strncmp(k->isa, "neon", 4) ||
-                         !strcmp(k->isa, "wasm-simd") ||
-                         (!strcmp(k->isa, "avx2") && avx2_exact_type(types[ty]));
+                         !strcmp(k->isa, "wasm-simd");
             uint64_t rb = 0;
             ellm_row_bytes(types[ty], N, &rb);
             for (int r = 0; r < ROWS; r++)
@@ -583,9 +575,7 @@ static void test_every_kernel_set(void)
                     if (!k || k->vec_dot_type != ref_k->vec_dot_type)
                         continue;
                     bool exact = (quantized &&
-                                  (!strncmp(k->isa, "neon", 4) || !strcmp(k->isa, "avx512") ||
-                                   (!strcmp(k->isa, "avx2") &&
-                                    avx2_exact_type((ellm_type)type)))) ||
+                                  (!strncmp(k->isa, "neon", 4) || !strcmp(k->isa, "avx512"))) ||
                                  !strcmp(k->isa, "wasm-simd");
                     for (int r = 0; r < 4; r++) {
                         float got;

@@ -10,7 +10,6 @@
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
 #include <math.h>
-#include <stdalign.h>
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -55,14 +54,14 @@ void ellm_vec_dot_f16_avx2(int64_t n, float *out, const void *row, const void *x
     *out = f16_dot_tail(hsum256(_mm256_add_ps(acc0, acc1)), row, b, i, n);
 }
 
-/* Q8_0 and Q4_0 against 8-bit activations, in the scalar kernel's arithmetic: each block's 32
- * products are summed exactly in integers, eight blocks at a time into the eight lanes of one
- * vector, and the eight terms (d_w * d_a) * isum are formed there with two multiplications (no
- * fused multiply-add); only the additions into the row's running float are left, one per block in
- * block order, so every result is bit-identical to the scalar kernel. That chain of dependent
- * additions sets the pace of one row; the decode path (ellm_vec_dot_q4_0_ext_rows_avx2) runs eight
- * rows' chains side by side in the lanes of one vector. Blocks past the end of a short last group
- * have scale and sum 0, and a term of +0 leaves a sum unchanged. */
+/* Q8_0 and Q4_0 against 8-bit activations: each block's 32 products are summed exactly in
+ * integers, eight blocks at a time into the eight lanes of one vector, converted once and
+ * multiplied by the blocks' scale products d_w * d_a in one fused multiply-add: lane k of the
+ * accumulator holds the blocks i with i % 8 == k, in order, and the result is hsum256 of it.
+ * The GEMM tiles (gemm_avx2.c) repeat exactly this float work (lane k there is an accumulator
+ * of eight rows), so prefill and decode agree bit for bit; a change to the float order here
+ * must be repeated there. Blocks past the end of a short last group have scale and sum 0, and
+ * fma(0, 0, acc) leaves acc unchanged. */
 enum { GROUP_BLOCKS = 8 };
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -111,25 +110,10 @@ static inline __m256i lane_totals(const __m256i v[GROUP_BLOCKS])
  * 0 past kb. */
 ALWAYS_INLINE __m256 group_half_scales(const void *first, size_t stride, int kb)
 {
-    if (kb == GROUP_BLOCKS)
-        return _mm256_cvtph_ps(kquant_block_halves(first, stride, kb));
     uint16_t h[GROUP_BLOCKS] = {0};
     for (int k = 0; k < kb; k++)
         memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
-}
-
-ALWAYS_INLINE __m256 weight_scales(ellm_type type, const void *row, int64_t i, int kb)
-{
-    return type == ELLM_TYPE_Q4_0
-               ? group_half_scales((const block_q4_0 *)row + i, sizeof(block_q4_0), kb)
-               : group_half_scales((const block_q8_0 *)row + i, sizeof(block_q8_0), kb);
-}
-
-/* The scalar kernel's term of each block: (d_w * d_a) * (float)isum. */
-static inline __m256 block_terms(__m256 dw, __m256 da, __m256i isums)
-{
-    return _mm256_mul_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isums));
 }
 
 /* Up to eight blocks of one weight row as signed levels, shared by every activation row. */
@@ -144,16 +128,20 @@ ALWAYS_INLINE void load_group(ellm_type type, const void *row, int64_t i, int kb
         g->levels[k] = k >= kb                  ? _mm256_setzero_si256()
                        : type == ELLM_TYPE_Q4_0 ? q4_0_levels((const block_q4_0 *)row + i + k)
                                                 : q8_0_levels((const block_q8_0 *)row + i + k);
-    g->d = weight_scales(type, row, i, kb);
+    g->d = type == ELLM_TYPE_Q4_0
+               ? group_half_scales((const block_q4_0 *)row + i, sizeof(block_q4_0), kb)
+               : group_half_scales((const block_q8_0 *)row + i, sizeof(block_q8_0), kb);
 }
 
-/* One group against a plain Q8_0 activation row: the blocks' terms. */
-ALWAYS_INLINE __m256 group_terms(const weight_group *g, const block_q8_0 *a, int64_t i, int kb)
+/* One group against a plain Q8_0 activation row: acc + (d_w * d_a) * (exact block sums). */
+ALWAYS_INLINE __m256 group_step(const weight_group *g, const block_q8_0 *a, int64_t i, int kb,
+                                __m256 acc)
 {
     __m256i p[GROUP_BLOCKS];
     for (int k = 0; k < GROUP_BLOCKS; k++)
         p[k] = k < kb ? dot_i8_32(g->levels[k], load_i8_32(a[i + k].qs)) : _mm256_setzero_si256();
-    return block_terms(g->d, group_half_scales(a + i, sizeof *a, kb), lane_totals(p));
+    __m256 d = _mm256_mul_ps(g->d, group_half_scales(a + i, sizeof *a, kb));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane_totals(p)), acc);
 }
 
 /* rows activation rows against one weight row: every weight group is decoded once. */
@@ -161,22 +149,22 @@ ALWAYS_INLINE void dot_rows(ellm_type type, int64_t n, float *out, const void *r
                             const block_q8_0 *const *x, int rows)
 {
     int64_t nb = n / QK8_0, i = 0;
-    float sum[4];
+    __m256 acc[4];
     weight_group g;
     for (int t = 0; t < rows; t++)
-        sum[t] = 0;
+        acc[t] = _mm256_setzero_ps();
     for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS) {
         load_group(type, row, i, GROUP_BLOCKS, &g);
         for (int t = 0; t < rows; t++)
-            sum[t] = add_lanes_in_order(sum[t], group_terms(&g, x[t], i, GROUP_BLOCKS));
+            acc[t] = group_step(&g, x[t], i, GROUP_BLOCKS, acc[t]);
     }
     if (i < nb) {
         load_group(type, row, i, (int)(nb - i), &g);
         for (int t = 0; t < rows; t++)
-            sum[t] = add_lanes_in_order(sum[t], group_terms(&g, x[t], i, (int)(nb - i)));
+            acc[t] = group_step(&g, x[t], i, (int)(nb - i), acc[t]);
     }
     for (int t = 0; t < rows; t++)
-        out[t] = sum[t];
+        out[t] = hsum256(acc[t]);
 }
 
 void ellm_vec_dot_q8_0_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -215,33 +203,18 @@ ALWAYS_INLINE __m256i group_i32(const int32_t *v, int kb)
     return _mm256_loadu_si256((const __m256i *)part);
 }
 
-/* An extended Q8_0 activation row (ellm_quantize_q8_0_ext) as the kernels read it. */
-typedef struct ext_act {
-    const int8_t *a;
-    const float *da;
-    const int32_t *block_sums;
-    int64_t nb;
-} ext_act;
-
-static inline ext_act ext_act_of(int64_t n, const void *x)
-{
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    ext_act e = {x, (const float *)((const uint8_t *)x + L.scales_offset),
-                 (const int32_t *)((const uint8_t *)x + L.block_sums_offset), n / QK8_0};
-    return e;
-}
-
 /* The decode path: the activation row in the extended Q8_0 layout carries the scales as floats
  * and each block's sum of activations, so Q4_0 multiplies its unsigned nibbles (no sign moves)
  * and subtracts 8 x that sum from the block's total, and no activation scale is converted. The
  * integers, scale products and float operations are the plain kernels', so the results are
  * bit-identical to them. */
-ALWAYS_INLINE __m256 ext_group_terms(ellm_type type, const void *row, const ext_act *x, int64_t i,
-                                     int kb)
+ALWAYS_INLINE __m256 ext_group_step(ellm_type type, const void *row, const int8_t *a,
+                                    const float *da, const int32_t *block_sums, int64_t i, int kb,
+                                    __m256 acc)
 {
     __m256i p[GROUP_BLOCKS];
     for (int k = 0; k < GROUP_BLOCKS; k++) {
-        const int8_t *ak = x->a + (i + k) * QK8_0;
+        const int8_t *ak = a + (i + k) * QK8_0;
         if (k >= kb)
             p[k] = _mm256_setzero_si256();
         else if (type == ELLM_TYPE_Q4_0)
@@ -252,22 +225,28 @@ ALWAYS_INLINE __m256 ext_group_terms(ellm_type type, const void *row, const ext_
             p[k] = dot_i8_32(q8_0_levels((const block_q8_0 *)row + i + k), load_i8_32(ak));
     }
     __m256i totals = lane_totals(p);
+    __m256 dw = type == ELLM_TYPE_Q4_0
+                    ? group_half_scales((const block_q4_0 *)row + i, sizeof(block_q4_0), kb)
+                    : group_half_scales((const block_q8_0 *)row + i, sizeof(block_q8_0), kb);
     if (type == ELLM_TYPE_Q4_0)
-        totals = _mm256_sub_epi32(totals, _mm256_slli_epi32(group_i32(x->block_sums + i, kb), 3));
-    __m256 da = _mm256_castsi256_ps(group_i32((const int32_t *)(x->da + i), kb));
-    return block_terms(weight_scales(type, row, i, kb), da, totals);
+        totals = _mm256_sub_epi32(totals, _mm256_slli_epi32(group_i32(block_sums + i, kb), 3));
+    __m256 d = _mm256_mul_ps(dw, _mm256_castsi256_ps(group_i32((const int32_t *)(da + i), kb)));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(totals), acc);
 }
 
 ALWAYS_INLINE void dot_ext(ellm_type type, int64_t n, float *out, const void *row, const void *x)
 {
-    const ext_act act = ext_act_of(n, x);
-    int64_t i = 0;
-    float sum = 0;
-    for (; i + GROUP_BLOCKS <= act.nb; i += GROUP_BLOCKS)
-        sum = add_lanes_in_order(sum, ext_group_terms(type, row, &act, i, GROUP_BLOCKS));
-    if (i < act.nb)
-        sum = add_lanes_in_order(sum, ext_group_terms(type, row, &act, i, (int)(act.nb - i)));
-    *out = sum;
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    const int8_t *a = x;
+    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
+    const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
+    int64_t nb = n / QK8_0, i = 0;
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS)
+        acc = ext_group_step(type, row, a, da, block_sums, i, GROUP_BLOCKS, acc);
+    if (i < nb)
+        acc = ext_group_step(type, row, a, da, block_sums, i, (int)(nb - i), acc);
+    *out = hsum256(acc);
 }
 
 void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -278,50 +257,6 @@ void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const vo
 void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
 {
     dot_ext(ELLM_TYPE_Q8_0, n, out, row, x);
-}
-
-/* ELLM_DOT_ROWS (8) consecutive weight rows against one extended activation row. The rows are
- * read one after the other, each as dot_ext reads it (one stream front to back, as the hardware
- * prefetchers like it: rows read side by side are eight interleaved streams, which they follow
- * poorly), and their block terms are kept in a small buffer; the additions then run with the
- * rows in the lanes of one vector (add_rows_terms_in_order), eight chains side by side. Rows of
- * more than SLICE_BLOCKS blocks go a slice at a time, so the buffer stays in L1. */
-enum { SLICE_BLOCKS = 128 };
-
-ALWAYS_INLINE void dot_ext_rows(ellm_type type, int64_t n, float *out, const uint8_t *rows,
-                                size_t row_bytes, const void *x)
-{
-    const ext_act act = ext_act_of(n, x);
-    alignas(32) float terms[ELLM_DOT_ROWS][SLICE_BLOCKS];
-    __m256 sums = _mm256_setzero_ps();
-    for (int64_t i0 = 0; i0 < act.nb; i0 += SLICE_BLOCKS) {
-        int64_t i1 = i0 + SLICE_BLOCKS < act.nb ? i0 + SLICE_BLOCKS : act.nb;
-        for (int r = 0; r < ELLM_DOT_ROWS; r++)
-            for (int64_t i = i0; i < i1; i += GROUP_BLOCKS) {
-                int kb = i1 - i < GROUP_BLOCKS ? (int)(i1 - i) : GROUP_BLOCKS;
-                _mm256_store_ps(&terms[r][i - i0],
-                                ext_group_terms(type, rows + (size_t)r * row_bytes, &act, i, kb));
-            }
-        for (int64_t i = i0; i < i1; i += GROUP_BLOCKS) {
-            __m256 group[ELLM_DOT_ROWS];
-            for (int r = 0; r < ELLM_DOT_ROWS; r++)
-                group[r] = _mm256_load_ps(&terms[r][i - i0]);
-            sums = add_rows_terms_in_order(sums, group);
-        }
-    }
-    _mm256_storeu_ps(out, sums);
-}
-
-void ellm_vec_dot_q4_0_ext_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
-                                     const void *x)
-{
-    dot_ext_rows(ELLM_TYPE_Q4_0, n, out, rows, row_bytes, x);
-}
-
-void ellm_vec_dot_q8_0_ext_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
-                                     const void *x)
-{
-    dot_ext_rows(ELLM_TYPE_Q8_0, n, out, rows, row_bytes, x);
 }
 
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n)
