@@ -260,10 +260,11 @@ static void test_quantization_error(void)
 
 static void test_kernels(void)
 {
-    enum { MAXN = 11 * QK_K };
-    /* The AVX2 single-row kernels take super-blocks eight at a time: 11 is one group and a
-     * partial one. */
-    int sizes[] = {QK_K, 2 * QK_K, 3 * QK_K, 8 * QK_K, 11 * QK_K};
+    enum { MAXN = 22 * QK_K };
+    /* The AVX2 single-row kernels take super-blocks in pairs and reduce eight at a time: 11 is
+     * one group and a partial one, 17 two and an odd block, 22 two and a partial one (tinyllama's
+     * FFN down rows). */
+    int sizes[] = {QK_K, 2 * QK_K, 3 * QK_K, 8 * QK_K, 11 * QK_K, 17 * QK_K, 22 * QK_K};
     static float w[MAXN], x[MAXN], xd[MAXN];
     static uint8_t wq[MAXN * 2];
     static block_q8_K xq[MAXN / QK_K], xq4[4][MAXN / QK_K];

@@ -225,4 +225,55 @@ static inline __m256 kquant_terms_min(__m256i isum, __m256i msum, __m256i d_dmin
     return _mm256_hsub_ps(t_lo, t_hi);
 }
 
+/* One super-block's exact integer sums against one activation block, in eight int32 lanes each:
+ * the scaled quants' in *isum and, for the formats with mins (Q2_K, Q4_K, Q5_K), the min term's
+ * in *msum. */
+typedef void (*kquant_block_sums_fn)(const uint8_t *block, const block_q8_K *a, __m256i *isum,
+                                     __m256i *msum);
+
+/* The single-row decode kernel of a K-quant or IQ4_XS: the scalar kernel's sum of
+ * a.d * d * isum [- a.d * dmin * msum] over the row's nb super-blocks, added in block order.
+ * Blocks go in pairs through one loop that the compiler must not unroll, and every eighth block
+ * (or the row's end) the pairs' sums are reduced together and their float terms formed in one
+ * vector. Rolled, each load instruction walks the rows one block pair at a time, a stride the
+ * hardware prefetcher follows; the eight-block steps written out in full (one load instruction
+ * per block of the group) ran at 0.8 of the pair loop from memory, and at half of it where a row
+ * ended in a partial group (22 blocks), although faster in cache (docs/performance.md). d_offset
+ * is where a block's IEEE half d (followed by dmin when with_min) sits. */
+static inline __attribute__((always_inline)) float
+kquant_row_dot(const uint8_t *row, size_t block_bytes, size_t d_offset, bool with_min,
+               const block_q8_K *a, int64_t nb, kquant_block_sums_fn block_sums)
+{
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i isum_pairs[4], msum_pairs[4];
+    float sum = 0;
+    int filled = 0;
+#pragma GCC unroll 1
+    for (int64_t i = 0; i < nb; i += 2) {
+        __m256i isum0, msum0 = zero, isum1 = zero, msum1 = zero;
+        block_sums(row + (size_t)i * block_bytes, &a[i], &isum0, &msum0);
+        if (i + 1 < nb)
+            block_sums(row + (size_t)(i + 1) * block_bytes, &a[i + 1], &isum1, &msum1);
+        isum_pairs[filled] = _mm256_hadd_epi32(isum0, isum1);
+        if (with_min)
+            msum_pairs[filled] = _mm256_hadd_epi32(msum0, msum1);
+        if (++filled < 4 && i + 2 < nb)
+            continue;
+        int64_t first = i + 2 - 2 * filled;
+        int count = nb - first < 8 ? (int)(nb - first) : 8;
+        for (int p = filled; p < 4; p++)
+            isum_pairs[p] = msum_pairs[p] = zero;
+        const uint8_t *d = row + (size_t)first * block_bytes + d_offset;
+        __m256 ad = kquant_act_scales(&a[first], count);
+        __m256i isum = lane_totals_of_pairs(isum_pairs);
+        __m256 terms = with_min
+                           ? kquant_terms_min(isum, lane_totals_of_pairs(msum_pairs),
+                                              kquant_block_words(d, block_bytes, count), ad)
+                           : kquant_terms(isum, kquant_block_halves(d, block_bytes, count), ad);
+        sum = add_lanes_in_order(sum, terms);
+        filled = 0;
+    }
+    return sum;
+}
+
 #endif
