@@ -261,9 +261,8 @@ static void test_quantization_error(void)
 static void test_kernels(void)
 {
     enum { MAXN = 22 * QK_K };
-    /* The AVX2 single-row kernels take super-blocks in pairs and reduce eight at a time: 11 is
-     * one group and a partial one, 17 two and an odd block, 22 two and a partial one (tinyllama's
-     * FFN down rows). */
+    /* The AVX2 single-row kernels take rows of whole groups eight super-blocks at a time (8) and
+     * others in pairs (11, 17 with the last block alone, 22: tinyllama's FFN down rows). */
     int sizes[] = {QK_K, 2 * QK_K, 3 * QK_K, 8 * QK_K, 11 * QK_K, 17 * QK_K, 22 * QK_K};
     static float w[MAXN], x[MAXN], xd[MAXN];
     static uint8_t wq[MAXN * 2];

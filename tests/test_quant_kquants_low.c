@@ -302,8 +302,9 @@ static void test_kernels(void)
     enum { MAXN = 22 * QK_K };
     static float w[MAXN], x[MAXN], xd[MAXN];
     static uint8_t wq[MAXN], xq[MAXN / QK_K * sizeof(block_q8_K)];
-    /* The AVX2 kernels take whole groups of eight super-blocks, then pairs: 2048 (one group),
-     * 4352 (two and one block), 5632 (two and three pairs: tinyllama's FFN down rows). */
+    /* The AVX2 kernels take rows of whole groups of eight super-blocks eight at a time (2048,
+     * 4096) and others in pairs (4352: 17 blocks, the last alone; 5632: 22, tinyllama's FFN down
+     * rows). */
     int sizes[] = {256, 512, 1024, 2048, 2816, 4096, 4352, 5632};
     bool simd = strcmp(ellm_kernel_set_name(), "scalar") != 0;
     if (!simd)

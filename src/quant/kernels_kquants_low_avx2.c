@@ -6,7 +6,6 @@
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
-#include <stddef.h>
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -50,16 +49,62 @@ static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *
     *msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
 }
 
-static inline __attribute__((always_inline)) void
-q2_K_block_sums(const uint8_t *blk, const block_q8_K *a, __m256i *isum, __m256i *msum)
+/* sum plus the terms of count (at most 8) Q2_K super-blocks against one activation row. */
+static inline __attribute__((always_inline)) float q2_K_group(float sum, const block_q2_K *w,
+                                                              const block_q8_K *a, int count)
 {
-    q2_K_sums((const block_q2_K *)blk, a, isum, msum);
+    __m256i isum_pairs[4], msum_pairs[4], isum_even = _mm256_setzero_si256(),
+                                          msum_even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
+        if (b < count)
+            q2_K_sums(&w[b], &a[b], &isum, &msum);
+        if (b % 2 == 0) {
+            isum_even = isum;
+            msum_even = msum;
+        } else {
+            isum_pairs[b / 2] = _mm256_hadd_epi32(isum_even, isum);
+            msum_pairs[b / 2] = _mm256_hadd_epi32(msum_even, msum);
+        }
+    }
+    __m256 terms = kquant_terms_min(lane_totals_of_pairs(isum_pairs),
+                                    lane_totals_of_pairs(msum_pairs),
+                                    kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, count),
+                                    kquant_act_scales(a, count));
+    return add_lanes_in_order(sum, terms);
 }
 
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    *out = kquant_row_dot(row, sizeof(block_q2_K), offsetof(block_q2_K, d), true, x, n / QK_K,
-                          q2_K_block_sums);
+    const block_q2_K *w = row;
+    const block_q8_K *a = x;
+    int64_t nb = n / QK_K;
+    if (nb % 8) { /* in pairs, as the Q4_K kernel does (kq_dot_row says why) */
+        __m128 pair_sum = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i += 2) {
+            int64_t last = i + 1 < nb ? i + 1 : i;
+            __m256i is0, ms0, is1, ms1;
+            q2_K_sums(&w[i], &a[i], &is0, &ms0);
+            q2_K_sums(&w[last], &a[last], &is1, &ms1);
+            kquant_part p0 = {
+                _mm_add_epi32(_mm256_castsi256_si128(is0), _mm256_extracti128_si256(is0, 1)),
+                _mm_add_epi32(_mm256_castsi256_si128(ms0), _mm256_extracti128_si256(ms0, 1))};
+            kquant_part p1 = {
+                _mm_add_epi32(_mm256_castsi256_si128(is1), _mm256_extracti128_si256(is1, 1)),
+                _mm_add_epi32(_mm256_castsi256_si128(ms1), _mm256_extracti128_si256(ms1, 1))};
+            uint32_t dd0, dd1; /* d, dmin */
+            memcpy(&dd0, &w[i].d, 4);
+            memcpy(&dd1, &w[last].d, 4);
+            __m128 dd = _mm_cvtph_ps(_mm_setr_epi32((int)dd0, (int)dd1, 0, 0));
+            pair_sum = kquant_add_blocks_min(pair_sum, p0, p1, dd, a[i].d, a[last].d, last > i);
+        }
+        *out = _mm_cvtss_f32(pair_sum);
+        return;
+    }
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i += 8)
+        sum = q2_K_group(sum, w + i, a + i, 8);
+    *out = sum;
 }
 
 /* Bit b of every byte of v moved to bit 2 (4 where it is set, 0 elsewhere). A 16-bit shift carries
@@ -116,17 +161,44 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
     return _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2));
 }
 
-static inline __attribute__((always_inline)) void
-q3_K_block_sums(const uint8_t *blk, const block_q8_K *a, __m256i *isum, __m256i *msum)
+/* sum plus the terms of count (at most 8) Q3_K super-blocks against one activation row. */
+static inline __attribute__((always_inline)) float q3_K_group(float sum, const block_q3_K *w,
+                                                              const block_q8_K *a, int count)
 {
-    (void)msum;
-    *isum = q3_K_isum((const block_q3_K *)blk, a);
+    __m256i pairs[4], even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = b < count ? q3_K_isum(&w[b], &a[b]) : _mm256_setzero_si256();
+        if (b % 2 == 0)
+            even = isum;
+        else
+            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
+    }
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
+    return add_lanes_in_order(
+        sum, kquant_terms(lane_totals_of_pairs(pairs), d, kquant_act_scales(a, count)));
 }
 
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    *out = kquant_row_dot(row, sizeof(block_q3_K), offsetof(block_q3_K, d), false, x, n / QK_K,
-                          q3_K_block_sums);
+    const block_q3_K *w = row;
+    const block_q8_K *a = x;
+    int64_t nb = n / QK_K;
+    if (nb % 8) { /* in pairs (kq_dot_row in kernels_kquants_avx2.c says why) */
+        __m128 pair_sum = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i += 2) {
+            int64_t last = i + 1 < nb ? i + 1 : i;
+            __m256i s0 = q3_K_isum(&w[i], &a[i]);
+            __m256i s1 = last > i ? q3_K_isum(&w[last], &a[last]) : s0;
+            pair_sum = kquant_add_blocks(pair_sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d,
+                                         a[last].d, last > i);
+        }
+        *out = _mm_cvtss_f32(pair_sum);
+        return;
+    }
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i += 8)
+        sum = q3_K_group(sum, w + i, a + i, 8);
+    *out = sum;
 }
 
 /* The eight sub-block scales ls - 32 of an IQ4_XS super-block as int16, in both 128-bit lanes. */
@@ -153,12 +225,9 @@ static inline __m256i load_halves(const int8_t *lo, const int8_t *hi)
                                    _mm_loadu_si128((const __m128i *)hi), 1);
 }
 
-/* One IQ4_XS super-block's exact integer sum in eight int32 lanes. */
-static inline __m256i iq4_xs_isum(const block_iq4_xs *w, const block_q8_K *a)
+static inline __m256i iq4_xs_isum(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
 {
     const __m256i m15 = _mm256_set1_epi8(15);
-    const __m256i table = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl));
     __m256i scales = iq4_xs_scales(w);
     __m256i acc = _mm256_setzero_si256();
     for (int k = 0; k < 4; k++) {
@@ -180,19 +249,24 @@ static inline __m256i iq4_xs_isum(const block_iq4_xs *w, const block_q8_K *a)
     return acc;
 }
 
-static inline __attribute__((always_inline)) void
-iq4_xs_block_sums(const uint8_t *blk, const block_q8_K *a, __m256i *isum, __m256i *msum)
-{
-    (void)msum;
-    *isum = iq4_xs_isum((const block_iq4_xs *)blk, a);
-}
-
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
  * each) one vector and the high nibbles (16..31) another, and the activations are loaded in the
  * same arrangement. The integer sum is the scalar kernel's, in another order. */
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    *out = kquant_row_dot(row, sizeof(block_iq4_xs), offsetof(block_iq4_xs, d), false, x, n / QK_K,
-                          iq4_xs_block_sums);
+    const block_iq4_xs *w = row;
+    const block_q8_K *a = x;
+    const __m128i table128 = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
+    const __m256i table = _mm256_set_m128i(table128, table128);
+    int64_t nb = n / QK_K;
+    __m128 sum = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 2) {
+        int64_t last = i + 1 < nb ? i + 1 : i;
+        __m256i s0 = iq4_xs_isum(&w[i], &a[i], table);
+        __m256i s1 = last > i ? iq4_xs_isum(&w[last], &a[last], table) : s0;
+        sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d, a[last].d,
+                                last > i);
+    }
+    *out = _mm_cvtss_f32(sum);
 }
 #endif
