@@ -309,7 +309,8 @@ static void test_kernels(void)
                 for (int set = 0; set < n_sets && set < 8; set++) {
                     CHECK(ellm_quant_use_kernel_set(sets[set]));
                     const ellm_type_kernels *k = ellm_kernels_for(ktypes[t]);
-                    if (strcmp(k->isa, "avx2") && strcmp(k->isa, "avx512"))
+                    if (strcmp(k->isa, "avx2") && strcmp(k->isa, "avx2vnni") &&
+                        strcmp(k->isa, "avx512"))
                         continue;
                     float own;
                     k->vec_dot(n, &own, wq, xq);
@@ -475,7 +476,8 @@ static void test_tiles(void)
             /* Sets whose kernels sum exact integers in the scalar order equal the scalar kernel
              * too. */
             bool exact = !strcmp(k->isa, "avx512") || !strcmp(k->isa, "avx2") ||
-                         !strncmp(k->isa, "neon", 4) || !strcmp(k->isa, "wasm-simd");
+                         !strcmp(k->isa, "avx2vnni") || !strncmp(k->isa, "neon", 4) ||
+                         !strcmp(k->isa, "wasm-simd");
             uint64_t rb = 0;
             ellm_row_bytes(type, TN, &rb);
             for (int r = 0; r < ROWS; r++)

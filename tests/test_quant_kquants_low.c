@@ -286,7 +286,8 @@ static void check_x86_sets(ellm_type ty, int n, int edge, const void *wq, const 
     for (int set = 0; set < n_sets && set < 8; set++) {
         CHECK(ellm_quant_use_kernel_set(sets[set]));
         const ellm_type_kernels *k = ellm_kernels_for(ty);
-        if (!k || (strcmp(k->isa, "avx2") && strcmp(k->isa, "avx512")))
+        if (!k ||
+            (strcmp(k->isa, "avx2") && strcmp(k->isa, "avx2vnni") && strcmp(k->isa, "avx512")))
             continue;
         float own = NAN;
         k->vec_dot(n, &own, wq, xq);
