@@ -366,6 +366,7 @@ static void test_kernels(void)
             CHECK_MSG(memcmp(&fast, &sc, sizeof sc) == 0, "%s all -128: %s %.9g vs scalar %.9g",
                       ellm_type_name(ty), ellm_kernel_set_name(), fast, sc);
         }
+        check_x86_sets(ty, 4 * QK_K, 4 /* every activation -128 */, wq, a, sc);
     }
 }
 
