@@ -260,10 +260,10 @@ static void test_quantization_error(void)
 
 static void test_kernels(void)
 {
-    enum { MAXN = 11 * QK_K };
-    /* The AVX2 single-row kernels take super-blocks eight at a time: 11 is one group and a
-     * partial one. */
-    int sizes[] = {QK_K, 2 * QK_K, 3 * QK_K, 8 * QK_K, 11 * QK_K};
+    enum { MAXN = 22 * QK_K };
+    /* The AVX2 single-row kernels take rows of whole groups eight super-blocks at a time (8) and
+     * others in pairs (11, 17 with the last block alone, 22: tinyllama's FFN down rows). */
+    int sizes[] = {QK_K, 2 * QK_K, 3 * QK_K, 8 * QK_K, 11 * QK_K, 17 * QK_K, 22 * QK_K};
     static float w[MAXN], x[MAXN], xd[MAXN];
     static uint8_t wq[MAXN * 2];
     static block_q8_K xq[MAXN / QK_K], xq4[4][MAXN / QK_K];
@@ -309,7 +309,8 @@ static void test_kernels(void)
                 for (int set = 0; set < n_sets && set < 8; set++) {
                     CHECK(ellm_quant_use_kernel_set(sets[set]));
                     const ellm_type_kernels *k = ellm_kernels_for(ktypes[t]);
-                    if (strcmp(k->isa, "avx2") && strcmp(k->isa, "avx512"))
+                    if (strcmp(k->isa, "avx2") && strcmp(k->isa, "avx2vnni") &&
+                        strcmp(k->isa, "avx512"))
                         continue;
                     float own;
                     k->vec_dot(n, &own, wq, xq);
@@ -475,7 +476,8 @@ static void test_tiles(void)
             /* Sets whose kernels sum exact integers in the scalar order equal the scalar kernel
              * too. */
             bool exact = !strcmp(k->isa, "avx512") || !strcmp(k->isa, "avx2") ||
-                         !strncmp(k->isa, "neon", 4) || !strcmp(k->isa, "wasm-simd");
+                         !strcmp(k->isa, "avx2vnni") || !strncmp(k->isa, "neon", 4) ||
+                         !strcmp(k->isa, "wasm-simd");
             uint64_t rb = 0;
             ellm_row_bytes(type, TN, &rb);
             for (int r = 0; r < ROWS; r++)

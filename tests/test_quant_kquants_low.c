@@ -276,12 +276,37 @@ static float dot_with(ellm_type t, bool scalar, int n, const void *wq, const voi
     return out;
 }
 
+/* Every x86 set on this CPU, not only the default one, equals the scalar kernel bit for bit (the
+ * AVX2 set's kernels run on AVX-512 machines only when forced). */
+static void check_x86_sets(ellm_type ty, int n, int edge, const void *wq, const void *xq,
+                           float scalar)
+{
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        CHECK(ellm_quant_use_kernel_set(sets[set]));
+        const ellm_type_kernels *k = ellm_kernels_for(ty);
+        if (!k ||
+            (strcmp(k->isa, "avx2") && strcmp(k->isa, "avx2vnni") && strcmp(k->isa, "avx512")))
+            continue;
+        float own = NAN;
+        k->vec_dot(n, &own, wq, xq);
+        CHECK_MSG(!memcmp(&own, &scalar, sizeof own),
+                  "%s n=%d edge=%d: set %s (%s kernel) %.9g vs scalar %.9g", ellm_type_name(ty), n,
+                  edge, sets[set], k->isa, own, scalar);
+    }
+    ellm_quant_use_kernel_set(NULL);
+}
+
 static void test_kernels(void)
 {
-    enum { MAXN = 16 * QK_K };
+    enum { MAXN = 22 * QK_K };
     static float w[MAXN], x[MAXN], xd[MAXN];
     static uint8_t wq[MAXN], xq[MAXN / QK_K * sizeof(block_q8_K)];
-    int sizes[] = {256, 512, 1024, 2816, 4096};
+    /* The AVX2 kernels take rows of whole groups of eight super-blocks eight at a time (2048,
+     * 4096) and others in pairs (4352: 17 blocks, the last alone; 5632: 22, tinyllama's FFN down
+     * rows). */
+    int sizes[] = {256, 512, 1024, 2048, 2816, 4096, 4352, 5632};
     bool simd = strcmp(ellm_kernel_set_name(), "scalar") != 0;
     if (!simd)
         fprintf(stderr, "no SIMD kernel set on this CPU: only the scalar kernels are checked\n");
@@ -316,6 +341,7 @@ static void test_kernels(void)
                               "%s n=%d edge=%d: %s %.9g vs scalar %.9g", ellm_type_name(ty), n,
                               edge, ellm_kernel_set_name(), fast, sc);
                 }
+                check_x86_sets(ty, n, edge, wq, xq, sc);
             }
         }
         /* Every activation -128 (the value whose negation does not fit int8). */
@@ -340,6 +366,7 @@ static void test_kernels(void)
             CHECK_MSG(memcmp(&fast, &sc, sizeof sc) == 0, "%s all -128: %s %.9g vs scalar %.9g",
                       ellm_type_name(ty), ellm_kernel_set_name(), fast, sc);
         }
+        check_x86_sets(ty, 4 * QK_K, 4 /* every activation -128 */, wq, a, sc);
     }
 }
 

@@ -6,6 +6,7 @@
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -249,24 +250,85 @@ static inline __m256i iq4_xs_isum(const block_iq4_xs *w, const block_q8_K *a, __
     return acc;
 }
 
+/* The same integer with AVX-VNNI: the levels are looked up as unsigned bytes level + 128 (table
+ * holds them) and vpdpbusd multiplies them by the signed activations with no sign juggling and
+ * no int16 limit; 128 times scale times the activation sum of each sub-block comes off at the
+ * end. Per 64 values that drops the four vpsignb of iq4_xs_isum and its scale picks and madds;
+ * the eight sub-block sums are gathered by two rounds of pair sums and scaled by one vpmulld
+ * (they exceed int16). Not inlined into the plain AVX2 kernel (its caller there is dead code). */
+__attribute__((target("avxvnni"))) static inline __m256i
+iq4_xs_isum_vnni(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
+{
+    const __m256i m15 = _mm256_set1_epi8(15);
+    uint32_t l;
+    memcpy(&l, w->scales_l, 4);
+    __m256i low = _mm256_srlv_epi32(_mm256_set1_epi32((int)l),
+                                    _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    __m256i high = _mm256_srlv_epi32(_mm256_set1_epi32(w->scales_h),
+                                     _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+    __m256i ls = _mm256_sub_epi32(
+        _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi32(15)),
+                        _mm256_slli_epi32(_mm256_and_si256(high, _mm256_set1_epi32(3)), 4)),
+        _mm256_set1_epi32(32)); /* ls - 32 of sub-block s in dword s */
+    __m256i dots[4];
+    for (int k = 0; k < 4; k++) {
+        __m256i packed = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
+        __m256i ulo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, m15));
+        __m256i uhi = _mm256_shuffle_epi8(table,
+                                          _mm256_and_si256(_mm256_srli_epi16(packed, 4), m15));
+        const int8_t *ak = a->qs + 64 * k;
+        /* low lane: sub-block 2k, high lane: 2k + 1, four partial sums each */
+        dots[k] = _mm256_dpbusd_avx_epi32(
+            _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ulo, load_halves(ak, ak + 32)), uhi,
+            load_halves(ak + 16, ak + 48));
+    }
+    /* dword j of the low lane: sub-block 2j's sum, of the high lane: 2j + 1's */
+    __m256i sums = _mm256_hadd_epi32(_mm256_hadd_epi32(dots[0], dots[1]),
+                                     _mm256_hadd_epi32(dots[2], dots[3]));
+    __m256i scaled = _mm256_mullo_epi32(
+        sums, _mm256_permutevar8x32_epi32(ls, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)));
+    /* bsums 2s and 2s + 1 make sub-block s: ls - 32 in both int16 halves of dword s */
+    __m256i ls_pairs = _mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(0xFFFF)),
+                                       _mm256_slli_epi32(ls, 16));
+    __m256i offset = _mm256_madd_epi16(ls_pairs, _mm256_loadu_si256((const __m256i *)a->bsums));
+    return _mm256_sub_epi32(scaled, _mm256_slli_epi32(offset, 7));
+}
+
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
  * each) one vector and the high nibbles (16..31) another, and the activations are loaded in the
  * same arrangement. The integer sum is the scalar kernel's, in another order. */
-void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x)
+static inline __attribute__((always_inline)) void iq4_xs_dot(bool vnni, int64_t n, float *out,
+                                                             const void *row, const void *x)
 {
     const block_iq4_xs *w = row;
     const block_q8_K *a = x;
-    const __m128i table128 = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
-    const __m256i table = _mm256_set_m128i(table128, table128);
+    __m128i levels = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
+    if (vnni)
+        levels = _mm_xor_si128(levels, _mm_set1_epi8((char)0x80)); /* level + 128 */
+    const __m256i table = _mm256_broadcastsi128_si256(levels);
     int64_t nb = n / QK_K;
     __m128 sum = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; i += 2) {
         int64_t last = i + 1 < nb ? i + 1 : i;
-        __m256i s0 = iq4_xs_isum(&w[i], &a[i], table);
-        __m256i s1 = last > i ? iq4_xs_isum(&w[last], &a[last], table) : s0;
+        __m256i s0 = vnni ? iq4_xs_isum_vnni(&w[i], &a[i], table)
+                          : iq4_xs_isum(&w[i], &a[i], table);
+        __m256i s1 = last == i ? s0
+                     : vnni    ? iq4_xs_isum_vnni(&w[last], &a[last], table)
+                               : iq4_xs_isum(&w[last], &a[last], table);
         sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d, a[last].d,
                                 last > i);
     }
     *out = _mm_cvtss_f32(sum);
+}
+
+void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    iq4_xs_dot(false, n, out, row, x);
+}
+
+__attribute__((target("avxvnni"))) void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out,
+                                                                     const void *row, const void *x)
+{
+    iq4_xs_dot(true, n, out, row, x);
 }
 #endif
