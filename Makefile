@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?= --output-on-failure
 
-.PHONY: all deps build test demo asan-test arm-test clean web
+.PHONY: all deps build test demo asan-test arm-test clang-build clean web
 
 all: build
 
@@ -26,6 +26,13 @@ asan-test: deps
 	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
 	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_FLAGS) -j $(JOBS)
+
+# libedgellm built by clang with -Werror: apps embed the library with either compiler, and GCC
+# accepts things clang refuses (a __builtin_cpu_supports feature name once broke the clang build).
+CLANG_BUILD_DIR ?= build-clang
+clang-build: deps
+	CC=clang cmake -S . -B $(CLANG_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DEDGELLM_BUILD_TOOLS=OFF $(CMAKE_FLAGS)
+	cmake --build $(CLANG_BUILD_DIR) -j $(JOBS) --target edgellm_shared
 
 # ARM64: cross-compile the inference core and its C tests, run them under qemu-aarch64 (its default
 # CPU has the dot-product extension: the neon-dotprod kernels), then run the kernel and model tests
@@ -54,7 +61,7 @@ demo: deps build
 	@scripts/demo.sh $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(ARM_BUILD_DIR) $(WEB_BUILD_DIR) web/dist
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(ARM_BUILD_DIR) $(CLANG_BUILD_DIR) $(WEB_BUILD_DIR) web/dist
 
 # The tests that need no network: `net` labels the ones that install npm packages.
 .PHONY: test-offline install

@@ -143,6 +143,14 @@ static bool cpu_has_avx_vnni(void)
     return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax >> 4 & 1);
 }
 
+/* F16C: CPUID leaf 1, ECX bit 29. Asked directly because clang (14) does not know "f16c" as a
+ * __builtin_cpu_supports feature and refuses to compile the call. */
+static bool cpu_has_f16c(void)
+{
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx >> 29 & 1);
+}
+
 /* AVX-512 + VNNI: its own kernels where they exist, the AVX2 ones for the other types and the
  * activation quantizers (this set is only chosen on CPUs that also run the AVX2 set). */
 static const kernel_set avx512_set = {
@@ -281,8 +289,7 @@ static bool cpu_runs(const kernel_set *s)
 {
 #if defined(ELLM_HAVE_AVX2_KERNELS)
     __builtin_cpu_init();
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                __builtin_cpu_supports("f16c");
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     if (s == &avx2_set)
         return avx2;
     if (s == &avx2vnni_set)
