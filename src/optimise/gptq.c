@@ -460,13 +460,25 @@ static void normal_equations(const gptq_job *j, int64_t nr, float *const *codes,
             memset(y[k], 0, (size_t)n * sizeof *y[k]);
         for (int64_t i0 = 0; i0 < n; i0 += UPDATE_CHUNK) {
             int64_t i1 = i0 + UPDATE_CHUNK < n ? i0 + UPDATE_CHUNK : n;
-            for (int64_t c = b * bs; c < (b + 1) * bs; c++) {
-                const float *hc = j->h + c * n;
+            /* Four rows of H per pass over y, each value still taking them in order: the
+             * pass is bound by loading and storing y, not by the arithmetic. A zero code adds
+             * a zero, which leaves y as it was (y starts at +0 and a sum of finite values is
+             * never -0; H is finite, or its factor would have failed). */
+            for (int64_t c = b * bs; c < (b + 1) * bs; c += 4) {
+                const float *h0 = j->h + c * n, *h1 = h0 + n, *h2 = h1 + n, *h3 = h2 + n;
                 for (int64_t k = 0; k < nr; k++) {
-                    float v = is_min ? 1.0f : codes[k][c], *yk = y[k];
-                    if (v != 0)
-                        for (int64_t i = i0; i < i1; i++)
-                            yk[i] += v * hc[i];
+                    const float *ck = codes[k] + c;
+                    float v0 = is_min ? 1.0f : ck[0], v1 = is_min ? 1.0f : ck[1];
+                    float v2 = is_min ? 1.0f : ck[2], v3 = is_min ? 1.0f : ck[3];
+                    float *restrict yk = y[k];
+                    for (int64_t i = i0; i < i1; i++) {
+                        float t = yk[i];
+                        t += v0 * h0[i];
+                        t += v1 * h1[i];
+                        t += v2 * h2[i];
+                        t += v3 * h3[i];
+                        yk[i] = t;
+                    }
                 }
             }
         }
@@ -620,7 +632,26 @@ static void lazy_update(const gptq_job *j, int64_t r0, int64_t r1, int64_t c0, i
     int64_t n = j->n;
     for (int64_t k0 = c1; k0 < n; k0 += UPDATE_CHUNK) {
         int64_t k1 = k0 + UPDATE_CHUNK < n ? k0 + UPDATE_CHUNK : n;
-        for (int64_t i = c0; i < c1; i++) {
+        /* Four columns' errors per pass over the tile's part of W (which the pass's loads and
+         * stores bound), each value taking them in column order. */
+        int64_t i = c0;
+        for (; i + 4 <= c1; i += 4) {
+            const float *u0 = j->u + i * n, *u1 = u0 + n, *u2 = u1 + n, *u3 = u2 + n;
+            for (int64_t r = r0; r < r1; r++) {
+                const float *e = err + (r - r0) * j->lazy + (i - c0);
+                float e0 = e[0], e1 = e[1], e2 = e[2], e3 = e[3];
+                float *restrict w = j->w + r * n;
+                for (int64_t k = k0; k < k1; k++) {
+                    float t = w[k];
+                    t -= e0 * u0[k];
+                    t -= e1 * u1[k];
+                    t -= e2 * u2[k];
+                    t -= e3 * u3[k];
+                    w[k] = t;
+                }
+            }
+        }
+        for (; i < c1; i++) {
             const float *ui = j->u + i * n;
             for (int64_t r = r0; r < r1; r++) {
                 float ei = err[(r - r0) * j->lazy + (i - c0)];
