@@ -1,7 +1,8 @@
 /* CPU cost of GPTQ on one layer input of a given width (docs/optimise.md, "GPTQ's running
  * time"): the inverse factor and the rounding of each row, for a random H = X^T X of 512
- * correlated activations, in process CPU time (every thread of the pool counted). Not a test:
- * it asserts nothing and its numbers depend on the machine.
+ * correlated activations (test_gptq's generator, tests/test_util_gptq.c), in process CPU time
+ * (every thread of the pool counted). Not a test: it asserts nothing and its numbers depend on
+ * the machine.
  *
  *   build/gptq_cost N_COLS N_ROWS TYPE_ID THREADS     (e.g. 2048 200 2 2: Q4_0)
  *
@@ -15,23 +16,11 @@
 #include "core/threadpool.h"
 #include "optimise/gptq.h"
 #include "quant/quant.h"
+#include "test_util_gptq.h"
 
 enum { TOKENS = 512, RANK = 32, FACTOR_ROWS = 8 };
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-
-static double uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
-}
-
-static float gaussian(void)
-{
-    return (float)(sqrt(-2 * log(uniform())) * cos(6.283185307179586 * uniform()));
-}
 
 static double cpu_seconds(void)
 {
@@ -56,40 +45,30 @@ int main(int argc, char **argv)
         return 2;
     }
     float *h = calloc((size_t)(n * n), sizeof *h), *x = malloc((size_t)n * sizeof *x);
-    float *mix = malloc((size_t)(RANK * n) * sizeof *mix);
+    float *mix = test_gptq_mix(RANK, n, &rng), *scale = malloc((size_t)n * sizeof *scale);
     float *w = malloc((size_t)(rows * n) * sizeof *w);
     uint8_t *dst = malloc(row_bytes * (uint64_t)rows);
     ellm_threadpool *pool = NULL;
-    if (!h || !x || !mix || !w || !dst ||
+    if (!h || !x || !mix || !scale || !w || !dst ||
         ellm_threadpool_create(atoi(argv[4]), &pool) != EDGELLM_OK) {
         fprintf(stderr, "gptq_cost: no memory\n");
         return 1;
     }
-    for (int64_t i = 0; i < RANK * n; i++)
-        mix[i] = gaussian();
+    for (int64_t j = 0; j < n; j++)
+        scale[j] = (float)(1 + j % 7);
     for (int t = 0; t < TOKENS; t++) {
-        float z[RANK];
-        for (int k = 0; k < RANK; k++)
-            z[k] = gaussian();
-        for (int64_t j = 0; j < n; j++) {
-            x[j] = 0.3f * gaussian();
-            for (int k = 0; k < RANK; k++)
-                x[j] += z[k] * mix[k * n + j];
-            x[j] *= (float)(1 + j % 7);
-        }
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++)
-                h[i * n + j] += x[i] * x[j];
+        test_gptq_activations(x, 1, n, mix, RANK, scale, &rng);
+        test_gptq_add_hessian(h, x, 1, n);
     }
     /* The factor (with a few rows), then the same factor with every row: the difference is
      * the rows' cost. */
     for (int64_t i = 0; i < rows * n; i++)
-        w[i] = 0.05f * gaussian();
+        w[i] = 0.05f * test_gptq_gaussian(&rng);
     double t0 = cpu_seconds();
     ellm_gptq_quantize(pool, type, w, FACTOR_ROWS, n, h, ELLM_GPTQ_DAMP, true, dst);
     double t1 = cpu_seconds();
     for (int64_t i = 0; i < rows * n; i++)
-        w[i] = 0.05f * gaussian();
+        w[i] = 0.05f * test_gptq_gaussian(&rng);
     double t2 = cpu_seconds();
     if (ellm_gptq_quantize(pool, type, w, rows, n, h, ELLM_GPTQ_DAMP, true, dst) != EDGELLM_OK) {
         fprintf(stderr, "gptq_cost: %s\n", edgellm_last_error());
@@ -106,6 +85,7 @@ int main(int argc, char **argv)
     free(h);
     free(x);
     free(mix);
+    free(scale);
     free(w);
     free(dst);
     return 0;

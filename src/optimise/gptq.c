@@ -327,7 +327,8 @@ typedef struct gptq_job {
  * scale fits values that later change. Once the codes are final, the scales (and minimums) that
  * minimise the layer's output error (w - q)^T H (w - q) for those codes are the solution of a
  * small least-squares problem: q = sum_p theta_p b_p, with one basis vector per scale (the block's
- * codes) and per minimum (ones on the block). */
+ * codes) and per minimum (ones on the block). The K-quants and IQ4_XS refit their super-block
+ * scales (d, and dmin for the affine ones) the same way, their sub-block codes kept. */
 
 /* Where the scale and minimum of a block are stored; false for types not refit here. */
 static bool scale_fields(ellm_type type, void *block, uint16_t **d, uint16_t **m)
@@ -347,12 +348,29 @@ static bool scale_fields(ellm_type type, void *block, uint16_t **d, uint16_t **m
         *d = &((block_q5_1 *)block)->d;
         *m = &((block_q5_1 *)block)->m;
         return true;
+    /* The super-block scales of the K-quants and IQ4_XS: their sub-block codes stay. */
+    case ELLM_TYPE_Q3_K: *d = &((block_q3_K *)block)->d; return true;
+    case ELLM_TYPE_Q6_K: *d = &((block_q6_K *)block)->d; return true;
+    case ELLM_TYPE_IQ4_XS: *d = &((block_iq4_xs *)block)->d; return true;
+    case ELLM_TYPE_Q2_K:
+        *d = &((block_q2_K *)block)->d;
+        *m = &((block_q2_K *)block)->dmin;
+        return true;
+    case ELLM_TYPE_Q4_K:
+        *d = &((block_q4_K *)block)->d;
+        *m = &((block_q4_K *)block)->dmin;
+        return true;
+    case ELLM_TYPE_Q5_K:
+        *d = &((block_q5_K *)block)->d;
+        *m = &((block_q5_K *)block)->dmin;
+        return true;
     default: return false;
     }
 }
 
-/* Doubles the refit of a tile needs per thread for n-wide rows of 32-value blocks: per row the
- * codes, the original values and H b (3 n floats), B^T H B and B^T H w; and one solve. */
+/* Doubles the refit of a tile needs per thread for n-wide rows of blocks of 32 or more values:
+ * per row the codes, the min basis, the original values and H b (4 n floats), B^T H B and
+ * B^T H w; and one solve. */
 static size_t refit_scratch_size(int64_t n)
 {
     size_t p = 2 * (size_t)(n / 32);
@@ -426,8 +444,10 @@ static double quadratic_error(const double *a, const double *rhs, const double *
     return e;
 }
 
-/* The codes of a row's blocks: each block decoded with scale 1 and minimum 0. */
-static void row_codes(const gptq_job *j, uint8_t *row, float *codes)
+/* The basis of a row's blocks: codes, each block decoded with scale 1 and minimum 0, and for
+ * types with a minimum mins, decoded with scale 0 and minimum 1 (ones on a 32-value block; the
+ * negated min codes on the K-quants' sub-blocks). */
+static void row_codes(const gptq_job *j, uint8_t *row, float *codes, float *mins)
 {
     uint16_t *d, *m;
     for (int64_t b = 0; b < j->n / j->block; b++) {
@@ -438,19 +458,24 @@ static void row_codes(const gptq_job *j, uint8_t *row, float *codes)
         if (m)
             *m = 0;
         ellm_dequantize_row(j->type, block, codes + b * j->block, j->block);
-        *d = keep_d;
-        if (m)
+        if (m) {
+            *d = 0;
+            *m = ellm_f32_to_f16(1.0f);
+            ellm_dequantize_row(j->type, block, mins + b * j->block, j->block);
             *m = keep_m;
+        }
+        *d = keep_d;
     }
 }
 
-/* a = B^T H B and rhs = B^T H w for nr rows (row k: codes[k], w[k], y[k] n floats each, a[k] p x p
- * and rhs[k] p doubles), one basis vector (column of B) at a time. y = H b is a sum of a block's 32
- * rows of H with small integer (or table) weights, which float holds to a few ulps (the products
- * and the solve are double); the rows share each pass over those rows of H, in chunks that keep
- * the rows' y in L1. */
-static void normal_equations(const gptq_job *j, int64_t nr, float *const *codes, float *const *w,
-                             float *const *y, double *const *a, double *const *rhs, int per_block)
+/* a = B^T H B and rhs = B^T H w for nr rows (row k: codes[k], mins[k], w[k], y[k] n floats each,
+ * a[k] p x p and rhs[k] p doubles), one basis vector (column of B) at a time. y = H b is a sum of
+ * a block's rows of H with small integer (or table) weights, which float holds to a few ulps
+ * (the products and the solve are double); the rows share each pass over those rows of H, in
+ * chunks that keep the rows' y in L1. */
+static void normal_equations(const gptq_job *j, int64_t nr, float *const *codes, float *const *mins,
+                             float *const *w, float *const *y, double *const *a, double *const *rhs,
+                             int per_block)
 {
     int64_t n = j->n, bs = j->block, p = per_block * (n / bs);
     for (int64_t pi = 0; pi < p; pi++) {
@@ -460,13 +485,24 @@ static void normal_equations(const gptq_job *j, int64_t nr, float *const *codes,
             memset(y[k], 0, (size_t)n * sizeof *y[k]);
         for (int64_t i0 = 0; i0 < n; i0 += UPDATE_CHUNK) {
             int64_t i1 = i0 + UPDATE_CHUNK < n ? i0 + UPDATE_CHUNK : n;
-            for (int64_t c = b * bs; c < (b + 1) * bs; c++) {
-                const float *hc = j->h + c * n;
+            /* Four rows of H per pass over y, each value still taking them in order: the
+             * pass is bound by loading and storing y, not by the arithmetic. A zero code adds
+             * a zero, which leaves y as it was (y starts at +0 and a sum of finite values is
+             * never -0; H is finite, or its factor would have failed). */
+            for (int64_t c = b * bs; c < (b + 1) * bs; c += 4) {
+                const float *h0 = j->h + c * n, *h1 = h0 + n, *h2 = h1 + n, *h3 = h2 + n;
                 for (int64_t k = 0; k < nr; k++) {
-                    float v = is_min ? 1.0f : codes[k][c], *yk = y[k];
-                    if (v != 0)
-                        for (int64_t i = i0; i < i1; i++)
-                            yk[i] += v * hc[i];
+                    const float *ck = (is_min ? mins[k] : codes[k]) + c;
+                    float v0 = ck[0], v1 = ck[1], v2 = ck[2], v3 = ck[3];
+                    float *restrict yk = y[k];
+                    for (int64_t i = i0; i < i1; i++) {
+                        float t = yk[i];
+                        t += v0 * h0[i];
+                        t += v1 * h1[i];
+                        t += v2 * h2[i];
+                        t += v3 * h3[i];
+                        yk[i] = t;
+                    }
                 }
             }
         }
@@ -480,7 +516,7 @@ static void normal_equations(const gptq_job *j, int64_t nr, float *const *codes,
                 bool k_min = pk % per_block == 1;
                 double s = 0;
                 for (int64_t c = bk * bs; c < (bk + 1) * bs; c++)
-                    s += (k_min ? 1.0 : codes[k][c]) * (double)y[k][c];
+                    s += (double)(k_min ? mins[k][c] : codes[k][c]) * (double)y[k][c];
                 a[k][pi * p + pk] = s;
             }
         }
@@ -537,26 +573,157 @@ static double refit_row(const gptq_job *j, uint8_t *row, const double *a, const 
     return after;
 }
 
-/* The output error rounding the block at column g adds, given the block's scale: with feedback
- * inside the block, column i's rounding adds e_i^2 = ((w_i - q_i) / U_ii)^2 to (w - q)^T H (w - q)
- * whatever the later columns do. block's codes are overwritten; w is left as it is (tmp: block
- * values). */
-static double block_feedback_error(const gptq_job *j, const float *w, int64_t g, void *block,
-                                   float *tmp)
+/* The output error rounding values first..first+count of the block at column g adds, given the
+ * block's scales: with feedback inside those values, column i's rounding adds
+ * e_i^2 = ((w_i - q_i) / U_ii)^2 to (w - q)^T H (w - q) whatever the later columns do. block's
+ * codes there are overwritten; w is left as it is (tmp: count values). */
+static double block_feedback_error(const gptq_job *j, const float *w, int64_t g, int64_t first,
+                                   int64_t count, void *block, float *tmp)
 {
-    int64_t bs = j->block;
-    memcpy(tmp, w + g, (size_t)bs * sizeof *tmp);
+    int64_t c0 = g + first;
+    memcpy(tmp, w + c0, (size_t)count * sizeof *tmp);
     double total = 0;
-    for (int64_t i = 0; i < bs; i++) {
+    for (int64_t i = 0; i < count; i++) {
         float q = tmp[i];
-        round_on_grid(j->type, block, (int)i, tmp[i], &q);
-        const float *ui = j->u + (g + i) * j->n;
-        float e = (tmp[i] - q) / ui[g + i];
+        round_on_grid(j->type, block, (int)(first + i), tmp[i], &q);
+        const float *ui = j->u + (c0 + i) * j->n;
+        float e = (tmp[i] - q) / ui[c0 + i];
         total += (double)e * e;
-        for (int64_t k = i + 1; k < bs; k++)
-            tmp[k] -= e * ui[g + k];
+        for (int64_t k = i + 1; k < count; k++)
+            tmp[k] -= e * ui[c0 + k];
     }
     return total;
+}
+
+/* ---------------------------------------------------------------- K-quant sub-block codes */
+
+/* The K-quants and IQ4_XS choose every sub-block's scale code (and min code) when the columns
+ * reach the super-block, from values that the feedback of the super-block's earlier sub-blocks
+ * then moves. Each sub-block's codes are chosen again when its first column is reached, on what
+ * rounding it with feedback adds to the output error, as the 32-value types' scales are. */
+
+/* Values per sub-block whose codes are chosen as the columns reach it; 0: none. */
+static int64_t sub_block_size(ellm_type type)
+{
+    switch (type) {
+    case ELLM_TYPE_Q2_K:
+    case ELLM_TYPE_Q3_K:
+    case ELLM_TYPE_Q6_K: return 16;
+    case ELLM_TYPE_Q4_K:
+    case ELLM_TYPE_Q5_K:
+    case ELLM_TYPE_IQ4_XS: return 32;
+    default: return 0;
+    }
+}
+
+/* Sub-block s's scale code (code[0]) and min code (code[1], types with a minimum) and their
+ * ranges; returns how many codes it has. */
+static int sub_block_codes(ellm_type type, const void *block, int s, int code[2], int lo[2],
+                           int hi[2])
+{
+    lo[0] = lo[1] = 0;
+    hi[0] = hi[1] = 63;
+    switch (type) {
+    case ELLM_TYPE_Q2_K: {
+        uint8_t c = ((const block_q2_K *)block)->scales[s];
+        code[0] = c & 15;
+        code[1] = c >> 4;
+        hi[0] = hi[1] = 15;
+        return 2;
+    }
+    case ELLM_TYPE_Q3_K:
+        code[0] = ellm_q3_K_scale(((const block_q3_K *)block)->scales, s);
+        return 1;
+    case ELLM_TYPE_Q6_K:
+        code[0] = ((const block_q6_K *)block)->scales[s];
+        lo[0] = -128;
+        hi[0] = 127;
+        return 1;
+    case ELLM_TYPE_Q4_K:
+    case ELLM_TYPE_Q5_K: {
+        uint8_t sc, m;
+        ellm_kq_scale_min(s, (const uint8_t *)block + 4, &sc, &m);
+        code[0] = sc;
+        code[1] = m;
+        return 2;
+    }
+    case ELLM_TYPE_IQ4_XS: code[0] = ellm_iq4_xs_scale(block, s); return 1;
+    default: return 0;
+    }
+}
+
+static void set_sub_block_codes(ellm_type type, void *block, int s, const int code[2])
+{
+    switch (type) {
+    case ELLM_TYPE_Q2_K:
+        ((block_q2_K *)block)->scales[s] = (uint8_t)(code[0] | code[1] << 4);
+        return;
+    case ELLM_TYPE_Q3_K: {
+        uint8_t *sc = ((block_q3_K *)block)->scales;
+        int shift = s < 8 ? 0 : 4, lo = s % 8, hi = 8 + s % 4, hshift = 2 * (s / 4);
+        sc[lo] = (uint8_t)((sc[lo] & ~(15u << shift)) | (unsigned)(code[0] & 15) << shift);
+        sc[hi] = (uint8_t)((sc[hi] & ~(3u << hshift)) | (unsigned)(code[0] >> 4) << hshift);
+        return;
+    }
+    case ELLM_TYPE_Q6_K: ((block_q6_K *)block)->scales[s] = (int8_t)code[0]; return;
+    case ELLM_TYPE_Q4_K:
+    case ELLM_TYPE_Q5_K: {
+        uint8_t *packed = (uint8_t *)block + 4, sc[8], m[8];
+        for (int k = 0; k < 8; k++)
+            ellm_kq_scale_min(k, packed, &sc[k], &m[k]);
+        sc[s] = (uint8_t)code[0];
+        m[s] = (uint8_t)code[1];
+        ellm_kq_pack_scale_min(sc, m, packed);
+        return;
+    }
+    case ELLM_TYPE_IQ4_XS: {
+        block_iq4_xs *b = block;
+        int nib = 4 * (s % 2);
+        b->scales_l[s / 2] = (uint8_t)((b->scales_l[s / 2] & ~(15u << nib)) |
+                                       (unsigned)(code[0] & 15) << nib);
+        b->scales_h = (uint16_t)((b->scales_h & ~(3u << (2 * s))) | (unsigned)(code[0] >> 4)
+                                                                        << (2 * s));
+        return;
+    }
+    default: return;
+    }
+}
+
+#define SUB_BLOCK_REACH 4     /* scale codes tried either side of the chosen one */
+#define SUB_BLOCK_MIN_REACH 2 /* with a min code: both codes this far either side */
+
+/* Chooses the codes of the sub-block starting at value first of the super-block at column g on
+ * the feedback cost of its values as corrected so far: the codes it holds and their neighbours
+ * (the super-block scales kept). tmp: the sub-block's values. */
+static void choose_sub_block_codes(const gptq_job *j, const float *w, int64_t g, int64_t first,
+                                   uint8_t *block, float *tmp)
+{
+    uint8_t trial[sizeof(block_q6_K)];
+    int64_t size = sub_block_size(j->type);
+    int s = (int)(first / size), code[2] = {0, 0}, lo[2], hi[2];
+    int n_codes = sub_block_codes(j->type, block, s, code, lo, hi);
+    if (j->block_bytes > (int64_t)sizeof trial || n_codes == 0)
+        return;
+    memcpy(trial, block, (size_t)j->block_bytes);
+    double best = block_feedback_error(j, w, g, first, size, trial, tmp);
+    int best_code[2] = {code[0], code[1]};
+    int reach = n_codes == 2 ? SUB_BLOCK_MIN_REACH : SUB_BLOCK_REACH;
+    int min_reach = n_codes == 2 ? SUB_BLOCK_MIN_REACH : 0;
+    for (int a = code[0] - reach; a <= code[0] + reach; a++)
+        for (int b = code[1] - min_reach; b <= code[1] + min_reach; b++) {
+            int cand[2] = {a, b};
+            if (a < lo[0] || a > hi[0] || (n_codes == 2 && (b < lo[1] || b > hi[1])) ||
+                (a == code[0] && b == code[1]))
+                continue;
+            set_sub_block_codes(j->type, trial, s, cand);
+            double e = block_feedback_error(j, w, g, first, size, trial, tmp);
+            if (e < best) {
+                best = e;
+                best_code[0] = a;
+                best_code[1] = b;
+            }
+        }
+    set_sub_block_codes(j->type, block, s, best_code);
 }
 
 /* The block's scale for GPTQ: the importance-weighted search scores each scale on the values as
@@ -569,12 +736,13 @@ static void choose_block_scale(const gptq_job *j, const float *w, int64_t g, uin
     uint16_t *d, *m;
     uint8_t trial[64];
     ellm_quantize_row_weighted(j->type, w + g, block, j->block, j->importance + g);
-    if (!j->feedback || j->block_bytes > (int64_t)sizeof trial ||
+    /* The K-quants' super-block scales stay; their sub-blocks' codes are chosen as they come. */
+    if (!j->feedback || j->block_bytes > (int64_t)sizeof trial || sub_block_size(j->type) ||
         !scale_fields(j->type, block, &d, &m))
         return;
     memcpy(trial, block, (size_t)j->block_bytes);
     float d0 = ellm_f16_to_f32(*d);
-    double best = block_feedback_error(j, w, g, trial, tmp);
+    double best = block_feedback_error(j, w, g, 0, j->block, trial, tmp);
     uint16_t best_d = *d;
     for (int step = -GPTQ_SCALE_STEPS; step <= GPTQ_SCALE_STEPS; step++) {
         uint16_t *td, *tm;
@@ -582,7 +750,7 @@ static void choose_block_scale(const gptq_job *j, const float *w, int64_t g, uin
         *td = ellm_f32_to_f16(d0 * (1.0f + GPTQ_SCALE_STRIDE * (float)step));
         if (step == 0 || *td == best_d)
             continue;
-        double e = block_feedback_error(j, w, g, trial, tmp);
+        double e = block_feedback_error(j, w, g, 0, j->block, trial, tmp);
         if (e < best) {
             best = e;
             best_d = *td;
@@ -620,7 +788,26 @@ static void lazy_update(const gptq_job *j, int64_t r0, int64_t r1, int64_t c0, i
     int64_t n = j->n;
     for (int64_t k0 = c1; k0 < n; k0 += UPDATE_CHUNK) {
         int64_t k1 = k0 + UPDATE_CHUNK < n ? k0 + UPDATE_CHUNK : n;
-        for (int64_t i = c0; i < c1; i++) {
+        /* Four columns' errors per pass over the tile's part of W (which the pass's loads and
+         * stores bound), each value taking them in column order. */
+        int64_t i = c0;
+        for (; i + 4 <= c1; i += 4) {
+            const float *u0 = j->u + i * n, *u1 = u0 + n, *u2 = u1 + n, *u3 = u2 + n;
+            for (int64_t r = r0; r < r1; r++) {
+                const float *e = err + (r - r0) * j->lazy + (i - c0);
+                float e0 = e[0], e1 = e[1], e2 = e[2], e3 = e[3];
+                float *restrict w = j->w + r * n;
+                for (int64_t k = k0; k < k1; k++) {
+                    float t = w[k];
+                    t -= e0 * u0[k];
+                    t -= e1 * u1[k];
+                    t -= e2 * u2[k];
+                    t -= e3 * u3[k];
+                    w[k] = t;
+                }
+            }
+        }
+        for (; i < c1; i++) {
             const float *ui = j->u + i * n;
             for (int64_t r = r0; r < r1; r++) {
                 float ei = err[(r - r0) * j->lazy + (i - c0)];
@@ -659,7 +846,10 @@ static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, fl
                 if (!fixed_scales)
                     choose_block_scale(j, w, g, block, levels);
                 ellm_dequantize_row(j->type, block, levels, bs);
+                int64_t sub = j->feedback && !fixed_scales ? sub_block_size(j->type) : 0;
                 for (int64_t i = g; i < g + bs; i++) {
+                    if (sub && (i - g) % sub == 0)
+                        choose_sub_block_codes(j, w, g, i - g, block, file_row);
                     float q = levels[i - g];
                     round_on_grid(j->type, block, (int)(i - g), w[i], &q);
                     const float *ui = j->u + i * n;
@@ -687,21 +877,23 @@ static void refit_and_settle(const gptq_job *j, int64_t r0, int64_t r1, const fl
     scale_fields(j->type, j->dst, &d, &m);
     int per_block = m ? 2 : 1;
     int64_t p = per_block * (n / j->block);
-    float *codes[TILE_ROWS] = {0}, *w0[TILE_ROWS] = {0}, *y[TILE_ROWS] = {0};
+    float *codes[TILE_ROWS] = {0}, *mins[TILE_ROWS] = {0}, *w0[TILE_ROWS] = {0},
+          *y[TILE_ROWS] = {0};
     double *a[TILE_ROWS] = {0}, *rhs[TILE_ROWS] = {0};
     for (int64_t k = 0; k < nr; k++) {
         double *base = scratch + (size_t)k * (2 * (size_t)n + (size_t)(p * p + p));
         codes[k] = (float *)base;
         w0[k] = codes[k] + n;
         y[k] = w0[k] + n;
+        mins[k] = y[k] + n;
         a[k] = base + 2 * n;
         rhs[k] = a[k] + p * p;
         const float *o = orig + k * n;
         for (int64_t i = 0; i < n; i++)
             w0[k][j->order ? j->order[i] : i] = o[i];
-        row_codes(j, j->dst + (uint64_t)(r0 + k) * j->row_bytes, codes[k]);
+        row_codes(j, j->dst + (uint64_t)(r0 + k) * j->row_bytes, codes[k], mins[k]);
     }
-    normal_equations(j, nr, codes, w0, y, a, rhs, per_block);
+    normal_equations(j, nr, codes, mins, w0, y, a, rhs, per_block);
     double *solve = scratch + TILE_ROWS * (2 * (size_t)n + (size_t)(p * p + p));
     for (int64_t k = 0; k < nr; k++) {
         uint8_t *row = j->dst + (uint64_t)(r0 + k) * j->row_bytes;
@@ -790,7 +982,7 @@ static edgellm_status quantize_with_factor(ellm_threadpool *pool, ellm_type type
                   .block_bytes = tr->block_bytes,
                   .lazy = ((lazy_columns + bs - 1) / bs) * bs};
     uint16_t *d, *m;
-    uint8_t probe[64] = {0};
+    uint8_t probe[sizeof(block_q6_K)] = {0};
     bool refit = h && feedback && scale_fields(type, probe, &d, &m);
     j.h = refit ? h : NULL;
     ellm_row_bytes(type, (uint64_t)n, &j.row_bytes);
