@@ -5,28 +5,21 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/status.h"
 
 /* Workers spin briefly on a generation counter (a decode step dispatches over a hundred small
  * jobs, so waking through the kernel each time would dominate), then sleep on a condition
- * variable; the dispatcher takes the mutex only when one sleeps. The spin is timed, not counted:
- * 20000 iterations lasted 12.5 us on one machine and 6.5 us on the next, shorter than a decode
- * step's gaps between jobs, so the workers slept and were woken before nearly every job. A timed
- * spin also stops early on a loaded machine, where a descheduled spinner finds its time gone
- * when it runs again. 30 us covers a decode step's serial gaps (5-25 us, the longest the
- * activation quantization before the down projection) but not the sampling between steps.
- * Longer waits were tried and dropped: polling between sched_yield calls for
- * 1 ms made decode 10-20x slower on a loaded machine (presumably the scheduler queues a thread
- * that keeps yielding behind every other runnable one, so each job started late), and a 500 us
- * pure spin 3x slower (it burnt the cores the dispatching thread needed). */
-#define SPIN_NS 30000
-/* Spin iterations between clock reads (about 0.3 us). */
-#define SPINS_PER_CLOCK 1024
+ * variable; the dispatcher takes the mutex only when one sleeps. The spin (12.5 us here) covers
+ * most serial gaps between a decode step's jobs, not a tinyllama layer's SiLU (13 us) or the
+ * sampling between steps (docs/performance.md). Longer waits were tried and dropped: polling
+ * between sched_yield calls for 1 ms made decode 10-20x slower on a loaded machine (presumably
+ * the scheduler queues a thread that keeps yielding behind every other runnable one, so each
+ * job started late), and a 500 us pure spin 3x slower (it burnt the cores the dispatching thread
+ * needed). */
+#define SPIN_ITERATIONS 20000
 
 struct ellm_threadpool {
     int n_threads;
@@ -46,36 +39,14 @@ typedef struct worker_arg {
     int ith;
 } worker_arg;
 
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Whether a spin that started at *start (0: not yet read) has run out, read every
- * SPINS_PER_CLOCK iterations. */
-static bool spin_over(unsigned spins, int64_t *start)
-{
-    if (spins % SPINS_PER_CLOCK != SPINS_PER_CLOCK - 1)
-        return false;
-    int64_t now = monotonic_ns();
-    if (!*start)
-        *start = now;
-    return now - *start > SPIN_NS;
-}
-
 /* The generation after `seen`, or `seen` when the pool is stopping. */
 static unsigned wait_for_job(ellm_threadpool *pool, unsigned seen)
 {
     unsigned gen;
-    int64_t start = 0;
-    for (unsigned spins = 0;; spins++) {
+    for (int spins = 0; spins < SPIN_ITERATIONS; spins++) {
         gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (gen != seen || atomic_load_explicit(&pool->stop, memory_order_relaxed))
             return gen;
-        if (spin_over(spins, &start))
-            break;
     }
     /* The sleeper count goes up before the generation is read again and the dispatcher reads
      * it after publishing a new generation (both sequentially consistent), so either this
@@ -197,12 +168,7 @@ void ellm_threadpool_run(ellm_threadpool *pool, ellm_task_fn fn, void *arg)
     fn(arg, 0, pool->n_threads);
     /* A worker still busy has usually nearly finished; one that is descheduled (a machine with
      * more runnable threads than cores) needs this core, so stop spinning after a while. */
-    int64_t start = 0;
-    bool yielding = false;
-    for (unsigned spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0;
-         spins++) {
-        yielding = yielding || spin_over(spins, &start);
-        if (yielding)
+    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++)
+        if (spins > SPIN_ITERATIONS)
             sched_yield();
-    }
 }
