@@ -143,7 +143,7 @@ static void global_rows(const matmul_job *j, int64_t g0, int64_t g1)
  * per row on the loaded machine. */
 static bool claim_rows(matmul_job *j, int64_t *r0, int64_t *r1)
 {
-    int64_t front = atomic_load_explicit(&j->claimed, memory_order_relaxed);
+    long long front = atomic_load_explicit(&j->claimed, memory_order_relaxed);
     for (;;) {
         int64_t left = j->span - front;
         if (left <= 0)
