@@ -885,6 +885,71 @@ static void test_matmul_multi_mixed_types(void)
     free(scratch);
 }
 
+/* A gate/up pair in one dispatch with the activation applied per chunk (ellm_matmul_gated) must
+ * give exactly each matmul alone followed by the activation over whole rows: same types, types
+ * sharing activation rows (Q4_K + Q6_K), and types that do not (Q4_0 + Q4_K, done one by one),
+ * at one token and several, 1 and 3 threads, with a row count that leaves a short last chunk. */
+static void gated_test_combine(float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        a[i] = a[i] * 0.5f - b[i] * b[i];
+}
+
+static void test_matmul_gated(void)
+{
+    enum { IN = 256, OUT = 1000, T = 5 };
+    static float w[OUT * IN], x[T * IN], g[T * OUT], u[T * OUT], g_ref[T * OUT], u_ref[T * OUT];
+    static uint8_t data[2][OUT * IN];
+    uint64_t seed = 91;
+    for (int i = 0; i < OUT * IN; i++)
+        w[i] = test_rand_gauss(&seed);
+    for (int i = 0; i < T * IN; i++)
+        x[i] = test_rand_gauss(&seed);
+    const ellm_type pairs[3][2] = {{ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_0},
+                                   {ELLM_TYPE_Q4_K, ELLM_TYPE_Q6_K},
+                                   {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_K}};
+    for (int p = 0; p < 3; p++) {
+        ellm_tensor t[2];
+        size_t scratch_bytes = 0;
+        for (int k = 0; k < 2; k++) {
+            uint64_t rb = 0;
+            ellm_row_bytes(pairs[p][k], IN, &rb);
+            /* the up weight is the gate's rows in reverse, so the two differ */
+            for (int64_t r = 0; r < OUT; r++)
+                ellm_quantize_row(pairs[p][k], w + (k ? OUT - 1 - r : r) * IN, data[k] + r * rb,
+                                  IN);
+            t[k] = (ellm_tensor){.type = pairs[p][k],
+                                 .ne = {IN, OUT, 1, 1},
+                                 .n_dims = 2,
+                                 .row_bytes = rb,
+                                 .n_bytes = rb * (uint64_t)OUT,
+                                 .data = data[k]};
+            size_t sb = ellm_matmul_scratch_bytes(&t[k], T);
+            scratch_bytes = sb > scratch_bytes ? sb : scratch_bytes;
+        }
+        void *scratch = malloc(scratch_bytes);
+        for (int threads = 1; threads <= 3; threads += 2) {
+            ellm_threadpool *pool = NULL;
+            CHECK(ellm_threadpool_create(threads, &pool) == EDGELLM_OK);
+            for (int64_t n_tokens = 1; n_tokens <= T; n_tokens += T - 1) {
+                ellm_matmul(NULL, &t[0], x, n_tokens, g_ref, scratch);
+                ellm_matmul(NULL, &t[1], x, n_tokens, u_ref, scratch);
+                gated_test_combine(g_ref, u_ref, n_tokens * OUT);
+                ellm_matmul_gated(pool, &t[0], &t[1], x, n_tokens, g, u, gated_test_combine,
+                                  scratch);
+                size_t bytes = (size_t)(n_tokens * OUT) * sizeof(float);
+                CHECK_MSG(!memcmp(g, g_ref, bytes) && !memcmp(u, u_ref, bytes),
+                          "gated %s + %s differs from the matmuls and the activation alone "
+                          "(%lld tokens, %d threads)",
+                          ellm_type_name(pairs[p][0]), ellm_type_name(pairs[p][1]),
+                          (long long)n_tokens, threads);
+            }
+            ellm_threadpool_free(pool);
+        }
+        free(scratch);
+    }
+}
+
 int main(void)
 {
     test_half_conversions();
@@ -900,5 +965,6 @@ int main(void)
     test_matmul();
     test_matmul_batch_independence();
     test_matmul_multi_mixed_types();
+    test_matmul_gated();
     return test_finish("test_quant");
 }

@@ -158,5 +158,14 @@ void ellm_matmul(ellm_threadpool *pool, const ellm_tensor *w, const float *x, in
  * converted once; scratch as for any one of them. Each value is exactly what ellm_matmul gives. */
 void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w, const float *x,
                        int64_t n_tokens, float *const *y, void *scratch);
+/* a[i] = f(a[i], b[i]) for i < n: each element alone, so any split of a row gives the same values. */
+typedef void (*ellm_rows_combine_fn)(float *a, const float *b, int64_t n);
+/* A gated feed-forward's gate and up projections (equal shapes) in one dispatch: up_y = up · x and
+ * gate_y = combine(gate · x, up · x), the combine applied to each chunk of rows by the thread that
+ * computed it, so no serial pass over the rows follows. Values are exactly ellm_matmul's followed
+ * by combine over whole rows. */
+void ellm_matmul_gated(ellm_threadpool *pool, const ellm_tensor *gate, const ellm_tensor *up,
+                       const float *x, int64_t n_tokens, float *gate_y, float *up_y,
+                       ellm_rows_combine_fn combine, void *scratch);
 
 #endif
