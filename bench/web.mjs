@@ -5,7 +5,7 @@
 //
 //   make web && cmake --build build && node bench/web.mjs [--build build] [--dist web/dist]
 //       [--model M.gguf] [--type q4_0|q4_k_m|...] [--preset smollm2-360m|tinyllama-1.1b|...]
-//       [--threads 2] [-p 64] [-n 64] [-r 3]
+//       [--threads 2] [-p 64] [-n 64] [-r 3] [--base-dist DIR]
 //
 // Without --model a synthetic model of the preset's shape (default smollm2-360m; random weights
 // in the real layer shapes, the Llama 2 vocabulary of ../shared) at --type (default q4_0; other
@@ -24,7 +24,9 @@
 // swing (a time slice lost to another process is not counted); with threads they count every
 // thread's CPU, so they measure work per token, not speed. Native: `edgellm bench -r REPS`
 // (medians of wall time: the command reports no CPU time) with EDGELLM_KERNELS=avx2 (the kernel
-// set it reports is shown: builds without that switch use their default).
+// set it reports is shown: builds without that switch use their default). --base-dist DIR adds
+// a third tab, "edgellm (base)", running another web build (say main's web/dist) in the same turns,
+// so that two builds are compared interleaved on the same machine at the same moment.
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
@@ -41,7 +43,7 @@ function option(names, dflt) {
   return args[i + 1];
 }
 function usage(why) {
-  console.error(`bench/web.mjs: ${why}\nusage: node bench/web.mjs [--build DIR] [--dist DIR] [--model M.gguf] [--type TYPE] [--preset SHAPE] [--threads N] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPETITIONS]`);
+  console.error(`bench/web.mjs: ${why}\nusage: node bench/web.mjs [--build DIR] [--dist DIR] [--model M.gguf] [--type TYPE] [--preset SHAPE] [--threads N] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPETITIONS] [--base-dist DIR]`);
   process.exit(2);
 }
 function count(names, dflt, lo, hi) {
@@ -56,6 +58,8 @@ const genTokens = count(["-n"], 64, 2, 512);
 const reps = count(["-r"], 3, 1, 20);
 const edgellm = path.join(build, "edgellm");
 const dist = path.resolve(option(["--dist"], path.join(root, "web/dist")));
+const baseDist = option(["--base-dist"], null);
+if (baseDist && !fs.existsSync(path.join(baseDist, "edgellm-mt.wasm"))) usage(`${baseDist} holds no web build (edgellm-mt.wasm)`);
 for (const [file, what] of [[edgellm, "cmake --build build"], [path.join(dist, "edgellm-mt.wasm"), "make web"]])
   if (!fs.existsSync(file)) usage(`${file} is missing: run ${what} first`);
 const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => fs.existsSync(p));
@@ -115,13 +119,13 @@ const types = { ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "a
 // Each tab holds one engine between repetitions; window.benchMark (exposed by this script) samples
 // the renderer processes' CPU time at the end of the prefill and of the decode.
 const page = `<!doctype html><meta charset="utf-8"><title>bench</title><script type="module">
-import { createEngine } from "/dist/edgellm.mjs";
 import { Wllama } from "/wllama/index.js";
 const model = () => fetch("/model.gguf").then((r) => r.blob());
 const seconds = (t0) => (performance.now() - t0) / 1000;
 let engine = null, w = null;
 window.bench = {
-  async openEdgellm(threads) {
+  async openEdgellm(threads, dir) {
+    const { createEngine } = await import("/" + dir + "/edgellm.mjs");
     const blob = await model();
     const t0 = performance.now();
     engine = await createEngine({ model: blob, threads, variant: threads > 1 ? "mt" : "st", contextSize: 1024 });
@@ -183,6 +187,7 @@ const server = http.createServer((req, res) => {
   if (url === "/") file = "page";
   else if (url === "/model.gguf") file = model;
   else if (/^\/dist\/[\w.-]+$/.test(url)) file = path.join(dist, url.slice(6));
+  else if (baseDist && /^\/base-dist\/[\w.-]+$/.test(url)) file = path.join(baseDist, url.slice(11));
   else if (/^\/wllama\/[\w./-]+$/.test(url) && !url.includes("..")) file = path.join(wllamaDir, url.slice(8));
   res.setHeader("Cross-Origin-Opener-Policy", "same-origin");
   res.setHeader("Cross-Origin-Embedder-Policy", "require-corp");
@@ -215,11 +220,15 @@ const median = (v) => {
 const rows = [];
 const browserVersion = await browser.version();
 let cpuSeen = false;
+// Engines in the order they take turns; "edgellm (base)" is the --base-dist build.
+const engines = baseDist ? ["edgellm", "edgellm (base)", "wllama"] : ["edgellm", "wllama"];
+const opener = { "edgellm": ["openEdgellm", "dist"], "edgellm (base)": ["openEdgellm", "base-dist"], "wllama": ["openWllama"] };
+const runner = { "edgellm": "edgellm", "edgellm (base)": "edgellm", "wllama": "wllama" };
 try {
   for (const t of [1, threads]) {
     const nat = native(t);
-    const tabs = {}, opened = {}, runs = { edgellm: [], wllama: [] };
-    for (const name of ["edgellm", "wllama"]) {
+    const tabs = {}, opened = {}, runs = Object.fromEntries(engines.map((e) => [e, []]));
+    for (const name of engines) {
       const tab = await browser.newPage();
       tab.on("pageerror", (e) => console.error(`${name}: ${e.message}`));
       const marks = {};
@@ -227,15 +236,16 @@ try {
       await tab.goto(`${base}/`);
       await tab.waitForFunction(() => window.benchReady === true);
       console.error(`bench/web.mjs: loading ${name}, ${t} thread(s) ...`);
-      opened[name] = await tab.evaluate((n, th) => window.bench[n](th), name === "edgellm" ? "openEdgellm" : "openWllama", t);
+      const [open, dir] = opener[name];
+      opened[name] = await tab.evaluate((n, th, d) => window.bench[n](th, d), open, t, dir);
       tabs[name] = { tab, marks };
     }
     for (let r = 0; r < reps; r++)
-      for (const name of ["edgellm", "wllama"]) {
+      for (const name of engines) {
         const { tab, marks } = tabs[name];
         for (const k of Object.keys(marks)) delete marks[k];
         console.error(`bench/web.mjs: ${name}, ${t} thread(s), repetition ${r + 1} of ${reps} ...`);
-        const x = await tab.evaluate((n, p, g) => window.bench[n](p, g), name, prompts[r], genTokens);
+        const x = await tab.evaluate((n, p, g) => window.bench[n](p, g), runner[name], prompts[r], genTokens);
         const known = [marks.start, marks.prefill, marks.decode].every((v) => v !== null && v !== undefined);
         cpuSeen ||= known;
         x.prefillCpu = known ? x.promptTokens / (marks.prefill - marks.start) : NaN;
@@ -243,7 +253,7 @@ try {
         runs[name].push(x);
       }
     const got = {};
-    for (const name of ["edgellm", "wllama"]) {
+    for (const name of engines) {
       await tabs[name].tab.evaluate(() => window.bench.close());
       await tabs[name].tab.close();
       const rs = runs[name];
@@ -268,8 +278,8 @@ console.log("| model | threads | engine | variant | load s | prompt tokens | pre
   "edgellm / wllama (prefill, decode) | the same per CPU-s | wasm / native (prefill, decode) |");
 console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const r of rows) {
-  for (const name of ["edgellm", "wllama"]) {
-    const x = r[name], e = name === "edgellm";
+  for (const name of engines) {
+    const x = r[name], e = name !== "wllama";
     const vs = e ? `${f(x.prefill / r.wllama.prefill, 2)}, ${f(x.decode / r.wllama.decode, 2)}` : "";
     const vsCpu = e ? `${f(x.prefillCpu / r.wllama.prefillCpu, 2)}, ${f(x.decodeCpu / r.wllama.decodeCpu, 2)}` : "";
     console.log(`| ${modelLabel} | ${r.threads} | ${name} | ${x.variant} ${x.threads}t | ${f(x.load, 2)} | ${x.promptTokens} | ${f(x.prefill)} | ${f(x.decode)} | ` +

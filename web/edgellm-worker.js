@@ -33,7 +33,9 @@ function lastError() {
 async function init({ variant, baseUrl, threads, interrupt }) {
   interruptFlag = interrupt ? new Int32Array(interrupt) : null;
   const options = {
-    edgellmPoolSize: Math.max(0, threads - 1),
+    // Emscripten 3.1.6 resolves the threaded module only when the last pooled worker has
+    // loaded, so an empty pool (one thread) would never resolve: keep one idle worker there.
+    edgellmPoolSize: Math.max(1, threads - 1),
     edgellmText: (text) => {
       if (text) onText(text);
       return interruptFlag !== null && Atomics.load(interruptFlag, 0) !== 0;

@@ -158,6 +158,25 @@ await check("logits equal the native scalar kernels' bit for bit on quantized mo
   }
 });
 
+await check("the threaded build runs with one thread (it used to never finish loading)", async () => {
+  const model = path.join(env.SHARED, "models/aidreams260K-f32.gguf");
+  let timer;
+  const hung = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error("createEngine did not finish within 120 s")), 120000);
+    timer.unref();
+  });
+  try {
+    const engine = await Promise.race([createEngine({ model, variant: "mt", threads: 1 }), hung]);
+    assert.equal(engine.runtimeInfo().variant, "mt");
+    assert.equal(engine.runtimeInfo().threads, 1);
+    const c = await engine.completions.create({ prompt: greedy[0][0], temperature: 0, max_tokens: 48 });
+    assert.equal(c.choices[0].text, unescape(greedy[0][3]));
+    await engine.unload();
+  } finally {
+    clearTimeout(timer);
+  }
+});
+
 await check("bad model bytes: a clear error, and the module still loads good models", async () => {
   await rejects(() => createEngine({ model: new TextEncoder().encode("definitely not a GGUF file").buffer }), /GGUF|magic/i);
   const gguf = fs.readFileSync(path.join(env.SHARED, "models/aidreams260K-f32.gguf"));
