@@ -4,6 +4,7 @@
  * kernel's float operations in its order, so it is bit-identical to the scalar kernel. The float
  * dots keep the scalar kernels' accumulation order too (F32: four lanes, F16: one running sum). */
 #if defined(__wasm_simd128__)
+#include <stdbool.h>
 #include <string.h>
 #include <wasm_simd128.h>
 
@@ -736,5 +737,152 @@ void ellm_vec_dot_q3_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
         sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;
     }
     *out = sum;
+}
+/* Activation quantizers: the reference quantizers' bytes (quantize_q8_0, quantize_q8_K in
+ * reference.c) with the products, roundings and maxima in lanes, written plain or in the wide
+ * layouts (act_ext.c) directly, without a plain block in between. */
+
+/* Largest |x| over 4k values, NaNs skipped as fmaxf skips them (pmax keeps its first operand
+ * when the comparison is false). */
+static inline float abs_max(const float *x, int k4)
+{
+    const v128_t magnitude = wasm_i32x4_splat(0x7FFFFFFF);
+    v128_t m = wasm_f32x4_splat(0.0f);
+    for (int k = 0; k < k4; k++)
+        m = wasm_f32x4_pmax(m, wasm_v128_and(load(x + 4 * k), magnitude));
+    m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+    m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+    return wasm_f32x4_extract_lane(m, 0);
+}
+
+/* roundf in lanes (halves away from zero) for |v| < 2^31, as int32: v minus its truncation is
+ * exact, so comparing it with 0.5 decides the rounding as roundf does. */
+static inline v128_t round_half_away(v128_t v)
+{
+    v128_t t = wasm_f32x4_trunc(v);
+    v128_t up = wasm_f32x4_ge(wasm_f32x4_abs(wasm_f32x4_sub(v, t)), wasm_f32x4_splat(0.5f));
+    v128_t one = wasm_v128_or(wasm_v128_and(v, wasm_i32x4_splat((int32_t)0x80000000)),
+                              wasm_f32x4_splat(1.0f));
+    return wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(t, wasm_v128_and(up, one)));
+}
+
+/* 16 int32 values (four vectors in order) stored as int16 in the wide order: the 8 of even
+ * index, then the 8 of odd index (ellm_act_wide_index). */
+static inline void store_wide16(int16_t *dst, const v128_t v[4])
+{
+    v128_t a = wasm_i16x8_narrow_i32x4(v[0], v[1]), b = wasm_i16x8_narrow_i32x4(v[2], v[3]);
+    wasm_v128_store(dst, wasm_i16x8_shuffle(a, b, 0, 2, 4, 6, 8, 10, 12, 14));
+    wasm_v128_store(dst + 8, wasm_i16x8_shuffle(a, b, 1, 3, 5, 7, 9, 11, 13, 15));
+}
+
+/* A Q8_0 block of x: its 32 values as int32 in q (eight vectors), its half scale returned. */
+static inline uint16_t q8_0_block(const float *x, v128_t q[8])
+{
+    float d = abs_max(x, 8) / 127.0f;
+    v128_t id = wasm_f32x4_splat(d != 0 ? 1.0f / d : 0.0f);
+    for (int k = 0; k < 8; k++)
+        q[k] = round_half_away(wasm_f32x4_mul(load(x + 4 * k), id));
+    return ellm_f32_to_f16(d);
+}
+
+void ellm_quantize_row_q8_0_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        v128_t q[8];
+        b[i].d = q8_0_block(x + i * QK8_0, q);
+        for (int k = 0; k < 8; k += 4) {
+            v128_t lo = wasm_i16x8_narrow_i32x4(q[k], q[k + 1]);
+            v128_t hi = wasm_i16x8_narrow_i32x4(q[k + 2], q[k + 3]);
+            wasm_v128_store(b[i].qs + 4 * k, wasm_i8x16_narrow_i16x8(lo, hi));
+        }
+    }
+}
+
+void ellm_quantize_q8_0_wide_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    ellm_q8_0_ext_layout L = ellm_q8_0_wide_layout_for(n);
+    int16_t *qs = dst;
+    float *scales = (float *)((uint8_t *)dst + L.scales_offset);
+    int32_t *block_sums = (int32_t *)((uint8_t *)dst + L.block_sums_offset);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        v128_t q[8];
+        scales[i] = ellm_f16_to_f32(q8_0_block(x + i * QK8_0, q));
+        store_wide16(qs + i * QK8_0, q);
+        store_wide16(qs + i * QK8_0 + 16, q + 4);
+        v128_t total = q[0];
+        for (int k = 1; k < 8; k++)
+            total = wasm_i32x4_add(total, q[k]);
+        block_sums[i] = hsum_i32x4(total);
+    }
+}
+
+/* A Q8_K super-block of x: false for a block of zeros (stored as zeros); else its 256 values as
+ * int32, 16 at a time, passed to put(group, four vectors, ctx), and its scale in *d. The first
+ * value of largest magnitude maps to -128; nearest rounds half to even as nearbyintf does; 127
+ * clamps the opposite extreme. */
+static inline bool q8_K_block(const float *x, float *d, void (*put)(int, const v128_t *, void *),
+                              void *ctx)
+{
+    float am = abs_max(x, QK_K / 4);
+    if (!(am > 0))
+        return false;
+    float max = 0;
+    for (int j = 0; j < QK_K; j++)
+        if (x[j] == am || x[j] == -am) {
+            max = x[j];
+            break;
+        }
+    float iscale = -128.0f / max;
+    const v128_t s = wasm_f32x4_splat(iscale), top = wasm_i32x4_splat(127);
+    for (int g = 0; g < QK_K / 16; g++) {
+        v128_t v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = wasm_i32x4_min(wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(
+                                      wasm_f32x4_mul(s, load(x + 16 * g + 4 * k)))),
+                                  top);
+        put(g, v, ctx);
+    }
+    *d = 1.0f / iscale;
+    return true;
+}
+
+static inline int16_t sum16(const v128_t v[4])
+{
+    return (int16_t)hsum_i32x4(
+        wasm_i32x4_add(wasm_i32x4_add(v[0], v[1]), wasm_i32x4_add(v[2], v[3])));
+}
+
+static inline void put_q8_K(int g, const v128_t *v, void *ctx)
+{
+    block_q8_K *b = ctx;
+    v128_t lo = wasm_i16x8_narrow_i32x4(v[0], v[1]), hi = wasm_i16x8_narrow_i32x4(v[2], v[3]);
+    wasm_v128_store(b->qs + 16 * g, wasm_i8x16_narrow_i16x8(lo, hi));
+    b->bsums[g] = sum16(v);
+}
+
+static inline void put_q8_K_wide(int g, const v128_t *v, void *ctx)
+{
+    block_q8_K_wide *b = ctx;
+    store_wide16(b->qs + 16 * g, v);
+    b->bsums[g] = sum16(v);
+}
+
+void ellm_quantize_row_q8_K_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    block_q8_K *b = dst;
+    for (int64_t i = 0; i < n / QK_K; i++)
+        if (!q8_K_block(x + i * QK_K, &b[i].d, put_q8_K, &b[i]))
+            memset(&b[i], 0, sizeof b[i]);
+}
+
+void ellm_quantize_q8_K_wide_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    block_q8_K_wide *b = dst;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        if (!q8_K_block(x + i * QK_K, &b[i].d, put_q8_K_wide, &b[i]))
+            memset(&b[i], 0, sizeof b[i]);
+        memset(b[i].unused, 0, sizeof b[i].unused);
+    }
 }
 #endif
