@@ -499,6 +499,22 @@ static inline int32_t scales_times_bsums(const int16_t scale[16], const int16_t 
                                      wasm_i32x4_dot_i16x8(load(scale + 8), load(bsums + 8))));
 }
 
+/* Q2_K's 16 sub-block scales (low nibbles) and mins (high nibbles) as 16-bit values. */
+static inline void q2_K_scales_mins(const uint8_t *scales, int16_t scale[16], int16_t min[16])
+{
+    for (int s = 0; s < 16; s++) {
+        scale[s] = scales[s] & 15;
+        min[s] = scales[s] >> 4;
+    }
+}
+
+/* Q3_K's 16 sub-block scales, their stored offset of 32 removed. */
+static inline void q3_K_scales(const uint8_t *scales, int16_t scale[16])
+{
+    for (int s = 0; s < 16; s++)
+        scale[s] = (int16_t)(ellm_q3_K_scale(scales, s) - 32);
+}
+
 void ellm_vec_dot_q2_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q2_K *w = row;
@@ -507,10 +523,7 @@ void ellm_vec_dot_q2_K_wasm_simd(int64_t n, float *out, const void *row, const v
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int16_t scale[16], min[16];
-        for (int s = 0; s < 16; s++) {
-            scale[s] = w[i].scales[s] & 15;
-            min[s] = w[i].scales[s] >> 4;
-        }
+        q2_K_scales_mins(w[i].scales, scale, min);
         v128_t acc = wasm_i32x4_splat(0);
         for (int h = 0; h < 2; h++) {
             v128_t q[2] = {load(w[i].qs + 32 * h), load(w[i].qs + 32 * h + 16)};
@@ -536,8 +549,7 @@ void ellm_vec_dot_q3_K_wasm_simd(int64_t n, float *out, const void *row, const v
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int16_t scale[16];
-        for (int s = 0; s < 16; s++)
-            scale[s] = (int16_t)(ellm_q3_K_scale(w[i].scales, s) - 32);
+        q3_K_scales(w[i].scales, scale);
         v128_t hmask[2] = {load(w[i].hmask), load(w[i].hmask + 16)};
         v128_t acc = wasm_i32x4_splat(0);
         for (int h = 0; h < 2; h++) {
@@ -681,10 +693,7 @@ void ellm_vec_dot_q2_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int16_t scale[16], min[16];
-        for (int s = 0; s < 16; s++) {
-            scale[s] = w[i].scales[s] & 15;
-            min[s] = w[i].scales[s] >> 4;
-        }
+        q2_K_scales_mins(w[i].scales, scale, min);
         v128_t acc = wasm_i32x4_splat(0);
         for (int h = 0; h < 2; h++)
             for (int k = 0; k < 2; k++) {
@@ -711,8 +720,7 @@ void ellm_vec_dot_q3_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int16_t scale[16];
-        for (int s = 0; s < 16; s++)
-            scale[s] = (int16_t)(ellm_q3_K_scale(w[i].scales, s) - 32);
+        q3_K_scales(w[i].scales, scale);
         v128_t acc = wasm_i32x4_splat(0);
         for (int k = 0; k < 2; k++) {
             /* hmask shifted right by 4h + j: the third bits of this step's values at bit 0 of
