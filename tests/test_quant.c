@@ -441,6 +441,55 @@ static void test_extended_activation_rows(void)
 #endif
 }
 
+/* Every set's converters to the wide activation layouts give the bytes of the portable
+ * conversion (the reference blocks rearranged): random rows, rows of exact .5 ties (scale 1:
+ * an extreme of 127 in Q8_0, of -128 in Q8_K), zero blocks, and a row whose blocks mix the three
+ * with a lone large value; the SIMD128 set writes these layouts directly. */
+static void test_wide_row_quantizers(void)
+{
+    enum { MAXN = 4096 };
+    static float x[MAXN];
+    static uint8_t want[MAXN * 4], got[MAXN * 4];
+    const ellm_act_layout layouts[] = {ELLM_ACT_Q8_0_WIDE, ELLM_ACT_Q8_K_WIDE};
+    const ellm_type act_types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_K};
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    int own = 0;
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        for (int l = 0; l < 2; l++) {
+            CHECK(ellm_quant_use_kernel_set(sets[set]));
+            own += ellm_act_layout_quantizer(layouts[l]) != NULL;
+            for (int kind = 0; kind < 4; kind++) {
+                for (int i = 0; i < MAXN; i++)
+                    x[i] = kind == 0   ? frand() * 3.0f
+                           : kind == 1 ? (float)(i % 200 - 100) + 0.5f
+                           : kind == 2 ? 0.0f
+                                       : (i / 256 % 3 == 0 ? 0.0f : frand() * 1e-3f);
+                if (kind == 1)
+                    for (int i = 0; i < MAXN; i += 32)
+                        x[i] = l == 1 ? -128.0f : 127.0f;
+                if (kind == 3)
+                    for (int i = 300; i < MAXN; i += 997)
+                        x[i] = 40.0f;
+                size_t bytes = ellm_act_row_bytes(layouts[l], act_types[l], MAXN);
+                CHECK(ellm_quant_use_kernel_set("scalar"));
+                memset(want, 0xAA, bytes);
+                ellm_quantize_act(layouts[l], act_types[l], x, want, MAXN);
+                CHECK(ellm_quant_use_kernel_set(sets[set]));
+                memset(got, 0xAA, bytes);
+                ellm_quantize_act(layouts[l], act_types[l], x, got, MAXN);
+                CHECK_MSG(!memcmp(want, got, bytes), "%s: the %s wide row differs (kind %d)",
+                          sets[set], ellm_type_name(act_types[l]), kind);
+            }
+        }
+    }
+    ellm_quant_use_kernel_set(NULL);
+    fprintf(stderr, "wide-row converters of their own: %d\n", own);
+#if defined(__wasm__)
+    CHECK_MSG(own == 2, "the wasm-simd set has %d wide-row converters of its own, not 2", own);
+#endif
+}
+
 /* F16 tiles bit for bit against their set's single-row F16 kernel (a float dot, so the set's own
  * order, not the scalar one) for every tile shape, and close to a double-precision dot: a row
  * length with 16-value steps and a tail, and one of whole steps; rows and tokens past the
@@ -959,6 +1008,7 @@ int main(void)
     test_kernels_match_reference();
     test_gemm_tiles();
     test_extended_activation_rows();
+    test_wide_row_quantizers();
     test_gemm_f16_tiles();
     test_every_kernel_set();
     test_multi_row_kernels();

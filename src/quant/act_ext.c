@@ -98,6 +98,11 @@ size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_
 void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const float *x, void *dst,
                        int64_t n)
 {
+    ellm_act_quantizer_fn set_own = ellm_act_layout_quantizer(layout);
+    if (set_own) {
+        set_own(x, dst, n);
+        return;
+    }
     switch (layout) {
     case ELLM_ACT_Q8_0_EXT: ellm_quantize_q8_0_ext(x, dst, n); return;
     case ELLM_ACT_Q8_0_WIDE: quantize_q8_0_wide(x, dst, n); return;

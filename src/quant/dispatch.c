@@ -23,6 +23,9 @@ typedef struct kernel_set {
     ellm_type_kernels types[ELLM_TYPE_COUNT];
     /* Byte-identical to the reference quantizer; NULL: the reference itself. */
     activation_quantizer quantize_to[ELLM_TYPE_COUNT];
+    /* Converters to the activation layouts (ellm_act_layout below ELLM_ACT_PLAIN), byte-identical
+     * to act_ext.c's; NULL: act_ext.c's own, through quantize_to. */
+    activation_quantizer quantize_layout[ELLM_ACT_PLAIN];
     ellm_attention_kernels attention;
     void (*prepare)(void); /* run once before the set's kernels are used; NULL: nothing */
 } kernel_set;
@@ -266,6 +269,10 @@ static const kernel_set wasm_simd_set = {
             [ELLM_TYPE_Q2_K] = K_WASM(Q8_K, q2_K, Q8_K_WIDE, ellm_gemm_q2_K_wasm_simd),
             [ELLM_TYPE_Q3_K] = K_WASM(Q8_K, q3_K, Q8_K_WIDE, ellm_gemm_q3_K_wasm_simd),
         },
+    .quantize_to = {[ELLM_TYPE_Q8_0] = ellm_quantize_row_q8_0_wasm_simd,
+                    [ELLM_TYPE_Q8_K] = ellm_quantize_row_q8_K_wasm_simd},
+    .quantize_layout = {[ELLM_ACT_Q8_0_WIDE] = ellm_quantize_q8_0_wide_wasm_simd,
+                        [ELLM_ACT_Q8_K_WIDE] = ellm_quantize_q8_K_wide_wasm_simd},
     .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, NULL, ellm_axpy_q8_0_portable,
                   ellm_attend_q8_0_group_portable},
 };
@@ -393,6 +400,11 @@ ellm_gemm_fn ellm_gemm_for(ellm_type type)
 }
 
 const ellm_attention_kernels *ellm_attention_kernels_active(void) { return &current()->attention; }
+
+ellm_act_quantizer_fn ellm_act_layout_quantizer(ellm_act_layout layout)
+{
+    return (unsigned)layout < ELLM_ACT_PLAIN ? current()->quantize_layout[layout] : NULL;
+}
 
 void ellm_quantize_activations(ellm_type vec_dot_type, const float *x, void *dst, int64_t n)
 {

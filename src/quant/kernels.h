@@ -212,6 +212,12 @@ void ellm_vec_dot_q6_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
 void ellm_vec_dot_iq4_xs_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q2_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+/* Activation quantizers, byte-identical to the reference ones: Q8_0 and Q8_K rows, and the wide
+ * layouts (ELLM_ACT_Q8_0_WIDE, ELLM_ACT_Q8_K_WIDE) written directly. */
+void ellm_quantize_row_q8_0_wasm_simd(const float *x, void *dst, int64_t n);
+void ellm_quantize_row_q8_K_wasm_simd(const float *x, void *dst, int64_t n);
+void ellm_quantize_q8_0_wide_wasm_simd(const float *x, void *dst, int64_t n);
+void ellm_quantize_q8_K_wide_wasm_simd(const float *x, void *dst, int64_t n);
 /* Tiles of four rows in lanes (gemm_wasm_simd.c; see ellm_gemm_fn): Q4_0, Q8_0, Q5_0 and IQ4_NL
  * against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, K-quants against
  * Q8_K rows; bit-identical to the kernels above. */

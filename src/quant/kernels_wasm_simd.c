@@ -4,6 +4,7 @@
  * kernel's float operations in its order, so it is bit-identical to the scalar kernel. The float
  * dots keep the scalar kernels' accumulation order too (F32: four lanes, F16: one running sum). */
 #if defined(__wasm_simd128__)
+#include <stdbool.h>
 #include <string.h>
 #include <wasm_simd128.h>
 
@@ -311,15 +312,45 @@ void ellm_vec_dot_iq4_nl_wide_wasm_simd(int64_t n, float *out, const void *row, 
     WIDE_ACTIVATION_DOT(block_iq4_nl, wide_iq4_nl, 0);
 }
 
-/* Sum over the 8 sub-blocks of min[j] times the activations' sum over sub-block j (two bsums). */
-static inline int32_t q8_K_min_term(const uint8_t *mins, const int16_t *bsums)
+/* Q4_K and Q5_K: the eight 6-bit scales (bytes 0..7) and mins (bytes 8..15) of a super-block as
+ * ellm_kq_scale_min unpacks them, from the 12 packed bytes at s (the 16 bytes read stay inside the
+ * block: its quants follow). Scales and mins 0..3 are the low six bits of bytes 0..3 and 4..7;
+ * scales 4..7 the low nibbles of bytes 8..11 and mins 4..7 their high nibbles, each under the top
+ * two bits of bytes 0..3 (scales) or 4..7 (mins). */
+static inline v128_t kq_scales_mins(const uint8_t *s)
 {
-    v128_t pairs_lo = wasm_i32x4_extadd_pairwise_i16x8(load(bsums));
-    v128_t pairs_hi = wasm_i32x4_extadd_pairwise_i16x8(load(bsums + 8));
-    v128_t m = wasm_u16x8_load8x8(mins);
-    v128_t prod = wasm_i32x4_add(wasm_i32x4_mul(pairs_lo, wasm_u32x4_extend_low_u16x8(m)),
-                                 wasm_i32x4_mul(pairs_hi, wasm_u32x4_extend_high_u16x8(m)));
-    return hsum_i32x4(prod);
+    v128_t raw = load(s);
+    v128_t v = wasm_i8x16_shuffle(raw, raw, 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+    v = wasm_v128_bitselect(wasm_u8x16_shr(v, 4), v, wasm_i32x4_make(0, 0, 0, -1));
+    v = wasm_v128_and(
+        v, wasm_i8x16_make(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+    v128_t top = wasm_i8x16_shuffle(raw, wasm_i32x4_splat(0), 16, 16, 16, 16, 0, 1, 2, 3, 16, 16,
+                                    16, 16, 4, 5, 6, 7);
+    return wasm_v128_or(v, wasm_u8x16_shr(wasm_v128_and(top, wasm_i8x16_splat((int8_t)0xC0)), 2));
+}
+
+/* Σ_j min[j] · (bsums[2j] + bsums[2j + 1]), the mins being bytes 8..15 of kq_scales_mins: each
+ * spread to two 16-bit lanes, so one i32x4.dot_i16x8 per eight bsums. */
+static inline int32_t kq_min_term(v128_t scales_mins, const int16_t *bsums)
+{
+    const v128_t z = wasm_i32x4_splat(0);
+    v128_t lo = wasm_i8x16_shuffle(scales_mins, z, 8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11,
+                                   16, 11, 16);
+    v128_t hi = wasm_i8x16_shuffle(scales_mins, z, 12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16,
+                                   15, 16, 15, 16);
+    return hsum_i32x4(wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo, load(bsums)),
+                                     wasm_i32x4_dot_i16x8(hi, load(bsums + 8))));
+}
+
+/* The scalar kernels' float steps for a super-block with two halves d, dmin side by side at
+ * d_dmin (Q4_K, Q5_K, Q2_K): d_a · d · sumi − d_a · dmin · summ, the halves converted in lanes. */
+static inline float kq_super_block_value(const uint16_t *d_dmin, float da, int32_t sumi,
+                                         int32_t summ)
+{
+    v128_t d = halves_to_f32x4(wasm_u32x4_extend_low_u16x8(wasm_v128_load32_zero(d_dmin)));
+    v128_t p = wasm_f32x4_mul(wasm_f32x4_mul(wasm_f32x4_splat(da), d),
+                              wasm_f32x4_convert_i32x4(wasm_i32x4_make(sumi, summ, 0, 0)));
+    return wasm_f32x4_extract_lane(p, 0) - wasm_f32x4_extract_lane(p, 1);
 }
 
 /* Σ v[l] * y[l] over l < 32, with v as two vectors of 16 values in -128..127, as four partial
@@ -337,15 +368,26 @@ static inline v128_t add_scaled(v128_t acc, v128_t part, int32_t scale)
     return wasm_i32x4_add(acc, wasm_i32x4_mul(part, wasm_i32x4_splat(scale)));
 }
 
+/* Q5_K's values of chunk c from 16 bytes of qs and their qh bytes shifted right by 2c (bit 0: the
+ * fifth bit of the low value, bit 1: of the high one), moved to bit 4 of both bytes of each lane
+ * at once. */
+static inline void q5_K_values(v128_t q, v128_t qh, v128_t *lo, v128_t *hi)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F), fifth = wasm_i8x16_splat(0x10);
+    *lo = wasm_v128_or(wasm_v128_and(q, low4), wasm_v128_and(wasm_i16x8_shl(qh, 4), fifth));
+    *hi = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q, 4), low4),
+                       wasm_v128_and(wasm_i16x8_shl(qh, 3), fifth));
+}
+
 void ellm_vec_dot_q4_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q4_K *w = row;
     const block_q8_K *a = x;
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++)
-            ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
+        v128_t sm = kq_scales_mins(w[i].scales);
+        uint8_t sc[16];
+        wasm_v128_store(sc, sm);
         v128_t acc = wasm_i32x4_splat(0);
         for (int c = 0; c < 4; c++) {
             nibbles32 q = split_nibbles(w[i].qs + 32 * c);
@@ -353,10 +395,7 @@ void ellm_vec_dot_q4_K_wasm_simd(int64_t n, float *out, const void *row, const v
             acc = add_scaled(acc, dot32(q.lo, y), sc[2 * c]);
             acc = add_scaled(acc, dot32(q.hi, y + 32), sc[2 * c + 1]);
         }
-        int sumi = hsum_i32x4(acc);
-        int summ = q8_K_min_term(mn, a[i].bsums);
-        sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
-               a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
+        sum += kq_super_block_value(&w[i].d, a[i].d, hsum_i32x4(acc), kq_min_term(sm, a[i].bsums));
     }
     *out = sum;
 }
@@ -365,33 +404,40 @@ void ellm_vec_dot_q5_K_wasm_simd(int64_t n, float *out, const void *row, const v
 {
     const block_q5_K *w = row;
     const block_q8_K *a = x;
-    const v128_t one = wasm_i8x16_splat(1);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++)
-            ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
+        v128_t sm = kq_scales_mins(w[i].scales);
+        uint8_t sc[16];
+        wasm_v128_store(sc, sm);
         v128_t qh[2] = {load(w[i].qh), load(w[i].qh + 16)};
         v128_t acc = wasm_i32x4_splat(0);
         for (int c = 0; c < 4; c++) {
-            nibbles32 q = split_nibbles(w[i].qs + 32 * c);
+            v128_t lo[2], hi[2];
             for (int k = 0; k < 2; k++) {
-                /* Bit 2c of qh is the fifth bit of the low value, bit 2c + 1 of the high one. */
-                v128_t b_lo = wasm_v128_and(wasm_u8x16_shr(qh[k], 2 * c), one);
-                v128_t b_hi = wasm_v128_and(wasm_u8x16_shr(qh[k], 2 * c + 1), one);
-                q.lo[k] = wasm_v128_or(q.lo[k], wasm_i8x16_shl(b_lo, 4));
-                q.hi[k] = wasm_v128_or(q.hi[k], wasm_i8x16_shl(b_hi, 4));
+                q5_K_values(load(w[i].qs + 32 * c + 16 * k), qh[k], &lo[k], &hi[k]);
+                qh[k] = wasm_u16x8_shr(qh[k], 2);
             }
             const int8_t *y = a[i].qs + 64 * c;
-            acc = add_scaled(acc, dot32(q.lo, y), sc[2 * c]);
-            acc = add_scaled(acc, dot32(q.hi, y + 32), sc[2 * c + 1]);
+            acc = add_scaled(acc, dot32(lo, y), sc[2 * c]);
+            acc = add_scaled(acc, dot32(hi, y + 32), sc[2 * c + 1]);
         }
-        int sumi = hsum_i32x4(acc);
-        int summ = q8_K_min_term(mn, a[i].bsums);
-        sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
-               a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
+        sum += kq_super_block_value(&w[i].d, a[i].d, hsum_i32x4(acc), kq_min_term(sm, a[i].bsums));
     }
     *out = sum;
+}
+
+/* Q6_K's float step after its integer sum acc: the stored q is value + 32, so 32 · scale ·
+ * (activation sum) comes off per sub-block; then d_a · d · sumi as the scalar kernel orders it. */
+static inline float q6_K_super_block_value(const block_q6_K *w, const int16_t *bsums, float da,
+                                           v128_t acc)
+{
+    v128_t s = load(w->scales);
+    v128_t off = wasm_i32x4_add(
+        wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(s), load(bsums)),
+        wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(s), load(bsums + 8)));
+    int32_t sumi = hsum_i32x4(wasm_i32x4_sub(acc, wasm_i32x4_shl(off, 5)));
+    float d = wasm_f32x4_extract_lane(halves_to_f32x4(wasm_i32x4_splat(w->d)), 0);
+    return da * d * (float)sumi;
 }
 
 void ellm_vec_dot_q6_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
@@ -419,14 +465,7 @@ void ellm_vec_dot_q6_K_wasm_simd(int64_t n, float *out, const void *row, const v
                 }
             }
         }
-        int sumi = hsum_i32x4(acc);
-        /* The stored q is value + 32: remove 32 * scale * (activation sum) per sub-block. */
-        v128_t s = load(w[i].scales);
-        v128_t off = wasm_i32x4_add(
-            wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(s), load(a[i].bsums)),
-            wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(s), load(a[i].bsums + 8)));
-        sumi -= 32 * hsum_i32x4(off);
-        sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi;
+        sum += q6_K_super_block_value(&w[i], a[i].bsums, a[i].d, acc);
     }
     *out = sum;
 }
@@ -460,6 +499,22 @@ static inline int32_t scales_times_bsums(const int16_t scale[16], const int16_t 
                                      wasm_i32x4_dot_i16x8(load(scale + 8), load(bsums + 8))));
 }
 
+/* Q2_K's 16 sub-block scales (low nibbles) and mins (high nibbles) as 16-bit values. */
+static inline void q2_K_scales_mins(const uint8_t *scales, int16_t scale[16], int16_t min[16])
+{
+    for (int s = 0; s < 16; s++) {
+        scale[s] = scales[s] & 15;
+        min[s] = scales[s] >> 4;
+    }
+}
+
+/* Q3_K's 16 sub-block scales, their stored offset of 32 removed. */
+static inline void q3_K_scales(const uint8_t *scales, int16_t scale[16])
+{
+    for (int s = 0; s < 16; s++)
+        scale[s] = (int16_t)(ellm_q3_K_scale(scales, s) - 32);
+}
+
 void ellm_vec_dot_q2_K_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q2_K *w = row;
@@ -468,10 +523,7 @@ void ellm_vec_dot_q2_K_wasm_simd(int64_t n, float *out, const void *row, const v
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int16_t scale[16], min[16];
-        for (int s = 0; s < 16; s++) {
-            scale[s] = w[i].scales[s] & 15;
-            min[s] = w[i].scales[s] >> 4;
-        }
+        q2_K_scales_mins(w[i].scales, scale, min);
         v128_t acc = wasm_i32x4_splat(0);
         for (int h = 0; h < 2; h++) {
             v128_t q[2] = {load(w[i].qs + 32 * h), load(w[i].qs + 32 * h + 16)};
@@ -484,9 +536,7 @@ void ellm_vec_dot_q2_K_wasm_simd(int64_t n, float *out, const void *row, const v
         }
         int32_t isum = hsum_i32x4(acc);
         int32_t msum = scales_times_bsums(min, a[i].bsums);
-        float dall = ellm_f16_to_f32(w[i].d) * a[i].d;
-        float dmin = ellm_f16_to_f32(w[i].dmin) * a[i].d;
-        sum += dall * (float)isum - dmin * (float)msum;
+        sum += kq_super_block_value(&w[i].d, a[i].d, isum, msum);
     }
     *out = sum;
 }
@@ -499,8 +549,7 @@ void ellm_vec_dot_q3_K_wasm_simd(int64_t n, float *out, const void *row, const v
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int16_t scale[16];
-        for (int s = 0; s < 16; s++)
-            scale[s] = (int16_t)(ellm_q3_K_scale(w[i].scales, s) - 32);
+        q3_K_scales(w[i].scales, scale);
         v128_t hmask[2] = {load(w[i].hmask), load(w[i].hmask + 16)};
         v128_t acc = wasm_i32x4_splat(0);
         for (int h = 0; h < 2; h++) {
@@ -532,9 +581,9 @@ void ellm_vec_dot_q4_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
     const v128_t low4 = wasm_i16x8_splat(0x0F);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++)
-            ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
+        v128_t sm = kq_scales_mins(w[i].scales);
+        uint8_t sc[16];
+        wasm_v128_store(sc, sm);
         v128_t acc = wasm_i32x4_splat(0);
         for (int c = 0; c < 4; c++) {
             v128_t lo = wasm_i32x4_splat(0), hi = wasm_i32x4_splat(0);
@@ -551,10 +600,7 @@ void ellm_vec_dot_q4_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
             acc = add_scaled(acc, lo, sc[2 * c]);
             acc = add_scaled(acc, hi, sc[2 * c + 1]);
         }
-        int sumi = hsum_i32x4(acc);
-        int summ = q8_K_min_term(mn, a[i].bsums);
-        sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
-               a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
+        sum += kq_super_block_value(&w[i].d, a[i].d, hsum_i32x4(acc), kq_min_term(sm, a[i].bsums));
     }
     *out = sum;
 }
@@ -563,25 +609,18 @@ void ellm_vec_dot_q5_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
 {
     const block_q5_K *w = row;
     const block_q8_K_wide *a = x;
-    const v128_t low4 = wasm_i8x16_splat(0x0F), fifth = wasm_i8x16_splat(0x10);
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++)
-            ellm_kq_scale_min(j, w[i].scales, &sc[j], &mn[j]);
-        /* qh shifted right by 2c: bit 2c of each byte (the fifth bit of the low value) at bit 0,
-         * bit 2c + 1 (of the high value) at bit 1. */
+        v128_t sm = kq_scales_mins(w[i].scales);
+        uint8_t sc[16];
+        wasm_v128_store(sc, sm);
         v128_t qh[2] = {load(w[i].qh), load(w[i].qh + 16)};
         v128_t acc = wasm_i32x4_splat(0);
         for (int c = 0; c < 4; c++) {
             v128_t lo = wasm_i32x4_splat(0), hi = wasm_i32x4_splat(0);
             for (int k = 0; k < 2; k++) {
-                v128_t q = load(w[i].qs + 32 * c + 16 * k);
-                /* The fifth bits moved to bit 4 of both bytes of each lane at once. */
-                v128_t v_lo = wasm_v128_or(wasm_v128_and(q, low4),
-                                           wasm_v128_and(wasm_i16x8_shl(qh[k], 4), fifth));
-                v128_t v_hi = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q, 4), low4),
-                                           wasm_v128_and(wasm_i16x8_shl(qh[k], 3), fifth));
+                v128_t v_lo, v_hi;
+                q5_K_values(load(w[i].qs + 32 * c + 16 * k), qh[k], &v_lo, &v_hi);
                 qh[k] = wasm_u16x8_shr(qh[k], 2);
                 const int16_t *y = a[i].qs + 64 * c + 16 * k;
                 lo = wasm_i32x4_add(lo, dot_wide16(even_u8_to_i16(v_lo), odd_u8_to_i16(v_lo), y));
@@ -591,10 +630,7 @@ void ellm_vec_dot_q5_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
             acc = add_scaled(acc, lo, sc[2 * c]);
             acc = add_scaled(acc, hi, sc[2 * c + 1]);
         }
-        int sumi = hsum_i32x4(acc);
-        int summ = q8_K_min_term(mn, a[i].bsums);
-        sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi -
-               a[i].d * ellm_f16_to_f32(w[i].dmin) * (float)summ;
+        sum += kq_super_block_value(&w[i].d, a[i].d, hsum_i32x4(acc), kq_min_term(sm, a[i].bsums));
     }
     *out = sum;
 }
@@ -628,14 +664,7 @@ void ellm_vec_dot_q6_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
                 }
             }
         }
-        int sumi = hsum_i32x4(acc);
-        /* The stored q is value + 32: remove 32 * scale * (activation sum) per sub-block. */
-        v128_t s = load(w[i].scales);
-        v128_t off = wasm_i32x4_add(
-            wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(s), load(a[i].bsums)),
-            wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(s), load(a[i].bsums + 8)));
-        sumi -= 32 * hsum_i32x4(off);
-        sum += a[i].d * ellm_f16_to_f32(w[i].d) * (float)sumi;
+        sum += q6_K_super_block_value(&w[i], a[i].bsums, a[i].d, acc);
     }
     *out = sum;
 }
@@ -664,10 +693,7 @@ void ellm_vec_dot_q2_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int16_t scale[16], min[16];
-        for (int s = 0; s < 16; s++) {
-            scale[s] = w[i].scales[s] & 15;
-            min[s] = w[i].scales[s] >> 4;
-        }
+        q2_K_scales_mins(w[i].scales, scale, min);
         v128_t acc = wasm_i32x4_splat(0);
         for (int h = 0; h < 2; h++)
             for (int k = 0; k < 2; k++) {
@@ -681,9 +707,7 @@ void ellm_vec_dot_q2_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
             }
         int32_t isum = hsum_i32x4(acc);
         int32_t msum = scales_times_bsums(min, a[i].bsums);
-        float dall = ellm_f16_to_f32(w[i].d) * a[i].d;
-        float dmin = ellm_f16_to_f32(w[i].dmin) * a[i].d;
-        sum += dall * (float)isum - dmin * (float)msum;
+        sum += kq_super_block_value(&w[i].d, a[i].d, isum, msum);
     }
     *out = sum;
 }
@@ -696,8 +720,7 @@ void ellm_vec_dot_q3_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int16_t scale[16];
-        for (int s = 0; s < 16; s++)
-            scale[s] = (int16_t)(ellm_q3_K_scale(w[i].scales, s) - 32);
+        q3_K_scales(w[i].scales, scale);
         v128_t acc = wasm_i32x4_splat(0);
         for (int k = 0; k < 2; k++) {
             /* hmask shifted right by 4h + j: the third bits of this step's values at bit 0 of
@@ -722,5 +745,152 @@ void ellm_vec_dot_q3_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
         sum += ellm_f16_to_f32(w[i].d) * a[i].d * (float)isum;
     }
     *out = sum;
+}
+/* Activation quantizers: the reference quantizers' bytes (quantize_q8_0, quantize_q8_K in
+ * reference.c) with the products, roundings and maxima in lanes, written plain or in the wide
+ * layouts (act_ext.c) directly, without a plain block in between. */
+
+/* Largest |x| over 4k values, NaNs skipped as fmaxf skips them (pmax keeps its first operand
+ * when the comparison is false). */
+static inline float abs_max(const float *x, int k4)
+{
+    const v128_t magnitude = wasm_i32x4_splat(0x7FFFFFFF);
+    v128_t m = wasm_f32x4_splat(0.0f);
+    for (int k = 0; k < k4; k++)
+        m = wasm_f32x4_pmax(m, wasm_v128_and(load(x + 4 * k), magnitude));
+    m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+    m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+    return wasm_f32x4_extract_lane(m, 0);
+}
+
+/* roundf in lanes (halves away from zero) for |v| < 2^31, as int32: v minus its truncation is
+ * exact, so comparing it with 0.5 decides the rounding as roundf does. */
+static inline v128_t round_half_away(v128_t v)
+{
+    v128_t t = wasm_f32x4_trunc(v);
+    v128_t up = wasm_f32x4_ge(wasm_f32x4_abs(wasm_f32x4_sub(v, t)), wasm_f32x4_splat(0.5f));
+    v128_t one = wasm_v128_or(wasm_v128_and(v, wasm_i32x4_splat((int32_t)0x80000000)),
+                              wasm_f32x4_splat(1.0f));
+    return wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(t, wasm_v128_and(up, one)));
+}
+
+/* 16 int32 values (four vectors in order) stored as int16 in the wide order: the 8 of even
+ * index, then the 8 of odd index (ellm_act_wide_index). */
+static inline void store_wide16(int16_t *dst, const v128_t v[4])
+{
+    v128_t a = wasm_i16x8_narrow_i32x4(v[0], v[1]), b = wasm_i16x8_narrow_i32x4(v[2], v[3]);
+    wasm_v128_store(dst, wasm_i16x8_shuffle(a, b, 0, 2, 4, 6, 8, 10, 12, 14));
+    wasm_v128_store(dst + 8, wasm_i16x8_shuffle(a, b, 1, 3, 5, 7, 9, 11, 13, 15));
+}
+
+/* A Q8_0 block of x: its 32 values as int32 in q (eight vectors), its half scale returned. */
+static inline uint16_t q8_0_block(const float *x, v128_t q[8])
+{
+    float d = abs_max(x, 8) / 127.0f;
+    v128_t id = wasm_f32x4_splat(d != 0 ? 1.0f / d : 0.0f);
+    for (int k = 0; k < 8; k++)
+        q[k] = round_half_away(wasm_f32x4_mul(load(x + 4 * k), id));
+    return ellm_f32_to_f16(d);
+}
+
+void ellm_quantize_row_q8_0_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        v128_t q[8];
+        b[i].d = q8_0_block(x + i * QK8_0, q);
+        for (int k = 0; k < 8; k += 4) {
+            v128_t lo = wasm_i16x8_narrow_i32x4(q[k], q[k + 1]);
+            v128_t hi = wasm_i16x8_narrow_i32x4(q[k + 2], q[k + 3]);
+            wasm_v128_store(b[i].qs + 4 * k, wasm_i8x16_narrow_i16x8(lo, hi));
+        }
+    }
+}
+
+void ellm_quantize_q8_0_wide_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    ellm_q8_0_ext_layout L = ellm_q8_0_wide_layout_for(n);
+    int16_t *qs = dst;
+    float *scales = (float *)((uint8_t *)dst + L.scales_offset);
+    int32_t *block_sums = (int32_t *)((uint8_t *)dst + L.block_sums_offset);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        v128_t q[8];
+        scales[i] = ellm_f16_to_f32(q8_0_block(x + i * QK8_0, q));
+        store_wide16(qs + i * QK8_0, q);
+        store_wide16(qs + i * QK8_0 + 16, q + 4);
+        v128_t total = q[0];
+        for (int k = 1; k < 8; k++)
+            total = wasm_i32x4_add(total, q[k]);
+        block_sums[i] = hsum_i32x4(total);
+    }
+}
+
+/* A Q8_K super-block of x: false for a block of zeros (stored as zeros); else its 256 values as
+ * int32, 16 at a time, passed to put(group, four vectors, ctx), and its scale in *d. The first
+ * value of largest magnitude maps to -128; nearest rounds half to even as nearbyintf does; 127
+ * clamps the opposite extreme. */
+static inline bool q8_K_block(const float *x, float *d, void (*put)(int, const v128_t *, void *),
+                              void *ctx)
+{
+    float am = abs_max(x, QK_K / 4);
+    if (!(am > 0))
+        return false;
+    float max = 0;
+    for (int j = 0; j < QK_K; j++)
+        if (x[j] == am || x[j] == -am) {
+            max = x[j];
+            break;
+        }
+    float iscale = -128.0f / max;
+    const v128_t s = wasm_f32x4_splat(iscale), top = wasm_i32x4_splat(127);
+    for (int g = 0; g < QK_K / 16; g++) {
+        v128_t v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = wasm_i32x4_min(wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(
+                                      wasm_f32x4_mul(s, load(x + 16 * g + 4 * k)))),
+                                  top);
+        put(g, v, ctx);
+    }
+    *d = 1.0f / iscale;
+    return true;
+}
+
+static inline int16_t sum16(const v128_t v[4])
+{
+    return (int16_t)hsum_i32x4(
+        wasm_i32x4_add(wasm_i32x4_add(v[0], v[1]), wasm_i32x4_add(v[2], v[3])));
+}
+
+static inline void put_q8_K(int g, const v128_t *v, void *ctx)
+{
+    block_q8_K *b = ctx;
+    v128_t lo = wasm_i16x8_narrow_i32x4(v[0], v[1]), hi = wasm_i16x8_narrow_i32x4(v[2], v[3]);
+    wasm_v128_store(b->qs + 16 * g, wasm_i8x16_narrow_i16x8(lo, hi));
+    b->bsums[g] = sum16(v);
+}
+
+static inline void put_q8_K_wide(int g, const v128_t *v, void *ctx)
+{
+    block_q8_K_wide *b = ctx;
+    store_wide16(b->qs + 16 * g, v);
+    b->bsums[g] = sum16(v);
+}
+
+void ellm_quantize_row_q8_K_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    block_q8_K *b = dst;
+    for (int64_t i = 0; i < n / QK_K; i++)
+        if (!q8_K_block(x + i * QK_K, &b[i].d, put_q8_K, &b[i]))
+            memset(&b[i], 0, sizeof b[i]);
+}
+
+void ellm_quantize_q8_K_wide_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    block_q8_K_wide *b = dst;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        if (!q8_K_block(x + i * QK_K, &b[i].d, put_q8_K_wide, &b[i]))
+            memset(&b[i], 0, sizeof b[i]);
+        memset(b[i].unused, 0, sizeof b[i].unused);
+    }
 }
 #endif

@@ -117,6 +117,10 @@ static inline int ellm_act_wide_index(int j) { return (j & ~15) | (j & 1) << 3 |
 
 /* Bytes of one activation row of n values in the layout (for ELLM_ACT_PLAIN, of vec_dot_type). */
 size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n);
+/* The kernel set's own converter to a layout (a SIMD one, byte-identical to act_ext.c's), NULL
+ * when it has none. */
+typedef void (*ellm_act_quantizer_fn)(const float *x, void *dst, int64_t n);
+ellm_act_quantizer_fn ellm_act_layout_quantizer(ellm_act_layout layout);
 /* Converts a float row to the layout, from exactly the blocks ellm_quantize_activations makes. */
 void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const float *x, void *dst,
                        int64_t n);
