@@ -110,7 +110,7 @@ static void exact_symmetric(const float *x, const float *w, int lo, int hi, floa
     for (int sign = -1; sign <= 1; sign += 2) {
         int n = 0;
         for (int j = 0; j < BLOCK; j++) {
-            if (x[j] == 0 || w[j] <= 0)
+            if (!(fabsf(x[j]) > 0) || !(w[j] > 0)) /* NaN too: its level never moves */
                 continue;
             /* Levels grow toward hi for values of the sign of t, toward lo otherwise. */
             int top = (x[j] > 0) == (sign > 0) ? hi : -lo;
