@@ -74,6 +74,10 @@ typedef struct ellm_quantize_options {
      * most importance-weighted error per extra byte, within the extra bytes its fixed rules
      * would spend; true keeps the fixed rules (layer position and matrix kind) instead. */
     bool mix_by_rules;
+    /* Mean activation of each input column of a matrix (an imatrix's "in_sum"), for the matrices
+     * that have importances: the rounding then also keeps the row's errors from adding up into
+     * an output bias (ellm_quantize_row_weighted_mean). May be NULL, or return NULL. */
+    const float *(*mean_value)(void *user, const char *tensor, int64_t n_cols);
 } ellm_quantize_options;
 
 /* Writes in_path's model with its matrices converted to target (atomically: a temp file renamed

@@ -20,6 +20,7 @@ typedef struct requant {
     int index, total;
     ellm_threadpool *pool;
     const float *importance; /* per input column, floored (see importance_weights); or NULL */
+    const float *mean_value; /* per input column, the mean activation (with importance); or NULL */
     char *name;
 } requant;
 
@@ -27,16 +28,19 @@ typedef struct requant_rows {
     const requant *r;
     uint8_t *dst;
     uint64_t n_rows, src_rb, dst_rb;
-    float *rows;     /* one float row per thread */
+    float *rows;     /* ROW_FLOATS rows of floats per thread */
     int64_t bad_row; /* a row holding NaN or infinity, -1 while none is found */
 } requant_rows;
+
+/* A row and the scratch of ellm_quantize_row_weighted_mean. */
+#define ROW_FLOATS 3
 
 /* Rows are independent, so threads take interleaved rows; the bytes do not depend on the split. */
 static void requantize_rows(void *arg, int ith, int nth)
 {
     requant_rows *j = arg;
     const gguf_tensor_info *t = j->r->src;
-    float *row = j->rows + (size_t)ith * t->ne[0];
+    float *row = j->rows + (size_t)ith * ROW_FLOATS * t->ne[0];
     for (uint64_t i = (uint64_t)ith; i < j->n_rows; i += (uint64_t)nth) {
         ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + i * j->src_rb, row,
                             (int64_t)t->ne[0]);
@@ -45,8 +49,8 @@ static void requantize_rows(void *arg, int ith, int nth)
         const ellm_quantize_options *o = j->r->options;
         if (o->transform_row)
             o->transform_row(o->user, j->r->name, i, row, (int64_t)t->ne[0]);
-        ellm_quantize_row_weighted(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0],
-                                   j->r->importance);
+        ellm_quantize_row_weighted_mean(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0],
+                                        j->r->importance, j->r->mean_value, row + t->ne[0]);
     }
 }
 
@@ -91,7 +95,7 @@ static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
             return st;
     } else {
         int nth = r->pool ? ellm_threadpool_size(r->pool) : 1;
-        j.rows = malloc((size_t)nth * t->ne[0] * sizeof *j.rows);
+        j.rows = malloc((size_t)nth * ROW_FLOATS * t->ne[0] * sizeof *j.rows);
         if (!j.rows)
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a row");
         ellm_threadpool_run(r->pool, requantize_rows, &j);
@@ -640,7 +644,7 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
         const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         if (is_training_state(t->name))
             continue;
-        jobs[i] = (requant){t, plan[i], o, kept++, n_kept, pool, NULL, NULL};
+        jobs[i] = (requant){t, plan[i], o, kept++, n_kept, pool, NULL, NULL, NULL};
         char *name = ellm_gguf_str_dup(t->name);
         jobs[i].name = name;
         if (!name) {
@@ -649,6 +653,8 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
         }
         if (t->n_dims >= 2)
             jobs[i].importance = importance_weights(o, name, jobs[i].type, (int64_t)t->ne[0]);
+        if (jobs[i].importance && o->mean_value)
+            jobs[i].mean_value = o->mean_value(o->user, name, (int64_t)t->ne[0]);
         if (fell_back[i] && o->on_fallback)
             o->on_fallback(o->user, name, wanted[i], jobs[i].type);
         st = ellm_gguf_writer_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne,

@@ -15,9 +15,11 @@
 typedef struct imatrix_entry {
     char name[96];
     int64_t n_cols;
-    float *sum2; /* per column */
-    float *mean; /* sum2 / count */
-    float count; /* rows seen */
+    float *sum2;       /* per column */
+    float *mean;       /* sum2 / count */
+    float *sum;        /* per column, sum of the activations; NULL when the file has none */
+    float *mean_value; /* sum / count, or NULL */
+    float count;       /* rows seen */
 } imatrix_entry;
 
 struct ellm_imatrix {
@@ -34,7 +36,7 @@ struct ellm_imatrix {
 #define N_INPUTS 5 /* the ellm_matrix_input values */
 
 typedef struct accumulator {
-    double *sum2;
+    double *sum2, *sum;
     int64_t n_cols;
     double rows;
 } accumulator;
@@ -53,16 +55,19 @@ static void observe_input(void *user, int32_t layer, ellm_matrix_input which, co
     accumulator *a = &c->acc[(size_t)slot * N_INPUTS + which];
     if (!a->sum2) {
         a->sum2 = calloc((size_t)n_cols, sizeof *a->sum2);
+        a->sum = calloc((size_t)n_cols, sizeof *a->sum);
         a->n_cols = n_cols;
-        if (!a->sum2) {
+        if (!a->sum2 || !a->sum) {
             c->failed = true;
             return;
         }
     }
     for (int32_t r = 0; r < n_rows; r++) {
         const float *row = x + (size_t)r * (size_t)n_cols;
-        for (int64_t j = 0; j < n_cols; j++)
+        for (int64_t j = 0; j < n_cols; j++) {
             a->sum2[j] += (double)row[j] * row[j];
+            a->sum[j] += row[j];
+        }
     }
     a->rows += n_rows;
 }
@@ -76,8 +81,9 @@ static const char *const input_weights[N_INPUTS][4] = {
     [ELLM_INPUT_HEAD] = {"output"},
 };
 
+/* sum may be NULL (a file without the activation sums). */
 static edgellm_status add_entry(ellm_imatrix *im, const char *name, int64_t n_cols,
-                                const double *sum2, double rows)
+                                const double *sum2, const double *sum, double rows)
 {
     imatrix_entry *g = realloc(im->entries, (size_t)(im->n_entries + 1) * sizeof *g);
     if (!g)
@@ -90,14 +96,24 @@ static edgellm_status add_entry(ellm_imatrix *im, const char *name, int64_t n_co
     e->count = (float)rows;
     e->sum2 = malloc((size_t)n_cols * sizeof *e->sum2);
     e->mean = malloc((size_t)n_cols * sizeof *e->mean);
-    if (!e->sum2 || !e->mean) {
+    if (sum) {
+        e->sum = malloc((size_t)n_cols * sizeof *e->sum);
+        e->mean_value = malloc((size_t)n_cols * sizeof *e->mean_value);
+    }
+    if (!e->sum2 || !e->mean || (sum && (!e->sum || !e->mean_value))) {
         free(e->sum2);
         free(e->mean);
+        free(e->sum);
+        free(e->mean_value);
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the importance matrix");
     }
     for (int64_t j = 0; j < n_cols; j++) {
         e->sum2[j] = (float)sum2[j];
         e->mean[j] = rows > 0 ? (float)(sum2[j] / rows) : 0;
+        if (sum) {
+            e->sum[j] = (float)sum[j];
+            e->mean_value[j] = rows > 0 ? (float)(sum[j] / rows) : 0;
+        }
     }
     im->n_entries++;
     return EDGELLM_OK;
@@ -118,7 +134,7 @@ static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const g
                 const gguf_tensor_info *t = ellm_gguf_find_tensor(file, name);
                 if (!t || (int64_t)t->ne[0] != a->n_cols)
                     continue;
-                edgellm_status st = add_entry(im, name, a->n_cols, a->sum2, a->rows);
+                edgellm_status st = add_entry(im, name, a->n_cols, a->sum2, a->sum, a->rows);
                 if (st != EDGELLM_OK)
                     return st;
             }
@@ -157,8 +173,10 @@ edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token 
                          : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     }
     if (c.acc)
-        for (size_t i = 0; i < (size_t)(c.n_layer + 1) * N_INPUTS; i++)
+        for (size_t i = 0; i < (size_t)(c.n_layer + 1) * N_INPUTS; i++) {
             free(c.acc[i].sum2);
+            free(c.acc[i].sum);
+        }
     free(c.acc);
     ellm_calib_close(&run);
     if (st != EDGELLM_OK) {
@@ -201,6 +219,9 @@ edgellm_status ellm_imatrix_write(const ellm_imatrix *im, const char *path)
         snprintf(name, sizeof name, "%s.counts", e->name);
         if (st == EDGELLM_OK)
             st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_count, &e->count);
+        snprintf(name, sizeof name, "%s.in_sum", e->name);
+        if (st == EDGELLM_OK && e->sum)
+            st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_sum, e->sum);
     }
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_write(w, path);
@@ -230,6 +251,38 @@ static edgellm_status check_model_key(const gguf_file *f, const char *path, cons
                          "'%s' was computed for another model (%s %u, this model has %u); compute "
                          "it for this model with 'edgellm imatrix'",
                          path, key + strlen("imatrix.model."), have, want);
+    return EDGELLM_OK;
+}
+
+/* The optional "W.in_sum" tensor (the activations' sums, which older files and other runtimes'
+ * do not have): *out stays NULL without it. */
+static edgellm_status read_value_sums(const gguf_file *f, const char *path, const char *name,
+                                      uint64_t n_cols, double **out)
+{
+    char sum_name[128];
+    snprintf(sum_name, sizeof sum_name, "%s.in_sum", name);
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(f, sum_name);
+    if (!t)
+        return EDGELLM_OK;
+    if (t->type != ELLM_TYPE_F32 || t->ne[0] != n_cols || t->n_elements != n_cols)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "'%s': '%s' must be F32 with one value per input column (%llu); "
+                         "recompute the file with 'edgellm imatrix'",
+                         path, sum_name, (unsigned long long)n_cols);
+    double *sums = malloc((size_t)n_cols * sizeof *sums);
+    if (!sums)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    for (uint64_t j = 0; j < n_cols; j++) {
+        float v;
+        memcpy(&v, (const uint8_t *)t->data + 4 * j, sizeof v);
+        if (!isfinite(v)) {
+            free(sums);
+            return ellm_fail(EDGELLM_ERR_FORMAT, "'%s': '%s' column %llu is %g; it must be finite",
+                             path, sum_name, (unsigned long long)j, (double)v);
+        }
+        sums[j] = v;
+    }
+    *out = sums;
     return EDGELLM_OK;
 }
 
@@ -293,8 +346,12 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
                                  path, name, (unsigned long long)j, (double)v);
             }
         }
-        edgellm_status st = add_entry(im, name, (int64_t)t->ne[0], sums, count);
+        double *values = NULL;
+        edgellm_status st = read_value_sums(f, path, name, t->ne[0], &values);
+        if (st == EDGELLM_OK)
+            st = add_entry(im, name, (int64_t)t->ne[0], sums, values, count);
         free(sums);
+        free(values);
         if (st != EDGELLM_OK)
             return st;
     }
@@ -379,7 +436,7 @@ static edgellm_status add_embedding_importance(ellm_imatrix *im, const gguf_file
         if (any && !(isfinite(sum[j]) && sum[j] >= 0))
             any = false;
     if (st == EDGELLM_OK && any)
-        st = add_entry(im, "token_embd.weight", n, sum, 1);
+        st = add_entry(im, "token_embd.weight", n, sum, NULL, 1);
     free(sum);
     free(colsq);
     free(row);
@@ -442,6 +499,15 @@ const float *ellm_imatrix_find(const ellm_imatrix *im, const char *tensor, int64
     return NULL;
 }
 
+const float *ellm_imatrix_find_mean_value(const ellm_imatrix *im, const char *tensor,
+                                          int64_t n_cols)
+{
+    for (int i = 0; im && i < im->n_entries; i++)
+        if (!strcmp(im->entries[i].name, tensor) && im->entries[i].n_cols == n_cols)
+            return im->entries[i].mean_value;
+    return NULL;
+}
+
 int ellm_imatrix_entry_count(const ellm_imatrix *im) { return im ? im->n_entries : 0; }
 
 void ellm_imatrix_free(ellm_imatrix *im)
@@ -451,6 +517,8 @@ void ellm_imatrix_free(ellm_imatrix *im)
     for (int i = 0; i < im->n_entries; i++) {
         free(im->entries[i].sum2);
         free(im->entries[i].mean);
+        free(im->entries[i].sum);
+        free(im->entries[i].mean_value);
     }
     free(im->entries);
     free(im->dataset);

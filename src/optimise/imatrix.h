@@ -8,7 +8,8 @@
  *   imatrix.datasets (string array), and to recognise the model it belongs to
  *   imatrix.model.architecture (string), imatrix.model.n_layer, .n_embd, .n_vocab (u32);
  *   for every weight W: "W.in_sum2" F32 [n_cols, 1] (sum over rows of x_j^2) and
- *   "W.counts" F32 [1, 1] (the number of rows); the mean square is in_sum2 / counts. */
+ *   "W.counts" F32 [1, 1] (the number of rows); the mean square is in_sum2 / counts; and, in
+ *   files edgellm writes, "W.in_sum" F32 [n_cols, 1] (sum over rows of x_j), optional on load. */
 #ifndef EDGELLM_OPTIMISE_IMATRIX_H
 #define EDGELLM_OPTIMISE_IMATRIX_H
 
@@ -40,6 +41,9 @@ edgellm_status ellm_imatrix_write(const ellm_imatrix *im, const char *path);
 edgellm_status ellm_imatrix_load(const char *path, const gguf_file *model, ellm_imatrix **out);
 /* Mean squares of the columns of weight `tensor` (NULL when the file has none for it). */
 const float *ellm_imatrix_find(const ellm_imatrix *im, const char *tensor, int64_t n_cols);
+/* Mean activations of the columns of weight `tensor` (NULL when the file has no "W.in_sum"). */
+const float *ellm_imatrix_find_mean_value(const ellm_imatrix *im, const char *tensor,
+                                          int64_t n_cols);
 int ellm_imatrix_entry_count(const ellm_imatrix *im);
 void ellm_imatrix_free(ellm_imatrix *im);
 

@@ -33,6 +33,12 @@ size_t ellm_quantize_row(ellm_type type, const float *src, void *dst, int64_t n)
 bool ellm_type_has_weighted_search(ellm_type type);
 size_t ellm_quantize_row_weighted(ellm_type type, const float *src, void *dst, int64_t n,
                                   const float *w);
+/* The same for a row whose activations have mean mu (per column; w their mean squares): also
+ * keeps the row's errors from adding up along mu, an output bias (weighted.c), for the 32-value
+ * types Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL; other types and mu NULL are
+ * ellm_quantize_row_weighted. scratch holds 2 n floats. */
+size_t ellm_quantize_row_weighted_mean(ellm_type type, const float *src, void *dst, int64_t n,
+                                       const float *w, const float *mu, float *scratch);
 /* sum_j w[j] (src[j] - dequantized q[j])^2 (w NULL: all 1); scratch holds n floats. */
 float ellm_weighted_row_error(ellm_type type, const float *src, const void *q, int64_t n,
                               const float *w, float *scratch);

@@ -7,6 +7,7 @@
  * Every search also scores the plain quantizer's own block, so a weighted block is never worse
  * than plain rounding under the weighted error. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "quant/kquants.h"
@@ -84,6 +85,69 @@ static int heaviest(const float *x, const float *w, int *which)
     return n;
 }
 
+/* One value's level moving one step away from 0 as 1/d grows past t. */
+typedef struct level_step {
+    float t;
+    int j;
+} level_step;
+
+static int by_t(const void *a, const void *b)
+{
+    float x = ((const level_step *)a)->t, y = ((const level_step *)b)->t;
+    return (x > y) - (x < y);
+}
+
+/* The exact optimum of the weighted error over the scale. Under an inverse scale t each value
+ * takes the nearest level, so the levels change only where some x_j t crosses a half level; on
+ * each piece between those points the best scale is the least-squares one for its levels, with
+ * error sum w x^2 - (sum w q x)^2 / sum w q^2. The points of either sign of t are walked in order
+ * with those two sums kept up to date, and the best piece's scale is scored as stored (half
+ * precision, nearest levels again); kept when it beats *best. */
+static void exact_symmetric(const float *x, const float *w, int lo, int hi, float *best,
+                            uint16_t *d_out, int8_t *q_out)
+{
+    level_step steps[BLOCK * 16];
+    for (int sign = -1; sign <= 1; sign += 2) {
+        int n = 0;
+        for (int j = 0; j < BLOCK; j++) {
+            if (!(fabsf(x[j]) > 0) || !(w[j] > 0)) /* NaN too: its level never moves */
+                continue;
+            /* Levels grow toward hi for values of the sign of t, toward lo otherwise. */
+            int top = (x[j] > 0) == (sign > 0) ? hi : -lo;
+            for (int k = 0; k < top; k++)
+                steps[n++] = (level_step){((float)k + 0.5f) / fabsf(x[j]), j};
+        }
+        qsort(steps, (size_t)n, sizeof *steps, by_t);
+        double sqx = 0, sqq = 0, best_gain = 0;
+        float best_d = 0;
+        int magnitude[BLOCK] = {0};
+        for (int i = 0; i < n; i++) {
+            int j = steps[i].j;
+            /* |level| goes from m to m + 1, its sign that of x_j * sign. */
+            double m = magnitude[j]++;
+            double dir = (x[j] > 0) == (sign > 0) ? 1 : -1;
+            sqx += w[j] * dir * x[j];
+            sqq += w[j] * ((m + 1) * (m + 1) - m * m);
+            if (i + 1 < n && steps[i + 1].t == steps[i].t)
+                continue;
+            if (sqq > 0 && sqx * sqx / sqq > best_gain) {
+                best_gain = sqx * sqx / sqq;
+                best_d = (float)(sqx / sqq);
+            }
+        }
+        if (best_gain > 0) {
+            int8_t q[BLOCK];
+            uint16_t dh;
+            float e = symmetric_levels(x, w, best_d, lo, hi, &dh, q);
+            if (e < *best) {
+                *best = e;
+                *d_out = dh;
+                memcpy(q_out, q, sizeof q);
+            }
+        }
+    }
+}
+
 /* Candidate scales put the extreme value at levels around either end of the range, or one of the
  * heaviest values on a level; each is refined by weighted least squares for its levels. */
 static void search_symmetric(const float *x, const float *w, int lo, int hi, float plain_d,
@@ -123,6 +187,7 @@ static void search_symmetric(const float *x, const float *w, int lo, int hi, flo
             }
         }
     }
+    exact_symmetric(x, w, lo, hi, &best, d_out, q_out);
 }
 
 static void weighted_q4_0(const float *x, block_q4_0 *b, int64_t n, const float *w)
@@ -332,6 +397,108 @@ size_t ellm_quantize_row_weighted(ellm_type type, const float *x, void *dst, int
         return (size_t)(n / QK_K) * sizeof(block_iq4_xs);
     default: weighted_iq4_nl(x, dst, n, w); return (size_t)(n / BLOCK) * sizeof(block_iq4_nl);
     }
+}
+
+/* The levels a 32-value block can take under its stored scale (and minimum): n_grid values. */
+static int block_grid(ellm_type type, const void *block, float *grid)
+{
+    switch (type) {
+    case ELLM_TYPE_Q4_0:
+    case ELLM_TYPE_Q5_0: {
+        float ds = ellm_f16_to_f32(type == ELLM_TYPE_Q4_0 ? ((const block_q4_0 *)block)->d
+                                                          : ((const block_q5_0 *)block)->d);
+        int n = type == ELLM_TYPE_Q4_0 ? 16 : 32;
+        for (int i = 0; i < n; i++)
+            grid[i] = ds * (float)(i - n / 2);
+        return n;
+    }
+    case ELLM_TYPE_Q4_1:
+    case ELLM_TYPE_Q5_1: {
+        uint16_t dh = type == ELLM_TYPE_Q4_1 ? ((const block_q4_1 *)block)->d
+                                             : ((const block_q5_1 *)block)->d;
+        uint16_t mh = type == ELLM_TYPE_Q4_1 ? ((const block_q4_1 *)block)->m
+                                             : ((const block_q5_1 *)block)->m;
+        float ds = ellm_f16_to_f32(dh), ms = ellm_f16_to_f32(mh);
+        int n = type == ELLM_TYPE_Q4_1 ? 16 : 32;
+        for (int i = 0; i < n; i++)
+            grid[i] = ds * (float)i + ms;
+        return n;
+    }
+    default: {
+        float ds = ellm_f16_to_f32(((const block_iq4_nl *)block)->d);
+        for (int i = 0; i < 16; i++)
+            grid[i] = ds * (float)ellm_kvalues_iq4nl[i];
+        return 16;
+    }
+    }
+}
+
+/* Stores level indices (0..n_grid-1, as block_grid numbers them) into the block. */
+static void pack_levels(ellm_type type, void *block, const uint8_t *level)
+{
+    uint8_t *qs = NULL;
+    switch (type) {
+    case ELLM_TYPE_Q5_0:
+        ellm_pack_q5(level, ((block_q5_0 *)block)->qs, ((block_q5_0 *)block)->qh);
+        return;
+    case ELLM_TYPE_Q5_1:
+        ellm_pack_q5(level, ((block_q5_1 *)block)->qs, ((block_q5_1 *)block)->qh);
+        return;
+    case ELLM_TYPE_Q4_0: qs = ((block_q4_0 *)block)->qs; break;
+    case ELLM_TYPE_Q4_1: qs = ((block_q4_1 *)block)->qs; break;
+    default: qs = ((block_iq4_nl *)block)->qs; break;
+    }
+    for (int j = 0; j < BLOCK / 2; j++)
+        qs[j] = (uint8_t)(level[j] | level[j + BLOCK / 2] << 4);
+}
+
+/* The output error of a row is sum_j e_j x_j over the activations x; its expected square is
+ * e^T E[x x^T] e, whose diagonal the importances are. E[x x^T] = C + mu mu^T (mu the mean
+ * activation): where the activations have a mean, the errors of the whole row add up along mu
+ * into an output bias that the diagonal does not see. With d = w - mu^2 (the variances, floored)
+ * the objective is sum_j d_j e_j^2 + (sum_j mu_j e_j)^2, and the row is rounded in order with
+ * GPTQ's error feedback for that Hessian (diagonal plus rank one), which needs no matrix: with
+ * the bias B = sum mu_j e_j left by the values rounded so far, the least-squares move of the
+ * values still to round is -B (mu_k / d_k) / (1 + sum over them of mu_k^2 / d_k). Each block's
+ * scale (and minimum) is the weighted search's on its values so moved; then its values take,
+ * one at a time, the level nearest to their own moved value. */
+size_t ellm_quantize_row_weighted_mean(ellm_type type, const float *x, void *dst, int64_t n,
+                                       const float *w, const float *mu, float *scratch)
+{
+    if (!w || !mu ||
+        !(type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q4_1 || type == ELLM_TYPE_Q5_0 ||
+          type == ELLM_TYPE_Q5_1 || type == ELLM_TYPE_IQ4_NL))
+        return ellm_quantize_row_weighted(type, x, dst, n, w);
+    const size_t block_bytes = ellm_type_traits_of(type)->block_bytes;
+    float *d = scratch, *target = scratch + n;
+    double rest = 0; /* sum of mu_k^2 / d_k over the values not yet rounded */
+    for (int64_t j = 0; j < n; j++) {
+        d[j] = fmaxf(w[j] - mu[j] * mu[j], 1e-3f * w[j]);
+        rest += (double)mu[j] * mu[j] / d[j];
+    }
+    double bias = 0;
+    uint8_t *out = dst;
+    for (int64_t o = 0; o + BLOCK <= n; o += BLOCK, out += block_bytes) {
+        double shift = -bias / (1.0 + rest);
+        for (int64_t k = o; k < o + BLOCK; k++)
+            target[k] = x[k] + (float)(shift * mu[k] / d[k]);
+        ellm_quantize_row_weighted(type, target + o, out, BLOCK, d + o);
+        float grid[32];
+        int n_grid = block_grid(type, out, grid);
+        uint8_t level[BLOCK];
+        for (int64_t k = o; k < o + BLOCK; k++) {
+            float y = x[k] + (float)(-bias / (1.0 + rest) * mu[k] / d[k]);
+            int best = 0;
+            for (int i = 1; i < n_grid; i++)
+                if (fabsf(grid[i] - y) < fabsf(grid[best] - y))
+                    best = i;
+            level[k - o] = (uint8_t)best;
+            bias += (double)mu[k] * (grid[best] - x[k]);
+            rest = fmax(rest - (double)mu[k] * mu[k] / d[k], 0.0);
+        }
+        pack_levels(type, out, level);
+    }
+    return (size_t)(n / BLOCK) * block_bytes;
 }
 
 float ellm_weighted_row_error(ellm_type type, const float *x, const void *q, int64_t n,
