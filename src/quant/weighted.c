@@ -91,10 +91,48 @@ typedef struct level_step {
     int j;
 } level_step;
 
-static int by_t(const void *a, const void *b)
+/* Every value's steps in order of t, ties in value order: an LSD radix sort on the bits of t
+ * (positive floats order as their bit patterns), which is stable and branch-free; a general
+ * sort with a comparison callback was most of the --imatrix rounding's time. Returns the count. */
+static int ordered_steps(const float *x, const float *w, int lo, int hi, int sign,
+                         level_step *steps)
 {
-    float x = ((const level_step *)a)->t, y = ((const level_step *)b)->t;
-    return (x > y) - (x < y);
+    level_step buf[BLOCK * 16];
+    uint32_t key[BLOCK * 16], key_buf[BLOCK * 16];
+    int n = 0;
+    for (int j = 0; j < BLOCK; j++) {
+        if (!(fabsf(x[j]) > 0) || !(w[j] > 0)) /* NaN too: its level never moves */
+            continue;
+        /* Levels grow toward hi for values of the sign of t, toward lo otherwise. */
+        int top = (x[j] > 0) == (sign > 0) ? hi : -lo;
+        for (int k = 0; k < top; k++) {
+            steps[n] = (level_step){((float)k + 0.5f) / fabsf(x[j]), j};
+            memcpy(&key[n], &steps[n].t, sizeof key[n]);
+            n++;
+        }
+    }
+    level_step *src = steps, *dst = buf;
+    uint32_t *ksrc = key, *kdst = key_buf;
+    for (int shift = 0; shift < 32; shift += 8) {
+        int count[257] = {0};
+        for (int i = 0; i < n; i++)
+            count[(ksrc[i] >> shift & 255) + 1]++;
+        for (int d = 0; d < 256; d++)
+            count[d + 1] += count[d];
+        for (int i = 0; i < n; i++) {
+            int at = count[ksrc[i] >> shift & 255]++;
+            dst[at] = src[i];
+            kdst[at] = ksrc[i];
+        }
+        level_step *ts = src;
+        src = dst;
+        dst = ts;
+        uint32_t *tk = ksrc;
+        ksrc = kdst;
+        kdst = tk;
+    }
+    /* Four passes: the sorted steps are back in the caller's array. */
+    return n;
 }
 
 /* The exact optimum of the weighted error over the scale. Under an inverse scale t each value
@@ -108,16 +146,7 @@ static void exact_symmetric(const float *x, const float *w, int lo, int hi, floa
 {
     level_step steps[BLOCK * 16];
     for (int sign = -1; sign <= 1; sign += 2) {
-        int n = 0;
-        for (int j = 0; j < BLOCK; j++) {
-            if (!(fabsf(x[j]) > 0) || !(w[j] > 0)) /* NaN too: its level never moves */
-                continue;
-            /* Levels grow toward hi for values of the sign of t, toward lo otherwise. */
-            int top = (x[j] > 0) == (sign > 0) ? hi : -lo;
-            for (int k = 0; k < top; k++)
-                steps[n++] = (level_step){((float)k + 0.5f) / fabsf(x[j]), j};
-        }
-        qsort(steps, (size_t)n, sizeof *steps, by_t);
+        int n = ordered_steps(x, w, lo, hi, sign, steps);
         double sqx = 0, sqq = 0, best_gain = 0;
         float best_d = 0;
         int magnitude[BLOCK] = {0};
