@@ -245,6 +245,11 @@ try {
         const { tab, marks } = tabs[name];
         for (const k of Object.keys(marks)) delete marks[k];
         console.error(`bench/web.mjs: ${name}, ${t} thread(s), repetition ${r + 1} of ${reps} ...`);
+        await tab.bringToFront();
+        // A pause between turns: wllama's threads go on spinning after a call returns, and without it
+        // the engine that ran next (always the first tab) lost 5-30 % of its speed to them (an A/A
+        // run of one build in two tabs; with the pause the two agree within 2 %).
+        await new Promise((done) => setTimeout(done, 3000));
         const x = await tab.evaluate((n, p, g) => window.bench[n](p, g), runner[name], prompts[r], genTokens);
         const known = [marks.start, marks.prefill, marks.decode].every((v) => v !== null && v !== undefined);
         cpuSeen ||= known;
