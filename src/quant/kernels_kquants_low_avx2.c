@@ -202,8 +202,8 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
     *out = sum;
 }
 
-/* The eight sub-block scales ls - 32 of an IQ4_XS super-block as int16, in both 128-bit lanes. */
-static inline __m256i iq4_xs_scales(const block_iq4_xs *b)
+/* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
+static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
 {
     uint32_t l;
     memcpy(&l, b->scales_l, 4);
@@ -214,7 +214,13 @@ static inline __m256i iq4_xs_scales(const block_iq4_xs *b)
     __m256i ls = _mm256_or_si256(
         _mm256_and_si256(low, _mm256_set1_epi32(15)),
         _mm256_slli_epi32(_mm256_and_si256(high, _mm256_set1_epi32(3)), 4));
-    ls = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+    return _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+}
+
+/* The same scales as int16, in both 128-bit lanes. */
+static inline __m256i iq4_xs_scales(const block_iq4_xs *b)
+{
+    __m256i ls = iq4_xs_scales32(b);
     __m128i s16 = _mm_packs_epi32(_mm256_castsi256_si128(ls), _mm256_extracti128_si256(ls, 1));
     return _mm256_broadcastsi128_si256(s16);
 }
@@ -260,16 +266,7 @@ __attribute__((target("avxvnni"))) static inline __m256i
 iq4_xs_isum_vnni(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
 {
     const __m256i m15 = _mm256_set1_epi8(15);
-    uint32_t l;
-    memcpy(&l, w->scales_l, 4);
-    __m256i low = _mm256_srlv_epi32(_mm256_set1_epi32((int)l),
-                                    _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-    __m256i high = _mm256_srlv_epi32(_mm256_set1_epi32(w->scales_h),
-                                     _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
-    __m256i ls = _mm256_sub_epi32(
-        _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi32(15)),
-                        _mm256_slli_epi32(_mm256_and_si256(high, _mm256_set1_epi32(3)), 4)),
-        _mm256_set1_epi32(32)); /* ls - 32 of sub-block s in dword s */
+    __m256i ls = iq4_xs_scales32(w);
     __m256i dots[4];
     for (int k = 0; k < 4; k++) {
         __m256i packed = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
