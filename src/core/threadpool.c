@@ -16,9 +16,11 @@
 
 /* Workers spin briefly on a generation counter (a decode step dispatches over a hundred small
  * jobs, so waking through the kernel each time would dominate), then sleep on a condition
- * variable; the dispatcher takes the mutex only when one sleeps. The spin (12.5 us here) covers
- * most serial gaps between a decode step's jobs, not a tinyllama layer's SiLU (13 us) or the
- * sampling between steps (docs/performance.md). Longer waits were tried and dropped: polling
+ * variable; the dispatcher takes the mutex only when one sleeps. The spin (6.5-12.5 us on these
+ * machines, by the CPU's speed) is shorter than most serial gaps between a decode step's jobs
+ * (7-10 us; 24 us after gate/up, quantizing the down projection's input; the sampling between
+ * steps), so on an idle machine a worker is usually woken through the kernel (docs/performance.md,
+ * "Where a decode step's time goes"). Longer waits were tried and dropped: polling
  * between sched_yield calls for 1 ms made decode 10-20x slower on a loaded machine (presumably
  * the scheduler queues a thread that keeps yielding behind every other runnable one, so each
  * job started late), and a 500 us pure spin 3x slower (it burnt the cores the dispatching thread
