@@ -1,0 +1,77 @@
+#!/bin/bash
+# quantize --imatrix against hostile importance files: other runtimes' older .dat format, files
+# without the W.in_sum statistics or the model keys, NaN, infinite, negative and huge sums, wrong
+# counts, a missing count. Every file either quantizes to a model that computes (KL on held-out
+# text within 2x of the good file's) or is refused with exit 1, one line naming the file, the
+# tensor where there is one and what to do, and no output file.
+set -u
+source "$(dirname "$0")/lib.sh"
+tmp="$TEST_TMP/attack_imatrix"
+rm -rf "$tmp" && mkdir -p "$tmp"
+src="$SHARED/models/aidreams260K-f32.gguf"
+edit="$BUILD_DIR/tests/gguf_edit"
+sample_text "$src" 1 4 >"$tmp/calib.txt"
+sample_text "$src" 101 103 >"$tmp/held.txt"
+"$EDGELLM" eval -m "$src" -f "$tmp/held.txt" --ctx 64 --save-logits "$tmp/base.bin" >/dev/null
+"$EDGELLM" imatrix -m "$src" -f "$tmp/calib.txt" -o "$tmp/im.gguf" --ctx 64 2>/dev/null
+check "imatrix of the aidreams model" $?
+kl() { kl_of "$("$EDGELLM" eval -m "$1" -f "$tmp/held.txt" --ctx 64 --kl-base "$tmp/base.bin" 2>&1)"; }
+"$EDGELLM" quantize "$src" "$tmp/good.gguf" q4_0 --imatrix "$tmp/im.gguf" 2>/dev/null
+good=$(kl "$tmp/good.gguf")
+echo "     Q4_0 with the good file: KL $good"
+
+# accepted NAME IMATRIX: quantizes (Q4_0, IQ4_NL, Q4_K_M) to models whose KL stays below 2x the
+# good file's Q4_0 KL.
+accepted() {
+  local q k
+  for q in q4_0 iq4_nl q4_k_m; do
+    rm -f "$tmp/out.gguf"
+    "$EDGELLM" quantize "$src" "$tmp/out.gguf" "$q" --imatrix "$2" 2>"$tmp/err"
+    check "$1 ($q): quantized" $?
+    k=$(kl "$tmp/out.gguf")
+    [[ -n "$k" ]] && below "$k" "$good" 2
+    check "$1 ($q): KL ${k:-(none: $("$EDGELLM" eval -m "$tmp/out.gguf" -f "$tmp/held.txt" --ctx 64 2>&1 | tail -1))} below 2x $good" $?
+  done
+}
+# refused NAME IMATRIX PATTERN: exit 1, one line matching PATTERN, no output file.
+refused() {
+  rm -f "$tmp/out.gguf"
+  "$EDGELLM" quantize "$src" "$tmp/out.gguf" q4_0 --imatrix "$2" 2>"$tmp/err"
+  local rc=$?
+  [[ $rc -eq 1 ]] && grep -Eq "$3" "$tmp/err" && [[ $(wc -l <"$tmp/err") -eq 1 ]] && [[ ! -e "$tmp/out.gguf" ]]
+  check "$1: exit $rc, '$(head -c 300 "$tmp/err")'" $?
+}
+poke() { # poke OUT TENSOR INDEX VALUE...: the good file with values changed
+  local out=$1
+  shift
+  local args=()
+  while (($# >= 3)); do args+=(--poke-f32 "$1" "$2" "$3"); shift 3; done
+  "$edit" "$tmp/im.gguf" "$tmp/$out" "${args[@]}"
+}
+q=blk.0.attn_q.weight
+
+# --- what holds ---
+drops=()
+for name in $(for l in 0 1 2 3; do for m in attn_q attn_k attn_v attn_output ffn_gate ffn_up ffn_down; do
+  echo "blk.$l.$m.weight"; done; done) output.weight; do drops+=(--drop "$name.in_sum"); done
+"$edit" "$tmp/im.gguf" "$tmp/nosums.gguf" "${drops[@]}" --del imatrix.model.architecture \
+  --del imatrix.model.n_layer --del imatrix.model.n_embd --del imatrix.model.n_vocab
+accepted "no W.in_sum tensors and no model keys (an older file)" "$tmp/nosums.gguf"
+poke huge.gguf "$q.in_sum2" 0 3e38 "$q.in_sum" 0 1.5e19
+accepted "a huge but consistent column" "$tmp/huge.gguf"
+poke bigcount.gguf "$q.counts" 0 3e38
+accepted "a count of 3e38 (mean squares near zero)" "$tmp/bigcount.gguf"
+poke nan2.gguf "$q.in_sum2" 3 nan
+refused "a NaN sum of squares" "$tmp/nan2.gguf" "'$q' column 3 is nan; sums of squares must be finite and non-negative"
+poke neg2.gguf "$q.in_sum2" 3 -1
+refused "a negative sum of squares" "$tmp/neg2.gguf" "'$q' column 3 is -1"
+poke nan1.gguf "$q.in_sum" 3 nan
+refused "a NaN activation sum" "$tmp/nan1.gguf" "'$q.in_sum' column 3 is nan; it must be finite"
+for c in 0 -1 nan inf; do
+  poke "count$c.gguf" "$q.counts" 0 "$c"
+  refused "count $c" "$tmp/count$c.gguf" "entry '$q' has count $c; it must be positive"
+done
+"$edit" "$tmp/im.gguf" "$tmp/nocount.gguf" --drop "$q.counts"
+refused "no count" "$tmp/nocount.gguf" "entry '$q' needs F32 tensors '$q.in_sum2' and '$q.counts'"
+
+exit $fail
