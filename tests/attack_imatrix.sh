@@ -74,4 +74,12 @@ done
 "$edit" "$tmp/im.gguf" "$tmp/nocount.gguf" --drop "$q.counts"
 refused "no count" "$tmp/nocount.gguf" "entry '$q' needs F32 tensors '$q.in_sum2' and '$q.counts'"
 
+# --- what broke ---
+# An activation sum whose square exceeds count x the sum of squares (impossible for real
+# activations: Cauchy-Schwarz) made the mean feedback write NaN block scales: the model computed
+# NaN logits.
+poke badsum.gguf "$q.in_sum" 0 3e38
+refused "an activation sum larger than the squares allow" "$tmp/badsum.gguf" \
+  "'$q.in_sum' column 0 .*recompute the file with 'edgellm imatrix'"
+
 exit $fail

@@ -348,6 +348,15 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
         }
         double *values = NULL;
         edgellm_status st = read_value_sums(f, path, name, t->ne[0], &values);
+        /* Real activations keep sum^2 <= count * sum of squares (Cauchy-Schwarz); a sum beyond
+         * it drove the mean feedback to NaN block scales. */
+        for (uint64_t j = 0; st == EDGELLM_OK && values && j < t->ne[0]; j++)
+            if (values[j] * values[j] > (double)count * sums[j] * (1 + 1e-3) + 1e-30)
+                st = ellm_fail(EDGELLM_ERR_FORMAT,
+                               "'%s': '%s.in_sum' column %llu is %g, more than its sum of squares "
+                               "%g over %g rows allows; recompute the file with 'edgellm imatrix'",
+                               path, name, (unsigned long long)j, values[j], sums[j],
+                               (double)count);
         if (st == EDGELLM_OK)
             st = add_entry(im, name, (int64_t)t->ne[0], sums, values, count);
         free(sums);
