@@ -30,7 +30,8 @@ accepted() {
     check "$1 ($q): quantized" $?
     k=$(kl "$tmp/out.gguf")
     [[ -n "$k" ]] && below "$k" "$good" 2
-    check "$1 ($q): KL ${k:-(none: $("$EDGELLM" eval -m "$tmp/out.gguf" -f "$tmp/held.txt" --ctx 64 2>&1 | tail -1))} below 2x $good" $?
+    local st=$? # before the message's command substitution resets $?
+    check "$1 ($q): KL ${k:-(none: $("$EDGELLM" eval -m "$tmp/out.gguf" -f "$tmp/held.txt" --ctx 64 2>&1 | tail -1))} below 2x $good" $st
   done
 }
 # refused NAME IMATRIX PATTERN: exit 1, one line matching PATTERN, no output file.
@@ -39,7 +40,8 @@ refused() {
   "$EDGELLM" quantize "$src" "$tmp/out.gguf" q4_0 --imatrix "$2" 2>"$tmp/err"
   local rc=$?
   [[ $rc -eq 1 ]] && grep -Eq "$3" "$tmp/err" && [[ $(wc -l <"$tmp/err") -eq 1 ]] && [[ ! -e "$tmp/out.gguf" ]]
-  check "$1: exit $rc, '$(head -c 300 "$tmp/err")'" $?
+  local st=$?
+  check "$1: exit $rc, '$(head -c 300 "$tmp/err")'" $st
 }
 poke() { # poke OUT TENSOR INDEX VALUE...: the good file with values changed
   local out=$1
@@ -81,5 +83,10 @@ refused "no count" "$tmp/nocount.gguf" "entry '$q' needs F32 tensors '$q.in_sum2
 poke badsum.gguf "$q.in_sum" 0 3e38
 refused "an activation sum larger than the squares allow" "$tmp/badsum.gguf" \
   "'$q.in_sum' column 0 .*recompute the file with 'edgellm imatrix'"
+# A tiny positive count made the mean squares infinite: the file was taken and the quantized
+# model's KL rose 15-fold (Q4_0 0.015 -> 0.23). (With W.in_sum the check above catches it.)
+"$edit" "$tmp/nosums.gguf" "$tmp/tinycount.gguf" --poke-f32 "$q.counts" 0 1e-38
+refused "a count that makes the mean squares overflow" "$tmp/tinycount.gguf" \
+  "entry '$q' column [0-9]+: .*recompute the file with 'edgellm imatrix'"
 
 exit $fail

@@ -345,6 +345,16 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
                                  "finite and non-negative",
                                  path, name, (unsigned long long)j, (double)v);
             }
+            /* The mean square is stored as a float: a count far below the rows the sums cover
+             * made it infinite, and the quantized model's KL rose 15-fold. */
+            if (!isfinite((float)(v / (double)count))) {
+                free(sums);
+                return ellm_fail(EDGELLM_ERR_FORMAT,
+                                 "'%s': entry '%s' column %llu: sum of squares %g over count %g "
+                                 "overflows; the count must be the rows the sums cover: "
+                                 "recompute the file with 'edgellm imatrix'",
+                                 path, name, (unsigned long long)j, (double)v, (double)count);
+            }
         }
         double *values = NULL;
         edgellm_status st = read_value_sums(f, path, name, t->ne[0], &values);
