@@ -88,5 +88,16 @@ refused "an activation sum larger than the squares allow" "$tmp/badsum.gguf" \
 "$edit" "$tmp/nosums.gguf" "$tmp/tinycount.gguf" --poke-f32 "$q.counts" 0 1e-38
 refused "a count that makes the mean squares overflow" "$tmp/tinycount.gguf" \
   "entry '$q' column [0-9]+: .*recompute the file with 'edgellm imatrix'"
+# Other runtimes' older imatrix files (.dat: entry count, then per entry a name, calls, values)
+# were refused with the advice for a model: "convert the model with 'edgellm convert' first",
+# which has no imatrix import.
+python3 -c "
+import struct, sys
+name = b'blk.0.attn_q.weight'
+b = struct.pack('<i', 1) + struct.pack('<i', len(name)) + name + struct.pack('<ii', 10, 64)
+b += struct.pack('<64f', *([1.0] * 64)) + struct.pack('<i', 10) + struct.pack('<i', 5) + b'c.txt'
+open(sys.argv[1], 'wb').write(b)" "$tmp/legacy.dat"
+refused "an older .dat imatrix" "$tmp/legacy.dat" \
+  "legacy.dat' is not a GGUF importance matrix.*make one .*with 'edgellm imatrix'"
 
 exit $fail

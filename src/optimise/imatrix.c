@@ -463,11 +463,28 @@ static edgellm_status add_embedding_importance(ellm_imatrix *im, const gguf_file
     return st;
 }
 
+/* Whether the file opens and starts with something other than the GGUF magic. */
+static bool other_format(const char *path)
+{
+    char magic[4] = {0};
+    FILE *fp = fopen(path, "rb");
+    bool other = fp && fread(magic, 1, 4, fp) == 4 && memcmp(magic, GGUF_MAGIC, 4) != 0;
+    if (fp)
+        fclose(fp);
+    return other;
+}
+
 edgellm_status ellm_imatrix_load(const char *path, const gguf_file *model, ellm_imatrix **out)
 {
     *out = NULL;
     gguf_file *f = NULL;
     edgellm_status st = ellm_gguf_open(path, &f);
+    /* The reader's advice is for models; other runtimes' older imatrix files (.dat) land here. */
+    if (st == EDGELLM_ERR_FORMAT && other_format(path))
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "'%s' is not a GGUF importance matrix (older .dat imatrix files are not "
+                         "read); make one for this model with 'edgellm imatrix'",
+                         path);
     if (st != EDGELLM_OK)
         return st;
     gguf_str type = {0};
