@@ -51,4 +51,14 @@ for f in run1.txt:run3.txt eval1.txt:eval3.txt im1.gguf:im3.gguf gptq1.gguf:gptq
   check "${f%:*} and ${f#*:} are the same bytes" $?
 done
 
+# bench at one thread with one and two generated tokens (its warm-up decoded 4 tokens into a
+# context sized for the requested ones).
+for n in 1 2; do
+  "$EDGELLM" bench -m "$src" -p 8 -n "$n" -r 1 -t 1 --json >"$tmp/bench.json" 2>"$tmp/err"
+  rc=$?
+  [[ $rc -eq 0 ]] && grep -q '"decode_tok_per_s"' "$tmp/bench.json"
+  st=$?
+  check "bench -p 8 -n $n -t 1: exit $rc $(tail -1 "$tmp/err")" $st
+done
+
 exit $fail

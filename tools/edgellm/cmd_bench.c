@@ -426,8 +426,9 @@ int cmd_bench(int argc, char **argv)
     /* Warm-up: pages of the mapping are faulted in before anything is timed. */
     run_figures warm;
     int rc = 0;
-    if (one_run(ctx, prompt, (int)(n_prompt < 16 ? n_prompt : 16), 4, info.n_vocab, &warm) !=
-        EDGELLM_OK) {
+    /* No more decode steps than the context was sized for (-n 1 and 2 overflowed it). */
+    if (one_run(ctx, prompt, (int)(n_prompt < 16 ? n_prompt : 16), (int)(n_gen < 4 ? n_gen : 4),
+                info.n_vocab, &warm) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         rc = 1;
     }
