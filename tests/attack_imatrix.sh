@@ -99,5 +99,19 @@ b += struct.pack('<64f', *([1.0] * 64)) + struct.pack('<i', 10) + struct.pack('<
 open(sys.argv[1], 'wb').write(b)" "$tmp/legacy.dat"
 refused "an older .dat imatrix" "$tmp/legacy.dat" \
   "legacy.dat' is not a GGUF importance matrix.*make one .*with 'edgellm imatrix'"
+# A file without the model keys (as other runtimes write them) from a model with fewer layers was
+# taken silently: half the layers were rounded as without --imatrix.
+"$EDGELLM" synth --dims 64,2,4,4,172 --vocab "$SHARED/models/llama2-vocab-tiny-f16.gguf" \
+  -o "$tmp/two.gguf" --type f32 --ctx 128 2>/dev/null
+"$EDGELLM" imatrix -m "$tmp/two.gguf" -f "$tmp/calib.txt" -o "$tmp/two-im.gguf" --ctx 64 2>/dev/null
+"$edit" "$tmp/two-im.gguf" "$tmp/two-nokeys.gguf" --del imatrix.model.n_layer
+"$EDGELLM" quantize "$src" "$tmp/out.gguf" q4_0 --imatrix "$tmp/two-nokeys.gguf" 2>"$tmp/err"
+rc=$?
+grep -q "warning: '.*two-nokeys.gguf' has no statistics for 14 of the 29 matrices (blk.2.attn_q.weight, ...); they are rounded as without --imatrix" "$tmp/err"
+st=$?
+check "an imatrix of a 2-layer model on a 4-layer one: exit $rc, $(grep warning "$tmp/err")" $st
+"$EDGELLM" quantize "$src" "$tmp/out.gguf" q4_0 --imatrix "$tmp/im.gguf" 2>"$tmp/err"
+! grep -q "has no statistics" "$tmp/err"
+check "the model's own imatrix: no warning" $?
 
 exit $fail
