@@ -113,5 +113,15 @@ check "an imatrix of a 2-layer model on a 4-layer one: exit $rc, $(grep warning 
 "$EDGELLM" quantize "$src" "$tmp/out.gguf" q4_0 --imatrix "$tmp/im.gguf" 2>"$tmp/err"
 ! grep -q "has no statistics" "$tmp/err"
 check "the model's own imatrix: no warning" $?
+# A file of a model of other widths named the tensor but not the way out.
+"$EDGELLM" synth --dims 64,4,4,4,128 --vocab "$SHARED/models/llama2-vocab-tiny-f16.gguf" \
+  -o "$tmp/narrow.gguf" --type f32 --ctx 128 2>/dev/null
+"$EDGELLM" imatrix -m "$tmp/narrow.gguf" -f "$tmp/calib.txt" -o "$tmp/narrow-im.gguf" --ctx 64 2>/dev/null
+refused "an imatrix of a model with narrower FFN matrices" "$tmp/narrow-im.gguf" \
+  "'blk.0.ffn_down.weight' has 172 input columns in the model but 128 .* compute one for this model with 'edgellm imatrix'"
+"$edit" "$tmp/im.gguf" "$tmp/extra.gguf" --add-f32 blk.9.ffn_up.weight.in_sum2 64 \
+  --add-f32 blk.9.ffn_up.weight.counts 1
+refused "statistics for a matrix the model lacks" "$tmp/extra.gguf" \
+  "'blk.9.ffn_up.weight', which this model does not have.* compute one for this model with 'edgellm imatrix'"
 
 exit $fail

@@ -317,12 +317,14 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
         if (!mt || mt->n_dims < 2)
             return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                              "'%s' has statistics for '%s', which this model does not have: was "
-                             "it computed for another model?",
+                             "it computed for another model? If so, compute one for this model "
+                             "with 'edgellm imatrix'",
                              path, name);
         if (mt->ne[0] != t->ne[0])
             return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                              "'%s': '%s' has %llu input columns in the model but %llu in the "
-                             "importance matrix: was it computed for another model?",
+                             "importance matrix: was it computed for another model? If so, "
+                             "compute one for this model with 'edgellm imatrix'",
                              path, name, (unsigned long long)mt->ne[0],
                              (unsigned long long)t->ne[0]);
         float count;
