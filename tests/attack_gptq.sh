@@ -21,4 +21,17 @@ rc=$?
 [[ $rc -eq 0 ]] && ! grep -q "warning: --gptq" "$tmp/err"
 st=$?
 check "the whole text (7 chunks of 64): exit $rc, no warning" $st
+# A NaN weight in a layer matrix: plain rounding names the tensor and row; --gptq blamed the
+# activations while building token_embd.weight's statistics from the layer matrices.
+"$BUILD_DIR/tests/gguf_edit" "$src" "$tmp/nan.gguf" --poke-f32 blk.1.attn_k.weight 5 nan
+for q in q4_0 q4_k_m; do
+  rm -f "$tmp/q.gguf"
+  "$EDGELLM" quantize "$tmp/nan.gguf" "$tmp/q.gguf" $q --gptq --calib "$tmp/calib.txt" --ctx 64 \
+    2>"$tmp/err"
+  rc=$?
+  [[ $rc -eq 1 ]] && grep -q "tensor 'blk.1.attn_k.weight' row 0 holds NaN or an infinite value" "$tmp/err" &&
+    [[ ! -e "$tmp/q.gguf" ]]
+  st=$?
+  check "a NaN weight, --gptq $q: exit $rc, $(tail -1 "$tmp/err")" $st
+done
 exit $fail

@@ -577,6 +577,38 @@ static void plan_by_sensitivity(const gguf_file *in, const recipe *r,
     free(j.items);
 }
 
+/* A matrix quantizer (GPTQ) builds statistics from other matrices than the one it writes (the
+ * token embedding's from every layer's): one NaN weight failed there, blamed on the activations
+ * and named after the embedding. Every matrix is checked first, as the rows are when written. */
+static edgellm_status check_finite_matrices(const gguf_file *in)
+{
+    edgellm_status st = EDGELLM_OK;
+    float *row = NULL;
+    for (uint64_t i = 0; st == EDGELLM_OK && i < ellm_gguf_tensor_count(in); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
+        uint64_t rb = 0;
+        if (t->n_dims < 2 || !ellm_row_bytes(t->type, t->ne[0], &rb))
+            continue;
+        float *grown = realloc(row, (size_t)t->ne[0] * sizeof *row);
+        if (!grown) {
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a row");
+            break;
+        }
+        row = grown;
+        for (uint64_t r = 0; st == EDGELLM_OK && r < t->n_elements / t->ne[0]; r++) {
+            ellm_dequantize_row((ellm_type)t->type, (const uint8_t *)t->data + r * rb, row,
+                                (int64_t)t->ne[0]);
+            if (ellm_first_nonfinite(row, (int64_t)t->ne[0]) >= 0)
+                st = ellm_fail(EDGELLM_ERR_FORMAT,
+                               "tensor '%.*s' row %llu holds NaN or an infinite value: the input "
+                               "model is broken and would only compute NaN; nothing was written",
+                               (int)t->name.len, t->name.data, (unsigned long long)r);
+        }
+    }
+    free(row);
+    return st;
+}
+
 static edgellm_status quantize_with(const char *in_path, const char *out_path, const recipe *r,
                                     const ellm_quantize_options *options)
 {
@@ -594,6 +626,12 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
                              "tensor '%.*s' is %s, which this build cannot read yet",
                              (int)t->name.len, t->name.data, ellm_type_name(t->type));
         }
+    }
+    if (o->quantize_matrix)
+        st = check_finite_matrices(in);
+    if (st != EDGELLM_OK) {
+        ellm_gguf_close(in);
+        return st;
     }
     gguf_writer *w = ellm_gguf_writer_create();
     uint64_t n = ellm_gguf_tensor_count(in);
