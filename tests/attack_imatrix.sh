@@ -123,5 +123,14 @@ refused "an imatrix of a model with narrower FFN matrices" "$tmp/narrow-im.gguf"
   --add-f32 blk.9.ffn_up.weight.counts 1
 refused "statistics for a matrix the model lacks" "$tmp/extra.gguf" \
   "'blk.9.ffn_up.weight', which this model does not have.* compute one for this model with 'edgellm imatrix'"
+# A model with a NaN weight: imatrix wrote a file of NaN statistics, which quantize then refused
+# as a broken imatrix.
+"$edit" "$src" "$tmp/nanw.gguf" --poke-f32 blk.1.attn_k.weight 5 nan
+"$EDGELLM" imatrix -m "$tmp/nanw.gguf" -f "$tmp/calib.txt" -o "$tmp/nan-im.gguf" --ctx 64 2>"$tmp/err"
+rc=$?
+[[ $rc -eq 1 ]] && grep -q "the activations at the input of 'blk.1.attn_output.weight' hold NaN or infinite values" "$tmp/err" &&
+  [[ ! -e "$tmp/nan-im.gguf" ]]
+st=$?
+check "imatrix of a model with a NaN weight: exit $rc, $(tail -1 "$tmp/err")" $st
 
 exit $fail

@@ -134,6 +134,14 @@ static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const g
                 const gguf_tensor_info *t = ellm_gguf_find_tensor(file, name);
                 if (!t || (int64_t)t->ne[0] != a->n_cols)
                     continue;
+                /* A broken weight upstream wrote a file every later load refused. */
+                for (int64_t j = 0; j < a->n_cols; j++)
+                    if (!isfinite(a->sum2[j]))
+                        return ellm_fail(EDGELLM_ERR_FORMAT,
+                                         "the activations at the input of '%s' hold NaN or "
+                                         "infinite values: a weight of the model is broken "
+                                         "(re-convert or re-download it); nothing was written",
+                                         name);
                 edgellm_status st = add_entry(im, name, a->n_cols, a->sum2, a->sum, a->rows);
                 if (st != EDGELLM_OK)
                     return st;
