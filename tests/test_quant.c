@@ -760,6 +760,13 @@ static void test_multi_row_kernels(void)
     }
     ellm_quant_use_kernel_set(NULL);
     fprintf(stderr, "multi-row kernels checked: %d rows in %d sets\n", checked, sets_with_rows);
+    /* The wasm-simd set has them for the 32-value formats of the wide Q8_0 row. */
+    if (ellm_quant_use_kernel_set("wasm-simd")) {
+        const ellm_type wide[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0, ELLM_TYPE_Q8_0, ELLM_TYPE_IQ4_NL};
+        for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++)
+            CHECK(ellm_kernels_for(wide[i])->vec_dot_rows != NULL);
+        ellm_quant_use_kernel_set(NULL);
+    }
     /* The AVX-512 set has them for Q4_0 (on a CPU that runs it). */
     if (ellm_quant_use_kernel_set("avx512")) {
         CHECK(ellm_kernels_for(ELLM_TYPE_Q4_0)->vec_dot_rows != NULL);

@@ -247,6 +247,13 @@ static bool cpu_has_dotprod(void)
         ELLM_TYPE_##act, ellm_vec_dot_##type##_wasm_simd, "wasm-simd", NULL,                       \
             ellm_vec_dot_##type##_wide_wasm_simd, gemm, NULL, ELLM_ACT_##layout, NULL              \
     }
+/* The same with a multi-row decode kernel. */
+#define K_WASM_ROWS(act, type, layout, gemm)                                                       \
+    {                                                                                              \
+        ELLM_TYPE_##act, ellm_vec_dot_##type##_wasm_simd, "wasm-simd", NULL,                       \
+            ellm_vec_dot_##type##_wide_wasm_simd, gemm, NULL, ELLM_ACT_##layout,                   \
+            ellm_vec_dot_##type##_wide_rows_wasm_simd                                              \
+    }
 /* Types without a SIMD128 kernel (BF16) take the scalar one. Attention is the portable head with
  * vector half conversions (no fused multiply-add in SIMD128, so no wide path). */
 static const kernel_set wasm_simd_set = {
@@ -255,14 +262,14 @@ static const kernel_set wasm_simd_set = {
         {
             [ELLM_TYPE_F32] = K(F32, ellm_vec_dot_f32_wasm_simd, "wasm-simd", NULL, NULL, NULL),
             [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_wasm_simd, "wasm-simd", NULL, NULL, NULL),
-            [ELLM_TYPE_Q8_0] = K_WASM(Q8_0, q8_0, Q8_0_WIDE, ellm_gemm_q8_0_wasm_simd),
-            [ELLM_TYPE_Q4_0] = K_WASM(Q8_0, q4_0, Q8_0_WIDE, ellm_gemm_q4_0_wasm_simd),
+            [ELLM_TYPE_Q8_0] = K_WASM_ROWS(Q8_0, q8_0, Q8_0_WIDE, ellm_gemm_q8_0_wasm_simd),
+            [ELLM_TYPE_Q4_0] = K_WASM_ROWS(Q8_0, q4_0, Q8_0_WIDE, ellm_gemm_q4_0_wasm_simd),
             [ELLM_TYPE_Q4_K] = K_WASM(Q8_K, q4_K, Q8_K_WIDE, ellm_gemm_q4_K_wasm_simd),
             [ELLM_TYPE_Q5_K] = K_WASM(Q8_K, q5_K, Q8_K_WIDE, ellm_gemm_q5_K_wasm_simd),
             [ELLM_TYPE_Q6_K] = K_WASM(Q8_K, q6_K, Q8_K_WIDE, ellm_gemm_q6_K_wasm_simd),
             [ELLM_TYPE_IQ4_XS] = K_WASM(Q8_K, iq4_xs, Q8_K_WIDE, ellm_gemm_iq4_xs_wasm_simd),
-            [ELLM_TYPE_IQ4_NL] = K_WASM(Q8_0, iq4_nl, Q8_0_WIDE, ellm_gemm_iq4_nl_wasm_simd),
-            [ELLM_TYPE_Q5_0] = K_WASM(Q8_0, q5_0, Q8_0_WIDE, ellm_gemm_q5_0_wasm_simd),
+            [ELLM_TYPE_IQ4_NL] = K_WASM_ROWS(Q8_0, iq4_nl, Q8_0_WIDE, ellm_gemm_iq4_nl_wasm_simd),
+            [ELLM_TYPE_Q5_0] = K_WASM_ROWS(Q8_0, q5_0, Q8_0_WIDE, ellm_gemm_q5_0_wasm_simd),
             [ELLM_TYPE_Q4_1] = K(Q8_1, ellm_vec_dot_q4_1_wasm_simd, "wasm-simd", NULL, NULL,
                                  ellm_gemm_q4_1_wasm_simd),
             [ELLM_TYPE_Q5_1] = K(Q8_1, ellm_vec_dot_q5_1_wasm_simd, "wasm-simd", NULL, NULL,

@@ -206,6 +206,15 @@ void ellm_vec_dot_q4_0_wide_wasm_simd(int64_t n, float *out, const void *row, co
 void ellm_vec_dot_q5_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q8_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_nl_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
+/* ELLM_DOT_ROWS rows at once on the wide Q8_0 row (see ellm_vec_dot_rows_fn). */
+void ellm_vec_dot_q4_0_wide_rows_wasm_simd(int64_t n, float *out, const void *rows,
+                                           size_t row_bytes, const void *x);
+void ellm_vec_dot_q5_0_wide_rows_wasm_simd(int64_t n, float *out, const void *rows,
+                                           size_t row_bytes, const void *x);
+void ellm_vec_dot_q8_0_wide_rows_wasm_simd(int64_t n, float *out, const void *rows,
+                                           size_t row_bytes, const void *x);
+void ellm_vec_dot_iq4_nl_wide_rows_wasm_simd(int64_t n, float *out, const void *rows,
+                                             size_t row_bytes, const void *x);
 void ellm_vec_dot_q4_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q6_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);

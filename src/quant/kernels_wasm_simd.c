@@ -110,107 +110,54 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const int8_t *a)
     return unsigned_fives_dot(w->qs, w->qh, a);
 }
 
-/* The scalar kernels' float steps, sum += d_w * d_a * (float)isum per block in block order, four
- * blocks at a time: the products in lanes (the same roundings), the additions one by one. */
-#define Q8_0_ACTIVATION_DOT(w, a, n, block_fn, out)                                                \
-    do {                                                                                           \
-        int64_t nb_ = (n) / 32, i_ = 0;                                                            \
-        float sum_ = 0;                                                                            \
-        for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
-            v128_t part_[4];                                                                       \
-            for (int k_ = 0; k_ < 4; k_++)                                                         \
-                part_[k_] = block_fn(&(w)[i_ + k_], (a)[i_ + k_].qs);                              \
-            v128_t isum_ = wasm_f32x4_convert_i32x4(transpose_sum4(part_));                        \
-            v128_t dw_ = halves_to_f32x4(                                                          \
-                wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d, (w)[i_ + 2].d, (w)[i_ + 3].d));          \
-            v128_t da_ = halves_to_f32x4(                                                          \
-                wasm_i32x4_make((a)[i_].d, (a)[i_ + 1].d, (a)[i_ + 2].d, (a)[i_ + 3].d));          \
-            v128_t p_ = wasm_f32x4_mul(wasm_f32x4_mul(dw_, da_), isum_);                           \
-            sum_ += wasm_f32x4_extract_lane(p_, 0);                                                \
-            sum_ += wasm_f32x4_extract_lane(p_, 1);                                                \
-            sum_ += wasm_f32x4_extract_lane(p_, 2);                                                \
-            sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
+/* The scalar kernel adds the block terms to one float in block order. */
+static inline float add_lanes_in_order(float sum, v128_t p)
+{
+    sum += wasm_f32x4_extract_lane(p, 0);
+    sum += wasm_f32x4_extract_lane(p, 1);
+    sum += wasm_f32x4_extract_lane(p, 2);
+    sum += wasm_f32x4_extract_lane(p, 3);
+    return sum;
+}
+
+/* The half-precision field f of blocks p[0..3], as floats in lanes. */
+#define HALVES4(p, f) halves_to_f32x4(wasm_i32x4_make((p)[0].f, (p)[1].f, (p)[2].f, (p)[3].f))
+
+/* The scalar kernels' block terms: d_w * d_a * (float)isum, plus m_w * s_a for the "_1"
+ * formats; four blocks' in lanes (the same roundings) or one block's. */
+#define TERMS4_0(w, a, isum) wasm_f32x4_mul(wasm_f32x4_mul(HALVES4(w, d), HALVES4(a, d)), isum)
+#define TERMS4_1(w, a, isum)                                                                       \
+    wasm_f32x4_add(TERMS4_0(w, a, isum), wasm_f32x4_mul(HALVES4(w, m), HALVES4(a, s)))
+#define TERM_0(w, a, isum) (ellm_f16_to_f32((w)->d) * ellm_f16_to_f32((a)->d) * (float)(isum))
+#define TERM_1(w, a, isum) (TERM_0(w, a, isum) + ellm_f16_to_f32((w)->m) * ellm_f16_to_f32((a)->s))
+
+/* A 32-value format against plain Q8_0 or Q8_1 activations: the block terms in block order, four
+ * blocks at a time (the products in lanes, the additions one by one). */
+#define ACTIVATION_DOT_KERNEL(type, act, block_fn, terms4, term)                                   \
+    void ellm_vec_dot_##type##_wasm_simd(int64_t n, float *out, const void *row, const void *x)    \
+    {                                                                                              \
+        const block_##type *w = row;                                                               \
+        const block_##act *a = x;                                                                  \
+        int64_t nb = n / 32, i = 0;                                                                \
+        float sum = 0;                                                                             \
+        for (; i + 4 <= nb; i += 4) {                                                              \
+            v128_t part[4];                                                                        \
+            for (int k = 0; k < 4; k++)                                                            \
+                part[k] = block_fn(&w[i + k], a[i + k].qs);                                        \
+            sum = add_lanes_in_order(                                                              \
+                sum, terms4(w + i, a + i, wasm_f32x4_convert_i32x4(transpose_sum4(part))));        \
         }                                                                                          \
-        for (; i_ < nb_; i_++) {                                                                   \
-            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], (a)[i_].qs));                               \
-            sum_ += ellm_f16_to_f32((w)[i_].d) * ellm_f16_to_f32((a)[i_].d) * (float)isum1_;       \
-        }                                                                                          \
-        *(out) = sum_;                                                                             \
-    } while (0)
+        for (; i < nb; i++)                                                                        \
+            sum += term(&w[i], &a[i], hsum_i32x4(block_fn(&w[i], a[i].qs)));                       \
+        *out = sum;                                                                                \
+    }
 
-/* The same for the "_1" formats: sum += (d_w * d_a * (float)isum + m_w * s_a) per block. */
-#define Q8_1_ACTIVATION_DOT(w, a, n, block_fn, out)                                                \
-    do {                                                                                           \
-        int64_t nb_ = (n) / 32, i_ = 0;                                                            \
-        float sum_ = 0;                                                                            \
-        for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
-            v128_t part_[4];                                                                       \
-            for (int k_ = 0; k_ < 4; k_++)                                                         \
-                part_[k_] = block_fn(&(w)[i_ + k_], (a)[i_ + k_].qs);                              \
-            v128_t isum_ = wasm_f32x4_convert_i32x4(transpose_sum4(part_));                        \
-            v128_t dw_ = halves_to_f32x4(                                                          \
-                wasm_i32x4_make((w)[i_].d, (w)[i_ + 1].d, (w)[i_ + 2].d, (w)[i_ + 3].d));          \
-            v128_t da_ = halves_to_f32x4(                                                          \
-                wasm_i32x4_make((a)[i_].d, (a)[i_ + 1].d, (a)[i_ + 2].d, (a)[i_ + 3].d));          \
-            v128_t mw_ = halves_to_f32x4(                                                          \
-                wasm_i32x4_make((w)[i_].m, (w)[i_ + 1].m, (w)[i_ + 2].m, (w)[i_ + 3].m));          \
-            v128_t sa_ = halves_to_f32x4(                                                          \
-                wasm_i32x4_make((a)[i_].s, (a)[i_ + 1].s, (a)[i_ + 2].s, (a)[i_ + 3].s));          \
-            v128_t p_ = wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_mul(dw_, da_), isum_),            \
-                                       wasm_f32x4_mul(mw_, sa_));                                  \
-            sum_ += wasm_f32x4_extract_lane(p_, 0);                                                \
-            sum_ += wasm_f32x4_extract_lane(p_, 1);                                                \
-            sum_ += wasm_f32x4_extract_lane(p_, 2);                                                \
-            sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
-        }                                                                                          \
-        for (; i_ < nb_; i_++) {                                                                   \
-            int isum1_ = hsum_i32x4(block_fn(&(w)[i_], (a)[i_].qs));                               \
-            sum_ += ellm_f16_to_f32((w)[i_].d) * ellm_f16_to_f32((a)[i_].d) * (float)isum1_ +      \
-                    ellm_f16_to_f32((w)[i_].m) * ellm_f16_to_f32((a)[i_].s);                       \
-        }                                                                                          \
-        *(out) = sum_;                                                                             \
-    } while (0)
-
-void ellm_vec_dot_q8_0_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    const block_q8_0 *w = row, *a = x;
-    Q8_0_ACTIVATION_DOT(w, a, n, ints_q8_0, out);
-}
-
-void ellm_vec_dot_q4_0_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    const block_q4_0 *w = row;
-    const block_q8_0 *a = x;
-    Q8_0_ACTIVATION_DOT(w, a, n, ints_q4_0, out);
-}
-
-void ellm_vec_dot_q5_0_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    const block_q5_0 *w = row;
-    const block_q8_0 *a = x;
-    Q8_0_ACTIVATION_DOT(w, a, n, ints_q5_0, out);
-}
-
-void ellm_vec_dot_q4_1_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    const block_q4_1 *w = row;
-    const block_q8_1 *a = x;
-    Q8_1_ACTIVATION_DOT(w, a, n, ints_q4_1, out);
-}
-
-void ellm_vec_dot_q5_1_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    const block_q5_1 *w = row;
-    const block_q8_1 *a = x;
-    Q8_1_ACTIVATION_DOT(w, a, n, ints_q5_1, out);
-}
-
-void ellm_vec_dot_iq4_nl_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    const block_iq4_nl *w = row;
-    const block_q8_0 *a = x;
-    Q8_0_ACTIVATION_DOT(w, a, n, ints_iq4_nl, out);
-}
+ACTIVATION_DOT_KERNEL(q8_0, q8_0, ints_q8_0, TERMS4_0, TERM_0)
+ACTIVATION_DOT_KERNEL(q4_0, q8_0, ints_q4_0, TERMS4_0, TERM_0)
+ACTIVATION_DOT_KERNEL(q5_0, q8_0, ints_q5_0, TERMS4_0, TERM_0)
+ACTIVATION_DOT_KERNEL(iq4_nl, q8_0, ints_iq4_nl, TERMS4_0, TERM_0)
+ACTIVATION_DOT_KERNEL(q4_1, q8_1, ints_q4_1, TERMS4_1, TERM_1)
+ACTIVATION_DOT_KERNEL(q5_1, q8_1, ints_q5_1, TERMS4_1, TERM_1)
 
 /* The 32-value formats against the wide Q8_0 row (the decode path): activations already int16 in
  * the order a 16-bit lane split gives the weights (ellm_act_wide_index), so only the weights are
@@ -260,6 +207,17 @@ static inline v128_t wide_iq4_nl(const block_iq4_nl *w, const int16_t *a)
     return wide_iq4(w->qs, a);
 }
 
+/* Four blocks' (or four rows') float terms d_w · d_a · isum in lanes, from their four-lane partial
+ * sums: the format's offset comes off each integer sum as offset times the activation block sum,
+ * and the products round as the scalar kernel's do. */
+static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, v128_t dw,
+                                v128_t da)
+{
+    v128_t isum = wasm_i32x4_sub(transpose_sum4(part),
+                                 wasm_i32x4_mul(bsums, wasm_i32x4_splat(offset)));
+    return wasm_f32x4_mul(wasm_f32x4_mul(dw, da), wasm_f32x4_convert_i32x4(isum));
+}
+
 #define WIDE_ACTIVATION_DOT(block_type, block_fn, offset)                                          \
     do {                                                                                           \
         const ellm_q8_0_ext_layout L_ = ellm_q8_0_wide_layout_for(n);                              \
@@ -273,17 +231,8 @@ static inline v128_t wide_iq4_nl(const block_iq4_nl *w, const int16_t *a)
             v128_t part_[4];                                                                       \
             for (int k_ = 0; k_ < 4; k_++)                                                         \
                 part_[k_] = block_fn(&w_[i_ + k_], a_ + (i_ + k_) * QK8_0);                        \
-            v128_t isum_ = wasm_i32x4_sub(                                                         \
-                transpose_sum4(part_),                                                             \
-                wasm_i32x4_mul(load(bsums_ + i_), wasm_i32x4_splat(offset)));                      \
-            v128_t dw_ = halves_to_f32x4(                                                          \
-                wasm_i32x4_make(w_[i_].d, w_[i_ + 1].d, w_[i_ + 2].d, w_[i_ + 3].d));              \
-            v128_t p_ = wasm_f32x4_mul(wasm_f32x4_mul(dw_, load(da_ + i_)),                        \
-                                       wasm_f32x4_convert_i32x4(isum_));                           \
-            sum_ += wasm_f32x4_extract_lane(p_, 0);                                                \
-            sum_ += wasm_f32x4_extract_lane(p_, 1);                                                \
-            sum_ += wasm_f32x4_extract_lane(p_, 2);                                                \
-            sum_ += wasm_f32x4_extract_lane(p_, 3);                                                \
+            sum_ = add_lanes_in_order(sum_, wide_terms(part_, load(bsums_ + i_), offset,           \
+                                                       HALVES4(w_ + i_, d), load(da_ + i_)));      \
         }                                                                                          \
         for (; i_ < nb_; i_++) {                                                                   \
             int isum1_ = hsum_i32x4(block_fn(&w_[i_], a_ + i_ * QK8_0)) - (offset)*bsums_[i_];     \
@@ -292,25 +241,53 @@ static inline v128_t wide_iq4_nl(const block_iq4_nl *w, const int16_t *a)
         *out = sum_;                                                                               \
     } while (0)
 
-void ellm_vec_dot_q4_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    WIDE_ACTIVATION_DOT(block_q4_0, wide_q4_0, 8);
-}
+/* ELLM_DOT_ROWS rows against one wide row, four at a time: block i of the four rows gives one
+ * vector of terms whose lane r is row r's, so each lane's running sum takes its row's terms in
+ * block order, as the scalar kernel's single float does, with no horizontal sums or lane
+ * extractions, and the four rows' addition chains overlap. */
+#define WIDE_ACTIVATION_ROWS(block_type, block_fn, offset)                                         \
+    do {                                                                                           \
+        const ellm_q8_0_ext_layout L_ = ellm_q8_0_wide_layout_for(n);                              \
+        const int16_t *a_ = x;                                                                     \
+        const float *da_ = (const float *)((const uint8_t *)x + L_.scales_offset);                 \
+        const int32_t *bsums_ = (const int32_t *)((const uint8_t *)x + L_.block_sums_offset);      \
+        int64_t nb_ = n / QK8_0;                                                                   \
+        for (int g_ = 0; g_ < ELLM_DOT_ROWS; g_ += 4) {                                            \
+            const block_type *w_[4];                                                               \
+            for (int k_ = 0; k_ < 4; k_++)                                                         \
+                w_[k_] = (const block_type *)((const uint8_t *)rows +                              \
+                                              (size_t)(g_ + k_) * row_bytes);                      \
+            v128_t sum_ = wasm_f32x4_splat(0.0f);                                                  \
+            for (int64_t i_ = 0; i_ < nb_; i_++) {                                                 \
+                v128_t part_[4];                                                                   \
+                for (int k_ = 0; k_ < 4; k_++)                                                     \
+                    part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                            \
+                v128_t dw_ = halves_to_f32x4(                                                      \
+                    wasm_i32x4_make(w_[0][i_].d, w_[1][i_].d, w_[2][i_].d, w_[3][i_].d));          \
+                sum_ = wasm_f32x4_add(sum_, wide_terms(part_, wasm_i32x4_splat(bsums_[i_]),        \
+                                                       offset, dw_, wasm_f32x4_splat(da_[i_])));   \
+            }                                                                                      \
+            wasm_v128_store(out + g_, sum_);                                                       \
+        }                                                                                          \
+    } while (0)
 
-void ellm_vec_dot_q5_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    WIDE_ACTIVATION_DOT(block_q5_0, wide_q5_0, 16);
-}
+/* A 32-value format's single-row and multi-row decode kernels on the wide Q8_0 row. */
+#define WIDE_KERNELS(type, offset)                                                                 \
+    void ellm_vec_dot_##type##_wide_wasm_simd(int64_t n, float *out, const void *row,              \
+                                              const void *x)                                       \
+    {                                                                                              \
+        WIDE_ACTIVATION_DOT(block_##type, wide_##type, offset);                                    \
+    }                                                                                              \
+    void ellm_vec_dot_##type##_wide_rows_wasm_simd(int64_t n, float *out, const void *rows,        \
+                                                   size_t row_bytes, const void *x)                \
+    {                                                                                              \
+        WIDE_ACTIVATION_ROWS(block_##type, wide_##type, offset);                                   \
+    }
 
-void ellm_vec_dot_q8_0_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    WIDE_ACTIVATION_DOT(block_q8_0, wide_q8_0, 0);
-}
-
-void ellm_vec_dot_iq4_nl_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    WIDE_ACTIVATION_DOT(block_iq4_nl, wide_iq4_nl, 0);
-}
+WIDE_KERNELS(q4_0, 8)
+WIDE_KERNELS(q5_0, 16)
+WIDE_KERNELS(q8_0, 0)
+WIDE_KERNELS(iq4_nl, 0)
 
 /* Q4_K and Q5_K: the eight 6-bit scales (bytes 0..7) and mins (bytes 8..15) of a super-block as
  * ellm_kq_scale_min unpacks them, from the 12 packed bytes at s (the 16 bytes read stay inside the

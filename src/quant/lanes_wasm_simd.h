@@ -101,8 +101,11 @@ static inline void q5_values(const uint8_t *qs, const uint8_t qh[4], v128_t *lo,
 {
     v128_t q = load(qs), fifth_lo, fifth_hi;
     q5_fifth_bits(qh, &fifth_lo, &fifth_hi);
-    *lo = wasm_v128_or(wasm_v128_and(q, wasm_i8x16_splat(0x0F)), fifth_lo);
-    *hi = wasm_v128_or(wasm_u8x16_shr(q, 4), fifth_hi);
+    const v128_t low4 = wasm_i8x16_splat(0x0F);
+    /* A 16-bit shift and the mask instead of i8x16.shr_u, which V8 emulates with a shift and a
+     * mask it builds anew at every use. */
+    *lo = wasm_v128_or(wasm_v128_and(q, low4), fifth_lo);
+    *hi = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q, 4), low4), fifth_hi);
 }
 
 #endif
