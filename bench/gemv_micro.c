@@ -13,8 +13,10 @@
  * of the kernel's best repetition the threads really ran together. --rows R replaces the one
  * large matrix by as many R-row matrices as fill --mib, each one job that every thread finishes
  * before the next starts (a model's small matrices: 256 rows for tinyllama's k and v).
+ * --chunk C deals each matrix out in C-row chunks in turn (thread t: chunks t, t + N, ...)
+ * instead of contiguous shares.
  *
- *   build/gemv_micro [--kernels SET] [--threads 1] [--mib 256] [--rows 0] [--reps 7]
+ *   build/gemv_micro [--kernels SET] [--threads 1] [--chunk 0] [--mib 256] [--rows 0] [--reps 7]
  *                    [--cols 2048] [TYPE...]
  *
  * Not a test: it asserts nothing and its numbers depend on the machine. */
@@ -84,6 +86,7 @@ typedef struct bench_matrix {
     const uint8_t *w, *plain;
     uint64_t row_bytes;
     int64_t rows, copies, cols;
+    int64_t chunk; /* 0: contiguous shares; else chunks of this many rows dealt out in turn */
     const void *xq;
     float *y;
 } bench_matrix;
@@ -141,8 +144,9 @@ static double wall_seconds(void)
 }
 
 /* Every thread runs the same repetitions of the read, the kernel and (with a multi-row kernel)
- * the single rows, interleaved, each over its contiguous share of every copy's rows, as
- * ellm_matmul's row split gives a thread (rounded to whole multi-row groups). */
+ * the single rows, interleaved, each over its share of every copy's rows: a contiguous share
+ * (rounded to whole multi-row groups), or with a chunk size, chunks ith, ith + nth, ... (what
+ * ellm_matmul's claims from its shared counter give each thread when both run at one pace). */
 static void *bench_thread_main(void *arg)
 {
     bench_thread *t = arg;
@@ -151,13 +155,22 @@ static void *bench_thread_main(void *arg)
     int64_t r1 = t->ith + 1 == t->nth
                      ? m->rows
                      : m->rows * (t->ith + 1) / t->nth / ELLM_DOT_ROWS * ELLM_DOT_ROWS;
+    int64_t step = m->rows;
+    if (m->chunk > 0) {
+        r0 = m->chunk * t->ith;
+        r1 = r0 + m->chunk;
+        step = m->chunk * t->nth;
+    }
     int passes = m->k->vec_dot_rows ? N_PASSES : PASS_SINGLE;
     for (int rep = 0; rep < t->reps; rep++)
         for (int pass = 0; pass < passes; pass++) {
             barrier_wait(t->barrier);
             double c0 = bench_thread_seconds(), w0 = wall_seconds();
             for (int64_t c = 0; c < m->copies; c++) {
-                t->sink ^= run_rows(m, pass, c, r0, r1);
+                for (int64_t from = r0; from < m->rows; from += step) {
+                    int64_t to = from + (r1 - r0) < m->rows ? from + (r1 - r0) : m->rows;
+                    t->sink ^= run_rows(m, pass, c, from, to);
+                }
                 if (t->nth > 1)
                     barrier_wait(t->barrier);
             }
@@ -170,8 +183,8 @@ static void *bench_thread_main(void *arg)
 /* copies x rows x cols of the type made of a few distinct quantized rows repeated (the values do
  * not change the work; quantizing hundreds of MB would take minutes). rows 0: one matrix of
  * target_bytes. */
-static bool bench_type(ellm_type type, size_t target_bytes, int64_t rows, int64_t cols, int reps,
-                       int nth, bench_result *res)
+static bool bench_type(ellm_type type, size_t target_bytes, int64_t rows, int64_t cols,
+                       int64_t chunk, int reps, int nth, bench_result *res)
 {
     const ellm_type_kernels *k = ellm_kernels_for(type);
     uint64_t row_bytes = 0;
@@ -218,6 +231,7 @@ static bool bench_type(ellm_type type, size_t target_bytes, int64_t rows, int64_
                       .rows = rows,
                       .copies = copies,
                       .cols = cols,
+                      .chunk = chunk,
                       .xq = xq,
                       .y = y};
     spin_barrier barrier = {.n = nth};
@@ -280,8 +294,8 @@ static bool bench_type(ellm_type type, size_t target_bytes, int64_t rows, int64_
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: gemv_micro [--kernels SET] [--threads N] [--mib N] [--rows N] [--reps N] "
-            "[--cols N] [TYPE...]\n");
+            "usage: gemv_micro [--kernels SET] [--threads N] [--chunk N] [--mib N] [--rows N] "
+            "[--reps N] [--cols N] [TYPE...]\n");
     return 2;
 }
 
@@ -289,7 +303,7 @@ int main(int argc, char **argv)
 {
     size_t mib = 256;
     int reps = 7;
-    int64_t cols = 2048, rows = 0;
+    int64_t cols = 2048, rows = 0, chunk = 0;
     int threads = 1;
     const char *default_types[] = {"q4_0", "q8_0", "q2_K", "q3_K",
                                    "q4_K", "q5_K", "q6_K", "iq4_xs"};
@@ -313,6 +327,8 @@ int main(int argc, char **argv)
             cols = atoi(argv[a + 1]);
         } else if (!strcmp(argv[a], "--rows") && atoi(argv[a + 1]) > 0) {
             rows = atoi(argv[a + 1]);
+        } else if (!strcmp(argv[a], "--chunk") && atoi(argv[a + 1]) > 0) {
+            chunk = atoi(argv[a + 1]) / ELLM_DOT_ROWS * ELLM_DOT_ROWS;
         } else if (!strcmp(argv[a], "--threads") && atoi(argv[a + 1]) > 0) {
             threads = atoi(argv[a + 1]);
         } else {
@@ -338,7 +354,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "gemv_micro: unknown type '%s'\n", types[i]);
             return 2;
         }
-        if (!bench_type(type, mib << 20, rows, cols, reps, threads, &r)) {
+        if (!bench_type(type, mib << 20, rows, cols, chunk, reps, threads, &r)) {
             printf("| %s | no kernel or %lld columns do not split into its blocks |\n", types[i],
                    (long long)cols);
             continue;
