@@ -874,6 +874,72 @@ static void lazy_update(const gptq_job *j, int64_t r0, int64_t r1, int64_t c0, i
     }
 }
 
+/* The level of value p on the other side of x from q (the nearest level, whose code the block
+ * holds): its code in *code and the level in *q2; false where q is the grid's end. */
+static bool other_level(ellm_type type, const void *block, float x, float q, int *code, float *q2)
+{
+    switch (type) {
+    case ELLM_TYPE_IQ4_NL: {
+        float d = ellm_f16_to_f32(((const block_iq4_nl *)block)->d);
+        int k = nearest_iq4nl(x, d) + ((x > q) == (d > 0) ? 1 : -1);
+        if (d == 0 || k < 0 || k > 15)
+            return false;
+        *code = k;
+        *q2 = d * (float)ellm_kvalues_iq4nl[k];
+        return true;
+    }
+    case ELLM_TYPE_Q4_0: {
+        float d = ellm_f16_to_f32(((const block_q4_0 *)block)->d);
+        int k = (d != 0 ? clamp_int(lrintf(x / d) + 8, 0, 15) : 8) + ((x > q) == (d > 0) ? 1 : -1);
+        if (d == 0 || k < 0 || k > 15)
+            return false;
+        *code = k;
+        *q2 = d * (float)(k - 8);
+        return true;
+    }
+    default: return false;
+    }
+}
+
+#define LOOK_AHEAD 4 /* later values of the block look_ahead counts */
+
+/* Rounding value i of the block at column g to its nearest level is the cheapest for that value
+ * alone, but its error moves the block's later values, which then round on a coarse grid. So the
+ * level on the other side is tried too, each scored on its own cost plus what rounding the next
+ * LOOK_AHEAD values of the block with feedback then adds (feedback_cost), and the cheaper kept
+ * (the whole rest of the block instead: aidreams IQ4_NL KL 0.01038 against 0.01035, 25 % dearer
+ * rows). q: the nearest
+ * level, whose code the block holds; returns the level chosen. tmp: 2 * bs floats. */
+static float look_ahead(const gptq_job *j, const float *w, int64_t g, int64_t i, uint8_t *block,
+                        float q, float *tmp)
+{
+    int code;
+    float q2;
+    int64_t bs = j->block, rest = g + bs - i - 1;
+    if (rest > LOOK_AHEAD)
+        rest = LOOK_AHEAD;
+    if (rest == 0 || !other_level(j->type, block, w[i], q, &code, &q2))
+        return q;
+    const float *ui = j->u + i * j->n;
+    double cost[2];
+    float level[2] = {q, q2};
+    for (int c = 0; c < 2; c++) {
+        float e = (w[i] - level[c]) / ui[i];
+        for (int64_t k = 0; k < rest; k++)
+            tmp[k] = w[i + 1 + k] - e * ui[i + 1 + k];
+        cost[c] = (double)e * e +
+                  feedback_cost(j, tmp, rest, i + 1, NULL, i - g + 1, block, tmp + bs);
+    }
+    if (!(cost[1] < cost[0]))
+        return q;
+    switch (j->type) {
+    case ELLM_TYPE_IQ4_NL: set_nibble(((block_iq4_nl *)block)->qs, (int)(i - g), code); break;
+    case ELLM_TYPE_Q4_0: set_nibble(((block_q4_0 *)block)->qs, (int)(i - g), code); break;
+    default: break;
+    }
+    return q2;
+}
+
 /* GPTQ over rows r0..r1 of a tile. fixed_scales: the blocks keep the scales they hold (a second
  * pass after a refit), else each block's scale is chosen as its columns are reached. */
 static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, float *levels,
@@ -902,6 +968,8 @@ static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, fl
                         choose_sub_block_codes(j, w, g, i - g, block, file_row);
                     float q = levels[i - g];
                     round_on_grid(j->type, block, (int)(i - g), w[i], &q);
+                    if (j->feedback)
+                        q = look_ahead(j, w, g, i, block, q, file_row);
                     const float *ui = j->u + i * n;
                     float ei = (w[i] - q) / ui[i];
                     e[i - c0] = ei;
@@ -955,6 +1023,102 @@ static void refit_and_settle(const gptq_job *j, int64_t r0, int64_t r1, const fl
     }
 }
 
+/* The types whose single values descend_codes moves: the 4-bit ones with one scale. */
+static bool descends(ellm_type type) { return type == ELLM_TYPE_IQ4_NL || type == ELLM_TYPE_Q4_0; }
+
+/* The level of value p of a 4-bit block (IQ4_NL, Q4_0) for code k. */
+static bool nibble_level(ellm_type type, const void *block, int p, int k, float *level)
+{
+    if (!descends(type) || k < 0 || k > 15)
+        return false;
+    float d = ellm_f16_to_f32(*(const uint16_t *)block);
+    *level = type == ELLM_TYPE_IQ4_NL ? d * (float)ellm_kvalues_iq4nl[k] : d * (float)(k - 8);
+    return true;
+}
+
+static int nibble_code(const void *block, int p)
+{
+    const uint8_t *qs = (const uint8_t *)block + 2;
+    return p < 16 ? qs[p] & 15 : qs[p - 16] >> 4;
+}
+
+/* GPTQ rounds each value once, given the values before it; afterwards a value's neighbouring
+ * level can lower the row's error under the damped H with every other value known. Sweeps over
+ * the row move single values one level where that lowers (w - q)^T (H + lambda I) (w - q),
+ * keeping res = (H + lambda I) (w - q) up to date (n per move). orig: the row as given; q: n
+ * floats; res: 2 n floats. Returns the moves made. */
+static int64_t descend_codes(const gptq_job *j, int64_t r, const float *orig, float *q, float *res)
+{
+    int64_t n = j->n, bs = j->block, moves = 0;
+    uint8_t *row = j->dst + (uint64_t)r * j->row_bytes;
+    float lambda = 0, *diff = res + n;
+    for (int64_t i = 0; i < n; i++)
+        lambda += j->h[i * n + i];
+    lambda *= ELLM_GPTQ_DAMP / (float)n;
+    ellm_dequantize_row(j->type, row, q, n);
+    for (int64_t i = 0; i < n; i++) {
+        diff[i] = orig[i] - q[i];
+        res[i] = lambda * diff[i];
+    }
+    /* H is symmetric: res = sum over k of diff_k times row k of H, a vector update per k. */
+    for (int64_t k = 0; k < n; k++) {
+        const float *hk = j->h + k * n;
+        float dk = diff[k];
+        for (int64_t i = 0; dk != 0 && i < n; i++)
+            res[i] += dk * hk[i];
+    }
+    for (int sweep = 0; sweep < 4; sweep++) {
+        int64_t moved = 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint8_t *block = row + (i / bs) * j->block_bytes;
+            int p = (int)(i % bs), k = nibble_code(block, p), best_k = k;
+            float hii = j->h[i * n + i] + lambda, best = 0;
+            for (int dir = -1; dir <= 1; dir += 2) {
+                float level;
+                if (!nibble_level(j->type, block, p, k + dir, &level))
+                    continue;
+                float delta = level - q[i], gain = delta * (delta * hii - 2 * res[i]);
+                if (gain < best) {
+                    best = gain;
+                    best_k = k + dir;
+                }
+            }
+            if (best_k == k)
+                continue;
+            float level = 0;
+            nibble_level(j->type, block, p, best_k, &level);
+            set_nibble((uint8_t *)block + 2, p, best_k);
+            float delta = level - q[i];
+            const float *hi = j->h + i * n;
+            for (int64_t m = 0; m < n; m++)
+                res[m] -= delta * hi[m];
+            res[i] -= delta * lambda;
+            q[i] = level;
+            moved++;
+        }
+        moves += moved;
+        if (!moved)
+            break;
+    }
+    return moves;
+}
+
+/* Rows r0..r1 go back to the blocks saved in `earlier` (and w to their values) where the newer
+ * rounding's error is not lower than the earlier one's. */
+static void keep_earlier(const gptq_job *j, int64_t r0, int64_t r1, const uint8_t *earlier,
+                         const double *newer_error, const double *earlier_error, float *tmp)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        if (newer_error[r - r0] < earlier_error[r - r0])
+            continue;
+        uint8_t *row = j->dst + (uint64_t)r * j->row_bytes;
+        memcpy(row, earlier + (uint64_t)(r - r0) * j->row_bytes, j->row_bytes);
+        ellm_dequantize_row(j->type, row, tmp, j->n);
+        for (int64_t i = 0; i < j->n; i++)
+            j->w[r * j->n + i] = tmp[j->order ? j->order[i] : i];
+    }
+}
+
 static void gptq_rows(void *arg, int ith, int nth)
 {
     const gptq_job *j = arg;
@@ -987,15 +1151,22 @@ static void gptq_rows(void *arg, int ith, int nth)
         memcpy(j->w + r0 * n, orig, tile_values * sizeof *orig);
         round_tile(j, r0, r1, err, levels, file_row, true);
         refit_and_settle(j, r0, r1, orig, refit, tmp, second);
-        for (int64_t r = r0; r < r1; r++) {
-            if (second[r - r0] < first[r - r0])
-                continue;
-            memcpy(tile_dst + (uint64_t)(r - r0) * j->row_bytes,
-                   first_pass + (uint64_t)(r - r0) * j->row_bytes, j->row_bytes);
-            ellm_dequantize_row(j->type, tile_dst + (uint64_t)(r - r0) * j->row_bytes, tmp, n);
-            for (int64_t i = 0; i < n; i++)
-                j->w[r * n + i] = tmp[j->order ? j->order[i] : i];
-        }
+        keep_earlier(j, r0, r1, first_pass, second, first, tmp);
+        if (j->order || !descends(j->type))
+            continue;
+        /* Single values moved a level under the whole row's error, then the scales refit
+         * to the moved codes; kept row by row where the error under H is lower. */
+        double best[TILE_ROWS], third[TILE_ROWS];
+        int64_t moves = 0;
+        for (int64_t r = r0; r < r1; r++)
+            best[r - r0] = first[r - r0] < second[r - r0] ? first[r - r0] : second[r - r0];
+        memcpy(first_pass, tile_dst, (size_t)(r1 - r0) * j->row_bytes);
+        for (int64_t r = r0; r < r1; r++)
+            moves += descend_codes(j, r, orig + (r - r0) * n, tmp, (float *)refit);
+        if (!moves)
+            continue;
+        refit_and_settle(j, r0, r1, orig, refit, tmp, third);
+        keep_earlier(j, r0, r1, first_pass, third, best, tmp);
     }
 }
 
