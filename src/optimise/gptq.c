@@ -1023,23 +1023,40 @@ static void refit_and_settle(const gptq_job *j, int64_t r0, int64_t r1, const fl
     }
 }
 
-/* The types whose single values descend_codes moves: the 4-bit ones with one scale. */
-static bool descends(ellm_type type) { return type == ELLM_TYPE_IQ4_NL || type == ELLM_TYPE_Q4_0; }
-
-/* The level of value p of a 4-bit block (IQ4_NL, Q4_0) for code k. */
-static bool nibble_level(ellm_type type, const void *block, int p, int k, float *level)
+/* The level next to q (a level value p of the block decodes to) in direction dir (-1, +1) on
+ * the grid of value p; false at the grid's end and for the types descend_codes does not move. */
+static bool neighbour_level(ellm_type type, const void *block, int p, float q, int dir,
+                            float *level)
 {
-    if (!descends(type) || k < 0 || k > 15)
-        return false;
-    float d = ellm_f16_to_f32(*(const uint16_t *)block);
-    *level = type == ELLM_TYPE_IQ4_NL ? d * (float)ellm_kvalues_iq4nl[k] : d * (float)(k - 8);
-    return true;
+    int k;
+    switch (type) {
+    case ELLM_TYPE_Q4_0: {
+        float d = ellm_f16_to_f32(((const block_q4_0 *)block)->d);
+        k = d != 0 ? (int)lrintf(q / d) + dir : 99;
+        *level = d * (float)k;
+        return k >= -8 && k <= 7;
+    }
+    case ELLM_TYPE_IQ4_NL: {
+        float d = ellm_f16_to_f32(((const block_iq4_nl *)block)->d);
+        k = d != 0 ? nearest_iq4nl(q, d) + dir : 99;
+        *level = k >= 0 && k <= 15 ? d * (float)ellm_kvalues_iq4nl[k] : 0;
+        return k >= 0 && k <= 15;
+    }
+    case ELLM_TYPE_Q3_K: {
+        const block_q3_K *b = block;
+        float step = ellm_f16_to_f32(b->d) * (float)(ellm_q3_K_scale(b->scales, p / 16) - 32);
+        k = step != 0 ? (int)lrintf(q / step) + dir : 99;
+        *level = step * (float)k;
+        return k >= -4 && k <= 3;
+    }
+    default: return false;
+    }
 }
 
-static int nibble_code(const void *block, int p)
+/* The types whose single values descend_codes moves (one scale per 32 values, or Q3_K's 16). */
+static bool descends(ellm_type type)
 {
-    const uint8_t *qs = (const uint8_t *)block + 2;
-    return p < 16 ? qs[p] & 15 : qs[p - 16] >> 4;
+    return type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_IQ4_NL || type == ELLM_TYPE_Q3_K;
 }
 
 /* GPTQ rounds each value once, given the values before it; afterwards a value's neighbouring
@@ -1071,23 +1088,23 @@ static int64_t descend_codes(const gptq_job *j, int64_t r, const float *orig, fl
         int64_t moved = 0;
         for (int64_t i = 0; i < n; i++) {
             uint8_t *block = row + (i / bs) * j->block_bytes;
-            int p = (int)(i % bs), k = nibble_code(block, p), best_k = k;
-            float hii = j->h[i * n + i] + lambda, best = 0;
+            int p = (int)(i % bs);
+            float hii = j->h[i * n + i] + lambda, best = 0, best_level = q[i];
             for (int dir = -1; dir <= 1; dir += 2) {
                 float level;
-                if (!nibble_level(j->type, block, p, k + dir, &level))
+                if (!neighbour_level(j->type, block, p, q[i], dir, &level))
                     continue;
                 float delta = level - q[i], gain = delta * (delta * hii - 2 * res[i]);
                 if (gain < best) {
                     best = gain;
-                    best_k = k + dir;
+                    best_level = level;
                 }
             }
-            if (best_k == k)
+            if (best_level == q[i])
                 continue;
-            float level = 0;
-            nibble_level(j->type, block, p, best_k, &level);
-            set_nibble((uint8_t *)block + 2, p, best_k);
+            /* The level itself is its own nearest: rounding it stores its code. */
+            float level = best_level;
+            round_on_grid(j->type, block, p, best_level, &level);
             float delta = level - q[i];
             const float *hi = j->h + i * n;
             for (int64_t m = 0; m < n; m++)

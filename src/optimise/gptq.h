@@ -11,7 +11,8 @@
  * codes when the block starts and feed the block's errors forward column by column. For the
  * 32-value formats the block scales (and minimums) are then refit by least squares to minimise
  * the row's output error under H for the final codes, the row is rounded once more on the refit
- * scales, and the better pass is kept.
+ * scales, and the better pass is kept. Q4_0, IQ4_NL and Q3_K then move single values one level
+ * where that lowers the row's error under H with every other value known, and refit again.
  *
  * The untied token embedding has no input activations; its H is that of the matrices reading the
  * residual stream: the sum over every layer's q/k/v and gate/up of diag(g) W^T W diag(g), g the
