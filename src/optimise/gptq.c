@@ -310,6 +310,8 @@ typedef struct gptq_job {
     const float *h;          /* H in file order (scaled as w), for the scale refit; NULL: none */
     const float *importance; /* diag H, the block scale search's column weights (file order) */
     const int32_t *order;    /* act-order: the file column rounded at each step; NULL: in order */
+    const int32_t *position; /* act-order: the step at which each file column is rounded */
+    const int32_t *members;  /* act-order: each block's file columns in the order of their steps */
     bool feedback;
     uint8_t *dst;
     uint64_t row_bytes;
@@ -573,26 +575,36 @@ static double refit_row(const gptq_job *j, uint8_t *row, const double *a, const 
     return after;
 }
 
-/* The output error rounding values first..first+count of the block at column g adds, given the
- * block's scales: with feedback inside those values, column i's rounding adds
- * e_i^2 = ((w_i - q_i) / U_ii)^2 to (w - q)^T H (w - q) whatever the later columns do. block's
- * codes there are overwritten; w is left as it is (tmp: count values). */
+/* The output error rounding count values of a block adds, given the block's scales: with
+ * feedback among those values, the value at step i adds e_i^2 = ((w_i - q_i) / U_ii)^2 to
+ * (w - q)^T H (w - q) whatever the later columns do. In order (cols NULL) the values are vals[k]
+ * = value first + k of the block at step step0 + k; under act-order, vals[k] is the block's
+ * column cols[k], rounded at step position[cols[k]]. block's codes there are overwritten (tmp:
+ * count values). */
+static double feedback_cost(const gptq_job *j, const float *vals, int64_t count, int64_t step0,
+                            const int32_t *cols, int64_t first, void *block, float *tmp)
+{
+    memcpy(tmp, vals, (size_t)count * sizeof *tmp);
+    double total = 0;
+    for (int64_t i = 0; i < count; i++) {
+        int64_t step = cols ? j->position[cols[i]] : step0 + i;
+        float q = tmp[i];
+        round_on_grid(j->type, block, cols ? cols[i] % (int)j->block : (int)(first + i), tmp[i],
+                      &q);
+        const float *ui = j->u + step * j->n;
+        float e = (tmp[i] - q) / ui[step];
+        total += (double)e * e;
+        for (int64_t k = i + 1; k < count; k++)
+            tmp[k] -= e * ui[cols ? j->position[cols[k]] : step0 + k];
+    }
+    return total;
+}
+
+/* feedback_cost of values first..first+count of the block at column g, in order. */
 static double block_feedback_error(const gptq_job *j, const float *w, int64_t g, int64_t first,
                                    int64_t count, void *block, float *tmp)
 {
-    int64_t c0 = g + first;
-    memcpy(tmp, w + c0, (size_t)count * sizeof *tmp);
-    double total = 0;
-    for (int64_t i = 0; i < count; i++) {
-        float q = tmp[i];
-        round_on_grid(j->type, block, (int)(first + i), tmp[i], &q);
-        const float *ui = j->u + (c0 + i) * j->n;
-        float e = (tmp[i] - q) / ui[c0 + i];
-        total += (double)e * e;
-        for (int64_t k = i + 1; k < count; k++)
-            tmp[k] -= e * ui[c0 + k];
-    }
-    return total;
+    return feedback_cost(j, w + g + first, count, g + first, NULL, first, block, tmp);
 }
 
 /* ---------------------------------------------------------------- K-quant sub-block codes */
@@ -726,23 +738,19 @@ static void choose_sub_block_codes(const gptq_job *j, const float *w, int64_t g,
     set_sub_block_codes(j->type, block, s, best_code);
 }
 
-/* The block's scale for GPTQ: the importance-weighted search scores each scale on the values as
- * they are, but GPTQ will move the block's later values by the feedback of its earlier ones. So
- * the searched scale and multiples of it are scored on what the rounding with feedback adds to
- * the output error (block_feedback_error), and the best is kept. */
-static void choose_block_scale(const gptq_job *j, const float *w, int64_t g, uint8_t *block,
-                               float *tmp)
+/* The block's scale among the one it holds and multiples of it (x0.80 to x1.20), on the
+ * feedback cost of its values (feedback_cost's arguments); the minimum, if any, kept. */
+static void pick_scale_multiple(const gptq_job *j, uint8_t *block, const float *vals, int64_t step0,
+                                const int32_t *cols, float *tmp)
 {
     uint16_t *d, *m;
     uint8_t trial[64];
-    ellm_quantize_row_weighted(j->type, w + g, block, j->block, j->importance + g);
-    /* The K-quants' super-block scales stay; their sub-blocks' codes are chosen as they come. */
     if (!j->feedback || j->block_bytes > (int64_t)sizeof trial || sub_block_size(j->type) ||
         !scale_fields(j->type, block, &d, &m))
         return;
     memcpy(trial, block, (size_t)j->block_bytes);
     float d0 = ellm_f16_to_f32(*d);
-    double best = block_feedback_error(j, w, g, 0, j->block, trial, tmp);
+    double best = feedback_cost(j, vals, j->block, step0, cols, 0, trial, tmp);
     uint16_t best_d = *d;
     for (int step = -GPTQ_SCALE_STEPS; step <= GPTQ_SCALE_STEPS; step++) {
         uint16_t *td, *tm;
@@ -750,7 +758,7 @@ static void choose_block_scale(const gptq_job *j, const float *w, int64_t g, uin
         *td = ellm_f32_to_f16(d0 * (1.0f + GPTQ_SCALE_STRIDE * (float)step));
         if (step == 0 || *td == best_d)
             continue;
-        double e = block_feedback_error(j, w, g, 0, j->block, trial, tmp);
+        double e = feedback_cost(j, vals, j->block, step0, cols, 0, trial, tmp);
         if (e < best) {
             best = e;
             best_d = *td;
@@ -759,16 +767,63 @@ static void choose_block_scale(const gptq_job *j, const float *w, int64_t g, uin
     *d = best_d;
 }
 
-/* Act-order (static groups): every block's scale is chosen up front from the row as it is, then
- * the columns are rounded on their block's grid in the order given, largest diag H first. */
+/* The block's scale for GPTQ: the importance-weighted search scores each scale on the values as
+ * they are, but GPTQ will move the block's later values by the feedback of its earlier ones. So
+ * the searched scale and multiples of it are scored on what the rounding with feedback adds to
+ * the output error, and the best is kept. (The K-quants' super-block scales stay; their
+ * sub-blocks' codes are chosen as they come.) */
+static void choose_block_scale(const gptq_job *j, const float *w, int64_t g, uint8_t *block,
+                               float *tmp)
+{
+    ellm_quantize_row_weighted(j->type, w + g, block, j->block, j->importance + g);
+    pick_scale_multiple(j, block, w + g, g, NULL, tmp);
+}
+
+/* Block b's scale under act-order from its values (vals, in step order): the weighted search's,
+ * then, for the types without a minimum, multiples of it on their feedback cost counting the
+ * feedback among the block's own columns only (the columns rounded between them push errors
+ * into them too, which are not known yet). With the `_1` types that search left Q4_1 7 % worse
+ * on the outlier model (docs/optimise.md). tmp: 2 * bs floats. */
+static void choose_static_scale(const gptq_job *j, int64_t b, const float *vals, uint8_t *block,
+                                float *tmp)
+{
+    int64_t bs = j->block;
+    const int32_t *cols = j->members + b * bs;
+    float *file_vals = tmp + bs;
+    uint16_t *d, *m;
+    for (int64_t k = 0; k < bs; k++)
+        file_vals[cols[k] % bs] = vals[k];
+    ellm_quantize_row_weighted(j->type, file_vals, block, bs, j->importance + b * bs);
+    if (scale_fields(j->type, block, &d, &m) && !m)
+        pick_scale_multiple(j, block, vals, 0, cols, tmp);
+}
+
+/* Act-order (static groups): a block's scale is chosen at the step that reaches its first
+ * column, from its values as the feedback of every column rounded so far has left them (the
+ * more important columns come first, so by then much of the row's error has moved into the
+ * block), by choose_static_scale. Then the columns are rounded on that grid in the order given,
+ * largest diag H first. Columns past the lazy window c1 do not hold this window's updates yet;
+ * they are added to the copy here. vals: 3 * bs floats. */
 static void round_in_order(const gptq_job *j, float *w, float *e, int64_t c0, int64_t c1,
-                           uint8_t *row_dst)
+                           uint8_t *row_dst, bool fixed_scales, float *vals)
 {
     int64_t n = j->n, bs = j->block;
     for (int64_t i = c0; i < c1; i++) {
         int32_t c = j->order[i];
+        int64_t b = c / bs;
+        uint8_t *block = row_dst + b * j->block_bytes;
+        if (!fixed_scales && j->members[b * bs] == c) {
+            for (int64_t k = 0; k < bs; k++) {
+                int64_t p = j->position[j->members[b * bs + k]];
+                float v = w[p];
+                for (int64_t t = c0; j->feedback && p >= c1 && t < i; t++)
+                    v -= e[t - c0] * j->u[t * n + p];
+                vals[k] = v;
+            }
+            choose_static_scale(j, b, vals, block, vals + bs);
+        }
         float q = w[i];
-        round_on_grid(j->type, row_dst + (c / bs) * j->block_bytes, (int)(c % bs), w[i], &q);
+        round_on_grid(j->type, block, (int)(c % bs), w[i], &q);
         const float *ui = j->u + i * n;
         float ei = (w[i] - q) / ui[i];
         e[i - c0] = ei;
@@ -819,24 +874,85 @@ static void lazy_update(const gptq_job *j, int64_t r0, int64_t r1, int64_t c0, i
     }
 }
 
+/* The level of value p on the other side of x from q (the nearest level, whose code the block
+ * holds): its code in *code and the level in *q2; false where q is the grid's end. */
+static bool other_level(ellm_type type, const void *block, float x, float q, int *code, float *q2)
+{
+    switch (type) {
+    case ELLM_TYPE_IQ4_NL: {
+        float d = ellm_f16_to_f32(((const block_iq4_nl *)block)->d);
+        int k = nearest_iq4nl(x, d) + ((x > q) == (d > 0) ? 1 : -1);
+        if (d == 0 || k < 0 || k > 15)
+            return false;
+        *code = k;
+        *q2 = d * (float)ellm_kvalues_iq4nl[k];
+        return true;
+    }
+    case ELLM_TYPE_Q4_0: {
+        float d = ellm_f16_to_f32(((const block_q4_0 *)block)->d);
+        int k = (d != 0 ? clamp_int(lrintf(x / d) + 8, 0, 15) : 8) + ((x > q) == (d > 0) ? 1 : -1);
+        if (d == 0 || k < 0 || k > 15)
+            return false;
+        *code = k;
+        *q2 = d * (float)(k - 8);
+        return true;
+    }
+    default: return false;
+    }
+}
+
+#define LOOK_AHEAD 4 /* later values of the block look_ahead counts */
+
+/* Rounding value i of the block at column g to its nearest level is the cheapest for that value
+ * alone, but its error moves the block's later values, which then round on a coarse grid. So the
+ * level on the other side is tried too, each scored on its own cost plus what rounding the next
+ * LOOK_AHEAD values of the block with feedback then adds (feedback_cost), and the cheaper kept
+ * (the whole rest of the block instead: aidreams IQ4_NL KL 0.01038 against 0.01035, 25 % dearer
+ * rows). q: the nearest
+ * level, whose code the block holds; returns the level chosen. tmp: 2 * bs floats. */
+static float look_ahead(const gptq_job *j, const float *w, int64_t g, int64_t i, uint8_t *block,
+                        float q, float *tmp)
+{
+    int code;
+    float q2;
+    int64_t bs = j->block, rest = g + bs - i - 1;
+    if (rest > LOOK_AHEAD)
+        rest = LOOK_AHEAD;
+    if (rest == 0 || !other_level(j->type, block, w[i], q, &code, &q2))
+        return q;
+    const float *ui = j->u + i * j->n;
+    double cost[2];
+    float level[2] = {q, q2};
+    for (int c = 0; c < 2; c++) {
+        float e = (w[i] - level[c]) / ui[i];
+        for (int64_t k = 0; k < rest; k++)
+            tmp[k] = w[i + 1 + k] - e * ui[i + 1 + k];
+        cost[c] = (double)e * e +
+                  feedback_cost(j, tmp, rest, i + 1, NULL, i - g + 1, block, tmp + bs);
+    }
+    if (!(cost[1] < cost[0]))
+        return q;
+    switch (j->type) {
+    case ELLM_TYPE_IQ4_NL: set_nibble(((block_iq4_nl *)block)->qs, (int)(i - g), code); break;
+    case ELLM_TYPE_Q4_0: set_nibble(((block_q4_0 *)block)->qs, (int)(i - g), code); break;
+    default: break;
+    }
+    return q2;
+}
+
 /* GPTQ over rows r0..r1 of a tile. fixed_scales: the blocks keep the scales they hold (a second
  * pass after a refit), else each block's scale is chosen as its columns are reached. */
 static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, float *levels,
                        float *file_row, bool fixed_scales)
 {
     int64_t n = j->n, bs = j->block;
-    for (int64_t r = r0; j->order && !fixed_scales && r < r1; r++) {
-        for (int64_t i = 0; i < n; i++)
-            file_row[j->order[i]] = j->w[r * n + i];
-        ellm_quantize_row_weighted(j->type, file_row, j->dst + (uint64_t)r * j->row_bytes, n,
-                                   j->importance);
-    }
     for (int64_t c0 = 0; c0 < n; c0 += j->lazy) {
         int64_t c1 = c0 + j->lazy < n ? c0 + j->lazy : n;
         for (int64_t r = r0; r < r1; r++) {
             float *w = j->w + r * n, *e = err + (r - r0) * j->lazy;
             if (j->order) {
-                round_in_order(j, w, e, c0, c1, j->dst + (uint64_t)r * j->row_bytes);
+                round_in_order(j, w, e, c0, c1, j->dst + (uint64_t)r * j->row_bytes, fixed_scales,
+                               levels);
                 continue;
             }
             for (int64_t g = c0; g < c1; g += bs) {
@@ -852,6 +968,8 @@ static void round_tile(const gptq_job *j, int64_t r0, int64_t r1, float *err, fl
                         choose_sub_block_codes(j, w, g, i - g, block, file_row);
                     float q = levels[i - g];
                     round_on_grid(j->type, block, (int)(i - g), w[i], &q);
+                    if (j->feedback)
+                        q = look_ahead(j, w, g, i, block, q, file_row);
                     const float *ui = j->u + i * n;
                     float ei = (w[i] - q) / ui[i];
                     e[i - c0] = ei;
@@ -905,6 +1023,119 @@ static void refit_and_settle(const gptq_job *j, int64_t r0, int64_t r1, const fl
     }
 }
 
+/* The level next to q (a level value p of the block decodes to) in direction dir (-1, +1) on
+ * the grid of value p; false at the grid's end and for the types descend_codes does not move. */
+static bool neighbour_level(ellm_type type, const void *block, int p, float q, int dir,
+                            float *level)
+{
+    int k;
+    switch (type) {
+    case ELLM_TYPE_Q4_0: {
+        float d = ellm_f16_to_f32(((const block_q4_0 *)block)->d);
+        k = d != 0 ? (int)lrintf(q / d) + dir : 99;
+        *level = d * (float)k;
+        return k >= -8 && k <= 7;
+    }
+    case ELLM_TYPE_IQ4_NL: {
+        float d = ellm_f16_to_f32(((const block_iq4_nl *)block)->d);
+        k = d != 0 ? nearest_iq4nl(q, d) + dir : 99;
+        *level = k >= 0 && k <= 15 ? d * (float)ellm_kvalues_iq4nl[k] : 0;
+        return k >= 0 && k <= 15;
+    }
+    case ELLM_TYPE_Q3_K: {
+        const block_q3_K *b = block;
+        float step = ellm_f16_to_f32(b->d) * (float)(ellm_q3_K_scale(b->scales, p / 16) - 32);
+        k = step != 0 ? (int)lrintf(q / step) + dir : 99;
+        *level = step * (float)k;
+        return k >= -4 && k <= 3;
+    }
+    default: return false;
+    }
+}
+
+/* The types whose single values descend_codes moves (one scale per 32 values, or Q3_K's 16). */
+static bool descends(ellm_type type)
+{
+    return type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_IQ4_NL || type == ELLM_TYPE_Q3_K;
+}
+
+/* GPTQ rounds each value once, given the values before it; afterwards a value's neighbouring
+ * level can lower the row's error under the damped H with every other value known. Sweeps over
+ * the row move single values one level where that lowers (w - q)^T (H + lambda I) (w - q),
+ * keeping res = (H + lambda I) (w - q) up to date (n per move). orig: the row as given; q: n
+ * floats; res: 2 n floats. Returns the moves made. */
+static int64_t descend_codes(const gptq_job *j, int64_t r, const float *orig, float *q, float *res)
+{
+    int64_t n = j->n, bs = j->block, moves = 0;
+    uint8_t *row = j->dst + (uint64_t)r * j->row_bytes;
+    float lambda = 0, *diff = res + n;
+    for (int64_t i = 0; i < n; i++)
+        lambda += j->h[i * n + i];
+    lambda *= ELLM_GPTQ_DAMP / (float)n;
+    ellm_dequantize_row(j->type, row, q, n);
+    for (int64_t i = 0; i < n; i++) {
+        diff[i] = orig[i] - q[i];
+        res[i] = lambda * diff[i];
+    }
+    /* H is symmetric: res = sum over k of diff_k times row k of H, a vector update per k. */
+    for (int64_t k = 0; k < n; k++) {
+        const float *hk = j->h + k * n;
+        float dk = diff[k];
+        for (int64_t i = 0; dk != 0 && i < n; i++)
+            res[i] += dk * hk[i];
+    }
+    for (int sweep = 0; sweep < 4; sweep++) {
+        int64_t moved = 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint8_t *block = row + (i / bs) * j->block_bytes;
+            int p = (int)(i % bs);
+            float hii = j->h[i * n + i] + lambda, best = 0, best_level = q[i];
+            for (int dir = -1; dir <= 1; dir += 2) {
+                float level;
+                if (!neighbour_level(j->type, block, p, q[i], dir, &level))
+                    continue;
+                float delta = level - q[i], gain = delta * (delta * hii - 2 * res[i]);
+                if (gain < best) {
+                    best = gain;
+                    best_level = level;
+                }
+            }
+            if (best_level == q[i])
+                continue;
+            /* The level itself is its own nearest: rounding it stores its code. */
+            float level = best_level;
+            round_on_grid(j->type, block, p, best_level, &level);
+            float delta = level - q[i];
+            const float *hi = j->h + i * n;
+            for (int64_t m = 0; m < n; m++)
+                res[m] -= delta * hi[m];
+            res[i] -= delta * lambda;
+            q[i] = level;
+            moved++;
+        }
+        moves += moved;
+        if (!moved)
+            break;
+    }
+    return moves;
+}
+
+/* Rows r0..r1 go back to the blocks saved in `earlier` (and w to their values) where the newer
+ * rounding's error is not lower than the earlier one's. */
+static void keep_earlier(const gptq_job *j, int64_t r0, int64_t r1, const uint8_t *earlier,
+                         const double *newer_error, const double *earlier_error, float *tmp)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        if (newer_error[r - r0] < earlier_error[r - r0])
+            continue;
+        uint8_t *row = j->dst + (uint64_t)r * j->row_bytes;
+        memcpy(row, earlier + (uint64_t)(r - r0) * j->row_bytes, j->row_bytes);
+        ellm_dequantize_row(j->type, row, tmp, j->n);
+        for (int64_t i = 0; i < j->n; i++)
+            j->w[r * j->n + i] = tmp[j->order ? j->order[i] : i];
+    }
+}
+
 static void gptq_rows(void *arg, int ith, int nth)
 {
     const gptq_job *j = arg;
@@ -937,15 +1168,22 @@ static void gptq_rows(void *arg, int ith, int nth)
         memcpy(j->w + r0 * n, orig, tile_values * sizeof *orig);
         round_tile(j, r0, r1, err, levels, file_row, true);
         refit_and_settle(j, r0, r1, orig, refit, tmp, second);
-        for (int64_t r = r0; r < r1; r++) {
-            if (second[r - r0] < first[r - r0])
-                continue;
-            memcpy(tile_dst + (uint64_t)(r - r0) * j->row_bytes,
-                   first_pass + (uint64_t)(r - r0) * j->row_bytes, j->row_bytes);
-            ellm_dequantize_row(j->type, tile_dst + (uint64_t)(r - r0) * j->row_bytes, tmp, n);
-            for (int64_t i = 0; i < n; i++)
-                j->w[r * n + i] = tmp[j->order ? j->order[i] : i];
-        }
+        keep_earlier(j, r0, r1, first_pass, second, first, tmp);
+        if (j->order || !descends(j->type))
+            continue;
+        /* Single values moved a level under the whole row's error, then the scales refit
+         * to the moved codes; kept row by row where the error under H is lower. */
+        double best[TILE_ROWS], third[TILE_ROWS];
+        int64_t moves = 0;
+        for (int64_t r = r0; r < r1; r++)
+            best[r - r0] = first[r - r0] < second[r - r0] ? first[r - r0] : second[r - r0];
+        memcpy(first_pass, tile_dst, (size_t)(r1 - r0) * j->row_bytes);
+        for (int64_t r = r0; r < r1; r++)
+            moves += descend_codes(j, r, orig + (r - r0) * n, tmp, (float *)refit);
+        if (!moves)
+            continue;
+        refit_and_settle(j, r0, r1, orig, refit, tmp, third);
+        keep_earlier(j, r0, r1, first_pass, third, best, tmp);
     }
 }
 
@@ -993,11 +1231,32 @@ static edgellm_status quantize_with_factor(ellm_threadpool *pool, ellm_type type
         j.refit_scratch = malloc((size_t)nth * refit_scratch_size(n) * sizeof *j.refit_scratch);
         j.first_pass = malloc((size_t)nth * TILE_ROWS * j.row_bytes);
     }
+    int32_t *position = NULL, *members = NULL;
+    if (order) {
+        position = malloc((size_t)n * sizeof *position);
+        members = malloc((size_t)n * sizeof *members);
+        int64_t *filled = calloc((size_t)(n / bs), sizeof *filled);
+        for (int64_t i = 0; position && members && filled && i < n; i++) {
+            int64_t b = order[i] / bs;
+            position[order[i]] = (int32_t)i;
+            members[b * bs + filled[b]++] = order[i];
+        }
+        if (!filled) {
+            free(members);
+            members = NULL;
+        }
+        free(filled);
+        j.position = position;
+        j.members = members;
+    }
     edgellm_status st = EDGELLM_OK;
-    if (!j.scratch || (refit && (!j.originals || !j.refit_scratch || !j.first_pass)))
+    if (!j.scratch || (refit && (!j.originals || !j.refit_scratch || !j.first_pass)) ||
+        (order && (!position || !members)))
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the GPTQ rows");
     else
         ellm_threadpool_run(pool, gptq_rows, &j);
+    free(position);
+    free(members);
     free(j.scratch);
     free(j.originals);
     free(j.refit_scratch);
@@ -1036,6 +1295,26 @@ edgellm_status ellm_gptq_inverse_factor(ellm_threadpool *pool, const float *h, i
     return st;
 }
 
+/* Act-order: the columns by descending importance (diag H), ties in file order. */
+static const float *sort_key;
+
+static int by_key_descending(const void *a, const void *b)
+{
+    float x = sort_key[*(const int32_t *)a], y = sort_key[*(const int32_t *)b];
+    return x > y   ? -1
+           : x < y ? 1
+                   : (*(const int32_t *)a > *(const int32_t *)b) -
+                         (*(const int32_t *)a < *(const int32_t *)b);
+}
+
+static void act_order_of(const float *importance, int64_t n, int32_t *order)
+{
+    for (int64_t i = 0; i < n; i++)
+        order[i] = (int32_t)i;
+    sort_key = importance;
+    qsort(order, (size_t)n, sizeof *order, by_key_descending);
+}
+
 edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *w, int64_t n_rows,
                                   int64_t n_cols, const float *h, float damp, bool feedback,
                                   void *dst)
@@ -1043,28 +1322,70 @@ edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *
     return ellm_gptq_quantize_lazy(pool, type, w, n_rows, n_cols, h, damp, feedback, 0, dst);
 }
 
+/* GPTQ of a matrix given its H, in file order or (act_order) in descending order of diag H; w
+ * ends in file order. */
+static edgellm_status quantize_matrix(ellm_threadpool *pool, ellm_type type, float *w,
+                                      int64_t n_rows, int64_t n, const float *h, float damp,
+                                      bool feedback, bool act_order, int64_t lazy_columns,
+                                      void *dst)
+{
+    if (!ellm_gptq_supports(type, n))
+        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                         "GPTQ needs a block type whose blocks split the %lld-value rows; %s does "
+                         "not",
+                         (long long)n, ellm_type_name(type));
+    float *u = malloc((size_t)n * (size_t)n * sizeof *u);
+    float *imp = malloc((size_t)n * sizeof *imp);
+    float *hp = act_order ? malloc((size_t)n * (size_t)n * sizeof *hp) : NULL;
+    float *row = act_order ? malloc((size_t)n * sizeof *row) : NULL;
+    int32_t *order = act_order ? malloc((size_t)n * sizeof *order) : NULL;
+    edgellm_status st = EDGELLM_OK;
+    if (!u || !imp || (act_order && (!hp || !row || !order)))
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for GPTQ");
+    for (int64_t i = 0; st == EDGELLM_OK && i < n; i++)
+        imp[i] = h[i * n + i] + 1e-30f;
+    if (st == EDGELLM_OK && order) {
+        act_order_of(imp, n, order);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t k = 0; k < n; k++)
+                hp[i * n + k] = h[(int64_t)order[i] * n + order[k]];
+        for (int64_t r = 0; r < n_rows; r++) {
+            for (int64_t i = 0; i < n; i++)
+                row[i] = w[r * n + order[i]];
+            memcpy(w + r * n, row, (size_t)n * sizeof *row);
+        }
+    }
+    if (st == EDGELLM_OK)
+        st = ellm_gptq_inverse_factor(pool, order ? hp : h, n, damp, u);
+    if (st == EDGELLM_OK)
+        st = quantize_with_factor(pool, type, w, n_rows, n, u, h, imp, order, feedback,
+                                  lazy_columns, dst);
+    for (int64_t r = 0; order && r < n_rows; r++) {
+        for (int64_t i = 0; i < n; i++)
+            row[order[i]] = w[r * n + i];
+        memcpy(w + r * n, row, (size_t)n * sizeof *row);
+    }
+    free(u);
+    free(imp);
+    free(hp);
+    free(row);
+    free(order);
+    return st;
+}
+
 edgellm_status ellm_gptq_quantize_lazy(ellm_threadpool *pool, ellm_type type, float *w,
                                        int64_t n_rows, int64_t n_cols, const float *h, float damp,
                                        bool feedback, int64_t lazy_columns, void *dst)
 {
-    if (!ellm_gptq_supports(type, n_cols))
-        return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                         "GPTQ needs a block type whose blocks split the %lld-value rows; %s does "
-                         "not",
-                         (long long)n_cols, ellm_type_name(type));
-    float *u = malloc((size_t)n_cols * (size_t)n_cols * sizeof *u);
-    float *imp = malloc((size_t)n_cols * sizeof *imp);
-    edgellm_status st = u && imp ? ellm_gptq_inverse_factor(pool, h, n_cols, damp, u)
-                                 : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for GPTQ");
-    if (st == EDGELLM_OK) {
-        for (int64_t j = 0; j < n_cols; j++)
-            imp[j] = h[j * n_cols + j] + 1e-30f;
-        st = quantize_with_factor(pool, type, w, n_rows, n_cols, u, h, imp, NULL, feedback,
-                                  lazy_columns, dst);
-    }
-    free(u);
-    free(imp);
-    return st;
+    return quantize_matrix(pool, type, w, n_rows, n_cols, h, damp, feedback, false, lazy_columns,
+                           dst);
+}
+
+edgellm_status ellm_gptq_quantize_act_order(ellm_threadpool *pool, ellm_type type, float *w,
+                                            int64_t n_rows, int64_t n_cols, const float *h,
+                                            float damp, int64_t lazy_columns, void *dst)
+{
+    return quantize_matrix(pool, type, w, n_rows, n_cols, h, damp, true, true, lazy_columns, dst);
 }
 
 /* ---------------------------------------------------------------- per-layer statistics */
@@ -1265,18 +1586,6 @@ bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, in
            ellm_gptq_supports(type, n_cols);
 }
 
-/* The inverse factor and importances of an input under the given column scale. */
-static const float *sort_key;
-
-static int by_key_descending(const void *a, const void *b)
-{
-    float x = sort_key[*(const int32_t *)a], y = sort_key[*(const int32_t *)b];
-    return x > y   ? -1
-           : x < y ? 1
-                   : (*(const int32_t *)a > *(const int32_t *)b) -
-                         (*(const int32_t *)a < *(const int32_t *)b);
-}
-
 /* The inverse factor and importances of an input under the given column scale, with the columns
  * in act-order (descending diag H) when asked. */
 static edgellm_status prepare_input(ellm_gptq *g, layer_input *in, const float *col_scale,
@@ -1309,12 +1618,8 @@ static edgellm_status prepare_input(ellm_gptq *g, layer_input *in, const float *
         float s = col_scale ? col_scale[j] : 1;
         in->imp[j] = in->h[j * n + j] / (s * s) + 1e-30f;
     }
-    for (int64_t i = 0; in->order && st == EDGELLM_OK && i < n; i++)
-        in->order[i] = (int32_t)i;
-    if (in->order && st == EDGELLM_OK) {
-        sort_key = in->imp;
-        qsort(in->order, (size_t)n, sizeof *in->order, by_key_descending);
-    }
+    if (in->order && st == EDGELLM_OK)
+        act_order_of(in->imp, n, in->order);
     for (int64_t i = 0; st == EDGELLM_OK && i < n; i++) {
         int64_t fi = in->order ? in->order[i] : i;
         for (int64_t k = 0; k < n; k++) {

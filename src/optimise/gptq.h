@@ -11,7 +11,8 @@
  * codes when the block starts and feed the block's errors forward column by column. For the
  * 32-value formats the block scales (and minimums) are then refit by least squares to minimise
  * the row's output error under H for the final codes, the row is rounded once more on the refit
- * scales, and the better pass is kept.
+ * scales, and the better pass is kept. Q4_0, IQ4_NL and Q3_K then move single values one level
+ * where that lowers the row's error under H with every other value known, and refit again.
  *
  * The untied token embedding has no input activations; its H is that of the matrices reading the
  * residual stream: the sum over every layer's q/k/v and gate/up of diag(g) W^T W diag(g), g the
@@ -47,6 +48,12 @@ edgellm_status ellm_gptq_quantize(ellm_threadpool *pool, ellm_type type, float *
 edgellm_status ellm_gptq_quantize_lazy(ellm_threadpool *pool, ellm_type type, float *w,
                                        int64_t n_rows, int64_t n_cols, const float *h, float damp,
                                        bool feedback, int64_t lazy_columns, void *dst);
+/* ellm_gptq_quantize with act-order: the columns rounded in descending order of diag H, each
+ * block's scale chosen when the order first reaches one of its columns (static groups), on the
+ * values the feedback has left by then. w ends in file order. */
+edgellm_status ellm_gptq_quantize_act_order(ellm_threadpool *pool, ellm_type type, float *w,
+                                            int64_t n_rows, int64_t n_cols, const float *h,
+                                            float damp, int64_t lazy_columns, void *dst);
 /* U (n x n, upper) with U^T U = (H + lambda I)^-1, lambda = damp * mean(diag H), times ten while
  * that is not positive definite in double precision; fails when it never is (NaN or infinite
  * statistics). The lower triangle of u is zero. */
@@ -65,8 +72,9 @@ typedef struct ellm_gptq_params {
      * the output head's input); may be NULL. */
     void (*on_layer)(void *user, int32_t layer, int32_t n_layer, double seconds);
     void *user;
-    /* Act-order: each matrix's columns are rounded in descending order of diag H, on block
-     * scales chosen up front from the unrounded row (types with a grid here; others in order). */
+    /* Act-order: each matrix's columns are rounded in descending order of diag H, each block's
+     * scale chosen when the order reaches its first column (types with a grid here; others in
+     * order). */
     bool act_order;
 } ellm_gptq_params;
 

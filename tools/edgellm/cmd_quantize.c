@@ -211,8 +211,8 @@ int cmd_quantize(int argc, char **argv)
                "  caps the chunks), the block scales then refit to the codes; the token\n"
                "  embedding is weighted by the matrices that read it. Combines with --awq\n"
                "  (scaling first, then GPTQ rounding of the scaled matrices). --act-order rounds\n"
-               "  the columns largest diag(X^T X) first, on block scales chosen before any\n"
-               "  feedback.\n",
+               "  the columns largest diag(X^T X) first, each block's scale chosen when the\n"
+               "  order reaches its first column (static groups).\n",
                ellm_quant_recipe_names());
         return 0;
     }
