@@ -26,53 +26,8 @@ ellm_page_policy ellm_page_policy_from_env(void)
         return ELLM_PAGES_HUGE;
     if (!strcmp(v, "0") || !strcmp(v, "off"))
         return ELLM_PAGES_SMALL;
-    if (!strcmp(v, "reload"))
-        return ELLM_PAGES_RELOAD;
     return ELLM_PAGES_HUGE;
 }
-
-#if defined(HAVE_LINUX_THP)
-#define HUGE_PAGE ((size_t)2 << 20)
-enum { SAMPLED_CHUNKS = 8 };
-
-/* Whether the page cache holds the file mapped at p in small pages: a byte is read in each of
- * a few 2 MiB chunks spread over the mapping that are already cached (mincore), and smaps then
- * says how many of them the kernel mapped whole. Reading the file again is worth it only then,
- * and only where a 2 MiB page can be mapped at all (the kernel aligned the mapping). */
-static bool cached_in_small_pages(const uint8_t *p, size_t size)
-{
-    if ((uintptr_t)p % HUGE_PAGE != 0 || size < 2 * HUGE_PAGE)
-        return false;
-    size_t touched = 0;
-    volatile uint8_t sink = 0;
-    for (int k = 0; k < SAMPLED_CHUNKS; k++) {
-        size_t at = size / SAMPLED_CHUNKS * (size_t)k / HUGE_PAGE * HUGE_PAGE;
-        unsigned char cached = 0;
-        if (at + HUGE_PAGE > size || mincore((void *)(p + at), 1, &cached) != 0 || !(cached & 1))
-            continue;
-        sink ^= p[at];
-        touched++;
-    }
-    (void)sink;
-    ellm_page_counts pages;
-    if (touched == 0 || !ellm_page_counts_of(p, size, NULL, &pages))
-        return false;
-    return pages.huge < touched * HUGE_PAGE / 2;
-}
-
-static void *map_advised(int fd, size_t size, ellm_page_policy policy)
-{
-    void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    /* Decode streams every weight once per token; with 4 KiB pages each 4 KiB costs a TLB miss
-     * (a nested page walk in a VM). MADV_HUGEPAGE makes the kernel read a file not yet cached
-     * in 2 MiB folios and map cached 2 MiB folios with one entry each; file folios come in that
-     * size only where the filesystem has large folios (ext4, xfs on recent kernels). Failure
-     * only means small pages. */
-    if (p != MAP_FAILED)
-        (void)madvise(p, size, policy == ELLM_PAGES_SMALL ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
-    return p;
-}
-#endif
 
 edgellm_status ellm_map_file(const char *path, ellm_mapped_file *out)
 {
@@ -96,20 +51,18 @@ edgellm_status ellm_map_file(const char *path, ellm_mapped_file *out)
         return EDGELLM_OK;
     }
     size_t size = (size_t)st.st_size;
-#if defined(HAVE_LINUX_THP)
-    ellm_page_policy policy = ellm_page_policy_from_env();
-    void *p = map_advised(fd, size, policy);
-    /* The page cache keeps the folio sizes it was filled with (writes of less than 2 MiB make
-     * small ones), whatever the mapping asks for. Pages another process maps stay. */
-    if (p != MAP_FAILED && policy == ELLM_PAGES_RELOAD && cached_in_small_pages(p, size)) {
-        munmap(p, size);
-        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        p = map_advised(fd, size, policy);
-    }
-#else
     void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-#endif
     int e = errno;
+#if defined(HAVE_LINUX_THP)
+    /* Decode streams every weight once per token, so its TLB misses are one per page. Where the
+     * filesystem caches files in large folios (ext4, xfs on recent kernels), 2 MiB folios get one
+     * page-table entry each; MADV_HUGEPAGE makes a cold read cache the whole file in 2 MiB folios
+     * (readahead alone: 94 % here). Failure only means smaller pages. */
+    if (p != MAP_FAILED)
+        (void)madvise(p, size,
+                      ellm_page_policy_from_env() == ELLM_PAGES_SMALL ? MADV_NOHUGEPAGE
+                                                                      : MADV_HUGEPAGE);
+#endif
     close(fd);
     if (p == MAP_FAILED)
         return ellm_fail(EDGELLM_ERR_IO, "cannot map '%s': %s", path, strerror(e));

@@ -16,14 +16,8 @@ typedef struct ellm_mapped_file {
 
 /* How file mappings ask for pages, from EDGELLM_HUGEPAGES (Linux; elsewhere the system's pages):
  * unset or "1"/"on": 2 MiB pages where the kernel can give them (MADV_HUGEPAGE); "0"/"off":
- * 4 KiB pages (MADV_NOHUGEPAGE); "reload": as "on", and when the page cache holds the file in
- * small pages (a file just written in small chunks), the cached pages no process maps are dropped
- * so that they are read again from storage into huge ones. */
-typedef enum ellm_page_policy {
-    ELLM_PAGES_HUGE,
-    ELLM_PAGES_SMALL,
-    ELLM_PAGES_RELOAD
-} ellm_page_policy;
+ * 4 KiB page-table entries even over 2 MiB folios (MADV_NOHUGEPAGE), for comparisons. */
+typedef enum ellm_page_policy { ELLM_PAGES_HUGE, ELLM_PAGES_SMALL } ellm_page_policy;
 
 ellm_page_policy ellm_page_policy_from_env(void);
 
