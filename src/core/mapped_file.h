@@ -3,7 +3,9 @@
 #ifndef EDGELLM_CORE_MAPPED_FILE_H
 #define EDGELLM_CORE_MAPPED_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "edgellm.h"
 
@@ -12,7 +14,22 @@ typedef struct ellm_mapped_file {
     size_t size;
 } ellm_mapped_file;
 
+/* How file mappings ask for pages, from EDGELLM_HUGEPAGES (Linux; elsewhere the system's pages):
+ * unset or "1"/"on": 2 MiB pages where the kernel can give them (MADV_HUGEPAGE); "0"/"off":
+ * 4 KiB page-table entries even over 2 MiB folios (MADV_NOHUGEPAGE), for comparisons. */
+typedef enum ellm_page_policy { ELLM_PAGES_HUGE, ELLM_PAGES_SMALL } ellm_page_policy;
+
+ellm_page_policy ellm_page_policy_from_env(void);
+
 edgellm_status ellm_map_file(const char *path, ellm_mapped_file *out);
 void ellm_unmap_file(ellm_mapped_file *file);
+
+/* Bytes resident and bytes mapped by huge pages (anonymous, file or shmem PMD mappings) in this
+ * process's mappings of the file at path (when path is not NULL), else in those overlapping
+ * [addr, addr + len), as /proc/self/smaps gives them. False where that cannot be read. */
+typedef struct ellm_page_counts {
+    uint64_t resident, huge;
+} ellm_page_counts;
+bool ellm_page_counts_of(const void *addr, size_t len, const char *path, ellm_page_counts *out);
 
 #endif

@@ -13,6 +13,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
+#include "core/mapped_file.h"
 #include "machine.h"
 #include "store/store.h"
 
@@ -476,6 +477,14 @@ int cmd_bench(int argc, char **argv)
     double prefill = median(pf, (int)reps), decode = median(dc, (int)reps),
            ttft = median(tt, (int)reps);
     double peak_gb = (double)cli_peak_rss_bytes() / 1e9;
+    /* Whether the weights got the pages asked for depends on how the page cache holds the file
+     * (mapped_file.c), so the record says what they got. */
+    ellm_page_counts wpages;
+    double weights_huge = ellm_page_counts_of(NULL, 0, path, &wpages) && wpages.resident
+                              ? (double)wpages.huge / (double)wpages.resident
+                              : -1;
+    const char *pages_env = getenv("EDGELLM_HUGEPAGES");
+    const char *pages_asked = pages_env && *pages_env ? pages_env : "on";
     machine_bandwidth bandwidth = machine_read_bandwidth((int)threads);
     double bw = bandwidth.gbs;
     double fma = machine_fma_peak_gflops((int)threads);
@@ -545,8 +554,10 @@ int cmd_bench(int argc, char **argv)
                n_prompt, n_gen, reps, bw, fma, machine_fma_isa(), bytes_per_token, flops_per_token,
                decode_eff, prefill_eff, prefill_eff_fma, kernel_peak);
         printf("\"memory_bandwidth_cpu_share\": %.2f, \"memory_bandwidth_spread\": %.3f, "
-               "\"arithmetic\": {",
-               bandwidth.cpu_share, bandwidth.spread);
+               "\"huge_pages\": {\"asked\": \"%s\", \"weights\": %.3f, "
+               "\"bandwidth_buffer\": %.3f}, \"arithmetic\": {",
+               bandwidth.cpu_share, bandwidth.spread, pages_asked, weights_huge,
+               bandwidth.huge_fraction);
         for (int i = 0; i < mix.n; i++)
             printf("%s\"%s\": {\"share\": %.4f, \"peak_gops\": %.1f}", i ? ", " : "", mix.name[i],
                    mix.ops[i] / flops_per_token, mix.peak[i]);
@@ -593,6 +604,10 @@ int cmd_bench(int argc, char **argv)
             printf("%-22s the bandwidth threads had %.0f%% of their cores (other processes ran): "
                    "the GB/s and the decode efficiency are not the machine's\n",
                    "warning", bandwidth.cpu_share * 100.0);
+        printf("%-22s EDGELLM_HUGEPAGES=%s: weights %.0f%% in 2 MiB pages (of %.2f GB resident), "
+               "bandwidth buffer %.0f%%\n",
+               "huge_pages", pages_asked, weights_huge * 100.0, (double)wpages.resident / 1e9,
+               bandwidth.huge_fraction * 100.0);
         printf("%-22s %.1f%%  (%.0f MB/token x %.2f tok/s / %.1f GB/s)\n", "decode_efficiency",
                decode_eff * 100.0, bytes_per_token / 1e6, decode, bw);
         printf("%-22s %.1f%%  (%.2f GOP/token x %.1f tok/s / %.1f GOP/s, the peak of:",

@@ -2,8 +2,11 @@
  * ISA function by function and run only on CPUs that have it; elsewhere portable loops give a
  * (lower) figure. The FMA peak is the widest vector FMA the CPU has, so that an efficiency
  * computed against it is never flattered by measuring a narrower unit than the kernels use. */
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
 #define _POSIX_C_SOURCE 200809L
 #include "machine.h"
+
+#include <sys/mman.h>
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -13,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "core/mapped_file.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -223,6 +228,42 @@ static bool read_team_run(read_team *t, int threads)
     return ok;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* The buffer gets the pages the weights' mapping asks for (EDGELLM_HUGEPAGES, mapped_file.h), so
+ * that the bandwidth and the decode it is compared with pay the same TLB misses: a 2 MiB-aligned
+ * anonymous region with MADV_HUGEPAGE (this kernel's THP mode is "madvise", so a plain
+ * allocation gets 4 KiB pages), or MADV_NOHUGEPAGE. *region is what to unmap. */
+static uint8_t *pages_like_weights(size_t bytes, uint8_t **region)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    void *p = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                   0);
+    if (p == MAP_FAILED)
+        return NULL;
+    *region = p;
+    uint8_t *buf = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    (void)madvise(buf, bytes,
+                  ellm_page_policy_from_env() == ELLM_PAGES_SMALL ? MADV_NOHUGEPAGE
+                                                                  : MADV_HUGEPAGE);
+    return buf;
+#else
+    *region = aligned_alloc(64, bytes);
+    return *region;
+#endif
+}
+
+static void free_pages_like_weights(uint8_t *region, size_t bytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (region)
+        munmap(region, bytes + HUGE_PAGE);
+#else
+    (void)bytes;
+    free(region);
+#endif
+}
+
 /* Best of ten repetitions of at least 50 ms each (0.5 s of reading): each long enough that the
  * start barrier's skew and the timer do not count, short enough that on a busy machine some
  * repetition may find all the threads running at once (repetitions of 0.3 s found none at load
@@ -240,7 +281,8 @@ machine_bandwidth machine_read_bandwidth(int threads)
      * memory. Not sized from sysconf's L3 figure: in this VM it reports 508 MiB, the host's. */
     size_t size = (size_t)512 << 20;
     size_t per = size / (size_t)used / 128 * 128;
-    uint8_t *buf = aligned_alloc(64, per * (size_t)used);
+    uint8_t *region = NULL;
+    uint8_t *buf = pages_like_weights(per * (size_t)used, &region);
     if (!buf)
         return r;
     double wall[READ_REPS + 1] = {0}, cpu[READ_REPS + 1] = {0};
@@ -248,9 +290,13 @@ machine_bandwidth machine_read_bandwidth(int threads)
     read_team t = {
         .buf = buf, .per = per, .passes = 1, .reps = 1, .touch = true, .wall = wall, .cpu = cpu};
     if (!read_team_run(&t, used) || wall[0] <= 0) {
-        free(buf);
+        free_pages_like_weights(region, per * (size_t)used);
         return r;
     }
+    ellm_page_counts pages;
+    r.huge_fraction = ellm_page_counts_of(buf, per * (size_t)used, NULL, &pages) && pages.resident
+                          ? (double)pages.huge / (double)pages.resident
+                          : -1;
     double passes = READ_MIN_SECONDS / wall[0] + 1;
     t.passes = passes > 1000 ? 1000 : (int)passes;
     t.reps = READ_REPS;
@@ -271,7 +317,7 @@ machine_bandwidth machine_read_bandwidth(int threads)
             lo = rates[rep] < lo ? rates[rep] : lo;
         r.spread = r.gbs > 0 ? (r.gbs - lo) / r.gbs : 0;
     }
-    free(buf);
+    free_pages_like_weights(region, per * (size_t)used);
     return r;
 }
 

@@ -8,8 +8,10 @@
  * the CPU time the threads got in that repetition over threads x its wall time: below about 0.9
  * other processes shared the cores and the figure is low. spread is (best - worst) / best over
  * the repetitions. */
+/* The buffer's pages are the ones the weights' mapping asks for (EDGELLM_HUGEPAGES);
+ * huge_fraction is the share of it the kernel gave in 2 MiB pages (-1: not known). */
 typedef struct machine_bandwidth {
-    double gbs, cpu_share, spread;
+    double gbs, cpu_share, spread, huge_fraction;
 } machine_bandwidth;
 machine_bandwidth machine_read_bandwidth(int threads);
 /* Peak single-precision FMA throughput with independent accumulators, in GFLOP/s, with the
