@@ -179,8 +179,7 @@ ALWAYS_INLINE const int8_t *token_block(tile_kind kind, const token_view *v, int
 }
 
 /* The accumulators of one token: the single-row kernel's lane-g sums of even (acc[0]) and odd
- * (acc[1]) blocks, one row per lane, and its minimum terms; for the has_block_sums kinds,
- * acc[0][k] is its lane-k sum (blocks i % 8 == k). */
+ * (acc[1]) blocks, one row per lane, and its minimum terms (not the has_block_sums kinds'). */
 typedef struct token_sums {
     __m256 acc[2][LANE_GROUPS];
     __m256 mins[2];
@@ -225,7 +224,7 @@ ALWAYS_INLINE void sweep_chunk(tile_kind kind, const chunk *C, int64_t b0, int k
  * 2 x 128 x 127, so each takes its sign move and its own widening madd. */
 ALWAYS_INLINE void sweep_resident(tile_kind kind, const uint8_t *const *rows, int64_t b,
                                   const uint8_t *x, size_t x_stride, ellm_q8_0_ext_layout L,
-                                  token_sums *s, int nt)
+                                  __m256 (*s)[LANE_GROUPS], int nt)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     chunk C;
@@ -263,7 +262,7 @@ ALWAYS_INLINE void sweep_resident(tile_kind kind, const uint8_t *const *rows, in
         float da;
         memcpy(&da, qa + d_off, 4);
         __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
-        __m256 *acc = &s[t].acc[0][lane];
+        __m256 *acc = &s[t][lane];
         *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(total), *acc);
     }
 }
@@ -271,11 +270,12 @@ ALWAYS_INLINE void sweep_resident(tile_kind kind, const uint8_t *const *rows, in
 /* The single-row kernel's final sum: hsum256 of its accumulator (acc0 + acc1 for the kinds with
  * two: the halves, then the upper pair onto the lower, then the last two lanes), then the minimum
  * terms. */
-ALWAYS_INLINE __m256 finish(tile_kind kind, const token_sums *s)
+ALWAYS_INLINE __m256 finish(tile_kind kind, const __m256 block_acc[LANE_GROUPS],
+                            const token_sums *s)
 {
     __m256 v[LANE_GROUPS];
     for (int g = 0; g < LANE_GROUPS; g++)
-        v[g] = has_block_sums(kind) ? s->acc[0][g] : _mm256_add_ps(s->acc[0][g], s->acc[1][g]);
+        v[g] = has_block_sums(kind) ? block_acc[g] : _mm256_add_ps(s->acc[0][g], s->acc[1][g]);
     __m256 even = _mm256_add_ps(_mm256_add_ps(v[0], v[4]), _mm256_add_ps(v[2], v[6]));
     __m256 odd = _mm256_add_ps(_mm256_add_ps(v[1], v[5]), _mm256_add_ps(v[3], v[7]));
     __m256 sum = _mm256_add_ps(even, odd);
@@ -292,6 +292,9 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
     chunk C;
     token_sums sums[TOKEN_STEP];
+    /* The has_block_sums kinds' accumulators (lane k: blocks i % 8 == k), apart from sums so that
+     * a step's share of L1 is 256 bytes a token instead of 576. */
+    __m256 block_acc[TOKEN_STEP][LANE_GROUPS];
     for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS) {
         int nr = n_rows - r0 < GROUP_ROWS ? (int)(n_rows - r0) : GROUP_ROWS;
         /* A short last group repeats its last row in the unused lanes, which are not stored. */
@@ -309,11 +312,15 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
                 views[t].x = x + (size_t)(t0 + t) * x_stride;
                 views[t].ext_d = (const float *)(views[t].x + L.scales_offset);
                 views[t].ext_sums = (const int32_t *)(views[t].x + L.block_sums_offset);
-                memset(&sums[t], 0, sizeof sums[t]);
+                if (has_block_sums(kind))
+                    memset(block_acc[t], 0, sizeof block_acc[t]);
+                else
+                    memset(&sums[t], 0, sizeof sums[t]);
             }
             if (has_block_sums(kind)) {
                 for (int64_t b = 0; b < nb; b++)
-                    sweep_resident(kind, rows, b, x + (size_t)t0 * x_stride, x_stride, L, sums, nt);
+                    sweep_resident(kind, rows, b, x + (size_t)t0 * x_stride, x_stride, L, block_acc,
+                                   nt);
             } else {
                 for (int64_t b0 = 0; b0 < nb; b0 += CHUNK_BLOCKS) {
                     int kb = nb - b0 < CHUNK_BLOCKS ? (int)(nb - b0) : CHUNK_BLOCKS;
@@ -326,7 +333,7 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
             }
             for (int t = 0; t < nt; t++)
                 _mm256_maskstore_ps(y + (t0 + t) * y_stride + r0, store_mask,
-                                    finish(kind, &sums[t]));
+                                    finish(kind, block_acc[t], &sums[t]));
         }
     }
 }
