@@ -441,6 +441,82 @@ static void test_extended_activation_rows(void)
 #endif
 }
 
+/* Q4_0 and Q8_0 tiles at their integer extremes: levels at the ends of their range (Q4_0 all
+ * nibbles 15 or 0, Q8_0 -128 and 127) against activations of +-127, with every scale 1, so each
+ * (row, token) value is an integer below 2^24 that every kernel must give exactly, whatever its
+ * order. The Q4_0 tiles sum a block's pair products in 16 bits and Q8_0's widen each pair; a
+ * shortcut that lets either saturate fails here. Tokens run past one 64-token step. */
+static void test_gemm_tiles_extremes(void)
+{
+    enum { N = 512, NB = N / 32, ROWS = 9, TOK = 66 };
+    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
+    static float x[TOK][N], y[TOK][ROWS];
+    static int level[ROWS][N];
+    static uint8_t plain[TOK][NB * sizeof(block_q8_0)];
+    static block_q4_0 w4[ROWS][NB];
+    static block_q8_0 w8[ROWS][NB];
+    uint8_t *xe = malloc(L.row_bytes * TOK);
+    CHECK(xe != NULL);
+    if (!xe)
+        return;
+    for (int t = 0; t < TOK; t++) {
+        for (int i = 0; i < N; i++) {
+            int sign = t % 3 == 0 ? 1 : t % 3 == 1 ? -1 : (frand() < 0 ? -1 : 1);
+            x[t][i] = 127.0f * (float)sign;
+        }
+        ellm_quantize_q8_0_ext(x[t], xe + (size_t)t * L.row_bytes, N);
+        ellm_quantize_row(ELLM_TYPE_Q8_0, x[t], plain[t], N);
+    }
+    const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q8_0};
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    for (size_t ty = 0; ty < 2; ty++) {
+        bool q4 = types[ty] == ELLM_TYPE_Q4_0;
+        /* Rows: the top level everywhere, the bottom one, the two alternating, random levels. */
+        for (int r = 0; r < ROWS; r++)
+            for (int i = 0; i < N; i++) {
+                int lo = q4 ? -8 : -128, hi = q4 ? 7 : 127;
+                int pick = r % 4 == 0 ? hi : r % 4 == 1 ? lo : r % 4 == 2 ? (i % 2 ? hi : lo) : -1;
+                level[r][i] = pick != -1 ? pick : lo + (int)((frand() + 1.0f) * 0.5f * (hi - lo));
+                if (level[r][i] > hi)
+                    level[r][i] = hi;
+            }
+        for (int r = 0; r < ROWS; r++)
+            for (int b = 0; b < NB; b++) {
+                w4[r][b].d = w8[r][b].d = ellm_f32_to_f16(1.0f);
+                for (int j = 0; j < 32; j++)
+                    w8[r][b].qs[j] = (int8_t)level[r][32 * b + j];
+                for (int j = 0; j < 16 && q4; j++)
+                    w4[r][b].qs[j] = (uint8_t)((unsigned)(level[r][32 * b + j] + 8) |
+                                               (unsigned)(level[r][32 * b + 16 + j] + 8) << 4);
+            }
+        const uint8_t *wq = q4 ? (const uint8_t *)w4 : (const uint8_t *)w8;
+        size_t rb = q4 ? sizeof w4[0] : sizeof w8[0];
+        for (int set = 0; set < n_sets && set < 8; set++) {
+            CHECK(ellm_quant_use_kernel_set(sets[set]));
+            ellm_gemm_fn gemm = ellm_gemm_for(types[ty]);
+            const ellm_type_kernels *k = ellm_kernels_for(types[ty]);
+            if (gemm)
+                gemm(N, wq, rb, ROWS, xe, L.row_bytes, TOK, &y[0][0], ROWS);
+            for (int t = 0; t < TOK; t++)
+                for (int r = 0; r < ROWS; r++) {
+                    int64_t exact = 0;
+                    for (int i = 0; i < N; i++)
+                        exact += (int64_t)level[r][i] * (x[t][i] > 0 ? 127 : -127);
+                    float single;
+                    k->vec_dot(N, &single, wq + r * rb, plain[t]);
+                    CHECK_MSG(single == (float)exact, "%s %s row %d token %d: %.9g, exact %lld",
+                              sets[set], ellm_type_name(types[ty]), r, t, single, (long long)exact);
+                    CHECK_MSG(!gemm || y[t][r] == (float)exact,
+                              "%s %s gemm row %d token %d: %.9g, exact %lld", sets[set],
+                              ellm_type_name(types[ty]), r, t, y[t][r], (long long)exact);
+                }
+        }
+    }
+    ellm_quant_use_kernel_set(NULL);
+    free(xe);
+}
+
 /* Every set's converters to the wide activation layouts give the bytes of the portable
  * conversion (the reference blocks rearranged): random rows, rows of exact .5 ties (scale 1:
  * an extreme of 127 in Q8_0, of -128 in Q8_K), zero blocks, and a row whose blocks mix the three
@@ -1014,6 +1090,7 @@ int main(void)
     test_q8_K_activations();
     test_kernels_match_reference();
     test_gemm_tiles();
+    test_gemm_tiles_extremes();
     test_extended_activation_rows();
     test_wide_row_quantizers();
     test_gemm_f16_tiles();

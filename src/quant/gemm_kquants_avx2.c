@@ -336,6 +336,11 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
                     __m256i sc0 = B.sc[p][high], sc1 = B.sc[p][1];
                     for (int t = 0; t < nt; t++) {
                         const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
+                        /* The step's activations are in L2: the next line of this token's
+                         * super-block, asked for one piece ahead (Q4_K, Q6_K, Q2_K 2-4 points of
+                         * the peak in gemm_micro; IQ4_XS, compute-bound, within the noise). */
+                        if (!high)
+                            _mm_prefetch((const char *)(a->qs + 32 * p) + 64, _MM_HINT_T0);
                         __m256i s = piece_sum(kind, wp, sc0, sc1, a->qs + 32 * p);
                         isum[t] = pass == 0 ? s : _mm256_add_epi32(isum[t], s);
                     }
