@@ -58,9 +58,10 @@ typedef struct ellm_row_objective {
 bool ellm_row_objective_init(ellm_row_objective *o, int64_t n, const float *w, const float *mu,
                              const float *dirs, int k);
 void ellm_row_objective_free(ellm_row_objective *o);
-/* Rounds a row under the objective: the 32-value types value by value, the K-quants and IQ4_XS
+/* Rounds a row under the objective: the 32-value types value by value (Q4_0, Q5_0 and IQ4_NL
+ * then refit their scales under it and choose their levels again), the K-quants and IQ4_XS
  * super-block by super-block; other types (and a row of another width) as
- * ellm_quantize_row_weighted with w. scratch holds n floats. */
+ * ellm_quantize_row_weighted with w. scratch holds 3 n floats. */
 size_t ellm_quantize_row_objective(ellm_type type, const float *src, void *dst, int64_t n,
                                    const ellm_row_objective *o, float *scratch);
 /* sum_j w[j] (src[j] - dequantized q[j])^2 (w NULL: all 1); scratch holds n floats. */

@@ -540,10 +540,11 @@ static int feedback_span(ellm_type type)
     }
 }
 
-/* Rounds x in order under the prepared objective (see above); target holds n floats. */
+/* Rounds x in order under the prepared objective (see above); target holds n floats. With
+ * keep_scales the 32-value blocks keep the scales out holds and only their levels are chosen. */
 static void round_in_order(ellm_type type, const float *x, uint8_t *out, int64_t n, int r,
                            const float *search_w, const float *d, const float *u, const float *gain,
-                           const float *block, float *target)
+                           const float *block, float *target, bool keep_scales)
 {
     const int span = feedback_span(type);
     const ellm_type_traits *tr = ellm_type_traits_of(type);
@@ -551,6 +552,8 @@ static void round_in_order(ellm_type type, const float *x, uint8_t *out, int64_t
     double b[ELLM_OBJECTIVE_MAX_RANK] = {0};
     for (int64_t o = 0; o + span <= n; o += span, out += span_bytes) {
         const float *p = block + (o / BLOCK) * r * r;
+        if (keep_scales && span == BLOCK)
+            goto levels;
         double c[ELLM_OBJECTIVE_MAX_RANK];
         for (int i = 0; i < r; i++) {
             c[i] = 0;
@@ -572,6 +575,7 @@ static void round_in_order(ellm_type type, const float *x, uint8_t *out, int64_t
                     b[i] += (double)u[j * r + i] * (target[j] - x[j]);
             continue;
         }
+    levels:;
         float grid[32];
         int n_grid = block_grid(type, out, grid);
         uint8_t level[BLOCK];
@@ -616,7 +620,7 @@ size_t ellm_quantize_row_weighted_mean(ellm_type type, const float *x, void *dst
     float *d = scratch, *target = scratch + n, *gain = scratch + 2 * n, *block = scratch + 3 * n;
     leftover_diagonal(n, 1, w, mu, d);
     prepare_gains(n, 1, mu, d, gain, block);
-    round_in_order(type, x, dst, n, 1, d, d, mu, gain, block, target);
+    round_in_order(type, x, dst, n, 1, d, d, mu, gain, block, target, false);
     return (size_t)(n / BLOCK) * ellm_type_traits_of(type)->block_bytes;
 }
 
@@ -661,15 +665,100 @@ void ellm_row_objective_free(ellm_row_objective *o)
     memset(o, 0, sizeof *o);
 }
 
+/* e^T (D + U U^T) e for the row's errors as quantized; tmp holds n floats. */
+static double objective_error(ellm_type type, const float *x, const void *q, int64_t n,
+                              const ellm_row_objective *o, float *tmp)
+{
+    ellm_dequantize_row(type, q, tmp, n);
+    double e2 = 0, proj[ELLM_OBJECTIVE_MAX_RANK] = {0};
+    for (int64_t j = 0; j < n; j++) {
+        double e = (double)tmp[j] - x[j];
+        e2 += o->d[j] * e * e;
+        for (int i = 0; i < o->rank; i++)
+            proj[i] += o->u[j * o->rank + i] * e;
+    }
+    for (int i = 0; i < o->rank; i++)
+        e2 += proj[i] * proj[i];
+    return e2;
+}
+
+/* The block scales s minimising the objective for the levels g stored (the row is G s):
+ * (G^T D G + V V^T) s = G^T D x + V (U^T x) with V = G^T U, solved by Gauss-Seidel sweeps over
+ * the blocks keeping V^T s up to date (the matrix is positive definite, so they converge);
+ * written back as stored scales (half precision). tmp holds n floats. Q4_0, Q5_0, IQ4_NL. */
+static void refit_scales(ellm_type type, const float *x, uint8_t *q, int64_t n,
+                         const ellm_row_objective *o, float *tmp)
+{
+    const int r = o->rank;
+    const size_t bb = ellm_type_traits_of(type)->block_bytes;
+    ellm_dequantize_row(type, q, tmp, n);
+    double ux[ELLM_OBJECTIVE_MAX_RANK] = {0}, vs[ELLM_OBJECTIVE_MAX_RANK] = {0};
+    for (int64_t j = 0; j < n; j++)
+        for (int i = 0; i < r; i++) {
+            ux[i] += o->u[j * r + i] * x[j];
+            vs[i] += o->u[j * r + i] * tmp[j];
+        }
+    for (int sweep = 0; sweep < 6; sweep++)
+        for (int64_t blk = 0; blk < n / BLOCK; blk++) {
+            uint16_t dh; /* every one of these blocks starts with its scale */
+            memcpy(&dh, q + blk * bb, sizeof dh);
+            float s = ellm_f16_to_f32(dh);
+            if (s == 0)
+                continue;
+            double beta = 0, rhs = 0, v[ELLM_OBJECTIVE_MAX_RANK] = {0};
+            for (int64_t j = blk * BLOCK; j < (blk + 1) * BLOCK; j++) {
+                double g = tmp[j] / s;
+                beta += o->d[j] * g * g;
+                rhs += o->d[j] * g * x[j];
+                for (int i = 0; i < r; i++)
+                    v[i] += g * o->u[j * r + i];
+            }
+            double vv = 0, cross = 0;
+            for (int i = 0; i < r; i++) {
+                vv += v[i] * v[i];
+                rhs += v[i] * ux[i];
+                cross += v[i] * (vs[i] - v[i] * s);
+            }
+            if (!(beta + vv > 0))
+                continue;
+            float fresh = ellm_f16_to_f32(ellm_f32_to_f16((float)((rhs - cross) / (beta + vv))));
+            if (!isfinite(fresh) || fresh == 0)
+                continue;
+            for (int i = 0; i < r; i++)
+                vs[i] += v[i] * ((double)fresh - s);
+            for (int64_t j = blk * BLOCK; j < (blk + 1) * BLOCK; j++)
+                tmp[j] = tmp[j] / s * fresh;
+            dh = ellm_f32_to_f16(fresh);
+            memcpy(q + blk * bb, &dh, sizeof dh);
+        }
+}
+
 size_t ellm_quantize_row_objective(ellm_type type, const float *x, void *dst, int64_t n,
                                    const ellm_row_objective *o, float *scratch)
 {
     int span = feedback_span(type);
     if (!o || o->n != n || span == 0 || n % span != 0)
         return ellm_quantize_row_weighted(type, x, dst, n, o && o->n == n ? o->w : NULL);
-    round_in_order(type, x, dst, n, o->rank, o->w, o->d, o->u, o->gain, o->block, scratch);
     const ellm_type_traits *tr = ellm_type_traits_of(type);
-    return (size_t)(n / tr->block_size) * tr->block_bytes;
+    const size_t bytes = (size_t)(n / tr->block_size) * tr->block_bytes;
+    round_in_order(type, x, dst, n, o->rank, o->w, o->d, o->u, o->gain, o->block, scratch, false);
+    if (!(type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q5_0 || type == ELLM_TYPE_IQ4_NL))
+        return bytes;
+    /* The scales refit under the whole objective for the levels chosen, then the levels chosen
+     * again under the refit scales: the best of the three. */
+    uint8_t *first = (uint8_t *)(scratch + 2 * n), *refit = first + bytes;
+    float *tmp = scratch + n;
+    memcpy(first, dst, bytes);
+    double e_first = objective_error(type, x, dst, n, o, tmp);
+    refit_scales(type, x, dst, n, o, tmp);
+    memcpy(refit, dst, bytes);
+    double e_refit = objective_error(type, x, dst, n, o, tmp);
+    round_in_order(type, x, dst, n, o->rank, o->w, o->d, o->u, o->gain, o->block, scratch, true);
+    double e_again = objective_error(type, x, dst, n, o, tmp);
+    if (e_again <= e_refit && e_again <= e_first)
+        return bytes;
+    memcpy(dst, e_refit <= e_first ? refit : first, bytes);
+    return bytes;
 }
 
 float ellm_weighted_row_error(ellm_type type, const float *x, const void *q, int64_t n,
