@@ -76,7 +76,7 @@ static void output_error(ellm_type type, const float *x, const void *q, const fl
 
 static void test_mean_direction(void)
 {
-    float mu[N_COLS], var[N_COLS], scratch[2 * N_COLS];
+    float mu[N_COLS], var[N_COLS], scratch[4 * N_COLS];
     for (int j = 0; j < N_COLS; j++) {
         mu[j] = test_rand_gauss(&rng);
         float sd = 0.5f * expf(0.5f * test_rand_gauss(&rng));

@@ -78,6 +78,10 @@ typedef struct ellm_quantize_options {
      * that have importances: the rounding then also keeps the row's errors from adding up into
      * an output bias (ellm_quantize_row_weighted_mean). May be NULL, or return NULL. */
     const float *(*mean_value)(void *user, const char *tensor, int64_t n_cols);
+    /* The leading directions of the activations' covariance for a matrix with importances (an
+     * imatrix's "in_cov_vecs" times the roots of "in_cov_vals"): *k vectors of n_cols, which the
+     * rounding's error feedback also carries (ellm_row_objective). May be NULL, or return NULL. */
+    const float *(*directions)(void *user, const char *tensor, int64_t n_cols, int *k);
 } ellm_quantize_options;
 
 /* Writes in_path's model with its matrices converted to target (atomically: a temp file renamed

@@ -21,6 +21,8 @@ typedef struct requant {
     ellm_threadpool *pool;
     const float *importance; /* per input column, floored (see importance_weights); or NULL */
     const float *mean_value; /* per input column, the mean activation (with importance); or NULL */
+    const float *directions; /* n_dirs vectors of n_cols: the covariance's leading directions */
+    int n_dirs;
     char *name;
 } requant;
 
@@ -28,12 +30,13 @@ typedef struct requant_rows {
     const requant *r;
     uint8_t *dst;
     uint64_t n_rows, src_rb, dst_rb;
-    float *rows;     /* ROW_FLOATS rows of floats per thread */
-    int64_t bad_row; /* a row holding NaN or infinity, -1 while none is found */
+    const ellm_row_objective *objective; /* with means or directions; or NULL */
+    float *rows;                         /* ROW_FLOATS rows of floats per thread */
+    int64_t bad_row;                     /* a row holding NaN or infinity, -1 while none is found */
 } requant_rows;
 
 /* A row and the scratch of ellm_quantize_row_weighted_mean. */
-#define ROW_FLOATS 3
+#define ROW_FLOATS 5
 
 /* Rows are independent, so threads take interleaved rows; the bytes do not depend on the split. */
 static void requantize_rows(void *arg, int ith, int nth)
@@ -49,8 +52,13 @@ static void requantize_rows(void *arg, int ith, int nth)
         const ellm_quantize_options *o = j->r->options;
         if (o->transform_row)
             o->transform_row(o->user, j->r->name, i, row, (int64_t)t->ne[0]);
-        ellm_quantize_row_weighted_mean(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0],
-                                        j->r->importance, j->r->mean_value, row + t->ne[0]);
+        if (j->objective)
+            ellm_quantize_row_objective(j->r->type, row, j->dst + i * j->dst_rb, (int64_t)t->ne[0],
+                                        j->objective, row + t->ne[0]);
+        else
+            ellm_quantize_row_weighted_mean(j->r->type, row, j->dst + i * j->dst_rb,
+                                            (int64_t)t->ne[0], j->r->importance, j->r->mean_value,
+                                            row + t->ne[0]);
     }
 }
 
@@ -95,10 +103,20 @@ static edgellm_status fill_requantized(void *user, void *dst, uint64_t n_bytes)
             return st;
     } else {
         int nth = r->pool ? ellm_threadpool_size(r->pool) : 1;
+        /* Prepared once per matrix, with covariance directions; without them (or memory for
+         * them) the rows take the mean alone, the bytes of files without directions as before. */
+        ellm_row_objective objective;
+        if (r->importance && r->n_dirs > 0 &&
+            ellm_row_objective_init(&objective, (int64_t)t->ne[0], r->importance, r->mean_value,
+                                    r->directions, r->n_dirs))
+            j.objective = &objective;
         j.rows = malloc((size_t)nth * ROW_FLOATS * t->ne[0] * sizeof *j.rows);
+        if (j.rows)
+            ellm_threadpool_run(r->pool, requantize_rows, &j);
+        if (j.objective)
+            ellm_row_objective_free(&objective);
         if (!j.rows)
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a row");
-        ellm_threadpool_run(r->pool, requantize_rows, &j);
         free(j.rows);
     }
     if (j.bad_row >= 0)
@@ -682,7 +700,7 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
         const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         if (is_training_state(t->name))
             continue;
-        jobs[i] = (requant){t, plan[i], o, kept++, n_kept, pool, NULL, NULL, NULL};
+        jobs[i] = (requant){t, plan[i], o, kept++, n_kept, pool, NULL, NULL, NULL, 0, NULL};
         char *name = ellm_gguf_str_dup(t->name);
         jobs[i].name = name;
         if (!name) {
@@ -693,6 +711,10 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
             jobs[i].importance = importance_weights(o, name, jobs[i].type, (int64_t)t->ne[0]);
         if (jobs[i].importance && o->mean_value)
             jobs[i].mean_value = o->mean_value(o->user, name, (int64_t)t->ne[0]);
+        if (jobs[i].importance && o->directions)
+            jobs[i].directions = o->directions(o->user, name, (int64_t)t->ne[0], &jobs[i].n_dirs);
+        if (!jobs[i].directions)
+            jobs[i].n_dirs = 0;
         if (fell_back[i] && o->on_fallback)
             o->on_fallback(o->user, name, wanted[i], jobs[i].type);
         st = ellm_gguf_writer_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne,

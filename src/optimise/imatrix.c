@@ -20,6 +20,10 @@ typedef struct imatrix_entry {
     float *sum;        /* per column, sum of the activations; NULL when the file has none */
     float *mean_value; /* sum / count, or NULL */
     float count;       /* rows seen */
+    int k;             /* covariance directions; 0 when the file has none */
+    float *vecs;       /* k unit eigenvectors of n_cols values, leading first */
+    float *vals;       /* k eigenvalues of the rows' scatter sum_rows (x - mu)(x - mu)^T */
+    float *dirs;       /* k vectors: vecs times sqrt(vals / count) */
 } imatrix_entry;
 
 struct ellm_imatrix {
@@ -35,17 +39,85 @@ struct ellm_imatrix {
 
 #define N_INPUTS 5 /* the ellm_matrix_input values */
 
+/* Inputs up to this width keep their whole scatter matrix sum x x^T (n^2 doubles, an exact
+ * eigendecomposition at the end); wider ones a sketch of it, the scatter matrix times a random
+ * n x l matrix (n l doubles, its leading eigenvectors by the Nystrom method). */
+#define EXACT_MAX_COLS 256
+
 typedef struct accumulator {
     double *sum2, *sum;
     int64_t n_cols;
     double rows;
+    int sketch_cols; /* l; 0 for the exact scatter matrix */
+    double *scatter; /* n x n, or n x l: sum over rows of x (x^T omega); NULL without directions */
+    float *omega;    /* n x l Gaussian test matrix of the sketch */
 } accumulator;
 
 typedef struct collector {
     accumulator *acc; /* (n_layer + 1) * N_INPUTS; the head is in the last layer slot */
     int32_t n_layer;
+    int rank; /* covariance directions to keep per input */
     bool failed;
 } collector;
+
+/* A fixed-seed Gaussian test matrix (Box-Muller on splitmix64): the same file for the same run. */
+static void gaussian_fill(float *v, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i += 2) {
+        double u[2];
+        for (int k = 0; k < 2; k++) {
+            uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            z ^= z >> 31;
+            u[k] = ((double)(z >> 11) + 0.5) / 9007199254740992.0;
+        }
+        double rad = sqrt(-2 * log(u[0])), ang = 6.283185307179586 * u[1];
+        v[i] = (float)(rad * cos(ang));
+        if (i + 1 < n)
+            v[i + 1] = (float)(rad * sin(ang));
+    }
+}
+
+static bool start_scatter(accumulator *a, int rank, uint64_t seed)
+{
+    int64_t n = a->n_cols;
+    if (n <= EXACT_MAX_COLS) {
+        a->scatter = calloc((size_t)(n * n), sizeof *a->scatter);
+        return a->scatter != NULL;
+    }
+    a->sketch_cols = (int)(2 * rank + 8 < n ? 2 * rank + 8 : n);
+    a->scatter = calloc((size_t)n * (size_t)a->sketch_cols, sizeof *a->scatter);
+    a->omega = malloc((size_t)n * (size_t)a->sketch_cols * sizeof *a->omega);
+    if (a->omega)
+        gaussian_fill(a->omega, (size_t)n * (size_t)a->sketch_cols, seed);
+    return a->scatter && a->omega;
+}
+
+static void add_to_scatter(accumulator *a, const float *row)
+{
+    int64_t n = a->n_cols;
+    if (!a->sketch_cols) {
+        for (int64_t i = 0; i < n; i++) {
+            double xi = row[i], *s = a->scatter + i * n;
+            for (int64_t j = i; j < n; j++)
+                s[j] += xi * row[j];
+        }
+        return;
+    }
+    int l = a->sketch_cols;
+    double p[2 * ELLM_OBJECTIVE_MAX_RANK + 8] = {0};
+    for (int64_t j = 0; j < n; j++) {
+        const float *om = a->omega + j * l;
+        for (int c = 0; c < l; c++)
+            p[c] += (double)row[j] * om[c];
+    }
+    for (int64_t j = 0; j < n; j++) {
+        double *s = a->scatter + j * l, xj = row[j];
+        for (int c = 0; c < l; c++)
+            s[c] += xj * p[c];
+    }
+}
 
 static void observe_input(void *user, int32_t layer, ellm_matrix_input which, const float *x,
                           int32_t n_rows, int64_t n_cols)
@@ -57,7 +129,8 @@ static void observe_input(void *user, int32_t layer, ellm_matrix_input which, co
         a->sum2 = calloc((size_t)n_cols, sizeof *a->sum2);
         a->sum = calloc((size_t)n_cols, sizeof *a->sum);
         a->n_cols = n_cols;
-        if (!a->sum2 || !a->sum) {
+        if (!a->sum2 || !a->sum ||
+            (c->rank > 0 && !start_scatter(a, c->rank, (uint64_t)(slot * N_INPUTS + which)))) {
             c->failed = true;
             return;
         }
@@ -68,8 +141,210 @@ static void observe_input(void *user, int32_t layer, ellm_matrix_input which, co
             a->sum2[j] += (double)row[j] * row[j];
             a->sum[j] += row[j];
         }
+        if (a->scatter)
+            add_to_scatter(a, row);
     }
     a->rows += n_rows;
+}
+
+/* Eigenvalues (ev) and unit eigenvectors (columns of v, n x n) of the symmetric matrix a, which
+ * is destroyed: cyclic Jacobi rotations until the off-diagonal part is negligible. */
+static void jacobi_eigen(double *a, int64_t n, double *v, double *ev)
+{
+    for (int64_t i = 0; i < n * n; i++)
+        v[i] = i % (n + 1) == 0;
+    for (int sweep = 0; sweep < 60; sweep++) {
+        double off = 0, all = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) {
+                all += a[i * n + j] * a[i * n + j];
+                if (i != j)
+                    off += a[i * n + j] * a[i * n + j];
+            }
+        if (off <= 1e-24 * all)
+            break;
+        for (int64_t p = 0; p < n; p++)
+            for (int64_t q = p + 1; q < n; q++) {
+                double apq = a[p * n + q];
+                if (apq == 0)
+                    continue;
+                double theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
+                double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
+                double c = 1 / sqrt(t * t + 1), sn = t * c;
+                for (int64_t k = 0; k < n; k++) { /* columns p and q */
+                    double akp = a[k * n + p], akq = a[k * n + q];
+                    a[k * n + p] = c * akp - sn * akq;
+                    a[k * n + q] = sn * akp + c * akq;
+                }
+                for (int64_t k = 0; k < n; k++) { /* rows p and q */
+                    double apk = a[p * n + k], aqk = a[q * n + k];
+                    a[p * n + k] = c * apk - sn * aqk;
+                    a[q * n + k] = sn * apk + c * aqk;
+                }
+                for (int64_t k = 0; k < n; k++) {
+                    double vkp = v[k * n + p], vkq = v[k * n + q];
+                    v[k * n + p] = c * vkp - sn * vkq;
+                    v[k * n + q] = sn * vkp + c * vkq;
+                }
+            }
+    }
+    for (int64_t i = 0; i < n; i++)
+        ev[i] = a[i * n + i];
+}
+
+/* The k largest of ev (m of them) with their vectors (column c of vec, m columns of n rows),
+ * into vecs (k x n) and vals (times scale), leading first. */
+static void keep_leading(const double *ev, const double *vec, int64_t n, int64_t m, int k,
+                         double scale, float *vecs, float *vals)
+{
+    bool *used = calloc((size_t)m, sizeof *used);
+    for (int r = 0; r < k; r++) {
+        int64_t best = -1;
+        for (int64_t c = 0; c < m; c++)
+            if (!(used && used[c]) && (best < 0 || ev[c] > ev[best]))
+                best = c;
+        if (used)
+            used[best] = true;
+        vals[r] = (float)(fmax(ev[best], 0) * scale);
+        double norm = 0;
+        for (int64_t i = 0; i < n; i++)
+            norm += vec[i * m + best] * vec[i * m + best];
+        norm = norm > 0 ? 1 / sqrt(norm) : 0;
+        for (int64_t i = 0; i < n; i++)
+            vecs[(int64_t)r * n + i] = (float)(vec[i * m + best] * norm);
+    }
+    free(used);
+}
+
+/* The exact path: the covariance S / N - mu mu^T and its eigendecomposition. */
+static bool exact_directions(const accumulator *a, int k, float *vecs, float *vals)
+{
+    int64_t n = a->n_cols;
+    double *c = malloc((size_t)(n * n) * sizeof *c), *v = malloc((size_t)(n * n) * sizeof *v);
+    double *ev = malloc((size_t)n * sizeof *ev);
+    bool ok = c && v && ev;
+    for (int64_t i = 0; ok && i < n; i++)
+        for (int64_t j = i; j < n; j++)
+            c[i * n + j] = c[j * n + i] = a->scatter[i * n + j] / a->rows -
+                                          a->sum[i] / a->rows * (a->sum[j] / a->rows);
+    if (ok) {
+        jacobi_eigen(c, n, v, ev);
+        keep_leading(ev, v, n, n, k, a->rows, vecs, vals);
+    }
+    free(c);
+    free(v);
+    free(ev);
+    return ok;
+}
+
+/* The sketch path, a fixed-rank Nystrom approximation of the covariance A from Y = A omega:
+ * A ~ Y (omega^T Y)^-1 Y^T = E E^T with E = Y L^-T (omega^T Y = L L^T), whose eigenvectors are
+ * E's left singular vectors; a small shift nu I keeps omega^T Y positive definite and is taken
+ * off the eigenvalues again (Tropp, Yurtsever, Udell and Cevher 2017). */
+static bool sketch_directions(const accumulator *a, int k, float *vecs, float *vals)
+{
+    int64_t n = a->n_cols;
+    int l = a->sketch_cols;
+    double *y = malloc((size_t)n * (size_t)l * sizeof *y), *e = malloc((size_t)n * l * sizeof *e);
+    double *b = malloc((size_t)(l * l) * sizeof *b), *w = malloc((size_t)(l * l) * sizeof *w);
+    double *ev = malloc((size_t)l * sizeof *ev), mo[2 * ELLM_OBJECTIVE_MAX_RANK + 8] = {0};
+    bool ok = y && e && b && w && ev;
+    double norm_y = 0, norm_o = 0;
+    for (int64_t j = 0; ok && j < n; j++)
+        for (int c = 0; c < l; c++)
+            mo[c] += a->sum[j] / a->rows * a->omega[j * l + c];
+    for (int64_t j = 0; ok && j < n; j++)
+        for (int c = 0; c < l; c++) {
+            y[j * l + c] = a->scatter[j * l + c] / a->rows - a->sum[j] / a->rows * mo[c];
+            norm_y += y[j * l + c] * y[j * l + c];
+            norm_o += (double)a->omega[j * l + c] * a->omega[j * l + c];
+        }
+    double nu = ok && norm_o > 0 ? 1e-7 * sqrt(norm_y / norm_o) : 0;
+    bool factored = false;
+    for (int attempt = 0; ok && !factored && attempt<8; attempt++, nu = nu> 0 ? nu * 10 : 1e-30) {
+        for (int64_t j = 0; j < n; j++)
+            for (int c = 0; c < l; c++)
+                e[j * l + c] = y[j * l + c] + nu * a->omega[j * l + c];
+        for (int r = 0; r < l; r++)
+            for (int c = 0; c <= r; c++) {
+                double t = 0;
+                for (int64_t j = 0; j < n; j++)
+                    t += a->omega[j * l + r] * e[j * l + c] + a->omega[j * l + c] * e[j * l + r];
+                b[r * l + c] = t / 2;
+            }
+        factored = true; /* Cholesky, lower triangle of b */
+        for (int r = 0; factored && r < l; r++)
+            for (int c = 0; c <= r; c++) {
+                double t = b[r * l + c];
+                for (int m = 0; m < c; m++)
+                    t -= b[r * l + m] * b[c * l + m];
+                if (r == c) {
+                    factored = t > 0;
+                    b[r * l + r] = factored ? sqrt(t) : 0;
+                } else {
+                    b[r * l + c] = t / b[c * l + c];
+                }
+            }
+        if (!factored)
+            continue;
+        for (int64_t j = 0; j < n; j++) /* E L^T = Y + nu omega, row by row */
+            for (int c = 0; c < l; c++) {
+                double t = e[j * l + c];
+                for (int m = 0; m < c; m++)
+                    t -= b[c * l + m] * e[j * l + m];
+                e[j * l + c] = t / b[c * l + c];
+            }
+    }
+    if (ok && factored) {
+        for (int r = 0; r < l; r++) /* E^T E = W diag(s^2) W^T */
+            for (int c = 0; c <= r; c++) {
+                double t = 0;
+                for (int64_t j = 0; j < n; j++)
+                    t += e[j * l + r] * e[j * l + c];
+                b[r * l + c] = b[c * l + r] = t;
+            }
+        jacobi_eigen(b, l, w, ev);
+        for (int64_t j = 0; j < n; j++) { /* E W: the eigenvectors, unnormalised */
+            double row[2 * ELLM_OBJECTIVE_MAX_RANK + 8];
+            for (int c = 0; c < l; c++) {
+                row[c] = 0;
+                for (int m = 0; m < l; m++)
+                    row[c] += e[j * l + m] * w[m * l + c];
+            }
+            memcpy(e + j * l, row, (size_t)l * sizeof *row);
+        }
+        for (int c = 0; c < l; c++)
+            ev[c] -= nu;
+        keep_leading(ev, e, n, l, k, a->rows, vecs, vals);
+    } else if (ok) { /* never positive definite (an input that is all zeros): no directions */
+        memset(vecs, 0, (size_t)k * (size_t)n * sizeof *vecs);
+        memset(vals, 0, (size_t)k * sizeof *vals);
+    }
+    free(y);
+    free(e);
+    free(b);
+    free(w);
+    free(ev);
+    return ok;
+}
+
+/* Keeps k covariance directions (vecs k x n, vals the scatter sum's eigenvalues) in entry e. */
+static bool set_directions(imatrix_entry *e, int k, const float *vecs, const float *vals)
+{
+    e->vecs = malloc((size_t)k * (size_t)e->n_cols * sizeof *e->vecs);
+    e->dirs = malloc((size_t)k * (size_t)e->n_cols * sizeof *e->dirs);
+    e->vals = malloc((size_t)k * sizeof *e->vals);
+    if (!e->vecs || !e->dirs || !e->vals)
+        return false;
+    e->k = k;
+    memcpy(e->vecs, vecs, (size_t)k * (size_t)e->n_cols * sizeof *vecs);
+    memcpy(e->vals, vals, (size_t)k * sizeof *vals);
+    for (int r = 0; r < k; r++) {
+        float root = sqrtf(vals[r] / e->count);
+        for (int64_t j = 0; j < e->n_cols; j++)
+            e->dirs[(int64_t)r * e->n_cols + j] = vecs[(int64_t)r * e->n_cols + j] * root;
+    }
+    return true;
 }
 
 /* The weights that multiply each input, by their GGUF names. */
@@ -125,6 +400,19 @@ static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const g
     for (int32_t slot = 0; slot <= c->n_layer; slot++)
         for (int k = 0; k < N_INPUTS; k++) {
             const accumulator *a = &c->acc[(size_t)slot * N_INPUTS + k];
+            int rank = a->scatter ? (int)(c->rank < a->n_cols ? c->rank : a->n_cols) : 0;
+            if (a->sketch_cols && rank > a->sketch_cols)
+                rank = a->sketch_cols;
+            float *vecs = NULL, vals[ELLM_OBJECTIVE_MAX_RANK];
+            if (rank > 0) {
+                vecs = malloc((size_t)rank * (size_t)a->n_cols * sizeof *vecs);
+                if (!vecs || !(a->sketch_cols ? sketch_directions(a, rank, vecs, vals)
+                                              : exact_directions(a, rank, vecs, vals))) {
+                    free(vecs);
+                    return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
+                                     "no memory for the covariance's directions");
+                }
+            }
             for (int n = 0; a->sum2 && n < 4 && input_weights[k][n]; n++) {
                 char name[96];
                 if (slot == c->n_layer)
@@ -143,9 +431,15 @@ static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const g
                                          "(re-convert or re-download it); nothing was written",
                                          name);
                 edgellm_status st = add_entry(im, name, a->n_cols, a->sum2, a->sum, a->rows);
-                if (st != EDGELLM_OK)
+                if (st == EDGELLM_OK && rank > 0 &&
+                    !set_directions(&im->entries[im->n_entries - 1], rank, vecs, vals))
+                    st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+                if (st != EDGELLM_OK) {
+                    free(vecs);
                     return st;
+                }
             }
+            free(vecs);
         }
     return EDGELLM_OK;
 }
@@ -163,6 +457,7 @@ edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token 
     ellm_imatrix *im = calloc(1, sizeof *im);
     collector c = {0};
     c.n_layer = hp->n_layer;
+    c.rank = p->rank < 0 ? 0 : p->rank > ELLM_IMATRIX_MAX_RANK ? ELLM_IMATRIX_MAX_RANK : p->rank;
     c.acc = calloc((size_t)(hp->n_layer + 1) * N_INPUTS, sizeof *c.acc);
     if (!im || !c.acc)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the activation statistics");
@@ -184,6 +479,8 @@ edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token 
         for (size_t i = 0; i < (size_t)(c.n_layer + 1) * N_INPUTS; i++) {
             free(c.acc[i].sum2);
             free(c.acc[i].sum);
+            free(c.acc[i].scatter);
+            free(c.acc[i].omega);
         }
     free(c.acc);
     ellm_calib_close(&run);
@@ -230,6 +527,14 @@ edgellm_status ellm_imatrix_write(const ellm_imatrix *im, const char *path)
         snprintf(name, sizeof name, "%s.in_sum", e->name);
         if (st == EDGELLM_OK && e->sum)
             st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_sum, e->sum);
+        uint64_t ne_vecs[2] = {(uint64_t)e->n_cols, (uint64_t)e->k},
+                 ne_vals[2] = {(uint64_t)e->k, 1};
+        snprintf(name, sizeof name, "%s.in_cov_vecs", e->name);
+        if (st == EDGELLM_OK && e->k > 0)
+            st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_vecs, e->vecs);
+        snprintf(name, sizeof name, "%s.in_cov_vals", e->name);
+        if (st == EDGELLM_OK && e->k > 0)
+            st = ellm_gguf_writer_add_tensor(w, name, ELLM_TYPE_F32, 2, ne_vals, e->vals);
     }
     if (st == EDGELLM_OK)
         st = ellm_gguf_writer_write(w, path);
@@ -292,6 +597,49 @@ static edgellm_status read_value_sums(const gguf_file *f, const char *path, cons
     }
     *out = sums;
     return EDGELLM_OK;
+}
+
+/* The optional "W.in_cov_vecs" [n_cols, k] and "W.in_cov_vals" [k, 1] (older files and other
+ * runtimes' have neither): both or none, k from 1 to ELLM_IMATRIX_MAX_RANK, finite, the values
+ * non-negative. */
+static edgellm_status read_directions(const gguf_file *f, const char *path, imatrix_entry *e)
+{
+    char vecs_name[128], vals_name[128];
+    snprintf(vecs_name, sizeof vecs_name, "%s.in_cov_vecs", e->name);
+    snprintf(vals_name, sizeof vals_name, "%s.in_cov_vals", e->name);
+    const gguf_tensor_info *tv = ellm_gguf_find_tensor(f, vecs_name);
+    const gguf_tensor_info *tl = ellm_gguf_find_tensor(f, vals_name);
+    if (!tv && !tl)
+        return EDGELLM_OK;
+    uint64_t k = tl ? tl->ne[0] : 0, n = (uint64_t)e->n_cols;
+    if (!tv || !tl || tv->type != ELLM_TYPE_F32 || tl->type != ELLM_TYPE_F32 || k < 1 ||
+        k > ELLM_IMATRIX_MAX_RANK || tl->n_elements != k || tv->n_dims != 2 || tv->ne[0] != n ||
+        tv->ne[1] != k)
+        return ellm_fail(EDGELLM_ERR_FORMAT,
+                         "'%s': '%s' and '%s' must both be F32, [%llu, k] and [k, 1] with k from "
+                         "1 to %d; recompute the file with 'edgellm imatrix'",
+                         path, vecs_name, vals_name, (unsigned long long)n, ELLM_IMATRIX_MAX_RANK);
+    float *vecs = malloc((size_t)(n * k) * sizeof *vecs), vals[ELLM_IMATRIX_MAX_RANK];
+    if (!vecs)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    memcpy(vecs, tv->data, (size_t)(n * k) * sizeof *vecs);
+    memcpy(vals, tl->data, (size_t)k * sizeof *vals);
+    const char *bad = NULL;
+    for (uint64_t i = 0; !bad && i < n * k; i++)
+        if (!isfinite(vecs[i]))
+            bad = vecs_name;
+    for (uint64_t i = 0; !bad && i < k; i++)
+        if (!(vals[i] >= 0) || !isfinite(vals[i]))
+            bad = vals_name;
+    edgellm_status st = EDGELLM_OK;
+    if (bad)
+        st = ellm_fail(EDGELLM_ERR_FORMAT,
+                       "'%s': '%s' holds a value that is not finite (or a negative eigenvalue)",
+                       path, bad);
+    else if (!set_directions(e, (int)k, vecs, vals))
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
+    free(vecs);
+    return st;
 }
 
 static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const char *path,
@@ -381,6 +729,8 @@ static edgellm_status load_entries(ellm_imatrix *im, const gguf_file *f, const c
             st = add_entry(im, name, (int64_t)t->ne[0], sums, values, count);
         free(sums);
         free(values);
+        if (st == EDGELLM_OK)
+            st = read_directions(f, path, &im->entries[im->n_entries - 1]);
         if (st != EDGELLM_OK)
             return st;
     }
@@ -554,6 +904,18 @@ const float *ellm_imatrix_find_mean_value(const ellm_imatrix *im, const char *te
     return NULL;
 }
 
+const float *ellm_imatrix_find_directions(const ellm_imatrix *im, const char *tensor,
+                                          int64_t n_cols, int *k)
+{
+    *k = 0;
+    for (int i = 0; im && i < im->n_entries; i++)
+        if (!strcmp(im->entries[i].name, tensor) && im->entries[i].n_cols == n_cols) {
+            *k = im->entries[i].k;
+            return im->entries[i].k > 0 ? im->entries[i].dirs : NULL;
+        }
+    return NULL;
+}
+
 int ellm_imatrix_entry_count(const ellm_imatrix *im) { return im ? im->n_entries : 0; }
 
 void ellm_imatrix_free(ellm_imatrix *im)
@@ -565,6 +927,9 @@ void ellm_imatrix_free(ellm_imatrix *im)
         free(im->entries[i].mean);
         free(im->entries[i].sum);
         free(im->entries[i].mean_value);
+        free(im->entries[i].vecs);
+        free(im->entries[i].vals);
+        free(im->entries[i].dirs);
     }
     free(im->entries);
     free(im->dataset);

@@ -9,7 +9,11 @@
  *   imatrix.model.architecture (string), imatrix.model.n_layer, .n_embd, .n_vocab (u32);
  *   for every weight W: "W.in_sum2" F32 [n_cols, 1] (sum over rows of x_j^2) and
  *   "W.counts" F32 [1, 1] (the number of rows); the mean square is in_sum2 / counts; and, in
- *   files edgellm writes, "W.in_sum" F32 [n_cols, 1] (sum over rows of x_j), optional on load. */
+ *   files edgellm writes, "W.in_sum" F32 [n_cols, 1] (sum over rows of x_j), optional on load;
+ *   with --rank k, "W.in_cov_vecs" F32 [n_cols, k] (the k leading unit eigenvectors of the
+ *   activations' covariance, one per row of ne[0] values) and "W.in_cov_vals" F32 [k, 1] (their
+ *   eigenvalues times counts, i.e. of the scatter sum over rows of (x - mu)(x - mu)^T), both
+ *   optional on load. Other runtimes read only the .in_sum2 and .counts tensors. */
 #ifndef EDGELLM_OPTIMISE_IMATRIX_H
 #define EDGELLM_OPTIMISE_IMATRIX_H
 
@@ -28,7 +32,10 @@ typedef struct ellm_imatrix_params {
     /* Called after every chunk with the elapsed seconds; may be NULL. */
     void (*on_progress)(void *user, int32_t done, int32_t total, double seconds);
     void *user;
+    int32_t rank; /* covariance directions per input, 0 to ELLM_IMATRIX_MAX_RANK */
 } ellm_imatrix_params;
+
+#define ELLM_IMATRIX_MAX_RANK 32
 
 /* Runs the token ids through the model at model_path chunk by chunk, accumulating every matrix
  * input's squares. Fails with a clear message when the ids do not fill one chunk. */
@@ -44,6 +51,10 @@ const float *ellm_imatrix_find(const ellm_imatrix *im, const char *tensor, int64
 /* Mean activations of the columns of weight `tensor` (NULL when the file has no "W.in_sum"). */
 const float *ellm_imatrix_find_mean_value(const ellm_imatrix *im, const char *tensor,
                                           int64_t n_cols);
+/* The covariance's k leading directions of weight `tensor`'s input columns, each eigenvector
+ * times the root of its eigenvalue (k vectors of n_cols), or NULL (*k = 0) without them. */
+const float *ellm_imatrix_find_directions(const ellm_imatrix *im, const char *tensor,
+                                          int64_t n_cols, int *k);
 int ellm_imatrix_entry_count(const ellm_imatrix *im);
 void ellm_imatrix_free(ellm_imatrix *im);
 

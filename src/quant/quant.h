@@ -36,9 +36,34 @@ size_t ellm_quantize_row_weighted(ellm_type type, const float *src, void *dst, i
 /* The same for a row whose activations have mean mu (per column; w their mean squares): also
  * keeps the row's errors from adding up along mu, an output bias (weighted.c), for the 32-value
  * types Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL; other types and mu NULL are
- * ellm_quantize_row_weighted. scratch holds 2 n floats. */
+ * ellm_quantize_row_weighted. scratch holds 4 n floats. */
 size_t ellm_quantize_row_weighted_mean(ellm_type type, const float *src, void *dst, int64_t n,
                                        const float *w, const float *mu, float *scratch);
+/* A matrix's rounding objective for its rows' errors e, e^T (D + U U^T) e, U = [mu, dirs]: the
+ * activations' mean squares w, mean mu (may be NULL) and k covariance directions (dirs: k
+ * vectors of n, each an eigenvector times the root of its eigenvalue), prepared once per matrix
+ * for rounding rows in order with error feedback (weighted.c). n a multiple of 32. */
+#define ELLM_OBJECTIVE_MAX_RANK 33
+typedef struct ellm_row_objective {
+    int64_t n;
+    int rank;     /* columns of U */
+    float *w;     /* n: the mean squares, for types without feedback */
+    float *d;     /* n: the diagonal left beside U U^T */
+    float *u;     /* n x rank: U by rows */
+    float *gain;  /* n x rank: each value's feedback from the errors before it */
+    float *block; /* n / 32 matrices rank x rank: the feedback at each 32-value block start */
+} ellm_row_objective;
+/* False (nothing allocated) without memory, for a rank (k + 1 with mu) above the maximum, or n
+ * not a multiple of 32. */
+bool ellm_row_objective_init(ellm_row_objective *o, int64_t n, const float *w, const float *mu,
+                             const float *dirs, int k);
+void ellm_row_objective_free(ellm_row_objective *o);
+/* Rounds a row under the objective: the 32-value types value by value (Q4_0, Q5_0 and IQ4_NL
+ * then refit their scales under it and choose their levels again), the K-quants and IQ4_XS
+ * super-block by super-block; other types (and a row of another width) as
+ * ellm_quantize_row_weighted with w. scratch holds 3 n floats. */
+size_t ellm_quantize_row_objective(ellm_type type, const float *src, void *dst, int64_t n,
+                                   const ellm_row_objective *o, float *scratch);
 /* sum_j w[j] (src[j] - dequantized q[j])^2 (w NULL: all 1); scratch holds n floats. */
 float ellm_weighted_row_error(ellm_type type, const float *src, const void *q, int64_t n,
                               const float *w, float *scratch);

@@ -482,52 +482,283 @@ static void pack_levels(ellm_type type, void *block, const uint8_t *level)
 }
 
 /* The output error of a row is sum_j e_j x_j over the activations x; its expected square is
- * e^T E[x x^T] e, whose diagonal the importances are. E[x x^T] = C + mu mu^T (mu the mean
- * activation): where the activations have a mean, the errors of the whole row add up along mu
- * into an output bias that the diagonal does not see. With d = w - mu^2 (the variances, floored)
- * the objective is sum_j d_j e_j^2 + (sum_j mu_j e_j)^2, and the row is rounded in order with
- * GPTQ's error feedback for that Hessian (diagonal plus rank one), which needs no matrix: with
- * the bias B = sum mu_j e_j left by the values rounded so far, the least-squares move of the
- * values still to round is -B (mu_k / d_k) / (1 + sum over them of mu_k^2 / d_k). Each block's
- * scale (and minimum) is the weighted search's on its values so moved; then its values take,
- * one at a time, the level nearest to their own moved value. */
-size_t ellm_quantize_row_weighted_mean(ellm_type type, const float *x, void *dst, int64_t n,
-                                       const float *w, const float *mu, float *scratch)
+ * e^T E[x x^T] e, whose diagonal the importances are. The objective here keeps more of that
+ * matrix: E[x x^T] ~ D + U U^T, U holding a few directions (the mean activation, whose errors add
+ * up into an output bias, and the covariance's leading eigenvectors scaled by the root of their
+ * eigenvalues) and D the per-column second moments U leaves (floored at a thousandth of them).
+ * The row is rounded in order with GPTQ's error feedback for that Hessian, which needs no n x n
+ * matrix: with b = U_C^T e_C the projection of the errors of the values C rounded so far, the
+ * least-squares move of the values R still to round is -D_R^-1 U_R (I + M_R)^-1 b, M_R =
+ * U_R^T D_R^-1 U_R (Woodbury). M_R depends on the matrix's statistics only, so prepare_gains
+ * computes once per matrix, for every value j, gain_j = (I + M_Rj)^-1 u_j / d_j (R_j the values
+ * from j on) and at every 32-value block start the r x r matrix (I + M_R)^-1; a row then costs
+ * O(n r). Each block's scale (and minimum) is the weighted search's on its values moved by the
+ * feedback of the block start (weighted by search_w: the mean squares, the Hessian's diagonal,
+ * as GPTQ weighs its block searches; D alone would stop protecting a column whose variance U
+ * explains, which on planted outlier channels is exactly the costly one); then, for the 32-value types, its values take one at a time the
+ * level nearest their own moved value (a level that is not the nearest to the weight itself,
+ * which a diagonal objective never picks). The 256-value K-quant and IQ4_XS super-blocks keep
+ * their searches' levels: the feedback moves whole super-blocks. */
+
+/* Backwards over the values, (I + M)^-1 grows by Sherman-Morrison one value at a time. */
+static void prepare_gains(int64_t n, int r, const float *u, const float *d, float *gain,
+                          float *block)
 {
-    if (!w || !mu ||
-        !(type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q4_1 || type == ELLM_TYPE_Q5_0 ||
-          type == ELLM_TYPE_Q5_1 || type == ELLM_TYPE_IQ4_NL))
-        return ellm_quantize_row_weighted(type, x, dst, n, w);
-    const size_t block_bytes = ellm_type_traits_of(type)->block_bytes;
-    float *d = scratch, *target = scratch + n;
-    double rest = 0; /* sum of mu_k^2 / d_k over the values not yet rounded */
-    for (int64_t j = 0; j < n; j++) {
-        d[j] = fmaxf(w[j] - mu[j] * mu[j], 1e-3f * w[j]);
-        rest += (double)mu[j] * mu[j] / d[j];
+    double q[ELLM_OBJECTIVE_MAX_RANK * ELLM_OBJECTIVE_MAX_RANK] = {0};
+    for (int i = 0; i < r; i++)
+        q[i * r + i] = 1;
+    for (int64_t j = n - 1; j >= 0; j--) {
+        const float *uj = u + j * r;
+        double t[ELLM_OBJECTIVE_MAX_RANK], s = 0;
+        for (int i = 0; i < r; i++) {
+            t[i] = 0;
+            for (int k = 0; k < r; k++)
+                t[i] += q[i * r + k] * uj[k];
+            s += t[i] * uj[i];
+        }
+        double den = d[j] + s;
+        for (int i = 0; i < r; i++) {
+            for (int k = 0; k < r; k++)
+                q[i * r + k] -= t[i] * t[k] / den;
+            gain[j * r + i] = (float)(t[i] / den);
+        }
+        if (j % BLOCK == 0)
+            for (int i = 0; i < r * r; i++)
+                block[(j / BLOCK) * r * r + i] = (float)q[i];
     }
-    double bias = 0;
-    uint8_t *out = dst;
-    for (int64_t o = 0; o + BLOCK <= n; o += BLOCK, out += block_bytes) {
-        double shift = -bias / (1.0 + rest);
-        for (int64_t k = o; k < o + BLOCK; k++)
-            target[k] = x[k] + (float)(shift * mu[k] / d[k]);
-        ellm_quantize_row_weighted(type, target + o, out, BLOCK, d + o);
+}
+
+static int feedback_span(ellm_type type)
+{
+    switch (type) {
+    case ELLM_TYPE_Q4_0:
+    case ELLM_TYPE_Q4_1:
+    case ELLM_TYPE_Q5_0:
+    case ELLM_TYPE_Q5_1:
+    case ELLM_TYPE_IQ4_NL: return BLOCK;
+    default: return ellm_type_has_weighted_search(type) ? QK_K : 0;
+    }
+}
+
+/* Rounds x in order under the prepared objective (see above); target holds n floats. With
+ * keep_scales the 32-value blocks keep the scales out holds and only their levels are chosen. */
+static void round_in_order(ellm_type type, const float *x, uint8_t *out, int64_t n, int r,
+                           const float *search_w, const float *d, const float *u, const float *gain,
+                           const float *block, float *target, bool keep_scales)
+{
+    const int span = feedback_span(type);
+    const ellm_type_traits *tr = ellm_type_traits_of(type);
+    const size_t span_bytes = tr->block_bytes * (size_t)span / tr->block_size;
+    double b[ELLM_OBJECTIVE_MAX_RANK] = {0};
+    for (int64_t o = 0; o + span <= n; o += span, out += span_bytes) {
+        const float *p = block + (o / BLOCK) * r * r;
+        if (keep_scales && span == BLOCK)
+            goto levels;
+        double c[ELLM_OBJECTIVE_MAX_RANK];
+        for (int i = 0; i < r; i++) {
+            c[i] = 0;
+            for (int k = 0; k < r; k++)
+                c[i] += p[i * r + k] * b[k];
+        }
+        for (int64_t j = o; j < o + span; j++) {
+            double move = 0;
+            for (int i = 0; i < r; i++)
+                move += u[j * r + i] * c[i];
+            target[j] = x[j] - (float)(move / d[j]);
+        }
+        ellm_quantize_row_weighted(type, target + o, out, span, search_w + o);
+        if (span == QK_K) {
+            /* The super-block as stored: its errors feed the rest of the row. */
+            ellm_dequantize_row(type, out, target + o, span);
+            for (int64_t j = o; j < o + span; j++)
+                for (int i = 0; i < r; i++)
+                    b[i] += (double)u[j * r + i] * (target[j] - x[j]);
+            continue;
+        }
+    levels:;
         float grid[32];
         int n_grid = block_grid(type, out, grid);
         uint8_t level[BLOCK];
-        for (int64_t k = o; k < o + BLOCK; k++) {
-            float y = x[k] + (float)(-bias / (1.0 + rest) * mu[k] / d[k]);
+        for (int64_t j = o; j < o + span; j++) {
+            double move = 0;
+            for (int i = 0; i < r; i++)
+                move += (double)gain[j * r + i] * b[i];
+            float y = x[j] - (float)move;
             int best = 0;
             for (int i = 1; i < n_grid; i++)
                 if (fabsf(grid[i] - y) < fabsf(grid[best] - y))
                     best = i;
-            level[k - o] = (uint8_t)best;
-            bias += (double)mu[k] * (grid[best] - x[k]);
-            rest = fmax(rest - (double)mu[k] * mu[k] / d[k], 0.0);
+            level[j - o] = (uint8_t)best;
+            for (int i = 0; i < r; i++)
+                b[i] += (double)u[j * r + i] * (grid[best] - x[j]);
         }
         pack_levels(type, out, level);
     }
-    return (size_t)(n / BLOCK) * block_bytes;
+}
+
+/* D: what of the mean squares w the directions u leave, floored at a thousandth of w (and
+ * above 0 for columns never active). */
+static void leftover_diagonal(int64_t n, int r, const float *w, const float *u, float *d)
+{
+    double mean = 0;
+    for (int64_t j = 0; j < n; j++)
+        mean += w[j];
+    float tiny = mean > 0 ? (float)(1e-6 * mean / (double)n) : 1.0f;
+    for (int64_t j = 0; j < n; j++) {
+        float rest = w[j];
+        for (int i = 0; i < r; i++)
+            rest -= u[j * r + i] * u[j * r + i];
+        d[j] = fmaxf(fmaxf(rest, 1e-3f * w[j]), tiny);
+    }
+}
+
+size_t ellm_quantize_row_weighted_mean(ellm_type type, const float *x, void *dst, int64_t n,
+                                       const float *w, const float *mu, float *scratch)
+{
+    if (!w || !mu || feedback_span(type) != BLOCK)
+        return ellm_quantize_row_weighted(type, x, dst, n, w);
+    float *d = scratch, *target = scratch + n, *gain = scratch + 2 * n, *block = scratch + 3 * n;
+    leftover_diagonal(n, 1, w, mu, d);
+    prepare_gains(n, 1, mu, d, gain, block);
+    round_in_order(type, x, dst, n, 1, d, d, mu, gain, block, target, false);
+    return (size_t)(n / BLOCK) * ellm_type_traits_of(type)->block_bytes;
+}
+
+bool ellm_row_objective_init(ellm_row_objective *o, int64_t n, const float *w, const float *mu,
+                             const float *dirs, int k)
+{
+    memset(o, 0, sizeof *o);
+    int r = (mu ? 1 : 0) + k;
+    if (r < 1 || r > ELLM_OBJECTIVE_MAX_RANK || n % BLOCK != 0)
+        return false;
+    o->n = n;
+    o->rank = r;
+    o->w = malloc((size_t)n * sizeof *o->w);
+    o->d = malloc((size_t)n * sizeof *o->d);
+    o->u = malloc((size_t)n * (size_t)r * sizeof *o->u);
+    o->gain = malloc((size_t)n * (size_t)r * sizeof *o->gain);
+    o->block = malloc((size_t)(n / BLOCK) * (size_t)(r * r) * sizeof *o->block);
+    if (!o->w || !o->d || !o->u || !o->gain || !o->block) {
+        ellm_row_objective_free(o);
+        return false;
+    }
+    memcpy(o->w, w, (size_t)n * sizeof *o->w);
+    for (int64_t j = 0; j < n; j++) {
+        int i = 0;
+        if (mu)
+            o->u[j * r + i++] = mu[j];
+        for (int c = 0; c < k; c++)
+            o->u[j * r + i++] = dirs[(int64_t)c * n + j];
+    }
+    leftover_diagonal(n, r, w, o->u, o->d);
+    prepare_gains(n, r, o->u, o->d, o->gain, o->block);
+    return true;
+}
+
+void ellm_row_objective_free(ellm_row_objective *o)
+{
+    free(o->w);
+    free(o->d);
+    free(o->u);
+    free(o->gain);
+    free(o->block);
+    memset(o, 0, sizeof *o);
+}
+
+/* e^T (D + U U^T) e for the row's errors as quantized; tmp holds n floats. */
+static double objective_error(ellm_type type, const float *x, const void *q, int64_t n,
+                              const ellm_row_objective *o, float *tmp)
+{
+    ellm_dequantize_row(type, q, tmp, n);
+    double e2 = 0, proj[ELLM_OBJECTIVE_MAX_RANK] = {0};
+    for (int64_t j = 0; j < n; j++) {
+        double e = (double)tmp[j] - x[j];
+        e2 += o->d[j] * e * e;
+        for (int i = 0; i < o->rank; i++)
+            proj[i] += o->u[j * o->rank + i] * e;
+    }
+    for (int i = 0; i < o->rank; i++)
+        e2 += proj[i] * proj[i];
+    return e2;
+}
+
+/* The block scales s minimising the objective for the levels g stored (the row is G s):
+ * (G^T D G + V V^T) s = G^T D x + V (U^T x) with V = G^T U, solved by Gauss-Seidel sweeps over
+ * the blocks keeping V^T s up to date (the matrix is positive definite, so they converge);
+ * written back as stored scales (half precision). tmp holds n floats. Q4_0, Q5_0, IQ4_NL. */
+static void refit_scales(ellm_type type, const float *x, uint8_t *q, int64_t n,
+                         const ellm_row_objective *o, float *tmp)
+{
+    const int r = o->rank;
+    const size_t bb = ellm_type_traits_of(type)->block_bytes;
+    ellm_dequantize_row(type, q, tmp, n);
+    double ux[ELLM_OBJECTIVE_MAX_RANK] = {0}, vs[ELLM_OBJECTIVE_MAX_RANK] = {0};
+    for (int64_t j = 0; j < n; j++)
+        for (int i = 0; i < r; i++) {
+            ux[i] += o->u[j * r + i] * x[j];
+            vs[i] += o->u[j * r + i] * tmp[j];
+        }
+    for (int sweep = 0; sweep < 6; sweep++)
+        for (int64_t blk = 0; blk < n / BLOCK; blk++) {
+            uint16_t dh; /* every one of these blocks starts with its scale */
+            memcpy(&dh, q + blk * bb, sizeof dh);
+            float s = ellm_f16_to_f32(dh);
+            if (s == 0)
+                continue;
+            double beta = 0, rhs = 0, v[ELLM_OBJECTIVE_MAX_RANK] = {0};
+            for (int64_t j = blk * BLOCK; j < (blk + 1) * BLOCK; j++) {
+                double g = tmp[j] / s;
+                beta += o->d[j] * g * g;
+                rhs += o->d[j] * g * x[j];
+                for (int i = 0; i < r; i++)
+                    v[i] += g * o->u[j * r + i];
+            }
+            double vv = 0, cross = 0;
+            for (int i = 0; i < r; i++) {
+                vv += v[i] * v[i];
+                rhs += v[i] * ux[i];
+                cross += v[i] * (vs[i] - v[i] * s);
+            }
+            if (!(beta + vv > 0))
+                continue;
+            float fresh = ellm_f16_to_f32(ellm_f32_to_f16((float)((rhs - cross) / (beta + vv))));
+            if (!isfinite(fresh) || fresh == 0)
+                continue;
+            for (int i = 0; i < r; i++)
+                vs[i] += v[i] * ((double)fresh - s);
+            for (int64_t j = blk * BLOCK; j < (blk + 1) * BLOCK; j++)
+                tmp[j] = tmp[j] / s * fresh;
+            dh = ellm_f32_to_f16(fresh);
+            memcpy(q + blk * bb, &dh, sizeof dh);
+        }
+}
+
+size_t ellm_quantize_row_objective(ellm_type type, const float *x, void *dst, int64_t n,
+                                   const ellm_row_objective *o, float *scratch)
+{
+    int span = feedback_span(type);
+    if (!o || o->n != n || span == 0 || n % span != 0)
+        return ellm_quantize_row_weighted(type, x, dst, n, o && o->n == n ? o->w : NULL);
+    const ellm_type_traits *tr = ellm_type_traits_of(type);
+    const size_t bytes = (size_t)(n / tr->block_size) * tr->block_bytes;
+    round_in_order(type, x, dst, n, o->rank, o->w, o->d, o->u, o->gain, o->block, scratch, false);
+    if (!(type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q5_0 || type == ELLM_TYPE_IQ4_NL))
+        return bytes;
+    /* The scales refit under the whole objective for the levels chosen, then the levels chosen
+     * again under the refit scales: the best of the three. */
+    uint8_t *first = (uint8_t *)(scratch + 2 * n), *refit = first + bytes;
+    float *tmp = scratch + n;
+    memcpy(first, dst, bytes);
+    double e_first = objective_error(type, x, dst, n, o, tmp);
+    refit_scales(type, x, dst, n, o, tmp);
+    memcpy(refit, dst, bytes);
+    double e_refit = objective_error(type, x, dst, n, o, tmp);
+    round_in_order(type, x, dst, n, o->rank, o->w, o->d, o->u, o->gain, o->block, scratch, true);
+    double e_again = objective_error(type, x, dst, n, o, tmp);
+    if (e_again <= e_refit && e_again <= e_first)
+        return bytes;
+    memcpy(dst, e_refit <= e_first ? refit : first, bytes);
+    return bytes;
 }
 
 float ellm_weighted_row_error(ellm_type type, const float *x, const void *q, int64_t n,

@@ -15,10 +15,13 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: edgellm imatrix -m MODEL (-f CALIB.txt | --ids FILE) -o IMATRIX.gguf [--ctx N] "
-            "[--chunks N] [-t THREADS]\n"
+            "[--chunks N] [-t THREADS] [--rank K]\n"
             "  runs the calibration tokens through the model in chunks of --ctx tokens (default "
             "512, at most the model's context), each from an empty cache, and stores every "
             "matrix input's per-column sum of squares and row count (GGUF, docs/optimise.md).\n"
+            "  --rank K also stores the K leading directions of each input's covariance (0 to 32, "
+            "default 8; 0 for files as before), which --imatrix rounding feeds its errors "
+            "back along.\n"
             "  Use text like what the model will see, and other text to judge the result.\n");
 }
 
@@ -49,6 +52,7 @@ int cmd_imatrix(int argc, char **argv)
     const char *cmd = "imatrix";
     const char *model_path = NULL, *out_path = NULL;
     cli_calib calib = cli_calib_defaults(512);
+    long rank = 8;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -66,6 +70,9 @@ int cmd_imatrix(int argc, char **argv)
             model_path = v;
         } else if (!strcmp(a, "-o")) {
             out_path = v;
+        } else if (!strcmp(a, "--rank")) {
+            if (!cli_parse_int(cmd, a, v, 0, ELLM_IMATRIX_MAX_RANK, &rank))
+                return EXIT_USAGE;
         } else {
             cli_error(cmd, "unknown option '%s' (see 'edgellm imatrix --help')", a);
             return EXIT_USAGE;
@@ -89,7 +96,8 @@ int cmd_imatrix(int argc, char **argv)
     ellm_imatrix_params p = {
         (int32_t)calib.ctx,     (int32_t)calib.chunks,
         (int32_t)calib.threads, calib.text_path ? calib.text_path : calib.ids_path,
-        show_progress,          &pr};
+        show_progress,          &pr,
+        (int32_t)rank};
     ellm_imatrix *im = NULL;
     edgellm_status st = ellm_imatrix_collect(model_path, ids, n, &p, &im);
     free(ids);

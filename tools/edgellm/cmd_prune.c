@@ -156,7 +156,8 @@ int cmd_prune(int argc, char **argv)
                                       (int32_t)calib.threads,
                                       source,
                                       NULL,
-                                      NULL};
+                                      NULL,
+                                      0};
             st = ellm_imatrix_collect(in_path, ids, n, &ip, &im);
         }
         if (st != EDGELLM_OK) {

@@ -54,6 +54,13 @@ static const float *calibrated_mean_value(void *user, const char *tensor, int64_
     return c->awq ? NULL : ellm_imatrix_find_mean_value(c->im, tensor, n_cols);
 }
 
+/* So do the covariance's directions. */
+static const float *calibrated_directions(void *user, const char *tensor, int64_t n_cols, int *k)
+{
+    const calibrated *c = user;
+    return c->awq ? NULL : ellm_imatrix_find_directions(c->im, tensor, n_cols, k);
+}
+
 static void awq_fold(void *user, const char *tensor, uint64_t row, float *x, int64_t n)
 {
     const calibrated *c = user;
@@ -320,7 +327,8 @@ int cmd_quantize(int argc, char **argv)
                                .claims_matrix = cal.gptq ? gptq_claims : NULL,
                                .quantize_matrix = cal.gptq ? gptq_matrix : NULL,
                                .mix_by_rules = rule_mix,
-                               .mean_value = im ? calibrated_mean_value : NULL};
+                               .mean_value = im ? calibrated_mean_value : NULL,
+                               .directions = im ? calibrated_directions : NULL};
     edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], argv[3], &o)
                                : ellm_quantize_model(argv[1], argv[2], type, &o);
     ellm_imatrix_free(im);
