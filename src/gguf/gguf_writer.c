@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/bulk_write.h"
 #include "core/checked_math.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
@@ -362,28 +363,20 @@ edgellm_status ellm_gguf_writer_add_tensor_fill(gguf_writer *w, const char *name
     return add_tensor(w, name, type, n_dims, ne, NULL, fill, user);
 }
 
-static edgellm_status write_all(int fd, const void *p, size_t n, const char *path)
+static edgellm_status write_all(ellm_bulk_writer *out, const void *p, size_t n, const char *path)
 {
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t k = write(fd, b, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return ellm_fail(EDGELLM_ERR_IO, "writing '%s' failed: %s", path, strerror(errno));
-        }
-        b += k;
-        n -= (size_t)k;
-    }
+    int err = ellm_bulk_write(out, p, n);
+    if (err)
+        return ellm_fail(EDGELLM_ERR_IO, "writing '%s' failed: %s", path, strerror(err));
     return EDGELLM_OK;
 }
 
-static edgellm_status write_padding(int fd, uint64_t n, const char *path)
+static edgellm_status write_padding(ellm_bulk_writer *out, uint64_t n, const char *path)
 {
     static const uint8_t zeros[64];
     while (n > 0) {
         size_t k = n > sizeof zeros ? sizeof zeros : (size_t)n;
-        edgellm_status st = write_all(fd, zeros, k, path);
+        edgellm_status st = write_all(out, zeros, k, path);
         if (st != EDGELLM_OK)
             return st;
         n -= k;
@@ -391,7 +384,7 @@ static edgellm_status write_padding(int fd, uint64_t n, const char *path)
     return EDGELLM_OK;
 }
 
-static edgellm_status write_body(gguf_writer *w, int fd, const char *path)
+static edgellm_status write_body(gguf_writer *w, ellm_bulk_writer *out, const char *path)
 {
     wbuf head = {0};
     wb_put(&head, GGUF_MAGIC, 4);
@@ -420,10 +413,10 @@ static edgellm_status write_body(gguf_writer *w, int fd, const char *path)
     }
     uint64_t aligned;
     ellm_align_up_u64(head.len, w->alignment, &aligned);
-    edgellm_status st = write_all(fd, head.data, head.len, path);
+    edgellm_status st = write_all(out, head.data, head.len, path);
     free(head.data);
     if (st == EDGELLM_OK)
-        st = write_padding(fd, aligned - head.len, path);
+        st = write_padding(out, aligned - head.len, path);
     /* A fill callback produces one tensor at a time into a buffer freed right after, so peak
      * memory is the largest tensor, not the model. */
     for (size_t i = 0; i < w->n_tensors && st == EDGELLM_OK; i++) {
@@ -439,15 +432,15 @@ static edgellm_status write_body(gguf_writer *w, int fd, const char *path)
             if (st != EDGELLM_OK)
                 st = ellm_fail_wrap(st, "producing tensor '%s'", t->name);
             else
-                st = write_all(fd, buf, (size_t)t->n_bytes, path);
+                st = write_all(out, buf, (size_t)t->n_bytes, path);
             free(buf);
         } else {
-            st = write_all(fd, t->data, (size_t)t->n_bytes, path);
+            st = write_all(out, t->data, (size_t)t->n_bytes, path);
         }
         uint64_t padded;
         ellm_align_up_u64(t->n_bytes, w->alignment, &padded);
         if (st == EDGELLM_OK && i + 1 < w->n_tensors)
-            st = write_padding(fd, padded - t->n_bytes, path);
+            st = write_padding(out, padded - t->n_bytes, path);
     }
     return st;
 }
@@ -484,7 +477,17 @@ edgellm_status ellm_gguf_writer_write(gguf_writer *w, const char *path)
         free(tmp);
         return st;
     }
-    edgellm_status st = write_body(w, fd, path);
+    /* One bulk writer for header, padding and tensors: the file is created in 8 MiB writes, so
+     * the page cache holds it in 2 MiB folios (docs/performance.md, "Session 8: huge pages"). */
+    ellm_bulk_writer out;
+    ellm_bulk_writer_init(&out, fd, 0);
+    edgellm_status st = write_body(w, &out, path);
+    if (st == EDGELLM_OK) {
+        int err = ellm_bulk_writer_flush(&out);
+        if (err)
+            st = ellm_fail(EDGELLM_ERR_IO, "writing '%s' failed: %s", path, strerror(err));
+    }
+    ellm_bulk_writer_free(&out);
     if (st == EDGELLM_OK && fsync(fd) != 0)
         st = ellm_fail(EDGELLM_ERR_IO, "syncing '%s' failed: %s", tmp, strerror(errno));
     if (close(fd) != 0 && st == EDGELLM_OK)

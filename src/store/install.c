@@ -12,8 +12,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/bulk_write.h"
 #include "core/status.h"
 #include "store/store_internal.h"
+
+static edgellm_status copy_write_failed(int err, const char *from, const char *out_path)
+{
+    if (err == ENOSPC || err == EFBIG || err == EDQUOT)
+        return ellm_fail(EDGELLM_ERR_IO,
+                         "disk full while copying %s into the store (%s): free space and retry",
+                         from, strerror(err));
+    return ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", out_path, strerror(err));
+}
 
 static edgellm_status copy_and_hash(const char *from, int out_fd, const char *out_path,
                                     bool progress)
@@ -28,6 +38,10 @@ static edgellm_status copy_and_hash(const char *from, int out_fd, const char *ou
     edgellm_status st = buf ? EDGELLM_OK : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
     uint64_t done = 0;
     double started = ellm_st_now(), last = 0;
+    /* The copy becomes a model that is mapped: written in 8 MiB writes its pages are cached in
+     * 2 MiB folios (core/bulk_write.h). The temporary is new, so it starts at offset 0. */
+    ellm_bulk_writer out;
+    ellm_bulk_writer_init(&out, out_fd, 0);
     while (st == EDGELLM_OK) {
         ssize_t n = read(in, buf, CHUNK);
         if (n < 0 && errno == EINTR)
@@ -38,22 +52,10 @@ static edgellm_status copy_and_hash(const char *from, int out_fd, const char *ou
         }
         if (n == 0)
             break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out_fd, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                int err = errno;
-                if (err == ENOSPC || err == EFBIG || err == EDQUOT)
-                    st = ellm_fail(EDGELLM_ERR_IO,
-                                   "disk full while copying %s into the store (%s): "
-                                   "free space and retry",
-                                   from, strerror(err));
-                else
-                    st = ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", out_path, strerror(err));
-                break;
-            }
-            off += w;
+        int err = ellm_bulk_write(&out, buf, (size_t)n);
+        if (err) {
+            st = copy_write_failed(err, from, out_path);
+            break;
         }
         done += (uint64_t)n;
         if (progress && ellm_st_now() - last > 0.1) {
@@ -61,6 +63,12 @@ static edgellm_status copy_and_hash(const char *from, int out_fd, const char *ou
             ellm_st_progress_draw("copying", done, total, started);
         }
     }
+    if (st == EDGELLM_OK) {
+        int err = ellm_bulk_writer_flush(&out);
+        if (err)
+            st = copy_write_failed(err, from, out_path);
+    }
+    ellm_bulk_writer_free(&out);
     if (progress && last > 0)
         ellm_st_progress_done();
     free(buf);
