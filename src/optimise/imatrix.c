@@ -424,12 +424,14 @@ static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const g
                     continue;
                 /* A broken weight upstream wrote a file every later load refused. */
                 for (int64_t j = 0; j < a->n_cols; j++)
-                    if (!isfinite(a->sum2[j]))
+                    if (!isfinite(a->sum2[j])) {
+                        free(vecs);
                         return ellm_fail(EDGELLM_ERR_FORMAT,
                                          "the activations at the input of '%s' hold NaN or "
                                          "infinite values: a weight of the model is broken "
                                          "(re-convert or re-download it); nothing was written",
                                          name);
+                    }
                 edgellm_status st = add_entry(im, name, a->n_cols, a->sum2, a->sum, a->rows);
                 if (st == EDGELLM_OK && rank > 0 &&
                     !set_directions(&im->entries[im->n_entries - 1], rank, vecs, vals))
