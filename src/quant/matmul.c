@@ -1,5 +1,6 @@
 /* Matrix × activations. Activations are converted once to the weight kernel's input format, then
- * threads claim chunks of output rows until none are left: a thread that is descheduled on a busy
+ * each thread works through its own contiguous range of output rows in chunks, and takes chunks
+ * from the other threads' ranges once its own is done: a thread that is descheduled on a busy
  * machine no longer holds up a fixed share of the work. Each output value is computed by one
  * kernel call whatever thread runs it, so results are bit-identical for any pool size and any
  * timing. */
@@ -39,6 +40,17 @@ static void convert_task(void *arg, int ith, int nth)
 /* Most weights one dispatch takes (Q/K/V). */
 #define MAX_WEIGHTS 4
 
+/* Most thread ranges a dispatch keeps; threads beyond share them. */
+#define MAX_RANGES 32
+
+/* Rows [next, end) of one thread's range not claimed yet. Each on a cache line of its own: a
+ * claim would otherwise take the line of the other ranges (and of the job's fields) from the
+ * other threads' caches once per chunk. */
+typedef struct row_range {
+    alignas(64) atomic_llong next;
+    int64_t end;
+} row_range;
+
 /* Several weights sharing one input, their output rows numbered one after another, so one pool
  * dispatch computes them all (Q/K/V, gate/up). Their types may differ (Q4_K_M's Q6_K attn_v next
  * to Q4_K attn_q) as long as their kernels take the same activation rows; each weight's rows go
@@ -58,11 +70,9 @@ typedef struct matmul_job {
      * them as soon as both are computed, by the thread that computed them. */
     ellm_rows_combine_fn combine;
     int64_t span;       /* rows to hand out: all weights' rows, or one weight's when paired */
-    int64_t chunk_rows; /* the largest chunk; chunks shrink towards the end of the span */
-    int n_threads;
-    /* Rows claimed. On a cache line of its own: each thread's claim would otherwise take the
-     * line holding the fields above from the other threads' caches once per chunk. */
-    alignas(64) atomic_llong claimed;
+    int64_t chunk_rows; /* the largest chunk; chunks shrink towards the end of a range */
+    int n_ranges;
+    row_range ranges[MAX_RANGES];
 } matmul_job;
 
 static void rows_vec_dot(const matmul_job *j, int iw, int64_t r0, int64_t r1)
@@ -141,24 +151,21 @@ static void global_rows(const matmul_job *j, int64_t g0, int64_t g1)
     }
 }
 
-/* Threads claim rows in order from a shared count, in chunks that shrink with the rows left so the
- * threads finish within a short chunk of each other (a fixed 128-row chunk of a 5632-column down
- * projection is 18 us of reading at one core's rate). Claims stay in ascending order: a thread
- * that runs alone (its partner descheduled) reads one forward stream, which the prefetchers
- * follow; claiming the second thread's chunks from the back end instead cost 20-35 % more CPU
- * per row on the loaded machine. */
-static bool claim_rows(matmul_job *j, int64_t *r0, int64_t *r1)
+/* A chunk from the front of a range, smaller as the range's end nears so that its owner and a
+ * thread helping it finish within a short chunk of each other (a 128-row chunk of a 5632-column
+ * down projection is 18 us of reading at one core's rate). */
+static bool claim_rows(const matmul_job *j, row_range *range, int64_t *r0, int64_t *r1)
 {
-    long long front = atomic_load_explicit(&j->claimed, memory_order_relaxed);
+    long long front = atomic_load_explicit(&range->next, memory_order_relaxed);
     for (;;) {
-        int64_t left = j->span - front;
+        int64_t left = range->end - front;
         if (left <= 0)
             return false;
-        int64_t n = left / (2 * j->n_threads);
+        int64_t n = left / 2;
         n = (n + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
         n = n < ROW_TILE ? ROW_TILE : n > j->chunk_rows ? j->chunk_rows : n;
         n = n < left ? n : left;
-        if (atomic_compare_exchange_weak_explicit(&j->claimed, &front, front + n,
+        if (atomic_compare_exchange_weak_explicit(&range->next, &front, front + n,
                                                   memory_order_relaxed, memory_order_relaxed)) {
             *r0 = front;
             *r1 = front + n;
@@ -180,16 +187,26 @@ static void paired_rows(const matmul_job *j, int64_t r0, int64_t r1)
         j->combine(j->y[0] + t * n_out + r0, j->y[1] + t * n_out + r0, r1 - r0);
 }
 
+/* Each thread starts on its own range, so while both run at one pace each reads one unbroken
+ * stream of weights: dealing a decode's rows out in 128-row chunks from one shared count made
+ * both threads' streams jump at every chunk, and two-thread decode read 62 % of the two-thread
+ * bandwidth (Q4_K_M) where contiguous halves read 72-75 % (docs/performance.md, "Session 9").
+ * Then it helps the next ranges from their fronts, in ascending order: a thread that runs alone
+ * (its partner descheduled) still reads forward streams, which the prefetchers follow. */
 static void matmul_task(void *arg, int ith, int nth)
 {
-    (void)ith, (void)nth;
+    (void)nth;
     matmul_job *j = arg;
-    int64_t r0, r1;
-    while (claim_rows(j, &r0, &r1)) {
-        if (j->combine)
-            paired_rows(j, r0, r1);
-        else
-            global_rows(j, r0, r1);
+    int own = ith % j->n_ranges;
+    for (int k = 0; k < j->n_ranges; k++) {
+        row_range *range = &j->ranges[(own + k) % j->n_ranges];
+        int64_t r0, r1;
+        while (claim_rows(j, range, &r0, &r1)) {
+            if (j->combine)
+                paired_rows(j, r0, r1);
+            else
+                global_rows(j, r0, r1);
+        }
     }
 }
 
@@ -260,8 +277,13 @@ static void matmul_dispatch(ellm_threadpool *pool, const ellm_tensor *const *w, 
     int64_t chunk = job.span / (threads * 8);
     chunk = (chunk + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
     job.chunk_rows = chunk < ROW_TILE ? ROW_TILE : chunk > most ? most : chunk;
-    job.n_threads = threads;
-    atomic_init(&job.claimed, 0);
+    job.n_ranges = threads < MAX_RANGES ? threads : MAX_RANGES;
+    for (int r = 0; r < job.n_ranges; r++) {
+        int64_t start = job.span * r / job.n_ranges / ROW_TILE * ROW_TILE;
+        int64_t end = job.span * (r + 1) / job.n_ranges / ROW_TILE * ROW_TILE;
+        atomic_init(&job.ranges[r].next, start);
+        job.ranges[r].end = r + 1 == job.n_ranges ? job.span : end;
+    }
     job.xq_row_bytes = ellm_act_row_bytes(layout, k->vec_dot_type, w[0]->ne[0]);
     if (k->vec_dot_type == ELLM_TYPE_F32) {
         job.xq = (const uint8_t *)x;
