@@ -310,17 +310,23 @@ static void decode_wblock(const uint8_t *const *rows, int64_t i, wblock *B)
     B->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
 }
 
-/* Super-block i of the eight rows against every token of the step: per piece, the tokens'
- * activations widened to int16 once (xw), then each half piece (eight pair vectors) held in
- * registers while the tokens pass, one broadcast pair, one madd and one addition per two values.
- * The sums (|pair| <= 2 × 4064 × 128, a super-block below 2^27) are the exact integers of the
- * single-row kernel, and the float step its expression (d_w × d_a times the integer). Against
- * the two nibble planes of level + 128 (two maddubs per four values, then madds and the offset)
- * this spends 32 vector instructions per piece, eight rows and token instead of 34: 48-49 % ->
- * 50-51 % of the int8-avx2 peak in gemm_micro. Holding the whole piece (half of it as memory
- * operands) for one pass over the tokens ran at 42 %. */
-static void sweep_wblock(const wblock *B, int64_t i, const uint8_t *xt, size_t x_stride, int nt,
-                         __m256 *acc, __m256i *isum)
+/* IQ4_XS row groups sharing one widening of the activations: two, the 16 rows ellm_matmul hands a
+ * tile per call (gemm_micro --row-tile 16, 112 tokens: one group 50 %, two 53-54 % of the
+ * int8-avx2 peak; four, on 256 rows a call, 56 %). */
+enum { WIDE_GROUPS = 2 };
+
+/* Super-block i of ng groups of eight rows against every token of the step: per piece, the
+ * tokens' activations widened to int16 once (xw) for all the groups, then each half piece (eight
+ * pair vectors) of each group held in registers while the tokens pass, one broadcast pair, one
+ * madd and one addition per two values. The sums (|pair| <= 2 × 4064 × 128, a super-block below
+ * 2^27) are the exact integers of the single-row kernel, and the float step its expression
+ * (d_w × d_a times the integer). Against the two nibble planes of level + 128 (two maddubs per
+ * four values, then madds and the offset) this spends 32 vector instructions per piece, eight
+ * rows and token instead of 34, plus the widening (9 points of the peak when every group
+ * widened for itself). Holding a whole piece (half of it as memory operands) for one pass over
+ * the tokens ran at 42 %. */
+static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *xt, size_t x_stride,
+                          int nt, __m256 (*acc)[TOKEN_STEP], __m256i (*isum)[TOKEN_STEP])
 {
     int16_t xw[TOKEN_STEP][32];
     for (int p = 0; p < PIECES; p++) {
@@ -333,25 +339,75 @@ static void sweep_wblock(const wblock *B, int64_t i, const uint8_t *xt, size_t x
             _mm256_storeu_si256((__m256i *)(xw[t] + 16),
                                 _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1)));
         }
-        for (int h = 0; h < 2; h++) {
-            __m256i w[GROUPS];
-            for (int k = 0; k < GROUPS; k++)
-                w[k] = B->w[p][GROUPS * h + k];
-            for (int t = 0; t < nt; t++) {
-                __m256i s = p == 0 && h == 0 ? _mm256_setzero_si256() : isum[t];
-                for (int k = 0; k < GROUPS; k++) {
-                    int32_t pair;
-                    memcpy(&pair, xw[t] + 16 * h + 2 * k, 4);
-                    s = _mm256_add_epi32(s, _mm256_madd_epi16(w[k], _mm256_set1_epi32(pair)));
+        for (int gi = 0; gi < ng; gi++)
+            for (int h = 0; h < 2; h++) {
+                __m256i w[GROUPS];
+                for (int k = 0; k < GROUPS; k++)
+                    w[k] = B[gi].w[p][GROUPS * h + k];
+                __m256i *is = isum[gi];
+                for (int t = 0; t < nt; t++) {
+                    __m256i s = p == 0 && h == 0 ? _mm256_setzero_si256() : is[t];
+                    for (int k = 0; k < GROUPS; k++) {
+                        int32_t pair;
+                        memcpy(&pair, xw[t] + 16 * h + 2 * k, 4);
+                        s = _mm256_add_epi32(s, _mm256_madd_epi16(w[k], _mm256_set1_epi32(pair)));
+                    }
+                    is[t] = s;
                 }
-                isum[t] = s;
             }
-        }
     }
     for (int t = 0; t < nt; t++) {
         const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
-        __m256 dall = _mm256_mul_ps(B->d, _mm256_set1_ps(a->d));
-        acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum[t])));
+        __m256 ad = _mm256_set1_ps(a->d);
+        for (int gi = 0; gi < ng; gi++) {
+            __m256 dall = _mm256_mul_ps(B[gi].d, ad);
+            acc[gi][t] = _mm256_add_ps(acc[gi][t],
+                                       _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum[gi][t])));
+        }
+    }
+}
+
+static void iq4_xs_tiles(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                         const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                         int64_t y_stride)
+{
+    int64_t nb = n / QK_K;
+    wblock W[WIDE_GROUPS];
+    __m256 acc[WIDE_GROUPS][TOKEN_STEP];
+    __m256i isum[WIDE_GROUPS][TOKEN_STEP];
+    for (int64_t r0 = 0; r0 < n_rows; r0 += WIDE_GROUPS * GROUP_ROWS) {
+        int64_t left = n_rows - r0;
+        int ng = left < WIDE_GROUPS * GROUP_ROWS ? (int)((left + GROUP_ROWS - 1) / GROUP_ROWS)
+                                                 : WIDE_GROUPS;
+        /* A short last group repeats its last row in the unused lanes, which are not stored. */
+        const uint8_t *rows[WIDE_GROUPS][GROUP_ROWS];
+        __m256i store_mask[WIDE_GROUPS];
+        for (int gi = 0; gi < ng; gi++) {
+            int64_t g0 = r0 + gi * GROUP_ROWS;
+            int nr = n_rows - g0 < GROUP_ROWS ? (int)(n_rows - g0) : GROUP_ROWS;
+            int32_t live[GROUP_ROWS];
+            for (int l = 0; l < GROUP_ROWS; l++) {
+                rows[gi][l] = w + (size_t)(g0 + (l < nr ? l : nr - 1)) * w_stride;
+                live[l] = l < nr ? -1 : 0;
+            }
+            store_mask[gi] = _mm256_loadu_si256((const __m256i *)live);
+        }
+        for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
+            int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
+            const uint8_t *xt = x + (size_t)t0 * x_stride;
+            for (int gi = 0; gi < ng; gi++)
+                for (int t = 0; t < nt; t++)
+                    acc[gi][t] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < nb; i++) {
+                for (int gi = 0; gi < ng; gi++)
+                    decode_wblock(rows[gi], i, &W[gi]);
+                sweep_wblocks(W, ng, i, xt, x_stride, nt, acc, isum);
+            }
+            for (int gi = 0; gi < ng; gi++)
+                for (int t = 0; t < nt; t++)
+                    _mm256_maskstore_ps(y + (t0 + t) * y_stride + r0 + gi * GROUP_ROWS,
+                                        store_mask[gi], acc[gi][t]);
+        }
     }
 }
 
@@ -361,7 +417,6 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
 {
     int64_t nb = n / QK_K;
     kblock B;
-    wblock W;
     __m256 acc[TOKEN_STEP];
     __m256i isum[TOKEN_STEP];
     for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS) {
@@ -380,11 +435,6 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
             for (int t = 0; t < nt; t++)
                 acc[t] = _mm256_setzero_ps();
             for (int64_t i = 0; i < nb; i++) {
-                if (kind == KTILE_IQ4_XS) {
-                    decode_wblock(rows, i, &W);
-                    sweep_wblock(&W, i, xt, x_stride, nt, acc, isum);
-                    continue;
-                }
                 decode_kblock(kind, rows, i, &B);
                 /* Piece by piece, its levels held in registers for every token of the step. */
                 for (int p = 0; p < PIECES; p++) {
@@ -417,7 +467,10 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
     void name(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows, const uint8_t *x,      \
               size_t x_stride, int64_t n_tok, float *y, int64_t y_stride)                          \
     {                                                                                              \
-        kgemm_tiles(kind, n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);                \
+        if (kind == KTILE_IQ4_XS)                                                                  \
+            iq4_xs_tiles(n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);                 \
+        else                                                                                       \
+            kgemm_tiles(kind, n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);            \
     }
 
 DEFINE_KGEMM(ellm_gemm_q4_K_avx2, KTILE_Q4_K)
