@@ -439,10 +439,11 @@ static void test_matmul(void)
  * -128 and 127, with every super-block scale 1, so each (row, token) value is an exact integer
  * sum per super-block, rounded once by its conversion and once by the addition of the two
  * super-blocks. A tile that lets a 16-bit product or pair sum overflow, or carries one super-block's
- * integer into the next, fails here. Tokens run past one 64-token step, rows past one group. */
+ * integer into the next, fails here. Tokens run past one 128-token step (the AVX2 tile's), rows
+ * past two groups of eight. */
 static void test_iq4_xs_tile_extremes(void)
 {
-    enum { NSB = 2, N = NSB * QK_K, ROWS = 9, TOK = 66 };
+    enum { NSB = 2, N = NSB * QK_K, ROWS = 17, TOK = 130 };
     static block_iq4_xs w[ROWS][NSB];
     static block_q8_K x[TOK][NSB];
     static float deq[ROWS][N], y[TOK][ROWS];

@@ -312,8 +312,10 @@ static void decode_wblock(const uint8_t *const *rows, int64_t i, wblock *B)
 
 /* IQ4_XS row groups sharing one widening of the activations: two, the 16 rows ellm_matmul hands a
  * tile per call (gemm_micro --row-tile 16, 112 tokens: one group 50 %, two 53-54 % of the
- * int8-avx2 peak; four, on 256 rows a call, 56 %). */
-enum { WIDE_GROUPS = 2 };
+ * int8-avx2 peak; four, on 256 rows a call, 56 %). Tokens sharing one decoded super-block: the
+ * 112 of a 2048-column matmul chunk in one step gave 55-56 % against 53 % in steps of 64 (the
+ * decoding, a multiply per level and two transpositions per piece, is paid per step). */
+enum { WIDE_GROUPS = 2, WIDE_STEP = 128 };
 
 /* Super-block i of ng groups of eight rows against every token of the step: per piece, the
  * tokens' activations widened to int16 once (xw) for all the groups, then each half piece (eight
@@ -326,9 +328,9 @@ enum { WIDE_GROUPS = 2 };
  * widened for itself). Holding a whole piece (half of it as memory operands) for one pass over
  * the tokens ran at 42 %. */
 static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *xt, size_t x_stride,
-                          int nt, __m256 (*acc)[TOKEN_STEP], __m256i (*isum)[TOKEN_STEP])
+                          int nt, __m256 (*acc)[WIDE_STEP], __m256i (*isum)[WIDE_STEP])
 {
-    int16_t xw[TOKEN_STEP][32];
+    int16_t xw[WIDE_STEP][32];
     for (int p = 0; p < PIECES; p++) {
         for (int t = 0; t < nt; t++) {
             const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
@@ -373,8 +375,8 @@ static void iq4_xs_tiles(int64_t n, const uint8_t *w, size_t w_stride, int64_t n
 {
     int64_t nb = n / QK_K;
     wblock W[WIDE_GROUPS];
-    __m256 acc[WIDE_GROUPS][TOKEN_STEP];
-    __m256i isum[WIDE_GROUPS][TOKEN_STEP];
+    __m256 acc[WIDE_GROUPS][WIDE_STEP];
+    __m256i isum[WIDE_GROUPS][WIDE_STEP];
     for (int64_t r0 = 0; r0 < n_rows; r0 += WIDE_GROUPS * GROUP_ROWS) {
         int64_t left = n_rows - r0;
         int ng = left < WIDE_GROUPS * GROUP_ROWS ? (int)((left + GROUP_ROWS - 1) / GROUP_ROWS)
@@ -392,8 +394,8 @@ static void iq4_xs_tiles(int64_t n, const uint8_t *w, size_t w_stride, int64_t n
             }
             store_mask[gi] = _mm256_loadu_si256((const __m256i *)live);
         }
-        for (int64_t t0 = 0; t0 < n_tok; t0 += TOKEN_STEP) {
-            int nt = n_tok - t0 < TOKEN_STEP ? (int)(n_tok - t0) : TOKEN_STEP;
+        for (int64_t t0 = 0; t0 < n_tok; t0 += WIDE_STEP) {
+            int nt = n_tok - t0 < WIDE_STEP ? (int)(n_tok - t0) : WIDE_STEP;
             const uint8_t *xt = x + (size_t)t0 * x_stride;
             for (int gi = 0; gi < ng; gi++)
                 for (int t = 0; t < nt; t++)
