@@ -3,11 +3,14 @@
  * process, interleaved round by round, best of the rounds, both timed by the thread's CPU time so
  * that other processes on a shared machine move neither figure.
  *
- *   build/gemm_micro [--kernels SET] [--rows R] [--cols N] [--tokens T] [--rounds K] [TYPE...]
+ *   build/gemm_micro [--kernels SET] [--rows R] [--cols N] [--tokens T] [--rounds K]
+ *                    [--row-tile M] [TYPE...]
  *
  * The matrix is R rows of N columns (default 256 × 2048, tinyllama's width), multiplied by T
  * tokens (default 64) per call, the activations converted once beforehand (the tiles' share of
- * a prefill). A multiply-add counts two operations, as in `edgellm bench`. */
+ * a prefill). With --row-tile the tile is called on M rows at a time, as ellm_matmul calls it (16
+ * rows), so that what a tile amortizes over the rows of one call is measured as a prefill gets
+ * it. A multiply-add counts two operations, as in `edgellm bench`. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +25,7 @@
 static int usage(void)
 {
     fprintf(stderr, "usage: gemm_micro [--kernels SET] [--rows R] [--cols N] [--tokens T] "
-                    "[--rounds K] [TYPE...]\n");
+                    "[--rounds K] [--row-tile M] [TYPE...]\n");
     return 2;
 }
 
@@ -38,16 +41,17 @@ static bool parse_count(const char *s, long lo, long hi, long *out)
 
 int main(int argc, char **argv)
 {
-    long rows = 256, cols = 2048, tokens = 64, rounds = 5;
+    long rows = 256, cols = 2048, tokens = 64, rounds = 5, row_tile = 0;
     const char *set = NULL;
     const char *types[32];
     int n_types = 0;
     for (int i = 1; i < argc; i++) {
-        long *count = !strcmp(argv[i], "--rows")     ? &rows
-                      : !strcmp(argv[i], "--cols")   ? &cols
-                      : !strcmp(argv[i], "--tokens") ? &tokens
-                      : !strcmp(argv[i], "--rounds") ? &rounds
-                                                     : NULL;
+        long *count = !strcmp(argv[i], "--rows")       ? &rows
+                      : !strcmp(argv[i], "--cols")     ? &cols
+                      : !strcmp(argv[i], "--tokens")   ? &tokens
+                      : !strcmp(argv[i], "--rounds")   ? &rounds
+                      : !strcmp(argv[i], "--row-tile") ? &row_tile
+                                                       : NULL;
         if (count || !strcmp(argv[i], "--kernels")) {
             if (i + 1 >= argc)
                 return usage();
@@ -90,8 +94,11 @@ int main(int argc, char **argv)
     for (long i = 0; i < tokens * cols; i++)
         x[i] = 0.5f * bench_uniform(&seed);
 
-    printf("kernel set %s, %ld rows x %ld columns x %ld tokens, one thread, best of %ld\n",
-           ellm_kernel_set_name(), rows, cols, tokens, rounds);
+    if (row_tile == 0 || row_tile > rows)
+        row_tile = rows;
+    printf("kernel set %s, %ld rows x %ld columns x %ld tokens, %ld rows a call, one thread, best "
+           "of %ld\n",
+           ellm_kernel_set_name(), rows, cols, tokens, row_tile, rounds);
     printf("%-8s %-14s %10s %10s %7s\n", "type", "arithmetic", "tile GOP/s", "peak GOP/s", "ratio");
     int status = 0;
     for (int ti = 0; ti < n_types; ti++) {
@@ -138,7 +145,10 @@ int main(int argc, char **argv)
             int reps = 0;
             double t0 = bench_thread_seconds(), t;
             do {
-                gemm(cols, wq, w_row, rows, xq, x_row, tokens, y, rows);
+                for (long r0 = 0; r0 < rows; r0 += row_tile)
+                    gemm(cols, wq + (size_t)r0 * w_row, w_row,
+                         rows - r0 < row_tile ? rows - r0 : row_tile, xq, x_row, tokens, y + r0,
+                         rows);
                 reps++;
                 t = bench_thread_seconds() - t0;
             } while (t < 0.1);

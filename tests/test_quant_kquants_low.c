@@ -434,6 +434,93 @@ static void test_matmul(void)
     }
 }
 
+/* IQ4_XS tiles at the ends of their integer range: levels -127 and 113 under sub-block scales
+ * -32 and 31 (the AVX2 tile's int16 weights, |scale x level| up to 4064) against activations of
+ * -128 and 127, with every super-block scale 1, so each (row, token) value is an exact integer
+ * sum per super-block, rounded once by its conversion and once by the addition of the two
+ * super-blocks. A tile that lets a 16-bit product or pair sum overflow, or carries one super-block's
+ * integer into the next, fails here. Tokens run past one 128-token step (the AVX2 tile's), rows
+ * past two groups of eight. */
+static void test_iq4_xs_tile_extremes(void)
+{
+    enum { NSB = 2, N = NSB * QK_K, ROWS = 17, TOK = 130 };
+    static block_iq4_xs w[ROWS][NSB];
+    static block_q8_K x[TOK][NSB];
+    static float deq[ROWS][N], y[TOK][ROWS];
+    memset(w, 0, sizeof w);
+    for (int r = 0; r < ROWS; r++)
+        for (int b = 0; b < NSB; b++) {
+            block_iq4_xs *blk = &w[r][b];
+            blk->d = ellm_f32_to_f16(1.0f);
+            for (int s = 0; s < QK_K / 32; s++) {
+                /* Scale codes 0 and 63 are the scales -32 and 31. */
+                int code = r % 4 == 0   ? 0
+                           : r % 4 == 1 ? 63
+                           : r % 4 == 2 ? 63 * (s % 2)
+                                        : (int)(frand() * 64) & 63;
+                blk->scales_l[s / 2] |= (uint8_t)((code & 15) << (4 * (s % 2)));
+                blk->scales_h |= (uint16_t)((code >> 4) << (2 * s));
+            }
+            for (int j = 0; j < QK_K / 2; j++) {
+                /* Nibble 0 is the level -127, nibble 15 the level 113. */
+                int lo = r % 4 == 0 ? 0 : r % 4 == 1 ? 15 : r % 4 == 2 ? 15 * (j % 2) : j * 7 % 16;
+                int hi = r % 4 == 3 ? j * 5 % 16 : lo;
+                blk->qs[j] = (uint8_t)(lo | hi << 4);
+            }
+        }
+    for (int r = 0; r < ROWS; r++)
+        ellm_dequantize_row(ELLM_TYPE_IQ4_XS, w[r], deq[r], N);
+    for (int t = 0; t < TOK; t++)
+        for (int b = 0; b < NSB; b++) {
+            block_q8_K *a = &x[t][b];
+            a->d = 1.0f;
+            for (int i = 0; i < QK_K; i++) {
+                bool neg = t % 3 == 0 ? true : t % 3 == 1 ? false : frand() < 0.5f;
+                a->qs[i] = (int8_t)(neg ? -128 : 127);
+            }
+            for (int k = 0; k < QK_K / 16; k++) {
+                int sum = 0;
+                for (int i = 0; i < 16; i++)
+                    sum += a->qs[16 * k + i];
+                a->bsums[k] = (int16_t)sum;
+            }
+        }
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8), tiled = 0;
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        CHECK(ellm_quant_use_kernel_set(sets[set]));
+        ellm_gemm_fn gemm = ellm_gemm_for(ELLM_TYPE_IQ4_XS);
+        if (!gemm)
+            continue;
+        tiled++;
+        memset(y, 0, sizeof y);
+        gemm(N, (const uint8_t *)w, sizeof w[0], ROWS, (const uint8_t *)x, sizeof x[0], TOK,
+             &y[0][0], ROWS);
+        for (int t = 0; t < TOK; t++)
+            for (int r = 0; r < ROWS; r++) {
+                float want = 0;
+                for (int b = 0; b < NSB; b++) {
+                    int64_t exact = 0;
+                    for (int i = 0; i < QK_K; i++)
+                        exact += (int64_t)deq[r][b * QK_K + i] * x[t][b].qs[i];
+                    want += (float)exact;
+                }
+                CHECK_MSG(y[t][r] == want, "%s IQ4_XS tile row %d token %d: %.9g, exact %.9g",
+                          sets[set], r, t, y[t][r], want);
+            }
+    }
+    ellm_quant_use_kernel_set(NULL);
+#if defined(__x86_64__) || defined(__wasm__)
+    /* Where the AVX2 set runs (and in wasm) an IQ4_XS tile exists and must have been checked. */
+    int has_avx2 = 0;
+    for (int set = 0; set < n_sets && set < 8; set++)
+        has_avx2 |= !strcmp(sets[set], "avx2") || !strcmp(sets[set], "wasm-simd");
+    CHECK(tiled >= has_avx2);
+#else
+    (void)tiled;
+#endif
+}
+
 int main(void)
 {
     for (int t = 0; t < N_LOW_TYPES; t++) {
@@ -446,6 +533,7 @@ int main(void)
     test_quantization_error();
     test_edge_cases();
     test_kernels();
+    test_iq4_xs_tile_extremes();
     test_matmul();
     fprintf(stderr, "kernel set on this CPU: %s\n", ellm_kernel_set_name());
     return test_finish("test_quant_kquants_low");

@@ -10,7 +10,12 @@
  * maddubs. Every kernel of this set, like the scalar one, forms each super-block's sum as an exact
  * integer and only then scales it to float (the scalar kernel's expression, in its order), so
  * the order of the integer work is free and every (row, token) value is bit-identical to the
- * single-row kernels and to the scalar ones (test_quant_kquants checks both). */
+ * single-row kernels and to the scalar ones (test_quant_kquants checks both).
+ *
+ * IQ4_XS takes 16-bit lanes instead (wblock): its levels span -127..113, too wide for maddubs
+ * without a sign move or two nibble planes, so each level is multiplied by its sub-block scale
+ * once per super-block and one madd against widened activations forms two values of the eight
+ * rows. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -42,15 +47,13 @@ typedef enum ktile_kind {
     KTILE_IQ4_XS
 } ktile_kind;
 
-/* A super-block of the eight rows, ready for maddubs: the unsigned levels (IQ4_XS: the low
- * nibbles of value + 128, and the high ones in q_high), per piece and half piece (groups 0-3, 4-7;
- * IQ4_XS: low and high nibbles) the rows' scales as an int16 pair per lane, the multipliers of the
+/* A super-block of the eight rows, ready for maddubs: the unsigned levels, per piece and half
+ * piece (groups 0-3, 4-7) the rows' scales as an int16 pair per lane, the multipliers of the
  * activations' 16-value sums as int16 pairs (Q4_K/Q5_K: min 2k and 2k + 1; Q2_K: min 2g and
- * 2g + 1; Q6_K, Q3_K, IQ4_XS: scale 2g and 2g + 1 (IQ4_XS: scale g twice), for their offsets of
- * 32, 4 and 128), and the rows' super-block scales. */
+ * 2g + 1; Q6_K, Q3_K: scale 2g and 2g + 1, for their offsets of 32 and 4), and the rows'
+ * super-block scales. */
 typedef struct kblock {
     __m256i q[PIECES][GROUPS];
-    __m256i q_high[PIECES][GROUPS];
     __m256i sc[PIECES][2];
     __m256i bsum_mul[GROUPS];
     __m256 d, dmin;
@@ -134,28 +137,10 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
         for (int l = 0; l < GROUP_ROWS; l++)
             lv[l] = piece_levels(kind, blk[l], p);
         transpose_8x8(lv, B->q[p]);
-        if (kind == KTILE_IQ4_XS)
-            for (int g = 0; g < GROUPS; g++) {
-                /* The signed level + 128 (1..241), as two unsigned nibbles. */
-                __m256i u = _mm256_xor_si256(B->q[p][g], _mm256_set1_epi8((char)0x80));
-                B->q[p][g] = _mm256_and_si256(u, _mm256_set1_epi8(15));
-                B->q_high[p][g] = _mm256_and_si256(_mm256_srli_epi16(u, 4), _mm256_set1_epi8(15));
-            }
     }
     int32_t sc[PIECES][2][GROUP_ROWS], mul[GROUPS][GROUP_ROWS];
     uint16_t d[GROUP_ROWS], dmin[GROUP_ROWS];
     for (int l = 0; l < GROUP_ROWS; l++) {
-        if (kind == KTILE_IQ4_XS) {
-            const block_iq4_xs *b = (const block_iq4_xs *)blk[l];
-            for (int p = 0; p < PIECES; p++) {
-                int ls = ellm_iq4_xs_scale(b, p) - 32;
-                sc[p][0][l] = mul[p][l] = int16_pair(ls, ls);
-                sc[p][1][l] = int16_pair(16 * ls, 16 * ls);
-            }
-            d[l] = b->d;
-            dmin[l] = 0;
-            continue;
-        }
         if (kind == KTILE_Q2_K || kind == KTILE_Q3_K) {
             /* Sub-block scales (Q2_K: low nibble, the min code above; Q3_K: the 6-bit code
              * - 32) in sub-block order: piece p holds sub-blocks 2p and 2p + 1. */
@@ -224,22 +209,20 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
 }
 
 /* How many groups of a piece sum their maddubs pairs in int16 before one madd with the scale:
- * as many as stay below 32767 in the worst case (level max × 128 × 2 per pair, so Q4_K and
- * IQ4_XS's nibbles 16 × 1920, Q5_K 8 × 3968, Q6_K 4 × 8064, Q2_K/Q3_K 8 × 896) and within one
+ * as many as stay below 32767 in the worst case (level max × 128 × 2 per pair, so Q4_K 16 ×
+ * 1920, Q5_K 8 × 3968, Q6_K 4 × 8064, Q2_K/Q3_K 8 × 896) and within one
  * sub-block (Q6_K, Q2_K, Q3_K: four groups). */
 static inline int group_span(ktile_kind kind)
 {
     switch (kind) {
-    case KTILE_Q4_K:
-    case KTILE_IQ4_XS: return 8;
+    case KTILE_Q4_K: return 8;
     case KTILE_Q6_K: return 2;
     default: return 4;
     }
 }
 
 /* The eight rows' exact sum of scale × level × activation over one 32-value piece for one token
- * (y: the piece's activations; IQ4_XS: of one nibble of level + 128, whose offset comes off
- * later). */
+ * (y: the piece's activations). */
 ALWAYS_INLINE __m256i piece_sum(ktile_kind kind, const __m256i w[GROUPS], __m256i sc0, __m256i sc1,
                                 const int8_t *y)
 {
@@ -284,19 +267,150 @@ ALWAYS_INLINE __m256 block_term(ktile_kind kind, const kblock *B, const block_q8
         for (int g = 0; g < GROUPS; g++)
             off = _mm256_add_epi32(off, _mm256_madd_epi16(B->bsum_mul[g], bsum_pair(a->bsums, g)));
     }
-    /* The levels are the values + 32 (Q6_K), + 4 (Q3_K) or + 128 (IQ4_XS): scale × offset × the
-     * 16-value sums come off. */
+    /* The levels are the values + 32 (Q6_K) or + 4 (Q3_K): scale × offset × the 16-value sums
+     * come off. */
     if (kind == KTILE_Q6_K)
         isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
     if (kind == KTILE_Q3_K)
         isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 2));
-    if (kind == KTILE_IQ4_XS)
-        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 7));
     __m256 term = _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum));
     if (kind == KTILE_Q4_K || kind == KTILE_Q5_K || kind == KTILE_Q2_K)
         term = _mm256_sub_ps(term,
                              _mm256_mul_ps(_mm256_mul_ps(B->dmin, ad), _mm256_cvtepi32_ps(off)));
     return term;
+}
+
+/* An IQ4_XS super-block of the eight rows: lane l of w[p][k] holds values 2k, 2k + 1 of piece
+ * p of row l, each its level times the piece's scale (|(ls - 32) × level| <= 32 × 127) as int16;
+ * and the rows' super-block scales. */
+typedef struct wblock {
+    __m256i w[PIECES][2 * GROUPS];
+    __m256 d;
+} wblock;
+
+static void decode_wblock(const uint8_t *const *rows, int64_t i, wblock *B)
+{
+    uint16_t d[GROUP_ROWS];
+    const block_iq4_xs *blk[GROUP_ROWS];
+    for (int l = 0; l < GROUP_ROWS; l++) {
+        blk[l] = (const block_iq4_xs *)rows[l] + i;
+        d[l] = blk[l]->d;
+    }
+    for (int p = 0; p < PIECES; p++) {
+        __m256i lo[GROUP_ROWS], hi[GROUP_ROWS];
+        for (int l = 0; l < GROUP_ROWS; l++) {
+            __m256i lv = piece_levels(KTILE_IQ4_XS, (const uint8_t *)blk[l], p);
+            __m256i ls = _mm256_set1_epi16((short)(ellm_iq4_xs_scale(blk[l], p) - 32));
+            lo[l] = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(lv)), ls);
+            hi[l] = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(lv, 1)), ls);
+        }
+        transpose_8x8(lo, B->w[p]);
+        transpose_8x8(hi, B->w[p] + GROUPS);
+    }
+    B->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
+}
+
+/* IQ4_XS row groups sharing one widening of the activations: two, the 16 rows ellm_matmul hands a
+ * tile per call (gemm_micro --row-tile 16, 112 tokens: one group 50 %, two 53-54 % of the
+ * int8-avx2 peak; four, on 256 rows a call, 56 %). Tokens sharing one decoded super-block: the
+ * 112 of a 2048-column matmul chunk in one step gave 55-56 % against 53 % in steps of 64 (the
+ * decoding, a multiply per level and two transpositions per piece, is paid per step). */
+enum { WIDE_GROUPS = 2, WIDE_STEP = 128 };
+
+/* Super-block i of ng groups of eight rows against every token of the step: per piece, the
+ * tokens' activations widened to int16 once (xw) for all the groups, then each half piece (eight
+ * pair vectors) of each group held in registers while the tokens pass, one broadcast pair, one
+ * madd and one addition per two values. The sums (|pair| <= 2 × 4064 × 128, a super-block below
+ * 2^27) are the exact integers of the single-row kernel, and the float step its expression
+ * (d_w × d_a times the integer). Against the two nibble planes of level + 128 (two maddubs per
+ * four values, then madds and the offset) this spends 32 vector instructions per piece, eight
+ * rows and token instead of 34, plus the widening (9 points of the peak when every group
+ * widened for itself). Holding a whole piece (half of it as memory operands) for one pass over
+ * the tokens ran at 42 %. */
+static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *xt, size_t x_stride,
+                          int nt, __m256 (*acc)[WIDE_STEP], __m256i (*isum)[WIDE_STEP])
+{
+    int16_t xw[WIDE_STEP][32];
+    for (int p = 0; p < PIECES; p++) {
+        for (int t = 0; t < nt; t++) {
+            const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
+            /* The step's activations are in L2: the next line, one piece ahead. */
+            _mm_prefetch((const char *)(a->qs + 32 * p) + 64, _MM_HINT_T0);
+            __m256i v = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * p));
+            _mm256_storeu_si256((__m256i *)xw[t], _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)));
+            _mm256_storeu_si256((__m256i *)(xw[t] + 16),
+                                _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1)));
+        }
+        for (int gi = 0; gi < ng; gi++)
+            for (int h = 0; h < 2; h++) {
+                __m256i w[GROUPS];
+                for (int k = 0; k < GROUPS; k++)
+                    w[k] = B[gi].w[p][GROUPS * h + k];
+                __m256i *is = isum[gi];
+                for (int t = 0; t < nt; t++) {
+                    __m256i s = p == 0 && h == 0 ? _mm256_setzero_si256() : is[t];
+                    for (int k = 0; k < GROUPS; k++) {
+                        int32_t pair;
+                        memcpy(&pair, xw[t] + 16 * h + 2 * k, 4);
+                        s = _mm256_add_epi32(s, _mm256_madd_epi16(w[k], _mm256_set1_epi32(pair)));
+                    }
+                    is[t] = s;
+                }
+            }
+    }
+    for (int t = 0; t < nt; t++) {
+        const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
+        __m256 ad = _mm256_set1_ps(a->d);
+        for (int gi = 0; gi < ng; gi++) {
+            __m256 dall = _mm256_mul_ps(B[gi].d, ad);
+            acc[gi][t] = _mm256_add_ps(acc[gi][t],
+                                       _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum[gi][t])));
+        }
+    }
+}
+
+static void iq4_xs_tiles(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                         const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
+                         int64_t y_stride)
+{
+    int64_t nb = n / QK_K;
+    wblock W[WIDE_GROUPS];
+    __m256 acc[WIDE_GROUPS][WIDE_STEP];
+    __m256i isum[WIDE_GROUPS][WIDE_STEP];
+    for (int64_t r0 = 0; r0 < n_rows; r0 += WIDE_GROUPS * GROUP_ROWS) {
+        int64_t left = n_rows - r0;
+        int ng = left < WIDE_GROUPS * GROUP_ROWS ? (int)((left + GROUP_ROWS - 1) / GROUP_ROWS)
+                                                 : WIDE_GROUPS;
+        /* A short last group repeats its last row in the unused lanes, which are not stored. */
+        const uint8_t *rows[WIDE_GROUPS][GROUP_ROWS];
+        __m256i store_mask[WIDE_GROUPS];
+        for (int gi = 0; gi < ng; gi++) {
+            int64_t g0 = r0 + gi * GROUP_ROWS;
+            int nr = n_rows - g0 < GROUP_ROWS ? (int)(n_rows - g0) : GROUP_ROWS;
+            int32_t live[GROUP_ROWS];
+            for (int l = 0; l < GROUP_ROWS; l++) {
+                rows[gi][l] = w + (size_t)(g0 + (l < nr ? l : nr - 1)) * w_stride;
+                live[l] = l < nr ? -1 : 0;
+            }
+            store_mask[gi] = _mm256_loadu_si256((const __m256i *)live);
+        }
+        for (int64_t t0 = 0; t0 < n_tok; t0 += WIDE_STEP) {
+            int nt = n_tok - t0 < WIDE_STEP ? (int)(n_tok - t0) : WIDE_STEP;
+            const uint8_t *xt = x + (size_t)t0 * x_stride;
+            for (int gi = 0; gi < ng; gi++)
+                for (int t = 0; t < nt; t++)
+                    acc[gi][t] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < nb; i++) {
+                for (int gi = 0; gi < ng; gi++)
+                    decode_wblock(rows[gi], i, &W[gi]);
+                sweep_wblocks(W, ng, i, xt, x_stride, nt, acc, isum);
+            }
+            for (int gi = 0; gi < ng; gi++)
+                for (int t = 0; t < nt; t++)
+                    _mm256_maskstore_ps(y + (t0 + t) * y_stride + r0 + gi * GROUP_ROWS,
+                                        store_mask[gi], acc[gi][t]);
+        }
+    }
 }
 
 ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, size_t w_stride,
@@ -324,25 +438,20 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
                 acc[t] = _mm256_setzero_ps();
             for (int64_t i = 0; i < nb; i++) {
                 decode_kblock(kind, rows, i, &B);
-                /* Piece by piece (IQ4_XS: low nibbles, then high), its levels held in
-                 * registers for every token of the step. */
-                int passes = kind == KTILE_IQ4_XS ? 2 * PIECES : PIECES;
-                for (int pass = 0; pass < passes; pass++) {
-                    int p = pass % PIECES;
-                    bool high = pass >= PIECES;
+                /* Piece by piece, its levels held in registers for every token of the step. */
+                for (int p = 0; p < PIECES; p++) {
                     __m256i wp[GROUPS];
                     for (int g = 0; g < GROUPS; g++)
-                        wp[g] = high ? B.q_high[p][g] : B.q[p][g];
-                    __m256i sc0 = B.sc[p][high], sc1 = B.sc[p][1];
+                        wp[g] = B.q[p][g];
+                    __m256i sc0 = B.sc[p][0], sc1 = B.sc[p][1];
                     for (int t = 0; t < nt; t++) {
                         const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
                         /* The step's activations are in L2: the next line of this token's
                          * super-block, asked for one piece ahead (Q4_K, Q6_K, Q2_K 2-4 points of
-                         * the peak in gemm_micro; IQ4_XS, compute-bound, within the noise). */
-                        if (!high)
-                            _mm_prefetch((const char *)(a->qs + 32 * p) + 64, _MM_HINT_T0);
+                         * the peak in gemm_micro). */
+                        _mm_prefetch((const char *)(a->qs + 32 * p) + 64, _MM_HINT_T0);
                         __m256i s = piece_sum(kind, wp, sc0, sc1, a->qs + 32 * p);
-                        isum[t] = pass == 0 ? s : _mm256_add_epi32(isum[t], s);
+                        isum[t] = p == 0 ? s : _mm256_add_epi32(isum[t], s);
                     }
                 }
                 for (int t = 0; t < nt; t++) {
@@ -360,7 +469,10 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
     void name(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows, const uint8_t *x,      \
               size_t x_stride, int64_t n_tok, float *y, int64_t y_stride)                          \
     {                                                                                              \
-        kgemm_tiles(kind, n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);                \
+        if (kind == KTILE_IQ4_XS)                                                                  \
+            iq4_xs_tiles(n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);                 \
+        else                                                                                       \
+            kgemm_tiles(kind, n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);            \
     }
 
 DEFINE_KGEMM(ellm_gemm_q4_K_avx2, KTILE_Q4_K)
