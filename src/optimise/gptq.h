@@ -18,6 +18,11 @@
  * residual stream: the sum over every layer's q/k/v and gate/up of diag(g) W^T W diag(g), g the
  * RMSNorm weight in front of them.
  *
+ * ffn_gate and ffn_up of a SwiGLU FFN, where the calibration text is long enough for it, get a
+ * Hessian per row, each token weighted by what that row's output error is multiplied by in
+ * silu(g) u, and up's rows first aim at silu(g) u under the already rounded gate
+ * (ellm_gptq_quantize_gated).
+ *
  * H is never stored for the whole model: ellm_gptq recomputes one layer's H (the four inputs
  * q/k/v, attn_output, gate/up, down) by running the model over the calibration tokens when a
  * matrix of that layer is first asked for, and keeps only that layer's. */
