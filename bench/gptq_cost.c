@@ -5,6 +5,11 @@
  * the machine.
  *
  *   build/gptq_cost N_COLS N_ROWS TYPE_ID THREADS     (e.g. 2048 200 2 2: Q4_0)
+ *   build/gptq_cost N_COLS N_ROWS TYPE_ID THREADS N_TOK
+ *
+ * With N_TOK, also the rows of a SwiGLU up matrix with per-row Hessians over N_TOK activations
+ * and the rounded gate's target (ellm_gptq_quantize_gated; each row builds and factors its own
+ * H, so the cost is about N_TOK n^2 / 2 + n^3 / 2 a row on top of the rounding).
  *
  * The hash of the bytes tells whether two builds round the same. */
 #define _POSIX_C_SOURCE 200809L
@@ -29,10 +34,53 @@ static double cpu_seconds(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* ellm_gptq_quantize_gated on rows rows of up (w's buffer reused), a random gate and a
+ * perturbed copy of it as the gate as given; nonzero on failure. */
+static int gated_cost(ellm_threadpool *pool, ellm_type type, int64_t n, int64_t rows, int n_tok,
+                      const float *mix, const float *scale, float *w, uint8_t *dst,
+                      uint64_t row_bytes)
+{
+    float *x = malloc((size_t)n_tok * (size_t)n * sizeof *x);
+    float *gate = malloc((size_t)(rows * n) * sizeof *gate);
+    float *gate0 = malloc((size_t)(rows * n) * sizeof *gate0);
+    float *up = malloc((size_t)(rows * n) * sizeof *up);
+    if (!x || !gate || !gate0 || !up) {
+        fprintf(stderr, "gptq_cost: no memory\n");
+        return 1;
+    }
+    test_gptq_activations(x, n_tok, n, mix, RANK, scale, &rng);
+    float unit = 1.0f / sqrtf((float)n * 16);
+    for (int64_t i = 0; i < rows * n; i++) {
+        gate[i] = unit * test_gptq_gaussian(&rng);
+        gate0[i] = gate[i] + 0.1f * unit * test_gptq_gaussian(&rng);
+        up[i] = unit * test_gptq_gaussian(&rng);
+        w[i] = up[i];
+    }
+    double t0 = cpu_seconds();
+    edgellm_status st = ellm_gptq_quantize_gated(pool, type, w, rows, n, x, n_tok, gate, gate0, up,
+                                                 false, ELLM_GPTQ_DAMP, dst);
+    double t1 = cpu_seconds();
+    if (st != EDGELLM_OK) {
+        fprintf(stderr, "gptq_cost: %s\n", edgellm_last_error());
+        return 1;
+    }
+    uint64_t hash = 1469598103934665603ull;
+    for (uint64_t i = 0; i < row_bytes * (uint64_t)rows; i++)
+        hash = (hash ^ dst[i]) * 1099511628211ull;
+    printf("%lld columns, %s, per-row Hessians over %d tokens: %.4f CPU-s a row, bytes %016llx\n",
+           (long long)n, ellm_type_name(type), n_tok, (t1 - t0) / (double)rows,
+           (unsigned long long)hash);
+    free(x);
+    free(gate);
+    free(gate0);
+    free(up);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: gptq_cost N_COLS N_ROWS TYPE_ID THREADS\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: gptq_cost N_COLS N_ROWS TYPE_ID THREADS [N_TOK]\n");
         return 2;
     }
     int64_t n = atoll(argv[1]), rows = atoll(argv[2]);
@@ -81,6 +129,9 @@ int main(int argc, char **argv)
     printf("%lld columns, %s: factor and %d rows %.2f CPU-s, %.4f CPU-s a row, bytes %016llx\n",
            (long long)n, ellm_type_name(type), FACTOR_ROWS, t1 - t0,
            ((t3 - t2) - (t1 - t0)) / (double)(rows - FACTOR_ROWS), (unsigned long long)hash);
+    int n_tok = argc == 6 ? atoi(argv[5]) : 0;
+    if (n_tok > 0 && gated_cost(pool, type, n, rows, n_tok, mix, scale, w, dst, row_bytes))
+        return 1;
     ellm_threadpool_free(pool);
     free(h);
     free(x);

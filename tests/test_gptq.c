@@ -41,12 +41,17 @@ static double output_error(const float *x, int n_tok, const float *w, const floa
     return total;
 }
 
-static void dequantize_matrix(ellm_type type, const uint8_t *blocks, float *out)
+static void dequantize_rows(ellm_type type, const uint8_t *blocks, float *out, int rows, int n)
 {
     uint64_t rb;
-    ellm_row_bytes(type, N_IN, &rb);
-    for (int r = 0; r < N_OUT; r++)
-        ellm_dequantize_row(type, blocks + r * rb, out + r * N_IN, N_IN);
+    ellm_row_bytes(type, (uint64_t)n, &rb);
+    for (int r = 0; r < rows; r++)
+        ellm_dequantize_row(type, blocks + r * rb, out + r * n, n);
+}
+
+static void dequantize_matrix(ellm_type type, const uint8_t *blocks, float *out)
+{
+    dequantize_rows(type, blocks, out, N_OUT, N_IN);
 }
 
 /* blk.<layer>.<matrix>.weight of the F32 file quantized to Q4_0 by g into a fresh buffer. */
@@ -422,6 +427,112 @@ static void blocked_factor_and_update(ellm_threadpool *pool)
     free(got);
 }
 
+/* SwiGLU rows: the FFN's output error sum over held-out tokens and rows of
+ * (silu(g'_r . x) (u'_r . x) - silu(g_r . x) (u_r . x))^2 for rounded g', u'. */
+#define GATED_N 64
+#define GATED_ROWS 48
+#define GATED_PER_ROW_BOUND 0.985
+#define GATED_TARGET_BOUND 0.95
+
+static double gated_error(const float *x, int n_tok, const float *g, const float *u,
+                          const float *gq, const float *uq)
+{
+    double total = 0;
+    for (int r = 0; r < GATED_ROWS; r++)
+        for (int t = 0; t < n_tok; t++) {
+            double z[4] = {0, 0, 0, 0};
+            for (int j = 0; j < GATED_N; j++) {
+                double xj = x[t * GATED_N + j];
+                z[0] += xj * g[r * GATED_N + j];
+                z[1] += xj * u[r * GATED_N + j];
+                z[2] += xj * gq[r * GATED_N + j];
+                z[3] += xj * uq[r * GATED_N + j];
+            }
+            double d = z[2] / (1 + exp(-z[2])) * z[3] - z[0] / (1 + exp(-z[0])) * z[1];
+            total += d * d;
+        }
+    return total;
+}
+
+/* ellm_gptq_quantize_gated of a copy of w to Q4_0, decoded into out. */
+static void gated_pass(ellm_threadpool *pool, const float *w, const float *x, int n_tok,
+                       const float *gate, const float *gate0, const float *up, bool is_gate,
+                       uint8_t *blocks, float *out)
+{
+    float *work = malloc(sizeof(float) * GATED_ROWS * GATED_N);
+    CHECK(work);
+    memcpy(work, w, sizeof(float) * GATED_ROWS * GATED_N);
+    CHECK(ellm_gptq_quantize_gated(pool, ELLM_TYPE_Q4_0, work, GATED_ROWS, GATED_N, x, n_tok, gate,
+                                   gate0, up, is_gate, ELLM_GPTQ_DAMP, blocks) == EDGELLM_OK);
+    dequantize_rows(ELLM_TYPE_Q4_0, blocks, out, GATED_ROWS, GATED_N);
+    free(work);
+}
+
+/* gate and up rounded with one X^T X, against per-row Hessians weighted by what each row's
+ * output error is multiplied by in the product, and up moved to make up for the rounded gate.
+ * Each step must lower the FFN's held-out output error: the weights alone, and the up target
+ * given the rounded gate (which fails with the target left out or its sign flipped). */
+static void gated_rounding(ellm_threadpool *pool)
+{
+    enum { N = GATED_N, R = GATED_ROWS, T = 1024, RK = 8 };
+    uint64_t st = 0x2545F4914F6CDD1Dull;
+    float *mix = test_gptq_mix(RK, N, &st);
+    float *x_cal = malloc(sizeof(float) * T * N), *x_ho = malloc(sizeof(float) * T * N);
+    float *h = calloc((size_t)N * N, sizeof(float));
+    float *g = malloc(sizeof(float) * R * N), *u = malloc(sizeof(float) * R * N);
+    float *work = malloc(sizeof(float) * R * N), *gq = malloc(sizeof(float) * R * N);
+    float *uq = malloc(sizeof(float) * R * N), *gq1 = malloc(sizeof(float) * R * N);
+    uint8_t *blocks = malloc((size_t)R * N);
+    CHECK(mix && x_cal && x_ho && h && g && u && work && gq && uq && gq1 && blocks);
+    test_gptq_activations(x_cal, T, N, mix, RK, NULL, &st);
+    test_gptq_activations(x_ho, T, N, mix, RK, NULL, &st);
+    test_gptq_add_hessian(h, x_cal, T, N);
+    /* Pre-activations of a few units: the gate's slope and the product vary by token. */
+    for (int i = 0; i < R * N; i++) {
+        g[i] = 0.15f * test_gptq_gaussian(&st);
+        u[i] = 0.15f * test_gptq_gaussian(&st);
+    }
+    ellm_type type = ELLM_TYPE_Q4_0;
+    /* One H for both. */
+    memcpy(work, g, sizeof(float) * R * N);
+    CHECK(ellm_gptq_quantize(pool, type, work, R, N, h, ELLM_GPTQ_DAMP, true, blocks) ==
+          EDGELLM_OK);
+    dequantize_rows(type, blocks, gq, R, N);
+    memcpy(work, u, sizeof(float) * R * N);
+    CHECK(ellm_gptq_quantize(pool, type, work, R, N, h, ELLM_GPTQ_DAMP, true, blocks) ==
+          EDGELLM_OK);
+    dequantize_rows(type, blocks, uq, R, N);
+    double shared = gated_error(x_ho, T, g, u, gq, uq);
+    /* Per-row Hessians, no up target. */
+    gated_pass(pool, g, x_cal, T, g, NULL, u, true, blocks, gq1);
+    gated_pass(pool, u, x_cal, T, gq1, NULL, u, false, blocks, uq);
+    double per_row = gated_error(x_ho, T, g, u, gq1, uq);
+    /* And up's target given the rounded gate. */
+    gated_pass(pool, u, x_cal, T, gq1, g, u, false, blocks, uq);
+    double retargeted = gated_error(x_ho, T, g, u, gq1, uq);
+    printf("SwiGLU held-out output error (Q4_0): one H %.4g, per-row H %.4g (%+.0f %%), with up's "
+           "target %.4g (%+.0f %%)\n",
+           shared, per_row, 100 * (per_row / shared - 1), retargeted,
+           100 * (retargeted / shared - 1));
+    CHECK_MSG(per_row < GATED_PER_ROW_BOUND * shared,
+              "per-row Hessians: FFN error %g not below %.1f %% of one H's %g", per_row,
+              100 * GATED_PER_ROW_BOUND, shared);
+    CHECK_MSG(retargeted < GATED_TARGET_BOUND * per_row,
+              "up's target: FFN error %g not below %.0f %% of the per-row rounding's %g",
+              retargeted, 100 * GATED_TARGET_BOUND, per_row);
+    free(mix);
+    free(x_cal);
+    free(x_ho);
+    free(h);
+    free(g);
+    free(u);
+    free(work);
+    free(gq);
+    free(uq);
+    free(gq1);
+    free(blocks);
+}
+
 int main(void)
 {
     sequential_statistics();
@@ -447,6 +558,7 @@ int main(void)
     ellm_threadpool *pool = NULL;
     CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
     blocked_factor_and_update(pool);
+    gated_rounding(pool);
     static const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_1,  ELLM_TYPE_IQ4_NL,
                                       ELLM_TYPE_Q5_0, ELLM_TYPE_Q8_0,  ELLM_TYPE_Q4_K,
                                       ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K,  ELLM_TYPE_Q3_K,

@@ -1393,6 +1393,14 @@ edgellm_status ellm_gptq_quantize_act_order(ellm_threadpool *pool, ellm_type typ
 #define N_INPUTS 5    /* ELLM_INPUT_ATTN .. ELLM_INPUT_HEAD */
 #define HEAD_LAYER -1 /* the layer the observer gives the output head's input */
 #define NO_LAYER -2   /* statistics of no layer held */
+/* Per-row Hessians of ffn_gate/ffn_up: at most this many FFN input values kept, and this many
+ * multiply-adds to build them (tokens x rows x n^2 / 2) */
+#define ROW_HESSIAN_MAX_X (1 << 22)
+#define ROW_HESSIAN_MAX_WORK 1.5e11
+/* ... and at least this many calibration tokens per input column: each row's weights leave
+ * fewer tokens that count than X^T X has, and with fewer H_r fits the calibration text (the
+ * 256-wide model, 6 tokens a column: Q3_K_M KL 0.01025 to 0.01051) */
+#define ROW_HESSIAN_MIN_TOKENS 16
 
 typedef struct layer_input {
     int64_t n;        /* columns; 0 until observed */
@@ -1411,6 +1419,10 @@ struct ellm_gptq {
     bool state_stale; /* matrices were installed since the state was made */
     int32_t layer;    /* whose statistics `in` holds (HEAD_LAYER: the head's); NO_LAYER: none */
     layer_input in[N_INPUTS];
+    /* The layer's FFN input rows, kept while small enough for per-row Hessians (ffn_rows < 0:
+     * too many) */
+    float *ffn_x;
+    int64_t ffn_rows;
     bool failed;
     ellm_gptq_params params;
 };
@@ -1426,6 +1438,9 @@ static void free_inputs(ellm_gptq *g)
         free(g->in[k].order);
         memset(&g->in[k], 0, sizeof g->in[k]);
     }
+    free(g->ffn_x);
+    g->ffn_x = NULL;
+    g->ffn_rows = 0;
     g->layer = NO_LAYER;
 }
 
@@ -1474,6 +1489,21 @@ static void observe_layer(void *user, int32_t layer, ellm_matrix_input which, co
     }
     accumulate a = {in->h, x, n_rows, n_cols};
     ellm_threadpool_run(g->run.pool, accumulate_rows, &a);
+    if (which != ELLM_INPUT_FFN || g->ffn_rows < 0)
+        return;
+    int64_t rows = g->ffn_rows + n_rows;
+    float *kept = rows * n_cols <= ROW_HESSIAN_MAX_X
+                      ? realloc(g->ffn_x, (size_t)(rows * n_cols) * sizeof *kept)
+                      : NULL;
+    if (!kept) {
+        free(g->ffn_x);
+        g->ffn_x = NULL;
+        g->ffn_rows = -1;
+        return;
+    }
+    memcpy(kept + g->ffn_rows * n_cols, x, (size_t)n_rows * (size_t)n_cols * sizeof *x);
+    g->ffn_x = kept;
+    g->ffn_rows = rows;
 }
 
 /* Runs the calibration tokens through the model, keeping the statistics of `layer` only. */
@@ -1808,6 +1838,200 @@ static edgellm_status quantize_embedding(ellm_gptq *g, ellm_type type, float *w,
     return st;
 }
 
+/* ---------------------------------------------------------------- gated FFN rows */
+
+/* X^T X weighs every calibration token alike, but an error in output r of ffn_gate or ffn_up
+ * reaches the FFN through the SwiGLU product silu(g_r) u_r: scaled by silu(g_r) for up and by
+ * silu'(g_r) u_r for gate, factors that differ by token and by row. So each row gets its own
+ * Hessian, H_r = sum over tokens of a_t x_t x_t^T, a_t that factor squared. */
+typedef struct gated_job {
+    const float *x;
+    int64_t n_tok, n, n_rows;
+    const float *gate, *gate0, *up;
+    bool is_gate;
+    ellm_type type;
+    float damp;
+    float *w;
+    uint8_t *dst;
+    uint64_t row_bytes;
+    float *scratch; /* per thread: 2 n^2 + 3 n + n_tok floats */
+    int failed;
+} gated_job;
+
+static float silu(float z) { return z / (1.0f + expf(-z)); }
+
+/* For up, once the gate is rounded: the row that makes silu(g') u' closest to silu(g) u under
+ * the same weights, w + (H + lambda I)^-1 sum_t x_t silu(g'_t) u_t (silu(g_t) - silu(g'_t)), with
+ * U^T U = (H + lambda I)^-1 (c: n floats, overwritten; uc: n floats). */
+static void retarget_up(const gated_job *f, int64_t r, const float *u, float *c, float *uc)
+{
+    int64_t n = f->n;
+    const float *g1 = f->gate + r * n, *g0 = f->gate0 + r * n, *up = f->up + r * n;
+    memset(c, 0, (size_t)n * sizeof *c);
+    for (int64_t t = 0; t < f->n_tok; t++) {
+        const float *xt = f->x + t * n;
+        float z1 = 0, z0 = 0, zu = 0;
+        for (int64_t i = 0; i < n; i++) {
+            z1 += g1[i] * xt[i];
+            z0 += g0[i] * xt[i];
+            zu += up[i] * xt[i];
+        }
+        float s1 = silu(z1), k = s1 * zu * (silu(z0) - s1);
+        for (int64_t i = 0; k != 0 && i < n; i++)
+            c[i] += k * xt[i];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float t = 0;
+        for (int64_t j = i; j < n; j++)
+            t += u[i * n + j] * c[j];
+        uc[i] = t;
+    }
+    float *wr = f->w + r * n;
+    for (int64_t j = 0; j < n; j++) {
+        float t = 0;
+        for (int64_t i = 0; i <= j; i++)
+            t += u[i * n + j] * uc[i];
+        wr[j] += t;
+    }
+}
+
+static void gated_rows(void *arg, int ith, int nth)
+{
+    gated_job *f = arg;
+    int64_t n = f->n;
+    float *h = f->scratch + (size_t)ith * (size_t)(2 * n * n + 3 * n + f->n_tok);
+    float *u = h + n * n, *imp = u + n * n, *c = imp + n, *uc = c + n, *a = uc + n;
+    for (int64_t r = ith; r < f->n_rows && !f->failed; r += nth) {
+        const float *gr = f->gate + r * n, *ur = f->up + r * n;
+        for (int64_t t = 0; t < f->n_tok; t++) {
+            const float *xt = f->x + t * n;
+            float zg = 0, zu = 0;
+            for (int64_t i = 0; i < n; i++) {
+                zg += gr[i] * xt[i];
+                zu += ur[i] * xt[i];
+            }
+            float sg = 1.0f / (1.0f + expf(-zg));
+            float k = f->is_gate ? sg * (1.0f + zg * (1.0f - sg)) * zu : zg * sg;
+            a[t] = k * k;
+        }
+        memset(h, 0, (size_t)(n * n) * sizeof *h);
+        for (int64_t t = 0; t < f->n_tok; t++) {
+            const float *xt = f->x + t * n;
+            for (int64_t i = 0; a[t] != 0 && i < n; i++) {
+                float v = a[t] * xt[i];
+                for (int64_t j = 0; j <= i; j++)
+                    h[i * n + j] += v * xt[j];
+            }
+        }
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t j = 0; j < i; j++)
+                h[j * n + i] = h[i * n + j];
+            imp[i] = h[i * n + i] + 1e-30f;
+        }
+        if (ellm_gptq_inverse_factor(NULL, h, n, f->damp, u) != EDGELLM_OK) {
+            f->failed = 1;
+            break;
+        }
+        if (f->gate0 && !f->is_gate)
+            retarget_up(f, r, u, c, uc);
+        if (quantize_with_factor(NULL, f->type, f->w + r * n, 1, n, u, h, imp, NULL, true, 0,
+                                 f->dst + (uint64_t)r * f->row_bytes) != EDGELLM_OK)
+            f->failed = 1;
+    }
+}
+
+edgellm_status ellm_gptq_quantize_gated(ellm_threadpool *pool, ellm_type type, float *w,
+                                        int64_t n_rows, int64_t n, const float *x, int64_t n_tok,
+                                        const float *gate, const float *gate0, const float *up,
+                                        bool is_gate, float damp, void *dst)
+{
+    if (!ellm_gptq_supports(type, n))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GPTQ cannot round %lld-wide rows to %s",
+                         (long long)n, ellm_type_name(type));
+    int nth = pool ? ellm_threadpool_size(pool) : 1;
+    gated_job f = {.x = x,
+                   .n_tok = n_tok,
+                   .n = n,
+                   .n_rows = n_rows,
+                   .gate = gate,
+                   .gate0 = gate0,
+                   .up = up,
+                   .is_gate = is_gate,
+                   .type = type,
+                   .damp = damp,
+                   .w = w,
+                   .dst = dst};
+    ellm_row_bytes(type, (uint64_t)n, &f.row_bytes);
+    f.scratch = malloc((size_t)nth * (size_t)(2 * n * n + 3 * n + n_tok) * sizeof *f.scratch);
+    if (!f.scratch)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for GPTQ's per-row Hessians");
+    ellm_threadpool_run(pool, gated_rows, &f);
+    free(f.scratch);
+    if (f.failed)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "GPTQ: a per-row Hessian could not be factored (NaN or infinite "
+                         "activations)");
+    return EDGELLM_OK;
+}
+
+/* Whether tensor (ffn_gate or ffn_up of the layer held) gets per-row Hessians: a SwiGLU FFN whose
+ * inputs were kept and whose rows are cheap enough (tokens x rows x n^2 / 2 multiply-adds). */
+static bool gated_rows_apply(const ellm_gptq *g, const char *tensor, int32_t layer, int which,
+                             int64_t n_rows, int64_t n_cols)
+{
+    if (which != ELLM_INPUT_FFN || layer < 0 || !g->ffn_x ||
+        g->ffn_rows < ROW_HESSIAN_MIN_TOKENS * n_cols || g->params.act_order ||
+        ellm_model_hparams(g->run.model)->gelu_ffn ||
+        (double)g->ffn_rows * (double)n_rows * (double)n_cols * (double)n_cols / 2 >
+            ROW_HESSIAN_MAX_WORK ||
+        (!strstr(tensor, ".ffn_gate.") && !strstr(tensor, ".ffn_up.")))
+        return false;
+    const ellm_layer *l = &ellm_model_weights(g->run.model)->layers[layer];
+    return l->ffn_gate.data && l->ffn_up.data && l->ffn_gate.ne[0] == n_cols &&
+           l->ffn_up.ne[0] == n_cols && l->ffn_gate.ne[1] == n_rows && l->ffn_up.ne[1] == n_rows;
+}
+
+static float *dequantized(ellm_type type, const void *data, int64_t n_rows, int64_t n)
+{
+    uint64_t rb = 0;
+    float *out = malloc((size_t)(n_rows * n) * sizeof *out);
+    if (!out || !ellm_row_bytes(type, (uint64_t)n, &rb)) {
+        free(out);
+        return NULL;
+    }
+    for (int64_t r = 0; r < n_rows; r++)
+        ellm_dequantize_row(type, (const uint8_t *)data + (uint64_t)r * rb, out + r * n, n);
+    return out;
+}
+
+/* The gate and up the model computes with now (the gate rounded when it came first), and the
+ * gate as given where it differs. */
+static edgellm_status quantize_gated_tensor(ellm_gptq *g, const char *tensor, int32_t layer,
+                                            ellm_type type, float *w, int64_t n_rows, int64_t n,
+                                            void *dst)
+{
+    const ellm_layer *l = &ellm_model_weights(g->run.model)->layers[layer];
+    char nm[64];
+    snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", (int)layer);
+    const gguf_tensor_info *g0 = ellm_gguf_find_tensor(g->run.file, nm);
+    bool retarget = g0 && g0->n_dims == 2 && (int64_t)g0->ne[0] == n &&
+                    (int64_t)g0->ne[1] == n_rows && g0->data != l->ffn_gate.data;
+    float *gate = dequantized(l->ffn_gate.type, l->ffn_gate.data, n_rows, n);
+    float *up = dequantized(l->ffn_up.type, l->ffn_up.data, n_rows, n);
+    float *gate0 = retarget ? dequantized((ellm_type)g0->type, g0->data, n_rows, n) : NULL;
+    edgellm_status st = gate && up && (gate0 || !retarget)
+                            ? ellm_gptq_quantize_gated(g->run.pool, type, w, n_rows, n, g->ffn_x,
+                                                       g->ffn_rows, gate, gate0, up,
+                                                       strstr(tensor, ".ffn_gate.") != NULL,
+                                                       ELLM_GPTQ_DAMP, dst)
+                            : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
+                                        "no memory for '%s''s per-row Hessians", tensor);
+    free(gate);
+    free(up);
+    free(gate0);
+    return st;
+}
+
 edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type, float *w,
                                          int64_t n_rows, int64_t n_cols, const ellm_awq *awq,
                                          void *dst)
@@ -1831,6 +2055,13 @@ edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "'%s' has %lld input columns but the model's forward pass gives it %lld",
                          tensor, (long long)n_cols, (long long)in->n);
+    if (!ellm_awq_column_scales(awq, tensor, n_cols) &&
+        gated_rows_apply(g, tensor, layer, which, n_rows, n_cols)) {
+        st = quantize_gated_tensor(g, tensor, layer, type, w, n_rows, n_cols, dst);
+        if (st == EDGELLM_OK)
+            st = install_quantized(g, tensor, t, type, dst, n_rows, n_cols, awq);
+        return st;
+    }
     bool act_order = g->params.act_order && has_grid(type);
     st = prepare_input(g, in, ellm_awq_column_scales(awq, tensor, n_cols), act_order);
     float *permuted = in->order ? malloc((size_t)n_cols * sizeof *permuted) : NULL;

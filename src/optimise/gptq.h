@@ -18,6 +18,11 @@
  * residual stream: the sum over every layer's q/k/v and gate/up of diag(g) W^T W diag(g), g the
  * RMSNorm weight in front of them.
  *
+ * ffn_gate and ffn_up of a SwiGLU FFN, where the calibration text is long enough for it, get a
+ * Hessian per row, each token weighted by what that row's output error is multiplied by in
+ * silu(g) u, and up's rows first aim at silu(g) u under the already rounded gate
+ * (ellm_gptq_quantize_gated).
+ *
  * H is never stored for the whole model: ellm_gptq recomputes one layer's H (the four inputs
  * q/k/v, attn_output, gate/up, down) by running the model over the calibration tokens when a
  * matrix of that layer is first asked for, and keeps only that layer's. */
@@ -59,6 +64,17 @@ edgellm_status ellm_gptq_quantize_act_order(ellm_threadpool *pool, ellm_type typ
  * statistics). The lower triangle of u is zero. */
 edgellm_status ellm_gptq_inverse_factor(ellm_threadpool *pool, const float *h, int64_t n,
                                         float damp, float *u);
+/* GPTQ for ffn_gate (is_gate) or ffn_up of a SwiGLU FFN, silu(x . g_r) (x . u_r): row r gets its
+ * own Hessian sum_t a_t x_t x_t^T over the n_tok rows of x (the FFN's normed inputs), a_t the
+ * square of what an error in that row's output at token t is multiplied by in the product
+ * (silu'(g_r . x_t) (u_r . x_t) for gate, silu(g_r . x_t) for up). gate and up (n_rows x n) are
+ * the matrices the model computes with (for up: the gate as rounded); gate0, when not NULL, is
+ * the gate as given, and up's rows are first moved to the least-squares best match of
+ * silu(gate0 x) (up x) under the rounded gate. w: the rows to round (changed in place). */
+edgellm_status ellm_gptq_quantize_gated(ellm_threadpool *pool, ellm_type type, float *w,
+                                        int64_t n_rows, int64_t n, const float *x, int64_t n_tok,
+                                        const float *gate, const float *gate0, const float *up,
+                                        bool is_gate, float damp, void *dst);
 /* Whether ellm_gptq_quantize handles the type with n_cols-wide rows. */
 bool ellm_gptq_supports(ellm_type type, int64_t n_cols);
 
