@@ -319,13 +319,24 @@ static inline int32_t kq_min_term(v128_t scales_mins, const int16_t *bsums)
                                      wasm_i32x4_dot_i16x8(hi, load(bsums + 8))));
 }
 
-/* The scalar kernels' float steps for a super-block with two halves d, dmin side by side at
- * d_dmin (Q4_K, Q5_K, Q2_K): d_a · d · sumi − d_a · dmin · summ, the halves converted in lanes. */
+/* The scalar kernels' float steps for two super-blocks, each with two halves d, dmin side by side
+ * (at d_dmin0, d_dmin1; Q4_K, Q5_K, Q2_K): lanes 0, 1 are d_a · d · sumi and d_a · dmin · summ of
+ * the first (sumi, summ in lanes 0, 1 of sums), lanes 2, 3 those of the second; the halves
+ * converted in lanes. */
+static inline v128_t kq_super_block_products(const uint16_t *d_dmin0, const uint16_t *d_dmin1,
+                                             float da0, float da1, v128_t sums)
+{
+    v128_t h = wasm_i32x4_shuffle(wasm_v128_load32_zero(d_dmin0), wasm_v128_load32_zero(d_dmin1), 0,
+                                  4, 1, 5);
+    v128_t d = halves_to_f32x4(wasm_u32x4_extend_low_u16x8(h));
+    return wasm_f32x4_mul(wasm_f32x4_mul(wasm_f32x4_make(da0, da0, da1, da1), d),
+                          wasm_f32x4_convert_i32x4(sums));
+}
+
+/* One super-block's value, d_a · d · sumi − d_a · dmin · summ. */
 static inline float kq_super_block_lanes(const uint16_t *d_dmin, float da, v128_t sumi_summ)
 {
-    v128_t d = halves_to_f32x4(wasm_u32x4_extend_low_u16x8(wasm_v128_load32_zero(d_dmin)));
-    v128_t p = wasm_f32x4_mul(wasm_f32x4_mul(wasm_f32x4_splat(da), d),
-                              wasm_f32x4_convert_i32x4(sumi_summ));
+    v128_t p = kq_super_block_products(d_dmin, d_dmin, da, da, sumi_summ);
     return wasm_f32x4_extract_lane(p, 0) - wasm_f32x4_extract_lane(p, 1);
 }
 
@@ -441,14 +452,22 @@ void ellm_vec_dot_q5_K_wasm_simd(int64_t n, float *out, const void *row, const v
 
 /* Q6_K's float step after its integer sum acc: the stored q is value + 32, so 32 · scale ·
  * (activation sum) comes off per sub-block; then d_a · d · sumi as the scalar kernel orders it. */
-static inline float q6_K_super_block_value(const block_q6_K *w, const int16_t *bsums, float da,
-                                           v128_t acc)
+/* Q6_K's sumi in four partial lanes from its integer sum acc: the stored q is value + 32, so
+ * 32 · scale · (activation sum) comes off per sub-block. */
+static inline v128_t q6_K_sumi_lanes(const block_q6_K *w, const int16_t *bsums, v128_t acc)
 {
     v128_t s = load(w->scales);
     v128_t off = wasm_i32x4_add(
         wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(s), load(bsums)),
         wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(s), load(bsums + 8)));
-    int32_t sumi = hsum_i32x4(wasm_i32x4_sub(acc, wasm_i32x4_shl(off, 5)));
+    return wasm_i32x4_sub(acc, wasm_i32x4_shl(off, 5));
+}
+
+/* Then d_a · d · sumi as the scalar kernel orders it. */
+static inline float q6_K_super_block_value(const block_q6_K *w, const int16_t *bsums, float da,
+                                           v128_t acc)
+{
+    int32_t sumi = hsum_i32x4(q6_K_sumi_lanes(w, bsums, acc));
     float d = wasm_f32x4_extract_lane(halves_to_f32x4(wasm_i32x4_splat(w->d)), 0);
     return da * d * (float)sumi;
 }
@@ -587,35 +606,54 @@ void ellm_vec_dot_q3_K_wasm_simd(int64_t n, float *out, const void *row, const v
 /* The K-quants and IQ4_XS against wide Q8_K rows (block_q8_K_wide, the decode path): the
  * activations are already int16 in the order a 16-bit lane split gives the weights, so only the
  * weights are widened. The integers and float steps are those of the kernels above. */
+/* Super-block w's integer sums against a's: sumi's four partial sums, and summ's in *mins. */
+static inline v128_t q4_K_wide_sums(const block_q4_K *w, const block_q8_K_wide *a, v128_t *mins)
+{
+    const v128_t low4 = wasm_i16x8_splat(0x0F);
+    v128_t sm = kq_scales_mins(w->scales);
+    int16_t sc[8];
+    wasm_v128_store(sc, wasm_u16x8_extend_low_u8x16(sm));
+    v128_t acc = wasm_i32x4_splat(0);
+    /* Rolled: unrolled, TurboFan issues all 32 activation loads first and spills them. */
+#pragma clang loop unroll(disable)
+    for (int c = 0; c < 4; c++) {
+        v128_t lo = wasm_i32x4_splat(0), hi = wasm_i32x4_splat(0);
+        for (int k = 0; k < 2; k++) {
+            /* Lane j: the bytes of values 64c + 16k + 2j and + 1 (low nibbles), the same + 32
+             * (high nibbles). */
+            v128_t q = load(w->qs + 32 * c + 16 * k);
+            const int16_t *y = a->qs + 64 * c + 16 * k;
+            lo = wasm_i32x4_add(lo, dot_wide16(wasm_v128_and(q, low4),
+                                               wasm_v128_and(wasm_u16x8_shr(q, 8), low4), y));
+            hi = wasm_i32x4_add(hi, dot_wide16(wasm_v128_and(wasm_u16x8_shr(q, 4), low4),
+                                               wasm_u16x8_shr(q, 12), y + 32));
+        }
+        acc = add_scaled_pair(acc, lo, hi, sc + 2 * c);
+    }
+    *mins = kq_min_lanes(sm, a->bsums);
+    return acc;
+}
+
 void ellm_vec_dot_q4_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q4_K *w = row;
     const block_q8_K_wide *a = x;
-    const v128_t low4 = wasm_i16x8_splat(0x0F);
+    int64_t nb = n / QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        v128_t sm = kq_scales_mins(w[i].scales);
-        int16_t sc[8];
-        wasm_v128_store(sc, wasm_u16x8_extend_low_u8x16(sm));
-        v128_t acc = wasm_i32x4_splat(0);
-        /* Rolled: unrolled, TurboFan issues all 32 activation loads first and spills them. */
-#pragma clang loop unroll(disable)
-        for (int c = 0; c < 4; c++) {
-            v128_t lo = wasm_i32x4_splat(0), hi = wasm_i32x4_splat(0);
-            for (int k = 0; k < 2; k++) {
-                /* Lane j: the bytes of values 64c + 16k + 2j and + 1 (low nibbles), the same
-                 * + 32 (high nibbles). */
-                v128_t q = load(w[i].qs + 32 * c + 16 * k);
-                const int16_t *y = a[i].qs + 64 * c + 16 * k;
-                lo = wasm_i32x4_add(lo, dot_wide16(wasm_v128_and(q, low4),
-                                                   wasm_v128_and(wasm_u16x8_shr(q, 8), low4), y));
-                hi = wasm_i32x4_add(hi, dot_wide16(wasm_v128_and(wasm_u16x8_shr(q, 4), low4),
-                                                   wasm_u16x8_shr(q, 12), y + 32));
-            }
-            acc = add_scaled_pair(acc, lo, hi, sc + 2 * c);
-        }
-        sum += kq_super_block_lanes(&w[i].d, a[i].d,
-                                    hsum_pair_i32x4(acc, kq_min_lanes(sm, a[i].bsums)));
+    /* Two super-blocks per step share one horizontal sum and one half conversion; their values
+     * still join the running sum one by one, in order. */
+    for (; i + 2 <= nb; i += 2) {
+        v128_t part[4];
+        part[0] = q4_K_wide_sums(&w[i], &a[i], &part[1]);
+        part[2] = q4_K_wide_sums(&w[i + 1], &a[i + 1], &part[3]);
+        v128_t p = kq_super_block_products(&w[i].d, &w[i + 1].d, a[i].d, a[i + 1].d,
+                                           transpose_sum4(part));
+        sum += wasm_f32x4_extract_lane(p, 0) - wasm_f32x4_extract_lane(p, 1);
+        sum += wasm_f32x4_extract_lane(p, 2) - wasm_f32x4_extract_lane(p, 3);
+    }
+    for (; i < nb; i++) {
+        v128_t mins, acc = q4_K_wide_sums(&w[i], &a[i], &mins);
+        sum += kq_super_block_lanes(&w[i].d, a[i].d, hsum_pair_i32x4(acc, mins));
     }
     *out = sum;
 }
@@ -650,47 +688,65 @@ void ellm_vec_dot_q5_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
     *out = sum;
 }
 
+/* Super-block w's integer sum against a's (stored q, before the offset), in four partial lanes. */
+static inline v128_t q6_K_wide_sums(const block_q6_K *w, const block_q8_K_wide *a)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F), high2 = wasm_i8x16_splat(0x30);
+    /* Step (h, k) below meets sub-blocks 8h + k, + 2, + 4, + 6: their scales as 16-bit pairs
+     * (k, k + 2), (k + 4, k + 6) for add_scaled_pair. */
+    v128_t s = wasm_i8x16_shuffle(load(w->scales), wasm_i32x4_splat(0), 0, 2, 4, 6, 1, 3, 5, 7, 8,
+                                  10, 12, 14, 9, 11, 13, 15);
+    int16_t sc[16];
+    wasm_v128_store(sc, wasm_i16x8_extend_low_i8x16(s));
+    wasm_v128_store(sc + 8, wasm_i16x8_extend_high_i8x16(s));
+    v128_t acc = wasm_i32x4_splat(0);
+    /* Rolled: unrolled, TurboFan issues every load of the super-block first and spills. */
+#pragma clang loop unroll(disable)
+    for (int m = 0; m < 4; m++) {
+        int h = m >> 1, k = m & 1;
+        /* Bytes 16k..16k + 15 of the half's two ql runs and of its qh: values 32 quarter +
+         * 16k + l of the half, sub-block 2 quarter + k, take the low nibbles of the first run
+         * (quarter 0), of the second (1), their high nibbles (2, 3), and bits 2 quarter,
+         * + 1 of qh, moved to bits 4, 5 of both bytes of a lane by one 16-bit shift. */
+        v128_t l0 = load(w->ql + 64 * h + 16 * k), l1 = load(w->ql + 64 * h + 32 + 16 * k);
+        v128_t hb = load(w->qh + 32 * h + 16 * k);
+        v128_t v[4] = {
+            wasm_v128_or(wasm_v128_and(l0, low4), wasm_v128_and(wasm_i16x8_shl(hb, 4), high2)),
+            wasm_v128_or(wasm_v128_and(l1, low4), wasm_v128_and(wasm_i16x8_shl(hb, 2), high2)),
+            wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(l0, 4), low4), wasm_v128_and(hb, high2)),
+            wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(l1, 4), low4),
+                         wasm_v128_and(wasm_u16x8_shr(hb, 2), high2)),
+        };
+        v128_t part[4];
+        for (int quarter = 0; quarter < 4; quarter++)
+            part[quarter] = dot_wide16(even_u8_to_i16(v[quarter]), odd_u8_to_i16(v[quarter]),
+                                       a->qs + 128 * h + 32 * quarter + 16 * k);
+        acc = add_scaled_pair(acc, part[0], part[1], sc + 8 * h + 4 * k);
+        acc = add_scaled_pair(acc, part[2], part[3], sc + 8 * h + 4 * k + 2);
+    }
+    return acc;
+}
+
 void ellm_vec_dot_q6_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q6_K *w = row;
     const block_q8_K_wide *a = x;
-    const v128_t low4 = wasm_i8x16_splat(0x0F), high2 = wasm_i8x16_splat(0x30);
+    int64_t nb = n / QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        /* Step (h, k) below meets sub-blocks 8h + k, + 2, + 4, + 6: their scales as 16-bit pairs
-         * (k, k + 2), (k + 4, k + 6) for add_scaled_pair. */
-        v128_t s = wasm_i8x16_shuffle(load(w[i].scales), wasm_i32x4_splat(0), 0, 2, 4, 6, 1, 3, 5,
-                                      7, 8, 10, 12, 14, 9, 11, 13, 15);
-        int16_t sc[16];
-        wasm_v128_store(sc, wasm_i16x8_extend_low_i8x16(s));
-        wasm_v128_store(sc + 8, wasm_i16x8_extend_high_i8x16(s));
-        v128_t acc = wasm_i32x4_splat(0);
-        /* Rolled: unrolled, TurboFan issues every load of the super-block first and spills. */
-#pragma clang loop unroll(disable)
-        for (int m = 0; m < 4; m++) {
-            int h = m >> 1, k = m & 1;
-            /* Bytes 16k..16k + 15 of the half's two ql runs and of its qh: values 32 quarter +
-             * 16k + l of the half, sub-block 2 quarter + k, take the low nibbles of the first run
-             * (quarter 0), of the second (1), their high nibbles (2, 3), and bits 2 quarter,
-             * + 1 of qh, moved to bits 4, 5 of both bytes of a lane by one 16-bit shift. */
-            v128_t l0 = load(w[i].ql + 64 * h + 16 * k), l1 = load(w[i].ql + 64 * h + 32 + 16 * k);
-            v128_t hb = load(w[i].qh + 32 * h + 16 * k);
-            v128_t v[4] = {
-                wasm_v128_or(wasm_v128_and(l0, low4), wasm_v128_and(wasm_i16x8_shl(hb, 4), high2)),
-                wasm_v128_or(wasm_v128_and(l1, low4), wasm_v128_and(wasm_i16x8_shl(hb, 2), high2)),
-                wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(l0, 4), low4), wasm_v128_and(hb, high2)),
-                wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(l1, 4), low4),
-                             wasm_v128_and(wasm_u16x8_shr(hb, 2), high2)),
-            };
-            v128_t part[4];
-            for (int quarter = 0; quarter < 4; quarter++)
-                part[quarter] = dot_wide16(even_u8_to_i16(v[quarter]), odd_u8_to_i16(v[quarter]),
-                                           a[i].qs + 128 * h + 32 * quarter + 16 * k);
-            acc = add_scaled_pair(acc, part[0], part[1], sc + 8 * h + 4 * k);
-            acc = add_scaled_pair(acc, part[2], part[3], sc + 8 * h + 4 * k + 2);
-        }
-        sum += q6_K_super_block_value(&w[i], a[i].bsums, a[i].d, acc);
+    /* Two super-blocks per step share one horizontal sum and one half conversion; their values
+     * still join the running sum one by one, in order. */
+    for (; i + 2 <= nb; i += 2) {
+        v128_t sumi = hsum_pair_i32x4(
+            q6_K_sumi_lanes(&w[i], a[i].bsums, q6_K_wide_sums(&w[i], &a[i])),
+            q6_K_sumi_lanes(&w[i + 1], a[i + 1].bsums, q6_K_wide_sums(&w[i + 1], &a[i + 1])));
+        v128_t d = halves_to_f32x4(wasm_i32x4_make(w[i].d, w[i + 1].d, 0, 0));
+        v128_t p = wasm_f32x4_mul(wasm_f32x4_mul(wasm_f32x4_make(a[i].d, a[i + 1].d, 0, 0), d),
+                                  wasm_f32x4_convert_i32x4(sumi));
+        sum += wasm_f32x4_extract_lane(p, 0);
+        sum += wasm_f32x4_extract_lane(p, 1);
     }
+    for (; i < nb; i++)
+        sum += q6_K_super_block_value(&w[i], a[i].bsums, a[i].d, q6_K_wide_sums(&w[i], &a[i]));
     *out = sum;
 }
 
