@@ -634,59 +634,58 @@ static inline v128_t q4_K_wide_sums(const block_q4_K *w, const block_q8_K_wide *
     return acc;
 }
 
-void ellm_vec_dot_q4_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
+static inline v128_t q5_K_wide_sums(const block_q5_K *w, const block_q8_K_wide *a, v128_t *mins)
 {
-    const block_q4_K *w = row;
-    const block_q8_K_wide *a = x;
-    int64_t nb = n / QK_K, i = 0;
-    float sum = 0;
-    /* Two super-blocks per step share one horizontal sum and one half conversion; their values
-     * still join the running sum one by one, in order. */
-    for (; i + 2 <= nb; i += 2) {
-        v128_t part[4];
-        part[0] = q4_K_wide_sums(&w[i], &a[i], &part[1]);
-        part[2] = q4_K_wide_sums(&w[i + 1], &a[i + 1], &part[3]);
-        v128_t p = kq_super_block_products(&w[i].d, &w[i + 1].d, a[i].d, a[i + 1].d,
-                                           transpose_sum4(part));
-        sum += wasm_f32x4_extract_lane(p, 0) - wasm_f32x4_extract_lane(p, 1);
-        sum += wasm_f32x4_extract_lane(p, 2) - wasm_f32x4_extract_lane(p, 3);
+    v128_t sm = kq_scales_mins(w->scales);
+    int16_t sc[8];
+    wasm_v128_store(sc, wasm_u16x8_extend_low_u8x16(sm));
+    v128_t qh[2] = {load(w->qh), load(w->qh + 16)};
+    v128_t acc = wasm_i32x4_splat(0);
+#pragma clang loop unroll(disable)
+    for (int c = 0; c < 4; c++) {
+        v128_t lo = wasm_i32x4_splat(0), hi = wasm_i32x4_splat(0);
+        for (int k = 0; k < 2; k++) {
+            v128_t v_lo, v_hi;
+            q5_K_values(load(w->qs + 32 * c + 16 * k), qh[k], &v_lo, &v_hi);
+            qh[k] = wasm_u16x8_shr(qh[k], 2);
+            const int16_t *y = a->qs + 64 * c + 16 * k;
+            lo = wasm_i32x4_add(lo, dot_wide16(even_u8_to_i16(v_lo), odd_u8_to_i16(v_lo), y));
+            hi = wasm_i32x4_add(hi, dot_wide16(even_u8_to_i16(v_hi), odd_u8_to_i16(v_hi), y + 32));
+        }
+        acc = add_scaled_pair(acc, lo, hi, sc + 2 * c);
     }
-    for (; i < nb; i++) {
-        v128_t mins, acc = q4_K_wide_sums(&w[i], &a[i], &mins);
-        sum += kq_super_block_lanes(&w[i].d, a[i].d, hsum_pair_i32x4(acc, mins));
-    }
-    *out = sum;
+    *mins = kq_min_lanes(sm, a->bsums);
+    return acc;
 }
 
-void ellm_vec_dot_q5_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x)
-{
-    const block_q5_K *w = row;
-    const block_q8_K_wide *a = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        v128_t sm = kq_scales_mins(w[i].scales);
-        uint8_t sc[16];
-        wasm_v128_store(sc, sm);
-        v128_t qh[2] = {load(w[i].qh), load(w[i].qh + 16)};
-        v128_t acc = wasm_i32x4_splat(0);
-        for (int c = 0; c < 4; c++) {
-            v128_t lo = wasm_i32x4_splat(0), hi = wasm_i32x4_splat(0);
-            for (int k = 0; k < 2; k++) {
-                v128_t v_lo, v_hi;
-                q5_K_values(load(w[i].qs + 32 * c + 16 * k), qh[k], &v_lo, &v_hi);
-                qh[k] = wasm_u16x8_shr(qh[k], 2);
-                const int16_t *y = a[i].qs + 64 * c + 16 * k;
-                lo = wasm_i32x4_add(lo, dot_wide16(even_u8_to_i16(v_lo), odd_u8_to_i16(v_lo), y));
-                hi = wasm_i32x4_add(hi,
-                                    dot_wide16(even_u8_to_i16(v_hi), odd_u8_to_i16(v_hi), y + 32));
-            }
-            acc = add_scaled(acc, lo, sc[2 * c]);
-            acc = add_scaled(acc, hi, sc[2 * c + 1]);
-        }
-        sum += kq_super_block_value(&w[i].d, a[i].d, hsum_i32x4(acc), kq_min_term(sm, a[i].bsums));
+/* Q4_K and Q5_K against a wide row. Two super-blocks per step share one horizontal sum and one
+ * half conversion; their values still join the running sum one by one, in order. */
+#define KQ_WIDE_KERNEL(type)                                                                       \
+    void ellm_vec_dot_##type##_wide_wasm_simd(int64_t n, float *out, const void *row,              \
+                                              const void *x)                                       \
+    {                                                                                              \
+        const block_##type *w = row;                                                               \
+        const block_q8_K_wide *a = x;                                                              \
+        int64_t nb = n / QK_K, i = 0;                                                              \
+        float sum = 0;                                                                             \
+        for (; i + 2 <= nb; i += 2) {                                                              \
+            v128_t part[4];                                                                        \
+            part[0] = type##_wide_sums(&w[i], &a[i], &part[1]);                                    \
+            part[2] = type##_wide_sums(&w[i + 1], &a[i + 1], &part[3]);                            \
+            v128_t p = kq_super_block_products(&w[i].d, &w[i + 1].d, a[i].d, a[i + 1].d,           \
+                                               transpose_sum4(part));                              \
+            sum += wasm_f32x4_extract_lane(p, 0) - wasm_f32x4_extract_lane(p, 1);                  \
+            sum += wasm_f32x4_extract_lane(p, 2) - wasm_f32x4_extract_lane(p, 3);                  \
+        }                                                                                          \
+        for (; i < nb; i++) {                                                                      \
+            v128_t mins, acc = type##_wide_sums(&w[i], &a[i], &mins);                              \
+            sum += kq_super_block_lanes(&w[i].d, a[i].d, hsum_pair_i32x4(acc, mins));              \
+        }                                                                                          \
+        *out = sum;                                                                                \
     }
-    *out = sum;
-}
+
+KQ_WIDE_KERNEL(q4_K)
+KQ_WIDE_KERNEL(q5_K)
 
 /* Super-block w's integer sum against a's (stored q, before the offset), in four partial lanes. */
 static inline v128_t q6_K_wide_sums(const block_q6_K *w, const block_q8_K_wide *a)
