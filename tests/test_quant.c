@@ -517,6 +517,84 @@ static void test_gemm_tiles_extremes(void)
     free(xe);
 }
 
+/* Q4_K, Q5_K and Q6_K decode kernels at their integer extremes: every level at the top of its
+ * range (15, 31, 63) or alternating with the bottom, the largest scales and mins (Q6_K's -128),
+ * against activations that quantize to -128 everywhere or to -128 and 127 alternating. The wasm
+ * kernels pack two sub-blocks' partial sums into the 16-bit halves of a lane; a partial sum that
+ * did not fit would change the result, so every set must give the scalar kernel's bits here. */
+static void test_kquant_decode_extremes(void)
+{
+    enum { N = 2 * QK_K, NB = N / QK_K };
+    static float x[N];
+    static uint8_t plain[N * 4], ext[N * 4];
+    static union {
+        block_q4_K q4[NB];
+        block_q5_K q5[NB];
+        block_q6_K q6[NB];
+    } w;
+    const ellm_type types[] = {ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K};
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    int checked = 0;
+    for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++)
+        for (int pattern = 0; pattern < 2; pattern++)
+            for (int act = 0; act < 2; act++) {
+                /* pattern 0: every byte of the quants all ones; 1: alternating with zero. */
+                memset(&w, 0, sizeof w);
+                for (int b = 0; b < NB; b++) {
+                    uint8_t *q, *hi;
+                    size_t nq, nhi;
+                    if (types[ty] == ELLM_TYPE_Q6_K) {
+                        block_q6_K *k6 = &w.q6[b];
+                        k6->d = ellm_f32_to_f16(1.0f);
+                        memset(k6->scales, 0x80, sizeof k6->scales);
+                        q = k6->ql, nq = sizeof k6->ql, hi = k6->qh, nhi = sizeof k6->qh;
+                    } else if (types[ty] == ELLM_TYPE_Q5_K) {
+                        block_q5_K *k5 = &w.q5[b];
+                        k5->d = k5->dmin = ellm_f32_to_f16(1.0f);
+                        memset(k5->scales, 0xFF, sizeof k5->scales);
+                        q = k5->qs, nq = sizeof k5->qs, hi = k5->qh, nhi = sizeof k5->qh;
+                    } else {
+                        block_q4_K *k4 = &w.q4[b];
+                        k4->d = k4->dmin = ellm_f32_to_f16(1.0f);
+                        memset(k4->scales, 0xFF, sizeof k4->scales);
+                        q = k4->qs, nq = sizeof k4->qs, hi = NULL, nhi = 0;
+                    }
+                    for (size_t j = 0; j < nq; j++)
+                        q[j] = pattern && j % 2 ? 0 : 0xFF;
+                    for (size_t j = 0; j < nhi; j++)
+                        hi[j] = pattern && j % 2 ? 0 : 0xFF;
+                }
+                for (int i = 0; i < N; i++)
+                    x[i] = act && i % 2 ? -1.0f : 1.0f;
+                CHECK(ellm_quant_use_kernel_set("scalar"));
+                const ellm_type_kernels *ref = ellm_kernels_for(types[ty]);
+                float want;
+                ellm_quantize_act(ELLM_ACT_PLAIN, ref->vec_dot_type, x, plain, N);
+                ref->vec_dot(N, &want, &w, plain);
+                for (int set = 0; set < n_sets && set < 8; set++) {
+                    CHECK(ellm_quant_use_kernel_set(sets[set]));
+                    const ellm_type_kernels *k = ellm_kernels_for(types[ty]);
+                    float got;
+                    ellm_quantize_act(ELLM_ACT_PLAIN, k->vec_dot_type, x, plain, N);
+                    k->vec_dot(N, &got, &w, plain);
+                    CHECK_MSG(!memcmp(&want, &got, sizeof got),
+                              "%s %s pattern %d act %d: %.9g vs %.9g", sets[set],
+                              ellm_type_name(types[ty]), pattern, act, got, want);
+                    if (k->vec_dot_ext) {
+                        ellm_quantize_act(k->ext_layout, k->vec_dot_type, x, ext, N);
+                        k->vec_dot_ext(N, &got, &w, ext);
+                        CHECK_MSG(!memcmp(&want, &got, sizeof got),
+                                  "%s %s pattern %d act %d: extended-row kernel %.9g vs %.9g",
+                                  sets[set], ellm_type_name(types[ty]), pattern, act, got, want);
+                    }
+                    checked++;
+                }
+            }
+    ellm_quant_use_kernel_set(NULL);
+    fprintf(stderr, "K-quant decode kernels at their extremes: %d checks\n", checked);
+}
+
 /* Every set's converters to the wide activation layouts give the bytes of the portable
  * conversion (the reference blocks rearranged): random rows, rows of exact .5 ties (scale 1:
  * an extreme of 127 in Q8_0, of -128 in Q8_K), zero blocks, and a row whose blocks mix the three
@@ -1092,6 +1170,7 @@ int main(void)
     test_gemm_tiles();
     test_gemm_tiles_extremes();
     test_extended_activation_rows();
+    test_kquant_decode_extremes();
     test_wide_row_quantizers();
     test_gemm_f16_tiles();
     test_every_kernel_set();
