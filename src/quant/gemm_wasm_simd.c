@@ -515,17 +515,26 @@ gemm_row_groups(int64_t nb, const uint8_t *w, size_t w_stride, int64_t n_rows, c
                     int ntq = nt - tq < TILE_TOKENS ? nt - tq : TILE_TOKENS;
                     for (int t = 0; t < ntq; t++)
                         widen_act(x + (size_t)(t0 + tq + t) * x_stride, b, ctx, &acts[t]);
-                    for (int g0 = 0; g0 < ng; g0 += TILE_GROUPS) {
-                        if (ntq == TILE_TOKENS && ng - g0 >= TILE_GROUPS) {
-                            tile_block(groups, g0, TILE_GROUPS, acts, TILE_TOKENS, vecs, mins, step,
+                    int g0 = 0;
+                    /* The token counts as constants: a prompt's last 1-3 tokens keep two
+                     * groups' weight loads shared. */
+                    for (; g0 + TILE_GROUPS <= ng; g0 += TILE_GROUPS) {
+                        if (ntq == 4)
+                            tile_block(groups, g0, TILE_GROUPS, acts, 4, vecs, mins, step,
                                        sums + tq);
-                            continue;
-                        }
-                        for (int g = g0; g < ng && g < g0 + TILE_GROUPS; g++)
-                            for (int t = 0; t < ntq; t++)
-                                tile_block(groups, g, 1, acts + t, 1, vecs, mins, step,
-                                           sums + tq + t);
+                        else if (ntq == 3)
+                            tile_block(groups, g0, TILE_GROUPS, acts, 3, vecs, mins, step,
+                                       sums + tq);
+                        else if (ntq == 2)
+                            tile_block(groups, g0, TILE_GROUPS, acts, 2, vecs, mins, step,
+                                       sums + tq);
+                        else
+                            tile_block(groups, g0, TILE_GROUPS, acts, 1, vecs, mins, step,
+                                       sums + tq);
                     }
+                    for (; g0 < ng; g0++)
+                        for (int t = 0; t < ntq; t++)
+                            tile_block(groups, g0, 1, acts + t, 1, vecs, mins, step, sums + tq + t);
                 }
             }
             for (int t = 0; t < nt; t++)
