@@ -58,7 +58,7 @@ typedef struct pair_group {
  * 32-bit load splat across the lanes), Q8_K's 16 sums, and its scale in every lane. */
 typedef struct act_row {
     int16_t a[QK_K];
-    const int16_t *bsums;
+    int16_t bsums[QK_K / 16];
     v128_t d, s; /* s: Q8_1's d times the sum of the values */
 } act_row;
 
@@ -99,22 +99,25 @@ static void to_pairs(const row_group *g, int vecs, bool mins, pair_group *p)
     p->dmin = g->dmin;
 }
 
-/* sums[g][t], lane r: the exact integer sum over n pairs of row r of w[g] times token t's pairs
- * a[t]. Called with constant ng and nt, so that the accumulators stay in registers. */
-static inline __attribute__((always_inline)) void
-pair_sums(const v128_t *const w[TILE_GROUPS], int ng, const int16_t *const a[TILE_TOKENS], int nt,
-          int n, v128_t sums[TILE_GROUPS][TILE_TOKENS])
+/* sums[g][t], lane r: the exact integer sum over n pairs of row r of group g (at w + g * w_stride)
+ * times token t's pairs (at a + t * a_stride). Called with constant counts and strides, so that
+ * the accumulators stay in registers and every load is one pointer plus a constant: Emscripten
+ * builds without loop strength reduction, and V8 recomputed each indexed address from k. */
+static inline __attribute__((always_inline)) void pair_sums(const v128_t *w, ptrdiff_t w_stride,
+                                                            int ng, const int16_t *a,
+                                                            ptrdiff_t a_stride, int nt, int n,
+                                                            v128_t sums[TILE_GROUPS][TILE_TOKENS])
 {
     v128_t acc[TILE_GROUPS][TILE_TOKENS];
     for (int g = 0; g < ng; g++)
         for (int t = 0; t < nt; t++)
             acc[g][t] = wasm_i32x4_splat(0);
-    for (int k = 0; k < n; k++) {
+    for (const v128_t *end = w + n; w < end; w++, a += 2) {
         v128_t wk[TILE_GROUPS];
         for (int g = 0; g < ng; g++)
-            wk[g] = load(w[g] + k);
+            wk[g] = load(w + g * w_stride);
         for (int t = 0; t < nt; t++) {
-            v128_t ak = wasm_v128_load32_splat(a[t] + 2 * k);
+            v128_t ak = wasm_v128_load32_splat(a + t * a_stride);
             for (int g = 0; g < ng; g++)
                 acc[g][t] = wasm_i32x4_add(acc[g][t], wasm_i32x4_dot_i16x8(wk[g], ak));
         }
@@ -421,7 +424,7 @@ static void q8_K_act(const uint8_t *x, int64_t b, const void *unused, act_row *a
     const block_q8_K *blk = (const block_q8_K *)x + b;
     for (int k = 0; k < QK_K / 16; k++)
         widen_i8_to(load(blk->qs + 16 * k), a->a + 16 * k);
-    a->bsums = blk->bsums;
+    memcpy(a->bsums, blk->bsums, sizeof a->bsums);
     a->d = wasm_f32x4_splat(blk->d);
 }
 
@@ -458,20 +461,12 @@ static inline __attribute__((always_inline)) void tile_block(const pair_group *g
                                                              int vecs, bool mins, step_fn step,
                                                              v128_t (*sums)[MAX_GROUPS])
 {
-    const v128_t *w[TILE_GROUPS], *m[TILE_GROUPS];
-    const int16_t *a[TILE_TOKENS], *bsums[TILE_TOKENS];
-    for (int g = 0; g < ng; g++) {
-        w[g] = groups[g0 + g].w;
-        m[g] = groups[g0 + g].mins;
-    }
-    for (int t = 0; t < nt; t++) {
-        a[t] = acts[t].a;
-        bsums[t] = acts[t].bsums;
-    }
+    const ptrdiff_t w_stride = sizeof(pair_group) / sizeof(v128_t);
+    const ptrdiff_t a_stride = sizeof(act_row) / sizeof(int16_t);
     v128_t sumi[TILE_GROUPS][TILE_TOKENS], summ[TILE_GROUPS][TILE_TOKENS];
-    pair_sums(w, ng, a, nt, GROUP * vecs, sumi);
+    pair_sums(groups[g0].w, w_stride, ng, acts[0].a, a_stride, nt, GROUP * vecs, sumi);
     if (mins)
-        pair_sums(m, ng, bsums, nt, 8, summ);
+        pair_sums(groups[g0].mins, w_stride, ng, acts[0].bsums, a_stride, nt, 8, summ);
     for (int g = 0; g < ng; g++)
         for (int t = 0; t < nt; t++)
             sums[t][g0 + g] = step(&groups[g0 + g], &acts[t], sumi[g][t],
