@@ -2,17 +2,19 @@
  * IQ4_NL against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, and Q4_K,
  * Q5_K, Q6_K, IQ4_XS, Q2_K and Q3_K against Q8_K rows.
  *
- * Four weight rows share a vector: each row's integer block sum is formed in four partial lanes
- * by i32x4.dot_i16x8 and the four rows' partials are transposed and added, so lane r holds row
- * r's exact block sum. The float work then runs on four rows at once with the scalar kernel's
- * operations in its order (scale product, times the block sum, added to the row's running sum in
- * block order; WebAssembly has no fused multiply-add to round differently), so every value is
- * bit-identical to the scalar kernel and to the single-row wasm-simd kernels, whatever the tile.
+ * Four weight rows share a vector: their widened values are interleaved by pairs (pair_group), so
+ * i32x4.dot_i16x8 against one activation pair in every lane adds into each row's own lane, and
+ * lane r ends with row r's exact block sum. The float work then runs on four rows at once with
+ * the scalar kernel's operations in its order (scale product, times the block sum, added to the
+ * row's running sum in block order; WebAssembly has no fused multiply-add to round differently),
+ * so every value is bit-identical to the scalar kernel and to the single-row wasm-simd kernels,
+ * whatever the tile.
  *
  * What is shared: a block of up to 16 rows is widened to 16-bit values once (for K-quants with
  * each sub-block's scale already multiplied in, which keeps the sum exact: at most 63 × 31 or
  * 127 × 32 in 16 bits) and reused by every token of the step; a token's block of activations is
- * widened once and reused by every row. */
+ * widened once and reused by every row; each weight vector loaded meets 4 tokens and each
+ * activation pair 2 row groups. */
 #if defined(__wasm_simd128__)
 #include <stdbool.h>
 #include <string.h>
