@@ -43,6 +43,7 @@ enum {
  * rows' scales as floats in lanes (dmin holds the "_1" formats' minimum m). */
 typedef struct row_group {
     v128_t w[GROUP][KQUANT_VECS];
+    v128_t bytes[GROUP][2]; /* the 32-value formats: values 0-15 and 16-31 as signed bytes */
     v128_t mins[GROUP][2];
     v128_t d, dmin;
 } row_group;
@@ -92,9 +93,33 @@ static inline void interleave4(const v128_t *r0, const v128_t *r1, const v128_t 
     }
 }
 
+/* The 32-value formats' bytes straight into pair order: the four rows' byte pairs interleaved
+ * (16-bit, then 32-bit units) put each row's pair k in 32-bit lane r of 8 bytes, which
+ * i16x8.extend widens in place: half the shuffles of widening first, and no round trip. */
+static inline void bytes_to_pairs(const row_group *g, v128_t *out)
+{
+    for (int h = 0; h < 2; h++)
+        for (int half = 0; half < 2; half++) {
+            v128_t ab = half ? wasm_i16x8_shuffle(g->bytes[0][h], g->bytes[1][h], 4, 12, 5, 13, 6,
+                                                  14, 7, 15)
+                             : wasm_i16x8_shuffle(g->bytes[0][h], g->bytes[1][h], 0, 8, 1, 9, 2, 10,
+                                                  3, 11);
+            v128_t cd = half ? wasm_i16x8_shuffle(g->bytes[2][h], g->bytes[3][h], 4, 12, 5, 13, 6,
+                                                  14, 7, 15)
+                             : wasm_i16x8_shuffle(g->bytes[2][h], g->bytes[3][h], 0, 8, 1, 9, 2, 10,
+                                                  3, 11);
+            v128_t *o = out + 8 * h + 4 * half;
+            widen_i8(wasm_i32x4_shuffle(ab, cd, 0, 4, 1, 5), o);
+            widen_i8(wasm_i32x4_shuffle(ab, cd, 2, 6, 3, 7), o + 2);
+        }
+}
+
 static void to_pairs(const row_group *g, int vecs, bool mins, pair_group *p)
 {
-    interleave4(g->w[0], g->w[1], g->w[2], g->w[3], vecs, p->w);
+    if (vecs == LEGACY_VECS)
+        bytes_to_pairs(g, p->w);
+    else
+        interleave4(g->w[0], g->w[1], g->w[2], g->w[3], vecs, p->w);
     if (mins)
         interleave4(g->mins[0], g->mins[1], g->mins[2], g->mins[3], 2, p->mins);
     p->d = g->d;
@@ -145,8 +170,8 @@ static void q4_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     size_t at = (size_t)b * sizeof(block_q4_0);
     for (int r = 0; r < GROUP; r++) {
         v128_t q = load(rows[r] + at + offsetof(block_q4_0, qs));
-        widen_i8(wasm_i8x16_sub(wasm_v128_and(q, low4), eight), &g->w[r][0]);
-        widen_i8(wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight), &g->w[r][2]);
+        g->bytes[r][0] = wasm_i8x16_sub(wasm_v128_and(q, low4), eight);
+        g->bytes[r][1] = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight);
     }
     g->d = scales_of(rows, at + offsetof(block_q4_0, d));
 }
@@ -156,8 +181,8 @@ static void q8_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     size_t at = (size_t)b * sizeof(block_q8_0);
     for (int r = 0; r < GROUP; r++) {
         const uint8_t *qs = rows[r] + at + offsetof(block_q8_0, qs);
-        widen_i8(load(qs), &g->w[r][0]);
-        widen_i8(load(qs + 16), &g->w[r][2]);
+        g->bytes[r][0] = load(qs);
+        g->bytes[r][1] = load(qs + 16);
     }
     g->d = scales_of(rows, at + offsetof(block_q8_0, d));
 }
@@ -170,8 +195,8 @@ static void q5_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
         const block_q5_0 *blk = (const block_q5_0 *)(rows[r] + at);
         v128_t lo, hi;
         q5_values(blk->qs, blk->qh, &lo, &hi);
-        widen_i8(wasm_i8x16_sub(lo, sixteen), &g->w[r][0]);
-        widen_i8(wasm_i8x16_sub(hi, sixteen), &g->w[r][2]);
+        g->bytes[r][0] = wasm_i8x16_sub(lo, sixteen);
+        g->bytes[r][1] = wasm_i8x16_sub(hi, sixteen);
     }
     g->d = scales_of(rows, at + offsetof(block_q5_0, d));
 }
@@ -182,8 +207,8 @@ static void iq4_nl_group(const uint8_t *const rows[GROUP], int64_t b, row_group 
     size_t at = (size_t)b * sizeof(block_iq4_nl);
     for (int r = 0; r < GROUP; r++) {
         v128_t q = load(rows[r] + at + offsetof(block_iq4_nl, qs));
-        widen_i8(wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4)), &g->w[r][0]);
-        widen_i8(wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4)), &g->w[r][2]);
+        g->bytes[r][0] = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
+        g->bytes[r][1] = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
     }
     g->d = scales_of(rows, at + offsetof(block_iq4_nl, d));
 }
@@ -195,8 +220,8 @@ static void q4_1_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     size_t at = (size_t)b * sizeof(block_q4_1);
     for (int r = 0; r < GROUP; r++) {
         v128_t q = load(rows[r] + at + offsetof(block_q4_1, qs));
-        widen_i8(wasm_v128_and(q, low4), &g->w[r][0]);
-        widen_i8(wasm_u8x16_shr(q, 4), &g->w[r][2]);
+        g->bytes[r][0] = wasm_v128_and(q, low4);
+        g->bytes[r][1] = wasm_u8x16_shr(q, 4);
     }
     g->d = scales_of(rows, at + offsetof(block_q4_1, d));
     g->dmin = scales_of(rows, at + offsetof(block_q4_1, m));
@@ -209,8 +234,8 @@ static void q5_1_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
         const block_q5_1 *blk = (const block_q5_1 *)(rows[r] + at);
         v128_t lo, hi;
         q5_values(blk->qs, blk->qh, &lo, &hi);
-        widen_i8(lo, &g->w[r][0]);
-        widen_i8(hi, &g->w[r][2]);
+        g->bytes[r][0] = lo;
+        g->bytes[r][1] = hi;
     }
     g->d = scales_of(rows, at + offsetof(block_q5_1, d));
     g->dmin = scales_of(rows, at + offsetof(block_q5_1, m));
