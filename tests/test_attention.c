@@ -350,19 +350,25 @@ int main(void)
     fprintf(stderr, "%d attention cases; wide paths at most %.2g off exact\n", cases, wide_worst);
     test_f16_edges(narrow, isa);
 
-#if defined(ELLM_HAVE_F16C_ATTENTION)
-    /* The grouped kernels: every head of a group bit for bit the wide path's, over enough
-     * positions for several position blocks and a partial last one. */
+#if defined(ELLM_HAVE_F16C_ATTENTION) || defined(__wasm__)
+    /* The grouped kernels: every head of a group bit for bit the wide path's (x86) or the
+     * portable head's (wasm, which has no wide path), over enough positions for several position
+     * blocks and a partial last one. */
     struct {
         const char *name;
         ellm_attend_f16_group_fn fn;
         bool usable;
     } groups[] = {
+#if defined(ELLM_HAVE_F16C_ATTENTION)
         {"avx2", ellm_attend_f16_group_avx2, wide != NULL},
         {"avx512", ellm_attend_f16_group_avx512,
          wide && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni")},
+#endif
+#if defined(__wasm__)
+        {"wasm-simd", ellm_attend_f16_group_wasm_simd, true},
+#endif
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         if (!groups[g].usable)
@@ -388,10 +394,14 @@ int main(void)
                     float scale = 1.0f / sqrtf((float)hd);
                     groups[g].fn(gq, gkc, gvc, stride, n_pos, hd, scale, n_heads, gout);
                     for (int32_t h = 0; h < n_heads; h++) {
-                        run_wide(wide, gq + h * hd, gkc, gvc, stride, n_pos, hd, scale, want);
+                        if (wide)
+                            run_wide(wide, gq + h * hd, gkc, gvc, stride, n_pos, hd, scale, want);
+                        else
+                            run(ellm_attend_f16_portable, gq + h * hd, gkc, gvc, stride, n_pos, hd,
+                                scale, want);
                         CHECK_MSG(!memcmp(gout + h * hd, want, (size_t)hd * sizeof(float)),
                                   "%s grouped hd=%d heads=%d n_pos=%d: head %d differs from the "
-                                  "wide path",
+                                  "wide or portable path",
                                   groups[g].name, hd, n_heads, n_pos, h);
                     }
                     grouped++;

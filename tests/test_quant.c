@@ -231,8 +231,9 @@ static void test_kernels_match_reference(void)
  * against extended Q8_0 rows, or plain Q8_1 rows for the "_1" formats. */
 static void test_gemm_tiles(void)
 {
-    /* Rows past one 16-row vector group and a short last group; tokens past one 64-token step. */
-    enum { N = 4096 - 32 * 3, ROWS = 37, TOK = 70 };
+    /* Rows past one 16-row vector group and a short last group; tokens past one 64- and one
+     * 128-token step. */
+    enum { N = 4096 - 32 * 3, ROWS = 37, TOK = 133 };
     ellm_type types[] = {ELLM_TYPE_Q8_0,   ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,
                          ELLM_TYPE_IQ4_NL, ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_1};
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
@@ -445,10 +446,10 @@ static void test_extended_activation_rows(void)
  * nibbles 15 or 0, Q8_0 -128 and 127) against activations of +-127, with every scale 1, so each
  * (row, token) value is an integer below 2^24 that every kernel must give exactly, whatever its
  * order. The Q4_0 tiles sum a block's pair products in 16 bits and Q8_0's widen each pair; a
- * shortcut that lets either saturate fails here. Tokens run past one 64-token step. */
+ * shortcut that lets either saturate fails here. Tokens run past one 64- and one 128-token step. */
 static void test_gemm_tiles_extremes(void)
 {
-    enum { N = 512, NB = N / 32, ROWS = 9, TOK = 66 };
+    enum { N = 512, NB = N / 32, ROWS = 9, TOK = 130 };
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
     static float x[TOK][N], y[TOK][ROWS];
     static int level[ROWS][N];

@@ -441,10 +441,10 @@ static void test_matmul(void)
 
 /* Tiles (where a kernel set has them): every (row, token) bit for bit equal to the set's own
  * single-row kernel and, where that is exact, to the scalar kernel, for short row groups,
- * batches of 1..9 tokens and past the 32- and 64-token steps, and rows with outliers. */
+ * batches of 1..9 tokens and past the 32-, 64- and 128-token steps, and rows with outliers. */
 static void test_tiles(void)
 {
-    enum { TN = 3 * QK_K, ROWS = 37, TOK = 70 };
+    enum { TN = 3 * QK_K, ROWS = 37, TOK = 133 };
     static float w[ROWS * TN], x[TN];
     static uint8_t wq[ROWS * TN], xq[TOK * TN * 2];
     static float y[TOK * ROWS];

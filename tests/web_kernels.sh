@@ -34,4 +34,6 @@ for ty in Q2_K Q3_K IQ4_XS; do
 done
 grep -q "attention copies on this CPU: portable, wasm-simd" "$tmp/test_attention.log" ||
   { echo "FAIL: the wasm-simd attention head was not compared with the portable one" >&2; fail=1; }
+grep -q "grouped attention cases (wasm-simd)" "$tmp/test_attention.log" ||
+  { echo "FAIL: the wasm-simd grouped attention heads were not compared with the portable one" >&2; fail=1; }
 exit $fail

@@ -196,6 +196,12 @@ void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t 
 void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                                int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                                float *out);
+/* n_heads query heads sharing one KV head, each bit for bit ellm_attend_f16_wasm_simd (so the
+ * portable head): the keys and values converted once for the group; head sizes that are a
+ * multiple of 4 up to 128 (attention.c passes 64 and 128). */
+void ellm_attend_f16_group_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc,
+                                     size_t stride, int32_t n_pos, int32_t hd, float scale,
+                                     int32_t n_heads, float *out);
 #endif
 
 #endif

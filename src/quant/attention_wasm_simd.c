@@ -10,6 +10,7 @@
 
 #if defined(__wasm_simd128__)
 #include <math.h>
+#include <stdbool.h>
 #include <wasm_simd128.h>
 
 #include "quant/lanes_wasm_simd.h"
@@ -50,21 +51,25 @@ enum { DOT_POSITIONS = 4 };
  * sizes that are not a multiple of 4, take the portable head. */
 enum { MAX_LANE_HEAD = 512 };
 
-/* dots[i] = Σ_d (double)(k_i[d] * qr[d]) for the n (<= DOT_POSITIONS) positions from kc; a
- * short group repeats its last position. */
-static void position_dots(const float *qr, const uint8_t *kc, size_t stride, int32_t n, int32_t hd,
-                          double dots[DOT_POSITIONS])
+/* Four values of a cached row from d on, as floats: halves converted, or already converted. */
+static inline __attribute__((always_inline)) v128_t load4(const void *row, bool halves, int32_t d)
 {
-    const uint16_t *k[DOT_POSITIONS];
-    for (int i = 0; i < DOT_POSITIONS; i++)
-        k[i] = (const uint16_t *)(kc + (size_t)(i < n ? i : n - 1) * stride);
+    return halves ? load_half4((const uint16_t *)row + d) : wasm_v128_load((const float *)row + d);
+}
+
+/* dots[i] = Σ_d (double)(k_i[d] * qr[d]) for the DOT_POSITIONS rows k (halves, or floats). */
+static inline __attribute__((always_inline)) void dots4(const float *qr,
+                                                        const void *const k[DOT_POSITIONS],
+                                                        bool halves, int32_t hd,
+                                                        double dots[DOT_POSITIONS])
+{
     v128_t acc01 = wasm_f64x2_splat(0.0), acc23 = wasm_f64x2_splat(0.0);
     for (int32_t d = 0; d < hd; d += 4) {
         v128_t qv = wasm_v128_load(qr + d);
-        v128_t p0 = wasm_f32x4_mul(load_half4(k[0] + d), qv);
-        v128_t p1 = wasm_f32x4_mul(load_half4(k[1] + d), qv);
-        v128_t p2 = wasm_f32x4_mul(load_half4(k[2] + d), qv);
-        v128_t p3 = wasm_f32x4_mul(load_half4(k[3] + d), qv);
+        v128_t p0 = wasm_f32x4_mul(load4(k[0], halves, d), qv);
+        v128_t p1 = wasm_f32x4_mul(load4(k[1], halves, d), qv);
+        v128_t p2 = wasm_f32x4_mul(load4(k[2], halves, d), qv);
+        v128_t p3 = wasm_f32x4_mul(load4(k[3], halves, d), qv);
         /* Lanes (position 0 or 2, position 1 or 3) for d, d + 1, d + 2, d + 3 in turn. */
         v128_t lo01 = wasm_i32x4_shuffle(p0, p1, 0, 4, 1, 5),
                hi01 = wasm_i32x4_shuffle(p0, p1, 2, 6, 3, 7);
@@ -89,6 +94,41 @@ static void position_dots(const float *qr, const uint8_t *kc, size_t stride, int
     dots[3] = wasm_f64x2_extract_lane(acc23, 1);
 }
 
+/* The n (<= DOT_POSITIONS) positions from kc; a short group repeats its last position. */
+static void position_dots(const float *qr, const uint8_t *kc, size_t stride, int32_t n, int32_t hd,
+                          double dots[DOT_POSITIONS])
+{
+    const void *k[DOT_POSITIONS];
+    for (int i = 0; i < DOT_POSITIONS; i++)
+        k[i] = kc + (size_t)(i < n ? i : n - 1) * stride;
+    dots4(qr, k, true, hd, dots);
+}
+
+/* One position of one head in the portable head's order: the softmax's running maximum and sum,
+ * and the running output (rescaled when the maximum moves) plus the position's values (halves,
+ * or floats) times their weight, rounded to F16 values. */
+static inline __attribute__((always_inline)) void add_position(float score, const void *vrow,
+                                                               bool halves, int32_t hd, float *run,
+                                                               float *max, float *sum)
+{
+    float old_scale = 1.0f, weight = 1.0f;
+    if (score > *max) {
+        old_scale = expf(*max - score);
+        *max = score;
+        v128_t s = wasm_f32x4_splat(old_scale);
+        for (int32_t d = 0; d < hd; d += 4)
+            wasm_v128_store(run + d, round_to_half(wasm_f32x4_mul(wasm_v128_load(run + d), s)));
+    } else {
+        weight = expf(score - *max);
+    }
+    v128_t w = wasm_f32x4_splat(weight);
+    for (int32_t d = 0; d < hd; d += 4)
+        wasm_v128_store(run + d,
+                        round_to_half(wasm_f32x4_add(wasm_v128_load(run + d),
+                                                     wasm_f32x4_mul(load4(vrow, halves, d), w))));
+    *sum = *sum * old_scale + weight;
+}
+
 void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                                int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,
                                float *out)
@@ -107,30 +147,68 @@ void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t 
     float max = -INFINITY, sum = 0;
     double dots[DOT_POSITIONS];
     for (int32_t p = 0; p < n_pos; p++) {
-        const uint16_t *vrow = (const uint16_t *)(vc + (size_t)p * stride);
         if (p % DOT_POSITIONS == 0)
             position_dots(qr, kc + (size_t)p * stride, stride,
                           n_pos - p < DOT_POSITIONS ? n_pos - p : DOT_POSITIONS, hd, dots);
-        float score = (float)dots[p % DOT_POSITIONS] * scale;
-        float old_scale = 1.0f, weight = 1.0f;
-        if (score > max) {
-            old_scale = expf(max - score);
-            max = score;
-            v128_t s = wasm_f32x4_splat(old_scale);
-            for (int32_t d = 0; d < hd; d += 4)
-                wasm_v128_store(run + d, round_to_half(wasm_f32x4_mul(wasm_v128_load(run + d), s)));
-        } else {
-            weight = expf(score - max);
-        }
-        v128_t w = wasm_f32x4_splat(weight);
-        for (int32_t d = 0; d < hd; d += 4)
-            wasm_v128_store(run + d,
-                            round_to_half(wasm_f32x4_add(wasm_v128_load(run + d),
-                                                         wasm_f32x4_mul(load_half4(vrow + d), w))));
-        sum = sum * old_scale + weight;
+        add_position((float)dots[p % DOT_POSITIONS] * scale, vc + (size_t)p * stride, true, hd, run,
+                     &max, &sum);
     }
     float inv = 1.0f / sum;
     for (int32_t d = 0; d < hd; d += 4)
         wasm_v128_store(out + d, wasm_f32x4_mul(wasm_v128_load(run + d), wasm_f32x4_splat(inv)));
+}
+
+/* Query heads of one KV head at a time, up to GROUP_HEADS of them: each position's keys and values
+ * are converted to floats once for all of them (the single head converts them once per head),
+ * and every head then runs the single head's operations in its order, so each is bit-identical
+ * to it and to the portable head. */
+enum { GROUP_HEADS = 8, GROUP_MAX_HEAD = 128 };
+
+void ellm_attend_f16_group_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc,
+                                     size_t stride, int32_t n_pos, int32_t hd, float scale,
+                                     int32_t n_heads, float *out)
+{
+    float qr[GROUP_HEADS][GROUP_MAX_HEAD], run[GROUP_HEADS][GROUP_MAX_HEAD];
+    float keys[DOT_POSITIONS][GROUP_MAX_HEAD], values[GROUP_MAX_HEAD];
+    float max[GROUP_HEADS], sum[GROUP_HEADS];
+    double dots[GROUP_HEADS][DOT_POSITIONS];
+    const void *k[DOT_POSITIONS] = {keys[0], keys[1], keys[2], keys[3]};
+    for (int32_t h0 = 0; h0 < n_heads; h0 += GROUP_HEADS) {
+        int nh = n_heads - h0 < GROUP_HEADS ? (int)(n_heads - h0) : GROUP_HEADS;
+        for (int h = 0; h < nh; h++) {
+            for (int32_t d = 0; d < hd; d += 4) {
+                v128_t qv = wasm_v128_load(q + (size_t)(h0 + h) * (size_t)hd + d);
+                wasm_v128_store(qr[h] + d, round_to_half(qv));
+                wasm_v128_store(run[h] + d, wasm_f32x4_splat(0.0f));
+            }
+            max[h] = -INFINITY;
+            sum[h] = 0;
+        }
+        for (int32_t p0 = 0; p0 < n_pos; p0 += DOT_POSITIONS) {
+            int np = n_pos - p0 < DOT_POSITIONS ? (int)(n_pos - p0) : DOT_POSITIONS;
+            for (int i = 0; i < DOT_POSITIONS; i++) {
+                const uint16_t *krow =
+                    (const uint16_t *)(kc + (size_t)(p0 + (i < np ? i : np - 1)) * stride);
+                for (int32_t d = 0; d < hd; d += 4)
+                    wasm_v128_store(keys[i] + d, load_half4(krow + d));
+            }
+            for (int h = 0; h < nh; h++)
+                dots4(qr[h], k, false, hd, dots[h]);
+            for (int i = 0; i < np; i++) {
+                const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + i) * stride);
+                for (int32_t d = 0; d < hd; d += 4)
+                    wasm_v128_store(values + d, load_half4(vrow + d));
+                for (int h = 0; h < nh; h++)
+                    add_position((float)dots[h][i] * scale, values, false, hd, run[h], &max[h],
+                                 &sum[h]);
+            }
+        }
+        for (int h = 0; h < nh; h++) {
+            v128_t inv = wasm_f32x4_splat(1.0f / sum[h]);
+            for (int32_t d = 0; d < hd; d += 4)
+                wasm_v128_store(out + (size_t)(h0 + h) * (size_t)hd + d,
+                                wasm_f32x4_mul(wasm_v128_load(run[h] + d), inv));
+        }
+    }
 }
 #endif

@@ -281,8 +281,8 @@ static const kernel_set wasm_simd_set = {
                     [ELLM_TYPE_Q8_K] = ellm_quantize_row_q8_K_wasm_simd},
     .quantize_layout = {[ELLM_ACT_Q8_0_WIDE] = ellm_quantize_q8_0_wide_wasm_simd,
                         [ELLM_ACT_Q8_K_WIDE] = ellm_quantize_q8_K_wide_wasm_simd},
-    .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, NULL, ellm_axpy_q8_0_portable,
-                  ellm_attend_q8_0_group_portable},
+    .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, ellm_attend_f16_group_wasm_simd,
+                  ellm_axpy_q8_0_portable, ellm_attend_q8_0_group_portable},
 };
 #endif
 

@@ -2,17 +2,19 @@
  * IQ4_NL against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, and Q4_K,
  * Q5_K, Q6_K, IQ4_XS, Q2_K and Q3_K against Q8_K rows.
  *
- * Four weight rows share a vector: each row's integer block sum is formed in four partial lanes
- * by i32x4.dot_i16x8 and the four rows' partials are transposed and added, so lane r holds row
- * r's exact block sum. The float work then runs on four rows at once with the scalar kernel's
- * operations in its order (scale product, times the block sum, added to the row's running sum in
- * block order; WebAssembly has no fused multiply-add to round differently), so every value is
- * bit-identical to the scalar kernel and to the single-row wasm-simd kernels, whatever the tile.
+ * Four weight rows share a vector: their widened values are interleaved by pairs (pair_group), so
+ * i32x4.dot_i16x8 against one activation pair in every lane adds into each row's own lane, and
+ * lane r ends with row r's exact block sum. The float work then runs on four rows at once with
+ * the scalar kernel's operations in its order (scale product, times the block sum, added to the
+ * row's running sum in block order; WebAssembly has no fused multiply-add to round differently),
+ * so every value is bit-identical to the scalar kernel and to the single-row wasm-simd kernels,
+ * whatever the tile.
  *
  * What is shared: a block of up to 16 rows is widened to 16-bit values once (for K-quants with
  * each sub-block's scale already multiplied in, which keeps the sum exact: at most 63 × 31 or
  * 127 × 32 in 16 bits) and reused by every token of the step; a token's block of activations is
- * widened once and reused by every row. */
+ * widened once and reused by every row; each weight vector loaded meets 4 tokens and each
+ * activation pair 2 row groups. */
 #if defined(__wasm_simd128__)
 #include <stdbool.h>
 #include <string.h>
@@ -28,9 +30,12 @@
 enum {
     GROUP = 4,        /* rows in the four lanes */
     MAX_GROUPS = 4,   /* groups whose block is widened at once: 16 rows */
-    TOKEN_STEP = 64,  /* tokens whose running sums are kept while a block is reused */
+    TOKEN_STEP = 128, /* tokens whose running sums are kept while a block is reused */
+    TILE_GROUPS = 2,  /* groups and tokens whose sums one pass over a block keeps in registers */
+    TILE_TOKENS = 4,  /* (8 accumulators, 2 weight vectors and an activation pair: 11 of V8's 16) */
     LEGACY_VECS = 4,  /* 16-bit vectors per 32-value block */
     KQUANT_VECS = 32, /* 16-bit vectors per 256-value super-block */
+    KQUANT_PAIRS = 128 /* pairs of values per super-block */
 };
 
 /* One block of GROUP rows, widened: w[r] holds row r's values (for K-quants times their
@@ -38,16 +43,27 @@ enum {
  * rows' scales as floats in lanes (dmin holds the "_1" formats' minimum m). */
 typedef struct row_group {
     v128_t w[GROUP][KQUANT_VECS];
+    v128_t bytes[GROUP][2]; /* the 32-value formats: values 0-15 and 16-31 as signed bytes */
     v128_t mins[GROUP][2];
     v128_t d, dmin;
 } row_group;
 
-/* One token's block of activations, widened to 16 bits, and its scale in every lane. */
-typedef struct act_block {
-    v128_t a[KQUANT_VECS];
-    v128_t bsums[2];
+/* The same block as the tile reads it: vector k holds values 2k and 2k + 1 of row r in 32-bit
+ * lane r, so i32x4.dot_i16x8 against a pair of activations in every lane adds to each row's own
+ * lane, and a group's block sums come out in lanes with no transposition per token. */
+typedef struct pair_group {
+    v128_t w[KQUANT_PAIRS];
+    v128_t mins[8];
+    v128_t d, dmin;
+} pair_group;
+
+/* One token's block of activations widened to 16 bits, in value order (a pair of them is one
+ * 32-bit load splat across the lanes), Q8_K's 16 sums, and its scale in every lane. */
+typedef struct act_row {
+    int16_t a[QK_K];
+    int16_t bsums[QK_K / 16];
     v128_t d, s; /* s: Q8_1's d times the sum of the values */
-} act_block;
+} act_row;
 
 static inline void widen_i8(v128_t v, v128_t *out)
 {
@@ -55,20 +71,87 @@ static inline void widen_i8(v128_t v, v128_t *out)
     out[1] = wasm_i16x8_extend_high_i8x16(v);
 }
 
-/* Lane r: row r's exact integer sum of w · a over n vectors. */
-static inline v128_t row_sums(const row_group *g, const v128_t *a, int n)
+static inline void widen_i8_to(v128_t v, int16_t *out)
 {
-    v128_t part[GROUP];
-    for (int r = 0; r < GROUP; r++) {
-        v128_t s0 = wasm_i32x4_dot_i16x8(g->w[r][0], a[0]);
-        v128_t s1 = wasm_i32x4_dot_i16x8(g->w[r][1], a[1]);
-        for (int k = 2; k < n; k += 2) {
-            s0 = wasm_i32x4_add(s0, wasm_i32x4_dot_i16x8(g->w[r][k], a[k]));
-            s1 = wasm_i32x4_add(s1, wasm_i32x4_dot_i16x8(g->w[r][k + 1], a[k + 1]));
-        }
-        part[r] = wasm_i32x4_add(s0, s1);
+    wasm_v128_store(out, wasm_i16x8_extend_low_i8x16(v));
+    wasm_v128_store(out + 8, wasm_i16x8_extend_high_i8x16(v));
+}
+
+/* Vectors j of the four rows (four pairs each) become pair vectors 4j..4j+3. */
+static inline void interleave4(const v128_t *r0, const v128_t *r1, const v128_t *r2,
+                               const v128_t *r3, int n, v128_t *out)
+{
+    for (int j = 0; j < n; j++) {
+        v128_t ab_lo = wasm_i32x4_shuffle(r0[j], r1[j], 0, 4, 1, 5);
+        v128_t ab_hi = wasm_i32x4_shuffle(r0[j], r1[j], 2, 6, 3, 7);
+        v128_t cd_lo = wasm_i32x4_shuffle(r2[j], r3[j], 0, 4, 1, 5);
+        v128_t cd_hi = wasm_i32x4_shuffle(r2[j], r3[j], 2, 6, 3, 7);
+        out[4 * j] = wasm_i32x4_shuffle(ab_lo, cd_lo, 0, 1, 4, 5);
+        out[4 * j + 1] = wasm_i32x4_shuffle(ab_lo, cd_lo, 2, 3, 6, 7);
+        out[4 * j + 2] = wasm_i32x4_shuffle(ab_hi, cd_hi, 0, 1, 4, 5);
+        out[4 * j + 3] = wasm_i32x4_shuffle(ab_hi, cd_hi, 2, 3, 6, 7);
     }
-    return transpose_sum4(part);
+}
+
+/* The 32-value formats' bytes straight into pair order: the four rows' byte pairs interleaved
+ * (16-bit, then 32-bit units) put each row's pair k in 32-bit lane r of 8 bytes, which
+ * i16x8.extend widens in place: half the shuffles of widening first, and no round trip. */
+static inline void bytes_to_pairs(const row_group *g, v128_t *out)
+{
+    for (int h = 0; h < 2; h++)
+        for (int half = 0; half < 2; half++) {
+            v128_t ab = half ? wasm_i16x8_shuffle(g->bytes[0][h], g->bytes[1][h], 4, 12, 5, 13, 6,
+                                                  14, 7, 15)
+                             : wasm_i16x8_shuffle(g->bytes[0][h], g->bytes[1][h], 0, 8, 1, 9, 2, 10,
+                                                  3, 11);
+            v128_t cd = half ? wasm_i16x8_shuffle(g->bytes[2][h], g->bytes[3][h], 4, 12, 5, 13, 6,
+                                                  14, 7, 15)
+                             : wasm_i16x8_shuffle(g->bytes[2][h], g->bytes[3][h], 0, 8, 1, 9, 2, 10,
+                                                  3, 11);
+            v128_t *o = out + 8 * h + 4 * half;
+            widen_i8(wasm_i32x4_shuffle(ab, cd, 0, 4, 1, 5), o);
+            widen_i8(wasm_i32x4_shuffle(ab, cd, 2, 6, 3, 7), o + 2);
+        }
+}
+
+static void to_pairs(const row_group *g, int vecs, bool mins, pair_group *p)
+{
+    if (vecs == LEGACY_VECS)
+        bytes_to_pairs(g, p->w);
+    else
+        interleave4(g->w[0], g->w[1], g->w[2], g->w[3], vecs, p->w);
+    if (mins)
+        interleave4(g->mins[0], g->mins[1], g->mins[2], g->mins[3], 2, p->mins);
+    p->d = g->d;
+    p->dmin = g->dmin;
+}
+
+/* sums[g][t], lane r: the exact integer sum over n pairs of row r of group g (at w + g * w_stride)
+ * times token t's pairs (at a + t * a_stride). Called with constant counts and strides, so that
+ * the accumulators stay in registers and every load is one pointer plus a constant: Emscripten
+ * builds without loop strength reduction, and V8 recomputed each indexed address from k. */
+static inline __attribute__((always_inline)) void pair_sums(const v128_t *w, ptrdiff_t w_stride,
+                                                            int ng, const int16_t *a,
+                                                            ptrdiff_t a_stride, int nt, int n,
+                                                            v128_t sums[TILE_GROUPS][TILE_TOKENS])
+{
+    v128_t acc[TILE_GROUPS][TILE_TOKENS];
+    for (int g = 0; g < ng; g++)
+        for (int t = 0; t < nt; t++)
+            acc[g][t] = wasm_i32x4_splat(0);
+    for (const v128_t *end = w + n; w < end; w++, a += 2) {
+        v128_t wk[TILE_GROUPS];
+        for (int g = 0; g < ng; g++)
+            wk[g] = load(w + g * w_stride);
+        for (int t = 0; t < nt; t++) {
+            v128_t ak = wasm_v128_load32_splat(a + t * a_stride);
+            for (int g = 0; g < ng; g++)
+                acc[g][t] = wasm_i32x4_add(acc[g][t], wasm_i32x4_dot_i16x8(wk[g], ak));
+        }
+    }
+    for (int g = 0; g < ng; g++)
+        for (int t = 0; t < nt; t++)
+            sums[g][t] = acc[g][t];
 }
 
 static inline v128_t scales_of(const uint8_t *const rows[GROUP], size_t at)
@@ -87,8 +170,8 @@ static void q4_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     size_t at = (size_t)b * sizeof(block_q4_0);
     for (int r = 0; r < GROUP; r++) {
         v128_t q = load(rows[r] + at + offsetof(block_q4_0, qs));
-        widen_i8(wasm_i8x16_sub(wasm_v128_and(q, low4), eight), &g->w[r][0]);
-        widen_i8(wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight), &g->w[r][2]);
+        g->bytes[r][0] = wasm_i8x16_sub(wasm_v128_and(q, low4), eight);
+        g->bytes[r][1] = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight);
     }
     g->d = scales_of(rows, at + offsetof(block_q4_0, d));
 }
@@ -98,8 +181,8 @@ static void q8_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     size_t at = (size_t)b * sizeof(block_q8_0);
     for (int r = 0; r < GROUP; r++) {
         const uint8_t *qs = rows[r] + at + offsetof(block_q8_0, qs);
-        widen_i8(load(qs), &g->w[r][0]);
-        widen_i8(load(qs + 16), &g->w[r][2]);
+        g->bytes[r][0] = load(qs);
+        g->bytes[r][1] = load(qs + 16);
     }
     g->d = scales_of(rows, at + offsetof(block_q8_0, d));
 }
@@ -112,8 +195,8 @@ static void q5_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
         const block_q5_0 *blk = (const block_q5_0 *)(rows[r] + at);
         v128_t lo, hi;
         q5_values(blk->qs, blk->qh, &lo, &hi);
-        widen_i8(wasm_i8x16_sub(lo, sixteen), &g->w[r][0]);
-        widen_i8(wasm_i8x16_sub(hi, sixteen), &g->w[r][2]);
+        g->bytes[r][0] = wasm_i8x16_sub(lo, sixteen);
+        g->bytes[r][1] = wasm_i8x16_sub(hi, sixteen);
     }
     g->d = scales_of(rows, at + offsetof(block_q5_0, d));
 }
@@ -124,8 +207,8 @@ static void iq4_nl_group(const uint8_t *const rows[GROUP], int64_t b, row_group 
     size_t at = (size_t)b * sizeof(block_iq4_nl);
     for (int r = 0; r < GROUP; r++) {
         v128_t q = load(rows[r] + at + offsetof(block_iq4_nl, qs));
-        widen_i8(wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4)), &g->w[r][0]);
-        widen_i8(wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4)), &g->w[r][2]);
+        g->bytes[r][0] = wasm_i8x16_swizzle(levels, wasm_v128_and(q, low4));
+        g->bytes[r][1] = wasm_i8x16_swizzle(levels, wasm_u8x16_shr(q, 4));
     }
     g->d = scales_of(rows, at + offsetof(block_iq4_nl, d));
 }
@@ -137,8 +220,8 @@ static void q4_1_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     size_t at = (size_t)b * sizeof(block_q4_1);
     for (int r = 0; r < GROUP; r++) {
         v128_t q = load(rows[r] + at + offsetof(block_q4_1, qs));
-        widen_i8(wasm_v128_and(q, low4), &g->w[r][0]);
-        widen_i8(wasm_u8x16_shr(q, 4), &g->w[r][2]);
+        g->bytes[r][0] = wasm_v128_and(q, low4);
+        g->bytes[r][1] = wasm_u8x16_shr(q, 4);
     }
     g->d = scales_of(rows, at + offsetof(block_q4_1, d));
     g->dmin = scales_of(rows, at + offsetof(block_q4_1, m));
@@ -151,45 +234,47 @@ static void q5_1_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
         const block_q5_1 *blk = (const block_q5_1 *)(rows[r] + at);
         v128_t lo, hi;
         q5_values(blk->qs, blk->qh, &lo, &hi);
-        widen_i8(lo, &g->w[r][0]);
-        widen_i8(hi, &g->w[r][2]);
+        g->bytes[r][0] = lo;
+        g->bytes[r][1] = hi;
     }
     g->d = scales_of(rows, at + offsetof(block_q5_1, d));
     g->dmin = scales_of(rows, at + offsetof(block_q5_1, m));
 }
 
-static void ext_act(const uint8_t *x, int64_t b, const void *layout, act_block *a)
+static void ext_act(const uint8_t *x, int64_t b, const void *layout, act_row *a)
 {
     const ellm_q8_0_ext_layout *L = layout;
     const uint8_t *qs = x + (size_t)b * QK8_0;
-    widen_i8(load(qs), &a->a[0]);
-    widen_i8(load(qs + 16), &a->a[2]);
+    widen_i8_to(load(qs), a->a);
+    widen_i8_to(load(qs + 16), a->a + 16);
     a->d = wasm_v128_load32_splat(x + L->scales_offset + (size_t)b * sizeof(float));
 }
 
 /* sum += (dw * da) * (float)isum, the scalar kernel's order. */
-static v128_t legacy_step(const row_group *g, const act_block *a, v128_t sum)
+static v128_t legacy_step(const pair_group *g, const act_row *a, v128_t isum, v128_t summ,
+                          v128_t sum)
 {
-    v128_t isum = row_sums(g, a->a, LEGACY_VECS);
+    (void)summ;
     v128_t scale = wasm_f32x4_mul(g->d, a->d);
     return wasm_f32x4_add(sum, wasm_f32x4_mul(scale, wasm_f32x4_convert_i32x4(isum)));
 }
 
 /* Plain Q8_1 rows: the scale d and s (d times the sum of the values) as floats in every lane. */
-static void q8_1_act(const uint8_t *x, int64_t b, const void *unused, act_block *a)
+static void q8_1_act(const uint8_t *x, int64_t b, const void *unused, act_row *a)
 {
     (void)unused;
     const block_q8_1 *blk = (const block_q8_1 *)x + b;
-    widen_i8(load(blk->qs), &a->a[0]);
-    widen_i8(load(blk->qs + 16), &a->a[2]);
+    widen_i8_to(load(blk->qs), a->a);
+    widen_i8_to(load(blk->qs + 16), a->a + 16);
     a->d = wasm_f32x4_splat(ellm_f16_to_f32(blk->d));
     a->s = wasm_f32x4_splat(ellm_f16_to_f32(blk->s));
 }
 
 /* sum += (dw * da) * (float)isum + m * s, the scalar kernel's order. */
-static v128_t legacy_1_step(const row_group *g, const act_block *a, v128_t sum)
+static v128_t legacy_1_step(const pair_group *g, const act_row *a, v128_t isum, v128_t summ,
+                            v128_t sum)
 {
-    v128_t isum = row_sums(g, a->a, LEGACY_VECS);
+    (void)summ;
     v128_t scaled = wasm_f32x4_mul(wasm_f32x4_mul(g->d, a->d), wasm_f32x4_convert_i32x4(isum));
     return wasm_f32x4_add(sum, wasm_f32x4_add(scaled, wasm_f32x4_mul(g->dmin, a->s)));
 }
@@ -360,36 +445,30 @@ static void q3_K_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     g->d = scales_of(rows, at + offsetof(block_q3_K, d));
 }
 
-static void q8_K_act(const uint8_t *x, int64_t b, const void *unused, act_block *a)
+static void q8_K_act(const uint8_t *x, int64_t b, const void *unused, act_row *a)
 {
     (void)unused;
     const block_q8_K *blk = (const block_q8_K *)x + b;
-    for (int k = 0; k < KQUANT_VECS / 2; k++)
-        widen_i8(load(blk->qs + 16 * k), &a->a[2 * k]);
-    a->bsums[0] = load(blk->bsums);
-    a->bsums[1] = load(blk->bsums + 8);
+    for (int k = 0; k < QK_K / 16; k++)
+        widen_i8_to(load(blk->qs + 16 * k), a->a + 16 * k);
+    memcpy(a->bsums, blk->bsums, sizeof a->bsums);
     a->d = wasm_f32x4_splat(blk->d);
 }
 
 /* sum += ad * dw * (float)sumi - ad * dmin * (float)summ, the scalar kernel's order (Q2_K's
  * scalar kernel forms dw * ad, the same float product). */
-static v128_t q45_K_step(const row_group *g, const act_block *a, v128_t sum)
+static v128_t q45_K_step(const pair_group *g, const act_row *a, v128_t sumi, v128_t summ,
+                         v128_t sum)
 {
-    v128_t sumi = row_sums(g, a->a, KQUANT_VECS);
-    v128_t part[GROUP];
-    for (int r = 0; r < GROUP; r++)
-        part[r] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(g->mins[r][0], a->bsums[0]),
-                                 wasm_i32x4_dot_i16x8(g->mins[r][1], a->bsums[1]));
-    v128_t summ = transpose_sum4(part);
     v128_t scaled = wasm_f32x4_mul(wasm_f32x4_mul(a->d, g->d), wasm_f32x4_convert_i32x4(sumi));
     v128_t mins = wasm_f32x4_mul(wasm_f32x4_mul(a->d, g->dmin), wasm_f32x4_convert_i32x4(summ));
     return wasm_f32x4_add(sum, wasm_f32x4_sub(scaled, mins));
 }
 
 /* sum += ad * dw * (float)sumi (Q6_K, IQ4_XS and Q3_K). */
-static v128_t q6_K_step(const row_group *g, const act_block *a, v128_t sum)
+static v128_t q6_K_step(const pair_group *g, const act_row *a, v128_t sumi, v128_t summ, v128_t sum)
 {
-    v128_t sumi = row_sums(g, a->a, KQUANT_VECS);
+    (void)summ;
     return wasm_f32x4_add(
         sum, wasm_f32x4_mul(wasm_f32x4_mul(a->d, g->d), wasm_f32x4_convert_i32x4(sumi)));
 }
@@ -397,19 +476,43 @@ static v128_t q6_K_step(const row_group *g, const act_block *a, v128_t sum)
 /* ---- the tile driver ---- */
 
 typedef void (*group_fn)(const uint8_t *const rows[GROUP], int64_t b, row_group *g);
-typedef void (*act_fn)(const uint8_t *x, int64_t b, const void *ctx, act_block *a);
-typedef v128_t (*step_fn)(const row_group *g, const act_block *a, v128_t sum);
+typedef void (*act_fn)(const uint8_t *x, int64_t b, const void *ctx, act_row *a);
+typedef v128_t (*step_fn)(const pair_group *g, const act_row *a, v128_t sumi, v128_t summ,
+                          v128_t sum);
+
+/* One block of ng groups (from column g0 of sums) against nt tokens: their integer sums
+ * together, then each (group, token)'s float step, one block after another as the scalar kernel
+ * takes them. */
+static inline __attribute__((always_inline)) void tile_block(const pair_group *groups, int g0,
+                                                             int ng, const act_row *acts, int nt,
+                                                             int vecs, bool mins, step_fn step,
+                                                             v128_t (*sums)[MAX_GROUPS])
+{
+    const ptrdiff_t w_stride = sizeof(pair_group) / sizeof(v128_t);
+    const ptrdiff_t a_stride = sizeof(act_row) / sizeof(int16_t);
+    v128_t sumi[TILE_GROUPS][TILE_TOKENS], summ[TILE_GROUPS][TILE_TOKENS];
+    pair_sums(groups[g0].w, w_stride, ng, acts[0].a, a_stride, nt, GROUP * vecs, sumi);
+    if (mins)
+        pair_sums(groups[g0].mins, w_stride, ng, acts[0].bsums, a_stride, nt, 8, summ);
+    for (int g = 0; g < ng; g++)
+        for (int t = 0; t < nt; t++)
+            sums[t][g0 + g] = step(&groups[g0 + g], &acts[t], sumi[g][t],
+                                   mins ? summ[g][t] : sumi[g][t], sums[t][g0 + g]);
+}
 
 /* Rows in passes of up to 16 and tokens in steps of TOKEN_STEP: each block of the pass's rows
- * is widened once, then every token of the step meets it; a short last group repeats its last
- * row, whose extra lanes are not stored. Inlined into each entry point so that the block
- * functions are direct calls. */
+ * is widened once and put in pair order, then every token of the step meets it, TILE_TOKENS
+ * tokens and TILE_GROUPS groups at a time; a short last group repeats its last row, whose extra
+ * lanes are not stored. Inlined into each entry point so that the block functions are direct
+ * calls. */
 static inline __attribute__((always_inline)) void
 gemm_row_groups(int64_t nb, const uint8_t *w, size_t w_stride, int64_t n_rows, const uint8_t *x,
                 size_t x_stride, int64_t n_tok, float *y, int64_t y_stride, group_fn widen_rows,
-                act_fn widen_act, const void *ctx, step_fn step)
+                int vecs, bool mins, act_fn widen_act, const void *ctx, step_fn step)
 {
-    row_group groups[MAX_GROUPS];
+    row_group rows_wide;
+    pair_group groups[MAX_GROUPS];
+    act_row acts[TILE_TOKENS];
     v128_t sums[TOKEN_STEP][MAX_GROUPS];
     for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP * MAX_GROUPS) {
         int64_t left = n_rows - r0;
@@ -426,13 +529,34 @@ gemm_row_groups(int64_t nb, const uint8_t *w, size_t w_stride, int64_t n_rows, c
                 for (int gi = 0; gi < ng; gi++)
                     sums[t][gi] = wasm_f32x4_splat(0.0f);
             for (int64_t b = 0; b < nb; b++) {
-                for (int gi = 0; gi < ng; gi++)
-                    widen_rows(rows[gi], b, &groups[gi]);
-                for (int t = 0; t < nt; t++) {
-                    act_block a;
-                    widen_act(x + (size_t)(t0 + t) * x_stride, b, ctx, &a);
-                    for (int gi = 0; gi < ng; gi++)
-                        sums[t][gi] = step(&groups[gi], &a, sums[t][gi]);
+                for (int gi = 0; gi < ng; gi++) {
+                    widen_rows(rows[gi], b, &rows_wide);
+                    to_pairs(&rows_wide, vecs, mins, &groups[gi]);
+                }
+                for (int tq = 0; tq < nt; tq += TILE_TOKENS) {
+                    int ntq = nt - tq < TILE_TOKENS ? nt - tq : TILE_TOKENS;
+                    for (int t = 0; t < ntq; t++)
+                        widen_act(x + (size_t)(t0 + tq + t) * x_stride, b, ctx, &acts[t]);
+                    int g0 = 0;
+                    /* The token counts as constants: a prompt's last 1-3 tokens keep two
+                     * groups' weight loads shared. */
+                    for (; g0 + TILE_GROUPS <= ng; g0 += TILE_GROUPS) {
+                        if (ntq == 4)
+                            tile_block(groups, g0, TILE_GROUPS, acts, 4, vecs, mins, step,
+                                       sums + tq);
+                        else if (ntq == 3)
+                            tile_block(groups, g0, TILE_GROUPS, acts, 3, vecs, mins, step,
+                                       sums + tq);
+                        else if (ntq == 2)
+                            tile_block(groups, g0, TILE_GROUPS, acts, 2, vecs, mins, step,
+                                       sums + tq);
+                        else
+                            tile_block(groups, g0, TILE_GROUPS, acts, 1, vecs, mins, step,
+                                       sums + tq);
+                    }
+                    for (; g0 < ng; g0++)
+                        for (int t = 0; t < ntq; t++)
+                            tile_block(groups, g0, 1, acts + t, 1, vecs, mins, step, sums + tq + t);
                 }
             }
             for (int t = 0; t < nt; t++)
@@ -452,7 +576,7 @@ void ellm_gemm_q4_0_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
 {
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
     gemm_row_groups(n / QK4_0, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q4_0_group,
-                    ext_act, &L, legacy_step);
+                    LEGACY_VECS, false, ext_act, &L, legacy_step);
 }
 
 void ellm_gemm_q8_0_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
@@ -461,7 +585,7 @@ void ellm_gemm_q8_0_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
 {
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
     gemm_row_groups(n / QK8_0, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q8_0_group,
-                    ext_act, &L, legacy_step);
+                    LEGACY_VECS, false, ext_act, &L, legacy_step);
 }
 
 void ellm_gemm_q4_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
@@ -469,7 +593,7 @@ void ellm_gemm_q4_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
                               int64_t y_stride)
 {
     gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q4_K_group,
-                    q8_K_act, NULL, q45_K_step);
+                    KQUANT_VECS, true, q8_K_act, NULL, q45_K_step);
 }
 
 void ellm_gemm_q5_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
@@ -477,7 +601,7 @@ void ellm_gemm_q5_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
                               int64_t y_stride)
 {
     gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q5_K_group,
-                    q8_K_act, NULL, q45_K_step);
+                    KQUANT_VECS, true, q8_K_act, NULL, q45_K_step);
 }
 
 void ellm_gemm_q6_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
@@ -485,7 +609,7 @@ void ellm_gemm_q6_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
                               int64_t y_stride)
 {
     gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q6_K_group,
-                    q8_K_act, NULL, q6_K_step);
+                    KQUANT_VECS, false, q8_K_act, NULL, q6_K_step);
 }
 
 void ellm_gemm_q2_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
@@ -493,7 +617,7 @@ void ellm_gemm_q2_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
                               int64_t y_stride)
 {
     gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q2_K_group,
-                    q8_K_act, NULL, q45_K_step);
+                    KQUANT_VECS, true, q8_K_act, NULL, q45_K_step);
 }
 
 void ellm_gemm_q3_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
@@ -501,7 +625,7 @@ void ellm_gemm_q3_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
                               int64_t y_stride)
 {
     gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q3_K_group,
-                    q8_K_act, NULL, q6_K_step);
+                    KQUANT_VECS, false, q8_K_act, NULL, q6_K_step);
 }
 
 void ellm_gemm_iq4_xs_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
@@ -509,7 +633,7 @@ void ellm_gemm_iq4_xs_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, in
                                 int64_t y_stride)
 {
     gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, iq4_xs_group,
-                    q8_K_act, NULL, q6_K_step);
+                    KQUANT_VECS, false, q8_K_act, NULL, q6_K_step);
 }
 
 #define LEGACY_GEMM(type, block_size, group, act, step)                                            \
@@ -519,7 +643,7 @@ void ellm_gemm_iq4_xs_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, in
     {                                                                                              \
         ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);                                      \
         gemm_row_groups(n / (block_size), w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride,    \
-                        group, act, &L, step);                                                     \
+                        group, LEGACY_VECS, false, act, &L, step);                                 \
     }
 LEGACY_GEMM(q5_0, QK5_0, q5_0_group, ext_act, legacy_step)
 LEGACY_GEMM(iq4_nl, QK4_NL, iq4_nl_group, ext_act, legacy_step)
