@@ -5,7 +5,8 @@
  * mean squares alone, with the mean's feedback, and with the mean and the directions. The
  * layer's output error sum over held-out activations of (a . (w - q))^2 must fall well below
  * the diagonal rounding's and below the mean-only rounding's for every type the weighted search
- * covers; this fails if the low-rank feedback is missing, has the wrong sign or the wrong size. */
+ * covers; this fails if the low-rank feedback is missing, has the wrong sign or the wrong size.
+ * The 32-value types must also end in a local minimum of the objective (check_local_minimum). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
