@@ -56,7 +56,8 @@ typedef struct accumulator {
 typedef struct collector {
     accumulator *acc; /* (n_layer + 1) * N_INPUTS; the head is in the last layer slot */
     int32_t n_layer;
-    int rank; /* covariance directions to keep per input */
+    int rank;      /* covariance directions to keep per input up to EXACT_MAX_COLS wide */
+    int wide_rank; /* and per wider (sketched) input */
     bool failed;
 } collector;
 
@@ -129,8 +130,9 @@ static void observe_input(void *user, int32_t layer, ellm_matrix_input which, co
         a->sum2 = calloc((size_t)n_cols, sizeof *a->sum2);
         a->sum = calloc((size_t)n_cols, sizeof *a->sum);
         a->n_cols = n_cols;
+        int rank = n_cols <= EXACT_MAX_COLS ? c->rank : c->wide_rank;
         if (!a->sum2 || !a->sum ||
-            (c->rank > 0 && !start_scatter(a, c->rank, (uint64_t)(slot * N_INPUTS + which)))) {
+            (rank > 0 && !start_scatter(a, rank, (uint64_t)(slot * N_INPUTS + which)))) {
             c->failed = true;
             return;
         }
@@ -400,7 +402,8 @@ static edgellm_status entries_from(ellm_imatrix *im, const collector *c, const g
     for (int32_t slot = 0; slot <= c->n_layer; slot++)
         for (int k = 0; k < N_INPUTS; k++) {
             const accumulator *a = &c->acc[(size_t)slot * N_INPUTS + k];
-            int rank = a->scatter ? (int)(c->rank < a->n_cols ? c->rank : a->n_cols) : 0;
+            int want = a->sketch_cols ? c->wide_rank : c->rank;
+            int rank = a->scatter ? (int)(want < a->n_cols ? want : a->n_cols) : 0;
             if (a->sketch_cols && rank > a->sketch_cols)
                 rank = a->sketch_cols;
             float *vecs = NULL, vals[ELLM_OBJECTIVE_MAX_RANK];
@@ -459,7 +462,11 @@ edgellm_status ellm_imatrix_collect(const char *model_path, const edgellm_token 
     ellm_imatrix *im = calloc(1, sizeof *im);
     collector c = {0};
     c.n_layer = hp->n_layer;
-    c.rank = p->rank < 0 ? 0 : p->rank > ELLM_IMATRIX_MAX_RANK ? ELLM_IMATRIX_MAX_RANK : p->rank;
+    c.rank = p->rank == ELLM_IMATRIX_RANK_AUTO ? ELLM_IMATRIX_MAX_RANK
+             : p->rank < 0                     ? 0
+             : p->rank > ELLM_IMATRIX_MAX_RANK ? ELLM_IMATRIX_MAX_RANK
+                                               : p->rank;
+    c.wide_rank = p->rank == ELLM_IMATRIX_RANK_AUTO ? 8 : c.rank;
     c.acc = calloc((size_t)(hp->n_layer + 1) * N_INPUTS, sizeof *c.acc);
     if (!im || !c.acc)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the activation statistics");

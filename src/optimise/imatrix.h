@@ -32,10 +32,14 @@ typedef struct ellm_imatrix_params {
     /* Called after every chunk with the elapsed seconds; may be NULL. */
     void (*on_progress)(void *user, int32_t done, int32_t total, double seconds);
     void *user;
-    int32_t rank; /* covariance directions per input, 0 to ELLM_IMATRIX_MAX_RANK */
+    int32_t rank; /* covariance directions per input, 0 to ELLM_IMATRIX_MAX_RANK (at most its
+                     width), or ELLM_IMATRIX_RANK_AUTO */
 } ellm_imatrix_params;
 
-#define ELLM_IMATRIX_MAX_RANK 32
+#define ELLM_IMATRIX_MAX_RANK 64
+/* The whole covariance of inputs up to 64 columns wide (ELLM_IMATRIX_MAX_RANK directions, up to
+ * 256 columns), 8 directions of wider ones, which come from a sketch whose cost grows with them. */
+#define ELLM_IMATRIX_RANK_AUTO (-1)
 
 /* Runs the token ids through the model at model_path chunk by chunk, accumulating every matrix
  * input's squares. Fails with a clear message when the ids do not fill one chunk. */

@@ -43,7 +43,7 @@ size_t ellm_quantize_row_weighted_mean(ellm_type type, const float *src, void *d
  * activations' mean squares w, mean mu (may be NULL) and k covariance directions (dirs: k
  * vectors of n, each an eigenvector times the root of its eigenvalue), prepared once per matrix
  * for rounding rows in order with error feedback (weighted.c). n a multiple of 32. */
-#define ELLM_OBJECTIVE_MAX_RANK 33
+#define ELLM_OBJECTIVE_MAX_RANK 65
 typedef struct ellm_row_objective {
     int64_t n;
     int rank;     /* columns of U */
@@ -58,10 +58,11 @@ typedef struct ellm_row_objective {
 bool ellm_row_objective_init(ellm_row_objective *o, int64_t n, const float *w, const float *mu,
                              const float *dirs, int k);
 void ellm_row_objective_free(ellm_row_objective *o);
-/* Rounds a row under the objective: the 32-value types value by value (Q4_0, Q5_0 and IQ4_NL
- * then refit their scales under it and choose their levels again), the K-quants and IQ4_XS
- * super-block by super-block; other types (and a row of another width) as
- * ellm_quantize_row_weighted with w. scratch holds 3 n floats. */
+/* Rounds a row under the objective: the 32-value types value by value, each block's scale among
+ * multiples of the searched one scored on the whole objective (Q4_0, Q5_0 and IQ4_NL then refit
+ * their scales under it and choose their levels again), ending where no single value's
+ * neighbouring level lowers it; the K-quants and IQ4_XS super-block by super-block; other types
+ * (and a row of another width) as ellm_quantize_row_weighted with w. scratch holds 3 n floats. */
 size_t ellm_quantize_row_objective(ellm_type type, const float *src, void *dst, int64_t n,
                                    const ellm_row_objective *o, float *scratch);
 /* sum_j w[j] (src[j] - dequantized q[j])^2 (w NULL: all 1); scratch holds n floats. */

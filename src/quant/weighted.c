@@ -16,6 +16,7 @@
 #include "quant/reference_legacy.h"
 
 #define BLOCK 32
+#define DESCENT_SWEEPS 4
 
 static float largest_magnitude(const float *x)
 {
@@ -497,8 +498,10 @@ static void pack_levels(ellm_type type, void *block, const uint8_t *level)
  * as GPTQ weighs its block searches; D alone would stop protecting a column whose variance U
  * explains, which on planted outlier channels is exactly the costly one); then, for the 32-value types, its values take one at a time the
  * level nearest their own moved value (a level that is not the nearest to the weight itself,
- * which a diagonal objective never picks). The 256-value K-quant and IQ4_XS super-blocks keep
- * their searches' levels: the feedback moves whole super-blocks. */
+ * which a diagonal objective never picks). With the directions, the searched scale and multiples
+ * of it are scored on the whole objective first (pick_block_scale), and the row ends with
+ * single-value moves to neighbouring levels (descend_levels). The 256-value K-quant and IQ4_XS
+ * super-blocks keep their searches' levels: the feedback moves whole super-blocks. */
 
 /* Backwards over the values, (I + M)^-1 grows by Sherman-Morrison one value at a time. */
 static void prepare_gains(int64_t n, int r, const float *u, const float *d, float *gain,
@@ -540,11 +543,99 @@ static int feedback_span(ellm_type type)
     }
 }
 
+/* The 32 values of a block (x, and d, u, gain from the same column) in order, each to the level
+ * of the block's grid nearest its value moved by the feedback of b, the projection U^T e of the
+ * errors so far, which is updated. Returns sum d_j e_j^2 over the block. */
+static double levels_in_order(ellm_type type, const float *x, uint8_t *out, int r, const float *d,
+                              const float *u, const float *gain, double *b, bool bisect)
+{
+    float grid[32];
+    int n_grid = block_grid(type, out, grid);
+    uint8_t level[BLOCK];
+    double cost = 0;
+    bool up = grid[n_grid - 1] > grid[0];
+    for (int j = 0; j < BLOCK; j++) {
+        double move = 0;
+        for (int i = 0; i < r; i++)
+            move += (double)gain[j * r + i] * b[i];
+        float y = x[j] - (float)move;
+        int best = 0;
+        if (bisect && grid[n_grid - 1] != grid[0]) {
+            /* The grid is monotone: the nearest level is one of the two around y. */
+            int lo = 0, hi = n_grid - 1;
+            while (hi - lo > 1) {
+                int mid = (lo + hi) / 2;
+                if ((grid[mid] <= y) == up)
+                    lo = mid;
+                else
+                    hi = mid;
+            }
+            best = fabsf(grid[hi] - y) < fabsf(grid[lo] - y) ? hi : lo;
+        } else {
+            for (int i = 1; i < n_grid; i++)
+                if (fabsf(grid[i] - y) < fabsf(grid[best] - y))
+                    best = i;
+        }
+        level[j] = (uint8_t)best;
+        double e = (double)grid[best] - x[j];
+        cost += d[j] * e * e;
+        for (int i = 0; i < r; i++)
+            b[i] += (double)u[j * r + i] * e;
+    }
+    pack_levels(type, out, level);
+    return cost;
+}
+
+#define SCALE_STEPS 10     /* multiples of the searched scale pick_block_scale tries either side */
+#define SCALE_STRIDE 0.02f /* their spacing, relative to it */
+
+/* The weighted search scores a block's scale on its values as the feedback has moved them so
+ * far, but rounding the block moves its later values again and leaves errors to the rest of the
+ * row. So the scale it found and multiples of it are scored on the whole objective: the block's
+ * own sum d_j e_j^2 with its levels rounded in order, plus the least the rest of the row can
+ * then make of b' = b + U_B^T e_B, b'^T (I + M_R)^-1 b' (next: that matrix at the next block,
+ * NULL for a row's last block, where it is I). The best scale stays in out. */
+static void pick_block_scale(ellm_type type, const float *x, uint8_t *out, int r, const float *d,
+                             const float *u, const float *gain, const double *b, const float *next)
+{
+    const size_t bb = ellm_type_traits_of(type)->block_bytes;
+    uint8_t trial[sizeof(block_q5_1)];
+    uint16_t d0, best_d;
+    memcpy(&d0, out, sizeof d0);
+    best_d = d0;
+    double best = INFINITY;
+    float s0 = ellm_f16_to_f32(d0);
+    for (int step = -SCALE_STEPS; step <= SCALE_STEPS; step++) {
+        uint16_t dh = ellm_f32_to_f16(s0 * (1.0f + SCALE_STRIDE * (float)step));
+        if (step != 0 && dh == d0)
+            continue;
+        memcpy(trial, out, bb);
+        memcpy(trial, &dh, sizeof dh);
+        double bt[ELLM_OBJECTIVE_MAX_RANK];
+        memcpy(bt, b, (size_t)r * sizeof *bt);
+        double cost = levels_in_order(type, x, trial, r, d, u, gain, bt, true);
+        for (int i = 0; i < r; i++) {
+            double qb = bt[i];
+            if (next) {
+                qb = 0;
+                for (int k = 0; k < r; k++)
+                    qb += next[i * r + k] * bt[k];
+            }
+            cost += bt[i] * qb;
+        }
+        if (cost < best) {
+            best = cost;
+            best_d = dh;
+        }
+    }
+    memcpy(out, &best_d, sizeof best_d);
+}
+
 /* Rounds x in order under the prepared objective (see above); target holds n floats. With
  * keep_scales the 32-value blocks keep the scales out holds and only their levels are chosen. */
 static void round_in_order(ellm_type type, const float *x, uint8_t *out, int64_t n, int r,
                            const float *search_w, const float *d, const float *u, const float *gain,
-                           const float *block, float *target, bool keep_scales)
+                           const float *block, float *target, bool keep_scales, bool pick_scales)
 {
     const int span = feedback_span(type);
     const ellm_type_traits *tr = ellm_type_traits_of(type);
@@ -567,6 +658,9 @@ static void round_in_order(ellm_type type, const float *x, uint8_t *out, int64_t
             target[j] = x[j] - (float)(move / d[j]);
         }
         ellm_quantize_row_weighted(type, target + o, out, span, search_w + o);
+        if (span == BLOCK && pick_scales)
+            pick_block_scale(type, x + o, out, r, d + o, u + o * r, gain + o * r, b,
+                             o + span < n ? p + r * r : NULL);
         if (span == QK_K) {
             /* The super-block as stored: its errors feed the rest of the row. */
             ellm_dequantize_row(type, out, target + o, span);
@@ -575,24 +669,8 @@ static void round_in_order(ellm_type type, const float *x, uint8_t *out, int64_t
                     b[i] += (double)u[j * r + i] * (target[j] - x[j]);
             continue;
         }
-    levels:;
-        float grid[32];
-        int n_grid = block_grid(type, out, grid);
-        uint8_t level[BLOCK];
-        for (int64_t j = o; j < o + span; j++) {
-            double move = 0;
-            for (int i = 0; i < r; i++)
-                move += (double)gain[j * r + i] * b[i];
-            float y = x[j] - (float)move;
-            int best = 0;
-            for (int i = 1; i < n_grid; i++)
-                if (fabsf(grid[i] - y) < fabsf(grid[best] - y))
-                    best = i;
-            level[j - o] = (uint8_t)best;
-            for (int i = 0; i < r; i++)
-                b[i] += (double)u[j * r + i] * (grid[best] - x[j]);
-        }
-        pack_levels(type, out, level);
+    levels:
+        levels_in_order(type, x + o, out, r, d + o, u + o * r, gain + o * r, b, false);
     }
 }
 
@@ -620,7 +698,7 @@ size_t ellm_quantize_row_weighted_mean(ellm_type type, const float *x, void *dst
     float *d = scratch, *target = scratch + n, *gain = scratch + 2 * n, *block = scratch + 3 * n;
     leftover_diagonal(n, 1, w, mu, d);
     prepare_gains(n, 1, mu, d, gain, block);
-    round_in_order(type, x, dst, n, 1, d, d, mu, gain, block, target, false);
+    round_in_order(type, x, dst, n, 1, d, d, mu, gain, block, target, false, false);
     return (size_t)(n / BLOCK) * ellm_type_traits_of(type)->block_bytes;
 }
 
@@ -733,6 +811,87 @@ static void refit_scales(ellm_type type, const float *x, uint8_t *q, int64_t n,
         }
 }
 
+/* Level indices of a 32-value block, as pack_levels stores them. */
+static void unpack_levels(ellm_type type, const void *block, uint8_t *level)
+{
+    const uint8_t *qs, *qh = NULL;
+    switch (type) {
+    case ELLM_TYPE_Q5_0:
+        qs = ((const block_q5_0 *)block)->qs;
+        qh = ((const block_q5_0 *)block)->qh;
+        break;
+    case ELLM_TYPE_Q5_1:
+        qs = ((const block_q5_1 *)block)->qs;
+        qh = ((const block_q5_1 *)block)->qh;
+        break;
+    case ELLM_TYPE_Q4_0: qs = ((const block_q4_0 *)block)->qs; break;
+    case ELLM_TYPE_Q4_1: qs = ((const block_q4_1 *)block)->qs; break;
+    default: qs = ((const block_iq4_nl *)block)->qs; break;
+    }
+    for (int j = 0; j < BLOCK; j++) {
+        level[j] = (uint8_t)(qs[j % (BLOCK / 2)] >> (j < BLOCK / 2 ? 0 : 4) & 15);
+        if (qh)
+            level[j] |= (uint8_t)((qh[j / 8] >> (j % 8) & 1) << 4);
+    }
+}
+
+/* Rounding in order picks each level given only the values before it; with the whole row known,
+ * moving one value to a neighbouring level of its block's grid can still lower the objective.
+ * Sweeps over the row make every such move that lowers e^T (D + U U^T) e, keeping p = U^T e up
+ * to date, so a move costs O(rank) and a sweep O(n rank). tmp holds n floats. */
+static void descend_levels(ellm_type type, const float *x, uint8_t *q, int64_t n,
+                           const ellm_row_objective *o, float *tmp)
+{
+    const int r = o->rank;
+    const size_t bb = ellm_type_traits_of(type)->block_bytes;
+    ellm_dequantize_row(type, q, tmp, n);
+    double p[ELLM_OBJECTIVE_MAX_RANK] = {0};
+    for (int64_t j = 0; j < n; j++)
+        for (int i = 0; i < r; i++)
+            p[i] += (double)o->u[j * r + i] * ((double)tmp[j] - x[j]);
+    for (int sweep = 0; sweep < DESCENT_SWEEPS; sweep++) {
+        int64_t moved = 0;
+        for (int64_t blk = 0; blk < n / BLOCK; blk++) {
+            uint8_t *block = q + blk * bb, level[BLOCK];
+            float grid[32];
+            int n_grid = block_grid(type, block, grid), changed = 0;
+            unpack_levels(type, block, level);
+            for (int64_t j = blk * BLOCK; j < (blk + 1) * BLOCK; j++) {
+                const float *uj = o->u + j * r;
+                double e = (double)grid[level[j - blk * BLOCK]] - x[j], up = 0, uu = 0;
+                for (int i = 0; i < r; i++) {
+                    up += uj[i] * p[i];
+                    uu += (double)uj[i] * uj[i];
+                }
+                double slope = o->d[j] * e + up, curve = o->d[j] + uu, best = 0;
+                int at = level[j - blk * BLOCK], to = at;
+                for (int step = -1; step <= 1; step += 2) {
+                    if (at + step < 0 || at + step >= n_grid)
+                        continue;
+                    double delta = (double)grid[at + step] - grid[at];
+                    double gain = delta * (delta * curve + 2 * slope);
+                    if (gain < best) {
+                        best = gain;
+                        to = at + step;
+                    }
+                }
+                if (to == at)
+                    continue;
+                double delta = (double)grid[to] - grid[at];
+                for (int i = 0; i < r; i++)
+                    p[i] += delta * uj[i];
+                level[j - blk * BLOCK] = (uint8_t)to;
+                changed = 1;
+                moved++;
+            }
+            if (changed)
+                pack_levels(type, block, level);
+        }
+        if (!moved)
+            break;
+    }
+}
+
 size_t ellm_quantize_row_objective(ellm_type type, const float *x, void *dst, int64_t n,
                                    const ellm_row_objective *o, float *scratch)
 {
@@ -741,23 +900,29 @@ size_t ellm_quantize_row_objective(ellm_type type, const float *x, void *dst, in
         return ellm_quantize_row_weighted(type, x, dst, n, o && o->n == n ? o->w : NULL);
     const ellm_type_traits *tr = ellm_type_traits_of(type);
     const size_t bytes = (size_t)(n / tr->block_size) * tr->block_bytes;
-    round_in_order(type, x, dst, n, o->rank, o->w, o->d, o->u, o->gain, o->block, scratch, false);
-    if (!(type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q5_0 || type == ELLM_TYPE_IQ4_NL))
+    round_in_order(type, x, dst, n, o->rank, o->w, o->d, o->u, o->gain, o->block, scratch, false,
+                   true);
+    float *tmp = scratch + n;
+    if (span != BLOCK)
         return bytes;
+    if (!(type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q5_0 || type == ELLM_TYPE_IQ4_NL)) {
+        descend_levels(type, x, dst, n, o, tmp);
+        return bytes;
+    }
     /* The scales refit under the whole objective for the levels chosen, then the levels chosen
      * again under the refit scales: the best of the three. */
     uint8_t *first = (uint8_t *)(scratch + 2 * n), *refit = first + bytes;
-    float *tmp = scratch + n;
     memcpy(first, dst, bytes);
     double e_first = objective_error(type, x, dst, n, o, tmp);
     refit_scales(type, x, dst, n, o, tmp);
     memcpy(refit, dst, bytes);
     double e_refit = objective_error(type, x, dst, n, o, tmp);
-    round_in_order(type, x, dst, n, o->rank, o->w, o->d, o->u, o->gain, o->block, scratch, true);
+    round_in_order(type, x, dst, n, o->rank, o->w, o->d, o->u, o->gain, o->block, scratch, true,
+                   false);
     double e_again = objective_error(type, x, dst, n, o, tmp);
-    if (e_again <= e_refit && e_again <= e_first)
-        return bytes;
-    memcpy(dst, e_refit <= e_first ? refit : first, bytes);
+    if (!(e_again <= e_refit && e_again <= e_first))
+        memcpy(dst, e_refit <= e_first ? refit : first, bytes);
+    descend_levels(type, x, dst, n, o, tmp);
     return bytes;
 }
 

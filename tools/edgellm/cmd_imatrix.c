@@ -19,9 +19,11 @@ static void usage(FILE *out)
             "  runs the calibration tokens through the model in chunks of --ctx tokens (default "
             "512, at most the model's context), each from an empty cache, and stores every "
             "matrix input's per-column sum of squares and row count (GGUF, docs/optimise.md).\n"
-            "  --rank K also stores the K leading directions of each input's covariance (0 to 32, "
-            "default 8; 0 for files as before), which --imatrix rounding feeds its errors "
-            "back along.\n"
+            "  --rank K also stores the K leading directions of each input's covariance (0 to 64; "
+            "0 for files as before), which --imatrix rounding feeds its errors back along. "
+            "Default: the whole covariance of inputs up to 64 columns wide, 64 directions up to "
+            "256 columns, 8 of wider inputs (theirs come from a sketch that costs more with "
+            "more).\n"
             "  Use text like what the model will see, and other text to judge the result.\n");
 }
 
@@ -52,7 +54,7 @@ int cmd_imatrix(int argc, char **argv)
     const char *cmd = "imatrix";
     const char *model_path = NULL, *out_path = NULL;
     cli_calib calib = cli_calib_defaults(512);
-    long rank = 8;
+    long rank = ELLM_IMATRIX_RANK_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
