@@ -386,6 +386,27 @@ static void test_extended_activation_rows(void)
         wrong += bw[i].d != bk[i].d || memcmp(bw[i].bsums, bk[i].bsums, sizeof bk[i].bsums);
     }
     CHECK_MSG(wrong == 0, "%d wrong values in the wide Q8_K row", wrong);
+    /* The AVX-512 IQ4_XS order: 64-byte group 2h + k holds values 16k .. 16k + 15 of sub-blocks
+     * 4h .. 4h + 3; each half's starting sums hold -128 x each sub-block's sum per 128-bit lane. */
+    ellm_quantize_act(ELLM_ACT_Q8_K_HALVES, ELLM_TYPE_Q8_K, x, ext, MAXN);
+    CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_K_HALVES, ELLM_TYPE_Q8_K, MAXN) ==
+          MAXN / QK_K * sizeof(block_q8_K_halves));
+    const block_q8_K_halves *bh = (const block_q8_K_halves *)ext;
+    for (int i = 0; i < MAXN / QK_K; i++) {
+        wrong += bh[i].d != bk[i].d;
+        for (int s = 0; s < QK_K / 32; s++) {
+            int32_t total = 0, lane = 0;
+            for (int j = 0; j < 32; j++) {
+                wrong += bh[i].qs[128 * (s / 4) + 64 * (j / 16) + 16 * (s % 4) + j % 16] !=
+                         bk[i].qs[32 * s + j];
+                total += bk[i].qs[32 * s + j];
+            }
+            for (int k = 0; k < 4; k++)
+                lane += bh[i].offset[s / 4][4 * (s % 4) + k];
+            wrong += lane != -128 * total;
+        }
+    }
+    CHECK_MSG(wrong == 0, "%d wrong values in the Q8_K halves row", wrong);
     /* The index maps each 16 values onto themselves, evens first. */
     CHECK(ellm_act_wide_index(0) == 0 && ellm_act_wide_index(1) == 8 &&
           ellm_act_wide_index(14) == 7 && ellm_act_wide_index(15) == 15 &&

@@ -182,8 +182,10 @@ static const kernel_set avx512_set = {
                                          ellm_gemm_q2_K_avx2, "avx2"),
             [ELLM_TYPE_Q3_K] = K_TILE_OF(Q8_K, ellm_vec_dot_q3_K_avx512, "avx512",
                                          ellm_gemm_q3_K_avx2, "avx2"),
-            [ELLM_TYPE_IQ4_XS] = K_TILE_OF(Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512",
-                                           ellm_gemm_iq4_xs_avx2, "avx2"),
+            /* Decode on activations in its own order (ELLM_ACT_Q8_K_HALVES). */
+            [ELLM_TYPE_IQ4_XS] = {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512", NULL,
+                                  ellm_vec_dot_iq4_xs_halves_avx512, ellm_gemm_iq4_xs_avx2, "avx2",
+                                  ELLM_ACT_Q8_K_HALVES, NULL},
         },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,

@@ -521,17 +521,12 @@ Q8_K_ROW_KERNEL(q3_K, 1)
  * four sub-blocks, one per 128-bit lane, low nibbles values 0-15 and high nibbles 16-31, so the
  * activations (two sub-blocks to a load) are regrouped by halves to match. The block sums reach
  * 4 * 2 * 241 * 128 per lane, beyond int16, so the scales are applied with vpmulld. */
-KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
+
+/* ls - 32 of sub-blocks 0-7 in dwords 0-7 */
+static inline __m256i iq4_xs_scales(const block_iq4_xs *w)
 {
-    const block_iq4_xs *w = (const block_iq4_xs *)row + i;
-    const block_q8_K *a = &x->a[i];
-    const __m512i table = _mm512_broadcast_i32x4(_mm_xor_si128(
-        _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl), _mm_set1_epi8((char)0x80)));
-    const __m512i low = _mm512_set1_epi8(0x0F);
-    const __m512i lane_scale = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     uint32_t scales_l;
     memcpy(&scales_l, w->scales_l, 4);
-    /* ls - 32 of sub-blocks 0-7 in dwords 0-7 */
     __m256i ls = _mm256_or_si256(
         _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scales_l),
                                            _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
@@ -539,22 +534,41 @@ KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, 
         _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w->scales_h << 4),
                                            _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
                          _mm256_set1_epi32(0x30)));
-    ls = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+    return _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+}
+
+/* Half h of the block's exact sum with its scales applied, 16 int32 lanes: dots holds the level
+ * + 128 products of sub-block 4h + L in 128-bit lane L (low nibbles against act_lo, high
+ * nibbles against act_hi, added to start). */
+static inline __m512i iq4_xs_half(const block_iq4_xs *w, int h, __m256i ls, __m512i start,
+                                  __m512i act_lo, __m512i act_hi)
+{
+    const __m512i table = _mm512_broadcast_i32x4(_mm_xor_si128(
+        _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl), _mm_set1_epi8((char)0x80)));
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    const __m512i lane_scale = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512i packed = _mm512_loadu_si512(w->qs + 64 * h);
+    __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(packed, low));
+    __m512i hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(packed, 4), low));
+    __m512i dots = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, act_lo), hi, act_hi);
+    __m512i scale = _mm512_permutexvar_epi32(_mm512_add_epi32(lane_scale, _mm512_set1_epi32(4 * h)),
+                                             _mm512_zextsi256_si512(ls));
+    return _mm512_mullo_epi32(dots, scale);
+}
+
+KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
+{
+    const block_iq4_xs *w = (const block_iq4_xs *)row + i;
+    const block_q8_K *a = &x->a[i];
+    __m256i ls = iq4_xs_scales(w);
     __m512i total = _mm512_setzero_si512();
     for (int h = 0; h < 2; h++) {
-        __m512i packed = _mm512_loadu_si512(w->qs + 64 * h);
-        __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(packed, low));
-        __m512i hi = _mm512_shuffle_epi8(table,
-                                         _mm512_and_si512(_mm512_srli_epi16(packed, 4), low));
         __m512i near = _mm512_loadu_si512(a->qs + 128 * h);
         __m512i far = _mm512_loadu_si512(a->qs + 128 * h + 64);
-        __m512i act_lo = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0));
-        __m512i act_hi = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1));
-        __m512i dots = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act_lo),
-                                           hi, act_hi);
-        __m512i scale = _mm512_permutexvar_epi32(
-            _mm512_add_epi32(lane_scale, _mm512_set1_epi32(4 * h)), _mm512_zextsi256_si512(ls));
-        total = _mm512_add_epi32(total, _mm512_mullo_epi32(dots, scale));
+        total = _mm512_add_epi32(
+            total, iq4_xs_half(w, h, ls, _mm512_setzero_si512(),
+                               _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0)),
+                               _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1))));
     }
     /* bsums 2s and 2s + 1 make sub-block s: ls - 32 in both int16 halves of dword s */
     __m256i ls_pairs = _mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(0xFFFF)),
@@ -566,4 +580,26 @@ KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, 
 }
 
 Q8_K_ROW_KERNEL(iq4_xs, 1)
+
+/* The same against the activations in IQ4_XS's order (block_q8_K_halves), made once per token:
+ * no regrouping shuffles, and the offset of 128 enters as each half's starting sum instead of a
+ * product with the block sums. The integer sum is the same exact integer, so the result is the
+ * plain kernel's bit for bit. */
+void ellm_vec_dot_iq4_xs_halves_avx512(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_iq4_xs *w = row;
+    const block_q8_K_halves *a = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i ls = iq4_xs_scales(&w[i]);
+        __m512i total = _mm512_add_epi32(
+            iq4_xs_half(&w[i], 0, ls, _mm512_loadu_si512(a[i].offset[0]),
+                        _mm512_loadu_si512(a[i].qs), _mm512_loadu_si512(a[i].qs + 64)),
+            iq4_xs_half(&w[i], 1, ls, _mm512_loadu_si512(a[i].offset[1]),
+                        _mm512_loadu_si512(a[i].qs + 128), _mm512_loadu_si512(a[i].qs + 192)));
+        int32_t isum = _mm512_reduce_add_epi32(total);
+        sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
+    }
+    *out = sum;
+}
 #endif
