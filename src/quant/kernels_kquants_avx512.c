@@ -336,6 +336,20 @@ static inline void q6_K_decode_pair(const block_q6_K *w0, const block_q6_K *w1, 
     p->d = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(w0->d), w1->d, 1));
 }
 
+/* The scalar kernels' (a.d * d) * (float)sumi of a pair of super-blocks whose exact sums are in
+ * lanes 0-7 (block 0) and 8-15 (block 1) of sums (fold_pair): lane 0 block 0's, lane 1 block
+ * 1's; d holds the blocks' d, ad0 and ad1 their activation blocks' d. */
+static inline __m128 pair_scaled(__m512i sums, __m128 d, float ad0, float ad1)
+{
+    sums = _mm512_add_epi32(sums, _mm512_shuffle_i64x2(sums, sums, _MM_SHUFFLE(2, 3, 0, 1)));
+    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_BADC));
+    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_CDAB));
+    __m128i totals = _mm512_castsi512_si128(_mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
+    __m128 ad = _mm_unpacklo_ps(_mm_set_ss(ad0), _mm_set_ss(ad1));
+    return _mm_mul_ps(_mm_mul_ps(ad, d), _mm_cvtepi32_ps(totals));
+}
+
 /* The float terms of the pair against activation blocks a0, a1: lane 0 is block 0's
  * (a.d * d) * sumi, lane 1 block 1's. */
 static inline __m128 q6_K_terms(const q6_K_pair *p, const block_q8_K *a0, const block_q8_K *a1)
@@ -348,13 +362,7 @@ static inline __m128 q6_K_terms(const q6_K_pair *p, const block_q8_K *a0, const 
     /* The stored q is value + 32: take out 32 * scale * (activation sum) per sub-block. */
     __m512i offset = _mm512_madd_epi16(p->scale16, bsums);
     __m512i sums = _mm512_sub_epi32(fold_pair(sum0, sum1), _mm512_slli_epi32(offset, 5));
-    sums = _mm512_add_epi32(sums, _mm512_shuffle_i64x2(sums, sums, _MM_SHUFFLE(2, 3, 0, 1)));
-    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_BADC));
-    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_CDAB));
-    __m128i totals = _mm512_castsi512_si128(_mm512_permutexvar_epi32(
-        _mm512_setr_epi32(0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
-    __m128 ad = _mm_unpacklo_ps(_mm_set_ss(a0->d), _mm_set_ss(a1->d));
-    return _mm_mul_ps(_mm_mul_ps(ad, p->d), _mm_cvtepi32_ps(totals));
+    return pair_scaled(sums, p->d, a0->d, a1->d);
 }
 
 KERNEL_STEP float q6_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
@@ -585,20 +593,32 @@ Q8_K_ROW_KERNEL(iq4_xs, 1)
  * no regrouping shuffles, and the offset of 128 enters as each half's starting sum instead of a
  * product with the block sums. The integer sum is the same exact integer, so the result is the
  * plain kernel's bit for bit. */
+static inline __m512i iq4_xs_halves_sum(const block_iq4_xs *w, const block_q8_K_halves *a)
+{
+    __m256i ls = iq4_xs_scales(w);
+    return _mm512_add_epi32(iq4_xs_half(w, 0, ls, _mm512_loadu_si512(a->offset[0]),
+                                        _mm512_loadu_si512(a->qs), _mm512_loadu_si512(a->qs + 64)),
+                            iq4_xs_half(w, 1, ls, _mm512_loadu_si512(a->offset[1]),
+                                        _mm512_loadu_si512(a->qs + 128),
+                                        _mm512_loadu_si512(a->qs + 192)));
+}
+
+/* Super-blocks in pairs, reduced and scaled together (Q6_K's tail): with the regrouping gone,
+ * each block's own horizontal sum and float tail were the largest part left of its step. */
 void ellm_vec_dot_iq4_xs_halves_avx512(int64_t n, float *out, const void *row, const void *x)
 {
     const block_iq4_xs *w = row;
     const block_q8_K_halves *a = x;
+    const int64_t nb = n / QK_K;
     float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m256i ls = iq4_xs_scales(&w[i]);
-        __m512i total = _mm512_add_epi32(
-            iq4_xs_half(&w[i], 0, ls, _mm512_loadu_si512(a[i].offset[0]),
-                        _mm512_loadu_si512(a[i].qs), _mm512_loadu_si512(a[i].qs + 64)),
-            iq4_xs_half(&w[i], 1, ls, _mm512_loadu_si512(a[i].offset[1]),
-                        _mm512_loadu_si512(a[i].qs + 128), _mm512_loadu_si512(a[i].qs + 192)));
-        int32_t isum = _mm512_reduce_add_epi32(total);
-        sum += _cvtsh_ss(w[i].d) * a[i].d * (float)isum;
+    for (int64_t i = 0; i < nb; i += 2) {
+        const int64_t j = i + 1 < nb ? i + 1 : i;
+        __m512i sums = fold_pair(iq4_xs_halves_sum(&w[i], &a[i]), iq4_xs_halves_sum(&w[j], &a[j]));
+        __m128 d = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(w[i].d), w[j].d, 1));
+        __m128 t = pair_scaled(sums, d, a[i].d, a[j].d);
+        sum += _mm_cvtss_f32(t);
+        if (j != i)
+            sum += _mm_cvtss_f32(_mm_movehdup_ps(t));
     }
     *out = sum;
 }
