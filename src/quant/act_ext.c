@@ -1,7 +1,7 @@
 /* The extended activation layouts (see quant.h): the plain Q8_0 blocks plus per-block data that
  * every weight row would otherwise recompute for itself (the gemm kernels), and the 16-bit
- * variants of Q8_0 and Q8_K for kernels that multiply in 16-bit lanes, and Q8_K in the order of
- * the AVX-512 IQ4_XS kernel. */
+ * variants of Q8_0 and Q8_K for kernels that multiply in 16-bit lanes, and Q8_K in the orders of
+ * the AVX-512 IQ4_XS and Q2_K kernels. */
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -89,6 +89,23 @@ static void q8_K_halves_block(const block_q8_K *b, void *dst)
     }
 }
 
+static void quantize_q8_K_pairs(const float *x, void *dst, int64_t n)
+{
+    block_q8_K_pair *out = dst;
+    const int64_t nb = n / QK_K;
+    memset(out, 0, (size_t)(nb + 1) / 2 * sizeof *out);
+    for (int64_t i = 0; i < (nb + 1) / 2 * 2; i++) {
+        block_q8_K b;
+        block_q8_K_pair *p = &out[i / 2];
+        const int half = (int)(i % 2);
+        ellm_quantize_activations(ELLM_TYPE_Q8_K, x + (i < nb ? i : nb - 1) * QK_K, &b, QK_K);
+        p->d[2 * half] = p->d[2 * half + 1] = b.d;
+        memcpy(p->bsums[half], b.bsums, sizeof b.bsums);
+        for (int v = 0; v < QK_K; v++)
+            p->qs[half][64 * (v % 128 / 32) + 32 * (v / 128) + v % 32] = b.qs[v];
+    }
+}
+
 /* The Q8_K layouts: each reference block rearranged by arrange into a zeroed block_bytes. */
 static void quantize_q8_K_as(const float *x, void *dst, int64_t n, size_t block_bytes,
                              void (*arrange)(const block_q8_K *b, void *out))
@@ -109,6 +126,7 @@ size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_
     case ELLM_ACT_Q8_0_WIDE: return ellm_q8_0_wide_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_K_WIDE: return (size_t)(n / QK_K) * sizeof(block_q8_K_wide);
     case ELLM_ACT_Q8_K_HALVES: return (size_t)(n / QK_K) * sizeof(block_q8_K_halves);
+    case ELLM_ACT_Q8_K_PAIRS: return (size_t)(n / QK_K + 1) / 2 * sizeof(block_q8_K_pair);
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)
@@ -135,6 +153,7 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
     case ELLM_ACT_Q8_K_HALVES:
         quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_halves), q8_K_halves_block);
         return;
+    case ELLM_ACT_Q8_K_PAIRS: quantize_q8_K_pairs(x, dst, n); return;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)

@@ -196,13 +196,18 @@ static inline __m128i pair_totals(__m512i sums, __m512i mins)
 }
 
 /* The scalar kernels' float expression of a pair, (a.d * d) * sumi - (a.d * dmin) * summ, in
- * lane 0 for block 0 and lane 2 for block 1; d holds d, dmin of block 0, d, dmin of block 1. */
+ * lane 0 for block 0 and lane 2 for block 1; d holds d, dmin of block 0, d, dmin of block 1, and
+ * ad the activation blocks' d likewise (a0.d twice, a1.d twice). */
+static inline __m128 pair_terms_ad(__m128i totals, __m128 d, __m128 ad)
+{
+    __m128 scaled = _mm_mul_ps(_mm_mul_ps(ad, d), _mm_cvtepi32_ps(totals));
+    return _mm_sub_ps(scaled, _mm_movehdup_ps(scaled));
+}
+
 static inline __m128 pair_terms(__m128i totals, __m128 d, const block_q8_K *a0,
                                 const block_q8_K *a1)
 {
-    __m128 ad = _mm_blend_ps(_mm_set1_ps(a0->d), _mm_set1_ps(a1->d), 0xC);
-    __m128 scaled = _mm_mul_ps(_mm_mul_ps(ad, d), _mm_cvtepi32_ps(totals));
-    return _mm_sub_ps(scaled, _mm_movehdup_ps(scaled));
+    return pair_terms_ad(totals, d, _mm_blend_ps(_mm_set1_ps(a0->d), _mm_set1_ps(a1->d), 0xC));
 }
 
 /* A pair step's terms added to the running sum in super-block order; the second only when the
@@ -479,6 +484,79 @@ KERNEL_STEP float q2_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, fl
 }
 
 Q8_K_ROW_KERNEL(q2_K, 2)
+
+/* The same against activation pairs in the field order (block_q8_K_pair), made once per token:
+ * the 64 quant bytes are one load, field f (a shift and a mask) a quant vector whose 128-bit lane
+ * L holds sub-block 8 (L / 2) + 2f + L % 2; the activations are 64-byte aligned, the pair's
+ * bsums one load and its scales one. The scale and min words come from the 16 scale bytes
+ * broadcast to every 128-bit lane by vpshufb, which widens them as well (an index with the top
+ * bit set writes 0), instead of a widening and four 2-uop vpermw. The same exact integers and
+ * float operations as the plain kernel, so the same bits. */
+
+/* vpshufb controls: the sub-block scales of fields 2k and 2k + 1 in scaled_sum's layout (k =
+ * 0, 1), and the mins of sub-blocks 8 (L % 2) .. 8 (L % 2) + 7 in 128-bit lane L. */
+typedef struct q2_K_field_controls {
+    __m512i scale[2], mins;
+} q2_K_field_controls;
+
+static inline q2_K_field_controls q2_K_field_controls_make(void)
+{
+    q2_K_field_controls c;
+    uint8_t at[3][64];
+    for (int lane = 0; lane < 4; lane++)
+        for (int b = 0; b < 16; b += 2) {
+            for (int k = 0; k < 2; k++) /* field 2k + b / 8 */
+                at[k][16 * lane + b] = (uint8_t)(8 * (lane / 2) + 2 * (2 * k + b / 8) + lane % 2);
+            at[2][16 * lane + b] = (uint8_t)(8 * (lane % 2) + b / 2);
+            at[0][16 * lane + b + 1] = at[1][16 * lane + b + 1] = at[2][16 * lane + b + 1] = 0x80;
+        }
+    c.scale[0] = _mm512_loadu_si512(at[0]);
+    c.scale[1] = _mm512_loadu_si512(at[1]);
+    c.mins = _mm512_loadu_si512(at[2]);
+    return c;
+}
+
+static inline __m512i q2_K_field_sum(const block_q2_K *w, __m512i scale_bytes,
+                                     const q2_K_field_controls *c, const int8_t *y)
+{
+    const __m512i three = _mm512_set1_epi8(3);
+    __m512i v = _mm512_loadu_si512(w->qs), q[4];
+    q[0] = _mm512_and_si512(v, three);
+    q[1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), three);
+    q[2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), three);
+    q[3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), three);
+    return scaled_sum(q, _mm512_shuffle_epi8(scale_bytes, c->scale[0]),
+                      _mm512_shuffle_epi8(scale_bytes, c->scale[1]), y);
+}
+
+void ellm_vec_dot_q2_K_pairs_avx512(int64_t n, float *out, const void *row, const void *x)
+{
+    const block_q2_K *w = row;
+    const block_q8_K_pair *a = x;
+    const int64_t nb = n / QK_K;
+    const q2_K_field_controls c = q2_K_field_controls_make();
+    const __m512i m15 = _mm512_set1_epi8(15);
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i += 2) {
+        const int64_t j = i + 1 < nb ? i + 1 : i;
+        const block_q8_K_pair *p = &a[i / 2];
+        __m512i raw0 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[i].scales));
+        __m512i raw1 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[j].scales));
+        __m512i sums0 = q2_K_field_sum(&w[i], _mm512_and_si512(raw0, m15), &c, p->qs[0]);
+        __m512i sums1 = q2_K_field_sum(&w[j], _mm512_and_si512(raw1, m15), &c, p->qs[1]);
+        __m512i min_bytes = _mm512_and_si512(
+            _mm512_srli_epi16(_mm512_mask_blend_epi64(0xF0, raw0, raw1), 4), m15);
+        __m512i mins = _mm512_madd_epi16(_mm512_shuffle_epi8(min_bytes, c.mins),
+                                         _mm512_loadu_si512(p->bsums));
+        uint32_t h0, h1;
+        memcpy(&h0, &w[i].d, 4);
+        memcpy(&h1, &w[j].d, 4);
+        __m128 d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)h0), (int)h1, 1));
+        __m128i totals = pair_totals(fold_pair(sums0, sums1), mins);
+        sum = add_pair_terms(sum, pair_terms_ad(totals, d, _mm_loadu_ps(p->d)), i, j);
+    }
+    *out = sum;
+}
 
 /* The 16 six-bit Q3_K scale codes minus 32: low nibbles from bytes 0-7 (sub-blocks 0-7 the low
  * nibble, 8-15 the high one), the top two bits of sub-block s at bits 2 (s / 4) of byte
