@@ -1,7 +1,7 @@
 /* The extended activation layouts (see quant.h): the plain Q8_0 blocks plus per-block data that
  * every weight row would otherwise recompute for itself (the gemm kernels), and the 16-bit
  * variants of Q8_0 and Q8_K for kernels that multiply in 16-bit lanes, and Q8_K in the orders of
- * the AVX-512 IQ4_XS and Q2_K kernels. */
+ * the AVX-512 IQ4_XS, Q2_K and Q3_K kernels. */
 #include <string.h>
 
 #include "quant/blocks.h"

@@ -93,9 +93,10 @@ typedef struct block_q8_K_halves {
     float unused[15];
 } block_q8_K_halves;
 
-/* Two Q8_K blocks (2p, 2p + 1) for the AVX-512 Q2_K kernel (ELLM_ACT_Q8_K_PAIRS, quant.h), which
- * takes super-blocks in pairs and reads a Q2_K block's 64 quant bytes as one vector, field f
- * (bits 2f) of its 32-byte halves holding values 32f .. 32f + 31 and 128 + 32f .. 128 + 32f + 31.
+/* Two Q8_K blocks (2p, 2p + 1) for the AVX-512 Q2_K and Q3_K kernels (ELLM_ACT_Q8_K_PAIRS,
+ * quant.h), which take super-blocks in pairs and read a block's 64 bytes of 2-bit quants as one
+ * vector, field f (bits 2f) of its 32-byte halves holding values 32f .. 32f + 31 and 128 + 32f ..
+ * 128 + 32f + 31.
  * qs[b] holds block b's values in that order (64-byte group f), bsums[b] its bsums, d the two
  * scales as d0, d0, d1, d1 (the pair's float lanes). A row of an odd number of blocks repeats
  * its last block in the second half of its last pair. */

@@ -82,6 +82,19 @@ typedef struct q8_K_row {
         *out = sum;                                                                                \
     }
 
+/* A single-row kernel on a type's own activation layout (act_t) from type##_pair_step, which
+ * adds super-blocks i and j = i + 1 (j = i when i is the last) to the running sum. */
+#define PAIR_ROW_KERNEL(type, block_t, act_t)                                                      \
+    void ellm_vec_dot_##type##_avx512(int64_t n, float *out, const void *row, const void *x)       \
+    {                                                                                              \
+        const int64_t nb = n / QK_K;                                                               \
+        float sum = 0;                                                                             \
+        for (int64_t i = 0; i < nb; i += 2)                                                        \
+            sum = type##_pair_step((const block_t *)row, (const act_t *)x, i,                      \
+                                   i + 1 < nb ? i + 1 : i, sum);                                   \
+        *out = sum;                                                                                \
+    }
+
 /* ---- Q4_K and Q5_K ------------------------------------------------------------------------- */
 
 /* Two consecutive Q4_K/Q5_K super-blocks decoded for any number of activation rows. Quant chunk
@@ -279,14 +292,31 @@ KQ45_KERNELS(q5_K, block_q5_K, q5_K_quants)
 /* Quant vector v (values 64v .. 64v+63) has sub-block 4v + L in 128-bit lane L. From the 16
  * sub-block scales as int16 at word `first` of words, scaled_sum's two scale vectors: vectors
  * v and v + 1 packed, 128-bit lane L takes sub-block 4v + L, then 4v + 4 + L. */
+static inline void scale_pairs_at(__m512i words, int first, __m512i lane, int step, __m512i out[2])
+{
+    __m512i at = _mm512_add_epi16(lane, _mm512_set1_epi16((short)first));
+    out[0] = _mm512_permutexvar_epi16(at, words);
+    out[1] = _mm512_permutexvar_epi16(_mm512_add_epi16(at, _mm512_set1_epi16((short)step)), words);
+}
+
 static inline void sixteen_scale_pairs(__m512i words, int first, __m512i out[2])
 {
     const __m512i lane = _mm512_setr_epi32(
         0, 0, 4 * 0x10001, 4 * 0x10001, 0x10001, 0x10001, 5 * 0x10001, 5 * 0x10001, 2 * 0x10001,
         2 * 0x10001, 6 * 0x10001, 6 * 0x10001, 3 * 0x10001, 3 * 0x10001, 7 * 0x10001, 7 * 0x10001);
-    __m512i at = _mm512_add_epi16(lane, _mm512_set1_epi16((short)first));
-    out[0] = _mm512_permutexvar_epi16(at, words);
-    out[1] = _mm512_permutexvar_epi16(_mm512_add_epi16(at, _mm512_set1_epi16(8)), words);
+    scale_pairs_at(words, first, lane, 8, out);
+}
+
+/* The same for quant vectors in the field order of block_q8_K_pair: vector f, 128-bit lane L
+ * holds sub-block 8 (L / 2) + 2f + L % 2, so fields 0 and 1 take sub-blocks 0, 2 (lane 0),
+ * 1, 3, 8, 10 and 9, 11, and fields 2 and 3 four sub-blocks later. */
+static inline void field_scale_pairs(__m512i words, int first, __m512i out[2])
+{
+    const __m512i lane = _mm512_setr_epi32(0, 0, 2 * 0x10001, 2 * 0x10001, 0x10001, 0x10001,
+                                           3 * 0x10001, 3 * 0x10001, 8 * 0x10001, 8 * 0x10001,
+                                           10 * 0x10001, 10 * 0x10001, 9 * 0x10001, 9 * 0x10001,
+                                           11 * 0x10001, 11 * 0x10001);
+    scale_pairs_at(words, first, lane, 4, out);
 }
 
 /* ---- Q6_K ---------------------------------------------------------------------------------- */
@@ -353,6 +383,19 @@ static inline __m128 pair_scaled(__m512i sums, __m128 d, float ad0, float ad1)
         _mm512_setr_epi32(0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
     __m128 ad = _mm_unpacklo_ps(_mm_set_ss(ad0), _mm_set_ss(ad1));
     return _mm_mul_ps(_mm_mul_ps(ad, d), _mm_cvtepi32_ps(totals));
+}
+
+/* pair_scaled's terms added to sum in super-block order, the second only when the pair is two
+ * blocks (j != i); d0 and d1 are the blocks' d (IEEE half). */
+static inline float add_pair_scaled(float sum, __m512i sums, uint16_t d0, uint16_t d1, float ad0,
+                                    float ad1, int64_t i, int64_t j)
+{
+    __m128 t = pair_scaled(sums, _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(d0), d1, 1)), ad0,
+                           ad1);
+    sum += _mm_cvtss_f32(t);
+    if (j != i)
+        sum += _mm_cvtss_f32(_mm_movehdup_ps(t));
+    return sum;
 }
 
 /* The float terms of the pair against activation blocks a0, a1: lane 0 is block 0's
@@ -529,34 +572,29 @@ static inline __m512i q2_K_field_sum(const block_q2_K *w, __m512i scale_bytes,
                       _mm512_shuffle_epi8(scale_bytes, c->scale[1]), y);
 }
 
-void ellm_vec_dot_q2_K_pairs_avx512(int64_t n, float *out, const void *row, const void *x)
+KERNEL_STEP float q2_K_pairs_pair_step(const block_q2_K *w, const block_q8_K_pair *a, int64_t i,
+                                       int64_t j, float sum)
 {
-    const block_q2_K *w = row;
-    const block_q8_K_pair *a = x;
-    const int64_t nb = n / QK_K;
     const q2_K_field_controls c = q2_K_field_controls_make();
     const __m512i m15 = _mm512_set1_epi8(15);
-    float sum = 0;
-    for (int64_t i = 0; i < nb; i += 2) {
-        const int64_t j = i + 1 < nb ? i + 1 : i;
-        const block_q8_K_pair *p = &a[i / 2];
-        __m512i raw0 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[i].scales));
-        __m512i raw1 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[j].scales));
-        __m512i sums0 = q2_K_field_sum(&w[i], _mm512_and_si512(raw0, m15), &c, p->qs[0]);
-        __m512i sums1 = q2_K_field_sum(&w[j], _mm512_and_si512(raw1, m15), &c, p->qs[1]);
-        __m512i min_bytes = _mm512_and_si512(
-            _mm512_srli_epi16(_mm512_mask_blend_epi64(0xF0, raw0, raw1), 4), m15);
-        __m512i mins = _mm512_madd_epi16(_mm512_shuffle_epi8(min_bytes, c.mins),
-                                         _mm512_loadu_si512(p->bsums));
-        uint32_t h0, h1;
-        memcpy(&h0, &w[i].d, 4);
-        memcpy(&h1, &w[j].d, 4);
-        __m128 d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)h0), (int)h1, 1));
-        __m128i totals = pair_totals(fold_pair(sums0, sums1), mins);
-        sum = add_pair_terms(sum, pair_terms_ad(totals, d, _mm_loadu_ps(p->d)), i, j);
-    }
-    *out = sum;
+    const block_q8_K_pair *p = &a[i / 2];
+    __m512i raw0 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[i].scales));
+    __m512i raw1 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[j].scales));
+    __m512i sums0 = q2_K_field_sum(&w[i], _mm512_and_si512(raw0, m15), &c, p->qs[0]);
+    __m512i sums1 = q2_K_field_sum(&w[j], _mm512_and_si512(raw1, m15), &c, p->qs[1]);
+    __m512i min_bytes = _mm512_and_si512(
+        _mm512_srli_epi16(_mm512_mask_blend_epi64(0xF0, raw0, raw1), 4), m15);
+    __m512i mins = _mm512_madd_epi16(_mm512_shuffle_epi8(min_bytes, c.mins),
+                                     _mm512_loadu_si512(p->bsums));
+    uint32_t h0, h1;
+    memcpy(&h0, &w[i].d, 4);
+    memcpy(&h1, &w[j].d, 4);
+    __m128 d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)h0), (int)h1, 1));
+    __m128i totals = pair_totals(fold_pair(sums0, sums1), mins);
+    return add_pair_terms(sum, pair_terms_ad(totals, d, _mm_loadu_ps(p->d)), i, j);
 }
+
+PAIR_ROW_KERNEL(q2_K_pairs, block_q2_K, block_q8_K_pair)
 
 /* The 16 six-bit Q3_K scale codes minus 32: low nibbles from bytes 0-7 (sub-blocks 0-7 the low
  * nibble, 8-15 the high one), the top two bits of sub-block s at bits 2 (s / 4) of byte
@@ -601,6 +639,46 @@ KERNEL_STEP float q3_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, fl
 }
 
 Q8_K_ROW_KERNEL(q3_K, 1)
+
+/* Q3_K against activation pairs in the field order (block_q8_K_pair), two super-blocks a step
+ * reduced and scaled together (Q6_K's tail), where the plain kernel takes one: field f of the
+ * 64 quant bytes is a shift and a mask, and its third bit, bit f (low 256 bits) or 4 + f (high
+ * 256 bits) of the broadcast hmask, comes to bit 2 by one 64-bit rotation and is merged by a
+ * ternary logic op (the masked byte adds cost a vptestmb each, and GCC copied their operands).
+ * The same exact integers and float operations as the plain kernel, so the same bits. */
+KERNEL_STEP __m512i q3_K_field_sum(const block_q3_K *w, __m512i scale_words, int first,
+                                   const int8_t *y)
+{
+    const __m512i three = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+    __m512i v = _mm512_loadu_si512(w->qs), hm = broadcast32(w->hmask), q[4], pairs[2];
+    __m512i low[4] = {v, _mm512_srli_epi16(v, 2), _mm512_srli_epi16(v, 4), _mm512_srli_epi16(v, 6)};
+    for (int f = 0; f < 4; f++) {
+        __m512i turn = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi64((f - 2) & 63),
+                                               _mm512_set1_epi64(f + 2));
+        /* 0xF8: (low & 3) | (rotated & 4) with low already masked */
+        q[f] = _mm512_ternarylogic_epi32(_mm512_and_si512(low[f], three),
+                                         _mm512_rorv_epi64(hm, turn), four, 0xF8);
+    }
+    field_scale_pairs(scale_words, first, pairs);
+    return scaled_sum(q, pairs[0], pairs[1], y);
+}
+
+KERNEL_STEP float q3_K_pairs_pair_step(const block_q3_K *w, const block_q8_K_pair *a, int64_t i,
+                                       int64_t j, float sum)
+{
+    const block_q8_K_pair *p = &a[i / 2];
+    /* sc - 32 of block i in words 0-15, of block j in 16-31 */
+    __m512i words = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
+        _mm256_castsi128_si256(q3_K_scales(w[i].scales)), q3_K_scales(w[j].scales), 1));
+    __m512i sums = fold_pair(q3_K_field_sum(&w[i], words, 0, p->qs[0]),
+                             q3_K_field_sum(&w[j], words, 16, p->qs[1]));
+    /* minus 4 × scale × (activation sum) per sub-block for the stored + 4 */
+    __m512i offset = _mm512_madd_epi16(words, _mm512_loadu_si512(p->bsums));
+    sums = _mm512_sub_epi32(sums, _mm512_slli_epi32(offset, 2));
+    return add_pair_scaled(sum, sums, w[i].d, w[j].d, p->d[0], p->d[2], i, j);
+}
+
+PAIR_ROW_KERNEL(q3_K_pairs, block_q3_K, block_q8_K_pair)
 
 /* IQ4_XS: the levels go to dpbusd as unsigned bytes level + 128 (one table lookup), and 128 ×
  * scale × (activation sum) of each sub-block comes off afterwards. A 64-byte load of quants is
@@ -683,21 +761,12 @@ static inline __m512i iq4_xs_halves_sum(const block_iq4_xs *w, const block_q8_K_
 
 /* Super-blocks in pairs, reduced and scaled together (Q6_K's tail): with the regrouping gone,
  * each block's own horizontal sum and float tail were the largest part left of its step. */
-void ellm_vec_dot_iq4_xs_halves_avx512(int64_t n, float *out, const void *row, const void *x)
+KERNEL_STEP float iq4_xs_halves_pair_step(const block_iq4_xs *w, const block_q8_K_halves *a,
+                                          int64_t i, int64_t j, float sum)
 {
-    const block_iq4_xs *w = row;
-    const block_q8_K_halves *a = x;
-    const int64_t nb = n / QK_K;
-    float sum = 0;
-    for (int64_t i = 0; i < nb; i += 2) {
-        const int64_t j = i + 1 < nb ? i + 1 : i;
-        __m512i sums = fold_pair(iq4_xs_halves_sum(&w[i], &a[i]), iq4_xs_halves_sum(&w[j], &a[j]));
-        __m128 d = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(w[i].d), w[j].d, 1));
-        __m128 t = pair_scaled(sums, d, a[i].d, a[j].d);
-        sum += _mm_cvtss_f32(t);
-        if (j != i)
-            sum += _mm_cvtss_f32(_mm_movehdup_ps(t));
-    }
-    *out = sum;
+    __m512i sums = fold_pair(iq4_xs_halves_sum(&w[i], &a[i]), iq4_xs_halves_sum(&w[j], &a[j]));
+    return add_pair_scaled(sum, sums, w[i].d, w[j].d, a[i].d, a[j].d, i, j);
 }
+
+PAIR_ROW_KERNEL(iq4_xs_halves, block_iq4_xs, block_q8_K_halves)
 #endif

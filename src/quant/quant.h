@@ -105,7 +105,7 @@ typedef enum ellm_act_layout {
     ELLM_ACT_Q8_K_WIDE, /* block_q8_K_wide (blocks.h): Q8_K with int16 values in the wide order */
     /* block_q8_K_halves (blocks.h): Q8_K in the AVX-512 IQ4_XS kernel's order, with offsets */
     ELLM_ACT_Q8_K_HALVES,
-    /* block_q8_K_pair (blocks.h): Q8_K blocks in pairs in the AVX-512 Q2_K kernel's order */
+    /* block_q8_K_pair (blocks.h): Q8_K blocks in pairs in the AVX-512 Q2_K/Q3_K order */
     ELLM_ACT_Q8_K_PAIRS,
     ELLM_ACT_PLAIN, /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
 } ellm_act_layout;
