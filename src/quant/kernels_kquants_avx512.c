@@ -289,9 +289,9 @@ KQ45_KERNELS(q5_K, block_q5_K, q5_K_quants)
 
 /* ---- Formats of 16 sub-blocks of 16 values (Q6_K, Q2_K, Q3_K) ------------------------------ */
 
-/* Quant vector v (values 64v .. 64v+63) has sub-block 4v + L in 128-bit lane L. From the 16
- * sub-block scales as int16 at word `first` of words, scaled_sum's two scale vectors: vectors
- * v and v + 1 packed, 128-bit lane L takes sub-block 4v + L, then 4v + 4 + L. */
+/* scaled_sum's two scale vectors from the 16 sub-block scales as int16 at word `first` of words:
+ * lane holds, per 128-bit lane, the sub-blocks of the first two quant vectors as [s, s] pairs
+ * of word indices; the last two vectors' sub-blocks are step further on. */
 static inline void scale_pairs_at(__m512i words, int first, __m512i lane, int step, __m512i out[2])
 {
     __m512i at = _mm512_add_epi16(lane, _mm512_set1_epi16((short)first));
@@ -299,6 +299,8 @@ static inline void scale_pairs_at(__m512i words, int first, __m512i lane, int st
     out[1] = _mm512_permutexvar_epi16(_mm512_add_epi16(at, _mm512_set1_epi16((short)step)), words);
 }
 
+/* Quant vector v (values 64v .. 64v+63) has sub-block 4v + L in 128-bit lane L: vectors v and
+ * v + 1 packed, 128-bit lane L takes sub-block 4v + L, then 4v + 4 + L. */
 static inline void sixteen_scale_pairs(__m512i words, int first, __m512i out[2])
 {
     const __m512i lane = _mm512_setr_epi32(
@@ -533,7 +535,7 @@ Q8_K_ROW_KERNEL(q2_K, 2)
  * L holds sub-block 8 (L / 2) + 2f + L % 2; the activations are 64-byte aligned, the pair's
  * bsums one load and its scales one. The scale and min words come from the 16 scale bytes
  * broadcast to every 128-bit lane by vpshufb, which widens them as well (an index with the top
- * bit set writes 0), instead of a widening and four 2-uop vpermw. The same exact integers and
+ * bit set writes 0), instead of a widening and four vpermw. The same exact integers and
  * float operations as the plain kernel, so the same bits. */
 
 /* vpshufb controls: the sub-block scales of fields 2k and 2k + 1 in scaled_sum's layout (k =
