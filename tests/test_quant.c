@@ -387,6 +387,45 @@ static void test_extended_activation_rows(void)
         wrong += bw[i].d != bk[i].d || memcmp(bw[i].bsums, bk[i].bsums, sizeof bk[i].bsums);
     }
     CHECK_MSG(wrong == 0, "%d wrong values in the wide Q8_K row", wrong);
+    /* The AVX-512 IQ4_XS order: 64-byte group 2h + k holds values 16k .. 16k + 15 of sub-blocks
+     * 4h .. 4h + 3; each half's starting sums hold -128 x each sub-block's sum per 128-bit lane. */
+    ellm_quantize_act(ELLM_ACT_Q8_K_HALVES, ELLM_TYPE_Q8_K, x, ext, MAXN);
+    CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_K_HALVES, ELLM_TYPE_Q8_K, MAXN) ==
+          MAXN / QK_K * sizeof(block_q8_K_halves));
+    const block_q8_K_halves *bh = (const block_q8_K_halves *)ext;
+    for (int i = 0; i < MAXN / QK_K; i++) {
+        wrong += bh[i].d != bk[i].d;
+        for (int s = 0; s < QK_K / 32; s++) {
+            int32_t total = 0, lane = 0;
+            for (int j = 0; j < 32; j++) {
+                wrong += bh[i].qs[128 * (s / 4) + 64 * (j / 16) + 16 * (s % 4) + j % 16] !=
+                         bk[i].qs[32 * s + j];
+                total += bk[i].qs[32 * s + j];
+            }
+            for (int k = 0; k < 4; k++)
+                lane += bh[i].offset[s / 4][4 * (s % 4) + k];
+            wrong += lane != -128 * total;
+        }
+    }
+    CHECK_MSG(wrong == 0, "%d wrong values in the Q8_K halves row", wrong);
+    /* The AVX-512 Q2_K pairs: block b's values in 64-byte groups of fields (values 32f .. 32f
+     * + 31, then 128 + 32f .. 128 + 32f + 31), its bsums, the scales d0, d0, d1, d1; an odd
+     * number of blocks repeats the last one. */
+    for (int nb = MAXN / QK_K - 1; nb <= MAXN / QK_K; nb++) {
+        ellm_quantize_act(ELLM_ACT_Q8_K_PAIRS, ELLM_TYPE_Q8_K, x, ext, nb * QK_K);
+        CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_K_PAIRS, ELLM_TYPE_Q8_K, nb * QK_K) ==
+              (size_t)(nb + 1) / 2 * sizeof(block_q8_K_pair));
+        const block_q8_K_pair *bp = (const block_q8_K_pair *)ext;
+        for (int i = 0; i < (nb + 1) / 2 * 2; i++) {
+            const block_q8_K *src = &bk[i < nb ? i : nb - 1];
+            const block_q8_K_pair *p = &bp[i / 2];
+            for (int v = 0; v < QK_K; v++)
+                wrong += p->qs[i % 2][64 * (v % 128 / 32) + 32 * (v / 128) + v % 32] != src->qs[v];
+            wrong += memcmp(p->bsums[i % 2], src->bsums, sizeof src->bsums) != 0;
+            wrong += p->d[2 * (i % 2)] != src->d || p->d[2 * (i % 2) + 1] != src->d;
+        }
+    }
+    CHECK_MSG(wrong == 0, "%d wrong values in the Q8_K pairs row", wrong);
     /* The index maps each 16 values onto themselves, evens first. */
     CHECK(ellm_act_wide_index(0) == 0 && ellm_act_wide_index(1) == 8 &&
           ellm_act_wide_index(14) == 7 && ellm_act_wide_index(15) == 15 &&

@@ -277,10 +277,15 @@ static float dot_with(ellm_type t, bool scalar, int n, const void *wq, const voi
 }
 
 /* Every x86 set on this CPU, not only the default one, equals the scalar kernel bit for bit (the
- * AVX2 set's kernels run on AVX-512 machines only when forced). */
+ * AVX2 set's kernels run on AVX-512 machines only when forced); a set's decode kernel on its own
+ * activation layout (vec_dot_ext) too, on the layout made from x, whose Q8_K row is xq. */
 static void check_x86_sets(ellm_type ty, int n, int edge, const void *wq, const void *xq,
-                           float scalar)
+                           const float *x, float scalar)
 {
+    static uint8_t ext[22 * sizeof(block_q8_K_halves)], plain[22 * sizeof(block_q8_K)];
+    ellm_quantize_row(ELLM_TYPE_Q8_K, x, plain, n);
+    CHECK_MSG(!memcmp(plain, xq, (size_t)n / QK_K * sizeof(block_q8_K)),
+              "%s n=%d edge=%d: x does not quantize to xq", ellm_type_name(ty), n, edge);
     const char *sets[8];
     int n_sets = ellm_kernel_sets_available(sets, 8);
     for (int set = 0; set < n_sets && set < 8; set++) {
@@ -294,6 +299,15 @@ static void check_x86_sets(ellm_type ty, int n, int edge, const void *wq, const 
         CHECK_MSG(!memcmp(&own, &scalar, sizeof own),
                   "%s n=%d edge=%d: set %s (%s kernel) %.9g vs scalar %.9g", ellm_type_name(ty), n,
                   edge, sets[set], k->isa, own, scalar);
+        if (!k->vec_dot_ext)
+            continue;
+        CHECK(ellm_act_row_bytes(k->ext_layout, ELLM_TYPE_Q8_K, n) <= sizeof ext);
+        ellm_quantize_act(k->ext_layout, ELLM_TYPE_Q8_K, x, ext, n);
+        own = NAN;
+        k->vec_dot_ext(n, &own, wq, ext);
+        CHECK_MSG(!memcmp(&own, &scalar, sizeof own),
+                  "%s n=%d edge=%d: set %s, kernel on its activation layout %.9g vs scalar %.9g",
+                  ellm_type_name(ty), n, edge, sets[set], own, scalar);
     }
     ellm_quant_use_kernel_set(NULL);
 }
@@ -341,7 +355,7 @@ static void test_kernels(void)
                               "%s n=%d edge=%d: %s %.9g vs scalar %.9g", ellm_type_name(ty), n,
                               edge, ellm_kernel_set_name(), fast, sc);
                 }
-                check_x86_sets(ty, n, edge, wq, xq, sc);
+                check_x86_sets(ty, n, edge, wq, xq, x, sc);
             }
         }
         /* Every activation -128 (the value whose negation does not fit int8). */
@@ -366,7 +380,27 @@ static void test_kernels(void)
             CHECK_MSG(memcmp(&fast, &sc, sizeof sc) == 0, "%s all -128: %s %.9g vs scalar %.9g",
                       ellm_type_name(ty), ellm_kernel_set_name(), fast, sc);
         }
-        check_x86_sets(ty, 4 * QK_K, 4 /* every activation -128 */, wq, a, sc);
+        check_x86_sets(ty, 4 * QK_K, 4 /* every activation -128 */, wq, a, xd, sc);
+    }
+    /* IQ4_XS at its integer extremes: every level -127 or 113, every sub-block scale -32 or 31,
+     * against activations all -128 or all 127 (but the first, -128): the largest exact sums a
+     * super-block can reach, which every set and layout must still give bit for bit. */
+    static block_iq4_xs xs[2];
+    static float xe[2 * QK_K];
+    static block_q8_K ae[2];
+    for (int kind = 0; kind < 8; kind++) {
+        for (int b = 0; b < 2; b++) {
+            xs[b].d = 0x3C00; /* 1.0 */
+            xs[b].scales_h = kind & 1 ? 0xFFFF : 0;
+            memset(xs[b].scales_l, kind & 1 ? 0xFF : 0, sizeof xs[b].scales_l);
+            memset(xs[b].qs, kind & 2 ? 0xFF : 0, sizeof xs[b].qs);
+        }
+        for (int i = 0; i < 2 * QK_K; i++)
+            xe[i] = kind & 4 && i % QK_K ? 1.27f : -1.28f;
+        ellm_quantize_row(ELLM_TYPE_Q8_K, xe, ae, 2 * QK_K);
+        CHECK(ae[1].qs[0] == -128 && ae[1].qs[1] == (kind & 4 ? 127 : -128));
+        float sc = dot_with(ELLM_TYPE_IQ4_XS, true, 2 * QK_K, xs, ae);
+        check_x86_sets(ELLM_TYPE_IQ4_XS, 2 * QK_K, 10 + kind, xs, ae, xe, sc);
     }
 }
 

@@ -1,6 +1,7 @@
 /* The extended activation layouts (see quant.h): the plain Q8_0 blocks plus per-block data that
  * every weight row would otherwise recompute for itself (the gemm kernels), and the 16-bit
- * variants of Q8_0 and Q8_K for kernels that multiply in 16-bit lanes. */
+ * variants of Q8_0 and Q8_K for kernels that multiply in 16-bit lanes, and Q8_K in the orders of
+ * the AVX-512 IQ4_XS, Q2_K and Q3_K kernels. */
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -66,17 +67,55 @@ static void quantize_q8_0_wide(const float *x, void *dst, int64_t n)
     }
 }
 
-static void quantize_q8_K_wide(const float *x, void *dst, int64_t n)
+static void q8_K_wide_block(const block_q8_K *b, void *dst)
 {
     block_q8_K_wide *out = dst;
+    out->d = b->d;
+    memcpy(out->bsums, b->bsums, sizeof b->bsums);
+    for (int j = 0; j < QK_K; j++)
+        out->qs[ellm_act_wide_index(j)] = b->qs[j];
+}
+
+static void q8_K_halves_block(const block_q8_K *b, void *dst)
+{
+    block_q8_K_halves *out = dst;
+    out->d = b->d;
+    for (int s = 0; s < QK_K / 32; s++) {
+        const int h = s / 4, lane = s % 4;
+        for (int j = 0; j < 32; j++)
+            out->qs[128 * h + 64 * (j / 16) + 16 * lane + j % 16] = b->qs[32 * s + j];
+        for (int k = 0; k < 4; k++)
+            out->offset[h][4 * lane + k] = -32 * (b->bsums[2 * s] + b->bsums[2 * s + 1]);
+    }
+}
+
+static void quantize_q8_K_pairs(const float *x, void *dst, int64_t n)
+{
+    block_q8_K_pair *out = dst;
+    const int64_t nb = n / QK_K;
+    memset(out, 0, (size_t)(nb + 1) / 2 * sizeof *out);
+    for (int64_t i = 0; i < (nb + 1) / 2 * 2; i++) {
+        block_q8_K b;
+        block_q8_K_pair *p = &out[i / 2];
+        const int half = (int)(i % 2);
+        ellm_quantize_activations(ELLM_TYPE_Q8_K, x + (i < nb ? i : nb - 1) * QK_K, &b, QK_K);
+        p->d[2 * half] = p->d[2 * half + 1] = b.d;
+        memcpy(p->bsums[half], b.bsums, sizeof b.bsums);
+        for (int v = 0; v < QK_K; v++)
+            p->qs[half][64 * (v % 128 / 32) + 32 * (v / 128) + v % 32] = b.qs[v];
+    }
+}
+
+/* The Q8_K layouts: each reference block rearranged by arrange into a zeroed block_bytes. */
+static void quantize_q8_K_as(const float *x, void *dst, int64_t n, size_t block_bytes,
+                             void (*arrange)(const block_q8_K *b, void *out))
+{
     for (int64_t i = 0; i < n / QK_K; i++) {
         block_q8_K b;
+        uint8_t *out = (uint8_t *)dst + (size_t)i * block_bytes;
         ellm_quantize_activations(ELLM_TYPE_Q8_K, x + i * QK_K, &b, QK_K);
-        memset(&out[i], 0, sizeof out[i]);
-        out[i].d = b.d;
-        memcpy(out[i].bsums, b.bsums, sizeof b.bsums);
-        for (int j = 0; j < QK_K; j++)
-            out[i].qs[ellm_act_wide_index(j)] = b.qs[j];
+        memset(out, 0, block_bytes);
+        arrange(&b, out);
     }
 }
 
@@ -86,6 +125,8 @@ size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_
     case ELLM_ACT_Q8_0_EXT: return ellm_q8_0_ext_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_0_WIDE: return ellm_q8_0_wide_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_K_WIDE: return (size_t)(n / QK_K) * sizeof(block_q8_K_wide);
+    case ELLM_ACT_Q8_K_HALVES: return (size_t)(n / QK_K) * sizeof(block_q8_K_halves);
+    case ELLM_ACT_Q8_K_PAIRS: return (size_t)(n / QK_K + 1) / 2 * sizeof(block_q8_K_pair);
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)
@@ -106,7 +147,13 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
     switch (layout) {
     case ELLM_ACT_Q8_0_EXT: ellm_quantize_q8_0_ext(x, dst, n); return;
     case ELLM_ACT_Q8_0_WIDE: quantize_q8_0_wide(x, dst, n); return;
-    case ELLM_ACT_Q8_K_WIDE: quantize_q8_K_wide(x, dst, n); return;
+    case ELLM_ACT_Q8_K_WIDE:
+        quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_wide), q8_K_wide_block);
+        return;
+    case ELLM_ACT_Q8_K_HALVES:
+        quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_halves), q8_K_halves_block);
+        return;
+    case ELLM_ACT_Q8_K_PAIRS: quantize_q8_K_pairs(x, dst, n); return;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)

@@ -80,6 +80,33 @@ typedef struct block_q8_K_wide {
     float unused[3];
 } block_q8_K_wide;
 
+/* Q8_K for the AVX-512 IQ4_XS decode kernel (ELLM_ACT_Q8_K_HALVES, quant.h), whose 64-byte loads
+ * of quants hold four sub-blocks of 32, one per 128-bit lane, their first 16 values in the low
+ * nibbles and the last 16 in the high ones. qs holds the values in that order: 64-byte group
+ * 2h + k is values 16k .. 16k + 15 of sub-blocks 4h .. 4h + 3, 16 bytes each. offset[h] is the
+ * kernel's starting sum for half h: -32 x the sum of sub-block 4h + L's 32 values in each of the
+ * four int32 lanes of 128-bit lane L, which takes off the 128 the kernel adds to every level. */
+typedef struct block_q8_K_halves {
+    int8_t qs[QK_K];
+    int32_t offset[2][16];
+    float d;
+    float unused[15];
+} block_q8_K_halves;
+
+/* Two Q8_K blocks (2p, 2p + 1) for the AVX-512 Q2_K and Q3_K kernels (ELLM_ACT_Q8_K_PAIRS,
+ * quant.h), which take super-blocks in pairs and read a block's 64 bytes of 2-bit quants as one
+ * vector, field f (bits 2f) of its 32-byte halves holding values 32f .. 32f + 31 and 128 + 32f ..
+ * 128 + 32f + 31.
+ * qs[b] holds block b's values in that order (64-byte group f), bsums[b] its bsums, d the two
+ * scales as d0, d0, d1, d1 (the pair's float lanes). A row of an odd number of blocks repeats
+ * its last block in the second half of its last pair. */
+typedef struct block_q8_K_pair {
+    int8_t qs[2][QK_K];
+    int16_t bsums[2][QK_K / 16];
+    float d[4];
+    float unused[12];
+} block_q8_K_pair;
+
 /* K-quant weight formats: super-blocks of QK_K values. In Q4_K and Q5_K each of the 8 sub-blocks
  * of 32 values has a 6-bit scale sc and a 6-bit min m, packed into 12 bytes: for sub-block j < 4,
  * sc = scales[j] & 63 and m = scales[j + 4] & 63; for j >= 4, sc = (scales[j + 4] & 15) |
@@ -161,6 +188,8 @@ _Static_assert(sizeof(block_iq4_nl) == 18, "IQ4_NL block is 18 bytes");
 _Static_assert(sizeof(block_q8_1) == 36, "Q8_1 block is 36 bytes");
 _Static_assert(sizeof(block_q8_K) == 292, "Q8_K block is 292 bytes");
 _Static_assert(sizeof(block_q8_K_wide) == 560, "wide Q8_K block is 560 bytes");
+_Static_assert(sizeof(block_q8_K_halves) == 448, "Q8_K halves block is 448 bytes");
+_Static_assert(sizeof(block_q8_K_pair) == 640, "Q8_K pair is 640 bytes");
 _Static_assert(sizeof(block_q4_K) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(block_q5_K) == 176, "Q5_K block is 176 bytes");
 _Static_assert(sizeof(block_q6_K) == 210, "Q6_K block is 210 bytes");

@@ -178,12 +178,16 @@ static const kernel_set avx512_set = {
                                  ellm_vec_dot_q6_K_x4_avx512, NULL, ellm_gemm_q6_K_avx512),
             /* Single rows of their own (decode), the AVX2 tiles (prefill): both equal the
              * scalar kernel bit for bit. */
-            [ELLM_TYPE_Q2_K] = K_TILE_OF(Q8_K, ellm_vec_dot_q2_K_avx512, "avx512",
-                                         ellm_gemm_q2_K_avx2, "avx2"),
-            [ELLM_TYPE_Q3_K] = K_TILE_OF(Q8_K, ellm_vec_dot_q3_K_avx512, "avx512",
-                                         ellm_gemm_q3_K_avx2, "avx2"),
-            [ELLM_TYPE_IQ4_XS] = K_TILE_OF(Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512",
-                                           ellm_gemm_iq4_xs_avx2, "avx2"),
+            [ELLM_TYPE_Q2_K] = {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx512, "avx512", NULL,
+                                ellm_vec_dot_q2_K_pairs_avx512, ellm_gemm_q2_K_avx2, "avx2",
+                                ELLM_ACT_Q8_K_PAIRS, NULL},
+            [ELLM_TYPE_Q3_K] = {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx512, "avx512", NULL,
+                                ellm_vec_dot_q3_K_pairs_avx512, ellm_gemm_q3_K_avx2, "avx2",
+                                ELLM_ACT_Q8_K_PAIRS, NULL},
+            /* IQ4_XS, Q2_K and Q3_K decode on activations in their own orders. */
+            [ELLM_TYPE_IQ4_XS] = {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512", NULL,
+                                  ellm_vec_dot_iq4_xs_halves_avx512, ellm_gemm_iq4_xs_avx2, "avx2",
+                                  ELLM_ACT_Q8_K_HALVES, NULL},
         },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,

@@ -108,6 +108,11 @@ void ellm_vec_dot_q6_K_x4_avx512(int64_t n, float *out, const void *row, const v
 void ellm_vec_dot_q2_K_avx512(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_avx512(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_xs_avx512(int64_t n, float *out, const void *row, const void *x);
+/* IQ4_XS against ELLM_ACT_Q8_K_HALVES rows (block_q8_K_halves): its decode path. */
+void ellm_vec_dot_iq4_xs_halves_avx512(int64_t n, float *out, const void *row, const void *x);
+/* Q2_K and Q3_K against ELLM_ACT_Q8_K_PAIRS rows (block_q8_K_pair): their decode path. */
+void ellm_vec_dot_q2_K_pairs_avx512(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q3_K_pairs_avx512(int64_t n, float *out, const void *row, const void *x);
 /* Tiles against extended Q8_0 activations (gemm_avx512.c; see ellm_gemm_fn): 16 weight rows per
  * step in the vector lanes, so one tile serves decode (one token) and prefill alike. */
 void ellm_gemm_q4_0_avx512(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,

@@ -82,6 +82,19 @@ typedef struct q8_K_row {
         *out = sum;                                                                                \
     }
 
+/* A single-row kernel on a type's own activation layout (act_t) from type##_pair_step, which
+ * adds super-blocks i and j = i + 1 (j = i when i is the last) to the running sum. */
+#define PAIR_ROW_KERNEL(type, block_t, act_t)                                                      \
+    void ellm_vec_dot_##type##_avx512(int64_t n, float *out, const void *row, const void *x)       \
+    {                                                                                              \
+        const int64_t nb = n / QK_K;                                                               \
+        float sum = 0;                                                                             \
+        for (int64_t i = 0; i < nb; i += 2)                                                        \
+            sum = type##_pair_step((const block_t *)row, (const act_t *)x, i,                      \
+                                   i + 1 < nb ? i + 1 : i, sum);                                   \
+        *out = sum;                                                                                \
+    }
+
 /* ---- Q4_K and Q5_K ------------------------------------------------------------------------- */
 
 /* Two consecutive Q4_K/Q5_K super-blocks decoded for any number of activation rows. Quant chunk
@@ -196,13 +209,18 @@ static inline __m128i pair_totals(__m512i sums, __m512i mins)
 }
 
 /* The scalar kernels' float expression of a pair, (a.d * d) * sumi - (a.d * dmin) * summ, in
- * lane 0 for block 0 and lane 2 for block 1; d holds d, dmin of block 0, d, dmin of block 1. */
+ * lane 0 for block 0 and lane 2 for block 1; d holds d, dmin of block 0, d, dmin of block 1, and
+ * ad the activation blocks' d likewise (a0.d twice, a1.d twice). */
+static inline __m128 pair_terms_ad(__m128i totals, __m128 d, __m128 ad)
+{
+    __m128 scaled = _mm_mul_ps(_mm_mul_ps(ad, d), _mm_cvtepi32_ps(totals));
+    return _mm_sub_ps(scaled, _mm_movehdup_ps(scaled));
+}
+
 static inline __m128 pair_terms(__m128i totals, __m128 d, const block_q8_K *a0,
                                 const block_q8_K *a1)
 {
-    __m128 ad = _mm_blend_ps(_mm_set1_ps(a0->d), _mm_set1_ps(a1->d), 0xC);
-    __m128 scaled = _mm_mul_ps(_mm_mul_ps(ad, d), _mm_cvtepi32_ps(totals));
-    return _mm_sub_ps(scaled, _mm_movehdup_ps(scaled));
+    return pair_terms_ad(totals, d, _mm_blend_ps(_mm_set1_ps(a0->d), _mm_set1_ps(a1->d), 0xC));
 }
 
 /* A pair step's terms added to the running sum in super-block order; the second only when the
@@ -271,17 +289,36 @@ KQ45_KERNELS(q5_K, block_q5_K, q5_K_quants)
 
 /* ---- Formats of 16 sub-blocks of 16 values (Q6_K, Q2_K, Q3_K) ------------------------------ */
 
-/* Quant vector v (values 64v .. 64v+63) has sub-block 4v + L in 128-bit lane L. From the 16
- * sub-block scales as int16 at word `first` of words, scaled_sum's two scale vectors: vectors
- * v and v + 1 packed, 128-bit lane L takes sub-block 4v + L, then 4v + 4 + L. */
+/* scaled_sum's two scale vectors from the 16 sub-block scales as int16 at word `first` of words:
+ * lane holds, per 128-bit lane, the sub-blocks of the first two quant vectors as [s, s] pairs
+ * of word indices; the last two vectors' sub-blocks are step further on. */
+static inline void scale_pairs_at(__m512i words, int first, __m512i lane, int step, __m512i out[2])
+{
+    __m512i at = _mm512_add_epi16(lane, _mm512_set1_epi16((short)first));
+    out[0] = _mm512_permutexvar_epi16(at, words);
+    out[1] = _mm512_permutexvar_epi16(_mm512_add_epi16(at, _mm512_set1_epi16((short)step)), words);
+}
+
+/* Quant vector v (values 64v .. 64v+63) has sub-block 4v + L in 128-bit lane L: vectors v and
+ * v + 1 packed, 128-bit lane L takes sub-block 4v + L, then 4v + 4 + L. */
 static inline void sixteen_scale_pairs(__m512i words, int first, __m512i out[2])
 {
     const __m512i lane = _mm512_setr_epi32(
         0, 0, 4 * 0x10001, 4 * 0x10001, 0x10001, 0x10001, 5 * 0x10001, 5 * 0x10001, 2 * 0x10001,
         2 * 0x10001, 6 * 0x10001, 6 * 0x10001, 3 * 0x10001, 3 * 0x10001, 7 * 0x10001, 7 * 0x10001);
-    __m512i at = _mm512_add_epi16(lane, _mm512_set1_epi16((short)first));
-    out[0] = _mm512_permutexvar_epi16(at, words);
-    out[1] = _mm512_permutexvar_epi16(_mm512_add_epi16(at, _mm512_set1_epi16(8)), words);
+    scale_pairs_at(words, first, lane, 8, out);
+}
+
+/* The same for quant vectors in the field order of block_q8_K_pair: vector f, 128-bit lane L
+ * holds sub-block 8 (L / 2) + 2f + L % 2, so fields 0 and 1 take sub-blocks 0, 2 (lane 0),
+ * 1, 3, 8, 10 and 9, 11, and fields 2 and 3 four sub-blocks later. */
+static inline void field_scale_pairs(__m512i words, int first, __m512i out[2])
+{
+    const __m512i lane = _mm512_setr_epi32(0, 0, 2 * 0x10001, 2 * 0x10001, 0x10001, 0x10001,
+                                           3 * 0x10001, 3 * 0x10001, 8 * 0x10001, 8 * 0x10001,
+                                           10 * 0x10001, 10 * 0x10001, 9 * 0x10001, 9 * 0x10001,
+                                           11 * 0x10001, 11 * 0x10001);
+    scale_pairs_at(words, first, lane, 4, out);
 }
 
 /* ---- Q6_K ---------------------------------------------------------------------------------- */
@@ -336,6 +373,33 @@ static inline void q6_K_decode_pair(const block_q6_K *w0, const block_q6_K *w1, 
     p->d = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(w0->d), w1->d, 1));
 }
 
+/* The scalar kernels' (a.d * d) * (float)sumi of a pair of super-blocks whose exact sums are in
+ * lanes 0-7 (block 0) and 8-15 (block 1) of sums (fold_pair): lane 0 block 0's, lane 1 block
+ * 1's; d holds the blocks' d, ad0 and ad1 their activation blocks' d. */
+static inline __m128 pair_scaled(__m512i sums, __m128 d, float ad0, float ad1)
+{
+    sums = _mm512_add_epi32(sums, _mm512_shuffle_i64x2(sums, sums, _MM_SHUFFLE(2, 3, 0, 1)));
+    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_BADC));
+    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_CDAB));
+    __m128i totals = _mm512_castsi512_si128(_mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
+    __m128 ad = _mm_unpacklo_ps(_mm_set_ss(ad0), _mm_set_ss(ad1));
+    return _mm_mul_ps(_mm_mul_ps(ad, d), _mm_cvtepi32_ps(totals));
+}
+
+/* pair_scaled's terms added to sum in super-block order, the second only when the pair is two
+ * blocks (j != i); d0 and d1 are the blocks' d (IEEE half). */
+static inline float add_pair_scaled(float sum, __m512i sums, uint16_t d0, uint16_t d1, float ad0,
+                                    float ad1, int64_t i, int64_t j)
+{
+    __m128 t = pair_scaled(sums, _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(d0), d1, 1)), ad0,
+                           ad1);
+    sum += _mm_cvtss_f32(t);
+    if (j != i)
+        sum += _mm_cvtss_f32(_mm_movehdup_ps(t));
+    return sum;
+}
+
 /* The float terms of the pair against activation blocks a0, a1: lane 0 is block 0's
  * (a.d * d) * sumi, lane 1 block 1's. */
 static inline __m128 q6_K_terms(const q6_K_pair *p, const block_q8_K *a0, const block_q8_K *a1)
@@ -348,13 +412,7 @@ static inline __m128 q6_K_terms(const q6_K_pair *p, const block_q8_K *a0, const 
     /* The stored q is value + 32: take out 32 * scale * (activation sum) per sub-block. */
     __m512i offset = _mm512_madd_epi16(p->scale16, bsums);
     __m512i sums = _mm512_sub_epi32(fold_pair(sum0, sum1), _mm512_slli_epi32(offset, 5));
-    sums = _mm512_add_epi32(sums, _mm512_shuffle_i64x2(sums, sums, _MM_SHUFFLE(2, 3, 0, 1)));
-    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_BADC));
-    sums = _mm512_add_epi32(sums, _mm512_shuffle_epi32(sums, _MM_PERM_CDAB));
-    __m128i totals = _mm512_castsi512_si128(_mm512_permutexvar_epi32(
-        _mm512_setr_epi32(0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
-    __m128 ad = _mm_unpacklo_ps(_mm_set_ss(a0->d), _mm_set_ss(a1->d));
-    return _mm_mul_ps(_mm_mul_ps(ad, p->d), _mm_cvtepi32_ps(totals));
+    return pair_scaled(sums, p->d, a0->d, a1->d);
 }
 
 KERNEL_STEP float q6_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
@@ -472,6 +530,74 @@ KERNEL_STEP float q2_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, fl
 
 Q8_K_ROW_KERNEL(q2_K, 2)
 
+/* The same against activation pairs in the field order (block_q8_K_pair), made once per token:
+ * the 64 quant bytes are one load, field f (a shift and a mask) a quant vector whose 128-bit lane
+ * L holds sub-block 8 (L / 2) + 2f + L % 2; the activations are 64-byte aligned, the pair's
+ * bsums one load and its scales one. The scale and min words come from the 16 scale bytes
+ * broadcast to every 128-bit lane by vpshufb, which widens them as well (an index with the top
+ * bit set writes 0), instead of a widening and four vpermw. The same exact integers and
+ * float operations as the plain kernel, so the same bits. */
+
+/* vpshufb controls: the sub-block scales of fields 2k and 2k + 1 in scaled_sum's layout (k =
+ * 0, 1), and the mins of sub-blocks 8 (L % 2) .. 8 (L % 2) + 7 in 128-bit lane L. */
+typedef struct q2_K_field_controls {
+    __m512i scale[2], mins;
+} q2_K_field_controls;
+
+static inline q2_K_field_controls q2_K_field_controls_make(void)
+{
+    q2_K_field_controls c;
+    uint8_t at[3][64];
+    for (int lane = 0; lane < 4; lane++)
+        for (int b = 0; b < 16; b += 2) {
+            for (int k = 0; k < 2; k++) /* field 2k + b / 8 */
+                at[k][16 * lane + b] = (uint8_t)(8 * (lane / 2) + 2 * (2 * k + b / 8) + lane % 2);
+            at[2][16 * lane + b] = (uint8_t)(8 * (lane % 2) + b / 2);
+            at[0][16 * lane + b + 1] = at[1][16 * lane + b + 1] = at[2][16 * lane + b + 1] = 0x80;
+        }
+    c.scale[0] = _mm512_loadu_si512(at[0]);
+    c.scale[1] = _mm512_loadu_si512(at[1]);
+    c.mins = _mm512_loadu_si512(at[2]);
+    return c;
+}
+
+static inline __m512i q2_K_field_sum(const block_q2_K *w, __m512i scale_bytes,
+                                     const q2_K_field_controls *c, const int8_t *y)
+{
+    const __m512i three = _mm512_set1_epi8(3);
+    __m512i v = _mm512_loadu_si512(w->qs), q[4];
+    q[0] = _mm512_and_si512(v, three);
+    q[1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), three);
+    q[2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), three);
+    q[3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), three);
+    return scaled_sum(q, _mm512_shuffle_epi8(scale_bytes, c->scale[0]),
+                      _mm512_shuffle_epi8(scale_bytes, c->scale[1]), y);
+}
+
+KERNEL_STEP float q2_K_pairs_pair_step(const block_q2_K *w, const block_q8_K_pair *a, int64_t i,
+                                       int64_t j, float sum)
+{
+    const q2_K_field_controls c = q2_K_field_controls_make();
+    const __m512i m15 = _mm512_set1_epi8(15);
+    const block_q8_K_pair *p = &a[i / 2];
+    __m512i raw0 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[i].scales));
+    __m512i raw1 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[j].scales));
+    __m512i sums0 = q2_K_field_sum(&w[i], _mm512_and_si512(raw0, m15), &c, p->qs[0]);
+    __m512i sums1 = q2_K_field_sum(&w[j], _mm512_and_si512(raw1, m15), &c, p->qs[1]);
+    __m512i min_bytes = _mm512_and_si512(
+        _mm512_srli_epi16(_mm512_mask_blend_epi64(0xF0, raw0, raw1), 4), m15);
+    __m512i mins = _mm512_madd_epi16(_mm512_shuffle_epi8(min_bytes, c.mins),
+                                     _mm512_loadu_si512(p->bsums));
+    uint32_t h0, h1;
+    memcpy(&h0, &w[i].d, 4);
+    memcpy(&h1, &w[j].d, 4);
+    __m128 d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)h0), (int)h1, 1));
+    __m128i totals = pair_totals(fold_pair(sums0, sums1), mins);
+    return add_pair_terms(sum, pair_terms_ad(totals, d, _mm_loadu_ps(p->d)), i, j);
+}
+
+PAIR_ROW_KERNEL(q2_K_pairs, block_q2_K, block_q8_K_pair)
+
 /* The 16 six-bit Q3_K scale codes minus 32: low nibbles from bytes 0-7 (sub-blocks 0-7 the low
  * nibble, 8-15 the high one), the top two bits of sub-block s at bits 2 (s / 4) of byte
  * 8 + s % 4. */
@@ -516,22 +642,57 @@ KERNEL_STEP float q3_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, fl
 
 Q8_K_ROW_KERNEL(q3_K, 1)
 
+/* Q3_K against activation pairs in the field order (block_q8_K_pair), two super-blocks a step
+ * reduced and scaled together (Q6_K's tail), where the plain kernel takes one: field f of the
+ * 64 quant bytes is a shift and a mask, and its third bit, bit f (low 256 bits) or 4 + f (high
+ * 256 bits) of the broadcast hmask, comes to bit 2 by one 64-bit rotation and is merged by a
+ * ternary logic op (the masked byte adds cost a vptestmb each, and GCC copied their operands).
+ * The same exact integers and float operations as the plain kernel, so the same bits. */
+KERNEL_STEP __m512i q3_K_field_sum(const block_q3_K *w, __m512i scale_words, int first,
+                                   const int8_t *y)
+{
+    const __m512i three = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+    __m512i v = _mm512_loadu_si512(w->qs), hm = broadcast32(w->hmask), q[4], pairs[2];
+    __m512i low[4] = {v, _mm512_srli_epi16(v, 2), _mm512_srli_epi16(v, 4), _mm512_srli_epi16(v, 6)};
+    for (int f = 0; f < 4; f++) {
+        __m512i turn = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi64((f - 2) & 63),
+                                               _mm512_set1_epi64(f + 2));
+        /* 0xF8: (low & 3) | (rotated & 4) with low already masked */
+        q[f] = _mm512_ternarylogic_epi32(_mm512_and_si512(low[f], three),
+                                         _mm512_rorv_epi64(hm, turn), four, 0xF8);
+    }
+    field_scale_pairs(scale_words, first, pairs);
+    return scaled_sum(q, pairs[0], pairs[1], y);
+}
+
+KERNEL_STEP float q3_K_pairs_pair_step(const block_q3_K *w, const block_q8_K_pair *a, int64_t i,
+                                       int64_t j, float sum)
+{
+    const block_q8_K_pair *p = &a[i / 2];
+    /* sc - 32 of block i in words 0-15, of block j in 16-31 */
+    __m512i words = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
+        _mm256_castsi128_si256(q3_K_scales(w[i].scales)), q3_K_scales(w[j].scales), 1));
+    __m512i sums = fold_pair(q3_K_field_sum(&w[i], words, 0, p->qs[0]),
+                             q3_K_field_sum(&w[j], words, 16, p->qs[1]));
+    /* minus 4 × scale × (activation sum) per sub-block for the stored + 4 */
+    __m512i offset = _mm512_madd_epi16(words, _mm512_loadu_si512(p->bsums));
+    sums = _mm512_sub_epi32(sums, _mm512_slli_epi32(offset, 2));
+    return add_pair_scaled(sum, sums, w[i].d, w[j].d, p->d[0], p->d[2], i, j);
+}
+
+PAIR_ROW_KERNEL(q3_K_pairs, block_q3_K, block_q8_K_pair)
+
 /* IQ4_XS: the levels go to dpbusd as unsigned bytes level + 128 (one table lookup), and 128 ×
  * scale × (activation sum) of each sub-block comes off afterwards. A 64-byte load of quants is
  * four sub-blocks, one per 128-bit lane, low nibbles values 0-15 and high nibbles 16-31, so the
  * activations (two sub-blocks to a load) are regrouped by halves to match. The block sums reach
  * 4 * 2 * 241 * 128 per lane, beyond int16, so the scales are applied with vpmulld. */
-KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
+
+/* ls - 32 of sub-blocks 0-7 in dwords 0-7 */
+static inline __m256i iq4_xs_scales(const block_iq4_xs *w)
 {
-    const block_iq4_xs *w = (const block_iq4_xs *)row + i;
-    const block_q8_K *a = &x->a[i];
-    const __m512i table = _mm512_broadcast_i32x4(_mm_xor_si128(
-        _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl), _mm_set1_epi8((char)0x80)));
-    const __m512i low = _mm512_set1_epi8(0x0F);
-    const __m512i lane_scale = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     uint32_t scales_l;
     memcpy(&scales_l, w->scales_l, 4);
-    /* ls - 32 of sub-blocks 0-7 in dwords 0-7 */
     __m256i ls = _mm256_or_si256(
         _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scales_l),
                                            _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
@@ -539,22 +700,41 @@ KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, 
         _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w->scales_h << 4),
                                            _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
                          _mm256_set1_epi32(0x30)));
-    ls = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+    return _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+}
+
+/* Half h of the block's exact sum with its scales applied, 16 int32 lanes: dots holds the level
+ * + 128 products of sub-block 4h + L in 128-bit lane L (low nibbles against act_lo, high
+ * nibbles against act_hi, added to start). */
+static inline __m512i iq4_xs_half(const block_iq4_xs *w, int h, __m256i ls, __m512i start,
+                                  __m512i act_lo, __m512i act_hi)
+{
+    const __m512i table = _mm512_broadcast_i32x4(_mm_xor_si128(
+        _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl), _mm_set1_epi8((char)0x80)));
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    const __m512i lane_scale = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512i packed = _mm512_loadu_si512(w->qs + 64 * h);
+    __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(packed, low));
+    __m512i hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(packed, 4), low));
+    __m512i dots = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, act_lo), hi, act_hi);
+    __m512i scale = _mm512_permutexvar_epi32(_mm512_add_epi32(lane_scale, _mm512_set1_epi32(4 * h)),
+                                             _mm512_zextsi256_si512(ls));
+    return _mm512_mullo_epi32(dots, scale);
+}
+
+KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, float sum)
+{
+    const block_iq4_xs *w = (const block_iq4_xs *)row + i;
+    const block_q8_K *a = &x->a[i];
+    __m256i ls = iq4_xs_scales(w);
     __m512i total = _mm512_setzero_si512();
     for (int h = 0; h < 2; h++) {
-        __m512i packed = _mm512_loadu_si512(w->qs + 64 * h);
-        __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(packed, low));
-        __m512i hi = _mm512_shuffle_epi8(table,
-                                         _mm512_and_si512(_mm512_srli_epi16(packed, 4), low));
         __m512i near = _mm512_loadu_si512(a->qs + 128 * h);
         __m512i far = _mm512_loadu_si512(a->qs + 128 * h + 64);
-        __m512i act_lo = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0));
-        __m512i act_hi = _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1));
-        __m512i dots = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act_lo),
-                                           hi, act_hi);
-        __m512i scale = _mm512_permutexvar_epi32(
-            _mm512_add_epi32(lane_scale, _mm512_set1_epi32(4 * h)), _mm512_zextsi256_si512(ls));
-        total = _mm512_add_epi32(total, _mm512_mullo_epi32(dots, scale));
+        total = _mm512_add_epi32(
+            total, iq4_xs_half(w, h, ls, _mm512_setzero_si512(),
+                               _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(2, 0, 2, 0)),
+                               _mm512_shuffle_i64x2(near, far, _MM_SHUFFLE(3, 1, 3, 1))));
     }
     /* bsums 2s and 2s + 1 make sub-block s: ls - 32 in both int16 halves of dword s */
     __m256i ls_pairs = _mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(0xFFFF)),
@@ -566,4 +746,29 @@ KERNEL_STEP float iq4_xs_step(const q8_K_row *x, const uint8_t *row, int64_t i, 
 }
 
 Q8_K_ROW_KERNEL(iq4_xs, 1)
+
+/* The same against the activations in IQ4_XS's order (block_q8_K_halves), made once per token:
+ * no regrouping shuffles, and the offset of 128 enters as each half's starting sum instead of a
+ * product with the block sums. The integer sum is the same exact integer, so the result is the
+ * plain kernel's bit for bit. */
+static inline __m512i iq4_xs_halves_sum(const block_iq4_xs *w, const block_q8_K_halves *a)
+{
+    __m256i ls = iq4_xs_scales(w);
+    return _mm512_add_epi32(iq4_xs_half(w, 0, ls, _mm512_loadu_si512(a->offset[0]),
+                                        _mm512_loadu_si512(a->qs), _mm512_loadu_si512(a->qs + 64)),
+                            iq4_xs_half(w, 1, ls, _mm512_loadu_si512(a->offset[1]),
+                                        _mm512_loadu_si512(a->qs + 128),
+                                        _mm512_loadu_si512(a->qs + 192)));
+}
+
+/* Super-blocks in pairs, reduced and scaled together (Q6_K's tail): with the regrouping gone,
+ * each block's own horizontal sum and float tail were the largest part left of its step. */
+KERNEL_STEP float iq4_xs_halves_pair_step(const block_iq4_xs *w, const block_q8_K_halves *a,
+                                          int64_t i, int64_t j, float sum)
+{
+    __m512i sums = fold_pair(iq4_xs_halves_sum(&w[i], &a[i]), iq4_xs_halves_sum(&w[j], &a[j]));
+    return add_pair_scaled(sum, sums, w[i].d, w[j].d, a[i].d, a[j].d, i, j);
+}
+
+PAIR_ROW_KERNEL(iq4_xs_halves, block_iq4_xs, block_q8_K_halves)
 #endif

@@ -104,7 +104,11 @@ typedef enum ellm_act_layout {
     ELLM_ACT_Q8_0_EXT,  /* ellm_quantize_q8_0_ext */
     ELLM_ACT_Q8_0_WIDE, /* ellm_q8_0_wide_layout_for */
     ELLM_ACT_Q8_K_WIDE, /* block_q8_K_wide (blocks.h): Q8_K with int16 values in the wide order */
-    ELLM_ACT_PLAIN,     /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
+    /* block_q8_K_halves (blocks.h): Q8_K in the AVX-512 IQ4_XS kernel's order, with offsets */
+    ELLM_ACT_Q8_K_HALVES,
+    /* block_q8_K_pair (blocks.h): Q8_K blocks in pairs in the AVX-512 Q2_K/Q3_K order */
+    ELLM_ACT_Q8_K_PAIRS,
+    ELLM_ACT_PLAIN, /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
 } ellm_act_layout;
 
 typedef struct ellm_type_kernels {
