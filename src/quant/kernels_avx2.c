@@ -107,13 +107,13 @@ static inline __m256i lane_totals(const __m256i v[GROUP_BLOCKS])
 }
 
 /* The half-precision scales of kb (<= 8) blocks `stride` bytes apart (scale first), as floats;
- * 0 past kb. */
+ * 0 past kb. Inserted into the vector straight from the blocks: gathered through a stack array,
+ * the vector load failed store forwarding and so waited for the eight stores to retire, which
+ * from memory means for every older load of the stream (Q4_0 read 6.5 GB/s from memory against
+ * 19 in cache; 9.4 this way, 2 MiB pages, one core). */
 ALWAYS_INLINE __m256 group_half_scales(const void *first, size_t stride, int kb)
 {
-    uint16_t h[GROUP_BLOCKS] = {0};
-    for (int k = 0; k < kb; k++)
-        memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    return _mm256_cvtph_ps(kquant_block_halves(first, stride, kb));
 }
 
 /* Up to eight blocks of one weight row as signed levels, shared by every activation row. */
