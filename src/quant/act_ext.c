@@ -80,12 +80,29 @@ static void quantize_q8_K_wide(const float *x, void *dst, int64_t n)
     }
 }
 
+static void quantize_q8_K_mag(const float *x, void *dst, int64_t n)
+{
+    block_q8_K_mag *out = dst;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        block_q8_K b;
+        ellm_quantize_activations(ELLM_TYPE_Q8_K, x + i * QK_K, &b, QK_K);
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].d = b.d;
+        for (int j = 0; j < QK_K; j++) {
+            int at = ellm_act_mag_index(j);
+            out[i].qs[at] = b.qs[j];
+            out[i].mag[at] = (uint8_t)(b.qs[j] < 0 ? -b.qs[j] : b.qs[j]);
+        }
+    }
+}
+
 size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n)
 {
     switch (layout) {
     case ELLM_ACT_Q8_0_EXT: return ellm_q8_0_ext_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_0_WIDE: return ellm_q8_0_wide_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_K_WIDE: return (size_t)(n / QK_K) * sizeof(block_q8_K_wide);
+    case ELLM_ACT_Q8_K_MAG: return (size_t)(n / QK_K) * sizeof(block_q8_K_mag);
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)
@@ -107,6 +124,7 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
     case ELLM_ACT_Q8_0_EXT: ellm_quantize_q8_0_ext(x, dst, n); return;
     case ELLM_ACT_Q8_0_WIDE: quantize_q8_0_wide(x, dst, n); return;
     case ELLM_ACT_Q8_K_WIDE: quantize_q8_K_wide(x, dst, n); return;
+    case ELLM_ACT_Q8_K_MAG: quantize_q8_K_mag(x, dst, n); return;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)
