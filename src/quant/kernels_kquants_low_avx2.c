@@ -309,6 +309,23 @@ iq4_xs_isum_vnni(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
     return _mm256_sub_epi32(scaled, _mm256_slli_epi32(offset, 7));
 }
 
+/* sum plus the terms of eight IQ4_XS super-blocks against magnitude activation blocks. */
+ALWAYS_INLINE float iq4_xs_group(float sum, const block_iq4_xs *w, const block_q8_K_mag *a,
+                                 __m256i table)
+{
+    __m256i pairs[4], even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i isum = iq4_xs_isum(&w[b], &a[b], true, table);
+        if (b % 2 == 0)
+            even = isum;
+        else
+            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
+    }
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, 8);
+    __m256 ad = _mm256_castsi256_ps(kquant_block_words((const uint8_t *)&a[0].d, sizeof *a, 8));
+    return add_lanes_in_order(sum, kquant_terms(lane_totals_of_pairs(pairs), d, ad));
+}
+
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
  * each) one vector and the high nibbles (16..31) another, and the activations are loaded in the
  * same arrangement. The integer sum is the scalar kernel's, in another order. */
@@ -323,6 +340,13 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
         levels = _mm_xor_si128(levels, _mm_set1_epi8((char)0x80)); /* level + 128 */
     const __m256i table = _mm256_broadcastsi128_si256(levels);
     int64_t nb = n / QK_K;
+    if (mag && nb % 8 == 0) {
+        float total = 0;
+        for (int64_t i = 0; i < nb; i += 8)
+            total = iq4_xs_group(total, w + i, am + i, table);
+        *out = total;
+        return;
+    }
     __m128 sum = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; i += 2) {
         int64_t last = i + 1 < nb ? i + 1 : i;
