@@ -12,6 +12,7 @@
 #include "quant/blocks.h"
 #include "quant/quant.h"
 #include "quant/lanes_avx2.h"
+#include "quant/prefetch.h"
 #include "quant/reference_kquants_low.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -60,8 +61,10 @@ static inline __attribute__((always_inline)) float q2_K_group(float sum, const b
                                           msum_even = _mm256_setzero_si256();
     for (int b = 0; b < 8; b++) {
         __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
-        if (b < count)
+        if (b < count) {
+            ellm_prefetch_ahead(&w[b], (int)sizeof *w);
             q2_K_sums(&w[b], &a[b], &isum, &msum);
+        }
         if (b % 2 == 0) {
             isum_even = isum;
             msum_even = msum;
@@ -87,6 +90,7 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
         for (int64_t i = 0; i < nb; i += 2) {
             int64_t last = i + 1 < nb ? i + 1 : i;
             __m256i is0, ms0, is1, ms1;
+            ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
             q2_K_sums(&w[i], &a[i], &is0, &ms0);
             q2_K_sums(&w[last], &a[last], &is1, &ms1);
             kquant_part p0 = {
@@ -170,7 +174,11 @@ static inline __attribute__((always_inline)) float q3_K_group(float sum, const b
 {
     __m256i pairs[4], even = _mm256_setzero_si256();
     for (int b = 0; b < 8; b++) {
-        __m256i isum = b < count ? q3_K_isum(&w[b], &a[b]) : _mm256_setzero_si256();
+        __m256i isum = _mm256_setzero_si256();
+        if (b < count) {
+            ellm_prefetch_ahead(&w[b], (int)sizeof *w);
+            isum = q3_K_isum(&w[b], &a[b]);
+        }
         if (b % 2 == 0)
             even = isum;
         else
@@ -190,6 +198,7 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
         __m128 pair_sum = _mm_setzero_ps();
         for (int64_t i = 0; i < nb; i += 2) {
             int64_t last = i + 1 < nb ? i + 1 : i;
+            ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
             __m256i s0 = q3_K_isum(&w[i], &a[i]);
             __m256i s1 = last > i ? q3_K_isum(&w[last], &a[last]) : s0;
             pair_sum = kquant_add_blocks(pair_sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d,
@@ -315,6 +324,7 @@ ALWAYS_INLINE float iq4_xs_group(float sum, const block_iq4_xs *w, const block_q
 {
     __m256i pairs[4], even = _mm256_setzero_si256();
     for (int b = 0; b < 8; b++) {
+        ellm_prefetch_ahead(&w[b], (int)sizeof *w);
         __m256i isum = iq4_xs_isum(&w[b], &a[b], true, table);
         if (b % 2 == 0)
             even = isum;
@@ -350,6 +360,7 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
     __m128 sum = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; i += 2) {
         int64_t last = i + 1 < nb ? i + 1 : i;
+        ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
         const void *x0 = mag ? (const void *)&am[i] : &a[i];
         const void *x1 = mag ? (const void *)&am[last] : &a[last];
         __m256i s0 = vnni ? iq4_xs_isum_vnni(&w[i], &a[i], table)
