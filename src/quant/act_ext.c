@@ -66,33 +66,37 @@ static void quantize_q8_0_wide(const float *x, void *dst, int64_t n)
     }
 }
 
-static void quantize_q8_K_wide(const float *x, void *dst, int64_t n)
+static void fill_q8_K_wide(void *dst, const block_q8_K *b)
 {
     block_q8_K_wide *out = dst;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        block_q8_K b;
-        ellm_quantize_activations(ELLM_TYPE_Q8_K, x + i * QK_K, &b, QK_K);
-        memset(&out[i], 0, sizeof out[i]);
-        out[i].d = b.d;
-        memcpy(out[i].bsums, b.bsums, sizeof b.bsums);
-        for (int j = 0; j < QK_K; j++)
-            out[i].qs[ellm_act_wide_index(j)] = b.qs[j];
+    out->d = b->d;
+    memcpy(out->bsums, b->bsums, sizeof b->bsums);
+    for (int j = 0; j < QK_K; j++)
+        out->qs[ellm_act_wide_index(j)] = b->qs[j];
+}
+
+static void fill_q8_K_mag(void *dst, const block_q8_K *b)
+{
+    block_q8_K_mag *out = dst;
+    out->d = b->d;
+    for (int j = 0; j < QK_K; j++) {
+        int at = ellm_act_mag_index(j);
+        out->qs[at] = b->qs[j];
+        out->mag[at] = (uint8_t)(b->qs[j] < 0 ? -b->qs[j] : b->qs[j]);
     }
 }
 
-static void quantize_q8_K_mag(const float *x, void *dst, int64_t n)
+/* Each Q8_K block ellm_quantize_activations makes, rearranged by fill into a zeroed block of
+ * block_bytes. */
+static void quantize_q8_K_blocks(const float *x, void *dst, int64_t n, size_t block_bytes,
+                                 void (*fill)(void *, const block_q8_K *))
 {
-    block_q8_K_mag *out = dst;
     for (int64_t i = 0; i < n / QK_K; i++) {
         block_q8_K b;
         ellm_quantize_activations(ELLM_TYPE_Q8_K, x + i * QK_K, &b, QK_K);
-        memset(&out[i], 0, sizeof out[i]);
-        out[i].d = b.d;
-        for (int j = 0; j < QK_K; j++) {
-            int at = ellm_act_mag_index(j);
-            out[i].qs[at] = b.qs[j];
-            out[i].mag[at] = (uint8_t)(b.qs[j] < 0 ? -b.qs[j] : b.qs[j]);
-        }
+        uint8_t *out = (uint8_t *)dst + (size_t)i * block_bytes;
+        memset(out, 0, block_bytes);
+        fill(out, &b);
     }
 }
 
@@ -123,8 +127,12 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
     switch (layout) {
     case ELLM_ACT_Q8_0_EXT: ellm_quantize_q8_0_ext(x, dst, n); return;
     case ELLM_ACT_Q8_0_WIDE: quantize_q8_0_wide(x, dst, n); return;
-    case ELLM_ACT_Q8_K_WIDE: quantize_q8_K_wide(x, dst, n); return;
-    case ELLM_ACT_Q8_K_MAG: quantize_q8_K_mag(x, dst, n); return;
+    case ELLM_ACT_Q8_K_WIDE:
+        quantize_q8_K_blocks(x, dst, n, sizeof(block_q8_K_wide), fill_q8_K_wide);
+        return;
+    case ELLM_ACT_Q8_K_MAG:
+        quantize_q8_K_blocks(x, dst, n, sizeof(block_q8_K_mag), fill_q8_K_mag);
+        return;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)
