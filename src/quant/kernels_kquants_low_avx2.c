@@ -350,7 +350,7 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
         levels = _mm_xor_si128(levels, _mm_set1_epi8((char)0x80)); /* level + 128 */
     const __m256i table = _mm256_broadcastsi128_si256(levels);
     int64_t nb = n / QK_K;
-    if (mag && nb % 8 == 0) {
+    if (mag && nb % 8 == 0) { /* whole groups only (kq_dot_row in kernels_kquants_avx2.c) */
         float total = 0;
         for (int64_t i = 0; i < nb; i += 8)
             total = iq4_xs_group(total, w + i, am + i, table);
