@@ -14,19 +14,23 @@
  * large matrix by as many R-row matrices as fill --mib, each one job that every thread finishes
  * before the next starts (a model's small matrices: 256 rows for tinyllama's k and v).
  * --chunk C deals each matrix out in C-row chunks in turn (thread t: chunks t, t + N, ...)
- * instead of contiguous shares.
+ * instead of contiguous shares. --hugepages 1 asks for 2 MiB pages for the weights and the read's
+ * buffer (MADV_HUGEPAGE, as the model's mapping asks; Linux only), so that the figures compare
+ * with a model whose weights the kernel maps by 2 MiB entries.
  *
  *   build/gemv_micro [--kernels SET] [--threads 1] [--chunk 0] [--mib 256] [--rows 0] [--reps 7]
- *                    [--cols 2048] [TYPE...]
+ *                    [--cols 2048] [--hugepages 0] [TYPE...]
  *
  * Not a test: it asserts nothing and its numbers depend on the machine. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#define _DEFAULT_SOURCE         /* madvise */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "micro_util.h"
@@ -76,6 +80,22 @@ typedef struct bench_result {
 } bench_result;
 
 enum { PASS_READ, PASS_KERNEL, PASS_SINGLE, N_PASSES };
+
+/* bytes (rounded up) 2 MiB-aligned and advised for 2 MiB pages before anything touches them, or
+ * 64-byte aligned as before. */
+static void *bench_alloc(size_t bytes, bool huge)
+{
+    enum { HUGE = 2 << 20 };
+    if (!huge)
+        return aligned_alloc(64, (bytes + 63) / 64 * 64);
+    size_t size = (bytes + HUGE - 1) / HUGE * HUGE;
+    void *p = aligned_alloc(HUGE, size);
+#if defined(MADV_HUGEPAGE)
+    if (p)
+        madvise(p, size, MADV_HUGEPAGE);
+#endif
+    return p;
+}
 
 /* copies matrices of rows x cols one after another: each copy is one job, its rows split between
  * the threads, all of them finishing it before any starts the next (a decode step's matmuls are
@@ -184,7 +204,7 @@ static void *bench_thread_main(void *arg)
  * not change the work; quantizing hundreds of MB would take minutes). rows 0: one matrix of
  * target_bytes. */
 static bool bench_type(ellm_type type, size_t target_bytes, int64_t rows, int64_t cols,
-                       int64_t chunk, int reps, int nth, bench_result *res)
+                       int64_t chunk, int reps, int nth, bool huge, bench_result *res)
 {
     const ellm_type_kernels *k = ellm_kernels_for(type);
     uint64_t row_bytes = 0;
@@ -199,8 +219,8 @@ static bool bench_type(ellm_type type, size_t target_bytes, int64_t rows, int64_
     }
     int64_t all_rows = rows * copies;
     size_t bytes = (size_t)all_rows * row_bytes;
-    uint8_t *w = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    uint8_t *plain = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    uint8_t *w = bench_alloc(bytes, huge);
+    uint8_t *plain = bench_alloc(bytes, huge);
     float *x = malloc((size_t)cols * sizeof(float));
     float *y = malloc((size_t)all_rows * sizeof(float));
     enum { DISTINCT = 61 };
@@ -296,7 +316,7 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: gemv_micro [--kernels SET] [--threads N] [--chunk N] [--mib N] [--rows N] "
-            "[--reps N] [--cols N] [TYPE...]\n");
+            "[--reps N] [--cols N] [--hugepages 0|1] [TYPE...]\n");
     return 2;
 }
 
@@ -306,6 +326,7 @@ int main(int argc, char **argv)
     int reps = 7;
     int64_t cols = 2048, rows = 0, chunk = 0;
     int threads = 1;
+    bool huge = false;
     const char *default_types[] = {"q4_0", "q8_0", "q2_K", "q3_K",
                                    "q4_K", "q5_K", "q6_K", "iq4_xs"};
     const char **types = default_types;
@@ -332,6 +353,8 @@ int main(int argc, char **argv)
             chunk = atoi(argv[a + 1]) / ELLM_DOT_ROWS * ELLM_DOT_ROWS;
         } else if (!strcmp(argv[a], "--threads") && atoi(argv[a + 1]) > 0) {
             threads = atoi(argv[a + 1]);
+        } else if (!strcmp(argv[a], "--hugepages")) {
+            huge = atoi(argv[a + 1]) != 0;
         } else {
             return usage();
         }
@@ -341,11 +364,13 @@ int main(int argc, char **argv)
         n_types = argc - a;
     }
     if (rows > 0)
-        printf("kernel set %s, %d thread(s), %lld x %lld matrices filling %zu MiB, best of %d\n",
-               ellm_kernel_set_name(), threads, (long long)rows, (long long)cols, mib, reps);
+        printf("kernel set %s, %d thread(s), %lld x %lld matrices filling %zu MiB%s, best of %d\n",
+               ellm_kernel_set_name(), threads, (long long)rows, (long long)cols, mib,
+               huge ? " (2 MiB pages asked)" : "", reps);
     else
-        printf("kernel set %s, %d thread(s), %zu MiB matrices of %lld columns, best of %d\n",
-               ellm_kernel_set_name(), threads, mib, (long long)cols, reps);
+        printf("kernel set %s, %d thread(s), %zu MiB matrices of %lld columns%s, best of %d\n",
+               ellm_kernel_set_name(), threads, mib, (long long)cols,
+               huge ? " (2 MiB pages asked)" : "", reps);
     printf("| type | isa | kernel GB/s | read GB/s | kernel / read | single-row / read | CPU share "
            "| reps together |\n|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n_types; i++) {
@@ -355,7 +380,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "gemv_micro: unknown type '%s'\n", types[i]);
             return 2;
         }
-        if (!bench_type(type, mib << 20, rows, cols, chunk, reps, threads, &r)) {
+        if (!bench_type(type, mib << 20, rows, cols, chunk, reps, threads, huge, &r)) {
             printf("| %s | no kernel or %lld columns do not split into its blocks |\n", types[i],
                    (long long)cols);
             continue;

@@ -346,7 +346,8 @@ static void test_gemm_tiles(void)
 }
 
 /* Every set's decode kernels on their extended activation rows (vec_dot_ext, in the layout the
- * set declares: extended Q8_0, or the 16-bit wide Q8_0 and Q8_K rows of the wasm-simd set) give
+ * set declares: extended Q8_0, the 16-bit wide Q8_0 and Q8_K rows of the wasm-simd set, or the
+ * magnitude Q8_K rows of the avx2 IQ4_XS kernel) give
  * exactly what vec_dot gives on plain rows, for every weight type, several row lengths and edge
  * values; and every layout holds exactly the reference quantizer's values, scales and sums in
  * its documented order. */
@@ -426,6 +427,21 @@ static void test_extended_activation_rows(void)
         }
     }
     CHECK_MSG(wrong == 0, "%d wrong values in the Q8_K pairs row", wrong);
+    ellm_quantize_act(ELLM_ACT_Q8_K_MAG, ELLM_TYPE_Q8_K, x, ext, MAXN);
+    CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_K_MAG, ELLM_TYPE_Q8_K, MAXN) ==
+          MAXN / QK_K * sizeof(block_q8_K_mag));
+    const block_q8_K_mag *bm = (const block_q8_K_mag *)ext;
+    for (int i = 0; i < MAXN / QK_K; i++) {
+        for (int j = 0; j < QK_K; j++) {
+            int q = bk[i].qs[j], at = ellm_act_mag_index(j);
+            wrong += bm[i].qs[at] != q || bm[i].mag[at] != (q < 0 ? -q : q);
+        }
+        wrong += bm[i].d != bk[i].d;
+    }
+    CHECK_MSG(wrong == 0, "%d wrong values in the magnitude Q8_K row", wrong);
+    CHECK(ellm_act_mag_index(15) == 15 && ellm_act_mag_index(16) == 32 &&
+          ellm_act_mag_index(47) == 31 && ellm_act_mag_index(48) == 48 &&
+          ellm_act_mag_index(80) == 96);
     /* The index maps each 16 values onto themselves, evens first. */
     CHECK(ellm_act_wide_index(0) == 0 && ellm_act_wide_index(1) == 8 &&
           ellm_act_wide_index(14) == 7 && ellm_act_wide_index(15) == 15 &&

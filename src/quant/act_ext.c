@@ -89,6 +89,17 @@ static void q8_K_halves_block(const block_q8_K *b, void *dst)
     }
 }
 
+static void q8_K_mag_block(const block_q8_K *b, void *dst)
+{
+    block_q8_K_mag *out = dst;
+    out->d = b->d;
+    for (int j = 0; j < QK_K; j++) {
+        int at = ellm_act_mag_index(j);
+        out->qs[at] = b->qs[j];
+        out->mag[at] = (uint8_t)(b->qs[j] < 0 ? -b->qs[j] : b->qs[j]);
+    }
+}
+
 static void quantize_q8_K_pairs(const float *x, void *dst, int64_t n)
 {
     block_q8_K_pair *out = dst;
@@ -127,6 +138,7 @@ size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_
     case ELLM_ACT_Q8_K_WIDE: return (size_t)(n / QK_K) * sizeof(block_q8_K_wide);
     case ELLM_ACT_Q8_K_HALVES: return (size_t)(n / QK_K) * sizeof(block_q8_K_halves);
     case ELLM_ACT_Q8_K_PAIRS: return (size_t)(n / QK_K + 1) / 2 * sizeof(block_q8_K_pair);
+    case ELLM_ACT_Q8_K_MAG: return (size_t)(n / QK_K) * sizeof(block_q8_K_mag);
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)
@@ -154,6 +166,9 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
         quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_halves), q8_K_halves_block);
         return;
     case ELLM_ACT_Q8_K_PAIRS: quantize_q8_K_pairs(x, dst, n); return;
+    case ELLM_ACT_Q8_K_MAG:
+        quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_mag), q8_K_mag_block);
+        return;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)

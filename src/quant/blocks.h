@@ -107,6 +107,18 @@ typedef struct block_q8_K_pair {
     float unused[12];
 } block_q8_K_pair;
 
+/* Q8_K for kernels that multiply signed weights by activation magnitudes (ELLM_ACT_Q8_K_MAG,
+ * quant.h; maddubs takes one operand unsigned): the values, each 64 stored as their values 0..15,
+ * 32..47, 16..31, 48..63 (the order in which the AVX2 IQ4_XS kernel meets them), then their
+ * magnitudes |q| (128 for -128) as unsigned bytes in the same order; 544 bytes, so every block
+ * starts 32-byte aligned. */
+typedef struct block_q8_K_mag {
+    int8_t qs[QK_K];
+    uint8_t mag[QK_K];
+    float d;
+    float unused[7];
+} block_q8_K_mag;
+
 /* K-quant weight formats: super-blocks of QK_K values. In Q4_K and Q5_K each of the 8 sub-blocks
  * of 32 values has a 6-bit scale sc and a 6-bit min m, packed into 12 bytes: for sub-block j < 4,
  * sc = scales[j] & 63 and m = scales[j + 4] & 63; for j >= 4, sc = (scales[j + 4] & 15) |
@@ -190,6 +202,7 @@ _Static_assert(sizeof(block_q8_K) == 292, "Q8_K block is 292 bytes");
 _Static_assert(sizeof(block_q8_K_wide) == 560, "wide Q8_K block is 560 bytes");
 _Static_assert(sizeof(block_q8_K_halves) == 448, "Q8_K halves block is 448 bytes");
 _Static_assert(sizeof(block_q8_K_pair) == 640, "Q8_K pair is 640 bytes");
+_Static_assert(sizeof(block_q8_K_mag) == 544, "magnitude Q8_K block is 544 bytes");
 _Static_assert(sizeof(block_q4_K) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(block_q5_K) == 176, "Q5_K block is 176 bytes");
 _Static_assert(sizeof(block_q6_K) == 210, "Q6_K block is 210 bytes");

@@ -1,10 +1,10 @@
 /* AVX2 + FMA + F16C kernels (compiled with those flags; called only on CPUs that have them).
  *
- * The AVX2 decode kernels (here, kernels_legacy_avx2.c, kernels_kquants*_avx2.c) issue no software
- * prefetch: their loads come slowly enough for the hardware prefetchers to keep up, and
- * ellm_prefetch_stream's requests cost more than they saved (one thread, same run: Q8_0 66 -> 87 %
- * of a streaming read, Q4_K 57 -> 68 %, Q6_K 61 -> 67 %, the compute-bound types unchanged;
- * a streaming-read microbenchmark, now build/gemv_micro --kernels avx2). */
+ * Software prefetch in the AVX2 decode kernels: on the AMD EPYC of session 6 ellm_prefetch_stream
+ * (L2 and L1) cost more than it saved (one thread: Q8_0 66 -> 87 % of a streaming read, Q4_K 57 ->
+ * 68 %, Q6_K 61 -> 67 % without it); on the Xeon of session 9 the Q4_0/Q8_0 decode kernels
+ * (dot_ext) gain from ellm_prefetch_ahead, L1 only, 2 KB ahead (Q4_0 0.55-0.62 -> 0.83-0.90 of a
+ * read, Q8_0 0.79-0.89 -> 0.96-1.02; build/gemv_micro --kernels avx2 --hugepages 1). */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -14,6 +14,7 @@
 
 #include "quant/blocks.h"
 #include "quant/lanes_avx2.h"
+#include "quant/prefetch.h"
 #include "quant/quant.h"
 
 void ellm_vec_dot_f32_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -107,13 +108,13 @@ static inline __m256i lane_totals(const __m256i v[GROUP_BLOCKS])
 }
 
 /* The half-precision scales of kb (<= 8) blocks `stride` bytes apart (scale first), as floats;
- * 0 past kb. */
+ * 0 past kb. Inserted into the vector straight from the blocks: gathered through a stack array,
+ * the vector load failed store forwarding and so waited for the eight stores to retire, which
+ * from memory means for every older load of the stream (Q4_0 read 6.5 GB/s from memory against
+ * 19 in cache; 9.4 this way, 2 MiB pages, one core). */
 ALWAYS_INLINE __m256 group_half_scales(const void *first, size_t stride, int kb)
 {
-    uint16_t h[GROUP_BLOCKS] = {0};
-    for (int k = 0; k < kb; k++)
-        memcpy(&h[k], (const uint8_t *)first + (size_t)k * stride, 2);
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    return _mm256_cvtph_ps(kquant_block_halves(first, stride, kb));
 }
 
 /* Up to eight blocks of one weight row as signed levels, shared by every activation row. */
@@ -242,8 +243,12 @@ ALWAYS_INLINE void dot_ext(ellm_type type, int64_t n, float *out, const void *ro
     const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
     int64_t nb = n / QK8_0, i = 0;
     __m256 acc = _mm256_setzero_ps();
-    for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS)
+    size_t block_bytes = type == ELLM_TYPE_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS) {
+        ellm_prefetch_ahead((const uint8_t *)row + (size_t)i * block_bytes,
+                            (int)(GROUP_BLOCKS * block_bytes));
         acc = ext_group_step(type, row, a, da, block_sums, i, GROUP_BLOCKS, acc);
+    }
     if (i < nb)
         acc = ext_group_step(type, row, a, da, block_sums, i, (int)(nb - i), acc);
     *out = hsum256(acc);

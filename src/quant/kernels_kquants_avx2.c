@@ -16,6 +16,7 @@
 #include "quant/blocks.h"
 #include "quant/kquants.h"
 #include "quant/lanes_avx2.h"
+#include "quant/prefetch.h"
 #include "quant/quant.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -138,6 +139,8 @@ ALWAYS_INLINE void kq_dot(bool q5, int64_t n, float *out, const void *row,
         uint32_t d_dmin[2];
         for (int k = 0; k < n_blocks; k++) {
             const uint8_t *blk = (const uint8_t *)row + (size_t)(i + k) * block_bytes;
+            if (n_x == 1)
+                ellm_prefetch_ahead(blk, (int)block_bytes);
             kq_meta m;
             __m256i q[8];
             kq_decode_meta(((const block_q4_K *)blk)->scales, &m);
@@ -169,6 +172,7 @@ ALWAYS_INLINE float kq_group(bool q5, float sum, const uint8_t *blocks, const bl
         __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
         if (b < count) {
             const uint8_t *blk = blocks + (size_t)b * block_bytes;
+            ellm_prefetch_ahead(blk, (int)block_bytes);
             kq_meta m;
             __m256i q[8];
             kq_decode_meta(((const block_q4_K *)blk)->scales, &m);
@@ -300,6 +304,8 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         __m256i isum[2][4];
         for (int k = 0; k < n_blocks; k++) {
             __m256i q[8], sc[4];
+            if (n_x == 1)
+                ellm_prefetch_ahead(&w[i + k], (int)sizeof *w);
             q6_K_unpack(&w[i + k], q, sc);
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i + k].scales));
             for (int t = 0; t < n_x; t++)
@@ -322,6 +328,7 @@ ALWAYS_INLINE float q6_K_group(float sum, const block_q6_K *w, const block_q8_K 
         __m256i isum = _mm256_setzero_si256();
         if (b < count) {
             __m256i q[8], sc[4];
+            ellm_prefetch_ahead(&w[b], (int)sizeof *w);
             q6_K_unpack(&w[b], q, sc);
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
             isum = q6_K_block_isum(q, sc, sc16, &a[b]);

@@ -12,7 +12,10 @@
 #include "quant/blocks.h"
 #include "quant/quant.h"
 #include "quant/lanes_avx2.h"
+#include "quant/prefetch.h"
 #include "quant/reference_kquants_low.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* One Q2_K super-block's integer sums against one activation block: the scaled quants' in the
  * eight lanes of *isum, the min term's in those of *msum. */
@@ -58,8 +61,10 @@ static inline __attribute__((always_inline)) float q2_K_group(float sum, const b
                                           msum_even = _mm256_setzero_si256();
     for (int b = 0; b < 8; b++) {
         __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
-        if (b < count)
+        if (b < count) {
+            ellm_prefetch_ahead(&w[b], (int)sizeof *w);
             q2_K_sums(&w[b], &a[b], &isum, &msum);
+        }
         if (b % 2 == 0) {
             isum_even = isum;
             msum_even = msum;
@@ -85,6 +90,7 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
         for (int64_t i = 0; i < nb; i += 2) {
             int64_t last = i + 1 < nb ? i + 1 : i;
             __m256i is0, ms0, is1, ms1;
+            ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
             q2_K_sums(&w[i], &a[i], &is0, &ms0);
             q2_K_sums(&w[last], &a[last], &is1, &ms1);
             kquant_part p0 = {
@@ -168,7 +174,11 @@ static inline __attribute__((always_inline)) float q3_K_group(float sum, const b
 {
     __m256i pairs[4], even = _mm256_setzero_si256();
     for (int b = 0; b < 8; b++) {
-        __m256i isum = b < count ? q3_K_isum(&w[b], &a[b]) : _mm256_setzero_si256();
+        __m256i isum = _mm256_setzero_si256();
+        if (b < count) {
+            ellm_prefetch_ahead(&w[b], (int)sizeof *w);
+            isum = q3_K_isum(&w[b], &a[b]);
+        }
         if (b % 2 == 0)
             even = isum;
         else
@@ -188,6 +198,7 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
         __m128 pair_sum = _mm_setzero_ps();
         for (int64_t i = 0; i < nb; i += 2) {
             int64_t last = i + 1 < nb ? i + 1 : i;
+            ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
             __m256i s0 = q3_K_isum(&w[i], &a[i]);
             __m256i s1 = last > i ? q3_K_isum(&w[last], &a[last]) : s0;
             pair_sum = kquant_add_blocks(pair_sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d,
@@ -232,7 +243,11 @@ static inline __m256i load_halves(const int8_t *lo, const int8_t *hi)
                                    _mm_loadu_si128((const __m128i *)hi), 1);
 }
 
-static inline __m256i iq4_xs_isum(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
+/* The integer sum of one IQ4_XS super-block against an activation block: a plain Q8_K block
+ * (block_q8_K), or with mag a magnitude block (block_q8_K_mag), whose values are stored in the
+ * order a step meets them and whose magnitudes are made once per token instead of in every row
+ * (per 64 values two sign operations and two 128-bit inserts fewer). */
+ALWAYS_INLINE __m256i iq4_xs_isum(const block_iq4_xs *w, const void *x, bool mag, __m256i table)
 {
     const __m256i m15 = _mm256_set1_epi8(15);
     __m256i scales = iq4_xs_scales(w);
@@ -242,13 +257,25 @@ static inline __m256i iq4_xs_isum(const block_iq4_xs *w, const block_q8_K *a, __
         __m256i wlo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, m15));
         __m256i whi = _mm256_shuffle_epi8(table,
                                           _mm256_and_si256(_mm256_srli_epi16(packed, 4), m15));
-        const int8_t *ak = a->qs + 64 * k;
-        __m256i alo = load_halves(ak, ak + 32), ahi = load_halves(ak + 16, ak + 48);
         /* Activations go in as unsigned magnitudes (Q8_K stores -128, whose negation does
          * not fit int8, but its magnitude reads correctly as unsigned 128) and the weights
          * take their signs; 2 * 128 * 127 fits int16, so nothing saturates. */
-        __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(alo, alo), _mm256_sign_epi8(wlo, alo));
-        __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(ahi, ahi), _mm256_sign_epi8(whi, ahi));
+        __m256i alo, ahi, ulo, uhi;
+        if (mag) {
+            const block_q8_K_mag *m = x;
+            alo = _mm256_loadu_si256((const __m256i *)(m->qs + 64 * k));
+            ahi = _mm256_loadu_si256((const __m256i *)(m->qs + 64 * k + 32));
+            ulo = _mm256_loadu_si256((const __m256i *)(m->mag + 64 * k));
+            uhi = _mm256_loadu_si256((const __m256i *)(m->mag + 64 * k + 32));
+        } else {
+            const int8_t *ak = ((const block_q8_K *)x)->qs + 64 * k;
+            alo = load_halves(ak, ak + 32);
+            ahi = load_halves(ak + 16, ak + 48);
+            ulo = _mm256_sign_epi8(alo, alo);
+            uhi = _mm256_sign_epi8(ahi, ahi);
+        }
+        __m256i plo = _mm256_maddubs_epi16(ulo, _mm256_sign_epi8(wlo, alo));
+        __m256i phi = _mm256_maddubs_epi16(uhi, _mm256_sign_epi8(whi, ahi));
         __m256i sc = _mm256_shuffle_epi8(scales, lane_pair_pick(k));
         acc = _mm256_add_epi32(
             acc, _mm256_add_epi32(_mm256_madd_epi16(plo, sc), _mm256_madd_epi16(phi, sc)));
@@ -291,41 +318,75 @@ iq4_xs_isum_vnni(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
     return _mm256_sub_epi32(scaled, _mm256_slli_epi32(offset, 7));
 }
 
+/* sum plus the terms of eight IQ4_XS super-blocks against magnitude activation blocks. */
+ALWAYS_INLINE float iq4_xs_group(float sum, const block_iq4_xs *w, const block_q8_K_mag *a,
+                                 __m256i table)
+{
+    __m256i pairs[4], even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        ellm_prefetch_ahead(&w[b], (int)sizeof *w);
+        __m256i isum = iq4_xs_isum(&w[b], &a[b], true, table);
+        if (b % 2 == 0)
+            even = isum;
+        else
+            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
+    }
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, 8);
+    __m256 ad = _mm256_castsi256_ps(kquant_block_words((const uint8_t *)&a[0].d, sizeof *a, 8));
+    return add_lanes_in_order(sum, kquant_terms(lane_totals_of_pairs(pairs), d, ad));
+}
+
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
  * each) one vector and the high nibbles (16..31) another, and the activations are loaded in the
  * same arrangement. The integer sum is the scalar kernel's, in another order. */
-static inline __attribute__((always_inline)) void iq4_xs_dot(bool vnni, int64_t n, float *out,
-                                                             const void *row, const void *x)
+ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const void *row,
+                              const void *x)
 {
     const block_iq4_xs *w = row;
     const block_q8_K *a = x;
+    const block_q8_K_mag *am = x;
     __m128i levels = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
     if (vnni)
         levels = _mm_xor_si128(levels, _mm_set1_epi8((char)0x80)); /* level + 128 */
     const __m256i table = _mm256_broadcastsi128_si256(levels);
     int64_t nb = n / QK_K;
+    if (mag && nb % 8 == 0) { /* whole groups only (kq_dot_row in kernels_kquants_avx2.c) */
+        float total = 0;
+        for (int64_t i = 0; i < nb; i += 8)
+            total = iq4_xs_group(total, w + i, am + i, table);
+        *out = total;
+        return;
+    }
     __m128 sum = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; i += 2) {
         int64_t last = i + 1 < nb ? i + 1 : i;
+        ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
+        const void *x0 = mag ? (const void *)&am[i] : &a[i];
+        const void *x1 = mag ? (const void *)&am[last] : &a[last];
         __m256i s0 = vnni ? iq4_xs_isum_vnni(&w[i], &a[i], table)
-                          : iq4_xs_isum(&w[i], &a[i], table);
+                          : iq4_xs_isum(&w[i], x0, mag, table);
         __m256i s1 = last == i ? s0
                      : vnni    ? iq4_xs_isum_vnni(&w[last], &a[last], table)
-                               : iq4_xs_isum(&w[last], &a[last], table);
-        sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d, a[last].d,
-                                last > i);
+                               : iq4_xs_isum(&w[last], x1, mag, table);
+        sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d),
+                                mag ? am[i].d : a[i].d, mag ? am[last].d : a[last].d, last > i);
     }
     *out = _mm_cvtss_f32(sum);
 }
 
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    iq4_xs_dot(false, n, out, row, x);
+    iq4_xs_dot(false, false, n, out, row, x);
+}
+
+void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    iq4_xs_dot(false, true, n, out, row, x);
 }
 
 __attribute__((target("avxvnni"))) void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out,
                                                                      const void *row, const void *x)
 {
-    iq4_xs_dot(true, n, out, row, x);
+    iq4_xs_dot(true, false, n, out, row, x);
 }
 #endif

@@ -15,6 +15,7 @@
 
 #include "quant/blocks.h"
 #include "quant/lanes_avx2.h"
+#include "quant/prefetch.h"
 #include "quant/quant.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -130,8 +131,15 @@ ALWAYS_INLINE void dot_rows(weight_kind kind, int rows, int64_t n, float *out, c
         acc0[t] = acc1[t] = _mm256_setzero_ps();
         mins0[t] = mins1[t] = _mm_setzero_ps();
     }
+    const size_t block_bytes = kind == KIND_Q4_1   ? sizeof(block_q4_1)
+                               : kind == KIND_Q5_0 ? sizeof(block_q5_0)
+                               : kind == KIND_Q5_1 ? sizeof(block_q5_1)
+                                                   : sizeof(block_iq4_nl);
     for (; i + 2 <= nb; i += 2) {
         __m128 dm0, dm1;
+        if (rows == 1)
+            ellm_prefetch_ahead((const uint8_t *)row + (size_t)i * block_bytes,
+                                2 * (int)block_bytes);
         __m256i q0 = decode_block(kind, row, i, &dm0);
         __m256i q1 = decode_block(kind, row, i + 1, &dm1);
         for (int t = 0; t < rows; t++) {

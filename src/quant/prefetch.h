@@ -25,6 +25,22 @@ static inline void ellm_prefetch_stream(const void *at, int bytes)
     }
 }
 
+/* The AVX2 single-row decode kernels' prefetch: into L1 only, ELLM_PREFETCH_AHEAD bytes ahead of
+ * the `bytes` weight bytes at `at` (one request per 64 bytes). On the Xeon of session 9 (2 MiB
+ * pages, one core) this took the AVX2 Q4_0 kernel from 0.55 to 0.9 of a streaming read and
+ * Q8_0 from 0.87 to 1.0; 1024 and 3072-4096 bytes ahead, into L2 (T1) or non-temporally did less
+ * or harm (docs/performance.md, "Session 9: AVX2 decode kernels"). */
+enum { ELLM_PREFETCH_AHEAD = 2048 };
+
+/* Forced inline: GCC 12 left a call to it out of line in kernels_avx2.c and then deleted the
+ * call, the function having no effect it counts (no prefetch was emitted at all). */
+static inline __attribute__((always_inline)) void ellm_prefetch_ahead(const void *at, int bytes)
+{
+    for (int k = 0; k < bytes; k += 64)
+        _mm_prefetch((const char *)((uintptr_t)at + ELLM_PREFETCH_AHEAD + (unsigned)k),
+                     _MM_HINT_T0);
+}
+
 /* A kernel that reads a group of rows side by side (interleaved streams, which the hardware
  * prefetchers follow poorly) asks, at step `step` of `steps`, for that share of the next
  * `group_bytes` (the next group of rows, contiguous with this one): one stream, one group ahead,

@@ -108,7 +108,8 @@ typedef enum ellm_act_layout {
     ELLM_ACT_Q8_K_HALVES,
     /* block_q8_K_pair (blocks.h): Q8_K blocks in pairs in the AVX-512 Q2_K/Q3_K order */
     ELLM_ACT_Q8_K_PAIRS,
-    ELLM_ACT_PLAIN, /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
+    ELLM_ACT_Q8_K_MAG, /* block_q8_K_mag (blocks.h): Q8_K values and magnitudes, middle 16s swapped */
+    ELLM_ACT_PLAIN,    /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
 } ellm_act_layout;
 
 typedef struct ellm_type_kernels {
@@ -150,6 +151,13 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n);
 ellm_q8_0_ext_layout ellm_q8_0_wide_layout_for(int64_t n);
 /* Where value j of a block of 16-value groups is stored in a 16-bit ("wide") activation row. */
 static inline int ellm_act_wide_index(int j) { return (j & ~15) | (j & 1) << 3 | (j & 15) >> 1; }
+
+/* Where value j of a super-block is stored in a magnitude (ELLM_ACT_Q8_K_MAG) row: bits 4 and 5
+ * of j swapped. */
+static inline int ellm_act_mag_index(int j)
+{
+    return (j & ~0x30) | (j & 0x10) << 1 | (j & 0x20) >> 1;
+}
 
 /* Bytes of one activation row of n values in the layout (for ELLM_ACT_PLAIN, of vec_dot_type). */
 size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n);
