@@ -282,7 +282,8 @@ static float dot_with(ellm_type t, bool scalar, int n, const void *wq, const voi
 static void check_x86_sets(ellm_type ty, int n, int edge, const void *wq, const void *xq,
                            const float *x, float scalar)
 {
-    static uint8_t ext[22 * sizeof(block_q8_K_halves)], plain[22 * sizeof(block_q8_K)];
+    /* Room for any set's Q8_K layout: no layout takes more per super-block than a pair does. */
+    static uint8_t ext[22 * sizeof(block_q8_K_pair)], plain[22 * sizeof(block_q8_K)];
     ellm_quantize_row(ELLM_TYPE_Q8_K, x, plain, n);
     CHECK_MSG(!memcmp(plain, xq, (size_t)n / QK_K * sizeof(block_q8_K)),
               "%s n=%d edge=%d: x does not quantize to xq", ellm_type_name(ty), n, edge);
