@@ -78,6 +78,13 @@ refused "a direction that is not a unit vector" "$tmp/longvec.gguf" \
 refused "eigenvalues beyond the sums of squares" "$tmp/bigval.gguf" \
   "'$q.in_cov_vals' sum to .*more than the sums of squares .*recompute the file with 'edgellm imatrix'"
 
+# A rank-64 file cut short inside its last and an early covariance tensor.
+size=$(stat -c %s "$tmp/im.gguf")
+for cut in 4 300000; do
+  head -c $((size - cut)) "$tmp/im.gguf" >"$tmp/cut.gguf"
+  refused "the file cut $cut bytes short" "$tmp/cut.gguf" "in_cov_(vecs|vals)': data .* runs past the end of the file"
+done
+
 # Inputs of 256 columns keep the whole covariance (64 directions), 257 a sketch (8).
 for f in 256 257; do
   "$EDGELLM" synth --dims 64,1,4,4,$f --vocab "$SHARED/models/llama2-vocab-tiny-f16.gguf" \
