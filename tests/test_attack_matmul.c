@@ -168,6 +168,97 @@ static void attack_pair(const char *set, ellm_type type, int64_t n_in, int64_t r
     free(scratch);
 }
 
+/* Session 9: each thread owns a contiguous range of rows (at most 32 ranges, threads beyond share
+ * them) and then helps the others. Spans shorter than ROW_TILE x threads leave ranges empty or
+ * shorter than a tile; 33+ threads share ranges; a q/k/v dispatch numbers the rows of three weights
+ * one after another, so range and chunk edges fall inside a weight, mid-group. Whatever the split,
+ * every value must be the one thread's. */
+enum { BIG_ROWS = 16 * 64 + 17, BIG_IN = 256 };
+static float bw[3][BIG_ROWS * BIG_IN];
+static uint8_t bq[3][BIG_ROWS * BIG_IN * 2];
+static float by[3][MAX_T * BIG_ROWS], bref[3][MAX_T * BIG_ROWS];
+
+static int range_checks;
+
+static void attack_ranges(ellm_threadpool *pool, int threads, const char *set, ellm_type type,
+                          int64_t n_in, int64_t rows)
+{
+    int64_t kv = rows / 4 + 3 < BIG_ROWS ? rows / 4 + 3 : BIG_ROWS;
+    int64_t n_rows[3] = {rows, kv, kv};
+    ellm_tensor t[3];
+    for (int i = 0; i < 3; i++)
+        t[i] = make_weight(type, n_in, n_rows[i], bw[i], bq[i]);
+    void *scratch = malloc(ellm_matmul_scratch_bytes(&t[0], MAX_T) + 1);
+    const ellm_tensor *ws[3] = {&t[0], &t[1], &t[2]};
+    float *ys[3] = {by[0], by[1], by[2]};
+    for (int64_t nt = 1; nt <= MAX_T; nt += nt == 3 ? 2 : 1) {
+        for (int i = 0; i < 3; i++)
+            ellm_matmul(NULL, &t[i], x, nt, bref[i], scratch);
+        for (int n_w = 1; n_w <= 3; n_w++) {
+            for (int i = 0; i < 3; i++)
+                memset(by[i], 0xff, sizeof by[i]);
+            ellm_matmul_multi(pool, ws, n_w, x, nt, ys, scratch);
+            for (int i = 0; i < n_w; i++)
+                CHECK_MSG(!memcmp(by[i], bref[i], (size_t)(nt * n_rows[i]) * sizeof(float)) &&
+                              by[i][nt * n_rows[i]] != by[i][nt * n_rows[i]],
+                          "%s %s in=%lld: weight %d of %d (%lld rows, %lld tokens) on %d threads "
+                          "differs from one thread or writes past its rows",
+                          set, ellm_type_name(type), (long long)n_in, i, n_w, (long long)n_rows[i],
+                          (long long)nt, threads);
+            range_checks++;
+        }
+        /* gate/up: the pair's span is one weight's rows. */
+        ellm_tensor up = make_weight(type, n_in, rows, bw[1], bq[1]);
+        ellm_matmul(NULL, &up, x, nt, bref[1], scratch);
+        gated_combine(bref[0], bref[1], nt * rows);
+        memset(by[0], 0xff, sizeof by[0]);
+        memset(by[1], 0xff, sizeof by[1]);
+        ellm_matmul_gated(pool, &t[0], &up, x, nt, by[0], by[1], gated_combine, scratch);
+        CHECK_MSG(!memcmp(by[0], bref[0], (size_t)(nt * rows) * sizeof(float)) &&
+                      !memcmp(by[1], bref[1], (size_t)(nt * rows) * sizeof(float)) &&
+                      by[0][nt * rows] != by[0][nt * rows],
+                  "%s %s in=%lld: gated %lld rows, %lld tokens on %d threads differs from one "
+                  "thread",
+                  set, ellm_type_name(type), (long long)n_in, (long long)rows, (long long)nt,
+                  threads);
+        range_checks++;
+    }
+    free(scratch);
+}
+
+static void attack_thread_counts(const char *const *sets, int n_sets)
+{
+    uint64_t seed = 0xa77ac4ull;
+    for (int i = 0; i < 3; i++)
+        for (size_t j = 0; j < sizeof bw[i] / sizeof bw[i][0]; j++)
+            bw[i][j] = test_rand_gauss(&seed);
+    const int counts[] = {1, 2, 3, 5, 9, 16, 17, 32, 33, 34, 64};
+    const ellm_type types[] = {ELLM_TYPE_F16, ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_K, ELLM_TYPE_Q6_K,
+                               ELLM_TYPE_IQ4_XS};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        int n = counts[c];
+        ellm_threadpool *pool = NULL;
+        CHECK(ellm_threadpool_create(n, &pool) == EDGELLM_OK);
+        /* Fewer rows than threads, a tile short of and past ROW_TILE x threads, and past the 32
+         * ranges' tiles. */
+        const int64_t rows[] = {1, 15, 17, 16 * (int64_t)n - 1, 16 * (int64_t)n + 1, 33 * 16 + 5};
+        for (int s = 0; s < n_sets; s++) {
+            CHECK(ellm_quant_use_kernel_set(sets[s]));
+            for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+                uint32_t bs = ellm_type_traits_of((uint32_t)types[ti])->block_size;
+                int64_t n_in = bs == 1 ? 40 : bs == 32 ? 64 : BIG_IN;
+                for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+                    if (rows[r] >= 1 && rows[r] <= BIG_ROWS - 1)
+                        attack_ranges(pool, n, sets[s], types[ti], n_in, rows[r]);
+            }
+        }
+        ellm_threadpool_free(pool);
+    }
+    fprintf(stderr, "thread counts 1..64: %d dispatches bit-identical to one thread\n",
+            range_checks);
+    CHECK(range_checks > 0);
+}
+
 int main(void)
 {
     uint64_t seed = 0x5eed8a77ull;
@@ -244,6 +335,7 @@ int main(void)
             }
         }
     }
+    attack_thread_counts(sets, n_sets);
     ellm_quant_use_kernel_set(NULL);
     for (int p = 0; p < N_POOLS; p++)
         ellm_threadpool_free(pools[p]);

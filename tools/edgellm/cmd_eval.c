@@ -15,7 +15,7 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: edgellm eval -m MODEL (-f TEXT | --ids FILE) [--ctx N] [-t THREADS] "
-                 "[--save-logits OUT] [--kl-base BASE] [--kv-type f16|f32|q8_0]\n"
+                 "[--save-logits OUT] [--kl-base BASE] [--kv-type f16|f32|q8_0] [--kernels SET]\n"
                  "  tokens are evaluated in windows of --ctx (default: the model's context), each "
                  "from an empty cache\n");
 }
@@ -53,6 +53,7 @@ int cmd_eval(int argc, char **argv)
     const char *model_arg = NULL, *save = NULL, *base = NULL;
     cli_calib calib = cli_calib_defaults(0); /* --ctx 0: the model's context */
     edgellm_kv_type kv = EDGELLM_KV_F16;
+    const char *kernels = NULL; /* --kernels, else $EDGELLM_KERNELS, else the CPU's default */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = "";
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -72,6 +73,8 @@ int cmd_eval(int argc, char **argv)
             save = v;
         else if (!strcmp(a, "--kl-base"))
             base = v;
+        else if (!strcmp(a, "--kernels"))
+            kernels = v;
         else if (!strcmp(a, "--kv-type")) {
             if (!cli_parse_kv_type(cmd, v, &kv))
                 return EXIT_USAGE;
@@ -89,6 +92,10 @@ int cmd_eval(int argc, char **argv)
         cli_error(cmd, "need -m MODEL and exactly one of -f TEXT or --ids FILE");
         return EXIT_USAGE;
     }
+    /* Logits saved under one set and compared under another are how kernel sets are checked
+     * against scalar: ignoring the choice compared a set with itself. */
+    if (!cli_use_kernels(cmd, kernels))
+        return EXIT_USAGE;
     char path[4096];
     edgellm_model *m = NULL;
     if (ellm_store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK ||
