@@ -271,10 +271,12 @@ static void matmul_dispatch(ellm_threadpool *pool, const ellm_tensor *const *w, 
     job.span = combine ? w[0]->ne[1] : job.total_rows;
     const ellm_type_kernels *k = job.k[0];
     /* Chunks small enough that threads finish together, large enough that a chunk's weights
-     * are reused over every token of a prefill while they sit in L2. */
+     * are reused over every token of a prefill while they sit in L2. A decode reuses nothing, so
+     * its chunks only halve what is left of a range: a gate/up pair reads both weights chunk by
+     * chunk, and 128-row chunks broke both streams every 128 rows. */
     int threads = ellm_threadpool_size(pool);
-    int64_t most = 128;
-    int64_t chunk = job.span / (threads * 8);
+    int64_t most = n_tokens >= GEMM_MIN_TOKENS ? 128 : job.span;
+    int64_t chunk = n_tokens >= GEMM_MIN_TOKENS ? job.span / (threads * 8) : job.span;
     chunk = (chunk + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
     job.chunk_rows = chunk < ROW_TILE ? ROW_TILE : chunk > most ? most : chunk;
     job.n_ranges = threads < MAX_RANGES ? threads : MAX_RANGES;
