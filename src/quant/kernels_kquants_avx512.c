@@ -580,6 +580,7 @@ KERNEL_STEP float q2_K_pairs_pair_step(const block_q2_K *w, const block_q8_K_pai
     const q2_K_field_controls c = q2_K_field_controls_make();
     const __m512i m15 = _mm512_set1_epi8(15);
     const block_q8_K_pair *p = &a[i / 2];
+    ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
     __m512i raw0 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[i].scales));
     __m512i raw1 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[j].scales));
     __m512i sums0 = q2_K_field_sum(&w[i], _mm512_and_si512(raw0, m15), &c, p->qs[0]);
@@ -669,6 +670,7 @@ KERNEL_STEP float q3_K_pairs_pair_step(const block_q3_K *w, const block_q8_K_pai
                                        int64_t j, float sum)
 {
     const block_q8_K_pair *p = &a[i / 2];
+    ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
     /* sc - 32 of block i in words 0-15, of block j in 16-31 */
     __m512i words = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
         _mm256_castsi128_si256(q3_K_scales(w[i].scales)), q3_K_scales(w[j].scales), 1));
