@@ -17,25 +17,37 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* One Q2_K super-block's integer sums against one activation block: the scaled quants' in the
- * eight lanes of *isum, the min term's in those of *msum. */
+/* The dword lanes of a super-block's scaled sums whose fields were taken at bits 2-3 (see
+ * q2_K_sums) are 4 times their value; this brings the other lanes to 4 times theirs too (the
+ * exact total times 4, which an arithmetic shift by 2 undoes once per group or pair). */
+ALWAYS_INLINE __m256i times_four_even_fields(__m256i acc)
+{
+    return _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0));
+}
+
+/* One Q2_K super-block's integer sums against one activation block: 4 times the scaled quants'
+ * in the eight lanes of *isum, the min term's in those of *msum. Of the four 2-bit fields of a
+ * byte, 1 and 3 are masked in place at bits 2-3 (4 times their value: the sums of eight products
+ * stay within int16, 8 * 12 * 128) and 0 and 2 come from the byte and the byte shifted by 4, one
+ * shift for the four fields instead of three. */
 static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
-    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
     __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
     __m256i scales = _mm256_broadcastsi128_si256(_mm_and_si128(packed, _mm_set1_epi8(15)));
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+        __m256i q4 = _mm256_srli_epi16(q, 4);
+        __m256i fields[4] = {_mm256_and_si256(q, m3), _mm256_and_si256(q, m12),
+                             _mm256_and_si256(q4, m3), _mm256_and_si256(q4, m12)};
         __m256i p[4];
-        for (int j = 0; j < 4; j++) {
-            __m256i qj = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+        for (int j = 0; j < 4; j++)
             p[j] = _mm256_maddubs_epi16(
-                qj, _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
-        }
+                fields[j], _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
         /* Step j's low lane is sub-block 8h + 2j, its high lane 8h + 2j + 1; two rounds of
-         * pair sums leave each sub-block's sum in two int16 slots of its lane (|sum| <= 3072),
-         * which one madd scales. */
+         * pair sums leave each sub-block's sum in two int16 slots of its lane, which one madd
+         * scales: dword j of each lane is field j's. */
         __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
                                          _mm256_hadd_epi16(p[2], p[3]));
         __m256i pick = _mm256_setr_epi8(
@@ -46,11 +58,19 @@ static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *
             (char)(8 * h + 5), -128, (char)(8 * h + 7), -128, (char)(8 * h + 7), -128);
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, _mm256_shuffle_epi8(scales, pick)));
     }
-    *isum = acc;
+    *isum = times_four_even_fields(acc);
     /* Minimums: sum over sub-blocks of min code times the activations' 16-value sums. */
     __m256i mins = _mm256_cvtepu8_epi16(
         _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
     *msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
+}
+
+/* The eight lanes of v added pairwise across the 128-bit halves, then divided by 4 (exactly:
+ * a pair step's 4 times scaled sums, see q2_K_sums). */
+static inline __m128i quarter_of_halves(__m256i v)
+{
+    return _mm_srai_epi32(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)),
+                          2);
 }
 
 /* sum plus the terms of count (at most 8) Q2_K super-blocks against one activation row. */
@@ -73,7 +93,7 @@ static inline __attribute__((always_inline)) float q2_K_group(float sum, const b
             msum_pairs[b / 2] = _mm256_hadd_epi32(msum_even, msum);
         }
     }
-    __m256 terms = kquant_terms_min(lane_totals_of_pairs(isum_pairs),
+    __m256 terms = kquant_terms_min(_mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2),
                                     lane_totals_of_pairs(msum_pairs),
                                     kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, count),
                                     kquant_act_scales(a, count));
@@ -94,10 +114,10 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
             q2_K_sums(&w[i], &a[i], &is0, &ms0);
             q2_K_sums(&w[last], &a[last], &is1, &ms1);
             kquant_part p0 = {
-                _mm_add_epi32(_mm256_castsi256_si128(is0), _mm256_extracti128_si256(is0, 1)),
+                quarter_of_halves(is0),
                 _mm_add_epi32(_mm256_castsi256_si128(ms0), _mm256_extracti128_si256(ms0, 1))};
             kquant_part p1 = {
-                _mm_add_epi32(_mm256_castsi256_si128(is1), _mm256_extracti128_si256(is1, 1)),
+                quarter_of_halves(is1),
                 _mm_add_epi32(_mm256_castsi256_si128(ms1), _mm256_extracti128_si256(ms1, 1))};
             uint32_t dd0, dd1; /* d, dmin */
             memcpy(&dd0, &w[i].d, 4);
@@ -114,21 +134,25 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
     *out = sum;
 }
 
-/* Bit b of every byte of v moved to bit 2 (4 where it is set, 0 elsewhere). A 16-bit shift carries
- * bits over from the neighbouring byte, but only into positions the mask clears. */
-static inline __m256i bit_to_four(__m256i v, int b)
+/* Bit b of every byte of v moved to bit `to` (that bit's value where it is set, 0 elsewhere). A
+ * 16-bit shift carries bits over from the neighbouring byte, but only into positions the mask
+ * clears. */
+static inline __m256i bit_to(__m256i v, int b, int to)
 {
-    __m256i moved = b >= 2 ? _mm256_srli_epi16(v, b - 2) : _mm256_slli_epi16(v, 2 - b);
-    return _mm256_and_si256(moved, _mm256_set1_epi8(4));
+    __m256i moved = b >= to ? _mm256_srli_epi16(v, b - to) : _mm256_slli_epi16(v, to - b);
+    return _mm256_and_si256(moved, _mm256_set1_epi8((char)(1 << to)));
 }
 
-/* Each value is taken as its stored code q + 4 (0..7: two low bits, and 4 for the third bit), so
- * one maddubs per 32 values suffices; the offset -4 of every value is applied once per super-block
- * as -4 * sum over sub-blocks of scale times the activations' 16-value sum. The integer is the
- * scalar kernel's exactly. */
+/* Four times the integer sum of a Q3_K super-block. Each value is taken as its stored code
+ * q + 4 (0..7: two low bits, and 4 for the third bit), so one maddubs per 32 values suffices;
+ * the offset -4 of every value is applied once per super-block as -4 * sum over sub-blocks of
+ * scale times the activations' 16-value sum. As in q2_K_sums, fields 1 and 3 are masked in
+ * place (their codes at bits 2-4, 4 times their value: sums of eight products up to
+ * 8 * 28 * 128 stay within int16) and fields 0 and 2 come from the byte and the byte shifted by
+ * 4. Every lane is a multiple of 4, and a quarter of it is the scalar kernel's integer. */
 static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
 {
-    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
     /* The 6-bit scale codes, all 16 at once: low nibbles from bytes 0..7 (sub-blocks 0..7 low
      * nibble, 8..15 high nibble), top two bits of sub-block s from byte 8 + s % 4 at bit
      * 2 * (s / 4), i.e. dword s / 4 of the top bytes shifted right by 2 * (s / 4). */
@@ -150,14 +174,15 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+        __m256i q4 = _mm256_srli_epi16(q, 4);
+        __m256i code[4] = {_mm256_or_si256(_mm256_and_si256(q, m3), bit_to(hm, 4 * h, 2)),
+                           _mm256_or_si256(_mm256_and_si256(q, m12), bit_to(hm, 4 * h + 1, 4)),
+                           _mm256_or_si256(_mm256_and_si256(q4, m3), bit_to(hm, 4 * h + 2, 2)),
+                           _mm256_or_si256(_mm256_and_si256(q4, m12), bit_to(hm, 4 * h + 3, 4))};
         __m256i p[4];
-        for (int j = 0; j < 4; j++) {
-            __m256i code = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3),
-                                           bit_to_four(hm, 4 * h + j));
-            __m256i av = _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j));
-            p[j] = _mm256_maddubs_epi16(code, av);
-        }
-        /* |maddubs| <= 2 * 7 * 128, so the sums of four stay within int16. */
+        for (int j = 0; j < 4; j++)
+            p[j] = _mm256_maddubs_epi16(
+                code[j], _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
         __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
                                          _mm256_hadd_epi16(p[2], p[3]));
         __m256i scales = _mm256_shuffle_epi8(halves[h], pick);
@@ -165,7 +190,7 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
     }
     __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);
     __m256i offset = _mm256_madd_epi16(s16, bsums);
-    return _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2));
+    return _mm256_sub_epi32(times_four_even_fields(acc), _mm256_slli_epi32(offset, 4));
 }
 
 /* sum plus the terms of count (at most 8) Q3_K super-blocks against one activation row. */
@@ -185,8 +210,8 @@ static inline __attribute__((always_inline)) float q3_K_group(float sum, const b
             pairs[b / 2] = _mm256_hadd_epi32(even, isum);
     }
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
-    return add_lanes_in_order(
-        sum, kquant_terms(lane_totals_of_pairs(pairs), d, kquant_act_scales(a, count)));
+    return add_lanes_in_order(sum, kquant_terms(_mm256_srai_epi32(lane_totals_of_pairs(pairs), 2),
+                                                d, kquant_act_scales(a, count)));
 }
 
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -199,8 +224,8 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
         for (int64_t i = 0; i < nb; i += 2) {
             int64_t last = i + 1 < nb ? i + 1 : i;
             ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
-            __m256i s0 = q3_K_isum(&w[i], &a[i]);
-            __m256i s1 = last > i ? q3_K_isum(&w[last], &a[last]) : s0;
+            __m256i s0 = _mm256_srai_epi32(q3_K_isum(&w[i], &a[i]), 2);
+            __m256i s1 = last > i ? _mm256_srai_epi32(q3_K_isum(&w[last], &a[last]), 2) : s0;
             pair_sum = kquant_add_blocks(pair_sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d,
                                          a[last].d, last > i);
         }
