@@ -65,6 +65,47 @@ static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *
     *msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
 }
 
+/* The same sums with AVX-VNNI: vpdpbusd takes the four fields' products to exact int32 sums of
+ * four (each lane one sub-block), which pack losslessly into int16 (at most 4 * 12 * 128) so that
+ * one vpmaddwd and one vpdpwssd apply the scales of two fields each, in place of the int16 pair
+ * sums and their three vphaddw a half. Fields 1 and 3 are taken at bits 2-3 as in q2_K_sums;
+ * dwords 2-3 of each lane then hold them, 4 times their value. */
+__attribute__((target("avxvnni"))) static inline void
+q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
+{
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+    __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
+    __m256i scales = _mm256_broadcastsi128_si256(_mm_and_si128(packed, _mm_set1_epi8(15)));
+    __m256i acc = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+        __m256i q4 = _mm256_srli_epi16(q, 4);
+        __m256i fields[4] = {_mm256_and_si256(q, m3), _mm256_and_si256(q, m12),
+                             _mm256_and_si256(q4, m3), _mm256_and_si256(q4, m12)};
+        __m256i d[4];
+        for (int j = 0; j < 4; j++)
+            d[j] = _mm256_dpbusd_avx_epi32(
+                _mm256_setzero_si256(), fields[j],
+                _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
+        /* Lane L of packs(d[2k], d[2k + 1]): four words of sub-block 8h + 4k + L, then four of
+         * 8h + 4k + 2 + L; each word gets its sub-block's scale. */
+        for (int k = 0; k < 2; k++) {
+            char lo = (char)(8 * h + 4 * k), hi = (char)(8 * h + 4 * k + 2);
+            __m256i pick = _mm256_setr_epi8(
+                lo, -128, lo, -128, lo, -128, lo, -128, hi, -128, hi, -128, hi, -128, hi, -128,
+                (char)(lo + 1), -128, (char)(lo + 1), -128, (char)(lo + 1), -128, (char)(lo + 1),
+                -128, (char)(hi + 1), -128, (char)(hi + 1), -128, (char)(hi + 1), -128,
+                (char)(hi + 1), -128);
+            acc = _mm256_dpwssd_avx_epi32(acc, _mm256_packs_epi32(d[2 * k], d[2 * k + 1]),
+                                          _mm256_shuffle_epi8(scales, pick));
+        }
+    }
+    *isum = _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
+    __m256i mins = _mm256_cvtepu8_epi16(
+        _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
+    *msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
+}
+
 /* The eight lanes of v added pairwise across the 128-bit halves, then divided by 4 (exactly:
  * a pair step's 4 times scaled sums, see q2_K_sums). */
 static inline __m128i quarter_of_halves(__m256i v)
@@ -73,9 +114,19 @@ static inline __m128i quarter_of_halves(__m256i v)
                           2);
 }
 
+/* One super-block's sums by q2_K_sums, or with vnni by q2_K_sums_vnni (the same integers). */
+ALWAYS_INLINE void q2_K_block(bool vnni, const block_q2_K *w, const block_q8_K *a, __m256i *isum,
+                              __m256i *msum)
+{
+    if (vnni)
+        q2_K_sums_vnni(w, a, isum, msum);
+    else
+        q2_K_sums(w, a, isum, msum);
+}
+
 /* sum plus the terms of count (at most 8) Q2_K super-blocks against one activation row. */
-static inline __attribute__((always_inline)) float q2_K_group(float sum, const block_q2_K *w,
-                                                              const block_q8_K *a, int count)
+ALWAYS_INLINE float q2_K_group(bool vnni, float sum, const block_q2_K *w, const block_q8_K *a,
+                               int count)
 {
     __m256i isum_pairs[4], msum_pairs[4], isum_even = _mm256_setzero_si256(),
                                           msum_even = _mm256_setzero_si256();
@@ -83,7 +134,7 @@ static inline __attribute__((always_inline)) float q2_K_group(float sum, const b
         __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
         if (b < count) {
             ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-            q2_K_sums(&w[b], &a[b], &isum, &msum);
+            q2_K_block(vnni, &w[b], &a[b], &isum, &msum);
         }
         if (b % 2 == 0) {
             isum_even = isum;
@@ -100,7 +151,7 @@ static inline __attribute__((always_inline)) float q2_K_group(float sum, const b
     return add_lanes_in_order(sum, terms);
 }
 
-void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
+ALWAYS_INLINE void q2_K_dot(bool vnni, int64_t n, float *out, const void *row, const void *x)
 {
     const block_q2_K *w = row;
     const block_q8_K *a = x;
@@ -111,8 +162,8 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
             int64_t last = i + 1 < nb ? i + 1 : i;
             __m256i is0, ms0, is1, ms1;
             ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
-            q2_K_sums(&w[i], &a[i], &is0, &ms0);
-            q2_K_sums(&w[last], &a[last], &is1, &ms1);
+            q2_K_block(vnni, &w[i], &a[i], &is0, &ms0);
+            q2_K_block(vnni, &w[last], &a[last], &is1, &ms1);
             kquant_part p0 = {
                 quarter_of_halves(is0),
                 _mm_add_epi32(_mm256_castsi256_si128(ms0), _mm256_extracti128_si256(ms0, 1))};
@@ -130,8 +181,19 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
     }
     float sum = 0;
     for (int64_t i = 0; i < nb; i += 8)
-        sum = q2_K_group(sum, w + i, a + i, 8);
+        sum = q2_K_group(vnni, sum, w + i, a + i, 8);
     *out = sum;
+}
+
+void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    q2_K_dot(false, n, out, row, x);
+}
+
+__attribute__((target("avxvnni"))) void ellm_vec_dot_q2_K_avx2vnni(int64_t n, float *out,
+                                                                   const void *row, const void *x)
+{
+    q2_K_dot(true, n, out, row, x);
 }
 
 /* Bit b of every byte of v moved to bit `to` (that bit's value where it is set, 0 elsewhere). A
