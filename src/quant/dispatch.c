@@ -132,6 +132,8 @@ static void avx2vnni_fill(void)
     avx2vnni_set.attention = avx2_set.attention;
     avx2vnni_set.types[ELLM_TYPE_Q2_K] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_q2_K_avx2vnni, "avx2vnni", ellm_gemm_q2_K_avx2, "avx2");
+    avx2vnni_set.types[ELLM_TYPE_Q3_K] = (ellm_type_kernels)K_TILE_OF(
+        Q8_K, ellm_vec_dot_q3_K_avx2vnni, "avx2vnni", ellm_gemm_q3_K_avx2, "avx2");
     avx2vnni_set.types[ELLM_TYPE_IQ4_XS] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_iq4_xs_avx2vnni, "avx2vnni", ellm_gemm_iq4_xs_avx2, "avx2");
 }

@@ -205,19 +205,12 @@ static inline __m256i bit_to(__m256i v, int b, int to)
     return _mm256_and_si256(moved, _mm256_set1_epi8((char)(1 << to)));
 }
 
-/* Four times the integer sum of a Q3_K super-block. Each value is taken as its stored code
- * q + 4 (0..7: two low bits, and 4 for the third bit), so one maddubs per 32 values suffices;
- * the offset -4 of every value is applied once per super-block as -4 * sum over sub-blocks of
- * scale times the activations' 16-value sum. As in q2_K_sums, fields 1 and 3 are masked in
- * place (their codes at bits 2-4, 4 times their value: sums of eight products up to
- * 8 * 28 * 128 stay within int16) and fields 0 and 2 come from the byte and the byte shifted by
- * 4. Every lane is a multiple of 4, and a quarter of it is the scalar kernel's integer. */
-static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
+/* The 16 six-bit scale codes of a Q3_K super-block minus 32 as int16, sub-block s in word s: low
+ * nibbles from bytes 0..7 (sub-blocks 0..7 low nibble, 8..15 high nibble), top two bits of
+ * sub-block s from byte 8 + s % 4 at bit 2 * (s / 4), i.e. dword s / 4 of the top bytes shifted
+ * right by 2 * (s / 4). */
+ALWAYS_INLINE __m256i q3_K_scale_words(const block_q3_K *w)
 {
-    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
-    /* The 6-bit scale codes, all 16 at once: low nibbles from bytes 0..7 (sub-blocks 0..7 low
-     * nibble, 8..15 high nibble), top two bits of sub-block s from byte 8 + s % 4 at bit
-     * 2 * (s / 4), i.e. dword s / 4 of the top bytes shifted right by 2 * (s / 4). */
     __m128i lo = _mm_loadl_epi64((const __m128i *)w->scales);
     __m128i low4 = _mm_and_si128(_mm_unpacklo_epi64(lo, _mm_srli_epi16(lo, 4)), _mm_set1_epi8(15));
     int32_t top;
@@ -225,7 +218,32 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
     __m128i high2 = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(top), _mm_setr_epi32(0, 2, 4, 6)),
                                   _mm_set1_epi8(3));
     __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
-    __m256i s16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(codes, _mm_set1_epi8(32)));
+    return _mm256_cvtepi8_epi16(_mm_sub_epi8(codes, _mm_set1_epi8(32)));
+}
+
+/* The stored codes q + 4 (0..7: two low bits, and 4 for the third bit) of half h's four fields
+ * (values 128h + 32j .. + 31 in code[j]), hm the block's hmask. Fields 1 and 3 are masked in
+ * place, their codes at bits 2-4 (4 times their value), and fields 0 and 2 come from the byte and
+ * the byte shifted by 4: one shift of the quants for four fields instead of three. */
+ALWAYS_INLINE void q3_K_codes(const block_q3_K *w, __m256i hm, int h, __m256i code[4])
+{
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+    __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
+    __m256i q4 = _mm256_srli_epi16(q, 4);
+    code[0] = _mm256_or_si256(_mm256_and_si256(q, m3), bit_to(hm, 4 * h, 2));
+    code[1] = _mm256_or_si256(_mm256_and_si256(q, m12), bit_to(hm, 4 * h + 1, 4));
+    code[2] = _mm256_or_si256(_mm256_and_si256(q4, m3), bit_to(hm, 4 * h + 2, 2));
+    code[3] = _mm256_or_si256(_mm256_and_si256(q4, m12), bit_to(hm, 4 * h + 3, 4));
+}
+
+/* Four times the integer sum of a Q3_K super-block. Each value is taken as its stored code
+ * (q3_K_codes), so one maddubs per 32 values suffices; the offset -4 of every value is applied
+ * once per super-block as -4 * sum over sub-blocks of scale times the activations' 16-value sum.
+ * The sums of eight products of a field stay within int16 (8 * 28 * 128 for fields 1 and 3).
+ * Every lane is a multiple of 4, and a quarter of it is the scalar kernel's integer. */
+static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
+{
+    __m256i s16 = q3_K_scale_words(w);
     /* Sub-blocks 8h, 8h + 2, .. 8h + 6 twice each in the low lane, 8h + 1, .. 8h + 7 in the high
      * one: the order two rounds of pair sums leave four steps in. */
     const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 2, 3,
@@ -235,13 +253,8 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
     __m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
-        __m256i q4 = _mm256_srli_epi16(q, 4);
-        __m256i code[4] = {_mm256_or_si256(_mm256_and_si256(q, m3), bit_to(hm, 4 * h, 2)),
-                           _mm256_or_si256(_mm256_and_si256(q, m12), bit_to(hm, 4 * h + 1, 4)),
-                           _mm256_or_si256(_mm256_and_si256(q4, m3), bit_to(hm, 4 * h + 2, 2)),
-                           _mm256_or_si256(_mm256_and_si256(q4, m12), bit_to(hm, 4 * h + 3, 4))};
-        __m256i p[4];
+        __m256i code[4], p[4];
+        q3_K_codes(w, hm, h, code);
         for (int j = 0; j < 4; j++)
             p[j] = _mm256_maddubs_epi16(
                 code[j], _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
@@ -255,16 +268,59 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
     return _mm256_sub_epi32(times_four_even_fields(acc), _mm256_slli_epi32(offset, 4));
 }
 
+/* The same with AVX-VNNI (as q2_K_sums_vnni): each field's exact int32 sums of four products by
+ * vpdpbusd, two fields packed to int16 (at most 4 * 28 * 128) and scaled by one vpdpwssd. Dwords
+ * 2-3 of each lane hold fields 1 and 3, 4 times their value. */
+__attribute__((target("avxvnni"))) static inline __m256i q3_K_isum_vnni(const block_q3_K *w,
+                                                                        const block_q8_K *a)
+{
+    __m256i s16 = q3_K_scale_words(w);
+    const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
+                               _mm256_permute2x128_si256(s16, s16, 0x11)};
+    __m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
+    __m256i acc = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i code[4], d[4];
+        q3_K_codes(w, hm, h, code);
+        for (int j = 0; j < 4; j++)
+            d[j] = _mm256_dpbusd_avx_epi32(
+                _mm256_setzero_si256(), code[j],
+                _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
+        /* Lane L of packs(d[2k], d[2k + 1]): four words of sub-block 8h + 4k + L (word
+         * 4k + L of halves[h]), then four of 8h + 4k + 2 + L. */
+        for (int k = 0; k < 2; k++) {
+            char lo = (char)(8 * k), hi = (char)(8 * k + 4);
+            __m256i pick = _mm256_setr_epi8(
+                lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), hi,
+                (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1),
+                (char)(lo + 2), (char)(lo + 3), (char)(lo + 2), (char)(lo + 3), (char)(lo + 2),
+                (char)(lo + 3), (char)(lo + 2), (char)(lo + 3), (char)(hi + 2), (char)(hi + 3),
+                (char)(hi + 2), (char)(hi + 3), (char)(hi + 2), (char)(hi + 3), (char)(hi + 2),
+                (char)(hi + 3));
+            acc = _mm256_dpwssd_avx_epi32(acc, _mm256_packs_epi32(d[2 * k], d[2 * k + 1]),
+                                          _mm256_shuffle_epi8(halves[h], pick));
+        }
+    }
+    __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
+    return _mm256_sub_epi32(_mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0)),
+                            _mm256_slli_epi32(offset, 4));
+}
+
+ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a)
+{
+    return vnni ? q3_K_isum_vnni(w, a) : q3_K_isum(w, a);
+}
+
 /* sum plus the terms of count (at most 8) Q3_K super-blocks against one activation row. */
-static inline __attribute__((always_inline)) float q3_K_group(float sum, const block_q3_K *w,
-                                                              const block_q8_K *a, int count)
+ALWAYS_INLINE float q3_K_group(bool vnni, float sum, const block_q3_K *w, const block_q8_K *a,
+                               int count)
 {
     __m256i pairs[4], even = _mm256_setzero_si256();
     for (int b = 0; b < 8; b++) {
         __m256i isum = _mm256_setzero_si256();
         if (b < count) {
             ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-            isum = q3_K_isum(&w[b], &a[b]);
+            isum = q3_K_block(vnni, &w[b], &a[b]);
         }
         if (b % 2 == 0)
             even = isum;
@@ -276,7 +332,7 @@ static inline __attribute__((always_inline)) float q3_K_group(float sum, const b
                                                 d, kquant_act_scales(a, count)));
 }
 
-void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
+ALWAYS_INLINE void q3_K_dot(bool vnni, int64_t n, float *out, const void *row, const void *x)
 {
     const block_q3_K *w = row;
     const block_q8_K *a = x;
@@ -286,8 +342,8 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
         for (int64_t i = 0; i < nb; i += 2) {
             int64_t last = i + 1 < nb ? i + 1 : i;
             ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
-            __m256i s0 = _mm256_srai_epi32(q3_K_isum(&w[i], &a[i]), 2);
-            __m256i s1 = last > i ? _mm256_srai_epi32(q3_K_isum(&w[last], &a[last]), 2) : s0;
+            __m256i s0 = _mm256_srai_epi32(q3_K_block(vnni, &w[i], &a[i]), 2);
+            __m256i s1 = last > i ? _mm256_srai_epi32(q3_K_block(vnni, &w[last], &a[last]), 2) : s0;
             pair_sum = kquant_add_blocks(pair_sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d,
                                          a[last].d, last > i);
         }
@@ -296,8 +352,19 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
     }
     float sum = 0;
     for (int64_t i = 0; i < nb; i += 8)
-        sum = q3_K_group(sum, w + i, a + i, 8);
+        sum = q3_K_group(vnni, sum, w + i, a + i, 8);
     *out = sum;
+}
+
+void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    q3_K_dot(false, n, out, row, x);
+}
+
+__attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_avx2vnni(int64_t n, float *out,
+                                                                   const void *row, const void *x)
+{
+    q3_K_dot(true, n, out, row, x);
 }
 
 /* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
