@@ -259,7 +259,7 @@ static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, 
                                               (size_t)(g_ + k_) * row_bytes);                      \
             v128_t sum_ = wasm_f32x4_splat(0.0f);                                                  \
             for (int64_t i_ = 0; i_ < nb_; i_++) {                                                 \
-                touch_next_group(w_[0], 4 * row_bytes, i_, nb_);                                   \
+                touch_next_group(w_[0], 4 * row_bytes, 4 * sizeof(block_type), i_);                \
                 v128_t part_[4];                                                                   \
                 for (int k_ = 0; k_ < 4; k_++)                                                     \
                     part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                            \

@@ -58,16 +58,16 @@ static inline __attribute__((always_inline)) void touch_ahead(const void *at, in
 }
 
 /* For kernels that read a group of rows side by side (streams the hardware prefetcher follows
- * poorly): at step `step` of `steps`, that share of the next `group_bytes` (the next group of
- * rows, contiguous with this one). */
+ * poorly) in equal steps of `step_bytes` (the bytes of one block of every row): at step `step`,
+ * that share of the next group (the next rows, contiguous with these), every cache line it meets;
+ * no division, which wasm does in a long instruction. */
 static inline __attribute__((always_inline)) void
-touch_next_group(const void *group, size_t group_bytes, int64_t step, int64_t steps)
+touch_next_group(const void *group, size_t group_bytes, size_t step_bytes, int64_t step)
 {
-    uint64_t next = (uint64_t)(uintptr_t)group + group_bytes;
-    uint64_t from = group_bytes * (uint64_t)step / (uint64_t)steps & ~(uint64_t)63;
-    uint64_t to = group_bytes * (uint64_t)(step + 1) / (uint64_t)steps;
-    for (uint64_t at = from; at < to; at += 64)
-        touch_line(next + at);
+    uint64_t at = (uint64_t)(uintptr_t)group + group_bytes + (uint64_t)step * step_bytes;
+    for (size_t k = 0; k < step_bytes; k += 64)
+        touch_line(at + k);
+    touch_line(at + step_bytes - 1);
 }
 
 static inline int32_t hsum_i32x4(v128_t v)
