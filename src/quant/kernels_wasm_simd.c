@@ -259,6 +259,7 @@ static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, 
                                               (size_t)(g_ + k_) * row_bytes);                      \
             v128_t sum_ = wasm_f32x4_splat(0.0f);                                                  \
             for (int64_t i_ = 0; i_ < nb_; i_++) {                                                 \
+                touch_next_group(w_[0], 4 * row_bytes, 4 * sizeof(block_type), i_);                \
                 v128_t part_[4];                                                                   \
                 for (int k_ = 0; k_ < 4; k_++)                                                     \
                     part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                            \
@@ -669,6 +670,7 @@ static inline v128_t q5_K_wide_sums(const block_q5_K *w, const block_q8_K_wide *
         int64_t nb = n / QK_K, i = 0;                                                              \
         float sum = 0;                                                                             \
         for (; i + 2 <= nb; i += 2) {                                                              \
+            touch_ahead(&w[i], 2 * (int)sizeof *w);                                                \
             v128_t part[4];                                                                        \
             part[0] = type##_wide_sums(&w[i], &a[i], &part[1]);                                    \
             part[2] = type##_wide_sums(&w[i + 1], &a[i + 1], &part[3]);                            \
@@ -735,6 +737,7 @@ void ellm_vec_dot_q6_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
     /* Two super-blocks per step share one horizontal sum and one half conversion; their values
      * still join the running sum one by one, in order. */
     for (; i + 2 <= nb; i += 2) {
+        touch_ahead(&w[i], 2 * (int)sizeof *w);
         v128_t sumi = hsum_pair_i32x4(
             q6_K_sumi_lanes(&w[i], a[i].bsums, q6_K_wide_sums(&w[i], &a[i])),
             q6_K_sumi_lanes(&w[i + 1], a[i + 1].bsums, q6_K_wide_sums(&w[i + 1], &a[i + 1])));

@@ -4,6 +4,7 @@
 #ifndef EDGELLM_QUANT_LANES_WASM_SIMD_H
 #define EDGELLM_QUANT_LANES_WASM_SIMD_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <wasm_simd128.h>
 
@@ -33,6 +34,40 @@ static inline v128_t dot_wide16(v128_t even, v128_t odd, const int16_t *a)
 {
     return wasm_i32x4_add(wasm_i32x4_dot_i16x8(even, load(a)),
                           wasm_i32x4_dot_i16x8(odd, load(a + 8)));
+}
+
+/* WebAssembly has no prefetch, so the decode kernels read one byte of each cache line
+ * TOUCH_AHEAD bytes ahead of the weights they multiply: the load's miss (and, every 4 KiB, its TLB
+ * miss: wasm memory gets no 2 MiB pages) is served while the kernel works on the bytes already in
+ * L1, and the hardware prefetcher, which stops at page boundaries, starts on the next page
+ * early. The byte is read through a volatile pointer so that neither clang nor V8 drops the
+ * unused load; an address past the end of memory (which would trap) is moved to its last line. */
+enum { TOUCH_AHEAD = 2048 };
+
+static inline __attribute__((always_inline)) void touch_line(uint64_t at)
+{
+    uint64_t last = (uint64_t)__builtin_wasm_memory_size(0) * 65536u - 64u;
+    (void)*(const volatile uint8_t *)(uintptr_t)(at < last ? at : last);
+}
+
+/* One touch a cache line for the `bytes` weight bytes at `at`, TOUCH_AHEAD bytes ahead. */
+static inline __attribute__((always_inline)) void touch_ahead(const void *at, int bytes)
+{
+    for (int k = 0; k < bytes; k += 64)
+        touch_line((uint64_t)(uintptr_t)at + TOUCH_AHEAD + (unsigned)k);
+}
+
+/* For kernels that read a group of rows side by side (streams the hardware prefetcher follows
+ * poorly) in equal steps of `step_bytes` (the bytes of one block of every row): at step `step`,
+ * that share of the next group (the next rows, contiguous with these), every cache line it meets;
+ * no division, which wasm does in a long instruction. */
+static inline __attribute__((always_inline)) void
+touch_next_group(const void *group, size_t group_bytes, size_t step_bytes, int64_t step)
+{
+    uint64_t at = (uint64_t)(uintptr_t)group + group_bytes + (uint64_t)step * step_bytes;
+    for (size_t k = 0; k < step_bytes; k += 64)
+        touch_line(at + k);
+    touch_line(at + step_bytes - 1);
 }
 
 static inline int32_t hsum_i32x4(v128_t v)
