@@ -993,10 +993,10 @@ const float *edgellm_get_logits(const edgellm_context *c, int32_t i)
     int32_t n_vocab = ellm_model_hparams(c->model->model)->n_vocab;
     if (i == -1)
         return c->logits + (size_t)(c->logits_rows - 1) * n_vocab;
-    int32_t row = i - c->logits_first;
-    if (row < 0 || row >= c->logits_rows)
+    /* Compared before subtracting: i - logits_first overflows for i near INT32_MIN. */
+    if (i < c->logits_first || i - c->logits_first >= c->logits_rows)
         return NULL;
-    return c->logits + (size_t)row * n_vocab;
+    return c->logits + (size_t)(i - c->logits_first) * n_vocab;
 }
 
 edgellm_status edgellm_context_set_profiling(edgellm_context *c, int on)
