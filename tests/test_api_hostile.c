@@ -447,6 +447,24 @@ static void test_generate_arguments(edgellm_model *m)
     b.lookup_ngram = 2;
     CHECK(edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT); /* two sources */
 
+    /* A grammar compiled for another vocabulary: its masks do not fit this model's logits. */
+    edgellm_model_params vocab_only = edgellm_model_default_params();
+    vocab_only.vocab_only = 1;
+    edgellm_model *other_vocab = NULL;
+    edgellm_grammar *foreign = NULL;
+    static const char gram[] = "root ::= [a-z ]+";
+    CHECK(edgellm_model_load(test_shared_path("models/llama2-vocab-tiny-f16.gguf"), &vocab_only,
+                             &other_vocab) == EDGELLM_OK);
+    CHECK(other_vocab && edgellm_grammar_compile(other_vocab, gram, sizeof gram - 1, NULL,
+                                                 &foreign) == EDGELLM_OK);
+    b = gp;
+    b.grammar = foreign;
+    CHECK(foreign && edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
+    b.lookup_ngram = 2;
+    CHECK(foreign && edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
+    edgellm_grammar_free(foreign);
+    edgellm_model_free(other_vocab);
+
     /* A callback that stops at once; one that re-enters the library on another context. */
     cs = (cb_state){.stop_at = 1};
     gp.max_tokens = 16;
