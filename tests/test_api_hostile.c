@@ -7,7 +7,9 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -556,6 +558,90 @@ static void test_threads(void)
     edgellm_model_free(m);
 }
 
+typedef struct cancel {
+    atomic_int flag;    /* set by the canceller thread */
+    atomic_int started; /* set by the callback once tokens flow */
+    int calls;
+} cancel;
+
+static int until_cancelled(void *user, edgellm_token token, const char *text, size_t len)
+{
+    (void)token, (void)text, (void)len;
+    cancel *c = user;
+    c->calls++;
+    atomic_store(&c->started, 1);
+    return atomic_load(&c->flag);
+}
+
+static void *canceller(void *arg)
+{
+    cancel *c = arg;
+    while (!atomic_load(&c->started))
+        sched_yield();
+    atomic_store(&c->flag, 1);
+    return NULL;
+}
+
+/* Stopping a generation from another thread: decode stops through the callback, and a prompt is
+ * evaluated in chunks the application can stop between, after which edgellm_generate reuses the
+ * cached prompt (docs/embedding.md, "Session 10"). */
+static void test_cancel(edgellm_model *m)
+{
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 0; /* the model's: 128 */
+    cp.n_threads = 2;
+    cp.n_batch = 8;
+    edgellm_context *c = NULL;
+    CHECK(edgellm_context_create(m, &cp, &c) == EDGELLM_OK);
+    if (!c)
+        return;
+    cancel cc;
+    atomic_init(&cc.flag, 0);
+    atomic_init(&cc.started, 0);
+    cc.calls = 0;
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, canceller, &cc) == 0);
+    edgellm_generate_params gp = edgellm_generate_default_params();
+    gp.max_tokens = 0; /* until the context is full: only the cancel ends it early */
+    gp.sampling.temperature = 0;
+    gp.on_token = until_cancelled;
+    gp.user_data = &cc;
+    edgellm_generate_result r;
+    CHECK(edgellm_generate(c, "Once upon a time", &gp, &r) == EDGELLM_OK);
+    pthread_join(th, NULL);
+    CHECK(r.stop_reason == EDGELLM_STOP_CALLBACK || r.stop_reason == EDGELLM_STOP_EOS);
+    /* The token the callback stopped at is not evaluated. */
+    if (r.stop_reason == EDGELLM_STOP_CALLBACK)
+        CHECK(edgellm_context_n_past(c) == r.n_prompt_tokens + r.n_generated - 1);
+
+    /* The prompt by hand, a chunk at a time, then the same prompt through edgellm_generate. */
+    static const char prompt[] = "The little dog ran to the park and saw a big red ball";
+    edgellm_token ids[64];
+    int32_t n = 0;
+    CHECK(edgellm_tokenize(m, prompt, sizeof prompt - 1, EDGELLM_TOKENIZE_ADD_BOS, ids, 64, &n) ==
+          EDGELLM_OK);
+    CHECK(edgellm_context_truncate(c, 0) == EDGELLM_OK);
+    for (int32_t done = 0; done < n; done += 4) /* an app checks its flag between chunks */
+        CHECK(edgellm_eval(c, ids + done, n - done < 4 ? n - done : 4, 0) == EDGELLM_OK);
+    gp.max_tokens = 8;
+    gp.on_token = NULL;
+    gp.add_bos = 1;
+    edgellm_generate_result chunked;
+    CHECK(edgellm_generate_tokens(c, ids, n, &gp, &chunked) == EDGELLM_OK);
+    CHECK(chunked.n_cached_tokens == n - 1);
+    int32_t n_out = 0;
+    const edgellm_token *out = edgellm_context_tokens(c, &n_out);
+    edgellm_token first[128];
+    int32_t n_first = n_out < 128 ? n_out : 128;
+    memcpy(first, out, (size_t)n_first * sizeof *out);
+    CHECK(edgellm_context_truncate(c, 0) == EDGELLM_OK);
+    CHECK(edgellm_generate_tokens(c, ids, n, &gp, &r) == EDGELLM_OK && r.n_cached_tokens == 0);
+    out = edgellm_context_tokens(c, &n_out);
+    CHECK(n_out == n_first && r.n_generated == chunked.n_generated &&
+          !memcmp(first, out, (size_t)n_first * sizeof *out));
+    edgellm_context_free(c);
+}
+
 static void on_alarm(int sig)
 {
     (void)sig;
@@ -671,6 +757,7 @@ int main(void)
         test_model_arguments(m);
         test_context_limits(m);
         test_generate_arguments(m);
+        test_cancel(m);
     }
     edgellm_model_free(m);
     test_threads();
