@@ -510,6 +510,9 @@ static void *worker_main(void *arg)
     edgellm_context *c = NULL;
     edgellm_grammar *g = NULL;
     static const char gram[] = "root ::= [a-z ]+";
+    /* The main thread has failed many times by now; none of it shows here. */
+    if (edgellm_last_error()[0] != '\0')
+        w->failures++;
     if (edgellm_context_create(w->model, &cp, &c) != EDGELLM_OK ||
         edgellm_grammar_compile(w->model, gram, sizeof gram - 1, NULL, &g) != EDGELLM_OK) {
         w->failures++;
@@ -526,7 +529,8 @@ static void *worker_main(void *arg)
     }
     /* A failure on this thread leaves the message here only. */
     edgellm_token bad = -1;
-    if (c && edgellm_eval(c, &bad, 1, 0) == EDGELLM_OK)
+    if (c && (edgellm_eval(c, &bad, 1, 0) == EDGELLM_OK ||
+              !strstr(edgellm_last_error(), "outside the vocabulary")))
         w->failures++;
     edgellm_grammar_free(g);
     edgellm_context_free(c);
