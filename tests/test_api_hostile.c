@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -367,30 +368,22 @@ static void test_generate_arguments(edgellm_model *m)
     cs = (cb_state){0};
     CHECK(edgellm_generate(c, "\xff\xfe\xc3\x28 \x1b\x07 \xf0\x9f", &gp, &r) == EDGELLM_OK);
     CHECK(!cs.bad_utf8_start);
-    /* Sampling parameters that are not numbers are refused before anything is evaluated. */
+    /* Sampling parameters that are not numbers are refused before anything is evaluated
+     * (negative presence and frequency penalties are allowed: they favour repeats). */
+    static const size_t fields[] = {offsetof(edgellm_sampler_params, temperature),
+                                    offsetof(edgellm_sampler_params, top_p),
+                                    offsetof(edgellm_sampler_params, min_p),
+                                    offsetof(edgellm_sampler_params, repeat_penalty),
+                                    offsetof(edgellm_sampler_params, presence_penalty),
+                                    offsetof(edgellm_sampler_params, frequency_penalty)};
     const float bad[] = {NAN, INFINITY, -INFINITY, -1.0f};
-    for (int i = 0; i < 4; i++) {
-        edgellm_generate_params b = gp;
-        b.sampling.temperature = bad[i];
-        CHECK(edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
-        b = gp;
-        b.sampling.top_p = bad[i];
-        CHECK(edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
-        b = gp;
-        b.sampling.min_p = bad[i];
-        CHECK(edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
-        b = gp;
-        b.sampling.repeat_penalty = bad[i];
-        CHECK(edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
-        if (i < 3) {
-            b = gp;
-            b.sampling.presence_penalty = bad[i];
-            CHECK(edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
-            b = gp;
-            b.sampling.frequency_penalty = bad[i];
-            CHECK(edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+        for (int i = 0; i < (f < 4 ? 4 : 3); i++) {
+            edgellm_generate_params b = gp;
+            memcpy((char *)&b.sampling + fields[f], &bad[i], sizeof bad[i]);
+            CHECK_MSG(edgellm_generate(c, "x", &b, &r) == EDGELLM_ERR_INVALID_ARGUMENT,
+                      "sampling field %zu = %g", f, bad[i]);
         }
-    }
     edgellm_generate_params b = gp;
     b.sampling.top_k = INT_MAX;
     b.sampling.repeat_last_n = -1;
