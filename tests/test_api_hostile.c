@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/utf8.h"
 #include "edgellm.h"
 #include "test_util.h"
 
@@ -120,6 +121,37 @@ static void test_null_everything(void)
     CHECK(edgellm_generate(NULL, "x", &gp, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
     CHECK(edgellm_generate_tokens(NULL, &t, 1, &gp, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
     CHECK(strlen(edgellm_last_error()) > 0);
+}
+
+/* The last error is one line of well-formed UTF-8 without control characters (C1 included),
+ * whatever bytes the caller's strings quoted in it held. */
+static bool printable_utf8(const char *msg)
+{
+    size_t n = strlen(msg);
+    uint32_t cp = 0;
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = ellm_utf8_next(msg + i, n - i, &cp)) || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return false;
+    return true;
+}
+
+static void test_error_messages(edgellm_model *m)
+{
+    size_t len = 0;
+    static const char key[] = "key\xff\xfe\x1b[2J\xc2\x9b"
+                              "31m\n\xe2\x82";
+    CHECK(edgellm_model_meta_string(m, key, NULL, 0, &len) == EDGELLM_ERR_NOT_FOUND);
+    CHECK_MSG(printable_utf8(edgellm_last_error()), "%s", edgellm_last_error());
+    CHECK(strstr(edgellm_last_error(), "key?") != NULL);
+    /* A path of two-byte characters longer than the message: the cut falls inside one. */
+    char path[1402] = "/";
+    for (int i = 0; i < 700; i++)
+        memcpy(path + 1 + 2 * i, "\xc3\xa9", 2);
+    path[1401] = '\0';
+    edgellm_model *none = NULL;
+    CHECK(edgellm_model_load(path, NULL, &none) == EDGELLM_ERR_IO && !none);
+    CHECK_MSG(printable_utf8(edgellm_last_error()), "a cut path");
+    CHECK(strstr(edgellm_last_error(), "\xc3\xa9\xc3\xa9") != NULL); /* whole ones are kept */
 }
 
 /* Out-of-range ids, sizes and buffers on a loaded model. */
@@ -751,6 +783,7 @@ int main(void)
     edgellm_status st = edgellm_model_load(model_path(), NULL, &m);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
     if (m) {
+        test_error_messages(m);
         test_model_arguments(m);
         test_context_limits(m);
         test_generate_arguments(m);
