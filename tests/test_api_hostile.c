@@ -3,7 +3,7 @@
  * callbacks that stop or re-enter, and files that are not models. Each call must fail cleanly with
  * the status the header documents (or succeed), never crash, hang or touch memory it does not own
  * (run under the sanitizer build). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* memmem */
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -152,6 +152,35 @@ static void test_error_messages(edgellm_model *m)
     CHECK(edgellm_model_load(path, NULL, &none) == EDGELLM_ERR_IO && !none);
     CHECK_MSG(printable_utf8(edgellm_last_error()), "a cut path");
     CHECK(strstr(edgellm_last_error(), "\xc3\xa9\xc3\xa9") != NULL); /* whole ones are kept */
+}
+
+/* Metadata keys and strings are the file's bytes; edgellm_model_meta_at renders them printable. */
+static void test_hostile_metadata(void)
+{
+    size_t size = 0;
+    char *bytes = test_read_file(model_path(), &size);
+    CHECK(bytes != NULL);
+    if (!bytes)
+        return;
+    /* Same lengths, so the file stays well-formed (the reader wants UTF-8 keys): a key with ESC
+     * and a C1 CSI, and the name "l2c" becoming DEL, C1 CSI. */
+    char *key = memmem(bytes, size, "general.file_type", 17);
+    char *name = memmem(bytes, size, "l2c", 3);
+    CHECK(key && name);
+    if (key && name) {
+        memcpy(key + 8, "\x1b[\xc2\x9b", 4);
+        memcpy(name, "\x7f\xc2\x9b", 3);
+    }
+    edgellm_model *m = NULL;
+    edgellm_status st = edgellm_model_load_from_memory(bytes, size, NULL, &m);
+    CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());
+    for (int64_t i = 0; m && i < edgellm_model_meta_count(m); i++) {
+        char k[128], v[256];
+        CHECK(edgellm_model_meta_at(m, i, k, sizeof k, v, sizeof v) == EDGELLM_OK);
+        CHECK_MSG(printable_utf8(k) && printable_utf8(v), "metadata %lld", (long long)i);
+    }
+    edgellm_model_free(m);
+    free(bytes);
 }
 
 /* Out-of-range ids, sizes and buffers on a loaded model. */
@@ -779,6 +808,7 @@ static void test_vocab_only(void)
 int main(void)
 {
     test_null_everything();
+    test_hostile_metadata();
     edgellm_model *m = NULL;
     edgellm_status st = edgellm_model_load(model_path(), NULL, &m);
     CHECK_MSG(st == EDGELLM_OK, "%s", edgellm_last_error());

@@ -416,6 +416,9 @@ edgellm_status edgellm_model_meta_at(const edgellm_model *m, int64_t index, char
     snprintf(key_buf, key_cap, "%.*s", (int)(kv->key.len > 4096 ? 4096 : kv->key.len),
              kv->key.data);
     ellm_gguf_value_format(&kv->value, value_buf, value_cap);
+    /* Both come from the file: the header promises text an application can print. */
+    ellm_make_printable(key_buf);
+    ellm_make_printable(value_buf);
     return EDGELLM_OK;
 }
 

@@ -14,10 +14,8 @@ static _Thread_local char last_error[ELLM_ERROR_CAP];
 /* Messages quote strings taken from files and requests (architecture names, tensor names, metadata
  * keys, paths); a control byte among them could rewrite the user's terminal or split a log line,
  * and a byte that is not UTF-8 (or a character cut by the message's size) makes the message
- * unusable where text must be UTF-8 (JSON, Java's NewStringUTF aborts on it). So every message is
- * made one printable line of UTF-8 here, where all of them pass, in place: '?' for each byte of
- * a control character (C1 ones too) or of what is not well-formed. */
-static void make_printable(char *text)
+ * unusable where text must be UTF-8 (JSON, Java's NewStringUTF aborts on it). */
+void ellm_make_printable(char *text)
 {
     size_t n = strlen(text);
     for (size_t i = 0; i < n;) {
@@ -38,7 +36,7 @@ edgellm_status ellm_fail(edgellm_status status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    make_printable(last_error);
+    ellm_make_printable(last_error);
     return status;
 }
 
@@ -59,7 +57,7 @@ edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...)
         memcpy(last_error + at + 2, previous, plen);
         last_error[at + 2 + plen] = '\0';
     }
-    make_printable(last_error);
+    ellm_make_printable(last_error);
     return status;
 }
 
