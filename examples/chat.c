@@ -55,6 +55,12 @@ static int reply(edgellm_context *ctx, const char *line, int32_t max_tokens)
     free(turn);
     putchar('\n');
     fflush(stdout);
+    /* Nothing was cached before this turn: starting over would not make room for it. */
+    if (status == EDGELLM_ERR_CONTEXT_FULL && edgellm_context_n_past(ctx) == 0) {
+        fprintf(stderr, "chat: the turn is longer than the whole context (%d tokens); shorten it\n",
+                edgellm_context_n_ctx(ctx));
+        return 0;
+    }
     if (status == EDGELLM_ERR_CONTEXT_FULL ||
         (status == EDGELLM_OK && result.stop_reason == EDGELLM_STOP_CONTEXT_FULL)) {
         fprintf(stderr, "chat: the context is full: type /reset to start over\n");

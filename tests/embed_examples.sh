@@ -92,6 +92,18 @@ for build in pkgconfig-shared pkgconfig-static cmake-shared cmake-static; do
     cmp -s "$work/pkgconfig-shared/chat.out" "$dir/chat.out" || fail "$build/chat differs from pkgconfig-shared/chat"
 done
 
+# A turn longer than the whole context (128 tokens) is refused as such, not answered with advice
+# to /reset, and the next turn is answered as if it had not been typed.
+long_turn=$(printf 'word %.0s' {1..300})
+printf '%s\n%s\n' "$long_turn" "${chat_turns[3]}" >"$work/chat_long.in"
+dir=$work/pkgconfig-shared
+"$dir/chat" "$model" 24 <"$work/chat_long.in" >"$dir/chat_long.out" 2>"$dir/chat_long.err" ||
+    { cat "$dir/chat_long.err" >&2; fail "chat failed on a turn longer than the context"; }
+grep -q "longer than the whole context" "$dir/chat_long.err" && ! grep -q /reset "$dir/chat_long.err" ||
+    { cat "$dir/chat_long.err" >&2; fail "chat's message for a turn longer than the context"; }
+sed -n 2p "$dir/chat_long.out" | cmp -s <(sed -n 2p "$work/chat.expected") - ||
+    fail "chat's reply after a turn longer than the context differs from edgellm run"
+
 for kind in shared static; do
     clash=$work/pkgconfig-$kind/symbol_clash
     result=$("$clash" "$model" 2>&1) || fail "$result ($kind)"

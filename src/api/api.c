@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "api/api_internal.h"
 #include "core/finite.h"
@@ -144,6 +145,11 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
     *out = NULL;
     if (!path || !*path)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_load: no path given");
+    /* Opening a FIFO for reading waits for a writer, which may never come: refuse what is not
+     * a regular file before it is opened. */
+    struct stat info;
+    if (stat(path, &info) == 0 && !S_ISREG(info.st_mode))
+        return ellm_fail(EDGELLM_ERR_IO, "'%s' is not a regular file", path);
     edgellm_model *m = calloc(1, sizeof *m);
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
@@ -306,6 +312,11 @@ static edgellm_status resolve_params_for(const ellm_hparams *hp, const edgellm_c
                          "a Q8_0 KV cache needs KV rows (KV heads x head size, %d here) that are "
                          "a multiple of 32; use an f16 cache",
                          (int)(hp->n_head_kv * hp->head_dim));
+    /* Checked here, not only by the pool, so an estimate never sizes buffers for a count that
+     * edgellm_context_create would refuse. */
+    if (in->n_threads > ELLM_THREADPOOL_MAX)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "%d threads requested; at most %d",
+                         (int)in->n_threads, ELLM_THREADPOOL_MAX);
     int32_t n_batch = in->n_batch > 0 ? in->n_batch : 256;
     if (n_batch > n_ctx)
         n_batch = n_ctx;
@@ -405,6 +416,9 @@ edgellm_status edgellm_model_meta_at(const edgellm_model *m, int64_t index, char
     snprintf(key_buf, key_cap, "%.*s", (int)(kv->key.len > 4096 ? 4096 : kv->key.len),
              kv->key.data);
     ellm_gguf_value_format(&kv->value, value_buf, value_cap);
+    /* Both come from the file: the header promises text an application can print. */
+    ellm_make_printable(key_buf);
+    ellm_make_printable(value_buf);
     return EDGELLM_OK;
 }
 
@@ -536,16 +550,18 @@ edgellm_status edgellm_tokenize(const edgellm_model *m, const char *text, size_t
 edgellm_status edgellm_token_to_piece(const edgellm_model *m, edgellm_token token, char *buf,
                                       size_t cap, size_t *len)
 {
-    if (!m)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_token_to_piece: model is NULL");
+    if (!m || (!buf && cap > 0))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_token_to_piece: need a model, and a buffer when cap > 0");
     return ellm_token_piece(m->vocab, token, buf, cap, len);
 }
 
 edgellm_status edgellm_token_text(const edgellm_model *m, edgellm_token token, char *buf,
                                   size_t cap, size_t *len)
 {
-    if (!m || !len)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_token_text: need a model and len");
+    if (!m || !len || (!buf && cap > 0))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_token_text: need a model, len, and a buffer when cap > 0");
     *len = 0;
     const char *text = ellm_vocab_token_text(m->vocab, token);
     if (!text)
@@ -564,8 +580,9 @@ edgellm_status edgellm_detokenize(const edgellm_model *m, const edgellm_token *t
                                   int32_t n_tokens, int remove_leading_space, char *buf, size_t cap,
                                   size_t *len)
 {
-    if (!m)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_detokenize: model is NULL");
+    if (!m || (!buf && cap > 0))
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_detokenize: need a model, and a buffer when cap > 0");
     return ellm_detokenize(m->vocab, tokens, n_tokens, remove_leading_space != 0, buf, cap, len);
 }
 
@@ -979,10 +996,10 @@ const float *edgellm_get_logits(const edgellm_context *c, int32_t i)
     int32_t n_vocab = ellm_model_hparams(c->model->model)->n_vocab;
     if (i == -1)
         return c->logits + (size_t)(c->logits_rows - 1) * n_vocab;
-    int32_t row = i - c->logits_first;
-    if (row < 0 || row >= c->logits_rows)
+    /* Compared before subtracting: i - logits_first overflows for i near INT32_MIN. */
+    if (i < c->logits_first || i - c->logits_first >= c->logits_rows)
         return NULL;
-    return c->logits + (size_t)row * n_vocab;
+    return c->logits + (size_t)(i - c->logits_first) * n_vocab;
 }
 
 edgellm_status edgellm_context_set_profiling(edgellm_context *c, int on)

@@ -5,18 +5,29 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/utf8.h"
+
 #define ELLM_ERROR_CAP 1024
 
 static _Thread_local char last_error[ELLM_ERROR_CAP];
 
 /* Messages quote strings taken from files and requests (architecture names, tensor names, metadata
- * keys); a control byte among them could rewrite the user's terminal or split a log line, so every
- * message is made one printable line here, where all of them pass. */
-static void make_printable(char *text)
+ * keys, paths); a control byte among them could rewrite the user's terminal or split a log line,
+ * and a byte that is not UTF-8 (or a character cut by the message's size) makes the message
+ * unusable where text must be UTF-8 (JSON, Java's NewStringUTF aborts on it). */
+void ellm_make_printable(char *text)
 {
-    for (unsigned char *c = (unsigned char *)text; *c; c++)
-        if (*c < 0x20 || *c == 0x7f)
-            *c = '?';
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = 0;
+        size_t k = ellm_utf8_next(text + i, n - i, &cp);
+        bool bad = k == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+        if (k == 0)
+            k = 1;
+        if (bad)
+            memset(text + i, '?', k);
+        i += k;
+    }
 }
 
 edgellm_status ellm_fail(edgellm_status status, const char *fmt, ...)
@@ -25,7 +36,7 @@ edgellm_status ellm_fail(edgellm_status status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    make_printable(last_error);
+    ellm_make_printable(last_error);
     return status;
 }
 
@@ -46,7 +57,7 @@ edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...)
         memcpy(last_error + at + 2, previous, plen);
         last_error[at + 2 + plen] = '\0';
     }
-    make_printable(last_error);
+    ellm_make_printable(last_error);
     return status;
 }
 

@@ -17,6 +17,11 @@ edgellm_status ellm_fail(edgellm_status status, const char *fmt, ...) ELLM_PRINT
 /* Prefixes the current message with more context ("loading x.gguf: <old message>"). */
 edgellm_status ellm_fail_wrap(edgellm_status status, const char *fmt, ...) ELLM_PRINTF(2, 3);
 
+/* Makes text one printable line of UTF-8, in place and keeping its length: '?' over each byte of
+ * a control character (C0, DEL, C1) or of what is not well-formed UTF-8. Every message passes
+ * through it; so does other text quoted from files that the API hands to applications. */
+void ellm_make_printable(char *text);
+
 /* Forgets the message of a failure the caller recovered from. */
 void ellm_clear_error(void);
 

@@ -127,9 +127,9 @@ edgellm_status ellm_threadpool_create(int n_threads, ellm_threadpool **out)
     *out = NULL;
     if (n_threads <= 0)
         n_threads = ellm_cpu_count();
-    if (n_threads > 256)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "%d threads requested; at most 256",
-                         n_threads);
+    if (n_threads > ELLM_THREADPOOL_MAX)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "%d threads requested; at most %d",
+                         n_threads, ELLM_THREADPOOL_MAX);
     ellm_threadpool *pool = calloc(1, sizeof *pool);
     if (!pool)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a thread pool");

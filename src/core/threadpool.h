@@ -12,6 +12,10 @@ typedef struct ellm_threadpool ellm_threadpool;
 
 typedef void (*ellm_task_fn)(void *arg, int ith, int nth);
 
+/* The most threads a pool takes: far beyond any machine the library runs on, low enough that a
+ * garbage count is refused before anything is sized by it. */
+#define ELLM_THREADPOOL_MAX 256
+
 /* n_threads <= 0: one per online CPU. */
 edgellm_status ellm_threadpool_create(int n_threads, ellm_threadpool **out);
 void ellm_threadpool_free(ellm_threadpool *pool);

@@ -58,6 +58,12 @@ edgellm_status ellm_step_init(ellm_step *s, const edgellm_model *model,
 
 edgellm_status ellm_step_start_grammar(ellm_step *s, const edgellm_grammar *grammar)
 {
+    /* Its masks are as long as its own vocabulary, not the model's logits. */
+    if (ellm_grammar_n_vocab(grammar) != s->n_vocab)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the grammar was compiled for a vocabulary of %d tokens but the model has "
+                         "%d; compile it with the model that generates",
+                         (int)ellm_grammar_n_vocab(grammar), (int)s->n_vocab);
     if (!s->masked && !(s->masked = malloc((size_t)s->n_vocab * sizeof *s->masked)))
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the grammar's logits");
     return edgellm_grammar_state_create(grammar, &s->grammar);

@@ -111,6 +111,8 @@ typedef struct ellm_bound_grammar {
 
 edgellm_status ellm_bound_grammar_init(ellm_bound_grammar *bg, ellm_grammar *g,
                                        const ellm_token_trie *trie);
+/* The size of the vocabulary a compiled grammar was bound to: its masks cover that many logits. */
+int32_t ellm_grammar_n_vocab(const edgellm_grammar *g);
 void ellm_bound_grammar_release(ellm_bound_grammar *bg);
 
 typedef struct ellm_matcher ellm_matcher;

@@ -65,6 +65,8 @@ edgellm_status edgellm_grammar_compile(const edgellm_model *model, const char *t
     return EDGELLM_OK;
 }
 
+int32_t ellm_grammar_n_vocab(const edgellm_grammar *g) { return g->bound.trie->n_tokens; }
+
 void edgellm_grammar_free(edgellm_grammar *g)
 {
     if (!g)
