@@ -385,37 +385,4 @@ KERNEL_STEP float q8_0_ext_step(const ext_row *x, const uint8_t *w, int64_t i, f
 EXT_ROW_KERNEL(q4_0)
 EXT_ROW_KERNEL(q8_0)
 
-/* ELLM_DOT_ROWS (8) consecutive Q4_0 rows at once, each exactly as its single-row kernel: the
- * rows' terms of a step are transposed so that one vector addition adds a block's term to all
- * eight running sums, eight chains side by side instead of one after the other
- * (add_rows_terms_in_order). The rows are read side by side, a step of eight blocks of each at a
- * time: interleaved streams, which the hardware prefetchers follow poorly, so each step asks for
- * its share of the next group of rows (contiguous with this one; ellm_prefetch_next_group). From
- * 128 MiB on one core (gemv_micro) that reads Q4_0 at 0.72-0.90 of a streaming read against
- * 0.65-0.79 for single rows. Q8_0 stays with single rows: read this way it fell to 0.64-0.72
- * (0.84-0.88 single), and rows read one after the other with their terms buffered matched single
- * rows at 2048 columns but fell to 0.41-0.47 at 5632. The blocks after the last whole step are
- * added row by row at the end, as the single-row kernel adds them. */
-#define EXT_ROWS_SIDE_BY_SIDE(type)                                                                \
-    void ellm_vec_dot_##type##_ext_rows_avx512(int64_t n, float *out, const void *rows,            \
-                                               size_t row_bytes, const void *x)                    \
-    {                                                                                              \
-        const ext_row act = ext_row_of(n, x);                                                      \
-        const uint8_t *w = rows;                                                                   \
-        const int64_t whole = act.nb / ROW_STEP * ROW_STEP;                                        \
-        __m256 sums = _mm256_setzero_ps();                                                         \
-        for (int64_t i = 0; i < whole; i += ROW_STEP) {                                            \
-            __m256 terms[ELLM_DOT_ROWS];                                                           \
-            ellm_prefetch_next_group(rows, ELLM_DOT_ROWS *row_bytes, i / ROW_STEP,                 \
-                                     whole / ROW_STEP);                                            \
-            for (int r = 0; r < ELLM_DOT_ROWS; r++)                                                \
-                terms[r] = type##_ext_terms(&act, w + (size_t)r * row_bytes, i);                   \
-            sums = add_rows_terms_in_order(sums, terms);                                           \
-        }                                                                                          \
-        _mm256_storeu_ps(out, sums);                                                               \
-        for (int r = 0; whole < act.nb && r < ELLM_DOT_ROWS; r++)                                  \
-            out[r] = type##_ext_step(&act, w + (size_t)r * row_bytes, whole, out[r]);              \
-    }
-
-EXT_ROWS_SIDE_BY_SIDE(q4_0)
 #endif
