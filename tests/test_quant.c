@@ -977,12 +977,6 @@ static void test_multi_row_kernels(void)
             CHECK(ellm_kernels_for(wide[i])->vec_dot_rows != NULL);
         ellm_quant_use_kernel_set(NULL);
     }
-    /* The AVX-512 set has them for Q4_0 (on a CPU that runs it). */
-    if (ellm_quant_use_kernel_set("avx512")) {
-        CHECK(ellm_kernels_for(ELLM_TYPE_Q4_0)->vec_dot_rows != NULL);
-        CHECK(sets_with_rows >= 1);
-        ellm_quant_use_kernel_set(NULL);
-    }
 }
 
 static void test_matmul(void)

@@ -35,11 +35,6 @@ typedef struct kernel_set {
     {                                                                                              \
         ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, ELLM_ACT_Q8_0_EXT, NULL                    \
     }
-/* An entry with a multi-row decode kernel as well (see ellm_vec_dot_rows_fn). */
-#define K_ROWS(act, dot, isa, x4, ext, gemm, rows)                                                 \
-    {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, ELLM_ACT_Q8_0_EXT, rows                    \
-    }
 /* An entry whose tile comes from another set. */
 #define K_TILE_OF(act, dot, isa, gemm, gemm_isa)                                                   \
     {                                                                                              \
@@ -172,9 +167,8 @@ static const kernel_set avx512_set = {
                                         "avx512"),
             [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx512, "avx512", NULL,
                                  ellm_vec_dot_q8_0_ext_avx512, ellm_gemm_q8_0_avx512),
-            [ELLM_TYPE_Q4_0] = K_ROWS(Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL,
-                                      ellm_vec_dot_q4_0_ext_avx512, ellm_gemm_q4_0_avx512,
-                                      ellm_vec_dot_q4_0_ext_rows_avx512),
+            [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx512, "avx512", NULL,
+                                 ellm_vec_dot_q4_0_ext_avx512, ellm_gemm_q4_0_avx512),
             [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_avx512, "avx512",
                                  ellm_vec_dot_q4_K_x4_avx512, NULL, ellm_gemm_q4_K_avx512),
             [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_avx512, "avx512",

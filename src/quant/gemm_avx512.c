@@ -187,9 +187,9 @@ void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void
  * ports, whereas extracting lanes would add shuffles to the port the permutes already load. A step of
  * eight blocks adds its eight terms before the next step's loads (longer chunks of terms were
  * slower once the steps are inlined). The activation row is read with unaligned loads, which cost
- * nothing on an aligned row and do not fault on another. No software prefetch: the hardware
- * prefetchers keep up with one row stream, and ellm_prefetch_stream's requests made these
- * kernels 20-40 % slower (see kernels_kquants_avx512.c). */
+ * nothing on an aligned row and do not fault on another. Each step asks for the weights
+ * ellm_prefetch_ahead's 2 KB ahead into L1: without it the hardware prefetchers left one core's
+ * Q8_0 row at 0.73-0.75 of a streaming read from 2 MiB pages, with it 0.89-1.01 (session 10). */
 enum {
     ROW_STEP = 8, /* blocks per step */
 };
@@ -374,45 +374,15 @@ KERNEL_STEP float q8_0_ext_step(const ext_row *x, const uint8_t *w, int64_t i, f
     {                                                                                              \
         const ext_row act = ext_row_of(n, x);                                                      \
         float sum = 0;                                                                             \
-        for (int64_t i = 0; i < act.nb; i += ROW_STEP)                                             \
+        for (int64_t i = 0; i < act.nb; i += ROW_STEP) {                                           \
+            ellm_prefetch_ahead((const uint8_t *)row + (size_t)i * sizeof(block_##type),           \
+                                ROW_STEP * (int)sizeof(block_##type));                             \
             sum = type##_ext_step(&act, row, i, sum);                                              \
+        }                                                                                          \
         *out = sum;                                                                                \
     }
 
 EXT_ROW_KERNEL(q4_0)
 EXT_ROW_KERNEL(q8_0)
 
-/* ELLM_DOT_ROWS (8) consecutive Q4_0 rows at once, each exactly as its single-row kernel: the
- * rows' terms of a step are transposed so that one vector addition adds a block's term to all
- * eight running sums, eight chains side by side instead of one after the other
- * (add_rows_terms_in_order). The rows are read side by side, a step of eight blocks of each at a
- * time: interleaved streams, which the hardware prefetchers follow poorly, so each step asks for
- * its share of the next group of rows (contiguous with this one; ellm_prefetch_next_group). From
- * 128 MiB on one core (gemv_micro) that reads Q4_0 at 0.72-0.90 of a streaming read against
- * 0.65-0.79 for single rows. Q8_0 stays with single rows: read this way it fell to 0.64-0.72
- * (0.84-0.88 single), and rows read one after the other with their terms buffered matched single
- * rows at 2048 columns but fell to 0.41-0.47 at 5632. The blocks after the last whole step are
- * added row by row at the end, as the single-row kernel adds them. */
-#define EXT_ROWS_SIDE_BY_SIDE(type)                                                                \
-    void ellm_vec_dot_##type##_ext_rows_avx512(int64_t n, float *out, const void *rows,            \
-                                               size_t row_bytes, const void *x)                    \
-    {                                                                                              \
-        const ext_row act = ext_row_of(n, x);                                                      \
-        const uint8_t *w = rows;                                                                   \
-        const int64_t whole = act.nb / ROW_STEP * ROW_STEP;                                        \
-        __m256 sums = _mm256_setzero_ps();                                                         \
-        for (int64_t i = 0; i < whole; i += ROW_STEP) {                                            \
-            __m256 terms[ELLM_DOT_ROWS];                                                           \
-            ellm_prefetch_next_group(rows, ELLM_DOT_ROWS *row_bytes, i / ROW_STEP,                 \
-                                     whole / ROW_STEP);                                            \
-            for (int r = 0; r < ELLM_DOT_ROWS; r++)                                                \
-                terms[r] = type##_ext_terms(&act, w + (size_t)r * row_bytes, i);                   \
-            sums = add_rows_terms_in_order(sums, terms);                                           \
-        }                                                                                          \
-        _mm256_storeu_ps(out, sums);                                                               \
-        for (int r = 0; whole < act.nb && r < ELLM_DOT_ROWS; r++)                                  \
-            out[r] = type##_ext_step(&act, w + (size_t)r * row_bytes, whole, out[r]);              \
-    }
-
-EXT_ROWS_SIDE_BY_SIDE(q4_0)
 #endif

@@ -98,9 +98,6 @@ void ellm_vec_dot_q8_0_avx512(int64_t n, float *out, const void *row, const void
 /* The same with x in the extended Q8_0 layout (ellm_quantize_q8_0_ext): the decode path. */
 void ellm_vec_dot_q4_0_ext_avx512(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q8_0_ext_avx512(int64_t n, float *out, const void *row, const void *x);
-/* ELLM_DOT_ROWS rows at once on extended activations (see ellm_vec_dot_rows_fn). */
-void ellm_vec_dot_q4_0_ext_rows_avx512(int64_t n, float *out, const void *rows, size_t row_bytes,
-                                       const void *x);
 /* K-quants against Q8_K activations, single and four-row (kernels_kquants_avx512.c). */
 void ellm_vec_dot_q4_K_avx512(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_K_avx512(int64_t n, float *out, const void *row, const void *x);

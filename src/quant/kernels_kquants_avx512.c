@@ -17,10 +17,11 @@
  * shared vectors. The x4 kernels decode each pair of weight super-blocks once and run the same
  * per-row code for each activation row, so they equal four single calls exactly.
  *
- * The single-row kernels leave the weight stream to the hardware prefetchers: with
- * ellm_prefetch_stream in their steps every type ran 20-35 % slower on one core (gemv_micro,
- * same run). Those calls had been in the steps without effect in GCC builds (GCC finds the
- * out-of-line helper const and deletes calls whose result is unused; clang kept them). */
+ * The single-row decode steps ask for their weights ellm_prefetch_ahead's 2 KB ahead into L1, as
+ * the AVX2 rows do: the hardware prefetchers alone left one core at 0.64-0.82 of a streaming read
+ * from 2 MiB pages, with the requests 0.85-0.96 (session 10, docs/performance.md). Session 6 had
+ * measured ellm_prefetch_stream (L2 4 KB and L1 1 KB ahead) in the steps 20-35 % slower on its
+ * machine; the x4 kernels keep that one. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -260,6 +261,7 @@ static inline __m128 kq45_terms(const kq45_pair *p, const block_q8_K *a0, const 
         const block_t *w = (const block_t *)row;                                                   \
         const int64_t j = i + 1 < x->nb ? i + 1 : i;                                               \
         kq45_pair p;                                                                               \
+        ellm_prefetch_ahead(&w[i], 2 * (int)sizeof(block_t));                                      \
         type##_decode_pair(&w[i], &w[j], &p);                                                      \
         return add_pair_terms(sum, kq45_terms(&p, &x->a[i], &x->a[j]), i, j);                      \
     }                                                                                              \
@@ -420,6 +422,7 @@ KERNEL_STEP float q6_K_step(const q8_K_row *x, const uint8_t *row, int64_t i, fl
     const block_q6_K *w = (const block_q6_K *)row;
     const int64_t j = i + 1 < x->nb ? i + 1 : i;
     q6_K_pair p;
+    ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
     q6_K_decode_pair(&w[i], &w[j], &p);
     __m128 t = q6_K_terms(&p, &x->a[i], &x->a[j]);
     sum += _mm_cvtss_f32(t);
@@ -768,6 +771,7 @@ static inline __m512i iq4_xs_halves_sum(const block_iq4_xs *w, const block_q8_K_
 KERNEL_STEP float iq4_xs_halves_pair_step(const block_iq4_xs *w, const block_q8_K_halves *a,
                                           int64_t i, int64_t j, float sum)
 {
+    ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
     __m512i sums = fold_pair(iq4_xs_halves_sum(&w[i], &a[i]), iq4_xs_halves_sum(&w[j], &a[j]));
     return add_pair_scaled(sum, sums, w[i].d, w[j].d, a[i].d, a[j].d, i, j);
 }

@@ -144,21 +144,6 @@ static inline float add_lanes_in_order(float sum, __m256 terms)
     return sum;
 }
 
-/* sums (lane r: row r's running sum) plus terms[r] (lane k: the term of row r's block k) for
- * eight rows, added one block after the other: each lane is one row's chain of additions in block
- * order, as the scalar kernel adds them, and the eight chains run side by side in one vector. A
- * term of +0 (a block past the end of a row) leaves a sum unchanged (see add_lanes_in_order). */
-static inline __m256 add_rows_terms_in_order(__m256 sums, const __m256 terms[8])
-{
-    __m256i rows[8], by_block[8];
-    for (int r = 0; r < 8; r++)
-        rows[r] = _mm256_castps_si256(terms[r]);
-    transpose_8x8(rows, by_block);
-    for (int k = 0; k < 8; k++)
-        sums = _mm256_add_ps(sums, _mm256_castsi256_ps(by_block[k]));
-    return sums;
-}
-
 /* The single-row decode kernels take super-blocks eight at a time: each block's integer sums stay
  * in vectors until the eight are reduced together (lane_totals_of_pairs), the eight float terms of the
  * scalar kernel's expression are formed in the lanes of one vector, and only the final additions

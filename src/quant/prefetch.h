@@ -41,18 +41,4 @@ static inline __attribute__((always_inline)) void ellm_prefetch_ahead(const void
                      _MM_HINT_T0);
 }
 
-/* A kernel that reads a group of rows side by side (interleaved streams, which the hardware
- * prefetchers follow poorly) asks, at step `step` of `steps`, for that share of the next
- * `group_bytes` (the next group of rows, contiguous with this one): one stream, one group ahead,
- * into L1. */
-static inline void ellm_prefetch_next_group(const void *group, size_t group_bytes, int64_t step,
-                                            int64_t steps)
-{
-    uintptr_t next = (uintptr_t)group + group_bytes;
-    size_t from = group_bytes * (size_t)step / (size_t)steps & ~(size_t)63;
-    size_t to = group_bytes * (size_t)(step + 1) / (size_t)steps;
-    for (size_t at = from; at < to; at += 64)
-        _mm_prefetch((const char *)(next + at), _MM_HINT_T0);
-}
-
 #endif
