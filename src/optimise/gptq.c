@@ -1838,6 +1838,147 @@ static edgellm_status quantize_embedding(ellm_gptq *g, ellm_type type, float *w,
     return st;
 }
 
+/* ---------------------------------------------------------------- the logits' view */
+
+typedef struct plain_rows {
+    const gguf_tensor_info *t;
+    ellm_type type;
+    uint8_t *dst;
+    uint64_t src_rb, dst_rb;
+    bool no_memory;
+} plain_rows;
+
+static void round_rows_plainly(void *arg, int ith, int nth)
+{
+    plain_rows *j = arg;
+    int64_t n = (int64_t)j->t->ne[0];
+    float *row = malloc((size_t)n * sizeof *row);
+    if (!row) {
+        j->no_memory = true;
+        return;
+    }
+    for (uint64_t r = (uint64_t)ith; r < j->t->n_elements / j->t->ne[0]; r += (uint64_t)nth) {
+        ellm_dequantize_row((ellm_type)j->t->type, (const uint8_t *)j->t->data + r * j->src_rb, row,
+                            n);
+        ellm_quantize_row(j->type, row, j->dst + r * j->dst_rb, n);
+    }
+    free(row);
+}
+
+/* KL(p || q) of one position's logits, in nats. */
+static double logits_kl(const float *p, const float *q, int32_t n_vocab)
+{
+    float mp = p[0], mq = q[0];
+    for (int32_t v = 1; v < n_vocab; v++) {
+        mp = p[v] > mp ? p[v] : mp;
+        mq = q[v] > mq ? q[v] : mq;
+    }
+    double zp = 0, zq = 0, cross = 0;
+    for (int32_t v = 0; v < n_vocab; v++) {
+        double ep = exp((double)(p[v] - mp));
+        zp += ep;
+        zq += exp((double)(q[v] - mq));
+        cross += ep * ((double)(p[v] - mp) - (double)(q[v] - mq));
+    }
+    return cross / zp - log(zp) + log(zq);
+}
+
+edgellm_status ellm_gptq_logit_kl(ellm_gptq *g, const char *const *tensors, const ellm_type *types,
+                                  int n, double *kl)
+{
+    enum { MAX_SWAPPED = 4 };
+    *kl = 0;
+    if (n < 0 || n > MAX_SWAPPED)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GPTQ: at most %d weights per KL measure",
+                         MAX_SWAPPED);
+    const ellm_weights *weights = ellm_model_weights(g->run.model);
+    ellm_tensor *slot[MAX_SWAPPED], given[MAX_SWAPPED], rounded[MAX_SWAPPED];
+    uint8_t *data[MAX_SWAPPED] = {NULL};
+    int prepared = 0;
+    edgellm_status st = EDGELLM_OK;
+    for (int k = 0; st == EDGELLM_OK && k < n; k++) {
+        /* Only the ends of the model: a layer matrix swapped here would leave GPTQ's statistics
+         * of later layers computed with it. */
+        slot[k] = !strcmp(tensors[k], "token_embd.weight") ? (ellm_tensor *)&weights->tok_embd
+                  : !strcmp(tensors[k], "output.weight") &&
+                          weights->output.data != weights->tok_embd.data
+                      ? (ellm_tensor *)&weights->output
+                      : NULL;
+        const gguf_tensor_info *t = ellm_gguf_find_tensor(g->run.file, tensors[k]);
+        plain_rows j = {t, types[k], NULL, 0, 0, false};
+        if (!slot[k] || !t || t->n_dims != 2 ||
+            t->ne[0] % ellm_type_traits_of(types[k])->block_size ||
+            !ellm_row_bytes(t->type, t->ne[0], &j.src_rb) ||
+            !ellm_row_bytes(types[k], t->ne[0], &j.dst_rb)) {
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "GPTQ: cannot measure '%s' as %s at the logits", tensors[k],
+                           ellm_type_name(types[k]));
+            break;
+        }
+        data[k] = j.dst = malloc((size_t)(j.dst_rb * (t->n_elements / t->ne[0])));
+        if (j.dst)
+            ellm_threadpool_run(g->run.pool, round_rows_plainly, &j);
+        if (!j.dst || j.no_memory) {
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for '%s' as %s", tensors[k],
+                           ellm_type_name(types[k]));
+            break;
+        }
+        given[k] = rounded[k] = *slot[k];
+        rounded[k].type = types[k];
+        rounded[k].row_bytes = j.dst_rb;
+        rounded[k].n_bytes = j.dst_rb * (t->n_elements / t->ne[0]);
+        rounded[k].data = j.dst;
+        prepared++;
+    }
+    /* Two states, each sized for the weights it computes with, advance through the same chunks
+     * batch by batch, the weights swapped between them: the model as given, then as rounded. */
+    const ellm_calib_run *r = &g->run;
+    int32_t n_vocab = ellm_model_hparams(r->model)->n_vocab;
+    ellm_state_params sp = {.n_ctx = r->n_ctx,
+                            .n_batch = r->n_batch,
+                            .kv_type = EDGELLM_KV_F32,
+                            .n_threads = ellm_threadpool_size(r->pool)};
+    ellm_state *ref = NULL, *test = NULL;
+    float *ref_logits = malloc((size_t)r->n_batch * (size_t)n_vocab * sizeof *ref_logits);
+    if (st == EDGELLM_OK && !ref_logits)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the calibration logits");
+    if (st == EDGELLM_OK)
+        st = ellm_state_create(r->model, &sp, &ref);
+    for (int k = 0; k < n && st == EDGELLM_OK; k++)
+        *slot[k] = rounded[k];
+    if (st == EDGELLM_OK)
+        st = ellm_state_create(r->model, &sp, &test);
+    double sum = 0;
+    int64_t positions = 0;
+    for (int32_t chunk = 0; st == EDGELLM_OK && chunk < r->n_chunks; chunk++) {
+        ellm_state_truncate(ref, 0);
+        ellm_state_truncate(test, 0);
+        const edgellm_token *tok = r->ids + (size_t)chunk * (size_t)r->n_ctx;
+        for (int32_t done = 0; st == EDGELLM_OK && done < r->n_ctx; done += r->n_batch) {
+            int32_t nb = r->n_ctx - done < r->n_batch ? r->n_ctx - done : r->n_batch;
+            for (int k = 0; k < n; k++)
+                *slot[k] = given[k];
+            st = ellm_forward(r->model, ref, r->pool, tok + done, nb, true, ref_logits);
+            for (int k = 0; k < n; k++)
+                *slot[k] = rounded[k];
+            if (st == EDGELLM_OK)
+                st = ellm_forward(r->model, test, r->pool, tok + done, nb, true, r->logits);
+            for (int32_t i = 0; st == EDGELLM_OK && i < nb; i++, positions++)
+                sum += logits_kl(ref_logits + (size_t)i * (size_t)n_vocab,
+                                 r->logits + (size_t)i * (size_t)n_vocab, n_vocab);
+        }
+    }
+    for (int k = 0; k < prepared; k++)
+        *slot[k] = given[k];
+    ellm_state_free(ref);
+    ellm_state_free(test);
+    free(ref_logits);
+    for (int k = 0; k < n; k++)
+        free(data[k]);
+    *kl = positions ? sum / (double)positions : 0;
+    return st;
+}
+
 /* ---------------------------------------------------------------- gated FFN rows */
 
 /* X^T X weighs every calibration token alike, but an error in output r of ffn_gate or ffn_up

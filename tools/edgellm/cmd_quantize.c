@@ -80,6 +80,17 @@ static edgellm_status gptq_matrix(void *user, const char *tensor, ellm_type type
     return ellm_gptq_quantize_tensor(c->gptq, tensor, type, w, n_rows, n_cols, c->awq, dst);
 }
 
+static edgellm_status gptq_logit_kl(void *user, const char *const *tensors, const ellm_type *types,
+                                    int n, double *kl)
+{
+    const calibrated *c = user;
+    edgellm_status st = ellm_gptq_logit_kl(c->gptq, tensors, types, n, kl);
+    if (st == EDGELLM_OK && n == 2)
+        fprintf(stderr, "edgellm quantize: --gptq: %s %s, %s %s: calibration KL %.5f\n", tensors[0],
+                ellm_type_name(types[0]), tensors[1], ellm_type_name(types[1]), *kl);
+    return st;
+}
+
 static void report_gptq_layer(void *user, int32_t layer, int32_t n_layer, double seconds)
 {
     (void)user;
@@ -328,7 +339,8 @@ int cmd_quantize(int argc, char **argv)
                                .quantize_matrix = cal.gptq ? gptq_matrix : NULL,
                                .mix_by_rules = rule_mix,
                                .mean_value = im ? calibrated_mean_value : NULL,
-                               .directions = im ? calibrated_directions : NULL};
+                               .directions = im ? calibrated_directions : NULL,
+                               .logit_kl = cal.gptq ? gptq_logit_kl : NULL};
     edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], argv[3], &o)
                                : ellm_quantize_model(argv[1], argv[2], type, &o);
     ellm_imatrix_free(im);
