@@ -588,11 +588,12 @@ static void logit_measure(void)
     const char *const names[2] = {"output.weight", "token_embd.weight"};
     const ellm_type q8[2] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0},
                     q4[2] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_0};
-    double none = -1, head8 = 0, head4 = 0, both4 = 0;
-    CHECK(ellm_gptq_logit_kl(g, names, q8, 0, &none) == EDGELLM_OK);
-    CHECK(ellm_gptq_logit_kl(g, names, q8, 1, &head8) == EDGELLM_OK);
-    CHECK(ellm_gptq_logit_kl(g, names, q4, 1, &head4) == EDGELLM_OK);
-    CHECK(ellm_gptq_logit_kl(g, names, q4, 2, &both4) == EDGELLM_OK);
+    double none = -1, head[2] = {0, 0}, both4 = 0;
+    const ellm_type heads[2] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    CHECK(ellm_gptq_logit_kl(g, names, 0, q8, 1, &none) == EDGELLM_OK);
+    CHECK(ellm_gptq_logit_kl(g, names, 1, heads, 2, head) == EDGELLM_OK);
+    CHECK(ellm_gptq_logit_kl(g, names, 2, q4, 1, &both4) == EDGELLM_OK);
+    double head8 = head[0], head4 = head[1];
     printf("calibration KL at the logits: nothing rounded %g, head Q8_0 %.3g, head Q4_0 %.3g, "
            "head and embedding Q4_0 %.3g\n",
            none, head8, head4, both4);

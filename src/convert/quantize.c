@@ -647,12 +647,10 @@ static edgellm_status plan_head_trade(const gguf_file *in, const recipe *r,
         e_new - e_now > h_now - h_new)
         return EDGELLM_OK;
     const char *names[2] = {"token_embd.weight", "output.weight"};
-    ellm_type rules[2] = {plan[e], plan[h]}, traded[2] = {e_up, h_down};
-    double kl_rules = 0, kl_traded = 0;
-    edgellm_status st = o->logit_kl(o->user, names, rules, 2, &kl_rules);
-    if (st == EDGELLM_OK)
-        st = o->logit_kl(o->user, names, traded, 2, &kl_traded);
-    if (st == EDGELLM_OK && kl_traded < kl_rules) {
+    ellm_type plans[4] = {plan[e], plan[h], e_up, h_down};
+    double kl[2] = {0, 0};
+    edgellm_status st = o->logit_kl(o->user, names, 2, plans, 2, kl);
+    if (st == EDGELLM_OK && kl[1] < kl[0]) {
         plan[e] = e_up;
         plan[h] = h_down;
     }

@@ -1883,18 +1883,20 @@ static double logits_kl(const float *p, const float *q, int32_t n_vocab)
     return cross / zp - log(zp) + log(zq);
 }
 
-edgellm_status ellm_gptq_logit_kl(ellm_gptq *g, const char *const *tensors, const ellm_type *types,
-                                  int n, double *kl)
+edgellm_status ellm_gptq_logit_kl(ellm_gptq *g, const char *const *tensors, int n,
+                                  const ellm_type *types, int n_plans, double *kl)
 {
-    enum { MAX_SWAPPED = 4 };
-    *kl = 0;
-    if (n < 0 || n > MAX_SWAPPED)
-        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "GPTQ: at most %d weights per KL measure",
-                         MAX_SWAPPED);
+    enum { MAX_SWAPPED = 4, MAX_PLANS = 4 };
+    for (int p = 0; p < n_plans && p < MAX_PLANS; p++)
+        kl[p] = 0;
+    if (n < 0 || n > MAX_SWAPPED || n_plans < 1 || n_plans > MAX_PLANS)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "GPTQ: at most %d weights and %d plans per KL measure", MAX_SWAPPED,
+                         MAX_PLANS);
     const ellm_weights *weights = ellm_model_weights(g->run.model);
-    ellm_tensor *slot[MAX_SWAPPED], given[MAX_SWAPPED], rounded[MAX_SWAPPED];
-    uint8_t *data[MAX_SWAPPED] = {NULL};
-    int prepared = 0;
+    ellm_tensor *slot[MAX_SWAPPED], given[MAX_SWAPPED], rounded[MAX_PLANS][MAX_SWAPPED];
+    uint8_t *data[MAX_PLANS][MAX_SWAPPED] = {{NULL}};
+    int found = 0;
     edgellm_status st = EDGELLM_OK;
     for (int k = 0; st == EDGELLM_OK && k < n; k++) {
         /* Only the ends of the model: a layer matrix swapped here would leave GPTQ's statistics
@@ -1904,78 +1906,93 @@ edgellm_status ellm_gptq_logit_kl(ellm_gptq *g, const char *const *tensors, cons
                           weights->output.data != weights->tok_embd.data
                       ? (ellm_tensor *)&weights->output
                       : NULL;
+        if (!slot[k])
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "GPTQ: '%s' is not the token embedding or an untied output head",
+                           tensors[k]);
+        else
+            given[found++] = *slot[k];
+    }
+    for (int pk = 0; st == EDGELLM_OK && pk < n_plans * n; pk++) {
+        int p = pk / n, k = pk % n;
+        ellm_type type = types[pk];
         const gguf_tensor_info *t = ellm_gguf_find_tensor(g->run.file, tensors[k]);
-        plain_rows j = {t, types[k], NULL, 0, 0, false};
-        if (!slot[k] || !t || t->n_dims != 2 ||
-            t->ne[0] % ellm_type_traits_of(types[k])->block_size ||
+        plain_rows j = {t, type, NULL, 0, 0, false};
+        if (!t || t->n_dims != 2 || t->ne[0] % ellm_type_traits_of(type)->block_size ||
             !ellm_row_bytes(t->type, t->ne[0], &j.src_rb) ||
-            !ellm_row_bytes(types[k], t->ne[0], &j.dst_rb)) {
+            !ellm_row_bytes(type, t->ne[0], &j.dst_rb)) {
             st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                            "GPTQ: cannot measure '%s' as %s at the logits", tensors[k],
-                           ellm_type_name(types[k]));
+                           ellm_type_name(type));
             break;
         }
-        data[k] = j.dst = malloc((size_t)(j.dst_rb * (t->n_elements / t->ne[0])));
+        data[p][k] = j.dst = malloc((size_t)(j.dst_rb * (t->n_elements / t->ne[0])));
         if (j.dst)
             ellm_threadpool_run(g->run.pool, round_rows_plainly, &j);
         if (!j.dst || j.no_memory) {
             st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for '%s' as %s", tensors[k],
-                           ellm_type_name(types[k]));
+                           ellm_type_name(type));
             break;
         }
-        given[k] = rounded[k] = *slot[k];
-        rounded[k].type = types[k];
-        rounded[k].row_bytes = j.dst_rb;
-        rounded[k].n_bytes = j.dst_rb * (t->n_elements / t->ne[0]);
-        rounded[k].data = j.dst;
-        prepared++;
+        rounded[p][k] = given[k];
+        rounded[p][k].type = type;
+        rounded[p][k].row_bytes = j.dst_rb;
+        rounded[p][k].n_bytes = j.dst_rb * (t->n_elements / t->ne[0]);
+        rounded[p][k].data = j.dst;
     }
-    /* Two states, each sized for the weights it computes with, advance through the same chunks
-     * batch by batch, the weights swapped between them: the model as given, then as rounded. */
+    /* One state per plan and one for the model as given, each sized for the weights it computes
+     * with, advance through the same chunks batch by batch, the weights swapped between them. */
     const ellm_calib_run *r = &g->run;
     int32_t n_vocab = ellm_model_hparams(r->model)->n_vocab;
     ellm_state_params sp = {.n_ctx = r->n_ctx,
                             .n_batch = r->n_batch,
                             .kv_type = EDGELLM_KV_F32,
                             .n_threads = ellm_threadpool_size(r->pool)};
-    ellm_state *ref = NULL, *test = NULL;
+    ellm_state *ref = NULL, *test[MAX_PLANS] = {NULL};
     float *ref_logits = malloc((size_t)r->n_batch * (size_t)n_vocab * sizeof *ref_logits);
     if (st == EDGELLM_OK && !ref_logits)
         st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the calibration logits");
     if (st == EDGELLM_OK)
         st = ellm_state_create(r->model, &sp, &ref);
-    for (int k = 0; k < n && st == EDGELLM_OK; k++)
-        *slot[k] = rounded[k];
-    if (st == EDGELLM_OK)
-        st = ellm_state_create(r->model, &sp, &test);
-    double sum = 0;
+    for (int p = 0; st == EDGELLM_OK && p < n_plans; p++) {
+        for (int k = 0; k < n; k++)
+            *slot[k] = rounded[p][k];
+        st = ellm_state_create(r->model, &sp, &test[p]);
+    }
+    double sum[MAX_PLANS] = {0};
     int64_t positions = 0;
     for (int32_t chunk = 0; st == EDGELLM_OK && chunk < r->n_chunks; chunk++) {
         ellm_state_truncate(ref, 0);
-        ellm_state_truncate(test, 0);
+        for (int p = 0; p < n_plans; p++)
+            ellm_state_truncate(test[p], 0);
         const edgellm_token *tok = r->ids + (size_t)chunk * (size_t)r->n_ctx;
         for (int32_t done = 0; st == EDGELLM_OK && done < r->n_ctx; done += r->n_batch) {
             int32_t nb = r->n_ctx - done < r->n_batch ? r->n_ctx - done : r->n_batch;
             for (int k = 0; k < n; k++)
                 *slot[k] = given[k];
             st = ellm_forward(r->model, ref, r->pool, tok + done, nb, true, ref_logits);
-            for (int k = 0; k < n; k++)
-                *slot[k] = rounded[k];
-            if (st == EDGELLM_OK)
-                st = ellm_forward(r->model, test, r->pool, tok + done, nb, true, r->logits);
-            for (int32_t i = 0; st == EDGELLM_OK && i < nb; i++, positions++)
-                sum += logits_kl(ref_logits + (size_t)i * (size_t)n_vocab,
-                                 r->logits + (size_t)i * (size_t)n_vocab, n_vocab);
+            for (int p = 0; st == EDGELLM_OK && p < n_plans; p++) {
+                for (int k = 0; k < n; k++)
+                    *slot[k] = rounded[p][k];
+                st = ellm_forward(r->model, test[p], r->pool, tok + done, nb, true, r->logits);
+                for (int32_t i = 0; st == EDGELLM_OK && i < nb; i++)
+                    sum[p] += logits_kl(ref_logits + (size_t)i * (size_t)n_vocab,
+                                        r->logits + (size_t)i * (size_t)n_vocab, n_vocab);
+            }
+            positions += nb;
         }
     }
-    for (int k = 0; k < prepared; k++)
+    for (int k = 0; k < found; k++)
         *slot[k] = given[k];
     ellm_state_free(ref);
-    ellm_state_free(test);
+    for (int p = 0; p < n_plans; p++) {
+        ellm_state_free(test[p]);
+        for (int k = 0; k < n; k++)
+            free(data[p][k]);
+    }
     free(ref_logits);
-    for (int k = 0; k < n; k++)
-        free(data[k]);
-    *kl = positions ? sum / (double)positions : 0;
+    for (int p = 0; p < n_plans; p++)
+        kl[p] = st == EDGELLM_OK && positions ? sum[p] / (double)positions : 0;
     return st;
 }
 

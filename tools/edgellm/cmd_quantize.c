@@ -80,14 +80,14 @@ static edgellm_status gptq_matrix(void *user, const char *tensor, ellm_type type
     return ellm_gptq_quantize_tensor(c->gptq, tensor, type, w, n_rows, n_cols, c->awq, dst);
 }
 
-static edgellm_status gptq_logit_kl(void *user, const char *const *tensors, const ellm_type *types,
-                                    int n, double *kl)
+static edgellm_status gptq_logit_kl(void *user, const char *const *tensors, int n,
+                                    const ellm_type *types, int n_plans, double *kl)
 {
     const calibrated *c = user;
-    edgellm_status st = ellm_gptq_logit_kl(c->gptq, tensors, types, n, kl);
-    if (st == EDGELLM_OK && n == 2)
+    edgellm_status st = ellm_gptq_logit_kl(c->gptq, tensors, n, types, n_plans, kl);
+    for (int p = 0; st == EDGELLM_OK && n == 2 && p < n_plans; p++)
         fprintf(stderr, "edgellm quantize: --gptq: %s %s, %s %s: calibration KL %.5f\n", tensors[0],
-                ellm_type_name(types[0]), tensors[1], ellm_type_name(types[1]), *kl);
+                ellm_type_name(types[2 * p]), tensors[1], ellm_type_name(types[2 * p + 1]), kl[p]);
     return st;
 }
 
