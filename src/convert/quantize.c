@@ -640,20 +640,32 @@ static edgellm_status plan_head_trade(const gguf_file *in, const recipe *r,
     if (e == UINT64_MAX || h == UINT64_MAX || fell_back[e] || fell_back[h])
         return EDGELLM_OK;
     const gguf_tensor_info *te = ellm_gguf_tensor_at(in, e), *th = ellm_gguf_tensor_at(in, h);
-    ellm_type e_up = k_ladder_step(plan[e], 1), h_down = k_ladder_step(plan[h], -1);
-    uint64_t e_now = tensor_bytes(te, plan[e]), e_new = tensor_bytes(te, e_up);
-    uint64_t h_now = tensor_bytes(th, plan[h]), h_new = tensor_bytes(th, h_down);
-    if (e_up == plan[e] || h_down == plan[h] || !e_now || !e_new || !h_now || !h_new ||
-        e_new - e_now > h_now - h_new)
+    uint64_t e_now = tensor_bytes(te, plan[e]), h_now = tensor_bytes(th, plan[h]);
+    /* Plan 0 is the rules'; plan s moves s steps, while the ladder and the bytes allow. */
+    enum { MAX_STEPS = 3 };
+    ellm_type plans[2 * (MAX_STEPS + 1)] = {plan[e], plan[h]};
+    int n_plans = 1;
+    while (e_now && h_now && n_plans <= MAX_STEPS) {
+        ellm_type e_up = k_ladder_step(plans[2 * n_plans - 2], 1);
+        ellm_type h_down = k_ladder_step(plans[2 * n_plans - 1], -1);
+        uint64_t e_new = tensor_bytes(te, e_up), h_new = tensor_bytes(th, h_down);
+        if (e_up == plans[2 * n_plans - 2] || h_down == plans[2 * n_plans - 1] || !e_new ||
+            !h_new || e_new - e_now > h_now - h_new)
+            break;
+        plans[2 * n_plans] = e_up;
+        plans[2 * n_plans + 1] = h_down;
+        n_plans++;
+    }
+    if (n_plans == 1)
         return EDGELLM_OK;
     const char *names[2] = {"token_embd.weight", "output.weight"};
-    ellm_type plans[4] = {plan[e], plan[h], e_up, h_down};
-    double kl[2] = {0, 0};
-    edgellm_status st = o->logit_kl(o->user, names, 2, plans, 2, kl);
-    if (st == EDGELLM_OK && kl[1] < kl[0]) {
-        plan[e] = e_up;
-        plan[h] = h_down;
-    }
+    double kl[MAX_STEPS + 1] = {0};
+    edgellm_status st = o->logit_kl(o->user, names, 2, plans, n_plans, kl);
+    int best = 0;
+    for (int p = 1; st == EDGELLM_OK && p < n_plans; p++)
+        best = kl[p] < kl[best] ? p : best;
+    plan[e] = plans[2 * best];
+    plan[h] = plans[2 * best + 1];
     return st;
 }
 
