@@ -36,9 +36,10 @@ compare aidreams "$src" iq4_nl 0.72
 compare outliers "$tmp/outliers.gguf" iq4_nl 0.4 --imatrix "$tmp/im.gguf" --awq
 
 # A mix's bits between the token embedding and the untied output head, decided on the calibration
-# logits: on the 256-wide outlier model (quantize_imatrix.sh) Q3_K_M moves the embedding Q3_K ->
-# Q4_K and the head Q6_K -> Q5_K at the same bytes. Measured when written (these 6 held-out texts):
-# plain 0.01925, --gptq with the rules' types 0.01365 (0.71 x), with the trade 0.01168 (0.61 x).
+# logits: on the 256-wide outlier model (quantize_imatrix.sh) Q3_K_M moves the embedding up and
+# the head down by K-quant steps at the same bytes. Measured when written (these 6 held-out texts):
+# plain 0.01925, --gptq with the rules' types 0.01365 (0.71 x), with one step of the trade 0.01168
+# (0.61 x), with the two it takes (embedding Q5_K, head Q4_K) 0.01129 (0.59 x).
 "$EDGELLM" synth --dims 256,4,4,4,768 --vocab "$SHARED/models/llama2-vocab-tiny-f16.gguf" \
   -o "$tmp/k256.gguf" --type f32 --ctx 256 2>/dev/null
 "$BUILD_DIR/tests/plant_outliers" "$tmp/k256.gguf" "$tmp/k256o.gguf" 16 5 23 40 130
