@@ -230,7 +230,9 @@ int cmd_quantize(int argc, char **argv)
                "  embedding is weighted by the matrices that read it. Combines with --awq\n"
                "  (scaling first, then GPTQ rounding of the scaled matrices). --act-order rounds\n"
                "  the columns largest diag(X^T X) first, each block's scale chosen when the\n"
-               "  order reaches its first column (static groups).\n",
+               "  order reaches its first column (static groups). With a K-quant mix, --gptq\n"
+               "  also moves K-quant steps from the output head to the token embedding where the\n"
+               "  calibration text's KL at the logits says so, at no more bytes.\n",
                ellm_quant_recipe_names());
         return 0;
     }
