@@ -533,11 +533,111 @@ static void gated_rounding(ellm_threadpool *pool)
     free(blocks);
 }
 
+typedef struct head_logits {
+    const float *w, *wq; /* the head as given and as rounded, 64 columns */
+    int64_t n_vocab;
+    double kl;
+    int64_t rows;
+} head_logits;
+
+/* KL of softmax(w x) against softmax(wq x) for each observed head input x. */
+static void observe_head_kl(void *user, int32_t layer, ellm_matrix_input which, const float *x,
+                            int32_t n_rows, int64_t n_cols)
+{
+    head_logits *hl = user;
+    if (layer != -1 || which != ELLM_INPUT_HEAD || n_cols != 64)
+        return;
+    double *zp = malloc(sizeof(double) * (size_t)hl->n_vocab * 2), *zq = zp + hl->n_vocab;
+    for (int32_t r = 0; r < n_rows; r++, hl->rows++) {
+        double mp = -1e300, mq = -1e300, sp = 0, sq = 0, cross = 0;
+        for (int64_t v = 0; v < hl->n_vocab; v++) {
+            zp[v] = zq[v] = 0;
+            for (int i = 0; i < 64; i++) {
+                zp[v] += (double)hl->w[v * 64 + i] * x[r * 64 + i];
+                zq[v] += (double)hl->wq[v * 64 + i] * x[r * 64 + i];
+            }
+            mp = fmax(mp, zp[v]);
+            mq = fmax(mq, zq[v]);
+        }
+        for (int64_t v = 0; v < hl->n_vocab; v++) {
+            sp += exp(zp[v] - mp);
+            sq += exp(zq[v] - mq);
+        }
+        for (int64_t v = 0; v < hl->n_vocab; v++)
+            cross += exp(zp[v] - mp) / sp * ((zp[v] - mp - log(sp)) - (zq[v] - mq - log(sq)));
+        hl->kl += cross;
+    }
+    free(zp);
+}
+
+/* The logits' measure a mix's embedding/head trade is decided on: zero for the model itself, the
+ * head's KL as computed from its observed inputs, larger for fewer bits, and the model left as it
+ * was (a layer quantized afterwards gives the bytes of a handle that never measured). */
+static void logit_measure(void)
+{
+    const char *src = test_shared_path("models/aidreams260K-f32.gguf");
+    edgellm_token ids[96];
+    for (int i = 0; i < 96; i++)
+        ids[i] = (edgellm_token)(260 + (7 * i) % 240);
+    gguf_file *f = NULL;
+    CHECK(ellm_gguf_open(src, &f) == EDGELLM_OK);
+    ellm_gptq_params p = {.n_ctx = 48, .n_threads = 2};
+    ellm_gptq *g = NULL, *fresh = NULL;
+    CHECK(ellm_gptq_create(src, ids, 96, &p, &g) == EDGELLM_OK);
+    CHECK(ellm_gptq_create(src, ids, 96, &p, &fresh) == EDGELLM_OK);
+    const char *const names[2] = {"output.weight", "token_embd.weight"};
+    const ellm_type q8[2] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_0},
+                    q4[2] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_0};
+    double none = -1, head[2] = {0, 0}, both4 = 0;
+    const ellm_type heads[2] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0};
+    CHECK(ellm_gptq_logit_kl(g, names, 0, q8, 1, &none) == EDGELLM_OK);
+    CHECK(ellm_gptq_logit_kl(g, names, 1, heads, 2, head) == EDGELLM_OK);
+    CHECK(ellm_gptq_logit_kl(g, names, 2, q4, 1, &both4) == EDGELLM_OK);
+    double head8 = head[0], head4 = head[1];
+    printf("calibration KL at the logits: nothing rounded %g, head Q8_0 %.3g, head Q4_0 %.3g, "
+           "head and embedding Q4_0 %.3g\n",
+           none, head8, head4, both4);
+    CHECK_MSG(none == 0, "the model against itself gives KL %g", none);
+    CHECK_MSG(head8 > 0 && head8 < 0.2 * head4 && head4 < both4,
+              "KL does not grow with the rounding: %g, %g, %g", head8, head4, both4);
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(f, "output.weight");
+    int64_t n_vocab = (int64_t)t->ne[1];
+    float *wq = malloc(sizeof(float) * (size_t)(n_vocab * 64));
+    uint8_t blocks[2 * 18];
+    for (int64_t r = 0; r < n_vocab; r++) {
+        ellm_quantize_row(ELLM_TYPE_Q4_0, (const float *)t->data + r * 64, blocks, 64);
+        ellm_dequantize_row(ELLM_TYPE_Q4_0, blocks, wq + r * 64, 64);
+    }
+    static head_logits hl;
+    hl = (head_logits){t->data, wq, n_vocab, 0, 0};
+    ellm_calib_run run;
+    CHECK(ellm_calib_open(src, ids, 96, 48, 0, 2, &run) == EDGELLM_OK);
+    CHECK(ellm_calib_pass(&run, observe_head_kl, &hl, true, NULL, "", NULL, NULL) == EDGELLM_OK);
+    ellm_calib_close(&run);
+    double direct = hl.kl / (double)hl.rows;
+    printf("head Q4_0 from its observed inputs %.3g\n", direct);
+    /* The forward pass multiplies a Q4_0 head with 8-bit activations: a few per cent apart. */
+    CHECK_MSG(fabs(head4 - direct) < 0.1 * direct, "head Q4_0 KL %g, from its inputs %g", head4,
+              direct);
+    uint8_t *after = gptq_matrix(g, f, "blk.0.attn_q.weight");
+    uint8_t *alone = gptq_matrix(fresh, f, "blk.0.attn_q.weight");
+    uint64_t rb = 0;
+    ellm_row_bytes(ELLM_TYPE_Q4_0, 64, &rb);
+    CHECK_MSG(!memcmp(after, alone, rb * 64), "measuring left the model changed");
+    free(after);
+    free(alone);
+    free(wq);
+    ellm_gptq_free(g);
+    ellm_gptq_free(fresh);
+    ellm_gguf_close(f);
+}
+
 int main(void)
 {
     sequential_statistics();
     embedding_rounding();
     head_rounding();
+    logit_measure();
     float *mix = test_gptq_mix(RANK, N_IN, &rng), *scale = malloc(sizeof(float) * N_IN);
     float *x_cal = malloc(sizeof(float) * N_TOK * N_IN),
           *x_ho = malloc(sizeof(float) * N_TOK * N_IN);

@@ -82,6 +82,12 @@ typedef struct ellm_quantize_options {
      * imatrix's "in_cov_vecs" times the roots of "in_cov_vals"): *k vectors of n_cols, which the
      * rounding's error feedback also carries (ellm_row_objective). May be NULL, or return NULL. */
     const float *(*directions)(void *user, const char *tensor, int64_t n_cols, int *k);
+    /* Mean KL divergence at the logits, over calibration text, of the model with the n listed
+     * weights rounded to the types of each of n_plans plans (types[p * n + k]) against the model
+     * as given (GPTQ's calibration run): kl[p]. A mix then moves a step of bits from the untied
+     * output head to the token embedding where that lowers it at no more bytes. May be NULL. */
+    edgellm_status (*logit_kl)(void *user, const char *const *tensors, int n,
+                               const ellm_type *types, int n_plans, double *kl);
 } ellm_quantize_options;
 
 /* Writes in_path's model with its matrices converted to target (atomically: a temp file renamed

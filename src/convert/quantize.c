@@ -595,6 +595,80 @@ static void plan_by_sensitivity(const gguf_file *in, const recipe *r,
     free(j.items);
 }
 
+/* The next K-quant step up (dir 1) or down (dir -1) from t, or t itself at either end or off
+ * the ladder. */
+static ellm_type k_ladder_step(ellm_type t, int dir)
+{
+    static const ellm_type ladder[] = {ELLM_TYPE_Q2_K, ELLM_TYPE_Q3_K, ELLM_TYPE_Q4_K,
+                                       ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K, ELLM_TYPE_Q8_0};
+    const int n = (int)(sizeof ladder / sizeof ladder[0]);
+    for (int i = 0; i < n; i++)
+        if (ladder[i] == t)
+            return i + dir >= 0 && i + dir < n && ellm_type_supported(ladder[i + dir])
+                       ? ladder[i + dir]
+                       : t;
+    return t;
+}
+
+static uint64_t tensor_bytes(const gguf_tensor_info *t, ellm_type type)
+{
+    uint64_t rb = 0;
+    if (t->n_dims < 2 || t->ne[0] % ellm_type_traits_of(type)->block_size ||
+        !ellm_row_bytes(type, t->ne[0], &rb))
+        return 0;
+    return rb * (t->n_elements / t->ne[0]);
+}
+
+/* The token embedding and the untied output head are the two largest matrices of a small model
+ * and of different kinds, so per-matrix errors cannot weigh one against the other; the logits
+ * over the calibration text can. A mix moves one K-quant step from the head to the embedding
+ * when that lowers the measured KL and the embedding's extra bytes are at most what the head
+ * gives up (the 256-wide outlier model's Q3_K_M: the embedding is 40 % of the KL left after
+ * GPTQ, and Q3_K -> Q4_K against Q6_K -> Q5_K is the same 34 bytes a super-block either way). */
+static edgellm_status plan_head_trade(const gguf_file *in, const recipe *r,
+                                      const ellm_quantize_options *o, const bool *fell_back,
+                                      ellm_type *plan)
+{
+    if (r->id == RECIPE_SINGLE || !o->logit_kl)
+        return EDGELLM_OK;
+    uint64_t e = UINT64_MAX, h = UINT64_MAX;
+    for (uint64_t i = 0; i < ellm_gguf_tensor_count(in); i++) {
+        const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
+        e = name_is(t->name, "token_embd.weight") ? i : e;
+        h = name_is(t->name, "output.weight") ? i : h;
+    }
+    if (e == UINT64_MAX || h == UINT64_MAX || fell_back[e] || fell_back[h])
+        return EDGELLM_OK;
+    const gguf_tensor_info *te = ellm_gguf_tensor_at(in, e), *th = ellm_gguf_tensor_at(in, h);
+    uint64_t e_now = tensor_bytes(te, plan[e]), h_now = tensor_bytes(th, plan[h]);
+    /* Plan 0 is the rules'; plan s moves s steps, while the ladder and the bytes allow. */
+    enum { MAX_STEPS = 3 };
+    ellm_type plans[2 * (MAX_STEPS + 1)] = {plan[e], plan[h]};
+    int n_plans = 1;
+    while (e_now && h_now && n_plans <= MAX_STEPS) {
+        ellm_type e_up = k_ladder_step(plans[2 * n_plans - 2], 1);
+        ellm_type h_down = k_ladder_step(plans[2 * n_plans - 1], -1);
+        uint64_t e_new = tensor_bytes(te, e_up), h_new = tensor_bytes(th, h_down);
+        if (e_up == plans[2 * n_plans - 2] || h_down == plans[2 * n_plans - 1] || !e_new ||
+            !h_new || e_new - e_now > h_now - h_new)
+            break;
+        plans[2 * n_plans] = e_up;
+        plans[2 * n_plans + 1] = h_down;
+        n_plans++;
+    }
+    if (n_plans == 1)
+        return EDGELLM_OK;
+    const char *names[2] = {"token_embd.weight", "output.weight"};
+    double kl[MAX_STEPS + 1] = {0};
+    edgellm_status st = o->logit_kl(o->user, names, 2, plans, n_plans, kl);
+    int best = 0;
+    for (int p = 1; st == EDGELLM_OK && p < n_plans; p++)
+        best = kl[p] < kl[best] ? p : best;
+    plan[e] = plans[2 * best];
+    plan[h] = plans[2 * best + 1];
+    return st;
+}
+
 /* A matrix quantizer (GPTQ) builds statistics from other matrices than the one it writes (the
  * token embedding's from every layer's): one NaN weight failed there, blamed on the activations
  * and named after the embedding. Every matrix is checked first, as the rows are when written. */
@@ -696,6 +770,8 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
     }
     if (st == EDGELLM_OK)
         plan_by_sensitivity(in, r, o, pool, plan);
+    if (st == EDGELLM_OK)
+        st = plan_head_trade(in, r, o, fell_back, plan);
     for (uint64_t i = 0; st == EDGELLM_OK && i < n; i++) {
         const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         if (is_training_state(t->name))

@@ -1838,6 +1838,164 @@ static edgellm_status quantize_embedding(ellm_gptq *g, ellm_type type, float *w,
     return st;
 }
 
+/* ---------------------------------------------------------------- the logits' view */
+
+typedef struct plain_rows {
+    const gguf_tensor_info *t;
+    ellm_type type;
+    uint8_t *dst;
+    uint64_t src_rb, dst_rb;
+    bool no_memory;
+} plain_rows;
+
+static void round_rows_plainly(void *arg, int ith, int nth)
+{
+    plain_rows *j = arg;
+    int64_t n = (int64_t)j->t->ne[0];
+    float *row = malloc((size_t)n * sizeof *row);
+    if (!row) {
+        j->no_memory = true;
+        return;
+    }
+    for (uint64_t r = (uint64_t)ith; r < j->t->n_elements / j->t->ne[0]; r += (uint64_t)nth) {
+        ellm_dequantize_row((ellm_type)j->t->type, (const uint8_t *)j->t->data + r * j->src_rb, row,
+                            n);
+        ellm_quantize_row(j->type, row, j->dst + r * j->dst_rb, n);
+    }
+    free(row);
+}
+
+/* KL(p || q) of one position's logits, in nats. */
+static double logits_kl(const float *p, const float *q, int32_t n_vocab)
+{
+    float mp = p[0], mq = q[0];
+    for (int32_t v = 1; v < n_vocab; v++) {
+        mp = p[v] > mp ? p[v] : mp;
+        mq = q[v] > mq ? q[v] : mq;
+    }
+    double zp = 0, zq = 0, cross = 0;
+    for (int32_t v = 0; v < n_vocab; v++) {
+        double ep = exp((double)(p[v] - mp));
+        zp += ep;
+        zq += exp((double)(q[v] - mq));
+        cross += ep * ((double)(p[v] - mp) - (double)(q[v] - mq));
+    }
+    return cross / zp - log(zp) + log(zq);
+}
+
+edgellm_status ellm_gptq_logit_kl(ellm_gptq *g, const char *const *tensors, int n,
+                                  const ellm_type *types, int n_plans, double *kl)
+{
+    enum { MAX_SWAPPED = 4, MAX_PLANS = 4 };
+    for (int p = 0; p < n_plans && p < MAX_PLANS; p++)
+        kl[p] = 0;
+    if (n < 0 || n > MAX_SWAPPED || n_plans < 1 || n_plans > MAX_PLANS)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "GPTQ: at most %d weights and %d plans per KL measure", MAX_SWAPPED,
+                         MAX_PLANS);
+    const ellm_weights *weights = ellm_model_weights(g->run.model);
+    ellm_tensor *slot[MAX_SWAPPED], given[MAX_SWAPPED], rounded[MAX_PLANS][MAX_SWAPPED];
+    uint8_t *data[MAX_PLANS][MAX_SWAPPED] = {{NULL}};
+    int found = 0;
+    edgellm_status st = EDGELLM_OK;
+    for (int k = 0; st == EDGELLM_OK && k < n; k++) {
+        /* Only the ends of the model: a layer matrix swapped here would leave GPTQ's statistics
+         * of later layers computed with it. */
+        slot[k] = !strcmp(tensors[k], "token_embd.weight") ? (ellm_tensor *)&weights->tok_embd
+                  : !strcmp(tensors[k], "output.weight") &&
+                          weights->output.data != weights->tok_embd.data
+                      ? (ellm_tensor *)&weights->output
+                      : NULL;
+        if (!slot[k])
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "GPTQ: '%s' is not the token embedding or an untied output head",
+                           tensors[k]);
+        else
+            given[found++] = *slot[k];
+    }
+    for (int pk = 0; st == EDGELLM_OK && pk < n_plans * n; pk++) {
+        int p = pk / n, k = pk % n;
+        ellm_type type = types[pk];
+        const gguf_tensor_info *t = ellm_gguf_find_tensor(g->run.file, tensors[k]);
+        plain_rows j = {t, type, NULL, 0, 0, false};
+        if (!t || t->n_dims != 2 || t->ne[0] % ellm_type_traits_of(type)->block_size ||
+            !ellm_row_bytes(t->type, t->ne[0], &j.src_rb) ||
+            !ellm_row_bytes(type, t->ne[0], &j.dst_rb)) {
+            st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                           "GPTQ: cannot measure '%s' as %s at the logits", tensors[k],
+                           ellm_type_name(type));
+            break;
+        }
+        data[p][k] = j.dst = malloc((size_t)(j.dst_rb * (t->n_elements / t->ne[0])));
+        if (j.dst)
+            ellm_threadpool_run(g->run.pool, round_rows_plainly, &j);
+        if (!j.dst || j.no_memory) {
+            st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for '%s' as %s", tensors[k],
+                           ellm_type_name(type));
+            break;
+        }
+        rounded[p][k] = given[k];
+        rounded[p][k].type = type;
+        rounded[p][k].row_bytes = j.dst_rb;
+        rounded[p][k].n_bytes = j.dst_rb * (t->n_elements / t->ne[0]);
+        rounded[p][k].data = j.dst;
+    }
+    /* One state per plan and one for the model as given, each sized for the weights it computes
+     * with, advance through the same chunks batch by batch, the weights swapped between them. */
+    const ellm_calib_run *r = &g->run;
+    int32_t n_vocab = ellm_model_hparams(r->model)->n_vocab;
+    ellm_state_params sp = {.n_ctx = r->n_ctx,
+                            .n_batch = r->n_batch,
+                            .kv_type = EDGELLM_KV_F32,
+                            .n_threads = ellm_threadpool_size(r->pool)};
+    ellm_state *ref = NULL, *test[MAX_PLANS] = {NULL};
+    float *ref_logits = malloc((size_t)r->n_batch * (size_t)n_vocab * sizeof *ref_logits);
+    if (st == EDGELLM_OK && !ref_logits)
+        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the calibration logits");
+    if (st == EDGELLM_OK)
+        st = ellm_state_create(r->model, &sp, &ref);
+    for (int p = 0; st == EDGELLM_OK && p < n_plans; p++) {
+        for (int k = 0; k < n; k++)
+            *slot[k] = rounded[p][k];
+        st = ellm_state_create(r->model, &sp, &test[p]);
+    }
+    double sum[MAX_PLANS] = {0};
+    int64_t positions = 0;
+    for (int32_t chunk = 0; st == EDGELLM_OK && chunk < r->n_chunks; chunk++) {
+        ellm_state_truncate(ref, 0);
+        for (int p = 0; p < n_plans; p++)
+            ellm_state_truncate(test[p], 0);
+        const edgellm_token *tok = r->ids + (size_t)chunk * (size_t)r->n_ctx;
+        for (int32_t done = 0; st == EDGELLM_OK && done < r->n_ctx; done += r->n_batch) {
+            int32_t nb = r->n_ctx - done < r->n_batch ? r->n_ctx - done : r->n_batch;
+            for (int k = 0; k < n; k++)
+                *slot[k] = given[k];
+            st = ellm_forward(r->model, ref, r->pool, tok + done, nb, true, ref_logits);
+            for (int p = 0; st == EDGELLM_OK && p < n_plans; p++) {
+                for (int k = 0; k < n; k++)
+                    *slot[k] = rounded[p][k];
+                st = ellm_forward(r->model, test[p], r->pool, tok + done, nb, true, r->logits);
+                for (int32_t i = 0; st == EDGELLM_OK && i < nb; i++)
+                    sum[p] += logits_kl(ref_logits + (size_t)i * (size_t)n_vocab,
+                                        r->logits + (size_t)i * (size_t)n_vocab, n_vocab);
+            }
+            positions += nb;
+        }
+    }
+    for (int k = 0; k < found; k++)
+        *slot[k] = given[k];
+    ellm_state_free(ref);
+    for (int p = 0; p < n_plans; p++) {
+        ellm_state_free(test[p]);
+        for (int k = 0; k < n; k++)
+            free(data[p][k]);
+    }
+    free(ref_logits);
+    for (int p = 0; p < n_plans; p++)
+        kl[p] = st == EDGELLM_OK && positions ? sum[p] / (double)positions : 0;
+    return st;
+}
+
 /* ---------------------------------------------------------------- gated FFN rows */
 
 /* X^T X weighs every calibration token alike, but an error in output r of ffn_gate or ffn_up

@@ -110,6 +110,14 @@ bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, in
 edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type, float *w,
                                          int64_t n_rows, int64_t n_cols, const ellm_awq *awq,
                                          void *dst);
+/* Mean KL divergence over the calibration positions of the model's next-token distributions with
+ * the n (at most 4) listed weights rounded plainly to the types of a plan, against the model as
+ * it is: kl[p] for plan p (types[p * n + k] for tensors[k]; at most 4 plans, which share the
+ * model's reference pass). Only the token embedding and the untied output head: per-matrix
+ * errors cannot say which of two matrices of different kinds a bit helps more, the logits can.
+ * The model is left as it was. */
+edgellm_status ellm_gptq_logit_kl(ellm_gptq *g, const char *const *tensors, int n,
+                                  const ellm_type *types, int n_plans, double *kl);
 void ellm_gptq_free(ellm_gptq *g);
 
 #endif

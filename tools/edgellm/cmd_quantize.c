@@ -80,6 +80,17 @@ static edgellm_status gptq_matrix(void *user, const char *tensor, ellm_type type
     return ellm_gptq_quantize_tensor(c->gptq, tensor, type, w, n_rows, n_cols, c->awq, dst);
 }
 
+static edgellm_status gptq_logit_kl(void *user, const char *const *tensors, int n,
+                                    const ellm_type *types, int n_plans, double *kl)
+{
+    const calibrated *c = user;
+    edgellm_status st = ellm_gptq_logit_kl(c->gptq, tensors, n, types, n_plans, kl);
+    for (int p = 0; st == EDGELLM_OK && n == 2 && p < n_plans; p++)
+        fprintf(stderr, "edgellm quantize: --gptq: %s %s, %s %s: calibration KL %.5f\n", tensors[0],
+                ellm_type_name(types[2 * p]), tensors[1], ellm_type_name(types[2 * p + 1]), kl[p]);
+    return st;
+}
+
 static void report_gptq_layer(void *user, int32_t layer, int32_t n_layer, double seconds)
 {
     (void)user;
@@ -219,7 +230,9 @@ int cmd_quantize(int argc, char **argv)
                "  embedding is weighted by the matrices that read it. Combines with --awq\n"
                "  (scaling first, then GPTQ rounding of the scaled matrices). --act-order rounds\n"
                "  the columns largest diag(X^T X) first, each block's scale chosen when the\n"
-               "  order reaches its first column (static groups).\n",
+               "  order reaches its first column (static groups). With a K-quant mix, --gptq\n"
+               "  also moves K-quant steps from the output head to the token embedding where the\n"
+               "  calibration text's KL at the logits says so, at no more bytes.\n",
                ellm_quant_recipe_names());
         return 0;
     }
@@ -328,7 +341,8 @@ int cmd_quantize(int argc, char **argv)
                                .quantize_matrix = cal.gptq ? gptq_matrix : NULL,
                                .mix_by_rules = rule_mix,
                                .mean_value = im ? calibrated_mean_value : NULL,
-                               .directions = im ? calibrated_directions : NULL};
+                               .directions = im ? calibrated_directions : NULL,
+                               .logit_kl = cal.gptq ? gptq_logit_kl : NULL};
     edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], argv[3], &o)
                                : ellm_quantize_model(argv[1], argv[2], type, &o);
     ellm_imatrix_free(im);
