@@ -130,6 +130,60 @@ static void quantize_q8_K_as(const float *x, void *dst, int64_t n, size_t block_
     }
 }
 
+/* The tiled layouts (quant.h): values of one 32-value group of every token side by side. */
+enum { TILED_GROUP = 32 };
+
+static size_t tiled_scales_offset(int64_t n, int64_t n_tok)
+{
+    return (size_t)(n / TILED_GROUP) * TILED_GROUP * sizeof(int16_t) * (size_t)n_tok;
+}
+
+/* Values qs[0..count) (count a multiple of 32) from value v0 on, and the block's scale d as
+ * block s, of token t. */
+static void tiled_put(uint8_t *dst, int64_t n, const int8_t *qs, int count, int64_t v0, int64_t s,
+                      float d, int64_t t, int64_t n_tok)
+{
+    for (int g = 0; g < count / TILED_GROUP; g++) {
+        int16_t *out = (int16_t *)(dst + ((v0 / TILED_GROUP + g) * n_tok + t) * 64);
+        for (int j = 0; j < TILED_GROUP; j++)
+            out[ellm_act_wide_index(j)] = qs[TILED_GROUP * g + j];
+    }
+    float *scales = (float *)(dst + tiled_scales_offset(n, n_tok));
+    scales[s * n_tok + t] = d;
+}
+
+void ellm_act_tiled_place(ellm_act_layout layout, const void *plain, int64_t n, void *dst,
+                          int64_t t, int64_t n_tok)
+{
+    if (layout == ELLM_ACT_Q8_0_TILED)
+        for (int64_t i = 0; i < n / QK8_0; i++) {
+            const block_q8_0 *b = (const block_q8_0 *)plain + i;
+            tiled_put(dst, n, b->qs, QK8_0, i * QK8_0, i, ellm_f16_to_f32(b->d), t, n_tok);
+        }
+    else
+        for (int64_t i = 0; i < n / QK_K; i++) {
+            const block_q8_K *b = (const block_q8_K *)plain + i;
+            tiled_put(dst, n, b->qs, QK_K, i * QK_K, i, b->d, t, n_tok);
+        }
+}
+
+void ellm_quantize_act_tiled(ellm_act_layout layout, const float *x, int64_t n, void *dst,
+                             int64_t t, int64_t n_tok)
+{
+    if (layout == ELLM_ACT_Q8_0_TILED)
+        for (int64_t i = 0; i < n / QK8_0; i++) {
+            block_q8_0 b;
+            ellm_quantize_activations(ELLM_TYPE_Q8_0, x + i * QK8_0, &b, QK8_0);
+            tiled_put(dst, n, b.qs, QK8_0, i * QK8_0, i, ellm_f16_to_f32(b.d), t, n_tok);
+        }
+    else
+        for (int64_t i = 0; i < n / QK_K; i++) {
+            block_q8_K b;
+            ellm_quantize_activations(ELLM_TYPE_Q8_K, x + i * QK_K, &b, QK_K);
+            tiled_put(dst, n, b.qs, QK_K, i * QK_K, i, b.d, t, n_tok);
+        }
+}
+
 size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n)
 {
     switch (layout) {
@@ -139,6 +193,12 @@ size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_
     case ELLM_ACT_Q8_K_HALVES: return (size_t)(n / QK_K) * sizeof(block_q8_K_halves);
     case ELLM_ACT_Q8_K_PAIRS: return (size_t)(n / QK_K + 1) / 2 * sizeof(block_q8_K_pair);
     case ELLM_ACT_Q8_K_MAG: return (size_t)(n / QK_K) * sizeof(block_q8_K_mag);
+    /* A multiple of 64 bytes, so that every call's first token starts a cache line. */
+    case ELLM_ACT_Q8_0_TILED:
+    case ELLM_ACT_Q8_K_TILED: {
+        int64_t blocks = n / (layout == ELLM_ACT_Q8_0_TILED ? QK8_0 : QK_K);
+        return tiled_scales_offset(n, 1) + ((size_t)blocks * sizeof(float) + 63) / 64 * 64;
+    }
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)
@@ -169,6 +229,8 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
     case ELLM_ACT_Q8_K_MAG:
         quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_mag), q8_K_mag_block);
         return;
+    case ELLM_ACT_Q8_0_TILED:
+    case ELLM_ACT_Q8_K_TILED: ellm_quantize_act_tiled(layout, x, n, dst, 0, 1); return;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)

@@ -43,7 +43,7 @@ typedef struct kernel_set {
 /* An entry whose tile comes from another set. */
 #define K_TILE_OF(act, dot, isa, gemm, gemm_isa)                                                   \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa, ELLM_ACT_Q8_0_EXT, NULL             \
+        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa, ELLM_ACT_Q8_0_EXT, NULL, false      \
     }
 
 static const kernel_set scalar_set = {
@@ -100,9 +100,10 @@ static const kernel_set avx2_set = {
                                  ellm_gemm_q3_K_avx2),
             [ELLM_TYPE_IQ4_XS] = {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL,
                                   ellm_vec_dot_iq4_xs_mag_avx2, ellm_gemm_iq4_xs_avx2, NULL,
-                                  ELLM_ACT_Q8_K_MAG, NULL},
-            [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2,
-                                 ellm_vec_dot_q8_0_ext_avx2, ellm_gemm_q8_0_avx2),
+                                  ELLM_ACT_Q8_K_MAG, NULL, true},
+            [ELLM_TYPE_Q8_0] = {ELLM_TYPE_Q8_0, ellm_vec_dot_q8_0_avx2, "avx2",
+                                ellm_vec_dot_q8_0_x4_avx2, ellm_vec_dot_q8_0_ext_avx2,
+                                ellm_gemm_q8_0_avx2, NULL, ELLM_ACT_Q8_0_EXT, NULL, true},
             [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2,
                                  ellm_vec_dot_q4_0_ext_avx2, ellm_gemm_q4_0_avx2),
             [ELLM_TYPE_Q4_K] = K(Q8_K, ellm_vec_dot_q4_K_avx2, "avx2", ellm_vec_dot_q4_K_x4_avx2,
@@ -132,6 +133,7 @@ static void avx2vnni_fill(void)
     avx2vnni_set.attention = avx2_set.attention;
     avx2vnni_set.types[ELLM_TYPE_IQ4_XS] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_iq4_xs_avx2vnni, "avx2vnni", ellm_gemm_iq4_xs_avx2, "avx2");
+    avx2vnni_set.types[ELLM_TYPE_IQ4_XS].gemm_wide = true; /* the AVX2 tile's activations */
 }
 
 static void avx2vnni_prepare(void)
@@ -188,7 +190,7 @@ static const kernel_set avx512_set = {
             /* IQ4_XS, Q2_K and Q3_K decode on activations in their own orders. */
             [ELLM_TYPE_IQ4_XS] = {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512", NULL,
                                   ellm_vec_dot_iq4_xs_halves_avx512, ellm_gemm_iq4_xs_avx2, "avx2",
-                                  ELLM_ACT_Q8_K_HALVES, NULL},
+                                  ELLM_ACT_Q8_K_HALVES, NULL, true},
         },
     .quantize_to = {AVX2_QUANTIZERS},
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
