@@ -13,8 +13,9 @@
  * it); a change to the float order of those kernels must be repeated here.
  *
  * The decoding and transposition are paid once per block of eight rows and reused by a step of
- * up to TOKEN_STEP tokens, whose accumulators stay in L1. Q4_0 and Q8_0 hold one decoded block in
- * registers while the tokens pass (sweep_resident); the others decode CHUNK_BLOCKS blocks at a
+ * up to TOKEN_STEP tokens, whose accumulators stay in L1. Q4_0 holds one decoded block in
+ * registers while the tokens pass (sweep_resident), Q8_0 half a block widened to 16 bits against
+ * activations widened once per matmul (sweep_wide_q8_0); the others decode CHUNK_BLOCKS blocks at a
  * time so that a token sweeps a chunk with its accumulators in registers. */
 #include "quant/kernels.h"
 
@@ -47,7 +48,7 @@ typedef enum tile_kind {
 } tile_kind;
 
 /* The "_1" kinds: unsigned levels, a minimum per block, Q8_1 activations. The others: signed
- * levels against extended Q8_0 activation rows. */
+ * levels against extended Q8_0 activation rows (Q8_0: the tiled 16-bit rows). */
 static inline bool has_min(tile_kind kind) { return kind == TILE_Q4_1 || kind == TILE_Q5_1; }
 
 /* Kinds whose single-row kernels (kernels_avx2.c) sum each block's products exactly in integers
@@ -215,25 +216,22 @@ ALWAYS_INLINE void sweep_chunk(tile_kind kind, const chunk *C, int64_t b0, int k
     s->mins[par] = mins;
 }
 
-/* Q4_0 and Q8_0: one block of the eight rows held in registers while every token of the step
- * passes, its exact block integer and the single-row kernel's float step (lane b % 8) right
- * behind it. Against sweeping 16 decoded blocks from L1 a few tokens at a time this drops the
- * weight loads from the token loop: Q4_0 61-62 % -> 70-71 %, Q8_0 46 % -> 50 % of the int8-avx2
- * peak in gemm_micro. Q4_0 multiplies its unsigned nibbles and sums a block's eight pair sums in
- * 16 bits (at most 16 x 15 x 127), then subtracts 8 x the activation sum; Q8_0's pairs reach
- * 2 x 128 x 127, so each takes its sign move and its own widening madd. */
-ALWAYS_INLINE void sweep_resident(tile_kind kind, const uint8_t *const *rows, int64_t b,
-                                  const uint8_t *x, size_t x_stride, ellm_q8_0_ext_layout L,
-                                  __m256 (*s)[LANE_GROUPS], int nt)
+/* Q4_0: one block of the eight rows held in registers while every token of the step passes,
+ * its exact block integer and the single-row kernel's float step (lane b % 8) right behind it.
+ * Against sweeping 16 decoded blocks from L1 a few tokens at a time this drops the weight loads
+ * from the token loop: 61-62 % -> 70-71 % of the int8-avx2 peak in gemm_micro. It multiplies
+ * the unsigned nibbles and sums a block's eight pair sums in 16 bits (at most 16 x 15 x 127),
+ * then subtracts 8 x the activation sum. */
+ALWAYS_INLINE void sweep_resident(const uint8_t *const *rows, int64_t b, const uint8_t *x,
+                                  size_t x_stride, ellm_q8_0_ext_layout L, __m256 (*s)[LANE_GROUPS],
+                                  int nt)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     chunk C;
-    decode_chunk(kind, rows, b, 1, &C);
-    __m256i w[LANE_GROUPS], sg[LANE_GROUPS];
-    for (int g = 0; g < LANE_GROUPS; g++) {
+    decode_chunk(TILE_Q4_0, rows, b, 1, &C);
+    __m256i w[LANE_GROUPS];
+    for (int g = 0; g < LANE_GROUPS; g++)
         w[g] = C.mag[0][g];
-        sg[g] = C.sgn[0][g];
-    }
     __m256 dw = C.d[0];
     int lane = (int)(b % LANE_GROUPS);
     /* One pointer stepping by the row stride: GCC otherwise kept an index per group on the stack. */
@@ -250,20 +248,11 @@ ALWAYS_INLINE void sweep_resident(tile_kind kind, const uint8_t *const *rows, in
         for (int g = 0; g < LANE_GROUPS; g++) {
             int32_t four;
             memcpy(&four, qa + 4 * g, 4);
-            __m256i a = _mm256_set1_epi32(four);
-            if (kind == TILE_Q4_0)
-                p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[g], a));
-            else
-                p = _mm256_add_epi32(
-                    p, _mm256_madd_epi16(_mm256_maddubs_epi16(w[g], _mm256_sign_epi8(a, sg[g])),
-                                         ones));
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[g], _mm256_set1_epi32(four)));
         }
-        __m256i total = p;
-        if (kind == TILE_Q4_0) {
-            int32_t asum;
-            memcpy(&asum, qa + s_off, 4);
-            total = _mm256_sub_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(8 * asum));
-        }
+        int32_t asum;
+        memcpy(&asum, qa + s_off, 4);
+        __m256i total = _mm256_sub_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(8 * asum));
         float da;
         memcpy(&da, qa + d_off, 4);
         __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
@@ -383,8 +372,7 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
                     sweep_wide_q8_0(rows, b, x, nb, n_tok, t0, block_acc, part, nt);
             } else if (has_block_sums(kind)) {
                 for (int64_t b = 0; b < nb; b++)
-                    sweep_resident(kind, rows, b, x + (size_t)t0 * x_stride, x_stride, L, block_acc,
-                                   nt);
+                    sweep_resident(rows, b, x + (size_t)t0 * x_stride, x_stride, L, block_acc, nt);
             } else {
                 for (int64_t b0 = 0; b0 < nb; b0 += CHUNK_BLOCKS) {
                     int kb = nb - b0 < CHUNK_BLOCKS ? (int)(nb - b0) : CHUNK_BLOCKS;
