@@ -139,14 +139,20 @@ static size_t tiled_scales_offset(int64_t n, int64_t n_tok)
 }
 
 /* Values qs[0..count) (count a multiple of 32) from value v0 on, and the block's scale d as
- * block s, of token t. */
+ * block s, of token t. The wide order written as plain strided loops (not through
+ * ellm_act_wide_index), which the compiler turns into shuffles: the conversion runs once per
+ * token and matmul, and element by element it cost a Q8_0 prefill more than its tile gained. */
 static void tiled_put(uint8_t *dst, int64_t n, const int8_t *qs, int count, int64_t v0, int64_t s,
                       float d, int64_t t, int64_t n_tok)
 {
     for (int g = 0; g < count / TILED_GROUP; g++) {
         int16_t *out = (int16_t *)(dst + ((v0 / TILED_GROUP + g) * n_tok + t) * 64);
-        for (int j = 0; j < TILED_GROUP; j++)
-            out[ellm_act_wide_index(j)] = qs[TILED_GROUP * g + j];
+        const int8_t *in = qs + TILED_GROUP * g;
+        for (int h = 0; h < TILED_GROUP; h += 16)
+            for (int j = 0; j < 8; j++) {
+                out[h + j] = in[h + 2 * j];
+                out[h + 8 + j] = in[h + 2 * j + 1];
+            }
     }
     float *scales = (float *)(dst + tiled_scales_offset(n, n_tok));
     scales[s * n_tok + t] = d;
@@ -170,18 +176,27 @@ void ellm_act_tiled_place(ellm_act_layout layout, const void *plain, int64_t n, 
 void ellm_quantize_act_tiled(ellm_act_layout layout, const float *x, int64_t n, void *dst,
                              int64_t t, int64_t n_tok)
 {
-    if (layout == ELLM_ACT_Q8_0_TILED)
-        for (int64_t i = 0; i < n / QK8_0; i++) {
-            block_q8_0 b;
-            ellm_quantize_activations(ELLM_TYPE_Q8_0, x + i * QK8_0, &b, QK8_0);
-            tiled_put(dst, n, b.qs, QK8_0, i * QK8_0, i, ellm_f16_to_f32(b.d), t, n_tok);
-        }
-    else
-        for (int64_t i = 0; i < n / QK_K; i++) {
-            block_q8_K b;
-            ellm_quantize_activations(ELLM_TYPE_Q8_K, x + i * QK_K, &b, QK_K);
-            tiled_put(dst, n, b.qs, QK_K, i * QK_K, i, b.d, t, n_tok);
-        }
+    /* Through plain blocks, PIECE values at a time: one call of the set's quantizer per piece
+     * rather than per block. */
+    enum { PIECE = 8 * QK_K };
+    _Alignas(64) uint8_t plain[PIECE / QK_K * sizeof(block_q8_K)];
+    _Static_assert(PIECE / QK8_0 * sizeof(block_q8_0) <= sizeof plain, "a piece of Q8_0 fits");
+    bool q8_0 = layout == ELLM_ACT_Q8_0_TILED;
+    for (int64_t v0 = 0; v0 < n; v0 += PIECE) {
+        int64_t count = n - v0 < PIECE ? n - v0 : PIECE;
+        ellm_quantize_activations(q8_0 ? ELLM_TYPE_Q8_0 : ELLM_TYPE_Q8_K, x + v0, plain, count);
+        if (q8_0)
+            for (int64_t i = 0; i < count / QK8_0; i++) {
+                const block_q8_0 *b = (const block_q8_0 *)plain + i;
+                tiled_put(dst, n, b->qs, QK8_0, v0 + i * QK8_0, v0 / QK8_0 + i,
+                          ellm_f16_to_f32(b->d), t, n_tok);
+            }
+        else
+            for (int64_t i = 0; i < count / QK_K; i++) {
+                const block_q8_K *b = (const block_q8_K *)plain + i;
+                tiled_put(dst, n, b->qs, QK_K, v0 + i * QK_K, v0 / QK_K + i, b->d, t, n_tok);
+            }
+    }
 }
 
 size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n)
