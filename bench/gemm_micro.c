@@ -128,10 +128,9 @@ int main(int argc, char **argv)
         }
         for (long r = 0; r < rows; r++)
             ellm_quantize_row(type, w + r * cols, wq + (size_t)r * w_row, cols);
-        bool tiled = layout == ELLM_ACT_Q8_0_TILED || layout == ELLM_ACT_Q8_K_TILED;
         for (long t = 0; t < tokens; t++)
-            if (tiled)
-                ellm_quantize_act_tiled(layout, x + t * cols, cols, xq, t, tokens);
+            if (layout == ELLM_ACT_Q8_K_TILED)
+                ellm_quantize_q8_K_tiled(x + t * cols, cols, xq, t, tokens);
             else
                 ellm_quantize_act(layout, k->vec_dot_type, x + t * cols, xq + (size_t)t * x_row,
                                   cols);

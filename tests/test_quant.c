@@ -239,14 +239,10 @@ static void test_gemm_tiles(void)
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
     static float w[ROWS * N], x[TOK * N], xd[N], wd[N];
     static uint8_t wq[ROWS * N * 2];
-    size_t wide_bytes = ellm_act_row_bytes(ELLM_ACT_Q8_0_TILED, ELLM_TYPE_Q8_0, N);
-    uint8_t *xe = malloc(L.row_bytes * TOK), *xw = malloc(wide_bytes * TOK);
-    CHECK(xe != NULL && xw != NULL);
-    if (!xe || !xw) {
-        free(xe);
-        free(xw);
+    uint8_t *xe = malloc(L.row_bytes * TOK);
+    CHECK(xe != NULL);
+    if (!xe)
         return;
-    }
     for (int i = 0; i < ROWS * N; i++)
         w[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f);
     for (int i = 0; i < TOK * N; i++)
@@ -290,12 +286,8 @@ static void test_gemm_tiles(void)
             tiled_sets += ty == 0;
             bool q8_1 = k->vec_dot_type == ELLM_TYPE_Q8_1;
             /* The rows the tile reads and their stride. */
-            ellm_act_layout tile_layout = ellm_gemm_act_layout(k);
-            /* Tiled activations are placed for each call's tokens (into xw, from token 0). */
-            bool wide = tile_layout == ELLM_ACT_Q8_0_TILED;
-            CHECK(tile_layout == (q8_1 ? ELLM_ACT_PLAIN : wide ? tile_layout : ELLM_ACT_Q8_0_EXT));
-            const uint8_t *tile_x = q8_1 ? plain_q8_1[0] : wide ? xw : xe;
-            size_t tile_stride = q8_1 ? sizeof plain_q8_1[0] : wide ? wide_bytes : L.row_bytes;
+            const uint8_t *tile_x = q8_1 ? plain_q8_1[0] : xe;
+            size_t tile_stride = q8_1 ? sizeof plain_q8_1[0] : L.row_bytes;
             /* Sets whose quantized kernels sum exact integers in the scalar order equal it. */
             bool exact = !strcmp(k->isa, "avx512") || !strncmp(k->isa, "neon", 4) ||
                          !strcmp(k->isa, "wasm-simd");
@@ -331,13 +323,11 @@ static void test_gemm_tiles(void)
             for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9         ? n_tok + 1
                                                       : n_tok < TOK - 1 ? TOK - 1
                                                                         : TOK + 1)
-                for (int t0 = 0; t0 + n_tok <= TOK; t0 += n_tok < 9 ? 7 : 1) {
-                    for (int t = 0; t < n_tok && wide; t++)
-                        ellm_act_tiled_place(tile_layout, plain[t0 + t], N, xw, t, n_tok);
-                    const uint8_t *call_x = wide ? xw : tile_x + (size_t)t0 * tile_stride;
+                for (int t0 = 0; t0 + n_tok <= TOK; t0 += n_tok < 9 ? 7 : 1)
                     for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 1 : 12) {
                         static float y[TOK][ROWS];
-                        gemm(N, wq, rb, n_rows, call_x, tile_stride, n_tok, &y[0][0], ROWS);
+                        gemm(N, wq, rb, n_rows, tile_x + (size_t)t0 * tile_stride, tile_stride,
+                             n_tok, &y[0][0], ROWS);
                         for (int t = 0; t < n_tok; t++)
                             for (int r = 0; r < n_rows; r++)
                                 CHECK_MSG(!memcmp(&y[t][r], &single[t0 + t][r], sizeof(float)),
@@ -346,7 +336,6 @@ static void test_gemm_tiles(void)
                                           sets[set], ellm_type_name(types[ty]), n_tok, n_rows,
                                           t0 + t, r, y[t][r], single[t0 + t][r]);
                     }
-                }
         }
     ellm_quant_use_kernel_set(NULL);
     fprintf(stderr, "gemm tiles checked in %d kernel sets\n", tiled_sets);
@@ -354,7 +343,6 @@ static void test_gemm_tiles(void)
     CHECK(tiled_sets >= 1);
 #endif
     free(xe);
-    free(xw);
 }
 
 /* Every set's decode kernels on their extended activation rows (vec_dot_ext, in the layout the
@@ -523,14 +511,10 @@ static void test_gemm_tiles_extremes(void)
     static uint8_t plain[TOK][NB * sizeof(block_q8_0)];
     static block_q4_0 w4[ROWS][NB];
     static block_q8_0 w8[ROWS][NB];
-    size_t wide_bytes = ellm_act_row_bytes(ELLM_ACT_Q8_0_TILED, ELLM_TYPE_Q8_0, N);
-    uint8_t *xe = malloc(L.row_bytes * TOK), *xw = malloc(wide_bytes * TOK);
-    CHECK(xe != NULL && xw != NULL);
-    if (!xe || !xw) {
-        free(xe);
-        free(xw);
+    uint8_t *xe = malloc(L.row_bytes * TOK);
+    CHECK(xe != NULL);
+    if (!xe)
         return;
-    }
     for (int t = 0; t < TOK; t++) {
         for (int i = 0; i < N; i++) {
             int sign = t % 3 == 0 ? 1 : t % 3 == 1 ? -1 : (frand() < 0 ? -1 : 1);
@@ -538,7 +522,6 @@ static void test_gemm_tiles_extremes(void)
         }
         ellm_quantize_q8_0_ext(x[t], xe + (size_t)t * L.row_bytes, N);
         ellm_quantize_row(ELLM_TYPE_Q8_0, x[t], plain[t], N);
-        ellm_act_tiled_place(ELLM_ACT_Q8_0_TILED, plain[t], N, xw, t, TOK);
     }
     const ellm_type types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q8_0};
     const char *sets[8];
@@ -569,10 +552,8 @@ static void test_gemm_tiles_extremes(void)
             CHECK(ellm_quant_use_kernel_set(sets[set]));
             ellm_gemm_fn gemm = ellm_gemm_for(types[ty]);
             const ellm_type_kernels *k = ellm_kernels_for(types[ty]);
-            bool wide = gemm && ellm_gemm_act_layout(k) == ELLM_ACT_Q8_0_TILED;
             if (gemm)
-                gemm(N, wq, rb, ROWS, wide ? xw : xe, wide ? wide_bytes : L.row_bytes, TOK,
-                     &y[0][0], ROWS);
+                gemm(N, wq, rb, ROWS, xe, L.row_bytes, TOK, &y[0][0], ROWS);
             for (int t = 0; t < TOK; t++)
                 for (int r = 0; r < ROWS; r++) {
                     int64_t exact = 0;
@@ -590,7 +571,6 @@ static void test_gemm_tiles_extremes(void)
     }
     ellm_quant_use_kernel_set(NULL);
     free(xe);
-    free(xw);
 }
 
 /* Q4_K, Q5_K and Q6_K decode kernels at their integer extremes: every level at the top of its

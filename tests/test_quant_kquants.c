@@ -490,8 +490,7 @@ static void test_tiles(void)
                 for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 5 : 18) {
                     if (ellm_gemm_act_layout(k) == ELLM_ACT_Q8_K_TILED) {
                         for (int t = 0; t < n_tok; t++)
-                            ellm_act_tiled_place(ELLM_ACT_Q8_K_TILED, xq + t * xrb, TN, xw, t,
-                                                 n_tok);
+                            ellm_q8_K_tiled_place(xq + t * xrb, TN, xw, t, n_tok);
                         gemm(TN, wq, rb, n_rows, xw, wrb, n_tok, y, ROWS);
                     } else
                         gemm(TN, wq, rb, n_rows, xq, xrb, n_tok, y, ROWS);

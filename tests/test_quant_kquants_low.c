@@ -525,7 +525,7 @@ static void test_iq4_xs_tile_extremes(void)
     size_t wrb = ellm_act_row_bytes(ELLM_ACT_Q8_K_TILED, ELLM_TYPE_Q8_K, N);
     CHECK(wrb <= sizeof xw[0]);
     for (int t = 0; t < TOK; t++)
-        ellm_act_tiled_place(ELLM_ACT_Q8_K_TILED, x[t], N, xw, t, TOK);
+        ellm_q8_K_tiled_place(x[t], N, xw, t, TOK);
     const char *sets[8];
     int n_sets = ellm_kernel_sets_available(sets, 8), tiled = 0;
     for (int set = 0; set < n_sets && set < 8; set++) {

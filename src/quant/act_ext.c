@@ -130,24 +130,23 @@ static void quantize_q8_K_as(const float *x, void *dst, int64_t n, size_t block_
     }
 }
 
-/* The tiled layouts (quant.h): values of one 32-value group of every token side by side. */
+/* ELLM_ACT_Q8_K_TILED (quant.h): values of one 32-value group of every token side by side. */
 enum { TILED_GROUP = 32 };
 
 static size_t tiled_scales_offset(int64_t n, int64_t n_tok)
 {
-    return (size_t)(n / TILED_GROUP) * TILED_GROUP * sizeof(int16_t) * (size_t)n_tok;
+    return (size_t)n * sizeof(int16_t) * (size_t)n_tok;
 }
 
-/* Values qs[0..count) (count a multiple of 32) from value v0 on, and the block's scale d as
- * block s, of token t. The wide order written as plain strided loops (not through
+/* Super-block i of token t. The wide order written as plain strided loops (not through
  * ellm_act_wide_index), which the compiler turns into shuffles: the conversion runs once per
- * token and matmul, and element by element it cost a Q8_0 prefill more than its tile gained. */
-static void tiled_put(uint8_t *dst, int64_t n, const int8_t *qs, int count, int64_t v0, int64_t s,
-                      float d, int64_t t, int64_t n_tok)
+ * token and matmul, and element by element it cost about as much as the tiles gained. */
+static void tiled_put(uint8_t *dst, int64_t n, const block_q8_K *b, int64_t i, int64_t t,
+                      int64_t n_tok)
 {
-    for (int g = 0; g < count / TILED_GROUP; g++) {
-        int16_t *out = (int16_t *)(dst + ((v0 / TILED_GROUP + g) * n_tok + t) * 64);
-        const int8_t *in = qs + TILED_GROUP * g;
+    for (int g = 0; g < QK_K / TILED_GROUP; g++) {
+        int16_t *out = (int16_t *)(dst + ((i * QK_K / TILED_GROUP + g) * n_tok + t) * 64);
+        const int8_t *in = b->qs + TILED_GROUP * g;
         for (int h = 0; h < TILED_GROUP; h += 16)
             for (int j = 0; j < 8; j++) {
                 out[h + j] = in[h + 2 * j];
@@ -155,47 +154,25 @@ static void tiled_put(uint8_t *dst, int64_t n, const int8_t *qs, int count, int6
             }
     }
     float *scales = (float *)(dst + tiled_scales_offset(n, n_tok));
-    scales[s * n_tok + t] = d;
+    scales[i * n_tok + t] = b->d;
 }
 
-void ellm_act_tiled_place(ellm_act_layout layout, const void *plain, int64_t n, void *dst,
-                          int64_t t, int64_t n_tok)
+void ellm_q8_K_tiled_place(const void *plain, int64_t n, void *dst, int64_t t, int64_t n_tok)
 {
-    if (layout == ELLM_ACT_Q8_0_TILED)
-        for (int64_t i = 0; i < n / QK8_0; i++) {
-            const block_q8_0 *b = (const block_q8_0 *)plain + i;
-            tiled_put(dst, n, b->qs, QK8_0, i * QK8_0, i, ellm_f16_to_f32(b->d), t, n_tok);
-        }
-    else
-        for (int64_t i = 0; i < n / QK_K; i++) {
-            const block_q8_K *b = (const block_q8_K *)plain + i;
-            tiled_put(dst, n, b->qs, QK_K, i * QK_K, i, b->d, t, n_tok);
-        }
+    for (int64_t i = 0; i < n / QK_K; i++)
+        tiled_put(dst, n, (const block_q8_K *)plain + i, i, t, n_tok);
 }
 
-void ellm_quantize_act_tiled(ellm_act_layout layout, const float *x, int64_t n, void *dst,
-                             int64_t t, int64_t n_tok)
+void ellm_quantize_q8_K_tiled(const float *x, int64_t n, void *dst, int64_t t, int64_t n_tok)
 {
-    /* Through plain blocks, PIECE values at a time: one call of the set's quantizer per piece
-     * rather than per block. */
-    enum { PIECE = 8 * QK_K };
-    _Alignas(64) uint8_t plain[PIECE / QK_K * sizeof(block_q8_K)];
-    _Static_assert(PIECE / QK8_0 * sizeof(block_q8_0) <= sizeof plain, "a piece of Q8_0 fits");
-    bool q8_0 = layout == ELLM_ACT_Q8_0_TILED;
-    for (int64_t v0 = 0; v0 < n; v0 += PIECE) {
-        int64_t count = n - v0 < PIECE ? n - v0 : PIECE;
-        ellm_quantize_activations(q8_0 ? ELLM_TYPE_Q8_0 : ELLM_TYPE_Q8_K, x + v0, plain, count);
-        if (q8_0)
-            for (int64_t i = 0; i < count / QK8_0; i++) {
-                const block_q8_0 *b = (const block_q8_0 *)plain + i;
-                tiled_put(dst, n, b->qs, QK8_0, v0 + i * QK8_0, v0 / QK8_0 + i,
-                          ellm_f16_to_f32(b->d), t, n_tok);
-            }
-        else
-            for (int64_t i = 0; i < count / QK_K; i++) {
-                const block_q8_K *b = (const block_q8_K *)plain + i;
-                tiled_put(dst, n, b->qs, QK_K, v0 + i * QK_K, v0 / QK_K + i, b->d, t, n_tok);
-            }
+    /* Through plain blocks, eight super-blocks a call of the set's quantizer. */
+    enum { PIECE = 8 };
+    block_q8_K plain[PIECE];
+    for (int64_t i0 = 0; i0 < n / QK_K; i0 += PIECE) {
+        int64_t count = n / QK_K - i0 < PIECE ? n / QK_K - i0 : PIECE;
+        ellm_quantize_activations(ELLM_TYPE_Q8_K, x + i0 * QK_K, plain, count * QK_K);
+        for (int64_t i = 0; i < count; i++)
+            tiled_put(dst, n, &plain[i], i0 + i, t, n_tok);
     }
 }
 
@@ -209,11 +186,8 @@ size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_
     case ELLM_ACT_Q8_K_PAIRS: return (size_t)(n / QK_K + 1) / 2 * sizeof(block_q8_K_pair);
     case ELLM_ACT_Q8_K_MAG: return (size_t)(n / QK_K) * sizeof(block_q8_K_mag);
     /* A multiple of 64 bytes, so that every call's first token starts a cache line. */
-    case ELLM_ACT_Q8_0_TILED:
-    case ELLM_ACT_Q8_K_TILED: {
-        int64_t blocks = n / (layout == ELLM_ACT_Q8_0_TILED ? QK8_0 : QK_K);
-        return tiled_scales_offset(n, 1) + ((size_t)blocks * sizeof(float) + 63) / 64 * 64;
-    }
+    case ELLM_ACT_Q8_K_TILED:
+        return tiled_scales_offset(n, 1) + ((size_t)(n / QK_K) * sizeof(float) + 63) / 64 * 64;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)
@@ -244,8 +218,7 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
     case ELLM_ACT_Q8_K_MAG:
         quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_mag), q8_K_mag_block);
         return;
-    case ELLM_ACT_Q8_0_TILED:
-    case ELLM_ACT_Q8_K_TILED: ellm_quantize_act_tiled(layout, x, n, dst, 0, 1); return;
+    case ELLM_ACT_Q8_K_TILED: ellm_quantize_q8_K_tiled(x, n, dst, 0, 1); return;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)

@@ -13,9 +13,8 @@
  * it); a change to the float order of those kernels must be repeated here.
  *
  * The decoding and transposition are paid once per block of eight rows and reused by a step of
- * up to TOKEN_STEP tokens, whose accumulators stay in L1. Q4_0 holds one decoded block in
- * registers while the tokens pass (sweep_resident), Q8_0 half a block widened to 16 bits against
- * activations widened once per matmul (sweep_wide_q8_0); the others decode CHUNK_BLOCKS blocks at a
+ * up to TOKEN_STEP tokens, whose accumulators stay in L1. Q4_0 and Q8_0 hold one decoded block in
+ * registers while the tokens pass (sweep_resident); the others decode CHUNK_BLOCKS blocks at a
  * time so that a token sweeps a chunk with its accumulators in registers. */
 #include "quant/kernels.h"
 
@@ -48,7 +47,7 @@ typedef enum tile_kind {
 } tile_kind;
 
 /* The "_1" kinds: unsigned levels, a minimum per block, Q8_1 activations. The others: signed
- * levels against extended Q8_0 activation rows (Q8_0: the tiled 16-bit rows). */
+ * levels against extended Q8_0 activation rows. */
 static inline bool has_min(tile_kind kind) { return kind == TILE_Q4_1 || kind == TILE_Q5_1; }
 
 /* Kinds whose single-row kernels (kernels_avx2.c) sum each block's products exactly in integers
@@ -216,22 +215,25 @@ ALWAYS_INLINE void sweep_chunk(tile_kind kind, const chunk *C, int64_t b0, int k
     s->mins[par] = mins;
 }
 
-/* Q4_0: one block of the eight rows held in registers while every token of the step passes,
- * its exact block integer and the single-row kernel's float step (lane b % 8) right behind it.
- * Against sweeping 16 decoded blocks from L1 a few tokens at a time this drops the weight loads
- * from the token loop: 61-62 % -> 70-71 % of the int8-avx2 peak in gemm_micro. It multiplies
- * the unsigned nibbles and sums a block's eight pair sums in 16 bits (at most 16 x 15 x 127),
- * then subtracts 8 x the activation sum. */
-ALWAYS_INLINE void sweep_resident(const uint8_t *const *rows, int64_t b, const uint8_t *x,
-                                  size_t x_stride, ellm_q8_0_ext_layout L, __m256 (*s)[LANE_GROUPS],
-                                  int nt)
+/* Q4_0 and Q8_0: one block of the eight rows held in registers while every token of the step
+ * passes, its exact block integer and the single-row kernel's float step (lane b % 8) right
+ * behind it. Against sweeping 16 decoded blocks from L1 a few tokens at a time this drops the
+ * weight loads from the token loop: Q4_0 61-62 % -> 70-71 %, Q8_0 46 % -> 50 % of the int8-avx2
+ * peak in gemm_micro. Q4_0 multiplies its unsigned nibbles and sums a block's eight pair sums in
+ * 16 bits (at most 16 x 15 x 127), then subtracts 8 x the activation sum; Q8_0's pairs reach
+ * 2 x 128 x 127, so each takes its sign move and its own widening madd. */
+ALWAYS_INLINE void sweep_resident(tile_kind kind, const uint8_t *const *rows, int64_t b,
+                                  const uint8_t *x, size_t x_stride, ellm_q8_0_ext_layout L,
+                                  __m256 (*s)[LANE_GROUPS], int nt)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     chunk C;
-    decode_chunk(TILE_Q4_0, rows, b, 1, &C);
-    __m256i w[LANE_GROUPS];
-    for (int g = 0; g < LANE_GROUPS; g++)
+    decode_chunk(kind, rows, b, 1, &C);
+    __m256i w[LANE_GROUPS], sg[LANE_GROUPS];
+    for (int g = 0; g < LANE_GROUPS; g++) {
         w[g] = C.mag[0][g];
+        sg[g] = C.sgn[0][g];
+    }
     __m256 dw = C.d[0];
     int lane = (int)(b % LANE_GROUPS);
     /* One pointer stepping by the row stride: GCC otherwise kept an index per group on the stack. */
@@ -248,71 +250,25 @@ ALWAYS_INLINE void sweep_resident(const uint8_t *const *rows, int64_t b, const u
         for (int g = 0; g < LANE_GROUPS; g++) {
             int32_t four;
             memcpy(&four, qa + 4 * g, 4);
-            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[g], _mm256_set1_epi32(four)));
+            __m256i a = _mm256_set1_epi32(four);
+            if (kind == TILE_Q4_0)
+                p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[g], a));
+            else
+                p = _mm256_add_epi32(
+                    p, _mm256_madd_epi16(_mm256_maddubs_epi16(w[g], _mm256_sign_epi8(a, sg[g])),
+                                         ones));
         }
-        int32_t asum;
-        memcpy(&asum, qa + s_off, 4);
-        __m256i total = _mm256_sub_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(8 * asum));
+        __m256i total = p;
+        if (kind == TILE_Q4_0) {
+            int32_t asum;
+            memcpy(&asum, qa + s_off, 4);
+            total = _mm256_sub_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(8 * asum));
+        }
         float da;
         memcpy(&da, qa + d_off, 4);
         __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
         __m256 *acc = &s[t][lane];
         *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(total), *acc);
-    }
-}
-
-/* Q8_0 in 16-bit lanes against the tiled activations (ELLM_ACT_Q8_0_TILED, widened once per
- * matmul, the call's tokens side by side block by block): the eight rows' block is widened in the same order and transposed, so that lane l of
- * w[h][g] holds row l's values at positions 2g, 2g + 1 of the block's half h, and one broadcast
- * pair and one madd form two values of the eight rows. Half a block (eight vectors) stays in
- * registers while the tokens pass; the first half's sums wait in part. Per block, eight rows and
- * token: 16 madd, 16 additions, the float step, and no sign move, where the 8-bit form spends 8
- * sign moves, 8 maddubs, 8 madd and 8 additions (and widening the activations here, per row
- * group, lost more than the sign moves cost). A pair is at most 2 × 128 × 127, a block below
- * 2^20: the exact block integer of the single-row kernel, then its float step (lane b % 8). */
-ALWAYS_INLINE void sweep_wide_q8_0(const uint8_t *const *rows, int64_t b, const uint8_t *x,
-                                   int64_t nb, int64_t n_tok, int64_t t0, __m256 (*s)[LANE_GROUPS],
-                                   __m256i *part, int nt)
-{
-    __m256i wv[2][GROUP_ROWS], wt[2][LANE_GROUPS];
-    uint16_t d[GROUP_ROWS];
-    for (int l = 0; l < GROUP_ROWS; l++) {
-        const block_q8_0 *blk = (const block_q8_0 *)rows[l] + b;
-        __m256i lv[2];
-        widen_wide_order(_mm256_loadu_si256((const __m256i *)blk->qs), lv);
-        wv[0][l] = lv[0];
-        wv[1][l] = lv[1];
-        d[l] = blk->d;
-    }
-    transpose_8x8(wv[0], wt[0]);
-    transpose_8x8(wv[1], wt[1]);
-    __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
-    int lane = (int)(b % LANE_GROUPS);
-    const size_t block_wide = QK8_0 * sizeof(int16_t);
-    const float *da = (const float *)(x + (size_t)nb * (size_t)n_tok * block_wide) + b * n_tok + t0;
-    for (int h = 0; h < 2; h++) {
-        __m256i w[LANE_GROUPS];
-        for (int g = 0; g < LANE_GROUPS; g++)
-            w[g] = wt[h][g];
-        const uint8_t *qa = x + ((size_t)b * (size_t)n_tok + (size_t)t0) * block_wide + h * 32;
-        for (int t = 0; t < nt; t++, qa += block_wide) {
-            __m256i p0 = h == 0 ? _mm256_setzero_si256() : part[t], p1 = _mm256_setzero_si256();
-            for (int g = 0; g < LANE_GROUPS; g += 2) {
-                int32_t pair0, pair1;
-                memcpy(&pair0, qa + 4 * g, 4);
-                memcpy(&pair1, qa + 4 * g + 4, 4);
-                p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(w[g], _mm256_set1_epi32(pair0)));
-                p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(w[g + 1], _mm256_set1_epi32(pair1)));
-            }
-            __m256i total = _mm256_add_epi32(p0, p1);
-            if (h == 0) {
-                part[t] = total;
-                continue;
-            }
-            __m256 dd = _mm256_mul_ps(dw, _mm256_set1_ps(da[t]));
-            __m256 *acc = &s[t][lane];
-            *acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(total), *acc);
-        }
     }
 }
 
@@ -341,7 +297,6 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
     chunk C;
     token_sums sums[TOKEN_STEP];
-    __m256i part[TOKEN_STEP];
     /* The has_block_sums kinds' accumulators (lane k: blocks i % 8 == k), apart from sums so that
      * a step's share of L1 is 256 bytes a token instead of 576. */
     __m256 block_acc[TOKEN_STEP][LANE_GROUPS];
@@ -367,12 +322,10 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
                 else
                     memset(&sums[t], 0, sizeof sums[t]);
             }
-            if (kind == TILE_Q8_0) {
+            if (has_block_sums(kind)) {
                 for (int64_t b = 0; b < nb; b++)
-                    sweep_wide_q8_0(rows, b, x, nb, n_tok, t0, block_acc, part, nt);
-            } else if (has_block_sums(kind)) {
-                for (int64_t b = 0; b < nb; b++)
-                    sweep_resident(rows, b, x + (size_t)t0 * x_stride, x_stride, L, block_acc, nt);
+                    sweep_resident(kind, rows, b, x + (size_t)t0 * x_stride, x_stride, L, block_acc,
+                                   nt);
             } else {
                 for (int64_t b0 = 0; b0 < nb; b0 += CHUNK_BLOCKS) {
                     int kb = nb - b0 < CHUNK_BLOCKS ? (int)(nb - b0) : CHUNK_BLOCKS;

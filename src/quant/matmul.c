@@ -20,17 +20,12 @@
  * the thread's range passes over it. */
 #define TOKEN_CHUNK_BYTES (256 * 1024)
 
-static bool tiled(ellm_act_layout layout)
-{
-    return layout == ELLM_ACT_Q8_0_TILED || layout == ELLM_ACT_Q8_K_TILED;
-}
-
 /* Tokens per gemm call: a multiple of 4, at least 4. The tiled rows (16-bit values) are about
  * twice as long: as many tokens per chunk as the 8-bit rows get, so the tile reuses its decoded
  * weights as often (two of them fit in this machine's 2 MB L2). */
 static int64_t chunk_tokens(ellm_act_layout layout, uint64_t row_bytes)
 {
-    size_t bytes = tiled(layout) ? 2 * TOKEN_CHUNK_BYTES : TOKEN_CHUNK_BYTES;
+    size_t bytes = layout == ELLM_ACT_Q8_K_TILED ? 2 * TOKEN_CHUNK_BYTES : TOKEN_CHUNK_BYTES;
     int64_t chunk = (int64_t)(bytes / row_bytes) & ~(int64_t)3;
     return chunk < 4 ? 4 : chunk;
 }
@@ -42,7 +37,7 @@ typedef struct convert_job {
     uint8_t *dst;
     int64_t n_in, n_tokens;
     uint64_t row_bytes;
-    int64_t chunk; /* the gemm calls' tokens, for the tiled layouts */
+    int64_t chunk; /* the gemm calls' tokens, for the tiled layout */
 } convert_job;
 
 static void convert_task(void *arg, int ith, int nth)
@@ -50,10 +45,10 @@ static void convert_task(void *arg, int ith, int nth)
     convert_job *j = arg;
     for (int64_t t = ith; t < j->n_tokens; t += nth) {
         const float *x = j->x + t * j->n_in;
-        if (tiled(j->layout)) {
+        if (j->layout == ELLM_ACT_Q8_K_TILED) {
             int64_t t0 = t / j->chunk * j->chunk;
             int64_t nt = j->n_tokens - t0 < j->chunk ? j->n_tokens - t0 : j->chunk;
-            ellm_quantize_act_tiled(j->layout, x, j->n_in, j->dst + t0 * j->row_bytes, t - t0, nt);
+            ellm_quantize_q8_K_tiled(x, j->n_in, j->dst + t0 * j->row_bytes, t - t0, nt);
         } else {
             ellm_quantize_act(j->layout, j->type, x, j->dst + t * j->row_bytes, j->n_in);
         }
@@ -254,10 +249,9 @@ size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens)
 
 ellm_act_layout ellm_gemm_act_layout(const ellm_type_kernels *k)
 {
-    bool q8_0 = k->vec_dot_type == ELLM_TYPE_Q8_0;
     if (k->gemm_wide)
-        return q8_0 ? ELLM_ACT_Q8_0_TILED : ELLM_ACT_Q8_K_TILED;
-    return q8_0 ? ELLM_ACT_Q8_0_EXT : ELLM_ACT_PLAIN;
+        return ELLM_ACT_Q8_K_TILED;
+    return k->vec_dot_type == ELLM_TYPE_Q8_0 ? ELLM_ACT_Q8_0_EXT : ELLM_ACT_PLAIN;
 }
 
 /* The job's kernels for weight i at n_tokens tokens and the layout of the activations they read:

@@ -110,8 +110,7 @@ typedef enum ellm_act_layout {
     ELLM_ACT_Q8_K_PAIRS,
     ELLM_ACT_Q8_K_MAG, /* block_q8_K_mag (blocks.h): Q8_K values and magnitudes, middle 16s swapped */
     ELLM_ACT_PLAIN,    /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
-    /* ellm_quantize_act_tiled: Q8_0 or Q8_K as int16, a gemm call's tokens interleaved */
-    ELLM_ACT_Q8_0_TILED,
+    /* ellm_quantize_act_tiled: Q8_K as int16, a gemm call's tokens interleaved */
     ELLM_ACT_Q8_K_TILED,
 } ellm_act_layout;
 
@@ -129,8 +128,8 @@ typedef struct ellm_type_kernels {
     const char *gemm_isa;
     ellm_act_layout ext_layout;        /* what vec_dot_ext reads (the default, 0: Q8_0_EXT) */
     ellm_vec_dot_rows_fn vec_dot_rows; /* NULL when the set has none for this type */
-    /* gemm reads the tiled 16-bit layout of vec_dot_type (ELLM_ACT_Q8_0_TILED, _Q8_K_TILED), made
-     * once per matmul, instead of widening the activations for every group of rows. */
+    /* gemm (vec_dot_type Q8_K) reads ELLM_ACT_Q8_K_TILED, 16-bit values made once per matmul,
+     * instead of widening the activations for every group of rows. */
     bool gemm_wide;
 } ellm_type_kernels;
 
@@ -165,24 +164,23 @@ static inline int ellm_act_mag_index(int j)
     return (j & ~0x30) | (j & 0x10) << 1 | (j & 0x20) >> 1;
 }
 
-/* The layout a type's gemm reads: the tiled one of its vec_dot_type where gemm_wide, else the
- * extended Q8_0 rows (vec_dot_type Q8_0) or plain rows. */
+/* The layout a type's gemm reads: ELLM_ACT_Q8_K_TILED where gemm_wide, else the extended Q8_0
+ * rows (vec_dot_type Q8_0) or plain rows. */
 ellm_act_layout ellm_gemm_act_layout(const ellm_type_kernels *k);
 
 /*
- * The tiled 16-bit layouts, for tiles that multiply in 16-bit lanes: the n_tok tokens of one gemm
- * call (x, the first token's row, n_tok rows of ellm_act_row_bytes apart) are interleaved, so that
- * the tokens' values of one 32-value group lie side by side and a tile sweeping the tokens reads
- * one contiguous stream. Group g (values 32g..32g+31, in the order of ellm_act_wide_index) of token
- * t is 32 int16 at x + 64 (g n_tok + t); then the scales: block s of token t (32 values for Q8_0,
- * 256 for Q8_K) a float at x + 64 G n_tok + 4 (s n_tok + t), G = n / 32. The layout depends on
- * n_tok: a tile must be called with the tokens the activations were placed for.
+ * The tiled 16-bit Q8_K layout (ELLM_ACT_Q8_K_TILED), for tiles that multiply in 16-bit lanes: the
+ * n_tok tokens of one gemm call (x, the first token's row, n_tok rows of ellm_act_row_bytes
+ * apart) are interleaved, so that the tokens' values of one 32-value group lie side by side and a
+ * tile sweeping the tokens reads one contiguous stream. Group g (values 32g..32g+31, in the order
+ * of ellm_act_wide_index) of token t is 32 int16 at x + 64 (g n_tok + t); then the super-block
+ * scales: super-block s of token t a float at x + 64 G n_tok + 4 (s n_tok + t), G = n / 32. The
+ * layout depends on n_tok: a tile must be called with the tokens the activations were placed for.
+ * ellm_quantize_q8_K_tiled places the float row x as token t of n_tok at dst.
  */
-void ellm_quantize_act_tiled(ellm_act_layout layout, const float *x, int64_t n, void *dst,
-                             int64_t t, int64_t n_tok);
-/* The same from a plain row of Q8_0 or Q8_K blocks (the tests' hand-made activations). */
-void ellm_act_tiled_place(ellm_act_layout layout, const void *plain, int64_t n, void *dst,
-                          int64_t t, int64_t n_tok);
+void ellm_quantize_q8_K_tiled(const float *x, int64_t n, void *dst, int64_t t, int64_t n_tok);
+/* The same from a plain row of Q8_K blocks (the tests' hand-made activations). */
+void ellm_q8_K_tiled_place(const void *plain, int64_t n, void *dst, int64_t t, int64_t n_tok);
 /* Bytes of one activation row of n values in the layout (for ELLM_ACT_PLAIN, of vec_dot_type). */
 size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n);
 /* The kernel set's own converter to a layout (a SIMD one, byte-identical to act_ext.c's), NULL
