@@ -110,7 +110,7 @@ typedef enum ellm_act_layout {
     ELLM_ACT_Q8_K_PAIRS,
     ELLM_ACT_Q8_K_MAG, /* block_q8_K_mag (blocks.h): Q8_K values and magnitudes, middle 16s swapped */
     ELLM_ACT_PLAIN,    /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
-    /* ellm_quantize_act_tiled: Q8_K as int16, a gemm call's tokens interleaved */
+    /* ellm_quantize_q8_K_tiled: Q8_K as int16, a gemm call's tokens interleaved */
     ELLM_ACT_Q8_K_TILED,
 } ellm_act_layout;
 
@@ -181,6 +181,7 @@ ellm_act_layout ellm_gemm_act_layout(const ellm_type_kernels *k);
 void ellm_quantize_q8_K_tiled(const float *x, int64_t n, void *dst, int64_t t, int64_t n_tok);
 /* The same from a plain row of Q8_K blocks (the tests' hand-made activations). */
 void ellm_q8_K_tiled_place(const void *plain, int64_t n, void *dst, int64_t t, int64_t n_tok);
+
 /* Bytes of one activation row of n values in the layout (for ELLM_ACT_PLAIN, of vec_dot_type). */
 size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n);
 /* The kernel set's own converter to a layout (a SIMD one, byte-identical to act_ext.c's), NULL
