@@ -118,7 +118,7 @@ int main(int argc, char **argv)
         uint64_t w_row = 0;
         ellm_row_bytes(type, (uint64_t)cols, &w_row);
         /* The activation rows as ellm_matmul makes them for the tile. */
-        ellm_act_layout layout = ellm_gemm_act_layout(k);
+        ellm_act_layout layout = ellm_gemm_act_layout(type);
         size_t x_row = ellm_act_row_bytes(layout, k->vec_dot_type, cols);
         uint8_t *wq = malloc(w_row * (size_t)rows);
         uint8_t *xq = aligned_alloc(64, (x_row * (size_t)tokens + 63) / 64 * 64);

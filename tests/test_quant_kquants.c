@@ -488,7 +488,7 @@ static void test_tiles(void)
                 ellm_quantize_row(type, w + r * TN, wq + r * rb, TN);
             for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9 ? n_tok + 1 : TOK + (n_tok == TOK))
                 for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 5 : 18) {
-                    if (ellm_gemm_act_layout(k) == ELLM_ACT_Q8_K_TILED) {
+                    if (ellm_gemm_act_layout(type) == ELLM_ACT_Q8_K_TILED) {
                         for (int t = 0; t < n_tok; t++)
                             ellm_q8_K_tiled_place(xq + t * xrb, TN, xw, t, n_tok);
                         gemm(TN, wq, rb, n_rows, xw, wrb, n_tok, y, ROWS);

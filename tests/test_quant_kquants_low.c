@@ -535,7 +535,7 @@ static void test_iq4_xs_tile_extremes(void)
             continue;
         tiled++;
         memset(y, 0, sizeof y);
-        if (ellm_gemm_act_layout(ellm_kernels_for(ELLM_TYPE_IQ4_XS)) == ELLM_ACT_Q8_K_TILED)
+        if (ellm_gemm_act_layout(ELLM_TYPE_IQ4_XS) == ELLM_ACT_Q8_K_TILED)
             gemm(N, (const uint8_t *)w, sizeof w[0], ROWS, &xw[0][0], wrb, TOK, &y[0][0], ROWS);
         else
             gemm(N, (const uint8_t *)w, sizeof w[0], ROWS, (const uint8_t *)x, sizeof x[0], TOK,

@@ -26,6 +26,8 @@ typedef struct kernel_set {
     /* Converters to the activation layouts (ellm_act_layout below ELLM_ACT_PLAIN), byte-identical
      * to act_ext.c's; NULL: act_ext.c's own, through quantize_to. */
     activation_quantizer quantize_layout[ELLM_ACT_PLAIN];
+    /* The types whose tile reads ELLM_ACT_Q8_K_TILED (ellm_gemm_act_layout). */
+    bool gemm_tiled[ELLM_TYPE_COUNT];
     ellm_attention_kernels attention;
     void (*prepare)(void); /* run once before the set's kernels are used; NULL: nothing */
 } kernel_set;
@@ -43,7 +45,7 @@ typedef struct kernel_set {
 /* An entry whose tile comes from another set. */
 #define K_TILE_OF(act, dot, isa, gemm, gemm_isa)                                                   \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa, ELLM_ACT_Q8_0_EXT, NULL, false      \
+        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa, ELLM_ACT_Q8_0_EXT, NULL             \
     }
 
 static const kernel_set scalar_set = {
@@ -100,7 +102,7 @@ static const kernel_set avx2_set = {
                                  ellm_gemm_q3_K_avx2),
             [ELLM_TYPE_IQ4_XS] = {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL,
                                   ellm_vec_dot_iq4_xs_mag_avx2, ellm_gemm_iq4_xs_avx2, NULL,
-                                  ELLM_ACT_Q8_K_MAG, NULL, true},
+                                  ELLM_ACT_Q8_K_MAG, NULL},
             [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2,
                                  ellm_vec_dot_q8_0_ext_avx2, ellm_gemm_q8_0_avx2),
             [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2,
@@ -113,6 +115,7 @@ static const kernel_set avx2_set = {
                                  NULL, ellm_gemm_q6_K_avx2),
         },
     .quantize_to = {AVX2_QUANTIZERS},
+    .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true},
     .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2},
 };
@@ -129,10 +132,10 @@ static void avx2vnni_fill(void)
     memcpy(avx2vnni_set.types, avx2_set.types, sizeof avx2_set.types);
     memcpy(avx2vnni_set.quantize_to, avx2_set.quantize_to, sizeof avx2_set.quantize_to);
     memcpy(avx2vnni_set.quantize_layout, avx2_set.quantize_layout, sizeof avx2_set.quantize_layout);
+    memcpy(avx2vnni_set.gemm_tiled, avx2_set.gemm_tiled, sizeof avx2_set.gemm_tiled);
     avx2vnni_set.attention = avx2_set.attention;
     avx2vnni_set.types[ELLM_TYPE_IQ4_XS] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_iq4_xs_avx2vnni, "avx2vnni", ellm_gemm_iq4_xs_avx2, "avx2");
-    avx2vnni_set.types[ELLM_TYPE_IQ4_XS].gemm_wide = true; /* the AVX2 tile's activations */
 }
 
 static void avx2vnni_prepare(void)
@@ -189,9 +192,10 @@ static const kernel_set avx512_set = {
             /* IQ4_XS, Q2_K and Q3_K decode on activations in their own orders. */
             [ELLM_TYPE_IQ4_XS] = {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512", NULL,
                                   ellm_vec_dot_iq4_xs_halves_avx512, ellm_gemm_iq4_xs_avx2, "avx2",
-                                  ELLM_ACT_Q8_K_HALVES, NULL, true},
+                                  ELLM_ACT_Q8_K_HALVES, NULL},
         },
     .quantize_to = {AVX2_QUANTIZERS},
+    .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true}, /* the AVX2 tile */
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx512, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2},
 };
@@ -411,6 +415,16 @@ ellm_gemm_fn ellm_gemm_for(ellm_type type)
 {
     const ellm_type_kernels *k = ellm_kernels_for(type);
     return k ? k->gemm : NULL;
+}
+
+ellm_act_layout ellm_gemm_act_layout(ellm_type type)
+{
+    const ellm_type_kernels *k = ellm_kernels_for(type);
+    if (!k || !k->gemm)
+        return ELLM_ACT_PLAIN;
+    if (current()->gemm_tiled[type] && k == &current()->types[type])
+        return ELLM_ACT_Q8_K_TILED;
+    return k->vec_dot_type == ELLM_TYPE_Q8_0 ? ELLM_ACT_Q8_0_EXT : ELLM_ACT_PLAIN;
 }
 
 const ellm_attention_kernels *ellm_attention_kernels_active(void) { return &current()->attention; }

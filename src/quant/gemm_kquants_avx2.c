@@ -15,7 +15,7 @@
  * IQ4_XS takes 16-bit lanes instead (wblock): its levels span -127..113, too wide for maddubs
  * without a sign move or two nibble planes, so each level is multiplied by its sub-block scale
  * once per super-block and one madd against the 16-bit activation rows (ELLM_ACT_Q8_K_TILED, the
- * entry's gemm_wide) forms two values of the eight rows. */
+ * set's gemm_tiled) forms two values of the eight rows. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)

@@ -240,18 +240,12 @@ size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens)
                      ? ellm_act_row_bytes(ELLM_ACT_Q8_0_EXT, k->vec_dot_type, w->ne[0])
                      : 0;
     size_t own = k->vec_dot_ext ? ellm_act_row_bytes(k->ext_layout, k->vec_dot_type, w->ne[0]) : 0;
-    size_t tile = k->gemm ? ellm_act_row_bytes(ellm_gemm_act_layout(k), k->vec_dot_type, w->ne[0])
-                          : 0;
+    size_t tile = k->gemm
+                      ? ellm_act_row_bytes(ellm_gemm_act_layout(w->type), k->vec_dot_type, w->ne[0])
+                      : 0;
     size_t most = plain > ext ? plain : ext;
     most = most > own ? most : own;
     return (most > tile ? most : tile) * (size_t)n_tokens;
-}
-
-ellm_act_layout ellm_gemm_act_layout(const ellm_type_kernels *k)
-{
-    if (k->gemm_wide)
-        return ELLM_ACT_Q8_K_TILED;
-    return k->vec_dot_type == ELLM_TYPE_Q8_0 ? ELLM_ACT_Q8_0_EXT : ELLM_ACT_PLAIN;
 }
 
 /* The job's kernels for weight i at n_tokens tokens and the layout of the activations they read:
@@ -265,7 +259,7 @@ static ellm_act_layout choose_kernels(matmul_job *job, int i, int64_t n_tokens)
     job->ext_dot[i] = !job->gemm[i] && k->vec_dot_ext;
     if (job->ext_dot[i])
         return k->ext_layout;
-    return job->gemm[i] ? ellm_gemm_act_layout(k) : ELLM_ACT_PLAIN;
+    return job->gemm[i] ? ellm_gemm_act_layout(job->w[i]->type) : ELLM_ACT_PLAIN;
 }
 
 /* Every weight's rows against x in one dispatch (or one by one where their kernels take different

@@ -128,9 +128,6 @@ typedef struct ellm_type_kernels {
     const char *gemm_isa;
     ellm_act_layout ext_layout;        /* what vec_dot_ext reads (the default, 0: Q8_0_EXT) */
     ellm_vec_dot_rows_fn vec_dot_rows; /* NULL when the set has none for this type */
-    /* gemm (vec_dot_type Q8_K) reads ELLM_ACT_Q8_K_TILED, 16-bit values made once per matmul,
-     * instead of widening the activations for every group of rows. */
-    bool gemm_wide;
 } ellm_type_kernels;
 
 /*
@@ -164,9 +161,10 @@ static inline int ellm_act_mag_index(int j)
     return (j & ~0x30) | (j & 0x10) << 1 | (j & 0x20) >> 1;
 }
 
-/* The layout a type's gemm reads: ELLM_ACT_Q8_K_TILED where gemm_wide, else the extended Q8_0
- * rows (vec_dot_type Q8_0) or plain rows. */
-ellm_act_layout ellm_gemm_act_layout(const ellm_type_kernels *k);
+/* The layout the gemm of the set in use reads for a weight type: ELLM_ACT_Q8_K_TILED where the
+ * set says so (16-bit values made once per matmul instead of widened for every group of rows by
+ * the tile), else the extended Q8_0 rows (vec_dot_type Q8_0) or plain rows. */
+ellm_act_layout ellm_gemm_act_layout(ellm_type type);
 
 /*
  * The tiled 16-bit Q8_K layout (ELLM_ACT_Q8_K_TILED), for tiles that multiply in 16-bit lanes: the
