@@ -115,13 +115,11 @@ int main(int argc, char **argv)
             status = 1;
             continue;
         }
-        uint64_t w_row = 0, x_row = 0;
+        uint64_t w_row = 0;
         ellm_row_bytes(type, (uint64_t)cols, &w_row);
-        bool ext = k->vec_dot_type == ELLM_TYPE_Q8_0;
-        if (ext)
-            x_row = ellm_q8_0_ext_layout_for(cols).row_bytes;
-        else
-            ellm_row_bytes(k->vec_dot_type, (uint64_t)cols, &x_row);
+        /* The activation rows as ellm_matmul makes them for the tile. */
+        ellm_act_layout layout = ellm_gemm_act_layout(type);
+        size_t x_row = ellm_act_row_bytes(layout, k->vec_dot_type, cols);
         uint8_t *wq = malloc(w_row * (size_t)rows);
         uint8_t *xq = aligned_alloc(64, (x_row * (size_t)tokens + 63) / 64 * 64);
         if (!wq || !xq) {
@@ -130,13 +128,12 @@ int main(int argc, char **argv)
         }
         for (long r = 0; r < rows; r++)
             ellm_quantize_row(type, w + r * cols, wq + (size_t)r * w_row, cols);
-        for (long t = 0; t < tokens; t++) {
-            if (ext)
-                ellm_quantize_q8_0_ext(x + t * cols, xq + (size_t)t * x_row, cols);
+        for (long t = 0; t < tokens; t++)
+            if (layout == ELLM_ACT_Q8_K_TILED)
+                ellm_quantize_q8_K_tiled(x + t * cols, cols, xq, t, tokens);
             else
-                ellm_quantize_activations(k->vec_dot_type, x + t * cols, xq + (size_t)t * x_row,
-                                          cols);
-        }
+                ellm_quantize_act(layout, k->vec_dot_type, x + t * cols, xq + (size_t)t * x_row,
+                                  cols);
         const char *arith = edgellm_kernel_arithmetic(types[ti]);
         double ops = 2.0 * (double)rows * (double)cols * (double)tokens;
         double best_tile = 0, best_peak = 0;

@@ -1045,10 +1045,12 @@ static void test_matmul(void)
 }
 
 /* A token's matmul output is the same alone or in any batch (including batches longer than one
- * cache chunk of the tiled path), and fused weights give exactly the separate products. */
+ * cache chunk of the tiled path: 130 tokens are three chunks of the 16-bit tiled rows, whose
+ * layout depends on the chunk), and fused weights give exactly the separate products, in every
+ * kernel set. */
 static void test_matmul_batch_independence(void)
 {
-    enum { IN = 4096, OUT = 7, OUT2 = 5, T = 40 };
+    enum { IN = 4096, OUT = 7, OUT2 = 5, T = 130 };
     static float w[OUT * IN], x[T * IN], y[T * OUT], y2[T * OUT2], one[OUT],
         fused[T * (OUT + OUT2)];
     static uint8_t wq[OUT * IN * 2];
@@ -1056,41 +1058,46 @@ static void test_matmul_batch_independence(void)
         w[i] = frand();
     for (int i = 0; i < T * IN; i++)
         x[i] = frand();
-    ellm_type types[] = {ELLM_TYPE_Q8_0,   ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,
-                         ELLM_TYPE_IQ4_NL, ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_1};
-    for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
-        uint64_t rb = 0;
-        ellm_row_bytes(types[ty], IN, &rb);
-        for (int r = 0; r < OUT; r++)
-            ellm_quantize_row(types[ty], w + r * IN, wq + r * rb, IN);
-        ellm_tensor a = {.type = types[ty],
-                         .ne = {IN, OUT, 1, 1},
-                         .n_dims = 2,
-                         .row_bytes = rb,
-                         .n_bytes = rb * OUT,
-                         .data = wq};
-        ellm_tensor b = a;
-        b.ne[1] = OUT2;
-        b.data = wq + rb; /* rows 1..5 of a */
-        void *scratch = malloc(ellm_matmul_scratch_bytes(&a, T));
-        ellm_threadpool *pool = NULL;
-        CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
-        ellm_matmul(pool, &a, x, T, y, scratch);
-        for (int t = 0; t < T; t += 3) {
-            ellm_matmul(pool, &a, x + t * IN, 1, one, scratch);
-            CHECK_MSG(!memcmp(one, y + t * OUT, sizeof one),
-                      "%s: token %d alone differs from its batch of %d", ellm_type_name(types[ty]),
-                      t, T);
+    ellm_type types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,  ELLM_TYPE_IQ4_NL,
+                         ELLM_TYPE_Q4_1, ELLM_TYPE_Q5_1, ELLM_TYPE_IQ4_XS};
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    for (int set = 0; set < n_sets && set < 8; set++)
+        for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+            CHECK(ellm_quant_use_kernel_set(sets[set]));
+            uint64_t rb = 0;
+            ellm_row_bytes(types[ty], IN, &rb);
+            for (int r = 0; r < OUT; r++)
+                ellm_quantize_row(types[ty], w + r * IN, wq + r * rb, IN);
+            ellm_tensor a = {.type = types[ty],
+                             .ne = {IN, OUT, 1, 1},
+                             .n_dims = 2,
+                             .row_bytes = rb,
+                             .n_bytes = rb * OUT,
+                             .data = wq};
+            ellm_tensor b = a;
+            b.ne[1] = OUT2;
+            b.data = wq + rb; /* rows 1..5 of a */
+            void *scratch = malloc(ellm_matmul_scratch_bytes(&a, T));
+            ellm_threadpool *pool = NULL;
+            CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
+            ellm_matmul(pool, &a, x, T, y, scratch);
+            for (int t = 0; t < T; t += 3) {
+                ellm_matmul(pool, &a, x + t * IN, 1, one, scratch);
+                CHECK_MSG(!memcmp(one, y + t * OUT, sizeof one),
+                          "%s %s: token %d alone differs from its batch of %d", sets[set],
+                          ellm_type_name(types[ty]), t, T);
+            }
+            const ellm_tensor *ws[2] = {&a, &b};
+            float *ys[2] = {fused, fused + T * OUT};
+            ellm_matmul_multi(pool, ws, 2, x, T, ys, scratch);
+            ellm_matmul(NULL, &b, x, T, y2, scratch);
+            CHECK(!memcmp(fused, y, sizeof y));
+            CHECK(!memcmp(fused + T * OUT, y2, sizeof y2));
+            ellm_threadpool_free(pool);
+            free(scratch);
         }
-        const ellm_tensor *ws[2] = {&a, &b};
-        float *ys[2] = {fused, fused + T * OUT};
-        ellm_matmul_multi(pool, ws, 2, x, T, ys, scratch);
-        ellm_matmul(NULL, &b, x, T, y2, scratch);
-        CHECK(!memcmp(fused, y, sizeof y));
-        CHECK(!memcmp(fused + T * OUT, y2, sizeof y2));
-        ellm_threadpool_free(pool);
-        free(scratch);
-    }
+    ellm_quant_use_kernel_set(NULL);
 }
 
 /* Weights of different types whose kernels take the same activations (Q4_K and Q6_K: Q8_K rows)

@@ -446,10 +446,14 @@ static void test_tiles(void)
 {
     enum { TN = 3 * QK_K, ROWS = 37, TOK = 133 };
     static float w[ROWS * TN], x[TN];
-    static uint8_t wq[ROWS * TN], xq[TOK * TN * 2];
+    static uint8_t wq[ROWS * TN], xq[TOK * TN * 2], xw[TOK * TN * 3];
     static float y[TOK * ROWS];
     uint64_t xrb = 0;
     ellm_row_bytes(ELLM_TYPE_Q8_K, TN, &xrb);
+    /* The tokens of each call tiled in 16 bits, for the tiles that read them
+     * (ellm_gemm_act_layout). */
+    size_t wrb = ellm_act_row_bytes(ELLM_ACT_Q8_K_TILED, ELLM_TYPE_Q8_K, TN);
+    CHECK(wrb * TOK <= sizeof xw);
     for (int i = 0; i < ROWS * TN; i++)
         w[i] = grand() * (i % 61 == 0 ? 30.0f : 1.0f);
     for (int t = 0; t < TOK; t++) {
@@ -484,7 +488,12 @@ static void test_tiles(void)
                 ellm_quantize_row(type, w + r * TN, wq + r * rb, TN);
             for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9 ? n_tok + 1 : TOK + (n_tok == TOK))
                 for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 5 : 18) {
-                    gemm(TN, wq, rb, n_rows, xq, xrb, n_tok, y, ROWS);
+                    if (ellm_gemm_act_layout(type) == ELLM_ACT_Q8_K_TILED) {
+                        for (int t = 0; t < n_tok; t++)
+                            ellm_q8_K_tiled_place(xq + t * xrb, TN, xw, t, n_tok);
+                        gemm(TN, wq, rb, n_rows, xw, wrb, n_tok, y, ROWS);
+                    } else
+                        gemm(TN, wq, rb, n_rows, xq, xrb, n_tok, y, ROWS);
                     for (int t = 0; t < n_tok; t++)
                         for (int r = 0; r < n_rows; r++) {
                             float own, scalar;

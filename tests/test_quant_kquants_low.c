@@ -481,6 +481,7 @@ static void test_iq4_xs_tile_extremes(void)
     enum { NSB = 2, N = NSB * QK_K, ROWS = 17, TOK = 130 };
     static block_iq4_xs w[ROWS][NSB];
     static block_q8_K x[TOK][NSB];
+    static uint8_t xw[TOK][NSB * sizeof(block_q8_K_wide)];
     static float deq[ROWS][N], y[TOK][ROWS];
     memset(w, 0, sizeof w);
     for (int r = 0; r < ROWS; r++)
@@ -520,6 +521,11 @@ static void test_iq4_xs_tile_extremes(void)
                 a->bsums[k] = (int16_t)sum;
             }
         }
+    /* The same values for the tiles that read them tiled in 16 bits (ELLM_ACT_Q8_K_TILED). */
+    size_t wrb = ellm_act_row_bytes(ELLM_ACT_Q8_K_TILED, ELLM_TYPE_Q8_K, N);
+    CHECK(wrb <= sizeof xw[0]);
+    for (int t = 0; t < TOK; t++)
+        ellm_q8_K_tiled_place(x[t], N, xw, t, TOK);
     const char *sets[8];
     int n_sets = ellm_kernel_sets_available(sets, 8), tiled = 0;
     for (int set = 0; set < n_sets && set < 8; set++) {
@@ -529,8 +535,11 @@ static void test_iq4_xs_tile_extremes(void)
             continue;
         tiled++;
         memset(y, 0, sizeof y);
-        gemm(N, (const uint8_t *)w, sizeof w[0], ROWS, (const uint8_t *)x, sizeof x[0], TOK,
-             &y[0][0], ROWS);
+        if (ellm_gemm_act_layout(ELLM_TYPE_IQ4_XS) == ELLM_ACT_Q8_K_TILED)
+            gemm(N, (const uint8_t *)w, sizeof w[0], ROWS, &xw[0][0], wrb, TOK, &y[0][0], ROWS);
+        else
+            gemm(N, (const uint8_t *)w, sizeof w[0], ROWS, (const uint8_t *)x, sizeof x[0], TOK,
+                 &y[0][0], ROWS);
         for (int t = 0; t < TOK; t++)
             for (int r = 0; r < ROWS; r++) {
                 float want = 0;

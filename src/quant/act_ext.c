@@ -130,6 +130,52 @@ static void quantize_q8_K_as(const float *x, void *dst, int64_t n, size_t block_
     }
 }
 
+/* ELLM_ACT_Q8_K_TILED (quant.h): values of one 32-value group of every token side by side. */
+enum { TILED_GROUP = 32 };
+
+static size_t tiled_scales_offset(int64_t n, int64_t n_tok)
+{
+    return (size_t)n * sizeof(int16_t) * (size_t)n_tok;
+}
+
+/* Super-block i of token t. The wide order written as plain strided loops (not through
+ * ellm_act_wide_index), which the compiler turns into shuffles: the conversion runs once per
+ * token and matmul, and element by element it cost about as much as the tiles gained. */
+static void tiled_put(uint8_t *dst, int64_t n, const block_q8_K *b, int64_t i, int64_t t,
+                      int64_t n_tok)
+{
+    for (int g = 0; g < QK_K / TILED_GROUP; g++) {
+        int16_t *out = (int16_t *)(dst + ((i * QK_K / TILED_GROUP + g) * n_tok + t) * 64);
+        const int8_t *in = b->qs + TILED_GROUP * g;
+        for (int h = 0; h < TILED_GROUP; h += 16)
+            for (int j = 0; j < 8; j++) {
+                out[h + j] = in[h + 2 * j];
+                out[h + 8 + j] = in[h + 2 * j + 1];
+            }
+    }
+    float *scales = (float *)(dst + tiled_scales_offset(n, n_tok));
+    scales[i * n_tok + t] = b->d;
+}
+
+void ellm_q8_K_tiled_place(const void *plain, int64_t n, void *dst, int64_t t, int64_t n_tok)
+{
+    for (int64_t i = 0; i < n / QK_K; i++)
+        tiled_put(dst, n, (const block_q8_K *)plain + i, i, t, n_tok);
+}
+
+void ellm_quantize_q8_K_tiled(const float *x, int64_t n, void *dst, int64_t t, int64_t n_tok)
+{
+    /* Through plain blocks, eight super-blocks a call of the set's quantizer. */
+    enum { PIECE = 8 };
+    block_q8_K plain[PIECE];
+    for (int64_t i0 = 0; i0 < n / QK_K; i0 += PIECE) {
+        int64_t count = n / QK_K - i0 < PIECE ? n / QK_K - i0 : PIECE;
+        ellm_quantize_activations(ELLM_TYPE_Q8_K, x + i0 * QK_K, plain, count * QK_K);
+        for (int64_t i = 0; i < count; i++)
+            tiled_put(dst, n, &plain[i], i0 + i, t, n_tok);
+    }
+}
+
 size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n)
 {
     switch (layout) {
@@ -139,6 +185,9 @@ size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_
     case ELLM_ACT_Q8_K_HALVES: return (size_t)(n / QK_K) * sizeof(block_q8_K_halves);
     case ELLM_ACT_Q8_K_PAIRS: return (size_t)(n / QK_K + 1) / 2 * sizeof(block_q8_K_pair);
     case ELLM_ACT_Q8_K_MAG: return (size_t)(n / QK_K) * sizeof(block_q8_K_mag);
+    /* A multiple of 64 bytes, so that every call's first token starts a cache line. */
+    case ELLM_ACT_Q8_K_TILED:
+        return tiled_scales_offset(n, 1) + ((size_t)(n / QK_K) * sizeof(float) + 63) / 64 * 64;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)
@@ -169,6 +218,7 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
     case ELLM_ACT_Q8_K_MAG:
         quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_mag), q8_K_mag_block);
         return;
+    case ELLM_ACT_Q8_K_TILED: ellm_quantize_q8_K_tiled(x, n, dst, 0, 1); return;
     case ELLM_ACT_PLAIN: break;
     }
     if (vec_dot_type == ELLM_TYPE_F32)

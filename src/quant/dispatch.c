@@ -26,6 +26,8 @@ typedef struct kernel_set {
     /* Converters to the activation layouts (ellm_act_layout below ELLM_ACT_PLAIN), byte-identical
      * to act_ext.c's; NULL: act_ext.c's own, through quantize_to. */
     activation_quantizer quantize_layout[ELLM_ACT_PLAIN];
+    /* The types whose tile reads ELLM_ACT_Q8_K_TILED (ellm_gemm_act_layout). */
+    bool gemm_tiled[ELLM_TYPE_COUNT];
     ellm_attention_kernels attention;
     void (*prepare)(void); /* run once before the set's kernels are used; NULL: nothing */
 } kernel_set;
@@ -108,6 +110,7 @@ static const kernel_set avx2_set = {
                                  NULL, ellm_gemm_q6_K_avx2),
         },
     .quantize_to = {AVX2_QUANTIZERS},
+    .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true},
     .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2},
 };
@@ -124,6 +127,7 @@ static void avx2vnni_fill(void)
     memcpy(avx2vnni_set.types, avx2_set.types, sizeof avx2_set.types);
     memcpy(avx2vnni_set.quantize_to, avx2_set.quantize_to, sizeof avx2_set.quantize_to);
     memcpy(avx2vnni_set.quantize_layout, avx2_set.quantize_layout, sizeof avx2_set.quantize_layout);
+    memcpy(avx2vnni_set.gemm_tiled, avx2_set.gemm_tiled, sizeof avx2_set.gemm_tiled);
     avx2vnni_set.attention = avx2_set.attention;
     avx2vnni_set.types[ELLM_TYPE_Q2_K] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_q2_K_avx2vnni, "avx2vnni", ellm_gemm_q2_K_avx2, "avx2");
@@ -189,6 +193,7 @@ static const kernel_set avx512_set = {
                                   ELLM_ACT_Q8_K_HALVES, NULL},
         },
     .quantize_to = {AVX2_QUANTIZERS},
+    .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true}, /* the AVX2 tile */
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx512, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2},
 };
@@ -408,6 +413,16 @@ ellm_gemm_fn ellm_gemm_for(ellm_type type)
 {
     const ellm_type_kernels *k = ellm_kernels_for(type);
     return k ? k->gemm : NULL;
+}
+
+ellm_act_layout ellm_gemm_act_layout(ellm_type type)
+{
+    const ellm_type_kernels *k = ellm_kernels_for(type);
+    if (!k || !k->gemm)
+        return ELLM_ACT_PLAIN;
+    if (current()->gemm_tiled[type] && k == &current()->types[type])
+        return ELLM_ACT_Q8_K_TILED;
+    return k->vec_dot_type == ELLM_TYPE_Q8_0 ? ELLM_ACT_Q8_0_EXT : ELLM_ACT_PLAIN;
 }
 
 const ellm_attention_kernels *ellm_attention_kernels_active(void) { return &current()->attention; }

@@ -1,5 +1,5 @@
-/* AVX2 tiles of weight rows × tokens for the K-quants (Q2_K..Q6_K) and IQ4_XS against plain Q8_K
- * activation rows, with eight weight rows in the eight 32-bit lanes of a vector, as gemm_avx2.c
+/* AVX2 tiles of weight rows × tokens for the K-quants (Q2_K..Q6_K, against plain Q8_K activation
+ * rows) and IQ4_XS (against their 16-bit variant), with eight weight rows in the eight 32-bit lanes of a vector, as gemm_avx2.c
  * does for the 32-value formats.
  *
  * A super-block of the eight rows is decoded and transposed once (lane l of q[p][g] holds levels
@@ -14,8 +14,8 @@
  *
  * IQ4_XS takes 16-bit lanes instead (wblock): its levels span -127..113, too wide for maddubs
  * without a sign move or two nibble planes, so each level is multiplied by its sub-block scale
- * once per super-block and one madd against widened activations forms two values of the eight
- * rows. */
+ * once per super-block and one madd against the 16-bit activation rows (ELLM_ACT_Q8_K_TILED, the
+ * set's gemm_tiled) forms two values of the eight rows. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -280,9 +280,10 @@ ALWAYS_INLINE __m256 block_term(ktile_kind kind, const kblock *B, const block_q8
     return term;
 }
 
-/* An IQ4_XS super-block of the eight rows: lane l of w[p][k] holds values 2k, 2k + 1 of piece
- * p of row l, each its level times the piece's scale (|(ls - 32) × level| <= 32 × 127) as int16;
- * and the rows' super-block scales. */
+/* An IQ4_XS super-block of the eight rows: lane l of w[p][k] holds the values of piece p of row
+ * l at positions 2k, 2k + 1 of the wide activation order (ellm_act_wide_index), each its level
+ * times the piece's scale (|(ls - 32) × level| <= 32 × 127) as int16; and the rows' super-block
+ * scales. */
 typedef struct wblock {
     __m256i w[PIECES][2 * GROUPS];
     __m256 d;
@@ -299,10 +300,11 @@ static void decode_wblock(const uint8_t *const *rows, int64_t i, wblock *B)
     for (int p = 0; p < PIECES; p++) {
         __m256i lo[GROUP_ROWS], hi[GROUP_ROWS];
         for (int l = 0; l < GROUP_ROWS; l++) {
-            __m256i lv = piece_levels(KTILE_IQ4_XS, (const uint8_t *)blk[l], p);
+            __m256i lv[2];
+            widen_wide_order(piece_levels(KTILE_IQ4_XS, (const uint8_t *)blk[l], p), lv);
             __m256i ls = _mm256_set1_epi16((short)(ellm_iq4_xs_scale(blk[l], p) - 32));
-            lo[l] = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(lv)), ls);
-            hi[l] = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(lv, 1)), ls);
+            lo[l] = _mm256_mullo_epi16(lv[0], ls);
+            hi[l] = _mm256_mullo_epi16(lv[1], ls);
         }
         transpose_8x8(lo, B->w[p]);
         transpose_8x8(hi, B->w[p] + GROUPS);
@@ -310,59 +312,58 @@ static void decode_wblock(const uint8_t *const *rows, int64_t i, wblock *B)
     B->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
 }
 
-/* IQ4_XS row groups sharing one widening of the activations: two, the 16 rows ellm_matmul hands a
- * tile per call (gemm_micro --row-tile 16, 112 tokens: one group 50 %, two 53-54 % of the
- * int8-avx2 peak; four, on 256 rows a call, 56 %). Tokens sharing one decoded super-block: the
- * 112 of a 2048-column matmul chunk in one step gave 55-56 % against 53 % in steps of 64 (the
- * decoding, a multiply per level and two transpositions per piece, is paid per step). */
+/* IQ4_XS row groups sharing one pass over the activations: two, the 16 rows ellm_matmul hands a
+ * tile per call (gemm_micro --row-tile 16, 112 tokens, when the tile still widened the
+ * activations itself: one group 50 %, two 53-54 % of the int8-avx2 peak). Tokens sharing one
+ * decoded super-block: the 112 of a 2048-column matmul chunk in one step gave 55-56 % against
+ * 53 % in steps of 64 (the decoding, a multiply per level and two transpositions per piece, is
+ * paid per step). */
 enum { WIDE_GROUPS = 2, WIDE_STEP = 128 };
 
-/* Super-block i of ng groups of eight rows against every token of the step: per piece, the
- * tokens' activations widened to int16 once (xw) for all the groups, then each half piece (eight
- * pair vectors) of each group held in registers while the tokens pass, one broadcast pair, one
- * madd and one addition per two values. The sums (|pair| <= 2 × 4064 × 128, a super-block below
- * 2^27) are the exact integers of the single-row kernel, and the float step its expression
- * (d_w × d_a times the integer). Against the two nibble planes of level + 128 (two maddubs per
- * four values, then madds and the offset) this spends 32 vector instructions per piece, eight
- * rows and token instead of 34, plus the widening (9 points of the peak when every group
- * widened for itself). Holding a whole piece (half of it as memory operands) for one pass over
- * the tokens ran at 42 %. */
-static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *xt, size_t x_stride,
-                          int nt, __m256 (*acc)[WIDE_STEP], __m256i (*isum)[WIDE_STEP])
+/* Super-block i of ng groups of eight rows against tokens t0..t0+nt of the call's n_tok, whose
+ * activations come as int16 with the tokens interleaved (ELLM_ACT_Q8_K_TILED, made once per
+ * matmul): each half piece (eight pair vectors) of each group held in registers while the tokens
+ * pass, one broadcast pair, one madd and one addition per two values, the tokens' values read as
+ * one stream. The sums (|pair| <= 2 × 4064 × 128, a super-block below 2^27) are the exact
+ * integers of the single-row kernel, and the float step its expression (d_w × d_a times the
+ * integer). Against the two nibble planes of level + 128 (two maddubs per four values, then
+ * madds and the offset) this spends 32 vector instructions per piece, eight rows and token
+ * instead of 34. Widening plain Q8_K rows here, per call, ran at 55-56 % of the int8-avx2 peak,
+ * reading 16-bit rows one token apart at 50 %, the interleaved stream at 60-64 %
+ * (docs/performance.md, "Session 10"). Holding a whole piece (half of it as memory operands) for
+ * one pass over the tokens ran at 42 %. */
+static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *x, int64_t nb,
+                          int64_t n_tok, int64_t t0, int nt, __m256 (*acc)[WIDE_STEP],
+                          __m256i (*isum)[WIDE_STEP])
 {
-    int16_t xw[WIDE_STEP][32];
+    const size_t group_bytes = 32 * sizeof(int16_t);
     for (int p = 0; p < PIECES; p++) {
-        for (int t = 0; t < nt; t++) {
-            const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
-            /* The step's activations are in L2: the next line, one piece ahead. */
-            _mm_prefetch((const char *)(a->qs + 32 * p) + 64, _MM_HINT_T0);
-            __m256i v = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * p));
-            _mm256_storeu_si256((__m256i *)xw[t], _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)));
-            _mm256_storeu_si256((__m256i *)(xw[t] + 16),
-                                _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1)));
-        }
+        const uint8_t *xp = x +
+                            ((size_t)(i * PIECES + p) * (size_t)n_tok + (size_t)t0) * group_bytes;
         for (int gi = 0; gi < ng; gi++)
             for (int h = 0; h < 2; h++) {
                 __m256i w[GROUPS];
                 for (int k = 0; k < GROUPS; k++)
                     w[k] = B[gi].w[p][GROUPS * h + k];
                 __m256i *is = isum[gi];
-                for (int t = 0; t < nt; t++) {
+                const uint8_t *xw = xp + h * group_bytes / 2;
+                for (int t = 0; t < nt; t++, xw += group_bytes) {
                     __m256i s = p == 0 && h == 0 ? _mm256_setzero_si256() : is[t];
                     for (int k = 0; k < GROUPS; k++) {
                         int32_t pair;
-                        memcpy(&pair, xw[t] + 16 * h + 2 * k, 4);
+                        memcpy(&pair, xw + 4 * k, 4);
                         s = _mm256_add_epi32(s, _mm256_madd_epi16(w[k], _mm256_set1_epi32(pair)));
                     }
                     is[t] = s;
                 }
             }
     }
+    const float *ad = (const float *)(x + (size_t)nb * PIECES * (size_t)n_tok * group_bytes) +
+                      i * n_tok + t0;
     for (int t = 0; t < nt; t++) {
-        const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
-        __m256 ad = _mm256_set1_ps(a->d);
+        __m256 d = _mm256_set1_ps(ad[t]);
         for (int gi = 0; gi < ng; gi++) {
-            __m256 dall = _mm256_mul_ps(B[gi].d, ad);
+            __m256 dall = _mm256_mul_ps(B[gi].d, d);
             acc[gi][t] = _mm256_add_ps(acc[gi][t],
                                        _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum[gi][t])));
         }
@@ -370,8 +371,7 @@ static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *xt,
 }
 
 static void iq4_xs_tiles(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
-                         const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
-                         int64_t y_stride)
+                         const uint8_t *x, int64_t n_tok, float *y, int64_t y_stride)
 {
     int64_t nb = n / QK_K;
     wblock W[WIDE_GROUPS];
@@ -396,14 +396,13 @@ static void iq4_xs_tiles(int64_t n, const uint8_t *w, size_t w_stride, int64_t n
         }
         for (int64_t t0 = 0; t0 < n_tok; t0 += WIDE_STEP) {
             int nt = n_tok - t0 < WIDE_STEP ? (int)(n_tok - t0) : WIDE_STEP;
-            const uint8_t *xt = x + (size_t)t0 * x_stride;
             for (int gi = 0; gi < ng; gi++)
                 for (int t = 0; t < nt; t++)
                     acc[gi][t] = _mm256_setzero_ps();
             for (int64_t i = 0; i < nb; i++) {
                 for (int gi = 0; gi < ng; gi++)
                     decode_wblock(rows[gi], i, &W[gi]);
-                sweep_wblocks(W, ng, i, xt, x_stride, nt, acc, isum);
+                sweep_wblocks(W, ng, i, x, nb, n_tok, t0, nt, acc, isum);
             }
             for (int gi = 0; gi < ng; gi++)
                 for (int t = 0; t < nt; t++)
@@ -470,7 +469,7 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
               size_t x_stride, int64_t n_tok, float *y, int64_t y_stride)                          \
     {                                                                                              \
         if (kind == KTILE_IQ4_XS)                                                                  \
-            iq4_xs_tiles(n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);                 \
+            iq4_xs_tiles(n, w, w_stride, n_rows, x, n_tok, y, y_stride);                           \
         else                                                                                       \
             kgemm_tiles(kind, n, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride);            \
     }

@@ -20,6 +20,16 @@
  * the thread's range passes over it. */
 #define TOKEN_CHUNK_BYTES (256 * 1024)
 
+/* Tokens per gemm call: a multiple of 4, at least 4. The tiled rows (16-bit values) are about
+ * twice as long: as many tokens per chunk as the 8-bit rows get, so the tile reuses its decoded
+ * weights as often (two of them fit in this machine's 2 MB L2). */
+static int64_t chunk_tokens(ellm_act_layout layout, uint64_t row_bytes)
+{
+    size_t bytes = layout == ELLM_ACT_Q8_K_TILED ? 2 * TOKEN_CHUNK_BYTES : TOKEN_CHUNK_BYTES;
+    int64_t chunk = (int64_t)(bytes / row_bytes) & ~(int64_t)3;
+    return chunk < 4 ? 4 : chunk;
+}
+
 typedef struct convert_job {
     ellm_type type;
     ellm_act_layout layout;
@@ -27,14 +37,22 @@ typedef struct convert_job {
     uint8_t *dst;
     int64_t n_in, n_tokens;
     uint64_t row_bytes;
+    int64_t chunk; /* the gemm calls' tokens, for the tiled layout */
 } convert_job;
 
 static void convert_task(void *arg, int ith, int nth)
 {
     convert_job *j = arg;
-    for (int64_t t = ith; t < j->n_tokens; t += nth)
-        ellm_quantize_act(j->layout, j->type, j->x + t * j->n_in, j->dst + t * j->row_bytes,
-                          j->n_in);
+    for (int64_t t = ith; t < j->n_tokens; t += nth) {
+        const float *x = j->x + t * j->n_in;
+        if (j->layout == ELLM_ACT_Q8_K_TILED) {
+            int64_t t0 = t / j->chunk * j->chunk;
+            int64_t nt = j->n_tokens - t0 < j->chunk ? j->n_tokens - t0 : j->chunk;
+            ellm_quantize_q8_K_tiled(x, j->n_in, j->dst + t0 * j->row_bytes, t - t0, nt);
+        } else {
+            ellm_quantize_act(j->layout, j->type, x, j->dst + t * j->row_bytes, j->n_in);
+        }
+    }
 }
 
 /* Most weights one dispatch takes (Q/K/V). */
@@ -66,6 +84,7 @@ typedef struct matmul_job {
     const uint8_t *xq;
     uint64_t xq_row_bytes;
     int64_t n_tokens;
+    int64_t chunk_tokens; /* tokens per gemm call */
     /* Gate/up pairs: a chunk is rows [r0, r1) of both weights, and combine(y[0], y[1]) runs on
      * them as soon as both are computed, by the thread that computed them. */
     ellm_rows_combine_fn combine;
@@ -120,8 +139,7 @@ static void rows_gemm(const matmul_job *j, int iw, int64_t r0, int64_t r1)
     float *y = j->y[iw];
     int64_t n_in = w->ne[0], n_out = w->ne[1];
     const uint8_t *wbase = w->data;
-    int64_t chunk = (int64_t)(TOKEN_CHUNK_BYTES / j->xq_row_bytes) & ~(int64_t)3;
-    chunk = chunk < 4 ? 4 : chunk;
+    int64_t chunk = j->chunk_tokens;
     /* A batch of fewer than 4 tokens has little reuse to block for: one tile takes the range. */
     int64_t tile = j->n_tokens < 4 ? r1 - r0 : ROW_TILE;
     for (int64_t t0 = 0; t0 < j->n_tokens; t0 += chunk) {
@@ -222,13 +240,17 @@ size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens)
                      ? ellm_act_row_bytes(ELLM_ACT_Q8_0_EXT, k->vec_dot_type, w->ne[0])
                      : 0;
     size_t own = k->vec_dot_ext ? ellm_act_row_bytes(k->ext_layout, k->vec_dot_type, w->ne[0]) : 0;
+    size_t tile = k->gemm
+                      ? ellm_act_row_bytes(ellm_gemm_act_layout(w->type), k->vec_dot_type, w->ne[0])
+                      : 0;
     size_t most = plain > ext ? plain : ext;
-    return (most > own ? most : own) * (size_t)n_tokens;
+    most = most > own ? most : own;
+    return (most > tile ? most : tile) * (size_t)n_tokens;
 }
 
 /* The job's kernels for weight i at n_tokens tokens and the layout of the activations they read:
- * tiles against Q8_0 activations read the extended Q8_0 layout, single rows their set's extended
- * layout where it has a kernel for one, everything else plain rows. */
+ * tiles the layout ellm_gemm_act_layout names, single rows their set's extended layout where it
+ * has a kernel for one, everything else plain rows. */
 static ellm_act_layout choose_kernels(matmul_job *job, int i, int64_t n_tokens)
 {
     const ellm_type_kernels *k = ellm_kernels_for(job->w[i]->type);
@@ -237,7 +259,7 @@ static ellm_act_layout choose_kernels(matmul_job *job, int i, int64_t n_tokens)
     job->ext_dot[i] = !job->gemm[i] && k->vec_dot_ext;
     if (job->ext_dot[i])
         return k->ext_layout;
-    return job->gemm[i] && k->vec_dot_type == ELLM_TYPE_Q8_0 ? ELLM_ACT_Q8_0_EXT : ELLM_ACT_PLAIN;
+    return job->gemm[i] ? ellm_gemm_act_layout(job->w[i]->type) : ELLM_ACT_PLAIN;
 }
 
 /* Every weight's rows against x in one dispatch (or one by one where their kernels take different
@@ -287,11 +309,12 @@ static void matmul_dispatch(ellm_threadpool *pool, const ellm_tensor *const *w, 
         job.ranges[r].end = r + 1 == job.n_ranges ? job.span : end;
     }
     job.xq_row_bytes = ellm_act_row_bytes(layout, k->vec_dot_type, w[0]->ne[0]);
+    job.chunk_tokens = chunk_tokens(layout, job.xq_row_bytes);
     if (k->vec_dot_type == ELLM_TYPE_F32) {
         job.xq = (const uint8_t *)x;
     } else {
-        convert_job cj = {k->vec_dot_type, layout,          x, scratch, w[0]->ne[0],
-                          n_tokens,        job.xq_row_bytes};
+        convert_job cj = {k->vec_dot_type,  layout,          x, scratch, w[0]->ne[0], n_tokens,
+                          job.xq_row_bytes, job.chunk_tokens};
         ellm_threadpool_run(n_tokens > 1 ? pool : NULL, convert_task, &cj);
         job.xq = scratch;
     }

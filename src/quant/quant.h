@@ -81,9 +81,9 @@ typedef void (*ellm_vec_dot_fn)(int64_t n, float *out, const void *row, const vo
  * vec_dot calls give (it only shares the weight decoding between them). */
 typedef void (*ellm_vec_dot_x4_fn)(int64_t n, float *out, const void *row, const void *const *x);
 
-/* Optional: a tile of rows × tokens at once, with the activations in the extended Q8_0 layout
- * (ellm_quantize_q8_0_ext) when the weight's vec_dot_type is Q8_0, else as plain rows of its
- * vec_dot_type (Q8_K for the K-quants): y[t * y_stride + r] = row r · token t for r < n_rows,
+/* Optional: a tile of rows × tokens at once, with the activations in the layout
+ * ellm_gemm_act_layout names (the extended Q8_0 layout, plain rows of vec_dot_type, or their
+ * 16-bit variants): y[t * y_stride + r] = row r · token t for r < n_rows,
  * t < n_tok. Every (row, token) value must be exactly what vec_dot gives for it, whatever the
  * tile shape, so a token's result never depends on which other tokens share its batch. */
 typedef void (*ellm_gemm_fn)(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
@@ -110,6 +110,8 @@ typedef enum ellm_act_layout {
     ELLM_ACT_Q8_K_PAIRS,
     ELLM_ACT_Q8_K_MAG, /* block_q8_K_mag (blocks.h): Q8_K values and magnitudes, middle 16s swapped */
     ELLM_ACT_PLAIN,    /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
+    /* ellm_quantize_q8_K_tiled: Q8_K as int16, a gemm call's tokens interleaved */
+    ELLM_ACT_Q8_K_TILED,
 } ellm_act_layout;
 
 typedef struct ellm_type_kernels {
@@ -158,6 +160,25 @@ static inline int ellm_act_mag_index(int j)
 {
     return (j & ~0x30) | (j & 0x10) << 1 | (j & 0x20) >> 1;
 }
+
+/* The layout the gemm of the set in use reads for a weight type: ELLM_ACT_Q8_K_TILED where the
+ * set says so (16-bit values made once per matmul instead of widened for every group of rows by
+ * the tile), else the extended Q8_0 rows (vec_dot_type Q8_0) or plain rows. */
+ellm_act_layout ellm_gemm_act_layout(ellm_type type);
+
+/*
+ * The tiled 16-bit Q8_K layout (ELLM_ACT_Q8_K_TILED), for tiles that multiply in 16-bit lanes: the
+ * n_tok tokens of one gemm call (x, the first token's row, n_tok rows of ellm_act_row_bytes
+ * apart) are interleaved, so that the tokens' values of one 32-value group lie side by side and a
+ * tile sweeping the tokens reads one contiguous stream. Group g (values 32g..32g+31, in the order
+ * of ellm_act_wide_index) of token t is 32 int16 at x + 64 (g n_tok + t); then the super-block
+ * scales: super-block s of token t a float at x + 64 G n_tok + 4 (s n_tok + t), G = n / 32. The
+ * layout depends on n_tok: a tile must be called with the tokens the activations were placed for.
+ * ellm_quantize_q8_K_tiled places the float row x as token t of n_tok at dst.
+ */
+void ellm_quantize_q8_K_tiled(const float *x, int64_t n, void *dst, int64_t t, int64_t n_tok);
+/* The same from a plain row of Q8_K blocks (the tests' hand-made activations). */
+void ellm_q8_K_tiled_place(const void *plain, int64_t n, void *dst, int64_t t, int64_t n_tok);
 
 /* Bytes of one activation row of n values in the layout (for ELLM_ACT_PLAIN, of vec_dot_type). */
 size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_t n);
