@@ -21,6 +21,12 @@ lt() { python3 -c "import sys; sys.exit(0 if 0 <= float('$1') < float('$2') else
 le() { python3 -c "import sys; sys.exit(0 if float('$1') <= float('$2') else 1)"; }
 below() { python3 -c "import sys; sys.exit(0 if 0 <= float('$1') < float('$2') * float('$3') else 1)"; }
 
+# kernel_sets MODEL: the kernel sets this CPU runs, space-separated (from the message a bad
+# EDGELLM_KERNELS gets).
+kernel_sets() {
+  EDGELLM_KERNELS=bogus "$EDGELLM" run -m "$1" -p hi -n 1 2>&1 | sed -n 's/.*this CPU runs: //p' | tr -d ,
+}
+
 # sample_text MODEL FIRST LAST: text sampled from MODEL (120 tokens at temperature 1 from an empty
 # prompt) for each seed FIRST..LAST, a line each: calibration and held-out text.
 sample_text() {
