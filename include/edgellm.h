@@ -82,6 +82,15 @@ const char *edgellm_kernel_arithmetic(const char *type);
 
 /* ---- Models ----------------------------------------------------------------------------- */
 
+/* How a model file's mapping asks for pages (Linux; other systems use theirs). */
+typedef enum edgellm_page_advice {
+    /* MADV_HUGEPAGE: a file read cold is cached in 2 MiB folios where the filesystem can, each
+     * mapped by one page-table entry (decode reads every weight once per token). */
+    EDGELLM_PAGES_HUGE = 0,
+    /* MADV_NOHUGEPAGE: 4 KiB entries even over 2 MiB folios, for comparisons. */
+    EDGELLM_PAGES_SMALL = 1,
+} edgellm_page_advice;
+
 typedef struct edgellm_model_params {
     int reserved; /* must be 0; placeholder so the struct can grow without breaking callers */
     /* 1 = load only the tokenizer (e.g. a file written by `edgellm convert --vocab-only`, which
@@ -89,6 +98,10 @@ typedef struct edgellm_model_params {
      * (architecture, name, n_vocab; the rest 0) work; creating a context or batch and
      * estimating memory fail with EDGELLM_ERR_UNSUPPORTED. */
     int vocab_only;
+    /* The pages edgellm_model_load asks for (default EDGELLM_PAGES_HUGE); a model in memory
+     * (edgellm_model_load_from_memory) lives in pages the application chose. Any other value is
+     * EDGELLM_ERR_INVALID_ARGUMENT. */
+    edgellm_page_advice pages;
 } edgellm_model_params;
 
 EDGELLM_API

@@ -6,16 +6,9 @@
 # tensor where there is one and what to do, and no output file.
 set -u
 source "$(dirname "$0")/lib.sh"
-tmp="$TEST_TMP/attack_imatrix"
-rm -rf "$tmp" && mkdir -p "$tmp"
-src="$SHARED/models/aidreams260K-f32.gguf"
-edit="$BUILD_DIR/tests/gguf_edit"
-sample_text "$src" 1 4 >"$tmp/calib.txt"
-sample_text "$src" 101 103 >"$tmp/held.txt"
-"$EDGELLM" eval -m "$src" -f "$tmp/held.txt" --ctx 64 --save-logits "$tmp/base.bin" >/dev/null
+aidreams_setup attack_imatrix 4 3 64
 "$EDGELLM" imatrix -m "$src" -f "$tmp/calib.txt" -o "$tmp/im.gguf" --ctx 64 2>/dev/null
 check "imatrix of the aidreams model" $?
-kl() { kl_of "$("$EDGELLM" eval -m "$1" -f "$tmp/held.txt" --ctx 64 --kl-base "$tmp/base.bin" 2>&1)"; }
 "$EDGELLM" quantize "$src" "$tmp/good.gguf" q4_0 --imatrix "$tmp/im.gguf" 2>/dev/null
 good=$(kl "$tmp/good.gguf")
 echo "     Q4_0 with the good file: KL $good"

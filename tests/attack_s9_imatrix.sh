@@ -7,14 +7,7 @@
 # refused with exit 1 and one line naming the file and tensor.
 set -u
 source "$(dirname "$0")/lib.sh"
-tmp="$TEST_TMP/attack_s9_imatrix"
-rm -rf "$tmp" && mkdir -p "$tmp"
-src="$SHARED/models/aidreams260K-f32.gguf"
-edit="$BUILD_DIR/tests/gguf_edit"
-sample_text "$src" 1 4 >"$tmp/calib.txt"
-sample_text "$src" 101 103 >"$tmp/held.txt"
-"$EDGELLM" eval -m "$src" -f "$tmp/held.txt" --ctx 64 --save-logits "$tmp/base.bin" >/dev/null
-kl() { kl_of "$("$EDGELLM" eval -m "$1" -f "$tmp/held.txt" --ctx 64 --kl-base "$tmp/base.bin" 2>&1)"; }
+aidreams_setup attack_s9_imatrix 4 3 64
 
 for r in -1 65 x 1e1; do
   "$EDGELLM" imatrix -m "$src" -f "$tmp/calib.txt" -o "$tmp/bad.gguf" --ctx 64 --rank "$r" 2>"$tmp/err"

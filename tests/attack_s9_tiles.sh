@@ -30,7 +30,7 @@ rc=$?
 st=$?
 check "eval --kernels bogus: exit $rc, $(head -1 "$tmp/err")" $st
 
-sets=$(EDGELLM_KERNELS=bogus "$EDGELLM" run -m "$tmp/m.gguf" -p hi -n 1 2>&1 | sed -n 's/.*this CPU runs: //p' | tr -d ,)
+sets=$(kernel_sets "$tmp/m.gguf")
 [[ -n "$sets" ]]
 check "kernel sets of this CPU: $sets" $?
 "$EDGELLM" quantize "$tmp/x.gguf" "$tmp/plain.gguf" iq4_xs >/dev/null 2>&1

@@ -21,12 +21,37 @@ lt() { python3 -c "import sys; sys.exit(0 if 0 <= float('$1') < float('$2') else
 le() { python3 -c "import sys; sys.exit(0 if float('$1') <= float('$2') else 1)"; }
 below() { python3 -c "import sys; sys.exit(0 if 0 <= float('$1') < float('$2') * float('$3') else 1)"; }
 
+# kernel_sets MODEL: the kernel sets this CPU runs, space-separated (from the message a bad
+# EDGELLM_KERNELS gets).
+kernel_sets() {
+  EDGELLM_KERNELS=bogus "$EDGELLM" run -m "$1" -p hi -n 1 2>&1 | sed -n 's/.*this CPU runs: //p' | tr -d ,
+}
+
 # sample_text MODEL FIRST LAST: text sampled from MODEL (120 tokens at temperature 1 from an empty
 # prompt) for each seed FIRST..LAST, a line each: calibration and held-out text.
 sample_text() {
   local s
   for s in $(seq "$2" "$3"); do "$EDGELLM" run -m "$1" -p "" -n 120 --temp 1 --seed "$s" 2>/dev/null; echo; done
 }
+
+# aidreams_setup NAME CALIB HELD CTX: the start the quantization tests share: $tmp ($TEST_TMP/NAME,
+# emptied), $src (the F32 aidreams model), $edit (gguf_edit), $ctx (CTX); $tmp/calib.txt and
+# $tmp/held.txt, CALIB and HELD texts the model samples itself (sample_text from seeds 1 and 101:
+# the model was trained on one narrow kind of text, so this is its own distribution, and the held-out
+# texts are never calibrated on), and $tmp/base.bin, its logits on the held-out text.
+aidreams_setup() {
+  tmp="$TEST_TMP/$1"
+  ctx=$4
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  src="$SHARED/models/aidreams260K-f32.gguf"
+  edit="$BUILD_DIR/tests/gguf_edit"
+  sample_text "$src" 1 "$2" >"$tmp/calib.txt"
+  sample_text "$src" 101 $((100 + $3)) >"$tmp/held.txt"
+  "$EDGELLM" eval -m "$src" -f "$tmp/held.txt" --ctx "$ctx" --save-logits "$tmp/base.bin" >/dev/null
+}
+# kl MODEL [BASE_LOGITS]: MODEL's mean KL on aidreams_setup's held-out text against BASE_LOGITS
+# (default $tmp/base.bin).
+kl() { kl_of "$("$EDGELLM" eval -m "$1" -f "$tmp/held.txt" --ctx "$ctx" --kl-base "${2:-$tmp/base.bin}")"; }
 
 # The ggml base library of the npm package @node-llama-cpp/linux-x64 (another runtime's own
 # quantizers, the reference of the cross-checks), installed once per build tree at a pinned

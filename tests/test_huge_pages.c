@@ -1,9 +1,11 @@
-/* The pages the weights' mapping asks for (EDGELLM_HUGEPAGES, core/mapped_file.c): with each
- * setting the mapping holds the file's bytes and, on Linux, carries the advice asked for (smaps
- * VmFlags "hg" for MADV_HUGEPAGE, "nh" for MADV_NOHUGEPAGE), and a model loaded with each gives
- * bit-identical logits. Whether the kernel then maps 2 MiB pages depends on the filesystem and on
- * how the page cache holds the file, so that is reported by `edgellm bench`, not asserted. */
-#define _DEFAULT_SOURCE /* setenv */
+/* The pages the weights' mapping asks for (edgellm_model_params.pages, core/mapped_file.c): with
+ * each setting the mapping holds the file's bytes and, on Linux, carries the advice asked for
+ * (smaps VmFlags "hg" for MADV_HUGEPAGE, "nh" for MADV_NOHUGEPAGE), a model loaded through the
+ * API with each gets that advice whatever EDGELLM_HUGEPAGES says (the library no longer reads it;
+ * the commands do and pass it down), and gives bit-identical logits. Whether the kernel then maps
+ * 2 MiB pages depends on the filesystem and on how the page cache holds the file, so that is
+ * reported by `edgellm bench`, not asserted. */
+#define _DEFAULT_SOURCE /* setenv, realpath */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +19,13 @@
 
 enum { N_TOK = 24 };
 
-/* The smaps VmFlags line of the mapping that holds p, or "" when there is none to read. */
-static void vm_flags_of(const void *p, char *out, size_t cap)
+/* The smaps VmFlags line of this process's (one) mapping of the file at path, or "" when there is
+ * none to read. */
+static void vm_flags_of(const char *path, char *out, size_t cap)
 {
     out[0] = '\0';
-    FILE *f = fopen("/proc/self/smaps", "r");
+    char want[4096];
+    FILE *f = realpath(path, want) ? fopen("/proc/self/smaps", "r") : NULL;
     if (!f)
         return;
     char line[4352];
@@ -29,7 +33,8 @@ static void vm_flags_of(const void *p, char *out, size_t cap)
     while (fgets(line, sizeof line, f)) {
         unsigned long lo, hi;
         if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+            const char *name = strchr(line, '/');
+            inside = name && !strncmp(name, want, strlen(want)) && name[strlen(want)] == '\n';
             continue;
         }
         if (inside && !strncmp(line, "VmFlags:", 8)) {
@@ -51,11 +56,39 @@ static bool has_flag(const char *flags, const char *flag)
     return false;
 }
 
-static void check_mapping(const char *path, const char *setting, const char *flag)
+static const char *name_of(edgellm_page_advice pages)
 {
-    setenv("EDGELLM_HUGEPAGES", setting, 1);
+    return pages == EDGELLM_PAGES_SMALL ? "EDGELLM_PAGES_SMALL" : "EDGELLM_PAGES_HUGE";
+}
+
+/* The advice's flag in smaps, with EDGELLM_HUGEPAGES set to ask for the other pages: the library
+ * must not read it. */
+static const char *flag_of(edgellm_page_advice pages)
+{
+    setenv("EDGELLM_HUGEPAGES", pages == EDGELLM_PAGES_SMALL ? "on" : "off", 1);
+    return pages == EDGELLM_PAGES_SMALL ? "nh" : "hg";
+}
+
+/* The flags of the file's mapping hold flag (Linux with transparent huge pages). */
+static void check_flag(const char *path, const char *what, const char *flag)
+{
+#if defined(__linux__) && !defined(__EMSCRIPTEN__)
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0)
+        return;
+    char flags[512];
+    vm_flags_of(path, flags, sizeof flags);
+    CHECK_MSG(has_flag(flags, flag), "%s: VmFlags lack '%s':%s", what, flag, flags);
+#else
+    (void)path, (void)what, (void)flag;
+#endif
+}
+
+static void check_mapping(const char *path, edgellm_page_advice pages)
+{
+    const char *setting = name_of(pages), *flag = flag_of(pages);
     ellm_mapped_file m;
-    CHECK_MSG(ellm_map_file(path, &m) == EDGELLM_OK, "%s: %s", setting, edgellm_last_error());
+    CHECK_MSG(ellm_map_file(path, pages, &m) == EDGELLM_OK, "%s: %s", setting,
+              edgellm_last_error());
     FILE *f = fopen(path, "rb");
     CHECK(f != NULL);
     char *bytes = malloc(m.size);
@@ -64,26 +97,23 @@ static void check_mapping(const char *path, const char *setting, const char *fla
     free(bytes);
     if (f)
         fclose(f);
-#if defined(__linux__) && !defined(__EMSCRIPTEN__)
-    char flags[512];
-    vm_flags_of(m.data, flags, sizeof flags);
-    CHECK_MSG(has_flag(flags, flag), "EDGELLM_HUGEPAGES=%s: VmFlags lack '%s':%s", setting, flag,
-              flags);
-#else
-    (void)flag;
-#endif
+    check_flag(path, setting, flag);
     ellm_unmap_file(&m);
 }
 
-/* Logits of every position of a fixed sequence. */
-static float *logits_with(const char *path, const char *setting)
+/* Logits of every position of a fixed sequence, from the model loaded with the pages asked for
+ * (whose mapping must carry their advice). */
+static float *logits_with(const char *path, edgellm_page_advice pages)
 {
-    setenv("EDGELLM_HUGEPAGES", setting, 1);
+    const char *setting = name_of(pages), *flag = flag_of(pages);
+    edgellm_model_params mp = edgellm_model_default_params();
+    mp.pages = pages;
     edgellm_model *m = NULL;
-    CHECK_MSG(edgellm_model_load(path, NULL, &m) == EDGELLM_OK, "%s: %s", setting,
+    CHECK_MSG(edgellm_model_load(path, &mp, &m) == EDGELLM_OK, "%s: %s", setting,
               edgellm_last_error());
     if (!m)
         return NULL;
+    check_flag(path, setting, flag);
     int32_t n_vocab = edgellm_n_vocab(m);
     edgellm_token ids[N_TOK];
     for (int i = 0; i < N_TOK; i++)
@@ -125,18 +155,26 @@ int main(void)
 
     /* A kernel built without transparent huge pages refuses both advices (EINVAL) and shows no
      * flag; the mapping must still load and give the same logits there. */
-    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0) {
-        check_mapping(path, "off", "nh");
-        check_mapping(path, "0", "nh");
-        check_mapping(path, "on", "hg");
-        check_mapping(path, "", "hg"); /* unset or empty: the default */
-    } else {
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0)
         printf("test_huge_pages: no transparent huge pages in this kernel; flags not checked\n");
-    }
+    check_mapping(path, EDGELLM_PAGES_SMALL);
+    check_mapping(path, EDGELLM_PAGES_HUGE);
 
-    float *small = logits_with(path, "off");
-    float *huge = logits_with(path, "on");
+    float *small = logits_with(path, EDGELLM_PAGES_SMALL);
+    float *huge = logits_with(path, EDGELLM_PAGES_HUGE);
+    /* Defaults (NULL, and the default parameters) ask for huge pages. */
     edgellm_model *m = NULL;
+    setenv("EDGELLM_HUGEPAGES", "off", 1);
+    CHECK(edgellm_model_load(path, NULL, &m) == EDGELLM_OK);
+    check_flag(path, "params NULL", "hg");
+    edgellm_model_free(m);
+    m = NULL;
+    edgellm_model_params mp = edgellm_model_default_params();
+    CHECK(mp.pages == EDGELLM_PAGES_HUGE);
+    mp.pages = (edgellm_page_advice)2;
+    CHECK(edgellm_model_load(path, &mp, &m) == EDGELLM_ERR_INVALID_ARGUMENT && !m);
+    CHECK_MSG(strstr(edgellm_last_error(), "pages is 2") != NULL, "message: %s",
+              edgellm_last_error());
     CHECK(edgellm_model_load(path, NULL, &m) == EDGELLM_OK);
     size_t bytes = (size_t)N_TOK * (size_t)(m ? edgellm_n_vocab(m) : 0) * sizeof(float);
     edgellm_model_free(m);

@@ -150,10 +150,16 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
     struct stat info;
     if (stat(path, &info) == 0 && !S_ISREG(info.st_mode))
         return ellm_fail(EDGELLM_ERR_IO, "'%s' is not a regular file", path);
+    edgellm_page_advice pages = params ? params->pages : EDGELLM_PAGES_HUGE;
+    if (pages != EDGELLM_PAGES_HUGE && pages != EDGELLM_PAGES_SMALL)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "edgellm_model_load: pages is %d (EDGELLM_PAGES_HUGE or "
+                         "EDGELLM_PAGES_SMALL)",
+                         (int)pages);
     edgellm_model *m = calloc(1, sizeof *m);
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
-    edgellm_status st = ellm_gguf_open(path, &m->file);
+    edgellm_status st = ellm_gguf_open_paged(path, pages, &m->file);
     if (st != EDGELLM_OK) {
         free(m);
         return st;

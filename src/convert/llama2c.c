@@ -146,7 +146,7 @@ static void free_vocab(l2c_vocab *v)
 static edgellm_status read_vocab(const char *path, int32_t n, l2c_vocab *v)
 {
     ellm_mapped_file f;
-    edgellm_status st = ellm_map_file(path, &f);
+    edgellm_status st = ellm_map_file(path, EDGELLM_PAGES_HUGE, &f);
     if (st != EDGELLM_OK)
         return st;
     const uint8_t *p = f.data;
@@ -315,7 +315,7 @@ edgellm_status ellm_convert_llama2c(const char *checkpoint_path, const char *tok
         return ellm_fail(EDGELLM_ERR_UNSUPPORTED, "output type %s is not supported here",
                          ellm_type_name(o.out_type));
     ellm_mapped_file f;
-    edgellm_status st = ellm_map_file(checkpoint_path, &f);
+    edgellm_status st = ellm_map_file(checkpoint_path, EDGELLM_PAGES_HUGE, &f);
     if (st != EDGELLM_OK)
         return st;
     l2c_config c = {0};

@@ -252,7 +252,7 @@ static edgellm_status add_file(ellm_st_set *set, const char *dir, const char *fi
     if (!path)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     snprintf(path, len, "%s/%s", dir, file);
-    edgellm_status st = ellm_map_file(path, &set->files[set->n_files]);
+    edgellm_status st = ellm_map_file(path, EDGELLM_PAGES_HUGE, &set->files[set->n_files]);
     if (st != EDGELLM_OK) {
         free(path);
         return ellm_fail_wrap(st, "model shard missing or unreadable");

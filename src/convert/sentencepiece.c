@@ -324,7 +324,7 @@ edgellm_status ellm_convert_sentencepiece(const char *model_path, const char *ou
                                           const char *name)
 {
     ellm_mapped_file file = {0};
-    edgellm_status st = ellm_map_file(model_path, &file);
+    edgellm_status st = ellm_map_file(model_path, EDGELLM_PAGES_HUGE, &file);
     if (st != EDGELLM_OK)
         return st;
     spm_model m = {0};

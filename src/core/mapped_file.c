@@ -19,17 +19,7 @@
 #define HAVE_LINUX_THP 1
 #endif
 
-ellm_page_policy ellm_page_policy_from_env(void)
-{
-    const char *v = getenv("EDGELLM_HUGEPAGES");
-    if (!v || !*v)
-        return ELLM_PAGES_HUGE;
-    if (!strcmp(v, "0") || !strcmp(v, "off"))
-        return ELLM_PAGES_SMALL;
-    return ELLM_PAGES_HUGE;
-}
-
-edgellm_status ellm_map_file(const char *path, ellm_mapped_file *out)
+edgellm_status ellm_map_file(const char *path, edgellm_page_advice pages, ellm_mapped_file *out)
 {
     out->data = NULL;
     out->size = 0;
@@ -59,9 +49,9 @@ edgellm_status ellm_map_file(const char *path, ellm_mapped_file *out)
      * page-table entry each; MADV_HUGEPAGE makes a cold read cache the whole file in 2 MiB folios
      * (readahead alone: 94 % here). Failure only means smaller pages. */
     if (p != MAP_FAILED)
-        (void)madvise(p, size,
-                      ellm_page_policy_from_env() == ELLM_PAGES_SMALL ? MADV_NOHUGEPAGE
-                                                                      : MADV_HUGEPAGE);
+        (void)madvise(p, size, pages == EDGELLM_PAGES_SMALL ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
+#else
+    (void)pages;
 #endif
     close(fd);
     if (p == MAP_FAILED)

@@ -14,14 +14,9 @@ typedef struct ellm_mapped_file {
     size_t size;
 } ellm_mapped_file;
 
-/* How file mappings ask for pages, from EDGELLM_HUGEPAGES (Linux; elsewhere the system's pages):
- * unset or "1"/"on": 2 MiB pages where the kernel can give them (MADV_HUGEPAGE); "0"/"off":
- * 4 KiB page-table entries even over 2 MiB folios (MADV_NOHUGEPAGE), for comparisons. */
-typedef enum ellm_page_policy { ELLM_PAGES_HUGE, ELLM_PAGES_SMALL } ellm_page_policy;
-
-ellm_page_policy ellm_page_policy_from_env(void);
-
-edgellm_status ellm_map_file(const char *path, ellm_mapped_file *out);
+/* Maps path; on Linux the mapping is advised the pages asked for (failure there only means the
+ * system's choice). */
+edgellm_status ellm_map_file(const char *path, edgellm_page_advice pages, ellm_mapped_file *out);
 void ellm_unmap_file(ellm_mapped_file *file);
 
 /* Bytes resident and bytes mapped by huge pages (anonymous, file or shmem PMD mappings) in this

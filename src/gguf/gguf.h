@@ -84,6 +84,8 @@ typedef struct gguf_file gguf_file;
 
 /* Maps and parses a file. On failure *out is NULL and the message names the file and problem. */
 edgellm_status ellm_gguf_open(const char *path, gguf_file **out);
+/* The same with the mapping advised the given pages (ellm_gguf_open: EDGELLM_PAGES_HUGE). */
+edgellm_status ellm_gguf_open_paged(const char *path, edgellm_page_advice pages, gguf_file **out);
 /* Parses bytes the caller keeps alive for the lifetime of the result (used by tests and fuzzers). */
 edgellm_status ellm_gguf_parse(const void *data, size_t size, gguf_file **out);
 void ellm_gguf_close(gguf_file *file);

@@ -642,9 +642,14 @@ edgellm_status ellm_gguf_parse(const void *data, size_t size, gguf_file **out)
 
 edgellm_status ellm_gguf_open(const char *path, gguf_file **out)
 {
+    return ellm_gguf_open_paged(path, EDGELLM_PAGES_HUGE, out);
+}
+
+edgellm_status ellm_gguf_open_paged(const char *path, edgellm_page_advice pages, gguf_file **out)
+{
     *out = NULL;
     ellm_mapped_file m;
-    edgellm_status st = ellm_map_file(path, &m);
+    edgellm_status st = ellm_map_file(path, pages, &m);
     if (st != EDGELLM_OK)
         return st;
     st = ellm_gguf_parse(m.data ? m.data : "", m.size, out);

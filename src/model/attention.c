@@ -175,6 +175,13 @@ static void attention_task(void *arg, int ith, int nth)
                        scores, w->att + (size_t)t * q_dim + (size_t)h0 * hd);
             continue;
         }
+        if (s->kv.type == ELLM_TYPE_F16 && hp->attn_softcap <= 0) {
+            /* Every set's F16 kernels round the query to F16; a query element beyond its range
+             * would become an infinity there. The job's heads are its own to change. */
+            float *q = w->q + (size_t)t * q_dim + (size_t)h0 * hd;
+            for (size_t e = 0; e < (size_t)heads_per_job * (size_t)hd; e++)
+                q[e] = ellm_f16_saturate(q[e]);
+        }
         if (j->grouped_f16 && s->kv.type == ELLM_TYPE_F16) {
             j->kernels->f16_group(w->q + (size_t)t * q_dim + (size_t)h0 * hd, kc, vc, stride, n_pos,
                                   hd, scale, heads_per_job,

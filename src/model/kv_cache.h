@@ -35,7 +35,8 @@ size_t ellm_kv_layer_bytes(const ellm_hparams *hp, edgellm_kv_type kv_type, int3
  * k and v must hold n_layer pointers. */
 void ellm_kv_bind(ellm_kv_cache *c, const ellm_hparams *hp, edgellm_kv_type kv_type, uint8_t *base,
                   size_t layer_bytes);
-/* Stores one position's keys and values (kv_dim floats each) of a layer. */
+/* Stores one position's keys and values (kv_dim floats each) of a layer; an F16 cache stores
+ * them saturated (ellm_f16_saturate, attention_kernels.h). */
 void ellm_kv_store(const ellm_kv_cache *c, int32_t layer, int32_t pos, const float *k,
                    const float *v, int64_t kv_dim);
 /* Copies the first n positions of every layer from src to dst (same type and row size; the

@@ -23,6 +23,18 @@ typedef void (*ellm_attend_f16_group_fn)(const float *q, const uint8_t *kc, cons
                                          size_t stride, int32_t n_pos, int32_t hd, float scale,
                                          int32_t n_heads, float *out);
 
+/* The largest finite F16. */
+#define ELLM_F16_MAX 65504.0f
+
+/* x limited to F16's range, +-65504, before it is rounded to F16 (the F16 cache's keys and values,
+ * the query the F16 kernels round, their running output): beyond it x would round to an
+ * infinity, and an infinity times a zero, or less another infinity, in the scores or the running
+ * output makes every later logit NaN. NaN stays NaN, so a model computing it is still reported. */
+static inline float ellm_f16_saturate(float x)
+{
+    return x > ELLM_F16_MAX ? ELLM_F16_MAX : x < -ELLM_F16_MAX ? -ELLM_F16_MAX : x;
+}
+
 /* e^x for the softmax factors of the wide paths (x <= 0: a score less the running maximum),
  * from additions, multiplications and an exponent built in integers only, so that the vector
  * copies in the wide kernels (8 or 16 lanes, no fused multiply-add) give exactly this value

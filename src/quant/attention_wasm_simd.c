@@ -42,6 +42,14 @@ static inline v128_t round_to_half(v128_t f)
     return wasm_v128_or(r, sign);
 }
 
+/* round_to_half of f limited to +-65504 first, as ellm_f16_saturate limits the portable head's
+ * running output: pmin and pmax are its comparisons, so NaN passes unchanged as there. */
+static inline v128_t round_to_half_saturated(v128_t f)
+{
+    v128_t lim = wasm_f32x4_splat(ELLM_F16_MAX);
+    return round_to_half(wasm_f32x4_pmin(wasm_f32x4_pmax(f, wasm_f32x4_neg(lim)), lim));
+}
+
 /* Positions whose K.Q dots are summed side by side, two per f64x2 vector: each lane still adds
  * its own position's products one at a time in order, so every dot is the portable head's, but
  * the chains of dependent double additions (one per position) overlap. */
@@ -124,8 +132,8 @@ static inline __attribute__((always_inline)) void add_position(float score, cons
     v128_t w = wasm_f32x4_splat(weight);
     for (int32_t d = 0; d < hd; d += 4)
         wasm_v128_store(run + d,
-                        round_to_half(wasm_f32x4_add(wasm_v128_load(run + d),
-                                                     wasm_f32x4_mul(load4(vrow, halves, d), w))));
+                        round_to_half_saturated(wasm_f32x4_add(
+                            wasm_v128_load(run + d), wasm_f32x4_mul(load4(vrow, halves, d), w))));
     *sum = *sum * old_scale + weight;
 }
 

@@ -765,7 +765,9 @@ static edgellm_status create_speculation(srv_scheduler *s, const ellm_server_con
     char why[512];
     edgellm_status st = EDGELLM_OK;
     if (cfg->draft_path) {
-        st = edgellm_model_load(cfg->draft_path, NULL, &s->draft_model);
+        edgellm_model_params mp = edgellm_model_default_params();
+        mp.pages = cfg->pages;
+        st = edgellm_model_load(cfg->draft_path, &mp, &s->draft_model);
         if (st == EDGELLM_OK)
             st = edgellm_model_check_draft(s->model, s->draft_model);
         if (st != EDGELLM_OK) {

@@ -50,7 +50,9 @@ static void *load_model(void *arg)
     load_job *job = arg;
     srv_server *srv = job->srv;
     const ellm_server_config *cfg = srv->cfg;
-    edgellm_status st = edgellm_model_load(cfg->model_path, NULL, &srv->model);
+    edgellm_model_params mp = edgellm_model_default_params();
+    mp.pages = cfg->pages;
+    edgellm_status st = edgellm_model_load(cfg->model_path, &mp, &srv->model);
     if (st == EDGELLM_OK)
         st = ellm_srv_scheduler_create(srv->model, cfg, srv->metrics, &srv->sched);
     if (st == EDGELLM_OK) {

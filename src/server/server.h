@@ -36,6 +36,8 @@ typedef struct ellm_server_config {
     int lookup_ngram;         /* 0 = off */
     int draft_max, draft_min; /* proposals per pass: most, and fewest worth checking */
     edgellm_kv_type kv_type;  /* every slot's KV cache (0 = F16) */
+    /* The model's and the draft's mappings (0 = huge pages; `serve` takes EDGELLM_HUGEPAGES). */
+    edgellm_page_advice pages;
     /* `serve --web`: "/" is the chat page that runs a model in the browser, and this folder's
      * files (the browser build, make web) are served under /dist/; NULL = the page at "/" chats
      * through this server's API. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli_draft.h"
+#include "cli_util.h"
 #include "store/store.h"
 
 void cli_draft_defaults(cli_draft_options *o)
@@ -76,8 +77,9 @@ int cli_draft_open(const char *cmd, const cli_draft_options *o, const edgellm_mo
         return 0;
     char resolved[4096];
     edgellm_model_info info;
+    edgellm_model_params mp = cli_model_params();
     if (ellm_store_resolve_model(o->draft_path, resolved, sizeof resolved) != EDGELLM_OK ||
-        edgellm_model_load(resolved, NULL, &draft->model) != EDGELLM_OK) {
+        edgellm_model_load(resolved, &mp, &draft->model) != EDGELLM_OK) {
         cli_error(cmd, "draft model: %s", edgellm_last_error());
         return 1;
     }

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/utf8.h"
+#include "machine.h"
 #include "store/store.h"
 
 void cli_error(const char *cmd, const char *fmt, ...)
@@ -141,13 +142,22 @@ const char *cli_format_bytes(uint64_t bytes, char *buf, int cap)
     return buf;
 }
 
+edgellm_model_params cli_model_params(void)
+{
+    edgellm_model_params p = edgellm_model_default_params();
+    p.pages = machine_page_advice();
+    return p;
+}
+
 edgellm_model *cli_load_model(const char *cmd, const char *model,
                               const edgellm_model_params *params)
 {
     char path[4096];
     edgellm_model *m = NULL;
+    edgellm_model_params p = params ? *params : cli_model_params();
+    p.pages = machine_page_advice();
     if (ellm_store_resolve_model(model, path, sizeof path) != EDGELLM_OK ||
-        edgellm_model_load(path, params, &m) != EDGELLM_OK) {
+        edgellm_model_load(path, &p, &m) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return NULL;
     }

@@ -26,8 +26,11 @@ bool cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *o
 /* The value following option argv[*i]; prints an error and returns NULL when missing. */
 const char *cli_option_value(const char *cmd, int argc, char **argv, int *i);
 
-/* Loads -m MODEL: a file or an installed NAME[:VERSION] of the model store; params may be NULL.
- * NULL after printing the error. */
+/* Default model parameters with the pages EDGELLM_HUGEPAGES asks for (machine_page_advice). */
+edgellm_model_params cli_model_params(void);
+/* Loads -m MODEL: a file or an installed NAME[:VERSION] of the model store; params may be NULL
+ * (cli_model_params; given ones get the pages EDGELLM_HUGEPAGES asks for too). NULL after
+ * printing the error. */
 edgellm_model *cli_load_model(const char *cmd, const char *model,
                               const edgellm_model_params *params);
 

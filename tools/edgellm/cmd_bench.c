@@ -371,7 +371,8 @@ int cmd_bench(int argc, char **argv)
     }
     double t0 = cli_now_seconds();
     edgellm_model *m = NULL;
-    if (edgellm_model_load(path, NULL, &m) != EDGELLM_OK) {
+    edgellm_model_params mp = cli_model_params();
+    if (edgellm_model_load(path, &mp, &m) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }

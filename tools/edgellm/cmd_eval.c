@@ -98,8 +98,9 @@ int cmd_eval(int argc, char **argv)
         return EXIT_USAGE;
     char path[4096];
     edgellm_model *m = NULL;
+    edgellm_model_params mp = cli_model_params();
     if (ellm_store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK ||
-        edgellm_model_load(path, NULL, &m) != EDGELLM_OK) {
+        edgellm_model_load(path, &mp, &m) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }

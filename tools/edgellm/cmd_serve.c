@@ -7,6 +7,7 @@
 #include "cli_draft.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "machine.h"
 #include "serve_options.h"
 #include "server/server.h"
 #include "store/store.h"
@@ -182,6 +183,7 @@ int serve_options_finish(const char *cmd, serve_options *o, char *resolved, size
         return 1;
     }
     cfg->draft_path = o->draft.draft_path ? o->draft_resolved : NULL;
+    cfg->pages = machine_page_advice();
     cfg->lookup_ngram = (int)o->draft.lookup;
     cfg->draft_max = (int)o->draft.draft_max;
     cfg->draft_min = (int)o->draft.draft_min;

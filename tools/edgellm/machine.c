@@ -228,9 +228,15 @@ static bool read_team_run(read_team *t, int threads)
     return ok;
 }
 
+edgellm_page_advice machine_page_advice(void)
+{
+    const char *v = getenv("EDGELLM_HUGEPAGES");
+    return v && (!strcmp(v, "0") || !strcmp(v, "off")) ? EDGELLM_PAGES_SMALL : EDGELLM_PAGES_HUGE;
+}
+
 #define HUGE_PAGE ((size_t)2 << 20)
 
-/* The buffer gets the pages the weights' mapping asks for (EDGELLM_HUGEPAGES, mapped_file.h), so
+/* The buffer gets the pages the weights' mapping asks for (EDGELLM_HUGEPAGES, machine_page_advice), so
  * that the bandwidth and the decode it is compared with pay the same TLB misses: a 2 MiB-aligned
  * anonymous region with MADV_HUGEPAGE (this kernel's THP mode is "madvise", so a plain
  * allocation gets 4 KiB pages), or MADV_NOHUGEPAGE. *region is what to unmap. */
@@ -244,8 +250,7 @@ static uint8_t *pages_like_weights(size_t bytes, uint8_t **region)
     *region = p;
     uint8_t *buf = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
     (void)madvise(buf, bytes,
-                  ellm_page_policy_from_env() == ELLM_PAGES_SMALL ? MADV_NOHUGEPAGE
-                                                                  : MADV_HUGEPAGE);
+                  machine_page_advice() == EDGELLM_PAGES_SMALL ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
     return buf;
 #else
     *region = aligned_alloc(64, bytes);

@@ -3,6 +3,8 @@
 #ifndef EDGELLM_CLI_MACHINE_H
 #define EDGELLM_CLI_MACHINE_H
 
+#include "edgellm.h"
+
 /* Read bandwidth over a buffer far larger than the caches (512 MiB), every thread reading its own
  * slice front to back: the best of ten repetitions of at least 50 ms each, in GB/s. cpu_share is
  * the CPU time the threads got in that repetition over threads x its wall time: below about 0.9
@@ -24,6 +26,9 @@ const char *machine_fma_isa(void);
  * independent accumulators, each thread timed by its own CPU time (other processes on a busy
  * machine cannot lower it); 0 when this CPU has no such instructions. */
 double machine_arith_peak_gops(const char *arith, int threads);
+/* The pages EDGELLM_HUGEPAGES asks the weights' mapping for (the commands pass it to
+ * edgellm_model_params.pages): unset, empty, "on" or "1" huge; "off" or "0" small. */
+edgellm_page_advice machine_page_advice(void);
 /* "AMD EPYC ..." from /proc/cpuinfo, or "unknown". */
 const char *machine_cpu_model(void);
 
