@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-#define EDGELLM_API_VERSION 1
+#define EDGELLM_API_VERSION 2
 
 typedef enum edgellm_status {
     EDGELLM_OK = 0,
