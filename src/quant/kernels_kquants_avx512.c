@@ -564,15 +564,19 @@ static inline q2_K_field_controls q2_K_field_controls_make(void)
     return c;
 }
 
+/* Fields 1 and 3 are masked in place at bits 2-3 (as the AVX2 rows take them), one shift for the
+ * four fields instead of three: their packed sums of four products, at most 4 * 12 * 128, stay
+ * within int16, and they land in dwords 2-3 of each 128-bit lane of the result (scaled_sum's
+ * layout), which are then 4 times their value. */
 static inline __m512i q2_K_field_sum(const block_q2_K *w, __m512i scale_bytes,
                                      const q2_K_field_controls *c, const int8_t *y)
 {
-    const __m512i three = _mm512_set1_epi8(3);
-    __m512i v = _mm512_loadu_si512(w->qs), q[4];
+    const __m512i three = _mm512_set1_epi8(3), twelve = _mm512_set1_epi8(12);
+    __m512i v = _mm512_loadu_si512(w->qs), v4 = _mm512_srli_epi16(v, 4), q[4];
     q[0] = _mm512_and_si512(v, three);
-    q[1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), three);
-    q[2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), three);
-    q[3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), three);
+    q[1] = _mm512_and_si512(v, twelve);
+    q[2] = _mm512_and_si512(v4, three);
+    q[3] = _mm512_and_si512(v4, twelve);
     return scaled_sum(q, _mm512_shuffle_epi8(scale_bytes, c->scale[0]),
                       _mm512_shuffle_epi8(scale_bytes, c->scale[1]), y);
 }
@@ -596,7 +600,11 @@ KERNEL_STEP float q2_K_pairs_pair_step(const block_q2_K *w, const block_q8_K_pai
     memcpy(&h0, &w[i].d, 4);
     memcpy(&h1, &w[j].d, 4);
     __m128 d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)h0), (int)h1, 1));
-    __m128i totals = pair_totals(fold_pair(sums0, sums1), mins);
+    /* Fields 0 and 2 brought to 4 times theirs too, once a pair (fold_pair keeps the dword
+     * positions within 128-bit lanes); the exact sumi lanes are divided by 4 again. */
+    __m512i quads = _mm512_sllv_epi32(fold_pair(sums0, sums1),
+                                      _mm512_broadcast_i32x4(_mm_setr_epi32(2, 2, 0, 0)));
+    __m128i totals = _mm_srav_epi32(pair_totals(quads, mins), _mm_setr_epi32(2, 0, 2, 0));
     return add_pair_terms(sum, pair_terms_ad(totals, d, _mm_loadu_ps(p->d)), i, j);
 }
 
