@@ -90,9 +90,13 @@ typedef struct q8_K_row {
     {                                                                                              \
         const int64_t nb = n / QK_K;                                                               \
         float sum = 0;                                                                             \
-        for (int64_t i = 0; i < nb; i += 2)                                                        \
-            sum = type##_pair_step((const block_t *)row, (const act_t *)x, i,                      \
-                                   i + 1 < nb ? i + 1 : i, sum);                                   \
+        /* whole pairs, then an odd last block alone: j = i + 1 known in the loop drops the      \
+         * clamp and the test in the float tail from every step */ \
+        int64_t i = 0;                                                                             \
+        for (; i + 1 < nb; i += 2)                                                                 \
+            sum = type##_pair_step((const block_t *)row, (const act_t *)x, i, i + 1, sum);         \
+        if (i < nb)                                                                                \
+            sum = type##_pair_step((const block_t *)row, (const act_t *)x, i, i, sum);             \
         *out = sum;                                                                                \
     }
 
@@ -592,10 +596,11 @@ KERNEL_STEP float q2_K_pairs_pair_step(const block_q2_K *w, const block_q8_K_pai
     __m512i raw1 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[j].scales));
     __m512i sums0 = q2_K_field_sum(&w[i], _mm512_and_si512(raw0, m15), &c, p->qs[0]);
     __m512i sums1 = q2_K_field_sum(&w[j], _mm512_and_si512(raw1, m15), &c, p->qs[1]);
-    __m512i min_bytes = _mm512_and_si512(
-        _mm512_srli_epi16(_mm512_mask_blend_epi64(0xF0, raw0, raw1), 4), m15);
-    __m512i mins = _mm512_madd_epi16(_mm512_shuffle_epi8(min_bytes, c.mins),
-                                     _mm512_loadu_si512(p->bsums));
+    /* The control widens the raw bytes to words (high byte 0), so a 16-bit shift leaves the min
+     * nibble alone, without a mask. */
+    __m512i min_words = _mm512_srli_epi16(
+        _mm512_shuffle_epi8(_mm512_mask_blend_epi64(0xF0, raw0, raw1), c.mins), 4);
+    __m512i mins = _mm512_madd_epi16(min_words, _mm512_loadu_si512(p->bsums));
     uint32_t h0, h1;
     memcpy(&h0, &w[i].d, 4);
     memcpy(&h1, &w[j].d, 4);
