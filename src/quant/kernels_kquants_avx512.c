@@ -90,9 +90,13 @@ typedef struct q8_K_row {
     {                                                                                              \
         const int64_t nb = n / QK_K;                                                               \
         float sum = 0;                                                                             \
-        for (int64_t i = 0; i < nb; i += 2)                                                        \
-            sum = type##_pair_step((const block_t *)row, (const act_t *)x, i,                      \
-                                   i + 1 < nb ? i + 1 : i, sum);                                   \
+        /* whole pairs, then an odd last block alone: j = i + 1 known in the loop drops the      \
+         * clamp and the test in the float tail from every step */ \
+        int64_t i = 0;                                                                             \
+        for (; i + 1 < nb; i += 2)                                                                 \
+            sum = type##_pair_step((const block_t *)row, (const act_t *)x, i, i + 1, sum);         \
+        if (i < nb)                                                                                \
+            sum = type##_pair_step((const block_t *)row, (const act_t *)x, i, i, sum);             \
         *out = sum;                                                                                \
     }
 
@@ -564,15 +568,19 @@ static inline q2_K_field_controls q2_K_field_controls_make(void)
     return c;
 }
 
+/* Fields 1 and 3 are masked in place at bits 2-3 (as the AVX2 rows take them), one shift for the
+ * four fields instead of three: their packed sums of four products, at most 4 * 12 * 128, stay
+ * within int16, and they land in dwords 2-3 of each 128-bit lane of the result (scaled_sum's
+ * layout), which are then 4 times their value. */
 static inline __m512i q2_K_field_sum(const block_q2_K *w, __m512i scale_bytes,
                                      const q2_K_field_controls *c, const int8_t *y)
 {
-    const __m512i three = _mm512_set1_epi8(3);
-    __m512i v = _mm512_loadu_si512(w->qs), q[4];
+    const __m512i three = _mm512_set1_epi8(3), twelve = _mm512_set1_epi8(12);
+    __m512i v = _mm512_loadu_si512(w->qs), v4 = _mm512_srli_epi16(v, 4), q[4];
     q[0] = _mm512_and_si512(v, three);
-    q[1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), three);
-    q[2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), three);
-    q[3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), three);
+    q[1] = _mm512_and_si512(v, twelve);
+    q[2] = _mm512_and_si512(v4, three);
+    q[3] = _mm512_and_si512(v4, twelve);
     return scaled_sum(q, _mm512_shuffle_epi8(scale_bytes, c->scale[0]),
                       _mm512_shuffle_epi8(scale_bytes, c->scale[1]), y);
 }
@@ -588,15 +596,20 @@ KERNEL_STEP float q2_K_pairs_pair_step(const block_q2_K *w, const block_q8_K_pai
     __m512i raw1 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w[j].scales));
     __m512i sums0 = q2_K_field_sum(&w[i], _mm512_and_si512(raw0, m15), &c, p->qs[0]);
     __m512i sums1 = q2_K_field_sum(&w[j], _mm512_and_si512(raw1, m15), &c, p->qs[1]);
-    __m512i min_bytes = _mm512_and_si512(
-        _mm512_srli_epi16(_mm512_mask_blend_epi64(0xF0, raw0, raw1), 4), m15);
-    __m512i mins = _mm512_madd_epi16(_mm512_shuffle_epi8(min_bytes, c.mins),
-                                     _mm512_loadu_si512(p->bsums));
+    /* The control widens the raw bytes to words (high byte 0), so a 16-bit shift leaves the min
+     * nibble alone, without a mask. */
+    __m512i min_words = _mm512_srli_epi16(
+        _mm512_shuffle_epi8(_mm512_mask_blend_epi64(0xF0, raw0, raw1), c.mins), 4);
+    __m512i mins = _mm512_madd_epi16(min_words, _mm512_loadu_si512(p->bsums));
     uint32_t h0, h1;
     memcpy(&h0, &w[i].d, 4);
     memcpy(&h1, &w[j].d, 4);
     __m128 d = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)h0), (int)h1, 1));
-    __m128i totals = pair_totals(fold_pair(sums0, sums1), mins);
+    /* Fields 0 and 2 brought to 4 times theirs too, once a pair (fold_pair keeps the dword
+     * positions within 128-bit lanes); the exact sumi lanes are divided by 4 again. */
+    __m512i quads = _mm512_sllv_epi32(fold_pair(sums0, sums1),
+                                      _mm512_broadcast_i32x4(_mm_setr_epi32(2, 2, 0, 0)));
+    __m128i totals = _mm_srav_epi32(pair_totals(quads, mins), _mm_setr_epi32(2, 0, 2, 0));
     return add_pair_terms(sum, pair_terms_ad(totals, d, _mm_loadu_ps(p->d)), i, j);
 }
 

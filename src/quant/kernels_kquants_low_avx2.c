@@ -25,6 +25,24 @@ ALWAYS_INLINE __m256i times_four_even_fields(__m256i acc)
     return _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0));
 }
 
+/* A Q2_K block's 16 scale nibbles in both 128-bit lanes; the broadcast is a load (no shuffle). */
+ALWAYS_INLINE __m256i q2_K_scale_bytes(const block_q2_K *w)
+{
+    return _mm256_and_si256(
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w->scales)),
+        _mm256_set1_epi8(15));
+}
+
+/* The min term: sum over sub-blocks of min code times the activations' 16-value sums. The codes
+ * are the high nibbles, so widening the bytes from memory and one 16-bit shift take them (a shift,
+ * a mask and a widening otherwise). */
+ALWAYS_INLINE __m256i q2_K_min_sum(const block_q2_K *w, const block_q8_K *a)
+{
+    __m256i mins = _mm256_srli_epi16(
+        _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w->scales)), 4);
+    return _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
+}
+
 /* One Q2_K super-block's integer sums against one activation block: 4 times the scaled quants'
  * in the eight lanes of *isum, the min term's in those of *msum. Of the four 2-bit fields of a
  * byte, 1 and 3 are masked in place at bits 2-3 (4 times their value: the sums of eight products
@@ -33,8 +51,7 @@ ALWAYS_INLINE __m256i times_four_even_fields(__m256i acc)
 static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
     const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
-    __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
-    __m256i scales = _mm256_broadcastsi128_si256(_mm_and_si128(packed, _mm_set1_epi8(15)));
+    __m256i scales = q2_K_scale_bytes(w);
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
@@ -59,10 +76,7 @@ static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, _mm256_shuffle_epi8(scales, pick)));
     }
     *isum = times_four_even_fields(acc);
-    /* Minimums: sum over sub-blocks of min code times the activations' 16-value sums. */
-    __m256i mins = _mm256_cvtepu8_epi16(
-        _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
-    *msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
+    *msum = q2_K_min_sum(w, a);
 }
 
 /* The same sums with AVX-VNNI: vpdpbusd takes the four fields' products to exact int32 sums of
@@ -74,8 +88,7 @@ __attribute__((target("avxvnni"))) static inline void
 q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
     const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
-    __m128i packed = _mm_loadu_si128((const __m128i *)w->scales);
-    __m256i scales = _mm256_broadcastsi128_si256(_mm_and_si128(packed, _mm_set1_epi8(15)));
+    __m256i scales = q2_K_scale_bytes(w);
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
@@ -101,9 +114,7 @@ q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i 
         }
     }
     *isum = _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
-    __m256i mins = _mm256_cvtepu8_epi16(
-        _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
-    *msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
+    *msum = q2_K_min_sum(w, a);
 }
 
 /* The eight lanes of v added pairwise across the 128-bit halves, then divided by 4 (exactly:
@@ -124,30 +135,33 @@ ALWAYS_INLINE void q2_K_block(bool vnni, const block_q2_K *w, const block_q8_K *
         q2_K_sums(w, a, isum, msum);
 }
 
-/* sum plus the terms of count (at most 8) Q2_K super-blocks against one activation row. */
-ALWAYS_INLINE float q2_K_group(bool vnni, float sum, const block_q2_K *w, const block_q8_K *a,
-                               int count)
+/* The pair reductions of super-blocks 2p and 2p + 1 of a group (see lane_totals_of_pairs). */
+ALWAYS_INLINE void q2_K_pair_sums(bool vnni, const block_q2_K *w, const block_q8_K *a, int p,
+                                  __m256i isum_pairs[4], __m256i msum_pairs[4])
 {
-    __m256i isum_pairs[4], msum_pairs[4], isum_even = _mm256_setzero_si256(),
-                                          msum_even = _mm256_setzero_si256();
-    for (int b = 0; b < 8; b++) {
-        __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
-        if (b < count) {
-            ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-            q2_K_block(vnni, &w[b], &a[b], &isum, &msum);
-        }
-        if (b % 2 == 0) {
-            isum_even = isum;
-            msum_even = msum;
-        } else {
-            isum_pairs[b / 2] = _mm256_hadd_epi32(isum_even, isum);
-            msum_pairs[b / 2] = _mm256_hadd_epi32(msum_even, msum);
-        }
+    __m256i isum[2], msum[2];
+    for (int k = 0; k < 2; k++) {
+        ellm_prefetch_ahead(&w[2 * p + k], (int)sizeof *w);
+        q2_K_block(vnni, &w[2 * p + k], &a[2 * p + k], &isum[k], &msum[k]);
     }
-    __m256 terms = kquant_terms_min(_mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2),
-                                    lane_totals_of_pairs(msum_pairs),
-                                    kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, count),
-                                    kquant_act_scales(a, count));
+    isum_pairs[p] = _mm256_hadd_epi32(isum[0], isum[1]);
+    msum_pairs[p] = _mm256_hadd_epi32(msum[0], msum[1]);
+}
+
+/* sum plus the terms of eight Q2_K super-blocks against one activation row. The four pairs are
+ * written out: as a loop (over blocks with a parity test, or over pairs) GCC kept it rolled,
+ * with the pointer and index arithmetic of every iteration in the front end's four uops a cycle
+ * that bound this row. */
+ALWAYS_INLINE float q2_K_group(bool vnni, float sum, const block_q2_K *w, const block_q8_K *a)
+{
+    __m256i isum_pairs[4], msum_pairs[4];
+    q2_K_pair_sums(vnni, w, a, 0, isum_pairs, msum_pairs);
+    q2_K_pair_sums(vnni, w, a, 1, isum_pairs, msum_pairs);
+    q2_K_pair_sums(vnni, w, a, 2, isum_pairs, msum_pairs);
+    q2_K_pair_sums(vnni, w, a, 3, isum_pairs, msum_pairs);
+    __m256 terms = kquant_terms_min(
+        _mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2), lane_totals_of_pairs(msum_pairs),
+        kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, 8), kquant_act_scales(a, 8));
     return add_lanes_in_order(sum, terms);
 }
 
@@ -181,7 +195,7 @@ ALWAYS_INLINE void q2_K_dot(bool vnni, int64_t n, float *out, const void *row, c
     }
     float sum = 0;
     for (int64_t i = 0; i < nb; i += 8)
-        sum = q2_K_group(vnni, sum, w + i, a + i, 8);
+        sum = q2_K_group(vnni, sum, w + i, a + i);
     *out = sum;
 }
 
