@@ -43,21 +43,29 @@ ALWAYS_INLINE __m256i q2_K_min_sum(const block_q2_K *w, const block_q8_K *a)
     return _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a->bsums));
 }
 
-/* One Q2_K super-block's integer sums against one activation block: 4 times the scaled quants'
- * in the eight lanes of *isum, the min term's in those of *msum. Of the four 2-bit fields of a
- * byte, 1 and 3 are masked in place at bits 2-3 (4 times their value: the sums of eight products
- * stay within int16, 8 * 12 * 128) and 0 and 2 come from the byte and the byte shifted by 4, one
- * shift for the four fields instead of three. */
-static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
+/* The four 2-bit fields of 32 quant bytes: 0 and 2 at bits 0-1 of the byte and of the byte
+ * shifted by 4, 1 and 3 masked in place at bits 2-3 (4 times their value), one shift for four. */
+static inline void q2_K_fields(const uint8_t *qs, __m256i fields[4])
 {
     const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
+    __m256i q = _mm256_loadu_si256((const __m256i *)qs);
+    __m256i q4 = _mm256_srli_epi16(q, 4);
+    fields[0] = _mm256_and_si256(q, m3);
+    fields[1] = _mm256_and_si256(q, m12);
+    fields[2] = _mm256_and_si256(q4, m3);
+    fields[3] = _mm256_and_si256(q4, m12);
+}
+
+/* One Q2_K super-block's integer sums against one activation block: 4 times the scaled quants'
+ * in the eight lanes of *isum, the min term's in those of *msum (fields 1 and 3 at 4 times their
+ * value keep the sums of eight products within int16, 8 * 12 * 128). */
+static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
+{
     __m256i scales = q2_K_scale_bytes(w);
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
-        __m256i q4 = _mm256_srli_epi16(q, 4);
-        __m256i fields[4] = {_mm256_and_si256(q, m3), _mm256_and_si256(q, m12),
-                             _mm256_and_si256(q4, m3), _mm256_and_si256(q4, m12)};
+        __m256i fields[4];
+        q2_K_fields(w->qs + 32 * h, fields);
         __m256i p[4];
         for (int j = 0; j < 4; j++)
             p[j] = _mm256_maddubs_epi16(
@@ -87,14 +95,11 @@ static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *
 __attribute__((target("avxvnni"))) static inline void
 q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
-    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
     __m256i scales = q2_K_scale_bytes(w);
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
-        __m256i q4 = _mm256_srli_epi16(q, 4);
-        __m256i fields[4] = {_mm256_and_si256(q, m3), _mm256_and_si256(q, m12),
-                             _mm256_and_si256(q4, m3), _mm256_and_si256(q4, m12)};
+        __m256i fields[4];
+        q2_K_fields(w->qs + 32 * h, fields);
         __m256i d[4];
         for (int j = 0; j < 4; j++)
             d[j] = _mm256_dpbusd_avx_epi32(
