@@ -88,6 +88,10 @@ typedef struct ellm_quantize_options {
      * output head to the token embedding where that lowers it at no more bytes. May be NULL. */
     edgellm_status (*logit_kl)(void *user, const char *const *tensors, int n,
                                const ellm_type *types, int n_plans, double *kl);
+    /* in_path already open (e.g. by GPTQ's calibration model), read instead of a second mapping
+     * of the same file, which would count its pages twice in the process's resident memory;
+     * not closed. NULL: in_path is opened. */
+    const gguf_file *input;
 } ellm_quantize_options;
 
 /* Writes in_path's model with its matrices converted to target (atomically: a temp file renamed

@@ -706,23 +706,26 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
 {
     ellm_quantize_options none = {0};
     const ellm_quantize_options *o = options ? options : &none;
-    gguf_file *in = NULL;
-    edgellm_status st = ellm_gguf_open(in_path, &in);
+    gguf_file *opened = NULL;
+    edgellm_status st = o->input ? EDGELLM_OK : ellm_gguf_open(in_path, &opened);
     if (st != EDGELLM_OK)
         return st;
+    const gguf_file *in = o->input ? o->input : opened;
     for (uint64_t i = 0; i < ellm_gguf_tensor_count(in); i++) {
         const gguf_tensor_info *t = ellm_gguf_tensor_at(in, i);
         if (!ellm_type_supported((ellm_type)t->type)) {
-            ellm_gguf_close(in);
-            return ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-                             "tensor '%.*s' is %s, which this build cannot read yet",
-                             (int)t->name.len, t->name.data, ellm_type_name(t->type));
+            /* The name lies in the mapping: the message is made before it is closed. */
+            st = ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                           "tensor '%.*s' is %s, which this build cannot read yet",
+                           (int)t->name.len, t->name.data, ellm_type_name(t->type));
+            ellm_gguf_close(opened);
+            return st;
         }
     }
     if (o->quantize_matrix)
         st = check_finite_matrices(in);
     if (st != EDGELLM_OK) {
-        ellm_gguf_close(in);
+        ellm_gguf_close(opened);
         return st;
     }
     gguf_writer *w = ellm_gguf_writer_create();
@@ -808,6 +811,6 @@ static edgellm_status quantize_with(const char *in_path, const char *out_path, c
     free(plan);
     free(fell_back);
     free(wanted);
-    ellm_gguf_close(in);
+    ellm_gguf_close(opened);
     return st;
 }

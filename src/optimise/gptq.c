@@ -1557,6 +1557,8 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
     return EDGELLM_OK;
 }
 
+const gguf_file *ellm_gptq_input(const ellm_gptq *g) { return g->run.file; }
+
 /* The layer, input and ellm_layer field of "blk.N.<matrix>.weight", or HEAD_LAYER and
  * ELLM_INPUT_HEAD for "output.weight"; false for other tensors. */
 static bool input_of(const char *tensor, int32_t *layer, int *which, size_t *field)

@@ -35,6 +35,7 @@
 #include "core/tensor_types.h"
 #include "core/threadpool.h"
 #include "edgellm.h"
+#include "gguf/gguf.h"
 #include "optimise/awq.h"
 
 /* The relative damping GPTQ adds to H's diagonal (times its mean) before inverting. */
@@ -99,6 +100,9 @@ typedef struct ellm_gptq_params {
  * clear message when the ids do not fill one chunk or lie outside the vocabulary. */
 edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids, int32_t n_ids,
                                 const ellm_gptq_params *params, ellm_gptq **out);
+/* The model file the calibration runs on, mapped once: quantizing reads it through this
+ * (ellm_quantize_options.input) instead of mapping it again. */
+const gguf_file *ellm_gptq_input(const ellm_gptq *g);
 /* Whether GPTQ applies to this weight of the model quantized to type: a layer matrix of a known
  * input, the untied output head (H from the final norm's output over every calibration row), or
  * the untied token embedding, whose rows split into the type's blocks. */

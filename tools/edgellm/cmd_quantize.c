@@ -342,7 +342,8 @@ int cmd_quantize(int argc, char **argv)
                                .mix_by_rules = rule_mix,
                                .mean_value = im ? calibrated_mean_value : NULL,
                                .directions = im ? calibrated_directions : NULL,
-                               .logit_kl = cal.gptq ? gptq_logit_kl : NULL};
+                               .logit_kl = cal.gptq ? gptq_logit_kl : NULL,
+                               .input = cal.gptq ? ellm_gptq_input(cal.gptq) : NULL};
     edgellm_status st = recipe ? ellm_quantize_model_recipe(argv[1], argv[2], argv[3], &o)
                                : ellm_quantize_model(argv[1], argv[2], type, &o);
     ellm_imatrix_free(im);
