@@ -5,6 +5,9 @@
 #include <cpuid.h>
 #include <pthread.h>
 #endif
+#if defined(__wasm__)
+#include <pthread.h>
+#endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
@@ -292,18 +295,50 @@ static const kernel_set wasm_simd_set = {
     .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, ellm_attend_f16_group_wasm_simd,
                   ellm_axpy_q8_0_portable, ellm_attend_q8_0_group_portable},
 };
+
+/* Relaxed SIMD (a module web/relaxed_patch.py rewrote, see kernels_wasm_relaxed.c): the wasm-simd
+ * set, copied at first use so the two cannot drift apart, with the single rows that multiply by
+ * relaxed dots on plain rows in place of the wide-row ones; the wasm-simd tiles stay. */
+static void wasm_relaxed_prepare(void);
+static kernel_set wasm_relaxed_set = {.name = "wasm-relaxed", .prepare = wasm_relaxed_prepare};
+
+static void wasm_relaxed_fill(void)
+{
+    memcpy(wasm_relaxed_set.types, wasm_simd_set.types, sizeof wasm_simd_set.types);
+    memcpy(wasm_relaxed_set.quantize_to, wasm_simd_set.quantize_to,
+           sizeof wasm_simd_set.quantize_to);
+    memcpy(wasm_relaxed_set.quantize_layout, wasm_simd_set.quantize_layout,
+           sizeof wasm_simd_set.quantize_layout);
+    memcpy(wasm_relaxed_set.gemm_tiled, wasm_simd_set.gemm_tiled, sizeof wasm_simd_set.gemm_tiled);
+    wasm_relaxed_set.attention = wasm_simd_set.attention;
+    wasm_relaxed_set.types[ELLM_TYPE_Q4_K] = (ellm_type_kernels)K_TILE_OF(
+        Q8_K, ellm_vec_dot_q4_K_wasm_relaxed, "wasm-relaxed", ellm_gemm_q4_K_wasm_simd,
+        "wasm-simd");
+    wasm_relaxed_set.types[ELLM_TYPE_Q5_K] = (ellm_type_kernels)K_TILE_OF(
+        Q8_K, ellm_vec_dot_q5_K_wasm_relaxed, "wasm-relaxed", ellm_gemm_q5_K_wasm_simd,
+        "wasm-simd");
+    wasm_relaxed_set.types[ELLM_TYPE_Q6_K] = (ellm_type_kernels)K_TILE_OF(
+        Q8_K, ellm_vec_dot_q6_K_wasm_relaxed, "wasm-relaxed", ellm_gemm_q6_K_wasm_simd,
+        "wasm-simd");
+}
+
+static void wasm_relaxed_prepare(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, wasm_relaxed_fill);
+}
 #endif
 
 /* Every set this build has, fastest first, and whether this CPU can run it. */
 static const kernel_set *const all_sets[] = {
 #if defined(ELLM_HAVE_AVX2_KERNELS)
-    &avx512_set,       &avx2vnni_set, &avx2_set,
+    &avx512_set,       &avx2vnni_set,  &avx2_set,
 #endif
 #if defined(ELLM_HAVE_NEON_KERNELS)
     &neon_dotprod_set, &neon_set,
 #endif
 #if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
-    &wasm_simd_set,
+    &wasm_relaxed_set, &wasm_simd_set,
 #endif
     &scalar_set,
 };
@@ -326,6 +361,11 @@ static bool cpu_runs(const kernel_set *s)
 #if defined(ELLM_HAVE_NEON_KERNELS)
     if (s == &neon_dotprod_set)
         return cpu_has_dotprod();
+#endif
+#if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
+    /* Never in an unpatched module, where the placeholder is q15mulr and not the dot. */
+    if (s == &wasm_relaxed_set)
+        return ellm_wasm_relaxed_patched();
 #endif
     return true;
 }
