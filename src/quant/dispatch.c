@@ -297,8 +297,9 @@ static const kernel_set wasm_simd_set = {
 };
 
 /* Relaxed SIMD (a module web/relaxed_patch.py rewrote, see kernels_wasm_relaxed.c): the wasm-simd
- * set, copied at first use so the two cannot drift apart, with the single rows that multiply by
- * relaxed dots on plain rows in place of the wide-row ones; the wasm-simd tiles stay. */
+ * set, copied at first use so the two cannot drift apart, with decode kernels that multiply by
+ * relaxed dots on 8-bit rows (plain Q8_K, extended Q8_0) in place of the wide-row ones; the
+ * wasm-simd tiles and plain single rows stay. */
 static void wasm_relaxed_prepare(void);
 static kernel_set wasm_relaxed_set = {.name = "wasm-relaxed", .prepare = wasm_relaxed_prepare};
 
@@ -311,6 +312,16 @@ static void wasm_relaxed_fill(void)
            sizeof wasm_simd_set.quantize_layout);
     memcpy(wasm_relaxed_set.gemm_tiled, wasm_simd_set.gemm_tiled, sizeof wasm_simd_set.gemm_tiled);
     wasm_relaxed_set.attention = wasm_simd_set.attention;
+    wasm_relaxed_set.types[ELLM_TYPE_Q4_0] = (ellm_type_kernels){
+        .vec_dot_type = ELLM_TYPE_Q8_0,
+        .vec_dot = ellm_vec_dot_q4_0_wasm_simd,
+        .isa = "wasm-relaxed",
+        .vec_dot_ext = ellm_vec_dot_q4_0_ext_wasm_relaxed,
+        .gemm = ellm_gemm_q4_0_wasm_simd,
+        .gemm_isa = "wasm-simd",
+        .ext_layout = ELLM_ACT_Q8_0_EXT,
+        .vec_dot_rows = ellm_vec_dot_q4_0_ext_rows_wasm_relaxed,
+    };
     wasm_relaxed_set.types[ELLM_TYPE_Q4_K] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_q4_K_wasm_relaxed, "wasm-relaxed", ellm_gemm_q4_K_wasm_simd,
         "wasm-simd");

@@ -5,8 +5,9 @@
  * web build rewrites those opcodes in the linked module (web/relaxed_patch.py); the set is chosen
  * only when ellm_wasm_relaxed_patched says the rewrite happened.
  *
- * The second operand is always a weight level below 64 (Q4_K and Q5_K levels, Q6_K's stored
- * values before their offset) and the first an activation of Q8_K, so a pair sum is at most
+ * The second operand is always a weight level below 64 (Q4_0's nibbles, Q4_K and Q5_K levels,
+ * Q6_K's stored values, all before their offsets) and the first an activation, so a pair sum is at
+ * most
  * 2 · 63 · 128 in magnitude, exact in 16 bits on every engine, and the integer sums, hence the
  * results, are those of the scalar kernels bit for bit. */
 #if defined(__wasm_simd128__)
@@ -125,4 +126,27 @@ static inline v128_t q6_K_relaxed_sums(const block_q6_K *w, const block_q8_K *a)
 }
 
 Q6_K_PAIRED_KERNEL(ellm_vec_dot_q6_K_wasm_relaxed, block_q8_K, q6_K_relaxed_sums)
+
+/* Q4_0 against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT: int8 values, float scales, int32 block
+ * sums, the decode path): the unsigned nibbles' products, at most 2 · 2 · 15 · 128 per 16-bit lane,
+ * then the format's offset of 8 off the block sums, as the wide-row kernels do. */
+static inline v128_t relaxed_q4_0(const block_q4_0 *w, const int8_t *a)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F);
+    v128_t q = load(w->qs);
+    v128_t p = wasm_i16x8_add(dot_i8_i7(load(a), wasm_v128_and(q, low4)),
+                              dot_i8_i7(load(a + 16), wasm_v128_and(wasm_u16x8_shr(q, 4), low4)));
+    return wasm_i32x4_extadd_pairwise_i16x8(p);
+}
+
+void ellm_vec_dot_q4_0_ext_wasm_relaxed(int64_t n, float *out, const void *row, const void *x)
+{
+    EXT_ACTIVATION_DOT(ellm_q8_0_ext_layout_for, int8_t, block_q4_0, relaxed_q4_0, 8);
+}
+
+void ellm_vec_dot_q4_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *rows,
+                                             size_t row_bytes, const void *x)
+{
+    EXT_ACTIVATION_ROWS(ellm_q8_0_ext_layout_for, int8_t, block_q4_0, relaxed_q4_0, 8);
+}
 #endif

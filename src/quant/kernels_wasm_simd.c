@@ -110,19 +110,6 @@ static inline v128_t ints_q5_1(const block_q5_1 *w, const int8_t *a)
     return unsigned_fives_dot(w->qs, w->qh, a);
 }
 
-/* The scalar kernel adds the block terms to one float in block order. */
-static inline float add_lanes_in_order(float sum, v128_t p)
-{
-    sum += wasm_f32x4_extract_lane(p, 0);
-    sum += wasm_f32x4_extract_lane(p, 1);
-    sum += wasm_f32x4_extract_lane(p, 2);
-    sum += wasm_f32x4_extract_lane(p, 3);
-    return sum;
-}
-
-/* The half-precision field f of blocks p[0..3], as floats in lanes. */
-#define HALVES4(p, f) halves_to_f32x4(wasm_i32x4_make((p)[0].f, (p)[1].f, (p)[2].f, (p)[3].f))
-
 /* The scalar kernels' block terms: d_w * d_a * (float)isum, plus m_w * s_a for the "_1"
  * formats; four blocks' in lanes (the same roundings) or one block's. */
 #define TERMS4_0(w, a, isum) wasm_f32x4_mul(wasm_f32x4_mul(HALVES4(w, d), HALVES4(a, d)), isum)
@@ -207,82 +194,18 @@ static inline v128_t wide_iq4_nl(const block_iq4_nl *w, const int16_t *a)
     return wide_iq4(w->qs, a);
 }
 
-/* Four blocks' (or four rows') float terms d_w · d_a · isum in lanes, from their four-lane partial
- * sums: the format's offset comes off each integer sum as offset times the activation block sum,
- * and the products round as the scalar kernel's do. */
-static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, v128_t dw,
-                                v128_t da)
-{
-    v128_t isum = wasm_i32x4_sub(transpose_sum4(part),
-                                 wasm_i32x4_mul(bsums, wasm_i32x4_splat(offset)));
-    return wasm_f32x4_mul(wasm_f32x4_mul(dw, da), wasm_f32x4_convert_i32x4(isum));
-}
-
-#define WIDE_ACTIVATION_DOT(block_type, block_fn, offset)                                          \
-    do {                                                                                           \
-        const ellm_q8_0_ext_layout L_ = ellm_q8_0_wide_layout_for(n);                              \
-        const block_type *w_ = row;                                                                \
-        const int16_t *a_ = x;                                                                     \
-        const float *da_ = (const float *)((const uint8_t *)x + L_.scales_offset);                 \
-        const int32_t *bsums_ = (const int32_t *)((const uint8_t *)x + L_.block_sums_offset);      \
-        int64_t nb_ = n / QK8_0, i_ = 0;                                                           \
-        float sum_ = 0;                                                                            \
-        for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
-            v128_t part_[4];                                                                       \
-            for (int k_ = 0; k_ < 4; k_++)                                                         \
-                part_[k_] = block_fn(&w_[i_ + k_], a_ + (i_ + k_) * QK8_0);                        \
-            sum_ = add_lanes_in_order(sum_, wide_terms(part_, load(bsums_ + i_), offset,           \
-                                                       HALVES4(w_ + i_, d), load(da_ + i_)));      \
-        }                                                                                          \
-        for (; i_ < nb_; i_++) {                                                                   \
-            int isum1_ = hsum_i32x4(block_fn(&w_[i_], a_ + i_ * QK8_0)) - (offset)*bsums_[i_];     \
-            sum_ += ellm_f16_to_f32(w_[i_].d) * da_[i_] * (float)isum1_;                           \
-        }                                                                                          \
-        *out = sum_;                                                                               \
-    } while (0)
-
-/* ELLM_DOT_ROWS rows against one wide row, four at a time: block i of the four rows gives one
- * vector of terms whose lane r is row r's, so each lane's running sum takes its row's terms in
- * block order, as the scalar kernel's single float does, with no horizontal sums or lane
- * extractions, and the four rows' addition chains overlap. */
-#define WIDE_ACTIVATION_ROWS(block_type, block_fn, offset)                                         \
-    do {                                                                                           \
-        const ellm_q8_0_ext_layout L_ = ellm_q8_0_wide_layout_for(n);                              \
-        const int16_t *a_ = x;                                                                     \
-        const float *da_ = (const float *)((const uint8_t *)x + L_.scales_offset);                 \
-        const int32_t *bsums_ = (const int32_t *)((const uint8_t *)x + L_.block_sums_offset);      \
-        int64_t nb_ = n / QK8_0;                                                                   \
-        for (int g_ = 0; g_ < ELLM_DOT_ROWS; g_ += 4) {                                            \
-            const block_type *w_[4];                                                               \
-            for (int k_ = 0; k_ < 4; k_++)                                                         \
-                w_[k_] = (const block_type *)((const uint8_t *)rows +                              \
-                                              (size_t)(g_ + k_) * row_bytes);                      \
-            v128_t sum_ = wasm_f32x4_splat(0.0f);                                                  \
-            for (int64_t i_ = 0; i_ < nb_; i_++) {                                                 \
-                touch_next_group(w_[0], 4 * row_bytes, 4 * sizeof(block_type), i_);                \
-                v128_t part_[4];                                                                   \
-                for (int k_ = 0; k_ < 4; k_++)                                                     \
-                    part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                            \
-                v128_t dw_ = halves_to_f32x4(                                                      \
-                    wasm_i32x4_make(w_[0][i_].d, w_[1][i_].d, w_[2][i_].d, w_[3][i_].d));          \
-                sum_ = wasm_f32x4_add(sum_, wide_terms(part_, wasm_i32x4_splat(bsums_[i_]),        \
-                                                       offset, dw_, wasm_f32x4_splat(da_[i_])));   \
-            }                                                                                      \
-            wasm_v128_store(out + g_, sum_);                                                       \
-        }                                                                                          \
-    } while (0)
-
 /* A 32-value format's single-row and multi-row decode kernels on the wide Q8_0 row. */
 #define WIDE_KERNELS(type, offset)                                                                 \
     void ellm_vec_dot_##type##_wide_wasm_simd(int64_t n, float *out, const void *row,              \
                                               const void *x)                                       \
     {                                                                                              \
-        WIDE_ACTIVATION_DOT(block_##type, wide_##type, offset);                                    \
+        EXT_ACTIVATION_DOT(ellm_q8_0_wide_layout_for, int16_t, block_##type, wide_##type, offset); \
     }                                                                                              \
     void ellm_vec_dot_##type##_wide_rows_wasm_simd(int64_t n, float *out, const void *rows,        \
                                                    size_t row_bytes, const void *x)                \
     {                                                                                              \
-        WIDE_ACTIVATION_ROWS(block_##type, wide_##type, offset);                                   \
+        EXT_ACTIVATION_ROWS(ellm_q8_0_wide_layout_for, int16_t, block_##type, wide_##type,         \
+                            offset);                                                               \
     }
 
 WIDE_KERNELS(q4_0, 8)
