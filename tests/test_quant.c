@@ -504,10 +504,10 @@ static void test_extended_activation_rows(void)
                                      ELLM_TYPE_Q6_K};
         for (size_t t = 0; t < sizeof relaxed_types / sizeof relaxed_types[0]; t++) {
             const ellm_type_kernels *k = ellm_kernels_for(relaxed_types[t]);
-            /* K-quants: single rows on plain Q8_K rows; Q4_0: rows on extended Q8_0 ones. */
-            CHECK(k && !strcmp(k->isa, "wasm-relaxed") &&
-                  (t ? !k->vec_dot_ext
-                     : k->vec_dot_ext && k->vec_dot_rows && k->ext_layout == ELLM_ACT_Q8_0_EXT));
+            /* K-quants: single and multi-row kernels on plain Q8_K rows; Q4_0: on extended Q8_0
+             * ones. */
+            CHECK(k && !strcmp(k->isa, "wasm-relaxed") && k->vec_dot_rows &&
+                  (t ? !k->vec_dot_ext : k->vec_dot_ext && k->ext_layout == ELLM_ACT_Q8_0_EXT));
             fprintf(stderr, "relaxed %s decode kernel: %s\n", ellm_type_name(relaxed_types[t]),
                     k ? k->isa : "none");
         }

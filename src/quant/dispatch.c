@@ -303,6 +303,15 @@ static const kernel_set wasm_simd_set = {
 static void wasm_relaxed_prepare(void);
 static kernel_set wasm_relaxed_set = {.name = "wasm-relaxed", .prepare = wasm_relaxed_prepare};
 
+/* A K-quant's relaxed single and multi-row kernels on plain Q8_K rows, and its wasm-simd tile. */
+#define K_RELAXED_KQ(type)                                                                         \
+    (ellm_type_kernels)                                                                            \
+    {                                                                                              \
+        .vec_dot_type = ELLM_TYPE_Q8_K, .vec_dot = ellm_vec_dot_##type##_wasm_relaxed,             \
+        .isa = "wasm-relaxed", .gemm = ellm_gemm_##type##_wasm_simd, .gemm_isa = "wasm-simd",      \
+        .vec_dot_rows = ellm_vec_dot_##type##_rows_wasm_relaxed                                    \
+    }
+
 static void wasm_relaxed_fill(void)
 {
     memcpy(wasm_relaxed_set.types, wasm_simd_set.types, sizeof wasm_simd_set.types);
@@ -322,15 +331,9 @@ static void wasm_relaxed_fill(void)
         .ext_layout = ELLM_ACT_Q8_0_EXT,
         .vec_dot_rows = ellm_vec_dot_q4_0_ext_rows_wasm_relaxed,
     };
-    wasm_relaxed_set.types[ELLM_TYPE_Q4_K] = (ellm_type_kernels)K_TILE_OF(
-        Q8_K, ellm_vec_dot_q4_K_wasm_relaxed, "wasm-relaxed", ellm_gemm_q4_K_wasm_simd,
-        "wasm-simd");
-    wasm_relaxed_set.types[ELLM_TYPE_Q5_K] = (ellm_type_kernels)K_TILE_OF(
-        Q8_K, ellm_vec_dot_q5_K_wasm_relaxed, "wasm-relaxed", ellm_gemm_q5_K_wasm_simd,
-        "wasm-simd");
-    wasm_relaxed_set.types[ELLM_TYPE_Q6_K] = (ellm_type_kernels)K_TILE_OF(
-        Q8_K, ellm_vec_dot_q6_K_wasm_relaxed, "wasm-relaxed", ellm_gemm_q6_K_wasm_simd,
-        "wasm-simd");
+    wasm_relaxed_set.types[ELLM_TYPE_Q4_K] = K_RELAXED_KQ(q4_K);
+    wasm_relaxed_set.types[ELLM_TYPE_Q5_K] = K_RELAXED_KQ(q5_K);
+    wasm_relaxed_set.types[ELLM_TYPE_Q6_K] = K_RELAXED_KQ(q6_K);
 }
 
 static void wasm_relaxed_prepare(void)

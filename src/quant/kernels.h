@@ -260,6 +260,13 @@ bool ellm_wasm_relaxed_patched(void);
 void ellm_vec_dot_q4_K_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_K_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q6_K_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
+/* ELLM_DOT_ROWS rows at once on the plain Q8_K row (see ellm_vec_dot_rows_fn). */
+void ellm_vec_dot_q4_K_rows_wasm_relaxed(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                         const void *x);
+void ellm_vec_dot_q5_K_rows_wasm_relaxed(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                         const void *x);
+void ellm_vec_dot_q6_K_rows_wasm_relaxed(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                         const void *x);
 /* Q4_0 against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT), one row and ELLM_DOT_ROWS rows. */
 void ellm_vec_dot_q4_0_ext_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q4_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *rows,

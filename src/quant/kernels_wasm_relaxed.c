@@ -127,6 +127,65 @@ static inline v128_t q6_K_relaxed_sums(const block_q6_K *w, const block_q8_K *a)
 
 Q6_K_PAIRED_KERNEL(ellm_vec_dot_q6_K_wasm_relaxed, block_q8_K, q6_K_relaxed_sums)
 
+/* ELLM_DOT_ROWS rows against one plain Q8_K row, four at a time: terms(w, i, a) gives super-block
+ * i's value of the four rows w[0..3] in lanes, with the scalar kernel's float operations, so
+ * each lane's running sum takes its row's values in order, as the single rows do; the activations
+ * stay in L1 for the four rows and the next group's weights are touched ahead. */
+#define KQ_RELAXED_ROWS(name, wblock, terms)                                                       \
+    void name(int64_t n, float *out, const void *rows, size_t row_bytes, const void *x)            \
+    {                                                                                              \
+        const block_q8_K *a = x;                                                                   \
+        int64_t nb = n / QK_K;                                                                     \
+        for (int g = 0; g < ELLM_DOT_ROWS; g += 4) {                                               \
+            const wblock *w[4];                                                                    \
+            for (int k = 0; k < 4; k++)                                                            \
+                w[k] = (const wblock *)((const uint8_t *)rows + (size_t)(g + k) * row_bytes);      \
+            v128_t sum = wasm_f32x4_splat(0.0f);                                                   \
+            for (int64_t i = 0; i < nb; i++) {                                                     \
+                touch_next_group(w[0], 4 * row_bytes, 4 * sizeof(wblock), i);                      \
+                sum = wasm_f32x4_add(sum, terms(w, i, &a[i]));                                     \
+            }                                                                                      \
+            wasm_v128_store(out + g, sum);                                                         \
+        }                                                                                          \
+    }
+
+/* The half field f of super-block i of the four rows w[0..3], as floats in lanes. */
+#define HALVES4_OF(w, i, f)                                                                        \
+    halves_to_f32x4(wasm_i32x4_make((w)[0][i].f, (w)[1][i].f, (w)[2][i].f, (w)[3][i].f))
+
+/* Q4_K and Q5_K: d_a · d · sumi − d_a · dmin · summ in each row's lane. */
+#define KQ_MIN_TERMS(type)                                                                         \
+    static inline v128_t type##_rows_terms(const block_##type *const w[4], int64_t i,              \
+                                           const block_q8_K *a)                                    \
+    {                                                                                              \
+        v128_t sumi[4], summ[4];                                                                   \
+        for (int k = 0; k < 4; k++)                                                                \
+            sumi[k] = type##_relaxed_sums(&w[k][i], a, &summ[k]);                                  \
+        v128_t da = wasm_f32x4_splat(a->d);                                                        \
+        v128_t d = HALVES4_OF(w, i, d), dmin = HALVES4_OF(w, i, dmin);                             \
+        return wasm_f32x4_sub(                                                                     \
+            wasm_f32x4_mul(wasm_f32x4_mul(da, d), wasm_f32x4_convert_i32x4(transpose_sum4(sumi))), \
+            wasm_f32x4_mul(wasm_f32x4_mul(da, dmin),                                               \
+                           wasm_f32x4_convert_i32x4(transpose_sum4(summ))));                       \
+    }
+
+KQ_MIN_TERMS(q4_K)
+KQ_MIN_TERMS(q5_K)
+
+/* Q6_K: d_a · d · sumi, sumi with the offset off, in each row's lane. */
+static inline v128_t q6_K_rows_terms(const block_q6_K *const w[4], int64_t i, const block_q8_K *a)
+{
+    v128_t sumi[4];
+    for (int k = 0; k < 4; k++)
+        sumi[k] = q6_K_sumi_lanes(&w[k][i], a->bsums, q6_K_relaxed_sums(&w[k][i], a));
+    return wasm_f32x4_mul(wasm_f32x4_mul(wasm_f32x4_splat(a->d), HALVES4_OF(w, i, d)),
+                          wasm_f32x4_convert_i32x4(transpose_sum4(sumi)));
+}
+
+KQ_RELAXED_ROWS(ellm_vec_dot_q4_K_rows_wasm_relaxed, block_q4_K, q4_K_rows_terms)
+KQ_RELAXED_ROWS(ellm_vec_dot_q5_K_rows_wasm_relaxed, block_q5_K, q5_K_rows_terms)
+KQ_RELAXED_ROWS(ellm_vec_dot_q6_K_rows_wasm_relaxed, block_q6_K, q6_K_rows_terms)
+
 /* Q4_0 against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT: int8 values, float scales, int32 block
  * sums, the decode path): the unsigned nibbles' products, at most 2 · 2 · 15 · 128 per 16-bit lane,
  * then the format's offset of 8 off the block sums, as the wide-row kernels do. */
