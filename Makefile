@@ -45,8 +45,10 @@ arm-test: deps
 	cd $(ARM_BUILD_DIR) && QEMU_CPU=cortex-a72 ctest $(CTEST_FLAGS) -j $(JOBS) -R 'test_quant|test_model|test_api'
 
 # WebAssembly: web/dist/ gets edgellm.mjs, its worker and two builds of the core, single-threaded
-# (st) and pthreads (mt). Debian's emscripten runs its JavaScript tools with the node modules
-# Debian installs under /usr/share/nodejs (acorn), which a non-Debian node does not search.
+# (st) and pthreads (mt), each also as edgellm-<variant>-relaxed.wasm (relaxed SIMD's dots,
+# patched in by web/relaxed_patch.py: wasm-dis and python3 come with Debian's emscripten).
+# Debian's emscripten runs its JavaScript tools with the node modules Debian installs under
+# /usr/share/nodejs (acorn), which a non-Debian node does not search.
 WEB_BUILD_DIR ?= build-web
 web: deps
 	for v in st mt; do \

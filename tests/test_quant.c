@@ -290,7 +290,7 @@ static void test_gemm_tiles(void)
             size_t tile_stride = q8_1 ? sizeof plain_q8_1[0] : L.row_bytes;
             /* Sets whose quantized kernels sum exact integers in the scalar order equal it. */
             bool exact = !strcmp(k->isa, "avx512") || !strncmp(k->isa, "neon", 4) ||
-                         !strcmp(k->isa, "wasm-simd");
+                         !strncmp(k->isa, "wasm-", 5);
             uint64_t rb = 0;
             ellm_row_bytes(types[ty], N, &rb);
             for (int r = 0; r < ROWS; r++)
@@ -484,7 +484,9 @@ static void test_extended_activation_rows(void)
     ellm_quant_use_kernel_set(NULL);
     fprintf(stderr, "extended-row kernels checked: %d rows\n", checked);
 #if defined(__wasm__)
-    /* Every wasm decode kernel the web build relies on reads a wide row. */
+    /* Every wasm-simd decode kernel the web build relies on reads a wide row (the wasm-relaxed
+     * set's K-quant rows read plain ones). */
+    CHECK(ellm_quant_use_kernel_set("wasm-simd"));
     ellm_type wide_types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0,  ELLM_TYPE_Q8_0, ELLM_TYPE_IQ4_NL,
                               ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K,  ELLM_TYPE_Q6_K, ELLM_TYPE_Q2_K,
                               ELLM_TYPE_Q3_K, ELLM_TYPE_IQ4_XS};
@@ -493,6 +495,23 @@ static void test_extended_activation_rows(void)
         CHECK_MSG(k && k->vec_dot_ext && k->ext_layout != ELLM_ACT_Q8_0_EXT,
                   "%s has no wasm-simd decode kernel on wide activations",
                   ellm_type_name(wide_types[t]));
+    }
+    ellm_quant_use_kernel_set(NULL);
+    /* A module patched for relaxed SIMD (web/relaxed_patch.py) offers the wasm-relaxed set, whose
+     * K-quant rows are its own; tests/web_kernels.sh requires these lines there. */
+    if (ellm_quant_use_kernel_set("wasm-relaxed")) {
+        ellm_type relaxed_types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K,
+                                     ELLM_TYPE_Q6_K};
+        for (size_t t = 0; t < sizeof relaxed_types / sizeof relaxed_types[0]; t++) {
+            const ellm_type_kernels *k = ellm_kernels_for(relaxed_types[t]);
+            /* K-quants: single and multi-row kernels on plain Q8_K rows; Q4_0: on extended Q8_0
+             * ones. */
+            CHECK(k && !strcmp(k->isa, "wasm-relaxed") && k->vec_dot_rows &&
+                  (t ? !k->vec_dot_ext : k->vec_dot_ext && k->ext_layout == ELLM_ACT_Q8_0_EXT));
+            fprintf(stderr, "relaxed %s decode kernel: %s\n", ellm_type_name(relaxed_types[t]),
+                    k ? k->isa : "none");
+        }
+        ellm_quant_use_kernel_set(NULL);
     }
 #endif
 }
@@ -696,7 +715,12 @@ static void test_wide_row_quantizers(void)
     ellm_quant_use_kernel_set(NULL);
     fprintf(stderr, "wide-row converters of their own: %d\n", own);
 #if defined(__wasm__)
-    CHECK_MSG(own == 2, "the wasm-simd set has %d wide-row converters of its own, not 2", own);
+    /* Two in each wasm set (wasm-relaxed, where the module was patched, copies wasm-simd's). */
+    int wasm_sets = 0;
+    for (int set = 0; set < n_sets && set < 8; set++)
+        wasm_sets += !strncmp(sets[set], "wasm-", 5);
+    CHECK_MSG(own == 2 * wasm_sets, "the %d wasm sets have %d wide-row converters of their own",
+              wasm_sets, own);
 #endif
 }
 
@@ -835,7 +859,7 @@ static void test_every_kernel_set(void)
                         continue;
                     bool exact = (quantized &&
                                   (!strncmp(k->isa, "neon", 4) || !strcmp(k->isa, "avx512"))) ||
-                                 !strcmp(k->isa, "wasm-simd");
+                                 !strncmp(k->isa, "wasm-", 5);
                     for (int r = 0; r < 4; r++) {
                         float got;
                         k->vec_dot(n, &got, wq, rows[r]);

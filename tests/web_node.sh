@@ -30,4 +30,9 @@ for m in $models; do
   # shellcheck disable=SC2086
   "$SCALAR_LOGITS" "$tmp/$m.gguf" "$tmp/$m.logits" $ids
 done
-WEB_TMP="$tmp" LOGIT_MODELS="$models" node "$SOURCE_DIR/tests/web/node_test.mjs"
+status=0
+WEB_TMP="$tmp" LOGIT_MODELS="$models" node "$SOURCE_DIR/tests/web/node_test.mjs" || status=1
+# The relaxed-SIMD build (edgellm-<variant>-relaxed.wasm, chosen where the engine validates it).
+WEB_RELAXED=1 WEB_TMP="$tmp" LOGIT_MODELS="$models" \
+  node --experimental-wasm-relaxed-simd "$SOURCE_DIR/tests/web/node_test.mjs" || status=1
+exit $status

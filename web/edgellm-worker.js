@@ -30,7 +30,7 @@ function lastError() {
   return mod.UTF8ToString(mod._edgellm_wasm_last_error());
 }
 
-async function init({ variant, baseUrl, threads, interrupt }) {
+async function init({ variant, relaxed, baseUrl, threads, interrupt }) {
   interruptFlag = interrupt ? new Int32Array(interrupt) : null;
   const options = {
     // Emscripten 3.1.6 resolves the threaded module only when the last pooled worker has
@@ -43,6 +43,8 @@ async function init({ variant, baseUrl, threads, interrupt }) {
     print: () => {},
     printErr: (line) => post({ type: "log", line }),
   };
+  // The relaxed build is the same link with other opcodes: the glue loads either.
+  const wasmFile = `edgellm-${variant}${relaxed ? "-relaxed" : ""}.wasm`;
   let factory;
   if (inNode) {
     const path = nodeRequire("path");
@@ -50,11 +52,11 @@ async function init({ variant, baseUrl, threads, interrupt }) {
     const dir = fileURLToPath(baseUrl);
     factory = nodeRequire(path.join(dir, `edgellm-${variant}.js`));
     // Node has fetch, which this Emscripten would try on a file path.
-    options.wasmBinary = nodeRequire("fs").readFileSync(path.join(dir, `edgellm-${variant}.wasm`));
+    options.wasmBinary = nodeRequire("fs").readFileSync(path.join(dir, wasmFile));
   } else {
     importScripts(`${baseUrl}edgellm-${variant}.js`);
     factory = self.createEdgellmModule;
-    options.locateFile = (file) => baseUrl + file;
+    options.locateFile = (file) => baseUrl + (file === `edgellm-${variant}.wasm` ? wasmFile : file);
     options.mainScriptUrlOrBlob = `${baseUrl}edgellm-${variant}.js`;
   }
   mod = await factory(options);

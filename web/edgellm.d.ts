@@ -26,6 +26,9 @@ export interface EngineOptions {
   sha256?: string;
   /** Keep downloads in Cache Storage and resume broken ones (default true; no effect in Node). */
   cache?: boolean;
+  /** Use the relaxed-SIMD build where the engine validates it (default true; Chromium 114 and
+   * later, Node only with --experimental-wasm-relaxed-simd); false: the SIMD128 build. */
+  relaxedSimd?: boolean;
 }
 
 /** A model in the download cache. */
@@ -128,8 +131,11 @@ export interface RuntimeInfo {
   variant: "mt" | "st";
   /** Whether memory can be shared with the worker (a cross-origin-isolated page, or Node). */
   crossOriginIsolated: boolean;
-  /** The kernel set in use: "wasm-simd" (SIMD128) or "scalar". */
+  /** The kernel set in use: "wasm-relaxed" (relaxed SIMD's dots where it has kernels, SIMD128
+   * elsewhere), "wasm-simd" (SIMD128) or "scalar". */
   kernelSet: string;
+  /** Whether the relaxed-SIMD build (edgellm-<variant>-relaxed.wasm) was loaded. */
+  relaxedSimd: boolean;
   /** Whether interrupt() can stop a generation mid-way (needs shared memory). */
   interruptible: boolean;
   model: ModelInfo;
@@ -168,3 +174,5 @@ export function createEngine(options: EngineOptions): Promise<Engine>;
 
 /** Whether this JavaScript engine runs WebAssembly SIMD128, which createEngine needs. */
 export function wasmSimdAvailable(): boolean;
+/** Whether this engine runs relaxed SIMD's dot products (the relaxed build). */
+export function wasmRelaxedSimdAvailable(): boolean;

@@ -26,6 +26,20 @@ export function wasmSimdAvailable() {
   }
 }
 
+// The smallest module using relaxed SIMD's i16x8.relaxed_dot_i8x16_i7x16_s (0xfd 0x112), the
+// instruction of the relaxed builds (edgellm-<variant>-relaxed.wasm): Chromium 114 and later run
+// it; Node 20 only with --experimental-wasm-relaxed-simd.
+const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 7, 1, 96, 2, 123, 123, 1,
+  123, 3, 2, 1, 0, 10, 11, 1, 9, 0, 32, 0, 32, 1, 253, 146, 2, 11]);
+/** Whether this engine runs relaxed SIMD's dot products, so that the relaxed build can be used. */
+export function wasmRelaxedSimdAvailable() {
+  try {
+    return typeof WebAssembly === "object" && WebAssembly.validate(RELAXED_SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
 function hardwareThreads() {
   const n = typeof navigator === "object" && navigator.hardwareConcurrency;
   return Math.max(1, Math.min(n || 4, 16));
@@ -260,6 +274,7 @@ class Engine {
       variant: this.runtime.variant,
       crossOriginIsolated: this.runtime.isolated,
       kernelSet: this.runtime.kernelSet,
+      relaxedSimd: this.runtime.relaxedSimd,
       interruptible: this.interruptFlag !== null,
       model: this.info,
     };
@@ -301,7 +316,8 @@ function modelSource(model) {
  * File), threads (default: the CPU count, 1 where the page cannot share memory), contextSize,
  * onProgress({phase: "download"|"cache"|"verify"|"load", loaded, total}), variant ("mt"|"st",
  * default: the best the page allows), sha256 (the model's expected hash, checked before use),
- * cache (default true: downloads are kept in Cache Storage and resumed).
+ * cache (default true: downloads are kept in Cache Storage and resumed), relaxedSimd (default
+ * true: the relaxed-SIMD build where the engine runs it; false: the plain SIMD128 build).
  */
 export async function createEngine(options = {}) {
   const source = modelSource(options.model);
@@ -312,6 +328,9 @@ export async function createEngine(options = {}) {
   }
   if (options.cache !== undefined && typeof options.cache !== "boolean")
     fail("cache", `must be true or false, got ${JSON.stringify(options.cache)}`);
+  if (options.relaxedSimd !== undefined && typeof options.relaxedSimd !== "boolean")
+    fail("relaxedSimd", `must be true or false, got ${JSON.stringify(options.relaxedSimd)}`);
+  const relaxed = options.relaxedSimd !== false && wasmRelaxedSimdAvailable();
   if (!wasmSimdAvailable())
     throw new Error("this browser cannot run WebAssembly SIMD, which edgellm needs: use a current " +
       "Chrome, Edge or Firefox, or Safari 16.4 or later");
@@ -333,8 +352,9 @@ export async function createEngine(options = {}) {
     else engine.dispatch(msg);
   });
   try {
-    const init = await engine.call("init", { variant, baseUrl, threads, interrupt: interruptBuffer });
+    const init = await engine.call("init", { variant, relaxed, baseUrl, threads, interrupt: interruptBuffer });
     engine.runtime.kernelSet = init.kernelSet;
+    engine.runtime.relaxedSimd = relaxed;
     const transfer = source.kind === "buffer" ? [source.buffer] : [];
     const id = engine.nextId++;
     engine.info = await new Promise((resolve, reject) => {

@@ -5,6 +5,9 @@
 #include <cpuid.h>
 #include <pthread.h>
 #endif
+#if defined(__wasm__)
+#include <pthread.h>
+#endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
@@ -292,18 +295,64 @@ static const kernel_set wasm_simd_set = {
     .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, ellm_attend_f16_group_wasm_simd,
                   ellm_axpy_q8_0_portable, ellm_attend_q8_0_group_portable},
 };
+
+/* Relaxed SIMD (a module web/relaxed_patch.py rewrote, see kernels_wasm_relaxed.c): the wasm-simd
+ * set, copied at first use so the two cannot drift apart, with decode kernels that multiply by
+ * relaxed dots on 8-bit rows (plain Q8_K, extended Q8_0) in place of the wide-row ones; the
+ * wasm-simd tiles and plain single rows stay. */
+static void wasm_relaxed_prepare(void);
+static kernel_set wasm_relaxed_set = {.name = "wasm-relaxed", .prepare = wasm_relaxed_prepare};
+
+/* A K-quant's relaxed single and multi-row kernels on plain Q8_K rows, and its wasm-simd tile. */
+#define K_RELAXED_KQ(type)                                                                         \
+    (ellm_type_kernels)                                                                            \
+    {                                                                                              \
+        .vec_dot_type = ELLM_TYPE_Q8_K, .vec_dot = ellm_vec_dot_##type##_wasm_relaxed,             \
+        .isa = "wasm-relaxed", .gemm = ellm_gemm_##type##_wasm_simd, .gemm_isa = "wasm-simd",      \
+        .vec_dot_rows = ellm_vec_dot_##type##_rows_wasm_relaxed                                    \
+    }
+
+static void wasm_relaxed_fill(void)
+{
+    memcpy(wasm_relaxed_set.types, wasm_simd_set.types, sizeof wasm_simd_set.types);
+    memcpy(wasm_relaxed_set.quantize_to, wasm_simd_set.quantize_to,
+           sizeof wasm_simd_set.quantize_to);
+    memcpy(wasm_relaxed_set.quantize_layout, wasm_simd_set.quantize_layout,
+           sizeof wasm_simd_set.quantize_layout);
+    memcpy(wasm_relaxed_set.gemm_tiled, wasm_simd_set.gemm_tiled, sizeof wasm_simd_set.gemm_tiled);
+    wasm_relaxed_set.attention = wasm_simd_set.attention;
+    wasm_relaxed_set.types[ELLM_TYPE_Q4_0] = (ellm_type_kernels){
+        .vec_dot_type = ELLM_TYPE_Q8_0,
+        .vec_dot = ellm_vec_dot_q4_0_wasm_simd,
+        .isa = "wasm-relaxed",
+        .vec_dot_ext = ellm_vec_dot_q4_0_ext_wasm_relaxed,
+        .gemm = ellm_gemm_q4_0_wasm_simd,
+        .gemm_isa = "wasm-simd",
+        .ext_layout = ELLM_ACT_Q8_0_EXT,
+        .vec_dot_rows = ellm_vec_dot_q4_0_ext_rows_wasm_relaxed,
+    };
+    wasm_relaxed_set.types[ELLM_TYPE_Q4_K] = K_RELAXED_KQ(q4_K);
+    wasm_relaxed_set.types[ELLM_TYPE_Q5_K] = K_RELAXED_KQ(q5_K);
+    wasm_relaxed_set.types[ELLM_TYPE_Q6_K] = K_RELAXED_KQ(q6_K);
+}
+
+static void wasm_relaxed_prepare(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, wasm_relaxed_fill);
+}
 #endif
 
 /* Every set this build has, fastest first, and whether this CPU can run it. */
 static const kernel_set *const all_sets[] = {
 #if defined(ELLM_HAVE_AVX2_KERNELS)
-    &avx512_set,       &avx2vnni_set, &avx2_set,
+    &avx512_set,       &avx2vnni_set,  &avx2_set,
 #endif
 #if defined(ELLM_HAVE_NEON_KERNELS)
     &neon_dotprod_set, &neon_set,
 #endif
 #if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
-    &wasm_simd_set,
+    &wasm_relaxed_set, &wasm_simd_set,
 #endif
     &scalar_set,
 };
@@ -326,6 +375,11 @@ static bool cpu_runs(const kernel_set *s)
 #if defined(ELLM_HAVE_NEON_KERNELS)
     if (s == &neon_dotprod_set)
         return cpu_has_dotprod();
+#endif
+#if defined(ELLM_HAVE_WASM_SIMD_KERNELS)
+    /* Never in an unpatched module, where the placeholder is q15mulr and not the dot. */
+    if (s == &wasm_relaxed_set)
+        return ellm_wasm_relaxed_patched();
 #endif
     return true;
 }

@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <wasm_simd128.h>
 
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
 static inline v128_t load(const void *p) { return wasm_v128_load(p); }
 
 /* Sum of a[i] * b[i] over 16 signed bytes, in four 32-bit partial sums. */
@@ -142,5 +145,284 @@ static inline void q5_values(const uint8_t *qs, const uint8_t qh[4], v128_t *lo,
     *lo = wasm_v128_or(wasm_v128_and(q, low4), fifth_lo);
     *hi = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q, 4), low4), fifth_hi);
 }
+
+/* Q4_K and Q5_K: the eight 6-bit scales (bytes 0..7) and mins (bytes 8..15) of a super-block as
+ * ellm_kq_scale_min unpacks them, from the 12 packed bytes at s (the 16 bytes read stay inside the
+ * block: its quants follow). Scales and mins 0..3 are the low six bits of bytes 0..3 and 4..7;
+ * scales 4..7 the low nibbles of bytes 8..11 and mins 4..7 their high nibbles, each under the top
+ * two bits of bytes 0..3 (scales) or 4..7 (mins). */
+static inline v128_t kq_scales_mins(const uint8_t *s)
+{
+    v128_t raw = load(s);
+    v128_t v = wasm_i8x16_shuffle(raw, raw, 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+    v = wasm_v128_bitselect(wasm_u8x16_shr(v, 4), v, wasm_i32x4_make(0, 0, 0, -1));
+    v = wasm_v128_and(
+        v, wasm_i8x16_make(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+    v128_t top = wasm_i8x16_shuffle(raw, wasm_i32x4_splat(0), 16, 16, 16, 16, 0, 1, 2, 3, 16, 16,
+                                    16, 16, 4, 5, 6, 7);
+    return wasm_v128_or(v, wasm_u8x16_shr(wasm_v128_and(top, wasm_i8x16_splat((int8_t)0xC0)), 2));
+}
+
+/* kq_scales_mins, with the eight scales also stored as int16 in sc (for 16-bit splats). */
+static inline v128_t kq_scales16(const uint8_t *s, int16_t sc[8])
+{
+    v128_t sm = kq_scales_mins(s);
+    wasm_v128_store(sc, wasm_u16x8_extend_low_u8x16(sm));
+    return sm;
+}
+
+/* Σ_j min[j] · (bsums[2j] + bsums[2j + 1]), the mins being bytes 8..15 of kq_scales_mins: each
+ * spread to two 16-bit lanes, so one i32x4.dot_i16x8 per eight bsums. */
+static inline int32_t kq_min_term(v128_t scales_mins, const int16_t *bsums)
+{
+    const v128_t z = wasm_i32x4_splat(0);
+    v128_t lo = wasm_i8x16_shuffle(scales_mins, z, 8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11,
+                                   16, 11, 16);
+    v128_t hi = wasm_i8x16_shuffle(scales_mins, z, 12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16,
+                                   15, 16, 15, 16);
+    return hsum_i32x4(wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo, load(bsums)),
+                                     wasm_i32x4_dot_i16x8(hi, load(bsums + 8))));
+}
+
+/* The scalar kernels' float steps for two super-blocks, each with two halves d, dmin side by side
+ * (at d_dmin0, d_dmin1; Q4_K, Q5_K, Q2_K): lanes 0, 1 are d_a · d · sumi and d_a · dmin · summ of
+ * the first (sumi, summ in lanes 0, 1 of sums), lanes 2, 3 those of the second; the halves
+ * converted in lanes. */
+static inline v128_t kq_super_block_products(const uint16_t *d_dmin0, const uint16_t *d_dmin1,
+                                             float da0, float da1, v128_t sums)
+{
+    v128_t h = wasm_i32x4_shuffle(wasm_v128_load32_zero(d_dmin0), wasm_v128_load32_zero(d_dmin1), 0,
+                                  4, 1, 5);
+    v128_t d = halves_to_f32x4(wasm_u32x4_extend_low_u16x8(h));
+    return wasm_f32x4_mul(wasm_f32x4_mul(wasm_f32x4_make(da0, da0, da1, da1), d),
+                          wasm_f32x4_convert_i32x4(sums));
+}
+
+/* One super-block's value, d_a · d · sumi − d_a · dmin · summ. */
+static inline float kq_super_block_lanes(const uint16_t *d_dmin, float da, v128_t sumi_summ)
+{
+    v128_t p = kq_super_block_products(d_dmin, d_dmin, da, da, sumi_summ);
+    return wasm_f32x4_extract_lane(p, 0) - wasm_f32x4_extract_lane(p, 1);
+}
+
+static inline float kq_super_block_value(const uint16_t *d_dmin, float da, int32_t sumi,
+                                         int32_t summ)
+{
+    return kq_super_block_lanes(d_dmin, da, wasm_i32x4_make(sumi, summ, 0, 0));
+}
+
+/* Lane 0: the sum of a's four lanes, lane 1: of b's (lanes 2, 3 repeat them), with no lane
+ * extractions. */
+static inline v128_t hsum_pair_i32x4(v128_t a, v128_t b)
+{
+    v128_t s = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5),
+                              wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+    return wasm_i32x4_add(s, wasm_i32x4_shuffle(s, s, 2, 3, 0, 1));
+}
+
+/* kq_min_term in four partial lanes, for the wide rows: each sub-block's two bsums summed by one
+ * i32x4.dot_i16x8 against ones (at most 32 · 128 in magnitude, so the narrowing to 16 bits is
+ * exact) and multiplied by the mins (bytes 8..15 of kq_scales_mins) widened to 16 bits. */
+static inline v128_t kq_min_lanes(v128_t scales_mins, const int16_t *bsums)
+{
+    const v128_t ones = wasm_i16x8_splat(1);
+    v128_t pairs = wasm_i16x8_narrow_i32x4(wasm_i32x4_dot_i16x8(load(bsums), ones),
+                                           wasm_i32x4_dot_i16x8(load(bsums + 8), ones));
+    return wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(scales_mins), pairs);
+}
+
+/* Q5_K's values of chunk c from 16 bytes of qs and their qh bytes shifted right by 2c (bit 0: the
+ * fifth bit of the low value, bit 1: of the high one), moved to bit 4 of both bytes of each lane
+ * at once. */
+static inline void q5_K_values(v128_t q, v128_t qh, v128_t *lo, v128_t *hi)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F), fifth = wasm_i8x16_splat(0x10);
+    *lo = wasm_v128_or(wasm_v128_and(q, low4), wasm_v128_and(wasm_i16x8_shl(qh, 4), fifth));
+    *hi = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q, 4), low4),
+                       wasm_v128_and(wasm_i16x8_shl(qh, 3), fifth));
+}
+
+/* Q6_K's sumi in four partial lanes from its integer sum acc: the stored q is value + 32, so
+ * 32 · scale · (activation sum) comes off per sub-block. */
+static inline v128_t q6_K_sumi_lanes(const block_q6_K *w, const int16_t *bsums, v128_t acc)
+{
+    v128_t s = load(w->scales);
+    v128_t off = wasm_i32x4_add(
+        wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(s), load(bsums)),
+        wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(s), load(bsums + 8)));
+    return wasm_i32x4_sub(acc, wasm_i32x4_shl(off, 5));
+}
+
+/* Then d_a · d · sumi as the scalar kernel orders it. */
+static inline float q6_K_super_block_value(const block_q6_K *w, const int16_t *bsums, float da,
+                                           v128_t acc)
+{
+    int32_t sumi = hsum_i32x4(q6_K_sumi_lanes(w, bsums, acc));
+    float d = wasm_f32x4_extract_lane(halves_to_f32x4(wasm_i32x4_splat(w->d)), 0);
+    return da * d * (float)sumi;
+}
+
+/* Q4_K and Q5_K single rows (named name) of weight blocks wblock against activation blocks ablock,
+ * sums(w, a, &mins) giving a super-block's sumi and summ in partial lanes. Two super-blocks per
+ * step share one horizontal sum and one half conversion; their values still join the running sum
+ * one by one, in order, as in the scalar kernel. */
+#define KQ_PAIRED_KERNEL(name, wblock, ablock, sums)                                               \
+    void name(int64_t n, float *out, const void *row, const void *x)                               \
+    {                                                                                              \
+        const wblock *w = row;                                                                     \
+        const ablock *a = x;                                                                       \
+        int64_t nb = n / QK_K, i = 0;                                                              \
+        float sum = 0;                                                                             \
+        for (; i + 2 <= nb; i += 2) {                                                              \
+            touch_ahead(&w[i], 2 * (int)sizeof *w);                                                \
+            v128_t part[4];                                                                        \
+            part[0] = sums(&w[i], &a[i], &part[1]);                                                \
+            part[2] = sums(&w[i + 1], &a[i + 1], &part[3]);                                        \
+            v128_t p = kq_super_block_products(&w[i].d, &w[i + 1].d, a[i].d, a[i + 1].d,           \
+                                               transpose_sum4(part));                              \
+            sum += wasm_f32x4_extract_lane(p, 0) - wasm_f32x4_extract_lane(p, 1);                  \
+            sum += wasm_f32x4_extract_lane(p, 2) - wasm_f32x4_extract_lane(p, 3);                  \
+        }                                                                                          \
+        for (; i < nb; i++) {                                                                      \
+            v128_t mins, acc = sums(&w[i], &a[i], &mins);                                          \
+            sum += kq_super_block_lanes(&w[i].d, a[i].d, hsum_pair_i32x4(acc, mins));              \
+        }                                                                                          \
+        *out = sum;                                                                                \
+    }
+
+/* Bytes 16k..16k + 15 of half h's two ql runs and of its qh as Q6_K's stored values (0..63):
+ * values 32 quarter + 16k + l of the half, sub-block 2 quarter + k, in v[quarter]; they take the
+ * low nibbles of the first run (quarter 0), of the second (1), their high nibbles (2, 3), and
+ * bits 2 quarter, + 1 of qh, moved to bits 4, 5 of both bytes of a lane by one 16-bit shift. */
+static inline void q6_K_values16(const block_q6_K *w, int h, int k, v128_t v[4])
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F), high2 = wasm_i8x16_splat(0x30);
+    v128_t l0 = load(w->ql + 64 * h + 16 * k), l1 = load(w->ql + 64 * h + 32 + 16 * k);
+    v128_t hb = load(w->qh + 32 * h + 16 * k);
+    v[0] = wasm_v128_or(wasm_v128_and(l0, low4), wasm_v128_and(wasm_i16x8_shl(hb, 4), high2));
+    v[1] = wasm_v128_or(wasm_v128_and(l1, low4), wasm_v128_and(wasm_i16x8_shl(hb, 2), high2));
+    v[2] = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(l0, 4), low4), wasm_v128_and(hb, high2));
+    v[3] = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(l1, 4), low4),
+                        wasm_v128_and(wasm_u16x8_shr(hb, 2), high2));
+}
+
+/* Q6_K's 16 scales as int16 in the order its kernels meet them: step (h, k) meets sub-blocks
+ * 8h + k, + 2, + 4, + 6, whose scales are the pairs sc[8h + 4k], [+ 1] and [+ 2], [+ 3]. */
+static inline void q6_K_paired_scales(const block_q6_K *w, int16_t sc[16])
+{
+    v128_t s = wasm_i8x16_shuffle(load(w->scales), wasm_i32x4_splat(0), 0, 2, 4, 6, 1, 3, 5, 7, 8,
+                                  10, 12, 14, 9, 11, 13, 15);
+    wasm_v128_store(sc, wasm_i16x8_extend_low_i8x16(s));
+    wasm_v128_store(sc + 8, wasm_i16x8_extend_high_i8x16(s));
+}
+
+/* Q6_K single rows (named name) against activation blocks ablock, sums(w, a) giving a
+ * super-block's integer sum before the offset in partial lanes. Two super-blocks per step share
+ * one horizontal sum and one half conversion; their values still join the running sum one by
+ * one, in order. */
+#define Q6_K_PAIRED_KERNEL(name, ablock, sums)                                                     \
+    void name(int64_t n, float *out, const void *row, const void *x)                               \
+    {                                                                                              \
+        const block_q6_K *w = row;                                                                 \
+        const ablock *a = x;                                                                       \
+        int64_t nb = n / QK_K, i = 0;                                                              \
+        float sum = 0;                                                                             \
+        for (; i + 2 <= nb; i += 2) {                                                              \
+            touch_ahead(&w[i], 2 * (int)sizeof *w);                                                \
+            v128_t sumi = hsum_pair_i32x4(                                                         \
+                q6_K_sumi_lanes(&w[i], a[i].bsums, sums(&w[i], &a[i])),                            \
+                q6_K_sumi_lanes(&w[i + 1], a[i + 1].bsums, sums(&w[i + 1], &a[i + 1])));           \
+            v128_t d = halves_to_f32x4(wasm_i32x4_make(w[i].d, w[i + 1].d, 0, 0));                 \
+            v128_t p = wasm_f32x4_mul(                                                             \
+                wasm_f32x4_mul(wasm_f32x4_make(a[i].d, a[i + 1].d, 0, 0), d),                      \
+                wasm_f32x4_convert_i32x4(sumi));                                                   \
+            sum += wasm_f32x4_extract_lane(p, 0);                                                  \
+            sum += wasm_f32x4_extract_lane(p, 1);                                                  \
+        }                                                                                          \
+        for (; i < nb; i++)                                                                        \
+            sum += q6_K_super_block_value(&w[i], a[i].bsums, a[i].d, sums(&w[i], &a[i]));          \
+        *out = sum;                                                                                \
+    }
+
+/* The scalar kernel adds the block terms to one float in block order. */
+static inline float add_lanes_in_order(float sum, v128_t p)
+{
+    sum += wasm_f32x4_extract_lane(p, 0);
+    sum += wasm_f32x4_extract_lane(p, 1);
+    sum += wasm_f32x4_extract_lane(p, 2);
+    sum += wasm_f32x4_extract_lane(p, 3);
+    return sum;
+}
+
+/* The half-precision field f of blocks p[0..3], as floats in lanes. */
+#define HALVES4(p, f) halves_to_f32x4(wasm_i32x4_make((p)[0].f, (p)[1].f, (p)[2].f, (p)[3].f))
+
+/* Four blocks' (or four rows') float terms d_w · d_a · isum in lanes, from their four-lane partial
+ * sums: the format's offset comes off each integer sum as offset times the activation block sum,
+ * and the products round as the scalar kernel's do. */
+static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, v128_t dw,
+                                v128_t da)
+{
+    v128_t isum = wasm_i32x4_sub(transpose_sum4(part),
+                                 wasm_i32x4_mul(bsums, wasm_i32x4_splat(offset)));
+    return wasm_f32x4_mul(wasm_f32x4_mul(dw, da), wasm_f32x4_convert_i32x4(isum));
+}
+
+/* A 32-value format's single row against an activation row of ellm_q8_0_ext_layout's shape
+ * (layout_for: the extended or the wide layout, values of type act_t), four blocks' terms at a
+ * time. */
+#define EXT_ACTIVATION_DOT(layout_for, act_t, block_type, block_fn, offset)                        \
+    do {                                                                                           \
+        const ellm_q8_0_ext_layout L_ = layout_for(n);                                             \
+        const block_type *w_ = row;                                                                \
+        const act_t *a_ = x;                                                                       \
+        const float *da_ = (const float *)((const uint8_t *)x + L_.scales_offset);                 \
+        const int32_t *bsums_ = (const int32_t *)((const uint8_t *)x + L_.block_sums_offset);      \
+        int64_t nb_ = n / QK8_0, i_ = 0;                                                           \
+        float sum_ = 0;                                                                            \
+        for (; i_ + 4 <= nb_; i_ += 4) {                                                           \
+            v128_t part_[4];                                                                       \
+            for (int k_ = 0; k_ < 4; k_++)                                                         \
+                part_[k_] = block_fn(&w_[i_ + k_], a_ + (i_ + k_) * QK8_0);                        \
+            sum_ = add_lanes_in_order(sum_, wide_terms(part_, load(bsums_ + i_), offset,           \
+                                                       HALVES4(w_ + i_, d), load(da_ + i_)));      \
+        }                                                                                          \
+        for (; i_ < nb_; i_++) {                                                                   \
+            int isum1_ = hsum_i32x4(block_fn(&w_[i_], a_ + i_ * QK8_0)) - (offset)*bsums_[i_];     \
+            sum_ += ellm_f16_to_f32(w_[i_].d) * da_[i_] * (float)isum1_;                           \
+        }                                                                                          \
+        *out = sum_;                                                                               \
+    } while (0)
+
+/* ELLM_DOT_ROWS rows against one such row, four at a time: block i of the four rows gives one
+ * vector of terms whose lane r is row r's, so each lane's running sum takes its row's terms in
+ * block order, as the scalar kernel's single float does, with no horizontal sums or lane
+ * extractions, and the four rows' addition chains overlap. */
+#define EXT_ACTIVATION_ROWS(layout_for, act_t, block_type, block_fn, offset)                       \
+    do {                                                                                           \
+        const ellm_q8_0_ext_layout L_ = layout_for(n);                                             \
+        const act_t *a_ = x;                                                                       \
+        const float *da_ = (const float *)((const uint8_t *)x + L_.scales_offset);                 \
+        const int32_t *bsums_ = (const int32_t *)((const uint8_t *)x + L_.block_sums_offset);      \
+        int64_t nb_ = n / QK8_0;                                                                   \
+        for (int g_ = 0; g_ < ELLM_DOT_ROWS; g_ += 4) {                                            \
+            const block_type *w_[4];                                                               \
+            for (int k_ = 0; k_ < 4; k_++)                                                         \
+                w_[k_] = (const block_type *)((const uint8_t *)rows +                              \
+                                              (size_t)(g_ + k_) * row_bytes);                      \
+            v128_t sum_ = wasm_f32x4_splat(0.0f);                                                  \
+            for (int64_t i_ = 0; i_ < nb_; i_++) {                                                 \
+                touch_next_group(w_[0], 4 * row_bytes, 4 * sizeof(block_type), i_);                \
+                v128_t part_[4];                                                                   \
+                for (int k_ = 0; k_ < 4; k_++)                                                     \
+                    part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                            \
+                v128_t dw_ = halves_to_f32x4(                                                      \
+                    wasm_i32x4_make(w_[0][i_].d, w_[1][i_].d, w_[2][i_].d, w_[3][i_].d));          \
+                sum_ = wasm_f32x4_add(sum_, wide_terms(part_, wasm_i32x4_splat(bsums_[i_]),        \
+                                                       offset, dw_, wasm_f32x4_splat(da_[i_])));   \
+            }                                                                                      \
+            wasm_v128_store(out + g_, sum_);                                                       \
+        }                                                                                          \
+    } while (0)
 
 #endif

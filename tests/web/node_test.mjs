@@ -8,10 +8,15 @@ import fs from "node:fs";
 import path from "node:path";
 
 const env = process.env;
-const { createEngine } = await import(path.join(env.SOURCE_DIR, "web/dist/edgellm.mjs"));
+const { createEngine, wasmRelaxedSimdAvailable } = await import(path.join(env.SOURCE_DIR, "web/dist/edgellm.mjs"));
 const tmp = env.WEB_TMP;
+// WEB_RELAXED=1 (node --experimental-wasm-relaxed-simd): the relaxed build, through the checks
+// that compare results (the rest ran in the plain run; the JavaScript is the same).
+const relaxed = env.WEB_RELAXED === "1";
+const relaxedChecks = /runtime info|reference prompts|logits equal|relaxedSimd/;
 let failures = 0;
 async function check(name, fn) {
+  if (relaxed && !relaxedChecks.test(name)) return;
   try {
     await fn();
     console.log(`ok: ${name}`);
@@ -41,7 +46,8 @@ for (const variant of ["st", "mt"]) {
     const info = engine.runtimeInfo();
     assert.equal(info.variant, variant);
     assert.equal(info.threads, threads);
-    assert.equal(info.kernelSet, "wasm-simd");
+    assert.equal(info.kernelSet, relaxed ? "wasm-relaxed" : "wasm-simd");
+    assert.equal(info.relaxedSimd, relaxed);
     assert.equal(info.model.n_vocab, 512);
   });
 
@@ -156,6 +162,19 @@ await check("logits equal the native scalar kernels' bit for bit on quantized mo
       await engine.unload();
     }
   }
+});
+
+await check("relaxedSimd: the relaxed build only where the engine runs it, never forced on", async () => {
+  assert.equal(wasmRelaxedSimdAvailable(), relaxed, "Node validates relaxed SIMD only with its flag");
+  const model = path.join(tmp, "synth-q4_k_m.gguf");
+  const ids = fs.readFileSync(path.join(tmp, "ids.txt"), "utf8").trim().split(/\s+/).map(Number);
+  const plain = await createEngine({ model, variant: "st", threads: 1, relaxedSimd: false });
+  assert.equal(plain.runtimeInfo().relaxedSimd, false);
+  assert.equal(plain.runtimeInfo().kernelSet, "wasm-simd");
+  // The unpatched module's probe refuses the set even when asked for it by name.
+  await rejects(() => plain.logits(ids, "wasm-relaxed"), /kernel set 'wasm-relaxed' is not available/);
+  await plain.unload();
+  await rejects(() => createEngine({ model, relaxedSimd: "yes" }), /'relaxedSimd' must be true or false/);
 });
 
 await check("the threaded build runs with one thread (it used to never finish loading)", async () => {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "chat/chat.h"
+#include "core/status.h"
 #include "edgellm.h"
 #include "quant/quant.h"
 
@@ -215,8 +216,12 @@ EMSCRIPTEN_KEEPALIVE double edgellm_wasm_last_result(wasm_engine *e, int field)
 EMSCRIPTEN_KEEPALIVE const float *edgellm_wasm_logits(wasm_engine *e, const edgellm_token *tokens,
                                                       int n_tokens, const char *kernel_set)
 {
-    if (!ellm_quant_use_kernel_set(*kernel_set ? kernel_set : NULL))
+    /* A message of its own: the last one may be an earlier call's (a set this module does not
+     * offer, such as wasm-relaxed in an unpatched one, is no failure of the engine's). */
+    if (!ellm_quant_use_kernel_set(*kernel_set ? kernel_set : NULL)) {
+        ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "kernel set '%s' is not available", kernel_set);
         return NULL;
+    }
     edgellm_status st = edgellm_context_truncate(e->ctx, 0);
     if (st == EDGELLM_OK)
         st = edgellm_eval(e->ctx, tokens, n_tokens, 1);

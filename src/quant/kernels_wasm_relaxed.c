@@ -1,0 +1,211 @@
+/* The "wasm-relaxed" set's kernels: the wasm-simd ones with the 8-bit products done by relaxed
+ * SIMD's i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw on x86), which multiplies signed bytes by
+ * bytes below 128 and adds adjacent pairs into 16-bit lanes. clang 14 has no intrinsic for it, so
+ * these kernels call i16x8.q15mulr_sat_s (same operands, same encoded length) in its place and the
+ * web build rewrites those opcodes in the linked module (web/relaxed_patch.py); the set is chosen
+ * only when ellm_wasm_relaxed_patched says the rewrite happened.
+ *
+ * The second operand is always a weight level below 64 (Q4_0's nibbles, Q4_K and Q5_K levels,
+ * Q6_K's stored values, all before their offsets) and the first an activation, so a pair sum is at
+ * most
+ * 2 · 63 · 128 in magnitude, exact in 16 bits on every engine, and the integer sums, hence the
+ * results, are those of the scalar kernels bit for bit. */
+#if defined(__wasm_simd128__)
+#include <stdbool.h>
+#include <string.h>
+#include <wasm_simd128.h>
+
+#include "quant/blocks.h"
+#include "quant/kernels.h"
+#include "quant/kquants.h"
+#include "quant/lanes_wasm_simd.h"
+
+/* Lane i: a[2i] · b[2i] + a[2i + 1] · b[2i + 1], a signed, b in 0..127, once patched. Nothing
+ * else of ours may use q15mulr: the patch rewrites every one. */
+static inline v128_t dot_i8_i7(v128_t a, v128_t b) { return wasm_i16x8_q15mulr_sat(a, b); }
+
+bool ellm_wasm_relaxed_patched(void)
+{
+    /* Read through volatile so that clang cannot fold the placeholder with values it knows. The
+     * dot of each pair differs from the Q15 product of the same lanes read as int16. */
+    static const volatile int8_t a[16] = {7, 0, -7, 3,  -128, 127, 1,  2,
+                                          0, 0, 5,  -5, 100,  0,   -1, -1};
+    static const volatile int8_t b[16] = {9, 0, 9, 5, 127, 127, 3, 4, 0, 0, 2, 3, 100, 0, 1, 1};
+    static const int16_t want[8] = {63, -48, -127, 11, 0, -5, 10000, -2};
+    int8_t av[16], bv[16];
+    for (int i = 0; i < 16; i++) {
+        av[i] = a[i];
+        bv[i] = b[i];
+    }
+    int16_t got[8];
+    wasm_v128_store(got, dot_i8_i7(load(av), load(bv)));
+    return memcmp(got, want, sizeof want) == 0;
+}
+
+/* acc + s[0] · (lanes of lo) + s[1] · (lanes of hi), lo and hi two sub-blocks' 16-bit pair sums. */
+static inline v128_t add_scaled16_pair(v128_t acc, v128_t lo, v128_t hi, const int16_t s[2])
+{
+    return wasm_i32x4_add(acc,
+                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo, wasm_v128_load16_splat(s)),
+                                         wasm_i32x4_dot_i16x8(hi, wasm_v128_load16_splat(s + 1))));
+}
+
+/* Super-block w's sumi against a's in four partial lanes, its summ in *mins. Chunk c holds
+ * sub-blocks 2c (low nibbles, lo) and 2c + 1 (high nibbles, hi), 32 values each: two dots of 16
+ * add up to at most 2 · 2 · 15 · 128 per 16-bit lane. */
+static inline v128_t q4_K_relaxed_sums(const block_q4_K *w, const block_q8_K *a, v128_t *mins)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F);
+    int16_t sc[8];
+    v128_t sm = kq_scales16(w->scales, sc);
+    v128_t acc = wasm_i32x4_splat(0);
+    /* Rolled: unrolled, TurboFan issues all the activation loads first and spills them. */
+#pragma clang loop unroll(disable)
+    for (int c = 0; c < 4; c++) {
+        v128_t q0 = load(w->qs + 32 * c), q1 = load(w->qs + 32 * c + 16);
+        const int8_t *y = a->qs + 64 * c;
+        /* A 16-bit shift and the mask: V8 emulates i8x16.shr_u with more instructions. */
+        v128_t lo = wasm_i16x8_add(dot_i8_i7(load(y), wasm_v128_and(q0, low4)),
+                                   dot_i8_i7(load(y + 16), wasm_v128_and(q1, low4)));
+        v128_t hi = wasm_i16x8_add(
+            dot_i8_i7(load(y + 32), wasm_v128_and(wasm_u16x8_shr(q0, 4), low4)),
+            dot_i8_i7(load(y + 48), wasm_v128_and(wasm_u16x8_shr(q1, 4), low4)));
+        acc = add_scaled16_pair(acc, lo, hi, sc + 2 * c);
+    }
+    *mins = kq_min_lanes(sm, a->bsums);
+    return acc;
+}
+
+/* The same for Q5_K, whose levels reach 31: two dots of 16 stay below 2 · 2 · 31 · 128. */
+static inline v128_t q5_K_relaxed_sums(const block_q5_K *w, const block_q8_K *a, v128_t *mins)
+{
+    int16_t sc[8];
+    v128_t sm = kq_scales16(w->scales, sc);
+    v128_t qh[2] = {load(w->qh), load(w->qh + 16)};
+    v128_t acc = wasm_i32x4_splat(0);
+#pragma clang loop unroll(disable)
+    for (int c = 0; c < 4; c++) {
+        v128_t lo = wasm_i32x4_splat(0), hi = wasm_i32x4_splat(0);
+        for (int k = 0; k < 2; k++) {
+            v128_t v_lo, v_hi;
+            q5_K_values(load(w->qs + 32 * c + 16 * k), qh[k], &v_lo, &v_hi);
+            qh[k] = wasm_u16x8_shr(qh[k], 2);
+            const int8_t *y = a->qs + 64 * c + 16 * k;
+            lo = wasm_i16x8_add(lo, dot_i8_i7(load(y), v_lo));
+            hi = wasm_i16x8_add(hi, dot_i8_i7(load(y + 32), v_hi));
+        }
+        acc = add_scaled16_pair(acc, lo, hi, sc + 2 * c);
+    }
+    *mins = kq_min_lanes(sm, a->bsums);
+    return acc;
+}
+
+KQ_PAIRED_KERNEL(ellm_vec_dot_q4_K_wasm_relaxed, block_q4_K, block_q8_K, q4_K_relaxed_sums)
+KQ_PAIRED_KERNEL(ellm_vec_dot_q5_K_wasm_relaxed, block_q5_K, block_q8_K, q5_K_relaxed_sums)
+
+/* Super-block w's integer sum against a's (stored values 0..63, before the offset) in four
+ * partial lanes: one dot of 16 per sub-block, at most 2 · 63 · 128 per 16-bit lane, scaled by the
+ * sub-block's signed scale in 32 bits. */
+static inline v128_t q6_K_relaxed_sums(const block_q6_K *w, const block_q8_K *a)
+{
+    int16_t sc[16];
+    q6_K_paired_scales(w, sc);
+    v128_t acc = wasm_i32x4_splat(0);
+#pragma clang loop unroll(disable)
+    for (int m = 0; m < 4; m++) {
+        int h = m >> 1, k = m & 1;
+        v128_t v[4];
+        q6_K_values16(w, h, k, v);
+        const int8_t *y = a->qs + 128 * h + 16 * k;
+        acc = add_scaled16_pair(acc, dot_i8_i7(load(y), v[0]), dot_i8_i7(load(y + 32), v[1]),
+                                sc + 8 * h + 4 * k);
+        acc = add_scaled16_pair(acc, dot_i8_i7(load(y + 64), v[2]), dot_i8_i7(load(y + 96), v[3]),
+                                sc + 8 * h + 4 * k + 2);
+    }
+    return acc;
+}
+
+Q6_K_PAIRED_KERNEL(ellm_vec_dot_q6_K_wasm_relaxed, block_q8_K, q6_K_relaxed_sums)
+
+/* ELLM_DOT_ROWS rows against one plain Q8_K row, four at a time: terms(w, i, a) gives super-block
+ * i's value of the four rows w[0..3] in lanes, with the scalar kernel's float operations, so
+ * each lane's running sum takes its row's values in order, as the single rows do; the activations
+ * stay in L1 for the four rows and the next group's weights are touched ahead. */
+#define KQ_RELAXED_ROWS(name, wblock, terms)                                                       \
+    void name(int64_t n, float *out, const void *rows, size_t row_bytes, const void *x)            \
+    {                                                                                              \
+        const block_q8_K *a = x;                                                                   \
+        int64_t nb = n / QK_K;                                                                     \
+        for (int g = 0; g < ELLM_DOT_ROWS; g += 4) {                                               \
+            const wblock *w[4];                                                                    \
+            for (int k = 0; k < 4; k++)                                                            \
+                w[k] = (const wblock *)((const uint8_t *)rows + (size_t)(g + k) * row_bytes);      \
+            v128_t sum = wasm_f32x4_splat(0.0f);                                                   \
+            for (int64_t i = 0; i < nb; i++) {                                                     \
+                touch_next_group(w[0], 4 * row_bytes, 4 * sizeof(wblock), i);                      \
+                sum = wasm_f32x4_add(sum, terms(w, i, &a[i]));                                     \
+            }                                                                                      \
+            wasm_v128_store(out + g, sum);                                                         \
+        }                                                                                          \
+    }
+
+/* The half field f of super-block i of the four rows w[0..3], as floats in lanes. */
+#define HALVES4_OF(w, i, f)                                                                        \
+    halves_to_f32x4(wasm_i32x4_make((w)[0][i].f, (w)[1][i].f, (w)[2][i].f, (w)[3][i].f))
+
+/* Q4_K and Q5_K: d_a · d · sumi − d_a · dmin · summ in each row's lane. */
+#define KQ_MIN_TERMS(type)                                                                         \
+    static inline v128_t type##_rows_terms(const block_##type *const w[4], int64_t i,              \
+                                           const block_q8_K *a)                                    \
+    {                                                                                              \
+        v128_t sumi[4], summ[4];                                                                   \
+        for (int k = 0; k < 4; k++)                                                                \
+            sumi[k] = type##_relaxed_sums(&w[k][i], a, &summ[k]);                                  \
+        v128_t da = wasm_f32x4_splat(a->d);                                                        \
+        v128_t d = HALVES4_OF(w, i, d), dmin = HALVES4_OF(w, i, dmin);                             \
+        return wasm_f32x4_sub(                                                                     \
+            wasm_f32x4_mul(wasm_f32x4_mul(da, d), wasm_f32x4_convert_i32x4(transpose_sum4(sumi))), \
+            wasm_f32x4_mul(wasm_f32x4_mul(da, dmin),                                               \
+                           wasm_f32x4_convert_i32x4(transpose_sum4(summ))));                       \
+    }
+
+KQ_MIN_TERMS(q4_K)
+KQ_MIN_TERMS(q5_K)
+
+/* Q6_K: d_a · d · sumi, sumi with the offset off, in each row's lane. */
+static inline v128_t q6_K_rows_terms(const block_q6_K *const w[4], int64_t i, const block_q8_K *a)
+{
+    v128_t sumi[4];
+    for (int k = 0; k < 4; k++)
+        sumi[k] = q6_K_sumi_lanes(&w[k][i], a->bsums, q6_K_relaxed_sums(&w[k][i], a));
+    return wasm_f32x4_mul(wasm_f32x4_mul(wasm_f32x4_splat(a->d), HALVES4_OF(w, i, d)),
+                          wasm_f32x4_convert_i32x4(transpose_sum4(sumi)));
+}
+
+KQ_RELAXED_ROWS(ellm_vec_dot_q4_K_rows_wasm_relaxed, block_q4_K, q4_K_rows_terms)
+KQ_RELAXED_ROWS(ellm_vec_dot_q5_K_rows_wasm_relaxed, block_q5_K, q5_K_rows_terms)
+KQ_RELAXED_ROWS(ellm_vec_dot_q6_K_rows_wasm_relaxed, block_q6_K, q6_K_rows_terms)
+
+/* Q4_0 against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT: int8 values, float scales, int32 block
+ * sums, the decode path): the unsigned nibbles' products, at most 2 · 2 · 15 · 128 per 16-bit lane,
+ * then the format's offset of 8 off the block sums, as the wide-row kernels do. */
+static inline v128_t relaxed_q4_0(const block_q4_0 *w, const int8_t *a)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F);
+    v128_t q = load(w->qs);
+    v128_t p = wasm_i16x8_add(dot_i8_i7(load(a), wasm_v128_and(q, low4)),
+                              dot_i8_i7(load(a + 16), wasm_v128_and(wasm_u16x8_shr(q, 4), low4)));
+    return wasm_i32x4_extadd_pairwise_i16x8(p);
+}
+
+void ellm_vec_dot_q4_0_ext_wasm_relaxed(int64_t n, float *out, const void *row, const void *x)
+{
+    EXT_ACTIVATION_DOT(ellm_q8_0_ext_layout_for, int8_t, block_q4_0, relaxed_q4_0, 8);
+}
+
+void ellm_vec_dot_q4_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *rows,
+                                             size_t row_bytes, const void *x)
+{
+    EXT_ACTIVATION_ROWS(ellm_q8_0_ext_layout_for, int8_t, block_q4_0, relaxed_q4_0, 8);
+}
+#endif
