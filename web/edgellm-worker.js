@@ -43,7 +43,13 @@ async function init({ variant, relaxed, baseUrl, threads, interrupt }) {
     print: () => {},
     printErr: (line) => post({ type: "log", line }),
   };
-  // The relaxed build is the same link with other opcodes: the glue loads either.
+  // The relaxed build is the same link with other opcodes: the glue loads either. A server that
+  // copied only the plain .wasm files still works: the plain build is used and the log says why.
+  if (relaxed && !(await relaxedFilePresent(`${baseUrl}edgellm-${variant}-relaxed.wasm`))) {
+    relaxed = false;
+    post({ type: "log", line: `edgellm-${variant}-relaxed.wasm is not next to edgellm.mjs; ` +
+      `running the plain SIMD128 build (copy the whole web/dist folder for the faster one)` });
+  }
   const wasmFile = `edgellm-${variant}${relaxed ? "-relaxed" : ""}.wasm`;
   let factory;
   if (inNode) {
@@ -60,7 +66,19 @@ async function init({ variant, relaxed, baseUrl, threads, interrupt }) {
     options.mainScriptUrlOrBlob = `${baseUrl}edgellm-${variant}.js`;
   }
   mod = await factory(options);
-  return { kernelSet: mod.UTF8ToString(mod._edgellm_wasm_kernel_set()) };
+  return { kernelSet: mod.UTF8ToString(mod._edgellm_wasm_kernel_set()), relaxed };
+}
+
+async function relaxedFilePresent(url) {
+  if (inNode) {
+    const { fileURLToPath } = nodeRequire("url");
+    return nodeRequire("fs").existsSync(fileURLToPath(url));
+  }
+  try {
+    return (await fetch(url, { method: "HEAD" })).ok;
+  } catch {
+    return false;
+  }
 }
 
 // Copies the model into one malloc'd block of wasm memory, chunk by chunk as it arrives.

@@ -354,7 +354,7 @@ export async function createEngine(options = {}) {
   try {
     const init = await engine.call("init", { variant, relaxed, baseUrl, threads, interrupt: interruptBuffer });
     engine.runtime.kernelSet = init.kernelSet;
-    engine.runtime.relaxedSimd = relaxed;
+    engine.runtime.relaxedSimd = init.relaxed;
     const transfer = source.kind === "buffer" ? [source.buffer] : [];
     const id = engine.nextId++;
     engine.info = await new Promise((resolve, reject) => {

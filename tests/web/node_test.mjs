@@ -175,6 +175,27 @@ await check("relaxedSimd: the relaxed build only where the engine runs it, never
   await rejects(() => plain.logits(ids, "wasm-relaxed"), /kernel set 'wasm-relaxed' is not available/);
   await plain.unload();
   await rejects(() => createEngine({ model, relaxedSimd: "yes" }), /'relaxedSimd' must be true or false/);
+  if (relaxed) {
+    // A folder served without the relaxed files (an app that copied only the plain .wasm): the
+    // engine that could run them falls back to the plain build, says why, and gives the same text.
+    const dist = path.join(tmp, "dist-without-relaxed");
+    fs.rmSync(dist, { recursive: true, force: true });
+    fs.cpSync(path.join(env.SOURCE_DIR, "web/dist"), dist, { recursive: true });
+    for (const f of fs.readdirSync(dist)) if (f.endsWith("-relaxed.wasm")) fs.rmSync(path.join(dist, f));
+    const other = await import(path.join(dist, "edgellm.mjs"));
+    const logs = [];
+    const fallback = await other.createEngine({ model, variant: "st", threads: 1, onLog: (l) => logs.push(l) });
+    assert.equal(fallback.runtimeInfo().relaxedSimd, false);
+    assert.equal(fallback.runtimeInfo().kernelSet, "wasm-simd");
+    assert.ok(logs.some((l) => l.includes("edgellm-st-relaxed.wasm is not next to edgellm.mjs")), logs.join("; "));
+    const full = await createEngine({ model, variant: "st", threads: 1 });
+    const prompt = "I dreamed of";
+    const a = await fallback.completions.create({ prompt, temperature: 0, max_tokens: 16 });
+    const b = await full.completions.create({ prompt, temperature: 0, max_tokens: 16 });
+    assert.equal(a.choices[0].text, b.choices[0].text);
+    await fallback.unload();
+    await full.unload();
+  }
 });
 
 await check("the threaded build runs with one thread (it used to never finish loading)", async () => {
