@@ -355,23 +355,16 @@ ALWAYS_INLINE void q3_K_dot(bool vnni, int64_t n, float *out, const void *row, c
 {
     const block_q3_K *w = row;
     const block_q8_K *a = x;
-    int64_t nb = n / QK_K;
-    if (nb % 8) { /* in pairs (kq_dot_row in kernels_kquants_avx2.c says why) */
-        __m128 pair_sum = _mm_setzero_ps();
-        for (int64_t i = 0; i < nb; i += 2) {
-            int64_t last = i + 1 < nb ? i + 1 : i;
-            ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
-            __m256i s0 = _mm256_srai_epi32(q3_K_block(vnni, &w[i], &a[i]), 2);
-            __m256i s1 = last > i ? _mm256_srai_epi32(q3_K_block(vnni, &w[last], &a[last]), 2) : s0;
-            pair_sum = kquant_add_blocks(pair_sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d,
-                                         a[last].d, last > i);
-        }
-        *out = _mm_cvtss_f32(pair_sum);
-        return;
-    }
+    int64_t nb = n / QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < nb; i += 8)
+    /* A row that ends in a partial group (5632 columns: 22 blocks, the FFN down rows) takes it as
+     * a group too: the pair loop's float tail per pair cost 5 % more per byte, and this group is a
+     * rolled loop, which the slowdown from memory of written-out groups followed by a tail (the
+     * exact-integer kernels' subsection) does not reach. */
+    for (; i + 8 <= nb; i += 8)
         sum = q3_K_group(vnni, sum, w + i, a + i, 8);
+    if (i < nb)
+        sum = q3_K_group(vnni, sum, w + i, a + i, (int)(nb - i));
     *out = sum;
 }
 
