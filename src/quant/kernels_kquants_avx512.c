@@ -26,12 +26,12 @@
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "quant/blocks.h"
 #include "quant/kquants.h"
+#include "quant/lanes_avx2.h"
 #include "quant/lanes_avx512.h"
 #include "quant/prefetch.h"
 #include "quant/quant.h"
@@ -689,33 +689,13 @@ KERNEL_STEP __m512i q3_K_field_sum(const block_q3_K *w, __m512i scale_words, int
     return scaled_sum(q, pairs[0], pairs[1], y);
 }
 
-/* The scale codes minus 32 of two Q3_K blocks as int16, block w0's in words 0-15 and w1's in
- * 16-31 (q3_K_scales' arithmetic on both blocks in one 256-bit pass instead of two, its low bytes
- * without a trip through general registers). Each 16 bytes are loaded from 4 before the scales, so
- * that the load ends with them inside the block. */
-static inline __m512i q3_K_pair_scale_words(const block_q3_K *w0, const block_q3_K *w1)
-{
-    const size_t at = offsetof(block_q3_K, scales) - 4;
-    __m256i raw = _mm256_loadu2_m128i((const __m128i *)((const uint8_t *)w1 + at),
-                                      (const __m128i *)((const uint8_t *)w0 + at));
-    __m256i lo = _mm256_srli_si256(raw, 4); /* bytes 0-7: scales 0-7 */
-    __m256i low4 = _mm256_and_si256(_mm256_unpacklo_epi64(lo, _mm256_srli_epi16(lo, 4)),
-                                    _mm256_set1_epi8(15));
-    __m256i high2 = _mm256_and_si256(
-        _mm256_srlv_epi32(_mm256_shuffle_epi32(raw, _MM_SHUFFLE(3, 3, 3, 3)),
-                          _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)),
-        _mm256_set1_epi8(3));
-    return _mm512_cvtepi8_epi16(
-        _mm256_sub_epi8(_mm256_or_si256(low4, _mm256_slli_epi16(high2, 4)), _mm256_set1_epi8(32)));
-}
-
 KERNEL_STEP float q3_K_pairs_pair_step(const block_q3_K *w, const block_q8_K_pair *a, int64_t i,
                                        int64_t j, float sum)
 {
     const block_q8_K_pair *p = &a[i / 2];
     ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
     /* sc - 32 of block i in words 0-15, of block j in 16-31 */
-    __m512i words = q3_K_pair_scale_words(&w[i], &w[j]);
+    __m512i words = _mm512_cvtepi8_epi16(q3_K_pair_scale_codes(&w[i], &w[j]));
     /* Fields 1 and 3 land in dwords 2-3 of every 128-bit lane (fold_pair keeps them there), 4
      * times their value: one shift a pair divides them exactly. */
     __m512i sums = _mm512_srav_epi32(
