@@ -31,6 +31,7 @@
 
 #include "quant/blocks.h"
 #include "quant/kquants.h"
+#include "quant/lanes_avx2.h"
 #include "quant/lanes_avx512.h"
 #include "quant/prefetch.h"
 #include "quant/quant.h"
@@ -661,22 +662,28 @@ Q8_K_ROW_KERNEL(q3_K, 1)
 
 /* Q3_K against activation pairs in the field order (block_q8_K_pair), two super-blocks a step
  * reduced and scaled together (Q6_K's tail), where the plain kernel takes one: field f of the
- * 64 quant bytes is a shift and a mask, and its third bit, bit f (low 256 bits) or 4 + f (high
- * 256 bits) of the broadcast hmask, comes to bit 2 by one 64-bit rotation and is merged by a
- * ternary logic op (the masked byte adds cost a vptestmb each, and GCC copied their operands).
- * The same exact integers and float operations as the plain kernel, so the same bits. */
+ * 64 quant bytes is a mask of the bytes (fields 0, 1) or of the bytes shifted by 4 (fields 2, 3),
+ * fields 1 and 3 in place at bits 2-3 as in q2_K_field_sum (one shift for four fields instead of
+ * three; their packed sums of four products, at most 4 * 28 * 128, stay within int16). The third
+ * bit, bit f (low 256 bits) or 4 + f (high 256 bits) of the broadcast hmask, comes to bit 2
+ * (fields 0, 2) or 4 (fields 1, 3) by one 64-bit rotation and is merged by a ternary logic op
+ * (the masked byte adds cost a vptestmb each, and GCC copied their operands). The same exact
+ * integers and float operations as the plain kernel, so the same bits. */
 KERNEL_STEP __m512i q3_K_field_sum(const block_q3_K *w, __m512i scale_words, int first,
                                    const int8_t *y)
 {
-    const __m512i three = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
-    __m512i v = _mm512_loadu_si512(w->qs), hm = broadcast32(w->hmask), q[4], pairs[2];
-    __m512i low[4] = {v, _mm512_srli_epi16(v, 2), _mm512_srli_epi16(v, 4), _mm512_srli_epi16(v, 6)};
+    const __m512i three = _mm512_set1_epi8(3), twelve = _mm512_set1_epi8(12);
+    __m512i v = _mm512_loadu_si512(w->qs), v4 = _mm512_srli_epi16(v, 4);
+    __m512i hm = broadcast32(w->hmask), q[4], pairs[2];
+    __m512i low[4] = {_mm512_and_si512(v, three), _mm512_and_si512(v, twelve),
+                      _mm512_and_si512(v4, three), _mm512_and_si512(v4, twelve)};
     for (int f = 0; f < 4; f++) {
-        __m512i turn = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi64((f - 2) & 63),
-                                               _mm512_set1_epi64(f + 2));
-        /* 0xF8: (low & 3) | (rotated & 4) with low already masked */
-        q[f] = _mm512_ternarylogic_epi32(_mm512_and_si512(low[f], three),
-                                         _mm512_rorv_epi64(hm, turn), four, 0xF8);
+        int to = f % 2 ? 4 : 2;
+        long long lo = (f - to) & 63, hi = 4 + f - to;
+        __m512i turn = _mm512_setr_epi64(lo, lo, lo, lo, hi, hi, hi, hi);
+        /* 0xF8: low | (rotated & bit) */
+        q[f] = _mm512_ternarylogic_epi32(low[f], _mm512_rorv_epi64(hm, turn),
+                                         _mm512_set1_epi8((char)(1 << to)), 0xF8);
     }
     field_scale_pairs(scale_words, first, pairs);
     return scaled_sum(q, pairs[0], pairs[1], y);
@@ -688,10 +695,13 @@ KERNEL_STEP float q3_K_pairs_pair_step(const block_q3_K *w, const block_q8_K_pai
     const block_q8_K_pair *p = &a[i / 2];
     ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
     /* sc - 32 of block i in words 0-15, of block j in 16-31 */
-    __m512i words = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
-        _mm256_castsi128_si256(q3_K_scales(w[i].scales)), q3_K_scales(w[j].scales), 1));
-    __m512i sums = fold_pair(q3_K_field_sum(&w[i], words, 0, p->qs[0]),
-                             q3_K_field_sum(&w[j], words, 16, p->qs[1]));
+    __m512i words = _mm512_cvtepi8_epi16(q3_K_pair_scale_codes(&w[i], &w[j]));
+    /* Fields 1 and 3 land in dwords 2-3 of every 128-bit lane (fold_pair keeps them there), 4
+     * times their value: one shift a pair divides them exactly. */
+    __m512i sums = _mm512_srav_epi32(
+        fold_pair(q3_K_field_sum(&w[i], words, 0, p->qs[0]),
+                  q3_K_field_sum(&w[j], words, 16, p->qs[1])),
+        _mm512_setr_epi32(0, 0, 2, 2, 0, 0, 2, 2, 0, 0, 2, 2, 0, 0, 2, 2));
     /* minus 4 × scale × (activation sum) per sub-block for the stored + 4 */
     __m512i offset = _mm512_madd_epi16(words, _mm512_loadu_si512(p->bsums));
     sums = _mm512_sub_epi32(sums, _mm512_slli_epi32(offset, 2));

@@ -224,20 +224,12 @@ static inline __m256i bit_to(__m256i v, int b, int to)
     return _mm256_and_si256(moved, _mm256_set1_epi8((char)(1 << to)));
 }
 
-/* The 16 six-bit scale codes of a Q3_K super-block minus 32 as int16, sub-block s in word s: low
- * nibbles from bytes 0..7 (sub-blocks 0..7 low nibble, 8..15 high nibble), top two bits of
- * sub-block s from byte 8 + s % 4 at bit 2 * (s / 4), i.e. dword s / 4 of the top bytes shifted
- * right by 2 * (s / 4). */
-ALWAYS_INLINE __m256i q3_K_scale_words(const block_q3_K *w)
+/* q3_K_pair_scale_codes as int16: block w0's in s16[0], w1's in s16[1], sub-block s in word s. */
+ALWAYS_INLINE void q3_K_pair_scale_words(const block_q3_K *w0, const block_q3_K *w1, __m256i s16[2])
 {
-    __m128i lo = _mm_loadl_epi64((const __m128i *)w->scales);
-    __m128i low4 = _mm_and_si128(_mm_unpacklo_epi64(lo, _mm_srli_epi16(lo, 4)), _mm_set1_epi8(15));
-    int32_t top;
-    memcpy(&top, w->scales + 8, 4);
-    __m128i high2 = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(top), _mm_setr_epi32(0, 2, 4, 6)),
-                                  _mm_set1_epi8(3));
-    __m128i codes = _mm_or_si128(low4, _mm_slli_epi16(high2, 4));
-    return _mm256_cvtepi8_epi16(_mm_sub_epi8(codes, _mm_set1_epi8(32)));
+    __m256i codes = q3_K_pair_scale_codes(w0, w1);
+    s16[0] = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(codes));
+    s16[1] = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(codes, 1));
 }
 
 /* The stored codes q + 4 (0..7: two low bits, and 4 for the third bit) of half h's four fields
@@ -260,9 +252,8 @@ ALWAYS_INLINE void q3_K_codes(const block_q3_K *w, __m256i hm, int h, __m256i co
  * once per super-block as -4 * sum over sub-blocks of scale times the activations' 16-value sum.
  * The sums of eight products of a field stay within int16 (8 * 28 * 128 for fields 1 and 3).
  * Every lane is a multiple of 4, and a quarter of it is the scalar kernel's integer. */
-static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
+static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256i s16)
 {
-    __m256i s16 = q3_K_scale_words(w);
     /* Sub-blocks 8h, 8h + 2, .. 8h + 6 twice each in the low lane, 8h + 1, .. 8h + 7 in the high
      * one: the order two rounds of pair sums leave four steps in. */
     const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 2, 3,
@@ -290,10 +281,9 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a)
 /* The same with AVX-VNNI (as q2_K_sums_vnni): each field's exact int32 sums of four products by
  * vpdpbusd, two fields packed to int16 (at most 4 * 28 * 128) and scaled by one vpdpwssd. Dwords
  * 2-3 of each lane hold fields 1 and 3, 4 times their value. */
-__attribute__((target("avxvnni"))) static inline __m256i q3_K_isum_vnni(const block_q3_K *w,
-                                                                        const block_q8_K *a)
+__attribute__((target("avxvnni"))) static inline __m256i
+q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16)
 {
-    __m256i s16 = q3_K_scale_words(w);
     const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
                                _mm256_permute2x128_si256(s16, s16, 0x11)};
     __m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
@@ -325,26 +315,29 @@ __attribute__((target("avxvnni"))) static inline __m256i q3_K_isum_vnni(const bl
                             _mm256_slli_epi32(offset, 4));
 }
 
-ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a)
+ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a, __m256i s16)
 {
-    return vnni ? q3_K_isum_vnni(w, a) : q3_K_isum(w, a);
+    return vnni ? q3_K_isum_vnni(w, a, s16) : q3_K_isum(w, a, s16);
 }
 
-/* sum plus the terms of count (at most 8) Q3_K super-blocks against one activation row. */
+/* sum plus the terms of count (at most 8) Q3_K super-blocks against one activation row, a pair
+ * of blocks a step (their scales unpacked together); a block at or past count is 0 and its
+ * scales are not read. */
 ALWAYS_INLINE float q3_K_group(bool vnni, float sum, const block_q3_K *w, const block_q8_K *a,
                                int count)
 {
-    __m256i pairs[4], even = _mm256_setzero_si256();
-    for (int b = 0; b < 8; b++) {
-        __m256i isum = _mm256_setzero_si256();
-        if (b < count) {
-            ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-            isum = q3_K_block(vnni, &w[b], &a[b]);
+    __m256i pairs[4];
+    for (int p = 0; p < 4; p++) {
+        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, s16[2];
+        if (2 * p < count) {
+            bool both = 2 * p + 1 < count;
+            q3_K_pair_scale_words(&w[2 * p], &w[both ? 2 * p + 1 : 2 * p], s16);
+            ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
+            isum[0] = q3_K_block(vnni, &w[2 * p], &a[2 * p], s16[0]);
+            if (both)
+                isum[1] = q3_K_block(vnni, &w[2 * p + 1], &a[2 * p + 1], s16[1]);
         }
-        if (b % 2 == 0)
-            even = isum;
-        else
-            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
+        pairs[p] = _mm256_hadd_epi32(isum[0], isum[1]);
     }
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
     return add_lanes_in_order(sum, kquant_terms(_mm256_srai_epi32(lane_totals_of_pairs(pairs), 2),
@@ -355,23 +348,16 @@ ALWAYS_INLINE void q3_K_dot(bool vnni, int64_t n, float *out, const void *row, c
 {
     const block_q3_K *w = row;
     const block_q8_K *a = x;
-    int64_t nb = n / QK_K;
-    if (nb % 8) { /* in pairs (kq_dot_row in kernels_kquants_avx2.c says why) */
-        __m128 pair_sum = _mm_setzero_ps();
-        for (int64_t i = 0; i < nb; i += 2) {
-            int64_t last = i + 1 < nb ? i + 1 : i;
-            ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
-            __m256i s0 = _mm256_srai_epi32(q3_K_block(vnni, &w[i], &a[i]), 2);
-            __m256i s1 = last > i ? _mm256_srai_epi32(q3_K_block(vnni, &w[last], &a[last]), 2) : s0;
-            pair_sum = kquant_add_blocks(pair_sum, s0, s1, kquant_halves(w[i].d, w[last].d), a[i].d,
-                                         a[last].d, last > i);
-        }
-        *out = _mm_cvtss_f32(pair_sum);
-        return;
-    }
+    int64_t nb = n / QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < nb; i += 8)
+    /* A row that ends in a partial group (5632 columns: 22 blocks, the FFN down rows) takes it as
+     * a group too: the pair loop's float tail per pair cost 5 % more per byte, and this group is a
+     * rolled loop, which the slowdown from memory of written-out groups followed by a tail (the
+     * exact-integer kernels' subsection) does not reach. */
+    for (; i + 8 <= nb; i += 8)
         sum = q3_K_group(vnni, sum, w + i, a + i, 8);
+    if (i < nb)
+        sum = q3_K_group(vnni, sum, w + i, a + i, (int)(nb - i));
     *out = sum;
 }
 

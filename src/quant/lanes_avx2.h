@@ -6,6 +6,7 @@
 
 #include <immintrin.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -235,6 +236,29 @@ static inline __m256 kquant_terms_min(__m256i isum, __m256i msum, __m256i d_dmin
     __m256 t_hi = _mm256_mul_ps(_mm256_mul_ps(_mm256_unpackhi_ps(ad, ad), dd_hi),
                                 _mm256_cvtepi32_ps(_mm256_unpackhi_epi32(isum, msum)));
     return _mm256_hsub_ps(t_lo, t_hi);
+}
+
+/* The 16 six-bit scale codes minus 32 of Q3_K super-blocks w0 and w1 as int8, sub-block s in byte
+ * s of the low (w0) and the high (w1) 128-bit lane: low nibbles from bytes 0..7 (sub-blocks 0..7
+ * low nibble, 8..15 high nibble), top two bits of sub-block s from byte 8 + s % 4 at bit
+ * 2 * (s / 4), i.e. dword s / 4 of the top bytes shifted right by 2 * (s / 4). Both blocks in one
+ * pass (a block's own pass costs as much, and a 64-bit field of it went through general
+ * registers); each 16-byte load starts 4 bytes before the scales so that it ends inside the
+ * block. Shared by the AVX2 and AVX-512 Q3_K rows. */
+static inline __m256i q3_K_pair_scale_codes(const block_q3_K *w0, const block_q3_K *w1)
+{
+    const size_t at = offsetof(block_q3_K, scales) - 4;
+    __m256i raw = _mm256_loadu2_m128i((const __m128i *)((const uint8_t *)w1 + at),
+                                      (const __m128i *)((const uint8_t *)w0 + at));
+    __m256i lo = _mm256_srli_si256(raw, 4); /* bytes 0-7: scales 0-7 */
+    __m256i low4 = _mm256_and_si256(_mm256_unpacklo_epi64(lo, _mm256_srli_epi16(lo, 4)),
+                                    _mm256_set1_epi8(15));
+    __m256i high2 = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_shuffle_epi32(raw, _MM_SHUFFLE(3, 3, 3, 3)),
+                          _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)),
+        _mm256_set1_epi8(3));
+    return _mm256_sub_epi8(_mm256_or_si256(low4, _mm256_slli_epi16(high2, 4)),
+                           _mm256_set1_epi8(32));
 }
 
 #endif
