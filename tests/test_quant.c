@@ -979,6 +979,22 @@ static void test_multi_row_kernels(void)
     }
 }
 
+/* Quantizes rows x in of w into buf and describes them as the 2-D weight ellm_matmul takes. */
+static ellm_tensor quantized_matrix(ellm_type type, const float *w, int64_t in, int64_t rows,
+                                    uint8_t *buf)
+{
+    uint64_t rb = 0;
+    ellm_row_bytes(type, in, &rb);
+    for (int64_t r = 0; r < rows; r++)
+        ellm_quantize_row(type, w + r * in, buf + r * rb, in);
+    return (ellm_tensor){.type = type,
+                         .ne = {in, rows, 1, 1},
+                         .n_dims = 2,
+                         .row_bytes = rb,
+                         .n_bytes = rb * (uint64_t)rows,
+                         .data = buf};
+}
+
 static void test_matmul(void)
 {
     enum { IN = 256, OUT = 67, T = 5 };
@@ -991,16 +1007,8 @@ static void test_matmul(void)
     ellm_type types[] = {ELLM_TYPE_F32,  ELLM_TYPE_F16,  ELLM_TYPE_Q8_0,
                          ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_K, ELLM_TYPE_Q6_K};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
-        uint64_t row_bytes = 0;
-        ellm_row_bytes(types[t], IN, &row_bytes);
-        for (int r = 0; r < OUT; r++)
-            ellm_quantize_row(types[t], w + r * IN, wq + r * row_bytes, IN);
-        ellm_tensor tw = {.type = types[t],
-                          .ne = {IN, OUT, 1, 1},
-                          .n_dims = 2,
-                          .row_bytes = row_bytes,
-                          .n_bytes = row_bytes * OUT,
-                          .data = wq};
+        ellm_tensor tw = quantized_matrix(types[t], w, IN, OUT, wq);
+        uint64_t row_bytes = tw.row_bytes;
         /* Naive reference on dequantized weights. */
         static float wd[IN];
         for (int r = 0; r < OUT; r++) {
@@ -1065,19 +1073,10 @@ static void test_matmul_batch_independence(void)
     for (int set = 0; set < n_sets && set < 8; set++)
         for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
             CHECK(ellm_quant_use_kernel_set(sets[set]));
-            uint64_t rb = 0;
-            ellm_row_bytes(types[ty], IN, &rb);
-            for (int r = 0; r < OUT; r++)
-                ellm_quantize_row(types[ty], w + r * IN, wq + r * rb, IN);
-            ellm_tensor a = {.type = types[ty],
-                             .ne = {IN, OUT, 1, 1},
-                             .n_dims = 2,
-                             .row_bytes = rb,
-                             .n_bytes = rb * OUT,
-                             .data = wq};
+            ellm_tensor a = quantized_matrix(types[ty], w, IN, OUT, wq);
             ellm_tensor b = a;
             b.ne[1] = OUT2;
-            b.data = wq + rb; /* rows 1..5 of a */
+            b.data = wq + a.row_bytes; /* rows 1..5 of a */
             void *scratch = malloc(ellm_matmul_scratch_bytes(&a, T));
             ellm_threadpool *pool = NULL;
             CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
@@ -1118,18 +1117,8 @@ static void test_matmul_multi_mixed_types(void)
     uint8_t *data[2] = {wa, wb};
     const int64_t outs[2] = {OUT_A, OUT_B};
     ellm_tensor t[2];
-    for (int k = 0; k < 2; k++) {
-        uint64_t rb = 0;
-        ellm_row_bytes(types[k], IN, &rb);
-        for (int64_t r = 0; r < outs[k]; r++)
-            ellm_quantize_row(types[k], w + r * IN, data[k] + r * rb, IN);
-        t[k] = (ellm_tensor){.type = types[k],
-                             .ne = {IN, outs[k], 1, 1},
-                             .n_dims = 2,
-                             .row_bytes = rb,
-                             .n_bytes = rb * (uint64_t)outs[k],
-                             .data = data[k]};
-    }
+    for (int k = 0; k < 2; k++)
+        t[k] = quantized_matrix(types[k], w, IN, outs[k], data[k]);
     size_t sa = ellm_matmul_scratch_bytes(&t[0], T), sb = ellm_matmul_scratch_bytes(&t[1], T);
     void *scratch = malloc(sa > sb ? sa : sb);
     for (int threads = 1; threads <= 3; threads += 2) {
