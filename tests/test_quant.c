@@ -9,6 +9,7 @@
 #include "quant/kernels.h"
 #include "quant/quant.h"
 #include "test_util.h"
+#include "test_weight.h"
 
 static uint64_t rng = 0x12345678abcdefull;
 static float frand(void) { return test_rand_uniform(&rng); }
@@ -979,22 +980,6 @@ static void test_multi_row_kernels(void)
     }
 }
 
-/* Quantizes rows x in of w into buf and describes them as the 2-D weight ellm_matmul takes. */
-static ellm_tensor quantized_matrix(ellm_type type, const float *w, int64_t in, int64_t rows,
-                                    uint8_t *buf)
-{
-    uint64_t rb = 0;
-    ellm_row_bytes(type, in, &rb);
-    for (int64_t r = 0; r < rows; r++)
-        ellm_quantize_row(type, w + r * in, buf + r * rb, in);
-    return (ellm_tensor){.type = type,
-                         .ne = {in, rows, 1, 1},
-                         .n_dims = 2,
-                         .row_bytes = rb,
-                         .n_bytes = rb * (uint64_t)rows,
-                         .data = buf};
-}
-
 static void test_matmul(void)
 {
     enum { IN = 256, OUT = 67, T = 5 };
@@ -1007,7 +992,7 @@ static void test_matmul(void)
     ellm_type types[] = {ELLM_TYPE_F32,  ELLM_TYPE_F16,  ELLM_TYPE_Q8_0,
                          ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_K, ELLM_TYPE_Q6_K};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
-        ellm_tensor tw = quantized_matrix(types[t], w, IN, OUT, wq);
+        ellm_tensor tw = test_quantized_weight(types[t], IN, OUT, w, wq);
         uint64_t row_bytes = tw.row_bytes;
         /* Naive reference on dequantized weights. */
         static float wd[IN];
@@ -1073,7 +1058,7 @@ static void test_matmul_batch_independence(void)
     for (int set = 0; set < n_sets && set < 8; set++)
         for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
             CHECK(ellm_quant_use_kernel_set(sets[set]));
-            ellm_tensor a = quantized_matrix(types[ty], w, IN, OUT, wq);
+            ellm_tensor a = test_quantized_weight(types[ty], IN, OUT, w, wq);
             ellm_tensor b = a;
             b.ne[1] = OUT2;
             b.data = wq + a.row_bytes; /* rows 1..5 of a */
@@ -1118,7 +1103,7 @@ static void test_matmul_multi_mixed_types(void)
     const int64_t outs[2] = {OUT_A, OUT_B};
     ellm_tensor t[2];
     for (int k = 0; k < 2; k++)
-        t[k] = quantized_matrix(types[k], w, IN, outs[k], data[k]);
+        t[k] = test_quantized_weight(types[k], IN, outs[k], w, data[k]);
     size_t sa = ellm_matmul_scratch_bytes(&t[0], T), sb = ellm_matmul_scratch_bytes(&t[1], T);
     void *scratch = malloc(sa > sb ? sa : sb);
     for (int threads = 1; threads <= 3; threads += 2) {
