@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "api/api_internal.h"
 #include "core/finite.h"
@@ -153,11 +152,6 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
     *out = NULL;
     if (!path || !*path)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_load: no path given");
-    /* Opening a FIFO for reading waits for a writer, which may never come: refuse what is not
-     * a regular file before it is opened. */
-    struct stat info;
-    if (stat(path, &info) == 0 && !S_ISREG(info.st_mode))
-        return ellm_fail(EDGELLM_ERR_IO, "'%s' is not a regular file", path);
     edgellm_page_advice pages = params ? params->pages : EDGELLM_PAGES_HUGE;
     if (pages != EDGELLM_PAGES_HUGE && pages != EDGELLM_PAGES_SMALL)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
