@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-#define EDGELLM_API_VERSION 2
+#define EDGELLM_API_VERSION 3
 
 typedef enum edgellm_status {
     EDGELLM_OK = 0,
@@ -44,7 +44,7 @@ typedef enum edgellm_status {
     EDGELLM_ERR_BUFFER_TOO_SMALL =
         7,                     /* the caller's buffer is too small; the needed size is reported */
     EDGELLM_ERR_NOT_FOUND = 8, /* a key, tensor or name does not exist */
-    EDGELLM_ERR_CANCELLED = 9  /* a callback asked to stop */
+    EDGELLM_ERR_CANCELLED = 9  /* a callback or edgellm_context_cancel asked to stop */
 } edgellm_status;
 
 typedef int32_t edgellm_token;
@@ -289,6 +289,24 @@ EDGELLM_API
 const edgellm_token *edgellm_context_tokens(const edgellm_context *ctx, int32_t *n_tokens);
 EDGELLM_API
 const edgellm_model *edgellm_context_model(const edgellm_context *ctx);
+/*
+ * Asks the call running on ctx (edgellm_eval, edgellm_embed, edgellm_generate,
+ * edgellm_generate_tokens) to stop; callable from any thread while ctx exists, e.g. when the user
+ * leaves the screen during a long prompt. The call stops before the next layer of its forward
+ * pass (or before the next token) and returns EDGELLM_ERR_CANCELLED with the context usable:
+ *  - edgellm_eval keeps the n_batch chunks it finished in the cache (edgellm_context_n_past says
+ *    how far it got; an edgellm_generate with the same prompt reuses them) and no logits;
+ *  - edgellm_generate* has handed every accepted token to on_token; the cache holds the prompt
+ *    (or the chunks of it that were finished) and the output, except the last token when the
+ *    cancel came after it was emitted and before it was evaluated (as when on_token stops);
+ *    out_result says how many tokens were generated, stop_reason EDGELLM_STOP_CANCELLED;
+ *  - edgellm_embed leaves the cache empty.
+ * Returns 1 when a call was running (it will stop, unless it was already past its last check and
+ * returns its normal result), 0 when nothing ran: that cancel is dropped, and the next call runs
+ * normally. Batched passes (edgellm_eval_batch) are not cancelled this way.
+ */
+EDGELLM_API
+int edgellm_context_cancel(edgellm_context *ctx);
 /* Forget cached tokens after the first n_keep (0 clears the cache), e.g. to reuse a shared prefix. */
 EDGELLM_API
 edgellm_status edgellm_context_truncate(edgellm_context *ctx, int32_t n_keep);
@@ -475,14 +493,15 @@ int edgellm_grammar_state_must_end(const edgellm_grammar_state *state);
 
 typedef enum edgellm_stop_reason {
     EDGELLM_STOP_NONE = 0,
-    EDGELLM_STOP_EOS = 1,          /* the model produced end-of-sequence */
-    EDGELLM_STOP_MAX_TOKENS = 2,   /* the token budget was used up */
-    EDGELLM_STOP_STRING = 3,       /* a stop string was produced (it is not emitted) */
-    EDGELLM_STOP_CONTEXT_FULL = 4, /* the context window is full */
-    EDGELLM_STOP_CALLBACK = 5,     /* the callback asked to stop */
-    EDGELLM_STOP_GRAMMAR_DONE = 6, /* the grammar's output is complete and nothing may follow */
-    EDGELLM_STOP_GRAMMAR_STUCK = 7 /* no token of the vocabulary can continue the grammar's
+    EDGELLM_STOP_EOS = 1,           /* the model produced end-of-sequence */
+    EDGELLM_STOP_MAX_TOKENS = 2,    /* the token budget was used up */
+    EDGELLM_STOP_STRING = 3,        /* a stop string was produced (it is not emitted) */
+    EDGELLM_STOP_CONTEXT_FULL = 4,  /* the context window is full */
+    EDGELLM_STOP_CALLBACK = 5,      /* the callback asked to stop */
+    EDGELLM_STOP_GRAMMAR_DONE = 6,  /* the grammar's output is complete and nothing may follow */
+    EDGELLM_STOP_GRAMMAR_STUCK = 7, /* no token of the vocabulary can continue the grammar's
                                        output (e.g. it needs a character no token writes) */
+    EDGELLM_STOP_CANCELLED = 8      /* edgellm_context_cancel (API version 3) */
 } edgellm_stop_reason;
 
 /*

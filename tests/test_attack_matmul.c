@@ -14,6 +14,7 @@
 #include "quant/kernels.h"
 #include "quant/quant.h"
 #include "test_util.h"
+#include "test_weight.h"
 
 enum { MAX_ROWS = 40, MAX_IN = 512, MAX_T = 5, MAX_SETS = 8 };
 
@@ -43,21 +44,6 @@ static bool exact_vs_scalar(ellm_type type, const ellm_type_kernels *k)
     return true;
 }
 
-static ellm_tensor make_weight(ellm_type type, int64_t n_in, int64_t rows, const float *src,
-                               uint8_t *dst)
-{
-    uint64_t rb = 0;
-    CHECK(ellm_row_bytes(type, (uint64_t)n_in, &rb));
-    for (int64_t r = 0; r < rows; r++)
-        ellm_quantize_row(type, src + r * n_in, dst + r * rb, n_in);
-    return (ellm_tensor){.type = type,
-                         .ne = {n_in, rows, 1, 1},
-                         .n_dims = 2,
-                         .row_bytes = rb,
-                         .n_bytes = rb * (uint64_t)rows,
-                         .data = dst};
-}
-
 /* sum |w_i x_i| over a row: the scale of the float reassociation bound. */
 static double row_magnitude(const ellm_tensor *t, int64_t r, const float *xt)
 {
@@ -83,7 +69,7 @@ static void attack_one(const char *set, ellm_type type, int64_t n_in, int64_t ro
                        const float *scalar_y)
 {
     static float y[MAX_T * MAX_ROWS], ref[MAX_T * MAX_ROWS];
-    ellm_tensor t = make_weight(type, n_in, rows, w, wq);
+    ellm_tensor t = test_quantized_weight(type, n_in, rows, w, wq);
     const ellm_type_kernels *k = ellm_kernels_for(type);
     void *scratch = malloc(ellm_matmul_scratch_bytes(&t, MAX_T));
     CHECK(scratch != NULL || ellm_matmul_scratch_bytes(&t, MAX_T) == 0);
@@ -137,9 +123,9 @@ static void attack_pair(const char *set, ellm_type type, int64_t n_in, int64_t r
         rb_[MAX_T * MAX_ROWS];
     uint64_t rbytes = 0;
     ellm_row_bytes(type, (uint64_t)n_in, &rbytes);
-    ellm_tensor a = make_weight(type, n_in, rows_a, w, wq);
-    ellm_tensor b = make_weight(type, n_in, rows_b, w + MAX_ROWS * MAX_IN,
-                                wq + rbytes * (uint64_t)rows_a);
+    ellm_tensor a = test_quantized_weight(type, n_in, rows_a, w, wq);
+    ellm_tensor b = test_quantized_weight(type, n_in, rows_b, w + MAX_ROWS * MAX_IN,
+                                          wq + rbytes * (uint64_t)rows_a);
     void *scratch = malloc(ellm_matmul_scratch_bytes(&a, MAX_T));
     for (int p = 0; p < N_POOLS; p++)
         for (int64_t nt = 1; nt <= MAX_T; nt += nt == 2 ? 3 : 1) {
@@ -187,7 +173,7 @@ static void attack_ranges(ellm_threadpool *pool, int threads, const char *set, e
     int64_t n_rows[3] = {rows, kv, kv};
     ellm_tensor t[3];
     for (int i = 0; i < 3; i++)
-        t[i] = make_weight(type, n_in, n_rows[i], bw[i], bq[i]);
+        t[i] = test_quantized_weight(type, n_in, n_rows[i], bw[i], bq[i]);
     void *scratch = malloc(ellm_matmul_scratch_bytes(&t[0], MAX_T) + 1);
     const ellm_tensor *ws[3] = {&t[0], &t[1], &t[2]};
     float *ys[3] = {by[0], by[1], by[2]};
@@ -208,7 +194,7 @@ static void attack_ranges(ellm_threadpool *pool, int threads, const char *set, e
             range_checks++;
         }
         /* gate/up: the pair's span is one weight's rows. */
-        ellm_tensor up = make_weight(type, n_in, rows, bw[1], bq[1]);
+        ellm_tensor up = test_quantized_weight(type, n_in, rows, bw[1], bq[1]);
         ellm_matmul(NULL, &up, x, nt, bref[1], scratch);
         gated_combine(bref[0], bref[1], nt * rows);
         memset(by[0], 0xff, sizeof by[0]);
@@ -297,7 +283,7 @@ int main(void)
                 if (ii == 1 && rows % 8 != 0 && rows % 8 != 1 && rows % 8 != 7)
                     continue;
                 CHECK(ellm_quant_use_kernel_set("scalar"));
-                ellm_tensor t = make_weight(type, n_in, rows, w, wq);
+                ellm_tensor t = test_quantized_weight(type, n_in, rows, w, wq);
                 void *scratch = malloc(ellm_matmul_scratch_bytes(&t, 1) + 1);
                 for (int tok = 0; tok < MAX_T; tok++)
                     ellm_matmul(NULL, &t, x + tok * n_in, 1, scalar_y + tok * rows, scratch);

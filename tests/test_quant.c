@@ -9,6 +9,7 @@
 #include "quant/kernels.h"
 #include "quant/quant.h"
 #include "test_util.h"
+#include "test_weight.h"
 
 static uint64_t rng = 0x12345678abcdefull;
 static float frand(void) { return test_rand_uniform(&rng); }
@@ -1015,16 +1016,8 @@ static void test_matmul(void)
     ellm_type types[] = {ELLM_TYPE_F32,  ELLM_TYPE_F16,  ELLM_TYPE_Q8_0,
                          ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_K, ELLM_TYPE_Q6_K};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
-        uint64_t row_bytes = 0;
-        ellm_row_bytes(types[t], IN, &row_bytes);
-        for (int r = 0; r < OUT; r++)
-            ellm_quantize_row(types[t], w + r * IN, wq + r * row_bytes, IN);
-        ellm_tensor tw = {.type = types[t],
-                          .ne = {IN, OUT, 1, 1},
-                          .n_dims = 2,
-                          .row_bytes = row_bytes,
-                          .n_bytes = row_bytes * OUT,
-                          .data = wq};
+        ellm_tensor tw = test_quantized_weight(types[t], IN, OUT, w, wq);
+        uint64_t row_bytes = tw.row_bytes;
         /* Naive reference on dequantized weights. */
         static float wd[IN];
         for (int r = 0; r < OUT; r++) {
@@ -1089,19 +1082,10 @@ static void test_matmul_batch_independence(void)
     for (int set = 0; set < n_sets && set < 8; set++)
         for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
             CHECK(ellm_quant_use_kernel_set(sets[set]));
-            uint64_t rb = 0;
-            ellm_row_bytes(types[ty], IN, &rb);
-            for (int r = 0; r < OUT; r++)
-                ellm_quantize_row(types[ty], w + r * IN, wq + r * rb, IN);
-            ellm_tensor a = {.type = types[ty],
-                             .ne = {IN, OUT, 1, 1},
-                             .n_dims = 2,
-                             .row_bytes = rb,
-                             .n_bytes = rb * OUT,
-                             .data = wq};
+            ellm_tensor a = test_quantized_weight(types[ty], IN, OUT, w, wq);
             ellm_tensor b = a;
             b.ne[1] = OUT2;
-            b.data = wq + rb; /* rows 1..5 of a */
+            b.data = wq + a.row_bytes; /* rows 1..5 of a */
             void *scratch = malloc(ellm_matmul_scratch_bytes(&a, T));
             ellm_threadpool *pool = NULL;
             CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
@@ -1142,18 +1126,8 @@ static void test_matmul_multi_mixed_types(void)
     uint8_t *data[2] = {wa, wb};
     const int64_t outs[2] = {OUT_A, OUT_B};
     ellm_tensor t[2];
-    for (int k = 0; k < 2; k++) {
-        uint64_t rb = 0;
-        ellm_row_bytes(types[k], IN, &rb);
-        for (int64_t r = 0; r < outs[k]; r++)
-            ellm_quantize_row(types[k], w + r * IN, data[k] + r * rb, IN);
-        t[k] = (ellm_tensor){.type = types[k],
-                             .ne = {IN, outs[k], 1, 1},
-                             .n_dims = 2,
-                             .row_bytes = rb,
-                             .n_bytes = rb * (uint64_t)outs[k],
-                             .data = data[k]};
-    }
+    for (int k = 0; k < 2; k++)
+        t[k] = test_quantized_weight(types[k], IN, outs[k], w, data[k]);
     size_t sa = ellm_matmul_scratch_bytes(&t[0], T), sb = ellm_matmul_scratch_bytes(&t[1], T);
     void *scratch = malloc(sa > sb ? sa : sb);
     for (int threads = 1; threads <= 3; threads += 2) {

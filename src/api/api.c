@@ -1,9 +1,9 @@
 /* The public C API over the modules: models, contexts, tokenization and evaluation. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "api/api_internal.h"
 #include "core/finite.h"
@@ -45,7 +45,14 @@ struct edgellm_context {
     int32_t logits_first;  /* batch position of logits row 0 */
     bool batch_all_logits; /* edgellm_eval_batch keeps a row for every token it is given */
     ellm_profile *profile; /* while profiling is on */
+    /* CTX_RUNNING while a public call runs the model, plus ELLM_CANCEL_REQUESTED once
+     * edgellm_context_cancel asked it to stop; one word, so a cancel can only land on a running
+     * call and never outlives it. */
+    atomic_uint run_state;
+    int32_t call_depth; /* nesting of those calls; only the calling thread touches it */
 };
+
+#define CTX_RUNNING 1u
 
 struct edgellm_batch {
     edgellm_model *model;
@@ -145,11 +152,6 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
     *out = NULL;
     if (!path || !*path)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_model_load: no path given");
-    /* Opening a FIFO for reading waits for a writer, which may never come: refuse what is not
-     * a regular file before it is opened. */
-    struct stat info;
-    if (stat(path, &info) == 0 && !S_ISREG(info.st_mode))
-        return ellm_fail(EDGELLM_ERR_IO, "'%s' is not a regular file", path);
     edgellm_page_advice pages = params ? params->pages : EDGELLM_PAGES_HUGE;
     if (pages != EDGELLM_PAGES_HUGE && pages != EDGELLM_PAGES_SMALL)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
@@ -641,6 +643,7 @@ edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_pa
     if (!c)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a context");
     c->model = m;
+    atomic_init(&c->run_state, 0);
     c->params = cp;
     c->params.n_ctx = sp.n_ctx;
     c->params.n_batch = sp.n_batch;
@@ -659,9 +662,41 @@ edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_pa
         edgellm_context_free(c);
         return st;
     }
+    ellm_state_set_cancel(c->state, &c->run_state);
     *out = c;
     return EDGELLM_OK;
 }
+
+int edgellm_context_cancel(edgellm_context *c)
+{
+    if (!c)
+        return 0;
+    unsigned s = atomic_load(&c->run_state);
+    while (s & CTX_RUNNING)
+        if ((s & ELLM_CANCEL_REQUESTED) ||
+            atomic_compare_exchange_weak(&c->run_state, &s, s | ELLM_CANCEL_REQUESTED))
+            return 1;
+    return 0;
+}
+
+void ellm_context_begin_call(edgellm_context *c)
+{
+    if (c->call_depth++ == 0)
+        atomic_store(&c->run_state, CTX_RUNNING);
+}
+
+void ellm_context_end_call(edgellm_context *c)
+{
+    if (--c->call_depth == 0)
+        atomic_store(&c->run_state, 0);
+}
+
+bool ellm_context_cancel_requested(edgellm_context *c)
+{
+    return (atomic_load(&c->run_state) & ELLM_CANCEL_REQUESTED) != 0;
+}
+
+ellm_state *ellm_context_state(edgellm_context *c) { return c->state; }
 
 void edgellm_context_free(edgellm_context *c)
 {
@@ -712,8 +747,8 @@ static edgellm_status check_finite(const float *v, size_t n, const char *what)
     return EDGELLM_OK;
 }
 
-edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
-                            int all_logits)
+static edgellm_status eval_tokens(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
+                                  int all_logits)
 {
     if (!c || !tokens || n_tokens <= 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
@@ -748,6 +783,13 @@ edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int
         bool last = done + chunk == n_tokens;
         edgellm_status st = ellm_forward(c->model->model, c->state, c->pool, tokens + done, chunk,
                                          all_logits != 0, c->logits);
+        if (st == EDGELLM_ERR_CANCELLED)
+            /* The whole chunks before it are evaluated work a later call reuses (generate finds
+             * them as a cached prefix); the cancelled chunk changed nothing. */
+            return ellm_fail(EDGELLM_ERR_CANCELLED,
+                             "edgellm_eval was cancelled after %d of its %d tokens (those stay "
+                             "cached)",
+                             (int)done, (int)n_tokens);
         if (st != EDGELLM_OK) {
             /* Forget the partially evaluated batch so the cache matches c->tokens. */
             ellm_state_truncate(c->state, n_past);
@@ -767,6 +809,17 @@ edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int
         done += chunk;
     }
     return EDGELLM_OK;
+}
+
+edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
+                            int all_logits)
+{
+    if (!c)
+        return eval_tokens(c, tokens, n_tokens, all_logits);
+    ellm_context_begin_call(c);
+    edgellm_status st = eval_tokens(c, tokens, n_tokens, all_logits);
+    ellm_context_end_call(c);
+    return st;
 }
 
 edgellm_status edgellm_batch_create(edgellm_model *m, const edgellm_context_params *params,
@@ -929,8 +982,8 @@ edgellm_status edgellm_eval_batch(edgellm_batch *b, edgellm_context *const *ctxs
     return st;
 }
 
-edgellm_status edgellm_embed(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
-                             float *out, int32_t out_dim)
+static edgellm_status embed_tokens(edgellm_context *c, const edgellm_token *tokens,
+                                   int32_t n_tokens, float *out, int32_t out_dim)
 {
     if (!c || !tokens || n_tokens <= 0 || !out)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
@@ -992,6 +1045,17 @@ edgellm_status edgellm_embed(edgellm_context *c, const edgellm_token *tokens, in
     }
     free(rows);
     free(sum);
+    return st;
+}
+
+edgellm_status edgellm_embed(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
+                             float *out, int32_t out_dim)
+{
+    if (!c)
+        return embed_tokens(c, tokens, n_tokens, out, out_dim);
+    ellm_context_begin_call(c);
+    edgellm_status st = embed_tokens(c, tokens, n_tokens, out, out_dim);
+    ellm_context_end_call(c);
     return st;
 }
 

@@ -12,4 +12,14 @@ edgellm_status ellm_estimate_memory_for_shape(const ellm_hparams *hp, ellm_type 
                                               const edgellm_context_params *params,
                                               edgellm_memory_estimate *out);
 
+/* A public call that runs the model on ctx (edgellm_eval, edgellm_embed, edgellm_generate*)
+ * begins and ends: edgellm_context_cancel reaches only what runs in between. Calls nest (generate
+ * evaluates through edgellm_eval); the outermost one's end drops a cancel that nothing honoured. */
+void ellm_context_begin_call(edgellm_context *ctx);
+void ellm_context_end_call(edgellm_context *ctx);
+/* Whether edgellm_context_cancel has asked the running call on ctx to stop. */
+bool ellm_context_cancel_requested(edgellm_context *ctx);
+/* The model state of ctx, for tests that watch its passes (ellm_state_set_input_observer). */
+ellm_state *ellm_context_state(edgellm_context *ctx);
+
 #endif

@@ -11,6 +11,7 @@
  *  - checkpoints of norm_plus_one architectures (Gemma) store RMSNorm weights as w for a norm
  *    that multiplies by (1 + w); GGUF files store 1 + w, so runtimes apply a plain RMSNorm. */
 #define _DEFAULT_SOURCE /* madvise */
+#include <errno.h>
 #include <float.h>
 #include <jansson.h>
 #include <math.h>
@@ -24,6 +25,7 @@
 #include "convert/hf_tokenizer.h"
 #include "convert/safetensors.h"
 #include "core/finite.h"
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
 #include "model/arch.h"
@@ -162,8 +164,12 @@ static edgellm_status read_config(const char *dir, hf_config *c)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = ellm_fopen_regular(path);
+    if (!f)
+        return ellm_fail_wrap(EDGELLM_ERR_IO, "a Hugging Face model directory needs a config.json");
     json_error_t jerr;
-    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *cfg = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(f);
     if (!cfg)
         return ellm_fail(EDGELLM_ERR_FORMAT, "%s: %s", path, jerr.text);
     edgellm_status st = EDGELLM_OK;
@@ -675,10 +681,14 @@ static edgellm_status write_vocab(gguf_writer *w, const char *dir, const hf_conf
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    FILE *f = fopen(path, "rb");
+    FILE *f = ellm_fopen_regular(path);
     *written = f != NULL;
-    if (!f)
+    if (!f && errno != ENOENT)
+        return EDGELLM_ERR_IO;
+    if (!f) {
+        ellm_clear_error();
         return EDGELLM_OK;
+    }
     fclose(f);
     int32_t n = 0;
     edgellm_status st = ellm_hf_write_tokenizer(w, dir, &n);

@@ -3,6 +3,7 @@
  * model {type "BPE", vocab {text: id}, merges ["a b"] or [["a","b"]], unk_token}, added_tokens
  * [{id, content, special}], pre_tokenizer (Split with a Regex pattern, ByteLevel, Digits, or a
  * Sequence of them), normalizer. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "convert/hf_tokenizer.h"
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "model/arch.h"
 #include "tokenizer/tokenizer.h"
@@ -40,12 +42,13 @@ static edgellm_status load_json(const char *dir, const char *name, bool required
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     *out = NULL;
-    FILE *f = fopen(path, "rb");
+    FILE *f = ellm_fopen_regular(path);
     if (!f) {
-        if (!required)
+        if (!required && errno == ENOENT) {
+            ellm_clear_error();
             return EDGELLM_OK;
-        return ellm_fail(EDGELLM_ERR_IO,
-                         "cannot open '%s': a Hugging Face model directory needs a %s", path, name);
+        }
+        return ellm_fail_wrap(EDGELLM_ERR_IO, "a Hugging Face model directory needs a %s", name);
     }
     json_error_t err;
     size_t flags = strcmp(name, "tokenizer.json") == 0 ? 0 : JSON_DECODE_INT_AS_REAL;

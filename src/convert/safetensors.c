@@ -2,12 +2,15 @@
 #define _POSIX_C_SOURCE 200809L
 #include "convert/safetensors.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/checked_math.h"
+#include "core/mapped_file.h"
 #include "core/status.h"
 
 static const struct {
@@ -319,12 +322,15 @@ edgellm_status ellm_st_open_dir(const char *dir, ellm_st_set *out)
     if (!index)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
     snprintf(index, len, "%s/model.safetensors.index.json", dir);
-    FILE *f = fopen(index, "rb");
+    int fd = ellm_open_regular(index);
     edgellm_status st;
-    if (f) {
-        fclose(f);
+    if (fd >= 0) {
+        close(fd);
         st = open_index(dir, index, out);
+    } else if (errno != ENOENT) {
+        st = EDGELLM_ERR_IO;
     } else {
+        ellm_clear_error();
         st = add_file(out, dir, "model.safetensors");
         if (st != EDGELLM_OK && out->n_files == 0)
             st = ellm_fail_wrap(st,

@@ -19,22 +19,84 @@
 #define HAVE_LINUX_THP 1
 #endif
 
+const char *ellm_file_kind(unsigned mode)
+{
+    if (S_ISREG(mode))
+        return "a regular file";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "a special file";
+}
+
+int ellm_open_regular(const char *path)
+{
+    /* O_NONBLOCK: a FIFO opens at once instead of waiting for a writer, so fstat can refuse it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        ellm_fail(EDGELLM_ERR_IO, "cannot open '%s': %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    struct stat st;
+    int e = 0;
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+        ellm_fail(EDGELLM_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
+    } else if (!S_ISREG(st.st_mode)) {
+        e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        ellm_fail(EDGELLM_ERR_IO, "'%s' is %s, not a regular file", path,
+                  ellm_file_kind((unsigned)st.st_mode));
+    } else {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+            e = errno;
+            ellm_fail(EDGELLM_ERR_IO, "cannot read '%s': %s", path, strerror(e));
+        }
+    }
+    if (e != 0) {
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+FILE *ellm_fopen_regular(const char *path)
+{
+    int fd = ellm_open_regular(path);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        ellm_fail(EDGELLM_ERR_IO, "cannot read '%s': %s", path, strerror(e));
+        errno = e;
+    }
+    return f;
+}
+
 edgellm_status ellm_map_file(const char *path, edgellm_page_advice pages, ellm_mapped_file *out)
 {
     out->data = NULL;
     out->size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = ellm_open_regular(path);
     if (fd < 0)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        return EDGELLM_ERR_IO;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
         return ellm_fail(EDGELLM_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return ellm_fail(EDGELLM_ERR_IO, "'%s' is not a regular file", path);
     }
     if (st.st_size == 0) {
         close(fd);

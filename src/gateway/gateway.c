@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/mapped_file.h"
 #include "gateway/cascade.h"
 #include "gateway/classify.h"
 #include "gateway/gateway.h"
@@ -1601,8 +1602,14 @@ static bool load_policy(gateway *g, const char *path)
     if (!path)
         return ellm_pii_policy_default(&g->pii) == EDGELLM_OK ||
                (fprintf(stderr, "edgellm gateway: %s\n", edgellm_last_error()), false);
+    FILE *f = ellm_fopen_regular(path);
+    if (!f) {
+        fprintf(stderr, "edgellm gateway: --policy: %s\n", edgellm_last_error());
+        return false;
+    }
     json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
+    json_t *j = json_loadf(f, 0, &je);
+    fclose(f);
     if (!json_is_object(j)) {
         fprintf(stderr, "edgellm gateway: --policy %s: %s (line %d, column %d)\n", path,
                 j ? "must be a JSON object" : je.text, je.line, je.column);

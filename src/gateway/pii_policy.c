@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "core/utf8.h"
 #include "gateway/pii_policy_internal.h"
@@ -340,9 +341,9 @@ edgellm_status ellm_pii_policy_parse(const char *json, size_t len, const char *o
 edgellm_status ellm_pii_policy_load(const char *path, pii_policy **out)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
+    FILE *f = ellm_fopen_regular(path);
     if (!f)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot open the policy file '%s'", path);
+        return ellm_fail_wrap(EDGELLM_ERR_IO, "cannot open the policy file");
     char *buf = malloc(POLICY_FILE_MAX + 1);
     size_t n = buf ? fread(buf, 1, POLICY_FILE_MAX + 1, f) : 0;
     bool failed = ferror(f) != 0;

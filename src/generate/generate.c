@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_internal.h"
 #include "core/status.h"
 #include "edgellm.h"
 #include "generate/speculative.h"
@@ -195,9 +196,9 @@ static edgellm_status generate_plain(generation *g, double t_start, double *t_fi
     return st;
 }
 
-edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,
-                                       int32_t n_prompt, const edgellm_generate_params *params,
-                                       edgellm_generate_result *out)
+static edgellm_status generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,
+                                      int32_t n_prompt, const edgellm_generate_params *params,
+                                      edgellm_generate_result *out)
 {
     edgellm_generate_result local;
     edgellm_generate_result *res = out ? out : &local;
@@ -231,7 +232,7 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
         st = ellm_speculative_wanted(params) ? generate_speculative(&g, t0, &t_first)
                                              : generate_plain(&g, t0, &t_first);
     res->n_generated = g.step.n_generated;
-    res->stop_reason = g.step.stop;
+    res->stop_reason = st == EDGELLM_ERR_CANCELLED ? EDGELLM_STOP_CANCELLED : g.step.stop;
     res->grammar_seconds += g.step.grammar_seconds;
     /* Whatever is still held back is final now (unless a stop string or the callback ended it). */
     if (st == EDGELLM_OK && res->stop_reason != EDGELLM_STOP_STRING &&
@@ -249,8 +250,21 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
     return st;
 }
 
-edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
-                                const edgellm_generate_params *params, edgellm_generate_result *out)
+edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,
+                                       int32_t n_prompt, const edgellm_generate_params *params,
+                                       edgellm_generate_result *out)
+{
+    if (!ctx)
+        return generate_tokens(ctx, prompt, n_prompt, params, out);
+    ellm_context_begin_call(ctx);
+    edgellm_status st = generate_tokens(ctx, prompt, n_prompt, params, out);
+    ellm_context_end_call(ctx);
+    return st;
+}
+
+static edgellm_status generate_text(edgellm_context *ctx, const char *prompt,
+                                    const edgellm_generate_params *params,
+                                    edgellm_generate_result *out)
 {
     if (!ctx || !prompt || !params)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
@@ -280,5 +294,17 @@ edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
     if (st == EDGELLM_OK)
         st = edgellm_generate_tokens(ctx, tokens, n, params, out);
     free(tokens);
+    return st;
+}
+
+edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
+                                const edgellm_generate_params *params, edgellm_generate_result *out)
+{
+    if (!ctx)
+        return generate_text(ctx, prompt, params, out);
+    /* Begun here too, so a cancel while the prompt is tokenized is not dropped. */
+    ellm_context_begin_call(ctx);
+    edgellm_status st = generate_text(ctx, prompt, params, out);
+    ellm_context_end_call(ctx);
     return st;
 }

@@ -152,6 +152,14 @@ void ellm_state_set_input_observer(ellm_state *s, ellm_input_observer fn, void *
     s->observer_user = user;
 }
 
+void ellm_state_set_cancel(ellm_state *s, atomic_uint *word) { s->cancel = word; }
+
+static bool cancelled(const ellm_state *s)
+{
+    return s->cancel &&
+           (atomic_load_explicit(s->cancel, memory_order_relaxed) & ELLM_CANCEL_REQUESTED) != 0;
+}
+
 static void observe(const ellm_state *s, int32_t layer, ellm_matrix_input which, const float *x,
                     int32_t n_rows, int64_t n_cols)
 {
@@ -504,6 +512,10 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
         }
 
     for (int32_t il = 0; il < m->hp.n_layer; il++) {
+        /* n_past has not moved yet: the rows earlier layers stored are beyond it, unused. */
+        if (cancelled(s))
+            return ellm_fail(EDGELLM_ERR_CANCELLED, "the forward pass was cancelled at layer %d",
+                             (int)il);
         const ellm_layer *L = &w->layers[il];
         hp = &m->layer_hp[il]; /* pruned models' layers differ in head and FFN counts */
         n_ff = hp->n_ff;

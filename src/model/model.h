@@ -3,6 +3,7 @@
 #ifndef EDGELLM_MODEL_H
 #define EDGELLM_MODEL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -126,6 +127,12 @@ typedef void (*ellm_input_observer)(void *user, int32_t layer, ellm_matrix_input
 /* Attaches an observer to passes on this state; NULL detaches. Off by default; a detached
  * observer costs one pointer test per matrix input. */
 void ellm_state_set_input_observer(ellm_state *state, ellm_input_observer fn, void *user);
+/* A pass on this state stops before its next layer, failing with EDGELLM_ERR_CANCELLED (and
+ * changing nothing, like any failure), once another thread sets ELLM_CANCEL_REQUESTED in *word;
+ * NULL never stops. Layers are the finest point where the cost of the test is nothing against
+ * the work and a long prefill chunk still ends within a fraction of its time. */
+#define ELLM_CANCEL_REQUESTED 2u
+void ellm_state_set_cancel(ellm_state *state, atomic_uint *word);
 /* dst's cache becomes the first n positions of src's (same model and KV type): a shared prompt
  * is evaluated once and copied, instead of evaluated again for every sequence. */
 edgellm_status ellm_state_copy_prefix(const ellm_model *model, ellm_state *dst,

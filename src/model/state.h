@@ -19,7 +19,8 @@ struct ellm_state {
     ellm_profile *profile;        /* NULL unless a caller profiles passes on this state */
     ellm_input_observer observer; /* NULL unless a caller collects matrix input statistics */
     void *observer_user;
-    void *block; /* one allocation holding everything above */
+    atomic_uint *cancel; /* NULL unless a context may cancel passes on this state */
+    void *block;         /* one allocation holding everything above */
 };
 
 /* Per-thread attention scratch in floats for a state of these parameters. */

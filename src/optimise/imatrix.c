@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "model/model.h"
 #include "optimise/calib.h"
@@ -858,7 +859,7 @@ static edgellm_status add_embedding_importance(ellm_imatrix *im, const gguf_file
 static bool other_format(const char *path)
 {
     char magic[4] = {0};
-    FILE *fp = fopen(path, "rb");
+    FILE *fp = ellm_fopen_regular(path);
     bool other = fp && fread(magic, 1, 4, fp) == 4 && memcmp(magic, GGUF_MAGIC, 4) != 0;
     if (fp)
         fclose(fp);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/mapped_file.h"
 #include "server/chat_page.h"
 #include "server/http.h"
 
@@ -104,8 +105,8 @@ int ellm_srv_page_answer(srv_server *srv, struct MHD_Connection *conn, const cha
     int fd = -1;
     struct stat st;
     if ((size_t)snprintf(path, sizeof path, "%s/%s", srv->cfg->web_root, name) < sizeof path)
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fd = ellm_open_regular(path);
+    if (fd < 0 || fstat(fd, &st) != 0) {
         if (fd >= 0)
             close(fd);
         srv_front_request rq = {.endpoint = endpoint, .t_start = t_start};

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "server/guard.h"
+#include "core/mapped_file.h"
 
 bool ellm_srv_list_split(const char *list, char ***out, int *n)
 {
@@ -275,9 +276,9 @@ bool ellm_server_check_api_key(const char *key, size_t len, char *err, size_t er
 
 char *ellm_server_read_api_key_file(const char *path, char *err, size_t err_cap)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = ellm_fopen_regular(path);
     if (!f) {
-        snprintf(err, err_cap, "cannot read the API key file '%s': %s", path, strerror(errno));
+        snprintf(err, err_cap, "cannot read the API key file: %s", edgellm_last_error());
         return NULL;
     }
     /* Room for the longest key, "\r\n" and one byte more to notice a longer file. */

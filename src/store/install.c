@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/bulk_write.h"
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "store/store_internal.h"
 
@@ -28,9 +29,9 @@ static edgellm_status copy_write_failed(int err, const char *from, const char *o
 static edgellm_status copy_and_hash(const char *from, int out_fd, const char *out_path,
                                     bool progress)
 {
-    int in = open(from, O_RDONLY | O_CLOEXEC);
+    int in = ellm_open_regular(from);
     if (in < 0)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot open %s: %s", from, strerror(errno));
+        return EDGELLM_ERR_IO;
     struct stat sb;
     uint64_t total = fstat(in, &sb) == 0 ? (uint64_t)sb.st_size : 0;
     enum { CHUNK = 1 << 20 };
@@ -105,12 +106,13 @@ static edgellm_status read_signature(const char *from, const store_install_optio
         if (st != EDGELLM_OK)
             return ellm_fail_wrap(st, "signature");
     } else {
-        FILE *f = fopen(where, "rb");
+        FILE *f = ellm_fopen_regular(where);
         if (!f) {
-            if (errno == ENOENT && !opts->sig)
+            if (errno == ENOENT && !opts->sig) {
+                ellm_clear_error();
                 return EDGELLM_OK;
-            return ellm_fail(EDGELLM_ERR_IO, "cannot read signature %s: %s", where,
-                             strerror(errno));
+            }
+            return ellm_fail_wrap(EDGELLM_ERR_IO, "cannot read the signature");
         }
         text = malloc(65536);
         len = text ? fread(text, 1, 65535, f) : 0;
@@ -230,7 +232,10 @@ edgellm_status ellm_store_install(store *s, const char *name, const char *versio
         }
     } else {
         struct stat sb;
-        if (stat(from, &sb) != 0 || !S_ISREG(sb.st_mode))
+        if (stat(from, &sb) == 0 && !S_ISREG(sb.st_mode))
+            return ellm_fail(EDGELLM_ERR_IO, "'%s' is %s, not a model file", from,
+                             ellm_file_kind((unsigned)sb.st_mode));
+        if (stat(from, &sb) != 0)
             return ellm_fail(
                 EDGELLM_ERR_NOT_FOUND,
                 "%s: no such model file (give a local .gguf file or an http(s):// URL)", from);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "store/store_internal.h"
 
@@ -102,16 +103,12 @@ edgellm_status ellm_st_load_manifest(store *s, const char *name, store_model *ou
     if (lstat(path, &sb) != 0 && (errno == ENOENT || errno == ENOTDIR))
         return ellm_fail(EDGELLM_ERR_NOT_FOUND,
                          "model '%s' is not installed (see 'edgellm models list')", name);
-    FILE *f = fopen(path, "rb");
-    if (!f || fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        int err = f ? EISDIR : errno;
-        if (f)
-            fclose(f);
-        return ellm_fail(EDGELLM_ERR_IO,
-                         "cannot read the manifest %s: %s; restore it, or remove the model with "
-                         "'edgellm models remove %s'",
-                         path, f ? "not a regular file" : strerror(err), name);
-    }
+    FILE *f = ellm_fopen_regular(path);
+    if (!f)
+        return ellm_fail_wrap(EDGELLM_ERR_IO,
+                              "cannot read the manifest of '%s' (restore it, or remove the model "
+                              "with 'edgellm models remove %s')",
+                              name, name);
     json_error_t err;
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
     fclose(f);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "store/store_internal.h"
 
@@ -28,7 +29,7 @@ static edgellm_status statement(const char *name, const char *version, const cha
 
 static char *read_small(const char *path, size_t limit, size_t *len_out)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = ellm_fopen_regular(path);
     if (!f)
         return NULL;
     char *buf = malloc(limit + 1);
@@ -95,7 +96,7 @@ static edgellm_status load_secret(const char *secret_path,
     size_t len = 0;
     char *text = read_small(secret_path, 4096, &len);
     if (!text)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot read key %s: %s", secret_path, strerror(errno));
+        return ellm_fail_wrap(EDGELLM_ERR_IO, "cannot read the key");
     char seed_hex[2 * crypto_sign_SEEDBYTES + 1] = {0};
     unsigned char seed[crypto_sign_SEEDBYTES];
     bool ok = sscanf(text, "ed25519-secret %64s", seed_hex) == 1 &&
@@ -246,14 +247,15 @@ enum { TRUSTED_FILE_MAX = 1 << 20, TRUST_COMMENT_MAX = 1024 };
 static edgellm_status read_trusted_file(const char *path, char **text_out, size_t *len_out)
 {
     *text_out = NULL;
-    FILE *f = fopen(path, "rb");
+    FILE *f = ellm_fopen_regular(path);
     if (!f && errno == ENOENT) {
+        ellm_clear_error();
         *text_out = calloc(1, 1);
         *len_out = 0;
         return *text_out ? EDGELLM_OK : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
     }
     if (!f)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        return EDGELLM_ERR_IO;
     char *text = malloc(TRUSTED_FILE_MAX + 1);
     size_t len = text ? fread(text, 1, TRUSTED_FILE_MAX + 1, f) : 0;
     bool failed = text && ferror(f);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "store/store_internal.h"
 
@@ -175,6 +176,9 @@ edgellm_status ellm_store_resolve_model(const char *name_or_path, char *path_out
     struct stat sb;
     if (stat(name_or_path, &sb) == 0 && S_ISREG(sb.st_mode))
         return ellm_st_path(path_out, cap, "%s", name_or_path);
+    if (stat(name_or_path, &sb) == 0 && (strchr(name_or_path, '/') || !S_ISDIR(sb.st_mode)))
+        return ellm_fail(EDGELLM_ERR_IO, "'%s' is %s, not a model file", name_or_path,
+                         ellm_file_kind((unsigned)sb.st_mode));
     if (strchr(name_or_path, '/'))
         return ellm_fail(EDGELLM_ERR_NOT_FOUND, "%s: no such model file", name_or_path);
     char root[1024];

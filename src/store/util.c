@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "store/store_internal.h"
 
@@ -239,9 +240,9 @@ edgellm_status ellm_st_sha256_fd(int fd, const char *path_for_errors, char hex_o
 edgellm_status ellm_store_sha256_file(const char *path, char hex_out[STORE_HASH_HEX],
                                       uint64_t *size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = ellm_open_regular(path);
     if (fd < 0)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        return EDGELLM_ERR_IO;
     edgellm_status st = ellm_st_sha256_fd(fd, path, hex_out, size);
     close(fd);
     return st;

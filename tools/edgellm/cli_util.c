@@ -11,6 +11,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "core/mapped_file.h"
+#include "core/status.h"
 #include "core/utf8.h"
 #include "machine.h"
 #include "store/store.h"
@@ -164,9 +166,24 @@ edgellm_model *cli_load_model(const char *cmd, const char *model,
     return m;
 }
 
+/* stdin for "-" and /dev/stdin. Other descriptors the process already has open (/dev/fd/N, a
+ * shell's <(...)) are streams the user opened on purpose, their writer already there: opened as
+ * they are. Any other path must be a regular file (a FIFO nothing writes to would wait forever). */
+static FILE *open_input(const char *path)
+{
+    if (!strcmp(path, "-") || !strcmp(path, "/dev/stdin"))
+        return stdin;
+    if (strncmp(path, "/dev/fd/", 8) && strncmp(path, "/proc/self/fd/", 14))
+        return ellm_fopen_regular(path);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        ellm_fail(EDGELLM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    return f;
+}
+
 char *cli_read_file(const char *path, size_t *len)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    FILE *f = open_input(path);
     if (!f)
         return NULL;
     size_t cap = 1 << 16, n = 0, got;
@@ -189,6 +206,10 @@ char *cli_read_file(const char *path, size_t *len)
         fclose(f);
     if (!buf || failed) {
         free(buf);
+        if (failed)
+            ellm_fail(EDGELLM_ERR_IO, "cannot read '%s'", path);
+        else
+            ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to read '%s'", path);
         return NULL;
     }
     buf[n] = '\0';
@@ -290,7 +311,7 @@ void cli_print_json_string(FILE *out, const char *s, size_t n)
 /* Whitespace-separated ids; *n = -1 when something else is in the file. */
 static edgellm_token *read_token_ids(const char *path, int32_t *n)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = open_input(path);
     if (!f)
         return NULL;
     size_t cap = 256;
@@ -315,7 +336,8 @@ static edgellm_token *read_token_ids(const char *path, int32_t *n)
         ids = NULL;
         *n = -1;
     }
-    fclose(f);
+    if (f != stdin)
+        fclose(f);
     return ids;
 }
 
@@ -326,15 +348,15 @@ edgellm_token *cli_load_tokens(const char *cmd, edgellm_model *m, const char *te
     *n = 0;
     if (ids_path) {
         ids = read_token_ids(ids_path, n);
-        if (!ids)
-            cli_error(cmd,
-                      *n < 0 ? "'%s' must hold whitespace-separated token ids" : "cannot read '%s'",
-                      ids_path);
+        if (!ids && *n < 0)
+            cli_error(cmd, "'%s' must hold whitespace-separated token ids", ids_path);
+        else if (!ids)
+            cli_error(cmd, "cannot read the ids: %s", edgellm_last_error());
     } else {
         size_t len = 0;
         char *text = cli_read_file(text_path, &len);
         if (!text) {
-            cli_error(cmd, "cannot read '%s'", text_path);
+            cli_error(cmd, "cannot read the text: %s", edgellm_last_error());
         } else {
             int flags = edgellm_add_bos_default(m) ? EDGELLM_TOKENIZE_ADD_BOS : 0;
             edgellm_tokenize(m, text, len, flags, NULL, 0, n);

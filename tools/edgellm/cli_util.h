@@ -34,8 +34,9 @@ edgellm_model_params cli_model_params(void);
 edgellm_model *cli_load_model(const char *cmd, const char *model,
                               const edgellm_model_params *params);
 
-/* A whole file (or stdin for "-") in a malloc'd buffer with a NUL after its *len bytes; NULL
- * if it cannot be read. */
+/* A whole file (or stdin for "-" and /dev/stdin; /dev/fd/N as it is) in a malloc'd buffer with a NUL after its *len bytes; NULL
+ * with the reason in edgellm_last_error() (naming the path; a FIFO, directory or device is
+ * refused, never waited on) if it cannot be read. */
 char *cli_read_file(const char *path, size_t *len);
 /* The tokens of -f TEXT (tokenized with the model's tokenizer, BOS as the model wants) or of
  * --ids FILE (whitespace-separated ids), each checked against the vocabulary; exactly one path is

@@ -267,27 +267,6 @@ static int chat_loop(session *s, const char *system)
 
 /* ---- hidden test modes ------------------------------------------------------------------ */
 
-static char *read_stream(FILE *f)
-{
-    size_t cap = 4096, len = 0, n;
-    char *buf = malloc(cap);
-    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (len + 1 == cap) {
-            char *b = realloc(buf, cap * 2);
-            if (!b) {
-                free(buf);
-                return NULL;
-            }
-            buf = b;
-            cap *= 2;
-        }
-    }
-    if (buf)
-        buf[len] = '\0';
-    return buf;
-}
-
 /* stdin: {"messages": [...], "add_generation_prompt": bool, "bos_token": s, "eos_token": s,
  * "tools": [...]};
  * stdout: the rendered prompt, byte for byte. */
@@ -298,7 +277,8 @@ static int format_only(const char *cmd, const char *family_name)
         cli_error(cmd, "--format-only needs --template-family with a known family");
         return EXIT_USAGE;
     }
-    char *text = read_stream(stdin);
+    size_t len = 0;
+    char *text = cli_read_file("-", &len);
     if (!text) {
         cli_error(cmd, "cannot read the conversation from stdin");
         return 1;
@@ -331,15 +311,10 @@ static int format_only(const char *cmd, const char *family_name)
 
 static int detect_template(const char *cmd, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error(cmd, "cannot open template file '%s'", path);
-        return 1;
-    }
-    char *text = read_stream(f);
-    fclose(f);
+    size_t len = 0;
+    char *text = cli_read_file(path, &len);
     if (!text) {
-        cli_error(cmd, "cannot read template file '%s'", path);
+        cli_error(cmd, "cannot read the template file: %s", edgellm_last_error());
         return 1;
     }
     bool recognised = false;

@@ -137,7 +137,10 @@ int cmd_eval(int argc, char **argv)
     if (rc == 0 && base) {
         size_t len = 0;
         base_logits = (float *)cli_read_file(base, &len);
-        if (!base_logits || len != (size_t)n * (size_t)n_vocab * sizeof(float)) {
+        if (!base_logits) {
+            cli_error(cmd, "cannot read the base logits: %s", edgellm_last_error());
+            rc = 1;
+        } else if (len != (size_t)n * (size_t)n_vocab * sizeof(float)) {
             cli_error(cmd,
                       "'%s' holds %zu bytes but %d positions x %d vocabulary x 4 = %zu are "
                       "needed; was it saved for these tokens and this vocabulary?",

@@ -1,14 +1,17 @@
 /* `edgellm models ...`: the on-device model store. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli_util.h"
 #include "commands.h"
+#include "core/mapped_file.h"
 #include "edgellm.h"
 #include "store/store.h"
 
@@ -254,7 +257,13 @@ static int do_sign(int argc, char **argv)
 static int do_trust(store *s, const char *arg)
 {
     char key[200] = "";
-    FILE *f = fopen(arg, "r");
+    /* A path that exists is a key file (refused unless regular); anything else the key itself. */
+    struct stat sb;
+    FILE *f = stat(arg, &sb) == 0 ? ellm_fopen_regular(arg) : NULL;
+    if (!f && errno != ENOENT) {
+        cli_error(CMD, "trust: %s", edgellm_last_error());
+        return 1;
+    }
     if (f) {
         char kind[32];
         if (fscanf(f, "%31s %199s", kind, key) != 2 || strcmp(kind, "ed25519") != 0)

@@ -88,7 +88,7 @@ int cmd_redact(int argc, char **argv)
     size_t len = prompt ? strlen(prompt) : 0;
     char *data = NULL;
     if (file && !(data = cli_read_file(file, &len))) {
-        cli_error("redact", "cannot read '%s'", file);
+        cli_error("redact", "cannot read the text: %s", edgellm_last_error());
         ellm_pii_policy_free(policy);
         return 1;
     }

@@ -63,33 +63,6 @@ static int on_token(void *user, edgellm_token token, const char *text, size_t le
     return 0;
 }
 
-static char *read_text_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (len + 1 == cap) {
-            char *b = realloc(buf, cap * 2);
-            if (!b) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = b;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf)
-        buf[len] = '\0';
-    return buf;
-}
-
 int cmd_run(int argc, char **argv)
 {
     const char *cmd = "run";
@@ -174,10 +147,11 @@ int cmd_run(int argc, char **argv)
     char *grammar_text = NULL;
     if (grammar_file || schema_file) {
         const char *path = grammar_file ? grammar_file : schema_file;
-        char *text = read_text_file(path);
+        size_t len = 0;
+        char *text = cli_read_file(path, &len);
         if (!text) {
-            cli_error(cmd, "cannot read %s '%s'", grammar_file ? "grammar file" : "schema file",
-                      path);
+            cli_error(cmd, "cannot read %s: %s", grammar_file ? "grammar file" : "schema file",
+                      edgellm_last_error());
             return 1;
         }
         if (schema_file) {
@@ -201,9 +175,10 @@ int cmd_run(int argc, char **argv)
     }
     char *file_text = NULL;
     if (prompt_file) {
-        file_text = read_text_file(prompt_file);
+        size_t len = 0;
+        file_text = cli_read_file(prompt_file, &len);
         if (!file_text) {
-            cli_error(cmd, "cannot read prompt file '%s'", prompt_file);
+            cli_error(cmd, "cannot read prompt file: %s", edgellm_last_error());
             free(grammar_text);
             return 1;
         }

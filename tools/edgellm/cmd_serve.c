@@ -7,6 +7,7 @@
 #include "cli_draft.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "core/mapped_file.h"
 #include "machine.h"
 #include "serve_options.h"
 #include "server/server.h"
@@ -200,7 +201,7 @@ static bool holds_web_build(const char *dir)
     static const char *const needed[] = {"edgellm.mjs", "edgellm-worker.js", "edgellm-st.wasm"};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
         FILE *f = (size_t)snprintf(path, sizeof path, "%s/%s", dir, needed[i]) < sizeof path
-                      ? fopen(path, "rb")
+                      ? ellm_fopen_regular(path)
                       : NULL;
         if (!f)
             return false;

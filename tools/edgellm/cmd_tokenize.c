@@ -78,7 +78,7 @@ static int tokenize_lines(const edgellm_model *m, const char *path, int flags, d
     size_t len;
     char *data = cli_read_file(path, &len);
     if (!data) {
-        cli_error("tokenize", "cannot read '%s'", path);
+        cli_error("tokenize", "cannot read the lines: %s", edgellm_last_error());
         return 1;
     }
     edgellm_token *ids = NULL;
@@ -210,7 +210,7 @@ int cmd_tokenize(int argc, char **argv)
         if (file) {
             text = owned = cli_read_file(file, &len);
             if (!owned) {
-                cli_error(cmd, "cannot read '%s'", file);
+                cli_error(cmd, "cannot read the text: %s", edgellm_last_error());
                 rc = 1;
             }
         } else {

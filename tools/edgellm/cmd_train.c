@@ -241,7 +241,7 @@ static edgellm_token *tokenize_corpus(const edgellm_model *vocab, const char *pa
     size_t len = 0;
     char *text = cli_read_file(path, &len);
     if (!text) {
-        cli_error(CMD, "cannot read the corpus %s", path);
+        cli_error(CMD, "cannot read the corpus: %s", edgellm_last_error());
         return NULL;
     }
     int32_t cap = (int32_t)(len < 1000000000 ? len + 16 : 1000000000);
