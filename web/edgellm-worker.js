@@ -74,8 +74,12 @@ async function relaxedFilePresent(url) {
     const { fileURLToPath } = nodeRequire("url");
     return nodeRequire("fs").existsSync(fileURLToPath(url));
   }
+  // GET, not HEAD (some static servers, `edgellm serve --web` among them, refuse HEAD); only
+  // the status is needed, so the body is dropped at once.
   try {
-    return (await fetch(url, { method: "HEAD" })).ok;
+    const response = await fetch(url);
+    await response.body?.cancel();
+    return response.ok;
   } catch {
     return false;
   }
