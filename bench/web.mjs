@@ -132,7 +132,7 @@ window.bench = {
     const load = seconds(t0);
     await engine.completions.create({ prompt: "Hello", max_tokens: 4, temperature: 0 });
     const info = engine.runtimeInfo();
-    return { load, threads: info.threads, variant: info.variant };
+    return { load, threads: info.threads, variant: info.variant + " " + info.kernelSet };
   },
   async edgellm(prompt, n) {
     await window.benchMark("start");
