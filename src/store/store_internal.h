@@ -24,6 +24,10 @@ edgellm_status ellm_st_fsync_dir(const char *dir);
 edgellm_status ellm_st_write_atomic(const char *dir, const char *final_name, const void *data,
                                     size_t len);
 
+/* The same for a path the user gave (a public key): the file at path is either
+ * its old content or data, never a truncated mix (a full disk, a killed process). */
+edgellm_status ellm_st_replace_file(const char *path, const void *data, size_t len);
+
 bool ellm_st_is_url(const char *s);
 
 /* The store lock (see store.h): held around every change to manifests or trusted-keys and every
