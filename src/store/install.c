@@ -114,11 +114,16 @@ static edgellm_status read_signature(const char *from, const store_install_optio
             }
             return ellm_fail_wrap(EDGELLM_ERR_IO, "cannot read the signature");
         }
-        text = malloc(65536);
-        len = text ? fread(text, 1, 65535, f) : 0;
+        /* One byte past the limit tells a file that is too long from one that fits exactly. */
+        text = malloc(STORE_SIGNATURE_MAX + 1);
+        len = text ? fread(text, 1, STORE_SIGNATURE_MAX + 1, f) : 0;
         fclose(f);
         if (!text)
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
+        if (len > STORE_SIGNATURE_MAX) {
+            free(text);
+            return ellm_fail(EDGELLM_ERR_FORMAT, "%s is larger than 1 MiB: not a signature", where);
+        }
     }
     edgellm_status st = ellm_store_signature_parse(text, len, sig);
     free(text);

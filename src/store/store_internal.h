@@ -60,6 +60,8 @@ double ellm_st_now(void);
  * (told through opts->notice). The caller holds an exclusive flock on part_fd. */
 edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_path,
                                 const store_install_options *opts);
+/* The most bytes a signature file may hold (one is under 1 KiB), fetched or read from a file. */
+#define STORE_SIGNATURE_MAX (1u << 20)
 /* Fetches a small resource (a signature) into a malloc'd NUL-terminated buffer.
  * EDGELLM_ERR_NOT_FOUND for HTTP 404. */
 edgellm_status ellm_st_fetch_small(const char *url, char **text_out, size_t *len_out);
