@@ -133,16 +133,22 @@ static edgellm_status read_signature(const char *from, const store_install_optio
     return EDGELLM_OK;
 }
 
+/* One more than the largest version that is a plain number. A number of 19 digits or more is not
+ * counted: one more than it could wrap around to a negative "version" that no manifest reader
+ * accepts (and would not fit a long anyway). */
 static void next_version(const store_model *m, char *out, size_t cap)
 {
-    long best = 0;
+    long long best = 0;
     for (size_t i = 0; i < m->n_versions; i++) {
-        char *end = NULL;
-        long v = strtol(m->versions[i].version, &end, 10);
-        if (end && *end == '\0' && v > best)
-            best = v;
+        const char *v = m->versions[i].version;
+        size_t digits = strspn(v, "0123456789");
+        if (digits == 0 || digits > 18 || v[digits] != '\0')
+            continue;
+        long long n = strtoll(v, NULL, 10);
+        if (n > best)
+            best = n;
     }
-    snprintf(out, cap, "%ld", best + 1);
+    snprintf(out, cap, "%lld", best + 1);
 }
 
 /* A temporary under tmp/ that this process owns: flock()ed so gc leaves it alone. */

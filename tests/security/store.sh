@@ -213,5 +213,18 @@ pad_signature "$tmp/m.gguf.sig" "$tmp/huge.sig" 2000000
 expect_refused "a signature file over 1 MiB" "huge.sig is larger than 1 MiB: not a signature" \
   "$E" models install m:2 "$tmp/m.gguf" --sig "$tmp/huge.sig"
 
+# ---- the next version after one too large to count up from ---------------------------------------
+# (LONG_MAX + 1 wrapped to "-9223372036854775808", which the manifest reader refuses: the whole
+# model became unreadable)
+cp "$tmp/m.gguf" "$tmp/plain.gguf"  # no .sig beside it
+for big in 9223372036854775807 99999999999999999999; do
+  export EDGELLM_HOME="$tmp/home-version-$big"
+  "$E" models install "m:$big" "$tmp/good.gguf" --allow-unsigned >/dev/null 2>&1 || bad "install m:$big"
+  "$E" models install m "$tmp/plain.gguf" --allow-unsigned >"$tmp/out" 2>"$tmp/err"
+  rc=$?; check "after m:$big an install without a version succeeds ($(head -c 160 "$tmp/err"))" $rc
+  grep -q "^installed m:1 " "$tmp/out"; rc=$?; check "it is m:1 ($(head -c 80 "$tmp/out"))" $rc
+  "$E" models verify >/dev/null 2>"$tmp/err"; rc=$?; check "the store verifies ($(head -c 160 "$tmp/err"))" $rc
+done
+
 [[ $fail -eq 0 ]] && echo "security/store: all passed"
 exit $fail
