@@ -96,7 +96,7 @@ for kind in FIFO directory; do
   timeout -k 2 20 "$EDGELLM" convert --from hf "$tmp/hf" -o "$tmp/out.gguf" 2>"$tmp/err"
   rc=$?
   [[ $rc -ne 0 && $rc -lt 124 ]] && grep -q "'$tmp/hf/config.json' is a $kind" "$tmp/err"
-  check "convert --from hf, config.json a $kind: $(head -c 200 "$tmp/err")" $?
+  rc=$?; check "convert --from hf, config.json a $kind: $(head -c 200 "$tmp/err")" $rc
 done
 
 # The library's own entry point refuses the FIFO the same way.

@@ -124,15 +124,21 @@ static edgellm_context *new_context(edgellm_model *m)
     return ctx;
 }
 
-static edgellm_status generate(edgellm_context *ctx, const edgellm_token *prompt, collected *c,
-                               edgellm_generate_result *r)
+static edgellm_status generate_n(edgellm_context *ctx, const edgellm_token *prompt,
+                                 int32_t n_prompt, collected *c, edgellm_generate_result *r)
 {
     edgellm_generate_params gp = edgellm_generate_default_params();
     gp.max_tokens = N_GEN;
     gp.sampling.temperature = 0;
     gp.on_token = collect;
     gp.user_data = c;
-    return edgellm_generate_tokens(ctx, prompt, N_PROMPT, &gp, r);
+    return edgellm_generate_tokens(ctx, prompt, n_prompt, &gp, r);
+}
+
+static edgellm_status generate(edgellm_context *ctx, const edgellm_token *prompt, collected *c,
+                               edgellm_generate_result *r)
+{
+    return generate_n(ctx, prompt, N_PROMPT, c, r);
 }
 
 /* What the context generates now must be what a fresh context generated. */
@@ -243,6 +249,49 @@ static void test_cancel_embed(edgellm_model *m, canceller *cn, const edgellm_tok
     edgellm_context_free(ctx);
 }
 
+/* A prompt that shares only its first half with what the cache holds: the call keeps that prefix
+ * and evaluates the rest; cancelled in its third pass, the cache holds the shared prefix and the
+ * two chunks after it, and the context then generates for the new prompt exactly what a fresh
+ * context does. */
+static void test_cancel_prefix_reuse(edgellm_model *m, canceller *cn, const edgellm_token *prompt)
+{
+    enum { SHARED = N_PROMPT / 2 };
+    edgellm_token other[N_PROMPT];
+    memcpy(other, prompt, SHARED * sizeof *other);
+    /* The second half of the prompt, reversed: the same tokens, another text. */
+    for (int i = SHARED; i < N_PROMPT; i++)
+        other[i] = prompt[N_PROMPT - 1 - (i - SHARED)];
+    CHECK(other[SHARED] != prompt[SHARED]);
+    collected want = {0};
+    edgellm_generate_result r;
+    edgellm_context *fresh = new_context(m), *ctx = new_context(m);
+    CHECK(fresh && generate(fresh, other, &want, &r) == EDGELLM_OK);
+    collected first = {0};
+    CHECK(ctx && generate(ctx, prompt, &first, &r) == EDGELLM_OK);
+    if (fresh && ctx) {
+        watch w = {.canceller = cn, .ctx = ctx, .cancel_pass = 3, .cancel_layer = 1};
+        ellm_state_set_input_observer(ellm_context_state(ctx), observe, &w);
+        collected c = {0};
+        edgellm_status st = generate(ctx, other, &c, &r);
+        CHECK_MSG(st == EDGELLM_ERR_CANCELLED, "prefix reuse: %s", edgellm_status_name(st));
+        CHECK(w.landed == 1 && w.passes == 3 && w.layers_after == 0 && c.calls == 0);
+        int32_t n = 0;
+        const edgellm_token *cached = edgellm_context_tokens(ctx, &n);
+        CHECK_MSG(n == SHARED + 2 * N_BATCH && !memcmp(cached, other, (size_t)n * sizeof *cached),
+                  "the cache holds %d tokens, not the shared %d and two finished chunks", (int)n,
+                  (int)SHARED);
+        ellm_state_set_input_observer(ellm_context_state(ctx), NULL, NULL);
+        collected again = {0};
+        CHECK(generate(ctx, other, &again, &r) == EDGELLM_OK);
+        CHECK_MSG(again.n_tokens == want.n_tokens &&
+                      !memcmp(again.tokens, want.tokens, sizeof again.tokens),
+                  "after a cancelled prefix-reuse prefill the context generates other tokens "
+                  "than a fresh one");
+    }
+    edgellm_context_free(fresh);
+    edgellm_context_free(ctx);
+}
+
 /* A cancel while nothing runs is dropped: the next call runs to its end. */
 static void test_cancel_idle(edgellm_model *m, canceller *cn, const edgellm_token *prompt,
                              const collected *fresh)
@@ -299,6 +348,7 @@ int main(void)
     test_cancel_eval(m, &cn, prompt);
     test_cancel_embed(m, &cn, prompt);
     test_cancel_idle(m, &cn, prompt, &fresh);
+    test_cancel_prefix_reuse(m, &cn, prompt);
 
     pthread_mutex_lock(&cn.mu);
     cn.quit = true;

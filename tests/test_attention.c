@@ -22,6 +22,21 @@ static float frand(void) { return test_rand_uniform(&rng); }
 static float h2f(uint16_t h) { return ellm_f16_to_f32(h); }
 static uint16_t f2h(float f) { return ellm_f32_to_f16(f); }
 
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+/* Whether this CPU runs the named kernel set, as the dispatcher decides it (the "avx2" set needs
+ * AVX2, FMA and F16C, as the F16C attention does). Asked there rather than through
+ * __builtin_cpu_supports, which clang 14 refuses for "f16c". */
+static bool cpu_runs_set(const char *name)
+{
+    const char *sets[16];
+    int n = ellm_kernel_sets_available(sets, 16);
+    for (int i = 0; i < n && i < 16; i++)
+        if (strcmp(sets[i], name) == 0)
+            return true;
+    return false;
+}
+#endif
+
 /* The wide paths' computation, one lane at a time. */
 static void attend_wide_model(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                               int32_t n_pos, int32_t hd, float scale, float *out)
@@ -146,9 +161,6 @@ static void random_q8_0_blocks(block_q8_0 *b, int n, float d_scale)
 static void check_q8_0_group(void)
 {
     enum { G_HEADS = 11, G_MAX_HD = 128, G_POS = 75, G_PAD = 1 };
-#if defined(ELLM_HAVE_F16C_ATTENTION)
-    __builtin_cpu_init();
-#endif
     struct {
         const char *name;
         ellm_attend_q8_0_group_fn fn;
@@ -156,8 +168,7 @@ static void check_q8_0_group(void)
     } sets[] = {
         {"portable", ellm_attend_q8_0_group_portable, true},
 #if defined(ELLM_HAVE_F16C_ATTENTION)
-        {"avx2", ellm_attend_q8_0_group_avx2,
-         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")},
+        {"avx2", ellm_attend_q8_0_group_avx2, cpu_runs_set("avx2")},
 #endif
     };
     static block_q8_0 q8[G_HEADS * G_MAX_HD / QK8_0];
@@ -274,9 +285,7 @@ int main(void)
     ellm_attend_f16_wide_fn wide = NULL;
     const char *isa = "none";
 #if defined(ELLM_HAVE_F16C_ATTENTION)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma")) {
+    if (cpu_runs_set("avx2")) {
         narrow = ellm_attend_f16_f16c;
         wide = ellm_attend_f16_f16c_wide;
         isa = "f16c";
@@ -364,10 +373,7 @@ int main(void)
     } groups[] = {
 #if defined(ELLM_HAVE_F16C_ATTENTION)
         {"avx2", ellm_attend_f16_group_avx2, wide != NULL},
-        {"avx512", ellm_attend_f16_group_avx512,
-         wide && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("avx512vnni")},
+        {"avx512", ellm_attend_f16_group_avx512, wide && cpu_runs_set("avx512")},
 #endif
 #if defined(__wasm__)
         {"wasm-simd", ellm_attend_f16_group_wasm_simd, true},
@@ -417,7 +423,7 @@ int main(void)
     /* The Q8_0 cache's value sums: each set's kernel the portable one bit for bit. */
     ellm_axpy_q8_0_fn axpy = ellm_axpy_q8_0_portable;
 #if defined(ELLM_HAVE_F16C_ATTENTION)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"))
+    if (cpu_runs_set("avx2"))
         axpy = ellm_axpy_q8_0_avx2;
 #endif
     enum { AXPY_BLOCKS = 4 };

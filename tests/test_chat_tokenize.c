@@ -103,8 +103,9 @@ static const char *const benign[] = {
     "  leading and trailing spaces  ",
     "Line one\nline two\n\n- bullet 1\n- bullet 2",
     "Numbers 12345 and 3.14159, punctuation!?... (parens) [brackets] {braces}",
-    "Unicode: caf\xC3\xA9, na\xC3\xAFve, \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E, emoji "
-    "\xF0\x9F\x98\x80",
+    /* One element over two lines: the parentheses tell clang the concatenation is meant. */
+    ("Unicode: caf\xC3\xA9, na\xC3\xAFve, \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E, emoji "
+     "\xF0\x9F\x98\x80"),
     "'quoted' \"double\" tabs\there",
     "x",
 };

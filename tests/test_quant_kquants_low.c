@@ -283,7 +283,7 @@ static void check_x86_sets(ellm_type ty, int n, int edge, const void *wq, const 
                            const float *x, float scalar)
 {
     /* Room for any set's Q8_K layout: no layout takes more per super-block than a pair does. */
-    static uint8_t ext[22 * sizeof(block_q8_K_pair)], plain[22 * sizeof(block_q8_K)];
+    static uint8_t ext[23 * sizeof(block_q8_K_pair)], plain[23 * sizeof(block_q8_K)];
     ellm_quantize_row(ELLM_TYPE_Q8_K, x, plain, n);
     CHECK_MSG(!memcmp(plain, xq, (size_t)n / QK_K * sizeof(block_q8_K)),
               "%s n=%d edge=%d: x does not quantize to xq", ellm_type_name(ty), n, edge);
@@ -315,13 +315,18 @@ static void check_x86_sets(ellm_type ty, int n, int edge, const void *wq, const 
 
 static void test_kernels(void)
 {
-    enum { MAXN = 22 * QK_K };
+    enum { MAX_BLOCKS = 23, MAXN = MAX_BLOCKS * QK_K };
     static float w[MAXN], x[MAXN], xd[MAXN];
     static uint8_t wq[MAXN], xq[MAXN / QK_K * sizeof(block_q8_K)];
-    /* The AVX2 kernels take rows of whole groups of eight super-blocks eight at a time (2048,
-     * 4096) and others in pairs (4352: 17 blocks, the last alone; 5632: 22, tinyllama's FFN down
-     * rows). */
-    int sizes[] = {256, 512, 1024, 2048, 2816, 4096, 4352, 5632};
+    /* The same rows starting off every SIMD boundary (by the blocks' own alignment: 2 bytes for
+     * the weights' F16 scales, 4 for Q8_K's float). */
+    static _Alignas(64) uint8_t wq_shifted[MAXN + 2], xq_shifted[sizeof xq + 4];
+    /* The AVX2 kernels take rows of whole groups of eight super-blocks eight at a time and others
+     * in pairs, the last alone when odd (5632: 22 blocks, tinyllama's FFN down rows): every count
+     * from 1 to 23 blocks covers each mix of groups, pairs and a lone block. */
+    int sizes[MAX_BLOCKS];
+    for (int b = 0; b < MAX_BLOCKS; b++)
+        sizes[b] = (b + 1) * QK_K;
     bool simd = strcmp(ellm_kernel_set_name(), "scalar") != 0;
     if (!simd)
         fprintf(stderr, "no SIMD kernel set on this CPU: only the scalar kernels are checked\n");
@@ -357,6 +362,12 @@ static void test_kernels(void)
                               edge, ellm_kernel_set_name(), fast, sc);
                 }
                 check_x86_sets(ty, n, edge, wq, xq, x, sc);
+                uint64_t rb = 0;
+                CHECK(ellm_row_bytes(ty, (uint64_t)n, &rb));
+                memcpy(wq_shifted + 2, wq, rb);
+                memcpy(xq_shifted + 4, xq, (size_t)n / QK_K * sizeof(block_q8_K));
+                check_x86_sets(ty, n, edge + 100 /* shifted */, wq_shifted + 2, xq_shifted + 4, x,
+                               sc);
             }
         }
         /* Every activation -128 (the value whose negation does not fit int8). */
@@ -469,6 +480,68 @@ static void test_matmul(void)
     }
 }
 
+/* A matmul of 1 to 9 output rows (a whole multi-row step, less, and a step plus a tail) at row
+ * lengths of 3 blocks and of 22 (5632, a partial group of eight), one token and three: every set's
+ * output is, value for value, the scalar kernel's dot of that row and token. */
+static void test_matmul_rows_exact(void)
+{
+    enum { MAX_IN = 5632, MAX_OUT = 9, T = 3 };
+    static float w[MAX_OUT * MAX_IN], x[T * MAX_IN], y[T * MAX_OUT];
+    static uint8_t wq[MAX_OUT * MAX_IN], xq[T][MAX_IN / QK_K * sizeof(block_q8_K)];
+    for (int i = 0; i < MAX_OUT * MAX_IN; i++)
+        w[i] = gauss() * (i % 97 == 0 ? 20.0f : 1.0f);
+    for (int i = 0; i < T * MAX_IN; i++)
+        x[i] = frand();
+    const int lengths[] = {3 * QK_K, MAX_IN};
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8), checked = 0;
+    for (int t = 0; t < N_LOW_TYPES; t++) {
+        ellm_type ty = low_types[t];
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+            int in = lengths[li];
+            uint64_t rb = 0;
+            CHECK(ellm_row_bytes(ty, (uint64_t)in, &rb));
+            for (int r = 0; r < MAX_OUT; r++)
+                ellm_quantize_row(ty, w + r * in, wq + r * rb, in);
+            float want[T][MAX_OUT];
+            for (int tok = 0; tok < T; tok++) {
+                ellm_quantize_row(ELLM_TYPE_Q8_K, x + tok * in, xq[tok], in);
+                for (int r = 0; r < MAX_OUT; r++)
+                    want[tok][r] = dot_with(ty, true, in, wq + r * rb, xq[tok]);
+            }
+            for (int out = 1; out <= MAX_OUT; out++) {
+                ellm_tensor tw = {.type = ty,
+                                  .ne = {in, out, 1, 1},
+                                  .n_dims = 2,
+                                  .row_bytes = rb,
+                                  .n_bytes = rb * (uint64_t)out,
+                                  .data = wq};
+                for (int n_tok = 1; n_tok <= T; n_tok += T - 1) {
+                    for (int set = 0; set < n_sets && set < 8; set++) {
+                        CHECK(ellm_quant_use_kernel_set(sets[set]));
+                        /* Each set's activation layout needs its own scratch. */
+                        void *scratch = malloc(ellm_matmul_scratch_bytes(&tw, n_tok) + 1);
+                        memset(y, 0xff, sizeof y);
+                        ellm_matmul(NULL, &tw, x, n_tok, y, scratch);
+                        free(scratch);
+                        for (int tok = 0; tok < n_tok; tok++)
+                            for (int r = 0; r < out; r++) {
+                                CHECK_MSG(!memcmp(&y[tok * out + r], &want[tok][r], sizeof(float)),
+                                          "%s set %s: %d columns, %d rows, %d tokens: row %d "
+                                          "token %d %.9g vs scalar %.9g",
+                                          ellm_type_name(ty), sets[set], in, out, n_tok, r, tok,
+                                          y[tok * out + r], want[tok][r]);
+                                checked++;
+                            }
+                    }
+                }
+            }
+        }
+    }
+    ellm_quant_use_kernel_set(NULL);
+    fprintf(stderr, "matmul rows checked against the scalar kernel: %d\n", checked);
+}
+
 /* IQ4_XS tiles at the ends of their integer range: levels -127 and 113 under sub-block scales
  * -32 and 31 (the AVX2 tile's int16 weights, |scale x level| up to 4064) against activations of
  * -128 and 127, with every super-block scale 1, so each (row, token) value is an exact integer
@@ -579,6 +652,7 @@ int main(void)
     test_kernels();
     test_iq4_xs_tile_extremes();
     test_matmul();
+    test_matmul_rows_exact();
     fprintf(stderr, "kernel set on this CPU: %s\n", ellm_kernel_set_name());
     return test_finish("test_quant_kquants_low");
 }

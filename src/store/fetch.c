@@ -284,7 +284,7 @@ static size_t on_small_body(char *data, size_t size, size_t nmemb, void *user)
 {
     membuf *m = user;
     size_t len = size * nmemb;
-    if (m->len + len > (1u << 20)) {
+    if (m->len + len > STORE_SIGNATURE_MAX) {
         m->too_big = true;
         return 0;
     }

@@ -114,11 +114,16 @@ static edgellm_status read_signature(const char *from, const store_install_optio
             }
             return ellm_fail_wrap(EDGELLM_ERR_IO, "cannot read the signature");
         }
-        text = malloc(65536);
-        len = text ? fread(text, 1, 65535, f) : 0;
+        /* One byte past the limit tells a file that is too long from one that fits exactly. */
+        text = malloc(STORE_SIGNATURE_MAX + 1);
+        len = text ? fread(text, 1, STORE_SIGNATURE_MAX + 1, f) : 0;
         fclose(f);
         if (!text)
             return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");
+        if (len > STORE_SIGNATURE_MAX) {
+            free(text);
+            return ellm_fail(EDGELLM_ERR_FORMAT, "%s is larger than 1 MiB: not a signature", where);
+        }
     }
     edgellm_status st = ellm_store_signature_parse(text, len, sig);
     free(text);
@@ -128,16 +133,22 @@ static edgellm_status read_signature(const char *from, const store_install_optio
     return EDGELLM_OK;
 }
 
+/* One more than the largest version that is a plain number. A number of 19 digits or more is not
+ * counted: one more than it could wrap around to a negative "version" that no manifest reader
+ * accepts (and would not fit a long anyway). */
 static void next_version(const store_model *m, char *out, size_t cap)
 {
-    long best = 0;
+    long long best = 0;
     for (size_t i = 0; i < m->n_versions; i++) {
-        char *end = NULL;
-        long v = strtol(m->versions[i].version, &end, 10);
-        if (end && *end == '\0' && v > best)
-            best = v;
+        const char *v = m->versions[i].version;
+        size_t digits = strspn(v, "0123456789");
+        if (digits == 0 || digits > 18 || v[digits] != '\0')
+            continue;
+        long long n = strtoll(v, NULL, 10);
+        if (n > best)
+            best = n;
     }
-    snprintf(out, cap, "%ld", best + 1);
+    snprintf(out, cap, "%lld", best + 1);
 }
 
 /* A temporary under tmp/ that this process owns: flock()ed so gc leaves it alone. */

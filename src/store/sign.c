@@ -57,6 +57,10 @@ edgellm_status ellm_store_keygen(const char *secret_path, char pub_hex_out[65])
     sodium_memzero(sk, sizeof sk);
     sodium_memzero(seed, sizeof seed);
 
+    char pub_path[1100];
+    edgellm_status st = ellm_st_path(pub_path, sizeof pub_path, "%s.pub", secret_path);
+    if (st != EDGELLM_OK)
+        return st;
     int fd = open(secret_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return ellm_fail(EDGELLM_ERR_IO,
@@ -75,16 +79,15 @@ edgellm_status ellm_store_keygen(const char *secret_path, char pub_hex_out[65])
     }
     close(fd);
 
-    char pub_path[1100];
-    edgellm_status st = ellm_st_path(pub_path, sizeof pub_path, "%s.pub", secret_path);
-    if (st != EDGELLM_OK)
-        return st;
-    FILE *f = fopen(pub_path, "w");
-    if (!f)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot create %s: %s", pub_path, strerror(errno));
-    fprintf(f, "ed25519 %s\n", pub_hex);
-    if (fclose(f) != 0)
-        return ellm_fail(EDGELLM_ERR_IO, "cannot write %s: %s", pub_path, strerror(errno));
+    char pub_line[100];
+    n = snprintf(pub_line, sizeof pub_line, "ed25519 %s\n", pub_hex);
+    st = ellm_st_replace_file(pub_path, pub_line, (size_t)n);
+    if (st != EDGELLM_OK) {
+        /* A secret whose public half was never written cannot be trusted by anyone, and it
+         * would make the rerun refuse to overwrite it. */
+        unlink(secret_path);
+        return ellm_fail_wrap(st, "no key was made (%s removed again)", secret_path);
+    }
     memcpy(pub_hex_out, pub_hex, sizeof pub_hex);
     return EDGELLM_OK;
 }

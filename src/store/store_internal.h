@@ -24,6 +24,10 @@ edgellm_status ellm_st_fsync_dir(const char *dir);
 edgellm_status ellm_st_write_atomic(const char *dir, const char *final_name, const void *data,
                                     size_t len);
 
+/* The same for a path the user gave (a public key): the file at path is either
+ * its old content or data, never a truncated mix (a full disk, a killed process). */
+edgellm_status ellm_st_replace_file(const char *path, const void *data, size_t len);
+
 bool ellm_st_is_url(const char *s);
 
 /* The store lock (see store.h): held around every change to manifests or trusted-keys and every
@@ -56,6 +60,8 @@ double ellm_st_now(void);
  * (told through opts->notice). The caller holds an exclusive flock on part_fd. */
 edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_path,
                                 const store_install_options *opts);
+/* The most bytes a signature file may hold (one is under 1 KiB), fetched or read from a file. */
+#define STORE_SIGNATURE_MAX (1u << 20)
 /* Fetches a small resource (a signature) into a malloc'd NUL-terminated buffer.
  * EDGELLM_ERR_NOT_FOUND for HTTP 404. */
 edgellm_status ellm_st_fetch_small(const char *url, char **text_out, size_t *len_out);

@@ -90,6 +90,18 @@ edgellm_status ellm_st_write_atomic(const char *dir, const char *final_name, con
     return ellm_st_fsync_dir(dir);
 }
 
+edgellm_status ellm_st_replace_file(const char *path, const void *data, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[1100];
+    edgellm_status st = slash ? ellm_st_path(dir, sizeof dir, "%.*s",
+                                             slash == path ? 1 : (int)(slash - path), path)
+                              : ellm_st_path(dir, sizeof dir, ".");
+    if (st != EDGELLM_OK)
+        return st;
+    return ellm_st_write_atomic(dir, slash ? slash + 1 : path, data, len);
+}
+
 bool ellm_st_is_url(const char *s)
 {
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;

@@ -199,5 +199,32 @@ grep -q "CORRUPT broken.*cannot read the manifest .*models/broken/manifest.json"
 "$E" models remove broken >/dev/null 2>&1; check "remove clears an unreadable manifest" $?
 "$E" models verify >/dev/null; check "the store verifies afterwards" $?
 
+# ---- a signature file's size: one padded past 64 KiB is still read whole; over 1 MiB is refused -----
+# (a local file was cut at 64 KiB and then called "not valid JSON"; a URL's limit was already 1 MiB)
+export EDGELLM_HOME="$tmp/home-sigsize"
+"$E" models trust "$tmp/pub.key.pub" >/dev/null || bad "trust for the signature sizes"
+pad_signature() {
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); d["note"] = "x" * int(sys.argv[3]); json.dump(d, open(sys.argv[2], "w"))' "$@"
+}
+pad_signature "$tmp/m.gguf.sig" "$tmp/padded.sig" 100000
+"$E" models install m "$tmp/m.gguf" --sig "$tmp/padded.sig" >/dev/null 2>"$tmp/err"
+rc=$?; check "a valid signature of 100 KB installs ($(head -c 160 "$tmp/err"))" $rc
+pad_signature "$tmp/m.gguf.sig" "$tmp/huge.sig" 2000000
+expect_refused "a signature file over 1 MiB" "huge.sig is larger than 1 MiB: not a signature" \
+  "$E" models install m:2 "$tmp/m.gguf" --sig "$tmp/huge.sig"
+
+# ---- the next version after one too large to count up from ---------------------------------------
+# (LONG_MAX + 1 wrapped to "-9223372036854775808", which the manifest reader refuses: the whole
+# model became unreadable)
+cp "$tmp/m.gguf" "$tmp/plain.gguf"  # no .sig beside it
+for big in 9223372036854775807 99999999999999999999; do
+  export EDGELLM_HOME="$tmp/home-version-$big"
+  "$E" models install "m:$big" "$tmp/good.gguf" --allow-unsigned >/dev/null 2>&1 || bad "install m:$big"
+  "$E" models install m "$tmp/plain.gguf" --allow-unsigned >"$tmp/out" 2>"$tmp/err"
+  rc=$?; check "after m:$big an install without a version succeeds ($(head -c 160 "$tmp/err"))" $rc
+  grep -q "^installed m:1 " "$tmp/out"; rc=$?; check "it is m:1 ($(head -c 80 "$tmp/out"))" $rc
+  "$E" models verify >/dev/null 2>"$tmp/err"; rc=$?; check "the store verifies ($(head -c 160 "$tmp/err"))" $rc
+done
+
 [[ $fail -eq 0 ]] && echo "security/store: all passed"
 exit $fail

@@ -1,6 +1,10 @@
 /* The `edgellm` command: dispatches to subcommands. */
+#define _DEFAULT_SOURCE /* sigaction, siginfo_t and BUS_ADRERR */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_util.h"
 #include "commands.h"
@@ -44,8 +48,42 @@ static void usage(FILE *out)
             fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
+#if defined(SA_SIGINFO) && defined(BUS_ADRERR) && !defined(__EMSCRIPTEN__)
+/* Models are mapped, not read: when a model file shrinks while in use (truncated, or rewritten in
+ * place by a copy or a download) reading a weight whose page is gone raises SIGBUS. Said as what
+ * happened and what to do, instead of the shell's bare "Bus error". Any other SIGBUS is a bug: the
+ * default action is restored and the faulting access runs again to produce it. */
+static void on_sigbus(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    if (info->si_code == BUS_ADRERR) {
+        static const char message[] =
+            "edgellm: a model file shrank while it was in use (truncated, or rewritten in place), "
+            "so its weights can no longer be read; stopped. Replace a model file by writing the "
+            "new one under another name and renaming it over the old, then run again.\n";
+        ssize_t written = write(STDERR_FILENO, message, sizeof message - 1);
+        (void)written;
+        _exit(EXIT_FAILURE);
+    }
+    signal(sig, SIG_DFL);
+}
+
+static void report_shrunk_models(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+#else
+static void report_shrunk_models(void) {}
+#endif
+
 int main(int argc, char **argv)
 {
+    report_shrunk_models();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
