@@ -47,8 +47,9 @@ async function init({ variant, relaxed, baseUrl, threads, interrupt }) {
   // copied only the plain .wasm files still works: the plain build is used and the log says why.
   if (relaxed && !(await relaxedFilePresent(`${baseUrl}edgellm-${variant}-relaxed.wasm`))) {
     relaxed = false;
-    post({ type: "log", line: `edgellm-${variant}-relaxed.wasm is not next to edgellm.mjs; ` +
-      `running the plain SIMD128 build (copy the whole web/dist folder for the faster one)` });
+    post({ type: "log", line: `edgellm-${variant}-relaxed.wasm is not next to edgellm.mjs (missing, or not ` +
+      `a WebAssembly module); running the plain SIMD128 build (copy the whole web/dist folder for ` +
+      `the faster one)` });
   }
   const wasmFile = `edgellm-${variant}${relaxed ? "-relaxed" : ""}.wasm`;
   let factory;
@@ -69,17 +70,47 @@ async function init({ variant, relaxed, baseUrl, threads, interrupt }) {
   return { kernelSet: mod.UTF8ToString(mod._edgellm_wasm_kernel_set()), relaxed };
 }
 
+// A WebAssembly module starts with "\0asm". Hosts that answer every path with their index page
+// (single-page-app hosting) give 200 and HTML for a file they lack, which must count as missing.
+function isWasmHeader(bytes) {
+  return bytes.length >= 4 && bytes[0] === 0x00 && bytes[1] === 0x61 && bytes[2] === 0x73 && bytes[3] === 0x6d;
+}
+
 async function relaxedFilePresent(url) {
   if (inNode) {
+    const fs = nodeRequire("fs");
     const { fileURLToPath } = nodeRequire("url");
-    return nodeRequire("fs").existsSync(fileURLToPath(url));
+    let fd = -1;
+    try {
+      fd = fs.openSync(fileURLToPath(url), "r");
+      const head = Buffer.alloc(4);
+      return isWasmHeader(head.subarray(0, fs.readSync(fd, head, 0, 4, 0)));
+    } catch {
+      return false;
+    } finally {
+      if (fd >= 0) fs.closeSync(fd);
+    }
   }
   // GET, not HEAD (some static servers, `edgellm serve --web` among them, refuse HEAD); only
-  // the status is needed, so the body is dropped at once.
+  // the status and the first bytes are needed, so the rest of the body is dropped.
   try {
     const response = await fetch(url);
-    await response.body?.cancel();
-    return response.ok;
+    if (!response.ok || !response.body) {
+      await response.body?.cancel();
+      return false;
+    }
+    const reader = response.body.getReader();
+    let head = new Uint8Array(0);
+    while (head.length < 4) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const joined = new Uint8Array(head.length + value.length);
+      joined.set(head);
+      joined.set(value, head.length);
+      head = joined;
+    }
+    await reader.cancel();
+    return isWasmHeader(head);
   } catch {
     return false;
   }

@@ -194,6 +194,15 @@ await check("relaxedSimd: the relaxed build only where the engine runs it, never
     const b = await full.completions.create({ prompt, temperature: 0, max_tokens: 16 });
     assert.equal(a.choices[0].text, b.choices[0].text);
     await fallback.unload();
+    // A host that answers a missing file with its index page (200, HTML) is a missing file too.
+    fs.writeFileSync(path.join(dist, "edgellm-st-relaxed.wasm"), "<!doctype html><title>app</title>");
+    const htmlLogs = [];
+    const fromHtml = await other.createEngine({ model, variant: "st", threads: 1, onLog: (l) => htmlLogs.push(l) });
+    assert.equal(fromHtml.runtimeInfo().kernelSet, "wasm-simd");
+    assert.ok(htmlLogs.some((l) => l.includes("not a WebAssembly module")), htmlLogs.join("; "));
+    const c = await fromHtml.completions.create({ prompt, temperature: 0, max_tokens: 16 });
+    assert.equal(c.choices[0].text, b.choices[0].text);
+    await fromHtml.unload();
     await full.unload();
   }
 });
