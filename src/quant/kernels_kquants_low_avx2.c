@@ -56,9 +56,35 @@ static inline void q2_K_fields(const uint8_t *qs, __m256i fields[4])
     fields[3] = _mm256_and_si256(q4, m12);
 }
 
+/* The scale words for fields 2k and 2k + 1 of half h packed side by side as q2_K_sums and
+ * q2_K_sums_vnni have them: lane L holds four words of sub-block 8h + 4k + L, then four of
+ * 8h + 4k + 2 + L. */
+ALWAYS_INLINE __m256i q2_K_field_pair_scales(__m256i scale_bytes, int h, int k)
+{
+    char lo = (char)(8 * h + 4 * k), hi = (char)(8 * h + 4 * k + 2);
+    return _mm256_shuffle_epi8(
+        scale_bytes,
+        _mm256_setr_epi8(lo, -128, lo, -128, lo, -128, lo, -128, hi, -128, hi, -128, hi, -128, hi,
+                         -128, (char)(lo + 1), -128, (char)(lo + 1), -128, (char)(lo + 1), -128,
+                         (char)(lo + 1), -128, (char)(hi + 1), -128, (char)(hi + 1), -128,
+                         (char)(hi + 1), -128, (char)(hi + 1), -128));
+}
+
+/* Dwords 0-1 of each lane of a super-block's scaled sums hold fields 0 and 2, taken at their
+ * value, and dwords 2-3 fields 1 and 3, taken at 4 times theirs (q2_K_fields): this brings the
+ * first to 4 times theirs too (the exact total times 4, which an arithmetic shift by 2 undoes
+ * once per group or pair). */
+ALWAYS_INLINE __m256i times_four_fields_0_2(__m256i acc)
+{
+    return _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
+}
+
 /* One Q2_K super-block's integer sums against one activation block: 4 times the scaled quants'
  * in the eight lanes of *isum, the min term's in those of *msum (fields 1 and 3 at 4 times their
- * value keep the sums of eight products within int16, 8 * 12 * 128). */
+ * value keep the sums of eight products within int16, 8 * 12 * 128). One round of int16 pair
+ * sums puts two fields side by side and one vpmaddwd scales both: vphaddw issues once every
+ * two cycles on Zen 5, where it bounded the row at three a half (docs/performance.md,
+ * session 12), and the second round cost more than the vpmaddwd and vpshufb it saved. */
 static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
     __m256i scales = q2_K_scale_bytes(w);
@@ -70,28 +96,18 @@ static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *
         for (int j = 0; j < 4; j++)
             p[j] = _mm256_maddubs_epi16(
                 fields[j], _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
-        /* Step j's low lane is sub-block 8h + 2j, its high lane 8h + 2j + 1; two rounds of
-         * pair sums leave each sub-block's sum in two int16 slots of its lane, which one madd
-         * scales: dword j of each lane is field j's. */
-        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
-                                         _mm256_hadd_epi16(p[2], p[3]));
-        __m256i pick = _mm256_setr_epi8(
-            (char)(8 * h), -128, (char)(8 * h), -128, (char)(8 * h + 2), -128, (char)(8 * h + 2),
-            -128, (char)(8 * h + 4), -128, (char)(8 * h + 4), -128, (char)(8 * h + 6), -128,
-            (char)(8 * h + 6), -128, (char)(8 * h + 1), -128, (char)(8 * h + 1), -128,
-            (char)(8 * h + 3), -128, (char)(8 * h + 3), -128, (char)(8 * h + 5), -128,
-            (char)(8 * h + 5), -128, (char)(8 * h + 7), -128, (char)(8 * h + 7), -128);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, _mm256_shuffle_epi8(scales, pick)));
+        for (int k = 0; k < 2; k++)
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_hadd_epi16(p[2 * k], p[2 * k + 1]),
+                                                          q2_K_field_pair_scales(scales, h, k)));
     }
-    *isum = times_four_even_fields(acc);
+    *isum = times_four_fields_0_2(acc);
     *msum = q2_K_min_sum(w, a);
 }
 
 /* The same sums with AVX-VNNI: vpdpbusd takes the four fields' products to exact int32 sums of
  * four (each lane one sub-block), which pack losslessly into int16 (at most 4 * 12 * 128) so that
- * one vpmaddwd and one vpdpwssd apply the scales of two fields each, in place of the int16 pair
- * sums and their three vphaddw a half. Fields 1 and 3 are taken at bits 2-3 as in q2_K_sums;
- * dwords 2-3 of each lane then hold them, 4 times their value. */
+ * one vpdpwssd applies the scales of two fields, in place of the int16 pair sums and their
+ * vphaddw. The packed words are laid out as q2_K_sums' pair sums. */
 __attribute__((target("avxvnni"))) static inline void
 q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
@@ -105,20 +121,11 @@ q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i 
             d[j] = _mm256_dpbusd_avx_epi32(
                 _mm256_setzero_si256(), fields[j],
                 _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
-        /* Lane L of packs(d[2k], d[2k + 1]): four words of sub-block 8h + 4k + L, then four of
-         * 8h + 4k + 2 + L; each word gets its sub-block's scale. */
-        for (int k = 0; k < 2; k++) {
-            char lo = (char)(8 * h + 4 * k), hi = (char)(8 * h + 4 * k + 2);
-            __m256i pick = _mm256_setr_epi8(
-                lo, -128, lo, -128, lo, -128, lo, -128, hi, -128, hi, -128, hi, -128, hi, -128,
-                (char)(lo + 1), -128, (char)(lo + 1), -128, (char)(lo + 1), -128, (char)(lo + 1),
-                -128, (char)(hi + 1), -128, (char)(hi + 1), -128, (char)(hi + 1), -128,
-                (char)(hi + 1), -128);
+        for (int k = 0; k < 2; k++)
             acc = _mm256_dpwssd_avx_epi32(acc, _mm256_packs_epi32(d[2 * k], d[2 * k + 1]),
-                                          _mm256_shuffle_epi8(scales, pick));
-        }
+                                          q2_K_field_pair_scales(scales, h, k));
     }
-    *isum = _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
+    *isum = times_four_fields_0_2(acc);
     *msum = q2_K_min_sum(w, a);
 }
 
