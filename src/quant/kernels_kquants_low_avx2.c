@@ -17,14 +17,6 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* The dword lanes of a super-block's scaled sums whose fields were taken at bits 2-3 (see
- * q2_K_sums) are 4 times their value; this brings the other lanes to 4 times theirs too (the
- * exact total times 4, which an arithmetic shift by 2 undoes once per group or pair). */
-ALWAYS_INLINE __m256i times_four_even_fields(__m256i acc)
-{
-    return _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0));
-}
-
 /* A Q2_K block's 16 scale nibbles in both 128-bit lanes; the broadcast is a load (no shuffle). */
 ALWAYS_INLINE __m256i q2_K_scale_bytes(const block_q2_K *w)
 {
@@ -254,17 +246,31 @@ ALWAYS_INLINE void q3_K_codes(const block_q3_K *w, __m256i hm, int h, __m256i co
     code[3] = _mm256_or_si256(_mm256_and_si256(q4, m12), bit_to(hm, 4 * h + 3, 4));
 }
 
+/* The scale words for fields 2k and 2k + 1 of a half, from that half's eight sub-block scales in
+ * both lanes of half_scales, side by side as q3_K_isum and q3_K_isum_vnni pack the fields: lane
+ * L holds four words of sub-block 4k + L of the half, then four of 4k + 2 + L. */
+ALWAYS_INLINE __m256i q3_K_field_pair_scales(__m256i half_scales, int k)
+{
+    char lo = (char)(8 * k), hi = (char)(8 * k + 4);
+    return _mm256_shuffle_epi8(
+        half_scales,
+        _mm256_setr_epi8(lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo,
+                         (char)(lo + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1),
+                         hi, (char)(hi + 1), (char)(lo + 2), (char)(lo + 3), (char)(lo + 2),
+                         (char)(lo + 3), (char)(lo + 2), (char)(lo + 3), (char)(lo + 2),
+                         (char)(lo + 3), (char)(hi + 2), (char)(hi + 3), (char)(hi + 2),
+                         (char)(hi + 3), (char)(hi + 2), (char)(hi + 3), (char)(hi + 2),
+                         (char)(hi + 3)));
+}
+
 /* Four times the integer sum of a Q3_K super-block. Each value is taken as its stored code
  * (q3_K_codes), so one maddubs per 32 values suffices; the offset -4 of every value is applied
  * once per super-block as -4 * sum over sub-blocks of scale times the activations' 16-value sum.
- * The sums of eight products of a field stay within int16 (8 * 28 * 128 for fields 1 and 3).
- * Every lane is a multiple of 4, and a quarter of it is the scalar kernel's integer. */
+ * One round of int16 pair sums puts two fields side by side (sums of four products, at most
+ * 4 * 28 * 128 for fields 1 and 3) and one vpmaddwd scales both, as in q2_K_sums. Every lane is
+ * a multiple of 4, and a quarter of it is the scalar kernel's integer. */
 static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256i s16)
 {
-    /* Sub-blocks 8h, 8h + 2, .. 8h + 6 twice each in the low lane, 8h + 1, .. 8h + 7 in the high
-     * one: the order two rounds of pair sums leave four steps in. */
-    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 2, 3,
-                                          2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
     const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
                                _mm256_permute2x128_si256(s16, s16, 0x11)};
     __m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
@@ -275,19 +281,17 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256
         for (int j = 0; j < 4; j++)
             p[j] = _mm256_maddubs_epi16(
                 code[j], _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
-        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
-                                         _mm256_hadd_epi16(p[2], p[3]));
-        __m256i scales = _mm256_shuffle_epi8(halves[h], pick);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, scales));
+        for (int k = 0; k < 2; k++)
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_hadd_epi16(p[2 * k], p[2 * k + 1]),
+                                                          q3_K_field_pair_scales(halves[h], k)));
     }
-    __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);
-    __m256i offset = _mm256_madd_epi16(s16, bsums);
-    return _mm256_sub_epi32(times_four_even_fields(acc), _mm256_slli_epi32(offset, 4));
+    __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
+    return _mm256_sub_epi32(times_four_fields_0_2(acc), _mm256_slli_epi32(offset, 4));
 }
 
 /* The same with AVX-VNNI (as q2_K_sums_vnni): each field's exact int32 sums of four products by
- * vpdpbusd, two fields packed to int16 (at most 4 * 28 * 128) and scaled by one vpdpwssd. Dwords
- * 2-3 of each lane hold fields 1 and 3, 4 times their value. */
+ * vpdpbusd, two fields packed to int16 (at most 4 * 28 * 128) and scaled by one vpdpwssd, in the
+ * layout of q3_K_isum's pair sums. */
 __attribute__((target("avxvnni"))) static inline __m256i
 q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16)
 {
@@ -302,24 +306,12 @@ q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16)
             d[j] = _mm256_dpbusd_avx_epi32(
                 _mm256_setzero_si256(), code[j],
                 _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
-        /* Lane L of packs(d[2k], d[2k + 1]): four words of sub-block 8h + 4k + L (word
-         * 4k + L of halves[h]), then four of 8h + 4k + 2 + L. */
-        for (int k = 0; k < 2; k++) {
-            char lo = (char)(8 * k), hi = (char)(8 * k + 4);
-            __m256i pick = _mm256_setr_epi8(
-                lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), hi,
-                (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1),
-                (char)(lo + 2), (char)(lo + 3), (char)(lo + 2), (char)(lo + 3), (char)(lo + 2),
-                (char)(lo + 3), (char)(lo + 2), (char)(lo + 3), (char)(hi + 2), (char)(hi + 3),
-                (char)(hi + 2), (char)(hi + 3), (char)(hi + 2), (char)(hi + 3), (char)(hi + 2),
-                (char)(hi + 3));
+        for (int k = 0; k < 2; k++)
             acc = _mm256_dpwssd_avx_epi32(acc, _mm256_packs_epi32(d[2 * k], d[2 * k + 1]),
-                                          _mm256_shuffle_epi8(halves[h], pick));
-        }
+                                          q3_K_field_pair_scales(halves[h], k));
     }
     __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(_mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0)),
-                            _mm256_slli_epi32(offset, 4));
+    return _mm256_sub_epi32(times_four_fields_0_2(acc), _mm256_slli_epi32(offset, 4));
 }
 
 ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a, __m256i s16)
