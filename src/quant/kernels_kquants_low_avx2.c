@@ -17,14 +17,6 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* The dword lanes of a super-block's scaled sums whose fields were taken at bits 2-3 (see
- * q2_K_sums) are 4 times their value; this brings the other lanes to 4 times theirs too (the
- * exact total times 4, which an arithmetic shift by 2 undoes once per group or pair). */
-ALWAYS_INLINE __m256i times_four_even_fields(__m256i acc)
-{
-    return _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0));
-}
-
 /* A Q2_K block's 16 scale nibbles in both 128-bit lanes; the broadcast is a load (no shuffle). */
 ALWAYS_INLINE __m256i q2_K_scale_bytes(const block_q2_K *w)
 {
@@ -56,9 +48,35 @@ static inline void q2_K_fields(const uint8_t *qs, __m256i fields[4])
     fields[3] = _mm256_and_si256(q4, m12);
 }
 
+/* The scale words for fields 2k and 2k + 1 of half h packed side by side as q2_K_sums and
+ * q2_K_sums_vnni have them: lane L holds four words of sub-block 8h + 4k + L, then four of
+ * 8h + 4k + 2 + L. */
+ALWAYS_INLINE __m256i q2_K_field_pair_scales(__m256i scale_bytes, int h, int k)
+{
+    char lo = (char)(8 * h + 4 * k), hi = (char)(8 * h + 4 * k + 2);
+    return _mm256_shuffle_epi8(
+        scale_bytes,
+        _mm256_setr_epi8(lo, -128, lo, -128, lo, -128, lo, -128, hi, -128, hi, -128, hi, -128, hi,
+                         -128, (char)(lo + 1), -128, (char)(lo + 1), -128, (char)(lo + 1), -128,
+                         (char)(lo + 1), -128, (char)(hi + 1), -128, (char)(hi + 1), -128,
+                         (char)(hi + 1), -128, (char)(hi + 1), -128));
+}
+
+/* Dwords 0-1 of each lane of a super-block's scaled sums hold fields 0 and 2, taken at their
+ * value, and dwords 2-3 fields 1 and 3, taken at 4 times theirs (q2_K_fields): this brings the
+ * first to 4 times theirs too (the exact total times 4, which an arithmetic shift by 2 undoes
+ * once per group or pair). */
+ALWAYS_INLINE __m256i times_four_fields_0_2(__m256i acc)
+{
+    return _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
+}
+
 /* One Q2_K super-block's integer sums against one activation block: 4 times the scaled quants'
  * in the eight lanes of *isum, the min term's in those of *msum (fields 1 and 3 at 4 times their
- * value keep the sums of eight products within int16, 8 * 12 * 128). */
+ * value keep the sums of eight products within int16, 8 * 12 * 128). One round of int16 pair
+ * sums puts two fields side by side and one vpmaddwd scales both: vphaddw issues once every
+ * two cycles on Zen 5, where it bounded the row at three a half (docs/performance.md,
+ * session 12), and the second round cost more than the vpmaddwd and vpshufb it saved. */
 static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
     __m256i scales = q2_K_scale_bytes(w);
@@ -70,28 +88,18 @@ static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *
         for (int j = 0; j < 4; j++)
             p[j] = _mm256_maddubs_epi16(
                 fields[j], _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
-        /* Step j's low lane is sub-block 8h + 2j, its high lane 8h + 2j + 1; two rounds of
-         * pair sums leave each sub-block's sum in two int16 slots of its lane, which one madd
-         * scales: dword j of each lane is field j's. */
-        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
-                                         _mm256_hadd_epi16(p[2], p[3]));
-        __m256i pick = _mm256_setr_epi8(
-            (char)(8 * h), -128, (char)(8 * h), -128, (char)(8 * h + 2), -128, (char)(8 * h + 2),
-            -128, (char)(8 * h + 4), -128, (char)(8 * h + 4), -128, (char)(8 * h + 6), -128,
-            (char)(8 * h + 6), -128, (char)(8 * h + 1), -128, (char)(8 * h + 1), -128,
-            (char)(8 * h + 3), -128, (char)(8 * h + 3), -128, (char)(8 * h + 5), -128,
-            (char)(8 * h + 5), -128, (char)(8 * h + 7), -128, (char)(8 * h + 7), -128);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, _mm256_shuffle_epi8(scales, pick)));
+        for (int k = 0; k < 2; k++)
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_hadd_epi16(p[2 * k], p[2 * k + 1]),
+                                                          q2_K_field_pair_scales(scales, h, k)));
     }
-    *isum = times_four_even_fields(acc);
+    *isum = times_four_fields_0_2(acc);
     *msum = q2_K_min_sum(w, a);
 }
 
 /* The same sums with AVX-VNNI: vpdpbusd takes the four fields' products to exact int32 sums of
  * four (each lane one sub-block), which pack losslessly into int16 (at most 4 * 12 * 128) so that
- * one vpmaddwd and one vpdpwssd apply the scales of two fields each, in place of the int16 pair
- * sums and their three vphaddw a half. Fields 1 and 3 are taken at bits 2-3 as in q2_K_sums;
- * dwords 2-3 of each lane then hold them, 4 times their value. */
+ * one vpdpwssd applies the scales of two fields, in place of the int16 pair sums and their
+ * vphaddw. The packed words are laid out as q2_K_sums' pair sums. */
 __attribute__((target("avxvnni"))) static inline void
 q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
@@ -105,20 +113,11 @@ q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i 
             d[j] = _mm256_dpbusd_avx_epi32(
                 _mm256_setzero_si256(), fields[j],
                 _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
-        /* Lane L of packs(d[2k], d[2k + 1]): four words of sub-block 8h + 4k + L, then four of
-         * 8h + 4k + 2 + L; each word gets its sub-block's scale. */
-        for (int k = 0; k < 2; k++) {
-            char lo = (char)(8 * h + 4 * k), hi = (char)(8 * h + 4 * k + 2);
-            __m256i pick = _mm256_setr_epi8(
-                lo, -128, lo, -128, lo, -128, lo, -128, hi, -128, hi, -128, hi, -128, hi, -128,
-                (char)(lo + 1), -128, (char)(lo + 1), -128, (char)(lo + 1), -128, (char)(lo + 1),
-                -128, (char)(hi + 1), -128, (char)(hi + 1), -128, (char)(hi + 1), -128,
-                (char)(hi + 1), -128);
+        for (int k = 0; k < 2; k++)
             acc = _mm256_dpwssd_avx_epi32(acc, _mm256_packs_epi32(d[2 * k], d[2 * k + 1]),
-                                          _mm256_shuffle_epi8(scales, pick));
-        }
+                                          q2_K_field_pair_scales(scales, h, k));
     }
-    *isum = _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
+    *isum = times_four_fields_0_2(acc);
     *msum = q2_K_min_sum(w, a);
 }
 
@@ -247,17 +246,31 @@ ALWAYS_INLINE void q3_K_codes(const block_q3_K *w, __m256i hm, int h, __m256i co
     code[3] = _mm256_or_si256(_mm256_and_si256(q4, m12), bit_to(hm, 4 * h + 3, 4));
 }
 
+/* The scale words for fields 2k and 2k + 1 of a half, from that half's eight sub-block scales in
+ * both lanes of half_scales, side by side as q3_K_isum and q3_K_isum_vnni pack the fields: lane
+ * L holds four words of sub-block 4k + L of the half, then four of 4k + 2 + L. */
+ALWAYS_INLINE __m256i q3_K_field_pair_scales(__m256i half_scales, int k)
+{
+    char lo = (char)(8 * k), hi = (char)(8 * k + 4);
+    return _mm256_shuffle_epi8(
+        half_scales,
+        _mm256_setr_epi8(lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo,
+                         (char)(lo + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1),
+                         hi, (char)(hi + 1), (char)(lo + 2), (char)(lo + 3), (char)(lo + 2),
+                         (char)(lo + 3), (char)(lo + 2), (char)(lo + 3), (char)(lo + 2),
+                         (char)(lo + 3), (char)(hi + 2), (char)(hi + 3), (char)(hi + 2),
+                         (char)(hi + 3), (char)(hi + 2), (char)(hi + 3), (char)(hi + 2),
+                         (char)(hi + 3)));
+}
+
 /* Four times the integer sum of a Q3_K super-block. Each value is taken as its stored code
  * (q3_K_codes), so one maddubs per 32 values suffices; the offset -4 of every value is applied
  * once per super-block as -4 * sum over sub-blocks of scale times the activations' 16-value sum.
- * The sums of eight products of a field stay within int16 (8 * 28 * 128 for fields 1 and 3).
- * Every lane is a multiple of 4, and a quarter of it is the scalar kernel's integer. */
+ * One round of int16 pair sums puts two fields side by side (sums of four products, at most
+ * 4 * 28 * 128 for fields 1 and 3) and one vpmaddwd scales both, as in q2_K_sums. Every lane is
+ * a multiple of 4, and a quarter of it is the scalar kernel's integer. */
 static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256i s16)
 {
-    /* Sub-blocks 8h, 8h + 2, .. 8h + 6 twice each in the low lane, 8h + 1, .. 8h + 7 in the high
-     * one: the order two rounds of pair sums leave four steps in. */
-    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 2, 3,
-                                          2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
     const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
                                _mm256_permute2x128_si256(s16, s16, 0x11)};
     __m256i hm = _mm256_loadu_si256((const __m256i *)w->hmask);
@@ -268,19 +281,17 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256
         for (int j = 0; j < 4; j++)
             p[j] = _mm256_maddubs_epi16(
                 code[j], _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
-        __m256i sums = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]),
-                                         _mm256_hadd_epi16(p[2], p[3]));
-        __m256i scales = _mm256_shuffle_epi8(halves[h], pick);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sums, scales));
+        for (int k = 0; k < 2; k++)
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_hadd_epi16(p[2 * k], p[2 * k + 1]),
+                                                          q3_K_field_pair_scales(halves[h], k)));
     }
-    __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);
-    __m256i offset = _mm256_madd_epi16(s16, bsums);
-    return _mm256_sub_epi32(times_four_even_fields(acc), _mm256_slli_epi32(offset, 4));
+    __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
+    return _mm256_sub_epi32(times_four_fields_0_2(acc), _mm256_slli_epi32(offset, 4));
 }
 
 /* The same with AVX-VNNI (as q2_K_sums_vnni): each field's exact int32 sums of four products by
- * vpdpbusd, two fields packed to int16 (at most 4 * 28 * 128) and scaled by one vpdpwssd. Dwords
- * 2-3 of each lane hold fields 1 and 3, 4 times their value. */
+ * vpdpbusd, two fields packed to int16 (at most 4 * 28 * 128) and scaled by one vpdpwssd, in the
+ * layout of q3_K_isum's pair sums. */
 __attribute__((target("avxvnni"))) static inline __m256i
 q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16)
 {
@@ -295,24 +306,12 @@ q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16)
             d[j] = _mm256_dpbusd_avx_epi32(
                 _mm256_setzero_si256(), code[j],
                 _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
-        /* Lane L of packs(d[2k], d[2k + 1]): four words of sub-block 8h + 4k + L (word
-         * 4k + L of halves[h]), then four of 8h + 4k + 2 + L. */
-        for (int k = 0; k < 2; k++) {
-            char lo = (char)(8 * k), hi = (char)(8 * k + 4);
-            __m256i pick = _mm256_setr_epi8(
-                lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), hi,
-                (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1),
-                (char)(lo + 2), (char)(lo + 3), (char)(lo + 2), (char)(lo + 3), (char)(lo + 2),
-                (char)(lo + 3), (char)(lo + 2), (char)(lo + 3), (char)(hi + 2), (char)(hi + 3),
-                (char)(hi + 2), (char)(hi + 3), (char)(hi + 2), (char)(hi + 3), (char)(hi + 2),
-                (char)(hi + 3));
+        for (int k = 0; k < 2; k++)
             acc = _mm256_dpwssd_avx_epi32(acc, _mm256_packs_epi32(d[2 * k], d[2 * k + 1]),
-                                          _mm256_shuffle_epi8(halves[h], pick));
-        }
+                                          q3_K_field_pair_scales(halves[h], k));
     }
     __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(_mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0)),
-                            _mm256_slli_epi32(offset, 4));
+    return _mm256_sub_epi32(times_four_fields_0_2(acc), _mm256_slli_epi32(offset, 4));
 }
 
 ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a, __m256i s16)
