@@ -212,6 +212,23 @@ static void sequential_statistics(void)
     ellm_gguf_close(f);
 }
 
+/* Calibration whose carried hidden states would pass the bound fails up front, naming the options
+ * that lower it (aidreams: 64 floats a token, so 2^22 tokens are 1 GiB). */
+static void carried_states_bound(void)
+{
+    const char *src = test_shared_path("models/aidreams260K-f32.gguf");
+    int32_t n = (1 << 22) + 64;
+    edgellm_token *ids = malloc((size_t)n * sizeof *ids);
+    for (int32_t i = 0; i < n; i++)
+        ids[i] = (edgellm_token)(260 + i % 240);
+    ellm_gptq_params p = {.n_ctx = 64, .n_threads = 1};
+    ellm_gptq *g = NULL;
+    CHECK(ellm_gptq_create(src, ids, n, &p, &g) == EDGELLM_ERR_INVALID_ARGUMENT && !g);
+    CHECK_MSG(strstr(edgellm_last_error(), "--chunks") && strstr(edgellm_last_error(), "--ctx"),
+              "the message does not say what to lower: %s", edgellm_last_error());
+    free(ids);
+}
+
 /* The token embedding has no input activations; GPTQ rounds it with the Hessian of the matrices
  * that read the residual stream, H = sum over every layer's q/k/v and gate/up of
  * diag(g) W^T W diag(g) (g the RMSNorm weight before them). Under that H, its rows must come out
@@ -723,6 +740,7 @@ static void logit_measure(void)
 int main(void)
 {
     sequential_statistics();
+    carried_states_bound();
     embedding_rounding();
     head_rounding();
     logit_measure();

@@ -97,7 +97,8 @@ typedef struct ellm_gptq_params {
 
 /* Opens the model at model_path (the weights the first layer's activations come from) for GPTQ
  * over the calibration token ids (kept by reference: they must outlive the handle). Fails with a
- * clear message when the ids do not fill one chunk or lie outside the vocabulary. */
+ * clear message when the ids do not fill one chunk or lie outside the vocabulary, or when their
+ * hidden states, carried from layer to layer, would exceed ELLM_CALIB_CARRY_MAX_BYTES. */
 edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids, int32_t n_ids,
                                 const ellm_gptq_params *params, ellm_gptq **out);
 /* The model file the calibration runs on, mapped once: quantizing reads it through this
