@@ -71,8 +71,77 @@ static uint8_t *gptq_matrix(ellm_gptq *g, const gguf_file *f, const char *name)
     return out;
 }
 
+/* Bytes of blk.N.<matrix>.weight of f as Q4_0. */
+static uint64_t q4_0_bytes(const gguf_file *f, const char *name)
+{
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(f, name);
+    uint64_t rb = 0;
+    ellm_row_bytes(ELLM_TYPE_Q4_0, t->ne[0], &rb);
+    return rb * t->ne[1];
+}
+
+typedef struct layer_h {
+    int32_t layer;
+    float h[64 * 64];
+} layer_h;
+
+/* X^T X of the layer's attention input, accumulated as GPTQ does (float, lower triangle, rows in
+ * order), so the same activations give the same bits. */
+static void observe_attn_input(void *user, int32_t layer, ellm_matrix_input which, const float *x,
+                               int32_t n_rows, int64_t n_cols)
+{
+    layer_h *a = user;
+    if (layer != a->layer || which != ELLM_INPUT_ATTN || n_cols != 64)
+        return;
+    for (int i = 0; i < 64; i++)
+        for (int32_t r = 0; r < n_rows; r++) {
+            float xi = x[r * 64 + i];
+            if (xi == 0)
+                continue;
+            for (int j = 0; j <= i; j++)
+                a->h[i * 64 + j] += xi * x[r * 64 + j];
+        }
+}
+
+/* blk.1.attn_q as GPTQ rounds it from a whole forward pass over ids with layer 0's matrices
+ * replaced by the given Q4_0 blocks: what the carried states must reproduce. */
+static uint8_t *layer1_from_full_pass(const char *src, const gguf_file *f, const edgellm_token *ids,
+                                      int32_t n, const char *const *layer0, uint8_t *const *blocks)
+{
+    ellm_calib_run run;
+    CHECK(ellm_calib_open(src, ids, n, 48, 0, 2, &run) == EDGELLM_OK);
+    ellm_layer *l0 = (ellm_layer *)&ellm_model_weights(run.model)->layers[0];
+    ellm_tensor *slots[6] = {&l0->wq, &l0->wk, &l0->wv, &l0->wo, &l0->ffn_gate, &l0->ffn_up};
+    for (int i = 0; i < 6; i++) {
+        uint64_t bytes = q4_0_bytes(f, layer0[i]);
+        slots[i]->type = ELLM_TYPE_Q4_0;
+        slots[i]->n_bytes = bytes;
+        slots[i]->row_bytes = bytes / (uint64_t)slots[i]->ne[1];
+        slots[i]->data = blocks[i];
+    }
+    CHECK(ellm_calib_renew_state(&run) == EDGELLM_OK);
+    static layer_h a;
+    memset(&a, 0, sizeof a);
+    a.layer = 1;
+    CHECK(ellm_calib_pass(&run, observe_attn_input, &a, false, NULL, "", NULL, NULL) == EDGELLM_OK);
+    for (int i = 0; i < 64; i++)
+        for (int j = 0; j < i; j++)
+            a.h[j * 64 + i] = a.h[i * 64 + j];
+    const gguf_tensor_info *t = ellm_gguf_find_tensor(f, "blk.1.attn_q.weight");
+    float w[64 * 64];
+    memcpy(w, t->data, sizeof w);
+    uint8_t *out = malloc(q4_0_bytes(f, "blk.1.attn_q.weight"));
+    CHECK(ellm_gptq_quantize(run.pool, ELLM_TYPE_Q4_0, w, 64, 64, a.h, ELLM_GPTQ_DAMP, true, out) ==
+          EDGELLM_OK);
+    ellm_calib_close(&run);
+    return out;
+}
+
 /* Layer 1's blocks after layer 0 was quantized differ from those of a handle that quantized
- * layer 1 alone (whose statistics come from the unquantized layer 0); layer 0's are the same. */
+ * layer 1 alone (whose statistics come from the unquantized layer 0); layer 0's are the same.
+ * The statistics of layer 1 run on hidden states carried past the quantized layer 0: its blocks
+ * must be exactly those of a whole forward pass with layer 0's blocks in place, and layer 0's
+ * copies must be released once the states are past it. */
 static void sequential_statistics(void)
 {
     const char *src = test_shared_path("models/aidreams260K-f32.gguf");
@@ -97,16 +166,34 @@ static void sequential_statistics(void)
     static const char *const layer0[] = {"blk.0.attn_q.weight",   "blk.0.attn_k.weight",
                                          "blk.0.attn_v.weight",   "blk.0.attn_output.weight",
                                          "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"};
-    uint8_t *first = NULL;
+    uint8_t *blocks[6];
+    uint64_t layer0_bytes = 0;
     for (int i = 0; i < 6; i++) {
-        uint8_t *q = gptq_matrix(in_order, f, layer0[i]);
-        if (i == 0)
-            first = q;
-        else
-            free(q);
+        blocks[i] = gptq_matrix(in_order, f, layer0[i]);
+        layer0_bytes += q4_0_bytes(f, layer0[i]);
     }
+    uint8_t *first = blocks[0];
+    CHECK_MSG(ellm_gptq_installed_bytes(in_order) == layer0_bytes,
+              "%llu bytes of quantized copies installed after layer 0, not its %llu",
+              (unsigned long long)ellm_gptq_installed_bytes(in_order),
+              (unsigned long long)layer0_bytes);
     uint8_t *first_alone = gptq_matrix(alone, f, "blk.0.attn_q.weight");
     uint8_t *after = gptq_matrix(in_order, f, "blk.1.attn_q.weight");
+    CHECK_MSG(ellm_gptq_installed_bytes(in_order) == q4_0_bytes(f, "blk.1.attn_q.weight"),
+              "%llu bytes of quantized copies installed once layer 1 began: layer 0's were not "
+              "released",
+              (unsigned long long)ellm_gptq_installed_bytes(in_order));
+    uint8_t *full_pass = layer1_from_full_pass(src, f, ids, n, layer0, blocks);
+    CHECK_MSG(!memcmp(after, full_pass, (size_t)q4_0_bytes(f, "blk.1.attn_q.weight")),
+              "layer 1 rounded from the carried states differs from a whole forward pass with "
+              "layer 0 quantized");
+    free(full_pass);
+    float w[64 * 64];
+    memcpy(w, ellm_gguf_find_tensor(f, "blk.0.attn_q.weight")->data, sizeof w);
+    uint8_t again[64 * 36];
+    CHECK_MSG(ellm_gptq_quantize_tensor(in_order, "blk.0.attn_q.weight", ELLM_TYPE_Q4_0, w, 64, 64,
+                                        NULL, again) == EDGELLM_ERR_INVALID_ARGUMENT,
+              "layer 0 asked for again after its copies were released did not fail");
     uint8_t *before = gptq_matrix(alone, f, "blk.1.attn_q.weight");
     uint64_t bytes = 0;
     ellm_row_bytes(ELLM_TYPE_Q4_0, 64, &bytes);
@@ -115,13 +202,31 @@ static void sequential_statistics(void)
               "layer 0 is quantized differently by two handles");
     CHECK_MSG(memcmp(after, before, (size_t)bytes) != 0,
               "layer 1's statistics ignore that layer 0 was quantized (not sequential GPTQ)");
-    free(first);
+    for (int i = 0; i < 6; i++)
+        free(blocks[i]);
     free(first_alone);
     free(after);
     free(before);
     ellm_gptq_free(in_order);
     ellm_gptq_free(alone);
     ellm_gguf_close(f);
+}
+
+/* Calibration whose carried hidden states would pass the bound fails up front, naming the options
+ * that lower it (aidreams: 64 floats a token, so 2^22 tokens are 1 GiB). */
+static void carried_states_bound(void)
+{
+    const char *src = test_shared_path("models/aidreams260K-f32.gguf");
+    int32_t n = (1 << 22) + 64;
+    edgellm_token *ids = malloc((size_t)n * sizeof *ids);
+    for (int32_t i = 0; i < n; i++)
+        ids[i] = (edgellm_token)(260 + i % 240);
+    ellm_gptq_params p = {.n_ctx = 64, .n_threads = 1};
+    ellm_gptq *g = NULL;
+    CHECK(ellm_gptq_create(src, ids, n, &p, &g) == EDGELLM_ERR_INVALID_ARGUMENT && !g);
+    CHECK_MSG(strstr(edgellm_last_error(), "--chunks") && strstr(edgellm_last_error(), "--ctx"),
+              "the message does not say what to lower: %s", edgellm_last_error());
+    free(ids);
 }
 
 /* The token embedding has no input activations; GPTQ rounds it with the Hessian of the matrices
@@ -635,6 +740,7 @@ static void logit_measure(void)
 int main(void)
 {
     sequential_statistics();
+    carried_states_bound();
     embedding_rounding();
     head_rounding();
     logit_measure();

@@ -477,6 +477,152 @@ static edgellm_status check_batch(const ellm_model *m, const ellm_state *work,
     return EDGELLM_OK;
 }
 
+void ellm_forward_embed(const ellm_model *m, const edgellm_token *tokens, int32_t n_tokens,
+                        float *x)
+{
+    const ellm_tensor *e = &m->w.tok_embd;
+    int64_t n_embd = m->hp.n_embd;
+    for (int32_t t = 0; t < n_tokens; t++) {
+        float *row = x + (size_t)t * (size_t)n_embd;
+        ellm_dequantize_row(e->type, (const uint8_t *)e->data + (size_t)tokens[t] * e->row_bytes,
+                            row, n_embd);
+        if (m->hp.embd_scale > 0)
+            for (int64_t i = 0; i < n_embd; i++)
+                row[i] *= m->hp.embd_scale;
+    }
+}
+
+/* Layer il over the batch's n_tokens rows of s->x, in place. */
+static void run_layer(const ellm_model *m, ellm_state *s, ellm_threadpool *pool,
+                      const ellm_forward_seq *seqs, int32_t il, int32_t n_tokens)
+{
+    const ellm_layer *L = &m->w.layers[il];
+    /* pruned models' layers differ in head and FFN counts */
+    const ellm_hparams *hp = &m->layer_hp[il];
+    int64_t n_embd = m->hp.n_embd, n_ff = hp->n_ff;
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    norm_rows(s, pool, m->norms[il].attn_norm, n_tokens, n_embd, hp->rms_norm_eps);
+    const ellm_layer_norms *N = &m->norms[il];
+    observe(s, il, ELLM_INPUT_ATTN, s->xn, n_tokens, n_embd);
+    float *qkv_out[3] = {s->q, s->k, s->v};
+    if (hp->fused_qkv) {
+        const ellm_tensor *wqkv = &L->wqkv;
+        matmul_weights(s, pool, &wqkv, 1, s->xn, n_tokens, &s->fused);
+        split_rows(s->fused, n_tokens, qkv_out, (size_t[]){q_dim, kv_dim, kv_dim}, 3);
+    } else {
+        const ellm_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        matmul_weights(s, pool, qkv, 3, s->xn, n_tokens, qkv_out);
+    }
+    if (N->bq || N->bk || N->bv)
+        for (int32_t t = 0; t < n_tokens; t++) {
+            add_bias(s->q + t * q_dim, N->bq, q_dim);
+            add_bias(s->k + t * kv_dim, N->bk, kv_dim);
+            add_bias(s->v + t * kv_dim, N->bv, kv_dim);
+        }
+    double t0 = prof_begin(s);
+    if (hp->qk_norm) {
+        rms_norm_each(s->q, N->q_norm, (int64_t)n_tokens * hp->n_head, hp->head_dim,
+                      hp->rms_norm_eps);
+        rms_norm_each(s->k, N->k_norm, (int64_t)n_tokens * hp->n_head_kv, hp->head_dim,
+                      hp->rms_norm_eps);
+    }
+    prof_end(s, ELLM_PROF_NORM, t0);
+    t0 = prof_begin(s);
+    for (int32_t t = 0; t < n_tokens; t++) {
+        rope_params r = layer_rope(m, il, seqs[s->tok_seq[t]].state);
+        rope(m, &r, s->q + t * q_dim, hp->n_head, s->tok_pos[t]);
+        rope(m, &r, s->k + t * kv_dim, hp->n_head_kv, s->tok_pos[t]);
+    }
+    prof_end(s, ELLM_PROF_ROPE, t0);
+    t0 = prof_begin(s);
+    ellm_attention_store_kv(s, seqs, il, n_tokens, (int64_t)kv_dim);
+    ellm_attention_run(m, s, seqs, il, n_tokens, pool);
+    prof_end(s, ELLM_PROF_ATTENTION, t0);
+    const ellm_tensor *wo = &L->wo;
+    observe(s, il, ELLM_INPUT_ATTN_OUT, s->att, n_tokens, (int64_t)q_dim);
+    matmul_weights(s, pool, &wo, 1, s->att, n_tokens, &s->tmp);
+    if (hp->post_norms)
+        rms_norm_each(s->tmp, N->post_attn, n_tokens, n_embd, hp->rms_norm_eps);
+    elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
+
+    norm_rows(s, pool, m->norms[il].ffn_norm, n_tokens, n_embd, hp->rms_norm_eps);
+    observe(s, il, ELLM_INPUT_FFN, s->xn, n_tokens, n_embd);
+    if (hp->fused_gate_up) {
+        float *gate_up_out[2] = {s->gate, s->up};
+        const ellm_tensor *up = &L->ffn_up;
+        matmul_weights(s, pool, &up, 1, s->xn, n_tokens, &s->fused);
+        split_rows(s->fused, n_tokens, gate_up_out, (size_t[]){n_ff, n_ff}, 2);
+        if (hp->gelu_ffn)
+            gelu_mul(s->gate, s->up, n_tokens * n_ff);
+        else
+            elementwise(pool, EW_SILU_MUL, s->gate, s->up, n_tokens * n_ff);
+    } else {
+        gated_ffn(s, pool, L, hp->gelu_ffn ? gelu_mul : silu_mul, n_tokens, n_ff);
+    }
+    const ellm_tensor *down = &L->ffn_down;
+    observe(s, il, ELLM_INPUT_FFN_DOWN, s->gate, n_tokens, n_ff);
+    matmul_weights(s, pool, &down, 1, s->gate, n_tokens, &s->tmp);
+    if (hp->post_norms)
+        rms_norm_each(s->tmp, N->post_ffw, n_tokens, n_embd, hp->rms_norm_eps);
+    elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
+}
+
+/* Layers first..last-1 over the batch's rows of s->x. */
+static edgellm_status run_layers(const ellm_model *m, ellm_state *s, ellm_threadpool *pool,
+                                 const ellm_forward_seq *seqs, int32_t first, int32_t last,
+                                 int32_t n_tokens)
+{
+    for (int32_t il = first; il < last; il++) {
+        /* n_past has not moved yet: the rows earlier layers stored are beyond it, unused. */
+        if (cancelled(s))
+            return ellm_fail(EDGELLM_ERR_CANCELLED, "the forward pass was cancelled at layer %d",
+                             (int)il);
+        run_layer(m, s, pool, seqs, il, n_tokens);
+    }
+    return EDGELLM_OK;
+}
+
+edgellm_status ellm_forward_layers(const ellm_model *m, ellm_state *s, ellm_threadpool *pool,
+                                   int32_t first, int32_t last, const float *x, int32_t n_tokens,
+                                   float *x_out)
+{
+    const ellm_hparams *hp = &m->hp;
+    if (first < 0 || first > last || last > hp->n_layer)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "layers %d to %d are not a range of the model's %d layers", (int)first,
+                         (int)last - 1, (int)hp->n_layer);
+    if (n_tokens <= 0 || n_tokens > s->p.n_batch)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "batch of %d rows (1 to %d allowed)",
+                         (int)n_tokens, (int)s->p.n_batch);
+    if (ellm_threadpool_size(pool) > s->p.n_threads)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the pool has more threads than the state");
+    if (s->p.scratch_only || s->n_past + n_tokens > s->p.n_ctx)
+        return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
+                         "%d more rows do not fit: %d of %d context positions are used",
+                         (int)n_tokens, (int)s->n_past, (int)(s->p.scratch_only ? 0 : s->p.n_ctx));
+    int64_t n_embd = hp->n_embd;
+    for (int32_t t = 0; t < n_tokens; t++) {
+        s->tok_seq[t] = 0;
+        s->tok_pos[t] = s->n_past + t;
+    }
+    memcpy(s->x, x, (size_t)n_tokens * (size_t)n_embd * sizeof *x);
+    ellm_forward_seq seq = {s, NULL, n_tokens, true, false};
+    edgellm_status st = run_layers(m, s, pool, &seq, first, last, n_tokens);
+    if (st != EDGELLM_OK)
+        return st;
+    if (last == hp->n_layer && s->observer) {
+        for (int32_t t = 0; t < n_tokens; t++)
+            rms_norm(s->x + t * n_embd, m->output_norm, s->xn + t * n_embd, n_embd,
+                     hp->rms_norm_eps);
+        observe(s, -1, ELLM_INPUT_HEAD, s->xn, n_tokens, n_embd);
+    }
+    if (x_out)
+        memcpy(x_out, s->x, (size_t)n_tokens * (size_t)n_embd * sizeof *x_out);
+    s->n_past += n_tokens;
+    return EDGELLM_OK;
+}
+
 /*
  * All rows of all sequences go through every matmul together, so each weight is read once per
  * step however many sequences share it. Only attention and the KV cache are per sequence. A row's
@@ -495,98 +641,19 @@ edgellm_status ellm_forward_batch(const ellm_model *m, ellm_state *work, ellm_th
     ellm_state *s = work;
     double t_pass = prof_begin(s);
 
-    int64_t n_embd = hp->n_embd, n_ff = hp->n_ff;
-    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    for (int32_t i = 0, row = 0; i < n_seqs; i++)
-        for (int32_t t = 0; t < seqs[i].n_tokens; t++, row++) {
-            s->tok_seq[row] = i;
-            s->tok_pos[row] = seqs[i].state->n_past + t;
-            ellm_dequantize_row(w->tok_embd.type,
-                                (const uint8_t *)w->tok_embd.data +
-                                    (size_t)seqs[i].tokens[t] * w->tok_embd.row_bytes,
-                                s->x + (size_t)row * n_embd, n_embd);
-            if (hp->embd_scale > 0)
-                for (int64_t e = 0; e < n_embd; e++)
-                    s->x[(size_t)row * n_embd + e] *= hp->embd_scale;
+    int64_t n_embd = hp->n_embd;
+    for (int32_t i = 0, row = 0; i < n_seqs; i++) {
+        for (int32_t t = 0; t < seqs[i].n_tokens; t++) {
+            s->tok_seq[row + t] = i;
+            s->tok_pos[row + t] = seqs[i].state->n_past + t;
         }
-
-    for (int32_t il = 0; il < m->hp.n_layer; il++) {
-        /* n_past has not moved yet: the rows earlier layers stored are beyond it, unused. */
-        if (cancelled(s))
-            return ellm_fail(EDGELLM_ERR_CANCELLED, "the forward pass was cancelled at layer %d",
-                             (int)il);
-        const ellm_layer *L = &w->layers[il];
-        hp = &m->layer_hp[il]; /* pruned models' layers differ in head and FFN counts */
-        n_ff = hp->n_ff;
-        q_dim = (size_t)hp->n_head * hp->head_dim;
-        kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-        norm_rows(s, pool, m->norms[il].attn_norm, n_tokens, n_embd, hp->rms_norm_eps);
-        const ellm_layer_norms *N = &m->norms[il];
-        observe(s, il, ELLM_INPUT_ATTN, s->xn, n_tokens, n_embd);
-        float *qkv_out[3] = {s->q, s->k, s->v};
-        if (hp->fused_qkv) {
-            const ellm_tensor *wqkv = &L->wqkv;
-            matmul_weights(s, pool, &wqkv, 1, s->xn, n_tokens, &s->fused);
-            split_rows(s->fused, n_tokens, qkv_out, (size_t[]){q_dim, kv_dim, kv_dim}, 3);
-        } else {
-            const ellm_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
-            matmul_weights(s, pool, qkv, 3, s->xn, n_tokens, qkv_out);
-        }
-        if (N->bq || N->bk || N->bv)
-            for (int32_t t = 0; t < n_tokens; t++) {
-                add_bias(s->q + t * q_dim, N->bq, q_dim);
-                add_bias(s->k + t * kv_dim, N->bk, kv_dim);
-                add_bias(s->v + t * kv_dim, N->bv, kv_dim);
-            }
-        double t0 = prof_begin(s);
-        if (hp->qk_norm) {
-            rms_norm_each(s->q, N->q_norm, (int64_t)n_tokens * hp->n_head, hp->head_dim,
-                          hp->rms_norm_eps);
-            rms_norm_each(s->k, N->k_norm, (int64_t)n_tokens * hp->n_head_kv, hp->head_dim,
-                          hp->rms_norm_eps);
-        }
-        prof_end(s, ELLM_PROF_NORM, t0);
-        t0 = prof_begin(s);
-        for (int32_t t = 0; t < n_tokens; t++) {
-            rope_params r = layer_rope(m, il, seqs[s->tok_seq[t]].state);
-            rope(m, &r, s->q + t * q_dim, hp->n_head, s->tok_pos[t]);
-            rope(m, &r, s->k + t * kv_dim, hp->n_head_kv, s->tok_pos[t]);
-        }
-        prof_end(s, ELLM_PROF_ROPE, t0);
-        t0 = prof_begin(s);
-        ellm_attention_store_kv(s, seqs, il, n_tokens, (int64_t)kv_dim);
-        ellm_attention_run(m, s, seqs, il, n_tokens, pool);
-        prof_end(s, ELLM_PROF_ATTENTION, t0);
-        const ellm_tensor *wo = &L->wo;
-        observe(s, il, ELLM_INPUT_ATTN_OUT, s->att, n_tokens, (int64_t)q_dim);
-        matmul_weights(s, pool, &wo, 1, s->att, n_tokens, &s->tmp);
-        if (hp->post_norms)
-            rms_norm_each(s->tmp, N->post_attn, n_tokens, n_embd, hp->rms_norm_eps);
-        elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
-
-        norm_rows(s, pool, m->norms[il].ffn_norm, n_tokens, n_embd, hp->rms_norm_eps);
-        observe(s, il, ELLM_INPUT_FFN, s->xn, n_tokens, n_embd);
-        if (hp->fused_gate_up) {
-            float *gate_up_out[2] = {s->gate, s->up};
-            const ellm_tensor *up = &L->ffn_up;
-            matmul_weights(s, pool, &up, 1, s->xn, n_tokens, &s->fused);
-            split_rows(s->fused, n_tokens, gate_up_out, (size_t[]){n_ff, n_ff}, 2);
-            if (hp->gelu_ffn)
-                gelu_mul(s->gate, s->up, n_tokens * n_ff);
-            else
-                elementwise(pool, EW_SILU_MUL, s->gate, s->up, n_tokens * n_ff);
-        } else {
-            gated_ffn(s, pool, L, hp->gelu_ffn ? gelu_mul : silu_mul, n_tokens, n_ff);
-        }
-        const ellm_tensor *down = &L->ffn_down;
-        observe(s, il, ELLM_INPUT_FFN_DOWN, s->gate, n_tokens, n_ff);
-        matmul_weights(s, pool, &down, 1, s->gate, n_tokens, &s->tmp);
-        if (hp->post_norms)
-            rms_norm_each(s->tmp, N->post_ffw, n_tokens, n_embd, hp->rms_norm_eps);
-        elementwise(pool, EW_ADD, s->x, s->tmp, n_tokens * n_embd);
+        ellm_forward_embed(m, seqs[i].tokens, seqs[i].n_tokens, s->x + (size_t)row * n_embd);
+        row += seqs[i].n_tokens;
     }
-    hp = &m->hp;
+
+    st = run_layers(m, s, pool, seqs, 0, m->hp.n_layer, n_tokens);
+    if (st != EDGELLM_OK)
+        return st;
 
     if (seqs[0].hidden) {
         for (int32_t t = 0; t < n_tokens; t++)

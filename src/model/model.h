@@ -167,4 +167,21 @@ typedef struct ellm_forward_seq {
 edgellm_status ellm_forward_batch(const ellm_model *model, ellm_state *work, ellm_threadpool *pool,
                                   const ellm_forward_seq *seqs, int32_t n_seqs, float *logits);
 
+/* The residual stream a forward pass starts from: n_tokens rows of n_embd floats into x, the
+ * token embedding's rows (scaled as the architecture asks). */
+void ellm_forward_embed(const ellm_model *model, const edgellm_token *tokens, int32_t n_tokens,
+                        float *x);
+/*
+ * Part of a forward pass: layers first..last-1 (first == last: none) of the model over n_tokens
+ * (<= n_batch) rows of the residual stream x at layer first's input, at positions n_past.. of the
+ * state's cache, whose layers first..last-1 take their keys and values. x_out (may be x; NULL:
+ * not wanted) gets the rows at layer last's input. The rows go through the same steps as in
+ * ellm_forward, so a prefill split into layer ranges gives the same bits. With last == n_layer, an
+ * attached observer also sees the final norm's output of every row as the head's input. n_past
+ * moves on by n_tokens.
+ */
+edgellm_status ellm_forward_layers(const ellm_model *model, ellm_state *state,
+                                   ellm_threadpool *pool, int32_t first, int32_t last,
+                                   const float *x, int32_t n_tokens, float *x_out);
+
 #endif

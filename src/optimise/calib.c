@@ -30,6 +30,7 @@ edgellm_status ellm_calib_open(const char *model_path, const edgellm_token *ids,
                                ellm_calib_run *r)
 {
     memset(r, 0, sizeof *r);
+    r->carried_layer = -1;
     if (n_ctx < 2)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "the chunk size must be at least 2 tokens");
     if (n_ids < n_ctx)
@@ -90,8 +91,67 @@ edgellm_status ellm_calib_pass(ellm_calib_run *r, ellm_input_observer observer, 
     return st;
 }
 
+edgellm_status ellm_calib_carry_open(ellm_calib_run *r)
+{
+    int64_t n_embd = ellm_model_hparams(r->model)->n_embd;
+    uint64_t values = (uint64_t)r->n_chunks * (uint64_t)r->n_ctx * (uint64_t)n_embd;
+    if (values * sizeof(float) > ELLM_CALIB_CARRY_MAX_BYTES)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the calibration hidden states carried from layer to layer would take "
+                         "%.0f MiB (%d chunks x %d tokens x %lld floats), over the %.0f MiB "
+                         "bound; lower --chunks or --ctx",
+                         (double)(values * sizeof(float)) / (1024.0 * 1024.0), (int)r->n_chunks,
+                         (int)r->n_ctx, (long long)n_embd,
+                         (double)ELLM_CALIB_CARRY_MAX_BYTES / (1024.0 * 1024.0));
+    free(r->carried);
+    r->carried = malloc((size_t)values * sizeof *r->carried);
+    r->carried_layer = -1;
+    if (!r->carried)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
+                         "no memory for %.0f MiB of calibration hidden states; lower --chunks or "
+                         "--ctx",
+                         (double)(values * sizeof(float)) / (1024.0 * 1024.0));
+    return EDGELLM_OK;
+}
+
+void ellm_calib_carry_start(ellm_calib_run *r)
+{
+    ellm_forward_embed(r->model, r->ids, r->n_chunks * r->n_ctx, r->carried);
+    r->carried_layer = 0;
+}
+
+edgellm_status ellm_calib_carry_pass(ellm_calib_run *r, int32_t first, int32_t last, bool advance,
+                                     ellm_input_observer observer, void *user, const bool *failed,
+                                     const char *fail_message)
+{
+    if (!r->carried || r->carried_layer != first)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "the carried calibration states are not at layer %d's input", (int)first);
+    size_t n_embd = (size_t)ellm_model_hparams(r->model)->n_embd;
+    ellm_state_set_input_observer(r->state, observer, user);
+    edgellm_status st = EDGELLM_OK;
+    for (int32_t chunk = 0; st == EDGELLM_OK && chunk < r->n_chunks; chunk++) {
+        ellm_state_truncate(r->state, 0);
+        float *x = r->carried + (size_t)chunk * (size_t)r->n_ctx * n_embd;
+        for (int32_t done = 0; st == EDGELLM_OK && done < r->n_ctx; done += r->n_batch) {
+            int32_t n = r->n_ctx - done < r->n_batch ? r->n_ctx - done : r->n_batch;
+            float *rows = x + (size_t)done * n_embd;
+            st = ellm_forward_layers(r->model, r->state, r->pool, first, last, rows, n,
+                                     advance ? rows : NULL);
+            if (st == EDGELLM_OK && failed && *failed)
+                st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "%s", fail_message);
+        }
+    }
+    ellm_state_set_input_observer(r->state, NULL, NULL);
+    /* A pass stopped part way has moved some rows on and not others. */
+    if (advance)
+        r->carried_layer = st == EDGELLM_OK ? last : -1;
+    return st;
+}
+
 void ellm_calib_close(ellm_calib_run *r)
 {
+    free(r->carried);
     free(r->logits);
     ellm_state_free(r->state);
     ellm_threadpool_free(r->pool);

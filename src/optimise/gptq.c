@@ -1412,11 +1412,24 @@ typedef struct layer_input {
     int32_t *order;   /* act-order: the file column at each step of u's order; NULL: in order */
 } layer_input;
 
+#define EMBEDDING_LAYER -3 /* an installed copy of the token embedding */
+
+/* A quantized matrix the calibration model computes with in place of the file's. */
+typedef struct installed_copy {
+    ellm_tensor *slot; /* the model's tensor it replaced */
+    ellm_tensor given; /* the tensor as it was */
+    int32_t layer;     /* its layer, or EMBEDDING_LAYER */
+    uint8_t *data;
+    uint64_t bytes;
+} installed_copy;
+
 struct ellm_gptq {
     ellm_calib_run run;
-    void **installed; /* the quantized matrices the calibration model now computes with */
+    installed_copy *installed;
     int n_installed;
-    bool state_stale; /* matrices were installed since the state was made */
+    uint64_t installed_bytes;
+    bool released;    /* copies of passed layers were released: the carry cannot start again */
+    bool state_stale; /* the model's matrices changed since the state was made */
     int32_t layer;    /* whose statistics `in` holds (HEAD_LAYER: the head's); NO_LAYER: none */
     layer_input in[N_INPUTS];
     /* The layer's FFN input rows, kept while small enough for per-row Hessians (ffn_rows < 0:
@@ -1506,24 +1519,68 @@ static void observe_layer(void *user, int32_t layer, ellm_matrix_input which, co
     g->ffn_rows = rows;
 }
 
-/* Runs the calibration tokens through the model, keeping the statistics of `layer` only. */
+/* The layers before `before` are passed for good: their quantized copies go back to the file's
+ * matrices, so memory holds one layer's copies at a time. */
+static void release_layers_before(ellm_gptq *g, int32_t before)
+{
+    int kept = 0;
+    for (int i = 0; i < g->n_installed; i++) {
+        installed_copy *c = &g->installed[i];
+        if (c->layer == EMBEDDING_LAYER || c->layer >= before) {
+            g->installed[kept++] = *c;
+            continue;
+        }
+        *c->slot = c->given;
+        g->installed_bytes -= c->bytes;
+        free(c->data);
+        g->released = true;
+        g->state_stale = true;
+    }
+    g->n_installed = kept;
+}
+
+/* Brings the carried calibration states to layer `target`'s input (n_layer: the final norm's),
+ * through the earlier layers as they are now, quantized where they were. */
+static edgellm_status carry_to(ellm_gptq *g, int32_t target)
+{
+    ellm_calib_run *r = &g->run;
+    if (r->carried_layer < 0 || r->carried_layer > target) {
+        if (g->released)
+            return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                             "GPTQ needs the model's tensors in layer order: layer %d's "
+                             "statistics were asked for after the earlier layers' quantized "
+                             "copies were released",
+                             (int)target);
+        ellm_calib_carry_start(r);
+    }
+    edgellm_status st = EDGELLM_OK;
+    if (r->carried_layer < target)
+        st = ellm_calib_carry_pass(r, r->carried_layer, target, true, NULL, NULL, NULL, "");
+    if (st == EDGELLM_OK)
+        release_layers_before(g, target);
+    return st;
+}
+
+/* Keeps the statistics of `layer` only, from that layer alone over the calibration states
+ * carried to its input (the head: the final norm of the states after the last layer). */
 static edgellm_status collect_layer(ellm_gptq *g, int32_t layer)
 {
     free_inputs(g);
     g->layer = layer;
     g->failed = false;
     double t0 = ellm_calib_seconds();
-    if (g->state_stale) {
-        edgellm_status st = ellm_calib_renew_state(&g->run);
-        if (st != EDGELLM_OK)
-            return st;
+    int32_t n_layer = ellm_model_hparams(g->run.model)->n_layer;
+    int32_t first = layer == HEAD_LAYER ? n_layer : layer;
+    edgellm_status st = EDGELLM_OK;
+    if (g->state_stale && (st = ellm_calib_renew_state(&g->run)) == EDGELLM_OK)
         g->state_stale = false;
-    }
+    if (st == EDGELLM_OK)
+        st = carry_to(g, first);
     char message[64];
     snprintf(message, sizeof message, "no memory for layer %d's GPTQ statistics", (int)layer);
-    /* The head's input is observed only for the rows that give logits: all of them. */
-    edgellm_status st = ellm_calib_pass(&g->run, observe_layer, g, layer == HEAD_LAYER, &g->failed,
-                                        message, NULL, NULL);
+    if (st == EDGELLM_OK)
+        st = ellm_calib_carry_pass(&g->run, first, layer == HEAD_LAYER ? n_layer : layer + 1, false,
+                                   observe_layer, g, &g->failed, message);
     for (int k = 0; st == EDGELLM_OK && k < N_INPUTS; k++) {
         layer_input *in = &g->in[k];
         for (int64_t i = 0; i < in->n; i++)
@@ -1549,6 +1606,8 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
     g->layer = NO_LAYER;
     edgellm_status st = ellm_calib_open(model_path, ids, n_ids, p->n_ctx, p->n_chunks, p->n_threads,
                                         &g->run);
+    if (st == EDGELLM_OK && (st = ellm_calib_carry_open(&g->run)) != EDGELLM_OK)
+        ellm_calib_close(&g->run);
     if (st != EDGELLM_OK) {
         free(g);
         return st;
@@ -1558,6 +1617,8 @@ edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids
 }
 
 const gguf_file *ellm_gptq_input(const ellm_gptq *g) { return g->run.file; }
+
+uint64_t ellm_gptq_installed_bytes(const ellm_gptq *g) { return g->installed_bytes; }
 
 /* The layer, input and ellm_layer field of "blk.N.<matrix>.weight", or HEAD_LAYER and
  * ELLM_INPUT_HEAD for "output.weight"; false for other tensors. */
@@ -1716,8 +1777,13 @@ static edgellm_status install_quantized(ellm_gptq *g, const char *tensor, ellm_t
 {
     uint64_t row_bytes = 0;
     ellm_row_bytes(type, (uint64_t)n_cols, &row_bytes);
+    int32_t layer = EMBEDDING_LAYER;
+    int which;
+    size_t field;
+    if (strcmp(tensor, "token_embd.weight") != 0)
+        input_of(tensor, &layer, &which, &field);
     float *row = malloc((size_t)n_cols * sizeof *row);
-    void **list = realloc(g->installed, (size_t)(g->n_installed + 1) * sizeof *list);
+    installed_copy *list = realloc(g->installed, (size_t)(g->n_installed + 1) * sizeof *list);
     if (list)
         g->installed = list;
     if (!row || !list) {
@@ -1740,8 +1806,13 @@ static edgellm_status install_quantized(ellm_gptq *g, const char *tensor, ellm_t
         ellm_awq_restore_row(awq, tensor, (uint64_t)r, out, n_cols);
     }
     free(row);
-    g->installed[g->n_installed++] = data;
+    uint64_t bytes = out_row_bytes * (uint64_t)n_rows;
+    g->installed[g->n_installed++] = (installed_copy){t, *t, layer, data, bytes};
+    g->installed_bytes += bytes;
     g->state_stale = true;
+    /* States carried past the matrix's layer were computed without it. */
+    if (layer < g->run.carried_layer)
+        g->run.carried_layer = -1;
     t->type = folded ? ELLM_TYPE_F32 : type;
     t->row_bytes = out_row_bytes;
     t->n_bytes = out_row_bytes * (uint64_t)n_rows;
@@ -2250,7 +2321,7 @@ void ellm_gptq_free(ellm_gptq *g)
     free_inputs(g);
     ellm_calib_close(&g->run);
     for (int i = 0; i < g->n_installed; i++)
-        free(g->installed[i]);
+        free(g->installed[i].data);
     free(g->installed);
     free(g);
 }

@@ -97,12 +97,17 @@ typedef struct ellm_gptq_params {
 
 /* Opens the model at model_path (the weights the first layer's activations come from) for GPTQ
  * over the calibration token ids (kept by reference: they must outlive the handle). Fails with a
- * clear message when the ids do not fill one chunk or lie outside the vocabulary. */
+ * clear message when the ids do not fill one chunk or lie outside the vocabulary, or when their
+ * hidden states, carried from layer to layer, would exceed ELLM_CALIB_CARRY_MAX_BYTES. */
 edgellm_status ellm_gptq_create(const char *model_path, const edgellm_token *ids, int32_t n_ids,
                                 const ellm_gptq_params *params, ellm_gptq **out);
 /* The model file the calibration runs on, mapped once: quantizing reads it through this
  * (ellm_quantize_options.input) instead of mapping it again. */
 const gguf_file *ellm_gptq_input(const ellm_gptq *g);
+/* Bytes of quantized matrices the calibration model computes with now: the layer being quantized
+ * (the earlier layers' are released once the calibration states are carried past them) and the
+ * token embedding. */
+uint64_t ellm_gptq_installed_bytes(const ellm_gptq *g);
 /* Whether GPTQ applies to this weight of the model quantized to type: a layer matrix of a known
  * input, the untied output head (H from the final norm's output over every calibration row), or
  * the untied token embedding, whose rows split into the type's blocks. */
@@ -110,7 +115,8 @@ bool ellm_gptq_covers(const ellm_gptq *g, const char *tensor, ellm_type type, in
 /* Quantizes covered matrix `tensor` (n_rows x n_cols floats in w, changed in place) to dst.
  * awq (may be NULL): the fold w went through; a column multiplied by s_j (its input divided by
  * it) makes H diag(1/s) H diag(1/s). The quantized matrix then replaces the model's own for the
- * statistics of the later layers (sequential GPTQ): quantize in layer order. */
+ * statistics of the later layers (sequential GPTQ): quantize in layer order (a layer asked for
+ * after later layers' copies were released fails). */
 edgellm_status ellm_gptq_quantize_tensor(ellm_gptq *g, const char *tensor, ellm_type type, float *w,
                                          int64_t n_rows, int64_t n_cols, const ellm_awq *awq,
                                          void *dst);

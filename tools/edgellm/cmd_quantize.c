@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "cli_calib.h"
 #include "cli_util.h"
@@ -171,6 +174,12 @@ static ellm_gptq *open_gptq(const char *cmd, const char *model_path, cli_calib *
                           report_gptq_layer,
                           NULL,
                           act_order};
+#ifdef __GLIBC__
+    /* GPTQ frees each layer's statistics (n x n floats per input) before the next layer's. After
+     * such a free glibc raises its mmap threshold, so the next layers' buffers come from a heap it
+     * keeps; a fixed threshold maps each one and gives it back when freed. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     ellm_gptq *g = NULL;
     if (ellm_gptq_create(model_path, ids, n, &p, &g) != EDGELLM_OK) {
         cli_error(cmd, "--calib %s: %s", calib->text_path, edgellm_last_error());
