@@ -217,20 +217,9 @@ void ellm_vec_dot_q4_0_ext_wasm_relaxed(int64_t n, float *out, const void *row, 
     EXT_ACTIVATION_DOT(ellm_q8_0_ext_layout_for, int8_t, block_q4_0, relaxed_q4_0, 8);
 }
 
-/* As for the K-quants, long rows go one at a time: four Q4_0 rows side by side ran at 0.8 of
- * single rows from 2048 columns on (gemv_micro: 7.7 against 9.4 GB/s at 2048, 5.3 against 6.6
- * at 2560, 8.0 against 10.0 at 5632) and level with them at 960 (8.2, 8.4). */
-enum { Q4_0_ROWS_MAX_BLOCKS = 32 };
-
 void ellm_vec_dot_q4_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *rows,
                                              size_t row_bytes, const void *x)
 {
-    if (n / QK8_0 > Q4_0_ROWS_MAX_BLOCKS) {
-        for (int r = 0; r < ELLM_DOT_ROWS; r++)
-            ellm_vec_dot_q4_0_ext_wasm_relaxed(n, out + r,
-                                               (const uint8_t *)rows + (size_t)r * row_bytes, x);
-        return;
-    }
     EXT_ACTIVATION_ROWS(ellm_q8_0_ext_layout_for, int8_t, block_q4_0, relaxed_q4_0, 8);
 }
 #endif
