@@ -98,6 +98,34 @@ assert r["power_draw_w"] is not None or r["power_unavailable_reason"]
 PY
 check "bench record has every field" $?
 
+# bench -r 3: the bandwidth measured before and after each round, each round's decode judged
+# against the mean of its two; the measuring process's buffer (512 MiB) is not the benchmark's
+# memory. The prefill work counts the head once per prompt (its last token's logits), so on this
+# model (4 layers of 64, feed-forward 172, 4 heads of 16, vocabulary 512, separate head) a 16-token
+# prefill is 2 x the layers' weights + 2 x the head / 16 + the attention at the mean depth.
+"$EDGELLM" bench -m "$converted" -p 16 -n 8 -r 3 -t 1 --json >"$tmp/rounds.json" 2>/dev/null
+check "bench -r 3 --json runs" $?
+python3 - "$tmp/rounds.json" <<'PY'
+import json, statistics, sys
+r = json.load(open(sys.argv[1]))
+assert r["memory_bandwidth_interleaved"] is True, r
+rounds = r["rounds"]
+assert len(rounds) == 3, rounds
+for x in rounds:
+    e = r["decode_bytes_per_token"] * x["decode_tok_per_s"] / (x["memory_bandwidth_gbs"] * 1e9)
+    assert abs(e - x["decode_efficiency"]) <= 2e-3 * e, (e, x)
+med = statistics.median(x["decode_efficiency"] for x in rounds)
+assert abs(r["decode_efficiency"] - med) <= 2e-3 * med, (r["decode_efficiency"], med)
+bw = statistics.median(x["memory_bandwidth_gbs"] for x in rounds)
+assert abs(r["memory_bandwidth_gbs"] - bw) <= 0.006 + 1e-3 * bw, (r["memory_bandwidth_gbs"], bw)
+assert r["memory_usage_gb"] < 0.25, r["memory_usage_gb"]
+layers, embd, ff, heads, head_dim, vocab, prompt = 4, 64, 172, 4, 16, 512, 16
+layer_weights = 4 * embd * embd + 3 * embd * ff
+flops = 2 * layers * layer_weights + 2 * embd * vocab / prompt + 4 * layers * heads * head_dim * prompt / 2
+assert abs(r["prefill_flops_per_token"] - flops) < 1, (r["prefill_flops_per_token"], flops)
+PY
+check "bench: bandwidth around every round, the head once per prompt" $?
+
 # bench --profile: per-operation times for prefill and decode that add up to each phase.
 "$EDGELLM" bench -m "$converted" -p 16 -n 8 -r 1 -t 2 --json --profile >"$tmp/prof.json" 2>/dev/null
 check "bench --profile runs" $?

@@ -82,6 +82,71 @@ static edgellm_status one_run(edgellm_context *ctx, const edgellm_token *prompt,
     return st;
 }
 
+/* The bandwidth a round is judged against: best of this many repetitions of 50 ms, before and
+ * after the round. */
+enum { ROUND_BANDWIDTH_REPS = 4 };
+
+/* The bandwidth measurements of a run: one after the runs, or one before and after each round. */
+typedef struct bandwidth_rounds {
+    int n_rounds;                /* 0: one measurement after the runs */
+    const machine_bandwidth *at; /* n_rounds + 1 measurements */
+    double median_gbs;           /* of the rounds' (each the mean of its two measurements) */
+    double lo_gbs, hi_gbs;       /* over the measurements */
+    double cpu_share;            /* the lowest a measurement had */
+    double huge_fraction;
+} bandwidth_rounds;
+
+static double round_gbs(const bandwidth_rounds *b, int r)
+{
+    return 0.5 * (b->at[r].gbs + b->at[r + 1].gbs);
+}
+
+static bandwidth_rounds one_measurement(machine_bandwidth m)
+{
+    return (bandwidth_rounds){.median_gbs = m.gbs,
+                              .lo_gbs = m.gbs * (1.0 - m.spread),
+                              .hi_gbs = m.gbs,
+                              .cpu_share = m.cpu_share,
+                              .huge_fraction = m.huge_fraction};
+}
+
+static bandwidth_rounds rounds_of(const machine_bandwidth *at, int n_rounds)
+{
+    bandwidth_rounds b = {.n_rounds = n_rounds,
+                          .at = at,
+                          .lo_gbs = at[0].gbs,
+                          .hi_gbs = at[0].gbs,
+                          .cpu_share = at[0].cpu_share,
+                          .huge_fraction = at[0].huge_fraction};
+    for (int i = 1; i <= n_rounds; i++) {
+        b.lo_gbs = at[i].gbs < b.lo_gbs ? at[i].gbs : b.lo_gbs;
+        b.hi_gbs = at[i].gbs > b.hi_gbs ? at[i].gbs : b.hi_gbs;
+        b.cpu_share = at[i].cpu_share < b.cpu_share ? at[i].cpu_share : b.cpu_share;
+    }
+    double *g = malloc((size_t)n_rounds * sizeof *g);
+    if (g) {
+        for (int r = 0; r < n_rounds; r++)
+            g[r] = round_gbs(&b, r);
+        b.median_gbs = median(g, n_rounds);
+        free(g);
+    }
+    return b;
+}
+
+/* Each round's decode against its own bandwidth; the median of the rounds. */
+static double median_round_efficiency(const bandwidth_rounds *b, const double *decode_tps,
+                                      double bytes_per_token)
+{
+    double *e = malloc((size_t)b->n_rounds * sizeof *e);
+    if (!e)
+        return NAN;
+    for (int r = 0; r < b->n_rounds; r++)
+        e[r] = bytes_per_token * decode_tps[r] / (round_gbs(b, r) * 1e9);
+    double m = median(e, b->n_rounds);
+    free(e);
+    return m;
+}
+
 /* Ordinary (non-control) token ids, the same every run. */
 static edgellm_token *bench_tokens(long n, int n_vocab)
 {
@@ -369,6 +434,9 @@ int cmd_bench(int argc, char **argv)
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
+    /* Forks, so before the model's and the context's threads exist; a failure leaves one
+     * measurement after the runs. */
+    machine_bandwidth_probe *probe = machine_bandwidth_probe_start((int)threads);
     double t0 = cli_now_seconds();
     edgellm_model *m = NULL;
     edgellm_model_params mp = cli_model_params();
@@ -435,7 +503,13 @@ int cmd_bench(int argc, char **argv)
         rc = 1;
     }
     double *pf = calloc((size_t)reps, sizeof *pf), *dc = calloc((size_t)reps, sizeof *dc),
-           *tt = calloc((size_t)reps, sizeof *tt);
+           *tt = calloc((size_t)reps, sizeof *tt),
+           *round_dc = calloc((size_t)reps, sizeof *round_dc);
+    /* Bandwidth before the first round and after each: round r is judged against the mean of
+     * measurements r and r + 1. */
+    machine_bandwidth *round_bw = calloc((size_t)reps + 1, sizeof *round_bw);
+    bool interleaved = probe && pf && dc && tt && round_dc && round_bw && rc == 0 &&
+                       machine_bandwidth_probe_read(probe, ROUND_BANDWIDTH_REPS, &round_bw[0]);
     double e0 = 0, e1 = 0;
     char power_why[256] = "";
     bool have_energy = read_energy_uj(&e0, power_why, sizeof power_why);
@@ -448,8 +522,10 @@ int cmd_bench(int argc, char **argv)
             break;
         }
         pf[r] = f.prefill_tps;
-        dc[r] = f.decode_tps;
+        dc[r] = round_dc[r] = f.decode_tps;
         tt[r] = f.ttft_ms;
+        interleaved = interleaved &&
+                      machine_bandwidth_probe_read(probe, ROUND_BANDWIDTH_REPS, &round_bw[r + 1]);
     }
     double runs_s = cli_now_seconds() - t_runs;
     have_energy = have_energy && read_energy_uj(&e1, power_why, sizeof power_why) && e1 >= e0;
@@ -469,8 +545,9 @@ int cmd_bench(int argc, char **argv)
     if (rc == 0 && bench_speculative_wanted(&spec))
         rc = bench_speculative_run(cmd, &spec, m, ctx, &cp, prompt, (int)n_prompt, (int)n_gen,
                                    (int)reps, &spec_figures);
+    machine_bandwidth_probe_stop(probe);
     if (rc != 0) {
-        free(pf), free(dc), free(tt), free(prompt);
+        free(pf), free(dc), free(tt), free(round_dc), free(round_bw), free(prompt);
         edgellm_context_free(ctx);
         edgellm_model_free(m);
         return rc;
@@ -486,32 +563,36 @@ int cmd_bench(int argc, char **argv)
                               : -1;
     const char *pages_env = getenv("EDGELLM_HUGEPAGES");
     const char *pages_asked = pages_env && *pages_env ? pages_env : "on";
-    machine_bandwidth bandwidth = machine_read_bandwidth((int)threads);
-    double bw = bandwidth.gbs;
+    bandwidth_rounds bwr = interleaved ? rounds_of(round_bw, (int)reps)
+                                       : one_measurement(machine_read_bandwidth((int)threads));
+    double bw = bwr.median_gbs;
     double fma = machine_fma_peak_gflops((int)threads);
 
     /* Bytes one decode step reads: every weight except the embedding table (one row of it), the
      * embedding again when the head is tied to it, and the KV cache at the average position. */
     uint64_t embd_bytes = 0, matmul_params = 0;
     arith_mix mix = {0};
-    const char *embd_type = NULL;
+    const char *embd_type = NULL, *head_type = NULL;
     for (int64_t i = 0; i < edgellm_model_tensor_count(m); i++) {
         edgellm_tensor_desc t;
         edgellm_model_tensor_at(m, i, &t);
         if (!strcmp(t.name, "token_embd.weight")) {
             embd_bytes = t.n_bytes;
             embd_type = t.type;
+        } else if (!strcmp(t.name, "output.weight")) {
+            head_type = t.type;
         } else if (t.n_dims == 2) {
             matmul_params += (uint64_t)(t.ne[0] * t.ne[1]);
             arith_mix_add(&mix, edgellm_kernel_arithmetic(t.type),
                           2.0 * (double)(t.ne[0] * t.ne[1]));
         }
     }
-    if (info.tied_embeddings) {
-        matmul_params += (uint64_t)info.n_embd * (uint64_t)info.n_vocab;
-        arith_mix_add(&mix, edgellm_kernel_arithmetic(embd_type),
-                      2.0 * (double)info.n_embd * (double)info.n_vocab);
-    }
+    /* The head (the embedding when tied) is read by every decode step but runs once per prompt,
+     * for its last token's logits: a prefill token's share of it is 1 / n_prompt. */
+    if (info.tied_embeddings)
+        head_type = embd_type;
+    double prefill_head_ops = 2.0 * (double)info.n_embd * (double)info.n_vocab / (double)n_prompt;
+    arith_mix_add(&mix, edgellm_kernel_arithmetic(head_type), prefill_head_ops);
     double kv_elem = kv == EDGELLM_KV_F16 ? 2.0 : kv == EDGELLM_KV_Q8_0 ? 34.0 / 32.0 : 4.0;
     double kv_row = 2.0 * info.n_layer * info.n_head_kv * info.head_dim * kv_elem;
     double avg_pos = (double)n_prompt + (double)n_gen / 2.0;
@@ -519,10 +600,11 @@ int cmd_bench(int argc, char **argv)
                              (info.tied_embeddings ? (double)embd_bytes : 0.0) + kv_row * avg_pos;
     double attn_flops = 4.0 * info.n_layer * (double)info.n_head * info.head_dim *
                         ((double)n_prompt / 2.0);
-    double flops_per_token = 2.0 * (double)matmul_params + attn_flops;
+    double flops_per_token = 2.0 * (double)matmul_params + prefill_head_ops + attn_flops;
     arith_mix_add(&mix, edgellm_kernel_arithmetic("attention"), attn_flops);
     double kernel_peak = arith_mix_peak(&mix, (int)threads);
-    double decode_eff = bytes_per_token * decode / (bw * 1e9);
+    double decode_eff = interleaved ? median_round_efficiency(&bwr, round_dc, bytes_per_token)
+                                    : bytes_per_token * decode / (bw * 1e9);
     /* Against the peak of the arithmetic the kernels use (integer dots for quantized weights),
      * and, for comparison with older records, against the float FMA peak. */
     double prefill_eff = kernel_peak > 0 ? flops_per_token * prefill / (kernel_peak * 1e9) : NAN;
@@ -555,10 +637,17 @@ int cmd_bench(int argc, char **argv)
                n_prompt, n_gen, reps, bw, fma, machine_fma_isa(), bytes_per_token, flops_per_token,
                decode_eff, prefill_eff, prefill_eff_fma, kernel_peak);
         printf("\"memory_bandwidth_cpu_share\": %.2f, \"memory_bandwidth_spread\": %.3f, "
-               "\"huge_pages\": {\"asked\": \"%s\", \"weights\": %.3f, "
+               "\"memory_bandwidth_interleaved\": %s, \"rounds\": [",
+               bwr.cpu_share, bwr.hi_gbs > 0 ? (bwr.hi_gbs - bwr.lo_gbs) / bwr.hi_gbs : 0.0,
+               interleaved ? "true" : "false");
+        for (int r = 0; r < bwr.n_rounds; r++)
+            printf("%s{\"decode_tok_per_s\": %.3f, \"memory_bandwidth_gbs\": %.4f, "
+                   "\"decode_efficiency\": %.4f}",
+                   r ? ", " : "", round_dc[r], round_gbs(&bwr, r),
+                   bytes_per_token * round_dc[r] / (round_gbs(&bwr, r) * 1e9));
+        printf("], \"huge_pages\": {\"asked\": \"%s\", \"weights\": %.3f, "
                "\"bandwidth_buffer\": %.3f}, \"arithmetic\": {",
-               bandwidth.cpu_share, bandwidth.spread, pages_asked, weights_huge,
-               bandwidth.huge_fraction);
+               pages_asked, weights_huge, bwr.huge_fraction);
         for (int i = 0; i < mix.n; i++)
             printf("%s\"%s\": {\"share\": %.4f, \"peak_gops\": %.1f}", i ? ", " : "", mix.name[i],
                    mix.ops[i] / flops_per_token, mix.peak[i]);
@@ -599,18 +688,32 @@ int cmd_bench(int argc, char **argv)
             printf("%-22s null (%s)\n", "power_draw_w", power_why);
             printf("%-22s null (needs power)\n", "battery_impact");
         }
-        printf("%-22s %.1f GB/s read, %.1f GFLOP/s FMA %s (%ld threads, measured now)\n", "machine",
-               bw, fma, machine_fma_isa(), threads);
-        if (bandwidth.cpu_share < 0.9)
+        if (interleaved)
+            printf("%-22s %.1f GB/s read (median of the rounds, each against the mean of a "
+                   "measurement before and after it; %.1f-%.1f GB/s), %.1f GFLOP/s FMA %s (%ld "
+                   "threads, measured now)\n",
+                   "machine", bw, bwr.lo_gbs, bwr.hi_gbs, fma, machine_fma_isa(), threads);
+        else
+            printf("%-22s %.1f GB/s read, %.1f GFLOP/s FMA %s (%ld threads, measured now)\n",
+                   "machine", bw, fma, machine_fma_isa(), threads);
+        if (bwr.cpu_share < 0.9)
             printf("%-22s the bandwidth threads had %.0f%% of their cores (other processes ran): "
                    "the GB/s and the decode efficiency are not the machine's\n",
-                   "warning", bandwidth.cpu_share * 100.0);
+                   "warning", bwr.cpu_share * 100.0);
         printf("%-22s EDGELLM_HUGEPAGES=%s: weights %.0f%% in 2 MiB pages (of %.2f GB resident), "
                "bandwidth buffer %.0f%%\n",
                "huge_pages", pages_asked, weights_huge * 100.0, (double)wpages.resident / 1e9,
-               bandwidth.huge_fraction * 100.0);
-        printf("%-22s %.1f%%  (%.0f MB/token x %.2f tok/s / %.1f GB/s)\n", "decode_efficiency",
-               decode_eff * 100.0, bytes_per_token / 1e6, decode, bw);
+               bwr.huge_fraction * 100.0);
+        if (interleaved) {
+            printf("%-22s %.1f%%  (median of the rounds' MB/token x tok/s / GB/s: %.0f MB x",
+                   "decode_efficiency", decode_eff * 100.0, bytes_per_token / 1e6);
+            for (int r = 0; r < bwr.n_rounds; r++)
+                printf("%s %.2f / %.1f", r ? "," : "", round_dc[r], round_gbs(&bwr, r));
+            printf(")\n");
+        } else {
+            printf("%-22s %.1f%%  (%.0f MB/token x %.2f tok/s / %.1f GB/s)\n", "decode_efficiency",
+                   decode_eff * 100.0, bytes_per_token / 1e6, decode, bw);
+        }
         printf("%-22s %.1f%%  (%.2f GOP/token x %.1f tok/s / %.1f GOP/s, the peak of:",
                "prefill_efficiency", prefill_eff * 100.0, flops_per_token / 1e9, prefill,
                kernel_peak);
@@ -626,7 +729,7 @@ int cmd_bench(int argc, char **argv)
         if (bench_speculative_wanted(&spec))
             bench_speculative_print(&spec, &spec_figures, false);
     }
-    free(pf), free(dc), free(tt), free(prompt);
+    free(pf), free(dc), free(tt), free(round_dc), free(round_bw), free(prompt);
     edgellm_context_free(ctx);
     edgellm_model_free(m);
     return 0;

@@ -7,7 +7,9 @@
 #include "machine.h"
 
 #include <sys/mman.h>
+#include <sys/wait.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -276,54 +278,198 @@ static void free_pages_like_weights(uint8_t *region, size_t bytes)
 enum { READ_REPS = 10 };
 #define READ_MIN_SECONDS 0.05 /* of reading per timed repetition */
 
-machine_bandwidth machine_read_bandwidth(int threads)
+/* The bandwidth buffer, written once and kept for the measurements that follow. */
+typedef struct read_buffer {
+    uint8_t *buf, *region;
+    size_t per; /* bytes per thread */
+    int used;   /* threads */
+    int passes; /* over a slice per repetition: at least READ_MIN_SECONDS of reading */
+    double huge_fraction;
+} read_buffer;
+
+static void read_buffer_close(read_buffer *b)
 {
-    machine_bandwidth r = {0};
+    free_pages_like_weights(b->region, b->per * (size_t)b->used);
+    b->region = b->buf = NULL;
+}
+
+static bool read_buffer_open(read_buffer *b, int threads)
+{
+    *b = (read_buffer){0};
     if (threads < 1)
-        return r;
-    int used = threads > 64 ? 64 : threads;
+        return false;
+    b->used = threads > 64 ? 64 : threads;
     /* Far above the last-level cache (32 MiB per CCD on these EPYCs), so every pass comes from
      * memory. Not sized from sysconf's L3 figure: in this VM it reports 508 MiB, the host's. */
     size_t size = (size_t)512 << 20;
-    size_t per = size / (size_t)used / 128 * 128;
-    uint8_t *region = NULL;
-    uint8_t *buf = pages_like_weights(per * (size_t)used, &region);
-    if (!buf)
-        return r;
-    double wall[READ_REPS + 1] = {0}, cpu[READ_REPS + 1] = {0};
-    /* One pass to size the repetitions: at least READ_MIN_SECONDS of reading each. */
-    read_team t = {
-        .buf = buf, .per = per, .passes = 1, .reps = 1, .touch = true, .wall = wall, .cpu = cpu};
-    if (!read_team_run(&t, used) || wall[0] <= 0) {
-        free_pages_like_weights(region, per * (size_t)used);
-        return r;
+    b->per = size / (size_t)b->used / 128 * 128;
+    b->buf = pages_like_weights(b->per * (size_t)b->used, &b->region);
+    if (!b->buf)
+        return false;
+    double wall[1] = {0}, cpu[1] = {0};
+    /* One pass to size the repetitions. */
+    read_team t = {.buf = b->buf,
+                   .per = b->per,
+                   .passes = 1,
+                   .reps = 1,
+                   .touch = true,
+                   .wall = wall,
+                   .cpu = cpu};
+    if (!read_team_run(&t, b->used) || wall[0] <= 0) {
+        read_buffer_close(b);
+        return false;
     }
     ellm_page_counts pages;
-    r.huge_fraction = ellm_page_counts_of(buf, per * (size_t)used, NULL, &pages) && pages.resident
-                          ? (double)pages.huge / (double)pages.resident
-                          : -1;
+    b->huge_fraction = ellm_page_counts_of(b->buf, b->per * (size_t)b->used, NULL, &pages) &&
+                               pages.resident
+                           ? (double)pages.huge / (double)pages.resident
+                           : -1;
     double passes = READ_MIN_SECONDS / wall[0] + 1;
-    t.passes = passes > 1000 ? 1000 : (int)passes;
-    t.reps = READ_REPS;
-    t.touch = false;
-    memset(wall, 0, sizeof wall);
-    memset(cpu, 0, sizeof cpu);
-    if (read_team_run(&t, used)) {
-        double bytes = (double)per * used * t.passes, rates[READ_REPS];
-        for (int rep = 0; rep < READ_REPS; rep++) {
-            rates[rep] = wall[rep] > 0 ? bytes / wall[rep] / 1e9 : 0;
-            if (rates[rep] > r.gbs) {
-                r.gbs = rates[rep];
-                r.cpu_share = cpu[rep] / (wall[rep] * used);
-            }
+    b->passes = passes > 1000 ? 1000 : (int)passes;
+    return true;
+}
+
+static machine_bandwidth read_buffer_measure(read_buffer *b, int reps)
+{
+    machine_bandwidth r = {.huge_fraction = b->huge_fraction};
+    if (reps < 1)
+        reps = 1;
+    if (reps > READ_REPS)
+        reps = READ_REPS;
+    double wall[READ_REPS] = {0}, cpu[READ_REPS] = {0};
+    read_team t = {
+        .buf = b->buf, .per = b->per, .passes = b->passes, .reps = reps, .wall = wall, .cpu = cpu};
+    if (!read_team_run(&t, b->used))
+        return r;
+    double bytes = (double)b->per * b->used * t.passes, rates[READ_REPS];
+    for (int rep = 0; rep < reps; rep++) {
+        rates[rep] = wall[rep] > 0 ? bytes / wall[rep] / 1e9 : 0;
+        if (rates[rep] > r.gbs) {
+            r.gbs = rates[rep];
+            r.cpu_share = cpu[rep] / (wall[rep] * b->used);
         }
-        double lo = rates[0];
-        for (int rep = 1; rep < READ_REPS; rep++)
-            lo = rates[rep] < lo ? rates[rep] : lo;
-        r.spread = r.gbs > 0 ? (r.gbs - lo) / r.gbs : 0;
     }
-    free_pages_like_weights(region, per * (size_t)used);
+    double lo = rates[0];
+    for (int rep = 1; rep < reps; rep++)
+        lo = rates[rep] < lo ? rates[rep] : lo;
+    r.spread = r.gbs > 0 ? (r.gbs - lo) / r.gbs : 0;
     return r;
+}
+
+machine_bandwidth machine_read_bandwidth(int threads)
+{
+    machine_bandwidth r = {0};
+    read_buffer b;
+    if (!read_buffer_open(&b, threads))
+        return r;
+    r = read_buffer_measure(&b, READ_REPS);
+    read_buffer_close(&b);
+    return r;
+}
+
+/* The probe's process: answers each request (a repetition count) with a measurement over one
+ * buffer written at the first request, until the benchmark closes the pipe. */
+struct machine_bandwidth_probe {
+    pid_t pid;
+    int request_fd, answer_fd;
+};
+
+static bool write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        p += k, n -= (size_t)k;
+    }
+    return true;
+}
+
+/* False at end of file or on an error. */
+static bool read_all(int fd, void *data, size_t n)
+{
+    char *p = data;
+    while (n > 0) {
+        ssize_t k = read(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        p += k, n -= (size_t)k;
+    }
+    return true;
+}
+
+static void probe_serve(int request_fd, int answer_fd, int threads)
+{
+    read_buffer b;
+    bool open = false;
+    int32_t reps;
+    while (read_all(request_fd, &reps, sizeof reps)) {
+        machine_bandwidth r = {0};
+        if (!open)
+            open = read_buffer_open(&b, threads);
+        if (open)
+            r = read_buffer_measure(&b, reps);
+        if (!write_all(answer_fd, &r, sizeof r))
+            break;
+    }
+    if (open)
+        read_buffer_close(&b);
+}
+
+machine_bandwidth_probe *machine_bandwidth_probe_start(int threads)
+{
+    int request[2], answer[2];
+    machine_bandwidth_probe *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    if (pipe(request) != 0) {
+        free(p);
+        return NULL;
+    }
+    if (pipe(answer) != 0) {
+        close(request[0]), close(request[1]);
+        free(p);
+        return NULL;
+    }
+    fflush(NULL); /* nothing buffered is written twice */
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(request[1]), close(answer[0]);
+        probe_serve(request[0], answer[1], threads);
+        _exit(0);
+    }
+    close(request[0]), close(answer[1]);
+    if (pid < 0) {
+        close(request[1]), close(answer[0]);
+        free(p);
+        return NULL;
+    }
+    *p = (machine_bandwidth_probe){pid, request[1], answer[0]};
+    return p;
+}
+
+bool machine_bandwidth_probe_read(machine_bandwidth_probe *p, int reps, machine_bandwidth *out)
+{
+    int32_t n = reps;
+    *out = (machine_bandwidth){0};
+    return p && write_all(p->request_fd, &n, sizeof n) &&
+           read_all(p->answer_fd, out, sizeof *out) && out->gbs > 0;
+}
+
+void machine_bandwidth_probe_stop(machine_bandwidth_probe *p)
+{
+    if (!p)
+        return;
+    close(p->request_fd); /* the probe reads the end of the requests and leaves */
+    close(p->answer_fd);
+    while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    free(p);
 }
 
 /* Arithmetic loops: independent accumulator chains of the instructions the kernels are built on.

@@ -3,6 +3,8 @@
 #ifndef EDGELLM_CLI_MACHINE_H
 #define EDGELLM_CLI_MACHINE_H
 
+#include <stdbool.h>
+
 #include "edgellm.h"
 
 /* Read bandwidth over a buffer far larger than the caches (512 MiB), every thread reading its own
@@ -16,6 +18,16 @@ typedef struct machine_bandwidth {
     double gbs, cpu_share, spread, huge_fraction;
 } machine_bandwidth;
 machine_bandwidth machine_read_bandwidth(int threads);
+/* The same measurement in a process of its own, made on request between a benchmark's rounds: the
+ * host's memory is shared beyond this machine, so its bandwidth moves between one minute and the
+ * next, and an efficiency holds only against a bandwidth measured beside the run it judges. The
+ * process keeps its buffer (512 MiB) out of the benchmark's own peak memory. Start it before any
+ * thread is created (it forks); NULL when it could not be started. _read measures over the best of
+ * reps repetitions (at most ten); false when the probe failed. */
+typedef struct machine_bandwidth_probe machine_bandwidth_probe;
+machine_bandwidth_probe *machine_bandwidth_probe_start(int threads);
+bool machine_bandwidth_probe_read(machine_bandwidth_probe *p, int reps, machine_bandwidth *out);
+void machine_bandwidth_probe_stop(machine_bandwidth_probe *p);
 /* Peak single-precision FMA throughput with independent accumulators, in GFLOP/s, with the
  * widest vectors the CPU has (machine_fma_isa names them). */
 double machine_fma_peak_gflops(int threads);
