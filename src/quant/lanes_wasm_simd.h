@@ -150,10 +150,10 @@ static inline void q5_values(const uint8_t *qs, const uint8_t qh[4], v128_t *lo,
  * ellm_kq_scale_min unpacks them, from the 12 packed bytes at s (the 16 bytes read stay inside the
  * block: its quants follow). Scales and mins 0..3 are the low six bits of bytes 0..3 and 4..7;
  * scales 4..7 the low nibbles of bytes 8..11 and mins 4..7 their high nibbles, each under the top
- * two bits of bytes 0..3 (scales) or 4..7 (mins). Done in 32-bit lanes, four bytes at a time: the
- * lanes are moved by i32x4 shuffles and shifted by 32-bit shifts, which V8 emits as single
- * instructions with immediates, where byte shuffles and 8-bit shifts made it build a mask or a
- * constant at every use. */
+ * two bits of bytes 0..3 (scales) or 4..7 (mins). Done in 32-bit lanes, four bytes at a time:
+ * whole words moved by i32x4 shuffles and shifted by 32-bit shifts, with no byte shuffle and no
+ * 8-bit shift (which x86 lacks: V8 emulates it with a 16-bit shift and a mask it builds at every
+ * use); Q4_K's rows ran 4-10 % faster for it (docs/web.md, session 13). */
 static inline v128_t kq_scales_mins(const uint8_t *s)
 {
     v128_t raw = load(s);
