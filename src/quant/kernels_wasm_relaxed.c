@@ -140,26 +140,17 @@ static inline v128_t q6_K_relaxed_sums(const block_q6_K *w, const block_q8_K *a)
 
 Q6_K_PAIRED_KERNEL(ellm_vec_dot_q6_K_wasm_relaxed, block_q8_K, q6_K_relaxed_sums)
 
-/* Rows of more super-blocks than this go one at a time through the single-row kernel: on
- * tinyllama's FFN down rows (22 super-blocks) four rows side by side ran at about 0.7 of single
- * rows (gemv_micro, Q4_K and Q6_K, 5632 columns), on rows of 8 they run a little faster. */
-enum { KQ_ROWS_MAX_BLOCKS = 8 };
-
 /* ELLM_DOT_ROWS rows against one plain Q8_K row, four at a time: terms(w, i, a) gives super-block
  * i's value of the four rows w[0..3] in lanes, with the scalar kernel's float operations, so
  * each lane's running sum takes its row's values in order, as the single rows do; the activations
- * stay in L1 for the four rows and the next group's weights are touched ahead. Long rows take
- * single (a single-row kernel of the same type). */
-#define KQ_RELAXED_ROWS(name, wblock, terms, single)                                               \
+ * stay in L1 for the four rows and the next group's weights are touched ahead. Long rows too:
+ * session 12 sent rows of more than 8 super-blocks (tinyllama's FFN down, 22) to the single-row
+ * kernels, which made whole-model decode in Node 8-13 % slower (docs/web.md, session 13). */
+#define KQ_RELAXED_ROWS(name, wblock, terms)                                                       \
     void name(int64_t n, float *out, const void *rows, size_t row_bytes, const void *x)            \
     {                                                                                              \
         const block_q8_K *a = x;                                                                   \
         int64_t nb = n / QK_K;                                                                     \
-        if (nb > KQ_ROWS_MAX_BLOCKS) {                                                             \
-            for (int r = 0; r < ELLM_DOT_ROWS; r++)                                                \
-                single(n, out + r, (const uint8_t *)rows + (size_t)r * row_bytes, x);              \
-            return;                                                                                \
-        }                                                                                          \
         for (int g = 0; g < ELLM_DOT_ROWS; g += 4) {                                               \
             const wblock *w[4];                                                                    \
             for (int k = 0; k < 4; k++)                                                            \
@@ -206,12 +197,9 @@ static inline v128_t q6_K_rows_terms(const block_q6_K *const w[4], int64_t i, co
                           wasm_f32x4_convert_i32x4(transpose_sum4(sumi)));
 }
 
-KQ_RELAXED_ROWS(ellm_vec_dot_q4_K_rows_wasm_relaxed, block_q4_K, q4_K_rows_terms,
-                ellm_vec_dot_q4_K_wasm_relaxed)
-KQ_RELAXED_ROWS(ellm_vec_dot_q5_K_rows_wasm_relaxed, block_q5_K, q5_K_rows_terms,
-                ellm_vec_dot_q5_K_wasm_relaxed)
-KQ_RELAXED_ROWS(ellm_vec_dot_q6_K_rows_wasm_relaxed, block_q6_K, q6_K_rows_terms,
-                ellm_vec_dot_q6_K_wasm_relaxed)
+KQ_RELAXED_ROWS(ellm_vec_dot_q4_K_rows_wasm_relaxed, block_q4_K, q4_K_rows_terms)
+KQ_RELAXED_ROWS(ellm_vec_dot_q5_K_rows_wasm_relaxed, block_q5_K, q5_K_rows_terms)
+KQ_RELAXED_ROWS(ellm_vec_dot_q6_K_rows_wasm_relaxed, block_q6_K, q6_K_rows_terms)
 
 /* Q4_0 against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT: int8 values, float scales, int32 block
  * sums, the decode path): the unsigned nibbles' products, at most 2 · 2 · 15 · 128 per 16-bit lane,
