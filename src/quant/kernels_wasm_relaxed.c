@@ -145,7 +145,7 @@ Q6_K_PAIRED_KERNEL(ellm_vec_dot_q6_K_wasm_relaxed, block_q8_K, q6_K_relaxed_sums
  * each lane's running sum takes its row's values in order, as the single rows do; the activations
  * stay in L1 for the four rows and the next group's weights are touched ahead. Long rows too:
  * session 12 sent rows of more than 8 super-blocks (tinyllama's FFN down, 22) to the single-row
- * kernels, which made whole-model decode in Node 8-13 % slower (docs/web.md, session 13). */
+ * kernels, which made whole-model decode in Node 8-14 % slower (docs/web.md, session 13). */
 #define KQ_RELAXED_ROWS(name, wblock, terms)                                                       \
     void name(int64_t n, float *out, const void *rows, size_t row_bytes, const void *x)            \
     {                                                                                              \
