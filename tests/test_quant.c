@@ -931,17 +931,17 @@ static void test_every_kernel_set(void)
 
 /* Every set's multi-row decode kernels (vec_dot_rows) give, for each of their rows, exactly what
  * the set's single-row decode kernel gives and exactly what the scalar kernel gives: rows of
- * fewer blocks than one step of eight, of whole steps and of steps plus a tail, at and past the
- * lengths where the wasm-relaxed set turns to single rows (1024 columns of Q4_0, 2048 of the
- * K-quants), with edge values
+ * fewer blocks than one step of eight, of whole steps and of steps plus a tail, short rows and long
+ * ones up to tinyllama's FFN down rows (5632 columns: the wasm-relaxed K-quant kernels once sent
+ * rows past 2048 columns to single rows), with edge values
  * (zero rows, outliers, tiny activations), and rows of different contents so that a row mixed up
  * with another shows. */
 static void test_multi_row_kernels(void)
 {
-    enum { MAXN = 4096, ROWS = ELLM_DOT_ROWS };
+    enum { MAXN = 5632, ROWS = ELLM_DOT_ROWS };
     static float w[ROWS * MAXN], x[MAXN];
     static uint8_t wq[ROWS * MAXN * 2], plain[MAXN * 2], act[MAXN * 2];
-    int sizes[] = {160, 256, 416, 1024, 2048, 2816, MAXN};
+    int sizes[] = {160, 256, 416, 1024, 2048, 2816, 4096, MAXN};
     const char *sets[8];
     int n_sets = ellm_kernel_sets_available(sets, 8);
     int checked = 0, sets_with_rows = 0;

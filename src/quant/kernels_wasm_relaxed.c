@@ -103,13 +103,25 @@ static inline v128_t q5_K_relaxed_sums(const block_q5_K *w, const block_q8_K *a,
 KQ_PAIRED_KERNEL(ellm_vec_dot_q4_K_wasm_relaxed, block_q4_K, block_q8_K, q4_K_relaxed_sums)
 KQ_PAIRED_KERNEL(ellm_vec_dot_q5_K_wasm_relaxed, block_q5_K, block_q8_K, q5_K_relaxed_sums)
 
+/* acc + s0 · (lanes of lo) + s1 · (lanes of hi), the scales read from s0 and s1. */
+static inline v128_t add_scaled16_two(v128_t acc, v128_t lo, v128_t hi, const int16_t *s0,
+                                      const int16_t *s1)
+{
+    return wasm_i32x4_add(acc,
+                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo, wasm_v128_load16_splat(s0)),
+                                         wasm_i32x4_dot_i16x8(hi, wasm_v128_load16_splat(s1))));
+}
+
 /* Super-block w's integer sum against a's (stored values 0..63, before the offset) in four
  * partial lanes: one dot of 16 per sub-block, at most 2 · 63 · 128 per 16-bit lane, scaled by the
- * sub-block's signed scale in 32 bits. */
+ * sub-block's signed scale in 32 bits. Step (h, k) meets sub-blocks 8h + k, + 2, + 4, + 6, whose
+ * scales are read from the 16 widened in their own order: no byte shuffle to pair them. */
 static inline v128_t q6_K_relaxed_sums(const block_q6_K *w, const block_q8_K *a)
 {
     int16_t sc[16];
-    q6_K_paired_scales(w, sc);
+    v128_t s = load(w->scales);
+    wasm_v128_store(sc, wasm_i16x8_extend_low_i8x16(s));
+    wasm_v128_store(sc + 8, wasm_i16x8_extend_high_i8x16(s));
     v128_t acc = wasm_i32x4_splat(0);
 #pragma clang loop unroll(disable)
     for (int m = 0; m < 4; m++) {
@@ -117,36 +129,28 @@ static inline v128_t q6_K_relaxed_sums(const block_q6_K *w, const block_q8_K *a)
         v128_t v[4];
         q6_K_values16(w, h, k, v);
         const int8_t *y = a->qs + 128 * h + 16 * k;
-        acc = add_scaled16_pair(acc, dot_i8_i7(load(y), v[0]), dot_i8_i7(load(y + 32), v[1]),
-                                sc + 8 * h + 4 * k);
-        acc = add_scaled16_pair(acc, dot_i8_i7(load(y + 64), v[2]), dot_i8_i7(load(y + 96), v[3]),
-                                sc + 8 * h + 4 * k + 2);
+        const int16_t *sm = sc + 8 * h + k;
+        acc = add_scaled16_two(acc, dot_i8_i7(load(y), v[0]), dot_i8_i7(load(y + 32), v[1]), sm,
+                               sm + 2);
+        acc = add_scaled16_two(acc, dot_i8_i7(load(y + 64), v[2]), dot_i8_i7(load(y + 96), v[3]),
+                               sm + 4, sm + 6);
     }
     return acc;
 }
 
 Q6_K_PAIRED_KERNEL(ellm_vec_dot_q6_K_wasm_relaxed, block_q8_K, q6_K_relaxed_sums)
 
-/* Rows of more super-blocks than this go one at a time through the single-row kernel: on
- * tinyllama's FFN down rows (22 super-blocks) four rows side by side ran at about 0.7 of single
- * rows (gemv_micro, Q4_K and Q6_K, 5632 columns), on rows of 8 they run a little faster. */
-enum { KQ_ROWS_MAX_BLOCKS = 8 };
-
 /* ELLM_DOT_ROWS rows against one plain Q8_K row, four at a time: terms(w, i, a) gives super-block
  * i's value of the four rows w[0..3] in lanes, with the scalar kernel's float operations, so
  * each lane's running sum takes its row's values in order, as the single rows do; the activations
- * stay in L1 for the four rows and the next group's weights are touched ahead. Long rows take
- * single (a single-row kernel of the same type). */
-#define KQ_RELAXED_ROWS(name, wblock, terms, single)                                               \
+ * stay in L1 for the four rows and the next group's weights are touched ahead. Long rows too:
+ * session 12 sent rows of more than 8 super-blocks (tinyllama's FFN down, 22) to the single-row
+ * kernels, which made whole-model decode in Node 8-14 % slower (docs/web.md, session 13). */
+#define KQ_RELAXED_ROWS(name, wblock, terms)                                                       \
     void name(int64_t n, float *out, const void *rows, size_t row_bytes, const void *x)            \
     {                                                                                              \
         const block_q8_K *a = x;                                                                   \
         int64_t nb = n / QK_K;                                                                     \
-        if (nb > KQ_ROWS_MAX_BLOCKS) {                                                             \
-            for (int r = 0; r < ELLM_DOT_ROWS; r++)                                                \
-                single(n, out + r, (const uint8_t *)rows + (size_t)r * row_bytes, x);              \
-            return;                                                                                \
-        }                                                                                          \
         for (int g = 0; g < ELLM_DOT_ROWS; g += 4) {                                               \
             const wblock *w[4];                                                                    \
             for (int k = 0; k < 4; k++)                                                            \
@@ -193,12 +197,9 @@ static inline v128_t q6_K_rows_terms(const block_q6_K *const w[4], int64_t i, co
                           wasm_f32x4_convert_i32x4(transpose_sum4(sumi)));
 }
 
-KQ_RELAXED_ROWS(ellm_vec_dot_q4_K_rows_wasm_relaxed, block_q4_K, q4_K_rows_terms,
-                ellm_vec_dot_q4_K_wasm_relaxed)
-KQ_RELAXED_ROWS(ellm_vec_dot_q5_K_rows_wasm_relaxed, block_q5_K, q5_K_rows_terms,
-                ellm_vec_dot_q5_K_wasm_relaxed)
-KQ_RELAXED_ROWS(ellm_vec_dot_q6_K_rows_wasm_relaxed, block_q6_K, q6_K_rows_terms,
-                ellm_vec_dot_q6_K_wasm_relaxed)
+KQ_RELAXED_ROWS(ellm_vec_dot_q4_K_rows_wasm_relaxed, block_q4_K, q4_K_rows_terms)
+KQ_RELAXED_ROWS(ellm_vec_dot_q5_K_rows_wasm_relaxed, block_q5_K, q5_K_rows_terms)
+KQ_RELAXED_ROWS(ellm_vec_dot_q6_K_rows_wasm_relaxed, block_q6_K, q6_K_rows_terms)
 
 /* Q4_0 against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT: int8 values, float scales, int32 block
  * sums, the decode path): the unsigned nibbles' products, at most 2 · 2 · 15 · 128 per 16-bit lane,
