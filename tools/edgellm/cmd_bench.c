@@ -545,6 +545,9 @@ int cmd_bench(int argc, char **argv)
     if (rc == 0 && bench_speculative_wanted(&spec))
         rc = bench_speculative_run(cmd, &spec, m, ctx, &cp, prompt, (int)n_prompt, (int)n_gen,
                                    (int)reps, &spec_figures);
+    if (probe && !interleaved && rc == 0)
+        fprintf(stderr, "edgellm bench: the bandwidth probe process stopped answering; the "
+                        "bandwidth is measured once after the runs instead\n");
     machine_bandwidth_probe_stop(probe);
     if (rc != 0) {
         free(pf), free(dc), free(tt), free(round_dc), free(round_bw), free(prompt);

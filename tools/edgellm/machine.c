@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -436,6 +437,9 @@ machine_bandwidth_probe *machine_bandwidth_probe_start(int threads)
         free(p);
         return NULL;
     }
+    /* A probe that died (killed, out of memory) makes the next request a failed write, not a
+     * SIGPIPE that would end the benchmark. */
+    signal(SIGPIPE, SIG_IGN);
     fflush(NULL); /* nothing buffered is written twice */
     pid_t pid = fork();
     if (pid == 0) {
