@@ -14,8 +14,9 @@
  *
  * The decoding and transposition are paid once per block of eight rows and reused by a step of
  * up to TOKEN_STEP tokens, whose accumulators stay in L1. Q4_0 and Q8_0 hold one decoded block in
- * registers while the tokens pass (sweep_resident); the others decode CHUNK_BLOCKS blocks at a
- * time so that a token sweeps a chunk with its accumulators in registers. */
+ * registers while the tokens pass (sweep_resident; Q8_0 half a block at a time,
+ * sweep_resident_q8_0_halves); the others decode CHUNK_BLOCKS blocks at a time so that a token
+ * sweeps a chunk with its accumulators in registers. */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -221,7 +222,8 @@ ALWAYS_INLINE void sweep_chunk(tile_kind kind, const chunk *C, int64_t b0, int k
  * weight loads from the token loop: Q4_0 61-62 % -> 70-71 %, Q8_0 46 % -> 50 % of the int8-avx2
  * peak in gemm_micro. Q4_0 multiplies its unsigned nibbles and sums a block's eight pair sums in
  * 16 bits (at most 16 x 15 x 127), then subtracts 8 x the activation sum; Q8_0's pairs reach
- * 2 x 128 x 127, so each takes its sign move and its own widening madd. */
+ * 2 x 128 x 127, so each takes its sign move and its own widening madd (gemm_tiles sends Q8_0
+ * to sweep_resident_q8_0_halves, below, which keeps its signs in registers). */
 ALWAYS_INLINE void sweep_resident(tile_kind kind, const uint8_t *const *rows, int64_t b,
                                   const uint8_t *x, size_t x_stride, ellm_q8_0_ext_layout L,
                                   __m256 (*s)[LANE_GROUPS], int nt)
@@ -272,6 +274,55 @@ ALWAYS_INLINE void sweep_resident(tile_kind kind, const uint8_t *const *rows, in
     }
 }
 
+/* Q8_0 the same way, half a block (four groups) at a time: the tokens pass the first half, each
+ * leaving its integer in part[t], then the second, which adds it and takes the float step. A
+ * whole block's magnitudes and signs are 16 vectors, all of AVX2's registers, so GCC kept the
+ * signs on the stack and every sign move loaded one (20 vector loads a token and block against
+ * 11 here); the integers are sums of the same products, so the results are unchanged. */
+ALWAYS_INLINE void sweep_resident_q8_0_halves(const uint8_t *const *rows, int64_t b,
+                                              const uint8_t *x, size_t x_stride,
+                                              ellm_q8_0_ext_layout L, __m256 (*s)[LANE_GROUPS],
+                                              __m256i *part, int nt)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    chunk C;
+    decode_chunk(TILE_Q8_0, rows, b, 1, &C);
+    __m256 dw = C.d[0];
+    int lane = (int)(b % LANE_GROUPS);
+    size_t d_off = L.scales_offset + (size_t)b * sizeof(float) - (size_t)b * QK8_0;
+    for (int h = 0; h < 2; h++) {
+        __m256i w[LANE_GROUPS / 2], sg[LANE_GROUPS / 2];
+        for (int g = 0; g < LANE_GROUPS / 2; g++) {
+            w[g] = C.mag[0][4 * h + g];
+            sg[g] = C.sgn[0][4 * h + g];
+        }
+        const int8_t *qa = (const int8_t *)x + (size_t)b * QK8_0 + 16 * h;
+        for (int t = 0; t < nt; t++, qa += x_stride) {
+            if (h == 0)
+                _mm_prefetch((const char *)qa + 2 * QK8_0, _MM_HINT_T0);
+            __m256i p[LANE_GROUPS / 2];
+            for (int g = 0; g < LANE_GROUPS / 2; g++) {
+                int32_t four;
+                memcpy(&four, qa + 4 * g, 4);
+                __m256i a = _mm256_sign_epi8(_mm256_set1_epi32(four), sg[g]);
+                p[g] = _mm256_madd_epi16(_mm256_maddubs_epi16(w[g], a), ones);
+            }
+            __m256i sum = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]),
+                                           _mm256_add_epi32(p[2], p[3]));
+            if (h == 0) {
+                part[t] = sum;
+                continue;
+            }
+            __m256i total = _mm256_add_epi32(part[t], sum);
+            float da;
+            memcpy(&da, qa - 16 + d_off, 4);
+            __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
+            __m256 *acc = &s[t][lane];
+            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(total), *acc);
+        }
+    }
+}
+
 /* The single-row kernel's final sum: hsum256 of its accumulator (acc0 + acc1 for the kinds with
  * two: the halves, then the upper pair onto the lower, then the last two lanes), then the minimum
  * terms. */
@@ -300,6 +351,7 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
     /* The has_block_sums kinds' accumulators (lane k: blocks i % 8 == k), apart from sums so that
      * a step's share of L1 is 256 bytes a token instead of 576. */
     __m256 block_acc[TOKEN_STEP][LANE_GROUPS];
+    __m256i part[TOKEN_STEP]; /* Q8_0: each token's integer of the first half block */
     for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS) {
         int nr = n_rows - r0 < GROUP_ROWS ? (int)(n_rows - r0) : GROUP_ROWS;
         /* A short last group repeats its last row in the unused lanes, which are not stored. */
@@ -322,7 +374,11 @@ ALWAYS_INLINE void gemm_tiles(tile_kind kind, int64_t n, const uint8_t *w, size_
                 else
                     memset(&sums[t], 0, sizeof sums[t]);
             }
-            if (has_block_sums(kind)) {
+            if (kind == TILE_Q8_0) {
+                for (int64_t b = 0; b < nb; b++)
+                    sweep_resident_q8_0_halves(rows, b, x + (size_t)t0 * x_stride, x_stride, L,
+                                               block_acc, part, nt);
+            } else if (has_block_sums(kind)) {
                 for (int64_t b = 0; b < nb; b++)
                     sweep_resident(kind, rows, b, x + (size_t)t0 * x_stride, x_stride, L, block_acc,
                                    nt);

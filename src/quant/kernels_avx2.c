@@ -264,6 +264,21 @@ void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const vo
     dot_ext(ELLM_TYPE_Q8_0, n, out, row, x);
 }
 
+/* (int8_t)roundf(v) of eight floats, as int32 lanes holding the result's byte (0..255): roundf
+ * rounds halves away from zero, and v minus its truncation is exact, so comparing its magnitude
+ * with 0.5 decides as roundf does; the byte is the low byte of the truncating conversion, which
+ * is what the scalar cast stores (0 for NaN). */
+static inline __m256i round_half_away_low_bytes(__m256 v)
+{
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_andnot_ps(sign_mask, _mm256_sub_ps(v, t));
+    __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign_mask), _mm256_set1_ps(1.0f));
+    __m256i r = _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, one)));
+    return _mm256_and_si256(r, _mm256_set1_epi32(0xFF));
+}
+
 void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n)
 {
     block_q8_0 *b = dst;
@@ -282,9 +297,17 @@ void ellm_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n)
         float d = _mm_cvtss_f32(m) / 127.0f;
         float id = d != 0 ? 1.0f / d : 0.0f;
         b[i].d = ellm_f32_to_f16(d);
-        /* roundf semantics (half away from zero), matching the reference quantizer. */
-        for (int j = 0; j < QK8_0; j++)
-            b[i].qs[j] = (int8_t)roundf(xb[j] * id);
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = round_half_away_low_bytes(_mm256_mul_ps(v[k], vid));
+        /* After the two packs (each within 128-bit halves) the low half holds values 0-3,
+         * 8-11, 16-19, 24-27 and the high half 4-7, 12-15, 20-23, 28-31: the permute
+         * interleaves the halves' dwords back into value order. */
+        __m256i packed = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]),
+                                             _mm256_packus_epi32(q[2], q[3]));
+        packed = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)b[i].qs, packed);
     }
 }
 #endif
