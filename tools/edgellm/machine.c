@@ -375,26 +375,12 @@ struct machine_bandwidth_probe {
     int request_fd, answer_fd;
 };
 
-static bool write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k, n -= (size_t)k;
-    }
-    return true;
-}
-
-/* False at end of file or on an error. */
-static bool read_all(int fd, void *data, size_t n)
+/* All n bytes over a pipe, either way; false at end of file or on an error. */
+static bool pipe_transfer(int fd, void *data, size_t n, bool writing)
 {
     char *p = data;
     while (n > 0) {
-        ssize_t k = read(fd, p, n);
+        ssize_t k = writing ? write(fd, p, n) : read(fd, p, n);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
@@ -409,13 +395,13 @@ static void probe_serve(int request_fd, int answer_fd, int threads)
     read_buffer b;
     bool open = false;
     int32_t reps;
-    while (read_all(request_fd, &reps, sizeof reps)) {
+    while (pipe_transfer(request_fd, &reps, sizeof reps, false)) {
         machine_bandwidth r = {0};
         if (!open)
             open = read_buffer_open(&b, threads);
         if (open)
             r = read_buffer_measure(&b, reps);
-        if (!write_all(answer_fd, &r, sizeof r))
+        if (!pipe_transfer(answer_fd, &r, sizeof r, true))
             break;
     }
     if (open)
@@ -461,8 +447,8 @@ bool machine_bandwidth_probe_read(machine_bandwidth_probe *p, int reps, machine_
 {
     int32_t n = reps;
     *out = (machine_bandwidth){0};
-    return p && write_all(p->request_fd, &n, sizeof n) &&
-           read_all(p->answer_fd, out, sizeof *out) && out->gbs > 0;
+    return p && pipe_transfer(p->request_fd, &n, sizeof n, true) &&
+           pipe_transfer(p->answer_fd, out, sizeof *out, false) && out->gbs > 0;
 }
 
 void machine_bandwidth_probe_stop(machine_bandwidth_probe *p)
