@@ -434,9 +434,6 @@ int cmd_bench(int argc, char **argv)
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
-    /* Forks, so before the model's and the context's threads exist; a failure leaves one
-     * measurement after the runs. */
-    machine_bandwidth_probe *probe = machine_bandwidth_probe_start((int)threads);
     double t0 = cli_now_seconds();
     edgellm_model *m = NULL;
     edgellm_model_params mp = cli_model_params();
@@ -477,15 +474,20 @@ int cmd_bench(int argc, char **argv)
     if (bench_speculative_wanted(&spec) && cp.n_batch < spec.draft.draft_max + 1)
         cp.n_batch = (int32_t)spec.draft.draft_max + 1; /* a pass checks draft_max proposals */
     cp.kv_type = kv;
+    /* Forks, so before the context's threads exist (loading a model starts none); a failure
+     * leaves one measurement after the runs. */
+    machine_bandwidth_probe *probe = machine_bandwidth_probe_start((int)threads);
     edgellm_context *ctx = NULL;
     if (edgellm_context_create(m, &cp, &ctx) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
+        machine_bandwidth_probe_stop(probe);
         edgellm_model_free(m);
         return 1;
     }
     edgellm_token *prompt = bench_tokens(n_prompt, info.n_vocab);
     if (!prompt) {
         cli_error(cmd, "out of memory for a %ld-token prompt", n_prompt);
+        machine_bandwidth_probe_stop(probe);
         edgellm_context_free(ctx);
         edgellm_model_free(m);
         return 1;
