@@ -124,6 +124,7 @@ static bandwidth_rounds rounds_of(const machine_bandwidth *at, int n_rounds)
         b.cpu_share = at[i].cpu_share < b.cpu_share ? at[i].cpu_share : b.cpu_share;
     }
     double *g = malloc((size_t)n_rounds * sizeof *g);
+    b.median_gbs = round_gbs(&b, 0); /* without memory for the median, the first round's */
     if (g) {
         for (int r = 0; r < n_rounds; r++)
             g[r] = round_gbs(&b, r);
@@ -133,7 +134,14 @@ static bandwidth_rounds rounds_of(const machine_bandwidth *at, int n_rounds)
     return b;
 }
 
-/* Each round's decode against its own bandwidth; the median of the rounds. */
+/* Round r's decode against its own bandwidth. */
+static double round_efficiency(const bandwidth_rounds *b, int r, const double *decode_tps,
+                               double bytes_per_token)
+{
+    return bytes_per_token * decode_tps[r] / (round_gbs(b, r) * 1e9);
+}
+
+/* The median of the rounds' efficiencies. */
 static double median_round_efficiency(const bandwidth_rounds *b, const double *decode_tps,
                                       double bytes_per_token)
 {
@@ -141,7 +149,7 @@ static double median_round_efficiency(const bandwidth_rounds *b, const double *d
     if (!e)
         return NAN;
     for (int r = 0; r < b->n_rounds; r++)
-        e[r] = bytes_per_token * decode_tps[r] / (round_gbs(b, r) * 1e9);
+        e[r] = round_efficiency(b, r, decode_tps, bytes_per_token);
     double m = median(e, b->n_rounds);
     free(e);
     return m;
@@ -649,7 +657,7 @@ int cmd_bench(int argc, char **argv)
             printf("%s{\"decode_tok_per_s\": %.3f, \"memory_bandwidth_gbs\": %.4f, "
                    "\"decode_efficiency\": %.4f}",
                    r ? ", " : "", round_dc[r], round_gbs(&bwr, r),
-                   bytes_per_token * round_dc[r] / (round_gbs(&bwr, r) * 1e9));
+                   round_efficiency(&bwr, r, round_dc, bytes_per_token));
         printf("], \"huge_pages\": {\"asked\": \"%s\", \"weights\": %.3f, "
                "\"bandwidth_buffer\": %.3f}, \"arithmetic\": {",
                pages_asked, weights_huge, bwr.huge_fraction);
