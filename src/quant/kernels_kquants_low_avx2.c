@@ -65,18 +65,22 @@ ALWAYS_INLINE __m256i q2_K_field_pair_scales(__m256i scale_bytes, int h, int k)
 /* Dwords 0-1 of each lane of a super-block's scaled sums hold fields 0 and 2, taken at their
  * value, and dwords 2-3 fields 1 and 3, taken at 4 times theirs (q2_K_fields): this brings the
  * first to 4 times theirs too (the exact total times 4, which an arithmetic shift by 2 undoes
- * once per group or pair). */
-ALWAYS_INLINE __m256i times_four_fields_0_2(__m256i acc)
+ * once per group or pair). After the pair reduction of two blocks (vphaddd, pair_layout) fields
+ * 0 and 2 are in the even dwords, so one shift serves two blocks. */
+ALWAYS_INLINE __m256i times_four_fields_0_2(__m256i acc, bool pair_layout)
 {
-    return _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
+    return _mm256_sllv_epi32(acc, pair_layout ? _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0)
+                                              : _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
 }
 
-/* One Q2_K super-block's integer sums against one activation block: 4 times the scaled quants'
- * in the eight lanes of *isum, the min term's in those of *msum (fields 1 and 3 at 4 times their
- * value keep the sums of eight products within int16, 8 * 12 * 128). One round of int16 pair
- * sums puts two fields side by side and one vpmaddwd scales both: vphaddw issues once every
- * two cycles on Zen 5, where it bounded the row at three a half (docs/performance.md,
- * session 12), and the second round cost more than the vpmaddwd and vpshufb it saved. */
+/* One Q2_K super-block's integer sums against one activation block: the scaled quants' in the
+ * eight lanes of *isum, fields 0 and 2 at their value and 1 and 3 at 4 times theirs
+ * (times_four_fields_0_2 evens them, once per pair of blocks in a group), the min term's in those
+ * of *msum (fields 1 and 3 at 4 times their value keep the sums of eight products within int16,
+ * 8 * 12 * 128). One round of int16 pair sums puts two fields side by side and one vpmaddwd
+ * scales both: vphaddw issues once every two cycles on Zen 5, where it bounded the row at three a
+ * half (docs/performance.md, session 12), and the second round cost more than the vpmaddwd and
+ * vpshufb it saved. */
 static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i *msum)
 {
     __m256i scales = q2_K_scale_bytes(w);
@@ -92,7 +96,7 @@ static inline void q2_K_sums(const block_q2_K *w, const block_q8_K *a, __m256i *
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_hadd_epi16(p[2 * k], p[2 * k + 1]),
                                                           q2_K_field_pair_scales(scales, h, k)));
     }
-    *isum = times_four_fields_0_2(acc);
+    *isum = acc;
     *msum = q2_K_min_sum(w, a);
 }
 
@@ -117,12 +121,12 @@ q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i 
             acc = _mm256_dpwssd_avx_epi32(acc, _mm256_packs_epi32(d[2 * k], d[2 * k + 1]),
                                           q2_K_field_pair_scales(scales, h, k));
     }
-    *isum = times_four_fields_0_2(acc);
+    *isum = acc;
     *msum = q2_K_min_sum(w, a);
 }
 
 /* The eight lanes of v added pairwise across the 128-bit halves, then divided by 4 (exactly:
- * a pair step's 4 times scaled sums, see q2_K_sums). */
+ * a pair step's 4 times scaled sums, see times_four_fields_0_2). */
 static inline __m128i quarter_of_halves(__m256i v)
 {
     return _mm_srai_epi32(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)),
@@ -148,7 +152,7 @@ ALWAYS_INLINE void q2_K_pair_sums(bool vnni, const block_q2_K *w, const block_q8
         ellm_prefetch_ahead(&w[2 * p + k], (int)sizeof *w);
         q2_K_block(vnni, &w[2 * p + k], &a[2 * p + k], &isum[k], &msum[k]);
     }
-    isum_pairs[p] = _mm256_hadd_epi32(isum[0], isum[1]);
+    isum_pairs[p] = times_four_fields_0_2(_mm256_hadd_epi32(isum[0], isum[1]), true);
     msum_pairs[p] = _mm256_hadd_epi32(msum[0], msum[1]);
 }
 
@@ -183,10 +187,10 @@ ALWAYS_INLINE void q2_K_dot(bool vnni, int64_t n, float *out, const void *row, c
             q2_K_block(vnni, &w[i], &a[i], &is0, &ms0);
             q2_K_block(vnni, &w[last], &a[last], &is1, &ms1);
             kquant_part p0 = {
-                quarter_of_halves(is0),
+                quarter_of_halves(times_four_fields_0_2(is0, false)),
                 _mm_add_epi32(_mm256_castsi256_si128(ms0), _mm256_extracti128_si256(ms0, 1))};
             kquant_part p1 = {
-                quarter_of_halves(is1),
+                quarter_of_halves(times_four_fields_0_2(is1, false)),
                 _mm_add_epi32(_mm256_castsi256_si128(ms1), _mm256_extracti128_si256(ms1, 1))};
             uint32_t dd0, dd1; /* d, dmin */
             memcpy(&dd0, &w[i].d, 4);
@@ -286,7 +290,7 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256
                                                           q3_K_field_pair_scales(halves[h], k)));
     }
     __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(times_four_fields_0_2(acc), _mm256_slli_epi32(offset, 4));
+    return _mm256_sub_epi32(times_four_fields_0_2(acc, false), _mm256_slli_epi32(offset, 4));
 }
 
 /* The same with AVX-VNNI (as q2_K_sums_vnni): each field's exact int32 sums of four products by
@@ -311,7 +315,7 @@ q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16)
                                           q3_K_field_pair_scales(halves[h], k));
     }
     __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(times_four_fields_0_2(acc), _mm256_slli_epi32(offset, 4));
+    return _mm256_sub_epi32(times_four_fields_0_2(acc, false), _mm256_slli_epi32(offset, 4));
 }
 
 ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a, __m256i s16)
