@@ -1,9 +1,15 @@
 /* Tensor formats and kernels: half/bfloat conversions, block layouts built by hand from the format
  * definition, quantization error bounds, every SIMD kernel against the scalar reference, and
  * matmul against a naive loop for several thread counts (results must be identical). */
+#if defined(__wasm__)
+#define _DEFAULT_SOURCE /* sbrk */
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__wasm__)
+#include <unistd.h>
+#endif
 
 #include "quant/blocks.h"
 #include "quant/kernels.h"
@@ -1006,6 +1012,68 @@ static void test_multi_row_kernels(void)
     }
 }
 
+#if defined(__wasm__)
+/* The wasm decode kernels read ahead of the weights they multiply (lanes_wasm_simd.h: touches of
+ * the next rows), moved back where they would pass the end of memory, where a read traps: every
+ * wasm set's decode kernels on rows that end at the last byte of wasm memory, with the results they
+ * give on the same rows elsewhere. */
+static void test_kernels_at_end_of_memory(void)
+{
+    enum { N = 2048, ROWS = ELLM_DOT_ROWS };
+    static float w[ROWS * N], x[N];
+    static uint8_t wq[ROWS * N * 4], act[N * 8];
+    for (int i = 0; i < ROWS * N; i++)
+        w[i] = frand();
+    for (int i = 0; i < N; i++)
+        x[i] = frand();
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8), checked = 0;
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        if (strncmp(sets[set], "wasm", 4) != 0)
+            continue;
+        CHECK(ellm_quant_use_kernel_set(sets[set]));
+        for (int type = 0; type < ELLM_TYPE_COUNT; type++) {
+            const ellm_type_kernels *k = ellm_kernels_for((ellm_type)type);
+            uint64_t rb = 0;
+            if (!k || !k->vec_dot || !ellm_row_bytes((ellm_type)type, N, &rb) ||
+                ROWS * rb > sizeof wq || ellm_quantize_row((ellm_type)type, w, wq, N) != rb)
+                continue;
+            for (int r = 1; r < ROWS; r++)
+                ellm_quantize_row((ellm_type)type, w + r * N, wq + r * rb, N);
+            ellm_act_layout layout = k->vec_dot_ext ? k->ext_layout : ELLM_ACT_PLAIN;
+            ellm_vec_dot_fn single = k->vec_dot_ext ? k->vec_dot_ext : k->vec_dot;
+            ellm_quantize_act(layout, k->vec_dot_type, x, act, N);
+            float want[ROWS], got[ROWS];
+            for (int r = 0; r < ROWS; r++)
+                single(N, &want[r], wq + r * rb, act);
+            /* Room at the top of the heap, taken from the allocator for good: the copy lies in
+             * it or past the break, and nothing allocates until the kernels are done with it. */
+            size_t bytes = ROWS * (size_t)rb;
+            void *room = sbrk((intptr_t)bytes);
+            CHECK(room != (void *)-1);
+            if (room == (void *)-1)
+                break;
+            uint8_t *end = (uint8_t *)((uintptr_t)__builtin_wasm_memory_size(0) * 65536u);
+            uint8_t *rows = memcpy(end - bytes, wq, bytes);
+            if (k->vec_dot_rows)
+                k->vec_dot_rows(N, got, rows, (size_t)rb, act);
+            else
+                for (int r = 0; r < ROWS; r++)
+                    single(N, &got[r], rows + r * rb, act);
+            CHECK_MSG(!memcmp(got, want, sizeof want), "%s %s: rows at the end of memory",
+                      sets[set], ellm_type_name((uint32_t)type));
+            single(N, &got[0], rows + (ROWS - 1) * rb, act);
+            CHECK_MSG(!memcmp(&got[0], &want[ROWS - 1], sizeof got[0]), "%s %s: the last row alone",
+                      sets[set], ellm_type_name((uint32_t)type));
+            checked++;
+        }
+    }
+    ellm_quant_use_kernel_set(NULL);
+    CHECK(checked > 0);
+    fprintf(stderr, "kernels on rows at the end of wasm memory: %d types and sets\n", checked);
+}
+#endif
+
 static void test_matmul(void)
 {
     enum { IN = 256, OUT = 67, T = 5 };
@@ -1232,6 +1300,9 @@ int main(void)
     test_gemm_f16_tiles();
     test_every_kernel_set();
     test_multi_row_kernels();
+#if defined(__wasm__)
+    test_kernels_at_end_of_memory();
+#endif
     test_matmul();
     test_matmul_batch_independence();
     test_matmul_multi_mixed_types();
