@@ -55,7 +55,7 @@ typedef enum ktile_kind {
  * super-block scales. */
 typedef struct kblock {
     __m256i q[PIECES][GROUPS];
-    __m256i sc[PIECES][2];
+    __m256i sc[2 * PIECES]; /* half piece h of piece p at 2p + h */
     __m256i bsum_mul[GROUPS];
     __m256 d, dmin;
 } kblock;
@@ -154,6 +154,32 @@ ALWAYS_INLINE void prefetch_next_superblocks(const uint8_t *const *rows, size_t 
     }
 }
 
+/* Q6_K's scales in the kblock's order, in vectors: each row's 16 signed scale bytes as int16
+ * are its bsum_mul pairs (2g, 2g + 1) and, each word doubled, its sc pairs; three transpositions
+ * put row l in lane l. Written value by value (as the other K-quants are) this was about half of
+ * the super-block's decoding. */
+static inline void q6_K_scales(const uint8_t *const blk[GROUP_ROWS], kblock *B)
+{
+    __m256i pairs[GROUP_ROWS], first[GROUP_ROWS], second[GROUP_ROWS];
+    uint16_t d[GROUP_ROWS];
+    for (int l = 0; l < GROUP_ROWS; l++) {
+        const block_q6_K *b = (const block_q6_K *)blk[l];
+        pairs[l] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+        /* Sub-blocks 0-3 | 8-11 and 4-7 | 12-15, each scale in both words of its dword. */
+        __m256i lo = _mm256_unpacklo_epi16(pairs[l], pairs[l]);
+        __m256i hi = _mm256_unpackhi_epi16(pairs[l], pairs[l]);
+        first[l] = _mm256_permute2x128_si256(lo, hi, 0x20);
+        second[l] = _mm256_permute2x128_si256(lo, hi, 0x31);
+        d[l] = b->d;
+    }
+    transpose_8x8(pairs, B->bsum_mul);
+    /* Half piece h of piece p is sub-block 2p + h. */
+    transpose_8x8(first, B->sc);
+    transpose_8x8(second, B->sc + PIECES);
+    B->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
+    B->dmin = _mm256_setzero_ps();
+}
+
 ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, int64_t i, kblock *B)
 {
     size_t bb = kblock_bytes(kind);
@@ -165,6 +191,10 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
         for (int l = 0; l < GROUP_ROWS; l++)
             lv[l] = piece_levels(kind, blk[l], p);
         transpose_8x8(lv, B->q[p]);
+    }
+    if (kind == KTILE_Q6_K) {
+        q6_K_scales(blk, B);
+        return;
     }
     int32_t sc[PIECES][2][GROUP_ROWS], mul[GROUPS][GROUP_ROWS];
     uint16_t d[GROUP_ROWS], dmin[GROUP_ROWS];
@@ -197,17 +227,6 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
             }
             continue;
         }
-        if (kind == KTILE_Q6_K) {
-            const block_q6_K *b = (const block_q6_K *)blk[l];
-            for (int p = 0; p < PIECES; p++)
-                for (int h = 0; h < 2; h++)
-                    sc[p][h][l] = int16_pair(b->scales[2 * p + h], b->scales[2 * p + h]);
-            for (int g = 0; g < GROUPS; g++)
-                mul[g][l] = int16_pair(b->scales[2 * g], b->scales[2 * g + 1]);
-            d[l] = b->d;
-            dmin[l] = 0;
-            continue;
-        }
         /* The 12-byte scale packing (blocks.h), read as three 32-bit words. */
         const block_q4_K *b = (const block_q4_K *)blk[l]; /* Q5_K starts the same way */
         uint32_t u[3];
@@ -228,7 +247,7 @@ ALWAYS_INLINE void decode_kblock(ktile_kind kind, const uint8_t *const *rows, in
     }
     for (int p = 0; p < PIECES; p++)
         for (int h = 0; h < 2; h++)
-            B->sc[p][h] = _mm256_loadu_si256((const __m256i *)sc[p][h]);
+            B->sc[2 * p + h] = _mm256_loadu_si256((const __m256i *)sc[p][h]);
     int n_mul = kind == KTILE_Q4_K || kind == KTILE_Q5_K ? 4 : GROUPS;
     for (int g = 0; g < n_mul; g++)
         B->bsum_mul[g] = _mm256_loadu_si256((const __m256i *)mul[g]);
@@ -477,7 +496,7 @@ ALWAYS_INLINE void kgemm_tiles(ktile_kind kind, int64_t n, const uint8_t *w, siz
                     __m256i wp[GROUPS];
                     for (int g = 0; g < GROUPS; g++)
                         wp[g] = B.q[p][g];
-                    __m256i sc0 = B.sc[p][0], sc1 = B.sc[p][1];
+                    __m256i sc0 = B.sc[2 * p], sc1 = B.sc[2 * p + 1];
                     for (int t = 0; t < nt; t++) {
                         const block_q8_K *a = (const block_q8_K *)(xt + (size_t)t * x_stride) + i;
                         /* The step's activations are in L2: the next line of this token's
