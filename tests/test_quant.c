@@ -1003,6 +1003,19 @@ static void test_multi_row_kernels(void)
     }
     ellm_quant_use_kernel_set(NULL);
     fprintf(stderr, "multi-row kernels checked: %d rows in %d sets\n", checked, sets_with_rows);
+    /* The AVX2 set has them for the K-quants whose decode rows are plain Q8_K (Q2_K, Q3_K, Q6_K),
+     * the avx2vnni set for its own Q2_K and Q3_K rows. */
+    if (ellm_quant_use_kernel_set("avx2")) {
+        const ellm_type plain_rows[] = {ELLM_TYPE_Q2_K, ELLM_TYPE_Q3_K, ELLM_TYPE_Q6_K};
+        for (size_t i = 0; i < sizeof plain_rows / sizeof plain_rows[0]; i++)
+            CHECK(ellm_kernels_for(plain_rows[i])->vec_dot_rows != NULL);
+        ellm_quant_use_kernel_set(NULL);
+    }
+    if (ellm_quant_use_kernel_set("avx2vnni")) {
+        CHECK(ellm_kernels_for(ELLM_TYPE_Q2_K)->vec_dot_rows != NULL);
+        CHECK(ellm_kernels_for(ELLM_TYPE_Q3_K)->vec_dot_rows != NULL);
+        ellm_quant_use_kernel_set(NULL);
+    }
     /* The wasm-simd set has them for the 32-value formats of the wide Q8_0 row. */
     if (ellm_quant_use_kernel_set("wasm-simd")) {
         const ellm_type wide[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0, ELLM_TYPE_Q8_0, ELLM_TYPE_IQ4_NL};

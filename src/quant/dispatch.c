@@ -40,6 +40,11 @@ typedef struct kernel_set {
     {                                                                                              \
         ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, ELLM_ACT_Q8_0_EXT, NULL                    \
     }
+/* The same with a multi-row decode kernel on plain rows (no extended-row dot). */
+#define K_ROWS(act, dot, isa, x4, gemm, rows)                                                      \
+    {                                                                                              \
+        ELLM_TYPE_##act, dot, isa, x4, NULL, gemm, NULL, ELLM_ACT_Q8_0_EXT, rows                   \
+    }
 /* An entry whose tile comes from another set. */
 #define K_TILE_OF(act, dot, isa, gemm, gemm_isa)                                                   \
     {                                                                                              \
@@ -94,10 +99,10 @@ static const kernel_set avx2_set = {
         {
             AVX2_COMMON_TYPES,
             [ELLM_TYPE_F16] = K(F32, ellm_vec_dot_f16_avx2, "avx2", NULL, NULL, ellm_gemm_f16_avx2),
-            [ELLM_TYPE_Q2_K] = K(Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL, NULL,
-                                 ellm_gemm_q2_K_avx2),
-            [ELLM_TYPE_Q3_K] = K(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL, NULL,
-                                 ellm_gemm_q3_K_avx2),
+            [ELLM_TYPE_Q2_K] = K_ROWS(Q8_K, ellm_vec_dot_q2_K_avx2, "avx2", NULL,
+                                      ellm_gemm_q2_K_avx2, ellm_vec_dot_q2_K_rows_avx2),
+            [ELLM_TYPE_Q3_K] = K_ROWS(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL,
+                                      ellm_gemm_q3_K_avx2, ellm_vec_dot_q3_K_rows_avx2),
             [ELLM_TYPE_IQ4_XS] = {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL,
                                   ellm_vec_dot_iq4_xs_mag_avx2, ellm_gemm_iq4_xs_avx2, NULL,
                                   ELLM_ACT_Q8_K_MAG, NULL},
@@ -109,8 +114,9 @@ static const kernel_set avx2_set = {
                                  NULL, ellm_gemm_q4_K_avx2),
             [ELLM_TYPE_Q5_K] = K(Q8_K, ellm_vec_dot_q5_K_avx2, "avx2", ellm_vec_dot_q5_K_x4_avx2,
                                  NULL, ellm_gemm_q5_K_avx2),
-            [ELLM_TYPE_Q6_K] = K(Q8_K, ellm_vec_dot_q6_K_avx2, "avx2", ellm_vec_dot_q6_K_x4_avx2,
-                                 NULL, ellm_gemm_q6_K_avx2),
+            [ELLM_TYPE_Q6_K] = K_ROWS(Q8_K, ellm_vec_dot_q6_K_avx2, "avx2",
+                                      ellm_vec_dot_q6_K_x4_avx2, ellm_gemm_q6_K_avx2,
+                                      ellm_vec_dot_q6_K_rows_avx2),
         },
     .quantize_to = {AVX2_QUANTIZERS},
     .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true},
@@ -134,8 +140,10 @@ static void avx2vnni_fill(void)
     avx2vnni_set.attention = avx2_set.attention;
     avx2vnni_set.types[ELLM_TYPE_Q2_K] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_q2_K_avx2vnni, "avx2vnni", ellm_gemm_q2_K_avx2, "avx2");
+    avx2vnni_set.types[ELLM_TYPE_Q2_K].vec_dot_rows = ellm_vec_dot_q2_K_rows_avx2vnni;
     avx2vnni_set.types[ELLM_TYPE_Q3_K] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_q3_K_avx2vnni, "avx2vnni", ellm_gemm_q3_K_avx2, "avx2");
+    avx2vnni_set.types[ELLM_TYPE_Q3_K].vec_dot_rows = ellm_vec_dot_q3_K_rows_avx2vnni;
     avx2vnni_set.types[ELLM_TYPE_IQ4_XS] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_iq4_xs_avx2vnni, "avx2vnni", ellm_gemm_iq4_xs_avx2, "avx2");
 }

@@ -42,9 +42,20 @@ void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x);
 /* The same with x in the magnitude Q8_K layout (ELLM_ACT_Q8_K_MAG): the decode path. */
 void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const void *x);
+/* ELLM_DOT_ROWS rows at once on the plain Q8_K row (see ellm_vec_dot_rows_fn): the decode path. */
+void ellm_vec_dot_q2_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x);
+void ellm_vec_dot_q3_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x);
+void ellm_vec_dot_q6_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x);
 /* The avx2vnni set's (AVX2 + AVX-VNNI, vpdpbusd on 256-bit vectors): bit-identical to scalar. */
 void ellm_vec_dot_q2_K_avx2vnni(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_avx2vnni(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q2_K_rows_avx2vnni(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                     const void *x);
+void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                     const void *x);
 void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out, const void *row, const void *x);
 /* Tiles of rows × tokens (gemm_avx2.c; see ellm_gemm_fn), bit-identical to the single-row
  * kernels of their type: against extended Q8_0 activation rows, or plain Q8_1 rows for Q4_1 and

@@ -343,7 +343,7 @@ ALWAYS_INLINE float q6_K_group(float sum, const block_q6_K *w, const block_q8_K 
         sum, kquant_terms(lane_totals_of_pairs(pairs), d, kquant_act_scales(a, count)));
 }
 
-void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *x)
+ALWAYS_INLINE void q6_K_row(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q6_K *w = row;
     const block_q8_K *a = x;
@@ -357,6 +357,13 @@ void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *
         sum = q6_K_group(sum, w + i, a + i, 8);
     *out = sum;
 }
+
+void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    q6_K_row(n, out, row, x);
+}
+
+ELLM_DOT_ROWS_OF(ellm_vec_dot_q6_K_rows_avx2, q6_K_row)
 
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {

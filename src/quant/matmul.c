@@ -94,6 +94,29 @@ typedef struct matmul_job {
     row_range ranges[MAX_RANGES];
 } matmul_job;
 
+/* Rows [r0, r1) of weight iw against token t's activations, ELLM_DOT_ROWS rows a call where the
+ * set has a multi-row kernel for the layout they are in. */
+static void token_rows(const matmul_job *j, int iw, int64_t t, int64_t r0, int64_t r1)
+{
+    const ellm_tensor *w = j->w[iw];
+    const ellm_type_kernels *kern = j->k[iw];
+    const uint8_t *wbase = w->data;
+    size_t row_bytes = w->row_bytes;
+    int64_t n_in = w->ne[0];
+    const void *xrow = j->xq + t * j->xq_row_bytes;
+    float *yrow = j->y[iw] + t * w->ne[1];
+    int64_t r = r0;
+    if (kern->vec_dot_rows && j->ext_dot[iw] == (kern->vec_dot_ext != NULL))
+        for (; r + ELLM_DOT_ROWS <= r1; r += ELLM_DOT_ROWS)
+            kern->vec_dot_rows(n_in, &yrow[r], wbase + r * row_bytes, row_bytes, xrow);
+    ellm_vec_dot_fn dot = j->ext_dot[iw] ? kern->vec_dot_ext : kern->vec_dot;
+    for (; r < r1; r++)
+        dot(n_in, &yrow[r], wbase + r * row_bytes, xrow);
+}
+
+/* Every token of the batch against rows [r0, r1) of weight iw, a row tile at a time so that the
+ * tile's rows stay in cache across the tokens: groups of four tokens by the four-token kernel,
+ * then the others one by one. A single token (decode) reuses nothing: one tile takes the range. */
 static void rows_vec_dot(const matmul_job *j, int iw, int64_t r0, int64_t r1)
 {
     const ellm_tensor *w = j->w[iw];
@@ -101,35 +124,23 @@ static void rows_vec_dot(const matmul_job *j, int iw, int64_t r0, int64_t r1)
     float *y = j->y[iw];
     int64_t n_in = w->ne[0], n_out = w->ne[1];
     const uint8_t *wbase = w->data;
-    for (int64_t rt = r0; rt < r1; rt += ROW_TILE) {
-        int64_t rend = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
-        int64_t t = 0;
-        if (kern->vec_dot_x4 && !j->ext_dot[iw]) {
-            for (; t + 4 <= j->n_tokens; t += 4) {
-                const void *xs[4];
+    int64_t four_token_end = kern->vec_dot_x4 && !j->ext_dot[iw] ? j->n_tokens / 4 * 4 : 0;
+    int64_t tile = j->n_tokens > 1 ? ROW_TILE : r1 - r0;
+    for (int64_t rt = r0; rt < r1; rt += tile) {
+        int64_t rend = rt + tile < r1 ? rt + tile : r1;
+        for (int64_t t = 0; t < four_token_end; t += 4) {
+            const void *xs[4];
+            for (int k = 0; k < 4; k++)
+                xs[k] = j->xq + (t + k) * j->xq_row_bytes;
+            for (int64_t r = rt; r < rend; r++) {
+                float out[4];
+                kern->vec_dot_x4(n_in, out, wbase + r * w->row_bytes, xs);
                 for (int k = 0; k < 4; k++)
-                    xs[k] = j->xq + (t + k) * j->xq_row_bytes;
-                for (int64_t r = rt; r < rend; r++) {
-                    float out[4];
-                    kern->vec_dot_x4(n_in, out, wbase + r * w->row_bytes, xs);
-                    for (int k = 0; k < 4; k++)
-                        y[(t + k) * n_out + r] = out[k];
-                }
+                    y[(t + k) * n_out + r] = out[k];
             }
         }
-        for (; t < j->n_tokens; t++) {
-            const void *xrow = j->xq + t * j->xq_row_bytes;
-            float *yrow = y + t * n_out;
-            ellm_vec_dot_fn dot = j->ext_dot[iw] ? kern->vec_dot_ext : kern->vec_dot;
-            int64_t r = rt;
-            /* Several rows per call where the activations are in the layout it reads. */
-            if (kern->vec_dot_rows && j->ext_dot[iw] == (kern->vec_dot_ext != NULL))
-                for (; r + ELLM_DOT_ROWS <= rend; r += ELLM_DOT_ROWS)
-                    kern->vec_dot_rows(n_in, &yrow[r], wbase + r * w->row_bytes, w->row_bytes,
-                                       xrow);
-            for (; r < rend; r++)
-                dot(n_in, &yrow[r], wbase + r * w->row_bytes, xrow);
-        }
+        for (int64_t t = four_token_end; t < j->n_tokens; t++)
+            token_rows(j, iw, t, rt, rend);
     }
 }
 
