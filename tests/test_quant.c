@@ -946,7 +946,8 @@ static void test_multi_row_kernels(void)
 {
     enum { MAXN = 5632, ROWS = ELLM_DOT_ROWS };
     static float w[ROWS * MAXN], x[MAXN];
-    static uint8_t wq[ROWS * MAXN * 2], plain[MAXN * 2], act[MAXN * 2];
+    /* act: the decode layouts take up to 544 bytes a 256 values (ELLM_ACT_Q8_K_MAG) */
+    static uint8_t wq[ROWS * MAXN * 2], plain[MAXN * 2], act[MAXN * 3];
     int sizes[] = {160, 256, 416, 1024, 2048, 2816, 4096, MAXN};
     const char *sets[8];
     int n_sets = ellm_kernel_sets_available(sets, 8);
@@ -980,6 +981,7 @@ static void test_multi_row_kernels(void)
                         ellm_quantize_row((ellm_type)type, w + r * n, wq + r * rb, n);
                     ellm_act_layout layout = k->vec_dot_ext ? k->ext_layout : ELLM_ACT_PLAIN;
                     ellm_vec_dot_fn single = k->vec_dot_ext ? k->vec_dot_ext : k->vec_dot;
+                    CHECK(ellm_act_row_bytes(layout, k->vec_dot_type, n) <= sizeof act);
                     ellm_quantize_act(ELLM_ACT_PLAIN, k->vec_dot_type, x, plain, n);
                     ellm_quantize_act(layout, k->vec_dot_type, x, act, n);
                     float got[ROWS];
@@ -1003,10 +1005,11 @@ static void test_multi_row_kernels(void)
     }
     ellm_quant_use_kernel_set(NULL);
     fprintf(stderr, "multi-row kernels checked: %d rows in %d sets\n", checked, sets_with_rows);
-    /* The AVX2 set has them for the K-quants whose decode rows are plain Q8_K (Q2_K, Q3_K, Q6_K),
-     * the avx2vnni set for its own Q2_K and Q3_K rows. */
+    /* The AVX2 set has them for every K-quant and IQ4_XS, the avx2vnni set for its own Q2_K and
+     * Q3_K rows. */
     if (ellm_quant_use_kernel_set("avx2")) {
-        const ellm_type plain_rows[] = {ELLM_TYPE_Q2_K, ELLM_TYPE_Q3_K, ELLM_TYPE_Q6_K};
+        const ellm_type plain_rows[] = {ELLM_TYPE_Q2_K, ELLM_TYPE_Q3_K, ELLM_TYPE_Q4_K,
+                                        ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K, ELLM_TYPE_IQ4_XS};
         for (size_t i = 0; i < sizeof plain_rows / sizeof plain_rows[0]; i++)
             CHECK(ellm_kernels_for(plain_rows[i])->vec_dot_rows != NULL);
         ellm_quant_use_kernel_set(NULL);

@@ -49,6 +49,13 @@ void ellm_vec_dot_q3_K_rows_avx2(int64_t n, float *out, const void *rows, size_t
                                  const void *x);
 void ellm_vec_dot_q6_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
                                  const void *x);
+void ellm_vec_dot_q4_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x);
+void ellm_vec_dot_q5_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x);
+/* The same for IQ4_XS on its decode row, ELLM_ACT_Q8_K_MAG. */
+void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                       const void *x);
 /* The avx2vnni set's (AVX2 + AVX-VNNI, vpdpbusd on 256-bit vectors): bit-identical to scalar. */
 void ellm_vec_dot_q2_K_avx2vnni(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_avx2vnni(int64_t n, float *out, const void *row, const void *x);

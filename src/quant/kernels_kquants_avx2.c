@@ -214,10 +214,22 @@ ALWAYS_INLINE void kq_dot_row(bool q5, int64_t n, float *out, const void *row, c
     *out = sum;
 }
 
-void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
+ALWAYS_INLINE void q4_K_row(int64_t n, float *out, const void *row, const void *x)
 {
     kq_dot_row(false, n, out, row, x);
 }
+
+ALWAYS_INLINE void q5_K_row(int64_t n, float *out, const void *row, const void *x)
+{
+    kq_dot_row(true, n, out, row, x);
+}
+
+void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    q4_K_row(n, out, row, x);
+}
+
+ELLM_DOT_ROWS_OF(ellm_vec_dot_q4_K_rows_avx2, q4_K_row)
 
 void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
@@ -226,8 +238,10 @@ void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const voi
 
 void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    kq_dot_row(true, n, out, row, x);
+    q5_K_row(n, out, row, x);
 }
+
+ELLM_DOT_ROWS_OF(ellm_vec_dot_q5_K_rows_avx2, q5_K_row)
 
 void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {

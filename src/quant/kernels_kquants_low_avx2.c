@@ -569,10 +569,17 @@ void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void
     iq4_xs_dot(false, false, n, out, row, x);
 }
 
-void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const void *x)
+ALWAYS_INLINE void iq4_xs_mag_row(int64_t n, float *out, const void *row, const void *x)
 {
     iq4_xs_dot(false, true, n, out, row, x);
 }
+
+void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    iq4_xs_mag_row(n, out, row, x);
+}
+
+ELLM_DOT_ROWS_OF(ellm_vec_dot_iq4_xs_mag_rows_avx2, iq4_xs_mag_row)
 
 __attribute__((target("avxvnni"))) void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out,
                                                                      const void *row, const void *x)
