@@ -226,9 +226,8 @@ static inline v128_t relaxed_q5_0(const block_q5_0 *w, const int8_t *a)
 
 /* A 32-value format's single-row and multi-row decode kernels on the extended Q8_0 row. */
 #define RELAXED_EXT_KERNELS(type, offset)                                                          \
-    EXT_ACTIVATION_KERNELS(ellm_vec_dot_##type##_ext_wasm_relaxed,                                 \
-                           ellm_vec_dot_##type##_ext_rows_wasm_relaxed, ellm_q8_0_ext_layout_for,  \
-                           int8_t, block_##type, relaxed_##type, offset)
+    EXT_ACTIVATION_KERNELS(type, ext, wasm_relaxed, ellm_q8_0_ext_layout_for, int8_t,              \
+                           relaxed_##type, offset)
 
 RELAXED_EXT_KERNELS(q4_0, 8)
 RELAXED_EXT_KERNELS(q5_0, 16)
