@@ -507,14 +507,16 @@ static void test_extended_activation_rows(void)
     /* A module patched for relaxed SIMD (web/relaxed_patch.py) offers the wasm-relaxed set, whose
      * K-quant rows are its own; tests/web_kernels.sh requires these lines there. */
     if (ellm_quant_use_kernel_set("wasm-relaxed")) {
-        ellm_type relaxed_types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K,
+        ellm_type relaxed_types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0, ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K,
                                      ELLM_TYPE_Q6_K};
         for (size_t t = 0; t < sizeof relaxed_types / sizeof relaxed_types[0]; t++) {
             const ellm_type_kernels *k = ellm_kernels_for(relaxed_types[t]);
-            /* K-quants: single and multi-row kernels on plain Q8_K rows; Q4_0: on extended Q8_0
-             * ones. */
-            CHECK(k && !strcmp(k->isa, "wasm-relaxed") && k->vec_dot_rows &&
-                  (t ? !k->vec_dot_ext : k->vec_dot_ext && k->ext_layout == ELLM_ACT_Q8_0_EXT));
+            /* K-quants: single and multi-row kernels on plain Q8_K rows; Q4_0 and Q5_0: on
+             * extended Q8_0 ones. */
+            bool on_q8_0 = relaxed_types[t] == ELLM_TYPE_Q4_0 || relaxed_types[t] == ELLM_TYPE_Q5_0;
+            CHECK(
+                k && !strcmp(k->isa, "wasm-relaxed") && k->vec_dot_rows &&
+                (on_q8_0 ? k->vec_dot_ext && k->ext_layout == ELLM_ACT_Q8_0_EXT : !k->vec_dot_ext));
             fprintf(stderr, "relaxed %s decode kernel: %s\n", ellm_type_name(relaxed_types[t]),
                     k ? k->isa : "none");
         }

@@ -64,7 +64,7 @@ for t in test_quant test_quant_kquants test_quant_legacy test_quant_kquants_low;
 done
 grep -q "kernel sets on this CPU: wasm-relaxed wasm-simd scalar" "$tmp/relaxed-test_quant.log" ||
   { echo "FAIL: the wasm-relaxed set was not compared with the scalar set" >&2; fail=1; }
-for ty in Q4_0 Q4_K Q5_K Q6_K; do
+for ty in Q4_0 Q5_0 Q4_K Q5_K Q6_K; do
   grep -q "^relaxed $ty decode kernel: wasm-relaxed" "$tmp/relaxed-test_quant.log" ||
     { echo "FAIL: $ty has no wasm-relaxed decode kernel" >&2; fail=1; }
 done

@@ -322,6 +322,18 @@ static kernel_set wasm_relaxed_set = {.name = "wasm-relaxed", .prepare = wasm_re
         .vec_dot_rows = ellm_vec_dot_##type##_rows_wasm_relaxed                                    \
     }
 
+/* A 32-value format's relaxed single and multi-row kernels on extended Q8_0 rows, and its
+ * wasm-simd plain single row and tile. */
+#define K_RELAXED_EXT(type)                                                                        \
+    (ellm_type_kernels)                                                                            \
+    {                                                                                              \
+        .vec_dot_type = ELLM_TYPE_Q8_0, .vec_dot = ellm_vec_dot_##type##_wasm_simd,                \
+        .isa = "wasm-relaxed", .vec_dot_ext = ellm_vec_dot_##type##_ext_wasm_relaxed,              \
+        .gemm = ellm_gemm_##type##_wasm_simd, .gemm_isa = "wasm-simd",                             \
+        .ext_layout = ELLM_ACT_Q8_0_EXT,                                                           \
+        .vec_dot_rows = ellm_vec_dot_##type##_ext_rows_wasm_relaxed                                \
+    }
+
 static void wasm_relaxed_fill(void)
 {
     memcpy(wasm_relaxed_set.types, wasm_simd_set.types, sizeof wasm_simd_set.types);
@@ -344,6 +356,7 @@ static void wasm_relaxed_fill(void)
     wasm_relaxed_set.types[ELLM_TYPE_Q4_K] = K_RELAXED_KQ(q4_K);
     wasm_relaxed_set.types[ELLM_TYPE_Q5_K] = K_RELAXED_KQ(q5_K);
     wasm_relaxed_set.types[ELLM_TYPE_Q6_K] = K_RELAXED_KQ(q6_K);
+    wasm_relaxed_set.types[ELLM_TYPE_Q5_0] = K_RELAXED_EXT(q5_0);
 }
 
 static void wasm_relaxed_prepare(void)

@@ -272,8 +272,9 @@ ELLM_WASM_SIMD_GEMM(iq4_xs)
 ELLM_WASM_SIMD_GEMM(q2_K)
 ELLM_WASM_SIMD_GEMM(q3_K)
 /* The wasm-relaxed set (kernels_wasm_relaxed.c): single rows against plain Q8_K rows whose 8-bit
- * products are relaxed SIMD dots (Q4_0: on extended Q8_0 rows), bit-identical to the scalar kernels. They run the dot only in a
- * module the web build patched; ellm_wasm_relaxed_patched says whether this one is. */
+ * products are relaxed SIMD dots (Q4_0, Q5_0: on extended Q8_0 rows), bit-identical to the scalar
+ * kernels. They run the dot only in a module the web build patched; ellm_wasm_relaxed_patched says
+ * whether this one is. */
 bool ellm_wasm_relaxed_patched(void);
 void ellm_vec_dot_q4_K_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_K_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
@@ -285,9 +286,13 @@ void ellm_vec_dot_q5_K_rows_wasm_relaxed(int64_t n, float *out, const void *rows
                                          const void *x);
 void ellm_vec_dot_q6_K_rows_wasm_relaxed(int64_t n, float *out, const void *rows, size_t row_bytes,
                                          const void *x);
-/* Q4_0 against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT), one row and ELLM_DOT_ROWS rows. */
+/* Q4_0 and Q5_0 against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT), one row and ELLM_DOT_ROWS
+ * rows. */
 void ellm_vec_dot_q4_0_ext_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q4_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *rows,
+                                             size_t row_bytes, const void *x);
+void ellm_vec_dot_q5_0_ext_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q5_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *rows,
                                              size_t row_bytes, const void *x);
 #endif
 

@@ -5,11 +5,10 @@
  * web build rewrites those opcodes in the linked module (web/relaxed_patch.py); the set is chosen
  * only when ellm_wasm_relaxed_patched says the rewrite happened.
  *
- * The second operand is always a weight level below 64 (Q4_0's nibbles, Q4_K and Q5_K levels,
- * Q6_K's stored values, all before their offsets) and the first an activation, so a pair sum is at
- * most
- * 2 · 63 · 128 in magnitude, exact in 16 bits on every engine, and the integer sums, hence the
- * results, are those of the scalar kernels bit for bit. */
+ * The second operand is always a weight level below 64 (Q4_0's nibbles, Q5_0's, Q4_K's and Q5_K's
+ * levels, Q6_K's stored values, all before their offsets) and the first an activation, so a pair
+ * sum is at most 2 · 63 · 128 in magnitude, exact in 16 bits on every engine, and the integer sums,
+ * hence the results, are those of the scalar kernels bit for bit. */
 #if defined(__wasm_simd128__)
 #include <stdbool.h>
 #include <string.h>
@@ -201,26 +200,35 @@ KQ_RELAXED_ROWS(ellm_vec_dot_q4_K_rows_wasm_relaxed, block_q4_K, q4_K_rows_terms
 KQ_RELAXED_ROWS(ellm_vec_dot_q5_K_rows_wasm_relaxed, block_q5_K, q5_K_rows_terms)
 KQ_RELAXED_ROWS(ellm_vec_dot_q6_K_rows_wasm_relaxed, block_q6_K, q6_K_rows_terms)
 
-/* Q4_0 against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT: int8 values, float scales, int32 block
- * sums, the decode path): the unsigned nibbles' products, at most 2 · 2 · 15 · 128 per 16-bit lane,
- * then the format's offset of 8 off the block sums, as the wide-row kernels do. */
+/* The 32-value formats against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT: int8 values, float
+ * scales, int32 block sums, the decode path): the products of a block's unsigned levels (lo: values
+ * 0..15, hi: 16..31), at most 2 · 2 · 31 · 128 per 16-bit lane, as four partial sums; the format's
+ * offset comes off afterwards through the block sums, as in the wide-row kernels. */
+static inline v128_t relaxed_levels32(v128_t lo, v128_t hi, const int8_t *a)
+{
+    return wasm_i32x4_extadd_pairwise_i16x8(
+        wasm_i16x8_add(dot_i8_i7(load(a), lo), dot_i8_i7(load(a + 16), hi)));
+}
+
 static inline v128_t relaxed_q4_0(const block_q4_0 *w, const int8_t *a)
 {
     const v128_t low4 = wasm_i8x16_splat(0x0F);
     v128_t q = load(w->qs);
-    v128_t p = wasm_i16x8_add(dot_i8_i7(load(a), wasm_v128_and(q, low4)),
-                              dot_i8_i7(load(a + 16), wasm_v128_and(wasm_u16x8_shr(q, 4), low4)));
-    return wasm_i32x4_extadd_pairwise_i16x8(p);
+    return relaxed_levels32(wasm_v128_and(q, low4), wasm_v128_and(wasm_u16x8_shr(q, 4), low4), a);
 }
 
-void ellm_vec_dot_q4_0_ext_wasm_relaxed(int64_t n, float *out, const void *row, const void *x)
+static inline v128_t relaxed_q5_0(const block_q5_0 *w, const int8_t *a)
 {
-    EXT_ACTIVATION_DOT(ellm_q8_0_ext_layout_for, int8_t, block_q4_0, relaxed_q4_0, 8);
+    v128_t lo, hi;
+    q5_values(w->qs, w->qh, &lo, &hi);
+    return relaxed_levels32(lo, hi, a);
 }
 
-void ellm_vec_dot_q4_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *rows,
-                                             size_t row_bytes, const void *x)
-{
-    EXT_ACTIVATION_ROWS(ellm_q8_0_ext_layout_for, int8_t, block_q4_0, relaxed_q4_0, 8);
-}
+/* A 32-value format's single-row and multi-row decode kernels on the extended Q8_0 row. */
+#define RELAXED_EXT_KERNELS(type, offset)                                                          \
+    EXT_ACTIVATION_KERNELS(type, ext, wasm_relaxed, ellm_q8_0_ext_layout_for, int8_t,              \
+                           relaxed_##type, offset)
+
+RELAXED_EXT_KERNELS(q4_0, 8)
+RELAXED_EXT_KERNELS(q5_0, 16)
 #endif

@@ -196,17 +196,8 @@ static inline v128_t wide_iq4_nl(const block_iq4_nl *w, const int16_t *a)
 
 /* A 32-value format's single-row and multi-row decode kernels on the wide Q8_0 row. */
 #define WIDE_KERNELS(type, offset)                                                                 \
-    void ellm_vec_dot_##type##_wide_wasm_simd(int64_t n, float *out, const void *row,              \
-                                              const void *x)                                       \
-    {                                                                                              \
-        EXT_ACTIVATION_DOT(ellm_q8_0_wide_layout_for, int16_t, block_##type, wide_##type, offset); \
-    }                                                                                              \
-    void ellm_vec_dot_##type##_wide_rows_wasm_simd(int64_t n, float *out, const void *rows,        \
-                                                   size_t row_bytes, const void *x)                \
-    {                                                                                              \
-        EXT_ACTIVATION_ROWS(ellm_q8_0_wide_layout_for, int16_t, block_##type, wide_##type,         \
-                            offset);                                                               \
-    }
+    EXT_ACTIVATION_KERNELS(type, wide, wasm_simd, ellm_q8_0_wide_layout_for, int16_t, wide_##type, \
+                           offset)
 
 WIDE_KERNELS(q4_0, 8)
 WIDE_KERNELS(q5_0, 16)

@@ -438,4 +438,18 @@ static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, 
         }                                                                                          \
     } while (0)
 
+/* A 32-value format's single-row and multi-row decode kernels on such a row, named
+ * ellm_vec_dot_<type>_<kind>_<set> and ellm_vec_dot_<type>_<kind>_rows_<set>. */
+#define EXT_ACTIVATION_KERNELS(type, kind, set, layout_for, act_t, block_fn, offset)               \
+    void ellm_vec_dot_##type##_##kind##_##set(int64_t n, float *out, const void *row,              \
+                                              const void *x)                                       \
+    {                                                                                              \
+        EXT_ACTIVATION_DOT(layout_for, act_t, block_##type, block_fn, offset);                     \
+    }                                                                                              \
+    void ellm_vec_dot_##type##_##kind##_rows_##set(int64_t n, float *out, const void *rows,        \
+                                                   size_t row_bytes, const void *x)                \
+    {                                                                                              \
+        EXT_ACTIVATION_ROWS(layout_for, act_t, block_##type, block_fn, offset);                    \
+    }
+
 #endif
