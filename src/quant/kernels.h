@@ -253,6 +253,16 @@ ELLM_WASM_SIMD_GEMM(q5_1)
 ELLM_WASM_SIMD_GEMM(iq4_xs)
 ELLM_WASM_SIMD_GEMM(q2_K)
 ELLM_WASM_SIMD_GEMM(q3_K)
+/* The same tiles with 8-bit products by relaxed SIMD's dot (the wasm-relaxed set, in a patched
+ * module only): the weight levels stay bytes below 64, bit-identical to the kernels above. */
+#define ELLM_WASM_RELAXED_GEMM(type)                                                               \
+    void ellm_gemm_##type##_wasm_relaxed(int64_t n, const uint8_t *w, size_t w_stride,             \
+                                         int64_t n_rows, const uint8_t *x, size_t x_stride,        \
+                                         int64_t n_tok, float *y, int64_t y_stride);
+ELLM_WASM_RELAXED_GEMM(q4_0)
+ELLM_WASM_RELAXED_GEMM(q4_K)
+ELLM_WASM_RELAXED_GEMM(q5_K)
+ELLM_WASM_RELAXED_GEMM(q6_K)
 /* The wasm-relaxed set (kernels_wasm_relaxed.c): single rows against plain Q8_K rows whose 8-bit
  * products are relaxed SIMD dots (Q4_0: on extended Q8_0 rows), bit-identical to the scalar kernels. They run the dot only in a
  * module the web build patched; ellm_wasm_relaxed_patched says whether this one is. */
