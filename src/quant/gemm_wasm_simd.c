@@ -832,33 +832,18 @@ void ellm_gemm_q4_0_wasm_relaxed(int64_t n, const uint8_t *w, size_t w_stride, i
                     ext_act_bytes, &L, q4_0_relaxed_step);
 }
 
-void ellm_gemm_q4_K_wasm_relaxed(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
-                                 const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
-                                 int64_t y_stride)
-{
-    gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride,
-                    q4_K_relaxed_group,
-                    (tile_shape){.subs = 8, .spans = 1, .span = 8, .mins = true}, q8_K_act_bytes,
-                    NULL, q45_K_step);
-}
-
-void ellm_gemm_q5_K_wasm_relaxed(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
-                                 const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
-                                 int64_t y_stride)
-{
-    gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride,
-                    q5_K_relaxed_group,
-                    (tile_shape){.subs = 8, .spans = 2, .span = 4, .mins = true}, q8_K_act_bytes,
-                    NULL, q45_K_step);
-}
-
-void ellm_gemm_q6_K_wasm_relaxed(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
-                                 const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
-                                 int64_t y_stride)
-{
-    gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride,
-                    q6_K_relaxed_group,
-                    (tile_shape){.subs = 16, .spans = 2, .span = 2, .mins = true}, q8_K_act_bytes,
-                    NULL, q6_K_relaxed_step);
-}
+#define RELAXED_KQ_GEMM(type, group, shape, step)                                                  \
+    void ellm_gemm_##type##_wasm_relaxed(int64_t n, const uint8_t *w, size_t w_stride,             \
+                                         int64_t n_rows, const uint8_t *x, size_t x_stride,        \
+                                         int64_t n_tok, float *y, int64_t y_stride)                \
+    {                                                                                              \
+        gemm_row_groups(n / QK_K, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, group,     \
+                        shape, q8_K_act_bytes, NULL, step);                                        \
+    }
+RELAXED_KQ_GEMM(q4_K, q4_K_relaxed_group,
+                ((tile_shape){.subs = 8, .spans = 1, .span = 8, .mins = true}), q45_K_step)
+RELAXED_KQ_GEMM(q5_K, q5_K_relaxed_group,
+                ((tile_shape){.subs = 8, .spans = 2, .span = 4, .mins = true}), q45_K_step)
+RELAXED_KQ_GEMM(q6_K, q6_K_relaxed_group,
+                ((tile_shape){.subs = 16, .spans = 2, .span = 2, .mins = true}), q6_K_relaxed_step)
 #endif
