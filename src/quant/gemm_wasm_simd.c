@@ -44,8 +44,7 @@ enum {
     TILE_TOKENS = 4,  /* (8 accumulators, 2 weight vectors and an activation pair: 11 of V8's 16) */
     LEGACY_VECS = 4,  /* 16-bit vectors per 32-value block */
     KQUANT_VECS = 32, /* 16-bit vectors per 256-value super-block */
-    KQUANT_PAIRS = 128, /* pairs of values per super-block */
-    RELAXED_TOKENS = 2  /* tokens of a relaxed pass: 4 accumulators and 4 16-bit sums per group */
+    KQUANT_PAIRS = 128 /* pairs of values per super-block */
 };
 
 /* How a format's block meets the tile. wasm-simd: vecs 16-bit vectors per row, in pair order.
@@ -186,23 +185,24 @@ static inline __attribute__((always_inline)) void pair_sums(const v128_t *w, ptr
             sums[g][t] = acc[g][t];
 }
 
-/* The relaxed tiles' pair_sums: sums[g][t0 + t], lane r, the exact integer sum of row r of group
+/* The relaxed tiles' pair_sums: sums[g][t], lane r, the exact integer sum of row r of group
  * g's block (levels as bytes at w, sub-block scales at scales, both g * w_stride further per
  * group) times token t's bytes (at a + t * a_stride). A run's dots of at most 16 products of a
  * level below 32 (or 8 of one below 64) and an activation stay within 16 bits (shape's bounds,
  * see the entry points), then i32x4.dot_i16x8 multiplies them by the scale into 32 bits. */
 static inline __attribute__((always_inline)) void
 byte_sums(const v128_t *w, const v128_t *scales, ptrdiff_t w_stride, int ng, const int8_t *a,
-          ptrdiff_t a_stride, int nt, tile_shape shape, v128_t sums[TILE_GROUPS][TILE_TOKENS],
-          int t0)
+          ptrdiff_t a_stride, int nt, tile_shape shape, v128_t sums[TILE_GROUPS][TILE_TOKENS])
 {
-    v128_t acc[TILE_GROUPS][RELAXED_TOKENS];
+    /* 2 groups x 4 tokens: 8 accumulators and 8 16-bit sums, more than V8's 16 registers hold
+     * with the operands, measured faster than 2 x 2 all the same (docs/web.md, session 15). */
+    v128_t acc[TILE_GROUPS][TILE_TOKENS];
     for (int g = 0; g < ng; g++)
         for (int t = 0; t < nt; t++)
             acc[g][t] = wasm_i32x4_splat(0);
     for (const v128_t *end = scales + shape.subs; scales < end; scales++)
         for (int run = 0; run < shape.spans; run++) {
-            v128_t part[TILE_GROUPS][RELAXED_TOKENS];
+            v128_t part[TILE_GROUPS][TILE_TOKENS];
             for (int v = 0; v < shape.span; v++, w++, a += 4) {
                 v128_t wk[TILE_GROUPS];
                 for (int g = 0; g < ng; g++)
@@ -223,7 +223,7 @@ byte_sums(const v128_t *w, const v128_t *scales, ptrdiff_t w_stride, int ng, con
         }
     for (int g = 0; g < ng; g++)
         for (int t = 0; t < nt; t++)
-            sums[g][t0 + t] = acc[g][t];
+            sums[g][t] = acc[g][t];
 }
 
 static inline v128_t scales_of(const uint8_t *const rows[GROUP], size_t at)
@@ -661,9 +661,8 @@ static inline __attribute__((always_inline)) void tile_block(const pair_group *g
     if (shape.vecs)
         pair_sums(groups[g0].w, w_stride, ng, acts[0].a, a_stride, nt, GROUP * shape.vecs, sumi);
     else
-        for (int t = 0; t < nt; t += RELAXED_TOKENS)
-            byte_sums(groups[g0].w, groups[g0].sub_scales, w_stride, ng, acts[t].q, sizeof(act_row),
-                      nt - t < RELAXED_TOKENS ? nt - t : RELAXED_TOKENS, shape, sumi, t);
+        byte_sums(groups[g0].w, groups[g0].sub_scales, w_stride, ng, acts[0].q, sizeof(act_row), nt,
+                  shape, sumi);
     bool mins = shape.mins;
     if (mins)
         pair_sums(groups[g0].mins, w_stride, ng, acts[0].bsums, a_stride, nt, 8, summ);
