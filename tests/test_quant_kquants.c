@@ -439,6 +439,59 @@ static void test_matmul(void)
     }
 }
 
+/* A set's tile for one type against its single-row kernel k and the scalar kernel ref. */
+typedef struct tile_case {
+    const char *set;
+    ellm_type type;
+    const ellm_type_kernels *k, *ref;
+    ellm_gemm_fn gemm;
+    bool exact; /* the set's kernels sum exact integers in the scalar order: equal to ref too */
+} tile_case;
+
+/* The tile of c on n_tok tokens (Q8_K rows of xrb bytes at xq; tiled at xw, wrb bytes a token,
+ * where the set's tile reads them so) and n_rows rows of rb bytes at wq, n values long: every
+ * (row, token) bit for bit equal to the single-row kernel and, where exact, to the scalar one. */
+static void check_tile(const tile_case *c, int64_t n, const uint8_t *wq, uint64_t rb, int n_rows,
+                       const uint8_t *xq, uint64_t xrb, uint8_t *xw, size_t wrb, int n_tok,
+                       float *y, int y_stride)
+{
+    if (ellm_gemm_act_layout(c->type) == ELLM_ACT_Q8_K_TILED) {
+        for (int t = 0; t < n_tok; t++)
+            ellm_q8_K_tiled_place(xq + t * xrb, n, xw, t, n_tok);
+        c->gemm(n, wq, rb, n_rows, xw, wrb, n_tok, y, y_stride);
+    } else
+        c->gemm(n, wq, rb, n_rows, xq, xrb, n_tok, y, y_stride);
+    for (int t = 0; t < n_tok; t++)
+        for (int r = 0; r < n_rows; r++) {
+            float own, scalar;
+            c->k->vec_dot(n, &own, wq + r * rb, xq + t * xrb);
+            c->ref->vec_dot(n, &scalar, wq + r * rb, xq + t * xrb);
+            float got = y[t * y_stride + r];
+            CHECK_MSG(!memcmp(&got, &own, 4) && (!c->exact || !memcmp(&got, &scalar, 4)),
+                      "%s %s tile %d tokens x %d rows: token %d row %d: %.9g, single row %.9g, "
+                      "scalar %.9g",
+                      c->set, ellm_type_name(c->type), n_tok, n_rows, t, r, got, own, scalar);
+        }
+}
+
+/* The tile case of set for type, false where the set has no tile for it. */
+static bool tile_case_for(const char *set, ellm_type type, tile_case *c)
+{
+    CHECK(ellm_quant_use_kernel_set("scalar"));
+    c->ref = ellm_kernels_for(type);
+    CHECK(ellm_quant_use_kernel_set(set));
+    c->gemm = ellm_gemm_for(type);
+    c->k = ellm_kernels_for(type);
+    c->set = set;
+    c->type = type;
+    if (!c->gemm || !c->k || !c->ref)
+        return false;
+    c->exact = !strcmp(c->k->isa, "avx512") || !strcmp(c->k->isa, "avx2") ||
+               !strcmp(c->k->isa, "avx2vnni") || !strncmp(c->k->isa, "neon", 4) ||
+               !strncmp(c->k->isa, "wasm-", 5);
+    return true;
+}
+
 /* Tiles (where a kernel set has them): every (row, token) bit for bit equal to the set's own
  * single-row kernel and, where that is exact, to the scalar kernel, for short row groups,
  * batches of 1..9 tokens and past the 32-, 64- and 128-token steps, and rows with outliers. */
@@ -468,45 +521,17 @@ static void test_tiles(void)
     int n_sets = ellm_kernel_sets_available(sets, 8), tiled = 0;
     for (int set = 0; set < n_sets && set < 8; set++) {
         for (size_t ti = 0; ti < sizeof tile_types / sizeof tile_types[0]; ti++) {
-            ellm_type type = tile_types[ti];
-            CHECK(ellm_quant_use_kernel_set("scalar"));
-            const ellm_type_kernels *ref = ellm_kernels_for(type);
-            CHECK(ellm_quant_use_kernel_set(sets[set]));
-            ellm_gemm_fn gemm = ellm_gemm_for(type);
-            const ellm_type_kernels *k = ellm_kernels_for(type);
-            if (!gemm || !k || !ref)
+            tile_case c;
+            if (!tile_case_for(sets[set], tile_types[ti], &c))
                 continue;
             tiled++;
-            /* Sets whose kernels sum exact integers in the scalar order equal the scalar kernel
-             * too. */
-            bool exact = !strcmp(k->isa, "avx512") || !strcmp(k->isa, "avx2") ||
-                         !strcmp(k->isa, "avx2vnni") || !strncmp(k->isa, "neon", 4) ||
-                         !strncmp(k->isa, "wasm-", 5);
             uint64_t rb = 0;
-            ellm_row_bytes(type, TN, &rb);
+            ellm_row_bytes(c.type, TN, &rb);
             for (int r = 0; r < ROWS; r++)
-                ellm_quantize_row(type, w + r * TN, wq + r * rb, TN);
+                ellm_quantize_row(c.type, w + r * TN, wq + r * rb, TN);
             for (int n_tok = 1; n_tok <= TOK; n_tok = n_tok < 9 ? n_tok + 1 : TOK + (n_tok == TOK))
                 for (int n_rows = 1; n_rows <= ROWS; n_rows += n_tok < 9 ? 5 : 18) {
-                    if (ellm_gemm_act_layout(type) == ELLM_ACT_Q8_K_TILED) {
-                        for (int t = 0; t < n_tok; t++)
-                            ellm_q8_K_tiled_place(xq + t * xrb, TN, xw, t, n_tok);
-                        gemm(TN, wq, rb, n_rows, xw, wrb, n_tok, y, ROWS);
-                    } else
-                        gemm(TN, wq, rb, n_rows, xq, xrb, n_tok, y, ROWS);
-                    for (int t = 0; t < n_tok; t++)
-                        for (int r = 0; r < n_rows; r++) {
-                            float own, scalar;
-                            k->vec_dot(TN, &own, wq + r * rb, xq + t * xrb);
-                            ref->vec_dot(TN, &scalar, wq + r * rb, xq + t * xrb);
-                            float got = y[t * ROWS + r];
-                            CHECK_MSG(!memcmp(&got, &own, 4) &&
-                                          (!exact || !memcmp(&got, &scalar, 4)),
-                                      "%s %s tile %d tokens x %d rows: token %d row %d: %.9g, "
-                                      "single row %.9g, scalar %.9g",
-                                      sets[set], ellm_type_name(type), n_tok, n_rows, t, r, got,
-                                      own, scalar);
-                        }
+                    check_tile(&c, TN, wq, rb, n_rows, xq, xrb, xw, wrb, n_tok, y, ROWS);
                     if (n_tok == TOK)
                         break;
                 }
@@ -528,6 +553,71 @@ static void test_tiles(void)
 #endif
 }
 
+/* Q4_K, Q5_K and Q6_K tiles at their integer extremes: every level at its top (15, 31, stored
+ * 63, which is 31 after Q6_K's offset) with the largest scales, against tokens of all -128, all
+ * 127 and alternating signs, so that any 16-bit partial sum a tile forms is as large as it can
+ * be: a tile that adds one product too many in 16 bits (the relaxed tiles' runs) wraps here. */
+static void test_tiles_at_extremes(void)
+{
+    enum { COLS = 2 * QK_K, ROW_COUNT = 6, TOKENS = 5 };
+    static uint8_t wq[ROW_COUNT * COLS], xw[TOKENS * COLS * 3];
+    static block_q8_K xq[TOKENS][COLS / QK_K];
+    static float y[TOKENS * ROW_COUNT];
+    size_t wrb = ellm_act_row_bytes(ELLM_ACT_Q8_K_TILED, ELLM_TYPE_Q8_K, COLS);
+    CHECK(wrb * TOKENS <= sizeof xw);
+    for (int t = 0; t < TOKENS; t++)
+        for (int b = 0; b < COLS / QK_K; b++) {
+            block_q8_K *blk = &xq[t][b];
+            blk->d = 1.0f;
+            for (int i = 0; i < QK_K; i++)
+                blk->qs[i] = (int8_t)(t == 0 ? -128 : t == 1 ? 127 : (i + t) % 2 ? -128 : 127);
+            for (int j = 0; j < QK_K / 16; j++) {
+                int sum = 0;
+                for (int i = 0; i < 16; i++)
+                    sum += blk->qs[16 * j + i];
+                blk->bsums[j] = (int16_t)sum;
+            }
+        }
+    const ellm_type types[] = {ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K};
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8), checked = 0;
+    for (int set = 0; set < n_sets && set < 8; set++)
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            tile_case c;
+            if (!tile_case_for(sets[set], types[ti], &c))
+                continue;
+            uint64_t rb = 0;
+            ellm_row_bytes(c.type, COLS, &rb);
+            /* All bits set: the top levels, Q4_K/Q5_K scales and mins of 63; then d (and dmin)
+             * of 1 and Q6_K's scales at 127 with alternating signs by row. */
+            memset(wq, 0xFF, sizeof wq);
+            for (int r = 0; r < ROW_COUNT; r++)
+                for (int b = 0; b < COLS / QK_K; b++) {
+                    uint8_t *blk = wq + r * rb + b * rb / (COLS / QK_K);
+                    if (c.type == ELLM_TYPE_Q4_K) {
+                        ((block_q4_K *)blk)->d = ellm_f32_to_f16(1.0f);
+                        ((block_q4_K *)blk)->dmin = ellm_f32_to_f16(1.0f);
+                    } else if (c.type == ELLM_TYPE_Q5_K) {
+                        ((block_q5_K *)blk)->d = ellm_f32_to_f16(1.0f);
+                        ((block_q5_K *)blk)->dmin = ellm_f32_to_f16(1.0f);
+                    } else {
+                        block_q6_K *q6 = (block_q6_K *)blk;
+                        q6->d = ellm_f32_to_f16(1.0f);
+                        memset(q6->scales, r % 2 ? 0x80 : 0x7F, sizeof q6->scales);
+                    }
+                }
+            for (int n_tok = 1; n_tok <= TOKENS; n_tok += 2)
+                check_tile(&c, COLS, wq, rb, ROW_COUNT, (const uint8_t *)xq, sizeof xq[0], xw, wrb,
+                           n_tok, y, ROW_COUNT);
+            checked++;
+        }
+    ellm_quant_use_kernel_set(NULL);
+    fprintf(stderr, "K-quant tiles checked at their extremes for %d (set, type) pairs\n", checked);
+#if defined(__wasm__)
+    CHECK(checked >= 3);
+#endif
+}
+
 int main(void)
 {
     test_q4_K_layout();
@@ -538,5 +628,6 @@ int main(void)
     test_q8_K_fast_quantizer();
     test_matmul();
     test_tiles();
+    test_tiles_at_extremes();
     return test_finish("test_quant_kquants");
 }

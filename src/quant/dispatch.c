@@ -308,18 +308,18 @@ static const kernel_set wasm_simd_set = {
 
 /* Relaxed SIMD (a module web/relaxed_patch.py rewrote, see kernels_wasm_relaxed.c): the wasm-simd
  * set, copied at first use so the two cannot drift apart, with decode kernels that multiply by
- * relaxed dots on 8-bit rows (plain Q8_K, extended Q8_0) in place of the wide-row ones; the
- * wasm-simd tiles and plain single rows stay. */
+ * relaxed dots on 8-bit rows (plain Q8_K, extended Q8_0) in place of the wide-row ones, and
+ * relaxed tiles for Q4_0, Q4_K, Q5_K and Q6_K; the other tiles and plain single rows stay. */
 static void wasm_relaxed_prepare(void);
 static kernel_set wasm_relaxed_set = {.name = "wasm-relaxed", .prepare = wasm_relaxed_prepare};
 
-/* A K-quant's relaxed single and multi-row kernels on plain Q8_K rows, and its wasm-simd tile. */
+/* A K-quant's relaxed single and multi-row kernels on plain Q8_K rows, and its relaxed tile. */
 #define K_RELAXED_KQ(type)                                                                         \
     (ellm_type_kernels)                                                                            \
     {                                                                                              \
         .vec_dot_type = ELLM_TYPE_Q8_K, .vec_dot = ellm_vec_dot_##type##_wasm_relaxed,             \
-        .isa = "wasm-relaxed", .gemm = ellm_gemm_##type##_wasm_simd, .gemm_isa = "wasm-simd",      \
-        .vec_dot_rows = ellm_vec_dot_##type##_rows_wasm_relaxed                                    \
+        .isa = "wasm-relaxed", .gemm = ellm_gemm_##type##_wasm_relaxed,                            \
+        .gemm_isa = "wasm-relaxed", .vec_dot_rows = ellm_vec_dot_##type##_rows_wasm_relaxed        \
     }
 
 /* A 32-value format's relaxed single and multi-row kernels on extended Q8_0 rows, and its
@@ -348,8 +348,8 @@ static void wasm_relaxed_fill(void)
         .vec_dot = ellm_vec_dot_q4_0_wasm_simd,
         .isa = "wasm-relaxed",
         .vec_dot_ext = ellm_vec_dot_q4_0_ext_wasm_relaxed,
-        .gemm = ellm_gemm_q4_0_wasm_simd,
-        .gemm_isa = "wasm-simd",
+        .gemm = ellm_gemm_q4_0_wasm_relaxed,
+        .gemm_isa = "wasm-relaxed",
         .ext_layout = ELLM_ACT_Q8_0_EXT,
         .vec_dot_rows = ellm_vec_dot_q4_0_ext_rows_wasm_relaxed,
     };

@@ -255,10 +255,11 @@ void ellm_quantize_q8_K_wide_wasm_simd(const float *x, void *dst, int64_t n);
 /* Tiles of four rows in lanes (gemm_wasm_simd.c; see ellm_gemm_fn): Q4_0, Q8_0, Q5_0 and IQ4_NL
  * against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, K-quants against
  * Q8_K rows; bit-identical to the kernels above. */
-#define ELLM_WASM_SIMD_GEMM(type)                                                                  \
-    void ellm_gemm_##type##_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride,                \
-                                      int64_t n_rows, const uint8_t *x, size_t x_stride,           \
-                                      int64_t n_tok, float *y, int64_t y_stride);
+#define ELLM_WASM_GEMM(type, set)                                                                  \
+    void ellm_gemm_##type##_##set(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,    \
+                                  const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,      \
+                                  int64_t y_stride);
+#define ELLM_WASM_SIMD_GEMM(type) ELLM_WASM_GEMM(type, wasm_simd)
 ELLM_WASM_SIMD_GEMM(q4_0)
 ELLM_WASM_SIMD_GEMM(q8_0)
 ELLM_WASM_SIMD_GEMM(q4_K)
@@ -271,6 +272,12 @@ ELLM_WASM_SIMD_GEMM(q5_1)
 ELLM_WASM_SIMD_GEMM(iq4_xs)
 ELLM_WASM_SIMD_GEMM(q2_K)
 ELLM_WASM_SIMD_GEMM(q3_K)
+/* The same tiles with 8-bit products by relaxed SIMD's dot (the wasm-relaxed set, in a patched
+ * module only): the weight levels stay bytes below 64, bit-identical to the kernels above. */
+ELLM_WASM_GEMM(q4_0, wasm_relaxed)
+ELLM_WASM_GEMM(q4_K, wasm_relaxed)
+ELLM_WASM_GEMM(q5_K, wasm_relaxed)
+ELLM_WASM_GEMM(q6_K, wasm_relaxed)
 /* The wasm-relaxed set (kernels_wasm_relaxed.c): single rows against plain Q8_K rows whose 8-bit
  * products are relaxed SIMD dots (Q4_0, Q5_0: on extended Q8_0 rows), bit-identical to the scalar
  * kernels. They run the dot only in a module the web build patched; ellm_wasm_relaxed_patched says

@@ -13,6 +13,12 @@
 
 static inline v128_t load(const void *p) { return wasm_v128_load(p); }
 
+/* Relaxed SIMD's i16x8.relaxed_dot_i8x16_i7x16_s once web/relaxed_patch.py has rewritten the
+ * module (lane i: a[2i] · b[2i] + a[2i + 1] · b[2i + 1], a signed, b in 0..127); before that the
+ * q15mulr placeholder, so only code the wasm-relaxed set selects may call it, and nothing else of
+ * ours may use q15mulr (see kernels_wasm_relaxed.c). */
+static inline v128_t relaxed_dot_i8_i7(v128_t a, v128_t b) { return wasm_i16x8_q15mulr_sat(a, b); }
+
 /* Sum of a[i] * b[i] over 16 signed bytes, in four 32-bit partial sums. */
 static inline v128_t dot_i8x16(v128_t a, v128_t b)
 {
