@@ -19,10 +19,6 @@
 #include "quant/kquants.h"
 #include "quant/lanes_wasm_simd.h"
 
-/* Lane i: a[2i] · b[2i] + a[2i + 1] · b[2i + 1], a signed, b in 0..127, once patched. Nothing
- * else of ours may use q15mulr: the patch rewrites every one. */
-static inline v128_t dot_i8_i7(v128_t a, v128_t b) { return wasm_i16x8_q15mulr_sat(a, b); }
-
 bool ellm_wasm_relaxed_patched(void)
 {
     /* Read through volatile so that clang cannot fold the placeholder with values it knows. The
@@ -37,7 +33,7 @@ bool ellm_wasm_relaxed_patched(void)
         bv[i] = b[i];
     }
     int16_t got[8];
-    wasm_v128_store(got, dot_i8_i7(load(av), load(bv)));
+    wasm_v128_store(got, relaxed_dot_i8_i7(load(av), load(bv)));
     return memcmp(got, want, sizeof want) == 0;
 }
 
@@ -64,11 +60,11 @@ static inline v128_t q4_K_relaxed_sums(const block_q4_K *w, const block_q8_K *a,
         v128_t q0 = load(w->qs + 32 * c), q1 = load(w->qs + 32 * c + 16);
         const int8_t *y = a->qs + 64 * c;
         /* A 16-bit shift and the mask: V8 emulates i8x16.shr_u with more instructions. */
-        v128_t lo = wasm_i16x8_add(dot_i8_i7(load(y), wasm_v128_and(q0, low4)),
-                                   dot_i8_i7(load(y + 16), wasm_v128_and(q1, low4)));
+        v128_t lo = wasm_i16x8_add(relaxed_dot_i8_i7(load(y), wasm_v128_and(q0, low4)),
+                                   relaxed_dot_i8_i7(load(y + 16), wasm_v128_and(q1, low4)));
         v128_t hi = wasm_i16x8_add(
-            dot_i8_i7(load(y + 32), wasm_v128_and(wasm_u16x8_shr(q0, 4), low4)),
-            dot_i8_i7(load(y + 48), wasm_v128_and(wasm_u16x8_shr(q1, 4), low4)));
+            relaxed_dot_i8_i7(load(y + 32), wasm_v128_and(wasm_u16x8_shr(q0, 4), low4)),
+            relaxed_dot_i8_i7(load(y + 48), wasm_v128_and(wasm_u16x8_shr(q1, 4), low4)));
         acc = add_scaled16_pair(acc, lo, hi, sc + 2 * c);
     }
     *mins = kq_min_lanes(sm, a->bsums);
@@ -90,8 +86,8 @@ static inline v128_t q5_K_relaxed_sums(const block_q5_K *w, const block_q8_K *a,
             q5_K_values(load(w->qs + 32 * c + 16 * k), qh[k], &v_lo, &v_hi);
             qh[k] = wasm_u16x8_shr(qh[k], 2);
             const int8_t *y = a->qs + 64 * c + 16 * k;
-            lo = wasm_i16x8_add(lo, dot_i8_i7(load(y), v_lo));
-            hi = wasm_i16x8_add(hi, dot_i8_i7(load(y + 32), v_hi));
+            lo = wasm_i16x8_add(lo, relaxed_dot_i8_i7(load(y), v_lo));
+            hi = wasm_i16x8_add(hi, relaxed_dot_i8_i7(load(y + 32), v_hi));
         }
         acc = add_scaled16_pair(acc, lo, hi, sc + 2 * c);
     }
@@ -129,10 +125,10 @@ static inline v128_t q6_K_relaxed_sums(const block_q6_K *w, const block_q8_K *a)
         q6_K_values16(w, h, k, v);
         const int8_t *y = a->qs + 128 * h + 16 * k;
         const int16_t *sm = sc + 8 * h + k;
-        acc = add_scaled16_two(acc, dot_i8_i7(load(y), v[0]), dot_i8_i7(load(y + 32), v[1]), sm,
-                               sm + 2);
-        acc = add_scaled16_two(acc, dot_i8_i7(load(y + 64), v[2]), dot_i8_i7(load(y + 96), v[3]),
-                               sm + 4, sm + 6);
+        acc = add_scaled16_two(acc, relaxed_dot_i8_i7(load(y), v[0]),
+                               relaxed_dot_i8_i7(load(y + 32), v[1]), sm, sm + 2);
+        acc = add_scaled16_two(acc, relaxed_dot_i8_i7(load(y + 64), v[2]),
+                               relaxed_dot_i8_i7(load(y + 96), v[3]), sm + 4, sm + 6);
     }
     return acc;
 }
@@ -207,7 +203,7 @@ KQ_RELAXED_ROWS(ellm_vec_dot_q6_K_rows_wasm_relaxed, block_q6_K, q6_K_rows_terms
 static inline v128_t relaxed_levels32(v128_t lo, v128_t hi, const int8_t *a)
 {
     return wasm_i32x4_extadd_pairwise_i16x8(
-        wasm_i16x8_add(dot_i8_i7(load(a), lo), dot_i8_i7(load(a + 16), hi)));
+        wasm_i16x8_add(relaxed_dot_i8_i7(load(a), lo), relaxed_dot_i8_i7(load(a + 16), hi)));
 }
 
 static inline v128_t relaxed_q4_0(const block_q4_0 *w, const int8_t *a)
