@@ -4,10 +4,11 @@
 src/quant/kernels_wasm_relaxed.c and the relaxed tiles of src/quant/gemm_wasm_simd.c write relaxed
 SIMD's i16x8.relaxed_dot_i8x16_i7x16_s (opcode 0x112) as i16x8.q15mulr_sat_s (0x82), for which
 clang 14 has an intrinsic; both take two v128 and give one, and both opcodes are two LEB128 bytes,
-so replacing one with the other changes no size field. The rewrite touches the code section only, and only when the placeholder's byte sequence
-occurs there exactly as often as wasm-dis counts q15mulr instructions: a byte sequence that is
-part of an immediate, or an instruction encoded in more bytes, makes the counts differ and the
-build fail rather than ship a module that runs the placeholder or corrupts an immediate.
+so replacing one with the other changes no size field. The rewrite touches the code section only,
+and only when the placeholder's byte sequence occurs there exactly as often as wasm-dis counts
+q15mulr instructions: a byte sequence that is part of an immediate, or an instruction encoded in
+more bytes, makes the counts differ and the build fail rather than ship a module that runs the
+placeholder or corrupts an immediate.
 
 usage: relaxed_patch.py WASM_DIS IN.wasm OUT.wasm
 """

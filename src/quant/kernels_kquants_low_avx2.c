@@ -230,12 +230,13 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q2_K_avx2vnni(int64_t n, fl
     q2_K_row_vnni(n, out, row, x);
 }
 
-__attribute__((target("avxvnni"))) ELLM_DOT_ROWS_OF(ellm_vec_dot_q2_K_rows_avx2vnni, q2_K_row_vnni)
+ELLM_DOT_ROWS_WITH(__attribute__((target("avxvnni"))), ellm_vec_dot_q2_K_rows_avx2vnni,
+                   q2_K_row_vnni)
 
-    /* Bit b of every byte of v moved to bit `to` (that bit's value where it is set, 0 elsewhere). A
+/* Bit b of every byte of v moved to bit `to` (that bit's value where it is set, 0 elsewhere). A
  * 16-bit shift carries bits over from the neighbouring byte, but only into positions the mask
  * clears. */
-    static inline __m256i bit_to(__m256i v, int b, int to)
+static inline __m256i bit_to(__m256i v, int b, int to)
 {
     __m256i moved = b >= to ? _mm256_srli_epi16(v, b - to) : _mm256_slli_epi16(v, to - b);
     return _mm256_and_si256(moved, _mm256_set1_epi8((char)(1 << to)));
@@ -401,10 +402,11 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_avx2vnni(int64_t n, fl
     q3_K_row_vnni(n, out, row, x);
 }
 
-__attribute__((target("avxvnni"))) ELLM_DOT_ROWS_OF(ellm_vec_dot_q3_K_rows_avx2vnni, q3_K_row_vnni)
+ELLM_DOT_ROWS_WITH(__attribute__((target("avxvnni"))), ellm_vec_dot_q3_K_rows_avx2vnni,
+                   q3_K_row_vnni)
 
-    /* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
-    static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
+/* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
+static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
 {
     uint32_t l;
     memcpy(&l, b->scales_l, 4);

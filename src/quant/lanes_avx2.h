@@ -265,13 +265,15 @@ static inline __m256i q3_K_pair_scale_codes(const block_q3_K *w0, const block_q3
  * single-row dot, called as dot(n, out, row, x): each row is that dot's own code on that row, so
  * the rows equal the single-row kernel bit for bit. One call for eight rows leaves out seven calls
  * through the matmul's kernel pointer and seven of the dot's set-ups (its constants, spilled to
- * the stack, and the frame), about a tenth of a 2048-column Q2_K row's instructions. */
-#define ELLM_DOT_ROWS_OF(name, dot)                                                                \
-    void name(int64_t n, float *out, const void *rows, size_t row_bytes, const void *x)            \
+ * the stack, and the frame), about a tenth of a 2048-column Q2_K row's instructions. attributes
+ * (empty, or a target for a dot that needs one) go before the definition. */
+#define ELLM_DOT_ROWS_WITH(attributes, name, dot)                                                  \
+    attributes void name(int64_t n, float *out, const void *rows, size_t row_bytes, const void *x) \
     {                                                                                              \
         const uint8_t *row = rows;                                                                 \
         for (int r = 0; r < ELLM_DOT_ROWS; r++, row += row_bytes)                                  \
             dot(n, &out[r], row, x);                                                               \
     }
+#define ELLM_DOT_ROWS_OF(name, dot) ELLM_DOT_ROWS_WITH(, name, dot)
 
 #endif
