@@ -63,12 +63,12 @@ static void attend_wide_model(const float *q, const uint8_t *kc, const uint8_t *
         float score = ((s4[0] + s4[1]) + (s4[2] + s4[3])) * scale;
         float old_scale = 1.0f, weight = 1.0f;
         if (score > max) {
-            old_scale = ellm_attention_exp(max - score);
+            old_scale = ellm_exp(max - score);
             max = score;
             for (int32_t d = 0; d < hd; d++)
                 acc[d] *= old_scale;
         } else {
-            weight = ellm_attention_exp(score - max);
+            weight = ellm_exp(score - max);
         }
         for (int32_t d = 0; d < hd; d++)
             acc[d] = fmaf(h2f(v[d]), weight, acc[d]);

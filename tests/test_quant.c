@@ -4,6 +4,7 @@
 #if defined(__wasm__)
 #define _DEFAULT_SOURCE /* sbrk */
 #endif
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 #endif
 
+#include "core/exp.h"
 #include "quant/blocks.h"
 #include "quant/kernels.h"
 #include "quant/quant.h"
@@ -1310,6 +1312,149 @@ static void test_matmul_gated(void)
     }
 }
 
+static uint32_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float float_of_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The project's exp within 1 ulp of e^x (double precision) over floats of [-87, 88.72] taken
+ * every 4099th bit pattern (the exhaustive figure is in docs/performance.md), and its edges:
+ * 0 below the floor, +inf past ln FLT_MAX, NaN kept. */
+static void test_exp_accuracy(void)
+{
+    double worst = 0;
+    float worst_x = 0;
+    const uint32_t top[2] = {float_bits(88.72f), float_bits(87.0f)};
+    for (int sign = 0; sign < 2; sign++) {
+        for (uint32_t u = 0; u <= top[sign]; u += 4099) {
+            float x = float_of_bits(u | (uint32_t)sign << 31);
+            double want = exp((double)x);
+            float got = ellm_exp(x);
+            double ulp = nextafterf((float)want, INFINITY) - (float)want;
+            double err = fabs((double)got - want) / ulp;
+            if (err > worst) {
+                worst = err;
+                worst_x = x;
+            }
+        }
+    }
+    fprintf(stderr, "ellm_exp: worst sampled error %.3f ulp at %.9g\n", worst, (double)worst_x);
+    CHECK_MSG(worst <= 1.0, "%.3f ulp at %.9g", worst, (double)worst_x);
+    CHECK(ellm_exp(0.0f) == 1.0f && ellm_exp(-0.0f) == 1.0f);
+    CHECK(ellm_exp(-87.5f) == 0.0f && ellm_exp(-1e30f) == 0.0f && ellm_exp(-INFINITY) == 0.0f);
+    CHECK(isfinite(ellm_exp(88.72f)) && ellm_exp(88.72f) > 3.3e38f);
+    CHECK(ellm_exp(88.73f) == INFINITY && ellm_exp(100.0f) == INFINITY);
+    CHECK(ellm_exp(INFINITY) == INFINITY && isnan(ellm_exp(NAN)));
+}
+
+/* SiLU's exp, rounded from double: the correctly rounded float (that of e^x in double) for all
+ * but a few of the floats of [-104, 89] taken every 4099th bit pattern, never more than 0.51 ulp
+ * off; 0 and +inf beyond, NaN kept. */
+static void test_exp_rounded(void)
+{
+    int64_t count = 0, misrounded = 0;
+    double worst = 0;
+    const uint32_t top[2] = {float_bits(89.0f), float_bits(104.0f)};
+    for (int sign = 0; sign < 2; sign++) {
+        for (uint32_t u = 0; u <= top[sign]; u += 4099) {
+            float x = float_of_bits(u | (uint32_t)sign << 31);
+            double want = exp((double)x);
+            float got = ellm_exp_rounded(x), rounded = (float)want;
+            double ulp = isinf(rounded) ? INFINITY : nextafterf(rounded, INFINITY) - rounded;
+            double err = isinf(rounded) ? 0 : fabs((double)got - want) / ulp;
+            worst = err > worst ? err : worst;
+            misrounded += float_bits(got) != float_bits(rounded);
+            count++;
+        }
+    }
+    fprintf(stderr,
+            "ellm_exp_rounded: %lld of %lld sampled floats not correctly rounded, worst %.4f ulp\n",
+            (long long)misrounded, (long long)count, worst);
+    CHECK_MSG(worst <= 0.51 && misrounded * 10000 < count, "%lld misrounded, %.4f ulp",
+              (long long)misrounded, worst);
+    CHECK(ellm_exp_rounded(0.0f) == 1.0f && ellm_exp_rounded(-0.0f) == 1.0f);
+    CHECK(ellm_exp_rounded(-104.5f) == 0.0f && ellm_exp_rounded(-INFINITY) == 0.0f);
+    CHECK(ellm_exp_rounded(-100.0f) > 0.0f && ellm_exp_rounded(-100.0f) < FLT_MIN);
+    CHECK(ellm_exp_rounded(88.72f) < INFINITY && ellm_exp_rounded(88.73f) == INFINITY);
+    CHECK(ellm_exp_rounded(INFINITY) == INFINITY && isnan(ellm_exp_rounded(NAN)));
+}
+
+/* Every set's SiLU kernel against the scalar one, bit for bit (NaN against NaN: WebAssembly
+ * leaves a NaN's sign and payload open), on the edges (zeros, denormals, the exp's floor and
+ * ceiling, infinities, NaN) and a dense random sweep, at lengths and offsets that leave every
+ * tail length; the scalar one itself within a few ulp of SiLU in double precision. */
+static void test_silu_every_set(void)
+{
+    enum { N = 4099 };
+    static float gate[N], up[N], want[N], got[N];
+    const float edges[] = {0.0f,    -0.0f,    1e-40f,   -1e-40f,   FLT_TRUE_MIN, -FLT_TRUE_MIN,
+                           FLT_MIN, -FLT_MIN, 1e-20f,   -1e-20f,   1.0f,         -1.0f,
+                           86.9f,   -86.9f,   87.0f,    -87.0f,    87.5f,        -87.5f,
+                           88.0f,   -88.0f,   88.72f,   -88.72f,   88.73f,       -88.73f,
+                           88.75f,  -88.75f,  88.76f,   -88.76f,   89.0f,        -89.0f,
+                           100.0f,  -100.0f,  104.0f,   -104.0f,   1e30f,        -1e30f,
+                           FLT_MAX, -FLT_MAX, INFINITY, -INFINITY, NAN,          -NAN};
+    const int n_edges = (int)(sizeof edges / sizeof edges[0]);
+    uint64_t seed = 0x5111a7e57ull;
+    for (int i = 0; i < N; i++) {
+        float g = i < n_edges ? edges[i]
+                  : i % 3     ? test_rand_gauss(&seed) * 6.0f
+                              : test_rand_uniform(&seed) * 110.0f;
+        gate[i] = g;
+        up[i] = i < 2 * n_edges ? 1.0f : test_rand_gauss(&seed);
+    }
+    memcpy(want, gate, sizeof want);
+    ellm_silu_mul_scalar(want, up, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double g = gate[i];
+        if (!isfinite(g) || fabs(g) > 80)
+            continue;
+        double silu = g / (1.0 + exp(-g)) * up[i];
+        double ulp = nextafterf((float)silu, INFINITY) - (float)silu;
+        double err = fabs((double)want[i] - silu) / (ulp > 0 ? ulp : FLT_TRUE_MIN);
+        worst = err > worst ? err : worst;
+    }
+    CHECK_MSG(worst <= 4.0, "scalar SiLU %.2f ulp from double precision", worst);
+
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    fprintf(stderr, "SiLU kernels compared with the scalar one:");
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        CHECK(ellm_quant_use_kernel_set(sets[set]));
+        fprintf(stderr, " %s", sets[set]);
+        for (int start = 0; start < 9; start++) {
+            for (int len = N - start - 8; len <= N - start; len++) {
+                memcpy(got, gate, sizeof got);
+                ellm_silu_mul(got + start, up + start, len);
+                int diffs = 0, first = -1;
+                for (int i = 0; i < N; i++) {
+                    float expect = i >= start && i < start + len ? want[i] : gate[i];
+                    bool same = isnan(expect) ? isnan(got[i])
+                                              : float_bits(expect) == float_bits(got[i]);
+                    if (!same && diffs++ == 0)
+                        first = i;
+                }
+                CHECK_MSG(!diffs,
+                          "%s: %d values differ, the first SiLU(%.9g) * %.9g: %.9g, not %.9g",
+                          sets[set], diffs, (double)gate[first], (double)up[first],
+                          (double)got[first], (double)want[first]);
+            }
+        }
+    }
+    fprintf(stderr, "\n");
+    ellm_quant_use_kernel_set(NULL);
+}
+
 int main(void)
 {
     test_half_conversions();
@@ -1332,5 +1477,8 @@ int main(void)
     test_matmul_batch_independence();
     test_matmul_multi_mixed_types();
     test_matmul_gated();
+    test_exp_accuracy();
+    test_exp_rounded();
+    test_silu_every_set();
     return test_finish("test_quant");
 }

@@ -35,6 +35,8 @@ for t in $tests; do
 done
 grep -q "kernel sets on this CPU: wasm-simd scalar" "$tmp/test_quant.log" ||
   { echo "FAIL: the wasm-simd set was not compared with the scalar set" >&2; fail=1; }
+grep -q "SiLU kernels compared with the scalar one: wasm-simd scalar" "$tmp/test_quant.log" ||
+  { echo "FAIL: the wasm-simd SiLU kernel was not compared with the scalar one" >&2; fail=1; }
 for ty in Q2_K Q3_K IQ4_XS; do
   grep -q "^$ty decode kernel: wasm-simd" "$tmp/test_quant_kquants_low.log" ||
     { echo "FAIL: $ty has no wasm-simd decode kernel (the browser runs it scalar)" >&2; fail=1; }
@@ -64,6 +66,9 @@ for t in test_quant test_quant_kquants test_quant_legacy test_quant_kquants_low;
 done
 grep -q "kernel sets on this CPU: wasm-relaxed wasm-simd scalar" "$tmp/relaxed-test_quant.log" ||
   { echo "FAIL: the wasm-relaxed set was not compared with the scalar set" >&2; fail=1; }
+grep -q "SiLU kernels compared with the scalar one: wasm-relaxed wasm-simd scalar" \
+  "$tmp/relaxed-test_quant.log" ||
+  { echo "FAIL: the wasm-relaxed SiLU kernel was not compared with the scalar one" >&2; fail=1; }
 for ty in Q4_0 Q5_0 Q4_K Q5_K Q6_K; do
   grep -q "^relaxed $ty decode kernel: wasm-relaxed" "$tmp/relaxed-test_quant.log" ||
     { echo "FAIL: $ty has no wasm-relaxed decode kernel" >&2; fail=1; }

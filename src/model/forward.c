@@ -200,15 +200,6 @@ static void matmul_weights(ellm_state *s, ellm_threadpool *pool, const ellm_tens
     }
 }
 
-/* gate = SiLU(gate) * up, element by element. */
-static void silu_mul(float *gate, const float *up, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i];
-    }
-}
-
 /* Element-wise steps of a batch split over the pool in contiguous ranges (each element is
  * computed alone, so the split cannot change results); small ones stay on the caller. */
 typedef enum elementwise_op { EW_ADD, EW_SILU_MUL } elementwise_op;
@@ -229,7 +220,7 @@ static void elementwise_task(void *arg, int ith, int nth)
         for (int64_t i = i0; i < i1; i++)
             j->dst[i] += j->src[i];
     } else if (i1 > i0) {
-        silu_mul(j->dst + i0, j->src + i0, i1 - i0);
+        ellm_silu_mul(j->dst + i0, j->src + i0, i1 - i0);
     }
 }
 
@@ -558,7 +549,7 @@ static void run_layer(const ellm_model *m, ellm_state *s, ellm_threadpool *pool,
         else
             elementwise(pool, EW_SILU_MUL, s->gate, s->up, n_tokens * n_ff);
     } else {
-        gated_ffn(s, pool, L, hp->gelu_ffn ? gelu_mul : silu_mul, n_tokens, n_ff);
+        gated_ffn(s, pool, L, hp->gelu_ffn ? gelu_mul : ellm_silu_mul, n_tokens, n_ff);
     }
     const ellm_tensor *down = &L->ffn_down;
     observe(s, il, ELLM_INPUT_FFN_DOWN, s->gate, n_tokens, n_ff);

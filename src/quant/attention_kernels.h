@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/exp.h"
+
 /* One head of one token over an F16 cache: rows of stride bytes, n_pos of them, the head's hd
  * values at the start of each row; acc (hd halves) and qr (hd floats) are scratch. */
 typedef void (*ellm_attend_f16_fn)(const float *q, const uint8_t *kc, const uint8_t *vc,
@@ -35,46 +37,8 @@ static inline float ellm_f16_saturate(float x)
     return x > ELLM_F16_MAX ? ELLM_F16_MAX : x < -ELLM_F16_MAX ? -ELLM_F16_MAX : x;
 }
 
-/* e^x for the softmax factors of the wide paths (x <= 0: a score less the running maximum),
- * from additions, multiplications and an exponent built in integers only, so that the vector
- * copies in the wide kernels (8 or 16 lanes, no fused multiply-add) give exactly this value
- * lane by lane on every ISA. Round x / ln 2 to n, reduce r = x - n ln 2 in two steps (ln 2 split
- * so n * hi is exact), e^r by Cephes' degree-7 minimax polynomial (about 1 ulp), times 2^n.
- * Below -87 (results under FLT_MIN) it gives 0; NaN stays NaN. */
-#define ELLM_EXP_LOG2E 1.44269504088896341f
-#define ELLM_EXP_ROUNDER 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
-#define ELLM_EXP_LN2_HI 0.693359375f
-#define ELLM_EXP_LN2_LO -2.12194440e-4f
-#define ELLM_EXP_FLOOR -87.0f
-#define ELLM_EXP_P0 1.9875691500e-4f
-#define ELLM_EXP_P1 1.3981999507e-3f
-#define ELLM_EXP_P2 8.3334519073e-3f
-#define ELLM_EXP_P3 4.1665795894e-2f
-#define ELLM_EXP_P4 1.6666665459e-1f
-#define ELLM_EXP_P5 5.0000001201e-1f
-
-static inline float ellm_attention_exp(float x)
-{
-    if (!(x >= ELLM_EXP_FLOOR))
-        return x < ELLM_EXP_FLOOR ? 0.0f : x;
-    float n = (x * ELLM_EXP_LOG2E + ELLM_EXP_ROUNDER) - ELLM_EXP_ROUNDER;
-    float r = x - n * ELLM_EXP_LN2_HI;
-    r = r - n * ELLM_EXP_LN2_LO;
-    float p = ELLM_EXP_P0 * r + ELLM_EXP_P1;
-    p = p * r + ELLM_EXP_P2;
-    p = p * r + ELLM_EXP_P3;
-    p = p * r + ELLM_EXP_P4;
-    p = p * r + ELLM_EXP_P5;
-    float e = p * (r * r) + r + 1.0f;
-    union {
-        uint32_t u;
-        float f;
-    } two_n = {.u = (uint32_t)((int32_t)n + 127) << 23};
-    return e * two_n.f;
-}
-
 /* The Q8_0 cache's softmax, in place: two passes as ellm_attention_softmax_exact, but each weight
- * is ellm_attention_exp(score - max) and the sum is kept in eight partial sums (position p in
+ * is ellm_exp(score - max) and the sum is kept in eight partial sums (position p in
  * sum p % 8) added ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)), so that eight-lane copies give
  * the same bits. */
 static inline void ellm_attention_softmax_q8_0(float *scores, int32_t n)
@@ -83,7 +47,7 @@ static inline void ellm_attention_softmax_q8_0(float *scores, int32_t n)
     for (int32_t p = 0; p < n; p++)
         max = scores[p] > max ? scores[p] : max;
     for (int32_t p = 0; p < n; p++) {
-        scores[p] = ellm_attention_exp(scores[p] - max);
+        scores[p] = ellm_exp(scores[p] - max);
         part[p % 8] += scores[p];
     }
     float sum = ((part[0] + part[1]) + (part[2] + part[3])) +

@@ -106,12 +106,12 @@ void ellm_attend_f16_neon_wide(const float *q, const uint8_t *kc, const uint8_t 
         float score = reduce4(a0, a1, a2, a3) * scale;
         float old_scale = 1.0f, weight = 1.0f;
         if (score > max) {
-            old_scale = ellm_attention_exp(max - score);
+            old_scale = ellm_exp(max - score);
             max = score;
             for (int32_t d = 0; d < hd; d += 8)
                 store_f32x8(acc + d, scale8(load_f32x8(acc + d), old_scale));
         } else {
-            weight = ellm_attention_exp(score - max);
+            weight = ellm_exp(score - max);
         }
         const f32x8 ws = {vdupq_n_f32(weight), vdupq_n_f32(weight)};
         for (int32_t d = 0; d < hd; d += 8)

@@ -32,7 +32,8 @@ typedef struct kernel_set {
     /* The types whose tile reads ELLM_ACT_Q8_K_TILED (ellm_gemm_act_layout). */
     bool gemm_tiled[ELLM_TYPE_COUNT];
     ellm_attention_kernels attention;
-    void (*prepare)(void); /* run once before the set's kernels are used; NULL: nothing */
+    ellm_rows_combine_fn silu_mul; /* bit-identical to ellm_silu_mul_scalar; NULL: that one */
+    void (*prepare)(void);         /* run once before the set's kernels are used; NULL: nothing */
 } kernel_set;
 
 /* An entry: activation type, single-row dot, ISA, four-row dot, extended-row dot, tile. */
@@ -124,6 +125,7 @@ static const kernel_set avx2_set = {
     .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true},
     .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2},
+    .silu_mul = ellm_silu_mul_avx2,
 };
 
 /* AVX2 with AVX-VNNI (vpdpbusd on 256-bit vectors: Intel Alder Lake and later, AMD Zen 5), for the
@@ -140,6 +142,7 @@ static void avx2vnni_fill(void)
     memcpy(avx2vnni_set.quantize_layout, avx2_set.quantize_layout, sizeof avx2_set.quantize_layout);
     memcpy(avx2vnni_set.gemm_tiled, avx2_set.gemm_tiled, sizeof avx2_set.gemm_tiled);
     avx2vnni_set.attention = avx2_set.attention;
+    avx2vnni_set.silu_mul = avx2_set.silu_mul;
     avx2vnni_set.types[ELLM_TYPE_Q2_K] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_q2_K_avx2vnni, "avx2vnni", ellm_gemm_q2_K_avx2, "avx2");
     avx2vnni_set.types[ELLM_TYPE_Q2_K].vec_dot_rows = ellm_vec_dot_q2_K_rows_avx2vnni;
@@ -209,6 +212,7 @@ static const kernel_set avx512_set = {
     .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true}, /* the AVX2 tile */
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx512, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2},
+    .silu_mul = ellm_silu_mul_avx2,
 };
 #endif
 
@@ -243,6 +247,7 @@ static const kernel_set avx512_set = {
                         [ELLM_TYPE_Q8_1] = ellm_quantize_row_q8_1_neon},                           \
         .attention = {"neon", ellm_attend_f16_neon,    ellm_attend_f16_neon_wide,                  \
                       NULL,   ellm_axpy_q8_0_portable, ellm_attend_q8_0_group_portable},           \
+        .silu_mul = ellm_silu_mul_neon,                                                            \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
 static const kernel_set neon_dotprod_set = NEON_INT_SET("neon-dotprod", neon_dotprod);
@@ -304,6 +309,7 @@ static const kernel_set wasm_simd_set = {
                         [ELLM_ACT_Q8_K_WIDE] = ellm_quantize_q8_K_wide_wasm_simd},
     .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, ellm_attend_f16_group_wasm_simd,
                   ellm_axpy_q8_0_portable, ellm_attend_q8_0_group_portable},
+    .silu_mul = ellm_silu_mul_wasm_simd,
 };
 
 /* Relaxed SIMD (a module web/relaxed_patch.py rewrote, see kernels_wasm_relaxed.c): the wasm-simd
@@ -343,6 +349,7 @@ static void wasm_relaxed_fill(void)
            sizeof wasm_simd_set.quantize_layout);
     memcpy(wasm_relaxed_set.gemm_tiled, wasm_simd_set.gemm_tiled, sizeof wasm_simd_set.gemm_tiled);
     wasm_relaxed_set.attention = wasm_simd_set.attention;
+    wasm_relaxed_set.silu_mul = wasm_simd_set.silu_mul;
     wasm_relaxed_set.types[ELLM_TYPE_Q4_0] = (ellm_type_kernels){
         .vec_dot_type = ELLM_TYPE_Q8_0,
         .vec_dot = ellm_vec_dot_q4_0_wasm_simd,
@@ -503,6 +510,12 @@ ellm_act_layout ellm_gemm_act_layout(ellm_type type)
 }
 
 const ellm_attention_kernels *ellm_attention_kernels_active(void) { return &current()->attention; }
+
+void ellm_silu_mul(float *gate, const float *up, int64_t n)
+{
+    ellm_rows_combine_fn silu_mul = current()->silu_mul;
+    (silu_mul ? silu_mul : ellm_silu_mul_scalar)(gate, up, n);
+}
 
 ellm_act_quantizer_fn ellm_act_layout_quantizer(ellm_act_layout layout)
 {

@@ -25,6 +25,9 @@ void ellm_vec_dot_q4_1_scalar(int64_t n, float *out, const void *row, const void
 void ellm_vec_dot_q5_0_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_1_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_nl_scalar(int64_t n, float *out, const void *row, const void *x);
+/* gate[i] = SiLU(gate[i]) * up[i], SiLU(g) = g / (1 + ellm_exp_rounded(-g)) (silu_scalar.c): the reference
+ * every set's copy equals bit for bit, and the kernel of sets without one. */
+void ellm_silu_mul_scalar(float *gate, const float *up, int64_t n);
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define ELLM_HAVE_AVX2_KERNELS 1
@@ -108,6 +111,8 @@ void ellm_vec_dot_q5_1_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_iq4_nl_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 /* Quantizes a float row to Q8_1 blocks, byte-identical to the reference quantizer. */
 void ellm_quantize_row_q8_1_avx2(const float *x, void *dst, int64_t n);
+/* ellm_silu_mul_scalar eight values at a time (silu_avx2.c); the AVX-512 set's too. */
+void ellm_silu_mul_avx2(float *gate, const float *up, int64_t n);
 
 /* AVX-512 (F/BW/VL/DQ) + VNNI kernels, compiled into the same x86-64 binary and chosen only on
  * CPUs that have those features. Every one sums exact integers per block and applies the scalar
@@ -163,6 +168,8 @@ void ellm_vec_dot_f16_neon(int64_t n, float *out, const void *row, const void *x
 void ellm_quantize_row_q8_0_neon(const float *x, void *dst, int64_t n);
 void ellm_quantize_row_q8_K_neon(const float *x, void *dst, int64_t n);
 void ellm_quantize_row_q8_1_neon(const float *x, void *dst, int64_t n);
+/* ellm_silu_mul_scalar four values at a time (silu_neon.c), both ARM sets'. */
+void ellm_silu_mul_neon(float *gate, const float *up, int64_t n);
 /* Integer dot kernels (kernels_neon_int.inc), once with plain NEON (_neon) and once with the
  * ARMv8.2 dot-product extension (_neon_dotprod, kernels_neon_dotprod.c). */
 #define ELLM_NEON_INT_KERNELS(suffix)                                                              \
@@ -252,6 +259,8 @@ void ellm_quantize_row_q8_0_wasm_simd(const float *x, void *dst, int64_t n);
 void ellm_quantize_row_q8_K_wasm_simd(const float *x, void *dst, int64_t n);
 void ellm_quantize_q8_0_wide_wasm_simd(const float *x, void *dst, int64_t n);
 void ellm_quantize_q8_K_wide_wasm_simd(const float *x, void *dst, int64_t n);
+/* ellm_silu_mul_scalar four values at a time (silu_wasm_simd.c), both wasm sets'. */
+void ellm_silu_mul_wasm_simd(float *gate, const float *up, int64_t n);
 /* Tiles of four rows in lanes (gemm_wasm_simd.c; see ellm_gemm_fn): Q4_0, Q8_0, Q5_0 and IQ4_NL
  * against extended Q8_0 activations, Q4_1 and Q5_1 against plain Q8_1 rows, K-quants against
  * Q8_K rows; bit-identical to the kernels above. */

@@ -229,6 +229,9 @@ void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n
                        int64_t n_tokens, float *const *y, void *scratch);
 /* a[i] = f(a[i], b[i]) for i < n: each element alone, so any split of a row gives the same values. */
 typedef void (*ellm_rows_combine_fn)(float *a, const float *b, int64_t n);
+/* gate[i] = SiLU(gate[i]) * up[i] with the set in use's kernel, the same bits in every set (the
+ * scalar one, ellm_silu_mul_scalar, with ellm_exp_rounded, core/exp.h). */
+void ellm_silu_mul(float *gate, const float *up, int64_t n);
 /* A gated feed-forward's gate and up projections (equal shapes) in one dispatch: up_y = up · x and
  * gate_y = combine(gate · x, up · x), the combine applied to each chunk of rows by the thread that
  * computed it, so no serial pass over the rows follows. Values are exactly ellm_matmul's followed
