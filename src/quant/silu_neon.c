@@ -15,15 +15,11 @@ static inline float64x2_t exp_rounded_lanes(float64x2_t x)
     float64x2_t shifted = vaddq_f64(vmulq_f64(x, vdupq_n_f64(ELLM_EXP_ROUNDED_LOG2E)), shifter);
     float64x2_t n = vsubq_f64(shifted, shifter);
     float64x2_t r = vsubq_f64(x, vmulq_f64(n, vdupq_n_f64(ELLM_EXP_ROUNDED_LN2)));
-    float64x2_t p = vaddq_f64(vmulq_f64(vdupq_n_f64(ELLM_EXP_ROUNDED_C10), r),
-                              vdupq_n_f64(ELLM_EXP_ROUNDED_C9));
-    const double coefficients[] = {ELLM_EXP_ROUNDED_C8, ELLM_EXP_ROUNDED_C7, ELLM_EXP_ROUNDED_C6,
-                                   ELLM_EXP_ROUNDED_C5, ELLM_EXP_ROUNDED_C4, ELLM_EXP_ROUNDED_C3,
-                                   ELLM_EXP_ROUNDED_C2, 1.0,                 1.0};
-    for (int k = 0; k < 9; k++)
-        p = vaddq_f64(vmulq_f64(p, r), vdupq_n_f64(coefficients[k]));
-    uint64x2_t two_n =
-        vshlq_n_u64(vaddq_u64(vreinterpretq_u64_f64(shifted), vdupq_n_u64(1023)), 52);
+    float64x2_t p = vdupq_n_f64(ellm_exp_rounded_taylor[0]);
+    for (int k = 1; k <= ELLM_EXP_ROUNDED_DEGREE; k++)
+        p = vaddq_f64(vmulq_f64(p, r), vdupq_n_f64(ellm_exp_rounded_taylor[k]));
+    uint64x2_t two_n = vshlq_n_u64(vaddq_u64(vreinterpretq_u64_f64(shifted), vdupq_n_u64(1023)),
+                                   52);
     return vmulq_f64(p, vreinterpretq_f64_u64(two_n));
 }
 
@@ -35,9 +31,9 @@ void ellm_silu_mul_neon(float *gate, const float *up, int64_t n)
         /* vmaxq/vminq return NaN when either operand is NaN: a NaN stays. */
         float32x4_t x = vminq_f32(vdupq_n_f32(ELLM_EXP_ROUNDED_HIGH),
                                   vmaxq_f32(vdupq_n_f32(ELLM_EXP_ROUNDED_LOW), vnegq_f32(g)));
-        float32x4_t e =
-            vcvt_high_f32_f64(vcvt_f32_f64(exp_rounded_lanes(vcvt_f64_f32(vget_low_f32(x)))),
-                              exp_rounded_lanes(vcvt_high_f64_f32(x)));
+        float32x4_t e = vcvt_high_f32_f64(
+            vcvt_f32_f64(exp_rounded_lanes(vcvt_f64_f32(vget_low_f32(x)))),
+            exp_rounded_lanes(vcvt_high_f64_f32(x)));
         float32x4_t s = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), e));
         vst1q_f32(gate + i, vmulq_f32(s, vld1q_f32(up + i)));
     }
