@@ -123,7 +123,8 @@ static const kernel_set avx2_set = {
     .quantize_to = {AVX2_QUANTIZERS},
     .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true},
     .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
-                  ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2},
+                  ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2,
+                  ellm_attend_f16_group_tokens_avx2},
 };
 
 /* AVX2 with AVX-VNNI (vpdpbusd on 256-bit vectors: Intel Alder Lake and later, AMD Zen 5), for the
