@@ -8,7 +8,8 @@
  * time does not count waiting for a core), the fastest of 5 trials: build/attention_kernels
  * (built with the project; not a test). Then the same over a Q8_0 cache: the one-head path
  * (attention.c's attend_q8_0: the set's Q8_0 dot per position, exact softmax, axpy_q8_0) against
- * the set's grouped kernel, trials alternated. */
+ * the set's grouped kernel, trials alternated. Between the two, a prefill's attention where the
+ * set has a multi-token kernel (bench_prefill). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
@@ -126,6 +127,50 @@ static void bench_q8_0_cache(const char *const *sets, int n_sets)
     free(vc);
 }
 
+/* A prefill's attention at one KV head of every layer: token t of n over the first t + 1
+ * positions, token by token with the set's grouped kernel against f16_group_tokens in
+ * attention.c's runs of four, trials alternated; ns per (query head, attended position). */
+static void bench_prefill(const char *const *sets, int n_sets, const uint8_t *kc, const uint8_t *vc,
+                          size_t layer_bytes, const float *q, float *out)
+{
+    enum { GROUP = N_HEAD / N_HEAD_KV, RUN = 4 };
+    const int lengths[] = {256, 1024};
+    printf("\nprefill, F16 cache\n%-8s %6s %22s %22s %8s\n", "set", "tokens",
+           "token by token ns/h-p", "four a call ns/h-p", "ratio");
+    for (int s = 0; s < n_sets && s < 8; s++) {
+        if (!strcmp(sets[s], "scalar") || !ellm_quant_use_kernel_set(sets[s]))
+            continue;
+        const ellm_attention_kernels *k = ellm_attention_kernels_active();
+        if (!k->f16_group || !k->f16_group_tokens)
+            continue;
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            int32_t n = lengths[l];
+            double best[2] = {1e30, 1e30};
+            for (int t = 0; t < 2 * TRIALS; t++) {
+                int together = t % 2;
+                double t0 = bench_thread_seconds();
+                for (int layer = 0; layer < N_LAYER; layer++) {
+                    const uint8_t *kh = kc + layer * layer_bytes, *vh = vc + layer * layer_bytes;
+                    for (int32_t tok = 0; tok < n; tok += together ? RUN : 1) {
+                        if (together)
+                            k->f16_group_tokens(q, 0, kh, vh, HEAD_DIM * 2, tok + 1,
+                                                n - tok < RUN ? n - tok : RUN, HEAD_DIM, 0.125f,
+                                                GROUP, out, 0);
+                        else
+                            k->f16_group(q, kh, vh, HEAD_DIM * 2, tok + 1, HEAD_DIM, 0.125f, GROUP,
+                                         out);
+                    }
+                }
+                double spent = bench_thread_seconds() - t0;
+                best[together] = spent < best[together] ? spent : best[together];
+            }
+            double pairs = (double)N_LAYER * GROUP * n * (n + 1) / 2;
+            printf("%-8s %6d %22.2f %22.2f %8.2f\n", sets[s], n, 1e9 * best[0] / pairs,
+                   1e9 * best[1] / pairs, best[0] / best[1]);
+        }
+    }
+}
+
 int main(void)
 {
     /* The cache's layout (kv_cache.h): per layer, each KV head's positions one after another. */
@@ -173,6 +218,7 @@ int main(void)
                    1e9 * best / (N_LAYER * N_HEAD) / depth, 1e3 * best, bytes / best / 1e9);
         }
     }
+    bench_prefill(sets, n_sets, kc, vc, layer_bytes, q, out);
     printf("(check: %g)\n", (double)out[0]);
     free(kc);
     free(vc);

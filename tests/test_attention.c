@@ -420,6 +420,63 @@ int main(void)
         fprintf(stderr, "%d grouped attention cases (%s)\n", grouped, groups[g].name);
     }
 #endif
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+    /* The multi-token grouped kernels: each (token, head) bit for bit what the set's grouped
+     * kernel gives that token alone (token t over the first n_pos + t positions), for token counts
+     * past the kernel's four a pass, causal ends inside and at the edge of a 32-position block,
+     * 1-9 heads and strided queries and outputs. */
+    struct {
+        const char *name;
+        ellm_attend_f16_group_tokens_fn tokens;
+        ellm_attend_f16_group_fn one_token;
+        bool usable;
+    } token_groups[] = {
+        {"avx2", ellm_attend_f16_group_tokens_avx2, ellm_attend_f16_group_avx2, wide != NULL},
+    };
+    for (size_t g = 0; g < sizeof token_groups / sizeof token_groups[0]; g++) {
+        if (!token_groups[g].usable)
+            continue;
+        enum { MAX_TOKENS = 9, MAX_HEADS = 9, ROW = MAX_HEADS * MAX_HD + 3 };
+        static float tq[MAX_TOKENS * ROW], tout[MAX_TOKENS * ROW], one[MAX_HEADS * MAX_HD];
+        static uint8_t tkc[GROUP_POS * MAX_HD * 2], tvc[GROUP_POS * MAX_HD * 2];
+        const int32_t first_n_pos[] = {1, 7, 30, 32, 71}, token_counts[] = {1, 2, 3, 5, 9},
+                      head_counts[] = {1, 4, 8, 9};
+        int token_cases = 0;
+        for (int32_t hd = 64; hd <= 128; hd += 64) {
+            size_t stride = (size_t)hd * 2, q_stride = (size_t)ROW, out_stride = (size_t)ROW - 1;
+            for (int32_t p = 0; p < GROUP_POS; p++)
+                for (int32_t d = 0; d < hd; d++) {
+                    uint16_t k = f2h(frand() * (float)(1 + p % 4)), v = f2h(frand() * 3.0f);
+                    memcpy(tkc + (size_t)p * stride + 2 * d, &k, 2);
+                    memcpy(tvc + (size_t)p * stride + 2 * d, &v, 2);
+                }
+            for (size_t a = 0; a < sizeof first_n_pos / sizeof first_n_pos[0]; a++)
+                for (size_t b = 0; b < sizeof token_counts / sizeof token_counts[0]; b++)
+                    for (size_t c = 0; c < sizeof head_counts / sizeof head_counts[0]; c++) {
+                        int32_t n_pos = first_n_pos[a], n_tokens = token_counts[b];
+                        int32_t n_heads = head_counts[c];
+                        for (size_t i = 0; i < sizeof tq / sizeof tq[0]; i++)
+                            tq[i] = frand() * (float)(1 + i % 5);
+                        float scale = 1.0f / sqrtf((float)hd);
+                        token_groups[g].tokens(tq, q_stride, tkc, tvc, stride, n_pos, n_tokens, hd,
+                                               scale, n_heads, tout, out_stride);
+                        for (int32_t t = 0; t < n_tokens; t++) {
+                            token_groups[g].one_token(tq + (size_t)t * q_stride, tkc, tvc, stride,
+                                                      n_pos + t, hd, scale, n_heads, one);
+                            for (int32_t h = 0; h < n_heads; h++)
+                                CHECK_MSG(!memcmp(tout + (size_t)t * out_stride + (size_t)h * hd,
+                                                  one + (size_t)h * hd, (size_t)hd * sizeof(float)),
+                                          "%s %d tokens from n_pos=%d hd=%d heads=%d: token %d "
+                                          "head %d differs from the one-token kernel",
+                                          token_groups[g].name, n_tokens, n_pos, hd, n_heads, t, h);
+                        }
+                        token_cases++;
+                    }
+        }
+        fprintf(stderr, "%d multi-token grouped attention cases (%s)\n", token_cases,
+                token_groups[g].name);
+    }
+#endif
     /* The Q8_0 cache's value sums: each set's kernel the portable one bit for bit. */
     ellm_axpy_q8_0_fn axpy = ellm_axpy_q8_0_portable;
 #if defined(ELLM_HAVE_F16C_ATTENTION)

@@ -23,8 +23,10 @@
 
 enum { N_TOK = 64, N_CTX = 128 };
 
-/* Every position's logits of a fixed token sequence from an empty cache of kv_type. */
-static float *eval_logits(edgellm_model *m, edgellm_kv_type kv_type, int n_threads)
+/* Every position's logits of a fixed token sequence from an empty cache of kv_type: the first
+ * n_prefill tokens as one prefill batch, the rest one by one. */
+static float *eval_logits_split(edgellm_model *m, edgellm_kv_type kv_type, int n_threads,
+                                int n_prefill)
 {
     int32_t n_vocab = edgellm_n_vocab(m);
     edgellm_token ids[N_TOK];
@@ -39,12 +41,11 @@ static float *eval_logits(edgellm_model *m, edgellm_kv_type kv_type, int n_threa
     cp.kv_type = kv_type;
     edgellm_context *ctx = NULL;
     float *out = malloc((size_t)N_TOK * (size_t)n_vocab * sizeof *out);
-    /* Half the tokens as one prefill batch, the rest one by one: both attention paths. */
     bool ok = out && edgellm_context_create(m, &cp, &ctx) == EDGELLM_OK &&
-              edgellm_eval(ctx, ids, N_TOK / 2, 1) == EDGELLM_OK;
-    for (int i = 0; ok && i < N_TOK / 2; i++)
+              edgellm_eval(ctx, ids, n_prefill, 1) == EDGELLM_OK;
+    for (int i = 0; ok && i < n_prefill; i++)
         memcpy(out + (size_t)i * n_vocab, edgellm_get_logits(ctx, i), (size_t)n_vocab * 4);
-    for (int i = N_TOK / 2; ok && i < N_TOK; i++) {
+    for (int i = n_prefill; ok && i < N_TOK; i++) {
         ok = edgellm_eval(ctx, &ids[i], 1, 0) == EDGELLM_OK;
         if (ok)
             memcpy(out + (size_t)i * n_vocab, edgellm_get_logits(ctx, -1), (size_t)n_vocab * 4);
@@ -56,6 +57,30 @@ static float *eval_logits(edgellm_model *m, edgellm_kv_type kv_type, int n_threa
         return NULL;
     }
     return out;
+}
+
+/* Half the tokens as one prefill batch, the rest one by one: both attention paths. */
+static float *eval_logits(edgellm_model *m, edgellm_kv_type kv_type, int n_threads)
+{
+    return eval_logits_split(m, kv_type, n_threads, N_TOK / 2);
+}
+
+/* Under the AVX2 set, an F16 cache's prefill takes the multi-token grouped kernel (runs of
+ * consecutive tokens, a shorter last one) where it applies: its logits must be those of the same
+ * tokens evaluated one by one (the one-token grouped kernel), bit for bit. */
+static void check_prefill_equals_decode(edgellm_model *m, const char *label)
+{
+    if (edgellm_use_kernel_set("avx2") != EDGELLM_OK)
+        return; /* not this CPU's */
+    CHECK(ellm_attention_kernels_active()->f16_group_tokens != NULL);
+    int32_t n_vocab = edgellm_n_vocab(m);
+    float *prefill = eval_logits_split(m, EDGELLM_KV_F16, 2, N_TOK - 1);
+    float *decode = eval_logits_split(m, EDGELLM_KV_F16, 2, 1);
+    if (prefill && decode)
+        CHECK_MSG(!memcmp(prefill, decode, (size_t)N_TOK * n_vocab * 4),
+                  "%s: avx2 F16-cache prefill logits differ from one token at a time", label);
+    free(prefill), free(decode);
+    CHECK(edgellm_use_kernel_set(NULL) == EDGELLM_OK);
 }
 
 typedef struct closeness {
@@ -134,6 +159,7 @@ static void check_model(const char *label, const char *path)
         CHECK_MSG(fs.mean_kl < 5e-4, "%s: scalar set, Q8_0 vs F16 mean KL %g", label, fs.mean_kl);
     }
     free(f16), free(q8), free(q8_one_thread), free(q8_scalar), free(f16_scalar);
+    check_prefill_equals_decode(m, label);
     edgellm_model_free(m);
 }
 
@@ -156,7 +182,8 @@ static void check_kernel_switch(void)
     CHECK(edgellm_use_kernel_set("scalar") == EDGELLM_OK);
     CHECK(!strcmp(edgellm_kernel_set(), "scalar"));
     const ellm_attention_kernels *att = ellm_attention_kernels_active();
-    CHECK(att->f16 == ellm_attend_f16_portable && !att->f16_wide && !att->f16_group);
+    CHECK(att->f16 == ellm_attend_f16_portable && !att->f16_wide && !att->f16_group &&
+          !att->f16_group_tokens);
     CHECK(!ellm_gemm_for(ELLM_TYPE_Q4_0) && !ellm_gemm_for(ELLM_TYPE_Q8_0));
     CHECK(!strcmp(edgellm_kernel_arithmetic("Q4_0"), "scalar"));
     CHECK(!strcmp(edgellm_kernel_arithmetic("attention"), "scalar"));

@@ -45,7 +45,7 @@ static inline __m256 reduce8_like_wide(const __m256 *s, float scale)
     return _mm256_mul_ps(sums, _mm256_set1_ps(scale));
 }
 
-/* ellm_attention_exp in 8 lanes: the same operations in the same order. */
+/* ellm_exp in 8 lanes: the same operations in the same order. */
 static inline __m256 exp8(__m256 x)
 {
     __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(ELLM_EXP_LOG2E)),
@@ -153,34 +153,42 @@ void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t 
         _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_loadu_ps(acc + d), inv));
 }
 
-/* The heads of a grouped-query group read the same key and value rows. Per block of positions,
- * the rows are converted to F32 once, then each head in turn takes its scores (its query in
- * registers), its softmax factors and its output update (64 values of the output in registers
- * at a time) from them, every step as the wide path takes it. HD is 64 or 128. */
-enum { GROUP_HEADS = 8 }; /* heads whose queries and outputs one call keeps */
+/* The heads of a grouped-query group read the same key and value rows, and so do the consecutive
+ * tokens of a prefill (token t over the first n_pos + t positions). Per block of positions, the
+ * rows are converted to F32 once, then each token's heads in turn take their scores (the query
+ * in registers), their softmax factors and their output update (64 values of the output in
+ * registers at a time) from them, every step as the wide path takes it; a token whose positions
+ * end inside the block stops there, as its own call would. HD is 64 or 128. */
+enum { GROUP_HEADS = 8 };  /* heads whose queries and outputs one call keeps */
+enum { GROUP_TOKENS = 4 }; /* tokens whose heads one call keeps */
 
-static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
-                                int32_t n_pos, float scale, int n_heads, float *out, const int HD)
+static inline void attend_group(const float *q, size_t q_stride, const uint8_t *kc,
+                                const uint8_t *vc, size_t stride, int32_t n_pos, int n_tokens,
+                                float scale, int n_heads, float *out, size_t out_stride,
+                                const int HD)
 {
     enum { MAX_HD = 128, MAX_CHUNKS = MAX_HD / 8, OUT_CHUNKS = 8 };
     float kf[POS_BLOCK * MAX_HD] __attribute__((aligned(32)));
     float vf[POS_BLOCK * MAX_HD] __attribute__((aligned(32)));
-    float qr[GROUP_HEADS][MAX_HD] __attribute__((aligned(32)));
-    float acc[GROUP_HEADS][MAX_HD] __attribute__((aligned(32)));
-    float max[GROUP_HEADS], sum[GROUP_HEADS];
+    float qr[GROUP_TOKENS][GROUP_HEADS][MAX_HD] __attribute__((aligned(32)));
+    float acc[GROUP_TOKENS][GROUP_HEADS][MAX_HD] __attribute__((aligned(32)));
+    float max[GROUP_TOKENS][GROUP_HEADS], sum[GROUP_TOKENS][GROUP_HEADS];
     float score[POS_BLOCK], rescale[POS_BLOCK], weight[POS_BLOCK];
     const int chunks = HD / 8;
-    for (int i = 0; i < n_heads; i++) {
-        for (int c = 0; c < chunks; c++) {
-            _mm256_store_ps(&qr[i][8 * c], round_to_half8(_mm256_loadu_ps(q + i * HD + 8 * c)));
-            _mm256_store_ps(&acc[i][8 * c], _mm256_setzero_ps());
+    for (int t = 0; t < n_tokens; t++)
+        for (int i = 0; i < n_heads; i++) {
+            const float *qh = q + (size_t)t * q_stride + (size_t)i * HD;
+            for (int c = 0; c < chunks; c++) {
+                _mm256_store_ps(&qr[t][i][8 * c], round_to_half8(_mm256_loadu_ps(qh + 8 * c)));
+                _mm256_store_ps(&acc[t][i][8 * c], _mm256_setzero_ps());
+            }
+            max[t][i] = -INFINITY;
+            sum[t][i] = 0;
         }
-        max[i] = -INFINITY;
-        sum[i] = 0;
-    }
-    for (int32_t p0 = 0; p0 < n_pos; p0 += POS_BLOCK) {
-        int np = n_pos - p0 < POS_BLOCK ? (int)(n_pos - p0) : POS_BLOCK;
-        for (int p = 0; p < np; p++) {
+    int32_t last_n_pos = n_pos + n_tokens - 1;
+    for (int32_t p0 = 0; p0 < last_n_pos; p0 += POS_BLOCK) {
+        int np_rows = last_n_pos - p0 < POS_BLOCK ? (int)(last_n_pos - p0) : POS_BLOCK;
+        for (int p = 0; p < np_rows; p++) {
             const uint16_t *krow = (const uint16_t *)(kc + (size_t)(p0 + p) * stride);
             const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
             ellm_attention_prefetch((const uint8_t *)krow, POS_BLOCK * stride, 2 * HD);
@@ -190,70 +198,90 @@ static inline void attend_group(const float *q, const uint8_t *kc, const uint8_t
                 _mm256_store_ps(&vf[p * HD + 8 * c], load_half8(vrow + 8 * c));
             }
         }
-        for (int i = 0; i < n_heads; i++) {
-            __m256 qv[MAX_CHUNKS], s[8];
-            for (int c = 0; c < chunks; c++)
-                qv[c] = _mm256_load_ps(&qr[i][8 * c]);
-            for (int p = 0; p < np; p += 8) {
-                for (int j = 0; j < 8; j++) {
-                    s[j] = _mm256_setzero_ps();
-                    if (p + j >= np)
-                        continue;
-                    const float *k = &kf[(p + j) * HD];
-                    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-                    for (int c = 0; c < chunks; c += 4) {
-                        a0 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c), qv[c], a0);
-                        a1 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c + 8), qv[c + 1], a1);
-                        a2 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c + 16), qv[c + 2], a2);
-                        a3 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c + 24), qv[c + 3], a3);
+        for (int t = 0; t < n_tokens; t++) {
+            int32_t token_n_pos = n_pos + t;
+            if (token_n_pos <= p0)
+                continue;
+            int np = token_n_pos - p0 < POS_BLOCK ? (int)(token_n_pos - p0) : POS_BLOCK;
+            for (int i = 0; i < n_heads; i++) {
+                __m256 qv[MAX_CHUNKS], s[8];
+                for (int c = 0; c < chunks; c++)
+                    qv[c] = _mm256_load_ps(&qr[t][i][8 * c]);
+                for (int p = 0; p < np; p += 8) {
+                    for (int j = 0; j < 8; j++) {
+                        s[j] = _mm256_setzero_ps();
+                        if (p + j >= np)
+                            continue;
+                        const float *k = &kf[(p + j) * HD];
+                        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                        for (int c = 0; c < chunks; c += 4) {
+                            a0 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c), qv[c], a0);
+                            a1 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c + 8), qv[c + 1], a1);
+                            a2 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c + 16), qv[c + 2], a2);
+                            a3 = _mm256_fmadd_ps(_mm256_load_ps(k + 8 * c + 24), qv[c + 3], a3);
+                        }
+                        s[j] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
                     }
-                    s[j] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+                    _mm256_storeu_ps(&score[p], reduce8_like_wide(s, scale));
                 }
-                _mm256_storeu_ps(&score[p], reduce8_like_wide(s, scale));
-            }
-            softmax_factors(score, np, &max[i], rescale, weight);
-            for (int c0 = 0; c0 < chunks; c0 += OUT_CHUNKS) {
-                __m256 o[OUT_CHUNKS];
-                for (int c = 0; c < OUT_CHUNKS; c++)
-                    o[c] = _mm256_load_ps(&acc[i][8 * (c0 + c)]);
-                for (int p = 0; p < np; p++) {
-                    if (c0 == 0)
-                        sum[i] = sum[i] * rescale[p] + weight[p];
-                    const float *v = &vf[p * HD + 8 * c0];
-                    if (rescale[p] != 1.0f) { /* a new maximum */
-                        __m256 ms = _mm256_set1_ps(rescale[p]);
-                        for (int c = 0; c < OUT_CHUNKS; c++)
-                            o[c] = _mm256_mul_ps(o[c], ms);
-                    }
-                    __m256 ws = _mm256_set1_ps(weight[p]);
+                softmax_factors(score, np, &max[t][i], rescale, weight);
+                for (int c0 = 0; c0 < chunks; c0 += OUT_CHUNKS) {
+                    __m256 o[OUT_CHUNKS];
                     for (int c = 0; c < OUT_CHUNKS; c++)
-                        o[c] = _mm256_fmadd_ps(_mm256_load_ps(v + 8 * c), ws, o[c]);
+                        o[c] = _mm256_load_ps(&acc[t][i][8 * (c0 + c)]);
+                    for (int p = 0; p < np; p++) {
+                        if (c0 == 0)
+                            sum[t][i] = sum[t][i] * rescale[p] + weight[p];
+                        const float *v = &vf[p * HD + 8 * c0];
+                        if (rescale[p] != 1.0f) { /* a new maximum */
+                            __m256 ms = _mm256_set1_ps(rescale[p]);
+                            for (int c = 0; c < OUT_CHUNKS; c++)
+                                o[c] = _mm256_mul_ps(o[c], ms);
+                        }
+                        __m256 ws = _mm256_set1_ps(weight[p]);
+                        for (int c = 0; c < OUT_CHUNKS; c++)
+                            o[c] = _mm256_fmadd_ps(_mm256_load_ps(v + 8 * c), ws, o[c]);
+                    }
+                    for (int c = 0; c < OUT_CHUNKS; c++)
+                        _mm256_store_ps(&acc[t][i][8 * (c0 + c)], o[c]);
                 }
-                for (int c = 0; c < OUT_CHUNKS; c++)
-                    _mm256_store_ps(&acc[i][8 * (c0 + c)], o[c]);
             }
         }
     }
-    for (int i = 0; i < n_heads; i++) {
-        __m256 inv = _mm256_set1_ps(1.0f / sum[i]);
-        for (int c = 0; c < chunks; c++)
-            _mm256_storeu_ps(out + i * HD + 8 * c,
-                             _mm256_mul_ps(_mm256_load_ps(&acc[i][8 * c]), inv));
+    for (int t = 0; t < n_tokens; t++)
+        for (int i = 0; i < n_heads; i++) {
+            __m256 inv = _mm256_set1_ps(1.0f / sum[t][i]);
+            float *oh = out + (size_t)t * out_stride + (size_t)i * HD;
+            for (int c = 0; c < chunks; c++)
+                _mm256_storeu_ps(oh + 8 * c, _mm256_mul_ps(_mm256_load_ps(&acc[t][i][8 * c]), inv));
+        }
+}
+
+void ellm_attend_f16_group_tokens_avx2(const float *q, size_t q_stride, const uint8_t *kc,
+                                       const uint8_t *vc, size_t stride, int32_t n_pos,
+                                       int32_t n_tokens, int32_t hd, float scale, int32_t n_heads,
+                                       float *out, size_t out_stride)
+{
+    for (int32_t t = 0; t < n_tokens; t += GROUP_TOKENS) {
+        int nt = n_tokens - t < GROUP_TOKENS ? (int)(n_tokens - t) : GROUP_TOKENS;
+        for (int32_t h = 0; h < n_heads; h += GROUP_HEADS) {
+            int n = n_heads - h < GROUP_HEADS ? (int)(n_heads - h) : GROUP_HEADS;
+            const float *qt = q + (size_t)t * q_stride + (size_t)h * hd;
+            float *ot = out + (size_t)t * out_stride + (size_t)h * hd;
+            if (hd == 64)
+                attend_group(qt, q_stride, kc, vc, stride, n_pos + t, nt, scale, n, ot, out_stride,
+                             64);
+            else
+                attend_group(qt, q_stride, kc, vc, stride, n_pos + t, nt, scale, n, ot, out_stride,
+                             128);
+        }
     }
 }
 
 void ellm_attend_f16_group_avx2(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                                 int32_t n_pos, int32_t hd, float scale, int32_t n_heads, float *out)
 {
-    for (int32_t h = 0; h < n_heads; h += GROUP_HEADS) {
-        int n = n_heads - h < GROUP_HEADS ? (int)(n_heads - h) : GROUP_HEADS;
-        if (hd == 64)
-            attend_group(q + (size_t)h * 64, kc, vc, stride, n_pos, scale, n, out + (size_t)h * 64,
-                         64);
-        else
-            attend_group(q + (size_t)h * 128, kc, vc, stride, n_pos, scale, n,
-                         out + (size_t)h * 128, 128);
-    }
+    ellm_attend_f16_group_tokens_avx2(q, 0, kc, vc, stride, n_pos, 1, hd, scale, n_heads, out, 0);
 }
 
 /* The exact integer sums of one Q8_0 key block against eight heads' query blocks (lane h: head h,

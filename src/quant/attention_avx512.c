@@ -6,7 +6,7 @@
  * grouped-query group read the same key and value rows: taking them together converts each row
  * once and gives the core several independent chains. Per head, every rounding step is the wide
  * path's (eight-lane FMA accumulators reduced (0+2)+(1+3), then halves and pairs; the running
- * output in F32 updated by fused multiply-adds; the same exponential, ellm_attention_exp, here
+ * output in F32 updated by fused multiply-adds; the same exponential, ellm_exp, here
  * 16 lanes at a time), so the results are bit-identical to ellm_attend_f16_f16c_wide. */
 #include "quant/attention_kernels.h"
 
@@ -60,7 +60,7 @@ static inline float reduce_like_wide(__m512 s)
     return _mm_cvtss_f32(_mm_hadd_ps(h, h));
 }
 
-/* ellm_attention_exp in 16 lanes: the same operations in the same order. */
+/* ellm_exp in 16 lanes: the same operations in the same order. */
 static inline __m512 exp16(__m512 x)
 {
     __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(ELLM_EXP_LOG2E)),

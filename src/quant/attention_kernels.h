@@ -25,6 +25,15 @@ typedef void (*ellm_attend_f16_group_fn)(const float *q, const uint8_t *kc, cons
                                          size_t stride, int32_t n_pos, int32_t hd, float scale,
                                          int32_t n_heads, float *out);
 
+/* n_tokens consecutive tokens of one sequence, each with n_heads query heads sharing one KV
+ * head: token t over the first n_pos + t positions, its heads' queries at q + t * q_stride and
+ * outputs at out + t * out_stride (floats), each (token, head) exactly as the set's f16_group
+ * computes it for that token alone. A prefill's tokens share each block of key and value rows. */
+typedef void (*ellm_attend_f16_group_tokens_fn)(const float *q, size_t q_stride, const uint8_t *kc,
+                                                const uint8_t *vc, size_t stride, int32_t n_pos,
+                                                int32_t n_tokens, int32_t hd, float scale,
+                                                int32_t n_heads, float *out, size_t out_stride);
+
 /* The largest finite F16. */
 #define ELLM_F16_MAX 65504.0f
 
@@ -110,6 +119,8 @@ typedef struct ellm_attention_kernels {
     ellm_axpy_q8_0_fn axpy_q8_0; /* bit-identical to ellm_axpy_q8_0_portable; NULL: that one */
     /* Bit-identical to ellm_attend_q8_0_group_portable; NULL: that one. */
     ellm_attend_q8_0_group_fn q8_0_group;
+    /* Where f16_group applies, several tokens a call; NULL: f16_group token by token. */
+    ellm_attend_f16_group_tokens_fn f16_group_tokens;
 } ellm_attention_kernels;
 
 /* The attention kernels of the kernel set in use (see ellm_kernels_for). */
@@ -144,6 +155,12 @@ void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t 
 void ellm_attend_f16_group_avx2(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                                 int32_t n_pos, int32_t hd, float scale, int32_t n_heads,
                                 float *out);
+/* The same for consecutive tokens (ellm_attend_f16_group_tokens_fn): each block of rows converted
+ * once for up to four tokens' heads. */
+void ellm_attend_f16_group_tokens_avx2(const float *q, size_t q_stride, const uint8_t *kc,
+                                       const uint8_t *vc, size_t stride, int32_t n_pos,
+                                       int32_t n_tokens, int32_t hd, float scale, int32_t n_heads,
+                                       float *out, size_t out_stride);
 /* ellm_attend_q8_0_group_portable with AVX2 integer block sums, eight heads at a time. */
 void ellm_attend_q8_0_group_avx2(const void *q8, const uint8_t *kc, const uint8_t *vc,
                                  size_t stride, int32_t n_pos, int32_t hd, float scale, float cap,
