@@ -109,15 +109,18 @@ static inline v128_t transpose_sum4(const v128_t v[4])
 
 /* IEEE halves held in the low 16 bits of 32-bit lanes to floats, exactly: the exponent and
  * mantissa moved into float position and rescaled by 2^112 (which also makes half subnormals float
- * normals); Inf/NaN get the float's all-ones exponent. */
+ * normals). An Inf/NaN half comes out of that as 2^16 · (1 + mantissa), and every finite half as at
+ * most 65504, so a float compare finds them, and or-ing in the all-ones exponent leaves the float
+ * Inf/NaN with the half's mantissa. A float compare rather than an integer one: clang makes an
+ * integer compare of these non-negative lanes unsigned, which V8 emits as four instructions on x64
+ * (docs/web.md, session 16). */
 static inline v128_t halves_to_f32x4(v128_t h)
 {
     v128_t sign = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16);
     v128_t em = wasm_v128_and(h, wasm_i32x4_splat(0x7FFF));
     v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x77800000));
-    v128_t special = wasm_i32x4_ge(em, wasm_i32x4_splat(0x7C00));
-    f = wasm_v128_bitselect(wasm_v128_or(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x7F800000)), f,
-                            special);
+    v128_t special = wasm_f32x4_ge(f, wasm_f32x4_splat(65536.0f));
+    f = wasm_v128_or(f, wasm_v128_and(special, wasm_i32x4_splat(0x7F800000)));
     return wasm_v128_or(f, sign);
 }
 
