@@ -198,12 +198,12 @@ KQ_RELAXED_ROWS(ellm_vec_dot_q6_K_rows_wasm_relaxed, block_q6_K, q6_K_rows_terms
 
 /* The 32-value formats against the extended Q8_0 row (ELLM_ACT_Q8_0_EXT: int8 values, float
  * scales, int32 block sums, the decode path): the products of a block's unsigned levels (lo: values
- * 0..15, hi: 16..31), at most 2 · 2 · 31 · 128 per 16-bit lane, as four partial sums; the format's
- * offset comes off afterwards through the block sums, as in the wide-row kernels. */
+ * 0..15, hi: 16..31) in eight 16-bit lanes, each the sum of four products, at most 4 · 15 · 128
+ * for Q4_0's levels and 4 · 31 · 128 for Q5_0's; the format's offset comes off afterwards through
+ * the block sums, as in the wide-row kernels. */
 static inline v128_t relaxed_levels32(v128_t lo, v128_t hi, const int8_t *a)
 {
-    return wasm_i32x4_extadd_pairwise_i16x8(
-        wasm_i16x8_add(relaxed_dot_i8_i7(load(a), lo), relaxed_dot_i8_i7(load(a + 16), hi)));
+    return wasm_i16x8_add(relaxed_dot_i8_i7(load(a), lo), relaxed_dot_i8_i7(load(a + 16), hi));
 }
 
 static inline v128_t relaxed_q4_0(const block_q4_0 *w, const int8_t *a)
@@ -217,14 +217,28 @@ static inline v128_t relaxed_q5_0(const block_q5_0 *w, const int8_t *a)
 {
     v128_t lo, hi;
     q5_values(w->qs, w->qh, &lo, &hi);
-    return relaxed_levels32(lo, hi, a);
+    return wasm_i32x4_extadd_pairwise_i16x8(relaxed_levels32(lo, hi, a));
+}
+
+/* Four blocks' (or rows') totals in lanes from their eight 16-bit partial sums each, added in 16
+ * bits up to the last step: transpose_sum4's shuffles on pairs of lanes, then one widening where
+ * transpose_sum4 would need one per vector. Exact for Q4_0's partial sums: four of them add up to at
+ * most 16 · 15 · 128 = 30720. */
+static inline v128_t transpose_sum4_q4_0(const v128_t v[4])
+{
+    v128_t ab = wasm_i16x8_add(wasm_i32x4_shuffle(v[0], v[1], 0, 4, 1, 5),
+                               wasm_i32x4_shuffle(v[0], v[1], 2, 6, 3, 7));
+    v128_t cd = wasm_i16x8_add(wasm_i32x4_shuffle(v[2], v[3], 0, 4, 1, 5),
+                               wasm_i32x4_shuffle(v[2], v[3], 2, 6, 3, 7));
+    return wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5),
+                                                           wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7)));
 }
 
 /* A 32-value format's single-row and multi-row decode kernels on the extended Q8_0 row. */
-#define RELAXED_EXT_KERNELS(type, offset)                                                          \
+#define RELAXED_EXT_KERNELS(type, sum4, offset)                                                    \
     EXT_ACTIVATION_KERNELS(type, ext, wasm_relaxed, ellm_q8_0_ext_layout_for, int8_t,              \
-                           relaxed_##type, offset)
+                           relaxed_##type, sum4, offset)
 
-RELAXED_EXT_KERNELS(q4_0, 8)
-RELAXED_EXT_KERNELS(q5_0, 16)
+RELAXED_EXT_KERNELS(q4_0, transpose_sum4_q4_0, 8)
+RELAXED_EXT_KERNELS(q5_0, transpose_sum4, 16)
 #endif

@@ -109,15 +109,18 @@ static inline v128_t transpose_sum4(const v128_t v[4])
 
 /* IEEE halves held in the low 16 bits of 32-bit lanes to floats, exactly: the exponent and
  * mantissa moved into float position and rescaled by 2^112 (which also makes half subnormals float
- * normals); Inf/NaN get the float's all-ones exponent. */
+ * normals). An Inf/NaN half comes out of that as 2^16 · (1 + mantissa), and every finite half as at
+ * most 65504, so a float compare finds them, and or-ing in the all-ones exponent leaves the float
+ * Inf/NaN with the half's mantissa. A float compare rather than an integer one: clang makes an
+ * integer compare of these non-negative lanes unsigned, which V8 emits as four instructions on x64
+ * (docs/web.md, session 16). */
 static inline v128_t halves_to_f32x4(v128_t h)
 {
     v128_t sign = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16);
     v128_t em = wasm_v128_and(h, wasm_i32x4_splat(0x7FFF));
     v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x77800000));
-    v128_t special = wasm_i32x4_ge(em, wasm_i32x4_splat(0x7C00));
-    f = wasm_v128_bitselect(wasm_v128_or(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x7F800000)), f,
-                            special);
+    v128_t special = wasm_f32x4_ge(f, wasm_f32x4_splat(65536.0f));
+    f = wasm_v128_or(f, wasm_v128_and(special, wasm_i32x4_splat(0x7F800000)));
     return wasm_v128_or(f, sign);
 }
 
@@ -376,21 +379,20 @@ static inline float add_lanes_in_order(float sum, v128_t p)
 /* The half-precision field f of blocks p[0..3], as floats in lanes. */
 #define HALVES4(p, f) halves_to_f32x4(wasm_i32x4_make((p)[0].f, (p)[1].f, (p)[2].f, (p)[3].f))
 
-/* Four blocks' (or four rows') float terms d_w · d_a · isum in lanes, from their four-lane partial
- * sums: the format's offset comes off each integer sum as offset times the activation block sum,
- * and the products round as the scalar kernel's do. */
-static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, v128_t dw,
-                                v128_t da)
+/* Four blocks' (or four rows') float terms d_w · d_a · isum in lanes, from their integer sums
+ * before the offset (sums): the format's offset comes off each as offset times the activation
+ * block sum, and the products round as the scalar kernel's do. */
+static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw, v128_t da)
 {
-    v128_t isum = wasm_i32x4_sub(transpose_sum4(part),
-                                 wasm_i32x4_mul(bsums, wasm_i32x4_splat(offset)));
+    v128_t isum = wasm_i32x4_sub(sums, wasm_i32x4_mul(bsums, wasm_i32x4_splat(offset)));
     return wasm_f32x4_mul(wasm_f32x4_mul(dw, da), wasm_f32x4_convert_i32x4(isum));
 }
 
 /* A 32-value format's single row against an activation row of ellm_q8_0_ext_layout's shape
  * (layout_for: the extended or the wide layout, values of type act_t), four blocks' terms at a
- * time. */
-#define EXT_ACTIVATION_DOT(layout_for, act_t, block_type, block_fn, offset)                        \
+ * time. block_fn gives a block's partial sums in a vector and sum4 four such vectors' totals in
+ * lanes (transpose_sum4 for four 32-bit partial sums). */
+#define EXT_ACTIVATION_DOT(layout_for, act_t, block_type, block_fn, sum4, offset)                  \
     do {                                                                                           \
         const ellm_q8_0_ext_layout L_ = layout_for(n);                                             \
         const block_type *w_ = row;                                                                \
@@ -403,11 +405,14 @@ static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, 
             v128_t part_[4];                                                                       \
             for (int k_ = 0; k_ < 4; k_++)                                                         \
                 part_[k_] = block_fn(&w_[i_ + k_], a_ + (i_ + k_) * QK8_0);                        \
-            sum_ = add_lanes_in_order(sum_, wide_terms(part_, load(bsums_ + i_), offset,           \
+            sum_ = add_lanes_in_order(sum_, wide_terms(sum4(part_), load(bsums_ + i_), offset,     \
                                                        HALVES4(w_ + i_, d), load(da_ + i_)));      \
         }                                                                                          \
         for (; i_ < nb_; i_++) {                                                                   \
-            int isum1_ = hsum_i32x4(block_fn(&w_[i_], a_ + i_ * QK8_0)) - (offset)*bsums_[i_];     \
+            v128_t part_[4];                                                                       \
+            for (int k_ = 0; k_ < 4; k_++)                                                         \
+                part_[k_] = block_fn(&w_[i_], a_ + i_ * QK8_0);                                    \
+            int isum1_ = wasm_i32x4_extract_lane(sum4(part_), 0) - (offset)*bsums_[i_];            \
             sum_ += ellm_f16_to_f32(w_[i_].d) * da_[i_] * (float)isum1_;                           \
         }                                                                                          \
         *out = sum_;                                                                               \
@@ -417,7 +422,7 @@ static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, 
  * vector of terms whose lane r is row r's, so each lane's running sum takes its row's terms in
  * block order, as the scalar kernel's single float does, with no horizontal sums or lane
  * extractions, and the four rows' addition chains overlap. */
-#define EXT_ACTIVATION_ROWS(layout_for, act_t, block_type, block_fn, offset)                       \
+#define EXT_ACTIVATION_ROWS(layout_for, act_t, block_type, block_fn, sum4, offset)                 \
     do {                                                                                           \
         const ellm_q8_0_ext_layout L_ = layout_for(n);                                             \
         const act_t *a_ = x;                                                                       \
@@ -437,7 +442,7 @@ static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, 
                     part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                            \
                 v128_t dw_ = halves_to_f32x4(                                                      \
                     wasm_i32x4_make(w_[0][i_].d, w_[1][i_].d, w_[2][i_].d, w_[3][i_].d));          \
-                sum_ = wasm_f32x4_add(sum_, wide_terms(part_, wasm_i32x4_splat(bsums_[i_]),        \
+                sum_ = wasm_f32x4_add(sum_, wide_terms(sum4(part_), wasm_i32x4_splat(bsums_[i_]),  \
                                                        offset, dw_, wasm_f32x4_splat(da_[i_])));   \
             }                                                                                      \
             wasm_v128_store(out + g_, sum_);                                                       \
@@ -446,16 +451,16 @@ static inline v128_t wide_terms(const v128_t part[4], v128_t bsums, int offset, 
 
 /* A 32-value format's single-row and multi-row decode kernels on such a row, named
  * ellm_vec_dot_<type>_<kind>_<set> and ellm_vec_dot_<type>_<kind>_rows_<set>. */
-#define EXT_ACTIVATION_KERNELS(type, kind, set, layout_for, act_t, block_fn, offset)               \
+#define EXT_ACTIVATION_KERNELS(type, kind, set, layout_for, act_t, block_fn, sum4, offset)         \
     void ellm_vec_dot_##type##_##kind##_##set(int64_t n, float *out, const void *row,              \
                                               const void *x)                                       \
     {                                                                                              \
-        EXT_ACTIVATION_DOT(layout_for, act_t, block_##type, block_fn, offset);                     \
+        EXT_ACTIVATION_DOT(layout_for, act_t, block_##type, block_fn, sum4, offset);               \
     }                                                                                              \
     void ellm_vec_dot_##type##_##kind##_rows_##set(int64_t n, float *out, const void *rows,        \
                                                    size_t row_bytes, const void *x)                \
     {                                                                                              \
-        EXT_ACTIVATION_ROWS(layout_for, act_t, block_##type, block_fn, offset);                    \
+        EXT_ACTIVATION_ROWS(layout_for, act_t, block_##type, block_fn, sum4, offset);              \
     }
 
 #endif
