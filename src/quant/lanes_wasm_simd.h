@@ -409,9 +409,9 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
                                                        HALVES4(w_ + i_, d), load(da_ + i_)));      \
         }                                                                                          \
         for (; i_ < nb_; i_++) {                                                                   \
-            v128_t part_[4];                                                                       \
-            for (int k_ = 0; k_ < 4; k_++)                                                         \
-                part_[k_] = block_fn(&w_[i_], a_ + i_ * QK8_0);                                    \
+            /* The block's partial sums alone in lane 0 of sum4's totals. */                       \
+            v128_t part_[4] = {block_fn(&w_[i_], a_ + i_ * QK8_0), wasm_i32x4_splat(0),            \
+                               wasm_i32x4_splat(0), wasm_i32x4_splat(0)};                          \
             int isum1_ = wasm_i32x4_extract_lane(sum4(part_), 0) - (offset)*bsums_[i_];            \
             sum_ += ellm_f16_to_f32(w_[i_].d) * da_[i_] * (float)isum1_;                           \
         }                                                                                          \
