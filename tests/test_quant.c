@@ -1338,34 +1338,29 @@ static float float_of_bits(uint32_t u)
     return f;
 }
 
-/* The project's exp within 1 ulp of e^x (double precision) over floats of [-87, 88.72] taken
- * every 4099th bit pattern (the exhaustive figure is in docs/performance.md), and its edges:
- * 0 below the floor, +inf past ln FLT_MAX, NaN kept. */
+/* The attention kernels' exp within 1 ulp of e^x (double precision) over floats of [-87, 0]
+ * taken every 4099th bit pattern (the exhaustive figure is in docs/performance.md), and its
+ * edges: 1 at zero, 0 below the floor, NaN kept. */
 static void test_exp_accuracy(void)
 {
     double worst = 0;
     float worst_x = 0;
-    const uint32_t top[2] = {float_bits(88.72f), float_bits(87.0f)};
-    for (int sign = 0; sign < 2; sign++) {
-        for (uint32_t u = 0; u <= top[sign]; u += 4099) {
-            float x = float_of_bits(u | (uint32_t)sign << 31);
-            double want = exp((double)x);
-            float got = ellm_exp(x);
-            double ulp = nextafterf((float)want, INFINITY) - (float)want;
-            double err = fabs((double)got - want) / ulp;
-            if (err > worst) {
-                worst = err;
-                worst_x = x;
-            }
+    for (uint32_t u = 0; u <= float_bits(87.0f); u += 4099) {
+        float x = -float_of_bits(u);
+        double want = exp((double)x);
+        float got = ellm_exp(x);
+        double ulp = nextafterf((float)want, INFINITY) - (float)want;
+        double err = fabs((double)got - want) / ulp;
+        if (err > worst) {
+            worst = err;
+            worst_x = x;
         }
     }
     fprintf(stderr, "ellm_exp: worst sampled error %.3f ulp at %.9g\n", worst, (double)worst_x);
     CHECK_MSG(worst <= 1.0, "%.3f ulp at %.9g", worst, (double)worst_x);
     CHECK(ellm_exp(0.0f) == 1.0f && ellm_exp(-0.0f) == 1.0f);
     CHECK(ellm_exp(-87.5f) == 0.0f && ellm_exp(-1e30f) == 0.0f && ellm_exp(-INFINITY) == 0.0f);
-    CHECK(isfinite(ellm_exp(88.72f)) && ellm_exp(88.72f) > 3.3e38f);
-    CHECK(ellm_exp(88.73f) == INFINITY && ellm_exp(100.0f) == INFINITY);
-    CHECK(ellm_exp(INFINITY) == INFINITY && isnan(ellm_exp(NAN)));
+    CHECK(isnan(ellm_exp(NAN)));
 }
 
 /* SiLU's exp, rounded from double: the correctly rounded float (that of e^x in double) for all

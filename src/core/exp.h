@@ -5,24 +5,21 @@
 #include <math.h>
 #include <stdint.h>
 
-/* Built from additions, multiplications and an exponent made in integers only (no fused
- * multiply-add, no table), so that the vector copies in the wide attention kernels of every
- * ISA give exactly this value lane by lane. Round x / ln 2 to n, reduce
- * r = x - n ln 2 in two steps (ln 2 split so n * hi is exact), e^r by Cephes' degree-7 minimax
- * polynomial, times 2^n applied as two halves so that n = 128 (x just under ln FLT_MAX) still
- * fits the exponent field; both products are exact scalings where the result is a normal float,
- * so for x <= 0 this is the single 2^n product the attention kernels' lanes compute.
- * Within 0.990 ulp of e^x (double precision) for every float of [-87, 88], 0.864 up to
- * ln FLT_MAX, but not the correctly rounded float for 5-10 % of x in [-10, 10] (exhaustive
- * figures in docs/performance.md "Session 16"; tests/test_quant.c samples them).
- * Below -87 (results under 1.7e-38, near FLT_MIN) it gives 0; above 88.75 +inf (floats beyond
- * ln FLT_MAX = 88.7228 overflow to +inf in the product); NaN stays NaN. */
+/* e^x for x <= 0 (the softmax factors of the attention kernels: a score less the running
+ * maximum), built from additions, multiplications and an exponent made in integers only (no fused
+ * multiply-add, no table), so that the vector copies in the wide attention kernels of every ISA
+ * give exactly this value lane by lane. Round x / ln 2 to n, reduce r = x - n ln 2 in two steps
+ * (ln 2 split so n * hi is exact), e^r by Cephes' degree-7 minimax polynomial, times 2^n.
+ * Within 0.990 ulp of e^x (double precision) for every float of [-87, 0], but not the correctly
+ * rounded float for 5-10 % of x in [-10, 0] (exhaustive figures in docs/performance.md
+ * "Session 16"; tests/test_quant.c samples them). Below -87 (results under 1.7e-38, near
+ * FLT_MIN) it gives 0; NaN stays NaN. x > 0 is outside its domain (2^n would overflow the
+ * exponent field past n = 127): SiLU, which needs both signs, takes ellm_exp_rounded. */
 #define ELLM_EXP_LOG2E 1.44269504088896341f
 #define ELLM_EXP_ROUNDER 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
 #define ELLM_EXP_LN2_HI 0.693359375f
 #define ELLM_EXP_LN2_LO -2.12194440e-4f
 #define ELLM_EXP_FLOOR -87.0f
-#define ELLM_EXP_CEILING 88.75f
 #define ELLM_EXP_P0 1.9875691500e-4f
 #define ELLM_EXP_P1 1.3981999507e-3f
 #define ELLM_EXP_P2 8.3334519073e-3f
@@ -30,20 +27,10 @@
 #define ELLM_EXP_P4 1.6666665459e-1f
 #define ELLM_EXP_P5 5.0000001201e-1f
 
-/* 2^k for k in [-126, 127], from its exponent bits. */
-static inline float ellm_exp_pow2(int32_t k)
-{
-    union {
-        uint32_t u;
-        float f;
-    } two_k = {.u = (uint32_t)(k + 127) << 23};
-    return two_k.f;
-}
-
 static inline float ellm_exp(float x)
 {
-    if (!(x >= ELLM_EXP_FLOOR && x <= ELLM_EXP_CEILING))
-        return x < ELLM_EXP_FLOOR ? 0.0f : x > ELLM_EXP_CEILING ? INFINITY : x;
+    if (!(x >= ELLM_EXP_FLOOR))
+        return x < ELLM_EXP_FLOOR ? 0.0f : x;
     float n = (x * ELLM_EXP_LOG2E + ELLM_EXP_ROUNDER) - ELLM_EXP_ROUNDER;
     float r = x - n * ELLM_EXP_LN2_HI;
     r = r - n * ELLM_EXP_LN2_LO;
@@ -53,15 +40,17 @@ static inline float ellm_exp(float x)
     p = p * r + ELLM_EXP_P4;
     p = p * r + ELLM_EXP_P5;
     float e = p * (r * r) + r + 1.0f;
-    /* n is in [-126, 128]; the vector copies halve it with an arithmetic shift, so this does. */
-    int32_t n_int = (int32_t)n, low = n_int >> 1;
-    return e * ellm_exp_pow2(low) * ellm_exp_pow2(n_int - low);
+    union {
+        uint32_t u;
+        float f;
+    } two_n = {.u = (uint32_t)((int32_t)n + 127) << 23};
+    return e * two_n.f;
 }
 
 /* e^x rounded once to float from a double-precision computation: the correctly rounded float for
  * all but 35 of the 2.2e9 floats of [-88, 88] (max 0.500003 ulp), so it has glibc's expf's bits
  * except where that one is not correctly rounded. SiLU takes it rather than ellm_exp, whose
- * 1-ulp errors (5-10 % of x in [-10, 10]) moved test_model's reference logits from 0.0009 to
+ * 1-ulp errors (5-10 % of x in [-10, 0]) moved test_model's reference logits from 0.0009 to
  * 0.0022 off (limit 0.001): last-bit changes cross F16 rounding boundaries in the KV cache. x is
  * limited to [-104, 89] (beyond, the float result is 0 or +inf anyway) and NaN stays NaN; then
  * n = x / ln 2 rounded, r = x - n ln 2 in double, e^r by its Taylor polynomial to degree 10

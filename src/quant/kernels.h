@@ -25,8 +25,8 @@ void ellm_vec_dot_q4_1_scalar(int64_t n, float *out, const void *row, const void
 void ellm_vec_dot_q5_0_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_1_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_nl_scalar(int64_t n, float *out, const void *row, const void *x);
-/* gate[i] = SiLU(gate[i]) * up[i], SiLU(g) = g / (1 + ellm_exp_rounded(-g)) (silu_scalar.c): the reference
- * every set's copy equals bit for bit, and the kernel of sets without one. */
+/* gate[i] = SiLU(gate[i]) * up[i], SiLU(g) = g / (1 + ellm_exp_rounded(-g)) (silu_scalar.c):
+ * the reference every set's copy equals bit for bit, and the kernel of sets without one. */
 void ellm_silu_mul_scalar(float *gate, const float *up, int64_t n);
 
 #if defined(__x86_64__) || defined(_M_X64)
