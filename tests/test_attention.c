@@ -276,7 +276,54 @@ static void test_f16_edges(ellm_attend_f16_fn narrow, const char *isa)
         CHECK_MSG(!memcmp(got, want, sizeof got),
                   "%s: differs from the portable copy at F16's edges", isa);
     }
+#if defined(__wasm__)
+    /* The grouped kernel rounds its running outputs as the single head does. */
+    float gq[2 * HD], gout[2 * HD];
+    for (int32_t d = 0; d < HD; d++) {
+        gq[d] = q[d];
+        gq[HD + d] = -q[d];
+    }
+    run(ellm_attend_f16_portable, gq + HD, kc, vc, HD * 2, NP, HD, 0.125f, got);
+    ellm_attend_f16_group_wasm_simd(gq, kc, vc, HD * 2, NP, HD, 0.125f, 2, gout);
+    CHECK_MSG(!memcmp(gout, want, sizeof want) && !memcmp(gout + HD, got, sizeof got),
+              "wasm-simd grouped: differs from the portable copy at F16's edges");
+#endif
 }
+
+#if defined(__wasm__)
+/* A NaN among the cached values: the wasm heads' rounding keeps it a NaN but not with the
+ * portable head's payload, so they redo a head whose output has one with the portable head, and
+ * within one engine the bits must then be the same. The other head of the group stays finite. */
+static void test_f16_nan(void)
+{
+    enum { HD = 64, NP = 11 };
+    static uint8_t kc[NP * HD * 2], vc[NP * HD * 2];
+    float q[2 * HD], want[2 * HD], got[2 * HD];
+    for (int32_t d = 0; d < 2 * HD; d++)
+        q[d] = frand();
+    for (int32_t p = 0; p < NP; p++)
+        for (int32_t d = 0; d < HD; d++) {
+            uint16_t k = f2h(frand()), v = f2h(frand() * 4.0f);
+            memcpy(kc + (size_t)p * HD * 2 + 2 * d, &k, 2);
+            memcpy(vc + (size_t)p * HD * 2 + 2 * d, &v, 2);
+        }
+    /* A signalling NaN half (payload 0x155) at position 5, lane 7 of the values. */
+    uint16_t nan = 0x7D55;
+    memcpy(vc + (size_t)5 * HD * 2 + 2 * 7, &nan, 2);
+    run(ellm_attend_f16_portable, q, kc, vc, HD * 2, NP, HD, 0.125f, want);
+    q[HD] = NAN; /* the second head's query: every score NaN */
+    run(ellm_attend_f16_portable, q + HD, kc, vc, HD * 2, NP, HD, 0.125f, want + HD);
+    CHECK_MSG(isnan(want[7]) && !isnan(want[8]) && isnan(want[HD]),
+              "the NaN case lacks NaN outputs, or has them everywhere");
+    run(ellm_attend_f16_wasm_simd, q, kc, vc, HD * 2, NP, HD, 0.125f, got);
+    run(ellm_attend_f16_wasm_simd, q + HD, kc, vc, HD * 2, NP, HD, 0.125f, got + HD);
+    CHECK_MSG(!memcmp(got, want, sizeof got), "wasm-simd: NaN outputs differ from the portable's");
+    memset(got, 0, sizeof got);
+    ellm_attend_f16_group_wasm_simd(q, kc, vc, HD * 2, NP, HD, 0.125f, 2, got);
+    CHECK_MSG(!memcmp(got, want, sizeof got),
+              "wasm-simd grouped: NaN outputs differ from the portable's");
+}
+#endif
 
 int main(void)
 {
@@ -361,6 +408,9 @@ int main(void)
     }
     fprintf(stderr, "%d attention cases; wide paths at most %.2g off exact\n", cases, wide_worst);
     test_f16_edges(narrow, isa);
+#if defined(__wasm__)
+    test_f16_nan();
+#endif
 
 #if defined(ELLM_HAVE_F16C_ATTENTION) || defined(__wasm__)
     /* The grouped kernels: every head of a group bit for bit the wide path's (x86) or the

@@ -43,11 +43,21 @@ static inline v128_t round_to_half(v128_t f)
 }
 
 /* round_to_half of f limited to +-65504 first, as ellm_f16_saturate limits the portable head's
- * running output: pmin and pmax are its comparisons, so NaN passes unchanged as there. */
+ * running output, in 9 operations where round_to_half takes 18 (this runs for every value of
+ * every position and head): adding c = 2^13 times f's power of two (2^-14 at least, where halves
+ * turn subnormal) leaves a sum whose last mantissa bit is worth f's last half bit, so the
+ * addition rounds f to a half, to even, and subtracting c again is exact; the sign goes back on
+ * after, as |f| + c - c is +0 for -0. pmin keeps a NaN a NaN, but its payload is not cut to a
+ * half's as the portable head's is (and wasm leaves arithmetic's NaN bits to the engine), so a
+ * head whose output has a NaN is redone by the portable head. */
 static inline v128_t round_to_half_saturated(v128_t f)
 {
-    v128_t lim = wasm_f32x4_splat(ELLM_F16_MAX);
-    return round_to_half(wasm_f32x4_pmin(wasm_f32x4_pmax(f, wasm_f32x4_neg(lim)), lim));
+    v128_t abs = wasm_v128_and(f, wasm_i32x4_splat(0x7FFFFFFF));
+    v128_t sat = wasm_f32x4_pmin(abs, wasm_f32x4_splat(ELLM_F16_MAX));
+    v128_t power = wasm_i32x4_max(wasm_v128_and(sat, wasm_i32x4_splat(0x7F800000)),
+                                  wasm_i32x4_splat(0x38800000));
+    v128_t c = wasm_i32x4_add(power, wasm_i32x4_splat(13 << 23));
+    return wasm_v128_or(wasm_f32x4_sub(wasm_f32x4_add(sat, c), c), wasm_v128_xor(f, abs));
 }
 
 /* Positions whose K.Q dots are summed side by side, two per f64x2 vector: each lane still adds
@@ -123,9 +133,11 @@ static inline __attribute__((always_inline)) void add_position(float score, cons
     if (score > *max) {
         old_scale = expf(*max - score);
         *max = score;
+        /* The rescaled output stays within F16's range: saturating it changes nothing. */
         v128_t s = wasm_f32x4_splat(old_scale);
         for (int32_t d = 0; d < hd; d += 4)
-            wasm_v128_store(run + d, round_to_half(wasm_f32x4_mul(wasm_v128_load(run + d), s)));
+            wasm_v128_store(run + d,
+                            round_to_half_saturated(wasm_f32x4_mul(wasm_v128_load(run + d), s)));
     } else {
         weight = expf(score - *max);
     }
@@ -135,6 +147,20 @@ static inline __attribute__((always_inline)) void add_position(float score, cons
                         round_to_half_saturated(wasm_f32x4_add(
                             wasm_v128_load(run + d), wasm_f32x4_mul(load4(vrow, halves, d), w))));
     *sum = *sum * old_scale + weight;
+}
+
+/* out = run times 1 / sum, as the portable head ends; false when a lane is NaN, whose bits
+ * round_to_half_saturated does not give as the portable head does (a NaN, once in the running
+ * output or the sum, stays there to the end). */
+static bool finish_head(const float *run, float sum, int32_t hd, float *out)
+{
+    v128_t inv = wasm_f32x4_splat(1.0f / sum), nan = wasm_i32x4_splat(0);
+    for (int32_t d = 0; d < hd; d += 4) {
+        v128_t o = wasm_f32x4_mul(wasm_v128_load(run + d), inv);
+        wasm_v128_store(out + d, o);
+        nan = wasm_v128_or(nan, wasm_f32x4_ne(o, o));
+    }
+    return !wasm_v128_any_true(nan);
 }
 
 void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
@@ -161,9 +187,8 @@ void ellm_attend_f16_wasm_simd(const float *q, const uint8_t *kc, const uint8_t 
         add_position((float)dots[p % DOT_POSITIONS] * scale, vc + (size_t)p * stride, true, hd, run,
                      &max, &sum);
     }
-    float inv = 1.0f / sum;
-    for (int32_t d = 0; d < hd; d += 4)
-        wasm_v128_store(out + d, wasm_f32x4_mul(wasm_v128_load(run + d), wasm_f32x4_splat(inv)));
+    if (!finish_head(run, sum, hd, out))
+        ellm_attend_f16_portable(q, kc, vc, stride, n_pos, hd, scale, acc, qr, out);
 }
 
 /* Query heads of one KV head at a time, up to GROUP_HEADS of them: each position's keys and values
@@ -179,6 +204,7 @@ void ellm_attend_f16_group_wasm_simd(const float *q, const uint8_t *kc, const ui
     float qr[GROUP_HEADS][GROUP_MAX_HEAD], run[GROUP_HEADS][GROUP_MAX_HEAD];
     float keys[DOT_POSITIONS][GROUP_MAX_HEAD], values[GROUP_MAX_HEAD];
     float max[GROUP_HEADS], sum[GROUP_HEADS];
+    uint16_t acc[GROUP_MAX_HEAD];
     double dots[GROUP_HEADS][DOT_POSITIONS];
     const void *k[DOT_POSITIONS] = {keys[0], keys[1], keys[2], keys[3]};
     for (int32_t h0 = 0; h0 < n_heads; h0 += GROUP_HEADS) {
@@ -212,10 +238,10 @@ void ellm_attend_f16_group_wasm_simd(const float *q, const uint8_t *kc, const ui
             }
         }
         for (int h = 0; h < nh; h++) {
-            v128_t inv = wasm_f32x4_splat(1.0f / sum[h]);
-            for (int32_t d = 0; d < hd; d += 4)
-                wasm_v128_store(out + (size_t)(h0 + h) * (size_t)hd + d,
-                                wasm_f32x4_mul(wasm_v128_load(run[h] + d), inv));
+            size_t head = (size_t)(h0 + h) * (size_t)hd;
+            if (!finish_head(run[h], sum[h], hd, out + head))
+                ellm_attend_f16_portable(q + head, kc, vc, stride, n_pos, hd, scale, acc, qr[h],
+                                         out + head);
         }
     }
 }
