@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The kernel tests (tests/test_quant*.c, test_attention.c) built with Emscripten (the threaded web build, so the
-# thread-pool checks run too) and run in Node: the wasm-simd set against the scalar kernels, bit
-# for bit, in the same wasm the browser runs. Then the same tests patched as the relaxed build is
+# The kernel tests (tests/test_quant*.c, test_attention.c) and the thread pool's
+# (test_threadpool.c) built with Emscripten (the threaded web build, so the thread-pool checks run
+# too) and run in Node: the wasm-simd set against the scalar kernels, bit for bit, in the same
+# wasm the browser runs. Then the same tests patched as the relaxed build is
 # (web/relaxed_patch.py) and run with relaxed SIMD: the wasm-relaxed set against the scalar one,
 # and the unpatched modules must not have offered it.
 set -uo pipefail
@@ -11,7 +12,8 @@ web="$BUILD_DIR/web"
 tests="test_quant test_quant_kquants test_quant_legacy test_quant_kquants_low test_attention"
 # shellcheck disable=SC2086
 if ! { make -C "$SOURCE_DIR" web WEB_BUILD_DIR="$web" &&
-       NODE_PATH=/usr/share/nodejs cmake --build "$web/mt" -j 2 --target $tests; } >"$tmp/make.log" 2>&1; then
+       NODE_PATH=/usr/share/nodejs cmake --build "$web/mt" -j 2 --target $tests test_threadpool; } \
+     >"$tmp/make.log" 2>&1; then
   tail -30 "$tmp/make.log"
   echo "FAIL: building the kernel tests with Emscripten" >&2
   exit 1
@@ -33,6 +35,8 @@ run_test() {
 for t in $tests; do
   run_test "$web/mt/tests/$t.js" "$tmp/$t.log" "$t"
 done
+# The pool's wasm-only waits (the dispatcher's futex) and the shared jobs that decode runs.
+run_test "$web/mt/tests/test_threadpool.js" "$tmp/test_threadpool.log" "test_threadpool"
 grep -q "kernel sets on this CPU: wasm-simd scalar" "$tmp/test_quant.log" ||
   { echo "FAIL: the wasm-simd set was not compared with the scalar set" >&2; fail=1; }
 grep -q "SiLU kernels compared with the scalar one: wasm-simd scalar" "$tmp/test_quant.log" ||

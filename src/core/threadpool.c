@@ -34,14 +34,32 @@ struct ellm_threadpool {
     pthread_cond_t wake;
     atomic_uint generation;
     atomic_int sleepers; /* workers inside (or entering) the condition-variable wait */
-    atomic_int pending;
+    atomic_uint gate;    /* the current job's JOB_* word */
     atomic_bool stop;
     ellm_task_fn fn;
     void *arg;
 #ifdef __EMSCRIPTEN__
-    atomic_int dispatcher_sleeping; /* the dispatcher waits on `pending` (wasm_wait_for_workers) */
+    atomic_int dispatcher_sleeping; /* the dispatcher waits on `gate` (wasm_wait_for_workers) */
 #endif
 };
+
+/* The gate word of a job: the workers it still waits for, whether it is shared (workers join
+ * it rather than all being owed) and closed to joiners, and the low bits of its generation, so
+ * that a worker that saw an earlier generation cannot join a later job by mistake. A shared
+ * job starts with no workers owed; the other kind with every worker. */
+#define JOB_OWED_MASK 0x1ffu /* up to ELLM_THREADPOOL_MAX - 1 workers */
+#define JOB_CLOSED 0x200u
+#define JOB_SHARED 0x400u
+#define JOB_TAG_SHIFT 11
+
+_Static_assert(ELLM_THREADPOOL_MAX - 1 <= JOB_OWED_MASK, "the gate counts every worker");
+
+static unsigned job_tag(unsigned generation) { return generation << JOB_TAG_SHIFT; }
+
+static bool job_has_tag(unsigned gate, unsigned generation)
+{
+    return (gate >> JOB_TAG_SHIFT) == (job_tag(generation) >> JOB_TAG_SHIFT);
+}
 
 typedef struct worker_arg {
     ellm_threadpool *pool;
@@ -69,6 +87,37 @@ static unsigned wait_for_job(ellm_threadpool *pool, unsigned seen)
     return gen;
 }
 
+/* Whether this worker takes part in job `generation`: always in a job owed by every worker; in
+ * a shared one only while it is open, and counted in before the dispatcher may return. False
+ * for a job the dispatcher has finished (or replaced) already: the worker must not touch its
+ * function or argument then. */
+static bool join_job(ellm_threadpool *pool, unsigned generation)
+{
+    unsigned gate = atomic_load(&pool->gate);
+    for (;;) {
+        if (!job_has_tag(gate, generation))
+            return false;
+        if (!(gate & JOB_SHARED))
+            return true;
+        if (gate & JOB_CLOSED)
+            return false;
+        if (atomic_compare_exchange_weak(&pool->gate, &gate, gate + 1))
+            return true;
+    }
+}
+
+static void leave_job(ellm_threadpool *pool)
+{
+    atomic_fetch_sub_explicit(&pool->gate, 1, memory_order_acq_rel);
+#ifdef __EMSCRIPTEN__
+    /* Pairs with the dispatcher's store then load in wasm_wait_for_workers: either it sees
+     * this decrement or this sees it asleep. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&pool->dispatcher_sleeping))
+        emscripten_futex_wake(&pool->gate, 1);
+#endif
+}
+
 static void *worker_main(void *p)
 {
     worker_arg *wa = p;
@@ -80,15 +129,10 @@ static void *worker_main(void *p)
         seen = wait_for_job(pool, seen);
         if (atomic_load(&pool->stop))
             return NULL;
+        if (!join_job(pool, seen))
+            continue;
         pool->fn(pool->arg, ith, pool->n_threads);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
-#ifdef __EMSCRIPTEN__
-        /* Pairs with the dispatcher's store then load in wasm_wait_for_workers: either it sees
-         * this decrement or this sees it asleep. */
-        atomic_thread_fence(memory_order_seq_cst);
-        if (atomic_load(&pool->dispatcher_sleeping))
-            emscripten_futex_wake(&pool->pending, 1);
-#endif
+        leave_job(pool);
     }
 }
 
@@ -97,20 +141,20 @@ static void *worker_main(void *p)
  * so the dispatcher's wait below would spin until its time slice ends whenever a worker is
  * descheduled (in a browser the page's own threads share the cores): on a loaded machine a
  * two-thread decode step took 1.9x the CPU time of one thread, 1.1x with this. After the same
- * spin as natively the dispatcher sleeps on `pending` (Atomics.wait) and the worker that brings
- * it to zero wakes it; the timeout only bounds a wake that cannot be lost anyway. */
+ * spin as natively the dispatcher sleeps on the gate (Atomics.wait) and each worker leaving the
+ * job wakes it; the timeout only bounds a wake that cannot be lost anyway. */
 static void wasm_wait_for_workers(ellm_threadpool *pool)
 {
     for (int spins = 0; spins < SPIN_ITERATIONS; spins++)
-        if (atomic_load_explicit(&pool->pending, memory_order_acquire) <= 0)
+        if (!(atomic_load_explicit(&pool->gate, memory_order_acquire) & JOB_OWED_MASK))
             return;
     for (;;) {
         atomic_store(&pool->dispatcher_sleeping, 1);
-        int left = atomic_load(&pool->pending);
-        if (left > 0)
-            emscripten_futex_wait(&pool->pending, (uint32_t)left, 1.0);
+        unsigned gate = atomic_load(&pool->gate);
+        if (gate & JOB_OWED_MASK)
+            emscripten_futex_wait(&pool->gate, gate, 1.0);
         atomic_store(&pool->dispatcher_sleeping, 0);
-        if (left <= 0)
+        if (!(gate & JOB_OWED_MASK))
             return;
     }
 }
@@ -138,7 +182,7 @@ edgellm_status ellm_threadpool_create(int n_threads, ellm_threadpool **out)
     pthread_cond_init(&pool->wake, NULL);
     atomic_init(&pool->generation, 0);
     atomic_init(&pool->sleepers, 0);
-    atomic_init(&pool->pending, 0);
+    atomic_init(&pool->gate, 0);
     atomic_init(&pool->stop, false);
 #ifdef __EMSCRIPTEN__
     atomic_init(&pool->dispatcher_sleeping, 0);
@@ -192,7 +236,7 @@ void ellm_threadpool_free(ellm_threadpool *pool)
 
 int ellm_threadpool_size(const ellm_threadpool *pool) { return pool ? pool->n_threads : 1; }
 
-void ellm_threadpool_run(ellm_threadpool *pool, ellm_task_fn fn, void *arg)
+static void run_job(ellm_threadpool *pool, ellm_task_fn fn, void *arg, bool shared)
 {
     if (!pool || pool->n_threads == 1) {
         fn(arg, 0, 1);
@@ -200,8 +244,11 @@ void ellm_threadpool_run(ellm_threadpool *pool, ellm_task_fn fn, void *arg)
     }
     pool->fn = fn;
     pool->arg = arg;
-    atomic_store(&pool->pending, pool->n_threads - 1);
-    atomic_fetch_add(&pool->generation, 1);
+    /* Only this thread writes the generation; the gate is in place before workers can see it. */
+    unsigned generation = atomic_load_explicit(&pool->generation, memory_order_relaxed) + 1;
+    atomic_store(&pool->gate,
+                 job_tag(generation) | (shared ? JOB_SHARED : (unsigned)(pool->n_threads - 1)));
+    atomic_store(&pool->generation, generation);
     /* Spinning workers see the generation; only sleeping ones need the (slow) wake. */
     if (atomic_load(&pool->sleepers) > 0) {
         pthread_mutex_lock(&pool->mutex);
@@ -209,12 +256,25 @@ void ellm_threadpool_run(ellm_threadpool *pool, ellm_task_fn fn, void *arg)
         pthread_mutex_unlock(&pool->mutex);
     }
     fn(arg, 0, pool->n_threads);
+    if (shared)
+        atomic_fetch_or(&pool->gate, JOB_CLOSED);
 #ifdef __EMSCRIPTEN__
     wasm_wait_for_workers(pool);
 #endif
     /* A worker still busy has usually nearly finished; one that is descheduled (a machine with
      * more runnable threads than cores) needs this core, so stop spinning after a while. */
-    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++)
+    for (int spins = 0; atomic_load_explicit(&pool->gate, memory_order_acquire) & JOB_OWED_MASK;
+         spins++)
         if (spins > SPIN_ITERATIONS)
             sched_yield();
+}
+
+void ellm_threadpool_run(ellm_threadpool *pool, ellm_task_fn fn, void *arg)
+{
+    run_job(pool, fn, arg, false);
+}
+
+void ellm_threadpool_run_shared(ellm_threadpool *pool, ellm_task_fn fn, void *arg)
+{
+    run_job(pool, fn, arg, true);
 }

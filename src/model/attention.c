@@ -2,6 +2,7 @@
  * sequence's KV cache, and the storing of new keys and values in those caches. Each (row, head)
  * is computed by one thread in a fixed order, so results do not depend on the thread count. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "model/model_internal.h"
@@ -53,6 +54,7 @@ typedef struct attention_job {
     bool grouped_q8_0;                     /* q8_0_group for a Q8_0 cache's groups */
     int32_t heads_per_job;  /* query heads of one KV head per job (either grouped path only) */
     int32_t tokens_per_job; /* consecutive tokens per job: more than 1 with f16_group_tokens */
+    atomic_int next_job;    /* the first job no thread has taken yet */
 } attention_job;
 
 /* One head of one token over an F32 cache: exact two-pass softmax in float. */
@@ -234,6 +236,7 @@ static bool attend_tokens_together(const attention_job *j, int32_t t0, int32_t n
 
 static void attention_task(void *arg, int ith, int nth)
 {
+    (void)nth;
     attention_job *j = arg;
     const ellm_hparams *hp = &j->m->layer_hp[j->layer];
     ellm_state *w = j->work;
@@ -245,7 +248,8 @@ static void attention_task(void *arg, int ith, int nth)
     int32_t jobs_per_run = hp->n_head / heads_per_job;
     int32_t per_run = j->tokens_per_job;
     int32_t total = (j->n_tokens + per_run - 1) / per_run * jobs_per_run;
-    for (int32_t job = ith; job < total; job += nth) {
+    for (int32_t job;
+         (job = atomic_fetch_add_explicit(&j->next_job, 1, memory_order_relaxed)) < total;) {
         int32_t t0 = job / jobs_per_run * per_run, h0 = job % jobs_per_run * heads_per_job;
         int32_t n = j->n_tokens - t0 < per_run ? j->n_tokens - t0 : per_run;
         if (n > 1 && attend_tokens_together(j, t0, n, h0, heads_per_job))
@@ -290,15 +294,18 @@ void ellm_attention_run(const ellm_model *m, ellm_state *work, const ellm_forwar
     bool grouped_f16 = attention_grouped_f16(hp, k);
     int32_t per_job = grouped_f16 && k->f16_group_tokens && n_tokens > 1 ? TOKENS_PER_JOB : 1;
     int32_t runs = (n_tokens + per_job - 1) / per_job;
-    attention_job aj = {m,
-                        work,
-                        seqs,
-                        layer,
-                        n_tokens,
-                        k,
-                        grouped_f16,
-                        attention_grouped_q8_0(hp),
-                        attention_heads_per_job(hp, runs, ellm_threadpool_size(pool)),
-                        per_job};
-    ellm_threadpool_run(pool, attention_task, &aj);
+    attention_job aj = {
+        .m = m,
+        .work = work,
+        .seqs = seqs,
+        .layer = layer,
+        .n_tokens = n_tokens,
+        .kernels = k,
+        .grouped_f16 = grouped_f16,
+        .grouped_q8_0 = attention_grouped_q8_0(hp),
+        .heads_per_job = attention_heads_per_job(hp, runs, ellm_threadpool_size(pool)),
+        .tokens_per_job = per_job,
+    };
+    atomic_init(&aj.next_job, 0);
+    ellm_threadpool_run_shared(pool, attention_task, &aj);
 }

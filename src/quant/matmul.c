@@ -329,7 +329,7 @@ static void matmul_dispatch(ellm_threadpool *pool, const ellm_tensor *const *w, 
         ellm_threadpool_run(n_tokens > 1 ? pool : NULL, convert_task, &cj);
         job.xq = scratch;
     }
-    ellm_threadpool_run(pool, matmul_task, &job);
+    ellm_threadpool_run_shared(pool, matmul_task, &job);
 }
 
 void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w, const float *x,
