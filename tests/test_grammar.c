@@ -677,10 +677,58 @@ static void test_string_loop_and_refusal(void)
     ellm_token_trie_destroy(trie);
 }
 
+/* A grammar the fuzzer found (fuzz_grammar, CI of session 17): never more than
+ * ELLM_GRAMMAR_MAX_STACKS stacks at once, but its overlapping classes before a recursion made a
+ * token's mask over the fuzzer's 25-token vocabulary take 4.7 million stack expansions (1.4 s,
+ * 13 s under ASan). The matcher gives up on it within ELLM_GRAMMAR_MAX_WORK expansions a call
+ * and says why, instead of running for seconds a token. */
+static void test_expansion_budget(void)
+{
+    static const char text[] =
+        "root ::= \"a\" | [booK:Kt = :\"|2o r:=]  root\"a\" | [b-drootro_::= \"a\002  "
+        "::=\"yoa\" ot ::=( s 2o| r:=]  root\"a\" | [b-drootro_:o:= \"a\002  ::=\"yo:] ";
+    ellm_grammar *g = NULL;
+    CHECK(ellm_grammar_parse(text, sizeof text - 1, NULL, &g) == EDGELLM_OK);
+    const char *piece_text[] = {"",  "a",  "b",        "ab", "{", "}", "\"", "\\",   " ",   "\n",
+                                "0", "12", "\xc3\xa9", "[",  "]", ",", ":",  "true", "null"};
+    int32_t n = (int32_t)(sizeof piece_text / sizeof *piece_text);
+    int32_t lens[32];
+    uint8_t eog[32] = {1};
+    for (int32_t i = 0; i < n; i++)
+        lens[i] = (int32_t)strlen(piece_text[i]);
+    ellm_token_trie *trie = NULL;
+    CHECK(ellm_token_trie_build(n, piece_text, lens, eog, &trie) == EDGELLM_OK);
+    ellm_bound_grammar bg;
+    CHECK(ellm_bound_grammar_init(&bg, g, trie) == EDGELLM_OK);
+    ellm_matcher *m = NULL;
+    CHECK(ellm_matcher_create(&bg, &m) == EDGELLM_OK);
+    int32_t allowed_n = 1;
+    int steps = 0;
+    for (; steps < 16 && allowed_n > 0; steps++) {
+        uint8_t allowed[32];
+        allowed_n = ellm_matcher_allowed(m, allowed);
+        int pick = -1;
+        for (int32_t k = 1; k < n && pick < 0 && allowed_n > 0; k++)
+            if (allowed[(k + steps) % n] && (k + steps) % n != 0)
+                pick = (k + steps) % n;
+        if (pick >= 0)
+            CHECK(ellm_matcher_accept_token(m, pick) == EDGELLM_OK);
+        else if (allowed_n > 0)
+            break;
+    }
+    CHECK_MSG(allowed_n < 0 && strstr(edgellm_last_error(), "expansions of its parse stacks"),
+              "the ambiguous grammar is refused with a reason (%d after %d steps: %s)", allowed_n,
+              steps, edgellm_last_error());
+    ellm_matcher_free(m);
+    ellm_bound_grammar_release(&bg);
+    ellm_token_trie_destroy(trie);
+}
+
 int main(void)
 {
     test_parse_errors();
     test_string_loop_and_refusal();
     test_random_masks();
+    test_expansion_budget();
     return test_finish("test_grammar");
 }

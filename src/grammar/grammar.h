@@ -22,6 +22,10 @@
 #define ELLM_GRAMMAR_MAX_NESTING 64         /* parenthesised groups inside each other */
 #define ELLM_GRAMMAR_MAX_REPEAT 10000       /* m and n of {m,n} */
 #define ELLM_GRAMMAR_MAX_STACKS 4096        /* parse stacks alive at once (ambiguity) */
+/* Stack expansions in one matcher call (a token's mask or its acceptance): legitimate grammars
+ * need a few hundred against a 32000-token vocabulary; an ambiguous one that stays under
+ * MAX_STACKS could otherwise take seconds per token (a fuzzed 130-byte grammar: 4.7 million). */
+#define ELLM_GRAMMAR_MAX_WORK (1 << 20)
 
 typedef struct ellm_cp_range {
     uint32_t lo, hi; /* inclusive code points */
@@ -125,7 +129,7 @@ edgellm_status ellm_matcher_accept_bytes(ellm_matcher *m, const char *bytes, siz
 edgellm_status ellm_matcher_accept_token(ellm_matcher *m, edgellm_token token);
 /* allowed[token] = 1 for every token that keeps the output a valid prefix (EOG tokens only when
  * the output is complete), 0 otherwise; returns the number allowed, or -1 on failure (too many
- * parse stacks: the grammar is too ambiguous), with the error set. */
+ * parse stacks or stack expansions: the grammar is too ambiguous), with the error set. */
 int32_t ellm_matcher_allowed(ellm_matcher *m, uint8_t *allowed);
 /* Sets the logits of disallowed tokens to -INFINITY; same return as ellm_matcher_allowed. */
 int32_t ellm_matcher_mask_logits(ellm_matcher *m, float *logits);

@@ -17,6 +17,7 @@
 #include "grammar/grammar.h"
 
 #define MASK_CACHE 16
+#define OVERFLOW_WORK 2
 
 typedef struct snode {
     int32_t pos, parent;
@@ -58,7 +59,8 @@ struct ellm_matcher {
 
     int32_t *scratch;
     int32_t scratch_n, scratch_cap;
-    int overflow;
+    int overflow; /* 0, or why the matcher gave up: 1 (stacks, memory) or OVERFLOW_WORK */
+    int64_t work; /* stack expansions in this call (allowed_slots, accept_bytes) */
 
     const uint8_t **below; /* per class, fetched once from the bound grammar */
 
@@ -173,6 +175,10 @@ static int push_scratch(ellm_matcher *m, int32_t stack)
  * which the parser proved cannot cycle. */
 static void expand(ellm_matcher *m, int32_t pos, int32_t parent)
 {
+    if (++m->work > ELLM_GRAMMAR_MAX_WORK) {
+        m->overflow = OVERFLOW_WORK;
+        return;
+    }
     const int32_t *el = m->g->elems;
     while (el[pos] == ELLM_GEL_END) {
         if (parent == 0) {
@@ -619,6 +625,7 @@ static const uint64_t *allowed_slots(ellm_matcher *m)
     }
     e->key = -1;
     memset(e->bits, 0, m->mask_words * sizeof *e->bits);
+    m->work = 0;
     if (m->current > 0 && m->trie->n_nodes > 0)
         walk(m, 0, m->current, m->need, m->part, m->need == 0, e->bits);
     if (m->overflow)
@@ -627,12 +634,18 @@ static const uint64_t *allowed_slots(ellm_matcher *m)
     return e->bits;
 }
 
-static int32_t too_ambiguous(void)
+static int32_t too_ambiguous(const ellm_matcher *m)
 {
-    ellm_fail(EDGELLM_ERR_UNSUPPORTED,
-              "grammar: more than %d parse stacks are open at once (or memory ran out); the "
-              "grammar is too ambiguous, make its alternatives start differently",
-              ELLM_GRAMMAR_MAX_STACKS);
+    if (m->overflow == OVERFLOW_WORK)
+        ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                  "grammar: one token took more than %d expansions of its parse stacks; the "
+                  "grammar is too ambiguous, make its alternatives start differently",
+                  ELLM_GRAMMAR_MAX_WORK);
+    else
+        ellm_fail(EDGELLM_ERR_UNSUPPORTED,
+                  "grammar: more than %d parse stacks are open at once (or memory ran out); the "
+                  "grammar is too ambiguous, make its alternatives start differently",
+                  ELLM_GRAMMAR_MAX_STACKS);
     return -1;
 }
 
@@ -640,7 +653,7 @@ int32_t ellm_matcher_allowed(ellm_matcher *m, uint8_t *allowed)
 {
     const uint64_t *bits = allowed_slots(m);
     if (!bits)
-        return too_ambiguous();
+        return too_ambiguous(m);
     int end = ellm_matcher_can_end(m);
     int32_t count = 0;
     for (int32_t t = 0; t < m->trie->n_tokens; t++) {
@@ -656,7 +669,7 @@ int32_t ellm_matcher_mask_logits(ellm_matcher *m, float *logits)
 {
     const uint64_t *bits = allowed_slots(m);
     if (!bits)
-        return too_ambiguous();
+        return too_ambiguous(m);
     int end = ellm_matcher_can_end(m);
     int32_t count = 0;
     const int32_t *slot = m->trie->token_slot;
@@ -690,10 +703,11 @@ edgellm_status ellm_matcher_accept_bytes(ellm_matcher *m, const char *bytes, siz
     int32_t s = m->current;
     int need = m->need;
     uint32_t part = m->part;
+    m->work = 0;
     for (size_t i = 0; i < len && s > 0; i++)
         s = step_byte(m, s, &need, &part, (uint8_t)bytes[i]);
     if (s < 0)
-        return too_ambiguous(), EDGELLM_ERR_UNSUPPORTED;
+        return too_ambiguous(m), EDGELLM_ERR_UNSUPPORTED;
     if (s == 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "the text does not continue the grammar's output here");
