@@ -638,25 +638,49 @@ static void test_random_masks(void)
     CHECK(grammars >= 100 && compared > 100000);
 }
 
+/* A matcher for grammar text over a small vocabulary (at most 32 pieces) whose one
+ * end-of-generation token is pieces[eog_token]. */
+typedef struct matcher_fixture {
+    ellm_token_trie *trie;
+    ellm_bound_grammar bg;
+    ellm_matcher *m;
+} matcher_fixture;
+
+static void fixture_open(matcher_fixture *f, const char *text, size_t len,
+                         const char *const *pieces, int32_t n, int32_t eog_token)
+{
+    ellm_grammar *g = NULL;
+    CHECK_MSG(ellm_grammar_parse(text, len, NULL, &g) == EDGELLM_OK, "refused %s: %s", text,
+              edgellm_last_error());
+    int32_t lens[32];
+    uint8_t eog[32] = {0};
+    CHECK(n <= 32);
+    for (int32_t i = 0; i < n; i++)
+        lens[i] = (int32_t)strlen(pieces[i]);
+    eog[eog_token] = 1;
+    f->trie = NULL;
+    CHECK(ellm_token_trie_build(n, pieces, lens, eog, &f->trie) == EDGELLM_OK);
+    CHECK(ellm_bound_grammar_init(&f->bg, g, f->trie) == EDGELLM_OK);
+    f->m = NULL;
+    CHECK(ellm_matcher_create(&f->bg, &f->m) == EDGELLM_OK);
+}
+
+static void fixture_close(matcher_fixture *f)
+{
+    ellm_matcher_free(f->m);
+    ellm_bound_grammar_release(&f->bg); /* frees the grammar */
+    ellm_token_trie_destroy(f->trie);
+}
+
 /* Masking a 100k-token vocabulary inside a JSON string must take whole subtrees at once. */
 static void test_string_loop_and_refusal(void)
 {
     const char *text = "root ::= \"\\\"\" [^\"\\\\]* \"\\\"\"";
-    ellm_grammar *g = NULL;
-    CHECK(ellm_grammar_parse(text, strlen(text), NULL, &g) == EDGELLM_OK);
     const char *piece_text[] = {"\"", "ab", "a\"", "\\", "\xc3", "\xa9", "\xc3\xa9x", "\"\"", ""};
     int32_t n = (int32_t)(sizeof piece_text / sizeof *piece_text);
-    int32_t lens[16];
-    uint8_t eog[16] = {0};
-    for (int32_t i = 0; i < n; i++)
-        lens[i] = (int32_t)strlen(piece_text[i]);
-    eog[n - 1] = 1;
-    ellm_token_trie *trie = NULL;
-    CHECK(ellm_token_trie_build(n, piece_text, lens, eog, &trie) == EDGELLM_OK);
-    ellm_bound_grammar bg;
-    ellm_bound_grammar_init(&bg, g, trie);
-    ellm_matcher *m = NULL;
-    CHECK(ellm_matcher_create(&bg, &m) == EDGELLM_OK);
+    matcher_fixture f;
+    fixture_open(&f, text, strlen(text), piece_text, n, n - 1);
+    ellm_matcher *m = f.m;
     uint8_t allowed[16];
     CHECK(ellm_matcher_allowed(m, allowed) == 2 && allowed[0] && allowed[7]);
     CHECK(ellm_matcher_accept_token(m, 0) == EDGELLM_OK);
@@ -672,9 +696,7 @@ static void test_string_loop_and_refusal(void)
     CHECK(ellm_matcher_accept_token(m, 2) == EDGELLM_OK);
     CHECK(ellm_matcher_must_end(m));
     CHECK(ellm_matcher_allowed(m, allowed) == 1 && allowed[8]);
-    ellm_matcher_free(m);
-    ellm_bound_grammar_release(&bg);
-    ellm_token_trie_destroy(trie);
+    fixture_close(&f);
 }
 
 /* A grammar the fuzzer found (fuzz_grammar, CI of session 17): never more than
@@ -687,21 +709,12 @@ static void test_expansion_budget(void)
     static const char text[] =
         "root ::= \"a\" | [booK:Kt = :\"|2o r:=]  root\"a\" | [b-drootro_::= \"a\002  "
         "::=\"yoa\" ot ::=( s 2o| r:=]  root\"a\" | [b-drootro_:o:= \"a\002  ::=\"yo:] ";
-    ellm_grammar *g = NULL;
-    CHECK(ellm_grammar_parse(text, sizeof text - 1, NULL, &g) == EDGELLM_OK);
     const char *piece_text[] = {"",  "a",  "b",        "ab", "{", "}", "\"", "\\",   " ",   "\n",
                                 "0", "12", "\xc3\xa9", "[",  "]", ",", ":",  "true", "null"};
     int32_t n = (int32_t)(sizeof piece_text / sizeof *piece_text);
-    int32_t lens[32];
-    uint8_t eog[32] = {1};
-    for (int32_t i = 0; i < n; i++)
-        lens[i] = (int32_t)strlen(piece_text[i]);
-    ellm_token_trie *trie = NULL;
-    CHECK(ellm_token_trie_build(n, piece_text, lens, eog, &trie) == EDGELLM_OK);
-    ellm_bound_grammar bg;
-    CHECK(ellm_bound_grammar_init(&bg, g, trie) == EDGELLM_OK);
-    ellm_matcher *m = NULL;
-    CHECK(ellm_matcher_create(&bg, &m) == EDGELLM_OK);
+    matcher_fixture f;
+    fixture_open(&f, text, sizeof text - 1, piece_text, n, 0);
+    ellm_matcher *m = f.m;
     int32_t allowed_n = 1;
     int steps = 0;
     for (; steps < 16 && allowed_n > 0; steps++) {
@@ -719,9 +732,7 @@ static void test_expansion_budget(void)
     CHECK_MSG(allowed_n < 0 && strstr(edgellm_last_error(), "expansions of its parse stacks"),
               "the ambiguous grammar is refused with a reason (%d after %d steps: %s)", allowed_n,
               steps, edgellm_last_error());
-    ellm_matcher_free(m);
-    ellm_bound_grammar_release(&bg);
-    ellm_token_trie_destroy(trie);
+    fixture_close(&f);
 }
 
 int main(void)
