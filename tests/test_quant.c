@@ -385,6 +385,20 @@ static void test_extended_activation_rows(void)
         wrong += ((const int32_t *)(ext + L.block_sums_offset))[i] != total;
     }
     CHECK_MSG(wrong == 0, "%d wrong values in the wide Q8_0 row", wrong);
+    CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_0_SPLIT, ELLM_TYPE_Q8_0, MAXN) ==
+          ellm_q8_0_split_layout_for(MAXN).row_bytes);
+    ellm_quantize_act(ELLM_ACT_Q8_0_SPLIT, ELLM_TYPE_Q8_0, x, ext, MAXN);
+    for (int i = 0; i < MAXN / 32; i++) {
+        int32_t total = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = b0[i].qs[j];
+            wrong += ext[64 * i + j] != (q > 0 ? q : 0) || ext[64 * i + 32 + j] != (q < 0 ? -q : 0);
+            total += q;
+        }
+        wrong += ((const float *)(ext + L.scales_offset))[i] != ellm_f16_to_f32(b0[i].d);
+        wrong += ((const int32_t *)(ext + L.block_sums_offset))[i] != total;
+    }
+    CHECK_MSG(wrong == 0, "%d wrong values in the split Q8_0 row", wrong);
     ellm_quantize_row(ELLM_TYPE_Q8_K, x, plain, MAXN);
     ellm_quantize_act(ELLM_ACT_Q8_K_WIDE, ELLM_TYPE_Q8_K, x, ext, MAXN);
     CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_K_WIDE, ELLM_TYPE_Q8_K, MAXN) ==
@@ -509,22 +523,25 @@ static void test_extended_activation_rows(void)
     /* A module patched for relaxed SIMD (web/relaxed_patch.py) offers the wasm-relaxed set, whose
      * K-quant rows are its own; tests/web_kernels.sh requires these lines there. */
     if (ellm_quant_use_kernel_set("wasm-relaxed")) {
-        ellm_type relaxed_types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0, ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K,
-                                     ELLM_TYPE_Q6_K};
+        ellm_type relaxed_types[] = {ELLM_TYPE_Q4_0, ELLM_TYPE_Q5_0, ELLM_TYPE_Q8_0,
+                                     ELLM_TYPE_Q4_K, ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K};
         for (size_t t = 0; t < sizeof relaxed_types / sizeof relaxed_types[0]; t++) {
             const ellm_type_kernels *k = ellm_kernels_for(relaxed_types[t]);
             /* K-quants: single and multi-row kernels on plain Q8_K rows; Q4_0 and Q5_0: on
-             * extended Q8_0 ones. */
-            bool on_q8_0 = relaxed_types[t] == ELLM_TYPE_Q4_0 || relaxed_types[t] == ELLM_TYPE_Q5_0;
-            CHECK(
-                k && !strcmp(k->isa, "wasm-relaxed") && k->vec_dot_rows &&
-                (on_q8_0 ? k->vec_dot_ext && k->ext_layout == ELLM_ACT_Q8_0_EXT : !k->vec_dot_ext));
+             * extended Q8_0 ones; Q8_0: on split ones. */
+            bool q8_0 = relaxed_types[t] == ELLM_TYPE_Q8_0;
+            bool on_q8_0 = relaxed_types[t] == ELLM_TYPE_Q4_0 ||
+                           relaxed_types[t] == ELLM_TYPE_Q5_0 || q8_0;
+            ellm_act_layout layout = q8_0 ? ELLM_ACT_Q8_0_SPLIT : ELLM_ACT_Q8_0_EXT;
+            CHECK(k && !strcmp(k->isa, "wasm-relaxed") && k->vec_dot_rows &&
+                  (on_q8_0 ? k->vec_dot_ext && k->ext_layout == layout : !k->vec_dot_ext));
             fprintf(stderr, "relaxed %s decode kernel: %s\n", ellm_type_name(relaxed_types[t]),
                     k ? k->isa : "none");
-            /* Their prefill tiles are relaxed too (Q5_0's is still the wasm-simd one), and the
-             * tile tests compared them with the scalar kernels when they ran every set. */
-            const char *tile_isa = relaxed_types[t] == ELLM_TYPE_Q5_0 ? "wasm-simd"
-                                                                      : "wasm-relaxed";
+            /* Their prefill tiles are relaxed too (Q5_0's and Q8_0's are still the wasm-simd
+             * ones), and the tile tests compared them with the scalar kernels when they ran every
+             * set. */
+            const char *tile_isa = relaxed_types[t] == ELLM_TYPE_Q5_0 || q8_0 ? "wasm-simd"
+                                                                              : "wasm-relaxed";
             CHECK(k && k->gemm && !strcmp(k->gemm_isa, tile_isa));
             fprintf(stderr, "relaxed %s tile: %s\n", ellm_type_name(relaxed_types[t]),
                     k && k->gemm ? k->gemm_isa : "none");
@@ -538,14 +555,16 @@ static void test_extended_activation_rows(void)
  * nibbles 15 or 0, Q8_0 -128 and 127) against activations of +-127, with every scale 1, so each
  * (row, token) value is an integer below 2^24 that every kernel must give exactly, whatever its
  * order. The Q4_0 tiles sum a block's pair products in 16 bits and Q8_0's widen each pair; a
- * shortcut that lets either saturate fails here. Tokens run past one 64- and one 128-token step. */
+ * shortcut that lets either saturate fails here. Tokens run past one 64- and one 128-token step.
+ * The decode kernels too (single rows on their own layout, and the multi-row kernels): the relaxed
+ * Q8_0 ones take the -128 weights through 16-bit pair sums. */
 static void test_gemm_tiles_extremes(void)
 {
     enum { N = 512, NB = N / 32, ROWS = 9, TOK = 130 };
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(N);
     static float x[TOK][N], y[TOK][ROWS];
     static int level[ROWS][N];
-    static uint8_t plain[TOK][NB * sizeof(block_q8_0)];
+    static uint8_t plain[TOK][NB * sizeof(block_q8_0)], decode_row[3 * N];
     static block_q4_0 w4[ROWS][NB];
     static block_q8_0 w8[ROWS][NB];
     uint8_t *xe = malloc(L.row_bytes * TOK);
@@ -600,6 +619,28 @@ static void test_gemm_tiles_extremes(void)
                     k->vec_dot(N, &single, wq + r * rb, plain[t]);
                     CHECK_MSG(single == (float)exact, "%s %s row %d token %d: %.9g, exact %lld",
                               sets[set], ellm_type_name(types[ty]), r, t, single, (long long)exact);
+                    if (k->vec_dot_ext) {
+                        CHECK(ellm_act_row_bytes(k->ext_layout, ELLM_TYPE_Q8_0, N) <=
+                              sizeof decode_row);
+                        ellm_quantize_act(k->ext_layout, ELLM_TYPE_Q8_0, x[t], decode_row, N);
+                        k->vec_dot_ext(N, &single, wq + r * rb, decode_row);
+                        CHECK_MSG(single == (float)exact,
+                                  "%s %s decode row %d token %d: %.9g, exact %lld", sets[set],
+                                  ellm_type_name(types[ty]), r, t, single, (long long)exact);
+                    }
+                    if (k->vec_dot_rows && r == 0) {
+                        float rows[ELLM_DOT_ROWS];
+                        k->vec_dot_rows(N, rows, wq, rb, k->vec_dot_ext ? decode_row : plain[t]);
+                        for (int i = 0; i < ELLM_DOT_ROWS; i++) {
+                            int64_t row_exact = 0;
+                            for (int j = 0; j < N; j++)
+                                row_exact += (int64_t)level[i][j] * (x[t][j] > 0 ? 127 : -127);
+                            CHECK_MSG(rows[i] == (float)row_exact,
+                                      "%s %s multi-row %d token %d: %.9g, exact %lld", sets[set],
+                                      ellm_type_name(types[ty]), i, t, rows[i],
+                                      (long long)row_exact);
+                        }
+                    }
                     CHECK_MSG(!gemm || y[t][r] == (float)exact,
                               "%s %s gemm row %d token %d: %.9g, exact %lld", sets[set],
                               ellm_type_name(types[ty]), r, t, y[t][r], (long long)exact);

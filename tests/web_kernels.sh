@@ -73,11 +73,11 @@ grep -q "kernel sets on this CPU: wasm-relaxed wasm-simd scalar" "$tmp/relaxed-t
 grep -q "SiLU kernels compared with the scalar one: wasm-relaxed wasm-simd scalar" \
   "$tmp/relaxed-test_quant.log" ||
   { echo "FAIL: the wasm-relaxed SiLU kernel was not compared with the scalar one" >&2; fail=1; }
-for ty in Q4_0 Q5_0 Q4_K Q5_K Q6_K; do
+for ty in Q4_0 Q5_0 Q8_0 Q4_K Q5_K Q6_K; do
   grep -q "^relaxed $ty decode kernel: wasm-relaxed" "$tmp/relaxed-test_quant.log" ||
     { echo "FAIL: $ty has no wasm-relaxed decode kernel" >&2; fail=1; }
   tile=wasm-relaxed
-  [ "$ty" = Q5_0 ] && tile=wasm-simd # no relaxed Q5_0 tile yet
+  case $ty in Q5_0 | Q8_0) tile=wasm-simd ;; esac # no relaxed Q5_0 or Q8_0 tile yet
   grep -q "^relaxed $ty tile: $tile" "$tmp/relaxed-test_quant.log" ||
     { echo "FAIL: $ty's tile is not the $tile one" >&2; fail=1; }
 done

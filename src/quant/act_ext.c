@@ -48,22 +48,39 @@ ellm_q8_0_ext_layout ellm_q8_0_wide_layout_for(int64_t n)
     return L;
 }
 
-static void quantize_q8_0_wide(const float *x, void *dst, int64_t n)
+/* A row of ellm_q8_0_wide_layout_for's shape: each reference block's values placed by place into
+ * its 64 bytes, then the float scales and int32 block sums. */
+static void quantize_q8_0_in_64_bytes(const float *x, void *dst, int64_t n,
+                                      void (*place)(const block_q8_0 *b, uint8_t *out))
 {
     ellm_q8_0_ext_layout L = ellm_q8_0_wide_layout_for(n);
     uint8_t *row = dst;
-    int16_t *qs = dst;
     float *scales = (float *)(row + L.scales_offset);
     int32_t *block_sums = (int32_t *)(row + L.block_sums_offset);
     for (int64_t i = 0; i < n / QK8_0; i++) {
         block_q8_0 b;
         ellm_quantize_activations(ELLM_TYPE_Q8_0, x + i * QK8_0, &b, QK8_0);
+        place(&b, row + i * 64);
         scales[i] = ellm_f16_to_f32(b.d);
         block_sums[i] = 0;
-        for (int j = 0; j < QK8_0; j++) {
-            qs[i * QK8_0 + ellm_act_wide_index(j)] = b.qs[j];
+        for (int j = 0; j < QK8_0; j++)
             block_sums[i] += b.qs[j];
-        }
+    }
+}
+
+static void q8_0_wide_block(const block_q8_0 *b, uint8_t *out)
+{
+    for (int j = 0; j < QK8_0; j++) {
+        int16_t v = b->qs[j];
+        memcpy(out + 2 * ellm_act_wide_index(j), &v, sizeof v);
+    }
+}
+
+static void q8_0_split_block(const block_q8_0 *b, uint8_t *out)
+{
+    for (int j = 0; j < QK8_0; j++) {
+        out[j] = (uint8_t)(b->qs[j] > 0 ? b->qs[j] : 0);
+        out[QK8_0 + j] = (uint8_t)(b->qs[j] < 0 ? -b->qs[j] : 0);
     }
 }
 
@@ -181,6 +198,7 @@ size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_
     switch (layout) {
     case ELLM_ACT_Q8_0_EXT: return ellm_q8_0_ext_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_0_WIDE: return ellm_q8_0_wide_layout_for(n).row_bytes;
+    case ELLM_ACT_Q8_0_SPLIT: return ellm_q8_0_split_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_K_WIDE: return (size_t)(n / QK_K) * sizeof(block_q8_K_wide);
     case ELLM_ACT_Q8_K_HALVES: return (size_t)(n / QK_K) * sizeof(block_q8_K_halves);
     case ELLM_ACT_Q8_K_PAIRS: return (size_t)(n / QK_K + 1) / 2 * sizeof(block_q8_K_pair);
@@ -207,7 +225,8 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
     }
     switch (layout) {
     case ELLM_ACT_Q8_0_EXT: ellm_quantize_q8_0_ext(x, dst, n); return;
-    case ELLM_ACT_Q8_0_WIDE: quantize_q8_0_wide(x, dst, n); return;
+    case ELLM_ACT_Q8_0_WIDE: quantize_q8_0_in_64_bytes(x, dst, n, q8_0_wide_block); return;
+    case ELLM_ACT_Q8_0_SPLIT: quantize_q8_0_in_64_bytes(x, dst, n, q8_0_split_block); return;
     case ELLM_ACT_Q8_K_WIDE:
         quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_wide), q8_K_wide_block);
         return;

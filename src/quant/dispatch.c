@@ -317,7 +317,7 @@ static const kernel_set wasm_simd_set = {
 
 /* Relaxed SIMD (a module web/relaxed_patch.py rewrote, see kernels_wasm_relaxed.c): the wasm-simd
  * set, copied at first use so the two cannot drift apart, with decode kernels that multiply by
- * relaxed dots on 8-bit rows (plain Q8_K, extended Q8_0) in place of the wide-row ones, and
+ * relaxed dots on 8-bit rows (plain Q8_K, extended and split Q8_0) in place of the wide-row ones, and
  * relaxed tiles for Q4_0, Q4_K, Q5_K and Q6_K; the other tiles and plain single rows stay. */
 static void wasm_relaxed_prepare(void);
 static kernel_set wasm_relaxed_set = {.name = "wasm-relaxed", .prepare = wasm_relaxed_prepare};
@@ -331,16 +331,16 @@ static kernel_set wasm_relaxed_set = {.name = "wasm-relaxed", .prepare = wasm_re
         .gemm_isa = "wasm-relaxed", .vec_dot_rows = ellm_vec_dot_##type##_rows_wasm_relaxed        \
     }
 
-/* A 32-value format's relaxed single and multi-row kernels on extended Q8_0 rows, and its
- * wasm-simd plain single row and tile. */
-#define K_RELAXED_EXT(type)                                                                        \
+/* A 32-value format's relaxed single and multi-row kernels on Q8_0 rows of a layout (kind: ext
+ * for ELLM_ACT_Q8_0_EXT, split for ELLM_ACT_Q8_0_SPLIT), and its wasm-simd plain single row and
+ * tile. */
+#define K_RELAXED_ON(type, kind, layout)                                                           \
     (ellm_type_kernels)                                                                            \
     {                                                                                              \
         .vec_dot_type = ELLM_TYPE_Q8_0, .vec_dot = ellm_vec_dot_##type##_wasm_simd,                \
-        .isa = "wasm-relaxed", .vec_dot_ext = ellm_vec_dot_##type##_ext_wasm_relaxed,              \
-        .gemm = ellm_gemm_##type##_wasm_simd, .gemm_isa = "wasm-simd",                             \
-        .ext_layout = ELLM_ACT_Q8_0_EXT,                                                           \
-        .vec_dot_rows = ellm_vec_dot_##type##_ext_rows_wasm_relaxed                                \
+        .isa = "wasm-relaxed", .vec_dot_ext = ellm_vec_dot_##type##_##kind##_wasm_relaxed,         \
+        .gemm = ellm_gemm_##type##_wasm_simd, .gemm_isa = "wasm-simd", .ext_layout = layout,       \
+        .vec_dot_rows = ellm_vec_dot_##type##_##kind##_rows_wasm_relaxed                           \
     }
 
 static void wasm_relaxed_fill(void)
@@ -366,7 +366,8 @@ static void wasm_relaxed_fill(void)
     wasm_relaxed_set.types[ELLM_TYPE_Q4_K] = K_RELAXED_KQ(q4_K);
     wasm_relaxed_set.types[ELLM_TYPE_Q5_K] = K_RELAXED_KQ(q5_K);
     wasm_relaxed_set.types[ELLM_TYPE_Q6_K] = K_RELAXED_KQ(q6_K);
-    wasm_relaxed_set.types[ELLM_TYPE_Q5_0] = K_RELAXED_EXT(q5_0);
+    wasm_relaxed_set.types[ELLM_TYPE_Q5_0] = K_RELAXED_ON(q5_0, ext, ELLM_ACT_Q8_0_EXT);
+    wasm_relaxed_set.types[ELLM_TYPE_Q8_0] = K_RELAXED_ON(q8_0, split, ELLM_ACT_Q8_0_SPLIT);
 }
 
 static void wasm_relaxed_prepare(void)

@@ -310,6 +310,10 @@ void ellm_vec_dot_q4_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *
 void ellm_vec_dot_q5_0_ext_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *rows,
                                              size_t row_bytes, const void *x);
+/* Q8_0 against the split Q8_0 row (ELLM_ACT_Q8_0_SPLIT), one row and ELLM_DOT_ROWS rows. */
+void ellm_vec_dot_q8_0_split_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q8_0_split_rows_wasm_relaxed(int64_t n, float *out, const void *rows,
+                                               size_t row_bytes, const void *x);
 #endif
 
 #endif

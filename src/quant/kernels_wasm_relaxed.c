@@ -8,7 +8,8 @@
  * The second operand is always a weight level below 64 (Q4_0's nibbles, Q5_0's, Q4_K's and Q5_K's
  * levels, Q6_K's stored values, all before their offsets) and the first an activation, so a pair
  * sum is at most 2 · 63 · 128 in magnitude, exact in 16 bits on every engine, and the integer sums,
- * hence the results, are those of the scalar kernels bit for bit. */
+ * hence the results, are those of the scalar kernels bit for bit. Q8_0 is the exception: its signed
+ * weights are the first operand and the activations' two halves (0..127) the second. */
 #if defined(__wasm_simd128__)
 #include <stdbool.h>
 #include <string.h>
@@ -241,4 +242,31 @@ static inline v128_t transpose_sum4_q4_0(const v128_t v[4])
 
 RELAXED_EXT_KERNELS(q4_0, transpose_sum4_q4_0, 8)
 RELAXED_EXT_KERNELS(q5_0, transpose_sum4, 16)
+
+/* Pairs of 16-bit lanes added into 32 bits. A dot against ones rather than
+ * i32x4.extadd_pairwise_i16x8_s, which V8 emits as a multiply by a constant in memory whose
+ * address it reloads at every use; this constant clang keeps in a local, V8 in a register. */
+static inline v128_t widen_pairs(v128_t v)
+{
+    const v128_t ones = wasm_i16x8_splat(1);
+    return wasm_i32x4_dot_i16x8(v, ones);
+}
+
+/* Q8_0's signed weights against the split row (ELLM_ACT_Q8_0_SPLIT): the weights are the signed
+ * operand and the activations' positive and negative parts (0..127) the 7-bit one, so each dot's
+ * pair sums are at most 2 · 128 · 127 in magnitude, and so is their difference, the true pair sum
+ * of weight times activation: exact in 16 bits for every weight, -128 included, then widened
+ * (two such differences would not fit). A block's 64 bytes step as 32 int16 in the macros. */
+static inline v128_t relaxed_q8_0(const block_q8_0 *w, const int16_t *split)
+{
+    const int8_t *pos = (const int8_t *)split, *neg = pos + QK8_0;
+    v128_t w0 = load(w->qs), w1 = load(w->qs + 16);
+    v128_t lo = wasm_i16x8_sub(relaxed_dot_i8_i7(w0, load(pos)), relaxed_dot_i8_i7(w0, load(neg)));
+    v128_t hi = wasm_i16x8_sub(relaxed_dot_i8_i7(w1, load(pos + 16)),
+                               relaxed_dot_i8_i7(w1, load(neg + 16)));
+    return wasm_i32x4_add(widen_pairs(lo), widen_pairs(hi));
+}
+
+EXT_ACTIVATION_KERNELS(q8_0, split, wasm_relaxed, ellm_q8_0_split_layout_for, int16_t, relaxed_q8_0,
+                       transpose_sum4, 0)
 #endif

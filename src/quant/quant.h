@@ -109,7 +109,8 @@ typedef enum ellm_act_layout {
     /* block_q8_K_pair (blocks.h): Q8_K blocks in pairs in the AVX-512 Q2_K/Q3_K order */
     ELLM_ACT_Q8_K_PAIRS,
     ELLM_ACT_Q8_K_MAG, /* block_q8_K_mag (blocks.h): Q8_K values and magnitudes, middle 16s swapped */
-    ELLM_ACT_PLAIN,    /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
+    ELLM_ACT_Q8_0_SPLIT, /* ellm_q8_0_split_layout_for */
+    ELLM_ACT_PLAIN,      /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
     /* ellm_quantize_q8_K_tiled: Q8_K as int16, a gemm call's tokens interleaved */
     ELLM_ACT_Q8_K_TILED,
 } ellm_act_layout;
@@ -151,6 +152,16 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n);
  * (ellm_act_wide_index). Then the float scales and int32 block sums as above.
  */
 ellm_q8_0_ext_layout ellm_q8_0_wide_layout_for(int64_t n);
+/*
+ * The same shape again (64 bytes per block), for kernels whose 8-bit products take a signed
+ * operand and one of 0..127 (relaxed SIMD's dot) and so cannot take Q8_0's signed weights, -128
+ * included, against signed activations: each block's 32 values as max(a, 0), then as max(-a, 0),
+ * both 0..127 (Q8_0 activations are within +-127). Then the float scales and int32 block sums.
+ */
+static inline ellm_q8_0_ext_layout ellm_q8_0_split_layout_for(int64_t n)
+{
+    return ellm_q8_0_wide_layout_for(n);
+}
 /* Where value j of a block of 16-value groups is stored in a 16-bit ("wide") activation row. */
 static inline int ellm_act_wide_index(int j) { return (j & ~15) | (j & 1) << 3 | (j & 15) >> 1; }
 
