@@ -404,6 +404,17 @@ static void decode_wblock(const uint8_t *const *rows, int64_t i, wblock *B)
  * paid per step). */
 enum { WIDE_GROUPS = 2, WIDE_STEP = 128 };
 
+/* One token's half piece: eight pairs of its activations against the pair vectors w. */
+ALWAYS_INLINE __m256i half_piece_sum(const __m256i w[GROUPS], const uint8_t *xw, __m256i s)
+{
+    for (int k = 0; k < GROUPS; k++) {
+        int32_t pair;
+        memcpy(&pair, xw + 4 * k, 4);
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(w[k], _mm256_set1_epi32(pair)));
+    }
+    return s;
+}
+
 /* Super-block i of ng groups of eight rows against tokens t0..t0+nt of the call's n_tok, whose
  * activations come as int16 with the tokens interleaved (ELLM_ACT_Q8_K_TILED, made once per
  * matmul): each half piece (eight pair vectors) of each group held in registers while the tokens
@@ -421,6 +432,8 @@ static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *x, 
                           __m256i (*isum)[WIDE_STEP])
 {
     const size_t group_bytes = 32 * sizeof(int16_t);
+    const float *ad = (const float *)(x + (size_t)nb * PIECES * (size_t)n_tok * group_bytes) +
+                      i * n_tok + t0;
     for (int p = 0; p < PIECES; p++) {
         const uint8_t *xp = x +
                             ((size_t)(i * PIECES + p) * (size_t)n_tok + (size_t)t0) * group_bytes;
@@ -431,26 +444,23 @@ static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *x, 
                     w[k] = B[gi].w[p][GROUPS * h + k];
                 __m256i *is = isum[gi];
                 const uint8_t *xw = xp + h * group_bytes / 2;
-                for (int t = 0; t < nt; t++, xw += group_bytes) {
-                    __m256i s = p == 0 && h == 0 ? _mm256_setzero_si256() : is[t];
-                    for (int k = 0; k < GROUPS; k++) {
-                        int32_t pair;
-                        memcpy(&pair, xw + 4 * k, 4);
-                        s = _mm256_add_epi32(s, _mm256_madd_epi16(w[k], _mm256_set1_epi32(pair)));
+                if (p == 0 && h == 0) {
+                    for (int t = 0; t < nt; t++, xw += group_bytes)
+                        is[t] = half_piece_sum(w, xw, _mm256_setzero_si256());
+                } else if (p < PIECES - 1 || h == 0) {
+                    for (int t = 0; t < nt; t++, xw += group_bytes)
+                        is[t] = half_piece_sum(w, xw, is[t]);
+                } else {
+                    /* The super-block's last sums go to the float step at once, not through
+                     * isum and a second pass over the tokens. */
+                    __m256 *a = acc[gi];
+                    for (int t = 0; t < nt; t++, xw += group_bytes) {
+                        __m256i s = half_piece_sum(w, xw, is[t]);
+                        __m256 dall = _mm256_mul_ps(B[gi].d, _mm256_set1_ps(ad[t]));
+                        a[t] = _mm256_add_ps(a[t], _mm256_mul_ps(dall, _mm256_cvtepi32_ps(s)));
                     }
-                    is[t] = s;
                 }
             }
-    }
-    const float *ad = (const float *)(x + (size_t)nb * PIECES * (size_t)n_tok * group_bytes) +
-                      i * n_tok + t0;
-    for (int t = 0; t < nt; t++) {
-        __m256 d = _mm256_set1_ps(ad[t]);
-        for (int gi = 0; gi < ng; gi++) {
-            __m256 dall = _mm256_mul_ps(B[gi].d, d);
-            acc[gi][t] = _mm256_add_ps(acc[gi][t],
-                                       _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum[gi][t])));
-        }
     }
 }
 
