@@ -78,13 +78,6 @@ static inline size_t kblock_bytes(ktile_kind kind)
 ALWAYS_INLINE __m256i piece_levels(ktile_kind kind, const uint8_t *blk, int p)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
-    if (kind == KTILE_IQ4_XS) {
-        const block_iq4_xs *b = (const block_iq4_xs *)blk;
-        __m128i packed = _mm_loadu_si128((const __m128i *)(b->qs + 16 * p));
-        __m128i table = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
-        __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), m4);
-        return _mm256_shuffle_epi8(_mm256_set_m128i(table, table), idx);
-    }
     if (kind == KTILE_Q2_K || kind == KTILE_Q3_K) {
         /* Value 128h + 32j + l: bits 2j..2j+1 of qs[32h + l]; Q3_K adds 4 where bit 4h + j of
          * hmask[l] is set (the level + 4, 0..7; the offset comes off with the bsums). */
@@ -336,25 +329,69 @@ typedef struct wblock {
     __m256 d;
 } wblock;
 
+/* Eight rows' 16-byte strings, one row per 128-bit half (r[k] holds rows k and k + 4), as four
+ * vectors: lane l of out[j] is dword j of row l. */
+static inline void rows_dwords(const __m256i r[4], __m256i out[4])
+{
+    __m256i ab_lo = _mm256_unpacklo_epi32(r[0], r[1]), ab_hi = _mm256_unpackhi_epi32(r[0], r[1]);
+    __m256i cd_lo = _mm256_unpacklo_epi32(r[2], r[3]), cd_hi = _mm256_unpackhi_epi32(r[2], r[3]);
+    out[0] = _mm256_unpacklo_epi64(ab_lo, cd_lo);
+    out[1] = _mm256_unpackhi_epi64(ab_lo, cd_lo);
+    out[2] = _mm256_unpacklo_epi64(ab_hi, cd_hi);
+    out[3] = _mm256_unpackhi_epi64(ab_hi, cd_hi);
+}
+
+/* The nibbles are transposed before they become levels: dword j of a row's piece holds the
+ * indices of values 4j..4j+3 (low nibbles) and 4j+16..4j+19 (high), so after one 4 × 8
+ * transposition a lane's bytes are already one row's, and a byte shuffle sends each wide pair
+ * (values 4j, 4j + 2 or 4j + 1, 4j + 3, ellm_act_wide_index) to the high bytes of a dword, from
+ * where an arithmetic shift sign-extends it. Levels widened row by row and two 8 × 8
+ * transpositions of the products spent about 2.5 times the shuffles. The sub-block scales come
+ * eight rows a vector, lane l row l's. */
 static void decode_wblock(const uint8_t *const *rows, int64_t i, wblock *B)
 {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m128i table = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
+    const __m256i levels = _mm256_set_m128i(table, table);
+    /* Bytes 4m + o and 4m + o + 2 of each lane to the high bytes of its words (-1: zero). */
+    const __m256i even = _mm256_setr_epi8(-1, 0, -1, 2, -1, 4, -1, 6, -1, 8, -1, 10, -1, 12, -1, 14,
+                                          -1, 0, -1, 2, -1, 4, -1, 6, -1, 8, -1, 10, -1, 12, -1,
+                                          14);
+    const __m256i odd = _mm256_setr_epi8(-1, 1, -1, 3, -1, 5, -1, 7, -1, 9, -1, 11, -1, 13, -1, 15,
+                                         -1, 1, -1, 3, -1, 5, -1, 7, -1, 9, -1, 11, -1, 13, -1, 15);
     uint16_t d[GROUP_ROWS];
     const block_iq4_xs *blk[GROUP_ROWS];
+    int32_t low_scales[GROUP_ROWS], high_scales[GROUP_ROWS];
     for (int l = 0; l < GROUP_ROWS; l++) {
         blk[l] = (const block_iq4_xs *)rows[l] + i;
         d[l] = blk[l]->d;
+        memcpy(&low_scales[l], blk[l]->scales_l, sizeof low_scales[l]);
+        high_scales[l] = blk[l]->scales_h;
     }
-    for (int p = 0; p < PIECES; p++) {
-        __m256i lo[GROUP_ROWS], hi[GROUP_ROWS];
-        for (int l = 0; l < GROUP_ROWS; l++) {
-            __m256i lv[2];
-            widen_wide_order(piece_levels(KTILE_IQ4_XS, (const uint8_t *)blk[l], p), lv);
-            __m256i ls = _mm256_set1_epi16((short)(ellm_iq4_xs_scale(blk[l], p) - 32));
-            lo[l] = _mm256_mullo_epi16(lv[0], ls);
-            hi[l] = _mm256_mullo_epi16(lv[1], ls);
+    __m256i sl = _mm256_loadu_si256((const __m256i *)low_scales);
+    __m256i sh = _mm256_loadu_si256((const __m256i *)high_scales);
+    for (int p = 0; p < PIECES; p++, sl = _mm256_srli_epi32(sl, 4), sh = _mm256_srli_epi32(sh, 2)) {
+        /* ellm_iq4_xs_scale - 32 of each row, in both words of its lane */
+        __m256i ls = _mm256_or_si256(
+            _mm256_and_si256(sl, _mm256_set1_epi32(15)),
+            _mm256_slli_epi32(_mm256_and_si256(sh, _mm256_set1_epi32(3)), 4));
+        ls = _mm256_sub_epi16(_mm256_or_si256(ls, _mm256_slli_epi32(ls, 16)),
+                              _mm256_set1_epi16(32));
+        __m256i packed[4], nibbles[4];
+        for (int k = 0; k < 4; k++)
+            packed[k] = _mm256_loadu2_m128i((const __m128i *)(blk[k + 4]->qs + 16 * p),
+                                            (const __m128i *)(blk[k]->qs + 16 * p));
+        rows_dwords(packed, nibbles);
+        for (int j = 0; j < 4; j++) {
+            __m256i half[2] = {_mm256_and_si256(nibbles[j], m4),
+                               _mm256_and_si256(_mm256_srli_epi16(nibbles[j], 4), m4)};
+            for (int h = 0; h < 2; h++) {
+                __m256i lv = _mm256_shuffle_epi8(levels, half[h]);
+                __m256i *w = B->w[p] + GROUPS * h + j;
+                w[0] = _mm256_mullo_epi16(_mm256_srai_epi16(_mm256_shuffle_epi8(lv, even), 8), ls);
+                w[4] = _mm256_mullo_epi16(_mm256_srai_epi16(_mm256_shuffle_epi8(lv, odd), 8), ls);
+            }
         }
-        transpose_8x8(lo, B->w[p]);
-        transpose_8x8(hi, B->w[p] + GROUPS);
     }
     B->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
 }
@@ -363,9 +400,20 @@ static void decode_wblock(const uint8_t *const *rows, int64_t i, wblock *B)
  * tile per call (gemm_micro --row-tile 16, 112 tokens, when the tile still widened the
  * activations itself: one group 50 %, two 53-54 % of the int8-avx2 peak). Tokens sharing one
  * decoded super-block: the 112 of a 2048-column matmul chunk in one step gave 55-56 % against
- * 53 % in steps of 64 (the decoding, a multiply per level and two transpositions per piece, is
+ * 53 % in steps of 64 (the decoding, a multiply per level and a transposition per piece, is
  * paid per step). */
 enum { WIDE_GROUPS = 2, WIDE_STEP = 128 };
+
+/* One token's half piece: eight pairs of its activations against the pair vectors w. */
+ALWAYS_INLINE __m256i half_piece_sum(const __m256i w[GROUPS], const uint8_t *xw, __m256i s)
+{
+    for (int k = 0; k < GROUPS; k++) {
+        int32_t pair;
+        memcpy(&pair, xw + 4 * k, 4);
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(w[k], _mm256_set1_epi32(pair)));
+    }
+    return s;
+}
 
 /* Super-block i of ng groups of eight rows against tokens t0..t0+nt of the call's n_tok, whose
  * activations come as int16 with the tokens interleaved (ELLM_ACT_Q8_K_TILED, made once per
@@ -384,6 +432,8 @@ static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *x, 
                           __m256i (*isum)[WIDE_STEP])
 {
     const size_t group_bytes = 32 * sizeof(int16_t);
+    const float *ad = (const float *)(x + (size_t)nb * PIECES * (size_t)n_tok * group_bytes) +
+                      i * n_tok + t0;
     for (int p = 0; p < PIECES; p++) {
         const uint8_t *xp = x +
                             ((size_t)(i * PIECES + p) * (size_t)n_tok + (size_t)t0) * group_bytes;
@@ -394,26 +444,23 @@ static void sweep_wblocks(const wblock *B, int ng, int64_t i, const uint8_t *x, 
                     w[k] = B[gi].w[p][GROUPS * h + k];
                 __m256i *is = isum[gi];
                 const uint8_t *xw = xp + h * group_bytes / 2;
-                for (int t = 0; t < nt; t++, xw += group_bytes) {
-                    __m256i s = p == 0 && h == 0 ? _mm256_setzero_si256() : is[t];
-                    for (int k = 0; k < GROUPS; k++) {
-                        int32_t pair;
-                        memcpy(&pair, xw + 4 * k, 4);
-                        s = _mm256_add_epi32(s, _mm256_madd_epi16(w[k], _mm256_set1_epi32(pair)));
+                if (p == 0 && h == 0) {
+                    for (int t = 0; t < nt; t++, xw += group_bytes)
+                        is[t] = half_piece_sum(w, xw, _mm256_setzero_si256());
+                } else if (p < PIECES - 1 || h == 0) {
+                    for (int t = 0; t < nt; t++, xw += group_bytes)
+                        is[t] = half_piece_sum(w, xw, is[t]);
+                } else {
+                    /* The super-block's last sums go to the float step at once, not through
+                     * isum and a second pass over the tokens. */
+                    __m256 *a = acc[gi];
+                    for (int t = 0; t < nt; t++, xw += group_bytes) {
+                        __m256i s = half_piece_sum(w, xw, is[t]);
+                        __m256 dall = _mm256_mul_ps(B[gi].d, _mm256_set1_ps(ad[t]));
+                        a[t] = _mm256_add_ps(a[t], _mm256_mul_ps(dall, _mm256_cvtepi32_ps(s)));
                     }
-                    is[t] = s;
                 }
             }
-    }
-    const float *ad = (const float *)(x + (size_t)nb * PIECES * (size_t)n_tok * group_bytes) +
-                      i * n_tok + t0;
-    for (int t = 0; t < nt; t++) {
-        __m256 d = _mm256_set1_ps(ad[t]);
-        for (int gi = 0; gi < ng; gi++) {
-            __m256 dall = _mm256_mul_ps(B[gi].d, d);
-            acc[gi][t] = _mm256_add_ps(acc[gi][t],
-                                       _mm256_mul_ps(dall, _mm256_cvtepi32_ps(isum[gi][t])));
-        }
     }
 }
 

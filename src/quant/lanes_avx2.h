@@ -65,18 +65,6 @@ static inline void transpose_8x8(const __m256i r[8], __m256i out[8])
     }
 }
 
-/* 32 int8 values as int16 in the order of the 16-bit activation layouts (ellm_act_wide_index):
- * out[h] holds values 16h..16h+15, the eight of even index first. A tile whose weights are
- * widened this way meets the activations' pairs with one broadcast each. */
-static inline void widen_wide_order(__m256i v, __m256i out[2])
-{
-    const __m256i order = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0,
-                                           2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-    v = _mm256_shuffle_epi8(v, order);
-    out[0] = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
-    out[1] = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
-}
-
 /* Byte shuffle putting 16-bit word 2k in every slot of the low 128-bit lane and word 2k + 1 in
  * every slot of the high lane (of a vector holding the same eight words in both lanes). */
 static inline __m256i lane_pair_pick(int k)
