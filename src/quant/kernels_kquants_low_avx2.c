@@ -160,7 +160,8 @@ ALWAYS_INLINE void q2_K_pair_sums(bool vnni, const block_q2_K *w, const block_q8
  * written out: as a loop (over blocks with a parity test, or over pairs) GCC kept it rolled,
  * with the pointer and index arithmetic of every iteration in the front end's four uops a cycle
  * that bound this row. */
-ALWAYS_INLINE float q2_K_group(bool vnni, float sum, const block_q2_K *w, const block_q8_K *a)
+ALWAYS_INLINE float q2_K_group(bool vnni, float sum, const block_q2_K *w, const block_q8_K *a,
+                               __m256 act_scales)
 {
     __m256i isum_pairs[4], msum_pairs[4];
     q2_K_pair_sums(vnni, w, a, 0, isum_pairs, msum_pairs);
@@ -169,7 +170,7 @@ ALWAYS_INLINE float q2_K_group(bool vnni, float sum, const block_q2_K *w, const 
     q2_K_pair_sums(vnni, w, a, 3, isum_pairs, msum_pairs);
     __m256 terms = kquant_terms_min(
         _mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2), lane_totals_of_pairs(msum_pairs),
-        kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, 8), kquant_act_scales(a, 8));
+        kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, 8), act_scales);
     return add_lanes_in_order(sum, terms);
 }
 
@@ -203,35 +204,59 @@ ALWAYS_INLINE void q2_K_dot(bool vnni, int64_t n, float *out, const void *row, c
     }
     float sum = 0;
     for (int64_t i = 0; i < nb; i += 8)
-        sum = q2_K_group(vnni, sum, w + i, a + i);
+        sum = q2_K_group(vnni, sum, w + i, a + i, kquant_act_scales(a + i, 8));
     *out = sum;
-}
-
-ALWAYS_INLINE void q2_K_row(int64_t n, float *out, const void *row, const void *x)
-{
-    q2_K_dot(false, n, out, row, x);
-}
-
-ALWAYS_INLINE void q2_K_row_vnni(int64_t n, float *out, const void *row, const void *x)
-{
-    q2_K_dot(true, n, out, row, x);
 }
 
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    q2_K_row(n, out, row, x);
+    q2_K_dot(false, n, out, row, x);
 }
 
-ELLM_DOT_ROWS_OF(ellm_vec_dot_q2_K_rows_avx2, q2_K_row)
+/* ELLM_DOT_ROWS rows of whole groups a group at a time, every row's sum in block order as
+ * q2_K_dot adds it: the group's activation scales are gathered once for all the rows (seven
+ * inserts a group, about an eighth of a 2048-column row's work around its integer sums), and
+ * with the partial-group test outside the loop the row's constants are set up once per call. */
+ALWAYS_INLINE void q2_K_rows(bool vnni, int64_t n, float *out, const void *rows, size_t row_bytes,
+                             const void *x)
+{
+    const block_q8_K *a = x;
+    int64_t nb = n / QK_K;
+    if (nb % 8) {
+        for (int r = 0; r < ELLM_DOT_ROWS; r++)
+            q2_K_dot(vnni, n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, x);
+        return;
+    }
+    float sums[ELLM_DOT_ROWS] = {0};
+    for (int64_t i = 0; i < nb; i += 8) {
+        __m256 act_scales = kquant_act_scales(a + i, 8);
+        for (int r = 0; r < ELLM_DOT_ROWS; r++) {
+            const block_q2_K *w = (const void *)((const uint8_t *)rows + (size_t)r * row_bytes);
+            sums[r] = q2_K_group(vnni, sums[r], w + i, a + i, act_scales);
+        }
+    }
+    memcpy(out, sums, sizeof sums);
+}
+
+void ellm_vec_dot_q2_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x)
+{
+    q2_K_rows(false, n, out, rows, row_bytes, x);
+}
 
 __attribute__((target("avxvnni"))) void ellm_vec_dot_q2_K_avx2vnni(int64_t n, float *out,
                                                                    const void *row, const void *x)
 {
-    q2_K_row_vnni(n, out, row, x);
+    q2_K_dot(true, n, out, row, x);
 }
 
-ELLM_DOT_ROWS_WITH(__attribute__((target("avxvnni"))), ellm_vec_dot_q2_K_rows_avx2vnni,
-                   q2_K_row_vnni)
+__attribute__((target("avxvnni"))) void ellm_vec_dot_q2_K_rows_avx2vnni(int64_t n, float *out,
+                                                                        const void *rows,
+                                                                        size_t row_bytes,
+                                                                        const void *x)
+{
+    q2_K_rows(true, n, out, rows, row_bytes, x);
+}
 
 /* Bit b of every byte of v moved to bit `to` (that bit's value where it is set, 0 elsewhere). A
  * 16-bit shift carries bits over from the neighbouring byte, but only into positions the mask
