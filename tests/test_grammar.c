@@ -735,11 +735,47 @@ static void test_expansion_budget(void)
     fixture_close(&f);
 }
 
+/* A grammar whose start alone opens more than ELLM_GRAMMAR_MAX_STACKS parse stacks (13 rules of
+ * two alternatives in a chain, each waiting for a different tail: 8192 stacks before the first
+ * byte) is refused when its matcher is made, with the ambiguity named rather than a lack of
+ * memory. */
+static void test_ambiguous_start(void)
+{
+    char text[1024] = "root ::= r0\n";
+    size_t len = strlen(text);
+    for (int i = 0; i < 13; i++) {
+        char next[16];
+        snprintf(next, sizeof next, i < 12 ? "r%d" : "\"c\"", i + 1);
+        len += (size_t)snprintf(text + len, sizeof text - len, "r%d ::= %s \"a\" | %s \"b\"\n", i,
+                                next, next);
+        CHECK(len < sizeof text);
+    }
+    ellm_grammar *g = NULL;
+    CHECK_MSG(ellm_grammar_parse(text, len, NULL, &g) == EDGELLM_OK, "refused: %s",
+              edgellm_last_error());
+    const char *pieces[] = {"", "a", "b", "c"};
+    int32_t lens[] = {0, 1, 1, 1};
+    uint8_t eog[] = {1, 0, 0, 0};
+    ellm_token_trie *trie = NULL;
+    CHECK(ellm_token_trie_build(4, pieces, lens, eog, &trie) == EDGELLM_OK);
+    ellm_bound_grammar bg;
+    CHECK(ellm_bound_grammar_init(&bg, g, trie) == EDGELLM_OK);
+    ellm_matcher *m = NULL;
+    edgellm_status st = ellm_matcher_create(&bg, &m);
+    CHECK_MSG(st == EDGELLM_ERR_UNSUPPORTED && strstr(edgellm_last_error(), "parse stacks"),
+              "a start of 8192 stacks is refused as too ambiguous (status %d: %s)", (int)st,
+              edgellm_last_error());
+    ellm_matcher_free(m);
+    ellm_bound_grammar_release(&bg);
+    ellm_token_trie_destroy(trie);
+}
+
 int main(void)
 {
     test_parse_errors();
     test_string_loop_and_refusal();
     test_random_masks();
     test_expansion_budget();
+    test_ambiguous_start();
     return test_finish("test_grammar");
 }

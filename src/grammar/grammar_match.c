@@ -17,7 +17,8 @@
 #include "grammar/grammar.h"
 
 #define MASK_CACHE 16
-#define OVERFLOW_WORK 2
+/* Why a matcher gave up (its overflow field): too many stacks open or memory, or too much work. */
+enum { OVERFLOW_STACKS = 1, OVERFLOW_WORK = 2 };
 
 typedef struct snode {
     int32_t pos, parent;
@@ -59,7 +60,7 @@ struct ellm_matcher {
 
     int32_t *scratch;
     int32_t scratch_n, scratch_cap;
-    int overflow; /* 0, or why the matcher gave up: 1 (stacks, memory) or OVERFLOW_WORK */
+    int overflow; /* 0, or why the matcher gave up (OVERFLOW_*) */
     int64_t work; /* stack expansions in this call (allowed_slots, accept_bytes) */
 
     const uint8_t **below; /* per class, fetched once from the bound grammar */
@@ -158,12 +159,12 @@ static int32_t intern_node(ellm_matcher *m, int32_t pos, int32_t parent)
 static int push_scratch(ellm_matcher *m, int32_t stack)
 {
     if (m->scratch_n >= 4 * ELLM_GRAMMAR_MAX_STACKS) {
-        m->overflow = 1;
+        m->overflow = OVERFLOW_STACKS;
         return 0;
     }
     if (!ellm_grammar_grow((void **)&m->scratch, &m->scratch_cap, m->scratch_n + 1,
                            sizeof *m->scratch)) {
-        m->overflow = 1;
+        m->overflow = OVERFLOW_STACKS;
         return 0;
     }
     m->scratch[m->scratch_n++] = stack;
@@ -191,7 +192,7 @@ static void expand(ellm_matcher *m, int32_t pos, int32_t parent)
     if (ELLM_GEL_IS_CLASS(el[pos])) {
         int32_t id = intern_node(m, pos, parent);
         if (id < 0)
-            m->overflow = 1;
+            m->overflow = OVERFLOW_STACKS;
         else
             push_scratch(m, id);
         return;
@@ -201,7 +202,7 @@ static void expand(ellm_matcher *m, int32_t pos, int32_t parent)
      * right-recursive rules, do not grow the stack). */
     int32_t cont = el[pos + 1] == ELLM_GEL_END ? parent : intern_node(m, pos + 1, parent);
     if (cont < 0) {
-        m->overflow = 1;
+        m->overflow = OVERFLOW_STACKS;
         return;
     }
     for (int32_t a = 0; a < m->g->rule_n_alts[rule] && !m->overflow; a++)
@@ -246,7 +247,7 @@ static int32_t intern_scratch(ellm_matcher *m)
         if (n == 0 || m->scratch[n - 1] != m->scratch[i])
             m->scratch[n++] = m->scratch[i];
     if (n > ELLM_GRAMMAR_MAX_STACKS) {
-        m->overflow = 1;
+        m->overflow = OVERFLOW_STACKS;
         return -1;
     }
     if (n == 0)
@@ -263,7 +264,7 @@ static int32_t intern_scratch(ellm_matcher *m)
                 return s;
     }
     if (m->pool_n + n > INT32_MAX / 2) {
-        m->overflow = 1;
+        m->overflow = OVERFLOW_STACKS;
         return -1;
     }
     if (m->pool_n + n > m->pool_cap) {
@@ -272,14 +273,14 @@ static int32_t intern_scratch(ellm_matcher *m)
             cap *= 2;
         int32_t *p = realloc(m->pool, (size_t)cap * sizeof *p);
         if (!p) {
-            m->overflow = 1;
+            m->overflow = OVERFLOW_STACKS;
             return -1;
         }
         m->pool = p;
         m->pool_cap = cap;
     }
     if (!grow_states(m)) {
-        m->overflow = 1;
+        m->overflow = OVERFLOW_STACKS;
         return -1;
     }
     int32_t s = m->n_states++;
@@ -290,7 +291,7 @@ static int32_t intern_scratch(ellm_matcher *m)
     memcpy(m->pool + m->pool_n, m->scratch, (size_t)n * sizeof *m->scratch);
     m->pool_n += n;
     if (!map_put(&m->state_ids, h, s)) {
-        m->overflow = 1;
+        m->overflow = OVERFLOW_STACKS;
         return -1;
     }
     return s;
@@ -318,7 +319,7 @@ static int32_t advance(ellm_matcher *m, int32_t state, uint32_t cp)
     }
     next = intern_scratch(m);
     if (next >= 0 && !map_put(&m->transitions, key, next))
-        m->overflow = 1;
+        m->overflow = OVERFLOW_STACKS;
     return next;
 }
 
@@ -812,8 +813,12 @@ edgellm_status ellm_matcher_create(ellm_bound_grammar *bg, ellm_matcher **out)
         ok = m->initial > 0;
     }
     if (!ok) {
+        /* A start that opens too many stacks is the grammar's ambiguity, not a lack of memory. */
+        edgellm_status st = m->overflow ? (too_ambiguous(m), EDGELLM_ERR_UNSUPPORTED)
+                                        : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
+                                                    "no memory for a grammar matcher");
         ellm_matcher_free(m);
-        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a grammar matcher");
+        return st;
     }
     ellm_matcher_reset(m);
     *out = m;
