@@ -366,11 +366,14 @@ static void test_q8_K_fast_quantizer(void)
                 x[QK_K + i] = (float)((i % 64) - 32) * 0.25f;
         x[2 * QK_K + 7] = 9.0f; /* block 2: the same magnitude with both signs, first wins */
         x[2 * QK_K + 9] = -9.0f;
+        x[3 * QK_K + 17] = -9.5f; /* block 3: both signs within eight values, first wins */
+        x[3 * QK_K + 19] = 9.5f;
         ellm_quantize_row(ELLM_TYPE_Q8_K, x, a, M);
         ellm_quantize_activations(ELLM_TYPE_Q8_K, x, b, M);
         CHECK_MSG(!memcmp(a, b, sizeof a), "round %d: fast Q8_K differs from the reference", round);
     }
     CHECK(a[1].qs[5] == -128 && a[2].qs[7] == -128 && a[2].qs[9] == 127);
+    CHECK(a[3].qs[17] == -128 && a[3].qs[19] == 127);
 }
 
 /* ---- matmul ---- */

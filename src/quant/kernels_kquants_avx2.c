@@ -10,7 +10,6 @@
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
-#include <math.h>
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -384,6 +383,20 @@ void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const voi
     q6_K_dot(n, out, row, (const block_q8_K *const *)x, 4);
 }
 
+/* The first of the block's 256 values whose magnitude is am (the block has one): eight values a
+ * compare. The scalar search took about a third of the quantizer's instructions, and a decode
+ * step quantizes on the dispatching thread alone, while the other threads wait. */
+static inline float first_of_magnitude(const float *xb, __m256 sign_mask, __m256 am)
+{
+    for (int k = 0; k < QK_K; k += 8) {
+        __m256 magnitude = _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(xb + k));
+        int equal = _mm256_movemask_ps(_mm256_cmp_ps(magnitude, am, _CMP_EQ_OQ));
+        if (equal)
+            return xb[k + __builtin_ctz((unsigned)equal)];
+    }
+    return 0;
+}
+
 /* Q8_K with the reference quantizer's exact arithmetic: the first value of largest magnitude
  * maps to -128 (scale -128 / max), values are rounded half to even like nearbyintf in the
  * default rounding mode, 127 clamps the other side, and bsums are the sums of the stored bytes. */
@@ -404,13 +417,7 @@ void ellm_quantize_row_q8_K_avx2(const float *x, void *dst, int64_t n)
             memset(&b[i], 0, sizeof b[i]);
             continue;
         }
-        float max = 0;
-        for (int j = 0; j < QK_K; j++) {
-            if (fabsf(xb[j]) == am) {
-                max = xb[j];
-                break;
-            }
-        }
+        float max = first_of_magnitude(xb, sign_mask, _mm256_set1_ps(am));
         float iscale = -128.0f / max;
         const __m256 vs = _mm256_set1_ps(iscale);
         const __m256i top = _mm256_set1_epi32(127);
