@@ -353,26 +353,58 @@ static rope_params layer_rope(const ellm_model *m, int32_t il, const ellm_state 
     return r;
 }
 
+/* Angles one pass of rope() takes: their cosines and sines kept in arrays, so that each head is
+ * rotated along its contiguous values (which GCC vectorizes) rather than every angle striding
+ * across the heads. At one token the rotation runs on the dispatching thread alone, between the
+ * Q/K/V and attention jobs. */
+#define ROPE_ANGLES 64
+
+/* Pairs (a[i], b[i]) rotated by the angles of cosines c and sines s (NeoX: the two halves). */
+static void rotate_halves(float *restrict a, float *restrict b, const float *c, const float *s,
+                          int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        float x0 = a[i], x1 = b[i];
+        a[i] = x0 * c[i] - x1 * s[i];
+        b[i] = x0 * s[i] + x1 * c[i];
+    }
+}
+
+/* Pairs (v[2i], v[2i + 1]) rotated likewise (the original Llama layout). */
+static void rotate_adjacent(float *restrict v, const float *c, const float *s, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        float x0 = v[2 * i], x1 = v[2 * i + 1];
+        v[2 * i] = x0 * c[i] - x1 * s[i];
+        v[2 * i + 1] = x0 * s[i] + x1 * c[i];
+    }
+}
+
 static void rope(const ellm_model *m, const rope_params *r, float *vec, int32_t n_heads,
                  int32_t pos)
 {
     const ellm_hparams *hp = &m->hp;
     int32_t half = hp->n_rot / 2;
     float theta_base = (float)pos;
-    for (int32_t i = 0; i < half; i++) {
-        float theta = r->freq_scale * (theta_base / r->factors[i]);
-        theta_base *= r->theta_scale;
-        float c = cosf(theta), s = sinf(theta);
-        if (r->attn_factor != 1.0f) {
-            c *= r->attn_factor;
-            s *= r->attn_factor;
+    for (int32_t i0 = 0; i0 < half; i0 += ROPE_ANGLES) {
+        int32_t n = half - i0 < ROPE_ANGLES ? half - i0 : ROPE_ANGLES;
+        float c[ROPE_ANGLES], s[ROPE_ANGLES];
+        for (int32_t i = 0; i < n; i++) {
+            float theta = r->freq_scale * (theta_base / r->factors[i0 + i]);
+            theta_base *= r->theta_scale;
+            c[i] = cosf(theta);
+            s[i] = sinf(theta);
+            if (r->attn_factor != 1.0f) {
+                c[i] *= r->attn_factor;
+                s[i] *= r->attn_factor;
+            }
         }
         for (int32_t h = 0; h < n_heads; h++) {
             float *v = vec + (size_t)h * hp->head_dim;
-            int32_t a = hp->rope_neox ? i : 2 * i, b = hp->rope_neox ? i + half : 2 * i + 1;
-            float x0 = v[a], x1 = v[b];
-            v[a] = x0 * c - x1 * s;
-            v[b] = x0 * s + x1 * c;
+            if (hp->rope_neox)
+                rotate_halves(v + i0, v + i0 + half, c, s, n);
+            else
+                rotate_adjacent(v + 2 * i0, c, s, n);
         }
     }
 }
