@@ -365,6 +365,9 @@ int main(void)
         {"ref-gqa-f16.gguf", 64, 1, 4, 1, 64, 40, 16, 10000.0f, 2.0f, true, false, ELLM_TYPE_F16},
         /* Head size 64: the vectorized F16-cache attention path. */
         {"ref-head64.gguf", 128, 2, 2, 1, 128, 60, 64, 10000.0f, 0.0f, true, true, ELLM_TYPE_F32},
+        /* 128 rotated pairs a head: RoPE's angles in two passes of 64. */
+        {"ref-rope-passes.gguf", 512, 1, 2, 1, 64, 40, 256, 10000.0f, 0.0f, true, true,
+         ELLM_TYPE_F32},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i], 1e-4);
