@@ -351,9 +351,11 @@ static inline void q6_K_paired_scales(const block_q6_K *w, int16_t sc[16])
         float sum = 0;                                                                             \
         for (; i + 2 <= nb; i += 2) {                                                              \
             touch_ahead(&w[i], 2 * (int)sizeof *w);                                                \
-            v128_t sumi = hsum_pair_i32x4(                                                         \
-                q6_K_sumi_lanes(&w[i], a[i].bsums, sums(&w[i], &a[i])),                            \
-                q6_K_sumi_lanes(&w[i + 1], a[i + 1].bsums, sums(&w[i + 1], &a[i + 1])));           \
+            v128_t part[2];                                                                        \
+            /* Rolled: unrolled, TurboFan loads both super-blocks first and spills them. */        \
+            _Pragma("clang loop unroll(disable)") for (int j = 0; j < 2; j++)                      \
+                part[j] = q6_K_sumi_lanes(&w[i + j], a[i + j].bsums, sums(&w[i + j], &a[i + j]));  \
+            v128_t sumi = hsum_pair_i32x4(part[0], part[1]);                                       \
             v128_t d = halves_to_f32x4(wasm_i32x4_make(w[i].d, w[i + 1].d, 0, 0));                 \
             v128_t p = wasm_f32x4_mul(                                                             \
                 wasm_f32x4_mul(wasm_f32x4_make(a[i].d, a[i + 1].d, 0, 0), d),                      \
