@@ -1304,7 +1304,8 @@ static void test_matmul_multi_mixed_types(void)
  * layout; the tiled (IQ4_XS) and plain (Q5_K) Q8_K rows come out of one quantization into one
  * scratch (the largest weight's). Q/K/V-shaped (each order of the types, so the layouts
  * alternate) and gated, in every set, at one token and at several with the tiled layout's chunks
- * evened out (4096 columns: 64 tokens a call): each output exactly what ellm_matmul alone gives. */
+ * evened out (130 tokens at 4096 columns: 44 + 44 + 42): each output exactly what ellm_matmul alone
+ * gives. */
 static void mixed_layouts_gated(float *a, const float *b, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -1314,8 +1315,11 @@ static void mixed_layouts_gated(float *a, const float *b, int64_t n)
 static void test_matmul_mixed_layouts(void)
 {
     enum { IN = 4096, ROWS = 24, T = 130 };
-    static float w[ROWS * IN], x[T * IN], y[3][T * ROWS], ref[3][T * ROWS];
-    static uint8_t data[2][ROWS * IN];
+    static float y[3][T * ROWS], ref[3][T * ROWS];
+    /* On the heap: the wasm build's static memory is too small for them. */
+    float *w = malloc(sizeof(float) * ROWS * IN), *x = malloc(sizeof(float) * T * IN);
+    uint8_t(*data)[ROWS * IN] = malloc(2 * ROWS * IN);
+    CHECK(w && x && data);
     uint64_t seed = 123;
     for (int i = 0; i < ROWS * IN; i++)
         w[i] = test_rand_gauss(&seed);
@@ -1371,6 +1375,9 @@ static void test_matmul_mixed_layouts(void)
         CHECK(tiled_beside_plain > 0);
         ellm_quant_use_kernel_set(NULL);
     }
+    free(w);
+    free(x);
+    free(data);
 }
 
 /* A gate/up pair in one dispatch with the activation applied per chunk (ellm_matmul_gated) must
