@@ -1300,6 +1300,86 @@ static void test_matmul_multi_mixed_types(void)
     free(scratch);
 }
 
+/* Weights whose kernels read different layouts of the same activation type go a dispatch per
+ * layout; the tiled (IQ4_XS) and plain (Q5_K) Q8_K rows come out of one quantization into one
+ * scratch (the largest weight's). Q/K/V-shaped (each order of the types, so the layouts
+ * alternate) and gated, in every set, at one token and at several with the tiled layout's chunks
+ * evened out (130 tokens at 4096 columns: 44 + 44 + 42): each output exactly what ellm_matmul alone
+ * gives. */
+static void mixed_layouts_gated(float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        a[i] = a[i] - 0.25f * b[i];
+}
+
+static void test_matmul_mixed_layouts(void)
+{
+    enum { IN = 4096, ROWS = 24, T = 130 };
+    static float y[3][T * ROWS], ref[3][T * ROWS];
+    /* On the heap: the wasm build's static memory is too small for them. */
+    float *w = malloc(sizeof(float) * ROWS * IN), *x = malloc(sizeof(float) * T * IN);
+    uint8_t(*data)[ROWS * IN] = malloc(2 * ROWS * IN);
+    CHECK(w && x && data);
+    uint64_t seed = 123;
+    for (int i = 0; i < ROWS * IN; i++)
+        w[i] = test_rand_gauss(&seed);
+    for (int i = 0; i < T * IN; i++)
+        x[i] = test_rand_gauss(&seed);
+    ellm_tensor iq4 = test_quantized_weight(ELLM_TYPE_IQ4_XS, IN, ROWS, w, data[0]);
+    ellm_tensor q5 = test_quantized_weight(ELLM_TYPE_Q5_K, IN, ROWS, w, data[1]);
+    ellm_tensor iq4_short = iq4;
+    iq4_short.ne[1] = ROWS - 7;
+    const ellm_tensor *orders[3][3] = {
+        {&iq4, &iq4_short, &q5}, {&q5, &iq4, &iq4_short}, {&iq4, &q5, &iq4_short}};
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8);
+    int tiled_beside_plain = 0;
+    for (int set = 0; set < n_sets && set < 8; set++) {
+        CHECK(ellm_quant_use_kernel_set(sets[set]));
+        tiled_beside_plain += ellm_gemm_act_layout(ELLM_TYPE_IQ4_XS) == ELLM_ACT_Q8_K_TILED &&
+                              ellm_gemm_act_layout(ELLM_TYPE_Q5_K) == ELLM_ACT_PLAIN;
+        size_t sa = ellm_matmul_scratch_bytes(&iq4, T), sb = ellm_matmul_scratch_bytes(&q5, T);
+        uint8_t *scratch = malloc(sa > sb ? sa : sb);
+        ellm_threadpool *pool = NULL;
+        CHECK(ellm_threadpool_create(2, &pool) == EDGELLM_OK);
+        for (int64_t nt = 1; nt <= T; nt = nt == 1 ? 5 : nt == 5 ? T : T + 1) {
+            for (int o = 0; o < 3; o++) {
+                float *ys[3] = {y[0], y[1], y[2]};
+                for (int i = 0; i < 3; i++) {
+                    ellm_matmul(NULL, orders[o][i], x, nt, ref[i], scratch);
+                    memset(y[i], 0xff, sizeof y[i]);
+                }
+                ellm_matmul_multi(pool, orders[o], 3, x, nt, ys, scratch);
+                for (int i = 0; i < 3; i++)
+                    CHECK_MSG(
+                        !memcmp(y[i], ref[i], (size_t)(nt * orders[o][i]->ne[1]) * sizeof(float)),
+                        "%s: %s as weight %d of order %d in one multi dispatch differs "
+                        "from it alone (%lld tokens)",
+                        sets[set], ellm_type_name(orders[o][i]->type), i, o, (long long)nt);
+            }
+            ellm_matmul(NULL, &iq4, x, nt, ref[0], scratch);
+            ellm_matmul(NULL, &q5, x, nt, ref[1], scratch);
+            mixed_layouts_gated(ref[0], ref[1], nt * ROWS);
+            ellm_matmul_gated(pool, &iq4, &q5, x, nt, y[0], y[1], mixed_layouts_gated, scratch);
+            size_t bytes = (size_t)(nt * ROWS) * sizeof(float);
+            CHECK_MSG(!memcmp(y[0], ref[0], bytes) && !memcmp(y[1], ref[1], bytes),
+                      "%s: gated IQ4_XS + Q5_K differs from the matmuls alone (%lld tokens)",
+                      sets[set], (long long)nt);
+        }
+        ellm_threadpool_free(pool);
+        free(scratch);
+    }
+    ellm_quant_use_kernel_set(NULL);
+    /* The AVX2 set tiles IQ4_XS and reads plain rows for Q5_K: the case this test is for. */
+    if (ellm_quant_use_kernel_set("avx2")) {
+        CHECK(tiled_beside_plain > 0);
+        ellm_quant_use_kernel_set(NULL);
+    }
+    free(w);
+    free(x);
+    free(data);
+}
+
 /* A gate/up pair in one dispatch with the activation applied per chunk (ellm_matmul_gated) must
  * give exactly each matmul alone followed by the activation over whole rows: same types, types
  * sharing activation rows (Q4_K + Q6_K), and types that do not (Q4_0 + Q4_K, done one by one),
@@ -1524,6 +1604,7 @@ int main(void)
     test_matmul();
     test_matmul_batch_independence();
     test_matmul_multi_mixed_types();
+    test_matmul_mixed_layouts();
     test_matmul_gated();
     test_exp_accuracy();
     test_exp_rounded();

@@ -47,6 +47,9 @@ typedef struct convert_job {
     int64_t n_in, n_tokens;
     uint64_t row_bytes;
     int64_t chunk; /* the gemm calls' tokens, for the tiled layout */
+    /* With the tiled layout: plain Q8_K rows as well, plain_row_bytes apart (NULL: none). */
+    uint8_t *plain;
+    uint64_t plain_row_bytes;
 } convert_job;
 
 static void convert_task(void *arg, int ith, int nth)
@@ -57,7 +60,16 @@ static void convert_task(void *arg, int ith, int nth)
         if (j->layout == ELLM_ACT_Q8_K_TILED) {
             int64_t t0 = t / j->chunk * j->chunk;
             int64_t nt = j->n_tokens - t0 < j->chunk ? j->n_tokens - t0 : j->chunk;
-            ellm_quantize_q8_K_tiled(x, j->n_in, j->dst + t0 * j->row_bytes, t - t0, nt);
+            uint8_t *tiled = j->dst + t0 * j->row_bytes;
+            if (j->plain) {
+                /* The tiled converter goes through these same blocks: placing them is all it
+                 * adds, so both layouts are the bytes each conversion alone makes. */
+                uint8_t *plain = j->plain + t * j->plain_row_bytes;
+                ellm_quantize_act(ELLM_ACT_PLAIN, ELLM_TYPE_Q8_K, x, plain, j->n_in);
+                ellm_q8_K_tiled_place(plain, j->n_in, tiled, t - t0, nt);
+            } else {
+                ellm_quantize_q8_K_tiled(x, j->n_in, tiled, t - t0, nt);
+            }
         } else {
             ellm_quantize_act(j->layout, j->type, x, j->dst + t * j->row_bytes, j->n_in);
         }
@@ -263,6 +275,9 @@ size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens)
     size_t tile = k->gemm
                       ? ellm_act_row_bytes(ellm_gemm_act_layout(w->type), k->vec_dot_type, w->ne[0])
                       : 0;
+    /* The tiled layout's dispatch may make plain rows beside it (matmul_by_layout). */
+    if (k->gemm && ellm_gemm_act_layout(w->type) == ELLM_ACT_Q8_K_TILED)
+        tile += plain;
     size_t most = plain > ext ? plain : ext;
     most = most > own ? most : own;
     return (most > tile ? most : tile) * (size_t)n_tokens;
@@ -282,24 +297,121 @@ static ellm_act_layout choose_kernels(matmul_job *job, int i, int64_t n_tokens)
     return job->gemm[i] ? ellm_gemm_act_layout(job->w[i]->type) : ELLM_ACT_PLAIN;
 }
 
-/* Every weight's rows against x in one dispatch (or one by one where their kernels take different
- * activations); with combine, w[0] and w[1] are a gate/up pair of equal shape. */
+/* Converts x for kernels k in layout (the tiled layout's gemm calls chunk tokens each) to dst,
+ * and with plain, plain Q8_K rows there too; returns the rows the kernels read. */
+static const uint8_t *convert_activations(ellm_threadpool *pool, const ellm_type_kernels *k,
+                                          ellm_act_layout layout, const float *x, int64_t n_in,
+                                          int64_t n_tokens, int64_t chunk, uint8_t *dst,
+                                          uint8_t *plain)
+{
+    if (k->vec_dot_type == ELLM_TYPE_F32)
+        return (const uint8_t *)x;
+    convert_job cj = {.type = k->vec_dot_type,
+                      .layout = layout,
+                      .x = x,
+                      .dst = dst,
+                      .n_in = n_in,
+                      .n_tokens = n_tokens,
+                      .row_bytes = ellm_act_row_bytes(layout, k->vec_dot_type, n_in),
+                      .chunk = chunk,
+                      .plain = plain,
+                      .plain_row_bytes = ellm_act_row_bytes(ELLM_ACT_PLAIN, ELLM_TYPE_Q8_K, n_in)};
+    ellm_threadpool_run(n_tokens > 1 ? pool : NULL, convert_task, &cj);
+    return dst;
+}
+
+/* The job's rows against activations xq already in the layout its kernels (chosen) read. */
+static void run_rows(ellm_threadpool *pool, matmul_job *job, ellm_act_layout layout,
+                     const uint8_t *xq)
+{
+    const ellm_tensor *const *w = job->w;
+    for (int i = 0; i < job->n_w; i++)
+        job->total_rows += w[i]->ne[1];
+    job->span = job->combine ? w[0]->ne[1] : job->total_rows;
+    /* Chunks small enough that threads finish together, large enough that a chunk's weights
+     * are reused over every token of a prefill while they sit in L2. A decode reuses nothing, so
+     * its chunks only halve what is left of a range: a gate/up pair reads both weights chunk by
+     * chunk, and 128-row chunks broke both streams every 128 rows. */
+    int threads = ellm_threadpool_size(pool);
+    bool prefill = job->n_tokens >= GEMM_MIN_TOKENS;
+    int64_t most = prefill ? 128 : job->span;
+    int64_t chunk = prefill ? job->span / (threads * 8) : job->span;
+    chunk = (chunk + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
+    job->chunk_rows = chunk < ROW_TILE ? ROW_TILE : chunk > most ? most : chunk;
+    job->n_ranges = threads < MAX_RANGES ? threads : MAX_RANGES;
+    for (int r = 0; r < job->n_ranges; r++) {
+        int64_t start = job->span * r / job->n_ranges / ROW_TILE * ROW_TILE;
+        int64_t end = job->span * (r + 1) / job->n_ranges / ROW_TILE * ROW_TILE;
+        atomic_init(&job->ranges[r].next, start);
+        job->ranges[r].end = r + 1 == job->n_ranges ? job->span : end;
+    }
+    job->xq_row_bytes = ellm_act_row_bytes(layout, job->k[0]->vec_dot_type, w[0]->ne[0]);
+    job->chunk_tokens = chunk_tokens(layout, job->xq_row_bytes, job->n_tokens);
+    job->xq = xq;
+    ellm_threadpool_run_shared(pool, matmul_task, job);
+}
+
+/* Weights of one input and activation type whose kernels read two or more layouts: the weights
+ * of each layout in one dispatch. Tiled and plain Q8_K rows (IQ4_XS attn_q/attn_k beside a Q5_K
+ * attn_v) come out of one quantization, which the tiled weights' scratch has room for
+ * (ellm_matmul_scratch_bytes); other mixes are converted a layout at a time. */
+static void matmul_by_layout(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w,
+                             const ellm_act_layout *layouts, const float *x, int64_t n_tokens,
+                             float *const *y, ellm_rows_combine_fn combine, uint8_t *scratch)
+{
+    const ellm_type_kernels *k = ellm_kernels_for(w[0]->type);
+    int64_t n_in = w[0]->ne[0];
+    bool tiled_and_plain = k->vec_dot_type == ELLM_TYPE_Q8_K;
+    for (int i = 0; i < n_w; i++)
+        tiled_and_plain &= layouts[i] == ELLM_ACT_Q8_K_TILED || layouts[i] == ELLM_ACT_PLAIN;
+    uint8_t *plain = NULL;
+    if (tiled_and_plain) {
+        size_t tiled_bytes = ellm_act_row_bytes(ELLM_ACT_Q8_K_TILED, k->vec_dot_type, n_in);
+        plain = scratch + tiled_bytes * (size_t)n_tokens;
+        int64_t chunk = chunk_tokens(ELLM_ACT_Q8_K_TILED, tiled_bytes, n_tokens);
+        convert_activations(pool, k, ELLM_ACT_Q8_K_TILED, x, n_in, n_tokens, chunk, scratch, plain);
+    }
+    bool done[MAX_WEIGHTS] = {false};
+    for (int i = 0; i < n_w; i++) {
+        if (done[i])
+            continue;
+        const ellm_tensor *group[MAX_WEIGHTS];
+        float *group_y[MAX_WEIGHTS];
+        matmul_job job = {.w = group, .y = group_y, .n_tokens = n_tokens};
+        for (int m = i; m < n_w; m++) {
+            if (done[m] || layouts[m] != layouts[i])
+                continue;
+            done[m] = true;
+            group[job.n_w] = w[m];
+            group_y[job.n_w] = y[m];
+            choose_kernels(&job, job.n_w++, n_tokens);
+        }
+        const uint8_t *xq = layouts[i] == ELLM_ACT_Q8_K_TILED ? scratch : plain;
+        if (!tiled_and_plain) {
+            uint64_t row_bytes = ellm_act_row_bytes(layouts[i], k->vec_dot_type, n_in);
+            xq = convert_activations(pool, k, layouts[i], x, n_in, n_tokens,
+                                     chunk_tokens(layouts[i], row_bytes, n_tokens), scratch, NULL);
+        }
+        run_rows(pool, &job, layouts[i], xq);
+    }
+    if (combine)
+        combine(y[0], y[1], n_tokens * w[0]->ne[1]);
+}
+
+/* Every weight's rows against x in one dispatch (a dispatch per activation layout where their
+ * kernels read different ones, one by one where their activation types or input sizes differ);
+ * with combine, w[0] and w[1] are a gate/up pair of equal shape. */
 static void matmul_dispatch(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w,
                             const float *x, int64_t n_tokens, float *const *y,
                             ellm_rows_combine_fn combine, void *scratch)
 {
     matmul_job job = {.w = w, .y = y, .n_w = n_w, .n_tokens = n_tokens, .combine = combine};
-    /* One dispatch needs one activation format: weights whose kernels take different ones (or
-     * of different input sizes) go one by one. */
-    bool one_by_one = n_w > MAX_WEIGHTS;
-    ellm_act_layout layout = ELLM_ACT_PLAIN;
+    bool one_by_one = n_w > MAX_WEIGHTS, one_layout = true;
+    ellm_act_layout layouts[MAX_WEIGHTS] = {ELLM_ACT_PLAIN};
     for (int i = 0; i < n_w && !one_by_one; i++) {
-        ellm_act_layout layout_i = choose_kernels(&job, i, n_tokens);
-        if (i == 0)
-            layout = layout_i;
-        else
-            one_by_one = layout_i != layout || w[i]->ne[0] != w[0]->ne[0] ||
-                         job.k[i]->vec_dot_type != job.k[0]->vec_dot_type;
+        layouts[i] = choose_kernels(&job, i, n_tokens);
+        one_layout &= layouts[i] == layouts[0];
+        one_by_one = w[i]->ne[0] != w[0]->ne[0] || job.k[i]->vec_dot_type != job.k[0]->vec_dot_type;
     }
     if (one_by_one) {
         for (int m = 0; m < n_w; m++)
@@ -308,37 +420,15 @@ static void matmul_dispatch(ellm_threadpool *pool, const ellm_tensor *const *w, 
             combine(y[0], y[1], n_tokens * w[0]->ne[1]);
         return;
     }
-    for (int i = 0; i < n_w; i++)
-        job.total_rows += w[i]->ne[1];
-    job.span = combine ? w[0]->ne[1] : job.total_rows;
-    const ellm_type_kernels *k = job.k[0];
-    /* Chunks small enough that threads finish together, large enough that a chunk's weights
-     * are reused over every token of a prefill while they sit in L2. A decode reuses nothing, so
-     * its chunks only halve what is left of a range: a gate/up pair reads both weights chunk by
-     * chunk, and 128-row chunks broke both streams every 128 rows. */
-    int threads = ellm_threadpool_size(pool);
-    int64_t most = n_tokens >= GEMM_MIN_TOKENS ? 128 : job.span;
-    int64_t chunk = n_tokens >= GEMM_MIN_TOKENS ? job.span / (threads * 8) : job.span;
-    chunk = (chunk + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
-    job.chunk_rows = chunk < ROW_TILE ? ROW_TILE : chunk > most ? most : chunk;
-    job.n_ranges = threads < MAX_RANGES ? threads : MAX_RANGES;
-    for (int r = 0; r < job.n_ranges; r++) {
-        int64_t start = job.span * r / job.n_ranges / ROW_TILE * ROW_TILE;
-        int64_t end = job.span * (r + 1) / job.n_ranges / ROW_TILE * ROW_TILE;
-        atomic_init(&job.ranges[r].next, start);
-        job.ranges[r].end = r + 1 == job.n_ranges ? job.span : end;
+    if (!one_layout) {
+        matmul_by_layout(pool, w, n_w, layouts, x, n_tokens, y, combine, scratch);
+        return;
     }
-    job.xq_row_bytes = ellm_act_row_bytes(layout, k->vec_dot_type, w[0]->ne[0]);
-    job.chunk_tokens = chunk_tokens(layout, job.xq_row_bytes, n_tokens);
-    if (k->vec_dot_type == ELLM_TYPE_F32) {
-        job.xq = (const uint8_t *)x;
-    } else {
-        convert_job cj = {k->vec_dot_type,  layout,          x, scratch, w[0]->ne[0], n_tokens,
-                          job.xq_row_bytes, job.chunk_tokens};
-        ellm_threadpool_run(n_tokens > 1 ? pool : NULL, convert_task, &cj);
-        job.xq = scratch;
-    }
-    ellm_threadpool_run_shared(pool, matmul_task, &job);
+    uint64_t row_bytes = ellm_act_row_bytes(layouts[0], job.k[0]->vec_dot_type, w[0]->ne[0]);
+    const uint8_t *xq = convert_activations(pool, job.k[0], layouts[0], x, w[0]->ne[0], n_tokens,
+                                            chunk_tokens(layouts[0], row_bytes, n_tokens), scratch,
+                                            NULL);
+    run_rows(pool, &job, layouts[0], xq);
 }
 
 void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w, const float *x,

@@ -235,7 +235,9 @@ size_t ellm_matmul_scratch_bytes(const ellm_tensor *w, int64_t n_tokens);
 void ellm_matmul(ellm_threadpool *pool, const ellm_tensor *w, const float *x, int64_t n_tokens,
                  float *y, void *scratch);
 /* ellm_matmul for n_w weights applied to the same x (y[i] for w[i]) in one pool dispatch, with x
- * converted once; scratch as for any one of them. Each value is exactly what ellm_matmul gives. */
+ * converted once (a dispatch per layout where their kernels read different ones: tiled and plain
+ * Q8_K rows still from one conversion); scratch the largest of theirs. Each value is exactly what
+ * ellm_matmul gives. */
 void ellm_matmul_multi(ellm_threadpool *pool, const ellm_tensor *const *w, int n_w, const float *x,
                        int64_t n_tokens, float *const *y, void *scratch);
 /* a[i] = f(a[i], b[i]) for i < n: each element alone, so any split of a row gives the same values. */
