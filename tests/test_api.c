@@ -121,6 +121,73 @@ static void test_prefix_reuse_and_stops(edgellm_model *m, const test_greedy_case
     edgellm_context_free(ctx);
 }
 
+/* The prompt's tokens as edgellm_generate makes them (BOS as the model wants). */
+static int prompt_tokens(edgellm_model *m, const char *text, int bos, edgellm_token *out, int cap)
+{
+    int32_t n = 0;
+    int flags = bos ? EDGELLM_TOKENIZE_ADD_BOS : 0;
+    CHECK(edgellm_tokenize(m, text, strlen(text), flags, out, cap, &n) == EDGELLM_OK);
+    return n;
+}
+
+/* A generation that ends at max_tokens makes no pass over its last token; a keep_cache
+ * continuation evaluates it first, so the continuation is what one call over the whole token
+ * sequence gives. */
+static void test_last_token_pending(edgellm_model *m, const test_greedy_case *gc)
+{
+    edgellm_context *a = NULL, *b = NULL;
+    CHECK(edgellm_context_create(m, NULL, &a) == EDGELLM_OK);
+    CHECK(edgellm_context_create(m, NULL, &b) == EDGELLM_OK);
+    if (!a || !b) {
+        edgellm_context_free(a);
+        edgellm_context_free(b);
+        return;
+    }
+    collected first = {0}, next = {0}, whole = {0};
+    edgellm_generate_params gp = greedy_params(&first, 6);
+    edgellm_generate_result r;
+    CHECK(edgellm_generate(a, gc->prompt, &gp, &r) == EDGELLM_OK);
+    CHECK(r.stop_reason == EDGELLM_STOP_MAX_TOKENS && r.n_generated == 6);
+    CHECK_MSG(r.n_target_passes == 5, "%d passes for 6 tokens", r.n_target_passes);
+    CHECK(edgellm_context_n_past(a) == r.n_prompt_tokens + 5);
+    CHECK(!strncmp(first.text, gc->text, first.len));
+    int32_t n_first_prompt = r.n_prompt_tokens;
+
+    const char *more = " and then";
+    gp = greedy_params(&next, 4);
+    gp.keep_cache = 1;
+    CHECK(edgellm_generate(a, more, &gp, &r) == EDGELLM_OK);
+    CHECK(r.n_generated == 4 && r.n_target_passes == 3);
+    CHECK_MSG(edgellm_context_n_past(a) == n_first_prompt + 6 + r.n_prompt_tokens + 3,
+              "cache %d after %d + 6 + %d + 3 tokens", edgellm_context_n_past(a), n_first_prompt,
+              r.n_prompt_tokens);
+
+    /* The same sequence in one call on a fresh context. */
+    edgellm_token seq[512];
+    int n = prompt_tokens(m, gc->prompt, edgellm_add_bos_default(m), seq, 256);
+    CHECK(n == n_first_prompt);
+    for (int i = 0; i < first.n_tokens; i++)
+        seq[n++] = first.tokens[i];
+    n += prompt_tokens(m, more, 0, seq + n, 128);
+    gp = greedy_params(&whole, 4);
+    CHECK(edgellm_generate_tokens(b, seq, n, &gp, &r) == EDGELLM_OK);
+    CHECK_MSG(next.n_tokens == whole.n_tokens &&
+                  !memcmp(next.tokens, whole.tokens, sizeof *next.tokens * (size_t)next.n_tokens),
+              "continued \"%s\", in one call \"%s\"", next.text, whole.text);
+
+    /* Anything else that changes the cache forgets the token. */
+    collected again = {0};
+    gp = greedy_params(&again, 2);
+    CHECK(edgellm_generate(b, gc->prompt, &gp, &r) == EDGELLM_OK);
+    int32_t n_past = edgellm_context_n_past(b);
+    CHECK(edgellm_context_truncate(b, n_past) == EDGELLM_OK);
+    gp.keep_cache = 1;
+    CHECK(edgellm_generate(b, more, &gp, &r) == EDGELLM_OK);
+    CHECK(edgellm_context_n_past(b) == n_past + r.n_prompt_tokens + 1);
+    edgellm_context_free(a);
+    edgellm_context_free(b);
+}
+
 static void test_sampling_reproducible(edgellm_model *m, const test_greedy_case *gc)
 {
     edgellm_context *ctx = NULL;
@@ -510,6 +577,7 @@ int main(void)
         CHECK(est.kv_cache_bytes == 4 * 2 * 128 * 64 * 2);
         test_greedy(m, cases, n_cases);
         test_prefix_reuse_and_stops(m, &cases[0]);
+        test_last_token_pending(m, &cases[0]);
         test_sampling_reproducible(m, &cases[1]);
         test_eval_api(m);
         test_eval_batch(m, cases, n_cases);

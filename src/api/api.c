@@ -50,6 +50,11 @@ struct edgellm_context {
      * call and never outlives it. */
     atomic_uint run_state;
     int32_t call_depth; /* nesting of those calls; only the calling thread touches it */
+    /* A generation that ended at its token budget leaves its last token unevaluated (nothing reads
+     * its logits unless the conversation goes on); the next keep_cache generation evaluates it
+     * first. pending_at is the cache length it follows, -1 when there is none. */
+    edgellm_token pending;
+    int32_t pending_at;
 };
 
 #define CTX_RUNNING 1u
@@ -643,6 +648,7 @@ edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_pa
     if (!c)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a context");
     c->model = m;
+    c->pending_at = -1;
     atomic_init(&c->run_state, 0);
     c->params = cp;
     c->params.n_ctx = sp.n_ctx;
@@ -731,7 +737,23 @@ edgellm_status edgellm_context_truncate(edgellm_context *c, int32_t n_keep)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_context_truncate: bad argument");
     ellm_state_truncate(c->state, n_keep);
     c->logits_rows = 0;
+    c->pending_at = -1;
     return EDGELLM_OK;
+}
+
+void ellm_context_set_pending(edgellm_context *c, edgellm_token token)
+{
+    c->pending = token;
+    c->pending_at = ellm_state_n_past(c->state);
+}
+
+bool ellm_context_take_pending(edgellm_context *c, edgellm_token *token)
+{
+    bool valid = c->pending_at >= 0 && c->pending_at == ellm_state_n_past(c->state);
+    if (valid)
+        *token = c->pending;
+    c->pending_at = -1;
+    return valid;
 }
 
 /* NaN or infinite weights, or hyper-parameters that overflow, give non-finite results; handing
@@ -778,6 +800,7 @@ static edgellm_status eval_tokens(edgellm_context *c, const edgellm_token *token
         c->logits_cap = n_tokens;
     }
     c->logits_rows = 0;
+    c->pending_at = -1;
     for (int32_t done = 0; done < n_tokens;) {
         int32_t chunk = n_tokens - done < c->params.n_batch ? n_tokens - done : c->params.n_batch;
         bool last = done + chunk == n_tokens;
@@ -912,6 +935,8 @@ edgellm_status edgellm_context_copy_cache(edgellm_context *dst, const edgellm_co
         return st;
     memcpy(dst->tokens, src->tokens, (size_t)n * sizeof *dst->tokens);
     dst->logits_rows = 0;
+    dst->pending = src->pending;
+    dst->pending_at = src->pending_at;
     if (last) {
         memmove(dst->logits, last, (size_t)n_vocab * sizeof *dst->logits);
         dst->logits_rows = 1;
@@ -977,6 +1002,7 @@ edgellm_status edgellm_eval_batch(edgellm_batch *b, edgellm_context *const *ctxs
             row += (size_t)rows;
             c->logits_rows = rows;
             c->logits_first = n_tokens[i] - rows;
+            c->pending_at = -1;
         }
     }
     return st;
@@ -1013,6 +1039,7 @@ static edgellm_status embed_tokens(edgellm_context *c, const edgellm_token *toke
     }
     ellm_state_truncate(c->state, 0);
     c->logits_rows = 0;
+    c->pending_at = -1;
     edgellm_status st = EDGELLM_OK;
     for (int32_t done = 0; done < n_tokens && st == EDGELLM_OK;) {
         int32_t chunk = n_tokens - done < c->params.n_batch ? n_tokens - done : c->params.n_batch;

@@ -19,6 +19,11 @@ void ellm_context_begin_call(edgellm_context *ctx);
 void ellm_context_end_call(edgellm_context *ctx);
 /* Whether edgellm_context_cancel has asked the running call on ctx to stop. */
 bool ellm_context_cancel_requested(edgellm_context *ctx);
+/* The last token of a generation that ended at its budget, emitted but not evaluated: set after
+ * the generation, taken (and forgotten) by the next one. Taking it yields it only if nothing
+ * changed the cache since it was set. */
+void ellm_context_set_pending(edgellm_context *ctx, edgellm_token token);
+bool ellm_context_take_pending(edgellm_context *ctx, edgellm_token *token);
 /* The model state of ctx, for tests that watch its passes (ellm_state_set_input_observer). */
 ellm_state *ellm_context_state(edgellm_context *ctx);
 

@@ -39,9 +39,9 @@ typedef struct generation {
     edgellm_token *batch;  /* speculative: the pending token, then the proposals */
 } generation;
 
-/* tok is the next token: accepted, handed to the callback, checked against the context (and
- * max_tokens when > 0). Returns false when generation ends (stop reason or *st set). */
-static bool emit(generation *g, edgellm_token tok, int32_t max_tokens, edgellm_status *st)
+/* tok is the next token: accepted, handed to the callback, checked against the context and the
+ * token budget. Returns false when generation ends (stop reason or *st set). */
+static bool emit(generation *g, edgellm_token tok, edgellm_status *st)
 {
     const edgellm_generate_params *p = g->params;
     ellm_step *s = &g->step;
@@ -57,7 +57,7 @@ static bool emit(generation *g, edgellm_token tok, int32_t max_tokens, edgellm_s
         s->stop = EDGELLM_STOP_CALLBACK;
         return false;
     }
-    s->stop = ellm_step_limit(s, edgellm_context_n_ctx(g->ctx), max_tokens);
+    s->stop = ellm_step_limit(s, edgellm_context_n_ctx(g->ctx), p->max_tokens);
     g->pending = tok;
     return s->stop == EDGELLM_STOP_NONE;
 }
@@ -66,7 +66,7 @@ static bool emit_speculative(void *user, edgellm_token tok, const float *logits,
 {
     (void)logits;
     generation *g = user;
-    return emit(g, tok, g->params->max_tokens, st);
+    return emit(g, tok, st);
 }
 
 static void *prepare_mask(void *grammar)
@@ -98,16 +98,28 @@ static edgellm_status eval_next(generation *g)
 static edgellm_status evaluate_prompt(generation *g, const edgellm_token *prompt, int32_t n_prompt)
 {
     edgellm_context *ctx = g->ctx;
-    /* keep_cache continues after what is cached: the prompt is new text. */
+    /* keep_cache continues after what is cached, and after the last call's unevaluated token: the
+     * prompt is new text. */
+    edgellm_token pending;
+    bool continued = g->params->keep_cache && ellm_context_take_pending(ctx, &pending);
     int32_t reuse = g->params->keep_cache ? 0 : ellm_cache_reuse_prefix(ctx, prompt, n_prompt);
     int32_t n_past = edgellm_context_n_past(ctx);
-    if (n_prompt - reuse > edgellm_context_n_ctx(ctx) - n_past)
+    if (n_prompt - reuse + continued > edgellm_context_n_ctx(ctx) - n_past)
         return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
                          "the prompt is %d tokens but the context holds %d (%d already used); "
                          "shorten the prompt or raise --ctx",
-                         n_prompt, edgellm_context_n_ctx(ctx), n_past);
+                         n_prompt + continued, edgellm_context_n_ctx(ctx), n_past);
     g->result->n_cached_tokens = reuse;
-    return edgellm_eval(ctx, prompt + reuse, n_prompt - reuse, 0);
+    if (!continued)
+        return edgellm_eval(ctx, prompt + reuse, n_prompt - reuse, 0);
+    edgellm_token *tokens = malloc(((size_t)n_prompt + 1) * sizeof *tokens);
+    if (!tokens)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d prompt tokens", n_prompt + 1);
+    tokens[0] = pending;
+    memcpy(tokens + 1, prompt, (size_t)n_prompt * sizeof *tokens);
+    edgellm_status st = edgellm_eval(ctx, tokens, n_prompt + 1, 0);
+    free(tokens);
+    return st;
 }
 
 /* One pass of the model over the pending token and its proposals; emits what it yields.
@@ -161,25 +173,20 @@ static edgellm_status generate_speculative(generation *g, double t_start, double
         edgellm_token tok = ellm_step_sample(&g->step, scores);
         *t_first = ellm_generate_now();
         g->result->ttft_seconds = *t_first - t_start;
-        if (emit(g, tok, p->max_tokens, &st))
+        if (emit(g, tok, &st))
             while (speculative_pass(g, &st))
                 ;
     }
     return st;
 }
 
-/* Plain decoding, after the prompt. The budget is checked after the newest token's pass, so the
- * cache holds the whole output for a keep_cache continuation. */
+/* Plain decoding, after the prompt. The token that meets the budget is not evaluated: nothing
+ * reads its logits unless a keep_cache call continues, which evaluates it with its prompt. */
 static edgellm_status generate_plain(generation *g, double t_start, double *t_first)
 {
-    const edgellm_generate_params *p = g->params;
     ellm_step *s = &g->step;
     edgellm_status st = EDGELLM_OK;
     while (st == EDGELLM_OK) {
-        if (p->max_tokens > 0 && s->n_generated >= p->max_tokens) {
-            s->stop = EDGELLM_STOP_MAX_TOKENS;
-            break;
-        }
         const float *scores = ellm_step_scores(s, edgellm_get_logits(g->ctx, -1), &st);
         if (!scores)
             break;
@@ -188,7 +195,7 @@ static edgellm_status generate_plain(generation *g, double t_start, double *t_fi
             *t_first = ellm_generate_now();
             g->result->ttft_seconds = *t_first - t_start;
         }
-        if (!emit(g, tok, 0, &st))
+        if (!emit(g, tok, &st))
             break;
         st = eval_next(g);
         g->result->n_target_passes++;
@@ -233,6 +240,9 @@ static edgellm_status generate_tokens(edgellm_context *ctx, const edgellm_token 
                                              : generate_plain(&g, t0, &t_first);
     res->n_generated = g.step.n_generated;
     res->stop_reason = st == EDGELLM_ERR_CANCELLED ? EDGELLM_STOP_CANCELLED : g.step.stop;
+    if (st == EDGELLM_OK && res->stop_reason == EDGELLM_STOP_MAX_TOKENS &&
+        edgellm_context_n_past(ctx) == g.step.base + g.step.n_generated - 1)
+        ellm_context_set_pending(ctx, g.pending);
     res->grammar_seconds += g.step.grammar_seconds;
     /* Whatever is still held back is final now (unless a stop string or the callback ended it). */
     if (st == EDGELLM_OK && res->stop_reason != EDGELLM_STOP_STRING &&
