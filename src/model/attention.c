@@ -35,13 +35,28 @@ size_t ellm_attention_scratch_floats(const ellm_model *m, const ellm_state_param
     return scores_path > f16_path ? scores_path : f16_path;
 }
 
-void ellm_attention_store_kv(const ellm_state *work, const ellm_forward_seq *seqs, int32_t layer,
-                             int32_t n_tokens, int64_t kv_dim)
+typedef struct store_kv_job {
+    const ellm_state *work;
+    const ellm_forward_seq *seqs;
+    int32_t layer, n_tokens;
+    int64_t kv_dim;
+} store_kv_job;
+
+/* Each row goes to its own cache position, so the rows can be stored in any order. */
+static void store_kv_task(void *arg, int ith, int nth)
 {
-    for (int32_t t = 0; t < n_tokens; t++)
-        ellm_kv_store(&seqs[work->tok_seq[t]].state->kv, layer, work->tok_pos[t],
-                      work->k + (size_t)t * (size_t)kv_dim, work->v + (size_t)t * (size_t)kv_dim,
-                      kv_dim);
+    const store_kv_job *j = arg;
+    for (int32_t t = ith; t < j->n_tokens; t += nth)
+        ellm_kv_store(&j->seqs[j->work->tok_seq[t]].state->kv, j->layer, j->work->tok_pos[t],
+                      j->work->k + (size_t)t * (size_t)j->kv_dim,
+                      j->work->v + (size_t)t * (size_t)j->kv_dim, j->kv_dim);
+}
+
+void ellm_attention_store_kv(const ellm_state *work, const ellm_forward_seq *seqs, int32_t layer,
+                             int32_t n_tokens, int64_t kv_dim, ellm_threadpool *pool)
+{
+    store_kv_job j = {work, seqs, layer, n_tokens, kv_dim};
+    ellm_threadpool_run(n_tokens > 1 ? pool : NULL, store_kv_task, &j);
 }
 
 typedef struct attention_job {

@@ -409,6 +409,27 @@ static void rope(const ellm_model *m, const rope_params *r, float *vec, int32_t 
     }
 }
 
+/* The rotation of each of n_tokens rows' queries and keys, rows split over the pool. */
+typedef struct rope_job {
+    const ellm_model *m;
+    ellm_state *s;
+    const ellm_forward_seq *seqs;
+    int32_t layer, n_tokens;
+} rope_job;
+
+static void rope_task(void *arg, int ith, int nth)
+{
+    const rope_job *j = arg;
+    const ellm_hparams *hp = &j->m->layer_hp[j->layer];
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    for (int32_t t = ith; t < j->n_tokens; t += nth) {
+        rope_params r = layer_rope(j->m, j->layer, j->seqs[j->s->tok_seq[t]].state);
+        rope(j->m, &r, j->s->q + t * q_dim, hp->n_head, j->s->tok_pos[t]);
+        rope(j->m, &r, j->s->k + t * kv_dim, hp->n_head_kv, j->s->tok_pos[t]);
+    }
+}
+
 /* Each of n_tokens rows of a fused matrix's output (widths[0] + ... + widths[n - 1] floats) split
  * into the n per-part buffers, row by row. */
 static void split_rows(const float *fused, int32_t n_tokens, float *const *parts,
@@ -552,14 +573,11 @@ static void run_layer(const ellm_model *m, ellm_state *s, ellm_threadpool *pool,
     }
     prof_end(s, ELLM_PROF_NORM, t0);
     t0 = prof_begin(s);
-    for (int32_t t = 0; t < n_tokens; t++) {
-        rope_params r = layer_rope(m, il, seqs[s->tok_seq[t]].state);
-        rope(m, &r, s->q + t * q_dim, hp->n_head, s->tok_pos[t]);
-        rope(m, &r, s->k + t * kv_dim, hp->n_head_kv, s->tok_pos[t]);
-    }
+    rope_job rj = {m, s, seqs, il, n_tokens};
+    ellm_threadpool_run(n_tokens > 1 ? pool : NULL, rope_task, &rj);
     prof_end(s, ELLM_PROF_ROPE, t0);
     t0 = prof_begin(s);
-    ellm_attention_store_kv(s, seqs, il, n_tokens, (int64_t)kv_dim);
+    ellm_attention_store_kv(s, seqs, il, n_tokens, (int64_t)kv_dim, pool);
     ellm_attention_run(m, s, seqs, il, n_tokens, pool);
     prof_end(s, ELLM_PROF_ATTENTION, t0);
     const ellm_tensor *wo = &L->wo;

@@ -26,9 +26,10 @@ struct ellm_state {
 /* Per-thread attention scratch in floats for a state of these parameters. */
 size_t ellm_attention_scratch_floats(const ellm_model *m, const ellm_state_params *p);
 
-/* Appends the batch rows' keys and values (in work) to their own sequences' caches. */
+/* Appends the batch rows' keys and values (in work) to their own sequences' caches, rows split
+ * over the pool. */
 void ellm_attention_store_kv(const ellm_state *work, const ellm_forward_seq *seqs, int32_t layer,
-                             int32_t n_tokens, int64_t kv_dim);
+                             int32_t n_tokens, int64_t kv_dim, ellm_threadpool *pool);
 /* Every query head of every batch row of work (its q, written to its att) attends over its own
  * sequence's cache of the layer, split over the pool. */
 void ellm_attention_run(const ellm_model *m, ellm_state *work, const ellm_forward_seq *seqs,

@@ -95,9 +95,16 @@ static inline void softmax_factors(const float *score, int np, float *max, float
     attention_softmax_exponents(score, np, max, rescale, weight);
     for (int p = np; p < (np + 7) / 8 * 8; p++)
         rescale[p] = weight[p] = 0.0f;
+    /* Of a position's two exponents one is +0, whose factor exp8 makes exactly 1, and the other
+     * is their sum, exactly: one exponential a position gives both factors' bits. A rescale
+     * exponent is negative or -inf where it is not 0, so "not 0" says which one it is. */
+    const __m256 one = _mm256_set1_ps(1.0f);
     for (int p = 0; p < np; p += 8) {
-        _mm256_storeu_ps(&rescale[p], exp8(_mm256_loadu_ps(&rescale[p])));
-        _mm256_storeu_ps(&weight[p], exp8(_mm256_loadu_ps(&weight[p])));
+        __m256 rescale_exponent = _mm256_loadu_ps(&rescale[p]);
+        __m256 factor = exp8(_mm256_add_ps(rescale_exponent, _mm256_loadu_ps(&weight[p])));
+        __m256 new_max = _mm256_cmp_ps(rescale_exponent, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+        _mm256_storeu_ps(&rescale[p], _mm256_blendv_ps(one, factor, new_max));
+        _mm256_storeu_ps(&weight[p], _mm256_blendv_ps(factor, one, new_max));
     }
 }
 
@@ -135,7 +142,7 @@ void ellm_attend_f16_f16c_wide(const float *q, const uint8_t *kc, const uint8_t 
         }
         softmax_factors(score, np, &max, rescale, weight);
         for (int p = 0; p < np; p++) {
-            sum = sum * rescale[p] + weight[p];
+            sum = rescale[p] != 1.0f ? sum * rescale[p] + weight[p] : sum + weight[p];
             const uint16_t *vrow = (const uint16_t *)(vc + (size_t)(p0 + p) * stride);
             if (rescale[p] != 1.0f) { /* a new maximum (a factor of exactly 1 changes nothing) */
                 __m256 ms = _mm256_set1_ps(rescale[p]);
@@ -230,13 +237,16 @@ static inline void attend_group(const float *q, size_t q_stride, const uint8_t *
                     for (int c = 0; c < OUT_CHUNKS; c++)
                         o[c] = _mm256_load_ps(&acc[t][i][8 * (c0 + c)]);
                     for (int p = 0; p < np; p++) {
-                        if (c0 == 0)
-                            sum[t][i] = sum[t][i] * rescale[p] + weight[p];
                         const float *v = &vf[p * HD + 8 * c0];
                         if (rescale[p] != 1.0f) { /* a new maximum */
+                            if (c0 == 0)
+                                sum[t][i] = sum[t][i] * rescale[p] + weight[p];
                             __m256 ms = _mm256_set1_ps(rescale[p]);
                             for (int c = 0; c < OUT_CHUNKS; c++)
                                 o[c] = _mm256_mul_ps(o[c], ms);
+                        } else if (c0 == 0) {
+                            /* sum * 1 is sum: the chain's multiply left out, its latency too */
+                            sum[t][i] = sum[t][i] + weight[p];
                         }
                         __m256 ws = _mm256_set1_ps(weight[p]);
                         for (int c = 0; c < OUT_CHUNKS; c++)
