@@ -261,16 +261,36 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q2_K_rows_avx2vnni(int64_t 
 /* Bit b of every byte of v moved to bit `to` (that bit's value where it is set, 0 elsewhere). A
  * 16-bit shift carries bits over from the neighbouring byte, but only into positions the mask
  * clears. */
-static inline __m256i bit_to(__m256i v, int b, int to)
+static inline __m256i bit_to(__m256i v, int b, int to, __m256i mask)
 {
     __m256i moved = b >= to ? _mm256_srli_epi16(v, b - to) : _mm256_slli_epi16(v, to - b);
-    return _mm256_and_si256(moved, _mm256_set1_epi8((char)(1 << to)));
+    return _mm256_and_si256(moved, mask);
+}
+
+/* The byte masks of q3_K_codes and q3_K_pair_scale_codes_with, formed once per call
+ * (q3_K_masks_pinned). */
+typedef struct {
+    __m256i low2, high2, bit2, bit4, nibble, bias; /* 3, 12, 4, 16, 15, 32 in every byte */
+} q3_K_masks;
+
+/* The empty asm hides the masks' values from GCC, which otherwise forms each again from an
+ * immediate (three instructions) before every row's group loops and inside the partial group's
+ * pair loop, rather than keep it in a register or reload it from the stack. */
+ALWAYS_INLINE q3_K_masks q3_K_masks_pinned(void)
+{
+    q3_K_masks m = {_mm256_set1_epi8(3),  _mm256_set1_epi8(12), _mm256_set1_epi8(4),
+                    _mm256_set1_epi8(16), _mm256_set1_epi8(15), _mm256_set1_epi8(32)};
+    __asm__(""
+            : "+x"(m.low2), "+x"(m.high2), "+x"(m.bit2), "+x"(m.bit4), "+x"(m.nibble),
+              "+x"(m.bias));
+    return m;
 }
 
 /* q3_K_pair_scale_codes as int16: block w0's in s16[0], w1's in s16[1], sub-block s in word s. */
-ALWAYS_INLINE void q3_K_pair_scale_words(const block_q3_K *w0, const block_q3_K *w1, __m256i s16[2])
+ALWAYS_INLINE void q3_K_pair_scale_words(const block_q3_K *w0, const block_q3_K *w1,
+                                         const q3_K_masks *m, __m256i s16[2])
 {
-    __m256i codes = q3_K_pair_scale_codes(w0, w1);
+    __m256i codes = q3_K_pair_scale_codes_with(w0, w1, m->nibble, m->low2, m->bias);
     s16[0] = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(codes));
     s16[1] = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(codes, 1));
 }
@@ -279,15 +299,15 @@ ALWAYS_INLINE void q3_K_pair_scale_words(const block_q3_K *w0, const block_q3_K 
  * (values 128h + 32j .. + 31 in code[j]), hm the block's hmask. Fields 1 and 3 are masked in
  * place, their codes at bits 2-4 (4 times their value), and fields 0 and 2 come from the byte and
  * the byte shifted by 4: one shift of the quants for four fields instead of three. */
-ALWAYS_INLINE void q3_K_codes(const block_q3_K *w, __m256i hm, int h, __m256i code[4])
+ALWAYS_INLINE void q3_K_codes(const block_q3_K *w, __m256i hm, int h, const q3_K_masks *m,
+                              __m256i code[4])
 {
-    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
     __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
     __m256i q4 = _mm256_srli_epi16(q, 4);
-    code[0] = _mm256_or_si256(_mm256_and_si256(q, m3), bit_to(hm, 4 * h, 2));
-    code[1] = _mm256_or_si256(_mm256_and_si256(q, m12), bit_to(hm, 4 * h + 1, 4));
-    code[2] = _mm256_or_si256(_mm256_and_si256(q4, m3), bit_to(hm, 4 * h + 2, 2));
-    code[3] = _mm256_or_si256(_mm256_and_si256(q4, m12), bit_to(hm, 4 * h + 3, 4));
+    code[0] = _mm256_or_si256(_mm256_and_si256(q, m->low2), bit_to(hm, 4 * h, 2, m->bit2));
+    code[1] = _mm256_or_si256(_mm256_and_si256(q, m->high2), bit_to(hm, 4 * h + 1, 4, m->bit4));
+    code[2] = _mm256_or_si256(_mm256_and_si256(q4, m->low2), bit_to(hm, 4 * h + 2, 2, m->bit2));
+    code[3] = _mm256_or_si256(_mm256_and_si256(q4, m->high2), bit_to(hm, 4 * h + 3, 4, m->bit4));
 }
 
 /* The scale words for fields 2k and 2k + 1 of a half, from that half's eight sub-block scales in
@@ -313,7 +333,8 @@ ALWAYS_INLINE __m256i q3_K_field_pair_scales(__m256i half_scales, int k)
  * One round of int16 pair sums puts two fields side by side (sums of four products, at most
  * 4 * 28 * 128 for fields 1 and 3) and one vpmaddwd scales both, as in q2_K_sums. Every lane is
  * a multiple of 4, and a quarter of it is the scalar kernel's integer. */
-static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256i s16)
+static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256i s16,
+                                const q3_K_masks *m)
 {
     const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
                                _mm256_permute2x128_si256(s16, s16, 0x11)};
@@ -321,7 +342,7 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i code[4], p[4];
-        q3_K_codes(w, hm, h, code);
+        q3_K_codes(w, hm, h, m, code);
         for (int j = 0; j < 4; j++)
             p[j] = _mm256_maddubs_epi16(
                 code[j], _mm256_loadu_si256((const __m256i *)(a->qs + 128 * h + 32 * j)));
@@ -337,7 +358,7 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256
  * vpdpbusd, two fields packed to int16 (at most 4 * 28 * 128) and scaled by one vpdpwssd, in the
  * layout of q3_K_isum's pair sums. */
 __attribute__((target("avxvnni"))) static inline __m256i
-q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16)
+q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16, const q3_K_masks *m)
 {
     const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
                                _mm256_permute2x128_si256(s16, s16, 0x11)};
@@ -345,7 +366,7 @@ q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16)
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i code[4], d[4];
-        q3_K_codes(w, hm, h, code);
+        q3_K_codes(w, hm, h, m, code);
         for (int j = 0; j < 4; j++)
             d[j] = _mm256_dpbusd_avx_epi32(
                 _mm256_setzero_si256(), code[j],
@@ -358,27 +379,28 @@ q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16)
     return _mm256_sub_epi32(times_four_fields_0_2(acc, false), _mm256_slli_epi32(offset, 4));
 }
 
-ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a, __m256i s16)
+ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a, __m256i s16,
+                                 const q3_K_masks *m)
 {
-    return vnni ? q3_K_isum_vnni(w, a, s16) : q3_K_isum(w, a, s16);
+    return vnni ? q3_K_isum_vnni(w, a, s16, m) : q3_K_isum(w, a, s16, m);
 }
 
 /* sum plus the terms of count (at most 8) Q3_K super-blocks against one activation row, a pair
  * of blocks a step (their scales unpacked together); a block at or past count is 0 and its
  * scales are not read. */
 ALWAYS_INLINE float q3_K_group(bool vnni, float sum, const block_q3_K *w, const block_q8_K *a,
-                               int count)
+                               const q3_K_masks *m, int count)
 {
     __m256i pairs[4];
     for (int p = 0; p < 4; p++) {
         __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, s16[2];
         if (2 * p < count) {
             bool both = 2 * p + 1 < count;
-            q3_K_pair_scale_words(&w[2 * p], &w[both ? 2 * p + 1 : 2 * p], s16);
+            q3_K_pair_scale_words(&w[2 * p], &w[both ? 2 * p + 1 : 2 * p], m, s16);
             ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
-            isum[0] = q3_K_block(vnni, &w[2 * p], &a[2 * p], s16[0]);
+            isum[0] = q3_K_block(vnni, &w[2 * p], &a[2 * p], s16[0], m);
             if (both)
-                isum[1] = q3_K_block(vnni, &w[2 * p + 1], &a[2 * p + 1], s16[1]);
+                isum[1] = q3_K_block(vnni, &w[2 * p + 1], &a[2 * p + 1], s16[1], m);
         }
         pairs[p] = _mm256_hadd_epi32(isum[0], isum[1]);
     }
@@ -387,7 +409,8 @@ ALWAYS_INLINE float q3_K_group(bool vnni, float sum, const block_q3_K *w, const 
                                                 d, kquant_act_scales(a, count)));
 }
 
-ALWAYS_INLINE void q3_K_dot(bool vnni, int64_t n, float *out, const void *row, const void *x)
+ALWAYS_INLINE float q3_K_dot(bool vnni, int64_t n, const void *row, const void *x,
+                             const q3_K_masks *m)
 {
     const block_q3_K *w = row;
     const block_q8_K *a = x;
@@ -398,37 +421,47 @@ ALWAYS_INLINE void q3_K_dot(bool vnni, int64_t n, float *out, const void *row, c
      * rolled loop, which the slowdown from memory of written-out groups followed by a tail (the
      * exact-integer kernels' subsection) does not reach. */
     for (; i + 8 <= nb; i += 8)
-        sum = q3_K_group(vnni, sum, w + i, a + i, 8);
+        sum = q3_K_group(vnni, sum, w + i, a + i, m, 8);
     if (i < nb)
-        sum = q3_K_group(vnni, sum, w + i, a + i, (int)(nb - i));
-    *out = sum;
+        sum = q3_K_group(vnni, sum, w + i, a + i, m, (int)(nb - i));
+    return sum;
 }
 
-ALWAYS_INLINE void q3_K_row(int64_t n, float *out, const void *row, const void *x)
+/* One row (rows == 1) or ELLM_DOT_ROWS rows, each by q3_K_dot's own code (so the rows equal the
+ * single-row kernel bit for bit), with the masks formed once a call (docs/performance.md,
+ * session 20: 2.8 % of the Q3_K rows' instructions). */
+ALWAYS_INLINE void q3_K_rows(bool vnni, int rows, int64_t n, float *out, const void *first,
+                             size_t row_bytes, const void *x)
 {
-    q3_K_dot(false, n, out, row, x);
-}
-
-ALWAYS_INLINE void q3_K_row_vnni(int64_t n, float *out, const void *row, const void *x)
-{
-    q3_K_dot(true, n, out, row, x);
+    q3_K_masks m = q3_K_masks_pinned();
+    for (int r = 0; r < rows; r++)
+        out[r] = q3_K_dot(vnni, n, (const uint8_t *)first + (size_t)r * row_bytes, x, &m);
 }
 
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    q3_K_row(n, out, row, x);
+    q3_K_rows(false, 1, n, out, row, 0, x);
 }
 
-ELLM_DOT_ROWS_OF(ellm_vec_dot_q3_K_rows_avx2, q3_K_row)
+void ellm_vec_dot_q3_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x)
+{
+    q3_K_rows(false, ELLM_DOT_ROWS, n, out, rows, row_bytes, x);
+}
 
 __attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_avx2vnni(int64_t n, float *out,
                                                                    const void *row, const void *x)
 {
-    q3_K_row_vnni(n, out, row, x);
+    q3_K_rows(true, 1, n, out, row, 0, x);
 }
 
-ELLM_DOT_ROWS_WITH(__attribute__((target("avxvnni"))), ellm_vec_dot_q3_K_rows_avx2vnni,
-                   q3_K_row_vnni)
+__attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t n, float *out,
+                                                                        const void *rows,
+                                                                        size_t row_bytes,
+                                                                        const void *x)
+{
+    q3_K_rows(true, ELLM_DOT_ROWS, n, out, rows, row_bytes, x);
+}
 
 /* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
 static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)

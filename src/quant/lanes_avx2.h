@@ -232,21 +232,27 @@ static inline __m256 kquant_terms_min(__m256i isum, __m256i msum, __m256i d_dmin
  * 2 * (s / 4), i.e. dword s / 4 of the top bytes shifted right by 2 * (s / 4). Both blocks in one
  * pass (a block's own pass costs as much, and a 64-bit field of it went through general
  * registers); each 16-byte load starts 4 bytes before the scales so that it ends inside the
- * block. Shared by the AVX2 and AVX-512 Q3_K rows. */
-static inline __m256i q3_K_pair_scale_codes(const block_q3_K *w0, const block_q3_K *w1)
+ * block. Shared by the AVX2 and AVX-512 Q3_K rows; the masks (15, 3 and 32 in every byte) are
+ * arguments so that a kernel can form them once per call (q3_K_masks_pinned). */
+static inline __m256i q3_K_pair_scale_codes_with(const block_q3_K *w0, const block_q3_K *w1,
+                                                 __m256i nibble, __m256i two_bits, __m256i bias)
 {
     const size_t at = offsetof(block_q3_K, scales) - 4;
     __m256i raw = _mm256_loadu2_m128i((const __m128i *)((const uint8_t *)w1 + at),
                                       (const __m128i *)((const uint8_t *)w0 + at));
     __m256i lo = _mm256_srli_si256(raw, 4); /* bytes 0-7: scales 0-7 */
-    __m256i low4 = _mm256_and_si256(_mm256_unpacklo_epi64(lo, _mm256_srli_epi16(lo, 4)),
-                                    _mm256_set1_epi8(15));
+    __m256i low4 = _mm256_and_si256(_mm256_unpacklo_epi64(lo, _mm256_srli_epi16(lo, 4)), nibble);
     __m256i high2 = _mm256_and_si256(
         _mm256_srlv_epi32(_mm256_shuffle_epi32(raw, _MM_SHUFFLE(3, 3, 3, 3)),
                           _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)),
-        _mm256_set1_epi8(3));
-    return _mm256_sub_epi8(_mm256_or_si256(low4, _mm256_slli_epi16(high2, 4)),
-                           _mm256_set1_epi8(32));
+        two_bits);
+    return _mm256_sub_epi8(_mm256_or_si256(low4, _mm256_slli_epi16(high2, 4)), bias);
+}
+
+static inline __m256i q3_K_pair_scale_codes(const block_q3_K *w0, const block_q3_K *w1)
+{
+    return q3_K_pair_scale_codes_with(w0, w1, _mm256_set1_epi8(15), _mm256_set1_epi8(3),
+                                      _mm256_set1_epi8(32));
 }
 
 /* Defines name as the ELLM_DOT_ROWS-row decode kernel (ellm_vec_dot_rows_fn) of an always-inline
