@@ -279,6 +279,37 @@ static void test_hostile_text(void)
     ellm_store_close(s);
 }
 
+/* A manifest that parses but lost the entry of its active version was damaged: gc must keep the
+ * blob that entry referenced, as it does for a manifest it cannot parse. */
+static void test_gc_damaged_manifest(void)
+{
+    const char *root = test_tmp_path("store_unit_gc_damaged");
+    store *s = open_empty_store(root);
+    if (!s)
+        return;
+    const char *model = test_shared_path("models/aidreams260K-f32.gguf");
+    store_install_options opts = {.allow_unsigned = true, .activate = true};
+    char version[STORE_VERSION_MAX], blob[2048];
+    CHECK(ellm_store_install(s, "m", "1", model, &opts, version, sizeof version) == EDGELLM_OK);
+    CHECK(ellm_store_model_path(s, "m", blob, sizeof blob) == EDGELLM_OK);
+    char manifest[1100];
+    snprintf(manifest, sizeof manifest, "%s/models/m/manifest.json", root);
+    FILE *f = fopen(manifest, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("{\"name\": \"m\", \"active\": \"1\", \"previous\": \"\", \"pinned\": false, "
+              "\"versions\": []}",
+              f);
+        fclose(f);
+    }
+    uint64_t files = 0, bytes = 0;
+    CHECK(ellm_store_gc(s, &files, &bytes) != EDGELLM_OK && files == 0);
+    CHECK_MSG(strstr(edgellm_last_error(), "does not list") != NULL, "error: %s",
+              edgellm_last_error());
+    CHECK(access(blob, F_OK) == 0);
+    ellm_store_close(s);
+}
+
 int main(void)
 {
     test_parse_ref();
@@ -287,5 +318,6 @@ int main(void)
     test_hostile_text();
     test_planner();
     test_library_lifecycle();
+    test_gc_damaged_manifest();
     return test_finish("test_store");
 }

@@ -406,6 +406,7 @@ typedef struct relay {
     pii_buffer out;
     size_t out_off;
     bool done;
+    bool cloud_done;    /* the cloud sent its own [DONE]: a stream without one was cut off */
     json_t *last_chunk; /* a template for the chunk that flushes held-back text */
 } relay;
 
@@ -540,6 +541,8 @@ static void relay_event(relay *r, const char *data, size_t n)
 /* Consumes every complete "data:" line the upstream has sent. */
 static void relay_parse(relay *r)
 {
+    if (!r->call.body) /* nothing has arrived yet */
+        return;
     for (;;) {
         char *start = r->call.body + r->scan;
         char *nl = memchr(start, '\n', r->call.len - r->scan);
@@ -550,6 +553,8 @@ static void relay_parse(relay *r)
             n--;
         if (n >= 5 && !memcmp(start, "data:", 5)) {
             size_t off = 5 + (n > 5 && start[5] == ' ');
+            if (n - off == 6 && !memcmp(start + off, "[DONE]", 6))
+                r->cloud_done = true;
             relay_event(r, start + off, n - off);
         }
         r->scan = (size_t)(nl - r->call.body) + 1;
@@ -579,11 +584,22 @@ static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
         if (r->out_off < r->out.len || r->done)
             continue;
         if (r->call.finished) {
-            if (r->call.result != CURLE_OK) {
-                srv_api_error e;
+            srv_api_error e;
+            bool failed = true;
+            if (r->call.result != CURLE_OK)
                 ellm_srv_error_set(&e, 502, "server_error", "upstream_failed", NULL,
                                    "the cloud stream broke off: %s",
                                    ellm_gw_call_failure(&r->call));
+            else if (!r->cloud_done)
+                /* Closed without its "data: [DONE]": cut off mid-answer, or not an event
+                 * stream at all (a JSON object, an empty body), which would otherwise pass as
+                 * a complete, empty answer. */
+                ellm_srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
+                                   "the cloud's stream ended without \"data: [DONE]\" (cut off, "
+                                   "or not a Server-Sent Events stream; check --cloud-url)");
+            else
+                failed = false;
+            if (failed) {
                 json_t *ej = ellm_srv_error_json(&e);
                 sse_put_event(&r->out, &r->out_off, ej);
                 json_decref(ej);

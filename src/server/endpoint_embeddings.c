@@ -28,21 +28,26 @@ enum MHD_Result ellm_srv_endpoint_embeddings(srv_server *srv, struct MHD_Connect
     json_t *fmt = json_object_get(body, "encoding_format");
     bool base64 = json_is_string(fmt) && !strcmp(json_string_value(fmt), "base64");
     const char *problem = NULL;
+    const char *param = "input";
     if (!list)
         problem = "'input' must be a non-empty string or array (of strings or token ids)";
     else if (json_array_size(list) > 256)
         problem = "'input' holds more than 256 items";
     else if (fmt && !json_is_null(fmt) &&
-             (!json_is_string(fmt) || (strcmp(json_string_value(fmt), "float") != 0 && !base64)))
+             (!json_is_string(fmt) || (strcmp(json_string_value(fmt), "float") != 0 && !base64))) {
         problem = "'encoding_format' must be \"float\" or \"base64\"";
+        param = "encoding_format";
+    }
     json_t *dims = json_object_get(body, "dimensions");
     edgellm_model_info info;
     edgellm_model_get_info(srv->model, &info);
     if (!problem && dims && !json_is_null(dims) &&
-        (!json_is_integer(dims) || json_integer_value(dims) != info.n_embd))
+        (!json_is_integer(dims) || json_integer_value(dims) != info.n_embd)) {
         problem = "'dimensions' can only be the model's embedding size";
+        param = "dimensions";
+    }
     if (problem) {
-        ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", "input", "%s",
+        ellm_srv_error_set(&err, 400, "invalid_request_error", "invalid_value", param, "%s",
                            problem);
         json_decref(list);
         json_decref(body);

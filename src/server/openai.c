@@ -571,9 +571,15 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
     if (json_is_string(p))
         return tokenize_prompt(model, json_string_value(p), json_string_length(p), flags, n_ctx,
                                "prompt", r, err);
-    if (!json_is_array(p) || json_array_size(p) == 0)
+    if (!json_is_array(p))
         return bad_type(err, "prompt", "a string or an array of token ids", p);
     size_t n = json_array_size(p);
+    if (n == 0) {
+        ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "prompt",
+                           "'prompt' is an empty array; send at least one token id, or a string "
+                           "(\"\" for an empty prompt)");
+        return false;
+    }
     if ((long long)n >= n_ctx) {
         ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", "prompt",
                            "the prompt is %zu tokens but the context holds %d", n, n_ctx);

@@ -77,16 +77,30 @@ static void *load_model(void *arg)
     return NULL;
 }
 
-static void write_ready_file(const char *path, const char *host, int port)
+/* A script waiting for this file would wait forever if it silently never appeared: failing to
+ * write it is fatal. */
+static bool write_ready_file(const char *path, const char *host, int port, char *err, size_t cap)
 {
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        snprintf(err, cap, "the --ready-file path is longer than %zu bytes", sizeof tmp - 5);
+        return false;
+    }
     FILE *f = fopen(tmp, "w");
-    if (!f)
-        return;
-    fprintf(f, "%s:%d\n", host, port);
-    if (fclose(f) == 0)
-        rename(tmp, path);
+    bool ok = f && fprintf(f, "%s:%d\n", host, port) > 0;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (ok && rename(tmp, path) != 0)
+        ok = false;
+    if (!ok) {
+        snprintf(err, cap,
+                 "cannot write the --ready-file '%.300s': %s; give a path in a writable "
+                 "directory",
+                 path, strerror(errno));
+        if (f)
+            unlink(tmp);
+    }
+    return ok;
 }
 
 int ellm_server_run(const ellm_server_config *cfg)
@@ -145,21 +159,25 @@ int ellm_server_run(const ellm_server_config *cfg)
                 "%s: listening on http://%s:%d (no model: the page at / runs one in the "
                 "browser)\n",
                 srv_log_name(cfg), host, srv.port);
-    if (cfg->ready_file)
-        write_ready_file(cfg->ready_file, host, srv.port);
+    int exit_code = 0;
+    if (cfg->ready_file && !write_ready_file(cfg->ready_file, host, srv.port, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", srv_log_name(cfg), err);
+        exit_code = 1;
+    }
 
     load_job job = {&srv, "", false};
     pthread_t loader;
     bool loader_started = false;
-    if (!cfg->model_path)
+    if (exit_code)
+        atomic_store(&srv.state, SRV_STATE_FAILED);
+    else if (!cfg->model_path)
         atomic_store(&srv.state, SRV_STATE_NO_MODEL);
     else if (!(loader_started = pthread_create(&loader, NULL, load_model, &job) == 0)) {
         snprintf(job.error, sizeof job.error, "cannot start the model loader thread");
         atomic_store(&srv.state, SRV_STATE_FAILED);
     }
-    int exit_code = 0;
     bool announced = false;
-    for (;;) {
+    while (exit_code == 0) {
         struct timespec ts = {0, 200 * 1000000L};
         int sig = sigtimedwait(&sigs, NULL, &ts);
         int state = atomic_load(&srv.state);

@@ -245,6 +245,17 @@ edgellm_status ellm_store_gc(store *s, uint64_t *files_removed, uint64_t *bytes_
             st = ellm_fail_wrap(st, "gc stopped without deleting anything");
             break;
         }
+        if (m.active[0] && !ellm_store_model_find(&m, m.active)) {
+            /* The entry of the active version is gone from a manifest that parses: it was
+             * damaged, and the blob that entry referenced must not go with it. */
+            st = ellm_fail(EDGELLM_ERR_FORMAT,
+                           "gc stopped without deleting anything: the manifest of '%s' names "
+                           "active version '%s', which it does not list; restore the manifest, "
+                           "or remove the model with 'edgellm models remove %s'",
+                           names[i], m.active, names[i]);
+            ellm_store_model_clear(&m);
+            break;
+        }
         for (size_t j = 0; j < m.n_versions; j++)
             if (!hash_set_add(&keep, m.versions[j].sha256))
                 st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");

@@ -37,7 +37,8 @@ PII = {
 
 
 class Upstream:
-    """An OpenAI-shaped cloud that records what it receives. mode: ok, hang, 500, garbage."""
+    """An OpenAI-shaped cloud that records what it receives. mode: ok, hang, 500, garbage,
+    empty (200 with no body), cut (a stream that closes before its [DONE])."""
 
     def __init__(self, port=0):
         self.received = []  # (method, path, headers, body bytes)
@@ -79,6 +80,8 @@ class Upstream:
                     return self.reply(500, {"error": {"message": "overloaded"}})
                 if up.mode == "garbage":
                     return self.reply(200, b"<html>not json", "text/html")
+                if up.mode == "empty":
+                    return self.reply(200, b"", "text/event-stream")
                 body = json.loads(raw)
                 chat = self.path.endswith("/chat/completions")
                 if chat:
@@ -106,7 +109,8 @@ class Upstream:
                     ev = {"id": "x", "object": "chunk", "choices": [ch]}
                     self.wfile.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
                     self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
+                if up.mode != "cut":
+                    self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
                 self.close_connection = True
 
@@ -362,6 +366,19 @@ def test_offline():
             st, resp, hdrs, dt = chat(g)
             check(st == 502 and resp["error"]["code"] == "upstream_invalid",
                   "malformed answer is a 502: %s %s" % (st, resp))
+            # A stream that is not an event stream, empty, or cut before its [DONE] must not
+            # pass as a complete answer: it ends with an error event.
+            for mode in ("garbage", "empty", "cut"):
+                up.mode = mode
+                st, events, done, _ = g.stream("/v1/chat/completions",
+                                               {"messages": [{"role": "user", "content": "hi"}],
+                                                "max_tokens": 4, "stream": True})
+                errors = [ev["error"] for ev in events if "error" in ev]
+                check(st == 200 and done and errors and errors[-1]["code"] == "upstream_invalid"
+                      and "[DONE]" in errors[-1]["message"],
+                      "the %s cloud stream ends with an error event: %s" % (mode, events))
+                check(g.proc.poll() is None, "the gateway survives a %s cloud stream" % mode)
+            up.mode = "ok"
         finally:
             up.stop()
     finally:

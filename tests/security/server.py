@@ -201,6 +201,15 @@ def test_alias():
         s.stop()
 
 
+def test_ready_file():
+    """A --ready-file that cannot be written was skipped in silence: the server ran, and a script
+    waiting for the file waited forever. It is now a one-line refusal naming the path."""
+    path = os.path.join(TMP, "no-such-dir", "ready")
+    rc, err = serve_refusal(["--ready-file", path])
+    check(rc == 1 and path in err and "--ready-file" in err,
+          "an unwritable --ready-file stops the server, exit 1, naming it: %s %r" % (rc, err))
+
+
 def test_long_piece():
     """The same class again: /tokenize with_pieces gave "" for a token longer than 255 bytes. The
     vocabulary here has a 320-byte token built by merges of 1, 2, 4, ... 256 and 320 'a's."""
@@ -374,7 +383,8 @@ def with_server(args, tests):
 
 def main():
     with_server([], [test_host, test_content_type, test_busy_port])
-    for group in (test_allowed_hosts, test_key_files, test_alias, test_long_piece):
+    for group in (test_allowed_hosts, test_key_files, test_alias, test_ready_file,
+                  test_long_piece):
         try:
             group()
         except RuntimeError as e:

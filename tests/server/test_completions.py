@@ -283,7 +283,9 @@ def test_errors(s):
     bad({"prompt": [1, 2, N_VOCAB]}, "prompt", "token id past the vocabulary")
     bad({"prompt": [1, -2]}, "prompt", "negative token id")
     bad({"prompt": [1, "a"]}, "prompt", "mixed token ids and text")
-    bad({"prompt": []}, "prompt", "empty prompt array")
+    r = bad({"prompt": []}, "prompt", "empty prompt array")
+    check("empty array" in r["error"]["message"],
+          "the 400 says the array is empty, not that it is the wrong type: %s" % r)
     r = bad({"prompt": [[1, 2], [1, 3]]}, "prompt", "several token-id prompts")
     check("one prompt per request" in r["error"]["message"], "the 400 names the limitation")
     bad({"prompt": ["a", "b"]}, "prompt", "several text prompts")

@@ -378,6 +378,11 @@ def test_embeddings_and_tokens(s):
     check(body2["usage"]["prompt_tokens"] > 0, "embedding usage")
     st, body, _ = s.request("POST", "/v1/embeddings", {"input": []}, headers=AUTH)
     check(st == 400, "empty embedding input -> 400")
+    # The 400's param names the field that is wrong, not always 'input'.
+    for field, value in (("dimensions", 7), ("encoding_format", "hex")):
+        st, body, _ = s.request("POST", "/v1/embeddings", {"input": "x", field: value}, headers=AUTH)
+        check(st == 400 and body["error"]["param"] == field,
+              "embedding %s -> 400 naming it: %s %s" % (field, st, body))
     st, body, _ = s.request("POST", "/tokenize", {"content": "Hello world", "add_special": True}, headers=AUTH)
     toks = body["tokens"]
     check(st == 200 and toks[0] == 1 and len(toks) > 2, "tokenize with BOS: %s" % body)
