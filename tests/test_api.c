@@ -175,6 +175,23 @@ static void test_last_token_pending(edgellm_model *m, const test_greedy_case *gc
                   !memcmp(next.tokens, whole.tokens, sizeof *next.tokens * (size_t)next.n_tokens),
               "continued \"%s\", in one call \"%s\"", next.text, whole.text);
 
+    /* A continuation refused for want of room keeps the token owed: a shorter one gets it. */
+    collected refused = {0}, shorter = {0};
+    CHECK(edgellm_generate(b, gc->prompt, &gp, &r) == EDGELLM_OK); /* 4 tokens, 3 passes */
+    int32_t owed_at = edgellm_context_n_past(b);
+    static char too_long[8192];
+    for (size_t i = 0; i + 2 < sizeof too_long; i += 2)
+        memcpy(too_long + i, " a", 2);
+    gp = greedy_params(&refused, 2);
+    gp.keep_cache = 1;
+    CHECK(edgellm_generate(b, too_long, &gp, &r) == EDGELLM_ERR_CONTEXT_FULL);
+    CHECK(edgellm_context_n_past(b) == owed_at);
+    gp.user_data = &shorter;
+    CHECK(edgellm_generate(b, more, &gp, &r) == EDGELLM_OK);
+    CHECK_MSG(edgellm_context_n_past(b) == owed_at + 1 + r.n_prompt_tokens + 1,
+              "cache %d after %d + 1 + %d + 1 tokens", edgellm_context_n_past(b), owed_at,
+              r.n_prompt_tokens);
+
     /* Anything else that changes the cache forgets the token. */
     collected again = {0};
     gp = greedy_params(&again, 2);

@@ -104,21 +104,31 @@ static edgellm_status evaluate_prompt(generation *g, const edgellm_token *prompt
     bool continued = g->params->keep_cache && ellm_context_take_pending(ctx, &pending);
     int32_t reuse = g->params->keep_cache ? 0 : ellm_cache_reuse_prefix(ctx, prompt, n_prompt);
     int32_t n_past = edgellm_context_n_past(ctx);
-    if (n_prompt - reuse + continued > edgellm_context_n_ctx(ctx) - n_past)
+    if (n_prompt - reuse + continued > edgellm_context_n_ctx(ctx) - n_past) {
+        if (continued) /* still owed to the conversation: a shorter prompt may follow */
+            ellm_context_set_pending(ctx, pending);
         return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
                          "the prompt is %d tokens but the context holds %d (%d already used); "
                          "shorten the prompt or raise --ctx",
                          n_prompt + continued, edgellm_context_n_ctx(ctx), n_past);
+    }
     g->result->n_cached_tokens = reuse;
     if (!continued)
         return edgellm_eval(ctx, prompt + reuse, n_prompt - reuse, 0);
     edgellm_token *tokens = malloc(((size_t)n_prompt + 1) * sizeof *tokens);
-    if (!tokens)
-        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d prompt tokens", n_prompt + 1);
-    tokens[0] = pending;
-    memcpy(tokens + 1, prompt, (size_t)n_prompt * sizeof *tokens);
-    edgellm_status st = edgellm_eval(ctx, tokens, n_prompt + 1, 0);
-    free(tokens);
+    edgellm_status st = tokens ? EDGELLM_OK
+                               : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
+                                           "no memory for %d prompt tokens", n_prompt + 1);
+    if (tokens) {
+        tokens[0] = pending;
+        memcpy(tokens + 1, prompt, (size_t)n_prompt * sizeof *tokens);
+        st = edgellm_eval(ctx, tokens, n_prompt + 1, 0);
+        free(tokens);
+    }
+    /* A failed pass leaves the cache as it was (a cancelled one keeps whole chunks, the token
+     * first among them): the token is owed only while the cache has not moved. */
+    if (st != EDGELLM_OK && edgellm_context_n_past(ctx) == n_past)
+        ellm_context_set_pending(ctx, pending);
     return st;
 }
 
