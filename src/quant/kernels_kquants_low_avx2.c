@@ -156,22 +156,21 @@ ALWAYS_INLINE void q2_K_pair_sums(bool vnni, const block_q2_K *w, const block_q8
     msum_pairs[p] = _mm256_hadd_epi32(msum[0], msum[1]);
 }
 
-/* sum plus the terms of eight Q2_K super-blocks against one activation row. The four pairs are
- * written out: as a loop (over blocks with a parity test, or over pairs) GCC kept it rolled,
- * with the pointer and index arithmetic of every iteration in the front end's four uops a cycle
- * that bound this row. */
-ALWAYS_INLINE float q2_K_group(bool vnni, float sum, const block_q2_K *w, const block_q8_K *a,
-                               __m256 act_scales)
+/* The terms of eight Q2_K super-blocks against one activation row (lane b: block b). The four
+ * pairs are written out: as a loop (over blocks with a parity test, or over pairs) GCC kept it
+ * rolled, with the pointer and index arithmetic of every iteration in the front end's four uops a
+ * cycle that bound this row. */
+ALWAYS_INLINE __m256 q2_K_group_terms(bool vnni, const block_q2_K *w, const block_q8_K *a,
+                                      __m256 act_scales)
 {
     __m256i isum_pairs[4], msum_pairs[4];
     q2_K_pair_sums(vnni, w, a, 0, isum_pairs, msum_pairs);
     q2_K_pair_sums(vnni, w, a, 1, isum_pairs, msum_pairs);
     q2_K_pair_sums(vnni, w, a, 2, isum_pairs, msum_pairs);
     q2_K_pair_sums(vnni, w, a, 3, isum_pairs, msum_pairs);
-    __m256 terms = kquant_terms_min(
-        _mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2), lane_totals_of_pairs(msum_pairs),
-        kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, 8), act_scales);
-    return add_lanes_in_order(sum, terms);
+    return kquant_terms_min(_mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2),
+                            lane_totals_of_pairs(msum_pairs),
+                            kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, 8), act_scales);
 }
 
 ALWAYS_INLINE void q2_K_dot(bool vnni, int64_t n, float *out, const void *row, const void *x)
@@ -204,7 +203,8 @@ ALWAYS_INLINE void q2_K_dot(bool vnni, int64_t n, float *out, const void *row, c
     }
     float sum = 0;
     for (int64_t i = 0; i < nb; i += 8)
-        sum = q2_K_group(vnni, sum, w + i, a + i, kquant_act_scales(a + i, 8));
+        sum = add_lanes_in_order(sum,
+                                 q2_K_group_terms(vnni, w + i, a + i, kquant_act_scales(a + i, 8)));
     *out = sum;
 }
 
@@ -215,8 +215,9 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
 
 /* ELLM_DOT_ROWS rows of whole groups a group at a time, every row's sum in block order as
  * q2_K_dot adds it: the group's activation scales are gathered once for all the rows (seven
- * inserts a group, about an eighth of a 2048-column row's work around its integer sums), and
- * with the partial-group test outside the loop the row's constants are set up once per call. */
+ * inserts a group, about an eighth of a 2048-column row's work around its integer sums), with
+ * the partial-group test outside the loop the row's constants are set up once per call, and the
+ * rows' terms are added eight rows an addition (add_rows_lanes_in_order). */
 ALWAYS_INLINE void q2_K_rows(bool vnni, int64_t n, float *out, const void *rows, size_t row_bytes,
                              const void *x)
 {
@@ -227,15 +228,17 @@ ALWAYS_INLINE void q2_K_rows(bool vnni, int64_t n, float *out, const void *rows,
             q2_K_dot(vnni, n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, x);
         return;
     }
-    float sums[ELLM_DOT_ROWS] = {0};
+    _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
+    __m256 sums = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i += 8) {
-        __m256 act_scales = kquant_act_scales(a + i, 8);
+        __m256 act_scales = kquant_act_scales(a + i, 8), terms[ELLM_DOT_ROWS];
         for (int r = 0; r < ELLM_DOT_ROWS; r++) {
             const block_q2_K *w = (const void *)((const uint8_t *)rows + (size_t)r * row_bytes);
-            sums[r] = q2_K_group(vnni, sums[r], w + i, a + i, act_scales);
+            terms[r] = q2_K_group_terms(vnni, w + i, a + i, act_scales);
         }
+        sums = add_rows_lanes_in_order(sums, terms);
     }
-    memcpy(out, sums, sizeof sums);
+    _mm256_storeu_ps(out, sums);
 }
 
 void ellm_vec_dot_q2_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,

@@ -145,6 +145,30 @@ static inline float add_lanes_in_order(float sum, __m256 terms)
     return sum;
 }
 
+/* Lane r of the result is lane r of sums + lane 0 + lane 1 + ... + lane 7 of terms[r], one
+ * addition at a time as add_lanes_in_order adds one row's terms, so each lane equals that row's
+ * single-row sum bit for bit; a kernel of eight rows adds them eight rows an addition, after one
+ * 8x8 transpose, in place of seven lane extractions and eight scalar additions a row. */
+static inline __m256 add_rows_lanes_in_order(__m256 sums, const __m256 terms[8])
+{
+    __m256 pairs[8], quads[8];
+    for (int k = 0; k < 4; k++) { /* rows 2k, 2k + 1 interleaved */
+        pairs[2 * k] = _mm256_unpacklo_ps(terms[2 * k], terms[2 * k + 1]);
+        pairs[2 * k + 1] = _mm256_unpackhi_ps(terms[2 * k], terms[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) { /* quads[4k + j]: lanes j and j + 4 of rows 4k .. 4k + 3 */
+        quads[4 * k] = _mm256_shuffle_ps(pairs[4 * k], pairs[4 * k + 2], 0x44);
+        quads[4 * k + 1] = _mm256_shuffle_ps(pairs[4 * k], pairs[4 * k + 2], 0xEE);
+        quads[4 * k + 2] = _mm256_shuffle_ps(pairs[4 * k + 1], pairs[4 * k + 3], 0x44);
+        quads[4 * k + 3] = _mm256_shuffle_ps(pairs[4 * k + 1], pairs[4 * k + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++)
+        sums = _mm256_add_ps(sums, _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x20));
+    for (int j = 0; j < 4; j++)
+        sums = _mm256_add_ps(sums, _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x31));
+    return sums;
+}
+
 /* The single-row decode kernels take super-blocks eight at a time: each block's integer sums stay
  * in vectors until the eight are reduced together (lane_totals_of_pairs), the eight float terms of the
  * scalar kernel's expression are formed in the lanes of one vector, and only the final additions
