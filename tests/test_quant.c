@@ -991,7 +991,8 @@ static void test_every_kernel_set(void)
  * the set's single-row decode kernel gives and exactly what the scalar kernel gives: rows of
  * fewer blocks than one step of eight, of whole steps and of steps plus a tail, short rows and long
  * ones up to tinyllama's FFN down rows (5632 columns: the wasm-relaxed K-quant kernels once sent
- * rows past 2048 columns to single rows), with edge values (zero rows, outliers, tiny activations,
+ * rows past 2048 columns to single rows) and past 16 384 columns with a partial group of eight
+ * super-blocks (the AVX2 Q3_K rows take eight groups a pass), with edge values (zero rows, outliers, tiny activations,
  * and for the 32-value formats block scales that are half subnormals, the largest half,
  * infinities and NaNs, which the wasm kernels convert with lane arithmetic of their own), and rows
  * of different contents so that a row mixed up with another shows. */
@@ -1000,11 +1001,11 @@ static void test_multi_row_kernels(void)
     /* One a row, in block r of row r; every 32-value format keeps its half scale d first. */
     static const uint16_t special_scales[ELLM_DOT_ROWS] = {0x0001, 0x03FF, 0x7BFF, 0x8001,
                                                            0x7C00, 0xFC00, 0x7E00, 0x7C01};
-    enum { MAXN = 5632, ROWS = ELLM_DOT_ROWS };
+    enum { MAXN = 17152, ROWS = ELLM_DOT_ROWS };
     static float w[ROWS * MAXN], x[MAXN];
     /* act: the decode layouts take up to 544 bytes a 256 values (ELLM_ACT_Q8_K_MAG) */
     static uint8_t wq[ROWS * MAXN * 2], plain[MAXN * 2], act[MAXN * 3];
-    int sizes[] = {160, 256, 416, 1024, 2048, 2816, 4096, MAXN};
+    int sizes[] = {160, 256, 416, 1024, 2048, 2816, 4096, 5632, MAXN};
     const char *sets[8];
     int n_sets = ellm_kernel_sets_available(sets, 8);
     int checked = 0, sets_with_rows = 0;

@@ -388,11 +388,11 @@ ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_
     return vnni ? q3_K_isum_vnni(w, a, s16, m) : q3_K_isum(w, a, s16, m);
 }
 
-/* sum plus the terms of count (at most 8) Q3_K super-blocks against one activation row, a pair
- * of blocks a step (their scales unpacked together); a block at or past count is 0 and its
- * scales are not read. */
-ALWAYS_INLINE float q3_K_group(bool vnni, float sum, const block_q3_K *w, const block_q8_K *a,
-                               const q3_K_masks *m, int count)
+/* The terms of count (at most 8) Q3_K super-blocks against one activation row (lane b: block
+ * b), a pair of blocks a step (their scales unpacked together); a block at or past count is +0
+ * and its scales are not read. */
+ALWAYS_INLINE __m256 q3_K_group_terms(bool vnni, const block_q3_K *w, const block_q8_K *a,
+                                      const q3_K_masks *m, int count)
 {
     __m256i pairs[4];
     for (int p = 0; p < 4; p++) {
@@ -408,54 +408,85 @@ ALWAYS_INLINE float q3_K_group(bool vnni, float sum, const block_q3_K *w, const 
         pairs[p] = _mm256_hadd_epi32(isum[0], isum[1]);
     }
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
-    return add_lanes_in_order(sum, kquant_terms(_mm256_srai_epi32(lane_totals_of_pairs(pairs), 2),
-                                                d, kquant_act_scales(a, count)));
+    return kquant_terms(_mm256_srai_epi32(lane_totals_of_pairs(pairs), 2), d,
+                        kquant_act_scales(a, count));
 }
 
-ALWAYS_INLINE float q3_K_dot(bool vnni, int64_t n, const void *row, const void *x,
-                             const q3_K_masks *m)
+/* Up to Q3_K_GROUPS_A_PASS groups of a row are taken before their terms are added: 16 384
+ * columns, every row of the common shapes in one pass. */
+enum { Q3_K_GROUPS_A_PASS = 8 };
+
+/* The terms of the nb (at most 8 * Q3_K_GROUPS_A_PASS) blocks at w, group g's in
+ * terms[ELLM_DOT_ROWS * g]. A row that ends in a partial group (5632 columns: 22 blocks, the FFN
+ * down rows) takes it as a group too: the pair loop's float tail per pair cost 5 % more per byte,
+ * and this group is a rolled loop, which the slowdown from memory of written-out groups followed
+ * by a tail (the exact-integer kernels' subsection) does not reach. */
+ALWAYS_INLINE void q3_K_row_terms(bool vnni, int64_t nb, const block_q3_K *w, const block_q8_K *a,
+                                  const q3_K_masks *m, __m256 *terms)
 {
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8, terms += ELLM_DOT_ROWS)
+        *terms = q3_K_group_terms(vnni, w + i, a + i, m, 8);
+    if (i < nb)
+        *terms = q3_K_group_terms(vnni, w + i, a + i, m, (int)(nb - i));
+}
+
+/* One row, its groups' terms added in block order, with the masks formed once a call
+ * (docs/performance.md, session 20: 2.8 % of the Q3_K rows' instructions). */
+ALWAYS_INLINE void q3_K_dot(bool vnni, int64_t n, float *out, const void *row, const void *x)
+{
+    q3_K_masks m = q3_K_masks_pinned();
     const block_q3_K *w = row;
     const block_q8_K *a = x;
     int64_t nb = n / QK_K, i = 0;
     float sum = 0;
-    /* A row that ends in a partial group (5632 columns: 22 blocks, the FFN down rows) takes it as
-     * a group too: the pair loop's float tail per pair cost 5 % more per byte, and this group is a
-     * rolled loop, which the slowdown from memory of written-out groups followed by a tail (the
-     * exact-integer kernels' subsection) does not reach. */
     for (; i + 8 <= nb; i += 8)
-        sum = q3_K_group(vnni, sum, w + i, a + i, m, 8);
+        sum = add_lanes_in_order(sum, q3_K_group_terms(vnni, w + i, a + i, &m, 8));
     if (i < nb)
-        sum = q3_K_group(vnni, sum, w + i, a + i, m, (int)(nb - i));
-    return sum;
+        sum = add_lanes_in_order(sum, q3_K_group_terms(vnni, w + i, a + i, &m, (int)(nb - i)));
+    *out = sum;
 }
 
-/* One row (rows == 1) or ELLM_DOT_ROWS rows, each by q3_K_dot's own code (so the rows equal the
- * single-row kernel bit for bit), with the masks formed once a call (docs/performance.md,
- * session 20: 2.8 % of the Q3_K rows' instructions). */
-ALWAYS_INLINE void q3_K_rows(bool vnni, int rows, int64_t n, float *out, const void *first,
-                             size_t row_bytes, const void *x)
+/* ELLM_DOT_ROWS rows, each row's terms by q3_K_dot's code (so the rows equal the single-row
+ * kernel bit for bit) and row after row within a pass (session 18: taking the FFN down rows
+ * group-major cost CPU time), then added eight rows an addition (add_rows_lanes_in_order). */
+ALWAYS_INLINE void q3_K_rows(bool vnni, int64_t n, float *out, const void *first, size_t row_bytes,
+                             const void *x)
 {
+    _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
     q3_K_masks m = q3_K_masks_pinned();
-    for (int r = 0; r < rows; r++)
-        out[r] = q3_K_dot(vnni, n, (const uint8_t *)first + (size_t)r * row_bytes, x, &m);
+    const block_q8_K *a = x;
+    int64_t nb = n / QK_K;
+    __m256 sums = _mm256_setzero_ps();
+    for (int64_t at = 0; at < nb; at += 8 * Q3_K_GROUPS_A_PASS) {
+        int64_t pass = nb - at < 8 * Q3_K_GROUPS_A_PASS ? nb - at : 8 * Q3_K_GROUPS_A_PASS;
+        __m256 terms[Q3_K_GROUPS_A_PASS][ELLM_DOT_ROWS];
+        for (int r = 0; r < ELLM_DOT_ROWS; r++)
+            q3_K_row_terms(vnni, pass,
+                           (const block_q3_K *)((const uint8_t *)first + (size_t)r * row_bytes) +
+                               at,
+                           a + at, &m, &terms[0][r]);
+        for (int g = 0; 8 * g < pass; g++)
+            sums = add_rows_lanes_in_order(sums, terms[g]);
+    }
+    _mm256_storeu_ps(out, sums);
 }
 
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    q3_K_rows(false, 1, n, out, row, 0, x);
+    q3_K_dot(false, n, out, row, x);
 }
 
 void ellm_vec_dot_q3_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
                                  const void *x)
 {
-    q3_K_rows(false, ELLM_DOT_ROWS, n, out, rows, row_bytes, x);
+    q3_K_rows(false, n, out, rows, row_bytes, x);
 }
 
 __attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_avx2vnni(int64_t n, float *out,
                                                                    const void *row, const void *x)
 {
-    q3_K_rows(true, 1, n, out, row, 0, x);
+    q3_K_dot(true, n, out, row, x);
 }
 
 __attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t n, float *out,
@@ -463,7 +494,7 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t 
                                                                         size_t row_bytes,
                                                                         const void *x)
 {
-    q3_K_rows(true, ELLM_DOT_ROWS, n, out, rows, row_bytes, x);
+    q3_K_rows(true, n, out, rows, row_bytes, x);
 }
 
 /* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
