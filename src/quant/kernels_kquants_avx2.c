@@ -333,27 +333,24 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
-/* sum plus the terms of count (at most 8) Q6_K super-blocks against one activation row. */
-ALWAYS_INLINE float q6_K_group(float sum, const block_q6_K *w, const block_q8_K *a, int count)
+/* The terms of eight Q6_K super-blocks against one activation row (lane b: block b), given the
+ * activation blocks' scales. */
+ALWAYS_INLINE __m256 q6_K_group_terms(const block_q6_K *w, const block_q8_K *a, __m256 act_scales)
 {
     __m256i pairs[4], even = _mm256_setzero_si256();
     for (int b = 0; b < 8; b++) {
-        __m256i isum = _mm256_setzero_si256();
-        if (b < count) {
-            __m256i q[8], sc[4];
-            ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-            q6_K_unpack(&w[b], q, sc);
-            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
-            isum = q6_K_block_isum(q, sc, sc16, &a[b]);
-        }
+        __m256i q[8], sc[4];
+        ellm_prefetch_ahead(&w[b], (int)sizeof *w);
+        q6_K_unpack(&w[b], q, sc);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+        __m256i isum = q6_K_block_isum(q, sc, sc16, &a[b]);
         if (b % 2 == 0)
             even = isum;
         else
             pairs[b / 2] = _mm256_hadd_epi32(even, isum);
     }
-    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
-    return add_lanes_in_order(
-        sum, kquant_terms(lane_totals_of_pairs(pairs), d, kquant_act_scales(a, count)));
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, 8);
+    return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }
 
 ALWAYS_INLINE void q6_K_row(int64_t n, float *out, const void *row, const void *x)
@@ -367,7 +364,7 @@ ALWAYS_INLINE void q6_K_row(int64_t n, float *out, const void *row, const void *
     }
     float sum = 0;
     for (int64_t i = 0; i < nb; i += 8)
-        sum = q6_K_group(sum, w + i, a + i, 8);
+        sum = add_lanes_in_order(sum, q6_K_group_terms(w + i, a + i, kquant_act_scales(a + i, 8)));
     *out = sum;
 }
 
@@ -376,7 +373,32 @@ void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *
     q6_K_row(n, out, row, x);
 }
 
-ELLM_DOT_ROWS_OF(ellm_vec_dot_q6_K_rows_avx2, q6_K_row)
+/* ELLM_DOT_ROWS rows of whole groups a group at a time, as q2_K_rows takes them (the output
+ * head's rows, 2048-4096 columns, are one to two groups): each row's terms by q6_K_row's code,
+ * the group's activation scales gathered once for the rows, and the rows' terms added eight rows
+ * an addition (add_rows_lanes_in_order). */
+void ellm_vec_dot_q6_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x)
+{
+    const block_q8_K *a = x;
+    int64_t nb = n / QK_K;
+    if (nb % 8) {
+        for (int r = 0; r < ELLM_DOT_ROWS; r++)
+            q6_K_row(n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, x);
+        return;
+    }
+    _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
+    __m256 sums = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 8) {
+        __m256 act_scales = kquant_act_scales(a + i, 8), terms[ELLM_DOT_ROWS];
+        for (int r = 0; r < ELLM_DOT_ROWS; r++) {
+            const block_q6_K *w = (const void *)((const uint8_t *)rows + (size_t)r * row_bytes);
+            terms[r] = q6_K_group_terms(w + i, a + i, act_scales);
+        }
+        sums = add_rows_lanes_in_order(sums, terms);
+    }
+    _mm256_storeu_ps(out, sums);
+}
 
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
