@@ -387,17 +387,8 @@ void ellm_vec_dot_q6_K_rows_avx2(int64_t n, float *out, const void *rows, size_t
             q6_K_row(n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, x);
         return;
     }
-    _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
-    __m256 sums = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 8) {
-        __m256 act_scales = kquant_act_scales(a + i, 8), terms[ELLM_DOT_ROWS];
-        for (int r = 0; r < ELLM_DOT_ROWS; r++) {
-            const block_q6_K *w = (const void *)((const uint8_t *)rows + (size_t)r * row_bytes);
-            terms[r] = q6_K_group_terms(w + i, a + i, act_scales);
-        }
-        sums = add_rows_lanes_in_order(sums, terms);
-    }
-    _mm256_storeu_ps(out, sums);
+    ELLM_ADD_ROWS_BY_GROUPS(block_q6_K, nb, out, rows, row_bytes, a,
+                            q6_K_group_terms(w, at, scales));
 }
 
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)

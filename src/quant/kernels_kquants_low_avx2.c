@@ -228,17 +228,8 @@ ALWAYS_INLINE void q2_K_rows(bool vnni, int64_t n, float *out, const void *rows,
             q2_K_dot(vnni, n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, x);
         return;
     }
-    _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
-    __m256 sums = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 8) {
-        __m256 act_scales = kquant_act_scales(a + i, 8), terms[ELLM_DOT_ROWS];
-        for (int r = 0; r < ELLM_DOT_ROWS; r++) {
-            const block_q2_K *w = (const void *)((const uint8_t *)rows + (size_t)r * row_bytes);
-            terms[r] = q2_K_group_terms(vnni, w + i, a + i, act_scales);
-        }
-        sums = add_rows_lanes_in_order(sums, terms);
-    }
-    _mm256_storeu_ps(out, sums);
+    ELLM_ADD_ROWS_BY_GROUPS(block_q2_K, nb, out, rows, row_bytes, a,
+                            q2_K_group_terms(vnni, w, at, scales));
 }
 
 void ellm_vec_dot_q2_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,

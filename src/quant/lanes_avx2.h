@@ -169,6 +169,29 @@ static inline __m256 add_rows_lanes_in_order(__m256 sums, const __m256 terms[8])
     return sums;
 }
 
+/* The body of an ELLM_DOT_ROWS-row decode kernel for rows of nb blocks of block_type, nb a multiple
+ * of 8, taken a group of eight blocks at a time over the rows: the group's activation scales
+ * (`scales`, of the activation blocks `at`) are gathered once for the rows, group_terms (an
+ * expression of w, the row's blocks of the group, at and scales) gives a row's eight terms, and
+ * the rows' terms are added eight rows an addition (add_rows_lanes_in_order) into out[0..7]. */
+#define ELLM_ADD_ROWS_BY_GROUPS(block_type, nb, out, rows, row_bytes, act, group_terms)            \
+    do {                                                                                           \
+        _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");            \
+        __m256 sums_ = _mm256_setzero_ps();                                                        \
+        for (int64_t i_ = 0; i_ < (nb); i_ += 8) {                                                 \
+            const block_q8_K *at = (act) + i_;                                                     \
+            __m256 scales = kquant_act_scales(at, 8), terms_[ELLM_DOT_ROWS];                       \
+            for (int r_ = 0; r_ < ELLM_DOT_ROWS; r_++) {                                           \
+                const block_type *w = (const block_type *)((const uint8_t *)(rows) +               \
+                                                           (size_t)r_ * (row_bytes)) +             \
+                                      i_;                                                          \
+                terms_[r_] = (group_terms);                                                        \
+            }                                                                                      \
+            sums_ = add_rows_lanes_in_order(sums_, terms_);                                        \
+        }                                                                                          \
+        _mm256_storeu_ps((out), sums_);                                                            \
+    } while (0)
+
 /* The single-row decode kernels take super-blocks eight at a time: each block's integer sums stay
  * in vectors until the eight are reduced together (lane_totals_of_pairs), the eight float terms of the
  * scalar kernel's expression are formed in the lanes of one vector, and only the final additions
