@@ -246,6 +246,26 @@ static bool parse_echo(json_t *body, srv_endpoint_kind kind, long long max_token
     return true;
 }
 
+/* Whether a completion prompt of n tokens fits the context. A prompt that is only scored (echo,
+ * max_tokens 0) may fill it; any other needs room for at least one generated token. */
+static bool prompt_fits(size_t n, int n_ctx, const srv_request *r, const char *param,
+                        srv_api_error *err)
+{
+    bool generates = !(r->echo && r->max_tokens == 0);
+    if (n + generates <= (size_t)n_ctx)
+        return true;
+    if (generates)
+        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
+                           "the prompt is %zu tokens but the context holds %d (and at least one "
+                           "generated token); shorten it",
+                           n, n_ctx);
+    else
+        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
+                           "the prompt is %zu tokens but the context holds %d; shorten it", n,
+                           n_ctx);
+    return false;
+}
+
 /* Tokenizes a completion prompt into r->prompt. */
 static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t len, int flags,
                             int n_ctx, const char *param, srv_request *r, srv_api_error *err)
@@ -262,13 +282,8 @@ static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t
                            "the prompt is empty and the model adds no BOS token");
         return false;
     }
-    if (n >= n_ctx) {
-        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
-                           "the prompt is %d tokens but the context holds %d (and at least one "
-                           "generated token); shorten it",
-                           n, n_ctx);
+    if (!prompt_fits(n, n_ctx, r, param, err))
         return false;
-    }
     r->prompt = malloc((size_t)n * sizeof *r->prompt);
     if (!r->prompt) {
         ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
@@ -580,11 +595,8 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
                            "(\"\" for an empty prompt)");
         return false;
     }
-    if ((long long)n >= n_ctx) {
-        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", "prompt",
-                           "the prompt is %zu tokens but the context holds %d", n, n_ctx);
+    if (!prompt_fits(n, n_ctx, r, "prompt", err))
         return false;
-    }
     r->prompt = malloc(n * sizeof *r->prompt);
     if (!r->prompt) {
         ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
