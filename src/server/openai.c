@@ -182,6 +182,31 @@ static bool parse_stops(json_t *body, srv_request *r, srv_api_error *err)
 }
 
 /* "logit_bias": {"token id": bias in [-100, 100]}, added to the logits before sampling. */
+/* −100 bans a token (OpenAI's documented meaning). Banning all of them leaves the sampler
+ * nothing to pick, and since the same amount is added to every logit it would pick exactly as
+ * without a bias: refused unless nothing is generated (echo with max_tokens 0). */
+static bool bans_every_token(const srv_request *r, int32_t n_vocab, srv_api_error *err)
+{
+    if (r->max_tokens == 0 || r->n_bias < n_vocab)
+        return false;
+    bool *banned = calloc((size_t)n_vocab, sizeof *banned);
+    int32_t n_banned = 0;
+    for (int i = 0; banned && i < r->n_bias; i++) {
+        if (r->bias[i].bias <= -100 && !banned[r->bias[i].token]) {
+            banned[r->bias[i].token] = true;
+            n_banned++;
+        }
+    }
+    free(banned);
+    if (n_banned < n_vocab)
+        return false;
+    ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                       "'logit_bias' bans every token of the vocabulary (all %d at -100), so no "
+                       "token can be generated; leave at least one token out",
+                       n_vocab);
+    return true;
+}
+
 static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_request *r,
                              srv_api_error *err)
 {
@@ -227,7 +252,7 @@ static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_reque
         }
         r->bias[r->n_bias++] = (srv_logit_bias){(edgellm_token)id, (float)bias};
     }
-    return true;
+    return !bans_every_token(r, n_vocab, err);
 }
 
 /* "echo" (completions only): the prompt's tokens lead the choice; with max_tokens 0 nothing is

@@ -235,6 +235,27 @@ def test_logit_bias(s, cases):
           "logit_bias +100 forces token %d: %s" % (forced, toks))
     check(f["choices"][0]["logprobs"]["token_logprobs"][1] < -0.5,
           "logprobs are the model's, before the bias: %s" % f["choices"][0]["logprobs"]["token_logprobs"])
+    # -100 on every token bans them all: nothing could be generated (adding the same amount to
+    # every logit would sample as if there were no bias), so it is a 400; with one token left,
+    # that token is all that is generated; with nothing to generate, nothing is refused.
+    every = {str(t): -100 for t in range(N_VOCAB)}
+    for path, body in [("/v1/completions", {"prompt": ids, "max_tokens": 3}),
+                       ("/v1/chat/completions",
+                        {"messages": [{"role": "user", "content": prompt}], "max_tokens": 3})]:
+        st, resp, _ = s.request("POST", path, dict(body, logit_bias=every))
+        check(st == 400 and resp["error"]["param"] == "logit_bias"
+              and "every token" in resp["error"]["message"],
+              "%s: logit_bias -100 on every token is a 400 naming it: %s %s" % (path, st, resp))
+    kept = greedy[7]
+    st, resp, _ = completion(s, {"prompt": ids, "max_tokens": 4, "temperature": 1, "seed": 3,
+                                 "logprobs": 1,
+                                 "logit_bias": dict(every, **{str(kept): 0})})
+    toks = resp["choices"][0]["logprobs"]["tokens"] if st == 200 else []
+    check(len(toks) == 4 and len(set(toks)) == 1 and piece["content"].endswith(toks[0].strip()),
+          "every token but %d banned: only it is generated: %s %s" % (kept, st, toks))
+    st, resp, _ = completion(s, {"prompt": ids, "echo": True, "max_tokens": 0, "logit_bias": every})
+    check(st == 200 and resp["usage"]["completion_tokens"] == 0,
+          "every token banned, echo and max_tokens 0: scored, not refused: %s %s" % (st, resp))
 
 
 def test_stops(s, cases):
