@@ -1192,8 +1192,11 @@ static const char *cloud_answer_fault(json_t *answer, bool chat, char *field, si
         json_array_foreach(calls, c, call)
         {
             json_t *function = json_object_get(call, "function");
+            snprintf(field, cap, "choices[%zu].message.tool_calls[%zu]", i, c);
+            if (!json_is_object(call))
+                return "is not an object";
             snprintf(field, cap, "choices[%zu].message.tool_calls[%zu].function", i, c);
-            if (!json_is_object(call) || !json_is_object(function))
+            if (!json_is_object(function))
                 return "is not an object";
             snprintf(field, cap, "choices[%zu].message.tool_calls[%zu].function.name", i, c);
             if (!json_is_string(json_object_get(function, "name")))

@@ -384,6 +384,8 @@ def test_offline():
                  lambda a: a["choices"][0]["message"].update(content=5)),
                 ("choices[0].message.tool_calls", lambda a: a["choices"][0]["message"].update(
                     content=None, tool_calls={"f": 1})),
+                ("choices[0].message.tool_calls[0]",
+                 lambda a: a["choices"][0]["message"].update(tool_calls=[5])),
                 ("choices[0].message.tool_calls[0].function.arguments",
                  lambda a: a["choices"][0]["message"].update(tool_calls=[tool_call({"x": 1})])),
                 ("choices[0].finish_reason", lambda a: a["choices"][0].update(finish_reason=1)),
