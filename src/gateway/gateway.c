@@ -1141,6 +1141,78 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
     return true;
 }
 
+/* The fields of a whole (200) cloud answer that the restoring walk and the client rely on,
+ * checked before it is relayed: an answer with a number for its text, no choice, or tool-call
+ * arguments that are not a JSON string would otherwise reach the client as a 200 it cannot
+ * read. Returns NULL when the answer has that shape, else the field at fault (written to field)
+ * with what it should be. */
+static const char *cloud_answer_fault(json_t *answer, bool chat, char *field, size_t cap)
+{
+    json_t *choices = json_object_get(answer, "choices");
+    snprintf(field, cap, "choices");
+    if (!json_is_array(choices))
+        return "is not an array";
+    if (json_array_size(choices) == 0)
+        return "is empty";
+    size_t i;
+    json_t *choice;
+    json_array_foreach(choices, i, choice)
+    {
+        snprintf(field, cap, "choices[%zu]", i);
+        if (!json_is_object(choice))
+            return "is not an object";
+        json_t *index = json_object_get(choice, "index");
+        json_t *finish = json_object_get(choice, "finish_reason");
+        snprintf(field, cap, "choices[%zu].index", i);
+        if (index && !json_is_integer(index))
+            return "is not an integer";
+        snprintf(field, cap, "choices[%zu].finish_reason", i);
+        if (finish && !json_is_string(finish) && !json_is_null(finish))
+            return "is neither a string nor null";
+        if (!chat) {
+            snprintf(field, cap, "choices[%zu].text", i);
+            return json_is_string(json_object_get(choice, "text")) ? NULL : "is not a string";
+        }
+        json_t *message = json_object_get(choice, "message");
+        snprintf(field, cap, "choices[%zu].message", i);
+        if (!json_is_object(message))
+            return "is not an object";
+        json_t *content = json_object_get(message, "content");
+        snprintf(field, cap, "choices[%zu].message.content", i);
+        if (content && !json_is_string(content) && !json_is_null(content))
+            return "is neither a string nor null";
+        json_t *calls = json_object_get(message, "tool_calls");
+        snprintf(field, cap, "choices[%zu].message.tool_calls", i);
+        if (calls && !json_is_array(calls) && !json_is_null(calls))
+            return "is not an array";
+        if (!content && json_array_size(calls) == 0)
+            return "is missing, and so is 'content'";
+        size_t c;
+        json_t *call;
+        json_array_foreach(calls, c, call)
+        {
+            json_t *function = json_object_get(call, "function");
+            snprintf(field, cap, "choices[%zu].message.tool_calls[%zu]", i, c);
+            if (!json_is_object(call))
+                return "is not an object";
+            snprintf(field, cap, "choices[%zu].message.tool_calls[%zu].function", i, c);
+            if (!json_is_object(function))
+                return "is not an object";
+            snprintf(field, cap, "choices[%zu].message.tool_calls[%zu].function.name", i, c);
+            if (!json_is_string(json_object_get(function, "name")))
+                return "is not a string";
+            snprintf(field, cap, "choices[%zu].message.tool_calls[%zu].function.arguments", i, c);
+            if (!json_is_string(json_object_get(function, "arguments")))
+                return "is not a string (of JSON)";
+        }
+    }
+    json_t *usage = json_object_get(answer, "usage");
+    snprintf(field, cap, "usage");
+    if (usage && !json_is_object(usage) && !json_is_null(usage))
+        return "is not an object";
+    return NULL;
+}
+
 /* POST /v1/classify {"input": TEXT, "labels": [...]}: answered on the device. */
 static int answer_classify(gateway *g, srv_server *srv, struct MHD_Connection *conn,
                            srv_front_request *rq)
@@ -1425,9 +1497,13 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     json_t *answer = call.len ? json_loadb(call.body, call.len, 0, NULL) : NULL;
     long status = call.status;
     ellm_gw_call_free(&call);
-    bool shaped = json_is_object(answer) &&
-                  (status != 200 || json_is_array(json_object_get(answer, "choices")));
-    if (!shaped) {
+    char field[128] = "answer";
+    const char *fault = !json_is_object(answer) ? "is not a JSON object"
+                        : status == 200
+                            ? cloud_answer_fault(answer, !strcmp(path, "/v1/chat/completions"),
+                                                 field, sizeof field)
+                            : NULL;
+    if (fault) {
         json_decref(answer);
         ellm_pii_session_free(session);
         if (g->fallback_on_malformed) {
@@ -1437,9 +1513,10 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         }
         count_failure(g, "cloud-malformed");
         json_decref(body);
-        *result = send_error(srv, conn, rq, 502, "upstream_invalid", "%s",
-                             "the cloud's answer is not an OpenAI-shaped JSON object (with "
-                             "'choices'); check --cloud-url");
+        char why[256];
+        snprintf(why, sizeof why, "'%s' %s", field, fault);
+        *result = send_error(srv, conn, rq, 502, "upstream_invalid",
+                             "the cloud's answer is not OpenAI-shaped: %s; check --cloud-url", why);
         return true;
     }
     json_decref(body);

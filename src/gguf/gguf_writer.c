@@ -1,12 +1,17 @@
 /* GGUF v3 writer: metadata and tensor infos are kept in memory, tensor data is streamed to a
  * temporary file that replaces the destination only once it is complete and synced. */
+#define _DEFAULT_SOURCE /* flock */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/bulk_write.h"
@@ -461,16 +466,80 @@ static void sync_parent_directory(const char *path)
     free(dir);
 }
 
+/* Whether name is base's temporary: "BASE.tmp.PID.N". */
+static bool is_temporary_of(const char *name, const char *base)
+{
+    size_t n = strlen(base);
+    if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp.", 5) != 0)
+        return false;
+    const char *p = name + n + 5;
+    size_t pid_digits = strspn(p, "0123456789");
+    if (pid_digits == 0 || p[pid_digits] != '.')
+        return false;
+    p += pid_digits + 1;
+    size_t seq_digits = strspn(p, "0123456789");
+    return seq_digits > 0 && p[seq_digits] == '\0';
+}
+
+/* Deletes the temporaries of path that a killed writer left (SIGKILL, SIGXFSZ, a power cut):
+ * every live writer holds a flock() on its temporary, so one that can be locked has no writer
+ * left. Locks are per open file and vanish with the process, whatever its PID namespace. */
+static void sweep_dead_temporaries(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (!is_temporary_of(e->d_name, base))
+            continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        struct stat held, now;
+        if (fd < 0)
+            continue;
+        /* Unlinked under the lock, and only if the name still holds the file locked: a writer
+         * that opened it meanwhile finds it unlinked once it has the lock and starts afresh. */
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 && S_ISREG(held.st_mode) &&
+            fstatat(dirfd(d), e->d_name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+            held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+        close(fd);
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+}
+
+/* Creates path's temporary, unique per process and per call so that concurrent writers never
+ * share one, locked for as long as fd stays open (see sweep_dead_temporaries). */
+static int create_locked_temporary(const char *path, char *tmp, size_t cap)
+{
+    static _Atomic unsigned long sequence;
+    for (;;) {
+        snprintf(tmp, cap, "%s.tmp.%ld.%lu", path, (long)getpid(), sequence++);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
+        while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+        }
+        /* A sweep that saw the file before it was locked unlinks it holding the lock; a file
+         * still linked now is ours for good. */
+        struct stat sb;
+        if (fstat(fd, &sb) == 0 && sb.st_nlink > 0)
+            return fd;
+        close(fd);
+    }
+}
+
 edgellm_status ellm_gguf_writer_write(gguf_writer *w, const char *path)
 {
     size_t n = strlen(path);
-    char *tmp = malloc(n + 32);
+    char *tmp = malloc(n + 48);
     if (!tmp)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
-    /* Unique per process and per call, so concurrent writers never share a temporary. */
-    static _Atomic unsigned long sequence;
-    snprintf(tmp, n + 32, "%s.tmp.%ld.%lu", path, (long)getpid(), sequence++);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    sweep_dead_temporaries(path);
+    int fd = create_locked_temporary(path, tmp, n + 48);
     if (fd < 0) {
         edgellm_status st = ellm_fail(EDGELLM_ERR_IO, "cannot create '%s': %s", tmp,
                                       strerror(errno));

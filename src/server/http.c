@@ -252,6 +252,24 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
     return false;
 }
 
+/* A connection waiting for its next request may idle this long; one whose request is arriving
+ * gets srv->body_timeout_s, so that requests left incomplete cannot hold the 1024 connections. */
+#define KEEP_ALIVE_IDLE_S 300u
+
+static void set_connection_timeout(struct MHD_Connection *conn, unsigned seconds)
+{
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, seconds);
+}
+
+/* Called as a request's first line has arrived: the rest must come within the body timeout. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)uri;
+    srv_server *srv = cls;
+    set_connection_timeout(conn, srv->body_timeout_s);
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -273,6 +291,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
+    /* Silence between bytes is bounded by the connection timeout; this bounds a body that
+     * trickles. libmicrohttpd 0.9 queues no answer mid-upload, so the connection is closed. */
+    if (*upload_size > 0 && ellm_srv_now() - cs->t_start > srv->body_timeout_s)
+        return MHD_NO;
     /* Nothing keeps a body a GET endpoint ignores: /health needs no key, so buffering it would
      * let anyone hold memory. */
     if (*upload_size > 0 && strcmp(cs->route->method, "POST") != 0) {
@@ -307,6 +329,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    set_connection_timeout(conn, KEEP_ALIVE_IDLE_S); /* the request is whole */
     const struct route *rt = cs->route;
     const char *endpoint = cs->endpoint;
     int state = atomic_load(&srv->state);
@@ -423,7 +446,8 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)srv->cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, srv->body_timeout_s,
         MHD_OPTION_EXTERNAL_LOGGER, http_log, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, err_cap,

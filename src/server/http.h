@@ -56,6 +56,7 @@ struct srv_server {
     int port;
     size_t max_body;
     double request_timeout_s;
+    unsigned body_timeout_s;
     long long created;
     pthread_mutex_t embed_mu; /* one embedding at a time on embed_ctx */
     edgellm_context *embed_ctx;

@@ -182,6 +182,31 @@ static bool parse_stops(json_t *body, srv_request *r, srv_api_error *err)
 }
 
 /* "logit_bias": {"token id": bias in [-100, 100]}, added to the logits before sampling. */
+/* −100 bans a token (OpenAI's documented meaning). Banning all of them leaves the sampler
+ * nothing to pick, and since the same amount is added to every logit it would pick exactly as
+ * without a bias: refused unless nothing is generated (echo with max_tokens 0). */
+static bool bans_every_token(const srv_request *r, int32_t n_vocab, srv_api_error *err)
+{
+    if (r->max_tokens == 0 || r->n_bias < n_vocab)
+        return false;
+    bool *banned = calloc((size_t)n_vocab, sizeof *banned);
+    int32_t n_banned = 0;
+    for (int i = 0; banned && i < r->n_bias; i++) {
+        if (r->bias[i].bias <= -100 && !banned[r->bias[i].token]) {
+            banned[r->bias[i].token] = true;
+            n_banned++;
+        }
+    }
+    free(banned);
+    if (n_banned < n_vocab)
+        return false;
+    ellm_srv_error_set(err, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                       "'logit_bias' bans every token of the vocabulary (all %d at -100), so no "
+                       "token can be generated; leave at least one token out",
+                       n_vocab);
+    return true;
+}
+
 static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_request *r,
                              srv_api_error *err)
 {
@@ -227,7 +252,7 @@ static bool parse_logit_bias(json_t *body, const edgellm_model *model, srv_reque
         }
         r->bias[r->n_bias++] = (srv_logit_bias){(edgellm_token)id, (float)bias};
     }
-    return true;
+    return !bans_every_token(r, n_vocab, err);
 }
 
 /* "echo" (completions only): the prompt's tokens lead the choice; with max_tokens 0 nothing is
@@ -246,6 +271,26 @@ static bool parse_echo(json_t *body, srv_endpoint_kind kind, long long max_token
     return true;
 }
 
+/* Whether a completion prompt of n tokens fits the context. A prompt that is only scored (echo,
+ * max_tokens 0) may fill it; any other needs room for at least one generated token. */
+static bool prompt_fits(size_t n, int n_ctx, const srv_request *r, const char *param,
+                        srv_api_error *err)
+{
+    bool generates = !(r->echo && r->max_tokens == 0);
+    if (n + generates <= (size_t)n_ctx)
+        return true;
+    if (generates)
+        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
+                           "the prompt is %zu tokens but the context holds %d (and at least one "
+                           "generated token); shorten it",
+                           n, n_ctx);
+    else
+        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
+                           "the prompt is %zu tokens but the context holds %d; shorten it", n,
+                           n_ctx);
+    return false;
+}
+
 /* Tokenizes a completion prompt into r->prompt. */
 static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t len, int flags,
                             int n_ctx, const char *param, srv_request *r, srv_api_error *err)
@@ -262,13 +307,8 @@ static bool tokenize_prompt(const edgellm_model *model, const char *text, size_t
                            "the prompt is empty and the model adds no BOS token");
         return false;
     }
-    if (n >= n_ctx) {
-        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", param,
-                           "the prompt is %d tokens but the context holds %d (and at least one "
-                           "generated token); shorten it",
-                           n, n_ctx);
+    if (!prompt_fits(n, n_ctx, r, param, err))
         return false;
-    }
     r->prompt = malloc((size_t)n * sizeof *r->prompt);
     if (!r->prompt) {
         ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
@@ -580,11 +620,8 @@ static bool completion_prompt(json_t *body, const edgellm_model *model, int n_ct
                            "(\"\" for an empty prompt)");
         return false;
     }
-    if ((long long)n >= n_ctx) {
-        ellm_srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", "prompt",
-                           "the prompt is %zu tokens but the context holds %d", n, n_ctx);
+    if (!prompt_fits(n, n_ctx, r, "prompt", err))
         return false;
-    }
     r->prompt = malloc(n * sizeof *r->prompt);
     if (!r->prompt) {
         ellm_srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");

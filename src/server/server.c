@@ -112,6 +112,7 @@ int ellm_server_run(const ellm_server_config *cfg)
     atomic_init(&srv.next_id, 1);
     srv.max_body = cfg->max_body_bytes ? cfg->max_body_bytes : 1 << 20;
     srv.request_timeout_s = cfg->request_timeout_s > 0 ? cfg->request_timeout_s : 600;
+    srv.body_timeout_s = cfg->body_timeout_s > 0 ? (unsigned)cfg->body_timeout_s : 30;
     srv.created = (long long)time(NULL);
     srv.front = cfg->front;
     if (!derive_model_id(&srv)) {

@@ -23,6 +23,9 @@ typedef struct ellm_server_config {
     const char *cors_origins;      /* comma-separated allowed origins; NULL = no CORS headers */
     size_t max_body_bytes;         /* 0 = 1 MiB */
     double request_timeout_s;      /* deadline of one request; <= 0 = 600 */
+    int body_timeout_s;            /* how long a request may take to arrive: the longest silence
+                                      in its headers or body, and its body's whole time after the
+                                      headers; <= 0 = 30 */
     double shutdown_grace_s;       /* how long in-flight requests may finish after SIGTERM */
     const char *ready_file;        /* if set, "host:port" is written here once listening */
     const char *allowed_hosts;     /* comma-separated Host names accepted besides localhost and the

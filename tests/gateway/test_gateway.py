@@ -38,11 +38,13 @@ PII = {
 
 class Upstream:
     """An OpenAI-shaped cloud that records what it receives. mode: ok, hang, 500, garbage,
-    empty (200 with no body), cut (a stream that closes before its [DONE])."""
+    empty (200 with no body), cut (a stream that closes before its [DONE]); reshape, when set,
+    rewrites each whole (non-streamed) answer before it is sent."""
 
     def __init__(self, port=0):
         self.received = []  # (method, path, headers, body bytes)
         self.mode = "ok"
+        self.reshape = None
         self.release = threading.Event()
         up = self
 
@@ -95,8 +97,11 @@ class Upstream:
                                   "finish_reason": "stop"}
                     else:
                         choice = {"index": 0, "text": answer, "finish_reason": "stop"}
-                    return self.reply(200, {"id": "x", "object": "chat.completion",
-                                            "model": body.get("model"), "choices": [choice]})
+                    answer = {"id": "x", "object": "chat.completion", "model": body.get("model"),
+                              "choices": [choice]}
+                    if up.reshape:
+                        up.reshape(answer)
+                    return self.reply(200, answer)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
@@ -366,6 +371,48 @@ def test_offline():
             st, resp, hdrs, dt = chat(g)
             check(st == 502 and resp["error"]["code"] == "upstream_invalid",
                   "malformed answer is a 502: %s %s" % (st, resp))
+            # A whole answer whose fields have the wrong types is a 502 naming the field, not
+            # a 200 the client cannot read.
+            def tool_call(arguments):
+                return {"id": "c1", "type": "function",
+                        "function": {"name": "f", "arguments": arguments}}
+            misshapen = [
+                ("choices", lambda a: a.update(choices=[])),
+                ("choices[0]", lambda a: a.update(choices=["hi"])),
+                ("choices[0].message", lambda a: a["choices"][0].pop("message")),
+                ("choices[0].message.content",
+                 lambda a: a["choices"][0]["message"].update(content=5)),
+                ("choices[0].message.tool_calls", lambda a: a["choices"][0]["message"].update(
+                    content=None, tool_calls={"f": 1})),
+                ("choices[0].message.tool_calls[0]",
+                 lambda a: a["choices"][0]["message"].update(tool_calls=[5])),
+                ("choices[0].message.tool_calls[0].function.arguments",
+                 lambda a: a["choices"][0]["message"].update(tool_calls=[tool_call({"x": 1})])),
+                ("choices[0].finish_reason", lambda a: a["choices"][0].update(finish_reason=1)),
+                ("usage", lambda a: a.update(usage="lots")),
+            ]
+            up.mode = "ok"
+            for field, reshape in misshapen:
+                up.reshape = reshape
+                st, resp, hdrs, dt = chat(g)
+                check(st == 502 and resp["error"]["code"] == "upstream_invalid"
+                      and ("'%s'" % field) in resp["error"]["message"],
+                      "an answer with a misshapen %s is a 502 naming it: %s %s" % (field, st, resp))
+            # The shapes the API allows still pass: content null beside tool calls.
+            up.reshape = lambda a: a["choices"][0]["message"].update(
+                content=None, tool_calls=[tool_call('{"x": 1}')])
+            st, resp, hdrs, dt = chat(g)
+            check(st == 200 and resp["choices"][0]["message"]["tool_calls"][0]["function"]
+                  ["arguments"] == '{"x": 1}', "a tool-call answer passes: %s %s" % (st, resp))
+            up.reshape = None
+            st, resp, _ = g.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 4})
+            check(st == 200 and resp["choices"][0]["text"] == "You said: hi",
+                  "a completion passes: %s %s" % (st, resp))
+            up.reshape = lambda a: a["choices"][0].update(text=["You", "said"])
+            st, resp, _ = g.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 4})
+            check(st == 502 and "'choices[0].text'" in resp["error"]["message"],
+                  "a completion whose text is an array is a 502: %s %s" % (st, resp))
+            up.reshape = None
             # A stream that is not an event stream, empty, or cut before its [DONE] must not
             # pass as a complete answer: it ends with an error event.
             for mode in ("garbage", "empty", "cut"):

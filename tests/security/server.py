@@ -365,6 +365,76 @@ def test_busy_port(s):
           "busy port: exit 1 and one line naming it: %s %r" % (r.returncode, lines))
 
 
+def test_stalled_requests(s):
+    """A request that stops while it arrives (a body cut short, a chunk size of 2^64 - 1, headers
+    never ended) or trickles held its connection for the 300 s idle timeout, so 1024 of them
+    locked the server out. With --body-timeout 2 each is closed within a few seconds, while a
+    whole request's keep-alive connection still waits 300 s for the next one."""
+    post = ("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n")
+
+    def closed_after(first, then=b"", every=None):
+        """Sends first (then, a byte every `every` s), returns the seconds until the server
+        closed the connection (None: still open after 15 s)."""
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=0.25)
+        t0 = time.monotonic()
+        try:
+            sock.sendall(first)
+            sent = 0
+            while time.monotonic() - t0 < 15:
+                if every and sent < len(then) and time.monotonic() - t0 > every * (sent + 1):
+                    sock.sendall(then[sent:sent + 1])
+                    sent += 1
+                try:
+                    if sock.recv(4096) == b"":
+                        return time.monotonic() - t0
+                except socket.timeout:
+                    pass
+                except ConnectionResetError:
+                    return time.monotonic() - t0
+            return None
+        finally:
+            sock.close()
+
+    body = b'{"content": "' + b"a" * 200 + b'"}'
+    cases = [
+        ("a Content-Length body that stops half-way",
+         (post + "Content-Length: %d\r\n\r\n" % len(body)).encode() + body[:20], b"", None),
+        ("a chunk size of 2^64 - 1", (post + "Transfer-Encoding: chunked\r\n\r\n"
+                                       "ffffffffffffffff\r\nabc").encode(), b"", None),
+        ("headers never ended", post.encode(), b"", None),
+        ("a body trickled a byte every 0.5 s",
+         (post + "Content-Length: %d\r\n\r\n" % len(body)).encode(), body, 0.5),
+    ]
+    for what, first, then, every in cases:
+        dt = closed_after(first, then, every)
+        check(dt is not None and dt < 6, "%s is cut within the body timeout (2 s): %s s" % (what, dt))
+    # A whole request: its connection then idles past the body timeout and serves a second one.
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    try:
+        req = (post + "Content-Length: %d\r\n\r\n" % len(body)).encode() + body
+        answers = []
+        for _ in range(2):
+            sock.sendall(req)
+            got = b""
+            while got.count(b"HTTP/1.1 200") < 1 or not got.endswith(b"}"):
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                got += piece
+            answers.append(got.split(b"\r\n", 1)[0])
+            time.sleep(3.5)
+        check(answers == [b"HTTP/1.1 200 OK"] * 2,
+              "a keep-alive connection idles past the body timeout: %r" % answers)
+    finally:
+        sock.close()
+    st, _ = s.request("GET", "/health")
+    check(st == 200, "the server still answers after the stalled requests: %s" % st)
+    r = subprocess.run([EDGELLM, "serve", "-m", MODEL, "--body-timeout", "0"], capture_output=True,
+                       timeout=30)
+    check(r.returncode == 2 and b"--body-timeout" in r.stderr,
+          "--body-timeout 0 is refused: %s %r" % (r.returncode, r.stderr))
+
+
 def with_server(args, tests):
     """Runs tests against one server; a server that does not start fails them, the rest go on."""
     try:
@@ -389,6 +459,7 @@ def main():
             group()
         except RuntimeError as e:
             check(False, "%s: %s" % (group.__name__, e))
+    with_server(["--body-timeout", "2"], [test_stalled_requests])
     with_server(["--api-key", KEY], [test_bearer, test_answer_before_body, test_unauthenticated_memory])
     print("security_server: %d checks, %d failed" % (ts.checks, len(ts.failures)))
     sys.exit(1 if ts.failures else 0)

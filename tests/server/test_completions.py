@@ -235,6 +235,27 @@ def test_logit_bias(s, cases):
           "logit_bias +100 forces token %d: %s" % (forced, toks))
     check(f["choices"][0]["logprobs"]["token_logprobs"][1] < -0.5,
           "logprobs are the model's, before the bias: %s" % f["choices"][0]["logprobs"]["token_logprobs"])
+    # -100 on every token bans them all: nothing could be generated (adding the same amount to
+    # every logit would sample as if there were no bias), so it is a 400; with one token left,
+    # that token is all that is generated; with nothing to generate, nothing is refused.
+    every = {str(t): -100 for t in range(N_VOCAB)}
+    for path, body in [("/v1/completions", {"prompt": ids, "max_tokens": 3}),
+                       ("/v1/chat/completions",
+                        {"messages": [{"role": "user", "content": prompt}], "max_tokens": 3})]:
+        st, resp, _ = s.request("POST", path, dict(body, logit_bias=every))
+        check(st == 400 and resp["error"]["param"] == "logit_bias"
+              and "every token" in resp["error"]["message"],
+              "%s: logit_bias -100 on every token is a 400 naming it: %s %s" % (path, st, resp))
+    kept = greedy[7]
+    st, resp, _ = completion(s, {"prompt": ids, "max_tokens": 4, "temperature": 1, "seed": 3,
+                                 "logprobs": 1,
+                                 "logit_bias": dict(every, **{str(kept): 0})})
+    toks = resp["choices"][0]["logprobs"]["tokens"] if st == 200 else []
+    check(len(toks) == 4 and len(set(toks)) == 1 and piece["content"].endswith(toks[0].strip()),
+          "every token but %d banned: only it is generated: %s %s" % (kept, st, toks))
+    st, resp, _ = completion(s, {"prompt": ids, "echo": True, "max_tokens": 0, "logit_bias": every})
+    check(st == 200 and resp["usage"]["completion_tokens"] == 0,
+          "every token banned, echo and max_tokens 0: scored, not refused: %s %s" % (st, resp))
 
 
 def test_stops(s, cases):
@@ -291,6 +312,47 @@ def test_errors(s):
     bad({"prompt": ["a", "b"]}, "prompt", "several text prompts")
 
 
+def test_prompt_fills_context(ids, ref):
+    """A prompt of exactly --ctx tokens that is only scored (echo, max_tokens 0) generates nothing,
+    so it fits: it was refused as if it needed room for a generated token."""
+    s = ts.Server(ts.MODEL, "--parallel", "2", "--ctx", str(len(ids)))
+    try:
+        for logprobs in (5, None):
+            body = {"prompt": ids, "echo": True, "max_tokens": 0, "n": 2}
+            if logprobs:
+                body["logprobs"] = logprobs
+            st, resp, _ = completion(s, body)
+            what = "a %d-token prompt in a %d-token context, echo, max_tokens 0, logprobs %s" % (
+                len(ids), len(ids), logprobs)
+            if not check(st == 200 and len(resp["choices"]) == 2, "%s: %s %s" % (what, st, resp)):
+                continue
+            ch = resp["choices"][0]
+            check(ch["text"] == resp["choices"][1]["text"] and ch["finish_reason"] == "length"
+                  and resp["usage"]["completion_tokens"] == 0
+                  and resp["usage"]["prompt_tokens"] == len(ids),
+                  "%s: the prompt echoed, nothing generated: %s" % (what, resp["usage"]))
+            if logprobs:
+                got = ch["logprobs"]["token_logprobs"]
+                worst = max(abs(got[i] - ref[i - 1][ids[i]]) for i in range(1, len(ids)))
+                check(len(got) == len(ids) and worst < 1e-3,
+                      "%s: every position scored as the reference does (%g)" % (what, worst))
+        st, events, done, _ = s.stream("/v1/completions", {"prompt": ids, "echo": True,
+                                                           "max_tokens": 0, "logprobs": 1,
+                                                           "stream": True})
+        check(st == 200 and done and not any("error" in ev for ev in events),
+              "the same, streamed: %s" % events[-1:])
+        for body, why in [(dict(prompt=ids, echo=True, max_tokens=1), "and at least one generated"),
+                          (dict(prompt=ids, echo=True), "and at least one generated"),
+                          (dict(prompt=ids + [ids[1]], echo=True, max_tokens=0), "; shorten it")]:
+            st, resp, _ = completion(s, body)
+            check(st == 400 and resp["error"]["code"] == "context_length_exceeded"
+                  and why in resp["error"]["message"],
+                  "%s ids, max_tokens %s: 400 saying why: %s %s"
+                  % (len(body["prompt"]), body.get("max_tokens"), st, resp))
+    finally:
+        check(s.stop() == 0, "the full-context server exits 0")
+
+
 def main():
     ids, ref = reference_logprobs()
     cases = greedy_cases()
@@ -306,6 +368,7 @@ def main():
         test_logit_bias(s, cases)
         test_stops(s, cases)
         test_errors(s)
+        test_prompt_fills_context(ids, ref)
         # A prompt longer than a pass takes: scored over several passes, same values.
         chunked = ts.Server(ts.MODEL, "--parallel", "2", "--batch", "16")
         test_prompt_logprobs(chunked, ids, ref, "16-token passes")

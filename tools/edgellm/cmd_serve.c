@@ -42,6 +42,10 @@ static void serve_usage(FILE *out)
             "      --alias NAME        the model id clients use (default: the file name)\n"
             "      --max-body BYTES    largest request body (default 1M)\n"
             "      --timeout SECONDS   deadline of one request (default 600)\n"
+            "      --body-timeout S    a request that stalls while it arrives (headers or body\n"
+            "                          silent for S seconds, or a body not complete S seconds\n"
+            "                          after its headers) is cut (default 30; an idle keep-alive\n"
+            "                          connection is kept 300 s)\n"
             "      --grace SECONDS     time in-flight requests get after SIGTERM (default 10)\n"
             "      --ready-file F      write host:port to F once listening (for scripts)\n"
             "      --web               the page at / runs a model in the browser (WebAssembly,\n"
@@ -120,6 +124,8 @@ int serve_option(const char *cmd, serve_options *o, int argc, char **argv, int *
     } else if (!strcmp(a, "--timeout")) {
         VALUE() if (!cli_parse_float(cmd, a, val, 0.001, 86400 * 7, &d)) return SERVE_OPTION_USAGE;
         cfg->request_timeout_s = d;
+    } else if (!strcmp(a, "--body-timeout")) {
+        INT_OPT(body_timeout_s, 1, 86400)
     } else if (!strcmp(a, "--grace")) {
         VALUE() if (!cli_parse_float(cmd, a, val, 0, 3600, &d)) return SERVE_OPTION_USAGE;
         cfg->shutdown_grace_s = d;
