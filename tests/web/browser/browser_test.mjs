@@ -286,6 +286,22 @@ try {
     await page.close();
   });
 
+  await check("the chat page: a full storage is reported and the page keeps working", async () => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.evaluate(() => { // what a browser does when the origin's quota is used up
+      Storage.prototype.setItem = () => { throw new DOMException("The quota has been exceeded.", "QuotaExceededError"); };
+    });
+    await chat(page, "I dreamed");
+    assert.match(await page.$eval("#storage-warning", (e) => e.textContent), /Conversations could not be saved \(The quota has been exceeded\.\)/);
+    await chat(page, "Once upon"); // not stuck waiting for the first answer
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   await check("the chat page: a model chosen while another loads wins; the earlier one is dropped", async () => {
     const page = await browser.newPage();
     const errors = [];
