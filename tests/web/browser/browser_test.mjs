@@ -228,11 +228,16 @@ try {
     await page.close();
   });
   // ---- a hostile or careless user (issue 17) ----------------------------------------------
-  await check("a URL that answers with a web page or another file is refused at its first bytes, and not cached", async () => {
+  // A new page at url, and the uncaught errors it throws.
+  const openPage = async (url) => {
     const page = await browser.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(`${env.ISOLATED_URL}/demo/`, { waitUntil: "load" });
+    await page.goto(url, { waitUntil: "load" });
+    return { page, errors };
+  };
+  await check("a URL that answers with a web page or another file is refused at its first bytes, and not cached", async () => {
+    const { page, errors } = await openPage(`${env.ISOLATED_URL}/demo/`);
     const r = await page.evaluate(async () => {
       const { createEngine } = await import("/dist/edgellm.mjs");
       const out = [];
@@ -255,10 +260,7 @@ try {
   });
 
   await check("the chat page survives corrupt saved conversations, keeps their text, and renders stored answers inert", async () => {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(`${env.PLAIN_URL}/demo/`, { waitUntil: "load" });
+    const { page, errors } = await openPage(`${env.PLAIN_URL}/demo/`);
     const key = "edgellm-demo-conversations";
     await page.evaluate((k) => localStorage.setItem(k, "[{\"id\": \"x\", \"title\": "), key); // cut off mid-write
     await page.reload({ waitUntil: "load" });
@@ -287,10 +289,7 @@ try {
   });
 
   await check("the chat page: a full storage is reported and the page keeps working", async () => {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
+    const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
     await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
     await page.evaluate(() => { // what a browser does when the origin's quota is used up
       Storage.prototype.setItem = () => { throw new DOMException("The quota has been exceeded.", "QuotaExceededError"); };
@@ -303,10 +302,7 @@ try {
   });
 
   await check("the chat page: a model chosen while another loads wins; the earlier one is dropped", async () => {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(`${env.ISOLATED_URL}/demo/?model=${MODEL_PATH}`, { waitUntil: "load" });
+    const { page, errors } = await openPage(`${env.ISOLATED_URL}/demo/?model=${MODEL_PATH}`);
     await page.click("#load-url");
     // While the model downloads, a file that is not a model: its error is what the page shows.
     await (await page.$("#model-file")).uploadFile(path.join(OUT_DIR, "not-a-model.gguf"));
