@@ -312,6 +312,9 @@ await check("an engine without WebAssembly SIMD is told so before anything loads
 // The synthetic model's context is 2048 tokens: a generation left running takes seconds, so
 // whether it was stopped does not depend on timing.
 const longContextModel = path.join(tmp, "synth-q4_k_m.gguf");
+// A promise that never settles is the defect these checks look for: it fails the check, not the run.
+const settlesWithin = (promise, seconds) => Promise.race([promise, new Promise((resolve, reject) =>
+  setTimeout(() => reject(new Error(`still pending after ${seconds} s`)), seconds * 1000).unref())]);
 // The worker's final answer to each request, seen where Engine receives it.
 function recordResults(engine) {
   const results = [];
@@ -343,8 +346,8 @@ await check("unload stops the generation just posted, fails the queued ones; rep
   const queued = [engine.completions.create({ prompt: "x" }), engine.logits([1])];
   const settled = Promise.allSettled(queued);
   // Called before the worker has begun the generation: the interrupt must not be lost.
-  await Promise.all([engine.unload(), engine.unload()]);
-  await engine.unload();
+  await settlesWithin(Promise.all([engine.unload(), engine.unload()]), 30);
+  await settlesWithin(engine.unload(), 30);
   assert.equal(results[0].stopReason, 5, `${results[0].completionTokens} tokens: not interrupted`);
   for (const r of await settled) {
     assert.equal(r.status, "rejected");
@@ -361,8 +364,7 @@ await check("a worker that dies fails what waits on it and every later call", as
   const engine = await createEngine({ model: longContextModel, threads: 1 });
   const pending = engine.completions.create({ prompt: "Once", temperature: 0 });
   await engine.worker.terminate(); // as a crash or the browser killing it would
-  const hang = new Promise((resolve, reject) => setTimeout(() => reject(new Error("still pending after 30 s")), 30000).unref());
-  await rejects(() => Promise.race([pending, hang]), /the engine's worker stopped \(it exited with code \d+\); create a new engine/);
+  await rejects(() => settlesWithin(pending, 30), /the engine's worker stopped \(it exited with code \d+\); create a new engine/);
   await rejects(() => engine.completions.create({ prompt: "x" }), /worker stopped/);
   await engine.unload();
 });
@@ -401,7 +403,7 @@ await check("a download that fails says which URL and why, and never hangs", asy
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   const base = `http://127.0.0.1:${server.address().port}`;
   try {
-    const load = (name) => createEngine({ model: `${base}/${name}`, threads: 1, downloadStallSeconds: 1 });
+    const load = (name) => settlesWithin(createEngine({ model: `${base}/${name}`, threads: 1, downloadStallSeconds: 1 }), 30);
     await rejects(() => load("stalls-in-body.gguf"),
       /stalls-in-body\.gguf stopped after 1000 of \d+ bytes \(nothing arrived for 1 s\)/);
     await rejects(() => load("never-answers.gguf"), /never-answers\.gguf did not answer within 1 s/);
