@@ -429,7 +429,10 @@ export async function createEngine(options = {}) {
     else if (msg.type === "log") options.onLog?.(msg.line);
     else engine.dispatch(msg);
   });
-  worker.onStop((why) => engine.detach(`the engine's worker stopped (${why}); create a new engine`));
+  worker.onStop((why) => {
+    engine.detach(`the engine's worker stopped (${why}); create a new engine`);
+    worker.terminate(); // a browser worker lives on after an uncaught error: nothing uses it now
+  });
   try {
     const init = await engine.call("init", { variant, relaxed, baseUrl, threads, interrupt: interruptBuffer });
     engine.runtime.kernelSet = init.kernelSet;
