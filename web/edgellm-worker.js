@@ -129,7 +129,9 @@ class ModelBytes {
   }
   write(chunk) {
     if (this.loaded + chunk.byteLength > this.size) {
-      throw new Error(`the model source sent more than the ${this.size} bytes it announced`);
+      throw new Error(`the model source sent more than the ${this.size} bytes it announced (a ` +
+        `server that compresses the file announces the compressed size: serve .gguf files ` +
+        `without Content-Encoding)`);
     }
     mod.HEAPU8.set(chunk, this.ptr + this.loaded);
     this.loaded += chunk.byteLength;
@@ -151,7 +153,7 @@ function checkSize(size, name) {
 }
 
 async function open(request) {
-  const bytes = await readModel(request.source, request.cache);
+  const bytes = await readModel(request.source, request.cache, request.stallSeconds);
   const ptr = bytes.ptr;
   bytes.ptr = 0; // edgellm_wasm_open owns it now, whatever happens
   engine = mod._edgellm_wasm_open(ptr, bytes.size, request.nCtx, request.threads) >>> 0;
@@ -160,7 +162,7 @@ async function open(request) {
 }
 
 // The model's bytes in wasm memory; nothing stays allocated when reading fails.
-async function readModel(source, useCache) {
+async function readModel(source, useCache, stallSeconds) {
   const progress = (phase, loaded, total) => post({ type: "progress", phase, loaded, total });
   let bytes = null;
   const allocate = (size) => {
@@ -170,7 +172,12 @@ async function readModel(source, useCache) {
   try {
     if (source.kind === "url") {
       const store = useCache ? await openCache() : null;
-      await readUrl(source, store, progress, allocate);
+      const watchdog = new StallWatchdog(stallSeconds);
+      try {
+        await readUrl(source, store, progress, allocate, watchdog);
+      } finally {
+        watchdog.stop(); // and a download left unread on an error is closed, not left running
+      }
     } else {
       await readInto(source, progress, allocate);
       if (source.sha256) await verify(bytes, source.sha256, progress, source.path || "the model");
@@ -295,8 +302,56 @@ async function verify(bytes, expected, progress, name) {
       `damaged or not the one meant; check the URL and the hash`);
 }
 
-async function readUrl(source, store, progress, allocate) {
+// A server that stops sending without closing the connection would keep a load waiting forever:
+// the request is aborted once nothing has arrived for stallSeconds.
+class StallWatchdog {
+  constructor(seconds) {
+    this.seconds = seconds;
+    this.controller = new AbortController();
+    this.stalled = false;
+    this.timer = null;
+    this.feed();
+  }
+  feed() {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.stalled = true;
+      this.controller.abort();
+    }, this.seconds * 1000);
+  }
+  stop() {
+    clearTimeout(this.timer);
+    this.controller.abort();
+  }
+}
+
+// What fetch says of a failed request ("fetch failed", "Failed to fetch") names neither the URL
+// nor the cause; Node keeps the cause apart.
+function fetchFailure(url, e) {
+  const cause = e && e.cause ? e.cause.code || e.cause.message : "";
+  return new Error(`could not download ${url} (${e && e.message ? e.message : e}${cause ? `: ${cause}` : ""}); ` +
+    `check the URL, that the server is running and, for another site, that it lets this page read ` +
+    `it (CORS)`);
+}
+
+const GGUF_MAGIC = [0x47, 0x47, 0x55, 0x46]; // "GGUF"
+// A URL that answers with something else (a web server's "not found" page with status 200, a
+// login page) is refused at its first bytes: not downloaded whole, and never cached as the model.
+function checkGgufMagic(bytes, url) {
+  const head = mod.HEAPU8.subarray(bytes.ptr, bytes.ptr + Math.min(bytes.loaded, 32));
+  if (head.length >= 4 && GGUF_MAGIC.every((b, i) => head[i] === b)) return;
+  const text = String.fromCharCode(...head).replace(/[^\x20-\x7e]/g, ".");
+  const page = /^\s*</.test(text) ? " (a web page: the server answered with HTML, not the file)" : "";
+  throw new Error(`${url} is not a GGUF model: it starts with '${text}'${page}; check the URL`);
+}
+
+async function readUrl(source, store, progress, allocate, watchdog) {
   const { url } = source;
+  const progressSeen = progress;
+  progress = (phase, loaded, total) => {
+    watchdog.feed(); // reading the cache and checking a hash take time too, not the server
+    progressSeen(phase, loaded, total);
+  };
   let meta = store ? await readMeta(store, url) : null;
   // The entry is the URL and its hash: a different expected hash means another file.
   const want = source.sha256 || null;
@@ -315,10 +370,24 @@ async function readUrl(source, store, progress, allocate) {
     meta = null;
   }
   const stored = meta ? meta.parts.reduce((a, b) => a + b, 0) : 0;
-  const response = await fetch(url, stored > 0 ? { headers: { Range: `bytes=${stored}-` } } : {});
+  let response;
+  try {
+    response = await fetch(url, { signal: watchdog.controller.signal,
+      ...(stored > 0 ? { headers: { Range: `bytes=${stored}-` } } : {}) });
+  } catch (e) {
+    if (watchdog.stalled)
+      throw new Error(`${url} did not answer within ${watchdog.seconds} s; check the server and load it again`);
+    throw fetchFailure(url, e);
+  }
   if (!response.ok)
     throw new Error(`downloading ${url} failed: HTTP ${response.status}`);
   const length = Number(response.headers.get("content-length"));
+  const encoding = response.headers.get("content-encoding");
+  if (encoding && encoding !== "identity") {
+    await response.body.cancel();
+    throw new Error(`${url} is served compressed (Content-Encoding: ${encoding}), so its size is ` +
+      `unknown until it has all arrived; serve .gguf files without compression`);
+  }
   let resumed = false;
   if (response.status === 206) {
     // The rest of the same file: the range starts where the cache ends and the total and
@@ -372,14 +441,24 @@ async function readUrl(source, store, progress, allocate) {
     try {
       chunk = await reader.read();
     } catch (e) {
-      throw await stopped(e.message || String(e));
+      throw await stopped(watchdog.stalled ? `nothing arrived for ${watchdog.seconds} s` : e.message || String(e));
     }
     if (chunk.done) break;
+    const before = bytes.loaded;
     bytes.write(chunk.value);
+    if (before < 4 && bytes.loaded >= 4) {
+      try {
+        checkGgufMagic(bytes, url);
+      } catch (e) {
+        if (store) await dropEntry(store, url);
+        throw e;
+      }
+    }
     progress("download", bytes.loaded, size);
     while (store && bytes.loaded - partStart >= CACHE_PART) await savePart(partStart + CACHE_PART);
   }
   if (bytes.loaded !== size) throw await stopped("the connection ended early");
+  if (size < 4) checkGgufMagic(bytes, url); // too short to have been checked above
   await savePart(bytes.loaded);
   if (want) {
     try {
@@ -474,7 +553,6 @@ class Arena {
 }
 
 function generate({ id, kind, prompt, messages, params }) {
-  if (interruptFlag) Atomics.store(interruptFlag, 0, 0);
   onText = (text) => post({ type: "delta", id, text });
   const arena = new Arena();
   const p = params;

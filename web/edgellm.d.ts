@@ -29,6 +29,9 @@ export interface EngineOptions {
   /** Use the relaxed-SIMD build where the engine validates it (default true; Chromium 114 and
    * later, Node only with --experimental-wasm-relaxed-simd); false: the SIMD128 build. */
   relaxedSimd?: boolean;
+  /** A download (of a URL) that receives nothing for this many seconds fails, keeping what
+   * arrived for the next load to continue from (default 60). */
+  downloadStallSeconds?: number;
 }
 
 /** A model in the download cache. */

@@ -54,6 +54,10 @@ async function startWorker() {
     return {
       post: (m, t) => w.postMessage(m, t),
       listen: (fn) => w.on("message", fn),
+      onStop: (fn) => {
+        w.on("error", (e) => fn(e && e.message ? e.message : String(e)));
+        w.on("exit", (code) => fn(`it exited with code ${code}`));
+      },
       terminate: () => w.terminate(),
     };
   }
@@ -61,6 +65,13 @@ async function startWorker() {
   return {
     post: (m, t) => w.postMessage(m, t),
     listen: (fn) => { w.onmessage = (ev) => fn(ev.data); },
+    onStop: (fn) => {
+      // A script that failed to load or threw at the top level: the event says little more.
+      w.onerror = (ev) => {
+        ev.preventDefault();
+        fn(ev.message || "edgellm-worker.js could not be loaded from next to edgellm.mjs");
+      };
+    },
     terminate: () => w.terminate(),
   };
 }
@@ -70,10 +81,22 @@ async function startWorker() {
 function fail(field, what) {
   throw new TypeError(`'${field}' ${what}`);
 }
+/** A caller's value as an error message can show it: NaN, 5n and "5" as themselves, never JSON's
+ * "null" for NaN nor a TypeError for a BigInt. */
+function describe(v) {
+  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === "bigint") return `${v}n`;
+  if (typeof v !== "object" || v === null) return String(v);
+  try {
+    return (JSON.stringify(v) ?? typeof v).slice(0, 60);
+  } catch {
+    return typeof v;
+  }
+}
 function number(req, field, lo, hi, dflt) {
   const v = req[field];
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== "number" || !Number.isFinite(v)) fail(field, `must be a number, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isFinite(v)) fail(field, `must be a number, got ${describe(v)}`);
   if (v < lo || v > hi) fail(field, `must be between ${lo} and ${hi}, got ${v}`);
   return v;
 }
@@ -155,15 +178,28 @@ function usageOf(r) {
 
 /** Chunks pushed by the worker, consumed by `for await`. */
 class ChunkStream {
-  constructor() { this.queue = []; this.waiting = null; this.ended = false; this.error = null; }
-  push(chunk) { this.queue.push(chunk); this.wake(); }
+  constructor(onAbandon) {
+    this.queue = []; this.waiting = null; this.ended = false; this.error = null;
+    this.abandoned = false; this.onAbandon = onAbandon;
+  }
+  push(chunk) { if (!this.abandoned) { this.queue.push(chunk); this.wake(); } }
   end(error) { this.ended = true; this.error = error || null; this.wake(); }
   wake() { if (this.waiting) { const w = this.waiting; this.waiting = null; w(); } }
   async *[Symbol.asyncIterator]() {
-    for (;;) {
-      if (this.queue.length) { yield this.queue.shift(); continue; }
-      if (this.ended) { if (this.error) throw this.error; return; }
-      await new Promise((r) => { this.waiting = r; });
+    try {
+      for (;;) {
+        if (this.queue.length) { yield this.queue.shift(); continue; }
+        if (this.ended) { if (this.error) throw this.error; return; }
+        await new Promise((r) => { this.waiting = r; });
+      }
+    } finally {
+      // The caller left the loop early (break, return, a throw): nobody reads the rest, so the
+      // generation must not go on filling the context and holding up the requests queued after it.
+      if (!this.ended) {
+        this.abandoned = true;
+        this.queue = [];
+        this.onAbandon();
+      }
     }
   }
 }
@@ -176,6 +212,8 @@ class Engine {
     this.pending = new Map();
     this.nextId = 1;
     this.queue = Promise.resolve(); // one generation at a time
+    this.unloading = null;
+    this.stoppedBecause = "the engine was unloaded; create a new one";
     this.interruptFlag = runtime.interruptBuffer ? new Int32Array(runtime.interruptBuffer) : null;
     // Async, so that a bad request is a rejected promise like every other failure, not an
     // exception thrown past the caller's .catch().
@@ -192,12 +230,31 @@ class Engine {
   }
 
   call(type, fields, onDelta) {
-    if (!this.worker) return Promise.reject(new Error("the engine was unloaded; create a new one"));
+    if (!this.worker) return Promise.reject(new Error(this.stoppedBecause));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onDelta });
       this.worker.post({ type, id, ...fields });
     });
+  }
+
+  /** The worker is gone (unloaded, crashed or never started): what waited on it fails now with
+   * message, rather than never settling, and so does every later call. */
+  detach(message) {
+    if (!this.worker) return;
+    this.worker = null;
+    this.stoppedBecause = message;
+    const error = new Error(message);
+    for (const p of this.pending.values()) p.reject(error);
+    this.pending.clear();
+  }
+
+  /** Queues fn after the running request; requests still queued when unload starts fail. */
+  enqueue(fn) {
+    const run = () => this.unloading ? Promise.reject(new Error("the engine was unloaded; create a new one")) : fn();
+    const done = this.queue.then(run, run);
+    this.queue = done.catch(() => {});
+    return done;
   }
 
   dispatch(msg) {
@@ -228,29 +285,38 @@ class Engine {
     });
 
     if (req.stream) {
-      const stream = new ChunkStream();
+      let running = false;
+      const stream = new ChunkStream(() => { if (running) this.interrupt(); });
       let first = true;
-      const run = () => this.call("generate", fields, (text) => {
-        stream.push(chunkOf(text, null, first));
-        first = false;
+      // A stream yields only once its generation runs, so it cannot be left before that.
+      this.enqueue(() => {
+        running = true;
+        return this.generate(fields, (text) => {
+          stream.push(chunkOf(text, null, first));
+          first = false;
+        }).finally(() => { running = false; });
       }).then((r) => {
         const last = chunkOf("", FINISH[r.stopReason] || "stop", first);
         last.usage = usageOf(r);
         stream.push(last);
         stream.end();
       }, (e) => stream.end(e));
-      this.queue = this.queue.then(run, run);
       return Promise.resolve(stream);
     }
     let text = "";
-    const run = () => this.call("generate", fields, (t) => { text += t; });
-    const done = this.queue.then(run, run);
-    this.queue = done.catch(() => {});
-    return done.then((r) => ({
+    return this.enqueue(() => this.generate(fields, (t) => { text += t; })).then((r) => ({
       id, object, created, model,
       choices: [choiceOf(text, FINISH[r.stopReason] || "stop")],
       usage: usageOf(r),
     }));
+  }
+
+  /** Posts one generation (its turn in the queue has come). The interrupt flag is cleared here,
+   * not when the worker starts it: an interrupt (or unload) between this post and the worker's
+   * first token must stop it, not be forgotten. */
+  generate(fields, onDelta) {
+    if (this.interruptFlag) Atomics.store(this.interruptFlag, 0, 0);
+    return this.call("generate", fields, onDelta);
   }
 
   /** Stops the running generation after its current token (finish_reason "abort"). */
@@ -261,10 +327,7 @@ class Engine {
   /** Logits (n_tokens x n_vocab) of token ids evaluated from an empty cache; kernelSet "" is the
    * default set, "scalar" the portable kernels. For tests. */
   logits(tokens, kernelSet = "") {
-    const run = () => this.call("logits", { tokens: Int32Array.from(tokens), kernelSet });
-    const done = this.queue.then(run, run);
-    this.queue = done.catch(() => {});
-    return done;
+    return this.enqueue(() => this.call("logits", { tokens: Int32Array.from(tokens), kernelSet }));
   }
 
   runtimeInfo() {
@@ -280,15 +343,21 @@ class Engine {
     };
   }
 
-  async unload() {
+  /** Stops the running generation, fails the queued ones and frees the model; every call,
+   * however many at once, settles when that is done. */
+  unload() {
+    if (!this.unloading) this.unloading = this.close();
+    return this.unloading;
+  }
+
+  async close() {
     if (!this.worker) return;
     this.interrupt();
     await this.queue;
-    await this.call("unload", {});
-    for (const p of this.pending.values()) p.reject(new Error("the engine was unloaded"));
-    this.pending.clear();
-    await this.worker.terminate();
-    this.worker = null;
+    await this.call("unload", {}).catch(() => {}); // a worker that stopped holds nothing to free
+    const worker = this.worker;
+    this.detach("the engine was unloaded; create a new one");
+    await worker?.terminate();
   }
 }
 
@@ -317,7 +386,8 @@ function modelSource(model) {
  * onProgress({phase: "download"|"cache"|"verify"|"load", loaded, total}), variant ("mt"|"st",
  * default: the best the page allows), sha256 (the model's expected hash, checked before use),
  * cache (default true: downloads are kept in Cache Storage and resumed), relaxedSimd (default
- * true: the relaxed-SIMD build where the engine runs it; false: the plain SIMD128 build).
+ * true: the relaxed-SIMD build where the engine runs it; false: the plain SIMD128 build),
+ * downloadStallSeconds (default 60: a download that receives nothing for that long fails).
  */
 export async function createEngine(options = {}) {
   const source = modelSource(options.model);
@@ -337,7 +407,15 @@ export async function createEngine(options = {}) {
   const isolated = threadsAvailable();
   let threads = options.threads ?? hardwareThreads();
   if (!Number.isInteger(threads) || threads < 1 || threads > 64)
-    throw new TypeError(`'threads' must be an integer from 1 to 64, got ${options.threads}`);
+    fail("threads", `must be an integer from 1 to 64, got ${describe(options.threads)}`);
+  const contextSize = options.contextSize ?? 0;
+  if (!Number.isInteger(contextSize) || contextSize < 0 || contextSize > 2 ** 31 - 1)
+    fail("contextSize", `must be a whole number of tokens (0: the model's own, at most 4096), got ${describe(contextSize)}`);
+  const stallSeconds = options.downloadStallSeconds ?? 60;
+  if (typeof stallSeconds !== "number" || !(stallSeconds > 0))
+    fail("downloadStallSeconds", `must be a number of seconds above 0, got ${describe(stallSeconds)}`);
+  if (options.variant !== undefined && options.variant !== "mt" && options.variant !== "st")
+    fail("variant", `must be "mt" (threads) or "st" (one thread), got ${describe(options.variant)}`);
   let variant = options.variant ?? (isolated && threads > 1 ? "mt" : "st");
   if (variant === "mt" && !isolated)
     throw new Error("threads need SharedArrayBuffer: serve the page with the headers " +
@@ -351,6 +429,10 @@ export async function createEngine(options = {}) {
     else if (msg.type === "log") options.onLog?.(msg.line);
     else engine.dispatch(msg);
   });
+  worker.onStop((why) => {
+    engine.detach(`the engine's worker stopped (${why}); create a new engine`);
+    worker.terminate(); // a browser worker lives on after an uncaught error: nothing uses it now
+  });
   try {
     const init = await engine.call("init", { variant, relaxed, baseUrl, threads, interrupt: interruptBuffer });
     engine.runtime.kernelSet = init.kernelSet;
@@ -359,7 +441,7 @@ export async function createEngine(options = {}) {
     const id = engine.nextId++;
     engine.info = await new Promise((resolve, reject) => {
       engine.pending.set(id, { resolve, reject });
-      worker.post({ type: "open", id, source, nCtx: options.contextSize ?? 0, threads,
+      worker.post({ type: "open", id, source, nCtx: contextSize, threads, stallSeconds,
         cache: options.cache ?? true }, transfer);
     });
   } catch (e) {

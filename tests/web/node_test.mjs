@@ -307,5 +307,116 @@ await check("an engine without WebAssembly SIMD is told so before anything loads
   }
 });
 
+// ---- a hostile or careless caller (issue 17) ----------------------------------------------
+
+// The synthetic model's context is 2048 tokens: a generation left running takes seconds, so
+// whether it was stopped does not depend on timing.
+const longContextModel = path.join(tmp, "synth-q4_k_m.gguf");
+// A promise that never settles is the defect these checks look for: it fails the check, not the run.
+const settlesWithin = (promise, seconds) => Promise.race([promise, new Promise((resolve, reject) =>
+  setTimeout(() => reject(new Error(`still pending after ${seconds} s`)), seconds * 1000).unref())]);
+// The worker's final answer to each request, seen where Engine receives it.
+function recordResults(engine) {
+  const results = [];
+  const dispatch = engine.dispatch.bind(engine);
+  engine.dispatch = (msg) => {
+    if (msg.type === "result" && msg.result && "stopReason" in msg.result) results.push(msg.result);
+    dispatch(msg);
+  };
+  return results;
+}
+
+await check("a stream the caller leaves early stops its generation", async () => {
+  const engine = await createEngine({ model: longContextModel, threads: 1 });
+  const results = recordResults(engine);
+  const stream = await engine.completions.create({ prompt: "Once", temperature: 0, stream: true });
+  for await (const chunk of stream) { assert.ok(chunk); break; }
+  const next = await engine.completions.create({ prompt: "Once", temperature: 0, max_tokens: 3 });
+  assert.equal(next.usage.completion_tokens, 3);
+  assert.equal(results.length, 2);
+  assert.equal(results[0].stopReason, 5, "the left stream's generation was interrupted");
+  assert.ok(results[0].completionTokens < 1000, `${results[0].completionTokens} tokens nobody read`);
+  await engine.unload();
+});
+
+await check("unload stops the generation just posted, fails the queued ones; repeated unloads settle", async () => {
+  const engine = await createEngine({ model: longContextModel, threads: 1 });
+  const results = recordResults(engine);
+  const stream = await engine.completions.create({ prompt: "Once", temperature: 0, stream: true });
+  const queued = [engine.completions.create({ prompt: "x" }), engine.logits([1])];
+  const settled = Promise.allSettled(queued);
+  // Called before the worker has begun the generation: the interrupt must not be lost.
+  await settlesWithin(Promise.all([engine.unload(), engine.unload()]), 30);
+  await settlesWithin(engine.unload(), 30);
+  assert.equal(results[0].stopReason, 5, `${results[0].completionTokens} tokens: not interrupted`);
+  for (const r of await settled) {
+    assert.equal(r.status, "rejected");
+    assert.match(r.reason.message, /the engine was unloaded; create a new one/);
+  }
+  let finish = null;
+  for await (const chunk of stream) finish = chunk.choices[0].finish_reason ?? finish;
+  assert.equal(finish, "abort");
+  await rejects(() => engine.chat.completions.create({ messages: [{ role: "user", content: "x" }] }), /unloaded/);
+  await rejects(() => engine.cache.list(), /unloaded/);
+});
+
+await check("a worker that dies fails what waits on it and every later call", async () => {
+  const engine = await createEngine({ model: longContextModel, threads: 1 });
+  const pending = engine.completions.create({ prompt: "Once", temperature: 0 });
+  await engine.worker.terminate(); // as a crash or the browser killing it would
+  await rejects(() => settlesWithin(pending, 30), /the engine's worker stopped \(it exited with code \d+\); create a new engine/);
+  await rejects(() => engine.completions.create({ prompt: "x" }), /worker stopped/);
+  await engine.unload();
+});
+
+await check("engine options and request fields of the wrong kind are named, with the value given", async () => {
+  const model = path.join(env.SHARED, "models/aidreams260K-f32.gguf");
+  for (const contextSize of [-1, 1.5, NaN, "512", 2 ** 31])
+    await rejects(() => createEngine({ model, contextSize }), /'contextSize' must be a whole number of tokens/);
+  await rejects(() => createEngine({ model, variant: "gpu" }), /'variant' must be "mt" \(threads\) or "st" \(one thread\), got "gpu"/);
+  await rejects(() => createEngine({ model, threads: "2" }), /'threads' must be an integer from 1 to 64, got "2"/);
+  await rejects(() => createEngine({ model, downloadStallSeconds: 0 }), /'downloadStallSeconds' must be a number of seconds above 0/);
+  const engine = await createEngine({ model, threads: 1 });
+  await rejects(() => engine.completions.create({ prompt: "x", temperature: NaN }), /'temperature' must be a number, got NaN/);
+  await rejects(() => engine.completions.create({ prompt: "x", seed: 5n }), /'seed' must be a number, got 5n/);
+  await engine.unload();
+});
+
+await check("a download that fails says which URL and why, and never hangs", async () => {
+  const http = await import("node:http");
+  const zlib = await import("node:zlib");
+  const model = fs.readFileSync(path.join(env.SHARED, "models/aidreams260K-f32.gguf"));
+  const server = http.createServer((req, res) => {
+    if (req.url === "/stalls-in-body.gguf") {
+      res.writeHead(200, { "Content-Length": String(model.length) });
+      res.write(model.subarray(0, 1000)); // and then nothing, the connection left open
+    } else if (req.url === "/index.html-for-all.gguf") { // single-page-app hosting
+      const page = Buffer.from("<!DOCTYPE html><html><body>Welcome</body></html>");
+      res.writeHead(200, { "Content-Type": "text/html", "Content-Length": String(page.length) });
+      res.end(page);
+    } else if (req.url === "/gzipped.gguf") {
+      const packed = zlib.gzipSync(model);
+      res.writeHead(200, { "Content-Encoding": "gzip", "Content-Length": String(packed.length) });
+      res.end(packed);
+    } // else: no answer at all
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  try {
+    const load = (name) => settlesWithin(createEngine({ model: `${base}/${name}`, threads: 1, downloadStallSeconds: 1 }), 30);
+    await rejects(() => load("stalls-in-body.gguf"),
+      /stalls-in-body\.gguf stopped after 1000 of \d+ bytes \(nothing arrived for 1 s\)/);
+    await rejects(() => load("never-answers.gguf"), /never-answers\.gguf did not answer within 1 s/);
+    await rejects(() => load("index.html-for-all.gguf"),
+      /index\.html-for-all\.gguf is not a GGUF model: it starts with '<!DOCTYPE html>.*a web page/);
+    await rejects(() => load("gzipped.gguf"), /gzipped\.gguf is served compressed \(Content-Encoding: gzip\)/);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+  await rejects(() => createEngine({ model: "http://127.0.0.1:1/unreachable.gguf", threads: 1 }),
+    /could not download http:\/\/127\.0\.0\.1:1\/unreachable\.gguf \(fetch failed.*\); check the URL/);
+});
+
 console.log(failures ? `${failures} checks failed` : "all checks passed");
 process.exit(failures ? 1 : 0);

@@ -10,7 +10,7 @@ const STORE = "edgellm-demo-conversations";
 const serverMode = document.documentElement.dataset.backend === "server";
 let backend = null; // {stream(request) -> async iterable of chunks, stop()}
 let engine = null;
-let conversations = JSON.parse(localStorage.getItem(STORE) || "[]");
+let conversations = loadConversations();
 let current = null;
 let busy = false; // an answer is streaming: Enter and Send wait for it
 
@@ -65,7 +65,49 @@ function setting(id, fallback) {
 }
 
 // ---- conversations ---------------------------------------------------------------------------
-function save() { localStorage.setItem(STORE, JSON.stringify(conversations)); }
+function storageWarning(text) {
+  $("storage-warning").textContent = text;
+  $("storage-warning").hidden = false;
+}
+function isMessage(m) {
+  return typeof m === "object" && m !== null && (m.role === "user" || m.role === "assistant") &&
+    typeof m.content === "string" && (m.stats === undefined || typeof m.stats === "string");
+}
+function isConversation(c) {
+  return typeof c === "object" && c !== null && typeof c.id === "string" && typeof c.title === "string" &&
+    Array.isArray(c.messages) && c.messages.every(isMessage);
+}
+// What an earlier visit saved. Storage edited by hand, by an extension or by another page of this
+// origin can hold anything: the conversations that are whole are shown; the saved text, when any
+// of it is not, is kept under another key rather than overwritten by the next save.
+function loadConversations() {
+  const saved = localStorage.getItem(STORE);
+  if (saved === null) return [];
+  let parsed = null;
+  try {
+    parsed = JSON.parse(saved);
+  } catch { /* unreadable: set aside below */ }
+  const whole = Array.isArray(parsed) ? parsed.filter(isConversation) : [];
+  if (!Array.isArray(parsed) || whole.length !== parsed.length) {
+    const key = `${STORE}-unreadable-${Date.now()}`;
+    try {
+      localStorage.setItem(key, saved);
+      storageWarning(`Some saved conversations could not be read; their saved text was kept in ` +
+        `localStorage under "${key}".`);
+    } catch {
+      storageWarning("Some saved conversations could not be read, and storage is too full to keep a copy of them.");
+    }
+  }
+  return whole;
+}
+// A full storage (quota) must not stop the chat: the conversation stays on the page.
+function save() {
+  try {
+    localStorage.setItem(STORE, JSON.stringify(conversations));
+  } catch (e) {
+    storageWarning(`Conversations could not be saved (${e.message}): delete some to make room.`);
+  }
+}
 function newConversation() {
   current = { id: Date.now().toString(36), title: "New conversation", messages: [] };
   conversations.unshift(current);
@@ -146,7 +188,12 @@ $("messages").addEventListener("click", (ev) => {
 
 // ---- loading -----------------------------------------------------------------------------------
 const PHASES = { download: "Downloading", cache: "Reading from the cache", verify: "Checking SHA-256 of", load: "Loading" };
+// The file picker (and a drop) stay usable while a model loads: the last model chosen wins, and
+// one that finishes loading after another was chosen is unloaded, not left holding memory.
+let latestLoad = 0;
 async function load(model) {
+  const attempt = ++latestLoad;
+  const superseded = () => attempt !== latestLoad;
   $("status").textContent = "Starting…";
   $("progress").hidden = false;
   $("load-url").disabled = true;
@@ -156,13 +203,19 @@ async function load(model) {
     const { createEngine } = await import("../dist/edgellm.mjs");
     const threads = Number($("threads").value) || 1;
     const sha256 = typeof model === "string" && params.get("sha256") ? params.get("sha256") : undefined;
-    engine = await createEngine({
+    const created = await createEngine({
       model, threads, sha256,
       onProgress: ({ phase, loaded, total }) => {
+        if (superseded()) return;
         $("progress").value = total ? loaded / total : 0;
         $("status").textContent = `${PHASES[phase] || phase} ${(loaded / 2 ** 20).toFixed(1)} of ${(total / 2 ** 20).toFixed(1)} MiB`;
       },
     });
+    if (superseded()) {
+      await created.unload();
+      return;
+    }
+    engine = created;
     const info = engine.runtimeInfo();
     $("runtime").textContent = `${info.model.name || info.model.architecture} · ${info.model.quantization} · ` +
       `${info.multiThreaded ? `${info.threads} threads` : "1 thread"} · ${info.kernelSet}`;
@@ -176,9 +229,9 @@ async function load(model) {
     $("change-model").hidden = false;
     $("input").focus();
   } catch (e) {
-    $("status").textContent = `Could not load the model: ${e.message}`;
+    if (!superseded()) $("status").textContent = `Could not load the model: ${e.message}`;
   } finally {
-    $("load-url").disabled = false;
+    if (!superseded()) $("load-url").disabled = false;
   }
 }
 $("load-url").onclick = () => {

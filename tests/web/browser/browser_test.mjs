@@ -18,6 +18,7 @@ const env = process.env;
 const { CHROMIUM, MODEL_PATH, MODEL_FILE, OUT_DIR } = env;
 const modelSha256 = crypto.createHash("sha256").update(fs.readFileSync(MODEL_FILE)).digest("hex");
 const modelSize = fs.statSync(MODEL_FILE).size;
+fs.writeFileSync(path.join(OUT_DIR, "not-a-model.gguf"), "This is a text file, not a model.\n");
 let failures = 0;
 async function check(name, fn) {
   try { await fn(); console.log(`ok: ${name}`); } catch (e) { failures++; console.log(`FAIL: ${name}: ${e.stack || e}`); }
@@ -223,6 +224,92 @@ try {
     await chat(page, "I dreamed");
     assert.deepEqual(posts, [], "nothing sent to the server");
     await page.screenshot({ path: `${OUT_DIR}/serve-web.png` });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+  // ---- a hostile or careless user (issue 17) ----------------------------------------------
+  // A new page at url, and the uncaught errors it throws.
+  const openPage = async (url) => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(url, { waitUntil: "load" });
+    return { page, errors };
+  };
+  await check("a URL that answers with a web page or another file is refused at its first bytes, and not cached", async () => {
+    const { page, errors } = await openPage(`${env.ISOLATED_URL}/demo/`);
+    const r = await page.evaluate(async () => {
+      const { createEngine } = await import("/dist/edgellm.mjs");
+      const out = [];
+      for (const model of ["/demo/index.html", "/models/aidreams-tok512.bin"]) {
+        try {
+          await createEngine({ model, threads: 1 });
+          out.push("loaded");
+        } catch (e) { out.push(e.message); }
+      }
+      const engine = await createEngine({ model: "/models/aidreams260K-f32.gguf", threads: 1, cache: false });
+      out.push((await engine.cache.list()).map((m) => m.url));
+      await engine.unload();
+      return out;
+    });
+    assert.match(r[0], /\/demo\/index\.html is not a GGUF model: it starts with '<!doctype html>.*' \(a web page: .*\); check the URL/i, r[0]);
+    assert.match(r[1], /aidreams-tok512\.bin is not a GGUF model: it starts with '.*'; check the URL/, r[1]);
+    assert.deepEqual(r[2], [], "nothing cached");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page survives corrupt saved conversations, keeps their text, and renders stored answers inert", async () => {
+    const { page, errors } = await openPage(`${env.PLAIN_URL}/demo/`);
+    const key = "edgellm-demo-conversations";
+    await page.evaluate((k) => localStorage.setItem(k, "[{\"id\": \"x\", \"title\": "), key); // cut off mid-write
+    await page.reload({ waitUntil: "load" });
+    await page.waitForFunction(() => !document.querySelector("#storage-warning").hidden);
+    const kept = await page.evaluate((k) => Object.keys(localStorage).filter((x) => x.startsWith(`${k}-unreadable-`))
+      .map((x) => localStorage.getItem(x)), key);
+    assert.deepEqual(kept, ["[{\"id\": \"x\", \"title\": "]);
+    assert.match(await page.$eval("#storage-warning", (e) => e.textContent), /could not be read; their saved text was kept/);
+    assert.equal(await page.$$eval("#conversations li", (l) => l.length), 1, "a new conversation to type in");
+    // Valid JSON of the wrong shape, and hostile text in the answers of a whole conversation.
+    const hostile = { id: "h", title: "<img src=x onerror=window.pwned=1>", messages: [
+      { role: "user", content: "<img src=x onerror=window.pwned=2>" },
+      { role: "assistant", content: "<script>window.pwned=3</script> [link](javascript:window.pwned=4) " +
+        "**<svg onload=window.pwned=5>**\n\n```\n</code></pre><img src=x onerror=window.pwned=6>\n```" }] };
+    await page.evaluate((k, v) => localStorage.setItem(k, v), key,
+      JSON.stringify([hostile, { id: "y", title: "t", messages: [{ role: "user", content: 5 }] }, null]));
+    await page.reload({ waitUntil: "load" });
+    await page.waitForFunction(() => !document.querySelector("#storage-warning").hidden);
+    assert.deepEqual(await page.$$eval("#conversations li span", (l) => l.map((e) => e.textContent)), [hostile.title]);
+    assert.equal(await page.$$eval("#messages .msg", (l) => l.length), 2);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // time for an image's onerror to fire
+    assert.equal(await page.evaluate(() => window.pwned), undefined);
+    assert.equal(await page.$$eval("#messages :is(img, script, a, svg, iframe)", (l) => l.length), 0);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: a full storage is reported and the page keeps working", async () => {
+    const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.evaluate(() => { // what a browser does when the origin's quota is used up
+      Storage.prototype.setItem = () => { throw new DOMException("The quota has been exceeded.", "QuotaExceededError"); };
+    });
+    await chat(page, "I dreamed");
+    assert.match(await page.$eval("#storage-warning", (e) => e.textContent), /Conversations could not be saved \(The quota has been exceeded\.\)/);
+    await chat(page, "Once upon"); // not stuck waiting for the first answer
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: a model chosen while another loads wins; the earlier one is dropped", async () => {
+    const { page, errors } = await openPage(`${env.ISOLATED_URL}/demo/?model=${MODEL_PATH}`);
+    await page.click("#load-url");
+    // While the model downloads, a file that is not a model: its error is what the page shows.
+    await (await page.$("#model-file")).uploadFile(path.join(OUT_DIR, "not-a-model.gguf"));
+    await page.waitForFunction(() => /Could not load/.test(document.querySelector("#status").textContent), { timeout: 60000 });
+    await new Promise((resolve) => setTimeout(resolve, 3000)); // the download's end, were it to count
+    assert.match(await page.$eval("#status", (e) => e.textContent), /not-a-model\.gguf|not a GGUF file/);
+    assert.equal(await page.$eval("#chat", (e) => e.hidden), true, "the earlier model did not take over");
     assert.deepEqual(errors, []);
     await page.close();
   });
