@@ -380,8 +380,24 @@ static void rotate_adjacent(float *restrict v, const float *c, const float *s, i
     }
 }
 
-static void rope(const ellm_model *m, const rope_params *r, float *vec, int32_t n_heads,
-                 int32_t pos)
+/* The n heads of vec, each rotated at angles i0..i0 + n of cosines c and sines s. */
+static void rotate_heads(const ellm_hparams *hp, float *vec, int32_t n_heads, int32_t i0,
+                         const float *c, const float *s, int32_t n)
+{
+    int32_t half = hp->n_rot / 2;
+    for (int32_t h = 0; h < n_heads; h++) {
+        float *v = vec + (size_t)h * hp->head_dim;
+        if (hp->rope_neox)
+            rotate_halves(v + i0, v + i0 + half, c, s, n);
+        else
+            rotate_adjacent(v + 2 * i0, c, s, n);
+    }
+}
+
+/* A token's queries and keys share its position, so each angle's cosine and sine is computed once
+ * for both. */
+static void rope(const ellm_model *m, const rope_params *r, float *q, int32_t n_head, float *k,
+                 int32_t n_head_kv, int32_t pos)
 {
     const ellm_hparams *hp = &m->hp;
     int32_t half = hp->n_rot / 2;
@@ -399,13 +415,8 @@ static void rope(const ellm_model *m, const rope_params *r, float *vec, int32_t 
                 s[i] *= r->attn_factor;
             }
         }
-        for (int32_t h = 0; h < n_heads; h++) {
-            float *v = vec + (size_t)h * hp->head_dim;
-            if (hp->rope_neox)
-                rotate_halves(v + i0, v + i0 + half, c, s, n);
-            else
-                rotate_adjacent(v + 2 * i0, c, s, n);
-        }
+        rotate_heads(hp, q, n_head, i0, c, s, n);
+        rotate_heads(hp, k, n_head_kv, i0, c, s, n);
     }
 }
 
@@ -425,8 +436,8 @@ static void rope_task(void *arg, int ith, int nth)
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     for (int32_t t = ith; t < j->n_tokens; t += nth) {
         rope_params r = layer_rope(j->m, j->layer, j->seqs[j->s->tok_seq[t]].state);
-        rope(j->m, &r, j->s->q + t * q_dim, hp->n_head, j->s->tok_pos[t]);
-        rope(j->m, &r, j->s->k + t * kv_dim, hp->n_head_kv, j->s->tok_pos[t]);
+        rope(j->m, &r, j->s->q + t * q_dim, hp->n_head, j->s->k + t * kv_dim, hp->n_head_kv,
+             j->s->tok_pos[t]);
     }
 }
 
