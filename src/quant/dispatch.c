@@ -125,7 +125,7 @@ static const kernel_set avx2_set = {
     .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true},
     .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2,
-                  ellm_attend_f16_group_tokens_avx2},
+                  ellm_attend_f16_group_tokens_avx2, ellm_f16_store_f16c},
     .silu_mul = ellm_silu_mul_avx2,
 };
 
@@ -213,7 +213,7 @@ static const kernel_set avx512_set = {
     .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true}, /* the AVX2 tile */
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx512, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2,
-                  NULL},
+                  NULL, ellm_f16_store_f16c},
     .silu_mul = ellm_silu_mul_avx2,
 };
 #endif
