@@ -350,8 +350,9 @@ static void test_f16_store(void)
     uint16_t saturated, signalling;
     memcpy(&saturated, want + 2 * 18, 2);
     memcpy(&signalling, want + 2 * 25, 2);
-    CHECK_MSG(saturated == 0x7BFF && signalling == 0x7E00,
-              "the portable store saturates 2^16 to %04x and quiets a NaN to %04x", saturated,
+    /* A NaN's sign and payload are not portable (wasm may change them), only its NaN-ness. */
+    CHECK_MSG(saturated == 0x7BFF && (signalling & 0x7FFF) > 0x7C00,
+              "the portable store saturates 2^16 to %04x and makes a NaN %04x", saturated,
               signalling);
     const char *sets[16];
     int n_sets = ellm_kernel_sets_available(sets, 16), checked = 0;
