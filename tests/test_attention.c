@@ -325,8 +325,60 @@ static void test_f16_nan(void)
 }
 #endif
 
+/* The F16 cache's store: each set's own f16_store against the portable one, byte for byte, on
+ * F16's edges (subnormal ties, ties between normals, 65504 and the values that saturate to it, the
+ * infinities, quiet and signalling NaNs of both signs with payloads) and random values of every
+ * scale, over a length whose last values are not a whole vector. */
+static void test_f16_store(void)
+{
+    enum { N = 203 };
+    static const uint32_t edge_bits[] = {
+        0x00000000, 0x80000000, 0x00000001, 0x33000000, 0x33000001, 0x33400000, 0x33800000,
+        0x33C00000, 0x38800000, 0x387FE000, 0x387FF000, 0x3F801000, 0x3F803000, 0x3F800FFF,
+        0x477FE000, 0x477FEFFF, 0x477FF000, 0x477FFFFF, 0x47800000, 0x7F7FFFFF, 0xC77FF000,
+        0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC12345, 0x7F800001, 0x7FA00000, 0xFF812345};
+    enum { N_EDGES = sizeof edge_bits / sizeof edge_bits[0] };
+    static float src[N];
+    static uint8_t want[2 * N], got[2 * N + 2]; /* and a guard after the longest */
+    for (int i = 0; i < N; i++) {
+        if (i < N_EDGES)
+            memcpy(&src[i], &edge_bits[i], sizeof src[i]);
+        else
+            src[i] = frand() * ldexpf(1.0f, i % 48 - 30);
+    }
+    ellm_f16_store_portable(src, want, N);
+    uint16_t saturated, signalling;
+    memcpy(&saturated, want + 2 * 18, 2);
+    memcpy(&signalling, want + 2 * 25, 2);
+    /* A NaN's sign and payload are not portable (wasm may change them), only its NaN-ness. */
+    CHECK_MSG(saturated == 0x7BFF && (signalling & 0x7FFF) > 0x7C00,
+              "the portable store saturates 2^16 to %04x and makes a NaN %04x", saturated,
+              signalling);
+    const char *sets[16];
+    int n_sets = ellm_kernel_sets_available(sets, 16), checked = 0;
+    for (int s = 0; s < n_sets && s < 16; s++) {
+        CHECK(ellm_quant_use_kernel_set(sets[s]));
+        ellm_f16_store_fn store = ellm_attention_kernels_active()->f16_store;
+        if (!store || store == ellm_f16_store_portable)
+            continue;
+        for (int n = N - 8; n <= N; n++) { /* every tail length */
+            memset(got, 0xA5, sizeof got);
+            store(src, got, n);
+            CHECK_MSG(!memcmp(got, want, 2 * (size_t)n) && got[2 * n] == 0xA5,
+                      "%s: the F16 store of %d values differs from the portable one", sets[s], n);
+        }
+        checked++;
+    }
+    ellm_quant_use_kernel_set(NULL);
+#if defined(ELLM_HAVE_F16C_ATTENTION)
+    CHECK_MSG(!cpu_runs_set("avx2") || checked > 0, "no set with an F16C store was checked");
+#endif
+    fprintf(stderr, "F16 store checked in %d kernel sets\n", checked);
+}
+
 int main(void)
 {
+    test_f16_store();
     check_q8_0_group();
     ellm_attend_f16_fn narrow = NULL;
     ellm_attend_f16_wide_fn wide = NULL;

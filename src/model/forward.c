@@ -251,15 +251,40 @@ edgellm_status ellm_state_copy_prefix(const ellm_model *m, ellm_state *dst, cons
     return EDGELLM_OK;
 }
 
+/* out = x * weight / the root mean square ss / n of x, ss being x's sum of squares. */
+static void rms_scale(const float *x, const float *weight, float *out, int64_t n, double ss,
+                      float eps)
+{
+    float mean = (float)(ss / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * scale * weight[i];
+}
+
 static void rms_norm(const float *x, const float *weight, float *out, int64_t n, float eps)
 {
     double ss = 0;
     for (int64_t i = 0; i < n; i++)
         ss += (double)x[i] * x[i];
-    float mean = (float)(ss / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
-    for (int64_t i = 0; i < n; i++)
-        out[i] = x[i] * scale * weight[i];
+    rms_scale(x, weight, out, n, ss, eps);
+}
+
+/* rms_norm of four rows: each row's sum of squares is added in rms_norm's order, but one row's
+ * chain of dependent double additions (4 cycles a value) runs beside three others. */
+static void rms_norm4(const float *const x[4], const float *weight, float *const out[4], int64_t n,
+                      float eps)
+{
+    double ss0 = 0, ss1 = 0, ss2 = 0, ss3 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ss0 += (double)x[0][i] * x[0][i];
+        ss1 += (double)x[1][i] * x[1][i];
+        ss2 += (double)x[2][i] * x[2][i];
+        ss3 += (double)x[3][i] * x[3][i];
+    }
+    rms_scale(x[0], weight, out[0], n, ss0, eps);
+    rms_scale(x[1], weight, out[1], n, ss1, eps);
+    rms_scale(x[2], weight, out[2], n, ss2, eps);
+    rms_scale(x[3], weight, out[3], n, ss3, eps);
 }
 
 /* rms_norm of each of n_tokens rows, rows split over the pool. */
@@ -274,7 +299,17 @@ typedef struct norm_job {
 static void norm_task(void *arg, int ith, int nth)
 {
     norm_job *j = arg;
-    for (int32_t t = ith; t < j->n_tokens; t += nth)
+    int32_t t = ith;
+    for (; t + 3 * nth < j->n_tokens; t += 4 * nth) {
+        const float *x[4];
+        float *out[4];
+        for (int r = 0; r < 4; r++) {
+            x[r] = j->x + (t + r * nth) * j->n;
+            out[r] = j->out + (t + r * nth) * j->n;
+        }
+        rms_norm4(x, j->weight, out, j->n, j->eps);
+    }
+    for (; t < j->n_tokens; t += nth)
         rms_norm(j->x + t * j->n, j->weight, j->out + t * j->n, j->n, j->eps);
 }
 
@@ -380,8 +415,24 @@ static void rotate_adjacent(float *restrict v, const float *c, const float *s, i
     }
 }
 
-static void rope(const ellm_model *m, const rope_params *r, float *vec, int32_t n_heads,
-                 int32_t pos)
+/* The n heads of vec, each rotated at angles i0..i0 + n of cosines c and sines s. */
+static void rotate_heads(const ellm_hparams *hp, float *vec, int32_t n_heads, int32_t i0,
+                         const float *c, const float *s, int32_t n)
+{
+    int32_t half = hp->n_rot / 2;
+    for (int32_t h = 0; h < n_heads; h++) {
+        float *v = vec + (size_t)h * hp->head_dim;
+        if (hp->rope_neox)
+            rotate_halves(v + i0, v + i0 + half, c, s, n);
+        else
+            rotate_adjacent(v + 2 * i0, c, s, n);
+    }
+}
+
+/* A token's queries and keys share its position, so each angle's cosine and sine is computed once
+ * for both. */
+static void rope(const ellm_model *m, const rope_params *r, float *q, int32_t n_head, float *k,
+                 int32_t n_head_kv, int32_t pos)
 {
     const ellm_hparams *hp = &m->hp;
     int32_t half = hp->n_rot / 2;
@@ -399,13 +450,8 @@ static void rope(const ellm_model *m, const rope_params *r, float *vec, int32_t 
                 s[i] *= r->attn_factor;
             }
         }
-        for (int32_t h = 0; h < n_heads; h++) {
-            float *v = vec + (size_t)h * hp->head_dim;
-            if (hp->rope_neox)
-                rotate_halves(v + i0, v + i0 + half, c, s, n);
-            else
-                rotate_adjacent(v + 2 * i0, c, s, n);
-        }
+        rotate_heads(hp, q, n_head, i0, c, s, n);
+        rotate_heads(hp, k, n_head_kv, i0, c, s, n);
     }
 }
 
@@ -425,8 +471,8 @@ static void rope_task(void *arg, int ith, int nth)
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     for (int32_t t = ith; t < j->n_tokens; t += nth) {
         rope_params r = layer_rope(j->m, j->layer, j->seqs[j->s->tok_seq[t]].state);
-        rope(j->m, &r, j->s->q + t * q_dim, hp->n_head, j->s->tok_pos[t]);
-        rope(j->m, &r, j->s->k + t * kv_dim, hp->n_head_kv, j->s->tok_pos[t]);
+        rope(j->m, &r, j->s->q + t * q_dim, hp->n_head, j->s->k + t * kv_dim, hp->n_head_kv,
+             j->s->tok_pos[t]);
     }
 }
 

@@ -51,24 +51,18 @@ static int64_t heads_stored(const ellm_kv_cache *c, int64_t kv_dim)
     return c->head_stride ? kv_dim / c->head_dim : 1;
 }
 
-/* n values of src as F16 at dst, saturated. */
-static void store_f16_saturated(const float *src, uint8_t *dst, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h = ellm_f32_to_f16(ellm_f16_saturate(src[i]));
-        memcpy(dst + 2 * i, &h, 2);
-    }
-}
-
 void ellm_kv_store(const ellm_kv_cache *c, int32_t layer, int32_t pos, const float *k,
                    const float *v, int64_t kv_dim)
 {
     int64_t n_heads = heads_stored(c, kv_dim), n = kv_dim / n_heads;
+    ellm_f16_store_fn store_f16 = ellm_attention_kernels_active()->f16_store;
+    if (!store_f16)
+        store_f16 = ellm_f16_store_portable;
     for (int64_t h = 0; h < n_heads; h++) {
         size_t at = (size_t)h * c->head_stride + (size_t)pos * c->pos_stride;
         if (c->type == ELLM_TYPE_F16) {
-            store_f16_saturated(k + h * n, c->k[layer] + at, n);
-            store_f16_saturated(v + h * n, c->v[layer] + at, n);
+            store_f16(k + h * n, c->k[layer] + at, n);
+            store_f16(v + h * n, c->v[layer] + at, n);
         } else {
             ellm_quantize_row(c->type, k + h * n, c->k[layer] + at, n);
             ellm_quantize_row(c->type, v + h * n, c->v[layer] + at, n);

@@ -68,6 +68,20 @@ static inline __m256 exp8(__m256 x)
     return _mm256_and_ps(live, _mm256_mul_ps(e, _mm256_castsi256_ps(two_n)));
 }
 
+/* vcvtps2ph rounds to nearest even into F16's subnormals as ellm_f32_to_f16 does, and keeps a
+ * NaN's sign and top payload bits with the quiet bit set, as it does; max_ps and min_ps return
+ * their second operand when either is NaN, so NaN passes the clamp as in ellm_f16_saturate. */
+void ellm_f16_store_f16c(const float *src, uint8_t *dst, int64_t n)
+{
+    const __m256 top = _mm256_set1_ps(ELLM_F16_MAX), bottom = _mm256_set1_ps(-ELLM_F16_MAX);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_min_ps(top, _mm256_max_ps(bottom, _mm256_loadu_ps(src + i)));
+        _mm_storeu_si128((__m128i *)(dst + 2 * i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    }
+    ellm_f16_store_portable(src + i, dst + 2 * i, n - i);
+}
+
 void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *out)
 {
     const block_q8_0 *b = blocks;

@@ -108,6 +108,8 @@ typedef void (*ellm_axpy_q8_0_fn)(int32_t n_blocks, float w, const void *blocks,
 typedef void (*ellm_attend_q8_0_group_fn)(const void *q8, const uint8_t *kc, const uint8_t *vc,
                                           size_t stride, int32_t n_pos, int32_t hd, float scale,
                                           float cap, int32_t n_heads, float *scores, float *out);
+/* n values of src saturated (ellm_f16_saturate) and rounded to F16 at dst: the F16 cache's rows. */
+typedef void (*ellm_f16_store_fn)(const float *src, uint8_t *dst, int64_t n);
 
 typedef struct ellm_attention_kernels {
     const char *isa;
@@ -121,6 +123,7 @@ typedef struct ellm_attention_kernels {
     ellm_attend_q8_0_group_fn q8_0_group;
     /* Where f16_group applies, several tokens a call; NULL: f16_group token by token. */
     ellm_attend_f16_group_tokens_fn f16_group_tokens;
+    ellm_f16_store_fn f16_store; /* bit-identical to ellm_f16_store_portable; NULL: that one */
 } ellm_attention_kernels;
 
 /* The attention kernels of the kernel set in use (see ellm_kernels_for). */
@@ -133,6 +136,7 @@ void ellm_attend_f16_portable(const float *q, const uint8_t *kc, const uint8_t *
                               float *out);
 
 void ellm_axpy_q8_0_portable(int32_t n_blocks, float w, const void *blocks, float *out);
+void ellm_f16_store_portable(const float *src, uint8_t *dst, int64_t n);
 void ellm_attend_q8_0_group_portable(const void *q8, const uint8_t *kc, const uint8_t *vc,
                                      size_t stride, int32_t n_pos, int32_t hd, float scale,
                                      float cap, int32_t n_heads, float *scores, float *out);
@@ -141,6 +145,8 @@ void ellm_attend_q8_0_group_portable(const void *q8, const uint8_t *kc, const ui
 #define ELLM_HAVE_F16C_ATTENTION 1
 /* ellm_axpy_q8_0_portable eight values at a time (attention_avx2.c). */
 void ellm_axpy_q8_0_avx2(int32_t n_blocks, float w, const void *blocks, float *out);
+/* ellm_f16_store_portable eight values at a time with F16C's rounding (attention_avx2.c). */
+void ellm_f16_store_f16c(const float *src, uint8_t *dst, int64_t n);
 /* One attention head over an F16 cache using F16C conversions (see attention_f16.inc). */
 void ellm_attend_f16_f16c(const float *q, const uint8_t *kc, const uint8_t *vc, size_t stride,
                           int32_t n_pos, int32_t hd, float scale, uint16_t *acc, float *qr,

@@ -1,6 +1,8 @@
 /* The portable F16-cache attention head (half conversions in C): the scalar set's, and the one
- * every ISA copy of attention_f16.inc must equal bit for bit; the portable Q8_0 value sum. */
+ * every ISA copy of attention_f16.inc must equal bit for bit; the portable Q8_0 value sum and
+ * F16 cache store. */
 #include <math.h>
+#include <string.h>
 
 #include "quant/attention_kernels.h"
 #include "quant/blocks.h"
@@ -13,6 +15,14 @@ void ellm_axpy_q8_0_portable(int32_t n_blocks, float w, const void *blocks, floa
         float wd = w * ellm_f16_to_f32(b[i].d);
         for (int k = 0; k < QK8_0; k++)
             out[k] += wd * (float)b[i].qs[k];
+    }
+}
+
+void ellm_f16_store_portable(const float *src, uint8_t *dst, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = ellm_f32_to_f16(ellm_f16_saturate(src[i]));
+        memcpy(dst + 2 * i, &h, 2);
     }
 }
 

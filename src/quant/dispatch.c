@@ -73,7 +73,7 @@ static const kernel_set scalar_set = {
             [ELLM_TYPE_IQ4_NL] = K(Q8_0, ellm_vec_dot_iq4_nl_scalar, "scalar", NULL, NULL, NULL),
         },
     .attention = {"scalar", ellm_attend_f16_portable, NULL, NULL, ellm_axpy_q8_0_portable,
-                  ellm_attend_q8_0_group_portable, NULL},
+                  ellm_attend_q8_0_group_portable, NULL, ellm_f16_store_portable},
 };
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -125,7 +125,7 @@ static const kernel_set avx2_set = {
     .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true},
     .attention = {"avx2", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx2, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2,
-                  ellm_attend_f16_group_tokens_avx2},
+                  ellm_attend_f16_group_tokens_avx2, ellm_f16_store_f16c},
     .silu_mul = ellm_silu_mul_avx2,
 };
 
@@ -213,7 +213,7 @@ static const kernel_set avx512_set = {
     .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true}, /* the AVX2 tile */
     .attention = {"avx512", ellm_attend_f16_f16c, ellm_attend_f16_f16c_wide,
                   ellm_attend_f16_group_avx512, ellm_axpy_q8_0_avx2, ellm_attend_q8_0_group_avx2,
-                  NULL},
+                  NULL, ellm_f16_store_f16c},
     .silu_mul = ellm_silu_mul_avx2,
 };
 #endif
@@ -249,7 +249,7 @@ static const kernel_set avx512_set = {
                         [ELLM_TYPE_Q8_1] = ellm_quantize_row_q8_1_neon},                           \
         .attention = {"neon", ellm_attend_f16_neon,    ellm_attend_f16_neon_wide,                  \
                       NULL,   ellm_axpy_q8_0_portable, ellm_attend_q8_0_group_portable,            \
-                      NULL},                                                                       \
+                      NULL,   ellm_f16_store_portable},                                            \
         .silu_mul = ellm_silu_mul_neon,                                                            \
     }
 static const kernel_set neon_set = NEON_INT_SET("neon", neon);
@@ -311,7 +311,8 @@ static const kernel_set wasm_simd_set = {
     .quantize_layout = {[ELLM_ACT_Q8_0_WIDE] = ellm_quantize_q8_0_wide_wasm_simd,
                         [ELLM_ACT_Q8_K_WIDE] = ellm_quantize_q8_K_wide_wasm_simd},
     .attention = {"wasm-simd", ellm_attend_f16_wasm_simd, NULL, ellm_attend_f16_group_wasm_simd,
-                  ellm_axpy_q8_0_portable, ellm_attend_q8_0_group_portable, NULL},
+                  ellm_axpy_q8_0_portable, ellm_attend_q8_0_group_portable, NULL,
+                  ellm_f16_store_portable},
     .silu_mul = ellm_silu_mul_wasm_simd,
 };
 

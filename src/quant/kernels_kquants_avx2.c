@@ -433,28 +433,34 @@ void ellm_quantize_row_q8_K_avx2(const float *x, void *dst, int64_t n)
         float max = first_of_magnitude(xb, sign_mask, _mm256_set1_ps(am));
         float iscale = -128.0f / max;
         const __m256 vs = _mm256_set1_ps(iscale);
-        const __m256i top = _mm256_set1_epi32(127);
-        for (int k = 0; k < QK_K; k += 32) {
-            __m256i v[4];
-            for (int u = 0; u < 4; u++) {
-                __m256 r = _mm256_round_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + k + 8 * u)),
-                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                v[u] = _mm256_min_epi32(_mm256_cvtps_epi32(r), top);
+        for (int k = 0; k < QK_K; k += 64) {
+            __m256i pair_sums[4];
+            for (int half = 0; half < 2; half++) {
+                const float *xk = xb + k + 32 * half;
+                __m256i v[4];
+                /* cvtps rounds in the MXCSR mode, as nearbyintf does; only +128 exceeds 127 (the
+                 * largest magnitude maps to -128), so the clamp waits for 16-bit lanes, after
+                 * packs_epi32, which cannot saturate values of magnitude 128 or less. */
+                for (int u = 0; u < 4; u++)
+                    v[u] = _mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xk + 8 * u)));
+                /* packs interleave 128-bit lanes; the permutes restore value order. */
+                const __m256i top = _mm256_set1_epi16(127);
+                __m256i a16 = _mm256_min_epi16(
+                    _mm256_permute4x64_epi64(_mm256_packs_epi32(v[0], v[1]), 0xD8), top);
+                __m256i b16 = _mm256_min_epi16(
+                    _mm256_permute4x64_epi64(_mm256_packs_epi32(v[2], v[3]), 0xD8), top);
+                __m256i q8 = _mm256_permute4x64_epi64(_mm256_packs_epi16(a16, b16), 0xD8);
+                _mm256_storeu_si256((__m256i *)(b[i].qs + k + 32 * half), q8);
+                pair_sums[2 * half] = _mm256_madd_epi16(a16, _mm256_set1_epi16(1));
+                pair_sums[2 * half + 1] = _mm256_madd_epi16(b16, _mm256_set1_epi16(1));
             }
-            /* packs interleave 128-bit lanes; the permutes restore value order. */
-            __m256i a16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[0], v[1]), 0xD8);
-            __m256i b16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[2], v[3]), 0xD8);
-            __m256i q8 = _mm256_permute4x64_epi64(_mm256_packs_epi16(a16, b16), 0xD8);
-            _mm256_storeu_si256((__m256i *)(b[i].qs + k), q8);
-            __m256i s = _mm256_madd_epi16(a16, _mm256_set1_epi16(1));
-            __m256i t = _mm256_madd_epi16(b16, _mm256_set1_epi16(1));
-            /* s: 8 pair sums of values k..k+15; t: of k+16..k+31. */
-            __m256i st = _mm256_hadd_epi32(s, t); /* s01 s23 t01 t23 | s45 s67 t45 t67 */
-            st = _mm256_hadd_epi32(st, st);       /* s0-3 t0-3 .. | s4-7 t4-7 .. */
-            int32_t lanes[8];
-            _mm256_storeu_si256((__m256i *)lanes, st);
-            b[i].bsums[k / 16] = (int16_t)(lanes[0] + lanes[4]);
-            b[i].bsums[k / 16 + 1] = (int16_t)(lanes[1] + lanes[5]);
+            /* Four groups of 16 values: each 128-bit half of quads holds the groups' sums of
+             * values 0-7 (low half) and 8-15 (high half) of each group, in group order. */
+            __m256i quads = _mm256_hadd_epi32(_mm256_hadd_epi32(pair_sums[0], pair_sums[1]),
+                                              _mm256_hadd_epi32(pair_sums[2], pair_sums[3]));
+            __m128i sums = _mm_add_epi32(_mm256_castsi256_si128(quads),
+                                         _mm256_extracti128_si256(quads, 1));
+            _mm_storel_epi64((__m128i *)(b[i].bsums + k / 16), _mm_packs_epi32(sums, sums));
         }
         b[i].d = 1.0f / iscale;
     }
