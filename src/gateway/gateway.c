@@ -1171,7 +1171,9 @@ static const char *cloud_answer_fault(json_t *answer, bool chat, char *field, si
             return "is neither a string nor null";
         if (!chat) {
             snprintf(field, cap, "choices[%zu].text", i);
-            return json_is_string(json_object_get(choice, "text")) ? NULL : "is not a string";
+            if (!json_is_string(json_object_get(choice, "text")))
+                return "is not a string";
+            continue;
         }
         json_t *message = json_object_get(choice, "message");
         snprintf(field, cap, "choices[%zu].message", i);

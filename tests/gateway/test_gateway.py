@@ -412,6 +412,15 @@ def test_offline():
             st, resp, _ = g.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 4})
             check(st == 502 and "'choices[0].text'" in resp["error"]["message"],
                   "a completion whose text is an array is a 502: %s %s" % (st, resp))
+            # Every choice and the usage are checked, not only the first choice.
+            for field, reshape in [
+                ("choices[1].text", lambda a: a["choices"].append({"index": 1, "text": 7})),
+                ("usage", lambda a: a.update(usage=[1])),
+            ]:
+                up.reshape = reshape
+                st, resp, _ = g.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 4})
+                check(st == 502 and ("'%s'" % field) in resp["error"]["message"],
+                      "a completion with a misshapen %s is a 502 naming it: %s %s" % (field, st, resp))
             up.reshape = None
             # A stream that is not an event stream, empty, or cut before its [DONE] must not
             # pass as a complete answer: it ends with an error event.
