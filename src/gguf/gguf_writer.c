@@ -1,6 +1,5 @@
 /* GGUF v3 writer: metadata and tensor infos are kept in memory, tensor data is streamed to a
  * temporary file that replaces the destination only once it is complete and synced. */
-#define _DEFAULT_SOURCE /* flock */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
@@ -10,11 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/bulk_write.h"
+#include "core/locked_file.h"
 #include "core/checked_math.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
@@ -494,17 +492,7 @@ static void sweep_dead_temporaries(const char *path)
     while (d && (e = readdir(d)) != NULL) {
         if (!is_temporary_of(e->d_name, base))
             continue;
-        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-        struct stat held, now;
-        if (fd < 0)
-            continue;
-        /* Unlinked under the lock, and only if the name still holds the file locked: a writer
-         * that opened it meanwhile finds it unlinked once it has the lock and starts afresh. */
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 && S_ISREG(held.st_mode) &&
-            fstatat(dirfd(d), e->d_name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
-            held.st_ino == now.st_ino && held.st_dev == now.st_dev)
-            (void)unlinkat(dirfd(d), e->d_name, 0);
-        close(fd);
+        (void)ellm_unlink_if_unlocked(dirfd(d), e->d_name, NULL);
     }
     if (d)
         closedir(d);
@@ -521,12 +509,7 @@ static int create_locked_temporary(const char *path, char *tmp, size_t cap)
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0)
             return -1;
-        while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
-        }
-        /* A sweep that saw the file before it was locked unlinks it holding the lock; a file
-         * still linked now is ours for good. */
-        struct stat sb;
-        if (fstat(fd, &sb) == 0 && sb.st_nlink > 0)
+        if (ellm_lock_new_file(fd))
             return fd;
         close(fd);
     }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/locked_file.h"
 #include "core/status.h"
 #include "store/store_internal.h"
 
@@ -138,21 +139,11 @@ static edgellm_status sweep_dir(const char *dir, const hash_set *keep, const cha
             continue;
         if (only_unlocked) {
             /* Temporaries of a running install or download are flock()ed by their owner. */
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0)
-                continue;
-            bool busy = flock(fd, LOCK_EX | LOCK_NB) != 0;
-            /* Between our open and our lock the owner may have renamed it into blobs/ and
-             * another process created a new file under the same name: only unlink the file
-             * we hold. */
-            struct stat held, now;
-            bool same = fstat(fd, &held) == 0 && lstat(path, &now) == 0 &&
-                        held.st_ino == now.st_ino && held.st_dev == now.st_dev;
-            if (!busy && same && unlink(path) == 0) {
+            uint64_t size;
+            if (ellm_unlink_if_unlocked(dirfd(d), e->d_name, &size)) {
                 (*files)++;
-                *bytes += (uint64_t)sb.st_size;
+                *bytes += size;
             }
-            close(fd);
             continue;
         }
         if (unlink(path) == 0) {

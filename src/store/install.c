@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/bulk_write.h"
+#include "core/locked_file.h"
 #include "core/mapped_file.h"
 #include "core/status.h"
 #include "store/store_internal.h"
@@ -163,12 +164,7 @@ static edgellm_status open_owned_temp(store *s, const char *prefix, char *path, 
         if (fd < 0)
             return ellm_fail(EDGELLM_ERR_IO, "cannot create a temporary file in %s/tmp: %s",
                              s->root, strerror(errno));
-        while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
-        }
-        /* A gc that saw the file before we locked it unlinks it while holding the lock; our
-         * flock returns after that, so a file still linked now is ours for good. */
-        struct stat sb;
-        if (fstat(fd, &sb) == 0 && sb.st_nlink > 0) {
+        if (ellm_lock_new_file(fd)) {
             *fd_out = fd;
             return EDGELLM_OK;
         }
