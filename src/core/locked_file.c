@@ -23,8 +23,7 @@ bool ellm_unlink_if_unlocked(int dir_fd, const char *name, uint64_t *bytes)
         return false;
     struct stat held, now;
     bool gone = flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 &&
-                S_ISREG(held.st_mode) &&
-                fstatat(dir_fd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISREG(held.st_mode) && fstatat(dir_fd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
                 held.st_ino == now.st_ino && held.st_dev == now.st_dev &&
                 unlinkat(dir_fd, name, 0) == 0;
     if (gone && bytes)
