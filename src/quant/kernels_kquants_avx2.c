@@ -160,40 +160,47 @@ ALWAYS_INLINE void kq_dot(bool q5, int64_t n, float *out, const void *row,
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
-/* sum plus the terms of count (at most 8) Q4_K or Q5_K super-blocks against one activation row. */
-ALWAYS_INLINE float kq_group(bool q5, float sum, const uint8_t *blocks, const block_q8_K *a,
-                             int count)
+/* The pair reductions of super-blocks 2p and 2p + 1 of a group (see lane_totals_of_pairs): the
+ * scaled quants' sums in isum_pairs[p], the min terms' in msum_pairs[p]. The pair's bytes are
+ * prefetched together (Q4_K: five requests for 288 bytes, where each block's 144 took three). */
+ALWAYS_INLINE void kq_pair_sums(bool q5, const uint8_t *blocks, const block_q8_K *a, int p,
+                                __m256i isum_pairs[4], __m256i msum_pairs[4])
 {
     size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    __m256i isum_pairs[4], msum_pairs[4], isum_even = _mm256_setzero_si256(),
-                                          msum_even = _mm256_setzero_si256();
-    for (int b = 0; b < 8; b++) {
-        __m256i isum = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
-        if (b < count) {
-            const uint8_t *blk = blocks + (size_t)b * block_bytes;
-            ellm_prefetch_ahead(blk, (int)block_bytes);
-            kq_meta m;
-            __m256i q[8];
-            kq_decode_meta(((const block_q4_K *)blk)->scales, &m);
-            if (q5)
-                q5_K_unpack((const block_q5_K *)blk, q);
-            else
-                q4_K_unpack((const block_q4_K *)blk, q);
-            isum = kq_block_isum(q, &m, &a[b]);
-            msum = _mm256_madd_epi16(m.mins_twice, _mm256_loadu_si256((const __m256i *)a[b].bsums));
-        }
-        if (b % 2 == 0) {
-            isum_even = isum;
-            msum_even = msum;
-        } else {
-            isum_pairs[b / 2] = _mm256_hadd_epi32(isum_even, isum);
-            msum_pairs[b / 2] = _mm256_hadd_epi32(msum_even, msum);
-        }
+    __m256i isum[2], msum[2];
+    ellm_prefetch_ahead(blocks + (size_t)(2 * p) * block_bytes, 2 * (int)block_bytes);
+    for (int k = 0; k < 2; k++) {
+        const uint8_t *blk = blocks + (size_t)(2 * p + k) * block_bytes;
+        kq_meta m;
+        __m256i q[8];
+        kq_decode_meta(((const block_q4_K *)blk)->scales, &m);
+        if (q5)
+            q5_K_unpack((const block_q5_K *)blk, q);
+        else
+            q4_K_unpack((const block_q4_K *)blk, q);
+        isum[k] = kq_block_isum(q, &m, &a[2 * p + k]);
+        msum[k] = _mm256_madd_epi16(m.mins_twice,
+                                    _mm256_loadu_si256((const __m256i *)a[2 * p + k].bsums));
     }
-    __m256 terms = kquant_terms_min(
-        lane_totals_of_pairs(isum_pairs), lane_totals_of_pairs(msum_pairs),
-        kquant_block_words(blocks, block_bytes, count), kquant_act_scales(a, count));
-    return add_lanes_in_order(sum, terms);
+    isum_pairs[p] = _mm256_hadd_epi32(isum[0], isum[1]);
+    msum_pairs[p] = _mm256_hadd_epi32(msum[0], msum[1]);
+}
+
+/* The terms of eight Q4_K or Q5_K super-blocks against one activation row (lane b: block b),
+ * given the activation blocks' scales. The four pairs are written out, as q2_K_group_terms's
+ * are: as a loop over the blocks GCC kept it rolled, with a parity test and the loop's
+ * bookkeeping in every block. */
+ALWAYS_INLINE __m256 kq_group_terms(bool q5, const uint8_t *blocks, const block_q8_K *a,
+                                    __m256 act_scales)
+{
+    size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    __m256i isum_pairs[4], msum_pairs[4];
+    kq_pair_sums(q5, blocks, a, 0, isum_pairs, msum_pairs);
+    kq_pair_sums(q5, blocks, a, 1, isum_pairs, msum_pairs);
+    kq_pair_sums(q5, blocks, a, 2, isum_pairs, msum_pairs);
+    kq_pair_sums(q5, blocks, a, 3, isum_pairs, msum_pairs);
+    return kquant_terms_min(lane_totals_of_pairs(isum_pairs), lane_totals_of_pairs(msum_pairs),
+                            kquant_block_words(blocks, block_bytes, 8), act_scales);
 }
 
 /* Rows of whole groups of eight super-blocks take the groups. Others take the pairs of kq_dot:
@@ -209,26 +216,44 @@ ALWAYS_INLINE void kq_dot_row(bool q5, int64_t n, float *out, const void *row, c
     }
     float sum = 0;
     for (int64_t i = 0; i < nb; i += 8)
-        sum = kq_group(q5, sum, (const uint8_t *)row + (size_t)i * block_bytes, a + i, 8);
+        sum = add_lanes_in_order(sum,
+                                 kq_group_terms(q5, (const uint8_t *)row + (size_t)i * block_bytes,
+                                                a + i, kquant_act_scales(a + i, 8)));
     *out = sum;
 }
 
-ALWAYS_INLINE void q4_K_row(int64_t n, float *out, const void *row, const void *x)
+/* ELLM_DOT_ROWS rows of whole groups a group at a time, as q6_K's and q2_K's rows go (the
+ * attention and FFN gate/up rows of 2048 columns are one group): each row's terms by
+ * kq_dot_row's code, the group's activation scales gathered once for the rows, and the rows'
+ * terms added eight rows an addition. Rows ending in a partial group go row by row (kq_dot_row
+ * says why they take pairs). */
+ALWAYS_INLINE void kq_rows(bool q5, int64_t n, float *out, const void *rows, size_t row_bytes,
+                           const block_q8_K *a)
 {
-    kq_dot_row(false, n, out, row, x);
-}
-
-ALWAYS_INLINE void q5_K_row(int64_t n, float *out, const void *row, const void *x)
-{
-    kq_dot_row(true, n, out, row, x);
+    int64_t nb = n / QK_K;
+    if (nb % 8) {
+        for (int r = 0; r < ELLM_DOT_ROWS; r++)
+            kq_dot_row(q5, n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, a);
+        return;
+    }
+    if (q5)
+        ELLM_ADD_ROWS_BY_GROUPS(block_q5_K, nb, out, rows, row_bytes, a,
+                                kq_group_terms(true, (const uint8_t *)w, at, scales));
+    else
+        ELLM_ADD_ROWS_BY_GROUPS(block_q4_K, nb, out, rows, row_bytes, a,
+                                kq_group_terms(false, (const uint8_t *)w, at, scales));
 }
 
 void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    q4_K_row(n, out, row, x);
+    kq_dot_row(false, n, out, row, x);
 }
 
-ELLM_DOT_ROWS_OF(ellm_vec_dot_q4_K_rows_avx2, q4_K_row)
+void ellm_vec_dot_q4_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x)
+{
+    kq_rows(false, n, out, rows, row_bytes, x);
+}
 
 void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
@@ -237,10 +262,14 @@ void ellm_vec_dot_q4_K_x4_avx2(int64_t n, float *out, const void *row, const voi
 
 void ellm_vec_dot_q5_K_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    q5_K_row(n, out, row, x);
+    kq_dot_row(true, n, out, row, x);
 }
 
-ELLM_DOT_ROWS_OF(ellm_vec_dot_q5_K_rows_avx2, q5_K_row)
+void ellm_vec_dot_q5_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                 const void *x)
+{
+    kq_rows(true, n, out, rows, row_bytes, x);
+}
 
 void ellm_vec_dot_q5_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)
 {
@@ -333,22 +362,31 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
+/* The pair reduction of Q6_K super-blocks 2p and 2p + 1 of a group in pairs[p]; the pair's 420
+ * bytes are prefetched together (seven requests, where each block's 210 took four). */
+ALWAYS_INLINE void q6_K_pair_sums(const block_q6_K *w, const block_q8_K *a, int p, __m256i pairs[4])
+{
+    __m256i isum[2];
+    ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
+    for (int k = 0; k < 2; k++) {
+        const block_q6_K *b = &w[2 * p + k];
+        __m256i q[8], sc[4];
+        q6_K_unpack(b, q, sc);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+        isum[k] = q6_K_block_isum(q, sc, sc16, &a[2 * p + k]);
+    }
+    pairs[p] = _mm256_hadd_epi32(isum[0], isum[1]);
+}
+
 /* The terms of eight Q6_K super-blocks against one activation row (lane b: block b), given the
- * activation blocks' scales. */
+ * activation blocks' scales; the pairs written out as kq_group_terms's are. */
 ALWAYS_INLINE __m256 q6_K_group_terms(const block_q6_K *w, const block_q8_K *a, __m256 act_scales)
 {
-    __m256i pairs[4], even = _mm256_setzero_si256();
-    for (int b = 0; b < 8; b++) {
-        __m256i q[8], sc[4];
-        ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-        q6_K_unpack(&w[b], q, sc);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
-        __m256i isum = q6_K_block_isum(q, sc, sc16, &a[b]);
-        if (b % 2 == 0)
-            even = isum;
-        else
-            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
-    }
+    __m256i pairs[4];
+    q6_K_pair_sums(w, a, 0, pairs);
+    q6_K_pair_sums(w, a, 1, pairs);
+    q6_K_pair_sums(w, a, 2, pairs);
+    q6_K_pair_sums(w, a, 3, pairs);
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, 8);
     return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }
