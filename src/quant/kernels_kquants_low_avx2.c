@@ -379,46 +379,34 @@ ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_
     return vnni ? q3_K_isum_vnni(w, a, s16, m) : q3_K_isum(w, a, s16, m);
 }
 
-/* The pair reduction of super-blocks 2p and 2p + 1 of a whole group (their scales unpacked
- * together, their bytes prefetched together). */
+/* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks (their scales
+ * unpacked together, their bytes prefetched together); a block at or past count is +0 and its
+ * scales are not read. */
 ALWAYS_INLINE __m256i q3_K_pair_sums(bool vnni, const block_q3_K *w, const block_q8_K *a, int p,
-                                     const q3_K_masks *m)
+                                     const q3_K_masks *m, int count)
 {
-    __m256i s16[2];
-    q3_K_pair_scale_words(&w[2 * p], &w[2 * p + 1], m, s16);
-    ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
-    return _mm256_hadd_epi32(q3_K_block(vnni, &w[2 * p], &a[2 * p], s16[0], m),
-                             q3_K_block(vnni, &w[2 * p + 1], &a[2 * p + 1], s16[1], m));
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, s16[2];
+    if (2 * p < count) {
+        bool both = 2 * p + 1 < count;
+        q3_K_pair_scale_words(&w[2 * p], &w[both ? 2 * p + 1 : 2 * p], m, s16);
+        ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
+        isum[0] = q3_K_block(vnni, &w[2 * p], &a[2 * p], s16[0], m);
+        if (both)
+            isum[1] = q3_K_block(vnni, &w[2 * p + 1], &a[2 * p + 1], s16[1], m);
+    }
+    return _mm256_hadd_epi32(isum[0], isum[1]);
 }
 
 /* The terms of count (at most 8) Q3_K super-blocks against one activation row (lane b: block
- * b), a pair of blocks a step; a block at or past count is +0 and its scales are not read. A
- * whole group's four pairs are written out, as q2_K_group_terms's are (GCC kept the loop rolled,
- * with the pairs' sums stored and loaded again and the loop's bookkeeping every pair); a partial
- * group (the last six blocks of a 5632-column row) keeps the loop. */
+ * b), a pair of blocks a step. The four pairs are written out, as q2_K_group_terms's are: as a
+ * loop GCC kept it rolled, with the pairs' sums stored and loaded again and the loop's
+ * bookkeeping every pair. */
 ALWAYS_INLINE __m256 q3_K_group_terms(bool vnni, const block_q3_K *w, const block_q8_K *a,
                                       const q3_K_masks *m, int count)
 {
-    __m256i pairs[4];
-    if (count == 8) {
-        pairs[0] = q3_K_pair_sums(vnni, w, a, 0, m);
-        pairs[1] = q3_K_pair_sums(vnni, w, a, 1, m);
-        pairs[2] = q3_K_pair_sums(vnni, w, a, 2, m);
-        pairs[3] = q3_K_pair_sums(vnni, w, a, 3, m);
-    } else {
-        for (int p = 0; p < 4; p++) {
-            __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, s16[2];
-            if (2 * p < count) {
-                bool both = 2 * p + 1 < count;
-                q3_K_pair_scale_words(&w[2 * p], &w[both ? 2 * p + 1 : 2 * p], m, s16);
-                ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
-                isum[0] = q3_K_block(vnni, &w[2 * p], &a[2 * p], s16[0], m);
-                if (both)
-                    isum[1] = q3_K_block(vnni, &w[2 * p + 1], &a[2 * p + 1], s16[1], m);
-            }
-            pairs[p] = _mm256_hadd_epi32(isum[0], isum[1]);
-        }
-    }
+    __m256i pairs[4] = {
+        q3_K_pair_sums(vnni, w, a, 0, m, count), q3_K_pair_sums(vnni, w, a, 1, m, count),
+        q3_K_pair_sums(vnni, w, a, 2, m, count), q3_K_pair_sums(vnni, w, a, 3, m, count)};
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
     return kquant_terms(_mm256_srai_epi32(lane_totals_of_pairs(pairs), 2), d,
                         kquant_act_scales(a, count));
