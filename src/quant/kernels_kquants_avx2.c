@@ -122,6 +122,17 @@ static inline kquant_part kq_block_part(const __m256i q[8], const kq_meta *m, co
         _mm_madd_epi16(m->mins, pair)};
 }
 
+/* A Q4_K or Q5_K block's scales and mins (*m) and quants (q); both formats begin with d, dmin
+ * and the packed scales. */
+ALWAYS_INLINE void kq_unpack_block(bool q5, const uint8_t *blk, kq_meta *m, __m256i q[8])
+{
+    kq_decode_meta(((const block_q4_K *)blk)->scales, m);
+    if (q5)
+        q5_K_unpack((const block_q5_K *)blk, q);
+    else
+        q4_K_unpack((const block_q4_K *)blk, q);
+}
+
 /* Q4_K or Q5_K rows against n_x activation rows, super-blocks in pairs. Both formats begin with
  * d, dmin and the packed scales. */
 ALWAYS_INLINE void kq_dot(bool q5, int64_t n, float *out, const void *row,
@@ -142,11 +153,7 @@ ALWAYS_INLINE void kq_dot(bool q5, int64_t n, float *out, const void *row,
                 ellm_prefetch_ahead(blk, (int)block_bytes);
             kq_meta m;
             __m256i q[8];
-            kq_decode_meta(((const block_q4_K *)blk)->scales, &m);
-            if (q5)
-                q5_K_unpack((const block_q5_K *)blk, q);
-            else
-                q4_K_unpack((const block_q4_K *)blk, q);
+            kq_unpack_block(q5, blk, &m, q);
             memcpy(&d_dmin[k], blk, 4);
             for (int t = 0; t < n_x; t++)
                 part[k][t] = kq_block_part(q, &m, x[t] + i + k);
@@ -173,11 +180,7 @@ ALWAYS_INLINE void kq_pair_sums(bool q5, const uint8_t *blocks, const block_q8_K
         const uint8_t *blk = blocks + (size_t)(2 * p + k) * block_bytes;
         kq_meta m;
         __m256i q[8];
-        kq_decode_meta(((const block_q4_K *)blk)->scales, &m);
-        if (q5)
-            q5_K_unpack((const block_q5_K *)blk, q);
-        else
-            q4_K_unpack((const block_q4_K *)blk, q);
+        kq_unpack_block(q5, blk, &m, q);
         isum[k] = kq_block_isum(q, &m, &a[2 * p + k]);
         msum[k] = _mm256_madd_epi16(m.mins_twice,
                                     _mm256_loadu_si256((const __m256i *)a[2 * p + k].bsums));
