@@ -365,31 +365,22 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
-/* The pair reduction of Q6_K super-blocks 2p and 2p + 1 of a group in pairs[p]; the pair's 420
- * bytes are prefetched together (seven requests, where each block's 210 took four). */
-ALWAYS_INLINE void q6_K_pair_sums(const block_q6_K *w, const block_q8_K *a, int p, __m256i pairs[4])
-{
-    __m256i isum[2];
-    ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
-    for (int k = 0; k < 2; k++) {
-        const block_q6_K *b = &w[2 * p + k];
-        __m256i q[8], sc[4];
-        q6_K_unpack(b, q, sc);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
-        isum[k] = q6_K_block_isum(q, sc, sc16, &a[2 * p + k]);
-    }
-    pairs[p] = _mm256_hadd_epi32(isum[0], isum[1]);
-}
-
 /* The terms of eight Q6_K super-blocks against one activation row (lane b: block b), given the
- * activation blocks' scales; the pairs written out as kq_group_terms's are. */
+ * activation blocks' scales. */
 ALWAYS_INLINE __m256 q6_K_group_terms(const block_q6_K *w, const block_q8_K *a, __m256 act_scales)
 {
-    __m256i pairs[4];
-    q6_K_pair_sums(w, a, 0, pairs);
-    q6_K_pair_sums(w, a, 1, pairs);
-    q6_K_pair_sums(w, a, 2, pairs);
-    q6_K_pair_sums(w, a, 3, pairs);
+    __m256i pairs[4], even = _mm256_setzero_si256();
+    for (int b = 0; b < 8; b++) {
+        __m256i q[8], sc[4];
+        ellm_prefetch_ahead(&w[b], (int)sizeof *w);
+        q6_K_unpack(&w[b], q, sc);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+        __m256i isum = q6_K_block_isum(q, sc, sc16, &a[b]);
+        if (b % 2 == 0)
+            even = isum;
+        else
+            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
+    }
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, 8);
     return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }
