@@ -521,13 +521,14 @@ await check("callbacks that throw are reported once each and break neither the e
 
 await check("unload without shared memory (a page not cross-origin isolated) does not wait for the running generation", async () => {
   const shared = globalThis.SharedArrayBuffer;
-  let engine;
   delete globalThis.SharedArrayBuffer; // what such a page lacks: no interrupt flag, the "st" build
+  let loading;
   try {
-    engine = await createEngine({ model: longContextModel });
+    loading = createEngine({ model: longContextModel }); // it looks before its first await
   } finally {
-    globalThis.SharedArrayBuffer = shared;
+    globalThis.SharedArrayBuffer = shared; // before Node starts the worker, which needs it
   }
+  const engine = await loading;
   assert.deepEqual([engine.runtimeInfo().variant, engine.runtimeInfo().interruptible], ["st", false]);
   const results = recordResults(engine);
   // To the end of the 2048-token context unless stopped: seconds.
