@@ -503,7 +503,8 @@ export async function createEngine(options = {}) {
   let onAbort = null;
   const aborted = signal && new Promise((resolve) => {
     onAbort = resolve;
-    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) resolve(); // while the worker started: its event has been and gone
+    else signal.addEventListener("abort", onAbort, { once: true });
   });
   try {
     await (aborted ? Promise.race([loading, aborted]) : loading);

@@ -481,6 +481,14 @@ await check("signal: an aborted signal rejects at once; one aborted while the fi
   const timedOut = await createEngine({ model, signal: AbortSignal.abort(new Error("too slow")) }).then(() => null, (e) => e);
   assert.ok(isAbortError(timedOut));
   assert.equal(timedOut.cause.message, "too slow");
+  // Aborted while the worker starts (createEngine is past its first check): the model is not read.
+  const early = new AbortController();
+  const progress = [];
+  const starting = createEngine({ model, threads: 1, signal: early.signal, onProgress: (p) => progress.push(p.phase) });
+  queueMicrotask(() => early.abort());
+  const whileStarting = await settlesWithin(starting.then(() => null, (e) => e), 30);
+  assert.ok(whileStarting && isAbortError(whileStarting), `an AbortError, got ${whileStarting && whileStarting.stack}`);
+  assert.deepEqual(progress, [], "the model was not read");
   const controller = new AbortController();
   const duringLoad = await settlesWithin(createEngine({ model, threads: 1, signal: controller.signal,
     onProgress: () => controller.abort() }).then(() => null, (e) => e), 30);
