@@ -26,6 +26,20 @@ let engine = 0;       // wasm_engine pointer
 let interruptFlag = null; // Int32Array on a SharedArrayBuffer, when the page has one
 let onText = null;    // where the running generation's text goes
 
+// createEngine's signal aborted the load (edgellm.mjs posts "cancel"): it stops at its next step.
+// A download is aborted and keeps what arrived, as a broken one does; a download that has
+// arrived whole is still checked and stored (a complete entry, not one a resume would trip on).
+let loadCancelled = false;
+let downloadWatchdog = null;
+function cancelLoad() {
+  loadCancelled = true;
+  downloadWatchdog?.cancel();
+}
+const LOAD_CANCELLED = "the load was cancelled";
+function stopIfCancelled() {
+  if (loadCancelled) throw new Error(LOAD_CANCELLED);
+}
+
 function lastError() {
   return mod.UTF8ToString(mod._edgellm_wasm_last_error());
 }
@@ -154,6 +168,10 @@ function checkSize(size, name) {
 
 async function open(request) {
   const bytes = await readModel(request.source, request.cache, request.stallSeconds);
+  if (loadCancelled) {
+    bytes.free();
+    stopIfCancelled();
+  }
   const ptr = bytes.ptr;
   bytes.ptr = 0; // edgellm_wasm_open owns it now, whatever happens
   engine = mod._edgellm_wasm_open(ptr, bytes.size, request.nCtx, request.threads) >>> 0;
@@ -173,10 +191,12 @@ async function readModel(source, useCache, stallSeconds) {
     if (source.kind === "url") {
       const store = useCache ? await openCache() : null;
       const watchdog = new StallWatchdog(stallSeconds);
+      downloadWatchdog = watchdog;
       try {
         await readUrl(source, store, progress, allocate, watchdog);
       } finally {
         watchdog.stop(); // and a download left unread on an error is closed, not left running
+        downloadWatchdog = null;
       }
     } else {
       await readInto(source, progress, allocate);
@@ -267,6 +287,7 @@ async function readParts(store, meta, bytes, progress) {
     const r = await store.match(partKey(meta.url, i));
     if (!r) return false;
     const part = new Uint8Array(await r.arrayBuffer());
+    stopIfCancelled();
     if (part.byteLength !== meta.parts[i] || bytes.loaded + part.byteLength > bytes.size) return false;
     bytes.write(part);
     progress("cache", bytes.loaded, bytes.size);
@@ -309,6 +330,7 @@ class StallWatchdog {
     this.seconds = seconds;
     this.controller = new AbortController();
     this.stalled = false;
+    this.cancelled = false;
     this.timer = null;
     this.feed();
   }
@@ -322,6 +344,10 @@ class StallWatchdog {
   stop() {
     clearTimeout(this.timer);
     this.controller.abort();
+  }
+  cancel() {
+    this.cancelled = true;
+    this.stop();
   }
 }
 
@@ -375,6 +401,7 @@ async function readUrl(source, store, progress, allocate, watchdog) {
     response = await fetch(url, { signal: watchdog.controller.signal,
       ...(stored > 0 ? { headers: { Range: `bytes=${stored}-` } } : {}) });
   } catch (e) {
+    stopIfCancelled();
     if (watchdog.stalled)
       throw new Error(`${url} did not answer within ${watchdog.seconds} s; check the server and load it again`);
     throw fetchFailure(url, e);
@@ -441,6 +468,10 @@ async function readUrl(source, store, progress, allocate, watchdog) {
     try {
       chunk = await reader.read();
     } catch (e) {
+      if (watchdog.cancelled) {
+        await stopped(LOAD_CANCELLED);
+        stopIfCancelled();
+      }
       throw await stopped(watchdog.stalled ? `nothing arrived for ${watchdog.seconds} s` : e.message || String(e));
     }
     if (chunk.done) break;
@@ -524,6 +555,10 @@ async function readInto(source, progress, allocate) {
       if (done) break;
       bytes.write(value);
       progress("load", bytes.loaded, bytes.size);
+      if (loadCancelled) {
+        await reader.cancel();
+        stopIfCancelled();
+      }
     }
     if (bytes.loaded !== bytes.size) {
       throw new Error(`the model source ended after ${bytes.loaded} of ${bytes.size} bytes; ` +
@@ -601,6 +636,10 @@ function unload() {
 const handlers = { init, open, generate, logits, unload, cacheList, cacheDelete };
 
 async function handle(msg) {
+  if (msg.type === "cancel") {
+    cancelLoad();
+    return;
+  }
   try {
     const result = await handlers[msg.type](msg);
     post({ type: "result", id: msg.id, result });

@@ -16,10 +16,13 @@ export interface EngineOptions {
   threads?: number;
   /** Context length in tokens (default: the model's training context, at most 4096). */
   contextSize?: number;
+  /** Called as the model arrives. A callback that throws (or an async one that rejects) is
+   * reported once with console.error and still called; the load goes on. */
   onProgress?: (p: Progress) => void;
   /** Force a variant: "mt" (threads; needs a cross-origin-isolated page) or "st". */
   variant?: "mt" | "st";
-  /** Lines the WebAssembly module writes to stderr. */
+  /** Lines the WebAssembly module writes to stderr, and the loader's notes (a fallback, a damaged
+   * cached copy). Throwing is handled as for onProgress. */
   onLog?: (line: string) => void;
   /** The model's expected SHA-256 (64 hex digits): the bytes are checked before use, and a
    * cached copy is kept under the URL plus this hash. */
@@ -32,6 +35,12 @@ export interface EngineOptions {
   /** A download (of a URL) that receives nothing for this many seconds fails, keeping what
    * arrived for the next load to continue from (default 60). */
   downloadStallSeconds?: number;
+  /** Cancels the load, as fetch's signal does: aborting it before createEngine resolves rejects
+   * it with a DOMException named "AbortError" (the signal's reason as its `cause`), stops the
+   * download (what arrived stays cached, for the next load to continue), ends the worker and
+   * frees its memory. An already-aborted signal rejects at once; aborting after createEngine
+   * resolved does nothing (unload() frees that engine). */
+  signal?: AbortSignal;
 }
 
 /** A model in the download cache. */

@@ -352,14 +352,60 @@ class Engine {
 
   async close() {
     if (!this.worker) return;
-    this.interrupt();
-    await this.queue;
-    await this.call("unload", {}).catch(() => {}); // a worker that stopped holds nothing to free
+    if (this.interruptFlag) {
+      this.interrupt();
+      await this.queue;
+      await this.call("unload", {}).catch(() => {}); // a worker that stopped holds nothing to free
+    }
+    // Without shared memory no message reaches the worker while it is inside a generation (one
+    // wasm call), so there it is ended at once rather than after the generation: that frees the
+    // model too, and the running request fails as unloaded.
     const worker = this.worker;
     this.detach("the engine was unloaded; create a new one");
     await worker?.terminate();
   }
 }
+
+// A caller's callback that throws must not stop the engine: in Node an exception thrown from the
+// worker's message listener ends the process, and in browsers it skips what followed it. It is
+// reported once per callback (console.error, naming it) and the callback is still called.
+function guardedCallback(name, fn) {
+  if (fn === undefined || fn === null) return () => {};
+  if (typeof fn !== "function") fail(name, `must be a function, got ${describe(fn)}`);
+  let reported = false;
+  const report = (e) => {
+    if (reported) return;
+    reported = true;
+    console.error(`edgellm: the ${name} callback threw (${e && e.stack ? e.stack : e}); loading goes ` +
+      `on and it is still called (later errors of it are not reported)`);
+  };
+  return (arg) => {
+    try {
+      const returned = fn(arg);
+      if (returned && typeof returned.then === "function") returned.then(undefined, report); // async
+    } catch (e) {
+      report(e);
+    }
+  };
+}
+
+function isAbortSignal(signal) {
+  return typeof signal === "object" && signal !== null && typeof signal.aborted === "boolean" &&
+    typeof signal.addEventListener === "function";
+}
+
+// What createEngine rejects with when its signal aborts: an AbortError, as fetch's. The signal's
+// own reason (an AbortSignal.timeout()'s TimeoutError, say) is kept as its cause.
+function loadAborted(signal) {
+  const error = new DOMException("loading the model was aborted (the signal given to createEngine); " +
+    "nothing stays loaded, and a download's cached parts let the next load continue it", "AbortError");
+  Object.defineProperty(error, "cause", { value: signal.reason, configurable: true, writable: true });
+  return error;
+}
+
+// How long an aborted load may take to stop its download and keep what arrived before its
+// worker is ended anyway (a worker inside one long wasm call answers no message).
+const CANCEL_GRACE_MS = 1000;
 
 function absoluteUrl(url) {
   return new URL(url, globalThis.location?.href ?? baseUrl).href;
@@ -387,7 +433,8 @@ function modelSource(model) {
  * default: the best the page allows), sha256 (the model's expected hash, checked before use),
  * cache (default true: downloads are kept in Cache Storage and resumed), relaxedSimd (default
  * true: the relaxed-SIMD build where the engine runs it; false: the plain SIMD128 build),
- * downloadStallSeconds (default 60: a download that receives nothing for that long fails).
+ * downloadStallSeconds (default 60: a download that receives nothing for that long fails),
+ * onLog(line), signal (an AbortSignal: aborting it rejects with an AbortError and ends the load).
  */
 export async function createEngine(options = {}) {
   const source = modelSource(options.model);
@@ -421,22 +468,29 @@ export async function createEngine(options = {}) {
     throw new Error("threads need SharedArrayBuffer: serve the page with the headers " +
       "Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp");
   if (variant === "st") threads = 1;
+  const onProgress = guardedCallback("onProgress", options.onProgress);
+  const onLog = guardedCallback("onLog", options.onLog);
+  const { signal } = options;
+  if (signal !== undefined && !isAbortSignal(signal))
+    fail("signal", `must be an AbortSignal (an AbortController's signal), got ${describe(signal)}`);
+  if (signal?.aborted) throw loadAborted(signal);
   const interruptBuffer = typeof SharedArrayBuffer === "function" && isolated ? new SharedArrayBuffer(4) : null;
   const worker = await startWorker();
   const engine = new Engine(worker, null, { variant, threads, isolated, interruptBuffer });
   worker.listen((msg) => {
-    if (msg.type === "progress") options.onProgress?.({ phase: msg.phase, loaded: msg.loaded, total: msg.total });
-    else if (msg.type === "log") options.onLog?.(msg.line);
+    if (msg.type === "progress") onProgress({ phase: msg.phase, loaded: msg.loaded, total: msg.total });
+    else if (msg.type === "log") onLog(msg.line);
     else engine.dispatch(msg);
   });
   worker.onStop((why) => {
     engine.detach(`the engine's worker stopped (${why}); create a new engine`);
     worker.terminate(); // a browser worker lives on after an uncaught error: nothing uses it now
   });
-  try {
+  const load = async () => {
     const init = await engine.call("init", { variant, relaxed, baseUrl, threads, interrupt: interruptBuffer });
     engine.runtime.kernelSet = init.kernelSet;
     engine.runtime.relaxedSimd = init.relaxed;
+    if (signal?.aborted) return; // the model is not sent for
     const transfer = source.kind === "buffer" ? [source.buffer] : [];
     const id = engine.nextId++;
     engine.info = await new Promise((resolve, reject) => {
@@ -444,9 +498,34 @@ export async function createEngine(options = {}) {
       worker.post({ type: "open", id, source, nCtx: contextSize, threads, stallSeconds,
         cache: options.cache ?? true }, transfer);
     });
+  };
+  const loading = load();
+  let onAbort = null;
+  const aborted = signal && new Promise((resolve) => {
+    onAbort = resolve;
+    if (signal.aborted) resolve(); // while the worker started: its event has been and gone
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    await (aborted ? Promise.race([loading, aborted]) : loading);
+    if (signal?.aborted) {
+      // The worker stops its download, keeping what arrived in the cache as a broken download
+      // does, and frees the model's memory; ending the worker below frees the rest.
+      worker.post({ type: "cancel" });
+      let grace;
+      await Promise.race([loading.catch(() => {}),
+        new Promise((resolve) => { grace = setTimeout(resolve, CANCEL_GRACE_MS); })]);
+      clearTimeout(grace);
+      throw loadAborted(signal);
+    }
   } catch (e) {
+    loading.catch(() => {}); // settled by detach below when the race left it pending
+    const error = signal?.aborted && e?.name !== "AbortError" ? loadAborted(signal) : e;
+    engine.detach(error && error.message ? error.message : String(error));
     await worker.terminate();
-    throw e;
+    throw error;
+  } finally {
+    if (onAbort) signal.removeEventListener("abort", onAbort);
   }
   return engine;
 }

@@ -9,12 +9,17 @@ usage: python3 web/serve.py [--port 8000] [--host 127.0.0.1] [--models DIR] [--n
   then open http://127.0.0.1:8000/demo/?model=/models/model.gguf
   --cut-first-download BYTES ends the first download of each model after BYTES bytes (to try
   how the page resumes a broken download)
+  /models/NAME?stall-after=BYTES sends BYTES bytes of the model and then nothing, with the
+  connection left open until the client closes it (to try cancelling a download); the log says
+  when it did
 """
 import argparse
 import functools
 import http.server
 import os
 import re
+import select
+import socket
 import sys
 import time
 
@@ -71,20 +76,41 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                 self.cut_done.add(path)
                 limit = min(limit, self.cut_first_download)
                 self.close_connection = True
+            stall_after = re.search(r"[?&]stall-after=(\d+)", self.path)
+            if stall_after:
+                limit = min(limit, int(stall_after[1]))
+                self.close_connection = True
             f.seek(start)
             cut = limit < end - start + 1
+            to_send = limit
             while limit > 0:
                 block = f.read(min(limit, 1 << 16))
                 if not block:
                     break
                 self.wfile.write(block)
                 limit -= len(block)
-            if cut:
+            if stall_after:
+                self.wait_for_client_to_close(to_send - limit)
+            elif cut:
                 # Chromium drops body bytes the page has not read yet when the connection ends
                 # early, so hanging up at once can leave the page nothing to resume from on a
                 # busy machine: the page gets time to read what was sent first.
                 self.wfile.flush()
                 time.sleep(1)
+
+    def wait_for_client_to_close(self, sent, seconds=120):
+        self.wfile.flush()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.2)
+            try:
+                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    self.log_message('"%s" closed by the client after %d bytes', self.requestline, sent)
+                    return
+            except OSError:
+                self.log_message('"%s" closed by the client after %d bytes', self.requestline, sent)
+                return
+        self.log_message('"%s" still open after %d s', self.requestline, seconds)
 
     def log_request(self, code="-", size="-"):
         wanted = self.headers.get("Range") if self.headers else None

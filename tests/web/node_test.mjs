@@ -14,9 +14,12 @@ const tmp = env.WEB_TMP;
 // that compare results (the rest ran in the plain run; the JavaScript is the same).
 const relaxed = env.WEB_RELAXED === "1";
 const relaxedChecks = /runtime info|reference prompts|logits equal|relaxedSimd/;
+// WEB_CHECKS=regex runs only the checks whose names match (to try a few, or an older web/dist).
+const only = env.WEB_CHECKS ? new RegExp(env.WEB_CHECKS) : null;
 let failures = 0;
 async function check(name, fn) {
   if (relaxed && !relaxedChecks.test(name)) return;
+  if (only && !only.test(name)) return;
   try {
     await fn();
     console.log(`ok: ${name}`);
@@ -416,6 +419,135 @@ await check("a download that fails says which URL and why, and never hangs", asy
   }
   await rejects(() => createEngine({ model: "http://127.0.0.1:1/unreachable.gguf", threads: 1 }),
     /could not download http:\/\/127\.0\.0\.1:1\/unreachable\.gguf \(fetch failed.*\); check the URL/);
+});
+
+// ---- cancelling a load, and callbacks that throw (session 22) ---------------------------------
+
+// The engines' worker_threads Workers, as edgellm.mjs starts them (it unrefs each one).
+const { Worker } = await import("node:worker_threads");
+const startedWorkers = [];
+const unref = Worker.prototype.unref;
+Worker.prototype.unref = function recordWorker() {
+  startedWorkers.push(this);
+  return unref.call(this);
+};
+const isAbortError = (e) => e instanceof DOMException && e.name === "AbortError";
+
+await check("signal: aborting a download rejects with an AbortError, closes the download and ends the worker", async () => {
+  const http = await import("node:http");
+  const model = fs.readFileSync(path.join(env.SHARED, "models/aidreams260K-f32.gguf"));
+  let closed = null;
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { "Content-Length": String(model.length) });
+    res.write(model.subarray(0, 100000)); // then nothing more, the connection left open
+    closed = new Promise((resolve) => res.on("close", resolve));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const controller = new AbortController();
+    const phases = [];
+    const workersBefore = startedWorkers.length;
+    const t0 = Date.now();
+    const loading = createEngine({
+      model: `http://127.0.0.1:${server.address().port}/slow.gguf`, threads: 1, signal: controller.signal,
+      onProgress: (p) => {
+        phases.push(`${p.phase} ${p.loaded}`);
+        if (p.loaded === 100000) controller.abort(); // all the server sends
+      },
+    });
+    const error = await settlesWithin(loading.then(() => null, (e) => e), 30);
+    assert.ok(error && isAbortError(error), `an AbortError, got ${error && error.stack}`);
+    assert.match(error.message, /loading the model was aborted \(the signal given to createEngine\)/);
+    assert.ok(Date.now() - t0 < 10000, "rejected soon after the abort, not at the stall watchdog's 60 s");
+    assert.equal(phases.at(-1), "download 100000", phases.join(", "));
+    const ended = await Promise.race([closed.then(() => true),
+      new Promise((resolve) => setTimeout(resolve, 5000, false).unref())]);
+    assert.ok(ended, "the download's connection was closed");
+    assert.equal(startedWorkers.length, workersBefore + 1);
+    assert.equal(startedWorkers.at(-1).threadId, -1, "the engine's worker has ended");
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+await check("signal: an aborted signal rejects at once; one aborted while the file loads too; a later abort does nothing", async () => {
+  const model = path.join(env.SHARED, "models/aidreams260K-f32.gguf");
+  const workersBefore = startedWorkers.length;
+  const already = await createEngine({ model, threads: 1, signal: AbortSignal.abort() }).then(() => null, (e) => e);
+  assert.ok(already && isAbortError(already), `an AbortError, got ${already && already.stack}`);
+  assert.equal(startedWorkers.length, workersBefore, "no worker was started");
+  // A reason of the caller's own (a timeout's) stays reachable as the error's cause.
+  const timedOut = await createEngine({ model, signal: AbortSignal.abort(new Error("too slow")) }).then(() => null, (e) => e);
+  assert.ok(isAbortError(timedOut));
+  assert.equal(timedOut.cause.message, "too slow");
+  // Aborted while the worker starts (createEngine is past its first check): the model is not read.
+  const early = new AbortController();
+  const progress = [];
+  const starting = createEngine({ model, threads: 1, signal: early.signal, onProgress: (p) => progress.push(p.phase) });
+  queueMicrotask(() => early.abort());
+  const whileStarting = await settlesWithin(starting.then(() => null, (e) => e), 30);
+  assert.ok(whileStarting && isAbortError(whileStarting), `an AbortError, got ${whileStarting && whileStarting.stack}`);
+  assert.deepEqual(progress, [], "the model was not read");
+  const controller = new AbortController();
+  const duringLoad = await settlesWithin(createEngine({ model, threads: 1, signal: controller.signal,
+    onProgress: () => controller.abort() }).then(() => null, (e) => e), 30);
+  assert.ok(duringLoad && isAbortError(duringLoad), `an AbortError, got ${duringLoad && duringLoad.stack}`);
+  assert.equal(startedWorkers.at(-1).threadId, -1, "the engine's worker has ended");
+  const later = new AbortController();
+  const engine = await createEngine({ model, threads: 1, signal: later.signal });
+  later.abort(); // after createEngine resolved: the engine is the caller's to unload
+  const c = await engine.completions.create({ prompt: greedy[0][0], temperature: 0, max_tokens: 48 });
+  assert.equal(c.choices[0].text, unescape(greedy[0][3]));
+  await engine.unload();
+  await rejects(() => createEngine({ model, signal: "stop" }), /'signal' must be an AbortSignal \(an AbortController's signal\), got "stop"/);
+});
+
+await check("callbacks that throw are reported once each and break neither the engine nor the process", async () => {
+  // In a process of its own: on main's build the first throw ended the whole process.
+  const { spawnSync } = await import("node:child_process");
+  const dist = path.join(tmp, "dist-without-relaxed-for-onlog");
+  fs.rmSync(dist, { recursive: true, force: true });
+  fs.cpSync(path.join(env.SOURCE_DIR, "web/dist"), dist, { recursive: true });
+  for (const f of fs.readdirSync(dist)) if (f.endsWith("-relaxed.wasm")) fs.rmSync(path.join(dist, f));
+  const child = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd",
+    path.join(env.SOURCE_DIR, "tests/web/throwing_callbacks.mjs")], {
+    env: { ...env, EDGELLM_MJS: path.join(dist, "edgellm.mjs"),
+      MODEL: path.join(env.SHARED, "models/aidreams260K-f32.gguf"), PROMPT: greedy[0][0] },
+    encoding: "utf8", timeout: 120000 });
+  assert.equal(child.status, 0, `exit ${child.status} ${child.signal ?? ""}: ${child.stderr}`);
+  const result = JSON.parse(child.stdout);
+  assert.equal(result.text, unescape(greedy[0][3]), "the engine answered as usual");
+  assert.ok(result.progressCalls >= 3, `onProgress called ${result.progressCalls} times`);
+  assert.ok(result.logCalls >= 1, `onLog called ${result.logCalls} times`);
+  assert.match(result.badType, /'onProgress' must be a function, got 5/);
+  const reports = result.errors;
+  assert.equal(reports.filter((l) => /^edgellm: the onProgress callback threw \(Error: progress callback bug/.test(l)).length, 1, reports.join("\n"));
+  assert.equal(reports.filter((l) => /^edgellm: the onLog callback threw \(Error: log callback bug/.test(l)).length, 1, reports.join("\n"));
+  assert.equal(reports.length, 2, reports.join("\n"));
+});
+
+await check("unload without shared memory (a page not cross-origin isolated) does not wait for the running generation", async () => {
+  const shared = globalThis.SharedArrayBuffer;
+  delete globalThis.SharedArrayBuffer; // what such a page lacks: no interrupt flag, the "st" build
+  let loading;
+  try {
+    loading = createEngine({ model: longContextModel }); // it looks before its first await
+  } finally {
+    globalThis.SharedArrayBuffer = shared; // before Node starts the worker, which needs it
+  }
+  const engine = await loading;
+  assert.deepEqual([engine.runtimeInfo().variant, engine.runtimeInfo().interruptible], ["st", false]);
+  const results = recordResults(engine);
+  // To the end of the 2048-token context unless stopped: seconds.
+  const chunks = (await engine.completions.create({ prompt: "Once", temperature: 0, stream: true }))[Symbol.asyncIterator]();
+  assert.equal((await chunks.next()).done, false); // the generation runs
+  const queued = engine.completions.create({ prompt: "x", max_tokens: 1 }).then(() => "answered", (e) => e);
+  await settlesWithin(engine.unload(), 30);
+  await rejects(() => chunks.next(), /the engine was unloaded; create a new one/);
+  assert.match(String(await queued), /the engine was unloaded; create a new one/);
+  assert.deepEqual(results, [], "no generation ran to its end");
+  assert.equal(startedWorkers.at(-1).threadId, -1, "the engine's worker has ended");
 });
 
 console.log(failures ? `${failures} checks failed` : "all checks passed");

@@ -188,23 +188,31 @@ $("messages").addEventListener("click", (ev) => {
 
 // ---- loading -----------------------------------------------------------------------------------
 const PHASES = { download: "Downloading", cache: "Reading from the cache", verify: "Checking SHA-256 of", load: "Loading" };
-// The file picker (and a drop) stay usable while a model loads: the last model chosen wins, and
-// one that finishes loading after another was chosen is unloaded, not left holding memory.
+// The file picker (and a drop) stay usable while a model loads: the last model chosen wins; the
+// earlier load is aborted (its download stops), and one that finishes loading anyway is unloaded,
+// not left holding memory. Cancel aborts the load in progress and leaves the page idle.
 let latestLoad = 0;
+let loadController = null;
 async function load(model) {
   const attempt = ++latestLoad;
   const superseded = () => attempt !== latestLoad;
+  loadController?.abort();
+  const controller = new AbortController();
+  loadController = controller;
   $("status").textContent = "Starting…";
+  $("progress").value = 0;
   $("progress").hidden = false;
   $("load-url").disabled = true;
+  $("cancel-load").hidden = false;
   try {
     if (engine) await engine.unload();
     engine = null;
+    backend = null;
     const { createEngine } = await import("../dist/edgellm.mjs");
     const threads = Number($("threads").value) || 1;
     const sha256 = typeof model === "string" && params.get("sha256") ? params.get("sha256") : undefined;
     const created = await createEngine({
-      model, threads, sha256,
+      model, threads, sha256, signal: controller.signal,
       onProgress: ({ phase, loaded, total }) => {
         if (superseded()) return;
         $("progress").value = total ? loaded / total : 0;
@@ -229,11 +237,22 @@ async function load(model) {
     $("change-model").hidden = false;
     $("input").focus();
   } catch (e) {
-    if (!superseded()) $("status").textContent = `Could not load the model: ${e.message}`;
+    if (superseded()) return;
+    if (e.name === "AbortError") {
+      $("progress").hidden = true;
+      $("status").textContent = "Loading cancelled: no model is loaded. Load one by URL or choose a file.";
+    } else {
+      $("status").textContent = `Could not load the model: ${e.message}`;
+    }
   } finally {
-    if (!superseded()) $("load-url").disabled = false;
+    if (!superseded()) {
+      $("load-url").disabled = false;
+      $("cancel-load").hidden = true;
+      loadController = null;
+    }
   }
 }
+$("cancel-load").onclick = () => loadController?.abort();
 $("load-url").onclick = () => {
   if ($("model-url").value.trim()) load($("model-url").value.trim());
   else $("status").textContent = "Enter the URL of a GGUF model, or choose a file.";

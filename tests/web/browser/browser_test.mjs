@@ -313,6 +313,72 @@ try {
     assert.deepEqual(errors, []);
     await page.close();
   });
+
+  // ---- cancelling a load (session 22) ----------------------------------------------------------
+  for (const [label, base, log] of [["isolated", env.ISOLATED_URL, env.ISOLATED_LOG], ["plain", env.PLAIN_URL, env.PLAIN_LOG]]) {
+    await check(`${label}: the chat page's Cancel stops a download, keeps what arrived, and a new load works`, async () => {
+      const { page, errors } = await openPage(`${base}/demo/`);
+      await page.setViewport({ width: 1100, height: 720 });
+      const stalling = `${MODEL_PATH}?stall-after=300000`; // web/serve.py sends that much, then waits
+      await page.$eval("#model-url", (e, url) => { e.value = url; }, stalling);
+      await page.click("#load-url");
+      await page.waitForFunction((size) => /^Downloading/.test(document.querySelector("#status").textContent) &&
+        document.querySelector("#progress").value * size > 299999.5, { timeout: 60000 }, modelSize); // all 300000 arrived
+      await page.screenshot({ path: `${OUT_DIR}/cancel-${label}.png` });
+      await page.click("#cancel-load");
+      await page.waitForFunction(() => /^Loading cancelled/.test(document.querySelector("#status").textContent), { timeout: 10000 });
+      const idle = await page.evaluate(() => ({
+        status: document.querySelector("#status").textContent,
+        progress: document.querySelector("#progress").hidden,
+        load: document.querySelector("#load-url").disabled,
+        cancel: document.querySelector("#cancel-load").hidden,
+        chat: document.querySelector("#chat").hidden,
+      }));
+      assert.deepEqual(idle, { status: "Loading cancelled: no model is loaded. Load one by URL or choose a file.",
+        progress: true, load: false, cancel: true, chat: true });
+      // The download was closed from the page's side, not left running to the server's timeout.
+      let closedLine = "";
+      for (let i = 0; i < 50 && !closedLine; i++) {
+        closedLine = fs.readFileSync(log, "utf8").split("\n").find((l) => l.includes(stalling) && l.includes("closed by the client")) ?? "";
+        if (!closedLine) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.match(closedLine, /closed by the client after 300000 bytes/);
+      await page.$eval("#model-url", (e, url) => { e.value = url; }, MODEL_PATH);
+      await page.click("#load-url");
+      await modelLoaded(page);
+      await chat(page, "I dreamed");
+      // What the cancelled download got is in the cache as an unfinished entry, to be continued.
+      const cached = await page.evaluate(async (url) => {
+        const { createEngine } = await import("/dist/edgellm.mjs");
+        const engine = await createEngine({ model: "/models/aidreams260K-f32.gguf", threads: 1 });
+        const list = await engine.cache.list();
+        await engine.cache.delete(url);
+        await engine.unload();
+        return list.filter((m) => m.url === url).map(({ size, storedBytes, complete, sha256 }) => ({ size, storedBytes, complete, sha256 }));
+      }, `${base}${stalling}`);
+      assert.deepEqual(cached, [{ size: modelSize, storedBytes: 300000, complete: false, sha256: null }]);
+      assert.deepEqual(errors, []);
+      await page.close();
+    });
+  }
+  await check("createEngine: an aborted signal rejects at once with an AbortError", async () => {
+    const { page, errors } = await openPage(`${env.PLAIN_URL}/demo/`);
+    const r = await page.evaluate(async (model) => {
+      const { createEngine } = await import("/dist/edgellm.mjs");
+      const t0 = performance.now();
+      try {
+        await createEngine({ model, threads: 1, signal: AbortSignal.abort() });
+        return { loaded: true };
+      } catch (e) {
+        return { name: e.name, isDomException: e instanceof DOMException, ms: performance.now() - t0 };
+      }
+    }, MODEL_PATH);
+    assert.equal(r.name, "AbortError", JSON.stringify(r));
+    assert.equal(r.isDomException, true);
+    assert.ok(r.ms < 1000, `${r.ms} ms`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
 } finally {
   await browser.close();
 }
