@@ -729,22 +729,25 @@ static void test_kquant_decode_extremes(void)
     fprintf(stderr, "K-quant decode kernels at their extremes: %d checks\n", checked);
 }
 
-/* Every set's converters to the wide activation layouts give the bytes of the portable
- * conversion (the reference blocks rearranged): random rows, rows of exact .5 ties (scale 1:
- * an extreme of 127 in Q8_0, of -128 in Q8_K), zero blocks, and a row whose blocks mix the three
- * with a lone large value; the SIMD128 set writes these layouts directly. */
+/* Every set's converters to the extended, wide and split activation layouts give the bytes of
+ * the portable conversion (the reference blocks rearranged): random rows, rows of exact .5 ties
+ * (scale 1: an extreme of 127 in Q8_0, of -128 in Q8_K), zero blocks, and a row whose blocks mix
+ * the three with a lone large value; the SIMD128 set writes these layouts directly (a decode
+ * step converts each matmul's input on one thread while the others wait). */
 static void test_wide_row_quantizers(void)
 {
-    enum { MAXN = 4096 };
+    enum { MAXN = 4096, LAYOUTS = 4 };
     static float x[MAXN];
     static uint8_t want[MAXN * 4], got[MAXN * 4];
-    const ellm_act_layout layouts[] = {ELLM_ACT_Q8_0_WIDE, ELLM_ACT_Q8_K_WIDE};
-    const ellm_type act_types[] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_K};
+    const ellm_act_layout layouts[LAYOUTS] = {ELLM_ACT_Q8_0_WIDE, ELLM_ACT_Q8_K_WIDE,
+                                              ELLM_ACT_Q8_0_EXT, ELLM_ACT_Q8_0_SPLIT};
+    const ellm_type act_types[LAYOUTS] = {ELLM_TYPE_Q8_0, ELLM_TYPE_Q8_K, ELLM_TYPE_Q8_0,
+                                          ELLM_TYPE_Q8_0};
     const char *sets[8];
     int n_sets = ellm_kernel_sets_available(sets, 8);
     int own = 0;
     for (int set = 0; set < n_sets && set < 8; set++) {
-        for (int l = 0; l < 2; l++) {
+        for (int l = 0; l < LAYOUTS; l++) {
             CHECK(ellm_quant_use_kernel_set(sets[set]));
             own += ellm_act_layout_quantizer(layouts[l]) != NULL;
             for (int kind = 0; kind < 4; kind++) {
@@ -755,7 +758,7 @@ static void test_wide_row_quantizers(void)
                                        : (i / 256 % 3 == 0 ? 0.0f : frand() * 1e-3f);
                 if (kind == 1)
                     for (int i = 0; i < MAXN; i += 32)
-                        x[i] = l == 1 ? -128.0f : 127.0f;
+                        x[i] = act_types[l] == ELLM_TYPE_Q8_K ? -128.0f : 127.0f;
                 if (kind == 3)
                     for (int i = 300; i < MAXN; i += 997)
                         x[i] = 40.0f;
@@ -766,19 +769,20 @@ static void test_wide_row_quantizers(void)
                 CHECK(ellm_quant_use_kernel_set(sets[set]));
                 memset(got, 0xAA, bytes);
                 ellm_quantize_act(layouts[l], act_types[l], x, got, MAXN);
-                CHECK_MSG(!memcmp(want, got, bytes), "%s: the %s wide row differs (kind %d)",
-                          sets[set], ellm_type_name(act_types[l]), kind);
+                CHECK_MSG(!memcmp(want, got, bytes),
+                          "%s: the %s row of layout %d differs (kind %d)", sets[set],
+                          ellm_type_name(act_types[l]), (int)layouts[l], kind);
             }
         }
     }
     ellm_quant_use_kernel_set(NULL);
-    fprintf(stderr, "wide-row converters of their own: %d\n", own);
+    fprintf(stderr, "layout converters of their own: %d\n", own);
 #if defined(__wasm__)
-    /* Two in each wasm set (wasm-relaxed, where the module was patched, copies wasm-simd's). */
+    /* All four in each wasm set (wasm-relaxed, where the module was patched, copies wasm-simd's). */
     int wasm_sets = 0;
     for (int set = 0; set < n_sets && set < 8; set++)
         wasm_sets += !strncmp(sets[set], "wasm-", 5);
-    CHECK_MSG(own == 2 * wasm_sets, "the %d wasm sets have %d wide-row converters of their own",
+    CHECK_MSG(own == LAYOUTS * wasm_sets, "the %d wasm sets have %d layout converters of their own",
               wasm_sets, own);
 #endif
 }

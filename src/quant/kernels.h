@@ -253,11 +253,14 @@ void ellm_vec_dot_q6_K_wide_wasm_simd(int64_t n, float *out, const void *row, co
 void ellm_vec_dot_iq4_xs_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q2_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_wide_wasm_simd(int64_t n, float *out, const void *row, const void *x);
-/* Activation quantizers, byte-identical to the reference ones: Q8_0 and Q8_K rows, and the wide
- * layouts (ELLM_ACT_Q8_0_WIDE, ELLM_ACT_Q8_K_WIDE) written directly. */
+/* Activation quantizers, byte-identical to the reference ones: Q8_0 and Q8_K rows, and the
+ * extended, wide and split layouts (ELLM_ACT_Q8_0_EXT, ELLM_ACT_Q8_0_WIDE, ELLM_ACT_Q8_0_SPLIT,
+ * ELLM_ACT_Q8_K_WIDE) written directly. */
 void ellm_quantize_row_q8_0_wasm_simd(const float *x, void *dst, int64_t n);
 void ellm_quantize_row_q8_K_wasm_simd(const float *x, void *dst, int64_t n);
+void ellm_quantize_q8_0_ext_wasm_simd(const float *x, void *dst, int64_t n);
 void ellm_quantize_q8_0_wide_wasm_simd(const float *x, void *dst, int64_t n);
+void ellm_quantize_q8_0_split_wasm_simd(const float *x, void *dst, int64_t n);
 void ellm_quantize_q8_K_wide_wasm_simd(const float *x, void *dst, int64_t n);
 /* ellm_silu_mul_scalar four values at a time (silu_wasm_simd.c), both wasm sets'. */
 void ellm_silu_mul_wasm_simd(float *gate, const float *up, int64_t n);

@@ -612,36 +612,81 @@ static inline uint16_t q8_0_block(const float *x, v128_t q[8])
     return ellm_f32_to_f16(d);
 }
 
+/* A block's 32 values (eight vectors of int32 in order) stored as bytes. */
+static inline void store_bytes32(void *dst, const v128_t q[8])
+{
+    for (int k = 0; k < 8; k += 4) {
+        v128_t lo = wasm_i16x8_narrow_i32x4(q[k], q[k + 1]);
+        v128_t hi = wasm_i16x8_narrow_i32x4(q[k + 2], q[k + 3]);
+        wasm_v128_store((int8_t *)dst + 4 * k, wasm_i8x16_narrow_i16x8(lo, hi));
+    }
+}
+
 void ellm_quantize_row_q8_0_wasm_simd(const float *x, void *dst, int64_t n)
 {
     block_q8_0 *b = dst;
     for (int64_t i = 0; i < n / QK8_0; i++) {
         v128_t q[8];
         b[i].d = q8_0_block(x + i * QK8_0, q);
-        for (int k = 0; k < 8; k += 4) {
-            v128_t lo = wasm_i16x8_narrow_i32x4(q[k], q[k + 1]);
-            v128_t hi = wasm_i16x8_narrow_i32x4(q[k + 2], q[k + 3]);
-            wasm_v128_store(b[i].qs + 4 * k, wasm_i8x16_narrow_i16x8(lo, hi));
-        }
+        store_bytes32(b[i].qs, q);
     }
 }
 
-void ellm_quantize_q8_0_wide_wasm_simd(const float *x, void *dst, int64_t n)
+/* The Q8_0 rows with float scales and int32 block sums after the values (act_ext.c's extended,
+ * wide and split layouts): place(q, values) writes block i's values where the layout keeps them.
+ * A decode step converts each matmul's input alone, while the other threads wait, so this runs
+ * in lanes rather than through a plain block per 32 values. */
+static inline void quantize_q8_0_with_sums(const float *x, void *dst, int64_t n,
+                                           ellm_q8_0_ext_layout L, size_t block_bytes,
+                                           void (*place)(const v128_t q[8], uint8_t *values))
 {
-    ellm_q8_0_ext_layout L = ellm_q8_0_wide_layout_for(n);
-    int16_t *qs = dst;
     float *scales = (float *)((uint8_t *)dst + L.scales_offset);
     int32_t *block_sums = (int32_t *)((uint8_t *)dst + L.block_sums_offset);
     for (int64_t i = 0; i < n / QK8_0; i++) {
         v128_t q[8];
         scales[i] = ellm_f16_to_f32(q8_0_block(x + i * QK8_0, q));
-        store_wide16(qs + i * QK8_0, q);
-        store_wide16(qs + i * QK8_0 + 16, q + 4);
+        place(q, (uint8_t *)dst + i * block_bytes);
         v128_t total = q[0];
         for (int k = 1; k < 8; k++)
             total = wasm_i32x4_add(total, q[k]);
         block_sums[i] = hsum_i32x4(total);
     }
+}
+
+static inline void place_bytes(const v128_t q[8], uint8_t *values) { store_bytes32(values, q); }
+
+static inline void place_wide(const v128_t q[8], uint8_t *values)
+{
+    store_wide16((int16_t *)values, q);
+    store_wide16((int16_t *)values + 16, q + 4);
+}
+
+/* max(a, 0), then max(-a, 0) (ellm_q8_0_split_layout_for). */
+static inline void place_split(const v128_t q[8], uint8_t *values)
+{
+    const v128_t zero = wasm_i32x4_splat(0);
+    v128_t positive[8], negative[8];
+    for (int k = 0; k < 8; k++) {
+        positive[k] = wasm_i32x4_max(q[k], zero);
+        negative[k] = wasm_i32x4_max(wasm_i32x4_neg(q[k]), zero);
+    }
+    store_bytes32(values, positive);
+    store_bytes32(values + QK8_0, negative);
+}
+
+void ellm_quantize_q8_0_ext_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    quantize_q8_0_with_sums(x, dst, n, ellm_q8_0_ext_layout_for(n), QK8_0, place_bytes);
+}
+
+void ellm_quantize_q8_0_wide_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    quantize_q8_0_with_sums(x, dst, n, ellm_q8_0_wide_layout_for(n), 2 * QK8_0, place_wide);
+}
+
+void ellm_quantize_q8_0_split_wasm_simd(const float *x, void *dst, int64_t n)
+{
+    quantize_q8_0_with_sums(x, dst, n, ellm_q8_0_split_layout_for(n), 2 * QK8_0, place_split);
 }
 
 /* A Q8_K super-block of x: false for a block of zeros (stored as zeros); else its 256 values as
