@@ -209,6 +209,61 @@ def test_ready_file():
     rc, err = serve_refusal(["--ready-file", path])
     check(rc == 1 and path in err and "--ready-file" in err,
           "an unwritable --ready-file stops the server, exit 1, naming it: %s %r" % (rc, err))
+    test_ready_file_temporaries()
+
+
+def serve_until_ready(path, limit_bytes=None):
+    """Starts `serve --ready-file path` (under a file size limit, when given) and stops it once
+    the file appeared: (exit code, stderr, the file's text or None)."""
+    import resource
+
+    def limit():
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    proc = subprocess.Popen([EDGELLM, "serve", "-m", MODEL, "--port", "0", "--ready-file", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit)
+    deadline = time.time() + 30
+    while not os.path.exists(path) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    text = open(path).read() if os.path.exists(path) else None
+    if proc.poll() is None:
+        proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err.decode().strip(), text
+
+
+def test_ready_file_temporaries():
+    """The ready file went through a fixed PATH.tmp: two servers given one path, or one killed
+    while writing it, collided (a PATH.tmp in the way stopped the next server). Each writer now
+    has its own locked temporary, and the ones killed writers left are deleted."""
+    import fcntl
+    d = os.path.join(TMP, "ready-dir")
+    os.makedirs(d)
+    path = os.path.join(d, "ready")
+    os.mkdir(path + ".tmp")  # what another writer's fixed temporary would be
+    stale = path + ".tmp.4000000.0"
+    held = path + ".tmp.4000001.0"
+    alike = path + ".tmp.x"
+    for name in (stale, held, alike):
+        open(name, "w").close()
+    holder = open(held)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        rc, err, text = serve_until_ready(path)
+    finally:
+        holder.close()
+    check(text is not None and text.startswith("127.0.0.1:"),
+          "a PATH.tmp in the way does not stop the ready file: %s %r %r" % (rc, text, err))
+    check(not os.path.exists(stale) and os.path.exists(held) and os.path.exists(alike),
+          "the ready file's unlocked temporary is deleted, a locked one and a look-alike kept: %s"
+          % sorted(os.listdir(d)))
+    # A full disk (here a file size limit): a clear error, exit 1, nothing at PATH.
+    full = os.path.join(d, "full")
+    rc, err, text = serve_until_ready(full, limit_bytes=0)
+    left = [n for n in os.listdir(d) if n.startswith("full")]
+    check(rc == 1 and "--ready-file" in err and "File too large" in err and not left,
+          "a ready file that cannot be written: exit 1, why, nothing left: %s %r %s"
+          % (rc, err, left))
 
 
 def test_long_piece():
