@@ -603,13 +603,14 @@ static void relay_event(relay *r, const char *data, size_t n)
         return;
     }
     r->events++;
-    json_t *j = json_loadb(data, n, 0, NULL);
+    json_error_t parse;
+    json_t *j = json_loadb(data, n, 0, &parse);
     if (!json_is_object(j)) {
-        json_decref(j);
         relay_fault(r, "upstream_invalid",
-                    "the cloud's stream is not OpenAI-shaped: event %u is not a JSON object; "
+                    "the cloud's stream is not OpenAI-shaped: event %u is not a JSON object (%s); "
                     "check --cloud-url",
-                    r->events);
+                    r->events, j ? "another JSON value" : parse.text);
+        json_decref(j);
         return;
     }
     if (json_is_object(json_object_get(j, "error")) && !json_object_get(j, "choices")) {
