@@ -9,6 +9,7 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,6 +390,100 @@ static void set_route(srv_front_request *rq, gateway *g, int route, const char *
     atomic_fetch_add(&g->routed[route], 1);
 }
 
+/* Where a choice keeps its answer: a completion's `text`, a whole chat answer's `message`, or a
+ * streamed chat chunk's `delta` (whose members all may be absent, and whose tool calls arrive
+ * in pieces: a name or arguments when present). */
+typedef enum { CHOICE_TEXT, CHOICE_MESSAGE, CHOICE_DELTA } choice_shape;
+
+/* A cloud's choice must have the shape the restoring walk and the client rely on. Returns NULL
+ * when it has, else what is wrong with the field written to field. */
+static const char *choice_fault(json_t *choice, size_t i, choice_shape shape, char *field,
+                                size_t cap)
+{
+    snprintf(field, cap, "choices[%zu]", i);
+    if (!json_is_object(choice))
+        return "is not an object";
+    json_t *index = json_object_get(choice, "index");
+    json_t *finish = json_object_get(choice, "finish_reason");
+    snprintf(field, cap, "choices[%zu].index", i);
+    if (index && !json_is_integer(index))
+        return "is not an integer";
+    snprintf(field, cap, "choices[%zu].finish_reason", i);
+    if (finish && !json_is_string(finish) && !json_is_null(finish))
+        return "is neither a string nor null";
+    if (shape == CHOICE_TEXT) {
+        snprintf(field, cap, "choices[%zu].text", i);
+        return json_is_string(json_object_get(choice, "text")) ? NULL : "is not a string";
+    }
+    bool whole = shape == CHOICE_MESSAGE;
+    const char *member = whole ? "message" : "delta";
+    json_t *message = json_object_get(choice, member);
+    snprintf(field, cap, "choices[%zu].%s", i, member);
+    if (!json_is_object(message))
+        return "is not an object";
+    json_t *content = json_object_get(message, "content");
+    snprintf(field, cap, "choices[%zu].%s.content", i, member);
+    if (content && !json_is_string(content) && !json_is_null(content))
+        return "is neither a string nor null";
+    json_t *calls = json_object_get(message, "tool_calls");
+    snprintf(field, cap, "choices[%zu].%s.tool_calls", i, member);
+    if (calls && !json_is_array(calls) && !json_is_null(calls))
+        return "is not an array";
+    if (whole && !content && json_array_size(calls) == 0)
+        return "is missing, and so is 'content'";
+    size_t c;
+    json_t *call;
+    json_array_foreach(calls, c, call)
+    {
+        json_t *function = json_object_get(call, "function");
+        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu]", i, member, c);
+        if (!json_is_object(call))
+            return "is not an object";
+        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function", i, member, c);
+        if (!function && !whole)
+            continue;
+        if (!json_is_object(function))
+            return "is not an object";
+        json_t *name = json_object_get(function, "name");
+        json_t *arguments = json_object_get(function, "arguments");
+        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function.name", i, member, c);
+        if ((name || whole) && !json_is_string(name))
+            return "is not a string";
+        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function.arguments", i, member, c);
+        if ((arguments || whole) && !json_is_string(arguments))
+            return "is not a string (of JSON)";
+    }
+    return NULL;
+}
+
+/* A 200 from the cloud, a whole answer or one streamed chunk, is checked before it is relayed:
+ * an answer with a number for its text, no choice, or tool-call arguments that are not a JSON
+ * string would otherwise reach the client as a 200 it cannot read. A chunk may have no choice
+ * (the usage chunk that ends a stream has none). Returns NULL when the answer has that shape,
+ * else the field at fault (written to field) with what it should be. */
+static const char *cloud_answer_fault(json_t *answer, choice_shape shape, char *field, size_t cap)
+{
+    json_t *choices = json_object_get(answer, "choices");
+    snprintf(field, cap, "choices");
+    if (!json_is_array(choices))
+        return "is not an array";
+    if (json_array_size(choices) == 0 && shape != CHOICE_DELTA)
+        return "is empty";
+    size_t i;
+    json_t *choice;
+    json_array_foreach(choices, i, choice)
+    {
+        const char *fault = choice_fault(choice, i, shape, field, cap);
+        if (fault)
+            return fault;
+    }
+    json_t *usage = json_object_get(answer, "usage");
+    snprintf(field, cap, "usage");
+    if (usage && !json_is_object(usage) && !json_is_null(usage))
+        return "is not an object";
+    return NULL;
+}
+
 /* ---- streaming relay ---- */
 
 #define MAX_STREAM_CHOICES 16
@@ -406,8 +501,11 @@ typedef struct relay {
     pii_buffer out;
     size_t out_off;
     bool done;
-    bool cloud_done;    /* the cloud sent its own [DONE]: a stream without one was cut off */
-    json_t *last_chunk; /* a template for the chunk that flushes held-back text */
+    json_t *last_chunk;     /* a template for the chunk that flushes held-back text */
+    unsigned events;        /* data events the cloud sent, to name the one at fault */
+    bool committed;         /* the client got a 200: a fault now ends the stream with an error */
+    const char *fault_code; /* set when the cloud's stream went wrong: it ends with fault */
+    char fault[384];
 } relay;
 
 /* Appends to a stream's pending output, whose first `*off` bytes were already sent: the buffer
@@ -453,44 +551,83 @@ static json_t *choice_text_parent(relay *r, json_t *choice, const char **key)
     return choice;
 }
 
+/* Records the first thing wrong with the cloud's stream; what the cloud sends after it is not
+ * relayed. */
+static void relay_fault(relay *r, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void relay_fault(relay *r, const char *code, const char *fmt, ...)
+{
+    if (r->fault_code)
+        return;
+    r->fault_code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->fault, sizeof r->fault, fmt, ap);
+    va_end(ap);
+}
+
+/* The end of a stream the cloud ended with its [DONE]: held-back text that never became a
+ * placeholder goes out first. */
+static void relay_finish(relay *r)
+{
+    for (int c = 0; c < MAX_STREAM_CHOICES; c++) {
+        if (!r->restorers[c])
+            continue;
+        pii_buffer tail = {0};
+        ellm_pii_restorer_finish(r->restorers[c], &tail);
+        if (tail.len && r->last_chunk) {
+            json_t *chunk = json_deep_copy(r->last_chunk);
+            json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
+            const char *key;
+            json_object_set_new(choice, "index", json_integer(c));
+            json_object_set_new(choice, "finish_reason", json_null());
+            json_t *parent = choice_text_parent(r, choice, &key);
+            if (json_is_object(parent))
+                json_object_set_new(parent, key, json_stringn(tail.data, tail.len));
+            sse_put_event(&r->out, &r->out_off, chunk);
+            json_decref(chunk);
+        }
+        ellm_pii_buffer_free(&tail);
+    }
+    sse_put(&r->out, &r->out_off, "data: [DONE]\n\n", 14);
+    r->done = true;
+}
+
 /* Restores one upstream event: text through the choice's streaming restorer (a placeholder
- * split across chunks is held back), anything else in the chunk as a whole. */
+ * split across chunks is held back), anything else in the chunk as a whole. A chunk is checked
+ * whole before any of it is restored, so a bad one leaves no half-fed restorer behind. */
 static void relay_event(relay *r, const char *data, size_t n)
 {
     if (n == 6 && !memcmp(data, "[DONE]", 6)) {
-        /* Held-back text that never became a placeholder goes out before the end. */
-        for (int c = 0; c < MAX_STREAM_CHOICES; c++) {
-            if (!r->restorers[c])
-                continue;
-            pii_buffer tail = {0};
-            ellm_pii_restorer_finish(r->restorers[c], &tail);
-            if (tail.len && r->last_chunk) {
-                json_t *chunk = json_deep_copy(r->last_chunk);
-                json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
-                const char *key;
-                json_object_set_new(choice, "index", json_integer(c));
-                json_object_set_new(choice, "finish_reason", json_null());
-                json_t *parent = choice_text_parent(r, choice, &key);
-                if (json_is_object(parent))
-                    json_object_set_new(parent, key, json_stringn(tail.data, tail.len));
-                sse_put_event(&r->out, &r->out_off, chunk);
-                json_decref(chunk);
-            }
-            ellm_pii_buffer_free(&tail);
-        }
-        sse_put(&r->out, &r->out_off, "data: [DONE]\n\n", 14);
-        r->done = true;
+        relay_finish(r);
         return;
     }
-    json_t *j = json_loadb(data, n, 0, NULL);
+    r->events++;
+    json_error_t parse;
+    json_t *j = json_loadb(data, n, 0, &parse);
     if (!json_is_object(j)) {
+        relay_fault(r, "upstream_invalid",
+                    "the cloud's stream is not OpenAI-shaped: event %u is not a JSON object (%s); "
+                    "check --cloud-url",
+                    r->events, j ? "another JSON value" : parse.text);
         json_decref(j);
-        srv_api_error e;
-        ellm_srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
-                           "the cloud sent a stream event that is not a JSON object");
-        json_t *ej = ellm_srv_error_json(&e);
-        sse_put_event(&r->out, &r->out_off, ej);
-        json_decref(ej);
+        return;
+    }
+    if (json_is_object(json_object_get(j, "error")) && !json_object_get(j, "choices")) {
+        /* The cloud's own error event (the shape this server sends mid-stream) goes on as is. */
+        sse_put_event(&r->out, &r->out_off, j);
+        json_decref(j);
+        return;
+    }
+    char field[128];
+    const char *fault = cloud_answer_fault(j, r->chat ? CHOICE_DELTA : CHOICE_TEXT, field,
+                                           sizeof field);
+    if (fault) {
+        json_decref(j);
+        relay_fault(r, "upstream_invalid",
+                    "the cloud's stream is not OpenAI-shaped: event %u: '%s' %s; check "
+                    "--cloud-url",
+                    r->events, field, fault);
         return;
     }
     json_t *choices = json_object_get(j, "choices");
@@ -538,12 +675,28 @@ static void relay_event(relay *r, const char *data, size_t n)
     json_decref(j);
 }
 
-/* Consumes every complete "data:" line the upstream has sent. */
+/* Whether the cloud has sent one whole "data:" line: what a stream is judged by before the
+ * client gets its 200. */
+static bool stream_event_arrived(const gw_call *call)
+{
+    size_t at = 0;
+    while (call->body && at < call->len) {
+        const char *nl = memchr(call->body + at, '\n', call->len - at);
+        if (!nl)
+            return false;
+        if (call->len - at >= 5 && !memcmp(call->body + at, "data:", 5))
+            return true;
+        at = (size_t)(nl - call->body) + 1;
+    }
+    return false;
+}
+
+/* Consumes every complete "data:" line the upstream has sent, up to its [DONE] or a fault. */
 static void relay_parse(relay *r)
 {
     if (!r->call.body) /* nothing has arrived yet */
         return;
-    for (;;) {
+    while (!r->done && !r->fault_code) {
         char *start = r->call.body + r->scan;
         char *nl = memchr(start, '\n', r->call.len - r->scan);
         if (!nl)
@@ -553,8 +706,6 @@ static void relay_parse(relay *r)
             n--;
         if (n >= 5 && !memcmp(start, "data:", 5)) {
             size_t off = 5 + (n > 5 && start[5] == ' ');
-            if (n - off == 6 && !memcmp(start + off, "[DONE]", 6))
-                r->cloud_done = true;
             relay_event(r, start + off, n - off);
         }
         r->scan = (size_t)(nl - r->call.body) + 1;
@@ -565,6 +716,25 @@ static void relay_parse(relay *r)
         r->call.len -= r->scan;
         r->scan = 0;
     }
+}
+
+/* Turns what the cloud has sent so far into events for the client; a stream that ended
+ * without its [DONE] is at fault. */
+static void relay_advance(relay *r)
+{
+    relay_parse(r);
+    if (r->done || r->fault_code || !r->call.finished)
+        return;
+    if (r->call.result != CURLE_OK)
+        relay_fault(r, "upstream_failed", "the cloud stream broke off: %s",
+                    ellm_gw_call_failure(&r->call));
+    else
+        /* Closed without its "data: [DONE]": cut off mid-answer, or not an event stream at all
+         * (a JSON object, an empty body), which would otherwise pass as a complete, empty
+         * answer. */
+        relay_fault(r, "upstream_invalid",
+                    "the cloud's stream ended without \"data: [DONE]\" (cut off, or not a "
+                    "Server-Sent Events stream; check --cloud-url)");
 }
 
 static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
@@ -580,33 +750,23 @@ static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
         }
         if (r->done)
             return MHD_CONTENT_READER_END_OF_STREAM;
-        relay_parse(r);
-        if (r->out_off < r->out.len || r->done)
-            continue;
-        if (r->call.finished) {
+        if (r->fault_code) {
+            /* Bytes went out already: the stream ends with the error and without [DONE], so
+             * no client takes it for a complete answer. Text a restorer holds back may be the
+             * start of a placeholder and is dropped. */
             srv_api_error e;
-            bool failed = true;
-            if (r->call.result != CURLE_OK)
-                ellm_srv_error_set(&e, 502, "server_error", "upstream_failed", NULL,
-                                   "the cloud stream broke off: %s",
-                                   ellm_gw_call_failure(&r->call));
-            else if (!r->cloud_done)
-                /* Closed without its "data: [DONE]": cut off mid-answer, or not an event
-                 * stream at all (a JSON object, an empty body), which would otherwise pass as
-                 * a complete, empty answer. */
-                ellm_srv_error_set(&e, 502, "server_error", "upstream_invalid", NULL,
-                                   "the cloud's stream ended without \"data: [DONE]\" (cut off, "
-                                   "or not a Server-Sent Events stream; check --cloud-url)");
-            else
-                failed = false;
-            if (failed) {
-                json_t *ej = ellm_srv_error_json(&e);
-                sse_put_event(&r->out, &r->out_off, ej);
-                json_decref(ej);
-            }
-            relay_event(r, "[DONE]", 6);
+            ellm_srv_error_set(&e, 502, "server_error", r->fault_code, NULL, "%s", r->fault);
+            json_t *ej = ellm_srv_error_json(&e);
+            sse_put_event(&r->out, &r->out_off, ej);
+            json_decref(ej);
+            if (!strcmp(r->fault_code, "upstream_invalid"))
+                count_failure(r->g, "cloud-malformed");
+            r->done = true;
             continue;
         }
+        relay_advance(r);
+        if (r->out_off < r->out.len || r->done || r->fault_code)
+            continue;
         if (ellm_srv_http_client_gone(r->conn))
             return MHD_CONTENT_READER_END_WITH_ERROR;
         ellm_gw_call_pump(&r->call, 100);
@@ -622,7 +782,9 @@ static void relay_free(void *cls)
     ellm_pii_session_free(r->session);
     ellm_pii_buffer_free(&r->out);
     json_decref(r->last_chunk);
-    ellm_srv_metrics_request(r->srv->metrics, r->rq.endpoint, 200, ellm_srv_now() - r->rq.t_start);
+    if (r->committed)
+        ellm_srv_metrics_request(r->srv->metrics, r->rq.endpoint, 200,
+                                 ellm_srv_now() - r->rq.t_start);
     free(r);
 }
 
@@ -782,6 +944,23 @@ static bool fall_back(gateway *g, srv_front_request *rq, json_t *body, const cha
         return true;
     }
     return false;
+}
+
+/* A cloud answer the client cannot be given, refused before any byte of it went out: the edge
+ * answers under fallback_on_malformed, else a 502 saying why. Takes body. */
+static bool refuse_malformed(gateway *g, srv_server *srv, struct MHD_Connection *conn,
+                             srv_front_request *rq, json_t *body, const routing *rt,
+                             const char *code, const char *why, int *result)
+{
+    if (g->fallback_on_malformed) {
+        bool answered = fall_back(g, rq, body, "cloud-malformed", rt, result, srv, conn);
+        json_decref(body);
+        return answered;
+    }
+    count_failure(g, "cloud-malformed");
+    json_decref(body);
+    *result = send_error(srv, conn, rq, 502, code, "%s", why);
+    return true;
 }
 
 /* ---- answers the gateway generates itself ---- */
@@ -1141,80 +1320,6 @@ static bool answer_speculative(gateway *g, srv_server *srv, struct MHD_Connectio
     return true;
 }
 
-/* The fields of a whole (200) cloud answer that the restoring walk and the client rely on,
- * checked before it is relayed: an answer with a number for its text, no choice, or tool-call
- * arguments that are not a JSON string would otherwise reach the client as a 200 it cannot
- * read. Returns NULL when the answer has that shape, else the field at fault (written to field)
- * with what it should be. */
-static const char *cloud_answer_fault(json_t *answer, bool chat, char *field, size_t cap)
-{
-    json_t *choices = json_object_get(answer, "choices");
-    snprintf(field, cap, "choices");
-    if (!json_is_array(choices))
-        return "is not an array";
-    if (json_array_size(choices) == 0)
-        return "is empty";
-    size_t i;
-    json_t *choice;
-    json_array_foreach(choices, i, choice)
-    {
-        snprintf(field, cap, "choices[%zu]", i);
-        if (!json_is_object(choice))
-            return "is not an object";
-        json_t *index = json_object_get(choice, "index");
-        json_t *finish = json_object_get(choice, "finish_reason");
-        snprintf(field, cap, "choices[%zu].index", i);
-        if (index && !json_is_integer(index))
-            return "is not an integer";
-        snprintf(field, cap, "choices[%zu].finish_reason", i);
-        if (finish && !json_is_string(finish) && !json_is_null(finish))
-            return "is neither a string nor null";
-        if (!chat) {
-            snprintf(field, cap, "choices[%zu].text", i);
-            if (!json_is_string(json_object_get(choice, "text")))
-                return "is not a string";
-            continue;
-        }
-        json_t *message = json_object_get(choice, "message");
-        snprintf(field, cap, "choices[%zu].message", i);
-        if (!json_is_object(message))
-            return "is not an object";
-        json_t *content = json_object_get(message, "content");
-        snprintf(field, cap, "choices[%zu].message.content", i);
-        if (content && !json_is_string(content) && !json_is_null(content))
-            return "is neither a string nor null";
-        json_t *calls = json_object_get(message, "tool_calls");
-        snprintf(field, cap, "choices[%zu].message.tool_calls", i);
-        if (calls && !json_is_array(calls) && !json_is_null(calls))
-            return "is not an array";
-        if (!content && json_array_size(calls) == 0)
-            return "is missing, and so is 'content'";
-        size_t c;
-        json_t *call;
-        json_array_foreach(calls, c, call)
-        {
-            json_t *function = json_object_get(call, "function");
-            snprintf(field, cap, "choices[%zu].message.tool_calls[%zu]", i, c);
-            if (!json_is_object(call))
-                return "is not an object";
-            snprintf(field, cap, "choices[%zu].message.tool_calls[%zu].function", i, c);
-            if (!json_is_object(function))
-                return "is not an object";
-            snprintf(field, cap, "choices[%zu].message.tool_calls[%zu].function.name", i, c);
-            if (!json_is_string(json_object_get(function, "name")))
-                return "is not a string";
-            snprintf(field, cap, "choices[%zu].message.tool_calls[%zu].function.arguments", i, c);
-            if (!json_is_string(json_object_get(function, "arguments")))
-                return "is not a string (of JSON)";
-        }
-    }
-    json_t *usage = json_object_get(answer, "usage");
-    snprintf(field, cap, "usage");
-    if (usage && !json_is_object(usage) && !json_is_null(usage))
-        return "is not an object";
-    return NULL;
-}
-
 /* POST /v1/classify {"input": TEXT, "labels": [...]}: answered on the device. */
 static int answer_classify(gateway *g, srv_server *srv, struct MHD_Connection *conn,
                            srv_front_request *rq)
@@ -1423,9 +1528,10 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
             failure = "cloud-unreachable";
             break;
         }
-        /* A stream is committed once its first bytes arrive; before that it may still fall
-         * back. */
-        while (!ellm_gw_call_pump(&call, 100) && !(stream && call.got_body && call.status == 200)) {
+        /* A stream is judged by its first event before the client gets a 200; until then it
+         * may still fall back, or be a 502. */
+        while (!ellm_gw_call_pump(&call, 100) &&
+               !(stream && call.status == 200 && stream_event_arrived(&call))) {
             if (ellm_srv_http_client_gone(conn)) {
                 ellm_gw_call_free(&call);
                 free(payload);
@@ -1486,6 +1592,16 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         ellm_gw_call_moved(&r->call);
         r->session = session;
         r->chat = !strcmp(path, "/v1/chat/completions");
+        relay_advance(r);
+        if (r->fault_code) {
+            /* Nothing has gone to the client: answered as a misshapen whole answer is. */
+            char why[sizeof r->fault];
+            const char *code = r->fault_code;
+            snprintf(why, sizeof why, "%s", r->fault);
+            MHD_destroy_response(resp); /* frees the relay, its call and its session */
+            return refuse_malformed(g, srv, conn, rq, body, &rt, code, why, result);
+        }
+        r->committed = true;
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         ellm_srv_http_decorate(srv, conn, resp, rq);
@@ -1500,26 +1616,18 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     long status = call.status;
     ellm_gw_call_free(&call);
     char field[128] = "answer";
+    choice_shape shape = !strcmp(path, "/v1/chat/completions") ? CHOICE_MESSAGE : CHOICE_TEXT;
     const char *fault = !json_is_object(answer) ? "is not a JSON object"
-                        : status == 200
-                            ? cloud_answer_fault(answer, !strcmp(path, "/v1/chat/completions"),
-                                                 field, sizeof field)
-                            : NULL;
+                        : status == 200 ? cloud_answer_fault(answer, shape, field, sizeof field)
+                                        : NULL;
     if (fault) {
         json_decref(answer);
         ellm_pii_session_free(session);
-        if (g->fallback_on_malformed) {
-            bool answered = fall_back(g, rq, body, "cloud-malformed", &rt, result, srv, conn);
-            json_decref(body);
-            return answered;
-        }
-        count_failure(g, "cloud-malformed");
-        json_decref(body);
         char why[256];
-        snprintf(why, sizeof why, "'%s' %s", field, fault);
-        *result = send_error(srv, conn, rq, 502, "upstream_invalid",
-                             "the cloud's answer is not OpenAI-shaped: %s; check --cloud-url", why);
-        return true;
+        snprintf(why, sizeof why,
+                 "the cloud's answer is not OpenAI-shaped: '%s' %s; check --cloud-url", field,
+                 fault);
+        return refuse_malformed(g, srv, conn, rq, body, &rt, "upstream_invalid", why, result);
     }
     json_decref(body);
     if (session) {

@@ -6,12 +6,14 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "server/chat_page.h"
 #include "server/endpoints.h"
@@ -261,12 +263,149 @@ static void set_connection_timeout(struct MHD_Connection *conn, unsigned seconds
     MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, seconds);
 }
 
+/* ---- the total time a request may take to arrive ----
+ * libmicrohttpd's connection timeout counts silence only, so a client sending a header byte every
+ * S - 1 seconds held its connection until the header buffer filled, and no callback of ours runs
+ * while headers arrive. So every connection has a deadline by which what is arriving must be
+ * whole: its first head S seconds after it opened, a later head S seconds after its request line
+ * (and its line within the keep-alive idle time plus S of the last answer), a body S seconds
+ * after its head. A watchdog thread shuts the socket of a connection past its deadline down;
+ * libmicrohttpd then sees the connection end and closes it as it would any other. */
+
+typedef struct arrival {
+    int fd;
+    double deadline; /* monotonic seconds; 0 while the request is being answered */
+    struct arrival *prev, *next;
+} arrival;
+
+struct srv_arrivals {
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* signalled to stop the watchdog */
+    arrival *open;       /* every connection libmicrohttpd has not closed yet */
+    bool stopping;
+    pthread_t watchdog;
+};
+
+/* Sets conn's deadline; with sooner_only an existing one is only brought forward. */
+static void set_arrival_deadline(srv_server *srv, struct MHD_Connection *conn, double deadline,
+                                 bool sooner_only)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+        conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    arrival *a = info ? info->socket_context : NULL;
+    if (!a)
+        return;
+    pthread_mutex_lock(&srv->arrivals->mu);
+    if (!sooner_only || a->deadline == 0 || deadline < a->deadline)
+        a->deadline = deadline;
+    pthread_mutex_unlock(&srv->arrivals->mu);
+}
+
+/* A connection is registered until libmicrohttpd closes its socket (it notifies before the
+ * close, so the watchdog never shuts down a descriptor reused by another connection). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    srv_server *srv = cls;
+    struct srv_arrivals *all = srv->arrivals;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+            conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        arrival *a = info ? calloc(1, sizeof *a) : NULL;
+        if (!a)
+            return; /* bounded by silence alone, as before */
+        a->fd = info->connect_fd;
+        a->deadline = ellm_srv_now() + srv->body_timeout_s;
+        pthread_mutex_lock(&all->mu);
+        a->next = all->open;
+        if (all->open)
+            all->open->prev = a;
+        all->open = a;
+        pthread_mutex_unlock(&all->mu);
+        *socket_context = a;
+        return;
+    }
+    arrival *a = *socket_context;
+    if (!a)
+        return;
+    pthread_mutex_lock(&all->mu);
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        all->open = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    pthread_mutex_unlock(&all->mu);
+    free(a);
+    *socket_context = NULL;
+}
+
+static void *arrival_watchdog(void *arg)
+{
+    struct srv_arrivals *all = arg;
+    pthread_mutex_lock(&all->mu);
+    while (!all->stopping) {
+        double now = ellm_srv_now();
+        for (arrival *a = all->open; a; a = a->next)
+            if (a->deadline != 0 && now >= a->deadline) {
+                shutdown(a->fd, SHUT_RDWR);
+                a->deadline = 0;
+            }
+        /* A tenth of a second late at most: the limits are whole seconds. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000 * 1000;
+        if (until.tv_nsec >= 1000 * 1000 * 1000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000 * 1000 * 1000;
+        }
+        pthread_cond_timedwait(&all->wake, &all->mu, &until);
+    }
+    pthread_mutex_unlock(&all->mu);
+    return NULL;
+}
+
+static bool arrivals_start(srv_server *srv)
+{
+    struct srv_arrivals *all = calloc(1, sizeof *all);
+    if (!all)
+        return false;
+    pthread_mutex_init(&all->mu, NULL);
+    pthread_cond_init(&all->wake, NULL);
+    if (pthread_create(&all->watchdog, NULL, arrival_watchdog, all) != 0) {
+        pthread_cond_destroy(&all->wake);
+        pthread_mutex_destroy(&all->mu);
+        free(all);
+        return false;
+    }
+    srv->arrivals = all;
+    return true;
+}
+
+/* After libmicrohttpd stopped: every connection has been closed and unregistered. */
+static void arrivals_stop(srv_server *srv)
+{
+    struct srv_arrivals *all = srv->arrivals;
+    if (!all)
+        return;
+    pthread_mutex_lock(&all->mu);
+    all->stopping = true;
+    pthread_cond_signal(&all->wake);
+    pthread_mutex_unlock(&all->mu);
+    pthread_join(all->watchdog, NULL);
+    pthread_cond_destroy(&all->wake);
+    pthread_mutex_destroy(&all->mu);
+    free(all);
+    srv->arrivals = NULL;
+}
+
 /* Called as a request's first line has arrived: the rest must come within the body timeout. */
 static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)uri;
     srv_server *srv = cls;
     set_connection_timeout(conn, srv->body_timeout_s);
+    set_arrival_deadline(srv, conn, ellm_srv_now() + srv->body_timeout_s, true);
     return NULL;
 }
 
@@ -283,6 +422,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         cs->t_start = ellm_srv_now();
         *con_cls = cs;
+        set_arrival_deadline(srv, conn, cs->t_start + srv->body_timeout_s, false); /* the body */
         enum MHD_Result result;
         cs->answered = answer_from_headers(srv, conn, url, method, cs, &result);
         return cs->answered ? result : MHD_YES;
@@ -330,6 +470,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
 
     set_connection_timeout(conn, KEEP_ALIVE_IDLE_S); /* the request is whole */
+    set_arrival_deadline(srv, conn, 0, false);
     const struct route *rt = cs->route;
     const char *endpoint = cs->endpoint;
     int state = atomic_load(&srv->state);
@@ -397,7 +538,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode code)
 {
-    (void)cls, (void)conn, (void)code;
+    (void)code;
+    srv_server *srv = cls;
+    /* The next request's line may come within the keep-alive idle time (its silence bound). */
+    set_arrival_deadline(srv, conn, ellm_srv_now() + KEEP_ALIVE_IDLE_S + srv->body_timeout_s,
+                         false);
     srv_conn *cs = *con_cls;
     if (cs) {
         free(cs->body);
@@ -443,13 +588,19 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
         snprintf(err, err_cap, "--host '%s' is not an IPv4 or IPv6 address", host);
         return false;
     }
+    if (!arrivals_start(srv)) {
+        snprintf(err, err_cap, "cannot start the request watchdog thread: out of resources");
+        return false;
+    }
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)srv->cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, srv->body_timeout_s,
-        MHD_OPTION_EXTERNAL_LOGGER, http_log, srv, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_URI_LOG_CALLBACK,
+        on_request_line, srv, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+        MHD_OPTION_CONNECTION_TIMEOUT, srv->body_timeout_s, MHD_OPTION_EXTERNAL_LOGGER, http_log,
+        srv, MHD_OPTION_END);
     if (!srv->daemon) {
+        arrivals_stop(srv);
         snprintf(err, err_cap,
                  "cannot listen on %s:%d: %s (choose another --port, or a --host address of "
                  "this machine)",
@@ -474,4 +625,5 @@ void ellm_srv_http_stop(srv_server *srv)
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
+    arrivals_stop(srv);
 }

@@ -68,6 +68,7 @@ struct srv_server {
     atomic_long next_id;
     atomic_int responses_in_flight; /* generation answers still being written */
     const srv_front *front;         /* NULL: every request is answered locally */
+    struct srv_arrivals *arrivals;  /* when each connection's request must be whole (http.c) */
 };
 
 /* Starts listening (requests get 503 until the model is ready); false with a message if not. */

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "server/file_replace.h"
 #include "server/http.h"
 
 static const char *srv_log_name(const ellm_server_config *cfg)
@@ -78,28 +79,23 @@ static void *load_model(void *arg)
 }
 
 /* A script waiting for this file would wait forever if it silently never appeared: failing to
- * write it is fatal. */
+ * write it is fatal. Two servers given the same file, or one killed while writing it, leave no
+ * half-written file and no temporary in the other's way. */
 static bool write_ready_file(const char *path, const char *host, int port, char *err, size_t cap)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        snprintf(err, cap, "the --ready-file path is longer than %zu bytes", sizeof tmp - 5);
-        return false;
-    }
-    FILE *f = fopen(tmp, "w");
-    bool ok = f && fprintf(f, "%s:%d\n", host, port) > 0;
-    if (f && fclose(f) != 0)
+    srv_file_replace f;
+    char why[400];
+    bool ok = ellm_srv_file_replace_open(&f, path, why, sizeof why);
+    if (ok && fprintf(f.out, "%s:%d\n", host, port) < 0) {
+        snprintf(why, sizeof why, "writing '%.300s' failed: %s", path, strerror(errno));
+        ellm_srv_file_replace_abandon(&f);
         ok = false;
-    if (ok && rename(tmp, path) != 0)
-        ok = false;
-    if (!ok) {
-        snprintf(err, cap,
-                 "cannot write the --ready-file '%.300s': %s; give a path in a writable "
-                 "directory",
-                 path, strerror(errno));
-        if (f)
-            unlink(tmp);
     }
+    if (ok)
+        ok = ellm_srv_file_replace_commit(&f, why, sizeof why);
+    if (!ok)
+        snprintf(err, cap, "cannot write the --ready-file: %s; give a path in a writable directory",
+                 why);
     return ok;
 }
 

@@ -39,12 +39,15 @@ PII = {
 class Upstream:
     """An OpenAI-shaped cloud that records what it receives. mode: ok, hang, 500, garbage,
     empty (200 with no body), cut (a stream that closes before its [DONE]); reshape, when set,
-    rewrites each whole (non-streamed) answer before it is sent."""
+    rewrites each whole (non-streamed) answer before it is sent; script, when set, is called
+    with the last user text a stream gets and returns its events instead: (data, seconds to
+    wait after it), data being sent as "data: DATA" (no [DONE] unless the script sends one)."""
 
     def __init__(self, port=0):
         self.received = []  # (method, path, headers, body bytes)
         self.mode = "ok"
         self.reshape = None
+        self.script = None
         self.release = threading.Event()
         up = self
 
@@ -105,6 +108,13 @@ class Upstream:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
+                if up.script:
+                    for data, wait in up.script(text):
+                        self.wfile.write(b"data: " + data.encode() + b"\n\n")
+                        self.wfile.flush()
+                        time.sleep(wait)
+                    self.close_connection = True
+                    return
                 for i in range(0, len(answer), 3):
                     piece = answer[i:i + 3]
                     if chat:
@@ -422,17 +432,16 @@ def test_offline():
                 check(st == 502 and ("'%s'" % field) in resp["error"]["message"],
                       "a completion with a misshapen %s is a 502 naming it: %s %s" % (field, st, resp))
             up.reshape = None
-            # A stream that is not an event stream, empty, or cut before its [DONE] must not
-            # pass as a complete answer: it ends with an error event.
-            for mode in ("garbage", "empty", "cut"):
+            # A stream that is not an event stream or is empty has sent the client nothing when
+            # it ends: a 502, as a whole answer would be.
+            for mode in ("garbage", "empty"):
                 up.mode = mode
                 st, events, done, _ = g.stream("/v1/chat/completions",
                                                {"messages": [{"role": "user", "content": "hi"}],
                                                 "max_tokens": 4, "stream": True})
-                errors = [ev["error"] for ev in events if "error" in ev]
-                check(st == 200 and done and errors and errors[-1]["code"] == "upstream_invalid"
-                      and "[DONE]" in errors[-1]["message"],
-                      "the %s cloud stream ends with an error event: %s" % (mode, events))
+                check(st == 502 and events[0]["error"]["code"] == "upstream_invalid"
+                      and "[DONE]" in events[0]["error"]["message"],
+                      "the %s cloud stream is a 502: %s %s" % (mode, st, events))
                 check(g.proc.poll() is None, "the gateway survives a %s cloud stream" % mode)
             up.mode = "ok"
         finally:
@@ -598,7 +607,138 @@ def test_cascade(up):
         stop(g)
 
 
+def chunk(content=None, **delta):
+    """A streamed chat chunk of one choice."""
+    if content is not None:
+        delta["content"] = content
+    return json.dumps({"id": "x", "object": "chat.completion.chunk",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+
+
+def stream_chat(g, text="hi"):
+    st, events, done, _ = g.stream("/v1/chat/completions",
+                                   {"messages": [{"role": "user", "content": text}],
+                                    "max_tokens": 4, "stream": True})
+    said = "".join(text for text in map(delta_member("content"), events)
+                   if isinstance(text, str))
+    errors = [ev["error"] for ev in events if "error" in ev]
+    return st, events, done, said, errors
+
+
+def delta_member(name):
+    """What an event's first delta holds under name (None for anything else: a relayed
+    misshapen event must not break the test that reports it)."""
+    def get(ev):
+        try:
+            return ev["choices"][0]["delta"].get(name)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return None
+    return get
+
+
+def test_stream_shapes():
+    """A streamed cloud answer is checked event by event with the whole answer's field checks:
+    before the client got anything a misshapen stream is a 502 naming the field (or the edge's
+    answer, by policy); after, it ends with an error event naming it and no [DONE]."""
+    up = Upstream()
+    g = start_gateway(up.port, "--route", "cloud")
+    call = json.dumps({"index": 0, "id": "c1", "type": "function",
+                       "function": {"name": "f", "arguments": ""}})
+    misshapen = [
+        ("choices", json.dumps({"id": "x", "choices": "hi"})),
+        ("choices[0]", json.dumps({"id": "x", "choices": [5]})),
+        ("choices[0].delta", json.dumps({"id": "x", "choices": [{"index": 0, "delta": "hi"}]})),
+        ("choices[0].delta.content", chunk(5)),
+        ("choices[0].delta.tool_calls", chunk(tool_calls={"f": 1})),
+        ("choices[0].delta.tool_calls[0]", chunk(tool_calls=[5])),
+        ("choices[0].delta.tool_calls[0].function.arguments",
+         chunk(tool_calls=[{"index": 0, "function": {"arguments": {"x": 1}}}])),
+        ("choices[0].index", json.dumps({"choices": [{"index": "0", "delta": {}}]})),
+        ("usage", json.dumps({"choices": [], "usage": 7})),
+    ]
+    try:
+        for field, bad in misshapen:
+            # First event bad: nothing went out yet.
+            up.script = lambda text: [(bad, 0), (chunk("more"), 0), ("[DONE]", 0)]
+            st, events, done, said, errors = stream_chat(g)
+            check(st == 502 and events[0]["error"]["code"] == "upstream_invalid"
+                  and ("'%s'" % field) in events[0]["error"]["message"],
+                  "a stream whose first event has a misshapen %s is a 502 naming it: %s %s"
+                  % (field, st, events))
+            # Bad after a good event the client already has: an error event, no [DONE].
+            up.script = lambda text: [(chunk("Hello"), 0.4), (bad, 0), (chunk("more"), 0),
+                                      ("[DONE]", 0)]
+            st, events, done, said, errors = stream_chat(g)
+            check(st == 200 and said == "Hello" and not done and len(errors) == 1
+                  and errors[0]["code"] == "upstream_invalid"
+                  and ("'%s'" % field) in errors[0]["message"],
+                  "a stream turning misshapen at %s ends with an error event naming it and no "
+                  "[DONE]: %s %s %s" % (field, st, done, events))
+        for script, what in [
+                (lambda text: [(chunk("Hello"), 0.4), ("not json", 0), ("[DONE]", 0)],
+                 "event 2 is not a JSON object"),
+                (lambda text: [(chunk("Hello"), 0.4), (chunk(" there"), 0)], "[DONE]")]:
+            up.script = script
+            st, events, done, said, errors = stream_chat(g)
+            check(st == 200 and not done and said.startswith("Hello") and len(errors) == 1
+                  and what in errors[0]["message"],
+                  "a stream with %r ends with one error event and no [DONE]: %s" % (what, events))
+        up.script = lambda text: [("not json", 0), ("[DONE]", 0)]
+        st, events, done, said, errors = stream_chat(g)
+        check(st == 502 and "event 1 is not a JSON object" in events[0]["error"]["message"],
+              "a stream whose first event is not JSON is a 502: %s %s" % (st, events))
+        # What the API allows passes: tool calls arriving in pieces, a role-only delta, the
+        # usage chunk without choices, the cloud's own error event.
+        up.script = lambda text: [
+            (chunk(role="assistant"), 0), (chunk(None, tool_calls=[json.loads(call)]), 0),
+            (chunk(None, tool_calls=[{"index": 0, "function": {"arguments": '{"x"'}}]), 0),
+            (chunk(None, tool_calls=[{"index": 0, "function": {"arguments": ': 1}'}}]), 0),
+            (json.dumps({"id": "x", "choices": [], "usage": {"total_tokens": 3}}), 0),
+            ("[DONE]", 0)]
+        st, events, done, said, errors = stream_chat(g)
+        args = "".join(c["function"].get("arguments", "")
+                       for calls in map(delta_member("tool_calls"), events) if calls
+                       for c in calls)
+        check(st == 200 and done and not errors and args == '{"x": 1}'
+              and events[-1]["usage"]["total_tokens"] == 3,
+              "a streamed tool call and a usage chunk pass: %s" % events)
+        # A placeholder held back when the stream breaks is dropped, never sent in part.
+        email = PII["EMAIL"]
+
+        def held_back(text):
+            start = text.index("[EMAIL_")
+            return [(chunk("Mail " + text[start:start + 4]), 0.4), (chunk(5), 0),
+                    ("[DONE]", 0)]
+        up.script = held_back
+        st, events, done, said, errors = stream_chat(g, "write to %s please" % email)
+        check(st == 200 and said == "Mail " and not done and len(errors) == 1,
+              "a broken stream drops a held-back placeholder start: %r %s" % (said, events))
+        up.script = None
+        check(g.proc.poll() is None, "the gateway survives misshapen streams")
+    finally:
+        stop(g)
+    # With fallback_on_malformed the edge answers a stream that is bad from its first event.
+    g = start_gateway(up.port, "--route", "cloud", "--policy",
+                      write_policy({"fallback_on_malformed": True}))
+    try:
+        up.script = lambda text: [(chunk(5), 0), ("[DONE]", 0)]
+        st, events, done, said, errors = stream_chat(g)
+        check(st == 200 and done and not errors,
+              "fallback_on_malformed: the edge streams instead: %s %s" % (st, events))
+        st, _, hdrs = g.request("POST", "/v1/chat/completions",
+                                {"messages": [{"role": "user", "content": "hi"}],
+                                 "max_tokens": 4, "stream": True})
+        check(hdrs.get("x-edgellm-route") == "edge-fallback"
+              and hdrs.get("x-edgellm-route-reason") == "cloud-malformed",
+              "the fallback is named: %s" % hdrs)
+        up.script = None
+    finally:
+        stop(g)
+        up.stop()
+
+
 def main():
+    test_stream_shapes()
     up = Upstream()
     try:
         test_pii_and_routes(up)

@@ -174,4 +174,33 @@ expect_error "SPM without unk: uncovered text is an error, not id -1" "unknown t
 expect_error "SPM without unk: run says so" "unknown token" \
   "$EDGELLM" run -m "$tmp/spm2.gguf" -p "xyz" -n 2
 
+# --- eval --save-logits: its own locked temporary, renamed whole into place (was a fixed PATH.tmp) ---
+ids="$SHARED/testdata/aidreams/logits-ids.txt"
+save="$tmp/logits.bin"
+mkdir "$save.tmp" # another writer's fixed temporary in the way
+touch "$save.tmp.4000000.0" "$save.tmp.4000001.0" "$save.tmp.x"
+flock "$save.tmp.4000001.0" sleep 60 & # a live writer's temporary
+holder=$!
+sleep 0.2
+"$EDGELLM" eval -m "$base" --ids "$ids" --save-logits "$save" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+size=$(stat -c %s "$save" 2>/dev/null || echo none)
+[[ $rc -eq 0 && $size == $((55 * 512 * 4)) ]]
+ok=$?
+check "eval --save-logits with a PATH.tmp in the way writes them (exit $rc, $size bytes: $(head -c 200 "$tmp/err"))" $ok
+[[ ! -e "$save.tmp.4000000.0" && -e "$save.tmp.4000001.0" && -e "$save.tmp.x" ]]
+ok=$?
+check "eval --save-logits deletes an unlocked temporary, keeps a locked one and a look-alike ($(ls "$tmp" | grep logits | tr '\n' ' '))" $ok
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+# A full disk (a file size limit): one line saying why, exit 1, the old file kept, no temporary.
+rm -f "$save".tmp.*
+cp "$save" "$tmp/old.bin"
+expect_error "eval --save-logits past a file size limit says why" "File too large" \
+  bash -c 'ulimit -f 64; exec "$@"' _ "$EDGELLM" eval -m "$base" --ids "$ids" --save-logits "$save"
+cmp -s "$save" "$tmp/old.bin" && ! ls "$save".tmp.[0-9]* >/dev/null 2>&1
+check "a failed eval --save-logits leaves the previous file whole and no temporary" $?
+expect_error "eval --save-logits into a missing directory names it" "$tmp/no-such-dir/logits.bin" \
+  "$EDGELLM" eval -m "$base" --ids "$ids" --save-logits "$tmp/no-such-dir/logits.bin"
+
 exit $fail

@@ -29,6 +29,7 @@ class Server(ts.Server):
     written byte by byte so that Host and every header are exactly what a test sends."""
 
     def __init__(self, *args):
+        self.name = "serve"
         super().__init__(MODEL, "--parallel", "1", "--threads", "1", *args)
 
     def raw(self, data, timeout=10):
@@ -208,6 +209,61 @@ def test_ready_file():
     rc, err = serve_refusal(["--ready-file", path])
     check(rc == 1 and path in err and "--ready-file" in err,
           "an unwritable --ready-file stops the server, exit 1, naming it: %s %r" % (rc, err))
+    test_ready_file_temporaries()
+
+
+def serve_until_ready(path, limit_bytes=None):
+    """Starts `serve --ready-file path` (under a file size limit, when given) and stops it once
+    the file appeared: (exit code, stderr, the file's text or None)."""
+    import resource
+
+    def limit():
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    proc = subprocess.Popen([EDGELLM, "serve", "-m", MODEL, "--port", "0", "--ready-file", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit)
+    deadline = time.time() + 30
+    while not os.path.exists(path) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    text = open(path).read() if os.path.exists(path) else None
+    if proc.poll() is None:
+        proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err.decode().strip(), text
+
+
+def test_ready_file_temporaries():
+    """The ready file went through a fixed PATH.tmp: two servers given one path, or one killed
+    while writing it, collided (a PATH.tmp in the way stopped the next server). Each writer now
+    has its own locked temporary, and the ones killed writers left are deleted."""
+    import fcntl
+    d = os.path.join(TMP, "ready-dir")
+    os.makedirs(d)
+    path = os.path.join(d, "ready")
+    os.mkdir(path + ".tmp")  # what another writer's fixed temporary would be
+    stale = path + ".tmp.4000000.0"
+    held = path + ".tmp.4000001.0"
+    alike = path + ".tmp.x"
+    for name in (stale, held, alike):
+        open(name, "w").close()
+    holder = open(held)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        rc, err, text = serve_until_ready(path)
+    finally:
+        holder.close()
+    check(text is not None and text.startswith("127.0.0.1:"),
+          "a PATH.tmp in the way does not stop the ready file: %s %r %r" % (rc, text, err))
+    check(not os.path.exists(stale) and os.path.exists(held) and os.path.exists(alike),
+          "the ready file's unlocked temporary is deleted, a locked one and a look-alike kept: %s"
+          % sorted(os.listdir(d)))
+    # A full disk (here a file size limit): a clear error, exit 1, nothing at PATH.
+    full = os.path.join(d, "full")
+    rc, err, text = serve_until_ready(full, limit_bytes=0)
+    left = [n for n in os.listdir(d) if n.startswith("full")]
+    check(rc == 1 and "--ready-file" in err and "File too large" in err and not left,
+          "a ready file that cannot be written: exit 1, why, nothing left: %s %r %s"
+          % (rc, err, left))
 
 
 def test_long_piece():
@@ -365,35 +421,92 @@ def test_busy_port(s):
           "busy port: exit 1 and one line naming it: %s %r" % (r.returncode, lines))
 
 
+POST_HEAD = "POST /tokenize HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+
+
+def closed_after_sending(port, first, then=b"", every=None, sock=None):
+    """Sends first (then, a byte every `every` s) on a new connection (or sock), returns the
+    seconds until the server closed the connection (None: still open after 15 s)."""
+    sock = sock or socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(0.25)
+    t0 = time.monotonic()
+    try:
+        sock.sendall(first)
+        sent = 0
+        while time.monotonic() - t0 < 15:
+            if every and sent < len(then) and time.monotonic() - t0 > every * (sent + 1):
+                try:
+                    sock.sendall(then[sent:sent + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    return time.monotonic() - t0
+                sent += 1
+            try:
+                if sock.recv(4096) == b"":
+                    return time.monotonic() - t0
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                return time.monotonic() - t0
+        return None
+    finally:
+        sock.close()
+
+
+def test_trickled_heads(s):
+    """With --body-timeout 2 a request's head was bounded by silence only: a byte every 1.5 s
+    held the connection until libmicrohttpd's header buffer filled (hours). The head now has 2 s
+    from the connection's opening (or, on a kept-alive connection, from its request line)."""
+    drip = b"X-Pad: " + b"a" * 40
+    cases = [
+        ("headers dripped a byte every 1.5 s", POST_HEAD.encode(), drip),
+        ("a request line dripped a byte every 1.5 s", b"P", POST_HEAD[1:].encode() + drip),
+    ]
+    for what, first, then in cases:
+        dt = closed_after_sending(s.port, first, then, 1.5)
+        print("%s on %s: closed after %s s" % (what, s.name, dt and round(dt, 2)))
+        check(dt is not None and dt < 4,
+              "%s on %s is cut 2 s after the connection opened: %s s" % (what, s.name, dt))
+    # A kept-alive connection: one whole request, then the next one's headers dripped.
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += sock.recv(65536) or b"\r\n\r\n"
+    head, rest = got.split(b"\r\n\r\n", 1)
+    length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+              if line.lower().startswith(b"content-length:")]
+    while length and len(rest) < length[0]:
+        rest += sock.recv(65536) or b" " * length[0]
+    check(got.startswith(b"HTTP/1.1 200"), "a whole request first: %r" % got[:40])
+    dt = closed_after_sending(s.port, POST_HEAD.encode(), drip, 1.5, sock=sock)
+    print("a kept-alive connection's next head on %s: closed after %s s" % (s.name,
+                                                                           dt and round(dt, 2)))
+    check(dt is not None and dt < 4,
+          "the next head dripped on a kept-alive connection of %s is cut within 2 s of its "
+          "request line: %s s" % (s.name, dt))
+    st = s.request("GET", "/health")[0]
+    check(st == 200, "%s still answers after the dripped heads: %s" % (s.name, st))
+
+
+class Gateway(Server):
+    """`edgellm gateway` under the same harness (its HTTP layer is serve's); its cloud is a
+    closed port, never reached by these tests."""
+
+    def __init__(self, *args):
+        self.name = "gateway"
+        ts.Server.__init__(self, MODEL, "--cloud-url", "http://127.0.0.1:9/v1", "--threads", "1",
+                           *args, command="gateway", env=dict(os.environ, EDGELLM_CLOUD_KEY="k"))
+
+
 def test_stalled_requests(s):
     """A request that stops while it arrives (a body cut short, a chunk size of 2^64 - 1, headers
     never ended) or trickles held its connection for the 300 s idle timeout, so 1024 of them
     locked the server out. With --body-timeout 2 each is closed within a few seconds, while a
     whole request's keep-alive connection still waits 300 s for the next one."""
-    post = ("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n")
+    post = POST_HEAD
 
     def closed_after(first, then=b"", every=None):
-        """Sends first (then, a byte every `every` s), returns the seconds until the server
-        closed the connection (None: still open after 15 s)."""
-        sock = socket.create_connection(("127.0.0.1", s.port), timeout=0.25)
-        t0 = time.monotonic()
-        try:
-            sock.sendall(first)
-            sent = 0
-            while time.monotonic() - t0 < 15:
-                if every and sent < len(then) and time.monotonic() - t0 > every * (sent + 1):
-                    sock.sendall(then[sent:sent + 1])
-                    sent += 1
-                try:
-                    if sock.recv(4096) == b"":
-                        return time.monotonic() - t0
-                except socket.timeout:
-                    pass
-                except ConnectionResetError:
-                    return time.monotonic() - t0
-            return None
-        finally:
-            sock.close()
+        return closed_after_sending(s.port, first, then, every)
 
     body = b'{"content": "' + b"a" * 200 + b'"}'
     cases = [
@@ -459,7 +572,15 @@ def main():
             group()
         except RuntimeError as e:
             check(False, "%s: %s" % (group.__name__, e))
-    with_server(["--body-timeout", "2"], [test_stalled_requests])
+    with_server(["--body-timeout", "2"], [test_stalled_requests, test_trickled_heads])
+    try:
+        g = Gateway("--body-timeout", "2")
+        try:
+            test_trickled_heads(g)
+        finally:
+            g.stop()
+    except RuntimeError as e:
+        check(False, "test_trickled_heads on the gateway: %s" % e)
     with_server(["--api-key", KEY], [test_bearer, test_answer_before_body, test_unauthenticated_memory])
     print("security_server: %d checks, %d failed" % (ts.checks, len(ts.failures)))
     sys.exit(1 if ts.failures else 0)

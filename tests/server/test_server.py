@@ -38,12 +38,12 @@ def check(cond, what):
 
 
 class Server:
-    def __init__(self, model, *args):
+    def __init__(self, model, *args, command="serve", env=None):
         self.ready = os.path.join(TMP, "ready-%d" % time.monotonic_ns())
         self.log = open(os.path.join(TMP, "server-%d.log" % time.monotonic_ns()), "w+")
         self.proc = subprocess.Popen(
-            [EDGELLM, "serve", "-m", model, "--port", "0", "--ready-file", self.ready] + list(args),
-            stdout=self.log, stderr=self.log)
+            [EDGELLM, command, "-m", model, "--port", "0", "--ready-file", self.ready] + list(args),
+            stdout=self.log, stderr=self.log, env=env)
         deadline = time.time() + 30
         while not os.path.exists(self.ready):
             if self.proc.poll() is not None or time.time() > deadline:

@@ -1,6 +1,7 @@
 /* `edgellm eval`: perplexity over a text or token ids, and quantization quality against the saved
  * logits of a reference model (KL divergence, top-1 agreement, perplexity ratio). Logit files are
  * raw little-endian float32, one row of n_vocab per position. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
+#include "server/file_replace.h"
 #include "store/store.h"
 
 static void usage(FILE *out)
@@ -148,14 +150,17 @@ int cmd_eval(int argc, char **argv)
             rc = 1;
         }
     }
-    /* Logits go to a temporary file renamed into place at the end: a failed or interrupted
-     * run never leaves a truncated logits file behind. */
-    char save_tmp[4200];
-    if (save)
-        snprintf(save_tmp, sizeof save_tmp, "%s.tmp", save);
-    if (rc == 0 && save && !(save_f = fopen(save_tmp, "wb"))) {
-        cli_error(cmd, "cannot create '%s'", save_tmp);
-        rc = 1;
+    /* Logits go to a temporary of this run renamed into place at the end: a failed, killed or
+     * concurrent run never leaves a truncated logits file behind. */
+    srv_file_replace saved = {0};
+    char save_err[1024];
+    if (rc == 0 && save) {
+        if (ellm_srv_file_replace_open(&saved, save, save_err, sizeof save_err)) {
+            save_f = saved.out;
+        } else {
+            cli_error(cmd, "%s; give --save-logits a path in a writable directory", save_err);
+            rc = 1;
+        }
     }
     double nll = 0, base_nll = 0, kl_sum = 0;
     int64_t predicted = 0, agree = 0, rows = 0;
@@ -171,7 +176,7 @@ int cmd_eval(int argc, char **argv)
         for (int32_t i = 0; i < len; i++) {
             const float *row = edgellm_get_logits(ctx, i);
             if (save_f && fwrite(row, sizeof(float), (size_t)n_vocab, save_f) != (size_t)n_vocab) {
-                cli_error(cmd, "writing '%s' failed (disk full?)", save);
+                cli_error(cmd, "writing '%s' failed: %s", save, strerror(errno));
                 rc = 1;
                 break;
             }
@@ -196,16 +201,11 @@ int cmd_eval(int argc, char **argv)
             rows++;
         }
     }
-    if (save_f && fclose(save_f) != 0 && rc == 0) {
-        cli_error(cmd, "writing '%s' failed", save);
+    if (save_f && rc == 0 && !ellm_srv_file_replace_commit(&saved, save_err, sizeof save_err)) {
+        cli_error(cmd, "%s", save_err);
         rc = 1;
     }
-    if (save_f && rc == 0 && rename(save_tmp, save) != 0) {
-        cli_error(cmd, "cannot rename '%s' to '%s'", save_tmp, save);
-        rc = 1;
-    }
-    if (save_f && rc != 0)
-        remove(save_tmp);
+    ellm_srv_file_replace_abandon(&saved); /* after a failure: the temporary goes */
     if (rc == 0) {
         double ppl = exp(nll / (double)predicted);
         printf("tokens:            %d (windows of %d)\n", n, window);
