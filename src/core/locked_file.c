@@ -2,8 +2,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core/locked_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,4 +34,66 @@ bool ellm_unlink_if_unlocked(int dir_fd, const char *name, uint64_t *bytes)
         *bytes = (uint64_t)held.st_size;
     close(fd);
     return gone;
+}
+
+/* The directory holding path ("." for a bare name), or NULL without memory. */
+static char *parent_directory(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
+/* Whether name is base's temporary: "BASE.tmp.PID.N". */
+static bool is_temporary_of(const char *name, const char *base)
+{
+    size_t n = strlen(base);
+    if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp.", 5) != 0)
+        return false;
+    const char *p = name + n + 5;
+    size_t pid_digits = strspn(p, "0123456789");
+    if (pid_digits == 0 || p[pid_digits] != '.')
+        return false;
+    p += pid_digits + 1;
+    size_t seq_digits = strspn(p, "0123456789");
+    return seq_digits > 0 && p[seq_digits] == '\0';
+}
+
+void ellm_sweep_dead_temporaries(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char *dir = parent_directory(path);
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (is_temporary_of(e->d_name, base))
+            (void)ellm_unlink_if_unlocked(dirfd(d), e->d_name, NULL);
+    if (d)
+        closedir(d);
+    free(dir);
+}
+
+int ellm_create_locked_temporary(const char *path, char *tmp, size_t cap)
+{
+    static _Atomic unsigned long sequence;
+    for (;;) {
+        snprintf(tmp, cap, "%s.tmp.%ld.%lu", path, (long)getpid(), sequence++);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
+        if (ellm_lock_new_file(fd))
+            return fd;
+        close(fd); /* a sweep took it before the lock: another name */
+    }
+}
+
+void ellm_sync_parent_directory(const char *path)
+{
+    char *dir = parent_directory(path);
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
 }

@@ -1,7 +1,6 @@
 /* GGUF v3 writer: metadata and tensor infos are kept in memory, tensor data is streamed to a
  * temporary file that replaces the destination only once it is complete and synced. */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -448,81 +447,14 @@ static edgellm_status write_body(gguf_writer *w, ellm_bulk_writer *out, const ch
     return st;
 }
 
-/* Makes the rename itself durable. Best effort: some file systems cannot open or sync a
- * directory, and the file's own contents are already synced. */
-static void sync_parent_directory(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* Whether name is base's temporary: "BASE.tmp.PID.N". */
-static bool is_temporary_of(const char *name, const char *base)
-{
-    size_t n = strlen(base);
-    if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp.", 5) != 0)
-        return false;
-    const char *p = name + n + 5;
-    size_t pid_digits = strspn(p, "0123456789");
-    if (pid_digits == 0 || p[pid_digits] != '.')
-        return false;
-    p += pid_digits + 1;
-    size_t seq_digits = strspn(p, "0123456789");
-    return seq_digits > 0 && p[seq_digits] == '\0';
-}
-
-/* Deletes the temporaries of path that a killed writer left (SIGKILL, SIGXFSZ, a power cut):
- * every live writer holds a flock() on its temporary, so one that can be locked has no writer
- * left. Locks are per open file and vanish with the process, whatever its PID namespace. */
-static void sweep_dead_temporaries(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    DIR *d = dir ? opendir(dir) : NULL;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (!is_temporary_of(e->d_name, base))
-            continue;
-        (void)ellm_unlink_if_unlocked(dirfd(d), e->d_name, NULL);
-    }
-    if (d)
-        closedir(d);
-    free(dir);
-}
-
-/* Creates path's temporary, unique per process and per call so that concurrent writers never
- * share one, locked for as long as fd stays open (see sweep_dead_temporaries). */
-static int create_locked_temporary(const char *path, char *tmp, size_t cap)
-{
-    static _Atomic unsigned long sequence;
-    for (;;) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%lu", path, (long)getpid(), sequence++);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd < 0)
-            return -1;
-        if (ellm_lock_new_file(fd))
-            return fd;
-        close(fd);
-    }
-}
-
 edgellm_status ellm_gguf_writer_write(gguf_writer *w, const char *path)
 {
     size_t n = strlen(path);
     char *tmp = malloc(n + 48);
     if (!tmp)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory");
-    sweep_dead_temporaries(path);
-    int fd = create_locked_temporary(path, tmp, n + 48);
+    ellm_sweep_dead_temporaries(path);
+    int fd = ellm_create_locked_temporary(path, tmp, n + 48);
     if (fd < 0) {
         edgellm_status st = ellm_fail(EDGELLM_ERR_IO, "cannot create '%s': %s", tmp,
                                       strerror(errno));
@@ -550,7 +482,7 @@ edgellm_status ellm_gguf_writer_write(gguf_writer *w, const char *path)
     if (st != EDGELLM_OK)
         unlink(tmp);
     else
-        sync_parent_directory(path);
+        ellm_sync_parent_directory(path);
     free(tmp);
     return st;
 }

@@ -2,7 +2,7 @@
  * temporary ("PATH.tmp.PID.N", locked while it is open: core/locked_file.h), syncs it and
  * renames it over PATH, so a reader sees the old file or the new one, never a part. A writer
  * that was killed leaves its temporary unlocked; the next writer of PATH deletes it. Used by
- * `serve --ready-file` and `eval --save`. */
+ * `serve --ready-file` and `eval --save-logits`. */
 #ifndef EDGELLM_SERVER_FILE_REPLACE_H
 #define EDGELLM_SERVER_FILE_REPLACE_H
 
