@@ -676,10 +676,11 @@ static void relay_event(relay *r, const char *data, size_t n)
 }
 
 /* Whether the cloud has sent one whole "data:" line: what a stream is judged by before the
- * client gets its 200. */
-static bool stream_event_arrived(const gw_call *call)
+ * client gets its 200. *scanned is where the lines not yet looked at begin, kept between calls:
+ * a cloud sending comment lines before its first event is read once, not again at every pump. */
+static bool stream_event_arrived(const gw_call *call, size_t *scanned)
 {
-    size_t at = 0;
+    size_t at = *scanned;
     while (call->body && at < call->len) {
         const char *nl = memchr(call->body + at, '\n', call->len - at);
         if (!nl)
@@ -687,6 +688,7 @@ static bool stream_event_arrived(const gw_call *call)
         if (call->len - at >= 5 && !memcmp(call->body + at, "data:", 5))
             return true;
         at = (size_t)(nl - call->body) + 1;
+        *scanned = at;
     }
     return false;
 }
@@ -1530,8 +1532,9 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         }
         /* A stream is judged by its first event before the client gets a 200; until then it
          * may still fall back, or be a 502. */
+        size_t scanned = 0;
         while (!ellm_gw_call_pump(&call, 100) &&
-               !(stream && call.status == 200 && stream_event_arrived(&call))) {
+               !(stream && call.status == 200 && stream_event_arrived(&call, &scanned))) {
             if (ellm_srv_http_client_gone(conn)) {
                 ellm_gw_call_free(&call);
                 free(payload);
