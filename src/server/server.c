@@ -12,7 +12,7 @@
 
 #include <sodium.h>
 
-#include "server/file_replace.h"
+#include "core/file_replace.h"
 #include "server/http.h"
 
 static const char *srv_log_name(const ellm_server_config *cfg)
@@ -83,16 +83,16 @@ static void *load_model(void *arg)
  * half-written file and no temporary in the other's way. */
 static bool write_ready_file(const char *path, const char *host, int port, char *err, size_t cap)
 {
-    srv_file_replace f;
+    ellm_replaced_file f;
     char why[400];
-    bool ok = ellm_srv_file_replace_open(&f, path, why, sizeof why);
+    bool ok = ellm_file_replace_open(&f, path, why, sizeof why);
     if (ok && fprintf(f.out, "%s:%d\n", host, port) < 0) {
         snprintf(why, sizeof why, "writing '%.300s' failed: %s", path, strerror(errno));
-        ellm_srv_file_replace_abandon(&f);
+        ellm_file_replace_abandon(&f);
         ok = false;
     }
     if (ok)
-        ok = ellm_srv_file_replace_commit(&f, why, sizeof why);
+        ok = ellm_file_replace_commit(&f, why, sizeof why);
     if (!ok)
         snprintf(err, cap, "cannot write the --ready-file: %s; give a path in a writable directory",
                  why);

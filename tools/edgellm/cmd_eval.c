@@ -11,7 +11,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
-#include "server/file_replace.h"
+#include "core/file_replace.h"
 #include "store/store.h"
 
 static void usage(FILE *out)
@@ -152,10 +152,10 @@ int cmd_eval(int argc, char **argv)
     }
     /* Logits go to a temporary of this run renamed into place at the end: a failed, killed or
      * concurrent run never leaves a truncated logits file behind. */
-    srv_file_replace saved = {0};
+    ellm_replaced_file saved = {0};
     char save_err[1024];
     if (rc == 0 && save) {
-        if (ellm_srv_file_replace_open(&saved, save, save_err, sizeof save_err)) {
+        if (ellm_file_replace_open(&saved, save, save_err, sizeof save_err)) {
             save_f = saved.out;
         } else {
             cli_error(cmd, "%s; give --save-logits a path in a writable directory", save_err);
@@ -201,11 +201,11 @@ int cmd_eval(int argc, char **argv)
             rows++;
         }
     }
-    if (save_f && rc == 0 && !ellm_srv_file_replace_commit(&saved, save_err, sizeof save_err)) {
+    if (save_f && rc == 0 && !ellm_file_replace_commit(&saved, save_err, sizeof save_err)) {
         cli_error(cmd, "%s", save_err);
         rc = 1;
     }
-    ellm_srv_file_replace_abandon(&saved); /* after a failure: the temporary goes */
+    ellm_file_replace_abandon(&saved); /* after a failure: the temporary goes */
     if (rc == 0) {
         double ppl = exp(nll / (double)predicted);
         printf("tokens:            %d (windows of %d)\n", n, window);

@@ -1,5 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
-#include "server/file_replace.h"
+#include "core/file_replace.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 
 #include "core/locked_file.h"
 
-bool ellm_srv_file_replace_open(srv_file_replace *f, const char *path, char *err, size_t cap)
+bool ellm_file_replace_open(ellm_replaced_file *f, const char *path, char *err, size_t cap)
 {
     memset(f, 0, sizeof *f);
     const char *slash = strrchr(path, '/');
@@ -22,7 +22,7 @@ bool ellm_srv_file_replace_open(srv_file_replace *f, const char *path, char *err
     f->temporary = malloc(size);
     if (!f->path || !f->temporary) {
         snprintf(err, cap, "no memory to write '%.300s'", path);
-        ellm_srv_file_replace_abandon(f);
+        ellm_file_replace_abandon(f);
         return false;
     }
     int fd = ellm_create_locked_temporary(path, f->temporary, size);
@@ -30,20 +30,20 @@ bool ellm_srv_file_replace_open(srv_file_replace *f, const char *path, char *err
         snprintf(err, cap, "cannot write '%.300s': %s", path, strerror(errno));
         free(f->temporary);
         f->temporary = NULL; /* nothing of ours to delete */
-        ellm_srv_file_replace_abandon(f);
+        ellm_file_replace_abandon(f);
         return false;
     }
     f->out = fdopen(fd, "wb");
     if (!f->out) {
         snprintf(err, cap, "cannot write '%.300s': %s", f->temporary, strerror(errno));
         close(fd);
-        ellm_srv_file_replace_abandon(f);
+        ellm_file_replace_abandon(f);
         return false;
     }
     return true;
 }
 
-bool ellm_srv_file_replace_commit(srv_file_replace *f, char *err, size_t cap)
+bool ellm_file_replace_commit(ellm_replaced_file *f, char *err, size_t cap)
 {
     bool ok = f->out && fflush(f->out) == 0 && !ferror(f->out);
     if (!ok)
@@ -68,11 +68,11 @@ bool ellm_srv_file_replace_commit(srv_file_replace *f, char *err, size_t cap)
         free(f->temporary);
         f->temporary = NULL;
     }
-    ellm_srv_file_replace_abandon(f);
+    ellm_file_replace_abandon(f);
     return ok;
 }
 
-void ellm_srv_file_replace_abandon(srv_file_replace *f)
+void ellm_file_replace_abandon(ellm_replaced_file *f)
 {
     if (f->out)
         fclose(f->out);
