@@ -395,6 +395,14 @@ static void set_route(srv_front_request *rq, gateway *g, int route, const char *
  * in pieces: a name or arguments when present). */
 typedef enum { CHOICE_TEXT, CHOICE_MESSAGE, CHOICE_DELTA } choice_shape;
 
+/* A choice's or a tool call's `index`, when present, is a position: NULL or what is wrong. */
+static const char *index_fault(json_t *index)
+{
+    if (index && !json_is_integer(index))
+        return "is not an integer";
+    return index && json_integer_value(index) < 0 ? "is negative" : NULL;
+}
+
 /* A cloud's choice must have the shape the restoring walk and the client rely on. Returns NULL
  * when it has, else what is wrong with the field written to field. */
 static const char *choice_fault(json_t *choice, size_t i, choice_shape shape, char *field,
@@ -406,8 +414,8 @@ static const char *choice_fault(json_t *choice, size_t i, choice_shape shape, ch
     json_t *index = json_object_get(choice, "index");
     json_t *finish = json_object_get(choice, "finish_reason");
     snprintf(field, cap, "choices[%zu].index", i);
-    if (index && !json_is_integer(index))
-        return "is not an integer";
+    if (index_fault(index))
+        return index_fault(index);
     snprintf(field, cap, "choices[%zu].finish_reason", i);
     if (finish && !json_is_string(finish) && !json_is_null(finish))
         return "is neither a string nor null";
@@ -439,6 +447,10 @@ static const char *choice_fault(json_t *choice, size_t i, choice_shape shape, ch
         snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu]", i, member, c);
         if (!json_is_object(call))
             return "is not an object";
+        json_t *call_index = json_object_get(call, "index");
+        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].index", i, member, c);
+        if (index_fault(call_index))
+            return index_fault(call_index);
         snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function", i, member, c);
         if (!function && !whole)
             continue;
@@ -486,7 +498,31 @@ static const char *cloud_answer_fault(json_t *answer, choice_shape shape, char *
 
 /* ---- streaming relay ---- */
 
-#define MAX_STREAM_CHOICES 16
+/* The texts of a stream that arrive in fragments: a choice's own text (`delta.content`, or a
+ * completion's `text`) and each of its tool calls' `function.arguments`. Each has a streaming
+ * restorer of its own, so a placeholder split across two fragments is restored. A cloud can name
+ * any number of choices and tool calls, so how many texts get a restorer is bounded: beyond that
+ * the stream is refused as a misshapen one is. */
+#define MAX_STREAMED_TEXTS 4096
+#define CHOICE_OWN_TEXT ((json_int_t)-1) /* the `call` of a choice's own text */
+
+typedef struct streamed_text {
+    json_int_t choice, call; /* the sort key; call is a tool call's index or CHOICE_OWN_TEXT */
+    pii_restorer *restorer;
+    /* The serial of the event that last fed it (0: none yet); while that is the event being
+     * relayed, a tail held back when the text ends is appended to its fragment there. */
+    unsigned long fed_in;
+    json_t *parent;
+    const char *key;
+} streamed_text;
+
+/* A fragment taken out of the event while the rest of its choice is restored whole. */
+typedef struct fragment {
+    json_t *parent;
+    const char *key;
+    json_int_t call;
+    json_t *text;
+} fragment;
 
 typedef struct relay {
     gateway *g;
@@ -495,13 +531,17 @@ typedef struct relay {
     srv_front_request rq;
     gw_call call;
     pii_session *session;
-    pii_restorer *restorers[MAX_STREAM_CHOICES];
+    streamed_text *texts; /* sorted by (choice, call) */
+    size_t n_texts, texts_cap;
+    fragment *fragments; /* the choice being relayed; reused */
+    size_t fragments_cap;
+    unsigned long serial; /* events handled, [DONE] included */
+    json_t *head;         /* the last chunk but its choices: the frame of a held-back tail */
     bool chat;
     size_t scan; /* bytes of call.body already consumed */
     pii_buffer out;
     size_t out_off;
     bool done;
-    json_t *last_chunk;     /* a template for the chunk that flushes held-back text */
     unsigned events;        /* data events the cloud sent, to name the one at fault */
     bool committed;         /* the client got a 200: a fault now ends the stream with an error */
     const char *fault_code; /* set when the cloud's stream went wrong: it ends with fault */
@@ -566,38 +606,212 @@ static void relay_fault(relay *r, const char *code, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The end of a stream the cloud ended with its [DONE]: held-back text that never became a
- * placeholder goes out first. */
+/* items (n of them, room for *cap) with room for one more: reallocated, doubling, when full;
+ * NULL (items unchanged) when out of memory. */
+static void *room_for_one(void *items, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return items;
+    size_t more = *cap ? *cap * 2 : 8;
+    void *grown = realloc(items, more * size);
+    if (grown)
+        *cap = more;
+    return grown;
+}
+
+/* Where (choice, call) is, or would go, in the sorted texts. */
+static size_t streamed_text_at(const relay *r, json_int_t choice, json_int_t call)
+{
+    size_t lo = 0, hi = r->n_texts;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const streamed_text *t = &r->texts[mid];
+        if (t->choice < choice || (t->choice == choice && t->call < call))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The streamed text (choice, call), created when first seen; NULL past the bound or out of
+ * memory. A pointer into the table lasts until the next text is created. */
+static streamed_text *streamed_text_get(relay *r, json_int_t choice, json_int_t call)
+{
+    size_t at = streamed_text_at(r, choice, call);
+    if (at < r->n_texts && r->texts[at].choice == choice && r->texts[at].call == call)
+        return &r->texts[at];
+    if (r->n_texts == MAX_STREAMED_TEXTS)
+        return NULL;
+    streamed_text *texts = room_for_one(r->texts, r->n_texts, &r->texts_cap, sizeof *texts);
+    if (!texts)
+        return NULL;
+    r->texts = texts;
+    pii_restorer *restorer;
+    if (ellm_pii_restorer_create(r->session, &restorer) != EDGELLM_OK)
+        return NULL;
+    memmove(r->texts + at + 1, r->texts + at, (r->n_texts - at) * sizeof *r->texts);
+    r->n_texts++;
+    r->texts[at] = (streamed_text){.choice = choice, .call = call, .restorer = restorer};
+    return &r->texts[at];
+}
+
+/* A chunk of its own for a text's held-back tail, in the frame of the stream's chunks. */
+static void put_tail_event(relay *r, const streamed_text *t, const char *tail, size_t n)
+{
+    json_t *s = json_stringn(tail, n), *choice;
+    if (!r->chat)
+        choice = json_pack("{s:I,s:o,s:n}", "index", t->choice, "text", s, "finish_reason");
+    else if (t->call == CHOICE_OWN_TEXT)
+        choice = json_pack("{s:I,s:{s:o},s:n}", "index", t->choice, "delta", "content", s,
+                           "finish_reason");
+    else
+        choice = json_pack("{s:I,s:{s:[{s:I,s:{s:o}}]},s:n}", "index", t->choice, "delta",
+                           "tool_calls", "index", t->call, "function", "arguments", s,
+                           "finish_reason");
+    json_t *event = json_is_object(r->head) ? json_copy(r->head) : json_object();
+    if (choice && event && json_object_set_new(event, "choices", json_pack("[o]", choice)) == 0)
+        sse_put_event(&r->out, &r->out_off, event);
+    json_decref(event);
+}
+
+/* The end of a streamed text: its held-back tail (text that did not become a placeholder) goes
+ * out, appended to the text's fragment when that is in the event being relayed, else in a
+ * chunk of its own, which precedes that event. */
+static void streamed_text_end(relay *r, streamed_text *t)
+{
+    pii_buffer tail = {0};
+    ellm_pii_restorer_finish(t->restorer, &tail);
+    if (tail.len && t->fed_in == r->serial) {
+        json_t *now = json_object_get(t->parent, t->key);
+        size_t have = json_string_length(now);
+        char *joined = malloc(have + tail.len);
+        if (joined) {
+            memcpy(joined, json_string_value(now), have);
+            memcpy(joined + have, tail.data, tail.len);
+            json_object_set_new(t->parent, t->key, json_stringn(joined, have + tail.len));
+            free(joined);
+        }
+    } else if (tail.len) {
+        put_tail_event(r, t, tail.data, tail.len);
+    }
+    ellm_pii_buffer_free(&tail);
+}
+
+/* Every choice is over (the usage chunk, or [DONE]): every held-back tail goes out. */
+static void streamed_texts_end(relay *r)
+{
+    for (size_t i = 0; i < r->n_texts; i++)
+        streamed_text_end(r, &r->texts[i]);
+}
+
+/* The end of a stream the cloud ended with its [DONE]. */
 static void relay_finish(relay *r)
 {
-    for (int c = 0; c < MAX_STREAM_CHOICES; c++) {
-        if (!r->restorers[c])
-            continue;
-        pii_buffer tail = {0};
-        ellm_pii_restorer_finish(r->restorers[c], &tail);
-        if (tail.len && r->last_chunk) {
-            json_t *chunk = json_deep_copy(r->last_chunk);
-            json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
-            const char *key;
-            json_object_set_new(choice, "index", json_integer(c));
-            json_object_set_new(choice, "finish_reason", json_null());
-            json_t *parent = choice_text_parent(r, choice, &key);
-            if (json_is_object(parent))
-                json_object_set_new(parent, key, json_stringn(tail.data, tail.len));
-            sse_put_event(&r->out, &r->out_off, chunk);
-            json_decref(chunk);
-        }
-        ellm_pii_buffer_free(&tail);
-    }
+    streamed_texts_end(r);
     sse_put(&r->out, &r->out_off, "data: [DONE]\n\n", 14);
     r->done = true;
 }
 
-/* Restores one upstream event: text through the choice's streaming restorer (a placeholder
- * split across chunks is held back), anything else in the chunk as a whole. A chunk is checked
- * whole before any of it is restored, so a bad one leaves no half-fed restorer behind. */
+static bool add_fragment(relay *r, size_t *n, json_t *parent, const char *key, json_int_t call)
+{
+    fragment *fragments = room_for_one(r->fragments, *n, &r->fragments_cap, sizeof *fragments);
+    if (!fragments)
+        return false;
+    r->fragments = fragments;
+    r->fragments[(*n)++] = (fragment){parent, key, call, json_incref(json_object_get(parent, key))};
+    return true;
+}
+
+/* Collects a choice's fragments (its text, each tool call's arguments) into r->fragments,
+ * creating their streamed texts; false, with the stream at fault, past the bound. */
+static bool gather_fragments(relay *r, json_t *choice, json_int_t c, size_t *n)
+{
+    const char *key;
+    json_t *parent = choice_text_parent(r, choice, &key);
+    bool ok = true;
+    *n = 0;
+    if (json_is_string(json_object_get(parent, key)))
+        ok = streamed_text_get(r, c, CHOICE_OWN_TEXT) &&
+             add_fragment(r, n, parent, key, CHOICE_OWN_TEXT);
+    json_t *calls = r->chat ? json_object_get(parent, "tool_calls") : NULL;
+    size_t k;
+    json_t *call;
+    json_array_foreach(calls, k, call)
+    {
+        json_t *function = json_object_get(call, "function");
+        json_t *index = json_object_get(call, "index");
+        json_int_t at = json_is_integer(index) ? json_integer_value(index) : (json_int_t)k;
+        if (!ok || !json_is_string(json_object_get(function, "arguments")))
+            continue;
+        ok = streamed_text_get(r, c, at) && add_fragment(r, n, function, "arguments", at);
+    }
+    if (!ok) {
+        for (size_t f = 0; f < *n; f++)
+            json_decref(r->fragments[f].text);
+        relay_fault(r, "upstream_invalid",
+                    r->n_texts == MAX_STREAMED_TEXTS
+                        ? "the cloud's stream has more than %d texts (choices and tool calls) at "
+                          "event %u; the gateway restores at most that many per stream"
+                        : "out of memory for the %d streamed texts at event %u",
+                    MAX_STREAMED_TEXTS, r->events);
+    }
+    return ok;
+}
+
+/* A new tool call of choice c begins: OpenAI streams a choice's tool calls one after another, so
+ * the others have ended. Switching back to a call already begun (calls interleaved, which
+ * OpenAI does not do) ends nothing: its placeholders split across the switch are restored. */
+static void end_earlier_calls(relay *r, json_int_t c, json_int_t starting)
+{
+    for (size_t at = streamed_text_at(r, c, 0); at < r->n_texts && r->texts[at].choice == c; at++)
+        if (r->texts[at].call != starting)
+            streamed_text_end(r, &r->texts[at]);
+}
+
+/* Restores one choice of a chunk: its fragments through their streaming restorers, every other
+ * string whole. A finished choice ends its texts. False when the stream is at fault. */
+static bool relay_choice(relay *r, json_t *choices, size_t i)
+{
+    json_t *choice = json_array_get(choices, i);
+    json_t *index = json_object_get(choice, "index");
+    json_int_t c = json_is_integer(index) ? json_integer_value(index) : (json_int_t)i;
+    size_t n;
+    if (!gather_fragments(r, choice, c, &n))
+        return false;
+    for (size_t f = 0; f < n; f++)
+        json_object_set_new(r->fragments[f].parent, r->fragments[f].key, json_null());
+    walk w = {.mode = WALK_RESTORE, .session = r->session};
+    walk_strings(choices, NULL, i, choice, &w);
+    for (size_t f = 0; f < n; f++) {
+        fragment *fr = &r->fragments[f];
+        if (fr->call != CHOICE_OWN_TEXT && streamed_text_get(r, c, fr->call)->fed_in == 0)
+            end_earlier_calls(r, c, fr->call);
+        streamed_text *t = streamed_text_get(r, c, fr->call);
+        pii_buffer got = {0};
+        ellm_pii_restorer_feed(t->restorer, json_string_value(fr->text),
+                               json_string_length(fr->text), &got);
+        json_object_set_new(fr->parent, fr->key, json_stringn(got.data ? got.data : "", got.len));
+        ellm_pii_buffer_free(&got);
+        json_decref(fr->text);
+        t->fed_in = r->serial;
+        t->parent = fr->parent;
+        t->key = fr->key;
+    }
+    if (json_is_string(json_object_get(choice, "finish_reason")))
+        for (size_t at = streamed_text_at(r, c, CHOICE_OWN_TEXT);
+             at < r->n_texts && r->texts[at].choice == c; at++)
+            streamed_text_end(r, &r->texts[at]);
+    return true;
+}
+
+/* Restores one upstream event: each streamed text through its own streaming restorer (a
+ * placeholder split across chunks is held back), anything else in the chunk as a whole. A
+ * chunk is checked whole before any of it is restored; a chunk past the bound of streamed texts
+ * ends the stream with nothing of it relayed, like a misshapen one. */
 static void relay_event(relay *r, const char *data, size_t n)
 {
+    r->serial++;
     if (n == 6 && !memcmp(data, "[DONE]", 6)) {
         relay_finish(r);
         return;
@@ -631,45 +845,18 @@ static void relay_event(relay *r, const char *data, size_t n)
         return;
     }
     json_t *choices = json_object_get(j, "choices");
-    size_t i;
-    json_t *choice;
-    json_array_foreach(choices, i, choice)
-    {
-        json_t *idx = json_object_get(choice, "index");
-        long c = json_is_integer(idx) ? (long)json_integer_value(idx) : (long)i;
-        const char *key;
-        json_t *parent = choice_text_parent(r, choice, &key);
-        json_t *text = json_object_get(parent, key);
-        if (c < 0 || c >= MAX_STREAM_CHOICES || !json_is_string(text) || !r->session)
-            continue;
-        if (!r->restorers[c] &&
-            ellm_pii_restorer_create(r->session, &r->restorers[c]) != EDGELLM_OK)
-            continue;
-        pii_buffer got = {0};
-        ellm_pii_restorer_feed(r->restorers[c], json_string_value(text), json_string_length(text),
-                               &got);
-        json_object_set_new(parent, key, json_stringn(got.data ? got.data : "", got.len));
-        ellm_pii_buffer_free(&got);
-        json_t *tmpl = json_deep_copy(j);
-        json_decref(r->last_chunk);
-        r->last_chunk = tmpl;
-    }
-    if (r->session) {
-        /* Other strings (tool call arguments, logprob tokens) are restored whole. */
-        walk w = {.mode = WALK_RESTORE, .session = r->session};
-        json_array_foreach(choices, i, choice)
-        {
-            const char *key;
-            json_t *parent = choice_text_parent(r, choice, &key);
-            json_t *keep = json_incref(json_object_get(parent, key));
-            walk_strings(choices, NULL, i, choice, &w);
-            json_t *now = json_array_get(choices, i);
-            parent = choice_text_parent(r, now, &key);
-            if (keep && json_is_object(parent))
-                json_object_set_new(parent, key, keep);
-            else
-                json_decref(keep);
-        }
+    if (r->session && json_array_size(choices)) {
+        json_decref(r->head);
+        r->head = json_copy(j);
+        json_object_del(r->head, "choices");
+        json_object_del(r->head, "usage");
+        for (size_t i = 0; i < json_array_size(choices); i++)
+            if (!relay_choice(r, choices, i)) {
+                json_decref(j);
+                return;
+            }
+    } else if (r->session && json_is_object(json_object_get(j, "usage"))) {
+        streamed_texts_end(r); /* the usage chunk comes after every choice */
     }
     sse_put_event(&r->out, &r->out_off, j);
     json_decref(j);
@@ -779,11 +966,13 @@ static void relay_free(void *cls)
 {
     relay *r = cls;
     ellm_gw_call_free(&r->call); /* closes the upstream connection if it is still open */
-    for (int c = 0; c < MAX_STREAM_CHOICES; c++)
-        ellm_pii_restorer_free(r->restorers[c]);
+    for (size_t i = 0; i < r->n_texts; i++)
+        ellm_pii_restorer_free(r->texts[i].restorer);
+    free(r->texts);
+    free(r->fragments);
     ellm_pii_session_free(r->session);
     ellm_pii_buffer_free(&r->out);
-    json_decref(r->last_chunk);
+    json_decref(r->head);
     if (r->committed)
         ellm_srv_metrics_request(r->srv->metrics, r->rq.endpoint, 200,
                                  ellm_srv_now() - r->rq.t_start);

@@ -2,7 +2,8 @@
 """`edgellm gateway` over real HTTP on loopback, with a recording upstream (a small OpenAI-shaped
 server in this file that stores every byte it receives and echoes the last user text back):
 no labelled PII value reaches the upstream in any field, the restored answer equals the original
-text (whole and streamed in 3-byte chunks, so placeholders split across chunks), --pii block,
+text (whole and streamed in 3-byte chunks, so placeholders split across chunks; streamed
+tool-call arguments and many choices too), --pii block,
 the route headers and /metrics, the per-request override, the cloud key never reaching the
 client, offline fallback (closed port, hanging upstream, 5xx) within the latency bound, the
 circuit breaker and recovery, malformed answers (502), routing by complexity, /v1/classify and
@@ -737,8 +738,164 @@ def test_stream_shapes():
         up.stop()
 
 
+def choice_events(events, index):
+    """The choices of index, in the order the client got them."""
+    return [ch for ev in events for ch in ev.get("choices") or [] if ch.get("index") == index]
+
+
+def tool_fragments(choices):
+    """(tool call index, fragment) for every tool-call fragment of a choice, in order."""
+    return [(call.get("index"), call) for ch in choices
+            for call in (ch.get("delta") or {}).get("tool_calls") or []]
+
+
+def streamed_calls_intact(choices):
+    """OpenAI's streamed tool-call shape: calls one after another, id/type/name only on a call's
+    first fragment, nothing of the choice after its finish_reason."""
+    seen, last = [], None
+    for at, call in tool_fragments(choices):
+        first = at not in seen
+        if first:
+            seen.append(at)
+        elif at != last:
+            return False
+        has_head = "id" in call and "type" in call and "name" in call.get("function", {})
+        has_any = "id" in call or "type" in call or "name" in call.get("function", {})
+        if (first and not has_head) or (not first and has_any):
+            return False
+        last = at
+    finished = [i for i, ch in enumerate(choices) if ch.get("finish_reason")]
+    return len(finished) == 1 and finished[0] == len(choices) - 1
+
+
+def test_stream_restoration():
+    """Every streamed text is restored across fragments: tool-call arguments per (choice, tool
+    call) split at every byte and interleaved, choice indexes beyond 16 and huge ones, a tail
+    held back at the end of a tool call, a choice or the stream; a cloud naming more choices
+    and tool calls than the gateway restores gets a 502 (or an error event) naming the bound."""
+    up = Upstream()
+    g = start_gateway(up.port, "--route", "cloud")
+    email, phone = PII["EMAIL"], PII["PHONE"]
+    user = "mail %s or call %s" % (email, phone)
+    template = '{"to": "[EMAIL_1]", "call": "[PHONE_1]"}'
+    wanted = template.replace("[EMAIL_1]", email).replace("[PHONE_1]", phone)
+
+    def head(k, arguments=""):
+        return {"index": k, "id": "call_%d" % k, "type": "function",
+                "function": {"name": "send", "arguments": arguments}}
+
+    def args(k, arguments):
+        return {"index": k, "function": {"arguments": arguments}}
+
+    def event(index, finish=None, **delta):
+        return (json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 1,
+                            "model": "m", "choices": [{"index": index, "delta": delta,
+                                                       "finish_reason": finish}]}), 0)
+
+    def split_everywhere(text):
+        placeholders = "[EMAIL_1]" in text and "[PHONE_1]" in text
+        check(placeholders, "the cloud got placeholders: %r" % text)
+        out = [event(0, role="assistant", content=None)]
+        for k in range(len(template) + 1):
+            # Tool call k: its arguments split at byte k.
+            out.append(event(0, tool_calls=[head(k)]))
+            out.append(event(0, tool_calls=[args(k, template[:k])]))
+            out.append(event(0, tool_calls=[args(k, template[k:])]))
+        n = len(template) + 1
+        # A call whose arguments end with what could start a placeholder, then one more call.
+        out.append(event(0, tool_calls=[head(n, "see [EM")]))
+        out.append(event(0, tool_calls=[head(n + 1, "[PHONE_1]")]))
+        out.append(event(0, "tool_calls"))
+        # Choices 1..40 (beyond the old 16): the content split at a different byte each, the
+        # last fragment held back at the end of the choice; one finishing in its own event.
+        said = "Mail [EMAIL_1] now [EMAI"
+        for c in range(1, 41):
+            k = c % (len(said) + 1)
+            out.append(event(c, content=said[:k]))
+            out.append(event(c, content=said[k:]) if c % 2 else event(c, "stop", content=said[k:]))
+            if c % 2:
+                out.append(event(c, "stop"))
+        # Choice 50: two tool calls begun, then their arguments interleaved byte by byte.
+        out += [event(50, tool_calls=[head(0)]), event(50, tool_calls=[head(1)])]
+        for byte in template:
+            out += [event(50, tool_calls=[args(0, byte)]), event(50, tool_calls=[args(1, byte)])]
+        out.append(event(50, "tool_calls"))
+        # Huge choice indexes and one 1-byte fragment at a time.
+        for c in (2 ** 40, 2 ** 63 - 1):
+            for byte in "[PHONE_1]!":
+                out.append(event(c, content=byte))
+            out.append(event(c, "stop"))
+        out.append(("[DONE]", 0))
+        return out
+
+    try:
+        up.script = split_everywhere
+        st, events, done, _, errors = stream_chat(g, user)
+        check(st == 200 and done and not errors, "a split stream passes: %s %s" % (st, errors))
+        choices = choice_events(events, 0)
+        frags = tool_fragments(choices)
+        n = len(template) + 1
+        got = ["".join(f["function"].get("arguments", "") for at, f in frags if at == k)
+               for k in range(n + 2)]
+        bad = [k for k in range(n) if got[k] != wanted]
+        check(not bad, "tool-call arguments split at every byte are restored (wrong at %s: %r)"
+              % (bad[:3], [got[k] for k in bad[:3]]))
+        check(got[n] == "see [EM" and got[n + 1] == phone,
+              "a held-back tail ends its tool call: %r %r" % (got[n], got[n + 1]))
+        check(streamed_calls_intact(choices),
+              "the streamed tool-call shape is intact: %s" % choices[-4:])
+        wrong = []
+        for c in range(1, 41):
+            cs = choice_events(events, c)
+            text = "".join((ch.get("delta") or {}).get("content") or "" for ch in cs)
+            if text != "Mail %s now [EMAI" % email or not streamed_calls_intact(cs):
+                wrong.append((c, text, cs[-2:]))
+        check(not wrong, "40 choices restored, each finish last: %s" % wrong[:2])
+        frags = tool_fragments(choice_events(events, 50))
+        got = ["".join(f["function"].get("arguments", "") for at, f in frags if at == k)
+               for k in (0, 1)]
+        check(got == [wanted, wanted], "interleaved tool calls are restored: %s" % got)
+        for c in (2 ** 40, 2 ** 63 - 1):
+            cs = choice_events(events, c)
+            text = "".join((ch.get("delta") or {}).get("content") or "" for ch in cs)
+            check(text == phone + "!" and streamed_calls_intact(cs),
+                  "choice index %d restored from 1-byte fragments: %r" % (c, text))
+
+        # More texts than the gateway restores: a 502 before the client got anything...
+        many = json.dumps({"id": "x", "choices": [{"index": c, "delta": {"content": "a"}}
+                                                  for c in range(10000)]})
+        up.script = lambda text: [(many, 0), ("[DONE]", 0)]
+        st, events, done, _, _ = stream_chat(g, user)
+        check(st == 502 and "more than 4096" in events[0]["error"]["message"],
+              "10 000 choices are a 502 naming the bound: %s %s" % (st, str(events)[:300]))
+        # ... an error event after it (tool calls count too).
+        calls = [args(k, "x") for k in range(5000)]
+        up.script = lambda text: [(chunk("Hello"), 0.4), event(0, tool_calls=calls),
+                                  ("[DONE]", 0)]
+        st, events, done, said, errors = stream_chat(g, user)
+        check(st == 200 and not done and len(errors) == 1
+              and "more than 4096" in errors[0]["message"],
+              "5 000 tool calls end the stream with an error event: %s %s"
+              % (st, str(events)[-300:]))
+        # Indexes that are not positions are misshapen.
+        for bad_index, field in [(-1, "choices[0].index"),
+                                 ("x", "choices[0].delta.tool_calls[0].index")]:
+            ev = (json.dumps({"choices": [{"index": bad_index, "delta": {}}]})
+                  if bad_index == -1 else event(0, tool_calls=[args(bad_index, "x")])[0])
+            up.script = lambda text: [(ev, 0), ("[DONE]", 0)]
+            st, events, _, _, _ = stream_chat(g, user)
+            check(st == 502 and ("'%s'" % field) in events[0]["error"]["message"],
+                  "an index %r is a 502 naming %s: %s %s" % (bad_index, field, st, events))
+        up.script = None
+        check(g.proc.poll() is None, "the gateway survives the hostile streams")
+    finally:
+        stop(g)
+        up.stop()
+
+
 def main():
     test_stream_shapes()
+    test_stream_restoration()
     up = Upstream()
     try:
         test_pii_and_routes(up)
