@@ -403,6 +403,24 @@ static const char *index_fault(json_t *index)
     return index && json_integer_value(index) < 0 ? "is negative" : NULL;
 }
 
+/* A tool call's `function` or the deprecated `function_call`, its path in field: NULL, or what
+ * is wrong with the member then named in field. A streamed fragment may lack either member. */
+static const char *function_fault(json_t *function, bool whole, char *field, size_t cap)
+{
+    if (!json_is_object(function))
+        return "is not an object";
+    size_t at = strlen(field);
+    json_t *name = json_object_get(function, "name");
+    json_t *arguments = json_object_get(function, "arguments");
+    snprintf(field + at, cap - at, ".name");
+    if ((name || whole) && !json_is_string(name))
+        return "is not a string";
+    snprintf(field + at, cap - at, ".arguments");
+    if ((arguments || whole) && !json_is_string(arguments))
+        return "is not a string (of JSON)";
+    return NULL;
+}
+
 /* A cloud's choice must have the shape the restoring walk and the client rely on. Returns NULL
  * when it has, else what is wrong with the field written to field. */
 static const char *choice_fault(json_t *choice, size_t i, choice_shape shape, char *field,
@@ -452,19 +470,14 @@ static const char *choice_fault(json_t *choice, size_t i, choice_shape shape, ch
         if (index_fault(call_index))
             return index_fault(call_index);
         snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function", i, member, c);
-        if (!function && !whole)
-            continue;
-        if (!json_is_object(function))
-            return "is not an object";
-        json_t *name = json_object_get(function, "name");
-        json_t *arguments = json_object_get(function, "arguments");
-        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function.name", i, member, c);
-        if ((name || whole) && !json_is_string(name))
-            return "is not a string";
-        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function.arguments", i, member, c);
-        if ((arguments || whole) && !json_is_string(arguments))
-            return "is not a string (of JSON)";
+        const char *fault = function || whole ? function_fault(function, whole, field, cap) : NULL;
+        if (fault)
+            return fault;
     }
+    json_t *function_call = json_object_get(message, "function_call");
+    snprintf(field, cap, "choices[%zu].%s.function_call", i, member);
+    if (function_call && !json_is_null(function_call))
+        return function_fault(function_call, whole, field, cap);
     return NULL;
 }
 

@@ -399,6 +399,9 @@ def test_offline():
                  lambda a: a["choices"][0]["message"].update(tool_calls=[5])),
                 ("choices[0].message.tool_calls[0].function.arguments",
                  lambda a: a["choices"][0]["message"].update(tool_calls=[tool_call({"x": 1})])),
+                ("choices[0].message.function_call.arguments",
+                 lambda a: a["choices"][0]["message"].update(
+                     content=None, function_call={"name": "f", "arguments": {"x": 1}})),
                 ("choices[0].finish_reason", lambda a: a["choices"][0].update(finish_reason=1)),
                 ("usage", lambda a: a.update(usage="lots")),
             ]
@@ -654,6 +657,8 @@ def test_stream_shapes():
         ("choices[0].delta.tool_calls[0]", chunk(tool_calls=[5])),
         ("choices[0].delta.tool_calls[0].function.arguments",
          chunk(tool_calls=[{"index": 0, "function": {"arguments": {"x": 1}}}])),
+        ("choices[0].delta.function_call", chunk(function_call="f")),
+        ("choices[0].delta.function_call.arguments", chunk(function_call={"arguments": 5})),
         ("choices[0].index", json.dumps({"choices": [{"index": "0", "delta": {}}]})),
         ("usage", json.dumps({"choices": [], "usage": 7})),
     ]
