@@ -511,16 +511,34 @@ static const char *cloud_answer_fault(json_t *answer, choice_shape shape, char *
 
 /* ---- streaming relay ---- */
 
-/* The texts of a stream that arrive in fragments: a choice's own text (`delta.content`, or a
- * completion's `text`) and each of its tool calls' `function.arguments`. Each has a streaming
- * restorer of its own, so a placeholder split across two fragments is restored. A cloud can name
- * any number of choices and tool calls, so how many texts get a restorer is bounded: beyond that
- * the stream is refused as a misshapen one is. */
+/* The texts of a stream that arrive in fragments, each with a streaming restorer of its own so a
+ * placeholder split across two fragments is restored: the members of a chat choice's delta
+ * below (a completion's choice has one text, its `text`), and each tool call's
+ * `function.arguments`. A cloud can name any number of choices and tool calls, so how many texts
+ * get a restorer is bounded: beyond that the stream is refused as a misshapen one is. */
 #define MAX_STREAMED_TEXTS 4096
-#define CHOICE_OWN_TEXT ((json_int_t)-1) /* the `call` of a choice's own text */
+
+typedef struct streamed_member {
+    const char *holder; /* the delta's object holding the text; NULL: the delta itself */
+    const char *key;
+} streamed_member;
+
+static const streamed_member streamed_members[] = {
+    {NULL, "content"}, /* first: a completion's `text` takes its place */
+    {NULL, "refusal"},
+    {NULL, "reasoning_content"},    /* DeepSeek; vLLM before 0.11 */
+    {NULL, "reasoning"},            /* vLLM since 0.11, OpenRouter */
+    {"function_call", "arguments"}, /* the deprecated single function call */
+};
+#define N_STREAMED_MEMBERS ((int)(sizeof streamed_members / sizeof streamed_members[0]))
+/* The kind of a tool call's arguments, after the members': a choice's tool calls sort together. */
+#define TOOL_CALL_TEXT N_STREAMED_MEMBERS
 
 typedef struct streamed_text {
-    json_int_t choice, call; /* the sort key; call is a tool call's index or CHOICE_OWN_TEXT */
+    /* The sort key: call is the tool call's index for TOOL_CALL_TEXT, else 0. */
+    json_int_t choice;
+    int kind; /* an index into streamed_members, or TOOL_CALL_TEXT */
+    json_int_t call;
     pii_restorer *restorer;
     /* The serial of the event that last fed it (0: none yet); while that is the event being
      * relayed, a tail held back when the text ends is appended to its fragment there. */
@@ -533,6 +551,7 @@ typedef struct streamed_text {
 typedef struct fragment {
     json_t *parent;
     const char *key;
+    int kind;
     json_int_t call;
     json_t *text;
 } fragment;
@@ -544,7 +563,7 @@ typedef struct relay {
     srv_front_request rq;
     gw_call call;
     pii_session *session;
-    streamed_text *texts; /* sorted by (choice, call) */
+    streamed_text *texts; /* sorted by (choice, kind, call) */
     size_t n_texts, texts_cap;
     fragment *fragments; /* the choice being relayed; reused */
     size_t fragments_cap;
@@ -593,15 +612,18 @@ static void sse_put_event(pii_buffer *out, size_t *off, json_t *j)
     free(text);
 }
 
-/* The member of a chunk's choice holding generated text. */
-static json_t *choice_text_parent(relay *r, json_t *choice, const char **key)
+/* The object of a chunk's choice holding its text of kind (one of streamed_members), with the
+ * text's key; NULL when the choice has no such object. */
+static json_t *member_parent(const relay *r, json_t *choice, int kind, const char **key)
 {
-    if (r->chat) {
-        *key = "content";
-        return json_object_get(choice, "delta");
+    if (!r->chat) {
+        *key = "text";
+        return kind == 0 ? choice : NULL;
     }
-    *key = "text";
-    return choice;
+    const streamed_member *m = &streamed_members[kind];
+    json_t *delta = json_object_get(choice, "delta");
+    *key = m->key;
+    return m->holder ? json_object_get(delta, m->holder) : delta;
 }
 
 /* Records the first thing wrong with the cloud's stream; what the cloud sends after it is not
@@ -632,14 +654,21 @@ static void *room_for_one(void *items, size_t n, size_t *cap, size_t size)
     return grown;
 }
 
-/* Where (choice, call) is, or would go, in the sorted texts. */
-static size_t streamed_text_at(const relay *r, json_int_t choice, json_int_t call)
+static bool streamed_text_before(const streamed_text *t, json_int_t choice, int kind,
+                                 json_int_t call)
+{
+    if (t->choice != choice)
+        return t->choice < choice;
+    return t->kind != kind ? t->kind < kind : t->call < call;
+}
+
+/* Where (choice, kind, call) is, or would go, in the sorted texts. */
+static size_t streamed_text_at(const relay *r, json_int_t choice, int kind, json_int_t call)
 {
     size_t lo = 0, hi = r->n_texts;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const streamed_text *t = &r->texts[mid];
-        if (t->choice < choice || (t->choice == choice && t->call < call))
+        if (streamed_text_before(&r->texts[mid], choice, kind, call))
             lo = mid + 1;
         else
             hi = mid;
@@ -647,12 +676,13 @@ static size_t streamed_text_at(const relay *r, json_int_t choice, json_int_t cal
     return lo;
 }
 
-/* The streamed text (choice, call), created when first seen; NULL past the bound or out of
+/* The streamed text (choice, kind, call), created when first seen; NULL past the bound or out of
  * memory. A pointer into the table lasts until the next text is created. */
-static streamed_text *streamed_text_get(relay *r, json_int_t choice, json_int_t call)
+static streamed_text *streamed_text_get(relay *r, json_int_t choice, int kind, json_int_t call)
 {
-    size_t at = streamed_text_at(r, choice, call);
-    if (at < r->n_texts && r->texts[at].choice == choice && r->texts[at].call == call)
+    size_t at = streamed_text_at(r, choice, kind, call);
+    if (at < r->n_texts && r->texts[at].choice == choice && r->texts[at].kind == kind &&
+        r->texts[at].call == call)
         return &r->texts[at];
     if (r->n_texts == MAX_STREAMED_TEXTS)
         return NULL;
@@ -665,7 +695,8 @@ static streamed_text *streamed_text_get(relay *r, json_int_t choice, json_int_t 
         return NULL;
     memmove(r->texts + at + 1, r->texts + at, (r->n_texts - at) * sizeof *r->texts);
     r->n_texts++;
-    r->texts[at] = (streamed_text){.choice = choice, .call = call, .restorer = restorer};
+    r->texts[at] = (streamed_text){
+        .choice = choice, .kind = kind, .call = call, .restorer = restorer};
     return &r->texts[at];
 }
 
@@ -673,14 +704,18 @@ static streamed_text *streamed_text_get(relay *r, json_int_t choice, json_int_t 
 static void put_tail_event(relay *r, const streamed_text *t, const char *tail, size_t n)
 {
     json_t *s = json_stringn(tail, n), *choice;
+    const streamed_member *m = t->kind < TOOL_CALL_TEXT ? &streamed_members[t->kind] : NULL;
     if (!r->chat)
         choice = json_pack("{s:I,s:o,s:n}", "index", t->choice, "text", s, "finish_reason");
-    else if (t->call == CHOICE_OWN_TEXT)
-        choice = json_pack("{s:I,s:{s:o},s:n}", "index", t->choice, "delta", "content", s,
-                           "finish_reason");
-    else
+    else if (!m)
         choice = json_pack("{s:I,s:{s:[{s:I,s:{s:o}}]},s:n}", "index", t->choice, "delta",
                            "tool_calls", "index", t->call, "function", "arguments", s,
+                           "finish_reason");
+    else if (m->holder)
+        choice = json_pack("{s:I,s:{s:{s:o}},s:n}", "index", t->choice, "delta", m->holder, m->key,
+                           s, "finish_reason");
+    else
+        choice = json_pack("{s:I,s:{s:o},s:n}", "index", t->choice, "delta", m->key, s,
                            "finish_reason");
     json_t *event = json_is_object(r->head) ? json_copy(r->head) : json_object();
     if (choice && event && json_object_set_new(event, "choices", json_pack("[o]", choice)) == 0)
@@ -726,28 +761,32 @@ static void relay_finish(relay *r)
     r->done = true;
 }
 
-static bool add_fragment(relay *r, size_t *n, json_t *parent, const char *key, json_int_t call)
+static bool add_fragment(relay *r, size_t *n, json_t *parent, const char *key, int kind,
+                         json_int_t call)
 {
     fragment *fragments = room_for_one(r->fragments, *n, &r->fragments_cap, sizeof *fragments);
     if (!fragments)
         return false;
     r->fragments = fragments;
-    r->fragments[(*n)++] = (fragment){parent, key, call, json_incref(json_object_get(parent, key))};
+    r->fragments[(*n)++] = (fragment){parent, key, kind, call,
+                                      json_incref(json_object_get(parent, key))};
     return true;
 }
 
-/* Collects a choice's fragments (its text, each tool call's arguments) into r->fragments,
- * creating their streamed texts; false, with the stream at fault, past the bound. */
+/* Collects a choice's fragments (its streamed members, each tool call's arguments) into
+ * r->fragments, creating their streamed texts; false, with the stream at fault, past the bound. */
 static bool gather_fragments(relay *r, json_t *choice, json_int_t c, size_t *n)
 {
-    const char *key;
-    json_t *parent = choice_text_parent(r, choice, &key);
     bool ok = true;
     *n = 0;
-    if (json_is_string(json_object_get(parent, key)))
-        ok = streamed_text_get(r, c, CHOICE_OWN_TEXT) &&
-             add_fragment(r, n, parent, key, CHOICE_OWN_TEXT);
-    json_t *calls = r->chat ? json_object_get(parent, "tool_calls") : NULL;
+    for (int kind = 0; kind < N_STREAMED_MEMBERS && ok; kind++) {
+        const char *key;
+        json_t *parent = member_parent(r, choice, kind, &key);
+        if (json_is_string(json_object_get(parent, key)))
+            ok = streamed_text_get(r, c, kind, 0) && add_fragment(r, n, parent, key, kind, 0);
+    }
+    json_t *calls = r->chat ? json_object_get(json_object_get(choice, "delta"), "tool_calls")
+                            : NULL;
     size_t k;
     json_t *call;
     json_array_foreach(calls, k, call)
@@ -757,7 +796,8 @@ static bool gather_fragments(relay *r, json_t *choice, json_int_t c, size_t *n)
         json_int_t at = json_is_integer(index) ? json_integer_value(index) : (json_int_t)k;
         if (!ok || !json_is_string(json_object_get(function, "arguments")))
             continue;
-        ok = streamed_text_get(r, c, at) && add_fragment(r, n, function, "arguments", at);
+        ok = streamed_text_get(r, c, TOOL_CALL_TEXT, at) &&
+             add_fragment(r, n, function, "arguments", TOOL_CALL_TEXT, at);
     }
     if (!ok) {
         for (size_t f = 0; f < *n; f++)
@@ -772,18 +812,13 @@ static bool gather_fragments(relay *r, json_t *choice, json_int_t c, size_t *n)
     return ok;
 }
 
-/* A new tool call of choice c begins: OpenAI streams a choice's tool calls one after another, so
- * the others have ended. Switching back to a call already begun (calls interleaved, which
- * OpenAI does not do) ends nothing: its placeholders split across the switch are restored. */
-static void end_earlier_calls(relay *r, json_int_t c, json_int_t starting)
-{
-    for (size_t at = streamed_text_at(r, c, 0); at < r->n_texts && r->texts[at].choice == c; at++)
-        if (r->texts[at].call != starting)
-            streamed_text_end(r, &r->texts[at]);
-}
-
 /* Restores one choice of a chunk: its fragments through their streaming restorers, every other
- * string whole. A finished choice ends its texts. False when the stream is at fault. */
+ * string whole. A text ends with its choice (finish_reason), not when another text of the
+ * choice begins: a cloud may switch back to a tool call (or to its reasoning) after another
+ * began, and a placeholder split at the switch is then restored. The price: a tool call whose
+ * arguments end in what could begin a placeholder (a whole JSON object never does) gets that
+ * tail at its choice's end, in a chunk naming its index, after the later calls' fragments.
+ * False when the stream is at fault. */
 static bool relay_choice(relay *r, json_t *choices, size_t i)
 {
     json_t *choice = json_array_get(choices, i);
@@ -798,9 +833,7 @@ static bool relay_choice(relay *r, json_t *choices, size_t i)
     walk_strings(choices, NULL, i, choice, &w);
     for (size_t f = 0; f < n; f++) {
         fragment *fr = &r->fragments[f];
-        if (fr->call != CHOICE_OWN_TEXT && streamed_text_get(r, c, fr->call)->fed_in == 0)
-            end_earlier_calls(r, c, fr->call);
-        streamed_text *t = streamed_text_get(r, c, fr->call);
+        streamed_text *t = streamed_text_get(r, c, fr->kind, fr->call);
         pii_buffer got = {0};
         ellm_pii_restorer_feed(t->restorer, json_string_value(fr->text),
                                json_string_length(fr->text), &got);
@@ -812,8 +845,8 @@ static bool relay_choice(relay *r, json_t *choices, size_t i)
         t->key = fr->key;
     }
     if (json_is_string(json_object_get(choice, "finish_reason")))
-        for (size_t at = streamed_text_at(r, c, CHOICE_OWN_TEXT);
-             at < r->n_texts && r->texts[at].choice == c; at++)
+        for (size_t at = streamed_text_at(r, c, 0, 0); at < r->n_texts && r->texts[at].choice == c;
+             at++)
             streamed_text_end(r, &r->texts[at]);
     return true;
 }

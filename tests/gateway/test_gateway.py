@@ -3,7 +3,7 @@
 server in this file that stores every byte it receives and echoes the last user text back):
 no labelled PII value reaches the upstream in any field, the restored answer equals the original
 text (whole and streamed in 3-byte chunks, so placeholders split across chunks; streamed
-tool-call arguments and many choices too), --pii block,
+tool-call arguments, refusal, reasoning, function_call and many choices too), --pii block,
 the route headers and /metrics, the per-request override, the cloud key never reaching the
 client, offline fallback (closed port, hanging upstream, 5xx) within the latency bound, the
 circuit breaker and recovery, malformed answers (502), routing by complexity, /v1/classify and
@@ -743,6 +743,12 @@ def test_stream_shapes():
         up.stop()
 
 
+# The members of a streamed chat delta the gateway restores across fragments, besides content and
+# the tool calls: (the object holding it or None, its key).
+STREAMED_MEMBERS = [(None, "refusal"), (None, "reasoning_content"), (None, "reasoning"),
+                    ("function_call", "arguments")]
+
+
 def choice_events(events, index):
     """The choices of index, in the order the client got them."""
     return [ch for ev in events for ch in ev.get("choices") or [] if ch.get("index") == index]
@@ -754,15 +760,16 @@ def tool_fragments(choices):
             for call in (ch.get("delta") or {}).get("tool_calls") or []]
 
 
-def streamed_calls_intact(choices):
-    """OpenAI's streamed tool-call shape: calls one after another, id/type/name only on a call's
-    first fragment, nothing of the choice after its finish_reason."""
+def streamed_calls_intact(choices, one_after_another=True):
+    """OpenAI's streamed tool-call shape: calls one after another (unless the cloud interleaved
+    them), id/type/name only on a call's first fragment, nothing of the choice after its
+    finish_reason."""
     seen, last = [], None
     for at, call in tool_fragments(choices):
         first = at not in seen
         if first:
             seen.append(at)
-        elif at != last:
+        elif at != last and one_after_another:
             return False
         has_head = "id" in call and "type" in call and "name" in call.get("function", {})
         has_any = "id" in call or "type" in call or "name" in call.get("function", {})
@@ -773,11 +780,24 @@ def streamed_calls_intact(choices):
     return len(finished) == 1 and finished[0] == len(choices) - 1
 
 
+def member_text(choices, holder, key):
+    """A streamed member of a choice's delta (holder: the object holding it, or None), as the
+    client concatenates it."""
+    text = ""
+    for ch in choices:
+        delta = ch.get("delta") or {}
+        text += ((delta.get(holder) or {}) if holder else delta).get(key) or ""
+    return text
+
+
 def test_stream_restoration():
     """Every streamed text is restored across fragments: tool-call arguments per (choice, tool
-    call) split at every byte and interleaved, choice indexes beyond 16 and huge ones, a tail
-    held back at the end of a tool call, a choice or the stream; a cloud naming more choices
-    and tool calls than the gateway restores gets a 502 (or an error event) naming the bound."""
+    call) split at every byte and interleaved (a placeholder split where another call begins
+    included), refusal, reasoning_content, reasoning and the deprecated function_call's
+    arguments split at every byte, choice indexes beyond 16 and huge ones, a tail held back at
+    the end of a choice or the stream; a cloud naming more choices and tool calls than the
+    gateway restores gets a 502 (or an error event) naming the bound. A whole answer restores
+    the same members."""
     up = Upstream()
     g = start_gateway(up.port, "--route", "cloud")
     email, phone = PII["EMAIL"], PII["PHONE"]
@@ -797,6 +817,9 @@ def test_stream_restoration():
                             "model": "m", "choices": [{"index": index, "delta": delta,
                                                        "finish_reason": finish}]}), 0)
 
+    said = "Mail [EMAIL_1] now [EMAI"
+    said_restored = "Mail %s now [EMAI" % email
+
     def split_everywhere(text):
         placeholders = "[EMAIL_1]" in text and "[PHONE_1]" in text
         check(placeholders, "the cloud got placeholders: %r" % text)
@@ -806,14 +829,29 @@ def test_stream_restoration():
             out.append(event(0, tool_calls=[head(k)]))
             out.append(event(0, tool_calls=[args(k, template[:k])]))
             out.append(event(0, tool_calls=[args(k, template[k:])]))
-        n = len(template) + 1
-        # A call whose arguments end with what could start a placeholder, then one more call.
-        out.append(event(0, tool_calls=[head(n, "see [EM")]))
-        out.append(event(0, tool_calls=[head(n + 1, "[PHONE_1]")]))
         out.append(event(0, "tool_calls"))
+        # Choice 51: a placeholder split exactly where another call begins, the first call
+        # going on after it (against OpenAI's order).
+        out += [event(51, tool_calls=[head(0, "to [EMA")]), event(51, tool_calls=[head(1, "[P")]),
+                event(51, tool_calls=[args(0, "IL_1]")]), event(51, tool_calls=[args(1, "HONE_1]")]),
+                event(51, "tool_calls")]
+        # Choice 52: a call whose arguments end with what could start a placeholder, then one
+        # more call: the tail goes out when the choice ends, naming its call.
+        out += [event(52, tool_calls=[head(0, "see [EM")]),
+                event(52, tool_calls=[head(1, "[PHONE_1]")]), event(52, "tool_calls")]
+        # The other members a cloud streams in pieces, each split at every byte in a choice of
+        # its own (the last piece's tail held back at the choice's end).
+        for m, (holder, key) in enumerate(STREAMED_MEMBERS):
+            for k in range(len(said) + 1):
+                c = 100 * (m + 1) + k
+
+                def piece(text):
+                    return {holder: {"arguments": text}} if holder else {key: text}
+                first = {holder: {"name": "send", "arguments": said[:k]}} if holder else piece(
+                    said[:k])
+                out += [event(c, **first), event(c, **piece(said[k:])), event(c, "stop")]
         # Choices 1..40 (beyond the old 16): the content split at a different byte each, the
         # last fragment held back at the end of the choice; one finishing in its own event.
-        said = "Mail [EMAIL_1] now [EMAI"
         for c in range(1, 41):
             k = c % (len(said) + 1)
             out.append(event(c, content=said[:k]))
@@ -841,19 +879,36 @@ def test_stream_restoration():
         frags = tool_fragments(choices)
         n = len(template) + 1
         got = ["".join(f["function"].get("arguments", "") for at, f in frags if at == k)
-               for k in range(n + 2)]
+               for k in range(n)]
         bad = [k for k in range(n) if got[k] != wanted]
         check(not bad, "tool-call arguments split at every byte are restored (wrong at %s: %r)"
               % (bad[:3], [got[k] for k in bad[:3]]))
-        check(got[n] == "see [EM" and got[n + 1] == phone,
-              "a held-back tail ends its tool call: %r %r" % (got[n], got[n + 1]))
         check(streamed_calls_intact(choices),
               "the streamed tool-call shape is intact: %s" % choices[-4:])
+        for c, what in [(51, "split where another call begins"), (52, "held back")]:
+            cs = choice_events(events, c)
+            got = ["".join(f["function"].get("arguments", "") for at, f in tool_fragments(cs)
+                           if at == k) for k in (0, 1)]
+            want = ["to " + email, phone] if c == 51 else ["see [EM", phone]
+            check(got == want and streamed_calls_intact(cs, one_after_another=False),
+                  "a placeholder %s: %r (%s)" % (what, got, cs))
+        for m, (holder, key) in enumerate(STREAMED_MEMBERS):
+            wrong = []
+            for k in range(len(said) + 1):
+                cs = choice_events(events, 100 * (m + 1) + k)
+                text = member_text(cs, holder, key)
+                names = [ch["delta"][holder].get("name") for ch in cs if holder
+                         and holder in ch.get("delta", {})]
+                if (text != said_restored or not streamed_calls_intact(cs)
+                        or (holder and names[:1] != ["send"]) or any(names[1:])):
+                    wrong.append((k, text, cs))
+            check(not wrong, "%s split at every byte is restored (wrong at %s)"
+                  % (key if not holder else holder + "." + key, wrong[:2]))
         wrong = []
         for c in range(1, 41):
             cs = choice_events(events, c)
             text = "".join((ch.get("delta") or {}).get("content") or "" for ch in cs)
-            if text != "Mail %s now [EMAI" % email or not streamed_calls_intact(cs):
+            if text != said_restored or not streamed_calls_intact(cs):
                 wrong.append((c, text, cs[-2:]))
         check(not wrong, "40 choices restored, each finish last: %s" % wrong[:2])
         frags = tool_fragments(choice_events(events, 50))
@@ -893,6 +948,26 @@ def test_stream_restoration():
                   "an index %r is a 502 naming %s: %s %s" % (bad_index, field, st, events))
         up.script = None
         check(g.proc.poll() is None, "the gateway survives the hostile streams")
+
+        # A whole answer restores the same members (its walk restores every string of it).
+        def whole(answer):
+            text = answer["choices"][0]["message"]["content"]
+            answer["choices"][0]["message"] = {
+                "role": "assistant", "content": None, "refusal": text,
+                "reasoning_content": text, "reasoning": text,
+                "function_call": {"name": "send", "arguments": json.dumps({"to": text})}}
+        up.reshape = whole
+        st, resp, _ = g.request("POST", "/v1/chat/completions",
+                                {"messages": [{"role": "user", "content": user}],
+                                 "max_tokens": 4})
+        message = resp.get("choices", [{}])[0].get("message", {})
+        said_back = "You said: " + user
+        check(st == 200 and all(message.get(k) == said_back
+                                for k in ("refusal", "reasoning_content", "reasoning"))
+              and json.loads(message["function_call"]["arguments"]) == {"to": said_back},
+              "a whole answer's refusal, reasoning and function_call are restored: %s %s"
+              % (st, message))
+        up.reshape = None
     finally:
         stop(g)
         up.stop()
