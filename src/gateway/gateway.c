@@ -529,6 +529,7 @@ static const streamed_member streamed_members[] = {
     {NULL, "reasoning_content"},    /* DeepSeek; vLLM before 0.11 */
     {NULL, "reasoning"},            /* vLLM since 0.11, OpenRouter */
     {"function_call", "arguments"}, /* the deprecated single function call */
+    {"audio", "transcript"},        /* with audio output: the words of the audio's chunks */
 };
 #define N_STREAMED_MEMBERS ((int)(sizeof streamed_members / sizeof streamed_members[0]))
 /* The kind of a tool call's arguments, after the members': a choice's tool calls sort together. */

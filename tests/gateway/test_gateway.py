@@ -3,11 +3,11 @@
 server in this file that stores every byte it receives and echoes the last user text back):
 no labelled PII value reaches the upstream in any field, the restored answer equals the original
 text (whole and streamed in 3-byte chunks, so placeholders split across chunks; streamed
-tool-call arguments, refusal, reasoning, function_call and many choices too), --pii block,
-the route headers and /metrics, the per-request override, the cloud key never reaching the
-client, offline fallback (closed port, hanging upstream, 5xx) within the latency bound, the
-circuit breaker and recovery, malformed answers (502), routing by complexity, /v1/classify and
-the policy's local_intents, and the confidence cascade. Standard
+tool-call arguments, refusal, reasoning, function_call, audio transcript and many choices
+too), --pii block, the route headers and /metrics, the per-request override, the cloud key
+never reaching the client, offline fallback (closed port, hanging upstream, 5xx) within the
+latency bound, the circuit breaker and recovery, malformed answers (502), routing by
+complexity, /v1/classify and the policy's local_intents, and the confidence cascade. Standard
 library only; the HTTP client helpers are test_server.py's."""
 import http.server
 import json
@@ -746,7 +746,9 @@ def test_stream_shapes():
 # The members of a streamed chat delta the gateway restores across fragments, besides content and
 # the tool calls: (the object holding it or None, its key).
 STREAMED_MEMBERS = [(None, "refusal"), (None, "reasoning_content"), (None, "reasoning"),
-                    ("function_call", "arguments")]
+                    ("function_call", "arguments"), ("audio", "transcript")]
+# What a holder's first fragment carries besides the text.
+HEAD_MEMBERS = {"function_call": ("name", "send"), "audio": ("id", "audio_1")}
 
 
 def choice_events(events, index):
@@ -845,11 +847,12 @@ def test_stream_restoration():
             for k in range(len(said) + 1):
                 c = 100 * (m + 1) + k
 
-                def piece(text):
-                    return {holder: {"arguments": text}} if holder else {key: text}
-                first = {holder: {"name": "send", "arguments": said[:k]}} if holder else piece(
-                    said[:k])
-                out += [event(c, **first), event(c, **piece(said[k:])), event(c, "stop")]
+                def piece(text, head=False):
+                    if not holder:
+                        return {key: text}
+                    return {holder: dict([HEAD_MEMBERS[holder]] if head else [], **{key: text})}
+                out += [event(c, **piece(said[:k], head=True)), event(c, **piece(said[k:])),
+                        event(c, "stop")]
         # Choices 1..40 (beyond the old 16): the content split at a different byte each, the
         # last fragment held back at the end of the choice; one finishing in its own event.
         for c in range(1, 41):
@@ -897,10 +900,12 @@ def test_stream_restoration():
             for k in range(len(said) + 1):
                 cs = choice_events(events, 100 * (m + 1) + k)
                 text = member_text(cs, holder, key)
-                names = [ch["delta"][holder].get("name") for ch in cs if holder
-                         and holder in ch.get("delta", {})]
+                # The holder's head member (a name, an id) on its first fragment only.
+                heads = [ch["delta"][holder].get(HEAD_MEMBERS[holder][0]) for ch in cs
+                         if holder and holder in ch.get("delta", {})]
                 if (text != said_restored or not streamed_calls_intact(cs)
-                        or (holder and names[:1] != ["send"]) or any(names[1:])):
+                        or (holder and heads[:1] != [HEAD_MEMBERS[holder][1]])
+                        or any(heads[1:])):
                     wrong.append((k, text, cs))
             check(not wrong, "%s split at every byte is restored (wrong at %s)"
                   % (key if not holder else holder + "." + key, wrong[:2]))
@@ -955,7 +960,8 @@ def test_stream_restoration():
             answer["choices"][0]["message"] = {
                 "role": "assistant", "content": None, "refusal": text,
                 "reasoning_content": text, "reasoning": text,
-                "function_call": {"name": "send", "arguments": json.dumps({"to": text})}}
+                "function_call": {"name": "send", "arguments": json.dumps({"to": text})},
+                "audio": {"id": "audio_1", "data": "", "transcript": text}}
         up.reshape = whole
         st, resp, _ = g.request("POST", "/v1/chat/completions",
                                 {"messages": [{"role": "user", "content": user}],
@@ -964,8 +970,9 @@ def test_stream_restoration():
         said_back = "You said: " + user
         check(st == 200 and all(message.get(k) == said_back
                                 for k in ("refusal", "reasoning_content", "reasoning"))
-              and json.loads(message["function_call"]["arguments"]) == {"to": said_back},
-              "a whole answer's refusal, reasoning and function_call are restored: %s %s"
+              and json.loads(message["function_call"]["arguments"]) == {"to": said_back}
+              and message["audio"]["transcript"] == said_back,
+              "a whole answer's refusal, reasoning, function_call and audio are restored: %s %s"
               % (st, message))
         up.reshape = None
     finally:
