@@ -19,9 +19,12 @@
 #include "core/mapped_file.h"
 #include "gateway/cascade.h"
 #include "gateway/classify.h"
+#include "gateway/cloud_answer.h"
 #include "gateway/gateway.h"
 #include "gateway/pii.h"
+#include "gateway/pii_json.h"
 #include "gateway/speculative.h"
+#include "gateway/stream_restore.h"
 #include "gateway/upstream.h"
 #include "server/http.h"
 
@@ -201,19 +204,7 @@ void ellm_gw_complexity_score(const char *text, size_t len, int n_tokens, long m
                          0.20 * out->steps + 0.05 * out->turns + 0.15 * out->surprisal);
 }
 
-/* ---- JSON walking ---- */
-
-/* Members that hold names of things in the API, not the user's text. */
-static bool structural_key(const char *key)
-{
-    static const char *const keys[] = {"model",  "role",          "type",
-                                       "object", "finish_reason", "encoding_format",
-                                       "id",     "tool_call_id"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (!strcmp(key, keys[i]))
-            return true;
-    return false;
-}
+/* ---- the text of a request ---- */
 
 typedef struct text_collect {
     char *data;
@@ -249,85 +240,11 @@ static void collect_texts(json_t *j, text_collect *t)
     } else if (json_is_object(j)) {
         json_object_foreach(j, key, v)
         {
-            if (!structural_key(key))
+            if (!ellm_gw_structural_key(key))
                 collect_texts(v, t);
         }
     } else if (json_is_array(j)) {
         json_array_foreach(j, i, v) collect_texts(v, t);
-    }
-}
-
-typedef enum walk_mode { WALK_REDACT, WALK_SCAN, WALK_RESTORE } walk_mode;
-
-typedef struct walk {
-    walk_mode mode;
-    pii_session *session;
-    const pii_policy *policy;
-    pii_entity *found; /* WALK_SCAN: every entity, for the types */
-    size_t n_found;
-    size_t n_redacted;
-    bool failed;
-} walk;
-
-/* Replaces each user string of j (redacted, or restored) in place; WALK_SCAN only collects. */
-static void walk_strings(json_t *parent, const char *key, size_t index, json_t *j, walk *w)
-{
-    if (w->failed)
-        return;
-    if (json_is_string(j)) {
-        const char *s = json_string_value(j);
-        size_t n = json_string_length(j);
-        char *out = NULL;
-        size_t out_len = 0;
-        edgellm_status st;
-        if (w->mode == WALK_SCAN) {
-            pii_entity *e = NULL;
-            size_t ne = 0;
-            if (ellm_pii_scan(w->policy, s, n, &e, &ne) != EDGELLM_OK) {
-                w->failed = true;
-                return;
-            }
-            pii_entity *all = ne ? realloc(w->found, (w->n_found + ne) * sizeof *all) : w->found;
-            if (ne && all) {
-                memcpy(all + w->n_found, e, ne * sizeof *e);
-                w->found = all;
-                w->n_found += ne;
-            }
-            free(e);
-            return;
-        }
-        size_t ne = 0;
-        st = w->mode == WALK_REDACT ? ellm_pii_redact(w->session, s, n, &out, &out_len, NULL, &ne)
-                                    : ellm_pii_restore(w->session, s, n, &out, &out_len);
-        if (st != EDGELLM_OK) {
-            w->failed = true;
-            return;
-        }
-        w->n_redacted += ne;
-        json_t *repl = json_stringn(out, out_len);
-        free(out);
-        if (!repl) {
-            w->failed = true;
-            return;
-        }
-        if (key)
-            json_object_set_new(parent, key, repl);
-        else
-            json_array_set_new(parent, index, repl);
-        return;
-    }
-    const char *k;
-    json_t *v;
-    size_t i;
-    if (json_is_object(j)) {
-        void *tmp;
-        json_object_foreach_safe(j, tmp, k, v)
-        {
-            if (!structural_key(k))
-                walk_strings(j, k, 0, v, w);
-        }
-    } else if (json_is_array(j)) {
-        json_array_foreach(j, i, v) walk_strings(j, NULL, i, v, w);
     }
 }
 
@@ -390,172 +307,7 @@ static void set_route(srv_front_request *rq, gateway *g, int route, const char *
     atomic_fetch_add(&g->routed[route], 1);
 }
 
-/* Where a choice keeps its answer: a completion's `text`, a whole chat answer's `message`, or a
- * streamed chat chunk's `delta` (whose members all may be absent, and whose tool calls arrive
- * in pieces: a name or arguments when present). */
-typedef enum { CHOICE_TEXT, CHOICE_MESSAGE, CHOICE_DELTA } choice_shape;
-
-/* A choice's or a tool call's `index`, when present, is a position: NULL or what is wrong. */
-static const char *index_fault(json_t *index)
-{
-    if (index && !json_is_integer(index))
-        return "is not an integer";
-    return index && json_integer_value(index) < 0 ? "is negative" : NULL;
-}
-
-/* A tool call's `function` or the deprecated `function_call`, its path in field: NULL, or what
- * is wrong with the member then named in field. A streamed fragment may lack either member. */
-static const char *function_fault(json_t *function, bool whole, char *field, size_t cap)
-{
-    if (!json_is_object(function))
-        return "is not an object";
-    size_t at = strlen(field);
-    json_t *name = json_object_get(function, "name");
-    json_t *arguments = json_object_get(function, "arguments");
-    snprintf(field + at, cap - at, ".name");
-    if ((name || whole) && !json_is_string(name))
-        return "is not a string";
-    snprintf(field + at, cap - at, ".arguments");
-    if ((arguments || whole) && !json_is_string(arguments))
-        return "is not a string (of JSON)";
-    return NULL;
-}
-
-/* A cloud's choice must have the shape the restoring walk and the client rely on. Returns NULL
- * when it has, else what is wrong with the field written to field. */
-static const char *choice_fault(json_t *choice, size_t i, choice_shape shape, char *field,
-                                size_t cap)
-{
-    snprintf(field, cap, "choices[%zu]", i);
-    if (!json_is_object(choice))
-        return "is not an object";
-    json_t *index = json_object_get(choice, "index");
-    json_t *finish = json_object_get(choice, "finish_reason");
-    snprintf(field, cap, "choices[%zu].index", i);
-    if (index_fault(index))
-        return index_fault(index);
-    snprintf(field, cap, "choices[%zu].finish_reason", i);
-    if (finish && !json_is_string(finish) && !json_is_null(finish))
-        return "is neither a string nor null";
-    if (shape == CHOICE_TEXT) {
-        snprintf(field, cap, "choices[%zu].text", i);
-        return json_is_string(json_object_get(choice, "text")) ? NULL : "is not a string";
-    }
-    bool whole = shape == CHOICE_MESSAGE;
-    const char *member = whole ? "message" : "delta";
-    json_t *message = json_object_get(choice, member);
-    snprintf(field, cap, "choices[%zu].%s", i, member);
-    if (!json_is_object(message))
-        return "is not an object";
-    json_t *content = json_object_get(message, "content");
-    snprintf(field, cap, "choices[%zu].%s.content", i, member);
-    if (content && !json_is_string(content) && !json_is_null(content))
-        return "is neither a string nor null";
-    json_t *calls = json_object_get(message, "tool_calls");
-    snprintf(field, cap, "choices[%zu].%s.tool_calls", i, member);
-    if (calls && !json_is_array(calls) && !json_is_null(calls))
-        return "is not an array";
-    if (whole && !content && json_array_size(calls) == 0)
-        return "is missing, and so is 'content'";
-    size_t c;
-    json_t *call;
-    json_array_foreach(calls, c, call)
-    {
-        json_t *function = json_object_get(call, "function");
-        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu]", i, member, c);
-        if (!json_is_object(call))
-            return "is not an object";
-        json_t *call_index = json_object_get(call, "index");
-        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].index", i, member, c);
-        if (index_fault(call_index))
-            return index_fault(call_index);
-        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function", i, member, c);
-        const char *fault = function || whole ? function_fault(function, whole, field, cap) : NULL;
-        if (fault)
-            return fault;
-    }
-    json_t *function_call = json_object_get(message, "function_call");
-    snprintf(field, cap, "choices[%zu].%s.function_call", i, member);
-    if (function_call && !json_is_null(function_call))
-        return function_fault(function_call, whole, field, cap);
-    return NULL;
-}
-
-/* A 200 from the cloud, a whole answer or one streamed chunk, is checked before it is relayed:
- * an answer with a number for its text, no choice, or tool-call arguments that are not a JSON
- * string would otherwise reach the client as a 200 it cannot read. A chunk may have no choice
- * (the usage chunk that ends a stream has none). Returns NULL when the answer has that shape,
- * else the field at fault (written to field) with what it should be. */
-static const char *cloud_answer_fault(json_t *answer, choice_shape shape, char *field, size_t cap)
-{
-    json_t *choices = json_object_get(answer, "choices");
-    snprintf(field, cap, "choices");
-    if (!json_is_array(choices))
-        return "is not an array";
-    if (json_array_size(choices) == 0 && shape != CHOICE_DELTA)
-        return "is empty";
-    size_t i;
-    json_t *choice;
-    json_array_foreach(choices, i, choice)
-    {
-        const char *fault = choice_fault(choice, i, shape, field, cap);
-        if (fault)
-            return fault;
-    }
-    json_t *usage = json_object_get(answer, "usage");
-    snprintf(field, cap, "usage");
-    if (usage && !json_is_object(usage) && !json_is_null(usage))
-        return "is not an object";
-    return NULL;
-}
-
 /* ---- streaming relay ---- */
-
-/* The texts of a stream that arrive in fragments, each with a streaming restorer of its own so a
- * placeholder split across two fragments is restored: the members of a chat choice's delta
- * below (a completion's choice has one text, its `text`), and each tool call's
- * `function.arguments`. A cloud can name any number of choices and tool calls, so how many texts
- * get a restorer is bounded: beyond that the stream is refused as a misshapen one is. */
-#define MAX_STREAMED_TEXTS 4096
-
-typedef struct streamed_member {
-    const char *holder; /* the delta's object holding the text; NULL: the delta itself */
-    const char *key;
-} streamed_member;
-
-static const streamed_member streamed_members[] = {
-    {NULL, "content"}, /* first: a completion's `text` takes its place */
-    {NULL, "refusal"},
-    {NULL, "reasoning_content"},    /* DeepSeek; vLLM before 0.11 */
-    {NULL, "reasoning"},            /* vLLM since 0.11, OpenRouter */
-    {"function_call", "arguments"}, /* the deprecated single function call */
-    {"audio", "transcript"},        /* with audio output: the words of the audio's chunks */
-};
-#define N_STREAMED_MEMBERS ((int)(sizeof streamed_members / sizeof streamed_members[0]))
-/* The kind of a tool call's arguments, after the members': a choice's tool calls sort together. */
-#define TOOL_CALL_TEXT N_STREAMED_MEMBERS
-
-typedef struct streamed_text {
-    /* The sort key: call is the tool call's index for TOOL_CALL_TEXT, else 0. */
-    json_int_t choice;
-    int kind; /* an index into streamed_members, or TOOL_CALL_TEXT */
-    json_int_t call;
-    pii_restorer *restorer;
-    /* The serial of the event that last fed it (0: none yet); while that is the event being
-     * relayed, a tail held back when the text ends is appended to its fragment there. */
-    unsigned long fed_in;
-    json_t *parent;
-    const char *key;
-} streamed_text;
-
-/* A fragment taken out of the event while the rest of its choice is restored whole. */
-typedef struct fragment {
-    json_t *parent;
-    const char *key;
-    int kind;
-    json_int_t call;
-    json_t *text;
-} fragment;
 
 typedef struct relay {
     gateway *g;
@@ -564,12 +316,8 @@ typedef struct relay {
     srv_front_request rq;
     gw_call call;
     pii_session *session;
-    streamed_text *texts; /* sorted by (choice, kind, call) */
-    size_t n_texts, texts_cap;
-    fragment *fragments; /* the choice being relayed; reused */
-    size_t fragments_cap;
-    unsigned long serial; /* events handled, [DONE] included */
-    json_t *head;         /* the last chunk but its choices: the frame of a held-back tail */
+    gw_stream_restore *restore; /* NULL when nothing was redacted */
+    json_t *before;             /* chunks of held-back tails the restoration puts out; reused */
     bool chat;
     size_t scan; /* bytes of call.body already consumed */
     pii_buffer out;
@@ -613,20 +361,6 @@ static void sse_put_event(pii_buffer *out, size_t *off, json_t *j)
     free(text);
 }
 
-/* The object of a chunk's choice holding its text of kind (one of streamed_members), with the
- * text's key; NULL when the choice has no such object. */
-static json_t *member_parent(const relay *r, json_t *choice, int kind, const char **key)
-{
-    if (!r->chat) {
-        *key = "text";
-        return kind == 0 ? choice : NULL;
-    }
-    const streamed_member *m = &streamed_members[kind];
-    json_t *delta = json_object_get(choice, "delta");
-    *key = m->key;
-    return m->holder ? json_object_get(delta, m->holder) : delta;
-}
-
 /* Records the first thing wrong with the cloud's stream; what the cloud sends after it is not
  * relayed. */
 static void relay_fault(relay *r, const char *code, const char *fmt, ...)
@@ -642,223 +376,32 @@ static void relay_fault(relay *r, const char *code, const char *fmt, ...)
     va_end(ap);
 }
 
-/* items (n of them, room for *cap) with room for one more: reallocated, doubling, when full;
- * NULL (items unchanged) when out of memory. */
-static void *room_for_one(void *items, size_t n, size_t *cap, size_t size)
+/* The chunks the restoration put in r->before go out, in order. */
+static void put_before(relay *r)
 {
-    if (n < *cap)
-        return items;
-    size_t more = *cap ? *cap * 2 : 8;
-    void *grown = realloc(items, more * size);
-    if (grown)
-        *cap = more;
-    return grown;
-}
-
-static bool streamed_text_before(const streamed_text *t, json_int_t choice, int kind,
-                                 json_int_t call)
-{
-    if (t->choice != choice)
-        return t->choice < choice;
-    return t->kind != kind ? t->kind < kind : t->call < call;
-}
-
-/* Where (choice, kind, call) is, or would go, in the sorted texts. */
-static size_t streamed_text_at(const relay *r, json_int_t choice, int kind, json_int_t call)
-{
-    size_t lo = 0, hi = r->n_texts;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (streamed_text_before(&r->texts[mid], choice, kind, call))
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-/* The streamed text (choice, kind, call), created when first seen; NULL past the bound or out of
- * memory. A pointer into the table lasts until the next text is created. */
-static streamed_text *streamed_text_get(relay *r, json_int_t choice, int kind, json_int_t call)
-{
-    size_t at = streamed_text_at(r, choice, kind, call);
-    if (at < r->n_texts && r->texts[at].choice == choice && r->texts[at].kind == kind &&
-        r->texts[at].call == call)
-        return &r->texts[at];
-    if (r->n_texts == MAX_STREAMED_TEXTS)
-        return NULL;
-    streamed_text *texts = room_for_one(r->texts, r->n_texts, &r->texts_cap, sizeof *texts);
-    if (!texts)
-        return NULL;
-    r->texts = texts;
-    pii_restorer *restorer;
-    if (ellm_pii_restorer_create(r->session, &restorer) != EDGELLM_OK)
-        return NULL;
-    memmove(r->texts + at + 1, r->texts + at, (r->n_texts - at) * sizeof *r->texts);
-    r->n_texts++;
-    r->texts[at] = (streamed_text){
-        .choice = choice, .kind = kind, .call = call, .restorer = restorer};
-    return &r->texts[at];
-}
-
-/* A chunk of its own for a text's held-back tail, in the frame of the stream's chunks. */
-static void put_tail_event(relay *r, const streamed_text *t, const char *tail, size_t n)
-{
-    json_t *s = json_stringn(tail, n), *choice;
-    const streamed_member *m = t->kind < TOOL_CALL_TEXT ? &streamed_members[t->kind] : NULL;
-    if (!r->chat)
-        choice = json_pack("{s:I,s:o,s:n}", "index", t->choice, "text", s, "finish_reason");
-    else if (!m)
-        choice = json_pack("{s:I,s:{s:[{s:I,s:{s:o}}]},s:n}", "index", t->choice, "delta",
-                           "tool_calls", "index", t->call, "function", "arguments", s,
-                           "finish_reason");
-    else if (m->holder)
-        choice = json_pack("{s:I,s:{s:{s:o}},s:n}", "index", t->choice, "delta", m->holder, m->key,
-                           s, "finish_reason");
-    else
-        choice = json_pack("{s:I,s:{s:o},s:n}", "index", t->choice, "delta", m->key, s,
-                           "finish_reason");
-    json_t *event = json_is_object(r->head) ? json_copy(r->head) : json_object();
-    if (choice && event && json_object_set_new(event, "choices", json_pack("[o]", choice)) == 0)
-        sse_put_event(&r->out, &r->out_off, event);
-    json_decref(event);
-}
-
-/* The end of a streamed text: its held-back tail (text that did not become a placeholder) goes
- * out, appended to the text's fragment when that is in the event being relayed, else in a
- * chunk of its own, which precedes that event. */
-static void streamed_text_end(relay *r, streamed_text *t)
-{
-    pii_buffer tail = {0};
-    ellm_pii_restorer_finish(t->restorer, &tail);
-    if (tail.len && t->fed_in == r->serial) {
-        json_t *now = json_object_get(t->parent, t->key);
-        size_t have = json_string_length(now);
-        char *joined = malloc(have + tail.len);
-        if (joined) {
-            memcpy(joined, json_string_value(now), have);
-            memcpy(joined + have, tail.data, tail.len);
-            json_object_set_new(t->parent, t->key, json_stringn(joined, have + tail.len));
-            free(joined);
-        }
-    } else if (tail.len) {
-        put_tail_event(r, t, tail.data, tail.len);
-    }
-    ellm_pii_buffer_free(&tail);
-}
-
-/* Every choice is over (the usage chunk, or [DONE]): every held-back tail goes out. */
-static void streamed_texts_end(relay *r)
-{
-    for (size_t i = 0; i < r->n_texts; i++)
-        streamed_text_end(r, &r->texts[i]);
+    size_t i;
+    json_t *chunk;
+    json_array_foreach(r->before, i, chunk) sse_put_event(&r->out, &r->out_off, chunk);
+    json_array_clear(r->before);
 }
 
 /* The end of a stream the cloud ended with its [DONE]. */
 static void relay_finish(relay *r)
 {
-    streamed_texts_end(r);
+    if (r->restore) {
+        ellm_gw_stream_restore_done(r->restore, r->before);
+        put_before(r);
+    }
     sse_put(&r->out, &r->out_off, "data: [DONE]\n\n", 14);
     r->done = true;
 }
 
-static bool add_fragment(relay *r, size_t *n, json_t *parent, const char *key, int kind,
-                         json_int_t call)
-{
-    fragment *fragments = room_for_one(r->fragments, *n, &r->fragments_cap, sizeof *fragments);
-    if (!fragments)
-        return false;
-    r->fragments = fragments;
-    r->fragments[(*n)++] = (fragment){parent, key, kind, call,
-                                      json_incref(json_object_get(parent, key))};
-    return true;
-}
-
-/* Collects a choice's fragments (its streamed members, each tool call's arguments) into
- * r->fragments, creating their streamed texts; false, with the stream at fault, past the bound. */
-static bool gather_fragments(relay *r, json_t *choice, json_int_t c, size_t *n)
-{
-    bool ok = true;
-    *n = 0;
-    for (int kind = 0; kind < N_STREAMED_MEMBERS && ok; kind++) {
-        const char *key;
-        json_t *parent = member_parent(r, choice, kind, &key);
-        if (json_is_string(json_object_get(parent, key)))
-            ok = streamed_text_get(r, c, kind, 0) && add_fragment(r, n, parent, key, kind, 0);
-    }
-    json_t *calls = r->chat ? json_object_get(json_object_get(choice, "delta"), "tool_calls")
-                            : NULL;
-    size_t k;
-    json_t *call;
-    json_array_foreach(calls, k, call)
-    {
-        json_t *function = json_object_get(call, "function");
-        json_t *index = json_object_get(call, "index");
-        json_int_t at = json_is_integer(index) ? json_integer_value(index) : (json_int_t)k;
-        if (!ok || !json_is_string(json_object_get(function, "arguments")))
-            continue;
-        ok = streamed_text_get(r, c, TOOL_CALL_TEXT, at) &&
-             add_fragment(r, n, function, "arguments", TOOL_CALL_TEXT, at);
-    }
-    if (!ok) {
-        for (size_t f = 0; f < *n; f++)
-            json_decref(r->fragments[f].text);
-        relay_fault(r, "upstream_invalid",
-                    r->n_texts == MAX_STREAMED_TEXTS
-                        ? "the cloud's stream has more than %d texts (choices and tool calls) at "
-                          "event %u; the gateway restores at most that many per stream"
-                        : "out of memory for the %d streamed texts at event %u",
-                    MAX_STREAMED_TEXTS, r->events);
-    }
-    return ok;
-}
-
-/* Restores one choice of a chunk: its fragments through their streaming restorers, every other
- * string whole. A text ends with its choice (finish_reason), not when another text of the
- * choice begins: a cloud may switch back to a tool call (or to its reasoning) after another
- * began, and a placeholder split at the switch is then restored. The price: a tool call whose
- * arguments end in what could begin a placeholder (a whole JSON object never does) gets that
- * tail at its choice's end, in a chunk naming its index, after the later calls' fragments.
- * False when the stream is at fault. */
-static bool relay_choice(relay *r, json_t *choices, size_t i)
-{
-    json_t *choice = json_array_get(choices, i);
-    json_t *index = json_object_get(choice, "index");
-    json_int_t c = json_is_integer(index) ? json_integer_value(index) : (json_int_t)i;
-    size_t n;
-    if (!gather_fragments(r, choice, c, &n))
-        return false;
-    for (size_t f = 0; f < n; f++)
-        json_object_set_new(r->fragments[f].parent, r->fragments[f].key, json_null());
-    walk w = {.mode = WALK_RESTORE, .session = r->session};
-    walk_strings(choices, NULL, i, choice, &w);
-    for (size_t f = 0; f < n; f++) {
-        fragment *fr = &r->fragments[f];
-        streamed_text *t = streamed_text_get(r, c, fr->kind, fr->call);
-        pii_buffer got = {0};
-        ellm_pii_restorer_feed(t->restorer, json_string_value(fr->text),
-                               json_string_length(fr->text), &got);
-        json_object_set_new(fr->parent, fr->key, json_stringn(got.data ? got.data : "", got.len));
-        ellm_pii_buffer_free(&got);
-        json_decref(fr->text);
-        t->fed_in = r->serial;
-        t->parent = fr->parent;
-        t->key = fr->key;
-    }
-    if (json_is_string(json_object_get(choice, "finish_reason")))
-        for (size_t at = streamed_text_at(r, c, 0, 0); at < r->n_texts && r->texts[at].choice == c;
-             at++)
-            streamed_text_end(r, &r->texts[at]);
-    return true;
-}
-
-/* Restores one upstream event: each streamed text through its own streaming restorer (a
- * placeholder split across chunks is held back), anything else in the chunk as a whole. A
- * chunk is checked whole before any of it is restored; a chunk past the bound of streamed texts
- * ends the stream with nothing of it relayed, like a misshapen one. */
+/* Restores one upstream event (stream_restore.h): each streamed text through its own streaming
+ * restorer (a placeholder split across chunks is held back), anything else in the chunk as a
+ * whole. A chunk is checked whole before any of it is restored; a chunk past the bound of
+ * streamed texts ends the stream with nothing of it relayed, like a misshapen one. */
 static void relay_event(relay *r, const char *data, size_t n)
 {
-    r->serial++;
     if (n == 6 && !memcmp(data, "[DONE]", 6)) {
         relay_finish(r);
         return;
@@ -881,8 +424,8 @@ static void relay_event(relay *r, const char *data, size_t n)
         return;
     }
     char field[128];
-    const char *fault = cloud_answer_fault(j, r->chat ? CHOICE_DELTA : CHOICE_TEXT, field,
-                                           sizeof field);
+    const char *fault = ellm_gw_cloud_answer_fault(j, r->chat ? GW_CHOICE_DELTA : GW_CHOICE_TEXT,
+                                                   field, sizeof field);
     if (fault) {
         json_decref(j);
         relay_fault(r, "upstream_invalid",
@@ -891,21 +434,19 @@ static void relay_event(relay *r, const char *data, size_t n)
                     r->events, field, fault);
         return;
     }
-    json_t *choices = json_object_get(j, "choices");
-    if (r->session && json_array_size(choices)) {
-        json_decref(r->head);
-        r->head = json_copy(j);
-        json_object_del(r->head, "choices");
-        json_object_del(r->head, "usage");
-        for (size_t i = 0; i < json_array_size(choices); i++)
-            if (!relay_choice(r, choices, i)) {
-                json_decref(j);
-                return;
-            }
-    } else if (r->session && json_is_object(json_object_get(j, "usage"))) {
-        streamed_texts_end(r); /* the usage chunk comes after every choice */
-    }
-    sse_put_event(&r->out, &r->out_off, j);
+    gw_stream_status st = r->restore ? ellm_gw_stream_restore_chunk(r->restore, j, r->before)
+                                     : GW_STREAM_OK;
+    if (r->restore)
+        put_before(r);
+    if (st == GW_STREAM_OK)
+        sse_put_event(&r->out, &r->out_off, j);
+    else
+        relay_fault(r, "upstream_invalid",
+                    st == GW_STREAM_TOO_MANY_TEXTS
+                        ? "the cloud's stream has more than %d texts (choices and tool calls) at "
+                          "event %u; the gateway restores at most that many per stream"
+                        : "out of memory for the %d streamed texts at event %u",
+                    GW_MAX_STREAMED_TEXTS, r->events);
     json_decref(j);
 }
 
@@ -1013,13 +554,10 @@ static void relay_free(void *cls)
 {
     relay *r = cls;
     ellm_gw_call_free(&r->call); /* closes the upstream connection if it is still open */
-    for (size_t i = 0; i < r->n_texts; i++)
-        ellm_pii_restorer_free(r->texts[i].restorer);
-    free(r->texts);
-    free(r->fragments);
+    ellm_gw_stream_restore_free(r->restore);
+    json_decref(r->before);
     ellm_pii_session_free(r->session);
     ellm_pii_buffer_free(&r->out);
-    json_decref(r->head);
     if (r->committed)
         ellm_srv_metrics_request(r->srv->metrics, r->rq.endpoint, 200,
                                  ellm_srv_now() - r->rq.t_start);
@@ -1236,8 +774,8 @@ static int send_events(srv_server *srv, struct MHD_Connection *conn, srv_front_r
                                   ellm_srv_usage_json(n_prompt, 0, n_generated)));
     }
     if (answer && session) {
-        walk rw = {.mode = WALK_RESTORE, .session = session};
-        walk_strings(NULL, NULL, 0, answer, &rw);
+        gw_walk rw = {.mode = GW_WALK_RESTORE, .session = session};
+        ellm_gw_walk_strings(NULL, NULL, 0, answer, &rw);
     }
     json_t *last = o->stream ? json_array_get(answer, 1) : answer;
     if (last && extra)
@@ -1684,10 +1222,10 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     /* To the cloud: nothing leaves before every string is redacted (or refused). */
     json_t *out = json_deep_copy(body);
     pii_session *session = NULL;
-    walk w = {.policy = g->pii};
+    gw_walk w = {.policy = g->pii};
     if (g->cfg->pii == GW_PII_BLOCK) {
-        w.mode = WALK_SCAN;
-        walk_strings(NULL, NULL, 0, out, &w);
+        w.mode = GW_WALK_SCAN;
+        ellm_gw_walk_strings(NULL, NULL, 0, out, &w);
         if (w.n_found) {
             char types[256];
             ellm_pii_describe_types(w.found, w.n_found, types, sizeof types);
@@ -1708,9 +1246,9 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         if (ellm_pii_session_create(g->pii, &session) != EDGELLM_OK) {
             w.failed = true;
         } else {
-            w.mode = WALK_REDACT;
+            w.mode = GW_WALK_REDACT;
             w.session = session;
-            walk_strings(NULL, NULL, 0, out, &w);
+            ellm_gw_walk_strings(NULL, NULL, 0, out, &w);
         }
     }
     if (w.failed) {
@@ -1810,12 +1348,18 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     log_request(rq, &rt, "cloud", rt.reason, w.n_redacted);
 
     if (stream && call.status == 200) {
+        bool chat = !strcmp(path, "/v1/chat/completions");
         relay *r = calloc(1, sizeof *r);
-        struct MHD_Response *resp = r ? MHD_create_response_from_callback(
-                                            MHD_SIZE_UNKNOWN, 8192, relay_reader, r, relay_free)
-                                      : NULL;
+        gw_stream_restore *restore = session ? ellm_gw_stream_restore_create(session, chat) : NULL;
+        json_t *before = json_array();
+        struct MHD_Response *resp = r && before && (restore || !session)
+                                        ? MHD_create_response_from_callback(
+                                              MHD_SIZE_UNKNOWN, 8192, relay_reader, r, relay_free)
+                                        : NULL;
         if (!resp) {
             free(r);
+            ellm_gw_stream_restore_free(restore);
+            json_decref(before);
             ellm_gw_call_free(&call);
             ellm_pii_session_free(session);
             json_decref(body);
@@ -1830,7 +1374,9 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         r->call = call;
         ellm_gw_call_moved(&r->call);
         r->session = session;
-        r->chat = !strcmp(path, "/v1/chat/completions");
+        r->restore = restore;
+        r->before = before;
+        r->chat = chat;
         relay_advance(r);
         if (r->fault_code) {
             /* Nothing has gone to the client: answered as a misshapen whole answer is. */
@@ -1855,10 +1401,12 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     long status = call.status;
     ellm_gw_call_free(&call);
     char field[128] = "answer";
-    choice_shape shape = !strcmp(path, "/v1/chat/completions") ? CHOICE_MESSAGE : CHOICE_TEXT;
+    gw_choice_shape shape = !strcmp(path, "/v1/chat/completions") ? GW_CHOICE_MESSAGE
+                                                                  : GW_CHOICE_TEXT;
     const char *fault = !json_is_object(answer) ? "is not a JSON object"
-                        : status == 200 ? cloud_answer_fault(answer, shape, field, sizeof field)
-                                        : NULL;
+                        : status == 200
+                            ? ellm_gw_cloud_answer_fault(answer, shape, field, sizeof field)
+                            : NULL;
     if (fault) {
         json_decref(answer);
         ellm_pii_session_free(session);
@@ -1870,8 +1418,8 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     }
     json_decref(body);
     if (session) {
-        walk rw = {.mode = WALK_RESTORE, .session = session};
-        walk_strings(NULL, NULL, 0, answer, &rw);
+        gw_walk rw = {.mode = GW_WALK_RESTORE, .session = session};
+        ellm_gw_walk_strings(NULL, NULL, 0, answer, &rw);
     }
     ellm_pii_session_free(session);
     *result = send_json_text(srv, conn, rq, status >= 200 && status < 600 ? (int)status : 502,
