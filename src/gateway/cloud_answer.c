@@ -48,7 +48,7 @@ static const char *choice_fault(json_t *choice, size_t i, gw_choice_shape shape,
     snprintf(field, cap, "choices[%zu].finish_reason", i);
     if (finish && !json_is_string(finish) && !json_is_null(finish))
         return "is neither a string nor null";
-    if (shape == GW_CHOICE_TEXT) {
+    if (shape == GW_CHOICE_TEXT || shape == GW_CHOICE_TEXT_CHUNK) {
         snprintf(field, cap, "choices[%zu].text", i);
         return json_is_string(json_object_get(choice, "text")) ? NULL : "is not a string";
     }
@@ -99,7 +99,8 @@ const char *ellm_gw_cloud_answer_fault(json_t *answer, gw_choice_shape shape, ch
     snprintf(field, cap, "choices");
     if (!json_is_array(choices))
         return "is not an array";
-    if (json_array_size(choices) == 0 && shape != GW_CHOICE_DELTA)
+    bool chunk = shape == GW_CHOICE_TEXT_CHUNK || shape == GW_CHOICE_DELTA;
+    if (json_array_size(choices) == 0 && !chunk)
         return "is empty";
     size_t i;
     json_t *choice;

@@ -5,10 +5,16 @@
 #include <jansson.h>
 #include <stddef.h>
 
-/* Where a choice keeps its answer: a completion's `text`, a whole chat answer's `message`, or a
- * streamed chat chunk's `delta` (whose members all may be absent, and whose tool calls arrive
- * in pieces: a name or arguments when present). */
-typedef enum gw_choice_shape { GW_CHOICE_TEXT, GW_CHOICE_MESSAGE, GW_CHOICE_DELTA } gw_choice_shape;
+/* What is checked and where a choice keeps its answer: a whole completion's or a streamed
+ * completion chunk's `text`, a whole chat answer's `message`, or a streamed chat chunk's `delta`
+ * (whose members all may be absent, and whose tool calls arrive in pieces: a name or arguments
+ * when present). */
+typedef enum gw_choice_shape {
+    GW_CHOICE_TEXT,
+    GW_CHOICE_TEXT_CHUNK,
+    GW_CHOICE_MESSAGE,
+    GW_CHOICE_DELTA,
+} gw_choice_shape;
 
 /* A 200 from the cloud, a whole answer or one streamed chunk, is checked before it is relayed:
  * an answer with a number for its text, no choice, or tool-call arguments that are not a JSON

@@ -424,8 +424,8 @@ static void relay_event(relay *r, const char *data, size_t n)
         return;
     }
     char field[128];
-    const char *fault = ellm_gw_cloud_answer_fault(j, r->chat ? GW_CHOICE_DELTA : GW_CHOICE_TEXT,
-                                                   field, sizeof field);
+    const char *fault = ellm_gw_cloud_answer_fault(
+        j, r->chat ? GW_CHOICE_DELTA : GW_CHOICE_TEXT_CHUNK, field, sizeof field);
     if (fault) {
         json_decref(j);
         relay_fault(r, "upstream_invalid",

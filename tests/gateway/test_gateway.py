@@ -708,8 +708,29 @@ def test_stream_shapes():
         check(st == 200 and done and not errors and args == '{"x": 1}'
               and events[-1]["usage"]["total_tokens"] == 3,
               "a streamed tool call and a usage chunk pass: %s" % events)
-        # A placeholder held back when the stream breaks is dropped, never sent in part.
+        # A completions stream ends with a usage chunk without choices too (include_usage), the
+        # one `edgellm serve` sends (found by fuzz_stream_restore).
         email = PII["EMAIL"]
+
+        def completion_with_usage(text):
+            start = text.index("[EMAIL_")
+            return [(json.dumps({"id": "x", "object": "text_completion", "choices": [
+                        {"index": 0, "text": "Mail " + text[start:start + 4],
+                         "finish_reason": None}]}), 0.4),
+                    (json.dumps({"id": "x", "object": "text_completion", "choices": [
+                        {"index": 0, "text": text[start + 4:start + 9], "finish_reason": None}]}),
+                     0),
+                    (json.dumps({"id": "x", "object": "text_completion", "choices": [],
+                                 "usage": {"total_tokens": 3}}), 0), ("[DONE]", 0)]
+        up.script = completion_with_usage
+        st, events, done, _ = g.stream("/v1/completions", {
+            "prompt": "write to %s please" % email, "max_tokens": 4, "stream": True,
+            "stream_options": {"include_usage": True}})
+        said = "".join(ch.get("text", "") for ev in events for ch in ev.get("choices") or [])
+        check(st == 200 and done and not any("error" in ev for ev in events)
+              and said == "Mail " + email and events[-1].get("usage") == {"total_tokens": 3},
+              "a completions stream's usage chunk without choices passes: %s" % events)
+        # A placeholder held back when the stream breaks is dropped, never sent in part.
 
         def held_back(text):
             start = text.index("[EMAIL_")
