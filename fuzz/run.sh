@@ -5,7 +5,9 @@
 # tests/helpers/hf_model.py); then the sampler (random logits with NaN/inf and random parameters,
 # a quarter of the time), the server's request-to-sampling path (JSON bodies against a model
 # with partly non-finite random weights, half of the time), the grammar compiler and the JSON
-# Schema converter (half of the time each) and PII redaction/restoration (a quarter).
+# Schema converter (three eighths of the time each), PII redaction/restoration (a quarter) and
+# the gateway's streamed restoration (a quarter: built streams checked against the whole-answer
+# restoration, and hostile JSON events).
 #   fuzz/run.sh [SECONDS=60]
 # Exits non-zero on a crash, leak, sanitizer report, timeout or an allocation over 256 MiB (the
 # inputs are at most 128 KiB, so any such allocation means a count was not bounded by the file
@@ -73,15 +75,19 @@ run_target() {
 
 # The grammar compiler/matcher and the JSON Schema converter, from the project's own grammars
 # and schemas (docs examples and test schemas).
-cmake --build "$build" --target fuzz_grammar fuzz_schema fuzz_pii -j2 >/dev/null
+cmake --build "$build" --target fuzz_grammar fuzz_schema fuzz_pii fuzz_stream_restore -j2 \
+  >/dev/null
 g_corpus="$build/grammar-corpus"
 s_corpus="$build/schema-corpus"
 rm -rf "$g_corpus" "$s_corpus" && mkdir -p "$g_corpus" "$s_corpus"
 cp "$root"/tests/structured/*.json "$s_corpus/"
 printf 'root ::= "a" | [b-d]+ (x | "") # c\nx ::= .{2,3} "\\u00e9"\n' >"$g_corpus/1"
 printf 'root ::= "{" ws ( s ":" ws s )* "}"\ns ::= "\\"" [^"\\\\]* "\\""\nws ::= [ \\n]?\n' >"$g_corpus/2"
-run_target grammar $((seconds / 2 > 10 ? seconds / 2 : 10)) "$g_corpus" -max_len=4096 -malloc_limit_mb=512
-run_target schema $((seconds / 2 > 10 ? seconds / 2 : 10)) "$s_corpus" -max_len=4096 -malloc_limit_mb=512
+# An eighth each went to the streamed restoration (below), keeping the total.
+run_target grammar $((seconds * 3 / 8 > 10 ? seconds * 3 / 8 : 10)) "$g_corpus" -max_len=4096 \
+  -malloc_limit_mb=512
+run_target schema $((seconds * 3 / 8 > 10 ? seconds * 3 / 8 : 10)) "$s_corpus" -max_len=4096 \
+  -malloc_limit_mb=512
 
 sampler_corpus="$build/sampler-corpus"
 rm -rf "$sampler_corpus" && mkdir -p "$sampler_corpus"
@@ -111,3 +117,20 @@ rm -rf "$pii_corpus" && mkdir -p "$pii_corpus"
 printf '%s' 'Mail jane.doe@example.com or call +44 20 7946 0958; card 4111 1111 1111 1111.' >"$pii_corpus/1"
 printf '%s' 'IBAN GB82 WEST 1234 5698 7654 32, SSN 123-45-6789, key sk-abc123def456ghi789jkl012' >"$pii_corpus/2"
 run_target pii $((seconds / 4 > 10 ? seconds / 4 : 10)) "$pii_corpus" -max_len=8192
+
+# The gateway's streamed restoration (fuzz/fuzz_stream_restore.c says how the input is read).
+# Seeds: a built chat stream, a built completions stream, and hostile-mode events with a
+# placeholder split across chunks and tool calls.
+sr_corpus="$build/stream-restore-corpus"
+rm -rf "$sr_corpus" && mkdir -p "$sr_corpus"
+printf '\000\005\000\003\020\000\010\062\013\007\003\004\005\006\001\042\006\004\020\011\000\001\002\003' \
+  >"$sr_corpus/built-chat"
+printf '\004\003\001\012\000\010\002\007\005\003\001\004\011' >"$sr_corpus/built-completions"
+{
+  printf '\003{"choices":[{"index":0,"delta":{"content":"mail [EMA"}}]}\n'
+  printf '{"choices":[{"index":0,"delta":{"content":"IL_1] now","tool_calls":[{"index":0,'
+  printf '"function":{"name":"f","arguments":"{\\"to\\":\\"[PH"}}]}}]}\n'
+  printf '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
+  printf '"ONE_1]\\"}"}}]},"finish_reason":"stop"}]}\n{"choices":[],"usage":{"total_tokens":3}}\n'
+} >"$sr_corpus/raw-chat"
+run_target stream_restore $((seconds / 4 > 10 ? seconds / 4 : 10)) "$sr_corpus" -max_len=4096

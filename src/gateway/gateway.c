@@ -19,9 +19,12 @@
 #include "core/mapped_file.h"
 #include "gateway/cascade.h"
 #include "gateway/classify.h"
+#include "gateway/cloud_answer.h"
 #include "gateway/gateway.h"
 #include "gateway/pii.h"
+#include "gateway/pii_json.h"
 #include "gateway/speculative.h"
+#include "gateway/stream_restore.h"
 #include "gateway/upstream.h"
 #include "server/http.h"
 
@@ -201,19 +204,7 @@ void ellm_gw_complexity_score(const char *text, size_t len, int n_tokens, long m
                          0.20 * out->steps + 0.05 * out->turns + 0.15 * out->surprisal);
 }
 
-/* ---- JSON walking ---- */
-
-/* Members that hold names of things in the API, not the user's text. */
-static bool structural_key(const char *key)
-{
-    static const char *const keys[] = {"model",  "role",          "type",
-                                       "object", "finish_reason", "encoding_format",
-                                       "id",     "tool_call_id"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (!strcmp(key, keys[i]))
-            return true;
-    return false;
-}
+/* ---- the text of a request ---- */
 
 typedef struct text_collect {
     char *data;
@@ -249,85 +240,11 @@ static void collect_texts(json_t *j, text_collect *t)
     } else if (json_is_object(j)) {
         json_object_foreach(j, key, v)
         {
-            if (!structural_key(key))
+            if (!ellm_gw_structural_key(key))
                 collect_texts(v, t);
         }
     } else if (json_is_array(j)) {
         json_array_foreach(j, i, v) collect_texts(v, t);
-    }
-}
-
-typedef enum walk_mode { WALK_REDACT, WALK_SCAN, WALK_RESTORE } walk_mode;
-
-typedef struct walk {
-    walk_mode mode;
-    pii_session *session;
-    const pii_policy *policy;
-    pii_entity *found; /* WALK_SCAN: every entity, for the types */
-    size_t n_found;
-    size_t n_redacted;
-    bool failed;
-} walk;
-
-/* Replaces each user string of j (redacted, or restored) in place; WALK_SCAN only collects. */
-static void walk_strings(json_t *parent, const char *key, size_t index, json_t *j, walk *w)
-{
-    if (w->failed)
-        return;
-    if (json_is_string(j)) {
-        const char *s = json_string_value(j);
-        size_t n = json_string_length(j);
-        char *out = NULL;
-        size_t out_len = 0;
-        edgellm_status st;
-        if (w->mode == WALK_SCAN) {
-            pii_entity *e = NULL;
-            size_t ne = 0;
-            if (ellm_pii_scan(w->policy, s, n, &e, &ne) != EDGELLM_OK) {
-                w->failed = true;
-                return;
-            }
-            pii_entity *all = ne ? realloc(w->found, (w->n_found + ne) * sizeof *all) : w->found;
-            if (ne && all) {
-                memcpy(all + w->n_found, e, ne * sizeof *e);
-                w->found = all;
-                w->n_found += ne;
-            }
-            free(e);
-            return;
-        }
-        size_t ne = 0;
-        st = w->mode == WALK_REDACT ? ellm_pii_redact(w->session, s, n, &out, &out_len, NULL, &ne)
-                                    : ellm_pii_restore(w->session, s, n, &out, &out_len);
-        if (st != EDGELLM_OK) {
-            w->failed = true;
-            return;
-        }
-        w->n_redacted += ne;
-        json_t *repl = json_stringn(out, out_len);
-        free(out);
-        if (!repl) {
-            w->failed = true;
-            return;
-        }
-        if (key)
-            json_object_set_new(parent, key, repl);
-        else
-            json_array_set_new(parent, index, repl);
-        return;
-    }
-    const char *k;
-    json_t *v;
-    size_t i;
-    if (json_is_object(j)) {
-        void *tmp;
-        json_object_foreach_safe(j, tmp, k, v)
-        {
-            if (!structural_key(k))
-                walk_strings(j, k, 0, v, w);
-        }
-    } else if (json_is_array(j)) {
-        json_array_foreach(j, i, v) walk_strings(j, NULL, i, v, w);
     }
 }
 
@@ -390,103 +307,7 @@ static void set_route(srv_front_request *rq, gateway *g, int route, const char *
     atomic_fetch_add(&g->routed[route], 1);
 }
 
-/* Where a choice keeps its answer: a completion's `text`, a whole chat answer's `message`, or a
- * streamed chat chunk's `delta` (whose members all may be absent, and whose tool calls arrive
- * in pieces: a name or arguments when present). */
-typedef enum { CHOICE_TEXT, CHOICE_MESSAGE, CHOICE_DELTA } choice_shape;
-
-/* A cloud's choice must have the shape the restoring walk and the client rely on. Returns NULL
- * when it has, else what is wrong with the field written to field. */
-static const char *choice_fault(json_t *choice, size_t i, choice_shape shape, char *field,
-                                size_t cap)
-{
-    snprintf(field, cap, "choices[%zu]", i);
-    if (!json_is_object(choice))
-        return "is not an object";
-    json_t *index = json_object_get(choice, "index");
-    json_t *finish = json_object_get(choice, "finish_reason");
-    snprintf(field, cap, "choices[%zu].index", i);
-    if (index && !json_is_integer(index))
-        return "is not an integer";
-    snprintf(field, cap, "choices[%zu].finish_reason", i);
-    if (finish && !json_is_string(finish) && !json_is_null(finish))
-        return "is neither a string nor null";
-    if (shape == CHOICE_TEXT) {
-        snprintf(field, cap, "choices[%zu].text", i);
-        return json_is_string(json_object_get(choice, "text")) ? NULL : "is not a string";
-    }
-    bool whole = shape == CHOICE_MESSAGE;
-    const char *member = whole ? "message" : "delta";
-    json_t *message = json_object_get(choice, member);
-    snprintf(field, cap, "choices[%zu].%s", i, member);
-    if (!json_is_object(message))
-        return "is not an object";
-    json_t *content = json_object_get(message, "content");
-    snprintf(field, cap, "choices[%zu].%s.content", i, member);
-    if (content && !json_is_string(content) && !json_is_null(content))
-        return "is neither a string nor null";
-    json_t *calls = json_object_get(message, "tool_calls");
-    snprintf(field, cap, "choices[%zu].%s.tool_calls", i, member);
-    if (calls && !json_is_array(calls) && !json_is_null(calls))
-        return "is not an array";
-    if (whole && !content && json_array_size(calls) == 0)
-        return "is missing, and so is 'content'";
-    size_t c;
-    json_t *call;
-    json_array_foreach(calls, c, call)
-    {
-        json_t *function = json_object_get(call, "function");
-        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu]", i, member, c);
-        if (!json_is_object(call))
-            return "is not an object";
-        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function", i, member, c);
-        if (!function && !whole)
-            continue;
-        if (!json_is_object(function))
-            return "is not an object";
-        json_t *name = json_object_get(function, "name");
-        json_t *arguments = json_object_get(function, "arguments");
-        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function.name", i, member, c);
-        if ((name || whole) && !json_is_string(name))
-            return "is not a string";
-        snprintf(field, cap, "choices[%zu].%s.tool_calls[%zu].function.arguments", i, member, c);
-        if ((arguments || whole) && !json_is_string(arguments))
-            return "is not a string (of JSON)";
-    }
-    return NULL;
-}
-
-/* A 200 from the cloud, a whole answer or one streamed chunk, is checked before it is relayed:
- * an answer with a number for its text, no choice, or tool-call arguments that are not a JSON
- * string would otherwise reach the client as a 200 it cannot read. A chunk may have no choice
- * (the usage chunk that ends a stream has none). Returns NULL when the answer has that shape,
- * else the field at fault (written to field) with what it should be. */
-static const char *cloud_answer_fault(json_t *answer, choice_shape shape, char *field, size_t cap)
-{
-    json_t *choices = json_object_get(answer, "choices");
-    snprintf(field, cap, "choices");
-    if (!json_is_array(choices))
-        return "is not an array";
-    if (json_array_size(choices) == 0 && shape != CHOICE_DELTA)
-        return "is empty";
-    size_t i;
-    json_t *choice;
-    json_array_foreach(choices, i, choice)
-    {
-        const char *fault = choice_fault(choice, i, shape, field, cap);
-        if (fault)
-            return fault;
-    }
-    json_t *usage = json_object_get(answer, "usage");
-    snprintf(field, cap, "usage");
-    if (usage && !json_is_object(usage) && !json_is_null(usage))
-        return "is not an object";
-    return NULL;
-}
-
 /* ---- streaming relay ---- */
-
-#define MAX_STREAM_CHOICES 16
 
 typedef struct relay {
     gateway *g;
@@ -495,13 +316,13 @@ typedef struct relay {
     srv_front_request rq;
     gw_call call;
     pii_session *session;
-    pii_restorer *restorers[MAX_STREAM_CHOICES];
+    gw_stream_restore *restore; /* NULL when nothing was redacted */
+    json_t *before;             /* chunks of held-back tails the restoration puts out; reused */
     bool chat;
     size_t scan; /* bytes of call.body already consumed */
     pii_buffer out;
     size_t out_off;
     bool done;
-    json_t *last_chunk;     /* a template for the chunk that flushes held-back text */
     unsigned events;        /* data events the cloud sent, to name the one at fault */
     bool committed;         /* the client got a 200: a fault now ends the stream with an error */
     const char *fault_code; /* set when the cloud's stream went wrong: it ends with fault */
@@ -540,17 +361,6 @@ static void sse_put_event(pii_buffer *out, size_t *off, json_t *j)
     free(text);
 }
 
-/* The member of a chunk's choice holding generated text. */
-static json_t *choice_text_parent(relay *r, json_t *choice, const char **key)
-{
-    if (r->chat) {
-        *key = "content";
-        return json_object_get(choice, "delta");
-    }
-    *key = "text";
-    return choice;
-}
-
 /* Records the first thing wrong with the cloud's stream; what the cloud sends after it is not
  * relayed. */
 static void relay_fault(relay *r, const char *code, const char *fmt, ...)
@@ -566,36 +376,30 @@ static void relay_fault(relay *r, const char *code, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The end of a stream the cloud ended with its [DONE]: held-back text that never became a
- * placeholder goes out first. */
+/* The chunks the restoration put in r->before go out, in order. */
+static void put_before(relay *r)
+{
+    size_t i;
+    json_t *chunk;
+    json_array_foreach(r->before, i, chunk) sse_put_event(&r->out, &r->out_off, chunk);
+    json_array_clear(r->before);
+}
+
+/* The end of a stream the cloud ended with its [DONE]. */
 static void relay_finish(relay *r)
 {
-    for (int c = 0; c < MAX_STREAM_CHOICES; c++) {
-        if (!r->restorers[c])
-            continue;
-        pii_buffer tail = {0};
-        ellm_pii_restorer_finish(r->restorers[c], &tail);
-        if (tail.len && r->last_chunk) {
-            json_t *chunk = json_deep_copy(r->last_chunk);
-            json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
-            const char *key;
-            json_object_set_new(choice, "index", json_integer(c));
-            json_object_set_new(choice, "finish_reason", json_null());
-            json_t *parent = choice_text_parent(r, choice, &key);
-            if (json_is_object(parent))
-                json_object_set_new(parent, key, json_stringn(tail.data, tail.len));
-            sse_put_event(&r->out, &r->out_off, chunk);
-            json_decref(chunk);
-        }
-        ellm_pii_buffer_free(&tail);
+    if (r->restore) {
+        ellm_gw_stream_restore_done(r->restore, r->before);
+        put_before(r);
     }
     sse_put(&r->out, &r->out_off, "data: [DONE]\n\n", 14);
     r->done = true;
 }
 
-/* Restores one upstream event: text through the choice's streaming restorer (a placeholder
- * split across chunks is held back), anything else in the chunk as a whole. A chunk is checked
- * whole before any of it is restored, so a bad one leaves no half-fed restorer behind. */
+/* Restores one upstream event (stream_restore.h): each streamed text through its own streaming
+ * restorer (a placeholder split across chunks is held back), anything else in the chunk as a
+ * whole. A chunk is checked whole before any of it is restored; a chunk past the bound of
+ * streamed texts ends the stream with nothing of it relayed, like a misshapen one. */
 static void relay_event(relay *r, const char *data, size_t n)
 {
     if (n == 6 && !memcmp(data, "[DONE]", 6)) {
@@ -620,8 +424,8 @@ static void relay_event(relay *r, const char *data, size_t n)
         return;
     }
     char field[128];
-    const char *fault = cloud_answer_fault(j, r->chat ? CHOICE_DELTA : CHOICE_TEXT, field,
-                                           sizeof field);
+    const char *fault = ellm_gw_cloud_answer_fault(
+        j, r->chat ? GW_CHOICE_DELTA : GW_CHOICE_TEXT_CHUNK, field, sizeof field);
     if (fault) {
         json_decref(j);
         relay_fault(r, "upstream_invalid",
@@ -630,48 +434,19 @@ static void relay_event(relay *r, const char *data, size_t n)
                     r->events, field, fault);
         return;
     }
-    json_t *choices = json_object_get(j, "choices");
-    size_t i;
-    json_t *choice;
-    json_array_foreach(choices, i, choice)
-    {
-        json_t *idx = json_object_get(choice, "index");
-        long c = json_is_integer(idx) ? (long)json_integer_value(idx) : (long)i;
-        const char *key;
-        json_t *parent = choice_text_parent(r, choice, &key);
-        json_t *text = json_object_get(parent, key);
-        if (c < 0 || c >= MAX_STREAM_CHOICES || !json_is_string(text) || !r->session)
-            continue;
-        if (!r->restorers[c] &&
-            ellm_pii_restorer_create(r->session, &r->restorers[c]) != EDGELLM_OK)
-            continue;
-        pii_buffer got = {0};
-        ellm_pii_restorer_feed(r->restorers[c], json_string_value(text), json_string_length(text),
-                               &got);
-        json_object_set_new(parent, key, json_stringn(got.data ? got.data : "", got.len));
-        ellm_pii_buffer_free(&got);
-        json_t *tmpl = json_deep_copy(j);
-        json_decref(r->last_chunk);
-        r->last_chunk = tmpl;
-    }
-    if (r->session) {
-        /* Other strings (tool call arguments, logprob tokens) are restored whole. */
-        walk w = {.mode = WALK_RESTORE, .session = r->session};
-        json_array_foreach(choices, i, choice)
-        {
-            const char *key;
-            json_t *parent = choice_text_parent(r, choice, &key);
-            json_t *keep = json_incref(json_object_get(parent, key));
-            walk_strings(choices, NULL, i, choice, &w);
-            json_t *now = json_array_get(choices, i);
-            parent = choice_text_parent(r, now, &key);
-            if (keep && json_is_object(parent))
-                json_object_set_new(parent, key, keep);
-            else
-                json_decref(keep);
-        }
-    }
-    sse_put_event(&r->out, &r->out_off, j);
+    gw_stream_status st = r->restore ? ellm_gw_stream_restore_chunk(r->restore, j, r->before)
+                                     : GW_STREAM_OK;
+    if (r->restore)
+        put_before(r);
+    if (st == GW_STREAM_OK)
+        sse_put_event(&r->out, &r->out_off, j);
+    else
+        relay_fault(r, "upstream_invalid",
+                    st == GW_STREAM_TOO_MANY_TEXTS
+                        ? "the cloud's stream has more than %d texts (choices and tool calls) at "
+                          "event %u; the gateway restores at most that many per stream"
+                        : "out of memory for the %d streamed texts at event %u",
+                    GW_MAX_STREAMED_TEXTS, r->events);
     json_decref(j);
 }
 
@@ -779,11 +554,10 @@ static void relay_free(void *cls)
 {
     relay *r = cls;
     ellm_gw_call_free(&r->call); /* closes the upstream connection if it is still open */
-    for (int c = 0; c < MAX_STREAM_CHOICES; c++)
-        ellm_pii_restorer_free(r->restorers[c]);
+    ellm_gw_stream_restore_free(r->restore);
+    json_decref(r->before);
     ellm_pii_session_free(r->session);
     ellm_pii_buffer_free(&r->out);
-    json_decref(r->last_chunk);
     if (r->committed)
         ellm_srv_metrics_request(r->srv->metrics, r->rq.endpoint, 200,
                                  ellm_srv_now() - r->rq.t_start);
@@ -1000,8 +774,8 @@ static int send_events(srv_server *srv, struct MHD_Connection *conn, srv_front_r
                                   ellm_srv_usage_json(n_prompt, 0, n_generated)));
     }
     if (answer && session) {
-        walk rw = {.mode = WALK_RESTORE, .session = session};
-        walk_strings(NULL, NULL, 0, answer, &rw);
+        gw_walk rw = {.mode = GW_WALK_RESTORE, .session = session};
+        ellm_gw_walk_strings(NULL, NULL, 0, answer, &rw);
     }
     json_t *last = o->stream ? json_array_get(answer, 1) : answer;
     if (last && extra)
@@ -1448,10 +1222,10 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     /* To the cloud: nothing leaves before every string is redacted (or refused). */
     json_t *out = json_deep_copy(body);
     pii_session *session = NULL;
-    walk w = {.policy = g->pii};
+    gw_walk w = {.policy = g->pii};
     if (g->cfg->pii == GW_PII_BLOCK) {
-        w.mode = WALK_SCAN;
-        walk_strings(NULL, NULL, 0, out, &w);
+        w.mode = GW_WALK_SCAN;
+        ellm_gw_walk_strings(NULL, NULL, 0, out, &w);
         if (w.n_found) {
             char types[256];
             ellm_pii_describe_types(w.found, w.n_found, types, sizeof types);
@@ -1472,9 +1246,9 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         if (ellm_pii_session_create(g->pii, &session) != EDGELLM_OK) {
             w.failed = true;
         } else {
-            w.mode = WALK_REDACT;
+            w.mode = GW_WALK_REDACT;
             w.session = session;
-            walk_strings(NULL, NULL, 0, out, &w);
+            ellm_gw_walk_strings(NULL, NULL, 0, out, &w);
         }
     }
     if (w.failed) {
@@ -1574,12 +1348,18 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     log_request(rq, &rt, "cloud", rt.reason, w.n_redacted);
 
     if (stream && call.status == 200) {
+        bool chat = !strcmp(path, "/v1/chat/completions");
         relay *r = calloc(1, sizeof *r);
-        struct MHD_Response *resp = r ? MHD_create_response_from_callback(
-                                            MHD_SIZE_UNKNOWN, 8192, relay_reader, r, relay_free)
-                                      : NULL;
+        gw_stream_restore *restore = session ? ellm_gw_stream_restore_create(session, chat) : NULL;
+        json_t *before = json_array();
+        struct MHD_Response *resp = r && before && (restore || !session)
+                                        ? MHD_create_response_from_callback(
+                                              MHD_SIZE_UNKNOWN, 8192, relay_reader, r, relay_free)
+                                        : NULL;
         if (!resp) {
             free(r);
+            ellm_gw_stream_restore_free(restore);
+            json_decref(before);
             ellm_gw_call_free(&call);
             ellm_pii_session_free(session);
             json_decref(body);
@@ -1594,7 +1374,9 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
         r->call = call;
         ellm_gw_call_moved(&r->call);
         r->session = session;
-        r->chat = !strcmp(path, "/v1/chat/completions");
+        r->restore = restore;
+        r->before = before;
+        r->chat = chat;
         relay_advance(r);
         if (r->fault_code) {
             /* Nothing has gone to the client: answered as a misshapen whole answer is. */
@@ -1619,10 +1401,12 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     long status = call.status;
     ellm_gw_call_free(&call);
     char field[128] = "answer";
-    choice_shape shape = !strcmp(path, "/v1/chat/completions") ? CHOICE_MESSAGE : CHOICE_TEXT;
+    gw_choice_shape shape = !strcmp(path, "/v1/chat/completions") ? GW_CHOICE_MESSAGE
+                                                                  : GW_CHOICE_TEXT;
     const char *fault = !json_is_object(answer) ? "is not a JSON object"
-                        : status == 200 ? cloud_answer_fault(answer, shape, field, sizeof field)
-                                        : NULL;
+                        : status == 200
+                            ? ellm_gw_cloud_answer_fault(answer, shape, field, sizeof field)
+                            : NULL;
     if (fault) {
         json_decref(answer);
         ellm_pii_session_free(session);
@@ -1634,8 +1418,8 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     }
     json_decref(body);
     if (session) {
-        walk rw = {.mode = WALK_RESTORE, .session = session};
-        walk_strings(NULL, NULL, 0, answer, &rw);
+        gw_walk rw = {.mode = GW_WALK_RESTORE, .session = session};
+        ellm_gw_walk_strings(NULL, NULL, 0, answer, &rw);
     }
     ellm_pii_session_free(session);
     *result = send_json_text(srv, conn, rq, status >= 200 && status < 600 ? (int)status : 502,

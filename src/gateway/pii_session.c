@@ -448,7 +448,6 @@ struct pii_restorer {
     const pii_session *session;
     char held[PLACEHOLDER_MAX];
     size_t n_held;
-    pii_buffer joined; /* held tail + the next chunk */
 };
 
 edgellm_status ellm_pii_restorer_create(const pii_session *session, pii_restorer **out)
@@ -470,19 +469,25 @@ edgellm_status ellm_pii_restorer_feed(pii_restorer *r, const char *chunk, size_t
     bool oom = false;
     const char *t = chunk;
     size_t n = len;
+    /* The held tail joined with the chunk lives only for this call: a gateway stream has a
+     * restorer per choice and tool call, and keeping each one's largest chunk would let a cloud
+     * make it hold thousands of them. */
+    pii_buffer joined = {0};
     if (r->n_held) {
-        r->joined.len = 0;
-        buffer_append(&r->joined, r->held, r->n_held, &oom);
-        buffer_append(&r->joined, chunk, len, &oom);
-        t = r->joined.data;
-        n = r->joined.len;
+        buffer_append(&joined, r->held, r->n_held, &oom);
+        buffer_append(&joined, chunk, len, &oom);
+        t = joined.data;
+        n = joined.len;
     }
-    if (oom)
-        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to restore the stream");
-    size_t used = restore_into(r->session, t, n, false, out, &oom);
-    /* What is held is shorter than a placeholder: could_become_placeholder() says so. */
-    r->n_held = n - used;
-    memmove(r->held, t + used, r->n_held);
+    if (!oom) {
+        size_t used = restore_into(r->session, t, n, false, out, &oom);
+        /* What is held is shorter than a placeholder: could_become_placeholder() says so. */
+        r->n_held = n - used;
+        memmove(r->held, t + used, r->n_held);
+    }
+    if (joined.data)
+        explicit_bzero(joined.data, joined.cap);
+    ellm_pii_buffer_free(&joined);
     if (oom)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to restore the stream");
     return EDGELLM_OK;
@@ -502,9 +507,6 @@ void ellm_pii_restorer_free(pii_restorer *r)
 {
     if (!r)
         return;
-    if (r->joined.data)
-        explicit_bzero(r->joined.data, r->joined.cap);
-    ellm_pii_buffer_free(&r->joined);
     explicit_bzero(r->held, sizeof r->held);
     free(r);
 }

@@ -2,11 +2,12 @@
 """`edgellm gateway` over real HTTP on loopback, with a recording upstream (a small OpenAI-shaped
 server in this file that stores every byte it receives and echoes the last user text back):
 no labelled PII value reaches the upstream in any field, the restored answer equals the original
-text (whole and streamed in 3-byte chunks, so placeholders split across chunks), --pii block,
-the route headers and /metrics, the per-request override, the cloud key never reaching the
-client, offline fallback (closed port, hanging upstream, 5xx) within the latency bound, the
-circuit breaker and recovery, malformed answers (502), routing by complexity, /v1/classify and
-the policy's local_intents, and the confidence cascade. Standard
+text (whole and streamed in 3-byte chunks, so placeholders split across chunks; streamed
+tool-call arguments, refusal, reasoning, function_call, audio transcript and many choices
+too), --pii block, the route headers and /metrics, the per-request override, the cloud key
+never reaching the client, offline fallback (closed port, hanging upstream, 5xx) within the
+latency bound, the circuit breaker and recovery, malformed answers (502), routing by
+complexity, /v1/classify and the policy's local_intents, and the confidence cascade. Standard
 library only; the HTTP client helpers are test_server.py's."""
 import http.server
 import json
@@ -398,6 +399,9 @@ def test_offline():
                  lambda a: a["choices"][0]["message"].update(tool_calls=[5])),
                 ("choices[0].message.tool_calls[0].function.arguments",
                  lambda a: a["choices"][0]["message"].update(tool_calls=[tool_call({"x": 1})])),
+                ("choices[0].message.function_call.arguments",
+                 lambda a: a["choices"][0]["message"].update(
+                     content=None, function_call={"name": "f", "arguments": {"x": 1}})),
                 ("choices[0].finish_reason", lambda a: a["choices"][0].update(finish_reason=1)),
                 ("usage", lambda a: a.update(usage="lots")),
             ]
@@ -653,6 +657,8 @@ def test_stream_shapes():
         ("choices[0].delta.tool_calls[0]", chunk(tool_calls=[5])),
         ("choices[0].delta.tool_calls[0].function.arguments",
          chunk(tool_calls=[{"index": 0, "function": {"arguments": {"x": 1}}}])),
+        ("choices[0].delta.function_call", chunk(function_call="f")),
+        ("choices[0].delta.function_call.arguments", chunk(function_call={"arguments": 5})),
         ("choices[0].index", json.dumps({"choices": [{"index": "0", "delta": {}}]})),
         ("usage", json.dumps({"choices": [], "usage": 7})),
     ]
@@ -702,8 +708,29 @@ def test_stream_shapes():
         check(st == 200 and done and not errors and args == '{"x": 1}'
               and events[-1]["usage"]["total_tokens"] == 3,
               "a streamed tool call and a usage chunk pass: %s" % events)
-        # A placeholder held back when the stream breaks is dropped, never sent in part.
+        # A completions stream ends with a usage chunk without choices too (include_usage), the
+        # one `edgellm serve` sends (found by fuzz_stream_restore).
         email = PII["EMAIL"]
+
+        def completion_with_usage(text):
+            start = text.index("[EMAIL_")
+            return [(json.dumps({"id": "x", "object": "text_completion", "choices": [
+                        {"index": 0, "text": "Mail " + text[start:start + 4],
+                         "finish_reason": None}]}), 0.4),
+                    (json.dumps({"id": "x", "object": "text_completion", "choices": [
+                        {"index": 0, "text": text[start + 4:start + 9], "finish_reason": None}]}),
+                     0),
+                    (json.dumps({"id": "x", "object": "text_completion", "choices": [],
+                                 "usage": {"total_tokens": 3}}), 0), ("[DONE]", 0)]
+        up.script = completion_with_usage
+        st, events, done, _ = g.stream("/v1/completions", {
+            "prompt": "write to %s please" % email, "max_tokens": 4, "stream": True,
+            "stream_options": {"include_usage": True}})
+        said = "".join(ch.get("text", "") for ev in events for ch in ev.get("choices") or [])
+        check(st == 200 and done and not any("error" in ev for ev in events)
+              and said == "Mail " + email and events[-1].get("usage") == {"total_tokens": 3},
+              "a completions stream's usage chunk without choices passes: %s" % events)
+        # A placeholder held back when the stream breaks is dropped, never sent in part.
 
         def held_back(text):
             start = text.index("[EMAIL_")
@@ -737,8 +764,246 @@ def test_stream_shapes():
         up.stop()
 
 
+# The members of a streamed chat delta the gateway restores across fragments, besides content and
+# the tool calls: (the object holding it or None, its key).
+STREAMED_MEMBERS = [(None, "refusal"), (None, "reasoning_content"), (None, "reasoning"),
+                    ("function_call", "arguments"), ("audio", "transcript")]
+# What a holder's first fragment carries besides the text.
+HEAD_MEMBERS = {"function_call": ("name", "send"), "audio": ("id", "audio_1")}
+
+
+def choice_events(events, index):
+    """The choices of index, in the order the client got them."""
+    return [ch for ev in events for ch in ev.get("choices") or [] if ch.get("index") == index]
+
+
+def tool_fragments(choices):
+    """(tool call index, fragment) for every tool-call fragment of a choice, in order."""
+    return [(call.get("index"), call) for ch in choices
+            for call in (ch.get("delta") or {}).get("tool_calls") or []]
+
+
+def streamed_calls_intact(choices, one_after_another=True):
+    """OpenAI's streamed tool-call shape: calls one after another (unless the cloud interleaved
+    them), id/type/name only on a call's first fragment, nothing of the choice after its
+    finish_reason."""
+    seen, last = [], None
+    for at, call in tool_fragments(choices):
+        first = at not in seen
+        if first:
+            seen.append(at)
+        elif at != last and one_after_another:
+            return False
+        has_head = "id" in call and "type" in call and "name" in call.get("function", {})
+        has_any = "id" in call or "type" in call or "name" in call.get("function", {})
+        if (first and not has_head) or (not first and has_any):
+            return False
+        last = at
+    finished = [i for i, ch in enumerate(choices) if ch.get("finish_reason")]
+    return len(finished) == 1 and finished[0] == len(choices) - 1
+
+
+def member_text(choices, holder, key):
+    """A streamed member of a choice's delta (holder: the object holding it, or None), as the
+    client concatenates it."""
+    text = ""
+    for ch in choices:
+        delta = ch.get("delta") or {}
+        text += ((delta.get(holder) or {}) if holder else delta).get(key) or ""
+    return text
+
+
+def test_stream_restoration():
+    """Every streamed text is restored across fragments: tool-call arguments per (choice, tool
+    call) split at every byte and interleaved (a placeholder split where another call begins
+    included), refusal, reasoning_content, reasoning and the deprecated function_call's
+    arguments split at every byte, choice indexes beyond 16 and huge ones, a tail held back at
+    the end of a choice or the stream; a cloud naming more choices and tool calls than the
+    gateway restores gets a 502 (or an error event) naming the bound. A whole answer restores
+    the same members."""
+    up = Upstream()
+    g = start_gateway(up.port, "--route", "cloud")
+    email, phone = PII["EMAIL"], PII["PHONE"]
+    user = "mail %s or call %s" % (email, phone)
+    template = '{"to": "[EMAIL_1]", "call": "[PHONE_1]"}'
+    wanted = template.replace("[EMAIL_1]", email).replace("[PHONE_1]", phone)
+
+    def head(k, arguments=""):
+        return {"index": k, "id": "call_%d" % k, "type": "function",
+                "function": {"name": "send", "arguments": arguments}}
+
+    def args(k, arguments):
+        return {"index": k, "function": {"arguments": arguments}}
+
+    def event(index, finish=None, **delta):
+        return (json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 1,
+                            "model": "m", "choices": [{"index": index, "delta": delta,
+                                                       "finish_reason": finish}]}), 0)
+
+    said = "Mail [EMAIL_1] now [EMAI"
+    said_restored = "Mail %s now [EMAI" % email
+
+    def split_everywhere(text):
+        placeholders = "[EMAIL_1]" in text and "[PHONE_1]" in text
+        check(placeholders, "the cloud got placeholders: %r" % text)
+        out = [event(0, role="assistant", content=None)]
+        for k in range(len(template) + 1):
+            # Tool call k: its arguments split at byte k.
+            out.append(event(0, tool_calls=[head(k)]))
+            out.append(event(0, tool_calls=[args(k, template[:k])]))
+            out.append(event(0, tool_calls=[args(k, template[k:])]))
+        out.append(event(0, "tool_calls"))
+        # Choice 51: a placeholder split exactly where another call begins, the first call
+        # going on after it (against OpenAI's order).
+        out += [event(51, tool_calls=[head(0, "to [EMA")]), event(51, tool_calls=[head(1, "[P")]),
+                event(51, tool_calls=[args(0, "IL_1]")]), event(51, tool_calls=[args(1, "HONE_1]")]),
+                event(51, "tool_calls")]
+        # Choice 52: a call whose arguments end with what could start a placeholder, then one
+        # more call: the tail goes out when the choice ends, naming its call.
+        out += [event(52, tool_calls=[head(0, "see [EM")]),
+                event(52, tool_calls=[head(1, "[PHONE_1]")]), event(52, "tool_calls")]
+        # The other members a cloud streams in pieces, each split at every byte in a choice of
+        # its own (the last piece's tail held back at the choice's end).
+        for m, (holder, key) in enumerate(STREAMED_MEMBERS):
+            for k in range(len(said) + 1):
+                c = 100 * (m + 1) + k
+
+                def piece(text, head=False):
+                    if not holder:
+                        return {key: text}
+                    return {holder: dict([HEAD_MEMBERS[holder]] if head else [], **{key: text})}
+                out += [event(c, **piece(said[:k], head=True)), event(c, **piece(said[k:])),
+                        event(c, "stop")]
+        # Choices 1..40 (beyond the old 16): the content split at a different byte each, the
+        # last fragment held back at the end of the choice; one finishing in its own event.
+        for c in range(1, 41):
+            k = c % (len(said) + 1)
+            out.append(event(c, content=said[:k]))
+            out.append(event(c, content=said[k:]) if c % 2 else event(c, "stop", content=said[k:]))
+            if c % 2:
+                out.append(event(c, "stop"))
+        # Choice 50: two tool calls begun, then their arguments interleaved byte by byte.
+        out += [event(50, tool_calls=[head(0)]), event(50, tool_calls=[head(1)])]
+        for byte in template:
+            out += [event(50, tool_calls=[args(0, byte)]), event(50, tool_calls=[args(1, byte)])]
+        out.append(event(50, "tool_calls"))
+        # Huge choice indexes and one 1-byte fragment at a time.
+        for c in (2 ** 40, 2 ** 63 - 1):
+            for byte in "[PHONE_1]!":
+                out.append(event(c, content=byte))
+            out.append(event(c, "stop"))
+        out.append(("[DONE]", 0))
+        return out
+
+    try:
+        up.script = split_everywhere
+        st, events, done, _, errors = stream_chat(g, user)
+        check(st == 200 and done and not errors, "a split stream passes: %s %s" % (st, errors))
+        choices = choice_events(events, 0)
+        frags = tool_fragments(choices)
+        n = len(template) + 1
+        got = ["".join(f["function"].get("arguments", "") for at, f in frags if at == k)
+               for k in range(n)]
+        bad = [k for k in range(n) if got[k] != wanted]
+        check(not bad, "tool-call arguments split at every byte are restored (wrong at %s: %r)"
+              % (bad[:3], [got[k] for k in bad[:3]]))
+        check(streamed_calls_intact(choices),
+              "the streamed tool-call shape is intact: %s" % choices[-4:])
+        for c, what in [(51, "split where another call begins"), (52, "held back")]:
+            cs = choice_events(events, c)
+            got = ["".join(f["function"].get("arguments", "") for at, f in tool_fragments(cs)
+                           if at == k) for k in (0, 1)]
+            want = ["to " + email, phone] if c == 51 else ["see [EM", phone]
+            check(got == want and streamed_calls_intact(cs, one_after_another=False),
+                  "a placeholder %s: %r (%s)" % (what, got, cs))
+        for m, (holder, key) in enumerate(STREAMED_MEMBERS):
+            wrong = []
+            for k in range(len(said) + 1):
+                cs = choice_events(events, 100 * (m + 1) + k)
+                text = member_text(cs, holder, key)
+                # The holder's head member (a name, an id) on its first fragment only.
+                heads = [ch["delta"][holder].get(HEAD_MEMBERS[holder][0]) for ch in cs
+                         if holder and holder in ch.get("delta", {})]
+                if (text != said_restored or not streamed_calls_intact(cs)
+                        or (holder and heads[:1] != [HEAD_MEMBERS[holder][1]])
+                        or any(heads[1:])):
+                    wrong.append((k, text, cs))
+            check(not wrong, "%s split at every byte is restored (wrong at %s)"
+                  % (key if not holder else holder + "." + key, wrong[:2]))
+        wrong = []
+        for c in range(1, 41):
+            cs = choice_events(events, c)
+            text = "".join((ch.get("delta") or {}).get("content") or "" for ch in cs)
+            if text != said_restored or not streamed_calls_intact(cs):
+                wrong.append((c, text, cs[-2:]))
+        check(not wrong, "40 choices restored, each finish last: %s" % wrong[:2])
+        frags = tool_fragments(choice_events(events, 50))
+        got = ["".join(f["function"].get("arguments", "") for at, f in frags if at == k)
+               for k in (0, 1)]
+        check(got == [wanted, wanted], "interleaved tool calls are restored: %s" % got)
+        for c in (2 ** 40, 2 ** 63 - 1):
+            cs = choice_events(events, c)
+            text = "".join((ch.get("delta") or {}).get("content") or "" for ch in cs)
+            check(text == phone + "!" and streamed_calls_intact(cs),
+                  "choice index %d restored from 1-byte fragments: %r" % (c, text))
+
+        # More texts than the gateway restores: a 502 before the client got anything...
+        many = json.dumps({"id": "x", "choices": [{"index": c, "delta": {"content": "a"}}
+                                                  for c in range(10000)]})
+        up.script = lambda text: [(many, 0), ("[DONE]", 0)]
+        st, events, done, _, _ = stream_chat(g, user)
+        check(st == 502 and "more than 4096" in events[0]["error"]["message"],
+              "10 000 choices are a 502 naming the bound: %s %s" % (st, str(events)[:300]))
+        # ... an error event after it (tool calls count too).
+        calls = [args(k, "x") for k in range(5000)]
+        up.script = lambda text: [(chunk("Hello"), 0.4), event(0, tool_calls=calls),
+                                  ("[DONE]", 0)]
+        st, events, done, said, errors = stream_chat(g, user)
+        check(st == 200 and not done and len(errors) == 1
+              and "more than 4096" in errors[0]["message"],
+              "5 000 tool calls end the stream with an error event: %s %s"
+              % (st, str(events)[-300:]))
+        # Indexes that are not positions are misshapen.
+        for bad_index, field in [(-1, "choices[0].index"),
+                                 ("x", "choices[0].delta.tool_calls[0].index")]:
+            ev = (json.dumps({"choices": [{"index": bad_index, "delta": {}}]})
+                  if bad_index == -1 else event(0, tool_calls=[args(bad_index, "x")])[0])
+            up.script = lambda text: [(ev, 0), ("[DONE]", 0)]
+            st, events, _, _, _ = stream_chat(g, user)
+            check(st == 502 and ("'%s'" % field) in events[0]["error"]["message"],
+                  "an index %r is a 502 naming %s: %s %s" % (bad_index, field, st, events))
+        up.script = None
+        check(g.proc.poll() is None, "the gateway survives the hostile streams")
+
+        # A whole answer restores the same members (its walk restores every string of it).
+        def whole(answer):
+            text = answer["choices"][0]["message"]["content"]
+            answer["choices"][0]["message"] = {
+                "role": "assistant", "content": None, "refusal": text,
+                "reasoning_content": text, "reasoning": text,
+                "function_call": {"name": "send", "arguments": json.dumps({"to": text})},
+                "audio": {"id": "audio_1", "data": "", "transcript": text}}
+        up.reshape = whole
+        st, resp, _ = g.request("POST", "/v1/chat/completions",
+                                {"messages": [{"role": "user", "content": user}],
+                                 "max_tokens": 4})
+        message = resp.get("choices", [{}])[0].get("message", {})
+        said_back = "You said: " + user
+        check(st == 200 and all(message.get(k) == said_back
+                                for k in ("refusal", "reasoning_content", "reasoning"))
+              and json.loads(message["function_call"]["arguments"]) == {"to": said_back}
+              and message["audio"]["transcript"] == said_back,
+              "a whole answer's refusal, reasoning, function_call and audio are restored: %s %s"
+              % (st, message))
+        up.reshape = None
+    finally:
+        stop(g)
+        up.stop()
+
+
 def main():
     test_stream_shapes()
+    test_stream_restoration()
     up = Upstream()
     try:
         test_pii_and_routes(up)
