@@ -37,10 +37,16 @@ struct ellm_generation {
     edgellm_generate_params params; /* the caller's; its stop strings are the step's copies */
     edgellm_generate_result result;
     ellm_step step;
-    edgellm_token *prompt; /* until the first next evaluates it */
-    int32_t n_prompt;
-    edgellm_token pending; /* emitted, evaluated by the next pass */
-    edgellm_token *batch;  /* speculative: the pending token, then the proposals */
+    /* The prompt until it is evaluated: prompt[prompt_at .. n_prompt) are still to evaluate
+     * (after the first slice of it, the cached prefix skipped and the token a keep_cache call
+     * owes put first). */
+    edgellm_token *prompt;
+    int32_t n_prompt, prompt_at;
+    bool prompt_planned;
+    bool owed_first;          /* prompt[0] is the token the last keep_cache call owed */
+    int32_t n_past_unplanned; /* cached before the prompt: the owed token stays owed until then */
+    edgellm_token pending;    /* emitted, evaluated by the next pass */
+    edgellm_token *batch;     /* speculative: the pending token, then the proposals */
     double t_start, t_first;
     bool first_sampled;
     bool ended;
@@ -103,41 +109,64 @@ static edgellm_status eval_next(ellm_generation *g)
     return st;
 }
 
-static edgellm_status evaluate_prompt(ellm_generation *g, const edgellm_token *prompt,
-                                      int32_t n_prompt)
+/* Which of the prompt's tokens are still to evaluate: keep_cache continues after what is
+ * cached, and after the last call's unevaluated token (the prompt is new text); otherwise the
+ * cached prefix the prompt shares is kept. */
+static edgellm_status plan_prompt(ellm_generation *g)
 {
     edgellm_context *ctx = g->ctx;
-    /* keep_cache continues after what is cached, and after the last call's unevaluated token: the
-     * prompt is new text. */
-    edgellm_token pending;
-    bool continued = g->params.keep_cache && ellm_context_take_pending(ctx, &pending);
-    int32_t reuse = g->params.keep_cache ? 0 : ellm_cache_reuse_prefix(ctx, prompt, n_prompt);
+    edgellm_token owed;
+    bool continued = g->params.keep_cache && ellm_context_take_pending(ctx, &owed);
+    int32_t reuse = g->params.keep_cache ? 0 : ellm_cache_reuse_prefix(ctx, g->prompt, g->n_prompt);
     int32_t n_past = edgellm_context_n_past(ctx);
-    if (n_prompt - reuse + continued > edgellm_context_n_ctx(ctx) - n_past) {
+    if (g->n_prompt - reuse + continued > edgellm_context_n_ctx(ctx) - n_past) {
         if (continued) /* still owed to the conversation: a shorter prompt may follow */
-            ellm_context_set_pending(ctx, pending);
+            ellm_context_set_pending(ctx, owed);
         return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
                          "the prompt is %d tokens but the context holds %d (%d already used); "
                          "shorten the prompt or raise --ctx",
-                         n_prompt + continued, edgellm_context_n_ctx(ctx), n_past);
+                         g->n_prompt + continued, edgellm_context_n_ctx(ctx), n_past);
     }
     g->result.n_cached_tokens = reuse;
+    g->prompt_at = reuse;
+    g->n_past_unplanned = n_past;
+    g->prompt_planned = true;
     if (!continued)
-        return edgellm_eval(ctx, prompt + reuse, n_prompt - reuse, 0);
-    edgellm_token *tokens = malloc(((size_t)n_prompt + 1) * sizeof *tokens);
-    edgellm_status st = tokens ? EDGELLM_OK
-                               : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
-                                           "no memory for %d prompt tokens", n_prompt + 1);
-    if (tokens) {
-        tokens[0] = pending;
-        memcpy(tokens + 1, prompt, (size_t)n_prompt * sizeof *tokens);
-        st = edgellm_eval(ctx, tokens, n_prompt + 1, 0);
-        free(tokens);
+        return EDGELLM_OK;
+    edgellm_token *tokens = malloc(((size_t)g->n_prompt + 1) * sizeof *tokens);
+    if (!tokens) {
+        ellm_context_set_pending(ctx, owed);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d prompt tokens",
+                         g->n_prompt + 1);
     }
+    tokens[0] = owed;
+    memcpy(tokens + 1, g->prompt, (size_t)g->n_prompt * sizeof *tokens);
+    free(g->prompt);
+    g->prompt = tokens;
+    g->n_prompt++;
+    g->owed_first = true;
+    return EDGELLM_OK;
+}
+
+/* Evaluates up to n_tokens more of the prompt. Chunks of any size give the logits one pass over
+ * the whole prompt gives (docs/performance.md, "Bit-identical results"). */
+static edgellm_status evaluate_prompt(ellm_generation *g, int32_t n_tokens)
+{
+    if (n_tokens <= 0) /* planning would take the owed token from the context */
+        return EDGELLM_OK;
+    edgellm_status st = g->prompt_planned ? EDGELLM_OK : plan_prompt(g);
+    int32_t n = g->n_prompt - g->prompt_at;
+    if (n > n_tokens)
+        n = n_tokens;
+    if (st != EDGELLM_OK || n <= 0)
+        return st;
+    st = edgellm_eval(g->ctx, g->prompt + g->prompt_at, n, 0);
+    if (st == EDGELLM_OK)
+        g->prompt_at += n;
     /* A failed pass leaves the cache as it was (a cancelled one keeps whole chunks, the token
      * first among them): the token is owed only while the cache has not moved. */
-    if (st != EDGELLM_OK && edgellm_context_n_past(ctx) == n_past)
-        ellm_context_set_pending(ctx, pending);
+    else if (g->owed_first && edgellm_context_n_past(g->ctx) == g->n_past_unplanned)
+        ellm_context_set_pending(g->ctx, g->prompt[0]);
     return st;
 }
 
@@ -228,17 +257,20 @@ static bool plain_tokens(ellm_generation *g, int32_t n_tokens, edgellm_status *s
     return true;
 }
 
-/* The prompt; under speculative decoding the draft reads it too, as part of the time to the
- * first token. Returns false when generation ends. */
-static bool start(ellm_generation *g, edgellm_status *st)
+/* Up to n_tokens more of the prompt; once it is all evaluated, under speculative decoding the
+ * draft reads it too, as part of the time to the first token. Returns false when generation
+ * ends. */
+static bool prefill(ellm_generation *g, int32_t n_tokens, edgellm_status *st)
 {
-    *st = evaluate_prompt(g, g->prompt, g->n_prompt);
+    *st = evaluate_prompt(g, n_tokens);
+    if (*st != EDGELLM_OK || g->prompt_at < g->n_prompt)
+        return *st == EDGELLM_OK;
     g->result.prefill_seconds = ellm_generate_now() - g->t_start;
     free(g->prompt);
     g->prompt = NULL;
     g->step.base = edgellm_context_n_past(g->ctx);
-    if (*st != EDGELLM_OK || !ellm_speculative_wanted(&g->params))
-        return *st == EDGELLM_OK;
+    if (!ellm_speculative_wanted(&g->params))
+        return true;
     *st = ellm_spec_create(g->ctx, &g->params, &g->step.spec);
     if (*st == EDGELLM_OK &&
         !(g->batch = malloc(((size_t)g->params.draft_max + 1) * sizeof *g->batch)))
@@ -294,13 +326,14 @@ edgellm_status ellm_generation_begin(edgellm_context *ctx, const edgellm_token *
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_generation_next(ellm_generation *g, int32_t n_tokens, bool *ended)
+/* Runs one slice: up to n_prompt prompt tokens, then (the prompt done) up to n_tokens tokens. */
+static edgellm_status run_slice(ellm_generation *g, int32_t n_prompt, int32_t n_tokens, bool *ended)
 {
     if (!g->ended) {
         edgellm_status st = EDGELLM_OK;
         ellm_context_begin_call(g->ctx);
-        bool going = g->prompt ? start(g, &st) : true;
-        if (going && n_tokens > 0)
+        bool going = g->prompt ? prefill(g, n_prompt, &st) : true;
+        if (going && !g->prompt && n_tokens > 0)
             going = g->step.spec ? speculative_tokens(g, n_tokens, &st)
                                  : plain_tokens(g, n_tokens, &st);
         ellm_context_end_call(g->ctx);
@@ -309,6 +342,21 @@ edgellm_status ellm_generation_next(ellm_generation *g, int32_t n_tokens, bool *
     }
     *ended = g->ended;
     return g->status;
+}
+
+edgellm_status ellm_generation_prefill(ellm_generation *g, int32_t n_tokens, bool *ended)
+{
+    return run_slice(g, n_tokens, 0, ended);
+}
+
+int32_t ellm_generation_prompt_left(const ellm_generation *g)
+{
+    return g->prompt ? g->n_prompt - g->prompt_at : 0;
+}
+
+edgellm_status ellm_generation_next(ellm_generation *g, int32_t n_tokens, bool *ended)
+{
+    return run_slice(g, INT32_MAX, n_tokens, ended);
 }
 
 edgellm_status ellm_generation_finish(ellm_generation *g, edgellm_generate_result *out)
