@@ -22,6 +22,13 @@ if ! cmp -s "$SOURCE_DIR/tests/web/browser/package-lock.json" "$npm_dir/node_mod
 fi
 cp "$SOURCE_DIR/tests/web/browser/browser_test.mjs" "$npm_dir/"
 
+# A model with a 2048-token context (the aidreams model's is 128): a generation left running takes
+# seconds, so whether it was stopped does not depend on timing.
+"$EDGELLM" synth --dims 256,2,16,4,512 --vocab "$SHARED/models/aidreams260K-f32.gguf" --type f32 \
+  -o "$tmp/synth-f32.gguf" 2>/dev/null || die "edgellm synth"
+"$EDGELLM" quantize "$tmp/synth-f32.gguf" "$tmp/long-context.gguf" q4_k_m >/dev/null 2>&1 ||
+  die "edgellm quantize"
+
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done' EXIT
 # Two servers on free ports; each prints its address first, then one line per request.
@@ -61,5 +68,5 @@ serve_web=$(ready "$tmp/serve-web.addr") || { cat "$tmp/serve-web.log"; die "edg
 CHROMIUM=$(command -v chromium) ISOLATED_URL="$isolated" PLAIN_URL="$plain" \
   ISOLATED_LOG="$tmp/server-isolated.log" PLAIN_LOG="$tmp/server-plain.log" CUT_BYTES=$cut \
   SERVE_API_URL="$serve_api" SERVE_WEB_URL="$serve_web" \
-  MODEL_FILE="$SHARED/models/aidreams260K-f32.gguf" \
+  MODEL_FILE="$SHARED/models/aidreams260K-f32.gguf" LONG_MODEL_FILE="$tmp/long-context.gguf" \
   MODEL_PATH=/models/aidreams260K-f32.gguf OUT_DIR="$tmp" node "$npm_dir/browser_test.mjs"

@@ -587,7 +587,37 @@ class Arena {
   free() { this.ptrs.forEach((p) => mod._free(p)); }
 }
 
-function generate({ id, kind, prompt, messages, params }) {
+// A generation runs in slices of about SLICE_MS of wasm work, with a turn of the worker's event
+// loop between them: there an "interrupt" or "unload" message is seen. The shared-memory flag,
+// where the page has one, stops it within a slice too (at its next token).
+const SLICE_MS = 50;
+let stopRequested = false;
+let running = null; // the running generation's promise
+const stopAsked = () => stopRequested || (interruptFlag !== null && Atomics.load(interruptFlag, 0) !== 0);
+
+// One turn of the event loop: setTimeout(0) would be clamped to 4 ms between slices in browsers.
+let nextTurn;
+if (inNode) {
+  nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+} else {
+  const channel = new MessageChannel();
+  const waiting = [];
+  channel.port1.onmessage = () => waiting.shift()();
+  nextTurn = () => new Promise((resolve) => {
+    waiting.push(resolve);
+    channel.port2.postMessage(0);
+  });
+}
+
+function generate(request) {
+  stopRequested = false; // an interrupt posted before this request was meant for an earlier one
+  running = runGeneration(request);
+  const done = () => { running = null; };
+  running.then(done, done);
+  return running;
+}
+
+async function runGeneration({ id, kind, prompt, messages, params }) {
   onText = (text) => post({ type: "delta", id, text });
   const arena = new Arena();
   const p = params;
@@ -597,14 +627,20 @@ function generate({ id, kind, prompt, messages, params }) {
       p.presence_penalty, p.frequency_penalty, p.seed, p.max_tokens,
       arena.strs(p.stop), p.stop.length];
     if (kind === "chat") {
-      status = mod._edgellm_wasm_chat(engine, arena.strs(messages.map((m) => m.role)),
+      status = mod._edgellm_wasm_begin_chat(engine, arena.strs(messages.map((m) => m.role)),
         arena.strs(messages.map((m) => m.content)), messages.length, ...sampling);
     } else {
-      status = mod._edgellm_wasm_complete(engine, arena.str(prompt), ...sampling);
+      status = mod._edgellm_wasm_begin_complete(engine, arena.str(prompt), ...sampling);
     }
   } finally {
-    arena.free();
+    arena.free(); // the generation keeps copies of what it needs
   }
+  if (status !== 0) throw new Error(lastError() || `generation failed (${STATUS[status]})`);
+  for (;;) {
+    await nextTurn();
+    if (stopAsked() || mod._edgellm_wasm_next(engine, SLICE_MS)) break;
+  }
+  status = mod._edgellm_wasm_finish(engine);
   if (status !== 0) throw new Error(lastError() || `generation failed (${STATUS[status]})`);
   const r = (i) => mod._edgellm_wasm_last_result(engine, i);
   return {
@@ -628,7 +664,11 @@ function logits({ tokens, kernelSet }) {
   }
 }
 
-function unload() {
+async function unload() {
+  if (running) {
+    stopRequested = true;
+    await running.catch(() => {});
+  }
   if (engine) mod._edgellm_wasm_close(engine);
   engine = 0;
 }
@@ -638,6 +678,10 @@ const handlers = { init, open, generate, logits, unload, cacheList, cacheDelete 
 async function handle(msg) {
   if (msg.type === "cancel") {
     cancelLoad();
+    return;
+  }
+  if (msg.type === "interrupt") {
+    stopRequested = true;
     return;
   }
   try {

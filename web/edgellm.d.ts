@@ -148,7 +148,8 @@ export interface RuntimeInfo {
   kernelSet: string;
   /** Whether the relaxed-SIMD build (edgellm-<variant>-relaxed.wasm) was loaded. */
   relaxedSimd: boolean;
-  /** Whether interrupt() can stop a generation mid-way (needs shared memory). */
+  /** Whether interrupt() can stop a generation mid-way: always true since session 23 (without
+   * shared memory it takes effect between the worker's ~50 ms slices). */
   interruptible: boolean;
   model: ModelInfo;
 }
@@ -166,7 +167,8 @@ export interface Engine {
     create(req: CompletionRequest & { stream?: false }): Promise<Completion>;
     create(req: CompletionRequest): Promise<Completion | AsyncIterable<Completion>>;
   };
-  /** Stops the running generation after its current token (finish_reason "abort"). */
+  /** Stops the running generation (finish_reason "abort") after its current token, or without
+   * shared memory after the worker's current slice of about 50 ms. */
   interrupt(): void;
   /** Frees the model and ends the worker; the engine cannot be used afterwards. */
   unload(): Promise<void>;

@@ -319,9 +319,11 @@ class Engine {
     return this.call("generate", fields, onDelta);
   }
 
-  /** Stops the running generation after its current token (finish_reason "abort"). */
+  /** Stops the running generation (finish_reason "abort"): after its current token where the
+   * page shares memory with the worker, else after the worker's current slice (about 50 ms). */
   interrupt() {
     if (this.interruptFlag) Atomics.store(this.interruptFlag, 0, 1);
+    else this.worker?.post({ type: "interrupt" });
   }
 
   /** Logits (n_tokens x n_vocab) of token ids evaluated from an empty cache; kernelSet "" is the
@@ -338,7 +340,7 @@ class Engine {
       crossOriginIsolated: this.runtime.isolated,
       kernelSet: this.runtime.kernelSet,
       relaxedSimd: this.runtime.relaxedSimd,
-      interruptible: this.interruptFlag !== null,
+      interruptible: true, // with shared memory after a token, without it after a slice
       model: this.info,
     };
   }
@@ -352,14 +354,9 @@ class Engine {
 
   async close() {
     if (!this.worker) return;
-    if (this.interruptFlag) {
-      this.interrupt();
-      await this.queue;
-      await this.call("unload", {}).catch(() => {}); // a worker that stopped holds nothing to free
-    }
-    // Without shared memory no message reaches the worker while it is inside a generation (one
-    // wasm call), so there it is ended at once rather than after the generation: that frees the
-    // model too, and the running request fails as unloaded.
+    this.interrupt();
+    await this.queue;
+    await this.call("unload", {}).catch(() => {}); // a worker that stopped holds nothing to free
     const worker = this.worker;
     this.detach("the engine was unloaded; create a new one");
     await worker?.terminate();

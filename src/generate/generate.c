@@ -4,12 +4,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api_internal.h"
 #include "core/status.h"
 #include "edgellm.h"
+#include "generate/generation.h"
 #include "generate/speculative.h"
 #include "generate/step.h"
 #include "grammar/grammar.h"
@@ -29,21 +31,33 @@ edgellm_generate_params edgellm_generate_default_params(void)
     return p;
 }
 
-/* One call of edgellm_generate_tokens around the shared step. */
-typedef struct generation {
+/* One generation around the shared step, run in slices (generation.h). */
+struct ellm_generation {
     edgellm_context *ctx;
-    const edgellm_generate_params *params;
-    edgellm_generate_result *result;
+    edgellm_generate_params params; /* the caller's; its stop strings are the step's copies */
+    edgellm_generate_result result;
     ellm_step step;
-    edgellm_token pending; /* emitted, evaluated by the next pass */
-    edgellm_token *batch;  /* speculative: the pending token, then the proposals */
-} generation;
+    /* The prompt until it is evaluated: prompt[prompt_at .. n_prompt) are still to evaluate
+     * (after the first slice of it, the cached prefix skipped and the token a keep_cache call
+     * owes put first). */
+    edgellm_token *prompt;
+    int32_t n_prompt, prompt_at;
+    bool prompt_planned;
+    bool owed_first;          /* prompt[0] is the token the last keep_cache call owed */
+    int32_t n_past_unplanned; /* cached before the prompt: the owed token stays owed until then */
+    edgellm_token pending;    /* emitted, evaluated by the next pass */
+    edgellm_token *batch;     /* speculative: the pending token, then the proposals */
+    double t_start, t_first;
+    bool first_sampled;
+    bool ended;
+    edgellm_status status; /* the failure that ended it */
+};
 
 /* tok is the next token: accepted, handed to the callback, checked against the context and the
  * token budget. Returns false when generation ends (stop reason or *st set). */
-static bool emit(generation *g, edgellm_token tok, edgellm_status *st)
+static bool emit(ellm_generation *g, edgellm_token tok, edgellm_status *st)
 {
-    const edgellm_generate_params *p = g->params;
+    const edgellm_generate_params *p = &g->params;
     ellm_step *s = &g->step;
     const char *text = NULL;
     size_t len = 0;
@@ -65,7 +79,7 @@ static bool emit(generation *g, edgellm_token tok, edgellm_status *st)
 static bool emit_speculative(void *user, edgellm_token tok, const float *logits, edgellm_status *st)
 {
     (void)logits;
-    generation *g = user;
+    ellm_generation *g = user;
     return emit(g, tok, st);
 }
 
@@ -79,7 +93,7 @@ static void *prepare_mask(void *grammar)
  * depends only on the tokens accepted so far, so a helper thread computes it (the trie walk, the
  * costly part) meanwhile and the mask after the pass is one sweep over the vocabulary. Only the
  * wait for the helper counts as grammar time. */
-static edgellm_status eval_next(generation *g)
+static edgellm_status eval_next(ellm_generation *g)
 {
     edgellm_grammar_state *grammar = g->step.grammar;
     pthread_t helper;
@@ -90,54 +104,78 @@ static edgellm_status eval_next(generation *g)
     if (helping) {
         double t0 = ellm_generate_now();
         pthread_join(helper, NULL);
-        g->result->grammar_seconds += ellm_generate_now() - t0;
+        g->result.grammar_seconds += ellm_generate_now() - t0;
     }
     return st;
 }
 
-static edgellm_status evaluate_prompt(generation *g, const edgellm_token *prompt, int32_t n_prompt)
+/* Which of the prompt's tokens are still to evaluate: keep_cache continues after what is
+ * cached, and after the last call's unevaluated token (the prompt is new text); otherwise the
+ * cached prefix the prompt shares is kept. */
+static edgellm_status plan_prompt(ellm_generation *g)
 {
     edgellm_context *ctx = g->ctx;
-    /* keep_cache continues after what is cached, and after the last call's unevaluated token: the
-     * prompt is new text. */
-    edgellm_token pending;
-    bool continued = g->params->keep_cache && ellm_context_take_pending(ctx, &pending);
-    int32_t reuse = g->params->keep_cache ? 0 : ellm_cache_reuse_prefix(ctx, prompt, n_prompt);
+    edgellm_token owed;
+    bool continued = g->params.keep_cache && ellm_context_take_pending(ctx, &owed);
+    int32_t reuse = g->params.keep_cache ? 0 : ellm_cache_reuse_prefix(ctx, g->prompt, g->n_prompt);
     int32_t n_past = edgellm_context_n_past(ctx);
-    if (n_prompt - reuse + continued > edgellm_context_n_ctx(ctx) - n_past) {
+    if (g->n_prompt - reuse + continued > edgellm_context_n_ctx(ctx) - n_past) {
         if (continued) /* still owed to the conversation: a shorter prompt may follow */
-            ellm_context_set_pending(ctx, pending);
+            ellm_context_set_pending(ctx, owed);
         return ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
                          "the prompt is %d tokens but the context holds %d (%d already used); "
                          "shorten the prompt or raise --ctx",
-                         n_prompt + continued, edgellm_context_n_ctx(ctx), n_past);
+                         g->n_prompt + continued, edgellm_context_n_ctx(ctx), n_past);
     }
-    g->result->n_cached_tokens = reuse;
+    g->result.n_cached_tokens = reuse;
+    g->prompt_at = reuse;
+    g->n_past_unplanned = n_past;
+    g->prompt_planned = true;
     if (!continued)
-        return edgellm_eval(ctx, prompt + reuse, n_prompt - reuse, 0);
-    edgellm_token *tokens = malloc(((size_t)n_prompt + 1) * sizeof *tokens);
-    edgellm_status st = tokens ? EDGELLM_OK
-                               : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
-                                           "no memory for %d prompt tokens", n_prompt + 1);
-    if (tokens) {
-        tokens[0] = pending;
-        memcpy(tokens + 1, prompt, (size_t)n_prompt * sizeof *tokens);
-        st = edgellm_eval(ctx, tokens, n_prompt + 1, 0);
-        free(tokens);
+        return EDGELLM_OK;
+    edgellm_token *tokens = malloc(((size_t)g->n_prompt + 1) * sizeof *tokens);
+    if (!tokens) {
+        ellm_context_set_pending(ctx, owed);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d prompt tokens",
+                         g->n_prompt + 1);
     }
+    tokens[0] = owed;
+    memcpy(tokens + 1, g->prompt, (size_t)g->n_prompt * sizeof *tokens);
+    free(g->prompt);
+    g->prompt = tokens;
+    g->n_prompt++;
+    g->owed_first = true;
+    return EDGELLM_OK;
+}
+
+/* Evaluates up to n_tokens more of the prompt. Chunks of any size give the logits one pass over
+ * the whole prompt gives (docs/performance.md, "Bit-identical results"). */
+static edgellm_status evaluate_prompt(ellm_generation *g, int32_t n_tokens)
+{
+    if (n_tokens <= 0) /* planning would take the owed token from the context */
+        return EDGELLM_OK;
+    edgellm_status st = g->prompt_planned ? EDGELLM_OK : plan_prompt(g);
+    int32_t n = g->n_prompt - g->prompt_at;
+    if (n > n_tokens)
+        n = n_tokens;
+    if (st != EDGELLM_OK || n <= 0)
+        return st;
+    st = edgellm_eval(g->ctx, g->prompt + g->prompt_at, n, 0);
+    if (st == EDGELLM_OK)
+        g->prompt_at += n;
     /* A failed pass leaves the cache as it was (a cancelled one keeps whole chunks, the token
      * first among them): the token is owed only while the cache has not moved. */
-    if (st != EDGELLM_OK && edgellm_context_n_past(ctx) == n_past)
-        ellm_context_set_pending(ctx, pending);
+    else if (g->owed_first && edgellm_context_n_past(g->ctx) == g->n_past_unplanned)
+        ellm_context_set_pending(g->ctx, g->prompt[0]);
     return st;
 }
 
 /* One pass of the model over the pending token and its proposals; emits what it yields.
  * Returns false when generation ends. */
-static bool speculative_pass(generation *g, edgellm_status *st)
+static bool speculative_pass(ellm_generation *g, edgellm_status *st)
 {
-    const edgellm_generate_params *p = g->params;
-    edgellm_generate_result *res = g->result;
+    const edgellm_generate_params *p = &g->params;
+    edgellm_generate_result *res = &g->result;
     edgellm_context *ctx = g->ctx;
     int32_t n_seq = edgellm_context_n_past(ctx) + 1;
 
@@ -167,125 +205,195 @@ static bool speculative_pass(generation *g, edgellm_status *st)
     return going;
 }
 
-/* Decoding with proposals, after the prompt: the draft reads the prompt now, as part of the time
- * to the first token. */
-static edgellm_status generate_speculative(generation *g, double t_start, double *t_first)
+/* The next token drawn at the position of the logits ctx holds; -1 with *scored false when the
+ * sequence ends there (the grammar's stop reason, or *st). */
+static edgellm_token sample_next(ellm_generation *g, bool *scored, edgellm_status *st)
 {
-    const edgellm_generate_params *p = g->params;
-    edgellm_status st = ellm_spec_create(g->ctx, p, &g->step.spec);
-    if (st == EDGELLM_OK && !(g->batch = malloc(((size_t)p->draft_max + 1) * sizeof *g->batch)))
-        st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
-    if (st == EDGELLM_OK)
-        st = ellm_spec_prefill(g->step.spec, g->ctx);
-    const float *scores = NULL;
-    if (st == EDGELLM_OK &&
-        (scores = ellm_step_scores(&g->step, edgellm_get_logits(g->ctx, -1), &st))) {
-        edgellm_token tok = ellm_step_sample(&g->step, scores);
-        *t_first = ellm_generate_now();
-        g->result->ttft_seconds = *t_first - t_start;
-        if (emit(g, tok, &st))
-            while (speculative_pass(g, &st))
-                ;
+    const float *scores = ellm_step_scores(&g->step, edgellm_get_logits(g->ctx, -1), st);
+    *scored = scores != NULL;
+    if (!scores)
+        return -1;
+    edgellm_token tok = ellm_step_sample(&g->step, scores);
+    if (!g->first_sampled) {
+        g->first_sampled = true;
+        g->t_first = ellm_generate_now();
+        g->result.ttft_seconds = g->t_first - g->t_start;
     }
-    return st;
+    return tok;
 }
 
-/* Plain decoding, after the prompt. The token that meets the budget is not evaluated: nothing
- * reads its logits unless a keep_cache call continues, which evaluates it with its prompt. */
-static edgellm_status generate_plain(generation *g, double t_start, double *t_first)
+/* Decoding with proposals: the model's own first token, then passes until n_tokens more are
+ * generated. Returns false when generation ends. */
+static bool speculative_tokens(ellm_generation *g, int32_t n_tokens, edgellm_status *st)
 {
-    ellm_step *s = &g->step;
-    edgellm_status st = EDGELLM_OK;
-    while (st == EDGELLM_OK) {
-        const float *scores = ellm_step_scores(s, edgellm_get_logits(g->ctx, -1), &st);
-        if (!scores)
-            break;
-        edgellm_token tok = ellm_step_sample(s, scores);
-        if (s->n_generated == 0) {
-            *t_first = ellm_generate_now();
-            g->result->ttft_seconds = *t_first - t_start;
-        }
-        if (!emit(g, tok, &st))
-            break;
-        st = eval_next(g);
-        g->result->n_target_passes++;
+    int32_t n_before = g->step.n_generated;
+    bool scored = true;
+    if (!g->first_sampled) {
+        edgellm_token tok = sample_next(g, &scored, st);
+        if (!scored || !emit(g, tok, st))
+            return false;
     }
-    return st;
+    while (g->step.n_generated - n_before < n_tokens)
+        if (!speculative_pass(g, st))
+            return false;
+    return true;
 }
 
-static edgellm_status generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,
-                                      int32_t n_prompt, const edgellm_generate_params *params,
-                                      edgellm_generate_result *out)
+/* Plain decoding: n_tokens more tokens, each evaluated after it is handed out. The token that
+ * meets the budget is not evaluated: nothing reads its logits unless a keep_cache call
+ * continues, which evaluates it with its prompt. Returns false when generation ends. */
+static bool plain_tokens(ellm_generation *g, int32_t n_tokens, edgellm_status *st)
 {
-    edgellm_generate_result local;
-    edgellm_generate_result *res = out ? out : &local;
-    memset(res, 0, sizeof *res);
+    for (int32_t i = 0; i < n_tokens; i++) {
+        bool scored = true;
+        edgellm_token tok = sample_next(g, &scored, st);
+        if (!scored || !emit(g, tok, st))
+            return false;
+        *st = eval_next(g);
+        g->result.n_target_passes++;
+        if (*st != EDGELLM_OK)
+            return false;
+    }
+    return true;
+}
+
+/* Up to n_tokens more of the prompt; once it is all evaluated, under speculative decoding the
+ * draft reads it too, as part of the time to the first token. Returns false when generation
+ * ends. */
+static bool prefill(ellm_generation *g, int32_t n_tokens, edgellm_status *st)
+{
+    *st = evaluate_prompt(g, n_tokens);
+    if (*st != EDGELLM_OK || g->prompt_at < g->n_prompt)
+        return *st == EDGELLM_OK;
+    g->result.prefill_seconds = ellm_generate_now() - g->t_start;
+    free(g->prompt);
+    g->prompt = NULL;
+    g->step.base = edgellm_context_n_past(g->ctx);
+    if (!ellm_speculative_wanted(&g->params))
+        return true;
+    *st = ellm_spec_create(g->ctx, &g->params, &g->step.spec);
+    if (*st == EDGELLM_OK &&
+        !(g->batch = malloc(((size_t)g->params.draft_max + 1) * sizeof *g->batch)))
+        *st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
+    if (*st == EDGELLM_OK)
+        *st = ellm_spec_prefill(g->step.spec, g->ctx);
+    return *st == EDGELLM_OK;
+}
+
+static void generation_free(ellm_generation *g)
+{
+    ellm_step_free(&g->step);
+    free(g->batch);
+    free(g->prompt);
+    free(g);
+}
+
+edgellm_status ellm_generation_begin(edgellm_context *ctx, const edgellm_token *prompt,
+                                     int32_t n_prompt, const edgellm_generate_params *params,
+                                     ellm_generation **out)
+{
+    *out = NULL;
     if (!ctx || !params || !prompt || n_prompt <= 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "edgellm_generate: need a context, parameters and a non-empty prompt");
-    const edgellm_model *model = edgellm_context_model(ctx);
-    double t0 = ellm_generate_now();
-    generation g = {.ctx = ctx, .params = params, .result = res};
-    res->n_prompt_tokens = n_prompt;
-
+    double t_start = ellm_generate_now();
     edgellm_status st = ellm_speculative_check(ctx, params);
     if (st != EDGELLM_OK)
         return st;
-    st = ellm_step_init(&g.step, model, &params->sampling, params->stop_strings,
-                        params->n_stop_strings, prompt, n_prompt);
-    if (st != EDGELLM_OK)
-        return st;
-    if (params->grammar && (st = ellm_step_start_grammar(&g.step, params->grammar)) != EDGELLM_OK) {
-        ellm_step_free(&g.step);
+    ellm_generation *g = calloc(1, sizeof *g);
+    if (!g || !(g->prompt = malloc((size_t)n_prompt * sizeof *g->prompt))) {
+        free(g);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
+                         "no memory for a generation of %d prompt tokens", n_prompt);
+    }
+    g->ctx = ctx;
+    g->params = *params;
+    g->t_start = t_start;
+    g->result.n_prompt_tokens = g->n_prompt = n_prompt;
+    memcpy(g->prompt, prompt, (size_t)n_prompt * sizeof *prompt);
+    st = ellm_step_init(&g->step, edgellm_context_model(ctx), &params->sampling,
+                        params->stop_strings, params->n_stop_strings, prompt, n_prompt);
+    if (st == EDGELLM_OK && params->grammar)
+        st = ellm_step_start_grammar(&g->step, params->grammar);
+    /* The text stream has its own copies; the caller's may go now. */
+    g->params.stop_strings = NULL;
+    g->params.n_stop_strings = 0;
+    if (st != EDGELLM_OK) {
+        generation_free(g);
         return st;
     }
+    *out = g;
+    return EDGELLM_OK;
+}
 
-    st = evaluate_prompt(&g, prompt, n_prompt);
-    double t_prefill = ellm_generate_now();
-    res->prefill_seconds = t_prefill - t0;
-    g.step.base = edgellm_context_n_past(ctx);
-    double t_first = 0;
-    if (st == EDGELLM_OK)
-        st = ellm_speculative_wanted(params) ? generate_speculative(&g, t0, &t_first)
-                                             : generate_plain(&g, t0, &t_first);
-    res->n_generated = g.step.n_generated;
-    res->stop_reason = st == EDGELLM_ERR_CANCELLED ? EDGELLM_STOP_CANCELLED : g.step.stop;
+/* Runs one slice: up to n_prompt prompt tokens, then (the prompt done) up to n_tokens tokens. */
+static edgellm_status run_slice(ellm_generation *g, int32_t n_prompt, int32_t n_tokens, bool *ended)
+{
+    if (!g->ended) {
+        edgellm_status st = EDGELLM_OK;
+        ellm_context_begin_call(g->ctx);
+        bool going = g->prompt ? prefill(g, n_prompt, &st) : true;
+        if (going && !g->prompt && n_tokens > 0)
+            going = g->step.spec ? speculative_tokens(g, n_tokens, &st)
+                                 : plain_tokens(g, n_tokens, &st);
+        ellm_context_end_call(g->ctx);
+        g->ended = !going;
+        g->status = st;
+    }
+    *ended = g->ended;
+    return g->status;
+}
+
+edgellm_status ellm_generation_prefill(ellm_generation *g, int32_t n_tokens, bool *ended)
+{
+    return run_slice(g, n_tokens, 0, ended);
+}
+
+int32_t ellm_generation_prompt_left(const ellm_generation *g)
+{
+    return g->prompt ? g->n_prompt - g->prompt_at : 0;
+}
+
+edgellm_status ellm_generation_next(ellm_generation *g, int32_t n_tokens, bool *ended)
+{
+    return run_slice(g, INT32_MAX, n_tokens, ended);
+}
+
+edgellm_status ellm_generation_finish(ellm_generation *g, edgellm_generate_result *out)
+{
+    edgellm_generate_result *res = &g->result;
+    edgellm_status st = g->status;
+    if (!g->ended)
+        g->step.stop = EDGELLM_STOP_CALLBACK;
+    res->n_generated = g->step.n_generated;
+    res->stop_reason = st == EDGELLM_ERR_CANCELLED ? EDGELLM_STOP_CANCELLED : g->step.stop;
     if (st == EDGELLM_OK && res->stop_reason == EDGELLM_STOP_MAX_TOKENS &&
-        edgellm_context_n_past(ctx) == g.step.base + g.step.n_generated - 1)
-        ellm_context_set_pending(ctx, g.pending);
-    res->grammar_seconds += g.step.grammar_seconds;
+        edgellm_context_n_past(g->ctx) == g->step.base + g->step.n_generated - 1)
+        ellm_context_set_pending(g->ctx, g->pending);
+    res->grammar_seconds += g->step.grammar_seconds;
     /* Whatever is still held back is final now (unless a stop string or the callback ended it). */
     if (st == EDGELLM_OK && res->stop_reason != EDGELLM_STOP_STRING &&
         res->stop_reason != EDGELLM_STOP_CALLBACK) {
         const char *text = NULL;
         size_t text_len = 0;
-        st = edgellm_text_stream_finish(g.step.text, &text, &text_len);
-        if (st == EDGELLM_OK && text_len > 0 && params->on_token)
-            params->on_token(params->user_data, -1, text, text_len);
+        st = edgellm_text_stream_finish(g->step.text, &text, &text_len);
+        if (st == EDGELLM_OK && text_len > 0 && g->params.on_token)
+            g->params.on_token(g->params.user_data, -1, text, text_len);
     }
     if (res->n_generated > 0)
-        res->decode_seconds = ellm_generate_now() - t_first;
-    ellm_step_free(&g.step);
-    free(g.batch);
+        res->decode_seconds = ellm_generate_now() - g->t_first;
+    if (out)
+        *out = *res;
+    generation_free(g);
     return st;
 }
 
-edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,
-                                       int32_t n_prompt, const edgellm_generate_params *params,
-                                       edgellm_generate_result *out)
+/* The prompt's tokens as edgellm_generate makes them (*tokens from malloc). */
+static edgellm_status tokenize_prompt(edgellm_context *ctx, const char *prompt,
+                                      const edgellm_generate_params *params, edgellm_token **tokens,
+                                      int32_t *n_tokens)
 {
-    if (!ctx)
-        return generate_tokens(ctx, prompt, n_prompt, params, out);
-    ellm_context_begin_call(ctx);
-    edgellm_status st = generate_tokens(ctx, prompt, n_prompt, params, out);
-    ellm_context_end_call(ctx);
-    return st;
-}
-
-static edgellm_status generate_text(edgellm_context *ctx, const char *prompt,
-                                    const edgellm_generate_params *params,
-                                    edgellm_generate_result *out)
-{
+    *tokens = NULL;
     if (!ctx || !prompt || !params)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "edgellm_generate: need a context, a prompt and parameters");
@@ -307,24 +415,65 @@ static edgellm_status generate_text(edgellm_context *ctx, const char *prompt,
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "the prompt is empty and the model adds no BOS token: nothing to "
                          "continue from");
-    edgellm_token *tokens = malloc((size_t)n * sizeof *tokens);
-    if (!tokens)
+    edgellm_token *ids = malloc((size_t)n * sizeof *ids);
+    if (!ids)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for %d prompt tokens", n);
-    st = edgellm_tokenize(model, prompt, len, flags, tokens, n, &n);
+    st = edgellm_tokenize(model, prompt, len, flags, ids, n, &n);
+    if (st != EDGELLM_OK) {
+        free(ids);
+        return st;
+    }
+    *tokens = ids;
+    *n_tokens = n;
+    return EDGELLM_OK;
+}
+
+edgellm_status ellm_generation_begin_text(edgellm_context *ctx, const char *prompt,
+                                          const edgellm_generate_params *params,
+                                          ellm_generation **out)
+{
+    *out = NULL;
+    edgellm_token *tokens = NULL;
+    int32_t n = 0;
+    edgellm_status st = tokenize_prompt(ctx, prompt, params, &tokens, &n);
     if (st == EDGELLM_OK)
-        st = edgellm_generate_tokens(ctx, tokens, n, params, out);
+        st = ellm_generation_begin(ctx, tokens, n, params, out);
     free(tokens);
     return st;
+}
+
+/* One generation, from text or from tokens, in one slice. Begun here, so that a cancel while the
+ * prompt is tokenized is not dropped. */
+static edgellm_status generate(edgellm_context *ctx, bool from_text, const char *text,
+                               const edgellm_token *prompt, int32_t n_prompt,
+                               const edgellm_generate_params *params, edgellm_generate_result *out)
+{
+    if (ctx)
+        ellm_context_begin_call(ctx);
+    ellm_generation *g = NULL;
+    edgellm_status st = from_text ? ellm_generation_begin_text(ctx, text, params, &g)
+                                  : ellm_generation_begin(ctx, prompt, n_prompt, params, &g);
+    if (st == EDGELLM_OK) {
+        bool ended = false;
+        ellm_generation_next(g, INT32_MAX, &ended);
+        st = ellm_generation_finish(g, out);
+    } else if (out) {
+        memset(out, 0, sizeof *out);
+    }
+    if (ctx)
+        ellm_context_end_call(ctx);
+    return st;
+}
+
+edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,
+                                       int32_t n_prompt, const edgellm_generate_params *params,
+                                       edgellm_generate_result *out)
+{
+    return generate(ctx, false, NULL, prompt, n_prompt, params, out);
 }
 
 edgellm_status edgellm_generate(edgellm_context *ctx, const char *prompt,
                                 const edgellm_generate_params *params, edgellm_generate_result *out)
 {
-    if (!ctx)
-        return generate_text(ctx, prompt, params, out);
-    /* Begun here too, so a cancel while the prompt is tokenized is not dropped. */
-    ellm_context_begin_call(ctx);
-    edgellm_status st = generate_text(ctx, prompt, params, out);
-    ellm_context_end_call(ctx);
-    return st;
+    return generate(ctx, true, prompt, NULL, 0, params, out);
 }

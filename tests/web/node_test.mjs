@@ -527,26 +527,80 @@ await check("callbacks that throw are reported once each and break neither the e
   assert.equal(reports.length, 2, reports.join("\n"));
 });
 
-await check("unload without shared memory (a page not cross-origin isolated) does not wait for the running generation", async () => {
+// ---- stopping a generation without shared memory (session 23) -----------------------------
+
+// An engine as a page that is not cross-origin isolated gets it: no SharedArrayBuffer, so no
+// interrupt flag and the "st" build; the worker sees an interrupt only between its slices.
+async function engineWithoutSharedMemory(model) {
   const shared = globalThis.SharedArrayBuffer;
-  delete globalThis.SharedArrayBuffer; // what such a page lacks: no interrupt flag, the "st" build
+  delete globalThis.SharedArrayBuffer;
   let loading;
   try {
-    loading = createEngine({ model: longContextModel }); // it looks before its first await
+    loading = createEngine({ model }); // it looks before its first await
   } finally {
     globalThis.SharedArrayBuffer = shared; // before Node starts the worker, which needs it
   }
   const engine = await loading;
-  assert.deepEqual([engine.runtimeInfo().variant, engine.runtimeInfo().interruptible], ["st", false]);
+  assert.deepEqual([engine.runtimeInfo().variant, engine.runtimeInfo().interruptible], ["st", true]);
+  return engine;
+}
+// Resolves when the worker posts the running generation's first text.
+function firstText(engine) {
+  return new Promise((resolve) => {
+    const dispatch = engine.dispatch.bind(engine);
+    engine.dispatch = (msg) => {
+      if (msg.type === "delta") resolve();
+      dispatch(msg);
+    };
+  });
+}
+
+await check("without shared memory: a stream left early stops, and the next request gives the right text", async () => {
+  const engine = await engineWithoutSharedMemory(longContextModel);
+  const want = await engine.completions.create({ prompt: "Once upon", temperature: 0, max_tokens: 12 });
   const results = recordResults(engine);
   // To the end of the 2048-token context unless stopped: seconds.
+  const stream = await engine.completions.create({ prompt: "Once", temperature: 0, stream: true });
+  for await (const chunk of stream) { assert.ok(chunk); break; }
+  const next = await settlesWithin(engine.completions.create({ prompt: "Once upon", temperature: 0, max_tokens: 12 }), 60);
+  assert.equal(next.choices[0].text, want.choices[0].text);
+  assert.equal(results.length, 2);
+  assert.equal(results[0].stopReason, 5, "the left stream's generation was interrupted");
+  assert.ok(results[0].completionTokens < 1000, `${results[0].completionTokens} tokens nobody read`);
+  await engine.unload();
+});
+
+await check("without shared memory: interrupt() ends a long completion early with finish_reason abort", async () => {
+  const engine = await engineWithoutSharedMemory(longContextModel);
+  const started = firstText(engine);
+  const completion = engine.completions.create({ prompt: "Once", temperature: 0 });
+  await started;
+  engine.interrupt();
+  const c = await settlesWithin(completion, 60);
+  assert.equal(c.choices[0].finish_reason, "abort");
+  assert.ok(c.usage.completion_tokens < 1000, `${c.usage.completion_tokens} tokens despite the interrupt`);
+  // An interrupt with nothing running is not kept for the next request.
+  engine.interrupt();
+  const after = await engine.completions.create({ prompt: "Once", temperature: 0, max_tokens: 8 });
+  assert.equal(after.choices[0].finish_reason, "length");
+  assert.equal(after.usage.completion_tokens, 8);
+  await engine.unload();
+});
+
+await check("without shared memory: unload during a generation stops it and frees the model, then ends the worker", async () => {
+  const engine = await engineWithoutSharedMemory(longContextModel);
+  const results = recordResults(engine);
   const chunks = (await engine.completions.create({ prompt: "Once", temperature: 0, stream: true }))[Symbol.asyncIterator]();
   assert.equal((await chunks.next()).done, false); // the generation runs
   const queued = engine.completions.create({ prompt: "x", max_tokens: 1 }).then(() => "answered", (e) => e);
-  await settlesWithin(engine.unload(), 30);
-  await rejects(() => chunks.next(), /the engine was unloaded; create a new one/);
+  await settlesWithin(engine.unload(), 60);
+  assert.equal(results.length, 1, "the generation answered: it was stopped, not its worker killed under it");
+  assert.equal(results[0].stopReason, 5);
+  assert.ok(results[0].completionTokens < 1000, `${results[0].completionTokens} tokens before the unload took effect`);
+  let finish = null;
+  for (let r = await chunks.next(); !r.done; r = await chunks.next()) finish = r.value.choices[0].finish_reason ?? finish;
+  assert.equal(finish, "abort");
   assert.match(String(await queued), /the engine was unloaded; create a new one/);
-  assert.deepEqual(results, [], "no generation ran to its end");
   assert.equal(startedWorkers.at(-1).threadId, -1, "the engine's worker has ended");
 });
 

@@ -1,7 +1,9 @@
 /* The WebAssembly entry points behind web/edgellm.mjs: a model loaded from bytes the JavaScript
  * side streamed into wasm memory, completions and chat completions that hand each piece of text
- * to JavaScript as it becomes final, and the logits of a token sequence (for tests). Every
- * failure returns a status whose message edgellm_wasm_last_error gives. */
+ * to JavaScript as it becomes final, and the logits of a token sequence (for tests). A generation
+ * runs in slices (begin, next, finish) so that the worker's event loop, which delivers an
+ * interrupt or an unload, runs between them even where no shared memory carries a flag into a
+ * running call. Every failure returns a status whose message edgellm_wasm_last_error gives. */
 #include <emscripten.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,12 +12,14 @@
 #include "chat/chat.h"
 #include "core/status.h"
 #include "edgellm.h"
+#include "generate/generation.h"
 #include "quant/quant.h"
 
 typedef struct wasm_engine {
     edgellm_model *model;
     edgellm_context *ctx;
     void *bytes; /* the GGUF file, owned: the model points into it */
+    ellm_generation *running;
     edgellm_generate_result last;
 } wasm_engine;
 
@@ -66,6 +70,8 @@ EMSCRIPTEN_KEEPALIVE void edgellm_wasm_close(wasm_engine *e)
 {
     if (!e)
         return;
+    if (e->running)
+        ellm_generation_finish(e->running, NULL);
     edgellm_context_free(e->ctx);
     edgellm_model_free(e->model);
     free(e->bytes);
@@ -134,29 +140,43 @@ static edgellm_generate_params generate_params(double temperature, double top_p,
     return gp;
 }
 
-/* A completion of prompt, as `edgellm run` makes it (BOS as the model wants it). */
-EMSCRIPTEN_KEEPALIVE int edgellm_wasm_complete(wasm_engine *e, const char *prompt,
-                                               double temperature, double top_p, int top_k,
-                                               double min_p, double repeat_penalty, double presence,
-                                               double frequency, double seed, int max_tokens,
-                                               const char *const *stops, int n_stops)
+/* The generation just begun evaluates its prompt: one slice of its own, after which an
+ * interrupt is seen before the first token. */
+static int begun(wasm_engine *e, edgellm_status st)
 {
+    bool ended = false;
+    if (st == EDGELLM_OK)
+        ellm_generation_next(e->running, 0, &ended);
+    return st;
+}
+
+/* Begins a completion of prompt, as `edgellm run` makes it (BOS as the model wants it). */
+EMSCRIPTEN_KEEPALIVE int edgellm_wasm_begin_complete(wasm_engine *e, const char *prompt,
+                                                     double temperature, double top_p, int top_k,
+                                                     double min_p, double repeat_penalty,
+                                                     double presence, double frequency, double seed,
+                                                     int max_tokens, const char *const *stops,
+                                                     int n_stops)
+{
+    if (e->running)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "a generation is already running");
     edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p, repeat_penalty,
                                                  presence, frequency, seed, max_tokens, stops,
                                                  n_stops);
-    return edgellm_generate(e->ctx, prompt, &gp, &e->last);
+    return begun(e, ellm_generation_begin_text(e->ctx, prompt, &gp, &e->running));
 }
 
-/* A chat completion: the messages rendered by the model's chat template, its markup tokenized
- * as control tokens and the messages as plain text (as `serve` does), the family's end-of-turn
- * text added to the stop strings. */
-EMSCRIPTEN_KEEPALIVE int edgellm_wasm_chat(wasm_engine *e, const char *const *roles,
-                                           const char *const *contents, int n_messages,
-                                           double temperature, double top_p, int top_k,
-                                           double min_p, double repeat_penalty, double presence,
-                                           double frequency, double seed, int max_tokens,
-                                           const char *const *stops, int n_stops)
+/* Begins a chat completion: the messages rendered by the model's chat template, its markup
+ * tokenized as control tokens and the messages as plain text (as `serve` does), the family's
+ * end-of-turn text added to the stop strings. */
+EMSCRIPTEN_KEEPALIVE int
+edgellm_wasm_begin_chat(wasm_engine *e, const char *const *roles, const char *const *contents,
+                        int n_messages, double temperature, double top_p, int top_k, double min_p,
+                        double repeat_penalty, double presence, double frequency, double seed,
+                        int max_tokens, const char *const *stops, int n_stops)
 {
+    if (e->running)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "a generation is already running");
     ellm_chat_message *msgs = calloc((size_t)(n_messages > 0 ? n_messages : 1), sizeof *msgs);
     const char *all_stops[64];
     if (!msgs || n_stops > 32)
@@ -189,8 +209,33 @@ EMSCRIPTEN_KEEPALIVE int edgellm_wasm_chat(wasm_engine *e, const char *const *ro
     edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p, repeat_penalty,
                                                  presence, frequency, seed, max_tokens, all_stops,
                                                  n_all);
-    st = edgellm_generate_tokens(e->ctx, tokens, n_tokens, &gp, &e->last);
+    st = ellm_generation_begin(e->ctx, tokens, n_tokens, &gp, &e->running);
     free(tokens);
+    return begun(e, st);
+}
+
+/* Generates for about budget_ms (at least one token) and returns 1 when the generation has
+ * ended, 0 when there is more to come. */
+EMSCRIPTEN_KEEPALIVE int edgellm_wasm_next(wasm_engine *e, double budget_ms)
+{
+    double until = emscripten_get_now() + budget_ms;
+    bool ended = !e->running;
+    while (!ended) {
+        ellm_generation_next(e->running, 1, &ended);
+        if (emscripten_get_now() >= until)
+            break;
+    }
+    return ended;
+}
+
+/* Ends the running generation (stopping it if it has not ended: finish_reason "abort") and
+ * returns its status; edgellm_wasm_last_result then describes it. */
+EMSCRIPTEN_KEEPALIVE int edgellm_wasm_finish(wasm_engine *e)
+{
+    if (!e->running)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "no generation is running");
+    edgellm_status st = ellm_generation_finish(e->running, &e->last);
+    e->running = NULL;
     return st;
 }
 

@@ -7,6 +7,8 @@
 //   hash is refused;
 // - from `edgellm serve`: its page at "/" chats through /v1/chat/completions, and with --web the
 //   page runs the model in the browser (loaded with the file picker), cross-origin isolated.
+// - in a page without shared memory, interrupt() and a stream left early stop a long generation
+//   (the worker generates in slices and reads messages between them).
 // A screenshot of each page goes to OUT_DIR.
 import { strict as assert } from "node:assert";
 import crypto from "node:crypto";
@@ -376,6 +378,45 @@ try {
     assert.equal(r.name, "AbortError", JSON.stringify(r));
     assert.equal(r.isDomException, true);
     assert.ok(r.ms < 1000, `${r.ms} ms`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+  await check("a page without shared memory: interrupt() and a stream left early stop a long generation", async () => {
+    const { page, errors } = await openPage(`${env.PLAIN_URL}/demo/`);
+    // The synthetic model's 2048-token context: a generation left running takes seconds.
+    const r = await page.evaluate(async (base64) => {
+      const { createEngine } = await import("/dist/edgellm.mjs");
+      const engine = await createEngine({ model: Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)) });
+      const results = [];
+      let sawText = null;
+      const dispatch = engine.dispatch.bind(engine);
+      engine.dispatch = (msg) => {
+        if (msg.type === "delta" && sawText) sawText();
+        if (msg.type === "result" && msg.result && "stopReason" in msg.result) results.push(msg.result);
+        dispatch(msg);
+      };
+      const out = { isolated: globalThis.crossOriginIsolated, variant: engine.runtimeInfo().variant };
+      const want = await engine.completions.create({ prompt: "Once upon", temperature: 0, max_tokens: 12 });
+      const started = new Promise((resolve) => { sawText = resolve; });
+      const long = engine.completions.create({ prompt: "Once", temperature: 0 });
+      await started;
+      engine.interrupt();
+      const interrupted = await long;
+      out.interrupted = [interrupted.choices[0].finish_reason, interrupted.usage.completion_tokens];
+      const stream = await engine.completions.create({ prompt: "Once", temperature: 0, stream: true });
+      for await (const chunk of stream) break;
+      const next = await engine.completions.create({ prompt: "Once upon", temperature: 0, max_tokens: 12 });
+      out.sameText = next.choices[0].text === want.choices[0].text;
+      out.left = [results.at(-2).stopReason, results.at(-2).completionTokens];
+      await engine.unload();
+      return out;
+    }, fs.readFileSync(env.LONG_MODEL_FILE).toString("base64"));
+    assert.deepEqual([r.isolated, r.variant], [false, "st"]);
+    assert.equal(r.interrupted[0], "abort");
+    assert.ok(r.interrupted[1] < 1000, `${r.interrupted[1]} tokens despite the interrupt`);
+    assert.equal(r.left[0], 5, "the left stream's generation was interrupted");
+    assert.ok(r.left[1] < 1000, `${r.left[1]} tokens nobody read`);
+    assert.ok(r.sameText, "the next request gives the same text as before");
     assert.deepEqual(errors, []);
     await page.close();
   });
