@@ -512,12 +512,25 @@ static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
     return _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
 }
 
-/* The same scales as int16, in both 128-bit lanes. */
+/* The same scales as int16, sub-block s in word s of both 128-bit lanes. One shuffle of the
+ * block's first 16 bytes puts scales_l's byte s / 2 in both bytes of word s of the low lane and
+ * scales_h in every word of the high lane; one multiply moves each word's field to bits 10-13 (the
+ * low four bits of ls) or 14-15 (its top two), so the two lanes or'ed hold ls << 10, and ls - 32 is
+ * ls ^ 32 read as a six-bit signed number: seven vector operations where the dword route took 12. */
 static inline __m256i iq4_xs_scales(const block_iq4_xs *b)
 {
-    __m256i ls = iq4_xs_scales32(b);
-    __m128i s16 = _mm_packs_epi32(_mm256_castsi256_si128(ls), _mm256_extracti128_si256(ls, 1));
-    return _mm256_broadcastsi128_si256(s16);
+    __m256i head = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b));
+    __m256i fields = _mm256_shuffle_epi8(head, _mm256_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6,
+                                                                7, 7, 7, 7, 2, 3, 2, 3, 2, 3, 2, 3,
+                                                                2, 3, 2, 3, 2, 3, 2, 3));
+    __m256i placed = _mm256_and_si256(
+        _mm256_mullo_epi16(fields, _mm256_setr_epi16(4, 64, 4, 64, 4, 64, 4, 64, 1 << 14, 1 << 12,
+                                                     1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+        _mm256_setr_epi16(0x3C00, 0x3C00, 0x3C00, 0x3C00, 0x3C00, 0x3C00, 0x3C00, 0x3C00,
+                          (short)0xC000, (short)0xC000, (short)0xC000, (short)0xC000, (short)0xC000,
+                          (short)0xC000, (short)0xC000, (short)0xC000));
+    __m256i shifted = _mm256_or_si256(placed, _mm256_permute4x64_epi64(placed, 0x4E));
+    return _mm256_srai_epi16(_mm256_xor_si256(shifted, _mm256_set1_epi16((short)0x8000)), 10);
 }
 
 /* 16 activations at lo in the low 128-bit lane and 16 at hi in the high lane. */
@@ -602,22 +615,46 @@ iq4_xs_isum_vnni(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
     return _mm256_sub_epi32(scaled, _mm256_slli_epi32(offset, 7));
 }
 
+/* The activation scales of count (at most 8) consecutive magnitude blocks, zero beyond. */
+ALWAYS_INLINE __m256 iq4_xs_act_scales(const block_q8_K_mag *a, int count)
+{
+    return _mm256_castsi256_ps(kquant_block_words((const uint8_t *)&a->d, sizeof *a, count));
+}
+
+/* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks against magnitude
+ * activation blocks (their bytes prefetched together); a block at or past count is +0. */
+ALWAYS_INLINE __m256i iq4_xs_pair_sums(const block_iq4_xs *w, const block_q8_K_mag *a, int p,
+                                       __m256i table, int count)
+{
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    if (2 * p < count) {
+        ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
+        isum[0] = iq4_xs_isum(&w[2 * p], &a[2 * p], true, table);
+        if (2 * p + 1 < count)
+            isum[1] = iq4_xs_isum(&w[2 * p + 1], &a[2 * p + 1], true, table);
+    }
+    return _mm256_hadd_epi32(isum[0], isum[1]);
+}
+
+/* The terms of count (at most 8) IQ4_XS super-blocks against magnitude activation blocks (lane b:
+ * block b, +0 past count), given the blocks' activation scales; the four pairs written out, as
+ * q3_K_group_terms's are (a loop over the blocks stayed rolled where the count is not a
+ * constant). */
+ALWAYS_INLINE __m256 iq4_xs_group_terms(const block_iq4_xs *w, const block_q8_K_mag *a,
+                                        __m256 act_scales, __m256i table, int count)
+{
+    __m256i pairs[4] = {
+        iq4_xs_pair_sums(w, a, 0, table, count), iq4_xs_pair_sums(w, a, 1, table, count),
+        iq4_xs_pair_sums(w, a, 2, table, count), iq4_xs_pair_sums(w, a, 3, table, count)};
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
+    return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
+}
+
 /* sum plus the terms of eight IQ4_XS super-blocks against magnitude activation blocks. */
 ALWAYS_INLINE float iq4_xs_group(float sum, const block_iq4_xs *w, const block_q8_K_mag *a,
                                  __m256i table)
 {
-    __m256i pairs[4], even = _mm256_setzero_si256();
-    for (int b = 0; b < 8; b++) {
-        ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-        __m256i isum = iq4_xs_isum(&w[b], &a[b], true, table);
-        if (b % 2 == 0)
-            even = isum;
-        else
-            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
-    }
-    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, 8);
-    __m256 ad = _mm256_castsi256_ps(kquant_block_words((const uint8_t *)&a[0].d, sizeof *a, 8));
-    return add_lanes_in_order(sum, kquant_terms(lane_totals_of_pairs(pairs), d, ad));
+    return add_lanes_in_order(sum, iq4_xs_group_terms(w, a, iq4_xs_act_scales(a, 8), table, 8));
 }
 
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
@@ -673,7 +710,33 @@ void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const 
     iq4_xs_mag_row(n, out, row, x);
 }
 
-ELLM_DOT_ROWS_OF(ellm_vec_dot_iq4_xs_mag_rows_avx2, iq4_xs_mag_row)
+/* Eight rows a group of eight super-blocks at a time, the last group of a row partial where its
+ * blocks run out (tinyllama's FFN down rows: two groups and six blocks): the group's activation
+ * scales are gathered once for the eight rows, and their terms added eight rows an addition in
+ * block order (add_rows_lanes_in_order), each row's as its single-row kernel adds them. */
+void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                       const void *x)
+{
+    _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
+    const block_q8_K_mag *a = x;
+    const __m256i table = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl));
+    int64_t nb = n / QK_K;
+    __m256 sums = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 8) {
+        int count = nb - i < 8 ? (int)(nb - i) : 8;
+        __m256 act_scales = iq4_xs_act_scales(a + i, count), terms[ELLM_DOT_ROWS];
+        for (int r = 0; r < ELLM_DOT_ROWS; r++) {
+            const block_iq4_xs *w = (const block_iq4_xs *)((const uint8_t *)rows +
+                                                           (size_t)r * row_bytes) +
+                                    i;
+            terms[r] = count == 8 ? iq4_xs_group_terms(w, a + i, act_scales, table, 8)
+                                  : iq4_xs_group_terms(w, a + i, act_scales, table, count);
+        }
+        sums = add_rows_lanes_in_order(sums, terms);
+    }
+    _mm256_storeu_ps(out, sums);
+}
 
 __attribute__((target("avxvnni"))) void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out,
                                                                      const void *row, const void *x)
