@@ -3,7 +3,7 @@
  * Software prefetch in the AVX2 decode kernels: on the AMD EPYC of session 6 ellm_prefetch_stream
  * (L2 and L1) cost more than it saved (one thread: Q8_0 66 -> 87 % of a streaming read, Q4_K 57 ->
  * 68 %, Q6_K 61 -> 67 % without it); on the Xeon of session 9 the Q4_0/Q8_0 decode kernels
- * (dot_ext) gain from ellm_prefetch_ahead, L1 only, 2 KB ahead (Q4_0 0.55-0.62 -> 0.83-0.90 of a
+ * (their extended-row kernels) gain from ellm_prefetch_ahead, L1 only, 2 KB ahead (Q4_0 0.55-0.62 -> 0.83-0.90 of a
  * read, Q8_0 0.79-0.89 -> 0.96-1.02; build/gemv_micro --kernels avx2 --hugepages 1). */
 #include "quant/kernels.h"
 
@@ -235,25 +235,6 @@ ALWAYS_INLINE __m256 ext_group_step(ellm_type type, const void *row, const int8_
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(totals), acc);
 }
 
-ALWAYS_INLINE void dot_ext(ellm_type type, int64_t n, float *out, const void *row, const void *x)
-{
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    const int8_t *a = x;
-    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
-    const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
-    int64_t nb = n / QK8_0, i = 0;
-    __m256 acc = _mm256_setzero_ps();
-    size_t block_bytes = type == ELLM_TYPE_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
-    for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS) {
-        ellm_prefetch_ahead((const uint8_t *)row + (size_t)i * block_bytes,
-                            (int)(GROUP_BLOCKS * block_bytes));
-        acc = ext_group_step(type, row, a, da, block_sums, i, GROUP_BLOCKS, acc);
-    }
-    if (i < nb)
-        acc = ext_group_step(type, row, a, da, block_sums, i, (int)(nb - i), acc);
-    *out = hsum256(acc);
-}
-
 /* The half scales of a whole group of eight Q4_0 blocks as floats in the paired order
  * (ellm_q8_0_paired_slot). A pair of 18-byte blocks is 36 bytes, so the 32-byte load at 32j finds
  * block 2j's scale in the low word of dword j and block 2j + 1's in the high word of dword j + 4:
@@ -302,44 +283,63 @@ ALWAYS_INLINE __m256 q4_0_paired_group_step(const block_q4_0 *w, const int8_t *a
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(totals), acc);
 }
 
-/* One Q4_0 row against the paired row: whole groups in the paired order, then the accumulator's
- * lanes back in block order (lane k: blocks i with i % 8 == k) for the blocks after them, which
- * the row stores as the extended row does, and for dot_ext's final sum. */
-ALWAYS_INLINE float q4_0_paired_row(int64_t n, const block_q4_0 *w, const uint8_t *x,
-                                    ellm_q8_0_ext_layout L)
+/* One row against its decode row x of layout L: Q8_0 on the extended row, Q4_0 on the paired row,
+ * whose whole groups come out in the paired order; the accumulator's lanes are then put back in
+ * block order (lane k: blocks i with i % 8 == k) for the blocks after them, which the paired row
+ * stores as the extended row does, and for the final sum. */
+ALWAYS_INLINE float ext_row(ellm_type type, int64_t n, const void *row, const uint8_t *x,
+                            ellm_q8_0_ext_layout L)
 {
     const int8_t *a = (const int8_t *)x;
     const float *da = (const float *)(x + L.scales_offset);
     const int32_t *block_sums = (const int32_t *)(x + L.block_sums_offset);
+    size_t block_bytes = type == ELLM_TYPE_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
     int64_t nb = n / QK8_0, i = 0;
     __m256 acc = _mm256_setzero_ps();
     for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS) {
-        ellm_prefetch_ahead(w + i, (int)(GROUP_BLOCKS * sizeof *w));
-        acc = q4_0_paired_group_step(w + i, a + i * QK8_0, da + i, block_sums + i, acc);
+        ellm_prefetch_ahead((const uint8_t *)row + (size_t)i * block_bytes,
+                            (int)(GROUP_BLOCKS * block_bytes));
+        acc = type == ELLM_TYPE_Q4_0
+                  ? q4_0_paired_group_step((const block_q4_0 *)row + i, a + i * QK8_0, da + i,
+                                           block_sums + i, acc)
+                  : ext_group_step(type, row, a, da, block_sums, i, GROUP_BLOCKS, acc);
     }
-    acc = _mm256_permutevar8x32_ps(acc, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    if (type == ELLM_TYPE_Q4_0)
+        acc = _mm256_permutevar8x32_ps(acc, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     if (i < nb)
-        acc = ext_group_step(ELLM_TYPE_Q4_0, w, a, da, block_sums, i, (int)(nb - i), acc);
+        acc = ext_group_step(type, row, a, da, block_sums, i, (int)(nb - i), acc);
     return hsum256(acc);
+}
+
+/* ELLM_DOT_ROWS rows of ext_row, the layout found once. */
+ALWAYS_INLINE void ext_rows(ellm_type type, int64_t n, float *out, const void *rows,
+                            size_t row_bytes, const void *x)
+{
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    for (int r = 0; r < ELLM_DOT_ROWS; r++)
+        out[r] = ext_row(type, n, (const uint8_t *)rows + r * row_bytes, x, L);
+}
+
+void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    *out = ext_row(ELLM_TYPE_Q8_0, n, row, x, ellm_q8_0_ext_layout_for(n));
+}
+
+void ellm_vec_dot_q8_0_ext_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                     const void *x)
+{
+    ext_rows(ELLM_TYPE_Q8_0, n, out, rows, row_bytes, x);
 }
 
 void ellm_vec_dot_q4_0_paired_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    *out = q4_0_paired_row(n, row, x, ellm_q8_0_ext_layout_for(n));
+    *out = ext_row(ELLM_TYPE_Q4_0, n, row, x, ellm_q8_0_ext_layout_for(n));
 }
 
 void ellm_vec_dot_q4_0_paired_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
                                         const void *x)
 {
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    for (int r = 0; r < ELLM_DOT_ROWS; r++)
-        out[r] = q4_0_paired_row(n, (const block_q4_0 *)((const uint8_t *)rows + r * row_bytes), x,
-                                 L);
-}
-
-void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
-{
-    dot_ext(ELLM_TYPE_Q8_0, n, out, row, x);
+    ext_rows(ELLM_TYPE_Q4_0, n, out, rows, row_bytes, x);
 }
 
 /* (int8_t)roundf(v) of eight floats, as int32 lanes holding the result's byte (0..255): roundf
