@@ -132,15 +132,18 @@ static void q8_K_halves_block(const block_q8_K *b, void *dst)
     }
 }
 
+/* The index moves whole runs of 16 values, so they are copied 16 at a time and the magnitudes
+ * taken over the rearranged values in one run, which the compiler vectorizes: value by value
+ * through the index it cost 18 instructions a value, 1 % of an IQ4_XS file's decoded token. */
 static void q8_K_mag_block(const block_q8_K *b, void *dst)
 {
+    enum { RUN = 16 };
     block_q8_K_mag *out = dst;
     out->d = b->d;
-    for (int j = 0; j < QK_K; j++) {
-        int at = ellm_act_mag_index(j);
-        out->qs[at] = b->qs[j];
-        out->mag[at] = (uint8_t)(b->qs[j] < 0 ? -b->qs[j] : b->qs[j]);
-    }
+    for (int j = 0; j < QK_K; j += RUN)
+        memcpy(out->qs + ellm_act_mag_index(j), b->qs + j, RUN);
+    for (int j = 0; j < QK_K; j++)
+        out->mag[j] = (uint8_t)(out->qs[j] < 0 ? -out->qs[j] : out->qs[j]);
 }
 
 static void quantize_q8_K_pairs(const float *x, void *dst, int64_t n)

@@ -497,6 +497,31 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t 
     q3_K_rows(true, n, out, rows, row_bytes, x);
 }
 
+/* The vectors the IQ4_XS kernels use for every block, formed once a call: the levels (as
+ * unsigned level + 128 for the VNNI kernel), the nibble mask, the bit iq4_xs_scales flips, and
+ * the picks of two sub-blocks' scales (lane_pair_pick). The empty asm hides their values from GCC,
+ * which otherwise formed the picks and masks again from immediates inside the group loops (five
+ * instructions a pick, three a mask; the eight-row kernel ran 4 % more instructions). */
+typedef struct iq4_xs_consts {
+    __m256i table, low4, flip, pick[4];
+} iq4_xs_consts;
+
+ALWAYS_INLINE iq4_xs_consts iq4_xs_consts_pinned(bool vnni)
+{
+    __m128i levels = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
+    if (vnni)
+        levels = _mm_xor_si128(levels, _mm_set1_epi8((char)0x80)); /* level + 128 */
+    iq4_xs_consts c = {
+        _mm256_broadcastsi128_si256(levels),
+        _mm256_set1_epi8(15),
+        _mm256_set1_epi16((short)0x8000),
+        {lane_pair_pick(0), lane_pair_pick(1), lane_pair_pick(2), lane_pair_pick(3)}};
+    __asm__(""
+            : "+x"(c.table), "+x"(c.low4), "+x"(c.flip), "+x"(c.pick[0]), "+x"(c.pick[1]),
+              "+x"(c.pick[2]), "+x"(c.pick[3]));
+    return c;
+}
+
 /* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
 static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
 {
@@ -517,7 +542,7 @@ static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
  * scales_h in every word of the high lane; one multiply moves each word's field to bits 10-13 (the
  * low four bits of ls) or 14-15 (its top two), so the two lanes or'ed hold ls << 10, and ls - 32 is
  * ls ^ 32 read as a six-bit signed number: seven vector operations where the dword route took 12. */
-static inline __m256i iq4_xs_scales(const block_iq4_xs *b)
+ALWAYS_INLINE __m256i iq4_xs_scales(const block_iq4_xs *b, const iq4_xs_consts *c)
 {
     __m256i head = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b));
     __m256i fields = _mm256_shuffle_epi8(head, _mm256_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6,
@@ -530,7 +555,7 @@ static inline __m256i iq4_xs_scales(const block_iq4_xs *b)
                           (short)0xC000, (short)0xC000, (short)0xC000, (short)0xC000, (short)0xC000,
                           (short)0xC000, (short)0xC000, (short)0xC000));
     __m256i shifted = _mm256_or_si256(placed, _mm256_permute4x64_epi64(placed, 0x4E));
-    return _mm256_srai_epi16(_mm256_xor_si256(shifted, _mm256_set1_epi16((short)0x8000)), 10);
+    return _mm256_srai_epi16(_mm256_xor_si256(shifted, c->flip), 10);
 }
 
 /* 16 activations at lo in the low 128-bit lane and 16 at hi in the high lane. */
@@ -544,10 +569,11 @@ static inline __m256i load_halves(const int8_t *lo, const int8_t *hi)
  * (block_q8_K), or with mag a magnitude block (block_q8_K_mag), whose values are stored in the
  * order a step meets them and whose magnitudes are made once per token instead of in every row
  * (per 64 values two sign operations and two 128-bit inserts fewer). */
-ALWAYS_INLINE __m256i iq4_xs_isum(const block_iq4_xs *w, const void *x, bool mag, __m256i table)
+ALWAYS_INLINE __m256i iq4_xs_isum(const block_iq4_xs *w, const void *x, bool mag,
+                                  const iq4_xs_consts *c)
 {
-    const __m256i m15 = _mm256_set1_epi8(15);
-    __m256i scales = iq4_xs_scales(w);
+    const __m256i table = c->table, m15 = c->low4;
+    __m256i scales = iq4_xs_scales(w, c);
     __m256i acc = _mm256_setzero_si256();
     for (int k = 0; k < 4; k++) {
         __m256i packed = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
@@ -573,7 +599,7 @@ ALWAYS_INLINE __m256i iq4_xs_isum(const block_iq4_xs *w, const void *x, bool mag
         }
         __m256i plo = _mm256_maddubs_epi16(ulo, _mm256_sign_epi8(wlo, alo));
         __m256i phi = _mm256_maddubs_epi16(uhi, _mm256_sign_epi8(whi, ahi));
-        __m256i sc = _mm256_shuffle_epi8(scales, lane_pair_pick(k));
+        __m256i sc = _mm256_shuffle_epi8(scales, c->pick[k]);
         acc = _mm256_add_epi32(
             acc, _mm256_add_epi32(_mm256_madd_epi16(plo, sc), _mm256_madd_epi16(phi, sc)));
     }
@@ -624,14 +650,14 @@ ALWAYS_INLINE __m256 iq4_xs_act_scales(const block_q8_K_mag *a, int count)
 /* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks against magnitude
  * activation blocks (their bytes prefetched together); a block at or past count is +0. */
 ALWAYS_INLINE __m256i iq4_xs_pair_sums(const block_iq4_xs *w, const block_q8_K_mag *a, int p,
-                                       __m256i table, int count)
+                                       const iq4_xs_consts *c, int count)
 {
     __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     if (2 * p < count) {
         ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
-        isum[0] = iq4_xs_isum(&w[2 * p], &a[2 * p], true, table);
+        isum[0] = iq4_xs_isum(&w[2 * p], &a[2 * p], true, c);
         if (2 * p + 1 < count)
-            isum[1] = iq4_xs_isum(&w[2 * p + 1], &a[2 * p + 1], true, table);
+            isum[1] = iq4_xs_isum(&w[2 * p + 1], &a[2 * p + 1], true, c);
     }
     return _mm256_hadd_epi32(isum[0], isum[1]);
 }
@@ -641,20 +667,19 @@ ALWAYS_INLINE __m256i iq4_xs_pair_sums(const block_iq4_xs *w, const block_q8_K_m
  * q3_K_group_terms's are (a loop over the blocks stayed rolled where the count is not a
  * constant). */
 ALWAYS_INLINE __m256 iq4_xs_group_terms(const block_iq4_xs *w, const block_q8_K_mag *a,
-                                        __m256 act_scales, __m256i table, int count)
+                                        __m256 act_scales, const iq4_xs_consts *c, int count)
 {
-    __m256i pairs[4] = {
-        iq4_xs_pair_sums(w, a, 0, table, count), iq4_xs_pair_sums(w, a, 1, table, count),
-        iq4_xs_pair_sums(w, a, 2, table, count), iq4_xs_pair_sums(w, a, 3, table, count)};
+    __m256i pairs[4] = {iq4_xs_pair_sums(w, a, 0, c, count), iq4_xs_pair_sums(w, a, 1, c, count),
+                        iq4_xs_pair_sums(w, a, 2, c, count), iq4_xs_pair_sums(w, a, 3, c, count)};
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
     return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }
 
 /* sum plus the terms of eight IQ4_XS super-blocks against magnitude activation blocks. */
 ALWAYS_INLINE float iq4_xs_group(float sum, const block_iq4_xs *w, const block_q8_K_mag *a,
-                                 __m256i table)
+                                 const iq4_xs_consts *c)
 {
-    return add_lanes_in_order(sum, iq4_xs_group_terms(w, a, iq4_xs_act_scales(a, 8), table, 8));
+    return add_lanes_in_order(sum, iq4_xs_group_terms(w, a, iq4_xs_act_scales(a, 8), c, 8));
 }
 
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
@@ -666,15 +691,12 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
     const block_iq4_xs *w = row;
     const block_q8_K *a = x;
     const block_q8_K_mag *am = x;
-    __m128i levels = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
-    if (vnni)
-        levels = _mm_xor_si128(levels, _mm_set1_epi8((char)0x80)); /* level + 128 */
-    const __m256i table = _mm256_broadcastsi128_si256(levels);
+    const iq4_xs_consts c = iq4_xs_consts_pinned(vnni);
     int64_t nb = n / QK_K;
     if (mag && nb % 8 == 0) { /* whole groups only (kq_dot_row in kernels_kquants_avx2.c) */
         float total = 0;
         for (int64_t i = 0; i < nb; i += 8)
-            total = iq4_xs_group(total, w + i, am + i, table);
+            total = iq4_xs_group(total, w + i, am + i, &c);
         *out = total;
         return;
     }
@@ -684,11 +706,11 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
         ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
         const void *x0 = mag ? (const void *)&am[i] : &a[i];
         const void *x1 = mag ? (const void *)&am[last] : &a[last];
-        __m256i s0 = vnni ? iq4_xs_isum_vnni(&w[i], &a[i], table)
-                          : iq4_xs_isum(&w[i], x0, mag, table);
+        __m256i s0 = vnni ? iq4_xs_isum_vnni(&w[i], &a[i], c.table)
+                          : iq4_xs_isum(&w[i], x0, mag, &c);
         __m256i s1 = last == i ? s0
-                     : vnni    ? iq4_xs_isum_vnni(&w[last], &a[last], table)
-                               : iq4_xs_isum(&w[last], x1, mag, table);
+                     : vnni    ? iq4_xs_isum_vnni(&w[last], &a[last], c.table)
+                               : iq4_xs_isum(&w[last], x1, mag, &c);
         sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d),
                                 mag ? am[i].d : a[i].d, mag ? am[last].d : a[last].d, last > i);
     }
@@ -719,8 +741,7 @@ void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, 
 {
     _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
     const block_q8_K_mag *a = x;
-    const __m256i table = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl));
+    const iq4_xs_consts c = iq4_xs_consts_pinned(false);
     int64_t nb = n / QK_K;
     __m256 sums = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i += 8) {
@@ -730,8 +751,8 @@ void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, 
             const block_iq4_xs *w = (const block_iq4_xs *)((const uint8_t *)rows +
                                                            (size_t)r * row_bytes) +
                                     i;
-            terms[r] = count == 8 ? iq4_xs_group_terms(w, a + i, act_scales, table, 8)
-                                  : iq4_xs_group_terms(w, a + i, act_scales, table, count);
+            terms[r] = count == 8 ? iq4_xs_group_terms(w, a + i, act_scales, &c, 8)
+                                  : iq4_xs_group_terms(w, a + i, act_scales, &c, count);
         }
         sums = add_rows_lanes_in_order(sums, terms);
     }
