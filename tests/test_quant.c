@@ -1014,6 +1014,55 @@ static void test_every_kernel_set(void)
     CHECK(!strcmp(ellm_kernel_set_name(), sets[0]));
 }
 
+/* The Q4_0 multi-row decode kernels at the extremes of their 16-bit sums: every nibble 15 against
+ * activations all 127 or all -127 (the AVX2 rows add 16 products of a nibble and an activation in
+ * a 16-bit lane, at most 30 480), and nibbles 0 and 15 alternating. Integer products times scales
+ * of 1, so every order of addition gives the scalar kernel's exact sum. */
+static void test_q4_0_rows_extremes(void)
+{
+    enum { N = 512, ROWS = ELLM_DOT_ROWS };
+    static block_q4_0 w[ROWS][N / QK4_0];
+    static float x[N];
+    static uint8_t plain[N * 2], act[N * 3];
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8), checked = 0;
+    for (int r = 0; r < ROWS; r++)
+        for (int b = 0; b < N / QK4_0; b++) {
+            w[r][b].d = 0x3C00; /* 1.0 */
+            memset(w[r][b].qs, r % 2 ? 0xFF : (b % 2 ? 0xF0 : 0x0F), sizeof w[r][b].qs);
+        }
+    for (int sign = -1; sign <= 1; sign += 2) {
+        for (int i = 0; i < N; i++)
+            x[i] = 127.0f * (float)sign;
+        for (int set = 0; set < n_sets; set++) {
+            CHECK(ellm_quant_use_kernel_set("scalar"));
+            ellm_vec_dot_fn scalar = ellm_kernels_for(ELLM_TYPE_Q4_0)->vec_dot;
+            CHECK(ellm_quant_use_kernel_set(sets[set]));
+            const ellm_type_kernels *k = ellm_kernels_for(ELLM_TYPE_Q4_0);
+            if (!k->vec_dot_rows)
+                continue;
+            ellm_act_layout layout = k->vec_dot_ext ? k->ext_layout : ELLM_ACT_PLAIN;
+            ellm_quantize_act(ELLM_ACT_PLAIN, ELLM_TYPE_Q8_0, x, plain, N);
+            ellm_quantize_act(layout, ELLM_TYPE_Q8_0, x, act, N);
+            float got[ROWS];
+            k->vec_dot_rows(N, got, w, sizeof w[0], act);
+            for (int r = 0; r < ROWS; r++) {
+                float want;
+                scalar(N, &want, w[r], plain);
+                CHECK_MSG(got[r] == want,
+                          "%s Q4_0 rows at the extremes, sign %d row %d: %.9g, "
+                          "scalar %.9g",
+                          sets[set], sign, r, got[r], want);
+                checked++;
+            }
+        }
+    }
+    ellm_quant_use_kernel_set(NULL);
+#if defined(ELLM_HAVE_AVX2_KERNELS)
+    CHECK_MSG(checked > 0, "no kernel set of this x86 build has Q4_0 multi-row kernels");
+#endif
+}
+
 /* Every set's multi-row decode kernels (vec_dot_rows) give, for each of their rows, exactly what
  * the set's single-row decode kernel gives and exactly what the scalar kernel gives: rows of
  * fewer blocks than one step of eight, of whole steps and of steps plus a tail, short rows and long
@@ -1636,6 +1685,7 @@ int main(void)
     test_gemm_f16_tiles();
     test_every_kernel_set();
     test_multi_row_kernels();
+    test_q4_0_rows_extremes();
 #if defined(__wasm__)
     test_kernels_at_end_of_memory();
 #endif

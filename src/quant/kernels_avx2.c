@@ -257,26 +257,27 @@ ALWAYS_INLINE __m256 q4_0_paired_group_scales(const block_q4_0 *w)
 
 /* A whole group of Q4_0 against the paired extended row (ELLM_ACT_Q8_0_PAIRED): blocks 2p and
  * 2p + 1 are one vector, their 16 bytes of nibbles in its two halves, whose low nibbles meet values
- * 0-15 of both blocks and high nibbles values 16-31. The two products' 16-bit pair sums are added
- * before the one widening vpmaddwd (four products of a nibble and an activation, at most 4 x 15 x
- * 128), and three rounds of pair additions leave the eight blocks' sums in the paired order that
- * the row's scales and sums share. Lane by lane the float work is ext_group_step's. */
+ * 0-15 of both blocks and high nibbles values 16-31. The products' 16-bit pair sums stay 16-bit
+ * through an addition and two rounds of pair additions (a word then sums 16 products of a nibble
+ * and an activation, at most 16 x 15 x 128 = 30 720), which leave the eight blocks' sums in the
+ * paired order that the row's scales and sums share, and one vpmaddwd widens them. Lane by lane
+ * the float work is ext_group_step's. */
 ALWAYS_INLINE __m256 q4_0_paired_group_step(const block_q4_0 *w, const int8_t *a, const float *da,
                                             const int32_t *block_sums, __m256 acc)
 {
-    const __m256i m15 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    __m256i pair_sums[GROUP_BLOCKS / 2];
+    const __m256i m15 = _mm256_set1_epi8(0x0F);
+    __m256i words[GROUP_BLOCKS / 2];
     for (int p = 0; p < GROUP_BLOCKS / 2; p++) {
         __m256i packed = _mm256_loadu2_m128i((const __m128i *)w[2 * p + 1].qs,
                                              (const __m128i *)w[2 * p].qs);
         __m256i low = _mm256_and_si256(packed, m15);
         __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m15);
-        __m256i words = _mm256_add_epi16(_mm256_maddubs_epi16(low, load_i8_32(a + 64 * p)),
-                                         _mm256_maddubs_epi16(high, load_i8_32(a + 64 * p + 32)));
-        pair_sums[p] = _mm256_madd_epi16(words, ones);
+        words[p] = _mm256_add_epi16(_mm256_maddubs_epi16(low, load_i8_32(a + 64 * p)),
+                                    _mm256_maddubs_epi16(high, load_i8_32(a + 64 * p + 32)));
     }
-    __m256i totals = _mm256_hadd_epi32(_mm256_hadd_epi32(pair_sums[0], pair_sums[1]),
-                                       _mm256_hadd_epi32(pair_sums[2], pair_sums[3]));
+    __m256i totals = _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(words[0], words[1]),
+                                                         _mm256_hadd_epi16(words[2], words[3])),
+                                       _mm256_set1_epi16(1));
     totals = _mm256_sub_epi32(
         totals, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)block_sums), 3));
     __m256 d = _mm256_mul_ps(q4_0_paired_group_scales(w), _mm256_loadu_ps(da));
