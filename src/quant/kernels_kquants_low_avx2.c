@@ -497,22 +497,24 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t 
     q3_K_rows(true, n, out, rows, row_bytes, x);
 }
 
-/* The vectors the IQ4_XS kernels use for every block, formed once a call: the levels (as
- * unsigned level + 128 for the VNNI kernel), the nibble mask, the bit iq4_xs_scales flips, and
- * the picks of two sub-blocks' scales (lane_pair_pick). The empty asm hides their values from GCC,
- * which otherwise formed the picks and masks again from immediates inside the group loops (five
- * instructions a pick, three a mask; the eight-row kernel ran 4 % more instructions). */
+/* The vectors the plain AVX2 IQ4_XS kernels use for every block, formed once a call: the levels,
+ * the nibble mask, the bit iq4_xs_scales flips, and the picks of two sub-blocks' scales
+ * (lane_pair_pick). The empty asm hides their values from GCC, which otherwise formed the picks
+ * and masks again from immediates inside the group loops (five instructions a pick, three a mask;
+ * the eight-row kernel ran 4 % more instructions). */
 typedef struct iq4_xs_consts {
     __m256i table, low4, flip, pick[4];
 } iq4_xs_consts;
 
-ALWAYS_INLINE iq4_xs_consts iq4_xs_consts_pinned(bool vnni)
+static inline __m256i iq4_xs_levels(void)
 {
-    __m128i levels = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
-    if (vnni)
-        levels = _mm_xor_si128(levels, _mm_set1_epi8((char)0x80)); /* level + 128 */
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl));
+}
+
+ALWAYS_INLINE iq4_xs_consts iq4_xs_consts_pinned(void)
+{
     iq4_xs_consts c = {
-        _mm256_broadcastsi128_si256(levels),
+        iq4_xs_levels(),
         _mm256_set1_epi8(15),
         _mm256_set1_epi16((short)0x8000),
         {lane_pair_pick(0), lane_pair_pick(1), lane_pair_pick(2), lane_pair_pick(3)}};
@@ -691,7 +693,11 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
     const block_iq4_xs *w = row;
     const block_q8_K *a = x;
     const block_q8_K_mag *am = x;
-    const iq4_xs_consts c = iq4_xs_consts_pinned(vnni);
+    iq4_xs_consts c = {.table = iq4_xs_levels()};
+    if (vnni) /* its sums take the levels as level + 128, and none of the other vectors */
+        c.table = _mm256_xor_si256(c.table, _mm256_set1_epi8((char)0x80));
+    else
+        c = iq4_xs_consts_pinned();
     int64_t nb = n / QK_K;
     if (mag && nb % 8 == 0) { /* whole groups only (kq_dot_row in kernels_kquants_avx2.c) */
         float total = 0;
@@ -741,7 +747,7 @@ void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, 
 {
     _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
     const block_q8_K_mag *a = x;
-    const iq4_xs_consts c = iq4_xs_consts_pinned(false);
+    const iq4_xs_consts c = iq4_xs_consts_pinned();
     int64_t nb = n / QK_K;
     __m256 sums = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i += 8) {
