@@ -3,8 +3,9 @@
  * Software prefetch in the AVX2 decode kernels: on the AMD EPYC of session 6 ellm_prefetch_stream
  * (L2 and L1) cost more than it saved (one thread: Q8_0 66 -> 87 % of a streaming read, Q4_K 57 ->
  * 68 %, Q6_K 61 -> 67 % without it); on the Xeon of session 9 the Q4_0/Q8_0 decode kernels
- * (their extended-row kernels) gain from ellm_prefetch_ahead, L1 only, 2 KB ahead (Q4_0 0.55-0.62 -> 0.83-0.90 of a
- * read, Q8_0 0.79-0.89 -> 0.96-1.02; build/gemv_micro --kernels avx2 --hugepages 1). */
+ * (the extended-row ones) gain from ellm_prefetch_ahead, L1 only, 2 KB ahead (Q4_0 0.55-0.62 ->
+ * 0.83-0.90 of a read, Q8_0 0.79-0.89 -> 0.96-1.02; build/gemv_micro --kernels avx2
+ * --hugepages 1). */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)

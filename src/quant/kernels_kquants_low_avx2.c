@@ -542,8 +542,9 @@ static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
 /* The same scales as int16, sub-block s in word s of both 128-bit lanes. One shuffle of the
  * block's first 16 bytes puts scales_l's byte s / 2 in both bytes of word s of the low lane and
  * scales_h in every word of the high lane; one multiply moves each word's field to bits 10-13 (the
- * low four bits of ls) or 14-15 (its top two), so the two lanes or'ed hold ls << 10, and ls - 32 is
- * ls ^ 32 read as a six-bit signed number: seven vector operations where the dword route took 12. */
+ * low four bits of ls) or 14-15 (its top two), so the two lanes or'ed hold ls << 10, and ls - 32
+ * is ls ^ 32 read as a six-bit signed number: seven vector operations where the dword route took
+ * 12. */
 ALWAYS_INLINE __m256i iq4_xs_scales(const block_iq4_xs *b, const iq4_xs_consts *c)
 {
     __m256i head = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b));
