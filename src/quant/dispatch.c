@@ -161,6 +161,7 @@ static void avx2vnni_fill(void)
     avx2vnni_set.types[ELLM_TYPE_Q3_K].vec_dot_rows = ellm_vec_dot_q3_K_rows_avx2vnni;
     avx2vnni_set.types[ELLM_TYPE_IQ4_XS] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_iq4_xs_avx2vnni, "avx2vnni", ellm_gemm_iq4_xs_avx2, "avx2");
+    avx2vnni_set.types[ELLM_TYPE_IQ4_XS].vec_dot_rows = ellm_vec_dot_iq4_xs_rows_avx2vnni;
 }
 
 static void avx2vnni_prepare(void)

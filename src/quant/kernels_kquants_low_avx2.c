@@ -524,6 +524,16 @@ ALWAYS_INLINE iq4_xs_consts iq4_xs_consts_pinned(void)
     return c;
 }
 
+/* The VNNI sums take the levels as level + 128 and none of the other vectors (pinned for them, the
+ * seven cost the VNNI single-row kernel 4 % in L2). */
+ALWAYS_INLINE iq4_xs_consts iq4_xs_consts_for(bool vnni)
+{
+    if (!vnni)
+        return iq4_xs_consts_pinned();
+    iq4_xs_consts c = {.table = _mm256_xor_si256(iq4_xs_levels(), _mm256_set1_epi8((char)0x80))};
+    return c;
+}
+
 /* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
 static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
 {
@@ -650,30 +660,40 @@ ALWAYS_INLINE __m256 iq4_xs_act_scales(const block_q8_K_mag *a, int count)
     return _mm256_castsi256_ps(kquant_block_words((const uint8_t *)&a->d, sizeof *a, count));
 }
 
-/* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks against magnitude
- * activation blocks (their bytes prefetched together); a block at or past count is +0. */
-ALWAYS_INLINE __m256i iq4_xs_pair_sums(const block_iq4_xs *w, const block_q8_K_mag *a, int p,
+/* The integer sum of super-block b against the activation blocks x: magnitude blocks, or with
+ * vnni (the VNNI sum) plain Q8_K blocks. */
+ALWAYS_INLINE __m256i iq4_xs_block_sum(bool vnni, const block_iq4_xs *w, const void *x, int b,
+                                       const iq4_xs_consts *c)
+{
+    return vnni ? iq4_xs_isum_vnni(&w[b], (const block_q8_K *)x + b, c->table)
+                : iq4_xs_isum(&w[b], (const block_q8_K_mag *)x + b, true, c);
+}
+
+/* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks (their bytes
+ * prefetched together); a block at or past count is +0. */
+ALWAYS_INLINE __m256i iq4_xs_pair_sums(bool vnni, const block_iq4_xs *w, const void *x, int p,
                                        const iq4_xs_consts *c, int count)
 {
     __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     if (2 * p < count) {
         ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
-        isum[0] = iq4_xs_isum(&w[2 * p], &a[2 * p], true, c);
+        isum[0] = iq4_xs_block_sum(vnni, w, x, 2 * p, c);
         if (2 * p + 1 < count)
-            isum[1] = iq4_xs_isum(&w[2 * p + 1], &a[2 * p + 1], true, c);
+            isum[1] = iq4_xs_block_sum(vnni, w, x, 2 * p + 1, c);
     }
     return _mm256_hadd_epi32(isum[0], isum[1]);
 }
 
-/* The terms of count (at most 8) IQ4_XS super-blocks against magnitude activation blocks (lane b:
+/* The terms of count (at most 8) IQ4_XS super-blocks against the activation blocks x (lane b:
  * block b, +0 past count), given the blocks' activation scales; the four pairs written out, as
  * q3_K_group_terms's are (a loop over the blocks stayed rolled where the count is not a
  * constant). */
-ALWAYS_INLINE __m256 iq4_xs_group_terms(const block_iq4_xs *w, const block_q8_K_mag *a,
+ALWAYS_INLINE __m256 iq4_xs_group_terms(bool vnni, const block_iq4_xs *w, const void *x,
                                         __m256 act_scales, const iq4_xs_consts *c, int count)
 {
-    __m256i pairs[4] = {iq4_xs_pair_sums(w, a, 0, c, count), iq4_xs_pair_sums(w, a, 1, c, count),
-                        iq4_xs_pair_sums(w, a, 2, c, count), iq4_xs_pair_sums(w, a, 3, c, count)};
+    __m256i pairs[4] = {
+        iq4_xs_pair_sums(vnni, w, x, 0, c, count), iq4_xs_pair_sums(vnni, w, x, 1, c, count),
+        iq4_xs_pair_sums(vnni, w, x, 2, c, count), iq4_xs_pair_sums(vnni, w, x, 3, c, count)};
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
     return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }
@@ -682,7 +702,7 @@ ALWAYS_INLINE __m256 iq4_xs_group_terms(const block_iq4_xs *w, const block_q8_K_
 ALWAYS_INLINE float iq4_xs_group(float sum, const block_iq4_xs *w, const block_q8_K_mag *a,
                                  const iq4_xs_consts *c)
 {
-    return add_lanes_in_order(sum, iq4_xs_group_terms(w, a, iq4_xs_act_scales(a, 8), c, 8));
+    return add_lanes_in_order(sum, iq4_xs_group_terms(false, w, a, iq4_xs_act_scales(a, 8), c, 8));
 }
 
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
@@ -694,11 +714,7 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
     const block_iq4_xs *w = row;
     const block_q8_K *a = x;
     const block_q8_K_mag *am = x;
-    iq4_xs_consts c = {.table = iq4_xs_levels()};
-    if (vnni) /* its sums take the levels as level + 128, and none of the other vectors */
-        c.table = _mm256_xor_si256(c.table, _mm256_set1_epi8((char)0x80));
-    else
-        c = iq4_xs_consts_pinned();
+    const iq4_xs_consts c = iq4_xs_consts_for(vnni);
     int64_t nb = n / QK_K;
     if (mag && nb % 8 == 0) { /* whole groups only (kq_dot_row in kernels_kquants_avx2.c) */
         float total = 0;
@@ -742,28 +758,45 @@ void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const 
 /* Eight rows a group of eight super-blocks at a time, the last group of a row partial where its
  * blocks run out (tinyllama's FFN down rows: two groups and six blocks): the group's activation
  * scales are gathered once for the eight rows, and their terms added eight rows an addition in
- * block order (add_rows_lanes_in_order), each row's as its single-row kernel adds them. */
-void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
-                                       const void *x)
+ * block order (add_rows_lanes_in_order), each row's as its single-row kernel adds them. Against
+ * magnitude blocks, or with vnni plain Q8_K blocks. */
+ALWAYS_INLINE void iq4_xs_rows(bool vnni, int64_t n, float *out, const void *rows, size_t row_bytes,
+                               const void *x)
 {
     _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
-    const block_q8_K_mag *a = x;
-    const iq4_xs_consts c = iq4_xs_consts_pinned();
+    const iq4_xs_consts c = iq4_xs_consts_for(vnni);
+    size_t act_bytes = vnni ? sizeof(block_q8_K) : sizeof(block_q8_K_mag);
     int64_t nb = n / QK_K;
     __m256 sums = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i += 8) {
         int count = nb - i < 8 ? (int)(nb - i) : 8;
-        __m256 act_scales = iq4_xs_act_scales(a + i, count), terms[ELLM_DOT_ROWS];
+        const void *a = (const uint8_t *)x + (size_t)i * act_bytes;
+        __m256 act_scales = vnni ? kquant_act_scales(a, count) : iq4_xs_act_scales(a, count),
+               terms[ELLM_DOT_ROWS];
         for (int r = 0; r < ELLM_DOT_ROWS; r++) {
             const block_iq4_xs *w = (const block_iq4_xs *)((const uint8_t *)rows +
                                                            (size_t)r * row_bytes) +
                                     i;
-            terms[r] = count == 8 ? iq4_xs_group_terms(w, a + i, act_scales, &c, 8)
-                                  : iq4_xs_group_terms(w, a + i, act_scales, &c, count);
+            terms[r] = count == 8 ? iq4_xs_group_terms(vnni, w, a, act_scales, &c, 8)
+                                  : iq4_xs_group_terms(vnni, w, a, act_scales, &c, count);
         }
         sums = add_rows_lanes_in_order(sums, terms);
     }
     _mm256_storeu_ps(out, sums);
+}
+
+void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                       const void *x)
+{
+    iq4_xs_rows(false, n, out, rows, row_bytes, x);
+}
+
+__attribute__((target("avxvnni"))) void ellm_vec_dot_iq4_xs_rows_avx2vnni(int64_t n, float *out,
+                                                                          const void *rows,
+                                                                          size_t row_bytes,
+                                                                          const void *x)
+{
+    iq4_xs_rows(true, n, out, rows, row_bytes, x);
 }
 
 __attribute__((target("avxvnni"))) void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out,
