@@ -1155,8 +1155,11 @@ static void test_multi_row_kernels(void)
     ellm_quant_use_kernel_set(NULL);
     fprintf(stderr, "multi-row kernels checked: %d rows in %d sets\n", checked, sets_with_rows);
     /* The AVX2 set has them for every K-quant and IQ4_XS, for Q4_0 on the paired row and Q8_0 on
-     * the extended row; the avx2vnni set for its own Q2_K, Q3_K and IQ4_XS rows. */
+     * the extended row; the avx2vnni set for its own Q2_K and Q3_K rows, and the AVX2 set's IQ4_XS
+     * rows on the magnitude row (faster than VNNI ones where measured). */
+    ellm_vec_dot_rows_fn iq4_xs_avx2_rows = NULL;
     if (ellm_quant_use_kernel_set("avx2")) {
+        iq4_xs_avx2_rows = ellm_kernels_for(ELLM_TYPE_IQ4_XS)->vec_dot_rows;
         const ellm_type plain_rows[] = {ELLM_TYPE_Q2_K, ELLM_TYPE_Q3_K, ELLM_TYPE_Q4_K,
                                         ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K, ELLM_TYPE_IQ4_XS};
         for (size_t i = 0; i < sizeof plain_rows / sizeof plain_rows[0]; i++)
@@ -1168,7 +1171,8 @@ static void test_multi_row_kernels(void)
     if (ellm_quant_use_kernel_set("avx2vnni")) {
         CHECK(ellm_kernels_for(ELLM_TYPE_Q2_K)->vec_dot_rows != NULL);
         CHECK(ellm_kernels_for(ELLM_TYPE_Q3_K)->vec_dot_rows != NULL);
-        CHECK(ellm_kernels_for(ELLM_TYPE_IQ4_XS)->vec_dot_rows != NULL);
+        CHECK(ellm_kernels_for(ELLM_TYPE_IQ4_XS)->vec_dot_rows == iq4_xs_avx2_rows);
+        CHECK(ellm_kernels_for(ELLM_TYPE_IQ4_XS)->ext_layout == ELLM_ACT_Q8_K_MAG);
         ellm_quant_use_kernel_set(NULL);
     }
     /* The wasm-simd set has them for the 32-value formats of the wide Q8_0 row. */

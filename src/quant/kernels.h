@@ -72,9 +72,6 @@ void ellm_vec_dot_q2_K_rows_avx2vnni(int64_t n, float *out, const void *rows, si
                                      const void *x);
 void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t n, float *out, const void *rows, size_t row_bytes,
                                      const void *x);
-void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out, const void *row, const void *x);
-void ellm_vec_dot_iq4_xs_rows_avx2vnni(int64_t n, float *out, const void *rows, size_t row_bytes,
-                                       const void *x);
 /* Tiles of rows × tokens (gemm_avx2.c; see ellm_gemm_fn), bit-identical to the single-row
  * kernels of their type: against extended Q8_0 activation rows, or plain Q8_1 rows for Q4_1 and
  * Q5_1. */

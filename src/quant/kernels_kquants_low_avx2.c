@@ -524,31 +524,6 @@ ALWAYS_INLINE iq4_xs_consts iq4_xs_consts_pinned(void)
     return c;
 }
 
-/* The VNNI sums take the levels as level + 128 and none of the other vectors (pinned for them, the
- * seven cost the VNNI single-row kernel 4 % in L2). */
-ALWAYS_INLINE iq4_xs_consts iq4_xs_consts_for(bool vnni)
-{
-    if (!vnni)
-        return iq4_xs_consts_pinned();
-    iq4_xs_consts c = {.table = _mm256_xor_si256(iq4_xs_levels(), _mm256_set1_epi8((char)0x80))};
-    return c;
-}
-
-/* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
-static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
-{
-    uint32_t l;
-    memcpy(&l, b->scales_l, 4);
-    __m256i low = _mm256_srlv_epi32(_mm256_set1_epi32((int)l),
-                                    _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-    __m256i high = _mm256_srlv_epi32(_mm256_set1_epi32(b->scales_h),
-                                     _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
-    __m256i ls = _mm256_or_si256(
-        _mm256_and_si256(low, _mm256_set1_epi32(15)),
-        _mm256_slli_epi32(_mm256_and_si256(high, _mm256_set1_epi32(3)), 4));
-    return _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
-}
-
 /* The same scales as int16, sub-block s in word s of both 128-bit lanes. One shuffle of the
  * block's first 16 bytes puts scales_l's byte s / 2 in both bytes of word s of the low lane and
  * scales_h in every word of the high lane; one multiply moves each word's field to bits 10-13 (the
@@ -619,81 +594,36 @@ ALWAYS_INLINE __m256i iq4_xs_isum(const block_iq4_xs *w, const void *x, bool mag
     return acc;
 }
 
-/* The same integer with AVX-VNNI: the levels are looked up as unsigned bytes level + 128 (table
- * holds them) and vpdpbusd multiplies them by the signed activations with no sign juggling and
- * no int16 limit; 128 times scale times the activation sum of each sub-block comes off at the
- * end. Per 64 values that drops the four vpsignb of iq4_xs_isum and its scale picks and madds;
- * the eight sub-block sums are gathered by two rounds of pair sums and scaled by one vpmulld
- * (they exceed int16). Not inlined into the plain AVX2 kernel (its caller there is dead code). */
-__attribute__((target("avxvnni"))) static inline __m256i
-iq4_xs_isum_vnni(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
-{
-    const __m256i m15 = _mm256_set1_epi8(15);
-    __m256i ls = iq4_xs_scales32(w);
-    __m256i dots[4];
-    for (int k = 0; k < 4; k++) {
-        __m256i packed = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
-        __m256i ulo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, m15));
-        __m256i uhi = _mm256_shuffle_epi8(table,
-                                          _mm256_and_si256(_mm256_srli_epi16(packed, 4), m15));
-        const int8_t *ak = a->qs + 64 * k;
-        /* low lane: sub-block 2k, high lane: 2k + 1, four partial sums each */
-        dots[k] = _mm256_dpbusd_avx_epi32(
-            _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ulo, load_halves(ak, ak + 32)), uhi,
-            load_halves(ak + 16, ak + 48));
-    }
-    /* dword j of the low lane: sub-block 2j's sum, of the high lane: 2j + 1's */
-    __m256i sums = _mm256_hadd_epi32(_mm256_hadd_epi32(dots[0], dots[1]),
-                                     _mm256_hadd_epi32(dots[2], dots[3]));
-    __m256i scaled = _mm256_mullo_epi32(
-        sums, _mm256_permutevar8x32_epi32(ls, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)));
-    /* bsums 2s and 2s + 1 make sub-block s: ls - 32 in both int16 halves of dword s */
-    __m256i ls_pairs = _mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(0xFFFF)),
-                                       _mm256_slli_epi32(ls, 16));
-    __m256i offset = _mm256_madd_epi16(ls_pairs, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(scaled, _mm256_slli_epi32(offset, 7));
-}
-
 /* The activation scales of count (at most 8) consecutive magnitude blocks, zero beyond. */
 ALWAYS_INLINE __m256 iq4_xs_act_scales(const block_q8_K_mag *a, int count)
 {
     return _mm256_castsi256_ps(kquant_block_words((const uint8_t *)&a->d, sizeof *a, count));
 }
 
-/* The integer sum of super-block b against the activation blocks x: magnitude blocks, or with
- * vnni (the VNNI sum) plain Q8_K blocks. */
-ALWAYS_INLINE __m256i iq4_xs_block_sum(bool vnni, const block_iq4_xs *w, const void *x, int b,
-                                       const iq4_xs_consts *c)
-{
-    return vnni ? iq4_xs_isum_vnni(&w[b], (const block_q8_K *)x + b, c->table)
-                : iq4_xs_isum(&w[b], (const block_q8_K_mag *)x + b, true, c);
-}
-
-/* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks (their bytes
- * prefetched together); a block at or past count is +0. */
-ALWAYS_INLINE __m256i iq4_xs_pair_sums(bool vnni, const block_iq4_xs *w, const void *x, int p,
+/* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks against magnitude
+ * activation blocks (their bytes prefetched together); a block at or past count is +0. */
+ALWAYS_INLINE __m256i iq4_xs_pair_sums(const block_iq4_xs *w, const block_q8_K_mag *a, int p,
                                        const iq4_xs_consts *c, int count)
 {
     __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     if (2 * p < count) {
         ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
-        isum[0] = iq4_xs_block_sum(vnni, w, x, 2 * p, c);
+        isum[0] = iq4_xs_isum(&w[2 * p], &a[2 * p], true, c);
         if (2 * p + 1 < count)
-            isum[1] = iq4_xs_block_sum(vnni, w, x, 2 * p + 1, c);
+            isum[1] = iq4_xs_isum(&w[2 * p + 1], &a[2 * p + 1], true, c);
     }
     return _mm256_hadd_epi32(isum[0], isum[1]);
 }
 
-/* The terms of count (at most 8) IQ4_XS super-blocks against the activation blocks x (lane b:
+/* The terms of count (at most 8) IQ4_XS super-blocks against magnitude activation blocks (lane b:
  * block b, +0 past count), given the blocks' activation scales; the four pairs written out, as
  * q3_K_group_terms's are (a loop over the blocks stayed rolled where the count is not a
  * constant). */
-ALWAYS_INLINE __m256 iq4_xs_group_terms(bool vnni, const block_iq4_xs *w, const void *x,
+ALWAYS_INLINE __m256 iq4_xs_group_terms(const block_iq4_xs *w, const block_q8_K_mag *a,
                                         __m256 act_scales, const iq4_xs_consts *c, int count)
 {
-    __m256i pairs[4] = {
-        iq4_xs_pair_sums(vnni, w, x, 0, c, count), iq4_xs_pair_sums(vnni, w, x, 1, c, count),
-        iq4_xs_pair_sums(vnni, w, x, 2, c, count), iq4_xs_pair_sums(vnni, w, x, 3, c, count)};
+    __m256i pairs[4] = {iq4_xs_pair_sums(w, a, 0, c, count), iq4_xs_pair_sums(w, a, 1, c, count),
+                        iq4_xs_pair_sums(w, a, 2, c, count), iq4_xs_pair_sums(w, a, 3, c, count)};
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
     return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }
@@ -702,19 +632,18 @@ ALWAYS_INLINE __m256 iq4_xs_group_terms(bool vnni, const block_iq4_xs *w, const 
 ALWAYS_INLINE float iq4_xs_group(float sum, const block_iq4_xs *w, const block_q8_K_mag *a,
                                  const iq4_xs_consts *c)
 {
-    return add_lanes_in_order(sum, iq4_xs_group_terms(false, w, a, iq4_xs_act_scales(a, 8), c, 8));
+    return add_lanes_in_order(sum, iq4_xs_group_terms(w, a, iq4_xs_act_scales(a, 8), c, 8));
 }
 
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
  * each) one vector and the high nibbles (16..31) another, and the activations are loaded in the
  * same arrangement. The integer sum is the scalar kernel's, in another order. */
-ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const void *row,
-                              const void *x)
+ALWAYS_INLINE void iq4_xs_dot(bool mag, int64_t n, float *out, const void *row, const void *x)
 {
     const block_iq4_xs *w = row;
     const block_q8_K *a = x;
     const block_q8_K_mag *am = x;
-    const iq4_xs_consts c = iq4_xs_consts_for(vnni);
+    const iq4_xs_consts c = iq4_xs_consts_pinned();
     int64_t nb = n / QK_K;
     if (mag && nb % 8 == 0) { /* whole groups only (kq_dot_row in kernels_kquants_avx2.c) */
         float total = 0;
@@ -729,11 +658,8 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
         ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
         const void *x0 = mag ? (const void *)&am[i] : &a[i];
         const void *x1 = mag ? (const void *)&am[last] : &a[last];
-        __m256i s0 = vnni ? iq4_xs_isum_vnni(&w[i], &a[i], c.table)
-                          : iq4_xs_isum(&w[i], x0, mag, &c);
-        __m256i s1 = last == i ? s0
-                     : vnni    ? iq4_xs_isum_vnni(&w[last], &a[last], c.table)
-                               : iq4_xs_isum(&w[last], x1, mag, &c);
+        __m256i s0 = iq4_xs_isum(&w[i], x0, mag, &c);
+        __m256i s1 = last == i ? s0 : iq4_xs_isum(&w[last], x1, mag, &c);
         sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d),
                                 mag ? am[i].d : a[i].d, mag ? am[last].d : a[last].d, last > i);
     }
@@ -742,12 +668,12 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
 
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    iq4_xs_dot(false, false, n, out, row, x);
+    iq4_xs_dot(false, n, out, row, x);
 }
 
 ALWAYS_INLINE void iq4_xs_mag_row(int64_t n, float *out, const void *row, const void *x)
 {
-    iq4_xs_dot(false, true, n, out, row, x);
+    iq4_xs_dot(true, n, out, row, x);
 }
 
 void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -758,50 +684,28 @@ void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const 
 /* Eight rows a group of eight super-blocks at a time, the last group of a row partial where its
  * blocks run out (tinyllama's FFN down rows: two groups and six blocks): the group's activation
  * scales are gathered once for the eight rows, and their terms added eight rows an addition in
- * block order (add_rows_lanes_in_order), each row's as its single-row kernel adds them. Against
- * magnitude blocks, or with vnni plain Q8_K blocks. */
-ALWAYS_INLINE void iq4_xs_rows(bool vnni, int64_t n, float *out, const void *rows, size_t row_bytes,
-                               const void *x)
+ * block order (add_rows_lanes_in_order), each row's as its single-row kernel adds them. */
+void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                       const void *x)
 {
     _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
-    const iq4_xs_consts c = iq4_xs_consts_for(vnni);
-    size_t act_bytes = vnni ? sizeof(block_q8_K) : sizeof(block_q8_K_mag);
+    const block_q8_K_mag *a = x;
+    const iq4_xs_consts c = iq4_xs_consts_pinned();
     int64_t nb = n / QK_K;
     __m256 sums = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i += 8) {
         int count = nb - i < 8 ? (int)(nb - i) : 8;
-        const void *a = (const uint8_t *)x + (size_t)i * act_bytes;
-        __m256 act_scales = vnni ? kquant_act_scales(a, count) : iq4_xs_act_scales(a, count),
-               terms[ELLM_DOT_ROWS];
+        __m256 act_scales = iq4_xs_act_scales(a + i, count), terms[ELLM_DOT_ROWS];
         for (int r = 0; r < ELLM_DOT_ROWS; r++) {
             const block_iq4_xs *w = (const block_iq4_xs *)((const uint8_t *)rows +
                                                            (size_t)r * row_bytes) +
                                     i;
-            terms[r] = count == 8 ? iq4_xs_group_terms(vnni, w, a, act_scales, &c, 8)
-                                  : iq4_xs_group_terms(vnni, w, a, act_scales, &c, count);
+            terms[r] = count == 8 ? iq4_xs_group_terms(w, a + i, act_scales, &c, 8)
+                                  : iq4_xs_group_terms(w, a + i, act_scales, &c, count);
         }
         sums = add_rows_lanes_in_order(sums, terms);
     }
     _mm256_storeu_ps(out, sums);
 }
 
-void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
-                                       const void *x)
-{
-    iq4_xs_rows(false, n, out, rows, row_bytes, x);
-}
-
-__attribute__((target("avxvnni"))) void ellm_vec_dot_iq4_xs_rows_avx2vnni(int64_t n, float *out,
-                                                                          const void *rows,
-                                                                          size_t row_bytes,
-                                                                          const void *x)
-{
-    iq4_xs_rows(true, n, out, rows, row_bytes, x);
-}
-
-__attribute__((target("avxvnni"))) void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out,
-                                                                     const void *row, const void *x)
-{
-    iq4_xs_dot(true, false, n, out, row, x);
-}
 #endif
