@@ -399,6 +399,29 @@ static void test_extended_activation_rows(void)
         wrong += ((const int32_t *)(ext + L.block_sums_offset))[i] != total;
     }
     CHECK_MSG(wrong == 0, "%d wrong values in the split Q8_0 row", wrong);
+    /* The paired row: the extended row's offsets; in whole groups of eight blocks, bits 4 and 5
+     * of a value's index in the group swapped and the blocks' scales and sums in the order 0, 2,
+     * 4, 6, 1, 3, 5, 7; the blocks after them (three here) as in the extended row. */
+    const int paired_n = MAXN - 3 * 32;
+    ellm_q8_0_ext_layout LP = ellm_q8_0_ext_layout_for(paired_n);
+    CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_0_PAIRED, ELLM_TYPE_Q8_0, paired_n) == LP.row_bytes);
+    ellm_quantize_act(ELLM_ACT_Q8_0_PAIRED, ELLM_TYPE_Q8_0, x, ext, paired_n);
+    for (int i = 0; i < paired_n / 32; i++) {
+        int group = i / 8 * 8, whole = group + 8 <= paired_n / 32;
+        int at = whole ? group + ellm_q8_0_paired_slot(i - group) : i;
+        int32_t total = 0;
+        for (int j = 0; j < 32; j++) {
+            int in_group = 32 * (i - group) + j;
+            int value_at = whole ? 32 * group + ellm_act_mag_index(in_group) : 32 * i + j;
+            wrong += (int8_t)ext[value_at] != b0[i].qs[j];
+            total += b0[i].qs[j];
+        }
+        wrong += ((const float *)(ext + LP.scales_offset))[at] != ellm_f16_to_f32(b0[i].d);
+        wrong += ((const int32_t *)(ext + LP.block_sums_offset))[at] != total;
+    }
+    CHECK_MSG(wrong == 0, "%d wrong values in the paired Q8_0 row", wrong);
+    CHECK(ellm_q8_0_paired_slot(0) == 0 && ellm_q8_0_paired_slot(1) == 4 &&
+          ellm_q8_0_paired_slot(2) == 1 && ellm_q8_0_paired_slot(7) == 7);
     ellm_quantize_row(ELLM_TYPE_Q8_K, x, plain, MAXN);
     ellm_quantize_act(ELLM_ACT_Q8_K_WIDE, ELLM_TYPE_Q8_K, x, ext, MAXN);
     CHECK(ellm_act_row_bytes(ELLM_ACT_Q8_K_WIDE, ELLM_TYPE_Q8_K, MAXN) ==
@@ -991,6 +1014,55 @@ static void test_every_kernel_set(void)
     CHECK(!strcmp(ellm_kernel_set_name(), sets[0]));
 }
 
+/* The Q4_0 multi-row decode kernels at the extremes of their 16-bit sums: every nibble 15 against
+ * activations all 127 or all -127 (the AVX2 rows add 16 products of a nibble and an activation in
+ * a 16-bit lane, at most 30 480), and nibbles 0 and 15 alternating. Integer products times scales
+ * of 1, so every order of addition gives the scalar kernel's exact sum. */
+static void test_q4_0_rows_extremes(void)
+{
+    enum { N = 512, ROWS = ELLM_DOT_ROWS };
+    static block_q4_0 w[ROWS][N / QK4_0];
+    static float x[N];
+    static uint8_t plain[N * 2], act[N * 3];
+    const char *sets[8];
+    int n_sets = ellm_kernel_sets_available(sets, 8), checked = 0;
+    for (int r = 0; r < ROWS; r++)
+        for (int b = 0; b < N / QK4_0; b++) {
+            w[r][b].d = 0x3C00; /* 1.0 */
+            memset(w[r][b].qs, r % 2 ? 0xFF : (b % 2 ? 0xF0 : 0x0F), sizeof w[r][b].qs);
+        }
+    for (int sign = -1; sign <= 1; sign += 2) {
+        for (int i = 0; i < N; i++)
+            x[i] = 127.0f * (float)sign;
+        for (int set = 0; set < n_sets; set++) {
+            CHECK(ellm_quant_use_kernel_set("scalar"));
+            ellm_vec_dot_fn scalar = ellm_kernels_for(ELLM_TYPE_Q4_0)->vec_dot;
+            CHECK(ellm_quant_use_kernel_set(sets[set]));
+            const ellm_type_kernels *k = ellm_kernels_for(ELLM_TYPE_Q4_0);
+            if (!k->vec_dot_rows)
+                continue;
+            ellm_act_layout layout = k->vec_dot_ext ? k->ext_layout : ELLM_ACT_PLAIN;
+            ellm_quantize_act(ELLM_ACT_PLAIN, ELLM_TYPE_Q8_0, x, plain, N);
+            ellm_quantize_act(layout, ELLM_TYPE_Q8_0, x, act, N);
+            float got[ROWS];
+            k->vec_dot_rows(N, got, w, sizeof w[0], act);
+            for (int r = 0; r < ROWS; r++) {
+                float want;
+                scalar(N, &want, w[r], plain);
+                CHECK_MSG(got[r] == want,
+                          "%s Q4_0 rows at the extremes, sign %d row %d: %.9g, "
+                          "scalar %.9g",
+                          sets[set], sign, r, got[r], want);
+                checked++;
+            }
+        }
+    }
+    ellm_quant_use_kernel_set(NULL);
+#if defined(ELLM_HAVE_AVX2_KERNELS)
+    CHECK_MSG(checked > 0, "no kernel set of this x86 build has Q4_0 multi-row kernels");
+#endif
+}
+
 /* Every set's multi-row decode kernels (vec_dot_rows) give, for each of their rows, exactly what
  * the set's single-row decode kernel gives and exactly what the scalar kernel gives: rows of
  * fewer blocks than one step of eight, of whole steps and of steps plus a tail, short rows and long
@@ -1053,18 +1125,26 @@ static void test_multi_row_kernels(void)
                     ellm_quantize_act(layout, k->vec_dot_type, x, act, n);
                     float got[ROWS];
                     k->vec_dot_rows(n, got, wq, (size_t)rb, act);
+                    /* The AVX2 Q4_0 and Q8_0 kernels add their blocks in eight lanes
+                     * (kernels_avx2.c), not in the scalar kernel's order: their reference is the
+                     * set's own kernel on plain rows, which their tiles equal too. */
+                    bool eight_lanes = !strncmp(sets[set], "avx2", 4) &&
+                                       (type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q8_0);
                     for (int r = 0; r < ROWS; r++) {
-                        float one, scalar;
+                        float one, own, scalar;
                         single(n, &one, wq + r * rb, act);
+                        k->vec_dot(n, &own, wq + r * rb, plain);
                         scalar_k->vec_dot(n, &scalar, wq + r * rb, plain);
                         /* A NaN's payload may differ (wasm leaves it to the engine). */
-                        bool nans = isnan(got[r]) && isnan(one) && isnan(scalar);
-                        CHECK_MSG(nans || (!memcmp(&got[r], &one, sizeof one) &&
-                                           !memcmp(&got[r], &scalar, sizeof scalar)),
+                        bool nans = isnan(got[r]) && isnan(one) && isnan(own) && isnan(scalar);
+                        CHECK_MSG(nans ||
+                                      (!memcmp(&got[r], &one, sizeof one) &&
+                                       !memcmp(&got[r], &own, sizeof own) &&
+                                       (eight_lanes || !memcmp(&got[r], &scalar, sizeof scalar))),
                                   "%s %s n=%d edge %d row %d: multi-row %.9g, single-row %.9g, "
-                                  "scalar %.9g",
+                                  "plain-row %.9g, scalar %.9g",
                                   sets[set], ellm_type_name((uint32_t)type), n, edge, r, got[r],
-                                  one, scalar);
+                                  one, own, scalar);
                         checked++;
                     }
                 }
@@ -1074,18 +1154,25 @@ static void test_multi_row_kernels(void)
     }
     ellm_quant_use_kernel_set(NULL);
     fprintf(stderr, "multi-row kernels checked: %d rows in %d sets\n", checked, sets_with_rows);
-    /* The AVX2 set has them for every K-quant and IQ4_XS, the avx2vnni set for its own Q2_K and
-     * Q3_K rows. */
+    /* The AVX2 set has them for every K-quant and IQ4_XS, for Q4_0 on the paired row and Q8_0 on
+     * the extended row; the avx2vnni set for its own Q2_K and Q3_K rows, and the AVX2 set's IQ4_XS
+     * rows on the magnitude row (faster than VNNI ones where measured). */
+    ellm_vec_dot_rows_fn iq4_xs_avx2_rows = NULL;
     if (ellm_quant_use_kernel_set("avx2")) {
+        iq4_xs_avx2_rows = ellm_kernels_for(ELLM_TYPE_IQ4_XS)->vec_dot_rows;
         const ellm_type plain_rows[] = {ELLM_TYPE_Q2_K, ELLM_TYPE_Q3_K, ELLM_TYPE_Q4_K,
                                         ELLM_TYPE_Q5_K, ELLM_TYPE_Q6_K, ELLM_TYPE_IQ4_XS};
         for (size_t i = 0; i < sizeof plain_rows / sizeof plain_rows[0]; i++)
             CHECK(ellm_kernels_for(plain_rows[i])->vec_dot_rows != NULL);
+        CHECK(ellm_kernels_for(ELLM_TYPE_Q4_0)->vec_dot_rows != NULL);
+        CHECK(ellm_kernels_for(ELLM_TYPE_Q8_0)->vec_dot_rows != NULL);
         ellm_quant_use_kernel_set(NULL);
     }
     if (ellm_quant_use_kernel_set("avx2vnni")) {
         CHECK(ellm_kernels_for(ELLM_TYPE_Q2_K)->vec_dot_rows != NULL);
         CHECK(ellm_kernels_for(ELLM_TYPE_Q3_K)->vec_dot_rows != NULL);
+        CHECK(ellm_kernels_for(ELLM_TYPE_IQ4_XS)->vec_dot_rows == iq4_xs_avx2_rows);
+        CHECK(ellm_kernels_for(ELLM_TYPE_IQ4_XS)->ext_layout == ELLM_ACT_Q8_K_MAG);
         ellm_quant_use_kernel_set(NULL);
     }
     /* The wasm-simd set has them for the 32-value formats of the wide Q8_0 row. */
@@ -1603,6 +1690,7 @@ int main(void)
     test_gemm_f16_tiles();
     test_every_kernel_set();
     test_multi_row_kernels();
+    test_q4_0_rows_extremes();
 #if defined(__wasm__)
     test_kernels_at_end_of_memory();
 #endif

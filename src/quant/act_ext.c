@@ -38,6 +38,32 @@ void ellm_quantize_q8_0_ext(const float *x, void *dst, int64_t n)
     }
 }
 
+/* ELLM_ACT_Q8_0_PAIRED (quant.h): the extended row, each whole group of eight blocks rearranged
+ * in place, its values 16 at a time. */
+static void quantize_q8_0_paired(const float *x, void *dst, int64_t n)
+{
+    enum { GROUP = 8, PIECE = 16 };
+    ellm_quantize_q8_0_ext(x, dst, n);
+    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    uint8_t *row = dst;
+    float *scales = (float *)(row + L.scales_offset);
+    int32_t *block_sums = (int32_t *)(row + L.block_sums_offset);
+    for (int64_t g = 0; g + GROUP <= n / QK8_0; g += GROUP) {
+        uint8_t values[GROUP * QK8_0];
+        float group_scales[GROUP];
+        int32_t group_sums[GROUP];
+        memcpy(values, row + g * QK8_0, sizeof values);
+        memcpy(group_scales, scales + g, sizeof group_scales);
+        memcpy(group_sums, block_sums + g, sizeof group_sums);
+        for (int j = 0; j < GROUP * QK8_0; j += PIECE)
+            memcpy(row + g * QK8_0 + ellm_act_mag_index(j), values + j, PIECE);
+        for (int b = 0; b < GROUP; b++) {
+            scales[g + ellm_q8_0_paired_slot(b)] = group_scales[b];
+            block_sums[g + ellm_q8_0_paired_slot(b)] = group_sums[b];
+        }
+    }
+}
+
 ellm_q8_0_ext_layout ellm_q8_0_wide_layout_for(int64_t n)
 {
     size_t nb = (size_t)(n / QK8_0);
@@ -106,15 +132,18 @@ static void q8_K_halves_block(const block_q8_K *b, void *dst)
     }
 }
 
+/* The index moves whole runs of 16 values, so they are copied 16 at a time and the magnitudes
+ * taken over the rearranged values in one run, which the compiler vectorizes: value by value
+ * through the index it cost 18 instructions a value, 1 % of an IQ4_XS file's decoded token. */
 static void q8_K_mag_block(const block_q8_K *b, void *dst)
 {
+    enum { RUN = 16 };
     block_q8_K_mag *out = dst;
     out->d = b->d;
-    for (int j = 0; j < QK_K; j++) {
-        int at = ellm_act_mag_index(j);
-        out->qs[at] = b->qs[j];
-        out->mag[at] = (uint8_t)(b->qs[j] < 0 ? -b->qs[j] : b->qs[j]);
-    }
+    for (int j = 0; j < QK_K; j += RUN)
+        memcpy(out->qs + ellm_act_mag_index(j), b->qs + j, RUN);
+    for (int j = 0; j < QK_K; j++)
+        out->mag[j] = (uint8_t)(out->qs[j] < 0 ? -out->qs[j] : out->qs[j]);
 }
 
 static void quantize_q8_K_pairs(const float *x, void *dst, int64_t n)
@@ -199,6 +228,7 @@ size_t ellm_act_row_bytes(ellm_act_layout layout, ellm_type vec_dot_type, int64_
     case ELLM_ACT_Q8_0_EXT: return ellm_q8_0_ext_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_0_WIDE: return ellm_q8_0_wide_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_0_SPLIT: return ellm_q8_0_split_layout_for(n).row_bytes;
+    case ELLM_ACT_Q8_0_PAIRED: return ellm_q8_0_ext_layout_for(n).row_bytes;
     case ELLM_ACT_Q8_K_WIDE: return (size_t)(n / QK_K) * sizeof(block_q8_K_wide);
     case ELLM_ACT_Q8_K_HALVES: return (size_t)(n / QK_K) * sizeof(block_q8_K_halves);
     case ELLM_ACT_Q8_K_PAIRS: return (size_t)(n / QK_K + 1) / 2 * sizeof(block_q8_K_pair);
@@ -227,6 +257,7 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
     case ELLM_ACT_Q8_0_EXT: ellm_quantize_q8_0_ext(x, dst, n); return;
     case ELLM_ACT_Q8_0_WIDE: quantize_q8_0_in_64_bytes(x, dst, n, q8_0_wide_block); return;
     case ELLM_ACT_Q8_0_SPLIT: quantize_q8_0_in_64_bytes(x, dst, n, q8_0_split_block); return;
+    case ELLM_ACT_Q8_0_PAIRED: quantize_q8_0_paired(x, dst, n); return;
     case ELLM_ACT_Q8_K_WIDE:
         quantize_q8_K_as(x, dst, n, sizeof(block_q8_K_wide), q8_K_wide_block);
         return;

@@ -46,6 +46,11 @@ typedef struct kernel_set {
     {                                                                                              \
         ELLM_TYPE_##act, dot, isa, x4, NULL, gemm, NULL, ELLM_ACT_Q8_0_EXT, rows                   \
     }
+/* The same with an extended-row dot on layout, and its multi-row decode kernel. */
+#define K_EXT_ROWS(act, dot, isa, x4, ext, gemm, layout, rows)                                     \
+    {                                                                                              \
+        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, layout, rows                               \
+    }
 /* An entry whose tile comes from another set. */
 #define K_TILE_OF(act, dot, isa, gemm, gemm_isa)                                                   \
     {                                                                                              \
@@ -104,13 +109,17 @@ static const kernel_set avx2_set = {
                                       ellm_gemm_q2_K_avx2, ellm_vec_dot_q2_K_rows_avx2),
             [ELLM_TYPE_Q3_K] = K_ROWS(Q8_K, ellm_vec_dot_q3_K_avx2, "avx2", NULL,
                                       ellm_gemm_q3_K_avx2, ellm_vec_dot_q3_K_rows_avx2),
-            [ELLM_TYPE_IQ4_XS] = {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL,
-                                  ellm_vec_dot_iq4_xs_mag_avx2, ellm_gemm_iq4_xs_avx2, NULL,
-                                  ELLM_ACT_Q8_K_MAG, ellm_vec_dot_iq4_xs_mag_rows_avx2},
-            [ELLM_TYPE_Q8_0] = K(Q8_0, ellm_vec_dot_q8_0_avx2, "avx2", ellm_vec_dot_q8_0_x4_avx2,
-                                 ellm_vec_dot_q8_0_ext_avx2, ellm_gemm_q8_0_avx2),
-            [ELLM_TYPE_Q4_0] = K(Q8_0, ellm_vec_dot_q4_0_avx2, "avx2", ellm_vec_dot_q4_0_x4_avx2,
-                                 ellm_vec_dot_q4_0_ext_avx2, ellm_gemm_q4_0_avx2),
+            [ELLM_TYPE_IQ4_XS] = K_EXT_ROWS(Q8_K, ellm_vec_dot_iq4_xs_avx2, "avx2", NULL,
+                                            ellm_vec_dot_iq4_xs_mag_avx2, ellm_gemm_iq4_xs_avx2,
+                                            ELLM_ACT_Q8_K_MAG, ellm_vec_dot_iq4_xs_mag_rows_avx2),
+            [ELLM_TYPE_Q8_0] = K_EXT_ROWS(Q8_0, ellm_vec_dot_q8_0_avx2, "avx2",
+                                          ellm_vec_dot_q8_0_x4_avx2, ellm_vec_dot_q8_0_ext_avx2,
+                                          ellm_gemm_q8_0_avx2, ELLM_ACT_Q8_0_EXT,
+                                          ellm_vec_dot_q8_0_ext_rows_avx2),
+            [ELLM_TYPE_Q4_0] = K_EXT_ROWS(Q8_0, ellm_vec_dot_q4_0_avx2, "avx2",
+                                          ellm_vec_dot_q4_0_x4_avx2, ellm_vec_dot_q4_0_paired_avx2,
+                                          ellm_gemm_q4_0_avx2, ELLM_ACT_Q8_0_PAIRED,
+                                          ellm_vec_dot_q4_0_paired_rows_avx2),
             [ELLM_TYPE_Q4_K] = K_ROWS(Q8_K, ellm_vec_dot_q4_K_avx2, "avx2",
                                       ellm_vec_dot_q4_K_x4_avx2, ellm_gemm_q4_K_avx2,
                                       ellm_vec_dot_q4_K_rows_avx2),
@@ -150,8 +159,9 @@ static void avx2vnni_fill(void)
     avx2vnni_set.types[ELLM_TYPE_Q3_K] = (ellm_type_kernels)K_TILE_OF(
         Q8_K, ellm_vec_dot_q3_K_avx2vnni, "avx2vnni", ellm_gemm_q3_K_avx2, "avx2");
     avx2vnni_set.types[ELLM_TYPE_Q3_K].vec_dot_rows = ellm_vec_dot_q3_K_rows_avx2vnni;
-    avx2vnni_set.types[ELLM_TYPE_IQ4_XS] = (ellm_type_kernels)K_TILE_OF(
-        Q8_K, ellm_vec_dot_iq4_xs_avx2vnni, "avx2vnni", ellm_gemm_iq4_xs_avx2, "avx2");
+    /* IQ4_XS keeps the AVX2 kernels on the magnitude row: on a Sapphire Rapids core (the P-cores
+     * of these laptops) they read 3-5 % faster than VNNI ones on plain Q8_K rows, in L2 and from
+     * memory alike (docs/performance.md, session 23). */
 }
 
 static void avx2vnni_prepare(void)

@@ -39,7 +39,13 @@ void ellm_vec_dot_q8_0_x4_avx2(int64_t n, float *out, const void *row, const voi
 void ellm_vec_dot_q4_0_x4_avx2(int64_t n, float *out, const void *row, const void *const *x);
 /* The same with x in the extended Q8_0 layout (ellm_quantize_q8_0_ext): the decode path. */
 void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const void *x);
-void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q8_0_ext_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                     const void *x);
+/* Q4_0 against the paired extended row (ELLM_ACT_Q8_0_PAIRED), one row and ELLM_DOT_ROWS rows:
+ * the decode path. */
+void ellm_vec_dot_q4_0_paired_avx2(int64_t n, float *out, const void *row, const void *x);
+void ellm_vec_dot_q4_0_paired_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                        const void *x);
 void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q3_K_avx2(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x);
@@ -66,7 +72,6 @@ void ellm_vec_dot_q2_K_rows_avx2vnni(int64_t n, float *out, const void *rows, si
                                      const void *x);
 void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t n, float *out, const void *rows, size_t row_bytes,
                                      const void *x);
-void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out, const void *row, const void *x);
 /* Tiles of rows × tokens (gemm_avx2.c; see ellm_gemm_fn), bit-identical to the single-row
  * kernels of their type: against extended Q8_0 activation rows, or plain Q8_1 rows for Q4_1 and
  * Q5_1. */

@@ -3,8 +3,9 @@
  * Software prefetch in the AVX2 decode kernels: on the AMD EPYC of session 6 ellm_prefetch_stream
  * (L2 and L1) cost more than it saved (one thread: Q8_0 66 -> 87 % of a streaming read, Q4_K 57 ->
  * 68 %, Q6_K 61 -> 67 % without it); on the Xeon of session 9 the Q4_0/Q8_0 decode kernels
- * (dot_ext) gain from ellm_prefetch_ahead, L1 only, 2 KB ahead (Q4_0 0.55-0.62 -> 0.83-0.90 of a
- * read, Q8_0 0.79-0.89 -> 0.96-1.02; build/gemv_micro --kernels avx2 --hugepages 1). */
+ * (the extended-row ones) gain from ellm_prefetch_ahead, L1 only, 2 KB ahead (Q4_0 0.55-0.62 ->
+ * 0.83-0.90 of a read, Q8_0 0.79-0.89 -> 0.96-1.02; build/gemv_micro --kernels avx2
+ * --hugepages 1). */
 #include "quant/kernels.h"
 
 #if defined(ELLM_HAVE_AVX2_KERNELS)
@@ -235,33 +236,112 @@ ALWAYS_INLINE __m256 ext_group_step(ellm_type type, const void *row, const int8_
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(totals), acc);
 }
 
-ALWAYS_INLINE void dot_ext(ellm_type type, int64_t n, float *out, const void *row, const void *x)
+/* The half scales of a whole group of eight Q4_0 blocks as floats in the paired order
+ * (ellm_q8_0_paired_slot). A pair of 18-byte blocks is 36 bytes, so the 32-byte load at 32j finds
+ * block 2j's scale in the low word of dword j and block 2j + 1's in the high word of dword j + 4:
+ * four loads, three blends and two shuffles, where eight word inserts took the shuffle port
+ * eight times. */
+ALWAYS_INLINE __m256 q4_0_paired_group_scales(const block_q4_0 *w)
 {
-    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    const int8_t *a = x;
-    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
-    const int32_t *block_sums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
+    const uint8_t *p = (const uint8_t *)w;
+    __m256i l0 = _mm256_loadu_si256((const __m256i *)p);
+    __m256i l1 = _mm256_loadu_si256((const __m256i *)(p + 32));
+    __m256i l2 = _mm256_loadu_si256((const __m256i *)(p + 64));
+    __m256i l3 = _mm256_loadu_si256((const __m256i *)(p + 96));
+    __m256i mixed = _mm256_blend_epi32(_mm256_blend_epi32(l0, l1, 0x22),
+                                       _mm256_blend_epi32(l2, l3, 0x88), 0xCC);
+    __m256i words = _mm256_shuffle_epi8(
+        mixed, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                -1, -1, -1, -1, -1, -1, 2, 3, 6, 7, 10, 11, 14, 15));
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(words, 0x0C)));
+}
+
+/* A whole group of Q4_0 against the paired extended row (ELLM_ACT_Q8_0_PAIRED): blocks 2p and
+ * 2p + 1 are one vector, their 16 bytes of nibbles in its two halves, whose low nibbles meet values
+ * 0-15 of both blocks and high nibbles values 16-31. The products' 16-bit pair sums stay 16-bit
+ * through an addition and two rounds of pair additions (a word then sums 16 products of a nibble
+ * and an activation, at most 16 x 15 x 128 = 30 720), which leave the eight blocks' sums in the
+ * paired order that the row's scales and sums share, and one vpmaddwd widens them. Lane by lane
+ * the float work is ext_group_step's. */
+ALWAYS_INLINE __m256 q4_0_paired_group_step(const block_q4_0 *w, const int8_t *a, const float *da,
+                                            const int32_t *block_sums, __m256 acc)
+{
+    const __m256i m15 = _mm256_set1_epi8(0x0F);
+    __m256i words[GROUP_BLOCKS / 2];
+    for (int p = 0; p < GROUP_BLOCKS / 2; p++) {
+        __m256i packed = _mm256_loadu2_m128i((const __m128i *)w[2 * p + 1].qs,
+                                             (const __m128i *)w[2 * p].qs);
+        __m256i low = _mm256_and_si256(packed, m15);
+        __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m15);
+        words[p] = _mm256_add_epi16(_mm256_maddubs_epi16(low, load_i8_32(a + 64 * p)),
+                                    _mm256_maddubs_epi16(high, load_i8_32(a + 64 * p + 32)));
+    }
+    __m256i totals = _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(words[0], words[1]),
+                                                         _mm256_hadd_epi16(words[2], words[3])),
+                                       _mm256_set1_epi16(1));
+    totals = _mm256_sub_epi32(
+        totals, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)block_sums), 3));
+    __m256 d = _mm256_mul_ps(q4_0_paired_group_scales(w), _mm256_loadu_ps(da));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(totals), acc);
+}
+
+/* One row against its decode row x of layout L: Q8_0 on the extended row, Q4_0 on the paired row,
+ * whose whole groups come out in the paired order; the accumulator's lanes are then put back in
+ * block order (lane k: blocks i with i % 8 == k) for the blocks after them, which the paired row
+ * stores as the extended row does, and for the final sum. */
+ALWAYS_INLINE float ext_row(ellm_type type, int64_t n, const void *row, const uint8_t *x,
+                            ellm_q8_0_ext_layout L)
+{
+    const int8_t *a = (const int8_t *)x;
+    const float *da = (const float *)(x + L.scales_offset);
+    const int32_t *block_sums = (const int32_t *)(x + L.block_sums_offset);
+    size_t block_bytes = type == ELLM_TYPE_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
     int64_t nb = n / QK8_0, i = 0;
     __m256 acc = _mm256_setzero_ps();
-    size_t block_bytes = type == ELLM_TYPE_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
     for (; i + GROUP_BLOCKS <= nb; i += GROUP_BLOCKS) {
         ellm_prefetch_ahead((const uint8_t *)row + (size_t)i * block_bytes,
                             (int)(GROUP_BLOCKS * block_bytes));
-        acc = ext_group_step(type, row, a, da, block_sums, i, GROUP_BLOCKS, acc);
+        acc = type == ELLM_TYPE_Q4_0
+                  ? q4_0_paired_group_step((const block_q4_0 *)row + i, a + i * QK8_0, da + i,
+                                           block_sums + i, acc)
+                  : ext_group_step(type, row, a, da, block_sums, i, GROUP_BLOCKS, acc);
     }
+    if (type == ELLM_TYPE_Q4_0)
+        acc = _mm256_permutevar8x32_ps(acc, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     if (i < nb)
         acc = ext_group_step(type, row, a, da, block_sums, i, (int)(nb - i), acc);
-    *out = hsum256(acc);
+    return hsum256(acc);
 }
 
-void ellm_vec_dot_q4_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
+/* ELLM_DOT_ROWS rows of ext_row, the layout found once. */
+ALWAYS_INLINE void ext_rows(ellm_type type, int64_t n, float *out, const void *rows,
+                            size_t row_bytes, const void *x)
 {
-    dot_ext(ELLM_TYPE_Q4_0, n, out, row, x);
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    for (int r = 0; r < ELLM_DOT_ROWS; r++)
+        out[r] = ext_row(type, n, (const uint8_t *)rows + r * row_bytes, x, L);
 }
 
 void ellm_vec_dot_q8_0_ext_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    dot_ext(ELLM_TYPE_Q8_0, n, out, row, x);
+    *out = ext_row(ELLM_TYPE_Q8_0, n, row, x, ellm_q8_0_ext_layout_for(n));
+}
+
+void ellm_vec_dot_q8_0_ext_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                     const void *x)
+{
+    ext_rows(ELLM_TYPE_Q8_0, n, out, rows, row_bytes, x);
+}
+
+void ellm_vec_dot_q4_0_paired_avx2(int64_t n, float *out, const void *row, const void *x)
+{
+    *out = ext_row(ELLM_TYPE_Q4_0, n, row, x, ellm_q8_0_ext_layout_for(n));
+}
+
+void ellm_vec_dot_q4_0_paired_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                        const void *x)
+{
+    ext_rows(ELLM_TYPE_Q4_0, n, out, rows, row_bytes, x);
 }
 
 /* (int8_t)roundf(v) of eight floats, as int32 lanes holding the result's byte (0..255): roundf

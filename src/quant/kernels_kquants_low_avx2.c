@@ -497,27 +497,53 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t 
     q3_K_rows(true, n, out, rows, row_bytes, x);
 }
 
-/* The eight sub-block scales ls - 32 of an IQ4_XS super-block, sub-block s in dword s. */
-static inline __m256i iq4_xs_scales32(const block_iq4_xs *b)
+/* The vectors the plain AVX2 IQ4_XS kernels use for every block, formed once a call: the levels,
+ * the nibble mask, the bit iq4_xs_scales flips, and the picks of two sub-blocks' scales
+ * (lane_pair_pick). The empty asm hides their values from GCC, which otherwise formed the picks
+ * and masks again from immediates inside the group loops (five instructions a pick, three a mask;
+ * the eight-row kernel ran 4 % more instructions). */
+typedef struct iq4_xs_consts {
+    __m256i table, low4, flip, pick[4];
+} iq4_xs_consts;
+
+static inline __m256i iq4_xs_levels(void)
 {
-    uint32_t l;
-    memcpy(&l, b->scales_l, 4);
-    __m256i low = _mm256_srlv_epi32(_mm256_set1_epi32((int)l),
-                                    _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-    __m256i high = _mm256_srlv_epi32(_mm256_set1_epi32(b->scales_h),
-                                     _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
-    __m256i ls = _mm256_or_si256(
-        _mm256_and_si256(low, _mm256_set1_epi32(15)),
-        _mm256_slli_epi32(_mm256_and_si256(high, _mm256_set1_epi32(3)), 4));
-    return _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl));
 }
 
-/* The same scales as int16, in both 128-bit lanes. */
-static inline __m256i iq4_xs_scales(const block_iq4_xs *b)
+ALWAYS_INLINE iq4_xs_consts iq4_xs_consts_pinned(void)
 {
-    __m256i ls = iq4_xs_scales32(b);
-    __m128i s16 = _mm_packs_epi32(_mm256_castsi256_si128(ls), _mm256_extracti128_si256(ls, 1));
-    return _mm256_broadcastsi128_si256(s16);
+    iq4_xs_consts c = {
+        iq4_xs_levels(),
+        _mm256_set1_epi8(15),
+        _mm256_set1_epi16((short)0x8000),
+        {lane_pair_pick(0), lane_pair_pick(1), lane_pair_pick(2), lane_pair_pick(3)}};
+    __asm__(""
+            : "+x"(c.table), "+x"(c.low4), "+x"(c.flip), "+x"(c.pick[0]), "+x"(c.pick[1]),
+              "+x"(c.pick[2]), "+x"(c.pick[3]));
+    return c;
+}
+
+/* The same scales as int16, sub-block s in word s of both 128-bit lanes. One shuffle of the
+ * block's first 16 bytes puts scales_l's byte s / 2 in both bytes of word s of the low lane and
+ * scales_h in every word of the high lane; one multiply moves each word's field to bits 10-13 (the
+ * low four bits of ls) or 14-15 (its top two), so the two lanes or'ed hold ls << 10, and ls - 32
+ * is ls ^ 32 read as a six-bit signed number: seven vector operations where the dword route took
+ * 12. */
+ALWAYS_INLINE __m256i iq4_xs_scales(const block_iq4_xs *b, const iq4_xs_consts *c)
+{
+    __m256i head = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b));
+    __m256i fields = _mm256_shuffle_epi8(head, _mm256_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6,
+                                                                7, 7, 7, 7, 2, 3, 2, 3, 2, 3, 2, 3,
+                                                                2, 3, 2, 3, 2, 3, 2, 3));
+    __m256i placed = _mm256_and_si256(
+        _mm256_mullo_epi16(fields, _mm256_setr_epi16(4, 64, 4, 64, 4, 64, 4, 64, 1 << 14, 1 << 12,
+                                                     1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+        _mm256_setr_epi16(0x3C00, 0x3C00, 0x3C00, 0x3C00, 0x3C00, 0x3C00, 0x3C00, 0x3C00,
+                          (short)0xC000, (short)0xC000, (short)0xC000, (short)0xC000, (short)0xC000,
+                          (short)0xC000, (short)0xC000, (short)0xC000));
+    __m256i shifted = _mm256_or_si256(placed, _mm256_permute4x64_epi64(placed, 0x4E));
+    return _mm256_srai_epi16(_mm256_xor_si256(shifted, c->flip), 10);
 }
 
 /* 16 activations at lo in the low 128-bit lane and 16 at hi in the high lane. */
@@ -531,10 +557,11 @@ static inline __m256i load_halves(const int8_t *lo, const int8_t *hi)
  * (block_q8_K), or with mag a magnitude block (block_q8_K_mag), whose values are stored in the
  * order a step meets them and whose magnitudes are made once per token instead of in every row
  * (per 64 values two sign operations and two 128-bit inserts fewer). */
-ALWAYS_INLINE __m256i iq4_xs_isum(const block_iq4_xs *w, const void *x, bool mag, __m256i table)
+ALWAYS_INLINE __m256i iq4_xs_isum(const block_iq4_xs *w, const void *x, bool mag,
+                                  const iq4_xs_consts *c)
 {
-    const __m256i m15 = _mm256_set1_epi8(15);
-    __m256i scales = iq4_xs_scales(w);
+    const __m256i table = c->table, m15 = c->low4;
+    __m256i scales = iq4_xs_scales(w, c);
     __m256i acc = _mm256_setzero_si256();
     for (int k = 0; k < 4; k++) {
         __m256i packed = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
@@ -560,84 +587,68 @@ ALWAYS_INLINE __m256i iq4_xs_isum(const block_iq4_xs *w, const void *x, bool mag
         }
         __m256i plo = _mm256_maddubs_epi16(ulo, _mm256_sign_epi8(wlo, alo));
         __m256i phi = _mm256_maddubs_epi16(uhi, _mm256_sign_epi8(whi, ahi));
-        __m256i sc = _mm256_shuffle_epi8(scales, lane_pair_pick(k));
+        __m256i sc = _mm256_shuffle_epi8(scales, c->pick[k]);
         acc = _mm256_add_epi32(
             acc, _mm256_add_epi32(_mm256_madd_epi16(plo, sc), _mm256_madd_epi16(phi, sc)));
     }
     return acc;
 }
 
-/* The same integer with AVX-VNNI: the levels are looked up as unsigned bytes level + 128 (table
- * holds them) and vpdpbusd multiplies them by the signed activations with no sign juggling and
- * no int16 limit; 128 times scale times the activation sum of each sub-block comes off at the
- * end. Per 64 values that drops the four vpsignb of iq4_xs_isum and its scale picks and madds;
- * the eight sub-block sums are gathered by two rounds of pair sums and scaled by one vpmulld
- * (they exceed int16). Not inlined into the plain AVX2 kernel (its caller there is dead code). */
-__attribute__((target("avxvnni"))) static inline __m256i
-iq4_xs_isum_vnni(const block_iq4_xs *w, const block_q8_K *a, __m256i table)
+/* The activation scales of count (at most 8) consecutive magnitude blocks, zero beyond. */
+ALWAYS_INLINE __m256 iq4_xs_act_scales(const block_q8_K_mag *a, int count)
 {
-    const __m256i m15 = _mm256_set1_epi8(15);
-    __m256i ls = iq4_xs_scales32(w);
-    __m256i dots[4];
-    for (int k = 0; k < 4; k++) {
-        __m256i packed = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
-        __m256i ulo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, m15));
-        __m256i uhi = _mm256_shuffle_epi8(table,
-                                          _mm256_and_si256(_mm256_srli_epi16(packed, 4), m15));
-        const int8_t *ak = a->qs + 64 * k;
-        /* low lane: sub-block 2k, high lane: 2k + 1, four partial sums each */
-        dots[k] = _mm256_dpbusd_avx_epi32(
-            _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ulo, load_halves(ak, ak + 32)), uhi,
-            load_halves(ak + 16, ak + 48));
+    return _mm256_castsi256_ps(kquant_block_words((const uint8_t *)&a->d, sizeof *a, count));
+}
+
+/* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks against magnitude
+ * activation blocks (their bytes prefetched together); a block at or past count is +0. */
+ALWAYS_INLINE __m256i iq4_xs_pair_sums(const block_iq4_xs *w, const block_q8_K_mag *a, int p,
+                                       const iq4_xs_consts *c, int count)
+{
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    if (2 * p < count) {
+        ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
+        isum[0] = iq4_xs_isum(&w[2 * p], &a[2 * p], true, c);
+        if (2 * p + 1 < count)
+            isum[1] = iq4_xs_isum(&w[2 * p + 1], &a[2 * p + 1], true, c);
     }
-    /* dword j of the low lane: sub-block 2j's sum, of the high lane: 2j + 1's */
-    __m256i sums = _mm256_hadd_epi32(_mm256_hadd_epi32(dots[0], dots[1]),
-                                     _mm256_hadd_epi32(dots[2], dots[3]));
-    __m256i scaled = _mm256_mullo_epi32(
-        sums, _mm256_permutevar8x32_epi32(ls, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)));
-    /* bsums 2s and 2s + 1 make sub-block s: ls - 32 in both int16 halves of dword s */
-    __m256i ls_pairs = _mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(0xFFFF)),
-                                       _mm256_slli_epi32(ls, 16));
-    __m256i offset = _mm256_madd_epi16(ls_pairs, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(scaled, _mm256_slli_epi32(offset, 7));
+    return _mm256_hadd_epi32(isum[0], isum[1]);
+}
+
+/* The terms of count (at most 8) IQ4_XS super-blocks against magnitude activation blocks (lane b:
+ * block b, +0 past count), given the blocks' activation scales; the four pairs written out, as
+ * q3_K_group_terms's are (a loop over the blocks stayed rolled where the count is not a
+ * constant). */
+ALWAYS_INLINE __m256 iq4_xs_group_terms(const block_iq4_xs *w, const block_q8_K_mag *a,
+                                        __m256 act_scales, const iq4_xs_consts *c, int count)
+{
+    __m256i pairs[4] = {iq4_xs_pair_sums(w, a, 0, c, count), iq4_xs_pair_sums(w, a, 1, c, count),
+                        iq4_xs_pair_sums(w, a, 2, c, count), iq4_xs_pair_sums(w, a, 3, c, count)};
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
+    return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }
 
 /* sum plus the terms of eight IQ4_XS super-blocks against magnitude activation blocks. */
 ALWAYS_INLINE float iq4_xs_group(float sum, const block_iq4_xs *w, const block_q8_K_mag *a,
-                                 __m256i table)
+                                 const iq4_xs_consts *c)
 {
-    __m256i pairs[4], even = _mm256_setzero_si256();
-    for (int b = 0; b < 8; b++) {
-        ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-        __m256i isum = iq4_xs_isum(&w[b], &a[b], true, table);
-        if (b % 2 == 0)
-            even = isum;
-        else
-            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
-    }
-    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, 8);
-    __m256 ad = _mm256_castsi256_ps(kquant_block_words((const uint8_t *)&a[0].d, sizeof *a, 8));
-    return add_lanes_in_order(sum, kquant_terms(lane_totals_of_pairs(pairs), d, ad));
+    return add_lanes_in_order(sum, iq4_xs_group_terms(w, a, iq4_xs_act_scales(a, 8), c, 8));
 }
 
 /* Two sub-blocks per step: their 32 packed bytes are one load, the low nibbles (values 0..15 of
  * each) one vector and the high nibbles (16..31) another, and the activations are loaded in the
  * same arrangement. The integer sum is the scalar kernel's, in another order. */
-ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const void *row,
-                              const void *x)
+ALWAYS_INLINE void iq4_xs_dot(bool mag, int64_t n, float *out, const void *row, const void *x)
 {
     const block_iq4_xs *w = row;
     const block_q8_K *a = x;
     const block_q8_K_mag *am = x;
-    __m128i levels = _mm_loadu_si128((const __m128i *)ellm_kvalues_iq4nl);
-    if (vnni)
-        levels = _mm_xor_si128(levels, _mm_set1_epi8((char)0x80)); /* level + 128 */
-    const __m256i table = _mm256_broadcastsi128_si256(levels);
+    const iq4_xs_consts c = iq4_xs_consts_pinned();
     int64_t nb = n / QK_K;
     if (mag && nb % 8 == 0) { /* whole groups only (kq_dot_row in kernels_kquants_avx2.c) */
         float total = 0;
         for (int64_t i = 0; i < nb; i += 8)
-            total = iq4_xs_group(total, w + i, am + i, table);
+            total = iq4_xs_group(total, w + i, am + i, &c);
         *out = total;
         return;
     }
@@ -647,11 +658,8 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
         ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
         const void *x0 = mag ? (const void *)&am[i] : &a[i];
         const void *x1 = mag ? (const void *)&am[last] : &a[last];
-        __m256i s0 = vnni ? iq4_xs_isum_vnni(&w[i], &a[i], table)
-                          : iq4_xs_isum(&w[i], x0, mag, table);
-        __m256i s1 = last == i ? s0
-                     : vnni    ? iq4_xs_isum_vnni(&w[last], &a[last], table)
-                               : iq4_xs_isum(&w[last], x1, mag, table);
+        __m256i s0 = iq4_xs_isum(&w[i], x0, mag, &c);
+        __m256i s1 = last == i ? s0 : iq4_xs_isum(&w[last], x1, mag, &c);
         sum = kquant_add_blocks(sum, s0, s1, kquant_halves(w[i].d, w[last].d),
                                 mag ? am[i].d : a[i].d, mag ? am[last].d : a[last].d, last > i);
     }
@@ -660,12 +668,12 @@ ALWAYS_INLINE void iq4_xs_dot(bool vnni, bool mag, int64_t n, float *out, const 
 
 void ellm_vec_dot_iq4_xs_avx2(int64_t n, float *out, const void *row, const void *x)
 {
-    iq4_xs_dot(false, false, n, out, row, x);
+    iq4_xs_dot(false, n, out, row, x);
 }
 
 ALWAYS_INLINE void iq4_xs_mag_row(int64_t n, float *out, const void *row, const void *x)
 {
-    iq4_xs_dot(false, true, n, out, row, x);
+    iq4_xs_dot(true, n, out, row, x);
 }
 
 void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -673,11 +681,58 @@ void ellm_vec_dot_iq4_xs_mag_avx2(int64_t n, float *out, const void *row, const 
     iq4_xs_mag_row(n, out, row, x);
 }
 
-ELLM_DOT_ROWS_OF(ellm_vec_dot_iq4_xs_mag_rows_avx2, iq4_xs_mag_row)
+/* Up to IQ4_XS_GROUPS_A_PASS groups of a row are taken before their terms are added: 16 384
+ * columns, every row of the common shapes in one pass. */
+enum { IQ4_XS_GROUPS_A_PASS = 8 };
 
-__attribute__((target("avxvnni"))) void ellm_vec_dot_iq4_xs_avx2vnni(int64_t n, float *out,
-                                                                     const void *row, const void *x)
+/* The terms of one row's whole groups and its partial group of tail blocks (if any) against the
+ * magnitude blocks a, group g's in terms[ELLM_DOT_ROWS * g]. */
+ALWAYS_INLINE void iq4_xs_row_terms(int whole, int tail, const block_iq4_xs *w,
+                                    const block_q8_K_mag *a, const __m256 *act_scales,
+                                    const iq4_xs_consts *c, __m256 *terms)
 {
-    iq4_xs_dot(true, false, n, out, row, x);
+    for (int g = 0; g < whole; g++)
+        terms[ELLM_DOT_ROWS * g] = iq4_xs_group_terms(w + 8 * g, a + 8 * g, act_scales[g], c, 8);
+    if (tail)
+        terms[ELLM_DOT_ROWS * whole] = iq4_xs_group_terms(w + 8 * whole, a + 8 * whole,
+                                                          act_scales[whole], c, tail);
 }
+
+/* Eight rows, a pass at a time: the activation scales of the pass's groups gathered once for the
+ * eight rows, then each row's groups in turn (the last partial where its blocks run out:
+ * tinyllama's FFN down rows, two groups and six blocks), their terms added eight rows an addition
+ * in block order (add_rows_lanes_in_order), each row's as its single-row kernel adds them. Row
+ * after row, not group after group over the rows: rows of more than one group taken that way read
+ * from memory at 0.62 of a streaming read where the single row reads 0.77 (eight streams a group
+ * apart, the prefetch ahead landing on bytes already read; prefetching where the order goes next
+ * only reached 0.67), as session 18 found for Q3_K's FFN down rows. */
+void ellm_vec_dot_iq4_xs_mag_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                       const void *x)
+{
+    _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");
+    const block_q8_K_mag *a = x;
+    const iq4_xs_consts c = iq4_xs_consts_pinned();
+    int64_t nb = n / QK_K;
+    __m256 sums = _mm256_setzero_ps();
+    for (int64_t at = 0; at < nb; at += 8 * IQ4_XS_GROUPS_A_PASS) {
+        int64_t pass = nb - at < 8 * IQ4_XS_GROUPS_A_PASS ? nb - at : 8 * IQ4_XS_GROUPS_A_PASS;
+        int whole = (int)(pass / 8), tail = (int)(pass % 8), groups = whole + (tail > 0);
+        const block_q8_K_mag *ap = a + at;
+        __m256 act_scales[IQ4_XS_GROUPS_A_PASS], terms[IQ4_XS_GROUPS_A_PASS][ELLM_DOT_ROWS];
+        for (int g = 0; g < whole; g++)
+            act_scales[g] = iq4_xs_act_scales(ap + 8 * g, 8);
+        if (tail)
+            act_scales[whole] = iq4_xs_act_scales(ap + 8 * whole, tail);
+        for (int r = 0; r < ELLM_DOT_ROWS; r++) {
+            const block_iq4_xs *w = (const block_iq4_xs *)((const uint8_t *)rows +
+                                                           (size_t)r * row_bytes) +
+                                    at;
+            iq4_xs_row_terms(whole, tail, w, ap, act_scales, &c, &terms[0][r]);
+        }
+        for (int g = 0; g < groups; g++)
+            sums = add_rows_lanes_in_order(sums, terms[g]);
+    }
+    _mm256_storeu_ps(out, sums);
+}
+
 #endif

@@ -109,8 +109,9 @@ typedef enum ellm_act_layout {
     /* block_q8_K_pair (blocks.h): Q8_K blocks in pairs in the AVX-512 Q2_K/Q3_K order */
     ELLM_ACT_Q8_K_PAIRS,
     ELLM_ACT_Q8_K_MAG, /* block_q8_K_mag (blocks.h): Q8_K values and magnitudes, middle 16s swapped */
-    ELLM_ACT_Q8_0_SPLIT, /* ellm_q8_0_split_layout_for */
-    ELLM_ACT_PLAIN,      /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
+    ELLM_ACT_Q8_0_SPLIT,  /* ellm_q8_0_split_layout_for */
+    ELLM_ACT_Q8_0_PAIRED, /* ellm_q8_0_paired_slot: the extended row, two blocks a vector */
+    ELLM_ACT_PLAIN,       /* rows of the kernels' vec_dot_type (ellm_quantize_activations) */
     /* ellm_quantize_q8_K_tiled: Q8_K as int16, a gemm call's tokens interleaved */
     ELLM_ACT_Q8_K_TILED,
 } ellm_act_layout;
@@ -171,6 +172,17 @@ static inline int ellm_act_mag_index(int j)
 {
     return (j & ~0x30) | (j & 0x10) << 1 | (j & 0x20) >> 1;
 }
+
+/*
+ * ELLM_ACT_Q8_0_PAIRED: the extended Q8_0 row (ellm_q8_0_ext_layout_for's shape and offsets) for
+ * kernels that take two blocks in the two 128-bit halves of a vector. In each whole group of eight
+ * blocks, value j of the group is stored at ellm_act_mag_index(j): blocks 2p and 2p + 1 share 64
+ * bytes as values 0-15 of 2p, 0-15 of 2p + 1, 16-31 of 2p, 16-31 of 2p + 1. The group's scales
+ * and block sums are stored in the order those pairs' sums come out of two rounds of pair
+ * additions, block b in slot ellm_q8_0_paired_slot(b): blocks 0, 2, 4, 6, then 1, 3, 5, 7. Blocks
+ * after the last whole group are stored as in the extended row.
+ */
+static inline int ellm_q8_0_paired_slot(int b) { return (b & 1) << 2 | b >> 1; }
 
 /* The layout the gemm of the set in use reads for a weight type: ELLM_ACT_Q8_K_TILED where the
  * set says so (16-bit values made once per matmul instead of widened for every group of rows by
