@@ -169,25 +169,54 @@ static inline __m256 add_rows_lanes_in_order(__m256 sums, const __m256 terms[8])
     return sums;
 }
 
+/* Up to ELLM_GROUPS_A_PASS groups of eight blocks of a row are taken before their terms are added
+ * (a row of 16 384 columns in one pass). */
+enum { ELLM_GROUPS_A_PASS = 8 };
+
 /* The body of an ELLM_DOT_ROWS-row decode kernel for rows of nb blocks of block_type, nb a multiple
- * of 8, taken a group of eight blocks at a time over the rows: the group's activation scales
- * (`scales`, of the activation blocks `at`) are gathered once for the rows, group_terms (an
- * expression of w, the row's blocks of the group, at and scales) gives a row's eight terms, and
- * the rows' terms are added eight rows an addition (add_rows_lanes_in_order) into out[0..7]. */
+ * of 8, a pass of up to ELLM_GROUPS_A_PASS groups of eight blocks at a time: the groups' activation
+ * scales are gathered once for the rows, then group_terms (an expression of w, the row's blocks of
+ * the group, `at`, the group's activation blocks, and `scales`, theirs) gives each row's eight
+ * terms of each group, row after row, and the rows' terms are added eight rows an addition
+ * (add_rows_lanes_in_order) into out[0..7]. Row after row, not group after group over the rows:
+ * taken that way rows of two groups or more (4096 columns) read from memory at 0.62-0.66 of a
+ * streaming read where the single rows read 0.72-0.80 (docs/performance.md, session 23). Rows of
+ * one group (2048 columns) keep a loop of their own: the pass loop ran 2-4 % more instructions
+ * there, the avx2vnni Q2_K rows 6 % slower in L2. */
 #define ELLM_ADD_ROWS_BY_GROUPS(block_type, nb, out, rows, row_bytes, act, group_terms)            \
     do {                                                                                           \
         _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");            \
+        int64_t n_groups_ = (nb) / 8;                                                              \
         __m256 sums_ = _mm256_setzero_ps();                                                        \
-        for (int64_t i_ = 0; i_ < (nb); i_ += 8) {                                                 \
-            const block_q8_K *at = (act) + i_;                                                     \
+        if (n_groups_ == 1) {                                                                      \
+            const block_q8_K *at = (act);                                                          \
             __m256 scales = kquant_act_scales(at, 8), terms_[ELLM_DOT_ROWS];                       \
             for (int r_ = 0; r_ < ELLM_DOT_ROWS; r_++) {                                           \
                 const block_type *w = (const block_type *)((const uint8_t *)(rows) +               \
-                                                           (size_t)r_ * (row_bytes)) +             \
-                                      i_;                                                          \
+                                                           (size_t)r_ * (row_bytes));              \
                 terms_[r_] = (group_terms);                                                        \
             }                                                                                      \
-            sums_ = add_rows_lanes_in_order(sums_, terms_);                                        \
+            _mm256_storeu_ps((out), add_rows_lanes_in_order(sums_, terms_));                       \
+            break;                                                                                 \
+        }                                                                                          \
+        for (int64_t g0_ = 0; g0_ < n_groups_; g0_ += ELLM_GROUPS_A_PASS) {                        \
+            int groups_ = (int)(n_groups_ - g0_ < ELLM_GROUPS_A_PASS ? n_groups_ - g0_             \
+                                                                     : ELLM_GROUPS_A_PASS);        \
+            __m256 scales_[ELLM_GROUPS_A_PASS], terms_[ELLM_GROUPS_A_PASS][ELLM_DOT_ROWS];         \
+            for (int g_ = 0; g_ < groups_; g_++)                                                   \
+                scales_[g_] = kquant_act_scales((act) + 8 * (g0_ + g_), 8);                        \
+            for (int r_ = 0; r_ < ELLM_DOT_ROWS; r_++) {                                           \
+                const block_type *row_ = (const block_type *)((const uint8_t *)(rows) +            \
+                                                              (size_t)r_ * (row_bytes));           \
+                for (int g_ = 0; g_ < groups_; g_++) {                                             \
+                    const block_type *w = row_ + 8 * (g0_ + g_);                                   \
+                    const block_q8_K *at = (act) + 8 * (g0_ + g_);                                 \
+                    __m256 scales = scales_[g_];                                                   \
+                    terms_[g_][r_] = (group_terms);                                                \
+                }                                                                                  \
+            }                                                                                      \
+            for (int g_ = 0; g_ < groups_; g_++)                                                   \
+                sums_ = add_rows_lanes_in_order(sums_, terms_[g_]);                                \
         }                                                                                          \
         _mm256_storeu_ps((out), sums_);                                                            \
     } while (0)
