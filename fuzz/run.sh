@@ -9,9 +9,10 @@
 # the gateway's streamed restoration (a quarter: built streams checked against the whole-answer
 # restoration, and hostile JSON events).
 #   fuzz/run.sh [SECONDS=60]
-# Exits non-zero on a crash, leak, sanitizer report, timeout or an allocation over 256 MiB (the
-# inputs are at most 128 KiB, so any such allocation means a count was not bounded by the file
-# size); the reproducer is written to build-fuzz/crash-* for `build-fuzz/fuzz/fuzz_gguf FILE`.
+# Exits non-zero on a crash, leak, sanitizer report (UBSan's too: the targets abort on it),
+# timeout or an allocation over 256 MiB (the inputs are at most 128 KiB, so any such allocation
+# means a count was not bounded by the file size); the reproducer is written to build-fuzz/crash-*
+# for `build-fuzz/fuzz/fuzz_gguf FILE`.
 set -euo pipefail
 seconds=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
