@@ -589,7 +589,7 @@ class Arena {
 
 // A generation runs in slices of about SLICE_MS of wasm work, with a turn of the worker's event
 // loop between them: there an "interrupt" or "unload" message is seen. Its prompt runs in slices
-// too (passes of 16 tokens at least: longer for large models); after each one that leaves more
+// too (passes of 48 tokens at least, more where 50 ms fits more); after each one that leaves more
 // to do the worker posts how much is left. The shared-memory flag, where the page has one, stops
 // it within a slice too (at its next token).
 const SLICE_MS = 50;

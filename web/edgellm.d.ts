@@ -172,7 +172,7 @@ export interface Engine {
    * evaluated stays cached). */
   interrupt(): void;
   /** Stops the running generation, frees the model and ends the worker (one that has not
-   * answered within 2 s is ended anyway); the engine cannot be used afterwards. */
+   * answered within 5 s is ended anyway); the engine cannot be used afterwards. */
   unload(): Promise<void>;
   runtimeInfo(): RuntimeInfo;
   /** The download cache of this origin (Cache Storage); in Node it is always empty. */

@@ -406,9 +406,10 @@ function loadAborted(signal) {
 // How long a worker asked to stop may take before it is ended anyway: a worker inside one long
 // wasm call (parsing a model, a slice that never returns) answers no message. An aborted load
 // stops its download and keeps what arrived; an unload waits for the running request to stop
-// (within a slice: a prompt's slices of a 1B model take most of a second) and frees the model.
+// (within a slice: a prompt's slice of a 1B model, 48 tokens, takes 2-3 s without shared memory)
+// and frees the model.
 const CANCEL_GRACE_MS = 1000;
-const UNLOAD_GRACE_MS = 2000;
+const UNLOAD_GRACE_MS = 5000;
 
 // Waits for promise to settle, or ms at most; never rejects.
 async function settledOrTimedOut(promise, ms) {

@@ -206,10 +206,12 @@ edgellm_wasm_begin_chat(wasm_engine *e, const char *const *roles, const char *co
 }
 
 /* Fewest prompt tokens a slice evaluates. A pass reads every weight once whatever its length,
- * which costs about what two tokens' arithmetic costs, for small models as for large ones:
- * passes of 16 tokens keep prefill near 90 % of its rate in long passes, where passes sized to
- * 50 ms (a token or two of a 360M model) halved it. */
-#define MIN_PROMPT_SLICE 16
+ * which costs about what two tokens' arithmetic costs, for small models as for large ones, so
+ * the share of the rate a pass keeps depends on its tokens, not on its time: without shared
+ * memory, against one pass of the prompt, passes of 16 tokens lost 15 % of smollm2's prefill
+ * rate, of 32 5-8 %, of 48 or 64 under 1 %; a pass of 48 tinyllama tokens takes 2-3 s, the
+ * longest a stop waits for (docs/web.md, session 23). Passes sized to 50 ms halved the rate. */
+#define MIN_PROMPT_SLICE 48
 
 /* Evaluates one pass of the prompt: as much as fits in about ms_left, as the last pass's cost
  * per token predicts, and MIN_PROMPT_SLICE tokens at least. */
