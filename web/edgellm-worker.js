@@ -588,8 +588,10 @@ class Arena {
 }
 
 // A generation runs in slices of about SLICE_MS of wasm work, with a turn of the worker's event
-// loop between them: there an "interrupt" or "unload" message is seen. The shared-memory flag,
-// where the page has one, stops it within a slice too (at its next token).
+// loop between them: there an "interrupt" or "unload" message is seen. Its prompt runs in slices
+// too (passes of 48 tokens at least, more where 50 ms fits more); after each one that leaves more
+// to do the worker posts how much is left. The shared-memory flag, where the page has one, stops
+// it within a slice too (at its next token).
 const SLICE_MS = 50;
 let stopRequested = false;
 let running = null; // the running generation's promise
@@ -639,6 +641,8 @@ async function runGeneration({ id, kind, prompt, messages, params }) {
   for (;;) {
     await nextTurn();
     if (stopAsked() || mod._edgellm_wasm_next(engine, SLICE_MS)) break;
+    const promptLeft = mod._edgellm_wasm_prompt_left(engine);
+    if (promptLeft > 0) post({ type: "prompt", id, left: promptLeft });
   }
   status = mod._edgellm_wasm_finish(engine);
   if (status !== 0) throw new Error(lastError() || `generation failed (${STATUS[status]})`);

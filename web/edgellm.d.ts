@@ -168,9 +168,11 @@ export interface Engine {
     create(req: CompletionRequest): Promise<Completion | AsyncIterable<Completion>>;
   };
   /** Stops the running generation (finish_reason "abort") after its current token, or without
-   * shared memory after the worker's current slice of about 50 ms. */
+   * shared memory after the worker's current slice of about 50 ms (its prompt too: the part
+   * evaluated stays cached). */
   interrupt(): void;
-  /** Frees the model and ends the worker; the engine cannot be used afterwards. */
+  /** Stops the running generation, frees the model and ends the worker (one that has not
+   * answered within 5 s is ended anyway); the engine cannot be used afterwards. */
   unload(): Promise<void>;
   runtimeInfo(): RuntimeInfo;
   /** The download cache of this origin (Cache Storage); in Node it is always empty. */

@@ -261,6 +261,7 @@ class Engine {
     const p = this.pending.get(msg.id);
     if (!p) return;
     if (msg.type === "delta") { p.onDelta?.(msg.text); return; }
+    if (msg.type === "prompt") return; // the prompt is still being evaluated (not surfaced yet)
     this.pending.delete(msg.id);
     if (msg.type === "error") p.reject(new Error(msg.message));
     else p.resolve(msg.result);
@@ -355,8 +356,10 @@ class Engine {
   async close() {
     if (!this.worker) return;
     this.interrupt();
-    await this.queue;
-    await this.call("unload", {}).catch(() => {}); // a worker that stopped holds nothing to free
+    // The running request stops within a slice; a worker that does not answer in time is ended
+    // (detach below fails what still waits on it).
+    const stopping = this.queue.then(() => this.call("unload", {}));
+    await settledOrTimedOut(stopping, UNLOAD_GRACE_MS);
     const worker = this.worker;
     this.detach("the engine was unloaded; create a new one");
     await worker?.terminate();
@@ -400,9 +403,20 @@ function loadAborted(signal) {
   return error;
 }
 
-// How long an aborted load may take to stop its download and keep what arrived before its
-// worker is ended anyway (a worker inside one long wasm call answers no message).
+// How long a worker asked to stop may take before it is ended anyway: a worker inside one long
+// wasm call (parsing a model, a slice that never returns) answers no message. An aborted load
+// stops its download and keeps what arrived; an unload waits for the running request to stop
+// (within a slice: a prompt's slice of a 1B model, 48 tokens, takes 2-3 s without shared memory)
+// and frees the model.
 const CANCEL_GRACE_MS = 1000;
+const UNLOAD_GRACE_MS = 5000;
+
+// Waits for promise to settle, or ms at most; never rejects.
+async function settledOrTimedOut(promise, ms) {
+  let timer;
+  await Promise.race([promise.catch(() => {}), new Promise((resolve) => { timer = setTimeout(resolve, ms); })]);
+  clearTimeout(timer);
+}
 
 function absoluteUrl(url) {
   return new URL(url, globalThis.location?.href ?? baseUrl).href;
@@ -509,10 +523,7 @@ export async function createEngine(options = {}) {
       // The worker stops its download, keeping what arrived in the cache as a broken download
       // does, and frees the model's memory; ending the worker below frees the rest.
       worker.post({ type: "cancel" });
-      let grace;
-      await Promise.race([loading.catch(() => {}),
-        new Promise((resolve) => { grace = setTimeout(resolve, CANCEL_GRACE_MS); })]);
-      clearTimeout(grace);
+      await settledOrTimedOut(loading, CANCEL_GRACE_MS);
       throw loadAborted(signal);
     }
   } catch (e) {

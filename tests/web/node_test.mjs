@@ -544,16 +544,19 @@ async function engineWithoutSharedMemory(model) {
   assert.deepEqual([engine.runtimeInfo().variant, engine.runtimeInfo().interruptible], ["st", true]);
   return engine;
 }
-// Resolves when the worker posts the running generation's first text.
-function firstText(engine) {
+// Resolves when the worker posts a message of this type (or after fallbackMs, when given).
+function workerPosts(engine, type, fallbackMs) {
   return new Promise((resolve) => {
     const dispatch = engine.dispatch.bind(engine);
     engine.dispatch = (msg) => {
-      if (msg.type === "delta") resolve();
+      if (msg.type === type) resolve();
       dispatch(msg);
     };
+    if (fallbackMs) setTimeout(resolve, fallbackMs);
   });
 }
+// Resolves when the worker posts the running generation's first text.
+const firstText = (engine) => workerPosts(engine, "delta");
 
 await check("without shared memory: a stream left early stops, and the next request gives the right text", async () => {
   const engine = await engineWithoutSharedMemory(longContextModel);
@@ -602,6 +605,63 @@ await check("without shared memory: unload during a generation stops it and free
   assert.equal(finish, "abort");
   assert.match(String(await queued), /the engine was unloaded; create a new one/);
   assert.equal(startedWorkers.at(-1).threadId, -1, "the engine's worker has ended");
+});
+
+// A prompt of about 1500 tokens of the 2048-token synthetic model (its vocabulary is aidreams'):
+// about a second of prefill, evaluated in slices.
+const longPrompt = (tag) => {
+  const words = "the a little dog cat ran to house and saw big red ball under tree then went home".split(" ");
+  return tag + Array.from({ length: 600 }, (_, i) => words[(i * 7 + (i >> 3)) % words.length]).join(" ");
+};
+// Resolves when the worker reports a slice of the running prompt evaluated and more left (the
+// worker of main's build never does: then after 300 ms, inside its one-call prompt).
+const promptUnderWay = (engine) => workerPosts(engine, "prompt", 300);
+
+await check("without shared memory: interrupt() during a long prompt ends it (abort), and the next request reuses what was evaluated", async () => {
+  const engine = await engineWithoutSharedMemory(longContextModel);
+  const prompt = longPrompt("");
+  const underWay = promptUnderWay(engine);
+  const completion = engine.completions.create({ prompt, temperature: 0, max_tokens: 8 });
+  await underWay;
+  engine.interrupt();
+  const stopped = await settlesWithin(completion, 60);
+  assert.deepEqual([stopped.choices[0].finish_reason, stopped.usage.completion_tokens], ["abort", 0]);
+  assert.ok(stopped.usage.prompt_tokens > 1400, `the prompt is ${stopped.usage.prompt_tokens} tokens`);
+  const resumed = await engine.completions.create({ prompt, temperature: 0, max_tokens: 8 });
+  const cached = resumed.usage.prompt_tokens_details.cached_tokens;
+  assert.ok(cached > 0 && cached < resumed.usage.prompt_tokens - 1,
+    `${cached} of ${resumed.usage.prompt_tokens} prompt tokens were evaluated before the interrupt`);
+  // The same prompt evaluated in one go (after another prompt emptied the cache).
+  await engine.completions.create({ prompt: "x", max_tokens: 1 });
+  const whole = await engine.completions.create({ prompt, temperature: 0, max_tokens: 8 });
+  assert.ok(whole.usage.prompt_tokens_details.cached_tokens <= 1, "only BOS is shared with \"x\"");
+  assert.equal(resumed.choices[0].text, whole.choices[0].text);
+  assert.equal(resumed.usage.completion_tokens, 8);
+  await engine.unload();
+});
+
+await check("without shared memory: unload() during a long prompt stops it part way, the worker answering", async () => {
+  const engine = await engineWithoutSharedMemory(longContextModel);
+  const results = recordResults(engine);
+  const underWay = promptUnderWay(engine);
+  const completion = engine.completions.create({ prompt: longPrompt(""), temperature: 0, max_tokens: 8 })
+    .then((c) => c.choices[0].finish_reason, (e) => e);
+  await underWay;
+  await settlesWithin(engine.unload(), 60);
+  assert.equal(await completion, "abort");
+  assert.equal(results.length, 1, "the request was answered: stopped, not its worker killed under it");
+  // Prefill time is reported only for a prompt evaluated to its end.
+  assert.deepEqual([results[0].stopReason, results[0].completionTokens, results[0].prefillSeconds], [5, 0, 0]);
+  assert.equal(startedWorkers.at(-1).threadId, -1, "the engine's worker has ended");
+});
+
+await check("unload ends a worker that does not answer within its grace period", async () => {
+  const engine = await createEngine({ model: longContextModel, threads: 1 });
+  await engine.completions.create({ prompt: "Once", temperature: 0, max_tokens: 2 });
+  engine.worker.post = () => {}; // the worker hears nothing more, as one stuck in a wasm call
+  await settlesWithin(engine.unload(), 30);
+  assert.equal(startedWorkers.at(-1).threadId, -1, "the engine's worker has ended");
+  await rejects(() => engine.completions.create({ prompt: "x", max_tokens: 1 }), /the engine was unloaded; create a new one/);
 });
 
 console.log(failures ? `${failures} checks failed` : "all checks passed");

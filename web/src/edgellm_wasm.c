@@ -1,9 +1,9 @@
 /* The WebAssembly entry points behind web/edgellm.mjs: a model loaded from bytes the JavaScript
  * side streamed into wasm memory, completions and chat completions that hand each piece of text
  * to JavaScript as it becomes final, and the logits of a token sequence (for tests). A generation
- * runs in slices (begin, next, finish) so that the worker's event loop, which delivers an
- * interrupt or an unload, runs between them even where no shared memory carries a flag into a
- * running call. Every failure returns a status whose message edgellm_wasm_last_error gives. */
+ * runs in slices (begin, next, finish), its prompt too, so that the worker's event loop, which
+ * delivers an interrupt or an unload, runs between them even where no shared memory carries a
+ * flag into a running call. Every failure returns a status whose message edgellm_wasm_last_error gives. */
 #include <emscripten.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +21,7 @@ typedef struct wasm_engine {
     void *bytes; /* the GGUF file, owned: the model points into it */
     ellm_generation *running;
     edgellm_generate_result last;
+    double prompt_ms_per_token; /* as the last slice of a prompt took; 0 before the first */
 } wasm_engine;
 
 /* Hands text to the worker (Module.edgellmText) and asks it whether to stop. */
@@ -140,16 +141,6 @@ static edgellm_generate_params generate_params(double temperature, double top_p,
     return gp;
 }
 
-/* The generation just begun evaluates its prompt: one slice of its own, after which an
- * interrupt is seen before the first token. */
-static int begun(wasm_engine *e, edgellm_status st)
-{
-    bool ended = false;
-    if (st == EDGELLM_OK)
-        ellm_generation_next(e->running, 0, &ended);
-    return st;
-}
-
 /* Begins a completion of prompt, as `edgellm run` makes it (BOS as the model wants it). */
 EMSCRIPTEN_KEEPALIVE int edgellm_wasm_begin_complete(wasm_engine *e, const char *prompt,
                                                      double temperature, double top_p, int top_k,
@@ -163,7 +154,7 @@ EMSCRIPTEN_KEEPALIVE int edgellm_wasm_begin_complete(wasm_engine *e, const char 
     edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p, repeat_penalty,
                                                  presence, frequency, seed, max_tokens, stops,
                                                  n_stops);
-    return begun(e, ellm_generation_begin_text(e->ctx, prompt, &gp, &e->running));
+    return ellm_generation_begin_text(e->ctx, prompt, &gp, &e->running);
 }
 
 /* Begins a chat completion: the messages rendered by the model's chat template, its markup
@@ -211,21 +202,57 @@ edgellm_wasm_begin_chat(wasm_engine *e, const char *const *roles, const char *co
                                                  n_all);
     st = ellm_generation_begin(e->ctx, tokens, n_tokens, &gp, &e->running);
     free(tokens);
-    return begun(e, st);
+    return st;
 }
 
-/* Generates for about budget_ms (at least one token) and returns 1 when the generation has
- * ended, 0 when there is more to come. */
+/* Fewest prompt tokens a slice evaluates. A pass reads every weight once whatever its length,
+ * which costs about what two tokens' arithmetic costs, for small models as for large ones, so
+ * the share of the rate a pass keeps depends on its tokens, not on its time: without shared
+ * memory, against one pass of the prompt, passes of 16 tokens lost 15 % of smollm2's prefill
+ * rate, of 32 5-8 %, of 48 or 64 under 1 %; a pass of 48 tinyllama tokens takes 2-3 s, the
+ * longest a stop waits for (docs/web.md, session 23). Passes sized to 50 ms halved the rate. */
+#define MIN_PROMPT_SLICE 48
+
+/* Evaluates one pass of the prompt: as much as fits in about ms_left, as the last pass's cost
+ * per token predicts, and MIN_PROMPT_SLICE tokens at least. */
+static void prompt_slice(wasm_engine *e, double ms_left, bool *ended)
+{
+    int32_t n = MIN_PROMPT_SLICE;
+    double fits = e->prompt_ms_per_token > 0 ? ms_left / e->prompt_ms_per_token : 0;
+    int32_t most = edgellm_context_n_batch(e->ctx);
+    if (fits > n)
+        n = fits > most ? most : (int32_t)fits;
+    int32_t left = ellm_generation_prompt_left(e->running);
+    double t0 = emscripten_get_now();
+    ellm_generation_prefill(e->running, n, ended);
+    /* The first slice may find part of the prompt cached: then it evaluated fewer. */
+    e->prompt_ms_per_token = (emscripten_get_now() - t0) / (n < left ? n : left);
+}
+
+/* Evaluates a slice of the prompt, or once it is evaluated generates, for about budget_ms (one
+ * token at least) and returns 1 when the generation has ended, 0 when there is more to come. */
 EMSCRIPTEN_KEEPALIVE int edgellm_wasm_next(wasm_engine *e, double budget_ms)
 {
     double until = emscripten_get_now() + budget_ms;
     bool ended = !e->running;
+    if (!ended && ellm_generation_prompt_left(e->running) > 0) {
+        /* One pass: a second in what time is left would be a short one, whose cost per token
+         * (mostly reading the weights) misleads the next slice's estimate. */
+        prompt_slice(e, budget_ms, &ended);
+        return ended;
+    }
     while (!ended) {
         ellm_generation_next(e->running, 1, &ended);
         if (emscripten_get_now() >= until)
             break;
     }
     return ended;
+}
+
+/* How many of the running generation's prompt tokens are still to evaluate. */
+EMSCRIPTEN_KEEPALIVE int edgellm_wasm_prompt_left(wasm_engine *e)
+{
+    return e->running ? ellm_generation_prompt_left(e->running) : 0;
 }
 
 /* Ends the running generation (stopping it if it has not ended: finish_reason "abort") and
