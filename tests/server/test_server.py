@@ -79,8 +79,9 @@ class Server:
             parsed = payload.decode("utf-8", "replace")
         return resp.status, parsed, hdrs
 
-    def stream(self, path, body, headers=None):
-        """Returns (status, list of parsed data events, saw [DONE])."""
+    def stream(self, path, body, headers=None, first_event=None):
+        """Returns (status, list of parsed data events, saw [DONE]). `first_event`, a
+        threading.Event, is set once the first data event arrived (the request is generating)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         h = {"Content-Type": "application/json"}
         h.update(headers or {})
@@ -108,6 +109,8 @@ class Server:
                 else:
                     check(not done, "nothing after [DONE]")
                     events.append(json.loads(data))
+                if first_event is not None:
+                    first_event.set()
         conn.close()
         return resp.status, events, done, {}
 
@@ -442,7 +445,7 @@ def test_metrics(s):
 
 def test_queue_cancel_shutdown(slow_model):
     # One slot, one waiting place: a burst gets 429s beyond that, with Retry-After.
-    s = Server(slow_model, "--parallel", "1", "--queue", "1", "--ctx", "1024", "--threads", "2",
+    s = Server(slow_model, "--parallel", "1", "--queue", "1", "--ctx", "8192", "--threads", "2",
                "--grace", "1")
     try:
         results = []
@@ -496,23 +499,34 @@ def test_queue_cancel_shutdown(slow_model):
               % generated)
 
         # SIGTERM with a long stream in flight: it is cut after the grace period with an error
-        # event and [DONE], and the process exits 0.
+        # event and [DONE], and the process exits 0. The signal waits for the stream's first event
+        # (a fixed sleep can end before a loaded host admitted the request, which is then answered
+        # 503), and the stream is long enough not to end on its own within the 1 s grace: this
+        # model streams up to ~900 tokens/s, so 1000 tokens often ended first ("length", no error).
         out = {}
+        generating = threading.Event()
 
         def long_stream():
-            out["r"] = s.stream("/v1/completions", {"prompt": "hello", "max_tokens": 1000,
-                                                    "temperature": 0, "stream": True})
+            try:
+                out["r"] = s.stream("/v1/completions", {"prompt": "hello", "max_tokens": 8000,
+                                                        "temperature": 0, "stream": True},
+                                    first_event=generating)
+            finally:
+                generating.set()  # a refused or failed request must not hold the wait
 
         t = threading.Thread(target=long_stream)
         t.start()
-        time.sleep(0.5)
+        generating.wait(60)
+        check("r" not in out, "the long stream is generating at the signal: %s" % (out.get("r"),))
         t_sig = time.time()
         rc = s.stop(signal.SIGTERM)
         t.join(10)
         check(rc == 0, "exit code 0 after SIGTERM: %s" % rc)
         check(time.time() - t_sig < 8, "stopped within the grace period")
         st, events, done, _ = out.get("r", (None, [], False, {}))
-        check(st == 200 and done and "error" in events[-1], "cut stream ends with an error and [DONE]")
+        check(st == 200 and done and events and "error" in events[-1],
+              "cut stream ends with an error and [DONE]: status %s, [DONE] %s, %d events, last %s"
+              % (st, done, len(events), events[-1:]))
     finally:
         if s.proc.poll() is None:
             s.proc.kill()
@@ -550,7 +564,7 @@ def main():
     slow = os.path.join(TMP, "slow.gguf")
     subprocess.run([EDGELLM, "synth", "--dims", "512,8,8,8,1536", "--vocab",
                     os.path.join(SHARED, "models", "llama2-vocab-tiny-f16.gguf"), "-o", slow,
-                    "--type", "q8_0", "--ctx", "1024"], check=True, capture_output=True)
+                    "--type", "q8_0", "--ctx", "8192"], check=True, capture_output=True)
     test_queue_cancel_shutdown(slow)
     print("server_api: %d checks, %d failed" % (checks, len(failures)))
     sys.exit(1 if failures else 0)
