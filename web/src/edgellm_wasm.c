@@ -223,6 +223,10 @@ static void prompt_slice(wasm_engine *e, double ms_left, bool *ended)
     if (fits > n)
         n = fits > most ? most : (int32_t)fits;
     int32_t left = ellm_generation_prompt_left(e->running);
+    /* A last pass of fewer than MIN_PROMPT_SLICE tokens would cost nearly a whole pass (every
+     * weight read for a few tokens): they go with this one. */
+    if (left - n < MIN_PROMPT_SLICE && left <= most)
+        n = left;
     double t0 = emscripten_get_now();
     ellm_generation_prefill(e->running, n, ended);
     /* The first slice may find part of the prompt cached: then it evaluated fewer. */
