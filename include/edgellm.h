@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-#define EDGELLM_API_VERSION 3
+#define EDGELLM_API_VERSION 4
 
 typedef enum edgellm_status {
     EDGELLM_OK = 0,
@@ -44,7 +44,8 @@ typedef enum edgellm_status {
     EDGELLM_ERR_BUFFER_TOO_SMALL =
         7,                     /* the caller's buffer is too small; the needed size is reported */
     EDGELLM_ERR_NOT_FOUND = 8, /* a key, tensor or name does not exist */
-    EDGELLM_ERR_CANCELLED = 9  /* a callback or edgellm_context_cancel asked to stop */
+    EDGELLM_ERR_CANCELLED = 9, /* a callback or edgellm_context_cancel asked to stop */
+    EDGELLM_ERR_BUSY = 10      /* the context has an open edgellm_generation (API version 4) */
 } edgellm_status;
 
 typedef int32_t edgellm_token;
@@ -291,7 +292,7 @@ EDGELLM_API
 const edgellm_model *edgellm_context_model(const edgellm_context *ctx);
 /*
  * Asks the call running on ctx (edgellm_eval, edgellm_embed, edgellm_generate,
- * edgellm_generate_tokens) to stop; callable from any thread while ctx exists, e.g. when the user
+ * edgellm_generate_tokens), or the generation open on it (edgellm_generation_begin), to stop; callable from any thread while ctx exists, e.g. when the user
  * leaves the screen during a long prompt. The call stops before the next layer of its forward
  * pass (or before the next token) and returns EDGELLM_ERR_CANCELLED with the context usable:
  *  - edgellm_eval keeps the n_batch chunks it finished in the cache (edgellm_context_n_past says
@@ -301,9 +302,14 @@ const edgellm_model *edgellm_context_model(const edgellm_context *ctx);
  *    cancel came after it was emitted and before it was evaluated (as when on_token stops);
  *    out_result says how many tokens were generated, stop_reason EDGELLM_STOP_CANCELLED;
  *  - edgellm_embed leaves the cache empty.
- * Returns 1 when a call was running (it will stop, unless it was already past its last check and
- * returns its normal result), 0 when nothing ran: that cancel is dropped, and the next call runs
- * normally. Batched passes (edgellm_eval_batch) are not cancelled this way.
+ *  - an open edgellm_generation that has not ended keeps the cancel until its running or next
+ *    edgellm_generation_prefill / _next call, which stops as edgellm_generate does (or, between
+ *    calls, at once without evaluating or handing out anything) and returns
+ *    EDGELLM_ERR_CANCELLED; edgellm_generation_finish then reports EDGELLM_STOP_CANCELLED.
+ * Returns 1 when a call was running or a generation is open and not ended (it will stop, unless
+ * a call was already past its last check and returns its normal result), 0 otherwise: that
+ * cancel is dropped, and the next call runs normally. Batched passes (edgellm_eval_batch) are
+ * not cancelled this way.
  */
 EDGELLM_API
 int edgellm_context_cancel(edgellm_context *ctx);
@@ -609,6 +615,96 @@ EDGELLM_API
 edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token *prompt,
                                        int32_t n_prompt, const edgellm_generate_params *params,
                                        edgellm_generate_result *out_result);
+
+/* ---- Step-by-step generation (API version 4) -------------------------------------------- */
+
+/*
+ * A generation the application pulls a slice at a time, returning to its own loop in between (a
+ * UI toolkit, an async runtime, a game loop) and stopping whenever it likes without a second
+ * thread: begin, then edgellm_generation_prefill for slices of the prompt and
+ * edgellm_generation_next for tokens as often as it likes, then edgellm_generation_finish.
+ * edgellm_generate is exactly one begin, one next to the end and one finish: slices of any sizes
+ * give the same tokens, text, result and cache bit for bit (docs/embedding.md).
+ *
+ * Tokens reach params->on_token as with edgellm_generate, called during prefill / next / finish
+ * on the thread making that call (a pull loop collects them through user_data); returning
+ * non-zero ends the generation with EDGELLM_STOP_CALLBACK.
+ *
+ * Ownership and threads: the application owns the generation and frees it with
+ * edgellm_generation_finish, before freeing its context, the model, the grammar or the draft
+ * context params points to. Like its context, a generation is used by one thread at a time (it may
+ * move between threads between calls); only edgellm_context_cancel may be called from another
+ * thread while it runs. While it is open (begun and not finished, also after it ended), every call that evaluates or
+ * changes the context's cache fails with EDGELLM_ERR_BUSY and changes nothing: edgellm_eval,
+ * edgellm_eval_batch with the context, edgellm_embed, edgellm_generate*, edgellm_context_truncate,
+ * edgellm_context_copy_cache into it, and a second edgellm_generation_begin* (also when on_token
+ * makes them);
+ * the getters (edgellm_context_n_past, edgellm_context_tokens, edgellm_get_logits, ...) work. A
+ * context freed while a generation is open leaves that generation ended: its calls fail with
+ * EDGELLM_ERR_INVALID_ARGUMENT and edgellm_generation_finish only frees it.
+ */
+typedef struct edgellm_generation edgellm_generation;
+
+/*
+ * Begins a generation of the text prompt on ctx, tokenized as edgellm_generate tokenizes it,
+ * validating params as edgellm_generate does (every failure it reports before evaluating is
+ * reported here, and *out_generation is set to NULL). Nothing is evaluated yet. params and the stop
+ * strings are copied; what params points to otherwise (user_data, the grammar, the draft context)
+ * must outlive the generation. EDGELLM_ERR_BUSY when ctx already has an open generation; then
+ * *out_generation is left as it was, so that a handle of the open one passed again is not lost.
+ */
+EDGELLM_API
+edgellm_status edgellm_generation_begin(edgellm_context *ctx, const char *prompt,
+                                        const edgellm_generate_params *params,
+                                        edgellm_generation **out_generation);
+/* The same from n_prompt token ids (copied), as edgellm_generate_tokens takes them. */
+EDGELLM_API
+edgellm_status edgellm_generation_begin_tokens(edgellm_context *ctx, const edgellm_token *prompt,
+                                               int32_t n_prompt,
+                                               const edgellm_generate_params *params,
+                                               edgellm_generation **out_generation);
+
+/*
+ * Evaluates up to n_tokens (>= 1) more of the prompt and hands out nothing; once the prompt is
+ * evaluated it does nothing. The first slice decides, as edgellm_generate does, which cached
+ * prefix is reused. The logits the prompt leaves are those of one pass over it, bit for bit,
+ * whatever the slices. *ended (may be NULL) is set to 1 when the generation has ended (a failure
+ * or a cancel ends it), else 0. After the end nothing runs and the call returns the status the
+ * generation ended with (EDGELLM_OK when it ended normally). n_tokens <= 0 is
+ * EDGELLM_ERR_INVALID_ARGUMENT and changes nothing, and so is a NULL generation (*ended 1).
+ * Called from the generation's own on_token: EDGELLM_ERR_BUSY.
+ */
+EDGELLM_API
+edgellm_status edgellm_generation_prefill(edgellm_generation *generation, int32_t n_tokens,
+                                          int *ended);
+/* Prompt tokens still to evaluate (a cached prefix the first slice finds is counted until
+ * then); 0 once the prompt is evaluated; -1 for NULL. */
+EDGELLM_API
+int32_t edgellm_generation_prompt_left(const edgellm_generation *generation);
+/*
+ * Evaluates what is left of the prompt, then generates until n_tokens (>= 1; INT32_MAX: to the
+ * end) more tokens are handed to on_token or the generation ends (EOS, max_tokens, a stop
+ * string, a full context, the grammar, the callback, a cancel or a failure). A speculative pass
+ * may hand out a few more than asked: its accepted proposals are never held back. *ended,
+ * n_tokens <= 0 and calls after the end as for edgellm_generation_prefill.
+ */
+EDGELLM_API
+edgellm_status edgellm_generation_next(edgellm_generation *generation, int32_t n_tokens,
+                                       int *ended);
+/*
+ * Ends the generation and frees it; NULL does nothing. One that had ended hands on_token the text
+ * it still held back (token -1), as edgellm_generate does. One that had not stops as if its
+ * callback had asked to (EDGELLM_STOP_CALLBACK; held-back text is dropped), and the cache keeps
+ * what was evaluated: the slices of the prompt and the tokens handed out (all but the last under
+ * speculative decoding).
+ * *out_result (may be NULL) gets the result edgellm_generate gives (prefill_seconds 0 when the
+ * prompt was not evaluated to its end); returns the status that ended the generation, or the
+ * finishing's own failure. Called from the generation's own on_token it is refused
+ * (EDGELLM_ERR_BUSY) and frees nothing.
+ */
+EDGELLM_API
+edgellm_status edgellm_generation_finish(edgellm_generation *generation,
+                                         edgellm_generate_result *out_result);
 
 #ifdef __cplusplus
 }

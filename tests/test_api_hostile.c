@@ -346,6 +346,11 @@ typedef struct cb_state {
     edgellm_context *reenter; /* when set, each call evaluates a token on this other context */
     edgellm_model *model;
     int reenter_failures;
+    /* When set, each call tries to evaluate a token on, and truncate, the generating context. */
+    edgellm_context *reenter_self;
+    int self_accepted; /* of those calls, the ones the library did not refuse */
+    edgellm_token tokens[64];
+    int n_tokens;
     size_t bytes;
     bool bad_utf8_start;
 } cb_state;
@@ -356,6 +361,13 @@ static int on_token(void *user, edgellm_token token, const char *text, size_t le
     s->calls++;
     (void)token;
     s->bytes += len;
+    if (token >= 0 && s->n_tokens < 64)
+        s->tokens[s->n_tokens++] = token;
+    if (s->reenter_self) {
+        edgellm_token one = 1;
+        s->self_accepted += edgellm_eval(s->reenter_self, &one, 1, 0) == EDGELLM_OK;
+        s->self_accepted += edgellm_context_truncate(s->reenter_self, 0) == EDGELLM_OK;
+    }
     if (len > 0 && ((unsigned char)text[0] & 0xC0) == 0x80)
         s->bad_utf8_start = true;
     if (s->reenter) {
@@ -529,6 +541,23 @@ static void test_generate_arguments(edgellm_model *m)
     cs = (cb_state){.reenter = other, .model = m};
     CHECK(edgellm_generate(c, "Once", &gp, &r) == EDGELLM_OK);
     CHECK(cs.calls > 0 && cs.reenter_failures == 0);
+    /* On the generating context itself it is refused (it corrupted the output and cache before
+     * API version 4), and the output is what it is without it. */
+    static cb_state plain, self;
+    plain = (cb_state){0};
+    self = (cb_state){.reenter_self = c};
+    gp.sampling.temperature = 0;
+    gp.user_data = &plain;
+    CHECK(edgellm_generate(c, "Once upon a time", &gp, &r) == EDGELLM_OK);
+    gp.user_data = &self;
+    CHECK(edgellm_generate(c, "Once upon a time", &gp, &r) == EDGELLM_OK);
+    CHECK_MSG(self.calls > 0 && self.self_accepted == 0,
+              "%d of %d calls on the generating context from its callback were accepted",
+              self.self_accepted, 2 * self.calls);
+    CHECK_MSG(self.n_tokens == plain.n_tokens &&
+                  !memcmp(self.tokens, plain.tokens, (size_t)plain.n_tokens * sizeof *plain.tokens),
+              "re-entering the generating context changed its output");
+    gp.user_data = &cs;
 
     edgellm_context_free(other);
     edgellm_context_free(c);

@@ -10,6 +10,7 @@
 #include "core/status.h"
 #include "core/threadpool.h"
 #include "edgellm.h"
+#include "generate/generation.h"
 #include "gguf/gguf.h"
 #include "grammar/grammar.h"
 #include "model/model.h"
@@ -55,6 +56,9 @@ struct edgellm_context {
      * first. pending_at is the cache length it follows, -1 when there is none. */
     edgellm_token pending;
     int32_t pending_at;
+    /* The step-by-step generation begun on this context and not yet finished: it owns the cache
+     * between its calls, so the public calls that would change the cache are refused. */
+    edgellm_generation *generation;
 };
 
 #define CTX_RUNNING 1u
@@ -704,10 +708,30 @@ bool ellm_context_cancel_requested(edgellm_context *c)
 
 ellm_state *ellm_context_state(edgellm_context *c) { return c->state; }
 
+void ellm_context_set_generation(edgellm_context *c, edgellm_generation *generation)
+{
+    c->generation = generation;
+}
+
+edgellm_generation *ellm_context_generation(const edgellm_context *c) { return c->generation; }
+
+edgellm_status ellm_context_refuse_busy(const edgellm_context *c, const char *what)
+{
+    if (!c || !c->generation)
+        return EDGELLM_OK;
+    return ellm_fail(EDGELLM_ERR_BUSY,
+                     "%s: the context has an open generation (edgellm_generation_begin); "
+                     "call edgellm_generation_finish first, or use another context",
+                     what);
+}
+
 void edgellm_context_free(edgellm_context *c)
 {
     if (!c)
         return;
+    /* The application still holds the generation: it must fail cleanly, not reach freed memory. */
+    if (c->generation)
+        ellm_generation_detach(c->generation);
     ellm_state_free(c->state);
     ellm_threadpool_free(c->pool);
     free(c->profile);
@@ -731,14 +755,21 @@ const edgellm_token *edgellm_context_tokens(const edgellm_context *c, int32_t *n
     return c ? c->tokens : NULL;
 }
 
+void ellm_context_truncate(edgellm_context *c, int32_t n_keep)
+{
+    ellm_state_truncate(c->state, n_keep);
+    c->logits_rows = 0;
+    c->pending_at = -1;
+}
+
 edgellm_status edgellm_context_truncate(edgellm_context *c, int32_t n_keep)
 {
     if (!c || n_keep < 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "edgellm_context_truncate: bad argument");
-    ellm_state_truncate(c->state, n_keep);
-    c->logits_rows = 0;
-    c->pending_at = -1;
-    return EDGELLM_OK;
+    edgellm_status st = ellm_context_refuse_busy(c, "edgellm_context_truncate");
+    if (st == EDGELLM_OK)
+        ellm_context_truncate(c, n_keep);
+    return st;
 }
 
 void ellm_context_set_pending(edgellm_context *c, edgellm_token token)
@@ -834,8 +865,8 @@ static edgellm_status eval_tokens(edgellm_context *c, const edgellm_token *token
     return EDGELLM_OK;
 }
 
-edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
-                            int all_logits)
+edgellm_status ellm_context_eval(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
+                                 int all_logits)
 {
     if (!c)
         return eval_tokens(c, tokens, n_tokens, all_logits);
@@ -843,6 +874,13 @@ edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int
     edgellm_status st = eval_tokens(c, tokens, n_tokens, all_logits);
     ellm_context_end_call(c);
     return st;
+}
+
+edgellm_status edgellm_eval(edgellm_context *c, const edgellm_token *tokens, int32_t n_tokens,
+                            int all_logits)
+{
+    edgellm_status st = ellm_context_refuse_busy(c, "edgellm_eval");
+    return st != EDGELLM_OK ? st : ellm_context_eval(c, tokens, n_tokens, all_logits);
 }
 
 edgellm_status edgellm_batch_create(edgellm_model *m, const edgellm_context_params *params,
@@ -926,6 +964,9 @@ edgellm_status edgellm_context_copy_cache(edgellm_context *dst, const edgellm_co
     if (dst->params.kv_type != src->params.kv_type)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "edgellm_context_copy_cache: the contexts' KV types differ");
+    edgellm_status busy = ellm_context_refuse_busy(dst, "edgellm_context_copy_cache (dst)");
+    if (busy != EDGELLM_OK)
+        return busy;
     int32_t n_vocab = ellm_model_hparams(src->model->model)->n_vocab;
     const float *last = edgellm_get_logits(src, -1);
     if (last && !reserve_logit_rows(dst, 1, n_vocab))
@@ -968,6 +1009,8 @@ edgellm_status edgellm_eval_batch(edgellm_batch *b, edgellm_context *const *ctxs
         else if (c->model != b->model)
             st = ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                            "edgellm_eval_batch: context %d belongs to another model", i);
+        else if (c->generation)
+            st = ellm_context_refuse_busy(c, "edgellm_eval_batch");
         else if (n_tokens[i] > c->params.n_ctx - ellm_state_n_past(c->state))
             st = ellm_fail(EDGELLM_ERR_CONTEXT_FULL,
                            "context %d: %d tokens do not fit, %d of its %d positions are in use", i,
@@ -1080,6 +1123,9 @@ edgellm_status edgellm_embed(edgellm_context *c, const edgellm_token *tokens, in
 {
     if (!c)
         return embed_tokens(c, tokens, n_tokens, out, out_dim);
+    edgellm_status busy = ellm_context_refuse_busy(c, "edgellm_embed");
+    if (busy != EDGELLM_OK)
+        return busy;
     ellm_context_begin_call(c);
     edgellm_status st = embed_tokens(c, tokens, n_tokens, out, out_dim);
     ellm_context_end_call(c);

@@ -24,6 +24,18 @@ bool ellm_context_cancel_requested(edgellm_context *ctx);
  * changed the cache since it was set. */
 void ellm_context_set_pending(edgellm_context *ctx, edgellm_token token);
 bool ellm_context_take_pending(edgellm_context *ctx, edgellm_token *token);
+/* The open step-by-step generation on ctx (NULL: none). While there is one, the public calls that
+ * change ctx's cache fail with EDGELLM_ERR_BUSY; the generation itself evaluates and truncates
+ * through ellm_context_eval and ellm_context_truncate, which do not ask. */
+void ellm_context_set_generation(edgellm_context *ctx, edgellm_generation *generation);
+edgellm_generation *ellm_context_generation(const edgellm_context *ctx);
+/* EDGELLM_OK when ctx has no open generation, else EDGELLM_ERR_BUSY with a message naming what
+ * (the refused function). */
+edgellm_status ellm_context_refuse_busy(const edgellm_context *ctx, const char *what);
+edgellm_status ellm_context_eval(edgellm_context *ctx, const edgellm_token *tokens,
+                                 int32_t n_tokens, int all_logits);
+/* n_keep is at most what is cached. */
+void ellm_context_truncate(edgellm_context *ctx, int32_t n_keep);
 /* The model state of ctx, for tests that watch its passes (ellm_state_set_input_observer). */
 ellm_state *ellm_context_state(edgellm_context *ctx);
 

@@ -78,6 +78,7 @@ const char *edgellm_status_name(edgellm_status status)
     case EDGELLM_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     case EDGELLM_ERR_NOT_FOUND: return "not found";
     case EDGELLM_ERR_CANCELLED: return "cancelled";
+    case EDGELLM_ERR_BUSY: return "busy";
     }
     return "unknown status";
 }

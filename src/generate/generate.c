@@ -31,9 +31,9 @@ edgellm_generate_params edgellm_generate_default_params(void)
     return p;
 }
 
-/* One generation around the shared step, run in slices (generation.h). */
-struct ellm_generation {
-    edgellm_context *ctx;
+/* One generation around the shared step, run in slices (edgellm.h, "Step-by-step generation"). */
+struct edgellm_generation {
+    edgellm_context *ctx; /* NULL once the application freed it (ellm_generation_detach) */
     edgellm_generate_params params; /* the caller's; its stop strings are the step's copies */
     edgellm_generate_result result;
     ellm_step step;
@@ -51,11 +51,15 @@ struct ellm_generation {
     bool first_sampled;
     bool ended;
     edgellm_status status; /* the failure that ended it */
+    /* The generation holds a call open on ctx from begin until it ends, so that a cancel
+     * between its slices is kept for the next one instead of dropped. */
+    bool call_open;
+    bool running; /* inside one of its calls: its callback must not re-enter it */
 };
 
 /* tok is the next token: accepted, handed to the callback, checked against the context and the
  * token budget. Returns false when generation ends (stop reason or *st set). */
-static bool emit(ellm_generation *g, edgellm_token tok, edgellm_status *st)
+static bool emit(edgellm_generation *g, edgellm_token tok, edgellm_status *st)
 {
     const edgellm_generate_params *p = &g->params;
     ellm_step *s = &g->step;
@@ -79,7 +83,7 @@ static bool emit(ellm_generation *g, edgellm_token tok, edgellm_status *st)
 static bool emit_speculative(void *user, edgellm_token tok, const float *logits, edgellm_status *st)
 {
     (void)logits;
-    ellm_generation *g = user;
+    edgellm_generation *g = user;
     return emit(g, tok, st);
 }
 
@@ -93,14 +97,14 @@ static void *prepare_mask(void *grammar)
  * depends only on the tokens accepted so far, so a helper thread computes it (the trie walk, the
  * costly part) meanwhile and the mask after the pass is one sweep over the vocabulary. Only the
  * wait for the helper counts as grammar time. */
-static edgellm_status eval_next(ellm_generation *g)
+static edgellm_status eval_next(edgellm_generation *g)
 {
     edgellm_grammar_state *grammar = g->step.grammar;
     pthread_t helper;
     int helping = grammar && g->step.n_vocab >= PREFETCH_MIN_VOCAB &&
                   !edgellm_grammar_state_must_end(grammar) &&
                   pthread_create(&helper, NULL, prepare_mask, grammar) == 0;
-    edgellm_status st = edgellm_eval(g->ctx, &g->pending, 1, 0);
+    edgellm_status st = ellm_context_eval(g->ctx, &g->pending, 1, 0);
     if (helping) {
         double t0 = ellm_generate_now();
         pthread_join(helper, NULL);
@@ -112,7 +116,7 @@ static edgellm_status eval_next(ellm_generation *g)
 /* Which of the prompt's tokens are still to evaluate: keep_cache continues after what is
  * cached, and after the last call's unevaluated token (the prompt is new text); otherwise the
  * cached prefix the prompt shares is kept. */
-static edgellm_status plan_prompt(ellm_generation *g)
+static edgellm_status plan_prompt(edgellm_generation *g)
 {
     edgellm_context *ctx = g->ctx;
     edgellm_token owed;
@@ -150,7 +154,7 @@ static edgellm_status plan_prompt(ellm_generation *g)
 
 /* Evaluates up to n_tokens more of the prompt. Chunks of any size give the logits one pass over
  * the whole prompt gives (docs/performance.md, "Bit-identical results"). */
-static edgellm_status evaluate_prompt(ellm_generation *g, int32_t n_tokens)
+static edgellm_status evaluate_prompt(edgellm_generation *g, int32_t n_tokens)
 {
     if (n_tokens <= 0) /* planning would take the owed token from the context */
         return EDGELLM_OK;
@@ -160,7 +164,7 @@ static edgellm_status evaluate_prompt(ellm_generation *g, int32_t n_tokens)
         n = n_tokens;
     if (st != EDGELLM_OK || n <= 0)
         return st;
-    st = edgellm_eval(g->ctx, g->prompt + g->prompt_at, n, 0);
+    st = ellm_context_eval(g->ctx, g->prompt + g->prompt_at, n, 0);
     if (st == EDGELLM_OK)
         g->prompt_at += n;
     /* A failed pass leaves the cache as it was (a cancelled one keeps whole chunks, the token
@@ -172,7 +176,7 @@ static edgellm_status evaluate_prompt(ellm_generation *g, int32_t n_tokens)
 
 /* One pass of the model over the pending token and its proposals; emits what it yields.
  * Returns false when generation ends. */
-static bool speculative_pass(ellm_generation *g, edgellm_status *st)
+static bool speculative_pass(edgellm_generation *g, edgellm_status *st)
 {
     const edgellm_generate_params *p = &g->params;
     edgellm_generate_result *res = &g->result;
@@ -193,7 +197,7 @@ static bool speculative_pass(ellm_generation *g, edgellm_status *st)
     if (*st != EDGELLM_OK)
         return false;
     g->batch[0] = g->pending;
-    *st = edgellm_eval(ctx, g->batch, n_proposed + 1, 1);
+    *st = ellm_context_eval(ctx, g->batch, n_proposed + 1, 1);
     if (*st != EDGELLM_OK)
         return false;
     res->n_target_passes++;
@@ -207,7 +211,7 @@ static bool speculative_pass(ellm_generation *g, edgellm_status *st)
 
 /* The next token drawn at the position of the logits ctx holds; -1 with *scored false when the
  * sequence ends there (the grammar's stop reason, or *st). */
-static edgellm_token sample_next(ellm_generation *g, bool *scored, edgellm_status *st)
+static edgellm_token sample_next(edgellm_generation *g, bool *scored, edgellm_status *st)
 {
     const float *scores = ellm_step_scores(&g->step, edgellm_get_logits(g->ctx, -1), st);
     *scored = scores != NULL;
@@ -224,7 +228,7 @@ static edgellm_token sample_next(ellm_generation *g, bool *scored, edgellm_statu
 
 /* Decoding with proposals: the model's own first token, then passes until n_tokens more are
  * generated. Returns false when generation ends. */
-static bool speculative_tokens(ellm_generation *g, int32_t n_tokens, edgellm_status *st)
+static bool speculative_tokens(edgellm_generation *g, int32_t n_tokens, edgellm_status *st)
 {
     int32_t n_before = g->step.n_generated;
     bool scored = true;
@@ -242,7 +246,7 @@ static bool speculative_tokens(ellm_generation *g, int32_t n_tokens, edgellm_sta
 /* Plain decoding: n_tokens more tokens, each evaluated after it is handed out. The token that
  * meets the budget is not evaluated: nothing reads its logits unless a keep_cache call
  * continues, which evaluates it with its prompt. Returns false when generation ends. */
-static bool plain_tokens(ellm_generation *g, int32_t n_tokens, edgellm_status *st)
+static bool plain_tokens(edgellm_generation *g, int32_t n_tokens, edgellm_status *st)
 {
     for (int32_t i = 0; i < n_tokens; i++) {
         bool scored = true;
@@ -260,7 +264,7 @@ static bool plain_tokens(ellm_generation *g, int32_t n_tokens, edgellm_status *s
 /* Up to n_tokens more of the prompt; once it is all evaluated, under speculative decoding the
  * draft reads it too, as part of the time to the first token. Returns false when generation
  * ends. */
-static bool prefill(ellm_generation *g, int32_t n_tokens, edgellm_status *st)
+static bool prefill(edgellm_generation *g, int32_t n_tokens, edgellm_status *st)
 {
     *st = evaluate_prompt(g, n_tokens);
     if (*st != EDGELLM_OK || g->prompt_at < g->n_prompt)
@@ -280,7 +284,7 @@ static bool prefill(ellm_generation *g, int32_t n_tokens, edgellm_status *st)
     return *st == EDGELLM_OK;
 }
 
-static void generation_free(ellm_generation *g)
+static void generation_free(edgellm_generation *g)
 {
     ellm_step_free(&g->step);
     free(g->batch);
@@ -288,19 +292,63 @@ static void generation_free(ellm_generation *g)
     free(g);
 }
 
-edgellm_status ellm_generation_begin(edgellm_context *ctx, const edgellm_token *prompt,
-                                     int32_t n_prompt, const edgellm_generate_params *params,
-                                     ellm_generation **out)
+/* The generation's hold on its context ends (when it ends, so a late cancel is dropped). */
+static void release_call(edgellm_generation *g)
 {
+    if (g->call_open && g->ctx)
+        ellm_context_end_call(g->ctx);
+    g->call_open = false;
+}
+
+void ellm_generation_detach(edgellm_generation *g)
+{
+    g->ctx = NULL;
+    g->call_open = false;
+    if (!g->ended) {
+        g->ended = true;
+        g->status = EDGELLM_ERR_INVALID_ARGUMENT;
+    }
+}
+
+static edgellm_status context_freed(const char *what)
+{
+    return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                     "%s: the generation's context was freed before it; finish the generation "
+                     "(edgellm_generation_finish) before freeing its context",
+                     what);
+}
+
+/* Before *out is reset: a refused second begin must not make the application lose the handle
+ * of the open generation, the only way to finish it. */
+static edgellm_status refuse_out_or_busy(const edgellm_context *ctx, const char *what,
+                                         edgellm_generation **out)
+{
+    if (!out)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "%s: out_generation is NULL", what);
+    return ellm_context_refuse_busy(ctx, what);
+}
+
+/* what names the public function for the messages. */
+static edgellm_status generation_begin(edgellm_context *ctx, const edgellm_token *prompt,
+                                       int32_t n_prompt, const edgellm_generate_params *params,
+                                       const char *what, edgellm_generation **out)
+{
+    edgellm_status st = refuse_out_or_busy(ctx, what, out);
+    if (st != EDGELLM_OK)
+        return st;
     *out = NULL;
     if (!ctx || !params || !prompt || n_prompt <= 0)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "edgellm_generate: need a context, parameters and a non-empty prompt");
+                         "%s: need a context, parameters and a non-empty prompt", what);
     double t_start = ellm_generate_now();
-    edgellm_status st = ellm_speculative_check(ctx, params);
+    if (params->draft && ellm_context_generation(params->draft))
+        st = ellm_fail(EDGELLM_ERR_BUSY,
+                       "%s: the draft context has an open generation; finish it first", what);
+    if (st == EDGELLM_OK)
+        st = ellm_speculative_check(ctx, params);
     if (st != EDGELLM_OK)
         return st;
-    ellm_generation *g = calloc(1, sizeof *g);
+    edgellm_generation *g = calloc(1, sizeof *g);
     if (!g || !(g->prompt = malloc((size_t)n_prompt * sizeof *g->prompt))) {
         free(g);
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY,
@@ -322,47 +370,91 @@ edgellm_status ellm_generation_begin(edgellm_context *ctx, const edgellm_token *
         generation_free(g);
         return st;
     }
+    ellm_context_set_generation(ctx, g);
+    ellm_context_begin_call(ctx);
+    g->call_open = true;
     *out = g;
     return EDGELLM_OK;
 }
 
-/* Runs one slice: up to n_prompt prompt tokens, then (the prompt done) up to n_tokens tokens. */
-static edgellm_status run_slice(ellm_generation *g, int32_t n_prompt, int32_t n_tokens, bool *ended)
+/* Runs one slice: up to n_tokens of the prompt (prompt_only), or what is left of the prompt and
+ * then up to n_tokens tokens. */
+static edgellm_status run_slice(edgellm_generation *g, int32_t n_tokens, bool prompt_only,
+                                const char *what, int *ended)
 {
+    if (ended)
+        *ended = 1; /* unless the generation says otherwise: a loop on it must end */
+    if (!g)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "%s: the generation is NULL", what);
+    if (!g->ctx)
+        return context_freed(what);
+    if (ended)
+        *ended = g->ended;
+    if (n_tokens <= 0)
+        return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
+                         "%s: n_tokens is %d; ask for 1 or more (INT32_MAX: to the end)", what,
+                         n_tokens);
+    if (g->running)
+        return ellm_fail(EDGELLM_ERR_BUSY,
+                         "%s: called from the generation's own on_token callback; return from "
+                         "the callback first",
+                         what);
     if (!g->ended) {
         edgellm_status st = EDGELLM_OK;
+        bool going = false;
+        g->running = true;
         ellm_context_begin_call(g->ctx);
-        bool going = g->prompt ? prefill(g, n_prompt, &st) : true;
-        if (going && !g->prompt && n_tokens > 0)
+        if (ellm_context_cancel_requested(g->ctx))
+            st = ellm_fail(EDGELLM_ERR_CANCELLED,
+                           "%s: stopped by edgellm_context_cancel before it evaluated anything",
+                           what);
+        else
+            going = g->prompt ? prefill(g, prompt_only ? n_tokens : INT32_MAX, &st) : true;
+        if (going && !g->prompt && !prompt_only)
             going = g->step.spec ? speculative_tokens(g, n_tokens, &st)
                                  : plain_tokens(g, n_tokens, &st);
         ellm_context_end_call(g->ctx);
+        g->running = false;
         g->ended = !going;
         g->status = st;
+        if (g->ended)
+            release_call(g);
     }
-    *ended = g->ended;
+    if (ended)
+        *ended = g->ended;
     return g->status;
 }
 
-edgellm_status ellm_generation_prefill(ellm_generation *g, int32_t n_tokens, bool *ended)
+edgellm_status edgellm_generation_prefill(edgellm_generation *g, int32_t n_tokens, int *ended)
 {
-    return run_slice(g, n_tokens, 0, ended);
+    return run_slice(g, n_tokens, true, "edgellm_generation_prefill", ended);
 }
 
-int32_t ellm_generation_prompt_left(const ellm_generation *g)
+int32_t edgellm_generation_prompt_left(const edgellm_generation *g)
 {
+    if (!g)
+        return -1;
     return g->prompt ? g->n_prompt - g->prompt_at : 0;
 }
 
-edgellm_status ellm_generation_next(ellm_generation *g, int32_t n_tokens, bool *ended)
+edgellm_status edgellm_generation_next(edgellm_generation *g, int32_t n_tokens, int *ended)
 {
-    return run_slice(g, INT32_MAX, n_tokens, ended);
+    return run_slice(g, n_tokens, false, "edgellm_generation_next", ended);
 }
 
-edgellm_status ellm_generation_finish(ellm_generation *g, edgellm_generate_result *out)
+edgellm_status edgellm_generation_finish(edgellm_generation *g, edgellm_generate_result *out)
 {
+    if (!g) {
+        if (out)
+            memset(out, 0, sizeof *out);
+        return EDGELLM_OK;
+    }
+    if (g->running)
+        return ellm_fail(EDGELLM_ERR_BUSY,
+                         "edgellm_generation_finish: called from the generation's own on_token "
+                         "callback; finish it after the call that runs it returns");
     edgellm_generate_result *res = &g->result;
-    edgellm_status st = g->status;
+    edgellm_status st = g->ctx ? g->status : context_freed("edgellm_generation_finish");
     if (!g->ended)
         g->step.stop = EDGELLM_STOP_CALLBACK;
     res->n_generated = g->step.n_generated;
@@ -377,26 +469,31 @@ edgellm_status ellm_generation_finish(ellm_generation *g, edgellm_generate_resul
         const char *text = NULL;
         size_t text_len = 0;
         st = edgellm_text_stream_finish(g->step.text, &text, &text_len);
+        g->running = true;
         if (st == EDGELLM_OK && text_len > 0 && g->params.on_token)
             g->params.on_token(g->params.user_data, -1, text, text_len);
+        g->running = false;
     }
     if (res->n_generated > 0)
         res->decode_seconds = ellm_generate_now() - g->t_first;
     if (out)
         *out = *res;
+    release_call(g);
+    if (g->ctx)
+        ellm_context_set_generation(g->ctx, NULL);
     generation_free(g);
     return st;
 }
 
 /* The prompt's tokens as edgellm_generate makes them (*tokens from malloc). */
 static edgellm_status tokenize_prompt(edgellm_context *ctx, const char *prompt,
-                                      const edgellm_generate_params *params, edgellm_token **tokens,
-                                      int32_t *n_tokens)
+                                      const edgellm_generate_params *params, const char *what,
+                                      edgellm_token **tokens, int32_t *n_tokens)
 {
     *tokens = NULL;
     if (!ctx || !prompt || !params)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
-                         "edgellm_generate: need a context, a prompt and parameters");
+                         "%s: need a context, a prompt and parameters", what);
     const edgellm_model *model = edgellm_context_model(ctx);
     int flags = 0;
     bool bos = params->add_bos < 0 ? edgellm_add_bos_default(model) : params->add_bos != 0;
@@ -428,18 +525,36 @@ static edgellm_status tokenize_prompt(edgellm_context *ctx, const char *prompt,
     return EDGELLM_OK;
 }
 
-edgellm_status ellm_generation_begin_text(edgellm_context *ctx, const char *prompt,
-                                          const edgellm_generate_params *params,
-                                          ellm_generation **out)
+static edgellm_status generation_begin_text(edgellm_context *ctx, const char *prompt,
+                                            const edgellm_generate_params *params, const char *what,
+                                            edgellm_generation **out)
 {
+    edgellm_status st = refuse_out_or_busy(ctx, what, out);
+    if (st != EDGELLM_OK)
+        return st;
     *out = NULL;
     edgellm_token *tokens = NULL;
     int32_t n = 0;
-    edgellm_status st = tokenize_prompt(ctx, prompt, params, &tokens, &n);
+    st = tokenize_prompt(ctx, prompt, params, what, &tokens, &n);
     if (st == EDGELLM_OK)
-        st = ellm_generation_begin(ctx, tokens, n, params, out);
+        st = generation_begin(ctx, tokens, n, params, what, out);
     free(tokens);
     return st;
+}
+
+edgellm_status edgellm_generation_begin(edgellm_context *ctx, const char *prompt,
+                                        const edgellm_generate_params *params,
+                                        edgellm_generation **out)
+{
+    return generation_begin_text(ctx, prompt, params, "edgellm_generation_begin", out);
+}
+
+edgellm_status edgellm_generation_begin_tokens(edgellm_context *ctx, const edgellm_token *prompt,
+                                               int32_t n_prompt,
+                                               const edgellm_generate_params *params,
+                                               edgellm_generation **out)
+{
+    return generation_begin(ctx, prompt, n_prompt, params, "edgellm_generation_begin_tokens", out);
 }
 
 /* One generation, from text or from tokens, in one slice. Begun here, so that a cancel while the
@@ -448,15 +563,15 @@ static edgellm_status generate(edgellm_context *ctx, bool from_text, const char 
                                const edgellm_token *prompt, int32_t n_prompt,
                                const edgellm_generate_params *params, edgellm_generate_result *out)
 {
+    const char *what = from_text ? "edgellm_generate" : "edgellm_generate_tokens";
     if (ctx)
         ellm_context_begin_call(ctx);
-    ellm_generation *g = NULL;
-    edgellm_status st = from_text ? ellm_generation_begin_text(ctx, text, params, &g)
-                                  : ellm_generation_begin(ctx, prompt, n_prompt, params, &g);
+    edgellm_generation *g = NULL;
+    edgellm_status st = from_text ? generation_begin_text(ctx, text, params, what, &g)
+                                  : generation_begin(ctx, prompt, n_prompt, params, what, &g);
     if (st == EDGELLM_OK) {
-        bool ended = false;
-        ellm_generation_next(g, INT32_MAX, &ended);
-        st = ellm_generation_finish(g, out);
+        edgellm_generation_next(g, INT32_MAX, NULL);
+        st = edgellm_generation_finish(g, out);
     } else if (out) {
         memset(out, 0, sizeof *out);
     }

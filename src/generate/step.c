@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/api_internal.h"
 #include "core/status.h"
 #include "generate/step.h"
 #include "grammar/grammar.h"
@@ -32,7 +33,7 @@ int32_t ellm_cache_reuse_prefix(edgellm_context *ctx, const edgellm_token *token
     int32_t keep = ellm_cache_common_prefix(ctx, tokens, n);
     if (keep == n)
         keep--;
-    edgellm_context_truncate(ctx, keep); /* never fails: keep is at most what is cached */
+    ellm_context_truncate(ctx, keep);
     return keep;
 }
 
@@ -206,8 +207,6 @@ bool ellm_step_verify(ellm_step *s, edgellm_context *ctx, const edgellm_token *p
     }
     if (going)
         going = sink->emit(sink->user, next, logits, st);
-    edgellm_status cut = edgellm_context_truncate(ctx, n_kept + n_stand);
-    if (*st == EDGELLM_OK)
-        *st = cut;
+    ellm_context_truncate(ctx, n_kept + n_stand);
     return going && *st == EDGELLM_OK;
 }

@@ -12,14 +12,13 @@
 #include "chat/chat.h"
 #include "core/status.h"
 #include "edgellm.h"
-#include "generate/generation.h"
 #include "quant/quant.h"
 
 typedef struct wasm_engine {
     edgellm_model *model;
     edgellm_context *ctx;
     void *bytes; /* the GGUF file, owned: the model points into it */
-    ellm_generation *running;
+    edgellm_generation *running;
     edgellm_generate_result last;
     double prompt_ms_per_token; /* as the last slice of a prompt took; 0 before the first */
 } wasm_engine;
@@ -72,7 +71,7 @@ EMSCRIPTEN_KEEPALIVE void edgellm_wasm_close(wasm_engine *e)
     if (!e)
         return;
     if (e->running)
-        ellm_generation_finish(e->running, NULL);
+        edgellm_generation_finish(e->running, NULL);
     edgellm_context_free(e->ctx);
     edgellm_model_free(e->model);
     free(e->bytes);
@@ -154,7 +153,7 @@ EMSCRIPTEN_KEEPALIVE int edgellm_wasm_begin_complete(wasm_engine *e, const char 
     edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p, repeat_penalty,
                                                  presence, frequency, seed, max_tokens, stops,
                                                  n_stops);
-    return ellm_generation_begin_text(e->ctx, prompt, &gp, &e->running);
+    return edgellm_generation_begin(e->ctx, prompt, &gp, &e->running);
 }
 
 /* Begins a chat completion: the messages rendered by the model's chat template, its markup
@@ -200,7 +199,7 @@ edgellm_wasm_begin_chat(wasm_engine *e, const char *const *roles, const char *co
     edgellm_generate_params gp = generate_params(temperature, top_p, top_k, min_p, repeat_penalty,
                                                  presence, frequency, seed, max_tokens, all_stops,
                                                  n_all);
-    st = ellm_generation_begin(e->ctx, tokens, n_tokens, &gp, &e->running);
+    st = edgellm_generation_begin_tokens(e->ctx, tokens, n_tokens, &gp, &e->running);
     free(tokens);
     return st;
 }
@@ -215,20 +214,20 @@ edgellm_wasm_begin_chat(wasm_engine *e, const char *const *roles, const char *co
 
 /* Evaluates one pass of the prompt: as much as fits in about ms_left, as the last pass's cost
  * per token predicts, and MIN_PROMPT_SLICE tokens at least. */
-static void prompt_slice(wasm_engine *e, double ms_left, bool *ended)
+static void prompt_slice(wasm_engine *e, double ms_left, int *ended)
 {
     int32_t n = MIN_PROMPT_SLICE;
     double fits = e->prompt_ms_per_token > 0 ? ms_left / e->prompt_ms_per_token : 0;
     int32_t most = edgellm_context_n_batch(e->ctx);
     if (fits > n)
         n = fits > most ? most : (int32_t)fits;
-    int32_t left = ellm_generation_prompt_left(e->running);
+    int32_t left = edgellm_generation_prompt_left(e->running);
     /* A last pass of fewer than MIN_PROMPT_SLICE tokens would cost nearly a whole pass (every
      * weight read for a few tokens): they go with this one. */
     if (left - n < MIN_PROMPT_SLICE && left <= most)
         n = left;
     double t0 = emscripten_get_now();
-    ellm_generation_prefill(e->running, n, ended);
+    edgellm_generation_prefill(e->running, n, ended);
     /* The first slice may find part of the prompt cached: then it evaluated fewer. */
     e->prompt_ms_per_token = (emscripten_get_now() - t0) / (n < left ? n : left);
 }
@@ -238,15 +237,15 @@ static void prompt_slice(wasm_engine *e, double ms_left, bool *ended)
 EMSCRIPTEN_KEEPALIVE int edgellm_wasm_next(wasm_engine *e, double budget_ms)
 {
     double until = emscripten_get_now() + budget_ms;
-    bool ended = !e->running;
-    if (!ended && ellm_generation_prompt_left(e->running) > 0) {
+    int ended = !e->running;
+    if (!ended && edgellm_generation_prompt_left(e->running) > 0) {
         /* One pass: a second in what time is left would be a short one, whose cost per token
          * (mostly reading the weights) misleads the next slice's estimate. */
         prompt_slice(e, budget_ms, &ended);
         return ended;
     }
     while (!ended) {
-        ellm_generation_next(e->running, 1, &ended);
+        edgellm_generation_next(e->running, 1, &ended);
         if (emscripten_get_now() >= until)
             break;
     }
@@ -256,7 +255,7 @@ EMSCRIPTEN_KEEPALIVE int edgellm_wasm_next(wasm_engine *e, double budget_ms)
 /* How many of the running generation's prompt tokens are still to evaluate. */
 EMSCRIPTEN_KEEPALIVE int edgellm_wasm_prompt_left(wasm_engine *e)
 {
-    return e->running ? ellm_generation_prompt_left(e->running) : 0;
+    return e->running ? edgellm_generation_prompt_left(e->running) : 0;
 }
 
 /* Ends the running generation (stopping it if it has not ended: finish_reason "abort") and
@@ -265,7 +264,7 @@ EMSCRIPTEN_KEEPALIVE int edgellm_wasm_finish(wasm_engine *e)
 {
     if (!e->running)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "no generation is running");
-    edgellm_status st = ellm_generation_finish(e->running, &e->last);
+    edgellm_status st = edgellm_generation_finish(e->running, &e->last);
     e->running = NULL;
     return st;
 }
