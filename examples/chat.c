@@ -12,12 +12,11 @@
  * (edgellm_model_meta_string).
  */
 #define _POSIX_C_SOURCE 200809L /* getline */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <edgellm.h>
+#include "example.h"
 
 static int print_text(void *user_data, edgellm_token token, const char *text, size_t len)
 {
@@ -80,31 +79,12 @@ int main(int argc, char **argv)
         return 2;
     }
     long max_tokens = 128;
-    if (argc == 3) {
-        char *end;
-        errno = 0;
-        max_tokens = strtol(argv[2], &end, 10);
-        if (errno || *end || end == argv[2] || max_tokens < 1 || max_tokens > 1000000) {
-            fprintf(stderr,
-                    "chat: MAX_TOKENS_PER_REPLY must be a number from 1 to 1000000, "
-                    "not '%s'\n",
-                    argv[2]);
-            return 2;
-        }
-    }
-
-    edgellm_model *model = NULL;
-    if (edgellm_model_load(argv[1], NULL, &model) != EDGELLM_OK) {
-        fprintf(stderr, "chat: cannot load the model: %s\n", edgellm_last_error());
+    if (argc == 3 && example_parse_count("chat", "MAX_TOKENS_PER_REPLY", argv[2], &max_tokens) != 0)
+        return 2;
+    edgellm_model *model;
+    edgellm_context *ctx;
+    if (example_open("chat", argv[1], &model, &ctx) != 0)
         return 1;
-    }
-    edgellm_context *ctx = NULL;
-    edgellm_context_params cparams = edgellm_context_default_params();
-    if (edgellm_context_create(model, &cparams, &ctx) != EDGELLM_OK) {
-        fprintf(stderr, "chat: cannot create a context: %s\n", edgellm_last_error());
-        edgellm_model_free(model);
-        return 1;
-    }
 
     int rc = 0;
     char *line = NULL;

@@ -7,11 +7,9 @@
  *
  * Prints what `edgellm run -m MODEL -p PROMPT -n N --temp 0` prints.
  */
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 
-#include <edgellm.h>
+#include "example.h"
 
 /* The library calls this with text that is final: whole UTF-8 characters, never part of a stop
  * string that may still complete. */
@@ -37,27 +35,12 @@ int main(int argc, char **argv)
         return 2;
     }
     long max_tokens = 64;
-    if (argc == 4) {
-        char *end;
-        errno = 0;
-        max_tokens = strtol(argv[3], &end, 10);
-        if (errno || *end || end == argv[3] || max_tokens < 1 || max_tokens > 1000000) {
-            fprintf(stderr, "stream: MAX_TOKENS must be a number from 1 to 1000000, not '%s'\n",
-                    argv[3]);
-            return 2;
-        }
-    }
-
-    edgellm_model *model = NULL;
-    if (edgellm_model_load(argv[1], NULL, &model) != EDGELLM_OK)
-        return fail("cannot load the model");
-    edgellm_context *ctx = NULL;
-    edgellm_context_params cparams = edgellm_context_default_params();
-    if (edgellm_context_create(model, &cparams, &ctx) != EDGELLM_OK) {
-        int rc = fail("cannot create a context");
-        edgellm_model_free(model);
-        return rc;
-    }
+    if (argc == 4 && example_parse_count("stream", "MAX_TOKENS", argv[3], &max_tokens) != 0)
+        return 2;
+    edgellm_model *model;
+    edgellm_context *ctx;
+    if (example_open("stream", argv[1], &model, &ctx) != 0)
+        return 1;
 
     edgellm_generate_params gparams = edgellm_generate_default_params();
     gparams.max_tokens = (int32_t)max_tokens;

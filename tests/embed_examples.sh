@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # libedgellm as an application gets it: `cmake --install` into a temporary prefix, then the
-# examples (examples/) built against the installed files both ways an application builds them,
+# examples (examples/: stream, chat, step) built against the installed files both ways an application builds them,
 # pkg-config with cc and a CMake project with find_package(edgellm), each linking the shared
 # library and the static archive. All of them must print what `edgellm run --temp 0` prints.
 # An application defining functions named like the library's internal ones must link and run
@@ -55,7 +55,7 @@ for kind in shared static; do
     pc_out=$(pkg-config --cflags --libs "$pc") || fail "pkg-config does not know $pc"
     read -r -a pc_flags <<<"$pc_out"
     for program in "$SOURCE_DIR/examples/stream.c" "$SOURCE_DIR/examples/chat.c" \
-                   "$SOURCE_DIR/tests/helpers/symbol_clash.c"; do
+                   "$SOURCE_DIR/examples/step.c" "$SOURCE_DIR/tests/helpers/symbol_clash.c"; do
         name=$(basename "$program" .c)
         "$CC" -std=c11 -Wall -Wextra -Werror "${extra_cflags[@]}" "$program" "${pc_flags[@]}" \
             -Wl,-rpath,"$libdir" -o "$out/$name" 2>"$out/$name.log" ||
@@ -82,6 +82,11 @@ for build in pkgconfig-shared pkgconfig-static cmake-shared cmake-static; do
         { cat "$dir/stream.err" >&2; fail "$build/stream failed"; }
     cmp -s "$work/stream.expected" "$dir/stream.out" ||
         { diff "$work/stream.expected" "$dir/stream.out" >&2 || true; fail "$build/stream differs from edgellm run"; }
+    # The same continuation pulled a token at a time (stdin at its end: nobody types stop).
+    "$dir/step" "$model" "$stream_prompt" 40 </dev/null >"$dir/step.out" 2>"$dir/step.err" ||
+        { cat "$dir/step.err" >&2; fail "$build/step failed"; }
+    cmp -s "$work/stream.expected" "$dir/step.out" ||
+        { diff "$work/stream.expected" "$dir/step.out" >&2 || true; fail "$build/step differs from edgellm run"; }
     "$dir/chat" "$model" 24 <"$work/chat.in" >"$dir/chat.out" 2>"$dir/chat.err" ||
         { cat "$dir/chat.err" >&2; fail "$build/chat failed"; }
     [[ $(wc -l <"$dir/chat.out") -eq 3 ]] || fail "$build/chat printed $(wc -l <"$dir/chat.out") lines for 3 turns"
@@ -104,9 +109,24 @@ grep -q "longer than the whole context" "$dir/chat_long.err" && ! grep -q /reset
 sed -n 2p "$dir/chat_long.out" | cmp -s <(sed -n 2p "$work/chat.expected") - ||
     fail "chat's reply after a turn longer than the context differs from edgellm run"
 
+# A long prompt goes in slices with progress; "stop" typed before the first token stops it there
+# (stdin is a file: the line is there at the first look, so the stop comes after the first slice).
+long_prompt="Once upon a time, there was a little girl named Lily. She liked to play outside in the park with her friends."
+"$EDGELLM" run -m "$model" -p "$long_prompt" -n 8 --temp 0 >"$work/step_long.expected" 2>/dev/null
+"$dir/step" "$model" "$long_prompt" 8 </dev/null >"$dir/step_long.out" 2>"$dir/step_long.err" ||
+    { cat "$dir/step_long.err" >&2; fail "step failed on a long prompt"; }
+cmp -s "$work/step_long.expected" "$dir/step_long.out" || fail "step's long prompt differs from edgellm run"
+[[ $(grep -c '^prompt: ' "$dir/step_long.err") -ge 2 ]] ||
+    { cat "$dir/step_long.err" >&2; fail "step did not evaluate the long prompt in slices"; }
+printf 'hello\nstop\n' >"$work/step_stop.in"
+"$dir/step" "$model" "$long_prompt" 8 <"$work/step_stop.in" >"$dir/step_stop.out" 2>"$dir/step_stop.err" ||
+    { cat "$dir/step_stop.err" >&2; fail "step failed when told to stop"; }
+grep -q "stopped by the user during the prompt" "$dir/step_stop.err" && [[ $(cat "$dir/step_stop.out") == "" ]] ||
+    { cat "$dir/step_stop.err" "$dir/step_stop.out" >&2; fail "step did not stop when stop was typed"; }
+
 for kind in shared static; do
     clash=$work/pkgconfig-$kind/symbol_clash
     result=$("$clash" "$model" 2>&1) || fail "$result ($kind)"
     [[ $result == "ok 512" ]] || fail "symbol_clash ($kind) printed '$result', expected 'ok 512'"
 done
-echo "ok: installed libedgellm; stream and chat built 4 ways print edgellm run's output"
+echo "ok: installed libedgellm; stream, chat and step built 4 ways print edgellm run's output"
