@@ -570,7 +570,7 @@ static edgellm_status generate(edgellm_context *ctx, bool from_text, const char 
     edgellm_status st = from_text ? generation_begin_text(ctx, text, params, what, &g)
                                   : generation_begin(ctx, prompt, n_prompt, params, what, &g);
     if (st == EDGELLM_OK) {
-        edgellm_generation_next(g, INT32_MAX, NULL);
+        run_slice(g, INT32_MAX, false, what, NULL);
         st = edgellm_generation_finish(g, out);
     } else if (out) {
         memset(out, 0, sizeof *out);
