@@ -125,14 +125,6 @@ q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i 
     *msum = q2_K_min_sum(w, a);
 }
 
-/* The eight lanes of v added pairwise across the 128-bit halves, then divided by 4 (exactly:
- * a pair step's 4 times scaled sums, see times_four_fields_0_2). */
-static inline __m128i quarter_of_halves(__m256i v)
-{
-    return _mm_srai_epi32(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)),
-                          2);
-}
-
 /* One super-block's sums by q2_K_sums, or with vnni by q2_K_sums_vnni (the same integers). */
 ALWAYS_INLINE void q2_K_block(bool vnni, const block_q2_K *w, const block_q8_K *a, __m256i *isum,
                               __m256i *msum)
@@ -143,68 +135,56 @@ ALWAYS_INLINE void q2_K_block(bool vnni, const block_q2_K *w, const block_q8_K *
         q2_K_sums(w, a, isum, msum);
 }
 
-/* The pair reductions of super-blocks 2p and 2p + 1 of a group (see lane_totals_of_pairs). The
- * pair's 168 bytes are prefetched together: three requests, where a block's own took two each. */
+/* The pair reductions of super-blocks 2p and 2p + 1 of a group of count blocks (see
+ * lane_totals_of_pairs); a block at or past count is +0 and is not read. The pair's 168 bytes are
+ * prefetched together: three requests, where a block's own took two each. */
 ALWAYS_INLINE void q2_K_pair_sums(bool vnni, const block_q2_K *w, const block_q8_K *a, int p,
-                                  __m256i isum_pairs[4], __m256i msum_pairs[4])
+                                  int count, __m256i isum_pairs[4], __m256i msum_pairs[4])
 {
-    __m256i isum[2], msum[2];
-    ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
-    for (int k = 0; k < 2; k++)
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i msum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    if (2 * p < count)
+        ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
+    for (int k = 0; k < 2 && 2 * p + k < count; k++)
         q2_K_block(vnni, &w[2 * p + k], &a[2 * p + k], &isum[k], &msum[k]);
     isum_pairs[p] = times_four_fields_0_2(_mm256_hadd_epi32(isum[0], isum[1]), true);
     msum_pairs[p] = _mm256_hadd_epi32(msum[0], msum[1]);
 }
 
-/* The terms of eight Q2_K super-blocks against one activation row (lane b: block b). The four
- * pairs are written out: as a loop (over blocks with a parity test, or over pairs) GCC kept it
- * rolled, with the pointer and index arithmetic of every iteration in the front end's four uops a
- * cycle that bound this row. */
+/* The terms of count (at most 8) Q2_K super-blocks against one activation row (lane b: block b,
+ * +0 past count). The four pairs are written out: as a loop (over blocks with a parity test, or
+ * over pairs) GCC kept it rolled, with the pointer and index arithmetic of every iteration in the
+ * front end's four uops a cycle that bound this row. */
 ALWAYS_INLINE __m256 q2_K_group_terms(bool vnni, const block_q2_K *w, const block_q8_K *a,
-                                      __m256 act_scales)
+                                      __m256 act_scales, int count)
 {
     __m256i isum_pairs[4], msum_pairs[4];
-    q2_K_pair_sums(vnni, w, a, 0, isum_pairs, msum_pairs);
-    q2_K_pair_sums(vnni, w, a, 1, isum_pairs, msum_pairs);
-    q2_K_pair_sums(vnni, w, a, 2, isum_pairs, msum_pairs);
-    q2_K_pair_sums(vnni, w, a, 3, isum_pairs, msum_pairs);
-    return kquant_terms_min(_mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2),
-                            lane_totals_of_pairs(msum_pairs),
-                            kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, 8), act_scales);
+    q2_K_pair_sums(vnni, w, a, 0, count, isum_pairs, msum_pairs);
+    q2_K_pair_sums(vnni, w, a, 1, count, isum_pairs, msum_pairs);
+    q2_K_pair_sums(vnni, w, a, 2, count, isum_pairs, msum_pairs);
+    q2_K_pair_sums(vnni, w, a, 3, count, isum_pairs, msum_pairs);
+    return kquant_terms_min(
+        _mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2), lane_totals_of_pairs(msum_pairs),
+        kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, count), act_scales);
 }
 
+/* One row a group at a time, a last partial group (rows of 11 008 columns: 43 blocks) as a group
+ * of fewer blocks, as kq_dot_row takes Q4_K's (until session 24 such rows went in pairs with a
+ * float tail every pair, 30 % more instructions a block). */
 ALWAYS_INLINE void q2_K_dot(bool vnni, int64_t n, float *out, const void *row, const void *x)
 {
     const block_q2_K *w = row;
     const block_q8_K *a = x;
-    int64_t nb = n / QK_K;
-    if (nb % 8) { /* in pairs, as the Q4_K kernel does (kq_dot_row says why) */
-        __m128 pair_sum = _mm_setzero_ps();
-        for (int64_t i = 0; i < nb; i += 2) {
-            int64_t last = i + 1 < nb ? i + 1 : i;
-            __m256i is0, ms0, is1, ms1;
-            ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
-            q2_K_block(vnni, &w[i], &a[i], &is0, &ms0);
-            q2_K_block(vnni, &w[last], &a[last], &is1, &ms1);
-            kquant_part p0 = {
-                quarter_of_halves(times_four_fields_0_2(is0, false)),
-                _mm_add_epi32(_mm256_castsi256_si128(ms0), _mm256_extracti128_si256(ms0, 1))};
-            kquant_part p1 = {
-                quarter_of_halves(times_four_fields_0_2(is1, false)),
-                _mm_add_epi32(_mm256_castsi256_si128(ms1), _mm256_extracti128_si256(ms1, 1))};
-            uint32_t dd0, dd1; /* d, dmin */
-            memcpy(&dd0, &w[i].d, 4);
-            memcpy(&dd1, &w[last].d, 4);
-            __m128 dd = _mm_cvtph_ps(_mm_setr_epi32((int)dd0, (int)dd1, 0, 0));
-            pair_sum = kquant_add_blocks_min(pair_sum, p0, p1, dd, a[i].d, a[last].d, last > i);
-        }
-        *out = _mm_cvtss_f32(pair_sum);
-        return;
-    }
+    int64_t nb = n / QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < nb; i += 8)
-        sum = add_lanes_in_order(sum,
-                                 q2_K_group_terms(vnni, w + i, a + i, kquant_act_scales(a + i, 8)));
+    for (; i + 8 <= nb; i += 8)
+        sum = add_lanes_in_order(
+            sum, q2_K_group_terms(vnni, w + i, a + i, kquant_act_scales(a + i, 8), 8));
+    if (i < nb) {
+        int count = (int)(nb - i);
+        sum = add_lanes_in_order(
+            sum, q2_K_group_terms(vnni, w + i, a + i, kquant_act_scales(a + i, count), count));
+    }
     *out = sum;
 }
 
@@ -213,23 +193,17 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
     q2_K_dot(false, n, out, row, x);
 }
 
-/* ELLM_DOT_ROWS rows of whole groups a group at a time, every row's sum in block order as
- * q2_K_dot adds it: the group's activation scales are gathered once for all the rows (seven
- * inserts a group, about an eighth of a 2048-column row's work around its integer sums), with
- * the partial-group test outside the loop the row's constants are set up once per call, and the
- * rows' terms are added eight rows an addition (add_rows_lanes_in_order). */
+/* ELLM_DOT_ROWS rows a group at a time, every row's sum in block order as q2_K_dot adds it: the
+ * group's activation scales are gathered once for all the rows (seven inserts a group, about an
+ * eighth of a 2048-column row's work around its integer sums) and the rows' terms are added eight
+ * rows an addition (add_rows_lanes_in_order). */
 ALWAYS_INLINE void q2_K_rows(bool vnni, int64_t n, float *out, const void *rows, size_t row_bytes,
                              const void *x)
 {
     const block_q8_K *a = x;
     int64_t nb = n / QK_K;
-    if (nb % 8) {
-        for (int r = 0; r < ELLM_DOT_ROWS; r++)
-            q2_K_dot(vnni, n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, x);
-        return;
-    }
     ELLM_ADD_ROWS_BY_GROUPS(block_q2_K, nb, out, rows, row_bytes, a,
-                            q2_K_group_terms(vnni, w, at, scales));
+                            q2_K_group_terms(vnni, w, at, scales, count));
 }
 
 void ellm_vec_dot_q2_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
@@ -645,7 +619,7 @@ ALWAYS_INLINE void iq4_xs_dot(bool mag, int64_t n, float *out, const void *row, 
     const block_q8_K_mag *am = x;
     const iq4_xs_consts c = iq4_xs_consts_pinned();
     int64_t nb = n / QK_K;
-    if (mag && nb % 8 == 0) { /* whole groups only (kq_dot_row in kernels_kquants_avx2.c) */
+    if (mag && nb % 8 == 0) { /* whole groups only; the pairs below take other rows */
         float total = 0;
         for (int64_t i = 0; i < nb; i += 8)
             total = iq4_xs_group(total, w + i, am + i, &c);
