@@ -148,8 +148,12 @@ static inline float add_lanes_in_order(float sum, __m256 terms)
 /* Lane r of the result is lane r of sums + lane 0 + lane 1 + ... + lane 7 of terms[r], one
  * addition at a time as add_lanes_in_order adds one row's terms, so each lane equals that row's
  * single-row sum bit for bit; a kernel of eight rows adds them eight rows an addition, after one
- * 8x8 transpose, in place of seven lane extractions and eight scalar additions a row. */
-static inline __m256 add_rows_lanes_in_order(__m256 sums, const __m256 terms[8])
+ * 8x8 transpose, in place of seven lane extractions and eight scalar additions a row. Forced
+ * inline: with the partial-group expansions of ELLM_ADD_ROWS_BY_GROUPS GCC left it out of
+ * line in kernels_kquants_low_avx2.c, a call and the terms through memory every group (1.5 M
+ * instructions a tl-q2_k token). */
+static inline __attribute__((always_inline)) __m256 add_rows_lanes_in_order(__m256 sums,
+                                                                            const __m256 terms[8])
 {
     __m256 pairs[8], quads[8];
     for (int k = 0; k < 4; k++) { /* rows 2k, 2k + 1 interleaved */
