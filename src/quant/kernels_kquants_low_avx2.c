@@ -62,15 +62,13 @@ ALWAYS_INLINE __m256i q2_K_field_pair_scales(__m256i scale_bytes, int h, int k)
                          (char)(hi + 1), -128, (char)(hi + 1), -128));
 }
 
-/* Dwords 0-1 of each lane of a super-block's scaled sums hold fields 0 and 2, taken at their
- * value, and dwords 2-3 fields 1 and 3, taken at 4 times theirs (q2_K_fields): this brings the
- * first to 4 times theirs too (the exact total times 4, which an arithmetic shift by 2 undoes
- * once per group or pair). After the pair reduction of two blocks (vphaddd, pair_layout) fields
- * 0 and 2 are in the even dwords, so one shift serves two blocks. */
-ALWAYS_INLINE __m256i times_four_fields_0_2(__m256i acc, bool pair_layout)
+/* Given the pair reduction (vphaddd) of two Q2_K super-blocks' scaled sums, whose even dwords
+ * hold fields 0 and 2, taken at their value, and odd dwords fields 1 and 3, taken at 4 times
+ * theirs (q2_K_fields): brings the first to 4 times theirs too (the exact total times 4, which an
+ * arithmetic shift by 2 undoes once per group), one shift for two blocks. */
+ALWAYS_INLINE __m256i times_four_fields_0_2(__m256i acc)
 {
-    return _mm256_sllv_epi32(acc, pair_layout ? _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0)
-                                              : _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
+    return _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0));
 }
 
 /* One Q2_K super-block's integer sums against one activation block: the scaled quants' in the
@@ -147,7 +145,7 @@ ALWAYS_INLINE void q2_K_pair_sums(bool vnni, const block_q2_K *w, const block_q8
         ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
     for (int k = 0; k < 2 && 2 * p + k < count; k++)
         q2_K_block(vnni, &w[2 * p + k], &a[2 * p + k], &isum[k], &msum[k]);
-    isum_pairs[p] = times_four_fields_0_2(_mm256_hadd_epi32(isum[0], isum[1]), true);
+    isum_pairs[p] = times_four_fields_0_2(_mm256_hadd_epi32(isum[0], isum[1]));
     msum_pairs[p] = _mm256_hadd_epi32(msum[0], msum[1]);
 }
 
@@ -226,31 +224,32 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q2_K_rows_avx2vnni(int64_t 
     q2_K_rows(true, n, out, rows, row_bytes, x);
 }
 
-/* Bit b of every byte of v moved to bit `to` (that bit's value where it is set, 0 elsewhere). A
- * 16-bit shift carries bits over from the neighbouring byte, but only into positions the mask
- * clears. */
-static inline __m256i bit_to(__m256i v, int b, int to, __m256i mask)
-{
-    __m256i moved = b >= to ? _mm256_srli_epi16(v, b - to) : _mm256_slli_epi16(v, to - b);
-    return _mm256_and_si256(moved, mask);
-}
-
-/* The byte masks of q3_K_codes and q3_K_pair_scale_codes_with, formed once per call
- * (q3_K_masks_pinned). */
+/* The byte masks and tables of q3_K_codes and q3_K_pair_scale_codes_with, formed once per call
+ * (q3_K_masks_pinned). third02 and third13 map a nibble of hmask bits (fields 0-3 of a half) to
+ * the third bits of fields 0 and 2 (bits 2 and 6) or 1 and 3 (likewise). */
 typedef struct {
-    __m256i low2, high2, bit2, bit4, nibble, bias; /* 3, 12, 4, 16, 15, 32 in every byte */
+    __m256i low2, nibble, bias, pairs, code, third02, third13; /* 3, 15, 32, 0x33, 7 a byte */
 } q3_K_masks;
+
+static inline __m256i q3_K_third_bits(int first)
+{
+    char t[16];
+    for (int n = 0; n < 16; n++)
+        t[n] = (char)((n >> first & 1) << 2 | (n >> (first + 2) & 1) << 6);
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
+}
 
 /* The empty asm hides the masks' values from GCC, which otherwise forms each again from an
  * immediate (three instructions) before every row's group loops and inside the partial group's
  * pair loop, rather than keep it in a register or reload it from the stack. */
 ALWAYS_INLINE q3_K_masks q3_K_masks_pinned(void)
 {
-    q3_K_masks m = {_mm256_set1_epi8(3),  _mm256_set1_epi8(12), _mm256_set1_epi8(4),
-                    _mm256_set1_epi8(16), _mm256_set1_epi8(15), _mm256_set1_epi8(32)};
+    q3_K_masks m = {_mm256_set1_epi8(3),    _mm256_set1_epi8(15), _mm256_set1_epi8(32),
+                    _mm256_set1_epi8(0x33), _mm256_set1_epi8(7),  q3_K_third_bits(0),
+                    q3_K_third_bits(1)};
     __asm__(""
-            : "+x"(m.low2), "+x"(m.high2), "+x"(m.bit2), "+x"(m.bit4), "+x"(m.nibble),
-              "+x"(m.bias));
+            : "+x"(m.low2), "+x"(m.nibble), "+x"(m.bias), "+x"(m.pairs), "+x"(m.code),
+              "+x"(m.third02), "+x"(m.third13));
     return m;
 }
 
@@ -264,18 +263,24 @@ ALWAYS_INLINE void q3_K_pair_scale_words(const block_q3_K *w0, const block_q3_K 
 }
 
 /* The stored codes q + 4 (0..7: two low bits, and 4 for the third bit) of half h's four fields
- * (values 128h + 32j .. + 31 in code[j]), hm the block's hmask. Fields 1 and 3 are masked in
- * place, their codes at bits 2-4 (4 times their value), and fields 0 and 2 come from the byte and
- * the byte shifted by 4: one shift of the quants for four fields instead of three. */
+ * (values 128h + 32j .. + 31 in code[j]), hm the block's hmask. The half's four third bits (a
+ * nibble of hm) go by two table lookups to where fields 0 and 2, and 1 and 3 (the quants shifted
+ * by 2), have their codes' third bits when the quants are masked to bits 0-1 and 4-5: then one
+ * mask, or a shift and a mask, takes each code. 14 vector operations a half where moving each
+ * field's bit on its own took 16-17 (docs/performance.md, session 24). */
 ALWAYS_INLINE void q3_K_codes(const block_q3_K *w, __m256i hm, int h, const q3_K_masks *m,
                               __m256i code[4])
 {
     __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
-    __m256i q4 = _mm256_srli_epi16(q, 4);
-    code[0] = _mm256_or_si256(_mm256_and_si256(q, m->low2), bit_to(hm, 4 * h, 2, m->bit2));
-    code[1] = _mm256_or_si256(_mm256_and_si256(q, m->high2), bit_to(hm, 4 * h + 1, 4, m->bit4));
-    code[2] = _mm256_or_si256(_mm256_and_si256(q4, m->low2), bit_to(hm, 4 * h + 2, 2, m->bit2));
-    code[3] = _mm256_or_si256(_mm256_and_si256(q4, m->high2), bit_to(hm, 4 * h + 3, 4, m->bit4));
+    __m256i nibble = _mm256_and_si256(h ? _mm256_srli_epi16(hm, 4) : hm, m->nibble);
+    __m256i f02 = _mm256_or_si256(_mm256_and_si256(q, m->pairs),
+                                  _mm256_shuffle_epi8(m->third02, nibble));
+    __m256i f13 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2), m->pairs),
+                                  _mm256_shuffle_epi8(m->third13, nibble));
+    code[0] = _mm256_and_si256(f02, m->code);
+    code[1] = _mm256_and_si256(f13, m->code);
+    code[2] = _mm256_and_si256(_mm256_srli_epi16(f02, 4), m->code);
+    code[3] = _mm256_and_si256(_mm256_srli_epi16(f13, 4), m->code);
 }
 
 /* The scale words for fields 2k and 2k + 1 of a half, from that half's eight sub-block scales in
@@ -295,12 +300,11 @@ ALWAYS_INLINE __m256i q3_K_field_pair_scales(__m256i half_scales, int k)
                          (char)(hi + 3)));
 }
 
-/* Four times the integer sum of a Q3_K super-block. Each value is taken as its stored code
+/* The integer sum of a Q3_K super-block, in eight lanes. Each value is taken as its stored code
  * (q3_K_codes), so one maddubs per 32 values suffices; the offset -4 of every value is applied
  * once per super-block as -4 * sum over sub-blocks of scale times the activations' 16-value sum.
  * One round of int16 pair sums puts two fields side by side (sums of four products, at most
- * 4 * 28 * 128 for fields 1 and 3) and one vpmaddwd scales both, as in q2_K_sums. Every lane is
- * a multiple of 4, and a quarter of it is the scalar kernel's integer. */
+ * 4 * 7 * 128) and one vpmaddwd scales both, as in q2_K_sums. */
 static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256i s16,
                                 const q3_K_masks *m)
 {
@@ -319,11 +323,11 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256
                                                           q3_K_field_pair_scales(halves[h], k)));
     }
     __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(times_four_fields_0_2(acc, false), _mm256_slli_epi32(offset, 4));
+    return _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2));
 }
 
 /* The same with AVX-VNNI (as q2_K_sums_vnni): each field's exact int32 sums of four products by
- * vpdpbusd, two fields packed to int16 (at most 4 * 28 * 128) and scaled by one vpdpwssd, in the
+ * vpdpbusd, two fields packed to int16 (at most 4 * 7 * 128) and scaled by one vpdpwssd, in the
  * layout of q3_K_isum's pair sums. */
 __attribute__((target("avxvnni"))) static inline __m256i
 q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16, const q3_K_masks *m)
@@ -344,7 +348,7 @@ q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16, const q3_K
                                           q3_K_field_pair_scales(halves[h], k));
     }
     __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(times_four_fields_0_2(acc, false), _mm256_slli_epi32(offset, 4));
+    return _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2));
 }
 
 ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a, __m256i s16,
@@ -382,8 +386,7 @@ ALWAYS_INLINE __m256 q3_K_group_terms(bool vnni, const block_q3_K *w, const bloc
         q3_K_pair_sums(vnni, w, a, 0, m, count), q3_K_pair_sums(vnni, w, a, 1, m, count),
         q3_K_pair_sums(vnni, w, a, 2, m, count), q3_K_pair_sums(vnni, w, a, 3, m, count)};
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
-    return kquant_terms(_mm256_srai_epi32(lane_totals_of_pairs(pairs), 2), d,
-                        kquant_act_scales(a, count));
+    return kquant_terms(lane_totals_of_pairs(pairs), d, kquant_act_scales(a, count));
 }
 
 /* Up to Q3_K_GROUPS_A_PASS groups of a row are taken before their terms are added: 16 384
