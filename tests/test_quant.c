@@ -1077,13 +1077,15 @@ static void test_multi_row_kernels(void)
     /* One a row, in block r of row r; every 32-value format keeps its half scale d first. */
     static const uint16_t special_scales[ELLM_DOT_ROWS] = {0x0001, 0x03FF, 0x7BFF, 0x8001,
                                                            0x7C00, 0xFC00, 0x7E00, 0x7C01};
-    enum { MAXN = 18432, ROWS = ELLM_DOT_ROWS };
+    enum { MAXN = 18944, ROWS = ELLM_DOT_ROWS };
     static float w[ROWS * MAXN], x[MAXN];
     /* act: the decode layouts take up to 544 bytes a 256 values (ELLM_ACT_Q8_K_MAG) */
     static uint8_t wq[ROWS * MAXN * 2], plain[MAXN * 2], act[MAXN * 3];
-    /* 17 152: a second pass of the IQ4_XS rows with a partial group; MAXN: of the whole-group
-     * rows (ELLM_ADD_ROWS_BY_GROUPS). */
-    int sizes[] = {160, 256, 416, 1024, 2048, 2816, 4096, 5632, 17152, MAXN};
+    /* K-quant rows of 1-7 blocks after their whole groups (256-5632: every partial count); 17 152:
+     * a second pass (ELLM_ADD_ROWS_BY_GROUPS) of a partial group alone, 18 432 of whole groups,
+     * MAXN of a whole group and a partial one. */
+    int sizes[] = {160,  256,  416,  512,  1024,  1792,  2048, 2816,
+                   3328, 3840, 4096, 5632, 17152, 18432, MAXN};
     const char *sets[8];
     int n_sets = ellm_kernel_sets_available(sets, 8);
     int checked = 0, sets_with_rows = 0;

@@ -167,16 +167,21 @@ ALWAYS_INLINE void kq_dot(bool q5, int64_t n, float *out, const void *row,
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
-/* The pair reductions of super-blocks 2p and 2p + 1 of a group (see lane_totals_of_pairs): the
- * scaled quants' sums in isum_pairs[p], the min terms' in msum_pairs[p]. The pair's bytes are
- * prefetched together (Q4_K: five requests for 288 bytes, where each block's 144 took three). */
+/* The pair reductions of super-blocks 2p and 2p + 1 of a group of count blocks (see
+ * lane_totals_of_pairs): the scaled quants' sums in isum_pairs[p], the min terms' in
+ * msum_pairs[p]; a block at or past count is +0 and is not read. The pair's bytes are prefetched
+ * together (Q4_K: five requests for 288 bytes, where each block's 144 took three). */
 ALWAYS_INLINE void kq_pair_sums(bool q5, const uint8_t *blocks, const block_q8_K *a, int p,
-                                __m256i isum_pairs[4], __m256i msum_pairs[4])
+                                int count, __m256i isum_pairs[4], __m256i msum_pairs[4])
 {
     size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    __m256i isum[2], msum[2];
-    ellm_prefetch_ahead(blocks + (size_t)(2 * p) * block_bytes, 2 * (int)block_bytes);
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i msum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    if (2 * p < count)
+        ellm_prefetch_ahead(blocks + (size_t)(2 * p) * block_bytes, 2 * (int)block_bytes);
     for (int k = 0; k < 2; k++) {
+        if (2 * p + k >= count)
+            break;
         const uint8_t *blk = blocks + (size_t)(2 * p + k) * block_bytes;
         kq_meta m;
         __m256i q[8];
@@ -189,62 +194,60 @@ ALWAYS_INLINE void kq_pair_sums(bool q5, const uint8_t *blocks, const block_q8_K
     msum_pairs[p] = _mm256_hadd_epi32(msum[0], msum[1]);
 }
 
-/* The terms of eight Q4_K or Q5_K super-blocks against one activation row (lane b: block b),
- * given the activation blocks' scales. The four pairs are written out, as q2_K_group_terms's
- * are: as a loop over the blocks GCC kept it rolled, with a parity test and the loop's
- * bookkeeping in every block. */
+/* The terms of count (at most 8) Q4_K or Q5_K super-blocks against one activation row (lane b:
+ * block b, +0 past count), given the activation blocks' scales. The four pairs are written out,
+ * as q2_K_group_terms's are: as a loop over the blocks GCC kept it rolled, with a parity test
+ * and the loop's bookkeeping in every block. */
 ALWAYS_INLINE __m256 kq_group_terms(bool q5, const uint8_t *blocks, const block_q8_K *a,
-                                    __m256 act_scales)
+                                    __m256 act_scales, int count)
 {
     size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
     __m256i isum_pairs[4], msum_pairs[4];
-    kq_pair_sums(q5, blocks, a, 0, isum_pairs, msum_pairs);
-    kq_pair_sums(q5, blocks, a, 1, isum_pairs, msum_pairs);
-    kq_pair_sums(q5, blocks, a, 2, isum_pairs, msum_pairs);
-    kq_pair_sums(q5, blocks, a, 3, isum_pairs, msum_pairs);
+    kq_pair_sums(q5, blocks, a, 0, count, isum_pairs, msum_pairs);
+    kq_pair_sums(q5, blocks, a, 1, count, isum_pairs, msum_pairs);
+    kq_pair_sums(q5, blocks, a, 2, count, isum_pairs, msum_pairs);
+    kq_pair_sums(q5, blocks, a, 3, count, isum_pairs, msum_pairs);
     return kquant_terms_min(lane_totals_of_pairs(isum_pairs), lane_totals_of_pairs(msum_pairs),
-                            kquant_block_words(blocks, block_bytes, 8), act_scales);
+                            kquant_block_words(blocks, block_bytes, count), act_scales);
 }
 
-/* Rows of whole groups of eight super-blocks take the groups. Others take the pairs of kq_dot:
- * with a partial group at the end (22 blocks: tinyllama's FFN down rows) the groups ran at about
- * 0.6 of the pairs on rows streamed from memory (not in cache), for a reason not yet found. */
+/* One row a group at a time, a last partial group (22 blocks: tinyllama's FFN down rows) as a
+ * group of fewer blocks. Until session 24 such rows took kq_dot's pairs, with a float tail every
+ * pair: 45 % more instructions a block than whole groups (a partial group had run at 0.6 of the
+ * pairs from memory when groups were read group after group over the rows; read row after row
+ * it does not, docs/performance.md, session 24). */
 ALWAYS_INLINE void kq_dot_row(bool q5, int64_t n, float *out, const void *row, const block_q8_K *a)
 {
     size_t block_bytes = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    int64_t nb = n / QK_K;
-    if (nb % 8) {
-        kq_dot(q5, n, out, row, &a, 1);
-        return;
-    }
+    int64_t nb = n / QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < nb; i += 8)
+    for (; i + 8 <= nb; i += 8)
         sum = add_lanes_in_order(sum,
                                  kq_group_terms(q5, (const uint8_t *)row + (size_t)i * block_bytes,
-                                                a + i, kquant_act_scales(a + i, 8)));
+                                                a + i, kquant_act_scales(a + i, 8), 8));
+    if (i < nb) {
+        int count = (int)(nb - i);
+        sum = add_lanes_in_order(sum,
+                                 kq_group_terms(q5, (const uint8_t *)row + (size_t)i * block_bytes,
+                                                a + i, kquant_act_scales(a + i, count), count));
+    }
     *out = sum;
 }
 
-/* ELLM_DOT_ROWS rows of whole groups a group at a time, as q6_K's and q2_K's rows go (the
- * attention and FFN gate/up rows of 2048 columns are one group): each row's terms by
- * kq_dot_row's code, the group's activation scales gathered once for the rows, and the rows'
- * terms added eight rows an addition. Rows ending in a partial group go row by row (kq_dot_row
- * says why they take pairs). */
+/* ELLM_DOT_ROWS rows a group at a time, as q6_K's and q2_K's rows go (the attention and FFN
+ * gate/up rows of 2048 columns are one group): each row's terms by kq_dot_row's code, the group's
+ * activation scales gathered once for the rows, and the rows' terms added eight rows an
+ * addition. */
 ALWAYS_INLINE void kq_rows(bool q5, int64_t n, float *out, const void *rows, size_t row_bytes,
                            const block_q8_K *a)
 {
     int64_t nb = n / QK_K;
-    if (nb % 8) {
-        for (int r = 0; r < ELLM_DOT_ROWS; r++)
-            kq_dot_row(q5, n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, a);
-        return;
-    }
     if (q5)
         ELLM_ADD_ROWS_BY_GROUPS(block_q5_K, nb, out, rows, row_bytes, a,
-                                kq_group_terms(true, (const uint8_t *)w, at, scales));
+                                kq_group_terms(true, (const uint8_t *)w, at, scales, count));
     else
         ELLM_ADD_ROWS_BY_GROUPS(block_q4_K, nb, out, rows, row_bytes, a,
-                                kq_group_terms(false, (const uint8_t *)w, at, scales));
+                                kq_group_terms(false, (const uint8_t *)w, at, scales, count));
 }
 
 void ellm_vec_dot_q4_K_avx2(int64_t n, float *out, const void *row, const void *x)
@@ -365,12 +368,15 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
-/* The terms of eight Q6_K super-blocks against one activation row (lane b: block b), given the
- * activation blocks' scales. */
-ALWAYS_INLINE __m256 q6_K_group_terms(const block_q6_K *w, const block_q8_K *a, __m256 act_scales)
+/* The terms of count (at most 8) Q6_K super-blocks against one activation row (lane b: block b,
+ * +0 past count), given the activation blocks' scales. */
+ALWAYS_INLINE __m256 q6_K_group_terms(const block_q6_K *w, const block_q8_K *a, __m256 act_scales,
+                                      int count)
 {
     __m256i pairs[4], even = _mm256_setzero_si256();
-    for (int b = 0; b < 8; b++) {
+    for (int p = 0; p < 4; p++)
+        pairs[p] = _mm256_setzero_si256();
+    for (int b = 0; b < count; b++) {
         __m256i q[8], sc[4];
         ellm_prefetch_ahead(&w[b], (int)sizeof *w);
         q6_K_unpack(&w[b], q, sc);
@@ -381,22 +387,28 @@ ALWAYS_INLINE __m256 q6_K_group_terms(const block_q6_K *w, const block_q8_K *a, 
         else
             pairs[b / 2] = _mm256_hadd_epi32(even, isum);
     }
-    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, 8);
+    if (count % 2)
+        pairs[count / 2] = _mm256_hadd_epi32(even, _mm256_setzero_si256());
+    __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
     return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }
 
+/* One row a group at a time, a last partial group (the FFN down rows of 5632 columns) as a group
+ * of fewer blocks, as kq_dot_row takes Q4_K's. */
 ALWAYS_INLINE void q6_K_row(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q6_K *w = row;
     const block_q8_K *a = x;
-    int64_t nb = n / QK_K;
-    if (nb % 8) { /* see kq_dot_row */
-        q6_K_dot(n, out, row, &a, 1);
-        return;
-    }
+    int64_t nb = n / QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < nb; i += 8)
-        sum = add_lanes_in_order(sum, q6_K_group_terms(w + i, a + i, kquant_act_scales(a + i, 8)));
+    for (; i + 8 <= nb; i += 8)
+        sum = add_lanes_in_order(sum,
+                                 q6_K_group_terms(w + i, a + i, kquant_act_scales(a + i, 8), 8));
+    if (i < nb) {
+        int count = (int)(nb - i);
+        sum = add_lanes_in_order(
+            sum, q6_K_group_terms(w + i, a + i, kquant_act_scales(a + i, count), count));
+    }
     *out = sum;
 }
 
@@ -405,22 +417,17 @@ void ellm_vec_dot_q6_K_avx2(int64_t n, float *out, const void *row, const void *
     q6_K_row(n, out, row, x);
 }
 
-/* ELLM_DOT_ROWS rows of whole groups a group at a time, as q2_K_rows takes them (the output
- * head's rows, 2048-4096 columns, are one to two groups): each row's terms by q6_K_row's code,
- * the group's activation scales gathered once for the rows, and the rows' terms added eight rows
- * an addition (add_rows_lanes_in_order). */
+/* ELLM_DOT_ROWS rows a group at a time, as q2_K_rows takes them (the output head's rows,
+ * 2048-4096 columns, are one to two groups): each row's terms by q6_K_row's code, the group's
+ * activation scales gathered once for the rows, and the rows' terms added eight rows an addition
+ * (add_rows_lanes_in_order). */
 void ellm_vec_dot_q6_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
                                  const void *x)
 {
     const block_q8_K *a = x;
     int64_t nb = n / QK_K;
-    if (nb % 8) {
-        for (int r = 0; r < ELLM_DOT_ROWS; r++)
-            q6_K_row(n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, x);
-        return;
-    }
     ELLM_ADD_ROWS_BY_GROUPS(block_q6_K, nb, out, rows, row_bytes, a,
-                            q6_K_group_terms(w, at, scales));
+                            q6_K_group_terms(w, at, scales, count));
 }
 
 void ellm_vec_dot_q6_K_x4_avx2(int64_t n, float *out, const void *row, const void *const *x)

@@ -62,15 +62,13 @@ ALWAYS_INLINE __m256i q2_K_field_pair_scales(__m256i scale_bytes, int h, int k)
                          (char)(hi + 1), -128, (char)(hi + 1), -128));
 }
 
-/* Dwords 0-1 of each lane of a super-block's scaled sums hold fields 0 and 2, taken at their
- * value, and dwords 2-3 fields 1 and 3, taken at 4 times theirs (q2_K_fields): this brings the
- * first to 4 times theirs too (the exact total times 4, which an arithmetic shift by 2 undoes
- * once per group or pair). After the pair reduction of two blocks (vphaddd, pair_layout) fields
- * 0 and 2 are in the even dwords, so one shift serves two blocks. */
-ALWAYS_INLINE __m256i times_four_fields_0_2(__m256i acc, bool pair_layout)
+/* Given the pair reduction (vphaddd) of two Q2_K super-blocks' scaled sums, whose even dwords
+ * hold fields 0 and 2, taken at their value, and odd dwords fields 1 and 3, taken at 4 times
+ * theirs (q2_K_fields): brings the first to 4 times theirs too (the exact total times 4, which an
+ * arithmetic shift by 2 undoes once per group), one shift for two blocks. */
+ALWAYS_INLINE __m256i times_four_fields_0_2(__m256i acc)
 {
-    return _mm256_sllv_epi32(acc, pair_layout ? _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0)
-                                              : _mm256_setr_epi32(2, 2, 0, 0, 2, 2, 0, 0));
+    return _mm256_sllv_epi32(acc, _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0));
 }
 
 /* One Q2_K super-block's integer sums against one activation block: the scaled quants' in the
@@ -125,14 +123,6 @@ q2_K_sums_vnni(const block_q2_K *w, const block_q8_K *a, __m256i *isum, __m256i 
     *msum = q2_K_min_sum(w, a);
 }
 
-/* The eight lanes of v added pairwise across the 128-bit halves, then divided by 4 (exactly:
- * a pair step's 4 times scaled sums, see times_four_fields_0_2). */
-static inline __m128i quarter_of_halves(__m256i v)
-{
-    return _mm_srai_epi32(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)),
-                          2);
-}
-
 /* One super-block's sums by q2_K_sums, or with vnni by q2_K_sums_vnni (the same integers). */
 ALWAYS_INLINE void q2_K_block(bool vnni, const block_q2_K *w, const block_q8_K *a, __m256i *isum,
                               __m256i *msum)
@@ -143,68 +133,56 @@ ALWAYS_INLINE void q2_K_block(bool vnni, const block_q2_K *w, const block_q8_K *
         q2_K_sums(w, a, isum, msum);
 }
 
-/* The pair reductions of super-blocks 2p and 2p + 1 of a group (see lane_totals_of_pairs). The
- * pair's 168 bytes are prefetched together: three requests, where a block's own took two each. */
+/* The pair reductions of super-blocks 2p and 2p + 1 of a group of count blocks (see
+ * lane_totals_of_pairs); a block at or past count is +0 and is not read. The pair's 168 bytes are
+ * prefetched together: three requests, where a block's own took two each. */
 ALWAYS_INLINE void q2_K_pair_sums(bool vnni, const block_q2_K *w, const block_q8_K *a, int p,
-                                  __m256i isum_pairs[4], __m256i msum_pairs[4])
+                                  int count, __m256i isum_pairs[4], __m256i msum_pairs[4])
 {
-    __m256i isum[2], msum[2];
-    ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
-    for (int k = 0; k < 2; k++)
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i msum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    if (2 * p < count)
+        ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
+    for (int k = 0; k < 2 && 2 * p + k < count; k++)
         q2_K_block(vnni, &w[2 * p + k], &a[2 * p + k], &isum[k], &msum[k]);
-    isum_pairs[p] = times_four_fields_0_2(_mm256_hadd_epi32(isum[0], isum[1]), true);
+    isum_pairs[p] = times_four_fields_0_2(_mm256_hadd_epi32(isum[0], isum[1]));
     msum_pairs[p] = _mm256_hadd_epi32(msum[0], msum[1]);
 }
 
-/* The terms of eight Q2_K super-blocks against one activation row (lane b: block b). The four
- * pairs are written out: as a loop (over blocks with a parity test, or over pairs) GCC kept it
- * rolled, with the pointer and index arithmetic of every iteration in the front end's four uops a
- * cycle that bound this row. */
+/* The terms of count (at most 8) Q2_K super-blocks against one activation row (lane b: block b,
+ * +0 past count). The four pairs are written out: as a loop (over blocks with a parity test, or
+ * over pairs) GCC kept it rolled, with the pointer and index arithmetic of every iteration in the
+ * front end's four uops a cycle that bound this row. */
 ALWAYS_INLINE __m256 q2_K_group_terms(bool vnni, const block_q2_K *w, const block_q8_K *a,
-                                      __m256 act_scales)
+                                      __m256 act_scales, int count)
 {
     __m256i isum_pairs[4], msum_pairs[4];
-    q2_K_pair_sums(vnni, w, a, 0, isum_pairs, msum_pairs);
-    q2_K_pair_sums(vnni, w, a, 1, isum_pairs, msum_pairs);
-    q2_K_pair_sums(vnni, w, a, 2, isum_pairs, msum_pairs);
-    q2_K_pair_sums(vnni, w, a, 3, isum_pairs, msum_pairs);
-    return kquant_terms_min(_mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2),
-                            lane_totals_of_pairs(msum_pairs),
-                            kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, 8), act_scales);
+    q2_K_pair_sums(vnni, w, a, 0, count, isum_pairs, msum_pairs);
+    q2_K_pair_sums(vnni, w, a, 1, count, isum_pairs, msum_pairs);
+    q2_K_pair_sums(vnni, w, a, 2, count, isum_pairs, msum_pairs);
+    q2_K_pair_sums(vnni, w, a, 3, count, isum_pairs, msum_pairs);
+    return kquant_terms_min(
+        _mm256_srai_epi32(lane_totals_of_pairs(isum_pairs), 2), lane_totals_of_pairs(msum_pairs),
+        kquant_block_words((const uint8_t *)&w[0].d, sizeof *w, count), act_scales);
 }
 
+/* One row a group at a time, a last partial group (rows of 11 008 columns: 43 blocks) as a group
+ * of fewer blocks, as kq_dot_row takes Q4_K's (until session 24 such rows went in pairs with a
+ * float tail every pair, 30 % more instructions a block). */
 ALWAYS_INLINE void q2_K_dot(bool vnni, int64_t n, float *out, const void *row, const void *x)
 {
     const block_q2_K *w = row;
     const block_q8_K *a = x;
-    int64_t nb = n / QK_K;
-    if (nb % 8) { /* in pairs, as the Q4_K kernel does (kq_dot_row says why) */
-        __m128 pair_sum = _mm_setzero_ps();
-        for (int64_t i = 0; i < nb; i += 2) {
-            int64_t last = i + 1 < nb ? i + 1 : i;
-            __m256i is0, ms0, is1, ms1;
-            ellm_prefetch_ahead(&w[i], 2 * (int)sizeof *w);
-            q2_K_block(vnni, &w[i], &a[i], &is0, &ms0);
-            q2_K_block(vnni, &w[last], &a[last], &is1, &ms1);
-            kquant_part p0 = {
-                quarter_of_halves(times_four_fields_0_2(is0, false)),
-                _mm_add_epi32(_mm256_castsi256_si128(ms0), _mm256_extracti128_si256(ms0, 1))};
-            kquant_part p1 = {
-                quarter_of_halves(times_four_fields_0_2(is1, false)),
-                _mm_add_epi32(_mm256_castsi256_si128(ms1), _mm256_extracti128_si256(ms1, 1))};
-            uint32_t dd0, dd1; /* d, dmin */
-            memcpy(&dd0, &w[i].d, 4);
-            memcpy(&dd1, &w[last].d, 4);
-            __m128 dd = _mm_cvtph_ps(_mm_setr_epi32((int)dd0, (int)dd1, 0, 0));
-            pair_sum = kquant_add_blocks_min(pair_sum, p0, p1, dd, a[i].d, a[last].d, last > i);
-        }
-        *out = _mm_cvtss_f32(pair_sum);
-        return;
-    }
+    int64_t nb = n / QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < nb; i += 8)
-        sum = add_lanes_in_order(sum,
-                                 q2_K_group_terms(vnni, w + i, a + i, kquant_act_scales(a + i, 8)));
+    for (; i + 8 <= nb; i += 8)
+        sum = add_lanes_in_order(
+            sum, q2_K_group_terms(vnni, w + i, a + i, kquant_act_scales(a + i, 8), 8));
+    if (i < nb) {
+        int count = (int)(nb - i);
+        sum = add_lanes_in_order(
+            sum, q2_K_group_terms(vnni, w + i, a + i, kquant_act_scales(a + i, count), count));
+    }
     *out = sum;
 }
 
@@ -213,23 +191,17 @@ void ellm_vec_dot_q2_K_avx2(int64_t n, float *out, const void *row, const void *
     q2_K_dot(false, n, out, row, x);
 }
 
-/* ELLM_DOT_ROWS rows of whole groups a group at a time, every row's sum in block order as
- * q2_K_dot adds it: the group's activation scales are gathered once for all the rows (seven
- * inserts a group, about an eighth of a 2048-column row's work around its integer sums), with
- * the partial-group test outside the loop the row's constants are set up once per call, and the
- * rows' terms are added eight rows an addition (add_rows_lanes_in_order). */
+/* ELLM_DOT_ROWS rows a group at a time, every row's sum in block order as q2_K_dot adds it: the
+ * group's activation scales are gathered once for all the rows (seven inserts a group, about an
+ * eighth of a 2048-column row's work around its integer sums) and the rows' terms are added eight
+ * rows an addition (add_rows_lanes_in_order). */
 ALWAYS_INLINE void q2_K_rows(bool vnni, int64_t n, float *out, const void *rows, size_t row_bytes,
                              const void *x)
 {
     const block_q8_K *a = x;
     int64_t nb = n / QK_K;
-    if (nb % 8) {
-        for (int r = 0; r < ELLM_DOT_ROWS; r++)
-            q2_K_dot(vnni, n, &out[r], (const uint8_t *)rows + (size_t)r * row_bytes, x);
-        return;
-    }
     ELLM_ADD_ROWS_BY_GROUPS(block_q2_K, nb, out, rows, row_bytes, a,
-                            q2_K_group_terms(vnni, w, at, scales));
+                            q2_K_group_terms(vnni, w, at, scales, count));
 }
 
 void ellm_vec_dot_q2_K_rows_avx2(int64_t n, float *out, const void *rows, size_t row_bytes,
@@ -252,31 +224,32 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q2_K_rows_avx2vnni(int64_t 
     q2_K_rows(true, n, out, rows, row_bytes, x);
 }
 
-/* Bit b of every byte of v moved to bit `to` (that bit's value where it is set, 0 elsewhere). A
- * 16-bit shift carries bits over from the neighbouring byte, but only into positions the mask
- * clears. */
-static inline __m256i bit_to(__m256i v, int b, int to, __m256i mask)
-{
-    __m256i moved = b >= to ? _mm256_srli_epi16(v, b - to) : _mm256_slli_epi16(v, to - b);
-    return _mm256_and_si256(moved, mask);
-}
-
-/* The byte masks of q3_K_codes and q3_K_pair_scale_codes_with, formed once per call
- * (q3_K_masks_pinned). */
+/* The byte masks and tables of q3_K_codes and q3_K_pair_scale_codes_with, formed once per call
+ * (q3_K_masks_pinned). third02 and third13 map a nibble of hmask bits (fields 0-3 of a half) to
+ * the third bits of fields 0 and 2 (bits 2 and 6) or 1 and 3 (likewise). */
 typedef struct {
-    __m256i low2, high2, bit2, bit4, nibble, bias; /* 3, 12, 4, 16, 15, 32 in every byte */
+    __m256i low2, nibble, bias, pairs, code, third02, third13; /* 3, 15, 32, 0x33, 7 a byte */
 } q3_K_masks;
+
+static inline __m256i q3_K_third_bits(int first)
+{
+    char t[16];
+    for (int n = 0; n < 16; n++)
+        t[n] = (char)((n >> first & 1) << 2 | (n >> (first + 2) & 1) << 6);
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
+}
 
 /* The empty asm hides the masks' values from GCC, which otherwise forms each again from an
  * immediate (three instructions) before every row's group loops and inside the partial group's
  * pair loop, rather than keep it in a register or reload it from the stack. */
 ALWAYS_INLINE q3_K_masks q3_K_masks_pinned(void)
 {
-    q3_K_masks m = {_mm256_set1_epi8(3),  _mm256_set1_epi8(12), _mm256_set1_epi8(4),
-                    _mm256_set1_epi8(16), _mm256_set1_epi8(15), _mm256_set1_epi8(32)};
+    q3_K_masks m = {_mm256_set1_epi8(3),    _mm256_set1_epi8(15), _mm256_set1_epi8(32),
+                    _mm256_set1_epi8(0x33), _mm256_set1_epi8(7),  q3_K_third_bits(0),
+                    q3_K_third_bits(1)};
     __asm__(""
-            : "+x"(m.low2), "+x"(m.high2), "+x"(m.bit2), "+x"(m.bit4), "+x"(m.nibble),
-              "+x"(m.bias));
+            : "+x"(m.low2), "+x"(m.nibble), "+x"(m.bias), "+x"(m.pairs), "+x"(m.code),
+              "+x"(m.third02), "+x"(m.third13));
     return m;
 }
 
@@ -290,18 +263,24 @@ ALWAYS_INLINE void q3_K_pair_scale_words(const block_q3_K *w0, const block_q3_K 
 }
 
 /* The stored codes q + 4 (0..7: two low bits, and 4 for the third bit) of half h's four fields
- * (values 128h + 32j .. + 31 in code[j]), hm the block's hmask. Fields 1 and 3 are masked in
- * place, their codes at bits 2-4 (4 times their value), and fields 0 and 2 come from the byte and
- * the byte shifted by 4: one shift of the quants for four fields instead of three. */
+ * (values 128h + 32j .. + 31 in code[j]), hm the block's hmask. The half's four third bits (a
+ * nibble of hm) go by two table lookups to where fields 0 and 2, and 1 and 3 (the quants shifted
+ * by 2), have their codes' third bits when the quants are masked to bits 0-1 and 4-5: then one
+ * mask, or a shift and a mask, takes each code. 14 vector operations a half where moving each
+ * field's bit on its own took 16-17 (docs/performance.md, session 24). */
 ALWAYS_INLINE void q3_K_codes(const block_q3_K *w, __m256i hm, int h, const q3_K_masks *m,
                               __m256i code[4])
 {
     __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
-    __m256i q4 = _mm256_srli_epi16(q, 4);
-    code[0] = _mm256_or_si256(_mm256_and_si256(q, m->low2), bit_to(hm, 4 * h, 2, m->bit2));
-    code[1] = _mm256_or_si256(_mm256_and_si256(q, m->high2), bit_to(hm, 4 * h + 1, 4, m->bit4));
-    code[2] = _mm256_or_si256(_mm256_and_si256(q4, m->low2), bit_to(hm, 4 * h + 2, 2, m->bit2));
-    code[3] = _mm256_or_si256(_mm256_and_si256(q4, m->high2), bit_to(hm, 4 * h + 3, 4, m->bit4));
+    __m256i nibble = _mm256_and_si256(h ? _mm256_srli_epi16(hm, 4) : hm, m->nibble);
+    __m256i f02 = _mm256_or_si256(_mm256_and_si256(q, m->pairs),
+                                  _mm256_shuffle_epi8(m->third02, nibble));
+    __m256i f13 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2), m->pairs),
+                                  _mm256_shuffle_epi8(m->third13, nibble));
+    code[0] = _mm256_and_si256(f02, m->code);
+    code[1] = _mm256_and_si256(f13, m->code);
+    code[2] = _mm256_and_si256(_mm256_srli_epi16(f02, 4), m->code);
+    code[3] = _mm256_and_si256(_mm256_srli_epi16(f13, 4), m->code);
 }
 
 /* The scale words for fields 2k and 2k + 1 of a half, from that half's eight sub-block scales in
@@ -321,12 +300,11 @@ ALWAYS_INLINE __m256i q3_K_field_pair_scales(__m256i half_scales, int k)
                          (char)(hi + 3)));
 }
 
-/* Four times the integer sum of a Q3_K super-block. Each value is taken as its stored code
+/* The integer sum of a Q3_K super-block, in eight lanes. Each value is taken as its stored code
  * (q3_K_codes), so one maddubs per 32 values suffices; the offset -4 of every value is applied
  * once per super-block as -4 * sum over sub-blocks of scale times the activations' 16-value sum.
  * One round of int16 pair sums puts two fields side by side (sums of four products, at most
- * 4 * 28 * 128 for fields 1 and 3) and one vpmaddwd scales both, as in q2_K_sums. Every lane is
- * a multiple of 4, and a quarter of it is the scalar kernel's integer. */
+ * 4 * 7 * 128) and one vpmaddwd scales both, as in q2_K_sums. */
 static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256i s16,
                                 const q3_K_masks *m)
 {
@@ -345,11 +323,11 @@ static inline __m256i q3_K_isum(const block_q3_K *w, const block_q8_K *a, __m256
                                                           q3_K_field_pair_scales(halves[h], k)));
     }
     __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(times_four_fields_0_2(acc, false), _mm256_slli_epi32(offset, 4));
+    return _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2));
 }
 
 /* The same with AVX-VNNI (as q2_K_sums_vnni): each field's exact int32 sums of four products by
- * vpdpbusd, two fields packed to int16 (at most 4 * 28 * 128) and scaled by one vpdpwssd, in the
+ * vpdpbusd, two fields packed to int16 (at most 4 * 7 * 128) and scaled by one vpdpwssd, in the
  * layout of q3_K_isum's pair sums. */
 __attribute__((target("avxvnni"))) static inline __m256i
 q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16, const q3_K_masks *m)
@@ -370,7 +348,7 @@ q3_K_isum_vnni(const block_q3_K *w, const block_q8_K *a, __m256i s16, const q3_K
                                           q3_K_field_pair_scales(halves[h], k));
     }
     __m256i offset = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(times_four_fields_0_2(acc, false), _mm256_slli_epi32(offset, 4));
+    return _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 2));
 }
 
 ALWAYS_INLINE __m256i q3_K_block(bool vnni, const block_q3_K *w, const block_q8_K *a, __m256i s16,
@@ -408,8 +386,7 @@ ALWAYS_INLINE __m256 q3_K_group_terms(bool vnni, const block_q3_K *w, const bloc
         q3_K_pair_sums(vnni, w, a, 0, m, count), q3_K_pair_sums(vnni, w, a, 1, m, count),
         q3_K_pair_sums(vnni, w, a, 2, m, count), q3_K_pair_sums(vnni, w, a, 3, m, count)};
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
-    return kquant_terms(_mm256_srai_epi32(lane_totals_of_pairs(pairs), 2), d,
-                        kquant_act_scales(a, count));
+    return kquant_terms(lane_totals_of_pairs(pairs), d, kquant_act_scales(a, count));
 }
 
 /* Up to Q3_K_GROUPS_A_PASS groups of a row are taken before their terms are added: 16 384
@@ -645,7 +622,7 @@ ALWAYS_INLINE void iq4_xs_dot(bool mag, int64_t n, float *out, const void *row, 
     const block_q8_K_mag *am = x;
     const iq4_xs_consts c = iq4_xs_consts_pinned();
     int64_t nb = n / QK_K;
-    if (mag && nb % 8 == 0) { /* whole groups only (kq_dot_row in kernels_kquants_avx2.c) */
+    if (mag && nb % 8 == 0) { /* whole groups only; the pairs below take other rows */
         float total = 0;
         for (int64_t i = 0; i < nb; i += 8)
             total = iq4_xs_group(total, w + i, am + i, &c);

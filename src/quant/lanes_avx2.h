@@ -148,8 +148,12 @@ static inline float add_lanes_in_order(float sum, __m256 terms)
 /* Lane r of the result is lane r of sums + lane 0 + lane 1 + ... + lane 7 of terms[r], one
  * addition at a time as add_lanes_in_order adds one row's terms, so each lane equals that row's
  * single-row sum bit for bit; a kernel of eight rows adds them eight rows an addition, after one
- * 8x8 transpose, in place of seven lane extractions and eight scalar additions a row. */
-static inline __m256 add_rows_lanes_in_order(__m256 sums, const __m256 terms[8])
+ * 8x8 transpose, in place of seven lane extractions and eight scalar additions a row. Forced
+ * inline: with the partial-group expansions of ELLM_ADD_ROWS_BY_GROUPS GCC left it out of
+ * line in kernels_kquants_low_avx2.c, a call and the terms through memory every group (1.5 M
+ * instructions a tl-q2_k token). */
+static inline __attribute__((always_inline)) __m256 add_rows_lanes_in_order(__m256 sums,
+                                                                            const __m256 terms[8])
 {
     __m256 pairs[8], quads[8];
     for (int k = 0; k < 4; k++) { /* rows 2k, 2k + 1 interleaved */
@@ -173,23 +177,29 @@ static inline __m256 add_rows_lanes_in_order(__m256 sums, const __m256 terms[8])
  * (a row of 16 384 columns in one pass). */
 enum { ELLM_GROUPS_A_PASS = 8 };
 
-/* The body of an ELLM_DOT_ROWS-row decode kernel for rows of nb blocks of block_type, nb a multiple
- * of 8, a pass of up to ELLM_GROUPS_A_PASS groups of eight blocks at a time: the groups' activation
- * scales are gathered once for the rows, then group_terms (an expression of w, the row's blocks of
- * the group, `at`, the group's activation blocks, and `scales`, theirs) gives each row's eight
- * terms of each group, row after row, and the rows' terms are added eight rows an addition
- * (add_rows_lanes_in_order) into out[0..7]. Row after row, not group after group over the rows:
- * taken that way rows of two groups or more (4096 columns) read from memory at 0.62-0.66 of a
- * streaming read where the single rows read 0.72-0.80 (docs/performance.md, session 23). Rows of
- * one group (2048 columns) keep a loop of their own: the pass loop ran 2-4 % more instructions
- * there, the avx2vnni Q2_K rows 6 % slower in L2. */
+/* The body of an ELLM_DOT_ROWS-row decode kernel for rows of nb blocks of block_type, a pass of up
+ * to ELLM_GROUPS_A_PASS groups of eight blocks at a time: the groups' activation scales are
+ * gathered once for the rows, then group_terms (an expression of w, the row's blocks of the group,
+ * `at`, the group's activation blocks, `scales`, theirs, and `count`, the group's blocks: 8, or
+ * fewer in a last partial group) gives each row's eight terms of each group, row after row, and
+ * the rows' terms are added eight rows an addition (add_rows_lanes_in_order) into out[0..7]. A
+ * kernel whose group_terms takes only whole groups (count 8) calls this with nb a multiple of 8.
+ * Row after row, not group after group over the rows: taken that way rows of two groups or more
+ * (4096 columns) read from memory at 0.62-0.66 of a streaming read where the single rows read
+ * 0.72-0.80 (docs/performance.md, session 23). Rows of one group (2048 columns) keep a loop of
+ * their own: the pass loop ran 2-4 % more instructions there, the avx2vnni Q2_K rows 6 % slower
+ * in L2. The partial group is an expansion of its own so that whole groups keep count a
+ * constant. */
 #define ELLM_ADD_ROWS_BY_GROUPS(block_type, nb, out, rows, row_bytes, act, group_terms)            \
     do {                                                                                           \
         _Static_assert(ELLM_DOT_ROWS == 8, "add_rows_lanes_in_order takes eight rows");            \
-        int64_t n_groups_ = (nb) / 8;                                                              \
+        int64_t n_groups_ = ((nb) + 7) / 8;                                                        \
+        int last_count_ = (int)((nb)-8 * (n_groups_ - 1));                                         \
         __m256 sums_ = _mm256_setzero_ps();                                                        \
-        if (n_groups_ == 1) {                                                                      \
+        if ((nb) == 8) {                                                                           \
             const block_q8_K *at = (act);                                                          \
+            const int count = 8;                                                                   \
+            (void)count;                                                                           \
             __m256 scales = kquant_act_scales(at, 8), terms_[ELLM_DOT_ROWS];                       \
             for (int r_ = 0; r_ < ELLM_DOT_ROWS; r_++) {                                           \
                 const block_type *w = (const block_type *)((const uint8_t *)(rows) +               \
@@ -199,27 +209,52 @@ enum { ELLM_GROUPS_A_PASS = 8 };
             _mm256_storeu_ps((out), add_rows_lanes_in_order(sums_, terms_));                       \
             break;                                                                                 \
         }                                                                                          \
-        for (int64_t g0_ = 0; g0_ < n_groups_; g0_ += ELLM_GROUPS_A_PASS) {                        \
-            int groups_ = (int)(n_groups_ - g0_ < ELLM_GROUPS_A_PASS ? n_groups_ - g0_             \
-                                                                     : ELLM_GROUPS_A_PASS);        \
-            __m256 scales_[ELLM_GROUPS_A_PASS], terms_[ELLM_GROUPS_A_PASS][ELLM_DOT_ROWS];         \
-            for (int g_ = 0; g_ < groups_; g_++)                                                   \
-                scales_[g_] = kquant_act_scales((act) + 8 * (g0_ + g_), 8);                        \
-            for (int r_ = 0; r_ < ELLM_DOT_ROWS; r_++) {                                           \
-                const block_type *row_ = (const block_type *)((const uint8_t *)(rows) +            \
-                                                              (size_t)r_ * (row_bytes));           \
-                for (int g_ = 0; g_ < groups_; g_++) {                                             \
-                    const block_type *w = row_ + 8 * (g0_ + g_);                                   \
-                    const block_q8_K *at = (act) + 8 * (g0_ + g_);                                 \
-                    __m256 scales = scales_[g_];                                                   \
-                    terms_[g_][r_] = (group_terms);                                                \
-                }                                                                                  \
-            }                                                                                      \
-            for (int g_ = 0; g_ < groups_; g_++)                                                   \
-                sums_ = add_rows_lanes_in_order(sums_, terms_[g_]);                                \
+        if (last_count_ == 8) {                                                                    \
+            ELLM_ROWS_IN_PASSES_(block_type, n_groups_, 8, sums_, rows, row_bytes, act,            \
+                                 group_terms);                                                     \
+        } else {                                                                                   \
+            ELLM_ROWS_IN_PASSES_(block_type, n_groups_, last_count_, sums_, rows, row_bytes, act,  \
+                                 group_terms);                                                     \
         }                                                                                          \
         _mm256_storeu_ps((out), sums_);                                                            \
     } while (0)
+
+/* ELLM_ADD_ROWS_BY_GROUPS's passes over n_groups groups, the last of last_count blocks: expanded
+ * once with last_count the constant 8, so that rows of whole groups run no code of the partial
+ * group (it cost them 2-4 % more instructions at 4096 columns), and once with the row's count. */
+#define ELLM_ROWS_IN_PASSES_(block_type, n_groups, last_count, sums, rows, row_bytes, act,         \
+                             group_terms)                                                          \
+    for (int64_t g0_ = 0; g0_ < (n_groups); g0_ += ELLM_GROUPS_A_PASS) {                           \
+        int groups_ = (int)((n_groups)-g0_ < ELLM_GROUPS_A_PASS ? (n_groups)-g0_                   \
+                                                                : ELLM_GROUPS_A_PASS);             \
+        int whole_ = g0_ + groups_ == (n_groups) && (last_count) < 8 ? groups_ - 1 : groups_;      \
+        __m256 scales_[ELLM_GROUPS_A_PASS], terms_[ELLM_GROUPS_A_PASS][ELLM_DOT_ROWS];             \
+        for (int g_ = 0; g_ < groups_; g_++)                                                       \
+            scales_[g_] = kquant_act_scales((act) + 8 * (g0_ + g_),                                \
+                                            g_ < whole_ ? 8 : (last_count));                       \
+        for (int r_ = 0; r_ < ELLM_DOT_ROWS; r_++) {                                               \
+            const block_type *row_ = (const block_type *)((const uint8_t *)(rows) +                \
+                                                          (size_t)r_ * (row_bytes));               \
+            for (int g_ = 0; g_ < whole_; g_++) {                                                  \
+                const block_type *w = row_ + 8 * (g0_ + g_);                                       \
+                const block_q8_K *at = (act) + 8 * (g0_ + g_);                                     \
+                const int count = 8;                                                               \
+                (void)count;                                                                       \
+                __m256 scales = scales_[g_];                                                       \
+                terms_[g_][r_] = (group_terms);                                                    \
+            }                                                                                      \
+            if ((last_count) < 8 && whole_ < groups_) {                                            \
+                const block_type *w = row_ + 8 * (g0_ + whole_);                                   \
+                const block_q8_K *at = (act) + 8 * (g0_ + whole_);                                 \
+                const int count = (last_count);                                                    \
+                (void)count;                                                                       \
+                __m256 scales = scales_[whole_];                                                   \
+                terms_[whole_][r_] = (group_terms);                                                \
+            }                                                                                      \
+        }                                                                                          \
+        for (int g_ = 0; g_ < groups_; g_++)                                                       \
+            (sums) = add_rows_lanes_in_order((sums), terms_[g_]);                                  \
+    }
 
 /* The single-row decode kernels take super-blocks eight at a time: each block's integer sums stay
  * in vectors until the eight are reduced together (lane_totals_of_pairs), the eight float terms of the
