@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/chat_page.h"
 #include "server/endpoints.h"
@@ -50,6 +51,11 @@ void ellm_srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct
                             const srv_front_request *rq)
 {
     add_cors(srv, conn, resp);
+    /* A client that kept this connection for its next request would find it closed under it
+     * once the drain ends: it should open the next one to another instance, or after the
+     * restart. */
+    if (atomic_load(&srv->state) == SRV_STATE_STOPPING)
+        MHD_add_response_header(resp, "Connection", "close");
     if (rq && rq->route[0])
         MHD_add_response_header(resp, "x-edgellm-route", rq->route);
     if (rq && rq->reason[0])
@@ -216,7 +222,7 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
             *result = MHD_NO;
             return true;
         }
-        add_cors(srv, conn, resp);
+        ellm_srv_http_decorate(srv, conn, resp, NULL);
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
         MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                                 "Authorization, Content-Type");
@@ -422,6 +428,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         cs->t_start = ellm_srv_now();
         *con_cls = cs;
+        atomic_fetch_add(&srv->requests_open, 1);
         set_arrival_deadline(srv, conn, cs->t_start + srv->body_timeout_s, false); /* the body */
         enum MHD_Result result;
         cs->answered = answer_from_headers(srv, conn, url, method, cs, &result);
@@ -476,6 +483,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     int state = atomic_load(&srv->state);
     if (rt->id == R_HEALTH)
         return ellm_srv_endpoint_health(srv, conn, cs);
+    /* Every request that reaches a draining server gets this answer, whatever it asks: a load
+     * balancer retries a 503 elsewhere, where a reset would be an error to its client. */
+    if (state == SRV_STATE_STOPPING)
+        return ellm_srv_http_fail(srv, conn, 503, "shutting_down", endpoint, cs,
+                                  "the server is shutting down; retry on another instance or once "
+                                  "it has restarted");
     if (cs->too_large) {
         char msg[128];
         snprintf(msg, sizeof msg,
@@ -548,6 +561,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(cs->body);
         free(cs);
         *con_cls = NULL;
+        atomic_fetch_sub(&srv->requests_open, 1);
     }
 }
 
@@ -614,16 +628,27 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
     return true;
 }
 
-void ellm_srv_http_quiesce(srv_server *srv)
-{
-    if (srv->daemon)
-        MHD_quiesce_daemon(srv->daemon);
-}
+/* The answers being written when listening stops may take this long to end; past it they are
+ * cut (a client trickling its body, say), so the exit stays within the grace. */
+#define STOP_ANSWER_WAIT_S 1.0
 
 void ellm_srv_http_stop(srv_server *srv)
 {
-    if (srv->daemon)
-        MHD_stop_daemon(srv->daemon);
+    if (!srv->daemon) {
+        arrivals_stop(srv);
+        return;
+    }
+    /* Connections that arrive from now on wait in the kernel's queue, and are reset when the
+     * socket closes: the time from here to the close is kept short. */
+    MHD_socket listening = MHD_quiesce_daemon(srv->daemon);
+    double until = ellm_srv_now() + STOP_ANSWER_WAIT_S;
+    while (atomic_load(&srv->requests_open) > 0 && ellm_srv_now() < until)
+        nanosleep(&(struct timespec){0, 5 * 1000000L}, NULL);
+    MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
+    /* libmicrohttpd hands the quiesced socket to its caller to close, and with its own threads
+     * only once MHD_stop_daemon has returned (one may still be using it until then). */
+    if (listening != MHD_INVALID_SOCKET)
+        close(listening);
     arrivals_stop(srv);
 }
