@@ -565,6 +565,26 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
+/* libmicrohttpd reports every connection it turns away at the limit: one line each, a client
+ * opening connections in a loop wrote 140 000 lines in 8 s, enough to fill the log's disk. So
+ * once running, a second prints at most this many of its messages and counts the rest. */
+#define HTTP_LOG_LINES_PER_SECOND 5
+
+static const char *http_log_name(const srv_server *srv)
+{
+    return srv->cfg->log_name ? srv->cfg->log_name : "edgellm serve";
+}
+
+/* Under the log's lock. */
+static void print_held_back(srv_server *srv)
+{
+    if (srv->http_log.held_back == 0)
+        return;
+    fprintf(stderr, "%s: http: %lu more of its messages not shown (at most %d a second)\n",
+            http_log_name(srv), srv->http_log.held_back, HTTP_LOG_LINES_PER_SECOND);
+    srv->http_log.held_back = 0;
+}
+
 /* libmicrohttpd's own messages: kept while starting, so a failure is one line of ours that
  * carries its reason; printed with our prefix once running. */
 static void http_log(void *cls, const char *fmt, va_list ap)
@@ -575,11 +595,25 @@ static void http_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    if (!atomic_load(&srv->http_started))
+    if (!atomic_load(&srv->http_started)) {
         snprintf(srv->http_start_error, sizeof srv->http_start_error, "%s", msg);
-    else
-        fprintf(stderr, "%s: http: %s\n", srv->cfg->log_name ? srv->cfg->log_name : "edgellm serve",
-                msg);
+        return;
+    }
+    srv_http_log *log = &srv->http_log;
+    pthread_mutex_lock(&log->mu);
+    double now = ellm_srv_now();
+    if (now - log->second_start >= 1.0) {
+        print_held_back(srv);
+        log->second_start = now;
+        log->printed = 0;
+    }
+    if (log->printed < HTTP_LOG_LINES_PER_SECOND) {
+        fprintf(stderr, "%s: http: %s\n", http_log_name(srv), msg);
+        log->printed++;
+    } else {
+        log->held_back++;
+    }
+    pthread_mutex_unlock(&log->mu);
 }
 
 bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
@@ -587,8 +621,8 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
     const char *host = srv->cfg->host ? srv->cfg->host : "127.0.0.1";
     struct sockaddr_storage addr;
     memset(&addr, 0, sizeof addr);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
@@ -606,6 +640,7 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
         snprintf(err, err_cap, "cannot start the request watchdog thread: out of resources");
         return false;
     }
+    pthread_mutex_init(&srv->http_log.mu, NULL);
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)srv->cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
@@ -615,6 +650,7 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
         srv, MHD_OPTION_END);
     if (!srv->daemon) {
         arrivals_stop(srv);
+        pthread_mutex_destroy(&srv->http_log.mu);
         snprintf(err, err_cap,
                  "cannot listen on %s:%d: %s (choose another --port, or a --host address of "
                  "this machine)",
@@ -634,10 +670,8 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
 
 void ellm_srv_http_stop(srv_server *srv)
 {
-    if (!srv->daemon) {
-        arrivals_stop(srv);
+    if (!srv->daemon)
         return;
-    }
     /* Connections that arrive from now on wait in the kernel's queue, and are reset when the
      * socket closes: the time from here to the close is kept short. */
     MHD_socket listening = MHD_quiesce_daemon(srv->daemon);
@@ -651,4 +685,6 @@ void ellm_srv_http_stop(srv_server *srv)
     if (listening != MHD_INVALID_SOCKET)
         close(listening);
     arrivals_stop(srv);
+    print_held_back(srv); /* no thread of libmicrohttpd's is left to log */
+    pthread_mutex_destroy(&srv->http_log.mu);
 }
