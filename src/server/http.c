@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/chat_page.h"
 #include "server/endpoints.h"
@@ -50,6 +51,11 @@ void ellm_srv_http_decorate(srv_server *srv, struct MHD_Connection *conn, struct
                             const srv_front_request *rq)
 {
     add_cors(srv, conn, resp);
+    /* A client that kept this connection for its next request would find it closed under it
+     * once the drain ends: it should open the next one to another instance, or after the
+     * restart. */
+    if (atomic_load(&srv->state) == SRV_STATE_STOPPING)
+        MHD_add_response_header(resp, "Connection", "close");
     if (rq && rq->route[0])
         MHD_add_response_header(resp, "x-edgellm-route", rq->route);
     if (rq && rq->reason[0])
@@ -216,7 +222,7 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
             *result = MHD_NO;
             return true;
         }
-        add_cors(srv, conn, resp);
+        ellm_srv_http_decorate(srv, conn, resp, NULL);
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
         MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                                 "Authorization, Content-Type");
@@ -422,6 +428,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         cs->t_start = ellm_srv_now();
         *con_cls = cs;
+        atomic_fetch_add(&srv->requests_open, 1);
         set_arrival_deadline(srv, conn, cs->t_start + srv->body_timeout_s, false); /* the body */
         enum MHD_Result result;
         cs->answered = answer_from_headers(srv, conn, url, method, cs, &result);
@@ -476,6 +483,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     int state = atomic_load(&srv->state);
     if (rt->id == R_HEALTH)
         return ellm_srv_endpoint_health(srv, conn, cs);
+    /* Every request that reaches a draining server gets this answer, whatever it asks: a load
+     * balancer retries a 503 elsewhere, where a reset would be an error to its client. */
+    if (state == SRV_STATE_STOPPING)
+        return ellm_srv_http_fail(srv, conn, 503, "shutting_down", endpoint, cs,
+                                  "the server is shutting down; retry on another instance or once "
+                                  "it has restarted");
     if (cs->too_large) {
         char msg[128];
         snprintf(msg, sizeof msg,
@@ -548,7 +561,28 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(cs->body);
         free(cs);
         *con_cls = NULL;
+        atomic_fetch_sub(&srv->requests_open, 1);
     }
+}
+
+/* libmicrohttpd reports every connection it turns away at the limit: one line each, a client
+ * opening connections in a loop wrote 140 000 lines in 8 s, enough to fill the log's disk. So
+ * once running, a second prints at most this many of its messages and counts the rest. */
+#define HTTP_LOG_LINES_PER_SECOND 5
+
+static const char *http_log_name(const srv_server *srv)
+{
+    return srv->cfg->log_name ? srv->cfg->log_name : "edgellm serve";
+}
+
+/* Under the log's lock. */
+static void print_held_back(srv_server *srv)
+{
+    if (srv->http_log.held_back == 0)
+        return;
+    fprintf(stderr, "%s: http: %lu more of its messages not shown (at most %d a second)\n",
+            http_log_name(srv), srv->http_log.held_back, HTTP_LOG_LINES_PER_SECOND);
+    srv->http_log.held_back = 0;
 }
 
 /* libmicrohttpd's own messages: kept while starting, so a failure is one line of ours that
@@ -561,11 +595,25 @@ static void http_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    if (!atomic_load(&srv->http_started))
+    if (!atomic_load(&srv->http_started)) {
         snprintf(srv->http_start_error, sizeof srv->http_start_error, "%s", msg);
-    else
-        fprintf(stderr, "%s: http: %s\n", srv->cfg->log_name ? srv->cfg->log_name : "edgellm serve",
-                msg);
+        return;
+    }
+    srv_http_log *log = &srv->http_log;
+    pthread_mutex_lock(&log->mu);
+    double now = ellm_srv_now();
+    if (now - log->second_start >= 1.0) {
+        print_held_back(srv);
+        log->second_start = now;
+        log->printed = 0;
+    }
+    if (log->printed < HTTP_LOG_LINES_PER_SECOND) {
+        fprintf(stderr, "%s: http: %s\n", http_log_name(srv), msg);
+        log->printed++;
+    } else {
+        log->held_back++;
+    }
+    pthread_mutex_unlock(&log->mu);
 }
 
 bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
@@ -573,8 +621,8 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
     const char *host = srv->cfg->host ? srv->cfg->host : "127.0.0.1";
     struct sockaddr_storage addr;
     memset(&addr, 0, sizeof addr);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
@@ -592,6 +640,7 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
         snprintf(err, err_cap, "cannot start the request watchdog thread: out of resources");
         return false;
     }
+    pthread_mutex_init(&srv->http_log.mu, NULL);
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)srv->cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
@@ -601,6 +650,7 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
         srv, MHD_OPTION_END);
     if (!srv->daemon) {
         arrivals_stop(srv);
+        pthread_mutex_destroy(&srv->http_log.mu);
         snprintf(err, err_cap,
                  "cannot listen on %s:%d: %s (choose another --port, or a --host address of "
                  "this machine)",
@@ -614,16 +664,27 @@ bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap)
     return true;
 }
 
-void ellm_srv_http_quiesce(srv_server *srv)
-{
-    if (srv->daemon)
-        MHD_quiesce_daemon(srv->daemon);
-}
+/* The answers being written when listening stops may take this long to end; past it they are
+ * cut (a client trickling its body, say), so the exit stays within the grace. */
+#define STOP_ANSWER_WAIT_S 1.0
 
 void ellm_srv_http_stop(srv_server *srv)
 {
-    if (srv->daemon)
-        MHD_stop_daemon(srv->daemon);
+    if (!srv->daemon)
+        return;
+    /* Connections that arrive from now on wait in the kernel's queue, and are reset when the
+     * socket closes: the time from here to the close is kept short. */
+    MHD_socket listening = MHD_quiesce_daemon(srv->daemon);
+    double until = ellm_srv_now() + STOP_ANSWER_WAIT_S;
+    while (atomic_load(&srv->requests_open) > 0 && ellm_srv_now() < until)
+        nanosleep(&(struct timespec){0, 5 * 1000000L}, NULL);
+    MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
+    /* libmicrohttpd hands the quiesced socket to its caller to close, and with its own threads
+     * only once MHD_stop_daemon has returned (one may still be using it until then). */
+    if (listening != MHD_INVALID_SOCKET)
+        close(listening);
     arrivals_stop(srv);
+    print_held_back(srv); /* no thread of libmicrohttpd's is left to log */
+    pthread_mutex_destroy(&srv->http_log.mu);
 }

@@ -19,6 +19,14 @@ struct MHD_Connection;
 struct MHD_Response;
 typedef struct srv_server srv_server;
 
+/* How many of libmicrohttpd's messages the current second has printed, and held back (http.c). */
+typedef struct srv_http_log {
+    pthread_mutex_t mu;
+    double second_start;
+    int printed;
+    unsigned long held_back;
+} srv_http_log;
+
 /* What a front end in front of the local handlers (the gateway) sees of one request, and the
  * route it chose: x-edgellm-route and x-edgellm-route-reason go on the answer when set. */
 typedef struct srv_front_request {
@@ -65,17 +73,19 @@ struct srv_server {
     srv_guard guard;
     atomic_bool http_started;   /* libmicrohttpd's messages go to stderr from then on */
     char http_start_error[256]; /* its message while starting, for the one error line */
+    srv_http_log http_log;
     atomic_long next_id;
     atomic_int responses_in_flight; /* generation answers still being written */
+    atomic_int requests_open;       /* from a request's head to its answer's last byte */
     const srv_front *front;         /* NULL: every request is answered locally */
     struct srv_arrivals *arrivals;  /* when each connection's request must be whole (http.c) */
 };
 
 /* Starts listening (requests get 503 until the model is ready); false with a message if not. */
 bool ellm_srv_http_start(srv_server *srv, char *err, size_t err_cap);
-/* Stops accepting new connections; open ones continue. */
-void ellm_srv_http_quiesce(srv_server *srv);
-/* Closes everything (waits for connection threads). */
+/* Stops listening, lets the answers being written end (a moment at most), closes every
+ * connection and waits for their threads. Until then new connections are accepted: while the
+ * server drains (SRV_STATE_STOPPING) each request gets a 503 rather than a reset. */
 void ellm_srv_http_stop(srv_server *srv);
 
 /* For fronts: answers with a buffer (copied), adding CORS and the route headers of rq and

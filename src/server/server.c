@@ -1,7 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 /* The server process: listen at once (health says "loading"), load the model in the
- * background, serve, and on SIGINT/SIGTERM stop accepting, let in-flight requests finish within
- * the grace period, cut the rest, and exit 0. */
+ * background, serve, and on SIGINT/SIGTERM refuse new requests (503), let in-flight ones finish
+ * within the grace period, cut the rest, stop listening and exit 0. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -205,10 +205,11 @@ int ellm_server_run(const ellm_server_config *cfg)
     }
     if (loader_started)
         pthread_join(loader, NULL);
+    /* From here every new request is answered 503 (http.c), so connections keep being accepted
+     * while the drain runs: a client that connects now gets an answer, not a reset. Requests
+     * finish (or are cut at the deadline) before the connections close, and the connections
+     * close before the scheduler they wait on is freed. */
     atomic_store(&srv.state, SRV_STATE_STOPPING);
-    ellm_srv_http_quiesce(&srv);
-    /* Requests finish (or are cut at the deadline) before the connections close, and the
-     * connections close before the scheduler they wait on is freed. */
     ellm_srv_scheduler_drain(srv.sched, ellm_srv_now() + cfg->shutdown_grace_s);
     /* Streams are finished now; give their last events a moment to reach the clients. */
     for (int i = 0; i < 200 && atomic_load(&srv.responses_in_flight) > 0; i++)

@@ -413,6 +413,47 @@ def test_unauthenticated_memory(s):
     check(grown < 16, "100 unauthenticated 1 MB bodies grew the server by %.1f MB (limit 16)" % grown)
 
 
+def test_connection_flood(s):
+    """A client holding the 1024 connections the server allows and opening more in a loop: each
+    one turned away got a line of libmicrohttpd's in the log (140 000 in 8 s under wrk), enough
+    to fill a disk. Now at most 5 such lines a second, and a count of the rest (printed with the
+    next second's first line, or at exit). Ends with the server stopped."""
+    import http.client
+    import math
+    held = []
+    try:
+        for _ in range(1024):  # each answered once: the server holds every one of them
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+            c.request("GET", "/health")
+            c.getresponse().read()
+            held.append(c)
+    except (OSError, http.client.HTTPException) as e:
+        check(False, "the server holds 1024 connections: the %dth failed: %s" % (len(held) + 1, e))
+    t0 = time.time()
+    for _ in range(2000):
+        socket.create_connection(("127.0.0.1", s.port), timeout=10).close()
+    for c in held:
+        c.close()
+    # Connections are accepted in order: once a new one is answered, every earlier one was seen.
+    status = None
+    while status != 200 and time.time() - t0 < 60:
+        try:
+            status = s.request("GET", "/health")[0]
+        except OSError:
+            pass
+    check(status == 200, "/health answers after the flood: %s" % status)
+    check(s.stop() == 0, "the server exits 0 after the flood")
+    elapsed = time.time() - t0
+    lines = [l for l in s.logtext().splitlines() if ": http: " in l]
+    turned_away = [l for l in lines if "not shown" not in l]
+    counted = sum(int(l.split(": http: ")[1].split()[0]) for l in lines if "not shown" in l)
+    check(turned_away and counted > 0, "the flood reached the connection limit: %d lines, %d "
+          "counted" % (len(turned_away), counted))
+    check(len(turned_away) <= 5 * (math.ceil(elapsed) + 1),
+          "at most 5 lines a second of turned-away connections: %d lines in %.1f s, e.g. %r"
+          % (len(turned_away), elapsed, turned_away[:1]))
+
+
 def test_busy_port(s):
     r = subprocess.run([EDGELLM, "serve", "-m", MODEL, "--port", str(s.port)], capture_output=True,
                        timeout=30)
@@ -582,6 +623,13 @@ def main():
     except RuntimeError as e:
         check(False, "test_trickled_heads on the gateway: %s" % e)
     with_server(["--api-key", KEY], [test_bearer, test_answer_before_body, test_unauthenticated_memory])
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), hard))
+        with_server([], [test_connection_flood])  # the server inherits the limit
+    else:
+        print("test_connection_flood not run: 4096 descriptors needed, the hard limit is %d" % hard)
     print("security_server: %d checks, %d failed" % (ts.checks, len(ts.failures)))
     sys.exit(1 if ts.failures else 0)
 

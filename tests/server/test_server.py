@@ -114,6 +114,28 @@ class Server:
         conn.close()
         return resp.status, events, done, {}
 
+    def start_long_stream(self):
+        """Starts a greedy 8000-token stream in a thread; returns (thread, out) once its first
+        event has arrived, and out["r"] gets stream()'s result when it ends. 8000 tokens do not
+        end on their own within a grace of a few seconds: this model streams up to ~900
+        tokens/s."""
+        out = {}
+        generating = threading.Event()
+
+        def long_stream():
+            try:
+                out["r"] = self.stream("/v1/completions", {"prompt": "hello", "max_tokens": 8000,
+                                                           "temperature": 0, "stream": True},
+                                       first_event=generating)
+            finally:
+                generating.set()  # a refused or failed request must not hold the wait
+
+        t = threading.Thread(target=long_stream)
+        t.start()
+        generating.wait(60)
+        check("r" not in out, "the long stream is generating: %s" % (out.get("r"),))
+        return t, out
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         self.proc.send_signal(sig)
         try:
@@ -501,23 +523,9 @@ def test_queue_cancel_shutdown(slow_model):
         # SIGTERM with a long stream in flight: it is cut after the grace period with an error
         # event and [DONE], and the process exits 0. The signal waits for the stream's first event
         # (a fixed sleep can end before a loaded host admitted the request, which is then answered
-        # 503), and the stream is long enough not to end on its own within the 1 s grace: this
-        # model streams up to ~900 tokens/s, so 1000 tokens often ended first ("length", no error).
-        out = {}
-        generating = threading.Event()
-
-        def long_stream():
-            try:
-                out["r"] = s.stream("/v1/completions", {"prompt": "hello", "max_tokens": 8000,
-                                                        "temperature": 0, "stream": True},
-                                    first_event=generating)
-            finally:
-                generating.set()  # a refused or failed request must not hold the wait
-
-        t = threading.Thread(target=long_stream)
-        t.start()
-        generating.wait(60)
-        check("r" not in out, "the long stream is generating at the signal: %s" % (out.get("r"),))
+        # 503), and the stream is long enough not to end on its own within the 1 s grace (1000
+        # tokens often ended first: "length", no error).
+        t, out = s.start_long_stream()
         t_sig = time.time()
         rc = s.stop(signal.SIGTERM)
         t.join(10)
