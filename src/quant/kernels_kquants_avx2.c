@@ -368,27 +368,32 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
+/* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks (their bytes
+ * prefetched together); a block at or past count is +0, unread. */
+ALWAYS_INLINE __m256i q6_K_pair_sums(const block_q6_K *w, const block_q8_K *a, int p, int count)
+{
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int k = 0; k < 2 && 2 * p + k < count; k++) {
+        const block_q6_K *b = &w[2 * p + k];
+        __m256i q[8], sc[4];
+        if (k == 0)
+            ellm_prefetch_ahead(b, 2 * (int)sizeof *b);
+        q6_K_unpack(b, q, sc);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+        isum[k] = q6_K_block_isum(q, sc, sc16, &a[2 * p + k]);
+    }
+    return _mm256_hadd_epi32(isum[0], isum[1]);
+}
+
 /* The terms of count (at most 8) Q6_K super-blocks against one activation row (lane b: block b,
- * +0 past count), given the activation blocks' scales. */
+ * +0 past count), given the activation blocks' scales. The four pairs are written out: as a loop
+ * over the blocks with a parity test GCC kept it rolled, its index arithmetic and the pair sums
+ * through memory about 8 instructions a block (docs/performance.md, session 24). */
 ALWAYS_INLINE __m256 q6_K_group_terms(const block_q6_K *w, const block_q8_K *a, __m256 act_scales,
                                       int count)
 {
-    __m256i pairs[4], even = _mm256_setzero_si256();
-    for (int p = 0; p < 4; p++)
-        pairs[p] = _mm256_setzero_si256();
-    for (int b = 0; b < count; b++) {
-        __m256i q[8], sc[4];
-        ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-        q6_K_unpack(&w[b], q, sc);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
-        __m256i isum = q6_K_block_isum(q, sc, sc16, &a[b]);
-        if (b % 2 == 0)
-            even = isum;
-        else
-            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
-    }
-    if (count % 2)
-        pairs[count / 2] = _mm256_hadd_epi32(even, _mm256_setzero_si256());
+    __m256i pairs[4] = {q6_K_pair_sums(w, a, 0, count), q6_K_pair_sums(w, a, 1, count),
+                        q6_K_pair_sums(w, a, 2, count), q6_K_pair_sums(w, a, 3, count)};
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
     return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }
