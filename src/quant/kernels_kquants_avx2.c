@@ -294,27 +294,30 @@ static inline __m256i q6_K_pair_pick(int w)
     return _mm256_set_m128i(_mm_add_epi8(lo, _mm_set1_epi8(2)), lo);
 }
 
-/* The 6-bit quants of a Q6_K block (0..63) as 8 vectors of 32 bytes, in value order (vector k
- * covers sub-blocks 2k in its low 128 bits and 2k + 1 in its high ones), and the scale
- * multipliers of step pairs: the pair sums of steps 2m and 2m + 1 (hadd) hold sub-blocks 4m and
- * 4m + 2 in the low lane, 4m + 1 and 4m + 3 in the high one, four int16 slots each. */
-static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[4])
+/* The 6-bit quants (0..63) of half h of a Q6_K block as 4 vectors of 32 bytes, in value order
+ * (vector k covers sub-blocks 8h + 2k in its low 128 bits and 8h + 2k + 1 in its high ones). */
+ALWAYS_INLINE void q6_K_unpack_half(const block_q6_K *b, int h, __m256i q[4])
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    for (int h = 0; h < 2; h++) {
-        __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
-        __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
-        __m256i hb = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-        __m256i low[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
-                          _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                          _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
-        /* Bits 2k, 2k + 1 of hb moved to bits 4, 5 (16-bit shifts: what crosses from the
-         * neighbouring byte lands where the mask clears). */
-        __m256i top[4] = {_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 2), hb,
-                          _mm256_srli_epi16(hb, 2)};
-        for (int k = 0; k < 4; k++)
-            q[4 * h + k] = _mm256_or_si256(low[k], _mm256_and_si256(top[k], m30));
-    }
+    __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+    __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+    __m256i hb = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+    __m256i low[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
+                      _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                      _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+    /* Bits 2k, 2k + 1 of hb moved to bits 4, 5 (16-bit shifts: what crosses from the
+     * neighbouring byte lands where the mask clears). */
+    __m256i top[4] = {_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 2), hb,
+                      _mm256_srli_epi16(hb, 2)};
+    for (int k = 0; k < 4; k++)
+        q[k] = _mm256_or_si256(low[k], _mm256_and_si256(top[k], m30));
+}
+
+/* The scale multipliers of a Q6_K block's step pairs: the pair sums of steps 2m and 2m + 1
+ * (hadd) hold sub-blocks 4m and 4m + 2 in the low lane, 4m + 1 and 4m + 3 in the high one, four
+ * int16 slots each. */
+ALWAYS_INLINE void q6_K_pair_scales(const block_q6_K *b, __m256i sc[4])
+{
     __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
     __m256i first = _mm256_permute2x128_si256(s16, s16, 0x00);  /* s0..7 | s0..7 */
     __m256i second = _mm256_permute2x128_si256(s16, s16, 0x11); /* s8..15 | s8..15 */
@@ -322,21 +325,44 @@ static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[4])
         sc[m] = _mm256_shuffle_epi8(m < 2 ? first : second, q6_K_pair_pick(4 * m % 8));
 }
 
+/* The whole block's quants (q6_K_unpack_half's vectors of both halves) and step-pair scales. */
+static inline void q6_K_unpack(const block_q6_K *b, __m256i q[8], __m256i sc[4])
+{
+    q6_K_unpack_half(b, 0, q);
+    q6_K_unpack_half(b, 1, q + 4);
+    q6_K_pair_scales(b, sc);
+}
+
+/* The scaled integer sum of steps 2h and 2h + 1 (half h's quants q) against activation block a. */
+ALWAYS_INLINE __m256i q6_K_half_isum(const __m256i q[4], const __m256i sc[4], int h,
+                                     const block_q8_K *a)
+{
+    __m256i isum = _mm256_setzero_si256();
+    for (int m = 2 * h; m < 2 * h + 2; m++) {
+        __m256i p[2];
+        for (int k = 0; k < 2; k++)
+            p[k] = _mm256_maddubs_epi16(
+                q[2 * (m - 2 * h) + k],
+                _mm256_loadu_si256((const __m256i *)(a->qs + 64 * m + 32 * k)));
+        /* |maddubs| <= 2 * 63 * 128 = 16128: one round of pair sums fits int16. */
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_hadd_epi16(p[0], p[1]), sc[m]));
+    }
+    return isum;
+}
+
+/* The -32 offset of every quant of a block (scales sc16) against activation block a. */
+ALWAYS_INLINE __m256i q6_K_offset(__m256i sc16, const block_q8_K *a)
+{
+    __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
+    return _mm256_slli_epi32(off, 5);
+}
+
 /* Exact integer sum of one Q6_K block against one activation block (the -32 offset included). */
 static inline __m256i q6_K_block_isum(const __m256i q[8], const __m256i sc[4], __m256i sc16,
                                       const block_q8_K *a)
 {
-    __m256i isum = _mm256_setzero_si256();
-    for (int m = 0; m < 4; m++) {
-        __m256i p[2];
-        for (int k = 0; k < 2; k++)
-            p[k] = _mm256_maddubs_epi16(
-                q[2 * m + k], _mm256_loadu_si256((const __m256i *)(a->qs + 64 * m + 32 * k)));
-        /* |maddubs| <= 2 * 63 * 128 = 16128: one round of pair sums fits int16. */
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_hadd_epi16(p[0], p[1]), sc[m]));
-    }
-    __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
-    return _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
+    __m256i isum = _mm256_add_epi32(q6_K_half_isum(q, sc, 0, a), q6_K_half_isum(q + 4, sc, 1, a));
+    return _mm256_sub_epi32(isum, q6_K_offset(sc16, a));
 }
 
 ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_q8_K *const *x,
@@ -368,27 +394,43 @@ ALWAYS_INLINE void q6_K_dot(int64_t n, float *out, const void *row, const block_
         out[t] = _mm_cvtss_f32(sum[t]);
 }
 
+/* q6_K_block_isum's sum with each half's quants unpacked just before their products: four
+ * vectors of quants live instead of eight, so the rows kernel spills half as many vectors as
+ * with the whole block unpacked first (docs/performance.md, session 24: 4 % fewer instructions). */
+ALWAYS_INLINE __m256i q6_K_isum_by_halves(const block_q6_K *b, const block_q8_K *a)
+{
+    __m256i q[4], sc[4];
+    q6_K_pair_scales(b, sc);
+    q6_K_unpack_half(b, 0, q);
+    __m256i isum = q6_K_half_isum(q, sc, 0, a);
+    q6_K_unpack_half(b, 1, q);
+    isum = _mm256_add_epi32(isum, q6_K_half_isum(q, sc, 1, a));
+    __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+    return _mm256_sub_epi32(isum, q6_K_offset(sc16, a));
+}
+
+/* The pair reduction of super-blocks 2p and 2p + 1 of a group of count blocks (their bytes
+ * prefetched together); a block at or past count is +0, unread. */
+ALWAYS_INLINE __m256i q6_K_pair_sums(const block_q6_K *w, const block_q8_K *a, int p, int count)
+{
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int k = 0; k < 2 && 2 * p + k < count; k++) {
+        if (k == 0)
+            ellm_prefetch_ahead(&w[2 * p], 2 * (int)sizeof *w);
+        isum[k] = q6_K_isum_by_halves(&w[2 * p + k], &a[2 * p + k]);
+    }
+    return _mm256_hadd_epi32(isum[0], isum[1]);
+}
+
 /* The terms of count (at most 8) Q6_K super-blocks against one activation row (lane b: block b,
- * +0 past count), given the activation blocks' scales. */
+ * +0 past count), given the activation blocks' scales. The four pairs are written out: as a loop
+ * over the blocks with a parity test GCC kept it rolled, its index arithmetic and the pair sums
+ * through memory about 8 instructions a block (docs/performance.md, session 24). */
 ALWAYS_INLINE __m256 q6_K_group_terms(const block_q6_K *w, const block_q8_K *a, __m256 act_scales,
                                       int count)
 {
-    __m256i pairs[4], even = _mm256_setzero_si256();
-    for (int p = 0; p < 4; p++)
-        pairs[p] = _mm256_setzero_si256();
-    for (int b = 0; b < count; b++) {
-        __m256i q[8], sc[4];
-        ellm_prefetch_ahead(&w[b], (int)sizeof *w);
-        q6_K_unpack(&w[b], q, sc);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
-        __m256i isum = q6_K_block_isum(q, sc, sc16, &a[b]);
-        if (b % 2 == 0)
-            even = isum;
-        else
-            pairs[b / 2] = _mm256_hadd_epi32(even, isum);
-    }
-    if (count % 2)
-        pairs[count / 2] = _mm256_hadd_epi32(even, _mm256_setzero_si256());
+    __m256i pairs[4] = {q6_K_pair_sums(w, a, 0, count), q6_K_pair_sums(w, a, 1, count),
+                        q6_K_pair_sums(w, a, 2, count), q6_K_pair_sums(w, a, 3, count)};
     __m128i d = kquant_block_halves((const uint8_t *)&w[0].d, sizeof *w, count);
     return kquant_terms(lane_totals_of_pairs(pairs), d, act_scales);
 }

@@ -475,13 +475,26 @@ __attribute__((target("avxvnni"))) void ellm_vec_dot_q3_K_rows_avx2vnni(int64_t 
 }
 
 /* The vectors the plain AVX2 IQ4_XS kernels use for every block, formed once a call: the levels,
- * the nibble mask, the bit iq4_xs_scales flips, and the picks of two sub-blocks' scales
- * (lane_pair_pick). The empty asm hides their values from GCC, which otherwise formed the picks
- * and masks again from immediates inside the group loops (five instructions a pick, three a mask;
- * the eight-row kernel ran 4 % more instructions). */
+ * the nibble mask and the bit iq4_xs_scales flips. The empty asm hides their values from GCC,
+ * which otherwise formed the masks again from immediates inside the group loops (three
+ * instructions a mask). */
 typedef struct iq4_xs_consts {
-    __m256i table, low4, flip, pick[4];
+    __m256i table, low4, flip;
 } iq4_xs_consts;
+
+/* picks[k] is lane_pair_pick(k): sub-block 2k's scale (word 2k of iq4_xs_scales's result) to
+ * every word of the low lane, 2k + 1's to the high lane's. Memory operands of their vpshufb, not
+ * pinned in four registers: the eight-row pass loop then had too few registers and spilled pair
+ * sums and constants (3.7 instructions a block more: docs/performance.md, session 24). */
+static const uint8_t iq4_xs_scale_picks[4][32] __attribute__((aligned(32))) = {
+    {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+     2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3},
+    {4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5,
+     6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7},
+    {8,  9,  8,  9,  8,  9,  8,  9,  8,  9,  8,  9,  8,  9,  8,  9,
+     10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11},
+    {12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13,
+     14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15}};
 
 static inline __m256i iq4_xs_levels(void)
 {
@@ -490,14 +503,8 @@ static inline __m256i iq4_xs_levels(void)
 
 ALWAYS_INLINE iq4_xs_consts iq4_xs_consts_pinned(void)
 {
-    iq4_xs_consts c = {
-        iq4_xs_levels(),
-        _mm256_set1_epi8(15),
-        _mm256_set1_epi16((short)0x8000),
-        {lane_pair_pick(0), lane_pair_pick(1), lane_pair_pick(2), lane_pair_pick(3)}};
-    __asm__(""
-            : "+x"(c.table), "+x"(c.low4), "+x"(c.flip), "+x"(c.pick[0]), "+x"(c.pick[1]),
-              "+x"(c.pick[2]), "+x"(c.pick[3]));
+    iq4_xs_consts c = {iq4_xs_levels(), _mm256_set1_epi8(15), _mm256_set1_epi16((short)0x8000)};
+    __asm__("" : "+x"(c.table), "+x"(c.low4), "+x"(c.flip));
     return c;
 }
 
@@ -564,7 +571,8 @@ ALWAYS_INLINE __m256i iq4_xs_isum(const block_iq4_xs *w, const void *x, bool mag
         }
         __m256i plo = _mm256_maddubs_epi16(ulo, _mm256_sign_epi8(wlo, alo));
         __m256i phi = _mm256_maddubs_epi16(uhi, _mm256_sign_epi8(whi, ahi));
-        __m256i sc = _mm256_shuffle_epi8(scales, c->pick[k]);
+        __m256i sc = _mm256_shuffle_epi8(scales,
+                                         _mm256_load_si256((const __m256i *)iq4_xs_scale_picks[k]));
         acc = _mm256_add_epi32(
             acc, _mm256_add_epi32(_mm256_madd_epi16(plo, sc), _mm256_madd_epi16(phi, sc)));
     }
