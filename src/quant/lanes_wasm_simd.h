@@ -188,16 +188,24 @@ static inline nibbles32 split_nibbles(const uint8_t *q)
 }
 
 /* The fifth bits of a Q5_0/Q5_1 block (bit j of its little-endian qh belongs to value j) as
- * bytes that are 0x10 where the bit is set and 0 elsewhere: lo for values 0..15, hi for 16..31. */
+ * bytes that are 0x10 where the bit is set and 0 elsewhere: lo for values 0..15, hi for 16..31.
+ * The qh bytes are spread by swizzles, whose indices V8 keeps in a register where a shuffle's
+ * mask is rebuilt at every use, and "bit clear" is a compare with zero that the and-not inverts:
+ * clang makes "bit set" a "not equal to zero", three instructions in V8 (docs/web.md, session
+ * 24). */
 static inline void q5_fifth_bits(const uint8_t qh[4], v128_t *lo, v128_t *hi)
 {
     const v128_t bit = wasm_u8x16_make(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-    const v128_t sixteen = wasm_i8x16_splat(0x10);
-    v128_t h = wasm_v128_load32_splat(qh);
-    v128_t l = wasm_i8x16_shuffle(h, h, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    v128_t u = wasm_i8x16_shuffle(h, h, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    *lo = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(l, bit), bit), sixteen);
-    *hi = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(u, bit), bit), sixteen);
+    const v128_t fifth = wasm_i8x16_splat(0x10), zero = wasm_i32x4_splat(0);
+    const v128_t spread[2] = {wasm_u8x16_make(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                              wasm_u8x16_make(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)};
+    v128_t h = wasm_v128_load32_splat(qh), bytes[2];
+    for (int k = 0; k < 2; k++) {
+        v128_t clear = wasm_i8x16_eq(wasm_v128_and(wasm_i8x16_swizzle(h, spread[k]), bit), zero);
+        bytes[k] = wasm_v128_andnot(fifth, clear);
+    }
+    *lo = bytes[0];
+    *hi = bytes[1];
 }
 
 /* The 32 five-bit values (0..31) of a Q5_0/Q5_1 block: values 0..15 in lo, 16..31 in hi. */
