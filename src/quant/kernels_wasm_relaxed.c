@@ -158,8 +158,9 @@ Q6_K_PAIRED_KERNEL(ellm_vec_dot_q6_K_wasm_relaxed, block_q8_K, q6_K_relaxed_sums
             for (int k = 0; k < 4; k++)                                                            \
                 w[k] = (const wblock *)((const uint8_t *)rows + (size_t)(g + k) * row_bytes);      \
             v128_t sum = wasm_f32x4_splat(0.0f);                                                   \
+            uint64_t touches = next_group_touches(w[0], 4 * row_bytes, 4 * sizeof(wblock), nb);    \
             for (int64_t i = 0; i < nb; i++) {                                                     \
-                touch_next_group(w[0], 4 * row_bytes, 4 * sizeof(wblock), i);                      \
+                touch_next_group(touches, 4 * sizeof(wblock), i);                                  \
                 sum = wasm_f32x4_add(sum, terms(w, i, &a[i]));                                     \
             }                                                                                      \
             wasm_v128_store(out + g, sum);                                                         \
@@ -168,7 +169,7 @@ Q6_K_PAIRED_KERNEL(ellm_vec_dot_q6_K_wasm_relaxed, block_q8_K, q6_K_relaxed_sums
 
 /* The half field f of super-block i of the four rows w[0..3], as floats in lanes. */
 #define HALVES4_OF(w, i, f)                                                                        \
-    halves_to_f32x4(wasm_i32x4_make((w)[0][i].f, (w)[1][i].f, (w)[2][i].f, (w)[3][i].f))
+    halves_to_f32x4(halves4_load(&(w)[0][i].f, &(w)[1][i].f, &(w)[2][i].f, &(w)[3][i].f))
 
 /* Q4_K and Q5_K: d_a · d · sumi − d_a · dmin · summ in each row's lane. */
 #define KQ_MIN_TERMS(type)                                                                         \

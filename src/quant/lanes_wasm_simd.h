@@ -60,8 +60,8 @@ static inline __attribute__((always_inline)) void touch_line(uint64_t at)
     (void)*(const volatile uint8_t *)(uintptr_t)at;
 }
 
-/* The start of the `bytes` bytes (at most a page) from `at`, moved back to end at the end of
- * memory where they would pass it. */
+/* The start of the `bytes` bytes from `at`, moved back to end at the end of memory where they
+ * would pass it. */
 static inline __attribute__((always_inline)) uint64_t touch_span_start(uint64_t at, uint64_t bytes)
 {
     uint64_t last_start = (uint64_t)__builtin_wasm_memory_size(0) * 65536u - bytes;
@@ -77,14 +77,23 @@ static inline __attribute__((always_inline)) void touch_ahead(const void *at, in
 }
 
 /* For kernels that read a group of rows side by side (streams the hardware prefetcher follows
- * poorly) in equal steps of `step_bytes` (the bytes of one block of every row): at step `step`,
- * that share of the next group (the next rows, contiguous with these), every cache line it meets;
- * no division, which wasm does in a long instruction. */
-static inline __attribute__((always_inline)) void
-touch_next_group(const void *group, size_t group_bytes, size_t step_bytes, int64_t step)
+ * poorly) in `steps` equal steps of `step_bytes` (the bytes of one block of every row): where
+ * touch_next_group's touches of the next group (the next rows, contiguous with these) start,
+ * the whole span moved back where it would pass the end of memory, so that one clamp serves the
+ * group's steps: a clamp at every step was 6 of the 11 instructions a touch took V8 (docs/web.md,
+ * session 24). */
+static inline __attribute__((always_inline)) uint64_t
+next_group_touches(const void *group, size_t group_bytes, size_t step_bytes, int64_t steps)
 {
-    uint64_t start = touch_span_start(
-        (uint64_t)(uintptr_t)group + group_bytes + (uint64_t)step * step_bytes, step_bytes);
+    return touch_span_start((uint64_t)(uintptr_t)group + group_bytes, (uint64_t)steps * step_bytes);
+}
+
+/* At step `step`, that step's share of the span from `touches`, every cache line it meets; no
+ * division, which wasm does in a long instruction. */
+static inline __attribute__((always_inline)) void touch_next_group(uint64_t touches,
+                                                                   size_t step_bytes, int64_t step)
+{
+    uint64_t start = touches + (uint64_t)step * step_bytes;
     for (size_t k = 0; k < step_bytes; k += 64)
         touch_line(start + k);
     touch_line(start + step_bytes - 1);
@@ -124,6 +133,43 @@ static inline v128_t halves_to_f32x4(v128_t h)
     return wasm_v128_or(f, sign);
 }
 
+/* The four halves at p0..p3 in the low 16 bits of 32-bit lanes (the high bits zero), for
+ * halves_to_f32x4: each read straight into its lane (v128.load16_lane, one vpinsrw from memory in
+ * V8). An i32x4 made of four scalar loads cost V8 nine instructions and four general registers,
+ * whose spills and reloads the four-row decode loops paid at every block (docs/web.md, session
+ * 24). */
+static inline v128_t halves4_load(const uint16_t *p0, const uint16_t *p1, const uint16_t *p2,
+                                  const uint16_t *p3)
+{
+    v128_t h = wasm_i32x4_splat(0);
+    h = wasm_v128_load16_lane(p0, h, 0);
+    h = wasm_v128_load16_lane(p1, h, 2);
+    h = wasm_v128_load16_lane(p2, h, 4);
+    return wasm_v128_load16_lane(p3, h, 6);
+}
+
+/* halves_to_f32x4 for halves that are not Inf or NaN, in four operations where it takes about
+ * ten: the half's sign to bit 31 with copies of it in bits 28..30 (an arithmetic shift), which
+ * the mask clears, its exponent and mantissa to bits 13..27, and the rescale by 2^112, which
+ * keeps the sign. The multi-row decode kernels use it with inf_nan_marks to know whether a group
+ * of rows needs halves_to_f32x4 after all (docs/web.md, session 24). */
+static inline v128_t finite_halves_to_f32x4(v128_t h)
+{
+    v128_t bits = wasm_v128_and(wasm_i32x4_shr(wasm_i32x4_shl(h, 16), 3),
+                                wasm_i32x4_splat((int32_t)0x8FFFE000));
+    return wasm_f32x4_mul(bits, wasm_f32x4_splat(0x1p112f));
+}
+
+/* The halves' exponents and mantissas at the top of the lanes, the sign shifted out: 0x7C00 << 17
+ * or more (unsigned) exactly where a half is Inf or NaN, so the unsigned maximum of these over a
+ * row's blocks says whether any was. */
+static inline v128_t inf_nan_marks(v128_t h) { return wasm_i32x4_shl(h, 17); }
+
+static inline int any_inf_nan_mark(v128_t most)
+{
+    return wasm_v128_any_true(wasm_u32x4_ge(most, wasm_u32x4_splat(0x7C00u << 17)));
+}
+
 /* The low (lo) and high (hi) 4-bit values of 32 bytes, each as two vectors of 16 bytes. */
 typedef struct nibbles32 {
     v128_t lo[2], hi[2];
@@ -142,16 +188,24 @@ static inline nibbles32 split_nibbles(const uint8_t *q)
 }
 
 /* The fifth bits of a Q5_0/Q5_1 block (bit j of its little-endian qh belongs to value j) as
- * bytes that are 0x10 where the bit is set and 0 elsewhere: lo for values 0..15, hi for 16..31. */
+ * bytes that are 0x10 where the bit is set and 0 elsewhere: lo for values 0..15, hi for 16..31.
+ * The qh bytes are spread by swizzles, whose indices V8 keeps in a register where a shuffle's
+ * mask is rebuilt at every use, and "bit clear" is a compare with zero that the and-not inverts:
+ * clang makes "bit set" a "not equal to zero", three instructions in V8 (docs/web.md, session
+ * 24). */
 static inline void q5_fifth_bits(const uint8_t qh[4], v128_t *lo, v128_t *hi)
 {
     const v128_t bit = wasm_u8x16_make(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-    const v128_t sixteen = wasm_i8x16_splat(0x10);
-    v128_t h = wasm_v128_load32_splat(qh);
-    v128_t l = wasm_i8x16_shuffle(h, h, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    v128_t u = wasm_i8x16_shuffle(h, h, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    *lo = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(l, bit), bit), sixteen);
-    *hi = wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(u, bit), bit), sixteen);
+    const v128_t fifth = wasm_i8x16_splat(0x10), zero = wasm_i32x4_splat(0);
+    const v128_t spread[2] = {wasm_u8x16_make(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                              wasm_u8x16_make(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)};
+    v128_t h = wasm_v128_load32_splat(qh), bytes[2];
+    for (int k = 0; k < 2; k++) {
+        v128_t clear = wasm_i8x16_eq(wasm_v128_and(wasm_i8x16_swizzle(h, spread[k]), bit), zero);
+        bytes[k] = wasm_v128_andnot(fifth, clear);
+    }
+    *lo = bytes[0];
+    *hi = bytes[1];
 }
 
 /* The 32 five-bit values (0..31) of a Q5_0/Q5_1 block: values 0..15 in lo, 16..31 in hi. */
@@ -379,7 +433,7 @@ static inline float add_lanes_in_order(float sum, v128_t p)
 }
 
 /* The half-precision field f of blocks p[0..3], as floats in lanes. */
-#define HALVES4(p, f) halves_to_f32x4(wasm_i32x4_make((p)[0].f, (p)[1].f, (p)[2].f, (p)[3].f))
+#define HALVES4(p, f) halves_to_f32x4(halves4_load(&(p)[0].f, &(p)[1].f, &(p)[2].f, &(p)[3].f))
 
 /* Four blocks' (or four rows') float terms d_w · d_a · isum in lanes, from their integer sums
  * before the offset (sums): the format's offset comes off each as offset times the activation
@@ -423,8 +477,10 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
 /* ELLM_DOT_ROWS rows against one such row, four at a time: block i of the four rows gives one
  * vector of terms whose lane r is row r's, so each lane's running sum takes its row's terms in
  * block order, as the scalar kernel's single float does, with no horizontal sums or lane
- * extractions, and the four rows' addition chains overlap. */
-#define EXT_ACTIVATION_ROWS(layout_for, act_t, block_type, block_fn, sum4, offset)                 \
+ * extractions, and the four rows' addition chains overlap. The scales are converted as finite
+ * halves; a group with an Inf or NaN scale is done again by the single-row kernel (single_row),
+ * which converts every half exactly and gives the same bits otherwise. */
+#define EXT_ACTIVATION_ROWS(layout_for, act_t, block_type, block_fn, sum4, offset, single_row)     \
     do {                                                                                           \
         const ellm_q8_0_ext_layout L_ = layout_for(n);                                             \
         const act_t *a_ = x;                                                                       \
@@ -436,18 +492,24 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
             for (int k_ = 0; k_ < 4; k_++)                                                         \
                 w_[k_] = (const block_type *)((const uint8_t *)rows +                              \
                                               (size_t)(g_ + k_) * row_bytes);                      \
-            v128_t sum_ = wasm_f32x4_splat(0.0f);                                                  \
+            v128_t sum_ = wasm_f32x4_splat(0.0f), marks_ = wasm_i32x4_splat(0);                    \
+            uint64_t touches_ = next_group_touches(w_[0], 4 * row_bytes, 4 * sizeof(block_type),   \
+                                                   nb_);                                           \
             for (int64_t i_ = 0; i_ < nb_; i_++) {                                                 \
-                touch_next_group(w_[0], 4 * row_bytes, 4 * sizeof(block_type), i_);                \
+                touch_next_group(touches_, 4 * sizeof(block_type), i_);                            \
                 v128_t part_[4];                                                                   \
                 for (int k_ = 0; k_ < 4; k_++)                                                     \
                     part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                            \
-                v128_t dw_ = halves_to_f32x4(                                                      \
-                    wasm_i32x4_make(w_[0][i_].d, w_[1][i_].d, w_[2][i_].d, w_[3][i_].d));          \
+                v128_t h_ = halves4_load(&w_[0][i_].d, &w_[1][i_].d, &w_[2][i_].d, &w_[3][i_].d);  \
+                marks_ = wasm_u32x4_max(marks_, inf_nan_marks(h_));                                \
                 sum_ = wasm_f32x4_add(sum_, wide_terms(sum4(part_), wasm_i32x4_splat(bsums_[i_]),  \
-                                                       offset, dw_, wasm_f32x4_splat(da_[i_])));   \
+                                                       offset, finite_halves_to_f32x4(h_),         \
+                                                       wasm_f32x4_splat(da_[i_])));                \
             }                                                                                      \
             wasm_v128_store(out + g_, sum_);                                                       \
+            if (any_inf_nan_mark(marks_))                                                          \
+                for (int k_ = 0; k_ < 4; k_++)                                                     \
+                    single_row(n, out + g_ + k_, w_[k_], x);                                       \
         }                                                                                          \
     } while (0)
 
@@ -462,7 +524,8 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
     void ellm_vec_dot_##type##_##kind##_rows_##set(int64_t n, float *out, const void *rows,        \
                                                    size_t row_bytes, const void *x)                \
     {                                                                                              \
-        EXT_ACTIVATION_ROWS(layout_for, act_t, block_##type, block_fn, sum4, offset);              \
+        EXT_ACTIVATION_ROWS(layout_for, act_t, block_##type, block_fn, sum4, offset,               \
+                            ellm_vec_dot_##type##_##kind##_##set);                                 \
     }
 
 #endif
