@@ -152,8 +152,24 @@ try {
       return renderMarkdown("## A <b>title</b>\n<img src=x onerror=alert(1)> **bold** `a<b`\n\n```js\nif (a < b) \"x\";\n```\n\n- one\n- <two>");
     });
     assert.equal(html, "<h3>A &lt;b&gt;title&lt;/b&gt;</h3><p>&lt;img src=x onerror=alert(1)&gt; <strong>bold</strong> <code>a&lt;b</code></p>" +
-      "<pre><button class=\"copy-code\">Copy</button><code>if (a &lt; b) &quot;x&quot;;\n</code></pre>" +
+      "<div class=\"code\"><button class=\"copy-code\">Copy</button><pre><code>if (a &lt; b) &quot;x&quot;;\n</code></pre></div>" +
       "<ul><li>one</li><li>&lt;two&gt;</li></ul>");
+    await page.close();
+  });
+
+  // ---- the page as its users meet it (session 24) ------------------------------------------
+  await check("the page's Markdown: a list right after a line of text, nested lists, numbering, tables", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
+    const html = await page.evaluate(async () => {
+      const { renderMarkdown } = await import("/markdown.js");
+      return renderMarkdown("Steps:\n1. one\n2. two\n   still two\n\n- a\n  - a.1 <i>\n- b\n\n3. three\n\n" +
+        "| Name | <b>x</b> |\n| --- | :-: |\n| a | 1 |\nafter");
+    });
+    assert.equal(html, "<p>Steps:</p><ol><li>one</li><li>two<br>still two</li></ol>" +
+      "<ul><li>a<ul><li>a.1 &lt;i&gt;</li></ul></li><li>b</li></ul><ol start=\"3\"><li>three</li></ol>" +
+      "<div class=\"table\"><table><thead><tr><th>Name</th><th>&lt;b&gt;x&lt;/b&gt;</th></tr></thead>" +
+      "<tbody><tr><td>a</td><td>1</td></tr></tbody></table></div><p>after</p>");
     await page.close();
   });
 
