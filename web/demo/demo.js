@@ -10,6 +10,7 @@ const STORE = "edgellm-demo-conversations";
 const serverMode = document.documentElement.dataset.backend === "server";
 let backend = null; // {stream(request) -> async iterable of chunks, stop()}
 let engine = null;
+const storage = openStorage();
 let conversations = loadConversations();
 let current = null;
 let busy = false; // an answer is streaming: Enter and Send wait for it
@@ -50,12 +51,14 @@ if (!serverMode) {
 const SETTINGS = "edgellm-demo-settings";
 const SETTING_IDS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "system"];
 try {
-  const saved = JSON.parse(localStorage.getItem(SETTINGS) || "{}");
+  const saved = JSON.parse(storage?.getItem(SETTINGS) || "{}");
   for (const id of SETTING_IDS) if (typeof saved[id] === "string") $(id).value = saved[id];
 } catch { /* unreadable settings: the defaults stay */ }
 for (const id of SETTING_IDS) {
   $(id).addEventListener("change", () => {
-    localStorage.setItem(SETTINGS, JSON.stringify(Object.fromEntries(SETTING_IDS.map((k) => [k, $(k).value]))));
+    try {
+      storage?.setItem(SETTINGS, JSON.stringify(Object.fromEntries(SETTING_IDS.map((k) => [k, $(k).value]))));
+    } catch { /* a full storage: the settings still apply to this visit */ }
   });
 }
 // A field left empty or invalid falls back to its default rather than sending NaN.
@@ -69,6 +72,18 @@ function storageWarning(text) {
   $("storage-warning").textContent = text;
   $("storage-warning").hidden = false;
 }
+// Browsers that block site data (a setting, some private modes) throw on any use of localStorage,
+// even reading the property: the page then keeps its conversations in memory and says so.
+function openStorage() {
+  try {
+    localStorage.getItem(STORE);
+    return localStorage;
+  } catch (e) {
+    storageWarning(`This browser does not let the page store data (${e.message}): conversations ` +
+      "and settings are kept only until the page is closed. Allow site data to keep them.");
+    return null;
+  }
+}
 function isMessage(m) {
   return typeof m === "object" && m !== null && (m.role === "user" || m.role === "assistant") &&
     typeof m.content === "string" && (m.stats === undefined || typeof m.stats === "string");
@@ -81,7 +96,7 @@ function isConversation(c) {
 // origin can hold anything: the conversations that are whole are shown; the saved text, when any
 // of it is not, is kept under another key rather than overwritten by the next save.
 function loadConversations() {
-  const saved = localStorage.getItem(STORE);
+  const saved = storage?.getItem(STORE) ?? null;
   if (saved === null) return [];
   let parsed = null;
   try {
@@ -91,7 +106,7 @@ function loadConversations() {
   if (!Array.isArray(parsed) || whole.length !== parsed.length) {
     const key = `${STORE}-unreadable-${Date.now()}`;
     try {
-      localStorage.setItem(key, saved);
+      storage.setItem(key, saved);
       storageWarning(`Some saved conversations could not be read; their saved text was kept in ` +
         `localStorage under "${key}".`);
     } catch {
@@ -102,8 +117,9 @@ function loadConversations() {
 }
 // A full storage (quota) must not stop the chat: the conversation stays on the page.
 function save() {
+  if (!storage) return;
   try {
-    localStorage.setItem(STORE, JSON.stringify(conversations));
+    storage.setItem(STORE, JSON.stringify(conversations));
   } catch (e) {
     storageWarning(`Conversations could not be saved (${e.message}): delete some to make room.`);
   }

@@ -173,6 +173,22 @@ try {
     await page.close();
   });
 
+  await check("the chat page where the browser refuses site data: it says so and chats anyway", async () => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.evaluateOnNewDocument(() => { // what Chromium does with "Block all site data"
+      Object.defineProperty(window, "localStorage", { get() { throw new DOMException("Access is denied for this document.", "SecurityError"); } });
+    });
+    await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    assert.match(await page.$eval("#storage-warning", (e) => e.textContent),
+      /^This browser does not let the page store data \(Access is denied for this document\.\): .* Allow site data to keep them\.$/);
+    await chat(page, "I dreamed");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   await check("edgellm serve: the page at / chats through /v1/chat/completions, streaming", async () => {
     const page = await browser.newPage();
     await page.setViewport({ width: 1100, height: 720 });
