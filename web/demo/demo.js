@@ -139,6 +139,7 @@ function renderList() {
     li.className = c === current ? "active" : "";
     const title = document.createElement("span");
     title.textContent = c.title;
+    title.dir = "auto"; // a right-to-left title reads right to left
     const del = document.createElement("button");
     del.textContent = "✕";
     del.title = "Delete conversation";
@@ -167,6 +168,7 @@ function messageElement(m) {
   who.append(copy);
   const body = document.createElement("div");
   body.className = "body";
+  body.dir = "auto";
   body.innerHTML = m.role === "user" ? escapeHtml(m.content).replace(/\n/g, "<br>") : renderMarkdown(m.content);
   const stats = document.createElement("div");
   stats.className = "stats";
@@ -363,7 +365,8 @@ async function send() {
   busy = true;
   $("input").value = "";
   current.messages.push({ role: "user", content: text });
-  if (current.title === "New conversation") current.title = text.slice(0, 40);
+  // Code points, not UTF-16 units: a cut never leaves half an emoji.
+  if (current.title === "New conversation") current.title = Array.from(text.replace(/\s+/g, " ")).slice(0, 40).join("");
   const answer = { role: "assistant", content: "" };
   current.messages.push(answer);
   renderList();

@@ -13,6 +13,7 @@
 import { strict as assert } from "node:assert";
 import crypto from "node:crypto";
 import fs from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import puppeteer from "puppeteer-core";
 
@@ -158,6 +159,14 @@ try {
   });
 
   // ---- the page as its users meet it (session 24) ------------------------------------------
+  // A new page at url, and the uncaught errors it throws.
+  const openPage = async (url) => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(url, { waitUntil: "load" });
+    return { page, errors };
+  };
   await check("the page's Markdown: a list right after a line of text, nested lists, numbering, tables", async () => {
     const page = await browser.newPage();
     await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
@@ -170,6 +179,51 @@ try {
       "<ul><li>a<ul><li>a.1 &lt;i&gt;</li></ul></li><li>b</li></ul><ol start=\"3\"><li>three</li></ol>" +
       "<div class=\"table\"><table><thead><tr><th>Name</th><th>&lt;b&gt;x&lt;/b&gt;</th></tr></thead>" +
       "<tbody><tr><td>a</td><td>1</td></tr></tbody></table></div><p>after</p>");
+    await page.close();
+  });
+
+  await check("the chat page on a phone (390x844): a long conversation keeps the message box on screen; any script reads right", async () => {
+    const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
+    await page.setViewport({ width: 390, height: 844 });
+    const long = { id: "long", title: `${"a".repeat(39)}😀 and more`, messages: [] };
+    for (let i = 0; i < 12; i++) {
+      long.messages.push({ role: "user", content: `Question ${i} https://example.com/${"x".repeat(120)}` },
+        { role: "assistant", content: `مرحبا بالعالم ${i}\n\n\`\`\`\n${"long_line_of_code() ".repeat(20)}\n\`\`\`` });
+    }
+    const many = Array.from({ length: 300 }, (_, i) => ({ id: `c${i}`, title: `Conversation ${i}`, messages: [] }));
+    await page.evaluate((v) => localStorage.setItem("edgellm-demo-conversations", v), JSON.stringify([long, ...many]));
+    await page.reload({ waitUntil: "load" });
+    const layout = await page.evaluate(() => ({
+      composerBottom: document.querySelector("#composer").getBoundingClientRect().bottom,
+      pageHeight: document.documentElement.scrollHeight, pageWidth: document.documentElement.scrollWidth,
+      arabic: getComputedStyle(document.querySelector(".msg.assistant .body p")).unicodeBidi,
+      bodyDir: document.querySelector(".msg.assistant .body").dir,
+      codeDirection: getComputedStyle(document.querySelector(".msg.assistant pre")).direction,
+    }));
+    assert.ok(layout.composerBottom <= 844, `the message box ends at ${layout.composerBottom} px`);
+    assert.deepEqual([layout.pageHeight, layout.pageWidth], [844, 390], "the page itself does not scroll");
+    assert.deepEqual([layout.arabic, layout.bodyDir], ["plaintext", "auto"]);
+    assert.equal(layout.codeDirection, "ltr", "code in a right-to-left answer reads left to right");
+    await page.screenshot({ path: `${OUT_DIR}/phone.png` });
+    // Every setting can be reached with the settings open: none lies under the messages.
+    await page.click("#settings summary");
+    const covered = await page.$$eval("#settings :is(input, textarea)", (fields) => fields.filter((e) => {
+      if (e.getClientRects().length === 0) return false; // the other mode's field
+      e.scrollIntoView({ block: "nearest" });
+      const r = e.getBoundingClientRect();
+      return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) !== e;
+    }).map((e) => e.id));
+    assert.deepEqual(covered, [], "settings under the messages");
+    await page.screenshot({ path: `${OUT_DIR}/phone-settings.png` });
+    await page.click("#settings summary");
+    // A title cut at 40 characters keeps whole characters (no half of an emoji's surrogate pair).
+    await page.click("#new-chat");
+    await page.type("#input", long.title);
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 60000 });
+    const title = await page.$eval("#conversations li.active span", (e) => e.textContent);
+    assert.equal(title, `${"a".repeat(39)}😀`);
+    assert.deepEqual(errors, []);
     await page.close();
   });
 
@@ -262,14 +316,6 @@ try {
     await page.close();
   });
   // ---- a hostile or careless user (issue 17) ----------------------------------------------
-  // A new page at url, and the uncaught errors it throws.
-  const openPage = async (url) => {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(url, { waitUntil: "load" });
-    return { page, errors };
-  };
   await check("a URL that answers with a web page or another file is refused at its first bytes, and not cached", async () => {
     const { page, errors } = await openPage(`${env.ISOLATED_URL}/demo/`);
     const r = await page.evaluate(async () => {
