@@ -14,6 +14,8 @@ const storage = openStorage();
 let conversations = loadConversations();
 let current = null;
 let busy = false; // an answer is streaming: Enter and Send wait for it
+let streaming = null; // the answer being written
+const messageViews = new WeakMap(); // message -> the element showing it, while shown
 
 // ---- environment checks: say plainly what this browser lacks ------------------------------
 async function environmentWarnings() {
@@ -84,9 +86,12 @@ function openStorage() {
     return null;
   }
 }
+function isOptionalString(v) {
+  return v === undefined || typeof v === "string";
+}
 function isMessage(m) {
   return typeof m === "object" && m !== null && (m.role === "user" || m.role === "assistant") &&
-    typeof m.content === "string" && (m.stats === undefined || typeof m.stats === "string");
+    typeof m.content === "string" && isOptionalString(m.stats) && isOptionalString(m.error);
 }
 function isConversation(c) {
   return typeof c === "object" && c !== null && typeof c.id === "string" && typeof c.title === "string" &&
@@ -171,9 +176,10 @@ function messageElement(m) {
   body.dir = "auto";
   body.innerHTML = m.role === "user" ? escapeHtml(m.content).replace(/\n/g, "<br>") : renderMarkdown(m.content);
   const stats = document.createElement("div");
-  stats.className = "stats";
+  stats.className = m.error ? "stats error" : "stats";
   stats.textContent = m.stats || "";
   div.append(who, body, stats);
+  messageViews.set(m, div);
   return div;
 }
 function renderMessages() {
@@ -297,12 +303,23 @@ $("change-model").onclick = () => {
 $("model-file").onchange = (ev) => ev.target.files[0] && load(ev.target.files[0]);
 
 // ---- the server's API (the page at "/" of edgellm serve) -----------------------------------
+// fetch() says only "Failed to fetch" or "network error" when the server is gone.
+function connectionLost(e) {
+  if (e.name === "AbortError") return e;
+  return new Error(`The connection to the server was lost (${e.message}): check that edgellm serve ` +
+    "is still running, then send your message again.");
+}
 async function* serverEvents(body) {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let buffered = "";
   for (;;) {
-    const { done, value } = await reader.read();
+    let done, value;
+    try {
+      ({ done, value } = await reader.read());
+    } catch (e) {
+      throw connectionLost(e);
+    }
     if (done) return;
     buffered += decoder.decode(value, { stream: true });
     let end;
@@ -339,7 +356,7 @@ function serverBackend() {
       const r = await fetch("/v1/chat/completions", {
         method: "POST", headers: headers(), signal: controller.signal,
         body: JSON.stringify({ ...request, stream: true, stream_options: { include_usage: true } }),
-      });
+      }).catch((e) => { throw connectionLost(e); });
       if (!r.ok) {
         const j = await r.json().catch(() => ({}));
         throw new Error(j.error?.message || `HTTP ${r.status}`);
@@ -359,31 +376,53 @@ async function connectServer() {
 }
 
 // ---- chatting ------------------------------------------------------------------------------
+// What the model is sent: the conversation without exchanges that failed before any answer (a
+// refused request), so a retry does not send the question twice in a row.
+function history(messages) {
+  const kept = [];
+  for (const m of messages) {
+    if (m.role === "assistant" && m.error && !m.content) kept.pop();
+    else kept.push({ role: m.role, content: m.content });
+  }
+  return kept;
+}
+// The answer, when its conversation is the one shown (the user may look at another meanwhile).
+const shownView = (message) => (messageViews.get(message)?.isConnected ? messageViews.get(message) : null);
+// Back to the message box after sending with the button or stopping, unless the user went elsewhere.
+function refocusInput() {
+  if ([document.body, $("send"), $("stop")].includes(document.activeElement) || !document.activeElement)
+    $("input").focus();
+}
+const SAVE_EVERY_MS = 1000; // a streamed answer is saved this often, so a crash loses little of it
 async function send() {
   const text = $("input").value.trim();
   if (!text || !backend || busy) return;
   busy = true;
   $("input").value = "";
-  current.messages.push({ role: "user", content: text });
+  const conversation = current;
+  conversation.messages.push({ role: "user", content: text });
   // Code points, not UTF-16 units: a cut never leaves half an emoji.
-  if (current.title === "New conversation") current.title = Array.from(text.replace(/\s+/g, " ")).slice(0, 40).join("");
+  if (conversation.title === "New conversation") conversation.title = Array.from(text.replace(/\s+/g, " ")).slice(0, 40).join("");
   const answer = { role: "assistant", content: "" };
-  current.messages.push(answer);
+  conversation.messages.push(answer);
+  streaming = answer;
+  save(); // the question survives a reload during the answer
   renderList();
   renderMessages();
-  const el = $("messages").lastElementChild;
   $("send").hidden = true;
   $("stop").hidden = false;
+  refocusInput();
   const t0 = performance.now();
   let firstAt = 0;
+  let savedAt = t0;
   let usage = null;
   let finish = null;
   let pieces = 0;
   try {
-    const history = current.messages.slice(0, -1).map(({ role, content }) => ({ role, content }));
+    const sent = history(conversation.messages.slice(0, -1));
     const system = $("system").value.trim();
     const stream = await backend.stream({
-      messages: system ? [{ role: "system", content: system }, ...history] : history,
+      messages: system ? [{ role: "system", content: system }, ...sent] : sent,
       temperature: setting("temperature", 0.7),
       top_p: setting("top_p", 0.95),
       top_k: setting("top_k", 40),
@@ -398,8 +437,12 @@ async function send() {
         if (!firstAt) firstAt = performance.now();
         pieces++;
         answer.content += delta;
-        el.querySelector(".body").innerHTML = renderMarkdown(answer.content);
-        $("messages").scrollTop = $("messages").scrollHeight;
+        const view = shownView(answer);
+        if (view) {
+          view.querySelector(".body").innerHTML = renderMarkdown(answer.content);
+          $("messages").scrollTop = $("messages").scrollHeight;
+        }
+        if (performance.now() - savedAt > SAVE_EVERY_MS) { save(); savedAt = performance.now(); }
       }
       if (choice?.finish_reason) finish = choice.finish_reason;
       if (chunk.usage) usage = chunk.usage;
@@ -408,13 +451,25 @@ async function send() {
     if (e.name === "AbortError") finish = "abort";
     else answer.error = e.message;
   }
+  if (pageClosing) return; // its stream broke because the page goes away: pagehide saved the answer
   answer.stats = answer.error ? `Error: ${answer.error}` : answerStats(usage, finish, pieces, t0, firstAt, performance.now());
-  el.querySelector(".stats").textContent = answer.stats;
+  const view = shownView(answer);
+  if (view) view.replaceWith(messageElement(answer));
+  streaming = null;
   save();
   $("send").hidden = false;
   $("stop").hidden = true;
   busy = false;
+  refocusInput();
 }
+// Leaving or reloading the page while an answer streams keeps what arrived, marked as cut short.
+let pageClosing = false;
+addEventListener("pagehide", () => {
+  if (!streaming) return;
+  pageClosing = true;
+  streaming.stats = "The page was closed while this answer was written: it ends here.";
+  save();
+});
 // Tokens, decode speed and time to first token of one answer: the engine's own figures where it
 // reports them (the in-browser engine), else measured here from the stream's timing.
 function answerStats(usage, finish, pieces, t0, firstAt, tEnd) {
@@ -426,7 +481,10 @@ function answerStats(usage, finish, pieces, t0, firstAt, tEnd) {
     `first token after ${((firstAt || tEnd) - t0).toFixed(0)} ms` + (finish === "abort" ? " · stopped" : "");
 }
 $("composer").onsubmit = (ev) => { ev.preventDefault(); send(); };
-$("input").onkeydown = (ev) => { if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); send(); } };
+// Enter that confirms an input method's composition (Chinese, Japanese, Korean...) is not a send.
+$("input").onkeydown = (ev) => {
+  if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }
+};
 $("stop").onclick = () => backend?.stop();
 $("new-chat").onclick = newConversation;
 

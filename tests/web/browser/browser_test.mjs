@@ -182,6 +182,143 @@ try {
     await page.close();
   });
 
+  // A stand-in for edgellm serve's chat API that streams each answer only as far as the test says
+  // (the rest is the real server's: the page, /v1/models): what the page does in the middle of an
+  // answer is checked without depending on how fast a model writes.
+  const streams = [];
+  let streamArrived = () => {};
+  const puppet = http.createServer(async (req, res) => {
+    if (req.method === "POST" && req.url === "/v1/chat/completions") {
+      let body = "";
+      for await (const part of req) body += part;
+      res.writeHead(200, { "Content-Type": "text/event-stream" });
+      const event = (chunk) => res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      streams.push({
+        request: JSON.parse(body),
+        send: (text) => event({ choices: [{ index: 0, delta: { content: text }, finish_reason: null }] }),
+        end: () => { event({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }); res.end("data: [DONE]\n\n"); },
+        drop: () => res.socket.destroy(), // the server going away mid-answer
+      });
+      streamArrived();
+      return;
+    }
+    const r = await fetch(`${env.SERVE_API_URL}${req.url}`, { method: req.method });
+    res.writeHead(r.status, { "Content-Type": r.headers.get("content-type") ?? "text/plain" });
+    res.end(Buffer.from(await r.arrayBuffer()));
+  });
+  await new Promise((resolve) => puppet.listen(0, "127.0.0.1", resolve));
+  puppet.unref(); // the test's end does not wait for it
+  const puppetUrl = `http://127.0.0.1:${puppet.address().port}`;
+  const nextStream = (count) => (streams.length >= count ? Promise.resolve(streams[count - 1]) :
+    new Promise((resolve) => { streamArrived = () => { if (streams.length >= count) resolve(streams[count - 1]); }; }));
+  const lastAnswer = (page) => page.$eval(".msg.assistant:last-child", (e) => ({
+    text: e.querySelector(".body").textContent, stats: e.querySelector(".stats").textContent,
+    error: e.querySelector(".stats").classList.contains("error") }));
+  const openConversation = (page, title) => page.$$eval("#conversations li span", (spans, t) =>
+    spans.find((e) => e.textContent === t).click(), title);
+  const savedConversations = (page) => page.evaluate(() => JSON.parse(localStorage.getItem("edgellm-demo-conversations")));
+
+  await check("the chat page mid-answer: focus, another conversation, Stop then send, a reload, a dropped server", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.type("#input", "First question");
+    await page.click("#send");
+    const first = await nextStream(1);
+    assert.equal(await page.evaluate(() => document.activeElement.id), "input", "the message box keeps the focus");
+    first.send("Hello");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Hello");
+    // Another conversation while the answer streams, then back: the answer went on meanwhile.
+    await page.click("#new-chat");
+    first.send(" world");
+    await openConversation(page, "First question");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Hello world");
+    await page.click("#new-chat");
+    first.send("!");
+    first.end();
+    await page.waitForFunction(() => document.querySelector("#stop").hidden);
+    await openConversation(page, "First question");
+    assert.match((await lastAnswer(page)).stats, /^3 tokens · /, "the stats went to the answer, not to the page shown");
+    assert.equal((await lastAnswer(page)).text, "Hello world!");
+    // Stop, then the next message goes out at once.
+    await page.type("#input", "Second");
+    await page.keyboard.press("Enter");
+    (await nextStream(2)).send("Part");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Part");
+    await page.click("#stop");
+    await page.waitForFunction(() => /stopped$/.test(document.querySelector(".msg.assistant:last-child .stats").textContent));
+    assert.equal(await page.evaluate(() => document.activeElement.id), "input", "back in the message box after Stop");
+    await page.keyboard.type("Third");
+    await page.keyboard.press("Enter");
+    const third = await nextStream(3);
+    assert.deepEqual(third.request.messages.map((m) => m.content), ["First question", "Hello world!", "Second", "Part", "Third"]);
+    // A reload in the middle of an answer keeps the question and what arrived.
+    third.send("Before the reload");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Before the reload");
+    await page.reload({ waitUntil: "load" });
+    const saved = (await savedConversations(page)).find((c) => c.title === "First question");
+    assert.deepEqual(saved.messages.slice(-2).map((m) => [m.content, m.stats]), [["Third", undefined],
+      ["Before the reload", "The page was closed while this answer was written: it ends here."]]);
+    // The server going away mid-answer: the page says what happened and what to do.
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.type("#input", "Fourth");
+    await page.keyboard.press("Enter");
+    const fourth = await nextStream(4);
+    fourth.send("Half an");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Half an");
+    fourth.drop();
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    const dropped = await lastAnswer(page);
+    assert.equal(dropped.text, "Half an", "what arrived stays");
+    assert.match(dropped.stats, /^Error: The connection to the server was lost \(.*\): check that edgellm serve is still running, then send your message again\.$/, dropped.stats);
+    assert.equal(dropped.error, true, "shown as an error");
+    await page.screenshot({ path: `${OUT_DIR}/server-dropped.png` });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: a refused request says why, and the retry does not send it again", async () => {
+    const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.click("#new-chat");
+    const bodies = [];
+    page.on("request", (r) => { if (r.method() === "POST") bodies.push(JSON.parse(r.postData())); });
+    await page.$eval("#temperature", (e) => { e.value = "-5"; });
+    await page.type("#input", "Refused");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    const refused = await lastAnswer(page);
+    assert.match(refused.stats, /^Error: 'temperature' must be between 0 and 2, got -5$/, refused.stats);
+    assert.equal(refused.error, true, "shown as an error");
+    await page.$eval("#temperature", (e) => { e.value = "0"; });
+    await page.type("#input", "I dreamed");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => /tokens\/s/.test(document.querySelector(".msg.assistant:last-child .stats").textContent), { timeout: 60000 });
+    assert.deepEqual(bodies[1].messages, [{ role: "user", content: "I dreamed" }]);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: Enter that ends an input method's composition does not send", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    const before = streams.length;
+    await page.evaluate(() => {
+      const input = document.querySelector("#input");
+      for (const [value, isComposing] of [["日本", true], ["日本語", false]]) {
+        input.value = value;
+        input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", isComposing, bubbles: true, cancelable: true }));
+      }
+    });
+    const sent = await nextStream(before + 1);
+    sent.end();
+    assert.equal(sent.request.messages.at(-1).content, "日本語", "the message once written");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    assert.equal(streams.length, before + 1);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   await check("the chat page on a phone (390x844): a long conversation keeps the message box on screen; any script reads right", async () => {
     const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
     await page.setViewport({ width: 390, height: 844 });
