@@ -364,6 +364,17 @@ try {
     await page.close();
   });
 
+  await check("the chat page: a model URL with nothing behind it says to check the URL, and the page stays usable", async () => {
+    const { page, errors } = await openPage(`${env.PLAIN_URL}/demo/?model=/models/no-such-model.gguf`);
+    await page.click("#load-url");
+    await page.waitForFunction(() => /Could not load/.test(document.querySelector("#status").textContent), { timeout: 60000 });
+    assert.match(await page.$eval("#status", (e) => e.textContent),
+      /^Could not load the model: downloading .*\/models\/no-such-model\.gguf failed: HTTP 404 \(there is no file at that address\); check the URL$/);
+    assert.equal(await page.$eval("#load-url", (e) => e.disabled), false, "Load works again");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   await check("the chat page where the browser refuses site data: it says so and chats anyway", async () => {
     const page = await browser.newPage();
     const errors = [];
