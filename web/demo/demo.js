@@ -129,7 +129,12 @@ function save() {
     storageWarning(`Conversations could not be saved (${e.message}): delete some to make room.`);
   }
 }
+// An empty conversation is reused rather than joined by another one.
 function newConversation() {
+  if (current && !current.messages.length) {
+    $("input").focus();
+    return;
+  }
   current = { id: Date.now().toString(36), title: "New conversation", messages: [] };
   conversations.unshift(current);
   save();
@@ -150,6 +155,7 @@ function renderList() {
     del.title = "Delete conversation";
     del.onclick = (ev) => {
       ev.stopPropagation();
+      if (c.messages.includes(streaming)) backend?.stop(); // nobody is left to read that answer
       conversations = conversations.filter((x) => x !== c);
       if (current === c) current = conversations[0] || null;
       save();

@@ -198,6 +198,7 @@ try {
         send: (text) => event({ choices: [{ index: 0, delta: { content: text }, finish_reason: null }] }),
         end: () => { event({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }); res.end("data: [DONE]\n\n"); },
         drop: () => res.socket.destroy(), // the server going away mid-answer
+        closed: new Promise((resolve) => res.on("close", resolve)),
       });
       streamArrived();
       return;
@@ -273,6 +274,29 @@ try {
     assert.match(dropped.stats, /^Error: The connection to the server was lost \(.*\): check that edgellm serve is still running, then send your message again\.$/, dropped.stats);
     assert.equal(dropped.error, true, "shown as an error");
     await page.screenshot({ path: `${OUT_DIR}/server-dropped.png` });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: deleting the conversation being answered stops the answer; empty ones are not piled up", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    const count = () => page.$$eval("#conversations li", (l) => l.length);
+    const before = await count();
+    await page.click("#new-chat");
+    await page.click("#new-chat");
+    assert.ok(await count() <= before + 1, "two clicks on New conversation, one empty conversation");
+    const number = streams.length + 1;
+    await page.type("#input", "Doomed");
+    await page.keyboard.press("Enter");
+    const doomed = await nextStream(number);
+    doomed.send("Some");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Some");
+    await page.click("#conversations li.active button");
+    await Promise.race([doomed.closed, new Promise((_, reject) => // the page hung up
+      setTimeout(() => reject(new Error("the answer of a deleted conversation still streams")), 5000))]);
+    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 5000 });
+    assert.ok(!(await page.$$eval("#conversations li span", (l) => l.map((e) => e.textContent))).includes("Doomed"));
     assert.deepEqual(errors, []);
     await page.close();
   });
