@@ -343,6 +343,15 @@ async function* serverEvents(body) {
     }
   }
 }
+// The server's own words, and for a missing key where this page takes it (the server's message
+// speaks of HTTP headers, which a user of the page never sees).
+async function refusal(r) {
+  const j = await r.json().catch(() => ({}));
+  const said = j.error?.message || `HTTP ${r.status}`;
+  if (r.status === 401)
+    return new Error(`The server needs its API key (${said}): enter it under Sampling settings, API key.`);
+  return new Error(said);
+}
 function serverBackend() {
   let controller = null;
   const headers = () => {
@@ -352,9 +361,9 @@ function serverBackend() {
   };
   return {
     async describe() {
-      const r = await fetch("/v1/models", { headers: headers() });
+      const r = await fetch("/v1/models", { headers: headers() }).catch((e) => { throw connectionLost(e); });
+      if (!r.ok) throw await refusal(r);
       const j = await r.json().catch(() => ({}));
-      if (!r.ok) throw new Error(j.error?.message || `HTTP ${r.status}`);
       return `${j.data?.[0]?.id ?? "model"} · edgellm serve`;
     },
     async stream(request) {
@@ -363,10 +372,7 @@ function serverBackend() {
         method: "POST", headers: headers(), signal: controller.signal,
         body: JSON.stringify({ ...request, stream: true, stream_options: { include_usage: true } }),
       }).catch((e) => { throw connectionLost(e); });
-      if (!r.ok) {
-        const j = await r.json().catch(() => ({}));
-        throw new Error(j.error?.message || `HTTP ${r.status}`);
-      }
+      if (!r.ok) throw await refusal(r);
       return serverEvents(r.body);
     },
     stop: () => controller?.abort(),
@@ -377,9 +383,10 @@ async function connectServer() {
   try {
     $("runtime").textContent = await backend.describe();
   } catch (e) {
-    $("runtime").textContent = `The server did not answer: ${e.message}`;
+    $("runtime").textContent = e.message;
   }
 }
+$("api-key").addEventListener("change", () => serverMode && connectServer());
 
 // ---- chatting ------------------------------------------------------------------------------
 // What the model is sent: the conversation without exchanges that failed before any answer (a

@@ -323,6 +323,27 @@ try {
     await page.close();
   });
 
+  await check("the chat page against a server that wants an API key: says where to enter it, then chats", async () => {
+    const { page, errors } = await openPage(`${env.SERVE_KEY_URL}/`);
+    const needsKey = /^The server needs its API key \(missing or wrong API key: .*\): enter it under Sampling settings, API key\.$/;
+    await page.waitForFunction(() => document.querySelector("#runtime").textContent !== "", { timeout: 30000 });
+    assert.match(await page.$eval("#runtime", (e) => e.textContent), needsKey);
+    await page.type("#input", "I dreamed");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 30000 });
+    assert.match((await lastAnswer(page)).stats, new RegExp(`^Error: ${needsKey.source.slice(1)}`));
+    await page.click("#settings summary");
+    await page.type("#api-key", "sekrit");
+    await page.$eval("#api-key", (e) => e.dispatchEvent(new Event("change")));
+    await page.waitForFunction(() => /· edgellm serve$/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.click("#input");
+    await page.type("#input", "I dreamed");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => /tokens\/s/.test(document.querySelector(".msg.assistant:last-child .stats").textContent), { timeout: 60000 });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   await check("the chat page: Enter that ends an input method's composition does not send", async () => {
     const { page, errors } = await openPage(`${puppetUrl}/`);
     await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
