@@ -46,6 +46,10 @@ pids+=($!)
 "$EDGELLM" serve -m "$SHARED/models/aidreams260K-f32.gguf" --port 0 --parallel 1 \
   --web-root "$SOURCE_DIR/web/dist" --ready-file "$tmp/serve-web.addr" 2>"$tmp/serve-web.log" &
 pids+=($!)
+# ... and one that wants an API key (sekrit), as its page's user has to find out.
+"$EDGELLM" serve -m "$SHARED/models/aidreams260K-f32.gguf" --port 0 --parallel 1 --api-key sekrit \
+  --ready-file "$tmp/serve-key.addr" 2>"$tmp/serve-key.log" &
+pids+=($!)
 ready() { # ready FILE: host:port once the server listens
   for _ in $(seq 300); do
     [[ -s "$1" ]] && { echo "http://$(cat "$1")"; return 0; }
@@ -65,8 +69,9 @@ isolated=$(address "$tmp/server-isolated.log") || die "web/serve.py did not star
 plain=$(address "$tmp/server-plain.log") || die "web/serve.py did not start"
 serve_api=$(ready "$tmp/serve-api.addr") || { cat "$tmp/serve-api.log"; die "edgellm serve did not start"; }
 serve_web=$(ready "$tmp/serve-web.addr") || { cat "$tmp/serve-web.log"; die "edgellm serve --web did not start"; }
+serve_key=$(ready "$tmp/serve-key.addr") || { cat "$tmp/serve-key.log"; die "edgellm serve --api-key did not start"; }
 CHROMIUM=$(command -v chromium) ISOLATED_URL="$isolated" PLAIN_URL="$plain" \
   ISOLATED_LOG="$tmp/server-isolated.log" PLAIN_LOG="$tmp/server-plain.log" CUT_BYTES=$cut \
-  SERVE_API_URL="$serve_api" SERVE_WEB_URL="$serve_web" \
+  SERVE_API_URL="$serve_api" SERVE_WEB_URL="$serve_web" SERVE_KEY_URL="$serve_key" \
   MODEL_FILE="$SHARED/models/aidreams260K-f32.gguf" LONG_MODEL_FILE="$tmp/long-context.gguf" \
   MODEL_PATH=/models/aidreams260K-f32.gguf OUT_DIR="$tmp" node "$npm_dir/browser_test.mjs"

@@ -351,6 +351,14 @@ class StallWatchdog {
   }
 }
 
+// A status code alone does not tell a user what to do next.
+function httpAdvice(status) {
+  if (status === 404 || status === 410) return " (there is no file at that address); check the URL";
+  if (status === 401 || status === 403) return " (the server refuses to give it out); check the URL, or download the file and choose it instead";
+  if (status >= 500) return " (the server failed); try again later";
+  return "; check the URL";
+}
+
 // What fetch says of a failed request ("fetch failed", "Failed to fetch") names neither the URL
 // nor the cause; Node keeps the cause apart.
 function fetchFailure(url, e) {
@@ -407,7 +415,7 @@ async function readUrl(source, store, progress, allocate, watchdog) {
     throw fetchFailure(url, e);
   }
   if (!response.ok)
-    throw new Error(`downloading ${url} failed: HTTP ${response.status}`);
+    throw new Error(`downloading ${url} failed: HTTP ${response.status}${httpAdvice(response.status)}`);
   const length = Number(response.headers.get("content-length"));
   const encoding = response.headers.get("content-encoding");
   if (encoding && encoding !== "identity") {

@@ -10,9 +10,12 @@ const STORE = "edgellm-demo-conversations";
 const serverMode = document.documentElement.dataset.backend === "server";
 let backend = null; // {stream(request) -> async iterable of chunks, stop()}
 let engine = null;
+const storage = openStorage();
 let conversations = loadConversations();
 let current = null;
 let busy = false; // an answer is streaming: Enter and Send wait for it
+let streaming = null; // the answer being written
+const messageViews = new WeakMap(); // message -> the element showing it, while shown
 
 // ---- environment checks: say plainly what this browser lacks ------------------------------
 async function environmentWarnings() {
@@ -50,12 +53,14 @@ if (!serverMode) {
 const SETTINGS = "edgellm-demo-settings";
 const SETTING_IDS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "system"];
 try {
-  const saved = JSON.parse(localStorage.getItem(SETTINGS) || "{}");
+  const saved = JSON.parse(storage?.getItem(SETTINGS) || "{}");
   for (const id of SETTING_IDS) if (typeof saved[id] === "string") $(id).value = saved[id];
 } catch { /* unreadable settings: the defaults stay */ }
 for (const id of SETTING_IDS) {
   $(id).addEventListener("change", () => {
-    localStorage.setItem(SETTINGS, JSON.stringify(Object.fromEntries(SETTING_IDS.map((k) => [k, $(k).value]))));
+    try {
+      storage?.setItem(SETTINGS, JSON.stringify(Object.fromEntries(SETTING_IDS.map((k) => [k, $(k).value]))));
+    } catch { /* a full storage: the settings still apply to this visit */ }
   });
 }
 // A field left empty or invalid falls back to its default rather than sending NaN.
@@ -69,9 +74,24 @@ function storageWarning(text) {
   $("storage-warning").textContent = text;
   $("storage-warning").hidden = false;
 }
+// Browsers that block site data (a setting, some private modes) throw on any use of localStorage,
+// even reading the property: the page then keeps its conversations in memory and says so.
+function openStorage() {
+  try {
+    localStorage.getItem(STORE);
+    return localStorage;
+  } catch (e) {
+    storageWarning(`This browser does not let the page store data (${e.message}): conversations ` +
+      "and settings are kept only until the page is closed. Allow site data to keep them.");
+    return null;
+  }
+}
+function isOptionalString(v) {
+  return v === undefined || typeof v === "string";
+}
 function isMessage(m) {
   return typeof m === "object" && m !== null && (m.role === "user" || m.role === "assistant") &&
-    typeof m.content === "string" && (m.stats === undefined || typeof m.stats === "string");
+    typeof m.content === "string" && isOptionalString(m.stats) && isOptionalString(m.error);
 }
 function isConversation(c) {
   return typeof c === "object" && c !== null && typeof c.id === "string" && typeof c.title === "string" &&
@@ -81,7 +101,7 @@ function isConversation(c) {
 // origin can hold anything: the conversations that are whole are shown; the saved text, when any
 // of it is not, is kept under another key rather than overwritten by the next save.
 function loadConversations() {
-  const saved = localStorage.getItem(STORE);
+  const saved = storage?.getItem(STORE) ?? null;
   if (saved === null) return [];
   let parsed = null;
   try {
@@ -91,7 +111,7 @@ function loadConversations() {
   if (!Array.isArray(parsed) || whole.length !== parsed.length) {
     const key = `${STORE}-unreadable-${Date.now()}`;
     try {
-      localStorage.setItem(key, saved);
+      storage.setItem(key, saved);
       storageWarning(`Some saved conversations could not be read; their saved text was kept in ` +
         `localStorage under "${key}".`);
     } catch {
@@ -102,13 +122,19 @@ function loadConversations() {
 }
 // A full storage (quota) must not stop the chat: the conversation stays on the page.
 function save() {
+  if (!storage) return;
   try {
-    localStorage.setItem(STORE, JSON.stringify(conversations));
+    storage.setItem(STORE, JSON.stringify(conversations));
   } catch (e) {
     storageWarning(`Conversations could not be saved (${e.message}): delete some to make room.`);
   }
 }
+// An empty conversation is reused rather than joined by another one.
 function newConversation() {
+  if (current && !current.messages.length) {
+    $("input").focus();
+    return;
+  }
   current = { id: Date.now().toString(36), title: "New conversation", messages: [] };
   conversations.unshift(current);
   save();
@@ -123,11 +149,13 @@ function renderList() {
     li.className = c === current ? "active" : "";
     const title = document.createElement("span");
     title.textContent = c.title;
+    title.dir = "auto"; // a right-to-left title reads right to left
     const del = document.createElement("button");
     del.textContent = "✕";
     del.title = "Delete conversation";
     del.onclick = (ev) => {
       ev.stopPropagation();
+      if (c.messages.includes(streaming)) backend?.stop(); // nobody is left to read that answer
       conversations = conversations.filter((x) => x !== c);
       if (current === c) current = conversations[0] || null;
       save();
@@ -151,11 +179,13 @@ function messageElement(m) {
   who.append(copy);
   const body = document.createElement("div");
   body.className = "body";
+  body.dir = "auto";
   body.innerHTML = m.role === "user" ? escapeHtml(m.content).replace(/\n/g, "<br>") : renderMarkdown(m.content);
   const stats = document.createElement("div");
-  stats.className = "stats";
+  stats.className = m.error ? "stats error" : "stats";
   stats.textContent = m.stats || "";
   div.append(who, body, stats);
+  messageViews.set(m, div);
   return div;
 }
 function renderMessages() {
@@ -279,12 +309,23 @@ $("change-model").onclick = () => {
 $("model-file").onchange = (ev) => ev.target.files[0] && load(ev.target.files[0]);
 
 // ---- the server's API (the page at "/" of edgellm serve) -----------------------------------
+// fetch() says only "Failed to fetch" or "network error" when the server is gone.
+function connectionLost(e) {
+  if (e.name === "AbortError") return e;
+  return new Error(`The connection to the server was lost (${e.message}): check that edgellm serve ` +
+    "is still running, then send your message again.");
+}
 async function* serverEvents(body) {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let buffered = "";
   for (;;) {
-    const { done, value } = await reader.read();
+    let done, value;
+    try {
+      ({ done, value } = await reader.read());
+    } catch (e) {
+      throw connectionLost(e);
+    }
     if (done) return;
     buffered += decoder.decode(value, { stream: true });
     let end;
@@ -302,6 +343,15 @@ async function* serverEvents(body) {
     }
   }
 }
+// The server's own words, and for a missing key where this page takes it (the server's message
+// speaks of HTTP headers, which a user of the page never sees).
+async function refusal(r) {
+  const j = await r.json().catch(() => ({}));
+  const said = j.error?.message || `HTTP ${r.status}`;
+  if (r.status === 401)
+    return new Error(`The server needs its API key (${said}): enter it under Sampling settings, API key.`);
+  return new Error(said);
+}
 function serverBackend() {
   let controller = null;
   const headers = () => {
@@ -311,9 +361,9 @@ function serverBackend() {
   };
   return {
     async describe() {
-      const r = await fetch("/v1/models", { headers: headers() });
+      const r = await fetch("/v1/models", { headers: headers() }).catch((e) => { throw connectionLost(e); });
+      if (!r.ok) throw await refusal(r);
       const j = await r.json().catch(() => ({}));
-      if (!r.ok) throw new Error(j.error?.message || `HTTP ${r.status}`);
       return `${j.data?.[0]?.id ?? "model"} · edgellm serve`;
     },
     async stream(request) {
@@ -321,11 +371,8 @@ function serverBackend() {
       const r = await fetch("/v1/chat/completions", {
         method: "POST", headers: headers(), signal: controller.signal,
         body: JSON.stringify({ ...request, stream: true, stream_options: { include_usage: true } }),
-      });
-      if (!r.ok) {
-        const j = await r.json().catch(() => ({}));
-        throw new Error(j.error?.message || `HTTP ${r.status}`);
-      }
+      }).catch((e) => { throw connectionLost(e); });
+      if (!r.ok) throw await refusal(r);
       return serverEvents(r.body);
     },
     stop: () => controller?.abort(),
@@ -336,35 +383,59 @@ async function connectServer() {
   try {
     $("runtime").textContent = await backend.describe();
   } catch (e) {
-    $("runtime").textContent = `The server did not answer: ${e.message}`;
+    $("runtime").textContent = e.message;
   }
 }
+$("api-key").addEventListener("change", () => serverMode && connectServer());
 
 // ---- chatting ------------------------------------------------------------------------------
+// What the model is sent: the conversation without exchanges that failed before any answer (a
+// refused request), so a retry does not send the question twice in a row.
+function history(messages) {
+  const kept = [];
+  for (const m of messages) {
+    if (m.role === "assistant" && m.error && !m.content) kept.pop();
+    else kept.push({ role: m.role, content: m.content });
+  }
+  return kept;
+}
+// The answer, when its conversation is the one shown (the user may look at another meanwhile).
+const shownView = (message) => (messageViews.get(message)?.isConnected ? messageViews.get(message) : null);
+// Back to the message box after sending with the button or stopping, unless the user went elsewhere.
+function refocusInput() {
+  if ([document.body, $("send"), $("stop")].includes(document.activeElement) || !document.activeElement)
+    $("input").focus();
+}
+const SAVE_EVERY_MS = 1000; // a streamed answer is saved this often, so a crash loses little of it
 async function send() {
   const text = $("input").value.trim();
   if (!text || !backend || busy) return;
   busy = true;
   $("input").value = "";
-  current.messages.push({ role: "user", content: text });
-  if (current.title === "New conversation") current.title = text.slice(0, 40);
+  const conversation = current;
+  conversation.messages.push({ role: "user", content: text });
+  // Code points, not UTF-16 units: a cut never leaves half an emoji.
+  if (conversation.title === "New conversation") conversation.title = Array.from(text.replace(/\s+/g, " ")).slice(0, 40).join("");
   const answer = { role: "assistant", content: "" };
-  current.messages.push(answer);
+  conversation.messages.push(answer);
+  streaming = answer;
+  save(); // the question survives a reload during the answer
   renderList();
   renderMessages();
-  const el = $("messages").lastElementChild;
   $("send").hidden = true;
   $("stop").hidden = false;
+  refocusInput();
   const t0 = performance.now();
   let firstAt = 0;
+  let savedAt = t0;
   let usage = null;
   let finish = null;
   let pieces = 0;
   try {
-    const history = current.messages.slice(0, -1).map(({ role, content }) => ({ role, content }));
+    const sent = history(conversation.messages.slice(0, -1));
     const system = $("system").value.trim();
     const stream = await backend.stream({
-      messages: system ? [{ role: "system", content: system }, ...history] : history,
+      messages: system ? [{ role: "system", content: system }, ...sent] : sent,
       temperature: setting("temperature", 0.7),
       top_p: setting("top_p", 0.95),
       top_k: setting("top_k", 40),
@@ -379,8 +450,12 @@ async function send() {
         if (!firstAt) firstAt = performance.now();
         pieces++;
         answer.content += delta;
-        el.querySelector(".body").innerHTML = renderMarkdown(answer.content);
-        $("messages").scrollTop = $("messages").scrollHeight;
+        const view = shownView(answer);
+        if (view) {
+          view.querySelector(".body").innerHTML = renderMarkdown(answer.content);
+          $("messages").scrollTop = $("messages").scrollHeight;
+        }
+        if (performance.now() - savedAt > SAVE_EVERY_MS) { save(); savedAt = performance.now(); }
       }
       if (choice?.finish_reason) finish = choice.finish_reason;
       if (chunk.usage) usage = chunk.usage;
@@ -389,13 +464,25 @@ async function send() {
     if (e.name === "AbortError") finish = "abort";
     else answer.error = e.message;
   }
+  if (pageClosing) return; // its stream broke because the page goes away: pagehide saved the answer
   answer.stats = answer.error ? `Error: ${answer.error}` : answerStats(usage, finish, pieces, t0, firstAt, performance.now());
-  el.querySelector(".stats").textContent = answer.stats;
+  const view = shownView(answer);
+  if (view) view.replaceWith(messageElement(answer));
+  streaming = null;
   save();
   $("send").hidden = false;
   $("stop").hidden = true;
   busy = false;
+  refocusInput();
 }
+// Leaving or reloading the page while an answer streams keeps what arrived, marked as cut short.
+let pageClosing = false;
+addEventListener("pagehide", () => {
+  if (!streaming) return;
+  pageClosing = true;
+  streaming.stats = "The page was closed while this answer was written: it ends here.";
+  save();
+});
 // Tokens, decode speed and time to first token of one answer: the engine's own figures where it
 // reports them (the in-browser engine), else measured here from the stream's timing.
 function answerStats(usage, finish, pieces, t0, firstAt, tEnd) {
@@ -407,7 +494,10 @@ function answerStats(usage, finish, pieces, t0, firstAt, tEnd) {
     `first token after ${((firstAt || tEnd) - t0).toFixed(0)} ms` + (finish === "abort" ? " · stopped" : "");
 }
 $("composer").onsubmit = (ev) => { ev.preventDefault(); send(); };
-$("input").onkeydown = (ev) => { if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); send(); } };
+// Enter that confirms an input method's composition (Chinese, Japanese, Korean...) is not a send.
+$("input").onkeydown = (ev) => {
+  if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }
+};
 $("stop").onclick = () => backend?.stop();
 $("new-chat").onclick = newConversation;
 

@@ -13,6 +13,7 @@
 import { strict as assert } from "node:assert";
 import crypto from "node:crypto";
 import fs from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import puppeteer from "puppeteer-core";
 
@@ -152,8 +153,286 @@ try {
       return renderMarkdown("## A <b>title</b>\n<img src=x onerror=alert(1)> **bold** `a<b`\n\n```js\nif (a < b) \"x\";\n```\n\n- one\n- <two>");
     });
     assert.equal(html, "<h3>A &lt;b&gt;title&lt;/b&gt;</h3><p>&lt;img src=x onerror=alert(1)&gt; <strong>bold</strong> <code>a&lt;b</code></p>" +
-      "<pre><button class=\"copy-code\">Copy</button><code>if (a &lt; b) &quot;x&quot;;\n</code></pre>" +
+      "<div class=\"code\"><button class=\"copy-code\">Copy</button><pre><code>if (a &lt; b) &quot;x&quot;;\n</code></pre></div>" +
       "<ul><li>one</li><li>&lt;two&gt;</li></ul>");
+    await page.close();
+  });
+
+  // ---- the page as its users meet it (session 24) ------------------------------------------
+  // A new page at url, and the uncaught errors it throws.
+  const openPage = async (url) => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(url, { waitUntil: "load" });
+    return { page, errors };
+  };
+  await check("the page's Markdown: a list right after a line of text, nested lists, numbering, tables", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
+    const html = await page.evaluate(async () => {
+      const { renderMarkdown } = await import("/markdown.js");
+      return renderMarkdown("Steps:\n1. one\n2. two\n   still two\n\n- a\n  - a.1 <i>\n- b\n\n3. three\n\n" +
+        "| Name | <b>x</b> |\n| --- | :-: |\n| a | 1 |\nafter");
+    });
+    assert.equal(html, "<p>Steps:</p><ol><li>one</li><li>two<br>still two</li></ol>" +
+      "<ul><li>a<ul><li>a.1 &lt;i&gt;</li></ul></li><li>b</li></ul><ol start=\"3\"><li>three</li></ol>" +
+      "<div class=\"table\"><table><thead><tr><th>Name</th><th>&lt;b&gt;x&lt;/b&gt;</th></tr></thead>" +
+      "<tbody><tr><td>a</td><td>1</td></tr></tbody></table></div><p>after</p>");
+    await page.close();
+  });
+
+  // A stand-in for edgellm serve's chat API that streams each answer only as far as the test says
+  // (the rest is the real server's: the page, /v1/models): what the page does in the middle of an
+  // answer is checked without depending on how fast a model writes.
+  const streams = [];
+  let streamArrived = () => {};
+  const puppet = http.createServer(async (req, res) => {
+    if (req.method === "POST" && req.url === "/v1/chat/completions") {
+      let body = "";
+      for await (const part of req) body += part;
+      res.writeHead(200, { "Content-Type": "text/event-stream" });
+      const event = (chunk) => res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      streams.push({
+        request: JSON.parse(body),
+        send: (text) => event({ choices: [{ index: 0, delta: { content: text }, finish_reason: null }] }),
+        end: () => { event({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }); res.end("data: [DONE]\n\n"); },
+        drop: () => res.socket.destroy(), // the server going away mid-answer
+        closed: new Promise((resolve) => res.on("close", resolve)),
+      });
+      streamArrived();
+      return;
+    }
+    const r = await fetch(`${env.SERVE_API_URL}${req.url}`, { method: req.method });
+    res.writeHead(r.status, { "Content-Type": r.headers.get("content-type") ?? "text/plain" });
+    res.end(Buffer.from(await r.arrayBuffer()));
+  });
+  await new Promise((resolve) => puppet.listen(0, "127.0.0.1", resolve));
+  puppet.unref(); // the test's end does not wait for it
+  const puppetUrl = `http://127.0.0.1:${puppet.address().port}`;
+  const nextStream = (count) => (streams.length >= count ? Promise.resolve(streams[count - 1]) :
+    new Promise((resolve) => { streamArrived = () => { if (streams.length >= count) resolve(streams[count - 1]); }; }));
+  const lastAnswer = (page) => page.$eval(".msg.assistant:last-child", (e) => ({
+    text: e.querySelector(".body").textContent, stats: e.querySelector(".stats").textContent,
+    error: e.querySelector(".stats").classList.contains("error") }));
+  const openConversation = (page, title) => page.$$eval("#conversations li span", (spans, t) =>
+    spans.find((e) => e.textContent === t).click(), title);
+  const savedConversations = (page) => page.evaluate(() => JSON.parse(localStorage.getItem("edgellm-demo-conversations")));
+
+  await check("the chat page mid-answer: focus, another conversation, Stop then send, a reload, a dropped server", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.type("#input", "First question");
+    await page.click("#send");
+    const first = await nextStream(1);
+    assert.equal(await page.evaluate(() => document.activeElement.id), "input", "the message box keeps the focus");
+    first.send("Hello");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Hello");
+    // Another conversation while the answer streams, then back: the answer went on meanwhile.
+    await page.click("#new-chat");
+    first.send(" world");
+    await openConversation(page, "First question");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Hello world");
+    await page.click("#new-chat");
+    first.send("!");
+    first.end();
+    await page.waitForFunction(() => document.querySelector("#stop").hidden);
+    await openConversation(page, "First question");
+    assert.match((await lastAnswer(page)).stats, /^3 tokens · /, "the stats went to the answer, not to the page shown");
+    assert.equal((await lastAnswer(page)).text, "Hello world!");
+    // Stop, then the next message goes out at once.
+    await page.type("#input", "Second");
+    await page.keyboard.press("Enter");
+    (await nextStream(2)).send("Part");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Part");
+    await page.click("#stop");
+    await page.waitForFunction(() => /stopped$/.test(document.querySelector(".msg.assistant:last-child .stats").textContent));
+    assert.equal(await page.evaluate(() => document.activeElement.id), "input", "back in the message box after Stop");
+    await page.keyboard.type("Third");
+    await page.keyboard.press("Enter");
+    const third = await nextStream(3);
+    assert.deepEqual(third.request.messages.map((m) => m.content), ["First question", "Hello world!", "Second", "Part", "Third"]);
+    // A reload in the middle of an answer keeps the question and what arrived.
+    third.send("Before the reload");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Before the reload");
+    await page.reload({ waitUntil: "load" });
+    const saved = (await savedConversations(page)).find((c) => c.title === "First question");
+    assert.deepEqual(saved.messages.slice(-2).map((m) => [m.content, m.stats]), [["Third", undefined],
+      ["Before the reload", "The page was closed while this answer was written: it ends here."]]);
+    // The server going away mid-answer: the page says what happened and what to do.
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.type("#input", "Fourth");
+    await page.keyboard.press("Enter");
+    const fourth = await nextStream(4);
+    fourth.send("Half an");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Half an");
+    fourth.drop();
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    const dropped = await lastAnswer(page);
+    assert.equal(dropped.text, "Half an", "what arrived stays");
+    assert.match(dropped.stats, /^Error: The connection to the server was lost \(.*\): check that edgellm serve is still running, then send your message again\.$/, dropped.stats);
+    assert.equal(dropped.error, true, "shown as an error");
+    await page.screenshot({ path: `${OUT_DIR}/server-dropped.png` });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: deleting the conversation being answered stops the answer; empty ones are not piled up", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    const count = () => page.$$eval("#conversations li", (l) => l.length);
+    const before = await count();
+    await page.click("#new-chat");
+    await page.click("#new-chat");
+    assert.ok(await count() <= before + 1, "two clicks on New conversation, one empty conversation");
+    const number = streams.length + 1;
+    await page.type("#input", "Doomed");
+    await page.keyboard.press("Enter");
+    const doomed = await nextStream(number);
+    doomed.send("Some");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Some");
+    await page.click("#conversations li.active button");
+    await Promise.race([doomed.closed, new Promise((_, reject) => // the page hung up
+      setTimeout(() => reject(new Error("the answer of a deleted conversation still streams")), 5000))]);
+    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 5000 });
+    assert.ok(!(await page.$$eval("#conversations li span", (l) => l.map((e) => e.textContent))).includes("Doomed"));
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: a refused request says why, and the retry does not send it again", async () => {
+    const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.click("#new-chat");
+    const bodies = [];
+    page.on("request", (r) => { if (r.method() === "POST") bodies.push(JSON.parse(r.postData())); });
+    await page.$eval("#temperature", (e) => { e.value = "-5"; });
+    await page.type("#input", "Refused");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    const refused = await lastAnswer(page);
+    assert.match(refused.stats, /^Error: 'temperature' must be between 0 and 2, got -5$/, refused.stats);
+    assert.equal(refused.error, true, "shown as an error");
+    await page.$eval("#temperature", (e) => { e.value = "0"; });
+    await page.type("#input", "I dreamed");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => /tokens\/s/.test(document.querySelector(".msg.assistant:last-child .stats").textContent), { timeout: 60000 });
+    assert.deepEqual(bodies[1].messages, [{ role: "user", content: "I dreamed" }]);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page against a server that wants an API key: says where to enter it, then chats", async () => {
+    const { page, errors } = await openPage(`${env.SERVE_KEY_URL}/`);
+    const needsKey = /^The server needs its API key \(missing or wrong API key: .*\): enter it under Sampling settings, API key\.$/;
+    await page.waitForFunction(() => document.querySelector("#runtime").textContent !== "", { timeout: 30000 });
+    assert.match(await page.$eval("#runtime", (e) => e.textContent), needsKey);
+    await page.type("#input", "I dreamed");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 30000 });
+    assert.match((await lastAnswer(page)).stats, new RegExp(`^Error: ${needsKey.source.slice(1)}`));
+    await page.click("#settings summary");
+    await page.type("#api-key", "sekrit");
+    await page.$eval("#api-key", (e) => e.dispatchEvent(new Event("change")));
+    await page.waitForFunction(() => /· edgellm serve$/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.click("#input");
+    await page.type("#input", "I dreamed");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => /tokens\/s/.test(document.querySelector(".msg.assistant:last-child .stats").textContent), { timeout: 60000 });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: Enter that ends an input method's composition does not send", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    const before = streams.length;
+    await page.evaluate(() => {
+      const input = document.querySelector("#input");
+      for (const [value, isComposing] of [["日本", true], ["日本語", false]]) {
+        input.value = value;
+        input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", isComposing, bubbles: true, cancelable: true }));
+      }
+    });
+    const sent = await nextStream(before + 1);
+    sent.end();
+    assert.equal(sent.request.messages.at(-1).content, "日本語", "the message once written");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    assert.equal(streams.length, before + 1);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page on a phone (390x844): a long conversation keeps the message box on screen; any script reads right", async () => {
+    const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
+    await page.setViewport({ width: 390, height: 844 });
+    const long = { id: "long", title: `${"a".repeat(39)}😀 and more`, messages: [] };
+    for (let i = 0; i < 12; i++) {
+      long.messages.push({ role: "user", content: `Question ${i} https://example.com/${"x".repeat(120)}` },
+        { role: "assistant", content: `مرحبا بالعالم ${i}\n\n\`\`\`\n${"long_line_of_code() ".repeat(20)}\n\`\`\`` });
+    }
+    const many = Array.from({ length: 300 }, (_, i) => ({ id: `c${i}`, title: `Conversation ${i}`, messages: [] }));
+    await page.evaluate((v) => localStorage.setItem("edgellm-demo-conversations", v), JSON.stringify([long, ...many]));
+    await page.reload({ waitUntil: "load" });
+    const layout = await page.evaluate(() => ({
+      composerBottom: document.querySelector("#composer").getBoundingClientRect().bottom,
+      pageHeight: document.documentElement.scrollHeight, pageWidth: document.documentElement.scrollWidth,
+      arabic: getComputedStyle(document.querySelector(".msg.assistant .body p")).unicodeBidi,
+      bodyDir: document.querySelector(".msg.assistant .body").dir,
+      codeDirection: getComputedStyle(document.querySelector(".msg.assistant pre")).direction,
+    }));
+    assert.ok(layout.composerBottom <= 844, `the message box ends at ${layout.composerBottom} px`);
+    assert.deepEqual([layout.pageHeight, layout.pageWidth], [844, 390], "the page itself does not scroll");
+    assert.deepEqual([layout.arabic, layout.bodyDir], ["plaintext", "auto"]);
+    assert.equal(layout.codeDirection, "ltr", "code in a right-to-left answer reads left to right");
+    await page.screenshot({ path: `${OUT_DIR}/phone.png` });
+    // Every setting can be reached with the settings open: none lies under the messages.
+    await page.click("#settings summary");
+    const covered = await page.$$eval("#settings :is(input, textarea)", (fields) => fields.filter((e) => {
+      if (e.getClientRects().length === 0) return false; // the other mode's field
+      e.scrollIntoView({ block: "nearest" });
+      const r = e.getBoundingClientRect();
+      return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) !== e;
+    }).map((e) => e.id));
+    assert.deepEqual(covered, [], "settings under the messages");
+    await page.screenshot({ path: `${OUT_DIR}/phone-settings.png` });
+    await page.click("#settings summary");
+    // A title cut at 40 characters keeps whole characters (no half of an emoji's surrogate pair).
+    await page.click("#new-chat");
+    await page.type("#input", long.title);
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 60000 });
+    const title = await page.$eval("#conversations li.active span", (e) => e.textContent);
+    assert.equal(title, `${"a".repeat(39)}😀`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: a model URL with nothing behind it says to check the URL, and the page stays usable", async () => {
+    const { page, errors } = await openPage(`${env.PLAIN_URL}/demo/?model=/models/no-such-model.gguf`);
+    await page.click("#load-url");
+    await page.waitForFunction(() => /Could not load/.test(document.querySelector("#status").textContent), { timeout: 60000 });
+    assert.match(await page.$eval("#status", (e) => e.textContent),
+      /^Could not load the model: downloading .*\/models\/no-such-model\.gguf failed: HTTP 404 \(there is no file at that address\); check the URL$/);
+    assert.equal(await page.$eval("#load-url", (e) => e.disabled), false, "Load works again");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page where the browser refuses site data: it says so and chats anyway", async () => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.evaluateOnNewDocument(() => { // what Chromium does with "Block all site data"
+      Object.defineProperty(window, "localStorage", { get() { throw new DOMException("Access is denied for this document.", "SecurityError"); } });
+    });
+    await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    assert.match(await page.$eval("#storage-warning", (e) => e.textContent),
+      /^This browser does not let the page store data \(Access is denied for this document\.\): .* Allow site data to keep them\.$/);
+    await chat(page, "I dreamed");
+    assert.deepEqual(errors, []);
     await page.close();
   });
 
@@ -230,14 +509,6 @@ try {
     await page.close();
   });
   // ---- a hostile or careless user (issue 17) ----------------------------------------------
-  // A new page at url, and the uncaught errors it throws.
-  const openPage = async (url) => {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(url, { waitUntil: "load" });
-    return { page, errors };
-  };
   await check("a URL that answers with a web page or another file is refused at its first bytes, and not cached", async () => {
     const { page, errors } = await openPage(`${env.ISOLATED_URL}/demo/`);
     const r = await page.evaluate(async () => {
