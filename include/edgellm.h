@@ -416,7 +416,8 @@ typedef struct edgellm_sampler_params {
     float top_p;             /* 1 = off */
     float min_p;             /* 0 = off */
     float repeat_penalty;    /* 1 = off; divides positive / multiplies negative logits */
-    int32_t repeat_last_n;   /* window of recent tokens the penalties look at; -1 = whole history */
+    int32_t repeat_last_n;   /* window of recent tokens the penalties look at; -1 = whole history;
+                                both at most the last 65536 tokens */
     float presence_penalty;  /* 0 = off; subtracted once from tokens present in the window */
     float frequency_penalty; /* 0 = off; subtracted per occurrence in the window */
     uint64_t seed;           /* same seed + same inputs = same output */
