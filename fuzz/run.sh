@@ -7,7 +7,8 @@
 # with partly non-finite random weights, half of the time), the grammar compiler and the JSON
 # Schema converter (three eighths of the time each), PII redaction/restoration (a quarter) and
 # the gateway's streamed restoration (a quarter: built streams checked against the whole-answer
-# restoration, and hostile JSON events).
+# restoration, and hostile JSON events), and the public API driven as a careless application
+# drives it (half of the time: fuzz/fuzz_api.c says how the input becomes calls).
 #   fuzz/run.sh [SECONDS=60]
 # Exits non-zero on a crash, leak, sanitizer report (UBSan's too: the targets abort on it),
 # timeout or an allocation over 256 MiB (the inputs are at most 128 KiB, so any such allocation
@@ -21,7 +22,8 @@ build=${EDGELLM_FUZZ_BUILD:-$root/build-fuzz}
 command -v clang >/dev/null || { echo "fuzz: clang is needed (scripts/install-deps.sh --test)" >&2; exit 1; }
 CC=clang cmake -S "$root" -B "$build" -DEDGELLM_FUZZ=ON -DEDGELLM_BUILD_TOOLS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_SHARED_DIR="$shared" >/dev/null
-cmake --build "$build" --target fuzz_gguf fuzz_safetensors fuzz_sampler fuzz_request -j2 >/dev/null
+cmake --build "$build" --target fuzz_gguf fuzz_safetensors fuzz_sampler fuzz_request fuzz_api \
+  -j2 >/dev/null
 # Seeds live under the build tree only; the shared files are never copied into the project.
 corpus="$build/corpus"
 rm -rf "$corpus"
@@ -135,3 +137,15 @@ printf '\004\003\001\012\000\010\002\007\005\003\001\004\011' >"$sr_corpus/built
   printf '"ONE_1]\\"}"}}]},"finish_reason":"stop"}]}\n{"choices":[],"usage":{"total_tokens":3}}\n'
 } >"$sr_corpus/raw-chat"
 run_target stream_restore $((seconds / 4 > 10 ? seconds / 4 : 10)) "$sr_corpus" -max_len=4096
+
+# The public API as call sequences on two contexts of the shared aidreams model. Seeds: a greedy
+# generation begun from 5 ids, pulled 3 tokens at a time and finished; the same with a cancel
+# between its slices and an eval refused as BUSY. The inputs are structured from their first
+# byte, so libFuzzer's slow growth of the input length is switched off.
+api_corpus="$build/api-corpus"
+rm -rf "$api_corpus" && mkdir -p "$api_corpus"
+printf '\001\000\040\001\000\036\000\035\000\001\000\000\050\000\000\051\000\000\052\000\000\053\000\004\033\004\033\006\001' \
+  >"$api_corpus/begin-next-finish"
+printf '\001\000\040\001\000\036\000\035\000\001\000\000\050\000\000\051\000\000\052\000\000\053\000\004\033\007\031\000\001\000\000\014\004\033\006\001' \
+  >"$api_corpus/cancel-between"
+run_target api $((seconds / 2 > 20 ? seconds / 2 : 20)) "$api_corpus" -max_len=1024 -len_control=0

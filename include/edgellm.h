@@ -416,7 +416,8 @@ typedef struct edgellm_sampler_params {
     float top_p;             /* 1 = off */
     float min_p;             /* 0 = off */
     float repeat_penalty;    /* 1 = off; divides positive / multiplies negative logits */
-    int32_t repeat_last_n;   /* window of recent tokens the penalties look at; -1 = whole history */
+    int32_t repeat_last_n;   /* window of recent tokens the penalties look at; -1 = whole history;
+                                both at most the last 65536 tokens */
     float presence_penalty;  /* 0 = off; subtracted once from tokens present in the window */
     float frequency_penalty; /* 0 = off; subtracted per occurrence in the window */
     uint64_t seed;           /* same seed + same inputs = same output */
@@ -639,7 +640,10 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
  * edgellm_eval_batch with the context, edgellm_embed, edgellm_generate*, edgellm_context_truncate,
  * edgellm_context_copy_cache into it, and a second edgellm_generation_begin* (also when on_token
  * makes them);
- * the getters (edgellm_context_n_past, edgellm_context_tokens, edgellm_get_logits, ...) work. A
+ * the getters (edgellm_context_n_past, edgellm_context_tokens, edgellm_get_logits, ...) work. The
+ * draft context of params is held too until finish: a generation of its own
+ * (edgellm_generation_begin*, edgellm_generate*) fails with EDGELLM_ERR_BUSY, since the drafting
+ * generation re-syncs the draft's cache before its passes (its other calls are allowed). A
  * context freed while a generation is open leaves that generation ended: its calls fail with
  * EDGELLM_ERR_INVALID_ARGUMENT and edgellm_generation_finish only frees it.
  */

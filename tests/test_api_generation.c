@@ -539,6 +539,42 @@ static void test_busy_context(edgellm_model *m, const received *want)
     edgellm_context_free(ctx);
 }
 
+/* A context that drafts for an open generation cannot open one of its own: the drafting
+ * generation re-syncs the draft's cache before each of its passes, which would pull the second
+ * generation's cache from under it (its next slice then continued from the wrong tokens). */
+static void test_draft_busy(edgellm_model *m, const received *want)
+{
+    edgellm_context *ctx = fresh_context(m, 64), *draft = fresh_context(m, 64);
+    received got = {0}, drafts_out = {0};
+    edgellm_generate_params gp = greedy_into(&got, 12);
+    gp.draft = draft;
+    edgellm_generation *gen = NULL, *draft_gen = NULL;
+    CHECK(ctx && draft &&
+          edgellm_generation_begin(ctx, "Once upon a time", &gp, &gen) == EDGELLM_OK);
+    int ended = 0;
+    CHECK(edgellm_generation_next(gen, 2, &ended) == EDGELLM_OK && !ended);
+    edgellm_generate_params draft_gp = greedy_into(&drafts_out, 4);
+    CHECK_MSG(edgellm_generation_begin(draft, "The dog", &draft_gp, &draft_gen) ==
+                      EDGELLM_ERR_BUSY &&
+                  !draft_gen,
+              "a generation opened on a context drafting for another");
+    CHECK(strstr(edgellm_last_error(), "draft") != NULL);
+    CHECK(edgellm_generate(draft, "The dog", &draft_gp, NULL) == EDGELLM_ERR_BUSY);
+    /* Its own calls stay the caller's: the drafting generation catches its draft up. */
+    edgellm_token one = 1;
+    CHECK(edgellm_eval(draft, &one, 1, 0) == EDGELLM_OK);
+    CHECK(edgellm_generation_next(gen, INT32_MAX, &ended) == EDGELLM_OK && ended);
+    CHECK(edgellm_generation_begin(draft, "The dog", &draft_gp, &draft_gen) == EDGELLM_ERR_BUSY);
+    CHECK(edgellm_generation_finish(gen, NULL) == EDGELLM_OK);
+    CHECK_MSG(same_tokens(&got, want), "the drafted generation gave '%s'", got.text);
+    /* Finished: the draft is free again. */
+    CHECK(edgellm_generation_begin(draft, "The dog", &draft_gp, &draft_gen) == EDGELLM_OK);
+    CHECK(edgellm_generation_next(draft_gen, INT32_MAX, &ended) == EDGELLM_OK && ended);
+    CHECK(edgellm_generation_finish(draft_gen, NULL) == EDGELLM_OK && drafts_out.n_tokens == 4);
+    edgellm_context_free(draft);
+    edgellm_context_free(ctx);
+}
+
 typedef struct reentry {
     received out;
     edgellm_context *ctx;
@@ -679,6 +715,7 @@ int main(void)
         reference_tokens(m, "Once upon a time", &want);
         test_null_and_counts(m);
         test_busy_context(m, &want);
+        test_draft_busy(m, &want);
         test_callback_reentry(m, &want);
         test_cancel_between_calls(m, &want);
         test_context_freed_first(m);

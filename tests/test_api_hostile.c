@@ -14,7 +14,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/utf8.h"
@@ -383,6 +385,63 @@ static int on_token(void *user, edgellm_token token, const char *text, size_t le
             s->reenter_failures++;
     }
     return s->stop_at > 0 && s->calls >= s->stop_at;
+}
+
+/* The sanitizers reserve terabytes of address space, so an address-space limit cannot be set
+ * under them. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ADDRESS_SPACE_LIMITABLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define ADDRESS_SPACE_LIMITABLE 0
+#endif
+#endif
+#ifndef ADDRESS_SPACE_LIMITABLE
+#define ADDRESS_SPACE_LIMITABLE 1
+#endif
+
+/* repeat_last_n = INT32_MAX is a valid window: it must not allocate a history of 8 GiB (refused
+ * as out of memory on a phone), and it penalizes as the whole history (-1) does. */
+static void test_huge_penalty_window(edgellm_model *m)
+{
+    edgellm_sampler_params sp = edgellm_sampler_default_params();
+    sp.repeat_last_n = INT32_MAX;
+    sp.repeat_penalty = 1.5f;
+    if (ADDRESS_SPACE_LIMITABLE) {
+        pid_t child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            struct rlimit limit = {1ul << 30, 1ul << 30};
+            edgellm_sampler *s = NULL;
+            int ok = setrlimit(RLIMIT_AS, &limit) == 0 &&
+                     edgellm_sampler_create(&sp, edgellm_n_vocab(m), &s) == EDGELLM_OK;
+            _exit(ok ? 0 : 1);
+        }
+        int status = 0;
+        CHECK(waitpid(child, &status, 0) == child);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "a sampler with repeat_last_n = INT32_MAX needs more than 1 GiB");
+    }
+    cb_state outputs[2];
+    memset(outputs, 0, sizeof outputs);
+    for (int i = 0; i < 2; i++) {
+        edgellm_context_params cp = edgellm_context_default_params();
+        cp.n_threads = 1;
+        edgellm_context *ctx = NULL;
+        CHECK(edgellm_context_create(m, &cp, &ctx) == EDGELLM_OK);
+        edgellm_generate_params gp = edgellm_generate_default_params();
+        gp.max_tokens = 24;
+        gp.sampling = sp;
+        gp.sampling.temperature = 0;
+        gp.sampling.repeat_last_n = i == 0 ? INT32_MAX : -1;
+        gp.on_token = on_token;
+        gp.user_data = &outputs[i];
+        CHECK(edgellm_generate(ctx, "Once upon a time", &gp, NULL) == EDGELLM_OK);
+        edgellm_context_free(ctx);
+    }
+    CHECK_MSG(outputs[0].n_tokens == 24 && outputs[1].n_tokens == 24 &&
+                  !memcmp(outputs[0].tokens, outputs[1].tokens, sizeof outputs[0].tokens),
+              "an INT32_MAX window penalizes otherwise than the whole history");
 }
 
 static void test_generate_arguments(edgellm_model *m)
@@ -846,6 +905,7 @@ int main(void)
         test_model_arguments(m);
         test_context_limits(m);
         test_generate_arguments(m);
+        test_huge_penalty_window(m);
         test_cancel(m);
     }
     edgellm_model_free(m);

@@ -59,6 +59,7 @@ struct edgellm_context {
     /* The step-by-step generation begun on this context and not yet finished: it owns the cache
      * between its calls, so the public calls that would change the cache are refused. */
     edgellm_generation *generation;
+    int32_t n_drafting; /* open generations that use this context as their draft */
 };
 
 #define CTX_RUNNING 1u
@@ -724,6 +725,10 @@ edgellm_status ellm_context_refuse_busy(const edgellm_context *c, const char *wh
                      "call edgellm_generation_finish first, or use another context",
                      what);
 }
+
+void ellm_context_hold_as_draft(edgellm_context *c, bool hold) { c->n_drafting += hold ? 1 : -1; }
+
+bool ellm_context_drafting(const edgellm_context *c) { return c && c->n_drafting > 0; }
 
 void edgellm_context_free(edgellm_context *c)
 {

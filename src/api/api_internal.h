@@ -32,6 +32,11 @@ edgellm_generation *ellm_context_generation(const edgellm_context *ctx);
 /* EDGELLM_OK when ctx has no open generation, else EDGELLM_ERR_BUSY with a message naming what
  * (the refused function). */
 edgellm_status ellm_context_refuse_busy(const edgellm_context *ctx, const char *what);
+/* Open generations drafting with ctx (edgellm_generate_params.draft) count themselves here from
+ * begin to finish: each one re-syncs the draft's cache before its passes, so ctx must not open a
+ * generation of its own meanwhile. */
+void ellm_context_hold_as_draft(edgellm_context *ctx, bool hold);
+bool ellm_context_drafting(const edgellm_context *ctx);
 edgellm_status ellm_context_eval(edgellm_context *ctx, const edgellm_token *tokens,
                                  int32_t n_tokens, int all_logits);
 /* n_keep is at most what is cached. */

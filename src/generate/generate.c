@@ -325,6 +325,11 @@ static edgellm_status refuse_out_or_busy(const edgellm_context *ctx, const char 
 {
     if (!out)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "%s: out_generation is NULL", what);
+    if (ellm_context_drafting(ctx))
+        return ellm_fail(EDGELLM_ERR_BUSY,
+                         "%s: the context is the draft of an open generation; finish that "
+                         "generation (edgellm_generation_finish) first, or use another context",
+                         what);
     return ellm_context_refuse_busy(ctx, what);
 }
 
@@ -371,6 +376,8 @@ static edgellm_status generation_begin(edgellm_context *ctx, const edgellm_token
         return st;
     }
     ellm_context_set_generation(ctx, g);
+    if (params->draft)
+        ellm_context_hold_as_draft(params->draft, true);
     ellm_context_begin_call(ctx);
     g->call_open = true;
     *out = g;
@@ -481,6 +488,8 @@ edgellm_status edgellm_generation_finish(edgellm_generation *g, edgellm_generate
     release_call(g);
     if (g->ctx)
         ellm_context_set_generation(g->ctx, NULL);
+    if (g->params.draft)
+        ellm_context_hold_as_draft(g->params.draft, false);
     generation_free(g);
     return st;
 }

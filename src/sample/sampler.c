@@ -111,8 +111,12 @@ edgellm_status edgellm_sampler_create(const edgellm_sampler_params *params, int3
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a sampler");
     s->params = p;
     s->n_vocab = n_vocab;
-    /* -1 means the whole history; keep a generous ring so long sessions stay bounded. */
-    s->history_cap = p.repeat_last_n == -1 ? 1 << 16 : (p.repeat_last_n > 0 ? p.repeat_last_n : 1);
+    /* -1 means the whole history; a generous ring keeps long sessions bounded, and windows longer
+     * than it get it too: INT32_MAX must not ask for 8 GiB for a history no context holds. */
+    int32_t longest_window = 1 << 16;
+    s->history_cap = p.repeat_last_n == -1 || p.repeat_last_n > longest_window
+                         ? longest_window
+                         : (p.repeat_last_n > 0 ? p.repeat_last_n : 1);
     s->history = malloc((size_t)s->history_cap * sizeof *s->history);
     s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
     s->logits = malloc((size_t)n_vocab * sizeof *s->logits);

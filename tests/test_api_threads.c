@@ -1,0 +1,294 @@
+/* The step-by-step generation across threads, through the public header only, on the shared
+ * aidreams model:
+ *  - one thread pulls a generation a token at a time while another cancels its context without
+ *    pause: whenever the cancel lands, the tokens handed out are a prefix of what the same
+ *    generation gives undisturbed, the status, *ended and the result agree, the cache holds the
+ *    prompt and (at most) those tokens, and the context then generates exactly what a fresh one
+ *    does;
+ *  - two threads each pull generations on their own context of one model (one grammar shared by
+ *    both, as the header allows), in slices of different sizes: each gets exactly its
+ *    single-threaded output.
+ * Nothing checked depends on timing: where the cancel lands varies, what must hold wherever it
+ * lands does not. Run it in the sanitizer build (or a -fsanitize=thread one) for the races. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+
+#include "edgellm.h"
+#include "test_util.h"
+
+enum { MAX_OUT = 128, N_GEN = 40, CANCEL_ROUNDS = 30, CONCURRENT_ROUNDS = 6 };
+
+typedef struct output {
+    edgellm_token tokens[MAX_OUT];
+    int n_tokens;
+    char text[4096];
+    size_t len;
+} output;
+
+/* The prompt's ids followed by the undisturbed generation's tokens: every state a context
+ * generating it passes through caches a prefix of this. */
+typedef struct sequence {
+    edgellm_token ids[2 * MAX_OUT];
+    int32_t n_prompt, n;
+} sequence;
+
+static int collect(void *user, edgellm_token token, const char *text, size_t len)
+{
+    output *o = user;
+    if (token >= 0 && o->n_tokens < MAX_OUT)
+        o->tokens[o->n_tokens++] = token;
+    if (o->len + len < sizeof o->text) {
+        memcpy(o->text + o->len, text, len);
+        o->len += len;
+    }
+    return 0;
+}
+
+static edgellm_context *new_context(edgellm_model *m, int32_t n_threads)
+{
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_threads = n_threads;
+    cp.n_batch = 8; /* several passes per prompt: more points for a cancel to land */
+    edgellm_context *ctx = NULL;
+    CHECK(edgellm_context_create(m, &cp, &ctx) == EDGELLM_OK && ctx);
+    return ctx;
+}
+
+typedef struct job {
+    const char *prompt;
+    edgellm_generate_params params;
+    int32_t slice; /* tokens per edgellm_generation_next; the prompt goes in slices of 5 */
+} job;
+
+/* Begins job on ctx, pulls it to its end in the job's slices, finishes it. */
+static edgellm_status run_job(edgellm_context *ctx, const job *j, output *out,
+                              edgellm_generate_result *result)
+{
+    memset(out, 0, sizeof *out);
+    edgellm_generate_params p = j->params;
+    p.on_token = collect;
+    p.user_data = out;
+    edgellm_generation *g = NULL;
+    edgellm_status st = edgellm_generation_begin(ctx, j->prompt, &p, &g);
+    if (st != EDGELLM_OK)
+        return st;
+    int ended = 0;
+    while (!ended && edgellm_generation_prompt_left(g) > 0)
+        edgellm_generation_prefill(g, 5, &ended);
+    while (!ended)
+        edgellm_generation_next(g, j->slice, &ended);
+    return edgellm_generation_finish(g, result);
+}
+
+/* ---- a cancel storm on a generation pulled a token at a time ----------------------------- */
+
+typedef struct storm {
+    edgellm_context *ctx;
+    atomic_bool quit;
+    atomic_long landed;
+} storm;
+
+/* Cancels again and again; after each one that lands, a pause of varying length (up to about
+ * a token's time), so that cancels land in prefill, in decode and between calls. */
+static void *cancel_repeatedly(void *arg)
+{
+    storm *s = arg;
+    while (!atomic_load(&s->quit))
+        if (edgellm_context_cancel(s->ctx)) {
+            long landed = atomic_fetch_add(&s->landed, 1);
+            struct timespec pause = {0, (landed * 7919 % 400) * 1000};
+            nanosleep(&pause, NULL);
+        }
+    return NULL;
+}
+
+static void test_cancel_storm(edgellm_model *m, const job *j, const output *want,
+                              const sequence *full)
+{
+    storm s = {.ctx = new_context(m, 2)};
+    atomic_init(&s.quit, false);
+    atomic_init(&s.landed, 0);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, cancel_repeatedly, &s) == 0);
+    int cancelled = 0;
+    for (int round = 0; round < CANCEL_ROUNDS; round++) {
+        output got = {0};
+        edgellm_generate_params p = j->params;
+        p.on_token = collect;
+        p.user_data = &got;
+        p.keep_cache = 0;
+        edgellm_generation *g = NULL;
+        edgellm_status st = edgellm_generation_begin(s.ctx, j->prompt, &p, &g);
+        CHECK_MSG(st == EDGELLM_OK && g, "round %d: begin: %s", round, edgellm_last_error());
+        if (!g)
+            break;
+        int ended = 0, calls = 0;
+        edgellm_status last = EDGELLM_OK;
+        while (!ended && calls++ < 4 * MAX_OUT) {
+            last = edgellm_generation_next(g, 1, &ended);
+            CHECK_MSG(last == EDGELLM_OK || last == EDGELLM_ERR_CANCELLED,
+                      "round %d: next: %s (%s)", round, edgellm_status_name(last),
+                      edgellm_last_error());
+            CHECK_MSG(last == EDGELLM_OK || ended, "round %d: a failed next did not end it", round);
+        }
+        CHECK_MSG(ended, "round %d: the generation never ended", round);
+        int32_t n_past = edgellm_context_n_past(s.ctx);
+        edgellm_generate_result r;
+        st = edgellm_generation_finish(g, &r);
+        CHECK_MSG(st == last, "round %d: finish returned %s after next's %s", round,
+                  edgellm_status_name(st), edgellm_status_name(last));
+        CHECK_MSG((st == EDGELLM_ERR_CANCELLED) == (r.stop_reason == EDGELLM_STOP_CANCELLED),
+                  "round %d: status %s with stop reason %d", round, edgellm_status_name(st),
+                  (int)r.stop_reason);
+        CHECK_MSG(r.n_generated == got.n_tokens, "round %d: result says %d tokens, %d came", round,
+                  r.n_generated, got.n_tokens);
+        /* Wherever it stopped, what came is where the undisturbed generation went. */
+        CHECK_MSG(got.n_tokens <= want->n_tokens &&
+                      !memcmp(got.tokens, want->tokens, (size_t)got.n_tokens * sizeof *got.tokens),
+                  "round %d: the %d tokens before the cancel are not the undisturbed ones", round,
+                  got.n_tokens);
+        if (st == EDGELLM_OK)
+            CHECK_MSG(got.n_tokens == want->n_tokens && got.len == want->len &&
+                          !memcmp(got.text, want->text, got.len),
+                      "round %d: not cancelled, yet other output", round);
+        else
+            cancelled++;
+        /* A cancel before the first slice leaves the cache of the round before; otherwise it
+         * keeps the prompt's whole chunks, or the prompt and the tokens handed out (the last
+         * one unless the cancel came between its emission and its pass). */
+        int32_t n_cached = 0;
+        const edgellm_token *cached = edgellm_context_tokens(s.ctx, &n_cached);
+        CHECK_MSG(n_cached == n_past && n_cached <= full->n &&
+                      !memcmp(cached, full->ids, (size_t)n_cached * sizeof *cached),
+                  "round %d: the %d cached tokens are not a prefix of the prompt and its "
+                  "undisturbed continuation",
+                  round, n_cached);
+        if (got.n_tokens > 0)
+            CHECK_MSG(n_cached >= full->n_prompt + got.n_tokens - 1,
+                      "round %d: %d tokens cached after %d prompt and %d generated", round,
+                      n_cached, full->n_prompt, got.n_tokens);
+    }
+    atomic_store(&s.quit, true);
+    pthread_join(thread, NULL);
+    /* The storm is over: the context generates what a fresh one generates. */
+    output after;
+    edgellm_generate_result r;
+    CHECK(run_job(s.ctx, j, &after, &r) == EDGELLM_OK);
+    CHECK_MSG(after.n_tokens == want->n_tokens &&
+                  !memcmp(after.tokens, want->tokens, sizeof after.tokens),
+              "after the cancels the context generates other tokens");
+    printf("cancel storm: %d of %d generations cancelled, %ld cancels landed\n", cancelled,
+           CANCEL_ROUNDS, (long)atomic_load(&s.landed));
+    edgellm_context_free(s.ctx);
+}
+
+/* ---- two contexts of one model on two threads --------------------------------------------- */
+
+/* A thread's share: its context (made and freed by the main thread, which alone counts checks). */
+typedef struct worker {
+    edgellm_context *ctx;
+    const job *jobs;
+    int n_jobs;
+    output outputs[CONCURRENT_ROUNDS];
+    edgellm_status status[CONCURRENT_ROUNDS];
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < CONCURRENT_ROUNDS; i++) {
+        edgellm_generate_result r;
+        w->status[i] = run_job(w->ctx, &w->jobs[i % w->n_jobs], &w->outputs[i], &r);
+    }
+    return NULL;
+}
+
+static void test_two_contexts(edgellm_model *m, const job *jobs_a, const job *jobs_b, int n_jobs)
+{
+    output alone_a[CONCURRENT_ROUNDS], alone_b[CONCURRENT_ROUNDS];
+    edgellm_context *ctx = new_context(m, 1);
+    for (int i = 0; i < CONCURRENT_ROUNDS; i++) {
+        edgellm_generate_result r;
+        CHECK(run_job(ctx, &jobs_a[i % n_jobs], &alone_a[i], &r) == EDGELLM_OK);
+        CHECK(run_job(ctx, &jobs_b[i % n_jobs], &alone_b[i], &r) == EDGELLM_OK);
+        CHECK_MSG(alone_a[i].n_tokens > 0 && alone_b[i].n_tokens > 0, "job %d generated nothing",
+                  i);
+    }
+    edgellm_context_free(ctx);
+
+    worker a = {.ctx = new_context(m, 1), .jobs = jobs_a, .n_jobs = n_jobs};
+    worker b = {.ctx = new_context(m, 2), .jobs = jobs_b, .n_jobs = n_jobs};
+    pthread_t ta, tb;
+    CHECK(pthread_create(&ta, NULL, work, &a) == 0);
+    CHECK(pthread_create(&tb, NULL, work, &b) == 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    edgellm_context_free(a.ctx);
+    edgellm_context_free(b.ctx);
+    for (int i = 0; i < CONCURRENT_ROUNDS; i++) {
+        CHECK_MSG(a.status[i] == EDGELLM_OK && b.status[i] == EDGELLM_OK, "round %d: %s / %s", i,
+                  edgellm_status_name(a.status[i]), edgellm_status_name(b.status[i]));
+        CHECK_MSG(!memcmp(&a.outputs[i], &alone_a[i], sizeof alone_a[i]),
+                  "round %d: thread A's output differs from its single-threaded one", i);
+        CHECK_MSG(!memcmp(&b.outputs[i], &alone_b[i], sizeof alone_b[i]),
+                  "round %d: thread B's output differs from its single-threaded one", i);
+    }
+}
+
+int main(void)
+{
+    edgellm_model *m = NULL;
+    if (edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m) !=
+        EDGELLM_OK) {
+        CHECK_MSG(0, "the shared aidreams model: %s", edgellm_last_error());
+        return test_finish("test_api_threads");
+    }
+    /* Greedy, sampled, with a stop string, under a grammar both threads share. */
+    edgellm_generate_params greedy = edgellm_generate_default_params();
+    greedy.max_tokens = N_GEN;
+    greedy.sampling.temperature = 0;
+    edgellm_generate_params sampled = greedy;
+    sampled.sampling.temperature = 0.9f;
+    sampled.sampling.top_k = 20;
+    sampled.sampling.seed = 11;
+    sampled.sampling.repeat_penalty = 1.2f;
+    static const char *const stops[] = {"park"};
+    edgellm_generate_params stopping = sampled;
+    stopping.stop_strings = stops;
+    stopping.n_stop_strings = 1;
+    stopping.sampling.seed = 5;
+    static const char words[] = "root ::= (\" \" [a-z]+)+ \".\"";
+    edgellm_grammar *grammar = NULL;
+    CHECK_MSG(edgellm_grammar_compile(m, words, strlen(words), NULL, &grammar) == EDGELLM_OK,
+              "grammar: %s", edgellm_last_error());
+    edgellm_generate_params constrained = sampled;
+    constrained.grammar = grammar;
+    const char *story = "Once upon a time, there was a little girl named Lily. She";
+    const job jobs_a[] = {{story, greedy, 1}, {story, sampled, 3}, {"The dog", constrained, 2}};
+    const job jobs_b[] = {
+        {"One day, Tom", sampled, 4}, {story, stopping, 1}, {"The cat", constrained, 7}};
+
+    output want;
+    edgellm_context *ctx = new_context(m, 2);
+    edgellm_generate_result r;
+    CHECK(run_job(ctx, &jobs_a[0], &want, &r) == EDGELLM_OK);
+    CHECK_MSG(want.n_tokens >= 8, "the undisturbed generation gave %d tokens", want.n_tokens);
+    sequence full = {.n_prompt = r.n_prompt_tokens};
+    const edgellm_token *prompt_ids = edgellm_context_tokens(ctx, &full.n);
+    memcpy(full.ids, prompt_ids, (size_t)full.n_prompt * sizeof *full.ids);
+    memcpy(full.ids + full.n_prompt, want.tokens, (size_t)want.n_tokens * sizeof *full.ids);
+    full.n = full.n_prompt + want.n_tokens;
+    edgellm_context_free(ctx);
+
+    test_cancel_storm(m, &jobs_a[0], &want, &full);
+    test_two_contexts(m, jobs_a, jobs_b, 3);
+
+    edgellm_grammar_free(grammar);
+    edgellm_model_free(m);
+    return test_finish("test_api_threads");
+}
