@@ -292,9 +292,10 @@ EDGELLM_API
 const edgellm_model *edgellm_context_model(const edgellm_context *ctx);
 /*
  * Asks the call running on ctx (edgellm_eval, edgellm_embed, edgellm_generate,
- * edgellm_generate_tokens), or the generation open on it (edgellm_generation_begin), to stop; callable from any thread while ctx exists, e.g. when the user
- * leaves the screen during a long prompt. The call stops before the next layer of its forward
- * pass (or before the next token) and returns EDGELLM_ERR_CANCELLED with the context usable:
+ * edgellm_generate_tokens), or the generation open on it (edgellm_generation_begin), to stop;
+ * callable from any thread while ctx exists, e.g. when the user leaves the screen during a long
+ * prompt. The call stops before the next layer of its forward pass (or before the next token)
+ * and returns EDGELLM_ERR_CANCELLED with the context usable:
  *  - edgellm_eval keeps the n_batch chunks it finished in the cache (edgellm_context_n_past says
  *    how far it got; an edgellm_generate with the same prompt reuses them) and no logits;
  *  - edgellm_generate* has handed every accepted token to on_token; the cache holds the prompt
@@ -320,8 +321,8 @@ edgellm_status edgellm_context_truncate(edgellm_context *ctx, int32_t n_keep);
 /*
  * Evaluates n_tokens tokens at positions n_past.. and appends them to the KV cache. With
  * all_logits = 0 only the last position's logits are kept; otherwise logits for every position
- * (then n_tokens must not exceed n_batch). Longer batches are split into n_batch chunks. Fails with EDGELLM_ERR_CONTEXT_FULL (and
- * changes nothing) if the tokens would not fit, and with EDGELLM_ERR_FORMAT (appending nothing)
+ * (then n_tokens must not exceed n_batch). Longer batches are split into n_batch chunks. Fails
+ * with EDGELLM_ERR_CONTEXT_FULL (and changes nothing) if the tokens would not fit, and with EDGELLM_ERR_FORMAT (appending nothing)
  * when the model computes NaN or infinite logits: its weights or hyper-parameters are broken.
  * edgellm_eval_batch and edgellm_embed fail the same way.
  */
@@ -635,17 +636,17 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
  * edgellm_generation_finish, before freeing its context, the model, the grammar or the draft
  * context params points to. Like its context, a generation is used by one thread at a time (it may
  * move between threads between calls); only edgellm_context_cancel may be called from another
- * thread while it runs. While it is open (begun and not finished, also after it ended), every call that evaluates or
- * changes the context's cache fails with EDGELLM_ERR_BUSY and changes nothing: edgellm_eval,
- * edgellm_eval_batch with the context, edgellm_embed, edgellm_generate*, edgellm_context_truncate,
- * edgellm_context_copy_cache into it, and a second edgellm_generation_begin* (also when on_token
- * makes them);
- * the getters (edgellm_context_n_past, edgellm_context_tokens, edgellm_get_logits, ...) work. The
- * draft context of params is held too until finish: a generation of its own
- * (edgellm_generation_begin*, edgellm_generate*) fails with EDGELLM_ERR_BUSY, since the drafting
- * generation re-syncs the draft's cache before its passes (its other calls are allowed). A
- * context freed while a generation is open leaves that generation ended: its calls fail with
- * EDGELLM_ERR_INVALID_ARGUMENT and edgellm_generation_finish only frees it.
+ * thread while it runs. While it is open (begun and not finished, also after it ended), every call
+ * that evaluates or changes the context's cache fails with EDGELLM_ERR_BUSY and changes nothing:
+ * edgellm_eval, edgellm_eval_batch with the context, edgellm_embed, edgellm_generate*,
+ * edgellm_context_truncate, edgellm_context_copy_cache into it, and a second
+ * edgellm_generation_begin* (also when on_token makes them); the getters (edgellm_context_n_past,
+ * edgellm_context_tokens, edgellm_get_logits, ...) work. The draft context of params is held too
+ * until finish: a generation of its own (edgellm_generation_begin*, edgellm_generate*) fails with
+ * EDGELLM_ERR_BUSY, since the drafting generation re-syncs the draft's cache before its passes (its
+ * other calls are allowed). A context freed while a generation is open leaves that generation
+ * ended: its calls fail with EDGELLM_ERR_INVALID_ARGUMENT and edgellm_generation_finish only frees
+ * it.
  */
 typedef struct edgellm_generation edgellm_generation;
 
