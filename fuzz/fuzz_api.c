@@ -500,15 +500,19 @@ static void op_eval_batch(input *in, fuzz_state *fs)
         past[i] = edgellm_context_n_past(s->ctx);
     }
     edgellm_status st = edgellm_eval_batch(fs->batch, ctxs, lists, counts, n_ctxs);
-    bool busy = false, valid = n_ctxs == 1 || ctxs[0] != ctxs[1];
-    for (int i = 0; i < n_ctxs; i++) {
-        busy |= fs->slots[(shape >> (1 + i)) & 1].gen != NULL;
-        valid &= counts[i] > 0 && all_in_vocab(lists[i], counts[i]);
+    /* Contexts are checked in order and the first one's problem is the answer: no tokens, then
+     * an open generation (BUSY), then no room. Only a batch whose every context passes those is
+     * checked as a whole (the same context twice, tokens outside the vocabulary). */
+    bool refused = false, valid = n_ctxs == 1 || ctxs[0] != ctxs[1];
+    for (int i = 0; i < n_ctxs && !refused; i++) {
+        bool busy = fs->slots[(shape >> (1 + i)) & 1].gen != NULL;
+        if (counts[i] <= 0 || busy || counts[i] > N_CTX - past[i]) {
+            REQUIRE(counts[i] <= 0 || !busy || st == EDGELLM_ERR_BUSY);
+            refused = true;
+        }
+        valid &= all_in_vocab(lists[i], counts[i]);
     }
-    /* The first context's problem is reported first; a valid call on a busy context is BUSY. */
-    if (busy && valid)
-        REQUIRE(st == EDGELLM_ERR_BUSY);
-    if (!valid || busy)
+    if (refused || !valid)
         REQUIRE(st != EDGELLM_OK);
     if (st != EDGELLM_OK)
         for (int i = 0; i < n_ctxs; i++)
