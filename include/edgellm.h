@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-#define EDGELLM_API_VERSION 4
+#define EDGELLM_API_VERSION 5
 
 typedef enum edgellm_status {
     EDGELLM_OK = 0,
@@ -112,10 +112,14 @@ edgellm_model_params edgellm_model_default_params(void);
 EDGELLM_API
 edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *params,
                                   edgellm_model **out_model);
+/* Releases the application's handle. The model itself (its mapping and memory) goes when the
+ * contexts, batches, grammars and text streams made from it are freed too: each keeps it, so they
+ * go on working when the model is freed first (API version 5; docs/embedding.md, "Ownership"). */
 EDGELLM_API
 void edgellm_model_free(edgellm_model *model);
 /* The same from a GGUF file already in memory (e.g. a browser download): data must stay valid and
- * unchanged until edgellm_model_free, which does not free it. */
+ * unchanged until the model goes (edgellm_model_free and the last object made from it freed),
+ * which does not free it. */
 EDGELLM_API
 edgellm_status edgellm_model_load_from_memory(const void *data, size_t size,
                                               const edgellm_model_params *params,
@@ -451,8 +455,9 @@ edgellm_token edgellm_sampler_sample(edgellm_sampler *sampler, const float *logi
  * grouping, * + ? {m,n}, "literals", [classes], ., comments), compiled against one model's
  * vocabulary. Generation under it only produces text the grammar accepts.
  *
- * Ownership and threads: the caller owns a compiled grammar and frees it after every state and
- * generation using it has finished; the model must outlive it. A compiled grammar is safe to use
+ * Ownership and threads: the caller owns a compiled grammar and may free it at any time: the
+ * states and generations using it keep it until they are freed or finished, and it keeps its
+ * model (API version 5). A compiled grammar is safe to use
  * from any number of threads at once (what it computes lazily is guarded by a lock). The first
  * grammar compiled for a model also builds the model's vocabulary trie, which the model keeps
  * and every grammar shares.
@@ -469,7 +474,8 @@ EDGELLM_API
 void edgellm_grammar_free(edgellm_grammar *grammar);
 
 /* The matching state of one output: what a caller running its own decoding loop needs. One per
- * generation, used by one thread at a time; the grammar must outlive it. */
+ * generation, used by one thread at a time; it keeps its grammar (edgellm_grammar_free may come
+ * first). */
 typedef struct edgellm_grammar_state edgellm_grammar_state;
 
 EDGELLM_API
@@ -541,7 +547,8 @@ typedef struct edgellm_generate_params {
      * one source of proposals: */
     edgellm_context *draft; /* a context of a smaller model with the same vocabulary
                                (edgellm_model_check_draft), used by one generation at a time;
-                               NULL = none */
+                               NULL = none. Freed while a generation drafts with it, the
+                               generation goes on without proposals (API version 5) */
     int32_t lookup_ngram;   /* > 0: prompt lookup: propose what followed the latest earlier
                                occurrence of the context's last lookup_ngram tokens; 0 = off */
     int32_t draft_max;      /* most tokens proposed per pass of the model (default 8) */
@@ -633,8 +640,10 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
  * non-zero ends the generation with EDGELLM_STOP_CALLBACK.
  *
  * Ownership and threads: the application owns the generation and frees it with
- * edgellm_generation_finish, before freeing its context, the model, the grammar or the draft
- * context params points to. Like its context, a generation is used by one thread at a time (it may
+ * edgellm_generation_finish. What it uses may be freed first (API version 5): its context (below),
+ * the model and the grammar (the generation keeps them until finish), and the draft context of
+ * params, after which the generation goes on without proposals from its next pass: the same
+ * greedy output, sampled output from the same distribution. Like its context, a generation is used by one thread at a time (it may
  * move between threads between calls); only edgellm_context_cancel may be called from another
  * thread while it runs. While it is open (begun and not finished, also after it ended), every call
  * that evaluates or changes the context's cache fails with EDGELLM_ERR_BUSY and changes nothing:
@@ -654,8 +663,8 @@ typedef struct edgellm_generation edgellm_generation;
  * Begins a generation of the text prompt on ctx, tokenized as edgellm_generate tokenizes it,
  * validating params as edgellm_generate does (every failure it reports before evaluating is
  * reported here, and *out_generation is set to NULL). Nothing is evaluated yet. params and the stop
- * strings are copied; what params points to otherwise (user_data, the grammar, the draft context)
- * must outlive the generation. EDGELLM_ERR_BUSY when ctx already has an open generation; then
+ * strings are copied; user_data must outlive the generation (the grammar and the draft context may
+ * go first, as said above). EDGELLM_ERR_BUSY when ctx already has an open generation; then
  * *out_generation is left as it was, so that a handle of the open one passed again is not lost.
  */
 EDGELLM_API

@@ -670,15 +670,24 @@ static void test_cancel_between_calls(edgellm_model *m, const received *want)
 
 /* The context freed under an open generation: the generation fails its calls and finish frees
  * it (the sanitizer build would report a use of the freed context). */
+/* A greedy generation of 12 tokens after "Once upon a time" into *got, open on ctx after its
+ * first n_first tokens (NULL if it could not begin). */
+static edgellm_generation *open_greedy(edgellm_context *ctx, received *got, int32_t n_first)
+{
+    edgellm_generate_params gp = greedy_into(got, 12);
+    edgellm_generation *gen = NULL;
+    int ended = 0;
+    CHECK(ctx && edgellm_generation_begin(ctx, "Once upon a time", &gp, &gen) == EDGELLM_OK);
+    CHECK(gen && edgellm_generation_next(gen, n_first, &ended) == EDGELLM_OK && !ended);
+    return gen;
+}
+
 static void test_context_freed_first(edgellm_model *m)
 {
     edgellm_context *ctx = fresh_context(m, 64);
     received got = {0};
-    edgellm_generate_params gp = greedy_into(&got, 12);
-    edgellm_generation *gen = NULL;
+    edgellm_generation *gen = open_greedy(ctx, &got, 2);
     int ended = 0;
-    CHECK(ctx && edgellm_generation_begin(ctx, "Once upon a time", &gp, &gen) == EDGELLM_OK);
-    CHECK(gen && edgellm_generation_next(gen, 2, &ended) == EDGELLM_OK && !ended);
     edgellm_context_free(ctx);
     if (!gen)
         return;
@@ -688,6 +697,207 @@ static void test_context_freed_first(edgellm_model *m)
     edgellm_generate_result r;
     CHECK(edgellm_generation_finish(gen, &r) == EDGELLM_ERR_INVALID_ARGUMENT);
     CHECK(r.n_generated == 2 && got.n_tokens == 2);
+}
+
+/* Tokens the callback saw, and the draft context it frees at the token numbered free_at. */
+typedef struct draft_freeing {
+    received out;
+    edgellm_context *draft;
+    int free_at;
+} draft_freeing;
+
+static int free_draft_at(void *user, edgellm_token token, const char *text, size_t len)
+{
+    draft_freeing *f = user;
+    receive(&f->out, token, text, len);
+    if (f->out.n_tokens == f->free_at) {
+        edgellm_context_free(f->draft);
+        f->draft = NULL;
+    }
+    return 0;
+}
+
+/* The draft context freed while a generation drafts with it: between two slices, before the
+ * prompt is evaluated, from on_token inside a speculative pass (edgellm_generate), and under two
+ * generations sharing it. Each goes on without proposals; greedy output is the output without a
+ * draft (speculative decoding is exact under greedy). Before session 25 the generation read the
+ * freed context (a use after free the sanitizer build reports). */
+static void test_draft_freed_first(edgellm_model *m, const received *want)
+{
+    edgellm_generate_result r;
+    int ended = 0;
+    for (int prompt_first = 0; prompt_first < 2; prompt_first++) {
+        edgellm_context *ctx = fresh_context(m, 64), *draft = fresh_context(m, 64);
+        received got = {0};
+        edgellm_generate_params gp = greedy_into(&got, 12);
+        gp.draft = draft;
+        gp.draft_max = 4;
+        edgellm_generation *gen = NULL;
+        CHECK(ctx && draft &&
+              edgellm_generation_begin(ctx, "Once upon a time", &gp, &gen) == EDGELLM_OK);
+        if (!gen)
+            return;
+        if (prompt_first)
+            CHECK(edgellm_generation_prefill(gen, 2, &ended) == EDGELLM_OK && !ended);
+        else /* the first token, then one pass that checks proposals */
+            CHECK(edgellm_generation_next(gen, 2, &ended) == EDGELLM_OK && !ended);
+        int n_before = got.n_tokens;
+        edgellm_context_free(draft);
+        CHECK(edgellm_generation_next(gen, INT32_MAX, &ended) == EDGELLM_OK && ended);
+        CHECK(edgellm_generation_finish(gen, &r) == EDGELLM_OK);
+        CHECK_MSG(same_tokens(&got, want), "with its draft freed after %d tokens: '%s'", n_before,
+                  got.text);
+        CHECK(r.n_generated == 12 && r.stop_reason == EDGELLM_STOP_MAX_TOKENS);
+        /* Proposals were checked only while the draft lived. */
+        CHECK(prompt_first ? r.n_draft_proposed == 0
+                           : r.n_draft_proposed > 0 && r.n_draft_accepted > 0);
+        /* The prompt and the output but its last token, as without a draft. */
+        CHECK(edgellm_context_n_past(ctx) == r.n_prompt_tokens + 11);
+        edgellm_context_free(ctx);
+    }
+
+    /* Freed by on_token in the middle of a pass's accepted proposals. */
+    edgellm_context *ctx = fresh_context(m, 64);
+    static draft_freeing f;
+    memset(&f, 0, sizeof f);
+    f.draft = fresh_context(m, 64);
+    f.free_at = 3;
+    edgellm_generate_params gp = greedy_into(NULL, 12);
+    gp.on_token = free_draft_at;
+    gp.user_data = &f;
+    gp.draft = f.draft;
+    CHECK(ctx && edgellm_generate(ctx, "Once upon a time", &gp, &r) == EDGELLM_OK);
+    CHECK(!f.draft && r.n_generated == 12 && r.n_draft_accepted > 0);
+    CHECK_MSG(same_tokens(&f.out, want), "with its draft freed by on_token: '%s'", f.out.text);
+
+    /* Two generations drafting with one context. */
+    edgellm_context *second = fresh_context(m, 64), *draft = fresh_context(m, 64);
+    static received got[2];
+    memset(got, 0, sizeof got);
+    edgellm_generation *gens[2] = {NULL, NULL};
+    edgellm_context *ctxs[2] = {ctx, second};
+    for (int i = 0; i < 2; i++) {
+        edgellm_context_truncate(ctxs[i], 0);
+        gp = greedy_into(&got[i], 12);
+        gp.draft = draft;
+        CHECK(ctxs[i] &&
+              edgellm_generation_begin(ctxs[i], "Once upon a time", &gp, &gens[i]) == EDGELLM_OK);
+        CHECK(gens[i] && edgellm_generation_next(gens[i], 2 + i, &ended) == EDGELLM_OK);
+    }
+    edgellm_context_free(draft);
+    for (int i = 0; i < 2; i++) {
+        CHECK(gens[i] && edgellm_generation_next(gens[i], INT32_MAX, &ended) == EDGELLM_OK);
+        CHECK(edgellm_generation_finish(gens[i], NULL) == EDGELLM_OK);
+        CHECK_MSG(same_tokens(&got[i], want), "generation %d sharing a freed draft: '%s'", i,
+                  got[i].text);
+    }
+    edgellm_context_free(second);
+    edgellm_context_free(ctx);
+}
+
+/* The greedy output of "Once upon a time" under grammar, with the grammar freed (when
+ * free_early) after the first two tokens. */
+static void grammar_output(edgellm_model *m, const char *grammar_text, bool free_early,
+                           received *got)
+{
+    memset(got, 0, sizeof *got);
+    edgellm_grammar *grammar = NULL;
+    CHECK(edgellm_grammar_compile(m, grammar_text, strlen(grammar_text), NULL, &grammar) ==
+          EDGELLM_OK);
+    edgellm_context *ctx = fresh_context(m, 64);
+    edgellm_generate_params gp = greedy_into(got, 12);
+    gp.grammar = grammar;
+    edgellm_generation *gen = NULL;
+    int ended = 0;
+    CHECK(ctx && grammar &&
+          edgellm_generation_begin(ctx, "Once upon a time", &gp, &gen) == EDGELLM_OK);
+    CHECK(gen && edgellm_generation_next(gen, 2, &ended) == EDGELLM_OK && !ended);
+    if (free_early) {
+        edgellm_grammar_free(grammar);
+        grammar = NULL;
+    }
+    CHECK(gen && edgellm_generation_next(gen, INT32_MAX, &ended) == EDGELLM_OK && ended);
+    CHECK(edgellm_generation_finish(gen, NULL) == EDGELLM_OK);
+    edgellm_context_free(ctx);
+    edgellm_grammar_free(grammar);
+}
+
+/* A grammar freed while a generation or a grammar state uses it stays until they are done:
+ * same output, and the state goes on matching. Before session 25 both read freed memory. */
+static void test_grammar_freed_first(edgellm_model *m)
+{
+    static const char text[] = "root ::= [a-z ]+ \".\"";
+    static received kept, freed;
+    grammar_output(m, text, false, &kept);
+    grammar_output(m, text, true, &freed);
+    CHECK(kept.n_tokens > 2);
+    CHECK_MSG(same_tokens(&kept, &freed), "grammar freed under the generation: '%s' not '%s'",
+              freed.text, kept.text);
+
+    edgellm_grammar *grammar = NULL;
+    edgellm_grammar_state *state = NULL;
+    CHECK(edgellm_grammar_compile(m, text, strlen(text), NULL, &grammar) == EDGELLM_OK);
+    CHECK(edgellm_grammar_state_create(grammar, &state) == EDGELLM_OK);
+    edgellm_grammar_free(grammar);
+    edgellm_token ids[8];
+    int32_t n = 0;
+    CHECK(edgellm_tokenize(m, "ab.", 3, 0, ids, 8, &n) == EDGELLM_OK && n > 0);
+    for (int32_t i = 0; i < n; i++)
+        CHECK(edgellm_grammar_state_accept(state, ids[i]) == EDGELLM_OK);
+    CHECK(edgellm_grammar_state_can_end(state) == 1);
+    edgellm_grammar_state_free(state);
+}
+
+/* The model freed first, while a context with an open generation, a batch, a grammar and a text
+ * stream of it live: they keep working, with the same output, and the model's memory goes with
+ * the last of them (the sanitizer build's leak check sees it). Before session 25 they read the
+ * unmapped weights. */
+static void test_model_freed_first(const received *want)
+{
+    edgellm_model *m = NULL;
+    CHECK(edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m) ==
+          EDGELLM_OK);
+    if (!m)
+        return;
+    edgellm_context *ctx = fresh_context(m, 64), *other = fresh_context(m, 64);
+    edgellm_context_params bp = edgellm_context_default_params();
+    bp.n_ctx = 64;
+    bp.n_threads = 1;
+    edgellm_batch *batch = NULL;
+    edgellm_grammar *grammar = NULL;
+    edgellm_text_stream *stream = NULL;
+    CHECK(edgellm_batch_create(m, &bp, &batch) == EDGELLM_OK);
+    CHECK(edgellm_grammar_compile(m, "root ::= [a-z]+", 15, NULL, &grammar) == EDGELLM_OK);
+    CHECK(edgellm_text_stream_create(m, NULL, 0, &stream) == EDGELLM_OK);
+    received got = {0};
+    edgellm_generation *gen = open_greedy(ctx, &got, 3);
+    int ended = 0;
+    edgellm_model_free(m);
+    m = NULL;
+
+    CHECK(gen && edgellm_generation_next(gen, INT32_MAX, &ended) == EDGELLM_OK && ended);
+    CHECK(edgellm_generation_finish(gen, NULL) == EDGELLM_OK);
+    CHECK_MSG(same_tokens(&got, want), "with its model freed: '%s'", got.text);
+    const edgellm_model *held = edgellm_context_model(other);
+    CHECK(held && edgellm_n_vocab(held) == 512);
+    edgellm_token one = 1;
+    const edgellm_token *one_p = &one;
+    int32_t n_one = 1;
+    CHECK(edgellm_eval_batch(batch, &other, &one_p, &n_one, 1) == EDGELLM_OK);
+    const char *text = NULL;
+    size_t len = 0;
+    int stopped = 0;
+    CHECK(edgellm_text_stream_push(stream, want->tokens[0], &text, &len, &stopped) == EDGELLM_OK);
+    edgellm_grammar_state *state = NULL;
+    CHECK(edgellm_grammar_state_create(grammar, &state) == EDGELLM_OK);
+    /* Freed in an order other than creation's. */
+    edgellm_context_free(ctx);
+    edgellm_grammar_free(grammar);
+    edgellm_batch_free(batch);
+    edgellm_text_stream_free(stream);
+    edgellm_context_free(other);
+    CHECK(state && edgellm_grammar_state_can_end(state) == 0);
+    edgellm_grammar_state_free(state);
 }
 
 int main(void)
@@ -719,6 +929,9 @@ int main(void)
         test_callback_reentry(m, &want);
         test_cancel_between_calls(m, &want);
         test_context_freed_first(m);
+        test_draft_freed_first(m, &want);
+        test_grammar_freed_first(m);
+        test_model_freed_first(&want);
     }
     edgellm_model_free(m);
     return test_finish("test_api_generation");

@@ -30,6 +30,9 @@ struct edgellm_model {
     uint64_t n_params;
     uint64_t weights_bytes;
     ellm_token_trie *token_trie; /* for grammars; built on first use under token_trie_lock */
+    /* The application's handle and every context, batch, grammar and text stream made from the
+     * model: freeing the model before them must not pull the weights from under them. */
+    atomic_int refs;
 };
 
 static pthread_mutex_t token_trie_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -59,7 +62,7 @@ struct edgellm_context {
     /* The step-by-step generation begun on this context and not yet finished: it owns the cache
      * between its calls, so the public calls that would change the cache are refused. */
     edgellm_generation *generation;
-    int32_t n_drafting; /* open generations that use this context as their draft */
+    ellm_draft_hold *drafting; /* open generations that use this context as their draft */
 };
 
 #define CTX_RUNNING 1u
@@ -149,6 +152,15 @@ static void describe_weights(edgellm_model *m)
     snprintf(m->quantization, sizeof m->quantization, "%s", ellm_type_name(best));
 }
 
+/* An empty model held by its handle alone. */
+static edgellm_model *model_alloc(void)
+{
+    edgellm_model *m = calloc(1, sizeof *m);
+    if (m)
+        atomic_init(&m->refs, 1);
+    return m;
+}
+
 /* Builds the model over an opened GGUF file (owned by m from here on); path names the file in
  * messages. */
 static edgellm_status model_from_file(edgellm_model *m, const char *path, bool vocab_only,
@@ -168,7 +180,7 @@ edgellm_status edgellm_model_load(const char *path, const edgellm_model_params *
                          "edgellm_model_load: pages is %d (EDGELLM_PAGES_HUGE or "
                          "EDGELLM_PAGES_SMALL)",
                          (int)pages);
-    edgellm_model *m = calloc(1, sizeof *m);
+    edgellm_model *m = model_alloc();
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
     edgellm_status st = ellm_gguf_open_paged(path, pages, &m->file);
@@ -190,7 +202,7 @@ edgellm_status edgellm_model_load_from_memory(const void *data, size_t size,
     if (!data && size)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "edgellm_model_load_from_memory: no data given");
-    edgellm_model *m = calloc(1, sizeof *m);
+    edgellm_model *m = model_alloc();
     if (!m)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a model");
     edgellm_status st = ellm_gguf_parse(data ? data : "", size, &m->file);
@@ -253,9 +265,16 @@ static edgellm_status model_from_file(edgellm_model *m, const char *path, bool v
     return EDGELLM_OK;
 }
 
-void edgellm_model_free(edgellm_model *m)
+void ellm_model_retain(const edgellm_model *m)
 {
-    if (!m)
+    /* The count is bookkeeping, not the model's content, which stays read-only. */
+    atomic_fetch_add(&((edgellm_model *)m)->refs, 1);
+}
+
+void ellm_model_release(const edgellm_model *cm)
+{
+    edgellm_model *m = (edgellm_model *)cm;
+    if (atomic_fetch_sub(&m->refs, 1) != 1)
         return;
     if (m->tensor_names && m->file)
         for (uint64_t i = 0; i < ellm_gguf_tensor_count(m->file); i++)
@@ -268,6 +287,12 @@ void edgellm_model_free(edgellm_model *m)
     ellm_model_free(m->model);
     ellm_gguf_close(m->file);
     free(m);
+}
+
+void edgellm_model_free(edgellm_model *m)
+{
+    if (m)
+        ellm_model_release(m);
 }
 
 edgellm_status edgellm_model_get_info(const edgellm_model *m, edgellm_model_info *info)
@@ -653,6 +678,7 @@ edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_pa
     if (!c)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a context");
     c->model = m;
+    ellm_model_retain(m);
     c->pending_at = -1;
     atomic_init(&c->run_state, 0);
     c->params = cp;
@@ -726,9 +752,22 @@ edgellm_status ellm_context_refuse_busy(const edgellm_context *c, const char *wh
                      what);
 }
 
-void ellm_context_hold_as_draft(edgellm_context *c, bool hold) { c->n_drafting += hold ? 1 : -1; }
+void ellm_context_hold_as_draft(edgellm_context *c, ellm_draft_hold *hold)
+{
+    hold->next = c->drafting;
+    c->drafting = hold;
+}
 
-bool ellm_context_drafting(const edgellm_context *c) { return c && c->n_drafting > 0; }
+void ellm_context_release_draft(edgellm_context *c, ellm_draft_hold *hold)
+{
+    ellm_draft_hold **link = &c->drafting;
+    while (*link && *link != hold)
+        link = &(*link)->next;
+    if (*link)
+        *link = hold->next;
+}
+
+bool ellm_context_drafting(const edgellm_context *c) { return c && c->drafting; }
 
 void edgellm_context_free(edgellm_context *c)
 {
@@ -737,11 +776,18 @@ void edgellm_context_free(edgellm_context *c)
     /* The application still holds the generation: it must fail cleanly, not reach freed memory. */
     if (c->generation)
         ellm_generation_detach(c->generation);
+    /* Those drafting with it go on without proposals, as they would without a draft. */
+    for (ellm_draft_hold *hold = c->drafting, *next; hold; hold = next) {
+        next = hold->next;
+        ellm_generation_lose_draft(hold->generation);
+    }
     ellm_state_free(c->state);
     ellm_threadpool_free(c->pool);
     free(c->profile);
     free(c->tokens);
     free(c->logits);
+    if (c->model)
+        ellm_model_release(c->model);
     free(c);
 }
 
@@ -906,6 +952,7 @@ edgellm_status edgellm_batch_create(edgellm_model *m, const edgellm_context_para
     if (!b)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a batch");
     b->model = m;
+    ellm_model_retain(m);
     b->n_batch = sp.n_batch;
     int32_t n_vocab = ellm_model_hparams(m->model)->n_vocab;
     b->logits = malloc((size_t)sp.n_batch * (size_t)n_vocab * sizeof *b->logits);
@@ -932,6 +979,8 @@ void edgellm_batch_free(edgellm_batch *b)
     ellm_threadpool_free(b->pool);
     free(b->logits);
     free(b->seqs);
+    if (b->model)
+        ellm_model_release(b->model);
     free(b);
 }
 

@@ -32,11 +32,22 @@ edgellm_generation *ellm_context_generation(const edgellm_context *ctx);
 /* EDGELLM_OK when ctx has no open generation, else EDGELLM_ERR_BUSY with a message naming what
  * (the refused function). */
 edgellm_status ellm_context_refuse_busy(const edgellm_context *ctx, const char *what);
-/* Open generations drafting with ctx (edgellm_generate_params.draft) count themselves here from
- * begin to finish: each one re-syncs the draft's cache before its passes, so ctx must not open a
- * generation of its own meanwhile. */
-void ellm_context_hold_as_draft(edgellm_context *ctx, bool hold);
+/* An open generation drafting with a context (edgellm_generate_params.draft), in that context's
+ * list from begin to finish: each one re-syncs the draft's cache before its passes, so the context
+ * must not open a generation of its own meanwhile, and freeing it tells each one to go on without
+ * it (ellm_generation_lose_draft). The generation owns the entry. */
+typedef struct ellm_draft_hold {
+    edgellm_generation *generation;
+    struct ellm_draft_hold *next;
+} ellm_draft_hold;
+void ellm_context_hold_as_draft(edgellm_context *ctx, ellm_draft_hold *hold);
+void ellm_context_release_draft(edgellm_context *ctx, ellm_draft_hold *hold);
 bool ellm_context_drafting(const edgellm_context *ctx);
+/* The model's memory stays until its handle (edgellm_model_free) and every object made from it
+ * (contexts, batches, grammars, text streams) are released; each of those retains it. Atomic:
+ * they are created and freed on any threads. */
+void ellm_model_retain(const edgellm_model *model);
+void ellm_model_release(const edgellm_model *model);
 edgellm_status ellm_context_eval(edgellm_context *ctx, const edgellm_token *tokens,
                                  int32_t n_tokens, int all_logits);
 /* n_keep is at most what is cached. */

@@ -54,7 +54,8 @@ struct edgellm_generation {
     /* The generation holds a call open on ctx from begin until it ends, so that a cancel
      * between its slices is kept for the next one instead of dropped. */
     bool call_open;
-    bool running; /* inside one of its calls: its callback must not re-enter it */
+    bool running;               /* inside one of its calls: its callback must not re-enter it */
+    ellm_draft_hold draft_hold; /* in params.draft's list while that is set */
 };
 
 /* tok is the next token: accepted, handed to the callback, checked against the context and the
@@ -226,6 +227,8 @@ static edgellm_token sample_next(edgellm_generation *g, bool *scored, edgellm_st
     return tok;
 }
 
+static bool plain_tokens(edgellm_generation *g, int32_t n_tokens, edgellm_status *st);
+
 /* Decoding with proposals: the model's own first token, then passes until n_tokens more are
  * generated. Returns false when generation ends. */
 static bool speculative_tokens(edgellm_generation *g, int32_t n_tokens, edgellm_status *st)
@@ -237,9 +240,20 @@ static bool speculative_tokens(edgellm_generation *g, int32_t n_tokens, edgellm_
         if (!scored || !emit(g, tok, st))
             return false;
     }
-    while (g->step.n_generated - n_before < n_tokens)
+    while (g->step.n_generated - n_before < n_tokens) {
+        if (!ellm_speculative_wanted(&g->params)) {
+            /* The draft context was freed (maybe by on_token during the last pass): plain
+             * decoding goes on from the token that pass emitted, which no pass evaluated yet. */
+            ellm_spec_free(g->step.spec);
+            g->step.spec = NULL;
+            *st = eval_next(g);
+            g->result.n_target_passes++;
+            return *st == EDGELLM_OK &&
+                   plain_tokens(g, n_tokens - (g->step.n_generated - n_before), st);
+        }
         if (!speculative_pass(g, st))
             return false;
+    }
     return true;
 }
 
@@ -299,6 +313,8 @@ static void release_call(edgellm_generation *g)
         ellm_context_end_call(g->ctx);
     g->call_open = false;
 }
+
+void ellm_generation_lose_draft(edgellm_generation *g) { g->params.draft = NULL; }
 
 void ellm_generation_detach(edgellm_generation *g)
 {
@@ -376,8 +392,10 @@ static edgellm_status generation_begin(edgellm_context *ctx, const edgellm_token
         return st;
     }
     ellm_context_set_generation(ctx, g);
-    if (params->draft)
-        ellm_context_hold_as_draft(params->draft, true);
+    if (params->draft) {
+        g->draft_hold.generation = g;
+        ellm_context_hold_as_draft(params->draft, &g->draft_hold);
+    }
     ellm_context_begin_call(ctx);
     g->call_open = true;
     *out = g;
@@ -489,7 +507,7 @@ edgellm_status edgellm_generation_finish(edgellm_generation *g, edgellm_generate
     if (g->ctx)
         ellm_context_set_generation(g->ctx, NULL);
     if (g->params.draft)
-        ellm_context_hold_as_draft(g->params.draft, false);
+        ellm_context_release_draft(g->params.draft, &g->draft_hold);
     generation_free(g);
     return st;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_internal.h"
 #include "core/status.h"
 #include "core/utf8.h"
 #include "edgellm.h"
@@ -87,6 +88,7 @@ edgellm_status edgellm_text_stream_create(const edgellm_model *model,
     if (!s)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for a text stream");
     s->model = model;
+    ellm_model_retain(model);
     if (n_stop_strings > 0) {
         s->stops = calloc((size_t)n_stop_strings, sizeof *s->stops);
         if (!s->stops) {
@@ -117,6 +119,7 @@ void edgellm_text_stream_free(edgellm_text_stream *s)
     free(s->stops);
     free(s->pending.buf);
     free(s->out.buf);
+    ellm_model_release(s->model);
     free(s);
 }
 

@@ -1,17 +1,33 @@
 /* The public constrained-decoding API: a grammar compiled against a model's vocabulary trie, and
  * per-generation matching states over it. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
+#include "api/api_internal.h"
 #include "core/status.h"
 #include "grammar/grammar.h"
 
 struct edgellm_grammar {
     ellm_bound_grammar bound;
+    const edgellm_model *model; /* retained: the trie the grammar is bound to is the model's */
+    /* The application's handle and each state (a generation's too): a grammar freed while a
+     * generation uses it stays until that generation finishes. States live on many threads. */
+    atomic_int refs;
 };
 
 struct edgellm_grammar_state {
     ellm_matcher *matcher;
+    edgellm_grammar *grammar;
 };
+
+static void grammar_release(edgellm_grammar *g)
+{
+    if (atomic_fetch_sub(&g->refs, 1) != 1)
+        return;
+    ellm_bound_grammar_release(&g->bound);
+    ellm_model_release(g->model);
+    free(g);
+}
 
 edgellm_status edgellm_grammar_compile(const edgellm_model *model, const char *text, size_t len,
                                        const char *root, edgellm_grammar **out)
@@ -38,6 +54,9 @@ edgellm_status edgellm_grammar_compile(const edgellm_model *model, const char *t
         free(eg);
         return st;
     }
+    eg->model = model;
+    ellm_model_retain(model);
+    atomic_init(&eg->refs, 1);
     /* A grammar whose first character no token can write would only ever stop at once. */
     edgellm_grammar_state *probe = NULL;
     st = edgellm_grammar_state_create(eg, &probe);
@@ -69,10 +88,8 @@ int32_t ellm_grammar_n_vocab(const edgellm_grammar *g) { return g->bound.trie->n
 
 void edgellm_grammar_free(edgellm_grammar *g)
 {
-    if (!g)
-        return;
-    ellm_bound_grammar_release(&g->bound);
-    free(g);
+    if (g)
+        grammar_release(g);
 }
 
 edgellm_status edgellm_grammar_state_create(const edgellm_grammar *g, edgellm_grammar_state **out)
@@ -91,6 +108,9 @@ edgellm_status edgellm_grammar_state_create(const edgellm_grammar *g, edgellm_gr
         free(s);
         return st;
     }
+    /* Only the count changes; the grammar is shared read-only. */
+    s->grammar = (edgellm_grammar *)g;
+    atomic_fetch_add(&s->grammar->refs, 1);
     *out = s;
     return EDGELLM_OK;
 }
@@ -100,6 +120,7 @@ void edgellm_grammar_state_free(edgellm_grammar_state *s)
     if (!s)
         return;
     ellm_matcher_free(s->matcher);
+    grammar_release(s->grammar);
     free(s);
 }
 
