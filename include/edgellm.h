@@ -692,7 +692,9 @@ EDGELLM_API
 edgellm_status edgellm_generation_prefill(edgellm_generation *generation, int32_t n_tokens,
                                           int *ended);
 /* Prompt tokens still to evaluate (a cached prefix the first slice finds is counted until
- * then); 0 once the prompt is evaluated; -1 for NULL. */
+ * then), with the last token of the previous generation that a keep_cache generation evaluates
+ * first (see docs/embedding.md, "The last token of a generation"): a slice of n lowers it by at
+ * least n (until 0). 0 once the prompt is evaluated; -1 for NULL. */
 EDGELLM_API
 int32_t edgellm_generation_prompt_left(const edgellm_generation *generation);
 /*

@@ -272,6 +272,33 @@ static void test_finish_during_prompt(edgellm_model *m, const edgellm_token *pro
 /* A keep_cache continuation owes the token the last call handed out but did not evaluate: a
  * continuation finished before its prompt began keeps it owed, so the next one gives what an
  * uninterrupted continuation gives. */
+/* The token a keep_cache generation owes is evaluated by the first prompt slice, before the new
+ * prompt: edgellm_generation_prompt_left counts it from begin, so that a slice of 1 lowers the
+ * count by 1 (before session 25 it was counted only after the first slice, and a slice of n
+ * lowered the count by n - 1: fuzz_api's progress check failed). */
+static void test_prompt_left_counts_owed_token(edgellm_model *m)
+{
+    received out = {0};
+    edgellm_generate_params gp = greedy_into(&out, 5);
+    gp.keep_cache = 1;
+    edgellm_context *ctx = fresh_context(m, 128);
+    CHECK(ctx && edgellm_generate(ctx, "Once upon a time", &gp, NULL) == EDGELLM_OK);
+    edgellm_token ids[16];
+    int32_t n = 0;
+    CHECK(edgellm_tokenize(m, " the cat", 8, 0, ids, 16, &n) == EDGELLM_OK && n > 1);
+    edgellm_generation *gen = NULL;
+    int ended = 0;
+    CHECK(ctx && edgellm_generation_begin(ctx, " the cat", &gp, &gen) == EDGELLM_OK);
+    CHECK_MSG(edgellm_generation_prompt_left(gen) == n + 1, "%d left of a %d-token prompt",
+              (int)edgellm_generation_prompt_left(gen), (int)n);
+    CHECK(edgellm_generation_prefill(gen, 1, &ended) == EDGELLM_OK && !ended);
+    CHECK(edgellm_generation_prompt_left(gen) == n);
+    CHECK(edgellm_generation_prefill(gen, n - 1, &ended) == EDGELLM_OK);
+    CHECK(edgellm_generation_prompt_left(gen) == 1);
+    CHECK(edgellm_generation_finish(gen, NULL) == EDGELLM_OK);
+    edgellm_context_free(ctx);
+}
+
 static void test_owed_token_kept(edgellm_model *m)
 {
     received want = {0}, got = {0};
@@ -921,6 +948,7 @@ int main(void)
         test_prompt_slices_same_logits(m, prompt, n_prompt);
         test_finish_during_prompt(m, prompt, n_prompt, &reference);
         test_owed_token_kept(m);
+        test_prompt_left_counts_owed_token(m);
         static received want;
         reference_tokens(m, "Once upon a time", &want);
         test_null_and_counts(m);

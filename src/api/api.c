@@ -829,9 +829,14 @@ void ellm_context_set_pending(edgellm_context *c, edgellm_token token)
     c->pending_at = ellm_state_n_past(c->state);
 }
 
+bool ellm_context_owes_pending(const edgellm_context *c)
+{
+    return c->pending_at >= 0 && c->pending_at == ellm_state_n_past(c->state);
+}
+
 bool ellm_context_take_pending(edgellm_context *c, edgellm_token *token)
 {
-    bool valid = c->pending_at >= 0 && c->pending_at == ellm_state_n_past(c->state);
+    bool valid = ellm_context_owes_pending(c);
     if (valid)
         *token = c->pending;
     c->pending_at = -1;

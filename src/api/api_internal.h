@@ -24,6 +24,8 @@ bool ellm_context_cancel_requested(edgellm_context *ctx);
  * changed the cache since it was set. */
 void ellm_context_set_pending(edgellm_context *ctx, edgellm_token token);
 bool ellm_context_take_pending(edgellm_context *ctx, edgellm_token *token);
+/* Whether taking it now would yield it. */
+bool ellm_context_owes_pending(const edgellm_context *ctx);
 /* The open step-by-step generation on ctx (NULL: none). While there is one, the public calls that
  * change ctx's cache fail with EDGELLM_ERR_BUSY; the generation itself evaluates and truncates
  * through ellm_context_eval and ellm_context_truncate, which do not ask. */

@@ -459,7 +459,13 @@ int32_t edgellm_generation_prompt_left(const edgellm_generation *g)
 {
     if (!g)
         return -1;
-    return g->prompt ? g->n_prompt - g->prompt_at : 0;
+    if (!g->prompt)
+        return 0;
+    /* The first slice puts the token a keep_cache generation owes before the prompt (nothing can
+     * change the cache before it): counted from the start, a slice of n lowers the count by n. */
+    bool owed = !g->prompt_planned && g->params.keep_cache && g->ctx &&
+                ellm_context_owes_pending(g->ctx);
+    return g->n_prompt - g->prompt_at + owed;
 }
 
 edgellm_status edgellm_generation_next(edgellm_generation *g, int32_t n_tokens, int *ended)
