@@ -4,8 +4,10 @@
  * vocabulary) with sampler parameters at their extremes, stop strings empty or huge and grammars
  * compiled from random bytes; slices of random sizes; finish at any point; eval, eval_batch,
  * embed, truncate, copy_cache and edgellm_generate on contexts whose generation is open; cancels;
- * tokenization of random bytes; a context freed under its generation; callbacks that stop or
- * re-enter at random tokens. Beyond "no crash, no leak, no UB" (ASan + UBSan, fatal), every call
+ * tokenization of random bytes; a context freed under its generation or under the generation
+ * drafting with it (between calls or from on_token), a grammar freed under the generations using
+ * it, the model's handle freed under everything made from it; callbacks that stop or re-enter
+ * at random tokens. Beyond "no crash, no leak, no UB" (ASan + UBSan, fatal), every call
  * is held to the contract the header documents: its status, BUSY while a generation is open, the
  * cache unchanged by a refused call, tokens handed out inside the vocabulary, the result's count
  * equal to the tokens the callback saw, a handle left alone by a refused begin.
@@ -124,6 +126,7 @@ typedef enum callback_act {
     ACT_FINISH_OWN,
     ACT_TRUNCATE_OWN,
     ACT_CANCEL_OWN,
+    ACT_FREE_DRAFT, /* the application frees the generation's draft context (and makes another) */
     ACT_COUNT
 } callback_act;
 
@@ -142,7 +145,7 @@ typedef struct slot {
     int32_t stop_at;
     callback_act act;
     bool one_shot;          /* inside edgellm_generate: no handle to re-enter */
-    edgellm_context *draft; /* the draft context of its generation */
+    edgellm_context *draft; /* the draft context of its generation (NULL once freed) */
 } slot;
 
 typedef struct fuzz_state {
@@ -151,6 +154,8 @@ typedef struct fuzz_state {
     int n_grammars;
     edgellm_batch *batch;
 } fuzz_state;
+
+static void free_context(struct fuzz_state *fs, slot *s);
 
 static int on_token(void *user, edgellm_token token, const char *text, size_t len)
 {
@@ -188,6 +193,12 @@ static int on_token(void *user, edgellm_token token, const char *text, size_t le
         /* A call of the generation runs: the cancel lands and stops it. */
         REQUIRE(edgellm_context_cancel(s->ctx) == 1);
         s->cancel_owed = true;
+        break;
+    case ACT_FREE_DRAFT:
+        /* The generation goes on without proposals: nothing it handed out or cached changes. */
+        for (int i = 0; i < 2; i++)
+            if (s->draft && s->draft == s->state->slots[i].ctx)
+                free_context(s->state, &s->state->slots[i]);
         break;
     case ACT_COUNT: break;
     }
@@ -591,12 +602,15 @@ static void op_generate(input *in, fuzz_state *fs, slot *s)
     s->generated = 0;
     s->text_tail_seen = false;
     s->one_shot = true;
+    s->draft = p.draft;
+    /* Before the call: on_token may free the draft, and a new context may take its address. */
+    bool held = drafting_for_other(s), busy_draft = draft_busy(fs, &p);
     int32_t n_past = edgellm_context_n_past(s->ctx);
     edgellm_generate_result r;
     edgellm_status st = edgellm_generate(s->ctx, "Once upon a time", &p, &r);
-    if (drafting_for_other(s))
+    if (held)
         REQUIRE(st == EDGELLM_ERR_BUSY && edgellm_context_n_past(s->ctx) == n_past);
-    else if (draft_busy(fs, &p) && !s->gen)
+    else if (busy_draft && !s->gen)
         REQUIRE(st != EDGELLM_OK);
     else
         expect_refused_if_busy(s, st, n_past);
@@ -620,8 +634,10 @@ static void op_tokenize(input *in, const slot *s)
     int32_t cap = take_count(in);
     edgellm_token ids[MAX_IDS];
     int32_t n = -1;
-    edgellm_status st = edgellm_tokenize(edgellm_context_model(s->ctx), text, len, flags,
-                                         cap > 0 ? ids : NULL, cap > MAX_IDS ? MAX_IDS : cap, &n);
+    /* The context's model: the application may have freed its own handle. */
+    const edgellm_model *held = edgellm_context_model(s->ctx);
+    edgellm_status st = edgellm_tokenize(held, text, len, flags, cap > 0 ? ids : NULL,
+                                         cap > MAX_IDS ? MAX_IDS : cap, &n);
     if (st == EDGELLM_OK || st == EDGELLM_ERR_BUFFER_TOO_SMALL) {
         REQUIRE(n >= 0);
         REQUIRE((st == EDGELLM_ERR_BUFFER_TOO_SMALL) == (n > (cap > MAX_IDS ? MAX_IDS : cap)));
@@ -634,14 +650,14 @@ static void op_tokenize(input *in, const slot *s)
     int32_t n_ids = take_u8(in) % MAX_IDS;
     char buf[64];
     size_t cap_text = take_u8(in) % sizeof buf, need = 0;
-    st = edgellm_detokenize(model, ids, n_ids, flags & 1, buf, cap_text, &need);
+    st = edgellm_detokenize(held, ids, n_ids, flags & 1, buf, cap_text, &need);
     if (!all_in_vocab(ids, n_ids))
         REQUIRE(st == EDGELLM_ERR_INVALID_ARGUMENT);
     else
         REQUIRE(st == (need < cap_text ? EDGELLM_OK : EDGELLM_ERR_BUFFER_TOO_SMALL) ||
                 (st == EDGELLM_OK && need == cap_text));
     size_t piece_len = 0;
-    st = edgellm_token_to_piece(model, ids[0], buf, cap_text, &piece_len);
+    st = edgellm_token_to_piece(held, ids[0], buf, cap_text, &piece_len);
     if (ids[0] < 0 || ids[0] >= n_vocab)
         REQUIRE(st == EDGELLM_ERR_INVALID_ARGUMENT);
 }
@@ -665,7 +681,7 @@ static void op_grammar(input *in, fuzz_state *fs)
         len = strlen(known);
         memcpy(text, known, len);
     }
-    if (fs->n_grammars == MAX_GRAMMARS)
+    if (fs->n_grammars == MAX_GRAMMARS || !model)
         return;
     edgellm_grammar *g = (edgellm_grammar *)&fs; /* any non-NULL: must be reset */
     edgellm_status st = edgellm_grammar_compile(model, text, len, NULL, &g);
@@ -674,12 +690,16 @@ static void op_grammar(input *in, fuzz_state *fs)
         fs->grammars[fs->n_grammars++] = g;
 }
 
-/* The application frees the context under its open generation, then makes a new one. */
-static void op_free_context(fuzz_state *fs, slot *s)
+/* The application frees the context under its open generation, or under the other context's
+ * generation (open, or one-shot when on_token does it) drafting with it, then makes a new one. A
+ * new context needs the model's handle: with that freed, the context stays. */
+static void free_context(fuzz_state *fs, slot *s)
 {
-    /* Not under the other context's generation that drafts with it: the header forbids that. */
-    if (fs->slots[s == &fs->slots[0]].draft == s->ctx && fs->slots[s == &fs->slots[0]].gen)
+    if (!model)
         return;
+    slot *other = &fs->slots[s == &fs->slots[0]];
+    if (other->draft == s->ctx)
+        other->draft = NULL; /* it goes on without proposals */
     edgellm_context_free(s->ctx);
     s->ctx = NULL;
     if (s->gen) {
@@ -693,6 +713,24 @@ static void op_free_context(fuzz_state *fs, slot *s)
         s->draft = NULL;
     }
     s->ctx = new_context();
+}
+
+/* The grammar leaves the list; the generations using it keep it until they finish. */
+static void op_free_grammar(input *in, fuzz_state *fs)
+{
+    if (fs->n_grammars == 0)
+        return;
+    int i = take_u8(in) % fs->n_grammars;
+    edgellm_grammar_free(fs->grammars[i]);
+    fs->grammars[i] = fs->grammars[--fs->n_grammars];
+}
+
+/* The application's handle goes; the contexts, batch, grammars and generations made from it keep
+ * working. The next input loads the model again. */
+static void op_free_model(void)
+{
+    edgellm_model_free(model);
+    model = NULL;
 }
 
 static void load_model(void)
@@ -741,9 +779,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 13: op_tokenize(&in, s); break;
         case 14:
             if (op & 0x40)
-                op_free_context(&fs, s);
+                op & 0x20 ? op_free_model() : free_context(&fs, s);
             else
-                op_grammar(&in, &fs);
+                op & 0x20 ? op_free_grammar(&in, &fs) : op_grammar(&in, &fs);
             break;
         default: op_generate(&in, &fs, s); break;
         }

@@ -148,4 +148,12 @@ printf '\001\000\040\001\000\036\000\035\000\001\000\000\050\000\000\051\000\000
   >"$api_corpus/begin-next-finish"
 printf '\001\000\040\001\000\036\000\035\000\001\000\000\050\000\000\051\000\000\052\000\000\053\000\004\033\007\031\000\001\000\000\014\004\033\006\001' \
   >"$api_corpus/cancel-between"
+# Slot 0 drafting with slot 1's context: its on_token frees the draft at token 6; slot 1's
+# context freed between two slices; the model's handle freed between two slices.
+printf '\001\020\040\001\000\033\003\036\006\035\000\001\000\000\050\000\000\051\000\000\052\000\000\053\000\004\033\004\033\004\033\006\001' \
+  >"$api_corpus/draft-freed-by-callback"
+printf '\001\020\040\001\000\033\003\000\000\035\000\001\000\000\050\000\000\051\000\000\052\000\000\053\000\004\033\316\004\033\006\001' \
+  >"$api_corpus/draft-freed-between"
+printf '\001\000\040\001\000\036\000\035\000\001\000\000\050\000\000\051\000\000\052\000\000\053\000\004\033\156\004\033\006\001' \
+  >"$api_corpus/model-freed"
 run_target api $((seconds / 2 > 20 ? seconds / 2 : 20)) "$api_corpus" -max_len=1024 -len_control=0
