@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?= --output-on-failure
 
-.PHONY: all deps build test demo asan-test arm-test clang-build clean web
+.PHONY: all deps build test demo asan-test tsan-test arm-test clang-build clean web
 
 all: build
 
@@ -26,6 +26,15 @@ asan-test: deps
 	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
 	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_FLAGS) -j $(JOBS)
+
+# The tests labelled `threads` (the pool, cancels from another thread, contexts and a grammar on
+# several threads) under ThreadSanitizer: every data race is a failure (docs/embedding.md,
+# "Session 25"). Only the library and those tests are built.
+TSAN_BUILD_DIR ?= build-tsan
+tsan-test: deps
+	cmake -S . -B $(TSAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_TSAN=ON -DEDGELLM_BUILD_TOOLS=OFF $(CMAKE_FLAGS)
+	cmake --build $(TSAN_BUILD_DIR) -j $(JOBS) --target thread_tests
+	cd $(TSAN_BUILD_DIR) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest $(CTEST_FLAGS) -j $(JOBS) -L threads
 
 # libedgellm built by clang with -Werror: apps embed the library with either compiler, and GCC
 # accepts things clang refuses (a __builtin_cpu_supports feature name once broke the clang build).
@@ -63,7 +72,7 @@ demo: deps build
 	@scripts/demo.sh $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(ARM_BUILD_DIR) $(CLANG_BUILD_DIR) $(WEB_BUILD_DIR) web/dist
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(TSAN_BUILD_DIR) $(ARM_BUILD_DIR) $(CLANG_BUILD_DIR) $(WEB_BUILD_DIR) web/dist
 
 # The tests that need no network: `net` labels the ones that install npm packages.
 .PHONY: test-offline install

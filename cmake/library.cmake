@@ -38,7 +38,7 @@ target_include_directories(edgellm_shared INTERFACE
   $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/include> $<BUILD_INTERFACE:${CMAKE_BINARY_DIR}/include>)
 # Every reference resolved at link time: the core needs nothing beyond libc, libm and pthreads.
 # (The sanitizers' runtime provides symbols only at load time.)
-if(NOT EDGELLM_SANITIZE)
+if(NOT EDGELLM_SANITIZE AND NOT EDGELLM_TSAN)
   target_link_options(edgellm_shared PRIVATE -Wl,--no-undefined)
 endif()
 
