@@ -7,11 +7,16 @@
  *    does;
  *  - two threads each pull generations on their own context of one model (one grammar shared by
  *    both, as the header allows), in slices of different sizes: each gets exactly its
- *    single-threaded output.
+ *    single-threaded output;
+ *  - four threads each make a context, a text stream and a grammar state of a model and a
+ *    grammar whose handles the main thread then frees: each thread's generations are exactly
+ *    the single-threaded ones, and whichever thread frees last frees the model and the grammar
+ *    (their counts are atomic: ThreadSanitizer checks the hand-over).
  * Nothing checked depends on timing: where the cancel lands varies, what must hold wherever it
  * lands does not. Run it in the sanitizer build (or a -fsanitize=thread one) for the races. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
@@ -240,6 +245,104 @@ static void test_two_contexts(edgellm_model *m, const job *jobs_a, const job *jo
     }
 }
 
+/* ---- the model's and the grammar's handles freed while other threads use them ------------- */
+
+enum { HOLDERS = 4 };
+
+typedef struct holder {
+    edgellm_model *model;
+    const edgellm_grammar *grammar;
+    const job *jobs; /* two: run after the handles are freed */
+    atomic_int *ready;
+    atomic_bool *released;
+    output outputs[2];
+    edgellm_status status[2];
+    bool stream_ok, state_ok;
+} holder;
+
+static void *hold_and_generate(void *arg)
+{
+    holder *h = arg;
+    /* Not new_context: CHECK counts in globals, and this runs on several threads. */
+    edgellm_context_params cp = edgellm_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_threads = 1;
+    cp.n_batch = 8;
+    edgellm_context *ctx = NULL;
+    edgellm_context_create(h->model, &cp, &ctx);
+    edgellm_text_stream *stream = NULL;
+    edgellm_grammar_state *state = NULL;
+    edgellm_text_stream_create(h->model, NULL, 0, &stream);
+    edgellm_grammar_state_create(h->grammar, &state);
+    atomic_fetch_add(h->ready, 1);
+    while (!atomic_load(h->released))
+        sched_yield();
+    for (int i = 0; i < 2; i++) {
+        edgellm_generate_result r;
+        h->status[i] = ctx ? run_job(ctx, &h->jobs[i], &h->outputs[i], &r) : EDGELLM_ERR_IO;
+    }
+    const char *text = NULL;
+    size_t len = 0;
+    int stopped = 0;
+    h->stream_ok = stream && edgellm_text_stream_push(stream, h->outputs[0].tokens[0], &text, &len,
+                                                      &stopped) == EDGELLM_OK;
+    h->state_ok = state && edgellm_grammar_state_can_end(state) == 0;
+    edgellm_grammar_state_free(state);
+    edgellm_context_free(ctx);
+    edgellm_text_stream_free(stream);
+    return NULL;
+}
+
+/* Before session 25 the threads read the model and the grammar after they were freed. */
+static void test_handles_freed_under_threads(const job *jobs)
+{
+    edgellm_model *m = NULL;
+    CHECK(edgellm_model_load(test_shared_path("models/aidreams260K-f32.gguf"), NULL, &m) ==
+          EDGELLM_OK);
+    static const char words[] = "root ::= (\" \" [a-z]+)+ \".\"";
+    edgellm_grammar *grammar = NULL;
+    CHECK(m && edgellm_grammar_compile(m, words, strlen(words), NULL, &grammar) == EDGELLM_OK);
+    if (!grammar) {
+        edgellm_model_free(m);
+        return;
+    }
+    job own[2] = {jobs[0], jobs[2]};
+    own[1].params.grammar = grammar;
+    output want[2];
+    edgellm_context *ctx = new_context(m, 1);
+    for (int i = 0; i < 2; i++) {
+        edgellm_generate_result r;
+        CHECK(run_job(ctx, &own[i], &want[i], &r) == EDGELLM_OK && want[i].n_tokens > 0);
+    }
+    edgellm_context_free(ctx);
+
+    atomic_int ready = 0;
+    atomic_bool released = false;
+    static holder holders[HOLDERS];
+    pthread_t threads[HOLDERS];
+    for (int i = 0; i < HOLDERS; i++) {
+        holders[i] = (holder){
+            .model = m, .grammar = grammar, .jobs = own, .ready = &ready, .released = &released};
+        CHECK(pthread_create(&threads[i], NULL, hold_and_generate, &holders[i]) == 0);
+    }
+    while (atomic_load(&ready) < HOLDERS)
+        sched_yield();
+    edgellm_grammar_free(grammar);
+    edgellm_model_free(m);
+    atomic_store(&released, true);
+    for (int i = 0; i < HOLDERS; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < HOLDERS; i++) {
+        const holder *h = &holders[i];
+        CHECK_MSG(h->status[0] == EDGELLM_OK && h->status[1] == EDGELLM_OK, "thread %d: %s / %s", i,
+                  edgellm_status_name(h->status[0]), edgellm_status_name(h->status[1]));
+        for (int k = 0; k < 2; k++)
+            CHECK_MSG(!memcmp(&h->outputs[k], &want[k], sizeof want[k]),
+                      "thread %d, job %d: not the output of the handles' lifetime", i, k);
+        CHECK(h->stream_ok && h->state_ok);
+    }
+}
+
 int main(void)
 {
     edgellm_model *m = NULL;
@@ -287,6 +390,7 @@ int main(void)
 
     test_cancel_storm(m, &jobs_a[0], &want, &full);
     test_two_contexts(m, jobs_a, jobs_b, 3);
+    test_handles_freed_under_threads(jobs_a);
 
     edgellm_grammar_free(grammar);
     edgellm_model_free(m);
