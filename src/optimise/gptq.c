@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 /* GPTQ rounding with error feedback, and per-layer H = X^T X from calibration passes (gptq.h). */
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2086,7 +2087,9 @@ typedef struct gated_job {
     uint8_t *dst;
     uint64_t row_bytes;
     float *scratch; /* per thread: 2 n^2 + 3 n + n_tok floats */
-    int failed;
+    /* Set by the worker whose row failed, read by all of them to stop early: atomic, or it is a
+     * data race (ThreadSanitizer on test_attack_s9_gptq's NaN activations). */
+    atomic_bool failed;
 } gated_job;
 
 static float silu(float z) { return z / (1.0f + expf(-z)); }
@@ -2132,7 +2135,7 @@ static void gated_rows(void *arg, int ith, int nth)
     int64_t n = f->n;
     float *h = f->scratch + (size_t)ith * (size_t)(2 * n * n + 3 * n + f->n_tok);
     float *u = h + n * n, *imp = u + n * n, *c = imp + n, *uc = c + n, *a = uc + n;
-    for (int64_t r = ith; r < f->n_rows && !f->failed; r += nth) {
+    for (int64_t r = ith; r < f->n_rows && !atomic_load(&f->failed); r += nth) {
         const float *gr = f->gate + r * n, *ur = f->up + r * n;
         for (int64_t t = 0; t < f->n_tok; t++) {
             const float *xt = f->x + t * n;
@@ -2160,14 +2163,14 @@ static void gated_rows(void *arg, int ith, int nth)
             imp[i] = h[i * n + i] + 1e-30f;
         }
         if (ellm_gptq_inverse_factor(NULL, h, n, f->damp, u) != EDGELLM_OK) {
-            f->failed = 1;
+            atomic_store(&f->failed, true);
             break;
         }
         if (f->gate0 && !f->is_gate)
             retarget_up(f, r, u, c, uc);
         if (quantize_with_factor(NULL, f->type, f->w + r * n, 1, n, u, h, imp, NULL, true, 0,
                                  f->dst + (uint64_t)r * f->row_bytes) != EDGELLM_OK)
-            f->failed = 1;
+            atomic_store(&f->failed, true);
     }
 }
 
@@ -2192,13 +2195,14 @@ edgellm_status ellm_gptq_quantize_gated(ellm_threadpool *pool, ellm_type type, f
                    .damp = damp,
                    .w = w,
                    .dst = dst};
+    atomic_init(&f.failed, false);
     ellm_row_bytes(type, (uint64_t)n, &f.row_bytes);
     f.scratch = malloc((size_t)nth * (size_t)(2 * n * n + 3 * n + n_tok) * sizeof *f.scratch);
     if (!f.scratch)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for GPTQ's per-row Hessians");
     ellm_threadpool_run(pool, gated_rows, &f);
     free(f.scratch);
-    if (f.failed)
+    if (atomic_load(&f.failed))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "GPTQ: a per-row Hessian could not be factored (NaN or infinite "
                          "activations)");
