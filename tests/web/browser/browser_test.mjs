@@ -177,10 +177,35 @@ try {
     });
     assert.equal(html, "<p>Steps:</p><ol><li>one</li><li>two<br>still two</li></ol>" +
       "<ul><li>a<ul><li>a.1 &lt;i&gt;</li></ul></li><li>b</li></ul><ol start=\"3\"><li>three</li></ol>" +
-      "<div class=\"table\"><table><thead><tr><th>Name</th><th>&lt;b&gt;x&lt;/b&gt;</th></tr></thead>" +
-      "<tbody><tr><td>a</td><td>1</td></tr></tbody></table></div><p>after</p>");
+      "<div class=\"table\"><table><thead><tr><th>Name</th><th class=\"align-center\">&lt;b&gt;x&lt;/b&gt;</th></tr></thead>" +
+      "<tbody><tr><td>a</td><td class=\"align-center\">1</td></tr></tbody></table></div><p>after</p>");
     await page.close();
   });
+
+  // ---- tables as models write them, a phone, keyboard and touch (session 25) ----------------
+  await check("the page's Markdown tables: pipes in code and escaped pipes are text, :-- :-: --: align, cells stay inert", async () => {
+    const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
+    const html = await page.evaluate(async () => {
+      const { renderMarkdown } = await import("/markdown.js");
+      return renderMarkdown("| Operator | Example | Means |\n|:--|:-:|--:|\n| `||` | `a || b` | or |\n" +
+        "| pipe | `x \\| y`, a \\| b | `` ` `` |\n| <img src=x onerror=alert(1)> | \\<b\\> **`<i>`** |\n" +
+        "| 1 | 2 | 3 | 4 |\n\n\\*not emphasis\\* `` a`b `` \\\\| still one paragraph");
+    });
+    const cell = (tag, align, text) => `<${tag}${align ? ` class="align-${align}"` : ""}>${text}</${tag}>`;
+    const row = (tag, texts) => `<tr>${texts.map((t, k) => cell(tag, ["left", "center", "right"][k], t)).join("")}</tr>`;
+    assert.equal(html, "<div class=\"table\"><table><thead>" + row("th", ["Operator", "Example", "Means"]) + "</thead><tbody>" +
+      row("td", ["<code>||</code>", "<code>a || b</code>", "or"]) +
+      row("td", ["pipe", "<code>x | y</code>, a | b", "<code>`</code>"]) +
+      row("td", ["&lt;img src=x onerror=alert(1)&gt;", "&#60;b&#62; <strong><code>&lt;i&gt;</code></strong>", ""]) + // a missing cell: empty
+      row("td", ["1", "2", "3"]) + // one too many: dropped
+      "</tbody></table></div><p>&#42;not emphasis&#42; <code>a`b</code> &#92;| still one paragraph</p>");
+    // A header whose rule row has another number of cells is no table.
+    assert.equal(await page.evaluate(async () => (await import("/markdown.js")).renderMarkdown("a | b\n| --- |")),
+      "<p>a | b<br>| --- |</p>");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
 
   // A stand-in for edgellm serve's chat API that streams each answer only as far as the test says
   // (the rest is the real server's: the page, /v1/models): what the page does in the middle of an
