@@ -141,30 +141,79 @@ function newConversation() {
   renderList();
   renderMessages();
 }
+
+// ---- on a phone: the sidebar as a drawer ----------------------------------------------------
+// Open, it is a modal dialog over the chat (which is inert meanwhile); choosing or starting a
+// conversation, a tap beside it, or Escape closes it.
+const phoneLayout = matchMedia("(max-width: 720px)");
+const drawerIsOpen = () => document.body.classList.contains("drawer-open");
+// Where the focus goes once a conversation is chosen: the message box, or with no chat shown (no
+// model loaded yet) the menu button on a phone.
+const composerOrMenu = () => ($("input").getClientRects().length ? $("input") : $("menu"));
+function openDrawer() {
+  document.body.classList.add("drawer-open");
+  $("menu").setAttribute("aria-expanded", "true");
+  $("sidebar").setAttribute("role", "dialog");
+  $("sidebar").setAttribute("aria-modal", "true");
+  document.querySelector("main").inert = true;
+  $("backdrop").hidden = false;
+  ($("conversations").querySelector("li.active .open") ?? $("new-chat")).focus();
+}
+function closeDrawer() {
+  if (!drawerIsOpen()) return;
+  document.body.classList.remove("drawer-open");
+  $("menu").setAttribute("aria-expanded", "false");
+  $("sidebar").removeAttribute("role");
+  $("sidebar").removeAttribute("aria-modal");
+  document.querySelector("main").inert = false;
+  $("backdrop").hidden = true;
+}
+$("menu").onclick = openDrawer;
+$("backdrop").onclick = () => { closeDrawer(); $("menu").focus(); };
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && drawerIsOpen()) { closeDrawer(); $("menu").focus(); }
+});
+// A window widened past the phone layout shows the sidebar in place: nothing may stay inert.
+phoneLayout.addEventListener("change", () => { if (!phoneLayout.matches) closeDrawer(); });
+// Each conversation is a button (Tab and Enter reach it) beside its delete button.
 function renderList() {
   const ul = $("conversations");
   ul.replaceChildren();
   for (const c of conversations) {
     const li = document.createElement("li");
     li.className = c === current ? "active" : "";
+    const open = document.createElement("button");
+    open.className = "open";
+    if (c === current) open.setAttribute("aria-current", "true");
     const title = document.createElement("span");
     title.textContent = c.title;
     title.dir = "auto"; // a right-to-left title reads right to left
+    open.append(title);
+    open.onclick = () => {
+      current = c;
+      renderList();
+      renderMessages();
+      closeDrawer();
+      composerOrMenu().focus();
+    };
     const del = document.createElement("button");
+    del.className = "delete";
     del.textContent = "✕";
     del.title = "Delete conversation";
-    del.onclick = (ev) => {
-      ev.stopPropagation();
+    del.setAttribute("aria-label", `Delete conversation: ${c.title}`);
+    del.onclick = () => {
+      const hadFocus = document.activeElement === del;
       if (c.messages.includes(streaming)) backend?.stop(); // nobody is left to read that answer
       conversations = conversations.filter((x) => x !== c);
       if (current === c) current = conversations[0] || null;
       save();
       if (!current) newConversation(); else { renderList(); renderMessages(); }
+      if (hadFocus) $("conversations").querySelector("li.active .open")?.focus(); // not lost on <body>
     };
-    li.append(title, del);
-    li.onclick = () => { current = c; renderList(); renderMessages(); };
+    li.append(open, del);
     ul.append(li);
   }
+  $("topbar-title").textContent = current?.title ?? "";
 }
 function messageElement(m) {
   const div = document.createElement("div");
@@ -305,6 +354,8 @@ $("change-model").onclick = () => {
   $("change-model").hidden = true;
   $("progress").hidden = true;
   $("status").textContent = "The current model stays loaded until another one is.";
+  closeDrawer();
+  $("model-url").focus();
 };
 $("model-file").onchange = (ev) => ev.target.files[0] && load(ev.target.files[0]);
 
@@ -499,7 +550,11 @@ $("input").onkeydown = (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }
 };
 $("stop").onclick = () => backend?.stop();
-$("new-chat").onclick = newConversation;
+$("new-chat").onclick = () => {
+  newConversation();
+  closeDrawer();
+  composerOrMenu().focus();
+};
 
 if (conversations.length) { current = conversations[0]; renderList(); renderMessages(); } else newConversation();
 if (serverMode) {

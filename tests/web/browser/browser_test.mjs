@@ -206,7 +206,6 @@ try {
     await page.close();
   });
 
-
   // A stand-in for edgellm serve's chat API that streams each answer only as far as the test says
   // (the rest is the real server's: the page, /v1/models): what the page does in the middle of an
   // answer is checked without depending on how fast a model writes.
@@ -317,7 +316,7 @@ try {
     const doomed = await nextStream(number);
     doomed.send("Some");
     await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Some");
-    await page.click("#conversations li.active button");
+    await page.click("#conversations li.active .delete");
     await Promise.race([doomed.closed, new Promise((_, reject) => // the page hung up
       setTimeout(() => reject(new Error("the answer of a deleted conversation still streams")), 5000))]);
     await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 5000 });
@@ -392,6 +391,7 @@ try {
   await check("the chat page on a phone (390x844): a long conversation keeps the message box on screen; any script reads right", async () => {
     const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
     await page.setViewport({ width: 390, height: 844 });
+    await page.emulateMediaFeatures([{ name: "prefers-reduced-motion", value: "reduce" }]); // the drawer opens at once
     const long = { id: "long", title: `${"a".repeat(39)}😀 and more`, messages: [] };
     for (let i = 0; i < 12; i++) {
       long.messages.push({ role: "user", content: `Question ${i} https://example.com/${"x".repeat(120)}` },
@@ -413,6 +413,7 @@ try {
     assert.equal(layout.codeDirection, "ltr", "code in a right-to-left answer reads left to right");
     await page.screenshot({ path: `${OUT_DIR}/phone.png` });
     // Every setting can be reached with the settings open: none lies under the messages.
+    await page.click("#menu");
     await page.click("#settings summary");
     const covered = await page.$$eval("#settings :is(input, textarea)", (fields) => fields.filter((e) => {
       if (e.getClientRects().length === 0) return false; // the other mode's field
@@ -424,12 +425,81 @@ try {
     await page.screenshot({ path: `${OUT_DIR}/phone-settings.png` });
     await page.click("#settings summary");
     // A title cut at 40 characters keeps whole characters (no half of an emoji's surrogate pair).
-    await page.click("#new-chat");
+    await page.click("#new-chat"); // closes the drawer
     await page.type("#input", long.title);
     await page.keyboard.press("Enter");
     await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 60000 });
     const title = await page.$eval("#conversations li.active span", (e) => e.textContent);
     assert.equal(title, `${"a".repeat(39)}😀`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page on a phone: the conversations are a drawer (menu, Escape, a tap beside it, choosing one)", async () => {
+    const { page, errors } = await openPage(`${env.SERVE_API_URL}/`);
+    await page.setViewport({ width: 390, height: 844, hasTouch: true, isMobile: true });
+    // No slide: the drawer's state is read at once (and the screenshots show it still).
+    await page.emulateMediaFeatures([{ name: "prefers-reduced-motion", value: "reduce" }]);
+    const chats = [{ id: "a", title: "سؤال بالعربية", messages: [{ role: "user", content: "مرحبا" },
+      { role: "assistant", content: "| a | b |\n| --- | --: |\n| 1 | 2 |" }] },
+    { id: "b", title: "Second", messages: [] }];
+    await page.evaluate((v) => localStorage.setItem("edgellm-demo-conversations", v), JSON.stringify(chats));
+    await page.reload({ waitUntil: "load" });
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    const state = () => page.evaluate(() => ({
+      sidebar: getComputedStyle(document.querySelector("#sidebar")).visibility,
+      expanded: document.querySelector("#menu").getAttribute("aria-expanded"),
+      inert: document.querySelector("main").inert,
+      focus: document.activeElement.id || document.activeElement.className,
+    }));
+    const closed = await page.evaluate(() => ({
+      messages: document.querySelector("#messages").getBoundingClientRect().width,
+      menu: document.querySelector("#menu").getAttribute("aria-label"),
+      title: document.querySelector("#topbar-title").textContent,
+      hit: document.elementFromPoint(20, 420).closest("#sidebar") === null,
+      touchCopy: getComputedStyle(document.querySelector(".msg .who button")).opacity,
+      fontSizes: [...document.querySelectorAll("#input, #settings input")].map((e) => parseFloat(getComputedStyle(e).fontSize)),
+    }));
+    assert.deepEqual(closed, { messages: 390, menu: "Conversations and settings", title: "سؤال بالعربية", hit: true,
+      touchCopy: "1", fontSizes: closed.fontSizes.map(() => 16) }, "closed: the messages have the whole width");
+    assert.deepEqual(await state(), { sidebar: "hidden", expanded: "false", inert: false, focus: "" });
+    await page.screenshot({ path: `${OUT_DIR}/phone-drawer-closed.png` });
+    // The menu opens it as a dialog; the focus goes to the conversation shown.
+    await page.click("#menu");
+    assert.deepEqual(await state(), { sidebar: "visible", expanded: "true", inert: true, focus: "open" });
+    assert.equal(await page.$eval("#sidebar", (e) => `${e.getAttribute("role")} ${e.getAttribute("aria-modal")}`), "dialog true");
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), "سؤال بالعربية");
+    await page.screenshot({ path: `${OUT_DIR}/phone-drawer-open.png` });
+    await page.keyboard.press("Escape");
+    assert.deepEqual(await state(), { sidebar: "hidden", expanded: "false", inert: false, focus: "menu" });
+    // A tap beside it closes it.
+    await page.click("#menu");
+    await page.touchscreen.tap(375, 600);
+    assert.deepEqual(await state(), { sidebar: "hidden", expanded: "false", inert: false, focus: "menu" });
+    // Choosing a conversation shows it, closes the drawer and puts the focus in the message box.
+    await page.click("#menu");
+    await openConversation(page, "Second");
+    assert.deepEqual(await state(), { sidebar: "hidden", expanded: "false", inert: false, focus: "input" });
+    assert.equal(await page.$eval("#topbar-title", (e) => e.textContent), "Second");
+    // Tab from the menu button reaches the conversations, Enter opens one: no mouse needed.
+    await page.click("#menu");
+    await page.keyboard.down("Shift");
+    await page.keyboard.press("Tab"); // from "Second" back to the first conversation's delete button, then its title
+    await page.keyboard.press("Tab");
+    await page.keyboard.up("Shift");
+    await page.keyboard.press("Enter");
+    assert.deepEqual(await state(), { sidebar: "hidden", expanded: "false", inert: false, focus: "input" });
+    assert.equal(await page.$eval("#topbar-title", (e) => e.textContent), "سؤال بالعربية");
+    // A window widened past the phone layout: the sidebar in place, nothing inert.
+    await page.click("#menu");
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.waitForFunction(() => !document.querySelector("main").inert);
+    const desktop = await page.evaluate(() => ({
+      sidebar: document.querySelector("#sidebar").getBoundingClientRect().toJSON(),
+      main: document.querySelector("main").getBoundingClientRect().left,
+      menu: document.querySelector("#menu").getClientRects().length,
+    }));
+    assert.deepEqual([desktop.sidebar.left, desktop.sidebar.width, desktop.main, desktop.menu], [0, 272, 272, 0]);
     assert.deepEqual(errors, []);
     await page.close();
   });
