@@ -249,15 +249,31 @@ function renderMessages() {
   $("messages").replaceChildren(...messages);
   $("messages").scrollTop = $("messages").scrollHeight;
 }
-// Clipboard access needs a secure context; the button says whether the copy worked.
-async function copyText(button, text) {
-  const label = button.textContent;
+// The Clipboard API exists only in a secure context: a phone opening `edgellm serve --host` at
+// http://192.168.x.y has none, so the text is then copied the older way, selected in a hidden
+// text box. The button says whether the copy worked.
+async function writeClipboard(text, button) {
   try {
     await navigator.clipboard.writeText(text);
-    button.textContent = "Copied";
-  } catch {
-    button.textContent = "Copy failed";
-  }
+    return true;
+  } catch { /* no Clipboard API, or refused: the older way below */ }
+  const box = document.createElement("textarea");
+  box.value = text;
+  box.readOnly = true; // no on-screen keyboard popping up on a phone
+  box.style.cssText = "position: fixed; top: 0; left: 0; opacity: 0;";
+  document.body.append(box);
+  box.select();
+  let copied = false;
+  try {
+    copied = document.execCommand("copy");
+  } catch { /* not even that */ }
+  box.remove();
+  button.focus();
+  return copied;
+}
+async function copyText(button, text) {
+  const label = button.textContent;
+  button.textContent = (await writeClipboard(text, button)) ? "Copied" : "Copy failed";
   setTimeout(() => { button.textContent = label; }, 1200);
 }
 $("messages").addEventListener("click", (ev) => {
@@ -457,12 +473,15 @@ function refocusInput() {
   if ([document.body, $("send"), $("stop")].includes(document.activeElement) || !document.activeElement)
     $("input").focus();
 }
+// Within a line of the end: where the view follows the answer as it grows.
+const atBottom = (el) => el.scrollHeight - el.scrollTop - el.clientHeight < 24;
 const SAVE_EVERY_MS = 1000; // a streamed answer is saved this often, so a crash loses little of it
 async function send() {
   const text = $("input").value.trim();
   if (!text || !backend || busy) return;
   busy = true;
   $("input").value = "";
+  fitInput();
   const conversation = current;
   conversation.messages.push({ role: "user", content: text });
   // Code points, not UTF-16 units: a cut never leaves half an emoji.
@@ -503,8 +522,9 @@ async function send() {
         answer.content += delta;
         const view = shownView(answer);
         if (view) {
+          const follow = atBottom($("messages")); // else the reader scrolled up to read: stay there
           view.querySelector(".body").innerHTML = renderMarkdown(answer.content);
-          $("messages").scrollTop = $("messages").scrollHeight;
+          if (follow) $("messages").scrollTop = $("messages").scrollHeight;
         }
         if (performance.now() - savedAt > SAVE_EVERY_MS) { save(); savedAt = performance.now(); }
       }
@@ -545,6 +565,14 @@ function answerStats(usage, finish, pieces, t0, firstAt, tEnd) {
     `first token after ${((firstAt || tEnd) - t0).toFixed(0)} ms` + (finish === "abort" ? " · stopped" : "");
 }
 $("composer").onsubmit = (ev) => { ev.preventDefault(); send(); };
+// The message box grows with its text up to its max-height (CSS), then scrolls; text that fits
+// in its two rows leaves it at its own size.
+function fitInput() {
+  const box = $("input");
+  box.style.height = "";
+  if (box.scrollHeight > box.clientHeight) box.style.height = `${box.scrollHeight + box.offsetHeight - box.clientHeight}px`;
+}
+$("input").addEventListener("input", fitInput);
 // Enter that confirms an input method's composition (Chinese, Japanese, Korean...) is not a send.
 $("input").onkeydown = (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }

@@ -159,11 +159,12 @@ try {
   });
 
   // ---- the page as its users meet it (session 24) ------------------------------------------
-  // A new page at url, and the uncaught errors it throws.
-  const openPage = async (url) => {
+  // A new page at url, and the uncaught errors it throws; beforeScripts runs in it before its own.
+  const openPage = async (url, beforeScripts) => {
     const page = await browser.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
+    if (beforeScripts) await page.evaluateOnNewDocument(beforeScripts);
     await page.goto(url, { waitUntil: "load" });
     return { page, errors };
   };
@@ -504,6 +505,60 @@ try {
     await page.close();
   });
 
+  await check("the chat page: keeps the place of a reader scrolled up, copies without the Clipboard API, the message box grows", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`, () => { // at http://<LAN address>: not a secure context
+      Object.defineProperty(Navigator.prototype, "clipboard", { get: () => undefined });
+      document.addEventListener("copy", () => {
+        const box = document.activeElement;
+        window.copied = box.value.slice(box.selectionStart, box.selectionEnd);
+      });
+    });
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.click("#new-chat");
+    // What each part gave, compared at the end: one part that fails does not hide the others.
+    const seen = {};
+    const height = () => page.$eval("#input", (e) => e.getBoundingClientRect().height);
+    const oneLine = await height();
+    await page.type("#input", "A long question");
+    for (let i = 0; i < 4; i++) {
+      await page.keyboard.down("Shift");
+      await page.keyboard.press("Enter");
+      await page.keyboard.up("Shift");
+      await page.keyboard.type(`line ${i}`);
+    }
+    seen.grewWithFiveLines = (await height()) > oneLine + 40;
+    const number = streams.length + 1;
+    await page.keyboard.press("Enter");
+    const answer = await nextStream(number);
+    seen.sizeOnceSent = (await height()) === oneLine;
+    answer.send(Array.from({ length: 80 }, (_, i) => `Line ${i} of a long answer.`).join("\n\n"));
+    await page.waitForFunction(() => /Line 79/.test(document.querySelector(".msg.assistant:last-child .body").textContent));
+    const atEnd = () => page.$eval("#messages", (e) => e.scrollTop >= e.scrollHeight - e.clientHeight - 1);
+    seen.followsAtTheEnd = await atEnd();
+    await page.$eval("#messages", (e) => { e.scrollTop = 200; }); // scrolled up to read
+    answer.send("\n\nMore text.");
+    await page.waitForFunction(() => /More text/.test(document.querySelector(".msg.assistant:last-child .body").textContent));
+    seen.placeKept = await page.$eval("#messages", (e) => e.scrollTop === 200);
+    await page.$eval("#messages", (e) => { e.scrollTop = e.scrollHeight; });
+    answer.send("\n\nThe end.");
+    await page.waitForFunction(() => /The end/.test(document.querySelector(".msg.assistant:last-child .body").textContent));
+    seen.followsAgain = await atEnd();
+    answer.end();
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    await page.hover(".msg.user");
+    await page.click(".msg.user .who button");
+    await page.waitForFunction(() => document.querySelector(".msg.user .who button").textContent !== "Copy");
+    seen.button = await page.$eval(".msg.user .who button", (e) => e.textContent);
+    seen.copied = await page.evaluate(() => window.copied);
+    seen.focusOnButton = await page.evaluate(() => document.activeElement.classList.length === 0 &&
+      document.activeElement.closest(".who") !== null);
+    assert.deepEqual(seen, { grewWithFiveLines: true, sizeOnceSent: true, followsAtTheEnd: true, placeKept: true,
+      followsAgain: true, button: "Copied", copied: "A long question\nline 0\nline 1\nline 2\nline 3", focusOnButton: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   await check("the chat page: a model URL with nothing behind it says to check the URL, and the page stays usable", async () => {
     const { page, errors } = await openPage(`${env.PLAIN_URL}/demo/?model=/models/no-such-model.gguf`);
     await page.click("#load-url");
@@ -516,13 +571,9 @@ try {
   });
 
   await check("the chat page where the browser refuses site data: it says so and chats anyway", async () => {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.evaluateOnNewDocument(() => { // what Chromium does with "Block all site data"
+    const { page, errors } = await openPage(`${env.SERVE_API_URL}/`, () => { // what Chromium does with "Block all site data"
       Object.defineProperty(window, "localStorage", { get() { throw new DOMException("Access is denied for this document.", "SecurityError"); } });
     });
-    await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
     await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
     assert.match(await page.$eval("#storage-warning", (e) => e.textContent),
       /^This browser does not let the page store data \(Access is denied for this document\.\): .* Allow site data to keep them\.$/);
