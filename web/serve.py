@@ -11,7 +11,7 @@ usage: python3 web/serve.py [--port 8000] [--host 127.0.0.1] [--models DIR] [--n
   how the page resumes a broken download)
   /models/NAME?stall-after=BYTES sends BYTES bytes of the model and then nothing, with the
   connection left open until the client closes it (to try cancelling a download); the log says
-  when it did
+  when it did; ?bytes-per-second=N sends it no faster than that (to try a slow connection)
 """
 import argparse
 import functools
@@ -80,15 +80,20 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             if stall_after:
                 limit = min(limit, int(stall_after[1]))
                 self.close_connection = True
+            rate = re.search(r"[?&]bytes-per-second=(\d+)", self.path)
+            rate = max(1, int(rate[1])) if rate else None
             f.seek(start)
             cut = limit < end - start + 1
             to_send = limit
             while limit > 0:
-                block = f.read(min(limit, 1 << 16))
+                block = f.read(min(limit, 1 << 16, max(1, rate // 10) if rate else 1 << 16))
                 if not block:
                     break
                 self.wfile.write(block)
                 limit -= len(block)
+                if rate:
+                    self.wfile.flush()
+                    time.sleep(len(block) / rate)
             if stall_after:
                 self.wait_for_client_to_close(to_send - limit)
             elif cut:

@@ -282,7 +282,46 @@ $("messages").addEventListener("click", (ev) => {
 });
 
 // ---- loading -----------------------------------------------------------------------------------
-const PHASES = { download: "Downloading", cache: "Reading from the cache", verify: "Checking SHA-256 of", load: "Loading" };
+const PHASES = { cache: "Reading from the cache", verify: "Checking SHA-256 of", load: "Loading" };
+const mebibytes = (bytes) => (bytes / 2 ** 20).toFixed(1);
+function duration(seconds) {
+  if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+}
+// A download of hundreds of MiB on a phone's connection: its status says how fast it goes and
+// how long it has left (over the last few seconds), and when nothing arrives, for how long (the
+// engine gives up after a minute of that, keeping what arrived for the next Load).
+const SPEED_WINDOW_MS = 5000;
+const STALL_NOTE_AFTER_MS = 5000;
+function downloadStatus(show) {
+  const samples = []; // [time, bytes loaded], the last SPEED_WINDOW_MS of them
+  let total = 0;
+  const describe = () => {
+    const [lastAt, loaded] = samples.at(-1);
+    const [firstAt, firstLoaded] = samples[0];
+    const now = performance.now();
+    let text = `Downloading ${mebibytes(loaded)} of ${mebibytes(total)} MiB`;
+    if (now - lastAt >= STALL_NOTE_AFTER_MS) {
+      text += ` · nothing has arrived for ${duration((now - lastAt) / 1000)}; still waiting`;
+    } else if (lastAt - firstAt >= 1000) {
+      const perSecond = (loaded - firstLoaded) / ((lastAt - firstAt) / 1000);
+      if (perSecond > 0) text += ` · ${mebibytes(perSecond)} MiB/s · about ${duration((total - loaded) / perSecond)} left`;
+    }
+    return text;
+  };
+  const timer = setInterval(() => samples.length && show(describe()), 1000);
+  return {
+    progress(loaded, size) {
+      const now = performance.now();
+      samples.push([now, loaded]);
+      while (samples.length > 2 && now - samples[0][0] > SPEED_WINDOW_MS) samples.shift();
+      total = size;
+      show(describe());
+    },
+    stop: () => clearInterval(timer),
+  };
+}
 // The file picker (and a drop) stay usable while a model loads: the last model chosen wins; the
 // earlier load is aborted (its download stops), and one that finishes loading anyway is unloaded,
 // not left holding memory. Cancel aborts the load in progress and leaves the page idle.
@@ -299,6 +338,7 @@ async function load(model) {
   $("progress").hidden = false;
   $("load-url").disabled = true;
   $("cancel-load").hidden = false;
+  const download = downloadStatus((text) => { if (!superseded()) $("status").textContent = text; });
   try {
     if (engine) await engine.unload();
     engine = null;
@@ -311,7 +351,12 @@ async function load(model) {
       onProgress: ({ phase, loaded, total }) => {
         if (superseded()) return;
         $("progress").value = total ? loaded / total : 0;
-        $("status").textContent = `${PHASES[phase] || phase} ${(loaded / 2 ** 20).toFixed(1)} of ${(total / 2 ** 20).toFixed(1)} MiB`;
+        if (phase === "download") {
+          download.progress(loaded, total);
+        } else {
+          download.stop();
+          $("status").textContent = `${PHASES[phase] || phase} ${mebibytes(loaded)} of ${mebibytes(total)} MiB`;
+        }
       },
     });
     if (superseded()) {
@@ -340,6 +385,7 @@ async function load(model) {
       $("status").textContent = `Could not load the model: ${e.message}`;
     }
   } finally {
+    download.stop();
     if (!superseded()) {
       $("load-url").disabled = false;
       $("cancel-load").hidden = true;

@@ -168,6 +168,15 @@ try {
     await page.goto(url, { waitUntil: "load" });
     return { page, errors };
   };
+  // A slow download that then stalls, left running in its own page while the checks below run
+  // (it takes seconds by design) and looked at in the last check: the statuses it showed are kept.
+  const slow = await openPage(`${env.PLAIN_URL}/demo/`);
+  const slowStatuses = [];
+  await slow.page.exposeFunction("sawStatus", (t) => slowStatuses.push(t));
+  await slow.page.evaluate(() => new MutationObserver(() => window.sawStatus(document.querySelector("#status").textContent))
+    .observe(document.querySelector("#status"), { childList: true, characterData: true, subtree: true }));
+  await slow.page.$eval("#model-url", (e, url) => { e.value = url; }, `${MODEL_PATH}?stall-after=150000&bytes-per-second=100000`);
+  await slow.page.click("#load-url");
   await check("the page's Markdown: a list right after a line of text, nested lists, numbering, tables", async () => {
     const page = await browser.newPage();
     await page.goto(`${env.SERVE_API_URL}/`, { waitUntil: "load" });
@@ -834,6 +843,18 @@ try {
     assert.equal(r.left[0], 5, "the left stream's generation was interrupted");
     assert.ok(r.left[1] < 1000, `${r.left[1]} tokens nobody read`);
     assert.ok(r.sameText, "the next request gives the same text as before");
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+  await check("the chat page: a slow download says its speed and time left, a stalled one how long nothing has arrived", async () => {
+    const { page, errors } = slow;
+    await page.waitForFunction(() => /nothing has arrived/.test(document.querySelector("#status").textContent), { timeout: 30000 });
+    const speeds = slowStatuses.filter((t) => / MiB\/s /.test(t));
+    assert.ok(speeds.length > 0, JSON.stringify(slowStatuses));
+    assert.match(speeds.at(-1), /^Downloading 0\.1 of 1\.0 MiB · 0\.1 MiB\/s · about \d+ s left$/);
+    assert.match(slowStatuses.at(-1), /^Downloading 0\.1 of 1\.0 MiB · nothing has arrived for \d+ s; still waiting$/);
+    await page.click("#cancel-load");
+    await page.waitForFunction(() => /^Loading cancelled/.test(document.querySelector("#status").textContent), { timeout: 10000 });
     assert.deepEqual(errors, []);
     await page.close();
   });
