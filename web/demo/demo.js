@@ -3,7 +3,7 @@
 // (<html data-backend="server">), the server's /v1/chat/completions. Streams answers, keeps
 // conversations in localStorage. Served from web/demo (web/serve.py) or by `edgellm serve [--web]`:
 // either way ../dist holds the browser build.
-import { escapeHtml, renderMarkdown } from "./markdown.js";
+import { escapeHtml, renderBlocks } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "edgellm-demo-conversations";
@@ -229,13 +229,31 @@ function messageElement(m) {
   const body = document.createElement("div");
   body.className = "body";
   body.dir = "auto";
-  body.innerHTML = m.role === "user" ? escapeHtml(m.content).replace(/\n/g, "<br>") : renderMarkdown(m.content);
+  if (m.role === "user") body.innerHTML = escapeHtml(m.content).replace(/\n/g, "<br>");
+  else showMarkdown(body, m.content);
   const stats = document.createElement("div");
   stats.className = m.error ? "stats error" : "stats";
   stats.textContent = m.stats || "";
   div.append(who, body, stats);
   messageViews.set(m, div);
   return div;
+}
+// An answer shown as it streams: only the blocks that changed are replaced, so a block already
+// whole stays the same element (a code block's Copy button being clicked, text being selected).
+const blockSources = new WeakMap(); // element -> the HTML it was made from
+function showMarkdown(body, text) {
+  const blocks = renderBlocks(text);
+  const shown = [...body.children];
+  blocks.forEach((html, i) => {
+    if (shown[i] && blockSources.get(shown[i]) === html) return;
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    const block = template.content.firstElementChild;
+    blockSources.set(block, html);
+    if (shown[i]) shown[i].replaceWith(block);
+    else body.append(block);
+  });
+  for (const stale of shown.slice(blocks.length)) stale.remove();
 }
 function renderMessages() {
   const messages = current ? current.messages.map(messageElement) : [];
@@ -569,7 +587,7 @@ async function send() {
         const view = shownView(answer);
         if (view) {
           const follow = atBottom($("messages")); // else the reader scrolled up to read: stay there
-          view.querySelector(".body").innerHTML = renderMarkdown(answer.content);
+          showMarkdown(view.querySelector(".body"), answer.content);
           if (follow) $("messages").scrollTop = $("messages").scrollHeight;
         }
         if (performance.now() - savedAt > SAVE_EVERY_MS) { save(); savedAt = performance.now(); }

@@ -181,7 +181,9 @@ function textBlocks(text, out) {
   endList();
 }
 
-export function renderMarkdown(text) {
+// The answer as a list of blocks, each the HTML of one element (a paragraph, heading, list, table
+// or code block).
+export function renderBlocks(text) {
   const out = [];
   text.split(/```/).forEach((part, i) => {
     if (i % 2 === 1) { // a code block (possibly still open while streaming)
@@ -193,5 +195,7 @@ export function renderMarkdown(text) {
       textBlocks(part, out);
     }
   });
-  return out.join("");
+  return out;
 }
+
+export const renderMarkdown = (text) => renderBlocks(text).join("");

@@ -514,7 +514,7 @@ try {
     await page.close();
   });
 
-  await check("the chat page: keeps the place of a reader scrolled up, copies without the Clipboard API, the message box grows", async () => {
+  await check("the chat page: keeps the place of a reader scrolled up, copies (also mid-answer, also without the Clipboard API), the message box grows", async () => {
     const { page, errors } = await openPage(`${puppetUrl}/`, () => { // at http://<LAN address>: not a secure context
       Object.defineProperty(Navigator.prototype, "clipboard", { get: () => undefined });
       document.addEventListener("copy", () => {
@@ -541,14 +541,23 @@ try {
     await page.keyboard.press("Enter");
     const answer = await nextStream(number);
     seen.sizeOnceSent = (await height()) === oneLine;
-    answer.send(Array.from({ length: 80 }, (_, i) => `Line ${i} of a long answer.`).join("\n\n"));
+    answer.send("```sh\nls | wc -l\n```\n\n" + Array.from({ length: 80 }, (_, i) => `Line ${i} of a long answer.`).join("\n\n"));
     await page.waitForFunction(() => /Line 79/.test(document.querySelector(".msg.assistant:last-child .body").textContent));
     const atEnd = () => page.$eval("#messages", (e) => e.scrollTop >= e.scrollHeight - e.clientHeight - 1);
     seen.followsAtTheEnd = await atEnd();
-    await page.$eval("#messages", (e) => { e.scrollTop = 200; }); // scrolled up to read
+    await page.$eval("#messages", (e) => { e.scrollTop = 0; }); // scrolled up to read
+    // The code block's Copy clicked as a person does, the button held down a moment, while the
+    // answer goes on.
+    const copyCode = await (await page.$(".msg.assistant:last-child .copy-code")).boundingBox();
+    await page.mouse.move(copyCode.x + copyCode.width / 2, copyCode.y + copyCode.height / 2);
+    await page.mouse.down();
     answer.send("\n\nMore text.");
     await page.waitForFunction(() => /More text/.test(document.querySelector(".msg.assistant:last-child .body").textContent));
-    seen.placeKept = await page.$eval("#messages", (e) => e.scrollTop === 200);
+    await page.mouse.up();
+    seen.placeKept = await page.$eval("#messages", (e) => e.scrollTop === 0);
+    await page.waitForFunction(() => document.querySelector(".copy-code").textContent !== "Copy", { timeout: 2000 }).catch(() => {});
+    seen.codeButton = await page.$eval(".copy-code", (e) => e.textContent);
+    seen.codeCopied = await page.evaluate(() => window.copied);
     await page.$eval("#messages", (e) => { e.scrollTop = e.scrollHeight; });
     answer.send("\n\nThe end.");
     await page.waitForFunction(() => /The end/.test(document.querySelector(".msg.assistant:last-child .body").textContent));
@@ -562,10 +571,10 @@ try {
     seen.copied = await page.evaluate(() => window.copied);
     seen.focusOnButton = await page.evaluate(() => document.activeElement.classList.length === 0 &&
       document.activeElement.closest(".who") !== null);
+    await page.close(); // first: left open after a failure, it held up the slow download's page for minutes
     assert.deepEqual(seen, { grewWithFiveLines: true, sizeOnceSent: true, followsAtTheEnd: true, placeKept: true,
-      followsAgain: true, button: "Copied", copied: "A long question\nline 0\nline 1\nline 2\nline 3", focusOnButton: true });
+      followsAgain: true, codeButton: "Copied", codeCopied: "ls | wc -l\n", button: "Copied", copied: "A long question\nline 0\nline 1\nline 2\nline 3", focusOnButton: true });
     assert.deepEqual(errors, []);
-    await page.close();
   });
 
   await check("the chat page: a model URL with nothing behind it says to check the URL, and the page stays usable", async () => {
