@@ -571,10 +571,10 @@ try {
     seen.copied = await page.evaluate(() => window.copied);
     seen.focusOnButton = await page.evaluate(() => document.activeElement.classList.length === 0 &&
       document.activeElement.closest(".who") !== null);
-    await page.close(); // first: left open after a failure, it held up the slow download's page for minutes
     assert.deepEqual(seen, { grewWithFiveLines: true, sizeOnceSent: true, followsAtTheEnd: true, placeKept: true,
       followsAgain: true, codeButton: "Copied", codeCopied: "ls | wc -l\n", button: "Copied", copied: "A long question\nline 0\nline 1\nline 2\nline 3", focusOnButton: true });
     assert.deepEqual(errors, []);
+    await page.close();
   });
 
   await check("the chat page: a model URL with nothing behind it says to check the URL, and the page stays usable", async () => {
@@ -857,6 +857,9 @@ try {
   });
   await check("the chat page: a slow download says its speed and time left, a stalled one how long nothing has arrived", async () => {
     const { page, errors } = slow;
+    // In front: waitForFunction polls on animation frames, which a page behind another (one a
+    // failed check left open) does not get.
+    await page.bringToFront();
     await page.waitForFunction(() => /nothing has arrived/.test(document.querySelector("#status").textContent), { timeout: 30000 });
     const speeds = slowStatuses.filter((t) => / MiB\/s /.test(t));
     assert.ok(speeds.length > 0, JSON.stringify(slowStatuses));
