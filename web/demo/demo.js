@@ -204,6 +204,7 @@ function renderList() {
     del.onclick = () => {
       const hadFocus = document.activeElement === del;
       if (c.messages.includes(streaming)) backend?.stop(); // nobody is left to read that answer
+      offerUndo(c, conversations.indexOf(c));
       conversations = conversations.filter((x) => x !== c);
       if (current === c) current = conversations[0] || null;
       save();
@@ -215,6 +216,32 @@ function renderList() {
   }
   $("topbar-title").textContent = current?.title ?? "";
 }
+// A deleted conversation can be brought back until the next deletion or for UNDO_MS: on a phone
+// the open conversation's ✕ is one tap away from the taps that choose conversations.
+const UNDO_MS = 10000;
+let deleted = null; // {conversation, index, timer}
+function offerUndo(conversation, index) {
+  clearTimeout(deleted?.timer);
+  deleted = { conversation, index, timer: setTimeout(forgetDeleted, UNDO_MS) };
+  $("deleted-text").textContent = `Deleted "${conversation.title}".`;
+  $("deleted").hidden = false;
+}
+function forgetDeleted() {
+  clearTimeout(deleted?.timer);
+  deleted = null;
+  $("deleted").hidden = true;
+}
+$("undo-delete").onclick = () => {
+  if (!deleted) return;
+  const { conversation, index } = deleted;
+  forgetDeleted();
+  conversations.splice(Math.min(index, conversations.length), 0, conversation);
+  current = conversation;
+  save();
+  renderList();
+  renderMessages();
+  $("conversations").querySelector("li.active .open")?.focus();
+};
 function messageElement(m) {
   const div = document.createElement("div");
   div.className = `msg ${m.role}`;

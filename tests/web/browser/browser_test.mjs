@@ -312,7 +312,7 @@ try {
     await page.close();
   });
 
-  await check("the chat page: deleting the conversation being answered stops the answer; empty ones are not piled up", async () => {
+  await check("the chat page: deleting the conversation being answered stops the answer, Undo brings it back; empty ones are not piled up", async () => {
     const { page, errors } = await openPage(`${puppetUrl}/`);
     await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
     const count = () => page.$$eval("#conversations li", (l) => l.length);
@@ -331,6 +331,13 @@ try {
       setTimeout(() => reject(new Error("the answer of a deleted conversation still streams")), 5000))]);
     await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 5000 });
     assert.ok(!(await page.$$eval("#conversations li span", (l) => l.map((e) => e.textContent))).includes("Doomed"));
+    // One tap on a ✕ is easily a tap meant for another conversation: Undo brings it back, saved.
+    assert.equal(await page.$eval("#deleted", (e) => e.hidden ? "" : e.textContent), 'Deleted "Doomed". Undo');
+    await page.click("#undo-delete");
+    assert.equal(await page.$eval("#conversations li.active span", (e) => e.textContent), "Doomed");
+    assert.equal(await page.$eval(".msg.assistant:last-child .body", (e) => e.textContent), "Some");
+    assert.ok((await savedConversations(page)).some((c) => c.title === "Doomed"), "saved again");
+    assert.equal(await page.$eval("#deleted", (e) => e.hidden), true);
     assert.deepEqual(errors, []);
     await page.close();
   });
