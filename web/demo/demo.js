@@ -70,9 +70,12 @@ function setting(id, fallback) {
 }
 
 // ---- conversations ---------------------------------------------------------------------------
+// Shown in the sidebar, and on a phone also above the chat (the sidebar is a closed drawer there).
 function storageWarning(text) {
-  $("storage-warning").textContent = text;
-  $("storage-warning").hidden = false;
+  for (const id of ["storage-warning", "phone-storage-warning"]) {
+    $(id).textContent = text;
+    $(id).hidden = false;
+  }
 }
 // Browsers that block site data (a setting, some private modes) throw on any use of localStorage,
 // even reading the property: the page then keeps its conversations in memory and says so.

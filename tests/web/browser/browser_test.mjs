@@ -600,8 +600,13 @@ try {
       Object.defineProperty(window, "localStorage", { get() { throw new DOMException("Access is denied for this document.", "SecurityError"); } });
     });
     await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
-    assert.match(await page.$eval("#storage-warning", (e) => e.textContent),
-      /^This browser does not let the page store data \(Access is denied for this document\.\): .* Allow site data to keep them\.$/);
+    const refused = /^This browser does not let the page store data \(Access is denied for this document\.\): .* Allow site data to keep them\.$/;
+    assert.match(await page.$eval("#storage-warning", (e) => e.textContent), refused);
+    // On a phone the sidebar is a closed drawer: the note is also above the chat.
+    await page.setViewport({ width: 390, height: 844 });
+    assert.match(await page.$eval("#phone-storage-warning", (e) => (e.getClientRects().length ? e.textContent : "")), refused);
+    await page.setViewport({ width: 800, height: 600 });
+    assert.equal(await page.$eval("#phone-storage-warning", (e) => e.getClientRects().length), 0, "once on a wide screen");
     await chat(page, "I dreamed");
     assert.deepEqual(errors, []);
     await page.close();
