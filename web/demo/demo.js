@@ -569,6 +569,13 @@ function refocusInput() {
 }
 // Within a line of the end: where the view follows the answer as it grows.
 const atBottom = (el) => el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+// Scrolled up: a button back to the end (a long answer is a long way down on a phone).
+const offerLatest = () => { $("to-latest").hidden = atBottom($("messages")); };
+$("messages").addEventListener("scroll", offerLatest);
+$("to-latest").onclick = () => {
+  $("messages").scrollTop = $("messages").scrollHeight;
+  $("input").focus();
+};
 const SAVE_EVERY_MS = 1000; // a streamed answer is saved this often, so a crash loses little of it
 async function send() {
   const text = $("input").value.trim();
@@ -619,6 +626,7 @@ async function send() {
           const follow = atBottom($("messages")); // else the reader scrolled up to read: stay there
           showMarkdown(view.querySelector(".body"), answer.content);
           if (follow) $("messages").scrollTop = $("messages").scrollHeight;
+          else offerLatest();
         }
         if (performance.now() - savedAt > SAVE_EVERY_MS) { save(); savedAt = performance.now(); }
       }

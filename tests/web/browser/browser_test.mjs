@@ -562,10 +562,14 @@ try {
     await page.waitForFunction(() => /More text/.test(document.querySelector(".msg.assistant:last-child .body").textContent));
     await page.mouse.up();
     seen.placeKept = await page.$eval("#messages", (e) => e.scrollTop === 0);
+    seen.latestOffered = await page.evaluate(() => document.querySelector("#to-latest")?.hidden === false);
     await page.waitForFunction(() => document.querySelector(".copy-code").textContent !== "Copy", { timeout: 2000 }).catch(() => {});
     seen.codeButton = await page.$eval(".copy-code", (e) => e.textContent);
     seen.codeCopied = await page.evaluate(() => window.copied);
-    await page.$eval("#messages", (e) => { e.scrollTop = e.scrollHeight; });
+    if (seen.latestOffered) await page.click("#to-latest"); // back to the end
+    else await page.$eval("#messages", (e) => { e.scrollTop = e.scrollHeight; });
+    seen.latestGone = await page.waitForFunction(() => document.querySelector("#to-latest").hidden, { timeout: 2000 })
+      .then(() => true, () => false);
     answer.send("\n\nThe end.");
     await page.waitForFunction(() => /The end/.test(document.querySelector(".msg.assistant:last-child .body").textContent));
     seen.followsAgain = await atEnd();
@@ -579,7 +583,7 @@ try {
     seen.focusOnButton = await page.evaluate(() => document.activeElement.classList.length === 0 &&
       document.activeElement.closest(".who") !== null);
     assert.deepEqual(seen, { grewWithFiveLines: true, sizeOnceSent: true, followsAtTheEnd: true, placeKept: true,
-      followsAgain: true, codeButton: "Copied", codeCopied: "ls | wc -l\n", button: "Copied", copied: "A long question\nline 0\nline 1\nline 2\nline 3", focusOnButton: true });
+      latestOffered: true, latestGone: true, followsAgain: true, codeButton: "Copied", codeCopied: "ls | wc -l\n", button: "Copied", copied: "A long question\nline 0\nline 1\nline 2\nline 3", focusOnButton: true });
     assert.deepEqual(errors, []);
     await page.close();
   });
