@@ -507,6 +507,10 @@ try {
     await page.keyboard.press("Enter");
     assert.deepEqual(await state(), { sidebar: "hidden", expanded: "false", inert: false, focus: "input" });
     assert.equal(await page.$eval("#topbar-title", (e) => e.textContent), "سؤال بالعربية");
+    // Starting a conversation closes it too.
+    await page.click("#menu");
+    await page.click("#new-chat");
+    assert.deepEqual(await state(), { sidebar: "hidden", expanded: "false", inert: false, focus: "input" });
     // A window widened past the phone layout: the sidebar in place, nothing inert.
     await page.click("#menu");
     await page.setViewport({ width: 1280, height: 800 });
@@ -685,6 +689,13 @@ try {
     await chat(page, "I dreamed");
     assert.deepEqual(posts, [], "nothing sent to the server");
     await page.screenshot({ path: `${OUT_DIR}/serve-web.png` });
+    // On a phone "Change model" is in the drawer: it closes it and goes to the model's URL.
+    await page.setViewport({ width: 390, height: 844 });
+    await page.emulateMediaFeatures([{ name: "prefers-reduced-motion", value: "reduce" }]);
+    await page.click("#menu");
+    await page.click("#change-model");
+    assert.deepEqual(await page.evaluate(() => [document.body.classList.contains("drawer-open"),
+      document.querySelector("#loader").hidden, document.activeElement.id]), [false, false, "model-url"]);
     assert.deepEqual(errors, []);
     await page.close();
   });
