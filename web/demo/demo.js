@@ -296,6 +296,7 @@ function renderMessages() {
   }
   $("messages").replaceChildren(...messages);
   $("messages").scrollTop = $("messages").scrollHeight;
+  offerLatest(); // a conversation too short to scroll fires no scroll event to hide the button
 }
 // The Clipboard API exists only in a secure context: a phone opening `edgellm serve --host` at
 // http://192.168.x.y has none, so the text is then copied the older way, selected in a hidden

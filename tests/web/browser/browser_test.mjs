@@ -586,8 +586,12 @@ try {
     seen.copied = await page.evaluate(() => window.copied);
     seen.focusOnButton = await page.evaluate(() => document.activeElement.classList.length === 0 &&
       document.activeElement.closest(".who") !== null);
+    // Scrolled up, then another conversation too short to scroll: no button to an end it is at.
+    await page.$eval("#messages", (e) => { e.scrollTop = 0; });
+    await page.click("#new-chat");
+    seen.latestOnShortOne = await page.evaluate(() => document.querySelector("#to-latest")?.hidden === false);
     assert.deepEqual(seen, { grewWithFiveLines: true, sizeOnceSent: true, followsAtTheEnd: true, placeKept: true,
-      latestOffered: true, latestGone: true, followsAgain: true, codeButton: "Copied", codeCopied: "ls | wc -l\n", button: "Copied", copied: "A long question\nline 0\nline 1\nline 2\nline 3", focusOnButton: true });
+      latestOffered: true, latestGone: true, followsAgain: true, codeButton: "Copied", codeCopied: "ls | wc -l\n", button: "Copied", copied: "A long question\nline 0\nline 1\nline 2\nline 3", focusOnButton: true, latestOnShortOne: false });
     assert.deepEqual(errors, []);
     await page.close();
   });
