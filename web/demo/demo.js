@@ -3,7 +3,7 @@
 // (<html data-backend="server">), the server's /v1/chat/completions. Streams answers, keeps
 // conversations in localStorage. Served from web/demo (web/serve.py) or by `edgellm serve [--web]`:
 // either way ../dist holds the browser build.
-import { escapeHtml, renderBlocks } from "./markdown.js";
+import { escapeHtml, renderGrowing } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "edgellm-demo-conversations";
@@ -268,11 +268,14 @@ function messageElement(m) {
   messageViews.set(m, div);
   return div;
 }
-// An answer shown as it streams: only the blocks that changed are replaced, so a block already
-// whole stays the same element (a code block's Copy button being clicked, text being selected).
+// An answer shown as it streams: only its tail is parsed again, and only the blocks that changed
+// are replaced, so a block already whole stays the same element (a code block's Copy button
+// being clicked, text being selected).
 const blockSources = new WeakMap(); // element -> the HTML it was made from
+const parses = new WeakMap(); // an answer's element -> what renderGrowing keeps between tokens
 function showMarkdown(body, text) {
-  const blocks = renderBlocks(text);
+  if (!parses.has(body)) parses.set(body, {});
+  const blocks = renderGrowing(text, parses.get(body));
   const shown = [...body.children];
   blocks.forEach((html, i) => {
     if (shown[i] && blockSources.get(shown[i]) === html) return;

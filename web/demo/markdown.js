@@ -183,7 +183,7 @@ function textBlocks(text, out) {
 
 // The answer as a list of blocks, each the HTML of one element (a paragraph, heading, list, table
 // or code block).
-export function renderBlocks(text) {
+function renderBlocks(text) {
   const out = [];
   text.split(/```/).forEach((part, i) => {
     if (i % 2 === 1) { // a code block (possibly still open while streaming)
@@ -199,3 +199,30 @@ export function renderBlocks(text) {
 }
 
 export const renderMarkdown = (text) => renderBlocks(text).join("");
+
+// The blocks of a text that grows at its end (a streaming answer), parsing only its tail: an empty
+// line outside a code block ends every block, so the blocks before the last such line are final
+// and kept from one call to the next. state: {} at first, then what the last call left in it.
+export function renderGrowing(text, state) {
+  if (!state.text || !text.startsWith(state.text)) Object.assign(state, { done: [], cut: 0 });
+  let inCode = false;
+  for (let i = state.cut; ;) {
+    const fence = text.indexOf("```", i);
+    const blank = inCode ? -1 : text.indexOf("\n\n", i);
+    if (blank >= 0 && (fence < 0 || blank < fence)) {
+      const end = blank + 2;
+      if (end > state.cut) {
+        state.done.push(...renderBlocks(text.slice(state.cut, end)));
+        state.cut = end;
+      }
+      i = end;
+    } else if (fence >= 0) {
+      inCode = !inCode;
+      i = fence + 3;
+    } else {
+      break;
+    }
+  }
+  state.text = text;
+  return [...state.done, ...renderBlocks(text.slice(state.cut))];
+}

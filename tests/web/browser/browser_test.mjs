@@ -209,6 +209,19 @@ try {
       row("td", ["&lt;img src=x onerror=alert(1)&gt;", "&#60;b&#62; <strong><code>&lt;i&gt;</code></strong>", ""]) + // a missing cell: empty
       row("td", ["1", "2", "3"]) + // one too many: dropped
       "</tbody></table></div><p>&#42;not emphasis&#42; <code>a`b</code> &#92;| still one paragraph</p>");
+    // A streaming answer's blocks, its tail parsed again on each piece, are those of the whole text.
+    const streamed = await page.evaluate(async () => {
+      const { renderGrowing, renderMarkdown } = await import("/markdown.js");
+      const text = "Intro **b** `a|b`\n\n1. one\n   more\n\n| a | b |\n|:-|-:|\n| `|` | \\| |\n\n```js\nx = 1;\n\n\n" +
+        "y = \"```\";\n```\n\n````\nfour\n````\n\nafter\n\n\n\n# Head\n```\nopen\n\nstill code";
+      const state = {};
+      const differ = [];
+      for (let n = 0; n <= text.length; n++)
+        if (renderGrowing(text.slice(0, n), state).join("") !== renderMarkdown(text.slice(0, n))) differ.push(n);
+      if (renderGrowing("another text", state).join("") !== renderMarkdown("another text")) differ.push("another");
+      return differ;
+    });
+    assert.deepEqual(streamed, [], "lengths at which the streamed blocks differ");
     // A header whose rule row has another number of cells is no table.
     assert.equal(await page.evaluate(async () => (await import("/markdown.js")).renderMarkdown("a | b\n| --- |")),
       "<p>a | b<br>| --- |</p>");
