@@ -173,8 +173,21 @@ function closeDrawer() {
 }
 $("menu").onclick = openDrawer;
 $("backdrop").onclick = () => { closeDrawer(); $("menu").focus(); };
+// What Tab can reach in the drawer, in order: not hidden buttons (no box), nor the fields of
+// closed settings (Chromium gives them a box).
+const drawerStops = () => [...$("sidebar").querySelectorAll("button, input, textarea, select, summary, a[href]")]
+  .filter((e) => !e.disabled && e.getClientRects().length &&
+    (e.tagName === "SUMMARY" || !e.closest("details:not([open])")));
 document.addEventListener("keydown", (ev) => {
-  if (ev.key === "Escape" && drawerIsOpen()) { closeDrawer(); $("menu").focus(); }
+  if (!drawerIsOpen()) return;
+  if (ev.key === "Escape") { closeDrawer(); $("menu").focus(); }
+  // Modal: Tab past the last stop goes to the first and Shift+Tab before the first to the last,
+  // instead of leaving for the browser's own controls and then the inert chat.
+  if (ev.key !== "Tab") return;
+  const stops = drawerStops();
+  const at = stops.indexOf(document.activeElement);
+  const wrapTo = ev.shiftKey ? (at <= 0 ? stops.at(-1) : null) : (at === -1 || at === stops.length - 1 ? stops[0] : null);
+  if (wrapTo) { ev.preventDefault(); wrapTo.focus(); }
 });
 // A window widened past the phone layout shows the sidebar in place: nothing may stay inert.
 phoneLayout.addEventListener("change", () => { if (!phoneLayout.matches) closeDrawer(); });

@@ -525,6 +525,19 @@ try {
     assert.equal(await page.$eval("#sidebar", (e) => `${e.getAttribute("role")} ${e.getAttribute("aria-modal")}`), "dialog true");
     assert.equal(await page.evaluate(() => document.activeElement.textContent), "سؤال بالعربية");
     await page.screenshot({ path: `${OUT_DIR}/phone-drawer-open.png` });
+    // Modal: Tab and Shift+Tab go round its six controls (twice), never out to the page or beyond.
+    const outside = [];
+    for (const key of ["Tab", "Shift+Tab"]) {
+      for (let i = 0; i < 12; i++) {
+        if (key === "Shift+Tab") await page.keyboard.down("Shift");
+        await page.keyboard.press("Tab");
+        if (key === "Shift+Tab") await page.keyboard.up("Shift");
+        const where = await page.evaluate(() => (document.querySelector("#sidebar").contains(document.activeElement) ? "" :
+          document.activeElement.id || document.activeElement.tagName));
+        if (where) outside.push(`${key} ${i + 1}: ${where}`);
+      }
+    }
+    assert.deepEqual(outside, [], "the focus left the open drawer");
     await page.keyboard.press("Escape");
     assert.deepEqual(await state(), { sidebar: "hidden", expanded: "false", inert: false, focus: "menu" });
     // A tap beside it closes it.
