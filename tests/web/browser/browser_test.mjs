@@ -370,8 +370,8 @@ try {
     await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Some");
     await page.click("#conversations li.active .delete");
     await Promise.race([doomed.closed, new Promise((_, reject) => // the page hung up
-      setTimeout(() => reject(new Error("the answer of a deleted conversation still streams")), 5000))]);
-    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 5000 });
+      setTimeout(() => reject(new Error("the answer of a deleted conversation still streams")), 30000))]);
+    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 30000 });
     assert.ok(!(await page.$$eval("#conversations li span", (l) => l.map((e) => e.textContent))).includes("Doomed"));
     // One tap on a ✕ is easily a tap meant for another conversation: Undo brings it back, saved.
     assert.equal(await page.$eval("#deleted", (e) => e.hidden ? "" : e.textContent), 'Deleted "Doomed". Undo');
@@ -868,7 +868,7 @@ try {
         document.querySelector("#progress").value * size > 299999.5, { timeout: 60000 }, modelSize); // all 300000 arrived
       await page.screenshot({ path: `${OUT_DIR}/cancel-${label}.png` });
       await page.click("#cancel-load");
-      await page.waitForFunction(() => /^Loading cancelled/.test(document.querySelector("#status").textContent), { timeout: 10000 });
+      await page.waitForFunction(() => /^Loading cancelled/.test(document.querySelector("#status").textContent), { timeout: 30000 });
       const idle = await page.evaluate(() => ({
         status: document.querySelector("#status").textContent,
         progress: document.querySelector("#progress").hidden,
@@ -967,7 +967,7 @@ try {
     assert.match(speeds.at(-1), /^Downloading 0\.2 of 1\.0 MiB · \d+\.\d MiB\/s · about \d+ s left$/);
     assert.match(slowStatuses.at(-1), /^Downloading 0\.2 of 1\.0 MiB · nothing has arrived for \d+ s; still waiting$/);
     await page.click("#cancel-load");
-    await page.waitForFunction(() => /^Loading cancelled/.test(document.querySelector("#status").textContent), { timeout: 10000 });
+    await page.waitForFunction(() => /^Loading cancelled/.test(document.querySelector("#status").textContent), { timeout: 30000 });
     assert.deepEqual(errors, []);
     await page.close();
   });
