@@ -349,6 +349,9 @@ $("messages").addEventListener("click", (ev) => {
 // ---- loading -----------------------------------------------------------------------------------
 const PHASES = { cache: "Reading from the cache", verify: "Checking SHA-256 of", load: "Loading" };
 const mebibytes = (bytes) => (bytes / 2 ** 20).toFixed(1);
+// A phone's slow connection gets KiB/s: "0.0 MiB/s" would say nothing arrives.
+const rate = (bytesPerSecond) => (bytesPerSecond < 2 ** 20 ? `${Math.max(1, Math.round(bytesPerSecond / 1024))} KiB/s`
+  : `${mebibytes(bytesPerSecond)} MiB/s`);
 function duration(seconds) {
   if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
@@ -371,7 +374,7 @@ function downloadStatus(show) {
       text += ` · nothing has arrived for ${duration((now - lastAt) / 1000)}; still waiting`;
     } else if (lastAt - firstAt >= 1000) {
       const perSecond = (loaded - firstLoaded) / ((lastAt - firstAt) / 1000);
-      if (perSecond > 0) text += ` · ${mebibytes(perSecond)} MiB/s · about ${duration((total - loaded) / perSecond)} left`;
+      if (perSecond > 0) text += ` · ${rate(perSecond)} · about ${duration((total - loaded) / perSecond)} left`;
     }
     return text;
   };
