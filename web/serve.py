@@ -8,10 +8,11 @@ usage: python3 web/serve.py [--port 8000] [--host 127.0.0.1] [--models DIR] [--n
   --models DIR serves DIR's files under /models/ (e.g. /models/model.gguf), with range requests
   then open http://127.0.0.1:8000/demo/?model=/models/model.gguf
   --cut-first-download BYTES ends the first download of each model after BYTES bytes (to try
-  how the page resumes a broken download)
+  how the page resumes a broken download), once /hang-up is requested or 10 s have passed: a
+  test asks for it when the page shows that every byte arrived
   /models/NAME?stall-after=BYTES sends BYTES bytes of the model and then nothing, with the
   connection left open until the client closes it (to try cancelling a download); the log says
-  when it did
+  when it did; ?bytes-per-second=N sends it no faster than that (to try a slow connection)
 """
 import argparse
 import functools
@@ -21,6 +22,7 @@ import re
 import select
 import socket
 import sys
+import threading
 import time
 
 
@@ -33,9 +35,14 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
     cut_first_download = None
     cut_done = set()
+    hang_up = threading.Event()
 
     def do_GET(self):
-        if self.models_dir and self.path.startswith("/models/"):
+        if self.path == "/hang-up":
+            self.hang_up.set()
+            self.send_response(204)
+            self.end_headers()
+        elif self.models_dir and self.path.startswith("/models/"):
             self.send_model()
         else:
             super().do_GET()
@@ -80,23 +87,29 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             if stall_after:
                 limit = min(limit, int(stall_after[1]))
                 self.close_connection = True
+            rate = re.search(r"[?&]bytes-per-second=(\d+)", self.path)
+            rate = max(1, int(rate[1])) if rate else None
             f.seek(start)
             cut = limit < end - start + 1
             to_send = limit
             while limit > 0:
-                block = f.read(min(limit, 1 << 16))
+                block = f.read(min(limit, 1 << 16, max(1, rate // 10) if rate else 1 << 16))
                 if not block:
                     break
                 self.wfile.write(block)
                 limit -= len(block)
+                if rate:
+                    self.wfile.flush()
+                    time.sleep(len(block) / rate)
             if stall_after:
                 self.wait_for_client_to_close(to_send - limit)
             elif cut:
                 # Chromium drops body bytes the page has not read yet when the connection ends
-                # early, so hanging up at once can leave the page nothing to resume from on a
-                # busy machine: the page gets time to read what was sent first.
+                # early, so hanging up at once can leave the page nothing to resume from: on a
+                # busy machine no fixed time is enough, the page's own progress says when.
                 self.wfile.flush()
-                time.sleep(1)
+                self.hang_up.wait(10)
+                self.hang_up.clear()
 
     def wait_for_client_to_close(self, sent, seconds=120):
         self.wfile.flush()

@@ -264,7 +264,7 @@ await check("a model over the wasm32 memory limit by URL is refused before its d
       /big\.gguf is 6\.00 GiB \(6442450944 bytes\) but WebAssembly memory is limited to 4 GiB/);
     assert.equal(sent, 4096);
     const ended = await Promise.race([closed.then(() => true),
-      new Promise((resolve) => setTimeout(resolve, 10000, false).unref())]);
+      new Promise((resolve) => setTimeout(resolve, 30000, false).unref())]);
     assert.ok(ended, "the download was abandoned, not left running");
   } finally {
     server.closeAllConnections();
@@ -447,7 +447,6 @@ await check("signal: aborting a download rejects with an AbortError, closes the 
     const controller = new AbortController();
     const phases = [];
     const workersBefore = startedWorkers.length;
-    const t0 = Date.now();
     const loading = createEngine({
       model: `http://127.0.0.1:${server.address().port}/slow.gguf`, threads: 1, signal: controller.signal,
       onProgress: (p) => {
@@ -455,13 +454,13 @@ await check("signal: aborting a download rejects with an AbortError, closes the 
         if (p.loaded === 100000) controller.abort(); // all the server sends
       },
     });
+    // Within 30 s: the abort, not the stall watchdog's 60 s (no tighter bound: a busy machine).
     const error = await settlesWithin(loading.then(() => null, (e) => e), 30);
     assert.ok(error && isAbortError(error), `an AbortError, got ${error && error.stack}`);
     assert.match(error.message, /loading the model was aborted \(the signal given to createEngine\)/);
-    assert.ok(Date.now() - t0 < 10000, "rejected soon after the abort, not at the stall watchdog's 60 s");
     assert.equal(phases.at(-1), "download 100000", phases.join(", "));
     const ended = await Promise.race([closed.then(() => true),
-      new Promise((resolve) => setTimeout(resolve, 5000, false).unref())]);
+      new Promise((resolve) => setTimeout(resolve, 30000, false).unref())]);
     assert.ok(ended, "the download's connection was closed");
     assert.equal(startedWorkers.length, workersBefore + 1);
     assert.equal(startedWorkers.at(-1).threadId, -1, "the engine's worker has ended");
@@ -544,15 +543,14 @@ async function engineWithoutSharedMemory(model) {
   assert.deepEqual([engine.runtimeInfo().variant, engine.runtimeInfo().interruptible], ["st", true]);
   return engine;
 }
-// Resolves when the worker posts a message of this type (or after fallbackMs, when given).
-function workerPosts(engine, type, fallbackMs) {
+// Resolves when the worker posts a message of this type.
+function workerPosts(engine, type) {
   return new Promise((resolve) => {
     const dispatch = engine.dispatch.bind(engine);
     engine.dispatch = (msg) => {
       if (msg.type === type) resolve();
       dispatch(msg);
     };
-    if (fallbackMs) setTimeout(resolve, fallbackMs);
   });
 }
 // Resolves when the worker posts the running generation's first text.
@@ -613,9 +611,10 @@ const longPrompt = (tag) => {
   const words = "the a little dog cat ran to house and saw big red ball under tree then went home".split(" ");
   return tag + Array.from({ length: 600 }, (_, i) => words[(i * 7 + (i >> 3)) % words.length]).join(" ");
 };
-// Resolves when the worker reports a slice of the running prompt evaluated and more left (the
-// worker of main's build never does: then after 300 ms, inside its one-call prompt).
-const promptUnderWay = (engine) => workerPosts(engine, "prompt", 300);
+// Resolves when the worker reports a slice of the running prompt evaluated and more left; fails
+// after 60 s (a worker that evaluates a prompt in one call never reports one). Not a fixed wait:
+// on a busy machine the first slice can come after any given time.
+const promptUnderWay = (engine) => settlesWithin(workerPosts(engine, "prompt"), 60);
 
 await check("without shared memory: interrupt() during a long prompt ends it (abort), and the next request reuses what was evaluated", async () => {
   const engine = await engineWithoutSharedMemory(longContextModel);

@@ -3,7 +3,7 @@
 // (<html data-backend="server">), the server's /v1/chat/completions. Streams answers, keeps
 // conversations in localStorage. Served from web/demo (web/serve.py) or by `edgellm serve [--web]`:
 // either way ../dist holds the browser build.
-import { escapeHtml, renderMarkdown } from "./markdown.js";
+import { escapeHtml, renderGrowing } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "edgellm-demo-conversations";
@@ -70,9 +70,12 @@ function setting(id, fallback) {
 }
 
 // ---- conversations ---------------------------------------------------------------------------
+// Shown in the sidebar, and on a phone also above the chat (the sidebar is a closed drawer there).
 function storageWarning(text) {
-  $("storage-warning").textContent = text;
-  $("storage-warning").hidden = false;
+  for (const id of ["storage-warning", "phone-storage-warning"]) {
+    $(id).textContent = text;
+    $(id).hidden = false;
+  }
 }
 // Browsers that block site data (a setting, some private modes) throw on any use of localStorage,
 // even reading the property: the page then keeps its conversations in memory and says so.
@@ -141,31 +144,120 @@ function newConversation() {
   renderList();
   renderMessages();
 }
+
+// ---- on a phone: the sidebar as a drawer ----------------------------------------------------
+// Open, it is a modal dialog over the chat (which is inert meanwhile); choosing or starting a
+// conversation, a tap beside it, or Escape closes it.
+const phoneLayout = matchMedia("(max-width: 720px)");
+const drawerIsOpen = () => document.body.classList.contains("drawer-open");
+// Where the focus goes once a conversation is chosen: the message box, or with no chat shown (no
+// model loaded yet) the menu button on a phone.
+const composerOrMenu = () => ($("input").getClientRects().length ? $("input") : $("menu"));
+function openDrawer() {
+  document.body.classList.add("drawer-open");
+  $("menu").setAttribute("aria-expanded", "true");
+  $("sidebar").setAttribute("role", "dialog");
+  $("sidebar").setAttribute("aria-modal", "true");
+  document.querySelector("main").inert = true;
+  $("backdrop").hidden = false;
+  ($("conversations").querySelector("li.active .open") ?? $("new-chat")).focus();
+}
+function closeDrawer() {
+  if (!drawerIsOpen()) return;
+  document.body.classList.remove("drawer-open");
+  $("menu").setAttribute("aria-expanded", "false");
+  $("sidebar").removeAttribute("role");
+  $("sidebar").removeAttribute("aria-modal");
+  document.querySelector("main").inert = false;
+  $("backdrop").hidden = true;
+}
+$("menu").onclick = openDrawer;
+$("backdrop").onclick = () => { closeDrawer(); $("menu").focus(); };
+// What Tab can reach in the drawer, in order: not hidden buttons (no box), nor the fields of
+// closed settings (Chromium gives them a box).
+const drawerStops = () => [...$("sidebar").querySelectorAll("button, input, textarea, select, summary, a[href]")]
+  .filter((e) => !e.disabled && e.getClientRects().length &&
+    (e.tagName === "SUMMARY" || !e.closest("details:not([open])")));
+document.addEventListener("keydown", (ev) => {
+  if (!drawerIsOpen()) return;
+  if (ev.key === "Escape") { closeDrawer(); $("menu").focus(); }
+  // Modal: Tab past the last stop goes to the first and Shift+Tab before the first to the last,
+  // instead of leaving for the browser's own controls and then the inert chat.
+  if (ev.key !== "Tab") return;
+  const stops = drawerStops();
+  const at = stops.indexOf(document.activeElement);
+  const wrapTo = ev.shiftKey ? (at <= 0 ? stops.at(-1) : null) : (at === -1 || at === stops.length - 1 ? stops[0] : null);
+  if (wrapTo) { ev.preventDefault(); wrapTo.focus(); }
+});
+// A window widened past the phone layout shows the sidebar in place: nothing may stay inert.
+phoneLayout.addEventListener("change", () => { if (!phoneLayout.matches) closeDrawer(); });
+// Each conversation is a button (Tab and Enter reach it) beside its delete button.
 function renderList() {
   const ul = $("conversations");
   ul.replaceChildren();
   for (const c of conversations) {
     const li = document.createElement("li");
     li.className = c === current ? "active" : "";
+    const open = document.createElement("button");
+    open.className = "open";
+    if (c === current) open.setAttribute("aria-current", "true");
     const title = document.createElement("span");
     title.textContent = c.title;
     title.dir = "auto"; // a right-to-left title reads right to left
+    open.append(title);
+    open.onclick = () => {
+      current = c;
+      renderList();
+      renderMessages();
+      closeDrawer();
+      composerOrMenu().focus();
+    };
     const del = document.createElement("button");
+    del.className = "delete";
     del.textContent = "✕";
     del.title = "Delete conversation";
-    del.onclick = (ev) => {
-      ev.stopPropagation();
+    del.setAttribute("aria-label", `Delete conversation: ${c.title}`);
+    del.onclick = () => {
+      const hadFocus = document.activeElement === del;
       if (c.messages.includes(streaming)) backend?.stop(); // nobody is left to read that answer
+      offerUndo(c, conversations.indexOf(c));
       conversations = conversations.filter((x) => x !== c);
       if (current === c) current = conversations[0] || null;
       save();
       if (!current) newConversation(); else { renderList(); renderMessages(); }
+      if (hadFocus) $("conversations").querySelector("li.active .open")?.focus(); // not lost on <body>
     };
-    li.append(title, del);
-    li.onclick = () => { current = c; renderList(); renderMessages(); };
+    li.append(open, del);
     ul.append(li);
   }
+  $("topbar-title").textContent = current?.title ?? "";
 }
+// A deleted conversation can be brought back until the next deletion or for UNDO_MS: on a phone
+// the open conversation's ✕ is one tap away from the taps that choose conversations.
+const UNDO_MS = 10000;
+let deleted = null; // {conversation, index, timer}
+function offerUndo(conversation, index) {
+  clearTimeout(deleted?.timer);
+  deleted = { conversation, index, timer: setTimeout(forgetDeleted, UNDO_MS) };
+  $("deleted-text").textContent = `Deleted "${conversation.title}".`;
+  $("deleted").hidden = false;
+}
+function forgetDeleted() {
+  clearTimeout(deleted?.timer);
+  deleted = null;
+  $("deleted").hidden = true;
+}
+$("undo-delete").onclick = () => {
+  if (!deleted) return;
+  const { conversation, index } = deleted;
+  forgetDeleted();
+  conversations.splice(Math.min(index, conversations.length), 0, conversation);
+  current = conversation;
+  save();
+  renderList();
+  renderMessages();
+  $("conversations").querySelector("li.active .open")?.focus();
+};
 function messageElement(m) {
   const div = document.createElement("div");
   div.className = `msg ${m.role}`;
@@ -180,13 +272,34 @@ function messageElement(m) {
   const body = document.createElement("div");
   body.className = "body";
   body.dir = "auto";
-  body.innerHTML = m.role === "user" ? escapeHtml(m.content).replace(/\n/g, "<br>") : renderMarkdown(m.content);
+  if (m.role === "user") body.innerHTML = escapeHtml(m.content).replace(/\n/g, "<br>");
+  else showMarkdown(body, m.content);
   const stats = document.createElement("div");
   stats.className = m.error ? "stats error" : "stats";
   stats.textContent = m.stats || "";
   div.append(who, body, stats);
   messageViews.set(m, div);
   return div;
+}
+// An answer shown as it streams: only its tail is parsed again, and only the blocks that changed
+// are replaced, so a block already whole stays the same element (a code block's Copy button
+// being clicked, text being selected).
+const blockSources = new WeakMap(); // element -> the HTML it was made from
+const parses = new WeakMap(); // an answer's element -> what renderGrowing keeps between tokens
+function showMarkdown(body, text) {
+  if (!parses.has(body)) parses.set(body, {});
+  const blocks = renderGrowing(text, parses.get(body));
+  const shown = [...body.children];
+  blocks.forEach((html, i) => {
+    if (shown[i] && blockSources.get(shown[i]) === html) return;
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    const block = template.content.firstElementChild;
+    blockSources.set(block, html);
+    if (shown[i]) shown[i].replaceWith(block);
+    else body.append(block);
+  });
+  for (const stale of shown.slice(blocks.length)) stale.remove();
 }
 function renderMessages() {
   const messages = current ? current.messages.map(messageElement) : [];
@@ -199,16 +312,33 @@ function renderMessages() {
   }
   $("messages").replaceChildren(...messages);
   $("messages").scrollTop = $("messages").scrollHeight;
+  offerLatest(); // a conversation too short to scroll fires no scroll event to hide the button
 }
-// Clipboard access needs a secure context; the button says whether the copy worked.
-async function copyText(button, text) {
-  const label = button.textContent;
+// The Clipboard API exists only in a secure context: a phone opening `edgellm serve --host` at
+// http://192.168.x.y has none, so the text is then copied the older way, selected in a hidden
+// text box. The button says whether the copy worked.
+async function writeClipboard(text, button) {
   try {
     await navigator.clipboard.writeText(text);
-    button.textContent = "Copied";
-  } catch {
-    button.textContent = "Copy failed";
-  }
+    return true;
+  } catch { /* no Clipboard API, or refused: the older way below */ }
+  const box = document.createElement("textarea");
+  box.value = text;
+  box.readOnly = true; // no on-screen keyboard popping up on a phone
+  box.style.cssText = "position: fixed; top: 0; left: 0; opacity: 0;";
+  document.body.append(box);
+  box.select();
+  let copied = false;
+  try {
+    copied = document.execCommand("copy");
+  } catch { /* not even that */ }
+  box.remove();
+  button.focus();
+  return copied;
+}
+async function copyText(button, text) {
+  const label = button.textContent;
+  button.textContent = (await writeClipboard(text, button)) ? "Copied" : "Copy failed";
   setTimeout(() => { button.textContent = label; }, 1200);
 }
 $("messages").addEventListener("click", (ev) => {
@@ -217,7 +347,49 @@ $("messages").addEventListener("click", (ev) => {
 });
 
 // ---- loading -----------------------------------------------------------------------------------
-const PHASES = { download: "Downloading", cache: "Reading from the cache", verify: "Checking SHA-256 of", load: "Loading" };
+const PHASES = { cache: "Reading from the cache", verify: "Checking SHA-256 of", load: "Loading" };
+const mebibytes = (bytes) => (bytes / 2 ** 20).toFixed(1);
+// A phone's slow connection gets KiB/s: "0.0 MiB/s" would say nothing arrives.
+const rate = (bytesPerSecond) => (bytesPerSecond < 2 ** 20 ? `${Math.max(1, Math.round(bytesPerSecond / 1024))} KiB/s`
+  : `${mebibytes(bytesPerSecond)} MiB/s`);
+function duration(seconds) {
+  if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+}
+// A download of hundreds of MiB on a phone's connection: its status says how fast it goes and
+// how long it has left (over the last few seconds), and when nothing arrives, for how long (the
+// engine gives up after a minute of that, keeping what arrived for the next Load).
+const SPEED_WINDOW_MS = 5000;
+const STALL_NOTE_AFTER_MS = 5000;
+function downloadStatus(show) {
+  const samples = []; // [time, bytes loaded], the last SPEED_WINDOW_MS of them
+  let total = 0;
+  const describe = () => {
+    const [lastAt, loaded] = samples.at(-1);
+    const [firstAt, firstLoaded] = samples[0];
+    const now = performance.now();
+    let text = `Downloading ${mebibytes(loaded)} of ${mebibytes(total)} MiB`;
+    if (now - lastAt >= STALL_NOTE_AFTER_MS) {
+      text += ` · nothing has arrived for ${duration((now - lastAt) / 1000)}; still waiting`;
+    } else if (lastAt - firstAt >= 1000) {
+      const perSecond = (loaded - firstLoaded) / ((lastAt - firstAt) / 1000);
+      if (perSecond > 0) text += ` · ${rate(perSecond)} · about ${duration((total - loaded) / perSecond)} left`;
+    }
+    return text;
+  };
+  const timer = setInterval(() => samples.length && show(describe()), 1000);
+  return {
+    progress(loaded, size) {
+      const now = performance.now();
+      samples.push([now, loaded]);
+      while (samples.length > 2 && now - samples[0][0] > SPEED_WINDOW_MS) samples.shift();
+      total = size;
+      show(describe());
+    },
+    stop: () => clearInterval(timer),
+  };
+}
 // The file picker (and a drop) stay usable while a model loads: the last model chosen wins; the
 // earlier load is aborted (its download stops), and one that finishes loading anyway is unloaded,
 // not left holding memory. Cancel aborts the load in progress and leaves the page idle.
@@ -234,6 +406,7 @@ async function load(model) {
   $("progress").hidden = false;
   $("load-url").disabled = true;
   $("cancel-load").hidden = false;
+  const download = downloadStatus((text) => { if (!superseded()) $("status").textContent = text; });
   try {
     if (engine) await engine.unload();
     engine = null;
@@ -246,7 +419,12 @@ async function load(model) {
       onProgress: ({ phase, loaded, total }) => {
         if (superseded()) return;
         $("progress").value = total ? loaded / total : 0;
-        $("status").textContent = `${PHASES[phase] || phase} ${(loaded / 2 ** 20).toFixed(1)} of ${(total / 2 ** 20).toFixed(1)} MiB`;
+        if (phase === "download") {
+          download.progress(loaded, total);
+        } else {
+          download.stop();
+          $("status").textContent = `${PHASES[phase] || phase} ${mebibytes(loaded)} of ${mebibytes(total)} MiB`;
+        }
       },
     });
     if (superseded()) {
@@ -275,6 +453,7 @@ async function load(model) {
       $("status").textContent = `Could not load the model: ${e.message}`;
     }
   } finally {
+    download.stop();
     if (!superseded()) {
       $("load-url").disabled = false;
       $("cancel-load").hidden = true;
@@ -305,6 +484,8 @@ $("change-model").onclick = () => {
   $("change-model").hidden = true;
   $("progress").hidden = true;
   $("status").textContent = "The current model stays loaded until another one is.";
+  closeDrawer();
+  $("model-url").focus();
 };
 $("model-file").onchange = (ev) => ev.target.files[0] && load(ev.target.files[0]);
 
@@ -406,12 +587,22 @@ function refocusInput() {
   if ([document.body, $("send"), $("stop")].includes(document.activeElement) || !document.activeElement)
     $("input").focus();
 }
+// Within a line of the end: where the view follows the answer as it grows.
+const atBottom = (el) => el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+// Scrolled up: a button back to the end (a long answer is a long way down on a phone).
+const offerLatest = () => { $("to-latest").hidden = atBottom($("messages")); };
+$("messages").addEventListener("scroll", offerLatest);
+$("to-latest").onclick = () => {
+  $("messages").scrollTop = $("messages").scrollHeight;
+  $("input").focus();
+};
 const SAVE_EVERY_MS = 1000; // a streamed answer is saved this often, so a crash loses little of it
 async function send() {
   const text = $("input").value.trim();
   if (!text || !backend || busy) return;
   busy = true;
   $("input").value = "";
+  fitInput();
   const conversation = current;
   conversation.messages.push({ role: "user", content: text });
   // Code points, not UTF-16 units: a cut never leaves half an emoji.
@@ -452,8 +643,10 @@ async function send() {
         answer.content += delta;
         const view = shownView(answer);
         if (view) {
-          view.querySelector(".body").innerHTML = renderMarkdown(answer.content);
-          $("messages").scrollTop = $("messages").scrollHeight;
+          const follow = atBottom($("messages")); // else the reader scrolled up to read: stay there
+          showMarkdown(view.querySelector(".body"), answer.content);
+          if (follow) $("messages").scrollTop = $("messages").scrollHeight;
+          else offerLatest();
         }
         if (performance.now() - savedAt > SAVE_EVERY_MS) { save(); savedAt = performance.now(); }
       }
@@ -494,12 +687,24 @@ function answerStats(usage, finish, pieces, t0, firstAt, tEnd) {
     `first token after ${((firstAt || tEnd) - t0).toFixed(0)} ms` + (finish === "abort" ? " · stopped" : "");
 }
 $("composer").onsubmit = (ev) => { ev.preventDefault(); send(); };
+// The message box grows with its text up to its max-height (CSS), then scrolls; text that fits
+// in its two rows leaves it at its own size.
+function fitInput() {
+  const box = $("input");
+  box.style.height = "";
+  if (box.scrollHeight > box.clientHeight) box.style.height = `${box.scrollHeight + box.offsetHeight - box.clientHeight}px`;
+}
+$("input").addEventListener("input", fitInput);
 // Enter that confirms an input method's composition (Chinese, Japanese, Korean...) is not a send.
 $("input").onkeydown = (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }
 };
 $("stop").onclick = () => backend?.stop();
-$("new-chat").onclick = newConversation;
+$("new-chat").onclick = () => {
+  newConversation();
+  closeDrawer();
+  composerOrMenu().focus();
+};
 
 if (conversations.length) { current = conversations[0]; renderList(); renderMessages(); } else newConversation();
 if (serverMode) {
