@@ -243,12 +243,12 @@ static inline v128_t transpose_sum4_q4_0(const v128_t v[4])
 }
 
 /* A 32-value format's single-row and multi-row decode kernels on the extended Q8_0 row. */
-#define RELAXED_EXT_KERNELS(type, sum4, offset)                                                    \
+#define RELAXED_EXT_KERNELS(type, sum4, offset, page_touches)                                      \
     EXT_ACTIVATION_KERNELS(type, ext, wasm_relaxed, ellm_q8_0_ext_layout_for, int8_t,              \
-                           relaxed_##type, sum4, offset)
+                           relaxed_##type, sum4, offset, page_touches)
 
-RELAXED_EXT_KERNELS(q4_0, transpose_sum4_q4_0, 8)
-RELAXED_EXT_KERNELS(q5_0, transpose_sum4, 16)
+RELAXED_EXT_KERNELS(q4_0, transpose_sum4_q4_0, 8, 1)
+RELAXED_EXT_KERNELS(q5_0, transpose_sum4, 16, 0)
 
 /* Pairs of 16-bit lanes added into 32 bits. A dot against ones rather than
  * i32x4.extadd_pairwise_i16x8_s, which V8 emits as a multiply by a constant in memory whose
@@ -275,5 +275,5 @@ static inline v128_t relaxed_q8_0(const block_q8_0 *w, const int16_t *split)
 }
 
 EXT_ACTIVATION_KERNELS(q8_0, split, wasm_relaxed, ellm_q8_0_split_layout_for, int16_t, relaxed_q8_0,
-                       transpose_sum4, 0)
+                       transpose_sum4, 0, 0)
 #endif
