@@ -99,15 +99,17 @@ static inline __attribute__((always_inline)) void touch_next_group(uint64_t touc
     touch_line(start + step_bytes - 1);
 }
 
-/* The Q4_0 four-row kernel's touches instead of touch_next_group's: one byte every 4 KiB of the
+/* The Q4_0 four-row kernel's touches, for groups of four rows of at most PAGE_TOUCH_MAX_GROUP
+ * bytes (smollm2's 960-column rows), instead of touch_next_group's: one byte every 4 KiB of the
  * `span` bytes PAGE_TOUCH_AHEAD bytes past `end`, all at the start of a group. Each first read of a
  * 4 KiB page (a TLB miss, and where the hardware prefetcher starts on that page) then happens well
  * ahead, and the loop over the group's blocks carries no touch: Q4_0 spends the most instructions
  * per weight byte of the 32-value formats, so the touches' share of its loop was the largest (3
- * loads and their addresses in 96 instructions a block in V8), and in cache its rows ran 6-8 %
- * faster without them. Q5_0, Q8_0 and the K-quants ran slower with page touches (in cache and from
- * memory): their loops still touch every line (docs/web.md, session 25). */
-enum { PAGE_TOUCH_AHEAD = 8192 };
+ * loads and their addresses of 96 instructions a block in V8): 6-8 % faster in cache, level from
+ * memory. Groups spanning more than a page read 12 % slower from memory that way (2048 columns):
+ * there the line touches are what the hardware prefetcher needs, as they are for Q5_0, Q8_0 and
+ * the K-quants at any width (docs/web.md, session 25). */
+enum { PAGE_TOUCH_AHEAD = 8192, PAGE_TOUCH_MAX_GROUP = 4096 };
 
 static inline __attribute__((always_inline)) void touch_pages_ahead(const void *end, size_t span)
 {
@@ -504,14 +506,31 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
         *out = sum_;                                                                               \
     } while (0)
 
+/* The block loop of EXT_ACTIVATION_ROWS over the group of four rows w_, line_touches (a constant)
+ * saying whether it touches the next group a line at a time at every block. */
+#define EXT_ACTIVATION_STEPS(block_type, block_fn, sum4, offset, line_touches)                     \
+    for (int64_t i_ = 0; i_ < nb_; i_++) {                                                         \
+        if (line_touches)                                                                          \
+            touch_next_group(touches_, 4 * sizeof(block_type), i_);                                \
+        v128_t part_[4];                                                                           \
+        for (int k_ = 0; k_ < 4; k_++)                                                             \
+            part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                                    \
+        v128_t h_ = halves4_load_high(load(a_ + i_ * QK8_0), &w_[0][i_].d, &w_[1][i_].d,           \
+                                      &w_[2][i_].d, &w_[3][i_].d);                                 \
+        marks_ = wasm_u32x4_max(marks_, inf_nan_marks(h_));                                        \
+        sum_ = wasm_f32x4_add(sum_, wide_terms(sum4(part_), wasm_i32x4_splat(bsums_[i_]), offset,  \
+                                               finite_high_halves_to_f32x4(h_),                    \
+                                               wasm_f32x4_splat(da_[i_])));                        \
+    }
+
 /* ELLM_DOT_ROWS rows against one such row, four at a time: block i of the four rows gives one
  * vector of terms whose lane r is row r's, so each lane's running sum takes its row's terms in
  * block order, as the scalar kernel's single float does, with no horizontal sums or lane
  * extractions, and the four rows' addition chains overlap. The scales are converted as finite
  * halves; a group with an Inf or NaN scale is done again by the single-row kernel (single_row),
- * which converts every half exactly and gives the same bits otherwise. With page_touches the next
- * weights are touched a page at a time at the start of each group (touch_pages_ahead), else a line
- * at a time at every block (touch_next_group). */
+ * which converts every half exactly and gives the same bits otherwise. With page_touches, a group
+ * of at most PAGE_TOUCH_MAX_GROUP bytes touches the next weights a page at a time before its
+ * blocks (touch_pages_ahead); other groups touch them a line at a time at every block. */
 #define EXT_ACTIVATION_ROWS(layout_for, act_t, block_type, block_fn, sum4, offset, page_touches,   \
                             single_row)                                                            \
     do {                                                                                           \
@@ -528,20 +547,11 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
             v128_t sum_ = wasm_f32x4_splat(0.0f), marks_ = wasm_i32x4_splat(0);                    \
             uint64_t touches_ = next_group_touches(w_[0], 4 * row_bytes, 4 * sizeof(block_type),   \
                                                    nb_);                                           \
-            if (page_touches)                                                                      \
+            if ((page_touches) && 4 * row_bytes <= PAGE_TOUCH_MAX_GROUP) {                         \
                 touch_pages_ahead((const uint8_t *)w_[0] + 4 * row_bytes, 4 * row_bytes);          \
-            for (int64_t i_ = 0; i_ < nb_; i_++) {                                                 \
-                if (!page_touches)                                                                 \
-                    touch_next_group(touches_, 4 * sizeof(block_type), i_);                        \
-                v128_t part_[4];                                                                   \
-                for (int k_ = 0; k_ < 4; k_++)                                                     \
-                    part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                            \
-                v128_t h_ = halves4_load_high(load(a_ + i_ * QK8_0), &w_[0][i_].d, &w_[1][i_].d,   \
-                                              &w_[2][i_].d, &w_[3][i_].d);                         \
-                marks_ = wasm_u32x4_max(marks_, inf_nan_marks(h_));                                \
-                sum_ = wasm_f32x4_add(sum_, wide_terms(sum4(part_), wasm_i32x4_splat(bsums_[i_]),  \
-                                                       offset, finite_high_halves_to_f32x4(h_),    \
-                                                       wasm_f32x4_splat(da_[i_])));                \
+                EXT_ACTIVATION_STEPS(block_type, block_fn, sum4, offset, 0)                        \
+            } else {                                                                               \
+                EXT_ACTIVATION_STEPS(block_type, block_fn, sum4, offset, 1)                        \
             }                                                                                      \
             wasm_v128_store(out + g_, sum_);                                                       \
             if (any_inf_nan_mark(marks_))                                                          \
