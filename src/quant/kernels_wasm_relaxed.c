@@ -243,12 +243,12 @@ static inline v128_t transpose_sum4_q4_0(const v128_t v[4])
 }
 
 /* A 32-value format's single-row and multi-row decode kernels on the extended Q8_0 row. */
-#define RELAXED_EXT_KERNELS(type, sum4, offset)                                                    \
+#define RELAXED_EXT_KERNELS(type, sum4, offset, page_touches)                                      \
     EXT_ACTIVATION_KERNELS(type, ext, wasm_relaxed, ellm_q8_0_ext_layout_for, int8_t,              \
-                           relaxed_##type, sum4, offset)
+                           relaxed_##type, sum4, offset, page_touches)
 
-RELAXED_EXT_KERNELS(q4_0, transpose_sum4_q4_0, 8)
-RELAXED_EXT_KERNELS(q5_0, transpose_sum4, 16)
+RELAXED_EXT_KERNELS(q4_0, transpose_sum4_q4_0, 8, 1)
+RELAXED_EXT_KERNELS(q5_0, transpose_sum4, 16, 0)
 
 /* Pairs of 16-bit lanes added into 32 bits. A dot against ones rather than
  * i32x4.extadd_pairwise_i16x8_s, which V8 emits as a multiply by a constant in memory whose
@@ -257,6 +257,17 @@ static inline v128_t widen_pairs(v128_t v)
 {
     const v128_t ones = wasm_i16x8_splat(1);
     return wasm_i32x4_dot_i16x8(v, ones);
+}
+
+/* v, stored to and read back from a volatile local. The store is an effect, and V8 keeps effects
+ * in program order, so TurboFan computes v before the loads that follow it. Without it, it issues
+ * the loads of all four rows of a Q8_0 group first (two weight vectors a row, on top of the four
+ * activation vectors) and spills the products they feed: the four-row loop went from 120 to 108
+ * instructions a block, its only vector spill left the Inf/NaN marks (docs/web.md, session 25). */
+static inline v128_t finished_before_later_loads(v128_t v)
+{
+    volatile v128_t kept = v;
+    return kept;
 }
 
 /* Q8_0's signed weights against the split row (ELLM_ACT_Q8_0_SPLIT): the weights are the signed
@@ -271,9 +282,9 @@ static inline v128_t relaxed_q8_0(const block_q8_0 *w, const int16_t *split)
     v128_t lo = wasm_i16x8_sub(relaxed_dot_i8_i7(w0, load(pos)), relaxed_dot_i8_i7(w0, load(neg)));
     v128_t hi = wasm_i16x8_sub(relaxed_dot_i8_i7(w1, load(pos + 16)),
                                relaxed_dot_i8_i7(w1, load(neg + 16)));
-    return wasm_i32x4_add(widen_pairs(lo), widen_pairs(hi));
+    return finished_before_later_loads(wasm_i32x4_add(widen_pairs(lo), widen_pairs(hi)));
 }
 
 EXT_ACTIVATION_KERNELS(q8_0, split, wasm_relaxed, ellm_q8_0_split_layout_for, int16_t, relaxed_q8_0,
-                       transpose_sum4, 0)
+                       transpose_sum4, 0, 0)
 #endif

@@ -197,7 +197,7 @@ static inline v128_t wide_iq4_nl(const block_iq4_nl *w, const int16_t *a)
 /* A 32-value format's single-row and multi-row decode kernels on the wide Q8_0 row. */
 #define WIDE_KERNELS(type, offset)                                                                 \
     EXT_ACTIVATION_KERNELS(type, wide, wasm_simd, ellm_q8_0_wide_layout_for, int16_t, wide_##type, \
-                           transpose_sum4, offset)
+                           transpose_sum4, offset, 0)
 
 WIDE_KERNELS(q4_0, 8)
 WIDE_KERNELS(q5_0, 16)

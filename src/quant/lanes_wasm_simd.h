@@ -99,6 +99,25 @@ static inline __attribute__((always_inline)) void touch_next_group(uint64_t touc
     touch_line(start + step_bytes - 1);
 }
 
+/* The Q4_0 four-row kernel's touches, for groups of four rows of at most PAGE_TOUCH_MAX_GROUP
+ * bytes (smollm2's 960-column rows), instead of touch_next_group's: one byte every 4 KiB of the
+ * `span` bytes PAGE_TOUCH_AHEAD bytes past `end`, all at the start of a group. Each first read of a
+ * 4 KiB page (a TLB miss, and where the hardware prefetcher starts on that page) then happens well
+ * ahead, and the loop over the group's blocks carries no touch: Q4_0 spends the most instructions
+ * per weight byte of the 32-value formats, so the touches' share of its loop was the largest (3
+ * loads and their addresses of 96 instructions a block in V8): 6-8 % faster in cache, level from
+ * memory. Groups spanning more than a page read 12 % slower from memory that way (2048 columns):
+ * there the line touches are what the hardware prefetcher needs, as they are for Q5_0, Q8_0 and
+ * the K-quants at any width (docs/web.md, session 25). */
+enum { PAGE_TOUCH_AHEAD = 8192, PAGE_TOUCH_MAX_GROUP = 4096 };
+
+static inline __attribute__((always_inline)) void touch_pages_ahead(const void *end, size_t span)
+{
+    uint64_t start = touch_span_start((uint64_t)(uintptr_t)end + PAGE_TOUCH_AHEAD, span);
+    for (size_t k = 0; k < span; k += 4096)
+        touch_line(start + k);
+}
+
 static inline int32_t hsum_i32x4(v128_t v)
 {
     return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) +
@@ -148,22 +167,35 @@ static inline v128_t halves4_load(const uint16_t *p0, const uint16_t *p1, const 
     return wasm_v128_load16_lane(p3, h, 6);
 }
 
-/* halves_to_f32x4 for halves that are not Inf or NaN, in four operations where it takes about
- * ten: the half's sign to bit 31 with copies of it in bits 28..30 (an arithmetic shift), which
- * the mask clears, its exponent and mantissa to bits 13..27, and the rescale by 2^112, which
- * keeps the sign. The multi-row decode kernels use it with inf_nan_marks to know whether a group
- * of rows needs halves_to_f32x4 after all (docs/web.md, session 24). */
-static inline v128_t finite_halves_to_f32x4(v128_t h)
+/* The four halves at p0..p3 in the high 16 bits of 32-bit lanes, the low 16 bits those of `any`
+ * (whatever vector is at hand: finite_high_halves_to_f32x4 and inf_nan_marks ignore them). No zero
+ * vector to hold in a register, and no shift to move the halves up: the four-row decode loops
+ * spilled vectors at every block (docs/web.md, session 25). */
+static inline v128_t halves4_load_high(v128_t any, const uint16_t *p0, const uint16_t *p1,
+                                       const uint16_t *p2, const uint16_t *p3)
 {
-    v128_t bits = wasm_v128_and(wasm_i32x4_shr(wasm_i32x4_shl(h, 16), 3),
-                                wasm_i32x4_splat((int32_t)0x8FFFE000));
+    v128_t h = wasm_v128_load16_lane(p0, any, 1);
+    h = wasm_v128_load16_lane(p1, h, 3);
+    h = wasm_v128_load16_lane(p2, h, 5);
+    return wasm_v128_load16_lane(p3, h, 7);
+}
+
+/* halves_to_f32x4 for halves (in the high 16 bits of the lanes) that are not Inf or NaN, in three
+ * operations where it takes about ten: an arithmetic shift puts the half's exponent and mantissa
+ * in bits 13..27 with its sign in bit 31 and copies of it in bits 28..30, which the mask clears
+ * with the low bits, and the rescale by 2^112 keeps the sign. The multi-row decode kernels use it
+ * with inf_nan_marks to know whether a group of rows needs halves_to_f32x4 after all (docs/web.md,
+ * session 24). */
+static inline v128_t finite_high_halves_to_f32x4(v128_t h)
+{
+    v128_t bits = wasm_v128_and(wasm_i32x4_shr(h, 3), wasm_i32x4_splat((int32_t)0x8FFFE000));
     return wasm_f32x4_mul(bits, wasm_f32x4_splat(0x1p112f));
 }
 
-/* The halves' exponents and mantissas at the top of the lanes, the sign shifted out: 0x7C00 << 17
- * or more (unsigned) exactly where a half is Inf or NaN, so the unsigned maximum of these over a
- * row's blocks says whether any was. */
-static inline v128_t inf_nan_marks(v128_t h) { return wasm_i32x4_shl(h, 17); }
+/* The halves' (high 16 bits) exponents and mantissas at the top of the lanes, the sign shifted
+ * out: 0x7C00 << 17 or more (unsigned) exactly where a half is Inf or NaN, whatever the low bits,
+ * so the unsigned maximum of these over a row's blocks says whether any was. */
+static inline v128_t inf_nan_marks(v128_t h) { return wasm_i32x4_shl(h, 1); }
 
 static inline int any_inf_nan_mark(v128_t most)
 {
@@ -474,13 +506,33 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
         *out = sum_;                                                                               \
     } while (0)
 
+/* The block loop of EXT_ACTIVATION_ROWS over the group of four rows w_, line_touches (a constant)
+ * saying whether it touches the next group a line at a time at every block. */
+#define EXT_ACTIVATION_STEPS(block_type, block_fn, sum4, offset, line_touches)                     \
+    for (int64_t i_ = 0; i_ < nb_; i_++) {                                                         \
+        if (line_touches)                                                                          \
+            touch_next_group(touches_, 4 * sizeof(block_type), i_);                                \
+        v128_t part_[4];                                                                           \
+        for (int k_ = 0; k_ < 4; k_++)                                                             \
+            part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                                    \
+        v128_t h_ = halves4_load_high(load(a_ + i_ * QK8_0), &w_[0][i_].d, &w_[1][i_].d,           \
+                                      &w_[2][i_].d, &w_[3][i_].d);                                 \
+        marks_ = wasm_u32x4_max(marks_, inf_nan_marks(h_));                                        \
+        sum_ = wasm_f32x4_add(sum_, wide_terms(sum4(part_), wasm_i32x4_splat(bsums_[i_]), offset,  \
+                                               finite_high_halves_to_f32x4(h_),                    \
+                                               wasm_f32x4_splat(da_[i_])));                        \
+    }
+
 /* ELLM_DOT_ROWS rows against one such row, four at a time: block i of the four rows gives one
  * vector of terms whose lane r is row r's, so each lane's running sum takes its row's terms in
  * block order, as the scalar kernel's single float does, with no horizontal sums or lane
  * extractions, and the four rows' addition chains overlap. The scales are converted as finite
  * halves; a group with an Inf or NaN scale is done again by the single-row kernel (single_row),
- * which converts every half exactly and gives the same bits otherwise. */
-#define EXT_ACTIVATION_ROWS(layout_for, act_t, block_type, block_fn, sum4, offset, single_row)     \
+ * which converts every half exactly and gives the same bits otherwise. With page_touches, a group
+ * of at most PAGE_TOUCH_MAX_GROUP bytes touches the next weights a page at a time before its
+ * blocks (touch_pages_ahead); other groups touch them a line at a time at every block. */
+#define EXT_ACTIVATION_ROWS(layout_for, act_t, block_type, block_fn, sum4, offset, page_touches,   \
+                            single_row)                                                            \
     do {                                                                                           \
         const ellm_q8_0_ext_layout L_ = layout_for(n);                                             \
         const act_t *a_ = x;                                                                       \
@@ -495,16 +547,11 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
             v128_t sum_ = wasm_f32x4_splat(0.0f), marks_ = wasm_i32x4_splat(0);                    \
             uint64_t touches_ = next_group_touches(w_[0], 4 * row_bytes, 4 * sizeof(block_type),   \
                                                    nb_);                                           \
-            for (int64_t i_ = 0; i_ < nb_; i_++) {                                                 \
-                touch_next_group(touches_, 4 * sizeof(block_type), i_);                            \
-                v128_t part_[4];                                                                   \
-                for (int k_ = 0; k_ < 4; k_++)                                                     \
-                    part_[k_] = block_fn(&w_[k_][i_], a_ + i_ * QK8_0);                            \
-                v128_t h_ = halves4_load(&w_[0][i_].d, &w_[1][i_].d, &w_[2][i_].d, &w_[3][i_].d);  \
-                marks_ = wasm_u32x4_max(marks_, inf_nan_marks(h_));                                \
-                sum_ = wasm_f32x4_add(sum_, wide_terms(sum4(part_), wasm_i32x4_splat(bsums_[i_]),  \
-                                                       offset, finite_halves_to_f32x4(h_),         \
-                                                       wasm_f32x4_splat(da_[i_])));                \
+            if ((page_touches) && 4 * row_bytes <= PAGE_TOUCH_MAX_GROUP) {                         \
+                touch_pages_ahead((const uint8_t *)w_[0] + 4 * row_bytes, 4 * row_bytes);          \
+                EXT_ACTIVATION_STEPS(block_type, block_fn, sum4, offset, 0)                        \
+            } else {                                                                               \
+                EXT_ACTIVATION_STEPS(block_type, block_fn, sum4, offset, 1)                        \
             }                                                                                      \
             wasm_v128_store(out + g_, sum_);                                                       \
             if (any_inf_nan_mark(marks_))                                                          \
@@ -515,7 +562,8 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
 
 /* A 32-value format's single-row and multi-row decode kernels on such a row, named
  * ellm_vec_dot_<type>_<kind>_<set> and ellm_vec_dot_<type>_<kind>_rows_<set>. */
-#define EXT_ACTIVATION_KERNELS(type, kind, set, layout_for, act_t, block_fn, sum4, offset)         \
+#define EXT_ACTIVATION_KERNELS(type, kind, set, layout_for, act_t, block_fn, sum4, offset,         \
+                               page_touches)                                                       \
     void ellm_vec_dot_##type##_##kind##_##set(int64_t n, float *out, const void *row,              \
                                               const void *x)                                       \
     {                                                                                              \
@@ -524,7 +572,7 @@ static inline v128_t wide_terms(v128_t sums, v128_t bsums, int offset, v128_t dw
     void ellm_vec_dot_##type##_##kind##_rows_##set(int64_t n, float *out, const void *rows,        \
                                                    size_t row_bytes, const void *x)                \
     {                                                                                              \
-        EXT_ACTIVATION_ROWS(layout_for, act_t, block_##type, block_fn, sum4, offset,               \
+        EXT_ACTIVATION_ROWS(layout_for, act_t, block_##type, block_fn, sum4, offset, page_touches, \
                             ellm_vec_dot_##type##_##kind##_##set);                                 \
     }
 
