@@ -643,9 +643,9 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
  * edgellm_generation_finish. What it uses may be freed first (API version 5): its context (below),
  * the model and the grammar (the generation keeps them until finish), and the draft context of
  * params, after which the generation goes on without proposals from its next pass: the same
- * greedy output, sampled output from the same distribution. Like its context, a generation is used by one thread at a time (it may
- * move between threads between calls); only edgellm_context_cancel may be called from another
- * thread while it runs. While it is open (begun and not finished, also after it ended), every call
+ * greedy output, sampled output from the same distribution. Like its context, a generation is
+ * used by one thread at a time (it may move between threads between calls); only
+ * edgellm_context_cancel may be called from another thread while it runs. While it is open (begun and not finished, also after it ended), every call
  * that evaluates or changes the context's cache fails with EDGELLM_ERR_BUSY and changes nothing:
  * edgellm_eval, edgellm_eval_batch with the context, edgellm_embed, edgellm_generate*,
  * edgellm_context_truncate, edgellm_context_copy_cache into it, and a second
