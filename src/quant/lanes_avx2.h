@@ -36,14 +36,6 @@ static inline float f16_dot_tail(float sum, const uint8_t *w, const float *x, in
     return sum;
 }
 
-static inline int32_t hsum256_i32(__m256i v)
-{
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
-
 /* Eight rows of eight dwords, transposed: out[g] lane l = dword g of r[l]. */
 static inline void transpose_8x8(const __m256i r[8], __m256i out[8])
 {
