@@ -3,7 +3,7 @@
 // (<html data-backend="server">), the server's /v1/chat/completions. Streams answers, keeps
 // conversations in localStorage. Served from web/demo (web/serve.py) or by `edgellm serve [--web]`:
 // either way ../dist holds the browser build.
-import { escapeHtml, renderGrowing } from "./markdown.js";
+import { blockHtml, escapeHtml, renderGrowing } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "edgellm-demo-conversations";
@@ -258,6 +258,11 @@ $("undo-delete").onclick = () => {
   renderMessages();
   $("conversations").querySelector("li.active .open")?.focus();
 };
+function showStats(view, m) {
+  const stats = view.lastElementChild;
+  stats.className = m.error ? "stats error" : "stats";
+  stats.textContent = m.stats || "";
+}
 function messageElement(m) {
   const div = document.createElement("div");
   div.className = `msg ${m.role}`;
@@ -275,29 +280,50 @@ function messageElement(m) {
   if (m.role === "user") body.innerHTML = escapeHtml(m.content).replace(/\n/g, "<br>");
   else showMarkdown(body, m.content);
   const stats = document.createElement("div");
-  stats.className = m.error ? "stats error" : "stats";
-  stats.textContent = m.stats || "";
   div.append(who, body, stats);
+  showStats(div, m);
   messageViews.set(m, div);
   return div;
 }
-// An answer shown as it streams: only its tail is parsed again, and only the blocks that changed
-// are replaced, so a block already whole stays the same element (a code block's Copy button
-// being clicked, text being selected).
-const blockSources = new WeakMap(); // element -> the HTML it was made from
+// An answer shown as it streams: only its tail is parsed again, and only what changed is replaced,
+// so a block already whole stays the same element (a code block's Copy button being clicked, text
+// being selected), and so do the finished items and rows of a list or table that grows.
+const blockSources = new WeakMap(); // element -> the block (markdown.js) it was made from
 const parses = new WeakMap(); // an answer's element -> what renderGrowing keeps between tokens
+function elementFrom(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  return template.content.firstElementChild;
+}
+// A list or table shown, made from `shown`, brought to `block` (the same list or table, grown):
+// its parts (<li>, <tr>) that are the same stay the same elements.
+function updateParts(element, shown, block) {
+  const container = block.partsIn ? element.querySelector(block.partsIn) : element;
+  const children = [...container.children];
+  block.parts.forEach((html, k) => {
+    if (children[k] && shown.parts[k] === html) return;
+    const part = elementFrom(html);
+    if (children[k]) children[k].replaceWith(part);
+    else container.append(part);
+  });
+  for (const stale of children.slice(block.parts.length)) stale.remove();
+}
 function showMarkdown(body, text) {
   if (!parses.has(body)) parses.set(body, {});
   const blocks = renderGrowing(text, parses.get(body));
   const shown = [...body.children];
-  blocks.forEach((html, i) => {
-    if (shown[i] && blockSources.get(shown[i]) === html) return;
-    const template = document.createElement("template");
-    template.innerHTML = html;
-    const block = template.content.firstElementChild;
-    blockSources.set(block, html);
-    if (shown[i]) shown[i].replaceWith(block);
-    else body.append(block);
+  blocks.forEach((block, i) => {
+    const source = shown[i] && blockSources.get(shown[i]);
+    if (source === block) return;
+    if (typeof block === "object" && typeof source === "object" && source.open === block.open) {
+      updateParts(shown[i], source, block);
+      blockSources.set(shown[i], block);
+      return;
+    }
+    const element = elementFrom(blockHtml(block));
+    blockSources.set(element, block);
+    if (shown[i]) shown[i].replaceWith(element);
+    else body.append(element);
   });
   for (const stale of shown.slice(blocks.length)) stale.remove();
 }
@@ -660,7 +686,7 @@ async function send() {
   if (pageClosing) return; // its stream broke because the page goes away: pagehide saved the answer
   answer.stats = answer.error ? `Error: ${answer.error}` : answerStats(usage, finish, pieces, t0, firstAt, performance.now());
   const view = shownView(answer);
-  if (view) view.replaceWith(messageElement(answer));
+  if (view) showStats(view, answer); // the answer's elements stay: a selection in it, a Copy being pressed
   streaming = null;
   save();
   $("send").hidden = false;

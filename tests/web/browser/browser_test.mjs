@@ -240,14 +240,14 @@ try {
       "</tbody></table></div><p>&#42;not emphasis&#42; <code>a`b</code> &#92;| still one paragraph</p>");
     // A streaming answer's blocks, its tail parsed again on each piece, are those of the whole text.
     const streamed = await page.evaluate(async () => {
-      const { renderGrowing, renderMarkdown } = await import("/markdown.js");
+      const { blockHtml, renderGrowing, renderMarkdown } = await import("/markdown.js");
       const text = "Intro **b** `a|b`\n\n1. one\n   more\n\n| a | b |\n|:-|-:|\n| `|` | \\| |\n\n```js\nx = 1;\n\n\n" +
         "y = \"```\";\n```\n\n````\nfour\n````\n\nafter\n\n\n\n# Head\n```\nopen\n\nstill code";
       const state = {};
       const differ = [];
       for (let n = 0; n <= text.length; n++)
-        if (renderGrowing(text.slice(0, n), state).join("") !== renderMarkdown(text.slice(0, n))) differ.push(n);
-      if (renderGrowing("another text", state).join("") !== renderMarkdown("another text")) differ.push("another");
+        if (renderGrowing(text.slice(0, n), state).map(blockHtml).join("") !== renderMarkdown(text.slice(0, n))) differ.push(n);
+      if (renderGrowing("another text", state).map(blockHtml).join("") !== renderMarkdown("another text")) differ.push("another");
       return differ;
     });
     assert.deepEqual(streamed, [], "lengths at which the streamed blocks differ");
@@ -647,6 +647,74 @@ try {
     seen.latestOnShortOne = await page.evaluate(() => document.querySelector("#to-latest")?.hidden === false);
     assert.deepEqual(seen, { grewWithFiveLines: true, sizeOnceSent: true, followsAtTheEnd: true, placeKept: true,
       latestOffered: true, latestGone: true, followsAgain: true, codeButton: "Copied", codeCopied: "ls | wc -l\n", button: "Copied", copied: "A long question\nline 0\nline 1\nline 2\nline 3", focusOnButton: true, latestOnShortOne: false });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  // ---- long answers as they stream (session 26) --------------------------------------------
+  await check("the chat page: a long list and table streaming keep their finished items and rows (a selection in them too, past the answer's end)", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.click("#new-chat");
+    const number = streams.length + 1;
+    await page.type("#input", "A long answer");
+    await page.keyboard.press("Enter");
+    const answer = await nextStream(number);
+    // Each piece sent, the page shows what the whole text renders to.
+    await page.evaluate(async () => {
+      const { renderMarkdown } = await import("/markdown.js");
+      window.showsWhole = (text) => {
+        const whole = document.createElement("div");
+        whole.innerHTML = renderMarkdown(text);
+        return document.querySelector(".msg.assistant:last-child .body").innerHTML === whole.innerHTML;
+      };
+    });
+    let sent = "";
+    const send = async (text) => {
+      answer.send(text);
+      sent += text;
+      await page.waitForFunction((t) => window.showsWhole(t), {}, sent);
+    };
+    const item = (k) => `${k}. Step ${k} with \`tool --pass ${k}\` and **care**, done\n` +
+      (k === 3 ? "   and a second line\n" : "") + (k === 5 ? "   - nested a\n   - nested b\n" : "");
+    await send(`Steps:\n${Array.from({ length: 12 }, (_, k) => item(k + 1)).join("")}`);
+    await page.evaluate(() => {
+      window.keptItems = [...document.querySelectorAll(".msg.assistant:last-child .body > ol > li")].slice(0, 10);
+      const text = window.keptItems[1].firstChild; // "Step 2 with "
+      const range = document.createRange();
+      range.setStart(text, 0);
+      range.setEnd(text, 6);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+    });
+    for (let k = 13; k <= 20; k++) { // a word at a time, as a model writes
+      for (const word of item(k).match(/\S+\s*/g)) await send(word);
+    }
+    await send("\n| Name | Value |\n|:--|--:|\n" + Array.from({ length: 10 }, (_, k) => `| row ${k + 1} | ${k + 1} |\n`).join(""));
+    await page.evaluate(() => {
+      window.keptRows = [...document.querySelectorAll(".msg.assistant:last-child tbody tr")].slice(0, 9);
+    });
+    for (let k = 11; k <= 16; k++) {
+      await send(`| row ${k}`);
+      await send(` | ${k} |\n`);
+    }
+    await send("\nThe end.");
+    answer.end();
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    const seen = await page.evaluate((text) => {
+      const body = document.querySelector(".msg.assistant:last-child .body");
+      const items = [...body.querySelectorAll(":scope > ol > li")];
+      const rows = [...body.querySelectorAll("tbody tr")];
+      return {
+        itemsKept: window.keptItems.every((e, k) => items[k] === e),
+        rowsKept: window.keptRows.every((e, k) => rows[k] === e),
+        selection: getSelection().toString(),
+        sameAsWhole: window.showsWhole(text),
+        counts: [items.length, rows.length],
+      };
+    }, sent);
+    assert.deepEqual(seen, { itemsKept: true, rowsKept: true, selection: "Step 2", sameAsWhole: true, counts: [20, 16] });
     assert.deepEqual(errors, []);
     await page.close();
   });
