@@ -274,6 +274,14 @@ function messageElement(m) {
   copy.title = "Copy this message";
   copy.onclick = () => copyText(copy, m.content);
   who.append(copy);
+  if (m.role === "assistant") { // shown on the conversation's last answer while none streams (CSS)
+    const again = document.createElement("button");
+    again.className = "regenerate";
+    again.textContent = "Regenerate";
+    again.title = "Replace this answer with a new one";
+    again.onclick = regenerate;
+    who.append(again);
+  }
   const body = document.createElement("div");
   body.className = "body";
   body.dir = "auto";
@@ -626,13 +634,25 @@ const SAVE_EVERY_MS = 1000; // a streamed answer is saved this often, so a crash
 async function send() {
   const text = $("input").value.trim();
   if (!text || !backend || busy) return;
-  busy = true;
   $("input").value = "";
   fitInput();
   const conversation = current;
   conversation.messages.push({ role: "user", content: text });
   // Code points, not UTF-16 units: a cut never leaves half an emoji.
   if (conversation.title === "New conversation") conversation.title = Array.from(text.replace(/\s+/g, " ")).slice(0, 40).join("");
+  await answerLastQuestion(conversation);
+}
+// The last answer (stopped, cut short, refused, or just not liked) replaced by a new one, without
+// typing the question again.
+function regenerate() {
+  if (busy || !backend || current?.messages.at(-1)?.role !== "assistant") return;
+  current.messages.pop();
+  $("input").focus(); // the button goes away while the new answer streams
+  answerLastQuestion(current);
+}
+async function answerLastQuestion(conversation) {
+  busy = true;
+  document.body.classList.add("answering");
   const answer = { role: "assistant", content: "" };
   conversation.messages.push(answer);
   streaming = answer;
@@ -692,6 +712,7 @@ async function send() {
   $("send").hidden = false;
   $("stop").hidden = true;
   busy = false;
+  document.body.classList.remove("answering");
   refocusInput();
 }
 // Leaving or reloading the page while an answer streams keeps what arrived, marked as cut short.

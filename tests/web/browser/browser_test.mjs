@@ -719,6 +719,37 @@ try {
     await page.close();
   });
 
+  await check("the chat page: Stop then Regenerate asks the same question again, without the stopped answer", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.click("#new-chat");
+    const number = streams.length + 1;
+    await page.type("#input", "Tell me a story");
+    await page.keyboard.press("Enter");
+    const first = await nextStream(number);
+    first.send("Once upon a");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Once upon a");
+    const offered = () => page.$eval(".msg.assistant:last-child", (e) => e.querySelector(".regenerate")?.getClientRects().length > 0);
+    const seen = { whileStreaming: await offered() };
+    await page.click("#stop");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    seen.afterStop = await offered();
+    await page.click(".msg.assistant:last-child .regenerate");
+    const again = await nextStream(number + 1);
+    seen.sent = again.request.messages.map((m) => m.content);
+    seen.focus = await page.evaluate(() => document.activeElement.id);
+    again.send("A new story.");
+    again.end();
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    seen.shown = await page.$$eval(".msg .body", (l) => l.map((e) => e.textContent));
+    seen.saved = (await savedConversations(page)).find((c) => c.title === "Tell me a story").messages.map((m) => m.content);
+    seen.onlyOnTheLast = await page.$$eval(".msg.assistant .regenerate", (l) => l.map((e) => e.getClientRects().length > 0));
+    assert.deepEqual(seen, { whileStreaming: false, afterStop: true, sent: ["Tell me a story"], focus: "input",
+      shown: ["Tell me a story", "A new story."], saved: ["Tell me a story", "A new story."], onlyOnTheLast: [true] });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   await check("the chat page: a model URL with nothing behind it says to check the URL, and the page stays usable", async () => {
     const { page, errors } = await openPage(`${env.PLAIN_URL}/demo/?model=/models/no-such-model.gguf`);
     await page.click("#load-url");
