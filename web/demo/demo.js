@@ -3,7 +3,7 @@
 // (<html data-backend="server">), the server's /v1/chat/completions. Streams answers, keeps
 // conversations in localStorage. Served from web/demo (web/serve.py) or by `edgellm serve [--web]`:
 // either way ../dist holds the browser build.
-import { blockHtml, escapeHtml, renderGrowing } from "./markdown.js";
+import { escapeHtml, renderGrowing } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "edgellm-demo-conversations";
@@ -295,26 +295,27 @@ function messageElement(m) {
 }
 // An answer shown as it streams: only its tail is parsed again, and only what changed is replaced,
 // so a block already whole stays the same element (a code block's Copy button being clicked, text
-// being selected), and so do the finished items and rows of a list or table that grows.
+// being selected), and so do the finished items, rows and code lines of a list, table or code
+// block that grows.
 const blockSources = new WeakMap(); // element -> the block (markdown.js) it was made from
 const parses = new WeakMap(); // an answer's element -> what renderGrowing keeps between tokens
-function elementFrom(html) {
+function nodeFrom(html) {
   const template = document.createElement("template");
   template.innerHTML = html;
-  return template.content.firstElementChild;
+  return template.content.firstChild;
 }
-// A list or table shown, made from `shown`, brought to `block` (the same list or table, grown):
-// its parts (<li>, <tr>) that are the same stay the same elements.
+// A list, table or code block shown, made from `shown` (null: made empty), brought to `block`: the
+// parts (<li>, <tr>, lines of code) that are the same stay the same nodes.
 function updateParts(element, shown, block) {
   const container = block.partsIn ? element.querySelector(block.partsIn) : element;
-  const children = [...container.children];
+  const nodes = [...container.childNodes];
   block.parts.forEach((html, k) => {
-    if (children[k] && shown.parts[k] === html) return;
-    const part = elementFrom(html);
-    if (children[k]) children[k].replaceWith(part);
+    if (nodes[k] && shown.parts[k] === html) return;
+    const part = nodeFrom(html);
+    if (nodes[k]) nodes[k].replaceWith(part);
     else container.append(part);
   });
-  for (const stale of children.slice(block.parts.length)) stale.remove();
+  for (const stale of nodes.slice(block.parts.length)) stale.remove();
 }
 function showMarkdown(body, text) {
   if (!parses.has(body)) parses.set(body, {});
@@ -328,7 +329,13 @@ function showMarkdown(body, text) {
       blockSources.set(shown[i], block);
       return;
     }
-    const element = elementFrom(blockHtml(block));
+    let element;
+    if (typeof block === "string") {
+      element = nodeFrom(block);
+    } else { // its parts one node each, as updateParts keeps them (a code block's HTML would make one)
+      element = nodeFrom(block.open + block.close);
+      updateParts(element, { parts: [] }, block);
+    }
     blockSources.set(element, block);
     if (shown[i]) shown[i].replaceWith(element);
     else body.append(element);

@@ -233,15 +233,19 @@ function finishParser(p, rest) {
   return p.out;
 }
 
+// A code block's parts are its lines, escaped (text in the page's <code>, a node each). The button
+// sits outside the scrolling <pre>: it stays in view and off the code.
+const codeBlock = (lines) => ({ open: '<div class="code"><button class="copy-code">Copy</button><pre><code>', parts: lines,
+  close: "</code></pre></div>", partsIn: "code" });
+const codeLines = (code) => code.split(/(?<=\n)/).filter((line) => line).map(escapeHtml);
+
 // The answer as a list of blocks, each one element (a paragraph, heading, list, table or code block).
 function renderBlocks(text) {
   const out = [];
   text.split(/```/).forEach((part, i) => {
-    if (i % 2 === 1) { // a code block (possibly still open while streaming)
+    if (i % 2 === 1) { // a code block (possibly still open while streaming); its first line names the language
       const nl = part.indexOf("\n");
-      const code = nl >= 0 ? part.slice(nl + 1) : "";
-      // The button sits outside the scrolling <pre>: it stays in view and off the code.
-      out.push(`<div class="code"><button class="copy-code">Copy</button><pre><code>${escapeHtml(code)}</code></pre></div>`);
+      out.push(codeBlock(nl >= 0 ? codeLines(part.slice(nl + 1)) : []));
     } else {
       out.push(...finishParser(newParser(0), part));
     }
@@ -253,8 +257,9 @@ export const renderMarkdown = (text) => renderBlocks(text).map(blockHtml).join("
 
 // The blocks of a text that grows at its end (a streaming answer). What lies before the last empty
 // line outside code, or before the last code fence, is final: its blocks are kept from one call
-// to the next (state.done). After it, text is fed to a parser a line at a time as lines end (so a
-// long list or table is not parsed again at each token), and an open code block is rendered again.
+// to the next (state.done). After it, text is fed to a parser a line at a time as lines end, and
+// the lines of an open code block are escaped as they end: a long list, table or code block is not
+// parsed again at each token.
 // state: {} at first, then what the last call left in it.
 export function renderGrowing(text, state) {
   if (!state.text || !text.startsWith(state.text)) Object.assign(state, { done: [], cut: 0, parser: null });
@@ -287,7 +292,15 @@ export function renderGrowing(text, state) {
     }
   }
   state.text = text;
-  if (inCode) return [...state.done, ...renderBlocks(text.slice(state.cut))];
+  if (inCode) { // its lines escaped once each, as they end
+    if (state.code?.cut !== state.cut) state.code = { cut: state.cut, fed: -1, lines: [] };
+    const code = state.code;
+    if (code.fed < 0 && text.includes("\n", state.cut)) code.fed = text.indexOf("\n", state.cut) + 1;
+    if (code.fed < 0) return [...state.done, codeBlock([])];
+    for (let nl; (nl = text.indexOf("\n", code.fed)) >= 0; code.fed = nl + 1) code.lines.push(escapeHtml(text.slice(code.fed, nl + 1)));
+    const unfinished = text.slice(code.fed);
+    return [...state.done, codeBlock(unfinished ? [...code.lines, escapeHtml(unfinished)] : [...code.lines])];
+  }
   state.parser ??= newParser(state.cut);
   feedEndedLines(state.parser, text, text.length);
   return [...state.done, ...finishParser(copyParser(state.parser), text.slice(state.parser.fed))];

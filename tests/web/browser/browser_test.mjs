@@ -652,15 +652,19 @@ try {
   });
 
   // ---- long answers as they stream (session 26) --------------------------------------------
-  await check("the chat page: a long list and table streaming keep their finished items and rows (a selection in them too, past the answer's end)", async () => {
-    const { page, errors } = await openPage(`${puppetUrl}/`);
-    await page.setViewport({ width: 1280, height: 800 });
+  // The page against the stand-in, connected, with question sent in a new conversation: its stream.
+  const askStandIn = async (page, question) => {
     await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
     await page.click("#new-chat");
     const number = streams.length + 1;
-    await page.type("#input", "A long answer");
+    await page.type("#input", question);
     await page.keyboard.press("Enter");
-    const answer = await nextStream(number);
+    return nextStream(number);
+  };
+  await check("the chat page: a long list, table and code block streaming keep their finished items, rows and lines (a selection in them too, past the answer's end)", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.setViewport({ width: 1280, height: 800 });
+    const answer = await askStandIn(page, "A long answer");
     // Each piece sent, the page shows what the whole text renders to.
     await page.evaluate(async () => {
       const { renderMarkdown } = await import("/markdown.js");
@@ -699,7 +703,18 @@ try {
       await send(`| row ${k}`);
       await send(` | ${k} |\n`);
     }
-    await send("\nThe end.");
+    // A code block: a selection in its first line, and the block, last while it streams and after.
+    await send("\n```sh\nmake web\n");
+    await page.evaluate(() => {
+      window.listSelection = getSelection().toString(); // through the list and the table
+      window.keptCode = document.querySelector(".msg.assistant:last-child .code");
+      getSelection().selectAllChildren(window.keptCode.querySelector("code"));
+    });
+    for (let k = 1; k <= 6; k++) {
+      await send(`ctest -R case_${k}`);
+      await send(" --output-on-failure\n");
+    }
+    await send("```\n\nThe end.");
     answer.end();
     await page.waitForFunction(() => !document.querySelector("#send").hidden);
     const seen = await page.evaluate((text) => {
@@ -709,24 +724,22 @@ try {
       return {
         itemsKept: window.keptItems.every((e, k) => items[k] === e),
         rowsKept: window.keptRows.every((e, k) => rows[k] === e),
-        selection: getSelection().toString(),
+        codeKept: body.querySelector(".code") === window.keptCode,
+        selections: [window.listSelection, getSelection().toString()],
         sameAsWhole: window.showsWhole(text),
         counts: [items.length, rows.length],
       };
     }, sent);
-    assert.deepEqual(seen, { itemsKept: true, rowsKept: true, selection: "Step 2", sameAsWhole: true, counts: [20, 16] });
+    assert.deepEqual(seen, { itemsKept: true, rowsKept: true, codeKept: true, selections: ["Step 2", "make web\n"], sameAsWhole: true,
+      counts: [20, 16] });
     assert.deepEqual(errors, []);
     await page.close();
   });
 
   await check("the chat page: Stop then Regenerate asks the same question again, without the stopped answer", async () => {
     const { page, errors } = await openPage(`${puppetUrl}/`);
-    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
-    await page.click("#new-chat");
-    const number = streams.length + 1;
-    await page.type("#input", "Tell me a story");
-    await page.keyboard.press("Enter");
-    const first = await nextStream(number);
+    const first = await askStandIn(page, "Tell me a story");
+    const number = streams.length;
     first.send("Once upon a");
     await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Once upon a");
     const offered = () => page.$eval(".msg.assistant:last-child", (e) => e.querySelector(".regenerate")?.getClientRects().length > 0);
