@@ -752,6 +752,8 @@ $("input").addEventListener("input", fitInput);
 // Enter that confirms an input method's composition (Chinese, Japanese, Korean...) is not a send.
 $("input").onkeydown = (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }
+  // Escape stops the answer being written, without leaving the message box for the Stop button.
+  if (ev.key === "Escape" && busy && !ev.isComposing) { ev.preventDefault(); backend?.stop(); }
 };
 $("stop").onclick = () => backend?.stop();
 $("new-chat").onclick = () => {

@@ -736,7 +736,7 @@ try {
     await page.close();
   });
 
-  await check("the chat page: Stop then Regenerate asks the same question again, without the stopped answer", async () => {
+  await check("the chat page: Stop then Regenerate asks the same question again, without the stopped answer; Escape stops", async () => {
     const { page, errors } = await openPage(`${puppetUrl}/`);
     const first = await askStandIn(page, "Tell me a story");
     const number = streams.length;
@@ -757,7 +757,15 @@ try {
     seen.shown = await page.$$eval(".msg .body", (l) => l.map((e) => e.textContent));
     seen.saved = (await savedConversations(page)).find((c) => c.title === "Tell me a story").messages.map((m) => m.content);
     seen.onlyOnTheLast = await page.$$eval(".msg.assistant .regenerate", (l) => l.map((e) => e.getClientRects().length > 0));
-    assert.deepEqual(seen, { whileStreaming: false, afterStop: true, sent: ["Tell me a story"], focus: "input",
+    // Escape in the message box stops an answer too: the keyboard needs no trip to the Stop button.
+    const third = await askStandIn(page, "Another one");
+    third.send("Long");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Long");
+    await page.keyboard.press("Escape");
+    seen.escapeStops = await Promise.race([third.closed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 10000))]);
+    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 10000 }).catch(() => {});
+    seen.escapeStats = await page.$eval(".msg.assistant:last-child .stats", (e) => e.textContent.replace(/^.* · /, ""));
+    assert.deepEqual(seen, { whileStreaming: false, afterStop: true, sent: ["Tell me a story"], focus: "input", escapeStops: true, escapeStats: "stopped",
       shown: ["Tell me a story", "A new story."], saved: ["Tell me a story", "A new story."], onlyOnTheLast: [true] });
     assert.deepEqual(errors, []);
     await page.close();
