@@ -354,6 +354,7 @@ function renderMessages() {
   $("messages").replaceChildren(...messages);
   $("messages").scrollTop = $("messages").scrollHeight;
   offerLatest(); // a conversation too short to scroll fires no scroll event to hide the button
+  offerAnswering();
 }
 // The Clipboard API exists only in a secure context: a phone opening `edgellm serve --host` at
 // http://192.168.x.y has none, so the text is then copied the older way, selected in a hidden
@@ -657,8 +658,23 @@ function regenerate() {
   $("input").focus(); // the button goes away while the new answer streams
   answerLastQuestion(current);
 }
+// Looking at another conversation while an answer streams, Send waits and Stop stops that answer:
+// a button above the message box says which conversation it is in and goes there.
+let answeringIn = null; // the conversation whose answer streams
+function offerAnswering() {
+  const elsewhere = busy && answeringIn !== current && conversations.includes(answeringIn);
+  $("answering-elsewhere").hidden = !elsewhere;
+  if (elsewhere) $("answering-elsewhere").textContent = `Writing the answer in "${answeringIn.title}": show it`;
+}
+$("answering-elsewhere").onclick = () => {
+  current = answeringIn;
+  renderList();
+  renderMessages();
+  $("input").focus();
+};
 async function answerLastQuestion(conversation) {
   busy = true;
+  answeringIn = conversation;
   document.body.classList.add("answering");
   const answer = { role: "assistant", content: "" };
   conversation.messages.push(answer);
@@ -719,6 +735,8 @@ async function answerLastQuestion(conversation) {
   $("send").hidden = false;
   $("stop").hidden = true;
   busy = false;
+  answeringIn = null;
+  offerAnswering();
   document.body.classList.remove("answering");
   refocusInput();
 }
@@ -737,7 +755,7 @@ function answerStats(usage, finish, pieces, t0, firstAt, tEnd) {
   const decodeSeconds = firstAt ? (tEnd - firstAt) / 1000 : 0;
   const speed = usage?.extra?.decode_tokens_per_s ??
     (tokens > 1 && decodeSeconds > 0 ? (tokens - 1) / decodeSeconds : 0);
-  return `${tokens} tokens · ${speed.toFixed(1)} tokens/s · ` +
+  return `${tokens} ${tokens === 1 ? "token" : "tokens"}${speed > 0 ? ` · ${speed.toFixed(1)} tokens/s` : ""} · ` +
     `first token after ${((firstAt || tEnd) - t0).toFixed(0)} ms` + (finish === "abort" ? " · stopped" : "");
 }
 $("composer").onsubmit = (ev) => { ev.preventDefault(); send(); };

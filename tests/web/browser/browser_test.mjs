@@ -755,6 +755,8 @@ try {
     again.end();
     await page.waitForFunction(() => !document.querySelector("#send").hidden);
     seen.shown = await page.$$eval(".msg .body", (l) => l.map((e) => e.textContent));
+    // An answer of one piece has no speed to speak of ("1 tokens · 0.0 tokens/s" before).
+    seen.oneToken = (await lastAnswer(page)).stats.replace(/\d+ ms$/, "N ms");
     seen.saved = (await savedConversations(page)).find((c) => c.title === "Tell me a story").messages.map((m) => m.content);
     seen.onlyOnTheLast = await page.$$eval(".msg.assistant .regenerate", (l) => l.map((e) => e.getClientRects().length > 0));
     // Escape in the message box stops an answer too: the keyboard needs no trip to the Stop button.
@@ -765,8 +767,36 @@ try {
     seen.escapeStops = await Promise.race([third.closed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 10000))]);
     await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 10000 }).catch(() => {});
     seen.escapeStats = await page.$eval(".msg.assistant:last-child .stats", (e) => e.textContent.replace(/^.* · /, ""));
-    assert.deepEqual(seen, { whileStreaming: false, afterStop: true, sent: ["Tell me a story"], focus: "input", escapeStops: true, escapeStats: "stopped",
+    assert.deepEqual(seen, { whileStreaming: false, afterStop: true, sent: ["Tell me a story"], focus: "input", escapeStops: true, escapeStats: "stopped", oneToken: "1 token · first token after N ms",
       shown: ["Tell me a story", "A new story."], saved: ["Tell me a story", "A new story."], onlyOnTheLast: [true] });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: in another conversation while an answer streams, a button says where it is and goes there", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.emulateMediaFeatures([{ name: "prefers-reduced-motion", value: "reduce" }]); // no drawer sliding away on resize
+    const answer = await askStandIn(page, "Where did it go");
+    answer.send("Still writing");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Still writing");
+    const note = () => page.$eval("#answering-elsewhere", (e) => (e.hidden ? "" : e.textContent));
+    const seen = { inItsConversation: await note() };
+    await page.click("#new-chat");
+    await page.setViewport({ width: 390, height: 844 }); // on a phone too
+    seen.elsewhere = await note();
+    const box = await page.$eval("#answering-elsewhere", (e) => e.getBoundingClientRect().toJSON());
+    seen.onScreen = box.left >= 0 && box.right <= 390 && box.height > 0;
+    await page.click("#answering-elsewhere");
+    seen.shown = await page.$eval("#topbar-title", (e) => e.textContent);
+    seen.afterGoing = await note();
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.click("#new-chat");
+    answer.end();
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    seen.afterTheEnd = await note();
+    assert.deepEqual(seen, { inItsConversation: "", elsewhere: 'Writing the answer in "Where did it go": show it', onScreen: true,
+      shown: "Where did it go", afterGoing: "", afterTheEnd: "" });
     assert.deepEqual(errors, []);
     await page.close();
   });
