@@ -676,6 +676,9 @@ async function answerLastQuestion(conversation) {
   busy = true;
   answeringIn = conversation;
   document.body.classList.add("answering");
+  // Another model is loaded only between answers: greyed out, not a click that does nothing.
+  $("change-model").disabled = true;
+  $("change-model").title = "Stop the answer first, or wait for its end";
   const answer = { role: "assistant", content: "" };
   conversation.messages.push(answer);
   streaming = answer;
@@ -737,6 +740,8 @@ async function answerLastQuestion(conversation) {
   busy = false;
   answeringIn = null;
   offerAnswering();
+  $("change-model").disabled = false;
+  $("change-model").title = "";
   document.body.classList.remove("answering");
   refocusInput();
 }

@@ -895,7 +895,14 @@ try {
     await picker.uploadFile(real);
     await modelLoaded(page);
     assert.match(await page.$eval("#runtime", (e) => e.textContent), /\d+ threads · wasm-relaxed/);
+    // While the answer is written "Change model" is greyed out (it did nothing when clicked then).
+    await page.evaluate(() => {
+      const button = document.querySelector("#change-model");
+      window.changeModelStates = [button.disabled];
+      new MutationObserver(() => window.changeModelStates.push(button.disabled)).observe(button, { attributeFilter: ["disabled"] });
+    });
     await chat(page, "I dreamed");
+    assert.deepEqual(await page.evaluate(() => window.changeModelStates), [false, true, false]);
     assert.deepEqual(posts, [], "nothing sent to the server");
     await page.screenshot({ path: `${OUT_DIR}/serve-web.png` });
     // On a phone "Change model" is in the drawer: it closes it and goes to the model's URL.
