@@ -262,7 +262,7 @@ export const renderMarkdown = (text) => renderBlocks(text).map(blockHtml).join("
 // parsed again at each token.
 // state: {} at first, then what the last call left in it.
 export function renderGrowing(text, state) {
-  if (!state.text || !text.startsWith(state.text)) Object.assign(state, { done: [], cut: 0, parser: null });
+  if (!state.text || !text.startsWith(state.text)) Object.assign(state, { done: [], cut: 0, parser: null, code: null });
   const finalUpTo = (end) => {
     if (end <= state.cut) return;
     if (text.startsWith("```", state.cut)) {

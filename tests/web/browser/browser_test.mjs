@@ -248,6 +248,9 @@ try {
       for (let n = 0; n <= text.length; n++)
         if (renderGrowing(text.slice(0, n), state).map(blockHtml).join("") !== renderMarkdown(text.slice(0, n))) differ.push(n);
       if (renderGrowing("another text", state).map(blockHtml).join("") !== renderMarkdown("another text")) differ.push("another");
+      const codeState = {}; // another text that also starts with a code block: none of the first one's lines
+      renderGrowing("```\nfirst\n", codeState);
+      if (renderGrowing("```\nsecond\n", codeState).map(blockHtml).join("") !== renderMarkdown("```\nsecond\n")) differ.push("another code block");
       return differ;
     });
     assert.deepEqual(streamed, [], "lengths at which the streamed blocks differ");
