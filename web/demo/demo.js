@@ -3,7 +3,7 @@
 // (<html data-backend="server">), the server's /v1/chat/completions. Streams answers, keeps
 // conversations in localStorage. Served from web/demo (web/serve.py) or by `edgellm serve [--web]`:
 // either way ../dist holds the browser build.
-import { escapeHtml, renderGrowing } from "./markdown.js";
+import { blockHtml, escapeHtml, renderGrowing } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "edgellm-demo-conversations";
@@ -304,8 +304,8 @@ function nodeFrom(html) {
   template.innerHTML = html;
   return template.content.firstChild;
 }
-// A list, table or code block shown, made from `shown` (null: made empty), brought to `block`: the
-// parts (<li>, <tr>, lines of code) that are the same stay the same nodes.
+// A list, table or code block shown, made from `shown`, brought to `block`: the parts (<li>, <tr>,
+// lines of code) that are the same stay the same nodes.
 function updateParts(element, shown, block) {
   const container = block.partsIn ? element.querySelector(block.partsIn) : element;
   const nodes = [...container.childNodes];
@@ -329,13 +329,9 @@ function showMarkdown(body, text) {
       blockSources.set(shown[i], block);
       return;
     }
-    let element;
-    if (typeof block === "string") {
-      element = nodeFrom(block);
-    } else { // its parts one node each, as updateParts keeps them (a code block's HTML would make one)
-      element = nodeFrom(block.open + block.close);
-      updateParts(element, { parts: [] }, block);
-    }
+    const element = nodeFrom(blockHtml(block));
+    // A code block's text made whole is one node: a node a line, as updateParts keeps them.
+    if (block.partsIn === "code") element.querySelector("code").replaceChildren(...block.parts.map(nodeFrom));
     blockSources.set(element, block);
     if (shown[i]) shown[i].replaceWith(element);
     else body.append(element);

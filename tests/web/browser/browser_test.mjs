@@ -707,9 +707,19 @@ try {
       await send(` | ${k} |\n`);
     }
     // A code block: a selection in its first line, and the block, last while it streams and after.
-    await send("\n```sh\nmake web\n");
+    // Another conversation opened and this one again meanwhile: the block is made anew, whole.
+    await send("\n```sh\nmake web\nmake test\n");
+    await page.evaluate(() => { // through the list, the table and a code block's first lines
+      const body = document.querySelector(".msg.assistant:last-child .body");
+      const items = [...body.querySelectorAll(":scope > ol > li")];
+      const rows = [...body.querySelectorAll("tbody tr")];
+      window.kept = { itemsKept: window.keptItems.every((e, k) => items[k] === e), rowsKept: window.keptRows.every((e, k) => rows[k] === e),
+        listSelection: getSelection().toString() };
+    });
+    await page.click("#new-chat");
+    await openConversation(page, "A long answer");
+    await send("make install\n");
     await page.evaluate(() => {
-      window.listSelection = getSelection().toString(); // through the list and the table
       window.keptCode = document.querySelector(".msg.assistant:last-child .code");
       getSelection().selectAllChildren(window.keptCode.querySelector("code"));
     });
@@ -725,15 +735,15 @@ try {
       const items = [...body.querySelectorAll(":scope > ol > li")];
       const rows = [...body.querySelectorAll("tbody tr")];
       return {
-        itemsKept: window.keptItems.every((e, k) => items[k] === e),
-        rowsKept: window.keptRows.every((e, k) => rows[k] === e),
+        itemsKept: window.kept.itemsKept,
+        rowsKept: window.kept.rowsKept,
         codeKept: body.querySelector(".code") === window.keptCode,
-        selections: [window.listSelection, getSelection().toString()],
+        selections: [window.kept.listSelection, getSelection().toString()],
         sameAsWhole: window.showsWhole(text),
         counts: [items.length, rows.length],
       };
     }, sent);
-    assert.deepEqual(seen, { itemsKept: true, rowsKept: true, codeKept: true, selections: ["Step 2", "make web\n"], sameAsWhole: true,
+    assert.deepEqual(seen, { itemsKept: true, rowsKept: true, codeKept: true, selections: ["Step 2", "make web\nmake test\nmake install\n"], sameAsWhole: true,
       counts: [20, 16] });
     assert.deepEqual(errors, []);
     await page.close();
