@@ -3,7 +3,7 @@
 // (<html data-backend="server">), the server's /v1/chat/completions. Streams answers, keeps
 // conversations in localStorage. Served from web/demo (web/serve.py) or by `edgellm serve [--web]`:
 // either way ../dist holds the browser build.
-import { escapeHtml, renderGrowing } from "./markdown.js";
+import { blockHtml, escapeHtml, renderGrowing } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "edgellm-demo-conversations";
@@ -258,6 +258,11 @@ $("undo-delete").onclick = () => {
   renderMessages();
   $("conversations").querySelector("li.active .open")?.focus();
 };
+function showStats(view, m) {
+  const stats = view.lastElementChild;
+  stats.className = m.error ? "stats error" : "stats";
+  stats.textContent = m.stats || "";
+}
 function messageElement(m) {
   const div = document.createElement("div");
   div.className = `msg ${m.role}`;
@@ -269,35 +274,67 @@ function messageElement(m) {
   copy.title = "Copy this message";
   copy.onclick = () => copyText(copy, m.content);
   who.append(copy);
+  if (m.role === "assistant") { // shown on the conversation's last answer while none streams (CSS)
+    const again = document.createElement("button");
+    again.className = "regenerate";
+    again.textContent = "Regenerate";
+    again.title = "Replace this answer with a new one";
+    again.onclick = regenerate;
+    who.append(again);
+  }
   const body = document.createElement("div");
   body.className = "body";
   body.dir = "auto";
   if (m.role === "user") body.innerHTML = escapeHtml(m.content).replace(/\n/g, "<br>");
   else showMarkdown(body, m.content);
   const stats = document.createElement("div");
-  stats.className = m.error ? "stats error" : "stats";
-  stats.textContent = m.stats || "";
   div.append(who, body, stats);
+  showStats(div, m);
   messageViews.set(m, div);
   return div;
 }
-// An answer shown as it streams: only its tail is parsed again, and only the blocks that changed
-// are replaced, so a block already whole stays the same element (a code block's Copy button
-// being clicked, text being selected).
-const blockSources = new WeakMap(); // element -> the HTML it was made from
+// An answer shown as it streams: only its tail is parsed again, and only what changed is replaced,
+// so a block already whole stays the same element (a code block's Copy button being clicked, text
+// being selected), and so do the finished items, rows and code lines of a list, table or code
+// block that grows.
+const blockSources = new WeakMap(); // element -> the block (markdown.js) it was made from
 const parses = new WeakMap(); // an answer's element -> what renderGrowing keeps between tokens
+function nodeFrom(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  return template.content.firstChild;
+}
+// A list, table or code block shown, made from `shown`, brought to `block`: the parts (<li>, <tr>,
+// lines of code) that are the same stay the same nodes.
+function updateParts(element, shown, block) {
+  const container = block.partsIn ? element.querySelector(block.partsIn) : element;
+  const nodes = [...container.childNodes];
+  block.parts.forEach((html, k) => {
+    if (nodes[k] && shown.parts[k] === html) return;
+    const part = nodeFrom(html);
+    if (nodes[k]) nodes[k].replaceWith(part);
+    else container.append(part);
+  });
+  for (const stale of nodes.slice(block.parts.length)) stale.remove();
+}
 function showMarkdown(body, text) {
   if (!parses.has(body)) parses.set(body, {});
   const blocks = renderGrowing(text, parses.get(body));
   const shown = [...body.children];
-  blocks.forEach((html, i) => {
-    if (shown[i] && blockSources.get(shown[i]) === html) return;
-    const template = document.createElement("template");
-    template.innerHTML = html;
-    const block = template.content.firstElementChild;
-    blockSources.set(block, html);
-    if (shown[i]) shown[i].replaceWith(block);
-    else body.append(block);
+  blocks.forEach((block, i) => {
+    const source = shown[i] && blockSources.get(shown[i]);
+    if (source === block) return;
+    if (typeof block === "object" && typeof source === "object" && source.open === block.open) {
+      updateParts(shown[i], source, block);
+      blockSources.set(shown[i], block);
+      return;
+    }
+    const element = nodeFrom(blockHtml(block));
+    // A code block's text made whole is one node: a node a line, as updateParts keeps them.
+    if (block.partsIn === "code") element.querySelector("code").replaceChildren(...block.parts.map(nodeFrom));
+    blockSources.set(element, block);
+    if (shown[i]) shown[i].replaceWith(element);
+    else body.append(element);
   });
   for (const stale of shown.slice(blocks.length)) stale.remove();
 }
@@ -313,6 +350,7 @@ function renderMessages() {
   $("messages").replaceChildren(...messages);
   $("messages").scrollTop = $("messages").scrollHeight;
   offerLatest(); // a conversation too short to scroll fires no scroll event to hide the button
+  offerAnswering();
 }
 // The Clipboard API exists only in a secure context: a phone opening `edgellm serve --host` at
 // http://192.168.x.y has none, so the text is then copied the older way, selected in a hidden
@@ -600,13 +638,43 @@ const SAVE_EVERY_MS = 1000; // a streamed answer is saved this often, so a crash
 async function send() {
   const text = $("input").value.trim();
   if (!text || !backend || busy) return;
-  busy = true;
   $("input").value = "";
   fitInput();
   const conversation = current;
   conversation.messages.push({ role: "user", content: text });
   // Code points, not UTF-16 units: a cut never leaves half an emoji.
   if (conversation.title === "New conversation") conversation.title = Array.from(text.replace(/\s+/g, " ")).slice(0, 40).join("");
+  await answerLastQuestion(conversation);
+}
+// The last answer (stopped, cut short, refused, or just not liked) replaced by a new one, without
+// typing the question again.
+function regenerate() {
+  if (busy || !backend || current?.messages.at(-1)?.role !== "assistant") return;
+  current.messages.pop();
+  $("input").focus(); // the button goes away while the new answer streams
+  answerLastQuestion(current);
+}
+// Looking at another conversation while an answer streams, Send waits and Stop stops that answer:
+// a button above the message box says which conversation it is in and goes there.
+let answeringIn = null; // the conversation whose answer streams
+function offerAnswering() {
+  const elsewhere = busy && answeringIn !== current && conversations.includes(answeringIn);
+  $("answering-elsewhere").hidden = !elsewhere;
+  if (elsewhere) $("answering-elsewhere").textContent = `Writing the answer in "${answeringIn.title}": show it`;
+}
+$("answering-elsewhere").onclick = () => {
+  current = answeringIn;
+  renderList();
+  renderMessages();
+  $("input").focus();
+};
+async function answerLastQuestion(conversation) {
+  busy = true;
+  answeringIn = conversation;
+  document.body.classList.add("answering");
+  // Another model is loaded only between answers: greyed out, not a click that does nothing.
+  $("change-model").disabled = true;
+  $("change-model").title = "Stop the answer first, or wait for its end";
   const answer = { role: "assistant", content: "" };
   conversation.messages.push(answer);
   streaming = answer;
@@ -660,12 +728,17 @@ async function send() {
   if (pageClosing) return; // its stream broke because the page goes away: pagehide saved the answer
   answer.stats = answer.error ? `Error: ${answer.error}` : answerStats(usage, finish, pieces, t0, firstAt, performance.now());
   const view = shownView(answer);
-  if (view) view.replaceWith(messageElement(answer));
+  if (view) showStats(view, answer); // the answer's elements stay: a selection in it, a Copy being pressed
   streaming = null;
   save();
   $("send").hidden = false;
   $("stop").hidden = true;
   busy = false;
+  answeringIn = null;
+  offerAnswering();
+  $("change-model").disabled = false;
+  $("change-model").title = "";
+  document.body.classList.remove("answering");
   refocusInput();
 }
 // Leaving or reloading the page while an answer streams keeps what arrived, marked as cut short.
@@ -683,7 +756,7 @@ function answerStats(usage, finish, pieces, t0, firstAt, tEnd) {
   const decodeSeconds = firstAt ? (tEnd - firstAt) / 1000 : 0;
   const speed = usage?.extra?.decode_tokens_per_s ??
     (tokens > 1 && decodeSeconds > 0 ? (tokens - 1) / decodeSeconds : 0);
-  return `${tokens} tokens · ${speed.toFixed(1)} tokens/s · ` +
+  return `${tokens} ${tokens === 1 ? "token" : "tokens"}${speed > 0 ? ` · ${speed.toFixed(1)} tokens/s` : ""} · ` +
     `first token after ${((firstAt || tEnd) - t0).toFixed(0)} ms` + (finish === "abort" ? " · stopped" : "");
 }
 $("composer").onsubmit = (ev) => { ev.preventDefault(); send(); };
@@ -698,6 +771,8 @@ $("input").addEventListener("input", fitInput);
 // Enter that confirms an input method's composition (Chinese, Japanese, Korean...) is not a send.
 $("input").onkeydown = (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }
+  // Escape stops the answer being written, without leaving the message box for the Stop button.
+  if (ev.key === "Escape" && busy && !ev.isComposing) { ev.preventDefault(); backend?.stop(); }
 };
 $("stop").onclick = () => backend?.stop();
 $("new-chat").onclick = () => {

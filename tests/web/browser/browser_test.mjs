@@ -240,14 +240,17 @@ try {
       "</tbody></table></div><p>&#42;not emphasis&#42; <code>a`b</code> &#92;| still one paragraph</p>");
     // A streaming answer's blocks, its tail parsed again on each piece, are those of the whole text.
     const streamed = await page.evaluate(async () => {
-      const { renderGrowing, renderMarkdown } = await import("/markdown.js");
+      const { blockHtml, renderGrowing, renderMarkdown } = await import("/markdown.js");
       const text = "Intro **b** `a|b`\n\n1. one\n   more\n\n| a | b |\n|:-|-:|\n| `|` | \\| |\n\n```js\nx = 1;\n\n\n" +
         "y = \"```\";\n```\n\n````\nfour\n````\n\nafter\n\n\n\n# Head\n```\nopen\n\nstill code";
       const state = {};
       const differ = [];
       for (let n = 0; n <= text.length; n++)
-        if (renderGrowing(text.slice(0, n), state).join("") !== renderMarkdown(text.slice(0, n))) differ.push(n);
-      if (renderGrowing("another text", state).join("") !== renderMarkdown("another text")) differ.push("another");
+        if (renderGrowing(text.slice(0, n), state).map(blockHtml).join("") !== renderMarkdown(text.slice(0, n))) differ.push(n);
+      if (renderGrowing("another text", state).map(blockHtml).join("") !== renderMarkdown("another text")) differ.push("another");
+      const codeState = {}; // another text that also starts with a code block: none of the first one's lines
+      renderGrowing("```\nfirst\n", codeState);
+      if (renderGrowing("```\nsecond\n", codeState).map(blockHtml).join("") !== renderMarkdown("```\nsecond\n")) differ.push("another code block");
       return differ;
     });
     assert.deepEqual(streamed, [], "lengths at which the streamed blocks differ");
@@ -651,6 +654,166 @@ try {
     await page.close();
   });
 
+  // ---- long answers as they stream (session 26) --------------------------------------------
+  // The page against the stand-in, connected, with question sent in a new conversation: its stream.
+  const askStandIn = async (page, question) => {
+    await page.waitForFunction(() => /edgellm serve/.test(document.querySelector("#runtime").textContent), { timeout: 30000 });
+    await page.click("#new-chat");
+    const number = streams.length + 1;
+    await page.type("#input", question);
+    await page.keyboard.press("Enter");
+    return nextStream(number);
+  };
+  await check("the chat page: a long list, table and code block streaming keep their finished items, rows and lines (a selection in them too, past the answer's end)", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.setViewport({ width: 1280, height: 800 });
+    const answer = await askStandIn(page, "A long answer");
+    // Each piece sent, the page shows what the whole text renders to.
+    await page.evaluate(async () => {
+      const { renderMarkdown } = await import("/markdown.js");
+      window.showsWhole = (text) => {
+        const whole = document.createElement("div");
+        whole.innerHTML = renderMarkdown(text);
+        return document.querySelector(".msg.assistant:last-child .body").innerHTML === whole.innerHTML;
+      };
+    });
+    let sent = "";
+    const send = async (text) => {
+      answer.send(text);
+      sent += text;
+      await page.waitForFunction((t) => window.showsWhole(t), {}, sent);
+    };
+    const item = (k) => `${k}. Step ${k} with \`tool --pass ${k}\` and **care**, done\n` +
+      (k === 3 ? "   and a second line\n" : "") + (k === 5 ? "   - nested a\n   - nested b\n" : "");
+    await send(`Steps:\n${Array.from({ length: 12 }, (_, k) => item(k + 1)).join("")}`);
+    await page.evaluate(() => {
+      window.keptItems = [...document.querySelectorAll(".msg.assistant:last-child .body > ol > li")].slice(0, 10);
+      const text = window.keptItems[1].firstChild; // "Step 2 with "
+      const range = document.createRange();
+      range.setStart(text, 0);
+      range.setEnd(text, 6);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+    });
+    for (let k = 13; k <= 20; k++) { // a word at a time, as a model writes
+      for (const word of item(k).match(/\S+\s*/g)) await send(word);
+    }
+    await send("\n| Name | Value |\n|:--|--:|\n" + Array.from({ length: 10 }, (_, k) => `| row ${k + 1} | ${k + 1} |\n`).join(""));
+    await page.evaluate(() => {
+      window.keptRows = [...document.querySelectorAll(".msg.assistant:last-child tbody tr")].slice(0, 9);
+    });
+    for (let k = 11; k <= 16; k++) {
+      await send(`| row ${k}`);
+      await send(` | ${k} |\n`);
+    }
+    // A code block: a selection in its first line, and the block, last while it streams and after.
+    // Another conversation opened and this one again meanwhile: the block is made anew, whole.
+    await send("\n```sh\nmake web\nmake test\n");
+    await page.evaluate(() => { // through the list, the table and a code block's first lines
+      const body = document.querySelector(".msg.assistant:last-child .body");
+      const items = [...body.querySelectorAll(":scope > ol > li")];
+      const rows = [...body.querySelectorAll("tbody tr")];
+      window.kept = { itemsKept: window.keptItems.every((e, k) => items[k] === e), rowsKept: window.keptRows.every((e, k) => rows[k] === e),
+        listSelection: getSelection().toString() };
+    });
+    await page.click("#new-chat");
+    await openConversation(page, "A long answer");
+    await send("make install\n");
+    await page.evaluate(() => {
+      window.keptCode = document.querySelector(".msg.assistant:last-child .code");
+      getSelection().selectAllChildren(window.keptCode.querySelector("code"));
+    });
+    for (let k = 1; k <= 6; k++) {
+      await send(`ctest -R case_${k}`);
+      await send(" --output-on-failure\n");
+    }
+    await send("```\n\nThe end.");
+    answer.end();
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    const seen = await page.evaluate((text) => {
+      const body = document.querySelector(".msg.assistant:last-child .body");
+      const items = [...body.querySelectorAll(":scope > ol > li")];
+      const rows = [...body.querySelectorAll("tbody tr")];
+      return {
+        itemsKept: window.kept.itemsKept,
+        rowsKept: window.kept.rowsKept,
+        codeKept: body.querySelector(".code") === window.keptCode,
+        selections: [window.kept.listSelection, getSelection().toString()],
+        sameAsWhole: window.showsWhole(text),
+        counts: [items.length, rows.length],
+      };
+    }, sent);
+    assert.deepEqual(seen, { itemsKept: true, rowsKept: true, codeKept: true, selections: ["Step 2", "make web\nmake test\nmake install\n"], sameAsWhole: true,
+      counts: [20, 16] });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: Stop then Regenerate asks the same question again, without the stopped answer; Escape stops", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    const first = await askStandIn(page, "Tell me a story");
+    const number = streams.length;
+    first.send("Once upon a");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Once upon a");
+    const offered = () => page.$eval(".msg.assistant:last-child", (e) => e.querySelector(".regenerate")?.getClientRects().length > 0);
+    const seen = { whileStreaming: await offered() };
+    await page.click("#stop");
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    seen.afterStop = await offered();
+    await page.click(".msg.assistant:last-child .regenerate");
+    const again = await nextStream(number + 1);
+    seen.sent = again.request.messages.map((m) => m.content);
+    seen.focus = await page.evaluate(() => document.activeElement.id);
+    again.send("A new story.");
+    again.end();
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    seen.shown = await page.$$eval(".msg .body", (l) => l.map((e) => e.textContent));
+    // An answer of one piece has no speed to speak of ("1 tokens · 0.0 tokens/s" before).
+    seen.oneToken = (await lastAnswer(page)).stats.replace(/\d+ ms$/, "N ms");
+    seen.saved = (await savedConversations(page)).find((c) => c.title === "Tell me a story").messages.map((m) => m.content);
+    seen.onlyOnTheLast = await page.$$eval(".msg.assistant .regenerate", (l) => l.map((e) => e.getClientRects().length > 0));
+    // Escape in the message box stops an answer too: the keyboard needs no trip to the Stop button.
+    const third = await askStandIn(page, "Another one");
+    third.send("Long");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Long");
+    await page.keyboard.press("Escape");
+    seen.escapeStops = await Promise.race([third.closed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 10000))]);
+    await page.waitForFunction(() => !document.querySelector("#send").hidden, { timeout: 10000 }).catch(() => {});
+    seen.escapeStats = await page.$eval(".msg.assistant:last-child .stats", (e) => e.textContent.replace(/^.* · /, ""));
+    assert.deepEqual(seen, { whileStreaming: false, afterStop: true, sent: ["Tell me a story"], focus: "input", escapeStops: true, escapeStats: "stopped", oneToken: "1 token · first token after N ms",
+      shown: ["Tell me a story", "A new story."], saved: ["Tell me a story", "A new story."], onlyOnTheLast: [true] });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await check("the chat page: in another conversation while an answer streams, a button says where it is and goes there", async () => {
+    const { page, errors } = await openPage(`${puppetUrl}/`);
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.emulateMediaFeatures([{ name: "prefers-reduced-motion", value: "reduce" }]); // no drawer sliding away on resize
+    const answer = await askStandIn(page, "Where did it go");
+    answer.send("Still writing");
+    await page.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent === "Still writing");
+    const note = () => page.$eval("#answering-elsewhere", (e) => (e.hidden ? "" : e.textContent));
+    const seen = { inItsConversation: await note() };
+    await page.click("#new-chat");
+    await page.setViewport({ width: 390, height: 844 }); // on a phone too
+    seen.elsewhere = await note();
+    const box = await page.$eval("#answering-elsewhere", (e) => e.getBoundingClientRect().toJSON());
+    seen.onScreen = box.left >= 0 && box.right <= 390 && box.height > 0;
+    await page.click("#answering-elsewhere");
+    seen.shown = await page.$eval("#topbar-title", (e) => e.textContent);
+    seen.afterGoing = await note();
+    await page.setViewport({ width: 1280, height: 800 });
+    await page.click("#new-chat");
+    answer.end();
+    await page.waitForFunction(() => !document.querySelector("#send").hidden);
+    seen.afterTheEnd = await note();
+    assert.deepEqual(seen, { inItsConversation: "", elsewhere: 'Writing the answer in "Where did it go": show it', onScreen: true,
+      shown: "Where did it go", afterGoing: "", afterTheEnd: "" });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   await check("the chat page: a model URL with nothing behind it says to check the URL, and the page stays usable", async () => {
     const { page, errors } = await openPage(`${env.PLAIN_URL}/demo/?model=/models/no-such-model.gguf`);
     await page.click("#load-url");
@@ -745,7 +908,14 @@ try {
     await picker.uploadFile(real);
     await modelLoaded(page);
     assert.match(await page.$eval("#runtime", (e) => e.textContent), /\d+ threads · wasm-relaxed/);
+    // While the answer is written "Change model" is greyed out (it did nothing when clicked then).
+    await page.evaluate(() => {
+      const button = document.querySelector("#change-model");
+      window.changeModelStates = [button.disabled];
+      new MutationObserver(() => window.changeModelStates.push(button.disabled)).observe(button, { attributeFilter: ["disabled"] });
+    });
     await chat(page, "I dreamed");
+    assert.deepEqual(await page.evaluate(() => window.changeModelStates), [false, true, false]);
     assert.deepEqual(posts, [], "nothing sent to the server");
     await page.screenshot({ path: `${OUT_DIR}/serve-web.png` });
     // On a phone "Change model" is in the drawer: it closes it and goes to the model's URL.
