@@ -449,6 +449,9 @@ static edgellm_status write_body(gguf_writer *w, ellm_bulk_writer *out, const ch
 
 edgellm_status ellm_gguf_writer_write(gguf_writer *w, const char *path)
 {
+    char refusal[512];
+    if (!ellm_replaceable_target(path, refusal, sizeof refusal))
+        return ellm_fail(EDGELLM_ERR_IO, "%s", refusal);
     size_t n = strlen(path);
     char *tmp = malloc(n + 48);
     if (!tmp)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Output paths that would destroy something. An output that is a FIFO or a device is refused
+# with exit 1 and left in place: the writers create a temporary and rename it over the output,
+# which replaced the FIFO (and, run as root, `-o /dev/full` replaced the system's /dev/full) with
+# a regular file and reported success.
+# Every input here is a copy in $tmp: the commands on trial may destroy what they are given.
+set -u
+source "$(dirname "$0")/lib.sh"
+tmp="$TEST_TMP/cli_output_paths"
+rm -rf "$tmp" && mkdir -p "$tmp/in"
+export EDGELLM_HOME="$tmp/home"
+cp "$SHARED/models/aidreams260K-f32.gguf" "$SHARED/models/aidreams-tok512.bin" \
+  "$SHARED/models/aidreams260K.bin" "$tmp/in/" || exit 1
+chmod u+w "$tmp/in/"*
+cd "$tmp/in" || exit 1
+for i in $(seq 40); do echo "Once upon a time there was a dog who liked to run in the sun."; done \
+  >corpus.txt
+M=aidreams260K-f32.gguf
+
+# judge NAME DAMAGE STATUS WANT TEXT: what the command destroyed (DAMAGE, empty when nothing) fails
+# first, then an exit status other than WANT, then a message without TEXT. Returns whether DAMAGE
+# is empty.
+judge() {
+  local name=$1 damage=$2 rc=$3 want=$4 text=$5
+  if [[ -n $damage ]]; then
+    bad "$name: $damage (exit $rc: $(tail -c 200 "$tmp/err"))"
+  elif [[ $rc -ne $want ]]; then
+    bad "$name: exit $rc, not $want: $(tail -c 300 "$tmp/err")"
+  elif ! grep -qF "$text" "$tmp/err"; then
+    bad "$name: the message does not say why: $(tail -c 300 "$tmp/err")"
+  else
+    ok "$name: $(grep -F "$text" "$tmp/err" | head -c 200)"
+  fi
+  [[ -z $damage ]]
+}
+
+# Outputs that are not regular files: a FIFO anyone can make; a device node only root (a test
+# run as root gets its own node here, never the system's).
+mkfifo "$tmp/fifo"
+targets=("$tmp/fifo")
+if mknod "$tmp/full" c 1 7 2>/dev/null; then targets+=("$tmp/full"); fi
+for target in "${targets[@]}"; do
+  kind=$([[ -p $target ]] && echo FIFO || echo "character device")
+  for c in "quantize $M @ q8_0" "eval -m $M -f corpus.txt --ctx 16 --save-logits @" \
+           "convert --from llama2c aidreams260K.bin --tokenizer aidreams-tok512.bin -o @"; do
+    line=${c//@/$target}
+    # shellcheck disable=SC2086
+    timeout -k 2 60 "$EDGELLM" $line </dev/null >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    damage=""
+    if [[ ($kind == FIFO && ! -p $target) || ($kind != FIFO && ! -c $target) ]]; then
+      damage="replaced it with a $(stat -c %F "$target")"
+    fi
+    judge "edgellm $c on a $kind" "$damage" \
+      $rc 1 "cannot write '$target': it is a $kind, not a regular file" && continue
+    rm -f "$target"
+    if [[ $kind == FIFO ]]; then mkfifo "$target"; else mknod "$target" c 1 7; fi
+  done
+done
+
+# `models keygen KEY` replaces KEY.pub the same way (and deletes KEY again when it cannot).
+mkfifo "$tmp/key.pub"
+timeout -k 2 20 "$EDGELLM" models keygen "$tmp/key" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+damage=$([[ -p $tmp/key.pub ]] || echo "replaced it with a $(stat -c %F "$tmp/key.pub")")
+judge "models keygen KEY with KEY.pub a FIFO" "$damage" $rc 1 \
+  "cannot write '$tmp/key.pub': it is a FIFO, not a regular file"
+[[ ! -e $tmp/key ]]
+check "models keygen refused leaves no secret key behind" $?
+
+cd / && rm -rf "$tmp"
+exit $fail
