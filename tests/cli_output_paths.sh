@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Output paths that would destroy something. An output that is a FIFO or a device is refused
-# with exit 1 and left in place: the writers create a temporary and rename it over the output,
-# which replaced the FIFO (and, run as root, `-o /dev/full` replaced the system's /dev/full) with
-# a regular file and reported success.
+# Output paths that would destroy something. A command whose output names one of its own inputs
+# by another spelling ("./m.gguf" for "m.gguf", a symbolic or hard link) is refused with exit 2
+# and the input is left byte for byte as it was: before, only `quantize`, `prune` and `imatrix`
+# compared the two strings, and `convert`, `synth`, `eval --save-logits`, `train` and
+# `models sign --out` wrote over their model, corpus or secret key and said "wrote". An output
+# that is a FIFO or a device is refused with exit 1 and left in place: the writers create a
+# temporary and rename it over the output, which replaced the FIFO (and, run as root,
+# `-o /dev/full` replaced the system's /dev/full) with a regular file and reported success.
 # Every input here is a copy in $tmp: the commands on trial may destroy what they are given.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -15,7 +19,31 @@ chmod u+w "$tmp/in/"*
 cd "$tmp/in" || exit 1
 for i in $(seq 40); do echo "Once upon a time there was a dog who liked to run in the sun."; done \
   >corpus.txt
+"$EDGELLM" models keygen key >/dev/null 2>&1 || exit 1
+ln -s aidreams260K-f32.gguf linked.gguf
+ln aidreams260K-f32.gguf hardlinked.gguf
+mkdir -p sub
+cp -r . "$tmp/pristine"
 M=aidreams260K-f32.gguf
+
+# One command line per case; each writes over one of its inputs by another name.
+cases=(
+  "quantize $M ./$M q8_0"
+  "quantize $M linked.gguf q8_0"
+  "quantize $M hardlinked.gguf q8_0"
+  "prune -m $M -o sub/../$M --heads 0.25"
+  "imatrix -m $M -f corpus.txt -o ./corpus.txt --ctx 16"
+  "convert --from llama2c aidreams260K.bin --tokenizer aidreams-tok512.bin -o aidreams260K.bin"
+  "convert --from llama2c aidreams260K.bin --tokenizer aidreams-tok512.bin -o aidreams-tok512.bin"
+  "synth --dims 64,1,2,2,64 --vocab $M -o $M"
+  "eval -m $M -f corpus.txt --ctx 16 --save-logits $M"
+  "eval -m $M -f corpus.txt --ctx 16 --save-logits corpus.txt"
+  "train -o $M --init $M -f corpus.txt --steps 1 --ctx 16 --batch 1"
+  "train -o corpus.txt --init $M -f corpus.txt --steps 1 --ctx 16 --batch 1"
+  "distill --teacher $M --student $M -o ./$M -f corpus.txt --steps 1 --ctx 16 --batch 1"
+  "models sign --key key x:1 $M --out ./$M"
+  "models sign --key key x:1 $M --out key"
+)
 
 # judge NAME DAMAGE STATUS WANT TEXT: what the command destroyed (DAMAGE, empty when nothing) fails
 # first, then an exit status other than WANT, then a message without TEXT. Returns whether DAMAGE
@@ -33,6 +61,23 @@ judge() {
   fi
   [[ -z $damage ]]
 }
+
+for c in "${cases[@]}"; do
+  # shellcheck disable=SC2086 # the case is a command line: split on spaces on purpose
+  timeout -k 2 60 "$EDGELLM" $c </dev/null >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  changed=$(for f in *; do [[ -f $f && ! -L $f ]] && ! cmp -s "$f" "$tmp/pristine/$f" && echo "$f"; done)
+  judge "edgellm $c" "${changed:+destroyed $changed}" $rc 2 "is the same file as" ||
+    { rm -rf "$tmp/in"/* && cp -r "$tmp/pristine/." "$tmp/in/"; }
+  rm -f ./*.csv ./*.ckpt
+done
+
+# The checkpoint is the output's own: resuming from OUT.ckpt into OUT is how a run continues.
+"$EDGELLM" train -o run.gguf --init $M -f corpus.txt --steps 1 --ctx 16 --batch 1 \
+  --checkpoint-every 1 >/dev/null 2>"$tmp/err" &&
+  "$EDGELLM" train -o run.gguf --resume run.gguf.ckpt -f corpus.txt --steps 2 --ctx 16 \
+    --batch 1 >/dev/null 2>>"$tmp/err"
+check "train -o OUT --resume OUT.ckpt still resumes: $(tail -c 200 "$tmp/err")" $?
 
 # Outputs that are not regular files: a FIFO anyone can make; a device node only root (a test
 # run as root gets its own node here, never the system's).

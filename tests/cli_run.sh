@@ -232,7 +232,7 @@ expect_error 1 "whitespace-separated token ids" eval -m "$converted" --ids "$tmp
 expect_error 2 "exactly one of" eval -m "$converted"
 expect_error 2 "unknown type" quantize "$converted" "$tmp/q.gguf" q9_9
 expect_error 1 "not supported yet" quantize "$converted" "$tmp/q.gguf" iq2_xxs
-expect_error 2 "different file" quantize "$converted" "$converted" q8_0
+expect_error 2 "is the same file as the input model" quantize "$converted" "$converted" q8_0
 expect_error 2 "llama2c" convert --from pytorch x --tokenizer y -o z
 expect_error 1 "not a llama2.c checkpoint|truncated" convert --from llama2c "$SHARED/models/aidreams-tok512.bin" --tokenizer "$SHARED/models/aidreams-tok512.bin" -o "$tmp/x.gguf"
 

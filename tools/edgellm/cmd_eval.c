@@ -101,8 +101,17 @@ int cmd_eval(int argc, char **argv)
     char path[4096];
     edgellm_model *m = NULL;
     edgellm_model_params mp = cli_model_params();
-    if (ellm_store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK ||
-        edgellm_model_load(path, &mp, &m) != EDGELLM_OK) {
+    if (ellm_store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    const cli_input inputs[] = {{"the model", path},
+                                {"-f", calib.text_path},
+                                {"--ids", calib.ids_path},
+                                {"--kl-base", base}};
+    if (cli_output_overwrites_input(cmd, save, inputs, sizeof inputs / sizeof *inputs))
+        return EXIT_USAGE;
+    if (edgellm_model_load(path, &mp, &m) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }

@@ -552,6 +552,18 @@ static int run(train_options o)
         cli_error(CMD, "the output path is too long");
         return EXIT_USAGE;
     }
+    /* The checkpoint is the output's own: resuming from OUT.ckpt and writing it again is how a
+     * run continues. Every other input is destroyed by an output written over it. */
+    const cli_input inputs[] = {{o.distill ? "--student" : "--init", o.init},
+                                {"--vocab", o.vocab},
+                                {"-f", o.corpus},
+                                {"--teacher", o.teacher},
+                                {"--resume", o.resume}};
+    const size_t n_inputs = sizeof inputs / sizeof *inputs;
+    if (cli_output_overwrites_input(CMD, o.out, inputs, n_inputs) ||
+        cli_output_overwrites_input(CMD, ckpt_path, inputs, n_inputs - 1) ||
+        cli_output_overwrites_input(CMD, csv_path, inputs, n_inputs))
+        return EXIT_USAGE;
     if (edgellm_model_load(vocab_path, &mp, &vocab) != EDGELLM_OK ||
         ellm_gguf_open(vocab_path, &vocab_file) != EDGELLM_OK) {
         cli_error(CMD, "%s %s: %s", o.resume ? "cannot resume from" : "loading the vocabulary of",
