@@ -7,6 +7,7 @@
 # that is a FIFO or a device is refused with exit 1 and left in place: the writers create a
 # temporary and rename it over the output, which replaced the FIFO (and, run as root,
 # `-o /dev/full` replaced the system's /dev/full) with a regular file and reported success.
+# Standard output on a full disk is exit 1 and a message (it was exit 0 with the output lost).
 # Every input here is a copy in $tmp: the commands on trial may destroy what they are given.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -112,6 +113,19 @@ judge "models keygen KEY with KEY.pub a FIFO" "$damage" $rc 1 \
   "cannot write '$tmp/key.pub': it is a FIFO, not a regular file"
 [[ ! -e $tmp/key ]]
 check "models keygen refused leaves no secret key behind" $?
+
+# Standard output on a full disk (/dev/full): exit 1 and one line saying so, not exit 0 with the
+# output lost. A command that failed anyway keeps its own single message.
+for c in "run -m $M -p hi -n 8" "tokenize -m $M -p hello" "info $M" "eval -m $M -f corpus.txt --ctx 16" \
+         "plan -m $M --ctx 64" "recommend --ram 4G" "models list" "--version"; do
+  # shellcheck disable=SC2086
+  timeout -k 2 60 "$EDGELLM" $c </dev/null >/dev/full 2>"$tmp/err"
+  judge "edgellm $c >/dev/full" "" $? 1 "writing the output failed"
+done
+# shellcheck disable=SC2086
+timeout -k 2 60 "$EDGELLM" run -m $M -p hi --bogus >/dev/full 2>"$tmp/err"
+[[ $? -eq 2 && $(wc -l <"$tmp/err") -eq 1 ]]
+check "a usage error with stdout on a full disk: exit 2, its one message ($(cat "$tmp/err"))" $?
 
 cd / && rm -rf "$tmp"
 exit $fail
