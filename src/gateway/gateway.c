@@ -1648,6 +1648,16 @@ static bool set_upstream(gateway *g, const gw_config *cfg)
                         "(e.g. https://api.example.com/v1)\n");
         return false;
     }
+    char why[200];
+    if (!ellm_gw_upstream_url_usable(url, why, sizeof why)) {
+        char shown[512];
+        ellm_gw_upstream_url_for_log(url, shown, sizeof shown);
+        fprintf(stderr,
+                "edgellm gateway: --cloud-url '%s' %s: give the server's base URL (e.g. "
+                "https://api.example.com/v1)\n",
+                shown, why);
+        return false;
+    }
     size_t n = strlen(url);
     if (n >= sizeof g->up.root) {
         fprintf(stderr, "edgellm gateway: --cloud-url is longer than %zu bytes\n",
@@ -1702,8 +1712,10 @@ int ellm_gw_run(gw_config *cfg)
     srv_front front = {gateway_route, gateway_metrics, g, gateway_ready};
     cfg->server.front = &front;
     cfg->server.log_name = "edgellm gateway";
+    char shown_root[sizeof g->up.root];
+    ellm_gw_upstream_url_for_log(g->up.root, shown_root, sizeof shown_root);
     fprintf(stderr, "edgellm gateway: cloud %s, route %s, pii %s, complexity threshold %.2f\n",
-            g->up.root,
+            shown_root,
             cfg->route == GW_ROUTE_AUTO   ? "auto"
             : cfg->route == GW_ROUTE_EDGE ? "edge"
                                           : "cloud",

@@ -563,6 +563,33 @@ def test_classify_and_intents(up):
               "policy %s refused in one line: %r" % (policy, p.stderr))
 
 
+def test_cloud_url(up):
+    # A --cloud-url libcurl cannot use is refused at start: it was accepted, and every request
+    # then fell back to the edge with only "cloud unavailable" in the log.
+    for url, words in (("http://", "No host part"), ("http://a b/v1", "not a URL"),
+                       ("https://host/v1?key=1", "has a query"), ("http://host/v1#x", "fragment"),
+                       ("http://127.0.0.1:99999/v1", "Port number")):
+        try:
+            p = subprocess.run([ts.EDGELLM, "gateway", "-m", ts.MODEL, "--port", "0",
+                                "--cloud-url", url], capture_output=True, text=True, timeout=10)
+            rc, err = p.returncode, p.stderr
+        except subprocess.TimeoutExpired as e:
+            rc, err = "still serving after 10 s", (e.stderr or b"").decode()
+        check(rc == 2 and words in err and err.count("\n") == 1,
+              "--cloud-url %r refused in one line: %s %r" % (url, rc, err))
+    # A password in the URL is a credential like the key: never in the log.
+    g = start_gateway(up.port, "--cloud-url", "http://jo:hunter2@127.0.0.1:%d/v1" % up.port)
+    try:
+        st, _, hdrs = g.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 2,
+                                                            "edgellm": {"route": "cloud"}})
+        check(st == 200 and hdrs.get("x-edgellm-route") == "cloud",
+              "a URL with a user part still reaches the cloud: %s %s" % (st, hdrs))
+    finally:
+        log = stop(g)
+    check("hunter2" not in log and "http://***@127.0.0.1" in log,
+          "the password in --cloud-url is masked in the log: %r" % log.splitlines()[:1])
+
+
 def test_cascade(up):
     prompt = {"prompt": "I dreamed", "max_tokens": 8, "temperature": 0}
     # Thresholds no answer can miss: the edge's answer is kept, and it is the edge's own.
@@ -1010,6 +1037,7 @@ def main():
         test_routing(up)
         test_classify_and_intents(up)
         test_cascade(up)
+        test_cloud_url(up)
     finally:
         up.stop()
     test_offline()
