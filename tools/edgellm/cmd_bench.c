@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "edgellm.h"
 #include "core/mapped_file.h"
+#include "core/threadpool.h"
 #include "machine.h"
 #include "store/store.h"
 
@@ -411,7 +412,7 @@ int cmd_bench(int argc, char **argv)
                         : a[1] == 'n' ? &n_gen
                         : a[1] == 't' ? &threads
                                       : &reps;
-            if (!cli_parse_int(cmd, a, v, a[1] == 'n' || a[1] == 'p' ? 1 : 1, 1 << 20, dst))
+            if (!cli_parse_int(cmd, a, v, 1, a[1] == 't' ? ELLM_THREADPOOL_MAX : 1 << 20, dst))
                 return EXIT_USAGE;
         } else if (!strcmp(a, "--kv-type")) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)))

@@ -15,6 +15,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
+#include "core/threadpool.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "train/train.h"
@@ -193,7 +194,7 @@ static int parse_args(int argc, char **argv, bool distill, train_options *o)
         else if (!strcmp(a, "--stop-at"))
             ok = cli_parse_int(CMD, a, v, 1, 1L << 40, &o->stop_at);
         else if (!strcmp(a, "-t"))
-            ok = cli_parse_int(CMD, a, v, 1, 1024, &o->threads);
+            ok = cli_parse_int(CMD, a, v, 1, ELLM_THREADPOOL_MAX, &o->threads);
         if (!ok)
             return EXIT_USAGE;
     }
