@@ -31,4 +31,23 @@ expect_printable() {
 }
 expect_printable arch general.architecture $'llama\e]0;owned\a\e[2J\nforged line'
 expect_printable tokenizer tokenizer.ggml.model $'spm\e[31m\rx'
+
+# What the commands print from a model, not only their errors: general.name and tensor names are
+# made printable by the library (info printed them raw, escape sequences included), and bench
+# --json quotes the name as JSON (a quote, a backslash or a control byte made the record invalid).
+"$edit" "$base" "$tmp/named.gguf" --set-str general.name $'we"ird\\name\e]0;owned\a\e[2J\rforged' ||
+  { echo "FAIL: gguf_edit" >&2; fail=1; }
+"$EDGELLM" info "$tmp/named.gguf" >"$tmp/out" 2>&1
+if [[ $? -ne 0 ]] || has_control "$tmp/out"; then
+  echo "FAIL: info printed control bytes from general.name: $(grep -a '^name:' "$tmp/out" | od -c | head -3)" >&2; fail=1
+else
+  echo "ok: info prints general.name printable: $(grep -a '^name:' "$tmp/out")"
+fi
+"$EDGELLM" bench -m "$tmp/named.gguf" -p 8 -n 8 -r 1 -t 1 --json >"$tmp/out" 2>/dev/null
+if name=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["model"])' "$tmp/out" 2>&1) &&
+    [[ $name == 'we"ird\name?]0;owned??[2J?forged' ]]; then
+  echo "ok: bench --json quotes the name: $name"
+else
+  echo "FAIL: bench --json with a hostile general.name: $name" >&2; fail=1
+fi
 exit $fail
