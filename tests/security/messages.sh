@@ -3,7 +3,7 @@
 # names). A hostile file must not get a control byte onto the user's terminal through them:
 # every library message is one printable line.
 set -uo pipefail
-fail=0
+source "$(dirname "$0")/../lib.sh"
 tmp="$TEST_TMP/security_messages"
 rm -rf "$tmp" && mkdir -p "$tmp"
 edit="$BUILD_DIR/tests/gguf_edit"
@@ -50,4 +50,19 @@ if name=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["mode
 else
   echo "FAIL: bench --json with a hostile general.name: $name" >&2; fail=1
 fi
+# Paths as typed go into JSON records too: plan --json's model, bench --json's draft.
+cp "$base" "$tmp/we\"ird\\dir.gguf"
+odd="$tmp/we\"ird\\dir.gguf"
+json_field() { python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]: v = v[k]
+print(v)' "$@" 2>&1; }
+"$EDGELLM" plan -m "$odd" --ctx 64 --json >"$tmp/out" 2>/dev/null
+got=$(json_field "$tmp/out" model)
+[[ $got == "$odd" ]]
+check "plan --json quotes the path: $got" $?
+"$EDGELLM" bench -m "$base" -p 8 -n 8 -r 1 -t 1 --draft "$odd" --json >"$tmp/out" 2>/dev/null
+got=$(json_field "$tmp/out" speculative draft)
+[[ $got == "$odd" ]]
+check "bench --json quotes the draft's path: $got" $?
 exit $fail
