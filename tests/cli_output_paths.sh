@@ -2,8 +2,9 @@
 # Output paths that would destroy something. A command whose output names one of its own inputs
 # by another spelling ("./m.gguf" for "m.gguf", a symbolic or hard link) is refused with exit 2
 # and the input is left byte for byte as it was: before, only `quantize`, `prune` and `imatrix`
-# compared the two strings, and `convert`, `synth`, `eval --save-logits`, `train` and
-# `models sign --out` wrote over their model, corpus or secret key and said "wrote". An output
+# compared the two strings, and `convert` (also over a file of a Hugging Face folder), `synth`,
+# `eval --save-logits`, `train` and `models sign --out` wrote over their model, corpus or secret
+# key and said "wrote". An output
 # that is a FIFO or a device is refused with exit 1 and left in place: the writers create a
 # temporary and rename it over the output, which replaced the FIFO (and, run as root,
 # `-o /dev/full` replaced the system's /dev/full) with a regular file and reported success.
@@ -71,6 +72,18 @@ for c in "${cases[@]}"; do
   judge "edgellm $c" "${changed:+destroyed $changed}" $rc 2 "is the same file as" ||
     { rm -rf "$tmp/in"/* && cp -r "$tmp/pristine/." "$tmp/in/"; }
   rm -f ./*.csv ./*.ckpt
+done
+
+# A Hugging Face folder: the output must not be one of the .json or .safetensors files in it.
+python3 "$SOURCE_DIR/tests/helpers/hf_model.py" model llama hf --no-reference --shards 2 || exit 1
+cp -r hf "$tmp/hf-pristine"
+for out in hf/config.json ./hf/model-00002-of-00002.safetensors hf/model.safetensors.index.json; do
+  timeout -k 2 60 "$EDGELLM" convert --from hf hf -o "$out" </dev/null >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  changed=$(diff -rq hf "$tmp/hf-pristine")
+  judge "edgellm convert --from hf hf -o $out" "${changed:+destroyed: $changed}" $rc 2 \
+    "is a file of the checkpoint folder 'hf' that the import reads" ||
+    { rm -rf hf && cp -r "$tmp/hf-pristine" hf; }
 done
 
 # The checkpoint is the output's own: resuming from OUT.ckpt into OUT is how a run continues.
