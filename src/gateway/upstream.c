@@ -134,6 +134,14 @@ bool ellm_gw_call_start(gw_call *c, const gw_upstream *u, const char *path, cons
     return curl_multi_add_handle(c->multi, c->easy) == CURLM_OK;
 }
 
+const char *ellm_gw_call_redirect(const gw_call *c)
+{
+    char *to = NULL;
+    if (!c->easy || curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &to) != CURLE_OK)
+        return NULL;
+    return to;
+}
+
 void ellm_gw_call_moved(gw_call *c)
 {
     curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);

@@ -49,6 +49,9 @@ void ellm_gw_call_moved(gw_call *c);
 /* Moves the transfer on, waiting up to wait_ms for the network; true once it has finished. */
 bool ellm_gw_call_pump(gw_call *c, int wait_ms);
 void ellm_gw_call_free(gw_call *c);
+/* Where a finished call's 3xx answer points (its Location, resolved against the request's URL),
+ * or NULL; valid until the call is freed. */
+const char *ellm_gw_call_redirect(const gw_call *c);
 /* Why a finished call counts as the cloud being unavailable ("cloud-unreachable", "cloud-dns",
  * "cloud-tls", "cloud-timeout", "cloud-5xx", "cloud-429"), or NULL when it answered. */
 const char *ellm_gw_call_failure(const gw_call *c);

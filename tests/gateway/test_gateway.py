@@ -86,6 +86,14 @@ class Upstream:
                     return self.reply(500, {"error": {"message": "overloaded"}})
                 if up.mode == "garbage":
                     return self.reply(200, b"<html>not json", "text/html")
+                if up.mode == "redirect":
+                    self.send_response(301)
+                    self.send_header("Location", "https://elsewhere.example/v1" + self.path[3:])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if up.mode == "404":
+                    return self.reply(404, b"<html>Not Found</html>", "text/html")
                 if up.mode == "empty":
                     return self.reply(200, b"", "text/event-stream")
                 body = json.loads(raw)
@@ -382,6 +390,18 @@ def test_offline():
             st, resp, hdrs, dt = chat(g)
             check(st == 502 and resp["error"]["code"] == "upstream_invalid",
                   "malformed answer is a 502: %s %s" % (st, resp))
+            # No API answer at all: the 502 says what the server did instead (it said "'answer'
+            # is not a JSON object").
+            for mode, words in (("redirect", "the cloud answered HTTP 301, a redirect to "
+                                 "'https://elsewhere.example/v1/chat/completions', which the "
+                                 "gateway does not follow"),
+                                ("404", "the cloud answered HTTP 404 without a JSON body")):
+                up.mode = mode
+                st, resp, hdrs, dt = chat(g)
+                check(st == 502 and resp["error"]["code"] == "upstream_invalid"
+                      and words in resp["error"]["message"],
+                      "%s is a 502 saying so: %s %s" % (mode, st, resp))
+            up.mode = "garbage"
             # A whole answer whose fields have the wrong types is a 502 naming the field, not
             # a 200 the client cannot read.
             def tool_call(arguments):
