@@ -4,10 +4,10 @@
 # and the input is left byte for byte as it was: before, only `quantize`, `prune` and `imatrix`
 # compared the two strings, and `convert` (also over a file of a Hugging Face folder), `synth`,
 # `eval --save-logits`, `train` and `models sign --out` wrote over their model, corpus or secret
-# key and said "wrote". An output
-# that is a FIFO or a device is refused with exit 1 and left in place: the writers create a
-# temporary and rename it over the output, which replaced the FIFO (and, run as root,
-# `-o /dev/full` replaced the system's /dev/full) with a regular file and reported success.
+# key and said "wrote". An output that is a FIFO or a device is refused and left in place: the
+# writers create a temporary and rename it over the output, which replaced the FIFO (and, run
+# as root, `-o /dev/full` replaced the system's /dev/full) with a regular file and reported
+# success; the commands now refuse it with exit 2 before their work, the writers with exit 1.
 # Standard output on a full disk is exit 1 and a message (it was exit 0 with the output lost).
 # Every input here is a copy in $tmp: the commands on trial may destroy what they are given.
 set -u
@@ -94,7 +94,8 @@ done
 check "train -o OUT --resume OUT.ckpt still resumes: $(tail -c 200 "$tmp/err")" $?
 
 # Outputs that are not regular files: a FIFO anyone can make; a device node only root (a test
-# run as root gets its own node here, never the system's).
+# run as root gets its own node here, never the system's). The commands refuse them as usage
+# errors before their work (one line: quantize's per-tensor notes would come first).
 mkfifo "$tmp/fifo"
 targets=("$tmp/fifo")
 if mknod "$tmp/full" c 1 7 2>/dev/null; then targets+=("$tmp/full"); fi
@@ -109,9 +110,11 @@ for target in "${targets[@]}"; do
     damage=""
     if [[ ($kind == FIFO && ! -p $target) || ($kind != FIFO && ! -c $target) ]]; then
       damage="replaced it with a $(stat -c %F "$target")"
+    elif [[ $(wc -l <"$tmp/err") -ne 1 ]]; then
+      damage="refused only after the work: $(wc -l <"$tmp/err") lines of messages"
     fi
     judge "edgellm $c on a $kind" "$damage" \
-      $rc 1 "cannot write '$target': it is a $kind, not a regular file" && continue
+      $rc 2 "cannot write '$target': it is a $kind, not a regular file" && continue
     rm -f "$target"
     if [[ $kind == FIFO ]]; then mkfifo "$target"; else mknod "$target" c 1 7; fi
   done

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/locked_file.h"
 #include "core/mapped_file.h"
 #include "core/status.h"
 #include "core/utf8.h"
@@ -180,6 +181,17 @@ static FILE *open_input(const char *path)
     if (!f)
         ellm_fail(EDGELLM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     return f;
+}
+
+bool cli_output_refused(const char *cmd, const char *output, const cli_input *inputs,
+                        size_t n_inputs)
+{
+    char refusal[512];
+    if (output && !ellm_replaceable_target(output, refusal, sizeof refusal)) {
+        cli_error(cmd, "%s", refusal);
+        return true;
+    }
+    return cli_output_overwrites_input(cmd, output, inputs, n_inputs);
 }
 
 bool cli_output_overwrites_input(const char *cmd, const char *output, const cli_input *inputs,

@@ -44,6 +44,11 @@ typedef struct cli_input {
  * and a mapped input would be read while it is replaced. */
 bool cli_output_overwrites_input(const char *cmd, const char *output, const cli_input *inputs,
                                  size_t n_inputs);
+/* The same for an output written whole and renamed into place (models, logits), which also
+ * cannot be a FIFO, device or directory: refused here, before the command's work, rather than
+ * by the writer at the end. */
+bool cli_output_refused(const char *cmd, const char *output, const cli_input *inputs,
+                        size_t n_inputs);
 
 /* A whole file (or stdin for "-" and /dev/stdin; /dev/fd/N as it is) in a malloc'd buffer with a NUL after its *len bytes; NULL
  * with the reason in edgellm_last_error() (naming the path; a FIFO, directory or device is

@@ -126,7 +126,7 @@ static int convert_sentencepiece(const char *model, const char *tokenizer, const
         return EXIT_USAGE;
     }
     const cli_input input = {"the SentencePiece model", model};
-    if (cli_output_overwrites_input(cmd, out, &input, 1))
+    if (cli_output_refused(cmd, out, &input, 1))
         return EXIT_USAGE;
     if (ellm_convert_sentencepiece(model, out, name) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
@@ -211,7 +211,7 @@ int cmd_convert(int argc, char **argv)
         return EXIT_USAGE;
     }
     const cli_input inputs[] = {{"the checkpoint", input}, {"--tokenizer", tokenizer}};
-    if (cli_output_overwrites_input(cmd, out, inputs, sizeof inputs / sizeof *inputs))
+    if (cli_output_refused(cmd, out, inputs, sizeof inputs / sizeof *inputs))
         return EXIT_USAGE;
     ellm_convert_options o = {.out_type = out_type, .name = name, .on_fallback = report_fallback};
     if (ellm_convert_llama2c(input, tokenizer, out, &o) != EDGELLM_OK) {

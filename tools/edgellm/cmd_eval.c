@@ -110,7 +110,7 @@ int cmd_eval(int argc, char **argv)
                                 {"-f", calib.text_path},
                                 {"--ids", calib.ids_path},
                                 {"--kl-base", base}};
-    if (cli_output_overwrites_input(cmd, save, inputs, sizeof inputs / sizeof *inputs))
+    if (cli_output_refused(cmd, save, inputs, sizeof inputs / sizeof *inputs))
         return EXIT_USAGE;
     if (edgellm_model_load(path, &mp, &m) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());

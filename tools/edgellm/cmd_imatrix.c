@@ -87,7 +87,7 @@ int cmd_imatrix(int argc, char **argv)
     }
     const cli_input inputs[] = {
         {"the model", model_path}, {"-f", calib.text_path}, {"--ids", calib.ids_path}};
-    if (cli_output_overwrites_input(cmd, out_path, inputs, sizeof inputs / sizeof *inputs))
+    if (cli_output_refused(cmd, out_path, inputs, sizeof inputs / sizeof *inputs))
         return EXIT_USAGE;
     int32_t n = 0;
     int status = 1;

@@ -117,7 +117,7 @@ int cmd_prune(int argc, char **argv)
     }
     const cli_input inputs[] = {
         {"the model", in_path}, {"-f", calib.text_path}, {"--ids", calib.ids_path}};
-    if (cli_output_overwrites_input(cmd, out_path, inputs, sizeof inputs / sizeof *inputs))
+    if (cli_output_refused(cmd, out_path, inputs, sizeof inputs / sizeof *inputs))
         return EXIT_USAGE;
     if (calib.text_path && calib.ids_path) {
         cli_error(cmd, "give the calibration text as -f TEXT or --ids FILE, not both");

@@ -308,7 +308,7 @@ int cmd_quantize(int argc, char **argv)
     }
     const cli_input inputs[] = {
         {"the input model", argv[1]}, {"--imatrix", imatrix_path}, {"--calib", calib.text_path}};
-    if (cli_output_overwrites_input(cmd, argv[2], inputs, sizeof inputs / sizeof *inputs))
+    if (cli_output_refused(cmd, argv[2], inputs, sizeof inputs / sizeof *inputs))
         return EXIT_USAGE;
     if (awq && recipe) {
         cli_error(cmd,

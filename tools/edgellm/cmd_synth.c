@@ -71,7 +71,7 @@ int cmd_synth(int argc, char **argv)
         return EXIT_USAGE;
     }
     const cli_input input = {"--vocab", vocab};
-    if (cli_output_overwrites_input(cmd, out, &input, 1))
+    if (cli_output_refused(cmd, out, &input, 1))
         return EXIT_USAGE;
     ellm_synth_shape shape;
     if (preset) {

@@ -584,8 +584,8 @@ static int run(train_options o)
                                 {"--teacher", o.teacher},
                                 {"--resume", o.resume}};
     const size_t n_inputs = sizeof inputs / sizeof *inputs;
-    if (cli_output_overwrites_input(CMD, o.out, inputs, n_inputs) ||
-        cli_output_overwrites_input(CMD, ckpt_path, inputs, n_inputs - 1) ||
+    if (cli_output_refused(CMD, o.out, inputs, n_inputs) ||
+        cli_output_refused(CMD, ckpt_path, inputs, n_inputs - 1) ||
         cli_output_overwrites_input(CMD, csv_path, inputs, n_inputs))
         return EXIT_USAGE;
     if (edgellm_model_load(vocab_path, &mp, &vocab) != EDGELLM_OK ||
