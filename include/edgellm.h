@@ -127,7 +127,7 @@ edgellm_status edgellm_model_load_from_memory(const void *data, size_t size,
 
 typedef struct edgellm_model_info {
     const char *architecture; /* "llama", ... (owned by the model) */
-    const char *name;         /* general.name or "" */
+    const char *name;         /* general.name or "", control bytes and invalid UTF-8 as '?' */
     const char *quantization; /* most common weight type, e.g. "Q4_0", "F32" */
     int32_t n_vocab;
     int32_t n_ctx_train;
@@ -180,7 +180,7 @@ edgellm_status edgellm_model_meta_at(const edgellm_model *model, int64_t index, 
                                      size_t key_cap, char *value_buf, size_t value_cap);
 
 typedef struct edgellm_tensor_desc {
-    const char *name; /* owned by the model */
+    const char *name; /* owned by the model; control bytes and invalid UTF-8 as '?' */
     const char *type; /* "F32", "Q4_0", ... */
     int32_t n_dims;
     int64_t ne[4]; /* ne[0] is the row length (innermost dimension) */

@@ -50,5 +50,15 @@ wait "$holder" 2>/dev/null
 "$EDGELLM" info "$out" >/dev/null 2>&1
 check "the output is a whole model" $?
 
+# A file larger than the free space of its file system (tens of terabytes: a --dims with digits
+# too many) is refused before a byte is written; it used to write until the disk was full.
+timeout -k 2 20 "$EDGELLM" synth --dims 65536,1000,512,512,200000 --vocab "$M" \
+  -o "$tmp/huge.gguf" >/dev/null 2>"$tmp/err"
+rc=$?
+written=$(du -sk "$tmp" | cut -f1)
+rm -f "$tmp"/huge.gguf*
+[[ $rc -eq 1 ]] && grep -q "'$tmp/huge.gguf' would hold .* GiB of tensors but its file system has .* GiB free; nothing was written" "$tmp/err"
+ok=$?; check "synth past the free space: exit 1 before writing ($rc, ${written} KiB in the folder: $(tail -n 1 "$tmp/err"))" $ok
+
 rm -rf "$tmp"
 exit $fail

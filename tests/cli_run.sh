@@ -217,6 +217,11 @@ expect_error 2 "needs a value" run -m "$converted" -p
 expect_error 2 "integer" run -m "$converted" -p hi -n abc
 expect_error 2 "number" run -m "$converted" -p hi --temp -1
 expect_error 2 "f16, f32 or q8_0" run -m "$converted" -p hi --kv-type q4
+# More threads than the pool takes is a usage error where it is typed (bench and train said so at
+# run time with exit 1).
+expect_error 2 "t expects an integer from 1 to 256, got '5000'" bench -m "$converted" -p 8 -n 8 -r 1 -t 5000
+expect_error 2 "t expects an integer from 1 to 256, got '1000'" train -o "$tmp/t.gguf" \
+  --init "$converted" -f "$SOURCE_DIR/README.md" --steps 1 -t 1000
 expect_error 1 "missing.gguf: no such model file" run -m "$tmp/missing.gguf" -p hi
 expect_error 1 "not a GGUF" run -m "$SHARED/models/aidreams260K.bin" -p hi
 expect_error 1 "prompt is .* tokens .* context" run -m "$converted" --ctx 8 -p "$(printf 'word %.0s' {1..40})"
@@ -232,7 +237,7 @@ expect_error 1 "whitespace-separated token ids" eval -m "$converted" --ids "$tmp
 expect_error 2 "exactly one of" eval -m "$converted"
 expect_error 2 "unknown type" quantize "$converted" "$tmp/q.gguf" q9_9
 expect_error 1 "not supported yet" quantize "$converted" "$tmp/q.gguf" iq2_xxs
-expect_error 2 "different file" quantize "$converted" "$converted" q8_0
+expect_error 2 "is the same file as the input model" quantize "$converted" "$converted" q8_0
 expect_error 2 "llama2c" convert --from pytorch x --tokenizer y -o z
 expect_error 1 "not a llama2.c checkpoint|truncated" convert --from llama2c "$SHARED/models/aidreams-tok512.bin" --tokenizer "$SHARED/models/aidreams-tok512.bin" -o "$tmp/x.gguf"
 

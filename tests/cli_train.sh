@@ -3,7 +3,7 @@
 # resumed (at another thread count) giving the very same file as an uninterrupted one, Ctrl-C
 # writing a checkpoint, and the bad inputs: a corpus smaller than a batch, a vocabulary that does
 # not match --init, bad --dims, a truncated checkpoint, a model that is not a checkpoint, a
-# non-finite loss and a full disk while checkpointing.
+# non-finite loss, a full disk while checkpointing and one under the CSV log.
 set -euo pipefail
 work="$TEST_TMP/cli_train"
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
@@ -118,4 +118,12 @@ cmp f.gguf.ckpt kept.ckpt || fail "full disk: the previous checkpoint changed"
 "$EDGELLM" train -o f.gguf --resume f.gguf.ckpt -f corpus.txt -t 2 2> /dev/null ||
   fail "resuming after a failed checkpoint write"
 cmp a.gguf f.gguf || fail "the run resumed after a failed write differs"
+# A log on a full disk (OUT.csv a link to /dev/full): said at the first failed write, the run
+# goes on and writes the model, and the exit status says the log is incomplete (was exit 0).
+ln -s /dev/full g.gguf.csv
+expect 1 'the log g.gguf.csv is incomplete: writing it failed at step 1: No space left on device' \
+  "$EDGELLM" train -o g.gguf "${common[@]}" --steps 2
+grep -q 'writing the log g.gguf.csv failed at step 1: .*training goes on' err.txt ||
+  fail "full log disk: no message at the first failed write"
+"$EDGELLM" run -m g.gguf -p "The model" -n 2 > /dev/null 2>&1 || fail "full log disk: no model"
 echo "cli_train: ok"

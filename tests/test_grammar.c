@@ -78,6 +78,42 @@ static void test_parse_errors(void)
     expect_ok("root ::= \"a\"{0,} \"b\"{1,} \"c\"{2}");
 }
 
+/* A chain of n rules a0 -> a1 -> ... -> a<n> with the given last rule, written first to last or
+ * last to first, after the given head rules; malloc'd. */
+static char *rule_chain(const char *head, int n, const char *link, const char *last, bool reversed)
+{
+    size_t cap = strlen(head) + (size_t)n * 64 + strlen(last) + 64;
+    char *text = malloc(cap);
+    size_t len = (size_t)snprintf(text, cap, "%s\na%d ::= %s\n", head, n, last);
+    for (int k = 0; k < n; k++) {
+        int i = reversed ? k : n - 1 - k;
+        len += (size_t)snprintf(text + len, cap - len, "a%d ::= a%d %s\n", i, i + 1, link);
+    }
+    return text;
+}
+
+/* Long chains of rules, in both orders: what the checks find at one end must reach the other
+ * (whether a rule can be completed, whether it can match nothing). The lookups by name and these
+ * checks were quadratic in the number of rules (1 MiB of chained rules took about 16 s). */
+static void test_long_rule_chains(void)
+{
+    for (int reversed = 0; reversed <= 1; reversed++) {
+        char *t = rule_chain("root ::= a0", 40000, "\"x\"", "\"y\"", reversed);
+        expect_ok(t);
+        free(t);
+        t = rule_chain("root ::= a0", 40000, "\"x\"", "[^\\x00-\\U0010FFFF]", reversed);
+        expect_error(t, "rule 'root' can never be completed");
+        free(t);
+        /* c reaches itself past a0 only if the whole chain can match nothing. */
+        t = rule_chain("root ::= c\nc ::= a0 c \"z\" | \"z\"", 40000, "", "\"\"", reversed);
+        expect_error(t, "can reach itself");
+        free(t);
+        t = rule_chain("root ::= c\nc ::= a0 c \"z\" | \"z\"", 40000, "", "\"y\"", reversed);
+        expect_ok(t);
+        free(t);
+    }
+}
+
 /* ---- a reference recogniser on the test's own grammar tree ----------------------------- */
 
 enum { N_CLASS, N_SEQ, N_ALT, N_REP, N_REF };
@@ -773,6 +809,7 @@ static void test_ambiguous_start(void)
 int main(void)
 {
     test_parse_errors();
+    test_long_rule_chains();
     test_string_loop_and_refusal();
     test_random_masks();
     test_expansion_budget();

@@ -106,8 +106,25 @@ function integer(req, field, lo, hi, dflt) {
   return v;
 }
 
+// Request fields `edgellm serve` implements and this engine does not, with the values that ask for
+// nothing. Ignoring any other value answered another request than the one made: free text for
+// a JSON response_format, tokens a logit_bias bans, no tool calls for the tools given.
+const serverOnlyFields = {
+  response_format: (v) => typeof v === "object" && v.type === "text",
+  grammar: () => false,
+  logit_bias: (v) => typeof v === "object" && Object.keys(v).length === 0,
+  tools: (v) => Array.isArray(v) && v.length === 0,
+  logprobs: (v) => v === false || v === 0,
+  top_logprobs: (v) => v === 0,
+};
+
 function samplingParams(req) {
   if (typeof req !== "object" || req === null) throw new TypeError("the request must be an object");
+  for (const [field, asksNothing] of Object.entries(serverOnlyFields)) {
+    const v = req[field];
+    if (v !== undefined && v !== null && !asksNothing(v))
+      fail(field, `${describe(v)} is not supported in the browser engine (edgellm serve has it); remove the field`);
+  }
   if (req.n !== undefined && req.n !== 1) fail("n", "must be 1 (send separate requests for more choices)");
   let temperature = number(req, "temperature", 0, 2, 1);
   let topP = number(req, "top_p", 0, 1, 1);

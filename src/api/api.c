@@ -240,7 +240,11 @@ static edgellm_status model_from_file(edgellm_model *m, const char *path, bool v
     if (st == EDGELLM_OK) {
         gguf_str name = {0, ""};
         ellm_gguf_get_str(m->file, "general.name", &name);
+        /* Quoted to terminals and logs by every application (info, bench, a chat UI's title):
+         * a hostile general.name must not carry escape sequences there. */
         m->name = ellm_gguf_str_dup(name);
+        if (m->name)
+            ellm_make_printable(m->name);
         gguf_str arch = {0, ""};
         ellm_gguf_get_str(m->file, "general.architecture", &arch);
         m->architecture = ellm_gguf_str_dup(arch);
@@ -254,6 +258,8 @@ static edgellm_status model_from_file(edgellm_model *m, const char *path, bool v
             m->tensor_names[i] = ellm_gguf_str_dup(ellm_gguf_tensor_at(m->file, i)->name);
             if (!m->tensor_names[i])
                 st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for model metadata");
+            else
+                ellm_make_printable(m->tensor_names[i]);
         }
     }
     if (st != EDGELLM_OK) {

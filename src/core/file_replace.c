@@ -16,6 +16,8 @@ bool ellm_file_replace_open(ellm_replaced_file *f, const char *path, char *err, 
         snprintf(err, cap, "'%.300s' names a directory, not a file", path);
         return false;
     }
+    if (!ellm_replaceable_target(path, err, cap))
+        return false;
     ellm_sweep_dead_temporaries(path);
     size_t size = strlen(path) + 48;
     f->path = strdup(path);

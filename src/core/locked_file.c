@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/mapped_file.h"
+
 bool ellm_lock_new_file(int fd)
 {
     while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
@@ -85,6 +87,18 @@ int ellm_create_locked_temporary(const char *path, char *tmp, size_t cap)
             return fd;
         close(fd); /* a sweep took it before the lock: another name */
     }
+}
+
+bool ellm_replaceable_target(const char *path, char *err, size_t cap)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode))
+        return true;
+    snprintf(err, cap,
+             "cannot write '%.300s': it is %s, not a regular file; give the path of a file (the "
+             "output is written to a new one renamed over it when complete)",
+             path, ellm_file_kind((unsigned)st.st_mode));
+    return false;
 }
 
 void ellm_sync_parent_directory(const char *path)

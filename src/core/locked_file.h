@@ -28,6 +28,12 @@ void ellm_sweep_dead_temporaries(const char *path);
  * The lock holds while the descriptor is open. -1 with errno set when it cannot be created. */
 int ellm_create_locked_temporary(const char *path, char *tmp, size_t cap);
 
+/* Whether path may be replaced by renaming a new file over it: it does not exist yet or is a
+ * regular file. Otherwise false with the reason, naming path and what it is, in err: the rename
+ * would unlink a device, FIFO or socket and leave a regular file in its place (run as root,
+ * `-o /dev/null` would replace /dev/null for every process). Symlinks are followed. */
+bool ellm_replaceable_target(const char *path, char *err, size_t cap);
+
 /* Makes a rename into path's directory durable. Best effort: some file systems cannot open or
  * sync a directory, and the file's own contents are synced before the rename. */
 void ellm_sync_parent_directory(const char *path);

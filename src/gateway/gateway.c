@@ -1399,6 +1399,22 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     /* Whole answers: restored, or a 502 when they are not what the API promises. */
     json_t *answer = call.len ? json_loadb(call.body, call.len, 0, NULL) : NULL;
     long status = call.status;
+    char why[768] = "";
+    if (!json_is_object(answer) && (status < 200 || status > 299)) {
+        /* No API answer at all: what the server did instead says what is wrong with the URL. */
+        const char *to = ellm_gw_call_redirect(&call);
+        char shown[512];
+        ellm_gw_upstream_url_for_log(to ? to : "", shown, sizeof shown);
+        if (to)
+            snprintf(why, sizeof why,
+                     "the cloud answered HTTP %ld, a redirect to '%s', which the gateway does "
+                     "not follow (the key and the text go only to --cloud-url): give that URL as "
+                     "--cloud-url",
+                     status, shown);
+        else
+            snprintf(why, sizeof why,
+                     "the cloud answered HTTP %ld without a JSON body; check --cloud-url", status);
+    }
     ellm_gw_call_free(&call);
     char field[128] = "answer";
     gw_choice_shape shape = !strcmp(path, "/v1/chat/completions") ? GW_CHOICE_MESSAGE
@@ -1410,10 +1426,10 @@ static bool gateway_route(void *ctx, srv_server *srv, struct MHD_Connection *con
     if (fault) {
         json_decref(answer);
         ellm_pii_session_free(session);
-        char why[256];
-        snprintf(why, sizeof why,
-                 "the cloud's answer is not OpenAI-shaped: '%s' %s; check --cloud-url", field,
-                 fault);
+        if (!why[0])
+            snprintf(why, sizeof why,
+                     "the cloud's answer is not OpenAI-shaped: '%s' %s; check --cloud-url", field,
+                     fault);
         return refuse_malformed(g, srv, conn, rq, body, &rt, "upstream_invalid", why, result);
     }
     json_decref(body);
@@ -1648,6 +1664,16 @@ static bool set_upstream(gateway *g, const gw_config *cfg)
                         "(e.g. https://api.example.com/v1)\n");
         return false;
     }
+    char why[200];
+    if (!ellm_gw_upstream_url_usable(url, why, sizeof why)) {
+        char shown[512];
+        ellm_gw_upstream_url_for_log(url, shown, sizeof shown);
+        fprintf(stderr,
+                "edgellm gateway: --cloud-url '%s' %s: give the server's base URL (e.g. "
+                "https://api.example.com/v1)\n",
+                shown, why);
+        return false;
+    }
     size_t n = strlen(url);
     if (n >= sizeof g->up.root) {
         fprintf(stderr, "edgellm gateway: --cloud-url is longer than %zu bytes\n",
@@ -1702,8 +1728,10 @@ int ellm_gw_run(gw_config *cfg)
     srv_front front = {gateway_route, gateway_metrics, g, gateway_ready};
     cfg->server.front = &front;
     cfg->server.log_name = "edgellm gateway";
+    char shown_root[sizeof g->up.root];
+    ellm_gw_upstream_url_for_log(g->up.root, shown_root, sizeof shown_root);
     fprintf(stderr, "edgellm gateway: cloud %s, route %s, pii %s, complexity threshold %.2f\n",
-            g->up.root,
+            shown_root,
             cfg->route == GW_ROUTE_AUTO   ? "auto"
             : cfg->route == GW_ROUTE_EDGE ? "edge"
                                           : "cloud",

@@ -8,6 +8,46 @@
 
 #include "gateway/upstream.h"
 
+bool ellm_gw_upstream_url_usable(const char *url, char *why, size_t cap)
+{
+    CURLU *u = curl_url();
+    if (!u) {
+        snprintf(why, cap, "cannot be checked: out of memory");
+        return false;
+    }
+    char *host = NULL, *query = NULL, *fragment = NULL;
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (rc != CURLUE_OK)
+        snprintf(why, cap, "is not a URL libcurl can use (%s)", curl_url_strerror(rc));
+    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0])
+        snprintf(why, cap, "has no host");
+    else if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+             curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK)
+        snprintf(why, cap, "has a %s, but the API paths are appended to it",
+                 query ? "query (?...)" : "fragment (#...)");
+    bool usable = rc == CURLUE_OK && host && host[0] && !query && !fragment;
+    curl_free(host);
+    curl_free(query);
+    curl_free(fragment);
+    curl_url_cleanup(u);
+    return usable;
+}
+
+void ellm_gw_upstream_url_for_log(const char *url, char *out, size_t cap)
+{
+    const char *scheme_end = strstr(url, "://");
+    const char *authority = scheme_end ? scheme_end + 3 : url;
+    size_t authority_len = strcspn(authority, "/?#");
+    const char *at = NULL;
+    for (const char *c = authority; c < authority + authority_len; c++)
+        if (*c == '@')
+            at = c;
+    if (at)
+        snprintf(out, cap, "%.*s***%s", (int)(authority - url), url, at);
+    else
+        snprintf(out, cap, "%s", url);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *user)
 {
     gw_call *c = user;
@@ -92,6 +132,14 @@ bool ellm_gw_call_start(gw_call *c, const gw_upstream *u, const char *path, cons
         c->headers = curl_slist_append(c->headers, u->auth_header);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
     return curl_multi_add_handle(c->multi, c->easy) == CURLM_OK;
+}
+
+const char *ellm_gw_call_redirect(const gw_call *c)
+{
+    char *to = NULL;
+    if (!c->easy || curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &to) != CURLE_OK)
+        return NULL;
+    return to;
 }
 
 void ellm_gw_call_moved(gw_call *c)

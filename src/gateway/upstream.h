@@ -28,6 +28,15 @@ typedef struct gw_call {
     char error[CURL_ERROR_SIZE];
 } gw_call;
 
+/* Whether url can be the cloud's base URL, as libcurl reads it: a host, no spaces or control
+ * characters, no query or fragment (the paths are appended to it). False with what is wrong in
+ * why. */
+bool ellm_gw_upstream_url_usable(const char *url, char *why, size_t cap);
+
+/* url as it may be logged: the user part of https://user:password@host, a credential as much
+ * as the key is, becomes "***". */
+void ellm_gw_upstream_url_for_log(const char *url, char *out, size_t cap);
+
 /* POSTs body (GET when body is NULL) to root + path. False when libcurl cannot set it up. */
 bool ellm_gw_call_start(gw_call *c, const gw_upstream *u, const char *path, const char *body,
                         size_t len, double total_timeout_s);
@@ -40,6 +49,9 @@ void ellm_gw_call_moved(gw_call *c);
 /* Moves the transfer on, waiting up to wait_ms for the network; true once it has finished. */
 bool ellm_gw_call_pump(gw_call *c, int wait_ms);
 void ellm_gw_call_free(gw_call *c);
+/* Where a finished call's 3xx answer points (its Location, resolved against the request's URL),
+ * or NULL; valid until the call is freed. */
+const char *ellm_gw_call_redirect(const gw_call *c);
 /* Why a finished call counts as the cloud being unavailable ("cloud-unreachable", "cloud-dns",
  * "cloud-tls", "cloud-timeout", "cloud-5xx", "cloud-429"), or NULL when it answered. */
 const char *ellm_gw_call_failure(const gw_call *c);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/bulk_write.h"
@@ -447,8 +448,37 @@ static edgellm_status write_body(gguf_writer *w, ellm_bulk_writer *out, const ch
     return st;
 }
 
+/* Refused before the first byte is written: a file larger than its file system's free space
+ * (synth --dims with a digit too many asks for terabytes) would fill the disk for every other
+ * program until the write failed. The tensor data is nearly all of a file; the header is not
+ * counted. Where the free space cannot be read, the write goes ahead as before. */
+static edgellm_status check_free_space(const gguf_writer *w, int fd, const char *path)
+{
+    uint64_t need = 0;
+    for (size_t i = 0; i < w->n_tensors; i++) {
+        uint64_t padded;
+        if (!ellm_align_up_u64(w->tensors[i].n_bytes, w->alignment, &padded) ||
+            !ellm_add_u64(need, padded, &need))
+            need = UINT64_MAX;
+    }
+    struct statvfs fs;
+    if (fstatvfs(fd, &fs) != 0 || fs.f_frsize == 0 ||
+        (uint64_t)fs.f_bavail > UINT64_MAX / fs.f_frsize)
+        return EDGELLM_OK;
+    uint64_t free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
+    if (need <= free_bytes)
+        return EDGELLM_OK;
+    return ellm_fail(EDGELLM_ERR_IO,
+                     "'%s' would hold %.2f GiB of tensors but its file system has %.2f GiB free; "
+                     "nothing was written: free space or write it elsewhere",
+                     path, (double)need / 1073741824.0, (double)free_bytes / 1073741824.0);
+}
+
 edgellm_status ellm_gguf_writer_write(gguf_writer *w, const char *path)
 {
+    char refusal[512];
+    if (!ellm_replaceable_target(path, refusal, sizeof refusal))
+        return ellm_fail(EDGELLM_ERR_IO, "%s", refusal);
     size_t n = strlen(path);
     char *tmp = malloc(n + 48);
     if (!tmp)
@@ -465,7 +495,9 @@ edgellm_status ellm_gguf_writer_write(gguf_writer *w, const char *path)
      * the page cache holds it in 2 MiB folios (docs/performance.md, "Session 8: huge pages"). */
     ellm_bulk_writer out;
     ellm_bulk_writer_init(&out, fd, 0);
-    edgellm_status st = write_body(w, &out, path);
+    edgellm_status st = check_free_space(w, fd, path);
+    if (st == EDGELLM_OK)
+        st = write_body(w, &out, path);
     if (st == EDGELLM_OK) {
         int err = ellm_bulk_writer_flush(&out);
         if (err)

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/locked_file.h"
 #include "core/mapped_file.h"
 #include "core/status.h"
 #include "store/store_internal.h"
@@ -92,6 +93,9 @@ edgellm_status ellm_st_write_atomic(const char *dir, const char *final_name, con
 
 edgellm_status ellm_st_replace_file(const char *path, const void *data, size_t len)
 {
+    char refusal[512];
+    if (!ellm_replaceable_target(path, refusal, sizeof refusal))
+        return ellm_fail(EDGELLM_ERR_IO, "%s", refusal);
     const char *slash = strrchr(path, '/');
     char dir[1100];
     edgellm_status st = slash ? ellm_st_path(dir, sizeof dir, "%.*s",

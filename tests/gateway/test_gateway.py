@@ -86,6 +86,14 @@ class Upstream:
                     return self.reply(500, {"error": {"message": "overloaded"}})
                 if up.mode == "garbage":
                     return self.reply(200, b"<html>not json", "text/html")
+                if up.mode == "redirect":
+                    self.send_response(301)
+                    self.send_header("Location", "https://elsewhere.example/v1" + self.path[3:])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if up.mode == "404":
+                    return self.reply(404, b"<html>Not Found</html>", "text/html")
                 if up.mode == "empty":
                     return self.reply(200, b"", "text/event-stream")
                 body = json.loads(raw)
@@ -382,6 +390,18 @@ def test_offline():
             st, resp, hdrs, dt = chat(g)
             check(st == 502 and resp["error"]["code"] == "upstream_invalid",
                   "malformed answer is a 502: %s %s" % (st, resp))
+            # No API answer at all: the 502 says what the server did instead (it said "'answer'
+            # is not a JSON object").
+            for mode, words in (("redirect", "the cloud answered HTTP 301, a redirect to "
+                                 "'https://elsewhere.example/v1/chat/completions', which the "
+                                 "gateway does not follow"),
+                                ("404", "the cloud answered HTTP 404 without a JSON body")):
+                up.mode = mode
+                st, resp, hdrs, dt = chat(g)
+                check(st == 502 and resp["error"]["code"] == "upstream_invalid"
+                      and words in resp["error"]["message"],
+                      "%s is a 502 saying so: %s %s" % (mode, st, resp))
+            up.mode = "garbage"
             # A whole answer whose fields have the wrong types is a 502 naming the field, not
             # a 200 the client cannot read.
             def tool_call(arguments):
@@ -561,6 +581,33 @@ def test_classify_and_intents(up):
                            capture_output=True, text=True, timeout=30)
         check(p.returncode == 2 and words in p.stderr and p.stderr.count("\n") == 1,
               "policy %s refused in one line: %r" % (policy, p.stderr))
+
+
+def test_cloud_url(up):
+    # A --cloud-url libcurl cannot use is refused at start: it was accepted, and every request
+    # then fell back to the edge with only "cloud unavailable" in the log.
+    for url, words in (("http://", "No host part"), ("http://a b/v1", "not a URL"),
+                       ("https://host/v1?key=1", "has a query"), ("http://host/v1#x", "fragment"),
+                       ("http://127.0.0.1:99999/v1", "Port number")):
+        try:
+            p = subprocess.run([ts.EDGELLM, "gateway", "-m", ts.MODEL, "--port", "0",
+                                "--cloud-url", url], capture_output=True, text=True, timeout=10)
+            rc, err = p.returncode, p.stderr
+        except subprocess.TimeoutExpired as e:
+            rc, err = "still serving after 10 s", (e.stderr or b"").decode()
+        check(rc == 2 and words in err and err.count("\n") == 1,
+              "--cloud-url %r refused in one line: %s %r" % (url, rc, err))
+    # A password in the URL is a credential like the key: never in the log.
+    g = start_gateway(up.port, "--cloud-url", "http://jo:hunter2@127.0.0.1:%d/v1" % up.port)
+    try:
+        st, _, hdrs = g.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 2,
+                                                            "edgellm": {"route": "cloud"}})
+        check(st == 200 and hdrs.get("x-edgellm-route") == "cloud",
+              "a URL with a user part still reaches the cloud: %s %s" % (st, hdrs))
+    finally:
+        log = stop(g)
+    check("hunter2" not in log and "http://***@127.0.0.1" in log,
+          "the password in --cloud-url is masked in the log: %r" % log.splitlines()[:1])
 
 
 def test_cascade(up):
@@ -1010,6 +1057,7 @@ def main():
         test_routing(up)
         test_classify_and_intents(up)
         test_cascade(up)
+        test_cloud_url(up)
     finally:
         up.stop()
     test_offline()

@@ -203,4 +203,18 @@ check "a failed eval --save-logits leaves the previous file whole and no tempora
 expect_error "eval --save-logits into a missing directory names it" "$tmp/no-such-dir/logits.bin" \
   "$EDGELLM" eval -m "$base" --ids "$ids" --save-logits "$tmp/no-such-dir/logits.bin"
 
+# --- eval --kl-base: reference logits holding NaN or infinity (a corrupt file, or one saved
+# elsewhere from a broken model) are refused; NaN rows used to count as a KL of 0, a perfect score ---
+for value in nan inf; do
+  python3 -c "import struct, sys
+rows = bytearray(open(sys.argv[1], 'rb').read())
+struct.pack_into('<f', rows, (3 * 512 + 7) * 4, float(sys.argv[2]))
+open(sys.argv[3], 'wb').write(rows)" "$save" "$value" "$tmp/kl-$value.bin" || exit 1
+  expect_error "eval --kl-base with $value in the base logits is refused" \
+    "kl-$value.bin' holds (NaN|an infinite value) at position 3, token 7" \
+    "$EDGELLM" eval -m "$base" --ids "$ids" --kl-base "$tmp/kl-$value.bin"
+done
+"$EDGELLM" eval -m "$base" --ids "$ids" --kl-base "$save" >"$tmp/out" 2>"$tmp/err"
+check "eval --kl-base with finite base logits still compares ($(grep KL "$tmp/out"))" $?
+
 exit $fail

@@ -382,6 +382,16 @@ await check("engine options and request fields of the wrong kind are named, with
   const engine = await createEngine({ model, threads: 1 });
   await rejects(() => engine.completions.create({ prompt: "x", temperature: NaN }), /'temperature' must be a number, got NaN/);
   await rejects(() => engine.completions.create({ prompt: "x", seed: 5n }), /'seed' must be a number, got 5n/);
+  // Fields edgellm serve implements and this engine does not: refused, never silently ignored.
+  const chat = (extra) => engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], max_tokens: 1, ...extra });
+  for (const extra of [{ response_format: { type: "json_object" } }, { grammar: 'root ::= "a"' },
+    { logit_bias: { 5: -100 } }, { tools: [{ type: "function", function: { name: "f" } }] }, { logprobs: true },
+    { top_logprobs: 2 }]) {
+    const field = Object.keys(extra)[0];
+    await rejects(() => chat(extra), new RegExp(`'${field}' .* is not supported in the browser engine \\(edgellm serve has it\\); remove the field`));
+  }
+  for (const extra of [{ response_format: { type: "text" } }, { logit_bias: {} }, { tools: [] }, { logprobs: false }])
+    assert.equal((await chat(extra)).choices.length, 1, JSON.stringify(extra));
   await engine.unload();
 });
 

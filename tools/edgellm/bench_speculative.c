@@ -113,7 +113,7 @@ void bench_speculative_print(const bench_speculative *b, const bench_speculative
     if (json) {
         printf("{\"draft\": ");
         if (b->draft.draft_path)
-            printf("\"%s\"", b->draft.draft_path);
+            cli_print_json_string(stdout, b->draft.draft_path, strlen(b->draft.draft_path));
         else
             printf("null");
         printf(", \"lookup_ngram\": %ld, \"draft_max\": %ld, \"draft_min\": %ld, "

@@ -9,8 +9,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "core/locked_file.h"
 #include "core/mapped_file.h"
 #include "core/status.h"
 #include "core/utf8.h"
@@ -179,6 +181,37 @@ static FILE *open_input(const char *path)
     if (!f)
         ellm_fail(EDGELLM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     return f;
+}
+
+bool cli_output_refused(const char *cmd, const char *output, const cli_input *inputs,
+                        size_t n_inputs)
+{
+    char refusal[512];
+    if (output && !ellm_replaceable_target(output, refusal, sizeof refusal)) {
+        cli_error(cmd, "%s", refusal);
+        return true;
+    }
+    return cli_output_overwrites_input(cmd, output, inputs, n_inputs);
+}
+
+bool cli_output_overwrites_input(const char *cmd, const char *output, const cli_input *inputs,
+                                 size_t n_inputs)
+{
+    struct stat out;
+    if (!output || stat(output, &out) != 0)
+        return false; /* an output that does not exist yet is no input */
+    for (size_t i = 0; i < n_inputs; i++) {
+        struct stat in;
+        if (inputs[i].path && stat(inputs[i].path, &in) == 0 && in.st_dev == out.st_dev &&
+            in.st_ino == out.st_ino) {
+            cli_error(cmd,
+                      "the output '%s' is the same file as %s '%s': writing it would destroy "
+                      "it; nothing was written: give another output path",
+                      output, inputs[i].role, inputs[i].path);
+            return true;
+        }
+    }
+    return false;
 }
 
 char *cli_read_file(const char *path, size_t *len)

@@ -34,6 +34,22 @@ edgellm_model_params cli_model_params(void);
 edgellm_model *cli_load_model(const char *cmd, const char *model,
                               const edgellm_model_params *params);
 
+/* An input file of a command that writes an output: what it is to the user ("the model", "-f")
+ * and its path (NULL when the option was not given). */
+typedef struct cli_input {
+    const char *role, *path;
+} cli_input;
+/* True, after printing the error, when output names the same file as one of the inputs by any
+ * name ("m.gguf" and "./m.gguf", a hard or symbolic link): writing it would destroy the input,
+ * and a mapped input would be read while it is replaced. */
+bool cli_output_overwrites_input(const char *cmd, const char *output, const cli_input *inputs,
+                                 size_t n_inputs);
+/* The same for an output written whole and renamed into place (models, logits), which also
+ * cannot be a FIFO, device or directory: refused here, before the command's work, rather than
+ * by the writer at the end. */
+bool cli_output_refused(const char *cmd, const char *output, const cli_input *inputs,
+                        size_t n_inputs);
+
 /* A whole file (or stdin for "-" and /dev/stdin; /dev/fd/N as it is) in a malloc'd buffer with a NUL after its *len bytes; NULL
  * with the reason in edgellm_last_error() (naming the path; a FIFO, directory or device is
  * refused, never waited on) if it cannot be read. */

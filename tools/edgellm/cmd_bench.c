@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "edgellm.h"
 #include "core/mapped_file.h"
+#include "core/threadpool.h"
 #include "machine.h"
 #include "store/store.h"
 
@@ -411,7 +412,7 @@ int cmd_bench(int argc, char **argv)
                         : a[1] == 'n' ? &n_gen
                         : a[1] == 't' ? &threads
                                       : &reps;
-            if (!cli_parse_int(cmd, a, v, a[1] == 'n' || a[1] == 'p' ? 1 : 1, 1 << 20, dst))
+            if (!cli_parse_int(cmd, a, v, 1, a[1] == 't' ? ELLM_THREADPOOL_MAX : 1 << 20, dst))
                 return EXIT_USAGE;
         } else if (!strcmp(a, "--kv-type")) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)))
@@ -627,13 +628,16 @@ int cmd_bench(int argc, char **argv)
     const char *name = info.name[0] ? info.name : path;
 
     if (json) {
-        printf("{\"runtime\": \"edgellm %s\", \"model\": \"%s\", \"quantization\": \"%s\", "
+        /* The name is the model's or the path the user typed: quotes, backslashes and bytes that
+         * are not UTF-8 made the record invalid JSON. */
+        printf("{\"runtime\": \"edgellm %s\", \"model\": ", edgellm_version());
+        cli_print_json_string(stdout, name, strlen(name));
+        printf(", \"quantization\": \"%s\", "
                "\"device\": {\"cpu\": \"%s\", \"cores_used\": %ld, \"kernels\": \"%s\"}, "
                "\"model_load_time_s\": %.6f, \"model_size_gb\": %.4f, \"memory_usage_gb\": %.4f, "
                "\"prefill_tok_per_s\": %.2f, \"decode_tok_per_s\": %.2f, \"ttft_ms\": %.2f, ",
-               edgellm_version(), name, info.quantization, machine_cpu_model(), threads,
-               edgellm_kernel_set(), load_s, (double)info.file_bytes / 1e9, peak_gb, prefill,
-               decode, ttft);
+               info.quantization, machine_cpu_model(), threads, edgellm_kernel_set(), load_s,
+               (double)info.file_bytes / 1e9, peak_gb, prefill, decode, ttft);
         if (have_energy)
             printf(
                 "\"power_draw_w\": %.2f, \"battery_impact\": {\"joules_per_1000_tokens\": %.1f}, ",

@@ -1,6 +1,7 @@
 /* `edgellm convert`: import models from other formats into GGUF. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli_util.h"
 #include "commands.h"
@@ -33,6 +34,30 @@ static void report_fallback(void *user, const char *tensor, ellm_type wanted, el
             ellm_type_name(wanted), ellm_type_name(used));
 }
 
+/* True, after printing the error, when out is one of the files the import reads: a .json or
+ * .safetensors file directly in the checkpoint folder (the shards' names are the index's). */
+static bool output_in_checkpoint(const char *cmd, const char *dir, const char *out)
+{
+    struct stat out_st, dir_st, parent_st;
+    if (stat(out, &out_st) != 0 || stat(dir, &dir_st) != 0)
+        return false;
+    const char *slash = strrchr(out, '/');
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - out) + 1 : 1, slash ? out : ".");
+    const char *base = slash ? slash + 1 : out;
+    size_t n = strlen(base);
+    bool read = (n > 5 && !strcmp(base + n - 5, ".json")) ||
+                (n > 12 && !strcmp(base + n - 12, ".safetensors"));
+    if (!read || stat(parent, &parent_st) != 0 || parent_st.st_dev != dir_st.st_dev ||
+        parent_st.st_ino != dir_st.st_ino)
+        return false;
+    cli_error(cmd,
+              "the output '%s' is a file of the checkpoint folder '%s' that the import reads: "
+              "writing it would destroy it; nothing was written: give another output path",
+              out, dir);
+    return true;
+}
+
 /* --from hf: a Hugging Face model directory (weights and vocabulary, or the vocabulary only). */
 static int convert_hf(const char *dir, const char *tokenizer, const char *out, ellm_type out_type,
                       const char *name, bool vocab_only)
@@ -47,6 +72,8 @@ static int convert_hf(const char *dir, const char *tokenizer, const char *out, e
                        "read from MODEL_DIR");
         return EXIT_USAGE;
     }
+    if (output_in_checkpoint(cmd, dir, out))
+        return EXIT_USAGE;
     if (vocab_only) {
         if (ellm_convert_hf_vocab_only(dir, out, name) != EDGELLM_OK) {
             cli_error(cmd, "%s", edgellm_last_error());
@@ -98,6 +125,9 @@ static int convert_sentencepiece(const char *model, const char *tokenizer, const
                   tokenizer ? "tokenizer" : "outtype");
         return EXIT_USAGE;
     }
+    const cli_input input = {"the SentencePiece model", model};
+    if (cli_output_refused(cmd, out, &input, 1))
+        return EXIT_USAGE;
     if (ellm_convert_sentencepiece(model, out, name) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
@@ -180,6 +210,9 @@ int cmd_convert(int argc, char **argv)
         cli_error(cmd, "need CHECKPOINT, --tokenizer TOKENIZER.bin and -o OUT.gguf");
         return EXIT_USAGE;
     }
+    const cli_input inputs[] = {{"the checkpoint", input}, {"--tokenizer", tokenizer}};
+    if (cli_output_refused(cmd, out, inputs, sizeof inputs / sizeof *inputs))
+        return EXIT_USAGE;
     ellm_convert_options o = {.out_type = out_type, .name = name, .on_fallback = report_fallback};
     if (ellm_convert_llama2c(input, tokenizer, out, &o) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());

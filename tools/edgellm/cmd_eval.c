@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "edgellm.h"
 #include "core/file_replace.h"
+#include "core/finite.h"
 #include "store/store.h"
 
 static void usage(FILE *out)
@@ -101,8 +102,17 @@ int cmd_eval(int argc, char **argv)
     char path[4096];
     edgellm_model *m = NULL;
     edgellm_model_params mp = cli_model_params();
-    if (ellm_store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK ||
-        edgellm_model_load(path, &mp, &m) != EDGELLM_OK) {
+    if (ellm_store_resolve_model(model_arg, path, sizeof path) != EDGELLM_OK) {
+        cli_error(cmd, "%s", edgellm_last_error());
+        return 1;
+    }
+    const cli_input inputs[] = {{"the model", path},
+                                {"-f", calib.text_path},
+                                {"--ids", calib.ids_path},
+                                {"--kl-base", base}};
+    if (cli_output_refused(cmd, save, inputs, sizeof inputs / sizeof *inputs))
+        return EXIT_USAGE;
+    if (edgellm_model_load(path, &mp, &m) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         return 1;
     }
@@ -148,6 +158,17 @@ int cmd_eval(int argc, char **argv)
                       "needed; was it saved for these tokens and this vocabulary?",
                       base, len, n, n_vocab, (size_t)n * (size_t)n_vocab * sizeof(float));
             rc = 1;
+        } else {
+            /* A NaN row's KL is NaN, which the clamp to >= 0 below turned into a perfect 0. */
+            int64_t bad = ellm_first_nonfinite(base_logits, (int64_t)n * n_vocab);
+            if (bad >= 0) {
+                cli_error(cmd,
+                          "'%s' holds %s at position %lld, token %lld: these are not the logits "
+                          "of a working model; save them again with --save-logits",
+                          base, isnan(base_logits[bad]) ? "NaN" : "an infinite value",
+                          (long long)(bad / n_vocab), (long long)(bad % n_vocab));
+                rc = 1;
+            }
         }
     }
     /* Logits go to a temporary of this run renamed into place at the end: a failed, killed or

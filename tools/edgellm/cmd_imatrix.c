@@ -85,10 +85,10 @@ int cmd_imatrix(int argc, char **argv)
                        "FILE");
         return EXIT_USAGE;
     }
-    if (!strcmp(model_path, out_path)) {
-        cli_error(cmd, "the output must be a different file from the model");
+    const cli_input inputs[] = {
+        {"the model", model_path}, {"-f", calib.text_path}, {"--ids", calib.ids_path}};
+    if (cli_output_refused(cmd, out_path, inputs, sizeof inputs / sizeof *inputs))
         return EXIT_USAGE;
-    }
     int32_t n = 0;
     int status = 1;
     edgellm_token *ids = cli_calib_tokens(cmd, model_path, &calib, &n, &status);

@@ -245,6 +245,9 @@ static int do_sign(int argc, char **argv)
         }
         out = default_out;
     }
+    const cli_input inputs[] = {{"the signed file", file}, {"the secret key", key}};
+    if (cli_output_overwrites_input(CMD, out, inputs, sizeof inputs / sizeof *inputs))
+        return EXIT_USAGE;
     if (ellm_store_sign_file(key, file, name, version, out) != EDGELLM_OK)
         return fail("sign");
     printf("signed %s as %s:%s -> %s\n", file, name, version, out);

@@ -121,11 +121,13 @@ int cmd_plan(int argc, char **argv)
     bool fits = p.total_bytes <= budget;
     int32_t batch = cp.n_batch < ctx ? cp.n_batch : ctx;
     if (json) {
-        printf("{\"model\": \"%s\", \"context\": %d, \"cache\": \"%s\", \"batch\": %d, "
+        printf("{\"model\": ");
+        cli_print_json_string(stdout, path, strlen(path)); /* the path as typed: quotes too */
+        printf(", \"context\": %d, \"cache\": \"%s\", \"batch\": %d, "
                "\"weights_bytes\": %llu, \"kv_cache_bytes\": %llu, \"scratch_bytes\": %llu, "
                "\"overhead_bytes\": %llu, \"total_bytes\": %llu, \"budget_bytes\": %llu, "
                "\"fits\": %s, \"max_context\": %d, \"training_context\": %d}\n",
-               path, ctx, kv_type_name(cp.kv_type), batch, (unsigned long long)p.weights_bytes,
+               ctx, kv_type_name(cp.kv_type), batch, (unsigned long long)p.weights_bytes,
                (unsigned long long)p.kv_bytes, (unsigned long long)p.scratch_bytes,
                (unsigned long long)p.overhead_bytes, (unsigned long long)p.total_bytes,
                (unsigned long long)budget, fits ? "true" : "false", max_ctx, limit);

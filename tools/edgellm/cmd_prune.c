@@ -115,10 +115,10 @@ int cmd_prune(int argc, char **argv)
                        "--layers N (see 'edgellm prune --help')");
         return EXIT_USAGE;
     }
-    if (!strcmp(in_path, out_path)) {
-        cli_error(cmd, "the output must be a different file from the input");
+    const cli_input inputs[] = {
+        {"the model", in_path}, {"-f", calib.text_path}, {"--ids", calib.ids_path}};
+    if (cli_output_refused(cmd, out_path, inputs, sizeof inputs / sizeof *inputs))
         return EXIT_USAGE;
-    }
     if (calib.text_path && calib.ids_path) {
         cli_error(cmd, "give the calibration text as -f TEXT or --ids FILE, not both");
         return EXIT_USAGE;

@@ -306,10 +306,10 @@ int cmd_quantize(int argc, char **argv)
         cli_error(cmd, "unknown type '%s' (%s)", argv[3], ellm_quant_recipe_names());
         return EXIT_USAGE;
     }
-    if (!strcmp(argv[1], argv[2])) {
-        cli_error(cmd, "the output must be a different file from the input");
+    const cli_input inputs[] = {
+        {"the input model", argv[1]}, {"--imatrix", imatrix_path}, {"--calib", calib.text_path}};
+    if (cli_output_refused(cmd, argv[2], inputs, sizeof inputs / sizeof *inputs))
         return EXIT_USAGE;
-    }
     if (awq && recipe) {
         cli_error(cmd,
                   "--awq takes a single block type (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, "

@@ -70,6 +70,9 @@ int cmd_synth(int argc, char **argv)
         cli_error(cmd, "need --vocab VOCAB.gguf and -o OUT.gguf");
         return EXIT_USAGE;
     }
+    const cli_input input = {"--vocab", vocab};
+    if (cli_output_refused(cmd, out, &input, 1))
+        return EXIT_USAGE;
     ellm_synth_shape shape;
     if (preset) {
         const ellm_synth_shape *p = ellm_synth_preset(preset);

@@ -5,6 +5,7 @@
  * `edgellm distill` is the same run with a teacher: any model the inference engine loads runs
  * forward on each batch and the student learns from its logits (ellm_train_distill). */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "edgellm.h"
+#include "core/threadpool.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "train/train.h"
@@ -192,7 +194,7 @@ static int parse_args(int argc, char **argv, bool distill, train_options *o)
         else if (!strcmp(a, "--stop-at"))
             ok = cli_parse_int(CMD, a, v, 1, 1L << 40, &o->stop_at);
         else if (!strcmp(a, "-t"))
-            ok = cli_parse_int(CMD, a, v, 1, 1024, &o->threads);
+            ok = cli_parse_int(CMD, a, v, 1, ELLM_THREADPOOL_MAX, &o->threads);
         if (!ok)
             return EXIT_USAGE;
     }
@@ -522,6 +524,28 @@ static int compare_to_teacher(const ellm_train_params *p, ellm_train_work *w, el
     return 0;
 }
 
+/* The CSV log of a run. A full disk must not go unnoticed, nor cost the training: the first
+ * failed write is reported and the run goes on (the model and checkpoints are what matter), and
+ * the run's exit status says the log is incomplete. */
+typedef struct train_log {
+    FILE *f;
+    const char *path;
+    long long failed_at; /* the step at whose flush writing first failed; 0: never */
+    int error;
+} train_log;
+
+static void flush_log(train_log *log, long long step)
+{
+    if (log->failed_at || (fflush(log->f) == 0 && !ferror(log->f)))
+        return;
+    log->error = errno;
+    log->failed_at = step;
+    fprintf(stderr,
+            "edgellm %s: writing the log %s failed at step %lld: %s; training goes on without "
+            "it (checkpoints and the model are still written)\n",
+            CMD, log->path, step, strerror(log->error));
+}
+
 static int run(train_options o)
 {
     int rc;
@@ -539,7 +563,7 @@ static int run(train_options o)
     ellm_adamw opt = {0.9f, 0.95f, 1e-8f, 0.1f, NULL, NULL, 0};
     edgellm_token *ids = NULL;
     int32_t *batch_tok = NULL, *batch_tgt = NULL;
-    FILE *csv = NULL;
+    train_log log = {0};
     edgellm_model *teacher = NULL;
     edgellm_context *teacher_ctx = NULL;
     float *teacher_rows = NULL, *teacher_scratch = NULL, *report_teacher = NULL;
@@ -552,6 +576,18 @@ static int run(train_options o)
         cli_error(CMD, "the output path is too long");
         return EXIT_USAGE;
     }
+    /* The checkpoint is the output's own: resuming from OUT.ckpt and writing it again is how a
+     * run continues. Every other input is destroyed by an output written over it. */
+    const cli_input inputs[] = {{o.distill ? "--student" : "--init", o.init},
+                                {"--vocab", o.vocab},
+                                {"-f", o.corpus},
+                                {"--teacher", o.teacher},
+                                {"--resume", o.resume}};
+    const size_t n_inputs = sizeof inputs / sizeof *inputs;
+    if (cli_output_refused(CMD, o.out, inputs, n_inputs) ||
+        cli_output_refused(CMD, ckpt_path, inputs, n_inputs - 1) ||
+        cli_output_overwrites_input(CMD, csv_path, inputs, n_inputs))
+        return EXIT_USAGE;
     if (edgellm_model_load(vocab_path, &mp, &vocab) != EDGELLM_OK ||
         ellm_gguf_open(vocab_path, &vocab_file) != EDGELLM_OK) {
         cli_error(CMD, "%s %s: %s", o.resume ? "cannot resume from" : "loading the vocabulary of",
@@ -688,7 +724,9 @@ static int run(train_options o)
     size_t rows = (size_t)o.batch * (size_t)o.ctx;
     batch_tok = malloc(rows * sizeof *batch_tok);
     batch_tgt = malloc(rows * sizeof *batch_tgt);
-    csv = fopen(csv_path, o.resume ? "a" : "w");
+    log.path = csv_path;
+    log.f = fopen(csv_path, o.resume ? "a" : "w");
+    FILE *csv = log.f;
     if (!batch_tok || !batch_tgt || !csv) {
         cli_error(CMD, batch_tok && batch_tgt ? "cannot write the log %s" : "no memory%s",
                   batch_tok && batch_tgt ? csv_path : "");
@@ -856,7 +894,7 @@ static int run(train_options o)
                 snprintf(kl_text, sizeof kl_text, "  kl %.4f", kl);
             fprintf(stderr, "step %lld/%ld  loss %.4f  eval %s%s  lr %.3g  %.0f tok/s  ETA %s\n",
                     (long long)rs.step, o.steps, loss, eval_text, kl_text, lr, tps, eta);
-            fflush(csv);
+            flush_log(&log, (long long)rs.step);
         }
         bool stop = interrupted || (o.stop_at && rs.step >= o.stop_at && !last);
         if ((o.checkpoint_every && rs.step % o.checkpoint_every == 0) || stop) {
@@ -895,6 +933,15 @@ static int run(train_options o)
             cli_format_bytes(cli_peak_rss_bytes(), mem, sizeof mem));
     rc = 0;
 done:
+    /* Also after --stop-at or Ctrl-C, whose checkpoint a resumed run appends to this log. */
+    if (rc != 1 && log.f) {
+        flush_log(&log, (long long)rs.step);
+        if (log.failed_at) {
+            cli_error(CMD, "the log %s is incomplete: writing it failed at step %lld: %s", log.path,
+                      log.failed_at, strerror(log.error));
+            rc = 1;
+        }
+    }
     free(teacher_rows);
     free(teacher_scratch);
     free(report_teacher);
@@ -903,8 +950,8 @@ done:
     ellm_train_work_free(report_work);
     edgellm_context_free(teacher_ctx);
     edgellm_model_free(teacher);
-    if (csv)
-        fclose(csv);
+    if (log.f)
+        fclose(log.f);
     free(batch_tok);
     free(batch_tgt);
     free(ids);

@@ -1,5 +1,6 @@
 /* The `edgellm` command: dispatches to subcommands. */
 #define _DEFAULT_SOURCE /* sigaction, siginfo_t and BUS_ADRERR */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,7 +82,22 @@ static void report_shrunk_models(void)
 static void report_shrunk_models(void) {}
 #endif
 
-int main(int argc, char **argv)
+/* Standard output goes to files and pipes as often as to a terminal: a full disk must not end in
+ * exit 0 with the output cut short. Only said for a command that succeeded otherwise: one that
+ * failed has said why already (and may have failed on this very write). */
+static int with_output_checked(const char *cmd, int rc)
+{
+    int err = fflush(stdout) != 0 ? errno : 0;
+    if (rc != 0 || (!err && !ferror(stdout)))
+        return rc;
+    fprintf(stderr,
+            "edgellm %s: writing the output failed%s%s; it is incomplete (is the disk it goes "
+            "to full?)\n",
+            cmd, err ? ": " : "", err ? strerror(err) : "");
+    return 1;
+}
+
+static int run_command(int argc, char **argv)
 {
     /* Past a file-size limit (ulimit -f) a write then fails with EFBIG, which every writer
      * reports and cleans up after, instead of the signal killing the process mid-file. */
@@ -111,4 +127,10 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "edgellm: unknown command '%s' (run 'edgellm --help' for the list)\n", name);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = run_command(argc, argv);
+    return with_output_checked(argc > 1 ? argv[1] : "", rc);
 }
