@@ -16,10 +16,13 @@
  * --chunk C deals each matrix out in C-row chunks in turn (thread t: chunks t, t + N, ...)
  * instead of contiguous shares. --hugepages 1 asks for 2 MiB pages for the weights and the read's
  * buffer (MADV_HUGEPAGE, as the model's mapping asks; Linux only), so that the figures compare
- * with a model whose weights the kernel maps by 2 MiB entries.
+ * with a model whose weights the kernel maps by 2 MiB entries. --by-four 1 lays the matrices out
+ * in ELLM_ROWS_BY_FOUR order (Q4_0, in sets with kernels for it) and times vec_dot_by_four in the
+ * multi-row pass, as the web build's decode runs such matrices (its single-row pass then reads the
+ * same bytes as plain rows: its timing holds, its values do not).
  *
  *   build/gemv_micro [--kernels SET] [--threads 1] [--chunk 0] [--mib 256] [--rows 0] [--reps 7]
- *                    [--cols 2048] [--hugepages 0] [TYPE...]
+ *                    [--cols 2048] [--hugepages 0] [--by-four 0] [TYPE...]
  *
  * Not a test: it asserts nothing and its numbers depend on the machine. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
@@ -111,6 +114,11 @@ typedef struct bench_matrix {
     float *y;
 } bench_matrix;
 
+/* --by-four: the matrices laid out in ELLM_ROWS_BY_FOUR order where the set reads them so. */
+static bool by_four_asked;
+
+static bool by_four(const ellm_type_kernels *k) { return by_four_asked && k->vec_dot_by_four; }
+
 static uint64_t run_rows(const bench_matrix *m, int pass, int64_t copy, int64_t r0, int64_t r1)
 {
     size_t base = (size_t)copy * (size_t)m->rows * m->row_bytes;
@@ -120,6 +128,10 @@ static uint64_t run_rows(const bench_matrix *m, int pass, int64_t copy, int64_t 
     float *y = m->y + copy * m->rows;
     const uint8_t *w = m->w + base;
     int64_t r = r0;
+    if (pass == PASS_KERNEL && by_four(m->k))
+        for (; r + ELLM_BY_FOUR <= r1; r += ELLM_BY_FOUR)
+            m->k->vec_dot_by_four(m->cols, &y[r], w + (size_t)r * m->row_bytes, m->row_bytes,
+                                  m->xq);
     if (pass == PASS_KERNEL && m->k->vec_dot_rows)
         for (; r + ELLM_DOT_ROWS <= r1; r += ELLM_DOT_ROWS)
             m->k->vec_dot_rows(m->cols, &y[r], w + (size_t)r * m->row_bytes, m->row_bytes, m->xq);
@@ -235,6 +247,12 @@ static bool bench_type(ellm_type type, size_t target_bytes, int64_t rows, int64_
     for (int64_t r = DISTINCT; r < all_rows; r++)
         memcpy(w + (size_t)r * row_bytes, w + (size_t)(r % DISTINCT) * row_bytes, row_bytes);
     memset(plain, 1, bytes);
+    if (by_four(k)) {
+        void *scratch = malloc(ELLM_BY_FOUR * row_bytes);
+        for (int64_t c = 0; c < copies; c++)
+            ellm_q4_0_rows_by_four(w + (size_t)(c * rows) * row_bytes, rows, row_bytes, scratch);
+        free(scratch);
+    }
     for (int64_t c = 0; c < cols; c++)
         x[c] = bench_uniform(&seed);
     /* The activation row in the layout the decode path gives the kernel. */
@@ -316,7 +334,7 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: gemv_micro [--kernels SET] [--threads N] [--chunk N] [--mib N] [--rows N] "
-            "[--reps N] [--cols N] [--hugepages 0|1] [TYPE...]\n");
+            "[--reps N] [--cols N] [--hugepages 0|1] [--by-four 0|1] [TYPE...]\n");
     return 2;
 }
 
@@ -353,6 +371,8 @@ int main(int argc, char **argv)
             chunk = atoi(argv[a + 1]) / ELLM_DOT_ROWS * ELLM_DOT_ROWS;
         } else if (!strcmp(argv[a], "--threads") && atoi(argv[a + 1]) > 0) {
             threads = atoi(argv[a + 1]);
+        } else if (!strcmp(argv[a], "--by-four")) {
+            by_four_asked = atoi(argv[a + 1]) != 0;
         } else if (!strcmp(argv[a], "--hugepages")) {
             huge = atoi(argv[a + 1]) != 0;
         } else {
@@ -396,7 +416,8 @@ int main(int argc, char **argv)
         else
             printf(" %.2f | - |\n", r.share);
         fflush(stdout);
-        if (r.checksum != r.checksum)
+        /* --by-four's single rows read the laid-out bytes as plain rows: any values. */
+        if (r.checksum != r.checksum && !by_four(ellm_kernels_for(type)))
             fprintf(stderr, "gemv_micro: %s produced NaN\n", types[i]);
     }
     return 0;

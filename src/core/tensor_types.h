@@ -57,6 +57,15 @@ bool ellm_type_from_name(const char *name, ellm_type *out);
 /* Bytes of a row of n elements; false when n is not a multiple of the block size or it overflows. */
 bool ellm_row_bytes(uint32_t type, uint64_t n, uint64_t *out_bytes);
 
+/* How a matrix's rows lie in its bytes. */
+typedef enum ellm_row_order {
+    ELLM_ROWS_PLAIN = 0, /* row r at data + r * row_bytes, as in the file */
+    /* Q4_0 only, laid out at load for the kernel sets that read it (ellm_q4_0_rows_by_four,
+     * quant.h): each whole group of four rows (4g..4g + 3) fills its own 4 row_bytes with the four
+     * rows' blocks interleaved; the rows after the last whole group stay plain. */
+    ELLM_ROWS_BY_FOUR = 1,
+} ellm_row_order;
+
 /* A 2-D weight matrix as the compute kernels see it: ne0 values per row, ne1 rows. Data is
  * borrowed (usually a pointer into the memory-mapped model file). */
 typedef struct ellm_tensor {
@@ -67,6 +76,7 @@ typedef struct ellm_tensor {
     uint64_t row_bytes;
     uint64_t n_bytes;
     const void *data;
+    ellm_row_order row_order;
 } ellm_tensor;
 
 #endif

@@ -1,4 +1,5 @@
 /* Model creation (the architecture from the table in model/arch.c) and tensor binding. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,12 +51,88 @@ edgellm_status ellm_bind_tensor(const gguf_file *f, const char *name, int n_dims
 edgellm_status ellm_tensor_to_floats(const ellm_tensor *t, float **out)
 {
     int64_t n = t->ne[0] * t->ne[1];
+    bool by_four = t->row_order == ELLM_ROWS_BY_FOUR;
+    int64_t grouped = by_four ? t->ne[1] / ELLM_BY_FOUR * ELLM_BY_FOUR : 0;
+    void *plain = by_four ? malloc(t->row_bytes) : NULL;
     *out = malloc((size_t)n * sizeof(float));
-    if (!*out)
+    if (!*out || (by_four && !plain)) {
+        free(*out);
+        free(plain);
+        *out = NULL;
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to convert a tensor");
-    for (int64_t r = 0; r < t->ne[1]; r++)
-        ellm_dequantize_row(t->type, (const uint8_t *)t->data + r * t->row_bytes,
-                            *out + r * t->ne[0], t->ne[0]);
+    }
+    for (int64_t r = 0; r < t->ne[1]; r++) {
+        const uint8_t *row = (const uint8_t *)t->data + r * t->row_bytes;
+        if (r < grouped) {
+            ellm_q4_0_row_of_four(row - r % ELLM_BY_FOUR * t->row_bytes, t->row_bytes,
+                                  (int)(r % ELLM_BY_FOUR), plain);
+            row = plain;
+        }
+        ellm_dequantize_row(t->type, row, *out + r * t->ne[0], t->ne[0]);
+    }
+    free(plain);
+    return EDGELLM_OK;
+}
+
+/* t laid out in ELLM_ROWS_BY_FOUR order if it is a Q4_0 matrix of at least four rows in the
+ * writable bytes [bytes, bytes + size) and the kernel set in use reads that order; scratch holds
+ * 4 row_bytes of the largest such matrix. */
+static void lay_out_rows(ellm_tensor *t, uint8_t *bytes, size_t size, void *scratch, int *count)
+{
+    uintptr_t at = (uintptr_t)t->data, start = (uintptr_t)bytes;
+    if (!t->data || t->type != ELLM_TYPE_Q4_0 || t->row_order != ELLM_ROWS_PLAIN ||
+        t->ne[1] < ELLM_BY_FOUR || !ellm_rows_by_four_wanted(t->type) || at < start ||
+        at - start > size || size - (at - start) < t->n_bytes)
+        return;
+    ellm_q4_0_rows_by_four(bytes + (at - start), t->ne[1], t->row_bytes, scratch);
+    t->row_order = ELLM_ROWS_BY_FOUR;
+    ++*count;
+}
+
+/* The matrices only matmuls read: the layers' and an output head of its own (a tied head is the
+ * embedding table, whose rows are looked up one by one). */
+static int matmul_only_tensors(ellm_model *m, ellm_tensor **out)
+{
+    int n = 0;
+    for (int32_t il = 0; il < m->hp.n_layer; il++) {
+        ellm_layer *l = &m->w.layers[il];
+        ellm_tensor *ts[] = {&l->wq,       &l->wk,     &l->wv,       &l->wo,
+                             &l->ffn_gate, &l->ffn_up, &l->ffn_down, &l->wqkv};
+        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+            if (out)
+                out[n++] = ts[i];
+            else
+                n++;
+    }
+    if (!m->hp.tied_embeddings) {
+        if (out)
+            out[n] = &m->w.output;
+        n++;
+    }
+    return n;
+}
+
+edgellm_status ellm_model_lay_out_rows(ellm_model *m, void *bytes, size_t size, int *laid_out)
+{
+    *laid_out = 0;
+    int n = matmul_only_tensors(m, NULL);
+    ellm_tensor **ts = malloc((size_t)n * sizeof *ts);
+    if (!ts)
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to lay out the model's matrices");
+    matmul_only_tensors(m, ts);
+    uint64_t most = 0;
+    for (int i = 0; i < n; i++)
+        if (ts[i]->data && ts[i]->type == ELLM_TYPE_Q4_0 && ts[i]->row_bytes > most)
+            most = ts[i]->row_bytes;
+    void *scratch = most ? malloc(ELLM_BY_FOUR * most) : NULL;
+    if (most && !scratch) {
+        free(ts);
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to lay out the model's matrices");
+    }
+    for (int i = 0; i < n; i++)
+        lay_out_rows(ts[i], bytes, size, scratch, laid_out);
+    free(scratch);
+    free(ts);
     return EDGELLM_OK;
 }
 

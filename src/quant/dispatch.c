@@ -39,22 +39,22 @@ typedef struct kernel_set {
 /* An entry: activation type, single-row dot, ISA, four-row dot, extended-row dot, tile. */
 #define K(act, dot, isa, x4, ext, gemm)                                                            \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, ELLM_ACT_Q8_0_EXT, NULL                    \
+        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, ELLM_ACT_Q8_0_EXT, NULL, NULL, NULL        \
     }
 /* The same with a multi-row decode kernel on plain rows (no extended-row dot). */
 #define K_ROWS(act, dot, isa, x4, gemm, rows)                                                      \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, x4, NULL, gemm, NULL, ELLM_ACT_Q8_0_EXT, rows                   \
+        ELLM_TYPE_##act, dot, isa, x4, NULL, gemm, NULL, ELLM_ACT_Q8_0_EXT, rows, NULL, NULL       \
     }
 /* The same with an extended-row dot on layout, and its multi-row decode kernel. */
 #define K_EXT_ROWS(act, dot, isa, x4, ext, gemm, layout, rows)                                     \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, layout, rows                               \
+        ELLM_TYPE_##act, dot, isa, x4, ext, gemm, NULL, layout, rows, NULL, NULL                   \
     }
 /* An entry whose tile comes from another set. */
 #define K_TILE_OF(act, dot, isa, gemm, gemm_isa)                                                   \
     {                                                                                              \
-        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa, ELLM_ACT_Q8_0_EXT, NULL             \
+        ELLM_TYPE_##act, dot, isa, NULL, NULL, gemm, gemm_isa, ELLM_ACT_Q8_0_EXT, NULL, NULL, NULL \
     }
 
 static const kernel_set scalar_set = {
@@ -284,14 +284,14 @@ static bool cpu_has_dotprod(void)
 #define K_WASM(act, type, layout, gemm)                                                            \
     {                                                                                              \
         ELLM_TYPE_##act, ellm_vec_dot_##type##_wasm_simd, "wasm-simd", NULL,                       \
-            ellm_vec_dot_##type##_wide_wasm_simd, gemm, NULL, ELLM_ACT_##layout, NULL              \
+            ellm_vec_dot_##type##_wide_wasm_simd, gemm, NULL, ELLM_ACT_##layout, NULL, NULL, NULL  \
     }
 /* The same with a multi-row decode kernel. */
 #define K_WASM_ROWS(act, type, layout, gemm)                                                       \
     {                                                                                              \
         ELLM_TYPE_##act, ellm_vec_dot_##type##_wasm_simd, "wasm-simd", NULL,                       \
             ellm_vec_dot_##type##_wide_wasm_simd, gemm, NULL, ELLM_ACT_##layout,                   \
-            ellm_vec_dot_##type##_wide_rows_wasm_simd                                              \
+            ellm_vec_dot_##type##_wide_rows_wasm_simd, NULL, NULL                                  \
     }
 /* Types without a SIMD128 kernel (BF16) take the scalar one. Attention is the portable head with
  * vector half conversions (no fused multiply-add in SIMD128, so no wide path). */
@@ -375,6 +375,8 @@ static void wasm_relaxed_fill(void)
         .gemm_isa = "wasm-relaxed",
         .ext_layout = ELLM_ACT_Q8_0_EXT,
         .vec_dot_rows = ellm_vec_dot_q4_0_ext_rows_wasm_relaxed,
+        .vec_dot_by_four = ellm_vec_dot_q4_0_by_four_wasm_relaxed,
+        .gemm_by_four = ellm_gemm_q4_0_by_four_wasm_relaxed,
     };
     wasm_relaxed_set.types[ELLM_TYPE_Q4_K] = K_RELAXED_KQ(q4_K);
     wasm_relaxed_set.types[ELLM_TYPE_Q5_K] = K_RELAXED_KQ(q5_K);
@@ -514,6 +516,12 @@ ellm_gemm_fn ellm_gemm_for(ellm_type type)
 {
     const ellm_type_kernels *k = ellm_kernels_for(type);
     return k ? k->gemm : NULL;
+}
+
+bool ellm_rows_by_four_wanted(ellm_type type)
+{
+    const ellm_type_kernels *k = ellm_kernels_for(type);
+    return k && k->vec_dot_by_four && k->gemm_by_four;
 }
 
 ellm_act_layout ellm_gemm_act_layout(ellm_type type)

@@ -264,6 +264,21 @@ static void q4_0_relaxed_group(const uint8_t *const rows[GROUP], int64_t b, row_
     q4_0_rows(rows, b, true, g);
 }
 
+/* The relaxed tile's block b of a Q4_0 group in ELLM_ROWS_BY_FOUR order (rows[0] at the group):
+ * the levels and scales q4_0_rows reads from four rows, from the group's one stream. */
+static void q4_0_by_four_relaxed_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
+{
+    const v128_t low4 = wasm_i8x16_splat(0x0F);
+    const uint8_t *blocks = rows[0] + (size_t)b * GROUP * sizeof(block_q4_0);
+    for (int r = 0; r < GROUP; r++) {
+        v128_t q = load(blocks + GROUP * sizeof(uint16_t) + QK4_0 / 2 * r);
+        g->w[r][0] = wasm_v128_and(q, low4);
+        g->w[r][1] = wasm_u8x16_shr(q, 4);
+        g->sub_scales[r][0] = wasm_i16x8_splat(1);
+    }
+    g->d = halves_to_f32x4(wasm_u32x4_load16x4(blocks));
+}
+
 static void q8_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
 {
     size_t at = (size_t)b * sizeof(block_q8_0);
@@ -828,6 +843,17 @@ void ellm_gemm_q4_0_wasm_relaxed(int64_t n, const uint8_t *w, size_t w_stride, i
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
     gemm_row_groups(n / QK4_0, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride,
                     q4_0_relaxed_group, (tile_shape){.subs = 1, .spans = 1, .span = 8},
+                    ext_act_bytes, &L, q4_0_relaxed_step);
+}
+
+/* Whole groups of a Q4_0 matrix in ELLM_ROWS_BY_FOUR order (n_rows a multiple of 4). */
+void ellm_gemm_q4_0_by_four_wasm_relaxed(int64_t n, const uint8_t *w, size_t w_stride,
+                                         int64_t n_rows, const uint8_t *x, size_t x_stride,
+                                         int64_t n_tok, float *y, int64_t y_stride)
+{
+    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    gemm_row_groups(n / QK4_0, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride,
+                    q4_0_by_four_relaxed_group, (tile_shape){.subs = 1, .spans = 1, .span = 8},
                     ext_act_bytes, &L, q4_0_relaxed_step);
 }
 

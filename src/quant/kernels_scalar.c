@@ -63,18 +63,42 @@ void ellm_vec_dot_q8_0_scalar(int64_t n, float *out, const void *row, const void
     *out = sum;
 }
 
+/* A Q4_0 block's quants (levels minus 8) against an activation block, exactly. */
+static int q4_0_block_isum(const uint8_t qs[QK4_0 / 2], const block_q8_0 *a)
+{
+    int isum = 0;
+    for (int j = 0; j < QK4_0 / 2; j++) {
+        isum += ((qs[j] & 0x0F) - 8) * a->qs[j];
+        isum += ((qs[j] >> 4) - 8) * a->qs[j + QK4_0 / 2];
+    }
+    return isum;
+}
+
 void ellm_vec_dot_q4_0_scalar(int64_t n, float *out, const void *row, const void *x)
 {
     const block_q4_0 *w = row;
     const block_q8_0 *a = x;
     float sum = 0;
-    for (int64_t i = 0; i < n / QK4_0; i++) {
-        int isum = 0;
-        for (int j = 0; j < QK4_0 / 2; j++) {
-            isum += ((w[i].qs[j] & 0x0F) - 8) * a[i].qs[j];
-            isum += ((w[i].qs[j] >> 4) - 8) * a[i].qs[j + QK4_0 / 2];
-        }
-        sum += ellm_f16_to_f32(w[i].d) * ellm_f16_to_f32(a[i].d) * (float)isum;
-    }
+    for (int64_t i = 0; i < n / QK4_0; i++)
+        sum += ellm_f16_to_f32(w[i].d) * ellm_f16_to_f32(a[i].d) *
+               (float)q4_0_block_isum(w[i].qs, &a[i]);
     *out = sum;
+}
+
+void ellm_vec_dot_q4_0_by_four_scalar(int64_t n, float *out, const void *rows, size_t row_bytes,
+                                      const void *x)
+{
+    (void)row_bytes;
+    const block_q8_0 *a = x;
+    for (int k = 0; k < ELLM_BY_FOUR; k++) {
+        const uint8_t *blocks = rows;
+        float sum = 0;
+        for (int64_t i = 0; i < n / QK4_0; i++, blocks += ELLM_BY_FOUR * sizeof(block_q4_0)) {
+            uint16_t d;
+            memcpy(&d, blocks + sizeof d * k, sizeof d);
+            const uint8_t *qs = blocks + ELLM_BY_FOUR * sizeof d + QK4_0 / 2 * k;
+            sum += ellm_f16_to_f32(d) * ellm_f16_to_f32(a[i].d) * (float)q4_0_block_isum(qs, &a[i]);
+        }
+        out[k] = sum;
+    }
 }

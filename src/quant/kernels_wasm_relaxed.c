@@ -248,6 +248,67 @@ static inline v128_t transpose_sum4_q4_0(const v128_t v[4])
                            relaxed_##type, sum4, offset, page_touches)
 
 RELAXED_EXT_KERNELS(q4_0, transpose_sum4_q4_0, 8, 1)
+
+/* Row k of a Q4_0 group in ELLM_ROWS_BY_FOUR order against the extended row, block by block with
+ * the scalar kernel's operations and every half converted exactly: the four-row kernel's way for
+ * a group with an Inf or NaN scale, the same bits as ellm_vec_dot_q4_0_ext_wasm_relaxed on the
+ * row in plain order. */
+static float q4_0_row_of_four_dot(int64_t n, const uint8_t *group, int k, const int8_t *a,
+                                  const float *da, const int32_t *bsums)
+{
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK4_0; i++, group += ELLM_BY_FOUR * sizeof(block_q4_0)) {
+        uint16_t d;
+        memcpy(&d, group + sizeof d * k, sizeof d);
+        const uint8_t *qs = group + ELLM_BY_FOUR * sizeof d + QK4_0 / 2 * k;
+        int isum = -8 * bsums[i];
+        for (int j = 0; j < QK4_0 / 2; j++)
+            isum += (qs[j] & 0x0F) * a[QK4_0 * i + j] + (qs[j] >> 4) * a[QK4_0 * i + j + 16];
+        sum += ellm_f16_to_f32(d) * da[i] * (float)isum;
+    }
+    return sum;
+}
+
+/* The four rows of a Q4_0 group in ELLM_ROWS_BY_FOUR order against the extended Q8_0 row: the
+ * four-row loop of EXT_ACTIVATION_ROWS on one stream. Each block step reads the four scales in
+ * one 8-byte load (widened into the lanes' low halves and moved up for
+ * finite_high_halves_to_f32x4) and the four rows' quants from consecutive addresses, with no row
+ * pointers to keep; the activations are loaded once for the four rows. No touches ahead: the
+ * hardware prefetcher follows one stream, and touching a line a block ahead measured level in
+ * cache, at 48 MiB and from memory (docs/web.md, session 26). */
+void ellm_vec_dot_q4_0_by_four_wasm_relaxed(int64_t n, float *out, const void *rows,
+                                            size_t row_bytes, const void *x)
+{
+    (void)row_bytes;
+    const ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
+    const int8_t *a = x;
+    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
+    const int32_t *bsums = (const int32_t *)((const uint8_t *)x + L.block_sums_offset);
+    const v128_t low4 = wasm_i8x16_splat(0x0F);
+    const size_t step = ELLM_BY_FOUR * sizeof(block_q4_0);
+    int64_t nb = n / QK4_0;
+    const uint8_t *blk = rows;
+    v128_t sum = wasm_f32x4_splat(0.0f), marks = wasm_i32x4_splat(0);
+    for (int64_t i = 0; i < nb; i++, blk += step) {
+        v128_t a0 = load(a + QK4_0 * i), a1 = load(a + QK4_0 * i + 16);
+        v128_t part[4];
+        for (int k = 0; k < 4; k++) {
+            v128_t q = load(blk + ELLM_BY_FOUR * sizeof(uint16_t) + QK4_0 / 2 * k);
+            part[k] = wasm_i16x8_add(
+                relaxed_dot_i8_i7(a0, wasm_v128_and(q, low4)),
+                relaxed_dot_i8_i7(a1, wasm_v128_and(wasm_u16x8_shr(q, 4), low4)));
+        }
+        v128_t h = wasm_i32x4_shl(wasm_u32x4_load16x4(blk), 16);
+        marks = wasm_u32x4_max(marks, inf_nan_marks(h));
+        sum = wasm_f32x4_add(sum,
+                             wide_terms(transpose_sum4_q4_0(part), wasm_i32x4_splat(bsums[i]), 8,
+                                        finite_high_halves_to_f32x4(h), wasm_f32x4_splat(da[i])));
+    }
+    wasm_v128_store(out, sum);
+    if (any_inf_nan_mark(marks))
+        for (int k = 0; k < 4; k++)
+            out[k] = q4_0_row_of_four_dot(n, rows, k, a, da, bsums);
+}
 RELAXED_EXT_KERNELS(q5_0, transpose_sum4, 16, 0)
 
 /* Pairs of 16-bit lanes added into 32 bits. A dot against ones rather than

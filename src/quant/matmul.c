@@ -7,6 +7,7 @@
 #include <stdalign.h>
 #include <stdatomic.h>
 
+#include "quant/kernels.h"
 #include "quant/quant.h"
 
 /* Rows processed together in prefill: each weight row block stays in cache while it is reused
@@ -102,6 +103,10 @@ typedef struct matmul_job {
     const ellm_type_kernels *k[MAX_WEIGHTS];
     ellm_gemm_fn gemm[MAX_WEIGHTS];
     bool ext_dot[MAX_WEIGHTS]; /* single rows through vec_dot_ext (extended activations) */
+    /* Weights in ELLM_ROWS_BY_FOUR order: their whole groups' kernels (gemm_by_four NULL for a
+     * single token). Each range of their rows starts at a group (matmul_dispatch). */
+    ellm_vec_dot_rows_fn by_four[MAX_WEIGHTS];
+    ellm_gemm_fn gemm_by_four[MAX_WEIGHTS];
     const uint8_t *xq;
     uint64_t xq_row_bytes;
     int64_t n_tokens;
@@ -127,7 +132,11 @@ static void token_rows(const matmul_job *j, int iw, int64_t t, int64_t r0, int64
     const void *xrow = j->xq + t * j->xq_row_bytes;
     float *yrow = j->y[iw] + t * w->ne[1];
     int64_t r = r0;
-    if (kern->vec_dot_rows && j->ext_dot[iw] == (kern->vec_dot_ext != NULL))
+    if (j->by_four[iw])
+        for (int64_t grouped = w->ne[1] / ELLM_BY_FOUR * ELLM_BY_FOUR; r < grouped && r < r1;
+             r += ELLM_BY_FOUR)
+            j->by_four[iw](n_in, &yrow[r], wbase + r * row_bytes, row_bytes, xrow);
+    else if (kern->vec_dot_rows && j->ext_dot[iw] == (kern->vec_dot_ext != NULL))
         for (; r + ELLM_DOT_ROWS <= r1; r += ELLM_DOT_ROWS)
             kern->vec_dot_rows(n_in, &yrow[r], wbase + r * row_bytes, row_bytes, xrow);
     ellm_vec_dot_fn dot = j->ext_dot[iw] ? kern->vec_dot_ext : kern->vec_dot;
@@ -145,7 +154,9 @@ static void rows_vec_dot(const matmul_job *j, int iw, int64_t r0, int64_t r1)
     float *y = j->y[iw];
     int64_t n_in = w->ne[0], n_out = w->ne[1];
     const uint8_t *wbase = w->data;
-    int64_t four_token_end = kern->vec_dot_x4 && !j->ext_dot[iw] ? j->n_tokens / 4 * 4 : 0;
+    int64_t four_token_end = kern->vec_dot_x4 && !j->ext_dot[iw] && !j->by_four[iw]
+                                 ? j->n_tokens / 4 * 4
+                                 : 0;
     int64_t tile = j->n_tokens > 1 ? ROW_TILE : r1 - r0;
     for (int64_t rt = r0; rt < r1; rt += tile) {
         int64_t rend = rt + tile < r1 ? rt + tile : r1;
@@ -165,12 +176,27 @@ static void rows_vec_dot(const matmul_job *j, int iw, int64_t r0, int64_t r1)
     }
 }
 
-static void rows_gemm(const matmul_job *j, int iw, int64_t r0, int64_t r1)
+/* Rows [r, r + nr) of weight iw against tokens [t0, t0 + nt) by its tiles: whole groups of four
+ * of an ELLM_ROWS_BY_FOUR weight by its gemm_by_four, the rows after them (plain) by gemm. */
+static void gemm_tile(const matmul_job *j, int iw, int64_t r, int64_t nr, int64_t t0, int64_t nt)
 {
     const ellm_tensor *w = j->w[iw];
-    float *y = j->y[iw];
     int64_t n_in = w->ne[0], n_out = w->ne[1];
-    const uint8_t *wbase = w->data;
+    const uint8_t *x = j->xq + t0 * j->xq_row_bytes;
+    float *y = j->y[iw] + t0 * n_out;
+    int64_t grouped = j->gemm_by_four[iw] ? n_out / ELLM_BY_FOUR * ELLM_BY_FOUR : 0;
+    int64_t in_groups = r >= grouped ? 0 : r + nr <= grouped ? nr : grouped - r;
+    const uint8_t *rows = (const uint8_t *)w->data + r * w->row_bytes;
+    if (in_groups)
+        j->gemm_by_four[iw](n_in, rows, w->row_bytes, in_groups, x, j->xq_row_bytes, nt, y + r,
+                            n_out);
+    if (in_groups < nr)
+        j->gemm[iw](n_in, rows + in_groups * w->row_bytes, w->row_bytes, nr - in_groups, x,
+                    j->xq_row_bytes, nt, y + r + in_groups, n_out);
+}
+
+static void rows_gemm(const matmul_job *j, int iw, int64_t r0, int64_t r1)
+{
     int64_t chunk = j->chunk_tokens;
     /* A batch of fewer than 4 tokens has little reuse to block for: one tile takes the range. */
     int64_t tile = j->n_tokens < 4 ? r1 - r0 : ROW_TILE;
@@ -178,9 +204,7 @@ static void rows_gemm(const matmul_job *j, int iw, int64_t r0, int64_t r1)
         int64_t nt = t0 + chunk < j->n_tokens ? chunk : j->n_tokens - t0;
         for (int64_t rt = r0; rt < r1; rt += tile) {
             int64_t nr = rt + tile < r1 ? tile : r1 - rt;
-            j->gemm[iw](n_in, wbase + rt * w->row_bytes, w->row_bytes, nr,
-                        j->xq + t0 * j->xq_row_bytes, j->xq_row_bytes, nt, y + t0 * n_out + rt,
-                        n_out);
+            gemm_tile(j, iw, rt, nr, t0, nt);
         }
     }
 }
@@ -291,6 +315,20 @@ static ellm_act_layout choose_kernels(matmul_job *job, int i, int64_t n_tokens)
     const ellm_type_kernels *k = ellm_kernels_for(job->w[i]->type);
     job->k[i] = k;
     job->gemm[i] = n_tokens >= GEMM_MIN_TOKENS ? ellm_gemm_for(job->w[i]->type) : NULL;
+    job->by_four[i] = NULL;
+    job->gemm_by_four[i] = NULL;
+    if (job->w[i]->row_order == ELLM_ROWS_BY_FOUR) {
+        if (!k->vec_dot_by_four || !k->gemm_by_four) {
+            /* A set that was not the one the weight was laid out for (the tests' scalar logits):
+             * the portable kernel, a token at a time on plain rows. */
+            job->by_four[i] = ellm_vec_dot_q4_0_by_four_scalar;
+            job->gemm[i] = NULL;
+            job->ext_dot[i] = false;
+            return ELLM_ACT_PLAIN;
+        }
+        job->by_four[i] = k->vec_dot_by_four;
+        job->gemm_by_four[i] = job->gemm[i] ? k->gemm_by_four : NULL;
+    }
     job->ext_dot[i] = !job->gemm[i] && k->vec_dot_ext;
     if (job->ext_dot[i])
         return k->ext_layout;
@@ -408,6 +446,15 @@ static void matmul_dispatch(ellm_threadpool *pool, const ellm_tensor *const *w, 
     matmul_job job = {.w = w, .y = y, .n_w = n_w, .n_tokens = n_tokens, .combine = combine};
     bool one_by_one = n_w > MAX_WEIGHTS, one_layout = true;
     ellm_act_layout layouts[MAX_WEIGHTS] = {ELLM_ACT_PLAIN};
+    /* Rows are dealt out in ranges of 16 of the weights numbered one after another (or of those
+     * of one layout): an ELLM_ROWS_BY_FOUR weight's groups start on multiples of 4 only when every
+     * weight but the last has a multiple of 4 rows. Otherwise each goes alone. */
+    bool by_four = false, ragged = false;
+    for (int i = 0; i < n_w; i++) {
+        by_four |= w[i]->row_order == ELLM_ROWS_BY_FOUR;
+        ragged |= i + 1 < n_w && w[i]->ne[1] % ELLM_BY_FOUR != 0;
+    }
+    one_by_one |= by_four && ragged;
     for (int i = 0; i < n_w && !one_by_one; i++) {
         layouts[i] = choose_kernels(&job, i, n_tokens);
         one_layout &= layouts[i] == layouts[0];

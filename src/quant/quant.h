@@ -99,6 +99,18 @@ enum { ELLM_DOT_ROWS = 8 };
 typedef void (*ellm_vec_dot_rows_fn)(int64_t n, float *out, const void *rows, size_t row_bytes,
                                      const void *x);
 
+/* Q4_0 matrices in ELLM_ROWS_BY_FOUR order (core/tensor_types.h): block i of the group of rows
+ * 4g..4g + 3 is the four rows' half scales (8 bytes, row 4g's first), then each row's 16 quant
+ * bytes in turn: 72 bytes, as many as the four blocks, so a group fills the bytes of its rows and
+ * a matrix is laid out in place. A four-row kernel then reads one stream instead of four and the
+ * four scales in one load (the web build's decode, docs/web.md, session 26). */
+enum { ELLM_BY_FOUR = 4 };
+/* Lays out the whole groups of four of n_rows Q4_0 rows (row_bytes apart) at data in that order,
+ * in place; the rows after the last whole group stay as they are. scratch holds 4 row_bytes. */
+void ellm_q4_0_rows_by_four(void *data, int64_t n_rows, size_t row_bytes, void *scratch);
+/* Row k (0..3) of the group at `group` as plain Q4_0 blocks at row. */
+void ellm_q4_0_row_of_four(const void *group, size_t row_bytes, int k, void *row);
+
 /* How a matmul's activation rows are laid out. */
 typedef enum ellm_act_layout {
     ELLM_ACT_Q8_0_EXT,  /* ellm_quantize_q8_0_ext */
@@ -130,6 +142,13 @@ typedef struct ellm_type_kernels {
     const char *gemm_isa;
     ellm_act_layout ext_layout;        /* what vec_dot_ext reads (the default, 0: Q8_0_EXT) */
     ellm_vec_dot_rows_fn vec_dot_rows; /* NULL when the set has none for this type */
+    /* Optional, Q4_0 (ELLM_ROWS_BY_FOUR matrices): the four rows of the group at rows (row_bytes
+     * the matrix's) against the activation row vec_dot_rows reads, out[0..3]; and tiles of whole
+     * groups (w at a group, n_rows a multiple of 4) on gemm's activations. Bit for bit what
+     * vec_dot and gemm give for the same rows in plain order. A set with both is one the loader
+     * may lay matrices out for (ellm_rows_by_four_wanted). */
+    ellm_vec_dot_rows_fn vec_dot_by_four;
+    ellm_gemm_fn gemm_by_four;
 } ellm_type_kernels;
 
 /*
@@ -215,6 +234,11 @@ void ellm_quantize_act(ellm_act_layout layout, ellm_type vec_dot_type, const flo
 
 /* Kernels for a weight type on this CPU, NULL if unsupported. Thread-safe; selection happens once. */
 const ellm_type_kernels *ellm_kernels_for(ellm_type type);
+/* Whether the set in use reads matrices of the type in ELLM_ROWS_BY_FOUR order with kernels of
+ * its own (vec_dot_by_four and gemm_by_four), the condition for laying them out so. Any set
+ * computes with such a matrix (ellm_matmul takes the portable four-row kernel where a set has
+ * none), only slower. */
+bool ellm_rows_by_four_wanted(ellm_type type);
 /* The gemm tile kernel of the set in use for a weight type (it reproduces that set's vec_dot),
  * NULL if there is none. */
 ellm_gemm_fn ellm_gemm_for(ellm_type type);

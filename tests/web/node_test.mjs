@@ -161,6 +161,12 @@ await check("logits equal the native scalar kernels' bit for bit on quantized mo
         const bad = got.findIndex((v, i) => v !== want[i]);
         assert.equal(bad, -1, `${name} ${variant} kernels '${set || engine.runtimeInfo().kernelSet}': ` +
           `logit ${bad} differs (${new Float32Array(got.buffer)[bad]} vs ${new Float32Array(want.buffer)[bad]})`);
+        // The first token alone runs the decode kernels (the model's Q4_0 matrices laid out by
+        // four in the relaxed build), not the prompt's tiles: its logits are the first row.
+        const one = new Uint32Array((await engine.logits(ids.slice(0, 1), set)).buffer);
+        const badOne = one.findIndex((v, i) => v !== want[i]);
+        assert.equal(badOne, -1, `${name} ${variant} kernels '${set || engine.runtimeInfo().kernelSet}', ` +
+          `one token: logit ${badOne} differs (${new Float32Array(one.buffer)[badOne]} vs ${new Float32Array(want.buffer)[badOne]})`);
       }
       await engine.unload();
     }

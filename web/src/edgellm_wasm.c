@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_internal.h"
 #include "chat/chat.h"
 #include "core/status.h"
 #include "edgellm.h"
@@ -53,6 +54,10 @@ EMSCRIPTEN_KEEPALIVE wasm_engine *edgellm_wasm_open(void *bytes, size_t size, in
     cp.n_threads = n_threads;
     edgellm_model_info info;
     edgellm_status st = edgellm_model_load_from_memory(bytes, size, NULL, &e->model);
+    /* The bytes are this engine's own copy, kept until the model is freed: its matrices can be
+     * laid out for the kernels (Q4_0 rows by four for the wasm-relaxed set). */
+    if (st == EDGELLM_OK)
+        st = ellm_model_lay_out_for_kernels(e->model, bytes, size);
     /* A long training context would fill wasm memory with KV cache nobody asked for. */
     if (st == EDGELLM_OK && n_ctx <= 0 &&
         (st = edgellm_model_get_info(e->model, &info)) == EDGELLM_OK)
