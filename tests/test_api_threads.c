@@ -11,7 +11,11 @@
  *  - four threads each make a context, a text stream and a grammar state of a model and a
  *    grammar whose handles the main thread then frees: each thread's generations are exactly
  *    the single-threaded ones, and whichever thread frees last frees the model and the grammar
- *    (their counts are atomic: ThreadSanitizer checks the hand-over).
+ *    (their counts are atomic: ThreadSanitizer checks the hand-over);
+ *  - two threads each pull greedy generations (plain and under a grammar) drafting with one
+ *    shared draft context, which the main thread also frees while they run: each output is the
+ *    output without a draft, and every proposal is accepted (the model drafts for itself, so a
+ *    proposal from another generation's cache would show).
  * Nothing checked depends on timing: where the cancel lands varies, what must hold wherever it
  * lands does not. Run it in the sanitizer build (or a -fsanitize=thread one) for the races. */
 #define _POSIX_C_SOURCE 200809L
@@ -245,6 +249,137 @@ static void test_two_contexts(edgellm_model *m, const job *jobs_a, const job *jo
     }
 }
 
+/* ---- one draft context shared by generations on two threads ------------------------------ */
+
+enum { DRAFTERS = 2, DRAFT_ROUNDS = 4 };
+
+/* The draft context the drafters share. The application's own lock keeps a generation from
+ * beginning with it while it is freed; the generations already open need none. */
+typedef struct shared_draft {
+    pthread_mutex_t lock;
+    edgellm_context *ctx; /* NULL once freed */
+} shared_draft;
+
+/* A thread drafting with the shared context; what it got is checked by the main thread. */
+typedef struct drafter {
+    edgellm_context *ctx;
+    shared_draft *draft;
+    const job *jobs;         /* DRAFT_ROUNDS, run in turn */
+    atomic_int *tokens_seen; /* by every drafter together, for the main thread's free */
+    atomic_int *finished;    /* drafters that are done */
+    output outputs[DRAFT_ROUNDS];
+    edgellm_generate_result results[DRAFT_ROUNDS];
+    edgellm_status status[DRAFT_ROUNDS];
+} drafter;
+
+typedef struct counted_output {
+    output *out;
+    atomic_int *tokens_seen;
+} counted_output;
+
+static int collect_counted(void *user, edgellm_token token, const char *text, size_t len)
+{
+    counted_output *c = user;
+    atomic_fetch_add(c->tokens_seen, 1);
+    return collect(c->out, token, text, len);
+}
+
+static void *draft_with_shared(void *arg)
+{
+    drafter *d = arg;
+    for (int i = 0; i < DRAFT_ROUNDS; i++) {
+        job j = d->jobs[i];
+        j.params.draft_max = 4;
+        output *out = &d->outputs[i];
+        memset(out, 0, sizeof *out);
+        counted_output counted = {out, d->tokens_seen};
+        edgellm_generation *g = NULL;
+        j.params.on_token = collect_counted;
+        j.params.user_data = &counted;
+        pthread_mutex_lock(&d->draft->lock);
+        j.params.draft = d->draft->ctx;
+        d->status[i] = edgellm_generation_begin(d->ctx, j.prompt, &j.params, &g);
+        pthread_mutex_unlock(&d->draft->lock);
+        int ended = d->status[i] != EDGELLM_OK;
+        while (!ended && edgellm_generation_prompt_left(g) > 0)
+            edgellm_generation_prefill(g, 5, &ended);
+        while (!ended)
+            edgellm_generation_next(g, j.slice, &ended);
+        if (g)
+            d->status[i] = edgellm_generation_finish(g, &d->results[i]);
+    }
+    atomic_fetch_add(d->finished, 1);
+    return NULL;
+}
+
+/* Two generations at a time, on two threads, drafting with one context (one small draft model
+ * for a pool of chat sessions). Greedy output is the output without a draft whatever the timing:
+ * a pass that finds the draft busy on the other thread checks no proposals. The model drafts for
+ * itself, so every greedy proposal made from the right cache is accepted: a proposal made from
+ * the other generation's cache would show as a rejection. With free_after > 0 the main thread
+ * frees the draft once the threads have handed out that many tokens, while they run. Before
+ * session 26 the two threads re-synced and evaluated the draft's cache at the same time (a data
+ * race ThreadSanitizer reports). */
+static void test_shared_draft(edgellm_model *m, const job *jobs, int free_after)
+{
+    output want[DRAFT_ROUNDS];
+    edgellm_context *ctx = new_context(m, 1);
+    for (int i = 0; i < DRAFT_ROUNDS; i++) {
+        edgellm_generate_result r;
+        CHECK(run_job(ctx, &jobs[i], &want[i], &r) == EDGELLM_OK && want[i].n_tokens > 0);
+    }
+    edgellm_context_free(ctx);
+
+    atomic_int tokens_seen = 0, finished = 0;
+    static shared_draft draft = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    draft.ctx = new_context(m, 1);
+    static drafter drafters[DRAFTERS];
+    pthread_t threads[DRAFTERS];
+    for (int t = 0; t < DRAFTERS; t++) {
+        drafters[t] = (drafter){.ctx = new_context(m, 1 + t),
+                                .draft = &draft,
+                                .jobs = jobs,
+                                .tokens_seen = &tokens_seen,
+                                .finished = &finished};
+        CHECK(pthread_create(&threads[t], NULL, draft_with_shared, &drafters[t]) == 0);
+    }
+    if (free_after > 0) {
+        while (atomic_load(&tokens_seen) < free_after && atomic_load(&finished) < DRAFTERS)
+            sched_yield();
+        pthread_mutex_lock(&draft.lock);
+        edgellm_context_free(draft.ctx);
+        draft.ctx = NULL;
+        pthread_mutex_unlock(&draft.lock);
+    }
+    for (int t = 0; t < DRAFTERS; t++)
+        pthread_join(threads[t], NULL);
+    int32_t proposed = 0;
+    for (int t = 0; t < DRAFTERS; t++) {
+        const drafter *d = &drafters[t];
+        for (int i = 0; i < DRAFT_ROUNDS; i++) {
+            const edgellm_generate_result *r = &d->results[i];
+            CHECK_MSG(d->status[i] == EDGELLM_OK, "thread %d, round %d: %s", t, i,
+                      edgellm_status_name(d->status[i]));
+            CHECK_MSG(!memcmp(&d->outputs[i], &want[i], sizeof want[i]),
+                      "thread %d, round %d: '%.*s' drafting with a shared context, '%.*s' "
+                      "without a draft",
+                      t, i, (int)d->outputs[i].len, d->outputs[i].text, (int)want[i].len,
+                      want[i].text);
+            CHECK_MSG(r->n_draft_accepted == r->n_draft_proposed,
+                      "thread %d, round %d: %d of %d proposals accepted (a draft proposing for "
+                      "itself from the right cache is always right)",
+                      t, i, r->n_draft_accepted, r->n_draft_proposed);
+            CHECK(r->n_generated == want[i].n_tokens);
+            proposed += r->n_draft_proposed;
+        }
+        edgellm_context_free(d->ctx);
+    }
+    CHECK_MSG(proposed > 0, "no generation drafted with the shared context");
+    printf("shared draft%s: %d proposals checked in %d generations\n",
+           free_after > 0 ? " (freed while they ran)" : "", (int)proposed, DRAFTERS * DRAFT_ROUNDS);
+    edgellm_context_free(draft.ctx);
+}
+
 /* ---- the model's and the grammar's handles freed while other threads use them ------------- */
 
 enum { HOLDERS = 4 };
@@ -391,6 +526,14 @@ int main(void)
     test_cancel_storm(m, &jobs_a[0], &want, &full);
     test_two_contexts(m, jobs_a, jobs_b, 3);
     test_handles_freed_under_threads(jobs_a);
+    edgellm_generate_params greedy_words = greedy;
+    greedy_words.grammar = grammar;
+    const job drafted[DRAFT_ROUNDS] = {{story, greedy, 1},
+                                       {"The dog", greedy_words, 2},
+                                       {"One day, Tom", greedy, 3},
+                                       {story, greedy_words, 1}};
+    test_shared_draft(m, drafted, 0);
+    test_shared_draft(m, drafted, 30);
 
     edgellm_grammar_free(grammar);
     edgellm_model_free(m);
