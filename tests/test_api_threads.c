@@ -102,6 +102,12 @@ typedef struct storm {
     atomic_long landed;
 } storm;
 
+static void pause_us(long us)
+{
+    struct timespec pause = {0, us * 1000};
+    nanosleep(&pause, NULL);
+}
+
 /* Cancels again and again; after each one that lands, a pause of varying length (up to about
  * a token's time), so that cancels land in prefill, in decode and between calls. */
 static void *cancel_repeatedly(void *arg)
@@ -110,8 +116,7 @@ static void *cancel_repeatedly(void *arg)
     while (!atomic_load(&s->quit))
         if (edgellm_context_cancel(s->ctx)) {
             long landed = atomic_fetch_add(&s->landed, 1);
-            struct timespec pause = {0, (landed * 7919 % 400) * 1000};
-            nanosleep(&pause, NULL);
+            pause_us(landed * 7919 % 400);
         }
     return NULL;
 }
@@ -380,6 +385,115 @@ static void test_shared_draft(edgellm_model *m, const job *jobs, int free_after)
     edgellm_context_free(draft.ctx);
 }
 
+/* The storm of test_cancel_storm aimed at a draft context: the cancels land in the drafting of
+ * the generation that drafts with it (one session's "stop" sent to the draft a pool shares), and
+ * stop that drafting, not the generation, which is cancelled through its own context. Before
+ * session 26 the generation ended with EDGELLM_ERR_CANCELLED. */
+static void test_draft_cancelled(edgellm_model *m, const job *j, const output *want)
+{
+    edgellm_context *ctx = new_context(m, 1);
+    storm s = {.ctx = new_context(m, 1)};
+    atomic_init(&s.quit, false);
+    atomic_init(&s.landed, 0);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, cancel_repeatedly, &s) == 0);
+    job drafted = *j;
+    drafted.params.draft = s.ctx;
+    drafted.params.draft_max = 4;
+    for (int round = 0; round < CANCEL_ROUNDS / 3; round++) {
+        output got;
+        edgellm_generate_result r;
+        edgellm_status st = run_job(ctx, &drafted, &got, &r);
+        CHECK_MSG(st == EDGELLM_OK && r.stop_reason == EDGELLM_STOP_MAX_TOKENS,
+                  "round %d: a cancel of the draft context ended the generation: %s (%s)", round,
+                  edgellm_status_name(st), edgellm_last_error());
+        CHECK_MSG(!memcmp(&got, want, sizeof got), "round %d: '%.*s' under cancels of the draft",
+                  round, (int)got.len, got.text);
+        CHECK(r.n_draft_accepted == r.n_draft_proposed);
+    }
+    atomic_store(&s.quit, true);
+    pthread_join(thread, NULL);
+    printf("draft cancelled: %ld cancels landed in its drafting\n", (long)atomic_load(&s.landed));
+    edgellm_context_free(s.ctx);
+    edgellm_context_free(ctx);
+}
+
+/* One thread begins generations drafting with a context while another begins generations on
+ * that context itself: each begin either opens its generation or is refused (EDGELLM_ERR_BUSY),
+ * never both at once, since the drafting one would re-sync the cache under the other. Each side
+ * pauses after a generation of its own, so that the other's begins find the context free. */
+enum { BEGIN_RACE_OPENS = 4, BEGIN_RACE_ROUNDS = 20000 };
+
+typedef struct draft_owner {
+    edgellm_context *draft;
+    const job *job;
+    const output *want;
+    atomic_bool quit;
+    atomic_int opened, refused, wrong, failed;
+} draft_owner;
+
+static void *generate_on_draft(void *arg)
+{
+    draft_owner *o = arg;
+    while (!atomic_load(&o->quit)) {
+        output got;
+        edgellm_generate_result r;
+        edgellm_status st = run_job(o->draft, o->job, &got, &r);
+        if (st == EDGELLM_ERR_BUSY) {
+            atomic_fetch_add(&o->refused, 1);
+            continue;
+        }
+        if (st != EDGELLM_OK)
+            atomic_fetch_add(&o->failed, 1);
+        else if (memcmp(&got, o->want, sizeof got) != 0)
+            atomic_fetch_add(&o->wrong, 1);
+        pause_us(atomic_fetch_add(&o->opened, 1) * 7919 % 300);
+    }
+    return NULL;
+}
+
+static void test_draft_begin_race(edgellm_model *m, const job *j, const output *want)
+{
+    edgellm_context *ctx = new_context(m, 1);
+    static draft_owner owner;
+    owner = (draft_owner){.draft = new_context(m, 1), .job = j, .want = want};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, generate_on_draft, &owner) == 0);
+    job drafted = *j;
+    drafted.params.draft = owner.draft;
+    int opened = 0, refused = 0;
+    for (int round = 0;
+         round < BEGIN_RACE_ROUNDS &&
+         (opened < BEGIN_RACE_OPENS || atomic_load(&owner.opened) < BEGIN_RACE_OPENS);
+         round++) {
+        output got;
+        edgellm_generate_result r;
+        edgellm_status st = run_job(ctx, &drafted, &got, &r);
+        CHECK_MSG(st == EDGELLM_OK || st == EDGELLM_ERR_BUSY, "round %d: %s (%s)", round,
+                  edgellm_status_name(st), edgellm_last_error());
+        refused += st == EDGELLM_ERR_BUSY;
+        if (st != EDGELLM_OK)
+            continue;
+        CHECK_MSG(!memcmp(&got, want, sizeof got) && r.n_draft_accepted == r.n_draft_proposed,
+                  "round %d: '%.*s', %d of %d proposals accepted", round, (int)got.len, got.text,
+                  r.n_draft_accepted, r.n_draft_proposed);
+        pause_us(opened++ * 7919 % 300);
+    }
+    atomic_store(&owner.quit, true);
+    pthread_join(thread, NULL);
+    CHECK_MSG(atomic_load(&owner.failed) == 0 && atomic_load(&owner.wrong) == 0,
+              "on the draft context itself: %d failed, %d other outputs",
+              atomic_load(&owner.failed), atomic_load(&owner.wrong));
+    /* Its own generations, as a fresh context gives them. */
+    output got;
+    edgellm_generate_result r;
+    CHECK(run_job(owner.draft, j, &got, &r) == EDGELLM_OK && !memcmp(&got, want, sizeof got));
+    printf("draft begin race: drafting %d opened, %d refused; on the draft %d opened, %d refused\n",
+           opened, refused, atomic_load(&owner.opened), atomic_load(&owner.refused));
+    edgellm_context_free(owner.draft);
+    edgellm_context_free(ctx);
+}
+
 /* ---- the model's and the grammar's handles freed while other threads use them ------------- */
 
 enum { HOLDERS = 4 };
@@ -534,6 +648,8 @@ int main(void)
                                        {story, greedy_words, 1}};
     test_shared_draft(m, drafted, 0);
     test_shared_draft(m, drafted, 30);
+    test_draft_cancelled(m, &jobs_a[0], &want);
+    test_draft_begin_race(m, &jobs_a[0], &want);
 
     edgellm_grammar_free(grammar);
     edgellm_model_free(m);

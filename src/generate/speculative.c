@@ -119,6 +119,18 @@ void ellm_spec_free(ellm_spec *sp)
     free(sp);
 }
 
+/* What a failed evaluation of the draft context means for the sequence. A cancel of the draft
+ * (edgellm_context_cancel on it, from any thread) stops the drafting it lands in, not the
+ * sequence: several sequences may draft with one context, and each is cancelled through its own.
+ * Drafting then ends with the proposals made so far; the next one re-syncs the draft's cache. */
+static bool drafting_stopped(edgellm_status *st)
+{
+    if (*st != EDGELLM_ERR_CANCELLED)
+        return *st != EDGELLM_OK;
+    *st = EDGELLM_OK;
+    return true;
+}
+
 /* Brings the draft's cache to seq[0 .. n_seq), evaluating at least the last token, whose logits
  * the first proposal comes from. */
 static edgellm_status draft_catch_up(ellm_spec *sp, int32_t n_seq)
@@ -134,7 +146,9 @@ edgellm_status ellm_spec_prefill(ellm_spec *sp, const edgellm_context *ctx)
     if (!sp->draft || n_prompt == 0 || n_prompt > edgellm_context_n_ctx(sp->draft))
         return EDGELLM_OK;
     memcpy(sp->seq, prompt, (size_t)n_prompt * sizeof *prompt);
-    return draft_catch_up(sp, n_prompt);
+    edgellm_status st = draft_catch_up(sp, n_prompt);
+    drafting_stopped(&st);
+    return st;
 }
 
 /* The draft's next token under the grammar, whose state is the text so far; -1 when the grammar
@@ -187,7 +201,7 @@ static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sample
     if (k <= 0)
         return EDGELLM_OK;
     edgellm_status st = draft_catch_up(sp, n_seq);
-    if (st != EDGELLM_OK)
+    if (drafting_stopped(&st))
         return st;
     ellm_sampler_copy_history(sp->draft_sampler, sampler);
     for (int32_t i = 0; i < k; i++) {
@@ -210,7 +224,7 @@ static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sample
         if (i + 1 == k || edgellm_token_is_eog(model, t))
             break;
         st = edgellm_eval(draft, &t, 1, 0);
-        if (st != EDGELLM_OK)
+        if (drafting_stopped(&st))
             return st;
     }
     return EDGELLM_OK;
