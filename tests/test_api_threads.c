@@ -337,7 +337,7 @@ static void test_shared_draft(edgellm_model *m, const job *jobs, int free_after)
 
     atomic_int tokens_seen = 0, finished = 0;
     static shared_draft draft = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    draft.ctx = new_context(m, 1);
+    draft.ctx = new_context(m, 2);
     static drafter drafters[DRAFTERS];
     pthread_t threads[DRAFTERS];
     for (int t = 0; t < DRAFTERS; t++) {
@@ -392,7 +392,7 @@ static void test_shared_draft(edgellm_model *m, const job *jobs, int free_after)
 static void test_draft_cancelled(edgellm_model *m, const job *j, const output *want)
 {
     edgellm_context *ctx = new_context(m, 1);
-    storm s = {.ctx = new_context(m, 1)};
+    storm s = {.ctx = new_context(m, 2)};
     atomic_init(&s.quit, false);
     atomic_init(&s.landed, 0);
     pthread_t thread;
