@@ -379,7 +379,9 @@ static void test_shared_draft(edgellm_model *m, const job *jobs, int free_after)
         }
         edgellm_context_free(d->ctx);
     }
-    CHECK_MSG(proposed > 0, "no generation drafted with the shared context");
+    /* Some pass wins the draft first and proposes; once freed, maybe none did before. */
+    if (free_after == 0)
+        CHECK_MSG(proposed > 0, "no generation drafted with the shared context");
     printf("shared draft%s: %d proposals checked in %d generations\n",
            free_after > 0 ? " (freed while they ran)" : "", (int)proposed, DRAFTERS * DRAFT_ROUNDS);
     edgellm_context_free(draft.ctx);
