@@ -67,6 +67,7 @@ struct edgellm_context {
      * one of their passes is drafting with it now. */
     ellm_draft_hold *drafting;
     bool draft_claimed;
+    edgellm_context *drafting_with; /* the draft a pass of this context's generation claimed */
 };
 
 /* Generations on different threads may share a draft context: this lock orders their begins,
@@ -715,16 +716,27 @@ edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_pa
     return EDGELLM_OK;
 }
 
-int edgellm_context_cancel(edgellm_context *c)
+/* Asks the call running on c to stop; whether one was running. */
+static bool request_cancel(edgellm_context *c)
 {
-    if (!c)
-        return 0;
     unsigned s = atomic_load(&c->run_state);
     while (s & CTX_RUNNING)
         if ((s & ELLM_CANCEL_REQUESTED) ||
             atomic_compare_exchange_weak(&c->run_state, &s, s | ELLM_CANCEL_REQUESTED))
-            return 1;
-    return 0;
+            return true;
+    return false;
+}
+
+int edgellm_context_cancel(edgellm_context *c)
+{
+    if (!c || !request_cancel(c))
+        return 0;
+    /* The draft's work is part of the call: a long catch-up must stop as a pass does. */
+    pthread_mutex_lock(&draft_lock);
+    if (c->drafting_with)
+        request_cancel(c->drafting_with);
+    pthread_mutex_unlock(&draft_lock);
+    return 1;
 }
 
 void ellm_context_begin_call(edgellm_context *c)
@@ -739,7 +751,7 @@ void ellm_context_end_call(edgellm_context *c)
         atomic_store(&c->run_state, 0);
 }
 
-bool ellm_context_cancel_requested(edgellm_context *c)
+bool ellm_context_cancel_requested(const edgellm_context *c)
 {
     return (atomic_load(&c->run_state) & ELLM_CANCEL_REQUESTED) != 0;
 }
@@ -815,7 +827,7 @@ void ellm_context_close_generation(edgellm_context *c, ellm_draft_hold *hold)
     pthread_mutex_unlock(&draft_lock);
 }
 
-edgellm_context *ellm_draft_claim(ellm_draft_hold *hold, bool *freed)
+edgellm_context *ellm_draft_claim(edgellm_context *c, ellm_draft_hold *hold, bool *freed)
 {
     pthread_mutex_lock(&draft_lock);
     edgellm_context *draft = hold->draft;
@@ -824,13 +836,15 @@ edgellm_context *ellm_draft_claim(ellm_draft_hold *hold, bool *freed)
         draft = NULL;
     else if (draft)
         draft->draft_claimed = true;
+    c->drafting_with = draft;
     pthread_mutex_unlock(&draft_lock);
     return draft;
 }
 
-void ellm_draft_unclaim(edgellm_context *draft)
+void ellm_draft_unclaim(edgellm_context *c, edgellm_context *draft)
 {
     pthread_mutex_lock(&draft_lock);
+    c->drafting_with = NULL;
     draft->draft_claimed = false;
     pthread_cond_broadcast(&draft_unclaimed);
     pthread_mutex_unlock(&draft_lock);

@@ -18,7 +18,7 @@ edgellm_status ellm_estimate_memory_for_shape(const ellm_hparams *hp, ellm_type 
 void ellm_context_begin_call(edgellm_context *ctx);
 void ellm_context_end_call(edgellm_context *ctx);
 /* Whether edgellm_context_cancel has asked the running call on ctx to stop. */
-bool ellm_context_cancel_requested(edgellm_context *ctx);
+bool ellm_context_cancel_requested(const edgellm_context *ctx);
 /* The last token of a generation that ended at its budget, emitted but not evaluated: set after
  * the generation, taken (and forgotten) by the next one. Taking it yields it only if nothing
  * changed the cache since it was set. */
@@ -53,12 +53,13 @@ edgellm_status ellm_context_open_generation(edgellm_context *ctx, edgellm_genera
                                             const char *what);
 /* The generation is finished: ctx (NULL once freed) has none open, hold leaves its draft's list. */
 void ellm_context_close_generation(edgellm_context *ctx, ellm_draft_hold *hold);
-/* hold's draft context for one pass's drafting, until ellm_draft_unclaim, without waiting: NULL
- * when a pass of another generation drafts with it now, or when it was freed (*freed then; it
- * stays NULL). The pass must unclaim it before anything can call back into the application,
- * which may free the draft. */
-edgellm_context *ellm_draft_claim(ellm_draft_hold *hold, bool *freed);
-void ellm_draft_unclaim(edgellm_context *draft);
+/* hold's draft context for one drafting of the generation on ctx, until ellm_draft_unclaim,
+ * without waiting: NULL when another generation's pass drafts with it now, or when it was freed
+ * (*freed then; it stays NULL). Meanwhile a cancel of ctx cancels the draft's running call too.
+ * The pass must unclaim it before anything can call back into the application, which may free
+ * the draft. */
+edgellm_context *ellm_draft_claim(edgellm_context *ctx, ellm_draft_hold *hold, bool *freed);
+void ellm_draft_unclaim(edgellm_context *ctx, edgellm_context *draft);
 /* The model's memory stays until its handle (edgellm_model_free) and every object made from it
  * (contexts, batches, grammars, text streams) are released; each of those retains it. Atomic:
  * they are created and freed on any threads. */

@@ -181,7 +181,8 @@ static edgellm_status evaluate_prompt(edgellm_generation *g, int32_t n_tokens)
 static edgellm_context *claim_draft(edgellm_generation *g)
 {
     bool freed = false;
-    edgellm_context *draft = g->params.draft ? ellm_draft_claim(&g->draft_hold, &freed) : NULL;
+    edgellm_context *draft = g->params.draft ? ellm_draft_claim(g->ctx, &g->draft_hold, &freed)
+                                             : NULL;
     if (freed)
         g->params.draft = NULL;
     return draft;
@@ -213,7 +214,7 @@ static bool speculative_pass(edgellm_generation *g, edgellm_context *draft, edge
                             g->batch + 1, &n_proposed);
     /* Before on_token runs: it may free the draft, which waits for the claim to end. */
     if (draft)
-        ellm_draft_unclaim(draft);
+        ellm_draft_unclaim(ctx, draft);
     if (*st != EDGELLM_OK)
         return false;
     g->batch[0] = g->pending;
@@ -318,7 +319,13 @@ static bool prefill(edgellm_generation *g, int32_t n_tokens, edgellm_status *st)
     if (*st == EDGELLM_OK && draft)
         *st = ellm_spec_prefill(g->step.spec, g->ctx);
     if (draft)
-        ellm_draft_unclaim(draft);
+        ellm_draft_unclaim(g->ctx, draft);
+    /* A cancel that stopped the draft reading the prompt stops the call before the first token,
+     * as one in the prompt's last pass would. */
+    if (*st == EDGELLM_OK && ellm_context_cancel_requested(g->ctx))
+        *st = ellm_fail(EDGELLM_ERR_CANCELLED,
+                        "stopped by edgellm_context_cancel while the draft model read the prompt "
+                        "(the prompt stays cached)");
     return *st == EDGELLM_OK;
 }
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_internal.h"
 #include "core/status.h"
 #include "edgellm.h"
 #include "generate/speculative.h"
@@ -120,9 +121,10 @@ void ellm_spec_free(ellm_spec *sp)
 }
 
 /* What a failed evaluation of the draft context means for the sequence. A cancel of the draft
- * (edgellm_context_cancel on it, from any thread) stops the drafting it lands in, not the
- * sequence: several sequences may draft with one context, and each is cancelled through its own.
- * Drafting then ends with the proposals made so far; the next one re-syncs the draft's cache. */
+ * (edgellm_context_cancel on it, from any thread, or forwarded from the sequence's context while
+ * this drafting runs) stops the drafting it lands in: several sequences may draft with one
+ * context, and each is cancelled through its own, whose next pass then stops. Drafting ends with
+ * the proposals made so far; the next one re-syncs the draft's cache. */
 static bool drafting_stopped(edgellm_status *st)
 {
     if (*st != EDGELLM_ERR_CANCELLED)
@@ -143,7 +145,8 @@ edgellm_status ellm_spec_prefill(ellm_spec *sp, const edgellm_context *ctx)
 {
     int32_t n_prompt = 0;
     const edgellm_token *prompt = edgellm_context_tokens(ctx, &n_prompt);
-    if (!sp->draft || n_prompt == 0 || n_prompt > edgellm_context_n_ctx(sp->draft))
+    if (!sp->draft || n_prompt == 0 || n_prompt > edgellm_context_n_ctx(sp->draft) ||
+        ellm_context_cancel_requested(ctx))
         return EDGELLM_OK;
     memcpy(sp->seq, prompt, (size_t)n_prompt * sizeof *prompt);
     edgellm_status st = draft_catch_up(sp, n_prompt);
@@ -186,10 +189,12 @@ static edgellm_token constrained_draft_token(ellm_spec *sp, edgellm_grammar_stat
 }
 
 /* Proposes up to k tokens after seq[0 .. n_seq) with the draft model into out; under a grammar
- * each proposal advances it (the caller rewinds it). */
-static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sampler,
-                                    edgellm_grammar_state *grammar, int32_t n_seq, int32_t k,
-                                    edgellm_token *out, int32_t *n_proposed)
+ * each proposal advances it (the caller rewinds it). None after a cancel of ctx's call (its next
+ * pass stops). */
+static edgellm_status propose_draft(ellm_spec *sp, const edgellm_context *ctx,
+                                    const edgellm_sampler *sampler, edgellm_grammar_state *grammar,
+                                    int32_t n_seq, int32_t k, edgellm_token *out,
+                                    int32_t *n_proposed)
 {
     edgellm_context *draft = sp->draft;
     const edgellm_model *model = edgellm_context_model(draft);
@@ -198,7 +203,7 @@ static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sample
     int32_t room = edgellm_context_n_ctx(draft) - n_seq + 1;
     if (k > room)
         k = room;
-    if (k <= 0)
+    if (k <= 0 || ellm_context_cancel_requested(ctx))
         return EDGELLM_OK;
     edgellm_status st = draft_catch_up(sp, n_seq);
     if (drafting_stopped(&st))
@@ -221,7 +226,7 @@ static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sample
         out[i] = t;
         (*n_proposed)++;
         edgellm_sampler_accept(sp->draft_sampler, t);
-        if (i + 1 == k || edgellm_token_is_eog(model, t))
+        if (i + 1 == k || edgellm_token_is_eog(model, t) || ellm_context_cancel_requested(ctx))
             break;
         st = edgellm_eval(draft, &t, 1, 0);
         if (drafting_stopped(&st))
@@ -279,7 +284,7 @@ edgellm_status ellm_spec_propose(ellm_spec *sp, const edgellm_context *ctx, edge
     if (grammar)
         before = ellm_grammar_state_get_mark(grammar);
     if (sp->draft) {
-        st = propose_draft(sp, sampler, grammar, n_seq, k, out, n_out);
+        st = propose_draft(sp, ctx, sampler, grammar, n_seq, k, out, n_out);
     } else {
         *n_out = propose_lookup(sp, n_seq, k, out);
         if (grammar)
