@@ -322,7 +322,7 @@ static bool prefill(edgellm_generation *g, int32_t n_tokens, edgellm_status *st)
         ellm_draft_unclaim(g->ctx, draft);
     /* A cancel that stopped the draft reading the prompt stops the call before the first token,
      * as one in the prompt's last pass would. */
-    if (*st == EDGELLM_OK && ellm_context_cancel_requested(g->ctx))
+    if (*st == EDGELLM_OK && draft && ellm_context_cancel_requested(g->ctx))
         *st = ellm_fail(EDGELLM_ERR_CANCELLED,
                         "stopped by edgellm_context_cancel while the draft model read the prompt "
                         "(the prompt stays cached)");
