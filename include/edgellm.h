@@ -314,7 +314,9 @@ const edgellm_model *edgellm_context_model(const edgellm_context *ctx);
  * Returns 1 when a call was running or a generation is open and not ended (it will stop, unless
  * a call was already past its last check and returns its normal result), 0 otherwise: that
  * cancel is dropped, and the next call runs normally. Batched passes (edgellm_eval_batch) are
- * not cancelled this way.
+ * not cancelled this way. A generation's draft model stops before its next layer too (API
+ * version 6); a cancel of a draft context itself stops only the drafting it lands in, not the
+ * generation drafting with it.
  */
 EDGELLM_API
 int edgellm_context_cancel(edgellm_context *ctx);
