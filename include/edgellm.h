@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-#define EDGELLM_API_VERSION 5
+#define EDGELLM_API_VERSION 6
 
 typedef enum edgellm_status {
     EDGELLM_OK = 0,
@@ -314,7 +314,9 @@ const edgellm_model *edgellm_context_model(const edgellm_context *ctx);
  * Returns 1 when a call was running or a generation is open and not ended (it will stop, unless
  * a call was already past its last check and returns its normal result), 0 otherwise: that
  * cancel is dropped, and the next call runs normally. Batched passes (edgellm_eval_batch) are
- * not cancelled this way.
+ * not cancelled this way. A generation's draft model stops before its next layer too (API
+ * version 6); a cancel of a draft context itself stops only the drafting it lands in, not the
+ * generation drafting with it.
  */
 EDGELLM_API
 int edgellm_context_cancel(edgellm_context *ctx);
@@ -546,9 +548,11 @@ typedef struct edgellm_generate_params {
      * temperature, top-p and min-p applied to both models), not the same random stream. At most
      * one source of proposals: */
     edgellm_context *draft; /* a context of a smaller model with the same vocabulary
-                               (edgellm_model_check_draft), used by one generation at a time;
-                               NULL = none. Freed while a generation drafts with it, the
-                               generation goes on without proposals (API version 5) */
+                               (edgellm_model_check_draft); NULL = none. Open generations on
+                               any threads may share one (API version 6): a pass that finds it
+                               drafting for another thread's generation checks no proposals
+                               (the same greedy output). Freed while generations draft with
+                               it, from any thread, they go on without proposals */
     int32_t lookup_ngram;   /* > 0: prompt lookup: propose what followed the latest earlier
                                occurrence of the context's last lookup_ngram tokens; 0 = off */
     int32_t draft_max;      /* most tokens proposed per pass of the model (default 8) */
@@ -653,7 +657,12 @@ edgellm_status edgellm_generate_tokens(edgellm_context *ctx, const edgellm_token
  * edgellm_context_tokens, edgellm_get_logits, ...) work. The draft context of params is held too
  * until finish: a generation of its own (edgellm_generation_begin*, edgellm_generate*) fails with
  * EDGELLM_ERR_BUSY, since the drafting generation re-syncs the draft's cache before its passes (its
- * other calls are allowed). A context freed while a generation is open leaves that generation
+ * other calls are allowed while no drafting generation's call runs on another thread). Generations
+ * on several threads may share one draft context (API version 6): one pass at a time drafts with
+ * it, and a pass that finds it drafting for another checks no proposals instead of waiting. The
+ * draft may be freed from any thread, also while those generations run (the free waits for a
+ * pass drafting with it to finish drafting); only beginning a generation with it must not race
+ * with its free. A context freed while a generation is open leaves that generation
  * ended: its calls fail with EDGELLM_ERR_INVALID_ARGUMENT and edgellm_generation_finish only frees
  * it.
  */

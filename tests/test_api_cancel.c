@@ -124,15 +124,23 @@ static edgellm_context *new_context(edgellm_model *m)
     return ctx;
 }
 
-static edgellm_status generate_n(edgellm_context *ctx, const edgellm_token *prompt,
-                                 int32_t n_prompt, collected *c, edgellm_generate_result *r)
+static edgellm_status generate_drafted(edgellm_context *ctx, edgellm_context *draft,
+                                       const edgellm_token *prompt, int32_t n_prompt, collected *c,
+                                       edgellm_generate_result *r)
 {
     edgellm_generate_params gp = edgellm_generate_default_params();
+    gp.draft = draft;
     gp.max_tokens = N_GEN;
     gp.sampling.temperature = 0;
     gp.on_token = collect;
     gp.user_data = c;
     return edgellm_generate_tokens(ctx, prompt, n_prompt, &gp, r);
+}
+
+static edgellm_status generate_n(edgellm_context *ctx, const edgellm_token *prompt,
+                                 int32_t n_prompt, collected *c, edgellm_generate_result *r)
+{
+    return generate_drafted(ctx, NULL, prompt, n_prompt, c, r);
 }
 
 static edgellm_status generate(edgellm_context *ctx, const edgellm_token *prompt, collected *c,
@@ -292,6 +300,53 @@ static void test_cancel_prefix_reuse(edgellm_model *m, canceller *cn, const edge
     edgellm_context_free(ctx);
 }
 
+/* A cancel of the generating context that lands while its draft context works, reading the
+ * prompt (draft pass 3 of the 12 the prompt needs) or proposing (pass 14: after the prompt, the
+ * first pass's catch-up over the pending token is pass 13, then one pass per proposal), stops
+ * that work before the draft's next layer, as it stops the model's own passes, and nothing is
+ * handed out after it. Before session 26 the draft ran on to the end of its work (its whole
+ * prompt; with a draft shared by several threads a pass's catch-up can be as long), and after a
+ * cancel in the draft's prompt the first token was still handed out. */
+static void test_cancel_while_drafting(edgellm_model *m, canceller *cn, const edgellm_token *prompt,
+                                       const collected *fresh)
+{
+    static const int cancel_passes[2] = {3, 14};
+    for (int k = 0; k < 2; k++) {
+        edgellm_context *ctx = new_context(m), *draft = new_context(m);
+        if (!ctx || !draft) {
+            edgellm_context_free(ctx);
+            edgellm_context_free(draft);
+            return;
+        }
+        watch w = {.canceller = cn, .ctx = ctx, .cancel_pass = cancel_passes[k], .cancel_layer = 1};
+        ellm_state_set_input_observer(ellm_context_state(draft), observe, &w);
+        collected c = {0};
+        edgellm_generate_result r;
+        edgellm_status st = generate_drafted(ctx, draft, prompt, N_PROMPT, &c, &r);
+        CHECK_MSG(st == EDGELLM_ERR_CANCELLED, "drafting pass %d: %s", cancel_passes[k],
+                  edgellm_status_name(st));
+        CHECK(w.cancelled && w.landed == 1);
+        CHECK_MSG(w.layers_after == 0 && w.inputs_after <= 3,
+                  "the draft went on after the cancel in its pass %d: %d layers, %d matrix inputs",
+                  cancel_passes[k], w.layers_after, w.inputs_after);
+        /* Before the cancel: nothing in the draft's prompt, the first token before pass 14. */
+        CHECK_MSG(c.calls == k, "%d tokens handed out with a cancel in draft pass %d", c.calls,
+                  cancel_passes[k]);
+        CHECK(r.stop_reason == EDGELLM_STOP_CANCELLED && r.n_generated == c.n_tokens);
+        CHECK(!memcmp(c.tokens, fresh->tokens, (size_t)c.n_tokens * sizeof *c.tokens));
+        CHECK(edgellm_context_n_past(ctx) == N_PROMPT);
+        ellm_state_set_input_observer(ellm_context_state(draft), NULL, NULL);
+        check_like_fresh(ctx, prompt, fresh, "a cancel while drafting");
+        collected again = {0};
+        CHECK(edgellm_context_truncate(ctx, 0) == EDGELLM_OK);
+        CHECK(generate_drafted(ctx, draft, prompt, N_PROMPT, &again, &r) == EDGELLM_OK &&
+              !memcmp(again.tokens, fresh->tokens, sizeof again.tokens) &&
+              r.n_draft_accepted == r.n_draft_proposed && r.n_draft_proposed > 0);
+        edgellm_context_free(draft);
+        edgellm_context_free(ctx);
+    }
+}
+
 /* A cancel while nothing runs is dropped: the next call runs to its end. */
 static void test_cancel_idle(edgellm_model *m, canceller *cn, const edgellm_token *prompt,
                              const collected *fresh)
@@ -349,6 +404,7 @@ int main(void)
     test_cancel_embed(m, &cn, prompt);
     test_cancel_idle(m, &cn, prompt, &fresh);
     test_cancel_prefix_reuse(m, &cn, prompt);
+    test_cancel_while_drafting(m, &cn, prompt, &fresh);
 
     pthread_mutex_lock(&cn.mu);
     cn.quit = true;

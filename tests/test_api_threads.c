@@ -11,7 +11,11 @@
  *  - four threads each make a context, a text stream and a grammar state of a model and a
  *    grammar whose handles the main thread then frees: each thread's generations are exactly
  *    the single-threaded ones, and whichever thread frees last frees the model and the grammar
- *    (their counts are atomic: ThreadSanitizer checks the hand-over).
+ *    (their counts are atomic: ThreadSanitizer checks the hand-over);
+ *  - two threads each pull greedy generations (plain and under a grammar) drafting with one
+ *    shared draft context, which the main thread also frees while they run: each output is the
+ *    output without a draft, and every proposal is accepted (the model drafts for itself, so a
+ *    proposal from another generation's cache would show).
  * Nothing checked depends on timing: where the cancel lands varies, what must hold wherever it
  * lands does not. Run it in the sanitizer build (or a -fsanitize=thread one) for the races. */
 #define _POSIX_C_SOURCE 200809L
@@ -98,6 +102,12 @@ typedef struct storm {
     atomic_long landed;
 } storm;
 
+static void pause_us(long us)
+{
+    struct timespec pause = {0, us * 1000};
+    nanosleep(&pause, NULL);
+}
+
 /* Cancels again and again; after each one that lands, a pause of varying length (up to about
  * a token's time), so that cancels land in prefill, in decode and between calls. */
 static void *cancel_repeatedly(void *arg)
@@ -106,8 +116,7 @@ static void *cancel_repeatedly(void *arg)
     while (!atomic_load(&s->quit))
         if (edgellm_context_cancel(s->ctx)) {
             long landed = atomic_fetch_add(&s->landed, 1);
-            struct timespec pause = {0, (landed * 7919 % 400) * 1000};
-            nanosleep(&pause, NULL);
+            pause_us(landed * 7919 % 400);
         }
     return NULL;
 }
@@ -243,6 +252,248 @@ static void test_two_contexts(edgellm_model *m, const job *jobs_a, const job *jo
         CHECK_MSG(!memcmp(&b.outputs[i], &alone_b[i], sizeof alone_b[i]),
                   "round %d: thread B's output differs from its single-threaded one", i);
     }
+}
+
+/* ---- one draft context shared by generations on two threads ------------------------------ */
+
+enum { DRAFTERS = 2, DRAFT_ROUNDS = 4 };
+
+/* The draft context the drafters share. The application's own lock keeps a generation from
+ * beginning with it while it is freed; the generations already open need none. */
+typedef struct shared_draft {
+    pthread_mutex_t lock;
+    edgellm_context *ctx; /* NULL once freed */
+} shared_draft;
+
+/* A thread drafting with the shared context; what it got is checked by the main thread. */
+typedef struct drafter {
+    edgellm_context *ctx;
+    shared_draft *draft;
+    const job *jobs;         /* DRAFT_ROUNDS, run in turn */
+    atomic_int *tokens_seen; /* by every drafter together, for the main thread's free */
+    atomic_int *finished;    /* drafters that are done */
+    output outputs[DRAFT_ROUNDS];
+    edgellm_generate_result results[DRAFT_ROUNDS];
+    edgellm_status status[DRAFT_ROUNDS];
+} drafter;
+
+typedef struct counted_output {
+    output *out;
+    atomic_int *tokens_seen;
+} counted_output;
+
+static int collect_counted(void *user, edgellm_token token, const char *text, size_t len)
+{
+    counted_output *c = user;
+    atomic_fetch_add(c->tokens_seen, 1);
+    return collect(c->out, token, text, len);
+}
+
+static void *draft_with_shared(void *arg)
+{
+    drafter *d = arg;
+    for (int i = 0; i < DRAFT_ROUNDS; i++) {
+        job j = d->jobs[i];
+        j.params.draft_max = 4;
+        output *out = &d->outputs[i];
+        memset(out, 0, sizeof *out);
+        counted_output counted = {out, d->tokens_seen};
+        edgellm_generation *g = NULL;
+        j.params.on_token = collect_counted;
+        j.params.user_data = &counted;
+        pthread_mutex_lock(&d->draft->lock);
+        j.params.draft = d->draft->ctx;
+        d->status[i] = edgellm_generation_begin(d->ctx, j.prompt, &j.params, &g);
+        pthread_mutex_unlock(&d->draft->lock);
+        int ended = d->status[i] != EDGELLM_OK;
+        while (!ended && edgellm_generation_prompt_left(g) > 0)
+            edgellm_generation_prefill(g, 5, &ended);
+        while (!ended)
+            edgellm_generation_next(g, j.slice, &ended);
+        if (g)
+            d->status[i] = edgellm_generation_finish(g, &d->results[i]);
+    }
+    atomic_fetch_add(d->finished, 1);
+    return NULL;
+}
+
+/* Two generations at a time, on two threads, drafting with one context (one small draft model
+ * for a pool of chat sessions). Greedy output is the output without a draft whatever the timing:
+ * a pass that finds the draft busy on the other thread checks no proposals. The model drafts for
+ * itself, so every greedy proposal made from the right cache is accepted: a proposal made from
+ * the other generation's cache would show as a rejection. With free_after > 0 the main thread
+ * frees the draft once the threads have handed out that many tokens, while they run. Before
+ * session 26 the two threads re-synced and evaluated the draft's cache at the same time (a data
+ * race ThreadSanitizer reports). */
+static void test_shared_draft(edgellm_model *m, const job *jobs, int free_after)
+{
+    output want[DRAFT_ROUNDS];
+    edgellm_context *ctx = new_context(m, 1);
+    for (int i = 0; i < DRAFT_ROUNDS; i++) {
+        edgellm_generate_result r;
+        CHECK(run_job(ctx, &jobs[i], &want[i], &r) == EDGELLM_OK && want[i].n_tokens > 0);
+    }
+    edgellm_context_free(ctx);
+
+    atomic_int tokens_seen = 0, finished = 0;
+    static shared_draft draft = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    draft.ctx = new_context(m, 2);
+    static drafter drafters[DRAFTERS];
+    pthread_t threads[DRAFTERS];
+    for (int t = 0; t < DRAFTERS; t++) {
+        drafters[t] = (drafter){.ctx = new_context(m, 1 + t),
+                                .draft = &draft,
+                                .jobs = jobs,
+                                .tokens_seen = &tokens_seen,
+                                .finished = &finished};
+        CHECK(pthread_create(&threads[t], NULL, draft_with_shared, &drafters[t]) == 0);
+    }
+    if (free_after > 0) {
+        while (atomic_load(&tokens_seen) < free_after && atomic_load(&finished) < DRAFTERS)
+            sched_yield();
+        pthread_mutex_lock(&draft.lock);
+        edgellm_context_free(draft.ctx);
+        draft.ctx = NULL;
+        pthread_mutex_unlock(&draft.lock);
+    }
+    for (int t = 0; t < DRAFTERS; t++)
+        pthread_join(threads[t], NULL);
+    int32_t proposed = 0;
+    for (int t = 0; t < DRAFTERS; t++) {
+        const drafter *d = &drafters[t];
+        for (int i = 0; i < DRAFT_ROUNDS; i++) {
+            const edgellm_generate_result *r = &d->results[i];
+            CHECK_MSG(d->status[i] == EDGELLM_OK, "thread %d, round %d: %s", t, i,
+                      edgellm_status_name(d->status[i]));
+            CHECK_MSG(!memcmp(&d->outputs[i], &want[i], sizeof want[i]),
+                      "thread %d, round %d: '%.*s' drafting with a shared context, '%.*s' "
+                      "without a draft",
+                      t, i, (int)d->outputs[i].len, d->outputs[i].text, (int)want[i].len,
+                      want[i].text);
+            CHECK_MSG(r->n_draft_accepted == r->n_draft_proposed,
+                      "thread %d, round %d: %d of %d proposals accepted (a draft proposing for "
+                      "itself from the right cache is always right)",
+                      t, i, r->n_draft_accepted, r->n_draft_proposed);
+            CHECK(r->n_generated == want[i].n_tokens);
+            proposed += r->n_draft_proposed;
+        }
+        edgellm_context_free(d->ctx);
+    }
+    /* Some pass wins the draft first and proposes; once freed, maybe none did before. */
+    if (free_after == 0)
+        CHECK_MSG(proposed > 0, "no generation drafted with the shared context");
+    printf("shared draft%s: %d proposals checked in %d generations\n",
+           free_after > 0 ? " (freed while they ran)" : "", (int)proposed, DRAFTERS * DRAFT_ROUNDS);
+    edgellm_context_free(draft.ctx);
+}
+
+/* The storm of test_cancel_storm aimed at a draft context: the cancels land in the drafting of
+ * the generation that drafts with it (one session's "stop" sent to the draft a pool shares), and
+ * stop that drafting, not the generation, which is cancelled through its own context. Before
+ * session 26 the generation ended with EDGELLM_ERR_CANCELLED. */
+static void test_draft_cancelled(edgellm_model *m, const job *j, const output *want)
+{
+    edgellm_context *ctx = new_context(m, 1);
+    storm s = {.ctx = new_context(m, 2)};
+    atomic_init(&s.quit, false);
+    atomic_init(&s.landed, 0);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, cancel_repeatedly, &s) == 0);
+    job drafted = *j;
+    drafted.params.draft = s.ctx;
+    drafted.params.draft_max = 4;
+    for (int round = 0; round < CANCEL_ROUNDS / 3; round++) {
+        output got;
+        edgellm_generate_result r;
+        edgellm_status st = run_job(ctx, &drafted, &got, &r);
+        CHECK_MSG(st == EDGELLM_OK && r.stop_reason == EDGELLM_STOP_MAX_TOKENS,
+                  "round %d: a cancel of the draft context ended the generation: %s (%s)", round,
+                  edgellm_status_name(st), edgellm_last_error());
+        CHECK_MSG(!memcmp(&got, want, sizeof got), "round %d: '%.*s' under cancels of the draft",
+                  round, (int)got.len, got.text);
+        CHECK(r.n_draft_accepted == r.n_draft_proposed);
+    }
+    atomic_store(&s.quit, true);
+    pthread_join(thread, NULL);
+    printf("draft cancelled: %ld cancels landed in its drafting\n", (long)atomic_load(&s.landed));
+    edgellm_context_free(s.ctx);
+    edgellm_context_free(ctx);
+}
+
+/* One thread begins generations drafting with a context while another begins generations on
+ * that context itself: each begin either opens its generation or is refused (EDGELLM_ERR_BUSY),
+ * never both at once, since the drafting one would re-sync the cache under the other. Each side
+ * pauses after a generation of its own, so that the other's begins find the context free. */
+enum { BEGIN_RACE_OPENS = 4, BEGIN_RACE_ROUNDS = 20000 };
+
+typedef struct draft_owner {
+    edgellm_context *draft;
+    const job *job;
+    const output *want;
+    atomic_bool quit;
+    atomic_int opened, refused, wrong, failed;
+} draft_owner;
+
+static void *generate_on_draft(void *arg)
+{
+    draft_owner *o = arg;
+    while (!atomic_load(&o->quit)) {
+        output got;
+        edgellm_generate_result r;
+        edgellm_status st = run_job(o->draft, o->job, &got, &r);
+        if (st == EDGELLM_ERR_BUSY) {
+            atomic_fetch_add(&o->refused, 1);
+            continue;
+        }
+        if (st != EDGELLM_OK)
+            atomic_fetch_add(&o->failed, 1);
+        else if (memcmp(&got, o->want, sizeof got) != 0)
+            atomic_fetch_add(&o->wrong, 1);
+        pause_us(atomic_fetch_add(&o->opened, 1) * 7919 % 300);
+    }
+    return NULL;
+}
+
+static void test_draft_begin_race(edgellm_model *m, const job *j, const output *want)
+{
+    edgellm_context *ctx = new_context(m, 1);
+    static draft_owner owner;
+    owner = (draft_owner){.draft = new_context(m, 1), .job = j, .want = want};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, generate_on_draft, &owner) == 0);
+    job drafted = *j;
+    drafted.params.draft = owner.draft;
+    int opened = 0, refused = 0;
+    for (int round = 0;
+         round < BEGIN_RACE_ROUNDS &&
+         (opened < BEGIN_RACE_OPENS || atomic_load(&owner.opened) < BEGIN_RACE_OPENS);
+         round++) {
+        output got;
+        edgellm_generate_result r;
+        edgellm_status st = run_job(ctx, &drafted, &got, &r);
+        CHECK_MSG(st == EDGELLM_OK || st == EDGELLM_ERR_BUSY, "round %d: %s (%s)", round,
+                  edgellm_status_name(st), edgellm_last_error());
+        refused += st == EDGELLM_ERR_BUSY;
+        if (st != EDGELLM_OK)
+            continue;
+        CHECK_MSG(!memcmp(&got, want, sizeof got) && r.n_draft_accepted == r.n_draft_proposed,
+                  "round %d: '%.*s', %d of %d proposals accepted", round, (int)got.len, got.text,
+                  r.n_draft_accepted, r.n_draft_proposed);
+        pause_us(opened++ * 7919 % 300);
+    }
+    atomic_store(&owner.quit, true);
+    pthread_join(thread, NULL);
+    CHECK_MSG(atomic_load(&owner.failed) == 0 && atomic_load(&owner.wrong) == 0,
+              "on the draft context itself: %d failed, %d other outputs",
+              atomic_load(&owner.failed), atomic_load(&owner.wrong));
+    /* Its own generations, as a fresh context gives them. */
+    output got;
+    edgellm_generate_result r;
+    CHECK(run_job(owner.draft, j, &got, &r) == EDGELLM_OK && !memcmp(&got, want, sizeof got));
+    printf("draft begin race: drafting %d opened, %d refused; on the draft %d opened, %d refused\n",
+           opened, refused, atomic_load(&owner.opened), atomic_load(&owner.refused));
+    edgellm_context_free(owner.draft);
+    edgellm_context_free(ctx);
 }
 
 /* ---- the model's and the grammar's handles freed while other threads use them ------------- */
@@ -391,6 +642,16 @@ int main(void)
     test_cancel_storm(m, &jobs_a[0], &want, &full);
     test_two_contexts(m, jobs_a, jobs_b, 3);
     test_handles_freed_under_threads(jobs_a);
+    edgellm_generate_params greedy_words = greedy;
+    greedy_words.grammar = grammar;
+    const job drafted[DRAFT_ROUNDS] = {{story, greedy, 1},
+                                       {"The dog", greedy_words, 2},
+                                       {"One day, Tom", greedy, 3},
+                                       {story, greedy_words, 1}};
+    test_shared_draft(m, drafted, 0);
+    test_shared_draft(m, drafted, 30);
+    test_draft_cancelled(m, &jobs_a[0], &want);
+    test_draft_begin_race(m, &jobs_a[0], &want);
 
     edgellm_grammar_free(grammar);
     edgellm_model_free(m);

@@ -1,5 +1,6 @@
 /* The public C API over the modules: models, contexts, tokenization and evaluation. */
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,8 +63,19 @@ struct edgellm_context {
     /* The step-by-step generation begun on this context and not yet finished: it owns the cache
      * between its calls, so the public calls that would change the cache are refused. */
     edgellm_generation *generation;
-    ellm_draft_hold *drafting; /* open generations that use this context as their draft */
+    /* Under draft_lock: the open generations that use this context as their draft, and whether
+     * one of their passes is drafting with it now. */
+    ellm_draft_hold *drafting;
+    bool draft_claimed;
+    edgellm_context *drafting_with; /* the draft a pass of this context's generation claimed */
 };
+
+/* Generations on different threads may share a draft context: this lock orders their begins,
+ * finishes and drafting passes, and the context's free, on what they share (each context's
+ * drafting list and claim, and its open generation as other threads' begins see it). Held for a
+ * few instructions, never while a model runs, so no generation waits for another's drafting. */
+static pthread_mutex_t draft_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t draft_unclaimed = PTHREAD_COND_INITIALIZER;
 
 #define CTX_RUNNING 1u
 
@@ -718,16 +730,27 @@ edgellm_status edgellm_context_create(edgellm_model *m, const edgellm_context_pa
     return EDGELLM_OK;
 }
 
-int edgellm_context_cancel(edgellm_context *c)
+/* Asks the call running on c to stop; whether one was running. */
+static bool request_cancel(edgellm_context *c)
 {
-    if (!c)
-        return 0;
     unsigned s = atomic_load(&c->run_state);
     while (s & CTX_RUNNING)
         if ((s & ELLM_CANCEL_REQUESTED) ||
             atomic_compare_exchange_weak(&c->run_state, &s, s | ELLM_CANCEL_REQUESTED))
-            return 1;
-    return 0;
+            return true;
+    return false;
+}
+
+int edgellm_context_cancel(edgellm_context *c)
+{
+    if (!c || !request_cancel(c))
+        return 0;
+    /* The draft's work is part of the call: a long catch-up must stop as a pass does. */
+    pthread_mutex_lock(&draft_lock);
+    if (c->drafting_with)
+        request_cancel(c->drafting_with);
+    pthread_mutex_unlock(&draft_lock);
+    return 1;
 }
 
 void ellm_context_begin_call(edgellm_context *c)
@@ -742,19 +765,12 @@ void ellm_context_end_call(edgellm_context *c)
         atomic_store(&c->run_state, 0);
 }
 
-bool ellm_context_cancel_requested(edgellm_context *c)
+bool ellm_context_cancel_requested(const edgellm_context *c)
 {
     return (atomic_load(&c->run_state) & ELLM_CANCEL_REQUESTED) != 0;
 }
 
 ellm_state *ellm_context_state(edgellm_context *c) { return c->state; }
-
-void ellm_context_set_generation(edgellm_context *c, edgellm_generation *generation)
-{
-    c->generation = generation;
-}
-
-edgellm_generation *ellm_context_generation(const edgellm_context *c) { return c->generation; }
 
 edgellm_status ellm_context_refuse_busy(const edgellm_context *c, const char *what)
 {
@@ -766,22 +782,87 @@ edgellm_status ellm_context_refuse_busy(const edgellm_context *c, const char *wh
                      what);
 }
 
-void ellm_context_hold_as_draft(edgellm_context *c, ellm_draft_hold *hold)
+/* ellm_context_refuse_open with draft_lock held. */
+static edgellm_status refuse_open(const edgellm_context *c, const edgellm_context *draft,
+                                  const char *what)
 {
-    hold->next = c->drafting;
-    c->drafting = hold;
+    if (c && c->drafting)
+        return ellm_fail(EDGELLM_ERR_BUSY,
+                         "%s: the context is the draft of an open generation; finish that "
+                         "generation (edgellm_generation_finish) first, or use another context",
+                         what);
+    edgellm_status st = ellm_context_refuse_busy(c, what);
+    if (st == EDGELLM_OK && draft && draft->generation)
+        st = ellm_fail(EDGELLM_ERR_BUSY,
+                       "%s: the draft context has an open generation; finish it first", what);
+    return st;
 }
 
-void ellm_context_release_draft(edgellm_context *c, ellm_draft_hold *hold)
+edgellm_status ellm_context_refuse_open(const edgellm_context *c, const edgellm_context *draft,
+                                        const char *what)
 {
-    ellm_draft_hold **link = &c->drafting;
-    while (*link && *link != hold)
-        link = &(*link)->next;
-    if (*link)
-        *link = hold->next;
+    pthread_mutex_lock(&draft_lock);
+    edgellm_status st = refuse_open(c, draft, what);
+    pthread_mutex_unlock(&draft_lock);
+    return st;
 }
 
-bool ellm_context_drafting(const edgellm_context *c) { return c && c->drafting; }
+edgellm_status ellm_context_open_generation(edgellm_context *c, edgellm_generation *generation,
+                                            edgellm_context *draft, ellm_draft_hold *hold,
+                                            const char *what)
+{
+    pthread_mutex_lock(&draft_lock);
+    edgellm_status st = refuse_open(c, draft, what);
+    if (st == EDGELLM_OK) {
+        c->generation = generation;
+        hold->draft = draft;
+        if (draft) {
+            hold->next = draft->drafting;
+            draft->drafting = hold;
+        }
+    }
+    pthread_mutex_unlock(&draft_lock);
+    return st;
+}
+
+void ellm_context_close_generation(edgellm_context *c, ellm_draft_hold *hold)
+{
+    pthread_mutex_lock(&draft_lock);
+    if (c)
+        c->generation = NULL;
+    if (hold->draft) {
+        ellm_draft_hold **link = &hold->draft->drafting;
+        while (*link && *link != hold)
+            link = &(*link)->next;
+        if (*link)
+            *link = hold->next;
+        hold->draft = NULL;
+    }
+    pthread_mutex_unlock(&draft_lock);
+}
+
+edgellm_context *ellm_draft_claim(edgellm_context *c, ellm_draft_hold *hold, bool *freed)
+{
+    pthread_mutex_lock(&draft_lock);
+    edgellm_context *draft = hold->draft;
+    *freed = !draft;
+    if (draft && draft->draft_claimed)
+        draft = NULL;
+    else if (draft)
+        draft->draft_claimed = true;
+    c->drafting_with = draft;
+    pthread_mutex_unlock(&draft_lock);
+    return draft;
+}
+
+void ellm_draft_unclaim(edgellm_context *c, edgellm_context *draft)
+{
+    pthread_mutex_lock(&draft_lock);
+    c->drafting_with = NULL;
+    draft->draft_claimed = false;
+    pthread_cond_broadcast(&draft_unclaimed);
+    pthread_mutex_unlock(&draft_lock);
+}
 
 void edgellm_context_free(edgellm_context *c)
 {
@@ -790,11 +871,18 @@ void edgellm_context_free(edgellm_context *c)
     /* The application still holds the generation: it must fail cleanly, not reach freed memory. */
     if (c->generation)
         ellm_generation_detach(c->generation);
-    /* Those drafting with it go on without proposals, as they would without a draft. */
+    /* Those drafting with it go on without proposals, as they would without a draft. A pass of
+     * one of them on another thread may be drafting with it right now: that one ends first. */
+    pthread_mutex_lock(&draft_lock);
+    while (c->draft_claimed)
+        pthread_cond_wait(&draft_unclaimed, &draft_lock);
     for (ellm_draft_hold *hold = c->drafting, *next; hold; hold = next) {
         next = hold->next;
-        ellm_generation_lose_draft(hold->generation);
+        hold->draft = NULL;
+        hold->next = NULL;
     }
+    c->drafting = NULL;
+    pthread_mutex_unlock(&draft_lock);
     ellm_state_free(c->state);
     ellm_threadpool_free(c->pool);
     free(c->profile);

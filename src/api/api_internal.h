@@ -23,7 +23,7 @@ edgellm_status ellm_model_lay_out_for_kernels(edgellm_model *model, void *bytes,
 void ellm_context_begin_call(edgellm_context *ctx);
 void ellm_context_end_call(edgellm_context *ctx);
 /* Whether edgellm_context_cancel has asked the running call on ctx to stop. */
-bool ellm_context_cancel_requested(edgellm_context *ctx);
+bool ellm_context_cancel_requested(const edgellm_context *ctx);
 /* The last token of a generation that ended at its budget, emitted but not evaluated: set after
  * the generation, taken (and forgotten) by the next one. Taking it yields it only if nothing
  * changed the cache since it was set. */
@@ -31,25 +31,40 @@ void ellm_context_set_pending(edgellm_context *ctx, edgellm_token token);
 bool ellm_context_take_pending(edgellm_context *ctx, edgellm_token *token);
 /* Whether taking it now would yield it. */
 bool ellm_context_owes_pending(const edgellm_context *ctx);
-/* The open step-by-step generation on ctx (NULL: none). While there is one, the public calls that
- * change ctx's cache fail with EDGELLM_ERR_BUSY; the generation itself evaluates and truncates
- * through ellm_context_eval and ellm_context_truncate, which do not ask. */
-void ellm_context_set_generation(edgellm_context *ctx, edgellm_generation *generation);
-edgellm_generation *ellm_context_generation(const edgellm_context *ctx);
 /* EDGELLM_OK when ctx has no open generation, else EDGELLM_ERR_BUSY with a message naming what
- * (the refused function). */
+ * (the refused function). While there is one, the public calls that change ctx's cache are
+ * refused; the generation itself evaluates and truncates through ellm_context_eval and
+ * ellm_context_truncate, which do not ask. */
 edgellm_status ellm_context_refuse_busy(const edgellm_context *ctx, const char *what);
 /* An open generation drafting with a context (edgellm_generate_params.draft), in that context's
- * list from begin to finish: each one re-syncs the draft's cache before its passes, so the context
- * must not open a generation of its own meanwhile, and freeing it tells each one to go on without
- * it (ellm_generation_lose_draft). The generation owns the entry. */
+ * list from begin to finish. Each of its passes re-syncs the draft's cache, so the context must
+ * not open a generation of its own meanwhile, and two passes must not draft with it at once
+ * (generations on different threads may share it): a pass claims it first. Freeing the context
+ * sets draft to NULL in each entry: the generation goes on without proposals. The generation owns
+ * the entry; draft and next belong to src/api (under its lock). */
 typedef struct ellm_draft_hold {
-    edgellm_generation *generation;
+    edgellm_context *draft;
     struct ellm_draft_hold *next;
 } ellm_draft_hold;
-void ellm_context_hold_as_draft(edgellm_context *ctx, ellm_draft_hold *hold);
-void ellm_context_release_draft(edgellm_context *ctx, ellm_draft_hold *hold);
-bool ellm_context_drafting(const edgellm_context *ctx);
+/* EDGELLM_ERR_BUSY (naming what) when a generation may not open on ctx drafting with draft (NULL:
+ * none): ctx has an open generation or drafts for one, or draft has an open generation. */
+edgellm_status ellm_context_refuse_open(const edgellm_context *ctx, const edgellm_context *draft,
+                                        const char *what);
+/* Checks as ellm_context_refuse_open does and, in the same step (other threads may open
+ * generations drafting with the same context), makes generation ctx's open one and puts hold in
+ * draft's list. */
+edgellm_status ellm_context_open_generation(edgellm_context *ctx, edgellm_generation *generation,
+                                            edgellm_context *draft, ellm_draft_hold *hold,
+                                            const char *what);
+/* The generation is finished: ctx (NULL once freed) has none open, hold leaves its draft's list. */
+void ellm_context_close_generation(edgellm_context *ctx, ellm_draft_hold *hold);
+/* hold's draft context for one drafting of the generation on ctx, until ellm_draft_unclaim,
+ * without waiting: NULL when another generation's pass drafts with it now, or when it was freed
+ * (*freed then; it stays NULL). Meanwhile a cancel of ctx cancels the draft's running call too.
+ * The pass must unclaim it before anything can call back into the application, which may free
+ * the draft. */
+edgellm_context *ellm_draft_claim(edgellm_context *ctx, ellm_draft_hold *hold, bool *freed);
+void ellm_draft_unclaim(edgellm_context *ctx, edgellm_context *draft);
 /* The model's memory stays until its handle (edgellm_model_free) and every object made from it
  * (contexts, batches, grammars, text streams) are released; each of those retains it. Atomic:
  * they are created and freed on any threads. */

@@ -55,7 +55,7 @@ struct edgellm_generation {
      * between its slices is kept for the next one instead of dropped. */
     bool call_open;
     bool running;               /* inside one of its calls: its callback must not re-enter it */
-    ellm_draft_hold draft_hold; /* in params.draft's list while that is set */
+    ellm_draft_hold draft_hold; /* in params.draft's list from begin to finish */
 };
 
 /* tok is the next token: accepted, handed to the callback, checked against the context and the
@@ -175,9 +175,24 @@ static edgellm_status evaluate_prompt(edgellm_generation *g, int32_t n_tokens)
     return st;
 }
 
-/* One pass of the model over the pending token and its proposals; emits what it yields.
- * Returns false when generation ends. */
-static bool speculative_pass(edgellm_generation *g, edgellm_status *st)
+/* The draft context for one pass, claimed from the other generations drafting with it; NULL
+ * when one of them (on another thread) is drafting with it now, or when it was freed, after which
+ * the generation goes on without a draft (params.draft NULL). */
+static edgellm_context *claim_draft(edgellm_generation *g)
+{
+    bool freed = false;
+    edgellm_context *draft = g->params.draft ? ellm_draft_claim(g->ctx, &g->draft_hold, &freed)
+                                             : NULL;
+    if (freed)
+        g->params.draft = NULL;
+    return draft;
+}
+
+/* One pass of the model over the pending token and its proposals; emits what it yields. With a
+ * draft context but no claim on it (draft NULL) the pass checks no proposals: the same greedy
+ * output, and each token still drawn from the model's distribution. Returns false when
+ * generation ends. */
+static bool speculative_pass(edgellm_generation *g, edgellm_context *draft, edgellm_status *st)
 {
     const edgellm_generate_params *p = &g->params;
     edgellm_generate_result *res = &g->result;
@@ -192,9 +207,14 @@ static bool speculative_pass(edgellm_generation *g, edgellm_status *st)
         k = p->max_tokens - g->step.n_generated - 1;
     if (k > edgellm_context_n_batch(ctx) - 1) /* the pass keeps the logits of every position */
         k = edgellm_context_n_batch(ctx) - 1;
+    if (p->draft && !draft)
+        k = 0;
     int32_t n_proposed = 0;
     *st = ellm_spec_propose(g->step.spec, ctx, g->pending, g->step.sampler, g->step.grammar, k,
                             g->batch + 1, &n_proposed);
+    /* Before on_token runs: it may free the draft, which waits for the claim to end. */
+    if (draft)
+        ellm_draft_unclaim(ctx, draft);
     if (*st != EDGELLM_OK)
         return false;
     g->batch[0] = g->pending;
@@ -241,6 +261,7 @@ static bool speculative_tokens(edgellm_generation *g, int32_t n_tokens, edgellm_
             return false;
     }
     while (g->step.n_generated - n_before < n_tokens) {
+        edgellm_context *draft = claim_draft(g);
         if (!ellm_speculative_wanted(&g->params)) {
             /* The draft context was freed (maybe by on_token during the last pass): plain
              * decoding goes on from the token that pass emitted, which no pass evaluated yet. */
@@ -251,7 +272,7 @@ static bool speculative_tokens(edgellm_generation *g, int32_t n_tokens, edgellm_
             return *st == EDGELLM_OK &&
                    plain_tokens(g, n_tokens - (g->step.n_generated - n_before), st);
         }
-        if (!speculative_pass(g, st))
+        if (!speculative_pass(g, draft, st))
             return false;
     }
     return true;
@@ -287,14 +308,24 @@ static bool prefill(edgellm_generation *g, int32_t n_tokens, edgellm_status *st)
     free(g->prompt);
     g->prompt = NULL;
     g->step.base = edgellm_context_n_past(g->ctx);
+    edgellm_context *draft = claim_draft(g);
     if (!ellm_speculative_wanted(&g->params))
         return true;
     *st = ellm_spec_create(g->ctx, &g->params, &g->step.spec);
     if (*st == EDGELLM_OK &&
         !(g->batch = malloc(((size_t)g->params.draft_max + 1) * sizeof *g->batch)))
         *st = ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for speculative decoding");
-    if (*st == EDGELLM_OK)
+    /* A draft busy on another thread reads the prompt at this generation's first pass with it. */
+    if (*st == EDGELLM_OK && draft)
         *st = ellm_spec_prefill(g->step.spec, g->ctx);
+    if (draft)
+        ellm_draft_unclaim(g->ctx, draft);
+    /* A cancel that stopped the draft reading the prompt stops the call before the first token,
+     * as one in the prompt's last pass would. */
+    if (*st == EDGELLM_OK && draft && ellm_context_cancel_requested(g->ctx))
+        *st = ellm_fail(EDGELLM_ERR_CANCELLED,
+                        "stopped by edgellm_context_cancel while the draft model read the prompt "
+                        "(the prompt stays cached)");
     return *st == EDGELLM_OK;
 }
 
@@ -313,8 +344,6 @@ static void release_call(edgellm_generation *g)
         ellm_context_end_call(g->ctx);
     g->call_open = false;
 }
-
-void ellm_generation_lose_draft(edgellm_generation *g) { g->params.draft = NULL; }
 
 void ellm_generation_detach(edgellm_generation *g)
 {
@@ -341,12 +370,7 @@ static edgellm_status refuse_out_or_busy(const edgellm_context *ctx, const char 
 {
     if (!out)
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "%s: out_generation is NULL", what);
-    if (ellm_context_drafting(ctx))
-        return ellm_fail(EDGELLM_ERR_BUSY,
-                         "%s: the context is the draft of an open generation; finish that "
-                         "generation (edgellm_generation_finish) first, or use another context",
-                         what);
-    return ellm_context_refuse_busy(ctx, what);
+    return ellm_context_refuse_open(ctx, NULL, what);
 }
 
 /* what names the public function for the messages. */
@@ -362,9 +386,8 @@ static edgellm_status generation_begin(edgellm_context *ctx, const edgellm_token
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT,
                          "%s: need a context, parameters and a non-empty prompt", what);
     double t_start = ellm_generate_now();
-    if (params->draft && ellm_context_generation(params->draft))
-        st = ellm_fail(EDGELLM_ERR_BUSY,
-                       "%s: the draft context has an open generation; finish it first", what);
+    if (params->draft)
+        st = ellm_context_refuse_open(ctx, params->draft, what);
     if (st == EDGELLM_OK)
         st = ellm_speculative_check(ctx, params);
     if (st != EDGELLM_OK)
@@ -387,14 +410,13 @@ static edgellm_status generation_begin(edgellm_context *ctx, const edgellm_token
     /* The text stream has its own copies; the caller's may go now. */
     g->params.stop_strings = NULL;
     g->params.n_stop_strings = 0;
+    /* Checked again with the registration: another thread may have opened a generation on the
+     * draft context since. */
+    if (st == EDGELLM_OK)
+        st = ellm_context_open_generation(ctx, g, params->draft, &g->draft_hold, what);
     if (st != EDGELLM_OK) {
         generation_free(g);
         return st;
-    }
-    ellm_context_set_generation(ctx, g);
-    if (params->draft) {
-        g->draft_hold.generation = g;
-        ellm_context_hold_as_draft(params->draft, &g->draft_hold);
     }
     ellm_context_begin_call(ctx);
     g->call_open = true;
@@ -510,10 +532,7 @@ edgellm_status edgellm_generation_finish(edgellm_generation *g, edgellm_generate
     if (out)
         *out = *res;
     release_call(g);
-    if (g->ctx)
-        ellm_context_set_generation(g->ctx, NULL);
-    if (g->params.draft)
-        ellm_context_release_draft(g->params.draft, &g->draft_hold);
+    ellm_context_close_generation(g->ctx, &g->draft_hold);
     generation_free(g);
     return st;
 }

@@ -8,8 +8,5 @@
 /* The generation's context is being freed while the application still holds the generation: it
  * ends, its calls fail with EDGELLM_ERR_INVALID_ARGUMENT, and finish only frees it. */
 void ellm_generation_detach(edgellm_generation *gen);
-/* The generation's draft context is being freed: it goes on without proposals from its next pass
- * (greedy output is the same; speculative decoding is exact under greedy). */
-void ellm_generation_lose_draft(edgellm_generation *gen);
 
 #endif

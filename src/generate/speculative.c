@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_internal.h"
 #include "core/status.h"
 #include "edgellm.h"
 #include "generate/speculative.h"
@@ -119,6 +120,19 @@ void ellm_spec_free(ellm_spec *sp)
     free(sp);
 }
 
+/* What a failed evaluation of the draft context means for the sequence. A cancel of the draft
+ * (edgellm_context_cancel on it, from any thread, or forwarded from the sequence's context while
+ * this drafting runs) stops the drafting it lands in: several sequences may draft with one
+ * context, and each is cancelled through its own, whose next pass then stops. Drafting ends with
+ * the proposals made so far; the next one re-syncs the draft's cache. */
+static bool drafting_stopped(edgellm_status *st)
+{
+    if (*st != EDGELLM_ERR_CANCELLED)
+        return *st != EDGELLM_OK;
+    *st = EDGELLM_OK;
+    return true;
+}
+
 /* Brings the draft's cache to seq[0 .. n_seq), evaluating at least the last token, whose logits
  * the first proposal comes from. */
 static edgellm_status draft_catch_up(ellm_spec *sp, int32_t n_seq)
@@ -131,10 +145,13 @@ edgellm_status ellm_spec_prefill(ellm_spec *sp, const edgellm_context *ctx)
 {
     int32_t n_prompt = 0;
     const edgellm_token *prompt = edgellm_context_tokens(ctx, &n_prompt);
-    if (!sp->draft || n_prompt == 0 || n_prompt > edgellm_context_n_ctx(sp->draft))
+    if (!sp->draft || n_prompt == 0 || n_prompt > edgellm_context_n_ctx(sp->draft) ||
+        ellm_context_cancel_requested(ctx))
         return EDGELLM_OK;
     memcpy(sp->seq, prompt, (size_t)n_prompt * sizeof *prompt);
-    return draft_catch_up(sp, n_prompt);
+    edgellm_status st = draft_catch_up(sp, n_prompt);
+    drafting_stopped(&st);
+    return st;
 }
 
 /* The draft's next token under the grammar, whose state is the text so far; -1 when the grammar
@@ -172,10 +189,12 @@ static edgellm_token constrained_draft_token(ellm_spec *sp, edgellm_grammar_stat
 }
 
 /* Proposes up to k tokens after seq[0 .. n_seq) with the draft model into out; under a grammar
- * each proposal advances it (the caller rewinds it). */
-static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sampler,
-                                    edgellm_grammar_state *grammar, int32_t n_seq, int32_t k,
-                                    edgellm_token *out, int32_t *n_proposed)
+ * each proposal advances it (the caller rewinds it). None after a cancel of ctx's call (its next
+ * pass stops). */
+static edgellm_status propose_draft(ellm_spec *sp, const edgellm_context *ctx,
+                                    const edgellm_sampler *sampler, edgellm_grammar_state *grammar,
+                                    int32_t n_seq, int32_t k, edgellm_token *out,
+                                    int32_t *n_proposed)
 {
     edgellm_context *draft = sp->draft;
     const edgellm_model *model = edgellm_context_model(draft);
@@ -184,10 +203,10 @@ static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sample
     int32_t room = edgellm_context_n_ctx(draft) - n_seq + 1;
     if (k > room)
         k = room;
-    if (k <= 0)
+    if (k <= 0 || ellm_context_cancel_requested(ctx))
         return EDGELLM_OK;
     edgellm_status st = draft_catch_up(sp, n_seq);
-    if (st != EDGELLM_OK)
+    if (drafting_stopped(&st))
         return st;
     ellm_sampler_copy_history(sp->draft_sampler, sampler);
     for (int32_t i = 0; i < k; i++) {
@@ -207,10 +226,10 @@ static edgellm_status propose_draft(ellm_spec *sp, const edgellm_sampler *sample
         out[i] = t;
         (*n_proposed)++;
         edgellm_sampler_accept(sp->draft_sampler, t);
-        if (i + 1 == k || edgellm_token_is_eog(model, t))
+        if (i + 1 == k || edgellm_token_is_eog(model, t) || ellm_context_cancel_requested(ctx))
             break;
         st = edgellm_eval(draft, &t, 1, 0);
-        if (st != EDGELLM_OK)
+        if (drafting_stopped(&st))
             return st;
     }
     return EDGELLM_OK;
@@ -265,7 +284,7 @@ edgellm_status ellm_spec_propose(ellm_spec *sp, const edgellm_context *ctx, edge
     if (grammar)
         before = ellm_grammar_state_get_mark(grammar);
     if (sp->draft) {
-        st = propose_draft(sp, sampler, grammar, n_seq, k, out, n_out);
+        st = propose_draft(sp, ctx, sampler, grammar, n_seq, k, out, n_out);
     } else {
         *n_out = propose_lookup(sp, n_seq, k, out);
         if (grammar)

@@ -18,7 +18,9 @@ edgellm_status ellm_speculative_check(const edgellm_context *ctx,
 
 /* Proposals for one sequence generated on ctx as params say: its draft context or lookup_ngram,
  * draft_max, draft_min, sampling and the benchmark knobs (ellm_speculative_check them first).
- * The draft context is used by this sequence alone while the result lives. */
+ * Only ellm_spec_prefill and ellm_spec_propose with k > 0 use the draft context: a caller whose
+ * draft other sequences share (generations on other threads) runs them only while it has the
+ * draft to itself, and otherwise asks for no proposals (k = 0). */
 edgellm_status ellm_spec_create(const edgellm_context *ctx, const edgellm_generate_params *params,
                                 ellm_spec **out);
 void ellm_spec_free(ellm_spec *sp);
