@@ -298,7 +298,7 @@ const edgellm_model *edgellm_context_model(const edgellm_context *ctx);
  * Asks the call running on ctx (edgellm_eval, edgellm_embed, edgellm_generate,
  * edgellm_generate_tokens), or the generation open on it (edgellm_generation_begin), to stop;
  * callable from any thread while ctx exists, e.g. when the user leaves the screen during a long
- * prompt. The call stops before the next layer of its forward pass (or before the next token)
+ * prompt, and from a signal handler (it only sets an atomic word). The call stops before the next layer of its forward pass (or before the next token)
  * and returns EDGELLM_ERR_CANCELLED with the context usable:
  *  - edgellm_eval keeps the n_batch chunks it finished in the cache (edgellm_context_n_past says
  *    how far it got; an edgellm_generate with the same prompt reuses them) and no logits;

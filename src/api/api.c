@@ -67,7 +67,6 @@ struct edgellm_context {
      * one of their passes is drafting with it now. */
     ellm_draft_hold *drafting;
     bool draft_claimed;
-    edgellm_context *drafting_with; /* the draft a pass of this context's generation claimed */
 };
 
 /* Generations on different threads may share a draft context: this lock orders their begins,
@@ -743,14 +742,9 @@ static bool request_cancel(edgellm_context *c)
 
 int edgellm_context_cancel(edgellm_context *c)
 {
-    if (!c || !request_cancel(c))
-        return 0;
-    /* The draft's work is part of the call: a long catch-up must stop as a pass does. */
-    pthread_mutex_lock(&draft_lock);
-    if (c->drafting_with)
-        request_cancel(c->drafting_with);
-    pthread_mutex_unlock(&draft_lock);
-    return 1;
+    /* Only an atomic word, no lock: apps call this from signal handlers. The draft's passes
+     * drafting for c's generation read c's word too (ellm_draft_claim), so they stop with it. */
+    return c && request_cancel(c);
 }
 
 void ellm_context_begin_call(edgellm_context *c)
@@ -850,15 +844,16 @@ edgellm_context *ellm_draft_claim(edgellm_context *c, ellm_draft_hold *hold, boo
         draft = NULL;
     else if (draft)
         draft->draft_claimed = true;
-    c->drafting_with = draft;
+    if (draft) /* set and cleared by the claiming thread, the only one running the draft */
+        ellm_state_set_cancel_owner(draft->state, &c->run_state);
     pthread_mutex_unlock(&draft_lock);
     return draft;
 }
 
-void ellm_draft_unclaim(edgellm_context *c, edgellm_context *draft)
+void ellm_draft_unclaim(edgellm_context *draft)
 {
     pthread_mutex_lock(&draft_lock);
-    c->drafting_with = NULL;
+    ellm_state_set_cancel_owner(draft->state, NULL);
     draft->draft_claimed = false;
     pthread_cond_broadcast(&draft_unclaimed);
     pthread_mutex_unlock(&draft_lock);

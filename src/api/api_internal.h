@@ -60,11 +60,11 @@ edgellm_status ellm_context_open_generation(edgellm_context *ctx, edgellm_genera
 void ellm_context_close_generation(edgellm_context *ctx, ellm_draft_hold *hold);
 /* hold's draft context for one drafting of the generation on ctx, until ellm_draft_unclaim,
  * without waiting: NULL when another generation's pass drafts with it now, or when it was freed
- * (*freed then; it stays NULL). Meanwhile a cancel of ctx cancels the draft's running call too.
+ * (*freed then; it stays NULL). Meanwhile a cancel of ctx stops the draft's passes too.
  * The pass must unclaim it before anything can call back into the application, which may free
  * the draft. */
 edgellm_context *ellm_draft_claim(edgellm_context *ctx, ellm_draft_hold *hold, bool *freed);
-void ellm_draft_unclaim(edgellm_context *ctx, edgellm_context *draft);
+void ellm_draft_unclaim(edgellm_context *draft);
 /* The model's memory stays until its handle (edgellm_model_free) and every object made from it
  * (contexts, batches, grammars, text streams) are released; each of those retains it. Atomic:
  * they are created and freed on any threads. */

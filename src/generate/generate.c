@@ -214,7 +214,7 @@ static bool speculative_pass(edgellm_generation *g, edgellm_context *draft, edge
                             g->batch + 1, &n_proposed);
     /* Before on_token runs: it may free the draft, which waits for the claim to end. */
     if (draft)
-        ellm_draft_unclaim(ctx, draft);
+        ellm_draft_unclaim(draft);
     if (*st != EDGELLM_OK)
         return false;
     g->batch[0] = g->pending;
@@ -319,7 +319,7 @@ static bool prefill(edgellm_generation *g, int32_t n_tokens, edgellm_status *st)
     if (*st == EDGELLM_OK && draft)
         *st = ellm_spec_prefill(g->step.spec, g->ctx);
     if (draft)
-        ellm_draft_unclaim(g->ctx, draft);
+        ellm_draft_unclaim(draft);
     /* A cancel that stopped the draft reading the prompt stops the call before the first token,
      * as one in the prompt's last pass would. */
     if (*st == EDGELLM_OK && draft && ellm_context_cancel_requested(g->ctx))

@@ -154,10 +154,16 @@ void ellm_state_set_input_observer(ellm_state *s, ellm_input_observer fn, void *
 
 void ellm_state_set_cancel(ellm_state *s, atomic_uint *word) { s->cancel = word; }
 
+void ellm_state_set_cancel_owner(ellm_state *s, atomic_uint *word) { s->cancel_owner = word; }
+
+static bool cancel_word_set(const atomic_uint *word)
+{
+    return word && (atomic_load_explicit(word, memory_order_relaxed) & ELLM_CANCEL_REQUESTED) != 0;
+}
+
 static bool cancelled(const ellm_state *s)
 {
-    return s->cancel &&
-           (atomic_load_explicit(s->cancel, memory_order_relaxed) & ELLM_CANCEL_REQUESTED) != 0;
+    return cancel_word_set(s->cancel) || cancel_word_set(s->cancel_owner);
 }
 
 static void observe(const ellm_state *s, int32_t layer, ellm_matrix_input which, const float *x,

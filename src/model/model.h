@@ -140,6 +140,8 @@ void ellm_state_set_input_observer(ellm_state *state, ellm_input_observer fn, vo
  * the work and a long prefill chunk still ends within a fraction of its time. */
 #define ELLM_CANCEL_REQUESTED 2u
 void ellm_state_set_cancel(ellm_state *state, atomic_uint *word);
+/* A second such word, of the context whose generation drafts with this state's (NULL: none). */
+void ellm_state_set_cancel_owner(ellm_state *state, atomic_uint *word);
 /* dst's cache becomes the first n positions of src's (same model and KV type): a shared prompt
  * is evaluated once and copied, instead of evaluated again for every sequence. */
 edgellm_status ellm_state_copy_prefix(const ellm_model *model, ellm_state *dst,

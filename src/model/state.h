@@ -20,7 +20,10 @@ struct ellm_state {
     ellm_input_observer observer; /* NULL unless a caller collects matrix input statistics */
     void *observer_user;
     atomic_uint *cancel; /* NULL unless a context may cancel passes on this state */
-    void *block;         /* one allocation holding everything above */
+    /* While the state's context drafts for another context's generation: that context's word,
+     * whose cancel stops these passes too (the drafting is part of its call). */
+    atomic_uint *cancel_owner;
+    void *block; /* one allocation holding everything above */
 };
 
 /* Per-thread attention scratch in floats for a state of these parameters. */
