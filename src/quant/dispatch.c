@@ -210,14 +210,14 @@ static const kernel_set avx512_set = {
              * scalar kernel bit for bit. */
             [ELLM_TYPE_Q2_K] = {ELLM_TYPE_Q8_K, ellm_vec_dot_q2_K_avx512, "avx512", NULL,
                                 ellm_vec_dot_q2_K_pairs_avx512, ellm_gemm_q2_K_avx2, "avx2",
-                                ELLM_ACT_Q8_K_PAIRS, NULL},
+                                ELLM_ACT_Q8_K_PAIRS, NULL, NULL, NULL},
             [ELLM_TYPE_Q3_K] = {ELLM_TYPE_Q8_K, ellm_vec_dot_q3_K_avx512, "avx512", NULL,
                                 ellm_vec_dot_q3_K_pairs_avx512, ellm_gemm_q3_K_avx2, "avx2",
-                                ELLM_ACT_Q8_K_PAIRS, NULL},
+                                ELLM_ACT_Q8_K_PAIRS, NULL, NULL, NULL},
             /* IQ4_XS, Q2_K and Q3_K decode on activations in their own orders. */
             [ELLM_TYPE_IQ4_XS] = {ELLM_TYPE_Q8_K, ellm_vec_dot_iq4_xs_avx512, "avx512", NULL,
                                   ellm_vec_dot_iq4_xs_halves_avx512, ellm_gemm_iq4_xs_avx2, "avx2",
-                                  ELLM_ACT_Q8_K_HALVES, NULL},
+                                  ELLM_ACT_Q8_K_HALVES, NULL, NULL, NULL},
         },
     .quantize_to = {AVX2_QUANTIZERS},
     .gemm_tiled = {[ELLM_TYPE_IQ4_XS] = true}, /* the AVX2 tile */
