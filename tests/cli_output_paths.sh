@@ -102,7 +102,8 @@ if mknod "$tmp/full" c 1 7 2>/dev/null; then targets+=("$tmp/full"); fi
 for target in "${targets[@]}"; do
   kind=$([[ -p $target ]] && echo FIFO || echo "character device")
   for c in "quantize $M @ q8_0" "eval -m $M -f corpus.txt --ctx 16 --save-logits @" \
-           "convert --from llama2c aidreams260K.bin --tokenizer aidreams-tok512.bin -o @"; do
+           "convert --from llama2c aidreams260K.bin --tokenizer aidreams-tok512.bin -o @" \
+           "convert --from hf hf -o @"; do
     line=${c//@/$target}
     # shellcheck disable=SC2086
     timeout -k 2 60 "$EDGELLM" $line </dev/null >"$tmp/out" 2>"$tmp/err"

@@ -14,7 +14,8 @@ void ellm_q4_0_rows_by_four(void *data, int64_t n_rows, size_t row_bytes, void *
 {
     size_t nb = row_bytes / sizeof(block_q4_0);
     uint8_t *group = data;
-    for (int64_t g = 0; g + ELLM_BY_FOUR <= n_rows; g += ELLM_BY_FOUR, group += 4 * row_bytes) {
+    for (int64_t g = 0; g + ELLM_BY_FOUR <= n_rows;
+         g += ELLM_BY_FOUR, group += ELLM_BY_FOUR * row_bytes) {
         /* The group's plain rows are copied out first: its interleaved blocks overwrite them. */
         memcpy(scratch, group, ELLM_BY_FOUR * row_bytes);
         for (int k = 0; k < ELLM_BY_FOUR; k++) {

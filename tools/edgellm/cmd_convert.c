@@ -72,7 +72,8 @@ static int convert_hf(const char *dir, const char *tokenizer, const char *out, e
                        "read from MODEL_DIR");
         return EXIT_USAGE;
     }
-    if (output_in_checkpoint(cmd, dir, out))
+    /* A FIFO or device output is refused before the import, as for the other formats. */
+    if (cli_output_refused(cmd, out, NULL, 0) || output_in_checkpoint(cmd, dir, out))
         return EXIT_USAGE;
     if (vocab_only) {
         if (ellm_convert_hf_vocab_only(dir, out, name) != EDGELLM_OK) {
