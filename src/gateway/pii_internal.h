@@ -29,6 +29,30 @@ void ellm_pii_candidates_add(pii_candidates *c, size_t start, size_t end, pii_bu
 void ellm_pii_candidates_add_shape(pii_candidates *c, size_t start, size_t end, pii_builtin type);
 void ellm_pii_candidates_add_custom(pii_candidates *c, size_t start, size_t end, const char *type);
 
+/* The text folded for the built-in detectors (pii_fold.c): invisible characters removed, the
+ * non-ASCII spaces, dashes and digits users type replaced by their ASCII equivalent. A mark
+ * says that the folded byte at `folded` came from the original byte at `original`, and that
+ * the bytes after it, up to the next mark, were copied unchanged. */
+typedef struct pii_fold_mark {
+    size_t folded, original;
+} pii_fold_mark;
+
+typedef struct pii_folded {
+    const char *original;
+    const char *text; /* the original itself when nothing folds */
+    size_t len;
+    char *owned;
+    pii_fold_mark *marks;
+    size_t n_marks, cap_marks;
+} pii_folded;
+
+/* False when out of memory. */
+bool ellm_pii_fold(const char *text, size_t len, pii_folded *out);
+/* Original byte offsets of a detection [start, end) in the folded text. */
+size_t ellm_pii_fold_start(const pii_folded *f, size_t pos);
+size_t ellm_pii_fold_end(const pii_folded *f, size_t pos);
+void ellm_pii_fold_free(pii_folded *f);
+
 /* The built-in detectors (pii_detect_*.c). Each appends what it finds in text[0, len). */
 void ellm_pii_find_emails(const char *text, size_t len, pii_candidates *c);
 void ellm_pii_find_url_credentials(const char *text, size_t len, pii_candidates *c);

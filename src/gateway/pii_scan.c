@@ -98,12 +98,23 @@ edgellm_status ellm_pii_scan(const pii_policy *policy, const char *text, size_t 
     if (!policy || (!text && len))
         return ellm_fail(EDGELLM_ERR_INVALID_ARGUMENT, "ellm_pii_scan: no policy or no text");
     pii_candidates c = {0};
-    ellm_pii_find_emails(text, len, &c);
-    ellm_pii_find_url_credentials(text, len, &c);
-    ellm_pii_find_private_keys(text, len, &c);
-    ellm_pii_find_ipv6(text, len, &c);
-    ellm_pii_find_numbers(text, len, &c);
-    ellm_pii_find_words(text, len, &c);
+    pii_folded folded;
+    if (!ellm_pii_fold(text, len, &folded))
+        return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory for the PII detections");
+    ellm_pii_find_emails(folded.text, folded.len, &c);
+    ellm_pii_find_url_credentials(folded.text, folded.len, &c);
+    ellm_pii_find_private_keys(folded.text, folded.len, &c);
+    ellm_pii_find_ipv6(folded.text, folded.len, &c);
+    ellm_pii_find_numbers(folded.text, folded.len, &c);
+    ellm_pii_find_words(folded.text, folded.len, &c);
+    /* The built-in detections back in original offsets; the user's terms and patterns are
+     * matched on the original text, as written in the policy. */
+    if (folded.owned)
+        for (size_t k = 0; k < c.n; k++) {
+            c.items[k].end = ellm_pii_fold_end(&folded, c.items[k].end);
+            c.items[k].start = ellm_pii_fold_start(&folded, c.items[k].start);
+        }
+    ellm_pii_fold_free(&folded);
     edgellm_status st = ellm_pii_policy_find_custom(policy, text, len, &c);
     if (st != EDGELLM_OK) {
         free(c.items);
