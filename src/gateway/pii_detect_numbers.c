@@ -14,7 +14,8 @@ typedef struct digit_group {
     size_t start, end; /* the digits */
     size_t span_start; /* including '(' or a leading '+' */
     size_t span_end;   /* including ')' */
-    char sep;          /* separator before the group: 0 at the run start or after ')' */
+    char sep;          /* separator before the group: 0 at the run start or after ')';
+                        * '\n' for a line break ("\r\n" too) */
     bool paren;
 } digit_group;
 
@@ -60,6 +61,7 @@ typedef struct window {
     char digits[GROUP_DIGITS_MAX + 1];
     size_t n_digits;
     bool has_paren, seps_space, seps_dash, seps_dot, seps_none;
+    size_t line_breaks;
 } window;
 
 /* Fills the summary of groups g[0, n); false when it has too many digits for any detector. */
@@ -82,6 +84,7 @@ static bool window_init(window *w, const char *text, const digit_group *g, size_
             w->seps_dash |= g[k].sep == '-';
             w->seps_dot |= g[k].sep == '.';
             w->seps_none |= g[k].sep == 0;
+            w->line_breaks += g[k].sep == '\n';
         }
     }
     return true;
@@ -89,11 +92,17 @@ static bool window_init(window *w, const char *text, const digit_group *g, size_
 
 static size_t group_len(const window *w, size_t k) { return w->g[k].end - w->g[k].start; }
 
+/* Groups of four (the last 1-4) or Amex's 4-6-5. Spaces and dashes may mix ("4111 1111-1111
+ * 1111" is what people type) and dots separate 4-4-4-4; one line break may stand for a space
+ * where a mail client wrapped the number, but a column of numbers is not a card. */
 static bool card_grouping(const window *w)
 {
     if (w->n == 1)
         return true;
-    if (w->has_paren || w->plus || w->seps_dot || w->seps_none || (w->seps_space && w->seps_dash))
+    if (w->has_paren || w->plus || w->seps_none || w->line_breaks > 1 ||
+        (w->line_breaks && !w->seps_space && !w->seps_dash))
+        return false;
+    if (w->seps_dot && (w->seps_space || w->seps_dash || w->n_digits != 16))
         return false;
     if (w->n == 3 && group_len(w, 0) == 4 && group_len(w, 1) == 6 &&
         (group_len(w, 2) == 4 || group_len(w, 2) == 5))
@@ -131,7 +140,7 @@ static verdict ssn(const window *w, size_t start)
 {
     bool grouped = w->n == 3 && group_len(w, 0) == 3 && group_len(w, 1) == 2 &&
                    group_len(w, 2) == 4 && !w->has_paren && !w->plus && !w->seps_dot &&
-                   !w->seps_none && !(w->seps_space && w->seps_dash);
+                   !w->seps_none && !w->line_breaks && !(w->seps_space && w->seps_dash);
     bool labelled = w->n == 1 && w->n_digits == 9 && !w->plus &&
                     ellm_pii_label_before(w->text, start, 32, ssn_labels);
     if (!grouped && !labelled)
@@ -143,9 +152,39 @@ static verdict ssn(const window *w, size_t start)
     return ok ? IS_IT : SHAPE_ONLY;
 }
 
-static const char *const phone_labels[] = {"phone", "tel",     "telephone", "call", "mobile",
-                                           "cell",  "fax",     "whatsapp",  "sms",  "text me",
-                                           "ring",  "contact", "reach me",  NULL};
+/* Lower case; "é" and "ó" are compared as their UTF-8 bytes. */
+static const char *const phone_labels[] = {"phone",
+                                           "tel",
+                                           "telephone",
+                                           "call",
+                                           "mobile",
+                                           "cell",
+                                           "fax",
+                                           "whatsapp",
+                                           "sms",
+                                           "text me",
+                                           "ring",
+                                           "contact",
+                                           "reach me",
+                                           "mob",
+                                           "handy",
+                                           "telefon",
+                                           "telefono",
+                                           "tel\xc3\xa9"
+                                           "fono",
+                                           "telefone",
+                                           "celular",
+                                           "cellulare",
+                                           "m\xc3\xb3vil",
+                                           "movil",
+                                           "portable",
+                                           "t\xc3\xa9l",
+                                           "mobil",
+                                           "t\xc3\xa9l\xc3\xa9"
+                                           "phone",
+                                           "cellphone",
+                                           "cell phone",
+                                           NULL};
 
 static bool nanp(const char *d, size_t n)
 {
@@ -154,11 +193,35 @@ static bool nanp(const char *d, size_t n)
     return n == 10 && d[0] >= '2' && d[3] >= '2';
 }
 
+/* Formats of countries with many users that neither the North American nor the trunk-0 rule
+ * covers: Chinese mobiles 1[3-9]X XXXX XXXX, Brazil's (AA) [9]XXXX-XXXX, Russia's trunk 8
+ * 8 (9XX) XXX-XX-XX. */
+static bool national_without_trunk_0(const window *w)
+{
+    const char *d = w->digits;
+    size_t n = w->n_digits;
+    if (w->n == 3 && n == 11 && d[0] == '1' && d[1] >= '3' && group_len(w, 0) == 3 &&
+        group_len(w, 1) == 4 && !w->has_paren && !w->seps_dot && !w->seps_none &&
+        !(w->seps_space && w->seps_dash))
+        return true;
+    if (w->n == 3 && w->g[0].paren && group_len(w, 0) == 2 && d[0] != '0' &&
+        (group_len(w, 1) == 4 || group_len(w, 1) == 5) && group_len(w, 2) == 4)
+        return true;
+    if (n == 11 && d[0] == '8' && group_len(w, 0) == 1 && w->n >= 4 && group_len(w, 1) == 3 &&
+        !w->seps_dot) {
+        for (size_t k = 2; k < w->n; k++)
+            if (group_len(w, k) < 2 || group_len(w, k) > 3)
+                return false;
+        return true;
+    }
+    return false;
+}
+
 static bool phone(const window *w, size_t start)
 {
     size_t n = w->n_digits;
     const char *d = w->digits;
-    if (w->n > 1 && group_len(w, w->n - 1) < 2)
+    if ((w->n > 1 && group_len(w, w->n - 1) < 2) || w->line_breaks)
         return false;
     if (w->plus)
         return n >= 8 && n <= 15 && d[0] != '0';
@@ -169,19 +232,25 @@ static bool phone(const window *w, size_t start)
                ellm_pii_label_before(w->text, start, 32, phone_labels);
     if (w->seps_none && !w->has_paren)
         return false;
+    if (national_without_trunk_0(w))
+        return true;
     /* North American: (1) NXX NXX XXXX. */
     size_t lead = w->n == 4 && group_len(w, 0) == 1 && d[0] == '1' ? 1 : 0;
     if (w->n - lead == 3 && group_len(w, lead) == 3 && group_len(w, lead + 1) == 3 &&
         group_len(w, lead + 2) == 4 && nanp(d, n))
         return true;
-    /* Trunk prefix 0 (most of Europe, UK, Australia, ...): 0AB... in 2-5, then 2-8 digit groups. */
-    if (d[0] != '0' || d[1] == '0' || n < 10 || n > 11 || group_len(w, 0) < 2 ||
-        group_len(w, 0) > 5)
-        return false;
-    for (size_t k = 1; k < w->n; k++)
-        if (group_len(w, k) < 2 || group_len(w, k) > 8)
-            return false;
-    return true;
+    /* Trunk prefix 0 (most of Europe, UK, Australia, ...): 0AB... in 2-5, then 2-8 digit groups;
+     * German mobiles have 12 digits. */
+    bool trunk = d[0] == '0' && d[1] != '0' && n >= 10 && n <= 12 && group_len(w, 0) >= 2 &&
+                 group_len(w, 0) <= 5;
+    for (size_t k = 1; k < w->n && trunk; k++)
+        trunk = group_len(w, k) >= 2 && group_len(w, k) <= 8;
+    if (trunk)
+        return true;
+    /* After a label any grouping of a plausible length is a number to call: the 9-digit
+     * mobiles of Spain or Poland, India's 5-5. ISO dates ("2024-01-15 10") are not. */
+    return n >= 8 && n <= 15 && !w->seps_dot && !(group_len(w, 0) == 4 && w->seps_dash) &&
+           ellm_pii_label_before(w->text, start, 32, phone_labels);
 }
 
 static const char *const version_labels[] = {"version",  "ver", "release", "build",
@@ -231,6 +300,22 @@ static bool classify(const char *text, const digit_group *g, size_t n, bool plus
     return false;
 }
 
+/* A line break ("\n" or "\r\n") at pos between a group of four and the 1-4 digits that end a
+ * wrapped card number: its length, or 0. Other line breaks end the run, so that the numbers of
+ * consecutive log lines are not read as one. */
+static size_t wrapped_group(const char *t, size_t len, size_t pos)
+{
+    size_t n = pos < len && t[pos] == '\n'                             ? 1
+               : pos + 1 < len && t[pos] == '\r' && t[pos + 1] == '\n' ? 2
+                                                                       : 0;
+    size_t d = pos + n;
+    while (n && d < len && d - pos - n < 5 && pii_is_digit((unsigned char)t[d]))
+        d++;
+    size_t digits = d - pos - n;
+    return n && digits >= 1 && digits <= 4 && (d == len || !pii_is_digit((unsigned char)t[d])) ? n
+                                                                                               : 0;
+}
+
 /* Reads the run starting at pos into *groups; returns the number of groups (0 if none). */
 static size_t read_run(const char *t, size_t len, size_t pos, digit_group **groups, size_t *cap,
                        bool *oom)
@@ -266,10 +351,13 @@ static size_t read_run(const char *t, size_t len, size_t pos, digit_group **grou
             *cap = new_cap;
         }
         (*groups)[n++] = (digit_group){gs, ge, span_start, pos, sep, paren};
-        if (pos + 1 < len && (t[pos] == ' ' || t[pos] == '-' || t[pos] == '.') &&
-            (pii_is_digit((unsigned char)t[pos + 1]) || t[pos + 1] == '(')) {
-            sep = t[pos];
-            pos++;
+        size_t sep_len = pos < len && pii_in((unsigned char)t[pos], " -.") ? 1
+                         : ge - gs == 4 ? wrapped_group(t, len, pos)
+                                        : 0;
+        if (sep_len && pos + sep_len < len &&
+            (pii_is_digit((unsigned char)t[pos + sep_len]) || t[pos + sep_len] == '(')) {
+            sep = t[pos + sep_len - 1];
+            pos += sep_len;
         } else if (paren && pos < len && pii_is_digit((unsigned char)t[pos])) {
             sep = 0;
         } else {
@@ -307,12 +395,14 @@ void ellm_pii_find_numbers(const char *text, size_t len, pii_candidates *c)
         bool left_ok = !pii_is_word(prev) && (url_host || !pii_in(prev, "#.-/$+"));
         bool right_ok = run_end >= len || !pii_is_word((unsigned char)text[run_end]);
         for (size_t k = 0; k < n;) {
-            bool start_ok = k == 0 ? left_ok : groups[k].sep == ' ';
+            bool start_ok = k == 0 ? left_ok : groups[k].sep == ' ' || groups[k].sep == '\n';
             bool found = false;
             if (start_ok) {
                 size_t last = k + WINDOW_GROUPS - 1 < n - 1 ? k + WINDOW_GROUPS - 1 : n - 1;
                 for (size_t m = last + 1; m-- > k && !found;) {
-                    bool end_ok = m == n - 1 ? right_ok : groups[m + 1].sep == ' ';
+                    bool end_ok = m == n - 1
+                                      ? right_ok
+                                      : groups[m + 1].sep == ' ' || groups[m + 1].sep == '\n';
                     if (end_ok && classify(text, groups + k, m - k + 1, plus && k == 0, c)) {
                         found = true;
                         k = m + 1;

@@ -170,44 +170,94 @@ void ellm_pii_find_url_credentials(const char *text, size_t len, pii_candidates 
     }
 }
 
+/* Where the line of base64 that ends just before `line_end` (its '\n', or its "\r\n") starts,
+ * or line_end when the line is not all base64. */
+static size_t base64_line_start(const char *t, size_t line_end)
+{
+    size_t e = line_end > 0 && t[line_end - 1] == '\r' ? line_end - 1 : line_end, s = e;
+    while (s > 0 &&
+           (pii_is_alnum((unsigned char)t[s - 1]) || pii_in((unsigned char)t[s - 1], "+/=")))
+        s--;
+    return s < e && (s == 0 || t[s - 1] == '\n') ? s : line_end;
+}
+
+/* A private key whose beginning was cut off when it was pasted: the whole lines of base64 above
+ * its END line at s are the key. A complete block also yields its body here, shorter than the
+ * block itself, so it loses the overlap. Returns where the search goes on. */
+static size_t private_key_tail(const char *text, size_t len, size_t s, pii_candidates *c)
+{
+    size_t label = s + 9, label_end = label; /* after "-----END " */
+    while (label_end < len && label_end - label < 64 && text[label_end] != '-' &&
+           text[label_end] != '\n')
+        label_end++;
+    if (label_end + 5 > len || memcmp(text + label_end, "-----", 5) != 0 ||
+        !memmem(text + label, label_end - label, "PRIVATE KEY", 11))
+        return label;
+    size_t start = s;
+    while (start > 0 && text[start - 1] == '\n') {
+        size_t line = base64_line_start(text, start - 1);
+        if (line == start - 1)
+            break;
+        start = line;
+    }
+    if (start < s)
+        ellm_pii_candidates_add(c, start, label_end + 5, PII_SECRET);
+    return label_end + 5;
+}
+
+/* The block whose "-----BEGIN " is at s: adds it, returns where the search goes on. *next_end
+ * remembers where the next "-----END " starts (len: none), so many headers cost one pass. */
+static size_t private_key_block(const char *text, size_t len, size_t s, size_t *next_end,
+                                pii_candidates *c)
+{
+    size_t label = s + 11, label_end = label; /* after "-----BEGIN " */
+    while (label_end < len && label_end - label < 64 && text[label_end] != '-' &&
+           text[label_end] != '\n')
+        label_end++;
+    if (label_end + 5 > len || memcmp(text + label_end, "-----", 5) != 0)
+        return label;
+    /* Certificates and public keys are not secret, but their base64 lines look random: the
+     * whole block is claimed as a shape so that no line is taken for a token. */
+    bool private_key = memmem(text + label, label_end - label, "PRIVATE KEY", 11) != NULL;
+    /* Blocks do not nest: the first "-----END " after the header closes it if it carries the
+     * same label. Without it the rest of the text is the key (an unclosed public block claims
+     * nothing). */
+    size_t e = len, body = label_end + 5, label_len = label_end - label;
+    if (*next_end < body) {
+        const char *end = memmem(text + body, len - body, "-----END ", 9);
+        *next_end = end ? (size_t)(end - text) : len;
+    }
+    size_t q = *next_end + 9;
+    bool closed = *next_end < len && q + label_len + 5 <= len &&
+                  memcmp(text + q, text + label, label_len) == 0 &&
+                  memcmp(text + q + label_len, "-----", 5) == 0;
+    if (closed)
+        e = q + label_len + 5;
+    if (private_key)
+        ellm_pii_candidates_add(c, s, e, PII_SECRET);
+    else if (closed)
+        ellm_pii_candidates_add_shape(c, s, e, PII_SECRET);
+    return private_key || closed ? e : label;
+}
+
+/* One pass over the runs of dashes finds both the headers and the END lines: memchr skips the
+ * text between dashes faster than a search for the whole marker. */
 void ellm_pii_find_private_keys(const char *text, size_t len, pii_candidates *c)
 {
-    static const char begin[] = "-----BEGIN ";
-    const size_t begin_len = sizeof begin - 1;
-    size_t from = 0, next_end = 0; /* where the next "-----END " starts (len: none) */
+    size_t from = 0, next_end = 0;
     const char *hit;
-    while (from < len && (hit = memmem(text + from, len - from, begin, begin_len))) {
-        size_t s = (size_t)(hit - text);
-        size_t label = s + begin_len, label_end = label;
-        while (label_end < len && label_end - label < 64 && text[label_end] != '-' &&
-               text[label_end] != '\n')
-            label_end++;
-        from = label + 1;
-        if (label_end + 5 > len || memcmp(text + label_end, "-----", 5) != 0)
+    while (from < len && (hit = memchr(text + from, '-', len - from))) {
+        size_t run = (size_t)(hit - text), after = run;
+        while (after < len && text[after] == '-')
+            after++;
+        from = after;
+        if (after - run < 5)
             continue;
-        /* Certificates and public keys are not secret, but their base64 lines look random:
-         * the whole block is claimed as a shape so that no line is taken for a token. */
-        bool private_key = memmem(text + label, label_end - label, "PRIVATE KEY", 11) != NULL;
-        /* Blocks do not nest: the first "-----END " after the header closes it if it carries
-         * the same label. Without it the rest of the text is the key (an unclosed public block
-         * claims nothing). The next END is remembered, so many headers cost one pass. */
-        size_t e = len, body = label_end + 5, label_len = label_end - label;
-        if (next_end < body) {
-            const char *end = memmem(text + body, len - body, "-----END ", 9);
-            next_end = end ? (size_t)(end - text) : len;
-        }
-        size_t q = next_end + 9;
-        bool closed = next_end < len && q + label_len + 5 <= len &&
-                      memcmp(text + q, text + label, label_len) == 0 &&
-                      memcmp(text + q + label_len, "-----", 5) == 0;
-        if (closed)
-            e = q + label_len + 5;
-        if (private_key)
-            ellm_pii_candidates_add(c, s, e, PII_SECRET);
-        else if (closed)
-            ellm_pii_candidates_add_shape(c, s, e, PII_SECRET);
-        if (private_key || closed)
-            from = e;
+        size_t s = after - 5; /* the last five dashes of the run lead the marker */
+        if (after + 6 <= len && memcmp(text + after, "BEGIN ", 6) == 0)
+            from = private_key_block(text, len, s, &next_end, c);
+        else if (after + 4 <= len && memcmp(text + after, "END ", 4) == 0)
+            from = private_key_tail(text, len, s, c);
     }
 }
 

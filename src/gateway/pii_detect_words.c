@@ -26,10 +26,13 @@ static const struct {
     {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
 };
 
+/* The country code in either case: people copy "de89 3704 ..." from lower-cased forms. */
 static int iban_length(const char *cc)
 {
+    char a = (char)(pii_lower((unsigned char)cc[0]) ^ 0x20),
+         b = (char)(pii_lower((unsigned char)cc[1]) ^ 0x20);
     for (size_t k = 0; k < sizeof iban_countries / sizeof iban_countries[0]; k++)
-        if (iban_countries[k].cc[0] == cc[0] && iban_countries[k].cc[1] == cc[1])
+        if (iban_countries[k].cc[0] == a && iban_countries[k].cc[1] == b)
             return iban_countries[k].len;
     return 0;
 }
@@ -57,6 +60,16 @@ bool ellm_pii_iban_valid(const char *iban, size_t n)
            iban_length(iban) == (int)n && iban_mod97(iban, n) == 1;
 }
 
+/* The separator between two groups of a printed IBAN at e: a space, a dash, or a line break
+ * where a mail client wrapped it. Its length, or 0. */
+static size_t iban_separator(const char *t, size_t len, size_t e)
+{
+    size_t n = e < len && pii_in((unsigned char)t[e], " -\n")    ? 1
+               : e + 1 < len && t[e] == '\r' && t[e + 1] == '\n' ? 2
+                                                                 : 0;
+    return n && e + n < len && pii_is_alnum((unsigned char)t[e + n]) ? n : 0;
+}
+
 /* An IBAN at s, compact or printed in groups of four; adds it (or its shape when the checksum
  * fails) and returns its end, or 0. */
 static size_t find_iban(const char *t, size_t len, size_t s, pii_candidates *c)
@@ -66,12 +79,12 @@ static size_t find_iban(const char *t, size_t len, size_t s, pii_candidates *c)
         return 0;
     char compact[IBAN_MAX + 1];
     size_t n = 0, e = s;
-    bool grouped = s + 4 < len && t[s + 4] == ' ';
+    bool grouped = iban_separator(t, len, s + 4) != 0;
     while (n < (size_t)want && e < len) {
         unsigned char ch = (unsigned char)t[e];
-        if (grouped && n > 0 && n % 4 == 0 && ch == ' ' && e + 1 < len &&
-            pii_is_alnum((unsigned char)t[e + 1])) {
-            e++;
+        size_t sep = grouped && n > 0 && n % 4 == 0 ? iban_separator(t, len, e) : 0;
+        if (sep) {
+            e += sep;
             continue;
         }
         if (!pii_is_alnum(ch))
@@ -355,7 +368,12 @@ static size_t date_at(const char *t, size_t len, size_t pos)
                : 0;
 }
 
-typedef enum label_kind { LABEL_SECRET = 1, LABEL_PASSWORD, LABEL_DOB } label_kind;
+typedef enum label_kind {
+    LABEL_SECRET = 1,
+    LABEL_PASSWORD,
+    LABEL_DOB,
+    LABEL_AUTH_SCHEME
+} label_kind;
 
 typedef struct label {
     const char *word; /* lower case */
@@ -370,17 +388,29 @@ typedef struct label {
 /* A secret follows ':' or '=' after these; the password family also takes " is ". A date of
  * birth follows the DOB labels after filler words ("Date of birth is", "born on the"). */
 static const label whole_labels[] = {
-    LABEL("password", LABEL_PASSWORD), LABEL("passwd", LABEL_PASSWORD),
-    LABEL("passcode", LABEL_PASSWORD), LABEL("pwd", LABEL_PASSWORD),
-    LABEL("pass", LABEL_PASSWORD),     LABEL("token", LABEL_SECRET),
-    LABEL("secret", LABEL_SECRET),     LABEL("pin", LABEL_SECRET),
-    LABEL("dob", LABEL_DOB),           LABEL("d.o.b", LABEL_DOB),
-    LABEL("birth", LABEL_DOB),         LABEL("birthdate", LABEL_DOB),
-    LABEL("birthday", LABEL_DOB),      LABEL("born", LABEL_DOB),
-    LABEL("geburtsdatum", LABEL_DOB),  LABEL("geboren", LABEL_DOB),
-    LABEL("naissance", LABEL_DOB),     LABEL("nacimiento", LABEL_DOB),
+    LABEL("password", LABEL_PASSWORD),
+    LABEL("passwd", LABEL_PASSWORD),
+    LABEL("passcode", LABEL_PASSWORD),
+    LABEL("pwd", LABEL_PASSWORD),
+    LABEL("pass", LABEL_PASSWORD),
+    LABEL("token", LABEL_SECRET),
+    LABEL("secret", LABEL_SECRET),
+    LABEL("pin", LABEL_SECRET),
+    LABEL("dob", LABEL_DOB),
+    LABEL("d.o.b", LABEL_DOB),
+    LABEL("birth", LABEL_DOB),
+    LABEL("birthdate", LABEL_DOB),
+    LABEL("birthday", LABEL_DOB),
+    LABEL("born", LABEL_DOB),
+    LABEL("geburtsdatum", LABEL_DOB),
+    LABEL("geboren", LABEL_DOB),
+    LABEL("naissance", LABEL_DOB),
+    LABEL("nacimiento", LABEL_DOB),
+    LABEL("bearer", LABEL_AUTH_SCHEME),
+    LABEL("basic", LABEL_AUTH_SCHEME),
 };
-/* Key names ending like these: "DB_PASSWORD", "aws_secret_access_key", "github-token". */
+/* Key names ending like these, or equal to them: "DB_PASSWORD", "aws_secret_access_key",
+ * "github-token", "api_key". */
 static const label suffix_labels[] = {
     LABEL("password", LABEL_PASSWORD),  LABEL("passwd", LABEL_SECRET),
     LABEL("secret", LABEL_SECRET),      LABEL("_token", LABEL_SECRET),
@@ -398,11 +428,11 @@ static label_kind label_of(const char *s, size_t n)
         if (l->len == n && (unsigned char)l->word[0] == first && word_is(s, n, l->word))
             return (label_kind)l->kind;
     }
-    if (n <= 6 || !pii_in(last, "dtny"))
+    if (n < 6 || !pii_in(last, "dtny"))
         return 0;
     for (size_t k = 0; k < sizeof suffix_labels / sizeof suffix_labels[0]; k++) {
         const label *l = &suffix_labels[k];
-        if (n > l->len && (unsigned char)l->word[l->len - 1] == last &&
+        if (n >= l->len && (unsigned char)l->word[l->len - 1] == last &&
             word_is(s + n - l->len, l->len, l->word))
             return (label_kind)l->kind;
     }
@@ -423,6 +453,29 @@ static bool placeholder_value(const char *s, size_t n)
     for (size_t k = 0; k < n; k++)
         stars &= s[k] == '*' || s[k] == 'x' || s[k] == 'X' || s[k] == '.';
     return stars || any_word(s, n, words);
+}
+
+/* The credentials of an HTTP Authorization header ("Bearer ya29.a0Af...", "Basic dXNlcjpw"):
+ * after the scheme and a space, a token68 (RFC 7235) with a letter and a digit, so that "the
+ * bearer of this letter" and "Basic authentication" stay. Adds it, returns its end or 0. */
+static size_t auth_credentials(const char *t, size_t len, size_t pos, pii_candidates *c)
+{
+    if (pos >= len || t[pos] != ' ')
+        return 0;
+    size_t p = pos + 1, e = p;
+    bool letter = false, digit = false;
+    while (e < len && e - p < LABEL_VALUE_MAX &&
+           (pii_is_alnum((unsigned char)t[e]) || pii_in((unsigned char)t[e], "-._~+/"))) {
+        letter |= pii_is_alpha((unsigned char)t[e]);
+        digit |= pii_is_digit((unsigned char)t[e]);
+        e++;
+    }
+    while (e < len && e - p < LABEL_VALUE_MAX && t[e] == '=')
+        e++;
+    if (e - p < 12 || !letter || !digit || (e < len && pii_is_word((unsigned char)t[e])))
+        return 0;
+    ellm_pii_candidates_add(c, p, e, PII_SECRET);
+    return e;
 }
 
 /* The value after a secret label at pos ("password: hunter22"): adds it, returns its end or 0. */
@@ -480,8 +533,8 @@ void ellm_pii_find_words(const char *text, size_t len, pii_candidates *c)
         size_t n = word_end - i;
         const char *w = text + i;
         size_t done = 0;
-        if (n >= 4 && pii_is_upper(ch) && pii_is_upper((unsigned char)w[1]) &&
-            pii_is_digit((unsigned char)w[2]) && pii_is_digit((unsigned char)w[3]))
+        if (n >= 4 && pii_is_digit((unsigned char)w[2]) && pii_is_digit((unsigned char)w[3]) &&
+            pii_is_alpha(ch) && pii_is_alpha((unsigned char)w[1]))
             done = find_iban(text, len, i, c);
         if (!done && n >= 3 && (done = key_with_prefix(text, len, i)) != 0)
             ellm_pii_candidates_add(c, i, done, PII_SECRET);
@@ -499,10 +552,13 @@ void ellm_pii_find_words(const char *text, size_t len, pii_candidates *c)
         unsigned char first = pii_lower(ch), last = pii_lower((unsigned char)w[n - 1]);
         label_kind kind = 0;
         if (!done && n >= 3 && n <= 32 &&
-            (pii_in(first, "ptsdbgn") || (n > 6 && pii_in(last, "dtny"))))
+            (pii_in(first, "ptsdbgn") ||
+             ((n > 6 || (n == 6 && first == 'a')) && pii_in(last, "dtny"))))
             kind = label_of(w, n);
         if (kind == LABEL_SECRET || kind == LABEL_PASSWORD) {
             done = labelled_secret(text, len, word_end, kind, c);
+        } else if (kind == LABEL_AUTH_SCHEME) {
+            done = auth_credentials(text, len, word_end, c);
         } else if (kind == LABEL_DOB) {
             size_t p = skip_filler(text, len, e, dob_fillers);
             size_t d = p < len ? date_at(text, len, p) : 0;
