@@ -368,12 +368,7 @@ static size_t date_at(const char *t, size_t len, size_t pos)
                : 0;
 }
 
-typedef enum label_kind {
-    LABEL_SECRET = 1,
-    LABEL_PASSWORD,
-    LABEL_DOB,
-    LABEL_AUTH_SCHEME
-} label_kind;
+typedef enum label_kind { LABEL_SECRET = 1, LABEL_PASSWORD, LABEL_DOB, LABEL_AUTH } label_kind;
 
 typedef struct label {
     const char *word; /* lower case */
@@ -386,31 +381,23 @@ typedef struct label {
     }
 
 /* A secret follows ':' or '=' after these; the password family also takes " is ". A date of
- * birth follows the DOB labels after filler words ("Date of birth is", "born on the"). */
+ * birth follows the DOB labels after filler words ("Date of birth is", "born on the"). The
+ * credentials of an Authorization header follow its scheme after a space. */
 static const label whole_labels[] = {
-    LABEL("password", LABEL_PASSWORD),
-    LABEL("passwd", LABEL_PASSWORD),
-    LABEL("passcode", LABEL_PASSWORD),
-    LABEL("pwd", LABEL_PASSWORD),
-    LABEL("pass", LABEL_PASSWORD),
-    LABEL("token", LABEL_SECRET),
-    LABEL("secret", LABEL_SECRET),
-    LABEL("pin", LABEL_SECRET),
-    LABEL("dob", LABEL_DOB),
-    LABEL("d.o.b", LABEL_DOB),
-    LABEL("birth", LABEL_DOB),
-    LABEL("birthdate", LABEL_DOB),
-    LABEL("birthday", LABEL_DOB),
-    LABEL("born", LABEL_DOB),
-    LABEL("geburtsdatum", LABEL_DOB),
-    LABEL("geboren", LABEL_DOB),
-    LABEL("naissance", LABEL_DOB),
-    LABEL("nacimiento", LABEL_DOB),
-    LABEL("bearer", LABEL_AUTH_SCHEME),
-    LABEL("basic", LABEL_AUTH_SCHEME),
+    LABEL("password", LABEL_PASSWORD), LABEL("passwd", LABEL_PASSWORD),
+    LABEL("passcode", LABEL_PASSWORD), LABEL("pwd", LABEL_PASSWORD),
+    LABEL("pass", LABEL_PASSWORD),     LABEL("token", LABEL_SECRET),
+    LABEL("secret", LABEL_SECRET),     LABEL("pin", LABEL_SECRET),
+    LABEL("dob", LABEL_DOB),           LABEL("d.o.b", LABEL_DOB),
+    LABEL("birth", LABEL_DOB),         LABEL("birthdate", LABEL_DOB),
+    LABEL("birthday", LABEL_DOB),      LABEL("born", LABEL_DOB),
+    LABEL("geburtsdatum", LABEL_DOB),  LABEL("geboren", LABEL_DOB),
+    LABEL("naissance", LABEL_DOB),     LABEL("nacimiento", LABEL_DOB),
+    LABEL("bearer", LABEL_AUTH),       LABEL("api_key", LABEL_SECRET),
+    LABEL("apikey", LABEL_SECRET),     LABEL("api-key", LABEL_SECRET),
+    LABEL("basic", LABEL_AUTH),
 };
-/* Key names ending like these, or equal to them: "DB_PASSWORD", "aws_secret_access_key",
- * "github-token", "api_key". */
+/* Key names ending like these: "DB_PASSWORD", "aws_secret_access_key", "github-token". */
 static const label suffix_labels[] = {
     LABEL("password", LABEL_PASSWORD),  LABEL("passwd", LABEL_SECRET),
     LABEL("secret", LABEL_SECRET),      LABEL("_token", LABEL_SECRET),
@@ -428,11 +415,11 @@ static label_kind label_of(const char *s, size_t n)
         if (l->len == n && (unsigned char)l->word[0] == first && word_is(s, n, l->word))
             return (label_kind)l->kind;
     }
-    if (n < 6 || !pii_in(last, "dtny"))
+    if (n <= 6 || !pii_in(last, "dtny"))
         return 0;
     for (size_t k = 0; k < sizeof suffix_labels / sizeof suffix_labels[0]; k++) {
         const label *l = &suffix_labels[k];
-        if (n >= l->len && (unsigned char)l->word[l->len - 1] == last &&
+        if (n > l->len && (unsigned char)l->word[l->len - 1] == last &&
             word_is(s + n - l->len, l->len, l->word))
             return (label_kind)l->kind;
     }
@@ -552,12 +539,12 @@ void ellm_pii_find_words(const char *text, size_t len, pii_candidates *c)
         unsigned char first = pii_lower(ch), last = pii_lower((unsigned char)w[n - 1]);
         label_kind kind = 0;
         if (!done && n >= 3 && n <= 32 &&
-            (pii_in(first, "ptsdbgn") ||
-             ((n > 6 || (n == 6 && first == 'a')) && pii_in(last, "dtny"))))
+            (pii_in(first, "ptsdbgn") || (n > 6 && pii_in(last, "dtny")) ||
+             (first == 'a' && (n == 6 || n == 7))))
             kind = label_of(w, n);
         if (kind == LABEL_SECRET || kind == LABEL_PASSWORD) {
             done = labelled_secret(text, len, word_end, kind, c);
-        } else if (kind == LABEL_AUTH_SCHEME) {
+        } else if (kind == LABEL_AUTH) {
             done = auth_credentials(text, len, word_end, c);
         } else if (kind == LABEL_DOB) {
             size_t p = skip_filler(text, len, e, dob_fillers);
