@@ -82,6 +82,20 @@ static bool add_mark(pii_folded *f, size_t folded, size_t original)
     return true;
 }
 
+/* How many bytes at s are ASCII: eight at a time, as most text is. */
+static size_t ascii_run(const unsigned char *s, size_t n)
+{
+    size_t k = 0;
+    for (uint64_t word; k + 8 <= n; k += 8) {
+        memcpy(&word, s + k, 8);
+        if (word & 0x8080808080808080u)
+            break;
+    }
+    while (k < n && s[k] < 0x80)
+        k++;
+    return k;
+}
+
 bool ellm_pii_fold(const char *text, size_t len, pii_folded *f)
 {
     memset(f, 0, sizeof *f);
@@ -89,26 +103,25 @@ bool ellm_pii_fold(const char *text, size_t len, pii_folded *f)
     f->text = text;
     f->len = len;
     const unsigned char *t = (const unsigned char *)text;
-    size_t i = 0;
-    /* Most text is ASCII: eight bytes at a time until the first non-ASCII one. */
-    for (uint64_t word; i + 8 <= len; i += 8) {
-        memcpy(&word, t + i, 8);
-        if (word & 0x8080808080808080u)
-            break;
-    }
-    while (i < len && t[i] < 0x80)
-        i++;
     char *out = NULL;
-    size_t o = i; /* bytes of the folded text so far; equals i until the first fold */
-    while (i < len) {
+    size_t i = 0, o = 0; /* read and written; equal until the first fold */
+    for (;;) {
+        size_t run = ascii_run(t + i, len - i);
+        if (out)
+            memcpy(out + o, t + i, run);
+        i += run;
+        o += run;
+        if (i >= len)
+            break;
         unsigned cp = 0;
-        size_t n = t[i] >= 0x80 ? decode(t + i, len - i, &cp) : 0;
+        size_t n = decode(t + i, len - i, &cp);
         int to = n ? fold_code_point(cp) : -1;
-        if (to < 0) {
+        if (to < 0) { /* kept: a character of another script, or a byte of invalid UTF-8 */
+            size_t keep = n ? n : 1;
             if (out)
-                out[o] = (char)t[i];
-            o++;
-            i++;
+                memcpy(out + o, t + i, keep);
+            i += keep;
+            o += keep;
             continue;
         }
         if (!out) {
