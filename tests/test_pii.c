@@ -374,6 +374,11 @@ static void test_pasted_text(void)
             "\uFF10");
     NOTHING("\u0641\u064A \u0639\u0627\u0645 \u0662\u0660\u0662\u0664");
     NOTHING("card 4111\u00A01111\u00A01111\u00A01112 was declined");
+    /* An overlong encoding of U+00A0 is invalid UTF-8, not a space. */
+    NOTHING("call +44\xe0\x82\xa0"
+            "20\xe0\x82\xa0"
+            "7946\xe0\x82\xa0"
+            "0958");
 }
 
 /* Formats the table lacked (session 27). */

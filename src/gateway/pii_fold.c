@@ -60,6 +60,10 @@ static size_t decode(const unsigned char *s, size_t avail, unsigned *cp)
             return 0;
         v = v << 6 | (s[k] & 0x3F);
     }
+    /* Overlong forms and surrogates are invalid: kept as bytes, never folded. */
+    static const unsigned smallest[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < smallest[n] || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
     *cp = v;
     return n;
 }
