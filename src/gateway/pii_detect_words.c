@@ -382,20 +382,21 @@ typedef struct label {
 
 /* A secret follows ':' or '=' after these; the password family also takes " is ". A date of
  * birth follows the DOB labels after filler words ("Date of birth is", "born on the"). The
- * credentials of an Authorization header follow its scheme after a space. */
+ * credentials of an Authorization header follow its scheme after a space. Sorted by first
+ * letter: label_of looks only at the labels with the word's first letter. */
 static const label whole_labels[] = {
-    LABEL("password", LABEL_PASSWORD), LABEL("passwd", LABEL_PASSWORD),
-    LABEL("passcode", LABEL_PASSWORD), LABEL("pwd", LABEL_PASSWORD),
-    LABEL("pass", LABEL_PASSWORD),     LABEL("token", LABEL_SECRET),
-    LABEL("secret", LABEL_SECRET),     LABEL("pin", LABEL_SECRET),
-    LABEL("dob", LABEL_DOB),           LABEL("d.o.b", LABEL_DOB),
-    LABEL("birth", LABEL_DOB),         LABEL("birthdate", LABEL_DOB),
-    LABEL("birthday", LABEL_DOB),      LABEL("born", LABEL_DOB),
-    LABEL("geburtsdatum", LABEL_DOB),  LABEL("geboren", LABEL_DOB),
-    LABEL("naissance", LABEL_DOB),     LABEL("nacimiento", LABEL_DOB),
-    LABEL("bearer", LABEL_AUTH),       LABEL("api_key", LABEL_SECRET),
-    LABEL("apikey", LABEL_SECRET),     LABEL("api-key", LABEL_SECRET),
-    LABEL("basic", LABEL_AUTH),
+    LABEL("api_key", LABEL_SECRET),  LABEL("apikey", LABEL_SECRET),
+    LABEL("api-key", LABEL_SECRET),  LABEL("birth", LABEL_DOB),
+    LABEL("birthdate", LABEL_DOB),   LABEL("birthday", LABEL_DOB),
+    LABEL("born", LABEL_DOB),        LABEL("bearer", LABEL_AUTH),
+    LABEL("basic", LABEL_AUTH),      LABEL("dob", LABEL_DOB),
+    LABEL("d.o.b", LABEL_DOB),       LABEL("geburtsdatum", LABEL_DOB),
+    LABEL("geboren", LABEL_DOB),     LABEL("naissance", LABEL_DOB),
+    LABEL("nacimiento", LABEL_DOB),  LABEL("password", LABEL_PASSWORD),
+    LABEL("passwd", LABEL_PASSWORD), LABEL("passcode", LABEL_PASSWORD),
+    LABEL("pwd", LABEL_PASSWORD),    LABEL("pass", LABEL_PASSWORD),
+    LABEL("pin", LABEL_SECRET),      LABEL("secret", LABEL_SECRET),
+    LABEL("token", LABEL_SECRET),
 };
 /* Key names ending like these: "DB_PASSWORD", "aws_secret_access_key", "github-token". */
 static const label suffix_labels[] = {
@@ -410,9 +411,18 @@ static const label suffix_labels[] = {
 static label_kind label_of(const char *s, size_t n)
 {
     unsigned char first = pii_lower((unsigned char)s[0]), last = pii_lower((unsigned char)s[n - 1]);
-    for (size_t k = 0; k < sizeof whole_labels / sizeof whole_labels[0]; k++) {
+    const size_t n_whole = sizeof whole_labels / sizeof whole_labels[0];
+    size_t lo = 0, hi = n_whole; /* the first label not before `first` */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((unsigned char)whole_labels[mid].word[0] < first)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t k = lo; k < n_whole && (unsigned char)whole_labels[k].word[0] == first; k++) {
         const label *l = &whole_labels[k];
-        if (l->len == n && (unsigned char)l->word[0] == first && word_is(s, n, l->word))
+        if (l->len == n && word_is(s, n, l->word))
             return (label_kind)l->kind;
     }
     if (n <= 6 || !pii_in(last, "dtny"))
