@@ -403,6 +403,14 @@ static void test_more_formats(void)
     EXPECT("Tel\u00E9fono: 612 34 56 78", "PHONE=612 34 56 78");
     EXPECT("tel. 512 345 678", "PHONE=512 345 678");
     NOTHING("order 98765 43210 shipped");
+    /* Labels in other scripts: the CJK and Hangul ones are folded away and looked for in the
+     * original text. */
+    EXPECT("\u624B\u673A\uFF1A13800138000", "PHONE=13800138000");
+    EXPECT("\u96FB\u8A71\uFF1A09012345678", "PHONE=09012345678");
+    EXPECT("\uC804\uD654: 010 1234 5678", "PHONE=010 1234 5678");
+    EXPECT("\u0442\u0435\u043B. 912 345 67 89", "PHONE=912 345 67 89");
+    EXPECT("\u062C\u0648\u0627\u0644: 0501234567", "PHONE=0501234567");
+    NOTHING("\u6CE8\u6587\u756A\u53F7 13800138000");
     NOTHING("call me in 10 minutes, my phone has 2 SIMs");
     NOTHING("population 1 412 000 000 in 2021");
     EXPECT("curl -H \"Authorization: Bearer ya29.a0AfH6SMBx3kQp-7Lm2Zr9QwErTy\" https://x.io",

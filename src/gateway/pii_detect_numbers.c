@@ -3,6 +3,7 @@
  * and tries windows of whole space-separated pieces, longest first: "Qty 2 4111 1111 1111 1111"
  * still yields the card. A run glued to a word, or led by '#', '.', '-', '/' or '$', is an
  * identifier or an amount and is skipped. */
+#define _GNU_SOURCE /* memmem */
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,7 +55,8 @@ bool ellm_pii_label_before(const char *text, size_t pos, size_t window, const ch
 }
 
 typedef struct window {
-    const char *text;
+    const pii_folded *fold;
+    const char *text; /* fold->text */
     const digit_group *g;
     size_t n;  /* groups */
     bool plus; /* led by '+' */
@@ -65,10 +67,13 @@ typedef struct window {
 } window;
 
 /* Fills the summary of groups g[0, n); false when it has too many digits for any detector. */
-static bool window_init(window *w, const char *text, const digit_group *g, size_t n, bool plus)
+static bool window_init(window *w, const pii_folded *fold, const digit_group *g, size_t n,
+                        bool plus)
 {
     memset(w, 0, sizeof *w);
-    w->text = text;
+    w->fold = fold;
+    w->text = fold->text;
+    const char *text = fold->text;
     w->g = g;
     w->n = n;
     w->plus = plus;
@@ -152,7 +157,8 @@ static verdict ssn(const window *w, size_t start)
     return ok ? IS_IT : SHAPE_ONLY;
 }
 
-/* Lower case; "é" and "ó" are compared as their UTF-8 bytes. */
+/* Lower case, as UTF-8 bytes: "tel\303\251fono" is teléfono; the Cyrillic "тел", "Тел", "моб",
+ * "Моб" and the Arabic "هاتف", "جوال" are not folded, so they are matched here too. */
 static const char *const phone_labels[] = {"phone",
                                            "tel",
                                            "telephone",
@@ -170,21 +176,53 @@ static const char *const phone_labels[] = {"phone",
                                            "handy",
                                            "telefon",
                                            "telefono",
-                                           "tel\xc3\xa9"
-                                           "fono",
+                                           "tel\303\251fono",
                                            "telefone",
                                            "celular",
                                            "cellulare",
-                                           "m\xc3\xb3vil",
+                                           "m\303\263vil",
                                            "movil",
                                            "portable",
-                                           "t\xc3\xa9l",
+                                           "t\303\251l",
                                            "mobil",
-                                           "t\xc3\xa9l\xc3\xa9"
-                                           "phone",
+                                           "t\303\251l\303\251phone",
                                            "cellphone",
                                            "cell phone",
+                                           "\321\202\320\265\320\273",
+                                           "\320\242\320\265\320\273",
+                                           "\320\274\320\276\320\261",
+                                           "\320\234\320\276\320\261",
+                                           "\331\207\330\247\330\252\331\201",
+                                           "\330\254\331\210\330\247\331\204",
                                            NULL};
+
+/* Labels in scripts the fold turns into spaces, looked for in the original text: 電話, 电话,
+ * 携帯, 手机, 手機 (Japanese and Chinese), 전화, 휴대폰, 연락처 (Korean). */
+static const char *const folded_phone_labels[] = {"\351\233\273\350\251\261",
+                                                  "\347\224\265\350\257\235",
+                                                  "\346\220\272\345\270\257",
+                                                  "\346\211\213\346\234\272",
+                                                  "\346\211\213\346\251\237",
+                                                  "\354\240\204\355\231\224",
+                                                  "\355\234\264\353\214\200\355\217\260",
+                                                  "\354\227\260\353\235\275\354\262\230",
+                                                  NULL};
+
+/* Whether a phone label precedes the folded offset start: in the folded text, or, for the labels
+ * the fold removed, in the 40 original bytes before it. */
+static bool phone_label_before(const window *w, size_t start)
+{
+    if (ellm_pii_label_before(w->fold->text, start, 32, phone_labels))
+        return true;
+    if (!w->fold->owned)
+        return false;
+    size_t o = ellm_pii_fold_start(w->fold, start), from = o > 40 ? o - 40 : 0;
+    for (size_t k = 0; folded_phone_labels[k]; k++)
+        if (memmem(w->fold->original + from, o - from, folded_phone_labels[k],
+                   strlen(folded_phone_labels[k])))
+            return true;
+    return false;
+}
 
 static bool nanp(const char *d, size_t n)
 {
@@ -227,9 +265,10 @@ static bool phone(const window *w, size_t start)
         return n >= 8 && n <= 15 && d[0] != '0';
     if (w->n >= 2 && d[0] == '0' && d[1] == '0' && group_len(w, 0) <= 4)
         return n >= 10 && n <= 17 && d[2] != '0';
-    if (w->n == 1)
-        return (nanp(d, n) || (n >= 10 && n <= 11 && d[0] == '0' && d[1] != '0')) &&
-               ellm_pii_label_before(w->text, start, 32, phone_labels);
+    if (w->n == 1) /* Chinese mobiles 1[3-9]XXXXXXXXX too */
+        return (nanp(d, n) || (n >= 10 && n <= 11 && d[0] == '0' && d[1] != '0') ||
+                (n == 11 && d[0] == '1' && d[1] >= '3')) &&
+               phone_label_before(w, start);
     if (w->seps_none && !w->has_paren)
         return false;
     if (national_without_trunk_0(w))
@@ -250,15 +289,17 @@ static bool phone(const window *w, size_t start)
     /* After a label any grouping of a plausible length is a number to call: the 9-digit
      * mobiles of Spain or Poland, India's 5-5. ISO dates ("2024-01-15 10") are not. */
     return n >= 8 && n <= 15 && !w->seps_dot && !(group_len(w, 0) == 4 && w->seps_dash) &&
-           ellm_pii_label_before(w->text, start, 32, phone_labels);
+           phone_label_before(w, start);
 }
 
 static const char *const version_labels[] = {"version",  "ver", "release", "build",
                                              "firmware", "v",   NULL};
 
 /* Tries the window of groups g[0, n); adds a candidate and returns true when it is one. */
-static bool classify(const char *text, const digit_group *g, size_t n, bool plus, pii_candidates *c)
+static bool classify(const pii_folded *fold, const digit_group *g, size_t n, bool plus,
+                     pii_candidates *c)
 {
+    const char *text = fold->text;
     size_t start = g[0].span_start, end = g[n - 1].span_end;
     if (n == 4 && !plus) {
         bool dots = true;
@@ -273,7 +314,7 @@ static bool classify(const char *text, const digit_group *g, size_t n, bool plus
         }
     }
     window w;
-    if (!window_init(&w, text, g, n, plus))
+    if (!window_init(&w, fold, g, n, plus))
         return false;
     if (card_number(&w)) {
         ellm_pii_candidates_add(c, start, end, PII_CARD);
@@ -367,8 +408,10 @@ static size_t read_run(const char *t, size_t len, size_t pos, digit_group **grou
     return n;
 }
 
-void ellm_pii_find_numbers(const char *text, size_t len, pii_candidates *c)
+void ellm_pii_find_numbers(const pii_folded *fold, pii_candidates *c)
 {
+    const char *text = fold->text;
+    size_t len = fold->len;
     digit_group *groups = NULL;
     size_t cap = 0;
     size_t i = 0;
@@ -403,7 +446,7 @@ void ellm_pii_find_numbers(const char *text, size_t len, pii_candidates *c)
                     bool end_ok = m == n - 1
                                       ? right_ok
                                       : groups[m + 1].sep == ' ' || groups[m + 1].sep == '\n';
-                    if (end_ok && classify(text, groups + k, m - k + 1, plus && k == 0, c)) {
+                    if (end_ok && classify(fold, groups + k, m - k + 1, plus && k == 0, c)) {
                         found = true;
                         k = m + 1;
                     }

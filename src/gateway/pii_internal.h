@@ -58,8 +58,9 @@ void ellm_pii_find_emails(const char *text, size_t len, pii_candidates *c);
 void ellm_pii_find_url_credentials(const char *text, size_t len, pii_candidates *c);
 void ellm_pii_find_private_keys(const char *text, size_t len, pii_candidates *c);
 void ellm_pii_find_ipv6(const char *text, size_t len, pii_candidates *c);
-/* Cards, phone numbers, SSNs and IPv4 addresses: runs of digits and separators. */
-void ellm_pii_find_numbers(const char *text, size_t len, pii_candidates *c);
+/* Cards, phone numbers, SSNs and IPv4 addresses: runs of digits and separators. It reads the
+ * folded text and looks for the phone labels the fold removed in the original. */
+void ellm_pii_find_numbers(const pii_folded *fold, pii_candidates *c);
 /* IBANs, secrets and labelled dates of birth: word-led detections. */
 void ellm_pii_find_words(const char *text, size_t len, pii_candidates *c);
 

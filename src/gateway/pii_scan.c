@@ -105,7 +105,7 @@ edgellm_status ellm_pii_scan(const pii_policy *policy, const char *text, size_t 
     ellm_pii_find_url_credentials(folded.text, folded.len, &c);
     ellm_pii_find_private_keys(folded.text, folded.len, &c);
     ellm_pii_find_ipv6(folded.text, folded.len, &c);
-    ellm_pii_find_numbers(folded.text, folded.len, &c);
+    ellm_pii_find_numbers(&folded, &c);
     ellm_pii_find_words(folded.text, folded.len, &c);
     /* The built-in detections back in original offsets; the user's terms and patterns are
      * matched on the original text, as written in the policy. */
