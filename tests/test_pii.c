@@ -403,6 +403,7 @@ static void test_more_formats(void)
     EXPECT("Tel\u00E9fono: 612 34 56 78", "PHONE=612 34 56 78");
     EXPECT("tel. 512 345 678", "PHONE=512 345 678");
     NOTHING("order 98765 43210 shipped");
+    NOTHING("call about invoice 123 456 789 today");
     /* Labels in other scripts: the CJK and Hangul ones are folded away and looked for in the
      * original text. */
     EXPECT("\u624B\u673A\uFF1A13800138000", "PHONE=13800138000");

@@ -208,15 +208,17 @@ static const char *const folded_phone_labels[] = {"\351\233\273\350\251\261",
                                                   "\354\227\260\353\235\275\354\262\230",
                                                   NULL};
 
-/* Whether a phone label precedes the folded offset start: in the folded text, or, for the labels
- * the fold removed, in the 40 original bytes before it. */
-static bool phone_label_before(const window *w, size_t start)
+/* Whether a phone label precedes the folded offset start: in the `reach` bytes of the folded
+ * text before it, or, for the labels the fold removed, in the original bytes before it (reach
+ * and a half: CJK characters take three bytes where the folded text has one). */
+static bool phone_label_before(const window *w, size_t start, size_t reach)
 {
-    if (ellm_pii_label_before(w->fold->text, start, 32, phone_labels))
+    if (ellm_pii_label_before(w->fold->text, start, reach, phone_labels))
         return true;
     if (!w->fold->owned)
         return false;
-    size_t o = ellm_pii_fold_start(w->fold, start), from = o > 40 ? o - 40 : 0;
+    size_t o = ellm_pii_fold_start(w->fold, start), original_reach = reach + reach / 2;
+    size_t from = o > original_reach ? o - original_reach : 0;
     for (size_t k = 0; folded_phone_labels[k]; k++)
         if (memmem(w->fold->original + from, o - from, folded_phone_labels[k],
                    strlen(folded_phone_labels[k])))
@@ -268,7 +270,7 @@ static bool phone(const window *w, size_t start)
     if (w->n == 1) /* Chinese mobiles 1[3-9]XXXXXXXXX too */
         return (nanp(d, n) || (n >= 10 && n <= 11 && d[0] == '0' && d[1] != '0') ||
                 (n == 11 && d[0] == '1' && d[1] >= '3')) &&
-               phone_label_before(w, start);
+               phone_label_before(w, start, 32);
     if (w->seps_none && !w->has_paren)
         return false;
     if (national_without_trunk_0(w))
@@ -286,10 +288,11 @@ static bool phone(const window *w, size_t start)
         trunk = group_len(w, k) >= 2 && group_len(w, k) <= 8;
     if (trunk)
         return true;
-    /* After a label any grouping of a plausible length is a number to call: the 9-digit
-     * mobiles of Spain or Poland, India's 5-5. ISO dates ("2024-01-15 10") are not. */
+    /* Right after a label any grouping of a plausible length is a number to call: the 9-digit
+     * mobiles of Spain or Poland, India's 5-5 ("Mobile: 98765 43210"). ISO dates ("2024-01-15
+     * 10") are not, nor the numbers of a sentence that only began with "call" or "contact". */
     return n >= 8 && n <= 15 && !w->seps_dot && !(group_len(w, 0) == 4 && w->seps_dash) &&
-           phone_label_before(w, start);
+           phone_label_before(w, start, 16);
 }
 
 static const char *const version_labels[] = {"version",  "ver", "release", "build",
