@@ -40,6 +40,8 @@ info --no-tensors
 convert --name
 eval --save-logits
 run --repeat-last-n
+plan --ctx
+recommend --ctx
 LIST
 
 # make demo: the commands it prints before its runs give the text it showed (the prompt, then

@@ -62,7 +62,8 @@ int cmd_plan(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: edgellm plan -m MODEL [-c CONTEXT] [--kv-type f16|f32|q8_0] [--batch N] "
+            printf("usage: edgellm plan -m MODEL [-c|--ctx CONTEXT] [--kv-type f16|f32|q8_0] "
+                   "[--batch N] "
                    "[-t THREADS] [--ram SIZE] [--json]\n"
                    "  MODEL is a .gguf file or an installed name; SIZE like 3G (default: this "
                    "machine's available RAM)\n");
@@ -213,8 +214,9 @@ int cmd_recommend(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: edgellm recommend [--ram SIZE] [--target browser|mobile|laptop] [-c "
-                   "CONTEXT] [-m MODEL]\n");
+            printf(
+                "usage: edgellm recommend [--ram SIZE] [--target browser|mobile|laptop] [-c|--ctx "
+                "CONTEXT] [-m MODEL]\n");
             return 0;
         } else if (strcmp(a, "--ram") == 0) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_size(cmd, a, v, &ram))
