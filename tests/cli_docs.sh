@@ -28,6 +28,8 @@ for c in run chat serve info convert tokenize models plan recommend synth quanti
     ok=$?; check "$c: '$o' of its --help is accepted ($(head -c 120 "$tmp/err"))" $ok
   done
 done
+"$E" --help 2>&1 | grep -q -- "--version" && "$E" --version >/dev/null
+check "edgellm --help names --version, which works" $?
 # Options a command accepts that its --help must name (the ones a user meets in the docs).
 while read -r c o; do
   "$E" "$c" --help 2>&1 | grep -q -- "$o"
