@@ -64,14 +64,17 @@ static int on_token(void *user, edgellm_token token, const char *text, size_t le
     return 0;
 }
 
-/* Bytes of the longest text one token stands for. */
+/* Bytes of the longest text one token stands for: its piece, or for a control token written in
+ * the prompt (--special) its text in the vocabulary. */
 static size_t longest_token_bytes(const edgellm_model *model)
 {
     size_t longest = 1;
-    char piece[256];
+    char text[256];
     for (int32_t id = 0; id < edgellm_n_vocab(model); id++) {
-        size_t len = 0;
-        edgellm_token_to_piece(model, id, piece, sizeof piece, &len);
+        size_t piece = 0, stored = 0;
+        edgellm_token_to_piece(model, id, text, sizeof text, &piece);
+        edgellm_token_text(model, id, text, sizeof text, &stored);
+        size_t len = piece > stored ? piece : stored;
         longest = len > longest ? len : longest;
     }
     return longest;
