@@ -62,7 +62,7 @@ while IFS= read -r line; do
 done < <(grep '^== edgellm run' "$tmp/demo.err")
 [[ $n -eq 3 ]]; check "the demo printed 3 commands" $?
 cmp -s "$tmp/demo.want" "$tmp/demo.out"
-check "the printed commands give the demo's text ($(cmp "$tmp/demo.want" "$tmp/demo.out" 2>&1))" $?
+ok=$?; check "the printed commands give the demo's text ($(cmp "$tmp/demo.want" "$tmp/demo.out" 2>&1))" $ok
 
 [[ $fail -eq 0 ]] && echo "cli_docs: all passed"
 exit $fail
