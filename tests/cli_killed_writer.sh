@@ -60,5 +60,25 @@ rm -f "$tmp"/huge.gguf*
 [[ $rc -eq 1 ]] && grep -q "'$tmp/huge.gguf' would hold .* GiB of tensors but its file system has .* GiB free; nothing was written" "$tmp/err"
 ok=$?; check "synth past the free space: exit 1 before writing ($rc, ${written} KiB in the folder: $(tail -n 1 "$tmp/err"))" $ok
 
+# eval --save-logits knows its size (positions x vocabulary x 4): past the free space of a small
+# tmpfs it is refused before the evaluation, where it used to fill the disk and fail at the end
+# (skipped where mount is not allowed).
+mkdir -p "$tmp/small"
+if mount -t tmpfs -o size=256k tmpfs "$tmp/small" 2>/dev/null; then
+  seq 1 300 | tr '\n' ' ' > "$tmp/ids.txt" # 300 x 512 x 4 = 600 KiB
+  "$EDGELLM" eval -m "$M" --ids "$tmp/ids.txt" --save-logits "$tmp/small/logits.bin" >/dev/null 2>"$tmp/err"
+  rc=$?
+  [[ $rc -eq 1 ]] && grep -q "the logits of 300 positions x 512 vocabulary x 4 bytes are 0.59 MiB but the file system of '$tmp/small/logits.bin' has 0.2[0-9] MiB free; nothing was evaluated" "$tmp/err" &&
+    [[ -z "$(ls -A "$tmp/small")" ]]
+  ok=$?; check "eval --save-logits past the free space: refused, nothing left ($rc: $(tail -n 1 "$tmp/err"))" $ok
+  seq 1 30 | tr '\n' ' ' > "$tmp/ids.txt" # 60 KiB fit
+  "$EDGELLM" eval -m "$M" --ids "$tmp/ids.txt" --save-logits "$tmp/small/logits.bin" >/dev/null 2>"$tmp/err" &&
+    [[ $(stat -c %s "$tmp/small/logits.bin") -eq $((30 * 512 * 4)) ]]
+  ok=$?; check "eval --save-logits within the free space ($(tail -n 1 "$tmp/err"))" $ok
+  umount "$tmp/small"
+else
+  echo "skip: eval --save-logits on a small tmpfs (mount not permitted)"
+fi
+
 rm -rf "$tmp"
 exit $fail

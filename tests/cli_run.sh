@@ -233,7 +233,32 @@ head -c 5000 "$converted" > "$tmp/truncated.gguf"
 expect_error 1 "truncated" info "$tmp/truncated.gguf"
 expect_error 1 "positions x" eval -m "$converted" --ids "$ids" --kl-base "$SHARED/models/aidreams-tok512.bin"
 printf '1 2 x 4' > "$tmp/bad-ids.txt"
-expect_error 1 "whitespace-separated token ids" eval -m "$converted" --ids "$tmp/bad-ids.txt"
+expect_error 1 "'x' at position 2 is not a token id \\(ids are 0..511\\)" eval -m "$converted" --ids "$tmp/bad-ids.txt"
+# An id beyond 32 bits was reported as -1.
+printf '1 2 99999999999 4' > "$tmp/big-ids.txt"
+expect_error 1 "'99999999999' at position 2 is outside the vocabulary \\(ids are 0..511\\)" \
+  eval -m "$converted" --ids "$tmp/big-ids.txt"
+# A prompt file that cannot fit the context is refused before it is read whole (a 2 GB file was
+# read and tokenized, minutes and gigabytes, before "the prompt is N tokens"), and an endless
+# one ends (memory bounded here so that a build that reads it whole fails instead of swapping).
+head -c 200000 /dev/zero | tr '\0' 'a' > "$tmp/long-prompt.txt"
+expect_error 1 "prompt file '.*long-prompt.txt' is longer than [0-9]+ bytes \\(200000 bytes\\): more than the 64 tokens the context holds" \
+  run -m "$converted" --ctx 64 -f "$tmp/long-prompt.txt"
+(ulimit -v 2000000; timeout 60 "$EDGELLM" run -m "$converted" --ctx 64 -f - </dev/zero >"$tmp/out" 2>"$tmp/err")
+rc=$?
+[[ $rc -eq 1 ]] && grep -q "prompt file '-' is longer than [0-9]* bytes: more than the 64 tokens" "$tmp/err"
+ok=$?
+check "run -f - from an endless input: refused ($rc: $(head -c 150 "$tmp/err"))" $ok
+printf 'The machine' > "$tmp/prompt.txt"
+[[ "$("$EDGELLM" run -m "$converted" -f "$tmp/prompt.txt" -n 8 --temp 0 2>/dev/null)" == \
+   "$("$EDGELLM" run -m "$converted" -p 'The machine' -n 8 --temp 0 2>/dev/null)" ]]
+check "run -f gives what run -p does" $?
+# tokenize --jsonl named every bad line "not a JSON string", a lone surrogate included.
+printf '"ok"\n"\\ud800 x"\n' > "$tmp/surrogate.jsonl"
+expect_error 1 "line 2 column [0-9]+: invalid Unicode .*lone UTF-16 surrogate" \
+  tokenize -m "$converted" --jsonl "$tmp/surrogate.jsonl"
+printf '"ok"\n{"a": 1}\n' > "$tmp/object.jsonl"
+expect_error 1 "line 2 is JSON but not a string" tokenize -m "$converted" --jsonl "$tmp/object.jsonl"
 expect_error 2 "exactly one of" eval -m "$converted"
 expect_error 2 "unknown type" quantize "$converted" "$tmp/q.gguf" q9_9
 expect_error 1 "not supported yet" quantize "$converted" "$tmp/q.gguf" iq2_xxs

@@ -77,6 +77,10 @@ check "a budget below the weights says so" $?
 # The planner reads store names too.
 "$E" models install synth "$model" --allow-unsigned >/dev/null 2>&1
 [[ $("$E" plan -m synth --ctx 256 --json | json_field total_bytes) == "$total" ]]; check "plan by store name matches plan by file" $?
+# An error names the model as given, not its blob's path.
+"$E" plan -m synth --ctx 16000000 >/dev/null 2>"$tmp/err"
+grep -q "^edgellm plan: cannot plan synth: " "$tmp/err"
+ok=$?; check "plan's error names the store name ($(head -c 150 "$tmp/err"))" $ok
 
 # recommend: the advice is the largest size class that fits, and it says why.
 "$E" recommend --ram 6G --target mobile >"$tmp/rec.txt"; check "recommend runs" $?

@@ -347,6 +347,14 @@ class Engine {
   /** Logits (n_tokens x n_vocab) of token ids evaluated from an empty cache; kernelSet "" is the
    * default set, "scalar" the portable kernels. For tests. */
   logits(tokens, kernelSet = "") {
+    // Int32Array.from turned a string's characters, and anything else not a token id, into 0.
+    const nVocab = this.info.n_vocab;
+    const isList = Array.isArray(tokens) || (ArrayBuffer.isView(tokens) && !(tokens instanceof DataView));
+    if (!isList || tokens.length === 0)
+      return Promise.reject(new TypeError(`'tokens' must be a non-empty array of token ids, got ${describe(tokens)}`));
+    const bad = Array.prototype.findIndex.call(tokens, (t) => !Number.isInteger(t) || t < 0 || t >= nVocab);
+    if (bad >= 0)
+      return Promise.reject(new TypeError(`'tokens' holds ${describe(tokens[bad])} at index ${bad}: token ids are integers 0..${nVocab - 1}`));
     return this.enqueue(() => this.call("logits", { tokens: Int32Array.from(tokens), kernelSet }));
   }
 

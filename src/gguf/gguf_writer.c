@@ -8,12 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/bulk_write.h"
 #include "core/locked_file.h"
 #include "core/checked_math.h"
+#include "core/free_space.h"
 #include "core/status.h"
 #include "gguf/gguf.h"
 #include "gguf/gguf_internal.h"
@@ -461,12 +461,8 @@ static edgellm_status check_free_space(const gguf_writer *w, int fd, const char 
             !ellm_add_u64(need, padded, &need))
             need = UINT64_MAX;
     }
-    struct statvfs fs;
-    if (fstatvfs(fd, &fs) != 0 || fs.f_frsize == 0 ||
-        (uint64_t)fs.f_bavail > UINT64_MAX / fs.f_frsize)
-        return EDGELLM_OK;
-    uint64_t free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
-    if (need <= free_bytes)
+    uint64_t free_bytes = 0;
+    if (ellm_fits_free_space(fd, need, &free_bytes))
         return EDGELLM_OK;
     return ellm_fail(EDGELLM_ERR_IO,
                      "'%s' would hold %.2f GiB of tensors but its file system has %.2f GiB free; "

@@ -201,11 +201,14 @@ static bool answer_from_headers(srv_server *srv, struct MHD_Connection *conn, co
 {
     bool path_known = false;
     const char *path = ellm_srv_page_path(srv, url) ? "/" : url; /* the page's files go with it */
+    /* HEAD is GET without the body (libmicrohttpd leaves it out): `curl -I` and uptime probes
+     * got 405 from every page and /health. */
+    const char *as_method = !strcmp(method, "HEAD") ? "GET" : method;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(path, routes[i].path)) {
             path_known = true;
             cs->endpoint = routes[i].path;
-            if (!strcmp(method, routes[i].method))
+            if (!strcmp(as_method, routes[i].method))
                 cs->route = &routes[i];
         }
     if (!path_known)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/bulk_write.h"
+#include "core/free_space.h"
 #include "core/status.h"
 #include "store/store_internal.h"
 
@@ -33,7 +34,9 @@ typedef struct download {
     uint64_t staged_from; /* out's file offset then */
     bool checked_status;
     bool write_failed;
-    int write_errno; /* the write error (0: none, or one already reported) */
+    int write_errno;       /* the write error (0: none, or one already reported) */
+    uint64_t announced;    /* a body refused for its Content-Length (0: none) */
+    uint64_t free_on_disk; /* the free space it was refused for */
     bool progress;
     const store_install_options *opts;
     double started;
@@ -90,6 +93,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
             ellm_bulk_writer_free(&d->out); /* nothing is staged before the first piece */
             ellm_bulk_writer_init(&d->out, d->fd, 0);
             d->staged_from = 0;
+        }
+        /* A body larger than the free space would fill the disk for every other program before
+         * failing: refused on its Content-Length, before a byte is written. */
+        curl_off_t body_len = -1;
+        curl_easy_getinfo(d->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &body_len);
+        if (body_len > 0 && !ellm_fits_free_space(d->fd, (uint64_t)body_len, &d->free_on_disk)) {
+            d->announced = (uint64_t)body_len;
+            return 0;
         }
     }
     int err = ellm_bulk_write(&d->out, data, len);
@@ -213,6 +224,13 @@ edgellm_status ellm_st_download(const char *url, int part_fd, const char *part_p
         if (progress && d.last_draw > 0)
             ellm_st_progress_done();
 
+        if (d.announced)
+            return ellm_fail(EDGELLM_ERR_IO,
+                             "%s is %.2f MiB (%llu bytes to download) but the store's file system "
+                             "has %.2f MiB free; nothing was downloaded: free space and rerun the "
+                             "install",
+                             url, (double)(d.start + d.announced) / 1048576.0,
+                             (unsigned long long)d.announced, (double)d.free_on_disk / 1048576.0);
         if (d.write_failed) {
             /* Retrying cannot help, and a full disk should get its space back. */
             bool emptied = ftruncate(part_fd, 0) == 0;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/bulk_write.h"
+#include "core/free_space.h"
 #include "core/locked_file.h"
 #include "core/mapped_file.h"
 #include "core/status.h"
@@ -34,7 +35,14 @@ static edgellm_status copy_and_hash(const char *from, int out_fd, const char *ou
     if (in < 0)
         return EDGELLM_ERR_IO;
     struct stat sb;
-    uint64_t total = fstat(in, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    uint64_t total = fstat(in, &sb) == 0 ? (uint64_t)sb.st_size : 0, free_bytes = 0;
+    if (!ellm_fits_free_space(out_fd, total, &free_bytes)) {
+        close(in);
+        return ellm_fail(EDGELLM_ERR_IO,
+                         "%s is %.2f MiB but the store's file system has %.2f MiB free; nothing "
+                         "was copied: free space and retry",
+                         from, (double)total / 1048576.0, (double)free_bytes / 1048576.0);
+    }
     enum { CHUNK = 1 << 20 };
     char *buf = malloc(CHUNK);
     edgellm_status st = buf ? EDGELLM_OK : ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "out of memory");

@@ -187,6 +187,13 @@ def test_auth_and_basics(s):
     check(st == 404 and "error" in body, "unknown path -> 404")
     st, body, h = s.request("GET", "/v1/completions", headers=AUTH)
     check(st == 405, "GET on a POST endpoint -> 405 (%s)" % st)
+    # HEAD is GET without the body (`curl -I`, uptime probes): it was a 405 everywhere.
+    for path in ("/health", "/", "/v1/models"):
+        st, body, h = s.request("HEAD", path, headers=AUTH)
+        check(st == 200 and body is None and int(h.get("content-length", "0")) > 0,
+              "HEAD %s -> 200 with the GET's length and no body (%s)" % (path, st))
+    st, body, h = s.request("HEAD", "/v1/completions", headers=AUTH)
+    check(st == 405, "HEAD on a POST endpoint -> 405 (%s)" % st)
 
 
 def test_cors(s):

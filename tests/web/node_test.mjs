@@ -113,6 +113,13 @@ for (const variant of ["st", "mt"]) {
     await rejects(() => engine.chat.completions.create({ messages: [] }), /'messages' must be a non-empty array/);
     await rejects(() => engine.chat.completions.create({ messages: [{ role: "tool", content: "x" }] }), /role/);
     await rejects(() => engine.completions.create({ prompt: "x", stop: ["a", "b", "c", "d", "e"] }), /at most 4/);
+    // logits() took a string's characters, and any value not a token id, as token 0.
+    await rejects(() => engine.logits("abc"), /'tokens' must be a non-empty array of token ids, got "abc"/);
+    await rejects(() => engine.logits([]), /'tokens' must be a non-empty array/);
+    await rejects(() => engine.logits([1, 2.5]), /'tokens' holds 2.5 at index 1: token ids are integers 0..511/);
+    await rejects(() => engine.logits([1, 512]), /'tokens' holds 512 at index 1/);
+    await rejects(() => engine.logits(["1"]), /'tokens' holds "1" at index 0/);
+    assert.equal((await engine.logits(Uint16Array.from([1, 2]))).length, 2 * 512);
   });
 
   await check(`${variant}: a bad request is a rejected promise, not an exception thrown at the call`, async () => {

@@ -214,14 +214,19 @@ bool cli_output_overwrites_input(const char *cmd, const char *output, const cli_
     return false;
 }
 
-char *cli_read_file(const char *path, size_t *len)
+char *cli_read_file_prefix(const char *path, size_t limit, size_t *len, bool *longer)
 {
+    *longer = false;
     FILE *f = open_input(path);
     if (!f)
         return NULL;
-    size_t cap = 1 << 16, n = 0, got;
+    size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+    while (buf && n < limit) {
+        size_t want = cap - n - 1 < limit - n ? cap - n - 1 : limit - n;
+        size_t got = fread(buf + n, 1, want, f);
+        if (got == 0)
+            break;
         n += got;
         if (n + 1 == cap) {
             char *g = realloc(buf, cap * 2);
@@ -234,6 +239,8 @@ char *cli_read_file(const char *path, size_t *len)
             cap *= 2;
         }
     }
+    if (buf && n == limit && fgetc(f) != EOF)
+        *longer = true;
     bool failed = ferror(f) != 0;
     if (f != stdin)
         fclose(f);
@@ -248,6 +255,12 @@ char *cli_read_file(const char *path, size_t *len)
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+char *cli_read_file(const char *path, size_t *len)
+{
+    bool longer;
+    return cli_read_file_prefix(path, SIZE_MAX - 1, len, &longer);
 }
 
 cli_option_result cli_sampling_option(const char *cmd, int argc, char **argv, int *i,
@@ -341,17 +354,39 @@ void cli_print_json_string(FILE *out, const char *s, size_t n)
     fputc('"', out);
 }
 
-/* Whitespace-separated ids; *n = -1 when something else is in the file. */
-static edgellm_token *read_token_ids(const char *path, int32_t *n)
+/* Whitespace-separated ids, each checked against the vocabulary as it is read: an id beyond 32
+ * bits once became -1 and was reported as such. Says what is wrong itself (NULL, *n = -1). */
+static edgellm_token *read_token_ids(const char *cmd, const char *path, int32_t n_vocab, int32_t *n)
 {
     FILE *f = open_input(path);
-    if (!f)
+    if (!f) {
+        cli_error(cmd, "cannot read the ids: %s", edgellm_last_error());
         return NULL;
+    }
     size_t cap = 256;
     edgellm_token *ids = malloc(cap * sizeof *ids);
-    long v;
+    char word[32];
     *n = 0;
-    while (ids && fscanf(f, "%ld", &v) == 1) {
+    /* A word longer than the buffer is read on in pieces: the first piece is already wrong. */
+    while (ids && fscanf(f, "%31s", word) == 1) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(word, &end, 10);
+        const char *problem = NULL;
+        if (end == word || *end)
+            problem = "is not a token id";
+        else if (errno == ERANGE || v < 0 || v >= n_vocab)
+            problem = "is outside the vocabulary";
+        if (problem) {
+            cli_error(cmd,
+                      "'%s': '%s%s' at position %d %s (ids are 0..%d); give the ids the model's "
+                      "tokenizer made, separated by white space",
+                      path, word, strlen(word) == 31 ? "..." : "", *n, problem, n_vocab - 1);
+            free(ids);
+            ids = NULL;
+            *n = -1;
+            break;
+        }
         if ((size_t)*n == cap) {
             edgellm_token *g = realloc(ids, cap * 2 * sizeof *ids);
             if (!g) {
@@ -362,12 +397,14 @@ static edgellm_token *read_token_ids(const char *path, int32_t *n)
             ids = g;
             cap *= 2;
         }
-        ids[(*n)++] = v < INT32_MIN || v > INT32_MAX ? -1 : (edgellm_token)v;
+        ids[(*n)++] = (edgellm_token)v;
     }
-    if (ids && !feof(f)) { /* something that is not a number */
+    if (ids && ferror(f)) {
+        cli_error(cmd, "cannot read '%s': %s", path, strerror(errno));
         free(ids);
         ids = NULL;
-        *n = -1;
+    } else if (!ids && *n >= 0) {
+        cli_error(cmd, "no memory for the ids of '%s'", path);
     }
     if (f != stdin)
         fclose(f);
@@ -380,11 +417,7 @@ edgellm_token *cli_load_tokens(const char *cmd, edgellm_model *m, const char *te
     edgellm_token *ids = NULL;
     *n = 0;
     if (ids_path) {
-        ids = read_token_ids(ids_path, n);
-        if (!ids && *n < 0)
-            cli_error(cmd, "'%s' must hold whitespace-separated token ids", ids_path);
-        else if (!ids)
-            cli_error(cmd, "cannot read the ids: %s", edgellm_last_error());
+        ids = read_token_ids(cmd, ids_path, edgellm_n_vocab(m), n);
     } else {
         size_t len = 0;
         char *text = cli_read_file(text_path, &len);

@@ -54,6 +54,9 @@ bool cli_output_refused(const char *cmd, const char *output, const cli_input *in
  * with the reason in edgellm_last_error() (naming the path; a FIFO, directory or device is
  * refused, never waited on) if it cannot be read. */
 char *cli_read_file(const char *path, size_t *len);
+/* The same, reading no more than limit bytes: *longer says the file holds more (the buffer then
+ * holds the first limit). For inputs only a bounded part of which can be used. */
+char *cli_read_file_prefix(const char *path, size_t limit, size_t *len, bool *longer);
 /* The tokens of -f TEXT (tokenized with the model's tokenizer, BOS as the model wants) or of
  * --ids FILE (whitespace-separated ids), each checked against the vocabulary; exactly one path is
  * non-NULL. NULL after printing the error. */

@@ -1,6 +1,7 @@
 /* `edgellm eval`: perplexity over a text or token ids, and quantization quality against the saved
  * logits of a reference model (KL divergence, top-1 agreement, perplexity ratio). Logit files are
  * raw little-endian float32, one row of n_vocab per position. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "commands.h"
 #include "edgellm.h"
 #include "core/file_replace.h"
+#include "core/free_space.h"
 #include "core/finite.h"
 #include "store/store.h"
 
@@ -176,11 +178,21 @@ int cmd_eval(int argc, char **argv)
     ellm_replaced_file saved = {0};
     char save_err[1024];
     if (rc == 0 && save) {
-        if (ellm_file_replace_open(&saved, save, save_err, sizeof save_err)) {
-            save_f = saved.out;
-        } else {
+        uint64_t need = (uint64_t)n * (uint64_t)n_vocab * sizeof(float), free_bytes = 0;
+        if (!ellm_file_replace_open(&saved, save, save_err, sizeof save_err)) {
             cli_error(cmd, "%s; give --save-logits a path in a writable directory", save_err);
             rc = 1;
+        } else if (!ellm_fits_free_space(fileno(saved.out), need, &free_bytes)) {
+            /* Known before the first window: failing on a full disk at the end wasted the run
+             * and filled the disk for every other program meanwhile. */
+            cli_error(cmd,
+                      "the logits of %d positions x %d vocabulary x 4 bytes are %.2f MiB but the "
+                      "file system of '%s' has %.2f MiB free; nothing was evaluated: free space, "
+                      "save them elsewhere or evaluate fewer tokens",
+                      n, n_vocab, (double)need / 1048576.0, save, (double)free_bytes / 1048576.0);
+            rc = 1;
+        } else {
+            save_f = saved.out;
         }
     }
     double nll = 0, base_nll = 0, kl_sum = 0;

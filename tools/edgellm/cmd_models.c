@@ -24,6 +24,7 @@ static void models_usage(FILE *out)
             "  install NAME[:VERSION] FROM   install a .gguf file or http(s):// URL; verifies "
             "FROM.sig\n"
             "          [--sig PATH|URL] [--allow-unsigned] [--no-activate] [--retries N]\n"
+            "          [--no-progress]   (the progress bar shows only on a terminal anyway)\n"
             "  list                          installed models, their active version and pin\n"
             "  info NAME                     every version with its metadata\n"
             "  activate NAME:VERSION         switch the active version\n"

@@ -28,9 +28,11 @@ static const char *kv_type_name(edgellm_kv_type kv)
 
 /* Plans the model file at path (loaded as `run` loads it: weights mapped, not read) for cp, whose
  * n_ctx (<= 0: the training context; above it, cut to it when clamp) is set to the context
- * planned; also the largest context that fits budget and the training context. */
-static bool plan_file(const char *cmd, const char *path, edgellm_context_params *cp, bool clamp,
-                      uint64_t budget, store_plan *p, int32_t *max_ctx, int32_t *train_ctx)
+ * planned; also the largest context that fits budget and the training context. Messages name
+ * the model as the user gave it: an installed name, not its blob's path. */
+static bool plan_file(const char *cmd, const char *name, const char *path,
+                      edgellm_context_params *cp, bool clamp, uint64_t budget, store_plan *p,
+                      int32_t *max_ctx, int32_t *train_ctx)
 {
     edgellm_model *model = NULL;
     edgellm_model_info info;
@@ -42,7 +44,7 @@ static bool plan_file(const char *cmd, const char *path, edgellm_context_params 
         ok = ellm_store_plan_model(model, cp, p) == EDGELLM_OK;
     }
     if (!ok) {
-        cli_error(cmd, "cannot plan %s: %s", path, edgellm_last_error());
+        cli_error(cmd, "cannot plan %s: %s", name, edgellm_last_error());
         edgellm_model_free(model);
         return false;
     }
@@ -62,7 +64,8 @@ int cmd_plan(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: edgellm plan -m MODEL [-c CONTEXT] [--kv-type f16|f32|q8_0] [--batch N] "
+            printf("usage: edgellm plan -m MODEL [-c|--ctx CONTEXT] [--kv-type f16|f32|q8_0] "
+                   "[--batch N] "
                    "[-t THREADS] [--ram SIZE] [--json]\n"
                    "  MODEL is a .gguf file or an installed name; SIZE like 3G (default: this "
                    "machine's available RAM)\n");
@@ -115,7 +118,7 @@ int cmd_plan(int argc, char **argv)
         cp.n_batch = (int32_t)n_batch;
     store_plan p;
     int32_t max_ctx = 0, limit = 0;
-    if (!plan_file(cmd, path, &cp, false, budget, &p, &max_ctx, &limit))
+    if (!plan_file(cmd, model, path, &cp, false, budget, &p, &max_ctx, &limit))
         return 1;
     int32_t ctx = cp.n_ctx;
     bool fits = p.total_bytes <= budget;
@@ -213,8 +216,9 @@ int cmd_recommend(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: edgellm recommend [--ram SIZE] [--target browser|mobile|laptop] [-c "
-                   "CONTEXT] [-m MODEL]\n");
+            printf(
+                "usage: edgellm recommend [--ram SIZE] [--target browser|mobile|laptop] [-c|--ctx "
+                "CONTEXT] [-m MODEL]\n");
             return 0;
         } else if (strcmp(a, "--ram") == 0) {
             if (!(v = cli_option_value(cmd, argc, argv, &i)) || !cli_parse_size(cmd, a, v, &ram))
@@ -321,7 +325,7 @@ int cmd_recommend(int argc, char **argv)
         edgellm_context_params model_cp = edgellm_context_default_params();
         model_cp.n_ctx = ctx;
         int32_t max_ctx = 0, train_ctx = 0;
-        if (!plan_file(cmd, path, &model_cp, true, usable, &p, &max_ctx, &train_ctx))
+        if (!plan_file(cmd, model, path, &model_cp, true, usable, &p, &max_ctx, &train_ctx))
             return 1;
         int32_t model_ctx = model_cp.n_ctx;
         if (p.total_bytes > usable) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +62,54 @@ static int on_token(void *user, edgellm_token token, const char *text, size_t le
     }
     s->n_tokens++;
     return 0;
+}
+
+/* Bytes of the longest text one token stands for: its piece, or for a control token written in
+ * the prompt (--special) its text in the vocabulary. */
+static size_t longest_token_bytes(const edgellm_model *model)
+{
+    size_t longest = 1;
+    char text[256];
+    for (int32_t id = 0; id < edgellm_n_vocab(model); id++) {
+        size_t piece = 0, stored = 0;
+        edgellm_token_to_piece(model, id, text, sizeof text, &piece);
+        edgellm_token_text(model, id, text, sizeof text, &stored);
+        size_t len = piece > stored ? piece : stored;
+        longest = len > longest ? len : longest;
+    }
+    return longest;
+}
+
+/* A prompt file that cannot fit the context is refused before it is read and tokenized whole
+ * (a 2 GB file took minutes and its size in memory to fail). No token stands for more than the
+ * longest token's bytes, and normalization (NFC) changes a text's length by less than a factor of
+ * two, so beyond n_ctx x longest x 2 bytes the prompt is certainly too long; only that much is
+ * read, which also bounds an endless stdin. */
+static char *read_prompt_file(const char *cmd, const char *path, const edgellm_model *model,
+                              int32_t n_ctx)
+{
+    size_t longest = longest_token_bytes(model);
+    size_t limit = (size_t)n_ctx * longest * 2, len = 0;
+    bool longer = false;
+    char *text = cli_read_file_prefix(path, limit, &len, &longer);
+    if (!text) {
+        cli_error(cmd, "cannot read prompt file: %s", edgellm_last_error());
+        return NULL;
+    }
+    if (longer) {
+        struct stat sb;
+        char size[64] = "";
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+            snprintf(size, sizeof size, " (%lld bytes)", (long long)sb.st_size);
+        cli_error(cmd,
+                  "the prompt file '%s' is longer than %zu bytes%s: more than the %d tokens the "
+                  "context holds (no token of this model is longer than %zu bytes); shorten it "
+                  "to about %d tokens or raise --ctx",
+                  path, limit, size, n_ctx, longest, n_ctx);
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
 int cmd_run(int argc, char **argv)
@@ -173,17 +222,8 @@ int cmd_run(int argc, char **argv)
             return 1;
         }
     }
+    /* The prompt file is read once the context's size is known: see read_prompt_file. */
     char *file_text = NULL;
-    if (prompt_file) {
-        size_t len = 0;
-        file_text = cli_read_file(prompt_file, &len);
-        if (!file_text) {
-            cli_error(cmd, "cannot read prompt file: %s", edgellm_last_error());
-            free(grammar_text);
-            return 1;
-        }
-        prompt = file_text;
-    }
     if (!g.seed_given)
         g.sampling.seed = cli_time_seed();
 
@@ -214,6 +254,11 @@ int cmd_run(int argc, char **argv)
     if (edgellm_context_create(model, &cp, &ctx) != EDGELLM_OK) {
         cli_error(cmd, "%s", edgellm_last_error());
         rc = 1;
+    }
+    if (rc == 0 && prompt_file) {
+        file_text = read_prompt_file(cmd, prompt_file, model, edgellm_context_n_ctx(ctx));
+        prompt = file_text;
+        rc = file_text ? 0 : 1;
     }
     edgellm_generate_result res = {0};
     edgellm_generate_params gp = edgellm_generate_default_params();

@@ -97,7 +97,19 @@ static int tokenize_lines(const edgellm_model *m, const char *path, int flags, d
         json_error_t err;
         json_t *j = json_loadb(line, line_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
         if (!json_is_string(j)) {
-            cli_error("tokenize", "'%s' line %d is not a JSON string", path, line_no);
+            /* Name the fault: a lone surrogate ("\ud800") is a valid-looking string that no
+             * UTF-8 text can hold, which "not a JSON string" hid. */
+            if (!j)
+                cli_error("tokenize", "'%s' line %d column %d: %s%s", path, line_no, err.column,
+                          err.text,
+                          strstr(err.text, "invalid Unicode")
+                              ? " (a lone UTF-16 surrogate: \\uD800-\\uDBFF must be followed by "
+                                "\\uDC00-\\uDFFF, and the second never comes alone)"
+                              : "");
+            else
+                cli_error("tokenize",
+                          "'%s' line %d is JSON but not a string: give one JSON string per line",
+                          path, line_no);
             json_decref(j);
             rc = 1;
             break;

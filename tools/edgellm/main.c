@@ -47,6 +47,7 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (commands[i].fn)
             fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n  --version  the version and the kernel set this CPU runs\n");
 }
 
 #if defined(SA_SIGINFO) && defined(BUS_ADRERR) && !defined(__EMSCRIPTEN__)
