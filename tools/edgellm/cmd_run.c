@@ -82,14 +82,14 @@ static size_t longest_token_bytes(const edgellm_model *model)
 
 /* A prompt file that cannot fit the context is refused before it is read and tokenized whole
  * (a 2 GB file took minutes and its size in memory to fail). No token stands for more than the
- * longest token's bytes, and normalization (NFC) changes a text's length by less than a factor of
- * two, so beyond n_ctx x longest x 2 bytes the prompt is certainly too long; only that much is
- * read, which also bounds an endless stdin. */
+ * longest token's bytes, and normalization (NFC) shortens a text by at most a factor of three
+ * (decomposed Hangul jamo, three code points a syllable), so beyond n_ctx x longest x 4 bytes the
+ * prompt is certainly too long; only that much is read, which also bounds an endless stdin. */
 static char *read_prompt_file(const char *cmd, const char *path, const edgellm_model *model,
                               int32_t n_ctx)
 {
     size_t longest = longest_token_bytes(model);
-    size_t limit = (size_t)n_ctx * longest * 2, len = 0;
+    size_t limit = (size_t)n_ctx * longest * 4, len = 0;
     bool longer = false;
     char *text = cli_read_file_prefix(path, limit, &len, &longer);
     if (!text) {
