@@ -17,7 +17,7 @@
  * instead of contiguous shares. --hugepages 1 asks for 2 MiB pages for the weights and the read's
  * buffer (MADV_HUGEPAGE, as the model's mapping asks; Linux only), so that the figures compare
  * with a model whose weights the kernel maps by 2 MiB entries. --by-four 1 lays the matrices out
- * in ELLM_ROWS_BY_FOUR order (Q4_0 and Q8_0, in sets with kernels for them) and times vec_dot_by_four in the
+ * in ELLM_ROWS_BY_FOUR order (Q4_0, in sets with kernels for it) and times vec_dot_by_four in the
  * multi-row pass, as the web build's decode runs such matrices (its single-row pass then reads the
  * same bytes as plain rows: its timing holds, its values do not).
  *
@@ -250,7 +250,7 @@ static bool bench_type(ellm_type type, size_t target_bytes, int64_t rows, int64_
     if (by_four(k)) {
         void *scratch = malloc(ELLM_BY_FOUR * row_bytes);
         for (int64_t c = 0; c < copies; c++)
-            ellm_rows_by_four(type, w + (size_t)(c * rows) * row_bytes, rows, row_bytes, scratch);
+            ellm_q4_0_rows_by_four(w + (size_t)(c * rows) * row_bytes, rows, row_bytes, scratch);
         free(scratch);
     }
     for (int64_t c = 0; c < cols; c++)

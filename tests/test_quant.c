@@ -1063,18 +1063,16 @@ static void test_q4_0_rows_extremes(void)
 #endif
 }
 
-/* Q4_0 and Q8_0 matrices laid out in ELLM_ROWS_BY_FOUR order multiply to exactly what the same
- * matrices give in plain order, in every set: those with kernels for the order (wasm-relaxed) what
- * they give themselves, the others (through the portable kernel) what the scalar set gives: one
- * token (the decode kernels) and 1-3, 6 and 9 tokens (the tiles), alone and two weights in one
- * dispatch (the second after a weight of rows that are not a multiple of 4, or after one that
- * is), on one thread and three; rows of 1 block and of many, row counts that are not a multiple
- * of 4 or 8 (the rows after the last group stay plain), block scales that are Inf, NaN, subnormal
- * or the largest half (the four-row kernels convert the finite ones with lane arithmetic and redo
- * a group with an Inf or NaN exactly); the rows read back (ellm_row_of_four) equal the plain ones
- * byte for byte, and every row as floats (ellm_tensor_dequantize_row, the embedding lookup's
- * reading of a tied head) equals the plain row's. */
-static void test_rows_by_four(ellm_type type)
+/* Q4_0 matrices laid out in ELLM_ROWS_BY_FOUR order multiply to exactly what the same matrices
+ * give in plain order, in every set: those with kernels for the order (wasm-relaxed) what they
+ * give themselves, the others (through the portable kernel) what the scalar set gives: one token (the decode kernels) and 1-3, 6 and 9 tokens
+ * (the tiles), alone and two weights in one dispatch (the second after a weight of rows that are
+ * not a multiple of 4, or after one that is), on one thread and three; rows of 1 block and of many,
+ * row counts that are not a multiple of 4 or 8 (the rows after the last group stay plain), block
+ * scales that are Inf, NaN, subnormal or the largest half (the four-row kernels convert the
+ * finite ones with lane arithmetic and redo a group with an Inf or NaN exactly), and the rows
+ * read back (ellm_q4_0_row_of_four) equal the plain ones byte for byte. */
+static void test_q4_0_rows_by_four(void)
 {
     enum { MAX_IN = 5632, MAX_ROWS = 13, T = 9 };
     static const struct {
@@ -1082,17 +1080,12 @@ static void test_rows_by_four(ellm_type type)
     } shapes[] = {{32, 5, 4}, {96, 9, 13}, {960, 13, 8}, {2048, 12, 7}, {5632, 4, 6}};
     static const uint16_t specials[] = {0x7C00, 0xFC00, 0x7E00, 0x0001, 0x7BFF, 0x8400};
     static float want[2][T * MAX_ROWS], got[2][T * MAX_ROWS];
-    /* On the heap: the wasm module's static data must fit its initial memory. Rows of up to 34
-     * bytes per 32 values (Q8_0). */
-    const size_t max_row = MAX_IN / QK8_0 * sizeof(block_q8_0);
-    const char *name = ellm_type_name(type);
-    float *w = malloc(2 * MAX_ROWS * MAX_IN * sizeof *w), *x = malloc(T * MAX_IN * sizeof *x),
-          *floats = malloc(2 * MAX_IN * sizeof *floats);
-    uint8_t *plain = malloc(2 * MAX_ROWS * max_row), *four = malloc(2 * MAX_ROWS * max_row),
-            *row = malloc(max_row);
-    CHECK(w && x && floats && plain && four && row);
-    if (!w || !x || !floats || !plain || !four || !row) {
-        free(floats);
+    /* On the heap: the wasm module's static data must fit its initial memory. */
+    float *w = malloc(2 * MAX_ROWS * MAX_IN * sizeof *w), *x = malloc(T * MAX_IN * sizeof *x);
+    uint8_t *plain = malloc(2 * MAX_ROWS * MAX_IN), *four = malloc(2 * MAX_ROWS * MAX_IN),
+            *row = malloc(MAX_IN);
+    CHECK(w && x && plain && four && row);
+    if (!w || !x || !plain || !four || !row) {
         free(w);
         free(x);
         free(plain);
@@ -1110,17 +1103,15 @@ static void test_rows_by_four(ellm_type type)
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int64_t n_in = shapes[si].n_in, rows[2] = {shapes[si].rows_a, shapes[si].rows_b};
         ellm_tensor t[2], f[2];
-        t[0] = test_quantized_weight(type, n_in, rows[0], w, plain);
-        t[1] = test_quantized_weight(type, n_in, rows[1], w + MAX_ROWS * MAX_IN,
+        t[0] = test_quantized_weight(ELLM_TYPE_Q4_0, n_in, rows[0], w, plain);
+        t[1] = test_quantized_weight(ELLM_TYPE_Q4_0, n_in, rows[1], w + MAX_ROWS * MAX_IN,
                                      plain + t[0].n_bytes);
         /* Special scales in the second and sixth rows' blocks, in some shapes only, so that
          * groups without them take the lane conversion alone. */
         for (int k = 0; k < 2 && si % 2 == 0; k++)
             for (int64_t r = 1; r < rows[k]; r += 4) {
-                size_t block_bytes = t[k].row_bytes / (size_t)(n_in / QK8_0);
-                uint8_t *d = (uint8_t *)t[k].data + r * t[k].row_bytes +
-                             (size_t)((r / 4) % (n_in / QK8_0)) * block_bytes;
-                memcpy(d, &specials[(si + (size_t)r) % 6], sizeof specials[0]);
+                block_q4_0 *b = (block_q4_0 *)((uint8_t *)t[k].data + r * t[k].row_bytes);
+                b[(r / 4) % (n_in / QK4_0)].d = specials[(si + (size_t)r) % 6];
             }
         memcpy(four, plain, t[0].n_bytes + t[1].n_bytes);
         uint8_t *scratch_rows = malloc(ELLM_BY_FOUR * t[0].row_bytes);
@@ -1128,22 +1119,16 @@ static void test_rows_by_four(ellm_type type)
             f[k] = t[k];
             f[k].data = four + (k ? t[0].n_bytes : 0);
             f[k].row_order = ELLM_ROWS_BY_FOUR;
-            ellm_rows_by_four(type, (void *)(uintptr_t)f[k].data, rows[k], f[k].row_bytes,
-                              scratch_rows);
+            ellm_q4_0_rows_by_four((void *)(uintptr_t)f[k].data, rows[k], f[k].row_bytes,
+                                   scratch_rows);
             for (int64_t r = 0; r < rows[k] / ELLM_BY_FOUR * ELLM_BY_FOUR; r++) {
                 const uint8_t *group = (const uint8_t *)f[k].data +
                                        (r - r % ELLM_BY_FOUR) * (int64_t)f[k].row_bytes;
-                const uint8_t *plain_row = (const uint8_t *)t[k].data + r * t[k].row_bytes;
-                ellm_row_of_four(type, group, f[k].row_bytes, (int)(r % ELLM_BY_FOUR), row);
-                CHECK_MSG(!memcmp(row, plain_row, t[k].row_bytes),
-                          "%s row %lld of %lld x %lld read back from its group differs", name,
-                          (long long)r, (long long)rows[k], (long long)n_in);
-                ellm_dequantize_row(type, plain_row, floats, n_in);
-                ellm_dequantize_row_of_four(type, group, f[k].row_bytes, (int)(r % ELLM_BY_FOUR),
-                                            floats + MAX_IN);
-                CHECK_MSG(!memcmp(floats, floats + MAX_IN, (size_t)n_in * sizeof *floats),
-                          "%s row %lld of %lld x %lld as floats from its group differs", name,
-                          (long long)r, (long long)rows[k], (long long)n_in);
+                ellm_q4_0_row_of_four(group, f[k].row_bytes, (int)(r % ELLM_BY_FOUR), row);
+                CHECK_MSG(
+                    !memcmp(row, (const uint8_t *)t[k].data + r * t[k].row_bytes, t[k].row_bytes),
+                    "Q4_0 row %lld of %lld x %lld read back from its group differs", (long long)r,
+                    (long long)rows[k], (long long)n_in);
             }
         }
         free(scratch_rows);
@@ -1155,7 +1140,7 @@ static void test_rows_by_four(ellm_type type)
              * set's bits, and its own kernels for the rows after the last group: checked where
              * those are the scalar set's too (the wasm sets; the native ones round Q4_0
              * differently, and none of them reads the order). */
-            bool own = ellm_rows_by_four_wanted(type);
+            bool own = ellm_rows_by_four_wanted(ELLM_TYPE_Q4_0);
             if (!own && strcmp(sets[set], "scalar") && strncmp(sets[set], "wasm", 4))
                 continue;
             const char *reference = own ? sets[set] : "scalar";
@@ -1175,10 +1160,10 @@ static void test_rows_by_four(ellm_type type)
                         for (int k = 0; k < 2; k++)
                             for (int64_t i = 0; i < nt * rows[k]; i++) {
                                 CHECK_MSG(!memcmp(&got[k][i], &want[k][i], sizeof(float)),
-                                          "%s %s by four, %lld x %lld, %lld tokens, %d "
+                                          "%s Q4_0 by four, %lld x %lld, %lld tokens, %d "
                                           "threads, order %d: row %lld token %lld %.9g, plain "
                                           "%.9g",
-                                          sets[set], name, (long long)rows[k], (long long)n_in,
+                                          sets[set], (long long)rows[k], (long long)n_in,
                                           (long long)nt, threads, order, (long long)(i % rows[k]),
                                           (long long)(i / rows[k]), got[k][i], want[k][i]);
                                 compared++;
@@ -1189,9 +1174,9 @@ static void test_rows_by_four(ellm_type type)
                     ellm_matmul(pool, &t[1], x, nt, want[1], scratch);
                     CHECK(ellm_quant_use_kernel_set(sets[set]));
                     CHECK_MSG(!memcmp(got[1], want[1], (size_t)(nt * rows[1]) * sizeof(float)),
-                              "%s %s by four alone, %lld x %lld, %lld tokens: differs from "
+                              "%s Q4_0 by four alone, %lld x %lld, %lld tokens: differs from "
                               "plain",
-                              sets[set], name, (long long)rows[1], (long long)n_in, (long long)nt);
+                              sets[set], (long long)rows[1], (long long)n_in, (long long)nt);
                 }
                 ellm_threadpool_free(pool);
             }
@@ -1201,17 +1186,16 @@ static void test_rows_by_four(ellm_type type)
     ellm_quant_use_kernel_set(NULL);
     free(w);
     free(x);
-    free(floats);
     free(plain);
     free(four);
     free(row);
-    fprintf(stderr, "%s by four: %d values compared, %d (set, shape) pairs with kernels\n", name,
+    fprintf(stderr, "Q4_0 by four: %d values compared, %d (set, shape) pairs with kernels\n",
             compared, with_kernels);
     CHECK(compared > 0);
     /* In a module patched for relaxed SIMD that set reads the order itself. */
     for (int set = 0; set < n_sets; set++)
         if (!strcmp(sets[set], "wasm-relaxed"))
-            CHECK_MSG(with_kernels > 0, "the wasm-relaxed set has no kernels for %s by four", name);
+            CHECK_MSG(with_kernels > 0, "the wasm-relaxed set has no kernels for Q4_0 by four");
 }
 
 /* Every set's multi-row decode kernels (vec_dot_rows) give, for each of their rows, exactly what
@@ -1846,8 +1830,7 @@ int main(void)
     test_every_kernel_set();
     test_multi_row_kernels();
     test_q4_0_rows_extremes();
-    test_rows_by_four(ELLM_TYPE_Q4_0);
-    test_rows_by_four(ELLM_TYPE_Q8_0);
+    test_q4_0_rows_by_four();
 #if defined(__wasm__)
     test_kernels_at_end_of_memory();
 #endif

@@ -60,7 +60,7 @@ bool ellm_row_bytes(uint32_t type, uint64_t n, uint64_t *out_bytes);
 /* How a matrix's rows lie in its bytes. */
 typedef enum ellm_row_order {
     ELLM_ROWS_PLAIN = 0, /* row r at data + r * row_bytes, as in the file */
-    /* Q4_0 and Q8_0 only, laid out at load for the kernel sets that read it (ellm_rows_by_four,
+    /* Q4_0 only, laid out at load for the kernel sets that read it (ellm_q4_0_rows_by_four,
      * quant.h): each whole group of four rows (4g..4g + 3) fills its own 4 row_bytes with the four
      * rows' blocks interleaved; the rows after the last whole group stay plain. */
     ELLM_ROWS_BY_FOUR = 1,

@@ -580,7 +580,8 @@ void ellm_forward_embed(const ellm_model *m, const edgellm_token *tokens, int32_
     int64_t n_embd = m->hp.n_embd;
     for (int32_t t = 0; t < n_tokens; t++) {
         float *row = x + (size_t)t * (size_t)n_embd;
-        ellm_tensor_dequantize_row(e, tokens[t], row);
+        ellm_dequantize_row(e->type, (const uint8_t *)e->data + (size_t)tokens[t] * e->row_bytes,
+                            row, n_embd);
         if (m->hp.embd_scale > 0)
             for (int64_t i = 0; i < n_embd; i++)
                 row[i] *= m->hp.embd_scale;

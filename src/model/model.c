@@ -48,51 +48,50 @@ edgellm_status ellm_bind_tensor(const gguf_file *f, const char *name, int n_dims
     return EDGELLM_OK;
 }
 
-void ellm_tensor_dequantize_row(const ellm_tensor *t, int64_t r, float *out)
-{
-    const uint8_t *row = (const uint8_t *)t->data + r * t->row_bytes;
-    if (t->row_order == ELLM_ROWS_BY_FOUR && r < t->ne[1] / ELLM_BY_FOUR * ELLM_BY_FOUR)
-        ellm_dequantize_row_of_four(t->type, row - r % ELLM_BY_FOUR * t->row_bytes, t->row_bytes,
-                                    (int)(r % ELLM_BY_FOUR), out);
-    else
-        ellm_dequantize_row(t->type, row, out, t->ne[0]);
-}
-
 edgellm_status ellm_tensor_to_floats(const ellm_tensor *t, float **out)
 {
     int64_t n = t->ne[0] * t->ne[1];
+    bool by_four = t->row_order == ELLM_ROWS_BY_FOUR;
+    int64_t grouped = by_four ? t->ne[1] / ELLM_BY_FOUR * ELLM_BY_FOUR : 0;
+    void *plain = by_four ? malloc(t->row_bytes) : NULL;
     *out = malloc((size_t)n * sizeof(float));
-    if (!*out)
+    if (!*out || (by_four && !plain)) {
+        free(*out);
+        free(plain);
+        *out = NULL;
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to convert a tensor");
-    for (int64_t r = 0; r < t->ne[1]; r++)
-        ellm_tensor_dequantize_row(t, r, *out + r * t->ne[0]);
+    }
+    for (int64_t r = 0; r < t->ne[1]; r++) {
+        const uint8_t *row = (const uint8_t *)t->data + r * t->row_bytes;
+        if (r < grouped) {
+            ellm_q4_0_row_of_four(row - r % ELLM_BY_FOUR * t->row_bytes, t->row_bytes,
+                                  (int)(r % ELLM_BY_FOUR), plain);
+            row = plain;
+        }
+        ellm_dequantize_row(t->type, row, *out + r * t->ne[0], t->ne[0]);
+    }
+    free(plain);
     return EDGELLM_OK;
 }
 
-static bool by_four_type(ellm_type type)
-{
-    return type == ELLM_TYPE_Q4_0 || type == ELLM_TYPE_Q8_0;
-}
-
-/* t laid out in ELLM_ROWS_BY_FOUR order if it is a Q4_0 or Q8_0 matrix of at least four rows in
- * the writable bytes [bytes, bytes + size) and the kernel set in use reads that order; scratch
- * holds 4 row_bytes of the largest such matrix. */
-static bool lay_out_rows(ellm_tensor *t, uint8_t *bytes, size_t size, void *scratch)
+/* t laid out in ELLM_ROWS_BY_FOUR order if it is a Q4_0 matrix of at least four rows in the
+ * writable bytes [bytes, bytes + size) and the kernel set in use reads that order; scratch holds
+ * 4 row_bytes of the largest such matrix. */
+static void lay_out_rows(ellm_tensor *t, uint8_t *bytes, size_t size, void *scratch, int *count)
 {
     uintptr_t at = (uintptr_t)t->data, start = (uintptr_t)bytes;
-    if (!t->data || !by_four_type(t->type) || t->row_order != ELLM_ROWS_PLAIN ||
+    if (!t->data || t->type != ELLM_TYPE_Q4_0 || t->row_order != ELLM_ROWS_PLAIN ||
         t->ne[1] < ELLM_BY_FOUR || !ellm_rows_by_four_wanted(t->type) || at < start ||
         at - start > size || size - (at - start) < t->n_bytes)
-        return false;
-    ellm_rows_by_four(t->type, bytes + (at - start), t->ne[1], t->row_bytes, scratch);
+        return;
+    ellm_q4_0_rows_by_four(bytes + (at - start), t->ne[1], t->row_bytes, scratch);
     t->row_order = ELLM_ROWS_BY_FOUR;
-    return true;
+    ++*count;
 }
 
-/* The matrices the kernels read: the layers' and the output head. A tied head is the embedding
- * table, whose other reader, the lookup (ellm_forward_embed), reads rows through
- * ellm_tensor_dequantize_row, so a tied head is laid out too (both tensors name its bytes). */
-static int matmul_tensors(ellm_model *m, ellm_tensor **out)
+/* The matrices only matmuls read: the layers' and an output head of its own (a tied head is the
+ * embedding table, whose rows are looked up one by one). */
+static int matmul_only_tensors(ellm_model *m, ellm_tensor **out)
 {
     int n = 0;
     for (int32_t il = 0; il < m->hp.n_layer; il++) {
@@ -105,23 +104,25 @@ static int matmul_tensors(ellm_model *m, ellm_tensor **out)
             else
                 n++;
     }
-    if (out)
-        out[n] = &m->w.output;
-    n++;
+    if (!m->hp.tied_embeddings) {
+        if (out)
+            out[n] = &m->w.output;
+        n++;
+    }
     return n;
 }
 
 edgellm_status ellm_model_lay_out_rows(ellm_model *m, void *bytes, size_t size, int *laid_out)
 {
     *laid_out = 0;
-    int n = matmul_tensors(m, NULL);
+    int n = matmul_only_tensors(m, NULL);
     ellm_tensor **ts = malloc((size_t)n * sizeof *ts);
     if (!ts)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to lay out the model's matrices");
-    matmul_tensors(m, ts);
+    matmul_only_tensors(m, ts);
     uint64_t most = 0;
     for (int i = 0; i < n; i++)
-        if (ts[i]->data && by_four_type(ts[i]->type) && ts[i]->row_bytes > most)
+        if (ts[i]->data && ts[i]->type == ELLM_TYPE_Q4_0 && ts[i]->row_bytes > most)
             most = ts[i]->row_bytes;
     void *scratch = most ? malloc(ELLM_BY_FOUR * most) : NULL;
     if (most && !scratch) {
@@ -129,10 +130,7 @@ edgellm_status ellm_model_lay_out_rows(ellm_model *m, void *bytes, size_t size, 
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to lay out the model's matrices");
     }
     for (int i = 0; i < n; i++)
-        *laid_out += lay_out_rows(ts[i], bytes, size, scratch);
-    /* The tied head's copy of the table's tensor: the same bytes, now in the same order. */
-    if (m->hp.tied_embeddings && m->w.output.data == m->w.tok_embd.data)
-        m->w.tok_embd.row_order = m->w.output.row_order;
+        lay_out_rows(ts[i], bytes, size, scratch, laid_out);
     free(scratch);
     free(ts);
     return EDGELLM_OK;

@@ -79,17 +79,13 @@ typedef struct ellm_model ellm_model;
  * type; unsupported architectures and types fail with a message naming them. */
 edgellm_status ellm_model_create(const gguf_file *file, ellm_model **out);
 void ellm_model_free(ellm_model *model);
-/* Lays the matrices the matmuls read (the layers' and the output head, tied or not: the embedding
- * lookup reads a tied head's rows in either order) out in the row
- * order the kernel set in use reads fastest, in place: Q4_0 and Q8_0 in ELLM_ROWS_BY_FOUR order
- * where the set has kernels for it (ellm_rows_by_four_wanted; the web build's wasm-relaxed set). Only for
+/* Lays the matrices only matmuls read (the layers' and an untied output head) out in the row
+ * order the kernel set in use reads fastest, in place: Q4_0 in ELLM_ROWS_BY_FOUR order where the
+ * set has kernels for it (ellm_rows_by_four_wanted; the web build's wasm-relaxed set). Only for
  * a model whose file bytes [bytes, bytes + size) are the engine's own writable copy, never a
  * mapping or the application's memory; matrices outside them stay as they are. *laid_out: how
  * many were. Results stay bit for bit what they were, in every kernel set. */
 edgellm_status ellm_model_lay_out_rows(ellm_model *model, void *bytes, size_t size, int *laid_out);
-/* Row r of a weight matrix as floats (ne[0] of them), whatever its row order: how anything but
- * the matmul kernels reads a weight's rows. */
-void ellm_tensor_dequantize_row(const ellm_tensor *t, int64_t r, float *out);
 const ellm_hparams *ellm_model_hparams(const ellm_model *model);
 const ellm_weights *ellm_model_weights(const ellm_model *model);
 

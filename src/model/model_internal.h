@@ -32,7 +32,7 @@ struct ellm_model {
 /* Binds a tensor by name and checks its type is computable and its shape is exactly ne[0..n). */
 edgellm_status ellm_bind_tensor(const gguf_file *file, const char *name, int n_dims,
                                 const int64_t *ne, bool required, ellm_tensor *out);
-/* Converts a tensor to a freshly allocated float array, row after row. */
+/* Converts a 1-D tensor to a freshly allocated float array. */
 edgellm_status ellm_tensor_to_floats(const ellm_tensor *t, float **out);
 
 /* Loads a decoder of the llama family, the block every row of the architecture table describes;

@@ -383,8 +383,6 @@ static void wasm_relaxed_fill(void)
     wasm_relaxed_set.types[ELLM_TYPE_Q6_K] = K_RELAXED_KQ(q6_K);
     wasm_relaxed_set.types[ELLM_TYPE_Q5_0] = K_RELAXED_ON(q5_0, ext, ELLM_ACT_Q8_0_EXT);
     wasm_relaxed_set.types[ELLM_TYPE_Q8_0] = K_RELAXED_ON(q8_0, split, ELLM_ACT_Q8_0_SPLIT);
-    wasm_relaxed_set.types[ELLM_TYPE_Q8_0].vec_dot_by_four = ellm_vec_dot_q8_0_by_four_wasm_relaxed;
-    wasm_relaxed_set.types[ELLM_TYPE_Q8_0].gemm_by_four = ellm_gemm_q8_0_by_four_wasm_simd;
 }
 
 static void wasm_relaxed_prepare(void)

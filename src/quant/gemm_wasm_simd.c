@@ -290,19 +290,6 @@ static void q8_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g
     g->d = scales_of(rows, at + offsetof(block_q8_0, d));
 }
 
-/* Block b of a Q8_0 group in ELLM_ROWS_BY_FOUR order (rows[0] at the group): what q8_0_group
- * reads from four rows, from the group's one stream. */
-static void q8_0_by_four_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
-{
-    const uint8_t *blocks = rows[0] + (size_t)b * GROUP * sizeof(block_q8_0);
-    for (int r = 0; r < GROUP; r++) {
-        const uint8_t *qs = blocks + GROUP * sizeof(uint16_t) + QK8_0 * r;
-        g->bytes[r][0] = load(qs);
-        g->bytes[r][1] = load(qs + 16);
-    }
-    g->d = halves_to_f32x4(wasm_u32x4_load16x4(blocks));
-}
-
 static void q5_0_group(const uint8_t *const rows[GROUP], int64_t b, row_group *g)
 {
     const v128_t sixteen = wasm_i8x16_splat(16);
@@ -782,16 +769,6 @@ void ellm_gemm_q8_0_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int6
     ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
     gemm_row_groups(n / QK8_0, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride, q8_0_group,
                     PAIR_SHAPE(LEGACY_VECS, false), ext_act, &L, legacy_step);
-}
-
-/* Whole groups of a Q8_0 matrix in ELLM_ROWS_BY_FOUR order (n_rows a multiple of 4). */
-void ellm_gemm_q8_0_by_four_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,
-                                      const uint8_t *x, size_t x_stride, int64_t n_tok, float *y,
-                                      int64_t y_stride)
-{
-    ellm_q8_0_ext_layout L = ellm_q8_0_ext_layout_for(n);
-    gemm_row_groups(n / QK8_0, w, w_stride, n_rows, x, x_stride, n_tok, y, y_stride,
-                    q8_0_by_four_group, PAIR_SHAPE(LEGACY_VECS, false), ext_act, &L, legacy_step);
 }
 
 void ellm_gemm_q4_K_wasm_simd(int64_t n, const uint8_t *w, size_t w_stride, int64_t n_rows,

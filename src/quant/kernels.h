@@ -12,11 +12,9 @@ void ellm_vec_dot_f16_scalar(int64_t n, float *out, const void *row, const void 
 void ellm_vec_dot_bf16_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q8_0_scalar(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q4_0_scalar(int64_t n, float *out, const void *row, const void *x);
-/* The four rows of a Q4_0 or Q8_0 group in ELLM_ROWS_BY_FOUR order against plain Q8_0 rows: the
+/* The four rows of a Q4_0 group in ELLM_ROWS_BY_FOUR order against plain Q8_0 rows: the
  * portable vec_dot_by_four, which ellm_matmul takes for such matrices in sets without one. */
 void ellm_vec_dot_q4_0_by_four_scalar(int64_t n, float *out, const void *rows, size_t row_bytes,
-                                      const void *x);
-void ellm_vec_dot_q8_0_by_four_scalar(int64_t n, float *out, const void *rows, size_t row_bytes,
                                       const void *x);
 /* K-quants against Q8_K activations (kernels_kquants_scalar.c). */
 void ellm_vec_dot_q4_K_scalar(int64_t n, float *out, const void *row, const void *x);
@@ -325,11 +323,6 @@ void ellm_vec_dot_q4_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *
 void ellm_vec_dot_q4_0_by_four_wasm_relaxed(int64_t n, float *out, const void *rows,
                                             size_t row_bytes, const void *x);
 ELLM_WASM_GEMM(q4_0_by_four, wasm_relaxed)
-/* Q8_0 in ELLM_ROWS_BY_FOUR order: one group against the split row, and tiles of groups (the
- * wasm-simd tile's arithmetic, as the set's plain Q8_0 tile). */
-void ellm_vec_dot_q8_0_by_four_wasm_relaxed(int64_t n, float *out, const void *rows,
-                                            size_t row_bytes, const void *x);
-ELLM_WASM_GEMM(q8_0_by_four, wasm_simd)
 void ellm_vec_dot_q5_0_ext_wasm_relaxed(int64_t n, float *out, const void *row, const void *x);
 void ellm_vec_dot_q5_0_ext_rows_wasm_relaxed(int64_t n, float *out, const void *rows,
                                              size_t row_bytes, const void *x);

@@ -64,7 +64,7 @@ void ellm_vec_dot_q8_0_scalar(int64_t n, float *out, const void *row, const void
 }
 
 /* A Q4_0 block's quants (levels minus 8) against an activation block, exactly. */
-static int q4_0_block_isum(const uint8_t *qs, const block_q8_0 *a)
+static int q4_0_block_isum(const uint8_t qs[QK4_0 / 2], const block_q8_0 *a)
 {
     int isum = 0;
     for (int j = 0; j < QK4_0 / 2; j++) {
@@ -85,44 +85,20 @@ void ellm_vec_dot_q4_0_scalar(int64_t n, float *out, const void *row, const void
     *out = sum;
 }
 
-/* The four rows of a group in ELLM_ROWS_BY_FOUR order (blocks block_bytes long, a half scale
- * and then their quants) against plain Q8_0 rows, block_isum giving a block's exact integer sum. */
-static void by_four_scalar(int64_t n, float *out, const uint8_t *group, size_t block_bytes,
-                           const block_q8_0 *a,
-                           int (*block_isum)(const uint8_t *, const block_q8_0 *))
-{
-    size_t quant_bytes = block_bytes - sizeof(uint16_t);
-    for (int k = 0; k < ELLM_BY_FOUR; k++) {
-        const uint8_t *blocks = group;
-        float sum = 0;
-        for (int64_t i = 0; i < n / QK8_0; i++, blocks += ELLM_BY_FOUR * block_bytes) {
-            uint16_t d;
-            memcpy(&d, blocks + sizeof d * k, sizeof d);
-            const uint8_t *qs = blocks + ELLM_BY_FOUR * sizeof d + quant_bytes * k;
-            sum += ellm_f16_to_f32(d) * ellm_f16_to_f32(a[i].d) * (float)block_isum(qs, &a[i]);
-        }
-        out[k] = sum;
-    }
-}
-
 void ellm_vec_dot_q4_0_by_four_scalar(int64_t n, float *out, const void *rows, size_t row_bytes,
                                       const void *x)
 {
     (void)row_bytes;
-    by_four_scalar(n, out, rows, sizeof(block_q4_0), x, q4_0_block_isum);
-}
-
-static int q8_0_block_isum(const uint8_t *qs, const block_q8_0 *a)
-{
-    int isum = 0;
-    for (int j = 0; j < QK8_0; j++)
-        isum += (int8_t)qs[j] * a->qs[j];
-    return isum;
-}
-
-void ellm_vec_dot_q8_0_by_four_scalar(int64_t n, float *out, const void *rows, size_t row_bytes,
-                                      const void *x)
-{
-    (void)row_bytes;
-    by_four_scalar(n, out, rows, sizeof(block_q8_0), x, q8_0_block_isum);
+    const block_q8_0 *a = x;
+    for (int k = 0; k < ELLM_BY_FOUR; k++) {
+        const uint8_t *blocks = rows;
+        float sum = 0;
+        for (int64_t i = 0; i < n / QK4_0; i++, blocks += ELLM_BY_FOUR * sizeof(block_q4_0)) {
+            uint16_t d;
+            memcpy(&d, blocks + sizeof d * k, sizeof d);
+            const uint8_t *qs = blocks + ELLM_BY_FOUR * sizeof d + QK4_0 / 2 * k;
+            sum += ellm_f16_to_f32(d) * ellm_f16_to_f32(a[i].d) * (float)q4_0_block_isum(qs, &a[i]);
+        }
+        out[k] = sum;
+    }
 }

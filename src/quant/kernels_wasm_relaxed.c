@@ -249,38 +249,24 @@ static inline v128_t transpose_sum4_q4_0(const v128_t v[4])
 
 RELAXED_EXT_KERNELS(q4_0, transpose_sum4_q4_0, 8, 1)
 
-/* An activation row of ellm_q8_0_ext_layout's shape: values, block scales and block sums. */
-typedef struct act_row_parts {
-    const void *values;
-    const float *da;
-    const int32_t *bsums;
-} act_row_parts;
-
-/* Row k of a group in ELLM_ROWS_BY_FOUR order (blocks block_bytes long) against x, block by block
- * with the scalar kernel's float operations and every half converted exactly, block_isum giving
- * a block's exact integer sum: the four-row kernels' way for a group with an Inf or NaN scale,
- * the same bits as the single-row kernel on the row in plain order. */
-static float
-row_of_four_dot(int64_t n, const uint8_t *group, int k, size_t block_bytes, const act_row_parts *x,
-                int (*block_isum)(const uint8_t *qs, const act_row_parts *x, int64_t i))
+/* Row k of a Q4_0 group in ELLM_ROWS_BY_FOUR order against the extended row, block by block with
+ * the scalar kernel's operations and every half converted exactly: the four-row kernel's way for
+ * a group with an Inf or NaN scale, the same bits as ellm_vec_dot_q4_0_ext_wasm_relaxed on the
+ * row in plain order. */
+static float q4_0_row_of_four_dot(int64_t n, const uint8_t *group, int k, const int8_t *a,
+                                  const float *da, const int32_t *bsums)
 {
     float sum = 0;
-    for (int64_t i = 0; i < n / QK8_0; i++, group += ELLM_BY_FOUR * block_bytes) {
+    for (int64_t i = 0; i < n / QK4_0; i++, group += ELLM_BY_FOUR * sizeof(block_q4_0)) {
         uint16_t d;
         memcpy(&d, group + sizeof d * k, sizeof d);
-        const uint8_t *qs = group + ELLM_BY_FOUR * sizeof d + (block_bytes - sizeof d) * k;
-        sum += ellm_f16_to_f32(d) * x->da[i] * (float)block_isum(qs, x, i);
+        const uint8_t *qs = group + ELLM_BY_FOUR * sizeof d + QK4_0 / 2 * k;
+        int isum = -8 * bsums[i];
+        for (int j = 0; j < QK4_0 / 2; j++)
+            isum += (qs[j] & 0x0F) * a[QK4_0 * i + j] + (qs[j] >> 4) * a[QK4_0 * i + j + 16];
+        sum += ellm_f16_to_f32(d) * da[i] * (float)isum;
     }
     return sum;
-}
-
-static int q4_0_block_isum(const uint8_t *qs, const act_row_parts *x, int64_t i)
-{
-    const int8_t *a = (const int8_t *)x->values + QK4_0 * i;
-    int isum = -8 * x->bsums[i];
-    for (int j = 0; j < QK4_0 / 2; j++)
-        isum += (qs[j] & 0x0F) * a[j] + (qs[j] >> 4) * a[j + 16];
-    return isum;
 }
 
 /* The four rows of a Q4_0 group in ELLM_ROWS_BY_FOUR order against the extended Q8_0 row: the
@@ -321,9 +307,7 @@ void ellm_vec_dot_q4_0_by_four_wasm_relaxed(int64_t n, float *out, const void *r
     wasm_v128_store(out, sum);
     if (any_inf_nan_mark(marks))
         for (int k = 0; k < 4; k++)
-            out[k] = row_of_four_dot(n, rows, k, sizeof(block_q4_0),
-                                     &(act_row_parts){.values = a, .da = da, .bsums = bsums},
-                                     q4_0_block_isum);
+            out[k] = q4_0_row_of_four_dot(n, rows, k, a, da, bsums);
 }
 RELAXED_EXT_KERNELS(q5_0, transpose_sum4, 16, 0)
 
@@ -352,61 +336,16 @@ static inline v128_t finished_before_later_loads(v128_t v)
  * pair sums are at most 2 · 128 · 127 in magnitude, and so is their difference, the true pair sum
  * of weight times activation: exact in 16 bits for every weight, -128 included, then widened
  * (two such differences would not fit). A block's 64 bytes step as 32 int16 in the macros. */
-static inline v128_t relaxed_q8_0_quants(const int8_t *qs, const int16_t *split)
+static inline v128_t relaxed_q8_0(const block_q8_0 *w, const int16_t *split)
 {
     const int8_t *pos = (const int8_t *)split, *neg = pos + QK8_0;
-    v128_t w0 = load(qs), w1 = load(qs + 16);
+    v128_t w0 = load(w->qs), w1 = load(w->qs + 16);
     v128_t lo = wasm_i16x8_sub(relaxed_dot_i8_i7(w0, load(pos)), relaxed_dot_i8_i7(w0, load(neg)));
     v128_t hi = wasm_i16x8_sub(relaxed_dot_i8_i7(w1, load(pos + 16)),
                                relaxed_dot_i8_i7(w1, load(neg + 16)));
     return finished_before_later_loads(wasm_i32x4_add(widen_pairs(lo), widen_pairs(hi)));
 }
 
-static inline v128_t relaxed_q8_0(const block_q8_0 *w, const int16_t *split)
-{
-    return relaxed_q8_0_quants(w->qs, split);
-}
-
 EXT_ACTIVATION_KERNELS(q8_0, split, wasm_relaxed, ellm_q8_0_split_layout_for, int16_t, relaxed_q8_0,
                        transpose_sum4, 0, 0)
-
-static int q8_0_block_isum(const uint8_t *qs, const act_row_parts *x, int64_t i)
-{
-    v128_t part = relaxed_q8_0_quants((const int8_t *)qs, (const int16_t *)x->values + QK8_0 * i);
-    return wasm_i32x4_extract_lane(part, 0) + wasm_i32x4_extract_lane(part, 1) +
-           wasm_i32x4_extract_lane(part, 2) + wasm_i32x4_extract_lane(part, 3);
-}
-
-/* The four rows of a Q8_0 group in ELLM_ROWS_BY_FOUR order against the split row: the four-row
- * loop of EXT_ACTIVATION_ROWS on one stream, as the Q4_0 kernel above (the four scales in one
- * load, the four rows' quants at consecutive addresses, no touches ahead). */
-void ellm_vec_dot_q8_0_by_four_wasm_relaxed(int64_t n, float *out, const void *rows,
-                                            size_t row_bytes, const void *x)
-{
-    (void)row_bytes;
-    const ellm_q8_0_ext_layout L = ellm_q8_0_split_layout_for(n);
-    const int16_t *split = x;
-    const float *da = (const float *)((const uint8_t *)x + L.scales_offset);
-    const size_t step = ELLM_BY_FOUR * sizeof(block_q8_0);
-    int64_t nb = n / QK8_0;
-    const uint8_t *blk = rows;
-    v128_t sum = wasm_f32x4_splat(0.0f), marks = wasm_i32x4_splat(0);
-    for (int64_t i = 0; i < nb; i++, blk += step) {
-        v128_t part[4];
-        for (int k = 0; k < 4; k++)
-            part[k] = relaxed_q8_0_quants((const int8_t *)blk + ELLM_BY_FOUR * sizeof(uint16_t) +
-                                              QK8_0 * k,
-                                          split + QK8_0 * i);
-        v128_t h = wasm_i32x4_shl(wasm_u32x4_load16x4(blk), 16);
-        marks = wasm_u32x4_max(marks, inf_nan_marks(h));
-        sum = wasm_f32x4_add(sum,
-                             wide_terms(transpose_sum4(part), wasm_i32x4_splat(0), 0,
-                                        finite_high_halves_to_f32x4(h), wasm_f32x4_splat(da[i])));
-    }
-    wasm_v128_store(out, sum);
-    if (any_inf_nan_mark(marks))
-        for (int k = 0; k < 4; k++)
-            out[k] = row_of_four_dot(n, rows, k, sizeof(block_q8_0),
-                                     &(act_row_parts){.values = split, .da = da}, q8_0_block_isum);
-}
 #endif

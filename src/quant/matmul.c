@@ -321,8 +321,7 @@ static ellm_act_layout choose_kernels(matmul_job *job, int i, int64_t n_tokens)
         if (!k->vec_dot_by_four || !k->gemm_by_four) {
             /* A set that was not the one the weight was laid out for (the tests' scalar logits):
              * the portable kernel, a token at a time on plain rows. */
-            job->by_four[i] = job->w[i]->type == ELLM_TYPE_Q8_0 ? ellm_vec_dot_q8_0_by_four_scalar
-                                                                : ellm_vec_dot_q4_0_by_four_scalar;
+            job->by_four[i] = ellm_vec_dot_q4_0_by_four_scalar;
             job->gemm[i] = NULL;
             job->ext_dot[i] = false;
             return ELLM_ACT_PLAIN;

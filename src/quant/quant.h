@@ -99,23 +99,17 @@ enum { ELLM_DOT_ROWS = 8 };
 typedef void (*ellm_vec_dot_rows_fn)(int64_t n, float *out, const void *rows, size_t row_bytes,
                                      const void *x);
 
-/* Q4_0 and Q8_0 matrices in ELLM_ROWS_BY_FOUR order (core/tensor_types.h): block i of the group
- * of rows 4g..4g + 3 is the four rows' half scales (8 bytes, row 4g's first), then each row's quant
- * bytes in turn (16 for Q4_0, 32 for Q8_0): 72 or 136 bytes, as many as the four blocks, so a group
- * fills the bytes of its rows and a matrix is laid out in place. A four-row kernel then reads one
- * stream instead of four and the four scales in one load (the web build's decode, docs/web.md,
- * sessions 26 and 27). */
+/* Q4_0 matrices in ELLM_ROWS_BY_FOUR order (core/tensor_types.h): block i of the group of rows
+ * 4g..4g + 3 is the four rows' half scales (8 bytes, row 4g's first), then each row's 16 quant
+ * bytes in turn: 72 bytes, as many as the four blocks, so a group fills the bytes of its rows and
+ * a matrix is laid out in place. A four-row kernel then reads one stream instead of four and the
+ * four scales in one load (the web build's decode, docs/web.md, session 26). */
 enum { ELLM_BY_FOUR = 4 };
-/* Lays out the whole groups of four of n_rows rows of type (Q4_0 or Q8_0; row_bytes apart) at
- * data in that order, in place; the rows after the last whole group stay as they are. scratch
- * holds 4 row_bytes. */
-void ellm_rows_by_four(ellm_type type, void *data, int64_t n_rows, size_t row_bytes, void *scratch);
-/* Row k (0..3) of the group at `group` as plain blocks at row. */
-void ellm_row_of_four(ellm_type type, const void *group, size_t row_bytes, int k, void *row);
-/* Row k (0..3) of the group at `group` as floats (row_bytes / block bytes * 32 of them), what
- * ellm_dequantize_row gives for the plain row. */
-void ellm_dequantize_row_of_four(ellm_type type, const void *group, size_t row_bytes, int k,
-                                 float *out);
+/* Lays out the whole groups of four of n_rows Q4_0 rows (row_bytes apart) at data in that order,
+ * in place; the rows after the last whole group stay as they are. scratch holds 4 row_bytes. */
+void ellm_q4_0_rows_by_four(void *data, int64_t n_rows, size_t row_bytes, void *scratch);
+/* Row k (0..3) of the group at `group` as plain Q4_0 blocks at row. */
+void ellm_q4_0_row_of_four(const void *group, size_t row_bytes, int k, void *row);
 
 /* How a matmul's activation rows are laid out. */
 typedef enum ellm_act_layout {
@@ -148,7 +142,7 @@ typedef struct ellm_type_kernels {
     const char *gemm_isa;
     ellm_act_layout ext_layout;        /* what vec_dot_ext reads (the default, 0: Q8_0_EXT) */
     ellm_vec_dot_rows_fn vec_dot_rows; /* NULL when the set has none for this type */
-    /* Optional, Q4_0 and Q8_0 (ELLM_ROWS_BY_FOUR matrices): the four rows of the group at rows (row_bytes
+    /* Optional, Q4_0 (ELLM_ROWS_BY_FOUR matrices): the four rows of the group at rows (row_bytes
      * the matrix's) against the activation row vec_dot_rows reads, out[0..3]; and tiles of whole
      * groups (w at a group, n_rows a multiple of 4) on gemm's activations. Bit for bit what
      * vec_dot and gemm give for the same rows in plain order. A set with both is one the loader

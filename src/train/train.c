@@ -244,7 +244,8 @@ edgellm_status ellm_train_params_from_model(const ellm_model *model, ellm_train_
             return ellm_fail(EDGELLM_ERR_FORMAT, "tensor %s has an unexpected shape", t.name);
         }
         for (int64_t r = 0; r < t.ne1; r++)
-            ellm_tensor_dequantize_row(src, r, t.data + r * t.ne0);
+            ellm_dequantize_row(src->type, (const uint8_t *)src->data + r * src->row_bytes,
+                                t.data + r * t.ne0, t.ne0);
     }
     *out = p;
     return EDGELLM_OK;
