@@ -224,12 +224,12 @@ edgellm_status edgellm_model_load_from_memory(const void *data, size_t size,
     return model_from_file(m, "model bytes", params && params->vocab_only, out);
 }
 
-edgellm_status ellm_model_lay_out_for_kernels(edgellm_model *model, void *bytes, size_t size)
+edgellm_status ellm_context_lay_out_model(edgellm_context *ctx, void *bytes, size_t size)
 {
-    if (!model || !model->model)
+    if (!ctx || !ctx->model || !ctx->model->model)
         return EDGELLM_OK;
     int laid_out;
-    return ellm_model_lay_out_rows(model->model, bytes, size, &laid_out);
+    return ellm_model_lay_out_rows(ctx->model->model, bytes, size, ctx->pool, &laid_out);
 }
 
 static edgellm_status model_from_file(edgellm_model *m, const char *path, bool vocab_only,

@@ -12,10 +12,12 @@ edgellm_status ellm_estimate_memory_for_shape(const ellm_hparams *hp, ellm_type 
                                               const edgellm_context_params *params,
                                               edgellm_memory_estimate *out);
 
-/* ellm_model_lay_out_rows on a model edgellm_model_load_from_memory loaded from bytes the caller
- * hands to the engine to rewrite ([bytes, bytes + size), e.g. the web build's own copy of the
- * file, which it keeps for the model's life and frees after it). Before any context exists. */
-edgellm_status ellm_model_lay_out_for_kernels(edgellm_model *model, void *bytes, size_t size);
+/* ellm_model_lay_out_rows on the model of ctx, which edgellm_model_load_from_memory loaded from
+ * bytes the caller hands to the engine to rewrite ([bytes, bytes + size), e.g. the web build's
+ * own copy of the file, which it keeps for the model's life and frees after it), on ctx's
+ * threads (the layout reads and writes every byte it moves once: one wasm thread does not fill
+ * the memory bus). Before the model has run on ctx, and with no other context on the model. */
+edgellm_status ellm_context_lay_out_model(edgellm_context *ctx, void *bytes, size_t size);
 
 /* A public call that runs the model on ctx (edgellm_eval, edgellm_embed, edgellm_generate*)
  * begins and ends: edgellm_context_cancel reaches only what runs in between. Calls nest (generate

@@ -74,19 +74,36 @@ edgellm_status ellm_tensor_to_floats(const ellm_tensor *t, float **out)
     return EDGELLM_OK;
 }
 
-/* t laid out in ELLM_ROWS_BY_FOUR order if it is a Q4_0 matrix of at least four rows in the
- * writable bytes [bytes, bytes + size) and the kernel set in use reads that order; scratch holds
- * 4 row_bytes of the largest such matrix. */
-static void lay_out_rows(ellm_tensor *t, uint8_t *bytes, size_t size, void *scratch, int *count)
+/* Whether t is a Q4_0 matrix of at least four rows in plain order in the writable bytes
+ * [bytes, bytes + size) that the kernel set in use reads in ELLM_ROWS_BY_FOUR order. */
+static bool to_lay_out(const ellm_tensor *t, const uint8_t *bytes, size_t size)
 {
     uintptr_t at = (uintptr_t)t->data, start = (uintptr_t)bytes;
-    if (!t->data || t->type != ELLM_TYPE_Q4_0 || t->row_order != ELLM_ROWS_PLAIN ||
-        t->ne[1] < ELLM_BY_FOUR || !ellm_rows_by_four_wanted(t->type) || at < start ||
-        at - start > size || size - (at - start) < t->n_bytes)
-        return;
-    ellm_q4_0_rows_by_four(bytes + (at - start), t->ne[1], t->row_bytes, scratch);
-    t->row_order = ELLM_ROWS_BY_FOUR;
-    ++*count;
+    return t->data && t->type == ELLM_TYPE_Q4_0 && t->row_order == ELLM_ROWS_PLAIN &&
+           t->ne[1] >= ELLM_BY_FOUR && ellm_rows_by_four_wanted(t->type) && at >= start &&
+           at - start <= size && size - (at - start) >= t->n_bytes;
+}
+
+/* The matrices to lay out, their groups dealt out to the pool's threads: each thread takes its
+ * share of every matrix's groups (the groups are independent), with its own scratch of 4 rows. */
+typedef struct lay_out_job {
+    ellm_tensor *const *ts;
+    int n;
+    uint8_t *scratch;
+    size_t scratch_bytes; /* per thread */
+} lay_out_job;
+
+static void lay_out_share(void *arg, int ith, int nth)
+{
+    const lay_out_job *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        const ellm_tensor *t = j->ts[i];
+        int64_t groups = t->ne[1] / ELLM_BY_FOUR;
+        int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
+        uint8_t *rows = (uint8_t *)(uintptr_t)t->data + g0 * ELLM_BY_FOUR * t->row_bytes;
+        ellm_q4_0_rows_by_four(rows, (g1 - g0) * ELLM_BY_FOUR, t->row_bytes,
+                               j->scratch + (size_t)ith * j->scratch_bytes);
+    }
 }
 
 /* The matrices only matmuls read: the layers' and an output head of its own (a tied head is the
@@ -112,7 +129,8 @@ static int matmul_only_tensors(ellm_model *m, ellm_tensor **out)
     return n;
 }
 
-edgellm_status ellm_model_lay_out_rows(ellm_model *m, void *bytes, size_t size, int *laid_out)
+edgellm_status ellm_model_lay_out_rows(ellm_model *m, void *bytes, size_t size,
+                                       ellm_threadpool *pool, int *laid_out)
 {
     *laid_out = 0;
     int n = matmul_only_tensors(m, NULL);
@@ -120,18 +138,28 @@ edgellm_status ellm_model_lay_out_rows(ellm_model *m, void *bytes, size_t size, 
     if (!ts)
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to lay out the model's matrices");
     matmul_only_tensors(m, ts);
+    int chosen = 0;
     uint64_t most = 0;
     for (int i = 0; i < n; i++)
-        if (ts[i]->data && ts[i]->type == ELLM_TYPE_Q4_0 && ts[i]->row_bytes > most)
-            most = ts[i]->row_bytes;
-    void *scratch = most ? malloc(ELLM_BY_FOUR * most) : NULL;
-    if (most && !scratch) {
+        if (to_lay_out(ts[i], bytes, size)) {
+            ts[chosen++] = ts[i];
+            most = ts[i]->row_bytes > most ? ts[i]->row_bytes : most;
+        }
+    int nth = pool ? ellm_threadpool_size(pool) : 1;
+    lay_out_job job = {.ts = ts, .n = chosen, .scratch_bytes = ELLM_BY_FOUR * most};
+    job.scratch = chosen ? malloc((size_t)nth * job.scratch_bytes) : NULL;
+    if (chosen && !job.scratch) {
         free(ts);
         return ellm_fail(EDGELLM_ERR_OUT_OF_MEMORY, "no memory to lay out the model's matrices");
     }
-    for (int i = 0; i < n; i++)
-        lay_out_rows(ts[i], bytes, size, scratch, laid_out);
-    free(scratch);
+    if (chosen && pool)
+        ellm_threadpool_run(pool, lay_out_share, &job);
+    else if (chosen)
+        lay_out_share(&job, 0, 1);
+    for (int i = 0; i < chosen; i++)
+        ts[i]->row_order = ELLM_ROWS_BY_FOUR;
+    *laid_out = chosen;
+    free(job.scratch);
     free(ts);
     return EDGELLM_OK;
 }

@@ -83,9 +83,10 @@ void ellm_model_free(ellm_model *model);
  * order the kernel set in use reads fastest, in place: Q4_0 in ELLM_ROWS_BY_FOUR order where the
  * set has kernels for it (ellm_rows_by_four_wanted; the web build's wasm-relaxed set). Only for
  * a model whose file bytes [bytes, bytes + size) are the engine's own writable copy, never a
- * mapping or the application's memory; matrices outside them stay as they are. *laid_out: how
- * many were. Results stay bit for bit what they were, in every kernel set. */
-edgellm_status ellm_model_lay_out_rows(ellm_model *model, void *bytes, size_t size, int *laid_out);
+ * mapping or the application's memory; matrices outside them stay as they are. With pool (may
+ * be NULL), its threads share the work. *laid_out: how many were. Results stay bit for bit what they were, in every kernel set. */
+edgellm_status ellm_model_lay_out_rows(ellm_model *model, void *bytes, size_t size,
+                                       ellm_threadpool *pool, int *laid_out);
 const ellm_hparams *ellm_model_hparams(const ellm_model *model);
 const ellm_weights *ellm_model_weights(const ellm_model *model);
 

@@ -54,15 +54,19 @@ EMSCRIPTEN_KEEPALIVE wasm_engine *edgellm_wasm_open(void *bytes, size_t size, in
     cp.n_threads = n_threads;
     edgellm_model_info info;
     edgellm_status st = edgellm_model_load_from_memory(bytes, size, NULL, &e->model);
-    /* The bytes are this engine's own copy, kept until the model is freed: its matrices can be
-     * laid out for the kernels (Q4_0 rows by four for the wasm-relaxed set). */
-    if (st == EDGELLM_OK)
-        st = ellm_model_lay_out_for_kernels(e->model, bytes, size);
     /* A long training context would fill wasm memory with KV cache nobody asked for. */
     if (st == EDGELLM_OK && n_ctx <= 0 &&
         (st = edgellm_model_get_info(e->model, &info)) == EDGELLM_OK)
         cp.n_ctx = info.n_ctx_train > 0 && info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
-    if (st != EDGELLM_OK || edgellm_context_create(e->model, &cp, &e->ctx) != EDGELLM_OK) {
+    if (st == EDGELLM_OK)
+        st = edgellm_context_create(e->model, &cp, &e->ctx);
+    /* The bytes are this engine's own copy, kept until the model is freed: its matrices can be
+     * laid out for the kernels (Q4_0 rows by four for the wasm-relaxed set), by the context's
+     * threads. */
+    if (st == EDGELLM_OK)
+        st = ellm_context_lay_out_model(e->ctx, bytes, size);
+    if (st != EDGELLM_OK) {
+        edgellm_context_free(e->ctx);
         edgellm_model_free(e->model);
         free(bytes);
         free(e);
