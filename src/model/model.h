@@ -84,7 +84,8 @@ void ellm_model_free(ellm_model *model);
  * set has kernels for it (ellm_rows_by_four_wanted; the web build's wasm-relaxed set). Only for
  * a model whose file bytes [bytes, bytes + size) are the engine's own writable copy, never a
  * mapping or the application's memory; matrices outside them stay as they are. With pool (may
- * be NULL), its threads share the work. *laid_out: how many were. Results stay bit for bit what they were, in every kernel set. */
+ * be NULL), its threads share the work. *laid_out: how many were. Results stay bit for bit what
+ * they were, in every kernel set. */
 edgellm_status ellm_model_lay_out_rows(ellm_model *model, void *bytes, size_t size,
                                        ellm_threadpool *pool, int *laid_out);
 const ellm_hparams *ellm_model_hparams(const ellm_model *model);

@@ -50,9 +50,9 @@ bool cli_output_overwrites_input(const char *cmd, const char *output, const cli_
 bool cli_output_refused(const char *cmd, const char *output, const cli_input *inputs,
                         size_t n_inputs);
 
-/* A whole file (or stdin for "-" and /dev/stdin; /dev/fd/N as it is) in a malloc'd buffer with a NUL after its *len bytes; NULL
- * with the reason in edgellm_last_error() (naming the path; a FIFO, directory or device is
- * refused, never waited on) if it cannot be read. */
+/* A whole file (or stdin for "-" and /dev/stdin; /dev/fd/N as it is) in a malloc'd buffer with
+ * a NUL after its *len bytes; NULL with the reason in edgellm_last_error() (naming the path; a
+ * FIFO, directory or device is refused, never waited on) if it cannot be read. */
 char *cli_read_file(const char *path, size_t *len);
 /* The same, reading no more than limit bytes: *longer says the file holds more (the buffer then
  * holds the first limit). For inputs only a bounded part of which can be used. */

@@ -3,7 +3,8 @@
  * to JavaScript as it becomes final, and the logits of a token sequence (for tests). A generation
  * runs in slices (begin, next, finish), its prompt too, so that the worker's event loop, which
  * delivers an interrupt or an unload, runs between them even where no shared memory carries a
- * flag into a running call. Every failure returns a status whose message edgellm_wasm_last_error gives. */
+ * flag into a running call. Every failure returns a status whose message edgellm_wasm_last_error
+ * gives. */
 #include <emscripten.h>
 #include <stdio.h>
 #include <stdlib.h>
